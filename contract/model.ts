@@ -1,0 +1,150 @@
+/**
+ * The mesh model: what the proxy needs to know about services, endpoints and their
+ * policy. It is the seam between config sources and the proxy: the static YAML file
+ * and the control plane's discovery stream both produce exactly these readonly objects,
+ * and the proxy's hot paths only ever see these (never raw JSON).
+ *
+ * Naming follows Kubernetes (Service, port, EndpointSlice) and Envoy (a "cluster" is
+ * one service port with its endpoints).
+ */
+
+/** How the proxy treats a port. `detect` peeks at the first bytes. */
+export type Protocol = 'detect' | 'http1' | 'http2' | 'grpc' | 'opaque';
+
+export interface Endpoint {
+  /** Pod IP. */
+  readonly address: string;
+  /** The app's port on that pod (EndpointSlice port). */
+  readonly port: number;
+  /**
+   * Port of the destination pod's inbound sidecar (15006 in a cluster), or null when the
+   * endpoint is not meshed: then traffic goes to address:port directly, in plaintext.
+   */
+  readonly proxyPort: number | null;
+  /** SPIFFE ID the peer must present (`spiffe://td/ns/NS/sa/SA`); '' when unmeshed. */
+  readonly identity: string;
+  readonly weight: number;
+  readonly zone: string;
+  /** EndpointSlice conditions.ready; unready endpoints get no new requests. */
+  readonly ready: boolean;
+}
+
+export type LoadBalancerKind = 'peak-ewma' | 'least-request' | 'round-robin' | 'random' | 'ring-hash';
+
+export interface LoadBalancerPolicy {
+  readonly kind: LoadBalancerKind;
+  /** Linkerd's peak-EWMA defaults: default RTT 30 ms, decay 10 s. */
+  readonly ewmaDefaultRttMs: number;
+  readonly ewmaDecayMs: number;
+  /** ring-hash: hash on this request header; '' hashes on the source address. */
+  readonly hashHeader: string;
+  readonly minRingSize: number;
+}
+
+/** Envoy outlier_detection semantics and defaults (envoy/config/cluster/v3/outlier_detection.proto). */
+export interface OutlierPolicy {
+  readonly enabled: boolean;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionTimeMs: number;
+  readonly maxEjectionTimeJitterMs: number;
+  readonly maxEjectionPercent: number;
+  readonly consecutive5xx: number;
+  readonly consecutiveGatewayFailure: number;
+  readonly enforcingConsecutiveGatewayFailure: number;
+  readonly splitExternalLocalOriginErrors: boolean;
+  readonly consecutiveLocalOriginFailure: number;
+  readonly successRateMinimumHosts: number;
+  readonly successRateRequestVolume: number;
+  readonly successRateStdevFactor: number;
+  readonly enforcingSuccessRate: number;
+  readonly failurePercentageThreshold: number;
+  readonly enforcingFailurePercentage: number;
+  readonly failurePercentageMinimumHosts: number;
+  readonly failurePercentageRequestVolume: number;
+  /** Below this share of healthy hosts the balancer ignores health (Envoy panic threshold). */
+  readonly panicThresholdPercent: number;
+}
+
+export interface CircuitBreakerPolicy {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  /** Per-endpoint failure accrual. */
+  readonly accrual: 'off' | 'consecutive' | 'sampling';
+  readonly consecutiveFailures: number;
+  readonly samplingThreshold: number;
+  readonly samplingDurationMs: number;
+  readonly samplingMinimumRps: number;
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+}
+
+export interface RetryPolicy {
+  /** Empty: only the always-safe retries (connect failure, refused stream, reset before any byte). */
+  readonly retryOn: readonly string[];
+  readonly retriableStatusCodes: readonly number[];
+  readonly attempts: number;
+  readonly perTryTimeoutMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly budgetRatio: number;
+  readonly budgetMinPerSecond: number;
+  readonly budgetTtlMs: number;
+  readonly retryNonIdempotent: boolean;
+  readonly maxBufferedBodyBytes: number;
+}
+
+export interface TimeoutPolicy {
+  readonly connectMs: number;
+  /** 0 = off (default), so long-lived streams live. */
+  readonly requestMs: number;
+  readonly idleMs: number;
+}
+
+export interface HealthCheckPolicy {
+  readonly kind: 'http' | 'tcp' | 'grpc';
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+}
+
+export interface TrafficPolicy {
+  readonly loadBalancer: LoadBalancerPolicy;
+  readonly outlierDetection: OutlierPolicy;
+  readonly circuitBreaker: CircuitBreakerPolicy;
+  readonly retry: RetryPolicy;
+  readonly timeouts: TimeoutPolicy;
+  readonly healthCheck: HealthCheckPolicy | null;
+}
+
+export interface ServicePort {
+  readonly name: string;
+  /** The Service port clients dial. */
+  readonly port: number;
+  readonly protocol: Protocol;
+  readonly endpoints: readonly Endpoint[];
+}
+
+export interface Service {
+  readonly name: string;
+  readonly namespace: string;
+  readonly clusterIPs: readonly string[];
+  readonly ports: readonly ServicePort[];
+  readonly policy: TrafficPolicy;
+}
+
+/** A versioned snapshot of everything one proxy needs. */
+export interface MeshSnapshot {
+  readonly version: string;
+  /** Where it came from: `file:PATH`, `control-plane:ADDR`. Shown in /config_dump. */
+  readonly source: string;
+  readonly services: readonly Service[];
+}
+
+export const serviceKey = (s: { name: string; namespace: string }): string => `${s.name}.${s.namespace}`;
+export const endpointKey = (e: { address: string; port: number }): string =>
+  e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;

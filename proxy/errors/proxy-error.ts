@@ -1,0 +1,92 @@
+/**
+ * Typed proxy errors with stable codes. One table maps each code to the synthetic
+ * HTTP status, the grpc-status a gRPC caller sees, and the value of the
+ * `wren-proxy-error` response header / `error` metric label, so every layer reports
+ * a failure the same way.
+ */
+export const ERROR_TABLE = {
+  // request could not be routed
+  NO_ROUTE: { http: 404, grpc: 12 /* UNIMPLEMENTED */, msg: 'no service matches the request authority' },
+  NO_ENDPOINTS: { http: 503, grpc: 14 /* UNAVAILABLE */, msg: 'the service has no ready endpoints' },
+  // connecting to the peer
+  CONNECT_REFUSED: { http: 502, grpc: 14, msg: 'connection refused by the endpoint' },
+  CONNECT_TIMEOUT: { http: 504, grpc: 14, msg: 'connect timed out' },
+  CONNECT_FAILED: { http: 502, grpc: 14, msg: 'could not connect to the endpoint' },
+  TLS_HANDSHAKE: { http: 502, grpc: 14, msg: 'mTLS handshake with the peer failed' },
+  PEER_IDENTITY: { http: 502, grpc: 14, msg: 'peer presented an unexpected identity' },
+  // during the exchange
+  UPSTREAM_RESET: { http: 502, grpc: 14, msg: 'the upstream reset the stream' },
+  UPSTREAM_PROTOCOL: { http: 502, grpc: 13 /* INTERNAL */, msg: 'the upstream sent an invalid response' },
+  REQUEST_TIMEOUT: { http: 504, grpc: 4 /* DEADLINE_EXCEEDED */, msg: 'request timed out' },
+  IDLE_TIMEOUT: { http: 504, grpc: 4, msg: 'stream was idle too long' },
+  DEADLINE_EXCEEDED: { http: 504, grpc: 4, msg: 'gRPC deadline exceeded' },
+  CLIENT_CANCELLED: { http: 499, grpc: 1 /* CANCELLED */, msg: 'the client cancelled the request' },
+  // resilience
+  OVERFLOW: { http: 503, grpc: 14, msg: 'circuit breaker overflow (too many requests)' },
+  CIRCUIT_OPEN: { http: 503, grpc: 14, msg: 'every endpoint is behind an open circuit breaker' },
+  RETRY_BUDGET: { http: 503, grpc: 14, msg: 'retry budget exhausted' },
+  // bad input and policy
+  BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, msg: 'malformed request' },
+  HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, msg: 'request headers exceed the limit' },
+  FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, msg: 'denied by authorization policy' },
+  UNAUTHENTICATED: { http: 401, grpc: 16, msg: 'a client certificate is required' },
+  DRAINING: { http: 503, grpc: 14, msg: 'the proxy is shutting down' },
+  INTERNAL: { http: 500, grpc: 13, msg: 'internal proxy error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export class ProxyError extends Error {
+  readonly httpStatus: number;
+  readonly grpcStatus: number;
+  constructor(
+    readonly code: ErrorCode,
+    detail?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(detail ? `${ERROR_TABLE[code].msg}: ${detail}` : ERROR_TABLE[code].msg, options);
+    this.name = 'ProxyError';
+    this.httpStatus = ERROR_TABLE[code].http;
+    this.grpcStatus = ERROR_TABLE[code].grpc;
+  }
+
+  /** Header and metric label value: lower-case, dash-separated (`connect-refused`). */
+  get label(): string {
+    return this.code.toLowerCase().replace(/_/g, '-');
+  }
+}
+
+/** Maps a Node socket/TLS/http2 error to a ProxyError (already-typed errors pass through). */
+export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET'): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const e = err as NodeJS.ErrnoException & { code?: string };
+  const detail = e?.message;
+  switch (e?.code) {
+    case 'ECONNREFUSED':
+      return new ProxyError('CONNECT_REFUSED', detail, { cause: err });
+    case 'ETIMEDOUT':
+      return new ProxyError('CONNECT_TIMEOUT', detail, { cause: err });
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+      return new ProxyError('CONNECT_FAILED', detail, { cause: err });
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'ERR_HTTP2_STREAM_ERROR':
+    case 'ERR_HTTP2_SESSION_ERROR':
+    case 'ERR_HTTP2_GOAWAY_SESSION':
+    case 'ERR_STREAM_PREMATURE_CLOSE':
+      return new ProxyError('UPSTREAM_RESET', detail, { cause: err });
+    case 'ERR_HTTP2_ERROR':
+    case 'HPE_INVALID_CONSTANT':
+    case 'HPE_INVALID_HEADER_TOKEN':
+      return new ProxyError('UPSTREAM_PROTOCOL', detail, { cause: err });
+    default:
+      if (typeof e?.code === 'string' && (e.code.startsWith('ERR_TLS') || e.code.startsWith('ERR_SSL') || e.code.includes('CERT')))
+        return new ProxyError('TLS_HANDSHAKE', detail, { cause: err });
+      return new ProxyError(fallback, detail, { cause: err });
+  }
+}
+
+export const PROXY_ERROR_HEADER = 'wren-proxy-error';
