@@ -1,0 +1,93 @@
+/**
+ * PKCS#10 certificate signing requests carrying one SPIFFE URI SAN in an
+ * `extensionRequest` attribute (RFC 2986 §4.1, RFC 2985 §5.4.2). The subject is left
+ * empty: the identity lives only in the SAN, as the X509-SVID spec asks, and a SPIFFE ID
+ * can be longer than the 64 characters a CN may hold.
+ */
+import forge from 'node-forge';
+import { PkiError } from './errors.js';
+import { privateKeyFromPem, publicKeyOf } from './keys.js';
+import { asForgeKey, nodeRsaSigner } from './signer.js';
+import { toSpiffeId, type SpiffeId } from './spiffe.js';
+
+/** GeneralName tags (RFC 5280 §4.2.1.6). */
+export const SAN_TYPE = { otherName: 0, email: 1, dns: 2, x400: 3, directoryName: 4, ediParty: 5, uri: 6, ip: 7, registeredId: 8 } as const;
+
+export interface RequestedSans {
+  readonly uris: readonly string[];
+  readonly dnsNames: readonly string[];
+  readonly ips: readonly string[];
+  readonly emails: readonly string[];
+  /** otherName, directoryName and the rest: counted, never honoured. */
+  readonly other: number;
+}
+
+export interface ParsedCsr {
+  readonly sans: RequestedSans;
+  readonly publicKeyPem: string;
+  readonly publicKeyBits: number;
+  readonly signatureValid: boolean;
+  /** forge object, for the CA. */
+  readonly publicKey: forge.pki.rsa.PublicKey;
+}
+
+export function createCsr(privateKeyPem: string, id: SpiffeId | string): string {
+  const { uri } = toSpiffeId(id);
+  const key = privateKeyFromPem(privateKeyPem);
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = publicKeyOf(key);
+  csr.setSubject([]);
+  csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: SAN_TYPE.uri, value: uri }] }] }]);
+  csr.sign(asForgeKey(nodeRsaSigner(privateKeyPem)), forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(csr);
+}
+
+interface AltName {
+  type: number;
+  value?: string;
+  ip?: string;
+}
+
+/** Parses a CSR and reports every SAN it asks for, across every extensionRequest attribute. */
+export function readCsr(pem: string): ParsedCsr {
+  let csr: ReturnType<typeof forge.pki.createCertificationRequest>;
+  try {
+    csr = forge.pki.certificationRequestFromPem(pem);
+  } catch (e) {
+    throw new PkiError('CSR_MALFORMED', `cannot parse the CSR (an RSA PKCS#10 PEM is expected): ${(e as Error).message}`, { cause: e });
+  }
+  const uris: string[] = [];
+  const dnsNames: string[] = [];
+  const ips: string[] = [];
+  const emails: string[] = [];
+  let other = 0;
+  const attrs = (csr as unknown as { attributes: { name?: string; extensions?: { name?: string; altNames?: AltName[] }[] }[] }).attributes;
+  for (const attr of attrs ?? []) {
+    for (const ext of attr.extensions ?? []) {
+      if (ext.name !== 'subjectAltName') continue;
+      for (const n of ext.altNames ?? []) {
+        if (n.type === SAN_TYPE.uri) uris.push(String(n.value));
+        else if (n.type === SAN_TYPE.dns) dnsNames.push(String(n.value));
+        else if (n.type === SAN_TYPE.ip) ips.push(n.ip ?? String(n.value));
+        else if (n.type === SAN_TYPE.email) emails.push(String(n.value));
+        else other++;
+      }
+    }
+  }
+  let signatureValid: boolean;
+  try {
+    signatureValid = csr.verify();
+  } catch {
+    // forge throws on a malformed signature block; that is a bad signature too.
+    signatureValid = false;
+  }
+  const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
+  if (!publicKey || !('n' in publicKey)) throw new PkiError('CSR_MALFORMED', 'the CSR has no RSA public key');
+  return {
+    sans: { uris, dnsNames, ips, emails, other },
+    publicKeyPem: forge.pki.publicKeyToPem(publicKey),
+    publicKeyBits: publicKey.n.bitLength(),
+    signatureValid,
+    publicKey,
+  };
+}

@@ -1,0 +1,103 @@
+import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isLevel, type Logger } from '../../common/logger.js';
+
+export interface AdminDeps {
+  readonly address: string;
+  readonly port: number;
+  readonly logger: Logger;
+  readonly ready: () => { ready: boolean; reason: string };
+  readonly metrics: () => Promise<{ contentType: string; body: string }>;
+  readonly configDump: () => unknown;
+  readonly clusters: () => unknown;
+  readonly certs: () => unknown;
+  readonly drain: () => void;
+}
+
+const ENDPOINTS: readonly [string, string, string][] = [
+  ['GET', '/', 'this list'],
+  ['GET', '/ready', '200 once config has arrived and while not draining, else 503'],
+  ['GET', '/live', '200 while the process runs'],
+  ['GET', '/metrics', 'Prometheus metrics'],
+  ['GET', '/config_dump', 'effective configuration (JSON)'],
+  ['GET', '/clusters', 'endpoints and their state (JSON)'],
+  ['GET', '/certs', 'workload identity, certificate serial and expiry, trust anchors (JSON)'],
+  ['POST', '/logging?level=debug|info|warn|error', 'change the log level'],
+  ['POST', '/drain', 'graceful shutdown (same as SIGTERM)'],
+];
+
+/**
+ * The admin port, bound to localhost by default (it exposes config and can drain the
+ * proxy). Names follow Envoy's admin API where the meaning matches; mutations are POST.
+ */
+export class AdminServer {
+  private readonly server: Server;
+
+  constructor(private readonly d: AdminDeps) {
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((err: Error) => send(res, 500, 'text/plain', `${err.message}\n`));
+    });
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.d.port, this.d.address, () => resolve(this.server.address() as AddressInfo));
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const key = `${req.method} ${url.pathname}`;
+    switch (key) {
+      case 'GET /':
+        return send(res, 200, 'text/plain', ENDPOINTS.map(([m, p, d]) => `${m.padEnd(5)}${p.padEnd(42)}${d}`).join('\n') + '\n');
+      case 'GET /ready': {
+        const r = this.d.ready();
+        return send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
+      }
+      case 'GET /live':
+        return send(res, 200, 'text/plain', 'live\n');
+      case 'GET /metrics': {
+        const m = await this.d.metrics();
+        return send(res, 200, m.contentType, m.body);
+      }
+      case 'GET /config_dump':
+        return json(res, this.d.configDump());
+      case 'GET /clusters':
+        return json(res, this.d.clusters());
+      case 'GET /certs':
+        return json(res, this.d.certs());
+      case 'POST /logging': {
+        const level = url.searchParams.get('level') ?? '';
+        if (!isLevel(level)) return send(res, 400, 'text/plain', `level must be one of debug, info, warn, error\n`);
+        this.d.logger.level = level;
+        this.d.logger.info('log level changed', { level });
+        return send(res, 200, 'text/plain', `level=${level}\n`);
+      }
+      case 'POST /drain':
+        this.d.drain();
+        return send(res, 202, 'text/plain', 'draining\n');
+      default:
+        if (ENDPOINTS.some(([, p]) => p.split('?')[0] === url.pathname))
+          return send(res, 405, 'text/plain', `method ${req.method} not allowed on ${url.pathname}\n`);
+        return send(res, 404, 'text/plain', `no admin endpoint ${url.pathname}; GET / lists them\n`);
+    }
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => {
+      this.server.close(() => r());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function json(res: ServerResponse, v: unknown): void {
+  send(res, 200, 'application/json', JSON.stringify(v, null, 2) + '\n');
+}

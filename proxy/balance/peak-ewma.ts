@@ -1,0 +1,44 @@
+import type { Clock, Random } from '../../common/clock.js';
+import { EMPTY_PICKER, powerOfTwo, type Balancer, type Host, type PickContext, type Picker } from './balancer.js';
+
+/**
+ * Linkerd's default balancer: power of two choices over peak-EWMA cost
+ * (linkerd2-proxy linkerd/proxy/balance/src/lib.rs: `p2c` over tower's `PeakEwma`;
+ * defaults default_rtt 30 ms, decay 10 s from linkerd2 policy-controller outbound.rs).
+ * Cost = RTT estimate × (in-flight + 1) (tower-load peak_ewma.rs); the estimator lives in
+ * endpoint-load.ts. Endpoint weights divide the cost (our extension: equal weights give
+ * exactly Linkerd's behaviour, a weight-2 endpoint looks half as loaded).
+ */
+export class PeakEwmaBalancer implements Balancer {
+  readonly kind = 'peak-ewma' as const;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly random: Random,
+  ) {}
+
+  build(hosts: readonly Host[]): Picker {
+    if (hosts.length === 0) return EMPTY_PICKER;
+    return new PeakEwmaPicker(Object.freeze([...hosts]), this.clock, this.random);
+  }
+}
+
+class PeakEwmaPicker implements Picker {
+  readonly size: number;
+  private now = 0;
+  private readonly better = (a: Host, b: Host): boolean =>
+    a.load.cost(this.now) / a.endpoint.weight < b.load.cost(this.now) / b.endpoint.weight;
+
+  constructor(
+    private readonly hosts: readonly Host[],
+    private readonly clock: Clock,
+    private readonly random: Random,
+  ) {
+    this.size = hosts.length;
+  }
+
+  pick(ctx: PickContext): Host | null {
+    this.now = this.clock.now();
+    return powerOfTwo(this.hosts, ctx, this.random, this.better);
+  }
+}

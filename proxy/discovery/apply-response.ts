@@ -1,0 +1,60 @@
+import { endpointFromWire, serviceFromWire, type DiscoveryResponse } from '../../contract/discovery.js';
+import { endpointKey, serviceKey, type Endpoint, type Service } from '../../contract/model.js';
+
+/** The delta does not apply to what the proxy holds: it needs a full snapshot (NACK with resync). */
+export class ResyncError extends Error {
+  override readonly name = 'ResyncError';
+}
+
+/**
+ * Turns the proxy's last good view plus one discovery response into the next view,
+ * validating everything that arrives (contract/parse.ts parsers via the contract
+ * converters). Pure: on any error it throws and `current` is untouched, so the caller
+ * NACKs and keeps its last good config.
+ */
+export function applyResponse(
+  current: ReadonlyMap<string, Service> | null,
+  currentVersion: string | null,
+  r: DiscoveryResponse,
+): Map<string, Service> {
+  if (typeof r?.version !== 'string' || r.version === '') throw new Error('version: missing');
+  if (r.full) {
+    const next = new Map<string, Service>();
+    (r.services ?? []).forEach((w, i) => {
+      const s = serviceFromWire(w, `services[${i}]`);
+      const key = serviceKey(s);
+      if (next.has(key)) throw new Error(`services[${i}]: duplicate service ${key}`);
+      next.set(key, s);
+    });
+    return next;
+  }
+  if (!current || r.baseVersion !== currentVersion)
+    throw new ResyncError(`delta applies to version ${JSON.stringify(r.baseVersion)} but the proxy holds ${JSON.stringify(currentVersion)}`);
+  const next = new Map(current);
+  for (const key of r.removedServices ?? []) next.delete(key);
+  (r.services ?? []).forEach((w, i) => {
+    const s = serviceFromWire(w, `services[${i}]`);
+    next.set(serviceKey(s), s);
+  });
+  (r.endpointDeltas ?? []).forEach((d, i) => {
+    const path = `endpointDeltas[${i}]`;
+    const svc = next.get(d.service);
+    if (!svc) throw new ResyncError(`${path}.service: unknown service ${JSON.stringify(d.service)}`);
+    const pi = svc.ports.findIndex((p) => p.port === d.port);
+    if (pi < 0) throw new ResyncError(`${path}.port: service ${d.service} has no port ${d.port}`);
+    const eps = new Map<string, Endpoint>(svc.ports[pi].endpoints.map((e) => [endpointKey(e), e]));
+    (d.removed ?? []).forEach((k) => eps.delete(endpointKey(k)));
+    (d.added ?? []).forEach((w, j) => {
+      const e = endpointFromWire(w, `${path}.added[${j}]`);
+      eps.set(endpointKey(e), e);
+    });
+    (d.updated ?? []).forEach((w, j) => {
+      const e = endpointFromWire(w, `${path}.updated[${j}]`);
+      if (!eps.has(endpointKey(e))) throw new ResyncError(`${path}.updated[${j}]: unknown endpoint ${endpointKey(e)}`);
+      eps.set(endpointKey(e), e);
+    });
+    const ports = svc.ports.map((p, k) => (k === pi ? Object.freeze({ ...p, endpoints: Object.freeze([...eps.values()]) }) : p));
+    next.set(d.service, Object.freeze({ ...svc, ports: Object.freeze(ports) }));
+  });
+  return next;
+}

@@ -1,0 +1,177 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Clock, Random, Timer } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import {
+  loadDiscoveryProto,
+  type DiscoveryRequest, type DiscoveryResponse, type Ejection,
+} from '../../contract/discovery.js';
+import type { MeshSnapshot, Service } from '../../contract/model.js';
+import { applyResponse, ResyncError } from './apply-response.js';
+
+export interface DiscoveryClientOptions {
+  /** host:port of the control plane's discovery endpoint. */
+  readonly address: string;
+  readonly identity: { readonly spiffeId: string; readonly namespace: string; readonly pod: string };
+  /** Service keys "name.namespace" to watch; empty or absent = all. */
+  readonly services?: readonly string[];
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  /** Insecure by default for now; mTLS credentials later. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** Called once per accepted version with the full rebuilt snapshot. Throwing NACKs it. */
+  readonly apply: (snapshot: MeshSnapshot) => void;
+  /** Reconnect backoff: exponential from initialMs to maxMs, with jitter. */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+}
+
+type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+
+/**
+ * The proxy's side of wren.discovery.v1: subscribes, rebuilds the full MeshSnapshot
+ * from the first snapshot plus increments, validates each response before it can
+ * replace anything, ACKs or NACKs it, and reconnects with capped exponential backoff
+ * with jitter.
+ *
+ * Static stability: losing the control plane never changes the config. The last good
+ * snapshot stays in force until a new stream delivers a valid replacement; `apply` is
+ * never called with an empty config because of a disconnect.
+ */
+export class DiscoveryClient {
+  private client: grpc.Client | null = null;
+  private stream: Stream | null = null;
+  private timer: Timer | null = null;
+  private attempt = 0;
+  private running = false;
+  private isConnected = false;
+  private view: ReadonlyMap<string, Service> | null = null;
+  private snapshot: MeshSnapshot | null = null;
+  private ejections: Ejection[] = [];
+  private first: { promise: Promise<MeshSnapshot>; resolve: (s: MeshSnapshot) => void; reject: (e: Error) => void };
+  /** Counters for the proxy's admin page. */
+  readonly stats = { accepted: 0, rejected: 0, reconnects: 0, lastError: '' };
+
+  constructor(private readonly o: DiscoveryClientOptions) {
+    let resolve!: (s: MeshSnapshot) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<MeshSnapshot>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => undefined); // a stop() before the first snapshot must not be an unhandled rejection
+    this.first = { promise, resolve, reject };
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  current(): MeshSnapshot | null {
+    return this.snapshot;
+  }
+
+  onFirstSnapshot(): Promise<MeshSnapshot> {
+    return this.first.promise;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const { Client } = loadDiscoveryProto();
+    this.client = new Client(this.o.address, this.o.credentials ?? grpc.credentials.createInsecure(), {
+      // Detect a black-holed control plane (Linkerd's control-stream keepalive is 10 s).
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 3_000,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 5_000,
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    });
+    this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    const s = this.stream;
+    this.stream = null;
+    this.isConnected = false;
+    s?.cancel();
+    this.client?.close();
+    this.client = null;
+    this.first.reject(new Error('discovery client stopped'));
+  }
+
+  /** The proxy's passive-health view, shown on the control plane's /debug/proxies. Resent after reconnects. */
+  reportEjections(list: readonly Ejection[]): void {
+    this.ejections = list.map((e) => ({ ...e }));
+    this.send({ health: { ejected: this.ejections } });
+  }
+
+  private send(req: DiscoveryRequest): void {
+    if (this.stream && this.isConnected) this.stream.write(req);
+  }
+
+  private connect(): void {
+    if (!this.running || !this.client) return;
+    const stream = (this.client as unknown as { Stream(): Stream }).Stream();
+    this.stream = stream;
+    stream.on('data', (r: DiscoveryResponse) => {
+      if (this.stream === stream) this.onResponse(stream, r);
+    });
+    const lost = (why: string): void => {
+      if (this.stream !== stream) return;
+      this.stream = null;
+      this.isConnected = false;
+      this.stats.lastError = why;
+      this.scheduleReconnect(why);
+    };
+    stream.on('error', (e: Error) => lost(e.message));
+    stream.on('end', () => lost('stream ended by the control plane'));
+    stream.write({
+      subscribe: { identity: { ...this.o.identity }, services: [...(this.o.services ?? [])], lastVersion: this.snapshot?.version ?? '' },
+    });
+  }
+
+  private scheduleReconnect(why: string): void {
+    if (!this.running) return;
+    const initial = this.o.backoff?.initialMs ?? 100;
+    const max = this.o.backoff?.maxMs ?? 5_000;
+    const cap = Math.min(max, initial * 2 ** Math.min(this.attempt, 30));
+    // "Equal jitter": half fixed, half random, so retries spread out but never collapse to 0.
+    const delay = cap / 2 + this.o.random() * (cap / 2);
+    this.attempt++;
+    this.stats.reconnects++;
+    this.o.logger[this.attempt === 1 ? 'warn' : 'debug']('control plane stream lost; keeping the last good config', { why, retryInMs: Math.round(delay), version: this.snapshot?.version ?? null });
+    this.timer = this.o.clock.setTimeout(() => {
+      this.timer = null;
+      this.connect();
+    }, delay);
+    this.timer.unref?.();
+  }
+
+  private onResponse(stream: Stream, r: DiscoveryResponse): void {
+    const wasConnected = this.isConnected;
+    this.isConnected = true;
+    this.attempt = 0;
+    if (!wasConnected && this.ejections.length > 0) stream.write({ health: { ejected: this.ejections } });
+    let next: Map<string, Service>;
+    let snap: MeshSnapshot;
+    try {
+      next = applyResponse(this.view, this.snapshot?.version ?? null, r);
+      snap = Object.freeze({ version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]) });
+      this.o.apply(snap);
+    } catch (e) {
+      const detail = (e as Error).message;
+      this.stats.rejected++;
+      this.o.logger.warn('rejected a discovery update; keeping the last good config', { version: r.version, detail, kept: this.snapshot?.version ?? null });
+      stream.write({ nack: { version: r.version, nonce: r.nonce, errorDetail: detail, resync: e instanceof ResyncError } });
+      return;
+    }
+    this.view = next;
+    this.snapshot = snap;
+    this.stats.accepted++;
+    stream.write({ ack: { version: r.version, nonce: r.nonce } });
+    this.first.resolve(snap);
+  }
+}

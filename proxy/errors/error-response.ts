@@ -1,0 +1,34 @@
+import { PROXY_ERROR_HEADER, ProxyError, toProxyError } from './proxy-error.js';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { isGrpc, type Headers } from '../http/headers.js';
+import { Readable } from 'node:stream';
+
+/**
+ * The one place an error becomes what the client sees: a synthetic HTTP status with a
+ * short text body, or for gRPC callers a trailers-only response (HTTP 200 with
+ * grpc-status / grpc-message, per the gRPC over HTTP/2 spec), always carrying the
+ * `wren-proxy-error` header with the stable error label.
+ */
+export function errorResponse(err: unknown, req: Pick<ProxyRequest, 'headers'>): ProxyResponse {
+  const e = toProxyError(err, 'INTERNAL');
+  const headers: Headers = { [PROXY_ERROR_HEADER]: e.label };
+  if (isGrpc(req.headers)) {
+    headers['content-type'] = 'application/grpc';
+    headers['grpc-status'] = String(e.grpcStatus);
+    headers['grpc-message'] = encodeGrpcMessage(e.message);
+    return { status: 200, headers, body: null, trailers: () => undefined, proxyError: e.label };
+  }
+  const text = `${e.message}\n`;
+  headers['content-type'] = 'text/plain; charset=utf-8';
+  headers['content-length'] = String(Buffer.byteLength(text));
+  return { status: e.httpStatus, headers, body: Readable.from([Buffer.from(text)]), trailers: () => undefined, proxyError: e.label };
+}
+
+/** grpc-message is percent-encoded (gRPC PROTOCOL-HTTP2.md, "Responses"). */
+function encodeGrpcMessage(s: string): string {
+  return s.replace(/[^\x20-\x24\x26-\x7e]/g, (c) =>
+    Array.from(Buffer.from(c)).map((b) => '%' + b.toString(16).toUpperCase().padStart(2, '0')).join(''),
+  );
+}
+
+export { ProxyError };

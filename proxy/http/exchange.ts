@@ -1,0 +1,52 @@
+import type { Readable } from 'node:stream';
+import type { Headers } from './headers.js';
+import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
+
+/**
+ * One HTTP request as it flows through a listener's layers, whatever protocol it
+ * arrived in. Bodies are streams (never buffered whole); trailers are read once the
+ * body has ended.
+ */
+export interface ProxyRequest {
+  readonly method: string;
+  readonly scheme: string;
+  authority: string;
+  readonly path: string;
+  readonly headers: Headers;
+  /** null when the request has no body (END_STREAM on HEADERS / no content-length). */
+  readonly body: Readable | null;
+  readonly trailers: () => Headers | undefined;
+  /** The protocol the client spoke to us. */
+  readonly origProto: 'HTTP/1.1' | 'HTTP/2';
+  readonly source: { readonly address: string; readonly port: number; readonly identity: string };
+  /** Where the app meant to connect, for redirected connections (SO_ORIGINAL_DST). */
+  readonly origDst?: { readonly address: string; readonly port: number };
+  /** Aborted when the downstream client goes away (cancellation travels upstream). */
+  readonly signal: AbortSignal;
+  readonly startedAt: number;
+  /** Filled in by routing layers. */
+  route?: { readonly service: Service; readonly port: ServicePort };
+  endpoint?: Endpoint;
+  /** Local delivery port (inbound). */
+  targetPort?: number;
+}
+
+export interface ProxyResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Readable | null;
+  readonly trailers: () => Headers | undefined;
+  /** Set when the response was synthesized by the proxy for an error. */
+  readonly proxyError?: string;
+}
+
+export type HttpService = (req: ProxyRequest) => Promise<ProxyResponse>;
+/** A layer wraps the next service; it knows nothing of its neighbours. */
+export type HttpLayer = (inner: HttpService) => HttpService;
+
+/** Compose layers top to bottom: stack([a, b, c], terminal) = a(b(c(terminal))). */
+export function stack(layers: readonly HttpLayer[], terminal: HttpService): HttpService {
+  return layers.reduceRight<HttpService>((svc, layer) => layer(svc), terminal);
+}
+
+export const noTrailers = (): undefined => undefined;

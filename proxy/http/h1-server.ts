@@ -1,0 +1,104 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { cleanHeaders, cleanTrailers } from './headers.js';
+import type { HttpService, ProxyRequest } from './exchange.js';
+import { writeH1Response } from './write-response.js';
+import { errorResponse } from '../errors/error-response.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { Clock } from '../../common/clock.js';
+
+export interface H1ServerOptions {
+  readonly service: HttpService;
+  readonly maxHeaderBytes: number;
+  readonly clock: Clock;
+  /** Peer identity of the connection, if any. */
+  readonly origDstOf?: (socket: import('node:net').Socket) => { address: string; port: number } | undefined;
+  readonly identityOf?: (socket: Socket) => string;
+  readonly onUpgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+  readonly onClientError?: (code: string) => void;
+}
+
+/**
+ * An HTTP/1.1 server that turns each request into a ProxyRequest for the listener's
+ * layers. It never listens itself: detected connections are handed to it.
+ */
+export function createH1Server(opts: H1ServerOptions): Server {
+  const server = createServer({ maxHeaderSize: opts.maxHeaderBytes, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
+    void handle(opts, req, res);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    opts.onClientError?.(err.code ?? 'unknown');
+    if (!socket.writable || (err.code === 'ECONNRESET')) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const e = new ProxyError(tooLarge ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST', tooLarge ? `limit is ${opts.maxHeaderBytes} bytes` : err.code);
+    const body = `${e.message}\n`;
+    socket.end(
+      `HTTP/1.1 ${e.httpStatus} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `wren-proxy-error: ${e.label}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+  if (opts.onUpgrade) server.on('upgrade', opts.onUpgrade);
+  return server;
+}
+
+async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const ac = new AbortController();
+  let done = false;
+  res.on('finish', () => (done = true));
+  res.on('close', () => {
+    if (!done) ac.abort();
+  });
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+  if (!hasBody) req.resume();
+  const socket = req.socket;
+  const preq: ProxyRequest = {
+    method: req.method ?? 'GET',
+    scheme: 'http',
+    authority: authorityOf(req),
+    path: pathOf(req.url ?? '/'),
+    headers: cleanHeaders(req.headers),
+    body: hasBody ? req : null,
+    trailers: () => cleanTrailers(req.trailers),
+    origProto: 'HTTP/1.1',
+    source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: opts.identityOf?.(socket) ?? '' },
+    origDst: opts.origDstOf?.(socket),
+    signal: ac.signal,
+    startedAt: opts.clock.now(),
+  };
+  let out;
+  try {
+    out = await opts.service(preq);
+  } catch (err) {
+    out = errorResponse(err, preq);
+  }
+  writeH1Response(res, out, preq.method === 'HEAD');
+}
+
+/** Absolute-form request targets (proxy style: `GET http://web/ HTTP/1.1`) carry the authority. */
+function authorityOf(req: IncomingMessage): string {
+  const url = req.url ?? '';
+  if (url.startsWith('http://') || url.startsWith('https://')) {
+    try {
+      return new URL(url).host;
+    } catch {
+      return req.headers.host ?? '';
+    }
+  }
+  return req.headers.host ?? '';
+}
+
+function pathOf(url: string): string {
+  if (url.startsWith('http://') || url.startsWith('https://')) {
+    try {
+      const u = new URL(url);
+      return u.pathname + u.search;
+    } catch {
+      return '/';
+    }
+  }
+  return url;
+}

@@ -1,0 +1,62 @@
+import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { cleanHeaders, cleanTrailers, type Headers } from './headers.js';
+import type { HttpService, ProxyRequest } from './exchange.js';
+import { writeH2Response } from './write-response.js';
+import { errorResponse } from '../errors/error-response.js';
+import type { Clock } from '../../common/clock.js';
+
+export interface H2HandlerOptions {
+  readonly service: HttpService;
+  readonly clock: Clock;
+  readonly origDstOf?: (socket: import('node:net').Socket) => { address: string; port: number } | undefined;
+  readonly identityOf?: (stream: ServerHttp2Stream) => string;
+  /** Streams with :method CONNECT (opaque TCP tunnels between sidecars). */
+  readonly onConnect?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+}
+
+/** Turns each HTTP/2 stream into a ProxyRequest for the listener's layers. */
+export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H2HandlerOptions): void {
+  server.on('stream', (stream, headers, flags) => {
+    if (headers[':method'] === 'CONNECT' && opts.onConnect) {
+      opts.onConnect(stream, headers);
+      return;
+    }
+    void handle(opts, stream, headers, flags);
+  });
+}
+
+async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: IncomingHttpHeaders, flags: number): Promise<void> {
+  const ac = new AbortController();
+  stream.on('close', () => {
+    if (stream.rstCode !== constants.NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
+  });
+  stream.on('error', () => ac.abort());
+  const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+  let trailers: Headers | undefined;
+  stream.on('trailers', (t) => {
+    trailers = cleanTrailers(t);
+  });
+  if (endStream) stream.resume();
+  const socket = stream.session?.socket;
+  const preq: ProxyRequest = {
+    method: String(h[':method'] ?? 'GET'),
+    scheme: String(h[':scheme'] ?? 'http'),
+    authority: String(h[':authority'] ?? h['host'] ?? ''),
+    path: String(h[':path'] ?? '/'),
+    headers: cleanHeaders(h),
+    body: endStream ? null : stream,
+    trailers: () => trailers,
+    origProto: 'HTTP/2',
+    source: { address: socket?.remoteAddress ?? '', port: socket?.remotePort ?? 0, identity: opts.identityOf?.(stream) ?? '' },
+    origDst: socket ? opts.origDstOf?.(socket as import('node:net').Socket) : undefined,
+    signal: ac.signal,
+    startedAt: opts.clock.now(),
+  };
+  let out;
+  try {
+    out = await opts.service(preq);
+  } catch (err) {
+    out = errorResponse(err, preq);
+  }
+  writeH2Response(stream, out);
+}

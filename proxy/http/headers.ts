@@ -1,0 +1,60 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** Plain header map: lower-case names, no pseudo-headers, no hop-by-hop fields. */
+export type Headers = Record<string, string | string[]>;
+
+/**
+ * Hop-by-hop fields (RFC 9110 section 7.6.1) never cross a proxy; HTTP/2 forbids them
+ * outright (RFC 9113 section 8.2.2), so they are dropped both ways. `te: trailers` is
+ * the one allowed exception in HTTP/2 and gRPC relies on it.
+ */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te',
+  'proxy-authenticate', 'proxy-authorization', 'http2-settings', 'host',
+]);
+
+export function cleanHeaders(raw: IncomingHttpHeaders | Record<string, unknown>): Headers {
+  const out: Headers = {};
+  const listed = connectionListed(raw['connection']);
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === undefined || k.charCodeAt(0) === 58 /* ':' */) continue;
+    const name = k.toLowerCase();
+    if (HOP_BY_HOP.has(name) || (listed && listed.has(name))) continue;
+    out[name] = Array.isArray(v) ? v.map(String) : String(v);
+  }
+  const te = raw['te'];
+  if (typeof te === 'string' && /(^|,)\s*trailers\s*(,|$)/i.test(te)) out['te'] = 'trailers';
+  return out;
+}
+
+function connectionListed(v: unknown): Set<string> | null {
+  if (typeof v !== 'string' || v === '') return null;
+  return new Set(v.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
+}
+
+export function header(h: Headers, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Headers safe to send as HTTP/2 trailers or HTTP/1.1 chunked trailers. */
+export function cleanTrailers(raw: IncomingHttpHeaders | Record<string, unknown> | undefined): Headers | undefined {
+  if (!raw) return undefined;
+  const out = cleanHeaders(raw);
+  delete out['te'];
+  return Object.keys(out).length ? out : undefined;
+}
+
+export const toOutgoing = (h: Headers): OutgoingHttpHeaders => h as OutgoingHttpHeaders;
+
+/** Internal mesh headers: set by sidecars, stripped from what apps send and see. */
+export const MESH = {
+  origProto: 'wren-orig-proto',
+  targetPort: 'wren-target-port',
+  clientCert: 'x-forwarded-client-cert',
+} as const;
+
+export function isGrpc(h: Headers): boolean {
+  const ct = header(h, 'content-type');
+  return ct !== undefined && ct.startsWith('application/grpc');
+}

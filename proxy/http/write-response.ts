@@ -1,0 +1,52 @@
+import { constants, type ServerHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import type { ServerResponse } from 'node:http';
+import type { ProxyResponse } from './exchange.js';
+
+/**
+ * Writes a ProxyResponse to the downstream client. Bodies are piped (backpressure both
+ * ways); an upstream body that fails mid-way resets the downstream stream (HTTP/2) or
+ * drops the connection (HTTP/1.1) so the client never mistakes a truncated body for a
+ * complete one.
+ */
+export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): void {
+  if (stream.destroyed || stream.closed) {
+    res.body?.destroy();
+    return;
+  }
+  const head: OutgoingHttpHeaders = { ...res.headers, ':status': res.status };
+  if (res.body === null) {
+    stream.respond(head, { endStream: true });
+    return;
+  }
+  stream.respond(head, { waitForTrailers: true });
+  stream.on('wantTrailers', () => stream.sendTrailers(res.trailers() ?? {}));
+  res.body.on('error', () => {
+    if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  stream.on('close', () => res.body?.destroy());
+  res.body.pipe(stream);
+}
+
+export function writeH1Response(out: ServerResponse, res: ProxyResponse, isHead: boolean): void {
+  if (out.destroyed) {
+    res.body?.destroy();
+    return;
+  }
+  const headers = { ...res.headers };
+  // gRPC status in a trailers-only response has no HTTP/1 equivalent; keep it as headers.
+  out.writeHead(res.status, headers);
+  if (res.body === null || isHead) {
+    res.body?.resume();
+    out.end();
+    return;
+  }
+  const body = res.body;
+  body.on('error', () => out.destroy());
+  out.on('close', () => body.destroy());
+  body.on('end', () => {
+    const t = res.trailers();
+    if (t && out.chunkedEncoding) out.addTrailers(t);
+    out.end();
+  });
+  body.pipe(out, { end: false });
+}

@@ -1,0 +1,12 @@
+import type { HttpLayer } from '../http/exchange.js';
+
+/** Appends the client address to `x-forwarded-for` (RFC 7239 predecessor, de-facto format). */
+export const forwardedFor = (): HttpLayer => (inner) => (req) => {
+  const addr = req.source.address.replace(/^::ffff:/, '');
+  if (addr) {
+    const prev = req.headers['x-forwarded-for'];
+    const list = Array.isArray(prev) ? prev.join(', ') : prev;
+    req.headers['x-forwarded-for'] = list ? `${list}, ${addr}` : addr;
+  }
+  return inner(req);
+};

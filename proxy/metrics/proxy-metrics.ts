@@ -1,0 +1,50 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Direction = 'inbound' | 'outbound';
+
+/**
+ * The proxy's metrics, one registry per proxy instance. Names follow Istio's standard
+ * metrics where the meaning matches (istio_requests_total, istio_request_duration_milliseconds,
+ * istio_tcp_*), so existing dashboards work; Wren-specific ones are prefixed wren_.
+ */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'direction' | 'destination_service' | 'response_code' | 'grpc_response_status' | 'response_flags' | 'connection_security_policy'>;
+  readonly duration: Histogram<'direction' | 'destination_service' | 'response_code'>;
+  readonly activeStreams: Gauge<'direction'>;
+  readonly tcpOpened: Counter<'direction' | 'destination_service'>;
+  readonly tcpClosed: Counter<'direction' | 'destination_service'>;
+  readonly tcpSent: Counter<'direction' | 'destination_service'>;
+  readonly tcpReceived: Counter<'direction' | 'destination_service'>;
+  readonly detect: Counter<'direction' | 'result'>;
+  readonly passthrough: Counter<'reason'>;
+  readonly proxyErrors: Counter<'direction' | 'code'>;
+  readonly peerConnections: Counter<'kind'>;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'istio_requests_total',
+      help: 'HTTP/gRPC requests handled, by direction, destination service and response code',
+      labelNames: ['direction', 'destination_service', 'response_code', 'grpc_response_status', 'response_flags', 'connection_security_policy'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'istio_request_duration_milliseconds',
+      help: 'Time from request start to response headers (ms)',
+      labelNames: ['direction', 'destination_service', 'response_code'],
+      buckets: [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000],
+      registers,
+    });
+    this.activeStreams = new Gauge({ name: 'wren_active_streams', help: 'HTTP requests/streams in flight', labelNames: ['direction'], registers });
+    this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Opaque TCP connections opened', labelNames: ['direction', 'destination_service'], registers });
+    this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'Opaque TCP connections closed', labelNames: ['direction', 'destination_service'], registers });
+    this.tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client side of opaque TCP connections', labelNames: ['direction', 'destination_service'], registers });
+    this.tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client side of opaque TCP connections', labelNames: ['direction', 'destination_service'], registers });
+    this.detect = new Counter({ name: 'wren_protocol_detect_total', help: 'Protocol detection results (http1, http2, opaque, timeout, opaque-port)', labelNames: ['direction', 'result'], registers });
+    this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
+    this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });
+    this.peerConnections = new Counter({ name: 'wren_peer_connections_total', help: 'Connections opened to peers (mtls or plaintext)', labelNames: ['kind'], registers });
+    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,120 @@
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { X509Certificate } from 'node:crypto';
+import type { Endpoint } from '../../contract/model.js';
+import type { TlsIdentity } from '../tls/tls-identity.js';
+import { spiffeIdOf } from '../tls/peer-identity.js';
+import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import type { Logger } from '../../common/logger.js';
+
+export interface PeerPoolOptions {
+  readonly tls: TlsIdentity;
+  readonly connectTimeoutMs: number;
+  readonly logger: Logger;
+  readonly onConnection?: (kind: 'mtls' | 'plaintext') => void;
+}
+
+/**
+ * One multiplexed HTTP/2 session per peer sidecar, over mutual TLS with ALPN h2 (as
+ * Linkerd does): every request and tunnel to that pod is a stream on it. The peer
+ * must present the SPIFFE ID the endpoint advertises, or the session is refused.
+ * Unmeshed endpoints get plaintext h2c sessions the same way.
+ */
+export class PeerPool {
+  private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
+  private closed = false;
+
+  constructor(private readonly opts: PeerPoolOptions) {}
+
+  /** Session to the endpoint's sidecar (mTLS) or, when unmeshed, to the app itself (h2c). */
+  get(ep: Endpoint): Promise<ClientHttp2Session> {
+    if (this.closed) return Promise.reject(new ProxyError('DRAINING'));
+    const meshed = ep.proxyPort !== null;
+    const port = meshed ? ep.proxyPort! : ep.port;
+    const key = `${ep.address}|${port}|${ep.identity}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = this.connect(ep.address, port, meshed ? ep.identity : null);
+      this.sessions.set(key, s);
+      s.then(
+        (sess) => {
+          const drop = () => {
+            if (this.sessions.get(key) === s) this.sessions.delete(key);
+          };
+          sess.on('close', drop);
+          sess.on('goaway', drop);
+          sess.on('error', drop);
+        },
+        () => {
+          if (this.sessions.get(key) === s) this.sessions.delete(key);
+        },
+      );
+    }
+    return s;
+  }
+
+  private connect(host: string, port: number, identity: string | null): Promise<ClientHttp2Session> {
+    return new Promise((resolve, reject) => {
+      let socket: Socket;
+      let settled = false;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket?.destroy();
+        reject(err instanceof ProxyError ? err : toProxyError(err, 'CONNECT_FAILED'));
+      };
+      const timer = setTimeout(() => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${this.opts.connectTimeoutMs} ms`)), this.opts.connectTimeoutMs);
+      timer.unref();
+      if (identity !== null) {
+        socket = tlsConnect({
+          host,
+          port,
+          secureContext: this.opts.tls.secureContext,
+          ALPNProtocols: ['h2'],
+          rejectUnauthorized: true,
+          // Identity is the SPIFFE URI SAN, not a DNS name: check it instead of the hostname.
+          checkServerIdentity: (_h: string, cert: PeerCertificate) => {
+            const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);
+            if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
+            return undefined;
+          },
+        });
+        socket.once('secureConnect', () => ready('mtls'));
+      } else {
+        socket = netConnect({ host, port });
+        socket.once('connect', () => ready('plaintext'));
+      }
+      socket.once('error', fail);
+      const ready = (kind: 'mtls' | 'plaintext') => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket.removeListener('error', fail);
+        socket.setNoDelay(true);
+        this.opts.onConnection?.(kind);
+        const session = h2connect(`${identity !== null ? 'https' : 'http'}://${host}:${port}`, {
+          createConnection: () => socket,
+          settings: { enablePush: false, initialWindowSize: 1 << 20 },
+        });
+        session.on('error', (e) => this.opts.logger.debug('peer session error', { peer: `${host}:${port}`, error: e }));
+        // A bigger connection window keeps many parallel streams from starving each other.
+        session.on('connect', () => session.setLocalWindowSize(16 << 20));
+        session.unref();
+        resolve(session);
+      };
+    });
+  }
+
+  /** Graceful: GOAWAY to every peer; in-flight streams finish. */
+  close(): void {
+    this.closed = true;
+    for (const s of this.sessions.values()) s.then((x) => x.close(), () => undefined);
+    this.sessions.clear();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+}

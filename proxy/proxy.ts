@@ -1,0 +1,201 @@
+import type { ProxyConfig } from './config/proxy-config.js';
+import type { MeshSnapshot } from '../contract/model.js';
+import { systemClock, systemRandom, type Clock, type Random } from '../common/clock.js';
+import { createLogger, type Logger } from '../common/logger.js';
+import { TlsIdentity } from './tls/tls-identity.js';
+import { ProxyMetrics } from './metrics/proxy-metrics.js';
+import { RouteTable } from './outbound/route-table.js';
+import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
+import { RoundRobinCluster } from './outbound/round-robin-cluster.js';
+import { PeerPool } from './outbound/peer-pool.js';
+import { OutboundListener } from './outbound/outbound-listener.js';
+import { outboundStack } from './outbound/stack.js';
+import { InboundListener } from './inbound/inbound-listener.js';
+import { inboundStack } from './inbound/stack.js';
+import { AdminServer } from './admin/admin-server.js';
+import type { OriginalDst } from './net/original-dst.js';
+import type { Socket } from 'node:net';
+import { Agent } from 'node:http';
+import { loadAddon } from './net/original-dst.js';
+
+export interface ProxyOptions {
+  readonly config: ProxyConfig;
+  readonly tls: TlsIdentity;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  readonly logger?: Logger;
+  /** How clusters are built (the resilience Cluster in production; round robin by default). */
+  readonly clusterFactory?: ClusterFactory;
+  readonly originalDst?: (s: Socket) => OriginalDst | undefined;
+  /** Serve the static mesh from the config at start (false when a control plane will send it). */
+  readonly staticMesh?: boolean;
+}
+
+/**
+ * One sidecar: outbound listener, inbound listener and admin port around a config that
+ * is applied atomically (route table and clusters swapped together). Applying new
+ * config never drops in-flight requests: they keep the endpoint they already picked.
+ */
+export class Proxy {
+  readonly metrics = new ProxyMetrics({ defaultMetrics: true });
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+  private routes: RouteTable;
+  private readonly clusters: ClusterSet;
+  private readonly peers: PeerPool;
+  private readonly appSessions: PeerPool;
+  private readonly outbound: OutboundListener;
+  private readonly inbound: InboundListener;
+  private readonly admin: AdminServer;
+  private readonly outboundAgent = new Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly appAgent = new Agent({ keepAlive: true, maxSockets: 256 });
+  private hasConfig = false;
+  private draining: Promise<void> | null = null;
+  private ports = { outbound: 0, inbound: 0, admin: 0 };
+
+  private constructor(readonly config: ProxyConfig, readonly tls: TlsIdentity, opts: ProxyOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? systemRandom;
+    this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
+    this.routes = new RouteTable({ version: '', source: 'none', services: [] }, config.identity.namespace);
+    this.clusters = new ClusterSet(opts.clusterFactory ?? ((name) => new RoundRobinCluster(name)));
+    const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
+    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
+    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger });
+    const L = config.listeners;
+    const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
+    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
+    this.outbound = new OutboundListener({
+      ...common,
+      address: L.outbound.address,
+      port: L.outbound.port,
+      detectTimeoutMs: config.protocol.detectTimeoutMs,
+      opaquePorts: new Set(config.protocol.opaquePorts),
+      maxHeaderBytes: config.limits.maxHeaderBytes,
+      routes: () => this.routes,
+      clusters: () => this.clusters,
+      peers: this.peers,
+      originalDst: opts.originalDst,
+      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent }),
+    });
+    this.inbound = new InboundListener({
+      ...common,
+      address: L.inbound.address,
+      port: L.inbound.port,
+      appAddress: config.app.address,
+      reservedPorts: reserved,
+      maxHeaderBytes: config.limits.maxHeaderBytes,
+      maxConcurrentStreams: config.limits.maxConcurrentStreams,
+      tls,
+      http: inboundStack({ ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved, selfIdentity: () => tls.spiffeId }),
+    });
+    this.admin = new AdminServer({
+      address: L.admin.address,
+      port: L.admin.port,
+      logger: this.logger,
+      ready: () => this.readiness(),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      configDump: () => this.configDump(),
+      clusters: () => Object.fromEntries([...this.clusters.entries()].map(([k, c]) => [k, c.snapshot()])),
+      certs: () => this.certs(),
+      drain: () => void this.drain(),
+    });
+    if (opts.staticMesh !== false) this.applySnapshot({ version: 'static', source: 'static-config', services: config.mesh.services });
+  }
+
+  static async start(opts: ProxyOptions): Promise<Proxy> {
+    const p = new Proxy(opts.config, opts.tls, opts);
+    if (!loadAddon()) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
+    const [o, i, a] = await Promise.all([p.outbound.listen(), p.inbound.listen(), p.admin.listen()]);
+    p.ports = { outbound: o.port, inbound: i.port, admin: a.port };
+    p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port });
+    return p;
+  }
+
+  /** Swap in a new mesh config atomically. Throws (keeping the old config) if it cannot be applied. */
+  applySnapshot(snapshot: MeshSnapshot): void {
+    const routes = new RouteTable(snapshot, this.config.identity.namespace);
+    this.clusters.apply(snapshot.services);
+    this.routes = routes;
+    this.hasConfig = true;
+    this.logger.info('config applied', { version: snapshot.version, source: snapshot.source, services: snapshot.services.length });
+  }
+
+  get snapshot(): MeshSnapshot {
+    return this.routes.snapshot;
+  }
+
+  get outboundPort(): number {
+    return this.ports.outbound;
+  }
+  get inboundPort(): number {
+    return this.ports.inbound;
+  }
+  get adminPort(): number {
+    return this.ports.admin;
+  }
+
+  private readiness(): { ready: boolean; reason: string } {
+    if (this.draining) return { ready: false, reason: 'draining' };
+    if (!this.hasConfig) return { ready: false, reason: 'waiting for the first config' };
+    return { ready: true, reason: 'ready' };
+  }
+
+  private configDump(): unknown {
+    const { tls, ...rest } = this.config;
+    return {
+      version: this.routes.snapshot.version,
+      source: this.routes.snapshot.source,
+      identity: this.tls.spiffeId,
+      // File paths only; key material is never dumped.
+      bootstrap: { ...rest, tls: { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile }, mesh: undefined },
+      services: this.routes.snapshot.services,
+    };
+  }
+
+  private certs(): unknown {
+    const leaf = this.tls.leaf();
+    const anchors = this.tls.material.trustBundlePem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    return {
+      identity: this.tls.spiffeId,
+      serial: leaf.serialNumber,
+      notBefore: new Date(leaf.validFrom).toISOString(),
+      notAfter: new Date(leaf.validTo).toISOString(),
+      issuer: leaf.issuer,
+      trustAnchors: anchors.map((pem) => {
+        const c = new (leaf.constructor as typeof import('node:crypto').X509Certificate)(pem);
+        return { subject: c.subject, notAfter: new Date(c.validTo).toISOString(), fingerprint256: c.fingerprint256 };
+      }),
+    };
+  }
+
+  /**
+   * Graceful shutdown (SIGTERM, POST /drain): readiness fails, the inbound listener stops
+   * accepting and sends GOAWAY, in-flight inbound requests finish within the grace
+   * period, while the outbound listener keeps serving the app; then everything closes.
+   */
+  drain(): Promise<void> {
+    if (this.draining) return this.draining;
+    this.logger.info('draining', { gracePeriodMs: this.config.shutdown.gracePeriodMs });
+    this.draining = this.inbound.drain(this.config.shutdown.gracePeriodMs).then(async (clean) => {
+      if (!clean) this.logger.warn('grace period ended with requests in flight', { code: 'DRAIN_TIMEOUT', inflight: this.inbound.streamsInFlight });
+      await this.close();
+    });
+    return this.draining;
+  }
+
+  get isDraining(): boolean {
+    return this.draining !== null;
+  }
+
+  async close(): Promise<void> {
+    this.inbound.close();
+    this.peers.close();
+    this.appSessions.close();
+    this.clusters.close();
+    this.outboundAgent.destroy();
+    this.appAgent.destroy();
+    await Promise.all([this.outbound.close(), this.admin.close()]);
+  }
+}

@@ -1,0 +1,123 @@
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import type { RetryPolicy } from '../../contract/model.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import { classify, grpcToHttpStatus, retryDecision, type Outcome } from './classify.js';
+
+const err = (code: ConstructorParameters<typeof ProxyError>[0], extra: { bytesSent?: boolean; refusedStream?: boolean } = {}) =>
+  classify({ type: 'error', error: new ProxyError(code), ...extra });
+
+describe('classify', () => {
+  it.each([
+    [200, undefined, 'success', false],
+    [404, undefined, 'success', false],
+    [429, undefined, 'success', false],
+    [500, undefined, 'failure', false],
+    [502, undefined, 'failure', true],
+    [503, undefined, 'failure', true],
+    [504, undefined, 'failure', true],
+    [200, 0, 'success', false],
+    [200, 5, 'success', false], // NOT_FOUND → 404
+    [200, 8, 'success', false], // RESOURCE_EXHAUSTED → 429
+    [200, 13, 'failure', false], // INTERNAL → 500
+    [200, 14, 'failure', true], // UNAVAILABLE → 503
+    [200, 4, 'failure', true], // DEADLINE_EXCEEDED → 504
+  ])('status %s grpc %s → %s (gateway %s)', (status, grpcStatus, kind, gateway) => {
+    const o = classify({ type: 'response', status, grpcStatus });
+    expect(o.kind).toBe(kind);
+    if (o.kind === 'failure') {
+      expect(o.origin).toBe('upstream');
+      expect(o.gateway).toBe(gateway);
+    }
+  });
+
+  it('names reasons stably', () => {
+    expect((classify({ type: 'response', status: 503 }) as { reason: string }).reason).toBe('http-503');
+    expect((classify({ type: 'response', status: 200, grpcStatus: 14 }) as { reason: string }).reason).toBe('grpc-unavailable');
+    expect(grpcToHttpStatus(16)).toBe(401);
+    expect(grpcToHttpStatus(99)).toBe(500);
+  });
+
+  it.each([
+    ['CONNECT_REFUSED', 'local', true],
+    ['CONNECT_TIMEOUT', 'local', true],
+    ['CONNECT_FAILED', 'local', true],
+    ['TLS_HANDSHAKE', 'local', true],
+    ['PEER_IDENTITY', 'local', true],
+  ] as const)('%s is a local-origin, always-safe failure', (code, origin, safe) => {
+    const o = err(code, { bytesSent: true });
+    expect(o.kind).toBe('failure');
+    if (o.kind !== 'failure') return;
+    expect(o.origin).toBe(origin);
+    expect(o.gateway).toBe(true);
+    expect(o.retryable.alwaysSafe).toBe(safe);
+    expect(o.retryable.on).toContain('connect-failure');
+  });
+
+  it('a reset is always safe only before any byte was sent; refused streams always', () => {
+    expect(err('UPSTREAM_RESET', { bytesSent: false }).retryable.alwaysSafe).toBe(true);
+    expect(err('UPSTREAM_RESET', { bytesSent: true }).retryable.alwaysSafe).toBe(false);
+    const refused = err('UPSTREAM_RESET', { bytesSent: true, refusedStream: true });
+    expect(refused.retryable.alwaysSafe).toBe(true);
+    expect((refused as { reason: string }).reason).toBe('refused-stream');
+    const byMessage = classify({ type: 'error', error: new ProxyError('UPSTREAM_RESET', 'Stream closed with error code NGHTTP2_REFUSED_STREAM'), bytesSent: true });
+    expect(byMessage.retryable.alwaysSafe).toBe(true);
+  });
+
+  it('protocol errors are upstream-origin; cancellations and deadlines are neutral', () => {
+    const p = err('UPSTREAM_PROTOCOL');
+    expect(p.kind === 'failure' && p.origin).toBe('upstream');
+    expect(err('CLIENT_CANCELLED').kind).toBe('cancelled');
+    expect(err('DEADLINE_EXCEEDED').kind).toBe('cancelled');
+    const t = err('REQUEST_TIMEOUT');
+    expect(t.kind === 'failure' && t.origin).toBe('local');
+  });
+});
+
+describe('retryDecision', () => {
+  const policy = (p: Partial<RetryPolicy> = {}): RetryPolicy => ({ ...DEFAULT_POLICY.retry, ...p });
+  const ctx = { attempt: 1, bodySent: true, idempotent: true, bodyBuffered: true };
+  const resp = (status: number, grpcStatus?: number): Outcome => classify({ type: 'response', status, grpcStatus });
+
+  it('retries always-safe failures with an empty retryOn, even non-idempotent ones', () => {
+    expect(retryDecision(err('CONNECT_REFUSED'), policy(), { ...ctx, idempotent: false })).toEqual({ retry: true, reason: 'always-safe' });
+    expect(retryDecision(err('UPSTREAM_RESET', { bytesSent: false }), policy(), { ...ctx, bodySent: false }).retry).toBe(true);
+  });
+
+  it('does not retry 5xx or resets after bytes were sent unless retryOn names them', () => {
+    expect(retryDecision(resp(503), policy(), ctx)).toEqual({ retry: false, reason: 'not-retryable' });
+    expect(retryDecision(err('UPSTREAM_RESET', { bytesSent: true }), policy(), ctx).retry).toBe(false);
+    expect(retryDecision(resp(503), policy({ retryOn: ['5xx'] }), ctx)).toEqual({ retry: true, reason: '5xx' });
+    expect(retryDecision(resp(500), policy({ retryOn: ['gateway-error'] }), ctx).retry).toBe(false);
+    expect(retryDecision(resp(502), policy({ retryOn: ['gateway-error'] }), ctx).retry).toBe(true);
+    expect(retryDecision(err('UPSTREAM_RESET', { bytesSent: true }), policy({ retryOn: ['reset'] }), ctx).retry).toBe(true);
+  });
+
+  it('matches retriable status codes, including non-5xx ones', () => {
+    const p = policy({ retryOn: ['retriable-status-codes'], retriableStatusCodes: [409, 503] });
+    expect(retryDecision(resp(409), p, ctx)).toEqual({ retry: true, reason: 'retriable-status-codes' });
+    expect(retryDecision(resp(503), p, ctx).retry).toBe(true);
+    expect(retryDecision(resp(500), p, ctx).retry).toBe(false);
+    expect(retryDecision(resp(200), p, ctx)).toEqual({ retry: false, reason: 'success' });
+  });
+
+  it('matches gRPC conditions by grpc-status', () => {
+    const p = policy({ retryOn: ['unavailable', 'resource-exhausted', 'cancelled'] });
+    expect(retryDecision(resp(200, 14), p, ctx).reason).toBe('unavailable');
+    expect(retryDecision(resp(200, 8), p, ctx).reason).toBe('resource-exhausted');
+    expect(retryDecision(resp(200, 1), p, ctx).reason).toBe('cancelled');
+    expect(retryDecision(resp(200, 13), p, ctx).retry).toBe(false);
+    expect(retryDecision(resp(200, 13), policy({ retryOn: ['internal'] }), ctx).retry).toBe(true);
+    expect(retryDecision(resp(200, 4), policy({ retryOn: ['deadline-exceeded'] }), ctx).retry).toBe(true);
+  });
+
+  it('guards non-idempotent requests, unreplayable bodies, attempts and cancellations', () => {
+    const p = policy({ retryOn: ['5xx'], attempts: 2 });
+    expect(retryDecision(resp(503), p, { ...ctx, idempotent: false })).toEqual({ retry: false, reason: 'non-idempotent' });
+    expect(retryDecision(resp(503), { ...p, retryNonIdempotent: true }, { ...ctx, idempotent: false }).retry).toBe(true);
+    expect(retryDecision(resp(503), p, { ...ctx, bodyBuffered: false })).toEqual({ retry: false, reason: 'body-not-replayable' });
+    expect(retryDecision(err('CONNECT_REFUSED'), p, { ...ctx, bodySent: false, bodyBuffered: false }).retry).toBe(true);
+    expect(retryDecision(resp(503), p, { ...ctx, attempt: 2 }).retry).toBe(true);
+    expect(retryDecision(resp(503), p, { ...ctx, attempt: 3 })).toEqual({ retry: false, reason: 'attempts-exhausted' });
+    expect(retryDecision(err('CLIENT_CANCELLED'), p, ctx)).toEqual({ retry: false, reason: 'cancelled' });
+  });
+});

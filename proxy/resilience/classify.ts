@@ -1,0 +1,202 @@
+import type { RetryPolicy } from '../../contract/model.js';
+import type { ProxyError } from '../errors/proxy-error.js';
+
+/**
+ * One classification of how an attempt on an endpoint ended, consumed by every
+ * resilience mechanism (outlier detection, failure-accrual breakers, retries, metrics),
+ * so they can never disagree about what a "failure" is.
+ *
+ * - success: the upstream answered with a non-5xx status (after mapping grpc-status to
+ *   HTTP the way Envoy's router does for outlier detection).
+ * - failure, origin 'upstream': the upstream itself answered 5xx or sent garbage.
+ * - failure, origin 'local': the attempt failed at the connection level (connect refused
+ *   / timed out, TLS, reset before a response): Envoy's "local origin" errors, tracked
+ *   apart from 5xx when `splitExternalLocalOriginErrors` is on.
+ * - cancelled: the downstream gave up; says nothing about the endpoint (not counted by
+ *   breakers or ejection, never retried).
+ */
+export type RetryOn =
+  | '5xx'
+  | 'gateway-error'
+  | 'reset'
+  | 'connect-failure'
+  | 'refused-stream'
+  | 'retriable-status-codes'
+  | 'cancelled'
+  | 'deadline-exceeded'
+  | 'internal'
+  | 'resource-exhausted'
+  | 'unavailable';
+
+export interface Retryability {
+  /**
+   * The request provably never reached the application (connect failure, HTTP/2
+   * REFUSED_STREAM, reset before any byte was sent): retried whatever the policy says.
+   */
+  readonly alwaysSafe: boolean;
+  /** The `retryOn` conditions this outcome matches (retriable-status-codes is checked against the policy list). */
+  readonly on: readonly RetryOn[];
+}
+
+export type Outcome =
+  | { readonly kind: 'success'; readonly status: number | null; readonly grpcStatus: number | null; readonly retryable: Retryability }
+  | {
+      readonly kind: 'failure';
+      readonly origin: 'upstream' | 'local';
+      /** Short stable reason: `http-503`, `grpc-unavailable`, `connect-refused`, ... */
+      readonly reason: string;
+      /** 502/503/504 or a connection-level failure (Envoy "gateway error"). */
+      readonly gateway: boolean;
+      readonly status: number | null;
+      readonly grpcStatus: number | null;
+      readonly retryable: Retryability;
+    }
+  | { readonly kind: 'cancelled'; readonly reason: string; readonly retryable: Retryability };
+
+export type ClassifyInput =
+  | { readonly type: 'response'; readonly status: number; readonly grpcStatus?: number }
+  | {
+      readonly type: 'error';
+      readonly error: ProxyError;
+      /** Whether any request byte (headers included) reached the upstream. */
+      readonly bytesSent?: boolean;
+      /** The upstream refused the HTTP/2 stream (REFUSED_STREAM): never processed. */
+      readonly refusedStream?: boolean;
+    };
+
+const NONE: Retryability = Object.freeze({ alwaysSafe: false, on: Object.freeze([]) as readonly RetryOn[] });
+const retry = (alwaysSafe: boolean, ...on: RetryOn[]): Retryability => Object.freeze({ alwaysSafe, on: Object.freeze(on) });
+
+/** gRPC status names used by `retryOn` (Envoy x-envoy-retry-grpc-on; Linkerd retry.linkerd.io/grpc). */
+const GRPC_RETRY: Record<number, RetryOn> = { 1: 'cancelled', 4: 'deadline-exceeded', 8: 'resource-exhausted', 13: 'internal', 14: 'unavailable' };
+const GRPC_NAMES = [
+  'ok', 'cancelled', 'unknown', 'invalid-argument', 'deadline-exceeded', 'not-found', 'already-exists',
+  'permission-denied', 'resource-exhausted', 'failed-precondition', 'aborted', 'out-of-range',
+  'unimplemented', 'internal', 'unavailable', 'data-loss', 'unauthenticated',
+];
+
+/**
+ * grpc-status → HTTP status, Envoy's Grpc::Utility::grpcToHttpStatus (the router uses it
+ * to feed outlier detection for gRPC); e.g. UNAVAILABLE → 503, INTERNAL → 500.
+ */
+export function grpcToHttpStatus(grpc: number): number {
+  const table = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
+  return table[grpc] ?? 500;
+}
+
+const GATEWAY = new Set([502, 503, 504]);
+
+/** Classify a response (status, optional grpc-status from trailers or trailers-only headers) or a proxy error. */
+export function classify(input: ClassifyInput): Outcome {
+  return input.type === 'response' ? classifyResponse(input.status, input.grpcStatus) : classifyError(input);
+}
+
+function classifyResponse(httpStatus: number, grpcStatus?: number): Outcome {
+  const grpc = grpcStatus ?? null;
+  // For gRPC the HTTP status is 200 and the real result is in grpc-status.
+  const effective = grpc !== null && grpc !== 0 && httpStatus < 300 ? grpcToHttpStatus(grpc) : httpStatus;
+  const on: RetryOn[] = [];
+  if (effective >= 500) on.push('5xx');
+  if (GATEWAY.has(effective)) on.push('gateway-error');
+  if (grpc !== null && GRPC_RETRY[grpc]) on.push(GRPC_RETRY[grpc]);
+  on.push('retriable-status-codes');
+  const retryable = retry(false, ...on);
+  if (effective < 500) return { kind: 'success', status: httpStatus, grpcStatus: grpc, retryable };
+  return {
+    kind: 'failure',
+    origin: 'upstream',
+    reason: grpc !== null && grpc !== 0 ? `grpc-${GRPC_NAMES[grpc] ?? grpc}` : `http-${httpStatus}`,
+    gateway: GATEWAY.has(effective),
+    status: httpStatus,
+    grpcStatus: grpc,
+    retryable,
+  };
+}
+
+function classifyError(input: Extract<ClassifyInput, { type: 'error' }>): Outcome {
+  const { error } = input;
+  const sent = input.bytesSent ?? false;
+  const local = (reason: string, retryable: Retryability): Outcome => ({
+    kind: 'failure', origin: 'local', reason, gateway: true, status: null, grpcStatus: null, retryable,
+  });
+  const refused = input.refusedStream || /REFUSED_STREAM/.test(error.message);
+  switch (error.code) {
+    case 'CONNECT_REFUSED':
+    case 'CONNECT_TIMEOUT':
+    case 'CONNECT_FAILED':
+    case 'TLS_HANDSHAKE':
+    case 'PEER_IDENTITY':
+      // No connection, so nothing reached the app: always safe to try another endpoint.
+      return local(error.label, retry(true, 'connect-failure', '5xx', 'gateway-error'));
+    case 'UPSTREAM_RESET':
+      if (refused) return local('refused-stream', retry(true, 'refused-stream', 'reset', '5xx', 'gateway-error'));
+      // Envoy "reset" covers resets before a response; before any byte was sent it is safe.
+      return local(error.label, retry(!sent, 'reset', '5xx', 'gateway-error'));
+    case 'REQUEST_TIMEOUT':
+      // Envoy maps an upstream timeout to 504 (local-origin "timeout" in split mode) and
+      // retries per-try timeouts on 5xx / gateway-error.
+      return local(error.label, retry(false, '5xx', 'gateway-error'));
+    case 'IDLE_TIMEOUT':
+      return local(error.label, NONE);
+    case 'UPSTREAM_PROTOCOL':
+      return { kind: 'failure', origin: 'upstream', reason: error.label, gateway: true, status: null, grpcStatus: null, retryable: retry(false, '5xx', 'gateway-error') };
+    case 'CLIENT_CANCELLED':
+    case 'DEADLINE_EXCEEDED':
+    case 'DRAINING':
+      // The caller's deadline or cancellation, or our own shutdown: not the endpoint's fault.
+      return { kind: 'cancelled', reason: error.label, retryable: NONE };
+    default:
+      // Proxy-side refusals (OVERFLOW, NO_ENDPOINTS, ...) should not reach an endpoint;
+      // if they do, count them as local, not retried.
+      return { kind: 'failure', origin: 'local', reason: error.label, gateway: false, status: null, grpcStatus: null, retryable: NONE };
+  }
+}
+
+export interface RetryContext {
+  /** Attempts made so far, the original included (1 after the first try failed). */
+  readonly attempt: number;
+  /** Whether any request byte reached the upstream on the failed attempt. */
+  readonly bodySent: boolean;
+  readonly idempotent: boolean;
+  /** Whether the request body is buffered and can be replayed (≤ maxBufferedBodyBytes). */
+  readonly bodyBuffered: boolean;
+}
+
+export type RetryDecision = { readonly retry: true; readonly reason: string } | { readonly retry: false; readonly reason: string };
+
+/**
+ * Whether to retry after `outcome`. `policy.attempts` is the number of retries allowed
+ * (Istio HTTPRetry.attempts semantics), so the original plus up to `attempts` retries.
+ * Order of checks:
+ * 1. cancelled → never; attempts exhausted → no;
+ * 2. a body that was sent and is not buffered cannot be replayed → no;
+ * 3. always-safe outcomes (request never reached the app) → yes, regardless of retryOn
+ *    and idempotency (Istio's default connect-failure,refused-stream; Linkerd);
+ * 4. otherwise the outcome must match a `retryOn` condition, and a non-idempotent request
+ *    that reached the upstream is retried only with `retryNonIdempotent` (istio#13851).
+ * Budget and concurrency limits are checked by the caller (Cluster.admit('retry')).
+ */
+export function retryDecision(outcome: Outcome, policy: RetryPolicy, ctx: RetryContext): RetryDecision {
+  if (outcome.kind === 'cancelled') return { retry: false, reason: 'cancelled' };
+  if (ctx.attempt > policy.attempts) return { retry: false, reason: 'attempts-exhausted' };
+  if (ctx.bodySent && !ctx.bodyBuffered) return { retry: false, reason: 'body-not-replayable' };
+  const r = outcome.retryable;
+  if (r.alwaysSafe) return { retry: true, reason: 'always-safe' };
+  const matched = matchRetryOn(outcome, policy);
+  if (!matched) return { retry: false, reason: outcome.kind === 'success' ? 'success' : 'not-retryable' };
+  if (!ctx.idempotent && ctx.bodySent && !policy.retryNonIdempotent) return { retry: false, reason: 'non-idempotent' };
+  return { retry: true, reason: matched };
+}
+
+function matchRetryOn(outcome: Outcome, policy: RetryPolicy): string | null {
+  if (outcome.kind === 'cancelled') return null;
+  for (const cond of outcome.retryable.on) {
+    if (!policy.retryOn.includes(cond)) continue;
+    if (cond === 'retriable-status-codes') {
+      if (outcome.status !== null && policy.retriableStatusCodes.includes(outcome.status)) return cond;
+      continue;
+    }
+    return cond;
+  }
+  return null;
+}

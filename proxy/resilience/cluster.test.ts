@@ -1,0 +1,261 @@
+import http from 'node:http';
+import type net from 'node:net';
+import { Registry } from 'prom-client';
+import { FakeClock, seededRandom, systemClock } from '../../common/clock.js';
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import type { Endpoint, TrafficPolicy } from '../../contract/model.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import { classify } from './classify.js';
+import { Cluster } from './cluster.js';
+import { PromClusterMetrics } from './cluster-metrics.js';
+
+const ok = classify({ type: 'response', status: 200 });
+const e503 = classify({ type: 'response', status: 503 });
+
+const ep = (i: number, over: Partial<Endpoint> = {}): Endpoint => ({
+  address: `10.1.0.${i}`, port: 8080, proxyPort: 15006, identity: '', weight: 1, zone: 'z1', ready: true, ...over,
+});
+
+function policy(over: { [K in keyof TrafficPolicy]?: Partial<TrafficPolicy[K]> } = {}): TrafficPolicy {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(DEFAULT_POLICY) as (keyof TrafficPolicy)[]) {
+    const base = DEFAULT_POLICY[k];
+    out[k] = over[k] === undefined ? base : { ...(base as object), ...(over[k] as object) };
+  }
+  return out as unknown as TrafficPolicy;
+}
+
+function setup(p: TrafficPolicy = policy(), n = 3) {
+  const clock = new FakeClock(1_700_000_000_000);
+  const registry = new Registry();
+  const cluster = new Cluster({ name: 'web.default:80', policy: p, clock, random: seededRandom(7), metrics: new PromClusterMetrics(registry) });
+  const eps = Array.from({ length: n }, (_, i) => ep(i + 1));
+  cluster.update(eps);
+  /** One attempt on whatever pick() returns. */
+  const attempt = (outcome = ok, latency = 5, ctx = {}) => {
+    const picked = cluster.pick(ctx);
+    if (picked instanceof ProxyError) throw picked;
+    cluster.start(picked)(outcome, latency);
+    return picked;
+  };
+  const pickKeys = (count: number) => {
+    const seen = new Map<string, number>();
+    for (let i = 0; i < count; i++) {
+      const e = cluster.pick({}) as Endpoint;
+      seen.set(e.address, (seen.get(e.address) ?? 0) + 1);
+    }
+    return seen;
+  };
+  return { clock, registry, cluster, eps, attempt, pickKeys };
+}
+
+const metric = async (registry: Registry, name: string) => (await registry.getSingleMetric(name)!.get()).values;
+
+describe('Cluster', () => {
+  it('picks only ready endpoints and reports NO_ENDPOINTS when none is', () => {
+    const { cluster, pickKeys } = setup();
+    cluster.update([ep(1), ep(2, { ready: false })]);
+    expect([...pickKeys(50).keys()]).toEqual(['10.1.0.1']);
+    cluster.update([ep(2, { ready: false })]);
+    expect((cluster.pick({}) as ProxyError).code).toBe('NO_ENDPOINTS');
+    cluster.update([]);
+    expect((cluster.pick({}) as ProxyError).code).toBe('NO_ENDPOINTS');
+    cluster.close();
+  });
+
+  it('skips excluded endpoints, but reuses one when all were tried', () => {
+    const { cluster, eps } = setup(policy(), 2);
+    const first = cluster.pick({}) as Endpoint;
+    const other = cluster.pick({ exclude: new Set([`${first.address}:8080`]) }) as Endpoint;
+    expect(other.address).not.toBe(first.address);
+    const all = new Set(eps.map((e) => `${e.address}:8080`));
+    expect(cluster.pick({ exclude: all })).not.toBeInstanceOf(ProxyError);
+    cluster.close();
+  });
+
+  it('ejects an endpoint after 5 consecutive 5xx, keeps it out, brings it back after 30 s', async () => {
+    const { clock, cluster, registry, pickKeys } = setup(policy(), 10);
+    const bad = ep(4);
+    for (let i = 0; i < 5; i++) cluster.start(bad)(e503, 3);
+    expect(pickKeys(300).has(bad.address)).toBe(false);
+    const snap = cluster.snapshot().endpoints.find((e) => e.address === bad.address)!;
+    expect(snap).toMatchObject({ health: 'ejected', timesEjected: 1, failures: 5, lastEjectionReason: 'consecutive-5xx' });
+    expect(snap.ejectedUntil).toBe(new Date(clock.now() + 30_000).toISOString());
+    expect(await metric(registry, 'wren_outlier_ejections_enforced_total')).toEqual([
+      { labels: { cluster: 'web.default:80', reason: 'consecutive-5xx' }, value: 1 },
+    ]);
+    expect((await metric(registry, 'wren_outlier_ejected_endpoints'))[0].value).toBe(1);
+    clock.advance(30_000);
+    expect(pickKeys(300).has(bad.address)).toBe(true);
+    cluster.close();
+  });
+
+  it('keeps per-endpoint state across update() for endpoints that remain', () => {
+    const { cluster } = setup(policy(), 10);
+    for (let i = 0; i < 5; i++) cluster.start(ep(2))(e503, 400);
+    cluster.update([ep(1), ep(2, { weight: 3 }), ep(3)]);
+    const snap = cluster.snapshot().endpoints;
+    expect(snap.map((e) => e.address)).toEqual(['10.1.0.1', '10.1.0.2', '10.1.0.3']);
+    expect(snap[1]).toMatchObject({ health: 'ejected', weight: 3, failures: 5, timesEjected: 1 });
+    expect(snap[1].ewmaMs).toBeCloseTo(400, 6);
+    cluster.close();
+  });
+
+  it('enters panic mode when fewer than 50 % are healthy and balances over all', () => {
+    const { cluster, pickKeys } = setup(policy({ outlierDetection: { maxEjectionPercent: 100 } }), 4);
+    for (const i of [1, 2]) for (let k = 0; k < 5; k++) cluster.start(ep(i))(e503, 1);
+    expect(cluster.snapshot().panic).toBe(false); // 2 of 4 healthy = 50 %
+    expect(pickKeys(200).size).toBe(2);
+    for (let k = 0; k < 5; k++) cluster.start(ep(3))(e503, 1);
+    expect(cluster.snapshot().panic).toBe(true);
+    expect(pickKeys(400).size).toBe(4);
+    cluster.close();
+  });
+
+  it('failure accrual: open endpoints are not picked; one half-open probe; CIRCUIT_OPEN when all are open', () => {
+    const { clock, cluster } = setup(policy({ circuitBreaker: { accrual: 'consecutive', consecutiveFailures: 3 }, outlierDetection: { enabled: false } }), 2);
+    for (const i of [1, 2]) for (let k = 0; k < 3; k++) cluster.start(ep(i))(e503, 1);
+    expect((cluster.pick({}) as ProxyError).code).toBe('CIRCUIT_OPEN');
+    expect(cluster.snapshot().endpoints.map((e) => e.health)).toEqual(['breaker-open', 'breaker-open']);
+    clock.advance(1_500); // both half-open (1 s + up to 0.5 s jitter)
+    const probe = cluster.pick({}) as Endpoint;
+    const done = cluster.start(probe);
+    const other = cluster.pick({}) as Endpoint;
+    expect(other.address).not.toBe(probe.address); // the probing endpoint takes no more
+    const otherDone = cluster.start(other);
+    expect((cluster.pick({}) as ProxyError).code).toBe('CIRCUIT_OPEN'); // both probing
+    done(ok, 2);
+    otherDone(e503, 2);
+    const health = Object.fromEntries(cluster.snapshot().endpoints.map((e) => [e.address, e.health]));
+    expect(health).toEqual({ [probe.address]: 'healthy', [other.address]: 'breaker-open' });
+    cluster.close();
+  });
+
+  it('P2C peak-EWMA steers traffic to the faster endpoint from latency feedback', () => {
+    const { cluster } = setup(policy(), 3);
+    const rtt: Record<string, number> = { '10.1.0.1': 200, '10.1.0.2': 10, '10.1.0.3': 12 };
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 600; i++) {
+      const e = cluster.pick({}) as Endpoint;
+      counts[e.address] = (counts[e.address] ?? 0) + 1;
+      cluster.start(e)(ok, rtt[e.address]);
+    }
+    expect(counts['10.1.0.1']).toBeLessThan(10);
+    cluster.close();
+  });
+
+  it('start() counts in-flight requests and records exactly once', () => {
+    const { cluster } = setup(policy(), 1);
+    const done = cluster.start(ep(1));
+    expect(cluster.snapshot().endpoints[0].inflight).toBe(1);
+    done(e503, 1);
+    done(e503, 1);
+    expect(cluster.snapshot().endpoints[0]).toMatchObject({ inflight: 0, failures: 1 });
+    const gone = cluster.start(ep(1));
+    cluster.update([]);
+    gone(e503, 1); // endpoint removed meanwhile: harmless
+    cluster.start(ep(9))(ok, 1); // unknown endpoint: no-op
+    cluster.close();
+  });
+
+  it('admits against limits and the retry budget, with metrics', async () => {
+    const p = policy({ circuitBreaker: { maxRequests: 2, maxRetries: 1 }, retry: { budgetRatio: 0.5, budgetMinPerSecond: 0 } });
+    const { cluster, registry } = setup(p);
+    const a = cluster.admit('request');
+    const b = cluster.admit('request');
+    const c = cluster.admit('request');
+    expect((c as ProxyError).code).toBe('OVERFLOW');
+    expect(cluster.snapshot().retryBudget.balance).toBe(1); // 2 requests × 50 %
+    const r1 = cluster.admit('retry');
+    expect(r1).not.toBeInstanceOf(ProxyError);
+    expect((cluster.admit('retry') as ProxyError).code).toBe('OVERFLOW'); // max 1 active retry
+    (r1 as { release(): void }).release();
+    expect((cluster.admit('retry') as ProxyError).code).toBe('RETRY_BUDGET');
+    for (const x of [a, b]) (x as { release(): void }).release();
+    expect(cluster.snapshot().limits.requests).toEqual({ active: 0, max: 2 });
+    expect(await metric(registry, 'wren_overflow_total')).toEqual([
+      { labels: { cluster: 'web.default:80', limit: 'requests' }, value: 1 },
+      { labels: { cluster: 'web.default:80', limit: 'retries' }, value: 1 },
+    ]);
+    expect((await metric(registry, 'wren_retries_total'))[0].value).toBe(1);
+    expect((await metric(registry, 'wren_retry_budget_exhausted_total'))[0].value).toBe(1);
+    cluster.close();
+  });
+
+  it('backoff is full jitter under the policy cap', () => {
+    const { cluster } = setup();
+    for (let i = 1; i < 50; i++) expect(cluster.backoff(i)).toBeLessThan(250);
+    expect(cluster.backoff(1)).toBeLessThan(25);
+    cluster.close();
+  });
+
+  it('updatePolicy switches the balancer without losing endpoint state', () => {
+    const { cluster, pickKeys } = setup(policy(), 10);
+    for (let k = 0; k < 5; k++) cluster.start(ep(1))(e503, 1);
+    cluster.updatePolicy(policy({ loadBalancer: { kind: 'round-robin' } }));
+    const counts = pickKeys(90);
+    expect(counts.has('10.1.0.1')).toBe(false);
+    expect([...counts.values()]).toEqual(Array(9).fill(10));
+    expect(cluster.snapshot().balancer).toBe('round-robin');
+    cluster.close();
+  });
+
+  it('ring hash keeps a key on one endpoint', () => {
+    const { cluster } = setup(policy({ loadBalancer: { kind: 'ring-hash' } }), 5);
+    const first = (cluster.pick({ hashKey: 'session-42' }) as Endpoint).address;
+    for (let i = 0; i < 20; i++) expect((cluster.pick({ hashKey: 'session-42' }) as Endpoint).address).toBe(first);
+    cluster.close();
+  });
+
+  it('exports EWMA and breaker gauges per endpoint; close() stops exporting and clears timers', async () => {
+    const { clock, cluster, registry } = setup(policy({ circuitBreaker: { accrual: 'consecutive' } }), 2);
+    cluster.start(ep(1))(ok, 80);
+    const ewma = await metric(registry, 'wren_endpoint_ewma_ms');
+    expect(ewma.find((v) => v.labels.endpoint === '10.1.0.1:8080')!.value).toBeCloseTo(80, 6);
+    expect((await metric(registry, 'wren_endpoint_breaker_state')).map((v) => v.value)).toEqual([0, 0]);
+    cluster.close();
+    expect(clock.pending()).toBe(0);
+    expect(await metric(registry, 'wren_endpoint_ewma_ms')).toEqual([]);
+  });
+});
+
+describe('Cluster with active health checks (real HTTP)', () => {
+  it('does not pick an endpoint failing checks and restores it when it passes', async () => {
+    let healthy = true;
+    const servers = await Promise.all(
+      [0, 1].map(
+        (i) =>
+          new Promise<http.Server>((resolve) => {
+            const s = http.createServer((_req, res) => res.writeHead(i === 0 && !healthy ? 503 : 200).end());
+            s.listen(0, '127.0.0.1', () => resolve(s));
+          }),
+      ),
+    );
+    const eps = servers.map((s) => ep(0, { address: '127.0.0.1', port: (s.address() as net.AddressInfo).port }));
+    // Round robin: with no traffic, peak-EWMA ties would be broken by microsecond clock noise.
+    const p = policy({ loadBalancer: { kind: 'round-robin' } });
+    const cluster = new Cluster({
+      name: 'hc', clock: systemClock, random: seededRandom(1),
+      policy: { ...p, healthCheck: { kind: 'http', path: '/ready', intervalMs: 20, timeoutMs: 500, healthyThreshold: 1, unhealthyThreshold: 2 } },
+    });
+    cluster.update(eps);
+    const picked = () => new Set(Array.from({ length: 100 }, () => (cluster.pick({}) as Endpoint).port));
+    const until = async (pred: () => boolean) => {
+      for (let i = 0; i < 300 && !pred(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(pred()).toBe(true);
+    };
+    try {
+      expect(picked().size).toBe(2);
+      healthy = false;
+      await until(() => cluster.snapshot().endpoints[0].health === 'health-check-failed');
+      // 1 of 2 healthy = 50 %: not panic, so the failing endpoint gets nothing.
+      expect([...picked()]).toEqual([eps[1].port]);
+      healthy = true;
+      await until(() => cluster.snapshot().endpoints[0].health === 'healthy');
+      expect(picked().size).toBe(2);
+    } finally {
+      cluster.close();
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    }
+  });
+});

@@ -1,0 +1,353 @@
+import type { Clock, Random } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import { endpointKey, type Endpoint, type TrafficPolicy } from '../../contract/model.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { Host, PickContext } from '../balance/balancer.js';
+import { createBalancer } from '../balance/create-balancer.js';
+import { EndpointLoad } from '../balance/endpoint-load.js';
+import { fullJitterBackoff } from './backoff.js';
+import type { Outcome } from './classify.js';
+import type { ClusterMetrics } from './cluster-metrics.js';
+import type { ClusterState, EndpointHealth, EndpointState } from './cluster-state.js';
+import { ConcurrencyLimits, type Admission, type LimitName } from './concurrency-limits.js';
+import { EjectingBalancer, type Eligibility, type HealthAwarePicker } from './ejecting-balancer.js';
+import { EndpointBreaker } from './endpoint-breaker.js';
+import { HealthChecker } from './health-checker.js';
+import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
+import { RetryBudget } from './retry-budget.js';
+
+/**
+ * One upstream cluster (a service port, e.g. "web.default:80"): the facade the data path
+ * calls for every request. It owns the endpoint set and all per-endpoint state (EWMA and
+ * in-flight, outlier ejection, failure-accrual breaker, active health), the concurrency
+ * limits and the retry budget, and keeps an immutable picker that is rebuilt lazily on
+ * the first pick after anything that changes eligibility.
+ *
+ * Call pattern for one downstream request:
+ *   const adm = cluster.admit('request');            // OVERFLOW? fail fast
+ *   loop attempts:
+ *     const ep = cluster.pick({ hashKey, exclude }); // NO_ENDPOINTS / CIRCUIT_OPEN?
+ *     const done = cluster.start(ep);
+ *     ... done(classify(...), msToFirstByte)          // exactly once per attempt
+ *     decision = retryDecision(outcome, policy.retry, ctx); if not, stop
+ *     const r = cluster.admit('retry');               // RETRY_BUDGET / OVERFLOW? stop
+ *     await sleep(cluster.backoff(retryNumber)); ... r.release() after the attempt
+ *   adm.release();
+ * admit('request') deposits into the retry budget and admit('retry') withdraws from it:
+ * do not call retryBudget.deposit()/tryWithdraw() yourself.
+ */
+export interface ClusterOptions {
+  readonly name: string;
+  readonly policy: TrafficPolicy;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly metrics?: ClusterMetrics;
+  readonly logger?: Logger;
+  /** Run the policy's active health checks (default true). */
+  readonly activeHealthChecks?: boolean;
+}
+
+interface Entry {
+  host: Host;
+  breaker: EndpointBreaker | null;
+  activeHealthy: boolean;
+  successes: number;
+  failures: number;
+}
+
+const NOOP_DONE = (): void => undefined;
+
+export class Cluster {
+  readonly name: string;
+  private policy: TrafficPolicy;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly metrics?: ClusterMetrics;
+  private readonly logger?: Logger;
+  private readonly runHealthChecks: boolean;
+  private readonly entries = new Map<string, Entry>();
+  private hosts: Host[] = [];
+  private balancer: EjectingBalancer;
+  private picker: HealthAwarePicker;
+  private dirty = true;
+  private readonly outlier: OutlierDetector;
+  private readonly limits: ConcurrencyLimits;
+  private budget: RetryBudget;
+  private checker: HealthChecker | null = null;
+  private readonly untrack: () => void;
+
+  constructor(opts: ClusterOptions) {
+    this.name = opts.name;
+    this.policy = opts.policy;
+    this.clock = opts.clock;
+    this.random = opts.random;
+    this.metrics = opts.metrics;
+    this.logger = opts.logger?.child({ cluster: opts.name });
+    this.runHealthChecks = opts.activeHealthChecks ?? true;
+    this.balancer = this.makeBalancer();
+    this.picker = this.balancer.build([]);
+    this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
+    this.outlier.onEvent((e) => this.onOutlierEvent(e));
+    this.limits = new ConcurrencyLimits(this.policy.circuitBreaker, (l) => this.metrics?.overflow(this.name, l));
+    this.budget = this.makeBudget();
+    this.checker = this.makeChecker();
+    this.untrack = this.metrics?.track(this.name, () => this.snapshot()) ?? (() => undefined);
+  }
+
+  /** Replace the endpoint set; per-endpoint state survives for endpoints that remain. */
+  update(endpoints: readonly Endpoint[]): void {
+    const next = new Map<string, Entry>();
+    for (const ep of endpoints) {
+      const key = endpointKey(ep);
+      const old = next.get(key) ?? this.entries.get(key);
+      if (old) {
+        if (old.host.endpoint !== ep) old.host = { key, endpoint: ep, load: old.host.load };
+        next.set(key, old);
+      } else {
+        const load = new EndpointLoad(this.policy.loadBalancer.ewmaDefaultRttMs, this.policy.loadBalancer.ewmaDecayMs, this.clock.now());
+        next.set(key, { host: { key, endpoint: ep, load }, breaker: this.makeBreaker(key), activeHealthy: true, successes: 0, failures: 0 });
+      }
+    }
+    for (const [key, e] of this.entries) if (!next.has(key)) e.breaker?.close();
+    this.entries.clear();
+    for (const [k, e] of next) this.entries.set(k, e);
+    this.hosts = [...next.values()].map((e) => e.host);
+    this.outlier.setHosts(next.keys());
+    this.updateChecker();
+    this.dirty = true;
+  }
+
+  updatePolicy(policy: TrafficPolicy): void {
+    const old = this.policy;
+    this.policy = policy;
+    const changed = <K extends keyof TrafficPolicy>(k: K) => JSON.stringify(old[k]) !== JSON.stringify(policy[k]);
+    if (changed('loadBalancer') || old.outlierDetection.panicThresholdPercent !== policy.outlierDetection.panicThresholdPercent) {
+      this.balancer = this.makeBalancer();
+      for (const e of this.entries.values()) e.host.load.setDecay(policy.loadBalancer.ewmaDecayMs);
+    }
+    this.outlier.updatePolicy(policy.outlierDetection);
+    this.limits.updatePolicy(policy.circuitBreaker);
+    if (changed('retry')) this.budget = this.makeBudget();
+    if (changed('circuitBreaker')) {
+      // Breaker parameters changed: start every endpoint's accrual afresh.
+      for (const [key, e] of this.entries) {
+        e.breaker?.close();
+        e.breaker = this.makeBreaker(key);
+      }
+    }
+    if (changed('healthCheck')) {
+      this.checker?.close();
+      for (const e of this.entries.values()) e.activeHealthy = true;
+      this.checker = this.makeChecker();
+      this.updateChecker();
+    }
+    this.dirty = true;
+  }
+
+  /**
+   * Admission against the concurrency limits. 'request': one per downstream request, held
+   * until it ends (max requests), deposits into the retry budget. 'retry': one per retry,
+   * held for that attempt (max retries), withdraws from the retry budget.
+   */
+  admit(kind: 'request' | 'retry'): Admission | ProxyError {
+    if (kind === 'request') {
+      const a = this.limits.acquire('requests');
+      if (!(a instanceof ProxyError)) this.budget.deposit();
+      return a;
+    }
+    const a = this.limits.acquire('retries');
+    if (a instanceof ProxyError) return a;
+    if (!this.budget.tryWithdraw()) {
+      a.release();
+      return new ProxyError('RETRY_BUDGET');
+    }
+    this.metrics?.retry(this.name);
+    return a;
+  }
+
+  /** Connection-pool admission (Envoy max_connections / max_pending_requests). */
+  admitConnection(kind: Extract<LimitName, 'connections' | 'pending'>): Admission | ProxyError {
+    return this.limits.acquire(kind);
+  }
+
+  /**
+   * Pick an endpoint, avoiding ctx.exclude (already tried). If every candidate is
+   * excluded, an excluded one is reused rather than failing the request.
+   */
+  pick(ctx: PickContext): Endpoint | ProxyError {
+    if (this.dirty) this.rebuild();
+    const p = this.picker;
+    const h = p.pick(ctx) ?? (ctx.exclude?.size ? p.pick({ hashKey: ctx.hashKey }) : null);
+    if (h) return h.endpoint;
+    if (p.counts.total === 0) return new ProxyError('NO_ENDPOINTS', this.entries.size > 0 ? 'no endpoint is ready' : undefined);
+    if (p.counts.blocked > 0) return new ProxyError('CIRCUIT_OPEN');
+    return new ProxyError('NO_ENDPOINTS', 'every endpoint is ejected or failing health checks');
+  }
+
+  /**
+   * An attempt starts on `endpoint`. The returned function records how it ended, once:
+   * the Outcome (from classify()) and the latency to first byte (ms) for the EWMA.
+   */
+  start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void {
+    const key = endpointKey(endpoint);
+    const entry = this.entries.get(key);
+    if (!entry) return NOOP_DONE;
+    const load = entry.host.load;
+    load.inflight++;
+    const breaker = entry.breaker;
+    const probe = breaker?.onStart() ?? false;
+    let done = false;
+    return (outcome, latencyMs) => {
+      if (done) return;
+      done = true;
+      load.inflight--;
+      const now = this.clock.now();
+      if (outcome.kind === 'success') {
+        load.observe(latencyMs, now);
+        entry.successes++;
+      } else if (outcome.kind === 'failure') {
+        // A fast failure must not make an endpoint look attractive (a refusing host would
+        // otherwise black-hole traffic); failures may only raise the estimate.
+        load.observePeak(latencyMs, now);
+        entry.failures++;
+      }
+      if (this.entries.get(key) !== entry) return; // removed meanwhile
+      this.outlier.record(key, outcome);
+      breaker?.record(outcome, probe);
+    };
+  }
+
+  get retryBudget(): RetryBudget {
+    return this.budget;
+  }
+
+  /** Delay before retry number `attempt` (1-based), full jitter (Envoy 25 ms base, 250 ms cap). */
+  backoff(attempt: number): number {
+    return fullJitterBackoff(attempt, this.policy.retry.backoffBaseMs, this.policy.retry.backoffMaxMs, this.random);
+  }
+
+  snapshot(): ClusterState {
+    if (this.dirty) this.rebuild();
+    const now = this.clock.now();
+    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    const endpoints: EndpointState[] = [];
+    for (const [key, e] of this.entries) {
+      const ep = e.host.endpoint;
+      const o = this.outlier.state(key);
+      const b = e.breaker;
+      let health: EndpointHealth = 'healthy';
+      if (b?.state === 'open') health = 'breaker-open';
+      else if (b?.state === 'half-open') health = 'half-open';
+      else if (o?.ejected) health = 'ejected';
+      else if (!e.activeHealthy) health = 'health-check-failed';
+      endpoints.push({
+        key, address: ep.address, port: ep.port, zone: ep.zone, weight: ep.weight, ready: ep.ready, health,
+        ewmaMs: e.host.load.peekMs(now),
+        inflight: e.host.load.inflight,
+        timesEjected: o?.timesEjected ?? 0,
+        ejectedUntil: iso(o?.ejectedUntil ?? null),
+        lastEjectionReason: o?.lastReason ?? null,
+        breaker: b ? { state: b.state, until: iso(b.until) } : null,
+        activeHealthy: e.activeHealthy,
+        successes: e.successes,
+        failures: e.failures,
+      });
+    }
+    return {
+      name: this.name,
+      balancer: this.policy.loadBalancer.kind,
+      panic: this.picker.panic,
+      endpoints,
+      limits: this.limits.snapshot(),
+      retryBudget: { balance: this.budget.balance() },
+    };
+  }
+
+  close(): void {
+    this.outlier.close();
+    for (const e of this.entries.values()) e.breaker?.close();
+    this.checker?.close();
+    this.checker = null;
+    this.untrack();
+  }
+
+  private rebuild(): void {
+    this.dirty = false;
+    const wasPanic = this.picker.panic;
+    this.picker = this.balancer.build(this.hosts);
+    if (this.picker.panic !== wasPanic) {
+      this.logger?.warn(this.picker.panic ? 'panic mode: too few healthy endpoints, balancing over all' : 'left panic mode', { ...this.picker.counts });
+    }
+  }
+
+  private eligibility(h: Host): Eligibility {
+    const e = this.entries.get(h.key);
+    if (!e || !h.endpoint.ready) return 'excluded';
+    if (e.breaker && !e.breaker.available) return 'blocked';
+    if (!e.activeHealthy || this.outlier.isEjected(h.key)) return 'degraded';
+    return 'healthy';
+  }
+
+  private onOutlierEvent(e: OutlierEvent): void {
+    if (e.type === 'detected') {
+      this.metrics?.outlierDetected(this.name, e.reason, e.action);
+      return;
+    }
+    this.dirty = true;
+    if (e.type === 'ejected') {
+      this.logger?.warn('endpoint ejected', { endpoint: e.endpoint, reason: e.reason, until: new Date(e.until).toISOString(), timesEjected: e.timesEjected });
+    } else {
+      this.logger?.info('endpoint unejected', { endpoint: e.endpoint, cause: e.cause });
+    }
+  }
+
+  private makeBalancer(): EjectingBalancer {
+    const inner = createBalancer(this.policy.loadBalancer, { clock: this.clock, random: this.random });
+    return new EjectingBalancer(inner, { eligibility: (h) => this.eligibility(h) }, this.policy.outlierDetection.panicThresholdPercent);
+  }
+
+  private makeBudget(): RetryBudget {
+    const r = this.policy.retry;
+    return new RetryBudget({ ratio: r.budgetRatio, minPerSecond: r.budgetMinPerSecond, ttlMs: r.budgetTtlMs }, this.clock, () =>
+      this.metrics?.retryBudgetExhausted(this.name),
+    );
+  }
+
+  private makeBreaker(key: string): EndpointBreaker | null {
+    if (this.policy.circuitBreaker.accrual === 'off') return null;
+    return new EndpointBreaker(this.policy.circuitBreaker, this.clock, this.random, (state) => {
+      this.dirty = true;
+      if (state === 'open') this.logger?.warn('endpoint breaker open', { endpoint: key });
+    });
+  }
+
+  private makeChecker(): HealthChecker | null {
+    const hc = this.policy.healthCheck;
+    if (!hc || !this.runHealthChecks) return null;
+    return new HealthChecker(
+      hc,
+      this.clock,
+      {
+        onChange: (key, healthy) => {
+          const e = this.entries.get(key);
+          if (e) e.activeHealthy = healthy;
+          this.dirty = true;
+        },
+        onResult: (key, ok) => {
+          if (ok) this.outlier.healthCheckPassed(key);
+        },
+      },
+      this.logger,
+    );
+  }
+
+  private updateChecker(): void {
+    if (!this.checker) return;
+    const targets = [];
+    for (const e of this.entries.values()) {
+      if (e.host.endpoint.ready) targets.push({ key: e.host.key, address: e.host.endpoint.address, port: e.host.endpoint.port });
+      else e.activeHealthy = true;
+    }
+    this.checker.update(targets);
+  }
+}

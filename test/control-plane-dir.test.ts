@@ -1,0 +1,156 @@
+import { mkdtemp, rm, unlink, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
+
+const web = (endpoints: string[], port: unknown = 80) => `apiVersion: mesh.wren.io/v1alpha1
+kind: MeshService
+metadata:
+  name: web
+  namespace: shop
+spec:
+  ports:
+    - name: http
+      port: ${JSON.stringify(port)}
+      protocol: http1
+  endpoints:
+${endpoints.map((a) => `    - address: ${a}\n      port: 8080`).join('\n')}
+`;
+
+const k8sManifests = `apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: shop }
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{ name: grpc, port: 9090, targetPort: 9090 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: api-1
+  namespace: shop
+  labels: { kubernetes.io/service-name: api }
+addressType: IPv4
+ports: [{ name: grpc, port: 9090 }]
+endpoints:
+  - addresses: [10.0.1.1]
+    conditions: { ready: true }
+    targetRef: { kind: Pod, name: api-0, namespace: shop }
+  - addresses: [10.0.1.2]
+    conditions: { ready: false }
+    targetRef: { kind: Pod, name: api-1, namespace: shop }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: api-0, namespace: shop, labels: { wren.io/inject: enabled } }
+spec: { serviceAccountName: api-sa, containers: [{ name: app, image: x }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: api-1, namespace: shop }
+spec: { serviceAccountName: api-sa, containers: [{ name: app, image: x }] }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: ignored, namespace: shop }
+spec: {}
+`;
+
+describe('control plane with the directory source', () => {
+  let root: string;
+  let dir: string;
+  let cp: ControlPlane;
+  let source: DirSource;
+  const proxies: TestProxy[] = [];
+
+  const start = async (opts: { watch?: boolean; rescanMs?: number } = {}): Promise<void> => {
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'example.org', clock: systemClock, random: seededRandom(5), logger: silentLogger,
+      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: opts.rescanMs ?? 5_000, watch: opts.watch })),
+    });
+    await cp.whenReady();
+  };
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'wren-cp-dir-'));
+    dir = join(root, 'mesh');
+    await mkdir(dir);
+    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.1']));
+    await writeFile(join(dir, 'api.yaml'), k8sManifests);
+  });
+
+  afterEach(async () => {
+    await Promise.all(proxies.splice(0).map((p) => p.client.stop()));
+    await cp.close(100);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const proxy = (): TestProxy => {
+    const p = startProxy(`127.0.0.1:${cp.grpcPort}`);
+    proxies.push(p);
+    return p;
+  };
+
+  test('reads MeshService and Kubernetes-shaped manifests; edits, additions and deletions are pushed', async () => {
+    await start();
+    const p = proxy();
+    const snap = await p.client.onFirstSnapshot();
+    expect(snap.services.map((s) => `${s.name}.${s.namespace}`).sort()).toEqual(['api.shop', 'web.shop']);
+    expect(endpointsOf(snap, 'web.shop')).toEqual(['10.0.0.1:8080']);
+    const api = snap.services.find((s) => s.name === 'api')!;
+    expect(api.ports[0].endpoints).toEqual([{ address: '10.0.1.1', port: 9090, proxyPort: 15006, identity: 'spiffe://example.org/ns/shop/sa/api-sa', weight: 1, zone: '', ready: true }]);
+    expect(api.clusterIPs).toEqual(['10.96.0.20']);
+
+    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.1', '10.0.0.2']));
+    await waitFor(() => endpointsOf(p.client.current(), 'web.shop').length === 2, 'edit pushed');
+
+    await writeFile(join(dir, 'cache.yaml'), web(['10.0.2.1']).replace('name: web', 'name: cache'));
+    await waitFor(() => p.client.current()?.services.some((s) => s.name === 'cache'), 'new file pushed');
+
+    await unlink(join(dir, 'cache.yaml'));
+    await waitFor(() => !p.client.current()?.services.some((s) => s.name === 'cache'), 'deleted file pushed');
+  });
+
+  test('a manifest with a bad field is rejected with file and field path; the last good version stays; others keep flowing', async () => {
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.9'], 'http'));
+    await waitFor(() => source.errors().length > 0, 'rejection');
+    expect(source.errors()).toEqual(['mesh/web.yaml: spec.ports[0].port: expected a number, got "http"']);
+    // the rest keeps flowing
+    await writeFile(join(dir, 'api.yaml'), k8sManifests.replace('conditions: { ready: false }', 'conditions: { ready: true }'));
+    await waitFor(() => endpointsOf(p.client.current(), 'api.shop').length === 2, 'other file still flows');
+    // api-1 carries no inject label: unmeshed, so no identity and no proxy port
+    expect(p.client.current()!.services.find((s) => s.name === 'api')!.ports[0].endpoints[1]).toMatchObject({ address: '10.0.1.2', identity: '', proxyPort: null });
+    // the last good web is still in force, not the bad one, and not nothing
+    expect(endpointsOf(p.client.current(), 'web.shop')).toEqual(['10.0.0.1:8080']);
+    const view = await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json();
+    expect(view.errors).toEqual(['mesh/web.yaml: spec.ports[0].port: expected a number, got "http"']);
+    // fixing it clears the error
+    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.9']));
+    await waitFor(() => endpointsOf(p.client.current(), 'web.shop').join() === '10.0.0.9:8080', 'fixed version pushed');
+    expect(source.errors()).toEqual([]);
+  });
+
+  test('a file that is not even YAML keeps everything it had', async () => {
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    await writeFile(join(dir, 'api.yaml'), 'kind: Service\nmetadata: { name: [unclosed\n');
+    await waitFor(() => source.errors().some((e) => e.startsWith('mesh/api.yaml: YAML:')), 'syntax error reported');
+    expect(endpointsOf(p.client.current(), 'api.shop')).toEqual(['10.0.1.1:9090']);
+  });
+
+  test('without fs.watch the periodic rescan still picks up changes', async () => {
+    await start({ watch: false, rescanMs: 100 });
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.7']));
+    await waitFor(() => endpointsOf(p.client.current(), 'web.shop').join() === '10.0.0.7:8080', 'rescan pushed');
+  });
+});

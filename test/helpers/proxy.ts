@@ -1,0 +1,75 @@
+import { Proxy } from '../../proxy/proxy.js';
+import { parseProxyConfig } from '../../proxy/config/proxy-config.js';
+import { TlsIdentity } from '../../proxy/tls/tls-identity.js';
+import { parseService } from '../../contract/parse.js';
+import type { Service } from '../../contract/model.js';
+import { createLogger } from '../../common/logger.js';
+import type { TestPki } from './pki.js';
+import type { ClusterFactory } from '../../proxy/outbound/cluster-set.js';
+
+export interface StartProxyOptions {
+  readonly pki: TestPki;
+  readonly namespace?: string;
+  readonly serviceAccount: string;
+  readonly services?: readonly Service[];
+  /** Extra raw config merged over the defaults (same spelling as the YAML file). */
+  readonly config?: Record<string, unknown>;
+  readonly clusterFactory?: ClusterFactory;
+  readonly logs?: string[];
+}
+
+/** A real sidecar on loopback with every port 0; logs are captured, not printed. */
+export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
+  const ns = o.namespace ?? 'default';
+  const raw = {
+    identity: { namespace: ns, serviceAccount: o.serviceAccount, trustDomain: o.pki.trustDomain },
+    tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
+    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    shutdown: { gracePeriodMs: 5000 },
+    ...(o.config ?? {}),
+  };
+  const config = parseProxyConfig(raw, 'test');
+  const tls = new TlsIdentity(o.pki.issue(ns, o.serviceAccount));
+  const sink = o.logs ? (l: string) => void o.logs!.push(l) : () => undefined;
+  const proxy = await Proxy.start({
+    config,
+    tls,
+    logger: createLogger({ level: 'debug', sink }),
+    clusterFactory: o.clusterFactory,
+    staticMesh: false,
+  });
+  proxy.applySnapshot({ version: '1', source: 'test', services: o.services ?? [] });
+  return proxy;
+}
+
+/** A mesh service whose endpoints are the given apps behind the given sidecars. */
+export function meshService(
+  name: string,
+  port: number,
+  backends: readonly { appPort: number; proxy: Proxy | null; ready?: boolean; weight?: number }[],
+  extra: Record<string, unknown> = {},
+): Service {
+  return parseService(
+    {
+      name,
+      namespace: 'default',
+      ports: [
+        {
+          port,
+          protocol: (extra.protocol as string) ?? 'detect',
+          endpoints: backends.map((b) => ({
+            address: '127.0.0.1',
+            port: b.appPort,
+            proxyPort: b.proxy ? b.proxy.inboundPort : null,
+            identity: b.proxy ? b.proxy.tls.spiffeId : undefined,
+            ready: b.ready ?? true,
+            weight: b.weight ?? 1,
+          })),
+        },
+      ],
+      ...(extra.policy ? { policy: extra.policy } : {}),
+      ...(extra.clusterIPs ? { clusterIPs: extra.clusterIPs } : {}),
+    },
+    'test',
+  );
+}
