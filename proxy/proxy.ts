@@ -51,6 +51,9 @@ export class Proxy {
   private readonly outboundAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly appAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private hasConfig = false;
+  private closedResolve!: () => void;
+  /** Resolves once the proxy has closed (after a drain, POST /drain included). */
+  readonly drained = new Promise<void>((r) => (this.closedResolve = r));
   private draining: Promise<void> | null = null;
   private ports = { outbound: 0, inbound: 0, admin: 0 };
 
@@ -109,6 +112,16 @@ export class Proxy {
     if (!loadAddon()) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
     const [o, i, a] = await Promise.all([p.outbound.listen(), p.inbound.listen(), p.admin.listen()]);
     p.ports = { outbound: o.port, inbound: i.port, admin: a.port };
+    if (!p.hasConfig) {
+      // Bounded wait for the first config: past it the proxy reports ready anyway (it can
+      // pass traffic through) rather than keep the pod out of service forever.
+      const t = p.clock.setTimeout(() => {
+        if (p.hasConfig) return;
+        p.logger.warn('no config from the control plane yet; reporting ready without it', { code: 'FIRST_CONFIG_TIMEOUT' });
+        p.hasConfig = true;
+      }, opts.config.discovery.firstConfigTimeoutMs);
+      t.unref?.();
+    }
     p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port });
     return p;
   }
@@ -197,5 +210,6 @@ export class Proxy {
     this.outboundAgent.destroy();
     this.appAgent.destroy();
     await Promise.all([this.outbound.close(), this.admin.close()]);
+    this.closedResolve();
   }
 }

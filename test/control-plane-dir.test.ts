@@ -129,7 +129,7 @@ describe('control plane with the directory source', () => {
     expect(p.client.current()!.services.find((s) => s.name === 'api')!.ports[0].endpoints[1]).toMatchObject({ address: '10.0.1.2', identity: '', proxyPort: null });
     // the last good web is still in force, not the bad one, and not nothing
     expect(endpointsOf(p.client.current(), 'web.shop')).toEqual(['10.0.0.1:8080']);
-    const view = await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json();
+    const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { errors: string[] };
     expect(view.errors).toEqual(['mesh/web.yaml: spec.ports[0].port: expected a number, got "http"']);
     // fixing it clears the error
     await writeFile(join(dir, 'web.yaml'), web(['10.0.0.9']));

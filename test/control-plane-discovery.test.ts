@@ -72,7 +72,7 @@ describe('discovery protocol over real gRPC', () => {
     expect(p.client.current()).toBe(first);
     expect(p.applied).toHaveLength(1);
     expect((await cp.metrics.nacks.get()).values[0].value).toBe(1);
-    const dbg = await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json();
+    const dbg = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { ackedVersion: string; lastNack: { detail: string } }[] };
     expect(dbg.proxies[0].ackedVersion).toBe(first.version);
     expect(dbg.proxies[0].lastNack.detail).toMatch(/endpointDeltas\[0\]\.updated\[0\]\.identity/);
     // The next change: the delta is computed from the last ACKed view, so it carries the fix and the new endpoint.

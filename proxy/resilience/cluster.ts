@@ -127,8 +127,12 @@ export class Cluster {
     }
     this.outlier.updatePolicy(policy.outlierDetection);
     this.limits.updatePolicy(policy.circuitBreaker);
-    if (changed('retry')) this.budget = this.makeBudget();
-    if (changed('circuitBreaker')) {
+    const differs = <T>(a: T, b: T, keys: (keyof T)[]) => keys.some((k) => a[k] !== b[k]);
+    if (differs(old.retry, policy.retry, ['budgetRatio', 'budgetMinPerSecond', 'budgetTtlMs'])) this.budget = this.makeBudget();
+    const accrualKeys: (keyof TrafficPolicy['circuitBreaker'])[] = [
+      'accrual', 'consecutiveFailures', 'samplingThreshold', 'samplingDurationMs', 'samplingMinimumRps', 'backoffInitialMs', 'backoffMaxMs',
+    ];
+    if (differs(old.circuitBreaker, policy.circuitBreaker, accrualKeys)) {
       // Breaker parameters changed: start every endpoint's accrual afresh.
       for (const [key, e] of this.entries) {
         e.breaker?.close();
@@ -171,7 +175,8 @@ export class Cluster {
   }
 
   /**
-   * Pick an endpoint, avoiding ctx.exclude (already tried). If every candidate is
+   * Pick an endpoint, avoiding ctx.exclude (endpointKey()s already tried). ctx.hashKey is
+   * the ring-hash input (the policy's hashHeader value, or the source address). If every candidate is
    * excluded, an excluded one is reused rather than failing the request.
    */
   pick(ctx: PickContext): Endpoint | ProxyError {

@@ -25,7 +25,9 @@ export interface FakeApp {
 }
 
 function handler(name: string, hits: { count: number }) {
-  return (req: Req, res: Res) => {
+  return (req: Req, anyRes: Res) => {
+    // Both servers' responses support the subset used here; one type keeps the routes shared.
+    const res = anyRes as ServerResponse;
     hits.count++;
     const url = new URL(req.url ?? '/', 'http://x');
     const hash = createHash('sha256');
@@ -54,7 +56,7 @@ function handler(name: string, hits: { count: number }) {
         while (sent < total) {
           const n = Math.min(chunk.length, total - sent);
           sent += n;
-          if (!(res as ServerResponse).write(chunk.subarray(0, n))) return void (res as ServerResponse).once('drain', pump);
+          if (!res.write(chunk.subarray(0, n))) return void res.once('drain', pump);
         }
         res.end();
       };

@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { parseAllDocuments } from 'yaml';
+import { injectCommand } from './inject.js';
+
+async function run(argv: string[], stdin = '') {
+  let out = '';
+  let err = '';
+  const code = await injectCommand(argv, (s) => (out += s), (s) => (err += s), Readable.from([stdin]));
+  return { code, out, err };
+}
+
+const DEPLOY = `# the web tier
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  template:
+    metadata:
+      labels: { app: web }
+    spec:
+      containers:
+        - name: app
+          image: web:1
+---
+# untouched: a Service keeps its comment
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  ports: [{ port: 80 }]
+`;
+
+test('--help', async () => {
+  const r = await run(['--help']);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/^Usage: wren inject/);
+});
+
+test('reads stdin when FILE is -, injects workloads, passes other kinds through', async () => {
+  const r = await run(['-'], DEPLOY);
+  expect(r.code).toBe(0);
+  const docs = parseAllDocuments(r.out).map((d) => d.toJS());
+  expect(docs).toHaveLength(2);
+  expect(docs[0].spec.template.spec.initContainers.map((c: { name: string }) => c.name)).toEqual(['wren-init', 'wren-proxy']);
+  expect(docs[1]).toEqual({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { ports: [{ port: 80 }] } });
+  expect(r.out).toContain('# untouched: a Service keeps its comment');
+  expect(r.out).toContain('# the web tier');
+  expect(r.err).toContain('Deployment/web: injected');
+  expect(r.err).toContain('1 pod template(s) injected');
+});
+
+test('injecting the output again changes nothing', async () => {
+  const once = await run(['-'], DEPLOY);
+  const twice = await run(['-'], once.out);
+  expect(twice.code).toBe(0);
+  expect(parseAllDocuments(twice.out).map((d) => d.toJS())).toEqual(parseAllDocuments(once.out).map((d) => d.toJS()));
+  expect(twice.err).toContain('Deployment/web: skipped (already injected)');
+});
+
+test('flags: --classic, --image, --trust-domain, --trust-bundle', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wren-inject-'));
+  try {
+    writeFileSync(join(dir, 'pod.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec: { containers: [{ name: app, image: a }] }\n');
+    writeFileSync(join(dir, 'ca.crt'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    const r = await run([join(dir, 'pod.yaml'), '--classic', '--image', 'reg/wren:dev', '--trust-domain', 'example.org', '--trust-bundle', join(dir, 'ca.crt')]);
+    expect(r.code).toBe(0);
+    const pod = parseAllDocuments(r.out)[0].toJS();
+    expect(pod.spec.containers.map((c: { name: string }) => c.name)).toEqual(['wren-proxy', 'app']);
+    const proxy = pod.spec.containers[0];
+    expect(proxy.image).toBe('reg/wren:dev');
+    const env = Object.fromEntries(proxy.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+    expect(env.WREN_TRUST_DOMAIN).toBe('example.org');
+    expect(env.WREN_TRUST_BUNDLE).toContain('BEGIN CERTIFICATE');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('errors: missing file (1), invalid YAML (1), bad flag (2)', async () => {
+  expect((await run(['/nonexistent/x.yaml'])).code).toBe(1);
+  const bad = await run(['-'], 'a: [1, 2\n');
+  expect(bad.code).toBe(1);
+  expect(bad.err).toMatch(/wren inject: -:/);
+  expect((await run(['--log-level', 'loud'])).code).toBe(2);
+});

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { proxyCommand } from './proxy-command.js';
+import { certsCommand } from './certs.js';
+import { controlPlaneCommand } from './control-plane.js';
+import { injectCommand } from './inject.js';
+import { iptablesCommand } from './iptables.js';
+import { demoCommand } from './demo.js';
+
+type Out = (s: string) => void;
+type Command = (argv: string[], out: Out, err: Out) => Promise<number>;
+
+const COMMANDS: Record<string, [Command, string]> = {
+  demo: [demoCommand, 'run a whole mesh on loopback (control plane, sidecars, apps)'],
+  proxy: [proxyCommand, 'run the sidecar proxy'],
+  'control-plane': [(a, o, e) => controlPlaneCommand(a, { write: o }, { write: e }), 'run the control plane (discovery, CA, injector)'],
+  certs: [certsCommand, 'create a dev mesh CA and workload certificates'],
+  inject: [(a, o, e) => injectCommand(a, o, e), 'add the sidecar to Kubernetes YAML (offline injector)'],
+  iptables: [iptablesCommand, 'install the traffic interception rules (init container)'],
+};
+
+const USAGE = `Usage: wren <command> [options]
+
+Commands:
+${Object.entries(COMMANDS).map(([n, [, d]]) => `  ${n.padEnd(15)}${d}`).join('\n')}
+
+Run 'wren <command> --help' for a command's options.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const out: Out = (s) => void process.stdout.write(s);
+  const err: Out = (s) => void process.stderr.write(s);
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    out(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const entry = COMMANDS[cmd];
+  if (!entry) {
+    err(`wren: unknown command '${cmd}'\n\n${USAGE}`);
+    return 2;
+  }
+  return entry[0](rest, out, err);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: Error) => {
+    process.stderr.write(`wren: ${e.stack ?? e.message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,55 @@
+import { DEFAULT_POLICY } from './defaults.js';
+import type { Service } from './model.js';
+import {
+  endpointFromWire, fullResponse, loadDiscoveryProto, policyToJson, serviceFromWire, serviceToWire, snapshotFromFullResponse,
+} from './discovery.js';
+
+const svc: Service = {
+  name: 'web',
+  namespace: 'shop',
+  clusterIPs: ['10.96.0.1'],
+  policy: { ...DEFAULT_POLICY, loadBalancer: { ...DEFAULT_POLICY.loadBalancer, kind: 'ring-hash', hashHeader: 'x-user' }, healthCheck: { kind: 'http', path: '/healthz', intervalMs: 5000, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 3 } },
+  ports: [
+    {
+      name: 'http', port: 80, protocol: 'http1',
+      endpoints: [
+        { address: '10.0.0.1', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 2, zone: 'a', ready: true },
+        { address: 'fd00::1', port: 8080, proxyPort: null, identity: '', weight: 1, zone: '', ready: true },
+      ],
+    },
+  ],
+};
+
+describe('discovery contract converters', () => {
+  test('policies travel as sparse JSON: only what differs from the defaults', () => {
+    expect(policyToJson(DEFAULT_POLICY)).toBe('');
+    expect(JSON.parse(policyToJson(svc.policy))).toEqual({
+      loadBalancer: { kind: 'ring-hash', hashHeader: 'x-user' },
+      healthCheck: { kind: 'http', path: '/healthz', intervalMs: 5000, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 3 },
+    });
+  });
+
+  test('service -> wire -> protobuf bytes -> wire -> service is lossless', () => {
+    const proto = loadDiscoveryProto();
+    const bytes = proto.encodeResponse(fullResponse('e-1', 'n', [svc]));
+    const decoded = proto.decodeResponse(bytes);
+    expect(decoded.services[0].clusterIps).toEqual(['10.96.0.1']);
+    expect(decoded.services[0].ports[0].endpoints[1].proxyPort).toBe(0);
+    const snap = snapshotFromFullResponse(decoded, 'control-plane:x');
+    expect(snap).toEqual({ version: 'e-1', source: 'control-plane:x', services: [svc] });
+    expect(Object.isFrozen(snap.services[0])).toBe(true);
+  });
+
+  test('what arrives is validated with field paths', () => {
+    const w = serviceToWire(svc);
+    w.ports[0].endpoints[0].address = 'not an ip';
+    expect(() => serviceFromWire(w, 'services[3]')).toThrow(/^services\[3\]\.ports\[0\]\.endpoints\[0\]\.address: expected to match/);
+    const w2 = serviceToWire(svc);
+    w2.policyJson = JSON.stringify({ retry: { attempts: 99 } });
+    expect(() => serviceFromWire(w2, 'services[0]')).toThrow(/^services\[0\]\.policy\.retry\.attempts: expected a number in 1\.\.10/);
+    const w3 = serviceToWire(svc);
+    w3.policyJson = '{oops';
+    expect(() => serviceFromWire(w3, 'services[0]')).toThrow(/services\[0\]\.policy: invalid JSON/);
+    expect(() => endpointFromWire({ address: '10.0.0.1', port: 0, proxyPort: 0, identity: '', weight: 0, zone: '', ready: true }, 'e')).toThrow(/^e\.port: /);
+  });
+});

@@ -1,0 +1,227 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { DEFAULT_POLICY } from './defaults.js';
+import type { Endpoint, MeshSnapshot, Service, TrafficPolicy } from './model.js';
+import { parseEndpoint, parseService } from './parse.js';
+
+/**
+ * The discovery contract (contract/discovery.proto, package wren.discovery.v1) as
+ * hand-written TypeScript types plus converters to and from the mesh model.
+ *
+ * The proto is loaded at run time with @grpc/proto-loader, `keepCase: false` (so
+ * `cluster_ips` is `clusterIps` here), `longs: Number`, `defaults: true`, `oneofs: true`.
+ *
+ * Policies travel as JSON in the user-facing spelling (`policy_json`), sparse (only the
+ * fields that differ from DEFAULT_POLICY), and are validated on arrival by the same
+ * parseTrafficPolicy that reads files and CRDs. Why JSON and not a mirrored message:
+ * the policy has ~50 fields and one definition (contract/parse.ts); a second schema in
+ * proto would drift from it, and the proxy would need a second validator anyway. Policies
+ * change rarely and endpoint deltas never carry them, so the JSON's bytes do not matter.
+ */
+
+export interface WireEndpoint {
+  address: string;
+  port: number;
+  /** 0 = not meshed. */
+  proxyPort: number;
+  identity: string;
+  weight: number;
+  zone: string;
+  ready: boolean;
+}
+export interface WireServicePort {
+  name: string;
+  port: number;
+  protocol: string;
+  endpoints: WireEndpoint[];
+}
+export interface WireService {
+  name: string;
+  namespace: string;
+  clusterIps: string[];
+  ports: WireServicePort[];
+  policyJson: string;
+}
+export interface WireEndpointKey {
+  address: string;
+  port: number;
+}
+export interface WireEndpointDelta {
+  service: string;
+  port: number;
+  added: WireEndpoint[];
+  updated: WireEndpoint[];
+  removed: WireEndpointKey[];
+}
+export interface DiscoveryResponse {
+  version: string;
+  nonce: string;
+  full: boolean;
+  baseVersion: string;
+  services: WireService[];
+  removedServices: string[];
+  endpointDeltas: WireEndpointDelta[];
+}
+export interface WorkloadIdentity {
+  spiffeId: string;
+  namespace: string;
+  pod: string;
+}
+export interface Subscribe {
+  identity: WorkloadIdentity;
+  services: string[];
+  lastVersion: string;
+}
+export interface Ack {
+  version: string;
+  nonce: string;
+}
+export interface Nack {
+  version: string;
+  nonce: string;
+  errorDetail: string;
+  resync: boolean;
+}
+export interface Ejection {
+  service: string;
+  address: string;
+  port: number;
+  reason: string;
+  ejectedForMs: number;
+}
+export interface HealthReport {
+  ejected: Ejection[];
+}
+/** What the proxy sends: exactly one of the fields (`kind` names it when decoded). */
+export type DiscoveryRequest =
+  | { subscribe: Subscribe; kind?: 'subscribe' }
+  | { ack: Ack; kind?: 'ack' }
+  | { nack: Nack; kind?: 'nack' }
+  | { health: HealthReport; kind?: 'health' };
+
+export const DISCOVERY_PACKAGE = 'wren.discovery.v1';
+export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
+
+/** The .proto sits beside this file in the repo; from dist/contract it is two levels up. */
+function protoPath(): string {
+  const candidates = ['./discovery.proto', '../../contract/discovery.proto'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`discovery.proto not found (looked in ${candidates.join(', ')})`);
+  return found;
+}
+
+export interface DiscoveryProto {
+  /** Service definition for grpc.Server#addService. */
+  readonly service: grpc.ServiceDefinition;
+  /** Client constructor: `new Client(address, credentials, options)`. */
+  readonly Client: grpc.ServiceClientConstructor;
+  readonly encodeResponse: (r: DiscoveryResponse) => Buffer;
+  readonly decodeResponse: (b: Buffer) => DiscoveryResponse;
+}
+
+let loaded: DiscoveryProto | undefined;
+
+export function loadDiscoveryProto(): DiscoveryProto {
+  if (loaded) return loaded;
+  const def = protoLoader.loadSync(protoPath(), LOADER_OPTIONS);
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { wren: { discovery: { v1: { Discovery: grpc.ServiceClientConstructor } } } };
+  const Client = pkg.wren.discovery.v1.Discovery;
+  const method = Client.service.Stream;
+  loaded = {
+    service: Client.service,
+    Client,
+    encodeResponse: (r) => method.responseSerialize(r),
+    decodeResponse: (b) => method.responseDeserialize(b) as DiscoveryResponse,
+  };
+  return loaded;
+}
+
+// ---- model -> wire -------------------------------------------------------------------
+
+const policyJsonCache = new WeakMap<TrafficPolicy, string>();
+
+const isPlain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function sparse(value: unknown, def: unknown): unknown {
+  if (isPlain(value) && isPlain(def)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      const d = sparse(v, def[k]);
+      if (d !== undefined) out[k] = d;
+    }
+    return Object.keys(out).length > 0 ? out : undefined;
+  }
+  return JSON.stringify(value) === JSON.stringify(def) ? undefined : value;
+}
+
+/** The policy as sparse JSON ('' when it equals DEFAULT_POLICY). Memoized: policies are frozen and shared. */
+export function policyToJson(p: TrafficPolicy): string {
+  let s = policyJsonCache.get(p);
+  if (s === undefined) {
+    const d = sparse(p, DEFAULT_POLICY);
+    s = d === undefined ? '' : JSON.stringify(d);
+    policyJsonCache.set(p, s);
+  }
+  return s;
+}
+
+export function endpointToWire(e: Endpoint): WireEndpoint {
+  return { address: e.address, port: e.port, proxyPort: e.proxyPort ?? 0, identity: e.identity, weight: e.weight, zone: e.zone, ready: e.ready };
+}
+
+export function serviceToWire(s: Service): WireService {
+  return {
+    name: s.name,
+    namespace: s.namespace,
+    clusterIps: [...s.clusterIPs],
+    ports: s.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, endpoints: p.endpoints.map(endpointToWire) })),
+    policyJson: policyToJson(s.policy),
+  };
+}
+
+export function fullResponse(version: string, nonce: string, services: Iterable<Service>): DiscoveryResponse {
+  return { version, nonce, full: true, baseVersion: '', services: [...services].map(serviceToWire), removedServices: [], endpointDeltas: [] };
+}
+
+// ---- wire -> model (validated) ---------------------------------------------------------
+
+/** Raw endpoint in the parse.ts spelling; zero values mean "absent" on the wire. */
+function endpointRaw(w: WireEndpoint): Record<string, unknown> {
+  const raw: Record<string, unknown> = { address: w?.address, port: w?.port, weight: w?.weight || undefined, zone: w?.zone, ready: w?.ready };
+  if (w?.proxyPort) raw.proxyPort = w.proxyPort;
+  if (w?.identity) raw.identity = w.identity;
+  return raw;
+}
+
+/** Validates one endpoint from the wire; throws ConfigError naming `path`. */
+export function endpointFromWire(w: WireEndpoint, path: string): Endpoint {
+  return parseEndpoint(endpointRaw(w), path);
+}
+
+/** Validates one service from the wire through parseService/parseTrafficPolicy; throws ConfigError naming `path`. */
+export function serviceFromWire(w: WireService, path: string): Service {
+  let policy: unknown;
+  if (w?.policyJson) {
+    try {
+      policy = JSON.parse(w.policyJson);
+    } catch (e) {
+      throw new Error(`${path}.policy: invalid JSON (${(e as Error).message})`, { cause: e });
+    }
+  }
+  const raw = {
+    name: w?.name,
+    namespace: w?.namespace,
+    clusterIPs: w?.clusterIps ?? [],
+    ports: (w?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol || undefined, endpoints: (p.endpoints ?? []).map(endpointRaw) })),
+    policy,
+  };
+  return parseService(raw, path);
+}
+
+/** A full response as a validated MeshSnapshot (throws on the first invalid field). */
+export function snapshotFromFullResponse(r: DiscoveryResponse, source: string): MeshSnapshot {
+  const services = (r.services ?? []).map((s, i) => serviceFromWire(s, `services[${i}]`));
+  return Object.freeze({ version: r.version, source, services: Object.freeze(services) });
+}

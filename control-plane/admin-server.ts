@@ -1,0 +1,63 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { DiscoveryServer } from './discovery/discovery-server.js';
+import type { ControlPlaneMetrics } from './metrics.js';
+import type { MeshStore } from './store/mesh-store.js';
+
+/**
+ * The control plane's own admin port (15014, like istiod's monitoring port):
+ * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
+ * /debug/proxies (each subscriber's ACKed version, NACKs and reported ejections) and
+ * /debug/view (the current mesh view and the source's rejected manifests).
+ */
+export interface AdminDeps {
+  readonly store: MeshStore;
+  readonly metrics: ControlPlaneMetrics;
+  readonly discovery: DiscoveryServer;
+  readonly draining: () => boolean;
+  readonly sourceErrors: () => readonly string[];
+  readonly sourceName: string;
+}
+
+export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const json = (code: number, body: unknown): void => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body, null, 2) + '\n');
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
+    switch (url.pathname) {
+      case '/live':
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return res.end('live\n');
+      case '/ready': {
+        const ok = d.store.ready && !d.draining();
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+        return res.end(ok ? 'ready\n' : d.draining() ? 'draining\n' : 'source not synced\n');
+      }
+      case '/metrics':
+        d.metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
+            res.end(text);
+          },
+          (e: Error) => json(500, { error: e.message }),
+        );
+        return;
+      case '/debug/proxies':
+        return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
+      case '/debug/view': {
+        const v = d.store.view;
+        return json(200, { source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), services: [...v.services.values()] });
+      }
+      default:
+        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/view'] });
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}

@@ -1,0 +1,35 @@
+import fjp from 'fast-json-patch';
+import { AdmissionError, mutate, mutateWithReason } from './admission.js';
+
+const review = (object: unknown, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, operation: 'CREATE', namespace: 'demo', object, ...extra },
+});
+const pod = { metadata: { generateName: 'web-' }, spec: { containers: [{ name: 'app', image: 'a' }] } };
+
+test('answers with the request uid and a base64 JSONPatch that applies to the pod', () => {
+  const r = mutate(review(pod));
+  expect(r).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u-1', allowed: true, patchType: 'JSONPatch' } });
+  const ops = JSON.parse(Buffer.from(r.response!.patch!, 'base64').toString('utf8'));
+  const out = fjp.applyPatch(structuredClone(pod), ops, true, false).newDocument as unknown as { spec: { initContainers: { name: string }[] } };
+  expect(out.spec.initContainers.map((c) => c.name)).toEqual(['wren-init', 'wren-proxy']);
+});
+
+test('allowed without a patch when not a pod, not CREATE, opted out or already injected', () => {
+  expect(mutate(review(pod, { kind: { group: '', version: 'v1', kind: 'Service' } })).response).toEqual({ uid: 'u-1', allowed: true });
+  expect(mutate(review(pod, { operation: 'UPDATE' })).response).toEqual({ uid: 'u-1', allowed: true });
+  const off = { ...pod, metadata: { labels: { 'wren.io/inject': 'disabled' } } };
+  expect(mutateWithReason(review(off))).toMatchObject({ injected: false, review: { response: { uid: 'u-1', allowed: true } } });
+  expect(mutate(review(off)).response?.patch).toBeUndefined();
+});
+
+test('warnings for malformed annotations are passed back to kubectl', () => {
+  const p = { ...pod, metadata: { annotations: { 'wren.io/proxy-cpu-limit': 'fast' } } };
+  expect(mutate(review(p)).response?.warnings).toEqual(['wren.io/proxy-cpu-limit: ignoring malformed quantity "fast"']);
+});
+
+test('rejects what is not an AdmissionReview v1', () => {
+  expect(() => mutate({ kind: 'Pod' })).toThrow(AdmissionError);
+  expect(() => mutate({ ...review(pod), apiVersion: 'admission.k8s.io/v1beta1' })).toThrow(/only admission.k8s.io\/v1/);
+});

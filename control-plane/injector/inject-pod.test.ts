@@ -1,0 +1,227 @@
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import fjp from 'fast-json-patch';
+import { injectPod, probePorts } from './inject-pod.js';
+import { applyPatch, type JsonPatchOp } from './json-patch.js';
+
+/** Apply with the real fast-json-patch library (validating every op), not our own applier. */
+const apply = (pod: V1Pod, patch: JsonPatchOp[]): V1Pod =>
+  fjp.applyPatch(structuredClone(pod), patch as fjp.Operation[], true, false).newDocument;
+
+function pod(extra: { labels?: Record<string, string>; annotations?: Record<string, string>; spec?: Partial<V1Pod['spec']> } = {}): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'web-1',
+      namespace: 'demo',
+      ...(extra.labels ? { labels: extra.labels } : {}),
+      ...(extra.annotations ? { annotations: extra.annotations } : {}),
+    },
+    spec: {
+      serviceAccountName: 'web',
+      containers: [
+        {
+          name: 'app',
+          image: 'web:1',
+          ports: [{ name: 'http', containerPort: 8080 }, { name: 'metrics', containerPort: 9090 }],
+          readinessProbe: { httpGet: { path: '/ready', port: 'http' as unknown as number } },
+          livenessProbe: { tcpSocket: { port: 8081 as unknown as number } },
+        },
+      ],
+      ...(extra.spec ?? {}),
+    } as V1Pod['spec'],
+  };
+}
+
+const find = (list: V1Container[] | undefined, name: string) => list?.find((c) => c.name === name);
+const argAfter = (args: string[] | undefined, flag: string) => args?.[args.indexOf(flag) + 1];
+
+describe('injectPod decisions', () => {
+  test('pod label enabled injects, with the injected annotation', () => {
+    const r = injectPod(pod({ labels: { 'wren.io/inject': 'enabled' } }), { namespaceLabels: {} });
+    expect(r.injected).toBe(true);
+    expect(r.reason).toMatch(/pod has wren.io\/inject: enabled/);
+    const out = apply(pod({ labels: { 'wren.io/inject': 'enabled' } }), r.patch);
+    expect(out.metadata?.annotations?.['wren.io/injected']).toBe('true');
+  });
+
+  test('namespace label enabled injects; unlabelled namespace does not', () => {
+    expect(injectPod(pod(), { namespaceLabels: { 'wren.io/inject': 'enabled' } }).injected).toBe(true);
+    const r = injectPod(pod(), { namespaceLabels: { team: 'a' } });
+    expect(r).toMatchObject({ injected: false, reason: 'not opted in', patch: [] });
+  });
+
+  test('pod annotation opts in too, and pod-level disabled beats an enabled namespace', () => {
+    expect(injectPod(pod({ annotations: { 'wren.io/inject': 'enabled' } }), { namespaceLabels: {} }).injected).toBe(true);
+    const r = injectPod(pod({ labels: { 'wren.io/inject': 'disabled' } }), { namespaceLabels: { 'wren.io/inject': 'enabled' } });
+    expect(r).toMatchObject({ injected: false, patch: [] });
+    expect(r.reason).toMatch(/disabled/);
+  });
+
+  test('a disabled namespace beats a pod that opts in', () => {
+    const r = injectPod(pod({ labels: { 'wren.io/inject': 'enabled' } }), { namespaceLabels: { 'wren.io/inject': 'disabled' } });
+    expect(r).toMatchObject({ injected: false, reason: 'namespace has wren.io/inject: disabled', patch: [] });
+  });
+
+  test('without namespace labels (webhook mode) the selectors already decided', () => {
+    expect(injectPod(pod()).injected).toBe(true);
+    expect(injectPod(pod({ annotations: { 'wren.io/inject': 'disabled' } })).injected).toBe(false);
+  });
+
+  test('already injected pods get no patch: by container name or by annotation', () => {
+    const once = apply(pod(), injectPod(pod()).patch);
+    expect(injectPod(once)).toMatchObject({ injected: false, reason: 'already injected', patch: [] });
+    expect(injectPod(pod({ annotations: { 'wren.io/injected': 'true' } })).patch).toEqual([]);
+    const classic = apply(pod(), injectPod(pod(), { nativeSidecars: false }).patch);
+    expect(injectPod(classic, { nativeSidecars: false }).patch).toEqual([]);
+  });
+
+  test('hostNetwork pods are never injected', () => {
+    expect(injectPod(pod({ spec: { hostNetwork: true } })).injected).toBe(false);
+  });
+});
+
+describe('injected pod (native sidecar)', () => {
+  const p = pod({ annotations: { team: 'x' }, spec: { initContainers: [{ name: 'migrate', image: 'm:1' }], volumes: [{ name: 'data', emptyDir: {} }] } });
+  const out = apply(p, injectPod(p).patch);
+  const proxy = find(out.spec?.initContainers, 'wren-proxy')!;
+  const init = find(out.spec?.initContainers, 'wren-init')!;
+
+  test('init order: wren-init, wren-proxy, then the app init containers; app containers untouched', () => {
+    expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['wren-init', 'wren-proxy', 'migrate']);
+    expect(out.spec?.containers).toEqual(p.spec?.containers);
+    expect(out.metadata?.annotations).toEqual({ team: 'x', 'wren.io/injected': 'true' });
+  });
+
+  test('proxy is a native sidecar gated by a startup probe on the admin /ready', () => {
+    expect(proxy.restartPolicy).toBe('Always');
+    expect(proxy.startupProbe?.exec?.command).toEqual(['node', '/app/dist/cli/wren.js', 'proxy', 'await', '--admin-port', '15000', '--timeout', '2s']);
+    expect(proxy.lifecycle).toBeUndefined();
+    expect(proxy.image).toBe('wren:0.1.0');
+    expect(proxy.args).toEqual(['proxy']);
+  });
+
+  test('proxy runs as UID 2102, locked down, with default resources', () => {
+    expect(proxy.securityContext).toMatchObject({ runAsUser: 2102, runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(proxy.resources).toEqual({ requests: { cpu: '10m', memory: '20Mi' } });
+  });
+
+  test('identity env comes from the downward API', () => {
+    const env = Object.fromEntries((proxy.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]));
+    expect(env).toMatchObject({
+      POD_NAME: 'metadata.name',
+      POD_NAMESPACE: 'metadata.namespace',
+      WREN_SERVICE_ACCOUNT: 'spec.serviceAccountName',
+      WREN_TRUST_DOMAIN: 'cluster.local',
+      WREN_CONTROL_PLANE: 'wren-control-plane.wren-system.svc:15010',
+      WREN_LOG_LEVEL: 'info',
+      WREN_TOKEN_FILE: '/var/run/secrets/wren.io/identity/token',
+    });
+  });
+
+  test('projected token volume (audience wren-identity, 1h) is appended and mounted into the proxy', () => {
+    expect(out.spec?.volumes?.[0].name).toBe('data');
+    const tok = out.spec?.volumes?.find((v) => v.name === 'wren-identity-token');
+    expect(tok?.projected?.sources?.[0].serviceAccountToken).toEqual({ audience: 'wren-identity', expirationSeconds: 3600, path: 'token' });
+    expect(proxy.volumeMounts).toContainEqual({ name: 'wren-identity-token', mountPath: '/var/run/secrets/wren.io/identity', readOnly: true });
+  });
+
+  test('wren-init runs wren iptables as root with only NET_ADMIN and NET_RAW', () => {
+    expect(init.args?.slice(0, 7)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001']);
+    expect(init.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, privileged: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
+    expect(init.restartPolicy).toBeUndefined();
+  });
+
+  test('app probe ports (named and numeric) are skipped inbound so kubelet reaches the app', () => {
+    expect(argAfter(init.args, '--skip-inbound-ports')).toBe('8080,8081');
+  });
+});
+
+describe('classic sidecar (Kubernetes < 1.29)', () => {
+  const out = apply(pod(), injectPod(pod(), { nativeSidecars: false }).patch);
+  test('proxy is the first app container with a postStart await hook', () => {
+    expect(out.spec?.containers.map((c) => c.name)).toEqual(['wren-proxy', 'app']);
+    expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['wren-init']);
+    const proxy = out.spec!.containers[0];
+    expect(proxy.restartPolicy).toBeUndefined();
+    expect(proxy.startupProbe).toBeUndefined();
+    expect(proxy.lifecycle?.postStart?.exec?.command).toEqual(['node', '/app/dist/cli/wren.js', 'proxy', 'await', '--admin-port', '15000', '--timeout', '120s']);
+  });
+});
+
+describe('annotations', () => {
+  test('port and CIDR exclusions reach wren iptables; ranges use multiport syntax', () => {
+    const p = pod({
+      annotations: {
+        'wren.io/skip-inbound-ports': '22, 4191',
+        'wren.io/skip-outbound-ports': '443,6000-6010',
+        'wren.io/skip-outbound-cidrs': '10.0.0.0/8,169.254.169.254',
+      },
+    });
+    const init = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-init')!;
+    expect(argAfter(init.args, '--skip-inbound-ports')).toBe('22,4191,8080,8081');
+    expect(argAfter(init.args, '--skip-outbound-ports')).toBe('443,6000:6010');
+    expect(argAfter(init.args, '--skip-outbound-cidrs')).toBe('10.0.0.0/8,169.254.169.254/32');
+  });
+
+  test('resource and log-level overrides', () => {
+    const p = pod({
+      annotations: {
+        'wren.io/proxy-cpu-request': '50m',
+        'wren.io/proxy-memory-request': '64Mi',
+        'wren.io/proxy-cpu-limit': '1',
+        'wren.io/proxy-memory-limit': '256Mi',
+        'wren.io/proxy-log-level': 'debug',
+      },
+    });
+    const proxy = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } });
+    expect(proxy.env?.find((e) => e.name === 'WREN_LOG_LEVEL')?.value).toBe('debug');
+  });
+
+  test('malformed values are ignored with warnings, never block the pod', () => {
+    const p = pod({ annotations: { 'wren.io/proxy-memory-request': 'lots', 'wren.io/skip-outbound-ports': '443,http', 'wren.io/proxy-log-level': 'loud', 'wren.io/skip-outbound-cidrs': '10.0.0.0/33' } });
+    const r = injectPod(p);
+    expect(r.injected).toBe(true);
+    expect(r.warnings).toHaveLength(4);
+    const out = apply(p, r.patch);
+    const proxy = find(out.spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.resources?.requests?.memory).toBe('20Mi');
+    expect(find(out.spec?.initContainers, 'wren-init')!.args).not.toContain('--skip-outbound-ports');
+  });
+
+  test('warns when an app container runs as the proxy UID', () => {
+    const p = pod({ spec: { securityContext: { runAsUser: 2102 } } });
+    expect(injectPod(p).warnings.join()).toMatch(/UID 2102/);
+  });
+});
+
+describe('patch shape', () => {
+  test('a pod without metadata.annotations or volumes gets whole-object adds; "/" in keys is escaped', () => {
+    const withAnn = injectPod(pod({ annotations: { a: 'b' } })).patch;
+    expect(withAnn).toContainEqual({ op: 'add', path: '/metadata/annotations/wren.io~1injected', value: 'true' });
+    const bare = injectPod(pod()).patch;
+    expect(bare.map((o) => o.path)).toEqual(['/spec/initContainers', '/spec/volumes', '/metadata/annotations']);
+  });
+
+  test('our applier and fast-json-patch agree', () => {
+    for (const native of [true, false]) {
+      const p = pod({ annotations: { x: 'y' }, spec: { initContainers: [{ name: 'i', image: 'i' }], volumes: [] } });
+      const patch = injectPod(p, { nativeSidecars: native }).patch;
+      expect(applyPatch(p, patch)).toEqual(apply(p, patch));
+    }
+  });
+
+  test('injection is deterministic', () => {
+    expect(injectPod(pod())).toEqual(injectPod(pod()));
+  });
+});
+
+test('probePorts resolves named ports and ignores exec probes', () => {
+  expect(
+    probePorts([
+      { name: 'a', ports: [{ name: 'h', containerPort: 7000 }], livenessProbe: { httpGet: { port: 'h' as unknown as number } }, readinessProbe: { exec: { command: ['true'] } } },
+      { name: 'b', startupProbe: { grpc: { port: 9000 } } },
+    ]),
+  ).toEqual([7000, 9000]);
+});

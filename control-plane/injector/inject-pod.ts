@@ -1,0 +1,139 @@
+import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
+import { A, INIT_CONTAINER, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList } from './annotations.js';
+import { escapePointer, type JsonPatchOp } from './json-patch.js';
+import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
+import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception } from './sidecar.js';
+
+export interface InjectResult {
+  readonly patch: JsonPatchOp[];
+  readonly injected: boolean;
+  /** Why (not) injected, for logs and `wren inject` output. */
+  readonly reason: string;
+  /** Ignored malformed annotations; returned to kubectl as AdmissionReview warnings. */
+  readonly warnings: string[];
+}
+
+/**
+ * Opt-in rules, the same as the two webhooks in manifests/install/40-injector-webhook.yaml
+ * (test/manifests.test.ts checks they agree): `disabled` on the pod or its namespace
+ * always wins (as with Istio's namespace label); otherwise `enabled` on either opts in.
+ */
+function decide(pod: V1Pod, o: InjectOptions): { inject: boolean; reason: string } {
+  const meta = pod.metadata ?? {};
+  const spec = pod.spec;
+  if (!spec) return { inject: false, reason: 'pod has no spec' };
+  const all = [...(spec.initContainers ?? []), ...(spec.containers ?? [])];
+  if (all.some((c) => c.name === PROXY_CONTAINER) || meta.annotations?.[A.injected] !== undefined)
+    return { inject: false, reason: 'already injected' };
+  if (spec.hostNetwork) return { inject: false, reason: 'hostNetwork pods share the node network namespace' };
+  const podSetting = meta.labels?.[A.inject] ?? meta.annotations?.[A.inject];
+  const ns = o.namespaceLabels?.[A.inject];
+  if (podSetting === 'disabled') return { inject: false, reason: `pod has ${A.inject}: disabled` };
+  if (ns === 'disabled') return { inject: false, reason: `namespace has ${A.inject}: disabled` };
+  if (podSetting === 'enabled') return { inject: true, reason: `pod has ${A.inject}: enabled` };
+  if (ns === 'enabled') return { inject: true, reason: `namespace has ${A.inject}: enabled` };
+  if (o.namespaceLabels === undefined) return { inject: true, reason: 'selected by the webhook configuration' };
+  return { inject: false, reason: 'not opted in' };
+}
+
+/**
+ * Ports kubelet probes (HTTP, TCP, gRPC) on app containers. Kubelet connects from the
+ * node to the pod IP, which the inbound rule would send to the proxy, and the proxy
+ * demands mTLS that kubelet does not speak. Like Linkerd's proxy-init ignore list, we
+ * leave those ports out of inbound redirection so kubelet reaches the app directly.
+ */
+export function probePorts(containers: readonly V1Container[]): number[] {
+  const out = new Set<number>();
+  for (const c of containers) {
+    for (const p of [c.livenessProbe, c.readinessProbe, c.startupProbe] as (V1Probe | undefined)[]) {
+      const port = p?.httpGet?.port ?? p?.tcpSocket?.port ?? p?.grpc?.port;
+      if (port === undefined) continue;
+      const n = typeof port === 'number' ? port : /^\d+$/.test(port) ? Number(port) : c.ports?.find((cp) => cp.name === port)?.containerPort;
+      if (n !== undefined && n > 0) out.add(n);
+    }
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interception {
+  const ann = pod.metadata?.annotations ?? {};
+  const list = <T>(key: string, parse: (s: string) => T[] | undefined): T[] => {
+    const raw = ann[key];
+    if (raw === undefined) return [];
+    const v = parse(raw);
+    if (v === undefined) warnings.push(`${key}: ignoring malformed value ${JSON.stringify(raw)}`);
+    return v ?? [];
+  };
+  const inbound = [...list(A.skipInboundPorts, parsePortList), ...probePorts(pod.spec?.containers ?? []).map(String)];
+  return {
+    skipInboundPorts: [...new Set(inbound)],
+    skipOutboundPorts: list(A.skipOutboundPorts, parsePortList),
+    skipOutboundCidrs: list(A.skipOutboundCidrs, parseCidrList),
+  };
+}
+
+function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources; logLevel: string } {
+  const ann = pod.metadata?.annotations ?? {};
+  const q = (key: string, def: string): string => {
+    const v = ann[key];
+    if (v === undefined) return def;
+    if (isQuantity(v)) return v;
+    warnings.push(`${key}: ignoring malformed quantity ${JSON.stringify(v)}`);
+    return def;
+  };
+  const r = o.resources;
+  const resources = {
+    cpuRequest: q(A.cpuRequest, r.cpuRequest),
+    memoryRequest: q(A.memoryRequest, r.memoryRequest),
+    cpuLimit: q(A.cpuLimit, r.cpuLimit),
+    memoryLimit: q(A.memoryLimit, r.memoryLimit),
+  };
+  let logLevel: string = o.logLevel;
+  const l = ann[A.logLevel];
+  if (l !== undefined) {
+    if (['debug', 'info', 'warn', 'error'].includes(l)) logLevel = l;
+    else warnings.push(`${A.logLevel}: ignoring ${JSON.stringify(l)} (expected debug, info, warn or error)`);
+  }
+  return { resources, logLevel };
+}
+
+/**
+ * Decide whether to inject `pod` and, if so, the JSON Patch that does it. Pure: the
+ * same pod and options always give the same patch, and a patched pod yields no patch
+ * (idempotent: the proxy container and the `wren.io/injected` annotation are markers).
+ */
+export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): InjectResult {
+  const o = resolveInjectOptions(partial);
+  const d = decide(pod, o);
+  const warnings: string[] = [];
+  if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
+  const spec = pod.spec!;
+  const ic = interception(pod, o, warnings);
+  const { resources, logLevel } = proxySettings(pod, o, warnings);
+  if (spec.securityContext?.runAsUser === o.proxyUid || spec.containers.some((c) => c.securityContext?.runAsUser === o.proxyUid))
+    warnings.push(`an app container runs as UID ${o.proxyUid}, the proxy's UID: its traffic bypasses the proxy`);
+  const init = buildInitContainer(o, ic);
+  const proxy = buildProxyContainer(o, resources, logLevel);
+  const patch: JsonPatchOp[] = [];
+
+  // Native: [wren-init, wren-proxy, ...app init containers] so app init containers
+  // already have a running proxy. Classic: wren-init first, proxy first app container.
+  const newInits = o.nativeSidecars ? [init, proxy] : [init];
+  if (!spec.initContainers?.length) patch.push({ op: 'add', path: '/spec/initContainers', value: newInits });
+  else newInits.forEach((c, i) => patch.push({ op: 'add', path: `/spec/initContainers/${i}`, value: c }));
+  if (!o.nativeSidecars) patch.push({ op: 'add', path: '/spec/containers/0', value: proxy });
+
+  const volumes = buildVolumes(o);
+  if (!spec.volumes) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
+  else for (const v of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
+
+  const marks: Record<string, string> = { [A.injected]: 'true' };
+  if (!pod.metadata?.annotations) {
+    if (!pod.metadata) patch.unshift({ op: 'add', path: '/metadata', value: {} });
+    patch.push({ op: 'add', path: '/metadata/annotations', value: marks });
+  } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
+
+  return { patch, injected: true, reason: d.reason, warnings };
+}
+
+export { INIT_CONTAINER, PROXY_CONTAINER };

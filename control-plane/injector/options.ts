@@ -1,0 +1,73 @@
+/**
+ * Injector settings: which image, which ports, how the proxy finds the control plane.
+ * The ports and the proxy UID are fixed facts of the mesh (docs/kubernetes.md); they are
+ * options only so tests and unusual clusters can change them consistently.
+ */
+export interface ProxyResources {
+  readonly cpuRequest: string;
+  readonly memoryRequest: string;
+  /** '' = no limit. */
+  readonly cpuLimit: string;
+  readonly memoryLimit: string;
+}
+
+export interface InjectOptions {
+  readonly image: string;
+  readonly imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /**
+   * Kubernetes >= 1.29: the proxy is an init container with restartPolicy Always (a
+   * native sidecar): it starts before the app, keeps running, and does not keep Jobs
+   * alive. false: classic first container plus a postStart `wren proxy await` hook.
+   */
+  readonly nativeSidecars: boolean;
+  readonly proxyUid: number;
+  readonly inboundPort: number;
+  readonly outboundPort: number;
+  readonly adminPort: number;
+  readonly trustDomain: string;
+  /** host:port of the control plane's gRPC (discovery + identity) service. */
+  readonly controlPlaneAddress: string;
+  /** PEM trust anchors handed to the proxy in WREN_TRUST_BUNDLE (like Linkerd's trust-anchors env). */
+  readonly trustBundlePem: string;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  readonly resources: ProxyResources;
+  /** Command that runs the wren CLI inside the image (for exec probes and hooks). */
+  readonly wrenCommand: readonly string[];
+  /** Token audience the control plane checks with a TokenReview. */
+  readonly tokenAudience: string;
+  readonly tokenExpirationSeconds: number;
+  /**
+   * Labels of the pod's namespace when known (offline inject, tests). When undefined
+   * the caller has already selected the pod (the webhook's namespace/object selectors
+   * decide), so only an explicit pod-level `disabled` or a previous injection stops it.
+   */
+  readonly namespaceLabels?: Readonly<Record<string, string>>;
+}
+
+export const WREN_IMAGE = 'wren:0.1.0';
+
+export const DEFAULT_INJECT_OPTIONS: InjectOptions = Object.freeze({
+  image: WREN_IMAGE,
+  imagePullPolicy: 'IfNotPresent',
+  nativeSidecars: true,
+  proxyUid: 2102,
+  inboundPort: 15006,
+  outboundPort: 15001,
+  adminPort: 15000,
+  trustDomain: 'cluster.local',
+  controlPlaneAddress: 'wren-control-plane.wren-system.svc:15010',
+  trustBundlePem: '',
+  logLevel: 'info',
+  resources: Object.freeze({ cpuRequest: '10m', memoryRequest: '20Mi', cpuLimit: '', memoryLimit: '' }),
+  wrenCommand: Object.freeze(['node', '/app/dist/cli/wren.js']),
+  tokenAudience: 'wren-identity',
+  tokenExpirationSeconds: 3600,
+});
+
+export function resolveInjectOptions(partial: Partial<InjectOptions> = {}): InjectOptions {
+  return Object.freeze({
+    ...DEFAULT_INJECT_OPTIONS,
+    ...partial,
+    resources: Object.freeze({ ...DEFAULT_INJECT_OPTIONS.resources, ...(partial.resources ?? {}) }),
+  });
+}

@@ -1,0 +1,135 @@
+import type { V1Container, V1Volume } from '@kubernetes/client-node';
+import { INIT_CONTAINER, PROXY_CONTAINER } from './annotations.js';
+import type { InjectOptions, ProxyResources } from './options.js';
+
+/**
+ * The containers and volumes the injector adds. Shapes follow Linkerd's proxy partials
+ * (charts/partials/templates/_proxy.tpl, _proxy-init.tpl, _volumes.tpl) and Istio's
+ * native-sidecar template: init container with NET_ADMIN/NET_RAW only, proxy as a
+ * locked-down non-root container, identity from a projected, audience-bound token.
+ */
+export const TOKEN_VOLUME = 'wren-identity-token';
+export const TOKEN_DIR = '/var/run/secrets/wren.io/identity';
+export const PROXY_RUN_VOLUME = 'wren-proxy-run';
+export const PROXY_RUN_DIR = '/var/run/wren';
+export const INIT_RUN_VOLUME = 'wren-init-run';
+
+export interface Interception {
+  readonly skipInboundPorts: readonly string[];
+  readonly skipOutboundPorts: readonly string[];
+  readonly skipOutboundCidrs: readonly string[];
+}
+
+export function buildVolumes(o: InjectOptions): V1Volume[] {
+  return [
+    {
+      name: TOKEN_VOLUME,
+      projected: {
+        sources: [{ serviceAccountToken: { audience: o.tokenAudience, expirationSeconds: o.tokenExpirationSeconds, path: 'token' } }],
+      },
+    },
+    // Certificates and keys are written at runtime; memory-backed so keys never hit disk.
+    { name: PROXY_RUN_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '10Mi' } },
+    // iptables takes /run/xtables.lock; the init container's root filesystem is read-only.
+    { name: INIT_RUN_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+  ];
+}
+
+export function buildInitContainer(o: InjectOptions, ic: Interception): V1Container {
+  const args = [
+    'iptables',
+    '--proxy-uid', String(o.proxyUid),
+    '--inbound-port', String(o.inboundPort),
+    '--outbound-port', String(o.outboundPort),
+  ];
+  if (ic.skipInboundPorts.length) args.push('--skip-inbound-ports', ic.skipInboundPorts.join(','));
+  if (ic.skipOutboundPorts.length) args.push('--skip-outbound-ports', ic.skipOutboundPorts.join(','));
+  if (ic.skipOutboundCidrs.length) args.push('--skip-outbound-cidrs', ic.skipOutboundCidrs.join(','));
+  return {
+    name: INIT_CONTAINER,
+    image: o.image,
+    imagePullPolicy: o.imagePullPolicy,
+    args,
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    securityContext: {
+      // Rewriting the pod's nat table needs root plus NET_ADMIN/NET_RAW, nothing more.
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [{ name: INIT_RUN_VOLUME, mountPath: '/run' }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+function resources(r: ProxyResources): V1Container['resources'] {
+  const limits: Record<string, string> = {};
+  if (r.cpuLimit) limits.cpu = r.cpuLimit;
+  if (r.memoryLimit) limits.memory = r.memoryLimit;
+  return { requests: { cpu: r.cpuRequest, memory: r.memoryRequest }, ...(Object.keys(limits).length ? { limits } : {}) };
+}
+
+export function buildProxyContainer(o: InjectOptions, r: ProxyResources, logLevel: string): V1Container {
+  const field = (fieldPath: string) => ({ valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
+  const awaitCmd = [...o.wrenCommand, 'proxy', 'await', '--admin-port', String(o.adminPort)];
+  const c: V1Container = {
+    name: PROXY_CONTAINER,
+    image: o.image,
+    imagePullPolicy: o.imagePullPolicy,
+    args: ['proxy'],
+    env: [
+      { name: 'POD_NAME', ...field('metadata.name') },
+      { name: 'POD_NAMESPACE', ...field('metadata.namespace') },
+      { name: 'POD_IP', ...field('status.podIP') },
+      { name: 'WREN_SERVICE_ACCOUNT', ...field('spec.serviceAccountName') },
+      { name: 'WREN_TRUST_DOMAIN', value: o.trustDomain },
+      { name: 'WREN_CONTROL_PLANE', value: o.controlPlaneAddress },
+      { name: 'WREN_TRUST_BUNDLE', value: o.trustBundlePem },
+      { name: 'WREN_TOKEN_FILE', value: `${TOKEN_DIR}/token` },
+      { name: 'WREN_RUN_DIR', value: PROXY_RUN_DIR },
+      { name: 'WREN_LOG_LEVEL', value: logLevel },
+      { name: 'WREN_INBOUND_PORT', value: String(o.inboundPort) },
+      { name: 'WREN_OUTBOUND_PORT', value: String(o.outboundPort) },
+      { name: 'WREN_ADMIN_PORT', value: String(o.adminPort) },
+    ],
+    ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }],
+    resources: resources(r),
+    securityContext: {
+      runAsUser: o.proxyUid,
+      runAsGroup: o.proxyUid,
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [
+      { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
+      { name: PROXY_RUN_VOLUME, mountPath: PROXY_RUN_DIR },
+    ],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  if (o.nativeSidecars) {
+    // kubelet starts the next container only once this probe passes. The admin port
+    // binds 127.0.0.1 (kubelet's httpGet cannot reach it), so the probe is an exec of
+    // `wren proxy await`, which polls http://127.0.0.1:ADMIN/ready.
+    c.restartPolicy = 'Always';
+    c.startupProbe = {
+      exec: { command: [...awaitCmd, '--timeout', '2s'] },
+      periodSeconds: 1,
+      timeoutSeconds: 3,
+      failureThreshold: 120,
+    };
+  } else {
+    // Classic sidecar (Kubernetes < 1.29): kubelet runs postStart to completion before
+    // starting the next container, so the app waits for a ready proxy (Linkerd's
+    // linkerd-await hook, _proxy.tpl).
+    c.lifecycle = { postStart: { exec: { command: [...awaitCmd, '--timeout', '120s'] } } };
+  }
+  return c;
+}

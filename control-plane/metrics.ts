@@ -1,0 +1,44 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The control plane's Prometheus metrics, on its own registry (several instances can live in one test process). */
+export class ControlPlaneMetrics {
+  readonly registry = new Registry();
+  readonly subscribers = new Gauge({ name: 'wren_cp_subscribers', help: 'Proxies with an open discovery stream', registers: [this.registry] });
+  readonly pushes = new Counter({
+    name: 'wren_cp_pushes_total',
+    help: 'Discovery responses sent, by kind (full snapshot or delta)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly pushedBytes = new Counter({
+    name: 'wren_cp_pushed_bytes_total',
+    help: 'Serialized bytes of discovery responses sent',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly pushLatency = new Histogram({
+    name: 'wren_cp_push_latency_seconds',
+    help: 'From a change committed to the mesh view to the proxy ACKing the response carrying it',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly nacks = new Counter({ name: 'wren_cp_nacks_total', help: 'Discovery responses NACKed by proxies', registers: [this.registry] });
+  readonly watchRestarts = new Counter({
+    name: 'wren_cp_watch_restarts_total',
+    help: 'Kubernetes watch restarts (relists after 410 Gone, reconnects after errors), by resource',
+    labelNames: ['resource', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly invalidObjects = new Counter({
+    name: 'wren_cp_invalid_objects_total',
+    help: 'Source objects rejected by validation (the last good version stays in force)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly services = new Gauge({ name: 'wren_cp_services', help: 'Services in the current mesh view', registers: [this.registry] });
+  readonly endpoints = new Gauge({ name: 'wren_cp_endpoints', help: 'Ready endpoints in the current mesh view', registers: [this.registry] });
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'wren_cp_' });
+  }
+}

@@ -1,0 +1,130 @@
+import type { Server as HttpServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import type { Clock, Random } from '../common/clock.js';
+import type { Logger } from '../common/logger.js';
+import { startAdminServer } from './admin-server.js';
+import { DiscoveryServer } from './discovery/discovery-server.js';
+import { ControlPlaneMetrics } from './metrics.js';
+import type { MeshSource, SourceContext } from './sources/source.js';
+import { MeshStore } from './store/mesh-store.js';
+
+/**
+ * One control-plane replica: a source feeding a MeshStore, the discovery gRPC server
+ * and the admin HTTP server. Replicas share nothing: each builds its view from the
+ * source on its own, so any number can run behind one Service.
+ */
+export interface ControlPlaneOptions {
+  /** host:port for gRPC discovery (port 0 = any). */
+  readonly listen: string;
+  /** host:port for the admin server; null = none. */
+  readonly admin: string | null;
+  readonly trustDomain: string;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly source: (ctx: SourceContext) => MeshSource & { errors?: () => readonly string[] };
+  readonly debounceMs?: number;
+  /** Insecure for now; mTLS later. */
+  readonly credentials?: grpc.ServerCredentials;
+  readonly processMetrics?: boolean;
+}
+
+export function splitHostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s);
+  if (!m) throw new Error(`expected host:port, got ${JSON.stringify(s)}`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`port out of range in ${JSON.stringify(s)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export class ControlPlane {
+  readonly store: MeshStore;
+  readonly metrics: ControlPlaneMetrics;
+  readonly discovery: DiscoveryServer;
+  readonly source: MeshSource & { errors?: () => readonly string[] };
+  private grpcServer: grpc.Server | null = null;
+  private admin: HttpServer | null = null;
+  private draining = false;
+  private sourceStarted: Promise<void> = Promise.resolve();
+  grpcPort = 0;
+  adminPort = 0;
+
+  private constructor(private readonly o: ControlPlaneOptions) {
+    this.metrics = new ControlPlaneMetrics({ processMetrics: o.processMetrics });
+    this.store = new MeshStore(o.clock, o.random);
+    this.discovery = new DiscoveryServer({ store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger });
+    this.source = o.source({
+      store: this.store, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
+    });
+  }
+
+  /** Binds both servers and starts the source; proxies get their first snapshot once the source has synced. */
+  static async start(o: ControlPlaneOptions): Promise<ControlPlane> {
+    const cp = new ControlPlane(o);
+    const server = new grpc.Server({
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      'grpc.max_send_message_length': 64 * 1024 * 1024,
+    });
+    server.addService(DiscoveryServer.definition(), cp.discovery.implementation);
+    cp.grpcPort = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(o.listen, o.credentials ?? grpc.ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port))),
+    );
+    cp.grpcServer = server;
+    if (o.admin) {
+      const { host, port } = splitHostPort(o.admin);
+      const a = await startAdminServer(host, port, {
+        store: cp.store, metrics: cp.metrics, discovery: cp.discovery, draining: () => cp.draining,
+        sourceErrors: () => cp.source.errors?.() ?? [], sourceName: cp.source.name,
+      });
+      cp.admin = a.server;
+      cp.adminPort = a.port;
+    }
+    cp.sourceStarted = cp.source.start().catch((e: Error) => o.logger.error('source failed to start', { source: cp.source.name, error: e.message }));
+    o.logger.info('control plane listening', { grpc: `${o.listen.replace(/:\d+$/, '')}:${cp.grpcPort}`, admin: o.admin ? cp.adminPort : null, source: cp.source.name });
+    return cp;
+  }
+
+  whenReady(): Promise<void> {
+    return this.store.whenReady();
+  }
+
+  /** Abrupt stop (tests, crash simulation): connections drop without a status. */
+  async kill(): Promise<void> {
+    this.draining = true;
+    this.grpcServer?.forceShutdown();
+    await this.source.stop();
+    await this.sourceStarted;
+    this.admin?.closeAllConnections();
+    this.admin?.close();
+  }
+
+  /** Graceful: /ready turns 503, streams end with UNAVAILABLE (proxies move to another replica), then servers close. */
+  async close(graceMs = 5_000): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.discovery.closeAll();
+    const server = this.grpcServer;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    await this.source.stop();
+    await this.sourceStarted;
+    if (this.admin) {
+      const a = this.admin;
+      await new Promise<void>((resolve) => {
+        a.close(() => resolve());
+        a.closeAllConnections();
+      });
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import { serviceKey, type Service } from '../../contract/model.js';
+import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
+import { translateService } from '../translate/translate.js';
+
+/**
+ * The validated cluster objects a source has seen, indexed by the Service they feed,
+ * with a dirty set: an object change marks only the services it affects, and flush()
+ * re-translates just those (a readiness flip in one EndpointSlice re-translates one
+ * Service, not the cluster).
+ */
+export interface IndexChanges {
+  readonly upserts: Service[];
+  readonly removes: string[];
+  readonly warnings: string[];
+}
+
+const nsName = (ns: string, name: string) => `${ns}/${name}`;
+const svcKey = (ns: string, name: string) => `${name}.${ns}`;
+
+export class ClusterIndex {
+  private readonly services = new Map<string, KService>();
+  private readonly meshServices = new Map<string, Service>();
+  private readonly slices = new Map<string, Map<string, KEndpointSlice>>();
+  private readonly sliceOwner = new Map<string, string>();
+  private readonly pods = new Map<string, KPod>();
+  private readonly podRefs = new Map<string, Set<string>>();
+  private readonly policies = new Map<string, Map<string, KTrafficPolicy>>();
+  private readonly policyOwner = new Map<string, string>();
+  private readonly dirty = new Set<string>();
+
+  constructor(private readonly trustDomain: string) {}
+
+  get hasDirty(): boolean {
+    return this.dirty.size > 0;
+  }
+
+  setService(ns: string, name: string, s: KService | null): void {
+    const key = svcKey(ns, name);
+    if (s) this.services.set(key, s);
+    else this.services.delete(key);
+    this.dirty.add(key);
+  }
+
+  setMeshService(ns: string, name: string, s: Service | null): void {
+    const key = svcKey(ns, name);
+    if (s) this.meshServices.set(key, s);
+    else this.meshServices.delete(key);
+    this.dirty.add(key);
+  }
+
+  setSlice(ns: string, name: string, slice: KEndpointSlice | null): void {
+    const id = nsName(ns, name);
+    const old = this.sliceOwner.get(id);
+    if (old) {
+      this.slices.get(old)?.delete(id);
+      if (this.slices.get(old)?.size === 0) this.slices.delete(old);
+      this.sliceOwner.delete(id);
+      this.dirty.add(old);
+    }
+    if (!slice || !slice.service) return;
+    const key = svcKey(ns, slice.service);
+    let m = this.slices.get(key);
+    if (!m) this.slices.set(key, (m = new Map()));
+    m.set(id, slice);
+    this.sliceOwner.set(id, key);
+    this.dirty.add(key);
+    for (const ep of slice.endpoints) {
+      if (!ep.pod) continue;
+      const pk = nsName(ns, ep.pod);
+      let refs = this.podRefs.get(pk);
+      if (!refs) this.podRefs.set(pk, (refs = new Set()));
+      refs.add(key);
+    }
+  }
+
+  setPod(ns: string, name: string, pod: KPod | null): void {
+    const id = nsName(ns, name);
+    const old = this.pods.get(id);
+    if (pod) this.pods.set(id, pod);
+    else this.pods.delete(id);
+    // Only identity-relevant changes matter (pod status churns constantly).
+    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort) return;
+    for (const key of this.podRefs.get(id) ?? []) this.dirty.add(key);
+    if (!pod) this.podRefs.delete(id);
+  }
+
+  setPolicy(ns: string, name: string, p: KTrafficPolicy | null): void {
+    const id = nsName(ns, name);
+    const old = this.policyOwner.get(id);
+    if (old) {
+      this.policies.get(old)?.delete(id);
+      this.policyOwner.delete(id);
+      this.dirty.add(old);
+    }
+    if (!p) return;
+    const key = svcKey(ns, p.target);
+    let m = this.policies.get(key);
+    if (!m) this.policies.set(key, (m = new Map()));
+    m.set(id, p);
+    this.policyOwner.set(id, key);
+    this.dirty.add(key);
+  }
+
+  /** Re-translate the dirty services. */
+  flush(): IndexChanges {
+    const out: IndexChanges = { upserts: [], removes: [], warnings: [] };
+    for (const key of this.dirty) {
+      const r = translateService({
+        trustDomain: this.trustDomain,
+        service: this.services.get(key),
+        meshService: this.meshServices.get(key),
+        slices: [...(this.slices.get(key)?.values() ?? [])],
+        pod: (ns, name) => this.pods.get(nsName(ns, name)),
+        policies: [...(this.policies.get(key)?.values() ?? [])],
+      });
+      out.warnings.push(...r.warnings);
+      if (r.service && serviceKey(r.service) === key) out.upserts.push(r.service);
+      else out.removes.push(key);
+    }
+    this.dirty.clear();
+    return out;
+  }
+}

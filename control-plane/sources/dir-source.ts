@@ -1,0 +1,151 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Timer } from '../../common/clock.js';
+import { translateCluster } from '../translate/translate.js';
+import { loadManifestFile, mergeManifests, type LoadedFile } from './manifest-loader.js';
+import type { MeshSource, SourceContext } from './source.js';
+
+/**
+ * The embedded default source: a directory of YAML/JSON manifests (Service,
+ * EndpointSlice, Pod, TrafficPolicy as real Kubernetes objects, plus the compact
+ * MeshService), re-read on change. fs.watch (recursive) triggers a rescan after a short
+ * debounce (editors write in several steps); a periodic rescan catches what fs.watch
+ * misses (network filesystems, some editors' rename dance, a watcher that died).
+ * A rescan reads every file but re-parses only those whose content changed.
+ */
+export interface DirSourceOptions extends SourceContext {
+  readonly dir: string;
+  /** How file names are shown in errors; default `dir` as given (so `mesh/web.yaml`). */
+  readonly displayDir?: string;
+  readonly watchDebounceMs?: number;
+  readonly rescanMs?: number;
+  /** false: periodic rescans only (default true: fs.watch plus rescans). */
+  readonly watch?: boolean;
+}
+
+const MANIFEST = /\.(ya?ml|json)$/i;
+
+export class DirSource implements MeshSource {
+  readonly name: string;
+  private readonly files = new Map<string, { content: string; loaded: LoadedFile }>();
+  private watcher: FSWatcher | null = null;
+  private debounce: Timer | null = null;
+  private rescanTimer: Timer | null = null;
+  private scanning: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private currentErrors: readonly string[] = [];
+
+  constructor(private readonly o: DirSourceOptions) {
+    this.name = `dir:${o.dir}`;
+  }
+
+  /** Current rejections (`file: path: problem`), also logged when they appear. */
+  errors(): readonly string[] {
+    return this.currentErrors;
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.rescan();
+    this.o.store.markReady();
+    if (this.o.watch !== false) this.startWatch();
+    this.armRescan();
+  }
+
+  private startWatch(): void {
+    try {
+      this.watcher = watch(this.o.dir, { recursive: true, persistent: false }, () => this.schedule());
+      this.watcher.on('error', (e) => {
+        this.o.logger.warn('directory watch failed; relying on periodic rescans', { dir: this.o.dir, error: e.message });
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch (e) {
+      this.o.logger.warn('cannot watch directory; relying on periodic rescans', { dir: this.o.dir, error: (e as Error).message });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.debounce) this.o.clock.clearTimeout(this.debounce);
+    if (this.rescanTimer) this.o.clock.clearTimeout(this.rescanTimer);
+    await this.scanning;
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.debounce) return;
+    this.debounce = this.o.clock.setTimeout(() => {
+      this.debounce = null;
+      void this.rescan();
+    }, this.o.watchDebounceMs ?? 30);
+  }
+
+  private armRescan(): void {
+    if (this.stopped) return;
+    this.rescanTimer = this.o.clock.setTimeout(() => {
+      void this.rescan().finally(() => this.armRescan());
+    }, this.o.rescanMs ?? 2_000);
+    this.rescanTimer.unref?.();
+  }
+
+  /** Re-read the directory now (serialized: a call during a scan runs one more scan after it). */
+  async rescan(): Promise<void> {
+    if (this.scanning) {
+      this.again = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.scanOnce();
+        } catch (e) {
+          this.o.logger.error('directory scan failed; keeping the current view', { dir: this.o.dir, error: (e as Error).message });
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => {
+      this.scanning = null;
+    });
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    const names = (await readdir(this.o.dir, { recursive: true })).filter((n) => MANIFEST.test(n) && !n.split(/[\\/]/).some((p) => p.startsWith('.'))).sort();
+    let changed = false;
+    const present = new Set(names);
+    for (const name of [...this.files.keys()]) {
+      if (!present.has(name)) {
+        this.files.delete(name);
+        changed = true;
+      }
+    }
+    const display = this.o.displayDir ?? this.o.dir;
+    for (const name of names) {
+      let content: string;
+      try {
+        content = await readFile(join(this.o.dir, name), 'utf8');
+      } catch {
+        continue; // removed between readdir and read: the next scan sees it gone
+      }
+      const prev = this.files.get(name);
+      if (prev && prev.content === content) continue;
+      const loaded = loadManifestFile(join(display, name), content, prev?.loaded);
+      for (const err of loaded.errors) this.o.logger.warn('manifest rejected; the last good version stays', { error: err });
+      if (loaded.errors.length > 0) this.o.metrics.invalidObjects.inc({ source: 'dir' }, loaded.errors.length);
+      this.files.set(name, { content, loaded });
+      changed = true;
+    }
+    if (!changed && this.o.store.ready) return;
+    const merged = mergeManifests(names.filter((n) => this.files.has(n)).map((n) => [join(display, n), this.files.get(n)!.loaded]));
+    const { services, warnings } = translateCluster(merged.objects, this.o.trustDomain);
+    for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
+    this.currentErrors = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.errors), ...merged.errors]);
+    this.o.store.replaceAll(services);
+    this.o.metrics.services.set(services.length);
+    this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
+  }
+}

@@ -1,0 +1,199 @@
+import * as k8s from '@kubernetes/client-node';
+import type { Timer } from '../../common/clock.js';
+import type { Parser } from '../../common/schema.js';
+import {
+  parseEndpointSlice, parseK8sService, parsePod, parseTrafficPolicyResource,
+  TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
+} from '../translate/k8s-objects.js';
+import { ClusterIndex } from './cluster-index.js';
+import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
+
+/**
+ * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
+ * builds) on Services, EndpointSlices, Pods and TrafficPolicies (policy.wren.io/v1alpha1).
+ *
+ * - The informer keeps resourceVersion, resumes watches from it and relists when the
+ *   API answers 410 Gone (HTTP 410 or an ERROR event with a 410 Status).
+ * - Watches ask for bookmarks (allowWatchBookmarks=true): makeInformer does not pass
+ *   that parameter, so the Watch handed to ListWatch adds it. A BOOKMARK advances the
+ *   informer's resourceVersion, so a reconnect resumes from there instead of from an
+ *   old version that may have been compacted (fewer 410 relists).
+ * - On any other error ListWatch stops; we restart it with capped exponential backoff
+ *   and jitter (100 ms -> 30 s) and count it in wren_cp_watch_restarts_total.
+ * - An object that fails validation is logged and counted; the last good version stays.
+ */
+export interface KubernetesSourceOptions extends SourceContext {
+  readonly kubeConfig: k8s.KubeConfig;
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+}
+
+/** A Watch that always asks for bookmarks, and opens nothing once its source stopped. */
+class BookmarkWatch extends k8s.Watch {
+  constructor(
+    config: k8s.KubeConfig,
+    private readonly stopped: () => boolean,
+  ) {
+    super(config);
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    // ListWatch does not re-check `stopped` after its reconnect delay.
+    if (this.stopped()) {
+      done(new Error('source stopped'));
+      return Promise.resolve(new AbortController());
+    }
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+  }
+}
+
+interface Resource {
+  readonly name: string;
+  readonly informer: k8s.ListWatch<k8s.KubernetesObject>;
+  listed: boolean;
+  connects: number;
+  attempt: number;
+  timer: Timer | null;
+}
+
+type Setter<T> = (ns: string, name: string, v: T | null) => void;
+
+export class KubernetesSource implements MeshSource {
+  readonly name = 'kubernetes';
+  private readonly index: ClusterIndex;
+  private readonly committer: IndexCommitter;
+  private readonly resources: Resource[] = [];
+  private stopped = false;
+  private syncWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: KubernetesSourceOptions) {
+    this.index = new ClusterIndex(o.trustDomain);
+    this.committer = new IndexCommitter(this.index, o, 'kubernetes');
+    const kc = o.kubeConfig;
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
+    const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    const idx = this.index;
+    this.add('services', '/api/v1/services', () => core.listServiceForAllNamespaces(), parseK8sService, idx.setService.bind(idx));
+    this.add('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', () => disc.listEndpointSliceForAllNamespaces(), parseEndpointSlice, idx.setSlice.bind(idx));
+    this.add('pods', '/api/v1/pods', () => core.listPodForAllNamespaces(), parsePod, idx.setPod.bind(idx));
+    this.add(
+      'trafficpolicies',
+      `/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/trafficpolicies`,
+      async () => {
+        try {
+          return await custom.listClusterCustomObject({ group: TRAFFIC_POLICY_GROUP, version: TRAFFIC_POLICY_VERSION, plural: 'trafficpolicies' });
+        } catch (e) {
+          // CRD not installed: run without policies rather than never becoming ready.
+          if ((e as { code?: number }).code === 404) {
+            this.o.logger.warn('TrafficPolicy CRD not found; running without policies', {});
+            return { items: [], metadata: { resourceVersion: '' } };
+          }
+          throw e;
+        }
+      },
+      parseTrafficPolicyResource,
+      idx.setPolicy.bind(idx),
+    );
+  }
+
+  private add<T>(
+    name: string,
+    path: string,
+    list: () => Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>,
+    parse: Parser<T>,
+    set: Setter<T>,
+  ): void {
+    const r: Resource = { name, informer: undefined as unknown as k8s.ListWatch<k8s.KubernetesObject>, listed: false, connects: 0, attempt: 0, timer: null };
+    const listFn = async (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> => {
+      const l = await list();
+      // ListWatch adds the listed items right after this resolves: count the resource
+      // as synced only after that (setImmediate runs after those microtasks).
+      if (!r.listed)
+        setImmediate(() => {
+          r.listed = true;
+          this.checkSynced();
+        });
+      r.attempt = 0;
+      return l;
+    };
+    // ListWatch's own reconnect delay (1 s doubling to 30 s after a watch that ended with
+    // no event) on an unref'd timer, so a stopped source never holds the process open.
+    const delayFn = (ms: number): Promise<void> =>
+      new Promise((resolve) => {
+        if (this.stopped) return resolve();
+        setTimeout(resolve, ms).unref();
+      });
+    const watch = new BookmarkWatch(this.o.kubeConfig, () => this.stopped);
+    const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, watch, listFn, false, undefined, undefined, { delayFn });
+    (r as { informer: k8s.ListWatch<k8s.KubernetesObject> }).informer = informer;
+    const upsert = (obj: k8s.KubernetesObject): void => {
+      r.attempt = 0;
+      const ns = obj.metadata?.namespace ?? 'default';
+      const objName = obj.metadata?.name ?? '';
+      try {
+        set(ns, objName, parse(obj, ''));
+      } catch (e) {
+        this.o.metrics.invalidObjects.inc({ source: 'kubernetes' });
+        this.o.logger.warn('invalid object rejected; the last good version stays', { resource: name, object: `${ns}/${objName}`, error: (e as Error).message });
+        return;
+      }
+      this.committer.touch();
+    };
+    informer.on('add', upsert);
+    informer.on('update', upsert);
+    informer.on('delete', (obj) => {
+      set(obj.metadata?.namespace ?? 'default', obj.metadata?.name ?? '', null);
+      this.committer.touch();
+    });
+    informer.on('connect', () => {
+      if (r.connects++ > 0) {
+        const reason = informer.latestResourceVersion() === '' ? 'relist' : 'reconnect';
+        this.o.metrics.watchRestarts.inc({ resource: name, reason });
+        this.o.logger.debug('watch restarting', { resource: name, reason });
+      }
+    });
+    informer.on('error', (err) => {
+      if (this.stopped) return;
+      const delay = backoffDelay(r.attempt++, this.o.random, this.o.backoff?.initialMs ?? 100, this.o.backoff?.maxMs ?? 30_000);
+      this.o.metrics.watchRestarts.inc({ resource: name, reason: 'error' });
+      this.o.logger.warn('watch failed; restarting', { resource: name, error: (err as Error)?.message ?? String(err), retryInMs: Math.round(delay) });
+      r.timer = this.o.clock.setTimeout(() => {
+        r.timer = null;
+        if (!this.stopped) void informer.start();
+      }, delay);
+    });
+    this.resources.push(r);
+  }
+
+  private checkSynced(): void {
+    if (this.resources.every((r) => r.listed)) for (const w of this.syncWaiters.splice(0)) w();
+  }
+
+  /** Resolves once every resource has been listed (retrying failed lists with backoff). */
+  async start(): Promise<void> {
+    this.stopped = false;
+    const synced = new Promise<void>((r) => this.syncWaiters.push(r));
+    for (const r of this.resources) void r.informer.start();
+    this.checkSynced();
+    await synced;
+    if (this.stopped) return;
+    this.committer.flushNow();
+    this.o.store.markReady();
+    this.o.logger.info('kubernetes source synced', { services: this.o.store.view.services.size });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.committer.cancel();
+    for (const r of this.resources) {
+      if (r.timer) this.o.clock.clearTimeout(r.timer);
+      await r.informer.stop();
+    }
+    for (const w of this.syncWaiters.splice(0)) w();
+  }
+}

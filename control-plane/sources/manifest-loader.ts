@@ -1,0 +1,93 @@
+import { parseAllDocuments } from 'yaml';
+import type { Service } from '../../contract/model.js';
+import { ConfigError, type Parser } from '../../common/schema.js';
+import {
+  parseEndpointSlice, parseK8sService, parseMeshService, parsePod, parseTrafficPolicyResource,
+  type KEndpointSlice, type KPod, type KService, type KTrafficPolicy,
+} from '../translate/k8s-objects.js';
+import type { ClusterObjects } from '../translate/translate.js';
+
+/**
+ * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
+ * validated objects. Other kinds (Deployment, ...) are skipped. Each object is validated
+ * alone: a bad one is reported as `<file>: <field path>: <problem>` and, if the same
+ * object (kind/namespace/name) was good in the previous version of the file, that
+ * last good version is kept.
+ */
+export type ManifestObject =
+  | { kind: 'Service'; key: string; value: KService }
+  | { kind: 'EndpointSlice'; key: string; value: KEndpointSlice }
+  | { kind: 'Pod'; key: string; value: KPod }
+  | { kind: 'TrafficPolicy'; key: string; value: KTrafficPolicy }
+  | { kind: 'MeshService'; key: string; value: Service };
+
+const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
+  Service: parseK8sService,
+  EndpointSlice: parseEndpointSlice,
+  Pod: parsePod,
+  TrafficPolicy: parseTrafficPolicyResource,
+  MeshService: parseMeshService,
+};
+
+export interface LoadedFile {
+  readonly objects: ReadonlyMap<string, ManifestObject>;
+  readonly errors: readonly string[];
+}
+
+const describe = (file: string, e: unknown): string =>
+  e instanceof ConfigError ? `${file}: ${e.path || '<root>'}: ${e.problem}` : `${file}: ${(e as Error).message}`;
+
+export function loadManifestFile(file: string, content: string, previous: LoadedFile | undefined): LoadedFile {
+  const docs = parseAllDocuments(content);
+  const list = Array.isArray(docs) ? docs : [docs];
+  const syntax = list.flatMap((d) => d.errors.map((e) => `${file}: YAML: ${e.message.split('\n')[0]}`));
+  // A file that is not even YAML (say, half-saved) changes nothing: keep all it had.
+  if (syntax.length > 0) return { objects: previous?.objects ?? new Map(), errors: syntax };
+  const objects = new Map<string, ManifestObject>();
+  const errors: string[] = [];
+  const raws: unknown[] = [];
+  for (const d of list) {
+    const v: unknown = d.toJS();
+    if (v && typeof v === 'object' && (v as { kind?: unknown }).kind === 'List' && Array.isArray((v as { items?: unknown }).items))
+      raws.push(...(v as { items: unknown[] }).items);
+    else raws.push(v);
+  }
+  for (const raw of raws) {
+    if (!raw || typeof raw !== 'object') continue;
+    const r = raw as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
+    const kind = r.kind as ManifestObject['kind'];
+    if (typeof kind !== 'string' || !(kind in PARSERS)) continue;
+    const key = `${kind}/${typeof r.metadata?.namespace === 'string' ? r.metadata.namespace : 'default'}/${String(r.metadata?.name)}`;
+    try {
+      objects.set(key, { kind, key, value: PARSERS[kind](raw, '') } as ManifestObject);
+    } catch (e) {
+      errors.push(describe(file, e));
+      const last = previous?.objects.get(key);
+      if (last) objects.set(key, last);
+    }
+  }
+  return { objects, errors };
+}
+
+/** Merge files (in the order given) into one object set; a duplicate keeps the first and is reported. */
+export function mergeManifests(files: readonly [string, LoadedFile][]): { objects: ClusterObjects; errors: string[] } {
+  const seen = new Map<string, string>();
+  const errors: string[] = [];
+  const out = { services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[] };
+  for (const [file, loaded] of files) {
+    for (const o of loaded.objects.values()) {
+      const first = seen.get(o.key);
+      if (first) {
+        errors.push(`${file}: ${o.key} is also defined in ${first}; ignored here`);
+        continue;
+      }
+      seen.set(o.key, file);
+      if (o.kind === 'Service') out.services.push(o.value);
+      else if (o.kind === 'EndpointSlice') out.slices.push(o.value);
+      else if (o.kind === 'Pod') out.pods.push(o.value);
+      else if (o.kind === 'TrafficPolicy') out.policies.push(o.value);
+      else out.meshServices.push(o.value);
+    }
+  }
+  return { objects: out, errors };
+}

@@ -1,0 +1,107 @@
+import type { Clock, Random } from '../../common/clock.js';
+import { serviceKey, type Service } from '../../contract/model.js';
+import { sameService } from '../discovery/delta.js';
+
+/**
+ * The control plane's current view of the mesh: services by key ("name.namespace"),
+ * versioned. Every commit that changes something makes a new immutable Map (copy on
+ * write), bumps the sequence number and logs which keys changed, so each subscriber
+ * can keep the exact view it ACKed and get a delta from it by looking only at the keys
+ * changed since.
+ *
+ * Versions are `<epoch>-<seq>`: the epoch is random per process, so two replicas (or a
+ * restarted one) never hand out the same version for different content.
+ */
+export interface StoreView {
+  readonly seq: number;
+  readonly version: string;
+  readonly services: ReadonlyMap<string, Service>;
+  /** Clock time of the commit that made this version. */
+  readonly committedAt: number;
+}
+
+export class MeshStore {
+  readonly epoch: string;
+  private current: StoreView;
+  private readonly log: { seq: number; keys: readonly string[] }[] = [];
+  private readonly listeners = new Set<(view: StoreView, changed: readonly string[]) => void>();
+  private synced = false;
+  private readonly readyWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly clock: Clock,
+    random: Random,
+    private readonly historyLimit = 1024,
+  ) {
+    this.epoch = Math.floor(random() * 0xffffffff).toString(36).padStart(7, '0');
+    this.current = Object.freeze({ seq: 0, version: `${this.epoch}-0`, services: new Map(), committedAt: clock.now() });
+  }
+
+  get view(): StoreView {
+    return this.current;
+  }
+
+  /** True once the source finished its initial sync: before that nothing is pushed (an empty view is not the truth). */
+  get ready(): boolean {
+    return this.synced;
+  }
+
+  markReady(): void {
+    if (this.synced) return;
+    this.synced = true;
+    for (const w of this.readyWaiters.splice(0)) w();
+    for (const l of this.listeners) l(this.current, []);
+  }
+
+  whenReady(): Promise<void> {
+    return this.synced ? Promise.resolve() : new Promise((r) => this.readyWaiters.push(r));
+  }
+
+  onChange(fn: (view: StoreView, changed: readonly string[]) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Upserts and removals in one commit; unchanged upserts are dropped. Returns the changed keys. */
+  apply(upserts: readonly Service[], removes: readonly string[]): readonly string[] {
+    const prev = this.current.services;
+    const changed: string[] = [];
+    let next: Map<string, Service> | undefined;
+    const write = (): Map<string, Service> => (next ??= new Map(prev));
+    for (const s of upserts) {
+      const key = serviceKey(s);
+      const old = prev.get(key);
+      if (old && sameService(old, s)) continue;
+      write().set(key, s);
+      changed.push(key);
+    }
+    for (const key of removes) {
+      if (!prev.has(key) || (next && !next.has(key))) continue;
+      write().delete(key);
+      changed.push(key);
+    }
+    if (!next) return changed;
+    const seq = this.current.seq + 1;
+    this.current = Object.freeze({ seq, version: `${this.epoch}-${seq}`, services: next, committedAt: this.clock.now() });
+    this.log.push({ seq, keys: changed });
+    if (this.log.length > this.historyLimit) this.log.splice(0, this.log.length - this.historyLimit);
+    if (this.synced) for (const l of this.listeners) l(this.current, changed);
+    return changed;
+  }
+
+  /** Replace everything (file source): removes what is not in `services`. */
+  replaceAll(services: readonly Service[]): readonly string[] {
+    const keep = new Set(services.map(serviceKey));
+    return this.apply(services, [...this.current.services.keys()].filter((k) => !keep.has(k)));
+  }
+
+  /** Keys changed after `seq` up to now; null when the history no longer reaches back that far. */
+  changedSince(seq: number): Set<string> | null {
+    if (seq >= this.current.seq) return new Set();
+    const first = this.log[0];
+    if (!first || first.seq > seq + 1) return null;
+    const keys = new Set<string>();
+    for (let i = this.log.length - 1; i >= 0 && this.log[i].seq > seq; i--) for (const k of this.log[i].keys) keys.add(k);
+    return keys;
+  }
+}

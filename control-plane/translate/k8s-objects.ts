@@ -1,0 +1,243 @@
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import type { Protocol, Service, TrafficPolicy } from '../../contract/model.js';
+import { parseEndpoint, parseService, parseTrafficPolicy } from '../../contract/parse.js';
+import {
+  arr, bool, fail, literal, num, obj, optional, record, str, withDefault,
+  type Parser,
+} from '../../common/schema.js';
+
+/**
+ * Validating parsers from Kubernetes objects (real API JSON, or the typed objects of
+ * @kubernetes/client-node, whose field names are the same) to the few fields the
+ * translation needs. Unknown fields are allowed (API objects carry many); the fields we
+ * read are checked and errors name their path (`spec.ports[0].port: ...`).
+ */
+
+export interface KService {
+  readonly name: string;
+  readonly namespace: string;
+  readonly clusterIPs: readonly string[];
+  readonly ports: readonly { readonly name: string; readonly port: number; readonly protocol: Protocol }[];
+  readonly externalName: boolean;
+}
+
+export interface KSliceEndpoint {
+  readonly addresses: readonly string[];
+  readonly ready: boolean;
+  readonly serving: boolean;
+  readonly terminating: boolean;
+  readonly zone: string;
+  /** targetRef pod name, when the endpoint is a pod. */
+  readonly pod: string | null;
+}
+
+export interface KEndpointSlice {
+  readonly name: string;
+  readonly namespace: string;
+  /** Label kubernetes.io/service-name; '' when absent (then the slice belongs to no Service). */
+  readonly service: string;
+  readonly addressType: string;
+  readonly ports: readonly { readonly name: string; readonly port: number }[];
+  readonly endpoints: readonly KSliceEndpoint[];
+}
+
+export interface KPod {
+  readonly name: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly meshed: boolean;
+  /** Inbound sidecar port when meshed. */
+  readonly proxyPort: number | null;
+}
+
+export interface KTrafficPolicy {
+  readonly name: string;
+  readonly namespace: string;
+  /** Name of the Service (or MeshService) in the same namespace. */
+  readonly target: string;
+  /** Service ports the policy is for; empty = all. */
+  readonly ports: readonly number[];
+  readonly policy: TrafficPolicy;
+  /** metadata.creationTimestamp (ISO), for Gateway-API-style conflict resolution (oldest wins). */
+  readonly createdAt: string;
+}
+
+export const MESH_INJECT_LABEL = 'wren.io/inject';
+export const MESH_PROXY_PORT_ANNOTATION = 'wren.io/proxy-port';
+export const DEFAULT_INBOUND_PROXY_PORT = 15006;
+export const TRAFFIC_POLICY_GROUP = 'policy.wren.io';
+export const TRAFFIC_POLICY_VERSION = 'v1alpha1';
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const IP = /^[0-9a-fA-F.:]+$/;
+
+/** A timestamp as JSON (string) or as the client library's Date. */
+const timestamp: Parser<string> = (raw) => (raw instanceof Date ? raw.toISOString() : typeof raw === 'string' ? raw : '');
+
+const metadata = (nameRe: RegExp) =>
+  obj(
+    {
+      name: str({ pattern: nameRe }),
+      namespace: str({ pattern: DNS_LABEL, default: 'default' }),
+      labels: withDefault(record(str()), {} as Readonly<Record<string, string>>),
+      annotations: withDefault(record(str()), {} as Readonly<Record<string, string>>),
+      creationTimestamp: timestamp,
+    },
+    { allowUnknown: true },
+  );
+
+/** Istio's convention `<proto>[-suffix]` for port names, after appProtocol (which wins). */
+export function portProtocol(name: string, appProtocol: string | undefined): Protocol {
+  const table: Record<string, Protocol> = {
+    http: 'http1', 'kubernetes.io/http': 'http1', http2: 'http2', h2c: 'http2', 'kubernetes.io/h2c': 'http2',
+    grpc: 'grpc', tcp: 'opaque', opaque: 'opaque', 'wren.io/opaque': 'opaque', tls: 'opaque', https: 'opaque', mongo: 'opaque', redis: 'opaque', mysql: 'opaque',
+  };
+  if (appProtocol && table[appProtocol.toLowerCase()]) return table[appProtocol.toLowerCase()];
+  const prefix = name.toLowerCase().split('-')[0];
+  return table[prefix] ?? 'detect';
+}
+
+const anyStr = optional(str());
+
+export const parseK8sService: Parser<KService> = (raw, path) => {
+  const o = obj(
+    {
+      metadata: metadata(DNS_LABEL),
+      spec: obj(
+        {
+          type: str({ default: 'ClusterIP' }),
+          clusterIP: anyStr,
+          clusterIPs: withDefault(arr(str()), [] as readonly string[]),
+          ports: withDefault(
+            arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }), appProtocol: anyStr }, { allowUnknown: true })),
+            [],
+          ),
+        },
+        { allowUnknown: true },
+      ),
+    },
+    { allowUnknown: true },
+  )(raw, path);
+  const ips = o.spec.clusterIPs.length > 0 ? o.spec.clusterIPs : o.spec.clusterIP ? [o.spec.clusterIP] : [];
+  return Object.freeze({
+    name: o.metadata.name,
+    namespace: o.metadata.namespace,
+    clusterIPs: Object.freeze(ips.filter((ip) => IP.test(ip))),
+    ports: Object.freeze(o.spec.ports.map((p) => Object.freeze({ name: p.name, port: p.port, protocol: portProtocol(p.name, p.appProtocol) }))),
+    externalName: o.spec.type === 'ExternalName',
+  });
+};
+
+/** EndpointSlice conditions: nil ready/serving mean "ready" (API docs); nil terminating means false. */
+const sliceEndpoint = obj(
+  {
+    addresses: arr(str(), { min: 1 }),
+    conditions: obj({ ready: optional(bool()), serving: optional(bool()), terminating: optional(bool()) }, { allowUnknown: true }),
+    zone: str({ default: '' }),
+    targetRef: optional(obj({ kind: str({ default: '' }), name: str({ default: '' }) }, { allowUnknown: true })),
+  },
+  { allowUnknown: true },
+);
+
+export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
+  const o = obj(
+    {
+      metadata: metadata(DNS_SUBDOMAIN),
+      addressType: literal(['IPv4', 'IPv6', 'FQDN'] as const),
+      ports: withDefault(arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }) }, { allowUnknown: true })), []),
+      endpoints: withDefault(arr(sliceEndpoint), []),
+    },
+    { allowUnknown: true },
+  )(raw, path);
+  return Object.freeze({
+    name: o.metadata.name,
+    namespace: o.metadata.namespace,
+    service: o.metadata.labels['kubernetes.io/service-name'] ?? '',
+    addressType: o.addressType,
+    ports: Object.freeze(o.ports.map((p) => Object.freeze({ name: p.name, port: p.port }))),
+    endpoints: Object.freeze(
+      o.endpoints.map((e) => {
+        const ready = e.conditions.ready ?? true;
+        return Object.freeze({
+          addresses: e.addresses,
+          ready,
+          serving: e.conditions.serving ?? ready,
+          terminating: e.conditions.terminating ?? false,
+          zone: e.zone,
+          pod: e.targetRef && e.targetRef.kind === 'Pod' && e.targetRef.name ? e.targetRef.name : null,
+        });
+      }),
+    ),
+  });
+};
+
+export const parsePod: Parser<KPod> = (raw, path) => {
+  const o = obj(
+    { metadata: metadata(DNS_SUBDOMAIN), spec: obj({ serviceAccountName: str({ pattern: DNS_SUBDOMAIN, default: 'default' }) }, { allowUnknown: true }) },
+    { allowUnknown: true },
+  )(raw, path);
+  const ann = o.metadata.annotations;
+  const portAnn = ann[MESH_PROXY_PORT_ANNOTATION];
+  let proxyPort: number | null = null;
+  if (portAnn !== undefined) {
+    const n = Number(portAnn);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) fail(`${path ? path + '.' : ''}metadata.annotations["${MESH_PROXY_PORT_ANNOTATION}"]`, `expected a port number, got ${JSON.stringify(portAnn)}`);
+    proxyPort = n;
+  }
+  const meshed = proxyPort !== null || o.metadata.labels[MESH_INJECT_LABEL] === 'enabled' || ann[MESH_INJECT_LABEL] === 'enabled';
+  return Object.freeze({
+    name: o.metadata.name,
+    namespace: o.metadata.namespace,
+    serviceAccount: o.spec.serviceAccountName,
+    meshed,
+    proxyPort: meshed ? (proxyPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
+  });
+};
+
+export const parseTrafficPolicyResource: Parser<KTrafficPolicy> = (raw, path) => {
+  const o = obj(
+    {
+      apiVersion: optional(literal([`${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}`] as const)),
+      metadata: metadata(DNS_SUBDOMAIN),
+      spec: obj({
+        targetRef: obj({ group: optional(str()), kind: literal(['Service', 'MeshService'] as const), name: str({ pattern: DNS_LABEL }) }),
+        ports: withDefault(arr(num({ int: true, min: 1, max: 65535 })), [] as readonly number[]),
+        policy: withDefault(parseTrafficPolicy, DEFAULT_POLICY),
+      }),
+    },
+    { allowUnknown: true },
+  )(raw, path);
+  return Object.freeze({
+    name: o.metadata.name,
+    namespace: o.metadata.namespace,
+    target: o.spec.targetRef.name,
+    ports: o.spec.ports,
+    policy: o.spec.policy,
+    createdAt: o.metadata.creationTimestamp,
+  });
+};
+
+/**
+ * The compact hand-written form: `kind: MeshService`, metadata {name, namespace},
+ * spec = parseService's fields (clusterIPs, ports[].endpoints, policy) plus an optional
+ * spec.endpoints shorthand that applies to every port without its own endpoints (an
+ * endpoint's port then defaults to that service port).
+ */
+export const parseMeshService: Parser<Service> = (raw, path) => {
+  const p = (k: string) => (path ? `${path}.${k}` : k);
+  const o = obj({ apiVersion: anyStr, kind: anyStr, metadata: metadata(DNS_LABEL), spec: (v: unknown) => v }, { allowUnknown: false })(raw, path);
+  const spec = o.spec;
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) return fail(p('spec'), 'expected an object');
+  const { endpoints: shared, ...rest } = spec as Record<string, unknown>;
+  const sharedRaw = shared === undefined ? undefined : arr((v: unknown) => v)(shared, p('spec.endpoints'));
+  if (sharedRaw) sharedRaw.forEach((e, i) => parseEndpoint({ port: 1, ...(e as object) }, p(`spec.endpoints[${i}]`)));
+  const ports = Array.isArray(rest.ports)
+    ? rest.ports.map((port: unknown) => {
+        if (!sharedRaw || typeof port !== 'object' || port === null || 'endpoints' in port) return port;
+        const sp = (port as { port?: unknown }).port;
+        return { ...port, endpoints: sharedRaw.map((e) => ({ port: sp, ...(e as object) })) };
+      })
+    : rest.ports;
+  return parseService({ ...rest, ports, name: o.metadata.name, namespace: o.metadata.namespace }, p('spec'));
+};

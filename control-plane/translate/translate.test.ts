@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import { ConfigError } from '../../common/schema.js';
+import {
+  parseEndpointSlice, parseK8sService, parseMeshService, parsePod, parseTrafficPolicyResource,
+  type KEndpointSlice, type KPod, type KService, type KTrafficPolicy,
+} from './k8s-objects.js';
+import { translateCluster } from './translate.js';
+
+const fixture = JSON.parse(readFileSync(new URL('./fixtures/shop-cluster.json', import.meta.url), 'utf8')) as { items: { kind: string }[] };
+
+function objects(items: { kind: string }[]) {
+  return {
+    services: items.filter((o) => o.kind === 'Service').map((o) => parseK8sService(o, '')) as KService[],
+    slices: items.filter((o) => o.kind === 'EndpointSlice').map((o) => parseEndpointSlice(o, '')) as KEndpointSlice[],
+    pods: items.filter((o) => o.kind === 'Pod').map((o) => parsePod(o, '')) as KPod[],
+    policies: items.filter((o) => o.kind === 'TrafficPolicy').map((o) => parseTrafficPolicyResource(o, '')) as KTrafficPolicy[],
+  };
+}
+
+describe('translate (pure): Kubernetes objects -> mesh model', () => {
+  const { services, warnings } = translateCluster(objects(fixture.items), 'cluster.local');
+  const web = services.find((s) => s.name === 'web')!;
+  const db = services.find((s) => s.name === 'db')!;
+
+  test('services: ExternalName skipped, headless has no cluster IPs, dual-stack keeps both', () => {
+    expect(services.map((s) => `${s.name}.${s.namespace}`)).toEqual(['db.shop', 'web.shop']);
+    expect(web.clusterIPs).toEqual(['10.96.12.7', 'fd00:10:96::c07']);
+    expect(db.clusterIPs).toEqual([]);
+  });
+
+  test('port protocols come from appProtocol, then the port-name prefix', () => {
+    expect(web.ports.map((p) => [p.name, p.port, p.protocol])).toEqual([
+      ['http', 80, 'http1'],
+      ['grpc-api', 9090, 'grpc'],
+      ['admin', 8081, 'http2'],
+    ]);
+    expect(db.ports[0]).toMatchObject({ name: '', port: 5432, protocol: 'detect' });
+  });
+
+  test('only ready, non-terminating endpoints route; identities and proxy ports come from the pods', () => {
+    expect(web.ports[0].endpoints).toEqual([
+      { address: '10.244.1.5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'eu-west-1a', ready: true },
+      // conditions {} -> ready (nil means ready); annotation wren.io/proxy-port meshes it on that port
+      { address: '10.244.3.7', port: 8080, proxyPort: 15106, identity: 'spiffe://cluster.local/ns/shop/sa/web-canary', weight: 1, zone: 'eu-west-1c', ready: true },
+      { address: 'fd00:10:244::5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: '', ready: true },
+    ]);
+    // the IPv6 slice has no grpc-api port
+    expect(web.ports[1].endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.244.1.5:9090', '10.244.3.7:9090']);
+    // no targetRef: unmeshed; the FQDN slice is skipped
+    expect(db.ports[0].endpoints).toEqual([{ address: '192.168.10.4', port: 5432, proxyPort: null, identity: '', weight: 1, zone: '', ready: true }]);
+  });
+
+  test('TrafficPolicy: the oldest of conflicting policies wins and the conflict is reported; port-scoped ones apply only to those ports', () => {
+    expect(web.policy.loadBalancer.kind).toBe('least-request');
+    expect(web.policy.retry.retryOn).toEqual(['5xx']);
+    expect(web.policy.retry.attempts).toBe(3);
+    expect(web.policy.timeouts.requestMs).toBe(15_000);
+    expect(web.policy.outlierDetection).toEqual(DEFAULT_POLICY.outlierDetection);
+    expect(warnings).toEqual(['web.shop: 2 TrafficPolicies target it; web-fast (oldest) wins over web-newer']);
+    expect(db.policy).toBe(DEFAULT_POLICY);
+  });
+
+  test('a pod endpoint is held back until its Pod is known', () => {
+    const items = fixture.items.filter((o) => !(o.kind === 'Pod' && (o as unknown as { metadata: { name: string } }).metadata.name.endsWith('abcde')));
+    const w = translateCluster(objects(items), 'cluster.local').services.find((s) => s.name === 'web')!;
+    expect(w.ports[0].endpoints.map((e) => e.address)).toEqual(['10.244.3.7']);
+  });
+
+  test('invalid objects are rejected with their field path', () => {
+    const bad = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).message;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    const svc = structuredClone(fixture.items[0]) as unknown as { spec: { ports: { port: unknown }[] } };
+    svc.spec.ports[1].port = 'http';
+    expect(bad(() => parseK8sService(svc, ''))).toBe('spec.ports[1].port: expected a number, got "http"');
+    const tp = structuredClone(fixture.items[10]) as unknown as { spec: { policy: { loadBalancer: { kind: string } } } };
+    tp.spec.policy.loadBalancer.kind = 'fastest';
+    expect(bad(() => parseTrafficPolicyResource(tp, ''))).toMatch(/^spec\.policy\.loadBalancer\.kind: expected one of peak-ewma/);
+    expect(bad(() => parseTrafficPolicyResource({ metadata: { name: 'x' }, spec: { targetRef: { kind: 'Deployment', name: 'web' } } }, ''))).toMatch(
+      /^spec\.targetRef\.kind: expected one of Service, MeshService/,
+    );
+    expect(bad(() => parseEndpointSlice({ metadata: { name: 's' }, addressType: 'IPv4', endpoints: [{ addresses: [], conditions: {} }] }, ''))).toBe(
+      'endpoints[0].addresses: expected at least 1 item(s)',
+    );
+    expect(bad(() => parsePod({ metadata: { name: 'p', annotations: { 'wren.io/proxy-port': 'x' } }, spec: {} }, ''))).toBe(
+      'metadata.annotations["wren.io/proxy-port"]: expected a port number, got "x"',
+    );
+  });
+
+  test('MeshService: parseService fields, with a spec.endpoints shorthand for every port', () => {
+    const s = parseMeshService(
+      {
+        kind: 'MeshService',
+        metadata: { name: 'cache', namespace: 'shop' },
+        spec: { ports: [{ port: 6379, protocol: 'opaque' }, { port: 6380, endpoints: [{ address: '10.0.0.9', port: 7000 }] }], endpoints: [{ address: '10.0.0.1' }], policy: { timeouts: { connectMs: '2s' } } },
+      },
+      '',
+    );
+    expect(s.ports[0].endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.0.0.1:6379']);
+    expect(s.ports[1].endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.0.0.9:7000']);
+    expect(s.policy.timeouts.connectMs).toBe(2000);
+    expect(() => parseMeshService({ kind: 'MeshService', metadata: { name: 'c' }, spec: { ports: [{ port: 1 }], endpoints: [{ address: 'x y' }] } }, '')).toThrow(
+      /^spec\.endpoints\[0\]\.address: expected to match/,
+    );
+    expect(() => parseMeshService({ kind: 'MeshService', metadata: { name: 'c' }, spec: { ports: [{ port: 1, bogus: 1 }] } }, '')).toThrow(/^spec\.ports\[0\]\.bogus: unknown field/);
+  });
+});

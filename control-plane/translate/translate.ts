@@ -1,0 +1,135 @@
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import { endpointKey, serviceKey, type Endpoint, type Service, type ServicePort, type TrafficPolicy } from '../../contract/model.js';
+import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objects.js';
+
+/**
+ * Cluster state -> mesh model, as pure functions (no I/O, no clock): the Kubernetes
+ * source and the directory source both feed validated objects through here.
+ *
+ * Rules (cf. Linkerd's destination watcher, which drops endpoints whose
+ * conditions.ready is false before streaming [L9 in mesh-anchors]; Istio does not send
+ * unhealthy endpoints either [I14]):
+ * - an endpoint routes only when conditions.ready is true (nil = true) and it is not
+ *   terminating; every other endpoint is left out, so it disappears from proxies;
+ * - a Service port takes its endpoints from the EndpointSlice port of the same name
+ *   (the slice port number is the pod's target port);
+ * - a pod endpoint whose Pod is not known yet is held back (not sent as plaintext):
+ *   it appears as soon as the Pod arrives;
+ * - a meshed pod (label or annotation `wren.io/inject: enabled`, or annotation
+ *   `wren.io/proxy-port`) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
+ *   and proxyPort (the annotation, else 15006); an unmeshed pod gives '' and null;
+ * - TrafficPolicy: among the policies targeting the Service whose `ports` are empty or
+ *   name one of its ports, the oldest (creationTimestamp, then name) wins, as Gateway
+ *   API resolves conflicts; the others are reported;
+ * - a MeshService with the same key as a Service wins over it (it is explicit); its
+ *   inline spec.policy wins over a TrafficPolicy.
+ */
+export interface TranslateInput {
+  readonly trustDomain: string;
+  readonly service?: KService;
+  readonly meshService?: Service;
+  readonly slices: readonly KEndpointSlice[];
+  readonly pod: (namespace: string, name: string) => KPod | undefined;
+  readonly policies: readonly KTrafficPolicy[];
+}
+
+export interface TranslateResult {
+  readonly service: Service | null;
+  readonly warnings: readonly string[];
+}
+
+export const spiffeId = (trustDomain: string, ns: string, sa: string): string => `spiffe://${trustDomain}/ns/${ns}/sa/${sa}`;
+
+function pickPolicy(key: string, ports: readonly number[], policies: readonly KTrafficPolicy[], warnings: string[]): TrafficPolicy | null {
+  const fits = policies
+    .filter((p) => p.ports.length === 0 || p.ports.some((n) => ports.includes(n)))
+    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (fits.length > 1)
+    warnings.push(`${key}: ${fits.length} TrafficPolicies target it; ${fits[0].name} (oldest) wins over ${fits.slice(1).map((p) => p.name).join(', ')}`);
+  return fits[0]?.policy ?? null;
+}
+
+function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
+  const out = new Map<string, Endpoint>();
+  const slices = [...input.slices].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const slice of slices) {
+    if (slice.addressType === 'FQDN') continue;
+    const sp = slice.ports.find((p) => p.name === portName);
+    if (!sp) continue;
+    for (const ep of slice.endpoints) {
+      if (!ep.ready || ep.terminating) continue;
+      let identity = '';
+      let proxyPort: number | null = null;
+      if (ep.pod) {
+        const pod = input.pod(slice.namespace, ep.pod);
+        if (!pod) continue;
+        if (pod.meshed) {
+          identity = spiffeId(input.trustDomain, pod.namespace, pod.serviceAccount);
+          proxyPort = pod.proxyPort;
+        }
+      }
+      for (const address of ep.addresses) {
+        const e: Endpoint = Object.freeze({ address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true });
+        out.set(endpointKey(e), e);
+      }
+    }
+  }
+  return [...out.values()].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
+}
+
+export function translateService(input: TranslateInput): TranslateResult {
+  const warnings: string[] = [];
+  const { service: svc, meshService } = input;
+  if (meshService) {
+    const key = serviceKey(meshService);
+    if (svc) warnings.push(`${key}: a MeshService and a Service share this name; the MeshService wins`);
+    if (meshService.policy !== DEFAULT_POLICY || input.policies.length === 0) return { service: meshService, warnings };
+    const policy = pickPolicy(key, meshService.ports.map((p) => p.port), input.policies, warnings);
+    return { service: policy ? Object.freeze({ ...meshService, policy }) : meshService, warnings };
+  }
+  if (!svc) return { service: null, warnings };
+  const key = serviceKey(svc);
+  if (svc.externalName) return { service: null, warnings };
+  if (svc.ports.length === 0) {
+    warnings.push(`${key}: Service has no ports; skipped`);
+    return { service: null, warnings };
+  }
+  const ports: ServicePort[] = svc.ports.map((p) =>
+    Object.freeze({ name: p.name, port: p.port, protocol: p.protocol, endpoints: Object.freeze(portEndpoints(p.name, input)) }),
+  );
+  const policy = pickPolicy(key, svc.ports.map((p) => p.port), input.policies, warnings) ?? DEFAULT_POLICY;
+  return {
+    service: Object.freeze({ name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports: Object.freeze(ports), policy }),
+    warnings,
+  };
+}
+
+export interface ClusterObjects {
+  readonly services?: readonly KService[];
+  readonly meshServices?: readonly Service[];
+  readonly slices?: readonly KEndpointSlice[];
+  readonly pods?: readonly KPod[];
+  readonly policies?: readonly KTrafficPolicy[];
+}
+
+/** The whole cluster at once (fixtures, the directory source). Services sorted by key. */
+export function translateCluster(objs: ClusterObjects, trustDomain: string): { services: Service[]; warnings: string[] } {
+  const k = (ns: string, name: string) => `${name}.${ns}`;
+  const pods = new Map((objs.pods ?? []).map((p) => [`${p.namespace}/${p.name}`, p]));
+  const keys = new Set<string>([...(objs.services ?? []).map(serviceKey), ...(objs.meshServices ?? []).map(serviceKey)]);
+  const warnings: string[] = [];
+  const services: Service[] = [];
+  for (const key of [...keys].sort()) {
+    const r = translateService({
+      trustDomain,
+      service: objs.services?.find((s) => serviceKey(s) === key),
+      meshService: objs.meshServices?.find((s) => serviceKey(s) === key),
+      slices: (objs.slices ?? []).filter((s) => s.service && k(s.namespace, s.service) === key),
+      pod: (ns, name) => pods.get(`${ns}/${name}`),
+      policies: (objs.policies ?? []).filter((p) => k(p.namespace, p.target) === key),
+    });
+    warnings.push(...r.warnings);
+    if (r.service) services.push(r.service);
+  }
+  return { services, warnings };
+}

@@ -1,0 +1,192 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { parseAllDocuments } from 'yaml';
+
+/**
+ * Validates Wren resources (TrafficPolicy, PeerAuthentication, AuthorizationPolicy,
+ * MeshService) against the OpenAPI v3 schemas in manifests/crds, offline, the way the
+ * API server would: the CRD YAML is the single source of truth, translated here from
+ * Kubernetes' OpenAPI subset to JSON Schema for ajv:
+ * - `nullable: true` admits null;
+ * - `x-kubernetes-int-or-string: true` is integer | string (pattern applies to strings,
+ *   minimum to integers, as in JSON Schema);
+ * - an object with `properties` and no `x-kubernetes-preserve-unknown-fields` rejects
+ *   unknown fields (the API server prunes them, and `kubectl apply --validate=strict`,
+ *   the default since 1.25, reports them as errors);
+ * - `x-kubernetes-list-type: set` means unique items, `map` unique `list-map-keys`;
+ * - `x-kubernetes-validations` (CEL) rules are recognised from a small table of the
+ *   rules our CRDs use; an unknown rule is a load error, never silently ignored.
+ * Error paths are in the repo's dotted form: `spec.policy.retry.attempts`, `spec.ports[1].port`.
+ */
+export type ValidationResult = { ok: true } | { ok: false; errors: { path: string; message: string }[] };
+
+type Json = Record<string, unknown>;
+
+export interface CrdSchema {
+  readonly group: string;
+  readonly version: string;
+  readonly kind: string;
+  readonly plural: string;
+  /** The openAPIV3Schema exactly as written in the CRD. */
+  readonly openApi: Json;
+  readonly validate: ValidateFunction;
+}
+
+export interface CrdSchemas {
+  readonly crds: readonly CrdSchema[];
+  find(apiVersion: string, kind: string): CrdSchema | undefined;
+}
+
+/** CEL rules our CRDs use, with their JSON Schema equivalent. */
+const PORT_KEY = '^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$';
+const KNOWN_CEL: Record<string, Json> = {
+  "self.all(k, k.matches('^[0-9]+$') && int(k) >= 1 && int(k) <= 65535)": { propertyNames: { pattern: PORT_KEY } },
+};
+
+function defaultCrdDir(): string {
+  // Source (manifests/validate.ts) and compiled (dist/manifests/validate.js) layouts.
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  for (const d of [join(here, 'crds'), join(here, '..', '..', 'manifests', 'crds')]) if (existsSync(d)) return d;
+  throw new Error(`cannot find manifests/crds next to ${here}`);
+}
+
+/** Translate one Kubernetes structural schema node to JSON Schema (draft-07). */
+export function toJsonSchema(node: Json, path = ''): Json {
+  const out: Json = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === 'properties') {
+      const props: Json = {};
+      for (const [name, sub] of Object.entries(v as Json)) props[name] = toJsonSchema(sub as Json, `${path}.${name}`);
+      out.properties = props;
+    } else if (k === 'items' || (k === 'additionalProperties' && typeof v === 'object')) {
+      out[k] = toJsonSchema(v as Json, `${path}[]`);
+    } else if (k === 'anyOf' || k === 'allOf' || k === 'oneOf') {
+      out[k] = (v as Json[]).map((s) => toJsonSchema(s, path));
+    } else if (k === 'x-kubernetes-validations') {
+      for (const { rule } of v as { rule: string }[]) {
+        const eq = KNOWN_CEL[rule];
+        if (!eq) throw new Error(`${path || '<root>'}: no offline equivalent for CEL rule ${rule}`);
+        Object.assign(out, eq);
+      }
+    } else if (k === 'x-kubernetes-list-type' && v === 'set') {
+      out.uniqueItems = true;
+    } else if (k === 'x-kubernetes-list-type' && v === 'map') {
+      out.uniqueKeys = node['x-kubernetes-list-map-keys'];
+    } else if (k.startsWith('x-kubernetes-') || k === 'nullable') {
+      continue;
+    } else {
+      out[k] = v;
+    }
+  }
+  if (node['x-kubernetes-int-or-string'] === true && !out.anyOf) out.anyOf = [{ type: 'integer' }, { type: 'string' }];
+  if (node.nullable === true) {
+    if (typeof out.type === 'string') out.type = [out.type, 'null'];
+    else if (Array.isArray(out.anyOf)) out.anyOf = [...out.anyOf, { type: 'null' }];
+  }
+  if (out.properties && node['x-kubernetes-preserve-unknown-fields'] !== true && out.additionalProperties === undefined) {
+    out.additionalProperties = false;
+  }
+  return out;
+}
+
+function newAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+  // x-kubernetes-list-type: map — items must be unique by their list-map-keys.
+  ajv.addKeyword({
+    keyword: 'uniqueKeys',
+    type: 'array',
+    errors: true,
+    validate: function uniqueKeys(keys: string[], data: unknown[], _parent?: unknown, cxt?: { instancePath: string }) {
+      const seen = new Map<string, number>();
+      const self = uniqueKeys as unknown as { errors: Partial<ErrorObject>[] };
+      self.errors = [];
+      data.forEach((item, i) => {
+        if (typeof item !== 'object' || item === null) return;
+        const id = JSON.stringify(keys.map((k) => (item as Json)[k]));
+        const first = seen.get(id);
+        if (first !== undefined)
+          self.errors.push({ keyword: 'uniqueKeys', instancePath: `${cxt?.instancePath ?? ''}/${i}/${keys[0]}`, message: `duplicate ${keys.join('/')} ${keys.map((k) => JSON.stringify((item as Json)[k])).join('/')} (also at [${first}])`, params: {} });
+        else seen.set(id, i);
+      });
+      return self.errors.length === 0;
+    },
+  });
+  return ajv;
+}
+
+/** Load and compile every CRD under `dir` (default: manifests/crds). */
+export function loadCrdSchemas(dir: string = defaultCrdDir()): CrdSchemas {
+  const ajv = newAjv();
+  const crds: CrdSchema[] = [];
+  for (const file of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, file), 'utf8'))) {
+      const crd = doc.toJS() as Json | null;
+      if (!crd || crd.kind !== 'CustomResourceDefinition') continue;
+      const spec = crd.spec as { group: string; names: { kind: string; plural: string }; versions: Json[] };
+      for (const v of spec.versions) {
+        const openApi = (v.schema as Json).openAPIV3Schema as Json;
+        crds.push({
+          group: spec.group,
+          version: v.name as string,
+          kind: spec.names.kind,
+          plural: spec.names.plural,
+          openApi,
+          validate: ajv.compile(toJsonSchema(openApi)),
+        });
+      }
+    }
+  }
+  return {
+    crds,
+    find: (apiVersion, kind) => crds.find((c) => `${c.group}/${c.version}` === apiVersion && c.kind === kind),
+  };
+}
+
+const toDotted = (pointer: string): string =>
+  pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+
+const join2 = (base: string, key: string): string => (base ? `${base}.${key}` : key);
+
+function explain(errors: ErrorObject[]): { path: string; message: string }[] {
+  // An int-or-string anyOf reports one type error per branch plus the anyOf itself: keep one.
+  const anyOfAt = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
+  const out: { path: string; message: string }[] = [];
+  for (const e of errors) {
+    let path = toDotted(e.instancePath);
+    let message = e.message ?? 'is invalid';
+    if (e.keyword === 'type' && anyOfAt.has(e.instancePath) && /\/anyOf\/\d+\/type$/.test(e.schemaPath)) continue;
+    if (e.keyword === 'anyOf') message = 'must be integer milliseconds or a duration string like "250ms", "1s", "5m"';
+    if (e.keyword === 'required') path = join2(path, (e.params as { missingProperty: string }).missingProperty), (message = 'is required');
+    if (e.keyword === 'additionalProperties') path = join2(path, (e.params as { additionalProperty: string }).additionalProperty), (message = 'unknown field');
+    if (e.keyword === 'propertyNames') path = join2(path, (e.params as { propertyName: string }).propertyName), (message = 'is not a port number 1-65535');
+    if (e.keyword === 'enum') message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    if (e.keyword === 'pattern' && /duration/.test(e.parentSchema?.description ?? '')) message = 'must be a duration like "250ms", "1s", "5m", "1h"';
+    if (e.keyword === 'if' || (e.keyword === 'pattern' && e.schemaPath.includes('propertyNames'))) continue;
+    if (!out.some((o) => o.path === path && o.message === message)) out.push({ path, message });
+  }
+  return out;
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+let cached: CrdSchemas | undefined;
+
+/** Validate one parsed resource (YAML/JSON object) against its Wren CRD schema. */
+export function validateResource(obj: unknown, schemas?: CrdSchemas): ValidationResult {
+  const s = schemas ?? (cached ??= loadCrdSchemas());
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return { ok: false, errors: [{ path: '', message: 'must be an object' }] };
+  const r = obj as Json;
+  const crd = s.find(String(r.apiVersion), String(r.kind));
+  if (!crd) return { ok: false, errors: [{ path: 'kind', message: `no Wren CRD for apiVersion ${String(r.apiVersion)}, kind ${String(r.kind)}` }] };
+  const errors: { path: string; message: string }[] = [];
+  const meta = r.metadata as Json | undefined;
+  if (typeof meta?.name !== 'string' || !DNS_SUBDOMAIN.test(meta.name) || meta.name.length > 253)
+    errors.push({ path: 'metadata.name', message: 'is required and must be a DNS-1123 subdomain' });
+  if (!crd.validate(obj)) errors.push(...explain(crd.validate.errors ?? []));
+  return errors.length === 0 ? { ok: true } : { ok: false, errors };
+}
