@@ -162,9 +162,18 @@ function explain(errors: ErrorObject[]): { path: string; message: string }[] {
     let message = e.message ?? 'is invalid';
     if (e.keyword === 'type' && anyOfAt.has(e.instancePath) && /\/anyOf\/\d+\/type$/.test(e.schemaPath)) continue;
     if (e.keyword === 'anyOf') message = 'must be integer milliseconds or a duration string like "250ms", "1s", "5m"';
-    if (e.keyword === 'required') path = join2(path, (e.params as { missingProperty: string }).missingProperty), (message = 'is required');
-    if (e.keyword === 'additionalProperties') path = join2(path, (e.params as { additionalProperty: string }).additionalProperty), (message = 'unknown field');
-    if (e.keyword === 'propertyNames') path = join2(path, (e.params as { propertyName: string }).propertyName), (message = 'is not a port number 1-65535');
+    if (e.keyword === 'required') {
+      path = join2(path, (e.params as { missingProperty: string }).missingProperty);
+      message = 'is required';
+    }
+    if (e.keyword === 'additionalProperties') {
+      path = join2(path, (e.params as { additionalProperty: string }).additionalProperty);
+      message = 'unknown field';
+    }
+    if (e.keyword === 'propertyNames') {
+      path = join2(path, (e.params as { propertyName: string }).propertyName);
+      message = 'is not a port number 1-65535';
+    }
     if (e.keyword === 'enum') message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
     if (e.keyword === 'pattern' && /duration/.test(e.parentSchema?.description ?? '')) message = 'must be a duration like "250ms", "1s", "5m", "1h"';
     if (e.keyword === 'if' || (e.keyword === 'pattern' && e.schemaPath.includes('propertyNames'))) continue;

@@ -6,7 +6,8 @@ import { TlsIdentity } from './tls/tls-identity.js';
 import { ProxyMetrics } from './metrics/proxy-metrics.js';
 import { RouteTable } from './outbound/route-table.js';
 import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
-import { RoundRobinCluster } from './outbound/round-robin-cluster.js';
+import { Cluster } from './resilience/cluster.js';
+import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
 import { outboundStack } from './outbound/stack.js';
@@ -24,7 +25,7 @@ export interface ProxyOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly logger?: Logger;
-  /** How clusters are built (the resilience Cluster in production; round robin by default). */
+  /** How clusters are built (default: the resilience Cluster; tests and benchmarks may pass RoundRobinCluster). */
   readonly clusterFactory?: ClusterFactory;
   readonly originalDst?: (s: Socket) => OriginalDst | undefined;
   /** Serve the static mesh from the config at start (false when a control plane will send it). */
@@ -62,7 +63,10 @@ export class Proxy {
     this.random = opts.random ?? systemRandom;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
     this.routes = new RouteTable({ version: '', source: 'none', services: [] }, config.identity.namespace);
-    this.clusters = new ClusterSet(opts.clusterFactory ?? ((name) => new RoundRobinCluster(name)));
+    const clusterMetrics = new PromClusterMetrics(this.metrics.registry);
+    const resilient: ClusterFactory = (name, policy) =>
+      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger });
+    this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
     this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger });

@@ -7,7 +7,7 @@ import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 
-const web = (endpoints: string[], port: unknown = 80) => `apiVersion: mesh.wren.io/v1alpha1
+const web = (endpoints: string[], port: unknown = 80) => `apiVersion: policy.wren.io/v1alpha1
 kind: MeshService
 metadata:
   name: web

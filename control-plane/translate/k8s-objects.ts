@@ -63,6 +63,8 @@ export interface KTrafficPolicy {
 }
 
 export const MESH_INJECT_LABEL = 'wren.io/inject';
+/** Set by the injector (control-plane/injector) on pods it gave a sidecar. */
+export const MESH_INJECTED_ANNOTATION = 'wren.io/injected';
 export const MESH_PROXY_PORT_ANNOTATION = 'wren.io/proxy-port';
 export const DEFAULT_INBOUND_PROXY_PORT = 15006;
 export const TRAFFIC_POLICY_GROUP = 'policy.wren.io';
@@ -185,7 +187,10 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     if (!Number.isInteger(n) || n < 1 || n > 65535) fail(`${path ? path + '.' : ''}metadata.annotations["${MESH_PROXY_PORT_ANNOTATION}"]`, `expected a port number, got ${JSON.stringify(portAnn)}`);
     proxyPort = n;
   }
-  const meshed = proxyPort !== null || o.metadata.labels[MESH_INJECT_LABEL] === 'enabled' || ann[MESH_INJECT_LABEL] === 'enabled';
+  const injected = ann[MESH_INJECTED_ANNOTATION];
+  const meshed =
+    proxyPort !== null || (injected !== undefined && injected !== 'false') ||
+    o.metadata.labels[MESH_INJECT_LABEL] === 'enabled' || ann[MESH_INJECT_LABEL] === 'enabled';
   return Object.freeze({
     name: o.metadata.name,
     namespace: o.metadata.namespace,

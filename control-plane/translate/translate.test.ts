@@ -61,6 +61,17 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     expect(db.policy).toBe(DEFAULT_POLICY);
   });
 
+  test('a pod is meshed by the injector annotation, the inject label, or a proxy-port annotation', () => {
+    const pods = objects(fixture.items).pods;
+    expect(pods.map((p) => [p.name.slice(-5), p.meshed, p.proxyPort, p.serviceAccount])).toEqual([
+      ['abcde', true, 15006, 'web'], // label wren.io/inject: enabled
+      ['fghij', true, 15006, 'web'], // annotation wren.io/injected (set by the injector)
+      ['pqrst', true, 15106, 'web-canary'], // annotation wren.io/proxy-port
+    ]);
+    expect(parsePod({ metadata: { name: 'p', annotations: { 'wren.io/injected': 'false' } }, spec: {} }, '').meshed).toBe(false);
+    expect(parsePod({ metadata: { name: 'p' }, spec: {} }, '')).toMatchObject({ meshed: false, proxyPort: null, serviceAccount: 'default' });
+  });
+
   test('a pod endpoint is held back until its Pod is known', () => {
     const items = fixture.items.filter((o) => !(o.kind === 'Pod' && (o as unknown as { metadata: { name: string } }).metadata.name.endsWith('abcde')));
     const w = translateCluster(objects(items), 'cluster.local').services.find((s) => s.name === 'web')!;

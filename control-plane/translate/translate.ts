@@ -15,8 +15,8 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  *   (the slice port number is the pod's target port);
  * - a pod endpoint whose Pod is not known yet is held back (not sent as plaintext):
  *   it appears as soon as the Pod arrives;
- * - a meshed pod (label or annotation `wren.io/inject: enabled`, or annotation
- *   `wren.io/proxy-port`) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
+ * - a meshed pod (annotation `wren.io/injected` set by the injector, label or annotation
+ *   `wren.io/inject: enabled`, or annotation `wren.io/proxy-port`) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
  *   and proxyPort (the annotation, else 15006); an unmeshed pod gives '' and null;
  * - TrafficPolicy: among the policies targeting the Service whose `ports` are empty or
  *   name one of its ports, the oldest (creationTimestamp, then name) wins, as Gateway

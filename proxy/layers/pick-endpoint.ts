@@ -1,49 +1,95 @@
 import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
-import { endpointKey } from '../../contract/model.js';
+import { endpointKey, type Endpoint } from '../../contract/model.js';
 import type { Clock } from '../../common/clock.js';
-import { header } from '../http/headers.js';
+import { header, isGrpc } from '../http/headers.js';
+import { classify, type Outcome } from '../resilience/classify.js';
+import { attachState, stateOf } from './request-state.js';
+import { abortReason, raceSignal } from './race-signal.js';
 
-/** Errors raised before any byte of the request reached the peer: always safe to retry elsewhere. */
-const SAFE = new Set(['CONNECT_REFUSED', 'CONNECT_TIMEOUT', 'CONNECT_FAILED', 'TLS_HANDSHAKE', 'PEER_IDENTITY']);
+export interface PickEndpointDeps {
+  readonly clusters: () => ClusterSet;
+  readonly clock: Clock;
+  /**
+   * Opens (or reuses) the HTTP/2 session to an endpoint with the policy's connect timeout
+   * before the request is forwarded, so a connect failure is known to have sent nothing.
+   */
+  readonly connect?: (ep: Endpoint, timeoutMs: number) => Promise<unknown>;
+}
+
+/** Errors raised when the HTTP/2 session was already unusable: the stream was never opened. */
+const NOT_SENT = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_OUT_OF_STREAMS']);
 
 /**
- * Picks an endpoint of the routed service port from its cluster, records the result
- * for the balancer and health machinery, and — like Linkerd and Istio by default —
- * retries a request that never left the proxy (connect failure) on another endpoint.
+ * One attempt: picks an endpoint of the routed cluster (avoiding those this request
+ * already tried), forwards, and reports the attempt's Outcome (classify()) to the
+ * cluster exactly once, when the response ends: for gRPC the grpc-status of the trailers
+ * (or of trailers-only headers) decides, so failures in trailers count. The latency fed
+ * to the EWMA is the time to response headers. A failed attempt's Outcome is left in the
+ * request state for the retry layer above.
  */
 export const pickEndpoint =
-  (clusters: () => ClusterSet, clock: Clock, maxConnectAttempts = 3): HttpLayer =>
+  (d: PickEndpointDeps): HttpLayer =>
   (inner) =>
   async (req) => {
-    const route = req.route;
-    if (!route) throw new ProxyError('NO_ROUTE');
-    const cluster = clusters().get(route.service, route.port);
-    if (!cluster) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
-    const tried = new Set<string>();
-    let lastError: ProxyError | undefined;
-    const hashKey = header(req.headers, route.service.policy.loadBalancer.hashHeader || 'x-wren-no-hash') ?? req.source.address;
-    for (let attempt = 1; ; attempt++) {
-      const ep = cluster.pick({ hashKey, exclude: tried });
-      // Out of endpoints to retry on: the caller learns why the last attempt failed.
-      if (ep instanceof ProxyError) throw lastError ?? ep;
-      tried.add(endpointKey(ep));
-      req.endpoint = ep;
-      const started = clock.now();
-      const done = cluster.start(ep);
-      let res: ProxyResponse;
-      try {
-        res = await inner(req);
-      } catch (err) {
-        const e = toProxyError(err);
-        done({ type: 'error', error: e }, clock.now() - started);
-        lastError = e;
-        if (SAFE.has(e.code) && attempt < maxConnectAttempts && !req.signal.aborted) continue;
-        throw e;
-      }
-      const grpc = header(res.headers, 'grpc-status');
-      done({ type: 'response', status: res.status, grpcStatus: grpc === undefined ? undefined : Number(grpc) }, clock.now() - started);
+    let st = stateOf(req);
+    if (!st) {
+      const route = req.route;
+      if (!route) throw new ProxyError('NO_ROUTE');
+      const c = d.clusters().get(route.service, route.port);
+      if (!c) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
+      st = attachState(req, c);
+    }
+    const policy = req.route!.service.policy;
+    const hashKey = header(req.headers, policy.loadBalancer.hashHeader || 'x-wren-no-hash') ?? req.source.address;
+    st.outcome = undefined;
+    st.sent = false;
+    const ep = st.cluster.pick({ hashKey, exclude: st.tried });
+    if (ep instanceof ProxyError) throw ep;
+    st.tried.add(endpointKey(ep));
+    req.endpoint = ep;
+    const { clock } = d;
+    const started = clock.now();
+    const done = st.cluster.start(ep);
+    let connected = false;
+    let res: ProxyResponse;
+    try {
+      // Same condition as forwardToEndpoint uses a session (meshed, or HTTP/2 to an unmeshed app).
+      if (d.connect && (ep.proxyPort !== null || req.origProto === 'HTTP/2')) await raceSignal(d.connect(ep, policy.timeouts.connectMs), req.signal);
+      connected = true;
+      res = await raceSignal(inner(req), req.signal, (late) => late.body?.destroy());
+    } catch (err) {
+      const e = req.signal.aborted ? abortReason(req.signal) : toProxyError(err);
+      const causeCode = (e.cause as { code?: string } | undefined)?.code;
+      const sent = connected && !(causeCode !== undefined && NOT_SENT.has(causeCode));
+      const outcome = classify({ type: 'error', error: e, bytesSent: sent, refusedStream: /stream refused|REFUSED_STREAM/.test(e.message) });
+      done(outcome, clock.now() - started);
+      st.outcome = outcome;
+      st.sent = sent && !outcome.retryable.alwaysSafe;
+      throw e;
+    }
+    const ttfb = clock.now() - started;
+    const grpcHead = header(res.headers, 'grpc-status');
+    const headOutcome = classify({ type: 'response', status: res.status, grpcStatus: grpcHead === undefined ? undefined : Number(grpcHead) });
+    const body = res.body;
+    if (!body) {
+      done(headOutcome, ttfb);
       return res;
     }
+    const grpcTrailers = grpcHead === undefined && isGrpc(res.headers);
+    let errored = false;
+    const finish = (ended: boolean) => {
+      let outcome: Outcome = headOutcome;
+      if (errored) outcome = classify({ type: 'error', error: new ProxyError('UPSTREAM_RESET', 'response body failed'), bytesSent: true });
+      else if (ended && grpcTrailers) {
+        const t = header(res.trailers() ?? {}, 'grpc-status');
+        if (t !== undefined) outcome = classify({ type: 'response', status: res.status, grpcStatus: Number(t) });
+      }
+      done(outcome, ttfb);
+    };
+    body.on('error', () => (errored = true));
+    body.once('end', () => finish(true));
+    body.once('close', () => finish(false));
+    return res;
   };

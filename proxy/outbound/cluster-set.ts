@@ -1,16 +1,26 @@
 import type { Endpoint, Service, ServicePort, TrafficPolicy } from '../../contract/model.js';
 import type { ProxyError } from '../errors/proxy-error.js';
+import type { PickContext } from '../balance/balancer.js';
+import type { Outcome } from '../resilience/classify.js';
+import type { Admission } from '../resilience/concurrency-limits.js';
 
-/** What a request's result looks like to the balancing/health machinery. */
-export type Attempt = { readonly type: 'response'; readonly status: number; readonly grpcStatus?: number } | { readonly type: 'error'; readonly error: ProxyError };
-
-/** The per-service-port balancing unit (Envoy's "cluster"). */
+/**
+ * The per-service-port balancing unit (Envoy's "cluster") as the data path sees it. This
+ * is the surface of the resilience `Cluster` (proxy/resilience/cluster.ts), which the
+ * proxy uses by default; `RoundRobinCluster` is the minimal implementation (no limits,
+ * no health state) kept as the benchmark's plain path.
+ */
 export interface ClusterHandle {
+  readonly name: string;
   update(endpoints: readonly Endpoint[]): void;
   updatePolicy(policy: TrafficPolicy): void;
-  pick(ctx: { hashKey?: string; exclude?: ReadonlySet<string> }): Endpoint | ProxyError;
-  /** Starts a request on an endpoint; the returned function records its result exactly once. */
-  start(endpoint: Endpoint): (attempt: Attempt, latencyMs: number) => void;
+  /** 'request': once per downstream request; 'retry': once per retry (budget + max retries). */
+  admit(kind: 'request' | 'retry'): Admission | ProxyError;
+  pick(ctx: PickContext): Endpoint | ProxyError;
+  /** Starts an attempt on an endpoint; the returned function records its outcome exactly once. */
+  start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void;
+  /** Delay before retry number `retry` (1-based). */
+  backoff(retry: number): number;
   snapshot(): unknown;
   close(): void;
 }

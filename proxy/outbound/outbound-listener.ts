@@ -3,7 +3,7 @@ import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { IncomingMessage, Server as H1Server } from 'node:http';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { Endpoint } from '../../contract/model.js';
+import { endpointKey, type Endpoint } from '../../contract/model.js';
 import type { HttpService } from '../http/exchange.js';
 import { createH1Server } from '../http/h1-server.js';
 import { attachH2Handler } from '../http/h2-server.js';
@@ -11,7 +11,8 @@ import { MESH } from '../http/headers.js';
 import { detectProtocol } from '../net/detect-protocol.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
 import { splice } from '../net/tcp-tunnel.js';
-import { ProxyError } from '../errors/proxy-error.js';
+import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import { classify } from '../resilience/classify.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
@@ -110,26 +111,50 @@ export class OutboundListener {
     }
     const svc = `${route.service.name}.${route.service.namespace}.svc.cluster.local`;
     const cluster = this.d.clusters().get(route.service, route.port);
-    const ep = cluster ? cluster.pick({ hashKey: socket.remoteAddress }) : new ProxyError('NO_ENDPOINTS');
-    if (ep instanceof ProxyError) {
-      this.d.logger.warn('opaque connection failed', { code: ep.code, service: svc });
+    if (!cluster) {
+      this.d.logger.warn('opaque connection failed', { code: 'NO_ENDPOINTS', service: svc });
       socket.destroy();
       return;
     }
-    void this.openTunnel(ep, Buffer.alloc(0)).then(
-      (up) => {
-        this.d.metrics.tcpOpened.inc({ direction: 'outbound', destination_service: svc });
-        splice(socket, up, (b) => {
-          this.d.metrics.tcpClosed.inc({ direction: 'outbound', destination_service: svc });
-          this.d.metrics.tcpReceived.inc({ direction: 'outbound', destination_service: svc }, b.aToB);
-          this.d.metrics.tcpSent.inc({ direction: 'outbound', destination_service: svc }, b.bToA);
-        });
-      },
-      (err) => {
-        this.d.logger.warn('opaque connection failed', { code: (err as ProxyError).code, service: svc, dst });
+    // Balanced per connection; the connection counts as in flight until it closes. A
+    // connect failure is a local-origin failure and, since nothing was sent, is tried on
+    // another endpoint (up to 3 endpoints).
+    const tried = new Set<string>();
+    const attempt = (n: number): void => {
+      const ep = cluster.pick({ hashKey: socket.remoteAddress, exclude: tried });
+      if (ep instanceof ProxyError) {
+        this.d.logger.warn('opaque connection failed', { code: ep.code, service: svc });
         socket.destroy();
-      },
-    );
+        return;
+      }
+      tried.add(endpointKey(ep));
+      const started = this.d.clock.now();
+      const done = cluster.start(ep);
+      void this.openTunnel(ep, Buffer.alloc(0)).then(
+        (up) => {
+          const connectMs = this.d.clock.now() - started;
+          let upError: unknown;
+          up.once('error', (e) => (upError = e));
+          this.d.metrics.tcpOpened.inc({ direction: 'outbound', destination_service: svc });
+          splice(socket, up, (b) => {
+            const failed = upError !== undefined && b.bToA === 0;
+            done(failed ? classify({ type: 'error', error: toProxyError(upError, 'CONNECT_FAILED') }) : classify({ type: 'response', status: 200 }), connectMs);
+            this.d.metrics.tcpClosed.inc({ direction: 'outbound', destination_service: svc });
+            this.d.metrics.tcpReceived.inc({ direction: 'outbound', destination_service: svc }, b.aToB);
+            this.d.metrics.tcpSent.inc({ direction: 'outbound', destination_service: svc }, b.bToA);
+          });
+        },
+        (err) => {
+          const e = toProxyError(err, 'CONNECT_FAILED');
+          const outcome = classify({ type: 'error', error: e });
+          done(outcome, this.d.clock.now() - started);
+          if (outcome.retryable.alwaysSafe && n < 3 && !socket.destroyed) return attempt(n + 1);
+          this.d.logger.warn('opaque connection failed', { code: e.code, service: svc, dst });
+          socket.destroy();
+        },
+      );
+    };
+    attempt(1);
   }
 
   /** A byte stream to the endpoint's app port: an HTTP/2 CONNECT stream over mTLS when meshed. */
@@ -151,7 +176,7 @@ export class OutboundListener {
     const table = this.d.routes();
     const route = table.byAuthority(req.headers.host ?? '') ?? (dst ? table.byAddress(dst.address, dst.port) : undefined);
     const cluster = route ? this.d.clusters().get(route.service, route.port) : undefined;
-    const ep = cluster ? cluster.pick({}) : new ProxyError('NO_ROUTE', req.headers.host);
+    const ep = cluster ? cluster.pick({ hashKey: socket.remoteAddress }) : new ProxyError('NO_ROUTE', req.headers.host);
     if (ep instanceof ProxyError) {
       socket.end(`HTTP/1.1 ${ep.httpStatus} Proxy Error\r\nwren-proxy-error: ${ep.label}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
       return;
@@ -159,9 +184,17 @@ export class OutboundListener {
     const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
     for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     const replay = Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), head]);
+    const started = this.d.clock.now();
+    const done = cluster!.start(ep);
     this.openTunnel(ep, replay).then(
-      (up) => splice(socket, up),
-      (err: ProxyError) => socket.end(`HTTP/1.1 ${err.httpStatus ?? 502} Proxy Error\r\nwren-proxy-error: ${err.label ?? 'connect-failed'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`),
+      (up) => {
+        const connectMs = this.d.clock.now() - started;
+        splice(socket, up, () => done(classify({ type: 'response', status: 101 }), connectMs));
+      },
+      (err: ProxyError) => {
+        done(classify({ type: 'error', error: toProxyError(err, 'CONNECT_FAILED') }), this.d.clock.now() - started);
+        socket.end(`HTTP/1.1 ${err.httpStatus ?? 502} Proxy Error\r\nwren-proxy-error: ${err.label ?? 'connect-failed'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      },
     );
   }
 

@@ -27,15 +27,19 @@ export class PeerPool {
 
   constructor(private readonly opts: PeerPoolOptions) {}
 
-  /** Session to the endpoint's sidecar (mTLS) or, when unmeshed, to the app itself (h2c). */
-  get(ep: Endpoint): Promise<ClientHttp2Session> {
+  /**
+   * Session to the endpoint's sidecar (mTLS) or, when unmeshed, to the app itself (h2c).
+   * `connectTimeoutMs` (the service policy's) overrides the pool default when this call
+   * opens the session; a session already being opened keeps its own timeout.
+   */
+  get(ep: Endpoint, connectTimeoutMs?: number): Promise<ClientHttp2Session> {
     if (this.closed) return Promise.reject(new ProxyError('DRAINING'));
     const meshed = ep.proxyPort !== null;
     const port = meshed ? ep.proxyPort! : ep.port;
     const key = `${ep.address}|${port}|${ep.identity}`;
     let s = this.sessions.get(key);
     if (!s) {
-      s = this.connect(ep.address, port, meshed ? ep.identity : null);
+      s = this.connect(ep.address, port, meshed ? ep.identity : null, connectTimeoutMs ?? this.opts.connectTimeoutMs);
       this.sessions.set(key, s);
       s.then(
         (sess) => {
@@ -54,7 +58,7 @@ export class PeerPool {
     return s;
   }
 
-  private connect(host: string, port: number, identity: string | null): Promise<ClientHttp2Session> {
+  private connect(host: string, port: number, identity: string | null, timeoutMs: number): Promise<ClientHttp2Session> {
     return new Promise((resolve, reject) => {
       let socket: Socket;
       let settled = false;
@@ -65,7 +69,7 @@ export class PeerPool {
         socket?.destroy();
         reject(err instanceof ProxyError ? err : toProxyError(err, 'CONNECT_FAILED'));
       };
-      const timer = setTimeout(() => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${this.opts.connectTimeoutMs} ms`)), this.opts.connectTimeoutMs);
+      const timer = setTimeout(() => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       if (identity !== null) {
         socket = tlsConnect({

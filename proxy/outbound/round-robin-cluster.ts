@@ -1,12 +1,16 @@
 import type { Endpoint, TrafficPolicy } from '../../contract/model.js';
 import { endpointKey } from '../../contract/model.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import type { PickContext } from '../balance/balancer.js';
+import type { Admission } from '../resilience/concurrency-limits.js';
 import type { ClusterHandle } from './cluster-set.js';
 
+const FREE: Admission = Object.freeze({ release: () => undefined });
+
 /**
- * The minimal cluster: round robin over ready endpoints, no health state. The proxy
- * uses the resilience Cluster (balancers, ejection, breakers) when available; this one
- * keeps the data path independent of it and serves as the benchmark's plain path.
+ * The minimal cluster: round robin over ready endpoints, no health state, no limits, no
+ * retry budget and no backoff. The proxy uses the resilience Cluster by default; this
+ * one keeps the data path testable without it and is the benchmark's plain path.
  */
 export class RoundRobinCluster implements ClusterHandle {
   private ready: readonly Endpoint[] = [];
@@ -22,17 +26,27 @@ export class RoundRobinCluster implements ClusterHandle {
 
   updatePolicy(_policy: TrafficPolicy): void {}
 
-  pick(ctx: { exclude?: ReadonlySet<string> }): Endpoint | ProxyError {
+  admit(_kind: 'request' | 'retry'): Admission {
+    return FREE;
+  }
+
+  pick(ctx: PickContext): Endpoint | ProxyError {
     const n = this.ready.length;
     for (let i = 0; i < n; i++) {
       const ep = this.ready[this.next++ % n];
       if (!ctx.exclude?.has(endpointKey(ep))) return ep;
     }
+    // Every endpoint tried already: reuse one rather than fail (same as Cluster.pick).
+    if (n > 0) return this.ready[this.next++ % n];
     return new ProxyError('NO_ENDPOINTS', this.name);
   }
 
   start(_e: Endpoint): () => void {
     return () => undefined;
+  }
+
+  backoff(_retry: number): number {
+    return 0;
   }
 
   snapshot(): unknown {

@@ -7,6 +7,9 @@ import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
 import { stripMeshHeaders } from '../layers/strip-mesh-headers.js';
 import { routeByAuthority } from '../layers/route-by-authority.js';
+import { admission } from '../layers/admission.js';
+import { timeouts } from '../layers/timeouts.js';
+import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { forwardToEndpoint } from './forward-to-endpoint.js';
 import type { RouteTable } from './route-table.js';
@@ -26,7 +29,12 @@ export interface OutboundStackDeps {
   readonly logger: Logger;
 }
 
-/** The outbound HTTP pipeline, top (first to see a request) to bottom. */
+/**
+ * The outbound HTTP pipeline, top (first to see a request) to bottom. The resilience
+ * part (docs/resilience.md): admission (max requests, budget deposit) → timeouts (request
+ * timeout, gRPC deadline, idle) → retry (decision, budget, backoff, replayable body,
+ * per-try timeout) → pick-endpoint (one attempt: pick, connect timeout, outcome).
+ */
 export function outboundStack(d: OutboundStackDeps): HttpService {
   return stack(
     [
@@ -36,7 +44,10 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       requestId(),
       forwardedFor(),
       routeByAuthority(d.routes),
-      pickEndpoint(d.clusters, d.clock),
+      admission(d.clusters),
+      timeouts(d.clock, d.logger),
+      retry(d.clock, d.logger),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms) => d.peers.get(ep, ms) }),
     ],
     forwardToEndpoint(d.peers, d.agent),
   );

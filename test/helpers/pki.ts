@@ -10,7 +10,8 @@ export interface TestPki {
 
 /** A root CA for one test file, issuing workload certificates through the real CSR flow. */
 export function testPki(trustDomain = 'cluster.local'): TestPki {
-  const root = createRootCa({ trustDomain });
+  // Valid from two hours ago, so tests can issue certificates that have already expired.
+  const root = createRootCa({ trustDomain, now: new Date(Date.now() - 2 * 3_600_000) });
   const ca = new CertificateAuthority({ certPem: root.certPem, keyPem: root.keyPem, trustDomain });
   return {
     ca,

@@ -1,0 +1,53 @@
+import { PassThrough, Readable } from 'node:stream';
+import { ReplayableBody } from './replayable-body.js';
+
+const drain = async (r: Readable): Promise<string> => {
+  let s = '';
+  for await (const c of r) s += String(c);
+  return s;
+};
+
+test('a failed attempt that read part of the body is replayed in full, then continues from the client', async () => {
+  const src = new PassThrough();
+  const body = new ReplayableBody(src, 1024);
+  const first = body.attempt();
+  src.write('hello ');
+  await new Promise<void>((r) => first.once('data', () => r()));
+  expect(body.started).toBe(true);
+  const second = body.attempt();
+  expect(first.destroyed).toBe(true);
+  src.end('world');
+  expect(await drain(second)).toBe('hello world');
+  expect(body.replayable).toBe(true);
+  expect(await drain(body.attempt())).toBe('hello world');
+});
+
+test('a body larger than the limit streams through and is no longer replayable', async () => {
+  const big = Buffer.alloc(3000, 120);
+  const body = new ReplayableBody(Readable.from([big.subarray(0, 1000), big.subarray(1000)]), 1500);
+  const got = await drain(body.attempt());
+  expect(got.length).toBe(3000);
+  expect(body.replayable).toBe(false);
+});
+
+test('limit 0: an attempt that never read can be redone, one that read cannot', async () => {
+  const src = new PassThrough();
+  const body = new ReplayableBody(src, 0);
+  body.attempt(); // connect failed: never read
+  expect(body.started).toBe(false);
+  expect(body.replayable).toBe(true);
+  const second = body.attempt();
+  src.end('abc');
+  expect(await drain(second)).toBe('abc');
+  expect(body.replayable).toBe(false);
+});
+
+test('a client body error reaches the current attempt', async () => {
+  const src = new PassThrough();
+  const body = new ReplayableBody(src, 100);
+  const a = body.attempt();
+  const failed = new Promise<Error>((r) => a.once('error', r));
+  a.resume();
+  src.destroy(new Error('client went away'));
+  expect((await failed).message).toBe('client went away');
+});

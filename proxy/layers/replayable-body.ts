@@ -1,0 +1,100 @@
+import { Readable } from 'node:stream';
+
+/**
+ * A request body that can be sent more than once, for retries. The first attempt streams
+ * straight from the client (no store-and-forward delay) while every chunk is also kept in
+ * memory, up to `limit` bytes. A later attempt replays the kept chunks and then continues
+ * with whatever the client has not sent yet. A body larger than the limit drops its copy
+ * and just streams through: it can no longer be replayed (Linkerd's 64 KiB rule).
+ * With limit 0 nothing is kept, so only an attempt that never read a byte can be redone
+ * (a connect failure), which is all the always-safe retries need.
+ */
+export class ReplayableBody {
+  private chunks: Buffer[] | null = [];
+  private size = 0;
+  private ended = false;
+  private failed: Error | null = null;
+  private attached = false;
+  private current: Readable | null = null;
+  /** Whether any byte was taken from the client's body. */
+  started = false;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly limit: number,
+  ) {}
+
+  /** Every byte taken so far is kept, so a new attempt can send the whole body. */
+  get replayable(): boolean {
+    return this.chunks !== null;
+  }
+
+  /** The body for a new attempt; the previous attempt's stream is detached and destroyed. */
+  attempt(): Readable {
+    const prev = this.current;
+    this.current = null;
+    prev?.destroy();
+    const r: Readable = new Readable({
+      read: () => {
+        if (this.current === r) this.pump();
+      },
+      destroy: (err, cb) => {
+        if (this.current === r) {
+          this.current = null;
+          if (!this.ended) this.source.pause();
+        }
+        cb(err);
+      },
+    });
+    this.current = r;
+    if (this.chunks) for (const c of this.chunks) r.push(c);
+    if (this.failed) r.destroy(this.failed);
+    else if (this.ended) r.push(null);
+    return r;
+  }
+
+  /** No more attempts will be made: stop keeping a copy. */
+  release(): void {
+    this.chunks = null;
+    this.size = 0;
+  }
+
+  private pump(): void {
+    if (!this.attached) {
+      this.attached = true;
+      this.source.on('data', (c: Buffer) => this.onData(c));
+      this.source.once('end', () => {
+        this.ended = true;
+        this.current?.push(null);
+      });
+      this.source.once('error', (e) => this.fail(e));
+      this.source.once('close', () => {
+        if (!this.ended) this.fail(new Error('request body closed before its end'));
+      });
+    }
+    this.source.resume();
+  }
+
+  private fail(e: Error): void {
+    if (this.failed) return;
+    this.failed = e;
+    this.current?.destroy(e);
+  }
+
+  private onData(c: Buffer): void {
+    this.started = true;
+    if (this.chunks) {
+      if (this.size + c.length <= this.limit) {
+        this.chunks.push(c);
+        this.size += c.length;
+      } else {
+        this.chunks = null;
+        this.size = 0;
+      }
+    }
+    const r = this.current;
+    // Between attempts: the chunk is in the copy (or the body is not replayable anyway).
+    if (!r) return void this.source.pause();
+    if (!r.push(c)) this.source.pause();
+  }
+}

@@ -1,0 +1,114 @@
+import { PassThrough } from 'node:stream';
+import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
+import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
+import type { Clock, Timer } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import { header, isGrpc, type Headers } from '../http/headers.js';
+import { parseGrpcTimeout } from '../resilience/grpc-timeout.js';
+import { stateOf } from './request-state.js';
+import { raceSignal } from './race-signal.js';
+
+/**
+ * Whole-request timeouts, above the retry layer so they bound every attempt together
+ * (Envoy's route timeout includes retries):
+ * - `timeouts.requestMs` (off by default, so streams live): 504 REQUEST_TIMEOUT;
+ * - a gRPC caller's deadline (`grpc-timeout`, parsed per the gRPC HTTP/2 spec), when it
+ *   is the sooner one: DEADLINE_EXCEEDED (grpc-status 4). The retry layer propagates the
+ *   time left upstream by rewriting grpc-timeout on every attempt;
+ * - `timeouts.idleMs`: IDLE_TIMEOUT when neither the request body nor the response
+ *   moves for that long (Envoy's stream idle timeout).
+ * Before response headers the failure is a synthetic response (errors-to-response). Once
+ * headers were sent a gRPC response is ended with grpc-status 4 in its trailers; any
+ * other response is cut (reset), so the client never takes it for complete.
+ * When a timer fires, the attempt in flight is cancelled (the upstream stream is reset).
+ */
+export const timeouts =
+  (clock: Clock, logger?: Logger): HttpLayer =>
+  (inner) =>
+  async (req) => {
+    const policy = req.route?.service.policy.timeouts;
+    if (!policy) return inner(req);
+    const grpc = isGrpc(req.headers);
+    let budget = policy.requestMs > 0 ? policy.requestMs : Infinity;
+    let code: 'REQUEST_TIMEOUT' | 'DEADLINE_EXCEEDED' = 'REQUEST_TIMEOUT';
+    if (grpc) {
+      const raw = header(req.headers, 'grpc-timeout');
+      const t = raw === undefined ? null : parseGrpcTimeout(raw);
+      if (raw !== undefined && t === null) logger?.debug('ignoring malformed grpc-timeout', { value: raw });
+      if (t !== null && t <= budget) {
+        budget = t;
+        code = 'DEADLINE_EXCEEDED';
+      }
+    }
+    const idleMs = policy.idleMs;
+    if (budget === Infinity && idleMs <= 0) return inner(req);
+
+    const start = clock.now();
+    const st = stateOf(req);
+    if (st && budget !== Infinity) st.deadlineAt = start + budget;
+    const ac = new AbortController();
+    const signal = AbortSignal.any([req.signal, ac.signal]);
+    let deadlineTimer: Timer | null = null;
+    let idleTimer: Timer | null = null;
+    let active = true;
+    let onFire: (e: ProxyError) => void = (e) => ac.abort(e);
+    const fire = (e: ProxyError) => {
+      clear();
+      onFire(e);
+    };
+    const clear = () => {
+      active = false;
+      if (deadlineTimer) clock.clearTimeout(deadlineTimer);
+      if (idleTimer) clock.clearTimeout(idleTimer);
+      deadlineTimer = idleTimer = null;
+    };
+    const touch = () => {
+      if (idleMs <= 0 || !active) return;
+      if (idleTimer) clock.clearTimeout(idleTimer);
+      idleTimer = clock.setTimeout(() => fire(new ProxyError('IDLE_TIMEOUT', `no activity for ${idleMs} ms`)), idleMs);
+    };
+    if (budget !== Infinity) deadlineTimer = clock.setTimeout(() => fire(new ProxyError(code, `after ${budget} ms`)), budget);
+    touch();
+    let reqBody = req.body;
+    if (reqBody && idleMs > 0) {
+      // Request-body activity keeps the stream alive too (client streaming).
+      const pass = new PassThrough();
+      reqBody.on('data', touch);
+      reqBody.on('error', (e) => pass.destroy(e));
+      reqBody = reqBody.pipe(pass);
+    }
+    let res: ProxyResponse;
+    try {
+      res = await raceSignal(inner({ ...req, body: reqBody, signal }), signal, (late) => late.body?.destroy());
+    } catch (err) {
+      clear();
+      throw err;
+    }
+    const upstream = res.body;
+    if (!upstream || !active) {
+      clear();
+      return res;
+    }
+    touch();
+    // After headers: a timer ends the response in-band instead of failing the request.
+    const out = new PassThrough();
+    let trailers: Headers | undefined;
+    onFire = (e) => {
+      ac.abort(e);
+      upstream.unpipe(out);
+      upstream.destroy();
+      if (grpc && isGrpc(res.headers)) {
+        trailers = { 'grpc-status': String(e.grpcStatus), 'grpc-message': e.message, [PROXY_ERROR_HEADER]: e.label };
+        out.end();
+      } else out.destroy(e);
+    };
+    upstream.on('data', touch);
+    upstream.on('error', (e) => out.destroy(e));
+    upstream.once('end', clear);
+    out.once('close', () => {
+      clear();
+      if (!upstream.readableEnded) upstream.destroy();
+    });
+    upstream.pipe(out);
+    return { ...res, body: out, trailers: () => trailers ?? res.trailers() };
+  };

@@ -1,0 +1,30 @@
+/**
+ * The `grpc-timeout` request header (gRPC over HTTP/2, PROTOCOL-HTTP2.md "Requests"):
+ *   Timeout      → "grpc-timeout" TimeoutValue TimeoutUnit
+ *   TimeoutValue → positive integer, at most 8 ASCII digits
+ *   TimeoutUnit  → H (hour) / M (minute) / S (second) / m (milli) / u (micro) / n (nano)
+ */
+const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
+const FORMAT = /^(\d{1,8})([HMSmun])$/;
+
+/** Milliseconds (possibly fractional), or null when the value is malformed. */
+export function parseGrpcTimeout(raw: string): number | null {
+  const m = FORMAT.exec(raw.trim());
+  if (!m) return null;
+  return Number(m[1]) * UNIT_MS[m[2]];
+}
+
+/**
+ * Encode a remaining deadline for the upstream, rounded down so the upstream never gets
+ * more time than is left, in the finest unit whose value fits in 8 digits. At least 1 ms
+ * ("1m"), since the spec's value is positive; callers fail locally before that.
+ */
+export function formatGrpcTimeout(ms: number): string {
+  const v = Math.max(1, Math.floor(ms));
+  if (v < 1e8) return `${v}m`;
+  const s = Math.floor(v / 1_000);
+  if (s < 1e8) return `${s}S`;
+  const min = Math.floor(v / 60_000);
+  if (min < 1e8) return `${min}M`;
+  return `${Math.min(99_999_999, Math.floor(v / 3_600_000))}H`;
+}
