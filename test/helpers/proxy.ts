@@ -16,6 +16,8 @@ export interface StartProxyOptions {
   readonly config?: Record<string, unknown>;
   readonly clusterFactory?: ClusterFactory;
   readonly logs?: string[];
+  /** Stands in for SO_ORIGINAL_DST (the netns test exercises the real one). */
+  readonly originalDst?: (s: import('node:net').Socket) => { address: string; port: number } | undefined;
 }
 
 /** A real sidecar on loopback with every port 0; logs are captured, not printed. */
@@ -36,6 +38,7 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     tls,
     logger: createLogger({ level: 'debug', sink }),
     clusterFactory: o.clusterFactory,
+    originalDst: o.originalDst,
     staticMesh: false,
   });
   proxy.applySnapshot({ version: '1', source: 'test', services: o.services ?? [] });
