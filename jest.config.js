@@ -12,6 +12,10 @@ const common = {
 };
 export default {
   testTimeout: 30000,
+  // Some client libraries keep idle timers (grpc-js channel idleness, keep-alive agents)
+  // that --detectOpenHandles does not report; the suites close every server they open,
+  // and a run must never hang CI waiting for a library timer.
+  forceExit: true,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/{proxy,control-plane,certs,contract,common,cli}/**/*.test.ts'] },
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/**/*.test.ts'] },

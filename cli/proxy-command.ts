@@ -3,8 +3,7 @@ import { loadProxyConfig } from '../proxy/config/proxy-config.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import { Proxy } from '../proxy/proxy.js';
 import { ConfigError } from '../common/schema.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
-import type { ProxyConfig } from '../proxy/config/proxy-config.js';
+import { connectControlPlane } from '../proxy/discovery/connect-proxy.js';
 
 type Out = (s: string) => void;
 
@@ -50,7 +49,7 @@ export async function proxyCommand(argv: string[], out: Out, err: Out): Promise<
     throw e;
   }
   if (values.check) {
-    out(`configuration ok: ${config.mesh.services.length} static service(s)\n`);
+    out(`configuration ok: ${config.discovery.controlPlane ? `control plane ${config.discovery.controlPlane}` : `${config.mesh.services.length} static service(s)`}\n`);
     return 0;
   }
   let tls: TlsIdentity;
@@ -61,32 +60,17 @@ export async function proxyCommand(argv: string[], out: Out, err: Out): Promise<
     return 2;
   }
   const proxy = await Proxy.start({ config, tls, staticMesh: config.discovery.controlPlane === undefined });
-  const connect = await connectControlPlane(proxy, config);
+  // With a control plane the proxy starts without a mesh (/ready 503 until the first
+  // snapshot, bounded by discovery.firstConfigTimeoutMs) and keeps its last good config
+  // whenever the control plane is unreachable.
+  const address = config.discovery.controlPlane;
+  const discovery = address ? connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod }) : null;
   await new Promise<void>((resolve) => {
     const stop = () => void proxy.drain().then(resolve);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     void proxy.drained.then(resolve);
   });
-  connect?.stop();
+  await discovery?.stop();
   return 0;
-}
-
-/**
- * Subscribes to the control plane when one is configured: each accepted snapshot is
- * applied atomically; on loss of the control plane the proxy keeps its last good config.
- */
-async function connectControlPlane(proxy: Proxy, config: ProxyConfig): Promise<{ stop(): void } | undefined> {
-  const address = config.discovery.controlPlane;
-  if (!address) return undefined;
-  const client = new DiscoveryClient({
-    address,
-    identity: { spiffeId: proxy.tls.spiffeId, namespace: config.identity.namespace, pod: config.identity.pod },
-    clock: proxy.clock,
-    random: proxy.random,
-    logger: proxy.logger.child({ component: 'discovery' }),
-    apply: (snapshot) => proxy.applySnapshot(snapshot),
-  });
-  client.start();
-  return client;
 }

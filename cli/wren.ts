@@ -1,21 +1,22 @@
 #!/usr/bin/env node
-import { proxyCommand } from './proxy-command.js';
-import { certsCommand } from './certs.js';
-import { controlPlaneCommand } from './control-plane.js';
-import { injectCommand } from './inject.js';
-import { iptablesCommand } from './iptables.js';
-import { demoCommand } from './demo.js';
-
 type Out = (s: string) => void;
 type Command = (argv: string[], out: Out, err: Out) => Promise<number>;
 
-const COMMANDS: Record<string, [Command, string]> = {
-  demo: [demoCommand, 'run a whole mesh on loopback (control plane, sidecars, apps)'],
-  proxy: [proxyCommand, 'run the sidecar proxy'],
-  'control-plane': [(a, o, e) => controlPlaneCommand(a, { write: o }, { write: e }), 'run the control plane (discovery, CA, injector)'],
-  certs: [certsCommand, 'create a dev mesh CA and workload certificates'],
-  inject: [(a, o, e) => injectCommand(a, o, e), 'add the sidecar to Kubernetes YAML (offline injector)'],
-  iptables: [iptablesCommand, 'install the traffic interception rules (init container)'],
+// Commands are imported on use: a sidecar should not pay (in start-up time and memory)
+// for the Kubernetes client, the CA or the injector that only other commands need.
+const COMMANDS: Record<string, [() => Promise<Command>, string]> = {
+  demo: [async () => (await import('./demo.js')).demoCommand, 'run a whole mesh on loopback (control plane, sidecars, apps)'],
+  proxy: [async () => (await import('./proxy-command.js')).proxyCommand, 'run the sidecar proxy'],
+  'control-plane': [
+    async () => {
+      const { controlPlaneCommand } = await import('./control-plane.js');
+      return (a, o, e) => controlPlaneCommand(a, { write: o }, { write: e });
+    },
+    'run the control plane (discovery, CA, injector)',
+  ],
+  certs: [async () => (await import('./certs.js')).certsCommand, 'create a dev mesh CA and workload certificates'],
+  inject: [async () => { const { injectCommand } = await import('./inject.js'); return (a, o, e) => injectCommand(a, o, e); }, 'add the sidecar to Kubernetes YAML (offline injector)'],
+  iptables: [async () => (await import('./iptables.js')).iptablesCommand, 'install the traffic interception rules (init container)'],
 };
 
 const USAGE = `Usage: wren <command> [options]
@@ -39,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     err(`wren: unknown command '${cmd}'\n\n${USAGE}`);
     return 2;
   }
-  return entry[0](rest, out, err);
+  return (await entry[0]())(rest, out, err);
 }
 
 main(process.argv.slice(2)).then(

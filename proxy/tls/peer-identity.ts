@@ -15,8 +15,17 @@ export function spiffeIdOf(cert: X509Certificate | undefined): string {
   return uris.length === 1 && uris[0].startsWith('spiffe://') ? uris[0] : '';
 }
 
-/** The verified peer identity of an mTLS socket ('' if it presented no valid SVID). */
+const cache = new WeakMap<TLSSocket, string>();
+
+/**
+ * The verified peer identity of an mTLS socket ('' if it presented no valid SVID).
+ * Parsed once per connection: every stream on a session shares the same peer.
+ */
 export function peerSpiffeId(socket: TLSSocket): string {
-  if (!socket.authorized) return '';
-  return spiffeIdOf(socket.getPeerX509Certificate());
+  let id = cache.get(socket);
+  if (id === undefined) {
+    id = socket.authorized ? spiffeIdOf(socket.getPeerX509Certificate()) : '';
+    cache.set(socket, id);
+  }
+  return id;
 }

@@ -34,9 +34,13 @@ export class TlsIdentity {
   private opts: SecureContextOptions;
   private listeners = new Set<() => void>();
   private current: TlsMaterial;
+  private leafCert: X509Certificate;
+  private id: string;
 
   constructor(material: TlsMaterial) {
     this.current = material;
+    this.leafCert = new X509Certificate(material.certChainPem);
+    this.id = spiffeIdOf(this.leafCert);
     this.opts = TlsIdentity.options(material);
     this.ctx = createSecureContext(this.opts);
   }
@@ -57,6 +61,8 @@ export class TlsIdentity {
   rotate(material: TlsMaterial): void {
     const opts = TlsIdentity.options(material);
     const ctx = createSecureContext(opts);
+    this.leafCert = new X509Certificate(material.certChainPem);
+    this.id = spiffeIdOf(this.leafCert);
     this.current = material;
     this.opts = opts;
     this.ctx = ctx;
@@ -78,11 +84,11 @@ export class TlsIdentity {
 
   /** Our own SPIFFE ID, read from the leaf certificate. */
   get spiffeId(): string {
-    return spiffeIdOf(this.leaf());
+    return this.id;
   }
 
   leaf(): X509Certificate {
-    return new X509Certificate(this.current.certChainPem);
+    return this.leafCert;
   }
 
   get material(): TlsMaterial {

@@ -6,6 +6,8 @@ import type { Service } from '../../contract/model.js';
 import { createLogger } from '../../common/logger.js';
 import type { TestPki } from './pki.js';
 import type { ClusterFactory } from '../../proxy/outbound/cluster-set.js';
+import { connectControlPlane } from '../../proxy/discovery/connect-proxy.js';
+import type { DiscoveryClient } from '../../proxy/discovery/discovery-client.js';
 
 export interface StartProxyOptions {
   readonly pki: TestPki;
@@ -18,6 +20,14 @@ export interface StartProxyOptions {
   readonly logs?: string[];
   /** Stands in for SO_ORIGINAL_DST (the netns test exercises the real one). */
   readonly originalDst?: (s: import('node:net').Socket) => { address: string; port: number } | undefined;
+  /**
+   * host:port of a control plane: the proxy subscribes to it (connectControlPlane) instead
+   * of getting `services` applied, so /ready stays 503 until its first snapshot. The
+   * client stops when the proxy closes; `onDiscovery` receives it.
+   */
+  readonly controlPlane?: string;
+  readonly discoveryBackoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  readonly onDiscovery?: (client: DiscoveryClient) => void;
 }
 
 /** A real sidecar on loopback with every port 0; logs are captured, not printed. */
@@ -41,6 +51,12 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     originalDst: o.originalDst,
     staticMesh: false,
   });
+  if (o.controlPlane) {
+    const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: `${o.serviceAccount}-0`, backoff: o.discoveryBackoff });
+    void proxy.drained.then(() => client.stop());
+    o.onDiscovery?.(client);
+    return proxy;
+  }
   proxy.applySnapshot({ version: '1', source: 'test', services: o.services ?? [] });
   return proxy;
 }

@@ -1,0 +1,32 @@
+/**
+ * Benchmark backends, run as their own process: an HTTP/1.1 server answering a small
+ * body, and a gRPC server (the test echo service) on h2c. Prints "ready H1PORT GRPCPORT".
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+
+const host = process.argv[2] ?? '127.0.0.1';
+const body = Buffer.from('hello from the benchmark backend\n');
+const h1 = createServer((req, res) => {
+  req.resume();
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+  res.end(body);
+});
+h1.keepAliveTimeout = 60_000;
+await new Promise<void>((r) => h1.listen(0, host, () => r()));
+
+const proto = fileURLToPath(new URL('../../test/fixtures/echo.proto', import.meta.url));
+const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(proto, { keepCase: false, defaults: true })) as unknown as {
+  wren: { test: { Echo: grpc.ServiceClientConstructor } };
+};
+const server = new grpc.Server();
+server.addService(pkg.wren.test.Echo.service, {
+  Unary: (call: grpc.ServerUnaryCall<{ message: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { message: call.request.message }),
+});
+const grpcPort = await new Promise<number>((resolve, reject) =>
+  server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+);
+process.stdout.write(`ready ${(h1.address() as AddressInfo).port} ${grpcPort}\n`);

@@ -1,0 +1,160 @@
+/**
+ * Data-path benchmark (issue: sidecar data path). Measured in one run on loopback:
+ *  (a) client -> backend direct (the limit)
+ *  (b) client -> outbound sidecar -> mTLS/HTTP2 -> inbound sidecar -> backend (Wren)
+ *  (c) the same two hops through a naive node:http/https keep-alive pair (the peer to beat)
+ * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at a fixed 1000 req/s.
+ * The load generator is h2load (nghttp2-client), not Node, so its cost stays out of the
+ * figures; every process (backend, sidecars, naive pair) is separate so CPU and RSS are
+ * per process (from /proc).
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile, readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { stringify } from 'yaml';
+import { writeDevMesh } from '../certs/index.js';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const TICKS = 100; // USER_HZ on Linux
+
+interface Proc { child: ChildProcess; pid: number }
+const procs: ChildProcess[] = [];
+
+function start(args: string[], readyPattern: RegExp): Promise<{ proc: Proc; match: RegExpMatchArray }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(child);
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const m = buf.match(readyPattern);
+      if (m) resolve({ proc: { child, pid: child.pid! }, match: m });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${buf.slice(-500)}`)));
+  });
+}
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]); // utime + stime
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface LoadResult { rps: number; done: number; failed: number; p50: number; p99: number }
+
+async function h2load(url: string, opts: { h1: boolean; clients: number; streams: number; seconds: number; rps?: number; headers: string[]; data?: string }): Promise<LoadResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'wren-h2load-'));
+  const log = join(dir, 'log.tsv');
+  const args = [...(opts.h1 ? ['--h1'] : []), '-c', String(opts.clients), '-m', String(opts.streams), '-D', String(opts.seconds), '--warm-up-time=1', '--log-file', log];
+  if (opts.rps) args.push(`--rps=${opts.rps}`);
+  for (const h of opts.headers) args.push('-H', h);
+  if (opts.data) args.push('-d', opts.data);
+  args.push(url);
+  const out = execFileSync('h2load', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
+  const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(out);
+  const lat = (await readFile(log, 'utf8')).trim().split('\n').map((l) => Number(l.split('\t')[2]) / 1000).filter((x) => x >= 0).sort((a, b) => a - b);
+  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
+  return { rps, done: Number(req?.[3] ?? 0), failed: Number(req?.[5] ?? 0) + (Number(req?.[4] ?? 0) < Number(req?.[3] ?? 0) ? 0 : 0), p50: q(0.5), p99: q(0.99) };
+}
+
+async function measure(label: string, run: () => Promise<LoadResult>, sidecars: Proc[]): Promise<LoadResult & { label: string; cpuUsPerReq: number[]; rssMb: number[] }> {
+  const before = sidecars.map((p) => cpuTicks(p.pid));
+  const r = await run();
+  const cpu = sidecars.map((p, i) => ((cpuTicks(p.pid) - before[i]) / TICKS) * 1e6 / Math.max(1, r.done));
+  return { label, ...r, cpuUsPerReq: cpu, rssMb: sidecars.map((p) => rssMb(p.pid)) };
+}
+
+export async function runDataPathBench(opts: { seconds?: number } = {}): Promise<Record<string, unknown>> {
+  const seconds = opts.seconds ?? 5;
+  const wren = here('../cli/wren.js');
+  const dir = await mkdtemp(join(tmpdir(), 'wren-bench-'));
+  const pki = await writeDevMesh(join(dir, 'pki'), { trustDomain: 'cluster.local', workloads: [{ namespace: 'default', serviceAccount: 'client', name: 'client' }, { namespace: 'default', serviceAccount: 'web', name: 'web' }] });
+  const files = Object.fromEntries(pki.workloads.map((w) => [w.name, w]));
+  try {
+    const backend = await start([here('./backend.js')], /ready (\d+) (\d+)/);
+    const [h1Port, grpcPort] = [Number(backend.match[1]), Number(backend.match[2])];
+    const proxyCfg = async (name: string, services: unknown[]) => {
+      const file = join(dir, `${name}.yaml`);
+      await writeFile(file, stringify({
+        identity: { namespace: 'default', serviceAccount: name },
+        tls: { certFile: files[name].certFile, keyFile: files[name].keyFile, trustBundleFile: pki.caCertFile },
+        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+        log: { level: 'info' },
+        mesh: { services },
+      }));
+      return file;
+    };
+    const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
+    const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [])], started);
+    const inboundPort = Number(server.match[2]);
+    const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: inboundPort, identity: files.web.spiffeId }];
+    const client = await start([wren, 'proxy', '--config', await proxyCfg('client', [
+      { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
+      { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
+    ])], started);
+    const outboundPort = Number(client.match[1]);
+    const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
+    const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
+    const sidecars = [client.proc, server.proc];
+    const naive = [naiveOut.proc, naiveIn.proc];
+    const idleRss = { wrenClient: rssMb(client.proc.pid), wrenServer: rssMb(server.proc.pid), naiveOut: rssMb(naiveOut.proc.pid), naiveIn: rssMb(naiveIn.proc.pid) };
+    const grpcFrame = join(dir, 'grpc.bin');
+    // gRPC length-prefixed message: flag 0, length 4, then EchoRequest{message:"ping"}.
+    await writeFile(grpcFrame, Buffer.from([0, 0, 0, 0, 6, 0x0a, 4, 0x70, 0x69, 0x6e, 0x67]));
+    const grpcHeaders = (authority: string) => ['content-type: application/grpc', 'te: trailers', `:authority: ${authority}`];
+    const sat = { clients: 32, streams: 1, seconds };
+    const fixed = { clients: 10, streams: 1, seconds, rps: 100 };
+    const h1 = (port: number, authority: string, o: typeof sat | typeof fixed) => () => h2load(`http://127.0.0.1:${port}/`, { h1: true, headers: [`:authority: ${authority}`], ...o });
+    const g = (port: number, authority: string, o: { clients: number; streams: number; seconds: number; rps?: number }) => () =>
+      h2load(`http://127.0.0.1:${port}/wren.test.Echo/Unary`, { h1: false, headers: grpcHeaders(authority), data: grpcFrame, ...o });
+    const rows: Awaited<ReturnType<typeof measure>>[] = [];
+    rows.push(await measure('http1 saturation: direct', h1(h1Port, 'web', sat), []));
+    rows.push(await measure('http1 saturation: wren pair', h1(outboundPort, 'web', sat), sidecars));
+    rows.push(await measure('http1 saturation: naive pair', h1(Number(naiveOut.match[1]), 'web', sat), naive));
+    rows.push(await measure('http1 1000 rps: direct', h1(h1Port, 'web', fixed), []));
+    rows.push(await measure('http1 1000 rps: wren pair', h1(outboundPort, 'web', fixed), sidecars));
+    rows.push(await measure('http1 1000 rps: naive pair', h1(Number(naiveOut.match[1]), 'web', fixed), naive));
+    const gsat = { clients: 4, streams: 16, seconds };
+    rows.push(await measure('grpc saturation: direct', g(grpcPort, 'echo', gsat), []));
+    rows.push(await measure('grpc saturation: wren pair', g(outboundPort, 'echo:50051', gsat), sidecars));
+    rows.push(await measure('grpc 1000 rps: direct', g(grpcPort, 'echo', fixed), []));
+    rows.push(await measure('grpc 1000 rps: wren pair', g(outboundPort, 'echo:50051', fixed), sidecars));
+    const by = (l: string) => rows.find((r) => r.label === l)!;
+    const ratios = {
+      http1SatThroughputWrenOverDirect: by('http1 saturation: wren pair').rps / by('http1 saturation: direct').rps,
+      http1SatThroughputWrenOverNaive: by('http1 saturation: wren pair').rps / by('http1 saturation: naive pair').rps,
+      http1FixedP99AddedMsWren: by('http1 1000 rps: wren pair').p99 - by('http1 1000 rps: direct').p99,
+      http1FixedP99AddedMsNaive: by('http1 1000 rps: naive pair').p99 - by('http1 1000 rps: direct').p99,
+      http1FixedP99WrenOverNaive: by('http1 1000 rps: wren pair').p99 / by('http1 1000 rps: naive pair').p99,
+      grpcSatThroughputWrenOverDirect: by('grpc saturation: wren pair').rps / by('grpc saturation: direct').rps,
+      grpcFixedP99AddedMsWren: by('grpc 1000 rps: wren pair').p99 - by('grpc 1000 rps: direct').p99,
+    };
+    console.log('\n== data path (h2load on loopback; latency in ms; CPU µs per request per sidecar [outbound, inbound]; RSS MB) ==');
+    console.log('scenario'.padEnd(32), 'req/s'.padStart(9), 'p50'.padStart(8), 'p99'.padStart(8), 'failed'.padStart(7), '  cpu µs/req', '  rss MB');
+    for (const r of rows)
+      console.log(r.label.padEnd(32), r.rps.toFixed(0).padStart(9), r.p50.toFixed(2).padStart(8), r.p99.toFixed(2).padStart(8), String(r.failed).padStart(7), '  ' + (r.cpuUsPerReq.map((c) => c.toFixed(0)).join('/') || '-'), '  ' + (r.rssMb.map((m) => m.toFixed(0)).join('/') || '-'));
+    console.log('idle RSS MB:', JSON.stringify(Object.fromEntries(Object.entries(idleRss).map(([k, v]) => [k, Number(v.toFixed(1))]))));
+    console.log('ratios:', JSON.stringify(Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, Number(v.toFixed(3))])), null, 1));
+    return { rows, idleRss, ratios };
+  } finally {
+    for (const p of procs) p.kill('SIGKILL');
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runDataPathBench().then(() => process.exit(0), (e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
