@@ -1,7 +1,7 @@
 import { DEFAULT_POLICY } from './defaults.js';
 import type { Endpoint, MeshSnapshot, Protocol, Service, ServicePort, TrafficPolicy } from './model.js';
 import {
-  arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, str, withDefault,
+  arr, bool, duration, fail, literal, map, num, obj, parseWith, str, withDefault,
   type Parser,
 } from '../common/schema.js';
 
@@ -151,4 +151,3 @@ export function parseSnapshot(raw: unknown, source: string): MeshSnapshot {
   return Object.freeze({ version: v.version, source, services: v.services });
 }
 
-export { optional, port };

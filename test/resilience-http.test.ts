@@ -1,8 +1,9 @@
 import { request as httpRequest, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 
 /**
  * The resilience machinery on the real data path: two sidecars over mTLS, backends that
@@ -20,7 +21,6 @@ interface Backend {
 }
 
 async function backend(name: string, mode: Backend['mode'] = 'ok'): Promise<Backend> {
-  const sockets = new Set<Socket>();
   const b = { name, hits: 0, cancelled: 0, mode, seen: [] as IncomingHttpHeaders[] } as Backend & { port: number; close(): Promise<void> };
   const server: Server = createServer((req, res) => {
     b.hits++;
@@ -45,17 +45,9 @@ async function backend(name: string, mode: Backend['mode'] = 'ok'): Promise<Back
       } else reply();
     });
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  b.port = (server.address() as AddressInfo).port;
-  b.close = () =>
-    new Promise<void>((r) => {
-      server.close(() => r());
-      for (const s of sockets) s.destroy();
-    });
+  const { port, close } = await listenOnLoopback(server);
+  b.port = port;
+  b.close = close;
   return b;
 }
 

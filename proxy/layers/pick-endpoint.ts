@@ -42,7 +42,8 @@ export const pickEndpoint =
       st = attachState(req, c);
     }
     const policy = req.route!.service.policy;
-    const hashKey = header(req.headers, policy.loadBalancer.hashHeader || 'x-wren-no-hash') ?? req.source.address;
+    const hashHeader = policy.loadBalancer.hashHeader;
+    const hashKey = (hashHeader ? header(req.headers, hashHeader) : undefined) ?? req.source.address;
     st.outcome = undefined;
     st.sent = false;
     const ep = st.cluster.pick({ hashKey, exclude: st.tried });

@@ -122,6 +122,11 @@ export async function fakeTcpApp(greeting = 'hello\n'): Promise<FakeApp> {
 }
 
 async function listen(server: Server | Http2Server | import('node:net').Server, name: string, hits: { count: number }): Promise<FakeApp> {
+  return { ...(await listenOnLoopback(server)), name, hits };
+}
+
+/** Listens on 127.0.0.1:0; close() stops the server and drops its open connections (keep-alive included). */
+export async function listenOnLoopback(server: Server | Http2Server | import('node:net').Server): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
@@ -130,8 +135,6 @@ async function listen(server: Server | Http2Server | import('node:net').Server, 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     port: (server.address() as AddressInfo).port,
-    name,
-    hits,
     close: () =>
       new Promise<void>((r) => {
         server.close(() => r());
