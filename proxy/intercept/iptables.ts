@@ -28,14 +28,20 @@ export function createExec(prefix: readonly string[] = []): Exec {
   return (cmd, args, input) =>
     new Promise((resolve, reject) => {
       const argv = [...prefix, cmd, ...args];
-      const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+      // stdin is a pipe only when there is input: a program that exits without reading
+      // it (iptables does) would otherwise make our write fail with EPIPE.
+      const child = spawn(argv[0], argv.slice(1), { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.on('error', reject);
       child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-      child.stdin.end(input ?? '');
+      if (child.stdin) {
+        // A program may still exit before reading all of its input; its exit code says what happened.
+        child.stdin.on('error', () => undefined);
+        child.stdin.end(input);
+      }
     });
 }
 
