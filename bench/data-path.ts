@@ -23,13 +23,19 @@ const TICKS = 100; // USER_HZ on Linux
 interface Proc { child: ChildProcess; pid: number }
 const procs: ChildProcess[] = [];
 
-function start(args: string[], readyPattern: RegExp): Promise<{ proc: Proc; match: RegExpMatchArray }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** WREN_BENCH_PROFILE=DIR writes a V8 CPU profile of each sidecar there (they are stopped with SIGTERM so it gets written). */
+const PROFILE_DIR = process.env.WREN_BENCH_PROFILE;
+/** WREN_BENCH_ONLY=REGEX runs only the scenarios whose label matches. */
+const ONLY = process.env.WREN_BENCH_ONLY ? new RegExp(process.env.WREN_BENCH_ONLY) : null;
+
+function start(args: string[], readyPattern: RegExp, nodeArgs: string[] = []): Promise<{ proc: Proc; match: RegExpMatchArray }> {
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   procs.push(child);
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (d: Buffer) => {
       buf += d.toString();
+      if (process.env.WREN_BENCH_LOG) process.stderr.write(`[${child.pid}] ${d.toString()}`);
       const m = buf.match(readyPattern);
       if (m) resolve({ proc: { child, pid: child.pid! }, match: m });
     };
@@ -91,18 +97,21 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
         tls: { certFile: files[name].certFile, keyFile: files[name].keyFile, trustBundleFile: pki.caCertFile },
         listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
         log: { level: 'info' },
+        shutdown: { gracePeriodMs: 200 },
         mesh: { services },
       }));
       return file;
     };
     const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
-    const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [])], started);
+    // WREN_BENCH_NODE_ARGS adds Node flags to the sidecars (e.g. --trace-gc, --max-semi-space-size=...).
+    const prof = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...(process.env.WREN_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+    const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [])], started, prof);
     const inboundPort = Number(server.match[2]);
     const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: inboundPort, identity: files.web.spiffeId }];
     const client = await start([wren, 'proxy', '--config', await proxyCfg('client', [
       { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
       { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
-    ])], started);
+    ])], started, prof);
     const outboundPort = Number(client.match[1]);
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
@@ -119,18 +128,25 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     const g = (port: number, authority: string, o: { clients: number; streams: number; seconds: number; rps?: number }) => () =>
       h2load(`http://127.0.0.1:${port}/wren.test.Echo/Unary`, { h1: false, headers: grpcHeaders(authority), data: grpcFrame, ...o });
     const rows: Awaited<ReturnType<typeof measure>>[] = [];
-    rows.push(await measure('http1 saturation: direct', h1(h1Port, 'web', sat), []));
-    rows.push(await measure('http1 saturation: wren pair', h1(outboundPort, 'web', sat), sidecars));
-    rows.push(await measure('http1 saturation: naive pair', h1(Number(naiveOut.match[1]), 'web', sat), naive));
-    rows.push(await measure('http1 1000 rps: direct', h1(h1Port, 'web', fixed), []));
-    rows.push(await measure('http1 1000 rps: wren pair', h1(outboundPort, 'web', fixed), sidecars));
-    rows.push(await measure('http1 1000 rps: naive pair', h1(Number(naiveOut.match[1]), 'web', fixed), naive));
+    const scenario = async (label: string, run: () => Promise<LoadResult>, procs: Proc[]) => {
+      if (!ONLY || ONLY.test(label)) rows.push(await measure(label, run, procs));
+    };
+    await scenario('http1 saturation: direct', h1(h1Port, 'web', sat), []);
+    await scenario('http1 saturation: wren pair', h1(outboundPort, 'web', sat), sidecars);
+    await scenario('http1 saturation: naive pair', h1(Number(naiveOut.match[1]), 'web', sat), naive);
+    const seq = { clients: 1, streams: 1, seconds };
+    await scenario('http1 sequential: direct', h1(h1Port, 'web', seq), []);
+    await scenario('http1 sequential: wren pair', h1(outboundPort, 'web', seq), sidecars);
+    await scenario('http1 sequential: naive pair', h1(Number(naiveOut.match[1]), 'web', seq), naive);
+    await scenario('http1 1000 rps: direct', h1(h1Port, 'web', fixed), []);
+    await scenario('http1 1000 rps: wren pair', h1(outboundPort, 'web', fixed), sidecars);
+    await scenario('http1 1000 rps: naive pair', h1(Number(naiveOut.match[1]), 'web', fixed), naive);
     const gsat = { clients: 4, streams: 16, seconds };
-    rows.push(await measure('grpc saturation: direct', g(grpcPort, 'echo', gsat), []));
-    rows.push(await measure('grpc saturation: wren pair', g(outboundPort, 'echo:50051', gsat), sidecars));
-    rows.push(await measure('grpc 1000 rps: direct', g(grpcPort, 'echo', fixed), []));
-    rows.push(await measure('grpc 1000 rps: wren pair', g(outboundPort, 'echo:50051', fixed), sidecars));
-    const by = (l: string) => rows.find((r) => r.label === l)!;
+    await scenario('grpc saturation: direct', g(grpcPort, 'echo', gsat), []);
+    await scenario('grpc saturation: wren pair', g(outboundPort, 'echo:50051', gsat), sidecars);
+    await scenario('grpc 1000 rps: direct', g(grpcPort, 'echo', fixed), []);
+    await scenario('grpc 1000 rps: wren pair', g(outboundPort, 'echo:50051', fixed), sidecars);
+    const by = (l: string) => rows.find((r) => r.label === l) ?? { rps: NaN, p99: NaN };
     const ratios = {
       http1SatThroughputWrenOverDirect: by('http1 saturation: wren pair').rps / by('http1 saturation: direct').rps,
       http1SatThroughputWrenOverNaive: by('http1 saturation: wren pair').rps / by('http1 saturation: naive pair').rps,
@@ -148,7 +164,9 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     console.log('ratios:', JSON.stringify(Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, Number(v.toFixed(3))])), null, 1));
     return { rows, idleRss, ratios };
   } finally {
-    for (const p of procs) p.kill('SIGKILL');
+    // SIGTERM lets a profiled sidecar drain and write its profile; the rest is killed outright.
+    for (const p of procs) p.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL');
+    if (PROFILE_DIR) await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
   }
 }
 

@@ -43,6 +43,8 @@ export class InboundListener {
       ...d.tls.contextOptions,
       requestCert: true,
       rejectUnauthorized: true,
+      // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
+      noDelay: true,
       ALPNProtocols: ['h2'],
       allowHTTP1: false,
       maxHeaderListPairs: 512,
