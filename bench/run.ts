@@ -1,18 +1,20 @@
 /**
  * `npm run bench`: every benchmark in one run, each printing its figures and its ratio
  * against a baseline measured in the same run. `npm run bench -- data-path` (or
- * `resilience`, `control-plane`) runs one. Figures are medians/percentiles of one run on
+ * `resilience`, `control-plane`, `tls`) runs one. Figures are medians/percentiles of one run on
  * a noisy machine: compare ratios, not absolute numbers.
  */
 import { writeFile } from 'node:fs/promises';
 import { runDataPathBench } from './data-path.js';
 import { runResilienceBench } from './resilience.js';
 import { runControlPlaneBench } from './control-plane.js';
+import { runTlsBench } from './tls.js';
 
 const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'data-path': () => runDataPathBench(),
   resilience: () => runResilienceBench(),
   'control-plane': () => runControlPlaneBench(),
+  tls: () => runTlsBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -1,7 +1,7 @@
 /** Public API of the Wren PKI: SPIFFE IDs, keys, CSRs, the CA, chain validation, dev-mesh files. */
 export { PkiError, type PkiErrorCode } from './errors.js';
 export { formatSpiffeId, parseSpiffeId, parseSpiffeUri, toSpiffeId, trustDomainId, validateTrustDomain, isSpiffeId, type SpiffeId } from './spiffe.js';
-export { generateKeyPair, RSA_BITS, type KeyPairPem } from './keys.js';
+export { generateKeyPair, generateKeyPairAsync, RSA_BITS, type KeyPairPem } from './keys.js';
 export { createCsr, readCsr, type ParsedCsr, type RequestedSans } from './csr.js';
 export {
   CertificateAuthority,

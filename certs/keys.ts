@@ -5,6 +5,7 @@
  * milliseconds rather than seconds of pure-JS prime search. Keys live in memory only:
  * nothing in this module writes them anywhere.
  */
+import { generateKeyPair as nodeGenerateKeyPair } from 'node:crypto';
 import forge from 'node-forge';
 import { PkiError } from './errors.js';
 
@@ -18,6 +19,21 @@ export const RSA_BITS = 2048;
 export function generateKeyPair(): KeyPairPem {
   const kp = forge.pki.rsa.generateKeyPair({ bits: RSA_BITS, e: 0x10001 });
   return { privateKeyPem: forge.pki.privateKeyToPem(kp.privateKey), publicKeyPem: forge.pki.publicKeyToPem(kp.publicKey) };
+}
+
+/**
+ * The same key, generated on libuv's thread pool (node:crypto generateKeyPair) so a
+ * running proxy does not stall its event loop for the ~50-200 ms a 2048-bit prime
+ * search takes when it renews its certificate. PKCS#1 PEM, like generateKeyPair.
+ */
+export function generateKeyPairAsync(): Promise<KeyPairPem> {
+  return new Promise((resolve, reject) =>
+    nodeGenerateKeyPair(
+      'rsa',
+      { modulusLength: RSA_BITS, publicExponent: 0x10001, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs1', format: 'pem' } },
+      (err, publicKeyPem, privateKeyPem) => (err ? reject(err) : resolve({ privateKeyPem, publicKeyPem })),
+    ),
+  );
 }
 
 /** Parses an RSA private key (PKCS#1 or unencrypted PKCS#8 PEM). */

@@ -1,4 +1,6 @@
 import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, request, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { writeDevMesh } from '../certs/index.js';
+import { formatSpiffeId, writeSecretFile } from '../certs/index.js';
 
 type Out = (s: string) => void;
 
@@ -18,8 +20,10 @@ Starts a whole mesh on loopback, laid out like two pods and a control plane: eac
   web pod        127.0.1.2    app :8080, sidecar outbound :15001, inbound :15006, admin :15000
   control plane  127.0.1.254  discovery (gRPC) :15010, admin :15014
 The mesh is a directory of manifests (MeshService, TrafficPolicy) that the control
-plane watches: edit them and the sidecars follow. Certificates come from a fresh dev CA
-(wren certs dev-mesh). Everything lives in a temp directory.
+plane watches: edit them and the sidecars follow. The control plane is also the mesh CA:
+each sidecar makes its key in memory and gets its certificate through Identity/Certify,
+proving who it is with a bootstrap token (in a cluster: its service-account token), and
+renews it before expiry. Everything lives in a temp directory.
 
 Options:
   --smoke        send a few requests through the mesh, print them, and exit (0 = all good)
@@ -44,26 +48,29 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   const pods = { client: `${base}.1`, web: `${base}.2` };
   let failures = 0;
   const dir = await mkdtemp(join(tmpdir(), 'wren-demo-'));
-  const pki = await writeDevMesh(join(dir, 'pki'), {
-    trustDomain: 'cluster.local',
-    workloads: [
-      { namespace: 'default', serviceAccount: 'client', name: 'client' },
-      { namespace: 'default', serviceAccount: 'web', name: 'web' },
-    ],
-  });
-  const files = Object.fromEntries(pki.workloads.map((w) => [w.name, w]));
+  // One bootstrap token per workload (docs/identity.md): the control plane's token file,
+  // and each sidecar's own token file, all 0600. No private key is ever written.
+  const ids = Object.fromEntries(Object.keys(pods).map((name) => [name, formatSpiffeId({ trustDomain: 'cluster.local', namespace: 'default', serviceAccount: name })]));
+  const tokens = Object.fromEntries(Object.keys(pods).map((name) => [name, randomBytes(24).toString('hex')]));
+  const tokensFile = join(dir, 'bootstrap-tokens.yaml');
+  await writeSecretFile(tokensFile, stringify({ tokens: Object.keys(pods).map((name) => ({ token: tokens[name], namespace: 'default', serviceAccount: name })) }));
+  for (const name of Object.keys(pods)) await writeSecretFile(join(dir, `${name}.token`), tokens[name]);
+  const bundleFile = join(dir, 'trust-bundle.pem');
   const app = await startWebApp(pods.web, 8080);
   const meshDir = join(dir, 'mesh');
   await mkdir(meshDir);
   const webFile = join(meshDir, 'web.yaml');
-  await writeFile(webFile, webManifest(pods.web, files.web.spiffeId, 1));
+  await writeFile(webFile, webManifest(pods.web, ids.web, 1));
   await writeFile(join(meshDir, 'web-policy.yaml'), WEB_POLICY);
   const wren = fileURLToPath(new URL('./wren.js', import.meta.url));
   const stderr = values.smoke ? 'ignore' : 'inherit';
   const cp = { ip: `${base}.254`, discovery: `${base}.254:15010`, admin: `${base}.254:15014` };
-  const controlPlane = spawn(process.execPath, [wren, 'control-plane', '--source', `dir:${meshDir}`, '--listen', cp.discovery, '--admin', cp.admin], {
-    stdio: ['ignore', 'inherit', stderr],
-  });
+  // TLS by default, with a root CA generated in memory; it writes the trust bundle for the sidecars.
+  const controlPlane = spawn(
+    process.execPath,
+    [wren, 'control-plane', '--source', `dir:${meshDir}`, '--listen', cp.discovery, '--admin', cp.admin, '--bootstrap-tokens', tokensFile, '--write-trust-bundle', bundleFile],
+    { stdio: ['ignore', 'inherit', stderr] },
+  );
   const sidecars: ChildProcess[] = [];
   const stopAll = async () => {
     // Sidecars first, so they do not log a lost control plane on the way out.
@@ -73,6 +80,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   };
   try {
     await waitReady(cp.ip, 15014, controlPlane);
+    if (!(await waitFor(async () => existsSync(bundleFile), 5000))) throw new Error(`${bundleFile} was not written`);
   } catch (e) {
     err(`wren demo: the control plane did not become ready: ${(e as Error).message}\n`);
     await stopAll();
@@ -80,8 +88,11 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   }
   for (const [name, ip] of Object.entries(pods)) {
     const cfg = {
-      identity: { namespace: 'default', serviceAccount: name, pod: `${name}-0` },
-      tls: { certFile: files[name].certFile, keyFile: files[name].keyFile, trustBundleFile: pki.caCertFile },
+      identity: {
+        namespace: 'default', serviceAccount: name, pod: `${name}-0`,
+        // Key in memory, certificate from the control plane, renewed before it expires.
+        certify: { tokenFile: join(dir, `${name}.token`), trustBundleFile: bundleFile, runDir: join(dir, `${name}-run`) },
+      },
       listeners: { outbound: { address: ip, port: 15001 }, inbound: { address: ip, port: 15006 }, admin: { address: ip, port: 15000 } },
       app: { address: ip },
       shutdown: { gracePeriodMs: '5s' },
@@ -103,15 +114,18 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   const dump = parseJson<{ version?: string; source?: string }>((await get(pods.client, 15000, 'admin', '/config_dump')).body) ?? {};
   out(`client sidecar config: version ${dump.version} from ${dump.source}\n`);
   if (dump.source !== `control-plane:${cp.discovery}`) failures++;
+  const certs = parseJson<{ identity?: string; serial?: string; notAfter?: string }>((await get(pods.client, 15000, 'admin', '/certs')).body) ?? {};
+  out(`client sidecar certificate: ${certs.identity} serial ${certs.serial} until ${certs.notAfter} (issued by the control plane through Certify)\n`);
+  if (certs.identity !== ids.client) failures++;
   for (let i = 0; i < 3; i++) {
     const r = await get(pods.client, 15001, 'web', '/');
     out(`client -> web: HTTP ${r.status} ${r.body.trim()}\n`);
-    if (r.status !== 200 || !r.body.includes(files.client.spiffeId)) failures++;
+    if (r.status !== 200 || !r.body.includes(ids.client)) failures++;
   }
   if (values.smoke) {
     // Guard the live-edit promise: a manifest change reaches the client sidecar.
     const t0 = performance.now();
-    await writeFile(webFile, webManifest(pods.web, files.web.spiffeId, 2));
+    await writeFile(webFile, webManifest(pods.web, ids.web, 2));
     const seen = await waitFor(async () => webWeight(await get(pods.client, 15000, 'admin', '/config_dump')) === 2, 10_000);
     out(seen ? `live edit of ${webFile} reached the client sidecar in ${Math.round(performance.now() - t0)} ms\n` : `live edit of ${webFile} did NOT reach the client sidecar\n`);
     if (!seen) failures++;
@@ -122,6 +136,8 @@ Try it:
   curl http://${pods.client}:15000/clusters                  # the client sidecar's endpoints
   curl http://${pods.web}:15000/metrics | grep istio_requests_total
   curl http://${cp.ip}:15014/debug/proxies    # what the control plane sent each sidecar
+  curl http://${pods.client}:15000/certs                     # the client sidecar's certificate (from Certify)
+  curl -s http://${cp.ip}:15014/metrics | grep wren_identity # certificates issued / refused
 
 The mesh is defined by the manifests in ${meshDir}/:
   edit ${webFile} (e.g. an endpoint's weight, or ready: false) and watch

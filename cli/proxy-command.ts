@@ -1,16 +1,30 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadProxyConfig } from '../proxy/config/proxy-config.js';
-import { TlsIdentity } from '../proxy/tls/tls-identity.js';
-import { Proxy } from '../proxy/proxy.js';
+import * as grpc from '@grpc/grpc-js';
+import { formatSpiffeId } from '../certs/index.js';
+import { systemClock, systemRandom } from '../common/clock.js';
+import { createLogger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
+import { hasProxyEnv, loadProxyConfig, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
 import { connectControlPlane } from '../proxy/discovery/connect-proxy.js';
+import { CertifyClient } from '../proxy/identity/certify-client.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../proxy/identity/control-plane-credentials.js';
+import { tokenFromFile, WorkloadIdentity } from '../proxy/identity/workload-identity.js';
+import { Proxy } from '../proxy/proxy.js';
+import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 
 type Out = (s: string) => void;
 
-export const PROXY_USAGE = `Usage: wren proxy --config FILE [--check]
+export const PROXY_USAGE = `Usage: wren proxy [--config FILE] [--check]
+       wren proxy await [options]      (wait for /ready; see wren proxy await --help)
 
 Runs the sidecar proxy: outbound listener (default 127.0.0.1:15001), inbound mTLS
 listener (default 0.0.0.0:15006) and admin port (default 127.0.0.1:15000).
+
+Without --config the proxy runs in-cluster mode: its configuration comes from the
+environment the injector sets (POD_NAMESPACE, WREN_SERVICE_ACCOUNT, WREN_CONTROL_PLANE,
+WREN_TOKEN_FILE, WREN_TRUST_BUNDLE, ...; see docs/identity.md), and it gets its
+certificate from the control plane (Identity/Certify), renewing it before expiry.
 
 Options:
   --config FILE   proxy configuration (YAML); see docs/configuration.md
@@ -21,8 +35,17 @@ Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight req
 finish within shutdown.gracePeriod, outbound keeps serving meanwhile).
 `;
 
-/** `wren proxy`: parse config at the edge (errors name the field path, exit 2), then run. */
-export async function proxyCommand(argv: string[], out: Out, err: Out): Promise<number> {
+function describeConfig(config: ProxyConfig): string {
+  const mesh = config.discovery.controlPlane ? `control plane ${config.discovery.controlPlane}` : `${config.mesh.services.length} static service(s)`;
+  const c = config.identity.certify;
+  const id = c ? `certificates from ${c.controlPlane}` : 'certificates from files';
+  const transport = config.discovery.controlPlane || c ? (config.discovery.insecure ? ' (plaintext to the control plane)' : '') : '';
+  return `${mesh}, ${id}${transport}`;
+}
+
+/** `wren proxy`: parse config at the edge (errors name the field path or env var, exit 2), then run. */
+export async function proxyCommand(argv: string[], out: Out, err: Out, env: Readonly<Record<string, string | undefined>> = process.env): Promise<number> {
+  if (argv[0] === 'await') return (await import('./proxy-await.js')).proxyAwaitCommand(argv.slice(1), out, err);
   let values: { config?: string; check?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
@@ -34,13 +57,13 @@ export async function proxyCommand(argv: string[], out: Out, err: Out): Promise<
     out(PROXY_USAGE);
     return 0;
   }
-  if (!values.config) {
-    err(`wren proxy: --config FILE is required\n\n${PROXY_USAGE}`);
+  if (!values.config && !hasProxyEnv(env)) {
+    err(`wren proxy: --config FILE is required (or the injector's WREN_* environment for in-cluster mode)\n\n${PROXY_USAGE}`);
     return 2;
   }
-  let config;
+  let config: ProxyConfig;
   try {
-    config = loadProxyConfig(values.config);
+    config = values.config ? loadProxyConfig(values.config) : proxyConfigFromEnv(env);
   } catch (e) {
     if (e instanceof ConfigError) {
       err(`wren proxy: invalid configuration: ${e.message}\n`);
@@ -49,28 +72,86 @@ export async function proxyCommand(argv: string[], out: Out, err: Out): Promise<
     throw e;
   }
   if (values.check) {
-    out(`configuration ok: ${config.discovery.controlPlane ? `control plane ${config.discovery.controlPlane}` : `${config.mesh.services.length} static service(s)`}\n`);
+    out(`configuration ok: ${describeConfig(config)}\n`);
     return 0;
   }
+  return runProxy(config, err);
+}
+
+/** Runs a proxy from a parsed config until SIGTERM/SIGINT or POST /drain. */
+export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
+  const files = tlsFilesOf(config);
+  const c = config.identity.certify;
   let tls: TlsIdentity;
-  try {
-    tls = TlsIdentity.fromFiles(config.tls);
-  } catch (e) {
-    err(`wren proxy: cannot load TLS material: ${(e as Error).message}\n`);
-    return 2;
+  let workload: WorkloadIdentity | null = null;
+  let certifyClient: CertifyClient | null = null;
+  // TLS to the control plane (discovery and Certify) unless discovery.insecure: its serving
+  // certificate is verified with the trust bundle and its SPIFFE ID checked.
+  let cpCredentials: grpc.ChannelCredentials | undefined;
+  const secureTo = (bundlePem: string) => (config.discovery.insecure ? undefined : controlPlaneCredentials(bundlePem, config.discovery.controlPlaneIdentity));
+  if (files) {
+    try {
+      tls = TlsIdentity.fromFiles(files);
+    } catch (e) {
+      err(`wren proxy: cannot load TLS material: ${(e as Error).message}\n`);
+      return 2;
+    }
+    cpCredentials = secureTo(tls.material.trustBundlePem);
+  } else {
+    const cfg = c!;
+    const id = config.identity;
+    const spiffeId = formatSpiffeId({ trustDomain: id.trustDomain, namespace: id.namespace, serviceAccount: id.serviceAccount });
+    const logger = createLogger({ level: config.log.level, base: { component: 'identity', identity: spiffeId }, sink: (l) => err(l + '\n') });
+    if (!config.discovery.insecure) {
+      let bundle: string;
+      try {
+        bundle = cfg.trustBundlePem ?? readFileSync(cfg.trustBundleFile!, 'utf8');
+      } catch (e) {
+        err(`wren proxy: cannot read identity.certify.trustBundleFile: ${(e as Error).message}\n`);
+        return 2;
+      }
+      cpCredentials = secureTo(bundle);
+    }
+    certifyClient = new CertifyClient(cfg.controlPlane, cpCredentials ?? grpc.credentials.createInsecure(), cpCredentials ? CONTROL_PLANE_CHANNEL_OPTIONS : {});
+    workload = new WorkloadIdentity({
+      spiffeId,
+      certify: certifyClient.certify,
+      readToken: tokenFromFile(cfg.tokenFile),
+      clock: systemClock,
+      random: systemRandom,
+      logger,
+      lifetimeMs: cfg.lifetimeMs,
+      timeoutMs: cfg.timeoutMs,
+      runDir: cfg.runDir,
+    });
+    try {
+      tls = await workload.obtain(cfg.startupTimeoutMs);
+    } catch (e) {
+      err(`wren proxy: ${(e as Error).message}\n`);
+      certifyClient.close();
+      return 1;
+    }
   }
   const proxy = await Proxy.start({ config, tls, staticMesh: config.discovery.controlPlane === undefined });
+  if (workload) {
+    workload.attachMetrics(proxy.metrics.registry);
+    workload.start();
+  }
   // With a control plane the proxy starts without a mesh (/ready 503 until the first
   // snapshot, bounded by discovery.firstConfigTimeoutMs) and keeps its last good config
   // whenever the control plane is unreachable.
   const address = config.discovery.controlPlane;
-  const discovery = address ? connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod }) : null;
+  const discovery = address
+    ? connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod, ...(cpCredentials ? { credentials: cpCredentials } : {}) })
+    : null;
   await new Promise<void>((resolve) => {
     const stop = () => void proxy.drain().then(resolve);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     void proxy.drained.then(resolve);
   });
+  workload?.stop();
+  certifyClient?.close();
   await discovery?.stop();
   return 0;
 }

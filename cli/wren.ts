@@ -17,6 +17,7 @@ const COMMANDS: Record<string, [() => Promise<Command>, string]> = {
   certs: [async () => (await import('./certs.js')).certsCommand, 'create a dev mesh CA and workload certificates'],
   inject: [async () => { const { injectCommand } = await import('./inject.js'); return (a, o, e) => injectCommand(a, o, e); }, 'add the sidecar to Kubernetes YAML (offline injector)'],
   iptables: [async () => (await import('./iptables.js')).iptablesCommand, 'install the traffic interception rules (init container)'],
+  'tls-scan': [async () => (await import('./tls-scan.js')).tlsScanCommand, 'security-check a TLS listener (versions, suites, client certs, renegotiation)'],
 };
 
 const USAGE = `Usage: wren <command> [options]

@@ -1,4 +1,4 @@
-import type { TrafficPolicy } from './model.js';
+import type { InboundPolicy, TrafficPolicy } from './model.js';
 
 /**
  * Defaults, with where each comes from (see shared/reference/mesh-anchors.md):
@@ -64,3 +64,17 @@ export const DEFAULT_POLICY: TrafficPolicy = Object.freeze({
   timeouts: Object.freeze({ connectMs: 1_000, requestMs: 0, idleMs: 0 }),
   healthCheck: null,
 });
+
+/**
+ * With no PeerAuthentication and no AuthorizationPolicy a workload accepts mutual TLS
+ * only and authorizes every authenticated caller. Istio defaults to PERMISSIVE; Wren is
+ * STRICT unless a policy says otherwise (plaintext never reaches an app by accident).
+ */
+export const DEFAULT_INBOUND_POLICY: InboundPolicy = Object.freeze({
+  mtls: Object.freeze({ mode: 'STRICT' }),
+  portLevelMtls: Object.freeze({}),
+  authorizationPolicies: Object.freeze([]),
+});
+
+/** Policies in this namespace without a selector are mesh-wide (Istio's root namespace, here the control plane's). */
+export const ROOT_NAMESPACE = 'wren-system';

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { DEFAULT_POLICY } from './defaults.js';
-import type { Endpoint, MeshSnapshot, Service, TrafficPolicy } from './model.js';
-import { parseEndpoint, parseService } from './parse.js';
+import { DEFAULT_INBOUND_POLICY, DEFAULT_POLICY } from './defaults.js';
+import type { Endpoint, InboundPolicy, MeshSnapshot, Service, TrafficPolicy } from './model.js';
+import { parseEndpoint, parseInboundPolicy, parseService } from './parse.js';
 
 /**
  * The discovery contract (contract/discovery.proto, package wren.discovery.v1) as
@@ -63,11 +63,18 @@ export interface DiscoveryResponse {
   services: WireService[];
   removedServices: string[];
   endpointDeltas: WireEndpointDelta[];
+  /** Full: always present (null/absent = defaults). Delta: present only when the policy changed. */
+  inboundPolicy?: WireInboundPolicy | null;
+}
+export interface WireInboundPolicy {
+  policyJson: string;
 }
 export interface WorkloadIdentity {
   spiffeId: string;
   namespace: string;
   pod: string;
+  /** Pod labels (for policy selectors); optional when sending, `{}` when decoded without any. */
+  labels?: Record<string, string>;
 }
 export interface Subscribe {
   identity: WorkloadIdentity;
@@ -224,4 +231,41 @@ export function serviceFromWire(w: WireService, path: string): Service {
 export function snapshotFromFullResponse(r: DiscoveryResponse, source: string): MeshSnapshot {
   const services = (r.services ?? []).map((s, i) => serviceFromWire(s, `services[${i}]`));
   return Object.freeze({ version: r.version, source, services: Object.freeze(services) });
+}
+
+// ---- inbound policy ----------------------------------------------------------------------
+
+/** Empty lists left out (they are the parser's defaults); objects and list items kept. */
+function withoutEmptyLists(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withoutEmptyLists);
+  if (!isPlain(v)) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) if (x !== undefined && !(Array.isArray(x) && x.length === 0)) out[k] = withoutEmptyLists(x);
+  return out;
+}
+
+const inboundJsonCache = new WeakMap<InboundPolicy, string>();
+const DEFAULT_INBOUND_JSON = JSON.stringify(withoutEmptyLists(DEFAULT_INBOUND_POLICY));
+
+/** The policy as compact JSON ('' when it is DEFAULT_INBOUND_POLICY). Deterministic for equal policies (field order is the parser's). Memoized. */
+export function inboundPolicyToJson(p: InboundPolicy): string {
+  let s = inboundJsonCache.get(p);
+  if (s === undefined) {
+    s = JSON.stringify(withoutEmptyLists(p));
+    if (s === DEFAULT_INBOUND_JSON) s = '';
+    inboundJsonCache.set(p, s);
+  }
+  return s;
+}
+
+/** Validates an inbound policy from the wire ('' = defaults); throws ConfigError naming `path`. */
+export function inboundPolicyFromJson(json: string, path: string): InboundPolicy {
+  if (!json) return DEFAULT_INBOUND_POLICY;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message})`, { cause: e });
+  }
+  return parseInboundPolicy(raw, path);
 }

@@ -137,12 +137,83 @@ export interface Service {
   readonly policy: TrafficPolicy;
 }
 
+/**
+ * Inbound mTLS mode of a workload port (Istio PeerAuthentication): STRICT accepts only
+ * mutual TLS from a peer whose certificate chains to the mesh trust bundle; PERMISSIVE
+ * also accepts plaintext (then the caller has no identity).
+ */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE';
+
+/** Istio AuthorizationPolicy actions Wren implements (CUSTOM is not supported). */
+export type AuthzAction = 'ALLOW' | 'DENY' | 'AUDIT';
+
+/**
+ * Who called. Fields are ANDed, the items of a list ORed. Every string is a pattern:
+ * exact `abc`, prefix `abc*`, suffix `*abc`, or `*` (any non-empty value). Principals
+ * are SPIFFE IDs, written in full (`spiffe://td/ns/NS/sa/SA`) or in Istio's short form
+ * (`td/ns/NS/sa/SA`); both match the same peers.
+ */
+export interface AuthzSource {
+  readonly principals: readonly string[];
+  readonly notPrincipals: readonly string[];
+  readonly namespaces: readonly string[];
+  readonly notNamespaces: readonly string[];
+  /** Wren extension. true: only callers without a client certificate; false: only authenticated ones; absent: either. */
+  readonly unauthenticated?: boolean;
+}
+
+/** What is called. `methods`, `paths` and their `not` forms are HTTP-only. Ports are the workload's (target) ports, as strings like Istio's. */
+export interface AuthzOperation {
+  readonly ports: readonly string[];
+  readonly notPorts: readonly string[];
+  readonly methods: readonly string[];
+  readonly notMethods: readonly string[];
+  readonly paths: readonly string[];
+  readonly notPaths: readonly string[];
+}
+
+/** Extra condition. Keys: `request.headers[NAME]` (HTTP-only), `source.principal`, `source.namespace`, `destination.port`. */
+export interface AuthzCondition {
+  readonly key: string;
+  readonly values: readonly string[];
+  readonly notValues: readonly string[];
+}
+
+/** One rule: one of `from`, one of `to` and every `when` must match; an empty list matches anything. */
+export interface AuthzRule {
+  readonly from: readonly { readonly source: AuthzSource }[];
+  readonly to: readonly { readonly operation: AuthzOperation }[];
+  readonly when: readonly AuthzCondition[];
+}
+
+export interface AuthzPolicy {
+  /** `namespace/name` of the AuthorizationPolicy it came from; shown in logs, metrics and the reason header. */
+  readonly name: string;
+  readonly action: AuthzAction;
+  /** No rules: the policy matches nothing (an ALLOW policy with no rules still makes the workload default-deny). */
+  readonly rules: readonly AuthzRule[];
+}
+
+/**
+ * Everything the inbound side of one workload enforces, already resolved for it by
+ * the control plane (or written in the proxy's static config): the mTLS mode with
+ * per-port overrides, and the authorization policies that select the workload.
+ */
+export interface InboundPolicy {
+  readonly mtls: { readonly mode: MtlsMode };
+  /** Keyed by the workload's port number ("9090"). */
+  readonly portLevelMtls: Readonly<Record<string, { readonly mode: MtlsMode }>>;
+  readonly authorizationPolicies: readonly AuthzPolicy[];
+}
+
 /** A versioned snapshot of everything one proxy needs. */
 export interface MeshSnapshot {
   readonly version: string;
   /** Where it came from: `file:PATH`, `control-plane:ADDR`. Shown in /config_dump. */
   readonly source: string;
   readonly services: readonly Service[];
+  /** The local workload's inbound policy; absent = keep the one in force. */
+  readonly inboundPolicy?: InboundPolicy;
 }
 
 export const serviceKey = (s: { name: string; namespace: string }): string => `${s.name}.${s.namespace}`;

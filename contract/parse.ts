@@ -1,7 +1,9 @@
 import { DEFAULT_POLICY } from './defaults.js';
-import type { Endpoint, MeshSnapshot, Protocol, Service, ServicePort, TrafficPolicy } from './model.js';
+import type {
+  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, MeshSnapshot, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
+} from './model.js';
 import {
-  arr, bool, duration, fail, literal, map, num, obj, parseWith, str, withDefault,
+  arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, record, str, withDefault,
   type Parser,
 } from '../common/schema.js';
 
@@ -151,3 +153,77 @@ export function parseSnapshot(raw: unknown, source: string): MeshSnapshot {
   return Object.freeze({ version: v.version, source, services: v.services });
 }
 
+
+// ---- inbound policy (PeerAuthentication / AuthorizationPolicy, resolved per workload) ----
+
+const required =
+  <T>(p: Parser<T>): Parser<T> =>
+  (raw, path) =>
+    raw === undefined || raw === null ? fail(path, 'is required') : p(raw, path);
+
+/**
+ * Istio's string match forms (authorization_policy.proto, "Rule"): exact `abc`, prefix
+ * `abc*`, suffix `*abc`, presence `*`. A `*` anywhere else is rejected, as Istio does.
+ */
+export const MATCH_FORM = /^(\*|\*?[^*]+|[^*]+\*)$/;
+const matchPattern: Parser<string> = map(str(), (v, path) =>
+  MATCH_FORM.test(v) ? v : fail(path, `only exact "x", prefix "x*", suffix "*x" and presence "*" matches are supported, got ${JSON.stringify(v)}`),
+);
+const patterns = arr(matchPattern, { default: [] });
+/** A port number 1-65535 written as a string without leading zeros (Istio's `ports: ["8080"]`, portLevelMtls keys). */
+export const PORT_STRING = /^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$/;
+const portString: Parser<string> = map(str(), (v, path) => (PORT_STRING.test(v) ? v : fail(path, `expected a port number 1-65535, got ${JSON.stringify(v)}`)));
+
+export const CONDITION_KEY = /^(request\.headers\[[!#$%&'*+.^_`|~0-9A-Za-z-]+\]|source\.principal|source\.namespace|destination\.port)$/;
+
+const parseCondition: Parser<AuthzCondition> = map(
+  obj({ key: str({ pattern: CONDITION_KEY }), values: patterns, notValues: patterns }),
+  (c, path) => (c.values.length === 0 && c.notValues.length === 0 ? fail(`${path}.values`, 'values or notValues must be set') : c),
+);
+
+export const parseAuthzRule: Parser<AuthzRule> = obj({
+  from: arr(
+    obj({
+      source: required(
+        obj({ principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()) }),
+      ),
+    }),
+    { default: [] },
+  ),
+  to: arr(
+    obj({
+      operation: required(
+        obj({ ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: patterns, notMethods: patterns, paths: patterns, notPaths: patterns }),
+      ),
+    }),
+    { default: [] },
+  ),
+  when: arr(parseCondition, { default: [] }),
+});
+
+export const AUTHZ_ACTIONS = ['ALLOW', 'DENY', 'AUDIT'] as const;
+
+/** An authorization action; CUSTOM (external authorizers) gets a clear error. */
+export const parseAuthzAction: Parser<AuthzPolicy['action']> = (raw, path) =>
+  raw === 'CUSTOM' ? fail(path, 'CUSTOM (external authorization) is not supported; use ALLOW, DENY or AUDIT') : literal(AUTHZ_ACTIONS, 'ALLOW')(raw, path);
+
+export const parseAuthzPolicy: Parser<AuthzPolicy> = obj({
+  name: str({ pattern: /^\S+$/ }),
+  action: parseAuthzAction,
+  rules: arr(parseAuthzRule, { default: [] }),
+});
+
+export const MTLS_MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE'];
+
+/** Keys of portLevelMtls: port numbers 1-65535 written as strings. */
+export function checkPortKeys<T>(rec: Readonly<Record<string, T>>, path: string): Readonly<Record<string, T>> {
+  for (const k of Object.keys(rec)) if (!PORT_STRING.test(k)) fail(`${path}.${k}`, 'expected a port number 1-65535 as the key');
+  return rec;
+}
+
+/** A workload's resolved inbound policy: the proxy's static `policy:` and the discovery stream's `inbound_policy`. */
+export const parseInboundPolicy: Parser<InboundPolicy> = obj({
+  mtls: obj({ mode: literal(MTLS_MODES, 'STRICT') }),
+  portLevelMtls: map(record(obj({ mode: literal(MTLS_MODES) })), checkPortKeys),
+  authorizationPolicies: arr(parseAuthzPolicy, { default: [] }),
+});

@@ -7,8 +7,9 @@ import type { MeshStore } from './store/mesh-store.js';
 /**
  * The control plane's own admin port (15014, like istiod's monitoring port):
  * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
- * /debug/proxies (each subscriber's ACKed version, NACKs and reported ejections) and
- * /debug/view (the current mesh view and the source's rejected manifests).
+ * /debug/proxies (each subscriber's ACKed version and inbound policy, NACKs and reported
+ * ejections) and /debug/view (the current mesh view, PeerAuthentications and
+ * AuthorizationPolicies, and the source's rejected manifests).
  */
 export interface AdminDeps {
   readonly store: MeshStore;
@@ -49,7 +50,10 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
       case '/debug/view': {
         const v = d.store.view;
-        return json(200, { source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), services: [...v.services.values()] });
+        return json(200, {
+          source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), services: [...v.services.values()],
+          peerAuthentications: v.policy.peerAuthentications, authorizationPolicies: v.policy.authorizationPolicies,
+        });
       }
       default:
         return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/view'] });

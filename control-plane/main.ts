@@ -1,6 +1,14 @@
 import * as k8s from '@kubernetes/client-node';
+import { writePublicFile } from '../certs/index.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, isLevel, type Level, type Logger } from '../common/logger.js';
+import { DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
+import type { Authenticator } from './identity/authenticator.js';
+import { BootstrapTokenAuthenticator } from './identity/bootstrap-token-authenticator.js';
+import { generateIssuer, loadIssuerDir, type Issuer } from './identity/issuer.js';
+import { TokenReviewAuthenticator } from './identity/token-review-authenticator.js';
+import { join } from 'node:path';
+import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
 import { ControlPlane, splitHostPort } from './server.js';
 import { DirSource } from './sources/dir-source.js';
 import { KubernetesSource } from './sources/kubernetes-source.js';
@@ -13,12 +21,28 @@ export interface ControlPlaneArgs {
   readonly trustDomain: string;
   readonly logLevel: Level;
   readonly debounceMs: number;
+  readonly identity: {
+    /** Operator-provided CA (tls.crt/tls.key[/ca.crt] or ca.crt/ca.key); null = generate a root in memory. */
+    readonly caDir: string | null;
+    readonly trustBundle: string | null;
+    readonly bootstrapTokens: string | null;
+    readonly certTtlMs: number;
+    /** The control plane's namespace (its serving SPIFFE ID): --namespace, else $POD_NAMESPACE, else wren-system. */
+    readonly namespace: string;
+    /** Write the trust bundle here once started (lets a local demo's proxies trust a generated root). */
+    readonly writeTrustBundle: string | null;
+  };
+  /** Plaintext gRPC instead of TLS (tests, debugging); proxies must then set discovery.insecure. */
+  readonly insecure: boolean;
+  /** The sidecar-injection webhook (HTTPS); null = not served. */
+  readonly webhook: { readonly listen: string; readonly certDir: string } | null;
   readonly help: boolean;
 }
 
 export const CONTROL_PLANE_USAGE = `Usage: wren control-plane [options]
 
-Serves mesh discovery (wren.discovery.v1) to proxies over gRPC.
+Serves mesh discovery (wren.discovery.v1) and workload certificates (wren.identity.v1)
+to proxies over gRPC (TLS by default).
 
 Options:
   --source kubernetes|dir:PATH  where services come from (default dir:./mesh)
@@ -29,6 +53,27 @@ Options:
   --admin HOST:PORT|off         admin HTTP: /ready /live /metrics /debug/proxies /debug/view (default 127.0.0.1:15014)
   --trust-domain NAME           SPIFFE trust domain of endpoint identities (default cluster.local)
   --debounce-ms N               coalesce bursts of changes for N ms before pushing (default 2)
+
+Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md):
+  --ca-dir DIR                  signing CA: tls.crt/tls.key[/ca.crt] (a kubernetes.io/tls Secret,
+                                e.g. /var/run/wren/issuer) or ca.crt/ca.key (wren certs ca).
+                                Without it a root CA is generated in memory (local demo only)
+  --trust-bundle FILE           trust anchors handed to proxies (may hold several roots);
+                                default: ca.crt of --ca-dir
+  --bootstrap-tokens FILE       authenticate proxies with tokens from FILE instead of TokenReview
+                                (TokenReview is used with --source kubernetes)
+  --cert-ttl DURATION           workload certificate lifetime and maximum, e.g. 24h, 90m (default 24h)
+  --namespace NS                the control plane's namespace, for its serving identity
+                                spiffe://<td>/ns/NS/sa/wren-control-plane (default $POD_NAMESPACE or wren-system)
+  --write-trust-bundle FILE     write the trust bundle to FILE once started
+  --insecure                    serve gRPC in plaintext; proxies then need discovery.insecure: true
+                                (default: TLS with a certificate the CA issues to the control plane)
+
+Sidecar injector (AdmissionReview v1 over HTTPS; see docs/kubernetes.md):
+  --webhook-listen HOST:PORT|off  serve the mutating webhook (default off; in the cluster 0.0.0.0:15017)
+  --webhook-cert-dir DIR        tls.crt/tls.key of its serving certificate, re-read when they
+                                change (default /var/run/wren/webhook)
+
   --log-level debug|info|warn|error (default info)
   -h, --help                    show this help
 `;
@@ -37,7 +82,9 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export function parseControlPlaneArgs(argv: readonly string[]): ControlPlaneArgs {
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): ControlPlaneArgs {
   let source: ControlPlaneArgs['source'] = { kind: 'dir', path: './mesh' };
   let kubeconfig: string | null = null;
   let listen = '127.0.0.1:15010';
@@ -45,6 +92,15 @@ export function parseControlPlaneArgs(argv: readonly string[]): ControlPlaneArgs
   let trustDomain = 'cluster.local';
   let logLevel: Level = 'info';
   let debounceMs = 2;
+  let caDir: string | null = null;
+  let trustBundle: string | null = null;
+  let bootstrapTokens: string | null = null;
+  let certTtlMs = 24 * 3_600_000;
+  let namespace = env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE;
+  let writeTrustBundle: string | null = null;
+  let insecure = false;
+  let webhookListen: string | null = null;
+  let webhookCertDir = WEBHOOK_CERT_DIR;
   let help = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -95,18 +151,86 @@ export function parseControlPlaneArgs(argv: readonly string[]): ControlPlaneArgs
         debounceMs = v;
         break;
       }
+      case '--ca-dir':
+        caDir = value();
+        break;
+      case '--trust-bundle':
+        trustBundle = value();
+        break;
+      case '--bootstrap-tokens':
+        bootstrapTokens = value();
+        break;
+      case '--cert-ttl': {
+        const v = value();
+        const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v);
+        if (!m || !(Number(m[1]) * DURATION_UNITS[m[2]] >= 1000)) throw new UsageError(`--cert-ttl: expected a duration of at least 1s like 24h, 90m, 30s, got ${JSON.stringify(v)}`);
+        certTtlMs = Number(m[1]) * DURATION_UNITS[m[2]];
+        break;
+      }
+      case '--namespace':
+        namespace = value();
+        if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace: expected a Kubernetes namespace name, got ${JSON.stringify(namespace)}`);
+        break;
+      case '--write-trust-bundle':
+        writeTrustBundle = value();
+        break;
+      case '--insecure':
+        insecure = true;
+        break;
+      case '--webhook-listen': {
+        const v = value();
+        webhookListen = v === 'off' ? null : v;
+        if (webhookListen) {
+          try {
+            splitListen(webhookListen);
+          } catch (e) {
+            throw new UsageError(`--webhook-listen: ${(e as Error).message}`);
+          }
+        }
+        break;
+      }
+      case '--webhook-cert-dir':
+        webhookCertDir = value();
+        break;
       default:
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
   }
   if (source.kind === 'kubernetes') source = { kind: 'kubernetes', kubeconfig };
-  return { source, listen, admin, trustDomain, logLevel, debounceMs, help };
+  if (trustBundle && !caDir) throw new UsageError('--trust-bundle needs --ca-dir (a generated root is its own bundle)');
+  return {
+    source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help,
+    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir } : null,
+    identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, namespace, writeTrustBundle },
+  };
+}
+
+function kubeConfigFor(kubeconfig: string | null): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (kubeconfig) kc.loadFromFile(kubeconfig);
+  else kc.loadFromDefault();
+  return kc;
 }
 
 /** Starts a control plane from parsed args (system clock and randomness). */
 export async function startControlPlane(args: ControlPlaneArgs, logger: Logger = createLogger({ level: args.logLevel, base: { component: 'control-plane' } })): Promise<ControlPlane> {
   const src = args.source;
-  return ControlPlane.start({
+  const kc = src.kind === 'kubernetes' ? kubeConfigFor(src.kubeconfig) : null;
+  const idArgs = args.identity;
+  let issuer: Issuer;
+  if (idArgs.caDir) {
+    issuer = await loadIssuerDir(idArgs.caDir, { trustDomain: args.trustDomain, ...(idArgs.trustBundle ? { trustBundleFile: idArgs.trustBundle } : {}) });
+  } else {
+    issuer = generateIssuer(args.trustDomain);
+    logger.warn('no --ca-dir: generated an in-memory root CA for this process only (local demo); restarting the control plane changes the trust anchor', {
+      code: 'GENERATED_ROOT', trustDomain: args.trustDomain,
+    });
+  }
+  let authenticator: Authenticator | null = null;
+  if (idArgs.bootstrapTokens) authenticator = BootstrapTokenAuthenticator.fromFile(idArgs.bootstrapTokens);
+  else if (kc) authenticator = TokenReviewAuthenticator.fromKubeConfig(kc);
+  else logger.warn('no authenticator (--bootstrap-tokens FILE or --source kubernetes): Certify refuses every request', { code: 'NO_AUTHENTICATOR' });
+  const cp = await ControlPlane.start({
     listen: args.listen,
     admin: args.admin,
     trustDomain: args.trustDomain,
@@ -115,14 +239,30 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     logger,
     debounceMs: args.debounceMs,
     processMetrics: true,
+    identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
+    transport: args.insecure ? 'insecure' : 'tls',
     source: (ctx) => {
       if (src.kind === 'dir') return new DirSource({ ...ctx, dir: src.path });
-      const kc = new k8s.KubeConfig();
-      if (src.kubeconfig) kc.loadFromFile(src.kubeconfig);
-      else kc.loadFromDefault();
-      return new KubernetesSource({ ...ctx, kubeConfig: kc });
+      return new KubernetesSource({ ...ctx, kubeConfig: kc! });
     },
   });
+  try {
+    if (idArgs.writeTrustBundle) await writePublicFile(idArgs.writeTrustBundle, issuer.trustBundlePem);
+    if (args.webhook) {
+      const webhook = await startInjectorWebhook({
+        listen: args.webhook.listen,
+        certFile: join(args.webhook.certDir, 'tls.crt'),
+        keyFile: join(args.webhook.certDir, 'tls.key'),
+        inject: { trustDomain: args.trustDomain, trustBundlePem: issuer.trustBundlePem },
+        logger,
+      });
+      cp.addCompanion(() => webhook.close());
+    }
+  } catch (e) {
+    await cp.kill();
+    throw e;
+  }
+  return cp;
 }
 
 /** Runs until SIGTERM/SIGINT, then shuts down gracefully. */

@@ -5,12 +5,31 @@ import type { Logger } from '../common/logger.js';
 import { startAdminServer } from './admin-server.js';
 import { DiscoveryServer } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
+import { controlPlaneSpiffeId, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
+import type { Authenticator } from './identity/authenticator.js';
+import { IdentityMetrics } from './identity/identity-metrics.js';
+import { IdentityService } from './identity/identity-service.js';
+import type { Issuer } from './identity/issuer.js';
+import { ServingIdentity } from './identity/serving-identity.js';
 import type { MeshSource, SourceContext } from './sources/source.js';
 import { MeshStore } from './store/mesh-store.js';
 
+/** The identity service (wren.identity.v1 Certify) and the CA behind it. */
+export interface ControlPlaneIdentityOptions {
+  /** The signing CA and trust bundle (control-plane/identity/issuer.ts: loadIssuerDir or generateIssuer). */
+  readonly issuer: Issuer;
+  /** Who vouches for tokens; null = every Certify is refused (FAILED_PRECONDITION). */
+  readonly authenticator: Authenticator | null;
+  /** Default and maximum workload certificate lifetime (default 24 h). */
+  readonly certTtlMs?: number;
+  /** Namespace of the control plane's service account, for its serving SPIFFE ID (default wren-system). */
+  readonly namespace?: string;
+}
+
 /**
  * One control-plane replica: a source feeding a MeshStore, the discovery gRPC server
- * and the admin HTTP server. Replicas share nothing: each builds its view from the
+ * (plus, when configured, the identity service on the same gRPC server) and the admin
+ * HTTP server. Replicas share nothing: each builds its view from the
  * source on its own, so any number can run behind one Service.
  */
 export interface ControlPlaneOptions {
@@ -24,8 +43,17 @@ export interface ControlPlaneOptions {
   readonly logger: Logger;
   readonly source: (ctx: SourceContext) => MeshSource & { errors?: () => readonly string[] };
   readonly debounceMs?: number;
-  /** Insecure for now; mTLS later. */
+  /** Explicit gRPC server credentials; overrides `transport`. */
   readonly credentials?: grpc.ServerCredentials;
+  /** Serves wren.identity.v1 Identity/Certify when set. */
+  readonly identity?: ControlPlaneIdentityOptions;
+  /**
+   * 'tls': serve gRPC (discovery and identity) over TLS with a certificate the identity CA
+   * issues to spiffe://<td>/ns/<namespace>/sa/wren-control-plane, renewed in place; needs
+   * `identity`. 'insecure' (the API default, kept for tests): plaintext h2c. The CLI
+   * defaults to 'tls' (control-plane/main.ts).
+   */
+  readonly transport?: 'insecure' | 'tls';
   readonly processMetrics?: boolean;
 }
 
@@ -42,9 +70,15 @@ export class ControlPlane {
   readonly metrics: ControlPlaneMetrics;
   readonly discovery: DiscoveryServer;
   readonly source: MeshSource & { errors?: () => readonly string[] };
+  /** The identity service, when `identity` was configured. */
+  readonly identity: IdentityService | null = null;
+  /** The control plane's own serving certificate, when transport is 'tls'. */
+  readonly serving: ServingIdentity | null = null;
   private grpcServer: grpc.Server | null = null;
   private admin: HttpServer | null = null;
   private draining = false;
+  /** Servers started next to this control plane (the injector webhook), closed with it. */
+  private readonly companions: (() => Promise<void>)[] = [];
   private sourceStarted: Promise<void> = Promise.resolve();
   grpcPort = 0;
   adminPort = 0;
@@ -56,6 +90,17 @@ export class ControlPlane {
     this.source = o.source({
       store: this.store, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
     });
+    const id = o.identity;
+    if (id) {
+      const logger = o.logger.child({ component: 'identity' });
+      const metrics = new IdentityMetrics(this.metrics.registry, id.issuer);
+      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics });
+      if (o.transport === 'tls' && !o.credentials) {
+        const spiffeId = controlPlaneSpiffeId(id.issuer.ca.trustDomain, id.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE);
+        this.serving = new ServingIdentity({ issuer: id.issuer, spiffeId, ttlMs: this.identity.certTtlMs, clock: o.clock, random: o.random, logger });
+      }
+    }
+    if (o.transport === 'tls' && !o.credentials && !this.serving) throw new Error("transport 'tls' needs the identity options (the CA issues the control plane's serving certificate)");
   }
 
   /** Binds both servers and starts the source; proxies get their first snapshot once the source has synced. */
@@ -67,9 +112,15 @@ export class ControlPlane {
       'grpc.max_send_message_length': 64 * 1024 * 1024,
     });
     server.addService(DiscoveryServer.definition(), cp.discovery.implementation);
-    cp.grpcPort = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(o.listen, o.credentials ?? grpc.ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port))),
-    );
+    if (cp.identity) server.addService(IdentityService.definition(), cp.identity.implementation);
+    const credentials = o.credentials ?? cp.serving?.credentials ?? grpc.ServerCredentials.createInsecure();
+    try {
+      cp.grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync(o.listen, credentials, (e, port) => (e ? reject(e) : resolve(port))));
+    } catch (e) {
+      cp.serving?.stop();
+      throw e;
+    }
+    cp.serving?.start();
     cp.grpcServer = server;
     if (o.admin) {
       const { host, port } = splitHostPort(o.admin);
@@ -81,7 +132,11 @@ export class ControlPlane {
       cp.adminPort = a.port;
     }
     cp.sourceStarted = cp.source.start().catch((e: Error) => o.logger.error('source failed to start', { source: cp.source.name, error: e.message }));
-    o.logger.info('control plane listening', { grpc: `${o.listen.replace(/:\d+$/, '')}:${cp.grpcPort}`, admin: o.admin ? cp.adminPort : null, source: cp.source.name });
+    o.logger.info('control plane listening', {
+      grpc: `${o.listen.replace(/:\d+$/, '')}:${cp.grpcPort}`, admin: o.admin ? cp.adminPort : null, source: cp.source.name,
+      transport: o.credentials ? 'custom' : cp.serving ? 'tls' : 'insecure', ...(cp.serving ? { servingIdentity: cp.serving.spiffeId } : {}),
+      identity: cp.identity ? { issuer: o.identity!.issuer.source, authenticator: o.identity!.authenticator?.name ?? null, certTtlMs: cp.identity.certTtlMs } : null,
+    });
     return cp;
   }
 
@@ -90,8 +145,15 @@ export class ControlPlane {
   }
 
   /** Abrupt stop (tests, crash simulation): connections drop without a status. */
+  /** Close `close` together with this control plane (kill and close). */
+  addCompanion(close: () => Promise<void>): void {
+    this.companions.push(close);
+  }
+
   async kill(): Promise<void> {
     this.draining = true;
+    await Promise.all(this.companions.splice(0).map((c) => c().catch(() => undefined)));
+    this.serving?.stop();
     this.grpcServer?.forceShutdown();
     await this.source.stop();
     await this.sourceStarted;
@@ -103,6 +165,8 @@ export class ControlPlane {
   async close(graceMs = 5_000): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    await Promise.all(this.companions.splice(0).map((c) => c().catch(() => undefined)));
+    this.serving?.stop();
     this.discovery.closeAll();
     const server = this.grpcServer;
     if (server) {

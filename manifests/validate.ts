@@ -43,6 +43,16 @@ export interface CrdSchemas {
 const PORT_KEY = '^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$';
 const KNOWN_CEL: Record<string, Json> = {
   "self.all(k, k.matches('^[0-9]+$') && int(k) >= 1 && int(k) <= 65535)": { propertyNames: { pattern: PORT_KEY } },
+  // PeerAuthentication spec: port-level modes need a workload selector.
+  '!has(self.portLevelMtls) || size(self.portLevelMtls) == 0 || (has(self.selector) && has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0)': {
+    if: { required: ['portLevelMtls'], properties: { portLevelMtls: { minProperties: 1 } } },
+    then: { required: ['selector'], properties: { selector: { required: ['matchLabels'], properties: { matchLabels: { minProperties: 1 } } } } },
+  },
+  // AuthorizationPolicy condition: at least one of values / notValues.
+  '(has(self.values) && size(self.values) > 0) || (has(self.notValues) && size(self.notValues) > 0)': {
+    if: { not: { required: ['notValues'], properties: { notValues: { minItems: 1 } } } },
+    then: { required: ['values'], properties: { values: { minItems: 1 } } },
+  },
 };
 
 function defaultCrdDir(): string {
@@ -144,21 +154,26 @@ export function loadCrdSchemas(dir: string = defaultCrdDir()): CrdSchemas {
   };
 }
 
-const toDotted = (pointer: string): string =>
-  pointer
-    .split('/')
-    .slice(1)
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+/** JSON pointer -> `a.b[0].c`, walking the data: list items get brackets, map keys (even numeric, like portLevelMtls ports) dots. */
+function toDotted(pointer: string, data: unknown): string {
+  let out = '';
+  let at: unknown = data;
+  for (const raw of pointer.split('/').slice(1)) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    out = Array.isArray(at) ? `${out}[${seg}]` : out ? `${out}.${seg}` : seg;
+    at = at !== null && typeof at === 'object' ? (at as Record<string, unknown>)[seg] : undefined;
+  }
+  return out;
+}
 
 const join2 = (base: string, key: string): string => (base ? `${base}.${key}` : key);
 
-function explain(errors: ErrorObject[]): { path: string; message: string }[] {
+function explain(errors: ErrorObject[], data: unknown): { path: string; message: string }[] {
   // An int-or-string anyOf reports one type error per branch plus the anyOf itself: keep one.
   const anyOfAt = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath));
   const out: { path: string; message: string }[] = [];
   for (const e of errors) {
-    let path = toDotted(e.instancePath);
+    let path = toDotted(e.instancePath, data);
     let message = e.message ?? 'is invalid';
     if (e.keyword === 'type' && anyOfAt.has(e.instancePath) && /\/anyOf\/\d+\/type$/.test(e.schemaPath)) continue;
     if (e.keyword === 'anyOf') message = 'must be integer milliseconds or a duration string like "250ms", "1s", "5m"';
@@ -196,6 +211,6 @@ export function validateResource(obj: unknown, schemas?: CrdSchemas): Validation
   const meta = r.metadata as Json | undefined;
   if (typeof meta?.name !== 'string' || !DNS_SUBDOMAIN.test(meta.name) || meta.name.length > 253)
     errors.push({ path: 'metadata.name', message: 'is required and must be a DNS-1123 subdomain' });
-  if (!crd.validate(obj)) errors.push(...explain(crd.validate.errors ?? []));
+  if (!crd.validate(obj)) errors.push(...explain(crd.validate.errors ?? [], obj));
   return errors.length === 0 ? { ok: true } : { ok: false, errors };
 }

@@ -1,5 +1,6 @@
 import type { ProxyConfig } from './config/proxy-config.js';
-import type { MeshSnapshot } from '../contract/model.js';
+import type { InboundPolicy, MeshSnapshot } from '../contract/model.js';
+import { DEFAULT_INBOUND_POLICY } from '../contract/defaults.js';
 import { systemClock, systemRandom, type Clock, type Random } from '../common/clock.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { TlsIdentity } from './tls/tls-identity.js';
@@ -14,6 +15,8 @@ import { outboundStack } from './outbound/stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
 import { AdminServer } from './admin/admin-server.js';
+import { CompiledInboundPolicy } from './policy/compiled-policy.js';
+import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
 import type { Socket } from 'node:net';
 import { Agent } from 'node:http';
@@ -28,6 +31,8 @@ export interface ProxyOptions {
   /** How clusters are built (default: the resilience Cluster; tests and benchmarks may pass RoundRobinCluster). */
   readonly clusterFactory?: ClusterFactory;
   readonly originalDst?: (s: Socket) => OriginalDst | undefined;
+  /** Original destination of inbound connections (default SO_ORIGINAL_DST); tests without iptables stand in for it. */
+  readonly inboundOriginalDst?: (s: Socket) => OriginalDst | undefined;
   /** Serve the static mesh from the config at start (false when a control plane will send it). */
   readonly staticMesh?: boolean;
 }
@@ -52,6 +57,8 @@ export class Proxy {
   private readonly outboundAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly appAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private hasConfig = false;
+  /** The local workload's inbound policy (mTLS modes, authorization), swapped atomically. */
+  private inboundPolicy: CompiledInboundPolicy;
   private closedResolve!: () => void;
   /** Resolves once the proxy has closed (after a drain, POST /drain included). */
   readonly drained = new Promise<void>((r) => (this.closedResolve = r));
@@ -73,6 +80,12 @@ export class Proxy {
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
+    this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY);
+    const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
+    const inboundCommon = {
+      ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved,
+      selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
+    };
     this.outbound = new OutboundListener({
       ...common,
       address: L.outbound.address,
@@ -95,7 +108,13 @@ export class Proxy {
       maxHeaderBytes: config.limits.maxHeaderBytes,
       maxConcurrentStreams: config.limits.maxConcurrentStreams,
       tls,
-      http: inboundStack({ ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved, selfIdentity: () => tls.spiffeId }),
+      http: inboundStack(inboundCommon),
+      plaintextHttp: inboundStack({ ...inboundCommon, plaintext: true }),
+      policy: () => this.inboundPolicy,
+      policyTelemetry,
+      detectTimeoutMs: config.protocol.detectTimeoutMs,
+      opaquePorts: new Set(config.protocol.opaquePorts),
+      originalDst: opts.inboundOriginalDst,
     });
     this.admin = new AdminServer({
       address: L.admin.address,
@@ -133,10 +152,20 @@ export class Proxy {
   /** Swap in a new mesh config atomically. Throws (keeping the old config) if it cannot be applied. */
   applySnapshot(snapshot: MeshSnapshot): void {
     const routes = new RouteTable(snapshot, this.config.identity.namespace);
+    const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy) : null;
     this.clusters.apply(snapshot.services);
     this.routes = routes;
+    if (inbound) {
+      this.inboundPolicy = inbound;
+      this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });
+    }
     this.hasConfig = true;
     this.logger.info('config applied', { version: snapshot.version, source: snapshot.source, services: snapshot.services.length });
+  }
+
+  /** The inbound policy in force (mTLS modes, authorization policies). */
+  get policy(): InboundPolicy {
+    return this.inboundPolicy.policy;
   }
 
   get snapshot(): MeshSnapshot {
@@ -168,6 +197,7 @@ export class Proxy {
       // File paths only; key material is never dumped.
       bootstrap: { ...rest, tls: { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile }, mesh: undefined },
       services: this.routes.snapshot.services,
+      inboundPolicy: this.inboundPolicy.policy,
     };
   }
 

@@ -9,7 +9,7 @@ import * as k8s from '@kubernetes/client-node';
  * Gone for versions older than the compacted history (as an ERROR event carrying a
  * Status with code 410, the API server's usual answer, or as HTTP 410).
  */
-export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies';
+export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies';
 type Obj = Record<string, unknown> & { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown } };
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -18,6 +18,8 @@ const ROUTES: { resource: Resource; prefix: string; listKind: string; apiVersion
   { resource: 'pods', prefix: '/api/v1', listKind: 'PodList', apiVersion: 'v1', kind: 'Pod' },
   { resource: 'endpointslices', prefix: '/apis/discovery.k8s.io/v1', listKind: 'EndpointSliceList', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' },
   { resource: 'trafficpolicies', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'TrafficPolicyList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'TrafficPolicy' },
+  { resource: 'peerauthentications', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'PeerAuthenticationList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'PeerAuthentication' },
+  { resource: 'authorizationpolicies', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'AuthorizationPolicyList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'AuthorizationPolicy' },
 ];
 
 interface Watcher {
@@ -42,6 +44,8 @@ export class FakeKubeApi {
   /** 'event': 200 + ERROR event with a 410 Status (what the API server does); 'http': HTTP 410. */
   goneMode: 'event' | 'http' = 'event';
   readonly requests: RequestRecord[] = [];
+  /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
+  readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
   port = 0;
 
   private constructor(private readonly server: Server) {}
@@ -155,6 +159,7 @@ export class FakeKubeApi {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams) });
     const hit = this.route(url.pathname);
+    if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return void this.tokenReview(req, res);
     if (!hit || req.method !== 'GET') {
       res.writeHead(404, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify(status(404, 'NotFound', `no route for ${req.method} ${url.pathname}`)));
@@ -184,6 +189,25 @@ export class FakeKubeApi {
     const w: Watcher = { resource: route.resource, ns, res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true' };
     this.watchers.add(w);
     res.on('close', () => this.watchers.delete(w));
+  }
+
+  /** TokenReview as the API server answers it: authenticated only for a known, unexpired token whose audiences meet spec.audiences. */
+  private tokenReview(req: IncomingMessage, res: ServerResponse): void {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const review = JSON.parse(body) as { spec?: { token?: string; audiences?: string[] } };
+      const t = this.tokens.get(review.spec?.token ?? '');
+      const wanted = review.spec?.audiences ?? [];
+      const audiences = t ? (wanted.length ? t.audiences.filter((a) => wanted.includes(a)) : t.audiences) : [];
+      const status = !t || t.expired
+        ? { authenticated: false, error: t ? 'token has expired' : 'invalid bearer token' }
+        : audiences.length === 0
+          ? { authenticated: false, error: 'token audiences are invalid for the target audiences' }
+          : { authenticated: true, audiences, user: { username: t.username, uid: 'uid-1', groups: ['system:serviceaccounts'], ...(t.pod ? { extra: { 'authentication.kubernetes.io/pod-name': [t.pod] } } : {}) } };
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: {}, spec: review.spec, status }));
+    });
   }
 
   private route(path: string): { route: (typeof ROUTES)[number]; ns: string | null } | null {

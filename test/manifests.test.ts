@@ -276,6 +276,11 @@ describe('install manifests', () => {
     // The flags are the real CLI's: a typo would crash-loop the Deployment.
     const args = parseControlPlaneArgs(c.args.slice(1));
     expect(args).toMatchObject({ source: { kind: 'kubernetes' }, listen: '0.0.0.0:15010', admin: '0.0.0.0:15014' });
+    // Every replica signs with the operator's issuer (not a generated root) and serves the webhook from the mounted Secret.
+    expect(args.identity).toMatchObject({ caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt' });
+    expect(args.webhook).toEqual({ listen: '0.0.0.0:15017', certDir: '/var/run/wren/webhook' });
+    const mounts = Object.fromEntries(c.volumeMounts.map((m: { name: string; mountPath: string }) => [m.mountPath, m.name]));
+    expect(mounts).toMatchObject({ '/var/run/wren/issuer': 'issuer', '/var/run/wren/webhook': 'webhook-tls', '/var/run/wren/trust': 'trust-bundle' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/ready', port: 15014 });
     expect(c.livenessProbe.httpGet).toEqual({ path: '/live', port: 15014 });
     expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });

@@ -9,6 +9,7 @@ import type { Service } from '../../contract/model.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
 import { diffViews, isEmptyDelta } from './delta.js';
+import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
 
 /**
  * The server side of wren.discovery.v1 Discovery.Stream.
@@ -24,6 +25,11 @@ import { diffViews, isEmptyDelta } from './delta.js';
  * at its last ACKed view; the next delta is computed from there when the view changes
  * again (no retry loop on the same bad content). A NACK with `resync` gets a full
  * snapshot at once.
+ *
+ * Inbound policy: each subscriber also gets its own workload's InboundPolicy (resolved
+ * from PeerAuthentications, AuthorizationPolicies and its labels), in every full
+ * response and in a delta whenever it differs from the one the subscriber ACKed, even
+ * if no service changed. It is versioned and ACKed with the response that carries it.
  */
 export interface PushRecord {
   readonly subscriber: number;
@@ -44,6 +50,8 @@ interface Entry {
   /** null: nothing this subscriber watches changed. */
   readonly bytes: Buffer | null;
   readonly response: DiscoveryResponse | null;
+  /** `bytes` plus an inbound policy, by policy JSON: subscribers with the same policy share these too. */
+  readonly withPolicy: Map<string, Buffer>;
 }
 
 interface Subscriber {
@@ -57,7 +65,10 @@ interface Subscriber {
   ackedSeq: number;
   ackedVersion: string;
   ackedView: ReadonlyMap<string, Service>;
-  inflight: (Entry & { sentAt: number }) | null;
+  /** Inbound policy JSON the proxy ACKed (null: none yet). */
+  ackedPolicyJson: string | null;
+  /** policyJson: the inbound policy this response carries, null when it carries none. */
+  inflight: (Entry & { sentAt: number; policyJson: string | null }) | null;
   nackedSeq: number;
   forceFull: boolean;
   nacks: number;
@@ -71,6 +82,8 @@ export interface DiscoveryServerOptions {
   readonly metrics: ControlPlaneMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Policies here without a selector are mesh-wide (default wren-system). */
+  readonly rootNamespace?: string;
 }
 
 export class DiscoveryServer {
@@ -80,8 +93,10 @@ export class DiscoveryServer {
   private nextId = 1;
   private readonly pushListeners = new Set<(p: PushRecord) => void>();
   private readonly unsubscribe: () => void;
+  private readonly policies: WorkloadPolicies;
 
   constructor(private readonly o: DiscoveryServerOptions) {
+    this.policies = new WorkloadPolicies(o.rootNamespace);
     this.unsubscribe = o.store.onChange(() => {
       for (const s of this.subs) this.pump(s);
     });
@@ -117,6 +132,7 @@ export class DiscoveryServer {
       services: s.sub?.services ?? [],
       connectedForMs: Math.round(this.o.clock.now() - s.connectedAt),
       ackedVersion: s.ackedVersion || null,
+      inboundPolicy: s.ackedPolicyJson === null ? null : s.ackedPolicyJson === '' ? 'default' : (JSON.parse(s.ackedPolicyJson) as unknown),
       inflightVersion: s.inflight?.version ?? null,
       nacks: s.nacks,
       lastNack: s.lastNack,
@@ -136,7 +152,7 @@ export class DiscoveryServer {
   private onStream(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {
     const s: Subscriber = {
       id: this.nextId++, call, peer: call.getPeer(), connectedAt: this.o.clock.now(), sub: null, filter: null, filterId: '*',
-      ackedSeq: -1, ackedVersion: '', ackedView: new Map(), inflight: null, nackedSeq: -1, forceFull: false, nacks: 0,
+      ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, inflight: null, nackedSeq: -1, forceFull: false, nacks: 0,
       lastNack: null, ejections: [], closed: false,
     };
     this.subs.add(s);
@@ -183,6 +199,7 @@ export class DiscoveryServer {
       s.ackedSeq = f.seq;
       s.ackedVersion = f.version;
       s.ackedView = f.view;
+      if (f.policyJson !== null) s.ackedPolicyJson = f.policyJson;
       s.inflight = null;
       s.forceFull = false;
       if (!f.full) this.o.metrics.pushLatency.observe(Math.max(0, this.o.clock.now() - f.committedAt) / 1000);
@@ -215,14 +232,31 @@ export class DiscoveryServer {
     const view = this.o.store.view;
     if (view.seq === s.ackedSeq || view.seq <= s.nackedSeq) return;
     const entry = this.entryFor(s, view);
-    if (!entry.bytes || !entry.response) return;
-    s.inflight = { ...entry, sentAt: this.o.clock.now() };
-    s.call.write(entry.bytes);
+    const policyJson = this.policies.jsonFor(view.policy, s.sub.identity);
+    const withPolicy = entry.full || policyJson !== s.ackedPolicyJson;
+    if (!withPolicy && (!entry.bytes || !entry.response)) return;
+    let bytes: Buffer;
+    let response: DiscoveryResponse;
+    if (!withPolicy) {
+      bytes = entry.bytes!;
+      response = entry.response!;
+    } else if (entry.bytes && entry.response) {
+      let b = entry.withPolicy.get(policyJson);
+      if (!b) entry.withPolicy.set(policyJson, (b = Buffer.concat([entry.bytes, encodePolicySuffix(policyJson)])));
+      bytes = b;
+      response = { ...entry.response, inboundPolicy: { policyJson } };
+    } else {
+      // Only the policy changed for this subscriber: an otherwise empty delta.
+      response = { version: view.version, nonce: entry.nonce, full: false, baseVersion: s.ackedVersion, services: [], removedServices: [], endpointDeltas: [], inboundPolicy: { policyJson } };
+      bytes = loadDiscoveryProto().encodeResponse(response);
+    }
+    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson: withPolicy ? policyJson : null };
+    s.call.write(bytes);
     const kind = entry.full ? 'full' : 'delta';
     this.o.metrics.pushes.inc({ kind });
-    this.o.metrics.pushedBytes.inc({ kind }, entry.bytes.length);
+    this.o.metrics.pushedBytes.inc({ kind }, bytes.length);
     if (this.pushListeners.size > 0) {
-      const rec: PushRecord = { subscriber: s.id, identity: s.sub.identity.spiffeId, version: entry.version, full: entry.full, bytes: entry.bytes.length, response: entry.response };
+      const rec: PushRecord = { subscriber: s.id, identity: s.sub.identity.spiffeId, version: entry.version, full: entry.full, bytes: bytes.length, response };
       for (const l of this.pushListeners) l(rec);
     }
   }
@@ -248,7 +282,7 @@ export class DiscoveryServer {
     }
     const entry: Entry = {
       seq: view.seq, version: view.version, committedAt: view.committedAt, nonce, view: to, full,
-      response, bytes: response ? loadDiscoveryProto().encodeResponse(response) : null,
+      response, bytes: response ? loadDiscoveryProto().encodeResponse(response) : null, withPolicy: new Map(),
     };
     this.cache.set(key, entry);
     return entry;

@@ -17,14 +17,23 @@ export interface InjectorServerOptions {
 const MAX_BODY = 4 * 1024 * 1024;
 
 /**
+ * The TLS settings of the webhook's server. `setSecureContext` resets every option it is
+ * not given (minVersion included), so rotation must pass these again, not just cert/key.
+ */
+export function webhookTlsOptions(tls: InjectorServerOptions['tls']): { cert: string | Buffer; key: string | Buffer; minVersion: 'TLSv1.2' } {
+  return { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' };
+}
+
+/**
  * The sidecar-injection webhook: POST /inject takes an AdmissionReview v1 and answers
  * one; GET /healthz is for probes. The API server only speaks HTTPS to webhooks, so the
  * server is HTTPS-only. It starts listening before returning; rotate the certificate
- * with `server.setSecureContext({ cert, key })`.
+ * with `server.setSecureContext(webhookTlsOptions({ cert, key }))` (webhook-listener.ts
+ * does that when the mounted Secret changes).
  */
 export function createInjectorServer(o: InjectorServerOptions): Server {
   const log = (o.logger ?? createLogger()).child({ component: 'injector' });
-  const server = createServer({ cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' }, (req, res) => {
+  const server = createServer(webhookTlsOptions(o.tls), (req, res) => {
     handle(req, res, o.opts ?? {}, log).catch((err: unknown) => {
       log.error('injector request failed', { err });
       if (!res.headersSent) send(res, 500, { error: 'internal error' });

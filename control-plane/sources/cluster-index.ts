@@ -1,6 +1,8 @@
 import { serviceKey, type Service } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
+import type { KAuthorizationPolicy, KPeerAuthentication, Labels } from '../translate/policy-objects.js';
 import { translateService } from '../translate/translate.js';
+import type { PolicyView } from '../store/mesh-store.js';
 
 /**
  * The validated cluster objects a source has seen, indexed by the Service they feed,
@@ -12,6 +14,8 @@ export interface IndexChanges {
   readonly upserts: Service[];
   readonly removes: string[];
   readonly warnings: string[];
+  /** Set when a PeerAuthentication, an AuthorizationPolicy or a meshed pod's labels changed. */
+  readonly policy?: PolicyView;
 }
 
 const nsName = (ns: string, name: string) => `${ns}/${name}`;
@@ -27,11 +31,40 @@ export class ClusterIndex {
   private readonly policies = new Map<string, Map<string, KTrafficPolicy>>();
   private readonly policyOwner = new Map<string, string>();
   private readonly dirty = new Set<string>();
+  private readonly peerAuthentications = new Map<string, KPeerAuthentication>();
+  private readonly authorizationPolicies = new Map<string, KAuthorizationPolicy>();
+  /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
+  private readonly podLabels = new Map<string, Labels>();
+  private policyDirty = false;
 
   constructor(private readonly trustDomain: string) {}
 
   get hasDirty(): boolean {
-    return this.dirty.size > 0;
+    return this.dirty.size > 0 || this.policyDirty;
+  }
+
+  setPeerAuthentication(ns: string, name: string, p: KPeerAuthentication | null): void {
+    if (p) this.peerAuthentications.set(nsName(ns, name), p);
+    else if (!this.peerAuthentications.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  setAuthorizationPolicy(ns: string, name: string, p: KAuthorizationPolicy | null): void {
+    if (p) this.authorizationPolicies.set(nsName(ns, name), p);
+    else if (!this.authorizationPolicies.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  private setPodLabels(id: string, labels: Labels | null): void {
+    const old = this.podLabels.get(id);
+    if (labels === null) {
+      if (old === undefined) return;
+      this.podLabels.delete(id);
+    } else {
+      if (old !== undefined && JSON.stringify(old) === JSON.stringify(labels)) return;
+      this.podLabels.set(id, labels);
+    }
+    this.policyDirty = true;
   }
 
   setService(ns: string, name: string, s: KService | null): void {
@@ -78,6 +111,7 @@ export class ClusterIndex {
     const old = this.pods.get(id);
     if (pod) this.pods.set(id, pod);
     else this.pods.delete(id);
+    this.setPodLabels(id, pod?.meshed ? pod.labels : null);
     // Only identity-relevant changes matter (pod status churns constantly).
     if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort) return;
     for (const key of this.podRefs.get(id) ?? []) this.dirty.add(key);
@@ -118,6 +152,15 @@ export class ClusterIndex {
       else out.removes.push(key);
     }
     this.dirty.clear();
-    return out;
+    if (!this.policyDirty) return out;
+    this.policyDirty = false;
+    return {
+      ...out,
+      policy: Object.freeze({
+        peerAuthentications: Object.freeze([...this.peerAuthentications.values()]),
+        authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),
+        podLabels: new Map(this.podLabels),
+      }),
+    };
   }
 }

@@ -8,8 +8,8 @@ import type { MeshSource, SourceContext } from './source.js';
 
 /**
  * The embedded default source: a directory of YAML/JSON manifests (Service,
- * EndpointSlice, Pod, TrafficPolicy as real Kubernetes objects, plus the compact
- * MeshService), re-read on change. fs.watch (recursive) triggers a rescan after a short
+ * EndpointSlice, Pod, TrafficPolicy, PeerAuthentication, AuthorizationPolicy as real
+ * Kubernetes objects, plus the compact MeshService), re-read on change. fs.watch (recursive) triggers a rescan after a short
  * debounce (editors write in several steps); a periodic rescan catches what fs.watch
  * misses (network filesystems, some editors' rename dance, a watcher that died).
  * A rescan reads every file but re-parses only those whose content changed.
@@ -144,7 +144,9 @@ export class DirSource implements MeshSource {
     const { services, warnings } = translateCluster(merged.objects, this.o.trustDomain);
     for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
     this.currentErrors = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.errors), ...merged.errors]);
-    this.o.store.replaceAll(services);
+    const podLabels = new Map((merged.objects.pods ?? []).filter((p) => p.meshed).map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
+    const { peerAuthentications, authorizationPolicies } = merged.objects;
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, podLabels }));
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }

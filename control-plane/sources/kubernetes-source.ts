@@ -5,12 +5,14 @@ import {
   parseEndpointSlice, parseK8sService, parsePod, parseTrafficPolicyResource,
   TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
 } from '../translate/k8s-objects.js';
+import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource } from '../translate/policy-objects.js';
 import { ClusterIndex } from './cluster-index.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
 
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
- * builds) on Services, EndpointSlices, Pods and TrafficPolicies (policy.wren.io/v1alpha1).
+ * builds) on Services, EndpointSlices, Pods, and the policy.wren.io/v1alpha1 TrafficPolicies,
+ * PeerAuthentications and AuthorizationPolicies.
  *
  * - The informer keeps resourceVersion, resumes watches from it and relists when the
  *   API answers 410 Gone (HTTP 410 or an ERROR event with a 410 Status).
@@ -81,23 +83,27 @@ export class KubernetesSource implements MeshSource {
     this.add('services', '/api/v1/services', () => core.listServiceForAllNamespaces(), parseK8sService, idx.setService.bind(idx));
     this.add('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', () => disc.listEndpointSliceForAllNamespaces(), parseEndpointSlice, idx.setSlice.bind(idx));
     this.add('pods', '/api/v1/pods', () => core.listPodForAllNamespaces(), parsePod, idx.setPod.bind(idx));
-    this.add(
-      'trafficpolicies',
-      `/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/trafficpolicies`,
-      async () => {
-        try {
-          return await custom.listClusterCustomObject({ group: TRAFFIC_POLICY_GROUP, version: TRAFFIC_POLICY_VERSION, plural: 'trafficpolicies' });
-        } catch (e) {
-          // CRD not installed: run without policies rather than never becoming ready.
-          if ((e as { code?: number }).code === 404) {
-            this.o.logger.warn('TrafficPolicy CRD not found; running without policies', {});
-            return { items: [], metadata: { resourceVersion: '' } };
-          }
-          throw e;
+    const crd = (plural: string, kind: string) => async () => {
+      try {
+        return await custom.listClusterCustomObject({ group: TRAFFIC_POLICY_GROUP, version: TRAFFIC_POLICY_VERSION, plural });
+      } catch (e) {
+        // CRD not installed: run without these objects rather than never becoming ready.
+        if ((e as { code?: number }).code === 404) {
+          this.o.logger.warn(`${kind} CRD not found; running without ${plural}`, {});
+          return { items: [], metadata: { resourceVersion: '' } };
         }
-      },
-      parseTrafficPolicyResource,
-      idx.setPolicy.bind(idx),
+        throw e;
+      }
+    };
+    const crdPath = (plural: string) => `/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/${plural}`;
+    this.add('trafficpolicies', crdPath('trafficpolicies'), crd('trafficpolicies', 'TrafficPolicy'), parseTrafficPolicyResource, idx.setPolicy.bind(idx));
+    this.add(
+      'peerauthentications', crdPath('peerauthentications'), crd('peerauthentications', 'PeerAuthentication'),
+      parsePeerAuthenticationResource, idx.setPeerAuthentication.bind(idx),
+    );
+    this.add(
+      'authorizationpolicies', crdPath('authorizationpolicies'), crd('authorizationpolicies', 'AuthorizationPolicy'),
+      parseAuthorizationPolicyResource, idx.setAuthorizationPolicy.bind(idx),
     );
   }
 

@@ -6,6 +6,11 @@ import {
   type KEndpointSlice, type KPod, type KService, type KTrafficPolicy,
 } from '../translate/k8s-objects.js';
 import type { ClusterObjects } from '../translate/translate.js';
+import {
+  parseAuthorizationPolicyResource, parsePeerAuthenticationResource,
+  type KAuthorizationPolicy, type KPeerAuthentication,
+} from '../translate/policy-objects.js';
+import type { PolicyObjects } from '../translate/inbound-policy.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
@@ -19,7 +24,9 @@ export type ManifestObject =
   | { kind: 'EndpointSlice'; key: string; value: KEndpointSlice }
   | { kind: 'Pod'; key: string; value: KPod }
   | { kind: 'TrafficPolicy'; key: string; value: KTrafficPolicy }
-  | { kind: 'MeshService'; key: string; value: Service };
+  | { kind: 'MeshService'; key: string; value: Service }
+  | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
+  | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -27,6 +34,8 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Pod: parsePod,
   TrafficPolicy: parseTrafficPolicyResource,
   MeshService: parseMeshService,
+  PeerAuthentication: parsePeerAuthenticationResource,
+  AuthorizationPolicy: parseAuthorizationPolicyResource,
 };
 
 export interface LoadedFile {
@@ -70,10 +79,13 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
 }
 
 /** Merge files (in the order given) into one object set; a duplicate keeps the first and is reported. */
-export function mergeManifests(files: readonly [string, LoadedFile][]): { objects: ClusterObjects; errors: string[] } {
+export function mergeManifests(files: readonly [string, LoadedFile][]): { objects: ClusterObjects & PolicyObjects; errors: string[] } {
   const seen = new Map<string, string>();
   const errors: string[] = [];
-  const out = { services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[] };
+  const out = {
+    services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
+    peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[],
+  };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
       const first = seen.get(o.key);
@@ -86,6 +98,8 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
       else if (o.kind === 'EndpointSlice') out.slices.push(o.value);
       else if (o.kind === 'Pod') out.pods.push(o.value);
       else if (o.kind === 'TrafficPolicy') out.policies.push(o.value);
+      else if (o.kind === 'PeerAuthentication') out.peerAuthentications.push(o.value);
+      else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
       else out.meshServices.push(o.value);
     }
   }

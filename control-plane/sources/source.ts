@@ -50,7 +50,7 @@ export class IndexCommitter {
     this.timer = null;
     const c = this.index.flush();
     for (const w of c.warnings) this.ctx.logger.warn('translation warning', { source: this.source, warning: w });
-    this.ctx.store.apply(c.upserts, c.removes);
+    this.ctx.store.apply(c.upserts, c.removes, c.policy);
     const view = this.ctx.store.view.services;
     this.ctx.metrics.services.set(view.size);
     let eps = 0;

@@ -1,6 +1,8 @@
 import type { Clock, Random } from '../../common/clock.js';
 import { serviceKey, type Service } from '../../contract/model.js';
 import { sameService } from '../discovery/delta.js';
+import type { PolicyObjects } from '../translate/inbound-policy.js';
+import type { Labels } from '../translate/policy-objects.js';
 
 /**
  * The control plane's current view of the mesh: services by key ("name.namespace"),
@@ -12,10 +14,36 @@ import { sameService } from '../discovery/delta.js';
  * Versions are `<epoch>-<seq>`: the epoch is random per process, so two replicas (or a
  * restarted one) never hand out the same version for different content.
  */
+/**
+ * What per-workload inbound policies are resolved from: every PeerAuthentication and
+ * AuthorizationPolicy, and the labels of the meshed pods the source knows
+ * ("namespace/name" -> labels). Immutable; a source hands in a new one when it changed.
+ */
+export interface PolicyView extends PolicyObjects {
+  readonly podLabels: ReadonlyMap<string, Labels>;
+}
+
+export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], podLabels: new Map() });
+
+const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Cheap equality: sources keep unchanged objects by reference, so a re-read that changed nothing is equal. */
+export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
+  if (a === b) return true;
+  if (!sameList(a.peerAuthentications, b.peerAuthentications) || !sameList(a.authorizationPolicies, b.authorizationPolicies)) return false;
+  if (a.podLabels.size !== b.podLabels.size) return false;
+  for (const [k, v] of a.podLabels) {
+    const w = b.podLabels.get(k);
+    if (w === undefined || (w !== v && JSON.stringify(w) !== JSON.stringify(v))) return false;
+  }
+  return true;
+}
+
 export interface StoreView {
   readonly seq: number;
   readonly version: string;
   readonly services: ReadonlyMap<string, Service>;
+  readonly policy: PolicyView;
   /** Clock time of the commit that made this version. */
   readonly committedAt: number;
 }
@@ -34,7 +62,7 @@ export class MeshStore {
     private readonly historyLimit = 1024,
   ) {
     this.epoch = Math.floor(random() * 0xffffffff).toString(36).padStart(7, '0');
-    this.current = Object.freeze({ seq: 0, version: `${this.epoch}-0`, services: new Map(), committedAt: clock.now() });
+    this.current = Object.freeze({ seq: 0, version: `${this.epoch}-0`, services: new Map(), policy: EMPTY_POLICY_VIEW, committedAt: clock.now() });
   }
 
   get view(): StoreView {
@@ -62,8 +90,12 @@ export class MeshStore {
     return () => this.listeners.delete(fn);
   }
 
-  /** Upserts and removals in one commit; unchanged upserts are dropped. Returns the changed keys. */
-  apply(upserts: readonly Service[], removes: readonly string[]): readonly string[] {
+  /**
+   * Upserts and removals (and optionally a new policy view) in one commit; unchanged
+   * upserts are dropped. Returns the changed service keys (a policy-only commit makes a
+   * new version with no changed keys).
+   */
+  apply(upserts: readonly Service[], removes: readonly string[], policy?: PolicyView): readonly string[] {
     const prev = this.current.services;
     const changed: string[] = [];
     let next: Map<string, Service> | undefined;
@@ -80,9 +112,12 @@ export class MeshStore {
       write().delete(key);
       changed.push(key);
     }
-    if (!next) return changed;
+    const policyChanged = policy !== undefined && !samePolicyView(policy, this.current.policy);
+    if (!next && !policyChanged) return changed;
     const seq = this.current.seq + 1;
-    this.current = Object.freeze({ seq, version: `${this.epoch}-${seq}`, services: next, committedAt: this.clock.now() });
+    this.current = Object.freeze({
+      seq, version: `${this.epoch}-${seq}`, services: next ?? prev, policy: policyChanged && policy ? policy : this.current.policy, committedAt: this.clock.now(),
+    });
     this.log.push({ seq, keys: changed });
     if (this.log.length > this.historyLimit) this.log.splice(0, this.log.length - this.historyLimit);
     if (this.synced) for (const l of this.listeners) l(this.current, changed);
@@ -90,9 +125,9 @@ export class MeshStore {
   }
 
   /** Replace everything (file source): removes what is not in `services`. */
-  replaceAll(services: readonly Service[]): readonly string[] {
+  replaceAll(services: readonly Service[], policy?: PolicyView): readonly string[] {
     const keep = new Set(services.map(serviceKey));
-    return this.apply(services, [...this.current.services.keys()].filter((k) => !keep.has(k)));
+    return this.apply(services, [...this.current.services.keys()].filter((k) => !keep.has(k)), policy);
   }
 
   /** Keys changed after `seq` up to now; null when the history no longer reaches back that far. */

@@ -48,6 +48,8 @@ export interface KPod {
   readonly meshed: boolean;
   /** Inbound sidecar port when meshed. */
   readonly proxyPort: number | null;
+  /** metadata.labels (policy selectors match them). */
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 export interface KTrafficPolicy {
@@ -197,6 +199,7 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     serviceAccount: o.spec.serviceAccountName,
     meshed,
     proxyPort: meshed ? (proxyPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
+    labels: o.metadata.labels,
   });
 };
 

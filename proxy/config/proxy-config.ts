@@ -1,24 +1,69 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { parseServices } from '../../contract/parse.js';
-import type { Service } from '../../contract/model.js';
+import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
+import type { InboundPolicy, Service } from '../../contract/model.js';
+import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
+import { controlPlaneSpiffeId } from '../../contract/identity.js';
 import {
-  ConfigError, arr, duration, literal, num, obj, optional, parseWith, port, str, type Parser,
+  ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
 
 /**
- * The proxy's own configuration (bootstrap): identity, certificate files, listeners,
- * protocol handling and either a static mesh or a control-plane address. Parsed once
- * here; the rest of the proxy only sees the readonly result.
+ * The proxy's own configuration (bootstrap): identity, where its certificate comes from,
+ * listeners, protocol handling and either a static mesh or a control-plane address.
+ * Parsed once here; the rest of the proxy only sees the readonly result.
+ *
+ * The certificate comes from exactly one of:
+ *  - `tls`: key/cert/bundle files (written by `wren certs`), loaded once;
+ *  - `identity.certify`: the control plane's Identity/Certify (docs/identity.md): a key
+ *    generated in memory, a CSR, a token read from `tokenFile`, renewed before expiry.
  */
 export interface ListenerAddress {
   readonly address: string;
   readonly port: number;
 }
 
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly trustBundleFile: string;
+}
+/** `tls` when identity.certify is used instead: no files (every field undefined). */
+export interface NoTlsFiles {
+  readonly certFile?: undefined;
+  readonly keyFile?: undefined;
+  readonly trustBundleFile?: undefined;
+}
+
+export interface CertifyConfig {
+  /** host:port of the control plane's gRPC port (default: discovery.controlPlane). */
+  readonly controlPlane: string;
+  /** Read on every Certify call: projected service-account tokens rotate. */
+  readonly tokenFile: string;
+  /** Trust anchors that verify the control plane's serving certificate: a file or the PEM itself (in-cluster: WREN_TRUST_BUNDLE). */
+  readonly trustBundleFile: string | undefined;
+  readonly trustBundlePem: string | undefined;
+  /** Requested certificate lifetime; undefined = the control plane's default (it never grants more). */
+  readonly lifetimeMs: number | undefined;
+  /** When set, the current certificate chain and trust bundle (public material only) are written here for operators. */
+  readonly runDir: string | undefined;
+  /** Deadline of one Certify call. */
+  readonly timeoutMs: number;
+  /** How long `wren proxy` keeps retrying for its first certificate before giving up. */
+  readonly startupTimeoutMs: number;
+}
+
 export interface ProxyConfig {
-  readonly identity: { readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string; readonly pod: string };
-  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly trustBundleFile: string };
+  readonly identity: {
+    readonly trustDomain: string;
+    readonly namespace: string;
+    readonly serviceAccount: string;
+    readonly pod: string;
+    /** The workload's labels (policy selection); {} when unknown. */
+    readonly labels: Readonly<Record<string, string>>;
+    readonly certify: CertifyConfig | undefined;
+  };
+  readonly tls: TlsFiles | NoTlsFiles;
   readonly listeners: { readonly outbound: ListenerAddress; readonly inbound: ListenerAddress; readonly admin: ListenerAddress };
   /** Where inbound traffic is delivered: the app in the same pod. */
   readonly app: { readonly address: string };
@@ -30,27 +75,60 @@ export interface ProxyConfig {
   readonly limits: { readonly maxHeaderBytes: number; readonly maxConcurrentStreams: number };
   readonly shutdown: { readonly gracePeriodMs: number };
   readonly log: { readonly level: 'debug' | 'info' | 'warn' | 'error' };
-  readonly discovery: { readonly controlPlane: string | undefined; readonly firstConfigTimeoutMs: number };
+  readonly discovery: {
+    readonly controlPlane: string | undefined;
+    readonly firstConfigTimeoutMs: number;
+    /**
+     * Plaintext gRPC to the control plane, for discovery and Certify (tests, debugging; never
+     * in a cluster). Otherwise TLS, verified with identity.certify's trust bundle, or with
+     * tls.trustBundleFile when certificates come from files.
+     */
+    readonly insecure: boolean;
+    /** The SPIFFE ID the control plane must present (default spiffe://<td>/ns/wren-system/sa/wren-control-plane). */
+    readonly controlPlaneIdentity: string;
+  };
   /** Static mesh; the control plane, when configured, replaces it. */
   readonly mesh: { readonly services: readonly Service[] };
+  /** The local workload's inbound policy (mTLS mode, authorization; docs/policy.md); the control plane, when configured, replaces it. */
+  readonly policy: InboundPolicy;
+}
+
+/** The TLS files when the config uses them, else null (identity.certify). */
+export function tlsFilesOf(c: ProxyConfig): TlsFiles | null {
+  const t = c.tls;
+  return t.certFile !== undefined ? { certFile: t.certFile, keyFile: t.keyFile!, trustBundleFile: t.trustBundleFile! } : null;
 }
 
 const listener = (address: string, p: number): Parser<ListenerAddress> =>
   obj({ address: str({ default: address }), port: port(p) });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const HOST_PORT = /^[^\s:]+:\d+$/;
 
 /** Linkerd's default opaque (server-speaks-first) ports: SMTP, MySQL, Galera, Postgres, ES, Redis, memcached. */
 export const DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
 
-const parser: Parser<ProxyConfig> = obj({
+const shape = obj({
   identity: obj({
     trustDomain: str({ default: 'cluster.local', pattern: /^[a-z0-9.-]+$/ }),
     namespace: str({ default: 'default', pattern: DNS_LABEL }),
     serviceAccount: str({ default: 'default', pattern: /^[a-z0-9.-]+$/ }),
     pod: str({ default: '' }),
+    labels: record(str()),
+    certify: optional(
+      obj({
+        controlPlane: optional(str({ pattern: HOST_PORT })),
+        tokenFile: str(),
+        trustBundleFile: optional(str()),
+        trustBundlePem: optional(str({ pattern: /-----BEGIN CERTIFICATE-----/ })),
+        lifetimeMs: optional(duration()),
+        runDir: optional(str()),
+        timeoutMs: duration(10_000),
+        startupTimeoutMs: duration(60_000),
+      }),
+    ),
   }),
-  tls: obj({ certFile: str(), keyFile: str(), trustBundleFile: str() }),
+  tls: optional(obj({ certFile: str(), keyFile: str(), trustBundleFile: str() })),
   listeners: obj({
     outbound: listener('127.0.0.1', 15001),
     inbound: listener('0.0.0.0', 15006),
@@ -68,11 +146,37 @@ const parser: Parser<ProxyConfig> = obj({
   shutdown: obj({ gracePeriodMs: duration(30_000) }),
   log: obj({ level: literal(['debug', 'info', 'warn', 'error'] as const, 'info') }),
   discovery: obj({
-    controlPlane: optional(str({ pattern: /^[^\s:]+:\d+$/ })),
+    controlPlane: optional(str({ pattern: HOST_PORT })),
     firstConfigTimeoutMs: duration(30_000),
+    insecure: bool(false),
+    controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
   }),
   mesh: obj({ services: parseServices }),
-}) as Parser<ProxyConfig>;
+  policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
+});
+
+/** Cross-field rules: exactly one certificate source; certify's defaults. */
+const parser: Parser<ProxyConfig> = map(shape, (c) => {
+  const raw = c.identity.certify;
+  if (c.tls && raw) fail('identity.certify', 'set either tls (certificate files) or identity.certify (certificates from the control plane), not both');
+  if (!c.tls && !raw) fail('tls', 'required: either tls (certFile, keyFile, trustBundleFile) or identity.certify');
+  let certify: CertifyConfig | undefined;
+  if (raw) {
+    const controlPlane = raw.controlPlane ?? c.discovery.controlPlane;
+    if (!controlPlane) fail('identity.certify.controlPlane', 'required when discovery.controlPlane is not set');
+    if (raw.trustBundleFile !== undefined && raw.trustBundlePem !== undefined) fail('identity.certify.trustBundlePem', 'set trustBundleFile or trustBundlePem, not both');
+    if (!c.discovery.insecure && raw.trustBundleFile === undefined && raw.trustBundlePem === undefined)
+      fail('identity.certify.trustBundleFile', 'required (or trustBundlePem): the trust anchors that verify the control plane');
+    if (raw.lifetimeMs !== undefined && raw.lifetimeMs < 1000) fail('identity.certify.lifetimeMs', `expected at least 1s, got ${raw.lifetimeMs} ms`);
+    certify = Object.freeze({ ...raw, controlPlane: controlPlane! });
+  }
+  return Object.freeze({
+    ...c,
+    identity: Object.freeze({ ...c.identity, certify }),
+    tls: c.tls ?? Object.freeze({}),
+    discovery: Object.freeze({ ...c.discovery, controlPlaneIdentity: c.discovery.controlPlaneIdentity ?? controlPlaneSpiffeId(c.identity.trustDomain) }),
+  }) as ProxyConfig;
+});
 
 export function parseProxyConfig(raw: unknown, source = 'config'): ProxyConfig {
   return parseWith(parser, raw, source);
@@ -89,3 +193,59 @@ export function loadProxyConfig(file: string): ProxyConfig {
   return parseProxyConfig(raw, file);
 }
 
+/**
+ * In-cluster mode: the environment the injector gives the proxy container
+ * (control-plane/injector/sidecar.ts buildProxyContainer), as config fields.
+ * `kind` says how the text becomes a value before the shared parser checks it.
+ */
+export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean'; readonly required?: boolean }[] = [
+  { name: 'POD_NAME', path: 'identity.pod' },
+  { name: 'POD_NAMESPACE', path: 'identity.namespace', required: true },
+  { name: 'WREN_SERVICE_ACCOUNT', path: 'identity.serviceAccount', required: true },
+  { name: 'WREN_TRUST_DOMAIN', path: 'identity.trustDomain' },
+  { name: 'WREN_CONTROL_PLANE', path: 'discovery.controlPlane', required: true },
+  { name: 'WREN_CONTROL_PLANE_IDENTITY', path: 'discovery.controlPlaneIdentity' },
+  { name: 'WREN_CONTROL_PLANE_INSECURE', path: 'discovery.insecure', kind: 'boolean' },
+  { name: 'WREN_TRUST_BUNDLE', path: 'identity.certify.trustBundlePem' },
+  { name: 'WREN_TOKEN_FILE', path: 'identity.certify.tokenFile', required: true },
+  { name: 'WREN_RUN_DIR', path: 'identity.certify.runDir' },
+  { name: 'WREN_LOG_LEVEL', path: 'log.level' },
+  { name: 'WREN_INBOUND_PORT', path: 'listeners.inbound.port', kind: 'number' },
+  { name: 'WREN_OUTBOUND_PORT', path: 'listeners.outbound.port', kind: 'number' },
+  { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
+];
+
+/** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
+export function hasProxyEnv(env: Readonly<Record<string, string | undefined>>): boolean {
+  return env.WREN_CONTROL_PLANE !== undefined;
+}
+
+/**
+ * Builds the config from the injector's environment through the same parser as a file;
+ * errors name the environment variable (`WREN_ADMIN_PORT: expected an integer ...`).
+ * The trust bundle also verifies the control plane's certificate (identity.certify).
+ */
+export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefined>>): ProxyConfig {
+  const raw: Record<string, unknown> = { identity: { certify: {} } };
+  for (const v of PROXY_ENV) {
+    const text = env[v.name];
+    if (text === undefined || text === '') {
+      if (v.required) throw new ConfigError(v.name, 'required (the injector sets it; see docs/identity.md)', 'environment');
+      continue;
+    }
+    let value: unknown = text;
+    if (v.kind === 'number' && /^\d+$/.test(text.trim())) value = Number(text.trim());
+    if (v.kind === 'boolean' && /^(true|false)$/i.test(text.trim())) value = text.trim().toLowerCase() === 'true';
+    const keys = v.path.split('.');
+    let at = raw;
+    for (const k of keys.slice(0, -1)) at = (at[k] ??= {}) as Record<string, unknown>;
+    at[keys[keys.length - 1]] = value;
+  }
+  try {
+    return parseProxyConfig(raw, 'environment');
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    const v = PROXY_ENV.find((x) => x.path === e.path) ?? (e.path === 'identity.certify.trustBundleFile' ? PROXY_ENV.find((x) => x.name === 'WREN_TRUST_BUNDLE') : undefined);
+    throw new ConfigError(v ? v.name : e.path, e.problem, 'environment');
+  }
+}

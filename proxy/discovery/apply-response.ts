@@ -1,5 +1,6 @@
-import { endpointFromWire, serviceFromWire, type DiscoveryResponse } from '../../contract/discovery.js';
-import { endpointKey, serviceKey, type Endpoint, type Service } from '../../contract/model.js';
+import { endpointFromWire, inboundPolicyFromJson, serviceFromWire, type DiscoveryResponse } from '../../contract/discovery.js';
+import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
+import { endpointKey, serviceKey, type Endpoint, type InboundPolicy, type Service } from '../../contract/model.js';
 
 /** The delta does not apply to what the proxy holds: it needs a full snapshot (NACK with resync). */
 export class ResyncError extends Error {
@@ -57,4 +58,15 @@ export function applyResponse(
     next.set(d.service, Object.freeze({ ...svc, ports: Object.freeze(ports) }));
   });
   return next;
+}
+
+/**
+ * The proxy's inbound policy after a response: a full response carries it (absent means
+ * the defaults), a delta only when it changed (absent means unchanged). Validated by
+ * parseInboundPolicy; throws (so the response is NACKed) when invalid.
+ */
+export function applyInboundPolicy(current: InboundPolicy | null, r: DiscoveryResponse): InboundPolicy {
+  if (r.inboundPolicy) return inboundPolicyFromJson(r.inboundPolicy.policyJson ?? '', 'inboundPolicy');
+  if (r.full || !current) return DEFAULT_INBOUND_POLICY;
+  return current;
 }

@@ -8,6 +8,8 @@ export interface ConnectControlPlaneOptions {
   /** The proxy's namespace and pod, sent in Subscribe (shown on the control plane's /debug/proxies). */
   readonly namespace: string;
   readonly pod: string;
+  /** The workload's labels, for policy selectors (default: the proxy config's identity.labels). The control plane prefers the Pod's own labels when it watches pods. */
+  readonly labels?: Readonly<Record<string, string>>;
   /** Service keys "name.namespace" to watch; empty or absent = all. */
   readonly services?: readonly string[];
   /** Reconnect backoff (default 100 ms -> 5 s with jitter; see DiscoveryClient). */
@@ -32,7 +34,7 @@ export interface ConnectControlPlaneOptions {
 export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptions): DiscoveryClient {
   const client = new DiscoveryClient({
     address: opts.address,
-    identity: { spiffeId: proxy.tls.spiffeId, namespace: opts.namespace, pod: opts.pod },
+    identity: { spiffeId: proxy.tls.spiffeId, namespace: opts.namespace, pod: opts.pod, labels: opts.labels ?? proxy.config.identity.labels },
     services: opts.services,
     clock: proxy.clock,
     random: proxy.random,

@@ -5,13 +5,13 @@ import {
   loadDiscoveryProto,
   type DiscoveryRequest, type DiscoveryResponse, type Ejection,
 } from '../../contract/discovery.js';
-import type { MeshSnapshot, Service } from '../../contract/model.js';
-import { applyResponse, ResyncError } from './apply-response.js';
+import type { InboundPolicy, MeshSnapshot, Service } from '../../contract/model.js';
+import { applyInboundPolicy, applyResponse, ResyncError } from './apply-response.js';
 
 export interface DiscoveryClientOptions {
   /** host:port of the control plane's discovery endpoint. */
   readonly address: string;
-  readonly identity: { readonly spiffeId: string; readonly namespace: string; readonly pod: string };
+  readonly identity: { readonly spiffeId: string; readonly namespace: string; readonly pod: string; readonly labels?: Readonly<Record<string, string>> };
   /** Service keys "name.namespace" to watch; empty or absent = all. */
   readonly services?: readonly string[];
   readonly clock: Clock;
@@ -46,6 +46,7 @@ export class DiscoveryClient {
   private isConnected = false;
   private view: ReadonlyMap<string, Service> | null = null;
   private snapshot: MeshSnapshot | null = null;
+  private inbound: InboundPolicy | null = null;
   private ejections: Ejection[] = [];
   private first: { promise: Promise<MeshSnapshot>; resolve: (s: MeshSnapshot) => void; reject: (e: Error) => void };
   /** Counters for the proxy's admin page. */
@@ -129,7 +130,11 @@ export class DiscoveryClient {
     stream.on('error', (e: Error) => lost(e.message));
     stream.on('end', () => lost('stream ended by the control plane'));
     stream.write({
-      subscribe: { identity: { ...this.o.identity }, services: [...(this.o.services ?? [])], lastVersion: this.snapshot?.version ?? '' },
+      subscribe: {
+        identity: { ...this.o.identity, labels: { ...(this.o.identity.labels ?? {}) } },
+        services: [...(this.o.services ?? [])],
+        lastVersion: this.snapshot?.version ?? '',
+      },
     });
   }
 
@@ -157,9 +162,11 @@ export class DiscoveryClient {
     if (!wasConnected && this.ejections.length > 0) stream.write({ health: { ejected: this.ejections } });
     let next: Map<string, Service>;
     let snap: MeshSnapshot;
+    let inbound: InboundPolicy;
     try {
       next = applyResponse(this.view, this.snapshot?.version ?? null, r);
-      snap = Object.freeze({ version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]) });
+      inbound = applyInboundPolicy(this.inbound, r);
+      snap = Object.freeze({ version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]), inboundPolicy: inbound });
       this.o.apply(snap);
     } catch (e) {
       const detail = (e as Error).message;
@@ -170,6 +177,7 @@ export class DiscoveryClient {
     }
     this.view = next;
     this.snapshot = snap;
+    this.inbound = inbound;
     this.stats.accepted++;
     stream.write({ ack: { version: r.version, nonce: r.nonce } });
     this.first.resolve(snap);

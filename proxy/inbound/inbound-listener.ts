@@ -1,15 +1,21 @@
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { attachH2Handler } from '../http/h2-server.js';
 import { MESH } from '../http/headers.js';
-import { splice } from '../net/tcp-tunnel.js';
+import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { peerSpiffeId } from '../tls/peer-identity.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
+import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
+import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
+import { tunnelToApp } from './app-tunnel.js';
+import { PlaintextInbound } from './plaintext-inbound.js';
+import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
 
 export interface InboundDeps {
@@ -20,59 +26,83 @@ export interface InboundDeps {
   readonly maxHeaderBytes: number;
   readonly maxConcurrentStreams: number;
   readonly tls: TlsIdentity;
+  /** Inbound stack for mTLS requests. */
   readonly http: HttpService;
+  /** Inbound stack for plaintext requests on PERMISSIVE ports (inboundStack with `plaintext: true`). */
+  readonly plaintextHttp: HttpService;
+  readonly policy: () => CompiledInboundPolicy;
+  readonly policyTelemetry: PolicyTelemetry;
+  /** How long a connection may stay silent before it is judged (protocol.detectTimeoutMs). */
+  readonly detectTimeoutMs: number;
+  /** Server-speaks-first ports: on a PERMISSIVE port plaintext is assumed at once. */
+  readonly opaquePorts: ReadonlySet<number>;
+  /** Where a redirected connection was going (SO_ORIGINAL_DST by default; tests stand in for iptables). */
+  readonly originalDst?: (s: Socket) => OriginalDst | undefined;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
 }
 
 /**
- * The inbound listener terminates mutual TLS (STRICT: a client certificate chaining to
- * the trust bundle is required; plaintext and foreign CAs fail the handshake), speaks
- * HTTP/2 with the peer sidecar, and hands each stream to the inbound layers, or, for
- * CONNECT streams, splices an opaque TCP connection to the app's port.
+ * The inbound listener. Each connection's first byte decides: a TLS handshake goes to
+ * the mutual-TLS server (a client certificate chaining to the trust bundle is required;
+ * foreign CAs fail the handshake), which speaks HTTP/2 with the peer sidecar and hands
+ * each stream to the inbound layers, or for CONNECT streams splices an opaque TCP
+ * connection to the app's port after authorizing it. Anything else is plaintext: refused
+ * (closed and counted) when the target port is STRICT, the default; on a PERMISSIVE
+ * port handed to the plaintext handler (HTTP/1.1, h2c or opaque TCP, no caller identity).
+ *
+ * The target port of a plaintext connection is its original destination (iptables
+ * REDIRECT; SO_ORIGINAL_DST). mTLS peers name it per request (`wren-target-port`).
  */
 export class InboundListener {
-  private readonly server: Http2SecureServer;
+  private readonly server: Server;
+  private readonly secure: Http2SecureServer;
+  private readonly plaintext: PlaintextInbound;
   private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly sockets = new Set<Socket>();
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly d: InboundDeps) {
-    this.server = createSecureServer({
+    this.secure = createSecureServer({
       ...d.tls.contextOptions,
       requestCert: true,
       rejectUnauthorized: true,
-      // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
-      noDelay: true,
       ALPNProtocols: ['h2'],
       allowHTTP1: false,
       maxHeaderListPairs: 512,
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes, initialWindowSize: 1 << 20 },
     });
-    d.tls.onRotate(() => this.server.setSecureContext(d.tls.contextOptions));
-    this.server.on('session', (s) => {
+    d.tls.onRotate(() => this.secure.setSecureContext(d.tls.contextOptions));
+    this.secure.on('session', (s) => {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', (e) => d.logger.debug('inbound session error', { error: e }));
       s.on('connect', () => s.setLocalWindowSize(16 << 20));
     });
-    this.server.on('tlsClientError', (err) => {
+    this.secure.on('tlsClientError', (err) => {
       d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'tls-handshake' });
       d.logger.info('inbound TLS handshake refused', { code: 'TLS_HANDSHAKE', error: err.message });
     });
-    this.server.on('stream', (stream) => {
-      this.inflight++;
-      stream.once('close', () => {
-        if (--this.inflight === 0) this.idleWaiters.splice(0).forEach((w) => w());
-      });
+    this.secure.on('stream', (stream) => {
+      this.track(1);
+      stream.once('close', () => this.track(-1));
     });
-    attachH2Handler(this.server, {
+    attachH2Handler(this.secure, {
       service: d.http,
       clock: d.clock,
       identityOf: (stream) => peerSpiffeId(stream.session!.socket as TLSSocket),
       onConnect: (stream, headers) => this.tunnel(stream, headers),
     });
+    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
+    // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
+    this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
+  }
+
+  private track(delta: 1 | -1): void {
+    this.inflight += delta;
+    if (this.inflight === 0) this.idleWaiters.splice(0).forEach((w) => w());
   }
 
   listen(): Promise<AddressInfo> {
@@ -82,26 +112,54 @@ export class InboundListener {
     });
   }
 
+  private async accept(socket: Socket): Promise<void> {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));
+    const dst = (this.d.originalDst ?? kernelOriginalDst)(socket);
+    const policy = this.d.policy();
+    const mode = policy.modeFor(dst?.port);
+    const kind = mode === 'PERMISSIVE' && dst && this.d.opaquePorts.has(dst.port) ? 'opaque' : await sniff(socket, this.d.detectTimeoutMs, this.d.clock);
+    if (kind === 'closed') return void socket.destroy();
+    if (kind === 'tls' || (kind === 'timeout' && mode === 'STRICT')) {
+      // A silent client on a STRICT port may be a slow TLS client: the TLS server's own handshake timeout judges it.
+      this.d.policyTelemetry.connection(true, 'accepted');
+      this.secure.emit('connection', socket);
+      return;
+    }
+    if (mode === 'STRICT') {
+      this.d.policyTelemetry.connection(false, 'refused');
+      this.d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'plaintext-refused' });
+      this.d.logger.info('plaintext connection refused (mTLS STRICT)', { code: 'UNAUTHENTICATED', port: dst?.port ?? null, peer: socket.remoteAddress });
+      socket.destroy();
+      return;
+    }
+    this.d.policyTelemetry.connection(false, 'accepted');
+    this.plaintext.handle(socket, kind, dst);
+  }
+
   private tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const port = parseTargetPort(headers[MESH.targetPort], this.d.reservedPorts);
     if (port instanceof Error) {
       stream.respond({ ':status': 400, 'wren-proxy-error': 'bad-request' }, { endStream: true });
       return;
     }
-    const up = netConnect({ host: this.d.appAddress, port });
-    up.once('connect', () => {
-      stream.respond({ ':status': 200 });
-      this.d.metrics.tcpOpened.inc({ direction: 'inbound', destination_service: String(port) });
-      splice(stream, up, (b) => {
-        this.d.metrics.tcpClosed.inc({ direction: 'inbound', destination_service: String(port) });
-        this.d.metrics.tcpReceived.inc({ direction: 'inbound', destination_service: String(port) }, b.aToB);
-        this.d.metrics.tcpSent.inc({ direction: 'inbound', destination_service: String(port) }, b.bToA);
-      });
-    });
-    up.once('error', (err) => {
-      if (!stream.headersSent) stream.respond({ ':status': 502, 'wren-proxy-error': 'connect-refused' }, { endStream: true });
-      else stream.destroy();
-      this.d.logger.warn('inbound tunnel to app failed', { code: 'CONNECT_REFUSED', port, error: err.message });
+    const { authorizer } = this.d.policy();
+    if (authorizer.active) {
+      const principal = peerSpiffeId(stream.session!.socket as TLSSocket);
+      const dec = authorizer.authorize({ principal, port, http: null });
+      this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal, port });
+      if (!dec.allow) {
+        stream.respond({ ':status': 403, 'wren-proxy-error': 'forbidden', [AUTHZ_REASON_HEADER]: dec.reason }, { endStream: true });
+        return;
+      }
+    }
+    tunnelToApp(this.d, port, stream, {
+      connected: () => stream.respond({ ':status': 200 }),
+      failed: () => {
+        if (!stream.headersSent) stream.respond({ ':status': 502, 'wren-proxy-error': 'connect-refused' }, { endStream: true });
+        else stream.destroy();
+      },
     });
   }
 
@@ -120,6 +178,7 @@ export class InboundListener {
   async drain(graceMs: number): Promise<boolean> {
     this.server.close();
     for (const s of this.sessions) s.close();
+    this.plaintext.drain();
     if (this.inflight === 0) return true;
     return new Promise<boolean>((resolve) => {
       const t = this.d.clock.setTimeout(() => resolve(false), graceMs);
@@ -133,5 +192,7 @@ export class InboundListener {
   close(): void {
     this.server.close();
     for (const s of this.sessions) s.destroy();
+    this.plaintext.close();
+    for (const s of this.sockets) s.destroy();
   }
 }

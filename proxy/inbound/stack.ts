@@ -7,9 +7,13 @@ import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
 import { inboundTarget } from '../layers/inbound-target.js';
 import { clientIdentity } from '../layers/client-identity.js';
+import { authorize } from '../layers/authorize.js';
 import { deliverToApp } from './deliver-to-app.js';
+import { plaintextRequest } from './plaintext-request.js';
 import type { PeerPool } from '../outbound/peer-pool.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
+import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 
@@ -22,6 +26,15 @@ export interface InboundStackDeps {
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** The workload's current inbound policy (read per request). */
+  readonly policy: () => CompiledInboundPolicy;
+  readonly policyTelemetry: PolicyTelemetry;
+  /**
+   * Requests that arrived in plaintext on a PERMISSIVE port: the caller has no identity,
+   * mesh headers it sent are dropped (it cannot pick the target port or forge the
+   * client-certificate header) and metrics say `connection_security_policy="none"`.
+   */
+  readonly plaintext?: boolean;
 }
 
 /** The inbound HTTP pipeline, top (first to see a request) to bottom. */
@@ -29,8 +42,10 @@ export function inboundStack(d: InboundStackDeps): HttpService {
   return stack(
     [
       errorsToResponse(d.logger, 'inbound'),
-      recordMetrics(d.metrics, 'inbound', d.clock),
+      recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls'),
+      ...(d.plaintext ? [plaintextRequest()] : []),
       inboundTarget(d.reservedPorts),
+      authorize(d.policy, d.policyTelemetry),
       requestId(),
       forwardedFor(),
       clientIdentity(d.selfIdentity),

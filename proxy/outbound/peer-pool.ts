@@ -25,7 +25,19 @@ export class PeerPool {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
   private closed = false;
 
-  constructor(private readonly opts: PeerPoolOptions) {}
+  constructor(private readonly opts: PeerPoolOptions) {
+    // After a certificate rotation new requests must present the new certificate: retire
+    // the pooled sessions gracefully (GOAWAY; their in-flight streams finish on the old
+    // one) so the next request opens a session with the new context.
+    opts.tls.onRotate(() => this.retireAll());
+  }
+
+  /** Stop handing out the current sessions; each closes once its in-flight streams are done. */
+  retireAll(): void {
+    const old = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of old) s.then((x) => x.close(), () => undefined);
+  }
 
   /**
    * Session to the endpoint's sidecar (mTLS) or, when unmeshed, to the app itself (h2c).
@@ -114,8 +126,7 @@ export class PeerPool {
   /** Graceful: GOAWAY to every peer; in-flight streams finish. */
   close(): void {
     this.closed = true;
-    for (const s of this.sessions.values()) s.then((x) => x.close(), () => undefined);
-    this.sessions.clear();
+    this.retireAll();
   }
 
   get size(): number {

@@ -20,6 +20,10 @@ export interface StartProxyOptions {
   readonly logs?: string[];
   /** Stands in for SO_ORIGINAL_DST (the netns test exercises the real one). */
   readonly originalDst?: (s: import('node:net').Socket) => { address: string; port: number } | undefined;
+  /** Stands in for SO_ORIGINAL_DST on the inbound listener (plaintext connections on PERMISSIVE ports). */
+  readonly inboundOriginalDst?: (s: import('node:net').Socket) => { address: string; port: number } | undefined;
+  /** Workload labels sent in Subscribe (policy selectors). */
+  readonly labels?: Readonly<Record<string, string>>;
   /**
    * host:port of a control plane: the proxy subscribes to it (connectControlPlane) instead
    * of getting `services` applied, so /ready stays 503 until its first snapshot. The
@@ -49,10 +53,11 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     logger: createLogger({ level: 'debug', sink }),
     clusterFactory: o.clusterFactory,
     originalDst: o.originalDst,
+    inboundOriginalDst: o.inboundOriginalDst,
     staticMesh: false,
   });
   if (o.controlPlane) {
-    const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: `${o.serviceAccount}-0`, backoff: o.discoveryBackoff });
+    const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: `${o.serviceAccount}-0`, backoff: o.discoveryBackoff, labels: o.labels });
     void proxy.drained.then(() => client.stop());
     o.onDiscovery?.(client);
     return proxy;

@@ -1,0 +1,56 @@
+/**
+ * `npm run security`: the security scan of the inbound port, scripted. Starts a sidecar
+ * (dev-mesh certificates, STRICT), runs `wren tls-scan` against it with a good, a
+ * foreign-CA and an expired client certificate, then testssl.sh (Debian package
+ * testssl.sh) when it is installed. Exits 1 when a check fails. docs/security.md lists
+ * the findings.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { CertificateAuthority, createRootCa, issueWorkload, writeDevMesh } from '../certs/index.js';
+import { scanTls } from '../cli/tls-scan.js';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const dir = await mkdtemp(join(tmpdir(), 'wren-security-'));
+const pki = await writeDevMesh(join(dir, 'pki'), { trustDomain: 'cluster.local', workloads: [{ namespace: 'default', serviceAccount: 'client', name: 'client' }, { namespace: 'default', serviceAccount: 'web', name: 'web' }] });
+const w = Object.fromEntries(pki.workloads.map((x) => [x.name, x]));
+const cfg = join(dir, 'web.yaml');
+await writeFile(cfg, stringify({
+  identity: { namespace: 'default', serviceAccount: 'web' },
+  tls: { certFile: w.web.certFile, keyFile: w.web.keyFile, trustBundleFile: pki.caCertFile },
+  listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+  mesh: { services: [] },
+}));
+let child: ChildProcess | null = null;
+try {
+  child = spawn(process.execPath, [here('../cli/wren.js'), 'proxy', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child!.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /"msg":"proxy started".*?"inbound":(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    child!.once('exit', (c) => reject(new Error(`proxy exited ${c}`)));
+  });
+  const foreignRoot = createRootCa({ trustDomain: 'cluster.local' });
+  const foreign = issueWorkload(new CertificateAuthority({ ...foreignRoot, trustDomain: 'cluster.local' }), 'spiffe://cluster.local/ns/default/sa/client');
+  const findings = await scanTls({
+    host: '127.0.0.1', port, caPem: await readFile(pki.caCertFile, 'utf8'),
+    client: { certPem: await readFile(w.client.certFile, 'utf8'), keyPem: await readFile(w.client.keyFile, 'utf8') },
+    foreignClient: { certPem: foreign.certPem, keyPem: foreign.keyPem },
+  });
+  console.log(`== wren tls-scan 127.0.0.1:${port} (a Wren sidecar's inbound port, STRICT) ==`);
+  for (const f of findings) console.log(`${f.ok ? 'PASS' : 'FAIL'}  ${f.check.padEnd(48)} ${f.result.padEnd(10)} ${f.detail.replace(/\s+\S*:error:.*$/, '')}`);
+  if (spawnSync('testssl', ['--version'], { stdio: 'ignore' }).status === 0) {
+    console.log('\n== testssl.sh -p -s -f -R -C -B -O ==');
+    spawnSync('testssl', ['--quiet', '--color', '0', '--warnings', 'off', '-p', '-s', '-f', '-R', '-C', '-B', '-O', `127.0.0.1:${port}`], { stdio: 'inherit' });
+  } else console.log('\n(testssl.sh is not installed: `apt-get install testssl.sh` adds its independent scan)');
+  process.exitCode = findings.every((f) => f.ok) ? 0 : 1;
+} finally {
+  child?.kill('SIGKILL');
+}

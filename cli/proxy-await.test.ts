@@ -1,0 +1,124 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { proxyAwaitCommand } from './proxy-await.js';
+
+async function run(argv: string[]) {
+  let out = '';
+  let err = '';
+  const t0 = performance.now();
+  const code = await proxyAwaitCommand(argv, (s) => (out += s), (s) => (err += s));
+  return { code, out, err, ms: performance.now() - t0 };
+}
+
+/** A stand-in admin port: /ready is 503 until `readyAt` (ms since start), then 200. */
+async function adminServer(readyAfterMs: number): Promise<{ server: Server; port: number; hits: () => number; close: () => Promise<void> }> {
+  const t0 = performance.now();
+  let hits = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    if (req.url !== '/ready') return void res.writeHead(404).end();
+    hits++;
+    const ready = performance.now() - t0 >= readyAfterMs;
+    res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'waiting for the first configuration\n');
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    hits: () => hits,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+test('waits through 503s until /ready answers 200, then exits 0', async () => {
+  const admin = await adminServer(400);
+  try {
+    const r = await run(['--admin-port', String(admin.port), '--timeout', '5s', '--interval', '50ms']);
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(new RegExp(`^proxy ready: http://127\\.0\\.0\\.1:${admin.port}/ready answered 200 after \\d+ ms \\(\\d+ attempts\\)`));
+    expect(r.ms).toBeGreaterThanOrEqual(380);
+    expect(r.ms).toBeLessThan(2000);
+    // It polled (503s) before the 200, at roughly the interval.
+    expect(admin.hits()).toBeGreaterThanOrEqual(4);
+  } finally {
+    await admin.close();
+  }
+});
+
+test('keeps trying while nothing listens yet (connection refused), as when the proxy is still starting', async () => {
+  // Reserve a port, free it, and only start listening on it later.
+  const probe = await adminServer(0);
+  const port = probe.port;
+  await probe.close();
+  const late = createServer((_req, res) => res.writeHead(200).end('ready\n'));
+  const timer = setTimeout(() => late.listen(port, '127.0.0.1'), 300);
+  try {
+    const r = await run(['--admin-port', String(port), '--timeout', '5s', '--interval', '50ms']);
+    expect(r.code).toBe(0);
+    expect(r.ms).toBeGreaterThanOrEqual(280);
+  } finally {
+    clearTimeout(timer);
+    await new Promise((r) => (late.listening ? late.close(r) : r(undefined)));
+  }
+});
+
+test('times out with exit 1 and says why (last status and body)', async () => {
+  const admin = await adminServer(60_000);
+  try {
+    const r = await run(['--admin-port', String(admin.port), '--timeout', '300ms', '--interval', '50ms']);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('');
+    expect(r.err).toContain('wren proxy await: the proxy was not ready within 300 ms');
+    expect(r.err).toContain(`http://127.0.0.1:${admin.port}/ready never answered 200`);
+    expect(r.err).toContain('last: HTTP 503 (waiting for the first configuration)');
+    expect(r.ms).toBeGreaterThanOrEqual(290);
+    expect(r.ms).toBeLessThan(1500);
+  } finally {
+    await admin.close();
+  }
+});
+
+test('times out when nothing listens, naming the connection error', async () => {
+  const probe = await adminServer(0);
+  await probe.close();
+  const r = await run(['--admin-port', String(probe.port), '--timeout', '200ms', '--interval', '20ms']);
+  expect(r.code).toBe(1);
+  expect(r.err).toMatch(/last: ECONNREFUSED/);
+});
+
+test('a proxy that accepts but never answers does not hold the probe past its timeout', async () => {
+  const held: Socket[] = [];
+  const mute = createNetServer((s) => void held.push(s));
+  mute.listen(0, '127.0.0.1');
+  await once(mute, 'listening');
+  try {
+    const r = await run(['--admin-port', String((mute.address() as AddressInfo).port), '--timeout', '300ms']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/last: no answer within \d+ ms/);
+    expect(r.ms).toBeLessThan(1500);
+  } finally {
+    for (const s of held) s.destroy();
+    await new Promise((r) => mute.close(r));
+  }
+});
+
+test('usage errors exit 2; --help exits 0', async () => {
+  for (const argv of [['--admin-port', 'http'], ['--admin-port', '70000'], ['--timeout', '2'], ['--interval', 'soon'], ['--timeout', '0s'], ['extra'], ['--bogus']]) {
+    const r = await run(argv);
+    expect([argv, r.code]).toEqual([argv, 2]);
+    expect(r.err).toContain('Usage: wren proxy await');
+  }
+  const h = await run(['--help']);
+  expect(h.code).toBe(0);
+  expect(h.out).toMatch(/^Usage: wren proxy await/);
+});

@@ -1,0 +1,75 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
+import { generateIssuer } from '../control-plane/identity/issuer.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { proxyCommand } from './proxy-command.js';
+
+const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const env = {
+  POD_NAME: 'web-0', POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp.wren-system.svc:15010',
+  WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/var/run/secrets/wren.io/identity/token',
+};
+
+async function run(argv: string[], e: Record<string, string | undefined> = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await proxyCommand(argv, (s) => (out += s), (s) => (err += s), e);
+  return { code, out, err };
+}
+
+describe('wren proxy in-cluster mode', () => {
+  test('no --config: the injector environment is the config', async () => {
+    expect(await run(['--check'], env)).toEqual({ code: 0, out: 'configuration ok: control plane cp.wren-system.svc:15010, certificates from cp.wren-system.svc:15010\n', err: '' });
+    const bad = await run(['--check'], { ...env, WREN_OUTBOUND_PORT: 'x' });
+    expect(bad.code).toBe(2);
+    expect(bad.err).toBe('wren proxy: invalid configuration: environment: WREN_OUTBOUND_PORT: expected a number, got "x"\n');
+    const none = await run([], {});
+    expect(none.code).toBe(2);
+    expect(none.err).toContain('--config FILE is required');
+  });
+});
+
+describe('wren proxy: the first certificate', () => {
+  let dir: string;
+  let cp: ControlPlane;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wren-proxy-cmd-'));
+    await writeFile(join(dir, 'tokens.yaml'), 'tokens:\n  - { token: token-for-cart-0123456789, namespace: shop, serviceAccount: cart }\n');
+    const issuer = generateIssuer('cluster.local');
+    await writeFile(join(dir, 'bundle.pem'), issuer.trustBundlePem);
+    await writeFile(join(dir, 'token'), 'token-for-cart-0123456789');
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(1), logger: silentLogger,
+      source: (ctx) => new DirSource({ ...ctx, dir }), identity: { issuer, authenticator: BootstrapTokenAuthenticator.fromFile(join(dir, 'tokens.yaml')) }, transport: 'tls',
+    });
+  });
+  afterAll(async () => {
+    await cp.kill();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function config(name: string, certify: Record<string, unknown>): Promise<string> {
+    const f = join(dir, name);
+    await writeFile(f, JSON.stringify({ identity: { namespace: 'shop', serviceAccount: 'web', certify: { tokenFile: join(dir, 'token'), trustBundleFile: join(dir, 'bundle.pem'), ...certify } } }));
+    return f;
+  }
+
+  test('a token for another identity fails at once with the control plane\'s reason (exit 1)', async () => {
+    const r = await run(['--config', await config('denied.json', { controlPlane: `127.0.0.1:${cp.grpcPort}` })]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('wren proxy: cannot obtain a certificate for spiffe://cluster.local/ns/shop/sa/web from the control plane (1 attempt(s)): gRPC 7: the token proves shop/cart');
+  });
+
+  test('an unreachable control plane is retried until startupTimeoutMs, then exit 1', async () => {
+    const t0 = Date.now();
+    const r = await run(['--config', await config('down.json', { controlPlane: '127.0.0.1:1', startupTimeoutMs: '2s' })]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/cannot obtain a certificate .* \([2-9] attempt\(s\)\): gRPC 14/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+});

@@ -1,0 +1,70 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+/**
+ * The identity contract (contract/identity.proto, package wren.identity.v1): types and
+ * a loader, shared by the control plane (server) and the proxy (client), which never
+ * import each other. Loaded like discovery.proto: `keepCase: false` (so `csr_pem` is
+ * `csrPem` here), `longs: Number`, `defaults: true`.
+ */
+export interface CertifyRequest {
+  /** spiffe://<td>/ns/<ns>/sa/<sa> */
+  identity: string;
+  /** A service-account or bootstrap token. Never log it. */
+  token: Buffer;
+  csrPem: string;
+  /** 0 = the control plane's default lifetime. */
+  requestedLifetimeMs: number;
+}
+
+export interface CertifyResponse {
+  /** Leaf first, then intermediates up to (excluding) the root. */
+  certChainPem: string;
+  /** One or more roots. */
+  trustBundlePem: string;
+  /** Leaf notAfter, ms since the epoch. */
+  validUntilMs: number;
+}
+
+export const IDENTITY_PACKAGE = 'wren.identity.v1';
+export const IDENTITY_SERVICE = `${IDENTITY_PACKAGE}.Identity`;
+/** The token audience the control plane asks TokenReview to check (the injector's projected token). */
+export const IDENTITY_TOKEN_AUDIENCE = 'wren-identity';
+/** The control plane's own service account: its serving certificate is issued to this SPIFFE ID. */
+export const CONTROL_PLANE_SERVICE_ACCOUNT = 'wren-control-plane';
+export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'wren-system';
+
+/** spiffe://<td>/ns/<ns>/sa/wren-control-plane: what proxies expect the control plane to present. */
+export function controlPlaneSpiffeId(trustDomain: string, namespace = DEFAULT_CONTROL_PLANE_NAMESPACE): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${CONTROL_PLANE_SERVICE_ACCOUNT}`;
+}
+
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
+
+/** The .proto sits beside this file in the repo; from dist/contract it is two levels up. */
+function protoPath(): string {
+  const candidates = ['./identity.proto', '../../contract/identity.proto'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`identity.proto not found (looked in ${candidates.join(', ')})`);
+  return found;
+}
+
+export interface IdentityProto {
+  /** Service definition for grpc.Server#addService. */
+  readonly service: grpc.ServiceDefinition;
+  /** Client constructor: `new Client(address, credentials, options)`; method `certify`. */
+  readonly Client: grpc.ServiceClientConstructor;
+}
+
+let loaded: IdentityProto | undefined;
+
+export function loadIdentityProto(): IdentityProto {
+  if (loaded) return loaded;
+  const def = protoLoader.loadSync(protoPath(), LOADER_OPTIONS);
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { wren: { identity: { v1: { Identity: grpc.ServiceClientConstructor } } } };
+  const Client = pkg.wren.identity.v1.Identity;
+  loaded = { service: Client.service, Client };
+  return loaded;
+}

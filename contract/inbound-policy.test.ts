@@ -1,0 +1,87 @@
+import { DEFAULT_INBOUND_POLICY } from './defaults.js';
+import { fullResponse, inboundPolicyFromJson, inboundPolicyToJson, loadDiscoveryProto, type DiscoveryRequest } from './discovery.js';
+import { parseInboundPolicy } from './parse.js';
+import { ConfigError } from '../common/schema.js';
+
+const policy = parseInboundPolicy(
+  {
+    mtls: { mode: 'PERMISSIVE' },
+    portLevelMtls: { '8443': { mode: 'STRICT' } },
+    authorizationPolicies: [
+      { name: 'shop/allow', action: 'ALLOW', rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'], unauthenticated: false } }], to: [{ operation: { ports: ['8080'], paths: ['/api/*'] } }] }] },
+      { name: 'shop/deny', action: 'DENY', rules: [{ when: [{ key: 'request.headers[x-debug]', notValues: ['0'] }] }, {}] },
+      { name: 'shop/none', action: 'AUDIT' },
+    ],
+  },
+  'policy',
+);
+
+const pathOf = (raw: unknown): string => {
+  try {
+    parseInboundPolicy(raw, 'policy');
+  } catch (e) {
+    if (e instanceof ConfigError) return `${e.path}: ${e.problem}`;
+    throw e;
+  }
+  return 'ok';
+};
+
+describe('parseInboundPolicy', () => {
+  test('defaults: STRICT, no overrides, no authorization', () => {
+    expect(parseInboundPolicy(undefined, 'policy')).toEqual(DEFAULT_INBOUND_POLICY);
+    expect(policy.authorizationPolicies[2].rules).toEqual([]);
+    expect(policy.authorizationPolicies[1].rules[1]).toEqual({ from: [], to: [], when: [] });
+  });
+
+  test.each([
+    [{ mtls: { mode: 'DISABLE' } }, /^policy\.mtls\.mode: expected one of STRICT, PERMISSIVE/],
+    [{ portLevelMtls: { http: { mode: 'STRICT' } } }, /^policy\.portLevelMtls\.http: expected a port number/],
+    [{ portLevelMtls: { '70000': { mode: 'STRICT' } } }, /^policy\.portLevelMtls\.70000: /],
+    [{ portLevelMtls: { '9090': {} } }, /^policy\.portLevelMtls\.9090\.mode: /],
+    [{ authorizationPolicies: [{ name: 'a/b', action: 'CUSTOM' }] }, /^policy\.authorizationPolicies\[0\]\.action: CUSTOM \(external authorization\) is not supported/],
+    [{ authorizationPolicies: [{ name: 'a/b', action: 'REJECT' }] }, /^policy\.authorizationPolicies\[0\]\.action: expected one of ALLOW, DENY, AUDIT/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{ source: { principals: ['td/ns/*/sa/x'] } }] }] }] }, /^policy\.authorizationPolicies\[0\]\.rules\[0\]\.from\[0\]\.source\.principals\[0\]: only exact/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{ source: { principals: ['*x*'] } }] }] }] }, /principals\[0\]: only exact/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{}] }] }] }, /^policy\.authorizationPolicies\[0\]\.rules\[0\]\.from\[0\]\.source: is required/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { ports: ['0'] } }] }] }] }, /rules\[0\]\.to\[0\]\.operation\.ports\[0\]: expected a port number 1-65535/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { ports: [8080] } }] }] }] }, /operation\.ports\[0\]: expected a string/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { verbs: ['GET'] } }] }] }] }, /operation\.verbs: unknown field/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'request.auth.claims[iss]', values: ['x'] }] }] }] }, /when\[0\]\.key: expected to match/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'source.namespace' }] }] }] }, /when\[0\]\.values: values or notValues must be set/],
+  ])('%j is rejected at its field path', (raw, want) => {
+    expect(pathOf(raw)).toMatch(want);
+  });
+});
+
+describe('inbound policy on the wire', () => {
+  test('defaults travel as "", anything else as compact JSON that parses back to the same policy', () => {
+    expect(inboundPolicyToJson(DEFAULT_INBOUND_POLICY)).toBe('');
+    expect(inboundPolicyToJson(parseInboundPolicy({}, 'p'))).toBe('');
+    const json = inboundPolicyToJson(policy);
+    expect(json).not.toContain('[]');
+    expect(inboundPolicyFromJson(json, 'inboundPolicy')).toEqual(policy);
+    expect(inboundPolicyFromJson('', 'inboundPolicy')).toBe(DEFAULT_INBOUND_POLICY);
+    expect(() => inboundPolicyFromJson('{"mtls":{"mode":"OFF"}}', 'inboundPolicy')).toThrow(/^inboundPolicy\.mtls\.mode: /);
+    expect(() => inboundPolicyFromJson('{nope', 'inboundPolicy')).toThrow(/^inboundPolicy: invalid JSON/);
+  });
+
+  test('a response with the policy appended as a second encoded message decodes as one response carrying it', () => {
+    const proto = loadDiscoveryProto();
+    const base = proto.encodeResponse(fullResponse('e-1', 'f1', []));
+    const suffix = proto.encodeResponse({ inboundPolicy: { policyJson: inboundPolicyToJson(policy) } } as never);
+    const decoded = proto.decodeResponse(Buffer.concat([base, suffix]));
+    expect(decoded).toMatchObject({ version: 'e-1', nonce: 'f1', full: true });
+    expect(inboundPolicyFromJson(decoded.inboundPolicy!.policyJson, 'p')).toEqual(policy);
+    // Absent means "no policy in this response"; present-but-empty means the defaults.
+    expect(proto.decodeResponse(base).inboundPolicy ?? null).toBeNull();
+    const dflt = proto.decodeResponse(Buffer.concat([base, proto.encodeResponse({ inboundPolicy: { policyJson: '' } } as never)]));
+    expect(dflt.inboundPolicy).toEqual({ policyJson: '' });
+  });
+
+  test('Subscribe carries the workload labels', () => {
+    const m = loadDiscoveryProto().Client.service.Stream;
+    const req: DiscoveryRequest = { subscribe: { identity: { spiffeId: 'spiffe://td/ns/a/sa/b', namespace: 'a', pod: 'b-0', labels: { app: 'b', version: 'v2' } }, services: [], lastVersion: '' } };
+    const back = m.requestDeserialize(m.requestSerialize(req)) as { subscribe: { identity: { labels: Record<string, string> } } };
+    expect(back.subscribe.identity.labels).toEqual({ app: 'b', version: 'v2' });
+  });
+});

@@ -1,0 +1,45 @@
+/**
+ * How the identity service learns who is calling: a token goes in, a Kubernetes
+ * workload identity (namespace + service account) comes out, or an AuthError says why
+ * not. The service then compares that principal with the identity the caller asked
+ * for; authenticators never see the CSR.
+ */
+export interface Principal {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** For logs: which authenticator vouched ('tokenreview', 'bootstrap'). */
+  readonly via: string;
+  /** The pod the token is bound to, when the authenticator knows it (bound SA tokens). */
+  readonly pod?: string;
+}
+
+/**
+ * `unauthenticated`: the token is bad (invalid, expired, wrong audience, unknown); the
+ * caller must get a new one. `unavailable`: the token could not be checked right now
+ * (API server unreachable, 5xx); the caller should retry with the same token.
+ */
+export type AuthErrorKind = 'unauthenticated' | 'unavailable';
+
+export class AuthError extends Error {
+  constructor(
+    readonly kind: AuthErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AuthError';
+  }
+}
+
+export interface Authenticator {
+  /** Short name for logs and metrics. */
+  readonly name: string;
+  /** Resolves with the principal the token proves; rejects with AuthError. Never logs the token. */
+  authenticate(token: Buffer): Promise<Principal>;
+}
+
+/** `system:serviceaccount:<ns>:<sa>` -> parts (the username Kubernetes gives service-account tokens). */
+export function parseServiceAccountUsername(username: string): { namespace: string; serviceAccount: string } | null {
+  const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(username);
+  return m ? { namespace: m[1], serviceAccount: m[2] } : null;
+}

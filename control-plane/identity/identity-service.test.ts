@@ -1,0 +1,66 @@
+import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
+import { createCsr, generateKeyPair } from '../../certs/index.js';
+import { FakeClock } from '../../common/clock.js';
+import { createLogger } from '../../common/logger.js';
+import { AuthError, type Authenticator } from './authenticator.js';
+import { IdentityMetrics } from './identity-metrics.js';
+import { CertifyError, IdentityService } from './identity-service.js';
+import { generateIssuer } from './issuer.js';
+
+const ID = 'spiffe://cluster.local/ns/shop/sa/web';
+const issuer = generateIssuer('cluster.local');
+const csrPem = createCsr(generateKeyPair().privateKeyPem, ID);
+
+function service(authenticator: Authenticator | null, certTtlMs?: number, logs: string[] = []): IdentityService {
+  return new IdentityService({
+    issuer, authenticator, certTtlMs, clock: new FakeClock(Date.now()), logger: createLogger({ sink: (l) => void logs.push(l), level: 'debug' }),
+    metrics: new IdentityMetrics(new Registry(), issuer),
+  });
+}
+
+const proves = (namespace: string, serviceAccount: string): Authenticator => ({ name: 'fake', authenticate: async () => ({ namespace, serviceAccount, via: 'fake' }) });
+const failsWith = (e: Error): Authenticator => ({ name: 'fake', authenticate: async () => Promise.reject(e) });
+
+async function status(s: IdentityService, req: Partial<Parameters<IdentityService['certify']>[0]> = {}): Promise<number> {
+  try {
+    await s.certify({ identity: ID, token: Buffer.from('secret-token-value'), csrPem, requestedLifetimeMs: 0, ...req });
+    return grpc.status.OK;
+  } catch (e) {
+    expect(e).toBeInstanceOf(CertifyError);
+    return (e as CertifyError).status;
+  }
+}
+
+describe('IdentityService', () => {
+  test('maps each failure to its gRPC status', async () => {
+    expect(await status(service(null))).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(await status(service(failsWith(new AuthError('unavailable', 'API server down'))))).toBe(grpc.status.UNAVAILABLE);
+    expect(await status(service(failsWith(new AuthError('unauthenticated', 'bad token'))))).toBe(grpc.status.UNAUTHENTICATED);
+    expect(await status(service(failsWith(new Error('boom'))))).toBe(grpc.status.UNAVAILABLE);
+    expect(await status(service(proves('shop', 'cart')))).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await status(service(proves('shop', 'web')), { requestedLifetimeMs: 500 })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await status(service(proves('shop', 'web')), { identity: 'spiffe://cluster.local/web' })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await status(service(proves('shop', 'web')), { csrPem: '' })).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await status(service(proves('shop', 'web')))).toBe(grpc.status.OK);
+  });
+
+  test('requested lifetimes are honoured up to the configured one', async () => {
+    const s = service(proves('shop', 'web'), 120_000);
+    const now = Date.now();
+    const capped = await s.certify({ identity: ID, token: Buffer.from('t'), csrPem, requestedLifetimeMs: 3_600_000 });
+    expect(Math.abs(capped.validUntilMs - now - 120_000)).toBeLessThan(2000);
+    const shorter = await s.certify({ identity: ID, token: Buffer.from('t'), csrPem, requestedLifetimeMs: 5000 });
+    expect(Math.abs(shorter.validUntilMs - now - 5000)).toBeLessThan(2000);
+    expect(() => service(null, 10)).toThrow(/lifetime must be between/);
+  });
+
+  test('never logs the token', async () => {
+    const logs: string[] = [];
+    await status(service(proves('shop', 'cart'), undefined, logs));
+    await status(service(proves('shop', 'web'), undefined, logs));
+    expect(logs.join('\n')).toContain('certificate refused');
+    expect(logs.join('\n')).toContain('certificate issued');
+    expect(logs.join('\n')).not.toContain('secret-token-value');
+  });
+});

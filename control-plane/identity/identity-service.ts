@@ -1,0 +1,139 @@
+import * as grpc from '@grpc/grpc-js';
+import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type SpiffeId } from '../../certs/index.js';
+import type { Clock } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
+import { AuthError, type Authenticator } from './authenticator.js';
+import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
+import type { Issuer } from './issuer.js';
+
+export interface IdentityServiceOptions {
+  readonly issuer: Issuer;
+  /** null: every Certify is refused with FAILED_PRECONDITION (nothing can vouch for a token). */
+  readonly authenticator: Authenticator | null;
+  /** Default and maximum leaf lifetime (24 h, as Linkerd and Istio). */
+  readonly certTtlMs?: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: IdentityMetrics;
+}
+
+/** Shorter certificates would be renewed in a loop faster than a round trip is worth. */
+export const MIN_CERT_TTL_MS = 1000;
+
+export class CertifyError extends Error {
+  constructor(
+    readonly status: grpc.status,
+    readonly reason: RefusalReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CertifyError';
+  }
+}
+
+/** CA refusals (certs/errors.ts) -> gRPC status. Asking for someone else's identity is a permission problem; a broken CSR is an argument problem. */
+function fromPkiError(e: PkiError): CertifyError {
+  const denied: PkiErrorCode[] = ['CSR_IDENTITY_MISMATCH', 'TRUST_DOMAIN_MISMATCH'];
+  const invalid: PkiErrorCode[] = ['CSR_MALFORMED', 'CSR_INVALID_SIGNATURE', 'CSR_MISSING_SAN', 'CSR_EXTRA_SANS', 'CSR_WEAK_KEY', 'INVALID_TTL', 'INVALID_SPIFFE_ID'];
+  if (denied.includes(e.code)) return new CertifyError(grpc.status.PERMISSION_DENIED, 'identity_mismatch', e.message);
+  if (invalid.includes(e.code)) return new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_csr', e.message);
+  return new CertifyError(grpc.status.UNAVAILABLE, 'ca_error', `the CA cannot sign: ${e.message}`);
+}
+
+/**
+ * The server side of wren.identity.v1 Identity/Certify (contract/identity.proto),
+ * following Linkerd's identity service (pkg/identity/service.go): check the request's
+ * shape, authenticate the token, require the proven identity to equal the requested
+ * one, then let the CA sign (it checks the CSR's one SPIFFE URI SAN against the same
+ * identity). The response carries leaf + intermediates, the whole trust bundle (so a
+ * rotation that adds a root reaches proxies with their next certificate) and notAfter.
+ */
+export class IdentityService {
+  private readonly ttlMs: number;
+
+  constructor(private readonly o: IdentityServiceOptions) {
+    this.ttlMs = o.certTtlMs ?? DEFAULT_LEAF_TTL_MS;
+    if (!(this.ttlMs >= MIN_CERT_TTL_MS) || this.ttlMs > o.issuer.ca.maxTtlMs)
+      throw new PkiError('INVALID_TTL', `the certificate lifetime must be between ${MIN_CERT_TTL_MS} ms and ${o.issuer.ca.maxTtlMs} ms, got ${this.ttlMs}`);
+  }
+
+  static definition(): grpc.ServiceDefinition {
+    return loadIdentityProto().service;
+  }
+
+  get certTtlMs(): number {
+    return this.ttlMs;
+  }
+
+  readonly implementation: grpc.UntypedServiceImplementation = {
+    Certify: (call: grpc.ServerUnaryCall<CertifyRequest, CertifyResponse>, cb: grpc.sendUnaryData<CertifyResponse>) => {
+      this.certify(call.request, call.getPeer()).then(
+        (r) => cb(null, r),
+        (e: CertifyError) => cb({ code: e.status, details: e.message }),
+      );
+    },
+  };
+
+  /** Issues or throws CertifyError. `peer` is only for logs. */
+  async certify(req: CertifyRequest, peer = ''): Promise<CertifyResponse> {
+    try {
+      return await this.certifyOrThrow(req, peer);
+    } catch (e) {
+      const err = e instanceof CertifyError ? e : new CertifyError(grpc.status.INTERNAL, 'ca_error', `internal error: ${(e as Error).message}`);
+      this.o.metrics.refused.inc({ reason: err.reason });
+      // The token is never logged; the requested identity and the reason are.
+      this.o.logger.warn('certificate refused', { identity: String(req?.identity ?? '').slice(0, 300), reason: err.reason, status: grpc.status[err.status], detail: err.message, peer });
+      throw err;
+    }
+  }
+
+  private async certifyOrThrow(req: CertifyRequest, peer: string): Promise<CertifyResponse> {
+    let id: SpiffeId;
+    try {
+      id = parseSpiffeId(String(req.identity ?? ''));
+    } catch (e) {
+      throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', (e as Error).message);
+    }
+    const ca = this.o.issuer.ca;
+    if (id.trustDomain !== ca.trustDomain)
+      throw new CertifyError(grpc.status.PERMISSION_DENIED, 'identity_mismatch', `${req.identity} is outside trust domain "${ca.trustDomain}"`);
+    if (!req.csrPem) throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', 'csr_pem is empty');
+    const asked = Number(req.requestedLifetimeMs ?? 0);
+    if (!Number.isFinite(asked) || asked < 0 || (asked > 0 && asked < MIN_CERT_TTL_MS))
+      throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', `requested_lifetime_ms must be 0 (default) or at least ${MIN_CERT_TTL_MS}, got ${req.requestedLifetimeMs}`);
+    const ttlMs = asked > 0 ? Math.min(asked, this.ttlMs) : this.ttlMs;
+
+    if (!this.o.authenticator)
+      throw new CertifyError(grpc.status.FAILED_PRECONDITION, 'no_authenticator', 'this control plane cannot check tokens (start it with --source kubernetes or --bootstrap-tokens FILE)');
+    const token = Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? '');
+    let principal;
+    try {
+      principal = await this.o.authenticator.authenticate(token);
+    } catch (e) {
+      if (e instanceof AuthError && e.kind === 'unauthenticated') throw new CertifyError(grpc.status.UNAUTHENTICATED, 'unauthenticated', e.message);
+      throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_unavailable', (e as Error).message);
+    }
+    if (principal.namespace !== id.namespace || principal.serviceAccount !== id.serviceAccount)
+      throw new CertifyError(
+        grpc.status.PERMISSION_DENIED,
+        'identity_mismatch',
+        `the token proves ${principal.namespace}/${principal.serviceAccount}, but ${req.identity} was requested`,
+      );
+
+    const t0 = this.o.clock.now();
+    let issued;
+    try {
+      issued = ca.issue(req.csrPem, { identity: id, ttlMs, now: new Date(this.o.clock.now()) });
+    } catch (e) {
+      if (e instanceof PkiError) throw fromPkiError(e);
+      throw e;
+    }
+    this.o.metrics.signDuration.observe((this.o.clock.now() - t0) / 1000);
+    this.o.metrics.issued.inc();
+    this.o.logger.info('certificate issued', {
+      identity: issued.spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), via: principal.via, ...(principal.pod ? { pod: principal.pod } : {}), peer,
+    });
+    return { certChainPem: [issued.certPem, ...issued.chainPems].join(''), trustBundlePem: this.o.issuer.trustBundlePem, validUntilMs: issued.notAfter.getTime() };
+  }
+}

@@ -1,0 +1,99 @@
+import type { SecureContextOptions } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { createCsr, generateKeyPair, type IssuedCert } from '../../certs/index.js';
+import type { Clock, Random, Timer } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import type { Issuer } from './issuer.js';
+
+/**
+ * Server credentials whose certificate can be replaced while the server runs. grpc-js
+ * servers watch their credentials (ServerCredentials._addWatcher) and call
+ * Http2SecureServer#setSecureContext on every update (server.js createHttp2Server), the
+ * same mechanism its experimental certificate providers use: new connections get the
+ * new certificate, open ones keep theirs.
+ */
+export class RotatingServerCredentials extends grpc.ServerCredentials {
+  constructor(initial: SecureContextOptions) {
+    // No client certificate is requested: Certify is how a proxy gets its first one.
+    super({ requestCert: false, minVersion: 'TLSv1.2' }, initial);
+  }
+
+  update(options: SecureContextOptions): void {
+    this.updateSecureContextOptions(options);
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/**
+ * The control plane's own TLS identity: a certificate its CA issues to
+ * spiffe://<td>/ns/<namespace>/sa/wren-control-plane, renewed at 70% of its lifetime
+ * (like the proxies' renewal; proxy/identity/renewal-schedule.ts). Proxies verify it
+ * against their trust bundle and check that SPIFFE ID; they cannot present a client
+ * certificate yet (that is what they are calling to get), so the server asks for none.
+ * The key is generated in memory once and never written anywhere.
+ */
+export class ServingIdentity {
+  readonly credentials: RotatingServerCredentials;
+  private readonly keyPem = generateKeyPair().privateKeyPem;
+  private current: IssuedCert;
+  private timer: Timer | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly o: { issuer: Issuer; spiffeId: string; ttlMs: number; clock: Clock; random: Random; logger: Logger },
+  ) {
+    this.current = this.issue();
+    this.credentials = new RotatingServerCredentials(this.contextOptions());
+  }
+
+  get spiffeId(): string {
+    return this.o.spiffeId;
+  }
+
+  get certificate(): IssuedCert {
+    return this.current;
+  }
+
+  private issue(): IssuedCert {
+    const csr = createCsr(this.keyPem, this.o.spiffeId);
+    return this.o.issuer.ca.issue(csr, { identity: this.o.spiffeId, ttlMs: this.o.ttlMs, now: new Date(this.o.clock.now()) });
+  }
+
+  private contextOptions(): SecureContextOptions {
+    return { key: this.keyPem, cert: [this.current.certPem, ...this.current.chainPems].join(''), minVersion: 'TLSv1.2' };
+  }
+
+  /** Schedules renewals until stop(). */
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(retry = false): void {
+    if (this.stopped) return;
+    const remaining = this.current.notAfter.getTime() - this.o.clock.now();
+    const delay = retry ? 5_000 : Math.max(250, remaining * (0.65 + 0.1 * this.o.random()));
+    this.timer = this.o.clock.setTimeout(() => this.renew(), delay);
+    this.timer.unref?.();
+  }
+
+  private renew(): void {
+    try {
+      this.current = this.issue();
+      this.credentials.update(this.contextOptions());
+      this.o.logger.debug('control plane serving certificate renewed', { identity: this.o.spiffeId, serial: this.current.serial, notAfter: this.current.notAfter.toISOString() });
+      this.schedule();
+    } catch (e) {
+      this.o.logger.error('cannot renew the control plane serving certificate; retrying in 5 s', { identity: this.o.spiffeId, error: e });
+      this.schedule(true);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,106 @@
+import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
+import { ConfigError } from '../../common/schema.js';
+import { resolveInboundPolicy, type PolicyObjects } from './inbound-policy.js';
+import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, type KAuthorizationPolicy, type KPeerAuthentication } from './policy-objects.js';
+
+let clock = 0;
+const pa = (ns: string, name: string, spec: unknown, createdAt?: string): KPeerAuthentication =>
+  parsePeerAuthenticationResource(
+    { apiVersion: 'policy.wren.io/v1alpha1', kind: 'PeerAuthentication', metadata: { name, namespace: ns, creationTimestamp: createdAt ?? new Date(1e12 + ++clock * 1000).toISOString() }, spec },
+    '',
+  );
+const ap = (ns: string, name: string, spec: unknown): KAuthorizationPolicy =>
+  parseAuthorizationPolicyResource({ kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec }, '');
+
+const objs = (peerAuthentications: KPeerAuthentication[], authorizationPolicies: KAuthorizationPolicy[] = []): PolicyObjects => ({ peerAuthentications, authorizationPolicies });
+const web = { namespace: 'shop', labels: { app: 'web', version: 'v1' } };
+const modeOf = (o: PolicyObjects, w = web) => {
+  const p = resolveInboundPolicy(o, w);
+  return [p.mtls.mode, Object.fromEntries(Object.entries(p.portLevelMtls).map(([k, v]) => [k, v.mode]))];
+};
+
+describe('PeerAuthentication precedence', () => {
+  const mesh = (mode: string) => pa('wren-system', 'default', { mtls: { mode } });
+  const ns = (mode: string) => pa('shop', 'default', { mtls: { mode } });
+  const wl = (mode: string, ports: Record<string, string> = {}, labels: Record<string, string> = { app: 'web' }) =>
+    pa('shop', 'web', { selector: { matchLabels: labels }, mtls: { mode }, portLevelMtls: Object.fromEntries(Object.entries(ports).map(([k, m]) => [k, { mode: m }])) });
+
+  test('no policy: STRICT (the defaults object itself)', () => {
+    expect(resolveInboundPolicy(objs([]), web)).toBe(DEFAULT_INBOUND_POLICY);
+  });
+
+  test.each([
+    ['mesh-wide only', [mesh('PERMISSIVE')], 'PERMISSIVE'],
+    ['namespace over mesh', [mesh('PERMISSIVE'), ns('STRICT')], 'STRICT'],
+    ['workload over namespace', [ns('STRICT'), wl('PERMISSIVE')], 'PERMISSIVE'],
+    ['workload UNSET inherits the namespace', [mesh('STRICT'), ns('PERMISSIVE'), wl('UNSET')], 'PERMISSIVE'],
+    ['namespace UNSET inherits the mesh', [mesh('PERMISSIVE'), ns('UNSET')], 'PERMISSIVE'],
+    ['a selector that does not match is ignored', [ns('PERMISSIVE'), wl('STRICT', {}, { app: 'db' })], 'PERMISSIVE'],
+    ['another namespace is ignored', [pa('other', 'default', { mtls: { mode: 'PERMISSIVE' } })], 'STRICT'],
+    ['a root-namespace policy with a selector is ignored (Istio)', [pa('wren-system', 'sel', { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'PERMISSIVE' } })], 'STRICT'],
+    ['an empty selector is namespace-wide', [pa('shop', 'empty', { selector: { matchLabels: {} }, mtls: { mode: 'PERMISSIVE' } })], 'PERMISSIVE'],
+  ])('%s', (_name, list, want) => {
+    expect(modeOf(objs(list))[0]).toBe(want);
+  });
+
+  test('the oldest policy of a level wins (then the name)', () => {
+    const older = pa('shop', 'b-older', { mtls: { mode: 'PERMISSIVE' } }, '2024-01-01T00:00:00Z');
+    const newer = pa('shop', 'a-newer', { mtls: { mode: 'STRICT' } }, '2024-06-01T00:00:00Z');
+    expect(modeOf(objs([newer, older]))[0]).toBe('PERMISSIVE');
+    const tieB = pa('shop', 'b', { mtls: { mode: 'STRICT' } }, '2024-01-01T00:00:00Z');
+    const tieA = pa('shop', 'a', { mtls: { mode: 'PERMISSIVE' } }, '2024-01-01T00:00:00Z');
+    expect(modeOf(objs([tieB, tieA]))[0]).toBe('PERMISSIVE');
+  });
+
+  test('port-level overrides come from the workload policy; an UNSET port inherits the workload mode', () => {
+    expect(modeOf(objs([ns('STRICT'), wl('UNSET', { '9090': 'PERMISSIVE', '8443': 'UNSET' })]))).toEqual(['STRICT', { '8443': 'STRICT', '9090': 'PERMISSIVE' }]);
+    expect(modeOf(objs([mesh('PERMISSIVE'), wl('UNSET', { '8443': 'STRICT' })]))).toEqual(['PERMISSIVE', { '8443': 'STRICT' }]);
+  });
+});
+
+describe('AuthorizationPolicy selection', () => {
+  const allow = { rules: [{}] };
+  test('namespace-wide, matching selector, and root-namespace policies apply; others do not; sorted by name', () => {
+    const p = resolveInboundPolicy(
+      objs([], [
+        ap('shop', 'z-all', allow),
+        ap('shop', 'web-only', { ...allow, selector: { matchLabels: { app: 'web' } } }),
+        ap('shop', 'db-only', { ...allow, selector: { matchLabels: { app: 'db' } } }),
+        ap('other', 'elsewhere', allow),
+        ap('wren-system', 'mesh-deny', { action: 'DENY', rules: [{ from: [{ source: { namespaces: ['sandbox'] } }] }] }),
+        ap('wren-system', 'mesh-v1', { ...allow, selector: { matchLabels: { version: 'v1' } } }),
+      ]),
+      web,
+    );
+    expect(p.authorizationPolicies.map((x) => `${x.action} ${x.name}`)).toEqual(['ALLOW shop/web-only', 'ALLOW shop/z-all', 'DENY wren-system/mesh-deny', 'ALLOW wren-system/mesh-v1']);
+    expect(p.mtls.mode).toBe('STRICT');
+  });
+
+  test('spec {} is allow-nothing (ALLOW with no rules)', () => {
+    expect(ap('shop', 'deny-all', {}).policy).toEqual({ name: 'shop/deny-all', action: 'ALLOW', rules: [] });
+  });
+});
+
+describe('the resources are validated with field paths', () => {
+  const err = (f: () => unknown): string => {
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof ConfigError) return `${e.path}: ${e.problem}`;
+      throw e;
+    }
+    return 'ok';
+  };
+  test.each([
+    [() => pa('shop', 'x', { mtls: { mode: 'DISABLE' } }), /^spec\.mtls\.mode: expected one of STRICT, PERMISSIVE, UNSET/],
+    [() => pa('shop', 'x', { selector: { matchLabels: { app: 'web' } }, portLevelMtls: { http: { mode: 'STRICT' } } }), /^spec\.portLevelMtls\.http: /],
+    [() => pa('shop', 'x', { portLevelMtls: { '9090': { mode: 'STRICT' } } }), /^spec\.selector: is required when portLevelMtls is set/],
+    [() => pa('shop', 'x', { mtls: { mode: 'STRICT', extra: 1 } }), /^spec\.mtls\.extra: unknown field/],
+    [() => ap('shop', 'x', undefined), /^spec: is required/],
+    [() => ap('shop', 'x', { action: 'CUSTOM', rules: [] }), /^spec\.action: CUSTOM/],
+    [() => ap('shop', 'x', { rules: [{ to: [{ operation: { ports: ['http'] } }] }] }), /^spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: expected a port number/],
+    [() => ap('shop', 'x', { rules: [{ from: [{ source: { principals: ['a*b'] } }] }] }), /^spec\.rules\[0\]\.from\[0\]\.source\.principals\[0\]: only exact/],
+  ])('%#', (f, want) => {
+    expect(err(f)).toMatch(want);
+  });
+});

@@ -1,0 +1,114 @@
+import { ConfigError } from '../../common/schema.js';
+import { hasProxyEnv, parseProxyConfig, proxyConfigFromEnv, tlsFilesOf } from './proxy-config.js';
+
+const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const files = { certFile: 'a.crt', keyFile: 'a.key', trustBundleFile: 'ca.crt' };
+
+function problem(raw: unknown): string {
+  try {
+    parseProxyConfig(raw, 'cfg');
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('certificate source', () => {
+  test('tls files, as before', () => {
+    const c = parseProxyConfig({ tls: files });
+    expect(tlsFilesOf(c)).toEqual(files);
+    expect(c.identity.certify).toBeUndefined();
+    expect(c.identity.labels).toEqual({});
+  });
+
+  test('identity.certify: defaults from discovery and the trust domain', () => {
+    const c = parseProxyConfig({
+      identity: { trustDomain: 'example.org', labels: { app: 'web', tier: 'front' }, certify: { tokenFile: '/t', trustBundleFile: '/b.pem', lifetimeMs: '1h' } },
+      discovery: { controlPlane: 'cp.example:15010' },
+    });
+    expect(tlsFilesOf(c)).toBeNull();
+    expect(c.tls).toEqual({});
+    expect(c.identity.labels).toEqual({ app: 'web', tier: 'front' });
+    expect(c.identity.certify).toEqual({
+      controlPlane: 'cp.example:15010',
+      tokenFile: '/t',
+      trustBundleFile: '/b.pem',
+      trustBundlePem: undefined,
+      lifetimeMs: 3_600_000,
+      runDir: undefined,
+      timeoutMs: 10_000,
+      startupTimeoutMs: 60_000,
+    });
+    expect(c.discovery).toMatchObject({ insecure: false, controlPlaneIdentity: 'spiffe://example.org/ns/wren-system/sa/wren-control-plane' });
+    expect(parseProxyConfig({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } }).identity.certify?.controlPlane).toBe('x:1');
+  });
+
+  test('exactly one of tls and identity.certify, with field-path errors', () => {
+    expect(problem({})).toBe('cfg: tls: required: either tls (certFile, keyFile, trustBundleFile) or identity.certify');
+    expect(problem({ tls: files, identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } })).toMatch(/^cfg: identity\.certify: set either tls/);
+    expect(problem({ identity: { certify: { tokenFile: '/t' } }, discovery: { insecure: true } })).toBe('cfg: identity.certify.controlPlane: required when discovery.controlPlane is not set');
+    expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } } })).toMatch(/^cfg: identity\.certify\.trustBundleFile: required/);
+    expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', trustBundleFile: 'f', trustBundlePem: PEM } } })).toMatch(/trustBundlePem: set trustBundleFile or trustBundlePem, not both/);
+    expect(problem({ identity: { certify: { controlPlane: 'x:1', trustBundlePem: PEM } } })).toBe('cfg: identity.certify.tokenFile: expected a string, got undefined');
+    expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', trustBundlePem: 'nope' } } })).toMatch(/identity\.certify\.trustBundlePem: expected to match/);
+    expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', lifetimeMs: '10ms' } }, discovery: { insecure: true } })).toMatch(/identity\.certify\.lifetimeMs: expected at least 1s/);
+    expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', tokenPath: '/x' } }, discovery: { insecure: true } })).toMatch(/identity\.certify\.tokenPath: unknown field/);
+    expect(problem({ tls: files, identity: { labels: { app: 7 } } })).toBe('cfg: identity.labels.app: expected a string, got 7');
+  });
+});
+
+describe('in-cluster mode (the injector environment)', () => {
+  const env = {
+    POD_NAME: 'web-7d9',
+    POD_NAMESPACE: 'shop',
+    POD_IP: '10.0.0.7',
+    WREN_SERVICE_ACCOUNT: 'web',
+    WREN_TRUST_DOMAIN: 'cluster.local',
+    WREN_CONTROL_PLANE: 'wren-control-plane.wren-system.svc:15010',
+    WREN_TRUST_BUNDLE: PEM,
+    WREN_TOKEN_FILE: '/var/run/secrets/wren.io/identity/token',
+    WREN_RUN_DIR: '/var/run/wren',
+    WREN_LOG_LEVEL: 'debug',
+    WREN_INBOUND_PORT: '15006',
+    WREN_OUTBOUND_PORT: '15001',
+    WREN_ADMIN_PORT: '15000',
+  };
+
+  test('builds the whole config from the environment', () => {
+    expect(hasProxyEnv(env)).toBe(true);
+    expect(hasProxyEnv({})).toBe(false);
+    const c = proxyConfigFromEnv(env);
+    expect(c.identity).toMatchObject({ namespace: 'shop', serviceAccount: 'web', pod: 'web-7d9', trustDomain: 'cluster.local', labels: {} });
+    expect(c.identity.certify).toMatchObject({
+      controlPlane: 'wren-control-plane.wren-system.svc:15010', tokenFile: env.WREN_TOKEN_FILE, trustBundlePem: PEM, runDir: '/var/run/wren',
+    });
+    expect(c.discovery).toMatchObject({ controlPlane: env.WREN_CONTROL_PLANE, insecure: false, controlPlaneIdentity: 'spiffe://cluster.local/ns/wren-system/sa/wren-control-plane' });
+    expect(proxyConfigFromEnv({ ...env, WREN_CONTROL_PLANE_IDENTITY: 'spiffe://cluster.local/ns/mesh/sa/wren-control-plane' }).discovery.controlPlaneIdentity).toBe('spiffe://cluster.local/ns/mesh/sa/wren-control-plane');
+    expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', port: 15001 }, inbound: { address: '0.0.0.0', port: 15006 }, admin: { address: '127.0.0.1', port: 15000 } });
+    expect(c.log.level).toBe('debug');
+    expect(tlsFilesOf(c)).toBeNull();
+  });
+
+  test('errors name the environment variable', () => {
+    const err = (e: Record<string, string | undefined>) => {
+      try {
+        proxyConfigFromEnv(e);
+        return '';
+      } catch (x) {
+        expect(x).toBeInstanceOf(ConfigError);
+        return (x as Error).message;
+      }
+    };
+    expect(err({ ...env, WREN_ADMIN_PORT: 'admin' })).toBe('environment: WREN_ADMIN_PORT: expected a number, got "admin"');
+    expect(err({ ...env, WREN_INBOUND_PORT: '70000' })).toBe('environment: WREN_INBOUND_PORT: expected a number in 0..65535, got 70000');
+    expect(err({ ...env, POD_NAMESPACE: 'Shop' })).toMatch(/^environment: POD_NAMESPACE: expected to match/);
+    expect(err({ ...env, WREN_LOG_LEVEL: 'loud' })).toMatch(/^environment: WREN_LOG_LEVEL: expected one of debug, info, warn, error/);
+    expect(err({ ...env, WREN_TOKEN_FILE: undefined })).toBe('environment: WREN_TOKEN_FILE: required (the injector sets it; see docs/identity.md)');
+    expect(err({ ...env, WREN_TRUST_BUNDLE: '' })).toMatch(/^environment: WREN_TRUST_BUNDLE: required/);
+    expect(err({ ...env, WREN_TRUST_BUNDLE: 'not a pem' })).toMatch(/^environment: WREN_TRUST_BUNDLE: expected to match/);
+    expect(err({ ...env, WREN_CONTROL_PLANE: 'no-port' })).toMatch(/^environment: WREN_CONTROL_PLANE: expected to match/);
+    expect(err({ ...env, WREN_CONTROL_PLANE_INSECURE: 'yes' })).toBe('environment: WREN_CONTROL_PLANE_INSECURE: expected true or false, got "yes"');
+    expect(err({ ...env, WREN_TRUST_BUNDLE: undefined, WREN_CONTROL_PLANE_INSECURE: 'true' })).toBe('');
+  });
+});

@@ -1,0 +1,205 @@
+import { X509Certificate } from 'node:crypto';
+import { Registry } from 'prom-client';
+import { CertificateAuthority, createCsr, createRootCa, generateKeyPair, readCsr } from '../../certs/index.js';
+import { FakeClock, seededRandom } from '../../common/clock.js';
+import { createLogger } from '../../common/logger.js';
+import type { CertifyRequest, CertifyResponse } from '../../contract/identity.js';
+import { DEFAULT_RENEWAL_POLICY as P } from './renewal-schedule.js';
+import { WorkloadIdentity } from './workload-identity.js';
+
+const ID = 'spiffe://cluster.local/ns/shop/sa/web';
+const TTL = 60_000;
+const root = createRootCa({ trustDomain: 'cluster.local', now: new Date(Date.now() - 3_600_000) });
+const ca = new CertificateAuthority({ ...root, trustDomain: 'cluster.local' });
+const keys = [generateKeyPair().privateKeyPem, generateKeyPair().privateKeyPem];
+const flush = () => new Promise<void>((r) => setImmediate(r));
+
+interface Rig {
+  clock: FakeClock;
+  wi: WorkloadIdentity;
+  calls: CertifyRequest[];
+  logs: string[];
+  /** Make the next N calls fail with this gRPC code. */
+  fail(n: number, code?: number): void;
+  /** Replace the answer (tampering tests). */
+  tamper: ((r: CertifyResponse) => CertifyResponse) | null;
+}
+
+function rig(): Rig {
+  const clock = new FakeClock(Date.now());
+  const calls: CertifyRequest[] = [];
+  const logs: string[] = [];
+  let failing = 0;
+  let failCode = 14;
+  let token = 0;
+  let key = 0;
+  const r: Rig = {
+    clock, calls, logs, tamper: null,
+    fail: (n, code = 14) => ((failing = n), (failCode = code)),
+    wi: new WorkloadIdentity({
+      spiffeId: ID,
+      clock,
+      random: seededRandom(3),
+      logger: createLogger({ level: 'debug', sink: (l) => void logs.push(l) }),
+      readToken: async () => Buffer.from(`token-${++token}`),
+      generateKey: async () => keys[key++ % keys.length],
+      certify: async (req) => {
+        calls.push(req);
+        if (failing > 0) {
+          failing--;
+          throw Object.assign(new Error(`${failCode} failure`), { code: failCode, details: 'control plane says no' });
+        }
+        const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: TTL, now: new Date(clock.now()) });
+        const res = { certChainPem: w.certPem, trustBundlePem: root.certPem, validUntilMs: w.notAfter.getTime() };
+        return r.tamper ? r.tamper(res) : res;
+      },
+    }),
+  };
+  return r;
+}
+
+const serialOf = (wi: WorkloadIdentity) => wi.tls.leaf().serialNumber;
+const delayNow = (r: Rig) => r.wi.nextRenewalAt! - r.clock.now();
+
+async function fire(r: Rig): Promise<void> {
+  r.clock.advance(delayNow(r));
+  await r.wi.settled();
+}
+
+describe('WorkloadIdentity', () => {
+  test('obtains a certificate for its key, then renews at 70% ± 5% of the remaining lifetime with a fresh key and token', async () => {
+    const r = rig();
+    const tls = await r.wi.obtain(10_000);
+    expect(tls.spiffeId).toBe(ID);
+    expect(r.calls).toHaveLength(1);
+    expect(r.calls[0]).toEqual({ identity: ID, token: Buffer.from('token-1'), csrPem: expect.stringContaining('CERTIFICATE REQUEST'), requestedLifetimeMs: 0 });
+    expect(readCsr(r.calls[0].csrPem).sans.uris).toEqual([ID]);
+    let rotations = 0;
+    tls.onRotate(() => rotations++);
+    r.wi.start();
+    for (let i = 1; i <= 4; i++) {
+      const remaining = r.wi.validUntil - r.clock.now();
+      expect(delayNow(r)).toBeGreaterThanOrEqual(0.65 * remaining - 1);
+      expect(delayNow(r)).toBeLessThanOrEqual(0.75 * remaining + 1);
+      const before = serialOf(r.wi);
+      const material = tls.material;
+      await fire(r);
+      expect(rotations).toBe(i);
+      expect(serialOf(r.wi)).not.toBe(before);
+      expect(tls.material.keyPem).not.toBe(material.keyPem);
+      expect(r.calls[i].token.toString()).toBe(`token-${i + 1}`);
+    }
+    expect(r.wi.counts).toEqual({ success: 5, failure: 0 });
+    r.wi.stop();
+    expect(r.clock.pending()).toBe(0);
+  });
+
+  test('failed renewals back off exponentially, capped by half the remaining validity, then reset on success', async () => {
+    const r = rig();
+    await r.wi.obtain(10_000);
+    r.wi.start();
+    const serial = serialOf(r.wi);
+    r.fail(4);
+    await fire(r);
+    const delays: number[] = [];
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const d = delayNow(r);
+      const remaining = r.wi.validUntil - r.clock.now();
+      const cap = Math.min(P.retryMaxMs, P.retryInitialMs * 2 ** attempt);
+      expect(d).toBeGreaterThanOrEqual(Math.min(cap / 2, remaining / 2) - 1);
+      expect(d).toBeLessThanOrEqual(Math.min(cap, remaining / 2) + 1);
+      delays.push(d);
+      expect(serialOf(r.wi)).toBe(serial);
+      await fire(r);
+    }
+    expect(delays[3]).toBeGreaterThan(delays[0]);
+    expect(serialOf(r.wi)).not.toBe(serial);
+    expect(r.wi.counts).toEqual({ success: 2, failure: 4 });
+    // After the success the schedule is back to ~70% of a fresh lifetime.
+    expect(delayNow(r)).toBeGreaterThan(0.6 * (r.wi.validUntil - r.clock.now()));
+    expect(r.logs.filter((l) => l.includes('certificate renewal failed; retrying'))).toHaveLength(4);
+    r.wi.stop();
+  });
+
+  test('keeps retrying after expiry at the capped backoff, logging an error, and recovers', async () => {
+    const r = rig();
+    await r.wi.obtain(10_000);
+    r.wi.start();
+    r.fail(1000);
+    while (r.clock.now() < r.wi.validUntil + 5 * P.retryMaxMs) await fire(r);
+    expect(r.logs.some((l) => l.includes('"code":"CERT_EXPIRED"'))).toBe(true);
+    const d = delayNow(r);
+    expect(d).toBeGreaterThanOrEqual(P.retryMaxMs / 2);
+    expect(d).toBeLessThanOrEqual(P.retryMaxMs);
+    r.fail(0);
+    await fire(r);
+    expect(r.wi.validUntil).toBeGreaterThan(r.clock.now());
+    r.wi.stop();
+  });
+
+  test('rejects answers that do not verify, name someone else, or are not for its key', async () => {
+    const other = createRootCa({ trustDomain: 'cluster.local', now: new Date(Date.now() - 3_600_000) });
+    const cases: [string, (x: CertifyResponse) => CertifyResponse][] = [
+      ['does not verify', (x) => ({ ...x, trustBundlePem: other.certPem })],
+      ['no certificate', (x) => ({ ...x, certChainPem: '' })],
+    ];
+    for (const [msg, tamper] of cases) {
+      const r = rig();
+      r.tamper = tamper;
+      r.fail(0);
+      await expect(r.wi.obtain(1)).rejects.toThrow(msg);
+    }
+    // A valid certificate for the right identity, but for another key (a CSR made with a key we do not hold).
+    const foreignCsr = createCsr(generateKeyPair().privateKeyPem, ID);
+    const r = rig();
+    r.tamper = (x) => ({ ...x, certChainPem: ca.issue(foreignCsr, { identity: ID, ttlMs: TTL, now: new Date(r.clock.now()) }).certPem });
+    await expect(r.wi.obtain(1)).rejects.toThrow('not for our key');
+  });
+
+  test('the first certificate: permanent refusals fail at once, transient ones are retried until the deadline', async () => {
+    const denied = rig();
+    denied.fail(1, 7);
+    await expect(denied.wi.obtain(60_000)).rejects.toThrow(/1 attempt\(s\)\): gRPC 7: control plane says no/);
+    const down = rig();
+    down.fail(1000, 14);
+    let outcome: unknown = null;
+    const p = down.wi.obtain(20_000).catch((e: Error) => (outcome = e));
+    for (let i = 0; i < 200 && outcome === null; i++) {
+      await flush();
+      down.clock.advance(500);
+    }
+    expect(String(outcome)).toMatch(/cannot obtain a certificate for .* \([4-9] attempt\(s\)\): gRPC 14/);
+    await p;
+    const flaky = rig();
+    flaky.fail(2, 14);
+    const got = flaky.wi.obtain(60_000);
+    for (let i = 0; i < 20 && flaky.calls.length < 3; i++) {
+      await flush();
+      flaky.clock.advance(1000);
+    }
+    expect((await got).spiffeId).toBe(ID);
+  });
+
+  test('metrics: expiry, next renewal and attempts by result, including those before attaching', async () => {
+    const r = rig();
+    r.fail(1);
+    const p = r.wi.obtain(60_000);
+    for (let i = 0; i < 20 && r.calls.length < 2; i++) {
+      await flush();
+      r.clock.advance(1000);
+    }
+    await p;
+    r.wi.start();
+    const registry = new Registry();
+    r.wi.attachMetrics(registry);
+    const text = await registry.metrics();
+    expect(text).toContain(`wren_identity_cert_expiry_timestamp_seconds ${r.wi.validUntil / 1000}`);
+    expect(text).toContain(`wren_identity_cert_next_renewal_timestamp_seconds ${r.wi.nextRenewalAt! / 1000}`);
+    expect(text).toContain('wren_identity_cert_renewals_total{result="success"} 1');
+    expect(text).toContain('wren_identity_cert_renewals_total{result="failure"} 1');
+    await fire(r);
+    expect(await registry.metrics()).toContain('wren_identity_cert_renewals_total{result="success"} 2');
+    expect(new Date(new X509Certificate(r.wi.tls.material.certChainPem).validTo).getTime()).toBe(r.wi.validUntil);
+    r.wi.stop();
+  });
+});

@@ -1,0 +1,226 @@
+import { X509Certificate, createPublicKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import type { Registry } from 'prom-client';
+import { createCsr, generateKeyPairAsync, splitPemCerts, verifyChain, writePublicFile } from '../../certs/index.js';
+import type { Clock, Random, Timer } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import { TlsIdentity, type TlsMaterial } from '../tls/tls-identity.js';
+import type { CertifyFn } from './certify-client.js';
+import { ProxyIdentityMetrics } from './identity-metrics.js';
+import { DEFAULT_RENEWAL_POLICY, refreshDelay, retryDelay, type RenewalPolicy } from './renewal-schedule.js';
+
+export interface WorkloadIdentityOptions {
+  /** spiffe://<td>/ns/<ns>/sa/<sa> */
+  readonly spiffeId: string;
+  readonly certify: CertifyFn;
+  /** Called before every Certify: projected service-account tokens rotate on disk. */
+  readonly readToken: () => Promise<Buffer>;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly logger: Logger;
+  /** Requested lifetime (0/undefined: the control plane's default). */
+  readonly lifetimeMs?: number;
+  /** Deadline of one Certify call (default 10 s). */
+  readonly timeoutMs?: number;
+  readonly policy?: Partial<RenewalPolicy>;
+  /** A new private key (PEM) for each certificate; default RSA 2048 off the event loop. */
+  readonly generateKey?: () => Promise<string>;
+  /** Where to write the current chain and bundle (public material only), if anywhere. */
+  readonly runDir?: string;
+}
+
+/** Files written under runDir: certificates only. The private key is never written. */
+export const RUN_DIR_FILES = { chain: 'identity.crt', bundle: 'trust-bundle.crt' } as const;
+
+export const tokenFromFile = (file: string) => (): Promise<Buffer> => readFile(file);
+
+/** Errors that retrying with the same configuration cannot fix. */
+const PERMANENT = new Set<number>([grpcStatus.PERMISSION_DENIED, grpcStatus.INVALID_ARGUMENT, grpcStatus.FAILED_PRECONDITION]);
+
+/**
+ * The proxy's side of workload identity: a key made in memory, a CSR, the token read from
+ * its file, Certify, and a TlsIdentity built from the answer. Afterwards it renews at
+ * ~70% of the remaining lifetime (renewal-schedule.ts) with a fresh key each time and
+ * swaps the material with TlsIdentity.rotate: new connections use the new certificate,
+ * open ones keep theirs. On failure it retries with capped backoff, and keeps retrying
+ * after expiry (logging an error) rather than give up on the mesh.
+ */
+export class WorkloadIdentity {
+  private readonly policy: RenewalPolicy;
+  private identity: TlsIdentity | null = null;
+  private validUntilMs = 0;
+  private attempt = 0;
+  private timer: Timer | null = null;
+  private nextAtMs: number | null = null;
+  private inflight: Promise<void> | null = null;
+  private stopped = false;
+  private metrics: ProxyIdentityMetrics | null = null;
+  private readonly tallies = { success: 0, failure: 0 };
+
+  constructor(private readonly o: WorkloadIdentityOptions) {
+    this.policy = { ...DEFAULT_RENEWAL_POLICY, ...(o.policy ?? {}) };
+  }
+
+  /** The current TLS identity (after obtain()). */
+  get tls(): TlsIdentity {
+    if (!this.identity) throw new Error('no certificate yet: call obtain() first');
+    return this.identity;
+  }
+
+  get validUntil(): number {
+    return this.validUntilMs;
+  }
+
+  /** Epoch ms of the scheduled renewal or retry; null when none is scheduled. */
+  get nextRenewalAt(): number | null {
+    return this.nextAtMs;
+  }
+
+  /** Certify attempts so far, by result. */
+  get counts(): { readonly success: number; readonly failure: number } {
+    return { ...this.tallies };
+  }
+
+  /**
+   * The first certificate, retried with backoff for up to `timeoutMs`. Fails at once on
+   * errors that a retry cannot fix (wrong identity, malformed request, no authenticator).
+   */
+  async obtain(timeoutMs: number): Promise<TlsIdentity> {
+    const deadline = this.o.clock.now() + timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const got = await this.fetch();
+        this.identity = new TlsIdentity(got.material);
+        this.accept(got.validUntilMs, got.serial, 'certificate obtained');
+        return this.identity;
+      } catch (e) {
+        this.failed();
+        const delay = retryDelay(attempt, 0, this.o.random, this.policy);
+        const code = (e as { code?: unknown }).code;
+        if ((typeof code === 'number' && PERMANENT.has(code)) || this.o.clock.now() + delay > deadline)
+          throw new Error(`cannot obtain a certificate for ${this.o.spiffeId} from the control plane (${attempt + 1} attempt(s)): ${describe(e)}`, { cause: e });
+        this.o.logger.warn('certify failed; retrying', { identity: this.o.spiffeId, error: describe(e), retryInMs: Math.round(delay) });
+        await new Promise<void>((r) => this.o.clock.setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Starts the renewal loop (after obtain()). */
+  start(): void {
+    if (!this.identity) throw new Error('obtain() the first certificate before start()');
+    this.stopped = false;
+    this.schedule(refreshDelay(this.o.clock.now(), this.validUntilMs, this.o.random, this.policy));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.nextAtMs = null;
+  }
+
+  /** Resolves when no renewal is running (tests drive the loop with a FakeClock and await this). */
+  async settled(): Promise<void> {
+    while (this.inflight) await this.inflight;
+  }
+
+  /** Registers the expiry and renewal metrics on the proxy's registry (once), with the counts so far. */
+  attachMetrics(registry: Registry): void {
+    if (this.metrics) return;
+    const m = new ProxyIdentityMetrics(registry);
+    if (this.tallies.success) m.renewals.inc({ result: 'success' }, this.tallies.success);
+    if (this.tallies.failure) m.renewals.inc({ result: 'failure' }, this.tallies.failure);
+    if (this.validUntilMs) m.expiry.set(this.validUntilMs / 1000);
+    if (this.nextAtMs !== null) m.nextRenewal.set(this.nextAtMs / 1000);
+    this.metrics = m;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.nextAtMs = this.o.clock.now() + delayMs;
+    this.metrics?.nextRenewal.set(this.nextAtMs / 1000);
+    this.timer = this.o.clock.setTimeout(() => {
+      this.timer = null;
+      this.inflight = this.renew().finally(() => (this.inflight = null));
+    }, delayMs);
+    this.timer.unref?.();
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      const got = await this.fetch();
+      if (this.stopped) return;
+      this.tls.rotate(got.material);
+      this.attempt = 0;
+      this.accept(got.validUntilMs, got.serial, 'certificate renewed');
+      this.schedule(refreshDelay(this.o.clock.now(), this.validUntilMs, this.o.random, this.policy));
+    } catch (e) {
+      if (this.stopped) return;
+      this.failed();
+      const remaining = this.validUntilMs - this.o.clock.now();
+      const delay = retryDelay(this.attempt++, remaining, this.o.random, this.policy);
+      const fields = { identity: this.o.spiffeId, error: describe(e), attempt: this.attempt, retryInMs: Math.round(delay), validForMs: Math.round(remaining) };
+      if (remaining > 0) this.o.logger.warn('certificate renewal failed; retrying', fields);
+      else this.o.logger.error('certificate expired and renewal keeps failing: new mTLS connections will fail', { ...fields, code: 'CERT_EXPIRED' });
+      this.schedule(delay);
+    }
+  }
+
+  private accept(validUntilMs: number, serial: string, msg: string): void {
+    this.validUntilMs = validUntilMs;
+    this.tallies.success++;
+    this.metrics?.renewals.inc({ result: 'success' });
+    this.metrics?.expiry.set(validUntilMs / 1000);
+    this.o.logger.info(msg, { identity: this.o.spiffeId, serial, notAfter: new Date(validUntilMs).toISOString() });
+    if (this.o.runDir) void this.writeRunDir(this.identity!.material);
+  }
+
+  private failed(): void {
+    this.tallies.failure++;
+    this.metrics?.renewals.inc({ result: 'failure' });
+  }
+
+  /** Key -> CSR -> Certify -> checked material. Throws on any problem, changing nothing. */
+  private async fetch(): Promise<{ material: TlsMaterial; validUntilMs: number; serial: string }> {
+    const keyPem = await (this.o.generateKey ?? (async () => (await generateKeyPairAsync()).privateKeyPem))();
+    const csrPem = createCsr(keyPem, this.o.spiffeId);
+    let token: Buffer;
+    try {
+      token = await this.o.readToken();
+    } catch (e) {
+      throw new Error(`cannot read the identity token: ${(e as Error).message}`, { cause: e });
+    }
+    const res = await this.o.certify({ identity: this.o.spiffeId, token, csrPem, requestedLifetimeMs: this.o.lifetimeMs ?? 0 }, this.o.timeoutMs ?? 10_000);
+    const [leafPem, ...chain] = splitPemCerts(res.certChainPem ?? '');
+    if (!leafPem) throw new Error('the control plane returned no certificate');
+    const bundle = splitPemCerts(res.trustBundlePem ?? '');
+    const v = verifyChain(leafPem, chain, bundle, new Date(this.o.clock.now()));
+    if (!v.ok) throw new Error(`the certificate from the control plane does not verify against its trust bundle: ${v.reason}`);
+    if (v.spiffeId !== this.o.spiffeId) throw new Error(`the control plane certified ${v.spiffeId}, not ${this.o.spiffeId}`);
+    const leaf = new X509Certificate(leafPem);
+    const ours = createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
+    if (!ours.equals(leaf.publicKey.export({ type: 'spki', format: 'der' }))) throw new Error('the certificate from the control plane is not for our key');
+    return {
+      material: { keyPem, certChainPem: [leafPem, ...chain].join(''), trustBundlePem: bundle.join('') },
+      validUntilMs: new Date(leaf.validTo).getTime(),
+      serial: leaf.serialNumber.toLowerCase(),
+    };
+  }
+
+  private async writeRunDir(m: TlsMaterial): Promise<void> {
+    try {
+      await writePublicFile(join(this.o.runDir!, RUN_DIR_FILES.chain), m.certChainPem);
+      await writePublicFile(join(this.o.runDir!, RUN_DIR_FILES.bundle), m.trustBundlePem);
+    } catch (e) {
+      this.o.logger.warn('cannot write the certificate to the run directory', { runDir: this.o.runDir, error: e });
+    }
+  }
+}
+
+function describe(e: unknown): string {
+  const err = e as { code?: unknown; details?: unknown; message?: unknown };
+  if (typeof err?.code === 'number' && typeof err.details === 'string') return `gRPC ${err.code}: ${err.details}`;
+  return String(err?.message ?? e);
+}

@@ -1,0 +1,43 @@
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../common/logger.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import { splice } from '../net/tcp-tunnel.js';
+
+export interface AppTunnelDeps {
+  readonly appAddress: string;
+  readonly metrics: ProxyMetrics;
+  readonly logger: Logger;
+}
+
+/**
+ * Opaque TCP from a downstream (a CONNECT stream from a peer sidecar, or a plaintext
+ * connection on a PERMISSIVE port) to the app's port, counted in the istio_tcp_* metrics.
+ * `first` bytes (a replayed HTTP upgrade head) are written before the downstream's.
+ */
+export function tunnelToApp(
+  d: AppTunnelDeps,
+  port: number,
+  down: Duplex,
+  hooks: { readonly connected?: () => void; readonly failed: (err: Error) => void; readonly first?: Buffer },
+): void {
+  const up = netConnect({ host: d.appAddress, port });
+  const labels = { direction: 'inbound', destination_service: String(port) } as const;
+  let connected = false;
+  up.once('connect', () => {
+    connected = true;
+    hooks.connected?.();
+    if (hooks.first?.length) up.write(hooks.first);
+    d.metrics.tcpOpened.inc(labels);
+    splice(down, up, (b) => {
+      d.metrics.tcpClosed.inc(labels);
+      d.metrics.tcpReceived.inc(labels, b.aToB);
+      d.metrics.tcpSent.inc(labels, b.bToA);
+    });
+  });
+  up.once('error', (err) => {
+    if (!connected) hooks.failed(err);
+    else down.destroy();
+    d.logger.warn('inbound tunnel to app failed', { code: 'CONNECT_REFUSED', port, error: err.message });
+  });
+}

@@ -1,0 +1,157 @@
+import type { IncomingMessage, Server as H1Server } from 'node:http';
+import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Clock } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import type { HttpService } from '../http/exchange.js';
+import { createH1Server } from '../http/h1-server.js';
+import { attachH2Handler } from '../http/h2-server.js';
+import { cleanHeaders } from '../http/headers.js';
+import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import type { OriginalDst } from '../net/original-dst.js';
+import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
+import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
+import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
+import { tunnelToApp } from './app-tunnel.js';
+import { parseTargetPort } from './target-port.js';
+
+export interface PlaintextInboundDeps {
+  readonly appAddress: string;
+  readonly reservedPorts: ReadonlySet<number>;
+  readonly maxHeaderBytes: number;
+  readonly maxConcurrentStreams: number;
+  /** The plaintext inbound stack (inboundStack with `plaintext: true`). */
+  readonly http: HttpService;
+  readonly policy: () => CompiledInboundPolicy;
+  readonly policyTelemetry: PolicyTelemetry;
+  readonly metrics: ProxyMetrics;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** A request or tunnel started (+1) or ended (-1), for graceful drain. */
+  readonly track: (delta: 1 | -1) => void;
+}
+
+/**
+ * The plaintext half of a PERMISSIVE inbound port: connections that did not start with
+ * a TLS handshake. HTTP/1.1 and h2c (prior knowledge) go through the plaintext inbound
+ * stack (authorized as unauthenticated callers); anything else is opaque TCP to the
+ * app's port after a TCP authorization check (denied: the connection is closed).
+ * The target port is always the connection's original destination, never a header.
+ */
+export class PlaintextInbound {
+  private readonly h1: H1Server;
+  private readonly h2: Http2Server;
+  private readonly dsts = new WeakMap<object, OriginalDst | undefined>();
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly sockets = new Set<Socket>();
+  private pendingDst: OriginalDst | undefined;
+
+  constructor(private readonly d: PlaintextInboundDeps) {
+    const origDstOf = (s: object) => this.dsts.get(s);
+    this.h1 = createH1Server({
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
+      onUpgrade: (req, socket, head) => this.upgrade(req, socket, head),
+    });
+    this.h1.on('request', (_req, res) => {
+      d.track(1);
+      res.once('close', () => d.track(-1));
+    });
+    this.h2 = createH2Server({
+      maxHeaderListPairs: 512,
+      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes, initialWindowSize: 1 << 20 },
+    });
+    this.h2.on('session', (s) => {
+      // The session's `socket` is a stable proxy object: key the original destination by it.
+      this.dsts.set(s.socket, this.pendingDst);
+      this.sessions.add(s);
+      s.on('close', () => this.sessions.delete(s));
+      s.on('error', (e) => d.logger.debug('plaintext inbound session error', { error: e }));
+    });
+    this.h2.on('stream', (stream) => {
+      d.track(1);
+      stream.once('close', () => d.track(-1));
+    });
+    attachH2Handler(this.h2, {
+      service: d.http,
+      clock: d.clock,
+      origDstOf,
+      // Opaque tunnels are for peer sidecars over mTLS only.
+      onConnect: (stream) => stream.respond({ ':status': 400, 'wren-proxy-error': 'bad-request' }, { endStream: true }),
+    });
+  }
+
+  /** Take over a plaintext connection (its first bytes were put back by sniff). */
+  handle(socket: Socket, kind: 'http1' | 'http2' | 'opaque' | 'timeout', dst: OriginalDst | undefined): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    if (kind === 'http1') {
+      this.dsts.set(socket, dst);
+      this.h1.emit('connection', socket);
+      socket.resume();
+    } else if (kind === 'http2') {
+      this.pendingDst = dst;
+      this.h2.emit('connection', socket);
+      this.pendingDst = undefined;
+    } else {
+      this.tcp(socket, dst);
+    }
+  }
+
+  private targetOf(dst: OriginalDst | undefined): number | null {
+    const port = parseTargetPort(dst ? String(dst.port) : undefined, this.d.reservedPorts);
+    return port instanceof Error ? null : port;
+  }
+
+  private tcp(socket: Socket, dst: OriginalDst | undefined): void {
+    const port = this.targetOf(dst);
+    if (port === null) {
+      this.d.logger.info('closing plaintext connection with no target port', { code: 'BAD_REQUEST' });
+      socket.destroy();
+      return;
+    }
+    const { authorizer } = this.d.policy();
+    if (authorizer.active) {
+      const dec = authorizer.authorize({ principal: '', port, http: null });
+      this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal: '', port });
+      if (!dec.allow) {
+        socket.destroy();
+        return;
+      }
+    }
+    this.d.track(1);
+    socket.once('close', () => this.d.track(-1));
+    // Bytes the caller already sent stay buffered (the socket is paused) until the splice pipes them.
+    tunnelToApp(this.d, port, socket, { failed: () => socket.destroy() });
+  }
+
+  /** HTTP/1.1 upgrades (WebSocket): authorized like a request, then the head is replayed into a TCP tunnel to the app. */
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const port = this.targetOf(this.dsts.get(socket));
+    const refuse = (status: string, extra: string): void => {
+      socket.end(`HTTP/1.1 ${status}\r\n${extra}content-length: 0\r\nconnection: close\r\n\r\n`);
+    };
+    if (port === null) return refuse('400 Bad Request', 'wren-proxy-error: bad-request\r\n');
+    const { authorizer } = this.d.policy();
+    if (authorizer.active) {
+      const path = req.url ?? '/';
+      const dec = authorizer.authorize({ principal: '', port, http: { method: req.method ?? 'GET', path, headers: cleanHeaders(req.headers) } });
+      this.d.policyTelemetry.decision(dec, { kind: 'http', principal: '', port, method: req.method, path });
+      if (!dec.allow) return refuse('403 Forbidden', `wren-proxy-error: forbidden\r\n${AUTHZ_REASON_HEADER}: ${dec.reason}\r\n`);
+    }
+    const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    const first = Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), head]);
+    tunnelToApp(this.d, port, socket, { first, failed: () => refuse('502 Bad Gateway', 'wren-proxy-error: connect-refused\r\n') });
+  }
+
+  /** GOAWAY to h2c sessions and close idle HTTP/1.1 connections. */
+  drain(): void {
+    for (const s of this.sessions) s.close();
+    this.h1.closeIdleConnections();
+  }
+
+  close(): void {
+    for (const s of this.sessions) s.destroy();
+    for (const s of this.sockets) s.destroy();
+  }
+}

@@ -1,0 +1,170 @@
+import { parseAuthzPolicy } from '../../contract/parse.js';
+import type { AuthzPolicy } from '../../contract/model.js';
+import { compileAuthorizer, type AuthzRequest } from './authorizer.js';
+
+const pol = (name: string, action: string, rules: unknown): AuthzPolicy => parseAuthzPolicy({ name, action, rules }, 'p');
+
+const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
+const ADMIN = 'spiffe://cluster.local/ns/ops/sa/admin';
+const SANDBOX = 'spiffe://cluster.local/ns/sandbox/sa/tester';
+
+const http = (principal: string, method = 'GET', path = '/', headers: Record<string, string | string[]> = {}, port = 8080): AuthzRequest => ({
+  principal, port, http: { method, path, headers },
+});
+const tcp = (principal: string, port = 8080): AuthzRequest => ({ principal, port, http: null });
+
+const verdict = (policies: AuthzPolicy[], req: AuthzRequest) => {
+  const d = compileAuthorizer(policies).authorize(req);
+  return d.allow ? 'allow' : 'deny';
+};
+
+describe('source matching', () => {
+  const allow = (source: unknown) => [pol('shop/p', 'ALLOW', [{ from: [{ source }] }])];
+  test.each([
+    ['full SPIFFE principal', { principals: [WEB] }, WEB, 'allow'],
+    ['Istio short principal', { principals: ['cluster.local/ns/shop/sa/web'] }, WEB, 'allow'],
+    ['other principal', { principals: [WEB] }, ADMIN, 'deny'],
+    ['principal prefix', { principals: ['cluster.local/ns/shop/*'] }, WEB, 'allow'],
+    ['principal prefix in SPIFFE form', { principals: ['spiffe://cluster.local/ns/ops/*'] }, WEB, 'deny'],
+    ['principal suffix', { principals: ['*/sa/web'] }, WEB, 'allow'],
+    ['principal presence, authenticated', { principals: ['*'] }, WEB, 'allow'],
+    ['principal presence, plaintext', { principals: ['*'] }, '', 'deny'],
+    ['notPrincipals excludes', { notPrincipals: [WEB] }, WEB, 'deny'],
+    ['notPrincipals admits others', { notPrincipals: [WEB] }, ADMIN, 'allow'],
+    ['notPrincipals "*" matches plaintext only', { notPrincipals: ['*'] }, '', 'allow'],
+    ['notPrincipals "*" refuses authenticated', { notPrincipals: ['*'] }, WEB, 'deny'],
+    ['namespace', { namespaces: ['shop'] }, WEB, 'allow'],
+    ['namespace mismatch', { namespaces: ['shop'] }, ADMIN, 'deny'],
+    ['namespace prefix', { namespaces: ['sand*'] }, SANDBOX, 'allow'],
+    ['namespace of plaintext caller', { namespaces: ['*'] }, '', 'deny'],
+    ['notNamespaces', { notNamespaces: ['sandbox'] }, SANDBOX, 'deny'],
+    ['notNamespaces admits plaintext (no namespace)', { notNamespaces: ['sandbox'] }, '', 'allow'],
+    ['unauthenticated: true, plaintext', { unauthenticated: true }, '', 'allow'],
+    ['unauthenticated: true, mTLS', { unauthenticated: true }, WEB, 'deny'],
+    ['unauthenticated: false, plaintext', { unauthenticated: false }, '', 'deny'],
+    ['unauthenticated: false, mTLS', { unauthenticated: false }, WEB, 'allow'],
+    ['fields are ANDed', { namespaces: ['shop'], notPrincipals: [WEB] }, WEB, 'deny'],
+    ['empty source matches anyone', {}, '', 'allow'],
+  ])('%s', (_name, source, principal, want) => {
+    expect(verdict(allow(source), http(principal))).toBe(want);
+  });
+
+  test('sources of one rule are ORed', () => {
+    const p = [pol('shop/p', 'ALLOW', [{ from: [{ source: { principals: [WEB] } }, { source: { namespaces: ['ops'] } }] }])];
+    expect([WEB, ADMIN, SANDBOX].map((id) => verdict(p, http(id)))).toEqual(['allow', 'allow', 'deny']);
+  });
+});
+
+describe('operation matching', () => {
+  const allow = (operation: unknown) => [pol('shop/p', 'ALLOW', [{ to: [{ operation }] }])];
+  test.each([
+    ['method', { methods: ['GET', 'HEAD'] }, http(WEB, 'GET'), 'allow'],
+    ['method mismatch', { methods: ['GET'] }, http(WEB, 'POST'), 'deny'],
+    ['notMethods', { notMethods: ['DELETE'] }, http(WEB, 'DELETE'), 'deny'],
+    ['exact path', { paths: ['/api/orders'] }, http(WEB, 'GET', '/api/orders'), 'allow'],
+    ['exact path ignores the query', { paths: ['/api/orders'] }, http(WEB, 'GET', '/api/orders?id=7'), 'allow'],
+    ['exact path mismatch', { paths: ['/api/orders'] }, http(WEB, 'GET', '/api/orders/7'), 'deny'],
+    ['prefix /x/*', { paths: ['/api/*'] }, http(WEB, 'GET', '/api/orders/7'), 'allow'],
+    ['prefix does not match the bare /x', { paths: ['/api/*'] }, http(WEB, 'GET', '/api'), 'deny'],
+    ['suffix *x', { paths: ['*.png'] }, http(WEB, 'GET', '/img/a.png'), 'allow'],
+    ['presence *', { paths: ['*'] }, http(WEB, 'GET', '/anything'), 'allow'],
+    ['notPaths', { paths: ['/api/*'], notPaths: ['/api/admin/*'] }, http(WEB, 'GET', '/api/admin/users'), 'deny'],
+    ['dot segments are resolved before matching', { notPaths: ['/admin/*'] }, http(WEB, 'GET', '/public/../admin/x'), 'deny'],
+    ['port', { ports: ['8080'] }, http(WEB, 'GET', '/', {}, 8080), 'allow'],
+    ['port mismatch', { ports: ['8080'] }, http(WEB, 'GET', '/', {}, 9090), 'deny'],
+    ['notPorts', { notPorts: ['9090'] }, http(WEB, 'GET', '/', {}, 9090), 'deny'],
+    ['gRPC method path', { paths: ['/echo.Echo/*'], methods: ['POST'] }, http(WEB, 'POST', '/echo.Echo/Unary'), 'allow'],
+  ])('%s', (_name, operation, req, want) => {
+    expect(verdict(allow(operation), req)).toBe(want);
+  });
+});
+
+describe('conditions', () => {
+  const deny = (when: unknown) => [pol('shop/d', 'DENY', [{ when }])];
+  test.each([
+    ['header value', [{ key: 'request.headers[x-debug]', values: ['1', 'true'] }], { 'x-debug': 'true' }, 'deny'],
+    ['header name is case-insensitive', [{ key: 'request.headers[X-Debug]', values: ['1'] }], { 'x-debug': '1' }, 'deny'],
+    ['header other value', [{ key: 'request.headers[x-debug]', values: ['1'] }], { 'x-debug': '0' }, 'allow'],
+    ['header absent', [{ key: 'request.headers[x-debug]', values: ['*'] }], {}, 'allow'],
+    ['header notValues, absent', [{ key: 'request.headers[x-token]', notValues: ['*'] }], {}, 'deny'],
+    ['header prefix', [{ key: 'request.headers[user-agent]', values: ['curl/*'] }], { 'user-agent': 'curl/8.1' }, 'deny'],
+    ['repeated header joined with commas', [{ key: 'request.headers[x-a]', values: ['1,2'] }], { 'x-a': ['1', '2'] }, 'deny'],
+    ['all conditions must hold', [{ key: 'request.headers[x-a]', values: ['1'] }, { key: 'source.namespace', values: ['ops'] }], { 'x-a': '1' }, 'allow'],
+    ['source.principal short form', [{ key: 'source.principal', values: ['cluster.local/ns/shop/sa/web'] }], {}, 'deny'],
+    ['destination.port', [{ key: 'destination.port', values: ['8080'] }], {}, 'deny'],
+  ])('%s', (_name, when, headers, want) => {
+    expect(verdict(deny(when), http(WEB, 'GET', '/', headers))).toBe(want);
+  });
+});
+
+describe('policy combination (Istio evaluation order)', () => {
+  const allowWeb = pol('shop/allow-web', 'ALLOW', [{ from: [{ source: { principals: [WEB] } }] }]);
+  const denyPost = pol('shop/deny-post', 'DENY', [{ to: [{ operation: { methods: ['POST'] } }] }]);
+  const auditAll = pol('shop/audit', 'AUDIT', [{}]);
+
+  test('no policies: everything allowed, and the authorizer says it is inactive', () => {
+    const a = compileAuthorizer([]);
+    expect(a.active).toBe(false);
+    expect(a.authorize(http(''))).toMatchObject({ allow: true, reason: 'no-policies' });
+  });
+
+  test('DENY is evaluated before ALLOW', () => {
+    const a = compileAuthorizer([allowWeb, denyPost]);
+    expect(a.authorize(http(WEB, 'POST'))).toMatchObject({ allow: false, action: 'DENY', policy: 'shop/deny-post', reason: 'deny-policy shop/deny-post' });
+    expect(a.authorize(http(WEB, 'GET'))).toMatchObject({ allow: true, action: 'ALLOW', policy: 'shop/allow-web', reason: 'allow-policy shop/allow-web' });
+  });
+
+  test('any ALLOW policy makes the workload default-deny', () => {
+    expect(compileAuthorizer([allowWeb]).authorize(http(ADMIN))).toMatchObject({ allow: false, action: 'ALLOW', policy: '', reason: 'no-allow-policy-matched' });
+  });
+
+  test('only DENY policies: what they do not match is allowed', () => {
+    expect(compileAuthorizer([denyPost]).authorize(http(ADMIN, 'GET'))).toMatchObject({ allow: true, action: 'NONE', reason: 'no-allow-policies' });
+  });
+
+  test('ALLOW with no rules allows nothing; with rules [{}] allows everything; DENY with no rules denies nothing', () => {
+    expect(verdict([pol('a/none', 'ALLOW', [])], http(WEB))).toBe('deny');
+    expect(verdict([pol('a/all', 'ALLOW', [{}])], http(''))).toBe('allow');
+    expect(verdict([pol('a/none', 'DENY', [])], http(WEB))).toBe('allow');
+    expect(verdict([pol('a/all', 'DENY', [{}])], http(WEB))).toBe('deny');
+  });
+
+  test('rules of a policy are ORed; policies of an action are ORed', () => {
+    const p = pol('a/two', 'ALLOW', [{ to: [{ operation: { paths: ['/a'] } }] }, { to: [{ operation: { paths: ['/b'] } }] }]);
+    const q = pol('a/three', 'ALLOW', [{ to: [{ operation: { paths: ['/c'] } }] }]);
+    expect(['/a', '/b', '/c', '/d'].map((path) => verdict([p, q], http(WEB, 'GET', path)))).toEqual(['allow', 'allow', 'allow', 'deny']);
+  });
+
+  test('AUDIT never changes the decision and reports its matches', () => {
+    const auditAdmin = pol('shop/audit-admin', 'AUDIT', [{ to: [{ operation: { paths: ['/admin/*'] } }] }]);
+    const alone = compileAuthorizer([auditAll, auditAdmin]);
+    expect(alone.active).toBe(true);
+    expect(alone.authorize(http('', 'GET', '/admin/x'))).toMatchObject({ allow: true, audited: ['shop/audit', 'shop/audit-admin'] });
+    expect(alone.authorize(http('', 'GET', '/'))).toMatchObject({ allow: true, audited: ['shop/audit'] });
+    const withAllow = compileAuthorizer([auditAll, allowWeb]);
+    expect(withAllow.authorize(http(ADMIN))).toMatchObject({ allow: false, reason: 'no-allow-policy-matched', audited: ['shop/audit'] });
+    expect(withAllow.authorize(http(WEB))).toMatchObject({ allow: true, audited: ['shop/audit'] });
+  });
+});
+
+describe('TCP (no method, path or headers)', () => {
+  test('an ALLOW rule with HTTP-only fields never matches TCP', () => {
+    const p = [pol('a/get', 'ALLOW', [{ from: [{ source: { principals: [WEB] } }], to: [{ operation: { methods: ['GET'] } }] }])];
+    expect(verdict(p, http(WEB, 'GET'))).toBe('allow');
+    expect(verdict(p, tcp(WEB))).toBe('deny');
+    const byHeader = [pol('a/h', 'ALLOW', [{ when: [{ key: 'request.headers[x-a]', values: ['1'] }] }])];
+    expect(verdict(byHeader, tcp(WEB))).toBe('deny');
+  });
+
+  test('a DENY rule is applied to TCP without its HTTP-only fields (it matches more)', () => {
+    const p = [pol('a/deny', 'DENY', [{ to: [{ operation: { ports: ['5432'], methods: ['POST'] } }] }])];
+    expect(verdict(p, tcp(WEB, 5432))).toBe('deny');
+    expect(verdict(p, tcp(WEB, 6379))).toBe('allow');
+    expect(verdict(p, http(WEB, 'GET', '/', {}, 5432))).toBe('allow');
+  });
+
+  test('identity and port rules apply to TCP as to HTTP', () => {
+    const p = [pol('a/db', 'ALLOW', [{ from: [{ source: { namespaces: ['shop'] } }], to: [{ operation: { ports: ['5432'] } }] }])];
+    expect([tcp(WEB, 5432), tcp(ADMIN, 5432), tcp(WEB, 6379), tcp('', 5432)].map((r) => verdict(p, r))).toEqual(['allow', 'deny', 'deny', 'deny']);
+  });
+});

@@ -1,0 +1,191 @@
+import type { AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource } from '../../contract/model.js';
+import { anyPattern, namespaceOf, normalizePath, stripSpiffe } from './match.js';
+
+/**
+ * Istio AuthorizationPolicy evaluation (security/v1beta1/authorization_policy.proto),
+ * compiled once per policy update into closures: the hot path never sees raw JSON.
+ *
+ * 1. If any DENY policy matches, deny.
+ * 2. If no ALLOW policy applies to the workload, allow.
+ * 3. If any ALLOW policy matches, allow; otherwise deny.
+ * AUDIT policies never change the decision; their matches are reported.
+ *
+ * A policy matches when one of its rules does; a policy with no rules matches nothing
+ * (so an ALLOW policy with no rules denies everything, a DENY policy with no rules
+ * denies nothing) and an empty rule `{}` matches everything. Within a rule one `from`,
+ * one `to` and every `when` must match; an empty list matches anything.
+ *
+ * TCP (CONNECT tunnels, plaintext opaque connections) has no method, path or headers.
+ * As in Istio: an ALLOW rule using any HTTP-only field never matches TCP; a DENY or
+ * AUDIT rule is applied with its HTTP-only fields left out (it matches more).
+ */
+export interface AuthzRequest {
+  /** Verified peer SPIFFE ID; '' for a plaintext caller. */
+  readonly principal: string;
+  /** The workload port the request is for (0 when unknown). */
+  readonly port: number;
+  /** null for TCP. Header names are lower-case. */
+  readonly http: { readonly method: string; readonly path: string; readonly headers: Readonly<Record<string, string | readonly string[]>> } | null;
+}
+
+export interface Decision {
+  readonly allow: boolean;
+  /** The policy action that decided ('NONE': no ALLOW or DENY policy applies). */
+  readonly action: AuthzAction | 'NONE';
+  /** `namespace/name` of the deciding policy, '' when none did. */
+  readonly policy: string;
+  /** Short, stable, safe to show a caller: `deny-policy NS/NAME`, `no-allow-policy-matched`, `allow-policy NS/NAME`, `no-allow-policies`, `no-policies`. */
+  readonly reason: string;
+  /** AUDIT policies that matched. */
+  readonly audited: readonly string[];
+}
+
+export interface Authorizer {
+  /** False when no policy applies at all: callers may skip evaluation (and its telemetry). */
+  readonly active: boolean;
+  authorize(req: AuthzRequest): Decision;
+}
+
+interface Ctx {
+  readonly principal: string;
+  readonly namespace: string;
+  readonly port: number;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | readonly string[]>> | null;
+}
+
+type Pred = (c: Ctx) => boolean;
+const always: Pred = () => true;
+const never: Pred = () => false;
+
+const all = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.every((p) => p(c)));
+const some = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.some((p) => p(c)));
+
+/** `values` must match (when given) and `notValues` must not (when given). */
+function positiveNegative(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string, map = (s: string) => s): Pred | null {
+  const ps: Pred[] = [];
+  if (values.length > 0) {
+    const m = anyPattern(values.map(map));
+    ps.push((c) => m(get(c)));
+  }
+  if (notValues.length > 0) {
+    const m = anyPattern(notValues.map(map));
+    ps.push((c) => !m(get(c)));
+  }
+  return ps.length === 0 ? null : all(ps);
+}
+
+const push = (ps: Pred[], p: Pred | null) => (p ? ps.push(p) : undefined);
+
+function compileSource(s: AuthzSource): Pred {
+  const ps: Pred[] = [];
+  push(ps, positiveNegative(s.principals, s.notPrincipals, (c) => c.principal, stripSpiffe));
+  push(ps, positiveNegative(s.namespaces, s.notNamespaces, (c) => c.namespace));
+  if (s.unauthenticated !== undefined) {
+    const want = s.unauthenticated;
+    ps.push((c) => (c.principal === '') === want);
+  }
+  return all(ps);
+}
+
+function compileOperation(o: AuthzOperation, http: boolean): Pred {
+  const ps: Pred[] = [];
+  if (o.ports.length > 0) {
+    const ports = new Set(o.ports.map(Number));
+    ps.push((c) => ports.has(c.port));
+  }
+  if (o.notPorts.length > 0) {
+    const ports = new Set(o.notPorts.map(Number));
+    ps.push((c) => !ports.has(c.port));
+  }
+  if (http) {
+    push(ps, positiveNegative(o.methods, o.notMethods, (c) => c.method));
+    push(ps, positiveNegative(o.paths, o.notPaths, (c) => c.path));
+  }
+  return all(ps);
+}
+
+const HEADER_KEY = /^request\.headers\[(.+)\]$/;
+
+function headerValue(c: Ctx, name: string): string {
+  const v = c.headers?.[name];
+  return v === undefined ? '' : typeof v === 'string' ? v : v.join(',');
+}
+
+function compileCondition(w: AuthzCondition): Pred {
+  const h = HEADER_KEY.exec(w.key);
+  if (h) {
+    const name = h[1].toLowerCase();
+    return positiveNegative(w.values, w.notValues, (c) => headerValue(c, name)) ?? always;
+  }
+  const get: (c: Ctx) => string =
+    w.key === 'source.principal' ? (c) => c.principal : w.key === 'source.namespace' ? (c) => c.namespace : (c) => String(c.port);
+  return positiveNegative(w.values, w.notValues, get, w.key === 'source.principal' ? stripSpiffe : undefined) ?? always;
+}
+
+const opUsesHttp = (o: AuthzOperation) => o.methods.length + o.notMethods.length + o.paths.length + o.notPaths.length > 0;
+const condUsesHttp = (w: AuthzCondition) => HEADER_KEY.test(w.key);
+export const ruleUsesHttp = (r: AuthzRule): boolean => r.to.some((t) => opUsesHttp(t.operation)) || r.when.some(condUsesHttp);
+
+/** null: the rule can never match (an ALLOW rule with HTTP-only fields, for TCP). */
+function compileRule(r: AuthzRule, http: boolean, action: AuthzAction): Pred | null {
+  if (!http && action === 'ALLOW' && ruleUsesHttp(r)) return null;
+  const from = some(r.from.map((f) => compileSource(f.source)));
+  const to = some(r.to.map((t) => compileOperation(t.operation, http)));
+  const when = all(r.when.filter((w) => http || !condUsesHttp(w)).map(compileCondition));
+  return all([from, to, when].filter((p) => p !== always));
+}
+
+function compilePolicy(p: AuthzPolicy, http: boolean): Pred {
+  const rules = p.rules.map((r) => compileRule(r, http, p.action)).filter((x): x is Pred => x !== null);
+  return rules.length === 0 ? never : rules.length === 1 ? rules[0] : (c) => rules.some((r) => r(c));
+}
+
+interface Compiled {
+  readonly name: string;
+  readonly http: Pred;
+  readonly tcp: Pred;
+  readonly decision: Decision;
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+const decision = (allow: boolean, action: Decision['action'], policy: string, reason: string): Decision =>
+  Object.freeze({ allow, action, policy, reason, audited: NONE });
+const NO_POLICIES = decision(true, 'NONE', '', 'no-policies');
+const NO_ALLOW_POLICIES = decision(true, 'NONE', '', 'no-allow-policies');
+const NO_ALLOW_MATCHED = decision(false, 'ALLOW', '', 'no-allow-policy-matched');
+
+export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer {
+  const of = (action: AuthzAction): Compiled[] =>
+    policies
+      .filter((p) => p.action === action)
+      .map((p) => ({
+        name: p.name,
+        http: compilePolicy(p, true),
+        tcp: compilePolicy(p, false),
+        decision: decision(action !== 'DENY', action, p.name, `${action === 'DENY' ? 'deny' : 'allow'}-policy ${p.name}`),
+      }));
+  const denies = of('DENY');
+  const allows = of('ALLOW');
+  const audits = of('AUDIT');
+  return {
+    active: policies.length > 0,
+    authorize(req: AuthzRequest): Decision {
+      if (policies.length === 0) return NO_POLICIES;
+      const c: Ctx = {
+        principal: stripSpiffe(req.principal),
+        namespace: namespaceOf(req.principal),
+        port: req.port,
+        method: req.http?.method ?? '',
+        path: req.http ? normalizePath(req.http.path) : '',
+        headers: req.http?.headers ?? null,
+      };
+      const pick = (x: Compiled) => (req.http ? x.http(c) : x.tcp(c));
+      let audited: string[] | null = null;
+      for (const a of audits) if (pick(a)) (audited ??= []).push(a.name);
+      const d = denies.find(pick)?.decision ?? (allows.length === 0 ? NO_ALLOW_POLICIES : (allows.find(pick)?.decision ?? NO_ALLOW_MATCHED));
+      return audited ? { ...d, audited } : d;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * String matching for authorization rules, compiled once per policy update.
+ *
+ * Istio's forms (security/v1beta1/authorization_policy.proto, "Rule"): exact `abc`,
+ * prefix `abc*`, suffix `*abc`, presence `*` (any non-empty value). contract/parse.ts
+ * has already rejected every other use of `*`.
+ */
+export type StringMatcher = (value: string) => boolean;
+
+const never: StringMatcher = () => false;
+
+/** One matcher for a list of patterns (ORed). Exact patterns become one Set lookup. */
+export function anyPattern(patterns: readonly string[]): StringMatcher {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  const suffixes: string[] = [];
+  let presence = false;
+  for (const p of patterns) {
+    if (p === '*') presence = true;
+    else if (p.endsWith('*')) prefixes.push(p.slice(0, -1));
+    else if (p.startsWith('*')) suffixes.push(p.slice(1));
+    else exact.add(p);
+  }
+  if (presence) return (v) => v !== '';
+  if (exact.size === 0 && prefixes.length === 0 && suffixes.length === 0) return never;
+  return (v) => {
+    if (exact.has(v)) return true;
+    for (const p of prefixes) if (v.startsWith(p)) return true;
+    for (const s of suffixes) if (v.endsWith(s)) return true;
+    return false;
+  };
+}
+
+const SPIFFE = 'spiffe://';
+
+/**
+ * Principals are compared without the `spiffe://` scheme, so a policy may name a peer
+ * the Istio way (`cluster.local/ns/demo/sa/web`) or as its full SPIFFE ID
+ * (`spiffe://cluster.local/ns/demo/sa/web`) and both match the same certificate.
+ */
+export const stripSpiffe = (s: string): string => (s.startsWith(SPIFFE) ? s.slice(SPIFFE.length) : s);
+
+/** The namespace of a SPIFFE ID `spiffe://td/ns/NS/sa/SA` ('' when it has none, or the peer is unauthenticated). */
+export function namespaceOf(spiffeId: string): string {
+  const m = /\/ns\/([^/]+)\/sa\//.exec(spiffeId);
+  return m ? m[1] : '';
+}
+
+/**
+ * The path rules match against: the query and fragment removed and dot segments
+ * resolved (RFC 3986 section 5.2.4), so `/public/../admin` is judged as `/admin`, the
+ * way the app will read it. Istio (Envoy normalize_path) does the same by default.
+ */
+export function normalizePath(raw: string): string {
+  let end = raw.length;
+  const q = raw.indexOf('?');
+  if (q >= 0) end = q;
+  const h = raw.indexOf('#');
+  if (h >= 0 && h < end) end = h;
+  const path = end === raw.length ? raw : raw.slice(0, end);
+  if (!path.includes('.')) return path;
+  const out: string[] = [];
+  const segs = path.split('/');
+  for (let i = 0; i < segs.length; i++) {
+    const s = segs[i];
+    const last = i === segs.length - 1;
+    if (s === '.' || s === '..') {
+      if (s === '..' && out.length > 1) out.pop();
+      if (last) out.push('');
+      continue;
+    }
+    out.push(s);
+  }
+  const joined = out.join('/');
+  return joined.startsWith('/') || !path.startsWith('/') ? joined : '/' + joined;
+}

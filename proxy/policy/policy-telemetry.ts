@@ -1,0 +1,73 @@
+import { Counter, type Registry } from 'prom-client';
+import type { Logger } from '../../common/logger.js';
+import type { Decision } from './authorizer.js';
+
+export type ConnectionOutcome = 'accepted' | 'refused';
+
+/** Where a decision was made, for its log line (never header values: they may carry secrets). */
+export interface DecisionContext {
+  readonly kind: 'http' | 'tcp';
+  readonly principal: string;
+  readonly port: number;
+  readonly method?: string;
+  readonly path?: string;
+}
+
+/**
+ * Metrics and logs of inbound policy enforcement, registered on the proxy's registry:
+ * - wren_inbound_connections_total{tls="true|false", outcome="accepted|refused"}:
+ *   connections on the inbound port, by whether they were mutual TLS; plaintext is
+ *   refused on STRICT ports;
+ * - wren_authz_decisions_total{action, decision, policy}: one per authorized request or
+ *   tunnel (when any policy applies), plus one `decision="audit"` per matching AUDIT policy.
+ * Denials and AUDIT matches are logged at info with the policy name; query strings are
+ * dropped from logged paths.
+ */
+export class PolicyTelemetry {
+  private readonly connections: Counter<'tls' | 'outcome'>;
+  private readonly decisions: Counter<'action' | 'decision' | 'policy'>;
+  private readonly children = new Map<string, { inc(): void }>();
+
+  constructor(registry: Registry, private readonly logger: Logger) {
+    const registers = [registry];
+    this.connections = new Counter({
+      name: 'wren_inbound_connections_total',
+      help: 'Connections accepted or refused on the inbound port, by tls="true" (mutual TLS) or "false" (plaintext)',
+      labelNames: ['tls', 'outcome'],
+      registers,
+    });
+    this.decisions = new Counter({
+      name: 'wren_authz_decisions_total',
+      help: 'Inbound authorization decisions by deciding action and policy; decision="audit" counts AUDIT policy matches',
+      labelNames: ['action', 'decision', 'policy'],
+      registers,
+    });
+  }
+
+  connection(tls: boolean, outcome: ConnectionOutcome): void {
+    this.connections.inc({ tls: tls ? 'true' : 'false', outcome });
+  }
+
+  private count(action: string, decision: string, policy: string): void {
+    const key = `${action}|${decision}|${policy}`;
+    let c = this.children.get(key);
+    if (!c) this.children.set(key, (c = this.decisions.labels({ action, decision, policy })));
+    c.inc();
+  }
+
+  decision(d: Decision, ctx: DecisionContext): void {
+    this.count(d.action, d.allow ? 'allow' : 'deny', d.policy);
+    const where = (): Record<string, unknown> => ({
+      kind: ctx.kind,
+      principal: ctx.principal || '(unauthenticated)',
+      port: ctx.port,
+      ...(ctx.method !== undefined ? { method: ctx.method } : {}),
+      ...(ctx.path !== undefined ? { path: ctx.path.split('?')[0] } : {}),
+    });
+    for (const name of d.audited) {
+      this.count('AUDIT', 'audit', name);
+      this.logger.info('authorization audit', { policy: name, allowed: d.allow, ...where() });
+    }
+    if (!d.allow) this.logger.info('denied by authorization policy', { code: 'FORBIDDEN', reason: d.reason, policy: d.policy || null, ...where() });
+  }
+}

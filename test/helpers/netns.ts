@@ -1,0 +1,185 @@
+/**
+ * Throwaway network namespaces for tests that need real interception (root or
+ * CAP_NET_ADMIN + CAP_SYS_ADMIN, iproute2, iptables; util-linux's setpriv to run a
+ * process as another UID). Everything is named with a per-run prefix so parallel runs
+ * never share a namespace; `cleanup()` stops what was started and deletes the namespaces.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export const sh = (args: string[]): string => execFileSync(args[0], args.slice(1), { stdio: 'pipe' }).toString();
+export const inNs = (ns: string, args: string[]): string => sh(['ip', 'netns', 'exec', ns, ...args]);
+
+/**
+ * The loud skip shared by the namespace tests: a banner, and a failure unless the
+ * environment says it accepts running without namespaces (WREN_ALLOW_NO_NETNS=1).
+ */
+export function netnsUnavailable(file: string, why: string): void {
+  const msg = `\n${'!'.repeat(78)}\n! ${file}: network namespaces are unavailable: ${why}\n! The test did NOT run. It needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN).\n${'!'.repeat(78)}\n`;
+  console.warn(msg);
+  if (process.env.WREN_ALLOW_NO_NETNS !== '1') throw new Error(`${msg}Set WREN_ALLOW_NO_NETNS=1 to accept this (the tests will then pass without running).`);
+}
+
+/** A process started inside a namespace; its output is kept for failure reports. */
+export class NsProcess {
+  out = '';
+  err = '';
+  readonly exit: Promise<number | null>;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.err += d.toString()));
+    this.exit = new Promise((r) => child.once('close', (code) => r(code)));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  log(): string {
+    return `--- ${this.name} (pid ${this.child.pid}, ${this.running ? 'running' : `exited ${this.child.exitCode ?? this.child.signalCode}`})\nstdout:\n${this.out.slice(-4000)}\nstderr:\n${this.err.slice(-4000)}`;
+  }
+
+  /** Resolves when stdout matches; rejects (with the process's output) if it exits or the time runs out. */
+  waitForOutput(re: RegExp, ms: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const m = re.exec(this.out);
+        if (m) {
+          done();
+          resolve(m[0]);
+        }
+      };
+      const onExit = () => {
+        done();
+        reject(new Error(`${this.name} exited before printing ${re}\n${this.log()}`));
+      };
+      const t = setTimeout(() => {
+        done();
+        reject(new Error(`${this.name} did not print ${re} within ${ms} ms\n${this.log()}`));
+      }, ms);
+      const done = () => {
+        clearTimeout(t);
+        this.child.stdout?.off('data', check);
+        this.child.off('close', onExit);
+      };
+      this.child.stdout?.on('data', check);
+      this.child.once('close', onExit);
+      check();
+      if (!this.running) onExit();
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 2000): Promise<void> {
+    if (!this.running) return;
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exit;
+    clearTimeout(t);
+  }
+}
+
+export interface SpawnOptions {
+  /** Run as this UID (and the same GID) via setpriv, with supplementary groups cleared. */
+  readonly uid?: number;
+  readonly env?: Record<string, string>;
+  readonly cwd?: string;
+}
+
+export class NetnsLab {
+  readonly namespaces: string[] = [];
+  readonly procs: NsProcess[] = [];
+
+  /** `prefix` should be unique per run (e.g. with a random suffix). */
+  constructor(readonly prefix: string) {}
+
+  /**
+   * Creates `${prefix}-${name}` with loopback up. Returns the namespace name, or an
+   * Error (not thrown) when the kernel refuses namespaces to this user; other failures throw.
+   */
+  add(name: string): string | Error {
+    const ns = `${this.prefix}-${name}`;
+    try {
+      sh(['ip', 'netns', 'add', ns]);
+    } catch (e) {
+      const text = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
+      if (/not permitted|EPERM|permission denied/i.test(text)) return new Error(text);
+      throw new Error(`ip netns add ${ns} failed (is iproute2 installed?): ${text}`, { cause: e });
+    }
+    this.namespaces.push(ns);
+    inNs(ns, ['ip', 'link', 'set', 'lo', 'up']);
+    return ns;
+  }
+
+  /** A veth pair between two namespaces, created directly inside them (no names in the host namespace). */
+  veth(a: { ns: string; dev: string; addrs?: string[] }, b: { ns: string; dev: string; addrs?: string[] }): void {
+    sh(['ip', 'link', 'add', a.dev, 'netns', a.ns, 'type', 'veth', 'peer', 'name', b.dev, 'netns', b.ns]);
+    for (const end of [a, b]) {
+      for (const addr of end.addrs ?? []) inNs(end.ns, ['ip', 'addr', 'add', addr, 'dev', end.dev]);
+      inNs(end.ns, ['ip', 'link', 'set', end.dev, 'up']);
+    }
+  }
+
+  /** A Linux bridge in `ns` joining `ports` (devices already in `ns`). */
+  bridge(ns: string, dev: string, ports: string[]): void {
+    inNs(ns, ['ip', 'link', 'add', dev, 'type', 'bridge']);
+    for (const p of ports) inNs(ns, ['ip', 'link', 'set', p, 'master', dev]);
+    inNs(ns, ['ip', 'link', 'set', dev, 'up']);
+  }
+
+  /** Starts `argv` inside `ns` (as root, or as `uid`). Tracked: `cleanup()` stops it. */
+  spawn(name: string, ns: string, argv: string[], o: SpawnOptions = {}): NsProcess {
+    const asUser = o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', '--'];
+    // A minimal environment: no proxy variables (grpc-js honours http_proxy) or other host state leaks in.
+    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(o.env ?? {}) };
+    const child = spawn('ip', ['netns', 'exec', ns, ...asUser, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env, ...(o.cwd ? { cwd: o.cwd } : {}) });
+    const p = new NsProcess(name, child);
+    this.procs.push(p);
+    return p;
+  }
+
+  /** Runs `argv` inside `ns` to completion; resolves with its exit code and output. */
+  async run(name: string, ns: string, argv: string[], o: SpawnOptions & { timeoutMs?: number } = {}): Promise<{ code: number | null; out: string; err: string }> {
+    const p = this.spawn(name, ns, argv, o);
+    const t = setTimeout(() => p.child.kill('SIGKILL'), o.timeoutMs ?? 15_000);
+    const code = await p.exit;
+    clearTimeout(t);
+    return { code, out: p.out, err: p.err };
+  }
+
+  /** The UID a process runs as (real UID from /proc), to show who is who. */
+  static uidOf(pid: number): number {
+    return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  }
+
+  /** Stops every process started here (and any left in our namespaces), then deletes the namespaces. */
+  async cleanup(): Promise<void> {
+    await Promise.all(this.procs.map((p) => p.stop(1500)));
+    for (const ns of this.namespaces) {
+      let pids: number[] = [];
+      try {
+        pids = sh(['ip', 'netns', 'pids', ns]).split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        // namespace already gone
+      }
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // exited meanwhile
+        }
+      }
+    }
+    for (const ns of this.namespaces.splice(0).reverse()) {
+      try {
+        sh(['ip', 'netns', 'del', ns]);
+      } catch (e) {
+        console.warn(`could not delete netns ${ns}: ${(e as Error).message}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,89 @@
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import type { InboundPolicy } from '../contract/model.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
+import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import { FakeKubeApi, podJson } from './fake-kube-api.js';
+import { waitFor } from './control-plane-harness.js';
+
+/** PeerAuthentication and AuthorizationPolicy watched through the real client-node informers, resolved per subscriber. */
+let api: FakeKubeApi;
+let cp: ControlPlane;
+const clients: DiscoveryClient[] = [];
+
+const meta = (kind: string, name: string, ns: string) => ({ apiVersion: 'policy.wren.io/v1alpha1', kind, metadata: { name, namespace: ns } });
+const allowFrontend = (ports: unknown[] = ['8080']) => ({
+  ...meta('AuthorizationPolicy', 'web-allow', 'shop'),
+  spec: { selector: { matchLabels: { app: 'web' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/frontend'] } }], to: [{ operation: { ports } }] }] },
+});
+
+beforeEach(async () => {
+  api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
+  api.apply('pods', podJson('web-a', 'shop', 'web-sa', '10.0.0.1'));
+  api.apply('peerauthentications', { ...meta('PeerAuthentication', 'default', 'wren-system'), spec: { mtls: { mode: 'PERMISSIVE' } } });
+  api.apply('peerauthentications', { ...meta('PeerAuthentication', 'web', 'shop'), spec: { selector: { matchLabels: { app: 'web' } }, portLevelMtls: { '9090': { mode: 'STRICT' } } } });
+  api.apply('authorizationpolicies', allowFrontend());
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(11), logger: silentLogger,
+    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+  });
+  await cp.whenReady();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.stop()));
+  await cp.close(100);
+  await api.close();
+});
+
+const subscribe = (pod: string, labels: Record<string, string> = {}): DiscoveryClient => {
+  const c = new DiscoveryClient({
+    address: `127.0.0.1:${cp.grpcPort}`,
+    identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web-sa', namespace: 'shop', pod, labels },
+    clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 },
+    apply: () => undefined,
+  });
+  clients.push(c);
+  c.start();
+  return c;
+};
+const policyOf = (c: DiscoveryClient): InboundPolicy | undefined => c.current()?.inboundPolicy;
+
+test('a subscriber gets the policy of its pod: mesh-wide mode, workload port overrides, selected authorization', async () => {
+  const c = subscribe('web-a');
+  const snap = await c.onFirstSnapshot();
+  expect(snap.inboundPolicy).toMatchObject({ mtls: { mode: 'PERMISSIVE' }, portLevelMtls: { '9090': { mode: 'STRICT' } } });
+  expect(snap.inboundPolicy!.authorizationPolicies.map((p) => p.name)).toEqual(['shop/web-allow']);
+});
+
+test('an invalid update is rejected (counted) and the last good policy stays; a delete removes it', async () => {
+  const c = subscribe('web-a');
+  await c.onFirstSnapshot();
+  api.apply('authorizationpolicies', allowFrontend(['http']));
+  await waitFor(async () => {
+    const text = await cp.metrics.registry.metrics();
+    return /wren_cp_invalid_objects_total\{source="kubernetes"\} [1-9]/.test(text);
+  }, 'rejection counted');
+  expect(policyOf(c)!.authorizationPolicies[0].rules[0].to[0].operation.ports).toEqual(['8080']);
+  api.apply('authorizationpolicies', allowFrontend(['8443']));
+  await waitFor(() => policyOf(c)?.authorizationPolicies[0]?.rules[0].to[0].operation.ports[0] === '8443', 'fixed version pushed');
+  api.delete('authorizationpolicies', 'shop', 'web-allow');
+  await waitFor(() => policyOf(c)?.authorizationPolicies.length === 0, 'delete pushed');
+  api.delete('peerauthentications', 'wren-system', 'default');
+  await waitFor(() => policyOf(c)?.mtls.mode === 'STRICT', 'mesh-wide default gone');
+});
+
+test('for a pod the control plane does not know, the labels from Subscribe select; a label change on a known pod is pushed', async () => {
+  const ghost = subscribe('ghost-0', { app: 'web' });
+  const other = subscribe('ghost-1', { app: 'db' });
+  expect((await ghost.onFirstSnapshot()).inboundPolicy!.authorizationPolicies).toHaveLength(1);
+  expect((await other.onFirstSnapshot()).inboundPolicy!.authorizationPolicies).toHaveLength(0);
+  const known = subscribe('web-a', { app: 'db' });
+  expect((await known.onFirstSnapshot()).inboundPolicy!.authorizationPolicies).toHaveLength(1);
+  const relabelled = podJson('web-a', 'shop', 'web-sa', '10.0.0.1') as { metadata: { labels: Record<string, string> } };
+  relabelled.metadata.labels.app = 'web-v2';
+  api.apply('pods', relabelled);
+  await waitFor(() => policyOf(known)?.authorizationPolicies.length === 0, 'relabel pushed');
+  expect(policyOf(known)!.portLevelMtls).toEqual({});
+});

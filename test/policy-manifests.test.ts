@@ -1,0 +1,104 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { ConfigError } from '../common/schema.js';
+import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource } from '../control-plane/translate/policy-objects.js';
+import { validateResource } from '../manifests/validate.js';
+
+/**
+ * The PeerAuthentication and AuthorizationPolicy CRD schemas and the control plane's
+ * parsers must accept exactly the same objects, and name the same field when rejecting:
+ * what `kubectl apply` lets through is what the mesh enforces.
+ */
+type Json = Record<string, unknown>;
+const PARSERS: Record<string, (raw: unknown, path: string) => unknown> = {
+  PeerAuthentication: parsePeerAuthenticationResource,
+  AuthorizationPolicy: parseAuthorizationPolicyResource,
+};
+const resource = (kind: string, spec: unknown): Json => ({ apiVersion: 'policy.wren.io/v1alpha1', kind, metadata: { name: 'p', namespace: 'demo' }, ...(spec === undefined ? {} : { spec }) });
+
+function both(obj: Json): { crd: { ok: boolean; paths: string[] }; parsed: { ok: boolean; path?: string } } {
+  const v = validateResource(obj);
+  let parsed: { ok: boolean; path?: string } = { ok: true };
+  try {
+    PARSERS[obj.kind as string](obj, '');
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    parsed = { ok: false, path: e.path };
+  }
+  return { crd: v.ok ? { ok: true, paths: [] } : { ok: false, paths: v.errors.map((e) => e.path) }, parsed };
+}
+
+function agree(obj: Json): void {
+  const { crd, parsed } = both(obj);
+  expect({ ok: crd.ok, spec: obj.spec }).toEqual({ ok: parsed.ok, spec: obj.spec });
+  if (!crd.ok && !parsed.ok) expect(crd.paths.some((p) => p === parsed.path || p.startsWith(`${parsed.path}.`))).toBe(true);
+}
+
+const STRINGS: unknown[] = ['x', '*', 'a*', '*a', 'a*b', '**', '*a*', '', 7, 'spiffe://cluster.local/ns/a/sa/b', 'cluster.local/ns/a/*'];
+const PORTS: unknown[] = ['8080', '1', '65535', '0', '65536', '080', 'http', 8080, ''];
+
+describe('AuthorizationPolicy: CRD schema == parser', () => {
+  const rule = (r: unknown) => resource('AuthorizationPolicy', { rules: [r] });
+  const cases: [string, Json][] = [
+    ...['ALLOW', 'DENY', 'AUDIT', 'CUSTOM', 'allow', 1].map((a): [string, Json] => [`action ${JSON.stringify(a)}`, resource('AuthorizationPolicy', { action: a })]),
+    ['spec missing', resource('AuthorizationPolicy', undefined)],
+    ['spec {}', resource('AuthorizationPolicy', {})],
+    ['rules [{}]', rule({})],
+    ['unknown rule field', rule({ source: {} })],
+    ['from without source', rule({ from: [{}] })],
+    ['to without operation', rule({ to: [{}] })],
+    ...['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].flatMap((f) =>
+      [...STRINGS.map((v) => [v]), 'x'].map((v): [string, Json] => [`source.${f} ${JSON.stringify(v)}`, rule({ from: [{ source: { [f]: v } }] })]),
+    ),
+    ...[true, false, 'yes', 1].map((v): [string, Json] => [`unauthenticated ${JSON.stringify(v)}`, rule({ from: [{ source: { unauthenticated: v } }] })]),
+    ...['ports', 'notPorts'].flatMap((f) => PORTS.map((v): [string, Json] => [`operation.${f} ${JSON.stringify(v)}`, rule({ to: [{ operation: { [f]: [v] } }] })])),
+    ...['methods', 'notMethods', 'paths', 'notPaths'].flatMap((f) => STRINGS.map((v): [string, Json] => [`operation.${f} ${JSON.stringify(v)}`, rule({ to: [{ operation: { [f]: [v] } }] })])),
+    ['operation.hosts (unsupported)', rule({ to: [{ operation: { hosts: ['a'] } }] })],
+    ...['request.headers[x-a]', 'request.headers[X-A]', 'source.principal', 'source.namespace', 'destination.port', 'request.auth.claims[iss]', 'source.ip', 'request.headers[]', 'request.headers[a b]', ''].map(
+      (k): [string, Json] => [`when.key ${JSON.stringify(k)}`, rule({ when: [{ key: k, values: ['1'] }] })],
+    ),
+    ...[{}, { values: [] }, { notValues: [] }, { values: ['x'] }, { notValues: ['x'] }, { values: [], notValues: ['x'] }, { values: ['a*b'] }, { notValues: [''] }].map(
+      (v): [string, Json] => [`when ${JSON.stringify(v)}`, rule({ when: [{ key: 'source.namespace', ...v }] })],
+    ),
+    ['when without key', rule({ when: [{ values: ['x'] }] })],
+    ...[{ matchLabels: { app: 'a' } }, { matchLabels: {} }, {}, { matchLabels: { app: 1 } }, { matchExpressions: [] }].map(
+      (s): [string, Json] => [`selector ${JSON.stringify(s)}`, resource('AuthorizationPolicy', { selector: s, rules: [{}] })],
+    ),
+  ];
+  test.each(cases)('%s', (_name, obj) => agree(obj));
+});
+
+describe('PeerAuthentication: CRD schema == parser', () => {
+  const pa = (spec: unknown) => resource('PeerAuthentication', spec);
+  const sel = { matchLabels: { app: 'a' } };
+  const cases: [string, Json][] = [
+    ['no spec', pa(undefined)],
+    ['spec {}', pa({})],
+    ...['STRICT', 'PERMISSIVE', 'UNSET', 'DISABLE', 'strict', 1].map((m): [string, Json] => [`mtls.mode ${JSON.stringify(m)}`, pa({ mtls: { mode: m } })]),
+    ['mtls {}', pa({ mtls: {} })],
+    ...['9090', '1', '65535', '0', '65536', '080', 'http'].map((k): [string, Json] => [`portLevelMtls key ${k}`, pa({ selector: sel, portLevelMtls: { [k]: { mode: 'PERMISSIVE' } } })]),
+    ...['STRICT', 'UNSET', 'DISABLE', undefined].map((m): [string, Json] => [`portLevelMtls mode ${String(m)}`, pa({ selector: sel, portLevelMtls: { '9090': m === undefined ? {} : { mode: m } } })]),
+    ['portLevelMtls without selector', pa({ portLevelMtls: { '9090': { mode: 'STRICT' } } })],
+    ['portLevelMtls with an empty selector', pa({ selector: { matchLabels: {} }, portLevelMtls: { '9090': { mode: 'STRICT' } } })],
+    ['empty portLevelMtls without selector', pa({ portLevelMtls: {} })],
+    ['unknown field', pa({ mtls: { mode: 'STRICT' }, mode: 'STRICT' })],
+  ];
+  test.each(cases)('%s', (_name, obj) => agree(obj));
+});
+
+test('every example of the two kinds parses, every invalid one fails at the path in its comment', () => {
+  const root = join(import.meta.dirname, '..', 'manifests', 'examples');
+  const docs = (f: string) => parseAllDocuments(readFileSync(f, 'utf8')).map((d) => d.toJS() as Json).filter((d) => d && String(d.kind) in PARSERS);
+  const good = readdirSync(root).filter((f) => f.endsWith('.yaml')).flatMap((f) => docs(join(root, f)));
+  expect(good.length).toBeGreaterThanOrEqual(7);
+  for (const d of good) expect(() => PARSERS[d.kind as string](d, '')).not.toThrow();
+  const bad = readdirSync(join(root, 'invalid')).filter((f) => /^(peerauthentication|authorizationpolicy)-/.test(f));
+  expect(bad.length).toBeGreaterThanOrEqual(5);
+  for (const f of bad) {
+    const text = readFileSync(join(root, 'invalid', f), 'utf8');
+    const want = /^# expect-error: (\S+)/m.exec(text)![1];
+    const r = both(docs(join(root, 'invalid', f))[0]);
+    expect({ f, parsed: r.parsed }).toEqual({ f, parsed: { ok: false, path: want } });
+  }
+});

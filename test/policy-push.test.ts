@@ -1,0 +1,136 @@
+import { Agent, request as httpRequest } from 'node:http';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { testPki } from './helpers/pki.js';
+import { startProxy, meshService } from './helpers/proxy.js';
+import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import { waitFor } from './control-plane-harness.js';
+import type { Proxy } from '../proxy/proxy.js';
+
+/**
+ * Policies from a real control plane (directory source) to a real sidecar: a change
+ * applies to the next request on connections already open; a bad object is rejected
+ * with its field path and the last good policy stays; the Pod's labels select policies.
+ */
+const pki = testPki();
+let root: string, dir: string, cp: ControlPlane, source: DirSource, app: FakeApp, server: Proxy, client: Proxy;
+const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+
+const pod = `apiVersion: v1
+kind: Pod
+metadata: { name: orders-0, namespace: demo, labels: { app: orders, wren.io/inject: enabled } }
+spec: { serviceAccountName: orders, containers: [{ name: app, image: x }] }
+`;
+const authz = (name: string, app: string, source: string, ports = '') => `apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: ${name}, namespace: demo }
+spec:
+  selector: { matchLabels: { app: ${app} } }
+  action: ALLOW
+  rules:
+    - from: [{ source: ${source} }]
+${ports ? `      to: [{ operation: { ports: ${ports} } }]\n` : ''}`;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'wren-policy-'));
+  dir = join(root, 'mesh');
+  await mkdir(dir);
+  await writeFile(join(dir, 'pod.yaml'), pod);
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
+    source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 })),
+  });
+  await cp.whenReady();
+  app = await fakeApp('orders');
+  server = await startProxy({
+    pki, namespace: 'demo', serviceAccount: 'orders', controlPlane: `127.0.0.1:${cp.grpcPort}`, discoveryBackoff: { initialMs: 20, maxMs: 200 },
+    // The proxy claims other labels; the control plane knows the Pod, whose labels win.
+    labels: { app: 'not-orders' },
+    inboundOriginalDst: () => ({ address: '127.0.0.1', port: app.port }),
+  });
+  await waitFor(() => server.snapshot.source.startsWith('control-plane:'), 'first snapshot');
+  client = await startProxy({ pki, namespace: 'demo', serviceAccount: 'frontend', services: [meshService('orders', 80, [{ appPort: app.port, proxy: server }])] });
+});
+
+afterAll(async () => {
+  agent.destroy();
+  await client.close();
+  await server.close();
+  await cp.close(100);
+  await app.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+/** GET through the client sidecar on one kept-alive connection; reports whether the socket was reused. */
+function get(path: string): Promise<{ status: number; reason: string | undefined; reused: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host: 'orders' }, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: res.headers['wren-authz-reason'] as string | undefined, reused: req.reusedSocket }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const mtlsConnections = async (): Promise<number> => {
+  const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+  return Number(/wren_inbound_connections_total\{tls="true",outcome="accepted"\} (\d+)/.exec(text)?.[1] ?? 0);
+};
+const policyNames = () => server.policy.authorizationPolicies.map((p) => p.name);
+
+test('a pushed AuthorizationPolicy applies to the next request on the connections already open', async () => {
+  expect(await get('/name')).toMatchObject({ status: 200 });
+  const connections = await mtlsConnections();
+  expect(connections).toBe(1);
+
+  await writeFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ namespaces: [ops] }'));
+  await waitFor(() => policyNames().join() === 'demo/orders-allow', 'policy pushed');
+  expect(await get('/name')).toEqual({ status: 403, reason: 'no-allow-policy-matched', reused: true });
+
+  await writeFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ principals: ["cluster.local/ns/demo/sa/frontend"] }'));
+  await waitFor(() => server.policy.authorizationPolicies[0]?.rules[0].from[0].source.principals.length === 1, 'update pushed');
+  expect(await get('/name')).toEqual({ status: 200, reason: undefined, reused: true });
+  expect(await mtlsConnections()).toBe(connections);
+});
+
+test('the Pod labels select policies, not the labels the proxy sent', async () => {
+  await writeFile(join(dir, 'other.yaml'), authz('not-orders-deny-all', 'not-orders', '{}').replace('action: ALLOW', 'action: DENY'));
+  await writeFile(join(dir, 'more.yaml'), authz('orders-ops', 'orders', '{ namespaces: [ops] }'));
+  await waitFor(() => policyNames().includes('demo/orders-ops'), 'matching policy pushed');
+  expect(policyNames()).toEqual(['demo/orders-allow', 'demo/orders-ops']);
+  expect(await get('/name')).toMatchObject({ status: 200 });
+});
+
+test('a bad AuthorizationPolicy is rejected with its field path; the last good version stays', async () => {
+  await writeFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ principals: [nobody] }', '[http]'));
+  await waitFor(() => source.errors().length > 0, 'rejection');
+  expect(source.errors()).toEqual(['mesh/authz.yaml: spec.rules[0].to[0].operation.ports[0]: expected a port number 1-65535, got "http"']);
+  // Give a (wrong) push time to arrive, then check the last good policy is still in force.
+  await new Promise((r) => setTimeout(r, 100));
+  expect(server.policy.authorizationPolicies[0].rules[0].from[0].source.principals).toEqual(['cluster.local/ns/demo/sa/frontend']);
+  expect(await get('/name')).toMatchObject({ status: 200 });
+});
+
+test('a pushed PeerAuthentication opens the port to plaintext, which is then authorized as unauthenticated', async () => {
+  const plain = () =>
+    new Promise<{ status: number; reason: unknown } | 'closed'>((resolve) => {
+      const req = httpRequest({ host: '127.0.0.1', port: server.inboundPort, path: '/name', headers: { host: 'orders' }, agent: false }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, reason: res.headers['wren-authz-reason'] });
+      });
+      req.on('error', () => resolve('closed'));
+      req.end();
+    });
+  expect(await plain()).toBe('closed');
+  await writeFile(join(dir, 'peer.yaml'), 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: demo }\nspec: { mtls: { mode: PERMISSIVE } }\n');
+  await waitFor(() => server.policy.mtls.mode === 'PERMISSIVE', 'PeerAuthentication pushed');
+  expect(await plain()).toEqual({ status: 403, reason: 'no-allow-policy-matched' });
+  const proxies = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { inboundPolicy: { mtls: { mode: string } } }[] };
+  expect(proxies.proxies[0].inboundPolicy.mtls.mode).toBe('PERMISSIVE');
+});
