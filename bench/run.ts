@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark in one run, each printing its figures and its ratio
  * against a baseline measured in the same run. `npm run bench -- data-path` (or
- * `resilience`, `control-plane`, `tls`) runs one. Figures are medians/percentiles of one run on
+ * `resilience`, `control-plane`, `tls`, `identity`) runs one. Figures are medians/percentiles of one run on
  * a noisy machine: compare ratios, not absolute numbers.
  */
 import { writeFile } from 'node:fs/promises';
@@ -9,12 +9,14 @@ import { runDataPathBench } from './data-path.js';
 import { runResilienceBench } from './resilience.js';
 import { runControlPlaneBench } from './control-plane.js';
 import { runTlsBench } from './tls.js';
+import { runIdentityBench } from './identity.js';
 
 const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'data-path': () => runDataPathBench(),
   resilience: () => runResilienceBench(),
   'control-plane': () => runControlPlaneBench(),
   tls: () => runTlsBench(),
+  identity: () => runIdentityBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
