@@ -194,8 +194,9 @@ export class Proxy {
       version: this.routes.snapshot.version,
       source: this.routes.snapshot.source,
       identity: this.tls.spiffeId,
-      // File paths only; key material is never dumped.
-      bootstrap: { ...rest, tls: { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile }, mesh: undefined },
+      certificates: tls.certFile ? 'files' : `control plane Certify (${this.config.identity.certify?.controlPlane ?? '?'})`,
+      // File paths only; key material (and the token) is never dumped.
+      bootstrap: { ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined },
       services: this.routes.snapshot.services,
       inboundPolicy: this.inboundPolicy.policy,
     };
