@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import { classifyPrefix } from '../net/detect-protocol.js';
+import { peek } from '../net/peek.js';
 
 export type Sniffed = 'tls' | 'http1' | 'http2' | 'opaque' | 'timeout' | 'closed';
 
@@ -15,30 +16,13 @@ const TLS_HANDSHAKE = 0x16;
  * server-speaks-first protocol, or a slow TLS client); 'closed': it left first.
  */
 export function sniff(socket: Socket, timeoutMs: number, clock: Clock): Promise<Sniffed> {
-  return new Promise((resolve) => {
-    let buf: Buffer = Buffer.alloc(0);
-    let done = false;
-    const finish = (d: Sniffed) => {
-      if (done) return;
-      done = true;
-      clock.clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('end', onEnd);
-      socket.removeListener('close', onEnd);
-      socket.pause();
-      if (buf.length) socket.unshift(buf);
-      resolve(d);
-    };
-    const onData = (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      if (buf[0] === TLS_HANDSHAKE) return finish('tls');
+  return peek<Sniffed>(socket, timeoutMs, clock, {
+    decide: (buf) => {
+      if (buf[0] === TLS_HANDSHAKE) return 'tls';
       const c = classifyPrefix(buf);
-      if (c !== 'need-more') finish(c);
-    };
-    const onEnd = () => finish(buf.length ? 'opaque' : 'closed');
-    const timer = clock.setTimeout(() => finish(buf.length ? 'opaque' : 'timeout'), timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
+      return c === 'need-more' ? null : c;
+    },
+    atEnd: (buf) => (buf.length ? 'opaque' : 'closed'),
+    atTimeout: (buf) => (buf.length ? 'opaque' : 'timeout'),
   });
 }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
+import { peek } from './peek.js';
 
 export type Detected = 'http1' | 'http2' | 'opaque' | 'timeout';
 
@@ -27,29 +28,12 @@ export function classifyPrefix(buf: Buffer): Exclude<Detected, 'timeout'> | 'nee
  * nothing within the timeout is treated as opaque TCP (Linkerd's fallback, not an error).
  */
 export function detectProtocol(socket: Socket, timeoutMs: number, clock: Clock): Promise<Detected> {
-  return new Promise((resolve) => {
-    let buf: Buffer = Buffer.alloc(0);
-    let done = false;
-    const finish = (d: Detected) => {
-      if (done) return;
-      done = true;
-      clock.clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('end', onEnd);
-      socket.removeListener('close', onEnd);
-      socket.pause();
-      if (buf.length) socket.unshift(buf);
-      resolve(d);
-    };
-    const onData = (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
+  return peek<Detected>(socket, timeoutMs, clock, {
+    decide: (buf) => {
       const c = classifyPrefix(buf);
-      if (c !== 'need-more') finish(c);
-    };
-    const onEnd = () => finish('opaque');
-    const timer = clock.setTimeout(() => finish('timeout'), timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
+      return c === 'need-more' ? null : c;
+    },
+    atEnd: () => 'opaque',
+    atTimeout: () => 'timeout',
   });
 }
