@@ -1,265 +1,303 @@
 /**
- * Two "pods" in network namespaces, meshed for real: `wren iptables` inside each (the
- * injected init container's exact arguments), an app that knows nothing of the mesh, and
- * a real `wren proxy` sidecar under UID 2102, the UID the rules exclude. The client app
- * (UID 1000) calls the other pod's IP and port over HTTP/1.1, gRPC and raw TCP, and a
- * Service ClusterIP no kube-proxy serves; routing comes only from SO_ORIGINAL_DST
- * matched against the static mesh. tcpdump on the bridge shows what crosses the wire.
+ * Two "pods" in network namespaces, meshed for real (issue #6): `wren iptables` inside
+ * each (the injected init container's exact arguments), an app that knows nothing of the
+ * mesh under its own UID, and a real `wren proxy` sidecar under UID 2102, the UID the
+ * rules exclude. The client app (UID 1000) calls the other pod's IP and port over
+ * HTTP/1.1, gRPC and raw TCP, and a Service ClusterIP no kube-proxy serves; routing comes
+ * only from SO_ORIGINAL_DST. tcpdump on the bridge shows what crosses the wire.
  *
- *   pod netns …-a ("frontend")       bridge netns …-br          pod netns …-b ("web")
- *   eth0 10.77.0.2/24 <--veth--> va [ br0 ] vb <--veth--> eth0 10.77.0.3/24
- *   default route via eth0 (10.77.100.0/24 ClusterIPs)       app :8080 http, :9090 grpc, :7070 tcp,
- *   app UID 1000, sidecar UID 2102                           :7171 tcp (inbound skip port, plaintext)
- *                                                             app UID 1001, sidecar UID 2102
+ * In-cluster mode (the first block) runs the pods as the injector sets them up: a real
+ * `wren control-plane` on the bridge is the CA (Certify, bootstrap tokens) and serves the
+ * mesh from Kubernetes objects (Services, EndpointSlices, Pods); each sidecar is started
+ * with no config file, only the injected container's environment (fieldRefs resolved as
+ * kubelet would) and its volumes (the token projection, the run emptyDir) mounted at the
+ * injected paths. The second block keeps the simpler setup: certificate files from
+ * `wren certs` and a static mesh.
  *
- * Needs root, iproute2, iptables, tcpdump and setpriv (util-linux), and `npm run build`.
+ * Layout: test/helpers/netns-pods.ts. Needs root, iproute2, iptables, tcpdump,
+ * util-linux (setpriv, unshare, mount), and `npm run build`.
  */
-import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import fjp from 'fast-json-patch';
+import type { V1Pod } from '@kubernetes/client-node';
 import { writeDevMesh } from '../certs/dev-mesh.js';
-import { injectPod } from '../control-plane/injector/inject-pod.js';
-import { NetnsLab, inNs, netnsUnavailable, type NsProcess } from './helpers/netns.js';
-import { clientAppSource, serverAppSource } from './helpers/netns-apps.js';
-import { startCapture, type TcpStream } from './helpers/netns-pcap.js';
+import { PROXY_RUN_DIR, PROXY_RUN_VOLUME, TOKEN_DIR } from '../control-plane/injector/sidecar.js';
+import { NetnsLab, inNs, type NsProcess } from './helpers/netns.js';
+import { startMeshControlPlane, type MeshControlPlane, type ServiceSpec } from './helpers/netns-control-plane.js';
+import { containerEnv, containerOf, containerVolumes } from './helpers/netns-kubelet.js';
+import { CLIENT_ID, NAMESPACE, NET, NODE, POD, SA, SERVER_ID, TD, TwoPods, UID, WREN, showStream, type Json } from './helpers/netns-pods.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const WREN = join(ROOT, 'dist', 'cli', 'wren.js');
-const NODE = process.execPath;
-const PROTO = join(ROOT, 'test', 'fixtures', 'echo.proto');
 const id = randomBytes(3).toString('hex');
-const lab = new NetnsLab(`wren-e2e-${id}`);
+const FILE = 'pod-netns-e2e.test.ts';
+const CP_PORT = 15010;
+const withData = (p: TwoPods) => p.wire.streams.filter((s) => s.data.length > 0);
+const isControlPlane = (s: { src: string; sport: number; dst: string; dport: number }) =>
+  (s.dst === NET.controlPlane && s.dport === CP_PORT) || (s.src === NET.controlPlane && s.sport === CP_PORT);
+/** Each connection opens with a TLS handshake record (0x16 0x03): ClientHello (type 1) one way, ServerHello (2) back. */
+const opensWith = (s: { data: Buffer }) => [s.data[0], s.data[1], s.data[5]];
 
-const PROXY_UID = 2102;
-const CLIENT_UID = 1000;
-const SERVER_UID = 1001;
-const CLIENT_IP = '10.77.0.2';
-const SERVER_IP = '10.77.0.3';
-const CLUSTER_IP = '10.77.100.10';
-const TD = 'cluster.local';
-const CLIENT_ID = `spiffe://${TD}/ns/shop/sa/frontend`;
-const SERVER_ID = `spiffe://${TD}/ns/shop/sa/web`;
-
-// Unique plaintext the apps exchange; none of it may ever be seen on the wire.
-const tag = (what: string) => `wren-plaintext-${what}-${randomBytes(6).toString('hex')}`;
-const MARK = { httpHeader: tag('h1-header'), httpBody: tag('h1-body'), vip: tag('vip'), grpc: tag('grpc'), tcp: tag('tcp'), reply: tag('reply') };
-/** Sent on purpose in plaintext to an inbound skip port: proves the capture sees plaintext at all. */
-const CONTROL = tag('control-passthrough');
-
-let available = false;
-let dir = '';
-let ns = { a: '', b: '', br: '' };
-let clientResult: Json;
-let wire: { streams: TcpStream[]; frames: Buffer[]; droppedByKernel: number };
-let sidecars: { a: NsProcess; b: NsProcess };
-let apps: { server: NsProcess };
-let injected: { client: V1Pod; server: V1Pod };
-let probeRuns: { code: number | null; out: string; err: string }[] = [];
-
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-const port = (p: number, name: string) => ({
-  name,
-  port: p,
-  protocol: 'detect',
-  endpoints: [{ address: SERVER_IP, port: p === 80 ? 8080 : p, proxyPort: 15006, identity: SERVER_ID }],
-});
-/** What a control plane would send: the web Service (ClusterIP + the pod's endpoint on each port). */
-const MESH = [{ name: 'web', namespace: 'shop', clusterIPs: [CLUSTER_IP], ports: [port(80, 'http'), port(9090, 'grpc'), port(7070, 'tcp')] }];
-
-/** A pod as a user would write it, put through the injector (offline, same code as the webhook). */
-function inject(name: string, annotations: Record<string, string>): V1Pod {
-  const pod = {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'shop', labels: { 'wren.io/inject': 'enabled' }, annotations },
-    spec: { serviceAccountName: name, containers: [{ name: 'app', image: `${name}:1` }] },
-  } as V1Pod;
-  const r = injectPod(pod, { wrenCommand: [NODE, WREN], namespaceLabels: {} });
-  if (!r.injected) throw new Error(`injector did not inject ${name}: ${r.reason}`);
-  return fjp.applyPatch(structuredClone(pod), r.patch as fjp.Operation[], true, false).newDocument;
-}
-const container = (pod: V1Pod, name: string): V1Container => [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === name)!;
-
-function checkBuild(): void {
-  for (const f of ['cli/wren.ts', 'cli/proxy-await.ts', 'cli/iptables.ts', 'cli/proxy-command.ts']) {
-    const built = join(ROOT, 'dist', f.replace(/\.ts$/, '.js'));
-    if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
-    if (statSync(join(ROOT, f)).mtimeMs > statSync(built).mtimeMs) throw new Error(`${built} is older than ${f}: run \`npm run build\` first`);
-  }
-  if (!existsSync(join(ROOT, 'dist', 'proxy', 'native', 'build', 'original-dst.node'))) throw new Error('the SO_ORIGINAL_DST addon is not built: run `npm run build`');
-}
-
-beforeAll(async () => {
-  const first = lab.add('a');
-  if (first instanceof Error) return netnsUnavailable('pod-netns-e2e.test.ts', first.message);
-  available = true;
-  checkBuild();
-  ns = { a: first, b: lab.add('b') as string, br: lab.add('br') as string };
-  lab.veth({ ns: ns.a, dev: 'eth0', addrs: [`${CLIENT_IP}/24`] }, { ns: ns.br, dev: 'va' });
-  lab.veth({ ns: ns.b, dev: 'eth0', addrs: [`${SERVER_IP}/24`] }, { ns: ns.br, dev: 'vb' });
-  lab.bridge(ns.br, 'br0', ['va', 'vb']);
-  // ClusterIPs live in their own range, reachable via the pod's default route, as in a cluster.
-  for (const n of [ns.a, ns.b]) inNs(n, ['ip', 'route', 'add', 'default', 'dev', 'eth0']);
-
-  dir = mkdtempSync(join(tmpdir(), 'wren-pod-e2e-'));
-  chmodSync(dir, 0o755);
-  const pki = await writeDevMesh(join(dir, 'pki'), {
-    trustDomain: TD,
-    workloads: [
-      { namespace: 'shop', serviceAccount: 'frontend', name: 'frontend' },
-      { namespace: 'shop', serviceAccount: 'web', name: 'web' },
-    ],
+/** The data path, the same whichever way the sidecars get certificates and mesh. */
+function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
+  test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
+    if (!p.available) return;
+    const init = containerOf(p.injected.server, 'wren-init');
+    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--skip-inbound-ports', '7171']);
+    for (const n of [p.ns.a, p.ns.b]) {
+      const save = inNs(n, ['iptables-save', '-t', 'nat']);
+      expect(save).toMatch(/^-A WREN_OUTPUT -m owner --uid-owner 2102 .*-j RETURN$/m);
+      expect(save).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
+      expect(save).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
+      expect(/^-A WREN_INBOUND -p tcp -m multiport --dports 7171 .*-j RETURN$/m.test(save)).toBe(n === p.ns.b);
+    }
+    expect(NetnsLab.uidOf(p.sidecars.a.child.pid!)).toBe(UID.proxy);
+    expect(NetnsLab.uidOf(p.sidecars.b.child.pid!)).toBe(UID.proxy);
+    expect(NetnsLab.uidOf(p.server.child.pid!)).toBe(UID.server);
+    expect(p.clientResult.uid).toBe(UID.client);
+    for (const r of p.probeRuns) expect(r.out).toMatch(/^proxy ready: http:\/\/127\.0\.0\.1:15000\/ready answered 200/);
   });
-  chmodSync(join(dir, 'pki'), 0o755);
-  const files = Object.fromEntries(pki.workloads.map((w) => [w.name, w]));
-  // The proxy's key is its own: 0600 and owned by the proxy UID, as in its emptyDir.
-  for (const w of pki.workloads) chownSync(w.keyFile, PROXY_UID, PROXY_UID);
-  writeFileSync(join(dir, 'server-app.mjs'), serverAppSource(ROOT, PROTO));
-  writeFileSync(join(dir, 'client-app.mjs'), clientAppSource(ROOT, PROTO));
 
-  injected = { client: inject('frontend', {}), server: inject('web', { 'wren.io/skip-inbound-ports': '7171' }) };
+  test('HTTP/1.1 to the other pod IP:port: through both sidecars, and the callee sees the caller identity', () => {
+    if (!p.available) return;
+    const r = p.clientResult.http;
+    expect({ r, diag: r.status === 200 ? '' : p.diag() }).toMatchObject({ r: { status: 200, proxyError: null }, diag: '' });
+    expect(r.body).toMatchObject({ app: 'web', uid: UID.server, method: 'POST', url: '/orders', host: `${NET.server}:8080`, marker: p.marks.httpHeader, body: p.marks.httpBody, reply: p.marks.reply });
+    // Delivered by the web pod's sidecar over loopback, not straight from the other pod.
+    expect(r.body.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+    expect(r.body.xfcc).toContain(`URI=${CLIENT_ID}`);
+    expect(r.body.xfcc).toContain(`By=${SERVER_ID}`);
+  });
 
-  // 1. wren-init: the injected init container's arguments, as root, inside each pod.
-  for (const [n, pod] of [[ns.a, injected.client], [ns.b, injected.server]] as const) {
-    const init = container(pod, 'wren-init');
-    const r = await lab.run(`wren-init in ${n}`, n, [NODE, WREN, ...init.args!], { uid: init.securityContext!.runAsUser! });
-    if (r.code !== 0) throw new Error(`wren iptables failed in ${n} (exit ${r.code}): ${r.err}${r.out}`);
+  test('HTTP to the Service ClusterIP: no kube-proxy, the client sidecar resolves it from the original destination', () => {
+    if (!p.available) return;
+    const r = p.clientResult.vip;
+    expect({ r, diag: r.status === 200 ? '' : p.diag() }).toMatchObject({ r: { status: 200 }, diag: '' });
+    expect(r.body).toMatchObject({ app: 'web', host: NET.webClusterIP, marker: p.marks.vip, body: p.marks.vip });
+    expect(r.body.xfcc).toContain(`URI=${CLIENT_ID}`);
+  });
+
+  test('gRPC to the other pod IP:port, with the caller identity', () => {
+    if (!p.available) return;
+    const r = p.clientResult.grpc;
+    expect({ r, diag: r.error ? p.diag() : '' }).toMatchObject({ r: { message: `echo ${p.marks.grpc} reply=${p.marks.reply}` }, diag: '' });
+    expect(r.caller).toContain(`URI=${CLIENT_ID}`);
+  });
+
+  test('raw TCP to the other pod IP:port, tunnelled through the sidecars', () => {
+    if (!p.available) return;
+    const r = p.clientResult.tcp;
+    expect({ r, diag: r.error ? p.diag() : '' }).toMatchObject({ r: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp, reply: p.marks.reply } }, diag: '' });
+    expect(r.reply.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+  });
+
+  test('on the wire: only mTLS to port 15006 between the pods, and no plaintext the apps exchanged', () => {
+    if (!p.available) return;
+    expect(p.wire.droppedByKernel).toBe(0);
+    // The control connection went to an inbound skip port: plaintext, directly between the pods.
+    // It proves the capture sees payloads, so the absence of the other markers means something.
+    expect(p.clientResult.control).toMatchObject({ reply: { port: 7171, got: p.control } });
+    expect(p.clientResult.control.reply.from).toMatch(new RegExp(`^(::ffff:)?${NET.client.replace(/\./g, '\\.')}$`));
+    expect(withData(p).some((s) => s.dport === 7171 && s.data.includes(p.control))).toBe(true);
+    // Sidecar <-> control plane is checked by the in-cluster block; with files there is none.
+    expect(withData(p).some(isControlPlane)).toBe(withControlPlane);
+
+    // Everything else that carried data went between the pods to or from the inbound port 15006.
+    const meshed = withData(p).filter((s) => s.dport !== 7171 && s.sport !== 7171 && !isControlPlane(s));
+    expect(meshed.map(showStream).filter((x) => !/:15006 \(|:15006 >/.test(x))).toEqual([]);
+    const toInbound = meshed.filter((s) => s.src === NET.client && s.dst === NET.server && s.dport === 15006);
+    const fromInbound = meshed.filter((s) => s.src === NET.server && s.sport === 15006 && s.dst === NET.client);
+    expect(toInbound.length).toBeGreaterThanOrEqual(1);
+    expect(fromInbound.length).toBeGreaterThanOrEqual(1);
+    for (const s of toInbound) expect([showStream(s), ...opensWith(s)]).toEqual([showStream(s), 0x16, 0x03, 0x01]);
+    for (const s of fromInbound) expect([showStream(s), ...opensWith(s)]).toEqual([showStream(s), 0x16, 0x03, 0x02]);
+    // ... and then only TLS records: application data (0x17), never a readable request.
+    for (const s of meshed) expect([showStream(s), s.data.includes(Buffer.from('HTTP/1.1')), s.data.includes(Buffer.from('PRI * HTTP/2.0'))]).toEqual([showStream(s), false, false]);
+
+    const everything = Buffer.concat([...p.wire.frames, ...meshed.map((s) => s.data)]);
+    for (const [what, marker] of Object.entries(p.marks)) expect([what, everything.includes(Buffer.from(marker))]).toEqual([what, false]);
+  });
+}
+
+describe('in-cluster mode: certificates from the control plane (Certify), mesh from Services, EndpointSlices and Pods', () => {
+  const p = new TwoPods(`wren-e2e-${id}-k`);
+  let cp: MeshControlPlane;
+  let admin: Record<'a' | 'b', { certs: Json; dump: Json }>;
+  let cpMetrics: Map<string, number>;
+  const pods = () => ({ a: p.injected.client, b: p.injected.server });
+  /** Host directory of a pod's volume (what kubelet mounts at the injected mountPath). */
+  const volume = (pod: V1Pod, name: string) => join(p.dir, 'kubelet', pod.metadata!.name!, name);
+  const SERVICES: ServiceSpec[] = [
+    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }] },
+    { name: SA.client, clusterIP: NET.frontendClusterIP, pod: POD.client, podIP: NET.client, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  ];
+
+  /** The injected wren-proxy container, run as kubelet would: its args on the image's entrypoint, its env, its volumes, its UID. */
+  function startInjectedSidecar(which: 'a' | 'b', pod: V1Pod, token: string): NsProcess {
+    const c = containerOf(pod, 'wren-proxy');
+    const uid = c.securityContext!.runAsUser!;
+    const mounts = containerVolumes(pod, c, join(p.dir, 'kubelet', pod.metadata!.name!), { uid, serviceAccountToken: token });
+    // A writable working directory inside the test dir, so a stray relative write would be seen by the no-key check.
+    const cwd = volume(pod, 'workdir');
+    mkdirSync(cwd);
+    chownSync(cwd, uid, uid);
+    // The image's ENTRYPOINT is `node /app/dist/cli/wren.js` (Dockerfile); the container only adds args.
+    return p.lab.spawn(`${pod.metadata!.name} sidecar`, p.ns[which], [NODE, WREN, ...(c.args ?? [])], { uid, env: containerEnv(pod, c), mounts, cwd });
   }
 
-  // 2. The apps, under their own UIDs.
-  apps = { server: lab.spawn('web app', ns.b, [NODE, join(dir, 'server-app.mjs'), MARK.reply], { uid: SERVER_UID }) };
-  const serverUp = apps.server.waitForOutput(/^ready$/m, 15_000);
+  beforeAll(async () => {
+    if (!(await p.setUp(FILE))) return;
+    cp = await startMeshControlPlane(p.lab, {
+      ns: p.ns.br, ip: NET.controlPlane, dir: p.dir, namespace: NAMESPACE, trustDomain: TD, serviceAccounts: [SA.client, SA.server], services: SERVICES, wren: [NODE, WREN],
+    });
+    p.companions.push(cp.proc);
+    // The injector webhook is served by the control plane and hands out its address and trust bundle (control-plane/main.ts).
+    const injected = p.inject({ trustDomain: TD, controlPlaneAddress: cp.address, trustBundlePem: cp.trustBundlePem });
+    // The pods are "created": the API server's view now has them, so their endpoints route (4: web's 3 ports, frontend's 1).
+    await cp.addPods([injected.client, injected.server], 4);
+    await p.runInit();
+    const serverUp = p.startServerApp();
+    // Capture from before the sidecars start, so their Certify calls are on it.
+    await p.startCapture();
+    p.sidecars = { a: startInjectedSidecar('a', injected.client, cp.tokens[SA.client]), b: startInjectedSidecar('b', injected.server, cp.tokens[SA.server]) };
+    await serverUp;
+    await p.runProbes();
+    await p.runClient();
+    const [a, b] = await Promise.all([p.admin('a', ['/certs', '/config_dump']), p.admin('b', ['/certs', '/config_dump'])]);
+    admin = { a: { certs: a[0], dump: a[1] }, b: { certs: b[0], dump: b[1] } };
+    cpMetrics = await cp.metrics();
+  }, 60_000);
 
-  // 3. The sidecars, as the proxy container's UID, with a static mesh and file-based certificates.
-  const start = (n: string, name: 'frontend' | 'web', pod: V1Pod) => {
-    const cfg = {
-      identity: { trustDomain: TD, namespace: 'shop', serviceAccount: name, pod: `${name}-0` },
-      tls: { certFile: files[name].certFile, keyFile: files[name].keyFile, trustBundleFile: pki.caCertFile },
-      shutdown: { gracePeriodMs: '1s' },
-      mesh: { services: MESH },
+  afterAll(async () => {
+    // WREN_E2E_LOGS=1 shows what the control plane and the sidecars said, pass or fail.
+    if (process.env.WREN_E2E_LOGS === '1') console.log(p.diag());
+    await p.cleanup();
+  }, 20_000);
+
+  dataPathTests(p, true);
+
+  test('each sidecar runs from the injected environment alone: no config file, mesh and certificate from the control plane', () => {
+    if (!p.available) return;
+    for (const [which, ip, sa, spiffe] of [['a', NET.client, SA.client, CLIENT_ID], ['b', NET.server, SA.server, SERVER_ID]] as const) {
+      const pod = pods()[which];
+      const c = containerOf(pod, 'wren-proxy');
+      expect([c.command, c.args]).toEqual([undefined, ['proxy']]);
+      const pid = p.sidecars[which].child.pid!;
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)).toEqual([NODE, WREN, 'proxy']);
+      const environ = Object.fromEntries(
+        readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
+      // Exactly the injected variables (plus PATH), the fieldRefs resolved from the pod.
+      expect(Object.keys(environ).sort()).toEqual([...c.env!.map((e) => e.name), 'PATH'].sort());
+      expect(environ).toMatchObject({
+        POD_NAME: pod.metadata!.name, POD_NAMESPACE: NAMESPACE, POD_IP: ip, WREN_SERVICE_ACCOUNT: sa, WREN_TRUST_DOMAIN: TD,
+        WREN_CONTROL_PLANE: cp.address, WREN_TRUST_BUNDLE: cp.trustBundlePem, WREN_TOKEN_FILE: `${TOKEN_DIR}/token`, WREN_RUN_DIR: PROXY_RUN_DIR,
+      });
+      expect(admin[which].certs.identity).toBe(spiffe);
+      expect(admin[which].dump.source).toBe(`control-plane:${cp.address}`);
+      const web = (admin[which].dump.services as Json[]).find((s) => s.name === SA.server && s.namespace === NAMESPACE);
+      expect(web).toMatchObject({ clusterIPs: [NET.webClusterIP] });
+      expect(web!.ports.map((x: Json) => [x.port, x.protocol, x.endpoints.map((e: Json) => [e.address, e.port, e.proxyPort, e.identity])])).toEqual([
+        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID]]],
+        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID]]],
+        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID]]],
+      ]);
+    }
+  });
+
+  test('the identity the callee sees was issued by the control plane, under the root it wrote with --write-trust-bundle', () => {
+    if (!p.available) return;
+    const pems = (text: string) => text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    const anchors = pems(readFileSync(cp.trustBundleFile, 'utf8'));
+    expect(anchors).toHaveLength(1);
+    const root = new X509Certificate(anchors[0] ?? '');
+    expect([root.ca, root.subject === root.issuer, root.verify(root.publicKey)]).toEqual([true, true, true]);
+    for (const [which, spiffe] of [['a', CLIENT_ID], ['b', SERVER_ID]] as const) {
+      const run = volume(pods()[which], PROXY_RUN_VOLUME);
+      const leaf = new X509Certificate(pems(readFileSync(join(run, 'identity.crt'), 'utf8'))[0] ?? '');
+      expect(leaf.subjectAltName).toBe(`URI:${spiffe}`);
+      expect([leaf.checkIssued(root), leaf.verify(root.publicKey)]).toEqual([true, true]);
+      // The certificate in the sidecar's run dir is the one it serves, and it trusts only the control plane's root.
+      expect(admin[which].certs).toMatchObject({ identity: spiffe, serial: leaf.serialNumber, issuer: root.subject, trustAnchors: [{ fingerprint256: root.fingerprint256 }] });
+      expect(pems(readFileSync(join(run, 'trust-bundle.crt'), 'utf8'))).toEqual(anchors);
+    }
+    // The web sidecar put URI= from the peer certificate it verified against that root alone.
+    expect(p.clientResult.http.body.xfcc).toBe(`By=${SERVER_ID};URI=${CLIENT_ID}`);
+    expect(p.clientResult.grpc.caller).toBe(`By=${SERVER_ID};URI=${CLIENT_ID}`);
+    // One Certify per sidecar, none refused.
+    expect([cpMetrics.get('wren_identity_certificates_issued_total'), cpMetrics.get('wren_identity_certificates_refused_total') ?? 0]).toEqual([2, 0]);
+  });
+
+  test('no private key on disk: the run directories hold certificates only, and nothing in the test directory holds a PRIVATE KEY', () => {
+    if (!p.available) return;
+    for (const pod of Object.values(pods())) expect(readdirSync(volume(pod, PROXY_RUN_VOLUME)).sort()).toEqual(['identity.crt', 'trust-bundle.crt']);
+    const files = readdirSync(p.dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => join(d.parentPath, d.name));
+    // The walk covers the control plane's files, the tokens and both run dirs (so an empty result means something).
+    expect(files).toEqual(expect.arrayContaining([cp.trustBundleFile, join(volume(pods().a, PROXY_RUN_VOLUME), 'identity.crt'), join(volume(pods().b, 'wren-identity-token'), 'token')]));
+    expect(files.filter((f) => readFileSync(f).includes('PRIVATE KEY'))).toEqual([]);
+    // Nor in what the processes printed, and no token either.
+    for (const proc of [p.sidecars.a, p.sidecars.b, cp.proc]) {
+      const said = proc.out + proc.err;
+      expect([proc.name, said.includes('PRIVATE KEY'), ...Object.values(cp.tokens).map((t) => said.includes(t))]).toEqual([proc.name, false, false, false]);
+    }
+  });
+
+  test('Certify and discovery between the sidecars and the control plane are TLS on the wire too', () => {
+    if (!p.available) return;
+    const streams = withData(p).filter(isControlPlane);
+    for (const ip of [NET.client, NET.server]) {
+      const out = streams.filter((s) => s.src === ip);
+      const back = streams.filter((s) => s.dst === ip);
+      expect([ip, out.length >= 1, back.length >= 1]).toEqual([ip, true, true]);
+      for (const s of out) expect([showStream(s), ...opensWith(s)]).toEqual([showStream(s), 0x16, 0x03, 0x01]);
+      for (const s of back) expect([showStream(s), ...opensWith(s)]).toEqual([showStream(s), 0x16, 0x03, 0x02]);
+    }
+    // In the clear, a Certify request carries the token and the CSR PEM; gRPC starts with the HTTP/2 preface.
+    const all = Buffer.concat([...p.wire.frames, ...streams.map((s) => s.data)]);
+    for (const needle of [...Object.values(cp.tokens), '-----BEGIN CERTIFICATE REQUEST-----', 'PRIVATE KEY', 'PRI * HTTP/2.0']) expect([needle, all.includes(needle)]).toEqual([needle, false]);
+  });
+});
+
+describe('certificates from files (wren certs) and a static mesh', () => {
+  const p = new TwoPods(`wren-e2e-${id}-f`);
+  /** What a control plane would send: the web Service (ClusterIP + the pod's endpoint on each port). */
+  const port = (n: number, name: string) => ({ name, port: n, protocol: 'detect', endpoints: [{ address: NET.server, port: n === 80 ? 8080 : n, proxyPort: 15006, identity: SERVER_ID }] });
+  const MESH = [{ name: SA.server, namespace: NAMESPACE, clusterIPs: [NET.webClusterIP], ports: [port(80, 'http'), port(9090, 'grpc'), port(7070, 'tcp')] }];
+
+  beforeAll(async () => {
+    if (!(await p.setUp(FILE))) return;
+    const pki = await writeDevMesh(join(p.dir, 'pki'), {
+      trustDomain: TD,
+      workloads: [SA.client, SA.server].map((sa) => ({ namespace: NAMESPACE, serviceAccount: sa, name: sa })),
+    });
+    chmodSync(join(p.dir, 'pki'), 0o755);
+    const files = Object.fromEntries(pki.workloads.map((w) => [w.name, w]));
+    // The proxy's key is its own: 0600 and owned by the proxy UID, as in its emptyDir.
+    for (const w of pki.workloads) chownSync(w.keyFile, UID.proxy, UID.proxy);
+    const injected = p.inject();
+    await p.runInit();
+    const serverUp = p.startServerApp();
+    await p.startCapture();
+    const start = (which: 'a' | 'b', sa: string, pod: V1Pod) => {
+      const cfg = {
+        identity: { trustDomain: TD, namespace: NAMESPACE, serviceAccount: sa, pod: pod.metadata!.name },
+        tls: { certFile: files[sa].certFile, keyFile: files[sa].keyFile, trustBundleFile: pki.caCertFile },
+        shutdown: { gracePeriodMs: '1s' },
+        mesh: { services: MESH },
+      };
+      const file = join(p.dir, `${sa}-proxy.json`);
+      writeFileSync(file, JSON.stringify(cfg, null, 2));
+      return p.lab.spawn(`${sa} sidecar`, p.ns[which], [NODE, WREN, 'proxy', '--config', file], { uid: containerOf(pod, 'wren-proxy').securityContext!.runAsUser! });
     };
-    const file = join(dir, `${name}-proxy.json`);
-    writeFileSync(file, JSON.stringify(cfg, null, 2));
-    return lab.spawn(`${name} sidecar`, n, [NODE, WREN, 'proxy', '--config', file], { uid: container(pod, 'wren-proxy').securityContext!.runAsUser! });
-  };
-  sidecars = { a: start(ns.a, 'frontend', injected.client), b: start(ns.b, 'web', injected.server) };
-  await serverUp;
+    p.sidecars = { a: start('a', SA.client, injected.client), b: start('b', SA.server, injected.server) };
+    await serverUp;
+    await p.runProbes();
+    await p.runClient();
+  }, 60_000);
 
-  // 4. The native sidecar's startupProbe, run as kubelet would: exec in the pod, the proxy's UID.
-  probeRuns = await Promise.all(
-    ([[ns.a, injected.client], [ns.b, injected.server]] as const).map(([n, pod]) => {
-      const probe = container(pod, 'wren-proxy').startupProbe!.exec!.command!;
-      // The probe's own --timeout is 2s with failureThreshold 120: retry like kubelet does.
-      const sidecar = n === ns.a ? sidecars.a : sidecars.b;
-      return (async () => {
-        for (let i = 0; ; i++) {
-          const r = await lab.run(`startupProbe in ${n}`, n, probe, { uid: PROXY_UID });
-          if (r.code === 0 || i >= 5 || !sidecar.running) return r;
-        }
-      })();
-    }),
-  );
-  for (const [i, r] of probeRuns.entries())
-    if (r.code !== 0) throw new Error(`startupProbe failed in ${[ns.a, ns.b][i]}: ${r.err}${r.out}\n${sidecars.a.log()}\n${sidecars.b.log()}`);
+  afterAll(async () => {
+    if (process.env.WREN_E2E_LOGS === '1') console.log(p.diag());
+    await p.cleanup();
+  }, 20_000);
 
-  // 5. Capture the bridge, then let the client app make its calls.
-  const capture = await startCapture(ns.br, 'br0');
-  const client = await lab.run('frontend app', ns.a, [NODE, join(dir, 'client-app.mjs'), SERVER_IP, CLUSTER_IP, JSON.stringify({ ...MARK, control: CONTROL })], {
-    uid: CLIENT_UID,
-    timeoutMs: 20_000,
-  });
-  wire = await capture.stop();
-  if (client.code !== 0) throw new Error(`client app failed (exit ${client.code}): ${client.err}\n${sidecars.a.log()}\n${sidecars.b.log()}`);
-  clientResult = JSON.parse(client.out.trim().split('\n').pop()!);
-}, 60_000);
-
-afterAll(async () => {
-  await lab.cleanup();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 20_000);
-
-/** On failure, show what the sidecars said. */
-const diag = () => (available ? `\n${sidecars?.a?.log()}\n${sidecars?.b?.log()}\n${apps?.server?.log()}` : '');
-
-test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
-  if (!available) return;
-  const init = container(injected.server, 'wren-init');
-  expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--skip-inbound-ports', '7171']);
-  for (const n of [ns.a, ns.b]) {
-    const save = inNs(n, ['iptables-save', '-t', 'nat']);
-    expect(save).toMatch(/^-A WREN_OUTPUT -m owner --uid-owner 2102 .*-j RETURN$/m);
-    expect(save).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
-    expect(save).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
-    expect(/^-A WREN_INBOUND -p tcp -m multiport --dports 7171 .*-j RETURN$/m.test(save)).toBe(n === ns.b);
-  }
-  expect(NetnsLab.uidOf(sidecars.a.child.pid!)).toBe(PROXY_UID);
-  expect(NetnsLab.uidOf(sidecars.b.child.pid!)).toBe(PROXY_UID);
-  expect(NetnsLab.uidOf(apps.server.child.pid!)).toBe(SERVER_UID);
-  expect(clientResult.uid).toBe(CLIENT_UID);
-  for (const r of probeRuns) expect(r.out).toMatch(/^proxy ready: http:\/\/127\.0\.0\.1:15000\/ready answered 200/);
-});
-
-test('HTTP/1.1 to the other pod IP:port: through both sidecars, and the callee sees the caller identity', () => {
-  if (!available) return;
-  const r = clientResult.http;
-  expect({ r, diag: r.status === 200 ? '' : diag() }).toMatchObject({ r: { status: 200, proxyError: null }, diag: '' });
-  expect(r.body).toMatchObject({ app: 'web', uid: SERVER_UID, method: 'POST', url: '/orders', host: `${SERVER_IP}:8080`, marker: MARK.httpHeader, body: MARK.httpBody, reply: MARK.reply });
-  // Delivered by the web pod's sidecar over loopback, not straight from the other pod.
-  expect(r.body.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
-  expect(r.body.xfcc).toContain(`URI=${CLIENT_ID}`);
-  expect(r.body.xfcc).toContain(`By=${SERVER_ID}`);
-});
-
-test('HTTP to the Service ClusterIP: no kube-proxy, the client sidecar resolves it from the original destination', () => {
-  if (!available) return;
-  const r = clientResult.vip;
-  expect({ r, diag: r.status === 200 ? '' : diag() }).toMatchObject({ r: { status: 200 }, diag: '' });
-  expect(r.body).toMatchObject({ app: 'web', host: CLUSTER_IP, marker: MARK.vip, body: MARK.vip });
-  expect(r.body.xfcc).toContain(`URI=${CLIENT_ID}`);
-});
-
-test('gRPC to the other pod IP:port, with the caller identity', () => {
-  if (!available) return;
-  const r = clientResult.grpc;
-  expect({ r, diag: r.error ? diag() : '' }).toMatchObject({ r: { message: `echo ${MARK.grpc} reply=${MARK.reply}` }, diag: '' });
-  expect(r.caller).toContain(`URI=${CLIENT_ID}`);
-});
-
-test('raw TCP to the other pod IP:port, tunnelled through the sidecars', () => {
-  if (!available) return;
-  const r = clientResult.tcp;
-  expect({ r, diag: r.error ? diag() : '' }).toMatchObject({ r: { reply: { port: 7070, uid: SERVER_UID, got: MARK.tcp, reply: MARK.reply } }, diag: '' });
-  expect(r.reply.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
-});
-
-test('on the wire: only mTLS to port 15006, and no plaintext the apps exchanged', () => {
-  if (!available) return;
-  expect(wire.droppedByKernel).toBe(0);
-  const withData = wire.streams.filter((s) => s.data.length > 0);
-  const show = (s: TcpStream) => `${s.src}:${s.sport} > ${s.dst}:${s.dport} (${s.data.length} bytes)`;
-  // The control connection went to an inbound skip port: plaintext, directly between the pods.
-  // It proves the capture sees payloads, so the absence of the other markers means something.
-  expect(clientResult.control).toMatchObject({ reply: { port: 7171, got: CONTROL } });
-  expect(clientResult.control.reply.from).toMatch(new RegExp(`^(::ffff:)?${CLIENT_IP.replace(/\./g, '\\.')}$`));
-  expect(withData.some((s) => s.dport === 7171 && s.data.includes(CONTROL))).toBe(true);
-
-  // Everything else that carried data went between the pods to or from the inbound port 15006.
-  const meshed = withData.filter((s) => s.dport !== 7171 && s.sport !== 7171);
-  expect(meshed.map(show).filter((x) => !/:15006 \(|:15006 >/.test(x))).toEqual([]);
-  const toInbound = meshed.filter((s) => s.src === CLIENT_IP && s.dst === SERVER_IP && s.dport === 15006);
-  const fromInbound = meshed.filter((s) => s.src === SERVER_IP && s.sport === 15006 && s.dst === CLIENT_IP);
-  expect(toInbound.length).toBeGreaterThanOrEqual(1);
-  expect(fromInbound.length).toBeGreaterThanOrEqual(1);
-  // Each connection opens with a TLS handshake record (0x16 0x03): ClientHello one way, ServerHello back.
-  for (const s of toInbound) expect([show(s), s.data[0], s.data[1], s.data[5]]).toEqual([show(s), 0x16, 0x03, 0x01]);
-  for (const s of fromInbound) expect([show(s), s.data[0], s.data[1], s.data[5]]).toEqual([show(s), 0x16, 0x03, 0x02]);
-  // ... and then only TLS records: application data (0x17), never a readable request.
-  for (const s of meshed) expect([show(s), s.data.includes(Buffer.from('HTTP/1.1')), s.data.includes(Buffer.from('PRI * HTTP/2.0'))]).toEqual([show(s), false, false]);
-
-  const everything = Buffer.concat([...wire.frames, ...meshed.map((s) => s.data)]);
-  for (const [what, marker] of Object.entries(MARK)) expect([what, everything.includes(Buffer.from(marker))]).toEqual([what, false]);
+  dataPathTests(p, false);
 });

@@ -83,11 +83,53 @@ export class NsProcess {
   }
 }
 
+/** A directory bind-mounted into the process's own mount namespace, as a container volume. */
+export interface Mount {
+  /** Host directory (outside /run). */
+  readonly source: string;
+  /** Where the process sees it: under /run (or /var/run), like the injector's volumes. */
+  readonly target: string;
+  readonly readOnly?: boolean;
+}
+
 export interface SpawnOptions {
   /** Run as this UID (and the same GID) via setpriv, with supplementary groups cleared. */
   readonly uid?: number;
   readonly env?: Record<string, string>;
   readonly cwd?: string;
+  /**
+   * Volumes: the process gets a private mount namespace with a fresh tmpfs on /run (a
+   * container's /run is its own) and each source bind-mounted at its target. Nothing is
+   * created on the host's /run, and the mounts vanish with the process.
+   */
+  readonly mounts?: readonly Mount[];
+}
+
+const underRun = (p: string): string | null => {
+  const m = /^\/(?:var\/)?run(\/.*)?$/.exec(p);
+  return m && !(m[1] ?? '').split('/').includes('..') ? `/run${m[1] ?? ''}` : null;
+};
+
+/**
+ * `unshare --mount` + a shell that mounts the volumes and execs `argv` (positional
+ * parameters carry every path, so nothing is quoted into the script). `mount -n`: libmount
+ * would otherwise create /run/mount/utab on the host before the tmpfs hides /run.
+ */
+function withMounts(mounts: readonly Mount[], argv: string[]): string[] {
+  const lines = ['set -e', 'mount -n -t tmpfs -o mode=0755,size=16m wren-pod-run /run'];
+  const params: string[] = [];
+  for (const m of mounts) {
+    const target = underRun(m.target);
+    if (!target) throw new Error(`mount target ${m.target}: only paths under /run or /var/run are supported`);
+    if (underRun(m.source) || !m.source.startsWith('/')) throw new Error(`mount source ${m.source}: expected an absolute path outside /run`);
+    const [s, t] = [params.push(m.source), params.push(target)];
+    // ${N}, not $N: $10 would be ${1}0.
+    lines.push(`mkdir -p "\${${t}}"`, `mount -n --bind "\${${s}}" "\${${t}}"`);
+    if (m.readOnly) lines.push(`mount -n -o remount,bind,ro "\${${t}}"`);
+  }
+  // unset PWD: the shell exported it; the process gets exactly the environment it was given.
+  lines.push(`shift ${params.length}`, 'unset PWD', 'exec "$@"');
+  return ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', lines.join('\n'), 'sh', ...params, ...argv];
 }
 
 export class NetnsLab {
@@ -136,7 +178,8 @@ export class NetnsLab {
     const asUser = o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', '--'];
     // A minimal environment: no proxy variables (grpc-js honours http_proxy) or other host state leaks in.
     const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(o.env ?? {}) };
-    const child = spawn('ip', ['netns', 'exec', ns, ...asUser, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env, ...(o.cwd ? { cwd: o.cwd } : {}) });
+    const cmd = o.mounts?.length ? withMounts(o.mounts, [...asUser, ...argv]) : [...asUser, ...argv];
+    const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'], env, ...(o.cwd ? { cwd: o.cwd } : {}) });
     const p = new NsProcess(name, child);
     this.procs.push(p);
     return p;
@@ -149,6 +192,22 @@ export class NetnsLab {
     const code = await p.exit;
     clearTimeout(t);
     return { code, out: p.out, err: p.err };
+  }
+
+  /**
+   * HTTP GETs from inside `ns` by a throwaway node process (as `kubectl exec ... curl`
+   * would): each URL's status and body, status 0 with the error when it fails.
+   */
+  async httpGet(ns: string, urls: readonly string[], o: SpawnOptions = {}): Promise<{ status: number; body: string }[]> {
+    const script = `const out = [];
+for (const u of process.argv.slice(1)) {
+  try { const r = await fetch(u, { signal: AbortSignal.timeout(3000) }); out.push({ status: r.status, body: await r.text() }); }
+  catch (e) { out.push({ status: 0, body: String(e?.cause ?? e) }); }
+}
+console.log(JSON.stringify(out));`;
+    const r = await this.run(`GET in ${ns}`, ns, [process.execPath, '--input-type=module', '-e', script, ...urls], o);
+    if (r.code !== 0) throw new Error(`GET ${urls.join(' ')} in ${ns} failed (exit ${r.code}): ${r.err}`);
+    return JSON.parse(r.out.trim().split('\n').pop()!) as { status: number; body: string }[];
   }
 
   /** The UID a process runs as (real UID from /proc), to show who is who. */
