@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -34,6 +35,20 @@ describe('every YAML file', () => {
     const k = docsOf(join(ROOT, 'kustomization.yaml'))[0];
     const expected = [...walk(join(ROOT, 'crds')), ...walk(join(ROOT, 'install'))].map((f) => relative(ROOT, f)).sort();
     expect([...k.resources].sort()).toEqual(expected);
+  });
+
+  test('kubectl kustomize (client side, offline) builds exactly the objects in the files', () => {
+    // kubectl is the one client-side Kubernetes tool that works without a cluster here;
+    // .ci/run installs it (Debian kubernetes-client) when the machine has none.
+    const r = spawnSync('kubectl', ['kustomize', ROOT], { encoding: 'utf8', timeout: 30_000 });
+    if (r.error) throw new Error(`kubectl is not installed (apt-get install kubernetes-client): ${r.error.message}`);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const id = (o: Json) => `${o.kind} ${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
+    const built = parseAllDocuments(r.stdout).map((d) => id(d.toJS() as Json)).sort();
+    const files = [...walk(join(ROOT, 'crds')), ...walk(join(ROOT, 'install'))].flatMap(docsOf).map((d) => id(d as Json)).sort();
+    expect(built).toEqual(files);
+    expect(built).toContain('MutatingWebhookConfiguration /wren-sidecar-injector');
   });
 });
 
