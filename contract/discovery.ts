@@ -65,6 +65,13 @@ export interface DiscoveryResponse {
   endpointDeltas: WireEndpointDelta[];
   /** Full: always present (null/absent = defaults). Delta: present only when the policy changed. */
   inboundPolicy?: WireInboundPolicy | null;
+  /** The CA's trust state (contract/trust-anchors.ts). Full: set when the control plane is a CA. Delta: only when it changed. */
+  trustBundle?: TrustBundleState | null;
+}
+export interface TrustBundleState {
+  trustAnchorFingerprints: string[];
+  signingRootFingerprint: string;
+  reissueSpreadMs: number;
 }
 export interface WireInboundPolicy {
   policyJson: string;
@@ -101,12 +108,23 @@ export interface Ejection {
 export interface HealthReport {
   ejected: Ejection[];
 }
+/** What the proxy trusts (its bundle) and uses (the root its certificate chains to). Fingerprints as in contract/trust-anchors.ts. */
+export interface IdentityReport {
+  trustAnchorFingerprints: string[];
+  /** '' when the chain ends at no root of the bundle. */
+  chainRootFingerprint: string;
+  leafSerial: string;
+  notAfterMs: number;
+  /** The roots of its configured bundle (what it verifies the control plane with after a restart); absent or [] = unknown. */
+  startupTrustAnchorFingerprints?: string[];
+}
 /** What the proxy sends: exactly one of the fields (`kind` names it when decoded). */
 export type DiscoveryRequest =
   | { subscribe: Subscribe; kind?: 'subscribe' }
   | { ack: Ack; kind?: 'ack' }
   | { nack: Nack; kind?: 'nack' }
-  | { health: HealthReport; kind?: 'health' };
+  | { health: HealthReport; kind?: 'health' }
+  | { identityReport: IdentityReport; kind?: 'identityReport' };
 
 export const DISCOVERY_PACKAGE = 'wren.discovery.v1';
 export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };

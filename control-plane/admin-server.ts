@@ -8,8 +8,10 @@ import type { MeshStore } from './store/mesh-store.js';
  * The control plane's own admin port (15014, like istiod's monitoring port):
  * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
  * /debug/proxies (each subscriber's ACKed version and inbound policy, NACKs and reported
- * ejections) and /debug/view (the current mesh view, PeerAuthentications and
- * AuthorizationPolicies, and the source's rejected manifests).
+ * ejections), /debug/view (the current mesh view, PeerAuthentications and
+ * AuthorizationPolicies, and the source's rejected manifests) and /debug/trust (the trust
+ * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
+ * certificate chains to; `wren trust-anchors check` reads it).
  */
 export interface AdminDeps {
   readonly store: MeshStore;
@@ -48,6 +50,8 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         return;
       case '/debug/proxies':
         return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
+      case '/debug/trust':
+        return json(200, d.discovery.debugTrust());
       case '/debug/view': {
         const v = d.store.view;
         return json(200, {
@@ -56,7 +60,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         });
       }
       default:
-        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/view'] });
+        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/trust', '/debug/view'] });
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,8 @@ import { createLogger, isLevel, type Level, type Logger } from '../common/logger
 import { DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { BootstrapTokenAuthenticator } from './identity/bootstrap-token-authenticator.js';
-import { generateIssuer, loadIssuerDir, type Issuer } from './identity/issuer.js';
+import { generateIssuer, type Issuer } from './identity/issuer.js';
+import { ReloadingIssuer } from './identity/issuer-reloader.js';
 import { TokenReviewAuthenticator } from './identity/token-review-authenticator.js';
 import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
@@ -50,7 +51,8 @@ Options:
                                 dir:PATH: YAML manifests in PATH, re-read on change
   --kubeconfig PATH             kubeconfig for --source kubernetes (default: in-cluster, then ~/.kube/config)
   --listen HOST:PORT            gRPC discovery address (default 127.0.0.1:15010)
-  --admin HOST:PORT|off         admin HTTP: /ready /live /metrics /debug/proxies /debug/view (default 127.0.0.1:15014)
+  --admin HOST:PORT|off         admin HTTP: /ready /live /metrics /debug/proxies /debug/trust /debug/view
+                                (default 127.0.0.1:15014)
   --trust-domain NAME           SPIFFE trust domain of endpoint identities (default cluster.local)
   --debounce-ms N               coalesce bursts of changes for N ms before pushing (default 2)
 
@@ -59,7 +61,8 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
                                 e.g. /var/run/wren/issuer) or ca.crt/ca.key (wren certs ca).
                                 Without it a root CA is generated in memory (local demo only)
   --trust-bundle FILE           trust anchors handed to proxies (may hold several roots);
-                                default: ca.crt of --ca-dir
+                                default: ca.crt of --ca-dir. Both are re-read every 10 s
+                                when they change (trust-anchor rotation, no restart)
   --bootstrap-tokens FILE       authenticate proxies with tokens from FILE instead of TokenReview
                                 (TokenReview is used with --source kubernetes)
   --cert-ttl DURATION           workload certificate lifetime and maximum, e.g. 24h, 90m (default 24h)
@@ -218,8 +221,12 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
   const kc = src.kind === 'kubernetes' ? kubeConfigFor(src.kubeconfig) : null;
   const idArgs = args.identity;
   let issuer: Issuer;
+  let reloading: ReloadingIssuer | null = null;
   if (idArgs.caDir) {
-    issuer = await loadIssuerDir(idArgs.caDir, { trustDomain: args.trustDomain, ...(idArgs.trustBundle ? { trustBundleFile: idArgs.trustBundle } : {}) });
+    // Re-read while running: trust-anchor rotation edits these files (docs/trust-anchor-rotation.md).
+    issuer = reloading = await ReloadingIssuer.load({
+      dir: idArgs.caDir, trustDomain: args.trustDomain, clock: systemClock, logger: logger.child({ component: 'identity' }), ...(idArgs.trustBundle ? { trustBundleFile: idArgs.trustBundle } : {}),
+    });
   } else {
     issuer = generateIssuer(args.trustDomain);
     logger.warn('no --ca-dir: generated an in-memory root CA for this process only (local demo); restarting the control plane changes the trust anchor', {
@@ -247,13 +254,23 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     },
   });
   try {
+    if (reloading) {
+      reloading.start();
+      const r = reloading;
+      cp.addCompanion(async () => r.stop());
+      if (idArgs.writeTrustBundle) {
+        const file = idArgs.writeTrustBundle;
+        r.onChange(() => void writePublicFile(file, r.trustBundlePem).catch((e: Error) => logger.warn('cannot write the trust bundle', { file, error: e.message })));
+      }
+    }
     if (idArgs.writeTrustBundle) await writePublicFile(idArgs.writeTrustBundle, issuer.trustBundlePem);
     if (args.webhook) {
       const webhook = await startInjectorWebhook({
         listen: args.webhook.listen,
         certFile: join(args.webhook.certDir, 'tls.crt'),
         keyFile: join(args.webhook.certDir, 'tls.key'),
-        inject: { trustDomain: args.trustDomain, trustBundlePem: issuer.trustBundlePem },
+        // A getter: the injector resolves its options per admission request, so new pods get the current bundle.
+        inject: { trustDomain: args.trustDomain, get trustBundlePem() { return issuer.trustBundlePem; } },
         logger,
       });
       cp.addCompanion(() => webhook.close());

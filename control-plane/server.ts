@@ -86,7 +86,7 @@ export class ControlPlane {
   private constructor(private readonly o: ControlPlaneOptions) {
     this.metrics = new ControlPlaneMetrics({ processMetrics: o.processMetrics });
     this.store = new MeshStore(o.clock, o.random);
-    this.discovery = new DiscoveryServer({ store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger });
+    this.discovery = new DiscoveryServer({ store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, ...(o.identity ? { issuer: o.identity.issuer } : {}) });
     this.source = o.source({
       store: this.store, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
     });

@@ -1,5 +1,5 @@
 import { readdir, readFile, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { connect as h2connect, createSecureServer, createServer as createH2c, type ClientHttp2Stream, type Http2SecureServer, type Http2Server } from 'node:http2';
+import { connect as h2connect, createSecureServer, createServer as createH2c, type ClientHttp2Stream, type Http2SecureServer, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -49,6 +49,10 @@ let probeClient: CertifyClient;
 let echo: EchoClient;
 /** The client certificate serial of every connection the probe accepted. */
 const probeSerials: string[] = [];
+/** A second probe that keeps its sessions open (so the sidecar's peer pool reuses them), and holds `/hold` streams until told. */
+let keep: Http2SecureServer;
+const keepSessions: { serial: string; goaway: boolean }[] = [];
+const held: { stream: ServerHttp2Stream; serial: string }[] = [];
 
 async function sidecar(sa: string): Promise<Sidecar> {
   const runDir = join(dir, `run-${sa}`);
@@ -93,11 +97,11 @@ function inboundSerial(p: Proxy): Promise<string> {
 }
 
 /** GET http://probe/ through a sidecar's outbound: the probe answers with the client certificate serial it saw. */
-async function viaOutbound(p: Proxy, authority: string): Promise<string> {
+async function viaOutbound(p: Proxy, authority: string, path = '/'): Promise<string> {
   const s = h2connect(`http://127.0.0.1:${p.outboundPort}`);
   try {
     return await new Promise<string>((resolve, reject) => {
-      const req = s.request({ ':path': '/', ':authority': authority });
+      const req = s.request({ ':path': path, ':authority': authority });
       let body = '';
       req.on('data', (d) => (body += d));
       req.on('end', () => resolve(body));
@@ -141,6 +145,20 @@ beforeAll(async () => {
     stream.session!.close();
   });
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  keep = createSecureServer({ ...ptls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] });
+  ptls.onRotate(() => keep.setSecureContext(ptls.contextOptions));
+  keep.on('session', (session) => {
+    const rec = { serial: (session.socket as TLSSocket).getPeerCertificate().serialNumber.toLowerCase(), goaway: false };
+    keepSessions.push(rec);
+    session.on('goaway', () => (rec.goaway = true));
+  });
+  keep.on('stream', (stream, headers) => {
+    const serial = (stream.session!.socket as TLSSocket).getPeerCertificate().serialNumber.toLowerCase();
+    if (headers[':path'] === '/hold') return void held.push({ stream, serial });
+    stream.respond({ ':status': 200 });
+    stream.end(serial);
+  });
+  await new Promise<void>((r) => keep.listen(0, '127.0.0.1', () => r()));
 
   grpcApp = await fakeGrpc();
   // A long-lived HTTP/2 stream: every chunk the client sends is echoed back on the same stream.
@@ -160,6 +178,7 @@ beforeAll(async () => {
       meshService('echo', 9090, [{ appPort: grpcApp.port, proxy: b.proxy }], { protocol: 'grpc' }),
       meshService('chat', 8080, [{ appPort: (chatApp.address() as AddressInfo).port, proxy: b.proxy }], { protocol: 'http2' }),
       parseService({ name: 'probe', namespace: 'default', ports: [{ port: 80, protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: 1, proxyPort: probePort, identity: probeIdentity.tls.spiffeId }] }] }, 'test'),
+      parseService({ name: 'keep', namespace: 'default', ports: [{ port: 80, protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: 1, proxyPort: (keep.address() as AddressInfo).port, identity: probeIdentity.tls.spiffeId }] }] }, 'test'),
     ],
   });
   b.proxy.applySnapshot({ version: '1', source: 'test', services: [] });
@@ -176,10 +195,13 @@ afterAll(async () => {
   probeIdentity?.stop();
   probeClient?.close();
   probe?.close();
+  for (const h of held) h.stream.close();
+  keep?.close();
   chatApp?.close();
   await grpcApp?.close();
   await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  // maxRetries: a renewal that finished just before stop() may still be writing the run dir.
+  await rm(dir, { recursive: true, force: true, maxRetries: 5 });
 });
 
 test('long-lived HTTP/2 and gRPC bidi streams survive several rotations; new connections use the new certificates', async () => {
@@ -245,11 +267,14 @@ test('long-lived HTTP/2 and gRPC bidi streams survive several rotations; new con
 
 test('the private key never leaves the process: the run dir holds only public certificates', async () => {
   for (const s of [a, b]) {
+    // Renewals keep running (3 s certificates): a write-then-rename temp file (".name.tmp")
+    // may be there for a moment, and may be gone before it is read. It is checked too.
     const names = (await readdir(s.runDir)).sort();
-    expect(names).toEqual([RUN_DIR_FILES.chain, RUN_DIR_FILES.bundle].sort());
+    expect(names.filter((n) => !/^\..*\.tmp$/.test(n))).toEqual([RUN_DIR_FILES.chain, RUN_DIR_FILES.bundle].sort());
     for (const n of names) {
-      const text = await readFile(join(s.runDir, n), 'utf8');
-      expect(text).toContain('BEGIN CERTIFICATE');
+      const text = await readFile(join(s.runDir, n), 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' && n.endsWith('.tmp') ? null : Promise.reject(e)));
+      if (text === null) continue;
+      if (!n.endsWith('.tmp')) expect(text).toContain('BEGIN CERTIFICATE');
       expect(text).not.toContain('PRIVATE KEY');
     }
   }
@@ -259,3 +284,40 @@ test('the private key never leaves the process: the run dir holds only public ce
   expect(certs.trustAnchors).toHaveLength(1);
   expect(JSON.stringify(certs)).not.toContain('PRIVATE KEY');
 });
+
+test('after a rotation the next request rides a new peer session with the new certificate; a stream in flight on the old session completes', async () => {
+  const serialOf = async () => (await adminCerts(a.proxy)).serial.toLowerCase();
+  const nextRotation = async (from: string) => {
+    const t0 = Date.now();
+    while ((await serialOf()) === from) {
+      if (Date.now() - t0 > 5000) throw new Error('no rotation within 5 s');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  // Start right after a rotation, so the next one (~2 s away with 3 s certificates) comes after the setup.
+  await nextRotation(await serialOf());
+  const before = await serialOf();
+  const sessionsBefore = keepSessions.length;
+  expect(await viaOutbound(a.proxy, 'keep:80')).toBe(before);
+  // A stream in flight on that pooled session: the probe holds its response.
+  const heldBody = viaOutbound(a.proxy, 'keep:80', '/hold');
+  while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+  expect(held[0].serial).toBe(before);
+  expect(keepSessions.length).toBe(sessionsBefore + 1); // the request and the held stream share one session
+  const oldSession = keepSessions[keepSessions.length - 1];
+
+  await nextRotation(before);
+  const after = await serialOf();
+  const seen = await viaOutbound(a.proxy, 'keep:80');
+  // A new session, presenting the new certificate (or a later one if another rotation slipped in).
+  expect(seen).not.toBe(before);
+  expect([after, await serialOf()]).toContain(seen);
+  expect(keepSessions.length).toBe(sessionsBefore + 2);
+  expect(keepSessions[keepSessions.length - 1].serial).toBe(seen);
+  // The old session got a GOAWAY (retired by the pool), yet its held stream still completes.
+  expect(oldSession.goaway).toBe(true);
+  held[0].stream.respond({ ':status': 200 });
+  held[0].stream.end('held stream done');
+  expect(await heldBody).toBe('held stream done');
+  held.length = 0;
+}, 20_000);

@@ -1,14 +1,16 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import {
-  fullResponse, loadDiscoveryProto,
-  type DiscoveryRequest, type DiscoveryResponse, type Ejection, type Subscribe,
-} from '../../contract/discovery.js';
+import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
+import { short } from '../../contract/trust-anchors.js';
+import type { Issuer } from '../identity/issuer.js';
+import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
 import { diffViews, isEmptyDelta } from './delta.js';
+import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type Subscriber } from './subscriber.js';
+import { TrustPush, type TrustPushOptions, type TrustPushState } from './trust-push.js';
 import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
 
 /**
@@ -30,6 +32,12 @@ import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
  * from PeerAuthentications, AuthorizationPolicies and its labels), in every full
  * response and in a delta whenever it differs from the one the subscriber ACKed, even
  * if no service changed. It is versioned and ACKed with the response that carries it.
+ *
+ * Trust state (when the control plane is a CA, `issuer`): the anchors it hands out and
+ * the root it signs under (trust-push.ts), the same way — in every full response, and in
+ * a delta whenever the subscriber has not ACKed the current one, even an otherwise empty
+ * delta at the version it holds. Proxies answer with IdentityReports (what they trust and
+ * present), kept per stream for GET /debug/trust and `wren trust-anchors check`.
  */
 export interface PushRecord {
   readonly subscriber: number;
@@ -40,43 +48,6 @@ export interface PushRecord {
   readonly response: DiscoveryResponse;
 }
 
-interface Entry {
-  readonly seq: number;
-  readonly version: string;
-  readonly committedAt: number;
-  readonly nonce: string;
-  readonly view: ReadonlyMap<string, Service>;
-  readonly full: boolean;
-  /** null: nothing this subscriber watches changed. */
-  readonly bytes: Buffer | null;
-  readonly response: DiscoveryResponse | null;
-  /** `bytes` plus an inbound policy, by policy JSON: subscribers with the same policy share these too. */
-  readonly withPolicy: Map<string, Buffer>;
-}
-
-interface Subscriber {
-  readonly id: number;
-  readonly call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>;
-  readonly peer: string;
-  readonly connectedAt: number;
-  sub: Subscribe | null;
-  filter: ReadonlySet<string> | null;
-  filterId: string;
-  ackedSeq: number;
-  ackedVersion: string;
-  ackedView: ReadonlyMap<string, Service>;
-  /** Inbound policy JSON the proxy ACKed (null: none yet). */
-  ackedPolicyJson: string | null;
-  /** policyJson: the inbound policy this response carries, null when it carries none. */
-  inflight: (Entry & { sentAt: number; policyJson: string | null }) | null;
-  nackedSeq: number;
-  forceFull: boolean;
-  nacks: number;
-  lastNack: { version: string; detail: string; at: number } | null;
-  ejections: readonly Ejection[];
-  closed: boolean;
-}
-
 export interface DiscoveryServerOptions {
   readonly store: MeshStore;
   readonly metrics: ControlPlaneMetrics;
@@ -84,6 +55,9 @@ export interface DiscoveryServerOptions {
   readonly logger: Logger;
   /** Policies here without a selector are mesh-wide (default wren-system). */
   readonly rootNamespace?: string;
+  /** The CA, when the control plane is one: its trust state is pushed and proxies' reports are kept. */
+  readonly issuer?: Issuer;
+  readonly trustPush?: TrustPushOptions;
 }
 
 export class DiscoveryServer {
@@ -94,12 +68,16 @@ export class DiscoveryServer {
   private readonly pushListeners = new Set<(p: PushRecord) => void>();
   private readonly unsubscribe: () => void;
   private readonly policies: WorkloadPolicies;
+  private readonly trust: TrustPush | null;
+  private readonly unsubscribeTrust: () => void;
 
   constructor(private readonly o: DiscoveryServerOptions) {
     this.policies = new WorkloadPolicies(o.rootNamespace);
     this.unsubscribe = o.store.onChange(() => {
       for (const s of this.subs) this.pump(s);
     });
+    this.trust = o.issuer ? new TrustPush(o.issuer, () => this.subs.size, o.trustPush) : null;
+    this.unsubscribeTrust = this.trust?.onChange((next) => this.onTrustChange(next)) ?? (() => undefined);
   }
 
   /** Service definition whose serializer lets pre-encoded Buffers through (shared bytes across subscribers). */
@@ -125,24 +103,36 @@ export class DiscoveryServer {
 
   /** For /debug/proxies. */
   debugProxies(): Record<string, unknown>[] {
-    return [...this.subs].map((s) => ({
-      id: s.id,
-      peer: s.peer,
-      identity: s.sub?.identity ?? null,
-      services: s.sub?.services ?? [],
-      connectedForMs: Math.round(this.o.clock.now() - s.connectedAt),
-      ackedVersion: s.ackedVersion || null,
-      inboundPolicy: s.ackedPolicyJson === null ? null : s.ackedPolicyJson === '' ? 'default' : (JSON.parse(s.ackedPolicyJson) as unknown),
-      inflightVersion: s.inflight?.version ?? null,
-      nacks: s.nacks,
-      lastNack: s.lastNack,
-      ejections: s.ejections,
-    }));
+    const now = this.o.clock.now();
+    return [...this.subs].map((s) => debugProxy(s, now));
+  }
+
+  /** For /debug/trust: what the CA hands out, and what every subscribed proxy trusts and uses. */
+  debugTrust(): { controlPlane: Record<string, unknown> | null; proxies: DebugTrustProxy[] } {
+    const now = this.o.clock.now();
+    const key = this.trust?.current().key ?? null;
+    return {
+      controlPlane: this.o.issuer ? { ...describeIssuerTrust(this.o.issuer), generation: this.trust!.current().generation } : null,
+      proxies: [...this.subs].filter((s) => s.sub).map((s) => debugTrustProxy(s, now, key)),
+    };
+  }
+
+  private onTrustChange(next: TrustPushState): void {
+    const anchors = new Set(next.wire.trustAnchorFingerprints);
+    const stranded = [...this.subs].filter((s) => s.identityReport && !anchors.has(s.identityReport.report.chainRootFingerprint));
+    // Removing a root that connected proxies' certificates still end at breaks their mTLS with every proxy that takes the new bundle.
+    if (stranded.length > 0)
+      this.o.logger.warn('the new trust bundle lacks the root that connected proxies still present certificates from', {
+        code: 'TRUST_ANCHOR_STILL_IN_USE', proxies: stranded.length, example: stranded[0].sub?.identity.spiffeId, root: short(stranded[0].identityReport!.report.chainRootFingerprint),
+      });
+    this.o.logger.info('pushing the new trust state to proxies', { subscribers: this.subs.size, anchors: next.wire.trustAnchorFingerprints.map(short), signingRoot: short(next.wire.signingRootFingerprint), reissueSpreadMs: next.wire.reissueSpreadMs });
+    for (const s of this.subs) this.pump(s);
   }
 
   /** Graceful shutdown: end every stream with UNAVAILABLE so proxies reconnect to another replica. */
   closeAll(): void {
     this.unsubscribe();
+    this.unsubscribeTrust();
     for (const s of [...this.subs]) {
       s.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down' });
       this.drop(s);
@@ -150,11 +140,7 @@ export class DiscoveryServer {
   }
 
   private onStream(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {
-    const s: Subscriber = {
-      id: this.nextId++, call, peer: call.getPeer(), connectedAt: this.o.clock.now(), sub: null, filter: null, filterId: '*',
-      ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, inflight: null, nackedSeq: -1, forceFull: false, nacks: 0,
-      lastNack: null, ejections: [], closed: false,
-    };
+    const s = newSubscriber(this.nextId++, call, this.o.clock.now());
     this.subs.add(s);
     this.o.metrics.subscribers.set(this.subs.size);
     call.on('data', (req: DiscoveryRequest) => this.onRequest(s, req));
@@ -200,6 +186,7 @@ export class DiscoveryServer {
       s.ackedVersion = f.version;
       s.ackedView = f.view;
       if (f.policyJson !== null) s.ackedPolicyJson = f.policyJson;
+      if (f.trustKey !== null) s.ackedTrustKey = f.trustKey;
       s.inflight = null;
       s.forceFull = false;
       if (!f.full) this.o.metrics.pushLatency.observe(Math.max(0, this.o.clock.now() - f.committedAt) / 1000);
@@ -222,35 +209,45 @@ export class DiscoveryServer {
       s.nackedSeq = f.seq;
       return;
     }
-    if ('health' in req && req.health) {
-      s.ejections = Object.freeze([...(req.health.ejected ?? [])]);
-    }
+    if ('health' in req && req.health) s.ejections = Object.freeze([...(req.health.ejected ?? [])]);
+    if ('identityReport' in req && req.identityReport) s.identityReport = { report: reportFromWire(req.identityReport), at: this.o.clock.now() };
   }
 
   private pump(s: Subscriber): void {
     if (s.closed || !s.sub || s.inflight || !this.o.store.ready) return;
     const view = this.o.store.view;
-    if (view.seq === s.ackedSeq || view.seq <= s.nackedSeq) return;
-    const entry = this.entryFor(s, view);
-    const policyJson = this.policies.jsonFor(view.policy, s.sub.identity);
-    const withPolicy = entry.full || policyJson !== s.ackedPolicyJson;
-    if (!withPolicy && (!entry.bytes || !entry.response)) return;
+    const trust = this.trust?.current() ?? null;
+    const trustDue = trust !== null && trust.key !== s.ackedTrustKey;
+    let entry: Entry;
+    let policyJson: string | null = null;
+    if (view.seq !== s.ackedSeq && view.seq > s.nackedSeq) {
+      entry = this.entryFor(s, view);
+      const pj = this.policies.jsonFor(view.policy, s.sub.identity);
+      if (entry.full || pj !== s.ackedPolicyJson) policyJson = pj;
+    } else if (trustDue && s.ackedSeq >= 0) {
+      // Only the trust state is new: an otherwise empty delta at the version the proxy holds.
+      entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, full: false, bytes: null, response: null, withPolicy: new Map() };
+    } else return;
+    const withTrust = trust !== null && (entry.full || trustDue) ? trust : null;
+    if (policyJson === null && withTrust === null && (!entry.bytes || !entry.response)) return;
     let bytes: Buffer;
     let response: DiscoveryResponse;
-    if (!withPolicy) {
-      bytes = entry.bytes!;
-      response = entry.response!;
-    } else if (entry.bytes && entry.response) {
-      let b = entry.withPolicy.get(policyJson);
-      if (!b) entry.withPolicy.set(policyJson, (b = Buffer.concat([entry.bytes, encodePolicySuffix(policyJson)])));
+    const extras = { ...(policyJson !== null ? { inboundPolicy: { policyJson } } : {}), ...(withTrust ? { trustBundle: withTrust.wire } : {}) };
+    if (entry.bytes && entry.response) {
+      const key = `${policyJson ?? '-'}|${withTrust?.key ?? '-'}`;
+      let b = entry.withPolicy.get(key);
+      if (!b) {
+        const parts = [entry.bytes, ...(policyJson !== null ? [encodePolicySuffix(policyJson)] : []), ...(withTrust ? [withTrust.suffix] : [])];
+        entry.withPolicy.set(key, (b = parts.length === 1 ? entry.bytes : Buffer.concat(parts)));
+      }
       bytes = b;
-      response = { ...entry.response, inboundPolicy: { policyJson } };
+      response = b === entry.bytes ? entry.response : { ...entry.response, ...extras };
     } else {
-      // Only the policy changed for this subscriber: an otherwise empty delta.
-      response = { version: view.version, nonce: entry.nonce, full: false, baseVersion: s.ackedVersion, services: [], removedServices: [], endpointDeltas: [], inboundPolicy: { policyJson } };
+      // Only per-subscriber parts changed: an otherwise empty delta.
+      response = { version: entry.version, nonce: entry.nonce, full: false, baseVersion: s.ackedVersion, services: [], removedServices: [], endpointDeltas: [], ...extras };
       bytes = loadDiscoveryProto().encodeResponse(response);
     }
-    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson: withPolicy ? policyJson : null };
+    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null };
     s.call.write(bytes);
     const kind = entry.full ? 'full' : 'delta';
     this.o.metrics.pushes.inc({ kind });

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { splitPemCerts } from '../../certs/index.js';
-import type { Issuer } from './issuer.js';
+import { issuerSnapshot, type Issuer } from './issuer.js';
 
 /** Why a Certify call was refused (the `reason` label). */
 export type RefusalReason =
@@ -43,16 +43,23 @@ export class IdentityMetrics {
       help: 'notAfter of the CA certificate that signs workload certificates',
       registers,
     });
-    issuerExpiry.set(issuer.ca.notAfter.getTime() / 1000);
     const anchorExpiry = new Gauge({
       name: 'wren_identity_trust_anchor_expiry_timestamp_seconds',
       help: 'notAfter of each trust anchor in the bundle handed to proxies',
       labelNames: ['fingerprint'] as const,
       registers,
     });
-    for (const pem of splitPemCerts(issuer.trustBundlePem)) {
-      const c = new X509Certificate(pem);
-      anchorExpiry.set({ fingerprint: c.fingerprint256 }, new Date(c.validTo).getTime() / 1000);
-    }
+    const update = (): void => {
+      const i = issuerSnapshot(issuer);
+      issuerExpiry.set(i.ca.notAfter.getTime() / 1000);
+      // A removed anchor's series goes away with it (trust-anchor rotation, step 4).
+      anchorExpiry.reset();
+      for (const pem of splitPemCerts(i.trustBundlePem)) {
+        const c = new X509Certificate(pem);
+        anchorExpiry.set({ fingerprint: c.fingerprint256 }, new Date(c.validTo).getTime() / 1000);
+      }
+    };
+    update();
+    issuer.onChange?.(update);
   }
 }

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
 import { AuthError, type Authenticator } from './authenticator.js';
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
-import type { Issuer } from './issuer.js';
+import { issuerSnapshot, type Issuer } from './issuer.js';
 
 export interface IdentityServiceOptions {
   readonly issuer: Issuer;
@@ -95,7 +95,10 @@ export class IdentityService {
     } catch (e) {
       throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', (e as Error).message);
     }
-    const ca = this.o.issuer.ca;
+    // One CA and bundle for the whole call: a reload (issuer-reloader.ts) during the token
+    // review must not pair a leaf from the old issuer with the new bundle.
+    const issuer = issuerSnapshot(this.o.issuer);
+    const ca = issuer.ca;
     if (id.trustDomain !== ca.trustDomain)
       throw new CertifyError(grpc.status.PERMISSION_DENIED, 'identity_mismatch', `${req.identity} is outside trust domain "${ca.trustDomain}"`);
     if (!req.csrPem) throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', 'csr_pem is empty');
@@ -134,6 +137,6 @@ export class IdentityService {
     this.o.logger.info('certificate issued', {
       identity: issued.spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), via: principal.via, ...(principal.pod ? { pod: principal.pod } : {}), peer,
     });
-    return { certChainPem: [issued.certPem, ...issued.chainPems].join(''), trustBundlePem: this.o.issuer.trustBundlePem, validUntilMs: issued.notAfter.getTime() };
+    return { certChainPem: [issued.certPem, ...issued.chainPems].join(''), trustBundlePem: issuer.trustBundlePem, validUntilMs: issued.notAfter.getTime() };
   }
 }

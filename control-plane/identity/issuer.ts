@@ -27,7 +27,16 @@ export interface Issuer {
   readonly trustBundlePem: string;
   /** Where it came from, for logs: `dir:PATH` or `generated`. */
   readonly source: string;
+  /**
+   * Issuers that change at run time (issuer-reloader.ts): a consistent view of the CA and
+   * bundle to use for one request, and a subscription to swaps. Absent: it never changes.
+   */
+  snapshot?(): Issuer;
+  onChange?(fn: () => void): () => void;
 }
+
+/** The CA and bundle to use together for one operation (a swap in between must not mix them). */
+export const issuerSnapshot = (i: Issuer): Issuer => i.snapshot?.() ?? i;
 
 export const ISSUER_FILES = { tlsCert: 'tls.crt', tlsKey: 'tls.key', caCert: 'ca.crt', caKey: 'ca.key' } as const;
 

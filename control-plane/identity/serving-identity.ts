@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createCsr, generateKeyPair, type IssuedCert } from '../../certs/index.js';
 import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { Issuer } from './issuer.js';
+import { issuerSnapshot, type Issuer } from './issuer.js';
 
 /**
  * Server credentials whose certificate can be replaced while the server runs. grpc-js
@@ -41,6 +41,9 @@ export class ServingIdentity {
   private current: IssuedCert;
   private timer: Timer | null = null;
   private stopped = false;
+  private unsubscribe: (() => void) | null = null;
+  /** The CA certificate that signed `current`. */
+  private issuedBy = '';
 
   constructor(
     private readonly o: { issuer: Issuer; spiffeId: string; ttlMs: number; clock: Clock; random: Random; logger: Logger },
@@ -59,15 +62,30 @@ export class ServingIdentity {
 
   private issue(): IssuedCert {
     const csr = createCsr(this.keyPem, this.o.spiffeId);
-    return this.o.issuer.ca.issue(csr, { identity: this.o.spiffeId, ttlMs: this.o.ttlMs, now: new Date(this.o.clock.now()) });
+    const ca = issuerSnapshot(this.o.issuer).ca;
+    const issued = ca.issue(csr, { identity: this.o.spiffeId, ttlMs: this.o.ttlMs, now: new Date(this.o.clock.now()) });
+    this.issuedBy = ca.certPem;
+    return issued;
   }
 
   private contextOptions(): SecureContextOptions {
     return { key: this.keyPem, cert: [this.current.certPem, ...this.current.chainPems].join(''), minVersion: 'TLSv1.2' };
   }
 
-  /** Schedules renewals until stop(). */
+  /**
+   * Schedules renewals until stop(). When the issuer is swapped at run time (a reloaded
+   * --ca-dir) the certificate is reissued at once, so new connections see one from the
+   * new issuer; proxies verify it with the bundle they got from Certify, which already
+   * holds the new root (docs/trust-anchor-rotation.md, step 3).
+   */
   start(): void {
+    this.unsubscribe ??= this.o.issuer.onChange?.(() => {
+      // Only a new issuing CA needs a new certificate; a bundle change alone does not.
+      if (this.stopped || issuerSnapshot(this.o.issuer).ca.certPem === this.issuedBy) return;
+      if (this.timer) this.o.clock.clearTimeout(this.timer);
+      this.timer = null;
+      this.renew();
+    }) ?? null;
     this.schedule();
   }
 
@@ -93,6 +111,8 @@ export class ServingIdentity {
 
   stop(): void {
     this.stopped = true;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     if (this.timer) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
   }

@@ -1,4 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
+import { bundleFingerprints } from '../../contract/trust-anchors.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneStartupTrustOf, updateControlPlaneTrust } from '../identity/control-plane-credentials.js';
+import { TrustSync } from '../identity/trust-sync.js';
+import { WorkloadIdentity } from '../identity/workload-identity.js';
 import type { Proxy } from '../proxy.js';
 import { DiscoveryClient } from './discovery-client.js';
 
@@ -14,8 +18,10 @@ export interface ConnectControlPlaneOptions {
   readonly services?: readonly string[];
   /** Reconnect backoff (default 100 ms -> 5 s with jitter; see DiscoveryClient). */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
-  /** Insecure by default; mTLS credentials later. */
+  /** Insecure by default. From controlPlaneCredentials, they follow the trust bundle of every new certificate. */
   readonly credentials?: grpc.ChannelCredentials;
+  /** What renews the proxy's certificate (default: the WorkloadIdentity that obtained proxy.tls, if any). */
+  readonly workload?: WorkloadIdentity | null;
 }
 
 /**
@@ -26,23 +32,54 @@ export interface ConnectControlPlaneOptions {
  * good config. Static stability comes from the client: a lost stream never changes the
  * config, the last good snapshot stays until a new stream delivers a valid one.
  *
+ * Trust (docs/trust-anchor-rotation.md): the proxy reports what it trusts and presents
+ * (IdentityReport) after subscribing and after every certificate rotation; when the
+ * control plane pushes a trust state the proxy does not match, TrustSync renews the
+ * certificate at once through the WorkloadIdentity; and after every rotation the bundle
+ * the control-plane channel verifies the server with becomes the one Certify returned.
+ *
  * The proxy's passive-health ejections are not reported (`HealthReport`) yet: the proxy
  * exposes them only through its admin `/clusters` rendering, not as a cheap event source.
  *
  * The caller stops the client (`await client.stop()`) when the proxy shuts down.
  */
 export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptions): DiscoveryClient {
+  const logger = proxy.logger.child({ component: 'discovery', controlPlane: opts.address });
+  const workload = opts.workload === undefined ? WorkloadIdentity.managing(proxy.tls) : opts.workload;
+  const sync = new TrustSync({
+    tls: proxy.tls, random: proxy.random, logger,
+    renewSoon: workload ? (delayMs, reason) => workload.renewSoon(delayMs, reason) : null,
+  });
   const client = new DiscoveryClient({
     address: opts.address,
     identity: { spiffeId: proxy.tls.spiffeId, namespace: opts.namespace, pod: opts.pod, labels: opts.labels ?? proxy.config.identity.labels },
     services: opts.services,
     clock: proxy.clock,
     random: proxy.random,
-    logger: proxy.logger.child({ component: 'discovery', controlPlane: opts.address }),
+    logger,
     backoff: opts.backoff,
     credentials: opts.credentials,
+    ...(opts.credentials?._isSecure() ? { channelOptions: CONTROL_PLANE_CHANNEL_OPTIONS } : {}),
     apply: (snapshot) => proxy.applySnapshot(snapshot),
+    onTrustBundle: (state) => sync.onPush(state),
   });
+  const startup = controlPlaneStartupTrustOf(opts.credentials);
+  const startupTrustAnchorFingerprints = startup ? bundleFingerprints(startup) : [];
+  const report = (): void => {
+    try {
+      client.reportIdentity({ ...sync.report(), startupTrustAnchorFingerprints });
+    } catch (e) {
+      logger.warn('cannot describe the certificate for the control plane', { error: e });
+    }
+  };
+  if (workload) updateControlPlaneTrust(opts.credentials, proxy.tls.material.trustBundlePem);
+  report();
+  const off = proxy.tls.onRotate(() => {
+    updateControlPlaneTrust(opts.credentials, proxy.tls.material.trustBundlePem);
+    report();
+    sync.onRotate();
+  });
+  client.onStop(off);
   client.start();
   return client;
 }

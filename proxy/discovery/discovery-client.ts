@@ -3,8 +3,9 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import {
   loadDiscoveryProto,
-  type DiscoveryRequest, type DiscoveryResponse, type Ejection,
+  type DiscoveryRequest, type DiscoveryResponse, type Ejection, type IdentityReport, type TrustBundleState,
 } from '../../contract/discovery.js';
+import { parseTrustBundleState } from '../../contract/trust-anchors.js';
 import type { InboundPolicy, MeshSnapshot, Service } from '../../contract/model.js';
 import { applyInboundPolicy, applyResponse, ResyncError } from './apply-response.js';
 
@@ -19,10 +20,14 @@ export interface DiscoveryClientOptions {
   readonly logger: Logger;
   /** Insecure by default for now; mTLS credentials later. */
   readonly credentials?: grpc.ChannelCredentials;
+  /** Extra channel options (CONTROL_PLANE_CHANNEL_OPTIONS with TLS credentials). */
+  readonly channelOptions?: grpc.ChannelOptions;
   /** Called once per accepted version with the full rebuilt snapshot. Throwing NACKs it. */
   readonly apply: (snapshot: MeshSnapshot) => void;
   /** Reconnect backoff: exponential from initialMs to maxMs, with jitter. */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Called with the CA's trust state whenever an accepted response carries it (validated; a malformed one is NACKed). */
+  readonly onTrustBundle?: (state: TrustBundleState) => void;
 }
 
 type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
@@ -48,6 +53,8 @@ export class DiscoveryClient {
   private snapshot: MeshSnapshot | null = null;
   private inbound: InboundPolicy | null = null;
   private ejections: Ejection[] = [];
+  private identityReport: IdentityReport | null = null;
+  private readonly stopHooks: (() => void)[] = [];
   private first: { promise: Promise<MeshSnapshot>; resolve: (s: MeshSnapshot) => void; reject: (e: Error) => void };
   /** Counters for the proxy's admin page. */
   readonly stats = { accepted: 0, rejected: 0, reconnects: 0, lastError: '' };
@@ -86,11 +93,18 @@ export class DiscoveryClient {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 5_000,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      ...(this.o.channelOptions ?? {}),
     });
     this.connect();
   }
 
+  /** Run `fn` when the client stops (listeners registered for it). */
+  onStop(fn: () => void): void {
+    this.stopHooks.push(fn);
+  }
+
   async stop(): Promise<void> {
+    for (const f of this.stopHooks.splice(0)) f();
     this.running = false;
     if (this.timer) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
@@ -107,6 +121,13 @@ export class DiscoveryClient {
   reportEjections(list: readonly Ejection[]): void {
     this.ejections = list.map((e) => ({ ...e }));
     this.send({ health: { ejected: this.ejections } });
+  }
+
+  /** What the proxy trusts and presents, shown on the control plane's /debug/trust. Sent after every subscribe too. */
+  reportIdentity(report: IdentityReport): void {
+    this.identityReport = { ...report, trustAnchorFingerprints: [...report.trustAnchorFingerprints], startupTrustAnchorFingerprints: [...(report.startupTrustAnchorFingerprints ?? [])] };
+    // Any open stream: it already carries subscribe, and the server reads in order.
+    this.stream?.write({ identityReport: this.identityReport });
   }
 
   private send(req: DiscoveryRequest): void {
@@ -136,6 +157,8 @@ export class DiscoveryClient {
         lastVersion: this.snapshot?.version ?? '',
       },
     });
+    // Right behind subscribe (the server reads the stream in order), so a new replica knows at once.
+    if (this.identityReport) stream.write({ identityReport: this.identityReport });
   }
 
   private scheduleReconnect(why: string): void {
@@ -163,11 +186,16 @@ export class DiscoveryClient {
     let next: Map<string, Service>;
     let snap: MeshSnapshot;
     let inbound: InboundPolicy;
+    let trust: TrustBundleState | null;
     try {
       next = applyResponse(this.view, this.snapshot?.version ?? null, r);
       inbound = applyInboundPolicy(this.inbound, r);
-      snap = Object.freeze({ version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]), inboundPolicy: inbound });
-      this.o.apply(snap);
+      trust = r.trustBundle ? parseTrustBundleState(r.trustBundle, 'trustBundle') : null;
+      // A delta that carries only the trust state changes no config: nothing to apply.
+      const configUnchanged = !r.full && this.snapshot !== null && r.version === this.snapshot.version && !r.inboundPolicy
+        && !r.services?.length && !r.removedServices?.length && !r.endpointDeltas?.length;
+      snap = configUnchanged ? this.snapshot! : Object.freeze({ version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]), inboundPolicy: inbound });
+      if (!configUnchanged) this.o.apply(snap);
     } catch (e) {
       const detail = (e as Error).message;
       this.stats.rejected++;
@@ -181,5 +209,12 @@ export class DiscoveryClient {
     this.stats.accepted++;
     stream.write({ ack: { version: r.version, nonce: r.nonce } });
     this.first.resolve(snap);
+    if (trust) {
+      try {
+        this.o.onTrustBundle?.(trust);
+      } catch (e) {
+        this.o.logger.error('handling the control plane trust state failed', { error: e });
+      }
+    }
   }
 }

@@ -202,4 +202,30 @@ describe('WorkloadIdentity', () => {
     expect(new Date(new X509Certificate(r.wi.tls.material.certChainPem).validTo).getTime()).toBe(r.wi.validUntil);
     r.wi.stop();
   });
+
+  test('renewSoon brings the renewal forward (never later) and is a no-op before start() and after stop()', async () => {
+    const r = rig();
+    const tls = await r.wi.obtain(10_000);
+    r.wi.renewSoon(0, 'test');
+    expect(r.wi.nextRenewalAt).toBeNull(); // not started: nothing to move
+    r.wi.start();
+    expect(WorkloadIdentity.managing(tls)).toBe(r.wi);
+    const scheduled = r.wi.nextRenewalAt!;
+    r.wi.renewSoon(500, 'trust bundle changed');
+    expect(r.wi.nextRenewalAt).toBe(r.clock.now() + 500);
+    expect(r.logs.at(-1)).toMatch(/renewing the certificate early.*trust bundle changed/);
+    r.wi.renewSoon(5_000, 'later'); // a later time never postpones it
+    expect(r.wi.nextRenewalAt).toBe(r.clock.now() + 500);
+    expect(scheduled).toBeGreaterThan(r.clock.now() + 500);
+    const serial = serialOf(r.wi);
+    r.clock.advance(500);
+    await r.wi.settled();
+    expect(serialOf(r.wi)).not.toBe(serial);
+    expect(r.calls).toHaveLength(2);
+    // Back on the regular schedule for the new certificate.
+    expect(delayNow(r)).toBeGreaterThan(0.64 * TTL);
+    r.wi.stop();
+    r.wi.renewSoon(0, 'stopped');
+    expect(r.wi.nextRenewalAt).toBeNull();
+  });
 });

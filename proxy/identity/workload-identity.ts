@@ -36,6 +36,9 @@ export const RUN_DIR_FILES = { chain: 'identity.crt', bundle: 'trust-bundle.crt'
 
 export const tokenFromFile = (file: string) => (): Promise<Buffer> => readFile(file);
 
+/** Which WorkloadIdentity keeps a TlsIdentity fresh (connectControlPlane finds it from the proxy's TlsIdentity). */
+const managers = new WeakMap<TlsIdentity, WorkloadIdentity>();
+
 /** Errors that retrying with the same configuration cannot fix. */
 const PERMANENT = new Set<number>([grpcStatus.PERMISSION_DENIED, grpcStatus.INVALID_ARGUMENT, grpcStatus.FAILED_PRECONDITION]);
 
@@ -93,6 +96,7 @@ export class WorkloadIdentity {
       try {
         const got = await this.fetch();
         this.identity = new TlsIdentity(got.material);
+        managers.set(this.identity, this);
         this.accept(got.validUntilMs, got.serial, 'certificate obtained');
         return this.identity;
       } catch (e) {
@@ -105,6 +109,26 @@ export class WorkloadIdentity {
         await new Promise<void>((r) => this.o.clock.setTimeout(r, delay));
       }
     }
+  }
+
+  /** The WorkloadIdentity that obtained and renews `tls`, if one did. */
+  static managing(tls: TlsIdentity): WorkloadIdentity | null {
+    return managers.get(tls) ?? null;
+  }
+
+  /**
+   * Renew within `delayMs` instead of at the scheduled time (the control plane's trust
+   * state changed: proxy/identity/trust-sync.ts). A renewal already running, or one
+   * scheduled sooner, is kept. No-op before start() or after stop().
+   */
+  renewSoon(delayMs: number, reason: string): void {
+    if (this.stopped || !this.identity || this.inflight || !this.timer) return;
+    const at = this.o.clock.now() + Math.max(0, delayMs);
+    if (this.nextAtMs !== null && this.nextAtMs <= at) return;
+    this.o.logger.info('renewing the certificate early', { identity: this.o.spiffeId, reason, inMs: Math.round(Math.max(0, delayMs)) });
+    this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.schedule(Math.max(0, delayMs));
   }
 
   /** Starts the renewal loop (after obtain()). */

@@ -1,0 +1,123 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { DiscoveryRequest, DiscoveryResponse, Ejection, IdentityReport, Subscribe } from '../../contract/discovery.js';
+import type { Service } from '../../contract/model.js';
+
+/** One computed response for (filter, from, to), shared by every subscriber in the same place. */
+export interface Entry {
+  readonly seq: number;
+  readonly version: string;
+  readonly committedAt: number;
+  readonly nonce: string;
+  readonly view: ReadonlyMap<string, Service>;
+  readonly full: boolean;
+  /** null: nothing this subscriber watches changed. */
+  readonly bytes: Buffer | null;
+  readonly response: DiscoveryResponse | null;
+  /** `bytes` plus per-subscriber parts (inbound policy, trust state), by their key: subscribers with the same ones share these too. */
+  readonly withPolicy: Map<string, Buffer>;
+}
+
+/** The discovery server's state for one stream. */
+export interface Subscriber {
+  readonly id: number;
+  readonly call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>;
+  readonly peer: string;
+  readonly connectedAt: number;
+  sub: Subscribe | null;
+  filter: ReadonlySet<string> | null;
+  filterId: string;
+  ackedSeq: number;
+  ackedVersion: string;
+  ackedView: ReadonlyMap<string, Service>;
+  /** Inbound policy JSON the proxy ACKed (null: none yet). */
+  ackedPolicyJson: string | null;
+  /** Key of the trust state the proxy ACKed (null: none yet). */
+  ackedTrustKey: string | null;
+  /** policyJson / trustKey: what this response carries besides services, null when it carries none. */
+  inflight: (Entry & { sentAt: number; policyJson: string | null; trustKey: string | null }) | null;
+  nackedSeq: number;
+  forceFull: boolean;
+  nacks: number;
+  lastNack: { version: string; detail: string; at: number } | null;
+  ejections: readonly Ejection[];
+  /** The proxy's last IdentityReport (what it trusts and presents) and when it came. */
+  identityReport: { readonly report: IdentityReport; readonly at: number } | null;
+  closed: boolean;
+}
+
+export function newSubscriber(id: number, call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, now: number): Subscriber {
+  return {
+    id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
+    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, inflight: null, nackedSeq: -1,
+    forceFull: false, nacks: 0, lastNack: null, ejections: [], identityReport: null, closed: false,
+  };
+}
+
+/** An IdentityReport as kept for /debug/trust: only strings and numbers, whatever the wire held (it is shown, never trusted). */
+export function reportFromWire(r: IdentityReport): IdentityReport {
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.slice(0, 64).map((x) => String(x).slice(0, 200)) : []);
+  return Object.freeze({
+    trustAnchorFingerprints: strings(r.trustAnchorFingerprints),
+    chainRootFingerprint: String(r.chainRootFingerprint ?? '').slice(0, 200),
+    leafSerial: String(r.leafSerial ?? '').slice(0, 100),
+    notAfterMs: Number(r.notAfterMs ?? 0) || 0,
+    startupTrustAnchorFingerprints: strings(r.startupTrustAnchorFingerprints),
+  });
+}
+
+/** One row of GET /debug/proxies. */
+export function debugProxy(s: Subscriber, now: number): Record<string, unknown> {
+  return {
+    id: s.id,
+    peer: s.peer,
+    identity: s.sub?.identity ?? null,
+    services: s.sub?.services ?? [],
+    connectedForMs: Math.round(now - s.connectedAt),
+    ackedVersion: s.ackedVersion || null,
+    inboundPolicy: s.ackedPolicyJson === null ? null : s.ackedPolicyJson === '' ? 'default' : (JSON.parse(s.ackedPolicyJson) as unknown),
+    inflightVersion: s.inflight?.version ?? null,
+    nacks: s.nacks,
+    lastNack: s.lastNack,
+    ejections: s.ejections,
+  };
+}
+
+/** One proxy in GET /debug/trust: what it trusts and uses (`wren trust-anchors check` reads these fields). */
+export interface DebugTrustProxy {
+  readonly id: number;
+  readonly identity: string | null;
+  /** namespace/pod */
+  readonly pod: string | null;
+  readonly peer: string;
+  /** false: connected but no IdentityReport yet (just subscribed, or an older proxy). */
+  readonly reported: boolean;
+  readonly trusts: readonly string[];
+  /** The roots it verifies the control plane with after a restart (its configured bundle); null when unknown. */
+  readonly trustsAtStartup: readonly string[] | null;
+  /** The root its certificate chains to; null when unknown, '' when none of its anchors. */
+  readonly uses: string | null;
+  readonly leafSerial: string | null;
+  readonly notAfter: string | null;
+  readonly reportedForMs: number | null;
+  /** It ACKed the control plane's current trust state. */
+  readonly ackedTrustState: boolean;
+}
+
+export function debugTrustProxy(s: Subscriber, now: number, currentTrustKey: string | null): DebugTrustProxy {
+  const r = s.identityReport;
+  const id = s.sub?.identity;
+  return {
+    id: s.id,
+    identity: id?.spiffeId ?? null,
+    pod: id ? `${id.namespace}/${id.pod}` : null,
+    peer: s.peer,
+    reported: r !== null,
+    trusts: r ? [...r.report.trustAnchorFingerprints] : [],
+    trustsAtStartup: r?.report.startupTrustAnchorFingerprints?.length ? [...r.report.startupTrustAnchorFingerprints] : null,
+    uses: r ? r.report.chainRootFingerprint : null,
+    leafSerial: r ? r.report.leafSerial : null,
+    notAfter: r && r.report.notAfterMs > 0 ? new Date(r.report.notAfterMs).toISOString() : null,
+    reportedForMs: r ? Math.round(now - r.at) : null,
+    ackedTrustState: currentTrustKey !== null && s.ackedTrustKey === currentTrustKey,
+  };
+}
