@@ -30,19 +30,27 @@ try {
   child = spawn(process.execPath, [here('../cli/wren.js'), 'proxy', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
-    child!.stdout!.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       buf += d.toString();
       const m = /"msg":"proxy started".*?"inbound":(\d+)/.exec(buf);
       if (m) resolve(Number(m[1]));
-    });
+    };
+    // The proxy logs to stderr.
+    child!.stdout!.on('data', onData);
+    child!.stderr!.on('data', onData);
     child!.once('exit', (c) => reject(new Error(`proxy exited ${c}`)));
   });
   const foreignRoot = createRootCa({ trustDomain: 'cluster.local' });
   const foreign = issueWorkload(new CertificateAuthority({ ...foreignRoot, trustDomain: 'cluster.local' }), 'spiffe://cluster.local/ns/default/sa/client');
+  // From the mesh's own CA (a valid chain) with a one-second life, expired by the time it is used.
+  const meshCa = new CertificateAuthority({ certPem: await readFile(pki.caCertFile, 'utf8'), keyPem: await readFile(pki.caKeyFile, 'utf8'), trustDomain: 'cluster.local' });
+  const expired = issueWorkload(meshCa, 'spiffe://cluster.local/ns/default/sa/client', 1000);
+  await new Promise((r) => setTimeout(r, 2000));
   const findings = await scanTls({
     host: '127.0.0.1', port, caPem: await readFile(pki.caCertFile, 'utf8'),
     client: { certPem: await readFile(w.client.certFile, 'utf8'), keyPem: await readFile(w.client.keyFile, 'utf8') },
     foreignClient: { certPem: foreign.certPem, keyPem: foreign.keyPem },
+    expiredClient: { certPem: [expired.certPem, ...expired.chainPems].join('\n'), keyPem: expired.keyPem },
   });
   console.log(`== wren tls-scan 127.0.0.1:${port} (a Wren sidecar's inbound port, STRICT) ==`);
   for (const f of findings) console.log(`${f.ok ? 'PASS' : 'FAIL'}  ${f.check.padEnd(48)} ${f.result.padEnd(10)} ${f.detail.replace(/\s+\S*:error:.*$/, '')}`);
