@@ -3,12 +3,14 @@
  *  (a) client -> backend direct (the limit)
  *  (b) client -> outbound sidecar -> mTLS/HTTP2 -> inbound sidecar -> backend (Wren)
  *  (c) the same two hops through a naive node:http/https keep-alive pair (the peer to beat)
- * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at a fixed 1000 req/s.
+ * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation, sequentially, and at a fixed
+ * 1000 req/s (bursty from one h2load, and paced from several; see pacedH2load).
  * The load generator is h2load (nghttp2-client), not Node, so its cost stays out of the
  * figures; every process (backend, sidecars, naive pair) is separate so CPU and RSS are
  * per process (from /proc).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, writeFile, readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ import { stringify } from 'yaml';
 import { writeDevMesh } from '../certs/index.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const execFileAsync = promisify(execFile);
 const TICKS = 100; // USER_HZ on Linux
 
 interface Proc { child: ChildProcess; pid: number }
@@ -56,7 +59,17 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-interface LoadResult { rps: number; done: number; failed: number; p50: number; p99: number }
+/**
+ * Private (anonymous) resident memory: RSS minus the file-backed pages, most of which are
+ * the node binary's own code, shared by every process running the same binary (about
+ * 30 MB for a bare node, 45-50 MB once http2/TLS code has run).
+ */
+function anonMb(pid: number): number {
+  const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface LoadResult { rps: number; done: number; failed: number; p50: number; p99: number; lat: number[] }
 
 async function h2load(url: string, opts: { h1: boolean; clients: number; streams: number; seconds: number; rps?: number; headers: string[]; data?: string }): Promise<LoadResult> {
   const dir = await mkdtemp(join(tmpdir(), 'wren-h2load-'));
@@ -66,19 +79,41 @@ async function h2load(url: string, opts: { h1: boolean; clients: number; streams
   for (const h of opts.headers) args.push('-H', h);
   if (opts.data) args.push('-d', opts.data);
   args.push(url);
-  const out = execFileSync('h2load', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const { stdout: out } = await execFileAsync('h2load', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
   const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
   const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(out);
   const lat = (await readFile(log, 'utf8')).trim().split('\n').map((l) => Number(l.split('\t')[2]) / 1000).filter((x) => x >= 0).sort((a, b) => a - b);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { rps, done: Number(req?.[3] ?? 0), failed: Number(req?.[5] ?? 0) + (Number(req?.[4] ?? 0) < Number(req?.[3] ?? 0) ? 0 : 0), p50: q(0.5), p99: q(0.99) };
+  return { rps, done: Number(req?.[3] ?? 0), failed: Number(req?.[5] ?? 0), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), lat };
 }
 
-async function measure(label: string, run: () => Promise<LoadResult>, sidecars: Proc[]): Promise<LoadResult & { label: string; cpuUsPerReq: number[]; rssMb: number[] }> {
+const quantile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
+
+/**
+ * A fixed rate without h2load's bursts: `--rps` with 10 connections in one h2load fires
+ * all 10 connections' requests on the same 10 ms tick, so the sidecars see bursts of 10
+ * simultaneous requests and p99 measures the burst's queue. Here `n` single-connection
+ * h2load processes each send `rate / n` req/s, started a few ms apart, so arrivals
+ * interleave instead.
+ */
+async function pacedH2load(url: string, opts: { h1: boolean; n: number; rate: number; seconds: number; headers: string[]; data?: string }): Promise<LoadResult> {
+  const period = 1000 / opts.rate;
+  const runs = await Promise.all(
+    Array.from({ length: opts.n }, (_, i) =>
+      new Promise((r) => setTimeout(r, i * period * 0.97)).then(() =>
+        h2load(url, { h1: opts.h1, clients: 1, streams: 1, seconds: opts.seconds, rps: opts.rate / opts.n, headers: opts.headers, data: opts.data }),
+      ),
+    ),
+  );
+  const lat = runs.flatMap((r) => r.lat).sort((a, b) => a - b);
+  const sum = (k: 'rps' | 'done' | 'failed') => runs.reduce((a, r) => a + r[k], 0);
+  return { rps: sum('rps'), done: sum('done'), failed: sum('failed'), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), lat };
+}
+
+async function measure(label: string, run: () => Promise<LoadResult>, sidecars: Proc[]): Promise<Omit<LoadResult, 'lat'> & { label: string; cpuUsPerReq: number[]; rssMb: number[]; anonMb: number[] }> {
   const before = sidecars.map((p) => cpuTicks(p.pid));
-  const r = await run();
+  const { lat: _lat, ...r } = await run();
   const cpu = sidecars.map((p, i) => ((cpuTicks(p.pid) - before[i]) / TICKS) * 1e6 / Math.max(1, r.done));
-  return { label, ...r, cpuUsPerReq: cpu, rssMb: sidecars.map((p) => rssMb(p.pid)) };
+  return { label, ...r, cpuUsPerReq: cpu, rssMb: sidecars.map((p) => rssMb(p.pid)), anonMb: sidecars.map((p) => anonMb(p.pid)) };
 }
 
 export async function runDataPathBench(opts: { seconds?: number } = {}): Promise<Record<string, unknown>> {
@@ -117,7 +152,9 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
     const sidecars = [client.proc, server.proc];
     const naive = [naiveOut.proc, naiveIn.proc];
-    const idleRss = { wrenClient: rssMb(client.proc.pid), wrenServer: rssMb(server.proc.pid), naiveOut: rssMb(naiveOut.proc.pid), naiveIn: rssMb(naiveIn.proc.pid) };
+    const idle = { wrenClient: client.proc, wrenServer: server.proc, naiveOut: naiveOut.proc, naiveIn: naiveIn.proc };
+    const idleRss = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, rssMb(p.pid)]));
+    const idleAnon = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, anonMb(p.pid)]));
     const grpcFrame = join(dir, 'grpc.bin');
     // gRPC length-prefixed message: flag 0, length 4, then EchoRequest{message:"ping"}.
     await writeFile(grpcFrame, Buffer.from([0, 0, 0, 0, 6, 0x0a, 4, 0x70, 0x69, 0x6e, 0x67]));
@@ -141,6 +178,10 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     await scenario('http1 1000 rps: direct', h1(h1Port, 'web', fixed), []);
     await scenario('http1 1000 rps: wren pair', h1(outboundPort, 'web', fixed), sidecars);
     await scenario('http1 1000 rps: naive pair', h1(Number(naiveOut.match[1]), 'web', fixed), naive);
+    const paced = (port: number, authority: string) => () => pacedH2load(`http://127.0.0.1:${port}/`, { h1: true, n: 4, rate: 1000, seconds, headers: [`:authority: ${authority}`] });
+    await scenario('http1 1000 rps paced: direct', paced(h1Port, 'web'), []);
+    await scenario('http1 1000 rps paced: wren pair', paced(outboundPort, 'web'), sidecars);
+    await scenario('http1 1000 rps paced: naive pair', paced(Number(naiveOut.match[1]), 'web'), naive);
     const gsat = { clients: 4, streams: 16, seconds };
     await scenario('grpc saturation: direct', g(grpcPort, 'echo', gsat), []);
     await scenario('grpc saturation: wren pair', g(outboundPort, 'echo:50051', gsat), sidecars);
@@ -153,16 +194,23 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
       http1FixedP99AddedMsWren: by('http1 1000 rps: wren pair').p99 - by('http1 1000 rps: direct').p99,
       http1FixedP99AddedMsNaive: by('http1 1000 rps: naive pair').p99 - by('http1 1000 rps: direct').p99,
       http1FixedP99WrenOverNaive: by('http1 1000 rps: wren pair').p99 / by('http1 1000 rps: naive pair').p99,
+      http1PacedP99AddedMsWren: by('http1 1000 rps paced: wren pair').p99 - by('http1 1000 rps paced: direct').p99,
+      http1PacedP99AddedMsNaive: by('http1 1000 rps paced: naive pair').p99 - by('http1 1000 rps paced: direct').p99,
       grpcSatThroughputWrenOverDirect: by('grpc saturation: wren pair').rps / by('grpc saturation: direct').rps,
       grpcFixedP99AddedMsWren: by('grpc 1000 rps: wren pair').p99 - by('grpc 1000 rps: direct').p99,
     };
     console.log('\n== data path (h2load on loopback; latency in ms; CPU µs per request per sidecar [outbound, inbound]; RSS MB) ==');
-    console.log('scenario'.padEnd(32), 'req/s'.padStart(9), 'p50'.padStart(8), 'p99'.padStart(8), 'failed'.padStart(7), '  cpu µs/req', '  rss MB');
+    console.log('scenario'.padEnd(36), 'req/s'.padStart(9), 'p50'.padStart(8), 'p99'.padStart(8), 'failed'.padStart(7), '  cpu µs/req', '  rss MB', '  anon MB');
     for (const r of rows)
-      console.log(r.label.padEnd(32), r.rps.toFixed(0).padStart(9), r.p50.toFixed(2).padStart(8), r.p99.toFixed(2).padStart(8), String(r.failed).padStart(7), '  ' + (r.cpuUsPerReq.map((c) => c.toFixed(0)).join('/') || '-'), '  ' + (r.rssMb.map((m) => m.toFixed(0)).join('/') || '-'));
-    console.log('idle RSS MB:', JSON.stringify(Object.fromEntries(Object.entries(idleRss).map(([k, v]) => [k, Number(v.toFixed(1))]))));
+      console.log(
+        r.label.padEnd(36), r.rps.toFixed(0).padStart(9), r.p50.toFixed(2).padStart(8), r.p99.toFixed(2).padStart(8), String(r.failed).padStart(7),
+        '  ' + (r.cpuUsPerReq.map((c) => c.toFixed(0)).join('/') || '-'), '  ' + (r.rssMb.map((m) => m.toFixed(0)).join('/') || '-'), '  ' + (r.anonMb.map((m) => m.toFixed(0)).join('/') || '-'),
+      );
+    const mb = (o: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Number(v.toFixed(1))])));
+    console.log('idle RSS MB:', mb(idleRss));
+    console.log('idle private (anonymous) MB:', mb(idleAnon));
     console.log('ratios:', JSON.stringify(Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, Number(v.toFixed(3))])), null, 1));
-    return { rows, idleRss, ratios };
+    return { rows, idleRss, idleAnon, ratios };
   } finally {
     // SIGTERM lets a profiled sidecar drain and write its profile; the rest is killed outright.
     for (const p of procs) p.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL');

@@ -1,17 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
-import { formatSpiffeId } from '../certs/index.js';
+import type * as grpc from '@grpc/grpc-js';
+import { formatSpiffeId } from '../certs/spiffe.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
 import { hasProxyEnv, loadProxyConfig, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
-import { connectControlPlane } from '../proxy/discovery/connect-proxy.js';
-import { CertifyClient } from '../proxy/identity/certify-client.js';
-import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../proxy/identity/control-plane-credentials.js';
-import { tokenFromFile, WorkloadIdentity } from '../proxy/identity/workload-identity.js';
 import { Proxy } from '../proxy/proxy.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
+import type { CertifyClient } from '../proxy/identity/certify-client.js';
+import type { WorkloadIdentity } from '../proxy/identity/workload-identity.js';
 
 type Out = (s: string) => void;
 
@@ -85,10 +83,23 @@ export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
   let tls: TlsIdentity;
   let workload: WorkloadIdentity | null = null;
   let certifyClient: CertifyClient | null = null;
+  // Everything that talks to a control plane (grpc-js, proto-loader, the CSR code and
+  // node-forge) loads only when one is configured: a sidecar on files alone never pays
+  // for it (about 11 MB of resident memory, see docs/benchmarks.md).
+  const usesControlPlane = Boolean(config.discovery.controlPlane || c);
+  const cp = usesControlPlane
+    ? await Promise.all([
+        import('@grpc/grpc-js'),
+        import('../proxy/discovery/connect-proxy.js'),
+        import('../proxy/identity/certify-client.js'),
+        import('../proxy/identity/control-plane-credentials.js'),
+        import('../proxy/identity/workload-identity.js'),
+      ]).then(([grpcJs, connect, certify, creds, workloadId]) => ({ grpcJs, ...connect, ...certify, ...creds, ...workloadId }))
+    : null;
   // TLS to the control plane (discovery and Certify) unless discovery.insecure: its serving
   // certificate is verified with the trust bundle and its SPIFFE ID checked.
   let cpCredentials: grpc.ChannelCredentials | undefined;
-  const secureTo = (bundlePem: string) => (config.discovery.insecure ? undefined : controlPlaneCredentials(bundlePem, config.discovery.controlPlaneIdentity));
+  const secureTo = (bundlePem: string) => (!cp || config.discovery.insecure ? undefined : cp.controlPlaneCredentials(bundlePem, config.discovery.controlPlaneIdentity));
   if (files) {
     try {
       tls = TlsIdentity.fromFiles(files);
@@ -112,11 +123,11 @@ export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
       }
       cpCredentials = secureTo(bundle);
     }
-    certifyClient = new CertifyClient(cfg.controlPlane, cpCredentials ?? grpc.credentials.createInsecure(), cpCredentials ? CONTROL_PLANE_CHANNEL_OPTIONS : {});
-    workload = new WorkloadIdentity({
+    certifyClient = new cp!.CertifyClient(cfg.controlPlane, cpCredentials ?? cp!.grpcJs.credentials.createInsecure(), cpCredentials ? cp!.CONTROL_PLANE_CHANNEL_OPTIONS : {});
+    workload = new cp!.WorkloadIdentity({
       spiffeId,
       certify: certifyClient.certify,
-      readToken: tokenFromFile(cfg.tokenFile),
+      readToken: cp!.tokenFromFile(cfg.tokenFile),
       clock: systemClock,
       random: systemRandom,
       logger,
@@ -142,7 +153,7 @@ export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
   // whenever the control plane is unreachable.
   const address = config.discovery.controlPlane;
   const discovery = address
-    ? connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod, ...(cpCredentials ? { credentials: cpCredentials } : {}) })
+    ? cp!.connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod, ...(cpCredentials ? { credentials: cpCredentials } : {}) })
     : null;
   await new Promise<void>((resolve) => {
     const stop = () => void proxy.drain().then(resolve);

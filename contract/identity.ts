@@ -1,7 +1,12 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { createRequire } from 'node:module';
+import type * as grpc from '@grpc/grpc-js';
+import type * as protoLoader from '@grpc/proto-loader';
+
+// grpc-js and proto-loader load on first use: the proxy imports this module for names
+// (controlPlaneSpiffeId) even when it never talks to a control plane.
+const require = createRequire(import.meta.url);
 
 /**
  * The identity contract (contract/identity.proto, package wren.identity.v1): types and
@@ -62,8 +67,10 @@ let loaded: IdentityProto | undefined;
 
 export function loadIdentityProto(): IdentityProto {
   if (loaded) return loaded;
-  const def = protoLoader.loadSync(protoPath(), LOADER_OPTIONS);
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { wren: { identity: { v1: { Identity: grpc.ServiceClientConstructor } } } };
+  const loader = require('@grpc/proto-loader') as typeof protoLoader;
+  const grpcJs = require('@grpc/grpc-js') as typeof grpc;
+  const def = loader.loadSync(protoPath(), LOADER_OPTIONS);
+  const pkg = grpcJs.loadPackageDefinition(def) as unknown as { wren: { identity: { v1: { Identity: grpc.ServiceClientConstructor } } } };
   const Client = pkg.wren.identity.v1.Identity;
   loaded = { service: Client.service, Client };
   return loaded;

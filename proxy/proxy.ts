@@ -244,6 +244,7 @@ export class Proxy {
     this.clusters.close();
     this.outboundAgent.destroy();
     this.appAgent.destroy();
+    this.metrics.close();
     await Promise.all([this.outbound.close(), this.admin.close()]);
     this.closedResolve();
   }

@@ -47,10 +47,9 @@ export function createH1Server(opts: H1ServerOptions): Server {
 
 async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const ac = new AbortController();
-  let done = false;
-  res.on('finish', () => (done = true));
-  res.on('close', () => {
-    if (!done) ac.abort();
+  // The client went away before the whole response was written: cancel upstream.
+  res.once('close', () => {
+    if (!res.writableEnded) ac.abort();
   });
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   if (!hasBody) req.resume();

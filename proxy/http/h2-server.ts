@@ -3,7 +3,10 @@ import { cleanHeaders, cleanTrailers, type Headers } from './headers.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH2Response } from './write-response.js';
 import { errorResponse } from '../errors/error-response.js';
+import { releaseOnClose } from './release-on-close.js';
 import type { Clock } from '../../common/clock.js';
+
+const ignore = (): void => undefined;
 
 export interface H2HandlerOptions {
   readonly service: HttpService;
@@ -27,16 +30,16 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
 
 async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: IncomingHttpHeaders, flags: number): Promise<void> {
   const ac = new AbortController();
-  stream.on('close', () => {
+  releaseOnClose(stream);
+  // An error always ends in 'close' (Http2Stream.destroy), which aborts: the error itself needs no handler.
+  stream.on('error', ignore);
+  stream.once('close', () => {
     if (stream.rstCode !== constants.NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
   });
-  stream.on('error', () => ac.abort());
   const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
   let trailers: Headers | undefined;
-  stream.on('trailers', (t) => {
-    trailers = cleanTrailers(t);
-  });
   if (endStream) stream.resume();
+  else stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = cleanTrailers(t)));
   const socket = stream.session?.socket;
   const preq: ProxyRequest = {
     method: String(h[':method'] ?? 'GET'),

@@ -16,11 +16,14 @@ const HOP_BY_HOP = new Set([
 export function cleanHeaders(raw: IncomingHttpHeaders | Record<string, unknown>): Headers {
   const out: Headers = {};
   const listed = connectionListed(raw['connection']);
-  for (const [k, v] of Object.entries(raw)) {
+  // for-in, not Object.entries: no array of pairs per request (node's header objects
+  // have a null prototype or plain Object.prototype, so for-in sees own keys only).
+  for (const k in raw) {
+    const v = raw[k];
     if (v === undefined || k.charCodeAt(0) === 58 /* ':' */) continue;
     const name = k.toLowerCase();
     if (HOP_BY_HOP.has(name) || (listed && listed.has(name))) continue;
-    out[name] = Array.isArray(v) ? v.map(String) : String(v);
+    out[name] = typeof v === 'string' ? v : Array.isArray(v) ? v.map(String) : String(v);
   }
   const te = raw['te'];
   if (typeof te === 'string' && /(^|,)\s*trailers\s*(,|$)/i.test(te)) out['te'] = 'trailers';

@@ -32,9 +32,9 @@ export function writeH1Response(out: ServerResponse, res: ProxyResponse, isHead:
     res.body?.destroy();
     return;
   }
-  const headers = { ...res.headers };
   // gRPC status in a trailers-only response has no HTTP/1 equivalent; keep it as headers.
-  out.writeHead(res.status, headers);
+  // writeHead only reads the object (no setHeader() was called), so no copy is needed.
+  out.writeHead(res.status, res.headers);
   if (res.body === null || isHead) {
     res.body?.resume();
     out.end();

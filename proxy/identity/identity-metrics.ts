@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../metrics/prom.js';
 
 /**
  * Certificate-expiry metrics on the proxy's registry (its admin /metrics), so an alert

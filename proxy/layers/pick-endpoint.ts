@@ -16,6 +16,8 @@ export interface PickEndpointDeps {
    * before the request is forwarded, so a connect failure is known to have sent nothing.
    */
   readonly connect?: (ep: Endpoint, timeoutMs: number) => Promise<unknown>;
+  /** Whether the endpoint's session is already open (then `connect` is skipped: nothing to wait for). */
+  readonly connected?: (ep: Endpoint) => boolean;
 }
 
 /** Errors raised when the HTTP/2 session was already unusable: the stream was never opened. */
@@ -57,7 +59,7 @@ export const pickEndpoint =
     let res: ProxyResponse;
     try {
       // Same condition as forwardToEndpoint uses a session (meshed, or HTTP/2 to an unmeshed app).
-      if (d.connect && (ep.proxyPort !== null || req.origProto === 'HTTP/2')) await raceSignal(d.connect(ep, policy.timeouts.connectMs), req.signal);
+      if (d.connect && (ep.proxyPort !== null || req.origProto === 'HTTP/2') && !d.connected?.(ep)) await raceSignal(d.connect(ep, policy.timeouts.connectMs), req.signal);
       connected = true;
       res = await raceSignal(inner(req), req.signal, (late) => late.body?.destroy());
     } catch (err) {

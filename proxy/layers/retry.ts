@@ -54,7 +54,10 @@ export const retry =
           signal = AbortSignal.any([req.signal, ac.signal]);
           timer = clock.setTimeout(() => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)), perTry);
         }
-        const areq: ProxyRequest = { ...req, headers: attemptHeaders(req, attempt, grpc, st.deadlineAt, perTry, clock), body: body?.attempt() ?? null, signal };
+        const headers = attemptHeaders(req, attempt, grpc, st.deadlineAt, perTry, clock);
+        const abody = body?.attempt() ?? null;
+        // The first attempt of a bodyless request without a per-try timeout is the request itself.
+        const areq: ProxyRequest = headers === req.headers && abody === req.body && signal === req.signal ? req : { ...req, headers, body: abody, signal };
         let res: ProxyResponse | undefined;
         let error: PE | undefined;
         let outcome: Outcome;

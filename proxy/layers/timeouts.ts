@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
-import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { TrafficPolicy } from '../../contract/model.js';
 import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -25,90 +26,101 @@ import { raceSignal } from './race-signal.js';
 export const timeouts =
   (clock: Clock, logger?: Logger): HttpLayer =>
   (inner) =>
-  async (req) => {
+  (req) => {
     const policy = req.route?.service.policy.timeouts;
-    if (!policy) return inner(req);
-    const grpc = isGrpc(req.headers);
-    let budget = policy.requestMs > 0 ? policy.requestMs : Infinity;
-    let code: 'REQUEST_TIMEOUT' | 'DEADLINE_EXCEEDED' = 'REQUEST_TIMEOUT';
-    if (grpc) {
-      const raw = header(req.headers, 'grpc-timeout');
-      const t = raw === undefined ? null : parseGrpcTimeout(raw);
-      if (raw !== undefined && t === null) logger?.debug('ignoring malformed grpc-timeout', { value: raw });
-      if (t !== null && t <= budget) {
-        budget = t;
-        code = 'DEADLINE_EXCEEDED';
-      }
-    }
-    const idleMs = policy.idleMs;
-    if (budget === Infinity && idleMs <= 0) return inner(req);
-
-    const start = clock.now();
-    const st = stateOf(req);
-    if (st && budget !== Infinity) st.deadlineAt = start + budget;
-    const ac = new AbortController();
-    const signal = AbortSignal.any([req.signal, ac.signal]);
-    let deadlineTimer: Timer | null = null;
-    let idleTimer: Timer | null = null;
-    let active = true;
-    let onFire: (e: ProxyError) => void = (e) => ac.abort(e);
-    const fire = (e: ProxyError) => {
-      clear();
-      onFire(e);
-    };
-    const clear = () => {
-      active = false;
-      if (deadlineTimer) clock.clearTimeout(deadlineTimer);
-      if (idleTimer) clock.clearTimeout(idleTimer);
-      deadlineTimer = idleTimer = null;
-    };
-    const touch = () => {
-      if (idleMs <= 0 || !active) return;
-      if (idleTimer) clock.clearTimeout(idleTimer);
-      idleTimer = clock.setTimeout(() => fire(new ProxyError('IDLE_TIMEOUT', `no activity for ${idleMs} ms`)), idleMs);
-    };
-    if (budget !== Infinity) deadlineTimer = clock.setTimeout(() => fire(new ProxyError(code, `after ${budget} ms`)), budget);
-    touch();
-    let reqBody = req.body;
-    if (reqBody && idleMs > 0) {
-      // Request-body activity keeps the stream alive too (client streaming).
-      const pass = new PassThrough();
-      reqBody.on('data', touch);
-      reqBody.on('error', (e) => pass.destroy(e));
-      reqBody = reqBody.pipe(pass);
-    }
-    let res: ProxyResponse;
-    try {
-      res = await raceSignal(inner({ ...req, body: reqBody, signal }), signal, (late) => late.body?.destroy());
-    } catch (err) {
-      clear();
-      throw err;
-    }
-    const upstream = res.body;
-    if (!upstream || !active) {
-      clear();
-      return res;
-    }
-    touch();
-    // After headers: a timer ends the response in-band instead of failing the request.
-    const out = new PassThrough();
-    let trailers: Headers | undefined;
-    onFire = (e) => {
-      ac.abort(e);
-      upstream.unpipe(out);
-      upstream.destroy();
-      if (grpc && isGrpc(res.headers)) {
-        trailers = { 'grpc-status': String(e.grpcStatus), 'grpc-message': e.message, [PROXY_ERROR_HEADER]: e.label };
-        out.end();
-      } else out.destroy(e);
-    };
-    upstream.on('data', touch);
-    upstream.on('error', (e) => out.destroy(e));
-    upstream.once('end', clear);
-    out.once('close', () => {
-      clear();
-      if (!upstream.readableEnded) upstream.destroy();
-    });
-    upstream.pipe(out);
-    return { ...res, body: out, trailers: () => trailers ?? res.trailers() };
+    // The common case (no request or idle timeout, no gRPC deadline) passes straight through.
+    if (!policy || (policy.requestMs <= 0 && policy.idleMs <= 0 && req.headers['grpc-timeout'] === undefined)) return inner(req);
+    return withTimeouts(req, inner, policy, clock, logger);
   };
+
+async function withTimeouts(
+  req: ProxyRequest,
+  inner: HttpService,
+  policy: TrafficPolicy['timeouts'],
+  clock: Clock,
+  logger: Logger | undefined,
+): Promise<ProxyResponse> {
+  const grpc = isGrpc(req.headers);
+  let budget = policy.requestMs > 0 ? policy.requestMs : Infinity;
+  let code: 'REQUEST_TIMEOUT' | 'DEADLINE_EXCEEDED' = 'REQUEST_TIMEOUT';
+  if (grpc) {
+    const raw = header(req.headers, 'grpc-timeout');
+    const t = raw === undefined ? null : parseGrpcTimeout(raw);
+    if (raw !== undefined && t === null) logger?.debug('ignoring malformed grpc-timeout', { value: raw });
+    if (t !== null && t <= budget) {
+      budget = t;
+      code = 'DEADLINE_EXCEEDED';
+    }
+  }
+  const idleMs = policy.idleMs;
+  if (budget === Infinity && idleMs <= 0) return inner(req);
+
+  const start = clock.now();
+  const st = stateOf(req);
+  if (st && budget !== Infinity) st.deadlineAt = start + budget;
+  const ac = new AbortController();
+  const signal = AbortSignal.any([req.signal, ac.signal]);
+  let deadlineTimer: Timer | null = null;
+  let idleTimer: Timer | null = null;
+  let active = true;
+  let onFire: (e: ProxyError) => void = (e) => ac.abort(e);
+  const fire = (e: ProxyError) => {
+    clear();
+    onFire(e);
+  };
+  const clear = () => {
+    active = false;
+    if (deadlineTimer) clock.clearTimeout(deadlineTimer);
+    if (idleTimer) clock.clearTimeout(idleTimer);
+    deadlineTimer = idleTimer = null;
+  };
+  const touch = () => {
+    if (idleMs <= 0 || !active) return;
+    if (idleTimer) clock.clearTimeout(idleTimer);
+    idleTimer = clock.setTimeout(() => fire(new ProxyError('IDLE_TIMEOUT', `no activity for ${idleMs} ms`)), idleMs);
+  };
+  if (budget !== Infinity) deadlineTimer = clock.setTimeout(() => fire(new ProxyError(code, `after ${budget} ms`)), budget);
+  touch();
+  let reqBody = req.body;
+  if (reqBody && idleMs > 0) {
+    // Request-body activity keeps the stream alive too (client streaming).
+    const pass = new PassThrough();
+    reqBody.on('data', touch);
+    reqBody.on('error', (e) => pass.destroy(e));
+    reqBody = reqBody.pipe(pass);
+  }
+  let res: ProxyResponse;
+  try {
+    res = await raceSignal(inner({ ...req, body: reqBody, signal }), signal, (late) => late.body?.destroy());
+  } catch (err) {
+    clear();
+    throw err;
+  }
+  const upstream = res.body;
+  if (!upstream || !active) {
+    clear();
+    return res;
+  }
+  touch();
+  // After headers: a timer ends the response in-band instead of failing the request.
+  const out = new PassThrough();
+  let trailers: Headers | undefined;
+  onFire = (e) => {
+    ac.abort(e);
+    upstream.unpipe(out);
+    upstream.destroy();
+    if (grpc && isGrpc(res.headers)) {
+      trailers = { 'grpc-status': String(e.grpcStatus), 'grpc-message': e.message, [PROXY_ERROR_HEADER]: e.label };
+      out.end();
+    } else out.destroy(e);
+  };
+  upstream.on('data', touch);
+  upstream.on('error', (e) => out.destroy(e));
+  upstream.once('end', clear);
+  out.once('close', () => {
+    clear();
+    if (!upstream.readableEnded) upstream.destroy();
+  });
+  upstream.pipe(out);
+  return { ...res, body: out, trailers: () => trailers ?? res.trailers() };
+}

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './prom.js';
+import { registerProcessMetrics } from './process-metrics.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -6,6 +7,7 @@ export type Direction = 'inbound' | 'outbound';
  * The proxy's metrics, one registry per proxy instance. Names follow Istio's standard
  * metrics where the meaning matches (istio_requests_total, istio_request_duration_milliseconds,
  * istio_tcp_*), so existing dashboards work; Wren-specific ones are prefixed wren_.
+ * `defaultMetrics` adds the process metrics (process-metrics.ts).
  */
 export class ProxyMetrics {
   readonly registry = new Registry();
@@ -20,6 +22,7 @@ export class ProxyMetrics {
   readonly passthrough: Counter<'reason'>;
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
+  private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -45,6 +48,11 @@ export class ProxyMetrics {
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
     this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });
     this.peerConnections = new Counter({ name: 'wren_peer_connections_total', help: 'Connections opened to peers (mtls or plaintext)', labelNames: ['kind'], registers });
-    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
+  }
+
+  /** Stops the process metrics' event-loop monitor and GC observer. */
+  close(): void {
+    this.stopProcessMetrics();
   }
 }

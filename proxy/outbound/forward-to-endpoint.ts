@@ -14,15 +14,14 @@ import type { PeerPool } from './peer-pool.js';
  * Unmeshed endpoints get the request as the client sent it, in plaintext.
  */
 export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
-  return async (req) => {
+  return (req) => {
     const ep = req.endpoint;
-    if (!ep) throw new ProxyError('NO_ENDPOINTS');
-    if (ep.proxyPort !== null) {
-      const session = await peers.get(ep);
-      const head = { ...req.headers, [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto };
-      return forwardH2(session, req, head);
-    }
-    if (req.origProto === 'HTTP/2') return forwardH2(await peers.get(ep), req, req.headers);
-    return forwardH1(agent, ep.address, ep.port, req, req.headers);
+    if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
+    if (ep.proxyPort === null && req.origProto !== 'HTTP/2') return forwardH1(agent, ep.address, ep.port, req, req.headers);
+    const extra = ep.proxyPort !== null ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto } : undefined;
+    // The session is normally open already (pick-endpoint connected it): no promise round trip then.
+    const session = peers.ready(ep);
+    if (session) return forwardH2(session, req, req.headers, extra);
+    return peers.get(ep).then((s) => forwardH2(s, req, req.headers, extra));
   };
 }

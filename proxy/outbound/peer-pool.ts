@@ -23,6 +23,8 @@ export interface PeerPoolOptions {
  */
 export class PeerPool {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
+  /** The session each pooled promise resolved to, so the hot path can skip awaiting it. */
+  private readonly resolved = new WeakMap<Promise<ClientHttp2Session>, ClientHttp2Session>();
   private closed = false;
 
   constructor(private readonly opts: PeerPoolOptions) {
@@ -55,6 +57,7 @@ export class PeerPool {
       this.sessions.set(key, s);
       s.then(
         (sess) => {
+          this.resolved.set(s!, sess);
           const drop = () => {
             if (this.sessions.get(key) === s) this.sessions.delete(key);
           };
@@ -68,6 +71,18 @@ export class PeerPool {
       );
     }
     return s;
+  }
+
+  /**
+   * The pooled session to the endpoint if it is already open and usable, else undefined
+   * (then call get()). Lets a request skip a promise round trip per hop.
+   */
+  ready(ep: Endpoint): ClientHttp2Session | undefined {
+    if (this.closed) return undefined;
+    const port = ep.proxyPort !== null ? ep.proxyPort : ep.port;
+    const p = this.sessions.get(`${ep.address}|${port}|${ep.identity}`);
+    const sess = p && this.resolved.get(p);
+    return sess && !sess.closed && !sess.destroyed ? sess : undefined;
   }
 
   private connect(host: string, port: number, identity: string | null, timeoutMs: number): Promise<ClientHttp2Session> {

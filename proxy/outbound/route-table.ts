@@ -1,5 +1,7 @@
 import type { MeshSnapshot, Service, ServicePort } from '../../contract/model.js';
 
+const AUTHORITY_CACHE_SIZE = 1024;
+
 export interface Route {
   readonly service: Service;
   readonly port: ServicePort;
@@ -13,6 +15,7 @@ export interface Route {
 export class RouteTable {
   private readonly byName = new Map<string, Service>();
   private readonly byAddr = new Map<string, Route>();
+  private readonly authorityCache = new Map<string, Route | null>();
 
   constructor(
     readonly snapshot: MeshSnapshot,
@@ -33,6 +36,16 @@ export class RouteTable {
 
   /** `web`, `web:8080`, `web.ns`, `web.ns.svc.cluster.local:80`; default port 80. */
   byAuthority(authority: string): Route | undefined {
+    // Memoised per table (the table is immutable): the same few authorities come back on
+    // every request. Bounded, since authorities come from clients.
+    const hit = this.authorityCache.get(authority);
+    if (hit !== undefined) return hit ?? undefined;
+    const route = this.resolveAuthority(authority);
+    if (this.authorityCache.size < AUTHORITY_CACHE_SIZE) this.authorityCache.set(authority, route ?? null);
+    return route;
+  }
+
+  private resolveAuthority(authority: string): Route | undefined {
     const { host, port } = splitAuthority(authority);
     const svc = this.byName.get(host.toLowerCase().replace(/\.$/, ''));
     if (svc) {

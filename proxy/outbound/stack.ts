@@ -47,7 +47,7 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms) => d.peers.get(ep, ms) }),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms) => d.peers.get(ep, ms), connected: (ep) => d.peers.ready(ep) !== undefined }),
     ],
     forwardToEndpoint(d.peers, d.agent),
   );

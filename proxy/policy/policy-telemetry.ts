@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../metrics/prom.js';
 import type { Logger } from '../../common/logger.js';
 import type { Decision } from './authorizer.js';
 

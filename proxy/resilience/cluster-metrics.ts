@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../metrics/prom.js';
 import type { LimitName } from './concurrency-limits.js';
 import type { ClusterState } from './cluster-state.js';
 import type { EjectionReason } from './outlier-detector.js';

@@ -1,0 +1,295 @@
+import { createServer, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { H1Pool } from './h1-pool.js';
+import type { ProxyRequest, ProxyResponse } from './exchange.js';
+import type { Headers } from './headers.js';
+import { ProxyError } from '../errors/proxy-error.js';
+
+const servers: (Server | NetServer)[] = [];
+const pools: H1Pool[] = [];
+
+afterEach(async () => {
+  for (const p of pools.splice(0)) p.destroy();
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(() => r(undefined)))));
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  trailers: Record<string, string>;
+  body: string;
+  socket: Socket;
+}
+
+/** An HTTP/1.1 app; `handle` answers, every request is recorded with its connection. */
+async function app(handle: (req: IncomingMessage, res: ServerResponse, body: string) => void, tune?: (s: Server) => void): Promise<{ port: number; seen: Seen[]; connections: Set<Socket> }> {
+  const seen: Seen[] = [];
+  const connections = new Set<Socket>();
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('latin1');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, trailers: req.trailers as Record<string, string>, body, socket: req.socket });
+      handle(req, res, body);
+    });
+  });
+  server.on('connection', (s: Socket) => connections.add(s));
+  tune?.(server);
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as AddressInfo).port, seen, connections };
+}
+
+/** A raw TCP server scripted per connection, for misbehaving apps. */
+async function rawApp(onConnection: (s: Socket, n: number) => void): Promise<number> {
+  let n = 0;
+  const server = createNetServer((s) => onConnection(s, n++));
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
+function request(over: Partial<ProxyRequest> = {}): ProxyRequest {
+  return {
+    method: 'GET', scheme: 'http', authority: 'app.local', path: '/', headers: {}, body: null, trailers: () => undefined,
+    origProto: 'HTTP/1.1', source: { address: '127.0.0.1', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: 0,
+    ...over,
+  };
+}
+
+function pool(opts?: ConstructorParameters<typeof H1Pool>[0]): H1Pool {
+  const p = new H1Pool(opts);
+  pools.push(p);
+  return p;
+}
+
+async function text(res: ProxyResponse): Promise<string> {
+  if (!res.body) return '';
+  let s = '';
+  for await (const c of res.body) s += (c as Buffer).toString('latin1');
+  return s;
+}
+
+const send = (p: H1Pool, port: number, over: Partial<ProxyRequest> = {}, head: Headers = {}) => p.request('127.0.0.1', port, request(over), head);
+
+describe('H1Pool', () => {
+  it('reuses one kept-alive connection for requests in sequence and cleans the response head', async () => {
+    const a = await app((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-app': 'a', connection: 'keep-alive' });
+      res.end('hi');
+    });
+    const p = pool();
+    for (let i = 0; i < 3; i++) {
+      const res = await send(p, a.port, { path: `/n/${i}` }, { 'x-req': String(i) });
+      expect(res.status).toBe(200);
+      expect(res.headers).toMatchObject({ 'content-type': 'text/plain', 'x-app': 'a' });
+      expect(res.headers['connection']).toBeUndefined();
+      expect(res.headers['keep-alive']).toBeUndefined();
+      expect(await text(res)).toBe('hi');
+    }
+    expect(a.connections.size).toBe(1);
+    expect(a.seen.map((s) => s.url)).toEqual(['/n/0', '/n/1', '/n/2']);
+    expect(a.seen[2].headers).toMatchObject({ host: 'app.local', 'x-req': '2' });
+  });
+
+  it('streams a request body with a Content-Length as is, and one without it chunked with its trailers', async () => {
+    const a = await app((_req, res) => res.end('ok'));
+    const p = pool();
+    const fixed = await send(p, a.port, { method: 'PUT', body: Readable.from([Buffer.from('abc'), Buffer.from('def')]) }, { 'content-length': '6' });
+    expect(await text(fixed)).toBe('ok');
+    expect(a.seen[0]).toMatchObject({ method: 'PUT', body: 'abcdef' });
+    expect(a.seen[0].headers['transfer-encoding']).toBeUndefined();
+    const chunked = await send(p, a.port, { method: 'POST', body: Readable.from([Buffer.from('part1 '), Buffer.from(''), Buffer.from('part2')]), trailers: () => ({ 'x-sum': '42' }) });
+    expect(await text(chunked)).toBe('ok');
+    expect(a.seen[1]).toMatchObject({ method: 'POST', body: 'part1 part2', trailers: { 'x-sum': '42' } });
+    expect(a.seen[1].headers['transfer-encoding']).toBe('chunked');
+    // A bodyless POST says so (as node's ClientRequest does); a bodyless GET says nothing.
+    await text(await send(p, a.port, { method: 'POST' }));
+    expect(a.seen[2].headers['content-length']).toBe('0');
+    await text(await send(p, a.port));
+    expect(a.seen[3].headers['content-length']).toBeUndefined();
+    expect(a.connections.size).toBe(1);
+  });
+
+  it('carries a large response with backpressure, intact', async () => {
+    const blob = Buffer.alloc(6 << 20);
+    for (let i = 0; i < blob.length; i++) blob[i] = (i * 31) & 0xff;
+    const a = await app((_req, res) => {
+      res.writeHead(200, { 'content-length': String(blob.length) });
+      res.end(blob);
+    });
+    const res = await send(pool(), a.port);
+    const hash = createHash('sha256');
+    let n = 0;
+    for await (const c of res.body!) {
+      hash.update(c as Buffer);
+      n += (c as Buffer).length;
+      if (n < 1 << 20) await new Promise((r) => setTimeout(r, 1)); // a slow reader first
+    }
+    expect(n).toBe(blob.length);
+    expect(hash.digest('hex')).toBe(createHash('sha256').update(blob).digest('hex'));
+  });
+
+  it('relays chunked responses with trailers, and bodyless HEAD and 204 responses', async () => {
+    const a = await app((req, res) => {
+      if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': '100' }).end();
+      if (req.url === '/204') return void res.writeHead(204).end();
+      res.writeHead(200, { trailer: 'x-checksum' });
+      res.write('part1 ');
+      res.addTrailers({ 'x-checksum': 'abc123' });
+      res.end('part2');
+    });
+    const p = pool();
+    const res = await send(p, a.port);
+    expect(await text(res)).toBe('part1 part2');
+    expect(res.trailers()).toEqual({ 'x-checksum': 'abc123' });
+    const head = await send(p, a.port, { method: 'HEAD' });
+    expect(head.body).toBeNull();
+    expect(head.headers['content-length']).toBe('100');
+    expect((await send(p, a.port, { path: '/204' })).body).toBeNull();
+    expect(a.connections.size).toBe(1);
+  });
+
+  it('opens a new connection after a `connection: close` response', async () => {
+    const a = await app((_req, res) => {
+      res.setHeader('connection', 'close');
+      res.end('bye');
+    });
+    const p = pool();
+    expect(await text(await send(p, a.port))).toBe('bye');
+    expect(await text(await send(p, a.port))).toBe('bye');
+    expect(a.connections.size).toBe(2);
+    // With nothing open, the origin is forgotten (endpoints come and go).
+    await new Promise((r) => setImmediate(r));
+    expect((p as unknown as { origins: Map<string, unknown> }).origins.size).toBe(0);
+  });
+
+  it('resends a bodyless request once when a reused connection turns out closed, but not one with a body', async () => {
+    const port = await rawApp((s, n) => {
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        // The first connection answers once, then dies on its next request without a response.
+        if (n === 0) s.once('data', () => s.destroy());
+      });
+    });
+    const p = pool();
+    expect(await text(await send(p, port))).toBe('ok');
+    expect(await text(await send(p, port))).toBe('ok');
+    const q = pool();
+    const r2 = await rawApp((s) => {
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        s.once('data', () => s.destroy());
+      });
+    });
+    expect(await text(await send(q, r2))).toBe('ok');
+    const err = await send(q, r2, { method: 'POST', body: Readable.from([Buffer.from('x')]) }).catch((e) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).code).toBe('UPSTREAM_RESET');
+  });
+
+  it('drops idle connections the app closes, and those past the app keep-alive hint', async () => {
+    const a = await app((_req, res) => res.end('x'), (s) => (s.keepAliveTimeout = 50));
+    const p = pool();
+    await text(await send(p, a.port));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await text(await send(p, a.port))).toBe('x');
+    expect(a.connections.size).toBe(2);
+    // `keep-alive: timeout=1` leaves no safe reuse window (the pool keeps 1 s of margin).
+    const b = await app((_req, res) => {
+      res.setHeader('keep-alive', 'timeout=1');
+      res.end('y');
+    });
+    await text(await send(p, b.port));
+    await text(await send(p, b.port));
+    expect(b.connections.size).toBe(2);
+  });
+
+  it('queues requests beyond maxSockets', async () => {
+    let open = 0;
+    let peak = 0;
+    const a = await app((_req, res) => setTimeout(() => res.end('slow'), 30));
+    const p = pool({ maxSockets: 2 });
+    const server = servers[servers.length - 1] as Server;
+    server.on('connection', (s: Socket) => {
+      peak = Math.max(peak, ++open);
+      s.on('close', () => open--);
+    });
+    const all = await Promise.all(Array.from({ length: 6 }, () => send(p, a.port).then(text)));
+    expect(all).toEqual(Array(6).fill('slow'));
+    expect(peak).toBe(2);
+    expect(a.connections.size).toBe(2);
+  });
+
+  it('cancels on the abort signal, queued or in flight, and closes the connection', async () => {
+    const a = await app(() => undefined); // never answers
+    const p = pool({ maxSockets: 1 });
+    const first = new AbortController();
+    const second = new AbortController();
+    const r1 = send(p, a.port, { signal: first.signal }).catch((e) => e);
+    const r2 = send(p, a.port, { signal: second.signal }).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    second.abort();
+    expect(((await r2) as ProxyError).code).toBe('CLIENT_CANCELLED');
+    const closed = new Promise((r) => [...a.connections][0].once('close', r));
+    first.abort();
+    expect(((await r1) as ProxyError).code).toBe('CLIENT_CANCELLED');
+    await closed;
+  });
+
+  it('closes the connection when the consumer drops the body before its end', async () => {
+    const a = await app((_req, res) => {
+      res.writeHead(200, { 'content-length': String(1 << 20) });
+      res.write(Buffer.alloc(1024));
+    });
+    const p = pool();
+    const res = await send(p, a.port);
+    const closed = new Promise((r) => [...a.connections][0].once('close', r));
+    res.body!.destroy();
+    await closed;
+  });
+
+  it('reports app failures with the proxy error codes', async () => {
+    const p = pool();
+    const refused = await rawApp((s) => s.destroy());
+    const server = servers.pop() as NetServer;
+    await new Promise((r) => server.close(r));
+    expect(((await send(p, refused).catch((e) => e)) as ProxyError).code).toBe('CONNECT_REFUSED');
+    const garbage = await rawApp((s) => s.once('data', () => s.end('SSH-2.0-OpenSSH\r\n\r\n')));
+    expect(((await send(p, garbage).catch((e) => e)) as ProxyError).code).toBe('UPSTREAM_PROTOCOL');
+    const cut = await rawApp((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc')));
+    const res = await send(p, cut);
+    await expect(text(res)).rejects.toMatchObject({ code: 'UPSTREAM_RESET' });
+  });
+
+  it('refuses to write request heads that would break the framing', async () => {
+    let connections = 0;
+    const port = await rawApp(() => connections++);
+    const p = pool();
+    for (const [over, head] of [
+      [{}, { 'x-a': 'a\r\nx-injected: 1' }],
+      [{}, { 'bad name': '1' }],
+      [{ path: '/a b' }, {}],
+      [{ method: 'GE T' }, {}],
+    ] as [Partial<ProxyRequest>, Headers][]) {
+      expect(((await send(p, port, over, head).catch((e) => e)) as ProxyError).code).toBe('BAD_REQUEST');
+    }
+    expect(connections).toBe(0);
+  });
+
+  it('rides on an http.Agent: its maxSockets, and agent.destroy() closes the connections', async () => {
+    const a = await app((_req, res) => res.end('z'));
+    const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+    const p = H1Pool.of(agent);
+    expect(H1Pool.of(agent)).toBe(p);
+    expect(p.maxSockets).toBe(3);
+    await text(await send(p, a.port));
+    const closed = new Promise((r) => [...a.connections][0].once('close', r));
+    agent.destroy();
+    await closed;
+  });
+});
