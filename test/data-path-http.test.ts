@@ -213,6 +213,35 @@ test('malformed HTTP gets a 400 and an oversized header a 431 naming the limit; 
   expect((await get('/name', 'web')).body).toBe('web-1');
 });
 
+test('an HTTP/2 request over the header limit gets a 431 whose body names it; the session keeps serving', async () => {
+  const session = h2connect(`http://127.0.0.1:${client.outboundPort}`);
+  try {
+    const ask = (headers: Record<string, string>) =>
+      new Promise<{ status: number; body: string; error: string }>((resolve, reject) => {
+        const st = session.request({ ':path': '/name', ':authority': 'h2web', ...headers });
+        let body = '';
+        let status = 0;
+        let error = '';
+        st.on('response', (h) => {
+          status = Number(h[':status']);
+          error = String(h['wren-proxy-error'] ?? '');
+        });
+        st.on('data', (d: Buffer) => (body += d.toString()));
+        st.on('end', () => resolve({ status, body, error }));
+        st.on('error', reject);
+        st.end();
+      });
+    const big = await ask({ 'x-big': 'a'.repeat(20_000) });
+    expect(big.status).toBe(431);
+    expect(big.error).toBe('headers-too-large');
+    expect(big.body).toContain('16384');
+    // Just under the limit passes; the same session serves the next request.
+    expect(await ask({ 'x-big': 'a'.repeat(15_000) })).toMatchObject({ status: 200, body: 'grpcish' });
+  } finally {
+    session.close();
+  }
+});
+
 test('a client that disconnects mid-body and a backend that resets mid-response leave the proxy serving', async () => {
   await new Promise<void>((resolve) => {
     const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, method: 'POST', path: '/echo', headers: { host: 'web', 'content-length': '1000000' } });

@@ -3,6 +3,7 @@ import { cleanHeaders, cleanTrailers, type Headers } from './headers.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH2Response } from './write-response.js';
 import { errorResponse } from '../errors/error-response.js';
+import { ProxyError } from '../errors/proxy-error.js';
 import { releaseOnClose } from './release-on-close.js';
 import type { Clock } from '../../common/clock.js';
 
@@ -15,11 +16,30 @@ export interface H2HandlerOptions {
   readonly identityOf?: (stream: ServerHttp2Stream) => string;
   /** Streams with :method CONNECT (opaque TCP tunnels between sidecars). */
   readonly onConnect?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+  /**
+   * Header list limit, answered with a 431 whose body names it. Measured as HTTP/2 does
+   * (RFC 9113 §6.5.2: name + value + 32 octets per field); the session's own
+   * SETTINGS_MAX_HEADER_LIST_SIZE should be a looser hard cap so we see the request.
+   */
+  readonly maxHeaderBytes?: number;
+}
+
+/** How much slack the HTTP/2 session setting leaves above maxHeaderBytes, so oversized requests reach us and get a 431 body. */
+export const H2_HEADER_HARD_CAP_FACTOR = 4;
+
+function headerListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) n += raw[i].length + raw[i + 1].length + 32;
+  return n;
 }
 
 /** Turns each HTTP/2 stream into a ProxyRequest for the listener's layers. */
 export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H2HandlerOptions): void {
-  server.on('stream', (stream, headers, flags) => {
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    if (opts.maxHeaderBytes !== undefined && rawHeaders && headerListSize(rawHeaders) > opts.maxHeaderBytes) {
+      tooLarge(stream, opts.maxHeaderBytes, headers);
+      return;
+    }
     if (headers[':method'] === 'CONNECT' && opts.onConnect) {
       opts.onConnect(stream, headers);
       return;
@@ -62,4 +82,12 @@ async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: Inco
     out = errorResponse(err, preq);
   }
   writeH2Response(stream, out);
+}
+
+/** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
+function tooLarge(stream: ServerHttp2Stream, limit: number, h: IncomingHttpHeaders): void {
+  releaseOnClose(stream);
+  stream.on('error', ignore);
+  const ct = h['content-type'];
+  writeH2Response(stream, errorResponse(new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`), { headers: ct ? { 'content-type': String(ct) } : {} }));
 }

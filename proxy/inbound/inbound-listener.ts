@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
-import { attachH2Handler } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
 import { MESH } from '../http/headers.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { peerSpiffeId } from '../tls/peer-identity.js';
@@ -72,7 +72,7 @@ export class InboundListener {
       ALPNProtocols: ['h2'],
       allowHTTP1: false,
       maxHeaderListPairs: 512,
-      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes, initialWindowSize: 1 << 20 },
+      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 },
     });
     d.tls.onRotate(() => this.secure.setSecureContext(d.tls.contextOptions));
     this.secure.on('session', (s) => {
@@ -90,6 +90,7 @@ export class InboundListener {
       stream.once('close', () => this.track(-1));
     });
     attachH2Handler(this.secure, {
+      maxHeaderBytes: d.maxHeaderBytes,
       service: d.http,
       clock: d.clock,
       identityOf: (stream) => peerSpiffeId(stream.session!.socket as TLSSocket),

@@ -5,7 +5,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { createH1Server } from '../http/h1-server.js';
-import { attachH2Handler } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
 import { cleanHeaders } from '../http/headers.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { OriginalDst } from '../net/original-dst.js';
@@ -58,7 +58,7 @@ export class PlaintextInbound {
     });
     this.h2 = createH2Server({
       maxHeaderListPairs: 512,
-      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes, initialWindowSize: 1 << 20 },
+      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 },
     });
     this.h2.on('session', (s) => {
       // The session's `socket` is a stable proxy object: key the original destination by it.
@@ -72,6 +72,7 @@ export class PlaintextInbound {
       stream.once('close', () => d.track(-1));
     });
     attachH2Handler(this.h2, {
+      maxHeaderBytes: d.maxHeaderBytes,
       service: d.http,
       clock: d.clock,
       origDstOf,

@@ -6,7 +6,7 @@ import type { Logger } from '../../common/logger.js';
 import { endpointKey, type Endpoint } from '../../contract/model.js';
 import type { HttpService } from '../http/exchange.js';
 import { createH1Server } from '../http/h1-server.js';
-import { attachH2Handler } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
 import { MESH } from '../http/headers.js';
 import { detectProtocol } from '../net/detect-protocol.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
@@ -53,9 +53,9 @@ export class OutboundListener {
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
       onUpgrade: (req, socket, head) => this.upgrade(req, socket, head),
     });
-    this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes, initialWindowSize: 1 << 20 } });
+    this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
     this.h2.on('session', (s) => s.on('connect', () => s.setLocalWindowSize(16 << 20)));
-    attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf });
+    attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
 
