@@ -9,7 +9,7 @@
  * figures; every process (backend, sidecars, naive pair) is separate so CPU and RSS are
  * per process (from /proc).
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtemp, writeFile, readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -18,12 +18,14 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { writeDevMesh } from '../certs/index.js';
+import { startNode, type NodeProcess } from './node-process.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const execFileAsync = promisify(execFile);
 const TICKS = 100; // USER_HZ on Linux
 
-interface Proc { child: ChildProcess; pid: number }
+type Proc = Pick<NodeProcess, 'child' | 'pid'>;
+const start = (args: string[], ready: RegExp, nodeArgs: string[] = []) => startNode(procs, args, ready, nodeArgs);
 const procs: ChildProcess[] = [];
 
 /** WREN_BENCH_PROFILE=DIR writes a V8 CPU profile of each sidecar there (they are stopped with SIGTERM so it gets written). */
@@ -31,22 +33,6 @@ const PROFILE_DIR = process.env.WREN_BENCH_PROFILE;
 /** WREN_BENCH_ONLY=REGEX runs only the scenarios whose label matches. */
 const ONLY = process.env.WREN_BENCH_ONLY ? new RegExp(process.env.WREN_BENCH_ONLY) : null;
 
-function start(args: string[], readyPattern: RegExp, nodeArgs: string[] = []): Promise<{ proc: Proc; match: RegExpMatchArray }> {
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      if (process.env.WREN_BENCH_LOG) process.stderr.write(`[${child.pid}] ${d.toString()}`);
-      const m = buf.match(readyPattern);
-      if (m) resolve({ proc: { child, pid: child.pid! }, match: m });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${buf.slice(-500)}`)));
-  });
-}
 
 function cpuTicks(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -150,9 +136,9 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     const outboundPort = Number(client.match[1]);
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
-    const sidecars = [client.proc, server.proc];
-    const naive = [naiveOut.proc, naiveIn.proc];
-    const idle = { wrenClient: client.proc, wrenServer: server.proc, naiveOut: naiveOut.proc, naiveIn: naiveIn.proc };
+    const sidecars = [client, server];
+    const naive = [naiveOut, naiveIn];
+    const idle = { wrenClient: client, wrenServer: server, naiveOut: naiveOut, naiveIn: naiveIn };
     const idleRss = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, rssMb(p.pid)]));
     const idleAnon = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, anonMb(p.pid)]));
     const grpcFrame = join(dir, 'grpc.bin');

@@ -5,7 +5,7 @@
  * testssl.sh) when it is installed. Exits 1 when a check fails. docs/security.md lists
  * the findings.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { CertificateAuthority, createRootCa, issueWorkload, writeDevMesh } from '../certs/index.js';
 import { scanTls } from '../cli/tls-scan.js';
+import { startNode } from './node-process.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const dir = await mkdtemp(join(tmpdir(), 'wren-security-'));
@@ -25,21 +26,10 @@ await writeFile(cfg, stringify({
   listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
   mesh: { services: [] },
 }));
-let child: ChildProcess | null = null;
+const children: ChildProcess[] = [];
 try {
-  child = spawn(process.execPath, [here('../cli/wren.js'), 'proxy', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      const m = /"msg":"proxy started".*?"inbound":(\d+)/.exec(buf);
-      if (m) resolve(Number(m[1]));
-    };
-    // The proxy logs to stderr.
-    child!.stdout!.on('data', onData);
-    child!.stderr!.on('data', onData);
-    child!.once('exit', (c) => reject(new Error(`proxy exited ${c}`)));
-  });
+  const proxy = await startNode(children, [here('../cli/wren.js'), 'proxy', '--config', cfg], /"msg":"proxy started".*?"inbound":(\d+)/);
+  const port = Number(proxy.match[1]);
   const foreignRoot = createRootCa({ trustDomain: 'cluster.local' });
   const foreign = issueWorkload(new CertificateAuthority({ ...foreignRoot, trustDomain: 'cluster.local' }), 'spiffe://cluster.local/ns/default/sa/client');
   // From the mesh's own CA (a valid chain) with a one-second life, expired by the time it is used.
@@ -60,5 +50,5 @@ try {
   } else console.log('\n(testssl.sh is not installed: `apt-get install testssl.sh` adds its independent scan)');
   process.exitCode = findings.every((f) => f.ok) ? 0 : 1;
 } finally {
-  child?.kill('SIGKILL');
+  for (const c of children) c.kill('SIGKILL');
 }

@@ -9,7 +9,7 @@
  * counted when the client has the server's session ticket, which the server sends only
  * after it has verified the client's certificate and Finished.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,25 +17,12 @@ import { connect, type SecureVersion } from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { CertificateAuthority, createCsr, createRootCa, generateKeyPair, writeDevMesh } from '../certs/index.js';
+import { startNode } from './node-process.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const procs: ChildProcess[] = [];
 
-function start(args: string[], ready: RegExp): Promise<RegExpMatchArray> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(child);
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      const m = buf.match(ready);
-      if (m) resolve(m);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${buf.slice(-400)}`)));
-  });
-}
+const start = async (args: string[], ready: RegExp) => (await startNode(procs, args, ready)).match;
 
 interface Material { ca: string; cert: string; key: string }
 
