@@ -9,6 +9,7 @@ import { createServer, request, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { formatSpiffeId, writeSecretFile } from '../certs/index.js';
+import { listen } from '../common/listen.js';
 
 type Out = (s: string) => void;
 
@@ -159,16 +160,14 @@ The mesh is defined by the manifests in ${meshDir}/:
 }
 
 /** The demo's app: says hello and shows who called it (the identity its sidecar verified). */
-function startWebApp(host: string, port: number): Promise<Server> {
+async function startWebApp(host: string, port: number): Promise<Server> {
   const s = createServer((req, res) => {
     const caller = /URI=([^;,]+)/.exec(String(req.headers['x-forwarded-client-cert'] ?? ''))?.[1] ?? 'unknown';
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ hello: 'from web', caller, requestId: req.headers['x-request-id'] }) + '\n');
   });
-  return new Promise((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(port, host, () => resolve(s));
-  });
+  await listen(s, port, host);
+  return s;
 }
 
 function get(host: string, port: number, authority: string, path: string): Promise<{ status: number; body: string }> {

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
+import { listen } from '../common/listen.js';
 
 /**
  * The control plane's own admin port (15014, like istiod's monitoring port):
@@ -63,9 +63,5 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/trust', '/debug/view'] });
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
+  return { server, port: (await listen(server, port, host)).port };
 }

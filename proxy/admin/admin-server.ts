@@ -1,6 +1,7 @@
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isLevel, type Logger } from '../../common/logger.js';
+import { listen } from '../../common/listen.js';
 
 export interface AdminDeps {
   readonly address: string;
@@ -40,10 +41,7 @@ export class AdminServer {
   }
 
   listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.d.port, this.d.address, () => resolve(this.server.address() as AddressInfo));
-    });
+    return listen(this.server, this.d.port, this.d.address);
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -17,6 +17,7 @@ import { tunnelToApp } from './app-tunnel.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
 import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
+import { listen } from '../../common/listen.js';
 
 export interface InboundDeps {
   readonly address: string;
@@ -107,10 +108,7 @@ export class InboundListener {
   }
 
   listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.d.port, this.d.address, () => resolve(this.server.address() as AddressInfo));
-    });
+    return listen(this.server, this.d.port, this.d.address);
   }
 
   private async accept(socket: Socket): Promise<void> {

@@ -17,6 +17,7 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
+import { listen } from '../../common/listen.js';
 
 export interface OutboundDeps {
   readonly address: string;
@@ -60,10 +61,7 @@ export class OutboundListener {
   }
 
   listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.d.port, this.d.address, () => resolve(this.server.address() as AddressInfo));
-    });
+    return listen(this.server, this.d.port, this.d.address);
   }
 
   private async accept(socket: Socket): Promise<void> {
