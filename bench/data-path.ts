@@ -18,13 +18,14 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { writeDevMesh } from '../certs/index.js';
-import { startNode, type NodeProcess } from './node-process.js';
+import { startNode } from './node-process.js';
+import { haproxyInstalled, startHaproxyPair } from './haproxy-pair.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const execFileAsync = promisify(execFile);
 const TICKS = 100; // USER_HZ on Linux
 
-type Proc = Pick<NodeProcess, 'child' | 'pid'>;
+type Proc = { readonly pid: number };
 const start = (args: string[], ready: RegExp, nodeArgs: string[] = []) => startNode(procs, args, ready, nodeArgs);
 const procs: ChildProcess[] = [];
 
@@ -32,6 +33,8 @@ const procs: ChildProcess[] = [];
 const PROFILE_DIR = process.env.WREN_BENCH_PROFILE;
 /** WREN_BENCH_ONLY=REGEX runs only the scenarios whose label matches. */
 const ONLY = process.env.WREN_BENCH_ONLY ? new RegExp(process.env.WREN_BENCH_ONLY) : null;
+/** WREN_BENCH_ROUNDS=N runs every load N times, interleaving the paths (default 3; rows are medians). */
+const ROUNDS = Math.max(1, Number(process.env.WREN_BENCH_ROUNDS ?? 3));
 
 
 function cpuTicks(pid: number): number {
@@ -95,6 +98,24 @@ async function pacedH2load(url: string, opts: { h1: boolean; n: number; rate: nu
   return { rps: sum('rps'), done: sum('done'), failed: sum('failed'), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), lat };
 }
 
+/** The median of a row's rounds, field by field (so each figure is a value some round measured). */
+function medianRow<T extends { rps: number; p50: number; p99: number; done: number; failed: number; cpuUsPerReq: number[]; rssMb: number[]; anonMb: number[] }>(runs: T[]): T & { rounds: number } {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const each = (pick: (r: T) => number[]) => pick(runs[0]).map((_, i) => med(runs.map((r) => pick(r)[i])));
+  return {
+    ...runs[0],
+    rps: med(runs.map((r) => r.rps)),
+    p50: med(runs.map((r) => r.p50)),
+    p99: med(runs.map((r) => r.p99)),
+    done: runs.reduce((a, r) => a + r.done, 0),
+    failed: runs.reduce((a, r) => a + r.failed, 0),
+    cpuUsPerReq: each((r) => r.cpuUsPerReq),
+    rssMb: each((r) => r.rssMb),
+    anonMb: each((r) => r.anonMb),
+    rounds: runs.length,
+  };
+}
+
 async function measure(label: string, run: () => Promise<LoadResult>, sidecars: Proc[]): Promise<Omit<LoadResult, 'lat'> & { label: string; cpuUsPerReq: number[]; rssMb: number[]; anonMb: number[] }> {
   const before = sidecars.map((p) => cpuTicks(p.pid));
   const { lat: _lat, ...r } = await run();
@@ -138,7 +159,13 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
     const sidecars = [client, server];
     const naive = [naiveOut, naiveIn];
-    const idle = { wrenClient: client, wrenServer: server, naiveOut: naiveOut, naiveIn: naiveIn };
+    // The non-Node reference (skipped when haproxy is not installed).
+    const hap = haproxyInstalled()
+      ? await startHaproxyPair(procs, dir, { backendPort: h1Port, caFile: pki.caCertFile, client: files.client, server: files.web })
+      : null;
+    if (!hap) console.log('(haproxy not installed: the haproxy reference rows are skipped; apt-get install haproxy)');
+    const haproxy = hap ? hap.pids.map((pid) => ({ pid })) : [];
+    const idle: Record<string, Proc> = { wrenClient: client, wrenServer: server, naiveOut: naiveOut, naiveIn: naiveIn, ...(hap ? { haproxyOut: haproxy[0], haproxyIn: haproxy[1] } : {}) };
     const idleRss = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, rssMb(p.pid)]));
     const idleAnon = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, anonMb(p.pid)]));
     const grpcFrame = join(dir, 'grpc.bin');
@@ -150,29 +177,36 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
     const h1 = (port: number, authority: string, o: typeof sat | typeof fixed) => () => h2load(`http://127.0.0.1:${port}/`, { h1: true, headers: [`:authority: ${authority}`], ...o });
     const g = (port: number, authority: string, o: { clients: number; streams: number; seconds: number; rps?: number }) => () =>
       h2load(`http://127.0.0.1:${port}/wren.test.Echo/Unary`, { h1: false, headers: grpcHeaders(authority), data: grpcFrame, ...o });
-    const rows: Awaited<ReturnType<typeof measure>>[] = [];
-    const scenario = async (label: string, run: () => Promise<LoadResult>, procs: Proc[]) => {
-      if (!ONLY || ONLY.test(label)) rows.push(await measure(label, run, procs));
+    type Row = Awaited<ReturnType<typeof measure>>;
+    const rows: Row[] = [];
+    /**
+     * One group of paths under the same load, run ROUNDS times with the paths interleaved
+     * (direct, wren, naive, haproxy, direct, wren, ...), so a stall of the machine lands in
+     * one round of one path rather than deciding a row; each row is the median round.
+     */
+    const group = async (load: string, paths: [string, () => Promise<LoadResult>, Proc[]][]) => {
+      const picked = paths.filter(([name]) => !ONLY || ONLY.test(`${load}: ${name}`));
+      const runs = new Map<string, Row[]>(picked.map(([name]) => [name, []]));
+      for (let round = 0; round < ROUNDS; round++)
+        for (const [name, run, ps] of picked) runs.get(name)!.push(await measure(`${load}: ${name}`, run, ps));
+      for (const [name] of picked) rows.push(medianRow(runs.get(name)!));
     };
-    await scenario('http1 saturation: direct', h1(h1Port, 'web', sat), []);
-    await scenario('http1 saturation: wren pair', h1(outboundPort, 'web', sat), sidecars);
-    await scenario('http1 saturation: naive pair', h1(Number(naiveOut.match[1]), 'web', sat), naive);
+    const naivePort = Number(naiveOut.match[1]);
+    const http1Paths = (load: (port: number) => () => Promise<LoadResult>): [string, () => Promise<LoadResult>, Proc[]][] => [
+      ['direct', load(h1Port), []],
+      ['wren pair', load(outboundPort), sidecars],
+      ['naive pair', load(naivePort), naive],
+      ...(hap ? [['haproxy pair', load(hap.outboundPort), haproxy] as [string, () => Promise<LoadResult>, Proc[]]] : []),
+    ];
     const seq = { clients: 1, streams: 1, seconds };
-    await scenario('http1 sequential: direct', h1(h1Port, 'web', seq), []);
-    await scenario('http1 sequential: wren pair', h1(outboundPort, 'web', seq), sidecars);
-    await scenario('http1 sequential: naive pair', h1(Number(naiveOut.match[1]), 'web', seq), naive);
-    await scenario('http1 1000 rps: direct', h1(h1Port, 'web', fixed), []);
-    await scenario('http1 1000 rps: wren pair', h1(outboundPort, 'web', fixed), sidecars);
-    await scenario('http1 1000 rps: naive pair', h1(Number(naiveOut.match[1]), 'web', fixed), naive);
     const paced = (port: number, authority: string) => () => pacedH2load(`http://127.0.0.1:${port}/`, { h1: true, n: 4, rate: 1000, seconds, headers: [`:authority: ${authority}`] });
-    await scenario('http1 1000 rps paced: direct', paced(h1Port, 'web'), []);
-    await scenario('http1 1000 rps paced: wren pair', paced(outboundPort, 'web'), sidecars);
-    await scenario('http1 1000 rps paced: naive pair', paced(Number(naiveOut.match[1]), 'web'), naive);
+    await group('http1 saturation', http1Paths((port) => h1(port, 'web', sat)));
+    await group('http1 sequential', http1Paths((port) => h1(port, 'web', seq)));
+    await group('http1 1000 rps', http1Paths((port) => h1(port, 'web', fixed)));
+    await group('http1 1000 rps paced', http1Paths((port) => paced(port, 'web')));
     const gsat = { clients: 4, streams: 16, seconds };
-    await scenario('grpc saturation: direct', g(grpcPort, 'echo', gsat), []);
-    await scenario('grpc saturation: wren pair', g(outboundPort, 'echo:50051', gsat), sidecars);
-    await scenario('grpc 1000 rps: direct', g(grpcPort, 'echo', fixed), []);
-    await scenario('grpc 1000 rps: wren pair', g(outboundPort, 'echo:50051', fixed), sidecars);
+    await group('grpc saturation', [['direct', g(grpcPort, 'echo', gsat), []], ['wren pair', g(outboundPort, 'echo:50051', gsat), sidecars]]);
+    await group('grpc 1000 rps', [['direct', g(grpcPort, 'echo', fixed), []], ['wren pair', g(outboundPort, 'echo:50051', fixed), sidecars]]);
     const by = (l: string) => rows.find((r) => r.label === l) ?? { rps: NaN, p99: NaN };
     const ratios = {
       http1SatThroughputWrenOverDirect: by('http1 saturation: wren pair').rps / by('http1 saturation: direct').rps,
@@ -182,10 +216,13 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
       http1FixedP99WrenOverNaive: by('http1 1000 rps: wren pair').p99 / by('http1 1000 rps: naive pair').p99,
       http1PacedP99AddedMsWren: by('http1 1000 rps paced: wren pair').p99 - by('http1 1000 rps paced: direct').p99,
       http1PacedP99AddedMsNaive: by('http1 1000 rps paced: naive pair').p99 - by('http1 1000 rps paced: direct').p99,
+      http1SatThroughputWrenOverHaproxy: by('http1 saturation: wren pair').rps / by('http1 saturation: haproxy pair').rps,
+      http1FixedP99AddedMsHaproxy: by('http1 1000 rps: haproxy pair').p99 - by('http1 1000 rps: direct').p99,
+      http1PacedP99AddedMsHaproxy: by('http1 1000 rps paced: haproxy pair').p99 - by('http1 1000 rps paced: direct').p99,
       grpcSatThroughputWrenOverDirect: by('grpc saturation: wren pair').rps / by('grpc saturation: direct').rps,
       grpcFixedP99AddedMsWren: by('grpc 1000 rps: wren pair').p99 - by('grpc 1000 rps: direct').p99,
     };
-    console.log('\n== data path (h2load on loopback; latency in ms; CPU µs per request per sidecar [outbound, inbound]; RSS MB) ==');
+    console.log(`\n== data path (h2load on loopback; each row the median of ${ROUNDS} interleaved rounds; latency in ms; CPU µs per request per sidecar [outbound, inbound]; RSS MB) ==`);
     console.log('scenario'.padEnd(36), 'req/s'.padStart(9), 'p50'.padStart(8), 'p99'.padStart(8), 'failed'.padStart(7), '  cpu µs/req', '  rss MB', '  anon MB');
     for (const r of rows)
       console.log(

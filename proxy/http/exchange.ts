@@ -50,3 +50,18 @@ export function stack(layers: readonly HttpLayer[], terminal: HttpService): Http
 }
 
 export const noTrailers = (): undefined => undefined;
+
+/**
+ * A body stream whose producer can tell that every byte of it has already arrived: it is
+ * all buffered in the stream and its end has been pushed. A writer can then send the
+ * data and the end together (one HTTP/2 DATA frame with END_STREAM instead of a second
+ * frame, so one socket write and one wake-up of the peer fewer per response).
+ */
+export interface SettledBody {
+  readonly settled: boolean;
+}
+
+export function isSettled(body: Readable): boolean {
+  return (body as Readable & Partial<SettledBody>).settled === true && !body.destroyed;
+}
+

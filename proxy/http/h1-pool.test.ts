@@ -292,4 +292,25 @@ describe('H1Pool', () => {
     agent.destroy();
     await closed;
   });
+
+  it('says a response body is settled once the parser has seen its end, and not while it streams', async () => {
+    let finish: () => void = () => undefined;
+    const a = await app((req, res) => {
+      if (req.url === '/small') return res.end('whole');
+      res.writeHead(200, { 'content-length': '10' });
+      res.write('part1');
+      finish = () => res.end('part2');
+    });
+    const p = pool();
+    const small = await send(p, a.port, { path: '/small' });
+    await new Promise((r) => setImmediate(r));
+    expect((small.body as unknown as { settled: boolean }).settled).toBe(true);
+    expect(await text(small)).toBe('whole');
+    const big = await send(p, a.port, { path: '/streaming' });
+    expect((big.body as unknown as { settled: boolean }).settled).toBe(false);
+    const got = text(big);
+    finish();
+    expect(await got).toBe('part1part2');
+    expect((big.body as unknown as { settled: boolean }).settled).toBe(true);
+  });
 });

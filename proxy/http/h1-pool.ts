@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
-import type { ProxyRequest, ProxyResponse } from './exchange.js';
+import type { ProxyRequest, ProxyResponse, SettledBody } from './exchange.js';
 import type { Headers } from './headers.js';
 import { H1ResponseParser, type H1ResponseHead, type H1ResponseHandler } from './h1-response-parser.js';
 
@@ -269,7 +269,7 @@ class Exchange {
   reused = false;
   sent = false;
   private responded = false;
-  private finished = false;
+  finished = false;
   private retried = false;
   private body: ResponseBody | null = null;
   private trailers: Headers | undefined;
@@ -406,9 +406,13 @@ class Exchange {
   }
 }
 
-class ResponseBody extends Readable {
+class ResponseBody extends Readable implements SettledBody {
   constructor(private readonly ex: Exchange) {
     super();
+  }
+  /** The parser has seen the end: everything is buffered here (see SettledBody). */
+  get settled(): boolean {
+    return this.ex.finished;
   }
   override _read(): void {
     this.ex.read();

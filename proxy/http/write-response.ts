@@ -1,6 +1,6 @@
 import { constants, type ServerHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import type { ServerResponse } from 'node:http';
-import type { ProxyResponse } from './exchange.js';
+import { isSettled, type ProxyResponse } from './exchange.js';
 
 /**
  * Writes a ProxyResponse to the downstream client. Bodies are piped (backpressure both
@@ -18,13 +18,29 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
     stream.respond(head, { endStream: true });
     return;
   }
+  const body = res.body;
+  if (isSettled(body)) {
+    // The whole body is already here (a small response read in one go): the data and the
+    // end go in one DATA frame with END_STREAM. Node only does that when end() follows the
+    // last write in the same tick and no trailers are awaited, so they are asked for only
+    // when there are some, and they are known now.
+    const trailers = res.trailers();
+    const withTrailers = trailers !== undefined && Object.keys(trailers).length > 0;
+    stream.respond(head, { waitForTrailers: withTrailers });
+    if (withTrailers) stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+    const data = body.read() as Buffer | null; // everything buffered, and the end: 'end' follows
+    if (data === null) stream.end();
+    else stream.end(data);
+    body.resume();
+    return;
+  }
   stream.respond(head, { waitForTrailers: true });
   stream.on('wantTrailers', () => stream.sendTrailers(res.trailers() ?? {}));
-  res.body.on('error', () => {
+  body.on('error', () => {
     if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
   });
-  stream.on('close', () => res.body?.destroy());
-  res.body.pipe(stream);
+  stream.on('close', () => body.destroy());
+  body.pipe(stream);
 }
 
 export function writeH1Response(out: ServerResponse, res: ProxyResponse, isHead: boolean): void {
