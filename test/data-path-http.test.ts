@@ -125,6 +125,29 @@ test('a 100 MB upload and a 100 MB download stream through intact', async () => 
   expect(n).toBe(size);
 }, 60_000);
 
+test('Expect: 100-continue is answered by the outbound sidecar (as Envoy does by default) and the body then crosses', async () => {
+  const events: string[] = [];
+  const echoed = await new Promise<{ status: number; json: { bodyBytes: number; headers: Record<string, string> } }>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, method: 'POST', path: '/echo', headers: { host: 'web', expect: '100-continue', 'content-length': '5' } }, (res) => {
+      events.push(`response ${res.statusCode}`);
+      let b = '';
+      res.on('data', (d) => (b += d));
+      res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(b) }));
+    });
+    req.on('error', reject);
+    // The body is only sent once the 100 arrives: without it this request would hang.
+    req.on('continue', () => {
+      events.push('continue');
+      req.end('hello');
+    });
+  });
+  expect(events).toEqual(['continue', 'response 200']);
+  expect(echoed.status).toBe(200);
+  expect(echoed.json.bodyBytes).toBe(5);
+  // The expectation was met by the sidecar, so it is not passed on (Envoy's proxy_100_continue: false).
+  expect(echoed.json.headers.expect).toBeUndefined();
+});
+
 test('HTTP/1.1 request and response trailers cross the mesh', async () => {
   const seenTrailers = await new Promise<Record<string, string>>((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, method: 'POST', path: '/trailers', headers: { host: 'web', trailer: 'x-req-sum', 'transfer-encoding': 'chunked' } }, (res) => {

@@ -54,12 +54,17 @@ async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerRe
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   if (!hasBody) req.resume();
   const socket = req.socket;
+  const headers = cleanHeaders(req.headers);
+  // Node's server has already answered `Expect: 100-continue` with a 100 (there is no
+  // checkContinue listener; other expectations got a 417), as Envoy does by default
+  // (proxy_100_continue: false): the expectation is met here and is not passed on.
+  if (headers['expect'] !== undefined) delete headers['expect'];
   const preq: ProxyRequest = {
     method: req.method ?? 'GET',
     scheme: 'http',
     authority: authorityOf(req),
     path: pathOf(req.url ?? '/'),
-    headers: cleanHeaders(req.headers),
+    headers,
     body: hasBody ? req : null,
     trailers: () => cleanTrailers(req.trailers),
     origProto: 'HTTP/1.1',
