@@ -81,6 +81,16 @@ test('HTTP/1.1 travels between sidecars as HTTP/2 over mTLS and is downgraded fo
   expect(metrics).toMatch(/istio_requests_total\{direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200"/);
 });
 
+test('hop-by-hop fields, and those the Connection header names, do not cross the proxies', async () => {
+  const { res, body } = await get('/echo', 'web', { connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'proxy-connection': 'keep-alive', 'keep-alive': 'timeout=5', 'x-end-to-end': 'yes' });
+  expect(res.statusCode).toBe(200);
+  const seen = JSON.parse(body).headers as Record<string, string>;
+  expect(seen['x-end-to-end']).toBe('yes');
+  expect(seen['x-hop']).toBeUndefined();
+  expect(seen['proxy-connection']).toBeUndefined();
+  expect(seen['keep-alive']).toBeUndefined();
+});
+
 test('an app cannot forge the caller identity header; short names and name.ns resolve', async () => {
   const { body } = await get('/echo', 'web', { 'x-forwarded-client-cert': 'By=x;URI=spiffe://evil/ns/x/sa/y', 'x-request-id': 'keep-me' });
   const seen = JSON.parse(body);
