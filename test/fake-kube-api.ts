@@ -112,7 +112,10 @@ export class FakeKubeApi {
    * With dropWatches, open watches end now, after an ERROR 410 event if `withError`.
    */
   expireHistory(opts: { dropWatches?: boolean; withError?: boolean } = {}): void {
-    this.compactedRv = this.rv + 1;
+    // Every event up to the current resourceVersion is gone. A watch from the current
+    // version needs none of them, so it stays valid (the API server never answers 410
+    // to a watch from the latest version); one from any older version gets 410.
+    this.compactedRv = this.rv;
     this.history.length = 0;
     if (opts.dropWatches) this.dropWatches(opts.withError ?? true);
   }
