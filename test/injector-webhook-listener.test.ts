@@ -6,17 +6,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
 import fjp from 'fast-json-patch';
 import { createLogger, silentLogger } from '../common/logger.js';
 import { startInjectorWebhook, splitListen, type InjectorWebhook } from '../control-plane/injector/webhook-listener.js';
+import { callWebhook, WEBHOOK_HOST, type Json } from './helpers/webhook-client.js';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const HOST = 'wren-control-plane.wren-system.svc';
+const HOST = WEBHOOK_HOST;
 let dir: string;
 const open: InjectorWebhook[] = [];
 
@@ -49,30 +47,7 @@ function writeSecretVolume(mount: string, version: string, files: { cert: string
   }
 }
 
-/** An HTTPS call that verifies the webhook like the API server does (caBundle + Service DNS name). */
-function call(port: number, ca: string, path: string, body?: string): Promise<{ status: number; json: Json | undefined; subject: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, method: body === undefined ? 'GET' : 'POST', path, ca, servername: HOST, agent: false, headers: { 'content-type': 'application/json' } },
-      (res) => {
-        const subject = (res.socket as TLSSocket).getPeerCertificate().subject?.O ?? '';
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => {
-          let json: Json | undefined;
-          try {
-            json = JSON.parse(text) as Json;
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json, subject: String(subject) });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const call = (port: number, ca: string, path: string, body?: string) => callWebhook(port, ca, body === undefined ? 'GET' : 'POST', path, body);
 
 const pod: Json = {
   apiVersion: 'v1',

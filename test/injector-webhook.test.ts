@@ -10,10 +10,10 @@ import { parseAllDocuments } from 'yaml';
 import { injectCommand } from '../cli/inject.js';
 import { createInjectorServer } from '../control-plane/injector/injector-server.js';
 import { silentLogger } from '../common/logger.js';
+import { callWebhook, WEBHOOK_HOST, type Json } from './helpers/webhook-client.js';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const HOST = 'wren-control-plane.wren-system.svc';
+const HOST = WEBHOOK_HOST;
 let dir: string;
 let cert: string;
 let key: string;
@@ -40,29 +40,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A real HTTPS client that verifies the server against the CA and the Service DNS name, like the API server. */
-function call(server: Server, method: string, path: string, body?: string): Promise<{ status: number; json: Json | undefined; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port: (server.address() as AddressInfo).port, method, path, ca: cert, servername: HOST, headers: { 'content-type': 'application/json' } },
-      (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => {
-          let json: Json | undefined;
-          try {
-            json = JSON.parse(text) as Json;
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json, text });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const call = (server: Server, method: string, path: string, body?: string) => callWebhook((server.address() as AddressInfo).port, cert, method, path, body);
 
 const reviewOf = (pod: Json, uid = 'e2e-1') =>
   JSON.stringify({
