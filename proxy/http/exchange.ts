@@ -64,4 +64,3 @@ export interface SettledBody {
 export function isSettled(body: Readable): boolean {
   return (body as Readable & Partial<SettledBody>).settled === true && !body.destroyed;
 }
-
