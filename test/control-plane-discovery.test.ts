@@ -71,6 +71,8 @@ describe('discovery protocol over real gRPC', () => {
     await waitFor(() => p.client.stats.rejected === 1, 'NACK');
     expect(p.client.current()).toBe(first);
     expect(p.applied).toHaveLength(1);
+    // The proxy counts its NACK when it sends it; the control plane when it has read it.
+    await waitFor(async () => ((await cp.metrics.nacks.get()).values[0]?.value ?? 0) >= 1, 'NACK counted by the control plane');
     expect((await cp.metrics.nacks.get()).values[0].value).toBe(1);
     const dbg = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { ackedVersion: string; lastNack: { detail: string } }[] };
     expect(dbg.proxies[0].ackedVersion).toBe(first.version);
