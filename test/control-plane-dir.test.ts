@@ -1,4 +1,4 @@
-import { mkdtemp, rm, unlink, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, unlink, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seededRandom, systemClock } from '../common/clock.js';
@@ -6,6 +6,7 @@ import { silentLogger } from '../common/logger.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
+import { replaceFile } from './helpers/replace-file.js';
 
 const web = (endpoints: string[], port: unknown = 80) => `apiVersion: policy.wren.io/v1alpha1
 kind: MeshService
@@ -79,8 +80,8 @@ describe('control plane with the directory source', () => {
     root = await mkdtemp(join(tmpdir(), 'wren-cp-dir-'));
     dir = join(root, 'mesh');
     await mkdir(dir);
-    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.1']));
-    await writeFile(join(dir, 'api.yaml'), k8sManifests);
+    await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.1']));
+    await replaceFile(join(dir, 'api.yaml'), k8sManifests);
   });
 
   afterEach(async () => {
@@ -105,10 +106,10 @@ describe('control plane with the directory source', () => {
     expect(api.ports[0].endpoints).toEqual([{ address: '10.0.1.1', port: 9090, proxyPort: 15006, identity: 'spiffe://example.org/ns/shop/sa/api-sa', weight: 1, zone: '', ready: true }]);
     expect(api.clusterIPs).toEqual(['10.96.0.20']);
 
-    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.1', '10.0.0.2']));
+    await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.1', '10.0.0.2']));
     await waitFor(() => endpointsOf(p.client.current(), 'web.shop').length === 2, 'edit pushed');
 
-    await writeFile(join(dir, 'cache.yaml'), web(['10.0.2.1']).replace('name: web', 'name: cache'));
+    await replaceFile(join(dir, 'cache.yaml'), web(['10.0.2.1']).replace('name: web', 'name: cache'));
     await waitFor(() => p.client.current()?.services.some((s) => s.name === 'cache'), 'new file pushed');
 
     await unlink(join(dir, 'cache.yaml'));
@@ -119,11 +120,11 @@ describe('control plane with the directory source', () => {
     await start();
     const p = proxy();
     await p.client.onFirstSnapshot();
-    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.9'], 'http'));
+    await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.9'], 'http'));
     await waitFor(() => source.errors().length > 0, 'rejection');
     expect(source.errors()).toEqual(['mesh/web.yaml: spec.ports[0].port: expected a number, got "http"']);
     // the rest keeps flowing
-    await writeFile(join(dir, 'api.yaml'), k8sManifests.replace('conditions: { ready: false }', 'conditions: { ready: true }'));
+    await replaceFile(join(dir, 'api.yaml'), k8sManifests.replace('conditions: { ready: false }', 'conditions: { ready: true }'));
     await waitFor(() => endpointsOf(p.client.current(), 'api.shop').length === 2, 'other file still flows');
     // api-1 carries no inject label: unmeshed, so no identity and no proxy port
     expect(p.client.current()!.services.find((s) => s.name === 'api')!.ports[0].endpoints[1]).toMatchObject({ address: '10.0.1.2', identity: '', proxyPort: null });
@@ -132,7 +133,7 @@ describe('control plane with the directory source', () => {
     const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { errors: string[] };
     expect(view.errors).toEqual(['mesh/web.yaml: spec.ports[0].port: expected a number, got "http"']);
     // fixing it clears the error
-    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.9']));
+    await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.9']));
     await waitFor(() => endpointsOf(p.client.current(), 'web.shop').join() === '10.0.0.9:8080', 'fixed version pushed');
     expect(source.errors()).toEqual([]);
   });
@@ -141,7 +142,7 @@ describe('control plane with the directory source', () => {
     await start();
     const p = proxy();
     await p.client.onFirstSnapshot();
-    await writeFile(join(dir, 'api.yaml'), 'kind: Service\nmetadata: { name: [unclosed\n');
+    await replaceFile(join(dir, 'api.yaml'), 'kind: Service\nmetadata: { name: [unclosed\n');
     await waitFor(() => source.errors().some((e) => e.startsWith('mesh/api.yaml: YAML:')), 'syntax error reported');
     expect(endpointsOf(p.client.current(), 'api.shop')).toEqual(['10.0.1.1:9090']);
   });
@@ -150,7 +151,7 @@ describe('control plane with the directory source', () => {
     await start({ watch: false, rescanMs: 100 });
     const p = proxy();
     await p.client.onFirstSnapshot();
-    await writeFile(join(dir, 'web.yaml'), web(['10.0.0.7']));
+    await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.7']));
     await waitFor(() => endpointsOf(p.client.current(), 'web.shop').join() === '10.0.0.7:8080', 'rescan pushed');
   });
 });

@@ -1,5 +1,5 @@
 import { Agent, request as httpRequest } from 'node:http';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seededRandom, systemClock } from '../common/clock.js';
@@ -10,6 +10,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { waitFor } from './control-plane-harness.js';
+import { replaceFile } from './helpers/replace-file.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -40,7 +41,7 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'wren-policy-'));
   dir = join(root, 'mesh');
   await mkdir(dir);
-  await writeFile(join(dir, 'pod.yaml'), pod);
+  await replaceFile(join(dir, 'pod.yaml'), pod);
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
     source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 })),
@@ -89,26 +90,26 @@ test('a pushed AuthorizationPolicy applies to the next request on the connection
   const connections = await mtlsConnections();
   expect(connections).toBe(1);
 
-  await writeFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ namespaces: [ops] }'));
+  await replaceFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ namespaces: [ops] }'));
   await waitFor(() => policyNames().join() === 'demo/orders-allow', 'policy pushed');
   expect(await get('/name')).toEqual({ status: 403, reason: 'no-allow-policy-matched', reused: true });
 
-  await writeFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ principals: ["cluster.local/ns/demo/sa/frontend"] }'));
+  await replaceFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ principals: ["cluster.local/ns/demo/sa/frontend"] }'));
   await waitFor(() => server.policy.authorizationPolicies[0]?.rules[0].from[0].source.principals.length === 1, 'update pushed');
   expect(await get('/name')).toEqual({ status: 200, reason: undefined, reused: true });
   expect(await mtlsConnections()).toBe(connections);
 });
 
 test('the Pod labels select policies, not the labels the proxy sent', async () => {
-  await writeFile(join(dir, 'other.yaml'), authz('not-orders-deny-all', 'not-orders', '{}').replace('action: ALLOW', 'action: DENY'));
-  await writeFile(join(dir, 'more.yaml'), authz('orders-ops', 'orders', '{ namespaces: [ops] }'));
+  await replaceFile(join(dir, 'other.yaml'), authz('not-orders-deny-all', 'not-orders', '{}').replace('action: ALLOW', 'action: DENY'));
+  await replaceFile(join(dir, 'more.yaml'), authz('orders-ops', 'orders', '{ namespaces: [ops] }'));
   await waitFor(() => policyNames().includes('demo/orders-ops'), 'matching policy pushed');
   expect(policyNames()).toEqual(['demo/orders-allow', 'demo/orders-ops']);
   expect(await get('/name')).toMatchObject({ status: 200 });
 });
 
 test('a bad AuthorizationPolicy is rejected with its field path; the last good version stays', async () => {
-  await writeFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ principals: [nobody] }', '[http]'));
+  await replaceFile(join(dir, 'authz.yaml'), authz('orders-allow', 'orders', '{ principals: [nobody] }', '[http]'));
   await waitFor(() => source.errors().length > 0, 'rejection');
   expect(source.errors()).toEqual(['mesh/authz.yaml: spec.rules[0].to[0].operation.ports[0]: expected a port number 1-65535, got "http"']);
   // Give a (wrong) push time to arrive, then check the last good policy is still in force.
@@ -128,7 +129,7 @@ test('a pushed PeerAuthentication opens the port to plaintext, which is then aut
       req.end();
     });
   expect(await plain()).toBe('closed');
-  await writeFile(join(dir, 'peer.yaml'), 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: demo }\nspec: { mtls: { mode: PERMISSIVE } }\n');
+  await replaceFile(join(dir, 'peer.yaml'), 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: demo }\nspec: { mtls: { mode: PERMISSIVE } }\n');
   await waitFor(() => server.policy.mtls.mode === 'PERMISSIVE', 'PeerAuthentication pushed');
   expect(await plain()).toEqual({ status: 403, reason: 'no-allow-policy-matched' });
   const proxies = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { inboundPolicy: { mtls: { mode: string } } }[] };
