@@ -55,6 +55,12 @@ export const MESH = {
   origProto: 'wren-orig-proto',
   targetPort: 'wren-target-port',
   clientCert: 'x-forwarded-client-cert',
+  /**
+   * Marks an active health check sent by the calling sidecar (resilience/mesh-probes.ts),
+   * so the inbound side counts it apart from user requests. Apps cannot forge it: the
+   * outbound side strips every mesh header from what they send.
+   */
+  healthCheck: 'wren-health-check',
 } as const;
 
 export function isGrpc(h: Headers): boolean {

@@ -41,3 +41,19 @@ export function tunnelToApp(
     d.logger.warn('inbound tunnel to app failed', { code: 'CONNECT_REFUSED', port, error: err.message });
   });
 }
+
+/**
+ * A TCP health check relayed by the inbound sidecar: does the app's port accept a
+ * connection? Istio's agent likewise checks the port itself for rewritten TCP probes,
+ * since through the redirect every port would look open. The socket is closed at once.
+ * Returns a cancel function (the prober gave up: its timeout reset the stream).
+ */
+export function probeApp(d: Pick<AppTunnelDeps, 'appAddress'>, port: number, done: (ok: boolean) => void): () => void {
+  const s = netConnect({ host: d.appAddress, port });
+  s.once('connect', () => {
+    s.destroy();
+    done(true);
+  });
+  s.once('error', () => done(false));
+  return () => s.destroy();
+}

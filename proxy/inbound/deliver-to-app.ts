@@ -18,6 +18,7 @@ export function deliverToApp(appAddress: string, appSessions: PeerPool, agent: A
     const orig = header(req.headers, MESH.origProto);
     delete req.headers[MESH.origProto];
     delete req.headers[MESH.targetPort];
+    delete req.headers[MESH.healthCheck];
     if (orig === 'HTTP/1.1') return forwardH1(agent, appAddress, port, req, req.headers);
     return appSessions
       .get({ address: appAddress, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true })

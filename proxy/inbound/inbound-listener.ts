@@ -13,7 +13,7 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
-import { tunnelToApp } from './app-tunnel.js';
+import { probeApp, tunnelToApp } from './app-tunnel.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
 import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
@@ -152,6 +152,18 @@ export class InboundListener {
         stream.respond({ ':status': 403, 'wren-proxy-error': 'forbidden', [AUTHZ_REASON_HEADER]: dec.reason }, { endStream: true });
         return;
       }
+    }
+    if (headers[MESH.healthCheck] !== undefined) {
+      // A TCP health check from the peer sidecar: 200 once the app's port accepts a
+      // connection, which is then closed; counted apart from the istio_tcp_* metrics.
+      const cancel = probeApp(this.d, port, (ok) => {
+        this.d.metrics.inboundHealthChecks.inc({ kind: 'tcp', response_code: ok ? '200' : '502' });
+        if (stream.destroyed || stream.closed) return;
+        if (ok) stream.respond({ ':status': 200 }, { endStream: true });
+        else stream.respond({ ':status': 502, 'wren-proxy-error': 'connect-refused' }, { endStream: true });
+      });
+      stream.once('close', cancel);
+      return;
     }
     tunnelToApp(this.d, port, stream, {
       connected: () => stream.respond({ ':status': 200 }),

@@ -42,7 +42,8 @@ export function inboundStack(d: InboundStackDeps): HttpService {
   return stack(
     [
       errorsToResponse(d.logger, 'inbound'),
-      recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls'),
+      // Only an mTLS peer (a sidecar) can mark a request as a health check.
+      recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls', !d.plaintext),
       ...(d.plaintext ? [plaintextRequest()] : []),
       inboundTarget(d.reservedPorts),
       authorize(d.policy, d.policyTelemetry),

@@ -1,16 +1,24 @@
-import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
-import { header } from '../http/headers.js';
+import { header, isGrpc, MESH } from '../http/headers.js';
+import { toProxyError } from '../errors/proxy-error.js';
 
 /**
  * Counts requests and their latency to response headers (Linkerd's response_latency is
  * also time-to-first-byte). The gRPC status is read from the trailers when the body ends.
+ *
+ * With `healthChecks` (the inbound mTLS stack), an active health check from the calling
+ * sidecar (`wren-health-check`, which only a sidecar can set) is counted in
+ * wren_inbound_health_checks_total instead of the request metrics: probes are not user
+ * traffic (Envoy counts its own under health_check.*, and Istio's rewritten kubelet
+ * probes never reach the request metrics either).
  */
 export const recordMetrics =
-  (metrics: ProxyMetrics, direction: Direction, clock: Clock, tlsMode: () => string = () => 'mutual_tls'): HttpLayer =>
+  (metrics: ProxyMetrics, direction: Direction, clock: Clock, tlsMode: () => string = () => 'mutual_tls', healthChecks = false): HttpLayer =>
   (inner) =>
   async (req) => {
+    if (healthChecks && req.headers[MESH.healthCheck] !== undefined) return countHealthCheck(metrics, req, inner);
     metrics.activeStreams.inc({ direction });
     let res: ProxyResponse;
     try {
@@ -37,3 +45,15 @@ export const recordMetrics =
     } else count();
     return res;
   };
+
+async function countHealthCheck(metrics: ProxyMetrics, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
+  const kind = isGrpc(req.headers) ? 'grpc' : 'http';
+  try {
+    const res = await inner(req);
+    metrics.inboundHealthChecks.inc({ kind, response_code: String(res.status) });
+    return res;
+  } catch (err) {
+    metrics.inboundHealthChecks.inc({ kind, response_code: String(toProxyError(err, 'INTERNAL').httpStatus) });
+    throw err;
+  }
+}

@@ -22,6 +22,7 @@ export class ProxyMetrics {
   readonly passthrough: Counter<'reason'>;
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
+  readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -48,6 +49,12 @@ export class ProxyMetrics {
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
     this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });
     this.peerConnections = new Counter({ name: 'wren_peer_connections_total', help: 'Connections opened to peers (mtls or plaintext)', labelNames: ['kind'], registers });
+    this.inboundHealthChecks = new Counter({
+      name: 'wren_inbound_health_checks_total',
+      help: 'Active health checks received from peer sidecars over mTLS (kept out of istio_requests_total / istio_tcp_*), by kind and response code',
+      labelNames: ['kind', 'response_code'],
+      registers,
+    });
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
   }
 

@@ -74,6 +74,15 @@ export class PeerPool {
   }
 
   /**
+   * The session an active health check to a meshed endpoint uses: the same pooled mTLS
+   * session as user requests to that sidecar (peer SPIFFE ID verified), so a probe checks
+   * the path traffic takes (resilience/mesh-probes.ts).
+   */
+  probeSession(t: { readonly address: string; readonly port: number; readonly proxyPort: number; readonly identity: string }, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+    return this.get({ address: t.address, port: t.port, proxyPort: t.proxyPort, identity: t.identity, weight: 1, zone: '', ready: true }, connectTimeoutMs);
+  }
+
+  /**
    * The pooled session to the endpoint if it is already open and usable, else undefined
    * (then call get()). Lets a request skip a promise round trip per hop.
    */

@@ -2,6 +2,7 @@ import { Counter, Gauge, type Registry } from '../metrics/prom.js';
 import type { LimitName } from './concurrency-limits.js';
 import type { ClusterState } from './cluster-state.js';
 import type { EjectionReason } from './outlier-detector.js';
+import type { ProbeResult, ProbeTransport } from './health-checker.js';
 
 /**
  * The metrics a Cluster reports. Counters are pushed as events happen; gauges are read
@@ -16,6 +17,8 @@ export interface ClusterMetrics {
   retry(cluster: string): void;
   retryBudgetExhausted(cluster: string): void;
   overflow(cluster: string, limit: LimitName): void;
+  /** One active health check finished (counted apart from user requests, like Envoy's health_check.* stats). */
+  healthCheck(cluster: string, kind: string, transport: ProbeTransport, result: ProbeResult): void;
 }
 
 const BREAKER_VALUE = { closed: 0, open: 1, 'half-open': 2 } as const;
@@ -32,6 +35,7 @@ export class PromClusterMetrics implements ClusterMetrics {
   private readonly retries: Counter<'cluster'>;
   private readonly budgetExhausted: Counter<'cluster'>;
   private readonly overflows: Counter<'cluster' | 'limit'>;
+  private readonly healthChecks: Counter<'cluster' | 'kind' | 'transport' | 'result'>;
 
   constructor(registry: Registry) {
     let shared = SOURCES.get(registry);
@@ -45,6 +49,9 @@ export class PromClusterMetrics implements ClusterMetrics {
     this.retries = counter('wren_retries_total', 'Retries admitted', ['cluster']);
     this.budgetExhausted = counter('wren_retry_budget_exhausted_total', 'Retries refused because the retry budget was spent', ['cluster']);
     this.overflows = counter('wren_overflow_total', 'Requests refused by a concurrency limit (circuit breaker overflow)', ['cluster', 'limit']);
+    this.healthChecks = counter('wren_health_check_total', 'Active health checks sent, by kind, transport (mtls through the peer sidecar, or plaintext) and result', [
+      'cluster', 'kind', 'transport', 'result',
+    ]);
 
     const sources = this.sources;
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: ClusterState) => void) => {
@@ -91,5 +98,9 @@ export class PromClusterMetrics implements ClusterMetrics {
 
   overflow(cluster: string, limit: LimitName): void {
     this.overflows.inc({ cluster, limit });
+  }
+
+  healthCheck(cluster: string, kind: string, transport: ProbeTransport, result: ProbeResult): void {
+    this.healthChecks.inc({ cluster, kind, transport, result });
   }
 }

@@ -13,6 +13,7 @@ import { ConcurrencyLimits, type Admission, type LimitName } from './concurrency
 import { EjectingBalancer, type Eligibility, type HealthAwarePicker } from './ejecting-balancer.js';
 import { EndpointBreaker } from './endpoint-breaker.js';
 import { HealthChecker } from './health-checker.js';
+import type { MeshProbes } from './mesh-probes.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
 import { RetryBudget } from './retry-budget.js';
 
@@ -45,6 +46,8 @@ export interface ClusterOptions {
   readonly logger?: Logger;
   /** Run the policy's active health checks (default true). */
   readonly activeHealthChecks?: boolean;
+  /** Probes through the peer sidecar over mTLS for meshed endpoints (without: plaintext to the app port). */
+  readonly meshProbes?: MeshProbes;
 }
 
 interface Entry {
@@ -65,6 +68,7 @@ export class Cluster {
   private readonly metrics?: ClusterMetrics;
   private readonly logger?: Logger;
   private readonly runHealthChecks: boolean;
+  private readonly meshProbes?: MeshProbes;
   private readonly entries = new Map<string, Entry>();
   private hosts: Host[] = [];
   private balancer: EjectingBalancer;
@@ -84,6 +88,7 @@ export class Cluster {
     this.metrics = opts.metrics;
     this.logger = opts.logger?.child({ cluster: opts.name });
     this.runHealthChecks = opts.activeHealthChecks ?? true;
+    this.meshProbes = opts.meshProbes;
     this.balancer = this.makeBalancer();
     this.picker = this.balancer.build([]);
     this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
@@ -341,8 +346,10 @@ export class Cluster {
         onResult: (key, ok) => {
           if (ok) this.outlier.healthCheckPassed(key);
         },
+        onProbe: (transport, result) => this.metrics?.healthCheck(this.name, hc.kind, transport, result),
       },
       this.logger,
+      this.meshProbes,
     );
   }
 
@@ -350,7 +357,8 @@ export class Cluster {
     if (!this.checker) return;
     const targets = [];
     for (const e of this.entries.values()) {
-      if (e.host.endpoint.ready) targets.push({ key: e.host.key, address: e.host.endpoint.address, port: e.host.endpoint.port });
+      const ep = e.host.endpoint;
+      if (ep.ready) targets.push({ key: e.host.key, address: ep.address, port: ep.port, proxyPort: ep.proxyPort, identity: ep.identity });
       else e.activeHealthy = true;
     }
     this.checker.update(targets);

@@ -2,6 +2,7 @@ import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HealthCheckPolicy } from '../../contract/model.js';
 import { createGrpcHealthClient, grpcProbe, httpProbe, tcpProbe, type HealthClient, type ProbeTarget } from './health-probes.js';
+import type { MeshedTarget, MeshProbes } from './mesh-probes.js';
 
 /**
  * Optional active health checking (Envoy core/v3/health_check.proto semantics): every
@@ -13,10 +14,21 @@ import { createGrpcHealthClient, grpcProbe, httpProbe, tcpProbe, type HealthClie
  * Deviation from Envoy: a new endpoint starts healthy instead of waiting for its first
  * check, because in a mesh endpoints arrive already gated by Kubernetes readiness; the
  * first check runs immediately.
+ *
+ * A meshed endpoint (one with a sidecar: `proxyPort` set) is probed through its sidecar
+ * over mutual TLS when `mesh` probes are given (mesh-probes.ts); unmeshed endpoints get
+ * plaintext probes to the app port (health-probes.ts).
  */
 export interface HealthTargetSpec extends ProbeTarget {
   readonly key: string;
+  /** The peer sidecar's inbound port; null or absent for an unmeshed endpoint. */
+  readonly proxyPort?: number | null;
+  /** The SPIFFE ID the peer sidecar must present. */
+  readonly identity?: string;
 }
+
+export type ProbeTransport = 'mtls' | 'plaintext';
+export type ProbeResult = 'healthy' | 'unhealthy' | 'timeout';
 
 interface TargetState {
   spec: HealthTargetSpec;
@@ -40,8 +52,11 @@ export class HealthChecker {
       onChange(key: string, healthy: boolean): void;
       /** Every probe result (the Cluster unejects outlier-ejected hosts on a pass). */
       onResult?(key: string, ok: boolean): void;
+      /** Every probe, for metrics: how it went and over which transport. */
+      onProbe?(transport: ProbeTransport, result: ProbeResult): void;
     },
     private readonly logger?: Logger,
+    private readonly mesh?: MeshProbes,
   ) {}
 
   /** Check exactly these targets: new ones start now, removed ones stop. */
@@ -49,7 +64,7 @@ export class HealthChecker {
     const keep = new Map(specs.map((s) => [s.key, s]));
     for (const [key, st] of this.targets) {
       const spec = keep.get(key);
-      if (!spec || spec.address !== st.spec.address || spec.port !== st.spec.port) this.stop(key, st);
+      if (!spec || !sameTarget(spec, st.spec)) this.stop(key, st);
     }
     for (const spec of keep.values()) {
       if (this.targets.has(spec.key)) continue;
@@ -97,21 +112,38 @@ export class HealthChecker {
     this.clock.clearTimeout(timeout);
     st.abort = null;
     if (st.closed) return;
-    if (abort.signal.aborted) ok = false; // answered after the timeout: still a failure
+    const timedOut = abort.signal.aborted;
+    if (timedOut) ok = false; // answered after the timeout: still a failure
+    this.events.onProbe?.(this.meshed(st.spec) ? 'mtls' : 'plaintext', timedOut ? 'timeout' : ok ? 'healthy' : 'unhealthy');
     this.account(st, ok);
     this.schedule(st, this.policy.intervalMs);
   }
 
+  /** The target as a meshed one when it has a sidecar and mesh probes are available. */
+  private meshed(t: HealthTargetSpec): MeshedTarget | null {
+    if (!this.mesh || t.proxyPort === null || t.proxyPort === undefined) return null;
+    return { address: t.address, port: t.port, proxyPort: t.proxyPort, identity: t.identity ?? '' };
+  }
+
   private probe(st: TargetState, signal: AbortSignal): Promise<boolean> {
-    switch (this.policy.kind) {
+    const p = this.policy;
+    // `path` names the gRPC service to ask about; '/' or '' means the whole server.
+    const service = () => p.path.replace(/^\/+/, '');
+    const m = this.meshed(st.spec);
+    if (m) {
+      const mesh = this.mesh!;
+      if (p.kind === 'http') return mesh.http(m, p.path || '/', p.timeoutMs, signal);
+      if (p.kind === 'tcp') return mesh.tcp(m, p.timeoutMs, signal);
+      return mesh.grpc(m, service(), p.timeoutMs, signal);
+    }
+    switch (p.kind) {
       case 'http':
-        return httpProbe(st.spec, this.policy.path || '/', signal);
+        return httpProbe(st.spec, p.path || '/', signal);
       case 'tcp':
         return tcpProbe(st.spec, signal);
       case 'grpc': {
         st.grpc ??= createGrpcHealthClient(st.spec);
-        // `path` names the gRPC service to ask about; '/' or '' means the whole server.
-        return grpcProbe(st.grpc, this.policy.path.replace(/^\/+/, ''), signal);
+        return grpcProbe(st.grpc, service(), signal);
       }
     }
   }
@@ -136,4 +168,8 @@ export class HealthChecker {
       this.events.onChange(key, true);
     }
   }
+}
+
+function sameTarget(a: HealthTargetSpec, b: HealthTargetSpec): boolean {
+  return a.address === b.address && a.port === b.port && (a.proxyPort ?? null) === (b.proxyPort ?? null) && (a.identity ?? '') === (b.identity ?? '');
 }

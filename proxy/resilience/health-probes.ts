@@ -6,8 +6,10 @@ import { fileURLToPath } from 'node:url';
 /**
  * The three active health-check probes (Envoy HealthCheck: http_health_check,
  * tcp_health_check, grpc_health_check). Each resolves true (healthy) or false and gives
- * up when `signal` aborts (the checker's timeout). Probes go in plaintext straight to the
- * endpoint's app port, like Envoy health checks without a transport socket match.
+ * up when `signal` aborts (the checker's timeout). These go in plaintext straight to the
+ * app port and are used for unmeshed endpoints only; a meshed endpoint is probed through
+ * its sidecar over mTLS (mesh-probes.ts), since under STRICT mTLS a plaintext probe would
+ * be redirected to the sidecar's inbound port and refused.
  */
 export interface ProbeTarget {
   readonly address: string;
