@@ -98,9 +98,10 @@ function sum(text: string, name: string, labels: Record<string, string> = {}): n
   return total;
 }
 
-function get(): Promise<string> {
+function get(extra: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path: '/work', headers: { host: 'web.default.svc.cluster.local:8080' } }, (res) => {
+    const headers = { host: 'web.default.svc.cluster.local:8080', ...extra };
+    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path: '/work', headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
@@ -215,4 +216,13 @@ test("probes pass the peer's authorization like any request from the client's id
   expect(sum(await metricsOf(sideB), 'wren_inbound_health_checks_total', { kind: 'http', response_code: '403' })).toBeGreaterThanOrEqual(2);
   sideB.applySnapshot({ ...sideB.snapshot, version: 'allow', inboundPolicy: policy('ALLOW') });
   expect(await until(async () => (await health('web.default:8080', webB.port)) === 'healthy')).toBe(true);
+});
+
+test('an app cannot pass its requests off as health checks: the header is stripped at its sidecar', async () => {
+  const inboundCounts = async () => sum(await metricsOf(sideA), 'istio_requests_total', { direction: 'inbound' }) + sum(await metricsOf(sideB), 'istio_requests_total', { direction: 'inbound' });
+  const before = { requests: await inboundCounts(), hits: webA.userHits + webB.userHits };
+  for (let i = 0; i < 10; i++) expect(await get({ 'wren-health-check': '1' })).toMatch(/^200 [ab]$/);
+  expect(webA.userHits + webB.userHits - before.hits).toBe(10);
+  // Counted as the user requests they are, on the serving side.
+  expect((await inboundCounts()) - before.requests).toBe(10);
 });

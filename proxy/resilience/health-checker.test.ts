@@ -1,11 +1,13 @@
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { systemClock } from '../../common/clock.js';
+import { FakeClock, systemClock } from '../../common/clock.js';
 import type { HealthCheckPolicy } from '../../contract/model.js';
 import { HealthChecker } from './health-checker.js';
+import { MeshProbes } from './mesh-probes.js';
 
 const policy = (over: Partial<HealthCheckPolicy>): HealthCheckPolicy => ({
   kind: 'http', path: '/healthz', intervalMs: 20, timeoutMs: 200, healthyThreshold: 2, unhealthyThreshold: 2, ...over,
@@ -124,5 +126,106 @@ describe('HealthChecker', () => {
     status = 'SERVING';
     await waitFor(() => rec.changes.length === 2);
     expect(rec.changes[1]).toEqual(['g', true]);
+  });
+});
+
+describe('HealthChecker with mesh probes (fake time)', () => {
+  // A real HTTP/2 server stands in for the peer sidecar; the clock is fake, so only the
+  // I/O is real and every interval and timeout fires when the test says.
+  let server: http2.Http2Server;
+  let session: http2.ClientHttp2Session;
+  let reply: (s: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => void;
+  const streams: http2.IncomingHttpHeaders[] = [];
+  const viaMesh: string[] = [];
+
+  beforeAll(async () => {
+    server = http2.createServer();
+    server.on('stream', (s, h) => {
+      s.on('error', () => undefined);
+      streams.push(h);
+      reply(s, h);
+    });
+    const port = await listen(server as unknown as net.Server);
+    session = http2.connect(`http://127.0.0.1:${port}`);
+  });
+  afterAll(async () => {
+    session.close();
+    await new Promise((r) => server.close(r));
+  });
+
+  const mesh = new MeshProbes((t) => {
+    viaMesh.push(`${t.address}:${t.port} via ${t.proxyPort} as ${t.identity}`);
+    return Promise.resolve(session);
+  });
+
+  it('meshed targets are probed through their sidecar, unmeshed ones in plaintext; each probe is reported with its transport and result', async () => {
+    const plainHits: string[] = [];
+    const plain = http.createServer((req, res) => {
+      plainHits.push(req.url ?? '');
+      res.writeHead(200).end();
+    });
+    const plainPort = await listen(plain);
+    let status = 200;
+    reply = (s) => s.respond({ ':status': status }, { endStream: true });
+    const clock = new FakeClock();
+    const probed: string[] = [];
+    const rec = recorder();
+    const c = new HealthChecker(policy({ intervalMs: 1000, timeoutMs: 500, unhealthyThreshold: 2 }), clock, { ...rec.events, onProbe: (t, r) => probed.push(`${t}:${r}`) }, undefined, mesh);
+    try {
+      c.update([
+        { key: 'meshed', address: '10.0.0.9', port: 8080, proxyPort: 15006, identity: 'spiffe://td/ns/default/sa/web' },
+        { key: 'plain', address: '127.0.0.1', port: plainPort, proxyPort: null },
+      ]);
+      clock.advance(0);
+      await waitFor(() => probed.length === 2);
+      expect(probed.sort()).toEqual(['mtls:healthy', 'plaintext:healthy']);
+      expect(viaMesh).toEqual(['10.0.0.9:8080 via 15006 as spiffe://td/ns/default/sa/web']);
+      expect(streams.map((h) => [h[':path'], h['wren-target-port'], h['wren-health-check']])).toEqual([['/healthz', '8080', '1']]);
+      expect(plainHits).toEqual(['/healthz']);
+      // Nothing runs until the interval has passed.
+      clock.advance(999);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(probed.length).toBe(2);
+      status = 503;
+      for (let i = 1; i <= 2; i++) {
+        clock.advance(1);
+        await waitFor(() => probed.length === 2 + 2 * i);
+        clock.advance(999);
+      }
+      expect(probed.slice(2).filter((p) => p.startsWith('mtls'))).toEqual(['mtls:unhealthy', 'mtls:unhealthy']);
+      expect(rec.changes).toEqual([['meshed', false]]);
+      expect(c.isHealthy('plain')).toBe(true);
+      // A peer that never answers: the fake-time timeout fails the probe as 'timeout'.
+      reply = () => undefined;
+      const n = probed.length;
+      clock.advance(1);
+      await waitFor(() => streams.length === 4);
+      clock.advance(500);
+      await waitFor(() => probed.length === n + 2);
+      expect(probed.slice(n)).toContain('mtls:timeout');
+    } finally {
+      c.close();
+      await new Promise((r) => plain.close(r));
+    }
+  });
+
+  it('a target whose sidecar or identity changes is probed afresh', async () => {
+    reply = (s) => s.respond({ ':status': 200 }, { endStream: true });
+    viaMesh.length = 0;
+    const clock = new FakeClock();
+    const rec = recorder();
+    const c = new HealthChecker(policy({ intervalMs: 1000 }), clock, rec.events, undefined, mesh);
+    try {
+      const base = { key: 'm', address: '10.0.0.9', port: 8080, proxyPort: 15006, identity: 'spiffe://td/ns/default/sa/a' };
+      c.update([base]);
+      clock.advance(0);
+      await waitFor(() => rec.results.length === 1);
+      c.update([{ ...base, identity: 'spiffe://td/ns/default/sa/b' }]);
+      clock.advance(0);
+      await waitFor(() => rec.results.length === 2);
+      expect(viaMesh).toEqual(['10.0.0.9:8080 via 15006 as spiffe://td/ns/default/sa/a', '10.0.0.9:8080 via 15006 as spiffe://td/ns/default/sa/b']);
+    } finally {
+      c.close();
+    }
   });
 });

@@ -177,7 +177,10 @@ export function decodeServing(body: Buffer): boolean {
       if (wire === 0) {
         const v = readVarint();
         if (field === 1) status = v;
-      } else if (wire === 2) i += readVarint();
+      } else if (wire === 2) {
+        const n = readVarint(); // read first: `i += readVarint()` would add to the old i
+        i += n;
+      }
       else if (wire === 1) i += 8;
       else if (wire === 5) i += 4;
       else return false;
