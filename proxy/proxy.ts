@@ -72,13 +72,13 @@ export class Proxy {
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
     this.routes = new RouteTable({ version: '', source: 'none', services: [] }, config.identity.namespace);
     const clusterMetrics = new PromClusterMetrics(this.metrics.registry);
-    const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
-    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
     // Active health checks to meshed endpoints ride the same mTLS sessions as user traffic.
     const meshProbes = new MeshProbes((t, connectTimeoutMs) => this.peers.probeSession(t, connectTimeoutMs));
     const resilient: ClusterFactory = (name, policy) =>
       new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
+    const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
+    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger });
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
