@@ -50,7 +50,8 @@ function service(name: string, port: number, protocol: string, healthCheck: Reco
 
 beforeAll(async () => {
   [webA, webB, rpcA, rpcB, tcpA, tcpB] = await Promise.all([healthApp('a'), healthApp('b'), grpcHealthApp(), grpcHealthApp(), tcpHealthApp(), tcpHealthApp()]);
-  sideA = await startProxy({ pki, serviceAccount: 'backend-a', config: listenersOn(POD_A) });
+  // What iptables' SO_ORIGINAL_DST would say for a redirected plaintext connection (PERMISSIVE test below).
+  sideA = await startProxy({ pki, serviceAccount: 'backend-a', config: listenersOn(POD_A), inboundOriginalDst: () => ({ address: POD_A, port: webA.port }) });
   sideB = await startProxy({ pki, serviceAccount: 'backend-b', config: listenersOn(POD_B) });
   for (const [pod, side, apps] of [[POD_A, sideA, [webA, rpcA, tcpA]], [POD_B, sideB, [webB, rpcB, tcpB]]] as const)
     for (const app of apps) redirects.push(await podRedirect(pod, app.port, side.inboundPort));
@@ -225,4 +226,25 @@ test('an app cannot pass its requests off as health checks: the header is stripp
   expect(webA.userHits + webB.userHits - before.hits).toBe(10);
   // Counted as the user requests they are, on the serving side.
   expect((await inboundCounts()) - before.requests).toBe(10);
+});
+
+test('on a PERMISSIVE port a plaintext caller cannot mark its requests as health checks either', async () => {
+  sideA.applySnapshot({ ...sideA.snapshot, version: 'permissive', inboundPolicy: parseInboundPolicy({ mtls: { mode: 'PERMISSIVE' } }, 'test') });
+  const m = async () => ({ plain: sum(await metricsOf(sideA), 'istio_requests_total', { direction: 'inbound', connection_security_policy: 'none' }) });
+  const before = await m();
+  const hits = webA.userHits;
+  // Straight to the pod's app port: the redirect hands it to the sidecar in plaintext.
+  const reply = await new Promise<string>((resolve, reject) => {
+    const req = httpRequest({ host: POD_A, port: webA.port, path: '/work', headers: { 'wren-health-check': '1' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(String(res.statusCode)));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  expect(reply).toBe('200');
+  expect(webA.userHits).toBe(hits + 1);
+  const after = await m();
+  // Counted as the plaintext user request it is.
+  expect(after.plain - before.plain).toBe(1);
 });
