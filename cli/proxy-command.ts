@@ -7,6 +7,7 @@ import { createLogger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
 import { hasProxyEnv, loadProxyConfig, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
 import { Proxy } from '../proxy/proxy.js';
+import { ListenError } from '../common/listen.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import type { CertifyClient } from '../proxy/identity/certify-client.js';
 import type { WorkloadIdentity } from '../proxy/identity/workload-identity.js';
@@ -143,7 +144,17 @@ export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
       return 1;
     }
   }
-  const proxy = await Proxy.start({ config, tls, staticMesh: config.discovery.controlPlane === undefined });
+  let proxy: Proxy;
+  try {
+    proxy = await Proxy.start({ config, tls, staticMesh: config.discovery.controlPlane === undefined });
+  } catch (e) {
+    // A listener that cannot bind stops the sidecar (exit 1) with everything else closed.
+    if (!(e instanceof ListenError)) throw e;
+    err(`wren proxy: ${e.message}\n`);
+    workload?.stop();
+    certifyClient?.close();
+    return 1;
+  }
   if (workload) {
     workload.attachMetrics(proxy.metrics.registry);
     workload.start();
