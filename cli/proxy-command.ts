@@ -31,7 +31,11 @@ Options:
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
-finish within shutdown.gracePeriod, outbound keeps serving meanwhile).
+finish within shutdown.gracePeriod, outbound keeps serving meanwhile). The same from
+the pod: curl -X POST -H 'wren-admin: 1' http://127.0.0.1:15000/drain (admin actions
+need that header and come from localhost only).
+
+A listener that cannot bind (its port taken) stops the proxy at start: exit 1.
 `;
 
 function describeConfig(config: ProxyConfig): string {
