@@ -234,3 +234,22 @@ test('a real WebSocket works end to end both ways, with the mesh headers set by 
   expect(h['host']).toBe('ws');
   expect(h['sec-websocket-key']).toBeDefined();
 });
+
+test('an Upgrade: h2c offer is ignored: the request is served as plain HTTP/1.1, body included', async () => {
+  const before = raw.conns.length;
+  const reply = await exchange(
+    client,
+    'POST /plain HTTP/1.1\r\nHost: raw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 3\r\n\r\nabc',
+    1500,
+    (s, got) => {
+      if (got().includes('answered /plain')) s.end();
+    },
+  );
+  expect(reply).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  expect(reply).toContain('answered /plain');
+  const [c] = raw.conns.slice(before);
+  expect(c.answered).toEqual(['/plain']);
+  expect(c.bytes.toLowerCase()).not.toMatch(/upgrade|http2-settings/);
+  expect(c.bytes.startsWith('POST /plain HTTP/1.1\r\n')).toBe(true);
+  expect(c.bytes.endsWith('\r\n\r\nabc')).toBe(true);
+});

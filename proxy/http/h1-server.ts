@@ -23,7 +23,7 @@ export interface H1ServerOptions {
  * layers. It never listens itself: detected connections are handed to it.
  */
 export function createH1Server(opts: H1ServerOptions): Server {
-  const server = createServer({ maxHeaderSize: opts.maxHeaderBytes, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
+  const server = createServer({ maxHeaderSize: opts.maxHeaderBytes, requestTimeout: 0, keepAliveTimeout: 60_000, shouldUpgradeCallback: wantsUpgrade }, (req, res) => {
     void handle(opts, req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -64,6 +64,17 @@ async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerRe
     out = errorResponse(err, preq);
   }
   writeH1Response(res, out, preq.method === 'HEAD');
+}
+
+/**
+ * An `Upgrade: h2c` offer (RFC 7540 section 3.2, deprecated by RFC 9113) is ignored, as a
+ * server may ignore any Upgrade (RFC 9110 section 7.8): the request is served as plain
+ * HTTP/1.1 (its Upgrade and HTTP2-Settings fields are hop-by-hop and dropped), body and
+ * keep-alive included. Any other Upgrade goes to the 'upgrade' path.
+ */
+function wantsUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return u !== undefined && !/^\s*h2c\s*$/i.test(u);
 }
 
 function proxyRequestOf(opts: H1ServerOptions, req: IncomingMessage, hasBody: boolean, signal: AbortSignal, upgrade: string | undefined): ProxyRequest {
