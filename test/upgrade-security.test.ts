@@ -85,7 +85,12 @@ beforeAll(async () => {
     authorizationPolicies: [{ name: 'default/deny-mallory', action: 'DENY', rules: [{ from: [{ source: { principals: ['*/sa/mallory'] } }] }] }],
   };
   server = await startProxy({ pki, serviceAccount: 'web', config: { policy } });
-  const services = [meshService('raw', 80, [{ appPort: raw.port, proxy: server }]), meshService('ws', 80, [{ appPort: wsPort, proxy: server }])];
+  const services = [
+    meshService('raw', 80, [{ appPort: raw.port, proxy: server }]),
+    meshService('ws', 80, [{ appPort: wsPort, proxy: server }]),
+    // The same app with no sidecar: the outbound alone rebuilds the head and holds the bytes.
+    meshService('unmeshed', 80, [{ appPort: raw.port, proxy: null }]),
+  ];
   [client, mallory] = await Promise.all([startProxy({ pki, serviceAccount: 'client', services }), startProxy({ pki, serviceAccount: 'mallory', services })]);
 });
 
@@ -252,4 +257,25 @@ test('an Upgrade: h2c offer is ignored: the request is served as plain HTTP/1.1,
   expect(c.bytes.toLowerCase()).not.toMatch(/upgrade|http2-settings/);
   expect(c.bytes.startsWith('POST /plain HTTP/1.1\r\n')).toBe(true);
   expect(c.bytes.endsWith('\r\n\r\nabc')).toBe(true);
+});
+
+test('to an unmeshed endpoint the outbound alone applies the same rules', async () => {
+  const before = raw.conns.length;
+  const refused = await exchange(
+    client,
+    `GET /admin HTTP/1.1\r\nHost: unmeshed\r\nConnection: Upgrade\r\nUpgrade: foo\r\nX-Forwarded-Client-Cert: ${FORGED_XFCC}\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: raw\r\n\r\n`,
+  );
+  expect(refused).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  expect(refused).not.toContain('smuggled');
+  const switched = await exchange(client, 'GET /ws HTTP/1.1\r\nHost: unmeshed\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly', 1500, (s, got) => {
+    if (got().endsWith('early')) s.end();
+  });
+  expect(switched).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  expect(switched.endsWith('\r\n\r\nearly')).toBe(true);
+  await new Promise((r) => setTimeout(r, 100));
+  const conns = raw.conns.slice(before);
+  expect(conns.map((c) => c.answered)).toEqual([['/admin'], ['/ws']]);
+  expect(conns[0].bytes).not.toMatch(/smuggled|sa\/admin|x-forwarded-client-cert/i);
+  expect(conns[0].bytes).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/);
+  expect(conns[1].beforeSwitch).toBe('');
 });
