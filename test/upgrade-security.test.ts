@@ -205,8 +205,12 @@ test('authorization refuses an upgrade exactly like a plain request: 403 before 
   expect(raw.conns.length).toBe(before);
 });
 
-test('an upgrade request with a body is refused (400) and nothing reaches the app', async () => {
+test('an upgrade request with a body is refused (400) and nothing reaches the app; errors take the one mapping', async () => {
   const before = raw.conns.length;
+  const unknown = await exchange(client, 'GET /ws HTTP/1.1\r\nHost: nosuchservice\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+  expect(unknown).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
+  expect(unknown.toLowerCase()).toContain('wren-proxy-error: no-route\r\n');
+  expect(unknown).toContain('no service matches the request authority: nosuchservice');
   const reply = await exchange(client, 'POST /ws HTTP/1.1\r\nHost: raw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello');
   expect(reply).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
   expect(reply.toLowerCase()).toContain('wren-proxy-error: bad-request\r\n');
