@@ -33,10 +33,11 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
     let body: Readable | null = null;
     let trailers: Headers | undefined;
     let switchHeaders: Headers = {};
+    let finished = false;
     const fail = (err: unknown) => {
       socket.destroy();
       if (!responded) reject(toProxyError(err ?? Object.assign(new Error('connection closed'), { code: 'ECONNRESET' })));
-      else if (!switched) body?.destroy(toProxyError(err));
+      else if (!switched && !finished) body?.destroy(toProxyError(err));
     };
     const onAbort = () => fail(new ProxyError('CLIENT_CANCELLED'));
     req.signal.addEventListener('abort', onAbort, { once: true });
@@ -59,6 +60,7 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
         },
         onEnd: (t) => {
           trailers = t;
+          finished = true;
           socket.destroy();
           body?.push(null);
         },
@@ -94,7 +96,7 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
     };
     const onClose = () => {
       req.signal.removeEventListener('abort', onAbort);
-      if (!responded || (body && !body.readableEnded)) fail(null);
+      if (!responded || !finished) fail(null);
     };
     socket.on('data', onData);
     socket.on('end', onEnd);
