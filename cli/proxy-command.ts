@@ -7,6 +7,7 @@ import { createLogger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
 import { hasProxyEnv, loadProxyConfig, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
 import { Proxy } from '../proxy/proxy.js';
+import { ListenError } from '../common/listen.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import type { CertifyClient } from '../proxy/identity/certify-client.js';
 import type { WorkloadIdentity } from '../proxy/identity/workload-identity.js';
@@ -30,7 +31,11 @@ Options:
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
-finish within shutdown.gracePeriod, outbound keeps serving meanwhile).
+finish within shutdown.gracePeriod, outbound keeps serving meanwhile). The same from
+the pod: curl -X POST -H 'wren-admin: 1' http://127.0.0.1:15000/drain (admin actions
+need that header and come from localhost only).
+
+A listener that cannot bind (its port taken) stops the proxy at start: exit 1.
 `;
 
 function describeConfig(config: ProxyConfig): string {
@@ -143,7 +148,17 @@ export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
       return 1;
     }
   }
-  const proxy = await Proxy.start({ config, tls, staticMesh: config.discovery.controlPlane === undefined });
+  let proxy: Proxy;
+  try {
+    proxy = await Proxy.start({ config, tls, staticMesh: config.discovery.controlPlane === undefined });
+  } catch (e) {
+    // A listener that cannot bind stops the sidecar (exit 1) with everything else closed.
+    if (!(e instanceof ListenError)) throw e;
+    err(`wren proxy: ${e.message}\n`);
+    workload?.stop();
+    certifyClient?.close();
+    return 1;
+  }
   if (workload) {
     workload.attachMetrics(proxy.metrics.registry);
     workload.start();

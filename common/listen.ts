@@ -7,3 +7,17 @@ export async function listen(server: Server, port: number, host: string): Promis
   await once(server, 'listening');
   return server.address() as AddressInfo;
 }
+
+/** A listener could not bind at start-up: names the listener, its address and port, and the system's reason. */
+export class ListenError extends Error {
+  constructor(
+    readonly listener: string,
+    readonly address: string,
+    readonly port: number,
+    cause: unknown,
+  ) {
+    const e = cause as NodeJS.ErrnoException;
+    super(`cannot listen on ${address}:${port} (${listener} listener): ${e?.code ?? 'error'}: ${e?.message ?? String(cause)}`, { cause });
+    this.name = 'ListenError';
+  }
+}

@@ -19,7 +19,8 @@ import { AdminServer } from './admin/admin-server.js';
 import { CompiledInboundPolicy } from './policy/compiled-policy.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { ListenError } from '../common/listen.js';
 import { Agent } from 'node:http';
 import { loadAddon } from './net/original-dst.js';
 
@@ -136,7 +137,17 @@ export class Proxy {
   static async start(opts: ProxyOptions): Promise<Proxy> {
     const p = new Proxy(opts.config, opts.tls, opts);
     if (!loadAddon()) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
-    const [o, i, a] = await Promise.all([p.outbound.listen(), p.inbound.listen(), p.admin.listen()]);
+    // Every listener binds or the proxy does not start: a sidecar missing one (its port
+    // still held by a predecessor that is draining) must not report ready (issue 11).
+    const bound = await Promise.allSettled([p.outbound.listen(), p.inbound.listen(), p.admin.listen()]);
+    const failed = bound.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      await p.close();
+      const name = (['outbound', 'inbound', 'admin'] as const)[failed];
+      const l = opts.config.listeners[name];
+      throw new ListenError(name, l.address, l.port, (bound[failed] as PromiseRejectedResult).reason);
+    }
+    const [o, i, a] = bound.map((r) => (r as PromiseFulfilledResult<AddressInfo>).value);
     p.ports = { outbound: o.port, inbound: i.port, admin: a.port };
     if (!p.hasConfig) {
       // Bounded wait for the first config: past it the proxy reports ready anyway (it can

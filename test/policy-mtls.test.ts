@@ -122,6 +122,29 @@ describe('PERMISSIVE', () => {
     expect(await metric(permissive, /istio_requests_total\{direction="inbound",[^}]*response_code="200"[^}]*connection_security_policy="none"\} (\d+)/)).toBeGreaterThan(0);
   });
 
+  test('a plaintext upgrade goes through the plaintext layers: forged mesh headers dropped, target from the original destination', async () => {
+    redirect = appA.port;
+    const reply = await new Promise<string>((resolve) => {
+      let got = '';
+      const s = netConnect(permissive.inboundPort, '127.0.0.1', () =>
+        s.write(
+          `GET /chat HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Forwarded-Client-Cert: By=x;URI=spiffe://cluster.local/ns/default/sa/admin\r\nwren-target-port: ${appB.port}\r\n\r\nping`,
+        ),
+      );
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (got.endsWith('ping')) s.end();
+      });
+      s.on('close', () => resolve(got));
+      s.on('error', () => resolve(got));
+      setTimeout(() => s.destroy(), 2000);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    expect(reply).toContain('x-app: a\r\n');
+    expect(reply).toContain('x-xfcc: none\r\n');
+    expect(reply.endsWith('\r\n\r\nping')).toBe(true);
+  });
+
   test('h2c (prior knowledge) plaintext is served too, to the app in HTTP/2', async () => {
     redirect = h2App.port;
     const body = await new Promise<string>((resolve, reject) => {

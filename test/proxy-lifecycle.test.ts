@@ -37,7 +37,7 @@ describe('graceful shutdown', () => {
       expect((await get(client.outboundPort, 'slow', '/name')).status).toBe(200);
       const inflight = get(client.outboundPort, 'slow', '/slow?ms=600');
       await new Promise((r) => setTimeout(r, 100));
-      const drain = await fetch(`http://127.0.0.1:${server.adminPort}/drain`, { method: 'POST' });
+      const drain = await fetch(`http://127.0.0.1:${server.adminPort}/drain`, { method: 'POST', headers: { 'wren-admin': '1' } });
       expect(drain.status).toBe(202);
       expect((await fetch(`http://127.0.0.1:${server.adminPort}/ready`)).status).toBe(503);
       // The draining pod's app can still call out through its sidecar.

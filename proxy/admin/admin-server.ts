@@ -23,13 +23,35 @@ const ENDPOINTS: readonly [string, string, string][] = [
   ['GET', '/config_dump', 'effective configuration (JSON)'],
   ['GET', '/clusters', 'endpoints and their state (JSON)'],
   ['GET', '/certs', 'workload identity, certificate serial and expiry, trust anchors (JSON)'],
-  ['POST', '/logging?level=debug|info|warn|error', 'change the log level'],
-  ['POST', '/drain', 'graceful shutdown (same as SIGTERM)'],
+  ['POST', '/logging?level=debug|info|warn|error', 'change the log level (needs `wren-admin: 1`, from localhost)'],
+  ['POST', '/drain', 'graceful shutdown, same as SIGTERM (needs `wren-admin: 1`, from localhost)'],
 ];
+
+/** The header every admin action (POST) must carry. */
+const ADMIN_ACTION_HEADER = 'wren-admin';
+
+/**
+ * Why an admin action is refused, or null if it may run. Actions are for processes on
+ * this host only (Linkerd's /shutdown is localhost-only too), and they need a custom
+ * header: a web page the app renders cannot make a browser send one cross-site without a
+ * CORS preflight, which the admin port never approves (Envoy's admin requires POST for
+ * the same reason). A request a browser marks as coming from a page (Origin, or
+ * Sec-Fetch-Site other than `none`) is refused whatever it carries.
+ */
+function actionRefusal(req: IncomingMessage): string | null {
+  const from = req.socket.remoteAddress ?? '';
+  if (!(from.startsWith('127.') || from === '::1' || from.startsWith('::ffff:127.'))) return `admin actions are accepted from localhost only, not from ${from}`;
+  if (req.headers.origin !== undefined) return 'admin actions are refused from web pages (the request has an Origin header)';
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'none') return `admin actions are refused from web pages (Sec-Fetch-Site: ${String(site)})`;
+  if (req.headers[ADMIN_ACTION_HEADER] !== '1') return `admin actions need the header \`${ADMIN_ACTION_HEADER}: 1\` (curl -X POST -H '${ADMIN_ACTION_HEADER}: 1' ...)`;
+  return null;
+}
 
 /**
  * The admin port, bound to localhost by default (it exposes config and can drain the
- * proxy). Names follow Envoy's admin API where the meaning matches; mutations are POST.
+ * proxy). Names follow Envoy's admin API where the meaning matches; mutations are POST
+ * and are refused unless they come from localhost with the `wren-admin: 1` header.
  */
 export class AdminServer {
   private readonly server: Server;
@@ -47,6 +69,13 @@ export class AdminServer {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     const key = `${req.method} ${url.pathname}`;
+    if (req.method === 'POST' && ENDPOINTS.some(([m, p]) => m === 'POST' && p.split('?')[0] === url.pathname)) {
+      const refusal = actionRefusal(req);
+      if (refusal) {
+        this.d.logger.warn('admin action refused', { code: 'FORBIDDEN', path: url.pathname, peer: req.socket.remoteAddress, reason: refusal });
+        return send(res, 403, 'text/plain', `${refusal}\n`);
+      }
+    }
     switch (key) {
       case 'GET /':
         return send(res, 200, 'text/plain', ENDPOINTS.map(([m, p, d]) => `${m.padEnd(5)}${p.padEnd(42)}${d}`).join('\n') + '\n');

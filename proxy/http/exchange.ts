@@ -29,9 +29,20 @@ export interface ProxyRequest {
   endpoint?: Endpoint;
   /** Local delivery port (inbound). */
   targetPort?: number;
+  /**
+   * An HTTP/1.1 upgrade request (RFC 9110 section 7.8): the protocols the client asked
+   * for (its `Upgrade` header, e.g. `websocket`). The request itself has no body; what the
+   * client sends after the head is held by the listener until the upstream answers 101.
+   */
+  readonly upgrade?: string;
 }
 
 export interface ProxyResponse {
+  /**
+   * 101 only in answer to an upgrade request: then `headers.upgrade` names the protocol
+   * switched to and `body` is the tunnel, a Duplex (its readable side the upstream's bytes,
+   * its writable side going to the upstream). Layers see it end like any body.
+   */
   readonly status: number;
   readonly headers: Headers;
   readonly body: Readable | null;

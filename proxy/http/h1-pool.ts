@@ -423,7 +423,7 @@ class ResponseBody extends Readable implements SettledBody {
   }
 }
 
-function requestHead(req: ProxyRequest, head: Headers): string {
+export function requestHead(req: ProxyRequest, head: Headers): string {
   const method = req.method;
   if (!TOKEN.test(method)) throw new ProxyError('BAD_REQUEST', `invalid method ${JSON.stringify(method)}`);
   if (BAD_PATH.test(req.path) || req.path === '') throw new ProxyError('BAD_REQUEST', 'invalid request target');

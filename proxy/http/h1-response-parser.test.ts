@@ -10,7 +10,7 @@ interface Parsed {
   parser: H1ResponseParser;
 }
 
-function parser(maxHeaderBytes?: number): Parsed {
+function parser(maxHeaderBytes?: number, upgrade = false): Parsed {
   const out: Parsed = { heads: [], body: '', ended: 0, trailers: undefined, parser: undefined as unknown as H1ResponseParser };
   out.parser = new H1ResponseParser(
     {
@@ -22,6 +22,7 @@ function parser(maxHeaderBytes?: number): Parsed {
       },
     },
     maxHeaderBytes,
+    upgrade,
   );
   return out;
 }
@@ -140,6 +141,17 @@ describe('H1ResponseParser', () => {
     ['chunk data without its CRLF', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\naXX'],
   ])('refuses %s as UPSTREAM_PROTOCOL', (_what, wire) => {
     expect(protocolError(() => feed(wire, 1000)).code).toBe('UPSTREAM_PROTOCOL');
+  });
+
+  it('for an upgrade request, a 101 is final: it keeps its Upgrade field, and every later byte is the new protocol', () => {
+    for (const step of [1, 7, 1000]) {
+      const p = parser(undefined, true);
+      const wire = Buffer.from('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\n\x81\x02hiHTTP/1.1 200', 'latin1');
+      for (let i = 0; i < wire.length; i += step) p.parser.execute(wire.subarray(i, i + step), false);
+      expect(p.heads).toEqual([{ status: 101, headers: { upgrade: 'websocket', 'sec-websocket-accept': 'abc' }, keepAlive: false, hasBody: true }]);
+      expect(p.body).toBe('\x81\x02hiHTTP/1.1 200');
+      expect(p.ended).toBe(0);
+    }
   });
 
   it('accepts a repeated identical content-length, folded or not', () => {

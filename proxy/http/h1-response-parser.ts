@@ -63,6 +63,11 @@ export class H1ResponseParser {
   constructor(
     private readonly handler: H1ResponseHandler,
     private readonly maxHeaderBytes = 16 * 1024,
+    /**
+     * The request asked for an upgrade: a 101 is then a final answer whose head keeps the
+     * `upgrade` field, and every byte after it is handed on (onData) as the new protocol's.
+     */
+    private readonly upgrade = false,
   ) {}
 
   get done(): boolean {
@@ -172,10 +177,18 @@ export class H1ResponseParser {
     const minor = m[1];
     const status = Number(m[2]);
     if (status < 100) throw protocolError(`bad status ${status}`);
-    if (status === 101) throw protocolError('unexpected 101 Switching Protocols');
-    if (status < 200) return; // interim response (100 Continue, 103 Early Hints): the final one follows
+    if (status === 101 && !this.upgrade) throw protocolError('unexpected 101 Switching Protocols');
+    if (status < 200 && status !== 101) return; // interim response (100 Continue, 103 Early Hints): the final one follows
     const raw = parseFields(lines, 1);
     const connection = listOf(raw['connection']);
+    if (status === 101) {
+      const headers: Headers = {};
+      for (const k in raw) if (!HOP_BY_HOP.has(k) && !connection.includes(k)) headers[k] = raw[k];
+      if (raw['upgrade'] !== undefined) headers['upgrade'] = raw['upgrade'];
+      this.state = S.UntilClose;
+      this.handler.onHead({ status, headers, keepAlive: false, hasBody: true });
+      return;
+    }
     const te = raw['transfer-encoding'];
     const cl = raw['content-length'];
     let framing: S = S.UntilClose;

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { cleanHeaders, cleanTrailers } from './headers.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH1Response } from './write-response.js';
+import { handleH1Upgrade } from './h1-upgrade-server.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
@@ -14,7 +15,6 @@ export interface H1ServerOptions {
   /** Peer identity of the connection, if any. */
   readonly origDstOf?: (socket: import('node:net').Socket) => { address: string; port: number } | undefined;
   readonly identityOf?: (socket: Socket) => string;
-  readonly onUpgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
   readonly onClientError?: (code: string) => void;
 }
 
@@ -23,7 +23,7 @@ export interface H1ServerOptions {
  * layers. It never listens itself: detected connections are handed to it.
  */
 export function createH1Server(opts: H1ServerOptions): Server {
-  const server = createServer({ maxHeaderSize: opts.maxHeaderBytes, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
+  const server = createServer({ maxHeaderSize: opts.maxHeaderBytes, requestTimeout: 0, keepAliveTimeout: 60_000, shouldUpgradeCallback: wantsUpgrade }, (req, res) => {
     void handle(opts, req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -41,7 +41,10 @@ export function createH1Server(opts: H1ServerOptions): Server {
         `wren-proxy-error: ${e.label}\r\nconnection: close\r\n\r\n${body}`,
     );
   });
-  if (opts.onUpgrade) server.on('upgrade', opts.onUpgrade);
+  // Upgrades (WebSocket, ...) go through the same layers as any request (h1-upgrade-server.ts).
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    void handleH1Upgrade(opts.service, (r, upgrade, signal) => proxyRequestOf(opts, r, false, signal, upgrade), req, socket, head);
+  });
   return server;
 }
 
@@ -53,13 +56,35 @@ async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerRe
   });
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   if (!hasBody) req.resume();
+  const preq = proxyRequestOf(opts, req, hasBody, ac.signal, undefined);
+  let out;
+  try {
+    out = await opts.service(preq);
+  } catch (err) {
+    out = errorResponse(err, preq);
+  }
+  writeH1Response(res, out, preq.method === 'HEAD');
+}
+
+/**
+ * An `Upgrade: h2c` offer (RFC 7540 section 3.2, deprecated by RFC 9113) is ignored, as a
+ * server may ignore any Upgrade (RFC 9110 section 7.8): the request is served as plain
+ * HTTP/1.1 (its Upgrade and HTTP2-Settings fields are hop-by-hop and dropped), body and
+ * keep-alive included. Any other Upgrade goes to the 'upgrade' path.
+ */
+function wantsUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return u !== undefined && !/^\s*h2c\s*$/i.test(u);
+}
+
+function proxyRequestOf(opts: H1ServerOptions, req: IncomingMessage, hasBody: boolean, signal: AbortSignal, upgrade: string | undefined): ProxyRequest {
   const socket = req.socket;
   const headers = cleanHeaders(req.headers);
   // Node's server has already answered `Expect: 100-continue` with a 100 (there is no
   // checkContinue listener; other expectations got a 417), as Envoy does by default
   // (proxy_100_continue: false): the expectation is met here and is not passed on.
   if (headers['expect'] !== undefined) delete headers['expect'];
-  const preq: ProxyRequest = {
+  return {
     method: req.method ?? 'GET',
     scheme: 'http',
     authority: authorityOf(req),
@@ -70,16 +95,10 @@ async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerRe
     origProto: 'HTTP/1.1',
     source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: opts.identityOf?.(socket) ?? '' },
     origDst: opts.origDstOf?.(socket),
-    signal: ac.signal,
+    signal,
     startedAt: opts.clock.now(),
+    upgrade,
   };
-  let out;
-  try {
-    out = await opts.service(preq);
-  } catch (err) {
-    out = errorResponse(err, preq);
-  }
-  writeH1Response(res, out, preq.method === 'HEAD');
 }
 
 /** Absolute-form request targets (proxy style: `GET http://web/ HTTP/1.1`) carry the authority. */

@@ -1,5 +1,6 @@
 import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { cleanHeaders, cleanTrailers, type Headers } from './headers.js';
+import { cleanHeaders, cleanTrailers, header, MESH, type Headers } from './headers.js';
+import { writeH2Switch } from './h2-upgrade.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH2Response } from './write-response.js';
 import { errorResponse } from '../errors/error-response.js';
@@ -14,6 +15,12 @@ export interface H2HandlerOptions {
   readonly clock: Clock;
   readonly origDstOf?: (socket: import('node:net').Socket) => { address: string; port: number } | undefined;
   readonly identityOf?: (stream: ServerHttp2Stream) => string;
+  /**
+   * Extended CONNECT streams (RFC 8441, `:protocol`) are HTTP/1.1 upgrades from a peer
+   * sidecar: requests with `upgrade` set for the listener's layers. Only where the session
+   * advertises SETTINGS_ENABLE_CONNECT_PROTOCOL (the mTLS inbound); elsewhere refused.
+   */
+  readonly upgrades?: boolean;
   /** Streams with :method CONNECT (opaque TCP tunnels between sidecars). */
   readonly onConnect?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
   /**
@@ -40,9 +47,13 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
       tooLarge(stream, opts.maxHeaderBytes, headers);
       return;
     }
-    if (headers[':method'] === 'CONNECT' && opts.onConnect) {
-      opts.onConnect(stream, headers);
-      return;
+    if (headers[':method'] === 'CONNECT') {
+      if (headers[':protocol'] !== undefined) {
+        if (!opts.upgrades) return refuse(stream, new ProxyError('BAD_REQUEST', 'extended CONNECT is not accepted here'));
+      } else if (opts.onConnect) {
+        opts.onConnect(stream, headers);
+        return;
+      }
     }
     void handle(opts, stream, headers, flags);
   });
@@ -57,23 +68,32 @@ async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: Inco
     if (stream.rstCode !== constants.NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
   });
   const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+  // An upgrade's stream is not read until the app has switched protocols (writeH2Switch).
+  const upgrade = h[':protocol'] === undefined ? undefined : String(h[':protocol']);
   let trailers: Headers | undefined;
   if (endStream) stream.resume();
-  else stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = cleanTrailers(t)));
+  else if (upgrade === undefined) stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = cleanTrailers(t)));
   const socket = stream.session?.socket;
+  const headers = cleanHeaders(h);
+  let method = String(h[':method'] ?? 'GET');
+  if (upgrade !== undefined) {
+    method = header(headers, MESH.origMethod) ?? 'GET';
+    delete headers[MESH.origMethod];
+  }
   const preq: ProxyRequest = {
-    method: String(h[':method'] ?? 'GET'),
+    method,
     scheme: String(h[':scheme'] ?? 'http'),
     authority: String(h[':authority'] ?? h['host'] ?? ''),
     path: String(h[':path'] ?? '/'),
-    headers: cleanHeaders(h),
-    body: endStream ? null : stream,
+    headers,
+    body: endStream || upgrade !== undefined ? null : stream,
     trailers: () => trailers,
     origProto: 'HTTP/2',
     source: { address: socket?.remoteAddress ?? '', port: socket?.remotePort ?? 0, identity: opts.identityOf?.(stream) ?? '' },
     origDst: socket ? opts.origDstOf?.(socket as import('node:net').Socket) : undefined,
     signal: ac.signal,
     startedAt: opts.clock.now(),
+    upgrade,
   };
   let out;
   try {
@@ -81,7 +101,14 @@ async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: Inco
   } catch (err) {
     out = errorResponse(err, preq);
   }
-  writeH2Response(stream, out);
+  if (upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(stream, out, upgrade);
+  else writeH2Response(stream, out);
+}
+
+function refuse(stream: ServerHttp2Stream, e: ProxyError): void {
+  releaseOnClose(stream);
+  stream.on('error', ignore);
+  writeH2Response(stream, errorResponse(e, { headers: {} }));
 }
 
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */

@@ -61,6 +61,10 @@ export const MESH = {
    * outbound side strips every mesh header from what they send.
    */
   healthCheck: 'wren-health-check',
+  /** An upgrade between sidecars (an HTTP/2 extended CONNECT stream): the client's method. */
+  origMethod: 'wren-orig-method',
+  /** On the inbound's 200 to an extended CONNECT: the app answered 101, switching to this protocol. */
+  upgraded: 'wren-upgraded',
 } as const;
 
 export function isGrpc(h: Headers): boolean {

@@ -13,13 +13,12 @@ export interface AppTunnelDeps {
 /**
  * Opaque TCP from a downstream (a CONNECT stream from a peer sidecar, or a plaintext
  * connection on a PERMISSIVE port) to the app's port, counted in the istio_tcp_* metrics.
- * `first` bytes (a replayed HTTP upgrade head) are written before the downstream's.
  */
 export function tunnelToApp(
   d: AppTunnelDeps,
   port: number,
   down: Duplex,
-  hooks: { readonly connected?: () => void; readonly failed: (err: Error) => void; readonly first?: Buffer },
+  hooks: { readonly connected?: () => void; readonly failed: (err: Error) => void },
 ): void {
   const up = netConnect({ host: d.appAddress, port });
   const labels = { direction: 'inbound', destination_service: String(port) } as const;
@@ -27,7 +26,6 @@ export function tunnelToApp(
   up.once('connect', () => {
     connected = true;
     hooks.connected?.();
-    if (hooks.first?.length) up.write(hooks.first);
     d.metrics.tcpOpened.inc(labels);
     splice(down, up, (b) => {
       d.metrics.tcpClosed.inc(labels);

@@ -73,7 +73,8 @@ export class InboundListener {
       ALPNProtocols: ['h2'],
       allowHTTP1: false,
       maxHeaderListPairs: 512,
-      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 },
+      // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
+      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20, enableConnectProtocol: true },
     });
     d.tls.onRotate(() => this.secure.setSecureContext(d.tls.contextOptions));
     this.secure.on('session', (s) => {
@@ -95,6 +96,7 @@ export class InboundListener {
       service: d.http,
       clock: d.clock,
       identityOf: (stream) => peerSpiffeId(stream.session!.socket as TLSSocket),
+      upgrades: true,
       onConnect: (stream, headers) => this.tunnel(stream, headers),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });

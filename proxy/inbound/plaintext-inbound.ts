@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server as H1Server } from 'node:http';
+import type { Server as H1Server } from 'node:http';
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
@@ -6,12 +6,10 @@ import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { createH1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
-import { cleanHeaders } from '../http/headers.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { OriginalDst } from '../net/original-dst.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
-import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { tunnelToApp } from './app-tunnel.js';
 import { parseTargetPort } from './target-port.js';
 
@@ -48,10 +46,8 @@ export class PlaintextInbound {
 
   constructor(private readonly d: PlaintextInboundDeps) {
     const origDstOf = (s: object) => this.dsts.get(s);
-    this.h1 = createH1Server({
-      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
-      onUpgrade: (req, socket, head) => this.upgrade(req, socket, head),
-    });
+    // HTTP/1.1 upgrades go through the plaintext inbound layers like any request (h1-upgrade-server.ts).
+    this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf });
     this.h1.on('request', (_req, res) => {
       d.track(1);
       res.once('close', () => d.track(-1));
@@ -123,26 +119,6 @@ export class PlaintextInbound {
     socket.once('close', () => this.d.track(-1));
     // Bytes the caller already sent stay buffered (the socket is paused) until the splice pipes them.
     tunnelToApp(this.d, port, socket, { failed: () => socket.destroy() });
-  }
-
-  /** HTTP/1.1 upgrades (WebSocket): authorized like a request, then the head is replayed into a TCP tunnel to the app. */
-  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const port = this.targetOf(this.dsts.get(socket));
-    const refuse = (status: string, extra: string): void => {
-      socket.end(`HTTP/1.1 ${status}\r\n${extra}content-length: 0\r\nconnection: close\r\n\r\n`);
-    };
-    if (port === null) return refuse('400 Bad Request', 'wren-proxy-error: bad-request\r\n');
-    const { authorizer } = this.d.policy();
-    if (authorizer.active) {
-      const path = req.url ?? '/';
-      const dec = authorizer.authorize({ principal: '', port, http: { method: req.method ?? 'GET', path, headers: cleanHeaders(req.headers) } });
-      this.d.policyTelemetry.decision(dec, { kind: 'http', principal: '', port, method: req.method, path });
-      if (!dec.allow) return refuse('403 Forbidden', `wren-proxy-error: forbidden\r\n${AUTHZ_REASON_HEADER}: ${dec.reason}\r\n`);
-    }
-    const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-    const first = Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), head]);
-    tunnelToApp(this.d, port, socket, { first, failed: () => refuse('502 Bad Gateway', 'wren-proxy-error: connect-refused\r\n') });
   }
 
   /** GOAWAY to h2c sessions and close idle HTTP/1.1 connections. */

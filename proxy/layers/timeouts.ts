@@ -97,7 +97,9 @@ async function withTimeouts(
     throw err;
   }
   const upstream = res.body;
-  if (!upstream || !active) {
+  // A 101's body is the upgraded connection (a Duplex): the timers bound the upgrade's
+  // answer, not the tunnel's life.
+  if (!upstream || !active || res.status === 101) {
     clear();
     return res;
   }

@@ -1,10 +1,13 @@
 import type { Agent } from 'node:http';
-import type { HttpService } from '../http/exchange.js';
+import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { MESH } from '../http/headers.js';
 import { forwardH2 } from '../http/h2-forward.js';
 import { forwardH1 } from '../http/h1-forward.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { PeerPool } from './peer-pool.js';
+import type { Endpoint } from '../../contract/model.js';
+import { upgradeH1 } from '../http/h1-upgrade.js';
+import { upgradeH2 } from '../http/h2-upgrade.js';
 
 /**
  * Terminal outbound service. To a meshed endpoint every request becomes an HTTP/2
@@ -12,11 +15,14 @@ import type { PeerPool } from './peer-pool.js';
  * original protocol travels in `wren-orig-proto` so the peer downgrades it again
  * (Linkerd's l5d-orig-proto); the app port travels in `wren-target-port`.
  * Unmeshed endpoints get the request as the client sent it, in plaintext.
+ * HTTP/1.1 upgrades are extended CONNECT streams to a peer sidecar (h2-upgrade.ts) and
+ * HTTP/1.1 upgrade requests on a connection of their own to an unmeshed endpoint.
  */
 export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
   return (req) => {
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
+    if (req.upgrade !== undefined) return upgrade(peers, ep, req);
     if (ep.proxyPort === null && req.origProto !== 'HTTP/2') return forwardH1(agent, ep.address, ep.port, req, req.headers);
     const extra = ep.proxyPort !== null ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto } : undefined;
     // The session is normally open already (pick-endpoint connected it): no promise round trip then.
@@ -24,4 +30,12 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
     if (session) return forwardH2(session, req, req.headers, extra);
     return peers.get(ep).then((s) => forwardH2(s, req, req.headers, extra));
   };
+}
+
+function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest): Promise<ProxyResponse> {
+  if (ep.proxyPort === null) return upgradeH1(ep.address, ep.port, req, req.headers);
+  const extra = { [MESH.targetPort]: String(ep.port) };
+  const session = peers.ready(ep);
+  if (session) return upgradeH2(session, req, req.headers, extra);
+  return peers.get(ep).then((s) => upgradeH2(s, req, req.headers, extra));
 }

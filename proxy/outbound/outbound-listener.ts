@@ -1,6 +1,6 @@
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
-import type { IncomingMessage, Server as H1Server } from 'node:http';
+import type { Server as H1Server } from 'node:http';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { endpointKey, type Endpoint } from '../../contract/model.js';
@@ -50,10 +50,8 @@ export class OutboundListener {
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
-    this.h1 = createH1Server({
-      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
-      onUpgrade: (req, socket, head) => this.upgrade(req, socket, head),
-    });
+    // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
+    this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf });
     this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
     this.h2.on('session', (s) => s.on('connect', () => s.setLocalWindowSize(16 << 20)));
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
@@ -128,7 +126,7 @@ export class OutboundListener {
       tried.add(endpointKey(ep));
       const started = this.d.clock.now();
       const done = cluster.start(ep);
-      void this.openTunnel(ep, Buffer.alloc(0)).then(
+      void this.openTunnel(ep).then(
         (up) => {
           const connectMs = this.d.clock.now() - started;
           let upError: unknown;
@@ -156,44 +154,10 @@ export class OutboundListener {
   }
 
   /** A byte stream to the endpoint's app port: an HTTP/2 CONNECT stream over mTLS when meshed. */
-  private async openTunnel(ep: Endpoint, first: Buffer): Promise<import('node:stream').Duplex> {
-    if (ep.proxyPort === null) {
-      const up = netConnect({ host: ep.address, port: ep.port });
-      if (first.length) up.write(first);
-      return up;
-    }
+  private async openTunnel(ep: Endpoint): Promise<import('node:stream').Duplex> {
+    if (ep.proxyPort === null) return netConnect({ host: ep.address, port: ep.port });
     const session = await this.d.peers.get(ep);
-    const stream = session.request({ ':method': 'CONNECT', ':authority': `${ep.address}:${ep.port}`, [MESH.targetPort]: String(ep.port) });
-    if (first.length) stream.write(first);
-    return stream;
-  }
-
-  /** WebSocket and other HTTP/1.1 upgrades: the request head is replayed into an opaque tunnel. */
-  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const dst = this.origDsts.get(socket);
-    const table = this.d.routes();
-    const route = table.byAuthority(req.headers.host ?? '') ?? (dst ? table.byAddress(dst.address, dst.port) : undefined);
-    const cluster = route ? this.d.clusters().get(route.service, route.port) : undefined;
-    const ep = cluster ? cluster.pick({ hashKey: socket.remoteAddress }) : new ProxyError('NO_ROUTE', req.headers.host);
-    if (ep instanceof ProxyError) {
-      socket.end(`HTTP/1.1 ${ep.httpStatus} Proxy Error\r\nwren-proxy-error: ${ep.label}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
-      return;
-    }
-    const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
-    for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-    const replay = Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), head]);
-    const started = this.d.clock.now();
-    const done = cluster!.start(ep);
-    this.openTunnel(ep, replay).then(
-      (up) => {
-        const connectMs = this.d.clock.now() - started;
-        splice(socket, up, () => done(classify({ type: 'response', status: 101 }), connectMs));
-      },
-      (err: ProxyError) => {
-        done(classify({ type: 'error', error: toProxyError(err, 'CONNECT_FAILED') }), this.d.clock.now() - started);
-        socket.end(`HTTP/1.1 ${err.httpStatus ?? 502} Proxy Error\r\nwren-proxy-error: ${err.label ?? 'connect-failed'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
-      },
-    );
+    return session.request({ ':method': 'CONNECT', ':authority': `${ep.address}:${ep.port}`, [MESH.targetPort]: String(ep.port) });
   }
 
   address(): AddressInfo {

@@ -90,12 +90,13 @@ function handler(name: string, hits: { count: number }) {
   };
 }
 
-/** An HTTP/1.1 app (with a WebSocket-style upgrade echo: after 101 every byte is echoed back). */
+/** An HTTP/1.1 app (with a WebSocket-style upgrade echo: after 101 every byte is echoed back; the 101 names the XFCC it got in `x-xfcc`). */
 export async function fakeApp(name = 'app'): Promise<FakeApp> {
   const hits = { count: 0 };
   const server: Server = createServer(handler(name, hits) as (req: IncomingMessage, res: ServerResponse) => void);
   server.on('upgrade', (req, socket: Socket, head) => {
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${req.headers.upgrade}\r\nconnection: Upgrade\r\nx-app: ${name}\r\n\r\n`);
+    // x-xfcc: the caller identity the app was told (tests check it cannot be forged).
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${req.headers.upgrade}\r\nconnection: Upgrade\r\nx-app: ${name}\r\nx-xfcc: ${req.headers['x-forwarded-client-cert'] ?? 'none'}\r\n\r\n`);
     if (head.length) socket.write(head);
     socket.pipe(socket);
   });
