@@ -14,7 +14,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './node-process.js';
 import { join } from 'node:path';
 
 export interface HaproxyPair {
@@ -23,18 +24,6 @@ export interface HaproxyPair {
   readonly grpcPort: number;
   /** outbound, inbound */
   readonly pids: readonly [number, number];
-}
-
-/** A free loopback port: HAProxy cannot bind port 0 and report it back. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function untilListening(port: number, child: ChildProcess): Promise<void> {

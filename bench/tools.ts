@@ -1,5 +1,5 @@
 /**
- * The external programs a benchmark needs (haproxy, h2load, wrk). When one is missing and
+ * The external programs a benchmark needs (haproxy, h2load, wrk; iptables and ip for the soak). When one is missing and
  * the benchmark runs as root, it is installed with apt-get, so the comparison always runs
  * on a fresh machine; otherwise the caller gets the exact reason, to print as a
  * "not measured" row rather than leaving the row out.
@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 
 /** Program → the Debian package that ships it. */
-const PACKAGES: Readonly<Record<string, string>> = { haproxy: 'haproxy', h2load: 'nghttp2-client', wrk: 'wrk' };
+const PACKAGES: Readonly<Record<string, string>> = { haproxy: 'haproxy', h2load: 'nghttp2-client', wrk: 'wrk', iptables: 'iptables', ip: 'iproute2' };
 
 function present(program: string): boolean {
   try {
