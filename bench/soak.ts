@@ -160,6 +160,7 @@ async function soak(tcpWhy: string | null): Promise<Record<string, unknown>> {
     const samples: Sample[] = [];
     const t0 = performance.now();
     let churns = 0;
+    let exited: string | null = null;
     let nextChurn = CHURN_S;
     load.start();
     console.log('   t s   ok h1/grpc/tcp   errors   RSS MB out/in   fds out/in   cert serials out/in');
@@ -174,6 +175,12 @@ async function soak(tcpWhy: string | null): Promise<Record<string, unknown>> {
         await writeMesh();
         setTimeout(() => old.child.kill('SIGTERM'), 2000);
       }
+      const dead = sidecars.find((x) => x.p.child.exitCode !== null || x.p.child.signalCode !== null);
+      if (dead) {
+        exited = `the ${dead === client ? 'outbound (client)' : 'inbound (web)'} sidecar exited (${dead.p.child.exitCode ?? dead.p.child.signalCode}) at ${t.toFixed(0)} s`;
+        console.log(exited);
+        break;
+      }
       const s: Sample = { t, rssMb: sidecars.map((x) => rssMb(x.p.pid)), fds: sidecars.map((x) => fdCount(x.p.pid)), serials: await Promise.all(sidecars.map((x) => serial(x.admin))), window: load.take() };
       samples.push(s);
       const errs = [...s.window.errors.values()].reduce((a, b) => a + b, 0);
@@ -181,7 +188,7 @@ async function soak(tcpWhy: string | null): Promise<Record<string, unknown>> {
     }
     await load.stop();
     const last = load.take();
-    return report(samples, last, churns, tcpWhy);
+    return { ...report(samples, last, churns, tcpWhy, exited), exited };
   } finally {
     for (const p of procs) p.kill('SIGKILL');
   }
@@ -189,11 +196,12 @@ async function soak(tcpWhy: string | null): Promise<Record<string, unknown>> {
 
 const BARS = '▁▂▃▄▅▆▇█';
 function sparkline(xs: readonly number[]): string {
+  if (xs.length === 0) return '(no samples)';
   const [lo, hi] = [Math.min(...xs), Math.max(...xs)];
   return xs.map((x) => BARS[hi === lo ? 0 : Math.round(((x - lo) / (hi - lo)) * (BARS.length - 1))]).join('') + `  (${lo.toFixed(0)}–${hi.toFixed(0)})`;
 }
 
-function report(samples: readonly Sample[], tail: Window, churns: number, tcpWhy: string | null): Record<string, unknown> {
+function report(samples: readonly Sample[], tail: Window, churns: number, tcpWhy: string | null, exited: string | null): Record<string, unknown> {
   const ok = { h1: 0, grpc: 0, tcp: 0 };
   const errors = new Map<string, number>();
   for (const w of [...samples.map((s) => s.window), tail]) {
@@ -222,6 +230,7 @@ function report(samples: readonly Sample[], tail: Window, churns: number, tcpWhy
   console.log(`\nrequests: ${total} (ok: HTTP/1.1 ${ok.h1}, gRPC ${ok.grpc}, TCP ${tcpWhy ? tcpWhy : ok.tcp}); errors: ${errorCount} ${errorCount ? JSON.stringify(Object.fromEntries(errors)) : ''}`);
   console.log(`endpoint changes: ${churns}; certificate rotations seen: ${per.map((p) => `${p.name} ${p.certRotations}`).join(', ')}`);
   console.log('\n| aim | measured | |\n|---|---|---|');
+  if (exited) console.log(`| both sidecars run to the end | ${exited} | **not met** |`);
   console.log(`| 0 errors beyond the churn's retries | ${errorCount} | ${errorCount === 0 ? 'met' : '**not met**'} |`);
   for (const p of per) {
     console.log(`| RSS growth < 10 %, ${p.name} | ${p.rssFirstMb.toFixed(0)} → ${p.rssLastMb.toFixed(0)} MB (${(100 * p.rssGrowth).toFixed(1)} %) | ${p.rssGrowth < 0.1 ? 'met' : '**not met**'} |`);
