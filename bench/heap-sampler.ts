@@ -7,7 +7,8 @@
  * objects that lived through at least one scavenge: the ones V8 copies and promotes. The
  * second SIGUSR2 writes the profile (`promoted-PID-N.heapprofile`, loadable in Chrome's
  * DevTools Memory tab) to WREN_HEAP_SAMPLER_DIR (default the working directory) and prints
- * the top allocation sites to stderr. A heap snapshot cannot show these: it runs a full
+ * the top allocation sites to stderr. WREN_HEAP_SAMPLER_ALL=1 keeps every sample (all
+ * allocations, for comparison). A heap snapshot cannot show these: it runs a full
  * GC first, and the promoted objects are garbage by then.
  */
 import { Session } from 'node:inspector/promises';
