@@ -1,15 +1,16 @@
 /**
- * Benchmark backends, run as their own process: an HTTP/1.1 server answering a small
- * body, and a gRPC server (the test echo service) on h2c. Prints "ready H1PORT GRPCPORT".
+ * Benchmark backends, run as their own process: an HTTP/1.1 server answering a 100-byte
+ * body (the issue's measurements), a gRPC server (the test echo service) on h2c, and a TCP
+ * echo server. Prints "ready H1PORT GRPCPORT TCPPORT".
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 
 const host = process.argv[2] ?? '127.0.0.1';
-const body = Buffer.from('hello from the benchmark backend\n');
+const body = Buffer.from('hello from the benchmark backend\n'.padEnd(99, '.') + '\n');
 const h1 = createServer((req, res) => {
   req.resume();
   res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
@@ -29,4 +30,6 @@ server.addService(pkg.wren.test.Echo.service, {
 const grpcPort = await new Promise<number>((resolve, reject) =>
   server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
 );
-process.stdout.write(`ready ${(h1.address() as AddressInfo).port} ${grpcPort}\n`);
+const tcp = createTcpServer((s) => s.pipe(s).on('error', () => s.destroy()));
+await new Promise<void>((r) => tcp.listen(0, host, () => r()));
+process.stdout.write(`ready ${(h1.address() as AddressInfo).port} ${grpcPort} ${(tcp.address() as AddressInfo).port}\n`);

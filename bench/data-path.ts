@@ -1,17 +1,17 @@
 /**
- * Data-path benchmark (issue: sidecar data path). Measured in one run on loopback:
- *  (a) client -> backend direct (the limit)
- *  (b) client -> outbound sidecar -> mTLS/HTTP2 -> inbound sidecar -> backend (Wren)
- *  (c) the same two hops through a naive node:http/https keep-alive pair (the peer to beat)
- * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation, sequentially, and at a fixed
- * 1000 req/s (bursty from one h2load, and paced from several; see pacedH2load).
- * The load generator is h2load (nghttp2-client), not Node, so its cost stays out of the
- * figures; every process (backend, sidecars, naive pair) is separate so CPU and RSS are
- * per process (from /proc).
+ * Data-path benchmark (issue "Lean data path"). Measured in one run on loopback, with the
+ * paths interleaved round by round (bench/interleave.ts):
+ *  - direct: client -> backend (the limit)
+ *  - Wren: client -> outbound sidecar -> mTLS/HTTP2 -> inbound sidecar -> backend
+ *  - the naive pair: the same two hops through node:http/https keep-alive agents
+ *  - the HAProxy pair: the same two hops through two single-threaded HAProxy processes
+ * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at 1000 requests/s.
+ * Load generators are C programs (wrk, h2load: bench/load.ts); every proxy and the backend
+ * run in their own process so CPU and RSS are per process (from /proc). A path or a load
+ * that cannot run here is printed as "not measured: <why>", never left out.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
-import { mkdtemp, writeFile, readFile } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,23 +19,31 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { writeDevMesh } from '../certs/index.js';
 import { startNode } from './node-process.js';
-import { haproxyInstalled, startHaproxyPair } from './haproxy-pair.js';
+import { startHaproxyPair } from './haproxy-pair.js';
+import { h2load, pacedH2load, wrk, type LoadResult } from './load.js';
+import { interleave, medianOf } from './interleave.js';
+import { ensureTools } from './tools.js';
+import { printAims, printRows, type Row } from './data-path-report.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-const execFileAsync = promisify(execFile);
 const TICKS = 100; // USER_HZ on Linux
 
 type Proc = { readonly pid: number };
-const start = (args: string[], ready: RegExp, nodeArgs: string[] = []) => startNode(procs, args, ready, nodeArgs);
 const procs: ChildProcess[] = [];
 
 /** WREN_BENCH_PROFILE=DIR writes a V8 CPU profile of each sidecar there (they are stopped with SIGTERM so it gets written). */
 const PROFILE_DIR = process.env.WREN_BENCH_PROFILE;
-/** WREN_BENCH_ONLY=REGEX runs only the scenarios whose label matches. */
+/** WREN_BENCH_ONLY=REGEX runs only the scenarios whose label ("load: path") matches. */
 const ONLY = process.env.WREN_BENCH_ONLY ? new RegExp(process.env.WREN_BENCH_ONLY) : null;
 /** WREN_BENCH_ROUNDS=N runs every load N times, interleaving the paths (default 3; rows are medians). */
 const ROUNDS = Math.max(1, Number(process.env.WREN_BENCH_ROUNDS ?? 3));
+/** WREN_BENCH_SECONDS=N: the length of one load (default 5). */
+const SECONDS = Math.max(1, Number(process.env.WREN_BENCH_SECONDS ?? 5));
 
+function statusKb(pid: number, field: string): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
 
 function cpuTicks(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -43,97 +51,47 @@ function cpuTicks(pid: number): number {
   return Number(rest[11]) + Number(rest[12]); // utime + stime
 }
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
+/** What one load through one path measured: the load's figures and each process's CPU per request, RSS and private memory (RssAnon) after it. */
+type Measured = LoadResult & { cpuUsPerReq: number[]; rssMb: number[]; anonMb: number[] };
+
+async function measure(run: () => Promise<LoadResult>, ps: readonly Proc[]): Promise<Measured> {
+  const before = ps.map((p) => cpuTicks(p.pid));
+  const r = await run();
+  const cpu = ps.map((p, i) => (((cpuTicks(p.pid) - before[i]) / TICKS) * 1e6) / Math.max(1, r.done));
+  return { rps: r.rps, done: r.done, failed: r.failed, p50: r.p50, p90: r.p90, p99: r.p99, cpuUsPerReq: cpu, rssMb: ps.map((p) => statusKb(p.pid, 'VmRSS')), anonMb: ps.map((p) => statusKb(p.pid, 'RssAnon')) };
 }
 
-/**
- * Private (anonymous) resident memory: RSS minus the file-backed pages, most of which are
- * the node binary's own code, shared by every process running the same binary (about
- * 30 MB for a bare node, 45-50 MB once http2/TLS code has run).
- */
-function anonMb(pid: number): number {
-  const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
+/** A proxy path (or direct): its processes, its HTTP/1.1 and gRPC ports, or why it is not measured. */
+interface Path {
+  readonly name: string;
+  readonly procs: readonly Proc[];
+  readonly h1Port?: number;
+  readonly grpcPort?: number;
+  /** Why this path cannot carry gRPC / run at all. */
+  readonly noGrpc?: string;
+  readonly missing?: string;
 }
 
-interface LoadResult { rps: number; done: number; failed: number; p50: number; p99: number; lat: number[] }
-
-async function h2load(url: string, opts: { h1: boolean; clients: number; streams: number; seconds: number; rps?: number; headers: string[]; data?: string }): Promise<LoadResult> {
-  const dir = await mkdtemp(join(tmpdir(), 'wren-h2load-'));
-  const log = join(dir, 'log.tsv');
-  const args = [...(opts.h1 ? ['--h1'] : []), '-c', String(opts.clients), '-m', String(opts.streams), '-D', String(opts.seconds), '--warm-up-time=1', '--log-file', log];
-  if (opts.rps) args.push(`--rps=${opts.rps}`);
-  for (const h of opts.headers) args.push('-H', h);
-  if (opts.data) args.push('-d', opts.data);
-  args.push(url);
-  const { stdout: out } = await execFileAsync('h2load', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
-  const rps = Number(/finished in [\d.]+s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
-  const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(out);
-  const lat = (await readFile(log, 'utf8')).trim().split('\n').map((l) => Number(l.split('\t')[2]) / 1000).filter((x) => x >= 0).sort((a, b) => a - b);
-  return { rps, done: Number(req?.[3] ?? 0), failed: Number(req?.[5] ?? 0), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), lat };
+/** A load: what program drives it, and how, against a port. */
+interface Load {
+  readonly name: string;
+  readonly grpc: boolean;
+  readonly tool: 'wrk' | 'h2load';
+  readonly run: (port: number) => Promise<LoadResult>;
 }
 
-const quantile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-
-/**
- * A fixed rate without h2load's bursts: `--rps` with 10 connections in one h2load fires
- * all 10 connections' requests on the same 10 ms tick, so the sidecars see bursts of 10
- * simultaneous requests and p99 measures the burst's queue. Here `n` single-connection
- * h2load processes each send `rate / n` req/s, started a few ms apart, so arrivals
- * interleave instead.
- */
-async function pacedH2load(url: string, opts: { h1: boolean; n: number; rate: number; seconds: number; headers: string[]; data?: string }): Promise<LoadResult> {
-  const period = 1000 / opts.rate;
-  const runs = await Promise.all(
-    Array.from({ length: opts.n }, (_, i) =>
-      new Promise((r) => setTimeout(r, i * period * 0.97)).then(() =>
-        h2load(url, { h1: opts.h1, clients: 1, streams: 1, seconds: opts.seconds, rps: opts.rate / opts.n, headers: opts.headers, data: opts.data }),
-      ),
-    ),
-  );
-  const lat = runs.flatMap((r) => r.lat).sort((a, b) => a - b);
-  const sum = (k: 'rps' | 'done' | 'failed') => runs.reduce((a, r) => a + r[k], 0);
-  return { rps: sum('rps'), done: sum('done'), failed: sum('failed'), p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), lat };
-}
-
-/** The median of a row's rounds, field by field (so each figure is a value some round measured). */
-function medianRow<T extends { rps: number; p50: number; p99: number; done: number; failed: number; cpuUsPerReq: number[]; rssMb: number[]; anonMb: number[] }>(runs: T[]): T & { rounds: number } {
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-  const each = (pick: (r: T) => number[]) => pick(runs[0]).map((_, i) => med(runs.map((r) => pick(r)[i])));
-  return {
-    ...runs[0],
-    rps: med(runs.map((r) => r.rps)),
-    p50: med(runs.map((r) => r.p50)),
-    p99: med(runs.map((r) => r.p99)),
-    done: runs.reduce((a, r) => a + r.done, 0),
-    failed: runs.reduce((a, r) => a + r.failed, 0),
-    cpuUsPerReq: each((r) => r.cpuUsPerReq),
-    rssMb: each((r) => r.rssMb),
-    anonMb: each((r) => r.anonMb),
-    rounds: runs.length,
-  };
-}
-
-async function measure(label: string, run: () => Promise<LoadResult>, sidecars: Proc[]): Promise<Omit<LoadResult, 'lat'> & { label: string; cpuUsPerReq: number[]; rssMb: number[]; anonMb: number[] }> {
-  const before = sidecars.map((p) => cpuTicks(p.pid));
-  const { lat: _lat, ...r } = await run();
-  const cpu = sidecars.map((p, i) => ((cpuTicks(p.pid) - before[i]) / TICKS) * 1e6 / Math.max(1, r.done));
-  return { label, ...r, cpuUsPerReq: cpu, rssMb: sidecars.map((p) => rssMb(p.pid)), anonMb: sidecars.map((p) => anonMb(p.pid)) };
-}
-
-export async function runDataPathBench(opts: { seconds?: number } = {}): Promise<Record<string, unknown>> {
-  const seconds = opts.seconds ?? 5;
+export async function runDataPathBench(): Promise<Record<string, unknown>> {
+  const missingTools = ensureTools(['h2load', 'wrk', 'haproxy']);
   const wren = here('../cli/wren.js');
   const dir = await mkdtemp(join(tmpdir(), 'wren-bench-'));
   const pki = await writeDevMesh(join(dir, 'pki'), { trustDomain: 'cluster.local', workloads: [{ namespace: 'default', serviceAccount: 'client', name: 'client' }, { namespace: 'default', serviceAccount: 'web', name: 'web' }] });
   const files = Object.fromEntries(pki.workloads.map((w) => [w.name, w]));
+  const start = (args: string[], ready: RegExp, nodeArgs: string[] = []) => startNode(procs, args, ready, nodeArgs);
   try {
     const backend = await start([here('./backend.js')], /ready (\d+) (\d+)/);
     const [h1Port, grpcPort] = [Number(backend.match[1]), Number(backend.match[2])];
-    const proxyCfg = async (name: string, services: unknown[]) => {
-      const file = join(dir, `${name}.yaml`);
+    const proxyCfg = async (name: string, services: unknown[], fileName = name) => {
+      const file = join(dir, `${fileName}.yaml`);
       await writeFile(file, stringify({
         identity: { namespace: 'default', serviceAccount: name },
         tls: { certFile: files[name].certFile, keyFile: files[name].keyFile, trustBundleFile: pki.caCertFile },
@@ -145,95 +103,76 @@ export async function runDataPathBench(opts: { seconds?: number } = {}): Promise
       return file;
     };
     const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
-    // WREN_BENCH_NODE_ARGS adds Node flags to the sidecars (e.g. --trace-gc, --max-semi-space-size=...).
-    const prof = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...(process.env.WREN_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
-    const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [])], started, prof);
-    const inboundPort = Number(server.match[2]);
-    const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: inboundPort, identity: files.web.spiffeId }];
-    const client = await start([wren, 'proxy', '--config', await proxyCfg('client', [
-      { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
-      { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
-    ])], started, prof);
-    const outboundPort = Number(client.match[1]);
+    // WREN_BENCH_NODE_ARGS adds Node flags to the sidecars (e.g. --trace-gc), WREN_BENCH_OUTBOUND_NODE_ARGS to the outbound ones only.
+    const flags = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
+    const common = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
+    /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars. */
+    const wrenPair = async (tag: string, extra: string[]) => {
+      const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`)], started, [...common, ...extra]);
+      const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: Number(server.match[2]), identity: files.web.spiffeId }];
+      const client = await start([wren, 'proxy', '--config', await proxyCfg('client', [
+        { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
+        { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
+      ], `client${tag}`)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
+      console.log(`wren sidecars${extra.length ? ` (${extra.join(' ')})` : ''}: outbound pid ${client.pid}, inbound pid ${server.pid}`);
+      return { procs: [client, server], port: Number(client.match[1]) };
+    };
+    const main = await wrenPair('', []);
+    // WREN_BENCH_COMPARE_NODE_ARGS="--max-semi-space-size=4 ...": a second Wren pair with those node flags, measured in the same run.
+    const variantArgs = flags(process.env.WREN_BENCH_COMPARE_NODE_ARGS);
+    const variant = variantArgs.length ? await wrenPair('-variant', variantArgs) : null;
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
-    const sidecars = [client, server];
-    const naive = [naiveOut, naiveIn];
-    // The non-Node reference (skipped when haproxy is not installed).
-    const hap = haproxyInstalled()
-      ? await startHaproxyPair(procs, dir, { backendPort: h1Port, caFile: pki.caCertFile, client: files.client, server: files.web })
-      : null;
-    if (!hap) console.log('(haproxy not installed: the haproxy reference rows are skipped; apt-get install haproxy)');
-    const haproxy = hap ? hap.pids.map((pid) => ({ pid })) : [];
-    const idle: Record<string, Proc> = { wrenClient: client, wrenServer: server, naiveOut: naiveOut, naiveIn: naiveIn, ...(hap ? { haproxyOut: haproxy[0], haproxyIn: haproxy[1] } : {}) };
-    const idleRss = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, rssMb(p.pid)]));
-    const idleAnon = Object.fromEntries(Object.entries(idle).map(([k, p]) => [k, anonMb(p.pid)]));
+    const haproxyMissing = missingTools.get('haproxy');
+    const hap = haproxyMissing ? null : await startHaproxyPair(procs, dir, { backendPort: h1Port, grpcBackendPort: grpcPort, caFile: pki.caCertFile, client: files.client, server: files.web });
+    const paths: Path[] = [
+      { name: 'direct', procs: [], h1Port, grpcPort },
+      { name: 'wren pair', procs: main.procs, h1Port: main.port, grpcPort: main.port },
+      ...(variant ? [{ name: `wren pair ${variantArgs.join(' ')}`, procs: variant.procs, h1Port: variant.port, grpcPort: variant.port }] : []),
+      { name: 'naive pair', procs: [naiveOut, naiveIn], h1Port: Number(naiveOut.match[1]), noGrpc: 'the naive pair is node:http/https, HTTP/1.1 only' },
+      hap ? { name: 'haproxy pair', procs: hap.pids.map((pid) => ({ pid })), h1Port: hap.outboundPort, grpcPort: hap.grpcPort } : { name: 'haproxy pair', procs: [], missing: haproxyMissing },
+    ];
+    const idleRss = Object.fromEntries(paths.filter((p) => p.procs.length).map((p) => [p.name, p.procs.map((x) => statusKb(x.pid, 'VmRSS'))]));
+    const idleAnon = Object.fromEntries(paths.filter((p) => p.procs.length).map((p) => [p.name, p.procs.map((x) => statusKb(x.pid, 'RssAnon'))]));
+
     const grpcFrame = join(dir, 'grpc.bin');
     // gRPC length-prefixed message: flag 0, length 4, then EchoRequest{message:"ping"}.
     await writeFile(grpcFrame, Buffer.from([0, 0, 0, 0, 6, 0x0a, 4, 0x70, 0x69, 0x6e, 0x67]));
-    const grpcHeaders = (authority: string) => ['content-type: application/grpc', 'te: trailers', `:authority: ${authority}`];
-    const sat = { clients: 32, streams: 1, seconds };
-    const fixed = { clients: 10, streams: 1, seconds, rps: 100 };
-    const h1 = (port: number, authority: string, o: typeof sat | typeof fixed) => () => h2load(`http://127.0.0.1:${port}/`, { h1: true, headers: [`:authority: ${authority}`], ...o });
-    const g = (port: number, authority: string, o: { clients: number; streams: number; seconds: number; rps?: number }) => () =>
-      h2load(`http://127.0.0.1:${port}/wren.test.Echo/Unary`, { h1: false, headers: grpcHeaders(authority), data: grpcFrame, ...o });
-    type Row = Awaited<ReturnType<typeof measure>>;
-    const rows: Row[] = [];
-    /**
-     * One group of paths under the same load, run ROUNDS times with the paths interleaved
-     * (direct, wren, naive, haproxy, direct, wren, ...), so a stall of the machine lands in
-     * one round of one path rather than deciding a row; each row is the median round.
-     */
-    const group = async (load: string, paths: [string, () => Promise<LoadResult>, Proc[]][]) => {
-      const picked = paths.filter(([name]) => !ONLY || ONLY.test(`${load}: ${name}`));
-      const runs = new Map<string, Row[]>(picked.map(([name]) => [name, []]));
-      for (let round = 0; round < ROUNDS; round++)
-        for (const [name, run, ps] of picked) runs.get(name)!.push(await measure(`${load}: ${name}`, run, ps));
-      for (const [name] of picked) rows.push(medianRow(runs.get(name)!));
-    };
-    const naivePort = Number(naiveOut.match[1]);
-    const http1Paths = (load: (port: number) => () => Promise<LoadResult>): [string, () => Promise<LoadResult>, Proc[]][] => [
-      ['direct', load(h1Port), []],
-      ['wren pair', load(outboundPort), sidecars],
-      ['naive pair', load(naivePort), naive],
-      ...(hap ? [['haproxy pair', load(hap.outboundPort), haproxy] as [string, () => Promise<LoadResult>, Proc[]]] : []),
+    const h1Url = (port: number) => `http://127.0.0.1:${port}/`;
+    const h1Headers = [':authority: web'];
+    const grpcUrl = (port: number) => `http://127.0.0.1:${port}/wren.test.Echo/Unary`;
+    const grpc = { h1: false, headers: ['content-type: application/grpc', 'te: trailers', ':authority: echo:50051'], data: grpcFrame, seconds: SECONDS };
+    const h1 = { h1: true, headers: h1Headers, seconds: SECONDS };
+    // 1000 req/s over 16 connections with evenly spread arrivals (62.5 req/s each, started 1 ms apart).
+    const spread16 = { clients: 16, streams: 1, rps: 1000 / 16, spread: true };
+    const loads: Load[] = [
+      { name: 'http1 saturation (32 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(h1Url(port), { connections: 32, seconds: SECONDS, host: 'web' }) },
+      { name: 'http1 sequential', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, clients: 1, streams: 1 }) },
+      { name: 'http1 1000 rps bursty (10 conns)', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, clients: 10, streams: 1, rps: 100 }) },
+      { name: 'http1 1000 rps paced (4 conns)', grpc: false, tool: 'h2load', run: (port) => pacedH2load(h1Url(port), { h1: true, n: 4, rate: 1000, seconds: SECONDS, headers: h1Headers }) },
+      { name: 'http1 1000 rps (16 conns)', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, ...spread16 }) },
+      { name: 'grpc saturation', grpc: true, tool: 'h2load', run: (port) => h2load(grpcUrl(port), { ...grpc, clients: 4, streams: 16 }) },
+      { name: 'grpc 1000 rps (16 conns)', grpc: true, tool: 'h2load', run: (port) => h2load(grpcUrl(port), { ...grpc, ...spread16 }) },
     ];
-    const seq = { clients: 1, streams: 1, seconds };
-    const paced = (port: number, authority: string) => () => pacedH2load(`http://127.0.0.1:${port}/`, { h1: true, n: 4, rate: 1000, seconds, headers: [`:authority: ${authority}`] });
-    await group('http1 saturation', http1Paths((port) => h1(port, 'web', sat)));
-    await group('http1 sequential', http1Paths((port) => h1(port, 'web', seq)));
-    await group('http1 1000 rps', http1Paths((port) => h1(port, 'web', fixed)));
-    await group('http1 1000 rps paced', http1Paths((port) => paced(port, 'web')));
-    const gsat = { clients: 4, streams: 16, seconds };
-    await group('grpc saturation', [['direct', g(grpcPort, 'echo', gsat), []], ['wren pair', g(outboundPort, 'echo:50051', gsat), sidecars]]);
-    await group('grpc 1000 rps', [['direct', g(grpcPort, 'echo', fixed), []], ['wren pair', g(outboundPort, 'echo:50051', fixed), sidecars]]);
-    const by = (l: string) => rows.find((r) => r.label === l) ?? { rps: NaN, p99: NaN };
-    const ratios = {
-      http1SatThroughputWrenOverDirect: by('http1 saturation: wren pair').rps / by('http1 saturation: direct').rps,
-      http1SatThroughputWrenOverNaive: by('http1 saturation: wren pair').rps / by('http1 saturation: naive pair').rps,
-      http1FixedP99AddedMsWren: by('http1 1000 rps: wren pair').p99 - by('http1 1000 rps: direct').p99,
-      http1FixedP99AddedMsNaive: by('http1 1000 rps: naive pair').p99 - by('http1 1000 rps: direct').p99,
-      http1FixedP99WrenOverNaive: by('http1 1000 rps: wren pair').p99 / by('http1 1000 rps: naive pair').p99,
-      http1PacedP99AddedMsWren: by('http1 1000 rps paced: wren pair').p99 - by('http1 1000 rps paced: direct').p99,
-      http1PacedP99AddedMsNaive: by('http1 1000 rps paced: naive pair').p99 - by('http1 1000 rps paced: direct').p99,
-      http1SatThroughputWrenOverHaproxy: by('http1 saturation: wren pair').rps / by('http1 saturation: haproxy pair').rps,
-      http1FixedP99AddedMsHaproxy: by('http1 1000 rps: haproxy pair').p99 - by('http1 1000 rps: direct').p99,
-      http1PacedP99AddedMsHaproxy: by('http1 1000 rps paced: haproxy pair').p99 - by('http1 1000 rps paced: direct').p99,
-      grpcSatThroughputWrenOverDirect: by('grpc saturation: wren pair').rps / by('grpc saturation: direct').rps,
-      grpcFixedP99AddedMsWren: by('grpc 1000 rps: wren pair').p99 - by('grpc 1000 rps: direct').p99,
-    };
-    console.log(`\n== data path (h2load on loopback; each row the median of ${ROUNDS} interleaved rounds; latency in ms; CPU µs per request per sidecar [outbound, inbound]; RSS MB) ==`);
-    console.log('scenario'.padEnd(36), 'req/s'.padStart(9), 'p50'.padStart(8), 'p99'.padStart(8), 'failed'.padStart(7), '  cpu µs/req', '  rss MB', '  anon MB');
-    for (const r of rows)
-      console.log(
-        r.label.padEnd(36), r.rps.toFixed(0).padStart(9), r.p50.toFixed(2).padStart(8), r.p99.toFixed(2).padStart(8), String(r.failed).padStart(7),
-        '  ' + (r.cpuUsPerReq.map((c) => c.toFixed(0)).join('/') || '-'), '  ' + (r.rssMb.map((m) => m.toFixed(0)).join('/') || '-'), '  ' + (r.anonMb.map((m) => m.toFixed(0)).join('/') || '-'),
-      );
-    const mb = (o: Record<string, number>) => JSON.stringify(Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Number(v.toFixed(1))])));
-    console.log('idle RSS MB:', mb(idleRss));
-    console.log('idle private (anonymous) MB:', mb(idleAnon));
-    console.log('ratios:', JSON.stringify(Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, Number(v.toFixed(3))])), null, 1));
-    return { rows, idleRss, idleAnon, ratios };
+
+    const rows: Row[] = [];
+    for (const load of loads) {
+      const label = (p: Path) => `${load.name}: ${p.name}`;
+      const picked = paths.filter((p) => !ONLY || ONLY.test(label(p)));
+      const why = (p: Path) => missingTools.get(load.tool) ?? p.missing ?? (load.grpc ? p.noGrpc : undefined);
+      const runnable = picked.filter((p) => !why(p));
+      const runs = await interleave(ROUNDS, runnable.map((p) => [p.name, () => measure(() => load.run((load.grpc ? p.grpcPort : p.h1Port)!), p.procs)] as const));
+      for (const p of picked) {
+        const notMeasured = why(p);
+        rows.push(notMeasured ? { load: load.name, path: p.name, notMeasured } : { load: load.name, path: p.name, ...medianOf(runs.get(p.name)!, ['done', 'failed']) });
+      }
+    }
+    console.log(`\n== data path: h2load/wrk on loopback, each row the median of ${ROUNDS} interleaved rounds of ${SECONDS} s ==`);
+    printRows(rows);
+    const mb = (o: Record<string, number[]>) => Object.entries(o).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join(', ');
+    console.log(`\nidle RSS MB (outbound/inbound): ${mb(idleRss)}; idle private (RssAnon) MB: ${mb(idleAnon)}`);
+    const aims = printAims(rows);
+    return { rows, idleRss, idleAnon, aims };
   } finally {
     // SIGTERM lets a profiled sidecar drain and write its profile; the rest is killed outright.
     for (const p of procs) p.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL');

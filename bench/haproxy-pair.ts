@@ -1,46 +1,29 @@
 /**
  * A reference pair that is not Node: two HAProxy processes doing the same two hops as
  * the Wren pair (HTTP/1.1 in, HTTP/2 over mutual TLS between them, HTTP/1.1 to the
- * backend). The issue quotes "a haproxy pair adds 0.34 ms at p99" as the scale; running
+ * backend), and gRPC (h2c in, the same HTTP/2 over mutual TLS, h2c to the backend's gRPC
+ * port, chosen by content-type on the inbound side). The issue quotes "a haproxy pair adds 0.34 ms at p99" as the scale; running
  * one in the same harness, on the same cores, tells how much of a figure is the machine
- * and the harness and how much is the proxy. Optional: the benchmark skips these rows
- * when `haproxy` is not installed (Debian: `apt-get install haproxy`).
+ * and the harness and how much is the proxy. The benchmark installs haproxy when it is
+ * missing and it runs as root (bench/tools.ts).
  *
  * Each HAProxy runs one thread (`nbthread 1`), like a Node sidecar. The outbound side
  * verifies the inbound side's chain against the mesh CA (no SPIFFE ID check: HAProxy
  * matches DNS names, not URI SANs), and the inbound side requires a client certificate
  * from the same CA.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from './node-process.js';
 import { join } from 'node:path';
 
 export interface HaproxyPair {
   readonly outboundPort: number;
+  /** The outbound's h2c port for gRPC. */
+  readonly grpcPort: number;
   /** outbound, inbound */
   readonly pids: readonly [number, number];
-}
-
-export function haproxyInstalled(): boolean {
-  try {
-    execFileSync('haproxy', ['-v'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A free loopback port: HAProxy cannot bind port 0 and report it back. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function untilListening(port: number, child: ChildProcess): Promise<void> {
@@ -70,21 +53,24 @@ const GLOBAL = ['global', '  nbthread 1', '  maxconn 4096', 'defaults', '  mode 
 export async function startHaproxyPair(
   into: ChildProcess[],
   dir: string,
-  opts: { backendPort: number; caFile: string; client: { certFile: string; keyFile: string }; server: { certFile: string; keyFile: string } },
+  opts: { backendPort: number; grpcBackendPort: number; caFile: string; client: { certFile: string; keyFile: string }; server: { certFile: string; keyFile: string } },
 ): Promise<HaproxyPair> {
   const pem = async (name: string, w: { certFile: string; keyFile: string }) => {
     const file = join(dir, `haproxy-${name}.pem`);
     await writeFile(file, (await readFile(w.certFile, 'utf8')) + (await readFile(w.keyFile, 'utf8')), { mode: 0o600 });
     return file;
   };
-  const [outPort, inPort] = [await freePort(), await freePort()];
+  const [outPort, grpcOutPort, inPort] = [await freePort(), await freePort(), await freePort()];
   const inbound = [
     ...GLOBAL,
     'frontend inbound',
     `  bind 127.0.0.1:${inPort} ssl crt ${await pem('server', opts.server)} ca-file ${opts.caFile} verify required alpn h2`,
+    '  use_backend grpc if { req.hdr(content-type) -m beg application/grpc }',
     '  default_backend app',
     'backend app',
     `  server app 127.0.0.1:${opts.backendPort}`,
+    'backend grpc',
+    `  server app 127.0.0.1:${opts.grpcBackendPort} proto h2`,
     '',
   ];
   const outbound = [
@@ -95,6 +81,9 @@ export async function startHaproxyPair(
     // "HTTP/1.1 200 " and h2load (whose parser reports the status from the reason
     // callback) counts the request as failed; the backend here always answers 200.
     '  http-response set-status 200 reason OK if { status 200 }',
+    '  default_backend peer',
+    'frontend grpc',
+    `  bind 127.0.0.1:${grpcOutPort} proto h2`,
     '  default_backend peer',
     'backend peer',
     `  server peer 127.0.0.1:${inPort} ssl crt ${await pem('client', opts.client)} ca-file ${opts.caFile} verify required alpn h2`,
@@ -110,5 +99,5 @@ export async function startHaproxyPair(
   };
   const inPid = await run('inbound', inbound, inPort);
   const outPid = await run('outbound', outbound, outPort);
-  return { outboundPort: outPort, pids: [outPid, inPid] };
+  return { outboundPort: outPort, grpcPort: grpcOutPort, pids: [outPid, inPid] };
 }

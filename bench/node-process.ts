@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 
 /** A Node child process of a benchmark, started by `startNode`. */
 export interface NodeProcess {
@@ -29,3 +30,16 @@ export function startNode(into: ChildProcess[], args: readonly string[], ready: 
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${buf.slice(-500)}`)));
   });
 }
+
+/** A free loopback port, for programs that cannot bind port 0 and report it back (HAProxy) or ports another config must name up front. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+

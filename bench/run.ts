@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark in one run, each printing its figures and its ratio
  * against a baseline measured in the same run. `npm run bench -- data-path` (or
- * `resilience`, `control-plane`, `tls`, `identity`) runs one. Figures are medians/percentiles of one run on
+ * `resilience`, `control-plane`, `tls`, `identity`, `soak`) runs one. Figures are medians/percentiles of one run on
  * a noisy machine: compare ratios, not absolute numbers.
  */
 import { writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { runResilienceBench } from './resilience.js';
 import { runControlPlaneBench } from './control-plane.js';
 import { runTlsBench } from './tls.js';
 import { runIdentityBench } from './identity.js';
+import { runSoakBench } from './soak.js';
 
 const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'data-path': () => runDataPathBench(),
@@ -17,11 +18,13 @@ const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'control-plane': () => runControlPlaneBench(),
   tls: () => runTlsBench(),
   identity: () => runIdentityBench(),
+  soak: () => runSoakBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const results: Record<string, unknown> = {};
-for (const name of wanted.length ? wanted : Object.keys(all)) {
+// The soak runs only when named (10 minutes by default).
+for (const name of wanted.length ? wanted : Object.keys(all).filter((n) => n !== 'soak')) {
   const run = all[name];
   if (!run) {
     console.error(`unknown benchmark '${name}'; choose from ${Object.keys(all).join(', ')}`);

@@ -1,0 +1,27 @@
+/**
+ * Rounds and medians: every path under one load runs `rounds` times with the paths
+ * interleaved (direct, wren, naive, haproxy, direct, wren, ...), so a stall of the machine
+ * (10-50 ms a few times a minute on a shared VM) lands in one round of one path rather
+ * than deciding a row. Each row is the median round, field by field, so every figure is
+ * one some round measured.
+ */
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+/** The median of each field over the rounds (a field is a figure, or one figure per process, e.g. [outbound, inbound]) (counts like `done` and `failed` are summed). */
+export function medianOf<T extends { readonly [K in keyof T]: number | readonly number[] }>(rounds: readonly T[], summed: readonly (keyof T & string)[] = []): T {
+  const out: Record<string, number | number[]> = {};
+  for (const key of Object.keys(rounds[0]) as (keyof T & string)[]) {
+    const values = rounds.map((r) => r[key] as number | readonly number[]);
+    if (Array.isArray(values[0])) out[key] = (values[0] as number[]).map((_, i) => median(values.map((v) => (v as number[])[i])));
+    else out[key] = summed.includes(key) ? (values as number[]).reduce((a, b) => a + b, 0) : median(values as number[]);
+  }
+  return out as T;
+}
+
+/** Runs each path `rounds` times, interleaved, and returns each path's rounds in order. */
+export async function interleave<T>(rounds: number, paths: readonly (readonly [string, () => Promise<T>])[]): Promise<Map<string, T[]>> {
+  const runs = new Map<string, T[]>(paths.map(([name]) => [name, []]));
+  for (let round = 0; round < rounds; round++) for (const [name, run] of paths) runs.get(name)!.push(await run());
+  return runs;
+}
