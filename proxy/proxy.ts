@@ -11,6 +11,7 @@ import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
+import { UpstreamListener } from './outbound/upstream-listener.js';
 import { outboundStack } from './outbound/stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
@@ -52,6 +53,8 @@ export class Proxy {
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
   private readonly outbound: OutboundListener;
+  /** Explicit upstreams (config `upstreams`): local ports bound to one service each. */
+  private readonly upstreams: readonly UpstreamListener[];
   private readonly inbound: InboundListener;
   private readonly admin: AdminServer;
   private readonly outboundAgent = new Agent({ keepAlive: true, maxSockets: 256 });
@@ -99,6 +102,7 @@ export class Proxy {
       originalDst: opts.originalDst,
       http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent }),
     });
+    this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
       ...common,
       address: L.inbound.address,
@@ -133,7 +137,14 @@ export class Proxy {
   static async start(opts: ProxyOptions): Promise<Proxy> {
     const p = new Proxy(opts.config, opts.tls, opts);
     if (!loadAddon()) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
-    const [o, i, a] = await Promise.all([p.outbound.listen(), p.inbound.listen(), p.admin.listen()]);
+    let o, i, a;
+    try {
+      [o, i, a] = await Promise.all([p.outbound.listen(), p.inbound.listen(), p.admin.listen(), ...p.upstreams.map((u) => u.listen())]);
+    } catch (e) {
+      // A port that cannot be bound (an upstream's included) fails start-up, without leaving the others open.
+      await p.close().catch(() => undefined);
+      throw e;
+    }
     p.ports = { outbound: o.port, inbound: i.port, admin: a.port };
     if (!p.hasConfig) {
       // Bounded wait for the first config: past it the proxy reports ready anyway (it can
@@ -145,7 +156,7 @@ export class Proxy {
       }, opts.config.discovery.firstConfigTimeoutMs);
       t.unref?.();
     }
-    p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port });
+    p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port, upstreams: p.upstreams.map((u) => `${u.config.service}:${u.config.port}@${u.address().address}:${u.address().port}`) });
     return p;
   }
 
@@ -180,6 +191,10 @@ export class Proxy {
   }
   get adminPort(): number {
     return this.ports.admin;
+  }
+  /** The bound local port of each configured upstream, in config order. */
+  get upstreamPorts(): readonly number[] {
+    return this.upstreams.map((u) => u.address().port);
   }
 
   private readiness(): { ready: boolean; reason: string } {
@@ -245,7 +260,7 @@ export class Proxy {
     this.outboundAgent.destroy();
     this.appAgent.destroy();
     this.metrics.close();
-    await Promise.all([this.outbound.close(), this.admin.close()]);
+    await Promise.all([this.outbound.close(), this.admin.close(), ...this.upstreams.map((u) => u.close())]);
     this.closedResolve();
   }
 }

@@ -1,5 +1,7 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
+import { connect as h2connect } from 'node:http2';
+import { once } from 'node:events';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { startLoopbackPods, type LoopbackPods } from './helpers/loopback-pods.js';
@@ -22,6 +24,7 @@ beforeAll(async () => {
   for (let i = 0; i < N; i++) {
     dstBySource.set(pods.clientIp(i + 1), { address: pods.pods[i].ip, port: pods.httpPort });
     dstBySource.set(pods.clientIp(i + 11), { address: pods.pods[i].ip, port: pods.tcpPort });
+    dstBySource.set(pods.clientIp(i + 21), { address: pods.pods[i].ip, port: pods.h2Port });
   }
   client = await startProxy({
     pki,
@@ -111,6 +114,24 @@ test('300 HTTP requests addressed to each pod IP all land on that pod, over mTLS
   const eps = clusters[`db.default:${pods.httpPort}`].endpoints;
   expect(eps.map((e) => e.address)).toEqual(pods.pods.map((p) => p.ip));
   expect(eps.map((e) => e.successes >= 300)).toEqual([true, true, true]);
+});
+
+test('HTTP/2 (prior knowledge) addressed to a pod IP lands on that pod too', async () => {
+  for (let i = 0; i < N; i++) {
+    const session = h2connect(`http://127.0.0.1:${client.outboundPort}`, { localAddress: pods.clientIp(i + 21) });
+    const pods_ = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const req = session.request({ ':path': '/', ':authority': `db.default.svc.cluster.local:${pods.h2Port}` });
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (d) => (body += d));
+        await once(req, 'end');
+        return (JSON.parse(body) as { pod: string }).pod;
+      }),
+    );
+    session.close();
+    expect(new Set(pods_)).toEqual(new Set([`db-${i}`]));
+  }
 });
 
 test('30 TCP connections addressed to each pod IP all land on that pod', async () => {

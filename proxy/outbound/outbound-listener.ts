@@ -47,6 +47,7 @@ export class OutboundListener {
   private readonly h2: Http2Server;
   private readonly origDsts = new WeakMap<Socket, Destination>();
   private readonly sockets = new Set<Socket>();
+  private h2Dst: Destination | undefined;
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
@@ -56,6 +57,12 @@ export class OutboundListener {
     });
     this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
     this.h2.on('session', (s) => s.on('connect', () => s.setLocalWindowSize(16 << 20)));
+    // Requests see the session's socket, a Proxy around the accepted one (node:http2), so
+    // the destination is filed under it too; the session is created synchronously by
+    // emit('connection') in serve(), which sets h2Dst for just that call.
+    this.h2.on('session', (s) => {
+      if (this.h2Dst) this.origDsts.set(s.socket as Socket, this.h2Dst);
+    });
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
@@ -110,7 +117,12 @@ export class OutboundListener {
       this.h1.emit('connection', socket);
       socket.resume();
     } else if (detected === 'http2') {
-      this.h2.emit('connection', socket);
+      this.h2Dst = dst;
+      try {
+        this.h2.emit('connection', socket);
+      } finally {
+        this.h2Dst = undefined;
+      }
     } else {
       this.tcp(socket, route, dst);
     }

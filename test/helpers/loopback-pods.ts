@@ -1,4 +1,5 @@
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2cServer } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { randomInt } from 'node:crypto';
@@ -14,7 +15,7 @@ import { startProxy } from './proxy.js';
  * address (the same ports on every pod, as in a StatefulSet) and its own sidecar whose
  * inbound listener and app address are that address.
  *
- * The HTTP app answers every request with JSON {pod, path, xfcc, attempt} (`/status/N`
+ * The HTTP app (HTTP/1.1 on httpPort, h2c on h2Port) answers every request with JSON {pod, path, xfcc, attempt} (`/status/N`
  * with that status); the TCP app greets with `<pod>\n` and then echoes.
  */
 export interface LoopbackPod {
@@ -28,10 +29,12 @@ export interface LoopbackPod {
 export interface LoopbackPods {
   readonly pods: readonly LoopbackPod[];
   readonly httpPort: number;
+  /** The same app over HTTP/2 cleartext (prior knowledge). */
+  readonly h2Port: number;
   readonly tcpPort: number;
   /** A source address in the same random /16, for clients that must be told apart by source. */
   clientIp(i: number): string;
-  /** The headless Service (no ClusterIP) over the pods: `http` (detect) and `tcp` (opaque) ports. */
+  /** The headless Service (no ClusterIP) over the pods: `http`, `h2` (detect) and `tcp` (opaque) ports. */
   service(name: string, policy?: Record<string, unknown>): Service;
   close(): Promise<void>;
 }
@@ -51,6 +54,7 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
     return (s.address() as AddressInfo).port;
   };
   let httpPort = 0;
+  let h2Port = 0;
   let tcpPort = 0;
   const pods: LoopbackPod[] = [];
   for (let i = 1; i <= o.count; i++) {
@@ -58,7 +62,7 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
     const ip = `127.${net}.1.${i}`;
     const httpHits = { count: 0 };
     const tcpHits = { count: 0 };
-    const http = createHttpServer((req, res) => {
+    const answer = (req: IncomingMessage, res: ServerResponse) => {
       httpHits.count++;
       req.resume();
       req.on('end', () => {
@@ -66,8 +70,9 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
         res.writeHead(m ? Number(m[1]) : 200, { 'content-type': 'application/json', 'x-pod': name });
         res.end(JSON.stringify({ pod: name, path: req.url, xfcc: req.headers['x-forwarded-client-cert'] ?? null, attempt: req.headers['wren-attempt'] ?? null }));
       });
-    });
-    httpPort = await bind(http, ip, httpPort);
+    };
+    httpPort = await bind(createHttpServer(answer), ip, httpPort);
+    h2Port = await bind(createH2cServer(answer as never) as unknown as Server, ip, h2Port);
     const tcp = createNetServer((s) => {
       tcpHits.count++;
       s.write(`${name}\n`);
@@ -88,6 +93,7 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
   return {
     pods,
     httpPort,
+    h2Port,
     tcpPort,
     clientIp: (i) => `127.${net}.2.${i}`,
     service: (name, policy) =>
@@ -99,6 +105,7 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
           clusterIPs: [],
           ports: [
             { name: 'http', port: httpPort, protocol: 'detect', endpoints: endpoints(httpPort) },
+            { name: 'h2', port: h2Port, protocol: 'detect', endpoints: endpoints(h2Port) },
             { name: 'tcp', port: tcpPort, protocol: 'opaque', endpoints: endpoints(tcpPort) },
           ],
         },
