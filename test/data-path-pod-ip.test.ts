@@ -118,7 +118,8 @@ test('300 HTTP requests addressed to each pod IP all land on that pod, over mTLS
 
 test('HTTP/2 (prior knowledge) addressed to a pod IP lands on that pod too', async () => {
   for (let i = 0; i < N; i++) {
-    const session = h2connect(`http://127.0.0.1:${client.outboundPort}`, { localAddress: pods.clientIp(i + 21) });
+    const localAddress = pods.clientIp(i + 21);
+    const session = h2connect(`http://127.0.0.1:${client.outboundPort}`, { createConnection: () => netConnect({ host: '127.0.0.1', port: client.outboundPort, localAddress }) });
     const pods_ = await Promise.all(
       Array.from({ length: 30 }, async () => {
         const req = session.request({ ':path': '/', ':authority': `db.default.svc.cluster.local:${pods.h2Port}` });
@@ -143,6 +144,17 @@ test('30 TCP connections addressed to each pod IP all land on that pod', async (
   }
   const metrics = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
   expect(metrics).toMatch(/istio_tcp_connections_opened_total\{direction="outbound",destination_service="db.default.svc.cluster.local"\} (9\d|\d{3,})/);
+});
+
+test('a TCP client that half-closes after its request still gets the reply (the FIN is relayed)', async () => {
+  const got = await new Promise<string>((resolve, reject) => {
+    const s = netConnect({ host: '127.0.0.1', port: client.outboundPort, localAddress: pods.clientIp(13) }, () => s.end('bye\n'));
+    let data = '';
+    s.on('data', (d) => (data += d));
+    s.on('close', () => resolve(data));
+    s.on('error', reject);
+  });
+  expect(got).toBe('db-2\nbye\n');
 });
 
 test('requests to the Service name spread over the three pods', async () => {

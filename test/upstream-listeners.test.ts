@@ -108,6 +108,17 @@ test('opaque TCP through an upstream port reaches the service over mTLS, where t
   expect(await tcp(client.outboundPort, 'x')).toBe('');
 });
 
+test('a client that half-closes after its request still gets the whole reply (FIN is relayed, not a reset)', async () => {
+  const got = await new Promise<string>((resolve, reject) => {
+    const s = netConnect({ host: '127.0.0.1', port: client.upstreamPorts[UP.echo] }, () => s.end('last words\n'));
+    let data = '';
+    s.on('data', (d) => (data += d));
+    s.on('close', () => resolve(data));
+    s.on('error', reject);
+  });
+  expect(got).toBe('echo ready\nlast words\n');
+});
+
 redisTest('redis-cli through an upstream port talks to redis-server behind the peer sidecar', async () => {
   const cli = (...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(client.upstreamPorts[UP.redis]), ...args]).then((r) => r.stdout.trim());
   expect(await cli('ping')).toBe('PONG');

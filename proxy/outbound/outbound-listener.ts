@@ -64,7 +64,10 @@ export class OutboundListener {
       if (this.h2Dst) this.origDsts.set(s.socket as Socket, this.h2Dst);
     });
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
-    this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
+    // allowHalfOpen: a client's FIN must not end our side at once, or a TCP client that
+    // half-closes after its request (`nc -N`, shutdown(SHUT_WR)) loses the reply; the
+    // tunnel relays the FIN instead (splice), and the HTTP servers handle it themselves.
+    this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
   }
 
   listen(): Promise<AddressInfo> {

@@ -19,7 +19,8 @@ export class UpstreamListener {
     outbound: OutboundListener,
   ) {
     this.dst = Object.freeze({ address: config.localAddress, port: config.port, upstream: `${config.service}:${config.port}` });
-    this.server = createServer({ noDelay: true }, (s) => void outbound.acceptUpstream(s, this.dst, config.protocol));
+    // allowHalfOpen as on the outbound listener: a client's FIN is relayed, not answered with ours.
+    this.server = createServer({ noDelay: true, allowHalfOpen: true }, (s) => void outbound.acceptUpstream(s, this.dst, config.protocol));
   }
 
   /** Rejects when the address cannot be bound (EADDRINUSE, EADDRNOTAVAIL, EACCES): start-up fails. */
