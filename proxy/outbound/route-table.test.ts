@@ -75,4 +75,8 @@ test('forRequest: a pod-IP destination wins over the Host; a ClusterIP destinati
   // An upstream listener is bound to its service, whatever the client puts in Host.
   expect(name(t.forRequest('localhost:16379', { address: '127.0.0.1', port: 5432, upstream: 'db-read.data:5432' }))).toBe('db-read');
   expect(name(t.forRequest('db.data:5432', { address: '127.0.0.1', port: 5432, upstream: 'missing.data:5432' }))).toBeUndefined();
+  // Memoised per destination object: the second lookup answers the same.
+  const dst = { address: '10.244.0.1', port: 5432 };
+  t.byDestination(dst);
+  expect(t.byDestination(dst)?.endpoint?.address).toBe('10.244.0.1');
 });

@@ -35,6 +35,8 @@ export class RouteTable {
   /** Endpoint addresses (pod IP:port) -> a route pinned to that endpoint. */
   private readonly byEndpoint = new Map<string, Route>();
   private readonly authorityCache = new Map<string, Route | null>();
+  /** Per connection destination object (one per accepted socket): requests on it skip building the address key. */
+  private readonly dstCache = new WeakMap<Destination, Route | null>();
 
   constructor(
     readonly snapshot: MeshSnapshot,
@@ -102,7 +104,11 @@ export class RouteTable {
 
   /** The route a connection's destination names: its upstream service, else its address. */
   byDestination(dst: Destination): Route | undefined {
-    return dst.upstream !== undefined ? this.byAuthority(dst.upstream) : this.byAddress(dst.address, dst.port);
+    const hit = this.dstCache.get(dst);
+    if (hit !== undefined) return hit ?? undefined;
+    const route = dst.upstream !== undefined ? this.byAuthority(dst.upstream) : this.byAddress(dst.address, dst.port);
+    this.dstCache.set(dst, route ?? null);
+    return route;
   }
 }
 
