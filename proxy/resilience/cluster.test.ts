@@ -141,6 +141,9 @@ describe('Cluster', () => {
     expect(cluster.snapshot().endpoints[1]).toMatchObject({ health: 'breaker-open', failures: 3 });
     expect(pickKeys(200).has(target.address)).toBe(false); // balanced traffic avoids it
     expect(cluster.pinned(ep(2))).toBe(target); // addressed traffic still goes there
+    const unready = ep(2, { ready: false });
+    cluster.update([ep(1), unready, ep(3)]);
+    expect(cluster.pinned(ep(2))).toBe(unready); // not ready: still the client's choice
     cluster.update([ep(1), ep(3)]);
     const gone = cluster.pinned(ep(2)) as ProxyError;
     expect(gone.code).toBe('NO_ENDPOINTS');
