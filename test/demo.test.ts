@@ -19,12 +19,14 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
     throw new Error('dist/cli/demo.js is older than cli/demo.ts: run `npm run build` first');
   // A random /24 in 127/8 per run, so parallel runs (or one left over) never share the demo's fixed ports.
   const base = `127.${randomInt(10, 250)}.9`;
-  const child = spawn(process.execPath, [wren, 'demo', '--smoke', '--base-ip', base], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so a timeout kills the control plane and the sidecars with it.
+  const child = spawn(process.execPath, [wren, 'demo', '--smoke', '--base-ip', base], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
-  const kill = setTimeout(() => child.kill('SIGKILL'), 25_000);
+  // Four node processes start (control plane, three sidecars): on a loaded 2-core machine that takes a while.
+  const kill = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 50_000);
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   clearTimeout(kill);
   const report = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
@@ -37,4 +39,4 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   expect(stdout).toContain(`client -> web through the upstream port ${base}.1:18080: HTTP 200 `);
   expect(stdout).toContain(`client -> cache through the upstream port ${base}.1:16379 (opaque TCP, Redis protocol): +PONG | +OK | $22 hello through the mesh`);
   expect(stdout).toMatch(new RegExp(`(redis-cli -h ${base.replace(/\./g, '\\.')}\\.1 -p 16379 ping|PING.*16379)`));
-}, 30_000);
+}, 60_000);
