@@ -135,6 +135,26 @@ test('HTTP/2 (prior knowledge) addressed to a pod IP lands on that pod too', asy
   }
 });
 
+test('an HTTP/1.1 upgrade (WebSocket-style) addressed to a pod IP lands on that pod', async () => {
+  const upgrade = (localAddress: string) =>
+    new Promise<string>((resolve, reject) => {
+      const s = netConnect({ host: '127.0.0.1', port: client.outboundPort, localAddress }, () =>
+        s.write(`GET /ws HTTP/1.1\r\nhost: ${headless()}\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n`),
+      );
+      let got = '';
+      s.on('data', (d) => {
+        got += d;
+        if (got.includes('\r\n\r\n')) s.end();
+      });
+      s.on('close', () => resolve(/^x-pod: (\S+)/im.exec(got)?.[1] ?? got));
+      s.on('error', reject);
+    });
+  for (let i = 0; i < N; i++) {
+    const got = await Promise.all(Array.from({ length: 10 }, () => upgrade(pods.clientIp(i + 1))));
+    expect(new Set(got)).toEqual(new Set([`db-${i}`]));
+  }
+});
+
 test('30 TCP connections addressed to each pod IP all land on that pod', async () => {
   for (let i = 0; i < N; i++) {
     const before = pods.pods.map((p) => p.tcpHits.count);

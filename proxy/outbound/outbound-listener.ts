@@ -142,7 +142,7 @@ export class OutboundListener {
    */
   private tcp(socket: Socket, route: Route | undefined, dst: Destination | undefined): void {
     if (!route) {
-      this.d.logger.info('closing opaque connection with no destination', { code: 'NO_ROUTE' });
+      this.d.logger.info('closing opaque connection with no destination', { code: 'NO_ROUTE', upstream: dst?.upstream });
       socket.destroy();
       return;
     }

@@ -15,8 +15,9 @@ import { startProxy } from './proxy.js';
  * address (the same ports on every pod, as in a StatefulSet) and its own sidecar whose
  * inbound listener and app address are that address.
  *
- * The HTTP app (HTTP/1.1 on httpPort, h2c on h2Port) answers every request with JSON {pod, path, xfcc, attempt} (`/status/N`
- * with that status); the TCP app greets with `<pod>\n` and then echoes.
+ * The HTTP app (HTTP/1.1 on httpPort, h2c on h2Port) answers every request with JSON
+ * {pod, path, xfcc, attempt} (`/status/N` with that status) and an HTTP/1.1 upgrade with
+ * 101 and `x-pod`; the TCP app greets with `<pod>\n` and then echoes.
  */
 export interface LoopbackPod {
   readonly name: string;
@@ -71,7 +72,15 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
         res.end(JSON.stringify({ pod: name, path: req.url, xfcc: req.headers['x-forwarded-client-cert'] ?? null, attempt: req.headers['wren-attempt'] ?? null }));
       });
     };
-    httpPort = await bind(createHttpServer(answer), ip, httpPort);
+    const h1 = createHttpServer(answer);
+    // An HTTP/1.1 upgrade (WebSocket-style): 101 naming the pod, then an echo.
+    h1.on('upgrade', (req: IncomingMessage, sock: Socket, head: Buffer) => {
+      httpHits.count++;
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${req.headers.upgrade}\r\nconnection: Upgrade\r\nx-pod: ${name}\r\n\r\n`);
+      if (head.length) sock.write(head);
+      sock.pipe(sock);
+    });
+    httpPort = await bind(h1, ip, httpPort);
     h2Port = await bind(createH2cServer(answer as never) as unknown as Server, ip, h2Port);
     const tcp = createNetServer((s) => {
       tcpHits.count++;
