@@ -4,22 +4,28 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { connect as netConnect } from 'node:net';
 import { createServer, request, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { formatSpiffeId, writeSecretFile } from '../certs/index.js';
 import { listen } from '../common/listen.js';
+import { startDemoCache } from './demo-cache.js';
 
 type Out = (s: string) => void;
 
 const USAGE = `Usage: wren demo [--smoke] [--base-ip 127.0.1]
 
-Starts a whole mesh on loopback, laid out like two pods and a control plane: each
+Starts a whole mesh on loopback, laid out like three pods and a control plane: each
 "pod" has its own loopback address, its app and its sidecar on the standard ports.
-  client pod     127.0.1.1    sidecar outbound :15001, inbound :15006, admin :15000
-  web pod        127.0.1.2    app :8080, sidecar outbound :15001, inbound :15006, admin :15000
+  client pod     127.0.1.1    sidecar outbound :15001, inbound :15006, admin :15000,
+                              upstreams :16379 (cache, opaque TCP) and :18080 (web, HTTP)
+  web pod        127.0.1.2    app :8080 (HTTP), sidecar outbound :15001, inbound :15006, admin :15000
+  cache pod      127.0.1.3    app :6379 (a tiny Redis), sidecar outbound :15001, inbound :15006, admin :15000
   control plane  127.0.1.254  discovery (gRPC) :15010, admin :15014
+The client's upstreams are local ports bound to one service each (Consul's explicit
+upstreams): without an iptables redirect, this is how a TCP client enters the mesh.
 The mesh is a directory of manifests (MeshService, TrafficPolicy) that the control
 plane watches: edit them and the sidecars follow. The control plane is also the mesh CA:
 each sidecar makes its key in memory and gets its certificate through Identity/Certify,
@@ -46,7 +52,8 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     return 0;
   }
   const base = values['base-ip'] ?? '127.0.1';
-  const pods = { client: `${base}.1`, web: `${base}.2` };
+  const pods = { client: `${base}.1`, web: `${base}.2`, cache: `${base}.3` };
+  const upstream = { cache: { address: pods.client, port: 16379 }, web: { address: pods.client, port: 18080 } };
   let failures = 0;
   const dir = await mkdtemp(join(tmpdir(), 'wren-demo-'));
   // One bootstrap token per workload (docs/identity.md): the control plane's token file,
@@ -58,10 +65,12 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   for (const name of Object.keys(pods)) await writeSecretFile(join(dir, `${name}.token`), tokens[name]);
   const bundleFile = join(dir, 'trust-bundle.pem');
   const app = await startWebApp(pods.web, 8080);
+  const cache = await startDemoCache(pods.cache, 6379);
   const meshDir = join(dir, 'mesh');
   await mkdir(meshDir);
   const webFile = join(meshDir, 'web.yaml');
   await writeFile(webFile, webManifest(pods.web, ids.web, 1));
+  await writeFile(join(meshDir, 'cache.yaml'), cacheManifest(pods.cache, ids.cache));
   await writeFile(join(meshDir, 'web-policy.yaml'), WEB_POLICY);
   const wren = fileURLToPath(new URL('./wren.js', import.meta.url));
   const stderr = values.smoke ? 'ignore' : 'inherit';
@@ -78,6 +87,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     await stopChildren(sidecars);
     await stopChildren([controlPlane]);
     app.close();
+    cache.close();
   };
   try {
     await waitReady(cp.ip, 15014, controlPlane);
@@ -99,6 +109,14 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
       shutdown: { gracePeriodMs: '5s' },
       // No static mesh: /ready stays 503 until the control plane's first snapshot.
       discovery: { controlPlane: cp.discovery, firstConfigTimeoutMs: '15s' },
+      // Explicit upstreams: local ports that lead to one service each, no interception needed.
+      upstreams:
+        name === 'client'
+          ? [
+              { service: 'cache', port: 6379, localAddress: upstream.cache.address, localPort: upstream.cache.port },
+              { service: 'web', port: 80, localAddress: upstream.web.address, localPort: upstream.web.port },
+            ]
+          : [],
     };
     const file = join(dir, `${name}-proxy.yaml`);
     await writeFile(file, stringify(cfg));
@@ -123,6 +141,12 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     out(`client -> web: HTTP ${r.status} ${r.body.trim()}\n`);
     if (r.status !== 200 || !r.body.includes(ids.client)) failures++;
   }
+  const viaWeb = await get(upstream.web.address, upstream.web.port, 'localhost', '/');
+  out(`client -> web through the upstream port ${upstream.web.address}:${upstream.web.port}: HTTP ${viaWeb.status} ${viaWeb.body.trim()}\n`);
+  if (viaWeb.status !== 200 || !viaWeb.body.includes(ids.client)) failures++;
+  const cacheReplies = await respExchange(upstream.cache.address, upstream.cache.port, [['PING'], ['SET', 'greeting', 'hello through the mesh'], ['GET', 'greeting']]);
+  out(`client -> cache through the upstream port ${upstream.cache.address}:${upstream.cache.port} (opaque TCP, Redis protocol): ${cacheReplies.join(' | ')}\n`);
+  if (cacheReplies.join('|') !== '+PONG|+OK|$22 hello through the mesh') failures++;
   if (values.smoke) {
     // Guard the live-edit promise: a manifest change reaches the client sidecar.
     const t0 = performance.now();
@@ -134,6 +158,8 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   out(`
 Try it:
   curl -x http://${pods.client}:15001 http://web/            # via the client's sidecar (mTLS between pods)
+  curl http://${upstream.web.address}:${upstream.web.port}/                      # the same through the client's upstream port for web
+  ${cacheTryCommand(upstream.cache.address, upstream.cache.port)}
   curl http://${pods.client}:15000/clusters                  # the client sidecar's endpoints
   curl http://${pods.web}:15000/metrics | grep istio_requests_total
   curl http://${cp.ip}:15014/debug/proxies    # what the control plane sent each sidecar
@@ -157,6 +183,33 @@ The mesh is defined by the manifests in ${meshDir}/:
   });
   await stopAll();
   return 0;
+}
+
+/** How to talk to the cache through its upstream port with what this machine has. */
+function cacheTryCommand(host: string, port: number): string {
+  const comment = '# opaque TCP through the client upstream (Redis protocol)';
+  if (spawnSync('sh', ['-c', 'command -v redis-cli'], { stdio: 'ignore' }).status === 0) return `redis-cli -h ${host} -p ${port} ping     ${comment}`;
+  if (spawnSync('sh', ['-c', 'command -v nc'], { stdio: 'ignore' }).status === 0) return `printf 'PING\\r\\n' | nc -q1 ${host} ${port}   ${comment}`;
+  return `node -e "const s=require('net').connect(${port},'${host}',()=>s.end('PING\\r\\n'));s.pipe(process.stdout)"   ${comment}`;
+}
+
+/** Sends Redis commands (RESP arrays) on one connection; the replies (simple strings, errors, integers, bulk strings). */
+function respExchange(host: string, port: number, commands: readonly string[][]): Promise<string[]> {
+  const wire = commands.map((c) => `*${c.length}\r\n` + c.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')).join('');
+  return new Promise((resolve) => {
+    const replies: string[] = [];
+    let got = '';
+    const s = netConnect({ host, port }, () => s.write(wire));
+    s.setTimeout(5000, () => s.destroy());
+    s.on('data', (d) => {
+      got += d;
+      // Each reply is one line, or for a bulk string `$<len>` then a line holding it.
+      for (let m; (m = /^(?:\$(\d+)\r\n([^]*?)\r\n|([-+:][^\r]*)\r\n)/.exec(got)); got = got.slice(m[0].length)) replies.push(m[3] ?? `$${m[1]} ${m[2]}`);
+      if (replies.length >= commands.length) s.end();
+    });
+    s.on('error', (e) => replies.push(`-ERR ${e.message}`));
+    s.on('close', () => resolve(replies));
+  });
 }
 
 /** The demo's app: says hello and shows who called it (the identity its sidecar verified). */
@@ -241,6 +294,28 @@ spec:
       proxyPort: 15006
       identity: ${identity}
       weight: ${weight}
+      ready: true
+`;
+}
+
+/** mesh/cache.yaml: the cache Service (opaque TCP: the sidecars tunnel its bytes) and its one pod. */
+function cacheManifest(ip: string, identity: string): string {
+  return `# The cache service: a tiny Redis, reached from the client pod through its upstream port 16379.
+apiVersion: policy.wren.io/v1alpha1
+kind: MeshService
+metadata:
+  name: cache
+  namespace: default
+spec:
+  ports:
+    - name: redis
+      port: 6379
+      protocol: opaque
+  endpoints:
+    - address: ${ip}
+      port: 6379
+      proxyPort: 15006
+      identity: ${identity}
       ready: true
 `;
 }

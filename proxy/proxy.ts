@@ -12,6 +12,7 @@ import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
+import { UpstreamListener } from './outbound/upstream-listener.js';
 import { outboundStack } from './outbound/stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
@@ -54,6 +55,8 @@ export class Proxy {
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
   private readonly outbound: OutboundListener;
+  /** Explicit upstreams (config `upstreams`): local ports bound to one service each. */
+  private readonly upstreams: readonly UpstreamListener[];
   private readonly inbound: InboundListener;
   private readonly admin: AdminServer;
   private readonly outboundAgent = new Agent({ keepAlive: true, maxSockets: 256 });
@@ -103,6 +106,7 @@ export class Proxy {
       originalDst: opts.originalDst,
       http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent }),
     });
+    this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
       ...common,
       address: L.inbound.address,
@@ -138,14 +142,20 @@ export class Proxy {
     const p = new Proxy(opts.config, opts.tls, opts);
     if (!loadAddon()) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
     // Every listener binds or the proxy does not start: a sidecar missing one (its port
-    // still held by a predecessor that is draining) must not report ready (issue 11).
-    const bound = await Promise.allSettled([p.outbound.listen(), p.inbound.listen(), p.admin.listen()]);
+    // still held by a predecessor that is draining) must not report ready (issue 11). The
+    // explicit upstreams count too; what did bind is closed again.
+    const listeners = [
+      { name: 'outbound', ...opts.config.listeners.outbound, listen: () => p.outbound.listen() },
+      { name: 'inbound', ...opts.config.listeners.inbound, listen: () => p.inbound.listen() },
+      { name: 'admin', ...opts.config.listeners.admin, listen: () => p.admin.listen() },
+      ...p.upstreams.map((u) => ({ name: `upstream ${u.config.service}:${u.config.port}`, address: u.config.localAddress, port: u.config.localPort, listen: () => u.listen() })),
+    ];
+    const bound = await Promise.allSettled(listeners.map((l) => l.listen()));
     const failed = bound.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
-      await p.close();
-      const name = (['outbound', 'inbound', 'admin'] as const)[failed];
-      const l = opts.config.listeners[name];
-      throw new ListenError(name, l.address, l.port, (bound[failed] as PromiseRejectedResult).reason);
+      await p.close().catch(() => undefined);
+      const l = listeners[failed];
+      throw new ListenError(l.name, l.address, l.port, (bound[failed] as PromiseRejectedResult).reason);
     }
     const [o, i, a] = bound.map((r) => (r as PromiseFulfilledResult<AddressInfo>).value);
     p.ports = { outbound: o.port, inbound: i.port, admin: a.port };
@@ -159,7 +169,7 @@ export class Proxy {
       }, opts.config.discovery.firstConfigTimeoutMs);
       t.unref?.();
     }
-    p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port });
+    p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port, upstreams: p.upstreams.map((u) => `${u.config.service}:${u.config.port}@${u.address().address}:${u.address().port}`) });
     return p;
   }
 
@@ -194,6 +204,10 @@ export class Proxy {
   }
   get adminPort(): number {
     return this.ports.admin;
+  }
+  /** The bound local port of each configured upstream, in config order. */
+  get upstreamPorts(): readonly number[] {
+    return this.upstreams.map((u) => u.address().port);
   }
 
   private readiness(): { ready: boolean; reason: string } {
@@ -259,7 +273,7 @@ export class Proxy {
     this.outboundAgent.destroy();
     this.appAgent.destroy();
     this.metrics.close();
-    await Promise.all([this.outbound.close(), this.admin.close()]);
+    await Promise.all([this.outbound.close(), this.admin.close(), ...this.upstreams.map((u) => u.close())]);
     this.closedResolve();
   }
 }

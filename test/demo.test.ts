@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
 
 /**
  * Guards the README's first command: `wren demo --smoke` starts the control plane (dir
@@ -16,17 +17,26 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   const src = join(root, 'cli', 'demo.ts');
   if (statSync(src).mtimeMs > statSync(join(root, 'dist', 'cli', 'demo.js')).mtimeMs)
     throw new Error('dist/cli/demo.js is older than cli/demo.ts: run `npm run build` first');
-  const child = spawn(process.execPath, [wren, 'demo', '--smoke', '--base-ip', '127.0.9'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A random /24 in 127/8 per run, so parallel runs (or one left over) never share the demo's fixed ports.
+  const base = `127.${randomInt(10, 250)}.9`;
+  // Its own process group, so a timeout kills the control plane and the sidecars with it.
+  const child = spawn(process.execPath, [wren, 'demo', '--smoke', '--base-ip', base], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
-  const kill = setTimeout(() => child.kill('SIGKILL'), 25_000);
+  // Four node processes start (control plane, three sidecars): on a loaded 2-core machine that takes a while.
+  const kill = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 50_000);
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   clearTimeout(kill);
   const report = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
   expect({ code, passed: /^smoke test passed$/m.test(stdout), report }).toEqual({ code: 0, passed: true, report });
-  expect(stdout).toMatch(/client sidecar config: version \S+-\d+ from control-plane:127\.0\.9\.254:15010/);
+  expect(stdout).toContain(`from control-plane:${base}.254:15010`);
+  expect(stdout).toMatch(/client sidecar config: version \S+-\d+ from control-plane:/);
   expect(stdout).toMatch(/live edit of \S+web\.yaml reached the client sidecar in \d+ ms/);
   expect(stdout.match(/client -> web: HTTP 200 /g)).toHaveLength(3);
-}, 30_000);
+  // Explicit upstreams on the client pod: HTTP to web, and opaque TCP (Redis protocol) to the cache.
+  expect(stdout).toContain(`client -> web through the upstream port ${base}.1:18080: HTTP 200 `);
+  expect(stdout).toContain(`client -> cache through the upstream port ${base}.1:16379 (opaque TCP, Redis protocol): +PONG | +OK | $22 hello through the mesh`);
+  expect(stdout).toMatch(new RegExp(`(redis-cli -h ${base.replace(/\./g, '\\.')}\\.1 -p 16379 ping|PING.*16379)`));
+}, 60_000);

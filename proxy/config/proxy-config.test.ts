@@ -112,3 +112,39 @@ describe('in-cluster mode (the injector environment)', () => {
     expect(err({ ...env, WREN_TRUST_BUNDLE: undefined, WREN_CONTROL_PLANE_INSECURE: 'true' })).toBe('');
   });
 });
+
+describe('upstreams (explicit local listeners, Consul-style)', () => {
+  test('defaults: none; localAddress 127.0.0.1, protocol from the service; frozen', () => {
+    expect(parseProxyConfig({ tls: files }).upstreams).toEqual([]);
+    const c = parseProxyConfig({
+      tls: files,
+      upstreams: [
+        { service: 'redis.data', port: 6379, localPort: 16379 },
+        { service: 'web', port: 80, localPort: 18080, localAddress: '::1', protocol: 'http1' },
+      ],
+    });
+    expect(c.upstreams).toEqual([
+      { service: 'redis.data', port: 6379, localPort: 16379, localAddress: '127.0.0.1', protocol: undefined },
+      { service: 'web', port: 80, localPort: 18080, localAddress: '::1', protocol: 'http1' },
+    ]);
+    expect(Object.isFrozen(c.upstreams)).toBe(true);
+    expect(Object.isFrozen(c.upstreams[0])).toBe(true);
+  });
+
+  test('errors name the field path', () => {
+    const raw = (u: Record<string, unknown>) => ({ tls: files, upstreams: [{ service: 'redis', port: 6379, localPort: 16379 }, u] });
+    const up = (u: Record<string, unknown>) => problem(raw(u));
+    expect(up({ service: 'Redis', port: 1, localPort: 2 })).toMatch(/^cfg: upstreams\[1\]\.service: expected to match/);
+    expect(up({ service: 'a.b.c', port: 1, localPort: 2 })).toMatch(/^cfg: upstreams\[1\]\.service: expected to match/);
+    expect(up({ service: 'web', localPort: 2 })).toBe('cfg: upstreams[1].port: expected a number, got undefined');
+    expect(up({ service: 'web', port: 0, localPort: 2 })).toBe('cfg: upstreams[1].port: expected a number in 1..65535, got 0');
+    expect(up({ service: 'web', port: 80 })).toBe('cfg: upstreams[1].localPort: expected a number, got undefined');
+    expect(up({ service: 'web', port: 80, localPort: 2, localAddress: 'localhost' })).toBe('cfg: upstreams[1].localAddress: expected an IP address, got "localhost"');
+    expect(up({ service: 'web', port: 80, localPort: 2, protocol: 'tcp' })).toMatch(/^cfg: upstreams\[1\]\.protocol: expected one of opaque, http1, http2, grpc/);
+    expect(up({ service: 'web', port: 80, localPort: 2, destination_name: 'web' })).toMatch(/^cfg: upstreams\[1\]\.destination_name: unknown field/);
+    expect(up({ service: 'web', port: 80, localPort: 16379 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:16379 is already upstreams[0]'s");
+    expect(parseProxyConfig(raw({ service: 'web', port: 80, localPort: 16379, localAddress: '127.0.0.2' })).upstreams[1].localAddress).toBe('127.0.0.2');
+    expect(up({ service: 'web', port: 80, localPort: 15000 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:15000 is already listeners.admin's");
+    expect(up({ service: 'web', port: 80, localPort: 15006, localAddress: '127.0.0.5' })).toBe("cfg: upstreams[1].localPort: 127.0.0.5:15006 is already listeners.inbound's");
+  });
+});

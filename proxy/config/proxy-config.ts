@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
 import type { InboundPolicy, Service } from '../../contract/model.js';
@@ -53,6 +54,24 @@ export interface CertifyConfig {
   readonly startupTimeoutMs: number;
 }
 
+/**
+ * An explicit upstream (Consul's `upstreams`: destination_name, local_bind_port,
+ * local_bind_address): a local listener whose connections go to one mesh service port
+ * as if that were their original destination. This is how a client with no iptables
+ * redirect (a VM, a laptop, the local mesh) reaches the mesh over opaque TCP.
+ */
+export interface UpstreamConfig {
+  /** `name.namespace`, or `name` in the proxy's own namespace. */
+  readonly service: string;
+  /** The service port. */
+  readonly port: number;
+  /** Where the listener binds (0: any free port, for tests). */
+  readonly localPort: number;
+  readonly localAddress: string;
+  /** Declared protocol; default: the service port's, or detection (and the opaque-port list). */
+  readonly protocol: 'opaque' | 'http1' | 'http2' | 'grpc' | undefined;
+}
+
 export interface ProxyConfig {
   readonly identity: {
     readonly trustDomain: string;
@@ -91,6 +110,8 @@ export interface ProxyConfig {
   readonly mesh: { readonly services: readonly Service[] };
   /** The local workload's inbound policy (mTLS mode, authorization; docs/policy.md); the control plane, when configured, replaces it. */
   readonly policy: InboundPolicy;
+  /** Explicit upstream listeners (docs/configuration.md); [] by default. */
+  readonly upstreams: readonly UpstreamConfig[];
 }
 
 /** The TLS files when the config uses them, else null (identity.certify). */
@@ -104,6 +125,22 @@ const listener = (address: string, p: number): Parser<ListenerAddress> =>
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
+
+const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/;
+
+const upstream: Parser<UpstreamConfig> = map(
+  obj({
+    service: str({ pattern: SERVICE_NAME }),
+    port: num({ int: true, min: 1, max: 65535 }),
+    localPort: port(),
+    localAddress: str({ default: '127.0.0.1' }),
+    protocol: optional(literal(['opaque', 'http1', 'http2', 'grpc'] as const)),
+  }),
+  (u, path) => {
+    if (isIP(u.localAddress) === 0) fail(`${path}.localAddress`, `expected an IP address, got ${JSON.stringify(u.localAddress)}`);
+    return u;
+  },
+);
 
 /** Linkerd's default opaque (server-speaks-first) ports: SMTP, MySQL, Galera, Postgres, ES, Redis, memcached. */
 export const DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
@@ -153,6 +190,7 @@ const shape = obj({
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
+  upstreams: arr(upstream, { default: [] }),
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */
@@ -170,6 +208,7 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
     if (raw.lifetimeMs !== undefined && raw.lifetimeMs < 1000) fail('identity.certify.lifetimeMs', `expected at least 1s, got ${raw.lifetimeMs} ms`);
     certify = Object.freeze({ ...raw, controlPlane: controlPlane! });
   }
+  checkUpstreamPorts(c.upstreams, c.listeners);
   return Object.freeze({
     ...c,
     identity: Object.freeze({ ...c.identity, certify }),
@@ -177,6 +216,18 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
     discovery: Object.freeze({ ...c.discovery, controlPlaneIdentity: c.discovery.controlPlaneIdentity ?? controlPlaneSpiffeId(c.identity.trustDomain) }),
   }) as ProxyConfig;
 });
+
+/** Two listeners on one address and port cannot both bind: say which field, before start-up. */
+function checkUpstreamPorts(ups: readonly UpstreamConfig[], listeners: Record<'outbound' | 'inbound' | 'admin', ListenerAddress>): void {
+  const wildcard = (a: string) => a === '0.0.0.0' || a === '::';
+  const taken: { address: string; port: number; what: string }[] = Object.entries(listeners).map(([k, l]) => ({ ...l, what: `listeners.${k}` }));
+  ups.forEach((u, i) => {
+    if (u.localPort === 0) return;
+    const clash = taken.find((t) => t.port === u.localPort && (t.address === u.localAddress || wildcard(t.address) || wildcard(u.localAddress)));
+    if (clash) fail(`upstreams[${i}].localPort`, `${u.localAddress}:${u.localPort} is already ${clash.what}'s`);
+    taken.push({ address: u.localAddress, port: u.localPort, what: `upstreams[${i}]` });
+  });
+}
 
 export function parseProxyConfig(raw: unknown, source = 'config'): ProxyConfig {
   return parseWith(parser, raw, source);

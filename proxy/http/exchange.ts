@@ -19,13 +19,16 @@ export interface ProxyRequest {
   /** The protocol the client spoke to us. */
   readonly origProto: 'HTTP/1.1' | 'HTTP/2';
   readonly source: { readonly address: string; readonly port: number; readonly identity: string };
-  /** Where the app meant to connect, for redirected connections (SO_ORIGINAL_DST). */
-  readonly origDst?: { readonly address: string; readonly port: number };
+  /**
+   * Where the app meant to connect, for redirected connections (SO_ORIGINAL_DST); on an
+   * upstream listener, the service it is bound to (`upstream`, `name.namespace:port`).
+   */
+  readonly origDst?: { readonly address: string; readonly port: number; readonly upstream?: string };
   /** Aborted when the downstream client goes away (cancellation travels upstream). */
   readonly signal: AbortSignal;
   readonly startedAt: number;
   /** Filled in by routing layers. */
-  route?: { readonly service: Service; readonly port: ServicePort };
+  route?: { readonly service: Service; readonly port: ServicePort; readonly endpoint?: Endpoint };
   endpoint?: Endpoint;
   /** Local delivery port (inbound). */
   targetPort?: number;

@@ -25,9 +25,10 @@ const NOT_SENT = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION
 
 /**
  * One attempt: picks an endpoint of the routed cluster (avoiding those this request
- * already tried), forwards, and reports the attempt's Outcome (classify()) to the
- * cluster exactly once, when the response ends: for gRPC the grpc-status of the trailers
- * (or of trailers-only headers) decides, so failures in trailers count. The latency fed
+ * already tried), or takes the addressed one when the route is pinned to an endpoint;
+ * forwards, and reports the attempt's Outcome (classify()) to the cluster exactly once,
+ * when the response ends: for gRPC the grpc-status of the trailers (or of trailers-only
+ * headers) decides, so failures in trailers count. The latency fed
  * to the EWMA is the time to response headers. A failed attempt's Outcome is left in the
  * request state for the retry layer above.
  */
@@ -48,7 +49,9 @@ export const pickEndpoint =
     const hashKey = (hashHeader ? header(req.headers, hashHeader) : undefined) ?? req.source.address;
     st.outcome = undefined;
     st.sent = false;
-    const ep = st.cluster.pick({ hashKey, exclude: st.tried });
+    // A route pinned to one endpoint (a pod IP) is never balanced, retries included.
+    const pin = req.route!.endpoint;
+    const ep = pin ? st.cluster.pinned(pin) : st.cluster.pick({ hashKey, exclude: st.tried });
     if (ep instanceof ProxyError) throw ep;
     st.tried.add(endpointKey(ep));
     req.endpoint = ep;

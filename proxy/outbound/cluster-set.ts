@@ -17,6 +17,12 @@ export interface ClusterHandle {
   /** 'request': once per downstream request; 'retry': once per retry (budget + max retries). */
   admit(kind: 'request' | 'retry'): Admission | ProxyError;
   pick(ctx: PickContext): Endpoint | ProxyError;
+  /**
+   * The cluster's current entry for an endpoint the client addressed directly (a pod IP):
+   * no balancing, and eligibility (ejection, breaker, health) does not turn it away;
+   * NO_ENDPOINTS once it has left the cluster.
+   */
+  pinned(endpoint: Endpoint): Endpoint | ProxyError;
   /** Starts an attempt on an endpoint; the returned function records its outcome exactly once. */
   start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void;
   /** Delay before retry number `retry` (1-based). */

@@ -3,7 +3,7 @@ import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Server as H1Server } from 'node:http';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import { endpointKey, type Endpoint } from '../../contract/model.js';
+import { endpointKey, type Endpoint, type Protocol } from '../../contract/model.js';
 import type { HttpService } from '../http/exchange.js';
 import { createH1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
@@ -14,8 +14,8 @@ import { splice } from '../net/tcp-tunnel.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { classify } from '../resilience/classify.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
-import type { RouteTable, Route } from './route-table.js';
-import type { ClusterSet } from './cluster-set.js';
+import type { RouteTable, Route, Destination } from './route-table.js';
+import type { ClusterHandle, ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
 import { listen } from '../../common/listen.js';
 
@@ -45,8 +45,9 @@ export class OutboundListener {
   private readonly server: Server;
   private readonly h1: H1Server;
   private readonly h2: Http2Server;
-  private readonly origDsts = new WeakMap<Socket, OriginalDst>();
+  private readonly origDsts = new WeakMap<Socket, Destination>();
   private readonly sockets = new Set<Socket>();
+  private h2Dst: Destination | undefined;
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
@@ -54,8 +55,17 @@ export class OutboundListener {
     this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf });
     this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
     this.h2.on('session', (s) => s.on('connect', () => s.setLocalWindowSize(16 << 20)));
+    // Requests see the session's socket, a Proxy around the accepted one (node:http2), so
+    // the destination is filed under it too; the session is created synchronously by
+    // emit('connection') in serve(), which sets h2Dst for just that call.
+    this.h2.on('session', (s) => {
+      if (this.h2Dst) this.origDsts.set(s.socket as Socket, this.h2Dst);
+    });
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
-    this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
+    // allowHalfOpen: a client's FIN must not end our side at once, or a TCP client that
+    // half-closes after its request (`nc -N`, shutdown(SHUT_WR)) loses the reply; the
+    // tunnel relays the FIN instead (splice), and the HTTP servers handle it themselves.
+    this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
   }
 
   listen(): Promise<AddressInfo> {
@@ -63,45 +73,74 @@ export class OutboundListener {
   }
 
   private async accept(socket: Socket): Promise<void> {
-    this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
-    socket.on('error', (e) => this.d.logger.debug('outbound client socket error', { error: e }));
+    this.track(socket);
     const dst = (this.d.originalDst ?? originalDst)(socket);
     if (dst) this.origDsts.set(socket, dst);
-    const table = this.d.routes();
-    const route = dst ? table.byAddress(dst.address, dst.port) : undefined;
+    const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
     if (dst && !route) {
       this.d.metrics.passthrough.inc({ reason: 'unknown-destination' });
       this.passthrough(socket, dst);
       return;
     }
-    if ((dst && this.d.opaquePorts.has(dst.port)) || route?.port.protocol === 'opaque') {
+    await this.serve(socket, route, dst, undefined);
+  }
+
+  /**
+   * A connection to an upstream listener (proxy config `upstreams`, Consul's explicit
+   * upstreams): handled exactly as if its original destination were the upstream's
+   * service port, so detection, routing, mTLS and metrics are the redirected path's.
+   * `protocol`, when the upstream declares one, overrides the service port's and the
+   * opaque-port list.
+   */
+  async acceptUpstream(socket: Socket, upstream: Destination, protocol: Protocol | undefined): Promise<void> {
+    this.track(socket);
+    this.origDsts.set(socket, upstream);
+    await this.serve(socket, this.d.routes().byDestination(upstream), upstream, protocol);
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', (e) => this.d.logger.debug('outbound client socket error', { error: e }));
+  }
+
+  /** Opaque port or declared protocol, else detection; then the HTTP servers or a TCP tunnel. */
+  private async serve(socket: Socket, route: Route | undefined, dst: Destination | undefined, declared: Protocol | undefined): Promise<void> {
+    const proto = declared ?? route?.port.protocol;
+    if ((declared === undefined && dst && this.d.opaquePorts.has(dst.port)) || proto === 'opaque') {
       this.d.metrics.detect.inc({ direction: 'outbound', result: 'opaque-port' });
       this.tcp(socket, route, dst);
       return;
     }
-    const proto = route?.port.protocol;
     const detected = proto === 'http1' ? 'http1' : proto === 'http2' || proto === 'grpc' ? 'http2' : await detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock);
     this.d.metrics.detect.inc({ direction: 'outbound', result: detected });
     if (detected === 'http1') {
       this.h1.emit('connection', socket);
       socket.resume();
     } else if (detected === 'http2') {
-      this.h2.emit('connection', socket);
+      this.h2Dst = dst;
+      try {
+        this.h2.emit('connection', socket);
+      } finally {
+        this.h2Dst = undefined;
+      }
     } else {
       this.tcp(socket, route, dst);
     }
   }
 
-  private passthrough(socket: Socket, dst: OriginalDst): void {
+  private passthrough(socket: Socket, dst: Destination): void {
     const up = netConnect({ host: dst.address, port: dst.port });
     splice(socket, up);
   }
 
-  /** Opaque TCP to a mesh service: balanced per connection, tunnelled over the peer's mTLS session. */
-  private tcp(socket: Socket, route: Route | undefined, dst: OriginalDst | undefined): void {
+  /**
+   * Opaque TCP to a mesh service: balanced per connection (or to the addressed endpoint
+   * when the route is pinned to one), tunnelled over the peer's mTLS session.
+   */
+  private tcp(socket: Socket, route: Route | undefined, dst: Destination | undefined): void {
     if (!route) {
-      this.d.logger.info('closing opaque connection with no destination', { code: 'NO_ROUTE' });
+      this.d.logger.info('closing opaque connection with no destination', { code: 'NO_ROUTE', upstream: dst?.upstream });
       socket.destroy();
       return;
     }
@@ -114,10 +153,10 @@ export class OutboundListener {
     }
     // Balanced per connection; the connection counts as in flight until it closes. A
     // connect failure is a local-origin failure and, since nothing was sent, is tried on
-    // another endpoint (up to 3 endpoints).
+    // another endpoint (up to 3 attempts; on the same one when pinned).
     const tried = new Set<string>();
     const attempt = (n: number): void => {
-      const ep = cluster.pick({ hashKey: socket.remoteAddress, exclude: tried });
+      const ep = pickFor(cluster, route, socket.remoteAddress, tried);
       if (ep instanceof ProxyError) {
         this.d.logger.warn('opaque connection failed', { code: ep.code, service: svc });
         socket.destroy();
@@ -170,4 +209,9 @@ export class OutboundListener {
     for (const s of this.sockets) s.destroy();
     await closed;
   }
+}
+
+/** The route's own endpoint when it is pinned to one (a pod IP), else a balanced pick. */
+function pickFor(cluster: ClusterHandle, route: Route, hashKey: string | undefined, exclude?: ReadonlySet<string>): Endpoint | ProxyError {
+  return route.endpoint ? cluster.pinned(route.endpoint) : cluster.pick({ hashKey, exclude });
 }

@@ -41,6 +41,11 @@ export class RoundRobinCluster implements ClusterHandle {
     return new ProxyError('NO_ENDPOINTS', this.name);
   }
 
+  pinned(endpoint: Endpoint): Endpoint | ProxyError {
+    const key = endpointKey(endpoint);
+    return this.all.find((e) => endpointKey(e) === key) ?? new ProxyError('NO_ENDPOINTS', `${key} is not an endpoint of ${this.name}`);
+  }
+
   start(_e: Endpoint): () => void {
     return () => undefined;
   }

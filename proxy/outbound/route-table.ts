@@ -1,10 +1,27 @@
-import type { MeshSnapshot, Service, ServicePort } from '../../contract/model.js';
+import type { Endpoint, MeshSnapshot, Service, ServicePort } from '../../contract/model.js';
 
 const AUTHORITY_CACHE_SIZE = 1024;
 
 export interface Route {
   readonly service: Service;
   readonly port: ServicePort;
+  /**
+   * Set when the destination is one endpoint's own address (a pod IP, as headless
+   * Services and StatefulSets hand out): the traffic goes to that endpoint only, never
+   * balanced over the service (Linkerd and Istio do the same).
+   */
+  readonly endpoint?: Endpoint;
+}
+
+/**
+ * Where a connection was going: its original destination (SO_ORIGINAL_DST), or, for an
+ * upstream listener (proxy config `upstreams`), the service it is bound to as an
+ * authority (`name.namespace:port`), which then decides the route whatever the Host.
+ */
+export interface Destination {
+  readonly address: string;
+  readonly port: number;
+  readonly upstream?: string;
 }
 
 /**
@@ -15,7 +32,11 @@ export interface Route {
 export class RouteTable {
   private readonly byName = new Map<string, Service>();
   private readonly byAddr = new Map<string, Route>();
+  /** Endpoint addresses (pod IP:port) -> a route pinned to that endpoint. */
+  private readonly byEndpoint = new Map<string, Route>();
   private readonly authorityCache = new Map<string, Route | null>();
+  /** Per connection destination object (one per accepted socket): requests on it skip building the address key. */
+  private readonly dstCache = new WeakMap<Destination, Route | null>();
 
   constructor(
     readonly snapshot: MeshSnapshot,
@@ -29,7 +50,14 @@ export class RouteTable {
       if (s.namespace === localNamespace || !this.byName.has(s.name)) this.byName.set(s.name, s);
       for (const p of s.ports) {
         for (const ip of s.clusterIPs) this.byAddr.set(addrKey(ip, p.port), { service: s, port: p });
-        for (const e of p.endpoints) this.byAddr.set(addrKey(e.address, e.port), { service: s, port: p });
+        for (const e of p.endpoints) {
+          const key = addrKey(e.address, e.port);
+          // A pod behind two services on one port (a headless one for its pod DNS names and
+          // a ClusterIP one for balancing, the StatefulSet pattern) is pinned through the
+          // headless one, which is the one whose DNS hands out pod IPs.
+          const old = this.byEndpoint.get(key);
+          if (!old || (old.service.clusterIPs.length > 0 && s.clusterIPs.length === 0)) this.byEndpoint.set(key, Object.freeze({ service: s, port: p, endpoint: e }));
+        }
       }
     }
   }
@@ -55,12 +83,36 @@ export class RouteTable {
     return port === null ? undefined : this.byAddress(host, port);
   }
 
+  /** A ClusterIP:port (the service port, balanced) or an endpoint's IP:port (pinned to it). */
   byAddress(address: string, port: number): Route | undefined {
-    return this.byAddr.get(addrKey(address, port));
+    const key = addrKey(address, port);
+    return this.byAddr.get(key) ?? this.byEndpoint.get(key);
+  }
+
+  /**
+   * The route of an HTTP request. The connection's destination decides first when it is
+   * specific: an endpoint's own address (a pod IP: that pod, whatever the Host says, as
+   * Linkerd and Istio route by the original destination) or an upstream listener's
+   * service. Otherwise the authority names the service, and the destination's
+   * ClusterIP:port is the fallback.
+   */
+  forRequest(authority: string, dst: Destination | undefined): Route | undefined {
+    const byDst = dst ? this.byDestination(dst) : undefined;
+    if (byDst?.endpoint || dst?.upstream !== undefined) return byDst;
+    return this.byAuthority(authority) ?? byDst;
+  }
+
+  /** The route a connection's destination names: its upstream service, else its address. */
+  byDestination(dst: Destination): Route | undefined {
+    const hit = this.dstCache.get(dst);
+    if (hit !== undefined) return hit ?? undefined;
+    const route = dst.upstream !== undefined ? this.byAuthority(dst.upstream) : this.byAddress(dst.address, dst.port);
+    this.dstCache.set(dst, route ?? null);
+    return route;
   }
 }
 
-const addrKey = (ip: string, port: number): string => `${ip.replace(/^::ffff:/, '')}|${port}`;
+const addrKey = (ip: string, port: number): string => `${ip.startsWith('::ffff:') ? ip.slice(7) : ip}|${port}`;
 
 export function splitAuthority(authority: string): { host: string; port: number | null } {
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(authority);

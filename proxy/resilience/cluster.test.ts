@@ -131,6 +131,34 @@ describe('Cluster', () => {
     cluster.close();
   });
 
+  it('pinned (a pod IP addressed directly): the endpoint itself even when ejected or breaker-open, state still recorded; NO_ENDPOINTS once gone', () => {
+    const { cluster, pickKeys } = setup(policy({ circuitBreaker: { accrual: 'consecutive', consecutiveFailures: 3 }, outlierDetection: { enabled: false } }), 3);
+    const target = ep(2, { weight: 2 });
+    cluster.update([ep(1), target, ep(3)]);
+    // The caller's copy may be stale: the cluster's current entry comes back.
+    expect(cluster.pinned(ep(2))).toBe(target);
+    for (let k = 0; k < 3; k++) cluster.start(cluster.pinned(ep(2)) as Endpoint)(e503, 1);
+    expect(cluster.snapshot().endpoints[1]).toMatchObject({ health: 'breaker-open', failures: 3 });
+    expect(pickKeys(200).has(target.address)).toBe(false); // balanced traffic avoids it
+    expect(cluster.pinned(ep(2))).toBe(target); // addressed traffic still goes there
+    const unready = ep(2, { ready: false });
+    cluster.update([ep(1), unready, ep(3)]);
+    expect(cluster.pinned(ep(2))).toBe(unready); // not ready: still the client's choice
+    cluster.update([ep(1), ep(3)]);
+    const gone = cluster.pinned(ep(2)) as ProxyError;
+    expect(gone.code).toBe('NO_ENDPOINTS');
+    expect(gone.message).toMatch(/10\.1\.0\.2:8080/);
+    cluster.close();
+  });
+
+  it('pinned to an ejected endpoint: still that endpoint', () => {
+    const { cluster } = setup(policy({ outlierDetection: { maxEjectionPercent: 100 } }), 3);
+    for (let k = 0; k < 5; k++) cluster.start(ep(3))(e503, 1);
+    expect(cluster.snapshot().endpoints[2].health).toBe('ejected');
+    expect((cluster.pinned(ep(3)) as Endpoint).address).toBe('10.1.0.3');
+    cluster.close();
+  });
+
   it('P2C peak-EWMA steers traffic to the faster endpoint from latency feedback', () => {
     const { cluster } = setup(policy(), 3);
     const rtt: Record<string, number> = { '10.1.0.1': 200, '10.1.0.2': 10, '10.1.0.3': 12 };

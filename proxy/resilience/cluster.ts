@@ -195,6 +195,21 @@ export class Cluster {
   }
 
   /**
+   * The endpoint a client addressed itself (a pod IP: headless Services, StatefulSets).
+   * It is sent there whatever its eligibility, as Linkerd and Istio send traffic for a pod
+   * IP to that pod: the client chose the pod (a database primary, a Kafka broker) and
+   * another one would be wrong, not better. An ejected, breaker-open or unhealthy pod still
+   * gets it; the attempt goes through start() like any other, so its outcome feeds the
+   * same EWMA, outlier detector, breaker (it may be the half-open probe) and metrics that
+   * keep balanced traffic away. Only an endpoint that has left the cluster fails.
+   */
+  pinned(endpoint: Endpoint): Endpoint | ProxyError {
+    const key = endpointKey(endpoint);
+    const e = this.entries.get(key);
+    return e ? e.host.endpoint : new ProxyError('NO_ENDPOINTS', `${key} is no longer an endpoint of ${this.name}`);
+  }
+
+  /**
    * An attempt starts on `endpoint`. The returned function records how it ended, once:
    * the Outcome (from classify()) and the latency to first byte (ms) for the EWMA.
    */
