@@ -35,6 +35,12 @@ export class ControlPlaneMetrics {
     labelNames: ['source'] as const,
     registers: [this.registry],
   });
+  readonly ignoredKinds = new Counter({
+    name: 'wren_cp_ignored_kinds_total',
+    help: 'Manifest kinds the source does not read (HTTPRoute, Deployment, a typo in kind), counted once per file version and kind',
+    labelNames: ['source', 'kind'] as const,
+    registers: [this.registry],
+  });
   readonly services = new Gauge({ name: 'wren_cp_services', help: 'Services in the current mesh view', registers: [this.registry] });
   readonly endpoints = new Gauge({ name: 'wren_cp_endpoints', help: 'Ready endpoints in the current mesh view', registers: [this.registry] });
 
