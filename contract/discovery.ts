@@ -126,7 +126,6 @@ export type DiscoveryRequest =
   | { health: HealthReport; kind?: 'health' }
   | { identityReport: IdentityReport; kind?: 'identityReport' };
 
-export const DISCOVERY_PACKAGE = 'wren.discovery.v1';
 export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
 
 /** The .proto sits beside this file in the repo; from dist/contract it is two levels up. */

@@ -222,10 +222,6 @@ export class Cluster {
     };
   }
 
-  get retryBudget(): RetryBudget {
-    return this.budget;
-  }
-
   /** Delay before retry number `attempt` (1-based), full jitter (Envoy 25 ms base, 250 ms cap). */
   backoff(attempt: number): number {
     return fullJitterBackoff(attempt, this.policy.retry.backoffBaseMs, this.policy.retry.backoffMaxMs, this.random);
