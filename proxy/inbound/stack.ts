@@ -41,8 +41,9 @@ export interface InboundStackDeps {
 export function inboundStack(d: InboundStackDeps): HttpService {
   return stack(
     [
-      errorsToResponse(d.logger, 'inbound'),
+      // Metrics above errors: a synthetic error response (403 RBAC...) is counted too.
       recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls'),
+      errorsToResponse(d.logger, 'inbound'),
       ...(d.plaintext ? [plaintextRequest()] : []),
       inboundTarget(d.reservedPorts),
       authorize(d.policy, d.policyTelemetry),

@@ -16,6 +16,13 @@ export interface ClusterHandle {
   updatePolicy(policy: TrafficPolicy): void;
   /** 'request': once per downstream request; 'retry': once per retry (budget + max retries). */
   admit(kind: 'request' | 'retry'): Admission | ProxyError;
+  /**
+   * Connection-pool admission (docs/resilience.md, "Connection limits"): 'connections'
+   * (Envoy max_connections) is held while a connection opened for this cluster is open (a
+   * peer HTTP/2 session, an opaque TCP connection); 'pending' (max_pending_requests) while a
+   * request waits for a peer session to be established.
+   */
+  admitConnection(kind: 'connections' | 'pending'): Admission | ProxyError;
   pick(ctx: PickContext): Endpoint | ProxyError;
   /** Starts an attempt on an endpoint; the returned function records its outcome exactly once. */
   start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void;

@@ -27,6 +27,8 @@ import { RetryBudget } from './retry-budget.js';
  *   const adm = cluster.admit('request');            // OVERFLOW? fail fast
  *   loop attempts:
  *     const ep = cluster.pick({ hashKey, exclude }); // NO_ENDPOINTS / CIRCUIT_OPEN?
+ *     no session to ep yet: admitConnection('pending') while waiting for it, and
+ *     admitConnection('connections') if this request opens it (held until it closes)
  *     const done = cluster.start(ep);
  *     ... done(classify(...), msToFirstByte)          // exactly once per attempt
  *     decision = retryDecision(outcome, policy.retry, ctx); if not, stop
@@ -169,7 +171,12 @@ export class Cluster {
     return a;
   }
 
-  /** Connection-pool admission (Envoy max_connections / max_pending_requests). */
+  /**
+   * Connection-pool admission (Envoy max_connections / max_pending_requests; what a
+   * connection and a pending request are in Wren: docs/resilience.md, "Connection limits").
+   * 'connections': held while a connection opened for this cluster stays open;
+   * 'pending': held while a request waits for a peer session to be established.
+   */
   admitConnection(kind: Extract<LimitName, 'connections' | 'pending'>): Admission | ProxyError {
     return this.limits.acquire(kind);
   }
