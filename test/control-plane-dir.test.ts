@@ -7,6 +7,8 @@ import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { testPki } from './helpers/pki.js';
+import { startProxy as startSidecar } from './helpers/proxy.js';
 
 const web = (endpoints: string[], port: unknown = 80) => `apiVersion: policy.wren.io/v1alpha1
 kind: MeshService
@@ -208,5 +210,39 @@ spec: { targetRef: { kind: Service, name: web } }
     await waitFor(async () => (await metric('HTTPRoute')) === 2, 'new file version counted');
     expect(await metric('TraficPolicy')).toBe(1);
     expect((await view()).map((o) => (o as { name: string }).name)).toEqual(['ignored', 'web-route', 'api-route']);
+  });
+
+  test('a TrafficPolicy with spec.ports governs only the ports it names; moving it moves the limits on a real proxy', async () => {
+    const shopfront = (ports: number[]) => `apiVersion: v1
+kind: Service
+metadata: { name: shopfront, namespace: shop }
+spec:
+  clusterIP: 10.96.0.30
+  ports: [{ name: http, port: 80, targetPort: 8080 }, { name: grpc, port: 9090, targetPort: 9090 }]
+---
+apiVersion: policy.wren.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: shopfront-grpc, namespace: shop }
+spec:
+  targetRef: { kind: Service, name: shopfront }
+  ports: ${JSON.stringify(ports)}
+  policy: { circuitBreaker: { maxRequests: 5 }, timeouts: { connectMs: 2s } }
+`;
+    await replaceFile(join(dir, 'shopfront.yaml'), shopfront([9090]));
+    await start();
+    const sidecar = await startSidecar({ pki: testPki(), namespace: 'shop', serviceAccount: 'client', controlPlane: `127.0.0.1:${cp.grpcPort}` });
+    try {
+      const maxRequests = async (): Promise<Record<string, number>> => {
+        const all = (await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/clusters`)).json()) as Record<string, { limits: { requests: { max: number } } }>;
+        return { 80: all['shopfront.shop:80']?.limits.requests.max, 9090: all['shopfront.shop:9090']?.limits.requests.max };
+      };
+      await waitFor(async () => (await maxRequests())[9090] === 5, 'port policy applied');
+      expect(await maxRequests()).toEqual({ 80: 1024, 9090: 5 });
+      await replaceFile(join(dir, 'shopfront.yaml'), shopfront([80]));
+      await waitFor(async () => (await maxRequests())[80] === 5, 'policy moved to port 80');
+      expect(await maxRequests()).toEqual({ 80: 5, 9090: 1024 });
+    } finally {
+      await sidecar.close();
+    }
   });
 });

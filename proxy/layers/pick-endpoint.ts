@@ -1,7 +1,7 @@
 import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
-import { endpointKey, type Endpoint } from '../../contract/model.js';
+import { endpointKey, portPolicy, type Endpoint } from '../../contract/model.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc } from '../http/headers.js';
 import { classify, type Outcome } from '../resilience/classify.js';
@@ -52,7 +52,7 @@ export const pickEndpoint =
       if (!c) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
       st = attachState(req, c);
     }
-    const policy = req.route!.service.policy;
+    const policy = portPolicy(req.route!.service, req.route!.port);
     const hashHeader = policy.loadBalancer.hashHeader;
     const hashKey = (hashHeader ? header(req.headers, hashHeader) : undefined) ?? req.source.address;
     st.outcome = undefined;

@@ -1,4 +1,4 @@
-import type { Endpoint, Service, ServicePort, TrafficPolicy } from '../../contract/model.js';
+import { portPolicy, type Endpoint, type Service, type ServicePort, type TrafficPolicy } from '../../contract/model.js';
 import type { ProxyError } from '../errors/proxy-error.js';
 import type { PickContext } from '../balance/balancer.js';
 import type { Outcome } from '../resilience/classify.js';
@@ -51,9 +51,11 @@ export class ClusterSet {
     for (const s of services)
       for (const p of s.ports) {
         const name = clusterName(s, p);
+        // Each port is its own cluster with its own policy (a TrafficPolicy naming the port).
+        const policy = portPolicy(s, p);
         let c = this.clusters.get(name);
-        if (c) c.updatePolicy(s.policy);
-        else c = this.factory(name, s.policy);
+        if (c) c.updatePolicy(policy);
+        else c = this.factory(name, policy);
         c.update(p.endpoints);
         next.set(name, c);
       }
