@@ -100,13 +100,19 @@ export interface Nack {
   errorDetail: string;
   resync: boolean;
 }
+/** One unhealthy endpoint in a HealthReport (contract/discovery.proto `Ejection`). */
 export interface Ejection {
+  /** "name.namespace" */
   service: string;
+  servicePort: number;
   address: string;
   port: number;
+  kind: EjectionKind;
+  /** The outlier detector for outlier-ejection; '' otherwise. */
   reason: string;
   ejectedForMs: number;
 }
+export type EjectionKind = 'outlier-ejection' | 'health-check-failed' | 'breaker-open';
 export interface HealthReport {
   ejected: Ejection[];
 }

@@ -8,7 +8,8 @@ import { listen } from '../common/listen.js';
  * The control plane's own admin port (15014, like istiod's monitoring port):
  * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
  * /debug/proxies (each subscriber's ACKed version and inbound policy, NACKs and reported
- * ejections), /debug/view (the current mesh view, PeerAuthentications and
+ * ejections), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
+ * with the reporters), /debug/view (the current mesh view, PeerAuthentications and
  * AuthorizationPolicies, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
  * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
  * certificate chains to; `wren trust-anchors check` reads it).
@@ -52,6 +53,8 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         return;
       case '/debug/proxies':
         return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
+      case '/debug/health':
+        return json(200, { endpoints: d.discovery.debugHealth() });
       case '/debug/trust':
         return json(200, d.discovery.debugTrust());
       case '/debug/view': {
@@ -62,7 +65,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         });
       }
       default:
-        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/trust', '/debug/view'] });
+        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view'] });
     }
   });
   return { server, port: (await listen(server, port, host)).port };

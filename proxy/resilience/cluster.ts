@@ -47,6 +47,8 @@ export interface ClusterOptions {
   readonly logger?: Logger;
   /** Run the policy's active health checks (default true). */
   readonly activeHealthChecks?: boolean;
+  /** An endpoint's health changed (ejected or back, active checks failing or passing, breaker opened or closed). */
+  readonly onHealthChange?: () => void;
 }
 
 interface Entry {
@@ -67,6 +69,7 @@ export class Cluster {
   private readonly metrics?: ClusterMetrics;
   private readonly logger?: Logger;
   private readonly runHealthChecks: boolean;
+  private readonly onHealthChange: () => void;
   private readonly entries = new Map<string, Entry>();
   private hosts: Host[] = [];
   private balancer: EjectingBalancer;
@@ -86,6 +89,7 @@ export class Cluster {
     this.metrics = opts.metrics;
     this.logger = opts.logger?.child({ cluster: opts.name });
     this.runHealthChecks = opts.activeHealthChecks ?? true;
+    this.onHealthChange = opts.onHealthChange ?? (() => undefined);
     this.balancer = this.makeBalancer();
     this.picker = this.balancer.build([]);
     this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
@@ -302,6 +306,7 @@ export class Cluster {
       return;
     }
     this.dirty = true;
+    this.onHealthChange();
     if (e.type === 'ejected') {
       this.logger?.warn('endpoint ejected', { endpoint: e.endpoint, reason: e.reason, until: new Date(e.until).toISOString(), timesEjected: e.timesEjected });
     } else {
@@ -325,6 +330,7 @@ export class Cluster {
     if (this.policy.circuitBreaker.accrual === 'off') return null;
     return new EndpointBreaker(this.policy.circuitBreaker, this.clock, this.random, (state) => {
       this.dirty = true;
+      this.onHealthChange();
       if (state === 'open') this.logger?.warn('endpoint breaker open', { endpoint: key });
     });
   }
@@ -340,6 +346,7 @@ export class Cluster {
           const e = this.entries.get(key);
           if (e) e.activeHealthy = healthy;
           this.dirty = true;
+          this.onHealthChange();
         },
         onResult: (key, ok) => {
           if (ok) this.outlier.healthCheckPassed(key);
