@@ -39,9 +39,11 @@ export class HealthReporter {
 
   /** Something may have changed: report now, or at the end of the current interval. */
   changed(): void {
-    if (this.closed || this.timer) return;
+    if (this.closed) return;
     const wait = this.lastSentAt + (this.o.minIntervalMs ?? 1000) - this.o.clock.now();
-    if (wait <= 0) return this.report();
+    if (wait <= 0 && !this.timer) return this.report();
+    this.current(); // note when new entries turned unhealthy, for ejectedForMs
+    if (this.timer) return;
     this.timer = this.o.clock.setTimeout(() => {
       this.timer = null;
       this.report();
