@@ -40,6 +40,28 @@ describe('discovery contract converters', () => {
     expect(Object.isFrozen(snap.services[0])).toBe(true);
   });
 
+  test("a port's own policy travels beside the service's: '' = none, '{}' = the defaults, validated with its path", () => {
+    const grpcPolicy = { ...DEFAULT_POLICY, circuitBreaker: { ...DEFAULT_POLICY.circuitBreaker, maxRequests: 5 } };
+    const two: Service = {
+      ...svc,
+      ports: [
+        { ...svc.ports[0], policy: DEFAULT_POLICY },
+        { name: 'grpc', port: 9090, protocol: 'grpc', endpoints: svc.ports[0].endpoints, policy: grpcPolicy },
+        { name: 'admin', port: 8081, protocol: 'http2', endpoints: [] },
+      ],
+    };
+    const w = serviceToWire(two);
+    expect(w.ports.map((p) => p.policyJson)).toEqual(['{}', JSON.stringify({ circuitBreaker: { maxRequests: 5 } }), '']);
+    const proto = loadDiscoveryProto();
+    const back = snapshotFromFullResponse(proto.decodeResponse(proto.encodeResponse(fullResponse('v', 'n', [two]))), 'cp').services[0];
+    expect(back.ports[0].policy).toEqual(DEFAULT_POLICY);
+    expect(back.ports[1].policy).toEqual(grpcPolicy);
+    expect(back.ports[2].policy).toBeUndefined();
+    expect(back.policy).toEqual(svc.policy);
+    w.ports[1].policyJson = JSON.stringify({ retry: { attempts: 99 } });
+    expect(() => serviceFromWire(w, 'services[0]')).toThrow(/^services\[0\]\.ports\[1\]\.policy\.retry\.attempts: expected a number in 1\.\.10/);
+  });
+
   test('what arrives is validated with field paths', () => {
     const w = serviceToWire(svc);
     w.ports[0].endpoints[0].address = 'not an ip';

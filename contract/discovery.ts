@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DEFAULT_INBOUND_POLICY, DEFAULT_POLICY } from './defaults.js';
 import type { Endpoint, InboundPolicy, MeshSnapshot, Service, TrafficPolicy } from './model.js';
-import { parseEndpoint, parseInboundPolicy, parseService } from './parse.js';
+import { parseEndpoint, parseInboundPolicy, parseService, parseTrafficPolicy } from './parse.js';
 
 /**
  * The discovery contract (contract/discovery.proto, package wren.discovery.v1) as
@@ -36,6 +36,8 @@ export interface WireServicePort {
   port: number;
   protocol: string;
   endpoints: WireEndpoint[];
+  /** '' = the service's policy applies; else this port's own ('{}' = all defaults). */
+  policyJson?: string;
 }
 export interface WireService {
   name: string;
@@ -98,13 +100,19 @@ export interface Nack {
   errorDetail: string;
   resync: boolean;
 }
+/** One unhealthy endpoint in a HealthReport (contract/discovery.proto `Ejection`). */
 export interface Ejection {
+  /** "name.namespace" */
   service: string;
+  servicePort: number;
   address: string;
   port: number;
+  kind: EjectionKind;
+  /** The outlier detector for outlier-ejection; '' otherwise. */
   reason: string;
   ejectedForMs: number;
 }
+export type EjectionKind = 'outlier-ejection' | 'health-check-failed' | 'breaker-open';
 export interface HealthReport {
   ejected: Ejection[];
 }
@@ -126,7 +134,6 @@ export type DiscoveryRequest =
   | { health: HealthReport; kind?: 'health' }
   | { identityReport: IdentityReport; kind?: 'identityReport' };
 
-export const DISCOVERY_PACKAGE = 'wren.discovery.v1';
 export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
 
 /** The .proto sits beside this file in the repo; from dist/contract it is two levels up. */
@@ -201,7 +208,9 @@ export function serviceToWire(s: Service): WireService {
     name: s.name,
     namespace: s.namespace,
     clusterIps: [...s.clusterIPs],
-    ports: s.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, endpoints: p.endpoints.map(endpointToWire) })),
+    ports: s.ports.map((p) => ({
+      name: p.name, port: p.port, protocol: p.protocol, endpoints: p.endpoints.map(endpointToWire), policyJson: p.policy ? policyToJson(p.policy) || '{}' : '',
+    })),
     policyJson: policyToJson(s.policy),
   };
 }
@@ -227,22 +236,33 @@ export function endpointFromWire(w: WireEndpoint, path: string): Endpoint {
 
 /** Validates one service from the wire through parseService/parseTrafficPolicy; throws ConfigError naming `path`. */
 export function serviceFromWire(w: WireService, path: string): Service {
-  let policy: unknown;
-  if (w?.policyJson) {
+  const json = (s: string | undefined, at: string): unknown => {
+    if (!s) return undefined;
     try {
-      policy = JSON.parse(w.policyJson);
+      return JSON.parse(s);
     } catch (e) {
-      throw new Error(`${path}.policy: invalid JSON (${(e as Error).message})`, { cause: e });
+      throw new Error(`${at}: invalid JSON (${(e as Error).message})`, { cause: e });
     }
-  }
+  };
+  const wirePorts = w?.ports ?? [];
   const raw = {
     name: w?.name,
     namespace: w?.namespace,
     clusterIPs: w?.clusterIps ?? [],
-    ports: (w?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol || undefined, endpoints: (p.endpoints ?? []).map(endpointRaw) })),
-    policy,
+    ports: wirePorts.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol || undefined, endpoints: (p.endpoints ?? []).map(endpointRaw) })),
+    policy: json(w?.policyJson, `${path}.policy`),
   };
-  return parseService(raw, path);
+  const s = parseService(raw, path);
+  if (!wirePorts.some((p) => p?.policyJson)) return s;
+  // Port policies are not part of the user-facing service spelling (parseService): they come
+  // only from TrafficPolicies naming ports, so they are validated here, one by one.
+  const ports = s.ports.map((p, i) => {
+    const pj = wirePorts[i]?.policyJson;
+    if (!pj) return p;
+    const at = `${path}.ports[${i}].policy`;
+    return Object.freeze({ ...p, policy: parseTrafficPolicy(json(pj, at), at) });
+  });
+  return Object.freeze({ ...s, ports: Object.freeze(ports) });
 }
 
 /** A full response as a validated MeshSnapshot (throws on the first invalid field). */

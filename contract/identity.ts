@@ -33,8 +33,6 @@ export interface CertifyResponse {
   validUntilMs: number;
 }
 
-export const IDENTITY_PACKAGE = 'wren.identity.v1';
-export const IDENTITY_SERVICE = `${IDENTITY_PACKAGE}.Identity`;
 /** The token audience the control plane asks TokenReview to check (the injector's projected token). */
 export const IDENTITY_TOKEN_AUDIENCE = 'wren-identity';
 /** The control plane's own service account: its serving certificate is issued to this SPIFFE ID. */

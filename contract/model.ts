@@ -127,6 +127,11 @@ export interface ServicePort {
   readonly port: number;
   readonly protocol: Protocol;
   readonly endpoints: readonly Endpoint[];
+  /**
+   * This port's own policy (a TrafficPolicy whose `spec.ports` names it), in force instead
+   * of the Service's; absent: the Service's policy applies. Read it through portPolicy().
+   */
+  readonly policy?: TrafficPolicy;
 }
 
 export interface Service {
@@ -134,8 +139,12 @@ export interface Service {
   readonly namespace: string;
   readonly clusterIPs: readonly string[];
   readonly ports: readonly ServicePort[];
+  /** The policy of every port that has none of its own. */
   readonly policy: TrafficPolicy;
 }
+
+/** The policy in force on one port of a service: the port's own, else the service's. */
+export const portPolicy = (s: Service, p: ServicePort): TrafficPolicy => p.policy ?? s.policy;
 
 /**
  * Inbound mTLS mode of a workload port (Istio PeerAuthentication): STRICT accepts only

@@ -1,9 +1,9 @@
 import { DEFAULT_POLICY } from './defaults.js';
 import type {
-  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, MeshSnapshot, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
+  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
 } from './model.js';
 import {
-  arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, record, str, withDefault,
+  arr, bool, duration, fail, literal, map, num, obj, optional, record, str, withDefault,
   type Parser,
 } from '../common/schema.js';
 
@@ -146,12 +146,6 @@ export const parseServices: Parser<readonly Service[]> = map(arr(parseService, {
   });
   return list;
 });
-
-export function parseSnapshot(raw: unknown, source: string): MeshSnapshot {
-  const p = obj({ version: str({ default: '0' }), services: parseServices });
-  const v = parseWith(p, raw, source);
-  return Object.freeze({ version: v.version, source, services: v.services });
-}
 
 
 // ---- inbound policy (PeerAuthentication / AuthorizationPolicy, resolved per workload) ----

@@ -8,8 +8,9 @@ import { listen } from '../common/listen.js';
  * The control plane's own admin port (15014, like istiod's monitoring port):
  * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
  * /debug/proxies (each subscriber's ACKed version and inbound policy, NACKs and reported
- * ejections), /debug/view (the current mesh view, PeerAuthentications and
- * AuthorizationPolicies, and the source's rejected manifests) and /debug/trust (the trust
+ * ejections), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
+ * with the reporters), /debug/view (the current mesh view, PeerAuthentications and
+ * AuthorizationPolicies, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
  * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
  * certificate chains to; `wren trust-anchors check` reads it).
  */
@@ -19,6 +20,8 @@ export interface AdminDeps {
   readonly discovery: DiscoveryServer;
   readonly draining: () => boolean;
   readonly sourceErrors: () => readonly string[];
+  /** Objects the source read but does not use (kinds it does not know), each with its file. */
+  readonly sourceIgnored: () => readonly unknown[];
   readonly sourceName: string;
 }
 
@@ -50,17 +53,19 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         return;
       case '/debug/proxies':
         return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
+      case '/debug/health':
+        return json(200, { endpoints: d.discovery.debugHealth() });
       case '/debug/trust':
         return json(200, d.discovery.debugTrust());
       case '/debug/view': {
         const v = d.store.view;
         return json(200, {
-          source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), services: [...v.services.values()],
+          source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), ignored: d.sourceIgnored(), services: [...v.services.values()],
           peerAuthentications: v.policy.peerAuthentications, authorizationPolicies: v.policy.authorizationPolicies,
         });
       }
       default:
-        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/trust', '/debug/view'] });
+        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view'] });
     }
   });
   return { server, port: (await listen(server, port, host)).port };

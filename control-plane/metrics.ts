@@ -35,6 +35,28 @@ export class ControlPlaneMetrics {
     labelNames: ['source'] as const,
     registers: [this.registry],
   });
+  readonly ignoredKinds = new Counter({
+    name: 'wren_cp_ignored_kinds_total',
+    help: 'Manifest kinds the source does not read (HTTPRoute, Deployment, a typo in kind), counted once per file version and kind',
+    labelNames: ['source', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly healthReports = new Counter({
+    name: 'wren_cp_health_reports_total',
+    help: "HealthReports received from proxies; partly-rejected: some entries named endpoints the proxy was not sent",
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly healthReportRejectedEntries = new Counter({
+    name: 'wren_cp_health_report_rejected_entries_total',
+    help: 'HealthReport entries dropped: an endpoint the reporting proxy was not sent, or an unknown kind',
+    registers: [this.registry],
+  });
+  readonly reportedUnhealthy = new Gauge({
+    name: 'wren_cp_reported_unhealthy_endpoints',
+    help: 'Endpoint reports currently held (sum over connected proxies of the endpoints each reports unhealthy)',
+    registers: [this.registry],
+  });
   readonly services = new Gauge({ name: 'wren_cp_services', help: 'Services in the current mesh view', registers: [this.registry] });
   readonly endpoints = new Gauge({ name: 'wren_cp_endpoints', help: 'Ready endpoints in the current mesh view', registers: [this.registry] });
 

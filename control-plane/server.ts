@@ -41,7 +41,7 @@ export interface ControlPlaneOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
-  readonly source: (ctx: SourceContext) => MeshSource & { errors?: () => readonly string[] };
+  readonly source: (ctx: SourceContext) => MeshSource & { errors?: () => readonly string[]; ignored?: () => readonly unknown[] };
   readonly debounceMs?: number;
   /** Explicit gRPC server credentials; overrides `transport`. */
   readonly credentials?: grpc.ServerCredentials;
@@ -69,7 +69,7 @@ export class ControlPlane {
   readonly store: MeshStore;
   readonly metrics: ControlPlaneMetrics;
   readonly discovery: DiscoveryServer;
-  readonly source: MeshSource & { errors?: () => readonly string[] };
+  readonly source: MeshSource & { errors?: () => readonly string[]; ignored?: () => readonly unknown[] };
   /** The identity service, when `identity` was configured. */
   readonly identity: IdentityService | null = null;
   /** The control plane's own serving certificate, when transport is 'tls'. */
@@ -126,7 +126,7 @@ export class ControlPlane {
       const { host, port } = splitHostPort(o.admin);
       const a = await startAdminServer(host, port, {
         store: cp.store, metrics: cp.metrics, discovery: cp.discovery, draining: () => cp.draining,
-        sourceErrors: () => cp.source.errors?.() ?? [], sourceName: cp.source.name,
+        sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
       });
       cp.admin = a.server;
       cp.adminPort = a.port;

@@ -69,6 +69,7 @@ export class Proxy {
   readonly drained = new Promise<void>((r) => (this.closedResolve = r));
   private draining: Promise<void> | null = null;
   private ports = { outbound: 0, inbound: 0, admin: 0 };
+  private readonly healthListeners = new Set<() => void>();
 
   private constructor(readonly config: ProxyConfig, readonly tls: TlsIdentity, opts: ProxyOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -79,7 +80,7 @@ export class Proxy {
     // Active health checks to meshed endpoints ride the same mTLS sessions as user traffic.
     const meshProbes = new MeshProbes((t, connectTimeoutMs) => this.peers.probeSession(t, connectTimeoutMs));
     const resilient: ClusterFactory = (name, policy) =>
-      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes });
+      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged() });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
     this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
@@ -131,7 +132,7 @@ export class Proxy {
       ready: () => this.readiness(),
       metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
       configDump: () => this.configDump(),
-      clusters: () => Object.fromEntries([...this.clusters.entries()].map(([k, c]) => [k, c.snapshot()])),
+      clusters: () => this.clusterStates(),
       certs: () => this.certs(),
       drain: () => void this.drain(),
     });
@@ -174,11 +175,31 @@ export class Proxy {
   }
 
   /** Swap in a new mesh config atomically. Throws (keeping the old config) if it cannot be applied. */
+  /** Every cluster's state by name (what GET /clusters shows): endpoints, their health, limits. */
+  clusterStates(): Record<string, unknown> {
+    return Object.fromEntries([...this.clusters.entries()].map(([k, c]) => [k, c.snapshot()]));
+  }
+
+  /**
+   * Calls `fn` whenever an endpoint's health may have changed (an ejection or its end,
+   * active checks failing or passing, a breaker opening or closing, new config). Returns
+   * the function that stops it. For the control plane's HealthReport (health-reporter.ts).
+   */
+  onHealthChange(fn: () => void): () => void {
+    this.healthListeners.add(fn);
+    return () => void this.healthListeners.delete(fn);
+  }
+
+  private healthChanged(): void {
+    for (const fn of this.healthListeners) fn();
+  }
+
   applySnapshot(snapshot: MeshSnapshot): void {
     const routes = new RouteTable(snapshot, this.config.identity.namespace);
     const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy) : null;
     this.clusters.apply(snapshot.services);
     this.routes = routes;
+    this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     if (inbound) {
       this.inboundPolicy = inbound;
       this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });

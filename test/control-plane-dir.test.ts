@@ -2,11 +2,13 @@ import { mkdtemp, rm, unlink, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
+import { createLogger, silentLogger } from '../common/logger.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { testPki } from './helpers/pki.js';
+import { startProxy as startSidecar } from './helpers/proxy.js';
 
 const web = (endpoints: string[], port: unknown = 80) => `apiVersion: policy.wren.io/v1alpha1
 kind: MeshService
@@ -68,9 +70,10 @@ describe('control plane with the directory source', () => {
   let source: DirSource;
   const proxies: TestProxy[] = [];
 
-  const start = async (opts: { watch?: boolean; rescanMs?: number } = {}): Promise<void> => {
+  const start = async (opts: { watch?: boolean; rescanMs?: number; logLines?: string[] } = {}): Promise<void> => {
+    const logger = opts.logLines ? createLogger({ level: 'warn', sink: (l) => opts.logLines!.push(l) }) : silentLogger;
     cp = await ControlPlane.start({
-      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'example.org', clock: systemClock, random: seededRandom(5), logger: silentLogger,
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'example.org', clock: systemClock, random: seededRandom(5), logger,
       source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: opts.rescanMs ?? 5_000, watch: opts.watch })),
     });
     await cp.whenReady();
@@ -153,5 +156,93 @@ describe('control plane with the directory source', () => {
     await p.client.onFirstSnapshot();
     await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.7']));
     await waitFor(() => endpointsOf(p.client.current(), 'web.shop').join() === '10.0.0.7:8080', 'rescan pushed');
+  });
+
+  test('objects of kinds the source does not read are logged and counted once per file version and kind, and listed on /debug/view', async () => {
+    const routes = (n: number) => `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web-route, namespace: shop }
+spec: { parentRefs: [{ name: web, kind: Service }], rules: [{ timeouts: { request: ${n}s } }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: api-route, namespace: shop }
+spec: {}
+---
+apiVersion: policy.wren.io/v1alpha1
+kind: TraficPolicy
+metadata: { name: web-policy, namespace: shop }
+spec: { targetRef: { kind: Service, name: web } }
+`;
+    await replaceFile(join(dir, 'routes.yaml'), routes(1));
+    const lines: string[] = [];
+    await start({ rescanMs: 50, logLines: lines });
+    const ignoredLines = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => String(l.msg).includes('not read by the directory source'));
+    const metric = async (kind: string): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
+      const m = new RegExp(`^wren_cp_ignored_kinds_total\\{source="dir",kind="${kind}"\\} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const view = async () => ((await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { ignored: unknown[] }).ignored;
+
+    expect(await view()).toEqual([
+      { file: 'mesh/api.yaml', kind: 'Deployment', apiVersion: 'apps/v1', namespace: 'shop', name: 'ignored' },
+      { file: 'mesh/routes.yaml', kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', namespace: 'shop', name: 'web-route' },
+      { file: 'mesh/routes.yaml', kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', namespace: 'shop', name: 'api-route' },
+      { file: 'mesh/routes.yaml', kind: 'TraficPolicy', apiVersion: 'policy.wren.io/v1alpha1', namespace: 'shop', name: 'web-policy' },
+    ]);
+    expect(ignoredLines().map((l) => [l.file, l.kind, l.objects])).toEqual([
+      ['mesh/api.yaml', 'Deployment', ['shop/ignored']],
+      ['mesh/routes.yaml', 'HTTPRoute', ['shop/web-route', 'shop/api-route']],
+      ['mesh/routes.yaml', 'TraficPolicy', ['shop/web-policy']],
+    ]);
+    expect(await metric('HTTPRoute')).toBe(1);
+    expect(await metric('TraficPolicy')).toBe(1);
+
+    // Rescans of the same file version say nothing more.
+    const scansBefore = lines.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lines.length).toBe(scansBefore);
+    expect(await metric('HTTPRoute')).toBe(1);
+
+    // A new version of the file is reported again; fixing the typo takes the policy off the list.
+    await replaceFile(join(dir, 'routes.yaml'), routes(2).replace('kind: TraficPolicy', 'kind: TrafficPolicy'));
+    await waitFor(async () => (await metric('HTTPRoute')) === 2, 'new file version counted');
+    expect(await metric('TraficPolicy')).toBe(1);
+    expect((await view()).map((o) => (o as { name: string }).name)).toEqual(['ignored', 'web-route', 'api-route']);
+  });
+
+  test('a TrafficPolicy with spec.ports governs only the ports it names; moving it moves the limits on a real proxy', async () => {
+    const shopfront = (ports: number[]) => `apiVersion: v1
+kind: Service
+metadata: { name: shopfront, namespace: shop }
+spec:
+  clusterIP: 10.96.0.30
+  ports: [{ name: http, port: 80, targetPort: 8080 }, { name: grpc, port: 9090, targetPort: 9090 }]
+---
+apiVersion: policy.wren.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: shopfront-grpc, namespace: shop }
+spec:
+  targetRef: { kind: Service, name: shopfront }
+  ports: ${JSON.stringify(ports)}
+  policy: { circuitBreaker: { maxRequests: 5 }, timeouts: { connectMs: 2s } }
+`;
+    await replaceFile(join(dir, 'shopfront.yaml'), shopfront([9090]));
+    await start();
+    const sidecar = await startSidecar({ pki: testPki(), namespace: 'shop', serviceAccount: 'client', controlPlane: `127.0.0.1:${cp.grpcPort}` });
+    try {
+      const maxRequests = async (): Promise<Record<string, number>> => {
+        const all = (await (await fetch(`http://127.0.0.1:${sidecar.adminPort}/clusters`)).json()) as Record<string, { limits: { requests: { max: number } } }>;
+        return { 80: all['shopfront.shop:80']?.limits.requests.max, 9090: all['shopfront.shop:9090']?.limits.requests.max };
+      };
+      await waitFor(async () => (await maxRequests())[9090] === 5, 'port policy applied');
+      expect(await maxRequests()).toEqual({ 80: 1024, 9090: 5 });
+      await replaceFile(join(dir, 'shopfront.yaml'), shopfront([80]));
+      await waitFor(async () => (await maxRequests())[80] === 5, 'policy moved to port 80');
+      expect(await maxRequests()).toEqual({ 80: 5, 9090: 1024 });
+    } finally {
+      await sidecar.close();
+    }
   });
 });

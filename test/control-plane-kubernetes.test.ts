@@ -104,6 +104,45 @@ describe('control plane with the Kubernetes source', () => {
     expect(p.applied.every((s) => s.services.every((x) => ['web', 'api'].includes(x.name)))).toBe(true);
   });
 
+  test('a MeshService created, updated and deleted in Kubernetes reaches proxies; while it exists it wins over the Service of its name', async () => {
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    const meshService = (endpoints: string[], connectMs: string) => ({
+      apiVersion: 'policy.wren.io/v1alpha1',
+      kind: 'MeshService',
+      metadata: { name: 'cache', namespace: 'shop' },
+      spec: {
+        clusterIPs: ['10.96.0.60'],
+        ports: [{ name: 'redis', port: 6379, protocol: 'opaque' }],
+        endpoints: endpoints.map((address) => ({ address, port: 7000 })),
+        policy: { timeouts: { connectMs } },
+      },
+    });
+    const cache = () => p.client.current()?.services.find((s) => s.name === 'cache' && s.namespace === 'shop');
+    api.apply('meshservices', meshService(['10.0.5.1'], '300ms'));
+    await waitFor(() => cache(), 'MeshService created');
+    expect(cache()!.clusterIPs).toEqual(['10.96.0.60']);
+    expect(cache()!.ports[0]).toMatchObject({ port: 6379, protocol: 'opaque' });
+    expect(endpointsOf(p.client.current(), 'cache.shop')).toEqual(['10.0.5.1:7000']);
+    expect(cache()!.policy.timeouts.connectMs).toBe(300);
+
+    api.apply('meshservices', meshService(['10.0.5.1', '10.0.5.2'], '700ms'));
+    await waitFor(() => endpointsOf(p.client.current(), 'cache.shop').length === 2 && cache()!.policy.timeouts.connectMs === 700, 'MeshService update');
+
+    // A Service of the same name does not replace it while it exists.
+    api.apply('services', serviceJson('cache', 'shop', [{ name: 'redis', port: 6380 }], '10.96.0.61'));
+    // Same watch, later event: once `marker` arrived, the Service `cache` was processed too.
+    api.apply('services', serviceJson('marker', 'shop', [{ port: 81 }], '10.96.0.62'));
+    await waitFor(() => p.client.current()?.services.some((s) => s.name === 'marker'), 'marker service');
+    expect(cache()!.ports.map((x) => x.port)).toEqual([6379]);
+
+    // Deleted: the Service of that name takes over; deleting that too removes it.
+    api.delete('meshservices', 'shop', 'cache');
+    await waitFor(() => cache()?.ports[0].port === 6380, 'MeshService deleted, the Service takes over');
+    api.delete('services', 'shop', 'cache');
+    await waitFor(() => !cache(), 'both gone');
+  });
+
   test.each(['event', 'http'] as const)('a watch answered with 410 Gone (%s) relists and converges', async (mode) => {
     const p = proxy();
     await p.client.onFirstSnapshot();

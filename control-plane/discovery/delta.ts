@@ -7,7 +7,7 @@ import { endpointKey, type Endpoint, type Service } from '../../contract/model.j
 /**
  * The incremental part of a discovery response: what turns the proxy's ACKed view
  * `from` into `to`, looking only at `keys` (the services changed between the two
- * versions). A service whose ports, clusterIPs or policy changed is sent whole; one
+ * versions). A service whose ports, clusterIPs or policies (its own or a port's) changed is sent whole; one
  * whose only change is endpoints gets per-port endpoint deltas (added / updated /
  * removed), so a readiness flip of one pod costs one EndpointKey on the wire, not the
  * whole service (the point of Envoy's delta xDS).
@@ -37,6 +37,7 @@ export function sameShape(a: Service, b: Service): boolean {
     const p = a.ports[i];
     const q = b.ports[i];
     if (p.name !== q.name || p.port !== q.port || p.protocol !== q.protocol) return false;
+    if (p.policy !== q.policy && (!p.policy || !q.policy || policyToJson(p.policy) !== policyToJson(q.policy))) return false;
   }
   return a.policy === b.policy || policyToJson(a.policy) === policyToJson(b.policy);
 }

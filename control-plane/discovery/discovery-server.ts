@@ -9,6 +9,7 @@ import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
 import { diffViews, isEmptyDelta } from './delta.js';
+import { healthRows, validateHealthReport, type HealthRow } from './health-reports.js';
 import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type Subscriber } from './subscriber.js';
 import { TrustPush, type TrustPushOptions, type TrustPushState } from './trust-push.js';
 import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
@@ -107,6 +108,38 @@ export class DiscoveryServer {
     return [...this.subs].map((s) => debugProxy(s, now));
   }
 
+  /** For /debug/health: every endpoint some proxy reports unhealthy, with its reporters. */
+  debugHealth(): HealthRow[] {
+    return healthRows(
+      [...this.subs]
+        .filter((s) => s.sub && s.healthReportedAt > 0)
+        .map((s) => ({ identity: s.sub!.identity.spiffeId, pod: `${s.sub!.identity.namespace}/${s.sub!.identity.pod}`, at: s.healthReportedAt, ejections: s.ejections })),
+    );
+  }
+
+  /**
+   * A HealthReport replaces the reporter's previous one. Only entries for endpoints it was
+   * sent are kept (health-reports.ts); the rest are counted and logged, never kept.
+   */
+  private onHealthReport(s: Subscriber, ejected: Parameters<typeof validateHealthReport>[0]): void {
+    if (!s.sub) return; // before Subscribe: nobody to attribute it to
+    const v = validateHealthReport(ejected, s.inflight ? [s.ackedView, s.inflight.view] : [s.ackedView]);
+    s.ejections = v.accepted;
+    s.healthReportedAt = this.o.clock.now();
+    this.o.metrics.healthReports.inc({ result: v.rejected > 0 ? 'partly-rejected' : 'accepted' });
+    if (v.rejected > 0) {
+      this.o.metrics.healthReportRejectedEntries.inc(v.rejected);
+      this.o.logger.warn('health report names endpoints the proxy cannot observe; those entries are ignored', {
+        id: s.id, identity: s.sub.identity.spiffeId, rejected: v.rejected, examples: v.examples,
+      });
+    }
+    this.countReported();
+    this.o.logger.info('health report', {
+      id: s.id, identity: s.sub.identity.spiffeId, pod: `${s.sub.identity.namespace}/${s.sub.identity.pod}`, unhealthy: v.accepted.length,
+      endpoints: v.accepted.slice(0, 10).map((e) => `${e.service}:${e.servicePort} ${e.address}:${e.port} ${e.kind}${e.reason ? ` (${e.reason})` : ''}`),
+    });
+  }
+
   /** For /debug/trust: what the CA hands out, and what every subscribed proxy trusts and uses. */
   debugTrust(): { controlPlane: Record<string, unknown> | null; proxies: DebugTrustProxy[] } {
     const now = this.o.clock.now();
@@ -157,6 +190,14 @@ export class DiscoveryServer {
     s.closed = true;
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
+    // A gone proxy's report goes with it (a reconnect resends the current one).
+    if (s.ejections.length > 0) this.countReported();
+  }
+
+  private countReported(): void {
+    let n = 0;
+    for (const x of this.subs) n += x.ejections.length;
+    this.o.metrics.reportedUnhealthy.set(n);
   }
 
   private fail(s: Subscriber, code: grpc.status, details: string): void {
@@ -209,7 +250,7 @@ export class DiscoveryServer {
       s.nackedSeq = f.seq;
       return;
     }
-    if ('health' in req && req.health) s.ejections = Object.freeze([...(req.health.ejected ?? [])]);
+    if ('health' in req && req.health) return this.onHealthReport(s, req.health.ejected);
     if ('identityReport' in req && req.identityReport) s.identityReport = { report: reportFromWire(req.identityReport), at: this.o.clock.now() };
   }
 

@@ -39,7 +39,9 @@ export interface Subscriber {
   forceFull: boolean;
   nacks: number;
   lastNack: { version: string; detail: string; at: number } | null;
+  /** The proxy's last HealthReport, validated (health-reports.ts), and when it came (0: none). */
   ejections: readonly Ejection[];
+  healthReportedAt: number;
   /** The proxy's last IdentityReport (what it trusts and presents) and when it came. */
   identityReport: { readonly report: IdentityReport; readonly at: number } | null;
   closed: boolean;
@@ -49,7 +51,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, inflight: null, nackedSeq: -1,
-    forceFull: false, nacks: 0, lastNack: null, ejections: [], identityReport: null, closed: false,
+    forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null, closed: false,
   };
 }
 

@@ -57,5 +57,3 @@ export function parseCidrList(raw: string): string[] | undefined {
   }
   return out;
 }
-
-export const isIpv6Cidr = (cidr: string): boolean => cidr.includes(':');

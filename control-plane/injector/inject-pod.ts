@@ -1,5 +1,5 @@
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
-import { A, INIT_CONTAINER, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList } from './annotations.js';
+import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception } from './sidecar.js';
@@ -135,5 +135,3 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
 
   return { patch, injected: true, reason: d.reason, warnings };
 }
-
-export { INIT_CONTAINER, PROXY_CONTAINER };

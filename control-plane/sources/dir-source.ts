@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Timer } from '../../common/clock.js';
 import { translateCluster } from '../translate/translate.js';
-import { loadManifestFile, mergeManifests, type LoadedFile } from './manifest-loader.js';
+import { loadManifestFile, mergeManifests, type IgnoredObject, type LoadedFile } from './manifest-loader.js';
 import type { MeshSource, SourceContext } from './source.js';
 
 /**
@@ -36,6 +36,7 @@ export class DirSource implements MeshSource {
   private again = false;
   private stopped = false;
   private currentErrors: readonly string[] = [];
+  private currentIgnored: readonly IgnoredObject[] = [];
 
   constructor(private readonly o: DirSourceOptions) {
     this.name = `dir:${o.dir}`;
@@ -44,6 +45,11 @@ export class DirSource implements MeshSource {
   /** Current rejections (`file: path: problem`), also logged when they appear. */
   errors(): readonly string[] {
     return this.currentErrors;
+  }
+
+  /** Objects of kinds this source does not read (HTTPRoute, Deployment, a typo in `kind`), by file. */
+  ignored(): readonly IgnoredObject[] {
+    return this.currentIgnored;
   }
 
   async start(): Promise<void> {
@@ -136,10 +142,12 @@ export class DirSource implements MeshSource {
       const loaded = loadManifestFile(join(display, name), content, prev?.loaded);
       for (const err of loaded.errors) this.o.logger.warn('manifest rejected; the last good version stays', { error: err });
       if (loaded.errors.length > 0) this.o.metrics.invalidObjects.inc({ source: 'dir' }, loaded.errors.length);
+      this.reportIgnored(loaded.ignored);
       this.files.set(name, { content, loaded });
       changed = true;
     }
     if (!changed && this.o.store.ready) return;
+    this.currentIgnored = Object.freeze(names.flatMap((n) => this.files.get(n)?.loaded.ignored ?? []));
     const merged = mergeManifests(names.filter((n) => this.files.has(n)).map((n) => [join(display, n), this.files.get(n)!.loaded]));
     const { services, warnings } = translateCluster(merged.objects, this.o.trustDomain);
     for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
@@ -149,5 +157,20 @@ export class DirSource implements MeshSource {
     this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, podLabels }));
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
+  }
+
+  /**
+   * Once per file version (only re-parsed files get here) and kind: one log line naming the
+   * objects and one count, so an HTTPRoute or a misspelt `kind` is not dropped silently.
+   */
+  private reportIgnored(ignored: readonly IgnoredObject[]): void {
+    const byKind = new Map<string, IgnoredObject[]>();
+    for (const o of ignored) byKind.set(o.kind, [...(byKind.get(o.kind) ?? []), o]);
+    for (const [kind, objs] of byKind) {
+      this.o.logger.warn('manifest kind not read by the directory source; ignored', {
+        file: objs[0].file, kind: kind || '<none>', apiVersion: objs[0].apiVersion, objects: objs.map((o) => `${o.namespace}/${o.name}`),
+      });
+      this.o.metrics.ignoredKinds.inc({ source: 'dir', kind: kind || '<none>' });
+    }
   }
 }

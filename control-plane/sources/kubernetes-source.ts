@@ -2,7 +2,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Timer } from '../../common/clock.js';
 import type { Parser } from '../../common/schema.js';
 import {
-  parseEndpointSlice, parseK8sService, parsePod, parseTrafficPolicyResource,
+  parseEndpointSlice, parseK8sService, parseMeshService, parsePod, parseTrafficPolicyResource,
   TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
 } from '../translate/k8s-objects.js';
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource } from '../translate/policy-objects.js';
@@ -12,7 +12,8 @@ import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } fro
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
  * builds) on Services, EndpointSlices, Pods, and the policy.wren.io/v1alpha1 TrafficPolicies,
- * PeerAuthentications and AuthorizationPolicies.
+ * PeerAuthentications, AuthorizationPolicies and MeshServices (a MeshService wins over a
+ * Service of the same name, as in the directory source: translate.ts).
  *
  * - The informer keeps resourceVersion, resumes watches from it and relists when the
  *   API answers 410 Gone (HTTP 410 or an ERROR event with a 410 Status).
@@ -101,6 +102,7 @@ export class KubernetesSource implements MeshSource {
       'peerauthentications', crdPath('peerauthentications'), crd('peerauthentications', 'PeerAuthentication'),
       parsePeerAuthenticationResource, idx.setPeerAuthentication.bind(idx),
     );
+    this.add('meshservices', crdPath('meshservices'), crd('meshservices', 'MeshService'), parseMeshService, idx.setMeshService.bind(idx));
     this.add(
       'authorizationpolicies', crdPath('authorizationpolicies'), crd('authorizationpolicies', 'AuthorizationPolicy'),
       parseAuthorizationPolicyResource, idx.setAuthorizationPolicy.bind(idx),

@@ -14,7 +14,9 @@ import type { PolicyObjects } from '../translate/inbound-policy.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
- * validated objects. Other kinds (Deployment, ...) are skipped. Each object is validated
+ * validated objects. Objects of other kinds (a Deployment, an HTTPRoute, a typo in `kind`)
+ * are not read; they are listed in `ignored` so the source can say so (log, metric,
+ * /debug/view) instead of dropping them without a word. Each object is validated
  * alone: a bad one is reported as `<file>: <field path>: <problem>` and, if the same
  * object (kind/namespace/name) was good in the previous version of the file, that
  * last good version is kept.
@@ -38,9 +40,20 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   AuthorizationPolicy: parseAuthorizationPolicyResource,
 };
 
+/** An object the directory source does not read (its kind is not one of PARSERS). */
+export interface IgnoredObject {
+  readonly file: string;
+  /** '' when the document has no string `kind`. */
+  readonly kind: string;
+  readonly apiVersion: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
 export interface LoadedFile {
   readonly objects: ReadonlyMap<string, ManifestObject>;
   readonly errors: readonly string[];
+  readonly ignored: readonly IgnoredObject[];
 }
 
 const describe = (file: string, e: unknown): string =>
@@ -51,9 +64,10 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
   const list = Array.isArray(docs) ? docs : [docs];
   const syntax = list.flatMap((d) => d.errors.map((e) => `${file}: YAML: ${e.message.split('\n')[0]}`));
   // A file that is not even YAML (say, half-saved) changes nothing: keep all it had.
-  if (syntax.length > 0) return { objects: previous?.objects ?? new Map(), errors: syntax };
+  if (syntax.length > 0) return { objects: previous?.objects ?? new Map(), errors: syntax, ignored: previous?.ignored ?? [] };
   const objects = new Map<string, ManifestObject>();
   const errors: string[] = [];
+  const ignored: IgnoredObject[] = [];
   const raws: unknown[] = [];
   for (const d of list) {
     const v: unknown = d.toJS();
@@ -63,10 +77,15 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
   }
   for (const raw of raws) {
     if (!raw || typeof raw !== 'object') continue;
-    const r = raw as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
+    const r = raw as { kind?: unknown; apiVersion?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
     const kind = r.kind as ManifestObject['kind'];
-    if (typeof kind !== 'string' || !(kind in PARSERS)) continue;
-    const key = `${kind}/${typeof r.metadata?.namespace === 'string' ? r.metadata.namespace : 'default'}/${String(r.metadata?.name)}`;
+    const namespace = typeof r.metadata?.namespace === 'string' ? r.metadata.namespace : 'default';
+    if (typeof kind !== 'string' || !Object.hasOwn(PARSERS, kind)) {
+      const str = (v: unknown) => (typeof v === 'string' ? v : '');
+      ignored.push({ file, kind: str(kind), apiVersion: str(r.apiVersion), namespace, name: str(r.metadata?.name) });
+      continue;
+    }
+    const key = `${kind}/${namespace}/${String(r.metadata?.name)}`;
     try {
       objects.set(key, { kind, key, value: PARSERS[kind](raw, '') } as ManifestObject);
     } catch (e) {
@@ -75,7 +94,7 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
       if (last) objects.set(key, last);
     }
   }
-  return { objects, errors };
+  return { objects, errors, ignored };
 }
 
 /** Merge files (in the order given) into one object set; a duplicate keeps the first and is reported. */

@@ -57,8 +57,34 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     expect(web.policy.retry.attempts).toBe(3);
     expect(web.policy.timeouts.requestMs).toBe(15_000);
     expect(web.policy.outlierDetection).toEqual(DEFAULT_POLICY.outlierDetection);
-    expect(warnings).toEqual(['web.shop: 2 TrafficPolicies target it; web-fast (oldest) wins over web-newer']);
+    expect(warnings).toEqual([
+      'db.shop: TrafficPolicy db-wrong-port names ports 3306, none of which the service has; it applies nowhere',
+      'web.shop: 2 TrafficPolicies target it; web-fast (oldest) wins over web-newer',
+    ]);
     expect(db.policy).toBe(DEFAULT_POLICY);
+    expect(db.ports[0].policy).toBeUndefined();
+  });
+
+  test('TrafficPolicy spec.ports: the policy applies to the ports it names only, and there it wins over the service-wide one', () => {
+    const tp = (name: string, createdAt: string, ports: number[], policy: object) =>
+      parseTrafficPolicyResource({ kind: 'TrafficPolicy', metadata: { name, namespace: 'shop', creationTimestamp: createdAt }, spec: { targetRef: { kind: 'Service', name: 'web' }, ports, policy } }, '');
+    const items = fixture.items.filter((o) => o.kind !== 'TrafficPolicy');
+    const grpcOnly = tp('web-grpc', '2024-07-01T00:00:00Z', [9090], { circuitBreaker: { maxRequests: 5 }, timeouts: { requestMs: '2s' } });
+    // Only a port-scoped policy: the other ports keep the defaults.
+    let r = translateCluster({ ...objects(items), policies: [grpcOnly] }, 'cluster.local');
+    let w = r.services.find((s) => s.name === 'web')!;
+    expect(w.policy).toBe(DEFAULT_POLICY);
+    expect(w.ports.map((p) => [p.port, p.policy?.circuitBreaker.maxRequests])).toEqual([[80, undefined], [9090, 5], [8081, undefined]]);
+    expect(w.ports[1].policy!.timeouts.requestMs).toBe(2000);
+    expect(r.warnings).toEqual([]);
+    // With an older service-wide policy: it covers the other ports; the port-scoped one, though newer, wins on its port.
+    const all = tp('web-all', '2024-01-01T00:00:00Z', [], { circuitBreaker: { maxRequests: 50 } });
+    const grpcOlder = tp('web-grpc-old', '2024-06-01T00:00:00Z', [9090, 8081], { circuitBreaker: { maxRequests: 7 } });
+    r = translateCluster({ ...objects(items), policies: [grpcOnly, all, grpcOlder] }, 'cluster.local');
+    w = r.services.find((s) => s.name === 'web')!;
+    expect(w.policy.circuitBreaker.maxRequests).toBe(50);
+    expect(w.ports.map((p) => [p.port, p.policy?.circuitBreaker.maxRequests])).toEqual([[80, undefined], [9090, 7], [8081, 7]]);
+    expect(r.warnings).toEqual(['web.shop:9090: 2 TrafficPolicies target it; web-grpc-old (oldest) wins over web-grpc']);
   });
 
   test('a pod is meshed by the injector annotation, the inject label, or a proxy-port annotation', () => {

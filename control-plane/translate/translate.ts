@@ -18,9 +18,12 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  * - a meshed pod (annotation `wren.io/injected` set by the injector, label or annotation
  *   `wren.io/inject: enabled`, or annotation `wren.io/proxy-port`) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
  *   and proxyPort (the annotation, else 15006); an unmeshed pod gives '' and null;
- * - TrafficPolicy: among the policies targeting the Service whose `ports` are empty or
- *   name one of its ports, the oldest (creationTimestamp, then name) wins, as Gateway
- *   API resolves conflicts; the others are reported;
+ * - TrafficPolicy: a policy without `ports` is the Service's (every port); one with `ports`
+ *   applies to the ports it names only, and there it wins over the Service's policy (the more
+ *   specific target wins, as a Gateway API policy with a sectionName overrides one for the
+ *   whole resource, GEP-713). Among policies for the same scope the oldest
+ *   (creationTimestamp, then name) wins, as Gateway API resolves conflicts; the others, and
+ *   policies naming no port of the Service, are reported;
  * - a MeshService with the same key as a Service wins over it (it is explicit); its
  *   inline spec.policy wins over a TrafficPolicy.
  */
@@ -40,13 +43,34 @@ export interface TranslateResult {
 
 export const spiffeId = (trustDomain: string, ns: string, sa: string): string => `spiffe://${trustDomain}/ns/${ns}/sa/${sa}`;
 
-function pickPolicy(key: string, ports: readonly number[], policies: readonly KTrafficPolicy[], warnings: string[]): TrafficPolicy | null {
-  const fits = policies
-    .filter((p) => p.ports.length === 0 || p.ports.some((n) => ports.includes(n)))
-    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  if (fits.length > 1)
-    warnings.push(`${key}: ${fits.length} TrafficPolicies target it; ${fits[0].name} (oldest) wins over ${fits.slice(1).map((p) => p.name).join(', ')}`);
+const oldestFirst = (a: KTrafficPolicy, b: KTrafficPolicy): number =>
+  a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+function oldest(what: string, fits: KTrafficPolicy[], warnings: string[]): TrafficPolicy | null {
+  fits.sort(oldestFirst);
+  if (fits.length > 1) warnings.push(`${what}: ${fits.length} TrafficPolicies target it; ${fits[0].name} (oldest) wins over ${fits.slice(1).map((p) => p.name).join(', ')}`);
   return fits[0]?.policy ?? null;
+}
+
+/** The Service's policy (from policies without `ports`) and each port's own (from policies naming it). */
+function pickPolicies(
+  key: string, ports: readonly number[], policies: readonly KTrafficPolicy[], warnings: string[],
+): { service: TrafficPolicy | null; byPort: Map<number, TrafficPolicy> } {
+  const service = oldest(key, policies.filter((p) => p.ports.length === 0), warnings);
+  const byPort = new Map<number, TrafficPolicy>();
+  for (const n of ports) {
+    const own = oldest(`${key}:${n}`, policies.filter((p) => p.ports.includes(n)), warnings);
+    if (own) byPort.set(n, own);
+  }
+  for (const p of policies)
+    if (p.ports.length > 0 && !p.ports.some((n) => ports.includes(n)))
+      warnings.push(`${key}: TrafficPolicy ${p.name} names ports ${p.ports.join(', ')}, none of which the service has; it applies nowhere`);
+  return { service, byPort };
+}
+
+function withPortPolicies<P extends ServicePort>(ports: readonly P[], byPort: Map<number, TrafficPolicy>): readonly P[] {
+  if (byPort.size === 0) return ports;
+  return Object.freeze(ports.map((p) => (byPort.has(p.port) ? Object.freeze({ ...p, policy: byPort.get(p.port)! }) : p)));
 }
 
 function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
@@ -84,8 +108,12 @@ export function translateService(input: TranslateInput): TranslateResult {
     const key = serviceKey(meshService);
     if (svc) warnings.push(`${key}: a MeshService and a Service share this name; the MeshService wins`);
     if (meshService.policy !== DEFAULT_POLICY || input.policies.length === 0) return { service: meshService, warnings };
-    const policy = pickPolicy(key, meshService.ports.map((p) => p.port), input.policies, warnings);
-    return { service: policy ? Object.freeze({ ...meshService, policy }) : meshService, warnings };
+    const picked = pickPolicies(key, meshService.ports.map((p) => p.port), input.policies, warnings);
+    if (!picked.service && picked.byPort.size === 0) return { service: meshService, warnings };
+    return {
+      service: Object.freeze({ ...meshService, policy: picked.service ?? meshService.policy, ports: withPortPolicies(meshService.ports, picked.byPort) }),
+      warnings,
+    };
   }
   if (!svc) return { service: null, warnings };
   const key = serviceKey(svc);
@@ -94,10 +122,13 @@ export function translateService(input: TranslateInput): TranslateResult {
     warnings.push(`${key}: Service has no ports; skipped`);
     return { service: null, warnings };
   }
-  const ports: ServicePort[] = svc.ports.map((p) =>
-    Object.freeze({ name: p.name, port: p.port, protocol: p.protocol, endpoints: Object.freeze(portEndpoints(p.name, input)) }),
-  );
-  const policy = pickPolicy(key, svc.ports.map((p) => p.port), input.policies, warnings) ?? DEFAULT_POLICY;
+  const picked = pickPolicies(key, svc.ports.map((p) => p.port), input.policies, warnings);
+  const ports: ServicePort[] = svc.ports.map((p) => {
+    const own = picked.byPort.get(p.port);
+    const endpoints = Object.freeze(portEndpoints(p.name, input));
+    return Object.freeze(own ? { name: p.name, port: p.port, protocol: p.protocol, endpoints, policy: own } : { name: p.name, port: p.port, protocol: p.protocol, endpoints });
+  });
+  const policy = picked.service ?? DEFAULT_POLICY;
   return {
     service: Object.freeze({ name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports: Object.freeze(ports), policy }),
     warnings,

@@ -5,6 +5,7 @@ import { TrustSync } from '../identity/trust-sync.js';
 import { WorkloadIdentity } from '../identity/workload-identity.js';
 import type { Proxy } from '../proxy.js';
 import { DiscoveryClient } from './discovery-client.js';
+import { HealthReporter } from './health-reporter.js';
 
 export interface ConnectControlPlaneOptions {
   /** host:port of the control plane's discovery endpoint (the proxy config's `discovery.controlPlane`). */
@@ -22,6 +23,8 @@ export interface ConnectControlPlaneOptions {
   readonly credentials?: grpc.ChannelCredentials;
   /** What renews the proxy's certificate (default: the WorkloadIdentity that obtained proxy.tls, if any). */
   readonly workload?: WorkloadIdentity | null;
+  /** Least time between two HealthReports (default 1 s; the first change is reported at once). */
+  readonly healthReportIntervalMs?: number;
 }
 
 /**
@@ -38,8 +41,10 @@ export interface ConnectControlPlaneOptions {
  * certificate at once through the WorkloadIdentity; and after every rotation the bundle
  * the control-plane channel verifies the server with becomes the one Certify returned.
  *
- * The proxy's passive-health ejections are not reported (`HealthReport`) yet: the proxy
- * exposes them only through its admin `/clusters` rendering, not as a cheap event source.
+ * Health (HealthReport, health-reporter.ts): whenever an endpoint's health changes in one of
+ * its clusters (outlier ejection or its end, active checks, breaker), the proxy sends the
+ * complete list of endpoints it keeps out of balancing, at most once a second; the client
+ * resends the last list after every reconnect.
  *
  * The caller stops the client (`await client.stop()`) when the proxy shuts down.
  */
@@ -80,6 +85,14 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
     sync.onRotate();
   });
   client.onStop(off);
+  const health = new HealthReporter({
+    clock: proxy.clock, clusters: () => proxy.clusterStates(), send: (list) => client.reportEjections(list), minIntervalMs: opts.healthReportIntervalMs,
+  });
+  const offHealth = proxy.onHealthChange(() => health.changed());
+  client.onStop(() => {
+    offHealth();
+    health.close();
+  });
   client.start();
   return client;
 }

@@ -1,4 +1,4 @@
-import { PROXY_ERROR_HEADER, ProxyError, toProxyError } from './proxy-error.js';
+import { PROXY_ERROR_HEADER, toProxyError } from './proxy-error.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { isGrpc, type Headers } from '../http/headers.js';
 import { Readable } from 'node:stream';
@@ -30,5 +30,3 @@ function encodeGrpcMessage(s: string): string {
     Array.from(Buffer.from(c)).map((b) => '%' + b.toString(16).toUpperCase().padStart(2, '0')).join(''),
   );
 }
-
-export { ProxyError };

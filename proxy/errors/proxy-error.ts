@@ -1,37 +1,39 @@
 /**
  * Typed proxy errors with stable codes. One table maps each code to the synthetic
- * HTTP status, the grpc-status a gRPC caller sees, and the value of the
- * `wren-proxy-error` response header / `error` metric label, so every layer reports
- * a failure the same way.
+ * HTTP status, the grpc-status a gRPC caller sees, the Envoy response flag (the
+ * `response_flags` label of istio_requests_total, as Istio reports it: UO for a circuit
+ * breaker overflow, UF for a connection failure, NR for no route...) and, derived from the
+ * code, the `wren-proxy-error` header / `code` metric label, so every layer reports a
+ * failure the same way.
  */
 export const ERROR_TABLE = {
   // request could not be routed
-  NO_ROUTE: { http: 404, grpc: 12 /* UNIMPLEMENTED */, msg: 'no service matches the request authority' },
-  NO_ENDPOINTS: { http: 503, grpc: 14 /* UNAVAILABLE */, msg: 'the service has no ready endpoints' },
+  NO_ROUTE: { http: 404, grpc: 12 /* UNIMPLEMENTED */, flag: 'NR', msg: 'no service matches the request authority' },
+  NO_ENDPOINTS: { http: 503, grpc: 14 /* UNAVAILABLE */, flag: 'UH', msg: 'the service has no ready endpoints' },
   // connecting to the peer
-  CONNECT_REFUSED: { http: 502, grpc: 14, msg: 'connection refused by the endpoint' },
-  CONNECT_TIMEOUT: { http: 504, grpc: 14, msg: 'connect timed out' },
-  CONNECT_FAILED: { http: 502, grpc: 14, msg: 'could not connect to the endpoint' },
-  TLS_HANDSHAKE: { http: 502, grpc: 14, msg: 'mTLS handshake with the peer failed' },
-  PEER_IDENTITY: { http: 502, grpc: 14, msg: 'peer presented an unexpected identity' },
+  CONNECT_REFUSED: { http: 502, grpc: 14, flag: 'UF', msg: 'connection refused by the endpoint' },
+  CONNECT_TIMEOUT: { http: 504, grpc: 14, flag: 'UF', msg: 'connect timed out' },
+  CONNECT_FAILED: { http: 502, grpc: 14, flag: 'UF', msg: 'could not connect to the endpoint' },
+  TLS_HANDSHAKE: { http: 502, grpc: 14, flag: 'UF', msg: 'mTLS handshake with the peer failed' },
+  PEER_IDENTITY: { http: 502, grpc: 14, flag: 'UF', msg: 'peer presented an unexpected identity' },
   // during the exchange
-  UPSTREAM_RESET: { http: 502, grpc: 14, msg: 'the upstream reset the stream' },
-  UPSTREAM_PROTOCOL: { http: 502, grpc: 13 /* INTERNAL */, msg: 'the upstream sent an invalid response' },
-  REQUEST_TIMEOUT: { http: 504, grpc: 4 /* DEADLINE_EXCEEDED */, msg: 'request timed out' },
-  IDLE_TIMEOUT: { http: 504, grpc: 4, msg: 'stream was idle too long' },
-  DEADLINE_EXCEEDED: { http: 504, grpc: 4, msg: 'gRPC deadline exceeded' },
-  CLIENT_CANCELLED: { http: 499, grpc: 1 /* CANCELLED */, msg: 'the client cancelled the request' },
+  UPSTREAM_RESET: { http: 502, grpc: 14, flag: 'UR', msg: 'the upstream reset the stream' },
+  UPSTREAM_PROTOCOL: { http: 502, grpc: 13 /* INTERNAL */, flag: 'UPE', msg: 'the upstream sent an invalid response' },
+  REQUEST_TIMEOUT: { http: 504, grpc: 4 /* DEADLINE_EXCEEDED */, flag: 'UT', msg: 'request timed out' },
+  IDLE_TIMEOUT: { http: 504, grpc: 4, flag: 'SI', msg: 'stream was idle too long' },
+  DEADLINE_EXCEEDED: { http: 504, grpc: 4, flag: 'UT', msg: 'gRPC deadline exceeded' },
+  CLIENT_CANCELLED: { http: 499, grpc: 1 /* CANCELLED */, flag: 'DC', msg: 'the client cancelled the request' },
   // resilience
-  OVERFLOW: { http: 503, grpc: 14, msg: 'circuit breaker overflow (too many requests)' },
-  CIRCUIT_OPEN: { http: 503, grpc: 14, msg: 'every endpoint is behind an open circuit breaker' },
-  RETRY_BUDGET: { http: 503, grpc: 14, msg: 'retry budget exhausted' },
+  OVERFLOW: { http: 503, grpc: 14, flag: 'UO', msg: 'circuit breaker overflow (a concurrency limit is reached)' },
+  CIRCUIT_OPEN: { http: 503, grpc: 14, flag: 'UH', msg: 'every endpoint is behind an open circuit breaker' },
+  RETRY_BUDGET: { http: 503, grpc: 14, flag: 'URX', msg: 'retry budget exhausted' },
   // bad input and policy
-  BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, msg: 'malformed request' },
-  HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, msg: 'request headers exceed the limit' },
-  FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, msg: 'denied by authorization policy' },
-  UNAUTHENTICATED: { http: 401, grpc: 16, msg: 'a client certificate is required' },
-  DRAINING: { http: 503, grpc: 14, msg: 'the proxy is shutting down' },
-  INTERNAL: { http: 500, grpc: 13, msg: 'internal proxy error' },
+  BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, flag: 'DPE', msg: 'malformed request' },
+  HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, flag: 'DPE', msg: 'request headers exceed the limit' },
+  FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
+  UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
+  DRAINING: { http: 503, grpc: 14, flag: 'LR', msg: 'the proxy is shutting down' },
+  INTERNAL: { http: 500, grpc: 13, flag: 'LR', msg: 'internal proxy error' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_TABLE;
@@ -54,6 +56,15 @@ export class ProxyError extends Error {
   get label(): string {
     return this.code.toLowerCase().replace(/_/g, '-');
   }
+}
+
+const FLAG_BY_LABEL: ReadonlyMap<string, string> = new Map(
+  Object.entries(ERROR_TABLE).map(([code, e]) => [code.toLowerCase().replace(/_/g, '-'), e.flag]),
+);
+
+/** The Envoy response flag of a `wren-proxy-error` label ('-' for none, as Envoy writes it). */
+export function responseFlag(label: string | undefined): string {
+  return label === undefined ? '-' : (FLAG_BY_LABEL.get(label) ?? '-');
 }
 
 /** Maps a Node socket/TLS/http2 error to a ProxyError (already-typed errors pass through). */

@@ -63,8 +63,6 @@ export function stack(layers: readonly HttpLayer[], terminal: HttpService): Http
   return layers.reduceRight<HttpService>((svc, layer) => layer(svc), terminal);
 }
 
-export const noTrailers = (): undefined => undefined;
-
 /**
  * A body stream whose producer can tell that every byte of it has already arrived: it is
  * all buffered in the stream and its end has been pushed. A writer can then send the

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 
 /** Plain header map: lower-case names, no pseudo-headers, no hop-by-hop fields. */
 export type Headers = Record<string, string | string[]>;
@@ -47,8 +47,6 @@ export function cleanTrailers(raw: IncomingHttpHeaders | Record<string, unknown>
   delete out['te'];
   return Object.keys(out).length ? out : undefined;
 }
-
-export const toOutgoing = (h: Headers): OutgoingHttpHeaders => h as OutgoingHttpHeaders;
 
 /** Internal mesh headers: set by sidecars, stripped from what apps send and see. */
 export const MESH = {

@@ -41,9 +41,10 @@ export interface InboundStackDeps {
 export function inboundStack(d: InboundStackDeps): HttpService {
   return stack(
     [
-      errorsToResponse(d.logger, 'inbound'),
+      // Metrics above errors: a synthetic error response (403 RBAC...) is counted too.
       // Only an mTLS peer (a sidecar) can mark a request as a health check.
       recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls', !d.plaintext),
+      errorsToResponse(d.logger, 'inbound'),
       ...(d.plaintext ? [plaintextRequest()] : []),
       inboundTarget(d.reservedPorts),
       authorize(d.policy, d.policyTelemetry),

@@ -1,10 +1,11 @@
 import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
-import { endpointKey, type Endpoint } from '../../contract/model.js';
+import { endpointKey, portPolicy, type Endpoint } from '../../contract/model.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc } from '../http/headers.js';
 import { classify, type Outcome } from '../resilience/classify.js';
+import type { Admission } from '../resilience/concurrency-limits.js';
 import { attachState, stateOf } from './request-state.js';
 import { abortReason, raceSignal } from './race-signal.js';
 
@@ -14,10 +15,13 @@ export interface PickEndpointDeps {
   /**
    * Opens (or reuses) the HTTP/2 session to an endpoint with the policy's connect timeout
    * before the request is forwarded, so a connect failure is known to have sent nothing.
+   * `connection`: the cluster's connection slot, held by the session if this call opens it.
    */
-  readonly connect?: (ep: Endpoint, timeoutMs: number) => Promise<unknown>;
+  readonly connect?: (ep: Endpoint, timeoutMs: number, connection?: Admission) => Promise<unknown>;
   /** Whether the endpoint's session is already open (then `connect` is skipped: nothing to wait for). */
   readonly connected?: (ep: Endpoint) => boolean;
+  /** Whether a session to the endpoint is open or being opened (then waiting for it opens no connection). */
+  readonly opening?: (ep: Endpoint) => boolean;
 }
 
 /** Errors raised when the HTTP/2 session was already unusable: the stream was never opened. */
@@ -31,6 +35,11 @@ const NOT_SENT = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION
  * headers) decides, so failures in trailers count. The latency fed
  * to the EWMA is the time to response headers. A failed attempt's Outcome is left in the
  * request state for the retry layer above.
+ *
+ * A request that must wait for a peer session is pending (Envoy max_pending_requests) until
+ * the session is up, and the request that opens a session takes one of the cluster's
+ * connections (max_connections) for the session's life. Over either limit the attempt fails
+ * with OVERFLOW before it starts, so the endpoint is not blamed for it.
  */
 export const pickEndpoint =
   (d: PickEndpointDeps): HttpLayer =>
@@ -44,7 +53,7 @@ export const pickEndpoint =
       if (!c) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
       st = attachState(req, c);
     }
-    const policy = req.route!.service.policy;
+    const policy = portPolicy(req.route!.service, req.route!.port);
     const hashHeader = policy.loadBalancer.hashHeader;
     const hashKey = (hashHeader ? header(req.headers, hashHeader) : undefined) ?? req.source.address;
     st.outcome = undefined;
@@ -55,14 +64,36 @@ export const pickEndpoint =
     if (ep instanceof ProxyError) throw ep;
     st.tried.add(endpointKey(ep));
     req.endpoint = ep;
+    // Same condition as forwardToEndpoint uses a session (meshed, or HTTP/2 to an unmeshed app).
+    const mustConnect = d.connect !== undefined && (ep.proxyPort !== null || req.origProto === 'HTTP/2') && !d.connected?.(ep);
+    let pending: Admission | undefined;
+    let connection: Admission | undefined;
+    if (mustConnect) {
+      const p = st.cluster.admitConnection('pending');
+      if (p instanceof ProxyError) throw p;
+      pending = p;
+      if (!d.opening?.(ep)) {
+        const c = st.cluster.admitConnection('connections');
+        if (c instanceof ProxyError) {
+          pending.release();
+          throw c;
+        }
+        connection = c;
+      }
+    }
     const { clock } = d;
     const started = clock.now();
     const done = st.cluster.start(ep);
     let connected = false;
     let res: ProxyResponse;
     try {
-      // Same condition as forwardToEndpoint uses a session (meshed, or HTTP/2 to an unmeshed app).
-      if (d.connect && (ep.proxyPort !== null || req.origProto === 'HTTP/2') && !d.connected?.(ep)) await raceSignal(d.connect(ep, policy.timeouts.connectMs), req.signal);
+      if (mustConnect) {
+        try {
+          await raceSignal(d.connect!(ep, policy.timeouts.connectMs, connection), req.signal);
+        } finally {
+          pending!.release();
+        }
+      }
       connected = true;
       res = await raceSignal(inner(req), req.signal, (late) => late.body?.destroy());
     } catch (err) {

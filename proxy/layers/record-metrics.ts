@@ -2,7 +2,7 @@ import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../htt
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
-import { toProxyError } from '../errors/proxy-error.js';
+import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 
 /**
  * Counts requests and their latency to response headers (Linkerd's response_latency is
@@ -37,7 +37,7 @@ export const recordMetrics =
       counted = true;
       metrics.activeStreams.dec({ direction });
       const grpc = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status') ?? '';
-      metrics.requests.inc({ direction, destination_service: service, response_code: code, grpc_response_status: grpc, response_flags: res.proxyError ?? '-', connection_security_policy: tlsMode() });
+      metrics.requests.inc({ direction, destination_service: service, response_code: code, grpc_response_status: grpc, response_flags: responseFlag(res.proxyError), connection_security_policy: tlsMode() });
     };
     if (res.body) {
       res.body.once('end', count);

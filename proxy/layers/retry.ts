@@ -7,6 +7,7 @@ import { classify, retryDecision, type Outcome } from '../resilience/classify.js
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { formatGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { ReplayableBody } from './replayable-body.js';
+import { portPolicy } from '../../contract/model.js';
 import { stateOf } from './request-state.js';
 import { sleep } from './race-signal.js';
 
@@ -37,7 +38,7 @@ export const retry =
   async (req) => {
     const st = stateOf(req);
     if (!st || !req.route) return inner(req);
-    const policy = req.route.service.policy.retry;
+    const policy = portPolicy(req.route.service, req.route.port).retry;
     const grpc = isGrpc(req.headers);
     const idempotent = grpc || IDEMPOTENT.has(req.method);
     // Keep a copy of the body only when a policy retry could need it: always-safe retries

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import type { TrafficPolicy } from '../../contract/model.js';
+import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
 import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -27,7 +27,7 @@ export const timeouts =
   (clock: Clock, logger?: Logger): HttpLayer =>
   (inner) =>
   (req) => {
-    const policy = req.route?.service.policy.timeouts;
+    const policy = req.route ? portPolicy(req.route.service, req.route.port).timeouts : undefined;
     // The common case (no request or idle timeout, no gRPC deadline) passes straight through.
     if (!policy || (policy.requestMs <= 0 && policy.idleMs <= 0 && req.headers['grpc-timeout'] === undefined)) return inner(req);
     return withTimeouts(req, inner, policy, clock, logger);

@@ -1,4 +1,4 @@
-import type { Endpoint, Service, ServicePort, TrafficPolicy } from '../../contract/model.js';
+import { portPolicy, type Endpoint, type Service, type ServicePort, type TrafficPolicy } from '../../contract/model.js';
 import type { ProxyError } from '../errors/proxy-error.js';
 import type { PickContext } from '../balance/balancer.js';
 import type { Outcome } from '../resilience/classify.js';
@@ -16,6 +16,13 @@ export interface ClusterHandle {
   updatePolicy(policy: TrafficPolicy): void;
   /** 'request': once per downstream request; 'retry': once per retry (budget + max retries). */
   admit(kind: 'request' | 'retry'): Admission | ProxyError;
+  /**
+   * Connection-pool admission (docs/resilience.md, "Connection limits"): 'connections'
+   * (Envoy max_connections) is held while a connection opened for this cluster is open (a
+   * peer HTTP/2 session, an opaque TCP connection); 'pending' (max_pending_requests) while a
+   * request waits for a peer session to be established.
+   */
+  admitConnection(kind: 'connections' | 'pending'): Admission | ProxyError;
   pick(ctx: PickContext): Endpoint | ProxyError;
   /**
    * The cluster's current entry for an endpoint the client addressed directly (a pod IP):
@@ -50,9 +57,11 @@ export class ClusterSet {
     for (const s of services)
       for (const p of s.ports) {
         const name = clusterName(s, p);
+        // Each port is its own cluster with its own policy (a TrafficPolicy naming the port).
+        const policy = portPolicy(s, p);
         let c = this.clusters.get(name);
-        if (c) c.updatePolicy(s.policy);
-        else c = this.factory(name, s.policy);
+        if (c) c.updatePolicy(policy);
+        else c = this.factory(name, policy);
         c.update(p.endpoints);
         next.set(name, c);
       }

@@ -151,6 +151,16 @@ export class OutboundListener {
       socket.destroy();
       return;
     }
+    // Each opaque connection is one of the cluster's connections (max_connections) until it
+    // closes, as an upstream TCP connection is for Envoy's TCP proxy; over the limit it is
+    // closed at once (OVERFLOW, wren_overflow_total{limit="connections"}).
+    const slot = cluster.admitConnection('connections');
+    if (slot instanceof ProxyError) {
+      this.d.logger.warn('opaque connection refused', { code: slot.code, service: svc, detail: slot.message });
+      socket.destroy();
+      return;
+    }
+    socket.once('close', slot.release);
     // Balanced per connection; the connection counts as in flight until it closes. A
     // connect failure is a local-origin failure and, since nothing was sent, is tried on
     // another endpoint (up to 3 attempts; on the same one when pinned).

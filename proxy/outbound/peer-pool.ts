@@ -7,6 +7,7 @@ import type { TlsIdentity } from '../tls/tls-identity.js';
 import { spiffeIdOf } from '../tls/peer-identity.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
+import type { Admission } from '../resilience/concurrency-limits.js';
 
 export interface PeerPoolOptions {
   readonly tls: TlsIdentity;
@@ -45,9 +46,14 @@ export class PeerPool {
    * Session to the endpoint's sidecar (mTLS) or, when unmeshed, to the app itself (h2c).
    * `connectTimeoutMs` (the service policy's) overrides the pool default when this call
    * opens the session; a session already being opened keeps its own timeout.
+   * `connection` is the caller's cluster's connection slot (max_connections): kept until
+   * the session closes when this call opens it, given back at once otherwise.
    */
-  get(ep: Endpoint, connectTimeoutMs?: number): Promise<ClientHttp2Session> {
-    if (this.closed) return Promise.reject(new ProxyError('DRAINING'));
+  get(ep: Endpoint, connectTimeoutMs?: number, connection?: Admission): Promise<ClientHttp2Session> {
+    if (this.closed) {
+      connection?.release();
+      return Promise.reject(new ProxyError('DRAINING'));
+    }
     const meshed = ep.proxyPort !== null;
     const port = meshed ? ep.proxyPort! : ep.port;
     const key = `${ep.address}|${port}|${ep.identity}`;
@@ -69,8 +75,15 @@ export class PeerPool {
           if (this.sessions.get(key) === s) this.sessions.delete(key);
         },
       );
-    }
+      if (connection) s.then((sess) => sess.once('close', connection.release), connection.release);
+    } else connection?.release();
     return s;
+  }
+
+  /** Whether a session to the endpoint's peer is pooled, open or being opened (then get() opens nothing). */
+  has(ep: Endpoint): boolean {
+    const port = ep.proxyPort !== null ? ep.proxyPort : ep.port;
+    return !this.closed && this.sessions.has(`${ep.address}|${port}|${ep.identity}`);
   }
 
   /**

@@ -30,6 +30,10 @@ export class RoundRobinCluster implements ClusterHandle {
     return FREE;
   }
 
+  admitConnection(_kind: 'connections' | 'pending'): Admission {
+    return FREE;
+  }
+
   pick(ctx: PickContext): Endpoint | ProxyError {
     const n = this.ready.length;
     for (let i = 0; i < n; i++) {

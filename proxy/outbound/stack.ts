@@ -38,8 +38,9 @@ export interface OutboundStackDeps {
 export function outboundStack(d: OutboundStackDeps): HttpService {
   return stack(
     [
-      errorsToResponse(d.logger, 'outbound'),
+      // Metrics above errors: a synthetic error response (503 UO, 404 NR...) is counted too.
       recordMetrics(d.metrics, 'outbound', d.clock),
+      errorsToResponse(d.logger, 'outbound'),
       stripMeshHeaders(),
       requestId(),
       forwardedFor(),
@@ -47,7 +48,7 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms) => d.peers.get(ep, ms), connected: (ep) => d.peers.ready(ep) !== undefined }),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms, conn) => d.peers.get(ep, ms, conn), connected: (ep) => d.peers.ready(ep) !== undefined, opening: (ep) => d.peers.has(ep) }),
     ],
     forwardToEndpoint(d.peers, d.agent),
   );

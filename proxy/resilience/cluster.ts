@@ -28,6 +28,8 @@ import { RetryBudget } from './retry-budget.js';
  *   const adm = cluster.admit('request');            // OVERFLOW? fail fast
  *   loop attempts:
  *     const ep = cluster.pick({ hashKey, exclude }); // NO_ENDPOINTS / CIRCUIT_OPEN?
+ *     no session to ep yet: admitConnection('pending') while waiting for it, and
+ *     admitConnection('connections') if this request opens it (held until it closes)
  *     const done = cluster.start(ep);
  *     ... done(classify(...), msToFirstByte)          // exactly once per attempt
  *     decision = retryDecision(outcome, policy.retry, ctx); if not, stop
@@ -48,6 +50,8 @@ export interface ClusterOptions {
   readonly activeHealthChecks?: boolean;
   /** Probes through the peer sidecar over mTLS for meshed endpoints (without: plaintext to the app port). */
   readonly meshProbes?: MeshProbes;
+  /** An endpoint's health changed (ejected or back, active checks failing or passing, breaker opened or closed). */
+  readonly onHealthChange?: () => void;
 }
 
 interface Entry {
@@ -69,6 +73,7 @@ export class Cluster {
   private readonly logger?: Logger;
   private readonly runHealthChecks: boolean;
   private readonly meshProbes?: MeshProbes;
+  private readonly onHealthChange: () => void;
   private readonly entries = new Map<string, Entry>();
   private hosts: Host[] = [];
   private balancer: EjectingBalancer;
@@ -89,6 +94,7 @@ export class Cluster {
     this.logger = opts.logger?.child({ cluster: opts.name });
     this.runHealthChecks = opts.activeHealthChecks ?? true;
     this.meshProbes = opts.meshProbes;
+    this.onHealthChange = opts.onHealthChange ?? (() => undefined);
     this.balancer = this.makeBalancer();
     this.picker = this.balancer.build([]);
     this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
@@ -174,7 +180,12 @@ export class Cluster {
     return a;
   }
 
-  /** Connection-pool admission (Envoy max_connections / max_pending_requests). */
+  /**
+   * Connection-pool admission (Envoy max_connections / max_pending_requests; what a
+   * connection and a pending request are in Wren: docs/resilience.md, "Connection limits").
+   * 'connections': held while a connection opened for this cluster stays open;
+   * 'pending': held while a request waits for a peer session to be established.
+   */
   admitConnection(kind: Extract<LimitName, 'connections' | 'pending'>): Admission | ProxyError {
     return this.limits.acquire(kind);
   }
@@ -240,10 +251,6 @@ export class Cluster {
       this.outlier.record(key, outcome);
       breaker?.record(outcome, probe);
     };
-  }
-
-  get retryBudget(): RetryBudget {
-    return this.budget;
   }
 
   /** Delay before retry number `attempt` (1-based), full jitter (Envoy 25 ms base, 250 ms cap). */
@@ -319,6 +326,7 @@ export class Cluster {
       return;
     }
     this.dirty = true;
+    this.onHealthChange();
     if (e.type === 'ejected') {
       this.logger?.warn('endpoint ejected', { endpoint: e.endpoint, reason: e.reason, until: new Date(e.until).toISOString(), timesEjected: e.timesEjected });
     } else {
@@ -342,6 +350,7 @@ export class Cluster {
     if (this.policy.circuitBreaker.accrual === 'off') return null;
     return new EndpointBreaker(this.policy.circuitBreaker, this.clock, this.random, (state) => {
       this.dirty = true;
+      this.onHealthChange();
       if (state === 'open') this.logger?.warn('endpoint breaker open', { endpoint: key });
     });
   }
@@ -357,6 +366,7 @@ export class Cluster {
           const e = this.entries.get(key);
           if (e) e.activeHealthy = healthy;
           this.dirty = true;
+          this.onHealthChange();
         },
         onResult: (key, ok) => {
           if (ok) this.outlier.healthCheckPassed(key);
