@@ -363,7 +363,9 @@ export class H1Parser {
       if (c <= 0x5a && c >= 0x41) upper = true;
     }
     if (i === e || b[i] !== 0x3a /* : */ || i === s) {
-      if (i > s && i < e && (b[i] === SP || b[i] === HTAB)) return this.fail('ws-before-colon', 'whitespace between field name and colon');
+      let j = i;
+      while (j < e && (b[j] === SP || b[j] === HTAB)) j++;
+      if (i > s && j > i && j < e && b[j] === 0x3a) return this.fail('ws-before-colon', 'whitespace between field name and colon');
       return this.fail(i < e && b[i] === CR ? 'bare-cr' : 'bad-field-name', 'malformed field name');
     }
     const nameEnd = i++;
