@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark in one run, each printing its figures and its ratio
  * against a baseline measured in the same run. `npm run bench -- data-path` (or
- * `resilience`, `control-plane`, `tls`, `identity`) runs one. Figures are medians/percentiles of one run on
+ * `resilience`, `control-plane`, `tls`, `identity`, `h1-codec`) runs one. Figures are medians/percentiles of one run on
  * a noisy machine: compare ratios, not absolute numbers.
  */
 import { writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { runResilienceBench } from './resilience.js';
 import { runControlPlaneBench } from './control-plane.js';
 import { runTlsBench } from './tls.js';
 import { runIdentityBench } from './identity.js';
+import { runH1CodecBench } from './h1-codec.js';
 
 const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'data-path': () => runDataPathBench(),
@@ -17,6 +18,7 @@ const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'control-plane': () => runControlPlaneBench(),
   tls: () => runTlsBench(),
   identity: () => runIdentityBench(),
+  'h1-codec': () => runH1CodecBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
