@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark in one run, each printing its figures and its ratio
  * against a baseline measured in the same run. `npm run bench -- data-path` (or
- * `resilience`, `control-plane`, `tls`, `identity`, `soak`) runs one. Figures are medians/percentiles of one run on
+ * `resilience`, `control-plane`, `tls`, `identity`, `soak`, `h1-codec`) runs one. Figures are medians/percentiles of one run on
  * a noisy machine: compare ratios, not absolute numbers.
  */
 import { writeFile } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { runControlPlaneBench } from './control-plane.js';
 import { runTlsBench } from './tls.js';
 import { runIdentityBench } from './identity.js';
 import { runSoakBench } from './soak.js';
+import { runH1CodecBench } from './h1-codec.js';
 
 const all: Record<string, () => Promise<Record<string, unknown>>> = {
   'data-path': () => runDataPathBench(),
@@ -19,6 +20,7 @@ const all: Record<string, () => Promise<Record<string, unknown>>> = {
   tls: () => runTlsBench(),
   identity: () => runIdentityBench(),
   soak: () => runSoakBench(),
+  'h1-codec': () => runH1CodecBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -30,6 +30,8 @@ export const ERROR_TABLE = {
   // bad input and policy
   BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, flag: 'DPE', msg: 'malformed request' },
   HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, flag: 'DPE', msg: 'request headers exceed the limit' },
+  // RFC 9112 section 6.1: a transfer coding the proxy does not implement (anything but chunked).
+  NOT_IMPLEMENTED: { http: 501, grpc: 12 /* UNIMPLEMENTED */, flag: 'DPE', msg: 'the request uses a transfer coding the proxy does not implement' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
   UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
   DRAINING: { http: 503, grpc: 14, flag: 'LR', msg: 'the proxy is shutting down' },

@@ -1,0 +1,81 @@
+import type { Headers } from '../http/headers.js';
+
+/** How the body of a message is delimited (RFC 9112 section 6.3). */
+export enum Body {
+  None = 0,
+  Length = 1,
+  Chunked = 2,
+  /** A response without Content-Length or chunked: the body ends when the connection does. */
+  UntilClose = 3,
+}
+
+/**
+ * A parsed request or response head: the start line, the field lines as one flat array
+ * (lower-case name, value, name, value, ...; values with surrounding whitespace removed,
+ * in wire order, repeats kept), and the framing facts the parser derived from them. One
+ * object per message with a fixed shape, so the hot path stays monomorphic.
+ */
+export class H1Head {
+  /** Request method ('' in a response). */
+  method = '';
+  /** Request-target as sent ('' in a response). */
+  target = '';
+  /** Response status (0 in a request). */
+  status = 0;
+  reason = '';
+  /** HTTP/1.x minor version: 0 or 1. */
+  minor = 1;
+  readonly fields: string[] = [];
+  /** Host field value of a request ('' when absent, which HTTP/1.0 allows). */
+  host = '';
+  body: Body = Body.None;
+  /** Content-Length when body is Body.Length, else -1. */
+  contentLength = -1;
+  /** The connection may carry another message after this one (RFC 9112 section 9.3). */
+  keepAlive = true;
+  /**
+   * The connection changes protocol after this message: a request with `Connection:
+   * upgrade` and `Upgrade`, a CONNECT request, a 101 response or a 2xx to CONNECT.
+   */
+  upgrade = false;
+  /** `Expect: 100-continue` on an HTTP/1.1 request (RFC 9110 section 10.1.1). */
+  expectContinue = false;
+  /** A response's `Keep-Alive: timeout=N` hint in ms, or -1. */
+  keepAliveTimeoutMs = -1;
+
+  /** The first value of a field (name in lower case), or undefined. */
+  get(name: string): string | undefined {
+    const f = this.fields;
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+    return undefined;
+  }
+}
+
+/** Hop-by-hop fields (RFC 9110 section 7.6.1) never cross the proxy; as headers.ts. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'proxy-authenticate', 'proxy-authorization', 'http2-settings', 'host']);
+/** As node's IncomingMessage: a repeated single-valued field keeps its first value (RFC 9110 section 5.3). */
+const SINGLE = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent']);
+
+/**
+ * Flat fields to the proxy's header map, with node's rules for repeats (set-cookie a
+ * list, single-valued fields keep the first, cookie joined with "; ", others with ", "),
+ * without hop-by-hop fields or those the Connection field names. `trailers`: also drop
+ * content-length, which has no meaning after the body.
+ */
+export function fieldsToHeaders(fields: readonly string[], trailers = false): Headers {
+  let listed: string[] | null = null;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'connection') for (const t of fields[i + 1].split(',')) (listed ??= []).push(t.trim().toLowerCase());
+  }
+  const out: Headers = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const k = fields[i];
+    const v = fields[i + 1];
+    if (HOP_BY_HOP.has(k) || (listed !== null && listed.includes(k)) || (trailers && k === 'content-length')) continue;
+    const prev = out[k];
+    if (prev === undefined) out[k] = k === 'set-cookie' ? [v] : v;
+    else if (Array.isArray(prev)) prev.push(v);
+    else if (!SINGLE.has(k)) out[k] = `${prev}${k === 'cookie' ? '; ' : ', '}${v}`;
+  }
+  return out;
+}

@@ -1,0 +1,29 @@
+/**
+ * Bounds on what one HTTP/1.1 message may make the codec hold. Every partial line the
+ * parser keeps between socket reads is bounded by one of these, so a slow or hostile
+ * peer can never make a connection's parser grow without bound.
+ */
+export interface H1Limits {
+  /**
+   * Request/status line plus header fields, CRLFs included (and, separately, the trailer
+   * section). Over it: 431 naming the limit for a request (RFC 6585 section 5), a protocol
+   * error for a response. Default 16 KiB, the proxy's `limits.maxHeaderBytes` default.
+   */
+  readonly maxHeadBytes: number;
+  /** Field lines in a head (or in a trailer section). Envoy's `max_headers_count` default: 100. */
+  readonly maxHeaderCount: number;
+  /**
+   * Bytes of chunk extensions on one chunk-size line. Node caps them too since
+   * CVE-2024-22019 (a peer could otherwise send endless extensions and no data).
+   */
+  readonly maxChunkExtBytes: number;
+}
+
+export const DEFAULT_H1_LIMITS: H1Limits = Object.freeze({
+  maxHeadBytes: 16 * 1024,
+  maxHeaderCount: 100,
+  maxChunkExtBytes: 1024,
+});
+
+/** Longest chunk-size the parser accepts: 13 hex digits (< 2^52, exact in a double). */
+export const MAX_CHUNK_SIZE_DIGITS = 13;

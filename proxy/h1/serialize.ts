@@ -1,0 +1,156 @@
+import type { Headers } from '../http/headers.js';
+import { FIELD_VALUE, TARGET, TOKEN } from './chars.js';
+import { H1Error } from './h1-error.js';
+
+/** Where serialised bytes go: a net.Socket or tls.TLSSocket (or a test's collector). */
+export interface H1Sink {
+  write(data: Buffer | string, encoding?: BufferEncoding): boolean;
+  cork(): void;
+  uncork(): void;
+}
+
+/** Fields as the parser gives them (flat [name, value, ...]) or as the proxy's header map. */
+export type Fields = readonly string[] | Headers;
+
+/** responseHead `mode` bits. */
+export const NO_BODY = 1; // HEAD request, 204, 304, 1xx: framing fields describe a body never sent
+export const HTTP10_PEER = 2; // the client spoke HTTP/1.0: no chunked, close-delimited instead
+export const CLOSE = 4; // close the connection after this response
+
+/** A body this size or smaller goes out in the head's buffer: one write, one syscall. */
+const COALESCE_MAX = 16 * 1024;
+/** Methods sent without `content-length: 0` when they have no body (as node's http.request). */
+const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+
+/**
+ * The head of a request. The framing is the serialiser's, never the caller's:
+ * Content-Length and Transfer-Encoding in `fields` are dropped and replaced by what
+ * `bodyLength` says (n: Content-Length n; -1: chunked; 0: none, with `content-length: 0`
+ * for methods that usually carry a body), so a
+ * relayed head can never describe a body other than the one that follows (RFC 9112
+ * section 11.2). Names and values are checked: no CR, LF or NUL can split the message
+ * (RFC 9112 section 11.1).
+ */
+export function requestHead(method: string, target: string, host: string, fields: Fields, bodyLength: number): string {
+  if (!isToken(method)) throw new H1Error('bad-start-line', false, 'invalid method');
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c > 0xff || TARGET[c] === 0) throw new H1Error('bad-start-line', false, 'invalid request-target');
+  }
+  if (target === '') throw new H1Error('bad-start-line', false, 'empty request-target');
+  let s = `${method} ${target} HTTP/1.1\r\nhost: ${checkValue('host', host, false)}\r\n`;
+  s += fieldLines(fields, false, true);
+  if (bodyLength < 0) s += 'transfer-encoding: chunked\r\n';
+  else if (bodyLength > 0 || !BODYLESS_BY_DEFAULT.has(method)) s += `content-length: ${bodyLength}\r\n`;
+  return s + '\r\n';
+}
+
+/**
+ * The head of a response; `bodyLength` as in requestHead (with HTTP10_PEER, an unknown
+ * length is delimited by closing the connection), `mode` a sum of NO_BODY, HTTP10_PEER
+ * and CLOSE. The reason phrase is omitted: it is optional and means nothing (RFC 9112 section 4).
+ */
+export function responseHead(status: number, fields: Fields, bodyLength: number, mode: number): string {
+  if (!(status >= 100 && status <= 999) || (status | 0) !== status) throw new H1Error('bad-start-line', true, `invalid status ${status}`);
+  let s = `HTTP/1.1 ${status} \r\n` + fieldLines(fields, true, true);
+  const interim = status < 200;
+  if (!interim && status !== 204 && status !== 304) {
+    if (bodyLength >= 0) s += `content-length: ${bodyLength}\r\n`;
+    else if ((mode & HTTP10_PEER) === 0) s += 'transfer-encoding: chunked\r\n';
+  } else if (interim) return s + '\r\n';
+  if ((mode & CLOSE) !== 0 || (bodyLength < 0 && (mode & (HTTP10_PEER | NO_BODY)) === HTTP10_PEER)) s += 'connection: close\r\n';
+  else if ((mode & HTTP10_PEER) !== 0) s += 'connection: keep-alive\r\n';
+  return s + '\r\n';
+}
+
+/** A trailer section ending a chunked body: the last chunk, the fields, the empty line (RFC 9112 section 7.1.2). */
+export function lastChunk(trailers: Fields | undefined, inResponse: boolean): Buffer | string {
+  if (trailers === undefined) return LAST_CHUNK;
+  const lines = fieldLines(trailers, inResponse, true);
+  return lines === '' ? LAST_CHUNK : `0\r\n${lines}\r\n`;
+}
+
+/**
+ * A head and (optionally) a whole body. Up to COALESCE_MAX of body is copied into the
+ * head's buffer so the pair costs one write; a larger body goes corked beside it (one writev).
+ */
+export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): boolean {
+  if (body === null || body.length === 0) return sink.write(head, 'latin1');
+  if (body.length <= COALESCE_MAX) {
+    const out = Buffer.allocUnsafe(head.length + body.length);
+    out.write(head, 0, 'latin1');
+    body.copy(out, head.length);
+    return sink.write(out);
+  }
+  sink.cork();
+  sink.write(head, 'latin1');
+  const ok = sink.write(body);
+  sink.uncork();
+  return ok;
+}
+
+/** One chunk of a chunked body (an empty buffer writes nothing: a zero-size chunk would end the body). */
+export function writeChunk(sink: H1Sink, data: Buffer): boolean {
+  const n = data.length;
+  if (n === 0) return true;
+  const size = `${n.toString(16)}\r\n`;
+  if (n <= COALESCE_MAX) {
+    const out = Buffer.allocUnsafe(size.length + n + 2);
+    out.write(size, 0, 'latin1');
+    data.copy(out, size.length);
+    out[out.length - 2] = 0x0d;
+    out[out.length - 1] = 0x0a;
+    return sink.write(out);
+  }
+  sink.cork();
+  sink.write(size, 'latin1');
+  sink.write(data);
+  const ok = sink.write('\r\n', 'latin1');
+  sink.uncork();
+  return ok;
+}
+
+function fieldLines(fields: Fields, inResponse: boolean, dropFraming: boolean): string {
+  let s = '';
+  if (Array.isArray(fields)) {
+    const f = fields as readonly string[];
+    for (let i = 0; i < f.length; i += 2) s += line(f[i], f[i + 1], inResponse, dropFraming);
+    return s;
+  }
+  const h = fields as Headers;
+  for (const k in h) {
+    const v = h[k];
+    if (typeof v === 'string') s += line(k, v, inResponse, dropFraming);
+    else for (let i = 0; i < v.length; i++) s += line(k, v[i], inResponse, dropFraming);
+  }
+  return s;
+}
+
+function line(name: string, value: string, inResponse: boolean, dropFraming: boolean): string {
+  if (!isToken(name)) throw new H1Error('bad-field-name', inResponse, `invalid field name ${JSON.stringify(name.slice(0, 64))}`);
+  const n = name.length;
+  if (n === 14 || n === 17 || n === 4) {
+    const k = name.toLowerCase();
+    if (dropFraming && (k === 'content-length' || k === 'transfer-encoding')) return '';
+    if (k === 'host' && !inResponse) return '';
+  }
+  return `${name}: ${checkValue(name, value, inResponse)}\r\n`;
+}
+
+function checkValue(name: string, value: string, inResponse: boolean): string {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 0xff || FIELD_VALUE[c] === 0) throw new H1Error('bad-field-value', inResponse, `invalid value for field ${name}`);
+  }
+  return value;
+}
+
+function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || TOKEN[c] === 0) return false;
+  }
+  return true;
+}
