@@ -1,25 +1,78 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
+import { CR, LF, SP, TARGET, TOKEN } from '../h1/chars.js';
+import { DEFAULT_H1_LIMITS } from '../h1/limits.js';
 import { peek } from './peek.js';
 
 export type Detected = 'http1' | 'http2' | 'opaque' | 'timeout';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'].map((m) => Buffer.from(m + ' ', 'latin1'));
+const HTTP1_VERSION = Buffer.from('HTTP/1.', 'latin1');
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+
+/**
+ * A request line longer than this is still classified HTTP/1.x: the HTTP stack then refuses
+ * it (431) rather than the bytes being spliced unparsed to the app. The same bound as the
+ * whole head the h1 codec accepts.
+ */
+const MAX_REQUEST_LINE = DEFAULT_H1_LIMITS.maxHeadBytes;
 
 /**
  * Classifies the first bytes a client sent: the HTTP/2 connection preface (RFC 9113
  * section 3.4), an HTTP/1.x request line, or anything else (opaque). Returns
  * 'need-more' while the bytes are still a prefix of something recognisable.
+ *
+ * HTTP/1.x is recognised by its grammar, not a method list (as Envoy's http_inspector
+ * parses it): empty lines first (RFC 9112 section 2.2: a server SHOULD skip them, and
+ * node's parser does), then `token SP request-target SP HTTP/1.DIGIT CRLF` (RFC 9112
+ * section 3). A method list let WebDAV (PROPFIND), QUERY or a leading CRLF through as
+ * opaque, unparsed, so forged identity headers reached the app. The answer is 'opaque'
+ * at the first byte that breaks the grammar, so a real opaque protocol is not delayed.
  */
 export function classifyPrefix(buf: Buffer): Exclude<Detected, 'timeout'> | 'need-more' {
   const n = Math.min(buf.length, H2_PREFACE.length);
   if (buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return n === H2_PREFACE.length ? 'http2' : 'need-more';
-  for (const m of METHODS) {
-    const k = Math.min(buf.length, m.length);
-    if (buf.subarray(0, k).equals(m.subarray(0, k))) return k === m.length ? 'http1' : 'need-more';
+  return classifyRequestLine(buf);
+}
+
+function classifyRequestLine(b: Buffer): 'http1' | 'opaque' | 'need-more' {
+  const e = b.length;
+  let i = 0;
+  // Empty lines before the request line: CRLF, or a bare LF as node's parser tolerates.
+  while (i < e && (b[i] === LF || (b[i] === CR && (i + 1 >= e || b[i + 1] === LF)))) i++;
+  const start = i;
+  if (i >= e) return lineBudget(i);
+  // method = token
+  while (i < e && TOKEN[b[i]] === 1) i++;
+  if (i === start) return 'opaque';
+  if (i >= e) return lineBudget(i);
+  if (b[i] !== SP) return 'opaque';
+  // request-target: at least one visible byte
+  const target = ++i;
+  while (i < e && TARGET[b[i]] === 1) i++;
+  if (i >= e) return lineBudget(i);
+  if (i === target || b[i] !== SP) return 'opaque';
+  // HTTP-version = "HTTP/1." DIGIT, then CRLF
+  i++;
+  for (let k = 0; k < HTTP1_VERSION.length; k++, i++) {
+    if (i >= e) return 'need-more';
+    if (b[i] !== HTTP1_VERSION[k]) return 'opaque';
   }
-  return 'opaque';
+  if (i >= e) return 'need-more';
+  if (b[i] < DIGIT_0 || b[i] > DIGIT_9) return 'opaque';
+  // CRLF; a bare LF too (RFC 9112 section 2.2 lets a recipient take it): calling it HTTP
+  // fails closed, the HTTP stack refuses what it will not parse.
+  if (++i >= e) return 'need-more';
+  if (b[i] === LF) return 'http1';
+  if (b[i] !== CR) return 'opaque';
+  if (++i >= e) return 'need-more';
+  return b[i] === LF ? 'http1' : 'opaque';
+}
+
+/** Still a valid prefix: wait, unless it is already too long for any request line the HTTP stack would take. */
+function lineBudget(len: number): 'http1' | 'need-more' {
+  return len > MAX_REQUEST_LINE ? 'http1' : 'need-more';
 }
 
 /**

@@ -1,0 +1,45 @@
+import { classifyPrefix } from './detect-protocol.js';
+
+const c = (s: string) => classifyPrefix(Buffer.from(s, 'latin1'));
+
+describe('classifyPrefix', () => {
+  test.each([
+    ['GET / HTTP/1.1\r\n'],
+    ['PROPFIND /dav HTTP/1.1\r\n'],
+    ['QUERY /q HTTP/1.1\r\n'],
+    ['M-SEARCH * HTTP/1.1\r\n'],
+    ['\r\nGET / HTTP/1.1\r\n'],
+    ['\r\n\r\n\nPOST /x?y=1 HTTP/1.0\r\n'],
+    ['PRI * HTTP/1.1\r\n'],
+    ['GET / HTTP/1.1\n'],
+  ])('HTTP/1.x request line by grammar: %j', (s) => expect(c(s)).toBe('http1'));
+
+  test('the HTTP/2 preface, and its prefixes wait', () => {
+    expect(c('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')).toBe('http2');
+    expect(c('PRI * HTTP/2.0\r\n')).toBe('need-more');
+  });
+
+  test('every strict prefix of a request line waits for more', () => {
+    const line = '\r\nPROPFIND /a/b HTTP/1.1\r\n';
+    for (let k = 1; k < line.length; k++) expect([k, c(line.slice(0, k))]).toEqual([k, 'need-more']);
+  });
+
+  test.each([
+    ['\x16\x03\x01\x00'], // TLS ClientHello
+    ['\x00\x00\x00\x08'], // postgres startup
+    ['*1\r\n$4\r\nPING\r\n'], // redis: token then CR
+    ['GET\t/ HTTP/1.1\r\n'],
+    ['GET  / HTTP/1.1\r\n'],
+    ['GET / HTTP/2.0\r\n'],
+    ['GET / HTTX'],
+    ['GET / HTTP/1.1\rX'],
+    ['\rX'],
+    [' GET / HTTP/1.1\r\n'],
+  ])('decided opaque at the first byte that breaks the grammar: %j', (s) => expect(c(s)).toBe('opaque'));
+
+  test('a request line longer than the head limit is HTTP (the HTTP stack refuses it), not spliced', () => {
+    expect(c('GET /' + 'a'.repeat(17 * 1024))).toBe('http1');
+    expect(c('\r\n'.repeat(9 * 1024))).toBe('http1');
+    expect(c('GET /' + 'a'.repeat(1024))).toBe('need-more');
+  });
+});
