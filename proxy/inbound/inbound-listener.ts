@@ -6,6 +6,8 @@ import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
 import { MESH } from '../http/headers.js';
+import { detectProtocol } from '../net/detect-protocol.js';
+import { StreamSocket } from '../net/stream-socket.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { peerSpiffeId } from '../tls/peer-identity.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
@@ -15,6 +17,7 @@ import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { probeApp, tunnelToApp } from './app-tunnel.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
+import { plaintextRequest } from './plaintext-request.js';
 import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
 import { listen } from '../../common/listen.js';
@@ -60,6 +63,8 @@ export class InboundListener {
   private readonly server: Server;
   private readonly secure: Http2SecureServer;
   private readonly plaintext: PlaintextInbound;
+  /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
+  private readonly tunnelled: PlaintextInbound;
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly sockets = new Set<Socket>();
   private inflight = 0;
@@ -95,11 +100,15 @@ export class InboundListener {
       maxHeaderBytes: d.maxHeaderBytes,
       service: d.http,
       clock: d.clock,
-      identityOf: (stream) => peerSpiffeId(stream.session!.socket as TLSSocket),
+      identityOf: (stream) => sessionPeer(stream),
       upgrades: true,
       onConnect: (stream, headers) => this.tunnel(stream, headers),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
+    // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
+    // them are dropped as from a plaintext caller (the CONNECT names the port), but the
+    // caller is the session's authenticated peer (mutual_tls, XFCC, authorization).
+    this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n) });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
@@ -145,9 +154,11 @@ export class InboundListener {
       stream.respond({ ':status': 400, 'wren-proxy-error': 'bad-request' }, { endStream: true });
       return;
     }
+    // A stream whose session is already gone (node can still emit it) is a reset: nothing to serve.
+    if (!stream.session || stream.destroyed) return void stream.destroy();
+    const principal = sessionPeer(stream);
     const { authorizer } = this.d.policy();
     if (authorizer.active) {
-      const principal = peerSpiffeId(stream.session!.socket as TLSSocket);
       const dec = authorizer.authorize({ principal, port, http: null });
       this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal, port });
       if (!dec.allow) {
@@ -167,9 +178,40 @@ export class InboundListener {
       stream.once('close', cancel);
       return;
     }
+    if (this.d.opaquePorts.has(port)) this.spliceToApp(stream, port);
+    else this.decodeOrSplice(stream, port, principal);
+  }
+
+  /**
+   * A CONNECT stream to a port this workload has not declared opaque: its bytes are
+   * sniffed like a plaintext connection's, and HTTP goes through the mTLS inbound stack
+   * (authorization, request id, XFCC from the session's peer), as Istio and Linkerd parse
+   * traffic to a non-opaque port whatever the peer claims. Otherwise a peer could write
+   * raw HTTP with a forged X-Forwarded-Client-Cert and the app would get it unparsed.
+   * Anything else (or silence until the detection timeout) is spliced as before.
+   */
+  private decodeOrSplice(stream: ServerHttp2Stream, port: number, principal: string): void {
+    stream.on('error', ignore);
+    void detectProtocol(stream as unknown as Socket, this.d.detectTimeoutMs, this.d.clock).then((kind) => {
+      this.d.metrics.detect.inc({ direction: 'inbound', result: kind });
+      if (stream.destroyed || stream.closed) return;
+      if (kind === 'http1' || kind === 'http2') {
+        stream.respond({ ':status': 200 });
+        this.tunnelled.handle(new StreamSocket(stream) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
+      } else {
+        this.spliceToApp(stream, port);
+      }
+    });
+  }
+
+  private spliceToApp(stream: ServerHttp2Stream, port: number): void {
     tunnelToApp(this.d, port, stream, {
-      connected: () => stream.respond({ ':status': 200 }),
+      connected: () => {
+        if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 200 });
+      },
       failed: () => {
+        // The peer may have reset the stream while the app connect was pending.
+        if (stream.destroyed || stream.closed) return;
         if (!stream.headersSent) stream.respond({ ':status': 502, 'wren-proxy-error': 'connect-refused' }, { endStream: true });
         else stream.destroy();
       },
@@ -192,6 +234,7 @@ export class InboundListener {
     this.server.close();
     for (const s of this.sessions) s.close();
     this.plaintext.drain();
+    this.tunnelled.drain();
     if (this.inflight === 0) return true;
     return new Promise<boolean>((resolve) => {
       const t = this.d.clock.setTimeout(() => resolve(false), graceMs);
@@ -206,6 +249,15 @@ export class InboundListener {
     this.server.close();
     for (const s of this.sessions) s.destroy();
     this.plaintext.close();
+    this.tunnelled.close();
     for (const s of this.sockets) s.destroy();
   }
+}
+
+const ignore = (): void => undefined;
+
+/** The mTLS peer of a stream's session; '' once the session is gone (node may still emit its streams). */
+function sessionPeer(stream: ServerHttp2Stream): string {
+  const socket = stream.session?.socket;
+  return socket ? peerSpiffeId(socket as TLSSocket) : '';
 }

@@ -35,19 +35,26 @@ export interface PlaintextInboundDeps {
  * stack (authorized as unauthenticated callers); anything else is opaque TCP to the
  * app's port after a TCP authorization check (denied: the connection is closed).
  * The target port is always the connection's original destination, never a header.
+ *
+ * A second instance, over the mTLS stack, decodes the bytes of a peer's CONNECT stream
+ * to a port that is not opaque (inbound-listener.ts): `handle` is then given the peer's
+ * identity, which the requests carry (XFCC, authorization) as if sent over the session.
  */
 export class PlaintextInbound {
   private readonly h1: H1Server;
   private readonly h2: Http2Server;
   private readonly dsts = new WeakMap<object, OriginalDst | undefined>();
+  /** Peer identity per connection (a CONNECT stream's session peer); plaintext: none. */
+  private readonly ids = new WeakMap<object, string>();
   private readonly sessions = new Set<ServerHttp2Session>();
   private readonly sockets = new Set<Socket>();
   private pendingDst: OriginalDst | undefined;
+  private pendingId = '';
 
   constructor(private readonly d: PlaintextInboundDeps) {
     const origDstOf = (s: object) => this.dsts.get(s);
     // HTTP/1.1 upgrades go through the plaintext inbound layers like any request (h1-upgrade-server.ts).
-    this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf });
+    this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '' });
     this.h1.on('request', (_req, res) => {
       d.track(1);
       res.once('close', () => d.track(-1));
@@ -59,6 +66,7 @@ export class PlaintextInbound {
     this.h2.on('session', (s) => {
       // The session's `socket` is a stable proxy object: key the original destination by it.
       this.dsts.set(s.socket, this.pendingDst);
+      this.ids.set(s.socket, this.pendingId);
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', (e) => d.logger.debug('plaintext inbound session error', { error: e }));
@@ -72,23 +80,30 @@ export class PlaintextInbound {
       service: d.http,
       clock: d.clock,
       origDstOf,
+      identityOf: (stream) => (stream.session ? this.ids.get(stream.session.socket) : undefined) ?? '',
       // Opaque tunnels are for peer sidecars over mTLS only.
       onConnect: (stream) => stream.respond({ ':status': 400, 'wren-proxy-error': 'bad-request' }, { endStream: true }),
     });
   }
 
-  /** Take over a plaintext connection (its first bytes were put back by sniff). */
-  handle(socket: Socket, kind: 'http1' | 'http2' | 'opaque' | 'timeout', dst: OriginalDst | undefined): void {
+  /**
+   * Take over a connection (its first bytes were put back by sniff): a plaintext socket,
+   * or a peer's CONNECT stream with the peer's `identity`.
+   */
+  handle(socket: Socket, kind: 'http1' | 'http2' | 'opaque' | 'timeout', dst: OriginalDst | undefined, identity = ''): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     if (kind === 'http1') {
       this.dsts.set(socket, dst);
+      this.ids.set(socket, identity);
       this.h1.emit('connection', socket);
       socket.resume();
     } else if (kind === 'http2') {
       this.pendingDst = dst;
+      this.pendingId = identity;
       this.h2.emit('connection', socket);
       this.pendingDst = undefined;
+      this.pendingId = '';
     } else {
       this.tcp(socket, dst);
     }
