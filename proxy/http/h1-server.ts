@@ -4,6 +4,7 @@ import { cleanHeaders, cleanTrailers } from './headers.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH1Response } from './write-response.js';
 import { handleH1Upgrade } from './h1-upgrade-server.js';
+import { withoutH2c } from './upgrade-protocols.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
@@ -68,13 +69,14 @@ async function handle(opts: H1ServerOptions, req: IncomingMessage, res: ServerRe
 
 /**
  * An `Upgrade: h2c` offer (RFC 7540 section 3.2, deprecated by RFC 9113) is ignored, as a
- * server may ignore any Upgrade (RFC 9110 section 7.8): the request is served as plain
- * HTTP/1.1 (its Upgrade and HTTP2-Settings fields are hop-by-hop and dropped), body and
- * keep-alive included. Any other Upgrade goes to the 'upgrade' path.
+ * server may ignore any Upgrade (RFC 9110 section 7.8), also when it is one of a list
+ * (`h2c, websocket`: only the others are offered on, withoutH2c). With nothing else
+ * offered the request is served as plain HTTP/1.1 (its Upgrade and HTTP2-Settings fields
+ * are hop-by-hop and dropped), body and keep-alive included.
  */
 function wantsUpgrade(req: IncomingMessage): boolean {
   const u = req.headers.upgrade;
-  return u !== undefined && !/^\s*h2c\s*$/i.test(u);
+  return u !== undefined && withoutH2c(u) !== '';
 }
 
 function proxyRequestOf(opts: H1ServerOptions, req: IncomingMessage, hasBody: boolean, signal: AbortSignal, upgrade: string | undefined): ProxyRequest {

@@ -6,6 +6,7 @@ import { writeH1Response } from './write-response.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { splice } from '../net/tcp-tunnel.js';
+import { withoutH2c } from './upgrade-protocols.js';
 
 /** A list of protocol tokens (RFC 9110 section 7.8: `protocol-name ["/" protocol-version]`, comma-separated). */
 const PROTOCOLS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?)*$/;
@@ -35,7 +36,8 @@ export async function handleH1Upgrade(
   const ac = new AbortController();
   const onClose = () => ac.abort();
   socket.once('close', onClose);
-  const upgrade = req.headers.upgrade ?? '';
+  // h2c is never carried (upgrade-protocols.ts): the other protocols offered are.
+  const upgrade = withoutH2c(req.headers.upgrade ?? '');
   const preq = toRequest(req, upgrade, ac.signal);
   let out: ProxyResponse;
   const cl = req.headers['content-length'];

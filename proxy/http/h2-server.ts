@@ -1,6 +1,7 @@
 import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { cleanHeaders, cleanTrailers, header, MESH, type Headers } from './headers.js';
 import { writeH2Switch } from './h2-upgrade.js';
+import { withoutH2c } from './upgrade-protocols.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH2Response } from './write-response.js';
 import { errorResponse } from '../errors/error-response.js';
@@ -50,6 +51,8 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
     if (headers[':method'] === 'CONNECT') {
       if (headers[':protocol'] !== undefined) {
         if (!opts.upgrades) return refuse(stream, new ProxyError('BAD_REQUEST', 'extended CONNECT is not accepted here'));
+        // An h2c "upgrade" would hide HTTP/2 requests from the inbound's layers (upgrade-protocols.ts).
+        if (withoutH2c(String(headers[':protocol'])) !== String(headers[':protocol'])) return refuse(stream, new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
       } else if (opts.onConnect) {
         opts.onConnect(stream, headers);
         return;
