@@ -32,6 +32,10 @@ export const ERROR_TABLE = {
   HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, flag: 'DPE', msg: 'request headers exceed the limit' },
   // RFC 9112 section 6.1: a transfer coding the proxy does not implement (anything but chunked).
   NOT_IMPLEMENTED: { http: 501, grpc: 12 /* UNIMPLEMENTED */, flag: 'DPE', msg: 'the request uses a transfer coding the proxy does not implement' },
+  // CONNECT from the app (forward-proxy use) is not carried: Envoy likewise refuses a CONNECT
+  // it has no CONNECT route for (no route: NR). 403, not 405: a 405 must list the allowed
+  // methods (Allow, RFC 9110 section 15.5.6), which the proxy does not know.
+  CONNECT_NOT_SUPPORTED: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'NR', msg: 'the mesh does not carry CONNECT tunnels from the app' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
   UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
   DRAINING: { http: 503, grpc: 14, flag: 'LR', msg: 'the proxy is shutting down' },

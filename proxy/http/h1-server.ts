@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { cleanHeaders, cleanTrailers } from './headers.js';
 import type { HttpService, ProxyRequest } from './exchange.js';
 import { writeH1Response } from './write-response.js';
-import { handleH1Upgrade } from './h1-upgrade-server.js';
+import { answerAndClose, handleH1Upgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
@@ -41,6 +41,11 @@ export function createH1Server(opts: H1ServerOptions): Server {
         `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
         `wren-proxy-error: ${e.label}\r\nconnection: close\r\n\r\n${body}`,
     );
+  });
+  // CONNECT from the app (forward-proxy use) is not carried by the mesh: a 4xx from the one
+  // error table, on no endpoint's account (node would otherwise just close the socket).
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    answerAndClose(req, socket, errorResponse(new ProxyError('CONNECT_NOT_SUPPORTED', req.url), { headers: {} }));
   });
   // Upgrades (WebSocket, ...) go through the same layers as any request (h1-upgrade-server.ts).
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {

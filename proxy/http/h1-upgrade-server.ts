@@ -53,8 +53,16 @@ export async function handleH1Upgrade(
   socket.removeListener('close', onClose);
   if (out.status === 101 && out.body) return switchProtocols(socket, out, upgrade, head);
   if (socket.destroyed) return void out.body?.destroy();
-  // An ordinary answer on a connection Node's server has let go of: written by a
-  // ServerResponse of our own, then the connection is closed (Connection: close).
+  answerAndClose(req, socket, out);
+}
+
+/**
+ * An ordinary answer on a connection Node's server has let go of (an upgrade not
+ * switched, a CONNECT refused): written by a ServerResponse of our own, then the
+ * connection is closed (Connection: close).
+ */
+export function answerAndClose(req: IncomingMessage, socket: Socket, out: ProxyResponse): void {
+  socket.on('error', ignore);
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket);

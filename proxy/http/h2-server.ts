@@ -56,6 +56,10 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
       } else if (opts.onConnect) {
         opts.onConnect(stream, headers);
         return;
+      } else {
+        // A plain CONNECT where tunnels are not served (the outbound: forward-proxy use) is
+        // the caller's error, answered before any endpoint is picked or blamed.
+        return refuse(stream, new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
       }
     }
     void handle(opts, stream, headers, flags);
