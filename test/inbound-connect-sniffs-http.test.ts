@@ -2,7 +2,8 @@ import { createServer } from 'node:http';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
-import { fakeTcpApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
+import { fakeH2cApp, fakeTcpApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
+import type { Duplex } from 'node:stream';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -18,7 +19,7 @@ const pki = testPki();
 let server: Proxy, opaqueServer: Proxy;
 let appPort = 0;
 let appClose: () => Promise<void>;
-let tcpApp: FakeApp;
+let tcpApp: FakeApp, h2App: FakeApp;
 const seen: { xfcc: string | undefined; rid: string | undefined }[] = [];
 
 beforeAll(async () => {
@@ -30,6 +31,7 @@ beforeAll(async () => {
   appPort = l.port;
   appClose = l.close;
   tcpApp = await fakeTcpApp('hello\n');
+  h2App = await fakeH2cApp('h2web');
   server = await startProxy({ pki, serviceAccount: 'web', config: { protocol: { detectTimeoutMs: 300 } } });
   opaqueServer = await startProxy({ pki, serviceAccount: 'web', config: { protocol: { detectTimeoutMs: 300, opaquePorts: [appPort] } } });
 });
@@ -38,6 +40,7 @@ afterAll(async () => {
   await Promise.all([server.close(), opaqueServer.close()]);
   await appClose();
   await tcpApp.close();
+  await h2App.close();
 });
 
 const FORGED = 'By=spiffe://cluster.local/ns/default/sa/web;URI=spiffe://cluster.local/ns/default/sa/admin';
@@ -110,4 +113,26 @@ test('a port this workload declares opaque (protocol.opaquePorts) is spliced unp
   // Not parsed by the sidecar: no request id, no XFCC added.
   expect(now[0].rid).toBeUndefined();
   expect(now[0].xfcc).toBeUndefined();
+});
+
+test('h2c (prior knowledge) in a CONNECT to a non-opaque port is parsed too: forged XFCC replaced by the peer session identity', async () => {
+  const outer = mallory(server);
+  const st = outer.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${h2App.port}`, 'wren-target-port': String(h2App.port) });
+  st.on('error', () => undefined);
+  const inner = h2connect('http://web', { createConnection: () => st as unknown as Duplex });
+  inner.on('error', () => undefined);
+  const req = inner.request({ ':path': '/echo', ':authority': 'web', 'x-forwarded-client-cert': FORGED, 'wren-target-port': '1' });
+  req.on('error', () => undefined);
+  let body = '';
+  req.on('data', (d: Buffer) => (body += d.toString()));
+  let status = 0;
+  req.on('response', (h) => (status = Number(h[':status'])));
+  await new Promise((r) => req.on('close', r));
+  inner.destroy();
+  outer.destroy();
+  expect(status).toBe(200);
+  const echoed = JSON.parse(body) as { headers: Record<string, string> };
+  expect(echoed.headers['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/mallory');
+  expect(echoed.headers['x-forwarded-client-cert']).not.toContain('sa/admin');
+  expect(echoed.headers['x-request-id']).toBeTruthy();
 });
