@@ -17,7 +17,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
 import { injectPod } from '../../control-plane/injector/inject-pod.js';
 import type { InjectOptions } from '../../control-plane/injector/options.js';
-import { NetnsLab, inNs, netnsUnavailable, type NsProcess } from './netns.js';
+import { NETNS_TOOLS, NetnsLab, inNs, type NsProcess } from './netns.js';
 import { clientAppSource, serverAppSource } from './netns-apps.js';
 import { containerOf, scheduled } from './netns-kubelet.js';
 import { startCapture, type Capture, type TcpStream } from './netns-pcap.js';
@@ -26,6 +26,9 @@ export const ROOT = join(import.meta.dirname, '..', '..');
 export const WREN = join(ROOT, 'dist', 'cli', 'wren.js');
 export const NODE = process.execPath;
 const PROTO = join(ROOT, 'test', 'fixtures', 'echo.proto');
+
+/** What the pod test runs besides the namespace tools: tcpdump on the bridge, unshare + mount for the volumes. */
+export const POD_TOOLS = [...NETNS_TOOLS, 'tcpdump', 'unshare', 'mount'] as const;
 
 export const UID = { proxy: 2102, client: 1000, server: 1001 } as const;
 export const NET = { controlPlane: '10.77.0.1', client: '10.77.0.2', server: '10.77.0.3', webClusterIP: '10.77.100.10', frontendClusterIP: '10.77.100.11' } as const;
@@ -83,16 +86,11 @@ export class TwoPods {
     this.lab = new NetnsLab(prefix);
   }
 
-  /** Namespaces, links and the temp dir with the apps; false when namespaces are refused (after the loud warning). */
-  async setUp(testFile: string): Promise<boolean> {
-    const first = this.lab.add('a');
-    if (first instanceof Error) {
-      netnsUnavailable(testFile, first.message);
-      return false;
-    }
+  /** Namespaces, links and the temp dir with the apps (the file checked netnsSkipReason(POD_TOOLS) first). */
+  async setUp(): Promise<void> {
     this.available = true;
     checkBuild();
-    const ns = (this.ns = { a: first, b: this.lab.add('b') as string, br: this.lab.add('br') as string });
+    const ns = (this.ns = { a: this.lab.add('a'), b: this.lab.add('b'), br: this.lab.add('br') });
     this.lab.veth({ ns: ns.a, dev: 'eth0', addrs: [`${NET.client}/24`] }, { ns: ns.br, dev: 'va' });
     this.lab.veth({ ns: ns.b, dev: 'eth0', addrs: [`${NET.server}/24`] }, { ns: ns.br, dev: 'vb' });
     this.lab.bridge(ns.br, 'br0', ['va', 'vb']);
@@ -104,7 +102,6 @@ export class TwoPods {
     chmodSync(this.dir, 0o755);
     writeFileSync(join(this.dir, 'server-app.mjs'), serverAppSource(ROOT, PROTO));
     writeFileSync(join(this.dir, 'client-app.mjs'), clientAppSource(ROOT, PROTO));
-    return true;
   }
 
   /** Both pods as a user would write them, through the injector (same code as the webhook), then "scheduled" with their IPs. */
