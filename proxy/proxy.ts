@@ -89,6 +89,7 @@ export class Proxy {
     this.outbound = new OutboundListener({
       ...common,
       address: L.outbound.address,
+      ipv6Address: L.outbound.ipv6Address,
       port: L.outbound.port,
       detectTimeoutMs: config.protocol.detectTimeoutMs,
       opaquePorts: new Set(config.protocol.opaquePorts),
@@ -102,6 +103,7 @@ export class Proxy {
     this.inbound = new InboundListener({
       ...common,
       address: L.inbound.address,
+      ipv6Address: L.inbound.ipv6Address,
       port: L.inbound.port,
       appAddress: config.app.address,
       reservedPorts: reserved,

@@ -45,7 +45,7 @@ const opensWith = (s: { data: Buffer }) => [s.data[0], s.data[1], s.data[5]];
 function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
     const init = containerOf(p.injected.server, 'wren-init');
-    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--skip-inbound-ports', '7171']);
+    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--ipv6', '--skip-inbound-ports', '7171']);
     for (const n of [p.ns.a, p.ns.b]) {
       const save = inNs(n, ['iptables-save', '-t', 'nat']);
       expect(save).toMatch(/^-A WREN_OUTPUT -m owner --uid-owner 2102 .*-j RETURN$/m);
