@@ -27,7 +27,7 @@ import { PROXY_RUN_DIR, PROXY_RUN_VOLUME, TOKEN_DIR } from '../control-plane/inj
 import { NetnsLab, inNs, netnsSkipReason, type NsProcess } from './helpers/netns.js';
 import { startMeshControlPlane, type MeshControlPlane, type ServiceSpec } from './helpers/netns-control-plane.js';
 import { containerEnv, containerOf, containerVolumes } from './helpers/netns-kubelet.js';
-import { CLIENT_ID, NAMESPACE, NET, NODE, POD, POD_TOOLS, SA, SERVER_ID, TD, TwoPods, UID, WREN, showStream, type Json } from './helpers/netns-pods.js';
+import { CLIENT_ID, NAMESPACE, NET, NET6, NODE, POD, POD_TOOLS, SA, SERVER_ID, TD, TwoPods, UID, WREN, showStream, type Json } from './helpers/netns-pods.js';
 
 const id = randomBytes(3).toString('hex');
 /** Decided when jest collects the file: without namespaces or a tool the suites are skipped, with the reason. */
@@ -52,6 +52,10 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
       expect(save).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
       expect(save).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
       expect(/^-A WREN_INBOUND -p tcp -m multiport --dports 7171 .*-j RETURN$/m.test(save)).toBe(n === p.ns.b);
+      // Dual-stack pods: `--ipv6` installed the same redirects for IPv6.
+      const save6 = inNs(n, ['ip6tables-save', '-t', 'nat']);
+      expect(save6).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
+      expect(save6).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
     }
     expect(NetnsLab.uidOf(p.sidecars.a.child.pid!)).toBe(UID.proxy);
     expect(NetnsLab.uidOf(p.sidecars.b.child.pid!)).toBe(UID.proxy);
@@ -87,6 +91,19 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
     const r = p.clientResult.tcp;
     expect({ r, diag: r.error ? p.diag() : '' }).toMatchObject({ r: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp, reply: p.marks.reply } }, diag: '' });
     expect(r.reply.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+  });
+
+  test('IPv6: HTTP/1.1 and raw TCP to the other pod IPv6 address go through both sidecars, with the caller identity', () => {
+    const [h, t] = [p.clientResult.http6, p.clientResult.tcp6];
+    expect({ h, t, diag: h.status === 200 && !t.error ? '' : p.diag() }).toMatchObject({ h: { status: 200, proxyError: null }, t: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp6, reply: p.marks.reply } }, diag: '' });
+    expect(h.body).toMatchObject({ app: 'web', uid: UID.server, host: `[${NET6.server}]:8080`, marker: p.marks.http6, body: p.marks.http6, reply: p.marks.reply });
+    expect(h.body.xfcc).toBe(`By=${SERVER_ID};URI=${CLIENT_ID}`);
+    // Delivered by the web pod's sidecar over loopback, not straight from the other pod.
+    for (const from of [h.body.from, t.reply.from]) expect(from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+    // On the wire: the client sidecar dialled the web sidecar's IPv6 address, port 15006, with TLS.
+    const v6 = withData(p).filter((s) => s.src === NET6.client && s.dst === NET6.server && s.dport === 15006);
+    expect(v6.length).toBeGreaterThanOrEqual(1);
+    for (const s of v6) expect([showStream(s), ...opensWith(s)]).toEqual([showStream(s), 0x16, 0x03, 0x01]);
   });
 
   test('on the wire: only mTLS to port 15006 between the pods, and no plaintext the apps exchanged', () => {
@@ -125,7 +142,7 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
   /** Host directory of a pod's volume (what kubelet mounts at the injected mountPath). */
   const volume = (pod: V1Pod, name: string) => join(p.dir, 'kubelet', pod.metadata!.name!, name);
   const SERVICES: ServiceSpec[] = [
-    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }] },
+    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, podIP6: NET6.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }] },
     { name: SA.client, clusterIP: NET.frontendClusterIP, pod: POD.client, podIP: NET.client, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
   ];
 
@@ -150,8 +167,8 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
     p.companions.push(cp.proc);
     // The injector webhook is served by the control plane and hands out its address and trust bundle (control-plane/main.ts).
     const injected = p.inject({ trustDomain: TD, controlPlaneAddress: cp.address, trustBundlePem: cp.trustBundlePem });
-    // The pods are "created": the API server's view now has them, so their endpoints route (4: web's 3 ports, frontend's 1).
-    await cp.addPods([injected.client, injected.server], 4);
+    // The pods are "created": the API server's view now has them, so their endpoints route (7: web's 3 ports per family, frontend's 1).
+    await cp.addPods([injected.client, injected.server], 7);
     await p.runInit();
     const serverUp = p.startServerApp();
     // Capture from before the sidecars start, so their Certify calls are on it.
@@ -193,10 +210,11 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
       expect(admin[which].dump.source).toBe(`control-plane:${cp.address}`);
       const web = (admin[which].dump.services as Json[]).find((s) => s.name === SA.server && s.namespace === NAMESPACE);
       expect(web).toMatchObject({ clusterIPs: [NET.webClusterIP] });
+      // Both families of the dual-stack web pod, one EndpointSlice each.
       expect(web!.ports.map((x: Json) => [x.port, x.protocol, x.endpoints.map((e: Json) => [e.address, e.port, e.proxyPort, e.identity])])).toEqual([
-        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID]]],
-        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID]]],
-        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID]]],
+        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID], [NET6.server, 8080, 15006, SERVER_ID]]],
+        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID], [NET6.server, 9090, 15006, SERVER_ID]]],
+        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID], [NET6.server, 7070, 15006, SERVER_ID]]],
       ]);
     }
   });
@@ -254,7 +272,10 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
 suite(title('certificates from files (wren certs) and a static mesh'), () => {
   const p = new TwoPods(`wren-e2e-${id}-f`);
   /** What a control plane would send: the web Service (ClusterIP + the pod's endpoint on each port). */
-  const port = (n: number, name: string) => ({ name, port: n, protocol: 'detect', endpoints: [{ address: NET.server, port: n === 80 ? 8080 : n, proxyPort: 15006, identity: SERVER_ID }] });
+  const port = (n: number, name: string) => ({
+    name, port: n, protocol: 'detect',
+    endpoints: [NET.server, NET6.server].map((address) => ({ address, port: n === 80 ? 8080 : n, proxyPort: 15006, identity: SERVER_ID })),
+  });
   const MESH = [{ name: SA.server, namespace: NAMESPACE, clusterIPs: [NET.webClusterIP], ports: [port(80, 'http'), port(9090, 'grpc'), port(7070, 'tcp')] }];
 
   beforeAll(async () => {

@@ -176,7 +176,8 @@ export class NetnsLab {
   veth(a: { ns: string; dev: string; addrs?: string[] }, b: { ns: string; dev: string; addrs?: string[] }): void {
     sh(['ip', 'link', 'add', a.dev, 'netns', a.ns, 'type', 'veth', 'peer', 'name', b.dev, 'netns', b.ns]);
     for (const end of [a, b]) {
-      for (const addr of end.addrs ?? []) inNs(end.ns, ['ip', 'addr', 'add', addr, 'dev', end.dev]);
+      // IPv6 with nodad: usable at once, without duplicate address detection's delay.
+      for (const addr of end.addrs ?? []) inNs(end.ns, addr.includes(':') ? ['ip', '-6', 'addr', 'add', addr, 'dev', end.dev, 'nodad'] : ['ip', 'addr', 'add', addr, 'dev', end.dev]);
       inNs(end.ns, ['ip', 'link', 'set', end.dev, 'up']);
     }
   }
