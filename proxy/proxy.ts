@@ -120,6 +120,7 @@ export class Proxy {
     });
     this.admin = new AdminServer({
       address: L.admin.address,
+      ipv6Address: L.admin.ipv6Address,
       port: L.admin.port,
       logger: this.logger,
       ready: () => this.readiness(),

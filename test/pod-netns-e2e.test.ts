@@ -180,7 +180,7 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
     const [a, b] = await Promise.all([p.admin('a', ['/certs', '/config_dump']), p.admin('b', ['/certs', '/config_dump'])]);
     admin = { a: { certs: a[0], dump: a[1] }, b: { certs: b[0], dump: b[1] } };
     cpMetrics = await cp.metrics();
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     // WREN_E2E_LOGS=1 shows what the control plane and the sidecars said, pass or fail.
@@ -307,7 +307,7 @@ suite(title('certificates from files (wren certs) and a static mesh'), () => {
     await serverUp;
     await p.runProbes();
     await p.runClient();
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     if (process.env.WREN_E2E_LOGS === '1') console.log(p.diag());

@@ -119,7 +119,8 @@ export async function startMeshControlPlane(lab: NetnsLab, o: ControlPlaneOption
     '--write-trust-bundle', trustBundleFile,
   ]);
   // Written once gRPC is listening (control-plane/main.ts), so it doubles as the readiness signal.
-  await until(`${trustBundleFile}`, () => existsSync(trustBundleFile), proc, 15_000);
+  // Generous: on a loaded shared machine a cold start (CA key, gRPC) has taken over 15 s.
+  await until(`${trustBundleFile}`, () => existsSync(trustBundleFile), proc, 45_000);
   const trustBundlePem = readFileSync(trustBundleFile, 'utf8');
   const metrics = async () => {
     const [r] = await lab.httpGet(o.ns, ['http://127.0.0.1:15014/metrics']);
@@ -131,7 +132,7 @@ export async function startMeshControlPlane(lab: NetnsLab, o: ControlPlaneOption
     async addPods(pods, endpoints) {
       writeManifests(meshDir, 'pods.yaml', pods);
       // Endpoints of pods it does not know yet are held back (translate.ts): they count once the Pods are in.
-      await until(`${endpoints} endpoints`, async () => (await metrics()).get('wren_cp_endpoints') === endpoints, proc, 10_000);
+      await until(`${endpoints} endpoints`, async () => (await metrics()).get('wren_cp_endpoints') === endpoints, proc, 30_000);
     },
   };
 }
