@@ -97,6 +97,7 @@ export class Proxy {
     this.outbound = new OutboundListener({
       ...common,
       address: L.outbound.address,
+      ipv6Address: L.outbound.ipv6Address,
       port: L.outbound.port,
       detectTimeoutMs: config.protocol.detectTimeoutMs,
       opaquePorts: new Set(config.protocol.opaquePorts),
@@ -111,6 +112,7 @@ export class Proxy {
     this.inbound = new InboundListener({
       ...common,
       address: L.inbound.address,
+      ipv6Address: L.inbound.ipv6Address,
       port: L.inbound.port,
       appAddress: config.app.address,
       reservedPorts: reserved,
@@ -127,6 +129,7 @@ export class Proxy {
     });
     this.admin = new AdminServer({
       address: L.admin.address,
+      ipv6Address: L.admin.ipv6Address,
       port: L.admin.port,
       logger: this.logger,
       ready: () => this.readiness(),

@@ -21,6 +21,12 @@ import {
  */
 export interface ListenerAddress {
   readonly address: string;
+  /**
+   * The IPv6 address bound on the same port ('' = none): `::` inbound and `::1` outbound
+   * by default, so a dual-stack or IPv6 pod is served on both families (docs/configuration.md).
+   * Skipped, with a warning, on a host without IPv6.
+   */
+  readonly ipv6Address: string;
   readonly port: number;
 }
 
@@ -120,8 +126,8 @@ export function tlsFilesOf(c: ProxyConfig): TlsFiles | null {
   return t.certFile !== undefined ? { certFile: t.certFile, keyFile: t.keyFile!, trustBundleFile: t.trustBundleFile! } : null;
 }
 
-const listener = (address: string, p: number): Parser<ListenerAddress> =>
-  obj({ address: str({ default: address }), port: port(p) });
+const listener = (address: string, ipv6Address: string, p: number): Parser<ListenerAddress> =>
+  obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/ }), port: port(p) });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
@@ -167,9 +173,9 @@ const shape = obj({
   }),
   tls: optional(obj({ certFile: str(), keyFile: str(), trustBundleFile: str() })),
   listeners: obj({
-    outbound: listener('127.0.0.1', 15001),
-    inbound: listener('0.0.0.0', 15006),
-    admin: listener('127.0.0.1', 15000),
+    outbound: listener('127.0.0.1', '::1', 15001),
+    inbound: listener('0.0.0.0', '::', 15006),
+    admin: listener('127.0.0.1', '', 15000),
   }),
   app: obj({ address: str({ default: '127.0.0.1' }) }),
   protocol: obj({

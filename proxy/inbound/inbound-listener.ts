@@ -17,10 +17,12 @@ import { probeApp, tunnelToApp } from './app-tunnel.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
 import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
-import { listen } from '../../common/listen.js';
+import { listenDualStack } from '../net/listen-dual-stack.js';
 
 export interface InboundDeps {
   readonly address: string;
+  /** Also bound for IPv6 on the same port when set (proxy/net/listen-dual-stack.ts). */
+  readonly ipv6Address?: string;
   readonly port: number;
   readonly appAddress: string;
   readonly reservedPorts: ReadonlySet<number>;
@@ -110,7 +112,7 @@ export class InboundListener {
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.server, this.d.port, this.d.address);
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
   }
 
   private async accept(socket: Socket): Promise<void> {

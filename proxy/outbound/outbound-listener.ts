@@ -17,10 +17,12 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
 import type { ClusterHandle, ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
-import { listen } from '../../common/listen.js';
+import { listenDualStack } from '../net/listen-dual-stack.js';
 
 export interface OutboundDeps {
   readonly address: string;
+  /** Also bound for IPv6 on the same port when set (proxy/net/listen-dual-stack.ts). */
+  readonly ipv6Address?: string;
   readonly port: number;
   readonly detectTimeoutMs: number;
   readonly opaquePorts: ReadonlySet<number>;
@@ -69,7 +71,7 @@ export class OutboundListener {
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.server, this.d.port, this.d.address);
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
   }
 
   private async accept(socket: Socket): Promise<void> {

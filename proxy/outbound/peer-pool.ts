@@ -1,6 +1,6 @@
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIPv6, connect as netConnect, type Socket } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import type { Endpoint } from '../../contract/model.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
@@ -147,7 +147,8 @@ export class PeerPool {
         socket.removeListener('error', fail);
         socket.setNoDelay(true);
         this.opts.onConnection?.(kind);
-        const session = h2connect(`${identity !== null ? 'https' : 'http'}://${host}:${port}`, {
+        // An IPv6 literal goes in brackets in a URL (RFC 3986 section 3.2.2).
+        const session = h2connect(`${identity !== null ? 'https' : 'http'}://${isIPv6(host) ? `[${host}]` : host}:${port}`, {
           createConnection: () => socket,
           settings: { enablePush: false, initialWindowSize: 1 << 20 },
         });
