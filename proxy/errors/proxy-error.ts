@@ -27,6 +27,7 @@ export const ERROR_TABLE = {
   RETRY_BUDGET: { http: 503, grpc: 14, msg: 'retry budget exhausted' },
   // bad input and policy
   BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, msg: 'malformed request' },
+  HEADERS_TIMEOUT: { http: 408, grpc: 4 /* DEADLINE_EXCEEDED */, msg: 'request headers did not arrive in time' },
   HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, msg: 'request headers exceed the limit' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, msg: 'denied by authorization policy' },
   UNAUTHENTICATED: { http: 401, grpc: 16, msg: 'a client certificate is required' },

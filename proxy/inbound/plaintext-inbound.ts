@@ -14,12 +14,15 @@ import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { tunnelToApp } from './app-tunnel.js';
 import { parseTargetPort } from './target-port.js';
+import type { ProxyLimits } from '../config/proxy-config.js';
+import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 
 export interface PlaintextInboundDeps {
   readonly appAddress: string;
   readonly reservedPorts: ReadonlySet<number>;
   readonly maxHeaderBytes: number;
   readonly maxConcurrentStreams: number;
+  readonly limits: ProxyLimits;
   /** The plaintext inbound stack (inboundStack with `plaintext: true`). */
   readonly http: HttpService;
   readonly policy: () => CompiledInboundPolicy;
@@ -48,8 +51,11 @@ export class PlaintextInbound {
 
   constructor(private readonly d: PlaintextInboundDeps) {
     const origDstOf = (s: object) => this.dsts.get(s);
+    const L = d.limits;
+    const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
     this.h1 = createH1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onUpgrade: (req, socket, head) => this.upgrade(req, socket, head),
     });
     this.h1.on('request', (_req, res) => {
@@ -66,6 +72,11 @@ export class PlaintextInbound {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', (e) => d.logger.debug('plaintext inbound session error', { error: e }));
+      // Unauthenticated callers: the same rapid-reset budget as the outbound listener's.
+      guardH2Session(s, {
+        clock: d.clock, onLimit, prematureResets: L.prematureResets,
+        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+      });
     });
     this.h2.on('stream', (stream) => {
       d.track(1);

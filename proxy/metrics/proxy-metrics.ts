@@ -22,6 +22,8 @@ export class ProxyMetrics {
   readonly passthrough: Counter<'reason'>;
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
+  /** A connection or stream limit fired (docs/security.md): timeouts, caps, rapid-reset budget, peer keepalive. */
+  readonly limits: Counter<'direction' | 'limit'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -48,6 +50,12 @@ export class ProxyMetrics {
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
     this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });
     this.peerConnections = new Counter({ name: 'wren_peer_connections_total', help: 'Connections opened to peers (mtls or plaintext)', labelNames: ['kind'], registers });
+    this.limits = new Counter({
+      name: 'wren_limit_exceeded_total',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout)',
+      labelNames: ['direction', 'limit'],
+      registers,
+    });
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
   }
 

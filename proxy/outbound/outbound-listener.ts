@@ -18,6 +18,8 @@ import type { RouteTable, Route } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
 import { listen } from '../../common/listen.js';
+import type { ProxyLimits } from '../config/proxy-config.js';
+import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 
 export interface OutboundDeps {
   readonly address: string;
@@ -25,6 +27,8 @@ export interface OutboundDeps {
   readonly detectTimeoutMs: number;
   readonly opaquePorts: ReadonlySet<number>;
   readonly maxHeaderBytes: number;
+  /** Timeouts, the connection cap and the rapid-reset budget (docs/security.md). */
+  readonly limits: ProxyLimits;
   readonly http: HttpService;
   readonly routes: () => RouteTable;
   readonly clusters: () => ClusterSet;
@@ -50,12 +54,22 @@ export class OutboundListener {
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
+    const L = d.limits;
+    const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     this.h1 = createH1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onUpgrade: (req, socket, head) => this.upgrade(req, socket, head),
     });
     this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
-    this.h2.on('session', (s) => s.on('connect', () => s.setLocalWindowSize(16 << 20)));
+    this.h2.on('session', (s) => {
+      s.on('connect', () => s.setLocalWindowSize(16 << 20));
+      // The app is the untrusted side here: its connections carry the rapid-reset budget.
+      guardH2Session(s, {
+        clock: d.clock, onLimit, prematureResets: L.prematureResets,
+        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+      });
+    });
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
@@ -65,6 +79,11 @@ export class OutboundListener {
   }
 
   private async accept(socket: Socket): Promise<void> {
+    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
+      this.d.metrics.limits.inc({ direction: 'outbound', limit: 'max-connections' });
+      socket.destroy();
+      return;
+    }
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', (e) => this.d.logger.debug('outbound client socket error', { error: e }));
