@@ -75,8 +75,10 @@ export class Proxy {
       new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
-    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
-    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger });
+    const keepalive = config.limits.peerKeepalive;
+    const onKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'outbound', limit: 'peer-keepalive-timeout' });
+    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock });
+    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock });
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };

@@ -39,7 +39,9 @@ interface Guard {
 
 const GUARDS = new WeakMap<Http2Session, Guard>();
 const STARTED = Symbol('wren.streamStartedAt');
-type Timed = Http2Stream & { [STARTED]?: number };
+/** The guard rides on the stream: a destroyed stream no longer knows its session. */
+const GUARD = Symbol('wren.sessionGuard');
+type Guarded = Http2Stream & { [STARTED]?: number; [GUARD]?: Guard };
 
 /**
  * What Node's HTTP/2 server leaves undone (issue 11, items 1, 4, 7):
@@ -76,7 +78,8 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   g.active++;
   g.sawStream = true;
   clear(g);
-  if (g.o.prematureResets) (stream as Timed)[STARTED] = g.o.clock.now();
+  (stream as Guarded)[GUARD] = g;
+  if (g.o.prematureResets) (stream as Guarded)[STARTED] = g.o.clock.now();
   if (g.o.streamIdleTimeoutMs > 0) {
     stream.setTimeout(g.o.streamIdleTimeoutMs);
     stream.on('timeout', onStreamTimeout);
@@ -85,20 +88,20 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
 }
 
 function onStreamTimeout(this: Http2Stream): void {
-  const g = this.session && GUARDS.get(this.session);
+  const g = (this as Guarded)[GUARD];
   g?.o.onLimit('stream-idle-timeout');
   if (!this.closed) this.close(NGHTTP2_CANCEL);
 }
 
 function onStreamClose(this: Http2Stream): void {
-  const g = this.session && GUARDS.get(this.session);
+  const g = (this as Guarded)[GUARD];
   if (!g) return;
   g.active--;
   g.closed++;
   const budget = g.o.prematureResets;
   if (budget) {
-    const started = (this as Timed)[STARTED] ?? 0;
-    if (this.rstCode !== NGHTTP2_NO_ERROR && !this.writableFinished && g.o.clock.now() - started < budget.minStreamLifetimeMs) g.premature++;
+    const started = (this as Guarded)[STARTED] ?? 0;
+    if (this.rstCode !== NGHTTP2_NO_ERROR && g.o.clock.now() - started < budget.minStreamLifetimeMs) g.premature++;
     const limit = budget.totalStreamCount;
     if (g.premature * 2 >= (g.closed < limit ? limit : g.closed)) return tooManyResets(g);
   }
