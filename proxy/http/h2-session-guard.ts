@@ -28,6 +28,8 @@ export interface H2GuardOptions {
 
 interface Guard {
   readonly o: H2GuardOptions;
+  /** Open streams (a Set costs one entry per stream; the guard needs them on socket loss). */
+  readonly streams: Set<Http2Stream>;
   readonly session: ServerHttp2Session;
   active: number;
   /** Streams closed so far, and how many of them the client reset prematurely. */
@@ -61,12 +63,19 @@ type Guarded = Http2Stream & { [STARTED]?: number; [GUARD]?: Guard };
  *   and the shared sessions to peer sidecars, go on.
  */
 export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): void {
-  const g: Guard = { o, session, active: 0, closed: 0, premature: 0, timer: null, sawStream: false };
+  const g: Guard = { o, session, streams: new Set(), active: 0, closed: 0, premature: 0, timer: null, sawStream: false };
   GUARDS.set(session, g);
-  session.socket.once('close', () => {
+  const gone = () => {
     clear(g);
     if (!session.destroyed) session.destroy();
-  });
+    // A destroyed session can still hold streams Node failed to let go of (their RST
+    // could not be written): destroy them too, so their buffers and upstreams are freed.
+    for (const st of streamsOf(g)) if (!st.destroyed) st.destroy();
+  };
+  // HTTP/2 has no half-closed connection: after the peer's FIN nothing (no WINDOW_UPDATE,
+  // no RST_STREAM) can arrive, so streams blocked on flow control could never finish.
+  session.socket.once('end', gone);
+  session.socket.once('close', gone);
   session.once('close', () => clear(g));
   arm(g, o.headersTimeoutMs, 'request-headers-timeout');
   session.on('stream', onStream);
@@ -76,6 +85,7 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   const g = GUARDS.get(this);
   if (!g) return;
   g.active++;
+  g.streams.add(stream);
   g.sawStream = true;
   clear(g);
   (stream as Guarded)[GUARD] = g;
@@ -97,6 +107,7 @@ function onStreamClose(this: Http2Stream): void {
   const g = (this as Guarded)[GUARD];
   if (!g) return;
   g.active--;
+  g.streams.delete(this);
   g.closed++;
   const budget = g.o.prematureResets;
   if (budget) {
@@ -117,6 +128,10 @@ function tooManyResets(g: Guard): void {
   s.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
   s.close();
   setImmediate(() => s.destroyed || s.destroy());
+}
+
+function streamsOf(g: Guard): Http2Stream[] {
+  return [...g.streams];
 }
 
 function arm(g: Guard, ms: number, limit: LimitName): void {
