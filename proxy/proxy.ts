@@ -87,6 +87,7 @@ export class Proxy {
     const inboundCommon = {
       ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
+      maxStreamsPerCaller: config.limits.maxStreamsPerCaller,
     };
     this.outbound = new OutboundListener({
       ...common,
