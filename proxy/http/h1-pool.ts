@@ -254,10 +254,11 @@ class Conn {
     if (this.dead) return;
     this.dead = true;
     const ex = this.ex;
-    // Closing mid-exchange: reset (RST), not FIN. A FIN queues behind request bytes the
-    // kernel still holds for an app that stopped reading, so the app's end would stay
-    // ESTABLISHED, its request never cancelled, until TCP gives up (issue 11, item 3).
-    if (ex !== null && !this.socket.destroyed && !this.socket.connecting) this.socket.resetAndDestroy();
+    // Closing in the middle of sending a request body: reset (RST), not FIN. A FIN queues
+    // behind request bytes the kernel still holds for an app that stopped reading, so the
+    // app's end would stay ESTABLISHED, its request never cancelled, until TCP gives up
+    // (issue 11, item 3).
+    if (ex !== null && !ex.sent && ex.req.body !== null && !this.socket.destroyed && !this.socket.connecting) this.socket.resetAndDestroy();
     else this.socket.destroy();
     this.ex = null;
     this.origin.closed(this);
