@@ -5,6 +5,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { clientStart, frame, FRAME, FLAG } from './helpers/h2-frames.js';
+import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 
 /**
  * Issue 11 item 7: every listener has a request-headers timeout, an idle connection
@@ -12,14 +13,16 @@ import { clientStart, frame, FRAME, FLAG } from './helpers/h2-frames.js';
  * Short configured values here; the defaults are 10 s, 1 h and 4096 (docs/security.md).
  */
 const pki = testPki();
-let proxy: Proxy;
+let proxy: Proxy, app: FakeApp;
 
 beforeAll(async () => {
-  proxy = await startProxy({ pki, serviceAccount: 'web', config: { limits: { requestHeadersTimeoutMs: '300ms', idleConnectionTimeoutMs: '500ms' } } });
+  app = await fakeApp('web');
+  proxy = await startProxy({ pki, serviceAccount: 'web', config: { limits: { requestHeadersTimeoutMs: '300ms', idleConnectionTimeoutMs: '500ms', streamIdleTimeoutMs: '400ms' } } });
 }, 20_000);
 
 afterAll(async () => {
   await proxy.close();
+  await app.close();
 });
 
 async function limitCount(p: Proxy, direction: string, limit: string): Promise<number> {
@@ -114,4 +117,22 @@ test('connections beyond maxConnectionsPerListener are refused at accept', async
   } finally {
     await capped.close();
   }
+});
+
+test('an HTTP/2 stream on which nothing moves is reset after the stream idle timeout', async () => {
+  const before = await limitCount(proxy, 'inbound', 'stream-idle-timeout');
+  const m = pki.issue('default', 'client');
+  const socket = tlsConnect({ host: '127.0.0.1', port: proxy.inboundPort, ALPNProtocols: ['h2'], rejectUnauthorized: false, key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem });
+  await new Promise((r) => socket.once('secureConnect', r));
+  const session = h2connect(`https://127.0.0.1:${proxy.inboundPort}`, { createConnection: () => socket });
+  session.on('error', () => undefined);
+  // The app never answers /hang.
+  const r = session.request({ ':path': '/hang', 'wren-target-port': String(app.port), 'wren-orig-proto': 'HTTP/1.1' }, { endStream: true });
+  r.on('error', () => undefined);
+  const t0 = Date.now();
+  const code = await new Promise<number>((resolve) => r.once('close', () => resolve(r.rstCode)));
+  expect(code).toBe(8); // CANCEL
+  expect(Date.now() - t0).toBeLessThan(4000);
+  expect(await limitCount(proxy, 'inbound', 'stream-idle-timeout')).toBe(before + 1);
+  session.destroy();
 });
