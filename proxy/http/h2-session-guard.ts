@@ -57,8 +57,8 @@ type Guarded = Http2Stream & { [STARTED]?: number; [GUARD]?: Guard };
  *   (Envoy's request_headers_timeout, idle_timeout and stream_idle_timeout);
  * - the premature-reset budget: Envoy's answer to HTTP/2 rapid reset. Once the
  *   connection has had `totalStreamCount` streams, or before that once half that many
- *   were reset, a connection where at least half the streams were reset by the client
- *   within `minStreamLifetimeMs` of opening (before their response ended) gets GOAWAY
+ *   were reset, a connection where at least half the streams were reset (RST_STREAM
+ *   with any code but NO_ERROR) within `minStreamLifetimeMs` of opening gets GOAWAY
  *   ENHANCE_YOUR_CALM and is closed. Only that connection pays: other callers' streams,
  *   and the shared sessions to peer sidecars, go on.
  */
