@@ -23,7 +23,8 @@ const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
 export async function listenDualStack(server: Server, port: number, host: string, ipv6Host: string, logger: Logger): Promise<AddressInfo> {
   const info = await listen(server, port, host);
   if (!ipv6Host) return info;
-  const v6 = createServer({ noDelay: true }, (s) => server.emit('connection', s));
+  // Same socket options as the IPv4 server (allowHalfOpen: a client's FIN is relayed, not answered).
+  const v6 = createServer({ noDelay: true, allowHalfOpen: (server as Server & { allowHalfOpen?: boolean }).allowHalfOpen === true }, (s) => server.emit('connection', s));
   v6.listen({ port: info.port, host: ipv6Host, ipv6Only: true });
   try {
     await once(v6, 'listening');
