@@ -104,7 +104,8 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
         // Key in memory, certificate from the control plane, renewed before it expires.
         certify: { tokenFile: join(dir, `${name}.token`), trustBundleFile: bundleFile, runDir: join(dir, `${name}-run`) },
       },
-      listeners: { outbound: { address: ip, port: 15001 }, inbound: { address: ip, port: 15006 }, admin: { address: ip, port: 15000 } },
+      // IPv4 only: the pods share ::1, so IPv6 sockets on the standard ports would collide.
+      listeners: { outbound: { address: ip, ipv6Address: '', port: 15001 }, inbound: { address: ip, ipv6Address: '', port: 15006 }, admin: { address: ip, port: 15000 } },
       app: { address: ip },
       shutdown: { gracePeriodMs: '5s' },
       // No static mesh: /ready stays 503 until the control plane's first snapshot.

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { parseCidrList, parsePortList } from '../control-plane/injector/annotations.js';
-import { applyIptables, binaries, cleanupIptables, createExec, type ApplyMethod, type IptablesMode } from '../proxy/intercept/iptables.js';
+import { applyIptables, binaries, cleanupIptables, createExec, podHasIpv6, type ApplyMethod, type IptablesMode } from '../proxy/intercept/iptables.js';
 import { DEFAULT_INTERCEPT, renderApply, type Family, type InterceptOptions } from '../proxy/intercept/iptables-rules.js';
 
 type Out = (s: string) => void;
@@ -28,7 +28,9 @@ Flags:
   --iptables-mode MODE         auto (the image's iptables), nft or legacy (default auto)
   --method METHOD              restore (one iptables-restore --noflush transaction) or
                                commands (one iptables call per rule); default restore when available
-  --ipv6                       also program ip6tables (IPv6 CIDRs only go there)
+  --ipv6                       also program ip6tables, the same rules, when the pod has an
+                               IPv6 address (global or ULA, on an interface other than lo);
+                               a pod without one is left IPv4-only (IPv6 CIDRs only go there)
   --netns NAME                 run inside network namespace NAME (ip netns exec), e.g. from a CNI plugin
   --dry-run                    print the rules (iptables-restore input) and change nothing
   --cleanup                    remove the WREN_* chains and the jumps into them
@@ -113,6 +115,11 @@ export async function iptablesCommand(argv: string[], out: Out, err: Out): Promi
   try {
     for (const family of families) {
       const bin = binaries(mode, family).iptables;
+      // The injector always asks for --ipv6; only a pod that has IPv6 gets (or needs) ip6tables rules.
+      if (family === 6 && !(await podHasIpv6(exec))) {
+        out(`${bin}: skipped, the pod has no IPv6 address\n`);
+        continue;
+      }
       if (values.cleanup) {
         await cleanupIptables({ exec, mode, method, family });
         out(`${bin}: removed WREN_INBOUND and WREN_OUTPUT\n`);

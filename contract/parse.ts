@@ -1,3 +1,4 @@
+import { SocketAddress, isIP } from 'node:net';
 import { DEFAULT_POLICY } from './defaults.js';
 import type {
   AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
@@ -100,8 +101,19 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
 const SPIFFE = /^spiffe:\/\/[a-z0-9.-]+\/ns\/[a-z0-9-]+\/sa\/[a-z0-9.-]+$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
+/**
+ * An IP address, in canonical text form: IPv6 in lower case with the longest run of zero
+ * groups as `::` (RFC 5952), as the kernel prints it (inet_ntop, SO_ORIGINAL_DST), so a
+ * route looked up by the original destination matches `FD00:0:0::3` written in a manifest.
+ */
+const ipAddress: Parser<string> = map(str(), (s, path) => {
+  const family = isIP(s);
+  if (!family) return fail(path, `expected an IPv4 or IPv6 address, got ${JSON.stringify(s)}`);
+  return new SocketAddress({ address: s, family: family === 6 ? 'ipv6' : 'ipv4' }).address;
+});
+
 export const parseEndpoint: Parser<Endpoint> = obj({
-  address: str({ pattern: /^[0-9a-fA-F.:]+$/ }),
+  address: ipAddress,
   port: num({ int: true, min: 1, max: 65535 }),
   proxyPort: withDefault(num({ int: true, min: 1, max: 65535 }), null as number | null),
   identity: withDefault(str({ pattern: SPIFFE }), ''),
@@ -123,7 +135,7 @@ export const parseService: Parser<Service> = map(
   obj({
     name: str({ pattern: DNS_LABEL }),
     namespace: str({ pattern: DNS_LABEL, default: 'default' }),
-    clusterIPs: arr(str({ pattern: /^[0-9a-fA-F.:]+$/ }), { default: [] }),
+    clusterIPs: arr(ipAddress, { default: [] }),
     ports: arr(parseServicePort, { min: 1 }),
     policy: withDefault(parseTrafficPolicy, DEFAULT_POLICY),
   }),

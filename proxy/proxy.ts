@@ -83,8 +83,10 @@ export class Proxy {
       new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged() });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
-    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection });
-    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger });
+    const keepalive = config.limits.peerKeepalive;
+    const onKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'outbound', limit: 'peer-keepalive-timeout' });
+    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock });
+    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock });
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
@@ -93,14 +95,17 @@ export class Proxy {
     const inboundCommon = {
       ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
+      maxStreamsPerCaller: config.limits.maxStreamsPerCaller,
     };
     this.outbound = new OutboundListener({
       ...common,
       address: L.outbound.address,
+      ipv6Address: L.outbound.ipv6Address,
       port: L.outbound.port,
       detectTimeoutMs: config.protocol.detectTimeoutMs,
       opaquePorts: new Set(config.protocol.opaquePorts),
       maxHeaderBytes: config.limits.maxHeaderBytes,
+      limits: config.limits,
       routes: () => this.routes,
       clusters: () => this.clusters,
       peers: this.peers,
@@ -111,11 +116,13 @@ export class Proxy {
     this.inbound = new InboundListener({
       ...common,
       address: L.inbound.address,
+      ipv6Address: L.inbound.ipv6Address,
       port: L.inbound.port,
       appAddress: config.app.address,
       reservedPorts: reserved,
       maxHeaderBytes: config.limits.maxHeaderBytes,
       maxConcurrentStreams: config.limits.maxConcurrentStreams,
+      limits: config.limits,
       tls,
       http: inboundStack(inboundCommon),
       plaintextHttp: inboundStack({ ...inboundCommon, plaintext: true }),
@@ -127,6 +134,7 @@ export class Proxy {
     });
     this.admin = new AdminServer({
       address: L.admin.address,
+      ipv6Address: L.admin.ipv6Address,
       port: L.admin.port,
       logger: this.logger,
       ready: () => this.readiness(),

@@ -39,7 +39,7 @@ describe('every YAML file', () => {
 
   test('kubectl kustomize (client side, offline) builds exactly the objects in the files', () => {
     // kubectl is the one client-side Kubernetes tool that works without a cluster here;
-    // .ci/run installs it (Debian kubernetes-client) when the machine has none.
+    // `npm test` installs it (Debian kubernetes-client) when the machine has none (scripts/test-prerequisites.mjs).
     const r = spawnSync('kubectl', ['kustomize', ROOT], { encoding: 'utf8', timeout: 30_000 });
     if (r.error) throw new Error(`kubectl is not installed (apt-get install kubernetes-client): ${r.error.message}`);
     expect(r.stderr).toBe('');

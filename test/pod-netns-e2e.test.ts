@@ -15,7 +15,8 @@
  * `wren certs` and a static mesh.
  *
  * Layout: test/helpers/netns-pods.ts. Needs root, iproute2, iptables, tcpdump,
- * util-linux (setpriv, unshare, mount), and `npm run build`.
+ * util-linux (setpriv, unshare, mount), and `npm run build`; without them both blocks are
+ * reported as skipped, with the reason (decided at collection, netnsSkipReason).
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,13 +24,16 @@ import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { writeDevMesh } from '../certs/dev-mesh.js';
 import { PROXY_RUN_DIR, PROXY_RUN_VOLUME, TOKEN_DIR } from '../control-plane/injector/sidecar.js';
-import { NetnsLab, inNs, type NsProcess } from './helpers/netns.js';
+import { NetnsLab, inNs, netnsSkipReason, type NsProcess } from './helpers/netns.js';
 import { startMeshControlPlane, type MeshControlPlane, type ServiceSpec } from './helpers/netns-control-plane.js';
 import { containerEnv, containerOf, containerVolumes } from './helpers/netns-kubelet.js';
-import { CLIENT_ID, NAMESPACE, NET, NODE, POD, SA, SERVER_ID, TD, TwoPods, UID, WREN, showStream, type Json } from './helpers/netns-pods.js';
+import { CLIENT_ID, NAMESPACE, NET, NET6, NODE, POD, POD_TOOLS, SA, SERVER_ID, TD, TwoPods, UID, WREN, showStream, type Json } from './helpers/netns-pods.js';
 
 const id = randomBytes(3).toString('hex');
-const FILE = 'pod-netns-e2e.test.ts';
+/** Decided when jest collects the file: without namespaces or a tool the suites are skipped, with the reason. */
+const SKIP = netnsSkipReason('pod-netns-e2e.test.ts', POD_TOOLS);
+const suite = SKIP ? describe.skip : describe;
+const title = (t: string) => (SKIP ? `${t} (skipped: ${SKIP})` : t);
 const CP_PORT = 15010;
 const withData = (p: TwoPods) => p.wire.streams.filter((s) => s.data.length > 0);
 const isControlPlane = (s: { src: string; sport: number; dst: string; dport: number }) =>
@@ -40,15 +44,18 @@ const opensWith = (s: { data: Buffer }) => [s.data[0], s.data[1], s.data[5]];
 /** The data path, the same whichever way the sidecars get certificates and mesh. */
 function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
-    if (!p.available) return;
     const init = containerOf(p.injected.server, 'wren-init');
-    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--skip-inbound-ports', '7171']);
+    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--ipv6', '--skip-inbound-ports', '7171']);
     for (const n of [p.ns.a, p.ns.b]) {
       const save = inNs(n, ['iptables-save', '-t', 'nat']);
       expect(save).toMatch(/^-A WREN_OUTPUT -m owner --uid-owner 2102 .*-j RETURN$/m);
       expect(save).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
       expect(save).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
       expect(/^-A WREN_INBOUND -p tcp -m multiport --dports 7171 .*-j RETURN$/m.test(save)).toBe(n === p.ns.b);
+      // Dual-stack pods: `--ipv6` installed the same redirects for IPv6.
+      const save6 = inNs(n, ['ip6tables-save', '-t', 'nat']);
+      expect(save6).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
+      expect(save6).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
     }
     expect(NetnsLab.uidOf(p.sidecars.a.child.pid!)).toBe(UID.proxy);
     expect(NetnsLab.uidOf(p.sidecars.b.child.pid!)).toBe(UID.proxy);
@@ -58,7 +65,6 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   });
 
   test('HTTP/1.1 to the other pod IP:port: through both sidecars, and the callee sees the caller identity', () => {
-    if (!p.available) return;
     const r = p.clientResult.http;
     expect({ r, diag: r.status === 200 ? '' : p.diag() }).toMatchObject({ r: { status: 200, proxyError: null }, diag: '' });
     expect(r.body).toMatchObject({ app: 'web', uid: UID.server, method: 'POST', url: '/orders', host: `${NET.server}:8080`, marker: p.marks.httpHeader, body: p.marks.httpBody, reply: p.marks.reply });
@@ -69,7 +75,6 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   });
 
   test('HTTP to the Service ClusterIP: no kube-proxy, the client sidecar resolves it from the original destination', () => {
-    if (!p.available) return;
     const r = p.clientResult.vip;
     expect({ r, diag: r.status === 200 ? '' : p.diag() }).toMatchObject({ r: { status: 200 }, diag: '' });
     expect(r.body).toMatchObject({ app: 'web', host: NET.webClusterIP, marker: p.marks.vip, body: p.marks.vip });
@@ -77,21 +82,31 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   });
 
   test('gRPC to the other pod IP:port, with the caller identity', () => {
-    if (!p.available) return;
     const r = p.clientResult.grpc;
     expect({ r, diag: r.error ? p.diag() : '' }).toMatchObject({ r: { message: `echo ${p.marks.grpc} reply=${p.marks.reply}` }, diag: '' });
     expect(r.caller).toContain(`URI=${CLIENT_ID}`);
   });
 
   test('raw TCP to the other pod IP:port, tunnelled through the sidecars', () => {
-    if (!p.available) return;
     const r = p.clientResult.tcp;
     expect({ r, diag: r.error ? p.diag() : '' }).toMatchObject({ r: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp, reply: p.marks.reply } }, diag: '' });
     expect(r.reply.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
   });
 
+  test('IPv6: HTTP/1.1 and raw TCP to the other pod IPv6 address go through both sidecars, with the caller identity', () => {
+    const [h, t] = [p.clientResult.http6, p.clientResult.tcp6];
+    expect({ h, t, diag: h.status === 200 && !t.error ? '' : p.diag() }).toMatchObject({ h: { status: 200, proxyError: null }, t: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp6, reply: p.marks.reply } }, diag: '' });
+    expect(h.body).toMatchObject({ app: 'web', uid: UID.server, host: `[${NET6.server}]:8080`, marker: p.marks.http6, body: p.marks.http6, reply: p.marks.reply });
+    expect(h.body.xfcc).toBe(`By=${SERVER_ID};URI=${CLIENT_ID}`);
+    // Delivered by the web pod's sidecar over loopback, not straight from the other pod.
+    for (const from of [h.body.from, t.reply.from]) expect(from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+    // On the wire: the client sidecar dialled the web sidecar's IPv6 address, port 15006, with TLS.
+    const v6 = withData(p).filter((s) => s.src === NET6.client && s.dst === NET6.server && s.dport === 15006);
+    expect(v6.length).toBeGreaterThanOrEqual(1);
+    for (const s of v6) expect([showStream(s), ...opensWith(s)]).toEqual([showStream(s), 0x16, 0x03, 0x01]);
+  });
+
   test('on the wire: only mTLS to port 15006 between the pods, and no plaintext the apps exchanged', () => {
-    if (!p.available) return;
     expect(p.wire.droppedByKernel).toBe(0);
     // The control connection went to an inbound skip port: plaintext, directly between the pods.
     // It proves the capture sees payloads, so the absence of the other markers means something.
@@ -118,7 +133,7 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   });
 }
 
-describe('in-cluster mode: certificates from the control plane (Certify), mesh from Services, EndpointSlices and Pods', () => {
+suite(title('in-cluster mode: certificates from the control plane (Certify), mesh from Services, EndpointSlices and Pods'), () => {
   const p = new TwoPods(`wren-e2e-${id}-k`);
   let cp: MeshControlPlane;
   let admin: Record<'a' | 'b', { certs: Json; dump: Json }>;
@@ -127,7 +142,7 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
   /** Host directory of a pod's volume (what kubelet mounts at the injected mountPath). */
   const volume = (pod: V1Pod, name: string) => join(p.dir, 'kubelet', pod.metadata!.name!, name);
   const SERVICES: ServiceSpec[] = [
-    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }] },
+    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, podIP6: NET6.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }] },
     { name: SA.client, clusterIP: NET.frontendClusterIP, pod: POD.client, podIP: NET.client, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
   ];
 
@@ -145,15 +160,15 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
   }
 
   beforeAll(async () => {
-    if (!(await p.setUp(FILE))) return;
+    await p.setUp();
     cp = await startMeshControlPlane(p.lab, {
       ns: p.ns.br, ip: NET.controlPlane, dir: p.dir, namespace: NAMESPACE, trustDomain: TD, serviceAccounts: [SA.client, SA.server], services: SERVICES, wren: [NODE, WREN],
     });
     p.companions.push(cp.proc);
     // The injector webhook is served by the control plane and hands out its address and trust bundle (control-plane/main.ts).
     const injected = p.inject({ trustDomain: TD, controlPlaneAddress: cp.address, trustBundlePem: cp.trustBundlePem });
-    // The pods are "created": the API server's view now has them, so their endpoints route (4: web's 3 ports, frontend's 1).
-    await cp.addPods([injected.client, injected.server], 4);
+    // The pods are "created": the API server's view now has them, so their endpoints route (7: web's 3 ports per family, frontend's 1).
+    await cp.addPods([injected.client, injected.server], 7);
     await p.runInit();
     const serverUp = p.startServerApp();
     // Capture from before the sidecars start, so their Certify calls are on it.
@@ -165,7 +180,7 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
     const [a, b] = await Promise.all([p.admin('a', ['/certs', '/config_dump']), p.admin('b', ['/certs', '/config_dump'])]);
     admin = { a: { certs: a[0], dump: a[1] }, b: { certs: b[0], dump: b[1] } };
     cpMetrics = await cp.metrics();
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     // WREN_E2E_LOGS=1 shows what the control plane and the sidecars said, pass or fail.
@@ -176,7 +191,6 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
   dataPathTests(p, true);
 
   test('each sidecar runs from the injected environment alone: no config file, mesh and certificate from the control plane', () => {
-    if (!p.available) return;
     for (const [which, ip, sa, spiffe] of [['a', NET.client, SA.client, CLIENT_ID], ['b', NET.server, SA.server, SERVER_ID]] as const) {
       const pod = pods()[which];
       const c = containerOf(pod, 'wren-proxy');
@@ -196,16 +210,16 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
       expect(admin[which].dump.source).toBe(`control-plane:${cp.address}`);
       const web = (admin[which].dump.services as Json[]).find((s) => s.name === SA.server && s.namespace === NAMESPACE);
       expect(web).toMatchObject({ clusterIPs: [NET.webClusterIP] });
+      // Both families of the dual-stack web pod, one EndpointSlice each.
       expect(web!.ports.map((x: Json) => [x.port, x.protocol, x.endpoints.map((e: Json) => [e.address, e.port, e.proxyPort, e.identity])])).toEqual([
-        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID]]],
-        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID]]],
-        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID]]],
+        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID], [NET6.server, 8080, 15006, SERVER_ID]]],
+        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID], [NET6.server, 9090, 15006, SERVER_ID]]],
+        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID], [NET6.server, 7070, 15006, SERVER_ID]]],
       ]);
     }
   });
 
   test('the identity the callee sees was issued by the control plane, under the root it wrote with --write-trust-bundle', () => {
-    if (!p.available) return;
     const pems = (text: string) => text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     const anchors = pems(readFileSync(cp.trustBundleFile, 'utf8'));
     expect(anchors).toHaveLength(1);
@@ -228,7 +242,6 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
   });
 
   test('no private key on disk: the run directories hold certificates only, and nothing in the test directory holds a PRIVATE KEY', () => {
-    if (!p.available) return;
     for (const pod of Object.values(pods())) expect(readdirSync(volume(pod, PROXY_RUN_VOLUME)).sort()).toEqual(['identity.crt', 'trust-bundle.crt']);
     const files = readdirSync(p.dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => join(d.parentPath, d.name));
     // The walk covers the control plane's files, the tokens and both run dirs (so an empty result means something).
@@ -242,7 +255,6 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
   });
 
   test('Certify and discovery between the sidecars and the control plane are TLS on the wire too', () => {
-    if (!p.available) return;
     const streams = withData(p).filter(isControlPlane);
     for (const ip of [NET.client, NET.server]) {
       const out = streams.filter((s) => s.src === ip);
@@ -257,14 +269,17 @@ describe('in-cluster mode: certificates from the control plane (Certify), mesh f
   });
 });
 
-describe('certificates from files (wren certs) and a static mesh', () => {
+suite(title('certificates from files (wren certs) and a static mesh'), () => {
   const p = new TwoPods(`wren-e2e-${id}-f`);
   /** What a control plane would send: the web Service (ClusterIP + the pod's endpoint on each port). */
-  const port = (n: number, name: string) => ({ name, port: n, protocol: 'detect', endpoints: [{ address: NET.server, port: n === 80 ? 8080 : n, proxyPort: 15006, identity: SERVER_ID }] });
+  const port = (n: number, name: string) => ({
+    name, port: n, protocol: 'detect',
+    endpoints: [NET.server, NET6.server].map((address) => ({ address, port: n === 80 ? 8080 : n, proxyPort: 15006, identity: SERVER_ID })),
+  });
   const MESH = [{ name: SA.server, namespace: NAMESPACE, clusterIPs: [NET.webClusterIP], ports: [port(80, 'http'), port(9090, 'grpc'), port(7070, 'tcp')] }];
 
   beforeAll(async () => {
-    if (!(await p.setUp(FILE))) return;
+    await p.setUp();
     const pki = await writeDevMesh(join(p.dir, 'pki'), {
       trustDomain: TD,
       workloads: [SA.client, SA.server].map((sa) => ({ namespace: NAMESPACE, serviceAccount: sa, name: sa })),
@@ -292,7 +307,7 @@ describe('certificates from files (wren certs) and a static mesh', () => {
     await serverUp;
     await p.runProbes();
     await p.runClient();
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     if (process.env.WREN_E2E_LOGS === '1') console.log(p.diag());

@@ -127,7 +127,7 @@ describe('injected pod (native sidecar)', () => {
   });
 
   test('wren-init runs wren iptables as root with only NET_ADMIN and NET_RAW', () => {
-    expect(init.args?.slice(0, 7)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001']);
+    expect(init.args?.slice(0, 8)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--ipv6']);
     expect(init.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, privileged: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
     expect(init.restartPolicy).toBeUndefined();
   });

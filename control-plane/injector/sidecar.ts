@@ -41,6 +41,9 @@ export function buildInitContainer(o: InjectOptions, ic: Interception): V1Contai
     '--proxy-uid', String(o.proxyUid),
     '--inbound-port', String(o.inboundPort),
     '--outbound-port', String(o.outboundPort),
+    // Always: the pod's IPs are not known at admission, so `wren iptables` decides in the
+    // pod (ip6tables rules when it has an IPv6 address; docs/kubernetes.md, IPv6).
+    '--ipv6',
   ];
   if (ic.skipInboundPorts.length) args.push('--skip-inbound-ports', ic.skipInboundPorts.join(','));
   if (ic.skipOutboundPorts.length) args.push('--skip-outbound-ports', ic.skipOutboundPorts.join(','));

@@ -144,7 +144,7 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     expect(s.ports[1].endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.0.0.9:7000']);
     expect(s.policy.timeouts.connectMs).toBe(2000);
     expect(() => parseMeshService({ kind: 'MeshService', metadata: { name: 'c' }, spec: { ports: [{ port: 1 }], endpoints: [{ address: 'x y' }] } }, '')).toThrow(
-      /^spec\.endpoints\[0\]\.address: expected to match/,
+      /^spec\.endpoints\[0\]\.address: expected an IPv4 or IPv6 address, got "x y"/,
     );
     expect(() => parseMeshService({ kind: 'MeshService', metadata: { name: 'c' }, spec: { ports: [{ port: 1, bogus: 1 }] } }, '')).toThrow(/^spec\.ports\[0\]\.bogus: unknown field/);
   });

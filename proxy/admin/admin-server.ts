@@ -1,10 +1,12 @@
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isLevel, type Logger } from '../../common/logger.js';
-import { listen } from '../../common/listen.js';
+import { listenDualStack } from '../net/listen-dual-stack.js';
 
 export interface AdminDeps {
   readonly address: string;
+  /** Also bound for IPv6 on the same port when set (default '': the admin port is 127.0.0.1 only). */
+  readonly ipv6Address?: string;
   readonly port: number;
   readonly logger: Logger;
   readonly ready: () => { ready: boolean; reason: string };
@@ -63,7 +65,7 @@ export class AdminServer {
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.server, this.d.port, this.d.address);
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -85,7 +85,7 @@ describe('in-cluster mode (the injector environment)', () => {
     });
     expect(c.discovery).toMatchObject({ controlPlane: env.WREN_CONTROL_PLANE, insecure: false, controlPlaneIdentity: 'spiffe://cluster.local/ns/wren-system/sa/wren-control-plane' });
     expect(proxyConfigFromEnv({ ...env, WREN_CONTROL_PLANE_IDENTITY: 'spiffe://cluster.local/ns/mesh/sa/wren-control-plane' }).discovery.controlPlaneIdentity).toBe('spiffe://cluster.local/ns/mesh/sa/wren-control-plane');
-    expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', port: 15001 }, inbound: { address: '0.0.0.0', port: 15006 }, admin: { address: '127.0.0.1', port: 15000 } });
+    expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', ipv6Address: '::1', port: 15001 }, inbound: { address: '0.0.0.0', ipv6Address: '::', port: 15006 }, admin: { address: '127.0.0.1', ipv6Address: '', port: 15000 } });
     expect(c.log.level).toBe('debug');
     expect(tlsFilesOf(c)).toBeNull();
   });
@@ -146,5 +146,29 @@ describe('upstreams (explicit local listeners, Consul-style)', () => {
     expect(parseProxyConfig(raw({ service: 'web', port: 80, localPort: 16379, localAddress: '127.0.0.2' })).upstreams[1].localAddress).toBe('127.0.0.2');
     expect(up({ service: 'web', port: 80, localPort: 15000 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:15000 is already listeners.admin's");
     expect(up({ service: 'web', port: 80, localPort: 15006, localAddress: '127.0.0.5' })).toBe("cfg: upstreams[1].localPort: 127.0.0.5:15006 is already listeners.inbound's");
+  });
+});
+
+describe('abuse limits (docs/security.md)', () => {
+  test('Envoy-like defaults', () => {
+    const l = parseProxyConfig({ tls: files }).limits;
+    expect(l).toMatchObject({
+      requestHeadersTimeoutMs: 10_000,
+      idleConnectionTimeoutMs: 3_600_000,
+      streamIdleTimeoutMs: 300_000,
+      maxConnectionsPerListener: 4096,
+      prematureResets: { totalStreamCount: 500, minStreamLifetimeMs: 1000 },
+      maxStreamsPerCaller: 100,
+      peerKeepalive: { intervalMs: 10_000, timeoutMs: 5_000 },
+    });
+    expect(Object.isFrozen(l.prematureResets)).toBe(true);
+  });
+
+  test('durations parse; bad values name the field path', () => {
+    expect(parseProxyConfig({ tls: files, limits: { requestHeadersTimeoutMs: '2s', streamIdleTimeoutMs: 0 } }).limits).toMatchObject({ requestHeadersTimeoutMs: 2000, streamIdleTimeoutMs: 0 });
+    expect(problem({ tls: files, limits: { idleConnectionTimeoutMs: 'soon' } })).toContain('limits.idleConnectionTimeoutMs');
+    expect(problem({ tls: files, limits: { maxConnectionsPerListener: 0 } })).toContain('limits.maxConnectionsPerListener');
+    expect(problem({ tls: files, limits: { prematureResets: { totalStreamCount: 1 } } })).toContain('limits.prematureResets.totalStreamCount');
+    expect(problem({ tls: files, limits: { peerKeepalive: { every: '1s' } } })).toContain('limits.peerKeepalive.every');
   });
 });

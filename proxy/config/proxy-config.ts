@@ -21,6 +21,12 @@ import {
  */
 export interface ListenerAddress {
   readonly address: string;
+  /**
+   * The IPv6 address bound on the same port ('' = none): `::` inbound and `::1` outbound
+   * by default, so a dual-stack or IPv6 pod is served on both families (docs/configuration.md).
+   * Skipped, with a warning, on a host without IPv6.
+   */
+  readonly ipv6Address: string;
   readonly port: number;
 }
 
@@ -91,7 +97,7 @@ export interface ProxyConfig {
     /** Server-speaks-first ports: never wait for the client's first bytes. */
     readonly opaquePorts: readonly number[];
   };
-  readonly limits: { readonly maxHeaderBytes: number; readonly maxConcurrentStreams: number };
+  readonly limits: ProxyLimits;
   readonly shutdown: { readonly gracePeriodMs: number };
   readonly log: { readonly level: 'debug' | 'info' | 'warn' | 'error' };
   readonly discovery: {
@@ -114,14 +120,41 @@ export interface ProxyConfig {
   readonly upstreams: readonly UpstreamConfig[];
 }
 
+/**
+ * Abuse limits on every listener (Envoy-like defaults; docs/security.md). A timeout of 0
+ * turns it off.
+ */
+export interface ProxyLimits {
+  readonly maxHeaderBytes: number;
+  readonly maxConcurrentStreams: number;
+  /** A request's head must arrive within this (HTTP/1.1: each request; HTTP/2: the connection's first stream). Envoy request_headers_timeout. */
+  readonly requestHeadersTimeoutMs: number;
+  /** A connection with no request in flight for this long is closed (Envoy idle_timeout, 1 h). */
+  readonly idleConnectionTimeoutMs: number;
+  /** A request/stream on which no byte moves either way for this long is reset (Envoy stream_idle_timeout, 5 min). */
+  readonly streamIdleTimeoutMs: number;
+  /** Open connections per listener; more are refused at accept (Envoy max_downstream_connections). */
+  readonly maxConnectionsPerListener: number;
+  /**
+   * HTTP/2 rapid reset (CVE-2023-44487) on the outbound listener, as Envoy's
+   * overload.premature_reset_total_stream_count / premature_reset_min_stream_lifetime_seconds:
+   * a connection whose streams are reset early too often gets GOAWAY and is closed.
+   */
+  readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number };
+  /** Concurrent HTTP/2 streams one caller (peer identity) may hold to the local app. */
+  readonly maxStreamsPerCaller: number;
+  /** HTTP/2 PING on sessions to peers: a session that does not answer within timeoutMs is destroyed. */
+  readonly peerKeepalive: { readonly intervalMs: number; readonly timeoutMs: number };
+}
+
 /** The TLS files when the config uses them, else null (identity.certify). */
 export function tlsFilesOf(c: ProxyConfig): TlsFiles | null {
   const t = c.tls;
   return t.certFile !== undefined ? { certFile: t.certFile, keyFile: t.keyFile!, trustBundleFile: t.trustBundleFile! } : null;
 }
 
-const listener = (address: string, p: number): Parser<ListenerAddress> =>
-  obj({ address: str({ default: address }), port: port(p) });
+const listener = (address: string, ipv6Address: string, p: number): Parser<ListenerAddress> =>
+  obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/ }), port: port(p) });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
@@ -167,9 +200,9 @@ const shape = obj({
   }),
   tls: optional(obj({ certFile: str(), keyFile: str(), trustBundleFile: str() })),
   listeners: obj({
-    outbound: listener('127.0.0.1', 15001),
-    inbound: listener('0.0.0.0', 15006),
-    admin: listener('127.0.0.1', 15000),
+    outbound: listener('127.0.0.1', '::1', 15001),
+    inbound: listener('0.0.0.0', '::', 15006),
+    admin: listener('127.0.0.1', '', 15000),
   }),
   app: obj({ address: str({ default: '127.0.0.1' }) }),
   protocol: obj({
@@ -179,6 +212,16 @@ const shape = obj({
   limits: obj({
     maxHeaderBytes: num({ int: true, min: 1024, max: 1 << 20, default: 16 * 1024 }),
     maxConcurrentStreams: num({ int: true, min: 1, default: 1000 }),
+    requestHeadersTimeoutMs: duration(10_000),
+    idleConnectionTimeoutMs: duration(3_600_000),
+    streamIdleTimeoutMs: duration(300_000),
+    maxConnectionsPerListener: num({ int: true, min: 1, default: 4096 }),
+    prematureResets: obj({
+      totalStreamCount: num({ int: true, min: 2, default: 500 }),
+      minStreamLifetimeMs: duration(1000),
+    }),
+    maxStreamsPerCaller: num({ int: true, min: 1, default: 100 }),
+    peerKeepalive: obj({ intervalMs: duration(10_000), timeoutMs: duration(5_000) }),
   }),
   shutdown: obj({ gracePeriodMs: duration(30_000) }),
   log: obj({ level: literal(['debug', 'info', 'warn', 'error'] as const, 'info') }),

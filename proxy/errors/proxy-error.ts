@@ -29,6 +29,7 @@ export const ERROR_TABLE = {
   RETRY_BUDGET: { http: 503, grpc: 14, flag: 'URX', msg: 'retry budget exhausted' },
   // bad input and policy
   BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, flag: 'DPE', msg: 'malformed request' },
+  HEADERS_TIMEOUT: { http: 408, grpc: 4 /* DEADLINE_EXCEEDED */, flag: 'DPE', msg: 'request headers did not arrive in time' },
   HEADERS_TOO_LARGE: { http: 431, grpc: 8 /* RESOURCE_EXHAUSTED */, flag: 'DPE', msg: 'request headers exceed the limit' },
   // RFC 9112 section 6.1: a transfer coding the proxy does not implement (anything but chunked).
   NOT_IMPLEMENTED: { http: 501, grpc: 12 /* UNIMPLEMENTED */, flag: 'DPE', msg: 'the request uses a transfer coding the proxy does not implement' },

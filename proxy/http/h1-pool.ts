@@ -253,8 +253,13 @@ class Conn {
   close(err: unknown): void {
     if (this.dead) return;
     this.dead = true;
-    this.socket.destroy();
     const ex = this.ex;
+    // Closing in the middle of sending a request body: reset (RST), not FIN. A FIN queues
+    // behind request bytes the kernel still holds for an app that stopped reading, so the
+    // app's end would stay ESTABLISHED, its request never cancelled, until TCP gives up
+    // (issue 11, item 3).
+    if (ex !== null && !ex.sent && ex.req.body !== null && !this.socket.destroyed && !this.socket.connecting) this.socket.resetAndDestroy();
+    else this.socket.destroy();
     this.ex = null;
     this.origin.closed(this);
     if (!ex) return;

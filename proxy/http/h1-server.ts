@@ -17,15 +17,47 @@ export interface H1ServerOptions {
   readonly origDstOf?: (socket: import('node:net').Socket) => { address: string; port: number } | undefined;
   readonly identityOf?: (socket: Socket) => string;
   readonly onClientError?: (code: string) => void;
+  /** Each request's head must arrive within this (0: off). Envoy request_headers_timeout. */
+  readonly headersTimeoutMs?: number;
+  /** A kept-alive connection with no request for this long is closed (0: off). */
+  readonly idleTimeoutMs?: number;
+  /** A request on whose connection no byte moves either way for this long is cut (0: off). */
+  readonly streamIdleTimeoutMs?: number;
+  readonly onLimit?: (limit: 'request-headers-timeout' | 'idle-connection-timeout' | 'stream-idle-timeout') => void;
 }
+
+/** Node checks header deadlines on an interval: often enough that a 10 s timeout fires within about 10 % of it. */
+const checkEvery = (ms: number): number => Math.min(30_000, Math.max(50, Math.floor(ms / 10)));
 
 /**
  * An HTTP/1.1 server that turns each request into a ProxyRequest for the listener's
  * layers. It never listens itself: detected connections are handed to it.
  */
 export function createH1Server(opts: H1ServerOptions): Server {
-  const server = createServer({ maxHeaderSize: opts.maxHeaderBytes, requestTimeout: 0, keepAliveTimeout: 60_000, shouldUpgradeCallback: wantsUpgrade }, (req, res) => {
-    void handle(opts, req, res);
+  const headersTimeout = opts.headersTimeoutMs ?? 0;
+  // requestTimeout stays 0 (a request may stream for as long as it moves); headersTimeout
+  // is Node's per-request header deadline, answered with 408 through 'clientError'.
+  const server = createServer(
+    {
+      maxHeaderSize: opts.maxHeaderBytes,
+      requestTimeout: 0,
+      headersTimeout,
+      keepAliveTimeout: opts.idleTimeoutMs ?? 60_000,
+      shouldUpgradeCallback: wantsUpgrade,
+      connectionsCheckingInterval: checkEvery(headersTimeout),
+    },
+    (req, res) => {
+      void handle(opts, req, res);
+    },
+  );
+  // The server never listens (detected connections are handed to it), but Node only
+  // starts checking header deadlines once a server is listening: start it here.
+  if (headersTimeout > 0) server.emit('listening');
+  server.on('timeout', (socket: Socket) => {
+    // A request in flight on which nothing moved (Node's socket inactivity timer, set per
+    // request in handle()), or a kept-alive connection idle past keepAliveTimeout.
+    opts.onLimit?.((socket as Socket & { _httpMessage?: unknown })._httpMessage ? 'stream-idle-timeout' : 'idle-connection-timeout');
+    socket.destroy();
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     opts.onClientError?.(err.code ?? 'unknown');
@@ -33,11 +65,15 @@ export function createH1Server(opts: H1ServerOptions): Server {
       socket.destroy();
       return;
     }
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timedOut) opts.onLimit?.('request-headers-timeout');
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const e = new ProxyError(tooLarge ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST', tooLarge ? `limit is ${opts.maxHeaderBytes} bytes` : err.code);
+    const e = timedOut
+      ? new ProxyError('HEADERS_TIMEOUT', `after ${headersTimeout} ms`)
+      : new ProxyError(tooLarge ? 'HEADERS_TOO_LARGE' : 'BAD_REQUEST', tooLarge ? `limit is ${opts.maxHeaderBytes} bytes` : err.code);
     const body = `${e.message}\n`;
     socket.end(
-      `HTTP/1.1 ${e.httpStatus} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      `HTTP/1.1 ${e.httpStatus} ${timedOut ? 'Request Timeout' : tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
         `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
         `wren-proxy-error: ${e.label}\r\nconnection: close\r\n\r\n${body}`,
     );
@@ -86,6 +122,9 @@ function wantsUpgrade(req: IncomingMessage): boolean {
 
 function proxyRequestOf(opts: H1ServerOptions, req: IncomingMessage, hasBody: boolean, signal: AbortSignal, upgrade: string | undefined): ProxyRequest {
   const socket = req.socket;
+  // Stream idle timeout: Node resets a kept-alive socket's timer to 0 when the next
+  // request starts, so it is set per request (after the response, keepAliveTimeout takes over).
+  if (opts.streamIdleTimeoutMs) socket.setTimeout(opts.streamIdleTimeoutMs);
   const headers = cleanHeaders(req.headers);
   // Node's server has already answered `Expect: 100-continue` with a 100 (there is no
   // checkContinue listener; other expectations got a 417), as Envoy does by default

@@ -44,6 +44,11 @@ function headerListSize(raw: readonly string[]): number {
 /** Turns each HTTP/2 stream into a ProxyRequest for the listener's layers. */
 export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H2HandlerOptions): void {
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    // Already reset by the client (HEADERS and RST_STREAM in the same read, as an HTTP/2
+    // rapid-reset attack sends them; Node emits 'stream' after the whole read is
+    // processed): nothing to answer, and nothing is relayed to the upstream, whose own
+    // reset budget would otherwise be spent on our behalf. The session guard counts it.
+    if (stream.closed || stream.destroyed) return void stream.on('error', ignore);
     if (opts.maxHeaderBytes !== undefined && rawHeaders && headerListSize(rawHeaders) > opts.maxHeaderBytes) {
       tooLarge(stream, opts.maxHeaderBytes, headers);
       return;

@@ -20,15 +20,32 @@ import { PlaintextInbound } from './plaintext-inbound.js';
 import { plaintextRequest } from './plaintext-request.js';
 import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
-import { listen } from '../../common/listen.js';
+import { listenDualStack } from '../net/listen-dual-stack.js';
+import type { ProxyLimits } from '../config/proxy-config.js';
+import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+
+/**
+ * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
+ * streams in a burst or 33 a second after it (its CVE-2023-44487 guard). A peer sidecar
+ * relays the cancellations of every caller in its pod on one session, so at nghttp2's
+ * defaults ordinary gRPC cancellations, or one abusive app, would cost every caller that
+ * shared session. The outbound side enforces the premature-reset budget per app
+ * connection; here the session-wide guard is kept only as a far looser backstop.
+ */
+const PEER_RESET_BURST = 20_000;
+const PEER_RESET_RATE = 2_000;
 
 export interface InboundDeps {
   readonly address: string;
+  /** Also bound for IPv6 on the same port when set (proxy/net/listen-dual-stack.ts). */
+  readonly ipv6Address?: string;
   readonly port: number;
   readonly appAddress: string;
   readonly reservedPorts: ReadonlySet<number>;
   readonly maxHeaderBytes: number;
   readonly maxConcurrentStreams: number;
+  /** Timeouts and the connection cap (docs/security.md). */
+  readonly limits: ProxyLimits;
   readonly tls: TlsIdentity;
   /** Inbound stack for mTLS requests. */
   readonly http: HttpService;
@@ -80,13 +97,21 @@ export class InboundListener {
       maxHeaderListPairs: 512,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20, enableConnectProtocol: true },
+      streamResetBurst: PEER_RESET_BURST,
+      streamResetRate: PEER_RESET_RATE,
     });
     d.tls.onRotate(() => this.secure.setSecureContext(d.tls.contextOptions));
+    const L = d.limits;
+    const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
     this.secure.on('session', (s) => {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', (e) => d.logger.debug('inbound session error', { error: e }));
       s.on('connect', () => s.setLocalWindowSize(16 << 20));
+      guardH2Session(s, {
+        clock: d.clock, onLimit, prematureResets: null,
+        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+      });
     });
     this.secure.on('tlsClientError', (err) => {
       d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'tls-handshake' });
@@ -119,10 +144,15 @@ export class InboundListener {
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.server, this.d.port, this.d.address);
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
   }
 
   private async accept(socket: Socket): Promise<void> {
+    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
+      this.d.metrics.limits.inc({ direction: 'inbound', limit: 'max-connections' });
+      socket.destroy();
+      return;
+    }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));

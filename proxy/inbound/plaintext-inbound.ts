@@ -12,12 +12,15 @@ import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { tunnelToApp } from './app-tunnel.js';
 import { parseTargetPort } from './target-port.js';
+import type { ProxyLimits } from '../config/proxy-config.js';
+import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 
 export interface PlaintextInboundDeps {
   readonly appAddress: string;
   readonly reservedPorts: ReadonlySet<number>;
   readonly maxHeaderBytes: number;
   readonly maxConcurrentStreams: number;
+  readonly limits: ProxyLimits;
   /** The plaintext inbound stack (inboundStack with `plaintext: true`). */
   readonly http: HttpService;
   readonly policy: () => CompiledInboundPolicy;
@@ -54,7 +57,12 @@ export class PlaintextInbound {
   constructor(private readonly d: PlaintextInboundDeps) {
     const origDstOf = (s: object) => this.dsts.get(s);
     // HTTP/1.1 upgrades go through the plaintext inbound layers like any request (h1-upgrade-server.ts).
-    this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '' });
+    const L = d.limits;
+    const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
+    this.h1 = createH1Server({
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+    });
     this.h1.on('request', (_req, res) => {
       d.track(1);
       res.once('close', () => d.track(-1));
@@ -70,6 +78,11 @@ export class PlaintextInbound {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', (e) => d.logger.debug('plaintext inbound session error', { error: e }));
+      // Unauthenticated callers: the same rapid-reset budget as the outbound listener's.
+      guardH2Session(s, {
+        clock: d.clock, onLimit, prematureResets: L.prematureResets,
+        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+      });
     });
     this.h2.on('stream', (stream) => {
       d.track(1);

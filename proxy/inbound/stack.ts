@@ -23,6 +23,8 @@ export interface InboundStackDeps {
   readonly agent: Agent;
   readonly reservedPorts: ReadonlySet<number>;
   readonly selfIdentity: () => string;
+  /** Requests one caller may have open to the app (limits.maxStreamsPerCaller). */
+  readonly maxStreamsPerCaller: number;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -52,6 +54,9 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       forwardedFor(),
       clientIdentity(d.selfIdentity),
     ],
-    deliverToApp(d.appAddress, d.appSessions, d.agent),
+    deliverToApp(d.appAddress, d.appSessions, d.agent, {
+      maxStreamsPerCaller: d.maxStreamsPerCaller,
+      onLimit: () => d.metrics.limits.inc({ direction: 'inbound', limit: 'max-streams-per-caller' }),
+    }),
   );
 }

@@ -1,4 +1,4 @@
-import { applyIptables, binaries, cleanupIptables, type Exec } from './iptables.js';
+import { applyIptables, binaries, cleanupIptables, podHasIpv6, type Exec } from './iptables.js';
 import { DEFAULT_INTERCEPT } from './iptables-rules.js';
 
 /**
@@ -69,4 +69,18 @@ test('a failing iptables surfaces its stderr', async () => {
 test('binary names per mode and family', () => {
   expect(binaries('auto', 4)).toEqual({ iptables: 'iptables', save: 'iptables-save', restore: 'iptables-restore' });
   expect(binaries('legacy', 6)).toEqual({ iptables: 'ip6tables-legacy', save: 'ip6tables-legacy-save', restore: 'ip6tables-legacy-restore' });
+});
+
+test('podHasIpv6: a global or ULA address on a non-lo interface counts; ::1, link-local and a kernel without IPv6 do not', async () => {
+  // /proc/net/if_inet6: address, ifindex, prefix length, scope (00 global, 10 host, 20 link), flags, interface.
+  const file = (lines: string[]): Exec => async (cmd, args) => {
+    expect([cmd, ...args]).toEqual(['cat', '/proc/net/if_inet6']);
+    return { code: 0, stdout: lines.join('\n') + '\n', stderr: '' };
+  };
+  const lo = '00000000000000000000000000000001 01 80 10 80       lo';
+  const link = 'fe80000000000000a8b1c2fffed3e4f5 02 40 20 80     eth0';
+  const ula = 'fd000077000000000000000000000003 02 40 00 80     eth0';
+  expect(await podHasIpv6(file([lo, link]))).toBe(false);
+  expect(await podHasIpv6(file([lo, link, ula]))).toBe(true);
+  expect(await podHasIpv6(async () => ({ code: 1, stdout: '', stderr: 'cat: /proc/net/if_inet6: No such file or directory' }))).toBe(false);
 });

@@ -121,3 +121,25 @@ export async function cleanupIptables(a: ApplyOptions = {}): Promise<NatState> {
       await must(exec, bin.iptables, ['-t', 'nat', ...ruleArgs(line)]);
   return readNatState({ ...a, exec });
 }
+
+/**
+ * Whether the pod has an IPv6 address of its own: a global-scope (scope 0x00, ULAs
+ * included) address on an interface other than lo, read from /proc/net/if_inet6 of the
+ * namespace `exec` runs in (columns: address, ifindex, prefix length, scope, flags, name;
+ * proc(5)). The file is absent when the kernel has IPv6 disabled. Like istio-iptables,
+ * which programs ip6tables when the pod's own address is IPv6, so an IPv4-only pod never
+ * needs the ip6tables nat table.
+ */
+export async function podHasIpv6(exec: Exec = createExec()): Promise<boolean> {
+  let r: ExecResult;
+  try {
+    r = await exec('cat', ['/proc/net/if_inet6']);
+  } catch {
+    return false;
+  }
+  if (r.code !== 0) return false;
+  return r.stdout.split('\n').some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f.length >= 6 && f[3] === '00' && f[5] !== 'lo';
+  });
+}

@@ -23,6 +23,8 @@ export class ProxyMetrics {
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
+  /** A connection or stream limit fired (docs/security.md): timeouts, caps, rapid-reset budget, peer keepalive. */
+  readonly limits: Counter<'direction' | 'limit'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -53,6 +55,12 @@ export class ProxyMetrics {
       name: 'wren_inbound_health_checks_total',
       help: 'Active health checks received from peer sidecars over mTLS (kept out of istio_requests_total / istio_tcp_*), by kind and response code',
       labelNames: ['kind', 'response_code'],
+      registers,
+    });
+    this.limits = new Counter({
+      name: 'wren_limit_exceeded_total',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout)',
+      labelNames: ['direction', 'limit'],
       registers,
     });
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);

@@ -17,14 +17,20 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
 import type { ClusterHandle, ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
-import { listen } from '../../common/listen.js';
+import { listenDualStack } from '../net/listen-dual-stack.js';
+import type { ProxyLimits } from '../config/proxy-config.js';
+import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 
 export interface OutboundDeps {
   readonly address: string;
+  /** Also bound for IPv6 on the same port when set (proxy/net/listen-dual-stack.ts). */
+  readonly ipv6Address?: string;
   readonly port: number;
   readonly detectTimeoutMs: number;
   readonly opaquePorts: ReadonlySet<number>;
   readonly maxHeaderBytes: number;
+  /** Timeouts, the connection cap and the rapid-reset budget (docs/security.md). */
+  readonly limits: ProxyLimits;
   readonly http: HttpService;
   readonly routes: () => RouteTable;
   readonly clusters: () => ClusterSet;
@@ -51,14 +57,24 @@ export class OutboundListener {
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
+    const L = d.limits;
+    const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
-    this.h1 = createH1Server({ service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf });
+    this.h1 = createH1Server({
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+    });
     this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
-    this.h2.on('session', (s) => s.on('connect', () => s.setLocalWindowSize(16 << 20)));
-    // Requests see the session's socket, a Proxy around the accepted one (node:http2), so
-    // the destination is filed under it too; the session is created synchronously by
-    // emit('connection') in serve(), which sets h2Dst for just that call.
     this.h2.on('session', (s) => {
+      s.on('connect', () => s.setLocalWindowSize(16 << 20));
+      // The app is the untrusted side here: its connections carry the rapid-reset budget.
+      guardH2Session(s, {
+        clock: d.clock, onLimit, prematureResets: L.prematureResets,
+        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+      });
+      // Requests see the session's socket, a Proxy around the accepted one (node:http2), so
+      // the destination is filed under it too; the session is created synchronously by
+      // emit('connection') in serve(), which sets h2Dst for just that call.
       if (this.h2Dst) this.origDsts.set(s.socket as Socket, this.h2Dst);
     });
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
@@ -69,11 +85,11 @@ export class OutboundListener {
   }
 
   listen(): Promise<AddressInfo> {
-    return listen(this.server, this.d.port, this.d.address);
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
   }
 
   private async accept(socket: Socket): Promise<void> {
-    this.track(socket);
+    if (!this.track(socket)) return;
     const dst = (this.d.originalDst ?? originalDst)(socket);
     if (dst) this.origDsts.set(socket, dst);
     const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
@@ -93,15 +109,22 @@ export class OutboundListener {
    * opaque-port list.
    */
   async acceptUpstream(socket: Socket, upstream: Destination, protocol: Protocol | undefined): Promise<void> {
-    this.track(socket);
+    if (!this.track(socket)) return;
     this.origDsts.set(socket, upstream);
     await this.serve(socket, this.d.routes().byDestination(upstream), upstream, protocol);
   }
 
-  private track(socket: Socket): void {
+  /** Counts the connection against the listener's cap (Envoy's per-listener max connections); false: refused and closed. */
+  private track(socket: Socket): boolean {
+    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
+      this.d.metrics.limits.inc({ direction: 'outbound', limit: 'max-connections' });
+      socket.destroy();
+      return false;
+    }
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', (e) => this.d.logger.debug('outbound client socket error', { error: e }));
+    return true;
   }
 
   /** Opaque port or declared protocol, else detection; then the HTTP servers or a TCP tunnel. */

@@ -1,6 +1,6 @@
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIPv6, connect as netConnect, type Socket } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import type { Endpoint } from '../../contract/model.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
@@ -8,12 +8,20 @@ import { spiffeIdOf } from '../tls/peer-identity.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
+import { systemClock, type Clock, type Timer } from '../../common/clock.js';
 
 export interface PeerPoolOptions {
   readonly tls: TlsIdentity;
   readonly connectTimeoutMs: number;
   readonly logger: Logger;
   readonly onConnection?: (kind: 'mtls' | 'plaintext') => void;
+  /** HTTP/2 PING every intervalMs; a session that does not answer within timeoutMs is destroyed (0: off). */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
+  /** A keepalive timeout fired. */
+  readonly onKeepaliveTimeout?: () => void;
+  /** How long close() lets in-flight streams finish before destroying the sessions (default 1 s). */
+  readonly closeGraceMs?: number;
+  readonly clock?: Clock;
 }
 
 /**
@@ -27,8 +35,10 @@ export class PeerPool {
   /** The session each pooled promise resolved to, so the hot path can skip awaiting it. */
   private readonly resolved = new WeakMap<Promise<ClientHttp2Session>, ClientHttp2Session>();
   private closed = false;
+  private readonly clock: Clock;
 
   constructor(private readonly opts: PeerPoolOptions) {
+    this.clock = opts.clock ?? systemClock;
     // After a certificate rotation new requests must present the new certificate: retire
     // the pooled sessions gracefully (GOAWAY; their in-flight streams finish on the old
     // one) so the next request opens a session with the new context.
@@ -70,6 +80,14 @@ export class PeerPool {
           sess.on('close', drop);
           sess.on('goaway', drop);
           sess.on('error', drop);
+          // Never keep a session marked open with no socket behind it (issue 11, item 1):
+          // Node only closes the streams of a session whose socket closed, with RST_STREAM
+          // frames that can never be written, so it would stay "open" with its queue.
+          sess.socket.once('close', () => {
+            drop();
+            if (!sess.destroyed) sess.destroy();
+          });
+          this.keepalive(sess, drop);
         },
         () => {
           if (this.sessions.get(key) === s) this.sessions.delete(key);
@@ -93,6 +111,41 @@ export class PeerPool {
    */
   probeSession(t: { readonly address: string; readonly port: number; readonly proxyPort: number; readonly identity: string }, connectTimeoutMs: number): Promise<ClientHttp2Session> {
     return this.get({ address: t.address, port: t.port, proxyPort: t.proxyPort, identity: t.identity, weight: 1, zone: '', ready: true }, connectTimeoutMs);
+  }
+
+  /**
+   * HTTP/2 PING on an interval (Linkerd and gRPC keepalive): a peer that stops answering
+   * (a silently dropped connection, a wedged peer) is found within interval + timeout,
+   * and its session destroyed so the next request opens a new one.
+   */
+  private keepalive(sess: ClientHttp2Session, drop: () => void): void {
+    const ka = this.opts.keepalive;
+    if (!ka || ka.intervalMs <= 0 || ka.timeoutMs <= 0) return;
+    let timer: Timer | null = null;
+    const schedule = () => {
+      timer = this.clock.setTimeout(ping, ka.intervalMs);
+      timer.unref?.();
+    };
+    const ping = () => {
+      if (sess.destroyed || sess.closed) return;
+      let answered = false;
+      const deadline = this.clock.setTimeout(() => {
+        if (answered || sess.destroyed) return;
+        this.opts.onKeepaliveTimeout?.();
+        this.opts.logger.warn('peer session did not answer a PING; closing it', { code: 'PEER_KEEPALIVE_TIMEOUT', timeoutMs: ka.timeoutMs });
+        drop();
+        sess.destroy();
+      }, ka.timeoutMs);
+      deadline.unref?.();
+      const sent = sess.ping((err) => {
+        answered = true;
+        this.clock.clearTimeout(deadline);
+        if (!err) schedule();
+      });
+      if (!sent) this.clock.clearTimeout(deadline);
+    };
+    sess.once('close', () => timer && this.clock.clearTimeout(timer));
+    schedule();
   }
 
   /**
@@ -147,7 +200,8 @@ export class PeerPool {
         socket.removeListener('error', fail);
         socket.setNoDelay(true);
         this.opts.onConnection?.(kind);
-        const session = h2connect(`${identity !== null ? 'https' : 'http'}://${host}:${port}`, {
+        // An IPv6 literal goes in brackets in a URL (RFC 3986 section 3.2.2).
+        const session = h2connect(`${identity !== null ? 'https' : 'http'}://${isIPv6(host) ? `[${host}]` : host}:${port}`, {
           createConnection: () => socket,
           settings: { enablePush: false, initialWindowSize: 1 << 20 },
         });
@@ -160,10 +214,18 @@ export class PeerPool {
     });
   }
 
-  /** Graceful: GOAWAY to every peer; in-flight streams finish. */
+  /**
+   * GOAWAY to every peer; in-flight streams get closeGraceMs to finish, then every session
+   * is destroyed, so shutdown never waits on (or spins flushing) a wedged session.
+   */
   close(): void {
     this.closed = true;
+    const all = [...this.sessions.values()];
     this.retireAll();
+    const t = this.clock.setTimeout(() => {
+      for (const s of all) s.then((x) => x.destroyed || x.destroy(), () => undefined);
+    }, this.opts.closeGraceMs ?? 1000);
+    t.unref?.();
   }
 
   get size(): number {

@@ -52,7 +52,7 @@ console.log('ready');
 
 /**
  * The mesh-unaware client: plain sockets to an IP and port, nothing else. argv: target
- * pod IP, ClusterIP, markers JSON; prints one JSON line with every call's outcome.
+ * pod IP, ClusterIP, markers JSON, target pod IPv6 address; prints one JSON line with every call's outcome.
  */
 export const clientAppSource = (root: string, proto: string): string => `
 import { request } from 'node:http';
@@ -61,7 +61,7 @@ import { createRequire } from 'node:module';
 const require = createRequire(${JSON.stringify(join(root, 'package.json'))});
 const grpc = require('@grpc/grpc-js');
 const loader = require('@grpc/proto-loader');
-const [, , target, vip, marksJson] = process.argv;
+const [, , target, vip, marksJson, target6] = process.argv;
 const m = JSON.parse(marksJson);
 const parse = (t) => { try { return JSON.parse(t); } catch { return t; } };
 const http = (host, port, marker, body) => new Promise((resolve) => {
@@ -97,5 +97,8 @@ out.vip = await http(vip, 80, m.vip, m.vip);
 out.grpc = await grpcCall(target, 9090, m.grpc);
 out.tcp = await tcp(target, 7070, m.tcp);
 out.control = await tcp(target, 7171, m.control);
+// The same pod over IPv6: the client's sidecar gets it on [::1]:15001, the web sidecar on [::]:15006.
+out.http6 = await http(target6, 8080, m.http6, m.http6);
+out.tcp6 = await tcp(target6, 7070, m.tcp6);
 console.log(JSON.stringify(out));
 `;

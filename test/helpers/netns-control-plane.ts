@@ -19,6 +19,8 @@ export interface ServiceSpec {
   readonly clusterIP: string;
   readonly pod: string;
   readonly podIP: string;
+  /** Dual-stack pod: its IPv6 address, in an EndpointSlice of its own (addressType IPv6), as the EndpointSlice controller writes one per family. */
+  readonly podIP6?: string;
   /** Named ports; the name gives the protocol (Istio's convention: http, grpc, tcp). */
   readonly ports: readonly { readonly name: string; readonly port: number; readonly targetPort: number }[];
 }
@@ -79,14 +81,14 @@ function serviceManifests(namespace: string, s: ServiceSpec): object[] {
       metadata: { name: s.name, namespace, labels: { app: s.name } },
       spec: { type: 'ClusterIP', clusterIP: s.clusterIP, clusterIPs: [s.clusterIP], selector: { app: s.name }, ports: s.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort, protocol: 'TCP' })) },
     },
-    {
+    ...([['IPv4', s.podIP, 'x7k2p'], ['IPv6', s.podIP6, 'q9m4z']] as const).filter(([, ip]) => ip).map(([addressType, ip, suffix]) => ({
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
-      metadata: { name: `${s.name}-x7k2p`, namespace, labels: { 'kubernetes.io/service-name': s.name, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
-      addressType: 'IPv4',
+      metadata: { name: `${s.name}-${suffix}`, namespace, labels: { 'kubernetes.io/service-name': s.name, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+      addressType,
       ports: s.ports.map((p) => ({ name: p.name, port: p.targetPort, protocol: 'TCP' })),
-      endpoints: [{ addresses: [s.podIP], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', namespace, name: s.pod } }],
-    },
+      endpoints: [{ addresses: [ip], conditions: { ready: true, serving: true, terminating: false }, targetRef: { kind: 'Pod', namespace, name: s.pod } }],
+    })),
   ];
 }
 
@@ -117,7 +119,8 @@ export async function startMeshControlPlane(lab: NetnsLab, o: ControlPlaneOption
     '--write-trust-bundle', trustBundleFile,
   ]);
   // Written once gRPC is listening (control-plane/main.ts), so it doubles as the readiness signal.
-  await until(`${trustBundleFile}`, () => existsSync(trustBundleFile), proc, 15_000);
+  // Generous: on a loaded shared machine a cold start (CA key, gRPC) has taken over 15 s.
+  await until(`${trustBundleFile}`, () => existsSync(trustBundleFile), proc, 45_000);
   const trustBundlePem = readFileSync(trustBundleFile, 'utf8');
   const metrics = async () => {
     const [r] = await lab.httpGet(o.ns, ['http://127.0.0.1:15014/metrics']);
@@ -129,7 +132,7 @@ export async function startMeshControlPlane(lab: NetnsLab, o: ControlPlaneOption
     async addPods(pods, endpoints) {
       writeManifests(meshDir, 'pods.yaml', pods);
       // Endpoints of pods it does not know yet are held back (translate.ts): they count once the Pods are in.
-      await until(`${endpoints} endpoints`, async () => (await metrics()).get('wren_cp_endpoints') === endpoints, proc, 10_000);
+      await until(`${endpoints} endpoints`, async () => (await metrics()).get('wren_cp_endpoints') === endpoints, proc, 30_000);
     },
   };
 }

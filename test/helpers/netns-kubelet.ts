@@ -17,9 +17,9 @@ export function containerOf(pod: V1Pod, name: string): V1Container {
   return c;
 }
 
-/** The pod as the API server holds it once scheduled and started: status.podIP and phase set. */
-export function scheduled(pod: V1Pod, podIP: string): V1Pod {
-  return { ...pod, status: { phase: 'Running', podIP, podIPs: [{ ip: podIP }] } };
+/** The pod as the API server holds it once scheduled and started: status.podIP(s) and phase set (dual-stack: IPv4 first). */
+export function scheduled(pod: V1Pod, podIP: string, podIP6?: string): V1Pod {
+  return { ...pod, status: { phase: 'Running', podIP, podIPs: [{ ip: podIP }, ...(podIP6 ? [{ ip: podIP6 }] : [])] } };
 }
 
 /** `metadata.name`, `status.podIP`, `metadata.labels['app']`: the downward API's field paths. */

@@ -6,6 +6,7 @@
  * at exactly what crossed the wire.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { SocketAddress } from 'node:net';
 
 export interface TcpSegment {
   readonly src: string;
@@ -50,29 +51,48 @@ export function parsePcap(buf: Buffer): { linkType: number; frames: Buffer[] } {
   return { linkType, frames };
 }
 
-/** IPv4 TCP segments in the frames (other protocols are skipped). */
+/** The text form of an IPv6 address (RFC 5952, as the kernel prints it). */
+const ipv6Text = (b: Buffer): string => new SocketAddress({ address: [0, 2, 4, 6, 8, 10, 12, 14].map((i) => b.readUInt16BE(i).toString(16)).join(':'), family: 'ipv6' }).address;
+
+/**
+ * TCP segments over IPv4 and IPv6 in the frames (other protocols are skipped; IPv6
+ * extension headers too: TCP must be the fixed header's next header, RFC 8200 section 3).
+ */
 export function tcpSegments(frames: readonly Buffer[], linkType: number): TcpSegment[] {
   const out: TcpSegment[] = [];
   for (const f of frames) {
     let ip: number;
+    let type: number;
     if (linkType === LINKTYPE_ETHERNET) {
-      if (f.length < 14 || f.readUInt16BE(12) !== 0x0800) continue;
-      ip = 14;
+      if (f.length < 14) continue;
+      [ip, type] = [14, f.readUInt16BE(12)];
     } else if (linkType === LINKTYPE_LINUX_SLL) {
-      if (f.length < 16 || f.readUInt16BE(14) !== 0x0800) continue;
-      ip = 16;
+      if (f.length < 16) continue;
+      [ip, type] = [16, f.readUInt16BE(14)];
     } else throw new Error(`pcap: unsupported link type ${linkType}`);
-    if (f.length < ip + 20 || f[ip] >> 4 !== 4 || f[ip + 9] !== 6) continue;
-    const ihl = (f[ip] & 0x0f) * 4;
-    const total = f.readUInt16BE(ip + 2);
-    const tcp = ip + ihl;
+    let tcp: number;
+    let end: number;
+    let src: string;
+    let dst: string;
+    if (type === 0x0800) {
+      if (f.length < ip + 20 || f[ip] >> 4 !== 4 || f[ip + 9] !== 6) continue;
+      tcp = ip + (f[ip] & 0x0f) * 4;
+      // The IP total length, not the frame length: Ethernet pads short frames.
+      end = Math.min(f.length, ip + f.readUInt16BE(ip + 2));
+      src = [...f.subarray(ip + 12, ip + 16)].join('.');
+      dst = [...f.subarray(ip + 16, ip + 20)].join('.');
+    } else if (type === 0x86dd) {
+      if (f.length < ip + 40 || f[ip] >> 4 !== 6 || f[ip + 6] !== 6) continue;
+      tcp = ip + 40;
+      end = Math.min(f.length, tcp + f.readUInt16BE(ip + 4));
+      src = ipv6Text(f.subarray(ip + 8, ip + 24));
+      dst = ipv6Text(f.subarray(ip + 24, ip + 40));
+    } else continue;
     if (f.length < tcp + 20) continue;
     const dataOff = (f[tcp + 12] >> 4) * 4;
-    // The IP total length, not the frame length: Ethernet pads short frames.
-    const end = Math.min(f.length, ip + total);
     out.push({
-      src: [...f.subarray(ip + 12, ip + 16)].join('.'),
-      dst: [...f.subarray(ip + 16, ip + 20)].join('.'),
+      src,
+      dst,
       sport: f.readUInt16BE(tcp),
       dport: f.readUInt16BE(tcp + 2),
       seq: f.readUInt32BE(tcp + 4),

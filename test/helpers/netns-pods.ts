@@ -7,6 +7,7 @@
  *
  *   pod netns …-a (frontend-0)     bridge netns …-br             pod netns …-b (web-0)
  *   eth0 10.77.0.2/24 <--veth--> va [ br0 10.77.0.1 ] vb <--veth--> eth0 10.77.0.3/24
+ *        fd00:77::2/64                   fd00:77::1                       fd00:77::3/64
  *   app UID 1000, sidecar 2102      control plane :15010 (if any)  app UID 1001, sidecar 2102
  */
 import { randomBytes } from 'node:crypto';
@@ -17,7 +18,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
 import { injectPod } from '../../control-plane/injector/inject-pod.js';
 import type { InjectOptions } from '../../control-plane/injector/options.js';
-import { NetnsLab, inNs, netnsUnavailable, type NsProcess } from './netns.js';
+import { NETNS_TOOLS, NetnsLab, inNs, type NsProcess } from './netns.js';
 import { clientAppSource, serverAppSource } from './netns-apps.js';
 import { containerOf, scheduled } from './netns-kubelet.js';
 import { startCapture, type Capture, type TcpStream } from './netns-pcap.js';
@@ -27,7 +28,12 @@ export const WREN = join(ROOT, 'dist', 'cli', 'wren.js');
 export const NODE = process.execPath;
 const PROTO = join(ROOT, 'test', 'fixtures', 'echo.proto');
 
+/** What the pod test runs besides the namespace tools: tcpdump on the bridge, unshare + mount for the volumes. */
+export const POD_TOOLS = [...NETNS_TOOLS, 'tcpdump', 'unshare', 'mount'] as const;
+
 export const UID = { proxy: 2102, client: 1000, server: 1001 } as const;
+/** The pods are dual-stack, as in a dual-stack cluster: the IPv6 half of NET. */
+export const NET6 = { controlPlane: 'fd00:77::1', client: 'fd00:77::2', server: 'fd00:77::3' } as const;
 export const NET = { controlPlane: '10.77.0.1', client: '10.77.0.2', server: '10.77.0.3', webClusterIP: '10.77.100.10', frontendClusterIP: '10.77.100.11' } as const;
 export const TD = 'cluster.local';
 export const NAMESPACE = 'shop';
@@ -66,7 +72,7 @@ export class TwoPods {
   available = false;
   ns = { a: '', b: '', br: '' };
   dir = '';
-  readonly marks = { httpHeader: tag('h1-header'), httpBody: tag('h1-body'), vip: tag('vip'), grpc: tag('grpc'), tcp: tag('tcp'), reply: tag('reply') };
+  readonly marks = { httpHeader: tag('h1-header'), httpBody: tag('h1-body'), vip: tag('vip'), grpc: tag('grpc'), tcp: tag('tcp'), http6: tag('h1-ipv6'), tcp6: tag('tcp-ipv6'), reply: tag('reply') };
   /** Sent on purpose in plaintext to an inbound skip port: proves the capture sees plaintext at all. */
   readonly control = tag('control-passthrough');
   injected!: { client: V1Pod; server: V1Pod };
@@ -83,33 +89,28 @@ export class TwoPods {
     this.lab = new NetnsLab(prefix);
   }
 
-  /** Namespaces, links and the temp dir with the apps; false when namespaces are refused (after the loud warning). */
-  async setUp(testFile: string): Promise<boolean> {
-    const first = this.lab.add('a');
-    if (first instanceof Error) {
-      netnsUnavailable(testFile, first.message);
-      return false;
-    }
+  /** Namespaces, links and the temp dir with the apps (the file checked netnsSkipReason(POD_TOOLS) first). */
+  async setUp(): Promise<void> {
     this.available = true;
     checkBuild();
-    const ns = (this.ns = { a: first, b: this.lab.add('b') as string, br: this.lab.add('br') as string });
-    this.lab.veth({ ns: ns.a, dev: 'eth0', addrs: [`${NET.client}/24`] }, { ns: ns.br, dev: 'va' });
-    this.lab.veth({ ns: ns.b, dev: 'eth0', addrs: [`${NET.server}/24`] }, { ns: ns.br, dev: 'vb' });
+    const ns = (this.ns = { a: this.lab.add('a'), b: this.lab.add('b'), br: this.lab.add('br') });
+    this.lab.veth({ ns: ns.a, dev: 'eth0', addrs: [`${NET.client}/24`, `${NET6.client}/64`] }, { ns: ns.br, dev: 'va' });
+    this.lab.veth({ ns: ns.b, dev: 'eth0', addrs: [`${NET.server}/24`, `${NET6.server}/64`] }, { ns: ns.br, dev: 'vb' });
     this.lab.bridge(ns.br, 'br0', ['va', 'vb']);
     // The bridge's own address is where the control plane listens (a node-local stand-in for its Service).
     inNs(ns.br, ['ip', 'addr', 'add', `${NET.controlPlane}/24`, 'dev', 'br0']);
+    inNs(ns.br, ['ip', '-6', 'addr', 'add', `${NET6.controlPlane}/64`, 'dev', 'br0', 'nodad']);
     // ClusterIPs live in their own range, reachable via the pod's default route, as in a cluster.
     for (const n of [ns.a, ns.b]) inNs(n, ['ip', 'route', 'add', 'default', 'dev', 'eth0']);
     this.dir = mkdtempSync(join(tmpdir(), 'wren-pod-e2e-'));
     chmodSync(this.dir, 0o755);
     writeFileSync(join(this.dir, 'server-app.mjs'), serverAppSource(ROOT, PROTO));
     writeFileSync(join(this.dir, 'client-app.mjs'), clientAppSource(ROOT, PROTO));
-    return true;
   }
 
   /** Both pods as a user would write them, through the injector (same code as the webhook), then "scheduled" with their IPs. */
   inject(options: Partial<InjectOptions> = {}): { client: V1Pod; server: V1Pod } {
-    const one = (which: 'client' | 'server', ip: string, annotations: Record<string, string>): V1Pod => {
+    const one = (which: 'client' | 'server', ip: string, ip6: string, annotations: Record<string, string>): V1Pod => {
       const pod = {
         apiVersion: 'v1',
         kind: 'Pod',
@@ -118,9 +119,9 @@ export class TwoPods {
       } as V1Pod;
       const r = injectPod(pod, { wrenCommand: [NODE, WREN], namespaceLabels: {}, ...options });
       if (!r.injected) throw new Error(`injector did not inject ${POD[which]}: ${r.reason}`);
-      return scheduled(fjp.applyPatch(structuredClone(pod), r.patch as fjp.Operation[], true, false).newDocument, ip);
+      return scheduled(fjp.applyPatch(structuredClone(pod), r.patch as fjp.Operation[], true, false).newDocument, ip, ip6);
     };
-    return (this.injected = { client: one('client', NET.client, {}), server: one('server', NET.server, SERVER_ANNOTATIONS) });
+    return (this.injected = { client: one('client', NET.client, NET6.client, {}), server: one('server', NET.server, NET6.server, SERVER_ANNOTATIONS) });
   }
 
   /** wren-init: the injected init container's arguments, as its user (root), inside each pod. */
@@ -160,7 +161,7 @@ export class TwoPods {
 
   /** The client app's calls (UID 1000), then the capture stops. */
   async runClient(): Promise<void> {
-    const client = await this.lab.run('frontend app', this.ns.a, [NODE, join(this.dir, 'client-app.mjs'), NET.server, NET.webClusterIP, JSON.stringify({ ...this.marks, control: this.control })], {
+    const client = await this.lab.run('frontend app', this.ns.a, [NODE, join(this.dir, 'client-app.mjs'), NET.server, NET.webClusterIP, JSON.stringify({ ...this.marks, control: this.control }), NET6.server], {
       uid: UID.client,
       timeoutMs: 20_000,
     });

@@ -5,19 +5,43 @@
  * never share a namespace; `cleanup()` stops what was started and deletes the namespaces.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { describeMissing, installCommand, missing } from '../../scripts/test-prerequisites.mjs';
 
 export const sh = (args: string[]): string => execFileSync(args[0], args.slice(1), { stdio: 'pipe' }).toString();
 export const inNs = (ns: string, args: string[]): string => sh(['ip', 'netns', 'exec', ns, ...args]);
 
+/** The tools every namespace test needs (rows of scripts/test-prerequisites.mjs). */
+export const NETNS_TOOLS = ['ip', 'iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save', 'ip6tables-restore', 'setpriv'] as const;
+
 /**
- * The loud skip shared by the namespace tests: a banner, and a failure unless the
- * environment says it accepts running without namespaces (WREN_ALLOW_NO_NETNS=1).
+ * Why a namespace test cannot run here, or null when it can: decided once, when jest
+ * collects the file, so the suite is declared with `describe.skip` and counted as
+ * skipped (never as passed). Missing tools are named with the command that installs
+ * them; namespaces are probed for real (`ip netns add`), since root alone is not enough
+ * in a container without CAP_SYS_ADMIN. Any other failure of the probe throws.
  */
-export function netnsUnavailable(file: string, why: string): void {
-  const msg = `\n${'!'.repeat(78)}\n! ${file}: network namespaces are unavailable: ${why}\n! The test did NOT run. It needs root (CAP_NET_ADMIN/CAP_SYS_ADMIN).\n${'!'.repeat(78)}\n`;
-  console.warn(msg);
-  if (process.env.WREN_ALLOW_NO_NETNS !== '1') throw new Error(`${msg}Set WREN_ALLOW_NO_NETNS=1 to accept this (the tests will then pass without running).`);
+export function netnsSkipReason(file: string, tools: readonly string[]): string | null {
+  const reason = whyNot(tools);
+  // Straight to stderr: jest drops the console output of a file whose tests are all skipped.
+  if (reason) process.stderr.write(`\n${'!'.repeat(78)}\n! ${file}: SKIPPED: ${reason}\n${'!'.repeat(78)}\n`);
+  return reason;
+}
+
+function whyNot(tools: readonly string[]): string | null {
+  const gone = missing(tools);
+  if (gone.length) return `missing ${describeMissing(gone)}; \`npm test\` installs them when run as root on Debian, or run: ${installCommand(gone)}`;
+  const probe = `wren-probe-${randomBytes(4).toString('hex')}`;
+  try {
+    sh(['ip', 'netns', 'add', probe]);
+  } catch (e) {
+    const text = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
+    if (/not permitted|EPERM|permission denied/i.test(text)) return `network namespaces are unavailable (needs root with CAP_NET_ADMIN and CAP_SYS_ADMIN): ${text}`;
+    throw new Error(`ip netns add ${probe} failed: ${text}`, { cause: e });
+  }
+  sh(['ip', 'netns', 'del', probe]);
+  return null;
 }
 
 /** A process started inside a namespace; its output is kept for failure reports. */
@@ -139,19 +163,10 @@ export class NetnsLab {
   /** `prefix` should be unique per run (e.g. with a random suffix). */
   constructor(readonly prefix: string) {}
 
-  /**
-   * Creates `${prefix}-${name}` with loopback up. Returns the namespace name, or an
-   * Error (not thrown) when the kernel refuses namespaces to this user; other failures throw.
-   */
-  add(name: string): string | Error {
+  /** Creates `${prefix}-${name}` with loopback up (the caller checked netnsSkipReason first). */
+  add(name: string): string {
     const ns = `${this.prefix}-${name}`;
-    try {
-      sh(['ip', 'netns', 'add', ns]);
-    } catch (e) {
-      const text = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
-      if (/not permitted|EPERM|permission denied/i.test(text)) return new Error(text);
-      throw new Error(`ip netns add ${ns} failed (is iproute2 installed?): ${text}`, { cause: e });
-    }
+    sh(['ip', 'netns', 'add', ns]);
     this.namespaces.push(ns);
     inNs(ns, ['ip', 'link', 'set', 'lo', 'up']);
     return ns;
@@ -161,7 +176,8 @@ export class NetnsLab {
   veth(a: { ns: string; dev: string; addrs?: string[] }, b: { ns: string; dev: string; addrs?: string[] }): void {
     sh(['ip', 'link', 'add', a.dev, 'netns', a.ns, 'type', 'veth', 'peer', 'name', b.dev, 'netns', b.ns]);
     for (const end of [a, b]) {
-      for (const addr of end.addrs ?? []) inNs(end.ns, ['ip', 'addr', 'add', addr, 'dev', end.dev]);
+      // IPv6 with nodad: usable at once, without duplicate address detection's delay.
+      for (const addr of end.addrs ?? []) inNs(end.ns, addr.includes(':') ? ['ip', '-6', 'addr', 'add', addr, 'dev', end.dev, 'nodad'] : ['ip', 'addr', 'add', addr, 'dev', end.dev]);
       inNs(end.ns, ['ip', 'link', 'set', end.dev, 'up']);
     }
   }

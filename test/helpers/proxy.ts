@@ -40,7 +40,7 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
   const raw = {
     identity: { namespace: ns, serviceAccount: o.serviceAccount, trustDomain: o.pki.trustDomain },
     tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
-    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
     shutdown: { gracePeriodMs: 5000 },
     ...(o.config ?? {}),
   };

@@ -1,0 +1,153 @@
+import { constants, type Http2Session, type Http2Stream, type ServerHttp2Session } from 'node:http2';
+import type { Clock, Timer } from '../../common/clock.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = constants;
+
+/** Names of the limits as counted in `wren_limit_exceeded_total{limit}`. */
+export type LimitName =
+  | 'request-headers-timeout'
+  | 'idle-connection-timeout'
+  | 'stream-idle-timeout'
+  | 'max-connections'
+  | 'premature-resets'
+  | 'max-streams-per-caller'
+  | 'peer-keepalive-timeout';
+
+export interface H2GuardOptions {
+  readonly clock: Clock;
+  /** The connection's first stream must open within this (0: off). */
+  readonly headersTimeoutMs: number;
+  /** A session with no open stream for this long is closed (0: off). */
+  readonly idleTimeoutMs: number;
+  /** A stream on which no frame moves for this long is reset with CANCEL (0: off). */
+  readonly streamIdleTimeoutMs: number;
+  /** Rapid-reset budget (CVE-2023-44487); null: none (the inbound's sidecar peers relay many callers' cancellations). */
+  readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number } | null;
+  readonly onLimit: (limit: LimitName) => void;
+}
+
+interface Guard {
+  readonly o: H2GuardOptions;
+  /** Open streams (a Set costs one entry per stream; the guard needs them on socket loss). */
+  readonly streams: Set<Http2Stream>;
+  readonly session: ServerHttp2Session;
+  active: number;
+  /** Streams closed so far, and how many of them the client reset prematurely. */
+  closed: number;
+  premature: number;
+  timer: Timer | null;
+  sawStream: boolean;
+}
+
+const GUARDS = new WeakMap<Http2Session, Guard>();
+const STARTED = Symbol('wren.streamStartedAt');
+/** The guard rides on the stream: a destroyed stream no longer knows its session. */
+const GUARD = Symbol('wren.sessionGuard');
+type Guarded = Http2Stream & { [STARTED]?: number; [GUARD]?: Guard };
+
+/**
+ * What Node's HTTP/2 server leaves undone (issue 11, items 1, 4, 7):
+ * - a session whose socket has closed is destroyed. Node's own socket 'close' handler
+ *   only closes its streams with RST_STREAM, which can never be written to a closed
+ *   socket, so the streams (and every buffer they hold) stay forever and shutdown waits
+ *   for them;
+ * - the first stream must open within the headers timeout (a half-sent HEADERS frame
+ *   holds nothing else), a session with no open stream closes after the idle timeout,
+ *   and a stream on which nothing moves is reset after the stream idle timeout
+ *   (Envoy's request_headers_timeout, idle_timeout and stream_idle_timeout);
+ * - the premature-reset budget: Envoy's answer to HTTP/2 rapid reset. Once the
+ *   connection has had `totalStreamCount` streams, or before that once half that many
+ *   were reset, a connection where at least half the streams were reset (RST_STREAM
+ *   with any code but NO_ERROR) within `minStreamLifetimeMs` of opening gets GOAWAY
+ *   ENHANCE_YOUR_CALM and is closed. Only that connection pays: other callers' streams,
+ *   and the shared sessions to peer sidecars, go on.
+ */
+export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): void {
+  const g: Guard = { o, session, streams: new Set(), active: 0, closed: 0, premature: 0, timer: null, sawStream: false };
+  GUARDS.set(session, g);
+  const gone = () => {
+    clear(g);
+    if (!session.destroyed) session.destroy();
+    // A destroyed session can still hold streams Node failed to let go of (their RST
+    // could not be written): destroy them too, so their buffers and upstreams are freed.
+    for (const st of streamsOf(g)) if (!st.destroyed) st.destroy();
+  };
+  // HTTP/2 has no half-closed connection: after the peer's FIN nothing (no WINDOW_UPDATE,
+  // no RST_STREAM) can arrive, so streams blocked on flow control could never finish.
+  session.socket.once('end', gone);
+  session.socket.once('close', gone);
+  session.once('close', () => clear(g));
+  arm(g, o.headersTimeoutMs, 'request-headers-timeout');
+  session.on('stream', onStream);
+}
+
+function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
+  const g = GUARDS.get(this);
+  if (!g) return;
+  g.active++;
+  g.streams.add(stream);
+  g.sawStream = true;
+  clear(g);
+  (stream as Guarded)[GUARD] = g;
+  if (g.o.prematureResets) (stream as Guarded)[STARTED] = g.o.clock.now();
+  if (g.o.streamIdleTimeoutMs > 0) {
+    stream.setTimeout(g.o.streamIdleTimeoutMs);
+    stream.on('timeout', onStreamTimeout);
+  }
+  stream.once('close', onStreamClose);
+}
+
+function onStreamTimeout(this: Http2Stream): void {
+  const g = (this as Guarded)[GUARD];
+  g?.o.onLimit('stream-idle-timeout');
+  if (!this.closed) this.close(NGHTTP2_CANCEL);
+}
+
+function onStreamClose(this: Http2Stream): void {
+  const g = (this as Guarded)[GUARD];
+  if (!g) return;
+  g.active--;
+  g.streams.delete(this);
+  g.closed++;
+  const budget = g.o.prematureResets;
+  if (budget) {
+    const started = (this as Guarded)[STARTED] ?? 0;
+    if (this.rstCode !== NGHTTP2_NO_ERROR && g.o.clock.now() - started < budget.minStreamLifetimeMs) g.premature++;
+    const limit = budget.totalStreamCount;
+    if (g.premature * 2 >= (g.closed < limit ? limit : g.closed)) return tooManyResets(g);
+  }
+  if (g.active === 0) arm(g, g.o.idleTimeoutMs, 'idle-connection-timeout');
+}
+
+function tooManyResets(g: Guard): void {
+  const s = g.session;
+  if (s.destroyed || s.closed) return;
+  g.o.onLimit('premature-resets');
+  clear(g);
+  // GOAWAY tells the client why; the connection is then dropped with whatever it still holds.
+  s.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+  s.close();
+  setImmediate(() => s.destroyed || s.destroy());
+}
+
+function streamsOf(g: Guard): Http2Stream[] {
+  return [...g.streams];
+}
+
+function arm(g: Guard, ms: number, limit: LimitName): void {
+  if (ms <= 0 || g.session.destroyed || g.session.closed) return;
+  if (limit === 'request-headers-timeout' && g.sawStream) return;
+  g.timer = g.o.clock.setTimeout(() => {
+    g.timer = null;
+    if (g.active > 0 || g.session.destroyed) return;
+    g.o.onLimit(limit);
+    g.session.close();
+    g.session.destroy();
+  }, ms);
+  g.timer.unref?.();
+}
+
+function clear(g: Guard): void {
+  if (g.timer) g.o.clock.clearTimeout(g.timer);
+  g.timer = null;
+}
