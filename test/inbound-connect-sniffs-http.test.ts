@@ -20,11 +20,11 @@ let server: Proxy, opaqueServer: Proxy;
 let appPort = 0;
 let appClose: () => Promise<void>;
 let tcpApp: FakeApp, h2App: FakeApp;
-const seen: { xfcc: string | undefined; rid: string | undefined }[] = [];
+const seen: { xfcc: string | undefined; rid: string | undefined; xff: string | undefined }[] = [];
 
 beforeAll(async () => {
   const app = createServer((req, res) => {
-    seen.push({ xfcc: req.headers['x-forwarded-client-cert'] as string | undefined, rid: req.headers['x-request-id'] as string | undefined });
+    seen.push({ xfcc: req.headers['x-forwarded-client-cert'] as string | undefined, rid: req.headers['x-request-id'] as string | undefined, xff: req.headers['x-forwarded-for'] as string | undefined });
     res.end('ok');
   });
   const l = await listenOnLoopback(app);
@@ -88,6 +88,8 @@ test('raw HTTP in a CONNECT to a non-opaque port is parsed: the app gets the pee
   expect(now[0].xfcc).toContain('URI=spiffe://cluster.local/ns/default/sa/mallory');
   expect(now[0].xfcc).not.toContain('sa/admin');
   expect(now[0].rid).toBeTruthy();
+  // The caller's address is the session peer's, as for a request on the session itself.
+  expect(now[0].xff).toContain('127.0.0.1');
 });
 
 test('non-HTTP bytes in a CONNECT to a non-opaque port are spliced at once (no detection wait)', async () => {

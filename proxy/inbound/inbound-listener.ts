@@ -227,7 +227,8 @@ export class InboundListener {
       if (stream.destroyed || stream.closed) return;
       if (kind === 'http1' || kind === 'http2') {
         stream.respond({ ':status': 200 });
-        this.tunnelled.handle(new StreamSocket(stream) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
+        const peer = stream.session?.socket;
+        this.tunnelled.handle(new StreamSocket(stream, peer?.remoteAddress, peer?.remotePort) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
       } else {
         this.spliceToApp(stream, port);
       }

@@ -8,9 +8,15 @@ import { Duplex } from 'node:stream';
  * seen on node 20). This Duplex decodes strings to Buffers (decodeStrings, the default)
  * before they reach the stream. Backpressure is kept both ways; end and destroy are
  * propagated; setTimeout/'timeout' are forwarded for the server's keep-alive timer.
+ * remoteAddress/remotePort are the peer's (the session's socket), so requests carry the
+ * caller's address (x-forwarded-for, authorization by ipBlocks) as on the session itself.
  */
 export class StreamSocket extends Duplex {
-  constructor(private readonly inner: Duplex & { setTimeout?(ms: number, cb?: () => void): unknown }) {
+  constructor(
+    private readonly inner: Duplex & { setTimeout?(ms: number, cb?: () => void): unknown },
+    readonly remoteAddress: string | undefined,
+    readonly remotePort: number | undefined,
+  ) {
     super({ allowHalfOpen: true });
     inner.on('data', (d: Buffer) => {
       if (!this.push(d)) inner.pause();
