@@ -5,6 +5,7 @@ import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import type { Headers } from './headers.js';
 import { H1ResponseParser, type H1ResponseHead } from './h1-response-parser.js';
 import { requestHead } from './h1-pool.js';
+import { withoutH2c } from './upgrade-protocols.js';
 
 /**
  * Sends an upgrade request (`req.upgrade`) as HTTP/1.1 on a connection of its own (an
@@ -18,6 +19,8 @@ import { requestHead } from './h1-pool.js';
  */
 export function upgradeH1(host: string, port: number, req: ProxyRequest, head: Headers, maxHeaderBytes = 16 * 1024): Promise<ProxyResponse> {
   return new Promise((resolve, reject) => {
+    // Defence in depth: the listeners already drop h2c (upgrade-protocols.ts); it never reaches an app.
+    if (req.upgrade !== undefined && withoutH2c(req.upgrade) !== req.upgrade) return reject(new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
     let text: string;
     try {
       text = requestHead(req, { ...head, connection: 'upgrade', upgrade: req.upgrade ?? '' });

@@ -5,6 +5,7 @@ import { cleanHeaders, cleanTrailers, MESH, type Headers } from './headers.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
 import { splice } from '../net/tcp-tunnel.js';
+import { withoutH2c } from './upgrade-protocols.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = constants;
 
@@ -19,6 +20,8 @@ const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = constants;
  */
 export function upgradeH2(session: ClientHttp2Session, req: ProxyRequest, head: Headers, extra?: Headers): Promise<ProxyResponse> {
   return new Promise((resolve, reject) => {
+    // Defence in depth: the listeners already drop h2c (upgrade-protocols.ts); never sent to a peer.
+    if (req.upgrade !== undefined && withoutH2c(req.upgrade) !== req.upgrade) return reject(new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
     let stream: ClientHttp2Stream;
     const out: OutgoingHttpHeaders = {
       ...head,
