@@ -23,6 +23,7 @@ export class ProxyMetrics {
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
+  readonly inboundHealthCheckMarked: Counter<'source_principal' | 'probe_shape'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -53,6 +54,14 @@ export class ProxyMetrics {
       name: 'wren_inbound_health_checks_total',
       help: 'Active health checks received from peer sidecars over mTLS (kept out of istio_requests_total / istio_tcp_*), by kind and response code',
       labelNames: ['kind', 'response_code'],
+      registers,
+    });
+    // Per caller: the marker is set by a peer, so a peer marking requests that are not
+    // probes (counted as requests all the same) shows here. Callers are mesh identities.
+    this.inboundHealthCheckMarked = new Counter({
+      name: 'wren_inbound_health_check_marked_total',
+      help: 'Inbound HTTP requests carrying wren-health-check, by caller identity and whether they have a probe\'s shape (only those are counted apart from istio_requests_total)',
+      labelNames: ['source_principal', 'probe_shape'],
       registers,
     });
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
