@@ -41,9 +41,11 @@ async function slowApp(delayMs: number): Promise<App> {
 let slow: App; // answers after 1.5 s, longer than the 1 s connect timeout
 let quick: App; // answers after 150 ms
 let strict: App; // maxPendingRequests 1
+let pair: [App, App]; // two endpoints, maxConnections 1
 
 beforeAll(async () => {
   [slow, quick, strict] = await Promise.all([slowApp(1500), slowApp(150), slowApp(600)]);
+  pair = await Promise.all([slowApp(300), slowApp(300)]);
   const breaker = (maxPendingRequests: number) => ({ policy: { circuitBreaker: { maxConnections: 2, maxPendingRequests, maxRequests: 100 } } });
   client = await startProxy({
     pki,
@@ -52,13 +54,16 @@ beforeAll(async () => {
       meshService('legacy', 80, [{ appPort: slow.port, proxy: null }], breaker(100)),
       meshService('quick', 80, [{ appPort: quick.port, proxy: null }], breaker(100)),
       meshService('strict', 80, [{ appPort: strict.port, proxy: null }], breaker(1)),
+      meshService('pair', 80, [{ appPort: pair[0].port, proxy: null }, { appPort: pair[1].port, proxy: null }], {
+        policy: { loadBalancer: { kind: 'round-robin' }, circuitBreaker: { maxConnections: 1, maxPendingRequests: 100, maxRequests: 100 } },
+      }),
     ],
   });
 }, 20_000);
 
 afterAll(async () => {
   await client.close();
-  await Promise.all([slow.close(), quick.close(), strict.close()]);
+  await Promise.all([slow, quick, strict, ...pair].map((a) => a.close()));
 });
 
 function get(host: string): Promise<{ status: number; error: string | undefined }> {
@@ -103,3 +108,30 @@ test('beyond maxPendingRequests a request overflows at once', async () => {
   expect(strict.peak).toBeLessThanOrEqual(2);
   expect(Date.now() - started).toBeLessThan(5_000);
 }, 30_000);
+
+test('as in Envoy, an endpoint with no connection opens one even at the limit (else its requests could only time out)', async () => {
+  const results = await Promise.all(Array.from({ length: 4 }, () => get('pair')));
+  expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+  expect(pair.map((a) => a.peak)).toEqual([1, 1]);
+}, 30_000);
+
+type Limits = Record<'connections' | 'pending', { active: number; max: number }>;
+async function limits(): Promise<Record<string, Limits>> {
+  const clusters = (await (await fetch(`http://127.0.0.1:${client.adminPort}/clusters`)).json()) as Record<string, { limits: Limits }>;
+  return Object.fromEntries(Object.entries(clusters).map(([k, v]) => [k, v.limits]));
+}
+
+test('no slot leaks: pending slots all come back, and a connection gives its slot back when it closes', async () => {
+  const now = await limits();
+  for (const name of ['legacy', 'quick', 'strict']) {
+    const l = now[`${name}.default:80`];
+    expect([name, l.pending.active]).toEqual([name, 0]);
+    expect(l.connections.active).toBeLessThanOrEqual(2);
+  }
+  // The idle keep-alive connections still hold their slots...
+  expect(now['quick.default:80'].connections.active).toBeGreaterThan(0);
+  // ...until the pool's idle timeout (4 s) closes them.
+  const deadline = Date.now() + 10_000;
+  while ((await limits())['quick.default:80'].connections.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  expect((await limits())['quick.default:80'].connections.active).toBe(0);
+}, 20_000);

@@ -159,8 +159,9 @@ class Origin {
   /**
    * The cluster's connection slot for a new connection (null: none to take), or undefined
    * at the limit: then the request waits for one of this origin's connections. As Envoy's
-   * pool does, an origin with no connection at all opens one anyway: its requests could
-   * otherwise wait for ever on slots held by other endpoints' connections.
+   * pool does (conn_pool_base.cc tryCreateNewConnection), an origin with no connection at
+   * all opens one anyway: its requests could otherwise wait for ever on slots held by
+   * other endpoints' connections.
    */
   private connectionSlot(ex: Exchange): Slot | null | undefined {
     if (ex.limits === null) return null;
