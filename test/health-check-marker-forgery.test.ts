@@ -69,4 +69,18 @@ test('a peer cannot hide a real request from the request metrics with wren-healt
   expect(sum(last, /istio_requests_total\{direction="inbound"[^}]*\} (\d+)/g) - before).toBe(2);
   expect(sum(last, /wren_inbound_health_checks_total\{kind="http",response_code="200"\} (\d+)/g)).toBe(1);
   expect(sum(last, /wren_inbound_health_check_marked_total\{source_principal="[^"]*mallory",probe_shape="true"\} (\d+)/g)).toBe(1);
+
+  // A TCP probe (CONNECT) reaches nothing of the app's but is counted per caller too.
+  const t = h2connect(`https://127.0.0.1:${server.inboundPort}`, { key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, rejectUnauthorized: false });
+  t.on('error', () => undefined);
+  const tcp = await new Promise<number>((resolve, reject) => {
+    const st = t.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${appPort}`, 'wren-target-port': String(appPort), 'wren-health-check': '1' }, { endStream: false });
+    st.on('response', (h) => resolve(Number(h[':status'])));
+    st.on('error', reject);
+  });
+  t.destroy();
+  expect(tcp).toBe(200);
+  const tcpMetrics = await metrics(server);
+  expect(sum(tcpMetrics, /wren_inbound_health_checks_total\{kind="tcp",response_code="200"\} (\d+)/g)).toBe(1);
+  expect(sum(tcpMetrics, /wren_inbound_health_check_marked_total\{source_principal="[^"]*mallory",probe_shape="true"\} (\d+)/g)).toBe(2);
 }, 30_000);

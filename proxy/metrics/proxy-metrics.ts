@@ -60,7 +60,7 @@ export class ProxyMetrics {
     // probes (counted as requests all the same) shows here. Callers are mesh identities.
     this.inboundHealthCheckMarked = new Counter({
       name: 'wren_inbound_health_check_marked_total',
-      help: 'Inbound HTTP requests carrying wren-health-check, by caller identity and whether they have a probe\'s shape (only those are counted apart from istio_requests_total)',
+      help: 'Inbound requests and CONNECT streams carrying wren-health-check, by caller identity and whether they have a probe\'s shape (only those are counted apart from istio_requests_total)',
       labelNames: ['source_principal', 'probe_shape'],
       registers,
     });
