@@ -131,10 +131,10 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     return 1;
   }
   out(`\nWren demo mesh is up (files in ${dir}${values.smoke ? ', removed on exit' : ''}).\n\n`);
-  const dump = parseJson<{ version?: string; source?: string }>((await get(pods.client, 15000, 'admin', '/config_dump')).body) ?? {};
+  const dump = parseJson<{ version?: string; source?: string }>((await adminGet(pods.client, 15000, '/config_dump')).body) ?? {};
   out(`client sidecar config: version ${dump.version} from ${dump.source}\n`);
   if (dump.source !== `control-plane:${cp.discovery}`) failures++;
-  const certs = parseJson<{ identity?: string; serial?: string; notAfter?: string }>((await get(pods.client, 15000, 'admin', '/certs')).body) ?? {};
+  const certs = parseJson<{ identity?: string; serial?: string; notAfter?: string }>((await adminGet(pods.client, 15000, '/certs')).body) ?? {};
   out(`client sidecar certificate: ${certs.identity} serial ${certs.serial} until ${certs.notAfter} (issued by the control plane through Certify)\n`);
   if (certs.identity !== ids.client) failures++;
   for (let i = 0; i < 3; i++) {
@@ -152,7 +152,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     // Guard the live-edit promise: a manifest change reaches the client sidecar.
     const t0 = performance.now();
     await writeFile(webFile, webManifest(pods.web, ids.web, 2));
-    const seen = await waitFor(async () => webWeight(await get(pods.client, 15000, 'admin', '/config_dump')) === 2, 10_000);
+    const seen = await waitFor(async () => webWeight(await adminGet(pods.client, 15000, '/config_dump')) === 2, 10_000);
     out(seen ? `live edit of ${webFile} reached the client sidecar in ${Math.round(performance.now() - t0)} ms\n` : `live edit of ${webFile} did NOT reach the client sidecar\n`);
     if (!seen) failures++;
   }
@@ -236,10 +236,15 @@ function get(host: string, port: number, authority: string, path: string): Promi
   });
 }
 
+/** An admin port answers only a Host that is an IP literal or localhost (DNS rebinding, docs/security.md). */
+function adminGet(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
+  return get(host, port, `${host}:${port}`, path);
+}
+
 async function waitReady(host: string, port: number, child: ChildProcess, timeoutMs = 15_000): Promise<void> {
   const ok = await waitFor(async () => {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the process exited (${child.exitCode ?? child.signalCode}) before ${host}:${port}/ready answered 200`);
-    return (await get(host, port, 'admin', '/ready')).status === 200;
+    return (await adminGet(host, port, '/ready')).status === 200;
   }, timeoutMs);
   if (!ok) throw new Error(`${host}:${port}/ready did not answer 200 within ${timeoutMs} ms`);
 }

@@ -30,7 +30,7 @@ check: is every proxy connected to these control-plane replicas ready for the ne
   NEW and OLD are PEM files (the first certificate counts) or SHA-256 fingerprints.
 
 Options:
-  --admin HOST:PORT     a control-plane admin address (repeat for every replica)
+  --admin HOST:PORT     a control-plane admin address, HOST an IP or localhost (repeat for every replica)
   --allow-empty         ready even when no proxy is connected (default: not ready)
   --timeout DURATION    per request, e.g. 5s (default 5s)
   --json                machine-readable output

@@ -3,6 +3,7 @@ import type { DiscoveryServer } from './discovery/discovery-server.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
 import { listen } from '../common/listen.js';
+import { adminHostRefusal } from '../common/admin-host.js';
 
 /**
  * The control plane's own admin port (15014, like istiod's monitoring port):
@@ -32,6 +33,10 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body, null, 2) + '\n');
     };
+    // DNS rebinding: only localhost or an IP literal as Host (kubelet probes and
+    // Prometheus scrapes use the pod IP); see common/admin-host.ts.
+    const badHost = adminHostRefusal(req.headers.host);
+    if (badHost) return json(403, { error: badHost });
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
     switch (url.pathname) {
       case '/live':

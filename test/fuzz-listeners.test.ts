@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
 import { seededRandom, type Random } from '../common/clock.js';
@@ -10,7 +10,8 @@ import { clientStart, frame, request } from './helpers/h2-frames.js';
 
 /**
  * Issue 11 "Also": random and mutated HTTP/1.1 requests and HTTP/2 frame sequences
- * against the outbound listener and the mTLS inbound: no crash, no hang, and a normal
+ * against the outbound listener and the mTLS inbound, and mutated or random TLS records
+ * against the inbound's TLS port: no crash, no hang, and a normal
  * request succeeds after every batch. Bounded in CI (fixed seed and count); longer with
  * WREN_FUZZ_COUNT=<n> (and WREN_FUZZ_SEED=<s> to explore other inputs).
  */
@@ -73,6 +74,54 @@ function h2Input(r: Random): Buffer {
   return r() < 0.2 ? all.subarray(0, Math.floor(r() * all.length)) : all;
 }
 
+/** The first flight of a real mTLS client (a ClientHello in one record), captured once. */
+function captureClientHello(): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sink = createNetServer((sock) => {
+      sock.once('data', (d: Buffer) => {
+        sock.destroy();
+        sink.close();
+        resolve(d);
+      });
+    });
+    sink.listen(0, '127.0.0.1', () => {
+      const c = tlsConnect({ host: '127.0.0.1', port: (sink.address() as AddressInfo).port, ALPNProtocols: ['h2'], servername: 'fuzz' });
+      c.on('error', () => undefined);
+    });
+    sink.on('error', reject);
+  });
+}
+
+/**
+ * TLS records for the inbound's TLS port: a real ClientHello mutated (byte flips, cuts,
+ * duplicated records, lengths that lie), or records of random type, version and length.
+ */
+function tlsInput(r: Random, hello: Buffer): Buffer {
+  if (r() < 0.3) {
+    const n = 1 + Math.floor(r() * 3);
+    const recs: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const body = bytes(r, Math.floor(r() * 64));
+      const head = Buffer.from([pick(r, [20, 21, 22, 23, 24, Math.floor(r() * 256)]), 3, pick(r, [1, 3, 4, Math.floor(r() * 256)]), 0, 0]);
+      head.writeUInt16BE(r() < 0.7 ? body.length : Math.floor(r() * 65536), 3);
+      recs.push(head, body);
+    }
+    return Buffer.concat(recs);
+  }
+  const out = [...hello];
+  const edits = 1 + Math.floor(r() * 6);
+  for (let i = 0; i < edits; i++) {
+    const at = Math.floor(r() * out.length);
+    switch (Math.floor(r() * 4)) {
+      case 0: out[at] = Math.floor(r() * 256); break;
+      case 1: out.splice(at); break;
+      case 2: out.push(...out.slice(0, Math.min(out.length, 300))); break;
+      default: out[Math.floor(r() * Math.min(out.length, 9))] = Math.floor(r() * 256); // record/handshake headers
+    }
+  }
+  return Buffer.from(out);
+}
+
 /** Sends the input, then waits for the server to close or at most 300 ms. */
 function send(open: () => Socket, input: Buffer): Promise<void> {
   return new Promise((resolve) => {
@@ -103,8 +152,11 @@ function normalRequest(): Promise<number> {
   });
 }
 
-test(`fuzzed HTTP/1.1 and HTTP/2 input on both listeners (seed ${SEED}, ${COUNT} inputs)`, async () => {
+test(`fuzzed HTTP/1.1, HTTP/2 and TLS input on both listeners (seed ${SEED}, ${COUNT} inputs)`, async () => {
   const r = seededRandom(SEED);
+  const hello = await captureClientHello();
+  expect(hello[0]).toBe(22); // a TLS handshake record
+  const rawInbound = () => netConnect({ host: '127.0.0.1', port: server.inboundPort });
   const rssBefore = process.memoryUsage().rss;
   const m = pki.issue('default', 'fuzzer');
   const outbound = () => netConnect({ host: '127.0.0.1', port: client.outboundPort });
@@ -112,10 +164,11 @@ test(`fuzzed HTTP/1.1 and HTTP/2 input on both listeners (seed ${SEED}, ${COUNT}
   for (let done = 0; done < COUNT; ) {
     const batch: Promise<void>[] = [];
     for (let i = 0; i < BATCH && done < COUNT; i++, done++) {
-      const kind = Math.floor(r() * 3);
+      const kind = Math.floor(r() * 4);
       if (kind === 0) batch.push(send(outbound, h1Input(r)));
       else if (kind === 1) batch.push(send(outbound, h2Input(r)));
-      else batch.push(send(inbound, h2Input(r)));
+      else if (kind === 2) batch.push(send(inbound, h2Input(r)));
+      else batch.push(send(rawInbound, tlsInput(r, hello)));
     }
     await Promise.all(batch);
     expect(await normalRequest()).toBe(200);

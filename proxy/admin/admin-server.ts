@@ -2,6 +2,7 @@ import { createServer, type Server, type IncomingMessage, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { isLevel, type Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
+import { adminHostRefusal } from '../../common/admin-host.js';
 
 export interface AdminDeps {
   readonly address: string;
@@ -53,7 +54,9 @@ function actionRefusal(req: IncomingMessage): string | null {
 /**
  * The admin port, bound to localhost by default (it exposes config and can drain the
  * proxy). Names follow Envoy's admin API where the meaning matches; mutations are POST
- * and are refused unless they come from localhost with the `wren-admin: 1` header.
+ * and are refused unless they come from localhost with the `wren-admin: 1` header. Every
+ * request whose Host is a DNS name other than localhost is refused (adminHostRefusal:
+ * DNS rebinding).
  */
 export class AdminServer {
   private readonly server: Server;
@@ -71,6 +74,11 @@ export class AdminServer {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     const key = `${req.method} ${url.pathname}`;
+    const badHost = adminHostRefusal(req.headers.host);
+    if (badHost) {
+      this.d.logger.warn('admin request refused', { code: 'FORBIDDEN', path: url.pathname, peer: req.socket.remoteAddress, reason: badHost });
+      return send(res, 403, 'text/plain', `${badHost}\n`);
+    }
     if (req.method === 'POST' && ENDPOINTS.some(([m, p]) => m === 'POST' && p.split('?')[0] === url.pathname)) {
       const refusal = actionRefusal(req);
       if (refusal) {

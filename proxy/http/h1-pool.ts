@@ -14,6 +14,20 @@ export interface H1PoolOptions {
   readonly maxHeaderBytes?: number;
 }
 
+/** A slot of a limit, given back once (proxy/resilience/concurrency-limits.ts Admission). */
+interface Slot {
+  release(): void;
+}
+
+/**
+ * The connection limits of the cluster a request goes to (its ClusterHandle): Envoy's
+ * max_connections bounds an HTTP/1.1 pool's connections, max_pending_requests the requests
+ * waiting for one. `waitMs` bounds that wait (the cluster's connect timeout).
+ */
+export interface H1Limits {
+  admitConnection(kind: 'connections' | 'pending'): Slot | Error;
+}
+
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** As node's http.request: request-target characters outside \x21-\xff are refused. */
@@ -69,7 +83,8 @@ export class H1Pool {
     return pool;
   }
 
-  request(host: string, port: number, req: ProxyRequest, head: Headers): Promise<ProxyResponse> {
+  /** `limits`: the cluster's connection limits (unmeshed endpoints); none for local delivery. */
+  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       let text: string;
       try {
@@ -79,7 +94,9 @@ export class H1Pool {
       }
       if (req.signal.aborted) return reject(new ProxyError('CLIENT_CANCELLED'));
       const origin = this.origin(host, port);
-      origin.acquire(new Exchange(req, text, head['content-length'] === undefined, resolve, reject, origin));
+      const ex = new Exchange(req, text, head['content-length'] === undefined, resolve, reject, origin);
+      if (limits) ex.limit(limits, waitMs);
+      origin.acquire(ex);
     });
   }
 
@@ -127,12 +144,36 @@ class Origin {
       if (conn) return conn.start(ex);
     }
     if (this.conns.size < this.pool.maxSockets) {
-      const conn = new Conn(this);
-      this.conns.add(conn);
-      return conn.start(ex);
+      const slot = this.connectionSlot(ex);
+      if (slot !== undefined) {
+        const conn = new Conn(this, slot);
+        this.conns.add(conn);
+        return conn.start(ex);
+      }
     }
+    if (!ex.wait()) return;
     this.waiting.push(ex);
     ex.queued = true;
+  }
+
+  /**
+   * The cluster's connection slot for a new connection (null: none to take), or undefined
+   * at the limit: then the request waits for one of this origin's connections. As Envoy's
+   * pool does (conn_pool_base.cc tryCreateNewConnection), an origin with no connection at
+   * all opens one anyway: its requests could otherwise wait for ever on slots held by
+   * other endpoints' connections.
+   */
+  private connectionSlot(ex: Exchange): Slot | null | undefined {
+    if (ex.limits === null) return null;
+    const slot = ex.limits.admitConnection('connections');
+    if (!(slot instanceof Error)) return slot;
+    return this.conns.size === 0 ? null : undefined;
+  }
+
+  private next(): Exchange | undefined {
+    const ex = this.waiting.shift();
+    ex?.unwait();
+    return ex;
   }
 
   unqueue(ex: Exchange): void {
@@ -141,7 +182,7 @@ class Origin {
   }
 
   release(conn: Conn): void {
-    const next = this.waiting.shift();
+    const next = this.next();
     if (next) return conn.start(next);
     this.idle.push(conn);
     conn.idle();
@@ -152,14 +193,17 @@ class Origin {
     this.conns.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
-    const next = this.waiting.shift();
+    const next = this.next();
     if (next) this.acquire(next);
     // Endpoints come and go (pod IPs): an origin with nothing open is forgotten.
     else if (this.conns.size === 0) this.pool.forget(this);
   }
 
   destroy(): void {
-    for (const ex of this.waiting.splice(0)) ex.fail(new ProxyError('DRAINING'));
+    for (const ex of this.waiting.splice(0)) {
+      ex.unwait();
+      ex.fail(new ProxyError('DRAINING'));
+    }
     for (const c of [...this.conns]) c.close(new ProxyError('DRAINING'));
   }
 }
@@ -173,7 +217,10 @@ class Conn {
   private dead = false;
   private idleMs: number;
 
-  constructor(readonly origin: Origin) {
+  constructor(
+    readonly origin: Origin,
+    private readonly slot: Slot | null,
+  ) {
     this.idleMs = origin.pool.idleTimeoutMs;
     // The parser reports to the exchange in flight; the connection decides about reuse once it returns.
     const handler: H1ResponseHandler = {
@@ -253,6 +300,7 @@ class Conn {
   close(err: unknown): void {
     if (this.dead) return;
     this.dead = true;
+    this.slot?.release();
     const ex = this.ex;
     // Closing in the middle of sending a request body: reset (RST), not FIN. A FIN queues
     // behind request bytes the kernel still holds for an app that stopped reading, so the
@@ -279,6 +327,10 @@ class Exchange {
   private body: ResponseBody | null = null;
   private trailers: Headers | undefined;
   private readonly onAbort = () => this.fail(new ProxyError('CLIENT_CANCELLED'));
+  limits: H1Limits | null = null;
+  private waitMs = 0;
+  private pending: Slot | null = null;
+  private waitTimer: NodeJS.Timeout | null = null;
   readonly isHead: boolean;
 
   constructor(
@@ -291,6 +343,36 @@ class Exchange {
   ) {
     this.isHead = req.method === 'HEAD';
     req.signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  limit(limits: H1Limits, waitMs: number): void {
+    this.limits = limits;
+    this.waitMs = waitMs;
+  }
+
+  /**
+   * About to wait for a connection: under cluster limits that takes a pending slot (Envoy
+   * max_pending_requests; false and OVERFLOW when none is left) for at most waitMs, then
+   * OVERFLOW (never sent, so not the endpoint's fault). Rare path: the timer is justified.
+   */
+  wait(): boolean {
+    if (this.limits === null) return true;
+    const p = this.limits.admitConnection('pending');
+    if (p instanceof Error) {
+      this.fail(p instanceof ProxyError ? p : toProxyError(p));
+      return false;
+    }
+    this.pending = p;
+    this.waitTimer = setTimeout(() => this.fail(new ProxyError('OVERFLOW', `no connection to the endpoint was free within ${this.waitMs} ms`)), this.waitMs);
+    return true;
+  }
+
+  /** Out of the wait queue (given a connection, re-queued, failed): the pending slot goes back. */
+  unwait(): void {
+    this.pending?.release();
+    this.pending = null;
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
   }
 
   send(socket: Socket): void {
@@ -403,6 +485,7 @@ class Exchange {
 
   /** Abort (client cancelled) or pool shut down. */
   fail(err: ProxyError): void {
+    this.unwait();
     if (this.queued && !this.conn) this.origin.unqueue(this);
     if (this.conn) return this.conn.close(err);
     this.detach();

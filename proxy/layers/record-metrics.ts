@@ -9,16 +9,24 @@ import { responseFlag, toProxyError } from '../errors/proxy-error.js';
  * also time-to-first-byte). The gRPC status is read from the trailers when the body ends.
  *
  * With `healthChecks` (the inbound mTLS stack), an active health check from the calling
- * sidecar (`wren-health-check`, which only a sidecar can set) is counted in
- * wren_inbound_health_checks_total instead of the request metrics: probes are not user
- * traffic (Envoy counts its own under health_check.*, and Istio's rewritten kubelet
- * probes never reach the request metrics either).
+ * sidecar (`wren-health-check`) is counted in wren_inbound_health_checks_total instead of
+ * the request metrics: probes are not user traffic (Envoy counts its own under
+ * health_check.*, and Istio's rewritten kubelet probes never reach the request metrics
+ * either). Any mesh peer can set that header, though, and Envoy counts every downstream
+ * request in downstream_rq_* whatever it carries; so only a request of the exact shape the
+ * prober sends (isProbeShaped) is counted apart, anything else marked is counted as the
+ * request it is. Every marked request is also counted per caller identity
+ * (wren_inbound_health_check_marked_total) so a peer abusing the marker is visible.
  */
 export const recordMetrics =
   (metrics: ProxyMetrics, direction: Direction, clock: Clock, tlsMode: () => string = () => 'mutual_tls', healthChecks = false): HttpLayer =>
   (inner) =>
   async (req) => {
-    if (healthChecks && req.headers[MESH.healthCheck] !== undefined) return countHealthCheck(metrics, req, inner);
+    if (healthChecks && req.headers[MESH.healthCheck] !== undefined) {
+      const probe = isProbeShaped(req);
+      metrics.inboundHealthCheckMarked.inc({ source_principal: req.source.identity, probe_shape: probe ? 'true' : 'false' });
+      if (probe) return countHealthCheck(metrics, req, inner);
+    }
     metrics.activeStreams.inc({ direction });
     let res: ProxyResponse;
     try {
@@ -45,6 +53,23 @@ export const recordMetrics =
     } else count();
     return res;
   };
+
+/** The gRPC health service's Check method (grpc/grpc health/v1/health.proto), what the gRPC probe calls. */
+const GRPC_HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+
+/**
+ * The shapes MeshProbes sends (proxy/resilience/mesh-probes.ts): an HTTP probe is a GET
+ * with END_STREAM on its HEADERS (no body, no content-length > 0, no transfer-encoding);
+ * a gRPC probe is `POST /grpc.health.v1.Health/Check` (its one tiny message is the body).
+ * The TCP probe is a CONNECT, handled by the inbound listener before this layer.
+ */
+function isProbeShaped(req: ProxyRequest): boolean {
+  if (req.method === 'GET') {
+    const cl = header(req.headers, 'content-length');
+    return req.body === null && (cl === undefined || Number(cl) === 0) && header(req.headers, 'transfer-encoding') === undefined && req.upgrade === undefined;
+  }
+  return req.method === 'POST' && req.path === GRPC_HEALTH_CHECK_PATH && isGrpc(req.headers);
+}
 
 async function countHealthCheck(metrics: ProxyMetrics, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
   const kind = isGrpc(req.headers) ? 'grpc' : 'http';

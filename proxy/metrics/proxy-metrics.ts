@@ -25,6 +25,7 @@ export class ProxyMetrics {
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
   /** A connection or stream limit fired (docs/security.md): timeouts, caps, rapid-reset budget, peer keepalive. */
   readonly limits: Counter<'direction' | 'limit'>;
+  readonly inboundHealthCheckMarked: Counter<'source_principal' | 'probe_shape'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -61,6 +62,14 @@ export class ProxyMetrics {
       name: 'wren_limit_exceeded_total',
       help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout)',
       labelNames: ['direction', 'limit'],
+      registers,
+    });
+    // Per caller: the marker is set by a peer, so a peer marking requests that are not
+    // probes (counted as requests all the same) shows here. Callers are mesh identities.
+    this.inboundHealthCheckMarked = new Counter({
+      name: 'wren_inbound_health_check_marked_total',
+      help: 'Inbound requests and CONNECT streams carrying wren-health-check, by caller identity and whether they have a probe\'s shape (only those are counted apart from istio_requests_total)',
+      labelNames: ['source_principal', 'probe_shape'],
       registers,
     });
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);

@@ -19,8 +19,9 @@ export interface ClusterHandle {
   /**
    * Connection-pool admission (docs/resilience.md, "Connection limits"): 'connections'
    * (Envoy max_connections) is held while a connection opened for this cluster is open (a
-   * peer HTTP/2 session, an opaque TCP connection); 'pending' (max_pending_requests) while a
-   * request waits for a peer session to be established.
+   * peer HTTP/2 session, an opaque TCP connection, an HTTP/1.1 connection to an unmeshed
+   * endpoint); 'pending' (max_pending_requests) while a request waits for a peer session
+   * to be established or for a busy HTTP/1.1 connection to be free.
    */
   admitConnection(kind: 'connections' | 'pending'): Admission | ProxyError;
   pick(ctx: PickContext): Endpoint | ProxyError;

@@ -8,6 +8,8 @@ import type { PeerPool } from './peer-pool.js';
 import type { Endpoint } from '../../contract/model.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
 import { upgradeH2 } from '../http/h2-upgrade.js';
+import { stateOf } from '../layers/request-state.js';
+import { portPolicy } from '../../contract/model.js';
 
 /**
  * Terminal outbound service. To a meshed endpoint every request becomes an HTTP/2
@@ -17,13 +19,21 @@ import { upgradeH2 } from '../http/h2-upgrade.js';
  * Unmeshed endpoints get the request as the client sent it, in plaintext.
  * HTTP/1.1 upgrades are extended CONNECT streams to a peer sidecar (h2-upgrade.ts) and
  * HTTP/1.1 upgrade requests on a connection of their own to an unmeshed endpoint.
+ * The HTTP/1.1 keep-alive connections to an unmeshed endpoint take the cluster's
+ * connection slots (Envoy max_connections bounds an HTTP/1.1 pool); a request that finds
+ * them all busy waits as a pending request, at most the connect timeout.
  */
 export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
   return (req) => {
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
     if (req.upgrade !== undefined) return upgrade(peers, ep, req);
-    if (ep.proxyPort === null && req.origProto !== 'HTTP/2') return forwardH1(agent, ep.address, ep.port, req, req.headers);
+    if (ep.proxyPort === null && req.origProto !== 'HTTP/2') {
+      const route = req.route;
+      const limits = stateOf(req)?.cluster;
+      if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
+      return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, portPolicy(route.service, route.port).timeouts.connectMs);
+    }
     const extra = ep.proxyPort !== null ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto } : undefined;
     // The session is normally open already (pick-endpoint connected it): no promise round trip then.
     const session = peers.ready(ep);

@@ -184,7 +184,7 @@ export class Cluster {
    * Connection-pool admission (Envoy max_connections / max_pending_requests; what a
    * connection and a pending request are in Wren: docs/resilience.md, "Connection limits").
    * 'connections': held while a connection opened for this cluster stays open;
-   * 'pending': held while a request waits for a peer session to be established.
+   * 'pending': held while a request waits for a peer session or a free HTTP/1.1 connection.
    */
   admitConnection(kind: Extract<LimitName, 'connections' | 'pending'>): Admission | ProxyError {
     return this.limits.acquire(kind);

@@ -32,8 +32,9 @@ const MAX_GRPC_RESPONSE_BYTES = 4096;
  * (TLS when the cluster uses TLS) unless `transport_socket_match_criteria` picks another.
  *
  * Every probe carries `wren-health-check: 1` so the inbound sidecar counts it apart from
- * user requests (the outbound side strips the header from what apps send, so it cannot be
- * forged). The session's connect timeout is the probe timeout; `signal` (the checker's
+ * user requests (the outbound side strips the header from what apps send; a mesh peer can
+ * still set it, so the inbound counts apart only requests of exactly these shapes: see
+ * proxy/layers/record-metrics.ts). The session's connect timeout is the probe timeout; `signal` (the checker's
  * timeout) cancels the stream.
  */
 export class MeshProbes {
