@@ -200,7 +200,7 @@ export class InboundListener {
       // A TCP health check from the peer sidecar: 200 once the app's port accepts a
       // connection, which is then closed; counted apart from the istio_tcp_* metrics
       // (nothing of the peer's reaches the app, so a forged one hides no traffic).
-      this.d.metrics.inboundHealthCheckMarked.inc({ source_principal: peerSpiffeId(stream.session!.socket as TLSSocket), probe_shape: 'true' });
+      this.d.metrics.inboundHealthCheckMarked.inc({ source_principal: principal, probe_shape: 'true' });
       const cancel = probeApp(this.d, port, (ok) => {
         this.d.metrics.inboundHealthChecks.inc({ kind: 'tcp', response_code: ok ? '200' : '502' });
         if (stream.destroyed || stream.closed) return;
