@@ -3,8 +3,9 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanHeaders, cleanTrailers, type Headers } from './headers.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
+import { chargeReset } from './session-resets.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
 
 /**
  * Sends a request as one HTTP/2 stream on an existing session and resolves with the
@@ -32,6 +33,7 @@ export function forwardH2(session: ClientHttp2Session, req: ProxyRequest, head: 
     signal.addEventListener('abort', onAbort, { once: true });
     stream.once('close', () => {
       signal.removeEventListener('abort', onAbort);
+      if (stream.rstCode !== NGHTTP2_NO_ERROR) chargeReset(session);
       if (!responded) reject(classifyStreamError(stream, undefined));
     });
     stream.on('error', (err) => {
