@@ -110,8 +110,10 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
  * last processed stream id moves when a block begins (on_begin_headers): a last id above
  * the last announced stream, unchanged over three checks half a headers timeout apart,
  * is a block open for between 1 and 1.5 headers timeouts. One timer per connection, no
- * per-byte or per-frame work. (A stream nghttp2 began but rejected as malformed also
- * looks open: such a connection, if it stays idle, is closed after the headers timeout.)
+ * per-byte or per-frame work; CONTINUATION frames dripped slowly are caught too. (A stream
+ * nghttp2 began but rejected as malformed also looks open until a later stream opens:
+ * such a connection is closed after the headers timeout, as Envoy closes a connection
+ * on a malformed request by default.)
  */
 function checkHeaderBlock(g: Guard): void {
   g.check = null;
