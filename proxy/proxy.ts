@@ -25,6 +25,9 @@ import { ListenError } from '../common/listen.js';
 import { Agent } from 'node:http';
 import { loadAddon } from './net/original-dst.js';
 
+/** Resets relayed on one session to the app before it is retired (http/session-resets.ts). */
+const APP_SESSION_RESET_BUDGET = 500;
+
 export interface ProxyOptions {
   readonly config: ProxyConfig;
   readonly tls: TlsIdentity;
@@ -86,7 +89,10 @@ export class Proxy {
     const keepalive = config.limits.peerKeepalive;
     const onKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'outbound', limit: 'peer-keepalive-timeout' });
     this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock });
-    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock });
+    // A Node (nghttp2) app drops a session past 1000 resets in a burst (rapid-reset guard);
+    // retire ours at half that, so relayed cancellations never cost other callers' streams.
+    const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
+    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget });
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };

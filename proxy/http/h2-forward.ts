@@ -3,8 +3,9 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanHeaders, cleanTrailers, type Headers } from './headers.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
+import { chargeReset } from './session-resets.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
 
 /**
  * Sends a request as one HTTP/2 stream on an existing session and resolves with the
@@ -21,7 +22,8 @@ export function forwardH2(session: ClientHttp2Session, req: ProxyRequest, head: 
     try {
       stream = session.request(out, { endStream: !hasBody, waitForTrailers: hasBody });
     } catch (e) {
-      reject(new ProxyError('UPSTREAM_RESET', (e as Error).message, { cause: e }));
+      // The session is closing (GOAWAY) or gone: the stream was never sent.
+      reject(refused(new ProxyError('UPSTREAM_RESET', (e as Error).message, { cause: e })));
       return;
     }
     releaseOnClose(stream);
@@ -32,6 +34,7 @@ export function forwardH2(session: ClientHttp2Session, req: ProxyRequest, head: 
     signal.addEventListener('abort', onAbort, { once: true });
     stream.once('close', () => {
       signal.removeEventListener('abort', onAbort);
+      if (stream.rstCode !== NGHTTP2_NO_ERROR) chargeReset(session);
       if (!responded) reject(classifyStreamError(stream, undefined));
     });
     stream.on('error', (err) => {
@@ -54,7 +57,24 @@ export function forwardH2(session: ClientHttp2Session, req: ProxyRequest, head: 
   });
 }
 
+/** Errors of streams the upstream never processed (RFC 9113 §8.7): safe to retry. */
+const REFUSED = new WeakSet<object>();
+
+function refused(e: ProxyError): ProxyError {
+  REFUSED.add(e);
+  return e;
+}
+
+/**
+ * Whether forwardH2 failed with a stream the upstream did not process: RST_STREAM
+ * REFUSED_STREAM, a stream above a GOAWAY's last stream id (node:http2 closes those with
+ * REFUSED_STREAM too), or a session that no longer took streams.
+ */
+export function wasRefused(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && REFUSED.has(err);
+}
+
 function classifyStreamError(stream: ClientHttp2Stream, err: unknown): ProxyError {
-  if (stream.rstCode === NGHTTP2_REFUSED_STREAM) return new ProxyError('UPSTREAM_RESET', 'stream refused', { cause: err });
+  if (stream.rstCode === NGHTTP2_REFUSED_STREAM) return refused(new ProxyError('UPSTREAM_RESET', 'stream refused', { cause: err }));
   return toProxyError(err ?? Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ECONNRESET' }));
 }

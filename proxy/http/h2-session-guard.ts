@@ -15,7 +15,7 @@ export type LimitName =
 
 export interface H2GuardOptions {
   readonly clock: Clock;
-  /** The connection's first stream must open within this (0: off). */
+  /** The connection's first stream, and every later header block once begun, must complete within this (0: off). */
   readonly headersTimeoutMs: number;
   /** A session with no open stream for this long is closed (0: off). */
   readonly idleTimeoutMs: number;
@@ -37,6 +37,13 @@ interface Guard {
   premature: number;
   timer: Timer | null;
   sawStream: boolean;
+  /** Highest stream id Node has announced with 'stream' (its header block is complete). */
+  lastSeenId: number;
+  /** A stream id whose header block nghttp2 has begun but not finished, and how many checks saw it so. */
+  pendingId: number;
+  pendingChecks: number;
+  check: Timer | null;
+  readonly onCheck: () => void;
 }
 
 const GUARDS = new WeakMap<Http2Session, Guard>();
@@ -51,22 +58,36 @@ type Guarded = Http2Stream & { [STARTED]?: number; [GUARD]?: Guard };
  *   only closes its streams with RST_STREAM, which can never be written to a closed
  *   socket, so the streams (and every buffer they hold) stay forever and shutdown waits
  *   for them;
- * - the first stream must open within the headers timeout (a half-sent HEADERS frame
- *   holds nothing else), a session with no open stream closes after the idle timeout,
+ * - the first stream must open within the headers timeout, and any later header block
+ *   must complete within it (a half-sent HEADERS frame holds nothing else), a session with no open stream closes after the idle timeout,
  *   and a stream on which nothing moves is reset after the stream idle timeout
  *   (Envoy's request_headers_timeout, idle_timeout and stream_idle_timeout);
  * - the premature-reset budget: Envoy's answer to HTTP/2 rapid reset. Once the
  *   connection has had `totalStreamCount` streams, or before that once half that many
- *   were reset, a connection where at least half the streams were reset (RST_STREAM
- *   with any code but NO_ERROR) within `minStreamLifetimeMs` of opening gets GOAWAY
+ *   were reset, a connection where at least half the streams were reset (by RST_STREAM
+ *   of any code, NO_ERROR included, before the response ended) within `minStreamLifetimeMs` of opening gets GOAWAY
  *   ENHANCE_YOUR_CALM and is closed. Only that connection pays: other callers' streams,
  *   and the shared sessions to peer sidecars, go on.
  */
 export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): void {
-  const g: Guard = { o, session, streams: new Set(), active: 0, closed: 0, premature: 0, timer: null, sawStream: false };
+  const g: Guard = {
+    o,
+    session,
+    streams: new Set(),
+    active: 0,
+    closed: 0,
+    premature: 0,
+    timer: null,
+    sawStream: false,
+    lastSeenId: 0,
+    pendingId: 0,
+    pendingChecks: 0,
+    check: null,
+    onCheck: () => checkHeaderBlock(g),
+  };
   GUARDS.set(session, g);
   const gone = () => {
-    clear(g);
+    clearAll(g);
     if (!session.destroyed) session.destroy();
     // A destroyed session can still hold streams Node failed to let go of (their RST
     // could not be written): destroy them too, so their buffers and upstreams are freed.
@@ -76,9 +97,48 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
   // no RST_STREAM) can arrive, so streams blocked on flow control could never finish.
   session.socket.once('end', gone);
   session.socket.once('close', gone);
-  session.once('close', () => clear(g));
+  session.once('close', () => clearAll(g));
   arm(g, o.headersTimeoutMs, 'request-headers-timeout');
+  armCheck(g);
   session.on('stream', onStream);
+}
+
+/**
+ * Node announces a stream only once its header block is complete, and nghttp2 accepts no
+ * other frame on the connection while a block is open (RFC 9113 §6.10), so a HEADERS
+ * frame without END_HEADERS and no CONTINUATION holds the connection silently. nghttp2's
+ * last processed stream id moves when a block begins (on_begin_headers): a last id above
+ * the last announced stream, unchanged over three checks half a headers timeout apart,
+ * is a block open for between 1 and 1.5 headers timeouts. One timer per connection, no
+ * per-byte or per-frame work; CONTINUATION frames dripped slowly are caught too. (A stream
+ * nghttp2 began but rejected as malformed also looks open until a later stream opens:
+ * such a connection is closed after the headers timeout, as Envoy closes a connection
+ * on a malformed request by default.)
+ */
+function checkHeaderBlock(g: Guard): void {
+  g.check = null;
+  const s = g.session;
+  if (s.destroyed || s.closed) return;
+  const id = s.state.lastProcStreamID ?? 0;
+  if (id <= g.lastSeenId) g.pendingId = 0;
+  else if (id !== g.pendingId) {
+    g.pendingId = id;
+    g.pendingChecks = 1;
+  } else if (++g.pendingChecks >= 3) {
+    g.o.onLimit('request-headers-timeout');
+    clear(g);
+    s.close();
+    s.destroy();
+    return;
+  }
+  armCheck(g);
+}
+
+function armCheck(g: Guard): void {
+  const ms = g.o.headersTimeoutMs;
+  if (ms <= 0) return;
+  g.check = g.o.clock.setTimeout(g.onCheck, Math.ceil(ms / 2));
+  g.check.unref?.();
 }
 
 function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
@@ -87,6 +147,8 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   g.active++;
   g.streams.add(stream);
   g.sawStream = true;
+  const id = stream.id ?? 0;
+  if (id > g.lastSeenId) g.lastSeenId = id;
   clear(g);
   (stream as Guarded)[GUARD] = g;
   if (g.o.prematureResets) (stream as Guarded)[STARTED] = g.o.clock.now();
@@ -112,7 +174,10 @@ function onStreamClose(this: Http2Stream): void {
   const budget = g.o.prematureResets;
   if (budget) {
     const started = (this as Guarded)[STARTED] ?? 0;
-    if (this.rstCode !== NGHTTP2_NO_ERROR && g.o.clock.now() - started < budget.minStreamLifetimeMs) g.premature++;
+    // `aborted`: the stream closed before our response ended, i.e. the client reset it,
+    // whatever the code: RST_STREAM(NO_ERROR) cancels a request as well as CANCEL does
+    // (RFC 9113 §6.4; Envoy's premature-reset count does not look at the code either).
+    if ((this.aborted || this.rstCode !== NGHTTP2_NO_ERROR) && g.o.clock.now() - started < budget.minStreamLifetimeMs) g.premature++;
     const limit = budget.totalStreamCount;
     if (g.premature * 2 >= (g.closed < limit ? limit : g.closed)) return tooManyResets(g);
   }
@@ -123,7 +188,7 @@ function tooManyResets(g: Guard): void {
   const s = g.session;
   if (s.destroyed || s.closed) return;
   g.o.onLimit('premature-resets');
-  clear(g);
+  clearAll(g);
   // GOAWAY tells the client why; the connection is then dropped with whatever it still holds.
   s.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
   s.close();
@@ -150,4 +215,10 @@ function arm(g: Guard, ms: number, limit: LimitName): void {
 function clear(g: Guard): void {
   if (g.timer) g.o.clock.clearTimeout(g.timer);
   g.timer = null;
+}
+
+function clearAll(g: Guard): void {
+  clear(g);
+  if (g.check) g.o.clock.clearTimeout(g.check);
+  g.check = null;
 }

@@ -1,8 +1,8 @@
 import type { Agent } from 'node:http';
-import type { HttpService, ProxyResponse } from '../http/exchange.js';
+import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { MESH, header } from '../http/headers.js';
 import { forwardH1 } from '../http/h1-forward.js';
-import { forwardH2 } from '../http/h2-forward.js';
+import { forwardH2, wasRefused } from '../http/h2-forward.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { PeerPool } from '../outbound/peer-pool.js';
@@ -53,9 +53,7 @@ export function deliverToApp(appAddress: string, appSessions: PeerPool, agent: A
         ? upgradeH1(appAddress, port, req, req.headers)
         : orig === 'HTTP/1.1'
         ? forwardH1(agent, appAddress, port, req, req.headers)
-        : appSessions
-            .get({ address: appAddress, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true })
-            .then((s) => forwardH2(s, req, req.headers));
+        : h2ToApp(appSessions, appAddress, port, req);
     let done = false;
     const finish = () => {
       if (done) return;
@@ -77,4 +75,18 @@ export function deliverToApp(appAddress: string, appSessions: PeerPool, agent: A
       },
     );
   };
+}
+
+/**
+ * One HTTP/2 stream to the app. A stream the app never processed (REFUSED_STREAM, or
+ * above its GOAWAY's last stream id) is sent once more, on the pool's session then (a new
+ * one after a GOAWAY: the pool drops a session that sent one), as RFC 9113 §8.7 allows
+ * for any request. Only without a body: a body already piped into the refused stream is
+ * consumed.
+ */
+function h2ToApp(pool: PeerPool, address: string, port: number, req: ProxyRequest): Promise<ProxyResponse> {
+  const ep = { address, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
+  const once = () => pool.get(ep).then((s) => forwardH2(s, req, req.headers));
+  const sent = once();
+  return req.body !== null ? sent : sent.catch((err: unknown) => (wasRefused(err) && !req.signal.aborted ? once() : Promise.reject(err)));
 }

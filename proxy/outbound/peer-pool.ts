@@ -9,6 +9,7 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
+import { setResetBudget } from '../http/session-resets.js';
 
 export interface PeerPoolOptions {
   readonly tls: TlsIdentity;
@@ -21,6 +22,13 @@ export interface PeerPoolOptions {
   readonly onKeepaliveTimeout?: () => void;
   /** How long close() lets in-flight streams finish before destroying the sessions (default 1 s). */
   readonly closeGraceMs?: number;
+  /**
+   * Resets a session may see before it is retired (0: never; http/session-resets.ts).
+   * The app session pool sets it below the app's own rapid-reset limit.
+   */
+  readonly resetBudget?: number;
+  /** A session was retired for its reset budget. */
+  readonly onResetBudget?: () => void;
   readonly clock?: Clock;
 }
 
@@ -88,6 +96,11 @@ export class PeerPool {
             if (!sess.destroyed) sess.destroy();
           });
           this.keepalive(sess, drop);
+          setResetBudget(sess, this.opts.resetBudget ?? 0, () => {
+            this.opts.onResetBudget?.();
+            drop();
+            sess.close();
+          });
         },
         () => {
           if (this.sessions.get(key) === s) this.sessions.delete(key);

@@ -1,0 +1,32 @@
+import type { ClientHttp2Session } from 'node:http2';
+
+const BUDGET = Symbol('wren.resetBudget');
+interface Budget {
+  left: number;
+  readonly spent: () => void;
+}
+type Budgeted = ClientHttp2Session & { [BUDGET]?: Budget };
+
+/**
+ * Reset budget of an upstream session (issue 11, item 1). Every stream we forwarded and
+ * that then closed with a reset (ours, relaying a caller's cancellation, or the
+ * upstream's) costs one; when `budget` is spent, `spent` runs once, to retire the
+ * session: new requests go to a new session, in-flight ones finish on this one.
+ *
+ * Why: HTTP/2 servers guard against rapid reset by counting resets per connection
+ * (nghttp2, hence every Node app: a burst of 1000, then 33/s; beyond it GOAWAY
+ * INTERNAL_ERROR and the connection is dropped with every stream in flight on it). The
+ * inbound multiplexes all callers onto one session to the app, so one caller's
+ * cancellations, relayed faithfully, would fail every other caller's requests. Retiring
+ * the session well inside the app's limit keeps each connection under it; a session only
+ * costs a new connection to the app, made once per `budget` resets.
+ */
+export function setResetBudget(session: ClientHttp2Session, budget: number, spent: () => void): void {
+  if (budget > 0) (session as Budgeted)[BUDGET] = { left: budget, spent };
+}
+
+/** A stream forwarded on `session` closed with a reset (called by forwardH2). */
+export function chargeReset(session: ClientHttp2Session): void {
+  const b = (session as Budgeted)[BUDGET];
+  if (b && --b.left === 0) b.spent();
+}
