@@ -64,7 +64,13 @@ function abuse(until: number): Promise<{ goaway: number | null; streams: number 
     s.on('close', () => resolve({ goaway, streams }));
     const batch = () => {
       if (s.destroyed || !s.writable) return;
-      if (Date.now() > until) return void s.destroy();
+      if (Date.now() > until) {
+        // Stop sending, but read what the proxy already sent (a GOAWAY in flight) before
+        // closing: destroying at once lost GOAWAYs the proxy had counted.
+        s.end();
+        setTimeout(() => s.destroy(), 1000).unref();
+        return;
+      }
       const frames: Buffer[] = [];
       for (let i = 0; i < 100; i++, id += 2) frames.push(request(id, HOST, '/echo'), rstStream(id, constants.NGHTTP2_CANCEL));
       streams += 100;
@@ -120,8 +126,11 @@ test('rapid reset closes the abusive connections with GOAWAY; the peer session s
   expect(closedByProxy.length).toBeGreaterThan(0);
   for (const r of closedByProxy) expect(r.streams).toBeLessThan(2000);
   expect(await metric(client, /wren_limit_exceeded_total\{direction="outbound",limit="premature-resets"\} (\d+)/)).toBe(limitsBefore + closedByProxy.length);
-  // Both sidecars run in this process: memory stays bounded (the issue saw 78 MB -> 1.7 GB).
-  expect(process.memoryUsage().rss - rssBefore).toBeLessThan(200 << 20);
+  // Both sidecars and the attackers run in this process: memory stays bounded (the issue
+  // saw 78 MB -> 1.7 GB). The bound is the heaps growing to their working size under a 4 s
+  // flood of ~100k streams plus the app sessions retired during it (measured 150-240 MB
+  // while the whole suite runs), far below the unbounded growth the issue reported.
+  expect(process.memoryUsage().rss - rssBefore).toBeLessThan(320 << 20);
 }, 30_000);
 
 /**
