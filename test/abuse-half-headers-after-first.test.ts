@@ -4,6 +4,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { clientStart, frame, FLAG, FRAME, headerBlock } from './helpers/h2-frames.js';
 
 /**
  * Issue 11 item 7 (found by the adversarial review): the HTTP/2 request-headers
@@ -29,16 +30,7 @@ afterAll(async () => {
   await app.close();
 });
 
-function frame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, payload]);
-}
-const lit = (n: string, v: string) => Buffer.concat([Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]);
-const block = (port: number) => Buffer.concat([lit(':method', 'GET'), lit(':scheme', 'https'), lit(':path', '/'), lit(':authority', 'web'), lit('wren-target-port', String(port))]);
+const block = (port: number) => headerBlock([[':method', 'GET'], [':scheme', 'https'], [':path', '/'], [':authority', 'web'], ['wren-target-port', String(port)]]);
 
 /** One complete request, then half a HEADERS frame for the next stream; ms until the proxy closes the connection (or -1 after 8 s). */
 function slowloris(s: Socket, port: number): Promise<number> {
@@ -55,7 +47,7 @@ function slowloris(s: Socket, port: number): Promise<number> {
       if (t0 === 0 && got > 60) {
         t0 = Date.now();
         const b = block(port);
-        s.write(frame(1, 0x1 /* END_STREAM, no END_HEADERS */, 3, b.subarray(0, 10)));
+        s.write(frame(FRAME.HEADERS, FLAG.END_STREAM /* no END_HEADERS */, 3, b.subarray(0, 10)));
         clearTimeout(timer);
         setTimeout(() => {
           s.destroy();
@@ -65,7 +57,7 @@ function slowloris(s: Socket, port: number): Promise<number> {
     });
     s.on('error', () => undefined);
     s.on('close', () => resolve(t0 === 0 ? -2 : Date.now() - t0));
-    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0), frame(4, 1, 0), frame(1, 0x5, 1, block(port))]));
+    s.write(Buffer.concat([clientStart(), frame(FRAME.SETTINGS, FLAG.ACK, 0), frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1, block(port))]));
   });
 }
 

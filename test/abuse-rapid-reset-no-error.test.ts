@@ -4,6 +4,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { clientStart, frame, FLAG, FRAME, request, rstStream } from './helpers/h2-frames.js';
 
 /**
  * Issue 11 item 1 (found by the adversarial review): the premature-reset budget
@@ -36,17 +37,6 @@ afterAll(async () => {
   await app.close();
 });
 
-function frame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, payload]);
-}
-const lit = (n: string, v: string) => Buffer.concat([Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)]);
-const headers = (id: number) => frame(1, 0x5, id, Buffer.concat([lit(':method', 'GET'), lit(':scheme', 'http'), lit(':path', '/'), lit(':authority', HOST)]));
-const rst = (id: number, code: number) => frame(3, 0, id, Buffer.from([0, 0, 0, code]));
 
 /** 3000 HEADERS+RST_STREAM pairs in batches of 100 on one connection; the GOAWAY code the proxy sent, if any. */
 function abuse(code: number): Promise<{ goaway: number | null; sent: number }> {
@@ -60,7 +50,7 @@ function abuse(code: number): Promise<{ goaway: number | null; sent: number }> {
       buf = Buffer.concat([buf, d]);
       while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
         const len = buf.readUIntBE(0, 3);
-        if (buf[3] === 4 && !(buf[4] & 1)) s.write(frame(4, 1, 0));
+        if (buf[3] === FRAME.SETTINGS && !(buf[4] & FLAG.ACK)) s.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
         if (buf[3] === 7) goaway ??= buf.readUInt32BE(9 + 4);
         buf = buf.subarray(9 + len);
       }
@@ -75,13 +65,13 @@ function abuse(code: number): Promise<{ goaway: number | null; sent: number }> {
       if (s.destroyed || goaway !== null) return;
       if (sent >= 3000) return void setTimeout(() => s.destroy(), 500);
       const f: Buffer[] = [];
-      for (let i = 0; i < 100; i++, id += 2) f.push(headers(id), rst(id, code));
+      for (let i = 0; i < 100; i++, id += 2) f.push(request(id, HOST), rstStream(id, code));
       sent += 100;
       if (s.write(Buffer.concat(f))) setTimeout(batch, 1);
       else s.once('drain', batch);
     };
     s.once('connect', () => {
-      s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0)]));
+      s.write(clientStart());
       batch();
     });
   });
