@@ -1,7 +1,7 @@
 import { constants, createServer as createH2cServer } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
+import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { clientStart, frame, FLAG, FRAME, request, rstStream } from './helpers/h2-frames.js';
@@ -27,8 +27,7 @@ beforeAll(async () => {
     st.end('ok');
   });
   app = await listenOnLoopback(h2);
-  server = await startProxy({ pki, serviceAccount: 'web' });
-  client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort: app.port, proxy: server }])] });
+  ({ client, server } = await startPair(pki, app.port));
 }, 20_000);
 
 afterAll(async () => {

@@ -1,7 +1,7 @@
 import { connect as h2connect, constants, type ClientHttp2Session } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
+import { startPair } from './helpers/proxy.js';
 import { fakeH2cApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { FrameReader, FRAME, FLAG, frame, request, rstStream, clientStart } from './helpers/h2-frames.js';
@@ -20,8 +20,7 @@ beforeAll(async () => {
   // The client pod's abusive and well-behaved requests share one caller identity at the
   // server's inbound: its per-caller cap (limits.maxStreamsPerCaller, item 5) is raised
   // here so that this test sees the rapid-reset defences alone.
-  server = await startProxy({ pki, serviceAccount: 'web', config: { limits: { maxStreamsPerCaller: 10_000 } } });
-  client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort: app.port, proxy: server }])] });
+  ({ client, server } = await startPair(pki, app.port, { serverConfig: { limits: { maxStreamsPerCaller: 10_000 } } }));
 }, 20_000);
 
 afterAll(async () => {

@@ -3,7 +3,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
 import { seededRandom, type Random } from '../common/clock.js';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
+import { startPair } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { clientStart, frame, request } from './helpers/h2-frames.js';
@@ -24,8 +24,7 @@ let app: FakeApp, client: Proxy, server: Proxy;
 
 beforeAll(async () => {
   app = await fakeApp('web');
-  server = await startProxy({ pki, serviceAccount: 'web' });
-  client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort: app.port, proxy: server }])] });
+  ({ client, server } = await startPair(pki, app.port));
 }, 20_000);
 
 afterAll(async () => {

@@ -1,6 +1,6 @@
 import { connect as h2connect, constants, createServer as createH2cServer } from 'node:http2';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
+import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
@@ -33,8 +33,7 @@ beforeAll(async () => {
     });
   });
   app = await listenOnLoopback(h2);
-  server = await startProxy({ pki, serviceAccount: 'web' });
-  client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort: app.port, proxy: server }])] });
+  ({ client, server } = await startPair(pki, app.port));
 }, 20_000);
 
 afterAll(async () => {

@@ -97,3 +97,21 @@ export function meshService(
     'test',
   );
 }
+
+/** A client sidecar and a `web` sidecar in front of the app on `appPort` (service web:80), the pair most data-path tests need. */
+export async function startPair(
+  pki: TestPki,
+  appPort: number,
+  o: { readonly serverConfig?: Record<string, unknown> } = {},
+): Promise<{ readonly client: Proxy; readonly server: Proxy; close(): Promise<void> }> {
+  const server = await startProxy({ pki, serviceAccount: 'web', config: o.serverConfig });
+  const client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort, proxy: server }])] });
+  return {
+    client,
+    server,
+    async close() {
+      await client.close();
+      await server.close();
+    },
+  };
+}
