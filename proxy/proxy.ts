@@ -14,6 +14,7 @@ import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
 import { UpstreamListener } from './outbound/upstream-listener.js';
 import { outboundStack } from './outbound/stack.js';
+import { outboundTcpStack } from './outbound/tcp-stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
 import { AdminServer } from './admin/admin-server.js';
@@ -113,9 +114,8 @@ export class Proxy {
       maxHeaderBytes: config.limits.maxHeaderBytes,
       limits: config.limits,
       routes: () => this.routes,
-      clusters: () => this.clusters,
-      peers: this.peers,
       originalDst: opts.originalDst,
+      tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
       http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));

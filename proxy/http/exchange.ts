@@ -16,8 +16,12 @@ export interface ProxyRequest {
   /** null when the request has no body (END_STREAM on HEADERS / no content-length). */
   readonly body: Readable | null;
   readonly trailers: () => Headers | undefined;
-  /** The protocol the client spoke to us. */
-  readonly origProto: 'HTTP/1.1' | 'HTTP/2';
+  /**
+   * The protocol the client spoke to us. 'TCP': an opaque TCP connection carried through
+   * the outbound layers as a CONNECT-like request (method CONNECT, no body, no headers);
+   * its response (200) has the upstream byte stream as body (outbound/tcp-request.ts).
+   */
+  readonly origProto: 'HTTP/1.1' | 'HTTP/2' | 'TCP';
   readonly source: { readonly address: string; readonly port: number; readonly identity: string };
   /**
    * Where the app meant to connect, for redirected connections (SO_ORIGINAL_DST); on an

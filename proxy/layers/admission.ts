@@ -8,6 +8,8 @@ import { attachState } from './request-state.js';
  * (Envoy max_requests): over the limit the request fails at once with OVERFLOW (503,
  * `wren-proxy-error: overflow`, `wren_overflow_total`), never queued. Admission also
  * deposits into the retry budget. The slot is held until the response body ends.
+ * An opaque TCP connection (origProto 'TCP') takes a connection slot instead (Envoy
+ * max_connections), held until its tunnel (the response body) closes.
  */
 export const admission =
   (clusters: () => ClusterSet): HttpLayer =>
@@ -17,7 +19,9 @@ export const admission =
     if (!route) throw new ProxyError('NO_ROUTE');
     const cluster = clusters().get(route.service, route.port);
     if (!cluster) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
-    const adm = cluster.admit('request');
+    // An opaque TCP connection is one of the cluster's connections for its whole life
+    // (Envoy's TCP proxy: max_connections), not a request.
+    const adm = req.origProto === 'TCP' ? cluster.admitConnection('connections') : cluster.admit('request');
     if (adm instanceof ProxyError) throw adm;
     attachState(req, cluster);
     let res: ProxyResponse;
@@ -28,6 +32,7 @@ export const admission =
       throw err;
     }
     if (!res.body) adm.release();
+    else if (req.origProto === 'TCP') res.body.once('close', adm.release); // a half-closed tunnel is still open
     else {
       res.body.once('end', adm.release);
       res.body.once('close', adm.release);

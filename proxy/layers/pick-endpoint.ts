@@ -1,4 +1,5 @@
-import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { Connector, Upstream } from '../net/connector.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
 import { endpointKey, portPolicy, type Endpoint } from '../../contract/model.js';
@@ -13,16 +14,21 @@ export interface PickEndpointDeps {
   readonly clusters: () => ClusterSet;
   readonly clock: Clock;
   /**
-   * Opens (or reuses) the HTTP/2 session to an endpoint with the policy's connect timeout
-   * before the request is forwarded, so a connect failure is known to have sent nothing.
-   * `connection`: the cluster's connection slot, held by the session if this call opens it.
+   * The connector that reaches the picked endpoint for this request (proxy/net/connector.ts),
+   * or undefined when the service below connects by itself (an HTTP/1.1 pool that applies
+   * the cluster's limits on its own). The upstream is opened here, with the policy's connect
+   * timeout, before the request is forwarded, so a connect failure is known to have sent
+   * nothing; the service below finds it in the request state (`upstream`).
    */
-  readonly connect?: (ep: Endpoint, timeoutMs: number, connection?: Admission) => Promise<unknown>;
-  /** Whether the endpoint's session is already open (then `connect` is skipped: nothing to wait for). */
-  readonly connected?: (ep: Endpoint) => boolean;
-  /** Whether a session to the endpoint is open or being opened (then waiting for it opens no connection). */
-  readonly opening?: (ep: Endpoint) => boolean;
+  readonly connectorFor?: (req: ProxyRequest, ep: Endpoint) => Connector | undefined;
 }
+
+/** An upstream that connected after its request was given up: only a TCP socket is the request's own to close. */
+const closeLate = (u: Upstream): void => {
+  if (u.kind === 'tcp') u.socket.destroy();
+};
+
+const destroyLateBody = (late: ProxyResponse): void => void late.body?.destroy();
 
 /** Errors raised when the HTTP/2 session was already unusable: the stream was never opened. */
 const NOT_SENT = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION', 'ERR_HTTP2_OUT_OF_STREAMS']);
@@ -64,15 +70,20 @@ export const pickEndpoint =
     if (ep instanceof ProxyError) throw ep;
     st.tried.add(endpointKey(ep));
     req.endpoint = ep;
-    // Same condition as forwardToEndpoint uses a session (meshed, or HTTP/2 to an unmeshed app).
-    const mustConnect = d.connect !== undefined && (ep.proxyPort !== null || req.origProto === 'HTTP/2') && !d.connected?.(ep);
+    const connector = d.connectorFor?.(req, ep);
+    // Already connected (the common case): no admission, no promise.
+    const ready = connector?.ready(ep);
+    st.upstream = ready;
+    const mustConnect = connector !== undefined && ready === undefined;
     let pending: Admission | undefined;
     let connection: Admission | undefined;
     if (mustConnect) {
       const p = st.cluster.admitConnection('pending');
       if (p instanceof ProxyError) throw p;
       pending = p;
-      if (!d.opening?.(ep)) {
+      // An opaque TCP connection holds its cluster connection slot already (admission):
+      // the session or socket opened for it is that connection, not a second one.
+      if (req.origProto !== 'TCP' && !connector.opening(ep)) {
         const c = st.cluster.admitConnection('connections');
         if (c instanceof ProxyError) {
           pending.release();
@@ -89,13 +100,13 @@ export const pickEndpoint =
     try {
       if (mustConnect) {
         try {
-          await raceSignal(d.connect!(ep, policy.timeouts.connectMs, connection), req.signal);
+          st.upstream = await raceSignal<Upstream>(connector.connect(ep, policy.timeouts.connectMs, connection), req.signal, closeLate);
         } finally {
           pending!.release();
         }
       }
       connected = true;
-      res = await raceSignal(inner(req), req.signal, (late) => late.body?.destroy());
+      res = await raceSignal(inner(req), req.signal, destroyLateBody);
     } catch (err) {
       const e = req.signal.aborted ? abortReason(req.signal) : toProxyError(err);
       const causeCode = (e.cause as { code?: string } | undefined)?.code;

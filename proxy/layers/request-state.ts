@@ -1,6 +1,7 @@
 import type { ProxyRequest } from '../http/exchange.js';
 import type { ClusterHandle } from '../outbound/cluster-set.js';
 import type { Outcome } from '../resilience/classify.js';
+import type { Upstream } from '../net/connector.js';
 
 /**
  * What the resilience layers (admission → timeouts → retry → pick-endpoint) share about
@@ -18,6 +19,11 @@ export interface ResilienceState {
   outcome?: Outcome;
   /** Whether the failed attempt's request (headers or body bytes) may have reached the upstream. */
   sent: boolean;
+  /**
+   * What pick-endpoint connected the current attempt to (its connector's upstream), for
+   * the terminal service to send on; undefined when the terminal connects by itself.
+   */
+  upstream?: Upstream;
 }
 
 const STATE = Symbol('wren.resilience');

@@ -35,7 +35,9 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
       return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, portPolicy(route.service, route.port).timeouts.connectMs);
     }
     const extra = ep.proxyPort !== null ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto } : undefined;
-    // The session is normally open already (pick-endpoint connected it): no promise round trip then.
+    // pick-endpoint connected the attempt (its connector's upstream): no look-up, no promise round trip.
+    const up = stateOf(req)?.upstream;
+    if (up?.kind === 'h2') return forwardH2(up.session, req, req.headers, extra);
     const session = peers.ready(ep);
     if (session) return forwardH2(session, req, req.headers, extra);
     return peers.get(ep).then((s) => forwardH2(s, req, req.headers, extra));
@@ -45,6 +47,8 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
 function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest): Promise<ProxyResponse> {
   if (ep.proxyPort === null) return upgradeH1(ep.address, ep.port, req, req.headers);
   const extra = { [MESH.targetPort]: String(ep.port) };
+  const up = stateOf(req)?.upstream;
+  if (up?.kind === 'h2') return upgradeH2(up.session, req, req.headers, extra);
   const session = peers.ready(ep);
   if (session) return upgradeH2(session, req, req.headers, extra);
   return peers.get(ep).then((s) => upgradeH2(s, req, req.headers, extra));

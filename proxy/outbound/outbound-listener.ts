@@ -3,20 +3,18 @@ import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Server as H1Server } from 'node:http';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import { endpointKey, type Endpoint, type Protocol } from '../../contract/model.js';
-import type { HttpService } from '../http/exchange.js';
+import type { Protocol } from '../../contract/model.js';
+import type { Duplex } from 'node:stream';
+import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { createH1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
-import { MESH } from '../http/headers.js';
 import { detectProtocol } from '../net/detect-protocol.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
 import { splice } from '../net/tcp-tunnel.js';
-import { ProxyError, toProxyError } from '../errors/proxy-error.js';
-import { classify } from '../resilience/classify.js';
+import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
-import type { ClusterHandle, ClusterSet } from './cluster-set.js';
-import type { PeerPool } from './peer-pool.js';
+import { tcpRequest } from './tcp-request.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
@@ -32,9 +30,9 @@ export interface OutboundDeps {
   /** Timeouts, the connection cap and the rapid-reset budget (docs/security.md). */
   readonly limits: ProxyLimits;
   readonly http: HttpService;
+  /** The opaque TCP pipeline (tcp-stack.ts): a connection in, its upstream byte stream out. */
+  readonly tcp: HttpService;
   readonly routes: () => RouteTable;
-  readonly clusters: () => ClusterSet;
-  readonly peers: PeerPool;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -132,7 +130,7 @@ export class OutboundListener {
     const proto = declared ?? route?.port.protocol;
     if ((declared === undefined && dst && this.d.opaquePorts.has(dst.port)) || proto === 'opaque') {
       this.d.metrics.detect.inc({ direction: 'outbound', result: 'opaque-port' });
-      this.tcp(socket, route, dst);
+      this.tcp(socket, dst);
       return;
     }
     const detected = proto === 'http1' ? 'http1' : proto === 'http2' || proto === 'grpc' ? 'http2' : await detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock);
@@ -148,7 +146,7 @@ export class OutboundListener {
         this.h2Dst = undefined;
       }
     } else {
-      this.tcp(socket, route, dst);
+      this.tcp(socket, dst);
     }
   }
 
@@ -158,78 +156,44 @@ export class OutboundListener {
   }
 
   /**
-   * Opaque TCP to a mesh service: balanced per connection (or to the addressed endpoint
-   * when the route is pinned to one), tunnelled over the peer's mTLS session.
+   * Opaque TCP to a mesh service: the connection becomes a CONNECT-like request
+   * (tcp-request.ts) through the outbound TCP stack (route → admission → retry → pick,
+   * tcp-stack.ts), so it is balanced per connection (or pinned to the addressed pod),
+   * admitted against the cluster's max_connections, retried on another endpoint after a
+   * connect failure, and bounded by the connect timeout exactly as a request is. The
+   * answer is the upstream byte stream (an HTTP/2 CONNECT stream over the peer's mTLS
+   * session, or a socket to an unmeshed endpoint), spliced to the client. A failure is
+   * counted by its code (wren_proxy_errors_total, the error table's label) and closes the
+   * connection: TCP has no way to say more.
    */
-  private tcp(socket: Socket, route: Route | undefined, dst: Destination | undefined): void {
-    if (!route) {
-      this.d.logger.info('closing opaque connection with no destination', { code: 'NO_ROUTE', upstream: dst?.upstream });
-      socket.destroy();
-      return;
-    }
-    const svc = `${route.service.name}.${route.service.namespace}.svc.cluster.local`;
-    const cluster = this.d.clusters().get(route.service, route.port);
-    if (!cluster) {
-      this.d.logger.warn('opaque connection failed', { code: 'NO_ENDPOINTS', service: svc });
-      socket.destroy();
-      return;
-    }
-    // Each opaque connection is one of the cluster's connections (max_connections) until it
-    // closes, as an upstream TCP connection is for Envoy's TCP proxy; over the limit it is
-    // closed at once (OVERFLOW, wren_overflow_total{limit="connections"}).
-    const slot = cluster.admitConnection('connections');
-    if (slot instanceof ProxyError) {
-      this.d.logger.warn('opaque connection refused', { code: slot.code, service: svc, detail: slot.message });
-      socket.destroy();
-      return;
-    }
-    socket.once('close', slot.release);
-    // Balanced per connection; the connection counts as in flight until it closes. A
-    // connect failure is a local-origin failure and, since nothing was sent, is tried on
-    // another endpoint (up to 3 attempts; on the same one when pinned).
-    const tried = new Set<string>();
-    const attempt = (n: number): void => {
-      const ep = pickFor(cluster, route, socket.remoteAddress, tried);
-      if (ep instanceof ProxyError) {
-        this.d.logger.warn('opaque connection failed', { code: ep.code, service: svc });
+  private tcp(socket: Socket, dst: Destination | undefined): void {
+    const ac = new AbortController();
+    const onClose = () => ac.abort();
+    socket.once('close', onClose);
+    const req = tcpRequest(socket, dst, ac.signal, this.d.clock.now());
+    this.d.tcp(req).then(
+      (res) => {
+        socket.removeListener('close', onClose);
+        const up = res.body as Duplex;
+        if (socket.destroyed) return void up.destroy();
+        const labels = { direction: 'outbound', destination_service: serviceName(req) } as const;
+        this.d.metrics.tcpOpened.inc(labels);
+        splice(socket, up, (b) => {
+          this.d.metrics.tcpClosed.inc(labels);
+          this.d.metrics.tcpReceived.inc(labels, b.aToB);
+          this.d.metrics.tcpSent.inc(labels, b.bToA);
+        });
+      },
+      (err: unknown) => {
+        socket.removeListener('close', onClose);
+        const e = toProxyError(err, 'INTERNAL');
+        if (!socket.destroyed) this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+        const fields = { code: e.code, flag: responseFlag(e.label), service: req.route ? serviceName(req) : undefined, dst, detail: e.message };
+        if (e.code === 'NO_ROUTE') this.d.logger.info('closing opaque connection with no destination', fields);
+        else if (!socket.destroyed) this.d.logger.warn('opaque connection failed', fields);
         socket.destroy();
-        return;
-      }
-      tried.add(endpointKey(ep));
-      const started = this.d.clock.now();
-      const done = cluster.start(ep);
-      void this.openTunnel(ep).then(
-        (up) => {
-          const connectMs = this.d.clock.now() - started;
-          let upError: unknown;
-          up.once('error', (e) => (upError = e));
-          this.d.metrics.tcpOpened.inc({ direction: 'outbound', destination_service: svc });
-          splice(socket, up, (b) => {
-            const failed = upError !== undefined && b.bToA === 0;
-            done(failed ? classify({ type: 'error', error: toProxyError(upError, 'CONNECT_FAILED') }) : classify({ type: 'response', status: 200 }), connectMs);
-            this.d.metrics.tcpClosed.inc({ direction: 'outbound', destination_service: svc });
-            this.d.metrics.tcpReceived.inc({ direction: 'outbound', destination_service: svc }, b.aToB);
-            this.d.metrics.tcpSent.inc({ direction: 'outbound', destination_service: svc }, b.bToA);
-          });
-        },
-        (err) => {
-          const e = toProxyError(err, 'CONNECT_FAILED');
-          const outcome = classify({ type: 'error', error: e });
-          done(outcome, this.d.clock.now() - started);
-          if (outcome.retryable.alwaysSafe && n < 3 && !socket.destroyed) return attempt(n + 1);
-          this.d.logger.warn('opaque connection failed', { code: e.code, service: svc, dst });
-          socket.destroy();
-        },
-      );
-    };
-    attempt(1);
-  }
-
-  /** A byte stream to the endpoint's app port: an HTTP/2 CONNECT stream over mTLS when meshed. */
-  private async openTunnel(ep: Endpoint): Promise<import('node:stream').Duplex> {
-    if (ep.proxyPort === null) return netConnect({ host: ep.address, port: ep.port });
-    const session = await this.d.peers.get(ep);
-    return session.request({ ':method': 'CONNECT', ':authority': `${ep.address}:${ep.port}`, [MESH.targetPort]: String(ep.port) });
+      },
+    );
   }
 
   address(): AddressInfo {
@@ -244,7 +208,4 @@ export class OutboundListener {
   }
 }
 
-/** The route's own endpoint when it is pinned to one (a pod IP), else a balanced pick. */
-function pickFor(cluster: ClusterHandle, route: Route, hashKey: string | undefined, exclude?: ReadonlySet<string>): Endpoint | ProxyError {
-  return route.endpoint ? cluster.pinned(route.endpoint) : cluster.pick({ hashKey, exclude });
-}
+const serviceName = (req: ProxyRequest): string => `${req.route!.service.name}.${req.route!.service.namespace}.svc.cluster.local`;

@@ -12,6 +12,7 @@ import { timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { forwardToEndpoint } from './forward-to-endpoint.js';
+import { outboundConnector } from './outbound-connector.js';
 import type { RouteTable } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
@@ -33,7 +34,8 @@ export interface OutboundStackDeps {
  * The outbound HTTP pipeline, top (first to see a request) to bottom. The resilience
  * part (docs/resilience.md): admission (max requests, budget deposit) → timeouts (request
  * timeout, gRPC deadline, idle) → retry (decision, budget, backoff, replayable body,
- * per-try timeout) → pick-endpoint (one attempt: pick, connect timeout, outcome).
+ * per-try timeout) → pick-endpoint (one attempt: pick, connect through the connector with the
+ * connect timeout, outcome). Opaque TCP takes route → admission → retry → pick too (tcp-stack.ts).
  */
 export function outboundStack(d: OutboundStackDeps): HttpService {
   return stack(
@@ -48,7 +50,7 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms, conn) => d.peers.get(ep, ms, conn), connected: (ep) => d.peers.ready(ep) !== undefined, opening: (ep) => d.peers.has(ep) }),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock) }),
     ],
     forwardToEndpoint(d.peers, d.agent),
   );

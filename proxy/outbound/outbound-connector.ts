@@ -1,0 +1,17 @@
+import type { ProxyRequest } from '../http/exchange.js';
+import type { Endpoint } from '../../contract/model.js';
+import { SessionConnector, TcpConnector, type Connector } from '../net/connector.js';
+import type { PeerPool } from './peer-pool.js';
+import type { Clock } from '../../common/clock.js';
+
+/**
+ * Which connector reaches an outbound endpoint: the peer sidecar's HTTP/2 session (mTLS)
+ * for a meshed one, whatever the request; for an unmeshed one an h2c session for HTTP/2,
+ * a TCP socket of its own for opaque TCP, and none for HTTP/1.1 (forward-to-endpoint's
+ * HTTP/1.1 pool connects and applies the cluster's connection limits itself).
+ */
+export function outboundConnector(peers: PeerPool, clock: Clock): (req: ProxyRequest, ep: Endpoint) => Connector | undefined {
+  const sessions = new SessionConnector(peers);
+  const tcp = new TcpConnector({ clock });
+  return (req, ep) => (ep.proxyPort !== null || req.origProto === 'HTTP/2' ? sessions : req.origProto === 'TCP' ? tcp : undefined);
+}

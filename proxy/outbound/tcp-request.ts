@@ -1,0 +1,30 @@
+import type { Socket } from 'node:net';
+import type { ProxyRequest } from '../http/exchange.js';
+import type { Destination } from './route-table.js';
+
+const noTrailers = (): undefined => undefined;
+
+/**
+ * An opaque TCP connection as the request the outbound layers see (origProto 'TCP'):
+ * method CONNECT (RFC 9110 section 9.3.6: "establish a tunnel"), no body, no headers and
+ * no authority, so routing goes by the connection's destination alone (its original
+ * destination, or an upstream listener's service). The layers then treat it as any
+ * request: admission, retries of connect failures, pick (pinning, ejection, breakers),
+ * the connect timeout and the error mapping. `signal` aborts when the client goes away.
+ */
+export function tcpRequest(socket: Socket, dst: Destination | undefined, signal: AbortSignal, now: number): ProxyRequest {
+  return {
+    method: 'CONNECT',
+    scheme: '',
+    authority: '',
+    path: '',
+    headers: {},
+    body: null,
+    trailers: noTrailers,
+    origProto: 'TCP',
+    source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
+    origDst: dst,
+    signal,
+    startedAt: now,
+  };
+}
