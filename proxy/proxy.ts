@@ -17,6 +17,7 @@ import { outboundStack } from './outbound/stack.js';
 import { outboundTcpStack } from './outbound/tcp-stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
+import { AppConnector } from './inbound/app-connector.js';
 import { AdminServer } from './admin/admin-server.js';
 import { CompiledInboundPolicy } from './policy/compiled-policy.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
@@ -100,7 +101,7 @@ export class Proxy {
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY);
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
     const inboundCommon = {
-      ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved,
+      ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock), reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
       maxStreamsPerCaller: config.limits.maxStreamsPerCaller,
     };

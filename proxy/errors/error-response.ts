@@ -30,3 +30,16 @@ function encodeGrpcMessage(s: string): string {
     Array.from(Buffer.from(c)).map((b) => '%' + b.toString(16).toUpperCase().padStart(2, '0')).join(''),
   );
 }
+
+/**
+ * The answer to a tunnel request (an HTTP/2 CONNECT stream from a peer sidecar) that is
+ * refused: the table's status and `wren-proxy-error` label like any error response, but
+ * no body. RFC 9110 section 9.3.6: any non-2xx answer means no tunnel was formed, and the
+ * peer relays a CONNECT stream's bytes to its client as they come, so a text body would
+ * reach that client as if the app had sent it. `extra`: headers that qualify the error
+ * (the authorization decision's reason).
+ */
+export function tunnelRefusal(err: unknown, extra?: Headers): ProxyResponse {
+  const e = toProxyError(err, 'INTERNAL');
+  return { status: e.httpStatus, headers: { ...extra, [PROXY_ERROR_HEADER]: e.label }, body: null, trailers: () => undefined, proxyError: e.label };
+}

@@ -3,41 +3,50 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/logger.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import { splice } from '../net/tcp-tunnel.js';
+import { TcpConnector } from '../net/connector.js';
+import { toProxyError, type ProxyError } from '../errors/proxy-error.js';
+import type { Clock } from '../../common/clock.js';
+import { APP_CONNECT_TIMEOUT_MS } from './app-connector.js';
 
 export interface AppTunnelDeps {
   readonly appAddress: string;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
+  readonly clock: Clock;
 }
 
 /**
  * Opaque TCP from a downstream (a CONNECT stream from a peer sidecar, or a plaintext
  * connection on a PERMISSIVE port) to the app's port, counted in the istio_tcp_* metrics.
+ * The socket comes from the same TCP connector as the outbound side's (net/connector.ts),
+ * with the app connect timeout; a failure reaches `hooks.failed` as a typed ProxyError
+ * (CONNECT_REFUSED, CONNECT_TIMEOUT...), for the caller to answer through the error table.
  */
 export function tunnelToApp(
   d: AppTunnelDeps,
   port: number,
   down: Duplex,
-  hooks: { readonly connected?: () => void; readonly failed: (err: Error) => void },
+  hooks: { readonly connected?: () => void; readonly failed: (err: ProxyError) => void },
 ): void {
-  const up = netConnect({ host: d.appAddress, port });
   const labels = { direction: 'inbound', destination_service: String(port) } as const;
-  let connected = false;
-  up.once('connect', () => {
-    connected = true;
-    hooks.connected?.();
-    d.metrics.tcpOpened.inc(labels);
-    splice(down, up, (b) => {
-      d.metrics.tcpClosed.inc(labels);
-      d.metrics.tcpReceived.inc(labels, b.aToB);
-      d.metrics.tcpSent.inc(labels, b.bToA);
-    });
-  });
-  up.once('error', (err) => {
-    if (!connected) hooks.failed(err);
-    else down.destroy();
-    d.logger.warn('inbound tunnel to app failed', { code: 'CONNECT_REFUSED', port, error: err.message });
-  });
+  const ep = { address: d.appAddress, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
+  new TcpConnector({ clock: d.clock }).connect(ep, APP_CONNECT_TIMEOUT_MS).then(
+    ({ socket: up }) => {
+      if (down.destroyed) return void up.destroy();
+      hooks.connected?.();
+      d.metrics.tcpOpened.inc(labels);
+      splice(down, up, (b) => {
+        d.metrics.tcpClosed.inc(labels);
+        d.metrics.tcpReceived.inc(labels, b.aToB);
+        d.metrics.tcpSent.inc(labels, b.bToA);
+      });
+    },
+    (err: unknown) => {
+      const e = toProxyError(err, 'CONNECT_FAILED');
+      d.logger.warn('inbound tunnel to app failed', { code: e.code, port, error: e.message });
+      hooks.failed(e);
+    },
+  );
 }
 
 /**

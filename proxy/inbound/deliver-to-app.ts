@@ -1,11 +1,10 @@
-import type { Agent } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { MESH, header } from '../http/headers.js';
-import { forwardH1 } from '../http/h1-forward.js';
 import { forwardH2, wasRefused } from '../http/h2-forward.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
 import { ProxyError } from '../errors/proxy-error.js';
-import type { PeerPool } from '../outbound/peer-pool.js';
+import { APP_CONNECT_TIMEOUT_MS, type AppConnector } from './app-connector.js';
 
 export interface CallerLimits {
   /** Requests/streams one caller (peer identity; all plaintext callers together) may have open to the app. */
@@ -16,7 +15,8 @@ export interface CallerLimits {
 /**
  * Terminal inbound service: plaintext to the app on its port, in the protocol the
  * original client spoke (`wren-orig-proto`: requests upgraded to HTTP/2 between the
- * sidecars are downgraded back to HTTP/1.1 here).
+ * sidecars are downgraded back to HTTP/1.1 here), through the app's connectors
+ * (app-connector.ts): its h2c session, its HTTP/1.1 pool.
  *
  * Fairness between callers (issue 11, item 5): all callers share one HTTP/2 session to
  * the app, and an app stops taking streams on a session whose unread responses fill its
@@ -26,67 +26,106 @@ export interface CallerLimits {
  * OVERFLOW (503, not queued, as a circuit breaker's max_requests), counted as
  * `max-streams-per-caller`. Applies to HTTP/1.1 delivery too (the app's connections).
  */
-export function deliverToApp(appAddress: string, appSessions: PeerPool, agent: Agent, limits?: CallerLimits): HttpService {
-  const held = new Map<string, number>();
-  const release = (caller: string) => {
-    const n = (held.get(caller) ?? 1) - 1;
-    if (n <= 0) held.delete(caller);
-    else held.set(caller, n);
-  };
+export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpService {
+  const callers = limits ? new CallerSlots(limits) : undefined;
   return (req) => {
     const port = req.targetPort;
     if (port === undefined) return Promise.reject(new ProxyError('BAD_REQUEST', 'no target port'));
     const caller = req.source.identity;
-    const n = held.get(caller) ?? 0;
-    if (limits && n >= limits.maxStreamsPerCaller) {
-      limits.onLimit();
-      return Promise.reject(new ProxyError('OVERFLOW', `the caller has ${n} requests open to the app (limit ${limits.maxStreamsPerCaller})`));
+    if (callers) {
+      const over = callers.take(caller);
+      if (over) return Promise.reject(over);
     }
-    held.set(caller, n + 1);
     const orig = header(req.headers, MESH.origProto);
     delete req.headers[MESH.origProto];
     delete req.headers[MESH.targetPort];
     delete req.headers[MESH.healthCheck];
-    // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers.
-    const sent =
-      req.upgrade !== undefined
-        ? upgradeH1(appAddress, port, req, req.headers)
-        : orig === 'HTTP/1.1'
-        ? forwardH1(agent, appAddress, port, req, req.headers)
-        : h2ToApp(appSessions, appAddress, port, req);
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      release(caller);
-    };
-    return sent.then(
-      (res: ProxyResponse) => {
-        if (!res.body) finish();
-        else {
-          res.body.once('end', finish);
-          res.body.once('close', finish);
-        }
-        return res;
-      },
-      (err: unknown) => {
-        finish();
-        throw err;
-      },
-    );
+    return deliver(app, callers, caller, req, port, orig);
   };
 }
 
 /**
- * One HTTP/2 stream to the app. A stream the app never processed (REFUSED_STREAM, or
- * above its GOAWAY's last stream id) is sent once more, on the pool's session then (a new
- * one after a GOAWAY: the pool drops a session that sent one), as RFC 9113 §8.7 allows
- * for any request. Only without a body: a body already piped into the refused stream is
- * consumed.
+ * One delivery. An async function rather than promise callbacks: no closures per request;
+ * the caller's slot comes back through one shared body handler (releaseOnDone).
+ *
+ * An HTTP/2 stream the app never processed (REFUSED_STREAM, or above its GOAWAY's last
+ * stream id) is sent once more, on the pool's session then (a new one after a GOAWAY: the
+ * pool drops a session that sent one), as RFC 9113 §8.7 allows for any request. Only
+ * without a body: a body already piped into the refused stream is consumed.
  */
-function h2ToApp(pool: PeerPool, address: string, port: number, req: ProxyRequest): Promise<ProxyResponse> {
-  const ep = { address, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
-  const once = () => pool.get(ep).then((s) => forwardH2(s, req, req.headers));
-  const sent = once();
-  return req.body !== null ? sent : sent.catch((err: unknown) => (wasRefused(err) && !req.signal.aborted ? once() : Promise.reject(err)));
+async function deliver(app: AppConnector, callers: CallerSlots | undefined, caller: string, req: ProxyRequest, port: number, orig: string | undefined): Promise<ProxyResponse> {
+  let res: ProxyResponse;
+  try {
+    if (req.upgrade !== undefined) {
+      // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers, on a connection of its own.
+      res = await upgradeH1(app.address, port, req, req.headers);
+    } else if (orig === 'HTTP/1.1') {
+      const up = app.h1.ready(app.endpoint(port));
+      res = await up.pool.request(up.address, up.port, req, req.headers);
+    } else {
+      const ep = app.endpoint(port);
+      // The open session is taken synchronously; only opening one is awaited.
+      let up = app.h2.ready(ep) ?? (await app.h2.connect(ep, APP_CONNECT_TIMEOUT_MS));
+      try {
+        res = await forwardH2(up.session, req, req.headers);
+      } catch (err) {
+        if (req.body !== null || !wasRefused(err) || req.signal.aborted) throw err;
+        up = app.h2.ready(ep) ?? (await app.h2.connect(ep, APP_CONNECT_TIMEOUT_MS));
+        res = await forwardH2(up.session, req, req.headers);
+      }
+    }
+  } catch (err) {
+    callers?.release(caller);
+    throw err;
+  }
+  if (callers) {
+    if (res.body) callers.holdUntilDone(res.body, caller);
+    else callers.release(caller);
+  }
+  return res;
+}
+
+const SLOTS = Symbol('wren.caller-slots');
+const CALLER = Symbol('wren.caller');
+type HeldBody = Readable & { [SLOTS]?: CallerSlots; [CALLER]?: string };
+
+/** Shared 'end'/'close' listener of every delivered response body: gives its caller's slot back once. */
+function releaseOnDone(this: HeldBody): void {
+  const slots = this[SLOTS];
+  if (!slots) return;
+  this[SLOTS] = undefined;
+  slots.release(this[CALLER]!);
+}
+
+/** Requests each caller has open to the app, against maxStreamsPerCaller. */
+class CallerSlots {
+  private readonly held = new Map<string, number>();
+
+  constructor(private readonly limits: CallerLimits) {}
+
+  /** Takes a slot for `caller`, or returns the OVERFLOW error (counted) when it has none left. */
+  take(caller: string): ProxyError | undefined {
+    const n = this.held.get(caller) ?? 0;
+    if (n >= this.limits.maxStreamsPerCaller) {
+      this.limits.onLimit();
+      return new ProxyError('OVERFLOW', `the caller has ${n} requests open to the app (limit ${this.limits.maxStreamsPerCaller})`);
+    }
+    this.held.set(caller, n + 1);
+    return undefined;
+  }
+
+  release(caller: string): void {
+    const n = (this.held.get(caller) ?? 1) - 1;
+    if (n <= 0) this.held.delete(caller);
+    else this.held.set(caller, n);
+  }
+
+  /** The slot is held until the response body ends or closes (whichever first). */
+  holdUntilDone(body: Readable, caller: string): void {
+    const b = body as HeldBody;
+    b[SLOTS] = this;
+    b[CALLER] = caller;
+    b.once('end', releaseOnDone);
+    b.once('close', releaseOnDone);
+  }
 }

@@ -16,6 +16,8 @@ import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { probeApp, tunnelToApp } from './app-tunnel.js';
+import { refuseTunnel } from './refuse-tunnel.js';
+import { ProxyError } from '../errors/proxy-error.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
 import { plaintextRequest } from './plaintext-request.js';
 import { sniff } from './sniff.js';
@@ -181,7 +183,7 @@ export class InboundListener {
   private tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     const port = parseTargetPort(headers[MESH.targetPort], this.d.reservedPorts);
     if (port instanceof Error) {
-      stream.respond({ ':status': 400, 'wren-proxy-error': 'bad-request' }, { endStream: true });
+      refuseTunnel(stream, new ProxyError('BAD_REQUEST', port.message));
       return;
     }
     // A stream whose session is already gone (node can still emit it) is a reset: nothing to serve.
@@ -192,7 +194,7 @@ export class InboundListener {
       const dec = authorizer.authorize({ principal, port, http: null });
       this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal, port });
       if (!dec.allow) {
-        stream.respond({ ':status': 403, 'wren-proxy-error': 'forbidden', [AUTHZ_REASON_HEADER]: dec.reason }, { endStream: true });
+        refuseTunnel(stream, new ProxyError('FORBIDDEN', dec.reason), { [AUTHZ_REASON_HEADER]: dec.reason });
         return;
       }
     }
@@ -205,7 +207,7 @@ export class InboundListener {
         this.d.metrics.inboundHealthChecks.inc({ kind: 'tcp', response_code: ok ? '200' : '502' });
         if (stream.destroyed || stream.closed) return;
         if (ok) stream.respond({ ':status': 200 }, { endStream: true });
-        else stream.respond({ ':status': 502, 'wren-proxy-error': 'connect-refused' }, { endStream: true });
+        else refuseTunnel(stream, new ProxyError('CONNECT_REFUSED', `app port ${port}`));
       });
       stream.once('close', cancel);
       return;
@@ -242,10 +244,10 @@ export class InboundListener {
       connected: () => {
         if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 200 });
       },
-      failed: () => {
+      failed: (e) => {
         // The peer may have reset the stream while the app connect was pending.
         if (stream.destroyed || stream.closed) return;
-        if (!stream.headersSent) stream.respond({ ':status': 502, 'wren-proxy-error': 'connect-refused' }, { endStream: true });
+        if (!stream.headersSent) refuseTunnel(stream, e);
         else stream.destroy();
       },
     });

@@ -11,6 +11,8 @@ import type { OriginalDst } from '../net/original-dst.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { tunnelToApp } from './app-tunnel.js';
+import { refuseTunnel } from './refuse-tunnel.js';
+import { ProxyError } from '../errors/proxy-error.js';
 import { parseTargetPort } from './target-port.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
@@ -95,7 +97,7 @@ export class PlaintextInbound {
       origDstOf,
       identityOf: (stream) => (stream.session ? this.ids.get(stream.session.socket) : undefined) ?? '',
       // Opaque tunnels are for peer sidecars over mTLS only.
-      onConnect: (stream) => stream.respond({ ':status': 400, 'wren-proxy-error': 'bad-request' }, { endStream: true }),
+      onConnect: (stream) => refuseTunnel(stream, new ProxyError('BAD_REQUEST', 'a CONNECT tunnel needs an mTLS peer')),
     });
   }
 

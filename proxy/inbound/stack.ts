@@ -1,4 +1,3 @@
-import type { Agent } from 'node:http';
 import type { HttpService } from '../http/exchange.js';
 import { stack } from '../http/exchange.js';
 import { errorsToResponse } from '../layers/errors-to-response.js';
@@ -10,7 +9,7 @@ import { clientIdentity } from '../layers/client-identity.js';
 import { authorize } from '../layers/authorize.js';
 import { deliverToApp } from './deliver-to-app.js';
 import { plaintextRequest } from './plaintext-request.js';
-import type { PeerPool } from '../outbound/peer-pool.js';
+import type { AppConnector } from './app-connector.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
@@ -18,9 +17,8 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 
 export interface InboundStackDeps {
-  readonly appAddress: string;
-  readonly appSessions: PeerPool;
-  readonly agent: Agent;
+  /** The local app's connectors (h2c sessions, HTTP/1.1 pool), shared by both inbound stacks. */
+  readonly app: AppConnector;
   readonly reservedPorts: ReadonlySet<number>;
   readonly selfIdentity: () => string;
   /** Requests one caller may have open to the app (limits.maxStreamsPerCaller). */
@@ -54,7 +52,7 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       forwardedFor(),
       clientIdentity(d.selfIdentity),
     ],
-    deliverToApp(d.appAddress, d.appSessions, d.agent, {
+    deliverToApp(d.app, {
       maxStreamsPerCaller: d.maxStreamsPerCaller,
       onLimit: () => d.metrics.limits.inc({ direction: 'inbound', limit: 'max-streams-per-caller' }),
     }),

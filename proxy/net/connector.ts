@@ -7,6 +7,7 @@ import type { H1Pool } from '../http/h1-pool.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 
 const ignore = (): void => undefined;
+const dialTcp = (host: string, port: number): Socket => netConnect({ host, port });
 
 /**
  * What a connector hands back: the thing a request, an upgrade or a tunnel is then sent
@@ -136,7 +137,7 @@ export class TcpConnector implements Connector<TcpUpstream> {
   private readonly dial: (host: string, port: number) => Socket;
 
   constructor(private readonly opts: TcpConnectorOptions) {
-    this.dial = opts.dial ?? ((host, port) => netConnect({ host, port }));
+    this.dial = opts.dial ?? dialTcp;
   }
 
   ready(): undefined {
