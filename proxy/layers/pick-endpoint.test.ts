@@ -1,0 +1,126 @@
+import { FakeClock } from '../../common/clock.js';
+import { parseService } from '../../contract/parse.js';
+import type { Endpoint } from '../../contract/model.js';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { ClusterHandle, ClusterSet } from '../outbound/cluster-set.js';
+import type { Connector, Upstream } from '../net/connector.js';
+import type { Outcome } from '../resilience/classify.js';
+import { pickEndpoint } from './pick-endpoint.js';
+import { attachState, stateOf } from './request-state.js';
+
+/** pick-endpoint over fake connectors and a fake cluster: when it connects, what it admits, what it records. */
+const service = parseService(
+  { name: 'db', namespace: 'default', ports: [{ port: 5432, endpoints: [{ address: '10.0.0.1', port: 5432, proxyPort: 15006, identity: 'spiffe://td/ns/default/sa/db' }] }], policy: { timeouts: { connectMs: '250ms' } } },
+  'svc',
+);
+const port = service.ports[0];
+const ep = port.endpoints[0];
+
+function fakeCluster() {
+  const admitted = { connections: 0, pending: 0, released: 0 };
+  const outcomes: Outcome[] = [];
+  const c = {
+    name: 'db.default:5432',
+    admitConnection: (kind: 'connections' | 'pending') => {
+      admitted[kind]++;
+      return { release: () => void admitted.released++ };
+    },
+    pick: () => ep,
+    pinned: () => ep,
+    start: () => (o: Outcome) => void outcomes.push(o),
+  } as unknown as ClusterHandle;
+  return { c, admitted, outcomes };
+}
+
+function fakeConnector(ready: Upstream | undefined, opening = false) {
+  const calls: { ep: Endpoint; timeoutMs: number; connection: unknown }[] = [];
+  let result: Promise<Upstream> = Promise.resolve({ kind: 'h2', session: {} } as Upstream);
+  const connector: Connector = {
+    ready: () => ready,
+    opening: () => opening,
+    connect: (e, timeoutMs, connection) => {
+      calls.push({ ep: e, timeoutMs, connection });
+      return result;
+    },
+  };
+  return { connector, calls, fail: (err: Error) => void (result = Promise.reject(err)) };
+}
+
+function request(origProto: ProxyRequest['origProto'], cluster: ClusterHandle): ProxyRequest {
+  const req: ProxyRequest = {
+    method: origProto === 'TCP' ? 'CONNECT' : 'GET', scheme: 'http', authority: 'db', path: '/', headers: {}, body: null, trailers: () => undefined,
+    origProto, source: { address: '10.0.0.9', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: 0,
+    route: { service, port },
+  };
+  attachState(req, cluster);
+  return req;
+}
+
+const ok: ProxyResponse = { status: 200, headers: {}, body: null, trailers: () => undefined };
+
+test('an endpoint whose upstream is open: no connect, no admission, and the terminal gets that upstream', async () => {
+  const { c, admitted } = fakeCluster();
+  const open = { kind: 'h2', session: {} } as Upstream;
+  const f = fakeConnector(open);
+  let seen: Upstream | undefined;
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })((req) => {
+    seen = stateOf(req)?.upstream;
+    return Promise.resolve(ok);
+  });
+  expect(await svc(request('HTTP/2', c))).toBe(ok);
+  expect(f.calls).toEqual([]);
+  expect(admitted).toEqual({ connections: 0, pending: 0, released: 0 });
+  expect(seen).toBe(open);
+});
+
+test('an endpoint with nothing open: the request is pending and takes a connection slot, connects with the policy\'s connect timeout', async () => {
+  const { c, admitted } = fakeCluster();
+  const f = fakeConnector(undefined);
+  let seen: Upstream | undefined;
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })((req) => {
+    seen = stateOf(req)?.upstream;
+    return Promise.resolve(ok);
+  });
+  await svc(request('HTTP/2', c));
+  expect(f.calls).toHaveLength(1);
+  expect(f.calls[0].timeoutMs).toBe(250);
+  expect(f.calls[0].connection).toBeDefined();
+  expect(seen?.kind).toBe('h2');
+  // The pending slot is given back once connected; the connection slot is the connector's to hold.
+  expect(admitted).toEqual({ connections: 1, pending: 1, released: 1 });
+});
+
+test('an opaque TCP connection holds its connection slot already (admission): it waits as pending but takes no second slot', async () => {
+  const { c, admitted } = fakeCluster();
+  const f = fakeConnector(undefined);
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })(() => Promise.resolve(ok));
+  await svc(request('TCP', c));
+  expect(f.calls[0].connection).toBeUndefined();
+  expect(admitted).toEqual({ connections: 0, pending: 1, released: 1 });
+});
+
+test('a connect failure is recorded as not sent (always safe to retry), and no terminal is called', async () => {
+  const { c, outcomes } = fakeCluster();
+  const f = fakeConnector(undefined, true);
+  f.fail(new ProxyError('CONNECT_TIMEOUT', 'after 250 ms'));
+  let called = false;
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })(() => {
+    called = true;
+    return Promise.resolve(ok);
+  });
+  const req = request('HTTP/2', c);
+  await expect(svc(req)).rejects.toMatchObject({ code: 'CONNECT_TIMEOUT' });
+  expect(called).toBe(false);
+  expect(outcomes).toHaveLength(1);
+  expect(outcomes[0].kind).toBe('failure');
+  expect(outcomes[0].retryable.alwaysSafe).toBe(true);
+  expect(stateOf(req)?.sent).toBe(false);
+});
+
+test('no connector (an HTTP/1.1 pool that connects by itself): straight to the terminal', async () => {
+  const { c, admitted } = fakeCluster();
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => undefined })(() => Promise.resolve(ok));
+  expect(await svc(request('HTTP/1.1', c))).toBe(ok);
+  expect(admitted).toEqual({ connections: 0, pending: 0, released: 0 });
+});
