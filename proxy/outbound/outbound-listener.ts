@@ -187,7 +187,8 @@ export class OutboundListener {
       (err: unknown) => {
         socket.removeListener('close', onClose);
         const e = toProxyError(err, 'INTERNAL');
-        if (!socket.destroyed) this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+        // Counted like an HTTP error response (record-metrics), a client that left (client-cancelled) too.
+        this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
         const fields = { code: e.code, flag: responseFlag(e.label), service: req.route ? serviceName(req) : undefined, dst, detail: e.message };
         if (e.code === 'NO_ROUTE') this.d.logger.info('closing opaque connection with no destination', fields);
         else if (!socket.destroyed) this.d.logger.warn('opaque connection failed', fields);
