@@ -85,3 +85,17 @@ describe('inbound policy on the wire', () => {
     expect(back.subscribe.identity.labels).toEqual({ app: 'b', version: 'v2' });
   });
 });
+
+test('jwtRules survive the wire: model -> JSON -> the parser the proxy validates with', () => {
+  const withJwt = parseInboundPolicy(
+    {
+      jwtRules: [
+        { issuer: 'https://a', jwksUri: 'https://a/jwks', fromHeaders: [{ name: 'X-Jwt' }], outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }] },
+        { issuer: 'https://b', jwksFile: '/etc/b.json', audiences: ['web'], forwardOriginalToken: true, outputPayloadToHeader: 'x-payload', fromParams: ['t'] },
+      ],
+      authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{ source: { requestPrincipals: ['https://a/*'] } }], when: [{ key: 'request.auth.claims[x][y]', values: ['1'] }] }] }],
+    },
+    'policy',
+  );
+  expect(inboundPolicyFromJson(inboundPolicyToJson(withJwt), 'wire')).toEqual(withJwt);
+});

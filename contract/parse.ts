@@ -268,18 +268,24 @@ export const parseJwksText: Parser<string> = (raw, path) => {
   return text;
 };
 
+/** '' is "not set" (the model's spelling, which the wire carries); the CRD form rejects it (policy-objects.ts). */
+const unsetOr =
+  <T>(p: Parser<T>, unset: T): Parser<T> =>
+  (raw, path) =>
+    raw === undefined || raw === null || raw === '' ? unset : p(raw, path);
+
 export const parseJwtRule: Parser<JwtRule> = map(
   obj({
     issuer: nonEmpty,
     audiences: arr(nonEmpty, { default: [] }),
-    jwksUri: str({ pattern: JWKS_URI, default: '' }),
-    jwks: withDefault(parseJwksText, ''),
-    jwksFile: str({ pattern: /^\/\S+$/, default: '' }),
+    jwksUri: unsetOr(str({ pattern: JWKS_URI }), ''),
+    jwks: unsetOr(parseJwksText, ''),
+    jwksFile: unsetOr(str({ pattern: /^\/\S+$/ }), ''),
     fromHeaders: arr(obj({ name: headerName, prefix: str({ default: '' }) }), { default: [] }),
     fromParams: arr(str({ pattern: /^[A-Za-z0-9._~-]+$/ }), { default: [] }),
     forwardOriginalToken: bool(false),
     outputClaimToHeaders: arr(obj({ header: headerName, claim: nonEmpty }), { default: [] }),
-    outputPayloadToHeader: withDefault(headerName, ''),
+    outputPayloadToHeader: unsetOr(headerName, ''),
   }),
   (r, path) => {
     const set = [r.jwks && 'jwks', r.jwksUri && 'jwksUri', r.jwksFile && 'jwksFile'].filter(Boolean);

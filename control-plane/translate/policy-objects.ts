@@ -102,8 +102,16 @@ export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (r
  * issuers' end-user tokens the selected workloads accept. Two rules of one resource may
  * not name the same issuer (the proxy could not tell which one a token is for).
  */
+/** In a resource an empty string is a mistake (the CRD's pattern / minLength says so), not "unset" as on the wire. */
+const NON_EMPTY_FIELDS = ['jwksUri', 'jwks', 'jwksFile', 'outputPayloadToHeader'] as const;
+const jwtRuleResource: Parser<JwtRule> = (raw, path) => {
+  if (raw && typeof raw === 'object')
+    for (const k of NON_EMPTY_FIELDS) if ((raw as Record<string, unknown>)[k] === '') fail(`${path}.${k}`, 'must not be empty');
+  return parseJwtRule(raw, path);
+};
+
 export const parseRequestAuthenticationResource: Parser<KRequestAuthentication> = (raw, path) => {
-  const spec = obj({ selector, jwtRules: arr(parseJwtRule, { default: [] }) });
+  const spec = obj({ selector, jwtRules: arr(jwtRuleResource, { default: [] }) });
   const o = resource(withDefault(spec, { selector: null, jwtRules: [] }))(raw, path);
   const at = (k: string) => (path ? `${path}.${k}` : k);
   const seen = new Set<string>();
