@@ -108,7 +108,7 @@ export class Proxy {
       settings: { refreshMs: ra.jwksRefreshMs, retryMs: ra.jwksRetryMs, fetchTimeoutMs: ra.jwksFetchTimeoutMs, minRefetchIntervalMs: ra.jwksMinRefetchIntervalMs },
       onFetch: (source, outcome) => policyTelemetry.jwksFetch(source, outcome),
     });
-    this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000 };
+    this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps);
     const inboundCommon = {
       ...common, appAddress: config.app.address, appSessions: this.appSessions, agent: this.appAgent, reservedPorts: reserved,

@@ -1,5 +1,5 @@
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { testPki } from './helpers/pki.js';
@@ -29,7 +29,7 @@ let rsa: Signer, ec: Signer, ed: Signer, unpublished: Signer;
 
 const now = () => Math.floor(Date.now() / 1000);
 const token = (s: Signer, claims: Record<string, unknown> = {}, o: { exp?: number; nbf?: number; aud?: string; iss?: string; kid?: string } = {}) => {
-  const t = new SignJWT({ sub: 'alice', ...claims })
+  const t = new SignJWT({ sub: 'alice', jti: randomUUID(), ...claims })
     .setProtectedHeader({ alg: s.alg, kid: o.kid ?? s.kid })
     .setIssuer(o.iss ?? ISS)
     .setAudience(o.aud ?? 'checkout')

@@ -129,6 +129,8 @@ export interface RequestAuthnConfig {
   readonly jwksRetryMs: number;
   readonly jwksFetchTimeoutMs: number;
   readonly jwksMinRefetchIntervalMs: number;
+  /** Verified tokens cached (Envoy jwt_cache_size, default 100); 0 = off. */
+  readonly jwtCacheSize: number;
 }
 
 /**
@@ -251,6 +253,7 @@ const shape = obj({
     jwksRetryMs: duration(10_000),
     jwksFetchTimeoutMs: duration(5_000),
     jwksMinRefetchIntervalMs: duration(30_000),
+    jwtCacheSize: num({ int: true, min: 0, max: 100_000, default: 100 }),
   }),
 });
 

@@ -33,7 +33,7 @@ function setup(rule: Record<string, unknown> = {}, opts: { noRules?: boolean } =
   const jwksRegistry = new JwksRegistry({ clock, logger: createLogger({ sink: () => undefined }), settings: { refreshMs: 1e6, retryMs: 1e4, fetchTimeoutMs: 1e3, minRefetchIntervalMs: 3e4 }, onFetch: () => undefined });
   const policy = new CompiledInboundPolicy(
     parseInboundPolicy({ jwtRules: opts.noRules ? [] : [{ issuer: ISS, audiences: ['checkout'], jwks, ...rule }] }, 'policy'),
-    { registry: jwksRegistry, clock, clockSkewSec: 60 },
+    { registry: jwksRegistry, clock, clockSkewSec: 60, cacheSize: 100 },
   );
   const seen: ProxyRequest[] = [];
   const svc = requestAuthn(() => policy, telemetry)((req) => {

@@ -9,6 +9,8 @@ export interface JwtDeps {
   readonly registry: JwksRegistry;
   readonly clock: Clock;
   readonly clockSkewSec: number;
+  /** Verified tokens kept per policy version (0 = no cache). */
+  readonly cacheSize: number;
 }
 
 /**
@@ -26,7 +28,7 @@ export class CompiledInboundPolicy {
   constructor(readonly policy: InboundPolicy, jwt?: JwtDeps) {
     this.authorizer = compileAuthorizer(policy.authorizationPolicies);
     if (policy.jwtRules.length > 0 && !jwt) throw new Error('an inbound policy with jwtRules needs JWT dependencies');
-    this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec) : null;
+    this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec, jwt.cacheSize) : null;
     this.modes = new Map(Object.entries(policy.portLevelMtls).map(([port, m]) => [Number(port), m.mode]));
   }
 

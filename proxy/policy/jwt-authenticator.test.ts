@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { FakeClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
@@ -30,7 +30,7 @@ async function signer(alg: 'RS256' | 'ES256' | 'EdDSA', kid: string): Promise<Si
 const jwks = (...s: Signer[]) => JSON.stringify({ keys: s.map((x) => x.jwk) });
 
 function token(s: Signer, claims: Record<string, unknown> = {}, o: { iss?: string; aud?: string | string[]; exp?: number; nbf?: number; kid?: string } = {}): Promise<string> {
-  const t = new SignJWT({ sub: 'alice', ...claims })
+  const t = new SignJWT({ sub: 'alice', jti: randomUUID(), ...claims })
     .setProtectedHeader({ alg: s.alg, kid: o.kid ?? s.kid, typ: 'JWT' })
     .setIssuer(o.iss ?? ISS)
     .setAudience(o.aud ?? 'checkout')
@@ -64,7 +64,7 @@ afterAll(() => new Promise<void>((r) => {
   jwksServer.close(() => r());
 }));
 
-function setup(rule: Record<string, unknown>, o: { minRefetchIntervalMs?: number } = {}) {
+function setup(rule: Record<string, unknown>, o: { minRefetchIntervalMs?: number; cacheSize?: number } = {}) {
   const clock = new FakeClock(NOW);
   const fetches: JwksFetchOutcome[] = [];
   const registry = new JwksRegistry({
@@ -72,7 +72,7 @@ function setup(rule: Record<string, unknown>, o: { minRefetchIntervalMs?: number
     settings: { refreshMs: 300_000, retryMs: 10_000, fetchTimeoutMs: 2_000, minRefetchIntervalMs: o.minRefetchIntervalMs ?? 30_000 },
     onFetch: (_s, outcome) => fetches.push(outcome),
   });
-  const authn = new JwtAuthenticator([parseJwtRule({ issuer: ISS, audiences: ['checkout'], ...rule }, 'rule')], registry, clock, 60);
+  const authn = new JwtAuthenticator([parseJwtRule({ issuer: ISS, audiences: ['checkout'], ...rule }, 'rule')], registry, clock, 60, o.cacheSize ?? 100);
   const run = (tok: string, path = '/'): Promise<AuthnResult> => authn.authenticate({ authorization: `Bearer ${tok}` }, path);
   return { clock, registry, authn, run, fetches };
 }
@@ -253,6 +253,49 @@ describe('JWKS from a URL', () => {
     await registry.sourceFor(parseJwtRule({ issuer: ISS, jwksUri: jwksUrl }, 'r')).refresh();
     expect(fetches).toEqual(['ok', 'error']);
     expect(reason(await run(await token(rsa)))).toBe('ok');
+    registry.close();
+  });
+});
+
+describe('verified-token cache', () => {
+  beforeEach(() => {
+    hits.count = 0;
+    serverUp = true;
+  });
+
+  test('a repeated token is not verified again (its key gone from the JWKS does not matter); cacheSize 0 verifies every time', async () => {
+    for (const [cacheSize, second] of [[100, 'ok'], [0, 'unknown-kid']] as const) {
+      served = jwks(rsa);
+      const { run, clock, registry } = setup({ jwksUri: jwksUrl }, { cacheSize, minRefetchIntervalMs: 0 });
+      const tok = await token(rsa);
+      expect(reason(await run(tok))).toBe('ok');
+      served = jwks(ec);
+      clock.advance(300_000);
+      await registry.sourceFor(parseJwtRule({ issuer: ISS, jwksUri: jwksUrl }, 'r')).refresh();
+      expect(reason(await run(tok))).toBe(second);
+      registry.close();
+    }
+  });
+
+  test('a hit still honours exp and nbf (with the skew)', async () => {
+    const { run, clock } = setup({ jwks: jwks(rsa) });
+    const tok = await token(rsa, {}, { exp: sec(NOW) + 10, nbf: sec(NOW) - 10 });
+    expect(reason(await run(tok))).toBe('ok');
+    clock.advance(69_000);
+    expect(reason(await run(tok))).toBe('ok');
+    clock.advance(2_000);
+    expect(reason(await run(tok))).toBe('expired');
+  });
+
+  test('the cache is bounded: the least recently used token is evicted first', async () => {
+    served = jwks(rsa);
+    const { run, clock, registry } = setup({ jwksUri: jwksUrl }, { cacheSize: 2 });
+    const [a, b, c] = [await token(rsa), await token(rsa), await token(rsa)];
+    for (const t of [a, b, a, c]) expect(reason(await run(t))).toBe('ok'); // c evicts b (a was used after b)
+    served = jwks(ec); // the key is gone: only cached tokens still pass
+    clock.advance(300_000);
+    await registry.sourceFor(parseJwtRule({ issuer: ISS, jwksUri: jwksUrl }, 'r')).refresh();
+    expect([reason(await run(a)), reason(await run(c)), reason(await run(b))]).toEqual(['ok', 'ok', 'unknown-kid']);
     registry.close();
   });
 });
