@@ -1,4 +1,7 @@
 import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createHmac, randomUUID } from 'node:crypto';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
@@ -47,12 +50,14 @@ let jwksServer: Server;
 let jwksUrl = '';
 let served = '';
 let serverUp = true;
+let serverHangs = false;
 const hits = { count: 0 };
 
 beforeAll(async () => {
   [rsa, ec, ed, rotated] = await Promise.all([signer('RS256', 'rsa-1'), signer('ES256', 'ec-1'), signer('EdDSA', 'ed-1'), signer('RS256', 'rsa-2')]);
   jwksServer = createServer((req, res) => {
     hits.count++;
+    if (serverHangs) return; // never answers
     if (!serverUp) return void res.writeHead(503).end('down');
     res.writeHead(200, { 'content-type': 'application/json' }).end(served);
   });
@@ -235,6 +240,39 @@ describe('JWKS from a URL', () => {
     await src.refresh();
     expect(fetches).toEqual(['ok', 'error', 'ok']);
     registry.close();
+  });
+
+  test('a JWKS server that never answers is abandoned after fetchTimeoutMs (counted as an error)', async () => {
+    serverHangs = true;
+    const { run, clock, fetches, registry } = setup({ jwksUri: jwksUrl });
+    const pending = run(await token(rsa));
+    for (let i = 0; i < 100 && hits.count === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(hits.count).toBe(1);
+    clock.advance(1_999);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fetches).toEqual([]);
+    clock.advance(1);
+    expect(reason(await pending)).toBe('jwks-unavailable');
+    expect(fetches).toEqual(['error']);
+    serverHangs = false;
+    jwksServer.closeAllConnections();
+    registry.close();
+  });
+
+  test('jwksFile: read from disk, re-read on refresh (rotation by replacing the file)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wren-jwks-'));
+    const file = join(dir, 'jwks.json');
+    writeFileSync(file, jwks(rsa));
+    const { run, clock, registry, fetches } = setup({ jwksFile: file });
+    expect(reason(await run(await token(rsa)))).toBe('ok');
+    expect(reason(await run(await token(rotated)))).toBe('unknown-kid');
+    writeFileSync(file, jwks(rsa, rotated));
+    clock.advance(300_000);
+    await registry.sourceFor(parseJwtRule({ issuer: ISS, jwksFile: file }, 'r')).refresh();
+    expect(reason(await run(await token(rotated)))).toBe('ok');
+    expect(fetches.filter((f) => f === 'ok').length).toBeGreaterThanOrEqual(2);
+    registry.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test('never loaded and the URL down: refused as jwks-unavailable', async () => {
