@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
+import * as grpc from '@grpc/grpc-js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import { fakeGrpc, echoClient, type FakeGrpc } from './helpers/fake-grpc.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -15,7 +17,7 @@ import type { Proxy } from '../proxy/proxy.js';
  */
 const pki = testPki();
 const ISS = 'https://id.example.com';
-let app: FakeApp, server: Proxy, client: Proxy, jwksServer: Server;
+let app: FakeApp, backend: FakeGrpc, server: Proxy, client: Proxy, jwksServer: Server;
 const serverLogs: string[] = [];
 const jwksHits = { count: 0, up: true };
 let served = '';
@@ -48,7 +50,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => jwksServer.listen(0, '127.0.0.1', r));
   const jwksUri = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
-  app = await fakeApp('checkout');
+  [app, backend] = await Promise.all([fakeApp('checkout'), fakeGrpc()]);
   const policy = {
     mtls: { mode: 'STRICT' },
     jwtRules: [{ issuer: ISS, audiences: ['checkout'], jwksUri, outputClaimToHeaders: [{ header: 'x-user-groups', claim: 'groups' }] }],
@@ -60,6 +62,7 @@ beforeAll(async () => {
           { to: [{ operation: { paths: ['/name'] } }] },
           { from: [{ source: { requestPrincipals: [`${ISS}/*`] } }], to: [{ operation: { paths: ['/echo'] } }] },
           { to: [{ operation: { paths: ['/status/*'] } }], when: [{ key: 'request.auth.claims[groups]', values: ['admins'] }] },
+          { from: [{ source: { requestPrincipals: [`${ISS}/alice`] } }], to: [{ operation: { ports: [String(backend.port)] } }] },
         ],
       },
     ],
@@ -67,11 +70,14 @@ beforeAll(async () => {
   // A short unknown-kid cooldown (default 30 s) so the refetch cases run in a second.
   const requestAuthn = { jwksMinRefetchIntervalMs: '500ms' };
   server = await startProxy({ pki, namespace: 'demo', serviceAccount: 'checkout', config: { policy, requestAuthn }, logs: serverLogs });
-  client = await startProxy({ pki, namespace: 'demo', serviceAccount: 'web', services: [meshService('checkout', 80, [{ appPort: app.port, proxy: server }])] });
+  client = await startProxy({ pki, namespace: 'demo', serviceAccount: 'web', services: [
+    meshService('checkout', 80, [{ appPort: app.port, proxy: server }]),
+    meshService('echo', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc' }),
+  ] });
 });
 
 afterAll(async () => {
-  await Promise.all([client.close(), server.close(), app.close()]);
+  await Promise.all([client.close(), server.close(), app.close(), backend.close()]);
   jwksServer.closeAllConnections();
   await new Promise<void>((r) => jwksServer.close(() => r()));
 });
@@ -164,4 +170,21 @@ test('JWKS URL down: the last good keys are kept', async () => {
   // ...and the keys it had still verify tokens.
   for (const s of [rsa, ec, ed]) expect(await call('/echo', bearer(await token(s)))).toMatchObject({ status: 200 });
   jwksHits.up = true;
+});
+
+test('gRPC: a valid token passes, an invalid one is UNAUTHENTICATED, none is PERMISSION_DENIED', async () => {
+  const c = echoClient(client.outboundPort, 'echo:50051');
+  const unary = (auth?: string) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const md = new grpc.Metadata();
+      if (auth) md.set('authorization', `Bearer ${auth}`);
+      c.Unary({ message: 'hi' }, md, (err: grpc.ServiceError | null) => resolve(err));
+    });
+  try {
+    expect(await unary(await token(ec))).toBeNull();
+    expect(await unary(await token(ec, {}, { exp: now() - 300 }))).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'JWT verification failed: expired' });
+    expect(await unary()).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+  } finally {
+    c.close();
+  }
 });
