@@ -153,8 +153,8 @@ export class DirSource implements MeshSource {
     for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
     this.currentErrors = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.errors), ...merged.errors]);
     const podLabels = new Map((merged.objects.pods ?? []).filter((p) => p.meshed).map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
-    const { peerAuthentications, authorizationPolicies } = merged.objects;
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, podLabels }));
+    const { peerAuthentications, authorizationPolicies, requestAuthentications } = merged.objects;
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, podLabels }));
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }
