@@ -30,6 +30,8 @@ export interface PeerPoolOptions {
   /** A session was retired for its reset budget. */
   readonly onResetBudget?: () => void;
   readonly clock?: Clock;
+  /** Receive windows of the sessions (limits.http2Initial*WindowBytes); default 1 MiB per stream, 16 MiB per session. */
+  readonly windows?: { readonly streamBytes: number; readonly connectionBytes: number };
 }
 
 /**
@@ -216,11 +218,11 @@ export class PeerPool {
         // An IPv6 literal goes in brackets in a URL (RFC 3986 section 3.2.2).
         const session = h2connect(`${identity !== null ? 'https' : 'http'}://${isIPv6(host) ? `[${host}]` : host}:${port}`, {
           createConnection: () => socket,
-          settings: { enablePush: false, initialWindowSize: 1 << 20 },
+          settings: { enablePush: false, initialWindowSize: this.opts.windows?.streamBytes ?? 1 << 20 },
         });
         session.on('error', (e) => this.opts.logger.debug('peer session error', { peer: `${host}:${port}`, error: e }));
         // A bigger connection window keeps many parallel streams from starving each other.
-        session.on('connect', () => session.setLocalWindowSize(16 << 20));
+        session.on('connect', () => session.setLocalWindowSize(this.opts.windows?.connectionBytes ?? 16 << 20));
         session.unref();
         resolve(session);
       };
