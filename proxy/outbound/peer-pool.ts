@@ -35,6 +35,23 @@ export interface PeerPoolOptions {
 }
 
 /**
+ * Meshed endpoints are immutable objects from the mesh config, the same for every request:
+ * their pool key is built once, not per request. Others (the inbound's app endpoint is
+ * made per request) get theirs built each time, so the cache never grows per request.
+ */
+const KEYS = new WeakMap<Endpoint, string>();
+
+function keyOf(ep: Endpoint): string {
+  if (ep.proxyPort === null) return `${ep.address}|${ep.port}|${ep.identity}`;
+  let k = KEYS.get(ep);
+  if (k === undefined) {
+    k = `${ep.address}|${ep.proxyPort}|${ep.identity}`;
+    KEYS.set(ep, k);
+  }
+  return k;
+}
+
+/**
  * One multiplexed HTTP/2 session per peer sidecar, over mutual TLS with ALPN h2 (as
  * Linkerd does): every request and tunnel to that pod is a stream on it. The peer
  * must present the SPIFFE ID the endpoint advertises, or the session is refused.
@@ -76,7 +93,7 @@ export class PeerPool {
     }
     const meshed = ep.proxyPort !== null;
     const port = meshed ? ep.proxyPort! : ep.port;
-    const key = `${ep.address}|${port}|${ep.identity}`;
+    const key = keyOf(ep);
     let s = this.sessions.get(key);
     if (!s) {
       s = this.connect(ep.address, port, meshed ? ep.identity : null, connectTimeoutMs ?? this.opts.connectTimeoutMs);
@@ -115,8 +132,7 @@ export class PeerPool {
 
   /** Whether a session to the endpoint's peer is pooled, open or being opened (then get() opens nothing). */
   has(ep: Endpoint): boolean {
-    const port = ep.proxyPort !== null ? ep.proxyPort : ep.port;
-    return !this.closed && this.sessions.has(`${ep.address}|${port}|${ep.identity}`);
+    return !this.closed && this.sessions.has(keyOf(ep));
   }
 
   /**
@@ -169,8 +185,7 @@ export class PeerPool {
    */
   ready(ep: Endpoint): ClientHttp2Session | undefined {
     if (this.closed) return undefined;
-    const port = ep.proxyPort !== null ? ep.proxyPort : ep.port;
-    const p = this.sessions.get(`${ep.address}|${port}|${ep.identity}`);
+    const p = this.sessions.get(keyOf(ep));
     const sess = p && this.resolved.get(p);
     return sess && !sess.closed && !sess.destroyed ? sess : undefined;
   }
