@@ -61,7 +61,7 @@ async function parent(flags: string[]): Promise<void> {
   const cli = spawn(process.execPath, ['--trace-gc-nvp', ...flags, self, 'client', port], { stdio: ['ignore', 'pipe', 'pipe'] });
   let measuring = false;
   let cpu = '?';
-  const sum = { scavenges: 0, promoted: 0, survived: 0, pause: 0 };
+  const sum = { scavenges: 0, promoted: 0, survived: 0, pause: 0, allocated: 0 };
   cli.stderr.on('data', (d: Buffer) => {
     measuring ||= d.toString().includes('measuring');
     cpu = /cpu ([\d.]+)/.exec(d.toString())?.[1] ?? cpu;
@@ -78,12 +78,13 @@ async function parent(flags: string[]): Promise<void> {
       sum.promoted += Number(kv.promoted);
       sum.survived += Number(kv.new_space_survived);
       sum.pause += Number(kv.pause);
+      sum.allocated += Number(kv.allocated);
     }
   });
   await new Promise((r) => cli.once('exit', r));
   srv.kill();
   const what = process.env.WREN_RETENTION_CLIENT === 'forward' ? 'forwardH2' : 'bare node:http2';
-  console.log(`${what}, node ${flags.join(' ') || '(default flags)'}: ${cpu} µs CPU per request; ${sum.scavenges} scavenges over ${REQUESTS} requests; per request ${(sum.promoted / REQUESTS).toFixed(0)} B promoted, ${(sum.survived / REQUESTS).toFixed(0)} B survived a scavenge; scavenge pauses ${sum.pause.toFixed(0)} ms in all`);
+  console.log(`${what}, node ${flags.join(' ') || '(default flags)'}: ${cpu} µs CPU and ${(sum.allocated / REQUESTS).toFixed(0)} B allocated per request; ${sum.scavenges} scavenges over ${REQUESTS} requests; per request ${(sum.promoted / REQUESTS).toFixed(0)} B promoted, ${(sum.survived / REQUESTS).toFixed(0)} B survived a scavenge; scavenge pauses ${sum.pause.toFixed(0)} ms in all`);
 }
 
 const [mode, arg] = process.argv.slice(2);
