@@ -2,7 +2,7 @@ import { constants, type ClientHttp2Session, type ClientHttp2Stream, type Incomi
 import type { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanTrailers, type Headers } from './headers.js';
-import type { ProxyRequest, ProxyResponse } from './exchange.js';
+import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
 import { chargeReset } from './session-resets.js';
 
@@ -62,14 +62,23 @@ export class H2Call {
  * the stream's error. `hasBody`: the request body is piped into the stream and its
  * trailers sent after it; otherwise the stream is ended with the head (END_STREAM on
  * HEADERS), or left open (`keepOpen`, an upgrade's tunnel).
+ *
+ * A settled body (all of it, and its end, already buffered: exchange.ts) goes out as one
+ * DATA frame carrying END_STREAM, trailers asked for only when there are some, as
+ * writeH2Response does for responses: node sends the end in a frame of its own unless
+ * end() follows the data in the same tick with no trailers awaited.
  */
 export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boolean, keepOpen: boolean): Promise<ProxyResponse> {
   return new Promise<ProxyResponse>((resolve, reject) => {
     call.resolve = resolve;
     call.reject = reject;
     let stream: Streamed;
+    const body = hasBody ? (call.req.body as Body) : null;
+    const settled = body !== null && isSettled(body);
+    const trailers = settled ? call.req.trailers() : undefined;
+    const waitForTrailers = settled ? trailers !== undefined && Object.keys(trailers).length > 0 : hasBody;
     try {
-      stream = call.session.request(out, { endStream: !hasBody && !keepOpen, waitForTrailers: hasBody });
+      stream = call.session.request(out, { endStream: !hasBody && !keepOpen, waitForTrailers });
     } catch (e) {
       // The session is closing (GOAWAY) or gone: the stream was never sent.
       const err = new ProxyError('UPSTREAM_RESET', (e as Error).message, { cause: e });
@@ -83,13 +92,18 @@ export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boo
     stream.on('close', onClose);
     stream.on('error', onError);
     stream.on('response', onResponseHead);
-    if (hasBody) {
-      const body = call.req.body as Body;
-      stream.on('wantTrailers', onWantTrailers);
-      body[UPSTREAM] = stream;
-      body.on('error', onBodyError);
-      body.pipe(stream);
+    if (body === null) return;
+    if (waitForTrailers) stream.on('wantTrailers', onWantTrailers);
+    if (settled) {
+      const data = body.read() as Buffer | null; // everything buffered, and the end: 'end' follows
+      if (data === null) stream.end();
+      else stream.end(data);
+      body.resume();
+      return;
     }
+    body[UPSTREAM] = stream;
+    body.on('error', onBodyError);
+    body.pipe(stream);
   });
 }
 
