@@ -53,7 +53,7 @@ export class H2Call {
     this.responded = true;
     if (endStream) this.stream.resume();
     else this.stream.on('trailers', onTrailers);
-    this.resolve({ status, headers, body: endStream ? null : this.stream, trailers: trailersOf, [CALL]: this } as ProxyResponse);
+    this.resolve(new H2Response(status, headers, endStream ? null : this.stream, this));
   }
 }
 
@@ -141,11 +141,21 @@ function onBodyError(this: Body): void {
 }
 
 /**
- * ProxyResponse.trailers of a call's response: read through the call (kept under a symbol,
- * so a layer's `{ ...res }` copy still reads the trailers that arrive later).
+ * A call's response. `trailers` is an own property (a layer's `{ ...res }` copy keeps it)
+ * reading through `call` (copied too), so a copy still sees trailers that arrive later.
  */
-function trailersOf(this: { [CALL]?: H2Call }): Headers | undefined {
-  return this[CALL]?.trailers;
+class H2Response implements ProxyResponse {
+  readonly trailers = trailersOf;
+  constructor(
+    readonly status: number,
+    readonly headers: Headers,
+    readonly body: Readable | null,
+    readonly call: H2Call,
+  ) {}
+}
+
+function trailersOf(this: { readonly call?: H2Call }): Headers | undefined {
+  return this.call?.trailers;
 }
 
 /** Errors of streams the upstream never processed (RFC 9113 §8.7): safe to retry. */
