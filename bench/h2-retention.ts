@@ -4,11 +4,17 @@
  * `node dist/bench/h2-retention.js [node flags...]` starts a server process and a client
  * process (with the flags and --trace-gc-nvp), the client sends 2,000 warm-up requests and
  * then 20,000 with 4 in flight, and the parent sums the client's scavenges.
+ * `WREN_RETENTION_CLIENT=forward` sends the same requests through Wren's `forwardH2`
+ * (proxy/http/h2-forward.ts) instead, body read to its end as a sidecar does, so the two
+ * show what Wren's stream lifecycle adds to node's own. The client's CPU time per request
+ * (process.cpuUsage over the measured requests) is printed too.
  */
 import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { forwardH2 } from '../proxy/http/h2-forward.js';
+import type { ProxyRequest } from '../proxy/http/exchange.js';
 
 const self = fileURLToPath(import.meta.url);
 const REQUESTS = 20_000;
@@ -24,15 +30,28 @@ async function server(): Promise<void> {
 
 async function client(port: number): Promise<void> {
   const session = connect(`http://127.0.0.1:${port}`);
-  const one = () =>
+  const bare = () =>
     new Promise<void>((resolve) => {
       const s = session.request({ ':path': '/' }, { endStream: true });
       s.resume();
       s.on('close', resolve);
     });
+  // As a sidecar sends it: a fresh request object, its own abort signal, the body drained to its end.
+  const forward = async () => {
+    const req: ProxyRequest = {
+      method: 'GET', scheme: 'http', authority: 'web', path: '/', headers: { 'user-agent': 'bench' }, body: null, trailers: () => undefined,
+      origProto: 'HTTP/2', source: { address: '127.0.0.1', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: 0,
+    };
+    const res = await forwardH2(session, req, req.headers);
+    if (res.body) await new Promise((r) => res.body!.on('end', r).resume());
+  };
+  const one = process.env.WREN_RETENTION_CLIENT === 'forward' ? forward : bare;
   for (let i = 0; i < 2000; i++) await one();
   process.stderr.write('measuring\n');
+  const cpu = process.cpuUsage();
   for (let i = 0; i < REQUESTS / 4; i++) await Promise.all([one(), one(), one(), one()]);
+  const used = process.cpuUsage(cpu);
+  process.stderr.write(`cpu ${((used.user + used.system) / REQUESTS).toFixed(1)}\n`);
   process.exit(0);
 }
 
@@ -41,8 +60,12 @@ async function parent(flags: string[]): Promise<void> {
   const port = await new Promise<string>((r) => srv.stdout.once('data', (d: Buffer) => r(d.toString().trim())));
   const cli = spawn(process.execPath, ['--trace-gc-nvp', ...flags, self, 'client', port], { stdio: ['ignore', 'pipe', 'pipe'] });
   let measuring = false;
-  const sum = { scavenges: 0, promoted: 0, survived: 0, pause: 0 };
-  cli.stderr.on('data', (d: Buffer) => (measuring ||= d.toString().includes('measuring')));
+  let cpu = '?';
+  const sum = { scavenges: 0, promoted: 0, survived: 0, pause: 0, allocated: 0 };
+  cli.stderr.on('data', (d: Buffer) => {
+    measuring ||= d.toString().includes('measuring');
+    cpu = /cpu ([\d.]+)/.exec(d.toString())?.[1] ?? cpu;
+  });
   let buf = '';
   cli.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
@@ -55,11 +78,13 @@ async function parent(flags: string[]): Promise<void> {
       sum.promoted += Number(kv.promoted);
       sum.survived += Number(kv.new_space_survived);
       sum.pause += Number(kv.pause);
+      sum.allocated += Number(kv.allocated);
     }
   });
   await new Promise((r) => cli.once('exit', r));
   srv.kill();
-  console.log(`node ${flags.join(' ') || '(default flags)'}: ${sum.scavenges} scavenges over ${REQUESTS} requests; per request ${(sum.promoted / REQUESTS).toFixed(0)} B promoted, ${(sum.survived / REQUESTS).toFixed(0)} B survived a scavenge; scavenge pauses ${sum.pause.toFixed(0)} ms in all`);
+  const what = process.env.WREN_RETENTION_CLIENT === 'forward' ? 'forwardH2' : 'bare node:http2';
+  console.log(`${what}, node ${flags.join(' ') || '(default flags)'}: ${cpu} µs CPU and ${(sum.allocated / REQUESTS).toFixed(0)} B allocated per request; ${sum.scavenges} scavenges over ${REQUESTS} requests; per request ${(sum.promoted / REQUESTS).toFixed(0)} B promoted, ${(sum.survived / REQUESTS).toFixed(0)} B survived a scavenge; scavenge pauses ${sum.pause.toFixed(0)} ms in all`);
 }
 
 const [mode, arg] = process.argv.slice(2);

@@ -94,11 +94,12 @@ export class Proxy {
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
     const keepalive = config.limits.peerKeepalive;
     const onKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'outbound', limit: 'peer-keepalive-timeout' });
-    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock });
+    const windows = { streamBytes: config.limits.http2InitialStreamWindowBytes, connectionBytes: config.limits.http2InitialConnectionWindowBytes };
+    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock, windows });
     // A Node (nghttp2) app drops a session past 1000 resets in a burst (rapid-reset guard);
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
-    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget });
+    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };

@@ -171,6 +171,13 @@ describe('abuse limits (docs/security.md)', () => {
     expect(problem({ tls: files, limits: { prematureResets: { totalStreamCount: 1 } } })).toContain('limits.prematureResets.totalStreamCount');
     expect(problem({ tls: files, limits: { peerKeepalive: { every: '1s' } } })).toContain('limits.peerKeepalive.every');
   });
+
+  test('HTTP/2 windows: 1 MiB per stream, 16 MiB per connection; outside RFC 9113 bounds named', () => {
+    expect(parseProxyConfig({ tls: files }).limits).toMatchObject({ http2InitialStreamWindowBytes: 1 << 20, http2InitialConnectionWindowBytes: 16 << 20 });
+    expect(parseProxyConfig({ tls: files, limits: { http2InitialStreamWindowBytes: 262_144 } }).limits.http2InitialStreamWindowBytes).toBe(262_144);
+    expect(problem({ tls: files, limits: { http2InitialStreamWindowBytes: 1000 } })).toContain('limits.http2InitialStreamWindowBytes');
+    expect(problem({ tls: files, limits: { http2InitialConnectionWindowBytes: 2 ** 31 } })).toContain('limits.http2InitialConnectionWindowBytes');
+  });
 });
 
 describe('requestAuthn (JWT verification, docs/request-authentication.md)', () => {

@@ -158,6 +158,18 @@ export interface ProxyLimits {
   readonly maxStreamsPerCaller: number;
   /** HTTP/2 PING on sessions to peers: a session that does not answer within timeoutMs is destroyed. */
   readonly peerKeepalive: { readonly intervalMs: number; readonly timeoutMs: number };
+  /**
+   * HTTP/2 receive windows (RFC 9113 §6.9.2) of every session the sidecar holds: the
+   * listeners' (SETTINGS_INITIAL_WINDOW_SIZE and the connection window) and the peer and app
+   * sessions' (Envoy's initial_stream_window_size / initial_connection_window_size). The
+   * stream window bounds the memory a slow reader on the far side can make a sidecar hold:
+   * a stream is read only as fast as the next hop takes it, so at most one stream window
+   * per stream is buffered unread, and maxConcurrentStreams streams per connection. The
+   * connection window does not bound memory in Node (it is acknowledged as data arrives);
+   * it only paces a connection's streams together.
+   */
+  readonly http2InitialStreamWindowBytes: number;
+  readonly http2InitialConnectionWindowBytes: number;
 }
 
 /** The TLS files when the config uses them, else null (identity.certify). */
@@ -235,6 +247,9 @@ const shape = obj({
     }),
     maxStreamsPerCaller: num({ int: true, min: 1, default: 100 }),
     peerKeepalive: obj({ intervalMs: duration(10_000), timeoutMs: duration(5_000) }),
+    // RFC 9113 §6.5.2 / §6.9.1: 65,535 is the protocol's default and least useful window, 2^31-1 its maximum.
+    http2InitialStreamWindowBytes: num({ int: true, min: 65_535, max: 2 ** 31 - 1, default: 1 << 20 }),
+    http2InitialConnectionWindowBytes: num({ int: true, min: 65_535, max: 2 ** 31 - 1, default: 16 << 20 }),
   }),
   shutdown: obj({ gracePeriodMs: duration(30_000) }),
   log: obj({ level: literal(['debug', 'info', 'warn', 'error'] as const, 'info') }),

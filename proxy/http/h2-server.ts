@@ -71,20 +71,43 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
   });
 }
 
-async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: IncomingHttpHeaders, flags: number): Promise<void> {
-  const ac = new AbortController();
+/** What a served stream's shared listeners need, on the stream until it closes and on its request. */
+interface Served {
+  readonly ac: AbortController;
+  trailers: Headers | undefined;
+}
+const SERVED = Symbol('wren.h2Served');
+type ServedStream = ServerHttp2Stream & { [SERVED]?: Served };
+
+/** The client went away before our response ended (reset, or closed early): cancel upstream. */
+function onServedClose(this: ServedStream): void {
+  const st = this[SERVED];
+  this[SERVED] = undefined;
+  if (st && (this.rstCode !== constants.NGHTTP2_NO_ERROR || !this.writableFinished)) st.ac.abort();
+}
+
+function onServedTrailers(this: ServedStream, t: IncomingHttpHeaders): void {
+  const st = this[SERVED];
+  if (st) st.trailers = cleanTrailers(t);
+}
+
+/** ProxyRequest.trailers, read through the symbol (a layer's `{ ...req }` copy keeps it). */
+function requestTrailers(this: { [SERVED]?: Served }): Headers | undefined {
+  return this[SERVED]?.trailers;
+}
+
+async function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHeaders, flags: number): Promise<void> {
+  const st: Served = { ac: new AbortController(), trailers: undefined };
+  stream[SERVED] = st;
   releaseOnClose(stream);
   // An error always ends in 'close' (Http2Stream.destroy), which aborts: the error itself needs no handler.
   stream.on('error', ignore);
-  stream.once('close', () => {
-    if (stream.rstCode !== constants.NGHTTP2_NO_ERROR || !stream.writableFinished) ac.abort();
-  });
+  stream.on('close', onServedClose);
   const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
   // An upgrade's stream is not read until the app has switched protocols (writeH2Switch).
   const upgrade = h[':protocol'] === undefined ? undefined : String(h[':protocol']);
-  let trailers: Headers | undefined;
   if (endStream) stream.resume();
-  else if (upgrade === undefined) stream.once('trailers', (t: IncomingHttpHeaders) => (trailers = cleanTrailers(t)));
+  else if (upgrade === undefined) stream.on('trailers', onServedTrailers);
   const socket = stream.session?.socket;
   const headers = cleanHeaders(h);
   let method = String(h[':method'] ?? 'GET');
@@ -92,21 +115,22 @@ async function handle(opts: H2HandlerOptions, stream: ServerHttp2Stream, h: Inco
     method = header(headers, MESH.origMethod) ?? 'GET';
     delete headers[MESH.origMethod];
   }
-  const preq: ProxyRequest = {
+  const preq = {
     method,
     scheme: String(h[':scheme'] ?? 'http'),
     authority: String(h[':authority'] ?? h['host'] ?? ''),
     path: String(h[':path'] ?? '/'),
     headers,
     body: endStream || upgrade !== undefined ? null : stream,
-    trailers: () => trailers,
+    trailers: requestTrailers,
     origProto: 'HTTP/2',
     source: { address: socket?.remoteAddress ?? '', port: socket?.remotePort ?? 0, identity: opts.identityOf?.(stream) ?? '' },
     origDst: socket ? opts.origDstOf?.(socket as import('node:net').Socket) : undefined,
-    signal: ac.signal,
+    signal: st.ac.signal,
     startedAt: opts.clock.now(),
     upgrade,
-  };
+    [SERVED]: st,
+  } as ProxyRequest;
   let out;
   try {
     out = await opts.service(preq);

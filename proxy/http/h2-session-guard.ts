@@ -156,7 +156,8 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
     stream.setTimeout(g.o.streamIdleTimeoutMs);
     stream.on('timeout', onStreamTimeout);
   }
-  stream.once('close', onStreamClose);
+  // `on`, not `once` (no wrapper closure per stream): 'close' comes once, and release-on-close.ts drops it.
+  stream.on('close', onStreamClose);
 }
 
 function onStreamTimeout(this: Http2Stream): void {

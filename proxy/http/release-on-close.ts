@@ -27,9 +27,13 @@ const { removeAllListeners } = EventEmitter.prototype;
  * EventEmitter's own method takes the fast path (0.2 µs).
  */
 export function releaseOnClose(stream: Http2Stream): void {
-  stream.once('close', () => {
-    removeAllListeners.call(stream, 'removeListener');
-    removeAllListeners.call(stream);
-    stream.on('error', ignore);
-  });
+  // `on`, not `once`: once() wraps the listener in a new closure per stream; this one is
+  // removed with the rest when it runs.
+  stream.on('close', release);
+}
+
+function release(this: Http2Stream): void {
+  removeAllListeners.call(this, 'removeListener');
+  removeAllListeners.call(this);
+  this.on('error', ignore);
 }

@@ -98,7 +98,7 @@ export class InboundListener {
       allowHTTP1: false,
       maxHeaderListPairs: 512,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
-      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20, enableConnectProtocol: true },
+      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: d.limits.http2InitialStreamWindowBytes, enableConnectProtocol: true },
       streamResetBurst: PEER_RESET_BURST,
       streamResetRate: PEER_RESET_RATE,
     });
@@ -109,7 +109,7 @@ export class InboundListener {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
       s.on('error', (e) => d.logger.debug('inbound session error', { error: e }));
-      s.on('connect', () => s.setLocalWindowSize(16 << 20));
+      s.on('connect', () => s.setLocalWindowSize(L.http2InitialConnectionWindowBytes));
       guardH2Session(s, {
         clock: d.clock, onLimit, prematureResets: null,
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,

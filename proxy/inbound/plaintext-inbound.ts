@@ -71,9 +71,10 @@ export class PlaintextInbound {
     });
     this.h2 = createH2Server({
       maxHeaderListPairs: 512,
-      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 },
+      settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: d.limits.http2InitialStreamWindowBytes },
     });
     this.h2.on('session', (s) => {
+      s.on('connect', () => s.setLocalWindowSize(d.limits.http2InitialConnectionWindowBytes));
       // The session's `socket` is a stable proxy object: key the original destination by it.
       this.dsts.set(s.socket, this.pendingDst);
       this.ids.set(s.socket, this.pendingId);

@@ -62,9 +62,9 @@ export class OutboundListener {
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
     });
-    this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
+    this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
-      s.on('connect', () => s.setLocalWindowSize(16 << 20));
+      s.on('connect', () => s.setLocalWindowSize(L.http2InitialConnectionWindowBytes));
       // The app is the untrusted side here: its connections carry the rapid-reset budget.
       guardH2Session(s, {
         clock: d.clock, onLimit, prematureResets: L.prematureResets,

@@ -30,6 +30,25 @@ export interface PeerPoolOptions {
   /** A session was retired for its reset budget. */
   readonly onResetBudget?: () => void;
   readonly clock?: Clock;
+  /** Receive windows of the sessions (limits.http2Initial*WindowBytes); default 1 MiB per stream, 16 MiB per session. */
+  readonly windows?: { readonly streamBytes: number; readonly connectionBytes: number };
+}
+
+/**
+ * Meshed endpoints are immutable objects from the mesh config, the same for every request:
+ * their pool key is built once, not per request. Others (the inbound's app endpoint is
+ * made per request) get theirs built each time, so the cache never grows per request.
+ */
+const KEYS = new WeakMap<Endpoint, string>();
+
+function keyOf(ep: Endpoint): string {
+  if (ep.proxyPort === null) return `${ep.address}|${ep.port}|${ep.identity}`;
+  let k = KEYS.get(ep);
+  if (k === undefined) {
+    k = `${ep.address}|${ep.proxyPort}|${ep.identity}`;
+    KEYS.set(ep, k);
+  }
+  return k;
 }
 
 /**
@@ -74,7 +93,7 @@ export class PeerPool {
     }
     const meshed = ep.proxyPort !== null;
     const port = meshed ? ep.proxyPort! : ep.port;
-    const key = `${ep.address}|${port}|${ep.identity}`;
+    const key = keyOf(ep);
     let s = this.sessions.get(key);
     if (!s) {
       s = this.connect(ep.address, port, meshed ? ep.identity : null, connectTimeoutMs ?? this.opts.connectTimeoutMs);
@@ -113,8 +132,7 @@ export class PeerPool {
 
   /** Whether a session to the endpoint's peer is pooled, open or being opened (then get() opens nothing). */
   has(ep: Endpoint): boolean {
-    const port = ep.proxyPort !== null ? ep.proxyPort : ep.port;
-    return !this.closed && this.sessions.has(`${ep.address}|${port}|${ep.identity}`);
+    return !this.closed && this.sessions.has(keyOf(ep));
   }
 
   /**
@@ -167,8 +185,7 @@ export class PeerPool {
    */
   ready(ep: Endpoint): ClientHttp2Session | undefined {
     if (this.closed) return undefined;
-    const port = ep.proxyPort !== null ? ep.proxyPort : ep.port;
-    const p = this.sessions.get(`${ep.address}|${port}|${ep.identity}`);
+    const p = this.sessions.get(keyOf(ep));
     const sess = p && this.resolved.get(p);
     return sess && !sess.closed && !sess.destroyed ? sess : undefined;
   }
@@ -216,11 +233,11 @@ export class PeerPool {
         // An IPv6 literal goes in brackets in a URL (RFC 3986 section 3.2.2).
         const session = h2connect(`${identity !== null ? 'https' : 'http'}://${isIPv6(host) ? `[${host}]` : host}:${port}`, {
           createConnection: () => socket,
-          settings: { enablePush: false, initialWindowSize: 1 << 20 },
+          settings: { enablePush: false, initialWindowSize: this.opts.windows?.streamBytes ?? 1 << 20 },
         });
         session.on('error', (e) => this.opts.logger.debug('peer session error', { peer: `${host}:${port}`, error: e }));
         // A bigger connection window keeps many parallel streams from starving each other.
-        session.on('connect', () => session.setLocalWindowSize(16 << 20));
+        session.on('connect', () => session.setLocalWindowSize(this.opts.windows?.connectionBytes ?? 16 << 20));
         session.unref();
         resolve(session);
       };

@@ -1,0 +1,181 @@
+import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import type { Readable } from 'node:stream';
+import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import { cleanTrailers, type Headers } from './headers.js';
+import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
+import { releaseOnClose } from './release-on-close.js';
+import { chargeReset } from './session-resets.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
+
+/** The call a stream carries, for the shared listeners below. */
+const CALL = Symbol('wren.h2Call');
+/** The upstream stream a request body is piped into, for its shared 'error' listener. */
+const UPSTREAM = Symbol('wren.h2Upstream');
+
+type Streamed = ClientHttp2Stream & { [CALL]?: H2Call };
+type Body = Readable & { [UPSTREAM]?: ClientHttp2Stream };
+
+/** How a call turns the response head into the ProxyResponse it resolves with (h2-forward.ts, h2-upgrade.ts). */
+export type OnResponse = (call: H2Call, head: IncomingHttpHeaders, endStream: boolean) => void;
+
+/**
+ * One request sent as a client stream on an HTTP/2 session: the stream lifecycle that
+ * forwarded requests and upgrades (extended CONNECT) share. One object per request is the
+ * whole state: it is the abort signal's listener (`handleEvent`), the stream's listeners
+ * are module functions that find it on the stream, and the response it resolves with
+ * reads its trailers through it. So a request costs no closures beyond its promise's
+ * executor, and nothing of it stays referenced from the stream once it has closed
+ * (release-on-close.ts; node keeps closed client streams alive for scavenges).
+ */
+export class H2Call {
+  stream!: ClientHttp2Stream;
+  responded = false;
+  trailers: Headers | undefined = undefined;
+  resolve!: (res: ProxyResponse) => void;
+  reject!: (err: unknown) => void;
+
+  constructor(
+    readonly session: ClientHttp2Session,
+    readonly req: ProxyRequest,
+    readonly onResponse: OnResponse,
+    /** Forwarded requests: resets are charged to the session's budget, refused streams marked retryable. */
+    readonly forwarded: boolean,
+  ) {}
+
+  /** The request's abort signal fired: cancel the upstream stream (RFC 9113 §8.7). */
+  handleEvent(): void {
+    this.stream.close(NGHTTP2_CANCEL);
+  }
+
+  /** Resolves with a response whose body is the stream (null when it ended with the head). */
+  respond(status: number, headers: Headers, endStream: boolean): void {
+    this.responded = true;
+    if (endStream) this.stream.resume();
+    else this.stream.on('trailers', onTrailers);
+    this.resolve(new H2Response(status, headers, endStream ? null : this.stream, this));
+  }
+}
+
+/**
+ * Opens the stream and wires it; the call's promise settles through `onResponse` or with
+ * the stream's error. `hasBody`: the request body is piped into the stream and its
+ * trailers sent after it; otherwise the stream is ended with the head (END_STREAM on
+ * HEADERS), or left open (`keepOpen`, an upgrade's tunnel).
+ *
+ * A settled body (all of it, and its end, already buffered: exchange.ts) goes out as one
+ * DATA frame carrying END_STREAM, trailers asked for only when there are some, as
+ * writeH2Response does for responses: node sends the end in a frame of its own unless
+ * end() follows the data in the same tick with no trailers awaited.
+ */
+export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boolean, keepOpen: boolean): Promise<ProxyResponse> {
+  return new Promise<ProxyResponse>((resolve, reject) => {
+    call.resolve = resolve;
+    call.reject = reject;
+    let stream: Streamed;
+    const body = hasBody ? (call.req.body as Body) : null;
+    const settled = body !== null && isSettled(body);
+    const trailers = settled ? call.req.trailers() : undefined;
+    const waitForTrailers = settled ? trailers !== undefined && Object.keys(trailers).length > 0 : hasBody;
+    try {
+      stream = call.session.request(out, { endStream: !hasBody && !keepOpen, waitForTrailers });
+    } catch (e) {
+      // The session is closing (GOAWAY) or gone: the stream was never sent.
+      const err = new ProxyError('UPSTREAM_RESET', (e as Error).message, { cause: e });
+      reject(call.forwarded ? refused(err) : err);
+      return;
+    }
+    call.stream = stream;
+    stream[CALL] = call;
+    releaseOnClose(stream);
+    call.req.signal.addEventListener('abort', call);
+    stream.on('close', onClose);
+    stream.on('error', onError);
+    stream.on('response', onResponseHead);
+    if (body === null) return;
+    if (waitForTrailers) stream.on('wantTrailers', onWantTrailers);
+    if (settled) {
+      const data = body.read() as Buffer | null; // everything buffered, and the end: 'end' follows
+      if (data === null) stream.end();
+      else stream.end(data);
+      body.resume();
+      return;
+    }
+    body[UPSTREAM] = stream;
+    body.on('error', onBodyError);
+    body.pipe(stream);
+  });
+}
+
+function onClose(this: Streamed): void {
+  const call = this[CALL]!;
+  this[CALL] = undefined;
+  call.req.signal.removeEventListener('abort', call);
+  if (call.forwarded && this.rstCode !== NGHTTP2_NO_ERROR) chargeReset(call.session);
+  if (!call.responded) call.reject(classify(call, this, undefined));
+}
+
+function onError(this: Streamed, err: unknown): void {
+  const call = this[CALL];
+  if (call && !call.responded) call.reject(classify(call, this, err));
+}
+
+function onResponseHead(this: Streamed, head: IncomingHttpHeaders, flags: number): void {
+  const call = this[CALL];
+  if (call) call.onResponse(call, head, (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
+}
+
+function onTrailers(this: Streamed, t: IncomingHttpHeaders): void {
+  const call = this[CALL];
+  if (call) call.trailers = cleanTrailers(t);
+}
+
+function onWantTrailers(this: Streamed): void {
+  const call = this[CALL];
+  this.sendTrailers(call?.req.trailers() ?? {});
+}
+
+function onBodyError(this: Body): void {
+  const up = this[UPSTREAM];
+  if (up && !up.destroyed) up.close(NGHTTP2_CANCEL);
+}
+
+/**
+ * A call's response. `trailers` is an own property (a layer's `{ ...res }` copy keeps it)
+ * reading through `call` (copied too), so a copy still sees trailers that arrive later.
+ */
+class H2Response implements ProxyResponse {
+  readonly trailers = trailersOf;
+  constructor(
+    readonly status: number,
+    readonly headers: Headers,
+    readonly body: Readable | null,
+    readonly call: H2Call,
+  ) {}
+}
+
+function trailersOf(this: { readonly call?: H2Call }): Headers | undefined {
+  return this.call?.trailers;
+}
+
+/** Errors of streams the upstream never processed (RFC 9113 §8.7): safe to retry. */
+const REFUSED = new WeakSet<object>();
+
+function refused(e: ProxyError): ProxyError {
+  REFUSED.add(e);
+  return e;
+}
+
+/**
+ * Whether a forwarded request failed with a stream the upstream did not process: RST_STREAM
+ * REFUSED_STREAM, a stream above a GOAWAY's last stream id (node:http2 closes those with
+ * REFUSED_STREAM too), or a session that no longer took streams.
+ */
+export function wasRefused(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && REFUSED.has(err);
+}
+
+function classify(call: H2Call, stream: ClientHttp2Stream, err: unknown): ProxyError {
+  if (call.forwarded && stream.rstCode === NGHTTP2_REFUSED_STREAM) return refused(new ProxyError('UPSTREAM_RESET', 'stream refused', { cause: err }));
+  return toProxyError(err ?? Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ECONNRESET' }));
+}

@@ -1,0 +1,81 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TestPki } from './pki.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const wren = join(root, 'dist', 'cli', 'wren.js');
+
+/** A `wren proxy` in its own process (the built CLI), so its memory is its own: /proc/<pid>. */
+export interface ProxyProcess {
+  readonly pid: number;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly adminPort: number;
+  readonly spiffeId: string;
+  /** Resident set size, MB (VmRSS). */
+  rssMb(): number;
+  close(): Promise<void>;
+}
+
+/** Fails early when dist/ is missing or older than the proxy's sources (the test would run old code). */
+export function assertBuilt(): void {
+  if (!existsSync(wren)) throw new Error(`${wren} is missing: run \`npm run build\` first`);
+  for (const f of ['proxy/proxy.ts', 'proxy/http/h2-forward.ts', 'proxy/outbound/peer-pool.ts', 'proxy/config/proxy-config.ts']) {
+    const js = join(root, 'dist', f.replace(/\.ts$/, '.js'));
+    if (statSync(join(root, f)).mtimeMs > statSync(js).mtimeMs) throw new Error(`${js} is older than ${f}: run \`npm run build\` first`);
+  }
+}
+
+/**
+ * Starts `wren proxy` with certificate files issued by `pki`, every listener on port 0,
+ * `config` merged over that (same spelling as the YAML file).
+ */
+export async function startProxyProcess(pki: TestPki, dir: string, serviceAccount: string, config: Record<string, unknown> = {}, nodeArgs: readonly string[] = []): Promise<ProxyProcess> {
+  const m = pki.issue('default', serviceAccount);
+  const f = (n: string) => join(dir, `${serviceAccount}-${n}`);
+  await Promise.all([writeFile(f('key.pem'), m.keyPem), writeFile(f('cert.pem'), m.certChainPem), writeFile(f('bundle.pem'), m.trustBundlePem)]);
+  const file = f('proxy.json');
+  await writeFile(
+    file,
+    JSON.stringify({
+      identity: { namespace: 'default', serviceAccount, trustDomain: pki.trustDomain },
+      tls: { certFile: f('cert.pem'), keyFile: f('key.pem'), trustBundleFile: f('bundle.pem') },
+      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      shutdown: { gracePeriodMs: 500 },
+      ...config,
+    }),
+  );
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const ports = await new Promise<number[]>((resolve, reject) => {
+    const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
+    const onData = (d: Buffer) => {
+      if (out.length < 1 << 16) out += d;
+      const hit = started.exec(out);
+      if (hit) resolve([Number(hit[1]), Number(hit[2]), Number(hit[3])]);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`wren proxy exited with ${code}: ${out.slice(-1000)}`)));
+  });
+  return {
+    pid: child.pid!,
+    outboundPort: ports[0],
+    inboundPort: ports[1],
+    adminPort: ports[2],
+    spiffeId: m.spiffeId,
+    rssMb: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}
