@@ -118,6 +118,13 @@ export interface ProxyConfig {
   readonly policy: InboundPolicy;
   /** Explicit upstream listeners (docs/configuration.md); [] by default. */
   readonly upstreams: readonly UpstreamConfig[];
+  /**
+   * Worker threads that run the listeners (Envoy's --concurrency, Istio's `concurrency`):
+   * 1 serves on the main thread as before; N > 1 starts N workers that each bind every
+   * data-path listener with SO_REUSEPORT, the main thread keeping the control plane, the
+   * certificate and the admin port (proxy/workers/, docs/configuration.md).
+   */
+  readonly concurrency: number;
 }
 
 /**
@@ -234,6 +241,9 @@ const shape = obj({
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
   upstreams: arr(upstream, { default: [] }),
+  // Bounded: every worker is a V8 isolate (~10 MB) and the kernel spreads connections
+  // over the sockets, so more workers than cores only costs memory.
+  concurrency: num({ int: true, min: 1, max: 64, default: 1 }),
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */
@@ -307,6 +317,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_INBOUND_PORT', path: 'listeners.inbound.port', kind: 'number' },
   { name: 'WREN_OUTBOUND_PORT', path: 'listeners.outbound.port', kind: 'number' },
   { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
+  { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
