@@ -214,7 +214,8 @@ export class WorkerPool {
   async metrics(main: Registry): Promise<{ contentType: string; body: string }> {
     const own = await main.getMetricsAsJSON();
     const theirs = await Promise.all(this.slots.filter((s) => s.worker && s.listening).map((s) => this.scrape(s.worker!)));
-    const { AggregatorRegistry } = createRequire(import.meta.url)('prom-client/lib/cluster') as typeof Prom;
+    // Loaded here, not through 'prom-client' (proxy/metrics/prom.ts says why): only a proxy with workers pays for it.
+    const AggregatorRegistry = createRequire(import.meta.url)('prom-client/lib/cluster') as typeof Prom.AggregatorRegistry;
     const sum = AggregatorRegistry.aggregate([own, ...theirs.filter((j) => j !== null)] as Prom.MetricObjectWithValues<Prom.MetricValue<string>>[][]);
     return { contentType: main.contentType, body: await sum.metrics() };
   }
