@@ -139,7 +139,7 @@ test('a certificate rotation reaches both workers: every connection gets the new
   expect(fresh).not.toBe(old);
   const before = await perWorker(server);
   const end = Date.now() + 5000;
-  let serials: string[] = [];
+  let serials: string[];
   do {
     serials = await Promise.all(Array.from({ length: CONNECTIONS }, () => presentedSerial()));
   } while (serials.some((s) => s !== fresh) && Date.now() < end);
