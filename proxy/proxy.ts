@@ -222,7 +222,8 @@ export class Proxy {
       t.unref?.();
     }
     const ups = p.upstreams.map((u, k) => `${u.config.service}:${u.config.port}@${u.config.localAddress}:${p.upstreamPorts[k]}`);
-    p.logger.info('proxy started', { ...p.ports, upstreams: ups, ...(p.pool ? { workers: opts.config.concurrency } : {}) });
+    // A worker says so apart: 'proxy started' means every listener of the sidecar is up.
+    p.logger.info(opts.worker ? 'listener worker started' : 'proxy started', { ...p.ports, upstreams: ups, ...(p.pool ? { workers: opts.config.concurrency } : {}) });
     return p;
   }
 
