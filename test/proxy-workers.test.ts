@@ -1,6 +1,10 @@
 import { request as httpRequest } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer, type AddressInfo, type Server } from 'node:net';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
@@ -207,4 +211,81 @@ test('concurrency 1 (the default) starts no worker', async () => {
   } finally {
     await p.close();
   }
+});
+
+describe('the built CLI with concurrency 2', () => {
+  const wren = join(import.meta.dirname, '..', 'dist', 'cli', 'wren.js');
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wren-workers-'));
+    const m = pki.issue('default', 'web');
+    await Promise.all([writeFile(join(dir, 'key.pem'), m.keyPem), writeFile(join(dir, 'cert.pem'), m.certChainPem), writeFile(join(dir, 'bundle.pem'), m.trustBundlePem)]);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  const config = async (outboundPort: number) => {
+    const file = join(dir, `proxy-${outboundPort}.json`);
+    await writeFile(file, JSON.stringify({
+      identity: { namespace: 'default', serviceAccount: 'web' },
+      tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), trustBundleFile: join(dir, 'bundle.pem') },
+      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      shutdown: { gracePeriodMs: 200 },
+      concurrency: 2,
+    }));
+    return file;
+  };
+  const run = (file: string, onLine?: (all: string) => void) => {
+    const child = spawn(process.execPath, [wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      onLine?.(stderr);
+    });
+    child.stdout.resume();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const exit = new Promise<{ code: number | null; stderr: string }>((r) => child.once('exit', (code) => {
+      clearTimeout(kill);
+      r({ code, stderr });
+    }));
+    return { child, exit };
+  };
+
+  test('a taken port: exit 1 naming the listener and the worker', async () => {
+    const holder = await new Promise<Server>((resolve) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const { exit } = run(await config(port));
+      const r = await exit;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`wren proxy: cannot listen on 127.0.0.1:${port} (outbound (worker 0) listener): EADDRINUSE`);
+    } finally {
+      await new Promise((r) => holder.close(r));
+    }
+  });
+
+  test('SIGTERM: every worker drains and the process exits 0 with its ports free', async () => {
+    let started: RegExpMatchArray | null = null;
+    let resolveStarted!: () => void;
+    const up = new Promise<void>((r) => (resolveStarted = r));
+    const { child, exit } = run(await config(0), (all) => {
+      started ??= /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+).*"workers":2/.exec(all);
+      if (started) resolveStarted();
+    });
+    await Promise.race([up, exit]);
+    expect(started).not.toBeNull();
+    const outbound = Number(started![1]);
+    child.kill('SIGTERM');
+    const r = await exit;
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('"msg":"draining"');
+    // Nothing holds the outbound port any more: a plain (non-reusePort) socket binds it.
+    await new Promise<void>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(outbound, '127.0.0.1', () => s.close(() => resolve()));
+    });
+  });
 });

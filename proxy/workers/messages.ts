@@ -35,7 +35,7 @@ export interface WorkerPorts {
 
 export type FromWorker =
   | { readonly t: 'listening'; readonly ports: WorkerPorts }
-  | { readonly t: 'start-failed'; readonly listener: string; readonly address: string; readonly port: number; readonly message: string }
+  | { readonly t: 'start-failed'; readonly listener: string; readonly address: string; readonly port: number; readonly code: string | undefined; readonly message: string }
   | { readonly t: 'applied'; readonly seq: number }
   | { readonly t: 'apply-failed'; readonly seq: number; readonly error: string }
   | { readonly t: 'metrics'; readonly id: number; readonly json: unknown }

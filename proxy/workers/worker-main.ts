@@ -21,7 +21,8 @@ const tls = new TlsIdentity(data.material);
 
 const proxy = await Proxy.start({ config: data.config, tls, logger, staticMesh: false, worker: { id: data.id } }).catch((e: unknown) => {
   const l = e instanceof ListenError ? e : null;
-  post({ t: 'start-failed', listener: l?.listener ?? 'worker', address: l?.address ?? '', port: l?.port ?? 0, message: (e as Error).message });
+  const why = (l?.cause ?? e) as NodeJS.ErrnoException;
+  post({ t: 'start-failed', listener: l?.listener ?? 'worker', address: l?.address ?? '', port: l?.port ?? 0, code: why?.code, message: why?.message ?? String(e) });
   return null;
 });
 

@@ -125,7 +125,7 @@ export class WorkerPool {
           case 'start-failed':
             started = true;
             void w.terminate();
-            return reject(new ListenError(`${m.listener} (worker ${slot.id})`, m.address, m.port, new Error(m.message)));
+            return reject(new ListenError(`${m.listener} (worker ${slot.id})`, m.address, m.port, Object.assign(new Error(m.message), { code: m.code })));
           case 'applied':
             slot.applied = m.seq;
             return;
