@@ -96,9 +96,15 @@ test('requests through a concurrency-2 sidecar succeed, both workers serve, and 
   const spread = delta(await perWorker(client), before);
   expect(spread[0] + spread[1]).toBe(CONNECTIONS);
   expect(Math.min(...spread)).toBeGreaterThan(0);
-  // Each worker counted only its own requests: the total is the sum over both.
-  const metrics = (await admin(client, '/metrics')).body;
-  const reqAfter = sample(metrics, 'istio_requests_total', 'direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200",grpc_response_status="",response_flags="-",connection_security_policy="mutual_tls"');
+  // Each worker counted only its own requests: the total is the sum over both. A worker
+  // records a request once its response is written, which can be just after the client
+  // has read it: wait (bounded) for the count to settle.
+  let metrics = '';
+  let reqAfter = 0;
+  for (const end = Date.now() + 5000; reqAfter - reqBefore < CONNECTIONS && Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    metrics = (await admin(client, '/metrics')).body;
+    reqAfter = sample(metrics, 'istio_requests_total', 'direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200",grpc_response_status="",response_flags="-",connection_security_policy="mutual_tls"');
+  }
   expect(reqAfter - reqBefore).toBe(CONNECTIONS);
   expect(sample(metrics, 'wren_workers_listening', '')).toBe(2);
   expect(metrics).toMatch(/^process_resident_memory_bytes /m); // process metrics once, from the main thread
