@@ -60,6 +60,5 @@ if (proxy) {
         return void proxy.close().then(() => post({ t: 'closed' }));
     }
   });
-  const p = proxy.outboundPort;
-  post({ t: 'listening', ports: { outbound: p, inbound: proxy.inboundPort, upstreams: proxy.upstreamPorts } });
+  post({ t: 'listening', ports: { outbound: proxy.outboundPort, inbound: proxy.inboundPort, upstreams: proxy.upstreamPorts } });
 }

@@ -147,11 +147,13 @@ export class WorkerPool {
       // An uncaught exception ends the worker: 'error', then 'exit'.
       w.on('error', (e) => this.o.logger.error('listener worker failed', { code: 'WORKER_ERROR', worker: slot.id, error: e }));
       w.on('exit', (code) => {
+        if (!started) reject(new ListenError(`worker ${slot.id}`, '', 0, new Error(`worker exited with code ${code} before listening`)));
+        // A stop already let go of this worker, or a newer one holds the slot.
+        if (slot.worker !== w) return;
         const wasListening = slot.listening;
         slot.worker = null;
         slot.listening = false;
         slot.closed?.();
-        if (!started) reject(new ListenError(`worker ${slot.id}`, '', 0, new Error(`worker exited with code ${code} before listening`)));
         if (this.closing || !wasListening) return;
         this.restartsTotal.inc();
         this.o.logger.error('listener worker exited; restarting it', { code: 'WORKER_EXITED', worker: slot.id, exitCode: code });
@@ -261,6 +263,7 @@ export class WorkerPool {
           w.postMessage(m);
         });
         s.closed = null;
+        s.worker = null; // a second stop (drain, then close) has nothing left to wait for
         await w.terminate();
       }),
     );
