@@ -1,9 +1,15 @@
 import { once } from 'node:events';
 import type { AddressInfo, Server } from 'node:net';
 
+/** How a data-path socket binds: `reusePort` lets several worker threads bind one port (SO_REUSEPORT, proxy/workers). */
+export interface ListenOptions {
+  readonly reusePort?: boolean;
+}
+
 /** Binds `server` and resolves with the bound address; rejects on a bind error (EADDRINUSE, EACCES…). */
-export async function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
-  server.listen(port, host);
+export async function listen(server: Server, port: number, host: string, opts: ListenOptions = {}): Promise<AddressInfo> {
+  if (opts.reusePort) server.listen({ port, host, reusePort: true });
+  else server.listen(port, host);
   await once(server, 'listening');
   return server.address() as AddressInfo;
 }

@@ -27,6 +27,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { ListenError } from '../common/listen.js';
 import { Agent } from 'node:http';
 import { loadAddon } from './net/original-dst.js';
+import { WorkerPool } from './workers/worker-pool.js';
 
 /** Resets relayed on one session to the app before it is retired (http/session-resets.ts). */
 const APP_SESSION_RESET_BUDGET = 500;
@@ -44,6 +45,12 @@ export interface ProxyOptions {
   readonly inboundOriginalDst?: (s: Socket) => OriginalDst | undefined;
   /** Serve the static mesh from the config at start (false when a control plane will send it). */
   readonly staticMesh?: boolean;
+  /**
+   * Set inside a listener worker (proxy/workers/worker-main.ts, config `concurrency` > 1):
+   * the data-path listeners bind with SO_REUSEPORT, there is no admin port and no process
+   * metrics (the main thread has both).
+   */
+  readonly worker?: { readonly id: number };
 }
 
 /**
@@ -52,7 +59,7 @@ export interface ProxyOptions {
  * config never drops in-flight requests: they keep the endpoint they already picked.
  */
 export class Proxy {
-  readonly metrics = new ProxyMetrics({ defaultMetrics: true });
+  readonly metrics: ProxyMetrics;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
@@ -79,11 +86,22 @@ export class Proxy {
   private draining: Promise<void> | null = null;
   private ports = { outbound: 0, inbound: 0, admin: 0 };
   private readonly healthListeners = new Set<() => void>();
+  /**
+   * concurrency > 1, main thread: the listener workers, which bind and serve the data path
+   * (this thread's own listeners are built but never bound); null otherwise, where this
+   * thread serves as it always has, at no extra cost.
+   */
+  private readonly pool: WorkerPool | null;
+  private upstreamPortList: readonly number[] | null = null;
 
   private constructor(readonly config: ProxyConfig, readonly tls: TlsIdentity, opts: ProxyOptions) {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
+    this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker });
+    this.pool = config.concurrency > 1 && !opts.worker
+      ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
+      : null;
     this.routes = new RouteTable({ version: '', source: 'none', services: [] }, config.identity.namespace);
     const clusterMetrics = new PromClusterMetrics(this.metrics.registry);
     // Active health checks to meshed endpoints ride the same mTLS sessions as user traffic.
@@ -152,13 +170,16 @@ export class Proxy {
       opaquePorts: new Set(config.protocol.opaquePorts),
       originalDst: opts.inboundOriginalDst,
     });
+    const pool = this.pool;
     this.admin = new AdminServer({
       address: L.admin.address,
       ipv6Address: L.admin.ipv6Address,
       port: L.admin.port,
-      logger: this.logger,
+      logger: pool ? levelFollowing(this.logger, (l) => pool.setLogLevel(l)) : this.logger,
       ready: () => this.readiness(),
-      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      metrics: pool
+        ? () => pool.metrics(this.metrics.registry)
+        : async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
       configDump: () => this.configDump(),
       clusters: () => this.clusterStates(),
       certs: () => this.certs(),
@@ -169,26 +190,42 @@ export class Proxy {
 
   static async start(opts: ProxyOptions): Promise<Proxy> {
     const p = new Proxy(opts.config, opts.tls, opts);
-    if (!loadAddon()) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
+    if (!loadAddon() && !opts.worker) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
     // Every listener binds or the proxy does not start: a sidecar missing one (its port
     // still held by a predecessor that is draining) must not report ready (issue 11). The
-    // explicit upstreams count too; what did bind is closed again.
-    const listeners = [
-      { name: 'outbound', ...opts.config.listeners.outbound, listen: () => p.outbound.listen() },
-      { name: 'inbound', ...opts.config.listeners.inbound, listen: () => p.inbound.listen() },
-      { name: 'admin', ...opts.config.listeners.admin, listen: () => p.admin.listen() },
-      ...p.upstreams.map((u) => ({ name: `upstream ${u.config.service}:${u.config.port}`, address: u.config.localAddress, port: u.config.localPort, listen: () => u.listen() })),
+    // explicit upstreams count too; what did bind is closed again. A worker binds the data
+    // path with SO_REUSEPORT next to its siblings; with workers, this thread binds only admin.
+    const reuse = opts.worker ? { reusePort: true } : {};
+    const admin = { name: 'admin', ...opts.config.listeners.admin, listen: () => p.admin.listen() };
+    const dataPath = [
+      { name: 'outbound', ...opts.config.listeners.outbound, listen: () => p.outbound.listen(reuse) },
+      { name: 'inbound', ...opts.config.listeners.inbound, listen: () => p.inbound.listen(reuse) },
+      ...p.upstreams.map((u) => ({ name: `upstream ${u.config.service}:${u.config.port}`, address: u.config.localAddress, port: u.config.localPort, listen: () => u.listen(reuse) })),
     ];
+    const listeners = p.pool ? [admin] : opts.worker ? dataPath : [...dataPath, admin];
     const bound = await Promise.allSettled(listeners.map((l) => l.listen()));
     const failed = bound.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
       await p.close().catch(() => undefined);
       const l = listeners[failed];
-      throw new ListenError(l.name, l.address, l.port, (bound[failed] as PromiseRejectedResult).reason);
+      const reason = (bound[failed] as PromiseRejectedResult).reason as NodeJS.ErrnoException;
+      // SO_REUSEPORT is Linux >= 3.9 (and some BSDs); elsewhere Node refuses the option.
+      if (opts.worker && reason?.code === 'ENOTSUP') p.logger.error('this platform has no SO_REUSEPORT: set concurrency: 1', { code: 'REUSEPORT_UNSUPPORTED' });
+      throw new ListenError(l.name, l.address, l.port, reason);
     }
-    const [o, i, a] = bound.map((r) => (r as PromiseFulfilledResult<AddressInfo>).value);
-    p.ports = { outbound: o.port, inbound: i.port, admin: a.port };
-    if (!p.hasConfig) {
+    const port = (name: string) => (bound[listeners.findIndex((l) => l.name === name)] as PromiseFulfilledResult<AddressInfo> | undefined)?.value.port ?? 0;
+    p.ports = { outbound: port('outbound'), inbound: port('inbound'), admin: port('admin') };
+    if (p.pool) {
+      try {
+        const w = await p.pool.start();
+        p.ports = { ...p.ports, outbound: w.outbound, inbound: w.inbound };
+        p.upstreamPortList = w.upstreams;
+      } catch (e) {
+        await p.close().catch(() => undefined);
+        throw e;
+      }
+    }
+    if (!p.hasConfig && !opts.worker) {
       // Bounded wait for the first config: past it the proxy reports ready anyway (it can
       // pass traffic through) rather than keep the pod out of service forever.
       const t = p.clock.setTimeout(() => {
@@ -198,13 +235,16 @@ export class Proxy {
       }, opts.config.discovery.firstConfigTimeoutMs);
       t.unref?.();
     }
-    p.logger.info('proxy started', { outbound: o.port, inbound: i.port, admin: a.port, upstreams: p.upstreams.map((u) => `${u.config.service}:${u.config.port}@${u.address().address}:${u.address().port}`) });
+    const ups = p.upstreams.map((u, k) => `${u.config.service}:${u.config.port}@${u.config.localAddress}:${p.upstreamPorts[k]}`);
+    // A worker says so apart: 'proxy started' means every listener of the sidecar is up.
+    p.logger.info(opts.worker ? 'listener worker started' : 'proxy started', { ...p.ports, upstreams: ups, ...(p.pool ? { workers: opts.config.concurrency } : {}) });
     return p;
   }
 
   /** Swap in a new mesh config atomically. Throws (keeping the old config) if it cannot be applied. */
   /** Every cluster's state by name (what GET /clusters shows): endpoints, their health, limits. */
   clusterStates(): Record<string, unknown> {
+    if (this.pool) return this.pool.clusterStates();
     return Object.fromEntries([...this.clusters.entries()].map(([k, c]) => [k, c.snapshot()]));
   }
 
@@ -225,7 +265,9 @@ export class Proxy {
   applySnapshot(snapshot: MeshSnapshot): void {
     const routes = new RouteTable(snapshot, this.config.identity.namespace);
     const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy, this.jwtDeps) : null;
-    this.clusters.apply(snapshot.services);
+    // With workers the clusters (and their health checks) live in the workers only.
+    if (this.pool) this.pool.applySnapshot(snapshot);
+    else this.clusters.apply(snapshot.services);
     this.routes = routes;
     this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     if (inbound) {
@@ -257,12 +299,14 @@ export class Proxy {
   }
   /** The bound local port of each configured upstream, in config order. */
   get upstreamPorts(): readonly number[] {
-    return this.upstreams.map((u) => u.address().port);
+    return this.upstreamPortList ?? this.upstreams.map((u) => u.address().port);
   }
 
   private readiness(): { ready: boolean; reason: string } {
     if (this.draining) return { ready: false, reason: 'draining' };
     if (!this.hasConfig) return { ready: false, reason: 'waiting for the first config' };
+    const workers = this.pool?.notReady();
+    if (workers) return { ready: false, reason: workers };
     return { ready: true, reason: 'ready' };
   }
 
@@ -304,6 +348,10 @@ export class Proxy {
   drain(): Promise<void> {
     if (this.draining) return this.draining;
     this.logger.info('draining', { gracePeriodMs: this.config.shutdown.gracePeriodMs });
+    if (this.pool) {
+      this.draining = this.pool.drain(this.config.shutdown.gracePeriodMs).then(() => this.close());
+      return this.draining;
+    }
     this.draining = this.inbound.drain(this.config.shutdown.gracePeriodMs).then(async (clean) => {
       if (!clean) this.logger.warn('grace period ended with requests in flight', { code: 'DRAIN_TIMEOUT', inflight: this.inbound.streamsInFlight });
       await this.close();
@@ -316,6 +364,7 @@ export class Proxy {
   }
 
   async close(): Promise<void> {
+    await this.pool?.close();
     this.inbound.close();
     this.peers.close();
     this.appSessions.close();
@@ -327,4 +376,22 @@ export class Proxy {
     await Promise.all([this.outbound.close(), this.admin.close(), ...this.upstreams.map((u) => u.close())]);
     this.closedResolve();
   }
+}
+
+/** The admin port's logger: POST /logging changes the level here and in every worker. */
+function levelFollowing(logger: Logger, onChange: (l: Logger['level']) => void): Logger {
+  return {
+    debug: (m, f) => logger.debug(m, f),
+    info: (m, f) => logger.info(m, f),
+    warn: (m, f) => logger.warn(m, f),
+    error: (m, f) => logger.error(m, f),
+    child: (f) => logger.child(f),
+    get level() {
+      return logger.level;
+    },
+    set level(l) {
+      logger.level = l;
+      onChange(l);
+    },
+  };
 }

@@ -11,6 +11,7 @@ export const A = {
   cpuLimit: 'wren.io/proxy-cpu-limit',
   memoryLimit: 'wren.io/proxy-memory-limit',
   logLevel: 'wren.io/proxy-log-level',
+  concurrency: 'wren.io/proxy-concurrency',
   skipInboundPorts: 'wren.io/skip-inbound-ports',
   skipOutboundPorts: 'wren.io/skip-outbound-ports',
   skipOutboundCidrs: 'wren.io/skip-outbound-cidrs',

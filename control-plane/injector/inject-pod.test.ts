@@ -177,6 +177,19 @@ describe('annotations', () => {
     const proxy = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-proxy')!;
     expect(proxy.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } });
     expect(proxy.env?.find((e) => e.name === 'WREN_LOG_LEVEL')?.value).toBe('debug');
+    expect(proxy.env?.find((e) => e.name === 'WREN_CONCURRENCY')).toBeUndefined(); // the proxy's default (1)
+  });
+
+  test('wren.io/proxy-concurrency sets the listener worker threads; a malformed value is ignored with a warning', () => {
+    const two = pod({ annotations: { 'wren.io/proxy-concurrency': '2' } });
+    const proxy = find(apply(two, injectPod(two).patch).spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.env?.find((e) => e.name === 'WREN_CONCURRENCY')?.value).toBe('2');
+    for (const bad of ['0', '-1', '1.5', 'two', '65']) {
+      const p = pod({ annotations: { 'wren.io/proxy-concurrency': bad } });
+      const r = injectPod(p);
+      expect(r.warnings).toEqual([`wren.io/proxy-concurrency: ignoring ${JSON.stringify(bad)} (expected an integer from 1 to 64)`]);
+      expect(find(apply(p, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_CONCURRENCY')).toBeUndefined();
+    }
   });
 
   test('malformed values are ignored with warnings, never block the pod', () => {

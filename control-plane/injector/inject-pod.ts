@@ -72,7 +72,7 @@ function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interce
   };
 }
 
-function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources; logLevel: string } {
+function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources; logLevel: string; concurrency: number | undefined } {
   const ann = pod.metadata?.annotations ?? {};
   const q = (key: string, def: string): string => {
     const v = ann[key];
@@ -94,7 +94,15 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (['debug', 'info', 'warn', 'error'].includes(l)) logLevel = l;
     else warnings.push(`${A.logLevel}: ignoring ${JSON.stringify(l)} (expected debug, info, warn or error)`);
   }
-  return { resources, logLevel };
+  // Listener worker threads (the proxy's `concurrency`, like Istio's proxy.istio.io/config
+  // concurrency); unset, the proxy's default (1, Linkerd's default of one worker) applies.
+  let concurrency: number | undefined;
+  const c = ann[A.concurrency];
+  if (c !== undefined) {
+    if (/^\d{1,2}$/.test(c.trim()) && Number(c) >= 1 && Number(c) <= 64) concurrency = Number(c);
+    else warnings.push(`${A.concurrency}: ignoring ${JSON.stringify(c)} (expected an integer from 1 to 64)`);
+  }
+  return { resources, logLevel, concurrency };
 }
 
 /**
@@ -109,11 +117,11 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
   const spec = pod.spec!;
   const ic = interception(pod, o, warnings);
-  const { resources, logLevel } = proxySettings(pod, o, warnings);
+  const { resources, logLevel, concurrency } = proxySettings(pod, o, warnings);
   if (spec.securityContext?.runAsUser === o.proxyUid || spec.containers.some((c) => c.securityContext?.runAsUser === o.proxyUid))
     warnings.push(`an app container runs as UID ${o.proxyUid}, the proxy's UID: its traffic bypasses the proxy`);
   const init = buildInitContainer(o, ic);
-  const proxy = buildProxyContainer(o, resources, logLevel);
+  const proxy = buildProxyContainer(o, resources, logLevel, concurrency);
   const patch: JsonPatchOp[] = [];
 
   // Native: [wren-init, wren-proxy, ...app init containers] so app init containers

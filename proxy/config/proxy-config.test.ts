@@ -197,3 +197,27 @@ describe('requestAuthn (JWT verification, docs/request-authentication.md)', () =
     expect(problem({ tls: files, policy: { jwtRules: [{ issuer: 'https://a', jwksUri: 'https://a/k', jwksFile: '/k' }] } })).toContain('policy.jwtRules[0]: only one of');
   });
 });
+
+describe('concurrency (worker threads, Envoy --concurrency)', () => {
+  test('default 1 (the main thread serves); an integer 1..64 otherwise', () => {
+    expect(parseProxyConfig({ tls: files }).concurrency).toBe(1);
+    expect(parseProxyConfig({ tls: files, concurrency: 2 }).concurrency).toBe(2);
+  });
+
+  test('0, negative, non-integer and non-number values name the field path', () => {
+    expect(problem({ tls: files, concurrency: 0 })).toBe('cfg: concurrency: expected a number in 1..64, got 0');
+    expect(problem({ tls: files, concurrency: -2 })).toBe('cfg: concurrency: expected a number in 1..64, got -2');
+    expect(problem({ tls: files, concurrency: 1.5 })).toBe('cfg: concurrency: expected an integer in 1..64, got 1.5');
+    expect(problem({ tls: files, concurrency: 'two' })).toBe('cfg: concurrency: expected a number, got "two"');
+    expect(problem({ tls: files, concurrency: 65 })).toBe('cfg: concurrency: expected a number in 1..64, got 65');
+  });
+
+  test('in-cluster: WREN_CONCURRENCY (the injector sets it from wren.io/proxy-concurrency)', () => {
+    const env = {
+      POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
+    };
+    expect(proxyConfigFromEnv(env).concurrency).toBe(1);
+    expect(proxyConfigFromEnv({ ...env, WREN_CONCURRENCY: '2' }).concurrency).toBe(2);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_CONCURRENCY: '0' })).toThrow('environment: WREN_CONCURRENCY: expected a number in 1..64, got 0');
+  });
+});

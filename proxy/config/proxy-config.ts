@@ -120,6 +120,13 @@ export interface ProxyConfig {
   readonly upstreams: readonly UpstreamConfig[];
   /** JWT verification (RequestAuthentication; docs/request-authentication.md). */
   readonly requestAuthn: RequestAuthnConfig;
+  /**
+   * Worker threads that run the listeners (Envoy's --concurrency, Istio's `concurrency`):
+   * 1 serves on the main thread as before; N > 1 starts N workers that each bind every
+   * data-path listener with SO_REUSEPORT, the main thread keeping the control plane, the
+   * certificate and the admin port (proxy/workers/, docs/configuration.md).
+   */
+  readonly concurrency: number;
 }
 
 /** Clock skew and JWKS caching for RequestAuthentication (defaults: Envoy's clock skew and remote_jwks cache, jose's refetch cooldown, Istio's fetch timeout). */
@@ -270,6 +277,9 @@ const shape = obj({
     jwksMinRefetchIntervalMs: duration(30_000),
     jwtCacheSize: num({ int: true, min: 0, max: 100_000, default: 100 }),
   }),
+  // Bounded: every worker is a V8 isolate (~10 MB) and the kernel spreads connections
+  // over the sockets, so more workers than cores only costs memory.
+  concurrency: num({ int: true, min: 1, max: 64, default: 1 }),
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */
@@ -343,6 +353,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_INBOUND_PORT', path: 'listeners.inbound.port', kind: 'number' },
   { name: 'WREN_OUTBOUND_PORT', path: 'listeners.outbound.port', kind: 'number' },
   { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
+  { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */

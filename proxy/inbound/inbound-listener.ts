@@ -23,6 +23,7 @@ import { plaintextRequest } from './plaintext-request.js';
 import { sniff } from './sniff.js';
 import { parseTargetPort } from './target-port.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
+import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 
@@ -145,8 +146,9 @@ export class InboundListener {
     if (this.inflight === 0) this.idleWaiters.splice(0).forEach((w) => w());
   }
 
-  listen(): Promise<AddressInfo> {
-    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
+  /** `reusePort` when worker threads share the port (proxy/workers). */
+  listen(opts: ListenOptions = {}): Promise<AddressInfo> {
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger, opts);
   }
 
   private async accept(socket: Socket): Promise<void> {

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Logger } from '../../common/logger.js';
-import { listen } from '../../common/listen.js';
+import { listen, type ListenOptions } from '../../common/listen.js';
 
 /** Errors that mean "this host has no IPv6" (kernel without IPv6, or ::1 absent because IPv6 is disabled): the IPv4 socket serves alone. */
 const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
@@ -20,12 +20,12 @@ const NO_IPV6 = new Set(['EAFNOSUPPORT', 'EADDRNOTAVAIL', 'EPROTONOSUPPORT']);
  * bind error (EADDRINUSE…) closes both and rejects. Closing `server` closes the IPv6
  * socket too (its close() is wrapped), so draining stops both families at once.
  */
-export async function listenDualStack(server: Server, port: number, host: string, ipv6Host: string, logger: Logger): Promise<AddressInfo> {
-  const info = await listen(server, port, host);
+export async function listenDualStack(server: Server, port: number, host: string, ipv6Host: string, logger: Logger, opts: ListenOptions = {}): Promise<AddressInfo> {
+  const info = await listen(server, port, host, opts);
   if (!ipv6Host) return info;
   // Same socket options as the IPv4 server (allowHalfOpen: a client's FIN is relayed, not answered).
   const v6 = createServer({ noDelay: true, allowHalfOpen: (server as Server & { allowHalfOpen?: boolean }).allowHalfOpen === true }, (s) => server.emit('connection', s));
-  v6.listen({ port: info.port, host: ipv6Host, ipv6Only: true });
+  v6.listen({ port: info.port, host: ipv6Host, ipv6Only: true, ...(opts.reusePort ? { reusePort: true } : {}) });
   try {
     await once(v6, 'listening');
   } catch (e) {

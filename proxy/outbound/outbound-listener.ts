@@ -16,6 +16,7 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
 import { tcpRequest } from './tcp-request.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
+import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 
@@ -82,8 +83,9 @@ export class OutboundListener {
     this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
   }
 
-  listen(): Promise<AddressInfo> {
-    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
+  /** `reusePort` when worker threads share the port (proxy/workers). */
+  listen(opts: ListenOptions = {}): Promise<AddressInfo> {
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger, opts);
   }
 
   private async accept(socket: Socket): Promise<void> {

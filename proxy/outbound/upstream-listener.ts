@@ -1,5 +1,5 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { listen } from '../../common/listen.js';
+import { listen, type ListenOptions } from '../../common/listen.js';
 import type { UpstreamConfig } from '../config/proxy-config.js';
 import type { OutboundListener } from './outbound-listener.js';
 import type { Destination } from './route-table.js';
@@ -24,8 +24,8 @@ export class UpstreamListener {
   }
 
   /** Rejects when the address cannot be bound (EADDRINUSE, EADDRNOTAVAIL, EACCES): start-up fails (Proxy.start names it). */
-  listen(): Promise<AddressInfo> {
-    return listen(this.server, this.config.localPort, this.config.localAddress);
+  listen(opts: ListenOptions = {}): Promise<AddressInfo> {
+    return listen(this.server, this.config.localPort, this.config.localAddress, opts);
   }
 
   address(): AddressInfo {

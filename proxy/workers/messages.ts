@@ -1,0 +1,44 @@
+import type { MeshSnapshot } from '../../contract/model.js';
+import type { ProxyConfig } from '../config/proxy-config.js';
+import type { TlsMaterial } from '../tls/tls-identity.js';
+import type { Level } from '../../common/logger.js';
+
+/**
+ * What the main thread and a listener worker say to each other (postMessage, structured
+ * clone). Key material crosses only here, inside the process: worker threads share the
+ * pod's process, so "keys never leave the pod" holds and nothing is written to disk.
+ */
+export interface WorkerData {
+  readonly id: number;
+  /** The proxy's config with every data-path port resolved (worker 0 binds port 0 first, the others join its ports). */
+  readonly config: ProxyConfig;
+  readonly material: TlsMaterial;
+  /** The latest snapshot the main thread holds, so a restarted worker serves it from the start. */
+  readonly snapshot: { readonly seq: number; readonly snapshot: MeshSnapshot } | null;
+  readonly logLevel: Level;
+}
+
+export type ToWorker =
+  | { readonly t: 'snapshot'; readonly seq: number; readonly snapshot: MeshSnapshot }
+  | { readonly t: 'rotate'; readonly material: TlsMaterial }
+  | { readonly t: 'metrics'; readonly id: number }
+  | { readonly t: 'log-level'; readonly level: Level }
+  | { readonly t: 'drain' }
+  | { readonly t: 'close' };
+
+export interface WorkerPorts {
+  readonly outbound: number;
+  readonly inbound: number;
+  /** Per configured upstream, in config order. */
+  readonly upstreams: readonly number[];
+}
+
+export type FromWorker =
+  | { readonly t: 'listening'; readonly ports: WorkerPorts }
+  | { readonly t: 'start-failed'; readonly listener: string; readonly address: string; readonly port: number; readonly code: string | undefined; readonly message: string }
+  | { readonly t: 'applied'; readonly seq: number }
+  | { readonly t: 'apply-failed'; readonly seq: number; readonly error: string }
+  | { readonly t: 'metrics'; readonly id: number; readonly json: unknown }
+  | { readonly t: 'health'; readonly clusters: Record<string, unknown> }
+  | { readonly t: 'log'; readonly line: string }
+  | { readonly t: 'closed' };

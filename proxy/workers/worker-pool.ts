@@ -1,0 +1,271 @@
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type * as Prom from 'prom-client';
+import type { Clock } from '../../common/clock.js';
+import type { Level, Logger } from '../../common/logger.js';
+import { ListenError } from '../../common/listen.js';
+import type { MeshSnapshot } from '../../contract/model.js';
+import type { ProxyConfig } from '../config/proxy-config.js';
+import { Counter, Gauge, type Registry } from '../metrics/prom.js';
+import type { TlsIdentity } from '../tls/tls-identity.js';
+import { mergeClusterStates } from './merge-cluster-states.js';
+import type { FromWorker, ToWorker, WorkerData, WorkerPorts } from './messages.js';
+
+export interface WorkerPoolOptions {
+  readonly count: number;
+  readonly config: ProxyConfig;
+  /** The main thread's identity: every rotation is sent to the workers. */
+  readonly tls: TlsIdentity;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** The main thread's registry (restart counter, worker gauge). */
+  readonly registry: Registry;
+  /** A worker's cluster health changed (HealthReport). */
+  readonly onHealthChange: () => void;
+}
+
+interface Slot {
+  readonly id: number;
+  worker: Worker | null;
+  listening: boolean;
+  applied: number;
+  clusters: Record<string, unknown>;
+  closed: (() => void) | null;
+  restarts: number;
+}
+
+/** A crashed worker is restarted after this, doubling per failed start up to RESTART_MAX_MS. */
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5000;
+/** A worker that does not answer a scrape within this is left out of that scrape. */
+const SCRAPE_TIMEOUT_MS = 5000;
+/** How long close() waits for a worker to close its listeners before terminating it. */
+const CLOSE_TIMEOUT_MS = 5000;
+
+/** The compiled worker entry: beside this module in dist/, or dist/ seen from the sources (jest). */
+function entry(): URL {
+  for (const p of ['./worker-main.js', '../../dist/proxy/workers/worker-main.js']) {
+    const u = new URL(p, import.meta.url);
+    if (existsSync(u)) return u;
+  }
+  throw new Error('proxy/workers/worker-main.js not found (npm run build)');
+}
+
+/**
+ * The listener workers of a proxy with `concurrency` N > 1 (Envoy's --concurrency: N
+ * worker threads, each with its own copy of every listener, the kernel spreading
+ * connections over them; the main thread keeps xDS, SDS and the admin port).
+ *
+ * Worker 0 binds first, so a port 0 in the config becomes one real port the others join
+ * with SO_REUSEPORT. Every snapshot and every certificate rotation is posted to every
+ * worker; readiness holds until all are listening and have applied the latest snapshot.
+ * A worker that exits unexpectedly is logged (WORKER_EXITED), counted
+ * (wren_worker_restarts_total) and started again on the same ports with the current
+ * snapshot and certificate; the others keep serving meanwhile.
+ */
+export class WorkerPool {
+  private readonly slots: Slot[];
+  private latest: { seq: number; snapshot: MeshSnapshot } | null = null;
+  private config: ProxyConfig;
+  private closing = false;
+  private scrapeId = 0;
+  private readonly scrapes = new Map<number, (json: unknown) => void>();
+  private readonly restartsTotal: Counter;
+  private readonly url = entry();
+  private readonly offRotate: () => void;
+
+  constructor(private readonly o: WorkerPoolOptions) {
+    this.config = o.config;
+    this.slots = Array.from({ length: o.count }, (_, id) => ({ id, worker: null, listening: false, applied: 0, clusters: {}, closed: null, restarts: 0 }));
+    this.restartsTotal = new Counter({ name: 'wren_worker_restarts_total', help: 'Listener workers that exited unexpectedly and were restarted', registers: [o.registry] });
+    const slots = this.slots;
+    new Gauge({
+      name: 'wren_workers_listening', help: 'Listener workers currently listening (config concurrency)', registers: [o.registry],
+      collect() {
+        this.set(slots.filter((s) => s.listening).length);
+      },
+    });
+    this.offRotate = o.tls.onRotate(() => this.broadcast({ t: 'rotate', material: o.tls.material }));
+  }
+
+  /** Starts every worker; rejects (ListenError) if one cannot bind, with the others stopped. */
+  async start(): Promise<WorkerPorts> {
+    const first = await this.spawn(this.slots[0]);
+    // Resolve port 0 once: the siblings bind the port worker 0 got.
+    const L = this.config.listeners;
+    this.config = {
+      ...this.config,
+      listeners: { ...L, outbound: { ...L.outbound, port: first.outbound }, inbound: { ...L.inbound, port: first.inbound } },
+      upstreams: this.config.upstreams.map((u, i) => ({ ...u, localPort: first.upstreams[i] })),
+    };
+    const rest = await Promise.allSettled(this.slots.slice(1).map((s) => this.spawn(s)));
+    const failed = rest.find((r) => r.status === 'rejected');
+    if (failed) {
+      await this.close();
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    return first;
+  }
+
+  private spawn(slot: Slot): Promise<WorkerPorts> {
+    const data: WorkerData = { id: slot.id, config: this.config, material: this.o.tls.material, snapshot: this.latest, logLevel: this.o.logger.level };
+    const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}` });
+    slot.worker = w;
+    slot.applied = 0;
+    return new Promise<WorkerPorts>((resolve, reject) => {
+      let started = false;
+      w.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'listening':
+            started = true;
+            slot.listening = true;
+            slot.restarts = 0;
+            return resolve(m.ports);
+          case 'start-failed':
+            started = true;
+            void w.terminate();
+            return reject(new ListenError(`${m.listener} (worker ${slot.id})`, m.address, m.port, Object.assign(new Error(m.message), { code: m.code })));
+          case 'applied':
+            slot.applied = m.seq;
+            return;
+          case 'apply-failed':
+            slot.applied = m.seq;
+            this.o.logger.error('a listener worker could not apply the config', { code: 'WORKER_APPLY_FAILED', worker: slot.id, error: m.error });
+            return;
+          case 'metrics':
+            return this.scrapes.get(m.id)?.(m.json);
+          case 'health':
+            slot.clusters = m.clusters;
+            return this.o.onHealthChange();
+          case 'log':
+            return this.relay(slot.id, m.line);
+          case 'closed':
+            return slot.closed?.();
+        }
+      });
+      // An uncaught exception ends the worker: 'error', then 'exit'.
+      w.on('error', (e) => this.o.logger.error('listener worker failed', { code: 'WORKER_ERROR', worker: slot.id, error: e }));
+      w.on('exit', (code) => {
+        if (!started) reject(new ListenError(`worker ${slot.id}`, '', 0, new Error(`worker exited with code ${code} before listening`)));
+        // A stop already let go of this worker, or a newer one holds the slot.
+        if (slot.worker !== w) return;
+        const wasListening = slot.listening;
+        slot.worker = null;
+        slot.listening = false;
+        slot.closed?.();
+        if (this.closing || !wasListening) return;
+        this.restartsTotal.inc();
+        this.o.logger.error('listener worker exited; restarting it', { code: 'WORKER_EXITED', worker: slot.id, exitCode: code });
+        this.restart(slot);
+      });
+    });
+  }
+
+  private restart(slot: Slot): void {
+    const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** slot.restarts++);
+    this.o.clock.setTimeout(() => {
+      if (this.closing) return;
+      this.spawn(slot).catch((e: unknown) => {
+        this.o.logger.error('listener worker could not start again', { code: 'WORKER_RESTART_FAILED', worker: slot.id, error: e });
+        this.restart(slot);
+      });
+    }, delay);
+  }
+
+  /** A worker's log line, re-emitted through the main logger (its level and sink). */
+  private relay(worker: number, line: string): void {
+    let rec: Record<string, unknown>;
+    try {
+      rec = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    const { ts: _ts, level, msg, ...fields } = rec;
+    const log = this.o.logger[(level as Level) ?? 'info'];
+    if (typeof log === 'function') log(String(msg), { ...fields, worker });
+  }
+
+  private broadcast(m: ToWorker): void {
+    for (const s of this.slots) s.worker?.postMessage(m);
+  }
+
+  applySnapshot(snapshot: MeshSnapshot): void {
+    this.latest = { seq: (this.latest?.seq ?? 0) + 1, snapshot };
+    this.broadcast({ t: 'snapshot', ...this.latest });
+  }
+
+  setLogLevel(level: Level): void {
+    this.broadcast({ t: 'log-level', level });
+  }
+
+  /** Why the workers are not ready, or null: all listening, all on the latest snapshot. */
+  notReady(): string | null {
+    const down = this.slots.filter((s) => !s.listening).length;
+    if (down > 0) return `${down} of ${this.slots.length} listener workers not listening`;
+    const seq = this.latest?.seq ?? 0;
+    const behind = this.slots.filter((s) => s.applied < seq).length;
+    return behind > 0 ? `${behind} of ${this.slots.length} listener workers applying the config` : null;
+  }
+
+  clusterStates(): Record<string, unknown> {
+    return mergeClusterStates(this.slots.map((s) => s.clusters));
+  }
+
+  /** Prometheus text: the main registry plus every worker's, summed (prom-client's cluster aggregation, for threads). */
+  async metrics(main: Registry): Promise<{ contentType: string; body: string }> {
+    const own = await main.getMetricsAsJSON();
+    const theirs = await Promise.all(this.slots.filter((s) => s.worker && s.listening).map((s) => this.scrape(s.worker!)));
+    // Loaded here, not through 'prom-client' (proxy/metrics/prom.ts says why): only a proxy with workers pays for it.
+    const AggregatorRegistry = createRequire(import.meta.url)('prom-client/lib/cluster') as typeof Prom.AggregatorRegistry;
+    const sum = AggregatorRegistry.aggregate([own, ...theirs.filter((j) => j !== null)] as Prom.MetricObjectWithValues<Prom.MetricValue<string>>[][]);
+    return { contentType: main.contentType, body: await sum.metrics() };
+  }
+
+  private scrape(w: Worker): Promise<unknown> {
+    const id = ++this.scrapeId;
+    return new Promise((resolve) => {
+      const t = this.o.clock.setTimeout(() => {
+        this.scrapes.delete(id);
+        resolve(null);
+      }, SCRAPE_TIMEOUT_MS);
+      this.scrapes.set(id, (json) => {
+        this.o.clock.clearTimeout(t);
+        this.scrapes.delete(id);
+        resolve(json);
+      });
+      w.postMessage({ t: 'metrics', id } satisfies ToWorker);
+    });
+  }
+
+  /** Every worker drains (inbound GOAWAY, in-flight requests finish within the grace period) and closes. */
+  drain(gracePeriodMs: number): Promise<void> {
+    return this.stopAll({ t: 'drain' }, gracePeriodMs + CLOSE_TIMEOUT_MS);
+  }
+
+  close(): Promise<void> {
+    return this.stopAll({ t: 'close' }, CLOSE_TIMEOUT_MS);
+  }
+
+  private async stopAll(m: ToWorker, timeoutMs: number): Promise<void> {
+    this.closing = true;
+    this.offRotate();
+    await Promise.all(
+      this.slots.map(async (s) => {
+        const w = s.worker;
+        if (!w) return;
+        await new Promise<void>((resolve) => {
+          const t = this.o.clock.setTimeout(resolve, timeoutMs);
+          s.closed = () => {
+            this.o.clock.clearTimeout(t);
+            resolve();
+          };
+          w.postMessage(m);
+        });
+        s.closed = null;
+        s.worker = null; // a second stop (drain, then close) has nothing left to wait for
+        await w.terminate();
+      }),
+    );
+  }
+}

@@ -1,0 +1,297 @@
+import { request as httpRequest } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect, createServer, type AddressInfo, type Server } from 'node:net';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testPki } from './helpers/pki.js';
+import { startProxy, meshService } from './helpers/proxy.js';
+import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import type { Proxy } from '../proxy/proxy.js';
+
+/**
+ * Config `concurrency` (Envoy --concurrency): a sidecar whose listeners run in two worker
+ * threads bound to the same ports with SO_REUSEPORT, the main thread keeping the config,
+ * the certificate and the admin port. Real sockets, real mTLS. The workers run the
+ * compiled proxy (dist/, `npm run build`), as a deployed sidecar does.
+ */
+const pki = testPki();
+let a: FakeApp, b: FakeApp, server: Proxy, client: Proxy;
+
+/** Enough fresh connections that the kernel's SO_REUSEPORT hash sends some to each of two sockets (all to one: 2^-39). */
+const CONNECTIONS = 40;
+
+beforeAll(async () => {
+  a = await fakeApp('a');
+  b = await fakeApp('b');
+  server = await startProxy({ pki, serviceAccount: 'web', config: { concurrency: 2 } });
+  client = await startProxy({ pki, serviceAccount: 'client', config: { concurrency: 2 }, services: [meshService('web', 80, [{ appPort: a.port, proxy: server }])] });
+  await Promise.all([untilReady(server), untilReady(client)]);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await server?.close();
+  await a.close();
+  await b.close();
+});
+
+function admin(p: Proxy, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpRequest({ host: '127.0.0.1', port: p.adminPort, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+async function untilReady(p: Proxy, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await admin(p, '/ready');
+    if (r.status === 200) return;
+    if (Date.now() > end) throw new Error(`not ready: ${r.body}`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+/** One request on a fresh connection (agent: false) to the client's outbound port, routed by Host. */
+function get(host: string, path = '/name'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** A sample's value from the Prometheus text of GET /metrics (0 when absent). */
+function sample(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`) || (labels === '' && l.startsWith(`${name} `)));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+/** Connections each worker of `p` accepted (wren_worker_connections_total{worker}). */
+async function perWorker(p: Proxy): Promise<number[]> {
+  const m = (await admin(p, '/metrics')).body;
+  return [0, 1].map((w) => sample(m, 'wren_worker_connections_total', `worker="${w}"`));
+}
+
+const delta = (after: number[], before: number[]) => after.map((v, i) => v - before[i]);
+
+test('requests through a concurrency-2 sidecar succeed, both workers serve, and /metrics sums them', async () => {
+  const before = await perWorker(client);
+  const reqBefore = sample((await admin(client, '/metrics')).body, 'istio_requests_total', 'direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200",grpc_response_status="",response_flags="-",connection_security_policy="mutual_tls"');
+  const got = await Promise.all(Array.from({ length: CONNECTIONS }, () => get('web')));
+  expect(got.map((r) => `${r.status} ${r.body}`)).toEqual(Array(CONNECTIONS).fill('200 a'));
+  const spread = delta(await perWorker(client), before);
+  expect(spread[0] + spread[1]).toBe(CONNECTIONS);
+  expect(Math.min(...spread)).toBeGreaterThan(0);
+  // Each worker counted only its own requests: the total is the sum over both. A worker
+  // records a request once its response is written, which can be just after the client
+  // has read it: wait (bounded) for the count to settle.
+  let metrics = '';
+  let reqAfter = 0;
+  for (const end = Date.now() + 5000; reqAfter - reqBefore < CONNECTIONS && Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+    metrics = (await admin(client, '/metrics')).body;
+    reqAfter = sample(metrics, 'istio_requests_total', 'direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200",grpc_response_status="",response_flags="-",connection_security_policy="mutual_tls"');
+  }
+  expect(reqAfter - reqBefore).toBe(CONNECTIONS);
+  expect(sample(metrics, 'wren_workers_listening', '')).toBe(2);
+  expect(metrics).toMatch(/^process_resident_memory_bytes /m); // process metrics once, from the main thread
+});
+
+test('a config push reaches both workers: a new service and endpoint is used by each', async () => {
+  client.applySnapshot({
+    version: '2',
+    source: 'test',
+    services: [meshService('web', 80, [{ appPort: a.port, proxy: server }]), meshService('api', 80, [{ appPort: b.port, proxy: server }])],
+  });
+  await untilReady(client); // ready again only once every worker has applied version 2
+  const before = await perWorker(client);
+  const got = await Promise.all(Array.from({ length: CONNECTIONS }, () => get('api')));
+  expect(got.map((r) => `${r.status} ${r.body}`)).toEqual(Array(CONNECTIONS).fill('200 b'));
+  expect(Math.min(...delta(await perWorker(client), before))).toBeGreaterThan(0);
+  expect(JSON.parse((await admin(client, '/clusters')).body)).toHaveProperty(['api.default:80']);
+});
+
+/** The serial of the certificate the server's inbound listener presents on a fresh mTLS connection. */
+let probe: ReturnType<typeof pki.issue> | undefined;
+function presentedSerial(): Promise<string> {
+  const me = (probe ??= pki.issue('default', 'probe'));
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({
+      host: '127.0.0.1', port: server.inboundPort, key: me.keyPem, cert: me.certChainPem, ca: pki.bundlePem, ALPNProtocols: ['h2'],
+      checkServerIdentity: () => undefined,
+    });
+    s.once('secureConnect', () => {
+      resolve(s.getPeerCertificate().serialNumber);
+      s.destroy();
+    });
+    s.once('error', reject);
+  });
+}
+
+test('a certificate rotation reaches both workers: every connection gets the new certificate', async () => {
+  const old = server.tls.leaf().serialNumber.toUpperCase();
+  expect(await presentedSerial()).toBe(old);
+  server.tls.rotate(pki.issue('default', 'web'));
+  const fresh = server.tls.leaf().serialNumber.toUpperCase();
+  expect(fresh).not.toBe(old);
+  const before = await perWorker(server);
+  const end = Date.now() + 5000;
+  let serials: string[];
+  do {
+    serials = await Promise.all(Array.from({ length: CONNECTIONS }, () => presentedSerial()));
+  } while (serials.some((s) => s !== fresh) && Date.now() < end);
+  expect(serials).toEqual(Array(CONNECTIONS).fill(fresh));
+  expect(Math.min(...delta(await perWorker(server), before))).toBeGreaterThan(0);
+  // And the mesh still works with it (the client's workers verify the new chain).
+  expect(await get('web')).toEqual({ status: 200, body: 'a' });
+});
+
+test('a crashed worker is logged, counted and restarted on the same port; the other keeps serving', async () => {
+  const logs: string[] = [];
+  const p = await startProxy({ pki, serviceAccount: 'crash', logs, config: { concurrency: 2 }, services: [meshService('web', 80, [{ appPort: a.port, proxy: server }])] });
+  try {
+    await untilReady(p);
+    const port = p.outboundPort;
+    // The pool is private: reach one worker thread the way a crash would end it.
+    const slots = (p as unknown as { pool: { slots: { worker: { terminate(): Promise<number> } | null }[] } }).pool.slots;
+    await slots[0].worker!.terminate();
+    const end = Date.now() + 5000;
+    while (sample((await admin(p, '/metrics')).body, 'wren_workers_listening', '') !== 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    const m = (await admin(p, '/metrics')).body;
+    expect(sample(m, 'wren_worker_restarts_total', '')).toBe(1);
+    expect(sample(m, 'wren_workers_listening', '')).toBe(2);
+    expect(logs.some((l) => l.includes('"code":"WORKER_EXITED"') && l.includes('"worker":0'))).toBe(true);
+    expect(p.outboundPort).toBe(port);
+    await untilReady(p);
+    const got = await Promise.all(Array.from({ length: 10 }, () => new Promise<number>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port, path: '/name', headers: { host: 'web' }, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject).end();
+    })));
+    expect(got).toEqual(Array(10).fill(200));
+  } finally {
+    await p.close();
+  }
+});
+
+test('drain: in-flight requests on the workers finish, then every worker stops listening', async () => {
+  const slow = get('web', '/slow?ms=300');
+  await new Promise((r) => setTimeout(r, 100));
+  const drained = server.drain();
+  expect((await admin(server, '/ready').catch(() => ({ status: 0 }))).status).not.toBe(200);
+  expect(await slow).toEqual({ status: 200, body: 'slow a' });
+  await drained;
+  await server.drained;
+  // No worker holds the inbound port any more.
+  const refused = await new Promise<string>((resolve) => {
+    const s = netConnect(server.inboundPort, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+  });
+  expect(refused).toBe('ECONNREFUSED');
+});
+
+test('concurrency 1 (the default) starts no worker', async () => {
+  const p = await startProxy({ pki, serviceAccount: 'single', services: [] });
+  try {
+    const m = (await admin(p, '/metrics')).body;
+    expect(m).not.toMatch(/wren_worker/);
+    expect(m).toMatch(/^process_resident_memory_bytes /m);
+  } finally {
+    await p.close();
+  }
+});
+
+describe('the built CLI with concurrency 2', () => {
+  const wren = join(import.meta.dirname, '..', 'dist', 'cli', 'wren.js');
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wren-workers-'));
+    const m = pki.issue('default', 'web');
+    await Promise.all([writeFile(join(dir, 'key.pem'), m.keyPem), writeFile(join(dir, 'cert.pem'), m.certChainPem), writeFile(join(dir, 'bundle.pem'), m.trustBundlePem)]);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  const config = async (outboundPort: number) => {
+    const file = join(dir, `proxy-${outboundPort}.json`);
+    await writeFile(file, JSON.stringify({
+      identity: { namespace: 'default', serviceAccount: 'web' },
+      tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), trustBundleFile: join(dir, 'bundle.pem') },
+      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      shutdown: { gracePeriodMs: 200 },
+      concurrency: 2,
+    }));
+    return file;
+  };
+  const run = (file: string, onLine?: (all: string) => void) => {
+    const child = spawn(process.execPath, [wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      onLine?.(stderr);
+    });
+    child.stdout.resume();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const exit = new Promise<{ code: number | null; stderr: string }>((r) => child.once('exit', (code) => {
+      clearTimeout(kill);
+      r({ code, stderr });
+    }));
+    return { child, exit };
+  };
+
+  test('a taken port: exit 1 naming the listener and the worker', async () => {
+    const holder = await new Promise<Server>((resolve) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const { exit } = run(await config(port));
+      const r = await exit;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`wren proxy: cannot listen on 127.0.0.1:${port} (outbound (worker 0) listener): EADDRINUSE`);
+    } finally {
+      await new Promise((r) => holder.close(r));
+    }
+  });
+
+  test('SIGTERM: every worker drains and the process exits 0 with its ports free', async () => {
+    let started: RegExpMatchArray | null = null;
+    let resolveStarted!: () => void;
+    const up = new Promise<void>((r) => (resolveStarted = r));
+    const { child, exit } = run(await config(0), (all) => {
+      started ??= /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+).*"workers":2/.exec(all);
+      if (started) resolveStarted();
+    });
+    await Promise.race([up, exit]);
+    expect(started).not.toBeNull();
+    const outbound = Number(started![1]);
+    child.kill('SIGTERM');
+    const r = await exit;
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('"msg":"draining"');
+    // Nothing holds the outbound port any more: a plain (non-reusePort) socket binds it.
+    await new Promise<void>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(outbound, '127.0.0.1', () => s.close(() => resolve()));
+    });
+  });
+});
