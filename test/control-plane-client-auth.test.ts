@@ -11,6 +11,9 @@ import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap
 import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
+import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
+import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
+import { FakeKubeApi, podJson } from './fake-kube-api.js';
 import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
 
@@ -100,8 +103,8 @@ function open(creds: grpc.ChannelCredentials, messages: DiscoveryRequest[]): Pro
   });
 }
 
-async function refusals(): Promise<Record<string, number>> {
-  const text = await cp.metrics.registry.metrics();
+async function refusals(of: ControlPlane = cp): Promise<Record<string, number>> {
+  const text = await of.metrics.registry.metrics();
   return Object.fromEntries([...text.matchAll(/^wren_cp_discovery_refused_total\{reason="([^"]+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
 }
 
@@ -208,3 +211,67 @@ test('a stream ends with UNAUTHENTICATED when the certificate it was opened with
   expect({ code: ended.code, details: ended.details }).toEqual({ code: grpc.status.UNAUTHENTICATED, details: 'the client certificate has expired' });
   expect((await refusals())['certificate-expired']).toBe(1);
 }, 15_000);
+
+/**
+ * The Kubernetes source knows every meshed pod: the Subscribe's pod must be one of them,
+ * running as the certificate's service account. (Last in the file: it points the helpers'
+ * `address` at its own control plane, which shares the CA.)
+ */
+describe('Kubernetes source: the stream is bound to a pod of the certificate\'s service account', () => {
+  const WEB_SA = `spiffe://${TD}/ns/shop/sa/web-sa`;
+  let api: FakeKubeApi;
+  let k8s: ControlPlane;
+  let cert: ClientCertificate;
+
+  beforeAll(async () => {
+    api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
+    api.apply('pods', podJson('web-a', 'shop', 'web-sa', '10.0.0.1'));
+    api.apply('pods', podJson('other-a', 'shop', 'other-sa', '10.0.0.2'));
+    api.apply('pods', podJson('legacy-a', 'shop', 'web-sa', '10.0.0.3', false));
+    api.tokens.set('tok-web-sa', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-a' });
+    k8s = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(4),
+      logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
+      source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+      identity: { issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig()) },
+      transport: 'tls',
+    });
+    await k8s.whenReady();
+    address = `127.0.0.1:${k8s.grpcPort}`;
+    cert = await certify(WEB_SA, 'web-sa', credentials(), 0, 'tok-web-sa');
+  }, 30_000);
+
+  afterAll(async () => {
+    await k8s?.kill();
+    await api?.close();
+  });
+
+  const subscribeAs = (pod: string) => open(credentials(cert), [{ subscribe: { identity: { spiffeId: WEB_SA, namespace: 'shop', pod, labels: {} }, services: [], lastVersion: '' } }]);
+
+  test('its own pod: served', async () => {
+    const o = await subscribeAs('web-a');
+    expect(o.code).toBeNull();
+    expect(o.response!.full).toBe(true);
+    o.stream.cancel();
+  });
+
+  test('a pod of another service account, an unmeshed pod, a pod that does not exist: PERMISSION_DENIED', async () => {
+    const other = await subscribeAs('other-a');
+    expect({ code: other.code, details: other.details }).toEqual({ code: grpc.status.PERMISSION_DENIED, details: `pod shop/other-a runs as service account other-sa, the client certificate is ${WEB_SA}` });
+    expect((await subscribeAs('legacy-a')).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await subscribeAs('web-zzz')).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await refusals(k8s)).toMatchObject({ 'pod-mismatch': 1, 'unknown-pod': 2 });
+  });
+
+  test('a pod the watch has just seen is served (the proxy retries until then)', async () => {
+    expect((await subscribeAs('web-b')).code).toBe(grpc.status.PERMISSION_DENIED);
+    api.apply('pods', podJson('web-b', 'shop', 'web-sa', '10.0.0.4'));
+    let o = await subscribeAs('web-b');
+    for (let i = 0; i < 50 && o.code !== null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      o = await subscribeAs('web-b');
+    }
+    expect(o.code).toBeNull();
+    o.stream.cancel();
+  });
+});
