@@ -7,7 +7,7 @@ const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const peer: PeerIdentity = { spiffeId: WEB, namespace: 'shop', serviceAccount: 'web', notAfterMs: 0, serial: '01' };
 const view: PolicyView = {
   ...EMPTY_POLICY_VIEW,
-  podLabels: new Map([['shop/web-0', { app: 'web', tier: 'front' }], ['shop/cart-0', { app: 'cart' }]]),
+  podLabels: new Map<string, Record<string, string>>([['shop/web-0', { app: 'web', tier: 'front' }], ['shop/cart-0', { app: 'cart' }]]),
   podServiceAccounts: new Map([['shop/web-0', 'web'], ['shop/cart-0', 'cart']]),
 };
 const sub = (pod: string, labels: Record<string, string> = {}, spiffeId = WEB, namespace = 'shop'): Subscribe => ({ identity: { spiffeId, namespace, pod, labels }, services: [], lastVersion: '' });

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { Clock, Timer } from '../../common/clock.js';
+import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
