@@ -14,7 +14,11 @@ import { DirSource } from '../control-plane/sources/dir-source.js';
 import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
 import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
 import { FakeKubeApi, podJson } from './fake-kube-api.js';
+import { parseProxyConfig } from '../proxy/config/proxy-config.js';
+import { connectControlPlane } from '../proxy/discovery/connect-proxy.js';
 import { CertifyClient } from '../proxy/identity/certify-client.js';
+import { Proxy } from '../proxy/proxy.js';
+import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
 
 /**
@@ -53,6 +57,18 @@ spec:
   selector: { matchLabels: { app: cart } }
   action: ALLOW
   rules: [{ from: [{ source: { principals: ["${TD}/ns/payments/sa/ledger"] } }] }]
+---
+kind: MeshService
+metadata: { name: web, namespace: shop }
+spec:
+  ports: [{ name: http, port: 80, protocol: http1 }]
+  endpoints: [{ address: 127.0.0.1, port: 8080, proxyPort: 15006, identity: "${WEB}" }]
+---
+kind: MeshService
+metadata: { name: cart, namespace: shop }
+spec:
+  ports: [{ name: http, port: 80, protocol: http1 }]
+  endpoints: [{ address: 127.0.0.2, port: 8080, proxyPort: 15006, identity: "${CART}" }]
 `;
 
 let dir: string;
@@ -145,6 +161,28 @@ test('a proxy presenting its own certificate gets its own workload inbound polic
   expect(cp.discovery.debugProxies()).toEqual(expect.arrayContaining([expect.objectContaining({ authenticatedAs: WEB, identity: expect.objectContaining({ spiffeId: WEB, pod: 'web-0' }) })]));
   o.stream.cancel();
 });
+
+test('a sidecar (connectControlPlane) subscribes with its workload certificate; its egress list (discovery.services) scopes what it receives', async () => {
+  const config = parseProxyConfig({
+    identity: { trustDomain: TD, namespace: 'shop', serviceAccount: 'web', pod: 'web-0', certify: { controlPlane: address, tokenFile: join(dir, 'unused.token'), trustBundlePem: issuer.trustBundlePem } },
+    discovery: { controlPlane: address, services: ['cart.shop'] },
+    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    shutdown: { gracePeriodMs: 1000 },
+  }, 'test');
+  const tls = new TlsIdentity({ ...web, trustBundlePem: issuer.trustBundlePem });
+  const proxy = await Proxy.start({ config, tls, logger: createLogger({ sink: () => undefined }), staticMesh: false });
+  // The credentials start without a client certificate: connectControlPlane presents proxy.tls.
+  const client = connectControlPlane(proxy, { address, namespace: 'shop', pod: 'web-0', credentials: credentials(), backoff: { initialMs: 50, maxMs: 200 } });
+  try {
+    const snap = await client.onFirstSnapshot();
+    expect(snap.services.map((x) => `${x.name}.${x.namespace}`)).toEqual(['cart.shop']);
+    expect(snap.inboundPolicy?.authorizationPolicies.map((p) => p.name)).toEqual(['shop/web-allow']);
+    expect(cp.discovery.debugProxies()).toEqual(expect.arrayContaining([expect.objectContaining({ authenticatedAs: WEB, services: ['cart.shop'] })]));
+  } finally {
+    await client.stop();
+    await proxy.close();
+  }
+}, 20_000);
 
 test('no client certificate: UNAUTHENTICATED, counted and logged', async () => {
   const before = (await refusals())['no-client-certificate'] ?? 0;

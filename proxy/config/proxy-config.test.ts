@@ -40,7 +40,7 @@ describe('certificate source', () => {
       timeoutMs: 10_000,
       startupTimeoutMs: 60_000,
     });
-    expect(c.discovery).toMatchObject({ insecure: false, controlPlaneIdentity: 'spiffe://example.org/ns/wren-system/sa/wren-control-plane' });
+    expect(c.discovery).toMatchObject({ insecure: false, controlPlaneIdentity: 'spiffe://example.org/ns/wren-system/sa/wren-control-plane', services: [] });
     expect(parseProxyConfig({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } }).identity.certify?.controlPlane).toBe('x:1');
   });
 
@@ -55,6 +55,12 @@ describe('certificate source', () => {
     expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', lifetimeMs: '10ms' } }, discovery: { insecure: true } })).toMatch(/identity\.certify\.lifetimeMs: expected at least 1s/);
     expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', tokenPath: '/x' } }, discovery: { insecure: true } })).toMatch(/identity\.certify\.tokenPath: unknown field/);
     expect(problem({ tls: files, identity: { labels: { app: 7 } } })).toBe('cfg: identity.labels.app: expected a string, got 7');
+  });
+
+  test('discovery.services: the egress scope, service keys "name.namespace"', () => {
+    expect(parseProxyConfig({ tls: files, discovery: { services: ['web.shop', 'redis.data'] } }).discovery.services).toEqual(['web.shop', 'redis.data']);
+    expect(problem({ tls: files, discovery: { services: ['web'] } })).toMatch(/^cfg: discovery\.services\[0\]: expected to match/);
+    expect(problem({ tls: files, discovery: { services: 'web.shop' } })).toMatch(/^cfg: discovery\.services: expected/);
   });
 });
 

@@ -111,6 +111,12 @@ export interface ProxyConfig {
     readonly insecure: boolean;
     /** The SPIFFE ID the control plane must present (default spiffe://<td>/ns/wren-system/sa/wren-control-plane). */
     readonly controlPlaneIdentity: string;
+    /**
+     * Egress scope, like an Istio Sidecar's `egress.hosts`: the services ("name.namespace")
+     * this proxy subscribes to. Empty (the default): every service. A service not listed is
+     * not routed by the mesh (its traffic passes through as to any unknown destination).
+     */
+    readonly services: readonly string[];
   };
   /** Static mesh; the control plane, when configured, replaces it. */
   readonly mesh: { readonly services: readonly Service[] };
@@ -158,6 +164,8 @@ const listener = (address: string, ipv6Address: string, p: number): Parser<Liste
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
+/** A service key, "name.namespace" (contract/model.ts serviceKey). */
+const SERVICE_KEY = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/;
 
@@ -230,6 +238,7 @@ const shape = obj({
     firstConfigTimeoutMs: duration(30_000),
     insecure: bool(false),
     controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
+    services: arr(str({ pattern: SERVICE_KEY }), { default: [] }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),

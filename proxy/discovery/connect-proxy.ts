@@ -15,7 +15,7 @@ export interface ConnectControlPlaneOptions {
   readonly pod: string;
   /** The workload's labels, for policy selectors (default: the proxy config's identity.labels). The control plane prefers the Pod's own labels when it watches pods. */
   readonly labels?: Readonly<Record<string, string>>;
-  /** Service keys "name.namespace" to watch; empty or absent = all. */
+  /** Service keys "name.namespace" to watch; empty = all (default: the proxy config's discovery.services). */
   readonly services?: readonly string[];
   /** Reconnect backoff (default 100 ms -> 5 s with jitter; see DiscoveryClient). */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
@@ -64,7 +64,7 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
   const client = new DiscoveryClient({
     address: opts.address,
     identity: { spiffeId: proxy.tls.spiffeId, namespace: opts.namespace, pod: opts.pod, labels: opts.labels ?? proxy.config.identity.labels },
-    services: opts.services,
+    services: opts.services ?? proxy.config.discovery.services,
     clock: proxy.clock,
     random: proxy.random,
     logger,
