@@ -91,6 +91,9 @@ describe('in-cluster mode (the injector environment)', () => {
     });
     expect(c.discovery).toMatchObject({ controlPlane: env.WREN_CONTROL_PLANE, insecure: false, controlPlaneIdentity: 'spiffe://cluster.local/ns/wren-system/sa/wren-control-plane' });
     expect(proxyConfigFromEnv({ ...env, WREN_CONTROL_PLANE_IDENTITY: 'spiffe://cluster.local/ns/mesh/sa/wren-control-plane' }).discovery.controlPlaneIdentity).toBe('spiffe://cluster.local/ns/mesh/sa/wren-control-plane');
+    expect(c.discovery.services).toEqual([]);
+    expect(proxyConfigFromEnv({ ...env, WREN_EGRESS_SERVICES: 'web.shop, redis.data' }).discovery.services).toEqual(['web.shop', 'redis.data']);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_EGRESS_SERVICES: 'web' })).toThrow(/WREN_EGRESS_SERVICES/);
     expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', ipv6Address: '::1', port: 15001 }, inbound: { address: '0.0.0.0', ipv6Address: '::', port: 15006 }, admin: { address: '127.0.0.1', ipv6Address: '', port: 15000 } });
     expect(c.log.level).toBe('debug');
     expect(tlsFilesOf(c)).toBeNull();
