@@ -206,13 +206,15 @@ test('a forged Subscribe (a valid certificate for web claiming cart): PERMISSION
   const o = await open(credentials(web), [
     { subscribe: sub(CART, 'cart-0', { app: 'cart' }) },
     { identityReport: { trustAnchorFingerprints: ['AA:BB'], chainRootFingerprint: 'AA:BB', leafSerial: '01', notAfterMs: 1, startupTrustAnchorFingerprints: [] } },
-    { health: { ejected: [] } },
+    { health: { ejected: [{ service: 'web.shop', servicePort: 80, address: '127.0.0.1', port: 8080, kind: 'outlier-ejection', reason: 'consecutive-5xx', ejectedForMs: 1 }] } },
   ]);
   expect({ code: o.code, response: o.response }).toEqual({ code: grpc.status.PERMISSION_DENIED, response: null });
   expect(o.details).toContain(`the client certificate is ${WEB}`);
   expect((await refusals())['identity-mismatch']).toBeGreaterThanOrEqual(1);
   // `wren trust-anchors check` reads /debug/trust: nothing there claims to be cart.
   expect(cp.discovery.debugTrust().proxies.filter((p) => p.identity === CART)).toEqual([]);
+  // Nor does /debug/health hold a report in cart's name (the input of mesh-wide withdrawal).
+  expect(cp.discovery.debugHealth()).toEqual([]);
   const line = refusedLogs().find((l) => l.reason === 'identity-mismatch')!;
   expect(line).toMatchObject({ code: 'PERMISSION_DENIED', certificate: WEB, claimed: CART });
   // Identities and the serial only: no certificate, key or token in any log line.
