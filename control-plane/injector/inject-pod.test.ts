@@ -178,6 +178,7 @@ describe('annotations', () => {
     expect(proxy.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } });
     expect(proxy.env?.find((e) => e.name === 'WREN_LOG_LEVEL')?.value).toBe('debug');
     expect(proxy.env?.find((e) => e.name === 'WREN_CONCURRENCY')).toBeUndefined(); // the proxy's default (1)
+    expect(proxy.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
   test('wren.io/proxy-concurrency sets the listener worker threads; a malformed value is ignored with a warning', () => {
@@ -190,6 +191,16 @@ describe('annotations', () => {
       expect(r.warnings).toEqual([`wren.io/proxy-concurrency: ignoring ${JSON.stringify(bad)} (expected an integer from 1 to 64)`]);
       expect(find(apply(p, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_CONCURRENCY')).toBeUndefined();
     }
+  });
+
+  test('wren.io/egress-services becomes the proxy\'s egress scope (WREN_EGRESS_SERVICES); a malformed one is ignored with a warning', () => {
+    const p = pod({ annotations: { 'wren.io/egress-services': 'web.shop, redis.data' } });
+    const proxy = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')?.value).toBe('web.shop,redis.data');
+    const bad = pod({ annotations: { 'wren.io/egress-services': 'web' } });
+    const r = injectPod(bad);
+    expect(r.warnings).toEqual([expect.stringMatching(/^wren\.io\/egress-services: ignoring "web"/)]);
+    expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
   test('malformed values are ignored with warnings, never block the pod', () => {
