@@ -6,6 +6,7 @@ import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
 import { describeIssuerTrust } from '../identity/trust-state.js';
+import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
 import { diffViews, isEmptyDelta } from './delta.js';
@@ -59,6 +60,8 @@ export interface DiscoveryServerOptions {
   /** The CA, when the control plane is one: its trust state is pushed and proxies' reports are kept. */
   readonly issuer?: Issuer;
   readonly trustPush?: TrustPushOptions;
+  /** Acts on HealthReports (mesh-wide withdrawal, control-plane/health/); without it reports are only kept and shown. */
+  readonly withdrawal?: EndpointWithdrawal;
 }
 
 export class DiscoveryServer {
@@ -134,6 +137,8 @@ export class DiscoveryServer {
       });
     }
     this.countReported();
+    // The reporter is the proxy the stream is bound to; one proxy on several streams is one reporter.
+    this.o.withdrawal?.report(s.id, `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`, v.accepted);
     this.o.logger.info('health report', {
       id: s.id, identity: s.sub.identity.spiffeId, pod: `${s.sub.identity.namespace}/${s.sub.identity.pod}`, unhealthy: v.accepted.length,
       endpoints: v.accepted.slice(0, 10).map((e) => `${e.service}:${e.servicePort} ${e.address}:${e.port} ${e.kind}${e.reason ? ` (${e.reason})` : ''}`),
@@ -192,6 +197,7 @@ export class DiscoveryServer {
     this.o.metrics.subscribers.set(this.subs.size);
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
+    this.o.withdrawal?.forget(s.id);
   }
 
   private countReported(): void {
