@@ -102,6 +102,16 @@ describe('EndpointWithdrawal', () => {
     expect(out()).toEqual(['80|10.0.0.2:8080']);
   });
 
+  test('a TTL shorter than the window: the evidence that withdrew it does not withdraw it again at the restoration', () => {
+    make({ ttlMs: 3_000 });
+    w.report(1, 'a', [ej(2)]);
+    w.report(2, 'b', [ej(2)]);
+    expect(out()).toHaveLength(1);
+    clock.advance(3_000);
+    expect(out()).toEqual([]);
+    expect(w.debug().decisions.map((d) => [d.action, d.reason])).toEqual([['withdrawn', 'outlier-ejection'], ['restored', 'ttl']]);
+  });
+
   test('never more than maxWithdrawnPercent of a port (rounded down): the rest is held, counted once', async () => {
     w.report(1, 'a', [ej(1), ej(2)]);
     w.report(2, 'b', [ej(1), ej(2)]);

@@ -172,16 +172,20 @@ export class EndpointWithdrawal {
     const now = this.o.clock.now();
     const s = this.settings;
     const changed = new Set<string>();
-    // Who lists each endpoint now (any onset), and who counts as fresh evidence.
-    const listing = new Map<string, { target: Target; all: Set<string>; fresh: Map<string, EjectionKind> }>();
+    // Who lists each endpoint now (any onset), with each reporter's latest onset and kind.
+    const listing = new Map<string, { target: Target; all: Map<string, { onset: number; kind: EjectionKind }> }>();
     for (const st of this.streams.values())
       for (const [key, e] of st.entries) {
         let l = listing.get(key);
-        if (!l) listing.set(key, (l = { target: e.target, all: new Set(), fresh: new Map() }));
-        l.all.add(st.reporter);
-        const after = Math.max(now - s.windowMs, this.restoredAt.get(key) ?? -Infinity);
-        if (e.onset >= after) l.fresh.set(st.reporter, e.kind);
+        if (!l) listing.set(key, (l = { target: e.target, all: new Map() }));
+        const prev = l.all.get(st.reporter);
+        if (!prev || e.onset > prev.onset) l.all.set(st.reporter, { onset: e.onset, kind: e.kind });
       }
+    // Fresh evidence: an onset within the window and after the last restoration (read after the restorations below).
+    const fresh = (key: string, all: Map<string, { onset: number; kind: EjectionKind }>) => {
+      const after = Math.max(now - s.windowMs, this.restoredAt.get(key) ?? -Infinity);
+      return [...all].filter(([, r]) => r.onset >= after);
+    };
     const isReady = (t: Target, key: string) => this.ready.get(groupOf(t))?.has(key) ?? false;
     const restore = (key: string, w: Withdrawn, reason: string, reporters: readonly string[]) => {
       this.withdrawn.delete(key);
@@ -191,7 +195,7 @@ export class EndpointWithdrawal {
     };
 
     for (const [key, w] of [...this.withdrawn]) {
-      const reporters = [...(listing.get(key)?.all ?? [])].sort();
+      const reporters = [...(listing.get(key)?.all.keys() ?? [])].sort();
       if (!s.enabled) restore(key, w, 'disabled', reporters);
       else if (!isReady(w, key)) restore(key, w, 'gone', reporters);
       else if (now >= w.until) restore(key, w, 'ttl', reporters);
@@ -203,17 +207,18 @@ export class EndpointWithdrawal {
     for (const [g, ws] of perGroup) {
       const limit = this.limit(g);
       ws.sort((a, b) => b.since - a.since);
-      for (const w of ws.slice(0, Math.max(0, ws.length - limit))) restore(keyOf(w), w, 'panic-threshold', [...(listing.get(keyOf(w))?.all ?? [])].sort());
+      for (const w of ws.slice(0, Math.max(0, ws.length - limit))) restore(keyOf(w), w, 'panic-threshold', [...(listing.get(keyOf(w))?.all.keys() ?? [])].sort());
     }
 
     const candidates = new Set<string>();
     if (s.enabled)
       for (const [key, l] of listing) {
-        if (this.withdrawn.has(key) || l.fresh.size < s.minReporters || !isReady(l.target, key)) continue;
+        const evidence = fresh(key, l.all);
+        if (this.withdrawn.has(key) || evidence.length < s.minReporters || !isReady(l.target, key)) continue;
         candidates.add(key);
         const g = groupOf(l.target);
         const inGroup = [...this.withdrawn.values()].filter((w) => groupOf(w) === g).length;
-        const reporters = [...l.fresh.keys()].sort();
+        const reporters = evidence.map(([r]) => r).sort();
         if (inGroup + 1 > this.limit(g)) {
           if (!this.held.has(key)) {
             this.held.add(key);
@@ -222,7 +227,7 @@ export class EndpointWithdrawal {
           continue;
         }
         this.held.delete(key);
-        const reason = majority([...l.fresh.values()]);
+        const reason = majority(evidence.map(([, r]) => r.kind));
         const w: Withdrawn = { ...l.target, since: now, until: now + s.ttlMs, reason, reporters };
         this.withdrawn.set(key, w);
         changed.add(w.service);
