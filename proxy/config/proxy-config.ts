@@ -111,6 +111,12 @@ export interface ProxyConfig {
     readonly insecure: boolean;
     /** The SPIFFE ID the control plane must present (default spiffe://<td>/ns/wren-system/sa/wren-control-plane). */
     readonly controlPlaneIdentity: string;
+    /**
+     * What the HealthReport to the control plane carries besides ejections, active-check
+     * failures and open breakers (docs/control-plane.md, "Health-based withdrawal"):
+     * `connectFailures`, an endpoint after this many connect failures in a row (0: never).
+     */
+    readonly healthReport: { readonly connectFailures: number };
   };
   /** Static mesh; the control plane, when configured, replaces it. */
   readonly mesh: { readonly services: readonly Service[] };
@@ -230,6 +236,7 @@ const shape = obj({
     firstConfigTimeoutMs: duration(30_000),
     insecure: bool(false),
     controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
+    healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 1000, default: 2 }) }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
