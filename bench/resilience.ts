@@ -235,6 +235,8 @@ interface MeshRun {
   attemptsOnDead: number;
   /** Proxies that had the endpoint out at the end because the control plane withdrew it (not only their own ejection). */
   withdrawnIn: number;
+  /** The first failures: status and wren-proxy-error, ms after the kill. */
+  failures: string[];
 }
 
 /**
@@ -273,6 +275,7 @@ async function meshHealthRun(shared: boolean): Promise<MeshRun> {
       perProxyMs,
       attemptsOnDead: prev.reduce((a, n, i) => a + n - before[i], 0),
       withdrawnIn: states.filter((e) => e && !e.ready).length,
+      failures: totals.examples.map((x) => x.replace(/@([\d.]+)$/, (_m, at: string) => ` @${Math.round(Number(at) - t0)}ms`)),
     };
   } finally {
     await mesh.close();
@@ -288,7 +291,7 @@ async function meshHealth(print: (line: string) => void): Promise<Record<string,
       out[shared ? 'shared' : 'alone'].push(r);
       print(
         `(4) run ${i + 1} ${shared ? 'shared reports' : 'each proxy alone'}: failed ${r.failed}/${r.sent}, last proxy stopped ${r.lastProxyStoppedMs ?? 'never'} ms, ` +
-          `attempts on the dead backend ${r.attemptsOnDead}, withdrawn in ${r.withdrawnIn}/${MESH.clients}; per proxy ms: ${r.perProxyMs.map((x) => x ?? 'still').join(' ')}`,
+          `attempts on the dead backend ${r.attemptsOnDead}, withdrawn in ${r.withdrawnIn}/${MESH.clients}; per proxy ms: ${r.perProxyMs.map((x) => x ?? 'still').join(' ')}${r.failures.length ? `; failures: ${r.failures.join(', ')}` : ''}`,
       );
     }
   return out;
