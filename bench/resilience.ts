@@ -221,7 +221,7 @@ async function cpuCost(kind: Kind) {
 }
 
 /** Scenario (4) sizes: clients × rps each, observed for OBSERVE_MS after the kill, RUNS times per mode. */
-const MESH = { clients: 10, backends: 3, rps: 20, warmMs: 1_500, observeMs: 8_000, runs: 3 } as const;
+const MESH = { clients: 10, backends: 3, rps: 20, warmMs: 1_500, observeMs: 8_000, runs: 5 } as const;
 
 interface MeshRun {
   /** Client requests that failed (status other than 200, or an error), from load start to the end. */
@@ -244,8 +244,10 @@ interface MeshRun {
  * (its per-endpoint attempt count, failures + in flight, polled every 2 ms); it must also
  * hold the endpoint out (ejected or withdrawn) at the end, else it counts as still sending.
  */
-async function meshHealthRun(shared: boolean): Promise<MeshRun> {
-  const mesh = await HealthMesh.start({ clients: MESH.clients, backends: MESH.backends, withdrawal: shared ? {} : { enabled: false } });
+async function meshHealthRun(mode: MeshMode): Promise<MeshRun> {
+  const mesh = await HealthMesh.start({
+    clients: MESH.clients, backends: MESH.backends, withdrawal: mode === 'alone' ? { enabled: false } : {}, policy: mode === 'shared+reset' ? { retry: { retryOn: ['reset'] } } : {},
+  });
   try {
     const dead = mesh.backendPorts[MESH.backends - 1];
     mesh.startLoad(MESH.rps);
@@ -282,15 +284,24 @@ async function meshHealthRun(shared: boolean): Promise<MeshRun> {
   }
 }
 
-async function meshHealth(print: (line: string) => void): Promise<Record<string, MeshRun[]>> {
-  const out: Record<string, MeshRun[]> = { shared: [], alone: [] };
-  // Alternate the modes so machine noise hits both alike.
+/**
+ * shared: the defaults (withdrawal on, default retries); alone: the control plane's withdrawal
+ * off (each proxy on its own outlier detection); shared+reset: shared, and the service's
+ * retry policy adds `retryOn: [reset]` (requests in flight on the killed backend's
+ * connections are retried: they are GETs).
+ */
+type MeshMode = 'shared' | 'alone' | 'shared+reset';
+const MESH_MODES: readonly MeshMode[] = ['shared', 'alone', 'shared+reset'];
+
+async function meshHealth(print: (line: string) => void): Promise<Record<MeshMode, MeshRun[]>> {
+  const out: Record<MeshMode, MeshRun[]> = { shared: [], alone: [], 'shared+reset': [] };
+  // Alternate the modes so machine noise hits them alike.
   for (let i = 0; i < MESH.runs; i++)
-    for (const shared of [true, false]) {
-      const r = await meshHealthRun(shared);
-      out[shared ? 'shared' : 'alone'].push(r);
+    for (const mode of MESH_MODES) {
+      const r = await meshHealthRun(mode);
+      out[mode].push(r);
       print(
-        `(4) run ${i + 1} ${shared ? 'shared reports' : 'each proxy alone'}: failed ${r.failed}/${r.sent}, last proxy stopped ${r.lastProxyStoppedMs ?? 'never'} ms, ` +
+        `(4) run ${i + 1} ${mode}: failed ${r.failed}/${r.sent}, last proxy stopped ${r.lastProxyStoppedMs ?? 'never'} ms, ` +
           `attempts on the dead backend ${r.attemptsOnDead}, withdrawn in ${r.withdrawnIn}/${MESH.clients}; per proxy ms: ${r.perProxyMs.map((x) => x ?? 'still').join(' ')}${r.failures.length ? `; failures: ${r.failures.join(', ')}` : ''}`,
       );
     }
@@ -327,7 +338,7 @@ export async function runResilienceBench(print: (line: string) => void = console
   return { ...out, meshHealth: await meshHealthSection(print) };
 }
 
-async function meshHealthSection(print: (line: string) => void): Promise<Record<string, MeshRun[]>> {
+async function meshHealthSection(print: (line: string) => void): Promise<Record<MeshMode, MeshRun[]>> {
   print(`(4) ${MESH.clients} client sidecars × ${MESH.rps} req/s, ${MESH.backends} backends, one SIGKILLed after ${MESH.warmMs} ms, observed ${MESH.observeMs} ms, default retries and outlier detection`);
   const m = await meshHealth(print);
   const med = (xs: (number | null)[]) => {
@@ -341,8 +352,8 @@ async function meshHealthSection(print: (line: string) => void): Promise<Record<
     ['(4) ms kill -> last proxy stops (per run)', (r) => r.map((x) => x.lastProxyStoppedMs ?? 'never').join(' / ')],
     ['(4) attempts on the dead backend (per run)', (r) => r.map((x) => x.attemptsOnDead).join(' / ')],
   ];
-  print(`${''.padEnd(44)}${'shared reports'.padStart(22)}${'each proxy alone'.padStart(22)}`);
-  for (const [label, f] of rows) print(`${label.padEnd(44)}${f(m.shared).padStart(22)}${f(m.alone).padStart(22)}`);
+  print(`${''.padEnd(44)}${MESH_MODES.map((k) => k.padStart(24)).join('')}`);
+  for (const [label, f] of rows) print(`${label.padEnd(44)}${MESH_MODES.map((k) => f(m[k]).padStart(24)).join('')}`);
   return m;
 }
 
