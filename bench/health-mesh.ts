@@ -157,12 +157,12 @@ export class HealthMesh {
     return { ...this.totals, examples: [...this.totals.examples] };
   }
 
-  /** SIGKILL backend `i` (no readiness change anywhere): resolves once it has exited. */
-  async kill(i: number): Promise<void> {
+  /** SIGKILL backend `i` (no readiness change anywhere) now; the promise resolves once it has exited. */
+  kill(i: number): Promise<void> {
     const c = this.children[i];
-    const exited = new Promise((r) => c.once('exit', r));
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
     c.kill('SIGKILL');
-    await exited;
+    return exited;
   }
 
   async close(): Promise<void> {

@@ -254,10 +254,11 @@ async function meshHealthRun(mode: MeshMode): Promise<MeshRun> {
     await new Promise((r) => setTimeout(r, MESH.warmMs));
     const attempts = () => mesh.endpointStates(dead).map((e) => (e ? e.failures + e.successes + e.inflight : 0));
     const before = attempts();
-    await mesh.kill(MESH.backends - 1);
+    // Timed from the signal; attempts until the process is gone count as "still sending".
+    const exited = mesh.kill(MESH.backends - 1);
     const t0 = performance.now();
     const last: (number | null)[] = before.map(() => 0);
-    let prev = attempts();
+    let prev = before;
     while (performance.now() - t0 < MESH.observeMs) {
       await new Promise((r) => setTimeout(r, 2));
       const now = attempts();
@@ -267,6 +268,7 @@ async function meshHealthRun(mode: MeshMode): Promise<MeshRun> {
       });
       prev = now;
     }
+    await exited;
     const totals = await mesh.stopLoad();
     const states = mesh.endpointStates(dead);
     const perProxyMs = last.map((t, i) => (states[i] && (!states[i]!.ready || states[i]!.health !== 'healthy') ? r1(t!) : null));
@@ -352,8 +354,8 @@ async function meshHealthSection(print: (line: string) => void): Promise<Record<
     ['(4) ms kill -> last proxy stops (per run)', (r) => r.map((x) => x.lastProxyStoppedMs ?? 'never').join(' / ')],
     ['(4) attempts on the dead backend (per run)', (r) => r.map((x) => x.attemptsOnDead).join(' / ')],
   ];
-  print(`${''.padEnd(44)}${MESH_MODES.map((k) => k.padStart(24)).join('')}`);
-  for (const [label, f] of rows) print(`${label.padEnd(44)}${MESH_MODES.map((k) => f(m[k]).padStart(24)).join('')}`);
+  print(`${''.padEnd(44)}${MESH_MODES.map((k) => k.padStart(34)).join('')}`);
+  for (const [label, f] of rows) print(`${label.padEnd(44)}${MESH_MODES.map((k) => f(m[k]).padStart(34)).join('')}`);
   return m;
 }
 
