@@ -87,7 +87,9 @@ export class EndpointWithdrawal {
   private readonly restoredAt = new Map<string, number>();
   private readonly held = new Set<string>();
   /** Service port ("service|port") -> keys of its endpoints the source has ready. */
-  private ready = new Map<string, Set<string>>();
+  private readonly ready = new Map<string, Set<string>>();
+  /** Service key -> its groups in `ready`. */
+  private readonly portsOf = new Map<string, string[]>();
   private readonly decisions: WithdrawalDecision[] = [];
   private readonly listeners = new Set<(services: readonly string[]) => void>();
   private timer: Timer | null = null;
@@ -104,17 +106,27 @@ export class EndpointWithdrawal {
     return () => this.listeners.delete(fn);
   }
 
-  /** The source's view (what Kubernetes or the files say is ready). */
-  setSource(services: ReadonlyMap<string, Service>): void {
-    const ready = new Map<string, Set<string>>();
-    for (const [key, s] of services)
+  /**
+   * The source's view (what Kubernetes or the files say is ready). `changed`: the service
+   * keys that changed since the last call (null: all), so a commit costs its own services only.
+   */
+  setSource(services: ReadonlyMap<string, Service>, changed: readonly string[] | null = null): void {
+    for (const key of changed ?? [...new Set([...this.portsOf.keys(), ...services.keys()])]) {
+      for (const g of this.portsOf.get(key) ?? []) this.ready.delete(g);
+      this.portsOf.delete(key);
+      const s = services.get(key);
+      if (!s) continue;
+      const groups: string[] = [];
       for (const p of s.ports) {
         const set = new Set<string>();
         for (const e of p.endpoints) if (e.ready) set.add(keyOf({ service: key, servicePort: p.port, address: e.address, port: e.port }));
-        ready.set(`${key}|${p.port}`, set);
+        this.ready.set(`${key}|${p.port}`, set);
+        groups.push(`${key}|${p.port}`);
       }
-    this.ready = ready;
-    this.evaluate();
+      this.portsOf.set(key, groups);
+    }
+    // Nothing reported and nothing withdrawn: nothing to decide (the common case for a big mesh).
+    if (this.streams.size > 0 || this.withdrawn.size > 0) this.evaluate();
   }
 
   /**

@@ -40,7 +40,7 @@ export function overlayWithdrawals(source: MeshStore, served: MeshStore, withdra
   };
   let synced = false;
   const offSource = source.onChange((view, changed) => {
-    withdrawal.setSource(view.services);
+    withdrawal.setSource(view.services, synced ? changed : null);
     // The first notification is the source's initial sync (markReady): copy everything.
     sync(synced ? changed : null);
     if (!synced) {
