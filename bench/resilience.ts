@@ -355,7 +355,7 @@ async function meshHealthSection(print: (line: string) => void): Promise<Record<
     ['(4) attempts on the dead backend (per run)', (r) => r.map((x) => x.attemptsOnDead).join(' / ')],
   ];
   print(`${''.padEnd(44)}${MESH_MODES.map((k) => k.padStart(34)).join('')}`);
-  for (const [label, f] of rows) print(`${label.padEnd(44)}${MESH_MODES.map((k) => f(m[k]).padStart(34)).join('')}`);
+  for (const [label, f] of rows) print(`${label.padEnd(44)}${MESH_MODES.map((k) => ` ${f(m[k]).padStart(33)}`).join('')}`);
   return m;
 }
 
