@@ -47,7 +47,8 @@ describe('certificate source', () => {
   test('discovery.healthReport.connectFailures: default 2, 0 turns it off, field-path errors', () => {
     expect(parseProxyConfig({ tls: files }).discovery.healthReport).toEqual({ connectFailures: 2 });
     expect(parseProxyConfig({ tls: files, discovery: { healthReport: { connectFailures: 0 } } }).discovery.healthReport).toEqual({ connectFailures: 0 });
-    expect(problem({ tls: files, discovery: { healthReport: { connectFailures: 1.5 } } })).toBe('cfg: discovery.healthReport.connectFailures: expected an integer in 0..1000, got 1.5');
+    expect(problem({ tls: files, discovery: { healthReport: { connectFailures: 1.5 } } })).toBe('cfg: discovery.healthReport.connectFailures: expected an integer in 0..16, got 1.5');
+    expect(problem({ tls: files, discovery: { healthReport: { connectFailures: 17 } } })).toBe('cfg: discovery.healthReport.connectFailures: expected a number in 0..16, got 17');
     expect(problem({ tls: files, discovery: { healthReport: { connectFailure: 3 } } })).toMatch(/^cfg: discovery\.healthReport\.connectFailure: unknown field/);
   });
 

@@ -236,7 +236,8 @@ const shape = obj({
     firstConfigTimeoutMs: duration(30_000),
     insecure: bool(false),
     controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
-    healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 1000, default: 2 }) }),
+    // At most 16: the clusters announce only the first 16 connect failures in a row (cluster.ts).
+    healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 16, default: 2 }) }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),

@@ -110,6 +110,12 @@ describe('Cluster', () => {
     cluster.start(ep(2))(e503, 1);
     cluster.start(ep(2))(ok, 1);
     expect(changes).toBe(3); // answers with nothing to clear cost no report
+    // A long run is announced for its first 16 failures only (a bounded cost for the reporter), then its end.
+    for (let i = 0; i < 100; i++) cluster.start(ep(2))(refused, 1);
+    expect(count()).toEqual([0, 100]);
+    expect(changes).toBe(3 + 16 + 1); // + its outlier ejection at 5 in a row
+    cluster.start(ep(2))(ok, 1);
+    expect(changes).toBe(3 + 16 + 1 + 1);
     cluster.close();
   });
 

@@ -66,6 +66,12 @@ interface Entry {
 
 /** Outcome reasons (ProxyError labels) of attempts that never got a connection to the endpoint. */
 const CONNECT_FAILURES: ReadonlySet<string> = new Set(['connect-refused', 'connect-timeout', 'connect-failed']);
+/**
+ * Connect failures in a row are announced (onHealthChange) up to this count only, so a
+ * refusing endpoint under load costs the health reporter a bounded number of looks, not one
+ * per failure; discovery.healthReport.connectFailures is capped at it (proxy-config.ts).
+ */
+const CONNECT_FAILURES_ANNOUNCED = 16;
 
 const NOOP_DONE = (): void => undefined;
 
@@ -257,8 +263,7 @@ export class Cluster {
       breaker?.record(outcome, probe);
       // Failures only (cheap on the hot path): a run of connect failures, or its end, is reported to the control plane.
       if (outcome.kind === 'failure' && outcome.origin === 'local' && CONNECT_FAILURES.has(outcome.reason)) {
-        entry.connectFailures++;
-        this.onHealthChange();
+        if (++entry.connectFailures <= CONNECT_FAILURES_ANNOUNCED) this.onHealthChange();
       } else if (entry.connectFailures > 0 && outcome.kind !== 'cancelled') {
         entry.connectFailures = 0;
         this.onHealthChange();
