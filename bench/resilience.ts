@@ -9,6 +9,7 @@ import { RoundRobinCluster } from '../proxy/outbound/round-robin-cluster.js';
 import type { ClusterFactory } from '../proxy/outbound/cluster-set.js';
 import { Proxy } from '../proxy/proxy.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
+import { HealthMesh } from './health-mesh.js';
 
 /**
  * Resilience benchmark: one outbound sidecar in this process, three in-process HTTP/1
@@ -20,7 +21,12 @@ import { TlsIdentity } from '../proxy/tls/tls-identity.js';
  * Scenarios: (1) one backend adds 50 ms: client p50/p99; (2) one backend starts answering
  * 503 a quarter into the run: failed share, time and requests until it is ejected;
  * (3) all healthy: CPU per request (process.cpuUsage, whole process) of both paths.
- * Run: `npm run build && node dist/bench/resilience.js`.
+ * (4) issue 14, mesh-wide health: ten client sidecars subscribed to a real control plane
+ * (gRPC), three backends of one service in child processes, one killed with SIGKILL under
+ * load (its readiness never changes), with and without shared health reports (the control
+ * plane's withdrawal on, or `enabled: false`): failed client requests, and the time from
+ * the kill until the last proxy stops sending to the dead backend (bench/health-mesh.ts).
+ * Run: `npm run bench -- resilience` (or `node dist/bench/resilience.js [mesh-health]`).
  */
 const CONCURRENCY = 16;
 const N_LATENCY = 3000;
@@ -214,7 +220,98 @@ async function cpuCost(kind: Kind) {
   });
 }
 
-export async function runResilienceBench(print: (line: string) => void = console.log): Promise<Record<string, unknown>> {
+/** Scenario (4) sizes: clients × rps each, observed for OBSERVE_MS after the kill, RUNS times per mode. */
+const MESH = { clients: 10, backends: 3, rps: 20, warmMs: 1_500, observeMs: 8_000, runs: 5 } as const;
+
+interface MeshRun {
+  /** Client requests that failed (status other than 200, or an error), from load start to the end. */
+  failed: number;
+  sent: number;
+  /** From the kill to the last attempt any proxy started on the dead backend (ms); null: still sending at the end. */
+  lastProxyStoppedMs: number | null;
+  /** Per proxy, from the kill to its last attempt on the dead backend (0: none after the kill). */
+  perProxyMs: (number | null)[];
+  /** Attempts all proxies made on the dead backend after the kill. */
+  attemptsOnDead: number;
+  /** Proxies that had the endpoint out at the end because the control plane withdrew it (not only their own ejection). */
+  withdrawnIn: number;
+  /** The first failures: status and wren-proxy-error, ms after the kill. */
+  failures: string[];
+}
+
+/**
+ * One run of scenario (4). A proxy "stops sending" at its last attempt on the dead backend
+ * (its per-endpoint attempt count, failures + in flight, polled every 2 ms); it must also
+ * hold the endpoint out (ejected or withdrawn) at the end, else it counts as still sending.
+ */
+async function meshHealthRun(mode: MeshMode): Promise<MeshRun> {
+  const mesh = await HealthMesh.start({
+    clients: MESH.clients, backends: MESH.backends, withdrawal: mode === 'alone' ? { enabled: false } : {}, policy: mode === 'shared+reset' ? { retry: { retryOn: ['reset'] } } : {},
+  });
+  try {
+    const dead = mesh.backendPorts[MESH.backends - 1];
+    mesh.startLoad(MESH.rps);
+    await new Promise((r) => setTimeout(r, MESH.warmMs));
+    const attempts = () => mesh.endpointStates(dead).map((e) => (e ? e.failures + e.successes + e.inflight : 0));
+    const before = attempts();
+    // Timed from the signal; attempts until the process is gone count as "still sending".
+    const exited = mesh.kill(MESH.backends - 1);
+    const t0 = performance.now();
+    const last: (number | null)[] = before.map(() => 0);
+    let prev = before;
+    while (performance.now() - t0 < MESH.observeMs) {
+      await new Promise((r) => setTimeout(r, 2));
+      const now = attempts();
+      const t = performance.now() - t0;
+      now.forEach((n, i) => {
+        if (n !== prev[i]) last[i] = t;
+      });
+      prev = now;
+    }
+    await exited;
+    const totals = await mesh.stopLoad();
+    const states = mesh.endpointStates(dead);
+    const perProxyMs = last.map((t, i) => (states[i] && (!states[i]!.ready || states[i]!.health !== 'healthy') ? r1(t!) : null));
+    return {
+      failed: totals.failed,
+      sent: totals.sent,
+      lastProxyStoppedMs: perProxyMs.some((x) => x === null) ? null : Math.max(...(perProxyMs as number[])),
+      perProxyMs,
+      attemptsOnDead: prev.reduce((a, n, i) => a + n - before[i], 0),
+      withdrawnIn: states.filter((e) => e && !e.ready).length,
+      failures: totals.examples.map((x) => x.replace(/@([\d.]+)$/, (_m, at: string) => ` @${Math.round(Number(at) - t0)}ms`)),
+    };
+  } finally {
+    await mesh.close();
+  }
+}
+
+/**
+ * shared: the defaults (withdrawal on, default retries); alone: the control plane's withdrawal
+ * off (each proxy on its own outlier detection); shared+reset: shared, and the service's
+ * retry policy adds `retryOn: [reset]` (requests in flight on the killed backend's
+ * connections are retried: they are GETs).
+ */
+type MeshMode = 'shared' | 'alone' | 'shared+reset';
+const MESH_MODES: readonly MeshMode[] = ['shared', 'alone', 'shared+reset'];
+
+async function meshHealth(print: (line: string) => void): Promise<Record<MeshMode, MeshRun[]>> {
+  const out: Record<MeshMode, MeshRun[]> = { shared: [], alone: [], 'shared+reset': [] };
+  // Alternate the modes so machine noise hits them alike.
+  for (let i = 0; i < MESH.runs; i++)
+    for (const mode of MESH_MODES) {
+      const r = await meshHealthRun(mode);
+      out[mode].push(r);
+      print(
+        `(4) run ${i + 1} ${mode}: failed ${r.failed}/${r.sent}, last proxy stopped ${r.lastProxyStoppedMs ?? 'never'} ms, ` +
+          `attempts on the dead backend ${r.attemptsOnDead}, withdrawn in ${r.withdrawnIn}/${MESH.clients}; per proxy ms: ${r.perProxyMs.map((x) => x ?? 'still').join(' ')}${r.failures.length ? `; failures: ${r.failures.join(', ')}` : ''}`,
+      );
+    }
+  return out;
+}
+
+export async function runResilienceBench(print: (line: string) => void = console.log, only?: 'mesh-health'): Promise<Record<string, unknown>> {
+  if (only === 'mesh-health') return { meshHealth: await meshHealthSection(print) };
   const kinds: Kind[] = ['round-robin', 'peak-ewma'];
   const out: Record<string, Record<string, unknown>> = {};
   for (const k of kinds) out[k] = { slowBackend: await slowBackend(k) };
@@ -240,11 +337,30 @@ export async function runResilienceBench(print: (line: string) => void = console
   print(`resilience bench: at most ${CONCURRENCY} in flight; (1) ${N_LATENCY} requests at ${RATE}/s, (2) ${N_FAILURE}, (3) ${N_CPU} closed loop`);
   print(`${''.padEnd(42)}${kinds.map((k) => k.padStart(14)).join('')}`);
   for (const [label, f] of rows) print(`${label.padEnd(42)}${kinds.map((k) => String(f(k)).padStart(14)).join('')}`);
-  return out;
+  return { ...out, meshHealth: await meshHealthSection(print) };
+}
+
+async function meshHealthSection(print: (line: string) => void): Promise<Record<MeshMode, MeshRun[]>> {
+  print(`(4) ${MESH.clients} client sidecars × ${MESH.rps} req/s, ${MESH.backends} backends, one SIGKILLed after ${MESH.warmMs} ms, observed ${MESH.observeMs} ms, default retries and outlier detection`);
+  const m = await meshHealth(print);
+  const med = (xs: (number | null)[]) => {
+    const s = xs.map((x) => x ?? Infinity).sort((a, b) => a - b);
+    const v = s[Math.floor(s.length / 2)];
+    return v === Infinity ? 'never' : String(v);
+  };
+  const rows: [string, (r: MeshRun[]) => string][] = [
+    ['(4) failed client requests (per run)', (r) => r.map((x) => x.failed).join(' / ')],
+    ['(4) ms kill -> last proxy stops (median)', (r) => med(r.map((x) => x.lastProxyStoppedMs))],
+    ['(4) ms kill -> last proxy stops (per run)', (r) => r.map((x) => x.lastProxyStoppedMs ?? 'never').join(' / ')],
+    ['(4) attempts on the dead backend (per run)', (r) => r.map((x) => x.attemptsOnDead).join(' / ')],
+  ];
+  print(`${''.padEnd(44)}${MESH_MODES.map((k) => k.padStart(34)).join('')}`);
+  for (const [label, f] of rows) print(`${label.padEnd(44)}${MESH_MODES.map((k) => ` ${f(m[k]).padStart(33)}`).join('')}`);
+  return m;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  runResilienceBench().then(
+  runResilienceBench(console.log, process.argv[2] === 'mesh-health' ? 'mesh-health' : undefined).then(
     (r) => console.log(JSON.stringify(r)),
     (e) => {
       console.error(e);

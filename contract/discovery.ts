@@ -112,7 +112,7 @@ export interface Ejection {
   reason: string;
   ejectedForMs: number;
 }
-export type EjectionKind = 'outlier-ejection' | 'health-check-failed' | 'breaker-open';
+export type EjectionKind = 'outlier-ejection' | 'health-check-failed' | 'breaker-open' | 'connect-failure';
 export interface HealthReport {
   ejected: Ejection[];
 }

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
+import type { EndpointWithdrawal } from './health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
 import { listen } from '../common/listen.js';
@@ -10,7 +11,8 @@ import { adminHostRefusal } from '../common/admin-host.js';
  * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
  * /debug/proxies (each subscriber's ACKed version and inbound policy, NACKs and reported
  * ejections), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
- * with the reporters), /debug/view (the current mesh view, PeerAuthentications and
+ * with the reporters; and under `withdrawal` the endpoints withdrawn mesh-wide on those reports, the
+ * ones held back by the panic threshold, the settings and the last decisions), /debug/view (the current mesh view, PeerAuthentications and
  * AuthorizationPolicies, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
  * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
  * certificate chains to; `wren trust-anchors check` reads it).
@@ -19,6 +21,7 @@ export interface AdminDeps {
   readonly store: MeshStore;
   readonly metrics: ControlPlaneMetrics;
   readonly discovery: DiscoveryServer;
+  readonly withdrawal?: EndpointWithdrawal;
   readonly draining: () => boolean;
   readonly sourceErrors: () => readonly string[];
   /** Objects the source read but does not use (kinds it does not know), each with its file. */
@@ -59,7 +62,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
       case '/debug/proxies':
         return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
       case '/debug/health':
-        return json(200, { endpoints: d.discovery.debugHealth() });
+        return json(200, { endpoints: d.discovery.debugHealth(), withdrawal: d.withdrawal?.debug() ?? null });
       case '/debug/trust':
         return json(200, d.discovery.debugTrust());
       case '/debug/view': {

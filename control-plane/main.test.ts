@@ -21,7 +21,22 @@ describe('wren control-plane identity flags', () => {
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
   });
 
+  test('health-based withdrawal flags: defaults and every flag', () => {
+    expect(parseControlPlaneArgs([], {}).healthWithdrawal).toEqual({ enabled: true, minReporters: 2, windowMs: 10_000, ttlMs: 30_000, maxWithdrawnPercent: 50 });
+    const a = parseControlPlaneArgs(
+      ['--health-withdrawal', 'off', '--health-min-reporters', '3', '--health-window=5s', '--health-ttl', '2m', '--health-max-withdrawn-percent', '34'],
+      {},
+    );
+    expect(a.healthWithdrawal).toEqual({ enabled: false, minReporters: 3, windowMs: 5_000, ttlMs: 120_000, maxWithdrawnPercent: 34 });
+  });
+
   test.each([
+    [['--health-min-reporters', '0'], /--health-min-reporters: expected a number in 1\.\.1000, got 0/],
+    [['--health-min-reporters', 'two'], /--health-min-reporters: expected a number, got NaN|--health-min-reporters: expected a number/],
+    [['--health-window', 'soon'], /--health-window: expected a duration/],
+    [['--health-ttl', '0ms'], /--health-ttl: expected a duration of at least 1ms/],
+    [['--health-max-withdrawn-percent', '150'], /--health-max-withdrawn-percent: expected a number in 0\.\.100/],
+    [['--health-withdrawal', 'maybe'], /--health-withdrawal: expected on or off/],
     [['--cert-ttl', 'forever'], /--cert-ttl: expected a duration/],
     [['--cert-ttl', '500ms'], /at least 1s/],
     [['--namespace', 'Wren'], /--namespace: expected a Kubernetes namespace name/],

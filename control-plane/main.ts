@@ -10,7 +10,9 @@ import { ReloadingIssuer } from './identity/issuer-reloader.js';
 import { TokenReviewAuthenticator } from './identity/token-review-authenticator.js';
 import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
+import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from './health/withdrawal-settings.js';
 import { ControlPlane, splitHostPort } from './server.js';
+import { ConfigError } from '../common/schema.js';
 import { DirSource } from './sources/dir-source.js';
 import { KubernetesSource } from './sources/kubernetes-source.js';
 
@@ -37,6 +39,8 @@ export interface ControlPlaneArgs {
   readonly insecure: boolean;
   /** The sidecar-injection webhook (HTTPS); null = not served. */
   readonly webhook: { readonly listen: string; readonly certDir: string } | null;
+  /** Mesh-wide health-based withdrawal (docs/control-plane.md). */
+  readonly healthWithdrawal: WithdrawalSettings;
   readonly help: boolean;
 }
 
@@ -77,6 +81,14 @@ Sidecar injector (AdmissionReview v1 over HTTPS; see docs/kubernetes.md):
   --webhook-cert-dir DIR        tls.crt/tls.key of its serving certificate, re-read when they
                                 change (default /var/run/wren/webhook)
 
+Health-based withdrawal (proxies' HealthReports take an endpoint out mesh-wide; docs/control-plane.md):
+  --health-withdrawal on|off    act on reports (default on; off: keep and show them only)
+  --health-min-reporters N      distinct proxies that must report an endpoint (default 2)
+  --health-window DURATION      their reports must start within this long (default 10s)
+  --health-ttl DURATION         a withdrawal ends after this long at most (default 30s)
+  --health-max-withdrawn-percent P  never withdraw more than P % of a service port's ready
+                                endpoints (default 50, Envoy's panic threshold)
+
   --log-level debug|info|warn|error (default info)
   -h, --help                    show this help
 `;
@@ -105,6 +117,14 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let webhookListen: string | null = null;
   let webhookCertDir = WEBHOOK_CERT_DIR;
   let help = false;
+  const health: { -readonly [K in keyof WithdrawalSettings]: WithdrawalSettings[K] } = { ...DEFAULT_WITHDRAWAL };
+  const field = <K extends keyof WithdrawalSettings>(k: K, flag: string, raw: unknown): void => {
+    try {
+      health[k] = WITHDRAWAL_FIELDS[k](raw, flag) as WithdrawalSettings[K];
+    } catch (e) {
+      throw e instanceof ConfigError ? new UsageError(e.message) : e;
+    }
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -195,6 +215,24 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--webhook-cert-dir':
         webhookCertDir = value();
         break;
+      case '--health-withdrawal': {
+        const v = value();
+        if (v !== 'on' && v !== 'off') throw new UsageError(`--health-withdrawal: expected on or off, got ${JSON.stringify(v)}`);
+        health.enabled = v === 'on';
+        break;
+      }
+      case '--health-min-reporters':
+        field('minReporters', flag, Number(value()));
+        break;
+      case '--health-window':
+        field('windowMs', flag, value());
+        break;
+      case '--health-ttl':
+        field('ttlMs', flag, value());
+        break;
+      case '--health-max-withdrawn-percent':
+        field('maxWithdrawnPercent', flag, Number(value()));
+        break;
       default:
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
@@ -202,7 +240,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   if (source.kind === 'kubernetes') source = { kind: 'kubernetes', kubeconfig };
   if (trustBundle && !caDir) throw new UsageError('--trust-bundle needs --ca-dir (a generated root is its own bundle)');
   return {
-    source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help,
+    source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, healthWithdrawal: Object.freeze(health),
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir } : null,
     identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, namespace, writeTrustBundle },
   };
@@ -248,6 +286,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     processMetrics: true,
     identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
     transport: args.insecure ? 'insecure' : 'tls',
+    healthWithdrawal: args.healthWithdrawal,
     source: (ctx) => {
       if (src.kind === 'dir') return new DirSource({ ...ctx, dir: src.path });
       return new KubernetesSource({ ...ctx, kubeConfig: kc! });

@@ -5,6 +5,10 @@ import type { Logger } from '../common/logger.js';
 import { startAdminServer } from './admin-server.js';
 import { DiscoveryServer } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
+import { EndpointWithdrawal } from './health/endpoint-withdrawal.js';
+import { WithdrawalMetrics } from './health/withdrawal-metrics.js';
+import { overlayWithdrawals } from './health/withdrawal-overlay.js';
+import { parseWithdrawalSettings } from './health/withdrawal-settings.js';
 import { controlPlaneSpiffeId, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { IdentityMetrics } from './identity/identity-metrics.js';
@@ -55,6 +59,12 @@ export interface ControlPlaneOptions {
    */
   readonly transport?: 'insecure' | 'tls';
   readonly processMetrics?: boolean;
+  /**
+   * Mesh-wide health-based withdrawal (control-plane/health/withdrawal-settings.ts), raw:
+   * { enabled, minReporters, windowMs, ttlMs, maxWithdrawnPercent }; parsed here, errors
+   * name the field (healthWithdrawal.minReporters: ...). Absent: the defaults.
+   */
+  readonly healthWithdrawal?: unknown;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -66,7 +76,12 @@ export function splitHostPort(s: string): { host: string; port: number } {
 }
 
 export class ControlPlane {
+  /** What proxies are sent: the source's view with health-withdrawn endpoints marked unready. */
   readonly store: MeshStore;
+  /** The source's own view (Kubernetes readiness, files). */
+  readonly sourceStore: MeshStore;
+  readonly withdrawal: EndpointWithdrawal;
+  private readonly unoverlay: () => void;
   readonly metrics: ControlPlaneMetrics;
   readonly discovery: DiscoveryServer;
   readonly source: MeshSource & { errors?: () => readonly string[]; ignored?: () => readonly unknown[] };
@@ -86,8 +101,13 @@ export class ControlPlane {
   private constructor(private readonly o: ControlPlaneOptions) {
     this.metrics = new ControlPlaneMetrics({ processMetrics: o.processMetrics });
     this.store = new MeshStore(o.clock, o.random);
+    this.sourceStore = new MeshStore(o.clock, o.random);
+    this.withdrawal = new EndpointWithdrawal({
+      settings: parseWithdrawalSettings(o.healthWithdrawal), clock: o.clock, logger: o.logger, metrics: new WithdrawalMetrics(this.metrics.registry),
+    });
+    this.unoverlay = overlayWithdrawals(this.sourceStore, this.store, this.withdrawal);
     this.source = o.source({
-      store: this.store, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
+      store: this.sourceStore, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
     });
     const id = o.identity;
     if (id) {
@@ -104,7 +124,7 @@ export class ControlPlane {
     // Proxies authenticate with their workload certificate wherever the control plane serves its own TLS.
     const clientAuth = this.serving ? { trustDomain: o.identity!.issuer.ca.trustDomain, podsAuthoritative: this.source.name === 'kubernetes' } : undefined;
     this.discovery = new DiscoveryServer({
-      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}),
+      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}),
     });
     if (o.transport === 'tls' && !o.credentials && !this.serving) throw new Error("transport 'tls' needs the identity options (the CA issues the control plane's serving certificate)");
   }
@@ -131,7 +151,7 @@ export class ControlPlane {
     if (o.admin) {
       const { host, port } = splitHostPort(o.admin);
       const a = await startAdminServer(host, port, {
-        store: cp.store, metrics: cp.metrics, discovery: cp.discovery, draining: () => cp.draining,
+        store: cp.store, metrics: cp.metrics, discovery: cp.discovery, withdrawal: cp.withdrawal, draining: () => cp.draining,
         sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
       });
       cp.admin = a.server;
@@ -152,6 +172,11 @@ export class ControlPlane {
     return this.store.whenReady();
   }
 
+  private stopWithdrawal(): void {
+    this.unoverlay();
+    this.withdrawal.close();
+  }
+
   /** Abrupt stop (tests, crash simulation): connections drop without a status. */
   /** Close `close` together with this control plane (kill and close). */
   addCompanion(close: () => Promise<void>): void {
@@ -165,6 +190,7 @@ export class ControlPlane {
     this.grpcServer?.forceShutdown();
     await this.source.stop();
     await this.sourceStarted;
+    this.stopWithdrawal();
     this.admin?.closeAllConnections();
     this.admin?.close();
   }
@@ -191,6 +217,7 @@ export class ControlPlane {
     }
     await this.source.stop();
     await this.sourceStarted;
+    this.stopWithdrawal();
     if (this.admin) {
       const a = this.admin;
       await new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@ import { short } from '../../contract/trust-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
 import { peerIdentityOf } from '../identity/peer-certificate.js';
 import { describeIssuerTrust } from '../identity/trust-state.js';
+import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
 import { checkIdentityClaim, checkPodClaim } from './client-auth.js';
@@ -79,6 +80,8 @@ export interface DiscoveryServerOptions {
    * transport, tests), and Subscribe is taken at its word.
    */
   readonly clientAuth?: { readonly trustDomain: string; readonly podsAuthoritative: boolean };
+  /** Acts on HealthReports (mesh-wide withdrawal, control-plane/health/); without it reports are only kept and shown. */
+  readonly withdrawal?: EndpointWithdrawal;
 }
 
 /** setTimeout's ceiling (2^31-1 ms, ~24.8 days): a later expiry is re-armed in steps. */
@@ -157,6 +160,8 @@ export class DiscoveryServer {
       });
     }
     this.countReported();
+    // The reporter is the proxy the stream is bound to; one proxy on several streams is one reporter.
+    this.o.withdrawal?.report(s.id, `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`, v.accepted);
     this.o.logger.info('health report', {
       id: s.id, identity: s.sub.identity.spiffeId, pod: `${s.sub.identity.namespace}/${s.sub.identity.pod}`, unhealthy: v.accepted.length,
       endpoints: v.accepted.slice(0, 10).map((e) => `${e.service}:${e.servicePort} ${e.address}:${e.port} ${e.kind}${e.reason ? ` (${e.reason})` : ''}`),
@@ -223,6 +228,7 @@ export class DiscoveryServer {
     this.o.metrics.subscribers.set(this.subs.size);
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
+    this.o.withdrawal?.forget(s.id);
   }
 
   private countReported(): void {

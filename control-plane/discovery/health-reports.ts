@@ -13,7 +13,7 @@ import type { Service } from '../../contract/model.js';
  */
 export const MAX_REPORTED_ENDPOINTS = 10_000;
 
-const KINDS: ReadonlySet<string> = new Set<EjectionKind>(['outlier-ejection', 'health-check-failed', 'breaker-open']);
+const KINDS: ReadonlySet<string> = new Set<EjectionKind>(['outlier-ejection', 'health-check-failed', 'breaker-open', 'connect-failure']);
 
 export interface ValidatedReport {
   readonly accepted: readonly Ejection[];

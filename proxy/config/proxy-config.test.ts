@@ -44,6 +44,14 @@ describe('certificate source', () => {
     expect(parseProxyConfig({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } }).identity.certify?.controlPlane).toBe('x:1');
   });
 
+  test('discovery.healthReport.connectFailures: default 2, 0 turns it off, field-path errors', () => {
+    expect(parseProxyConfig({ tls: files }).discovery.healthReport).toEqual({ connectFailures: 2 });
+    expect(parseProxyConfig({ tls: files, discovery: { healthReport: { connectFailures: 0 } } }).discovery.healthReport).toEqual({ connectFailures: 0 });
+    expect(problem({ tls: files, discovery: { healthReport: { connectFailures: 1.5 } } })).toBe('cfg: discovery.healthReport.connectFailures: expected an integer in 0..16, got 1.5');
+    expect(problem({ tls: files, discovery: { healthReport: { connectFailures: 17 } } })).toBe('cfg: discovery.healthReport.connectFailures: expected a number in 0..16, got 17');
+    expect(problem({ tls: files, discovery: { healthReport: { connectFailure: 3 } } })).toMatch(/^cfg: discovery\.healthReport\.connectFailure: unknown field/);
+  });
+
   test('exactly one of tls and identity.certify, with field-path errors', () => {
     expect(problem({})).toBe('cfg: tls: required: either tls (certFile, keyFile, trustBundleFile) or identity.certify');
     expect(problem({ tls: files, identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } })).toMatch(/^cfg: identity\.certify: set either tls/);

@@ -117,6 +117,12 @@ export interface ProxyConfig {
      * not routed by the mesh (its traffic passes through as to any unknown destination).
      */
     readonly services: readonly string[];
+    /**
+     * What the HealthReport to the control plane carries besides ejections, active-check
+     * failures and open breakers (docs/control-plane.md, "Health-based withdrawal"):
+     * `connectFailures`, an endpoint after this many connect failures in a row (0: never).
+     */
+    readonly healthReport: { readonly connectFailures: number };
   };
   /** Static mesh; the control plane, when configured, replaces it. */
   readonly mesh: { readonly services: readonly Service[] };
@@ -274,6 +280,8 @@ const shape = obj({
     insecure: bool(false),
     controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
     services: arr(str({ pattern: SERVICE_KEY }), { default: [] }),
+    // At most 16: the clusters announce only the first 16 connect failures in a row (cluster.ts).
+    healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 16, default: 2 }) }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),

@@ -48,9 +48,10 @@ export interface ConnectControlPlaneOptions {
  * it when the certificate expires; the proxy reconnects with its current certificate.
  *
  * Health (HealthReport, health-reporter.ts): whenever an endpoint's health changes in one of
- * its clusters (outlier ejection or its end, active checks, breaker), the proxy sends the
- * complete list of endpoints it keeps out of balancing, at most once a second; the client
- * resends the last list after every reconnect.
+ * its clusters (outlier ejection or its end, active checks, breaker, a run of connect
+ * failures or its end), the proxy sends the complete list of endpoints it keeps out of
+ * balancing or cannot connect to, at most once a second; the client resends the last list
+ * after every reconnect.
  *
  * The caller stops the client (`await client.stop()`) when the proxy shuts down.
  */
@@ -99,6 +100,7 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
   client.onStop(off);
   const health = new HealthReporter({
     clock: proxy.clock, clusters: () => proxy.clusterStates(), send: (list) => client.reportEjections(list), minIntervalMs: opts.healthReportIntervalMs,
+    connectFailures: proxy.config.discovery.healthReport.connectFailures,
   });
   const offHealth = proxy.onHealthChange(() => health.changed());
   client.onStop(() => {

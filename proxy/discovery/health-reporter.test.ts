@@ -62,3 +62,35 @@ describe('HealthReporter', () => {
     expect(sent.length).toBe(1);
   });
 });
+
+describe('HealthReporter: connect failures', () => {
+  const ep = (port: number, health: string, consecutiveConnectFailures: number) => ({ key: `10.0.0.1:${port}`, address: '10.0.0.1', port, health, lastEjectionReason: null, consecutiveConnectFailures });
+
+  test('an endpoint is reported after `connectFailures` in a row (default 2), an ejection wins over it, and an answer clears it', () => {
+    const clock = new FakeClock();
+    const sent: Ejection[][] = [];
+    let eps = [ep(8080, 'healthy', 1)];
+    const r = new HealthReporter({ clock, clusters: () => ({ 'web.shop:80': { endpoints: eps } }), send: (l) => sent.push([...l]), minIntervalMs: 0 });
+    r.changed();
+    expect(sent).toEqual([]);
+    eps = [ep(8080, 'healthy', 2)];
+    r.changed();
+    expect(sent).toEqual([[{ service: 'web.shop', servicePort: 80, address: '10.0.0.1', port: 8080, kind: 'connect-failure', reason: '', ejectedForMs: 0 }]]);
+    eps = [{ ...ep(8080, 'ejected', 5), lastEjectionReason: 'consecutive-local-origin-failure' } as never];
+    r.changed();
+    expect(sent[1]).toEqual([expect.objectContaining({ kind: 'outlier-ejection', reason: 'consecutive-local-origin-failure' })]);
+    eps = [ep(8080, 'healthy', 0)];
+    r.changed();
+    expect(sent[2]).toEqual([]);
+  });
+
+  test('connectFailures 0 turns them off; a higher threshold waits for more', () => {
+    const sent: Ejection[][] = [];
+    const eps = [ep(8080, 'healthy', 4)];
+    new HealthReporter({ clock: new FakeClock(), clusters: () => ({ 'web.shop:80': { endpoints: eps } }), send: (l) => sent.push([...l]), connectFailures: 0 }).changed();
+    new HealthReporter({ clock: new FakeClock(), clusters: () => ({ 'web.shop:80': { endpoints: eps } }), send: (l) => sent.push([...l]), connectFailures: 5 }).changed();
+    expect(sent).toEqual([]);
+    new HealthReporter({ clock: new FakeClock(), clusters: () => ({ 'web.shop:80': { endpoints: eps } }), send: (l) => sent.push([...l]), connectFailures: 4 }).changed();
+    expect(sent).toEqual([[expect.objectContaining({ kind: 'connect-failure' })]]);
+  });
+});

@@ -4,8 +4,15 @@ import type { ClusterState, EndpointHealth } from '../resilience/cluster-state.j
 
 /**
  * Builds the proxy's HealthReport (contract/discovery.proto): every endpoint it keeps out
- * of balancing for health reasons, read from its clusters' states, and sends it when the
- * list changes. The first change goes out at once; further ones at most every
+ * of balancing for health reasons (ejected, failing active checks, breaker open), and every
+ * endpoint its last `connectFailures` attempts or more could not connect to (refused, timed
+ * out) that it has not ejected (yet), read from its clusters' states; it sends it when the
+ * list changes. Connect failures are reported before the proxy's own outlier detection
+ * acts (5 in a row, Envoy's consecutive_local_origin_failure) because the control plane
+ * pools them across proxies (at least 2 distinct reporters, control-plane/health/): a
+ * refused connection is the clearest sign of a dead pod, and each reporter needs only a
+ * couple of them. The list changes on the failure that crosses the threshold and on the
+ * next answer from the endpoint (its clearing). The first change goes out at once; further ones at most every
  * `minIntervalMs` (default 1 s), so a flapping endpoint costs the control plane one
  * message a second per proxy, not one per event. Each report is the complete list, so an
  * endpoint that recovered simply drops out of the next one (its clearing). A list equal to
@@ -17,6 +24,8 @@ export interface HealthReporterOptions {
   readonly clusters: () => Record<string, unknown>;
   readonly send: (ejected: readonly Ejection[]) => void;
   readonly minIntervalMs?: number;
+  /** Report an endpoint after this many connect failures in a row (default 2; 0: never). */
+  readonly connectFailures?: number;
 }
 
 const KIND: Partial<Record<EndpointHealth, EjectionKind>> = {
@@ -68,8 +77,9 @@ export class HealthReporter {
       const colon = name.lastIndexOf(':');
       const service = name.slice(0, colon);
       const servicePort = Number(name.slice(colon + 1));
+      const threshold = this.o.connectFailures ?? 2;
       for (const e of state.endpoints as ClusterState['endpoints']) {
-        const kind = KIND[e.health];
+        const kind = KIND[e.health] ?? (threshold > 0 && (e.consecutiveConnectFailures ?? 0) >= threshold ? 'connect-failure' : undefined);
         if (!kind) continue;
         const id = `${name}|${e.key}|${kind}`;
         seen.add(id);

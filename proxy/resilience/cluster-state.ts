@@ -25,6 +25,8 @@ export interface EndpointState {
   readonly activeHealthy: boolean;
   readonly successes: number;
   readonly failures: number;
+  /** Attempts in a row that could not connect (refused, timed out; reset by any answer). */
+  readonly consecutiveConnectFailures: number;
 }
 
 export interface ClusterState {

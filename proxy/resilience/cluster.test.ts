@@ -90,6 +90,35 @@ describe('Cluster', () => {
     cluster.close();
   });
 
+  it('counts connect failures in a row per endpoint for the health report; any answer resets it, a cancellation does not', () => {
+    let changes = 0;
+    const cluster = new Cluster({ name: 'web.default:80', policy: policy(), clock: new FakeClock(), random: seededRandom(7), onHealthChange: () => void changes++ });
+    cluster.update([ep(1), ep(2)]);
+    const refused = classify({ type: 'error', error: new ProxyError('CONNECT_REFUSED') });
+    const timedOut = classify({ type: 'error', error: new ProxyError('CONNECT_TIMEOUT') });
+    const reset = classify({ type: 'error', error: new ProxyError('UPSTREAM_RESET'), bytesSent: true });
+    const cancelled = classify({ type: 'error', error: new ProxyError('CLIENT_CANCELLED') });
+    const count = () => cluster.snapshot().endpoints.map((e) => e.consecutiveConnectFailures);
+    cluster.start(ep(1))(refused, 1);
+    cluster.start(ep(1))(timedOut, 1000);
+    cluster.start(ep(1))(cancelled, 1);
+    expect(count()).toEqual([2, 0]);
+    expect(changes).toBe(2); // each connect failure may cross the reporter's threshold
+    cluster.start(ep(1))(reset, 1); // it connected
+    expect(count()).toEqual([0, 0]);
+    expect(changes).toBe(3);
+    cluster.start(ep(2))(e503, 1);
+    cluster.start(ep(2))(ok, 1);
+    expect(changes).toBe(3); // answers with nothing to clear cost no report
+    // A long run is announced for its first 16 failures only (a bounded cost for the reporter), then its end.
+    for (let i = 0; i < 100; i++) cluster.start(ep(2))(refused, 1);
+    expect(count()).toEqual([0, 100]);
+    expect(changes).toBe(3 + 16 + 1); // + its outlier ejection at 5 in a row
+    cluster.start(ep(2))(ok, 1);
+    expect(changes).toBe(3 + 16 + 1 + 1);
+    cluster.close();
+  });
+
   it('keeps per-endpoint state across update() for endpoints that remain', () => {
     const { cluster } = setup(policy(), 10);
     for (let i = 0; i < 5; i++) cluster.start(ep(2))(e503, 400);

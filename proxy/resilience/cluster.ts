@@ -60,7 +60,18 @@ interface Entry {
   activeHealthy: boolean;
   successes: number;
   failures: number;
+  /** Attempts in a row that could not connect (refused, timed out), for the HealthReport (docs/control-plane.md). */
+  connectFailures: number;
 }
+
+/** Outcome reasons (ProxyError labels) of attempts that never got a connection to the endpoint. */
+const CONNECT_FAILURES: ReadonlySet<string> = new Set(['connect-refused', 'connect-timeout', 'connect-failed']);
+/**
+ * Connect failures in a row are announced (onHealthChange) up to this count only, so a
+ * refusing endpoint under load costs the health reporter a bounded number of looks, not one
+ * per failure; discovery.healthReport.connectFailures is capped at it (proxy-config.ts).
+ */
+const CONNECT_FAILURES_ANNOUNCED = 16;
 
 const NOOP_DONE = (): void => undefined;
 
@@ -116,7 +127,7 @@ export class Cluster {
         next.set(key, old);
       } else {
         const load = new EndpointLoad(this.policy.loadBalancer.ewmaDefaultRttMs, this.policy.loadBalancer.ewmaDecayMs, this.clock.now());
-        next.set(key, { host: { key, endpoint: ep, load }, breaker: this.makeBreaker(key), activeHealthy: true, successes: 0, failures: 0 });
+        next.set(key, { host: { key, endpoint: ep, load }, breaker: this.makeBreaker(key), activeHealthy: true, successes: 0, failures: 0, connectFailures: 0 });
       }
     }
     for (const [key, e] of this.entries) if (!next.has(key)) e.breaker?.close();
@@ -250,6 +261,13 @@ export class Cluster {
       if (this.entries.get(key) !== entry) return; // removed meanwhile
       this.outlier.record(key, outcome);
       breaker?.record(outcome, probe);
+      // Failures only (cheap on the hot path): a run of connect failures, or its end, is reported to the control plane.
+      if (outcome.kind === 'failure' && outcome.origin === 'local' && CONNECT_FAILURES.has(outcome.reason)) {
+        if (++entry.connectFailures <= CONNECT_FAILURES_ANNOUNCED) this.onHealthChange();
+      } else if (entry.connectFailures > 0 && outcome.kind !== 'cancelled') {
+        entry.connectFailures = 0;
+        this.onHealthChange();
+      }
     };
   }
 
@@ -283,6 +301,7 @@ export class Cluster {
         activeHealthy: e.activeHealthy,
         successes: e.successes,
         failures: e.failures,
+        consecutiveConnectFailures: e.connectFailures,
       });
     }
     return {

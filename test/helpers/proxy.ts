@@ -31,6 +31,8 @@ export interface StartProxyOptions {
    */
   readonly controlPlane?: string;
   readonly discoveryBackoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Pod name sent in Subscribe (default `<serviceAccount>-0`): replicas of one workload need distinct ones. */
+  readonly pod?: string;
   readonly onDiscovery?: (client: DiscoveryClient) => void;
 }
 
@@ -57,7 +59,7 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     staticMesh: false,
   });
   if (o.controlPlane) {
-    const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: `${o.serviceAccount}-0`, backoff: o.discoveryBackoff, labels: o.labels });
+    const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: o.pod ?? `${o.serviceAccount}-0`, backoff: o.discoveryBackoff, labels: o.labels });
     void proxy.drained.then(() => client.stop());
     o.onDiscovery?.(client);
     return proxy;
