@@ -66,7 +66,8 @@ export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout'
  * first (RFC 9110 section 10.1.1). The connection closes after a response when the
  * request asked for it, the request was HTTP/1.0 without keep-alive, the request body
  * was not wholly read (its unread bytes cannot be told from the next request), or the
- * owner is draining (closeWhenIdle()).
+ * owner is draining (closeWhenIdle()). A client that closes its side (FIN) has gone away:
+ * the request in flight is aborted, as node's server and Envoy do.
  */
 export class H1Connection implements H1Handler {
   private readonly parser: H1Parser;
@@ -143,9 +144,17 @@ export class H1Connection implements H1Handler {
   }
 
   private onSocketEnd(): void {
-    this.parser.finish();
-    // The client half-closed: answer what is in flight, then close.
-    if (this.ex === null) this.socket.end();
+    this.parser.finish(); // a request cut short: 'truncated', answered from the error table
+    // The client closed its side: it has gone away, as node's server (httpAllowHalfOpen
+    // false) and Envoy take it, so the request in flight is cancelled upstream.
+    const ex = this.ex;
+    if (ex !== null && !ex.ended) {
+      this.ex = null;
+      ex.aborted();
+    }
+    this.closing = true;
+    this.phase = Phase.Gone;
+    if (!this.socket.writableEnded) this.socket.end();
   }
 
   private onClose(): void {
