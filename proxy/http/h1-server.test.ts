@@ -7,6 +7,9 @@ import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { settledBody } from './settled-body.js';
 import { FakeClock, systemClock } from '../../common/clock.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { createServer as createTlsServer, connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { peerSpiffeId } from '../tls/peer-identity.js';
+import { testPki } from '../../test/helpers/pki.js';
 
 let listener: Server;
 let port: number;
@@ -260,5 +263,24 @@ describe('H1Server', () => {
     });
     const r = await raw('GET /sync HTTP/1.1\r\nHost: a\r\n\r\nGET /async HTTP/1.1\r\nHost: a\r\n\r\n', /overflow \(a concurrency limit is reached\)\n$/);
     expect(r.text).toMatch(/^HTTP\/1\.1 404 Not Found\r\nwren-proxy-error: no-route\r\n[^]*HTTP\/1\.1 503 Service Unavailable\r\nwren-proxy-error: overflow\r\n/);
+  });
+
+  it('serves a TLS socket too, the peer identity from identityOf (the mTLS inbound path)', async () => {
+    const pki = testPki();
+    const srv = pki.issue('default', 'web');
+    const cli = pki.issue('default', 'client');
+    await start(async (req) => text(`${req.source.identity} ${req.authority}${req.path}`), { identityOf: (sock) => peerSpiffeId(sock as TLSSocket) });
+    const tlsListener = createTlsServer({ key: srv.keyPem, cert: srv.certChainPem, ca: srv.trustBundlePem, requestCert: true, rejectUnauthorized: true }, (sock) => h1.serve(sock));
+    tlsListener.listen(0, '127.0.0.1');
+    await once(tlsListener, 'listening');
+    const s = tlsConnect({ port: (tlsListener.address() as AddressInfo).port, host: '127.0.0.1', key: cli.keyPem, cert: cli.certChainPem, ca: cli.trustBundlePem, checkServerIdentity: () => undefined });
+    await once(s, 'secureConnect');
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.write('GET /a HTTP/1.1\r\nHost: web\r\n\r\nGET /b HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n');
+    await once(s, 'close');
+    tlsListener.close();
+    expect(got).toContain(`${cli.spiffeId} web/a`);
+    expect(got).toMatch(new RegExp(`connection: close\\r\\n\\r\\n${cli.spiffeId.replace(/[/.]/g, '\\$&')} web/b$`));
   });
 });
