@@ -102,7 +102,7 @@ describe('H1Server', () => {
   });
 
   it('frames responses: content-length when known, chunked with trailers otherwise, close-delimited for HTTP/1.0, no body for HEAD/204/304', async () => {
-    await start(async (req) => {
+    await start(async (req): Promise<ProxyResponse> => {
       if (req.path === '/chunked') {
         const body = new PassThrough();
         setTimeout(() => body.end('late'), 20);
