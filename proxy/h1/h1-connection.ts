@@ -378,9 +378,11 @@ export class H1ServerExchange {
   respond(status: number, fields: Fields, bodyLength: number): void {
     if (this.ended) return;
     if (this.headSent) throw new ProxyError('INTERNAL', 'response head sent twice');
-    this.headSent = true;
     this.prepare(status, bodyLength);
+    // Built before headSent is set: a field the serialiser refuses throws here, and the
+    // exchange can still answer with an error response instead.
     this.pending = responseHead(status, fields, bodyLength, this.mode(), this.reason(status));
+    this.headSent = true;
   }
 
   /** Sends a held head now (the body is not here yet: the client should not wait for it). */
@@ -396,11 +398,12 @@ export class H1ServerExchange {
   send(status: number, fields: Fields, body: Buffer | null): void {
     if (this.ended) return;
     if (this.headSent) throw new ProxyError('INTERNAL', 'response head sent twice');
-    this.headSent = true;
     const n = body?.length ?? 0;
     this.prepare(status, n);
+    const head = responseHead(status, fields, n, this.mode(), this.reason(status));
+    this.headSent = true;
     this.conn.touch();
-    writeMessage(this.conn.socket, responseHead(status, fields, n, this.mode(), this.reason(status)), this.noBody ? null : body);
+    writeMessage(this.conn.socket, head, this.noBody ? null : body);
     this.finish();
   }
 

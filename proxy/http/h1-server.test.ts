@@ -256,6 +256,13 @@ describe('H1Server', () => {
     expect(ka.closed).toBe(true);
   });
 
+  it('a response field that could split the message is refused: 502 from the error table, not a cut connection', async () => {
+    await start(async () => text('x', { 'x-bad': 'a\r\nset-cookie: injected' }));
+    const r = await raw('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    expect(r.text).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\nwren-proxy-error: upstream-protocol\r\n/);
+    expect(r.text).not.toContain('injected');
+  });
+
   it('a service that throws synchronously or rejects is answered through the error table', async () => {
     await start((req) => {
       if (req.path === '/sync') throw new ProxyError('NO_ROUTE', 'sync');
