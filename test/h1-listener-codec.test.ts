@@ -108,6 +108,11 @@ test('a smuggling-shaped request is refused from the error table (the body names
   const tooBig = await exchange(`GET /name HTTP/1.1\r\nHost: web\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`);
   expect(tooBig).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\nwren-proxy-error: headers-too-large\r\n[^]*over 16384 bytes \(the limit\)/);
   expect(await metric(client, big)).toBe(beforeBig + 1);
+  // More than 100 fields (Envoy's max_headers_count default): 431 as well; node:http kept the first 2000 silently.
+  const fields = Array.from({ length: 101 }, (_, i) => `x-f${i}: ${i}\r\n`).join('');
+  const many = await exchange(`GET /name HTTP/1.1\r\nHost: web\r\n${fields}\r\n`);
+  expect(many).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\nwren-proxy-error: headers-too-large\r\n[^]*more than 100 fields \(the limit\)/);
+  expect(await metric(client, big)).toBe(beforeBig + 2);
   expect(bodies(await exchange(NAME, ANSWERED))).toEqual(['web']);
 });
 
