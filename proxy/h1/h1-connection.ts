@@ -335,6 +335,12 @@ class RequestBody extends Readable {
     }
     this.ex.conn.readMore();
   }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    // As node's IncomingMessage: the error of a body no one listens to (a service that has
+    // not started reading it when the client goes away) is not emitted, or it would be an
+    // unhandled 'error' event and take the process down.
+    cb(err !== null && this.listenerCount('error') > 0 ? err : null);
+  }
 }
 
 /**

@@ -171,6 +171,27 @@ describe('H1Server', () => {
     expect(exchanges.now).toBe(0);
   });
 
+  it('a client that goes away mid-body while the service has not touched the body: aborted, and nothing thrown', async () => {
+    let signal: AbortSignal | undefined;
+    let body: Readable | null = null;
+    await start((req) => {
+      if (req.method === 'GET') return Promise.resolve(text('ok'));
+      signal = req.signal;
+      body = req.body;
+      return new Promise(() => undefined);
+    });
+    const s = connect(port, '127.0.0.1');
+    await once(s, 'connect');
+    s.write('POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc');
+    while (!signal) await new Promise((r) => setTimeout(r, 5));
+    s.destroy();
+    while (!signal.aborted) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(body!.destroyed).toBe(true);
+    // The server still serves.
+    expect((await raw('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')).closed).toBe(true);
+  });
+
   it('backpressure: a client that does not read pauses the response body; the bytes buffered stay bounded', async () => {
     let produced = 0;
     const chunk = Buffer.alloc(64 * 1024, 1);
