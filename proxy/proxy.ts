@@ -10,6 +10,8 @@ import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
 import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
+import { meshH1Pool } from './outbound/mesh-h1-pool.js';
+import type { H1Pool } from './http/h1-pool.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
 import { UpstreamListener } from './outbound/upstream-listener.js';
@@ -57,6 +59,8 @@ export class Proxy {
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
+  /** HTTP/1.1 to peer sidecars when protocol.meshHttp1 is 'h1' (outbound/mesh-h1-pool.ts). */
+  private readonly meshH1: H1Pool | undefined;
   private readonly outbound: OutboundListener;
   /** Explicit upstreams (config `upstreams`): local ports bound to one service each. */
   private readonly upstreams: readonly UpstreamListener[];
@@ -93,6 +97,10 @@ export class Proxy {
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget });
+    this.meshH1 =
+      config.protocol.meshHttp1 === 'h1'
+        ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls') })
+        : undefined;
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
@@ -116,7 +124,7 @@ export class Proxy {
       clusters: () => this.clusters,
       peers: this.peers,
       originalDst: opts.originalDst,
-      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent }),
+      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
@@ -303,6 +311,7 @@ export class Proxy {
   async close(): Promise<void> {
     this.inbound.close();
     this.peers.close();
+    this.meshH1?.destroy();
     this.appSessions.close();
     this.clusters.close();
     this.outboundAgent.destroy();

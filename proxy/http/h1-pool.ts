@@ -21,7 +21,7 @@ export interface H1PoolOptions {
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
    * socket is a TLSSocket, ready at 'secureConnect'.
    */
-  readonly connect?: (host: string, port: number) => Socket;
+  readonly connect?: (host: string, port: number, peer: string) => Socket;
   readonly secure?: boolean;
   /** Connect timeout (0: none); a request's `waitMs` (the cluster's connect timeout) overrides it. */
   readonly connectTimeoutMs?: number;
@@ -111,14 +111,17 @@ export class H1Pool {
   /**
    * `limits`: the cluster's connection limits (unmeshed endpoints, peer sidecars); none for
    * local delivery. `peer`: the identity the connection must present (part of the origin:
-   * connections to the same address for different identities are never shared).
+   * connections to the same address for different identities are never shared). `extra`:
+   * field lines added to the head as they are (the mesh headers, built by the caller).
    */
-  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = ''): Promise<ProxyResponse> {
+  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       const bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
       let text: string;
       try {
         text = requestHead(req.method, req.path, req.authority, head, bodyLength);
+        // Before the empty line that ends the head (a rope concatenation, no copy).
+        if (extra !== '') text = text.slice(0, -2) + extra + '\r\n';
       } catch (e) {
         return reject(e);
       }
@@ -147,6 +150,18 @@ export class H1Pool {
   /** Drop an origin that has no connection and no queued request. */
   forget(origin: Origin): void {
     if (this.origins.get(origin.key) === origin) this.origins.delete(origin.key);
+  }
+
+  /** Bumped by retire(): a connection of an older generation is not reused. */
+  generation = 0;
+
+  /**
+   * No new request on the connections open now (certificate rotation): idle ones close at
+   * once, busy ones once their exchange ends; in-flight exchanges are not disturbed.
+   */
+  retire(): void {
+    this.generation++;
+    for (const o of this.origins.values()) for (const c of o.idle.slice()) c.close(null);
   }
 
   /** Close every connection (in-flight exchanges fail). The pool stays usable. */
@@ -259,6 +274,7 @@ class Conn implements H1Handler {
   /** The parser ended the response in flight (it pauses there, so later bytes stay unread). */
   private ended = false;
   private idleMs: number;
+  private readonly generation: number;
 
   constructor(
     readonly origin: Origin,
@@ -267,6 +283,7 @@ class Conn implements H1Handler {
   ) {
     const pool = origin.pool;
     this.idleMs = pool.idleTimeoutMs;
+    this.generation = pool.generation;
     this.parser = new H1Parser(this, true, pool.limits);
     const s = (this.socket = pool.connectFn(origin.host, origin.port, origin.peer));
     s.setNoDelay(true);
@@ -369,7 +386,7 @@ class Conn implements H1Handler {
     ex.conn = null;
     ex.detach();
     // idleMs 0: the server's keep-alive hint leaves no safe time to reuse the connection.
-    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed) return this.close(null);
+    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed || this.generation !== this.origin.pool.generation) return this.close(null);
     this.origin.release(this);
   }
 

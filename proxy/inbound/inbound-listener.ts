@@ -23,6 +23,8 @@ import { parseTargetPort } from './target-port.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import type { Server as H1Server } from 'node:http';
+import { createH1Server } from '../http/h1-server.js';
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -83,8 +85,11 @@ export class InboundListener {
   /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
   private readonly tunnelled: PlaintextInbound;
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** HTTP/1.1 from peer sidecars (ALPN http/1.1, config protocol.meshHttp1 'h1'), through the mTLS stack. */
+  private readonly meshH1: H1Server;
   private readonly sockets = new Set<Socket>();
   private inflight = 0;
+  private draining = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly d: InboundDeps) {
@@ -92,8 +97,13 @@ export class InboundListener {
       ...d.tls.contextOptions,
       requestCert: true,
       rejectUnauthorized: true,
-      ALPNProtocols: ['h2'],
+      // http/1.1: peers whose HTTP/1.1 goes over pooled mTLS connections (protocol.meshHttp1 'h1').
+      ALPNProtocols: ['h2', 'http/1.1'],
       allowHTTP1: false,
+      // node:http2 destroys an 'unknownProtocol' socket after this long even when it was taken
+      // over (serveMeshH1): the longest a timer allows. The mesh pools retire their
+      // connections long before (certificate rotation, idle timeouts).
+      unknownProtocolTimeout: 0x7fffffff,
       maxHeaderListPairs: 512,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20, enableConnectProtocol: true },
@@ -129,6 +139,19 @@ export class InboundListener {
       upgrades: true,
       onConnect: (stream, headers) => this.tunnel(stream, headers),
     });
+    // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
+    this.meshH1 = createH1Server({
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, identityOf: (s) => peerSpiffeId(s as TLSSocket),
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+    });
+    this.meshH1.on('request', (_req, res) => {
+      // Draining: the HTTP/1.1 counterpart of GOAWAY, no further request on this connection (RFC 9112 section 9.6).
+      if (this.draining) res.shouldKeepAlive = false;
+      this.track(1);
+      res.once('close', () => this.track(-1));
+    });
+    // node:http2 hands over TLS connections that negotiated another protocol than h2.
+    this.secure.on('unknownProtocol', (socket: TLSSocket) => this.serveMeshH1(socket));
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
     // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
     // them are dropped as from a plaintext caller (the CONNECT names the port), but the
@@ -176,6 +199,17 @@ export class InboundListener {
     }
     this.d.policyTelemetry.connection(false, 'accepted');
     this.plaintext.handle(socket, kind, dst);
+  }
+
+  /**
+   * A verified mTLS connection that chose ALPN http/1.1. The TLS server required a client
+   * certificate chaining to the trust bundle; the peer's SPIFFE ID (peerSpiffeId) is the
+   * caller of every request on it, as for an HTTP/2 session. No ALPN at all is refused,
+   * as before: a peer sidecar always offers one.
+   */
+  private serveMeshH1(socket: TLSSocket): void {
+    if (socket.alpnProtocol !== 'http/1.1' || !socket.authorized) return void socket.destroy();
+    this.meshH1.emit('connection', socket);
   }
 
   private tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -266,6 +300,8 @@ export class InboundListener {
   async drain(graceMs: number): Promise<boolean> {
     this.server.close();
     for (const s of this.sessions) s.close();
+    this.draining = true;
+    this.meshH1.closeIdleConnections();
     this.plaintext.drain();
     this.tunnelled.drain();
     if (this.inflight === 0) return true;

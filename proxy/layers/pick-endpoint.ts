@@ -1,4 +1,4 @@
-import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
 import { endpointKey, portPolicy, type Endpoint } from '../../contract/model.js';
@@ -22,6 +22,12 @@ export interface PickEndpointDeps {
   readonly connected?: (ep: Endpoint) => boolean;
   /** Whether a session to the endpoint is open or being opened (then waiting for it opens no connection). */
   readonly opening?: (ep: Endpoint) => boolean;
+  /**
+   * Whether the request goes on such a session (forward-to-endpoint's usesSession). Default:
+   * meshed, or HTTP/2 to an unmeshed app. HTTP/1.1 pools connect (and take the cluster's
+   * connection slots) themselves.
+   */
+  readonly usesSession?: (req: ProxyRequest, ep: Endpoint) => boolean;
 }
 
 /** Errors raised when the HTTP/2 session was already unusable: the stream was never opened. */
@@ -65,7 +71,8 @@ export const pickEndpoint =
     st.tried.add(endpointKey(ep));
     req.endpoint = ep;
     // Same condition as forwardToEndpoint uses a session (meshed, or HTTP/2 to an unmeshed app).
-    const mustConnect = d.connect !== undefined && (ep.proxyPort !== null || req.origProto === 'HTTP/2') && !d.connected?.(ep);
+    const session = d.usesSession ? d.usesSession(req, ep) : ep.proxyPort !== null || req.origProto === 'HTTP/2';
+    const mustConnect = d.connect !== undefined && session && !d.connected?.(ep);
     let pending: Admission | undefined;
     let connection: Admission | undefined;
     if (mustConnect) {

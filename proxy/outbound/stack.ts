@@ -11,7 +11,8 @@ import { admission } from '../layers/admission.js';
 import { timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
-import { forwardToEndpoint } from './forward-to-endpoint.js';
+import { forwardToEndpoint, usesSession } from './forward-to-endpoint.js';
+import type { H1Pool } from '../http/h1-pool.js';
 import type { RouteTable } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
@@ -24,6 +25,8 @@ export interface OutboundStackDeps {
   readonly clusters: () => ClusterSet;
   readonly peers: PeerPool;
   readonly agent: Agent;
+  /** HTTP/1.1 to peer sidecars over pooled mTLS connections (protocol.meshHttp1 'h1'); else HTTP/2 streams. */
+  readonly meshH1?: H1Pool;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -36,6 +39,7 @@ export interface OutboundStackDeps {
  * per-try timeout) → pick-endpoint (one attempt: pick, connect timeout, outcome).
  */
 export function outboundStack(d: OutboundStackDeps): HttpService {
+  const meshH1 = d.meshH1 !== undefined;
   return stack(
     [
       // Metrics above errors: a synthetic error response (503 UO, 404 NR...) is counted too.
@@ -48,8 +52,11 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connect: (ep, ms, conn) => d.peers.get(ep, ms, conn), connected: (ep) => d.peers.ready(ep) !== undefined, opening: (ep) => d.peers.has(ep) }),
+      pickEndpoint({
+        clusters: d.clusters, clock: d.clock, connect: (ep, ms, conn) => d.peers.get(ep, ms, conn), connected: (ep) => d.peers.ready(ep) !== undefined, opening: (ep) => d.peers.has(ep),
+        usesSession: (req, ep) => usesSession(req, ep, meshH1),
+      }),
     ],
-    forwardToEndpoint(d.peers, d.agent),
+    forwardToEndpoint(d.peers, d.agent, d.meshH1),
   );
 }
