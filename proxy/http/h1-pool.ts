@@ -508,6 +508,8 @@ class Exchange {
       body.removeListener('data', onData);
       body.removeListener('end', onEnd);
       body.removeListener('error', onError);
+      // The body's source may still fail (its client went away: 'aborted'); never uncaught.
+      body.on('error', ignore);
       if (!body.readableEnded) body.resume();
     };
   }
@@ -596,3 +598,4 @@ class ResponseBody extends Readable implements SettledBody {
 }
 
 const uncork = (s: Socket): void => s.uncork();
+const ignore = (): void => undefined;

@@ -1,6 +1,6 @@
-import { createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
@@ -80,7 +80,10 @@ export interface InboundDeps {
  */
 export class InboundListener {
   private readonly server: Server;
-  private readonly secure: Http2SecureServer;
+  /** The mutual-TLS handshake; ALPN picks the server a connection goes to (secureConnection()). */
+  private readonly tlsServer: TlsServer;
+  /** HTTP/2 over the verified TLS connections (ALPN h2). */
+  private readonly secure: Http2Server;
   private readonly plaintext: PlaintextInbound;
   /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
   private readonly tunnelled: PlaintextInbound;
@@ -93,24 +96,18 @@ export class InboundListener {
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly d: InboundDeps) {
-    this.secure = createSecureServer({
-      ...d.tls.contextOptions,
-      requestCert: true,
-      rejectUnauthorized: true,
-      // http/1.1: peers whose HTTP/1.1 goes over pooled mTLS connections (protocol.meshHttp1 'h1').
-      ALPNProtocols: ['h2', 'http/1.1'],
-      allowHTTP1: false,
-      // node:http2 destroys an 'unknownProtocol' socket after this long even when it was taken
-      // over (serveMeshH1): the longest a timer allows. The mesh pools retire their
-      // connections long before (certificate rotation, idle timeouts).
-      unknownProtocolTimeout: 0x7fffffff,
+    // ALPN h2: HTTP/2 (every peer offers it); http/1.1: peers whose HTTP/1.1 goes over
+    // pooled mTLS connections (protocol.meshHttp1 'h1'). A client certificate chaining to
+    // the trust bundle is required either way.
+    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'] }, (s) => this.secureConnection(s));
+    this.secure = createH2Server({
       maxHeaderListPairs: 512,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20, enableConnectProtocol: true },
       streamResetBurst: PEER_RESET_BURST,
       streamResetRate: PEER_RESET_RATE,
     });
-    d.tls.onRotate(() => this.secure.setSecureContext(d.tls.contextOptions));
+    d.tls.onRotate(() => this.tlsServer.setSecureContext(d.tls.contextOptions));
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
     this.secure.on('session', (s) => {
@@ -123,7 +120,7 @@ export class InboundListener {
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
       });
     });
-    this.secure.on('tlsClientError', (err) => {
+    this.tlsServer.on('tlsClientError', (err) => {
       d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'tls-handshake' });
       d.logger.info('inbound TLS handshake refused', { code: 'TLS_HANDSHAKE', error: err.message });
     });
@@ -150,8 +147,6 @@ export class InboundListener {
       this.track(1);
       res.once('close', () => this.track(-1));
     });
-    // node:http2 hands over TLS connections that negotiated another protocol than h2.
-    this.secure.on('unknownProtocol', (socket: TLSSocket) => this.serveMeshH1(socket));
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
     // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
     // them are dropped as from a plaintext caller (the CONNECT names the port), but the
@@ -187,7 +182,7 @@ export class InboundListener {
     if (kind === 'tls' || (kind === 'timeout' && mode === 'STRICT')) {
       // A silent client on a STRICT port may be a slow TLS client: the TLS server's own handshake timeout judges it.
       this.d.policyTelemetry.connection(true, 'accepted');
-      this.secure.emit('connection', socket);
+      this.tlsServer.emit('connection', socket);
       return;
     }
     if (mode === 'STRICT') {
@@ -202,13 +197,21 @@ export class InboundListener {
   }
 
   /**
-   * A verified mTLS connection that chose ALPN http/1.1. The TLS server required a client
-   * certificate chaining to the trust bundle; the peer's SPIFFE ID (peerSpiffeId) is the
-   * caller of every request on it, as for an HTTP/2 session. No ALPN at all is refused,
-   * as before: a peer sidecar always offers one.
+   * A verified mTLS connection (the TLS server required a client certificate chaining to
+   * the trust bundle). ALPN h2: an HTTP/2 session (node:http2 runs it over the TLS socket
+   * as its secure server would); http/1.1: HTTP/1.1 through the same mTLS stack, the peer's
+   * SPIFFE ID (peerSpiffeId) the caller of every request on it, as for a session. No ALPN
+   * at all is refused, as before: a peer sidecar always offers one.
    */
+  private secureConnection(socket: TLSSocket): void {
+    if (!socket.authorized) return void socket.destroy();
+    if (socket.alpnProtocol === 'h2') this.secure.emit('connection', socket);
+    else if (socket.alpnProtocol === 'http/1.1') this.serveMeshH1(socket);
+    else socket.destroy();
+  }
+
+  /** The one place the HTTP/1.1 server takes a connection (h1-listen's `serve(socket)` at merge). */
   private serveMeshH1(socket: TLSSocket): void {
-    if (socket.alpnProtocol !== 'http/1.1' || !socket.authorized) return void socket.destroy();
     this.meshH1.emit('connection', socket);
   }
 
