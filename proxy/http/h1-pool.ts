@@ -27,6 +27,13 @@ export interface H1PoolOptions {
   readonly connectTimeoutMs?: number;
   /** A connection was established (the peer-connection metric). */
   readonly onConnection?: () => void;
+  /**
+   * Cluster limits as the mesh's HTTP/2 sessions apply them (outbound/mesh-h1-pool.ts): a
+   * new connection needs a connection slot (no first connection beyond the limit), and a
+   * request waiting for its new connection to come up is a pending request (Envoy counts
+   * a request pending until a connection is ready for it).
+   */
+  readonly strictLimits?: boolean;
 }
 
 /** A slot of a limit, given back once (proxy/resilience/concurrency-limits.ts Admission). */
@@ -78,6 +85,7 @@ export class H1Pool {
   readonly secure: boolean;
   readonly connectTimeoutMs: number;
   readonly onConnection: (() => void) | undefined;
+  readonly strictLimits: boolean;
 
   constructor(opts: H1PoolOptions = {}) {
     this.maxSockets = opts.maxSockets ?? Infinity;
@@ -88,6 +96,7 @@ export class H1Pool {
     this.secure = opts.secure ?? false;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
     this.onConnection = opts.onConnection;
+    this.strictLimits = opts.strictLimits ?? false;
   }
 
   /**
@@ -197,7 +206,9 @@ class Origin {
     }
     if (this.conns.size < this.pool.maxSockets) {
       const slot = this.connectionSlot(ex);
+      if (slot instanceof Error) return ex.fail(slot);
       if (slot !== undefined) {
+        if (this.pool.strictLimits && ex.limits !== null && !ex.holdPending()) return slot?.release();
         const conn = new Conn(this, slot, this.pool.connectTimeoutMs > 0 ? ex.waitMs || this.pool.connectTimeoutMs : 0);
         this.conns.add(conn);
         return conn.start(ex);
@@ -215,11 +226,13 @@ class Origin {
    * all opens one anyway: its requests could otherwise wait for ever on slots held by
    * other endpoints' connections.
    */
-  private connectionSlot(ex: Exchange): Slot | null | undefined {
+  private connectionSlot(ex: Exchange): Slot | null | undefined | ProxyError {
     if (ex.limits === null) return null;
     const slot = ex.limits.admitConnection('connections');
     if (!(slot instanceof Error)) return slot;
-    return this.conns.size === 0 ? null : undefined;
+    if (this.conns.size > 0) return undefined;
+    // strictLimits: nothing to wait for and no slot to open one: overflow, as for a peer session.
+    return this.pool.strictLimits ? (slot instanceof ProxyError ? slot : toProxyError(slot)) : null;
   }
 
   private next(): Exchange | undefined {
@@ -300,6 +313,7 @@ class Conn implements H1Handler {
 
   private onConnect(): void {
     this.connected = true;
+    this.ex?.unwait(); // strictLimits: no longer pending
     this.origin.pool.onConnection?.();
     // In flight: no timer (the layers above own request timeouts); idle: the idle timer.
     this.socket.setTimeout(this.ex === null ? this.idleMs : 0);
@@ -406,6 +420,7 @@ class Conn implements H1Handler {
     this.origin.closed(this);
     if (!ex) return;
     ex.conn = null;
+    ex.unwait();
     ex.onConnectionLost(err, this.gotBytes);
   }
 }
@@ -458,6 +473,20 @@ class Exchange {
     }
     this.pending = p;
     this.waitTimer = setTimeout(() => this.fail(new ProxyError('OVERFLOW', `no connection to the endpoint was free within ${this.waitMs} ms`)), this.waitMs);
+    return true;
+  }
+
+  /**
+   * strictLimits: a pending slot held while this request's new connection comes up (the
+   * connect timeout bounds it). False, and the request failed with OVERFLOW, when none is left.
+   */
+  holdPending(): boolean {
+    const p = this.limits!.admitConnection('pending');
+    if (p instanceof Error) {
+      this.fail(p instanceof ProxyError ? p : toProxyError(p));
+      return false;
+    }
+    this.pending = p;
     return true;
   }
 

@@ -49,6 +49,7 @@ export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
     onConnection: o.onConnection,
+    strictLimits: true,
   });
   o.tls.onRotate(() => pool.retire());
   return pool;
