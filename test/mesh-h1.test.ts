@@ -82,6 +82,8 @@ test('HTTP/1.1 crosses as HTTP/1.1 on at most meshHttp1MaxConnectionsPerPeer mTL
   expect(all.map((r) => r.status)).toEqual(Array(4 * BOUND).fill(200));
   // HTTP/2 would have opened one connection; an unbounded pool one per request.
   expect((await metric(client, /wren_peer_connections_total\{kind="mtls"\} (\d+)/)) - before).toBe(BOUND);
+  // The bound fired (requests waited for a connection), and says so.
+  expect(await metric(client, /wren_limit_exceeded_total\{direction="outbound",limit="mesh-http1-connections-per-peer"\} (\d+)/)).toBeGreaterThan(0);
   // The peer's caller identity came from the mTLS handshake (XFCC), and the mesh headers did not reach the app.
   const echo = JSON.parse((await get('/echo')).body) as { headers: Record<string, string>; httpVersion: string };
   expect(echo.headers['x-forwarded-client-cert']).toContain('URI=spiffe://cluster.local/ns/default/sa/client');

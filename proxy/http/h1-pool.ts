@@ -27,6 +27,8 @@ export interface H1PoolOptions {
   readonly connectTimeoutMs?: number;
   /** A connection was established (the peer-connection metric). */
   readonly onConnection?: () => void;
+  /** A request found `maxSockets` connections busy and waits for one (the bound's metric). */
+  readonly onQueued?: () => void;
   /**
    * Cluster limits as the mesh's HTTP/2 sessions apply them (outbound/mesh-h1-pool.ts): a
    * new connection needs a connection slot (no first connection beyond the limit), and a
@@ -85,6 +87,7 @@ export class H1Pool {
   readonly secure: boolean;
   readonly connectTimeoutMs: number;
   readonly onConnection: (() => void) | undefined;
+  readonly onQueued: (() => void) | undefined;
   readonly strictLimits: boolean;
 
   constructor(opts: H1PoolOptions = {}) {
@@ -96,6 +99,7 @@ export class H1Pool {
     this.secure = opts.secure ?? false;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
     this.onConnection = opts.onConnection;
+    this.onQueued = opts.onQueued;
     this.strictLimits = opts.strictLimits ?? false;
   }
 
@@ -213,7 +217,7 @@ class Origin {
         this.conns.add(conn);
         return conn.start(ex);
       }
-    }
+    } else this.pool.onQueued?.();
     if (!ex.wait()) return;
     this.waiting.push(ex);
     ex.queued = true;

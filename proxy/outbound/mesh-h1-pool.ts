@@ -14,6 +14,8 @@ export interface MeshH1PoolOptions {
   readonly connectTimeoutMs: number;
   readonly maxHeaderBytes: number;
   readonly onConnection?: () => void;
+  /** A request waits because every connection to its peer is busy (the per-peer bound fired). */
+  readonly onQueued?: () => void;
 }
 
 /**
@@ -49,6 +51,7 @@ export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
     onConnection: o.onConnection,
+    onQueued: o.onQueued,
     strictLimits: true,
   });
   o.tls.onRotate(() => pool.retire());
