@@ -99,7 +99,8 @@ export class Proxy {
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget });
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
-        ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls') })
+        ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
+            onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
         : undefined;
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
