@@ -92,7 +92,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
   try {
     const backend = await start([here('./backend.js')], /ready (\d+) (\d+)/);
     const [h1Port, grpcPort] = [Number(backend.match[1]), Number(backend.match[2])];
-    const proxyCfg = async (name: string, services: unknown[], fileName = name, concurrency = 1) => {
+    const proxyCfg = async (name: string, services: unknown[], fileName = name, over: Record<string, unknown> = {}) => {
       const file = join(dir, `${fileName}.yaml`);
       await writeFile(file, stringify({
         identity: { namespace: 'default', serviceAccount: name },
@@ -101,7 +101,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
         log: { level: 'info' },
         shutdown: { gracePeriodMs: 200 },
         mesh: { services },
-        concurrency,
+        ...over,
       }));
       return file;
     };
@@ -109,22 +109,25 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     // WREN_BENCH_NODE_ARGS adds Node flags to the sidecars (e.g. --trace-gc), WREN_BENCH_OUTBOUND_NODE_ARGS to the outbound ones only.
     const flags = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
     const common = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
-    /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars. */
-    const wrenPair = async (tag: string, extra: string[], concurrency = 1) => {
-      const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, concurrency)], started, [...common, ...extra]);
+    /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars, `over` config to both. */
+    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}) => {
+      const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra]);
       const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: Number(server.match[2]), identity: files.web.spiffeId }];
       const client = await start([wren, 'proxy', '--config', await proxyCfg('client', [
         { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
         { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
-      ], `client${tag}`, concurrency)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
+      ], `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
       console.log(`wren sidecars${extra.length ? ` (${extra.join(' ')})` : ''}: outbound pid ${client.pid}, inbound pid ${server.pid}`);
       return { procs: [client, server], port: Number(client.match[1]) };
     };
     const main = await wrenPair('', []);
     // WREN_BENCH_COMPARE_NODE_ARGS="--max-semi-space-size=4 ...": a second Wren pair with those node flags, measured in the same run.
     const variantArgs = flags(process.env.WREN_BENCH_COMPARE_NODE_ARGS);
-    const variant = variantArgs.length ? await wrenPair('-variant', variantArgs) : null;
-    const workers = CONCURRENCY > 1 ? await wrenPair(`-c${CONCURRENCY}`, [], CONCURRENCY) : null;
+    // WREN_BENCH_COMPARE_CONFIG='{"protocol":{"meshHttp1":"h1"}}': the second pair with that proxy config (top-level keys replace the defaults').
+    const variantCfg = process.env.WREN_BENCH_COMPARE_CONFIG ? (JSON.parse(process.env.WREN_BENCH_COMPARE_CONFIG) as Record<string, unknown>) : undefined;
+    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : [])].join(' ');
+    const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg) : null;
+    const workers = CONCURRENCY > 1 ? await wrenPair(`-c${CONCURRENCY}`, [], { concurrency: CONCURRENCY }) : null;
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
     const haproxyMissing = missingTools.get('haproxy');
@@ -132,7 +135,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const paths: Path[] = [
       { name: 'direct', procs: [], h1Port, grpcPort },
       { name: 'wren pair', procs: main.procs, h1Port: main.port, grpcPort: main.port },
-      ...(variant ? [{ name: `wren pair ${variantArgs.join(' ')}`, procs: variant.procs, h1Port: variant.port, grpcPort: variant.port }] : []),
+      ...(variant ? [{ name: `wren pair ${variantName}`, procs: variant.procs, h1Port: variant.port, grpcPort: variant.port }] : []),
       ...(workers ? [{ name: `wren pair concurrency ${CONCURRENCY}`, procs: workers.procs, h1Port: workers.port, grpcPort: workers.port }] : []),
       { name: 'naive pair', procs: [naiveOut, naiveIn], h1Port: Number(naiveOut.match[1]), noGrpc: 'the naive pair is node:http/https, HTTP/1.1 only' },
       hap ? { name: 'haproxy pair', procs: hap.pids.map((pid) => ({ pid })), h1Port: hap.outboundPort, grpcPort: hap.grpcPort } : { name: 'haproxy pair', procs: [], missing: haproxyMissing },

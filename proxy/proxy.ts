@@ -10,6 +10,8 @@ import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
 import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
+import { meshH1Pool } from './outbound/mesh-h1-pool.js';
+import type { H1Pool } from './http/h1-pool.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
 import { UpstreamListener } from './outbound/upstream-listener.js';
@@ -67,6 +69,8 @@ export class Proxy {
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
+  /** HTTP/1.1 to peer sidecars when protocol.meshHttp1 is 'h1' (outbound/mesh-h1-pool.ts). */
+  private readonly meshH1: H1Pool | undefined;
   private readonly outbound: OutboundListener;
   /** Explicit upstreams (config `upstreams`): local ports bound to one service each. */
   private readonly upstreams: readonly UpstreamListener[];
@@ -118,6 +122,11 @@ export class Proxy {
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
+    this.meshH1 =
+      config.protocol.meshHttp1 === 'h1'
+        ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
+            onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
+        : undefined;
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
@@ -148,7 +157,7 @@ export class Proxy {
       routes: () => this.routes,
       originalDst: opts.originalDst,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
-      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent }),
+      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
@@ -367,6 +376,7 @@ export class Proxy {
     await this.pool?.close();
     this.inbound.close();
     this.peers.close();
+    this.meshH1?.destroy();
     this.appSessions.close();
     this.clusters.close();
     this.jwks.close();

@@ -166,6 +166,17 @@ describe('upstreams (explicit local listeners, Consul-style)', () => {
   });
 });
 
+describe('protocol.meshHttp1 (HTTP/1.1 between sidecars)', () => {
+  test('defaults, values, and errors naming the field path', () => {
+    const p = parseProxyConfig({ tls: files }).protocol;
+    expect(p.meshHttp1).toBe('h2');
+    expect(p.meshHttp1MaxConnectionsPerPeer).toBe(256);
+    expect(parseProxyConfig({ tls: files, protocol: { meshHttp1: 'h1', meshHttp1MaxConnectionsPerPeer: 8 } }).protocol).toMatchObject({ meshHttp1: 'h1', meshHttp1MaxConnectionsPerPeer: 8 });
+    expect(problem({ tls: files, protocol: { meshHttp1: 'http/1.1' } })).toMatch(/^cfg: protocol\.meshHttp1: expected one of h1, h2/);
+    expect(problem({ tls: files, protocol: { meshHttp1MaxConnectionsPerPeer: 0 } })).toContain('protocol.meshHttp1MaxConnectionsPerPeer');
+  });
+});
+
 describe('abuse limits (docs/security.md)', () => {
   test('Envoy-like defaults', () => {
     const l = parseProxyConfig({ tls: files }).limits;

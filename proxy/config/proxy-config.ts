@@ -96,6 +96,15 @@ export interface ProxyConfig {
     readonly detectTimeoutMs: number;
     /** Server-speaks-first ports: never wait for the client's first bytes. */
     readonly opaquePorts: readonly number[];
+    /**
+     * How HTTP/1.1 requests travel to a peer sidecar (docs/configuration.md, Between sidecars):
+     * 'h1' as HTTP/1.1 over a bounded pool of mTLS connections per peer, one exchange at a
+     * time per connection (Istio's default); 'h2' as streams on the one multiplexed HTTP/2
+     * session per peer (Linkerd's). HTTP/2, gRPC, upgrades and TCP always take HTTP/2.
+     */
+    readonly meshHttp1: 'h1' | 'h2';
+    /** 'h1' only: mTLS connections per peer sidecar; requests beyond wait for one (as the cluster's pending requests). */
+    readonly meshHttp1MaxConnectionsPerPeer: number;
   };
   readonly limits: ProxyLimits;
   readonly shutdown: { readonly gracePeriodMs: number };
@@ -254,6 +263,8 @@ const shape = obj({
   protocol: obj({
     detectTimeoutMs: duration(1000),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
+    meshHttp1: literal(['h1', 'h2'] as const, 'h2'),
+    meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({
     maxHeaderBytes: num({ int: true, min: 1024, max: 1 << 20, default: 16 * 1024 }),

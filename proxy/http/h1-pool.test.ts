@@ -313,4 +313,41 @@ describe('H1Pool', () => {
     expect(await got).toBe('part1part2');
     expect((big.body as unknown as { settled: boolean }).settled).toBe(true);
   });
+
+  it('bounds the connect with connectTimeoutMs (a request\'s waitMs overrides it): CONNECT_TIMEOUT', async () => {
+    // A TLS handshake that never completes (a peer that accepts and stays silent): the transport is never up.
+    const { connect: tlsConnect } = await import('node:tls');
+    const held: Socket[] = [];
+    const silent = await rawApp((s) => void held.push(s));
+    const hanging = (host: string, port: number) => tlsConnect({ host, port, rejectUnauthorized: false }) as unknown as Socket;
+    const p = pool({ connect: hanging, secure: true, connectTimeoutMs: 100 });
+    const t0 = Date.now();
+    expect(((await send(p, silent).catch((e) => e)) as ProxyError).code).toBe('CONNECT_TIMEOUT');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    const t1 = Date.now();
+    const viaWait = await p.request('127.0.0.1', silent, request(), {}, undefined, 300).catch((e) => e);
+    expect((viaWait as ProxyError).code).toBe('CONNECT_TIMEOUT');
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(280);
+    for (const s of held) s.destroy();
+  });
+
+  it('keeps origins of different peer identities apart, and retire() ends reuse of the connections open now', async () => {
+    const a = await app((_req, res) => res.end('r'));
+    const p = pool();
+    await text(await p.request('127.0.0.1', a.port, request(), {}, undefined, 0, 'spiffe://td/ns/a/sa/x'));
+    await text(await p.request('127.0.0.1', a.port, request(), {}, undefined, 0, 'spiffe://td/ns/a/sa/y'));
+    expect(a.connections.size).toBe(2);
+    expect(p.connections('127.0.0.1', a.port, 'spiffe://td/ns/a/sa/x')).toBe(1);
+    const closed = new Promise((r) => [...a.connections][0].once('close', r));
+    p.retire();
+    await closed;
+    await text(await p.request('127.0.0.1', a.port, request(), {}, undefined, 0, 'spiffe://td/ns/a/sa/x'));
+    expect(a.connections.size).toBe(3);
+  });
+
+  it('adds the caller\'s extra field lines to the head as they are', async () => {
+    const a = await app((_req, res) => res.end('e'));
+    await text(await pool().request('127.0.0.1', a.port, request(), { 'x-a': '1' }, undefined, 0, '', 'wren-target-port: 8080\r\nwren-orig-proto: HTTP/1.1\r\n'));
+    expect(a.seen[0].headers).toMatchObject({ 'x-a': '1', 'wren-target-port': '8080', 'wren-orig-proto': 'HTTP/1.1' });
+  });
 });

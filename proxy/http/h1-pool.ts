@@ -4,7 +4,11 @@ import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ProxyRequest, ProxyResponse, SettledBody } from './exchange.js';
 import type { Headers } from './headers.js';
-import { H1ResponseParser, type H1ResponseHead, type H1ResponseHandler } from './h1-response-parser.js';
+import { H1Parser, type H1Handler } from '../h1/parser.js';
+import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
+import type { H1Error } from '../h1/h1-error.js';
+import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
+import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 
 export interface H1PoolOptions {
   /** Connections per origin (host:port); requests beyond it wait for one to be free. */
@@ -12,6 +16,26 @@ export interface H1PoolOptions {
   /** Idle connections close after this long, or 1 s before the server's `keep-alive: timeout` hint if sooner. */
   readonly idleTimeoutMs?: number;
   readonly maxHeaderBytes?: number;
+  /**
+   * Opens a connection (default: plain TCP). The mesh pool passes a TLS connect that
+   * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
+   * socket is a TLSSocket, ready at 'secureConnect'.
+   */
+  readonly connect?: (host: string, port: number, peer: string) => Socket;
+  readonly secure?: boolean;
+  /** Connect timeout (0: none); a request's `waitMs` (the cluster's connect timeout) overrides it. */
+  readonly connectTimeoutMs?: number;
+  /** A connection was established (the peer-connection metric). */
+  readonly onConnection?: () => void;
+  /** A request found `maxSockets` connections busy and waits for one (the bound's metric). */
+  readonly onQueued?: () => void;
+  /**
+   * Cluster limits as the mesh's HTTP/2 sessions apply them (outbound/mesh-h1-pool.ts): a
+   * new connection needs a connection slot (no first connection beyond the limit), and a
+   * request waiting for its new connection to come up is a pending request (Envoy counts
+   * a request pending until a connection is ready for it).
+   */
+  readonly strictLimits?: boolean;
 }
 
 /** A slot of a limit, given back once (proxy/resilience/concurrency-limits.ts Admission). */
@@ -28,14 +52,14 @@ export interface H1Limits {
   admitConnection(kind: 'connections' | 'pending'): Slot | Error;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-/** As node's http.request: request-target characters outside \x21-\xff are refused. */
-const BAD_PATH = /[^\u0021-\u00ff]/;
-/** Methods whose requests carry `content-length: 0` when they have no body (node's useChunkedEncodingByDefault). */
-const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
-const CRLF = '\r\n';
-const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
+const tcpConnect = (host: string, port: number): Socket => connect({ host, port });
+
+/** The body length a request head declares: its Content-Length, or -1 (chunked) without a usable one. */
+function declaredLength(v: string | string[] | undefined): number {
+  if (v === undefined) return -1;
+  const n = Number(Array.isArray(v) ? v[0] : v);
+  return Number.isSafeInteger(n) && n >= 0 ? n : -1;
+}
 
 const POOLS = new WeakMap<Agent, H1Pool>();
 
@@ -58,11 +82,25 @@ export class H1Pool {
   readonly maxSockets: number;
   readonly idleTimeoutMs: number;
   readonly maxHeaderBytes: number;
+  readonly limits: CodecLimits;
+  readonly connectFn: (host: string, port: number, peer: string) => Socket;
+  readonly secure: boolean;
+  readonly connectTimeoutMs: number;
+  readonly onConnection: (() => void) | undefined;
+  readonly onQueued: (() => void) | undefined;
+  readonly strictLimits: boolean;
 
   constructor(opts: H1PoolOptions = {}) {
     this.maxSockets = opts.maxSockets ?? Infinity;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4000;
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
+    this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes };
+    this.connectFn = opts.connect ?? tcpConnect;
+    this.secure = opts.secure ?? false;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
+    this.onConnection = opts.onConnection;
+    this.onQueued = opts.onQueued;
+    this.strictLimits = opts.strictLimits ?? false;
   }
 
   /**
@@ -83,35 +121,60 @@ export class H1Pool {
     return pool;
   }
 
-  /** `limits`: the cluster's connection limits (unmeshed endpoints); none for local delivery. */
-  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0): Promise<ProxyResponse> {
+  /**
+   * `limits`: the cluster's connection limits (unmeshed endpoints, peer sidecars); none for
+   * local delivery. `peer`: the identity the connection must present (part of the origin:
+   * connections to the same address for different identities are never shared). `extra`:
+   * field lines added to the head as they are (the mesh headers, built by the caller).
+   */
+  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
+      const bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
       let text: string;
       try {
-        text = requestHead(req, head);
+        text = requestHead(req.method, req.path, req.authority, head, bodyLength);
+        // Before the empty line that ends the head (a rope concatenation, no copy).
+        if (extra !== '') text = text.slice(0, -2) + extra + '\r\n';
       } catch (e) {
         return reject(e);
       }
       if (req.signal.aborted) return reject(new ProxyError('CLIENT_CANCELLED'));
-      const origin = this.origin(host, port);
-      const ex = new Exchange(req, text, head['content-length'] === undefined, resolve, reject, origin);
+      const origin = this.origin(host, port, peer);
+      const ex = new Exchange(req, text, bodyLength < 0, resolve, reject, origin);
       if (limits) ex.limit(limits, waitMs);
+      else ex.waitMs = waitMs;
       origin.acquire(ex);
     });
   }
 
-  /** The origin for host:port (created on first use). */
-  origin(host: string, port: number): Origin {
-    const key = `${host}:${port}`;
+  /** The origin for host:port (and peer identity), created on first use. */
+  origin(host: string, port: number, peer = ''): Origin {
+    const key = peer === '' ? `${host}:${port}` : `${host}:${port}|${peer}`;
     let origin = this.origins.get(key);
-    if (!origin) this.origins.set(key, (origin = new Origin(this, host, port)));
+    if (!origin) this.origins.set(key, (origin = new Origin(this, host, port, peer, key)));
     return origin;
   }
 
+  /** Connections open to host:port (tests and the mesh pool's bound). */
+  connections(host: string, port: number, peer = ''): number {
+    return this.origins.get(peer === '' ? `${host}:${port}` : `${host}:${port}|${peer}`)?.conns.size ?? 0;
+  }
+
   /** Drop an origin that has no connection and no queued request. */
-  forget(origin: { readonly host: string; readonly port: number }): void {
-    const key = `${origin.host}:${origin.port}`;
-    if (this.origins.get(key) === origin) this.origins.delete(key);
+  forget(origin: Origin): void {
+    if (this.origins.get(origin.key) === origin) this.origins.delete(origin.key);
+  }
+
+  /** Bumped by retire(): a connection of an older generation is not reused. */
+  generation = 0;
+
+  /**
+   * No new request on the connections open now (certificate rotation): idle ones close at
+   * once, busy ones once their exchange ends; in-flight exchanges are not disturbed.
+   */
+  retire(): void {
+    this.generation++;
+    for (const o of this.origins.values()) for (const c of o.idle.slice()) c.close(null);
   }
 
   /** Close every connection (in-flight exchanges fail). The pool stays usable. */
@@ -130,11 +193,13 @@ class Origin {
     readonly pool: H1Pool,
     readonly host: string,
     readonly port: number,
+    readonly peer: string,
+    readonly key: string,
   ) {}
 
   acquire(ex: Exchange, fresh = false): void {
     // A retry may come back to an origin the pool has forgotten meanwhile.
-    const live = this.pool.origin(this.host, this.port);
+    const live = this.pool.origin(this.host, this.port, this.peer);
     if (live !== this) {
       ex.origin = live;
       return live.acquire(ex, fresh);
@@ -145,12 +210,14 @@ class Origin {
     }
     if (this.conns.size < this.pool.maxSockets) {
       const slot = this.connectionSlot(ex);
+      if (slot instanceof Error) return ex.fail(slot);
       if (slot !== undefined) {
-        const conn = new Conn(this, slot);
+        if (this.pool.strictLimits && ex.limits !== null && !ex.holdPending()) return slot?.release();
+        const conn = new Conn(this, slot, this.pool.connectTimeoutMs > 0 ? ex.waitMs || this.pool.connectTimeoutMs : 0);
         this.conns.add(conn);
         return conn.start(ex);
       }
-    }
+    } else this.pool.onQueued?.();
     if (!ex.wait()) return;
     this.waiting.push(ex);
     ex.queued = true;
@@ -163,11 +230,13 @@ class Origin {
    * all opens one anyway: its requests could otherwise wait for ever on slots held by
    * other endpoints' connections.
    */
-  private connectionSlot(ex: Exchange): Slot | null | undefined {
+  private connectionSlot(ex: Exchange): Slot | null | undefined | ProxyError {
     if (ex.limits === null) return null;
     const slot = ex.limits.admitConnection('connections');
     if (!(slot instanceof Error)) return slot;
-    return this.conns.size === 0 ? null : undefined;
+    if (this.conns.size > 0) return undefined;
+    // strictLimits: nothing to wait for and no slot to open one: overflow, as for a peer session.
+    return this.pool.strictLimits ? (slot instanceof ProxyError ? slot : toProxyError(slot)) : null;
   }
 
   private next(): Exchange | undefined {
@@ -208,42 +277,50 @@ class Origin {
   }
 }
 
-class Conn {
+class Conn implements H1Handler {
   readonly socket: Socket;
-  private readonly parser: H1ResponseParser;
+  private readonly parser: H1Parser;
   ex: Exchange | null = null;
-  private head: H1ResponseHead | null = null;
+  private head: H1Head | null = null;
   private reused = false;
   private dead = false;
+  /** The transport (TCP, or TLS with the peer verified) is up: the connect timeout no longer applies. */
+  private connected = false;
+  /** Response bytes arrived for the exchange in flight (a stale connection sends none). */
+  private gotBytes = false;
+  /** The parser ended the response in flight (it pauses there, so later bytes stay unread). */
+  private ended = false;
   private idleMs: number;
+  private readonly generation: number;
 
   constructor(
     readonly origin: Origin,
     private readonly slot: Slot | null,
+    connectTimeoutMs: number,
   ) {
-    this.idleMs = origin.pool.idleTimeoutMs;
-    // The parser reports to the exchange in flight; the connection decides about reuse once it returns.
-    const handler: H1ResponseHandler = {
-      onHead: (head) => {
-        this.head = head;
-        const hint = head.keepAliveTimeoutMs;
-        if (hint !== undefined) this.idleMs = Math.max(0, Math.min(origin.pool.idleTimeoutMs, hint - 1000));
-        this.ex!.onHead(head);
-      },
-      onData: (chunk) => {
-        if (!this.ex!.push(chunk)) this.socket.pause();
-      },
-      onEnd: (trailers) => this.ex!.end(trailers),
-    };
-    this.parser = new H1ResponseParser(handler, origin.pool.maxHeaderBytes);
-    const s = (this.socket = connect({ host: origin.host, port: origin.port }));
+    const pool = origin.pool;
+    this.idleMs = pool.idleTimeoutMs;
+    this.generation = pool.generation;
+    this.parser = new H1Parser(this, true, pool.limits);
+    const s = (this.socket = pool.connectFn(origin.host, origin.port, origin.peer));
     s.setNoDelay(true);
+    // The connect timeout: until the transport is up, socket inactivity is the connect taking too long.
+    if (connectTimeoutMs > 0) s.setTimeout(connectTimeoutMs);
+    s.once(pool.secure ? 'secureConnect' : 'connect', () => this.onConnect());
     s.on('data', (d: Buffer) => this.onSocketData(d));
     s.on('drain', () => this.ex?.onDrain());
     s.on('end', () => this.onSocketEnd());
     s.on('error', (e) => this.close(e));
     s.on('close', () => this.close(null));
-    s.on('timeout', () => this.close(null));
+    s.on('timeout', () => this.close(this.connected ? null : new ProxyError('CONNECT_TIMEOUT', `${origin.host}:${origin.port} after ${connectTimeoutMs} ms`)));
+  }
+
+  private onConnect(): void {
+    this.connected = true;
+    this.ex?.unwait(); // strictLimits: no longer pending
+    this.origin.pool.onConnection?.();
+    // In flight: no timer (the layers above own request timeouts); idle: the idle timer.
+    this.socket.setTimeout(this.ex === null ? this.idleMs : 0);
   }
 
   start(ex: Exchange): void {
@@ -251,8 +328,11 @@ class Conn {
     ex.conn = this;
     ex.reused = this.reused;
     this.head = null;
-    this.parser.reset();
-    this.socket.setTimeout(0);
+    this.gotBytes = false;
+    this.ended = false;
+    this.parser.setRequestMethod(ex.req.method);
+    this.parser.resume();
+    if (this.connected) this.socket.setTimeout(0);
     this.socket.resume();
     ex.send(this.socket);
   }
@@ -262,37 +342,69 @@ class Conn {
     this.socket.setTimeout(this.idleMs);
   }
 
+  // H1Handler: the parser reports to the exchange in flight; the connection decides about reuse once it returns.
+  onHead(head: H1Head): void {
+    const st = head.status;
+    if (st < 200 && st !== 101) return; // interim (100 Continue, 103 Early Hints): the final response follows
+    // Never asked to switch protocols (upgrades take h1-upgrade.ts): a 101 here is a broken server.
+    if (st === 101 || head.upgrade) return this.close(new ProxyError('UPSTREAM_PROTOCOL', 'unexpected 101 Switching Protocols'));
+    this.head = head;
+    const hint = head.keepAliveTimeoutMs;
+    const max = this.origin.pool.idleTimeoutMs;
+    if (hint >= 0) this.idleMs = Math.max(0, Math.min(max, hint - 1000));
+    this.ex!.onHead(head);
+  }
+
+  onBody(chunk: Buffer): void {
+    if (!this.ex!.push(chunk)) this.socket.pause();
+  }
+
+  onTrailers(fields: string[]): void {
+    const t = fieldsToHeaders(fields, true);
+    for (const _ in t) return void (this.ex!.trailers = t);
+  }
+
+  onEnd(): void {
+    this.ended = true;
+    this.parser.pause();
+  }
+
+  onUpgrade(): void {
+    // Not reached: a 101 (or a 2xx to CONNECT, never sent here) closes the connection in onHead.
+  }
+
+  onError(err: H1Error): void {
+    this.close(err);
+  }
+
   private onSocketData(d: Buffer): void {
     const ex = this.ex;
     // Bytes from the server while no request is outstanding: the connection is unusable.
-    if (ex === null) return this.close(null);
-    try {
-      this.parser.execute(d, ex.isHead);
-    } catch (e) {
-      return this.close(e);
-    }
-    if (this.parser.done && this.ex === ex) this.complete(ex);
+    if (ex === null || this.ended) return this.close(null);
+    this.gotBytes = true;
+    const used = this.parser.execute(d);
+    if (!this.ended || this.ex !== ex) return;
+    // Bytes after the response's end, before the next request was sent: the connection cannot be reused.
+    this.complete(ex, used === d.length);
   }
 
   private onSocketEnd(): void {
     const ex = this.ex;
-    if (ex === null || this.parser.done) return;
-    try {
-      this.parser.finish(); // ends a close-delimited body, throws for anything unfinished
-    } catch (e) {
-      return this.close(e);
-    }
-    this.complete(ex);
+    if (ex === null || this.ended) return;
+    this.parser.finish(); // ends a close-delimited body; a cut-short response goes to onError
+    if (this.ended && this.ex === ex) return this.complete(ex, false);
+    // Nothing of a response arrived (finish() says nothing for an idle parser).
+    if (this.ex === ex) this.close(new ProxyError('UPSTREAM_RESET', 'connection closed before a response'));
   }
 
   /** The response ended: reuse the connection if it is clean, else close it. */
-  private complete(ex: Exchange): void {
+  private complete(ex: Exchange, clean: boolean): void {
+    ex.end();
     this.ex = null;
     ex.conn = null;
     ex.detach();
     // idleMs 0: the server's keep-alive hint leaves no safe time to reuse the connection.
-    const clean = this.head?.keepAlive === true && !this.parser.extraData && ex.sent && this.idleMs > 0 && !this.dead && !this.socket.destroyed;
-    if (!clean) return this.close(null);
+    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed || this.generation !== this.origin.pool.generation) return this.close(null);
     this.origin.release(this);
   }
 
@@ -306,13 +418,14 @@ class Conn {
     // behind request bytes the kernel still holds for an app that stopped reading, so the
     // app's end would stay ESTABLISHED, its request never cancelled, until TCP gives up
     // (issue 11, item 3).
-    if (ex !== null && !ex.sent && ex.req.body !== null && !this.socket.destroyed && !this.socket.connecting) this.socket.resetAndDestroy();
+    if (ex !== null && !ex.sent && ex.req.body !== null && !this.socket.destroyed && !this.socket.connecting && !this.origin.pool.secure) this.socket.resetAndDestroy();
     else this.socket.destroy();
     this.ex = null;
     this.origin.closed(this);
     if (!ex) return;
     ex.conn = null;
-    ex.onConnectionLost(err, this.parser.started);
+    ex.unwait();
+    ex.onConnectionLost(err, this.gotBytes);
   }
 }
 
@@ -325,10 +438,10 @@ class Exchange {
   finished = false;
   private retried = false;
   private body: ResponseBody | null = null;
-  private trailers: Headers | undefined;
+  trailers: Headers | undefined;
   private readonly onAbort = () => this.fail(new ProxyError('CLIENT_CANCELLED'));
   limits: H1Limits | null = null;
-  private waitMs = 0;
+  waitMs = 0;
   private pending: Slot | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
   readonly isHead: boolean;
@@ -367,6 +480,20 @@ class Exchange {
     return true;
   }
 
+  /**
+   * strictLimits: a pending slot held while this request's new connection comes up (the
+   * connect timeout bounds it). False, and the request failed with OVERFLOW, when none is left.
+   */
+  holdPending(): boolean {
+    const p = this.limits!.admitConnection('pending');
+    if (p instanceof Error) {
+      this.fail(p instanceof ProxyError ? p : toProxyError(p));
+      return false;
+    }
+    this.pending = p;
+    return true;
+  }
+
   /** Out of the wait queue (given a connection, re-queued, failed): the pending slot goes back. */
   unwait(): void {
     this.pending?.release();
@@ -378,42 +505,31 @@ class Exchange {
   send(socket: Socket): void {
     const body = this.req.body;
     if (body === null) {
-      socket.write(this.text, 'latin1');
+      writeMessage(socket, this.text, null);
       this.sent = true;
       return;
     }
     socket.cork();
     socket.write(this.text, 'latin1');
-    process.nextTick(() => socket.uncork());
+    process.nextTick(uncork, socket);
     const chunked = this.chunked;
+    // Per request with a body only (the bodyless common case above has none).
     const onData = (c: Buffer) => {
       const s = this.conn?.socket;
       if (!s) return;
-      let ok: boolean;
-      if (chunked) {
-        if (c.length === 0) return;
-        s.cork();
-        s.write(`${c.length.toString(16)}\r\n`, 'latin1');
-        s.write(c);
-        ok = s.write(CRLF, 'latin1');
-        s.uncork();
-      } else ok = s.write(c);
-      if (!ok) body.pause();
+      if (!(chunked ? writeChunk(s, c) : s.write(c))) body.pause();
     };
     const onEnd = () => {
       const s = this.conn?.socket;
       if (!s) return;
       if (chunked) {
-        const t = this.req.trailers();
-        if (t) {
-          let tail = '0\r\n';
-          try {
-            for (const k in t) tail += fieldLines(k, t[k]);
-          } catch (e) {
-            return this.conn?.close(e);
-          }
-          s.write(tail + CRLF, 'latin1');
-        } else s.write(LAST_CHUNK);
+        let tail: Buffer | string;
+        try {
+          tail = lastChunk(this.req.trailers(), false);
+        } catch (e) {
+          return this.conn?.close(e);
+        }
+        s.write(tail as string, 'latin1');
       }
       this.sent = true;
     };
@@ -425,6 +541,8 @@ class Exchange {
       body.removeListener('data', onData);
       body.removeListener('end', onEnd);
       body.removeListener('error', onError);
+      // The body's source may still fail (its client went away: 'aborted'); never uncaught.
+      body.on('error', ignore);
       if (!body.readableEnded) body.resume();
     };
   }
@@ -436,19 +554,20 @@ class Exchange {
     if (b && !this.sent) b.resume();
   }
 
-  onHead(head: H1ResponseHead): void {
+  onHead(head: H1Head): void {
     this.responded = true;
-    if (head.hasBody) this.body = new ResponseBody(this);
-    this.resolve({ status: head.status, headers: head.headers, body: this.body, trailers: () => this.trailers });
+    if (head.body !== Body.None) this.body = new ResponseBody(this);
+    this.resolve({ status: head.status, headers: fieldsToHeaders(head.fields), body: this.body, trailers: this.getTrailers });
   }
+
+  private readonly getTrailers = (): Headers | undefined => this.trailers;
 
   push(chunk: Buffer): boolean {
     return this.body ? this.body.push(chunk) : true;
   }
 
-  end(trailers: Headers | undefined): void {
+  end(): void {
     this.finished = true;
-    this.trailers = trailers;
     this.body?.push(null);
   }
 
@@ -511,29 +630,5 @@ class ResponseBody extends Readable implements SettledBody {
   }
 }
 
-export function requestHead(req: ProxyRequest, head: Headers): string {
-  const method = req.method;
-  if (!TOKEN.test(method)) throw new ProxyError('BAD_REQUEST', `invalid method ${JSON.stringify(method)}`);
-  if (BAD_PATH.test(req.path) || req.path === '') throw new ProxyError('BAD_REQUEST', 'invalid request target');
-  if (BAD_VALUE.test(req.authority)) throw new ProxyError('BAD_REQUEST', 'invalid authority');
-  let s = `${method} ${req.path} HTTP/1.1\r\nhost: ${req.authority}\r\n`;
-  for (const k in head) {
-    if (k === 'host') continue;
-    s += fieldLines(k, head[k]);
-  }
-  if (req.body !== null) {
-    if (head['content-length'] === undefined) s += 'transfer-encoding: chunked\r\n';
-  } else if (!BODYLESS_BY_DEFAULT.has(method) && head['content-length'] === undefined) s += 'content-length: 0\r\n';
-  return s + CRLF;
-}
-
-function fieldLines(name: string, v: string | string[]): string {
-  if (!TOKEN.test(name)) throw new ProxyError('BAD_REQUEST', `invalid header name ${JSON.stringify(name)}`);
-  if (typeof v === 'string') {
-    if (BAD_VALUE.test(v)) throw new ProxyError('BAD_REQUEST', `invalid value for header ${name}`);
-    return `${name}: ${v}\r\n`;
-  }
-  let s = '';
-  for (const x of v) s += fieldLines(name, x);
-  return s;
-}
+const uncork = (s: Socket): void => s.uncork();
+const ignore = (): void => undefined;

@@ -3,8 +3,10 @@ import { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import type { Headers } from './headers.js';
-import { H1ResponseParser, type H1ResponseHead } from './h1-response-parser.js';
-import { requestHead } from './h1-pool.js';
+import { H1Parser } from '../h1/parser.js';
+import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
+import { DEFAULT_H1_LIMITS } from '../h1/limits.js';
+import { requestHead } from '../h1/serialize.js';
 import { withoutH2c } from './upgrade-protocols.js';
 
 /**
@@ -14,7 +16,7 @@ import { withoutH2c } from './upgrade-protocols.js';
  *
  * A 101 answer resolves with the connection itself as the body (the tunnel), bytes the
  * server sent after its head put back first. Any other answer is an ordinary response
- * (framed by H1ResponseParser) after which the connection is closed: the server was
+ * (framed by the codec's H1Parser) after which the connection is closed: the server was
  * asked to upgrade it, so it is not reused.
  */
 export function upgradeH1(host: string, port: number, req: ProxyRequest, head: Headers, maxHeaderBytes = 16 * 1024): Promise<ProxyResponse> {
@@ -23,7 +25,7 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
     if (req.upgrade !== undefined && withoutH2c(req.upgrade) !== req.upgrade) return reject(new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
     let text: string;
     try {
-      text = requestHead(req, { ...head, connection: 'upgrade', upgrade: req.upgrade ?? '' });
+      text = requestHead(req.method, req.path, req.authority, { ...head, connection: 'upgrade', upgrade: req.upgrade ?? '' }, 0);
     } catch (e) {
       return reject(e);
     }
@@ -44,39 +46,47 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
     };
     const onAbort = () => fail(new ProxyError('CLIENT_CANCELLED'));
     req.signal.addEventListener('abort', onAbort, { once: true });
-    const parser = new H1ResponseParser(
+    const parser = new H1Parser(
       {
-        onHead: (h: H1ResponseHead) => {
+        onHead: (h: H1Head) => {
+          if (h.status < 200 && h.status !== 101) return; // interim: the final answer follows
           responded = true;
           if (h.status === 101) {
             switched = true;
-            switchHeaders = h.headers;
+            switchHeaders = fieldsToHeaders(h.fields);
+            // The protocol switched to: hop-by-hop, but the downstream 101 must name it.
+            const u = h.get('upgrade');
+            if (u !== undefined) switchHeaders['upgrade'] = u;
             return;
           }
-          body = h.hasBody ? new Readable({ read: () => socket.resume() }) : null;
-          resolve({ status: h.status, headers: h.headers, body, trailers: () => trailers });
+          body = h.body !== Body.None ? new Readable({ read: () => socket.resume() }) : null;
+          resolve({ status: h.status, headers: fieldsToHeaders(h.fields), body, trailers: () => trailers });
           if (body) body.once('close', () => socket.destroy());
         },
-        onData: (chunk) => {
-          if (switched) leftover.push(chunk);
-          else if (body && !body.push(chunk)) socket.pause();
+        onBody: (chunk) => {
+          if (body && !body.push(chunk)) socket.pause();
         },
-        onEnd: (t) => {
-          trailers = t;
+        onTrailers: (fields) => {
+          const t = fieldsToHeaders(fields, true);
+          if (Object.keys(t).length > 0) trailers = t;
+        },
+        onEnd: () => {
+          if (switched) return;
           finished = true;
           socket.destroy();
           body?.push(null);
         },
+        onUpgrade: (rest) => {
+          if (rest.length > 0) leftover.push(rest);
+        },
+        onError: (e) => fail(e),
       },
-      maxHeaderBytes,
       true,
+      { ...DEFAULT_H1_LIMITS, maxHeadBytes: maxHeaderBytes },
     );
+    parser.setRequestMethod(req.method);
     const onData = (d: Buffer) => {
-      try {
-        parser.execute(d, req.method === 'HEAD');
-      } catch (e) {
-        return fail(e);
-      }
+      parser.execute(d);
       if (!switched) return;
       // Switched: from here on the connection is the tunnel. It is handed over paused, the
       // new protocol's first bytes (if they came with the head) put back in front.
@@ -91,11 +101,8 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
       resolve({ status: 101, headers: switchHeaders, body: socket, trailers: () => undefined });
     };
     const onEnd = () => {
-      try {
-        parser.finish();
-      } catch (e) {
-        fail(e);
-      }
+      parser.finish();
+      // Nothing of a response arrived (finish() says nothing for an idle parser): the close handler reports it.
     };
     const onClose = () => {
       req.signal.removeEventListener('abort', onAbort);

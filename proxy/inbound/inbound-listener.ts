@@ -1,6 +1,6 @@
-import { createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
@@ -26,6 +26,7 @@ import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import { H1Server } from '../http/h1-server.js';
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -81,29 +82,34 @@ export interface InboundDeps {
  */
 export class InboundListener {
   private readonly server: Server;
-  private readonly secure: Http2SecureServer;
+  /** The mutual-TLS handshake; ALPN picks the server a connection goes to (secureConnection()). */
+  private readonly tlsServer: TlsServer;
+  /** HTTP/2 over the verified TLS connections (ALPN h2). */
+  private readonly secure: Http2Server;
   private readonly plaintext: PlaintextInbound;
   /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
   private readonly tunnelled: PlaintextInbound;
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** HTTP/1.1 from peer sidecars (ALPN http/1.1, config protocol.meshHttp1 'h1'), through the mTLS stack. */
+  private readonly meshH1: H1Server;
   private readonly sockets = new Set<Socket>();
   private inflight = 0;
+  private draining = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly d: InboundDeps) {
-    this.secure = createSecureServer({
-      ...d.tls.contextOptions,
-      requestCert: true,
-      rejectUnauthorized: true,
-      ALPNProtocols: ['h2'],
-      allowHTTP1: false,
+    // ALPN h2: HTTP/2 (every peer offers it); http/1.1: peers whose HTTP/1.1 goes over
+    // pooled mTLS connections (protocol.meshHttp1 'h1'). A client certificate chaining to
+    // the trust bundle is required either way.
+    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'] }, (s) => this.secureConnection(s));
+    this.secure = createH2Server({
       maxHeaderListPairs: 512,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: d.limits.http2InitialStreamWindowBytes, enableConnectProtocol: true },
       streamResetBurst: PEER_RESET_BURST,
       streamResetRate: PEER_RESET_RATE,
     });
-    d.tls.onRotate(() => this.secure.setSecureContext(d.tls.contextOptions));
+    d.tls.onRotate(() => this.tlsServer.setSecureContext(d.tls.contextOptions));
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
     this.secure.on('session', (s) => {
@@ -116,7 +122,7 @@ export class InboundListener {
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
       });
     });
-    this.secure.on('tlsClientError', (err) => {
+    this.tlsServer.on('tlsClientError', (err) => {
       d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'tls-handshake' });
       d.logger.info('inbound TLS handshake refused', { code: 'TLS_HANDSHAKE', error: err.message });
     });
@@ -131,6 +137,14 @@ export class InboundListener {
       identityOf: (stream) => sessionPeer(stream),
       upgrades: true,
       onConnect: (stream, headers) => this.tunnel(stream, headers),
+    });
+    // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
+    // Drain is H1Server.closeIdle(): the HTTP/1.1 counterpart of GOAWAY (no further request on a connection, RFC 9112 section 9.6).
+    this.meshH1 = new H1Server({
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, identityOf: (s) => peerSpiffeId(s as TLSSocket),
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
+      onExchange: (n) => this.track(n),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
     // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
@@ -168,7 +182,7 @@ export class InboundListener {
     if (kind === 'tls' || (kind === 'timeout' && mode === 'STRICT')) {
       // A silent client on a STRICT port may be a slow TLS client: the TLS server's own handshake timeout judges it.
       this.d.policyTelemetry.connection(true, 'accepted');
-      this.secure.emit('connection', socket);
+      this.tlsServer.emit('connection', socket);
       return;
     }
     if (mode === 'STRICT') {
@@ -180,6 +194,25 @@ export class InboundListener {
     }
     this.d.policyTelemetry.connection(false, 'accepted');
     this.plaintext.handle(socket, kind, dst);
+  }
+
+  /**
+   * A verified mTLS connection (the TLS server required a client certificate chaining to
+   * the trust bundle). ALPN h2: an HTTP/2 session (node:http2 runs it over the TLS socket
+   * as its secure server would); http/1.1: HTTP/1.1 through the same mTLS stack, the peer's
+   * SPIFFE ID (peerSpiffeId) the caller of every request on it, as for a session. No ALPN
+   * at all is refused, as before: a peer sidecar always offers one.
+   */
+  private secureConnection(socket: TLSSocket): void {
+    if (!socket.authorized) return void socket.destroy();
+    if (socket.alpnProtocol === 'h2') this.secure.emit('connection', socket);
+    else if (socket.alpnProtocol === 'http/1.1') this.serveMeshH1(socket);
+    else socket.destroy();
+  }
+
+  /** The one place the HTTP/1.1 server takes a connection (h1-listen's `serve(socket)` at merge). */
+  private serveMeshH1(socket: TLSSocket): void {
+    this.meshH1.serve(socket);
   }
 
   private tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -270,6 +303,8 @@ export class InboundListener {
   async drain(graceMs: number): Promise<boolean> {
     this.server.close();
     for (const s of this.sessions) s.close();
+    this.draining = true;
+    this.meshH1.closeIdle();
     this.plaintext.drain();
     this.tunnelled.drain();
     if (this.inflight === 0) return true;
@@ -285,6 +320,7 @@ export class InboundListener {
   close(): void {
     this.server.close();
     for (const s of this.sessions) s.destroy();
+    this.meshH1.close();
     this.plaintext.close();
     this.tunnelled.close();
     for (const s of this.sockets) s.destroy();

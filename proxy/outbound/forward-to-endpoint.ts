@@ -10,6 +10,7 @@ import { upgradeH1 } from '../http/h1-upgrade.js';
 import { upgradeH2 } from '../http/h2-upgrade.js';
 import { stateOf } from '../layers/request-state.js';
 import { portPolicy } from '../../contract/model.js';
+import type { H1Pool } from '../http/h1-pool.js';
 
 /**
  * Terminal outbound service. To a meshed endpoint every request becomes an HTTP/2
@@ -22,17 +23,27 @@ import { portPolicy } from '../../contract/model.js';
  * The HTTP/1.1 keep-alive connections to an unmeshed endpoint take the cluster's
  * connection slots (Envoy max_connections bounds an HTTP/1.1 pool); a request that finds
  * them all busy waits as a pending request, at most the connect timeout.
+ *
+ * With `meshH1` (config protocol.meshHttp1 'h1'), HTTP/1.1 to a peer sidecar stays
+ * HTTP/1.1 instead, on that pool's mTLS connections to the peer (mesh-h1-pool.ts), which
+ * take the cluster's connection slots as an unmeshed endpoint's do; the mesh headers are
+ * two field lines of the head. Upgrades keep extended CONNECT on the HTTP/2 session.
  */
-export function forwardToEndpoint(peers: PeerPool, agent: Agent): HttpService {
+export function forwardToEndpoint(peers: PeerPool, agent: Agent, meshH1?: H1Pool): HttpService {
   return (req) => {
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
     if (req.upgrade !== undefined) return upgrade(peers, ep, req);
-    if (ep.proxyPort === null && req.origProto !== 'HTTP/2') {
+    if (req.origProto !== 'HTTP/2' && (ep.proxyPort === null || meshH1 !== undefined)) {
       const route = req.route;
       const limits = stateOf(req)?.cluster;
+      const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
+      if (ep.proxyPort !== null) {
+        const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: HTTP/1.1\r\n`;
+        return meshH1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
+      }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
-      return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, portPolicy(route.service, route.port).timeouts.connectMs);
+      return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs);
     }
     const extra = ep.proxyPort !== null ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto } : undefined;
     // pick-endpoint connected the attempt (its connector's upstream): no look-up, no promise round trip.

@@ -8,10 +8,15 @@ import type { Clock } from '../../common/clock.js';
  * Which connector reaches an outbound endpoint: the peer sidecar's HTTP/2 session (mTLS)
  * for a meshed one, whatever the request; for an unmeshed one an h2c session for HTTP/2,
  * a TCP socket of its own for opaque TCP, and none for HTTP/1.1 (forward-to-endpoint's
- * HTTP/1.1 pool connects and applies the cluster's connection limits itself).
+ * HTTP/1.1 pool connects and applies the cluster's connection limits itself). With `meshH1`
+ * (protocol.meshHttp1 'h1') plain HTTP/1.1 to a peer sidecar goes on the mesh HTTP/1.1 pool,
+ * which connects by itself too: no connector then.
  */
-export function outboundConnector(peers: PeerPool, clock: Clock): (req: ProxyRequest, ep: Endpoint) => Connector | undefined {
+export function outboundConnector(peers: PeerPool, clock: Clock, meshH1 = false): (req: ProxyRequest, ep: Endpoint) => Connector | undefined {
   const sessions = new SessionConnector(peers);
   const tcp = new TcpConnector({ clock });
-  return (req, ep) => (ep.proxyPort !== null || req.origProto === 'HTTP/2' ? sessions : req.origProto === 'TCP' ? tcp : undefined);
+  return (req, ep) => {
+    if (ep.proxyPort !== null) return meshH1 && req.origProto === 'HTTP/1.1' && req.upgrade === undefined ? undefined : sessions;
+    return req.origProto === 'HTTP/2' ? sessions : req.origProto === 'TCP' ? tcp : undefined;
+  };
 }

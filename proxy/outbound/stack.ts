@@ -13,6 +13,7 @@ import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { forwardToEndpoint } from './forward-to-endpoint.js';
 import { outboundConnector } from './outbound-connector.js';
+import type { H1Pool } from '../http/h1-pool.js';
 import type { RouteTable } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
@@ -25,6 +26,8 @@ export interface OutboundStackDeps {
   readonly clusters: () => ClusterSet;
   readonly peers: PeerPool;
   readonly agent: Agent;
+  /** HTTP/1.1 to peer sidecars over pooled mTLS connections (protocol.meshHttp1 'h1'); else HTTP/2 streams. */
+  readonly meshH1?: H1Pool;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -38,6 +41,7 @@ export interface OutboundStackDeps {
  * connect timeout, outcome). Opaque TCP takes route → admission → retry → pick too (tcp-stack.ts).
  */
 export function outboundStack(d: OutboundStackDeps): HttpService {
+  const meshH1 = d.meshH1 !== undefined;
   return stack(
     [
       // Metrics above errors: a synthetic error response (503 UO, 404 NR...) is counted too.
@@ -50,8 +54,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock) }),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1) }),
     ],
-    forwardToEndpoint(d.peers, d.agent),
+    forwardToEndpoint(d.peers, d.agent, d.meshH1),
   );
 }

@@ -36,15 +36,24 @@ export interface StartProxyOptions {
   readonly onDiscovery?: (client: DiscoveryClient) => void;
 }
 
+/**
+ * How HTTP/1.1 goes between the test sidecars: WREN_TEST_MESH_HTTP1=h1|h2 runs a suite
+ * with that `protocol.meshHttp1` (a test's own config still wins), so the integration
+ * suites can be run against both transports (docs/configuration.md, Between sidecars).
+ */
+export const TEST_MESH_HTTP1 = process.env['WREN_TEST_MESH_HTTP1'];
+
 /** A real sidecar on loopback with every port 0; logs are captured, not printed. */
 export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
   const ns = o.namespace ?? 'default';
+  const own = o.config ?? {};
   const raw = {
     identity: { namespace: ns, serviceAccount: o.serviceAccount, trustDomain: o.pki.trustDomain },
     tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
     listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
     shutdown: { gracePeriodMs: 5000 },
-    ...(o.config ?? {}),
+    ...own,
+    ...(TEST_MESH_HTTP1 ? { protocol: { meshHttp1: TEST_MESH_HTTP1, ...((own['protocol'] as Record<string, unknown> | undefined) ?? {}) } } : {}),
   };
   const config = parseProxyConfig(raw, 'test');
   const tls = new TlsIdentity(o.pki.issue(ns, o.serviceAccount));

@@ -1,0 +1,59 @@
+import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { H1Pool } from '../http/h1-pool.js';
+import { spiffeIdOf } from '../tls/peer-identity.js';
+import type { TlsIdentity } from '../tls/tls-identity.js';
+import { ProxyError } from '../errors/proxy-error.js';
+
+export interface MeshH1PoolOptions {
+  readonly tls: TlsIdentity;
+  /** mTLS connections per peer sidecar (protocol.meshHttp1MaxConnectionsPerPeer). */
+  readonly maxConnectionsPerPeer: number;
+  /** Default connect timeout (a request's cluster connect timeout overrides it), as PeerPool's. */
+  readonly connectTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly onConnection?: () => void;
+  /** A request waits because every connection to its peer is busy (the per-peer bound fired). */
+  readonly onQueued?: () => void;
+}
+
+/**
+ * HTTP/1.1 to peer sidecars over a bounded pool of mutual-TLS connections per peer, one
+ * exchange at a time on each (Istio's default for HTTP/1.1 between sidecars; config
+ * `protocol.meshHttp1: h1`). The TLS is PeerPool's: the workload's certificate and trust
+ * bundle (the same rotating secure context), the peer must present exactly the SPIFFE ID
+ * the endpoint advertises (PEER_IDENTITY otherwise), the same connect timeout; it offers
+ * ALPN `http/1.1`, which the peer's inbound listener serves through its mTLS stack.
+ *
+ * After a certificate rotation no new request goes out on a connection made with the
+ * old certificate: idle ones close at once, busy ones after their exchange.
+ */
+export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
+  const connect = (host: string, port: number, identity: string): Socket =>
+    tlsConnect({
+      host,
+      port,
+      secureContext: o.tls.secureContext,
+      ALPNProtocols: ['http/1.1'],
+      rejectUnauthorized: true,
+      // Identity is the SPIFFE URI SAN, not a DNS name: check it instead of the hostname.
+      checkServerIdentity: (_h: string, cert: PeerCertificate) => {
+        const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);
+        if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
+        return undefined;
+      },
+    }) as TLSSocket as Socket;
+  const pool = new H1Pool({
+    connect,
+    secure: true,
+    maxSockets: o.maxConnectionsPerPeer,
+    connectTimeoutMs: o.connectTimeoutMs,
+    maxHeaderBytes: o.maxHeaderBytes,
+    onConnection: o.onConnection,
+    onQueued: o.onQueued,
+    strictLimits: true,
+  });
+  o.tls.onRotate(() => pool.retire());
+  return pool;
+}
