@@ -137,6 +137,11 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   const certs = parseJson<{ identity?: string; serial?: string; notAfter?: string }>((await adminGet(pods.client, 15000, '/certs')).body) ?? {};
   out(`client sidecar certificate: ${certs.identity} serial ${certs.serial} until ${certs.notAfter} (issued by the control plane through Certify)\n`);
   if (certs.identity !== ids.client) failures++;
+  // Each sidecar's discovery stream is bound to the certificate it presented (docs/security.md).
+  const subscribed = parseJson<{ proxies?: { identity?: { spiffeId?: string }; authenticatedAs?: string | null }[] }>((await adminGet(cp.ip, 15014, '/debug/proxies')).body)?.proxies ?? [];
+  const authenticated = Object.values(ids).filter((id) => subscribed.some((p) => p.identity?.spiffeId === id && p.authenticatedAs === id));
+  out(`control plane: ${authenticated.length}/${Object.keys(ids).length} sidecars subscribed with their workload certificate\n`);
+  if (authenticated.length !== Object.keys(ids).length) failures++;
   for (let i = 0; i < 3; i++) {
     const r = await get(pods.client, 15001, 'web', '/');
     out(`client -> web: HTTP ${r.status} ${r.body.trim()}\n`);

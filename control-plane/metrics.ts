@@ -57,6 +57,12 @@ export class ControlPlaneMetrics {
     help: 'Endpoint reports currently held (sum over connected proxies of the endpoints each reports unhealthy)',
     registers: [this.registry],
   });
+  readonly discoveryRefused = new Counter({
+    name: 'wren_cp_discovery_refused_total',
+    help: 'Discovery streams refused by client authentication (reason: no-client-certificate, bad-client-certificate, identity-mismatch, namespace-mismatch, unknown-pod, pod-mismatch, labels-mismatch, certificate-expired)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly services = new Gauge({ name: 'wren_cp_services', help: 'Services in the current mesh view', registers: [this.registry] });
   readonly endpoints = new Gauge({ name: 'wren_cp_endpoints', help: 'Ready endpoints in the current mesh view', registers: [this.registry] });
 

@@ -86,20 +86,26 @@ export class ControlPlane {
   private constructor(private readonly o: ControlPlaneOptions) {
     this.metrics = new ControlPlaneMetrics({ processMetrics: o.processMetrics });
     this.store = new MeshStore(o.clock, o.random);
-    this.discovery = new DiscoveryServer({ store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, ...(o.identity ? { issuer: o.identity.issuer } : {}) });
     this.source = o.source({
       store: this.store, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
     });
     const id = o.identity;
     if (id) {
       const logger = o.logger.child({ component: 'identity' });
+      const serveTls = o.transport === 'tls' && !o.credentials;
       const metrics = new IdentityMetrics(this.metrics.registry, id.issuer);
-      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics });
-      if (o.transport === 'tls' && !o.credentials) {
+      // Over our own TLS (which asks for client certificates) a proxy may renew with its current certificate instead of a token.
+      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics, acceptClientCertificates: serveTls });
+      if (serveTls) {
         const spiffeId = controlPlaneSpiffeId(id.issuer.ca.trustDomain, id.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE);
         this.serving = new ServingIdentity({ issuer: id.issuer, spiffeId, ttlMs: this.identity.certTtlMs, clock: o.clock, random: o.random, logger });
       }
     }
+    // Proxies authenticate with their workload certificate wherever the control plane serves its own TLS.
+    const clientAuth = this.serving ? { trustDomain: o.identity!.issuer.ca.trustDomain, podsAuthoritative: this.source.name === 'kubernetes' } : undefined;
+    this.discovery = new DiscoveryServer({
+      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}),
+    });
     if (o.transport === 'tls' && !o.credentials && !this.serving) throw new Error("transport 'tls' needs the identity options (the CA issues the control plane's serving certificate)");
   }
 
@@ -135,6 +141,8 @@ export class ControlPlane {
     o.logger.info('control plane listening', {
       grpc: `${o.listen.replace(/:\d+$/, '')}:${cp.grpcPort}`, admin: o.admin ? cp.adminPort : null, source: cp.source.name,
       transport: o.credentials ? 'custom' : cp.serving ? 'tls' : 'insecure', ...(cp.serving ? { servingIdentity: cp.serving.spiffeId } : {}),
+      // Without our TLS nothing proves who a proxy is: Subscribe is taken at its word (docs/security.md).
+      proxyAuthentication: cp.serving ? 'client-certificate' : 'none',
       identity: cp.identity ? { issuer: o.identity!.issuer.source, authenticator: o.identity!.authenticator?.name ?? null, certTtlMs: cp.identity.certTtlMs } : null,
     });
     return cp;

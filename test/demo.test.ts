@@ -35,6 +35,8 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   expect(stdout).toMatch(/client sidecar config: version \S+-\d+ from control-plane:/);
   expect(stdout).toMatch(/live edit of \S+web\.yaml reached the client sidecar in \d+ ms/);
   expect(stdout.match(/client -> web: HTTP 200 /g)).toHaveLength(3);
+  // Every sidecar authenticated to the control plane with the certificate it got from Certify.
+  expect(stdout).toContain('control plane: 3/3 sidecars subscribed with their workload certificate');
   // Explicit upstreams on the client pod: HTTP to web, and opaque TCP (Redis protocol) to the cache.
   expect(stdout).toContain(`client -> web through the upstream port ${base}.1:18080: HTTP 200 `);
   expect(stdout).toContain(`client -> cache through the upstream port ${base}.1:16379 (opaque TCP, Redis protocol): +PONG | +OK | $22 hello through the mesh`);

@@ -5,9 +5,11 @@ import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type Discovery
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
+import { peerIdentityOf } from '../identity/peer-certificate.js';
 import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
+import { checkIdentityClaim, checkPodClaim } from './client-auth.js';
 import { diffViews, isEmptyDelta } from './delta.js';
 import { healthRows, validateHealthReport, type HealthRow } from './health-reports.js';
 import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type Subscriber } from './subscriber.js';
@@ -39,6 +41,17 @@ import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
  * a delta whenever the subscriber has not ACKed the current one, even an otherwise empty
  * delta at the version it holds. Proxies answer with IdentityReports (what they trust and
  * present), kept per stream for GET /debug/trust and `wren trust-anchors check`.
+ *
+ * Client authentication (`clientAuth`, on whenever the control plane serves TLS): a stream
+ * needs a client certificate that chains to an anchor of the current trust bundle
+ * (UNAUTHENTICATED otherwise, at once), and is bound to the SPIFFE ID it proves. Its
+ * Subscribe must name that identity, its namespace, and a pod of that service account with
+ * the labels it claims (client-auth.ts; PERMISSION_DENIED otherwise), so what a stream
+ * receives (its own workload's inbound policy) and the reports it sends (HealthReport,
+ * IdentityReport) belong to the workload that holds the key. The stream ends
+ * (UNAUTHENTICATED) when its certificate expires; the proxy reconnects with its renewed
+ * one. Every refusal is counted (wren_cp_discovery_refused_total{reason}) and logged with
+ * the peer address, the claimed and the proven identity, never the certificate.
  */
 export interface PushRecord {
   readonly subscriber: number;
@@ -59,7 +72,17 @@ export interface DiscoveryServerOptions {
   /** The CA, when the control plane is one: its trust state is pushed and proxies' reports are kept. */
   readonly issuer?: Issuer;
   readonly trustPush?: TrustPushOptions;
+  /**
+   * Require and check client certificates (above). `trustDomain`: the only one accepted.
+   * `podsAuthoritative`: the source knows every meshed pod (Kubernetes), so a Subscribe for
+   * a pod it does not know is refused. Absent: streams are not authenticated (plaintext
+   * transport, tests), and Subscribe is taken at its word.
+   */
+  readonly clientAuth?: { readonly trustDomain: string; readonly podsAuthoritative: boolean };
 }
+
+/** setTimeout's ceiling (2^31-1 ms, ~24.8 days): a later expiry is re-armed in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
@@ -174,6 +197,12 @@ export class DiscoveryServer {
 
   private onStream(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {
     const s = newSubscriber(this.nextId++, call, this.o.clock.now());
+    if (this.o.clientAuth) {
+      const auth = peerIdentityOf(call, this.o.clientAuth.trustDomain);
+      if (!auth.ok) return this.refuse(s, grpc.status.UNAUTHENTICATED, auth.reason, auth.detail);
+      s.authPeer = auth.peer;
+      this.armExpiry(s);
+    }
     this.subs.add(s);
     this.o.metrics.subscribers.set(this.subs.size);
     call.on('data', (req: DiscoveryRequest) => this.onRequest(s, req));
@@ -188,6 +217,8 @@ export class DiscoveryServer {
   private drop(s: Subscriber): void {
     if (s.closed) return;
     s.closed = true;
+    if (s.expiryTimer) this.o.clock.clearTimeout(s.expiryTimer);
+    s.expiryTimer = null;
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
     // A gone proxy's report goes with it (a reconnect resends the current one).
@@ -206,6 +237,29 @@ export class DiscoveryServer {
     this.drop(s);
   }
 
+  /** A client-authentication refusal: counted, logged (identities and serial only), the stream ended with `code`. */
+  private refuse(s: Subscriber, code: grpc.status, reason: string, detail: string): void {
+    this.o.metrics.discoveryRefused.inc({ reason });
+    this.o.logger.warn('discovery stream refused', {
+      code: grpc.status[code], reason, detail, peer: s.peer,
+      ...(s.authPeer ? { certificate: s.authPeer.spiffeId, serial: s.authPeer.serial } : {}),
+      ...(s.sub ? { claimed: String(s.sub.identity.spiffeId).slice(0, 300), pod: `${String(s.sub.identity.namespace).slice(0, 100)}/${String(s.sub.identity.pod).slice(0, 300)}` } : {}),
+    });
+    s.call.emit('error', { code, details: detail });
+    this.drop(s);
+  }
+
+  /** Ends the stream when its client certificate expires: the proxy reconnects with the renewed one. */
+  private armExpiry(s: Subscriber): void {
+    const left = s.authPeer!.notAfterMs - this.o.clock.now();
+    if (left <= 0) return this.refuse(s, grpc.status.UNAUTHENTICATED, 'certificate-expired', 'the client certificate has expired');
+    s.expiryTimer = this.o.clock.setTimeout(() => {
+      s.expiryTimer = null;
+      if (!s.closed) this.armExpiry(s);
+    }, Math.min(left, MAX_TIMER_MS));
+    s.expiryTimer.unref?.();
+  }
+
   private onRequest(s: Subscriber, req: DiscoveryRequest): void {
     if (s.closed) return;
     if ('subscribe' in req && req.subscribe) {
@@ -213,10 +267,12 @@ export class DiscoveryServer {
       const id = req.subscribe.identity;
       if (!id || !id.spiffeId.startsWith('spiffe://')) return this.fail(s, grpc.status.INVALID_ARGUMENT, 'subscribe.identity.spiffeId must be a SPIFFE ID');
       s.sub = req.subscribe;
+      const refused = s.authPeer ? checkIdentityClaim(s.authPeer, req.subscribe) : null;
+      if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
       const services = [...new Set(req.subscribe.services ?? [])].sort();
       s.filter = services.length > 0 ? new Set(services) : null;
       s.filterId = services.length > 0 ? services.join(',') : '*';
-      this.o.logger.info('proxy subscribed', { id: s.id, peer: s.peer, identity: id.spiffeId, pod: `${id.namespace}/${id.pod}`, services });
+      this.o.logger.info('proxy subscribed', { id: s.id, peer: s.peer, identity: id.spiffeId, pod: `${id.namespace}/${id.pod}`, services, authenticated: s.authPeer !== null });
       return this.pump(s);
     }
     if (!s.sub) return this.fail(s, grpc.status.FAILED_PRECONDITION, 'the first message must be subscribe');
@@ -250,6 +306,9 @@ export class DiscoveryServer {
       s.nackedSeq = f.seq;
       return;
     }
+    // Reports are attributed to the stream's identity: with client authentication, only to the one its certificate proves.
+    if (this.o.clientAuth && s.authPeer?.spiffeId !== s.sub.identity.spiffeId)
+      return this.refuse(s, grpc.status.PERMISSION_DENIED, 'identity-mismatch', 'reports on a stream not bound to a certificate of this identity');
     if ('health' in req && req.health) return this.onHealthReport(s, req.health.ejected);
     if ('identityReport' in req && req.identityReport) s.identityReport = { report: reportFromWire(req.identityReport), at: this.o.clock.now() };
   }
@@ -257,6 +316,12 @@ export class DiscoveryServer {
   private pump(s: Subscriber): void {
     if (s.closed || !s.sub || s.inflight || !this.o.store.ready) return;
     const view = this.o.store.view;
+    if (s.authPeer && !s.podChecked) {
+      // On the first push, not at Subscribe: only a synced view knows every pod.
+      const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
+      if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
+      s.podChecked = true;
+    }
     const trust = this.trust?.current() ?? null;
     const trustDue = trust !== null && trust.key !== s.ackedTrustKey;
     let entry: Entry;

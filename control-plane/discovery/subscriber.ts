@@ -1,6 +1,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse, Ejection, IdentityReport, Subscribe } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
+import type { Timer } from '../../common/clock.js';
+import type { PeerIdentity } from '../identity/peer-certificate.js';
 
 /** One computed response for (filter, from, to), shared by every subscriber in the same place. */
 export interface Entry {
@@ -44,6 +46,12 @@ export interface Subscriber {
   healthReportedAt: number;
   /** The proxy's last IdentityReport (what it trusts and presents) and when it came. */
   identityReport: { readonly report: IdentityReport; readonly at: number } | null;
+  /** The identity the stream's client certificate proves (null: not authenticated, client authentication off). */
+  authPeer: PeerIdentity | null;
+  /** The Subscribe's pod claim was checked against a synced view (client-auth.ts). */
+  podChecked: boolean;
+  /** Ends the stream when the client certificate expires. */
+  expiryTimer: Timer | null;
   closed: boolean;
 }
 
@@ -51,7 +59,8 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, inflight: null, nackedSeq: -1,
-    forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null, closed: false,
+    forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
+    authPeer: null, podChecked: false, expiryTimer: null, closed: false,
   };
 }
 
@@ -73,6 +82,7 @@ export function debugProxy(s: Subscriber, now: number): Record<string, unknown> 
     id: s.id,
     peer: s.peer,
     identity: s.sub?.identity ?? null,
+    authenticatedAs: s.authPeer?.spiffeId ?? null,
     services: s.sub?.services ?? [],
     connectedForMs: Math.round(now - s.connectedAt),
     ackedVersion: s.ackedVersion || null,

@@ -3,9 +3,10 @@ import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type S
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
-import { AuthError, type Authenticator } from './authenticator.js';
+import { AuthError, type Authenticator, type Principal } from './authenticator.js';
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
 import { issuerSnapshot, type Issuer } from './issuer.js';
+import { peerIdentityOf, type PeerIdentity } from './peer-certificate.js';
 
 export interface IdentityServiceOptions {
   readonly issuer: Issuer;
@@ -16,6 +17,14 @@ export interface IdentityServiceOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: IdentityMetrics;
+  /**
+   * Renewal by certificate: a call whose TLS client certificate (verified against the
+   * current bundle) proves the very identity it asks for is signed without a token, as
+   * istiod's CA accepts a workload's own certificate for its CSR (Istio's
+   * ClientCertAuthenticator). Only meaningful over the control plane's own TLS, which asks
+   * for client certificates (serving-identity.ts).
+   */
+  readonly acceptClientCertificates?: boolean;
 }
 
 /** Shorter certificates would be renewed in a loop faster than a round trip is worth. */
@@ -68,17 +77,18 @@ export class IdentityService {
 
   readonly implementation: grpc.UntypedServiceImplementation = {
     Certify: (call: grpc.ServerUnaryCall<CertifyRequest, CertifyResponse>, cb: grpc.sendUnaryData<CertifyResponse>) => {
-      this.certify(call.request, call.getPeer()).then(
+      const auth = this.o.acceptClientCertificates ? peerIdentityOf(call, this.o.issuer.ca.trustDomain) : null;
+      this.certify(call.request, call.getPeer(), auth?.ok ? auth.peer : null).then(
         (r) => cb(null, r),
         (e: CertifyError) => cb({ code: e.status, details: e.message }),
       );
     },
   };
 
-  /** Issues or throws CertifyError. `peer` is only for logs. */
-  async certify(req: CertifyRequest, peer = ''): Promise<CertifyResponse> {
+  /** Issues or throws CertifyError. `peer` is only for logs; `client`: the identity the call's client certificate proves. */
+  async certify(req: CertifyRequest, peer = '', client: PeerIdentity | null = null): Promise<CertifyResponse> {
     try {
-      return await this.certifyOrThrow(req, peer);
+      return await this.certifyOrThrow(req, peer, client);
     } catch (e) {
       const err = e instanceof CertifyError ? e : new CertifyError(grpc.status.INTERNAL, 'ca_error', `internal error: ${(e as Error).message}`);
       this.o.metrics.refused.inc({ reason: err.reason });
@@ -88,7 +98,7 @@ export class IdentityService {
     }
   }
 
-  private async certifyOrThrow(req: CertifyRequest, peer: string): Promise<CertifyResponse> {
+  private async certifyOrThrow(req: CertifyRequest, peer: string, client: PeerIdentity | null): Promise<CertifyResponse> {
     let id: SpiffeId;
     try {
       id = parseSpiffeId(String(req.identity ?? ''));
@@ -107,23 +117,31 @@ export class IdentityService {
       throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', `requested_lifetime_ms must be 0 (default) or at least ${MIN_CERT_TTL_MS}, got ${req.requestedLifetimeMs}`);
     const ttlMs = asked > 0 ? Math.min(asked, this.ttlMs) : this.ttlMs;
 
-    if (!this.o.authenticator)
-      throw new CertifyError(grpc.status.FAILED_PRECONDITION, 'no_authenticator', 'this control plane cannot check tokens (start it with --source kubernetes or --bootstrap-tokens FILE)');
-    const token = Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? '');
-    let principal;
-    try {
-      principal = await this.o.authenticator.authenticate(token);
-    } catch (e) {
-      if (e instanceof AuthError && e.kind === 'unauthenticated') throw new CertifyError(grpc.status.UNAUTHENTICATED, 'unauthenticated', e.message);
-      throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_unavailable', (e as Error).message);
-    }
+    // A renewal: the caller holds a current certificate of this identity (its key proved it in the handshake).
+    const principal = client?.spiffeId === req.identity ? { namespace: client.namespace, serviceAccount: client.serviceAccount, via: 'client-certificate' } : await this.authenticate(req);
     if (principal.namespace !== id.namespace || principal.serviceAccount !== id.serviceAccount)
       throw new CertifyError(
         grpc.status.PERMISSION_DENIED,
         'identity_mismatch',
         `the token proves ${principal.namespace}/${principal.serviceAccount}, but ${req.identity} was requested`,
       );
+    return this.sign(req, id, ttlMs, issuer, principal, peer);
+  }
 
+  private async authenticate(req: CertifyRequest): Promise<Principal> {
+    if (!this.o.authenticator)
+      throw new CertifyError(grpc.status.FAILED_PRECONDITION, 'no_authenticator', 'this control plane cannot check tokens (start it with --source kubernetes or --bootstrap-tokens FILE)');
+    const token = Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? '');
+    try {
+      return await this.o.authenticator.authenticate(token);
+    } catch (e) {
+      if (e instanceof AuthError && e.kind === 'unauthenticated') throw new CertifyError(grpc.status.UNAUTHENTICATED, 'unauthenticated', e.message);
+      throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_unavailable', (e as Error).message);
+    }
+  }
+
+  private sign(req: CertifyRequest, id: SpiffeId, ttlMs: number, issuer: Issuer, principal: Principal, peer: string): CertifyResponse {
+    const ca = issuer.ca;
     const t0 = this.o.clock.now();
     let issued;
     try {

@@ -14,8 +14,11 @@ import { issuerSnapshot, type Issuer } from './issuer.js';
  */
 export class RotatingServerCredentials extends grpc.ServerCredentials {
   constructor(initial: SecureContextOptions) {
-    // No client certificate is requested: Certify is how a proxy gets its first one.
-    super({ requestCert: false, minVersion: 'TLSv1.2' }, initial);
+    // Every client is asked for its certificate, none is required: a proxy's first Certify
+    // has none to show (it authenticates with a token). node:tls verifies a presented chain
+    // against `ca` (the trust bundle) and records the verdict; the discovery server then
+    // refuses streams without a verified one (control-plane/identity/peer-certificate.ts).
+    super({ requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, initial);
   }
 
   update(options: SecureContextOptions): void {
@@ -31,9 +34,12 @@ export class RotatingServerCredentials extends grpc.ServerCredentials {
  * The control plane's own TLS identity: a certificate its CA issues to
  * spiffe://<td>/ns/<namespace>/sa/wren-control-plane, renewed at 70% of its lifetime
  * (like the proxies' renewal; proxy/identity/renewal-schedule.ts). Proxies verify it
- * against their trust bundle and check that SPIFFE ID; they cannot present a client
- * certificate yet (that is what they are calling to get), so the server asks for none.
- * The key is generated in memory once and never written anywhere.
+ * against their trust bundle and check that SPIFFE ID. The server asks them for their
+ * workload certificate and verifies it against every anchor of the current bundle
+ * (`ca`, updated on every issuer or bundle change, so during a trust-anchor rotation
+ * certificates of the old and the new root both pass); it does not require one, since a
+ * proxy's first Certify is how it gets one. The key is generated in memory once and never
+ * written anywhere.
  */
 export class ServingIdentity {
   readonly credentials: RotatingServerCredentials;
@@ -44,6 +50,8 @@ export class ServingIdentity {
   private unsubscribe: (() => void) | null = null;
   /** The CA certificate that signed `current`. */
   private issuedBy = '';
+  /** The bundle client certificates are verified against now. */
+  private verifiesWith = '';
 
   constructor(
     private readonly o: { issuer: Issuer; spiffeId: string; ttlMs: number; clock: Clock; random: Random; logger: Logger },
@@ -69,7 +77,8 @@ export class ServingIdentity {
   }
 
   private contextOptions(): SecureContextOptions {
-    return { key: this.keyPem, cert: [this.current.certPem, ...this.current.chainPems].join(''), minVersion: 'TLSv1.2' };
+    this.verifiesWith = issuerSnapshot(this.o.issuer).trustBundlePem;
+    return { key: this.keyPem, cert: [this.current.certPem, ...this.current.chainPems].join(''), ca: this.verifiesWith, minVersion: 'TLSv1.2' };
   }
 
   /**
@@ -80,8 +89,14 @@ export class ServingIdentity {
    */
   start(): void {
     this.unsubscribe ??= this.o.issuer.onChange?.(() => {
-      // Only a new issuing CA needs a new certificate; a bundle change alone does not.
-      if (this.stopped || issuerSnapshot(this.o.issuer).ca.certPem === this.issuedBy) return;
+      if (this.stopped) return;
+      const snap = issuerSnapshot(this.o.issuer);
+      // Only a new issuing CA needs a new certificate; a bundle change alone needs the new
+      // anchors to verify client certificates with (new connections only).
+      if (snap.ca.certPem === this.issuedBy) {
+        if (snap.trustBundlePem !== this.verifiesWith) this.credentials.update(this.contextOptions());
+        return;
+      }
       if (this.timer) this.o.clock.clearTimeout(this.timer);
       this.timer = null;
       this.renew();

@@ -14,6 +14,8 @@ export const A = {
   skipInboundPorts: 'wren.io/skip-inbound-ports',
   skipOutboundPorts: 'wren.io/skip-outbound-ports',
   skipOutboundCidrs: 'wren.io/skip-outbound-cidrs',
+  /** The proxy's egress scope (its discovery.services): "name.namespace" keys, comma-separated. */
+  egressServices: 'wren.io/egress-services',
 } as const;
 
 export const PROXY_CONTAINER = 'wren-proxy';
@@ -39,6 +41,14 @@ export function parsePortList(raw: string): string[] | undefined {
     out.push(lo === hi ? String(lo) : `${lo}:${hi}`);
   }
   return out;
+}
+
+const SERVICE_KEY = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** "web.shop, redis.data" → keys; undefined when an item is not "name.namespace". */
+export function parseServiceList(raw: string): string[] | undefined {
+  const out = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  return out.every((k) => SERVICE_KEY.test(k)) ? out : undefined;
 }
 
 const V4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;

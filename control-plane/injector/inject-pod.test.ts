@@ -177,6 +177,17 @@ describe('annotations', () => {
     const proxy = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-proxy')!;
     expect(proxy.resources).toEqual({ requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } });
     expect(proxy.env?.find((e) => e.name === 'WREN_LOG_LEVEL')?.value).toBe('debug');
+    expect(proxy.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
+  });
+
+  test('wren.io/egress-services becomes the proxy\'s egress scope (WREN_EGRESS_SERVICES); a malformed one is ignored with a warning', () => {
+    const p = pod({ annotations: { 'wren.io/egress-services': 'web.shop, redis.data' } });
+    const proxy = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')?.value).toBe('web.shop,redis.data');
+    const bad = pod({ annotations: { 'wren.io/egress-services': 'web' } });
+    const r = injectPod(bad);
+    expect(r.warnings).toEqual([expect.stringMatching(/^wren\.io\/egress-services: ignoring "web"/)]);
+    expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
   test('malformed values are ignored with warnings, never block the pod', () => {

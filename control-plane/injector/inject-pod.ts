@@ -1,5 +1,5 @@
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
-import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList } from './annotations.js';
+import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList, parseServiceList } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception } from './sidecar.js';
@@ -72,7 +72,7 @@ function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interce
   };
 }
 
-function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources; logLevel: string } {
+function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources; logLevel: string; egress: readonly string[] } {
   const ann = pod.metadata?.annotations ?? {};
   const q = (key: string, def: string): string => {
     const v = ann[key];
@@ -94,7 +94,14 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (['debug', 'info', 'warn', 'error'].includes(l)) logLevel = l;
     else warnings.push(`${A.logLevel}: ignoring ${JSON.stringify(l)} (expected debug, info, warn or error)`);
   }
-  return { resources, logLevel };
+  let egress: readonly string[] = [];
+  const e = ann[A.egressServices];
+  if (e !== undefined) {
+    const keys = parseServiceList(e);
+    if (keys) egress = keys;
+    else warnings.push(`${A.egressServices}: ignoring ${JSON.stringify(e)} (expected "name.namespace" service keys, comma-separated); the proxy subscribes to every service`);
+  }
+  return { resources, logLevel, egress };
 }
 
 /**
@@ -109,11 +116,11 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
   const spec = pod.spec!;
   const ic = interception(pod, o, warnings);
-  const { resources, logLevel } = proxySettings(pod, o, warnings);
+  const { resources, logLevel, egress } = proxySettings(pod, o, warnings);
   if (spec.securityContext?.runAsUser === o.proxyUid || spec.containers.some((c) => c.securityContext?.runAsUser === o.proxyUid))
     warnings.push(`an app container runs as UID ${o.proxyUid}, the proxy's UID: its traffic bypasses the proxy`);
   const init = buildInitContainer(o, ic);
-  const proxy = buildProxyContainer(o, resources, logLevel);
+  const proxy = buildProxyContainer(o, resources, logLevel, egress);
   const patch: JsonPatchOp[] = [];
 
   // Native: [wren-init, wren-proxy, ...app init containers] so app init containers

@@ -77,7 +77,7 @@ function resources(r: ProxyResources): V1Container['resources'] {
   return { requests: { cpu: r.cpuRequest, memory: r.memoryRequest }, ...(Object.keys(limits).length ? { limits } : {}) };
 }
 
-export function buildProxyContainer(o: InjectOptions, r: ProxyResources, logLevel: string): V1Container {
+export function buildProxyContainer(o: InjectOptions, r: ProxyResources, logLevel: string, egressServices: readonly string[] = []): V1Container {
   const field = (fieldPath: string) => ({ valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
   const awaitCmd = [...o.wrenCommand, 'proxy', 'await', '--admin-port', String(o.adminPort)];
   const c: V1Container = {
@@ -99,6 +99,7 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, logLeve
       { name: 'WREN_INBOUND_PORT', value: String(o.inboundPort) },
       { name: 'WREN_OUTBOUND_PORT', value: String(o.outboundPort) },
       { name: 'WREN_ADMIN_PORT', value: String(o.adminPort) },
+      ...(egressServices.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: egressServices.join(',') }] : []),
     ],
     ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }],
     resources: resources(r),

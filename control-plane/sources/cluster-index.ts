@@ -35,6 +35,7 @@ export class ClusterIndex {
   private readonly authorizationPolicies = new Map<string, KAuthorizationPolicy>();
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
+  private readonly podServiceAccounts = new Map<string, string>();
   private policyDirty = false;
 
   constructor(private readonly trustDomain: string) {}
@@ -64,6 +65,13 @@ export class ClusterIndex {
       if (old !== undefined && JSON.stringify(old) === JSON.stringify(labels)) return;
       this.podLabels.set(id, labels);
     }
+    this.policyDirty = true;
+  }
+
+  private setPodServiceAccount(id: string, sa: string | null): void {
+    if ((this.podServiceAccounts.get(id) ?? null) === sa) return;
+    if (sa === null) this.podServiceAccounts.delete(id);
+    else this.podServiceAccounts.set(id, sa);
     this.policyDirty = true;
   }
 
@@ -112,6 +120,7 @@ export class ClusterIndex {
     if (pod) this.pods.set(id, pod);
     else this.pods.delete(id);
     this.setPodLabels(id, pod?.meshed ? pod.labels : null);
+    this.setPodServiceAccount(id, pod?.meshed ? pod.serviceAccount : null);
     // Only identity-relevant changes matter (pod status churns constantly).
     if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort) return;
     for (const key of this.podRefs.get(id) ?? []) this.dirty.add(key);
@@ -160,6 +169,7 @@ export class ClusterIndex {
         peerAuthentications: Object.freeze([...this.peerAuthentications.values()]),
         authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),
         podLabels: new Map(this.podLabels),
+        podServiceAccounts: new Map(this.podServiceAccounts),
       }),
     };
   }

@@ -152,9 +152,11 @@ export class DirSource implements MeshSource {
     const { services, warnings } = translateCluster(merged.objects, this.o.trustDomain);
     for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
     this.currentErrors = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.errors), ...merged.errors]);
-    const podLabels = new Map((merged.objects.pods ?? []).filter((p) => p.meshed).map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
+    const meshedPods = (merged.objects.pods ?? []).filter((p) => p.meshed);
+    const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
+    const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
     const { peerAuthentications, authorizationPolicies } = merged.objects;
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, podLabels }));
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, podLabels, podServiceAccounts }));
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }

@@ -21,9 +21,15 @@ import type { Labels } from '../translate/policy-objects.js';
  */
 export interface PolicyView extends PolicyObjects {
   readonly podLabels: ReadonlyMap<string, Labels>;
+  /**
+   * The service account of the same meshed pods ("namespace/name" -> name): the discovery
+   * server checks that a proxy subscribing for a pod holds that pod's identity
+   * (control-plane/discovery/client-auth.ts).
+   */
+  readonly podServiceAccounts: ReadonlyMap<string, string>;
 }
 
-export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], podLabels: new Map() });
+export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], podLabels: new Map(), podServiceAccounts: new Map() });
 
 const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -31,7 +37,8 @@ const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === 
 export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
   if (a === b) return true;
   if (!sameList(a.peerAuthentications, b.peerAuthentications) || !sameList(a.authorizationPolicies, b.authorizationPolicies)) return false;
-  if (a.podLabels.size !== b.podLabels.size) return false;
+  if (a.podLabels.size !== b.podLabels.size || a.podServiceAccounts.size !== b.podServiceAccounts.size) return false;
+  for (const [k, v] of a.podServiceAccounts) if (b.podServiceAccounts.get(k) !== v) return false;
   for (const [k, v] of a.podLabels) {
     const w = b.podLabels.get(k);
     if (w === undefined || (w !== v && JSON.stringify(w) !== JSON.stringify(v))) return false;

@@ -40,7 +40,7 @@ describe('certificate source', () => {
       timeoutMs: 10_000,
       startupTimeoutMs: 60_000,
     });
-    expect(c.discovery).toMatchObject({ insecure: false, controlPlaneIdentity: 'spiffe://example.org/ns/wren-system/sa/wren-control-plane' });
+    expect(c.discovery).toMatchObject({ insecure: false, controlPlaneIdentity: 'spiffe://example.org/ns/wren-system/sa/wren-control-plane', services: [] });
     expect(parseProxyConfig({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } }).identity.certify?.controlPlane).toBe('x:1');
   });
 
@@ -55,6 +55,12 @@ describe('certificate source', () => {
     expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', lifetimeMs: '10ms' } }, discovery: { insecure: true } })).toMatch(/identity\.certify\.lifetimeMs: expected at least 1s/);
     expect(problem({ identity: { certify: { controlPlane: 'x:1', tokenFile: '/t', tokenPath: '/x' } }, discovery: { insecure: true } })).toMatch(/identity\.certify\.tokenPath: unknown field/);
     expect(problem({ tls: files, identity: { labels: { app: 7 } } })).toBe('cfg: identity.labels.app: expected a string, got 7');
+  });
+
+  test('discovery.services: the egress scope, service keys "name.namespace"', () => {
+    expect(parseProxyConfig({ tls: files, discovery: { services: ['web.shop', 'redis.data'] } }).discovery.services).toEqual(['web.shop', 'redis.data']);
+    expect(problem({ tls: files, discovery: { services: ['web'] } })).toMatch(/^cfg: discovery\.services\[0\]: expected to match/);
+    expect(problem({ tls: files, discovery: { services: 'web.shop' } })).toMatch(/^cfg: discovery\.services: expected/);
   });
 });
 
@@ -85,6 +91,9 @@ describe('in-cluster mode (the injector environment)', () => {
     });
     expect(c.discovery).toMatchObject({ controlPlane: env.WREN_CONTROL_PLANE, insecure: false, controlPlaneIdentity: 'spiffe://cluster.local/ns/wren-system/sa/wren-control-plane' });
     expect(proxyConfigFromEnv({ ...env, WREN_CONTROL_PLANE_IDENTITY: 'spiffe://cluster.local/ns/mesh/sa/wren-control-plane' }).discovery.controlPlaneIdentity).toBe('spiffe://cluster.local/ns/mesh/sa/wren-control-plane');
+    expect(c.discovery.services).toEqual([]);
+    expect(proxyConfigFromEnv({ ...env, WREN_EGRESS_SERVICES: 'web.shop, redis.data' }).discovery.services).toEqual(['web.shop', 'redis.data']);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_EGRESS_SERVICES: 'web' })).toThrow(/WREN_EGRESS_SERVICES/);
     expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', ipv6Address: '::1', port: 15001 }, inbound: { address: '0.0.0.0', ipv6Address: '::', port: 15006 }, admin: { address: '127.0.0.1', ipv6Address: '', port: 15000 } });
     expect(c.log.level).toBe('debug');
     expect(tlsFilesOf(c)).toBeNull();

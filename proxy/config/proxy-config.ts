@@ -111,6 +111,12 @@ export interface ProxyConfig {
     readonly insecure: boolean;
     /** The SPIFFE ID the control plane must present (default spiffe://<td>/ns/wren-system/sa/wren-control-plane). */
     readonly controlPlaneIdentity: string;
+    /**
+     * Egress scope, like an Istio Sidecar's `egress.hosts`: the services ("name.namespace")
+     * this proxy subscribes to. Empty (the default): every service. A service not listed is
+     * not routed by the mesh (its traffic passes through as to any unknown destination).
+     */
+    readonly services: readonly string[];
   };
   /** Static mesh; the control plane, when configured, replaces it. */
   readonly mesh: { readonly services: readonly Service[] };
@@ -158,6 +164,8 @@ const listener = (address: string, ipv6Address: string, p: number): Parser<Liste
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
+/** A service key, "name.namespace" (contract/model.ts serviceKey). */
+const SERVICE_KEY = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$/;
 
@@ -230,6 +238,7 @@ const shape = obj({
     firstConfigTimeoutMs: duration(30_000),
     insecure: bool(false),
     controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
+    services: arr(str({ pattern: SERVICE_KEY }), { default: [] }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
@@ -292,7 +301,7 @@ export function loadProxyConfig(file: string): ProxyConfig {
  * (control-plane/injector/sidecar.ts buildProxyContainer), as config fields.
  * `kind` says how the text becomes a value before the shared parser checks it.
  */
-export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean'; readonly required?: boolean }[] = [
+export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean' | 'list'; readonly required?: boolean }[] = [
   { name: 'POD_NAME', path: 'identity.pod' },
   { name: 'POD_NAMESPACE', path: 'identity.namespace', required: true },
   { name: 'WREN_SERVICE_ACCOUNT', path: 'identity.serviceAccount', required: true },
@@ -307,6 +316,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_INBOUND_PORT', path: 'listeners.inbound.port', kind: 'number' },
   { name: 'WREN_OUTBOUND_PORT', path: 'listeners.outbound.port', kind: 'number' },
   { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
+  { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
@@ -330,6 +340,7 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
     let value: unknown = text;
     if (v.kind === 'number' && /^\d+$/.test(text.trim())) value = Number(text.trim());
     if (v.kind === 'boolean' && /^(true|false)$/i.test(text.trim())) value = text.trim().toLowerCase() === 'true';
+    if (v.kind === 'list') value = text.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = v.path.split('.');
     let at = raw;
     for (const k of keys.slice(0, -1)) at = (at[k] ??= {}) as Record<string, unknown>;
@@ -339,7 +350,8 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
     return parseProxyConfig(raw, 'environment');
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    const v = PROXY_ENV.find((x) => x.path === e.path) ?? (e.path === 'identity.certify.trustBundleFile' ? PROXY_ENV.find((x) => x.name === 'WREN_TRUST_BUNDLE') : undefined);
+    // A list item's path ("discovery.services[0]") names the variable holding the list.
+    const v = PROXY_ENV.find((x) => x.path === e.path.replace(/\[\d+\]$/, '')) ?? (e.path === 'identity.certify.trustBundleFile' ? PROXY_ENV.find((x) => x.name === 'WREN_TRUST_BUNDLE') : undefined);
     throw new ConfigError(v ? v.name : e.path, e.problem, 'environment');
   }
 }

@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { bundleFingerprints } from '../../contract/trust-anchors.js';
-import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneStartupTrustOf, updateControlPlaneTrust } from '../identity/control-plane-credentials.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneStartupTrustOf, presentCertificate, updateControlPlaneTrust } from '../identity/control-plane-credentials.js';
 import { TrustSync } from '../identity/trust-sync.js';
 import { WorkloadIdentity } from '../identity/workload-identity.js';
 import type { Proxy } from '../proxy.js';
@@ -15,7 +15,7 @@ export interface ConnectControlPlaneOptions {
   readonly pod: string;
   /** The workload's labels, for policy selectors (default: the proxy config's identity.labels). The control plane prefers the Pod's own labels when it watches pods. */
   readonly labels?: Readonly<Record<string, string>>;
-  /** Service keys "name.namespace" to watch; empty or absent = all. */
+  /** Service keys "name.namespace" to watch; empty = all (default: the proxy config's discovery.services). */
   readonly services?: readonly string[];
   /** Reconnect backoff (default 100 ms -> 5 s with jitter; see DiscoveryClient). */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
@@ -41,6 +41,12 @@ export interface ConnectControlPlaneOptions {
  * certificate at once through the WorkloadIdentity; and after every rotation the bundle
  * the control-plane channel verifies the server with becomes the one Certify returned.
  *
+ * Authentication (docs/security.md): with credentials from controlPlaneCredentials the
+ * proxy presents its workload certificate (proxy.tls) on the discovery stream and on the
+ * Certify calls that share those credentials; after a rotation every new connection
+ * presents the renewed one. The control plane binds the stream to that identity and ends
+ * it when the certificate expires; the proxy reconnects with its current certificate.
+ *
  * Health (HealthReport, health-reporter.ts): whenever an endpoint's health changes in one of
  * its clusters (outlier ejection or its end, active checks, breaker), the proxy sends the
  * complete list of endpoints it keeps out of balancing, at most once a second; the client
@@ -58,7 +64,7 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
   const client = new DiscoveryClient({
     address: opts.address,
     identity: { spiffeId: proxy.tls.spiffeId, namespace: opts.namespace, pod: opts.pod, labels: opts.labels ?? proxy.config.identity.labels },
-    services: opts.services,
+    services: opts.services ?? proxy.config.discovery.services,
     clock: proxy.clock,
     random: proxy.random,
     logger,
@@ -78,9 +84,15 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
     }
   };
   if (workload) updateControlPlaneTrust(opts.credentials, proxy.tls.material.trustBundlePem);
+  presentCertificate(opts.credentials, proxy.tls.material);
   report();
   const off = proxy.tls.onRotate(() => {
     updateControlPlaneTrust(opts.credentials, proxy.tls.material.trustBundlePem);
+    // New connections present the renewed certificate. The open stream stays (a reconnect
+    // per rotation would resend the whole snapshot and blur /debug/trust mid-rotation); the
+    // control plane ends it when the certificate it was opened with expires, and the
+    // reconnect makes a new channel with the renewed one (DiscoveryClient.channel).
+    presentCertificate(opts.credentials, proxy.tls.material);
     report();
     sync.onRotate();
   });

@@ -6,6 +6,7 @@ import {
   type DiscoveryRequest, type DiscoveryResponse, type Ejection, type IdentityReport, type TrustBundleState,
 } from '../../contract/discovery.js';
 import { parseTrustBundleState } from '../../contract/trust-anchors.js';
+import { credentialsGeneration } from '../identity/control-plane-credentials.js';
 import type { InboundPolicy, MeshSnapshot, Service } from '../../contract/model.js';
 import { applyInboundPolicy, applyResponse, ResyncError } from './apply-response.js';
 
@@ -18,7 +19,7 @@ export interface DiscoveryClientOptions {
   readonly clock: Clock;
   readonly random: Random;
   readonly logger: Logger;
-  /** Insecure by default for now; mTLS credentials later. */
+  /** Insecure by default. From controlPlaneCredentials: mutual TLS, presenting the proxy's workload certificate once it has one. */
   readonly credentials?: grpc.ChannelCredentials;
   /** Extra channel options (CONTROL_PLANE_CHANNEL_OPTIONS with TLS credentials). */
   readonly channelOptions?: grpc.ChannelOptions;
@@ -44,6 +45,8 @@ type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
  */
 export class DiscoveryClient {
   private client: grpc.Client | null = null;
+  /** credentialsGeneration when `client` was made: it presents that certificate. */
+  private clientGeneration = -1;
   private stream: Stream | null = null;
   private timer: Timer | null = null;
   private attempt = 0;
@@ -85,7 +88,16 @@ export class DiscoveryClient {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.connect();
+  }
+
+  /** The channel, made anew when the credentials present another certificate than when it was made. */
+  private channel(): grpc.Client {
+    const gen = credentialsGeneration(this.o.credentials);
+    if (this.client && gen === this.clientGeneration) return this.client;
+    this.client?.close();
     const { Client } = loadDiscoveryProto();
+    this.clientGeneration = gen;
     this.client = new Client(this.o.address, this.o.credentials ?? grpc.credentials.createInsecure(), {
       // Detect a black-holed control plane (Linkerd's control-stream keepalive is 10 s).
       'grpc.keepalive_time_ms': 10_000,
@@ -95,7 +107,7 @@ export class DiscoveryClient {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       ...(this.o.channelOptions ?? {}),
     });
-    this.connect();
+    return this.client;
   }
 
   /** Run `fn` when the client stops (listeners registered for it). */
@@ -135,8 +147,8 @@ export class DiscoveryClient {
   }
 
   private connect(): void {
-    if (!this.running || !this.client) return;
-    const stream = (this.client as unknown as { Stream(): Stream }).Stream();
+    if (!this.running) return;
+    const stream = (this.channel() as unknown as { Stream(): Stream }).Stream();
     this.stream = stream;
     stream.on('data', (r: DiscoveryResponse) => {
       if (this.stream === stream) this.onResponse(stream, r);

@@ -1,23 +1,47 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
+import { credentialsGeneration } from './control-plane-credentials.js';
 
 type Unary = (req: CertifyRequest, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: CertifyResponse) => void) => grpc.ClientUnaryCall;
 
 /** The function the proxy's WorkloadIdentity calls; a CertifyClient's `certify`, or a fake in unit tests. */
 export type CertifyFn = (req: CertifyRequest, timeoutMs: number) => Promise<CertifyResponse>;
 
-/** A wren.identity.v1 Identity client (contract/identity.proto). */
+/**
+ * A wren.identity.v1 Identity client (contract/identity.proto).
+ *
+ * With credentials from controlPlaneCredentials it presents the proxy's current workload
+ * certificate once there is one (the control plane then renews by certificate, the token
+ * being the fallback): a call after the presented certificate changed goes over a new
+ * channel, since an open connection keeps the certificate of its handshake.
+ */
 export class CertifyClient {
-  private readonly client: grpc.Client & { certify: Unary };
+  private client: grpc.Client & { certify: Unary };
+  private generation: number;
 
-  constructor(address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions = {}) {
+  constructor(
+    private readonly address: string,
+    private readonly credentials: grpc.ChannelCredentials,
+    private readonly options: grpc.ChannelOptions = {},
+  ) {
+    this.generation = credentialsGeneration(credentials);
+    this.client = this.open();
+  }
+
+  private open(): grpc.Client & { certify: Unary } {
     const { Client } = loadIdentityProto();
-    this.client = new Client(address, credentials, options) as unknown as grpc.Client & { certify: Unary };
+    return new Client(this.address, this.credentials, this.options) as unknown as grpc.Client & { certify: Unary };
   }
 
   /** One Certify call with a deadline; rejects with the grpc ServiceError (code + details). */
   readonly certify: CertifyFn = (req, timeoutMs) =>
     new Promise((resolve, reject) => {
+      const gen = credentialsGeneration(this.credentials);
+      if (gen !== this.generation) {
+        this.client.close();
+        this.client = this.open();
+        this.generation = gen;
+      }
       const deadline = new Date(performance.timeOrigin + performance.now() + timeoutMs);
       this.client.certify(req, new grpc.Metadata(), { deadline }, (e, r) => (e ? reject(e) : resolve(r!)));
     });

@@ -1,0 +1,46 @@
+import type { Subscribe } from '../../contract/discovery.js';
+import type { PeerIdentity } from '../identity/peer-certificate.js';
+import type { PolicyView } from '../store/mesh-store.js';
+
+/** Why a Subscribe is refused although its certificate is good (PERMISSION_DENIED). Also a metric label. */
+export type SubscribeRefusal = 'identity-mismatch' | 'namespace-mismatch' | 'unknown-pod' | 'pod-mismatch' | 'labels-mismatch';
+
+export interface Refused {
+  readonly reason: SubscribeRefusal;
+  readonly detail: string;
+}
+
+/**
+ * What a Subscribe may claim, given the identity its stream's client certificate proves.
+ *
+ * The identity it names must be the certificate's, and so must the namespace. Then the
+ * pod: where the source knows meshed pods (Kubernetes: every one; a manifest directory:
+ * the Pods it lists) the pod named must be one of them and run as the certificate's
+ * service account, and any labels the proxy sends must be that pod's own (the Pod's labels
+ * are what inbound policy is resolved from anyway: workload-policy.ts). This is the
+ * binding Istio makes between an xDS connection's certificate and the Pod its node ID
+ * names (pilot's ProxyNeedsAuthz / checkConnectionIdentity). With `podsAuthoritative`
+ * (the Kubernetes source) a pod the source does not know is refused; the proxy retries
+ * and gets through once the watch has seen its Pod. In a directory mesh a pod it does
+ * not list is let through with the labels it claims, bounded to its own namespace by the
+ * certificate (docs/security.md, "What a proxy can learn").
+ *
+ * `view` must be a synced one (the discovery server checks on its first push).
+ */
+export function checkIdentityClaim(peer: PeerIdentity, sub: Subscribe): Refused | null {
+  const id = sub.identity;
+  if (id.spiffeId !== peer.spiffeId) return { reason: 'identity-mismatch', detail: `the client certificate is ${peer.spiffeId}, the subscribe claims ${String(id.spiffeId).slice(0, 300)}` };
+  if (id.namespace !== peer.namespace) return { reason: 'namespace-mismatch', detail: `the client certificate is for namespace ${peer.namespace}, the subscribe names ${String(id.namespace).slice(0, 100)}` };
+  return null;
+}
+
+export function checkPodClaim(peer: PeerIdentity, sub: Subscribe, view: PolicyView, podsAuthoritative: boolean): Refused | null {
+  const key = `${peer.namespace}/${sub.identity.pod}`;
+  const sa = view.podServiceAccounts.get(key);
+  if (sa === undefined) return podsAuthoritative ? { reason: 'unknown-pod', detail: `no meshed pod ${key.slice(0, 300)} is known` } : null;
+  if (sa !== peer.serviceAccount) return { reason: 'pod-mismatch', detail: `pod ${key} runs as service account ${sa}, the client certificate is ${peer.spiffeId}` };
+  const actual = view.podLabels.get(key) ?? {};
+  for (const [k, v] of Object.entries(sub.identity.labels ?? {}))
+    if (actual[k] !== v) return { reason: 'labels-mismatch', detail: `pod ${key} has no label ${JSON.stringify(k.slice(0, 100))}=${JSON.stringify(String(v).slice(0, 100))}` };
+  return null;
+}

@@ -1,0 +1,317 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { createCsr, generateKeyPair } from '../certs/index.js';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { createLogger } from '../common/logger.js';
+import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type Subscribe } from '../contract/discovery.js';
+import { controlPlaneSpiffeId } from '../contract/identity.js';
+import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
+import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
+import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
+import { FakeKubeApi, podJson } from './fake-kube-api.js';
+import { parseProxyConfig } from '../proxy/config/proxy-config.js';
+import { connectControlPlane } from '../proxy/discovery/connect-proxy.js';
+import { CertifyClient } from '../proxy/identity/certify-client.js';
+import { Proxy } from '../proxy/proxy.js';
+import { TlsIdentity } from '../proxy/tls/tls-identity.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
+
+/**
+ * Proxies authenticate to the control plane (issue 14.1): a real control plane serving
+ * TLS (its serving certificate from its own CA, a directory mesh listing two meshed pods
+ * and an AuthorizationPolicy for each), workload certificates obtained through Certify
+ * with bootstrap tokens, and real grpc-js discovery streams presenting them (or not).
+ */
+const TD = 'cluster.local';
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+const CART = `spiffe://${TD}/ns/shop/sa/cart`;
+const tokenOf = (sa: string) => `bootstrap-token-${sa}-0123456789abcdef`;
+
+const MESH = `apiVersion: v1
+kind: Pod
+metadata: { name: web-0, namespace: shop, labels: { app: web, tier: front, wren.io/inject: enabled } }
+spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: cart-0, namespace: shop, labels: { app: cart, wren.io/inject: enabled } }
+spec: { serviceAccountName: cart, containers: [{ name: app, image: x }] }
+---
+apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: web-allow, namespace: shop }
+spec:
+  selector: { matchLabels: { app: web } }
+  action: ALLOW
+  rules: [{ from: [{ source: { principals: ["${TD}/ns/shop/sa/cart"] } }] }]
+---
+apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: cart-secret-allow, namespace: shop }
+spec:
+  selector: { matchLabels: { app: cart } }
+  action: ALLOW
+  rules: [{ from: [{ source: { principals: ["${TD}/ns/payments/sa/ledger"] } }] }]
+---
+kind: MeshService
+metadata: { name: web, namespace: shop }
+spec:
+  ports: [{ name: http, port: 80, protocol: http1 }]
+  endpoints: [{ address: 127.0.0.1, port: 8080, proxyPort: 15006, identity: "${WEB}" }]
+---
+kind: MeshService
+metadata: { name: cart, namespace: shop }
+spec:
+  ports: [{ name: http, port: 80, protocol: http1 }]
+  endpoints: [{ address: 127.0.0.2, port: 8080, proxyPort: 15006, identity: "${CART}" }]
+`;
+
+let dir: string;
+let issuer: Issuer;
+let cp: ControlPlane;
+let address: string;
+const logs: string[] = [];
+const clients: grpc.Client[] = [];
+const certifiers: CertifyClient[] = [];
+let web: ClientCertificate;
+let cart: ClientCertificate;
+
+/** Credentials as a proxy makes them: the control plane verified by bundle and SPIFFE ID; `cert` presented when given. */
+function credentials(cert?: ClientCertificate): grpc.ChannelCredentials {
+  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
+  if (cert) presentCertificate(creds, cert);
+  return creds;
+}
+
+/** A key and a certificate for `id` from the control plane's Certify, authenticated with the bootstrap token. */
+async function certify(id: string, sa: string, creds = credentials(), lifetimeMs = 0, token = tokenOf(sa)): Promise<ClientCertificate> {
+  const keyPem = generateKeyPair().privateKeyPem;
+  const c = new CertifyClient(address, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  certifiers.push(c);
+  const r = await c.certify({ identity: id, token: Buffer.from(token), csrPem: createCsr(keyPem, id), requestedLifetimeMs: lifetimeMs }, 10_000);
+  return { keyPem, certChainPem: r.certChainPem };
+}
+
+const sub = (spiffeId: string, pod: string, labels: Record<string, string> = {}): Subscribe => ({ identity: { spiffeId, namespace: 'shop', pod, labels }, services: [], lastVersion: '' });
+
+interface Outcome {
+  readonly response: DiscoveryResponse | null;
+  readonly code: grpc.status | null;
+  readonly details: string;
+  readonly stream: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+}
+
+/** Opens a discovery stream, sends `messages`, and resolves with the first response or the status it ended with. */
+function open(creds: grpc.ChannelCredentials, messages: DiscoveryRequest[]): Promise<Outcome> {
+  const { Client } = loadDiscoveryProto();
+  const client = new Client(address, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  clients.push(client);
+  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  return new Promise((resolve) => {
+    stream.once('data', (r: DiscoveryResponse) => resolve({ response: r, code: null, details: '', stream }));
+    stream.once('error', (e: grpc.ServiceError) => resolve({ response: null, code: e.code, details: e.details, stream }));
+    for (const m of messages) stream.write(m);
+  });
+}
+
+async function refusals(of: ControlPlane = cp): Promise<Record<string, number>> {
+  const text = await of.metrics.registry.metrics();
+  return Object.fromEntries([...text.matchAll(/^wren_cp_discovery_refused_total\{reason="([^"]+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+}
+
+const refusedLogs = () => logs.filter((l) => l.includes('discovery stream refused')).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wren-cp-client-auth-'));
+  await mkdir(join(dir, 'mesh'));
+  await writeFile(join(dir, 'mesh', 'shop.yaml'), MESH);
+  await writeFile(join(dir, 'tokens.yaml'), `tokens:\n${['web', 'cart'].map((sa) => `  - { token: ${tokenOf(sa)}, namespace: shop, serviceAccount: ${sa} }`).join('\n')}\n`);
+  issuer = generateIssuer(TD);
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(3),
+    logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
+    source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
+    identity: { issuer, authenticator: BootstrapTokenAuthenticator.fromFile(join(dir, 'tokens.yaml')) },
+    transport: 'tls',
+  });
+  await cp.whenReady();
+  address = `127.0.0.1:${cp.grpcPort}`;
+  web = await certify(WEB, 'web');
+  cart = await certify(CART, 'cart');
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  for (const c of certifiers) c.close();
+  await cp?.kill();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a proxy presenting its own certificate gets its own workload inbound policy only, and is shown as authenticated', async () => {
+  const o = await open(credentials(web), [{ subscribe: sub(WEB, 'web-0', { app: 'web' }) }]);
+  expect(o.code).toBeNull();
+  const policy = JSON.parse(o.response!.inboundPolicy!.policyJson) as { authorizationPolicies: { name: string }[] };
+  expect(policy.authorizationPolicies.map((p) => p.name)).toEqual(['shop/web-allow']);
+  expect(o.response!.inboundPolicy!.policyJson).not.toContain('cart-secret-allow');
+  expect(cp.discovery.debugProxies()).toEqual(expect.arrayContaining([expect.objectContaining({ authenticatedAs: WEB, identity: expect.objectContaining({ spiffeId: WEB, pod: 'web-0' }) })]));
+  o.stream.cancel();
+});
+
+test('a sidecar (connectControlPlane) subscribes with its workload certificate; its egress list (discovery.services) scopes what it receives', async () => {
+  const config = parseProxyConfig({
+    identity: { trustDomain: TD, namespace: 'shop', serviceAccount: 'web', pod: 'web-0', certify: { controlPlane: address, tokenFile: join(dir, 'unused.token'), trustBundlePem: issuer.trustBundlePem } },
+    discovery: { controlPlane: address, services: ['cart.shop'] },
+    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    shutdown: { gracePeriodMs: 1000 },
+  }, 'test');
+  const tls = new TlsIdentity({ ...web, trustBundlePem: issuer.trustBundlePem });
+  const proxy = await Proxy.start({ config, tls, logger: createLogger({ sink: () => undefined }), staticMesh: false });
+  // The credentials start without a client certificate: connectControlPlane presents proxy.tls.
+  const client = connectControlPlane(proxy, { address, namespace: 'shop', pod: 'web-0', credentials: credentials(), backoff: { initialMs: 50, maxMs: 200 } });
+  try {
+    const snap = await client.onFirstSnapshot();
+    expect(snap.services.map((x) => `${x.name}.${x.namespace}`)).toEqual(['cart.shop']);
+    expect(snap.inboundPolicy?.authorizationPolicies.map((p) => p.name)).toEqual(['shop/web-allow']);
+    expect(cp.discovery.debugProxies()).toEqual(expect.arrayContaining([expect.objectContaining({ authenticatedAs: WEB, services: ['cart.shop'] })]));
+  } finally {
+    await client.stop();
+    await proxy.close();
+  }
+}, 20_000);
+
+test('no client certificate: UNAUTHENTICATED, counted and logged', async () => {
+  const before = (await refusals())['no-client-certificate'] ?? 0;
+  const o = await open(credentials(), [{ subscribe: sub(WEB, 'web-0') }]);
+  expect({ code: o.code, response: o.response }).toEqual({ code: grpc.status.UNAUTHENTICATED, response: null });
+  expect((await refusals())['no-client-certificate']).toBe(before + 1);
+  expect(refusedLogs().at(-1)).toMatchObject({ level: 'warn', code: 'UNAUTHENTICATED', reason: 'no-client-certificate' });
+});
+
+test('a certificate from another CA (same trust domain, same identity): UNAUTHENTICATED', async () => {
+  const rogue = generateIssuer(TD);
+  const keyPem = generateKeyPair().privateKeyPem;
+  const issued = rogue.ca.issue(createCsr(keyPem, WEB), { identity: WEB });
+  const before = (await refusals())['no-client-certificate'] ?? 0;
+  const o = await open(credentials({ keyPem, certChainPem: issued.certPem }), [{ subscribe: sub(WEB, 'web-0') }]);
+  expect({ code: o.code, response: o.response }).toEqual({ code: grpc.status.UNAUTHENTICATED, response: null });
+  expect((await refusals())['no-client-certificate']).toBe(before + 1);
+});
+
+test('a forged Subscribe (a valid certificate for web claiming cart): PERMISSION_DENIED, and its reports are never recorded', async () => {
+  const o = await open(credentials(web), [
+    { subscribe: sub(CART, 'cart-0', { app: 'cart' }) },
+    { identityReport: { trustAnchorFingerprints: ['AA:BB'], chainRootFingerprint: 'AA:BB', leafSerial: '01', notAfterMs: 1, startupTrustAnchorFingerprints: [] } },
+    { health: { ejected: [{ service: 'web.shop', servicePort: 80, address: '127.0.0.1', port: 8080, kind: 'outlier-ejection', reason: 'consecutive-5xx', ejectedForMs: 1 }] } },
+  ]);
+  expect({ code: o.code, response: o.response }).toEqual({ code: grpc.status.PERMISSION_DENIED, response: null });
+  expect(o.details).toContain(`the client certificate is ${WEB}`);
+  expect((await refusals())['identity-mismatch']).toBeGreaterThanOrEqual(1);
+  // `wren trust-anchors check` reads /debug/trust: nothing there claims to be cart.
+  expect(cp.discovery.debugTrust().proxies.filter((p) => p.identity === CART)).toEqual([]);
+  // Nor does /debug/health hold a report in cart's name (the input of mesh-wide withdrawal).
+  expect(cp.discovery.debugHealth()).toEqual([]);
+  const line = refusedLogs().find((l) => l.reason === 'identity-mismatch')!;
+  expect(line).toMatchObject({ code: 'PERMISSION_DENIED', certificate: WEB, claimed: CART });
+  // Identities and the serial only: no certificate, key or token in any log line.
+  expect(logs.filter((l) => /BEGIN|PRIVATE|bootstrap-token-/.test(l))).toEqual([]);
+});
+
+test("a certificate of another identity naming this pod, or this pod with another pod's labels: PERMISSION_DENIED", async () => {
+  // cart's certificate, cart's identity, but web's pod (to get web's inbound policy).
+  const podClaim = await open(credentials(cart), [{ subscribe: sub(CART, 'web-0', { app: 'web' }) }]);
+  expect({ code: podClaim.code, response: podClaim.response }).toEqual({ code: grpc.status.PERMISSION_DENIED, response: null });
+  expect(podClaim.details).toMatch(/pod shop\/web-0 runs as service account web/);
+  // web's own pod, claiming cart's labels (to get cart's inbound policy).
+  const labelClaim = await open(credentials(web), [{ subscribe: sub(WEB, 'web-0', { app: 'cart' }) }]);
+  expect({ code: labelClaim.code, response: labelClaim.response }).toEqual({ code: grpc.status.PERMISSION_DENIED, response: null });
+  // Another namespace than the certificate's.
+  const nsClaim = await open(credentials(web), [{ subscribe: { ...sub(WEB, 'web-0'), identity: { spiffeId: WEB, namespace: 'payments', pod: 'web-0', labels: {} } } }]);
+  expect(nsClaim.code).toBe(grpc.status.PERMISSION_DENIED);
+  expect(await refusals()).toMatchObject({ 'pod-mismatch': 1, 'labels-mismatch': 1, 'namespace-mismatch': 1 });
+});
+
+test('Certify renews by certificate without a token; a certificate of another identity still needs one', async () => {
+  const renewed = await certify(WEB, 'web', credentials(web), 0, '');
+  expect(renewed.certChainPem).toContain('BEGIN CERTIFICATE');
+  expect(logs.some((l) => l.includes('certificate issued') && l.includes('"via":"client-certificate"'))).toBe(true);
+  await expect(certify(WEB, 'web', credentials(cart), 0, '')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+  await expect(certify(WEB, 'web', credentials(), 0, '')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+});
+
+test('a stream ends with UNAUTHENTICATED when the certificate it was opened with expires', async () => {
+  const short = await certify(WEB, 'web', credentials(), 2_000);
+  const o = await open(credentials(short), [{ subscribe: sub(WEB, 'web-0') }]);
+  expect(o.code).toBeNull();
+  const ended = await new Promise<grpc.ServiceError>((resolve) => o.stream.once('error', resolve));
+  expect({ code: ended.code, details: ended.details }).toEqual({ code: grpc.status.UNAUTHENTICATED, details: 'the client certificate has expired' });
+  expect((await refusals())['certificate-expired']).toBe(1);
+}, 15_000);
+
+/**
+ * The Kubernetes source knows every meshed pod: the Subscribe's pod must be one of them,
+ * running as the certificate's service account. (Last in the file: it points the helpers'
+ * `address` at its own control plane, which shares the CA.)
+ */
+describe('Kubernetes source: the stream is bound to a pod of the certificate\'s service account', () => {
+  const WEB_SA = `spiffe://${TD}/ns/shop/sa/web-sa`;
+  let api: FakeKubeApi;
+  let k8s: ControlPlane;
+  let cert: ClientCertificate;
+
+  beforeAll(async () => {
+    api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
+    api.apply('pods', podJson('web-a', 'shop', 'web-sa', '10.0.0.1'));
+    api.apply('pods', podJson('other-a', 'shop', 'other-sa', '10.0.0.2'));
+    api.apply('pods', podJson('legacy-a', 'shop', 'web-sa', '10.0.0.3', false));
+    api.tokens.set('tok-web-sa', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-a' });
+    k8s = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(4),
+      logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
+      source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+      identity: { issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig()) },
+      transport: 'tls',
+    });
+    await k8s.whenReady();
+    address = `127.0.0.1:${k8s.grpcPort}`;
+    cert = await certify(WEB_SA, 'web-sa', credentials(), 0, 'tok-web-sa');
+  }, 30_000);
+
+  afterAll(async () => {
+    await k8s?.kill();
+    await api?.close();
+  });
+
+  const subscribeAs = (pod: string) => open(credentials(cert), [{ subscribe: { identity: { spiffeId: WEB_SA, namespace: 'shop', pod, labels: {} }, services: [], lastVersion: '' } }]);
+
+  test('its own pod: served', async () => {
+    const o = await subscribeAs('web-a');
+    expect(o.code).toBeNull();
+    expect(o.response!.full).toBe(true);
+    o.stream.cancel();
+  });
+
+  test('a pod of another service account, an unmeshed pod, a pod that does not exist: PERMISSION_DENIED', async () => {
+    const other = await subscribeAs('other-a');
+    expect({ code: other.code, details: other.details }).toEqual({ code: grpc.status.PERMISSION_DENIED, details: `pod shop/other-a runs as service account other-sa, the client certificate is ${WEB_SA}` });
+    expect((await subscribeAs('legacy-a')).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await subscribeAs('web-zzz')).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(await refusals(k8s)).toMatchObject({ 'pod-mismatch': 1, 'unknown-pod': 2 });
+  });
+
+  test('a pod the watch has just seen is served (the proxy retries until then)', async () => {
+    expect((await subscribeAs('web-b')).code).toBe(grpc.status.PERMISSION_DENIED);
+    api.apply('pods', podJson('web-b', 'shop', 'web-sa', '10.0.0.4'));
+    let o = await subscribeAs('web-b');
+    for (let i = 0; i < 50 && o.code !== null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      o = await subscribeAs('web-b');
+    }
+    expect(o.code).toBeNull();
+    o.stream.cancel();
+  });
+});
