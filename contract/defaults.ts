@@ -74,6 +74,7 @@ export const DEFAULT_INBOUND_POLICY: InboundPolicy = Object.freeze({
   mtls: Object.freeze({ mode: 'STRICT' }),
   portLevelMtls: Object.freeze({}),
   authorizationPolicies: Object.freeze([]),
+  jwtRules: Object.freeze([]),
 });
 
 /** Policies in this namespace without a selector are mesh-wide (Istio's root namespace, here the control plane's). */

@@ -46,7 +46,7 @@ describe('parseInboundPolicy', () => {
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { ports: ['0'] } }] }] }] }, /rules\[0\]\.to\[0\]\.operation\.ports\[0\]: expected a port number 1-65535/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { ports: [8080] } }] }] }] }, /operation\.ports\[0\]: expected a string/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { verbs: ['GET'] } }] }] }] }, /operation\.verbs: unknown field/],
-    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'request.auth.claims[iss]', values: ['x'] }] }] }] }, /when\[0\]\.key: expected to match/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'request.auth.claims[]', values: ['x'] }] }] }] }, /when\[0\]\.key: expected to match/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'source.namespace' }] }] }] }, /when\[0\]\.values: values or notValues must be set/],
   ])('%j is rejected at its field path', (raw, want) => {
     expect(pathOf(raw)).toMatch(want);
@@ -84,4 +84,18 @@ describe('inbound policy on the wire', () => {
     const back = m.requestDeserialize(m.requestSerialize(req)) as { subscribe: { identity: { labels: Record<string, string> } } };
     expect(back.subscribe.identity.labels).toEqual({ app: 'b', version: 'v2' });
   });
+});
+
+test('jwtRules survive the wire: model -> JSON -> the parser the proxy validates with', () => {
+  const withJwt = parseInboundPolicy(
+    {
+      jwtRules: [
+        { issuer: 'https://a', jwksUri: 'https://a/jwks', fromHeaders: [{ name: 'X-Jwt' }], outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }] },
+        { issuer: 'https://b', jwksFile: '/etc/b.json', audiences: ['web'], forwardOriginalToken: true, outputPayloadToHeader: 'x-payload', fromParams: ['t'] },
+      ],
+      authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{ source: { requestPrincipals: ['https://a/*'] } }], when: [{ key: 'request.auth.claims[x][y]', values: ['1'] }] }] }],
+    },
+    'policy',
+  );
+  expect(inboundPolicyFromJson(inboundPolicyToJson(withJwt), 'wire')).toEqual(withJwt);
 });

@@ -169,6 +169,12 @@ export interface AuthzSource {
   readonly notNamespaces: readonly string[];
   /** Wren extension. true: only callers without a client certificate; false: only authenticated ones; absent: either. */
   readonly unauthenticated?: boolean;
+  /**
+   * The request principal `<iss>/<sub>` of a verified JWT (RequestAuthentication); `*` =
+   * any request with a valid token. HTTP-only (a TCP stream has no JWT).
+   */
+  readonly requestPrincipals: readonly string[];
+  readonly notRequestPrincipals: readonly string[];
 }
 
 /** What is called. `methods`, `paths` and their `not` forms are HTTP-only. Ports are the workload's (target) ports, as strings like Istio's. */
@@ -181,7 +187,11 @@ export interface AuthzOperation {
   readonly notPaths: readonly string[];
 }
 
-/** Extra condition. Keys: `request.headers[NAME]` (HTTP-only), `source.principal`, `source.namespace`, `destination.port`. */
+/**
+ * Extra condition. Keys: `request.headers[NAME]` (HTTP-only), `source.principal`, `source.namespace`, `destination.port`,
+ * and from a verified JWT (HTTP-only): `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`,
+ * `request.auth.claims[NAME]` (nested: `request.auth.claims[a][b]`).
+ */
 export interface AuthzCondition {
   readonly key: string;
   readonly values: readonly string[];
@@ -203,6 +213,48 @@ export interface AuthzPolicy {
   readonly rules: readonly AuthzRule[];
 }
 
+/** Where a JWT is read from: a header, with a prefix stripped (`Authorization: Bearer <token>`). */
+export interface JwtHeaderLocation {
+  /** Lower-case header name. */
+  readonly name: string;
+  /** The exact prefix before the token ('' = none); a header without it is an invalid token. */
+  readonly prefix: string;
+}
+
+/** A claim copied into a request header after a successful verification (Istio outputClaimToHeaders). */
+export interface JwtClaimToHeader {
+  /** Lower-case header name. */
+  readonly header: string;
+  /** Claim name; `a.b` reads a nested claim. */
+  readonly claim: string;
+}
+
+/**
+ * One issuer a workload accepts end-user tokens from (Istio RequestAuthentication
+ * `jwtRules[]`, security/v1beta1/jwt.proto). Exactly one of `jwks`, `jwksUri`, `jwksFile`
+ * is set ('' = not set).
+ */
+export interface JwtRule {
+  /** Tokens whose `iss` differs are not verified with this rule. */
+  readonly issuer: string;
+  /** Accepted `aud` values (any one); empty: the audience is not checked. */
+  readonly audiences: readonly string[];
+  /** JWKS URL, fetched by the proxy with caching and refresh. */
+  readonly jwksUri: string;
+  /** Inline JWKS (JSON text). */
+  readonly jwks: string;
+  /** Wren extension: a JWKS file on the proxy's file system (a mounted Secret or ConfigMap), re-read on refresh. */
+  readonly jwksFile: string;
+  /** Header locations; with no fromHeaders and no fromParams: `Authorization: Bearer` and `?access_token=` (Envoy's defaults). */
+  readonly fromHeaders: readonly JwtHeaderLocation[];
+  readonly fromParams: readonly string[];
+  /** false (default): the token is removed from the request before it reaches the app. */
+  readonly forwardOriginalToken: boolean;
+  readonly outputClaimToHeaders: readonly JwtClaimToHeader[];
+  /** Header to receive the verified payload, base64url-encoded ('' = none). */
+  readonly outputPayloadToHeader: string;
+}
+
 /**
  * Everything the inbound side of one workload enforces, already resolved for it by
  * the control plane (or written in the proxy's static config): the mTLS mode with
@@ -213,6 +265,8 @@ export interface InboundPolicy {
   /** Keyed by the workload's port number ("9090"). */
   readonly portLevelMtls: Readonly<Record<string, { readonly mode: MtlsMode }>>;
   readonly authorizationPolicies: readonly AuthzPolicy[];
+  /** Every jwtRule of the RequestAuthentications that select the workload (none: no JWT work at all). */
+  readonly jwtRules: readonly JwtRule[];
 }
 
 /** A versioned snapshot of everything one proxy needs. */

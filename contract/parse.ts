@@ -1,7 +1,7 @@
 import { SocketAddress, isIP } from 'node:net';
 import { DEFAULT_POLICY } from './defaults.js';
 import type {
-  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
+  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
 } from './model.js';
 import {
   arr, bool, duration, fail, literal, map, num, obj, optional, record, str, withDefault,
@@ -180,7 +180,13 @@ const patterns = arr(matchPattern, { default: [] });
 export const PORT_STRING = /^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$/;
 const portString: Parser<string> = map(str(), (v, path) => (PORT_STRING.test(v) ? v : fail(path, `expected a port number 1-65535, got ${JSON.stringify(v)}`)));
 
-export const CONDITION_KEY = /^(request\.headers\[[!#$%&'*+.^_`|~0-9A-Za-z-]+\]|source\.principal|source\.namespace|destination\.port)$/;
+/**
+ * Condition keys Wren implements (Istio's conditions page): headers, the peer, the port,
+ * and what a verified JWT says (`request.auth.*`; `request.auth.claims[a][b]` is the
+ * nested claim b of claim a). A claim name is anything without brackets.
+ */
+export const CONDITION_KEY =
+  /^(request\.headers\[[!#$%&'*+.^_`|~0-9A-Za-z-]+\]|source\.principal|source\.namespace|destination\.port|request\.auth\.(principal|audiences|presenter)|request\.auth\.claims(\[[^[\]]+\])+)$/;
 
 const parseCondition: Parser<AuthzCondition> = map(
   obj({ key: str({ pattern: CONDITION_KEY }), values: patterns, notValues: patterns }),
@@ -191,7 +197,10 @@ export const parseAuthzRule: Parser<AuthzRule> = obj({
   from: arr(
     obj({
       source: required(
-        obj({ principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()) }),
+        obj({
+          principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()),
+          requestPrincipals: patterns, notRequestPrincipals: patterns,
+        }),
       ),
     }),
     { default: [] },
@@ -227,9 +236,69 @@ export function checkPortKeys<T>(rec: Readonly<Record<string, T>>, path: string)
   return rec;
 }
 
+// ---- RequestAuthentication jwtRules (Istio security/v1beta1/jwt.proto) ----
+
+/** An HTTP field name (RFC 9110 section 5.1 token), stored lower-case. */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const headerName: Parser<string> = map(str({ pattern: HEADER_NAME }), (v) => v.toLowerCase());
+const nonEmpty = str({ pattern: /^\S(.*\S)?$/ });
+export const JWKS_URI = /^https?:\/\/[^\s/?#]+[^\s]*$/;
+
+/**
+ * An inline JWKS (RFC 7517 section 5): a JSON object with a `keys` list of public keys.
+ * Symmetric (`kty: oct`) and private keys are refused: a JWKS names public keys, and an
+ * HMAC key in it would let anyone who can read the policy mint tokens.
+ */
+export const parseJwksText: Parser<string> = (raw, path) => {
+  const text = str()(raw, path);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    return fail(path, `expected a JSON Web Key Set (JSON), got invalid JSON (${(e as Error).message})`);
+  }
+  const keys = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys)) return fail(path, 'expected a JSON Web Key Set: an object with a "keys" list');
+  keys.forEach((k: unknown, i) => {
+    const key = k as Record<string, unknown> | null;
+    if (!key || typeof key !== 'object' || typeof key.kty !== 'string') fail(`${path}.keys[${i}]`, 'expected a JWK with a "kty"');
+    else if (key.kty === 'oct') fail(`${path}.keys[${i}].kty`, 'symmetric keys (kty "oct") are not accepted: a JWKS holds public keys');
+    else if ('d' in key) fail(`${path}.keys[${i}]`, 'is a private key; publish only the public part');
+  });
+  return text;
+};
+
+/** '' is "not set" (the model's spelling, which the wire carries); the CRD form rejects it (policy-objects.ts). */
+const unsetOr =
+  <T>(p: Parser<T>, unset: T): Parser<T> =>
+  (raw, path) =>
+    raw === undefined || raw === null || raw === '' ? unset : p(raw, path);
+
+export const parseJwtRule: Parser<JwtRule> = map(
+  obj({
+    issuer: nonEmpty,
+    audiences: arr(nonEmpty, { default: [] }),
+    jwksUri: unsetOr(str({ pattern: JWKS_URI }), ''),
+    jwks: unsetOr(parseJwksText, ''),
+    jwksFile: unsetOr(str({ pattern: /^\/\S+$/ }), ''),
+    fromHeaders: arr(obj({ name: headerName, prefix: str({ default: '' }) }), { default: [] }),
+    fromParams: arr(str({ pattern: /^[A-Za-z0-9._~-]+$/ }), { default: [] }),
+    forwardOriginalToken: bool(false),
+    outputClaimToHeaders: arr(obj({ header: headerName, claim: nonEmpty }), { default: [] }),
+    outputPayloadToHeader: unsetOr(headerName, ''),
+  }),
+  (r, path) => {
+    const set = [r.jwks && 'jwks', r.jwksUri && 'jwksUri', r.jwksFile && 'jwksFile'].filter(Boolean);
+    if (set.length !== 1)
+      fail(path, set.length === 0 ? 'one of jwksUri, jwks or jwksFile is required (OpenID discovery is not supported)' : `only one of jwksUri, jwks and jwksFile may be set, got ${set.join(', ')}`);
+    return r;
+  },
+);
+
 /** A workload's resolved inbound policy: the proxy's static `policy:` and the discovery stream's `inbound_policy`. */
 export const parseInboundPolicy: Parser<InboundPolicy> = obj({
   mtls: obj({ mode: literal(MTLS_MODES, 'STRICT') }),
   portLevelMtls: map(record(obj({ mode: literal(MTLS_MODES) })), checkPortKeys),
   authorizationPolicies: arr(parseAuthzPolicy, { default: [] }),
+  jwtRules: arr(parseJwtRule, { default: [] }),
 });

@@ -5,7 +5,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseAllDocuments } from 'yaml';
 
 /**
- * Validates Wren resources (TrafficPolicy, PeerAuthentication, AuthorizationPolicy,
+ * Validates Wren resources (TrafficPolicy, PeerAuthentication, AuthorizationPolicy, RequestAuthentication,
  * MeshService) against the OpenAPI v3 schemas in manifests/crds, offline, the way the
  * API server would: the CRD YAML is the single source of truth, translated here from
  * Kubernetes' OpenAPI subset to JSON Schema for ajv:
@@ -52,6 +52,10 @@ const KNOWN_CEL: Record<string, Json> = {
   '(has(self.values) && size(self.values) > 0) || (has(self.notValues) && size(self.notValues) > 0)': {
     if: { not: { required: ['notValues'], properties: { notValues: { minItems: 1 } } } },
     then: { required: ['values'], properties: { values: { minItems: 1 } } },
+  },
+  // RequestAuthentication jwtRule: exactly one key source.
+  '[has(self.jwks), has(self.jwksUri), has(self.jwksFile)].filter(x, x).size() == 1': {
+    oneOf: [{ required: ['jwks'] }, { required: ['jwksUri'] }, { required: ['jwksFile'] }],
   },
 };
 

@@ -19,7 +19,8 @@ import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
 import { AppConnector } from './inbound/app-connector.js';
 import { AdminServer } from './admin/admin-server.js';
-import { CompiledInboundPolicy } from './policy/compiled-policy.js';
+import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
+import { JwksRegistry } from './policy/jwks-source.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
 import type { AddressInfo, Socket } from 'node:net';
@@ -69,6 +70,9 @@ export class Proxy {
   private hasConfig = false;
   /** The local workload's inbound policy (mTLS modes, authorization), swapped atomically. */
   private inboundPolicy: CompiledInboundPolicy;
+  /** JWKS of the RequestAuthentication rules in force, kept across policy updates. */
+  private readonly jwks: JwksRegistry;
+  private readonly jwtDeps: JwtDeps;
   private closedResolve!: () => void;
   /** Resolves once the proxy has closed (after a drain, POST /drain included). */
   readonly drained = new Promise<void>((r) => (this.closedResolve = r));
@@ -98,8 +102,16 @@ export class Proxy {
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
-    this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY);
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
+    const ra = config.requestAuthn;
+    this.jwks = new JwksRegistry({
+      clock: this.clock,
+      logger: this.logger.child({ component: 'jwks' }),
+      settings: { refreshMs: ra.jwksRefreshMs, retryMs: ra.jwksRetryMs, fetchTimeoutMs: ra.jwksFetchTimeoutMs, minRefetchIntervalMs: ra.jwksMinRefetchIntervalMs },
+      onFetch: (source, outcome) => policyTelemetry.jwksFetch(source, outcome),
+    });
+    this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
+    this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps);
     const inboundCommon = {
       ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock), reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
@@ -211,12 +223,13 @@ export class Proxy {
 
   applySnapshot(snapshot: MeshSnapshot): void {
     const routes = new RouteTable(snapshot, this.config.identity.namespace);
-    const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy) : null;
+    const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy, this.jwtDeps) : null;
     this.clusters.apply(snapshot.services);
     this.routes = routes;
     this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     if (inbound) {
       this.inboundPolicy = inbound;
+      this.jwks.retainOnly(inbound.policy.jwtRules);
       this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });
     }
     this.hasConfig = true;
@@ -306,6 +319,7 @@ export class Proxy {
     this.peers.close();
     this.appSessions.close();
     this.clusters.close();
+    this.jwks.close();
     this.outboundAgent.destroy();
     this.appAgent.destroy();
     this.metrics.close();

@@ -9,7 +9,7 @@ import * as k8s from '@kubernetes/client-node';
  * Gone for versions older than the compacted history (as an ERROR event carrying a
  * Status with code 410, the API server's usual answer, or as HTTP 410).
  */
-export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'meshservices';
+export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'requestauthentications' | 'meshservices';
 type Obj = Record<string, unknown> & { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown } };
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -20,6 +20,7 @@ const ROUTES: { resource: Resource; prefix: string; listKind: string; apiVersion
   { resource: 'trafficpolicies', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'TrafficPolicyList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'TrafficPolicy' },
   { resource: 'peerauthentications', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'PeerAuthenticationList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'PeerAuthentication' },
   { resource: 'authorizationpolicies', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'AuthorizationPolicyList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'AuthorizationPolicy' },
+  { resource: 'requestauthentications', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'RequestAuthenticationList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'RequestAuthentication' },
   { resource: 'meshservices', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'MeshServiceList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'MeshService' },
 ];
 

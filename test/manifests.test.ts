@@ -54,8 +54,8 @@ describe('every YAML file', () => {
 
 describe('CRDs', () => {
   const crds = walk(join(ROOT, 'crds')).flatMap(docsOf);
-  test('four namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
-    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'TrafficPolicy']);
+  test('five namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
+    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'TrafficPolicy']);
     for (const c of crds) {
       expect(c.apiVersion).toBe('apiextensions.k8s.io/v1');
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.policy.wren.io`);
@@ -91,6 +91,7 @@ describe('CRDs', () => {
       'policy.wren.io/v1alpha1 AuthorizationPolicy',
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
+      'policy.wren.io/v1alpha1 RequestAuthentication',
       'policy.wren.io/v1alpha1 TrafficPolicy',
     ]);
   });
@@ -106,7 +107,7 @@ describe('examples', () => {
 
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
-    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'MeshService']));
+    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService']));
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
   });
@@ -264,7 +265,7 @@ describe('install manifests', () => {
       [
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
-        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'meshservices']),
+        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices']),
         'authentication.k8s.io/tokenreviews:create',
       ].sort(),
     );

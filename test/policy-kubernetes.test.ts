@@ -87,3 +87,19 @@ test('for a pod the control plane does not know, the labels from Subscribe selec
   await waitFor(() => policyOf(known)?.authorizationPolicies.length === 0, 'relabel pushed');
   expect(policyOf(known)!.portLevelMtls).toEqual({});
 });
+
+test('RequestAuthentication: the selected jwtRules are pushed; an invalid update keeps the last good one; a delete removes them', async () => {
+  const jwks = JSON.stringify({ keys: [{ kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', kid: 'k' }] });
+  const ra = (jwtRules: unknown[]) => ({ ...meta('RequestAuthentication', 'web-jwt', 'shop'), spec: { selector: { matchLabels: { app: 'web' } }, jwtRules } });
+  api.apply('requestauthentications', ra([{ issuer: 'https://id.example.com', jwks, audiences: ['web'] }]));
+  const c = subscribe('web-a');
+  await waitFor(() => policyOf(c)?.jwtRules.length === 1, 'jwtRules pushed');
+  expect(policyOf(c)!.jwtRules[0]).toMatchObject({ issuer: 'https://id.example.com', audiences: ['web'], jwks });
+  const other = subscribe('ghost-1', { app: 'db' });
+  expect((await other.onFirstSnapshot()).inboundPolicy?.jwtRules ?? []).toEqual([]);
+  api.apply('requestauthentications', ra([{ issuer: 'https://id.example.com', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }]));
+  await waitFor(async () => /wren_cp_invalid_objects_total\{source="kubernetes"\} [1-9]/.test(await cp.metrics.registry.metrics()), 'rejection counted');
+  expect(policyOf(c)!.jwtRules[0].jwks).toBe(jwks);
+  api.delete('requestauthentications', 'shop', 'web-jwt');
+  await waitFor(() => policyOf(c)?.jwtRules.length === 0, 'delete pushed');
+});

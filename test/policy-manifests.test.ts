@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../common/schema.js';
-import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource } from '../control-plane/translate/policy-objects.js';
+import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../control-plane/translate/policy-objects.js';
 import { validateResource } from '../manifests/validate.js';
 
 /**
@@ -14,6 +14,7 @@ type Json = Record<string, unknown>;
 const PARSERS: Record<string, (raw: unknown, path: string) => unknown> = {
   PeerAuthentication: parsePeerAuthenticationResource,
   AuthorizationPolicy: parseAuthorizationPolicyResource,
+  RequestAuthentication: parseRequestAuthenticationResource,
 };
 const resource = (kind: string, spec: unknown): Json => ({ apiVersion: 'policy.wren.io/v1alpha1', kind, metadata: { name: 'p', namespace: 'demo' }, ...(spec === undefined ? {} : { spec }) });
 
@@ -52,10 +53,13 @@ describe('AuthorizationPolicy: CRD schema == parser', () => {
       [...STRINGS.map((v) => [v]), 'x'].map((v): [string, Json] => [`source.${f} ${JSON.stringify(v)}`, rule({ from: [{ source: { [f]: v } }] })]),
     ),
     ...[true, false, 'yes', 1].map((v): [string, Json] => [`unauthenticated ${JSON.stringify(v)}`, rule({ from: [{ source: { unauthenticated: v } }] })]),
+    ...['requestPrincipals', 'notRequestPrincipals'].flatMap((f) =>
+      [...STRINGS.map((v) => [v]), 'x'].map((v): [string, Json] => [`source.${f} ${JSON.stringify(v)}`, rule({ from: [{ source: { [f]: v } }] })]),
+    ),
     ...['ports', 'notPorts'].flatMap((f) => PORTS.map((v): [string, Json] => [`operation.${f} ${JSON.stringify(v)}`, rule({ to: [{ operation: { [f]: [v] } }] })])),
     ...['methods', 'notMethods', 'paths', 'notPaths'].flatMap((f) => STRINGS.map((v): [string, Json] => [`operation.${f} ${JSON.stringify(v)}`, rule({ to: [{ operation: { [f]: [v] } }] })])),
     ['operation.hosts (unsupported)', rule({ to: [{ operation: { hosts: ['a'] } }] })],
-    ...['request.headers[x-a]', 'request.headers[X-A]', 'source.principal', 'source.namespace', 'destination.port', 'request.auth.claims[iss]', 'source.ip', 'request.headers[]', 'request.headers[a b]', ''].map(
+    ...['request.headers[x-a]', 'request.headers[X-A]', 'source.principal', 'source.namespace', 'destination.port', 'request.auth.claims[iss]', 'request.auth.claims[a][b]', 'request.auth.claims[https://x/groups]', 'request.auth.claims[]', 'request.auth.claims[a', 'request.auth.principal', 'request.auth.audiences', 'request.auth.presenter', 'request.auth.issuer', 'source.ip', 'request.headers[]', 'request.headers[a b]', ''].map(
       (k): [string, Json] => [`when.key ${JSON.stringify(k)}`, rule({ when: [{ key: k, values: ['1'] }] })],
     ),
     ...[{}, { values: [] }, { notValues: [] }, { values: ['x'] }, { notValues: ['x'] }, { values: [], notValues: ['x'] }, { values: ['a*b'] }, { notValues: [''] }].map(
@@ -87,13 +91,44 @@ describe('PeerAuthentication: CRD schema == parser', () => {
   test.each(cases)('%s', (_name, obj) => agree(obj));
 });
 
+describe('RequestAuthentication: CRD schema == parser', () => {
+  const JWKS = '{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"k"}]}';
+  const ra = (spec: unknown) => resource('RequestAuthentication', spec);
+  const jr = (r: Json) => ra({ jwtRules: [r] });
+  const base = { issuer: 'https://id.example.com', jwksUri: 'https://id.example.com/jwks' };
+  const cases: [string, Json][] = [
+    ['no spec', ra(undefined)],
+    ['spec {}', ra({})],
+    ['jwtRules []', ra({ jwtRules: [] })],
+    ['a full rule', jr({ ...base, audiences: ['a'], fromHeaders: [{ name: 'Authorization', prefix: 'Bearer ' }], fromParams: ['t'], forwardOriginalToken: true, outputClaimToHeaders: [{ header: 'x-sub', claim: 'sub' }], outputPayloadToHeader: 'x-payload' })],
+    ...['', ' x', 'x ', 'https://a', 7].map((v): [string, Json] => [`issuer ${JSON.stringify(v)}`, jr({ ...base, issuer: v })]),
+    ['no issuer', jr({ jwksUri: base.jwksUri })],
+    ...['https://a/jwks', 'http://127.0.0.1:8080/k', 'ftp://a/k', 'https://', '', 'a b'].map((v): [string, Json] => [`jwksUri ${JSON.stringify(v)}`, jr({ issuer: base.issuer, jwksUri: v })]),
+    ...['/etc/jwks.json', 'etc/jwks.json', ''].map((v): [string, Json] => [`jwksFile ${JSON.stringify(v)}`, jr({ issuer: base.issuer, jwksFile: v })]),
+    ['jwks inline', jr({ issuer: base.issuer, jwks: JWKS })],
+    ['no key source', jr({ issuer: base.issuer })],
+    ['two key sources', jr({ ...base, jwks: JWKS })],
+    ['three key sources', jr({ ...base, jwks: JWKS, jwksFile: '/k' })],
+    ...['x-jwt', 'X-JWT', 'a b', '', ':path'].map((v): [string, Json] => [`fromHeaders.name ${JSON.stringify(v)}`, jr({ ...base, fromHeaders: [{ name: v }] })]),
+    ['fromHeaders without name', jr({ ...base, fromHeaders: [{ prefix: 'Bearer ' }] })],
+    ...['access_token', 'a b', ''].map((v): [string, Json] => [`fromParams ${JSON.stringify(v)}`, jr({ ...base, fromParams: [v] })]),
+    ...[true, 'yes'].map((v): [string, Json] => [`forwardOriginalToken ${JSON.stringify(v)}`, jr({ ...base, forwardOriginalToken: v })]),
+    ['outputClaimToHeaders without claim', jr({ ...base, outputClaimToHeaders: [{ header: 'x-a' }] })],
+    ['outputPayloadToHeader bad', jr({ ...base, outputPayloadToHeader: 'a b' })],
+    ['unknown rule field', jr({ ...base, jwtHeaders: ['x'] })],
+    ['unknown spec field', ra({ targetRef: {} })],
+    ...[{ matchLabels: { app: 'a' } }, { matchLabels: { app: 1 } }].map((s): [string, Json] => [`selector ${JSON.stringify(s)}`, ra({ selector: s, jwtRules: [base] })]),
+  ];
+  test.each(cases)('%s', (_name, obj) => agree(obj));
+});
+
 test('every example of the two kinds parses, every invalid one fails at the path in its comment', () => {
   const root = join(import.meta.dirname, '..', 'manifests', 'examples');
   const docs = (f: string) => parseAllDocuments(readFileSync(f, 'utf8')).map((d) => d.toJS() as Json).filter((d) => d && String(d.kind) in PARSERS);
   const good = readdirSync(root).filter((f) => f.endsWith('.yaml')).flatMap((f) => docs(join(root, f)));
   expect(good.length).toBeGreaterThanOrEqual(7);
   for (const d of good) expect(() => PARSERS[d.kind as string](d, '')).not.toThrow();
-  const bad = readdirSync(join(root, 'invalid')).filter((f) => /^(peerauthentication|authorizationpolicy)-/.test(f));
+  const bad = readdirSync(join(root, 'invalid')).filter((f) => /^(peerauthentication|authorizationpolicy|requestauthentication)-/.test(f));
   expect(bad.length).toBeGreaterThanOrEqual(5);
   for (const f of bad) {
     const text = readFileSync(join(root, 'invalid', f), 'utf8');

@@ -12,6 +12,7 @@ import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { waitFor } from './control-plane-harness.js';
 import { replaceFile } from './helpers/replace-file.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 /**
  * Policies from a real control plane (directory source) to a real sidecar: a change
@@ -134,4 +135,44 @@ test('a pushed PeerAuthentication opens the port to plaintext, which is then aut
   expect(await plain()).toEqual({ status: 403, reason: 'no-allow-policy-matched' });
   const proxies = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { inboundPolicy: { mtls: { mode: string } } }[] };
   expect(proxies.proxies[0].inboundPolicy.mtls.mode).toBe('PERMISSIVE');
+});
+
+test('a pushed RequestAuthentication verifies tokens on the next request; a bad one is rejected with its path; removing it stops JWT checks', async () => {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] });
+  const ra = (rule: string) => `apiVersion: policy.wren.io/v1alpha1
+kind: RequestAuthentication
+metadata: { name: orders-jwt, namespace: demo }
+spec:
+  selector: { matchLabels: { app: orders } }
+  jwtRules:
+    - issuer: https://id.example.com
+      jwks: '${jwks}'
+${rule}`;
+  const sign = (aud: string) => new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer('https://id.example.com').setAudience(aud).setExpirationTime('5m').sign(privateKey);
+  const withToken = (tok: string) =>
+    new Promise<{ status: number; reason: unknown }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path: '/name', headers: { host: 'orders', authorization: `Bearer ${tok}` }, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: res.headers['wren-jwt-reason'] }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  expect(await withToken('not-a-jwt')).toMatchObject({ status: 200 }); // no RequestAuthentication yet
+  await replaceFile(join(dir, 'ra.yaml'), ra('      audiences: [orders]\n'));
+  await waitFor(() => server.policy.jwtRules.length === 1, 'RequestAuthentication pushed');
+  expect(await withToken('not-a-jwt')).toEqual({ status: 401, reason: 'malformed' });
+  expect(await withToken(await sign('orders'))).toEqual({ status: 200, reason: undefined });
+  expect(await withToken(await sign('billing'))).toEqual({ status: 401, reason: 'bad-audience' });
+
+  await replaceFile(join(dir, 'ra.yaml'), ra('      audiences: [orders]\n      jwksUri: https://id.example.com/jwks\n'));
+  await waitFor(() => source.errors().some((e) => e.startsWith('mesh/ra.yaml')), 'rejection');
+  expect(source.errors()).toContain('mesh/ra.yaml: spec.jwtRules[0]: only one of jwksUri, jwks and jwksFile may be set, got jwks, jwksUri');
+  await new Promise((r) => setTimeout(r, 100));
+  expect(await withToken(await sign('billing'))).toEqual({ status: 401, reason: 'bad-audience' });
+
+  await rm(join(dir, 'ra.yaml'));
+  await waitFor(() => server.policy.jwtRules.length === 0, 'RequestAuthentication removed');
+  expect(await withToken('not-a-jwt')).toMatchObject({ status: 200 });
 });

@@ -1,6 +1,6 @@
 import { serviceKey, type Service } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
-import type { KAuthorizationPolicy, KPeerAuthentication, Labels } from '../translate/policy-objects.js';
+import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels } from '../translate/policy-objects.js';
 import { translateService } from '../translate/translate.js';
 import type { PolicyView } from '../store/mesh-store.js';
 
@@ -14,7 +14,7 @@ export interface IndexChanges {
   readonly upserts: Service[];
   readonly removes: string[];
   readonly warnings: string[];
-  /** Set when a PeerAuthentication, an AuthorizationPolicy or a meshed pod's labels changed. */
+  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication or a meshed pod's labels changed. */
   readonly policy?: PolicyView;
 }
 
@@ -33,6 +33,7 @@ export class ClusterIndex {
   private readonly dirty = new Set<string>();
   private readonly peerAuthentications = new Map<string, KPeerAuthentication>();
   private readonly authorizationPolicies = new Map<string, KAuthorizationPolicy>();
+  private readonly requestAuthentications = new Map<string, KRequestAuthentication>();
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
@@ -53,6 +54,12 @@ export class ClusterIndex {
   setAuthorizationPolicy(ns: string, name: string, p: KAuthorizationPolicy | null): void {
     if (p) this.authorizationPolicies.set(nsName(ns, name), p);
     else if (!this.authorizationPolicies.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  setRequestAuthentication(ns: string, name: string, p: KRequestAuthentication | null): void {
+    if (p) this.requestAuthentications.set(nsName(ns, name), p);
+    else if (!this.requestAuthentications.delete(nsName(ns, name))) return;
     this.policyDirty = true;
   }
 
@@ -168,6 +175,7 @@ export class ClusterIndex {
       policy: Object.freeze({
         peerAuthentications: Object.freeze([...this.peerAuthentications.values()]),
         authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),
+        requestAuthentications: Object.freeze([...this.requestAuthentications.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
       }),

@@ -5,14 +5,14 @@ import {
   parseEndpointSlice, parseK8sService, parseMeshService, parsePod, parseTrafficPolicyResource,
   TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
 } from '../translate/k8s-objects.js';
-import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource } from '../translate/policy-objects.js';
+import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
 import { ClusterIndex } from './cluster-index.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
 
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
  * builds) on Services, EndpointSlices, Pods, and the policy.wren.io/v1alpha1 TrafficPolicies,
- * PeerAuthentications, AuthorizationPolicies and MeshServices (a MeshService wins over a
+ * PeerAuthentications, AuthorizationPolicies, RequestAuthentications and MeshServices (a MeshService wins over a
  * Service of the same name, as in the directory source: translate.ts).
  *
  * - The informer keeps resourceVersion, resumes watches from it and relists when the
@@ -106,6 +106,10 @@ export class KubernetesSource implements MeshSource {
     this.add(
       'authorizationpolicies', crdPath('authorizationpolicies'), crd('authorizationpolicies', 'AuthorizationPolicy'),
       parseAuthorizationPolicyResource, idx.setAuthorizationPolicy.bind(idx),
+    );
+    this.add(
+      'requestauthentications', crdPath('requestauthentications'), crd('requestauthentications', 'RequestAuthentication'),
+      parseRequestAuthenticationResource, idx.setRequestAuthentication.bind(idx),
     );
   }
 

@@ -7,8 +7,8 @@ import {
 } from '../translate/k8s-objects.js';
 import type { ClusterObjects } from '../translate/translate.js';
 import {
-  parseAuthorizationPolicyResource, parsePeerAuthenticationResource,
-  type KAuthorizationPolicy, type KPeerAuthentication,
+  parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
+  type KAuthorizationPolicy, type KPeerAuthentication, type KRequestAuthentication,
 } from '../translate/policy-objects.js';
 import type { PolicyObjects } from '../translate/inbound-policy.js';
 
@@ -28,7 +28,8 @@ export type ManifestObject =
   | { kind: 'TrafficPolicy'; key: string; value: KTrafficPolicy }
   | { kind: 'MeshService'; key: string; value: Service }
   | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
-  | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy };
+  | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy }
+  | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -38,6 +39,7 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   MeshService: parseMeshService,
   PeerAuthentication: parsePeerAuthenticationResource,
   AuthorizationPolicy: parseAuthorizationPolicyResource,
+  RequestAuthentication: parseRequestAuthenticationResource,
 };
 
 /** An object the directory source does not read (its kind is not one of PARSERS). */
@@ -103,7 +105,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
   const errors: string[] = [];
   const out = {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
-    peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[],
+    peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -119,6 +121,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
       else if (o.kind === 'TrafficPolicy') out.policies.push(o.value);
       else if (o.kind === 'PeerAuthentication') out.peerAuthentications.push(o.value);
       else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
+      else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
       else out.meshServices.push(o.value);
     }
   }

@@ -29,7 +29,7 @@ export interface PolicyView extends PolicyObjects {
   readonly podServiceAccounts: ReadonlyMap<string, string>;
 }
 
-export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], podLabels: new Map(), podServiceAccounts: new Map() });
+export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], requestAuthentications: [], podLabels: new Map(), podServiceAccounts: new Map() });
 
 const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -37,6 +37,7 @@ const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === 
 export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
   if (a === b) return true;
   if (!sameList(a.peerAuthentications, b.peerAuthentications) || !sameList(a.authorizationPolicies, b.authorizationPolicies)) return false;
+  if (!sameList(a.requestAuthentications ?? [], b.requestAuthentications ?? [])) return false;
   if (a.podLabels.size !== b.podLabels.size || a.podServiceAccounts.size !== b.podServiceAccounts.size) return false;
   for (const [k, v] of a.podServiceAccounts) if (b.podServiceAccounts.get(k) !== v) return false;
   for (const [k, v] of a.podLabels) {

@@ -1,7 +1,10 @@
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { ConfigError } from '../../common/schema.js';
 import { resolveInboundPolicy, type PolicyObjects } from './inbound-policy.js';
-import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, type KAuthorizationPolicy, type KPeerAuthentication } from './policy-objects.js';
+import {
+  parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
+  type KAuthorizationPolicy, type KPeerAuthentication, type KRequestAuthentication,
+} from './policy-objects.js';
 
 let clock = 0;
 const pa = (ns: string, name: string, spec: unknown, createdAt?: string): KPeerAuthentication =>
@@ -102,5 +105,62 @@ describe('the resources are validated with field paths', () => {
     [() => ap('shop', 'x', { rules: [{ from: [{ source: { principals: ['a*b'] } }] }] }), /^spec\.rules\[0\]\.from\[0\]\.source\.principals\[0\]: only exact/],
   ])('%#', (f, want) => {
     expect(err(f)).toMatch(want);
+  });
+});
+
+describe('RequestAuthentication', () => {
+  const JWKS = JSON.stringify({ keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'k1' }] });
+  const ra = (ns: string, name: string, spec: unknown) =>
+    parseRequestAuthenticationResource({ apiVersion: 'policy.wren.io/v1alpha1', kind: 'RequestAuthentication', metadata: { name, namespace: ns }, spec }, '');
+  const rule = (issuer: string) => ({ issuer, jwks: JWKS });
+  const withRa = (...requestAuthentications: KRequestAuthentication[]): PolicyObjects => ({ peerAuthentications: [], authorizationPolicies: [], requestAuthentications });
+
+  test('the jwtRules of every selecting policy (workload namespace and wren-system), by namespace/name', () => {
+    const p = resolveInboundPolicy(
+      withRa(
+        ra('shop', 'b-web', { selector: { matchLabels: { app: 'web' } }, jwtRules: [rule('https://b')] }),
+        ra('shop', 'a-all', { jwtRules: [rule('https://a')] }),
+        ra('wren-system', 'mesh', { jwtRules: [rule('https://mesh')] }),
+        ra('shop', 'db-only', { selector: { matchLabels: { app: 'db' } }, jwtRules: [rule('https://db')] }),
+        ra('other', 'x', { jwtRules: [rule('https://other')] }),
+      ),
+      web,
+    );
+    expect(p.jwtRules.map((r) => r.issuer)).toEqual(['https://a', 'https://b', 'https://mesh']);
+    expect(p.jwtRules[0]).toMatchObject({ audiences: [], fromHeaders: [], fromParams: [], forwardOriginalToken: false, jwksUri: '', jwksFile: '' });
+  });
+
+  test('a workload no RequestAuthentication selects keeps the defaults object', () => {
+    expect(resolveInboundPolicy(withRa(ra('shop', 'db', { selector: { matchLabels: { app: 'db' } }, jwtRules: [rule('https://db')] })), web)).toBe(DEFAULT_INBOUND_POLICY);
+  });
+
+  test.each([
+    [{ jwtRules: [{ jwksUri: 'https://x/jwks' }] }, 'spec.jwtRules[0].issuer', 'expected a string'],
+    [{ jwtRules: [{ issuer: 'https://a' }] }, 'spec.jwtRules[0]', 'one of jwksUri, jwks or jwksFile is required'],
+    [{ jwtRules: [{ issuer: 'https://a', jwks: JWKS, jwksUri: 'https://a/k' }] }, 'spec.jwtRules[0]', 'only one of'],
+    [{ jwtRules: [{ issuer: 'https://a', jwksUri: 'ftp://a/k' }] }, 'spec.jwtRules[0].jwksUri', 'expected to match'],
+    [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0].kty', 'symmetric keys'],
+    [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"EC","d":"x"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0]', 'private key'],
+    [{ jwtRules: [{ issuer: 'https://a', jwks: 'nope' }] }, 'spec.jwtRules[0].jwks', 'invalid JSON'],
+    [{ jwtRules: [rule('https://a'), rule('https://a')] }, 'spec.jwtRules[1].issuer', 'duplicate issuer'],
+    [{ jwtRules: [{ ...rule('https://a'), fromHeaders: [{ prefix: 'Bearer ' }] }] }, 'spec.jwtRules[0].fromHeaders[0].name', 'expected a string'],
+    [{ jwtRules: [{ ...rule('https://a'), outputClaimToHeaders: [{ header: 'x y', claim: 'sub' }] }] }, 'spec.jwtRules[0].outputClaimToHeaders[0].header', 'expected to match'],
+    [{ jwtRules: [{ ...rule('https://a'), forwardToken: true }] }, 'spec.jwtRules[0].forwardToken', 'unknown field'],
+  ])('invalid %j is rejected at %s', (spec, path, problem) => {
+    let err: unknown;
+    try {
+      ra('shop', 'bad', spec);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).path).toBe(path);
+    expect((err as ConfigError).problem).toContain(problem);
+  });
+
+  test('header names are stored lower-case', () => {
+    const r = ra('shop', 'h', { jwtRules: [{ ...rule('https://a'), fromHeaders: [{ name: 'X-Jwt' }], outputClaimToHeaders: [{ header: 'X-Sub', claim: 'sub' }] }] });
+    expect(r.jwtRules[0].fromHeaders).toEqual([{ name: 'x-jwt', prefix: '' }]);
+    expect(r.jwtRules[0].outputClaimToHeaders).toEqual([{ header: 'x-sub', claim: 'sub' }]);
   });
 });

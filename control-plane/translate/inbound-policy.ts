@@ -1,6 +1,6 @@
 import { DEFAULT_INBOUND_POLICY, ROOT_NAMESPACE } from '../../contract/defaults.js';
-import type { AuthzPolicy, InboundPolicy, MtlsMode } from '../../contract/model.js';
-import type { KAuthorizationPolicy, KPeerAuthentication, Labels, PeerMode } from './policy-objects.js';
+import type { AuthzPolicy, InboundPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
+import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels, PeerMode } from './policy-objects.js';
 
 /**
  * The inbound policy of one workload, from every PeerAuthentication and
@@ -19,6 +19,9 @@ import type { KAuthorizationPolicy, KPeerAuthentication, Labels, PeerMode } from
  * AuthorizationPolicy: every policy of the workload's namespace or the root namespace
  * whose selector is absent or matches the workload's labels (a root-namespace policy
  * applies to every namespace). Order: by namespace/name, so equal inputs give equal output.
+ *
+ * RequestAuthentication: selected the same way; the jwtRules of all of them are
+ * concatenated (Istio merges them per workload), ordered by namespace/name.
  */
 export interface Workload {
   readonly namespace: string;
@@ -28,6 +31,8 @@ export interface Workload {
 export interface PolicyObjects {
   readonly peerAuthentications: readonly KPeerAuthentication[];
   readonly authorizationPolicies: readonly KAuthorizationPolicy[];
+  /** Absent in sources that predate RequestAuthentication: none. */
+  readonly requestAuthentications?: readonly KRequestAuthentication[];
 }
 
 export const selects = (selector: Labels | null, labels: Labels): boolean =>
@@ -59,6 +64,12 @@ export function resolveInboundPolicy(objs: PolicyObjects, w: Workload, rootNames
     .filter((p) => inScope(p.namespace) && selects(p.selector, w.labels))
     .map((p) => p.policy)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  if (mode === DEFAULT_INBOUND_POLICY.mtls.mode && Object.keys(ports).length === 0 && authz.length === 0) return DEFAULT_INBOUND_POLICY;
-  return Object.freeze({ mtls: Object.freeze({ mode }), portLevelMtls: Object.freeze(ports), authorizationPolicies: Object.freeze(authz) });
+  const jwtRules: JwtRule[] = (objs.requestAuthentications ?? [])
+    .filter((p) => inScope(p.namespace) && selects(p.selector, w.labels))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .flatMap((p) => p.jwtRules);
+  if (mode === DEFAULT_INBOUND_POLICY.mtls.mode && Object.keys(ports).length === 0 && authz.length === 0 && jwtRules.length === 0) return DEFAULT_INBOUND_POLICY;
+  return Object.freeze({
+    mtls: Object.freeze({ mode }), portLevelMtls: Object.freeze(ports), authorizationPolicies: Object.freeze(authz), jwtRules: Object.freeze(jwtRules),
+  });
 }

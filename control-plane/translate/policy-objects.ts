@@ -1,11 +1,11 @@
-import type { AuthzPolicy, MtlsMode } from '../../contract/model.js';
-import { checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRule } from '../../contract/parse.js';
+import type { AuthzPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
+import { checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRule, parseJwtRule } from '../../contract/parse.js';
 import { arr, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
 
 /**
- * Validating parsers for the two security CRDs (manifests/crds/peerauthentication.yaml,
- * authorizationpolicy.yaml), from real API JSON to what policy resolution needs. The
+ * Validating parsers for the security CRDs (manifests/crds/peerauthentication.yaml,
+ * authorizationpolicy.yaml, requestauthentication.yaml), from real API JSON to what policy resolution needs. The
  * spec is checked strictly (unknown fields are errors, with their path, like the CRD
  * schema) since a typo in a security policy must not pass silently; metadata is lenient.
  */
@@ -30,6 +30,15 @@ export interface KAuthorizationPolicy {
   readonly selector: Labels | null;
   /** The model policy, named `namespace/name`. */
   readonly policy: AuthzPolicy;
+  readonly createdAt: string;
+}
+
+export interface KRequestAuthentication {
+  /** `namespace/name`, for ordering and /debug/view. */
+  readonly name: string;
+  readonly namespace: string;
+  readonly selector: Labels | null;
+  readonly jwtRules: readonly JwtRule[];
   readonly createdAt: string;
 }
 
@@ -84,6 +93,37 @@ export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (r
     namespace: o.metadata.namespace,
     selector: o.spec.selector,
     policy: Object.freeze({ name: `${o.metadata.namespace}/${o.metadata.name}`, action: o.spec.action, rules: o.spec.rules }),
+    createdAt: o.metadata.creationTimestamp,
+  });
+};
+
+/**
+ * Istio's RequestAuthentication (security/v1beta1/request_authentication.proto): which
+ * issuers' end-user tokens the selected workloads accept. Two rules of one resource may
+ * not name the same issuer (the proxy could not tell which one a token is for).
+ */
+/** In a resource an empty string is a mistake (the CRD's pattern / minLength says so), not "unset" as on the wire. */
+const NON_EMPTY_FIELDS = ['jwksUri', 'jwks', 'jwksFile', 'outputPayloadToHeader'] as const;
+const jwtRuleResource: Parser<JwtRule> = (raw, path) => {
+  if (raw && typeof raw === 'object')
+    for (const k of NON_EMPTY_FIELDS) if ((raw as Record<string, unknown>)[k] === '') fail(`${path}.${k}`, 'must not be empty');
+  return parseJwtRule(raw, path);
+};
+
+export const parseRequestAuthenticationResource: Parser<KRequestAuthentication> = (raw, path) => {
+  const spec = obj({ selector, jwtRules: arr(jwtRuleResource, { default: [] }) });
+  const o = resource(withDefault(spec, { selector: null, jwtRules: [] }))(raw, path);
+  const at = (k: string) => (path ? `${path}.${k}` : k);
+  const seen = new Set<string>();
+  o.spec.jwtRules.forEach((r, i) => {
+    if (seen.has(r.issuer)) fail(at(`spec.jwtRules[${i}].issuer`), `duplicate issuer ${JSON.stringify(r.issuer)}`);
+    seen.add(r.issuer);
+  });
+  return Object.freeze({
+    name: `${o.metadata.namespace}/${o.metadata.name}`,
+    namespace: o.metadata.namespace,
+    selector: o.spec.selector,
+    jwtRules: o.spec.jwtRules,
     createdAt: o.metadata.creationTimestamp,
   });
 };

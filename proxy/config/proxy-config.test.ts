@@ -181,3 +181,21 @@ describe('abuse limits (docs/security.md)', () => {
     expect(problem({ tls: files, limits: { peerKeepalive: { every: '1s' } } })).toContain('limits.peerKeepalive.every');
   });
 });
+
+describe('requestAuthn (JWT verification, docs/request-authentication.md)', () => {
+  test('defaults: Envoy clock skew and JWKS cache, jose refetch cooldown, Istio fetch timeout, Envoy jwt_cache_size', () => {
+    expect(parseProxyConfig({ tls: files }).requestAuthn).toEqual({
+      clockSkewMs: 60_000, jwksRefreshMs: 300_000, jwksRetryMs: 10_000, jwksFetchTimeoutMs: 5_000, jwksMinRefetchIntervalMs: 30_000, jwtCacheSize: 100,
+    });
+  });
+
+  test('durations and the cache size parse; mistakes name the field', () => {
+    expect(parseProxyConfig({ tls: files, requestAuthn: { clockSkewMs: '5s', jwtCacheSize: 0 } }).requestAuthn).toMatchObject({ clockSkewMs: 5_000, jwtCacheSize: 0 });
+    expect(problem({ tls: files, requestAuthn: { jwtCacheSize: -1 } })).toContain('requestAuthn.jwtCacheSize');
+    expect(problem({ tls: files, requestAuthn: { jwksRefresh: '1m' } })).toContain('requestAuthn.jwksRefresh: unknown field');
+  });
+
+  test('policy.jwtRules are validated with their path', () => {
+    expect(problem({ tls: files, policy: { jwtRules: [{ issuer: 'https://a', jwksUri: 'https://a/k', jwksFile: '/k' }] } })).toContain('policy.jwtRules[0]: only one of');
+  });
+});

@@ -124,6 +124,19 @@ export interface ProxyConfig {
   readonly policy: InboundPolicy;
   /** Explicit upstream listeners (docs/configuration.md); [] by default. */
   readonly upstreams: readonly UpstreamConfig[];
+  /** JWT verification (RequestAuthentication; docs/request-authentication.md). */
+  readonly requestAuthn: RequestAuthnConfig;
+}
+
+/** Clock skew and JWKS caching for RequestAuthentication (defaults: Envoy's clock skew and remote_jwks cache, jose's refetch cooldown, Istio's fetch timeout). */
+export interface RequestAuthnConfig {
+  readonly clockSkewMs: number;
+  readonly jwksRefreshMs: number;
+  readonly jwksRetryMs: number;
+  readonly jwksFetchTimeoutMs: number;
+  readonly jwksMinRefetchIntervalMs: number;
+  /** Verified tokens cached (Envoy jwt_cache_size, default 100); 0 = off. */
+  readonly jwtCacheSize: number;
 }
 
 /**
@@ -243,6 +256,14 @@ const shape = obj({
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
   upstreams: arr(upstream, { default: [] }),
+  requestAuthn: obj({
+    clockSkewMs: duration(60_000),
+    jwksRefreshMs: duration(300_000),
+    jwksRetryMs: duration(10_000),
+    jwksFetchTimeoutMs: duration(5_000),
+    jwksMinRefetchIntervalMs: duration(30_000),
+    jwtCacheSize: num({ int: true, min: 0, max: 100_000, default: 100 }),
+  }),
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */

@@ -39,6 +39,10 @@ export const ERROR_TABLE = {
   CONNECT_NOT_SUPPORTED: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'NR', msg: 'the mesh does not carry CONNECT tunnels from the app' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
   UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
+  // RequestAuthentication: a token that fails verification. Envoy's jwt_authn answers 401
+  // with `www-authenticate: Bearer ... error="invalid_token"` (RFC 6750 section 3.1) and
+  // sets no response flag (its details say jwt_authn_access_denied), hence '-'.
+  JWT_INVALID: { http: 401, grpc: 16 /* UNAUTHENTICATED */, flag: '-', msg: 'JWT verification failed' },
   DRAINING: { http: 503, grpc: 14, flag: 'LR', msg: 'the proxy is shutting down' },
   INTERNAL: { http: 500, grpc: 13, flag: 'LR', msg: 'internal proxy error' },
 } as const;

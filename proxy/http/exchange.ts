@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Headers } from './headers.js';
 import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
+import type { RequestAuth } from '../policy/authorizer.js';
 
 /**
  * One HTTP request as it flows through a listener's layers, whatever protocol it
@@ -36,6 +37,8 @@ export interface ProxyRequest {
   endpoint?: Endpoint;
   /** Local delivery port (inbound). */
   targetPort?: number;
+  /** Inbound: what the request's verified JWT says (request-authn layer); absent: no token. */
+  requestAuth?: RequestAuth;
   /**
    * An HTTP/1.1 upgrade request (RFC 9110 section 7.8): the protocols the client asked
    * for (its `Upgrade` header, e.g. `websocket`). The request itself has no body; what the

@@ -7,6 +7,7 @@ import { forwardedFor } from '../layers/forwarded-for.js';
 import { inboundTarget } from '../layers/inbound-target.js';
 import { clientIdentity } from '../layers/client-identity.js';
 import { authorize } from '../layers/authorize.js';
+import { requestAuthn } from '../layers/request-authn.js';
 import { deliverToApp } from './deliver-to-app.js';
 import { plaintextRequest } from './plaintext-request.js';
 import type { AppConnector } from './app-connector.js';
@@ -47,6 +48,8 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       errorsToResponse(d.logger, 'inbound'),
       ...(d.plaintext ? [plaintextRequest()] : []),
       inboundTarget(d.reservedPorts),
+      // The JWT first: authorize reads the request principal and claims it sets.
+      requestAuthn(d.policy, d.policyTelemetry),
       authorize(d.policy, d.policyTelemetry),
       requestId(),
       forwardedFor(),

@@ -24,7 +24,7 @@ export const authorize =
     const { authorizer } = policy();
     if (!authorizer.active) return inner(req);
     const port = req.targetPort ?? 0;
-    const d = authorizer.authorize({ principal: req.source.identity, port, http: req });
+    const d = authorizer.authorize({ principal: req.source.identity, port, http: req, auth: req.requestAuth ?? null });
     telemetry.decision(d, { kind: 'http', principal: req.source.identity, port, method: req.method, path: req.path });
     if (d.allow) return inner(req);
     req.body?.resume();

@@ -1,6 +1,6 @@
 import { parseAuthzPolicy } from '../../contract/parse.js';
 import type { AuthzPolicy } from '../../contract/model.js';
-import { compileAuthorizer, type AuthzRequest } from './authorizer.js';
+import { compileAuthorizer, type AuthzRequest, type RequestAuth } from './authorizer.js';
 
 const pol = (name: string, action: string, rules: unknown): AuthzPolicy => parseAuthzPolicy({ name, action, rules }, 'p');
 
@@ -166,5 +166,57 @@ describe('TCP (no method, path or headers)', () => {
   test('identity and port rules apply to TCP as to HTTP', () => {
     const p = [pol('a/db', 'ALLOW', [{ from: [{ source: { namespaces: ['shop'] } }], to: [{ operation: { ports: ['5432'] } }] }])];
     expect([tcp(WEB, 5432), tcp(ADMIN, 5432), tcp(WEB, 6379), tcp('', 5432)].map((r) => verdict(p, r))).toEqual(['allow', 'deny', 'deny', 'deny']);
+  });
+});
+
+describe('request authentication (JWT): requestPrincipals and request.auth.*', () => {
+  const ISS = 'https://id.example.com';
+  const auth = (sub: string, claims: Record<string, unknown> = {}): RequestAuth => ({
+    principal: `${ISS}/${sub}`,
+    audiences: ['checkout', 'web'],
+    presenter: 'spa',
+    claims: { iss: ISS, sub, ...claims },
+  });
+  const withAuth = (a: RequestAuth | null, path = '/'): AuthzRequest => ({ ...http(WEB, 'GET', path), auth: a });
+  const allow = (rules: unknown) => [pol('shop/jwt', 'ALLOW', rules)];
+
+  test.each([
+    ['requestPrincipals exact', { requestPrincipals: [`${ISS}/alice`] }, auth('alice'), 'allow'],
+    ['requestPrincipals other subject', { requestPrincipals: [`${ISS}/alice`] }, auth('bob'), 'deny'],
+    ['requestPrincipals issuer prefix', { requestPrincipals: [`${ISS}/*`] }, auth('bob'), 'allow'],
+    ['requestPrincipals "*" needs a token', { requestPrincipals: ['*'] }, null, 'deny'],
+    ['requestPrincipals "*" with a token', { requestPrincipals: ['*'] }, auth('carol'), 'allow'],
+    ['notRequestPrincipals "*": only requests without a token', { notRequestPrincipals: ['*'] }, null, 'allow'],
+    ['notRequestPrincipals excludes', { notRequestPrincipals: [`${ISS}/mallory`] }, auth('mallory'), 'deny'],
+    ['ANDed with the peer principal', { principals: [WEB], requestPrincipals: [`${ISS}/alice`] }, auth('alice'), 'allow'],
+    ['ANDed with the peer principal, other peer', { principals: [ADMIN], requestPrincipals: [`${ISS}/alice`] }, auth('alice'), 'deny'],
+  ])('%s', (_name, source, a, want) => {
+    expect(verdict(allow([{ from: [{ source }] }]), withAuth(a))).toBe(want);
+  });
+
+  test.each([
+    ['claims[groups] list', [{ key: 'request.auth.claims[groups]', values: ['admins'] }], auth('a', { groups: ['users', 'admins'] }), 'allow'],
+    ['claims[groups] list, no match', [{ key: 'request.auth.claims[groups]', values: ['admins'] }], auth('a', { groups: ['users'] }), 'deny'],
+    ['claims[groups] string', [{ key: 'request.auth.claims[groups]', values: ['adm*'] }], auth('a', { groups: 'admins' }), 'allow'],
+    ['claims notValues', [{ key: 'request.auth.claims[groups]', notValues: ['banned'] }], auth('a', { groups: ['users', 'banned'] }), 'deny'],
+    ['nested claims[a][b]', [{ key: 'request.auth.claims[realm_access][roles]', values: ['editor'] }], auth('a', { realm_access: { roles: ['editor'] } }), 'allow'],
+    ['nested, not an object', [{ key: 'request.auth.claims[realm_access][roles]', values: ['*'] }], auth('a', { realm_access: 'x' }), 'deny'],
+    ['a number claim never matches', [{ key: 'request.auth.claims[level]', values: ['3'] }], auth('a', { level: 3 }), 'deny'],
+    ['claims without a token', [{ key: 'request.auth.claims[groups]', values: ['*'] }], null, 'deny'],
+    ['request.auth.principal', [{ key: 'request.auth.principal', values: [`${ISS}/a`] }], auth('a'), 'allow'],
+    ['request.auth.audiences (any)', [{ key: 'request.auth.audiences', values: ['web'] }], auth('a'), 'allow'],
+    ['request.auth.audiences notValues', [{ key: 'request.auth.audiences', notValues: ['web'] }], auth('a'), 'deny'],
+    ['request.auth.presenter', [{ key: 'request.auth.presenter', values: ['spa'] }], auth('a'), 'allow'],
+  ])('when %s', (_name, when, a, want) => {
+    expect(verdict(allow([{ when }]), withAuth(a))).toBe(want);
+  });
+
+  test('JWT fields are HTTP-only: an ALLOW rule using them never matches TCP; a DENY rule drops them', () => {
+    expect(verdict(allow([{ from: [{ source: { requestPrincipals: ['*'] } }] }]), tcp(WEB))).toBe('deny');
+    expect(verdict(allow([{ when: [{ key: 'request.auth.claims[g]', notValues: ['x'] }] }]), tcp(WEB))).toBe('deny');
+    const deny = [pol('shop/d', 'DENY', [{ from: [{ source: { notRequestPrincipals: ['*'] } }], to: [{ operation: { ports: ['5432'] } }] }])];
+    expect(verdict(deny, tcp(WEB, 5432))).toBe('deny');
+    expect(verdict(deny, { ...http(WEB, 'GET', '/', {}, 5432), auth: auth('a') })).toBe('allow');
+    expect(verdict(deny, { ...http(WEB, 'GET', '/', {}, 5432), auth: null })).toBe('deny');
   });
 });

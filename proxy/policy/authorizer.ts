@@ -17,8 +17,21 @@ import { anyPattern, namespaceOf, normalizePath, stripSpiffe } from './match.js'
  *
  * TCP (CONNECT tunnels, plaintext opaque connections) has no method, path or headers.
  * As in Istio: an ALLOW rule using any HTTP-only field never matches TCP; a DENY or
- * AUDIT rule is applied with its HTTP-only fields left out (it matches more).
+ * AUDIT rule is applied with its HTTP-only fields left out (it matches more). The JWT
+ * fields (`requestPrincipals`, `request.auth.*`) are HTTP-only, as in Istio.
  */
+
+/** What a verified JWT says about the request (RequestAuthentication), for `requestPrincipals` and `request.auth.*`. */
+export interface RequestAuth {
+  /** `<iss>/<sub>`, Istio's request principal. */
+  readonly principal: string;
+  /** The `aud` claim as a list. */
+  readonly audiences: readonly string[];
+  /** The `azp` claim ('' when absent). */
+  readonly presenter: string;
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
 export interface AuthzRequest {
   /** Verified peer SPIFFE ID; '' for a plaintext caller. */
   readonly principal: string;
@@ -26,6 +39,8 @@ export interface AuthzRequest {
   readonly port: number;
   /** null for TCP. Header names are lower-case. */
   readonly http: { readonly method: string; readonly path: string; readonly headers: Readonly<Record<string, string | readonly string[]>> } | null;
+  /** The request's verified JWT; absent or null: none (then `requestPrincipals` see ''). */
+  readonly auth?: RequestAuth | null;
 }
 
 export interface Decision {
@@ -53,6 +68,7 @@ interface Ctx {
   readonly method: string;
   readonly path: string;
   readonly headers: Readonly<Record<string, string | readonly string[]>> | null;
+  readonly auth: RequestAuth | null;
 }
 
 type Pred = (c: Ctx) => boolean;
@@ -76,9 +92,23 @@ function positiveNegative(values: readonly string[], notValues: readonly string[
   return ps.length === 0 ? null : all(ps);
 }
 
+/** The multi-valued form (audiences, list claims): `values` match when any item does; `notValues` when none does. */
+function positiveNegativeAny(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => readonly string[]): Pred | null {
+  const ps: Pred[] = [];
+  if (values.length > 0) {
+    const m = anyPattern(values);
+    ps.push((c) => get(c).some(m));
+  }
+  if (notValues.length > 0) {
+    const m = anyPattern(notValues);
+    ps.push((c) => !get(c).some(m));
+  }
+  return ps.length === 0 ? null : all(ps);
+}
+
 const push = (ps: Pred[], p: Pred | null) => (p ? ps.push(p) : undefined);
 
-function compileSource(s: AuthzSource): Pred {
+function compileSource(s: AuthzSource, http: boolean): Pred {
   const ps: Pred[] = [];
   push(ps, positiveNegative(s.principals, s.notPrincipals, (c) => c.principal, stripSpiffe));
   push(ps, positiveNegative(s.namespaces, s.notNamespaces, (c) => c.namespace));
@@ -86,6 +116,7 @@ function compileSource(s: AuthzSource): Pred {
     const want = s.unauthenticated;
     ps.push((c) => (c.principal === '') === want);
   }
+  if (http) push(ps, positiveNegative(s.requestPrincipals, s.notRequestPrincipals, (c) => c.auth?.principal ?? ''));
   return all(ps);
 }
 
@@ -113,7 +144,32 @@ function headerValue(c: Ctx, name: string): string {
   return v === undefined ? '' : typeof v === 'string' ? v : v.join(',');
 }
 
+const CLAIM_KEY = /^request\.auth\.claims((?:\[[^[\]]+\])+)$/;
+const EMPTY: readonly string[] = Object.freeze([]);
+
+/** A claim by its path (`[a][b]`: claim b of the object claim a); strings and lists of strings only, as Istio. */
+function claimValues(auth: RequestAuth | null, path: readonly string[]): readonly string[] {
+  let v: unknown = auth?.claims;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return EMPTY;
+    v = (v as Record<string, unknown>)[k];
+  }
+  return typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : EMPTY;
+}
+
+function compileAuthCondition(w: AuthzCondition): Pred | null {
+  const claim = CLAIM_KEY.exec(w.key);
+  if (claim) {
+    const path = claim[1].slice(1, -1).split('][');
+    return positiveNegativeAny(w.values, w.notValues, (c) => claimValues(c.auth, path));
+  }
+  if (w.key === 'request.auth.audiences') return positiveNegativeAny(w.values, w.notValues, (c) => c.auth?.audiences ?? EMPTY);
+  if (w.key === 'request.auth.principal') return positiveNegative(w.values, w.notValues, (c) => c.auth?.principal ?? '');
+  return positiveNegative(w.values, w.notValues, (c) => c.auth?.presenter ?? '');
+}
+
 function compileCondition(w: AuthzCondition): Pred {
+  if (w.key.startsWith(AUTH_PREFIX)) return compileAuthCondition(w) ?? always;
   const h = HEADER_KEY.exec(w.key);
   if (h) {
     const name = h[1].toLowerCase();
@@ -125,13 +181,16 @@ function compileCondition(w: AuthzCondition): Pred {
 }
 
 const opUsesHttp = (o: AuthzOperation) => o.methods.length + o.notMethods.length + o.paths.length + o.notPaths.length > 0;
-const condUsesHttp = (w: AuthzCondition) => HEADER_KEY.test(w.key);
-export const ruleUsesHttp = (r: AuthzRule): boolean => r.to.some((t) => opUsesHttp(t.operation)) || r.when.some(condUsesHttp);
+const AUTH_PREFIX = 'request.auth.';
+const condUsesHttp = (w: AuthzCondition) => HEADER_KEY.test(w.key) || w.key.startsWith(AUTH_PREFIX);
+const sourceUsesHttp = (s: AuthzSource) => s.requestPrincipals.length + s.notRequestPrincipals.length > 0;
+export const ruleUsesHttp = (r: AuthzRule): boolean =>
+  r.to.some((t) => opUsesHttp(t.operation)) || r.when.some(condUsesHttp) || r.from.some((f) => sourceUsesHttp(f.source));
 
 /** null: the rule can never match (an ALLOW rule with HTTP-only fields, for TCP). */
 function compileRule(r: AuthzRule, http: boolean, action: AuthzAction): Pred | null {
   if (!http && action === 'ALLOW' && ruleUsesHttp(r)) return null;
-  const from = some(r.from.map((f) => compileSource(f.source)));
+  const from = some(r.from.map((f) => compileSource(f.source, http)));
   const to = some(r.to.map((t) => compileOperation(t.operation, http)));
   const when = all(r.when.filter((w) => http || !condUsesHttp(w)).map(compileCondition));
   return all([from, to, when].filter((p) => p !== always));
@@ -180,6 +239,7 @@ export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer 
         method: req.http?.method ?? '',
         path: req.http ? normalizePath(req.http.path) : '',
         headers: req.http?.headers ?? null,
+        auth: req.http ? (req.auth ?? null) : null,
       };
       const pick = (x: Compiled) => (req.http ? x.http(c) : x.tcp(c));
       let audited: string[] | null = null;

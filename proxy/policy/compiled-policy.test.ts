@@ -8,7 +8,7 @@ test('mode per port: the port-level override, else the workload mode', () => {
   expect([p.modeFor(9090), p.modeFor(8080), p.modeFor(undefined)]).toEqual(['PERMISSIVE', 'STRICT', 'STRICT']);
   const q = new CompiledInboundPolicy(parseInboundPolicy({ mtls: { mode: 'PERMISSIVE' }, portLevelMtls: { '8443': { mode: 'STRICT' } } }, 'policy'));
   expect([q.modeFor(8443), q.modeFor(8080)]).toEqual(['STRICT', 'PERMISSIVE']);
-  expect(q.summary()).toBe('PERMISSIVE 8443=STRICT authz=0');
+  expect(q.summary()).toBe('PERMISSIVE 8443=STRICT authz=0 jwt=0');
   expect(new CompiledInboundPolicy(DEFAULT_INBOUND_POLICY).modeFor(80)).toBe('STRICT');
 });
 

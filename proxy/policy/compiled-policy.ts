@@ -1,5 +1,17 @@
 import type { InboundPolicy, MtlsMode } from '../../contract/model.js';
+import type { Clock } from '../../common/clock.js';
 import { compileAuthorizer, type Authorizer } from './authorizer.js';
+import { JwtAuthenticator } from './jwt-authenticator.js';
+import type { JwksRegistry } from './jwks-source.js';
+
+/** What verifying JWTs needs beyond the policy: the shared key sources and the clock. */
+export interface JwtDeps {
+  readonly registry: JwksRegistry;
+  readonly clock: Clock;
+  readonly clockSkewSec: number;
+  /** Verified tokens kept per policy version (0 = no cache). */
+  readonly cacheSize: number;
+}
 
 /**
  * An InboundPolicy ready for the hot path: the mTLS mode per port as a Map and the
@@ -9,10 +21,14 @@ import { compileAuthorizer, type Authorizer } from './authorizer.js';
  */
 export class CompiledInboundPolicy {
   readonly authorizer: Authorizer;
+  /** null when no RequestAuthentication selects the workload: requests skip JWT work entirely. */
+  readonly jwt: JwtAuthenticator | null;
   private readonly modes: ReadonlyMap<number, MtlsMode>;
 
-  constructor(readonly policy: InboundPolicy) {
+  constructor(readonly policy: InboundPolicy, jwt?: JwtDeps) {
     this.authorizer = compileAuthorizer(policy.authorizationPolicies);
+    if (policy.jwtRules.length > 0 && !jwt) throw new Error('an inbound policy with jwtRules needs JWT dependencies');
+    this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec, jwt.cacheSize) : null;
     this.modes = new Map(Object.entries(policy.portLevelMtls).map(([port, m]) => [Number(port), m.mode]));
   }
 
@@ -24,6 +40,6 @@ export class CompiledInboundPolicy {
   /** One line for logs: `STRICT 9090=PERMISSIVE authz=2`. */
   summary(): string {
     const ports = [...this.modes].map(([p, m]) => `${p}=${m}`);
-    return [this.policy.mtls.mode, ...ports, `authz=${this.policy.authorizationPolicies.length}`].join(' ');
+    return [this.policy.mtls.mode, ...ports, `authz=${this.policy.authorizationPolicies.length}`, `jwt=${this.policy.jwtRules.length}`].join(' ');
   }
 }

@@ -1,6 +1,8 @@
 import { Counter, type Registry } from '../metrics/prom.js';
 import type { Logger } from '../../common/logger.js';
 import type { Decision } from './authorizer.js';
+import type { JwtDenyReason } from './jwt-authenticator.js';
+import type { JwksFetchOutcome } from './jwks-source.js';
 
 export type ConnectionOutcome = 'accepted' | 'refused';
 
@@ -20,13 +22,19 @@ export interface DecisionContext {
  *   refused on STRICT ports;
  * - wren_authz_decisions_total{action, decision, policy}: one per authorized request or
  *   tunnel (when any policy applies), plus one `decision="audit"` per matching AUDIT policy.
+ * - wren_jwt_denied_total{reason}: requests refused (401) by RequestAuthentication;
+ * - wren_jwt_verified_total{issuer}: requests whose token was verified;
+ * - wren_jwks_fetches_total{source, outcome="ok|error|rate-limited"}: JWKS loads.
  * Denials and AUDIT matches are logged at info with the policy name; query strings are
- * dropped from logged paths.
+ * dropped from logged paths. Token values are never logged.
  */
 export class PolicyTelemetry {
   private readonly connections: Counter<'tls' | 'outcome'>;
   private readonly decisions: Counter<'action' | 'decision' | 'policy'>;
   private readonly children = new Map<string, { inc(): void }>();
+  private readonly jwtDenied: Counter<'reason'>;
+  private readonly jwtVerified: Counter<'issuer'>;
+  private readonly jwksFetches: Counter<'source' | 'outcome'>;
 
   constructor(registry: Registry, private readonly logger: Logger) {
     const registers = [registry];
@@ -42,6 +50,37 @@ export class PolicyTelemetry {
       labelNames: ['action', 'decision', 'policy'],
       registers,
     });
+    this.jwtDenied = new Counter({
+      name: 'wren_jwt_denied_total',
+      help: 'Inbound requests refused with 401 because their JWT failed verification (RequestAuthentication), by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.jwtVerified = new Counter({ name: 'wren_jwt_verified_total', help: 'Inbound requests whose JWT was verified, by issuer', labelNames: ['issuer'], registers });
+    this.jwksFetches = new Counter({
+      name: 'wren_jwks_fetches_total',
+      help: 'JWKS loads (URL or file) by source and outcome; rate-limited = an unknown-kid refetch skipped',
+      labelNames: ['source', 'outcome'],
+      registers,
+    });
+  }
+
+  jwtOk(issuer: string): void {
+    this.jwtVerified.inc({ issuer });
+  }
+
+  /** A refused token: the reason and where, never the token (nor the query string, which may carry it). */
+  jwtDenial(reason: JwtDenyReason, issuer: string, ctx: DecisionContext): void {
+    this.jwtDenied.inc({ reason });
+    this.logger.info('JWT rejected', {
+      code: 'JWT_INVALID', reason, issuer: issuer || null, principal: ctx.principal || '(unauthenticated)', port: ctx.port,
+      ...(ctx.method !== undefined ? { method: ctx.method } : {}),
+      ...(ctx.path !== undefined ? { path: ctx.path.split('?')[0] } : {}),
+    });
+  }
+
+  jwksFetch(source: string, outcome: JwksFetchOutcome): void {
+    this.jwksFetches.inc({ source, outcome });
   }
 
   connection(tls: boolean, outcome: ConnectionOutcome): void {

@@ -1,0 +1,78 @@
+import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { errorResponse } from '../errors/error-response.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
+import { withoutParam, type AuthnResult, type JwtAuthenticator } from '../policy/jwt-authenticator.js';
+import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
+
+/** Response header naming why a token was refused (`expired`, `bad-audience`...), like `wren-authz-reason`. */
+export const JWT_REASON_HEADER = 'wren-jwt-reason';
+
+/** A header value we may write: visible ASCII, spaces and tabs (no CR/LF from a claim can split the request). */
+const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
+
+/** A claim as a header value: strings, numbers and booleans; lists of them joined with ','; anything else is not copied. */
+function claimText(claims: Readonly<Record<string, unknown>>, name: string): string | null {
+  let v: unknown = claims[name];
+  if (v === undefined && name.includes('.')) {
+    v = claims;
+    for (const k of name.split('.')) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
+  }
+  const one = (x: unknown): string | null => (typeof x === 'string' ? x : typeof x === 'number' || typeof x === 'boolean' ? String(x) : null);
+  const s = Array.isArray(v) ? (v.every((x) => one(x) !== null) ? v.map(one).join(',') : null) : one(v);
+  return s !== null && SAFE_VALUE.test(s) ? s : null;
+}
+
+function applyOk(req: ProxyRequest, res: Extract<AuthnResult, { kind: 'ok' }>): void {
+  const { rule } = res.rule;
+  req.requestAuth = res.auth;
+  for (const c of rule.outputClaimToHeaders) {
+    const v = claimText(res.auth.claims, c.claim);
+    if (v !== null) req.headers[c.header] = v;
+  }
+  if (rule.outputPayloadToHeader) req.headers[rule.outputPayloadToHeader] = res.found.token.split('.')[1];
+  if (rule.forwardOriginalToken) return;
+  if (res.found.header !== null) delete req.headers[res.found.header];
+  else (req as { path: string }).path = withoutParam(req.path, res.found.param as string);
+}
+
+async function authenticate(jwt: JwtAuthenticator, req: ProxyRequest): Promise<AuthnResult> {
+  // Claim headers are the proxy's to write: a caller's own copies never reach the app.
+  for (const h of jwt.outputHeaders) delete req.headers[h];
+  return jwt.authenticate(req.headers, req.path);
+}
+
+/**
+ * Inbound end-user authentication (RequestAuthentication), right before `authorize`: a
+ * request without a token goes on with no request principal; one with a valid token goes
+ * on with `requestAuth` set (read by `requestPrincipals` and `request.auth.*`), its
+ * claims copied to headers and the token removed unless `forwardOriginalToken`; one with
+ * an invalid token is refused with JWT_INVALID through the one error mapping: 401 (gRPC:
+ * UNAUTHENTICATED) with `www-authenticate: Bearer error="invalid_token"` (RFC 6750
+ * section 3.1, what Envoy's jwt_authn sends) and `wren-jwt-reason`. Workloads that no
+ * RequestAuthentication selects pay one property read per request.
+ */
+export const requestAuthn =
+  (policy: () => CompiledInboundPolicy, telemetry: PolicyTelemetry): HttpLayer =>
+  (inner) =>
+  (req) => {
+    const { jwt } = policy();
+    // No async wrapper on this path: a workload without RequestAuthentication pays nothing.
+    return jwt === null ? inner(req) : authenticated(jwt, req, inner, telemetry);
+  };
+
+async function authenticated(jwt: JwtAuthenticator, req: ProxyRequest, inner: HttpService, telemetry: PolicyTelemetry): Promise<ProxyResponse> {
+  const res = await authenticate(jwt, req);
+  if (res.kind === 'none') return inner(req);
+  if (res.kind === 'ok') {
+    telemetry.jwtOk(res.rule.rule.issuer);
+    applyOk(req, res);
+    return inner(req);
+  }
+  telemetry.jwtDenial(res.reason, res.issuer, { kind: 'http', principal: req.source.identity, port: req.targetPort ?? 0, method: req.method, path: req.path });
+  req.body?.resume();
+  const out = errorResponse(new ProxyError('JWT_INVALID', res.reason), req);
+  out.headers['www-authenticate'] = 'Bearer error="invalid_token"';
+  out.headers[JWT_REASON_HEADER] = res.reason;
+  return out;
+}
