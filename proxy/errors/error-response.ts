@@ -1,7 +1,7 @@
 import { PROXY_ERROR_HEADER, toProxyError } from './proxy-error.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { isGrpc, type Headers } from '../http/headers.js';
-import { Readable } from 'node:stream';
+import { settledBody } from '../http/settled-body.js';
 
 /**
  * The one place an error becomes what the client sees: a synthetic HTTP status with a
@@ -21,7 +21,7 @@ export function errorResponse(err: unknown, req: Pick<ProxyRequest, 'headers'>):
   const text = `${e.message}\n`;
   headers['content-type'] = 'text/plain; charset=utf-8';
   headers['content-length'] = String(Buffer.byteLength(text));
-  return { status: e.httpStatus, headers, body: Readable.from([Buffer.from(text)]), trailers: () => undefined, proxyError: e.label };
+  return { status: e.httpStatus, headers, body: settledBody(Buffer.from(text)), trailers: () => undefined, proxyError: e.label };
 }
 
 /** grpc-message is percent-encoded (gRPC PROTOCOL-HTTP2.md, "Responses"). */

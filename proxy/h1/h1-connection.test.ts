@@ -68,7 +68,7 @@ const waitFor = async (cond: () => boolean) => {
   while (!cond()) await new Promise((r) => setTimeout(r, 5));
 };
 
-describe('H1Connection (prototype) against real clients', () => {
+describe('H1Connection against real clients', () => {
   it('node:http: keep-alive reuses one connection for sequential requests, with bodies', async () => {
     await start();
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });

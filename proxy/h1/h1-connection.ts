@@ -4,32 +4,70 @@ import { H1Parser, type H1Handler } from './parser.js';
 import { Body, type H1Head } from './head.js';
 import type { H1Error } from './h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits } from './limits.js';
+import { reasonPhrase } from './reason-phrase.js';
 import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields } from './serialize.js';
 import { errorResponse } from '../errors/error-response.js';
-import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { Clock } from '../../common/clock.js';
 
 export interface H1ConnectionOptions {
   /** Called once per request, at its head (the body streams after). Must answer through the exchange. */
-  readonly onRequest: (ex: H1ServerExchange) => void;
-  /** An upgrade request (or CONNECT) has ended: the socket is the callee's from now on. Without it: 501. */
-  readonly onUpgrade?: (head: H1Head, socket: Socket, rest: Buffer) => void;
+  onRequest(ex: H1ServerExchange): void;
+  /**
+   * An upgrade request (or CONNECT) has ended: `rest` is what followed its head, the
+   * socket is paused and no longer read by the connection. Answer it either through `ex`
+   * (an ordinary response, after which the connection closes) or take the socket over
+   * with `ex.conn.release()`. Without it: 501.
+   */
+  onUpgrade?(head: H1Head, socket: Socket, rest: Buffer, ex: H1ServerExchange): void;
+  /**
+   * An upgrade request's head: false serves it as an ordinary request, its Upgrade
+   * ignored (a server may ignore any Upgrade, RFC 9110 section 7.8). Default: true.
+   */
+  acceptsUpgrade?(head: H1Head): boolean;
   /** A malformed request (after its error response has been queued): for metrics and logs. */
-  readonly onClientError?: (err: H1Error) => void;
+  onClientError?(err: H1Error): void;
+  /** An exchange is over: its response ended or the client went away first. */
+  onExchangeEnd?(ex: H1ServerExchange): void;
+  /** The connection is no longer served: its socket closed, or it was released (an upgrade switched). */
+  onClose?(conn: H1Connection): void;
   readonly limits?: H1Limits;
+  /** Standard reason phrases on status lines (as node:http sends them). Default: none. */
+  readonly reasons?: boolean;
+  /** Read for the timestamps that checkTimers() compares; without it the timers are off. */
+  readonly clock?: Clock;
 }
 
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
+/** What the connection is waiting for, for its timers (checkTimers). */
+export const Phase = {
+  /** Between requests after a response (idle keep-alive timeout). */
+  Idle: 0,
+  /** A request head is due or partly here (request headers timeout); also a new connection. */
+  Head: 1,
+  /** A request is in flight (stream idle timeout: no byte either way). */
+  Active: 2,
+  /** Upgraded, released or closed: no timer of this connection's. */
+  Gone: 3,
+} as const;
+
+/** Which timeout fired in checkTimers(). */
+export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'stream-idle-timeout';
+
 /**
- * PROTOTYPE (issue 12): serves HTTP/1.1 on a socket with the codec instead of node:http.
+ * Serves HTTP/1.1 on a socket with the codec: no IncomingMessage, ServerResponse or
+ * stream per request, only a small exchange (head, body stream when there is a body).
  * One request is handled at a time: the parser pauses at the end of each request until
  * its response has ended, so pipelined requests are answered in order (RFC 9112 section
  * 9.3.2) and at most one socket read of them is held. A request body streams with
  * backpressure (the socket pauses while the body's reader is full); `Expect:
  * 100-continue` is answered when the body is first read, never when the response comes
  * first (RFC 9110 section 10.1.1). The connection closes after a response when the
- * request asked for it, the request was HTTP/1.0 without keep-alive, or the request body
- * was not wholly read (its unread bytes cannot be told from the next request).
+ * request asked for it, the request was HTTP/1.0 without keep-alive, the request body
+ * was not wholly read (its unread bytes cannot be told from the next request), or the
+ * owner is draining (closeWhenIdle()). A client that closes its side (FIN) has gone away:
+ * the request in flight is aborted, as node's server and Envoy do.
  */
 export class H1Connection implements H1Handler {
   private readonly parser: H1Parser;
@@ -39,23 +77,54 @@ export class H1Connection implements H1Handler {
   private closed = false;
   /** The last response is out and the connection closes: nothing more is parsed. */
   private closing = false;
-  private upgradeHead: H1Head | null = null;
+  /** Draining: the response in flight says `connection: close`, then the connection ends. */
+  draining = false;
+  phase: number = Phase.Head;
+  /** When the phase began (Idle, Head) or a byte last moved (Active), in clock ms. */
+  since = 0;
+  readonly reasons: boolean;
+  private readonly clock: Clock | undefined;
+  private readonly onData = (d: Buffer): void => this.feed(d);
+  private readonly onEndEv = (): void => this.onSocketEnd();
+  private readonly onDrainEv = (): void => this.drained();
+  private readonly onErrorEv = (): void => void this.socket.destroy();
+  private readonly onCloseEv = (): void => this.onClose();
 
   constructor(
     readonly socket: Socket,
     private readonly opts: H1ConnectionOptions,
   ) {
     this.parser = new H1Parser(this, false, opts.limits ?? DEFAULT_H1_LIMITS);
+    this.reasons = opts.reasons === true;
+    this.clock = opts.clock;
+    this.since = this.now();
     socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => this.feed(d));
-    socket.on('end', () => this.onSocketEnd());
-    socket.on('drain', () => this.ex?.onDrain?.());
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.onClose());
+    socket.on('data', this.onData);
+    socket.on('end', this.onEndEv);
+    socket.on('drain', this.onDrainEv);
+    socket.on('error', this.onErrorEv);
+    socket.on('close', this.onCloseEv);
+  }
+
+  private now(): number {
+    return this.clock === undefined ? 0 : this.clock.now();
+  }
+
+  /** A byte moved on the exchange in flight (stream idle timeout). */
+  touch(): void {
+    if (this.clock !== undefined && this.phase === Phase.Active) this.since = this.clock.now();
   }
 
   private feed(d: Buffer): void {
     if (this.closing) return;
+    if (this.clock !== undefined) {
+      if (this.phase === Phase.Active) this.since = this.clock.now();
+      else if (this.phase === Phase.Idle) {
+        // The headers timeout runs from the next request's first byte (Envoy's request_headers_timeout).
+        this.phase = Phase.Head;
+        this.since = this.clock.now();
+      }
+    }
     if (this.rest !== null) {
       d = Buffer.concat([this.rest, d]); // only if a read slipped in while paused
       this.rest = null;
@@ -67,29 +136,115 @@ export class H1Connection implements H1Handler {
     }
   }
 
+  private drained(): void {
+    const ex = this.ex;
+    if (ex === null) return;
+    this.touch();
+    ex.onDrain?.();
+  }
+
   private onSocketEnd(): void {
-    this.parser.finish();
-    // The client half-closed: answer what is in flight, then close.
-    if (this.ex === null) this.socket.end();
+    this.parser.finish(); // a request cut short: 'truncated', answered from the error table
+    // The client closed its side: it has gone away, as node's server (httpAllowHalfOpen
+    // false) and Envoy take it, so the request in flight is cancelled upstream.
+    const ex = this.ex;
+    if (ex !== null && !ex.ended) {
+      this.ex = null;
+      ex.aborted();
+    }
+    this.closing = true;
+    this.phase = Phase.Gone;
+    if (!this.socket.writableEnded) this.socket.end();
   }
 
   private onClose(): void {
     this.closed = true;
+    this.phase = Phase.Gone;
     const ex = this.ex;
     this.ex = null;
     if (ex && !ex.ended) ex.aborted();
+    this.opts.onClose?.(this);
+  }
+
+  /**
+   * Compares the phase's start with the limits (0: off). A head not complete in time gets
+   * 408 through the error table (nothing at all if not one byte of it came); an idle
+   * connection or a stalled exchange is closed. Returns the limit that fired, or null.
+   */
+  checkTimers(now: number, headersMs: number, idleMs: number, streamIdleMs: number): H1TimerLimit | null {
+    const age = now - this.since;
+    switch (this.phase) {
+      case Phase.Head:
+        if (headersMs <= 0 || age < headersMs || this.closing) return null;
+        this.phase = Phase.Gone;
+        if (this.parser.idle && this.ex === null) this.socket.destroy();
+        else this.failConnection(new ProxyError('HEADERS_TIMEOUT', `after ${headersMs} ms`));
+        return 'request-headers-timeout';
+      case Phase.Idle:
+        if (idleMs <= 0 || age < idleMs) return null;
+        this.phase = Phase.Gone;
+        this.socket.destroy();
+        return 'idle-connection-timeout';
+      case Phase.Active:
+        if (streamIdleMs <= 0 || age < streamIdleMs) return null;
+        this.phase = Phase.Gone;
+        this.socket.destroy();
+        return 'stream-idle-timeout';
+    }
+    return null;
+  }
+
+  /** No exchange in flight: close now. Else the response in flight closes the connection. */
+  closeWhenIdle(): void {
+    this.draining = true;
+    if (this.ex === null && !this.closed) {
+      this.closing = true;
+      this.phase = Phase.Gone;
+      this.socket.end();
+    }
+  }
+
+  /** Hands the socket over (an upgrade switched): the connection lets go of it and its events. */
+  release(): void {
+    this.phase = Phase.Gone;
+    this.closing = true;
+    this.ex = null;
+    const s = this.socket;
+    s.removeListener('data', this.onData);
+    s.removeListener('end', this.onEndEv);
+    s.removeListener('drain', this.onDrainEv);
+    s.removeListener('error', this.onErrorEv);
+    s.removeListener('close', this.onCloseEv);
+    this.opts.onClose?.(this);
+  }
+
+  /** An error response for the connection (no request in flight, or one whose request is void), then close. */
+  private failConnection(err: unknown): void {
+    const ex = this.ex;
+    if (ex !== null && ex.headSent) {
+      this.socket.destroy();
+      return;
+    }
+    ex?.aborted(err instanceof Error ? err : undefined);
+    const out = new H1ServerExchange(this, null);
+    this.ex = out;
+    out.fail(err);
   }
 
   // --- H1Handler (the parser's callbacks) ---
 
   onHead(head: H1Head): void {
     if (this.closing) return;
-    if (head.upgrade) {
-      this.upgradeHead = head; // handed over whole in onUpgrade, once the request has ended
-      return;
-    }
+    if (head.upgrade && this.opts.acceptsUpgrade !== undefined && !this.opts.acceptsUpgrade(head)) head.upgrade = false; // served as plain HTTP/1.1
     const ex = new H1ServerExchange(this, head);
     this.ex = ex;
+    this.phase = Phase.Active;
+    if (head.upgrade) {
+      // Answered once the request has ended (onUpgrade), with what followed it. An upgrade
+      // request may not carry a body (as Envoy): its bytes could not be told from the tunnel's.
+      if (head.body !== Body.None) ex.fail(new ProxyError('BAD_REQUEST', 'an upgrade request cannot carry a body'));
+      return;
+    }
     try {
       this.opts.onRequest(ex);
     } catch (e) {
@@ -108,50 +263,58 @@ export class H1Connection implements H1Handler {
 
   onEnd(): void {
     const ex = this.ex;
-    if (ex === null) return; // an upgrade request: onUpgrade follows
+    if (ex === null) return;
     ex.requestEnded = true;
+    if (ex.head?.upgrade) return; // onUpgrade follows in this same execute()
     ex.body?.push(null);
     if (!ex.ended) this.parser.pause(); // the next request waits for this response
   }
 
   onUpgrade(rest: Buffer): void {
-    this.socket.removeAllListeners('data');
-    this.socket.removeAllListeners('end');
-    this.socket.removeAllListeners('drain');
-    const h = this.upgradeHead;
-    if (h && this.opts.onUpgrade) return this.opts.onUpgrade(h, this.socket, rest);
-    this.socket.end(responseHead(501, {}, 0, CLOSE), 'latin1');
+    if (this.closing) return;
+    const s = this.socket;
+    s.removeListener('data', this.onData);
+    s.removeListener('end', this.onEndEv);
+    const ex = this.ex;
+    this.phase = Phase.Gone;
+    if (ex !== null && !ex.ended) {
+      if (this.opts.onUpgrade && ex.head) this.opts.onUpgrade(ex.head, s, rest, ex);
+      else ex.fail(new ProxyError('NOT_IMPLEMENTED', 'upgrades are not served here'));
+    }
+    // Bytes after the head stay in the socket until the callee reads them (a flowing socket
+    // with no 'data' listener would drop them).
+    if (s.listenerCount('data') === 0) s.pause();
   }
 
   onError(err: H1Error): void {
     this.opts.onClientError?.(err);
-    const ex = this.ex;
-    if (ex && ex.headSent) {
-      this.socket.destroy();
-      return;
-    }
-    ex?.aborted(err);
-    const out = new H1ServerExchange(this, null);
-    this.ex = out;
-    out.fail(err);
+    this.failConnection(err);
   }
 
   // --- from the exchange ---
 
   /** The response has been written whole. */
   responseEnded(ex: H1ServerExchange, close: boolean): void {
+    this.opts.onExchangeEnd?.(ex);
     if (this.ex !== ex) return;
     this.ex = null;
-    if (close || !ex.requestEnded || this.socket.readableEnded) {
+    if (close || !ex.requestEnded || this.socket.readableEnded || this.draining || ex.head?.upgrade) {
       this.closing = true;
+      this.phase = Phase.Gone;
       this.socket.end();
       return;
     }
+    this.phase = Phase.Idle;
+    this.since = this.now();
     this.parser.resume();
     const rest = this.rest;
     this.rest = null;
     if (rest) this.feed(rest);
     if (!this.parser.isPaused) this.socket.resume();
+  }
+
+  exchangeAborted(ex: H1ServerExchange): void {
+    this.opts.onExchangeEnd?.(ex);
   }
 
   readMore(): void {
@@ -172,29 +335,43 @@ class RequestBody extends Readable {
     }
     this.ex.conn.readMore();
   }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    // As node's IncomingMessage: the error of a body no one listens to (a service that has
+    // not started reading it when the client goes away) is not emitted, or it would be an
+    // unhandled 'error' event and take the process down.
+    cb(err !== null && this.listenerCount('error') > 0 ? err : null);
+  }
 }
 
-/** One request and its response on an H1Connection. */
+/**
+ * One request and its response on an H1Connection. The response head is held until the
+ * first body bytes or the end, so head and body leave in one write (as node:http does);
+ * flushHead() sends it alone when the body is not there yet.
+ */
 export class H1ServerExchange {
   readonly body: RequestBody | null;
   trailers: string[] | null = null;
   requestEnded = false;
+  /** The response head is committed (maybe still held in `pending`). */
   headSent = false;
   ended = false;
   /** Called when the socket can take more response bytes after write() returned false. */
   onDrain: (() => void) | null = null;
   /** Called if the client goes away before the response has ended. */
   onAbort: (() => void) | null = null;
+  /** Aborted with onAbort (the request's cancellation signal). */
+  controller: AbortController | null = null;
   private chunked = false;
   private noBody = false;
   private close = false;
+  private pending: string | null = null;
 
   constructor(
     readonly conn: H1Connection,
     /** null for the error response to a request that could not be parsed. */
     readonly head: H1Head | null,
   ) {
-    this.body = head !== null && head.body !== Body.None ? new RequestBody(this) : null;
+    this.body = head !== null && head.body !== Body.None && !head.upgrade ? new RequestBody(this) : null;
     this.close = head === null || !head.keepAlive;
   }
 
@@ -207,56 +384,98 @@ export class H1ServerExchange {
   respond(status: number, fields: Fields, bodyLength: number): void {
     if (this.ended) return;
     if (this.headSent) throw new ProxyError('INTERNAL', 'response head sent twice');
-    this.headSent = true;
     this.prepare(status, bodyLength);
-    this.conn.socket.write(responseHead(status, fields, bodyLength, this.mode()), 'latin1');
+    // Built before headSent is set: a field the serialiser refuses throws here, and the
+    // exchange can still answer with an error response instead.
+    this.pending = responseHead(status, fields, bodyLength, this.mode(), this.reason(status));
+    this.headSent = true;
+  }
+
+  /** Sends a held head now (the body is not here yet: the client should not wait for it). */
+  flushHead(): void {
+    const p = this.pending;
+    if (p === null || this.ended) return;
+    this.pending = null;
+    this.conn.touch();
+    this.conn.socket.write(p, 'latin1');
   }
 
   /** A whole response in one write. */
   send(status: number, fields: Fields, body: Buffer | null): void {
     if (this.ended) return;
     if (this.headSent) throw new ProxyError('INTERNAL', 'response head sent twice');
-    this.headSent = true;
     const n = body?.length ?? 0;
     this.prepare(status, n);
-    writeMessage(this.conn.socket, responseHead(status, fields, n, this.mode()), this.noBody ? null : body);
+    const head = responseHead(status, fields, n, this.mode(), this.reason(status));
+    this.headSent = true;
+    this.conn.touch();
+    writeMessage(this.conn.socket, head, this.noBody ? null : body);
     this.finish();
   }
 
   write(chunk: Buffer): boolean {
-    if (this.noBody || this.ended) return true;
-    return this.chunked ? writeChunk(this.conn.socket, chunk) : this.conn.socket.write(chunk);
+    if (this.ended) return true;
+    const s = this.conn.socket;
+    const p = this.pending;
+    if (this.noBody) {
+      if (p !== null) this.flushHead();
+      return true;
+    }
+    this.conn.touch();
+    if (p === null) return this.chunked ? writeChunk(s, chunk) : s.write(chunk);
+    this.pending = null;
+    if (!this.chunked) return writeMessage(s, p, chunk);
+    s.cork();
+    s.write(p, 'latin1');
+    const ok = writeChunk(s, chunk);
+    s.uncork();
+    return ok;
   }
 
   end(trailers?: Fields): void {
     if (this.ended) return;
-    if (this.chunked) this.conn.socket.write(lastChunk(trailers, true));
+    const p = this.pending;
+    this.pending = null;
+    if (this.chunked) {
+      const last = lastChunk(trailers, true);
+      if (p === null) this.conn.socket.write(last, typeof last === 'string' ? 'latin1' : undefined);
+      else this.conn.socket.write(p + (typeof last === 'string' ? last : '0\r\n\r\n'), 'latin1');
+    } else if (p !== null) this.conn.socket.write(p, 'latin1');
     this.finish();
   }
 
-  /** An error becomes a response through the one error mapping; after the head, the connection is dropped. */
+  /**
+   * An error becomes a response through the one error mapping (errorResponse: status,
+   * `wren-proxy-error`, its text body); after the head, the connection is dropped.
+   */
   fail(err: unknown): void {
     if (this.ended) return;
     if (this.headSent) {
-      this.ended = true;
+      // Cut: the client must not take a truncated response for a whole one.
+      this.aborted(err instanceof Error ? err : undefined);
       this.conn.socket.destroy();
       return;
     }
     const r = errorResponse(err, { headers: {} });
-    // The body errorResponse streams, made here at once (its text: the error's message and a newline).
-    const text = Buffer.from(`${toProxyError(err, 'INTERNAL').message}\n`);
-    const headers = { ...r.headers };
-    delete headers['content-length'];
-    r.body?.destroy();
     this.close = true;
-    this.send(r.status, headers, text);
+    // errorResponse's body is settled (all here): read() gives it whole.
+    const text = r.body === null ? null : (r.body.read() as Buffer | null);
+    r.body?.destroy();
+    this.send(r.status, r.headers, text);
   }
 
   /** The exchange is over before its response (client gone, or its request was malformed). */
   aborted(err: Error = new ProxyError('CLIENT_CANCELLED')): void {
+    if (this.ended) return;
     this.ended = true;
     this.body?.destroy(err);
+    this.controller?.abort();
     this.onAbort?.();
+    this.conn.exchangeAborted(this);
+  }
+
+  private reason(status: number): string {
+    return this.conn.reasons ? reasonPhrase(status) : '';
   }
 
   private prepare(status: number, bodyLength: number): void {
@@ -265,6 +484,7 @@ export class H1ServerExchange {
     this.chunked = !this.noBody && bodyLength < 0 && (h === null || h.minor === 1);
     if (bodyLength < 0 && h !== null && h.minor === 0) this.close = true;
     if (!this.requestEnded && this.body !== null) this.close = true; // unread body bytes cannot be skipped safely
+    if (this.conn.draining || h?.upgrade) this.close = true; // an upgrade not switched: its held bytes are dropped with the connection
   }
 
   private mode(): number {

@@ -49,11 +49,12 @@ export function requestHead(method: string, target: string, host: string, fields
 /**
  * The head of a response; `bodyLength` as in requestHead (with HTTP10_PEER, an unknown
  * length is delimited by closing the connection), `mode` a sum of NO_BODY, HTTP10_PEER
- * and CLOSE. The reason phrase is omitted: it is optional and means nothing (RFC 9112 section 4).
+ * and CLOSE. The reason phrase is optional and means nothing (RFC 9112 section 4): empty
+ * unless `reason` is given (a constant from reason-phrase.ts, never a relayed string).
  */
-export function responseHead(status: number, fields: Fields, bodyLength: number, mode: number): string {
+export function responseHead(status: number, fields: Fields, bodyLength: number, mode: number, reason = ''): string {
   if (!(status >= 100 && status <= 999) || (status | 0) !== status) throw new H1Error('bad-start-line', true, `invalid status ${status}`);
-  let s = `HTTP/1.1 ${status} \r\n` + fieldLines(fields, true, true);
+  let s = `HTTP/1.1 ${status} ${reason}\r\n` + fieldLines(fields, true, true);
   const interim = status < 200;
   if (!interim && status !== 204 && status !== 304) {
     if (bodyLength >= 0) s += `content-length: ${bodyLength}\r\n`;

@@ -1,9 +1,13 @@
 import { constants, type ServerHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
-import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { H1ServerExchange } from '../h1/h1-connection.js';
+import { H1Error } from '../h1/h1-error.js';
+import type { Headers } from './headers.js';
 import { isSettled, type ProxyResponse } from './exchange.js';
+import { ProxyError } from '../errors/proxy-error.js';
 
 /**
- * Writes a ProxyResponse to the downstream client. Bodies are piped (backpressure both
+ * Writes a ProxyResponse to the downstream HTTP/2 client. Bodies are piped (backpressure both
  * ways); an upstream body that fails mid-way resets the downstream stream (HTTP/2) or
  * drops the connection (HTTP/1.1) so the client never mistakes a truncated body for a
  * complete one.
@@ -43,26 +47,148 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
   body.pipe(stream);
 }
 
-export function writeH1Response(out: ServerResponse, res: ProxyResponse, isHead: boolean): void {
-  if (out.destroyed) {
-    res.body?.destroy();
-    return;
+/**
+ * Writes ProxyResponses to an HTTP/1.1 client through the codec's exchange (h1-connection.ts),
+ * one at a time: one writer per connection, its event handlers made once, so a response
+ * costs no closure. Framing is the serialiser's: content-length when the upstream gave
+ * one (or the body is settled: its size), else chunked with trailers (close-delimited for
+ * an HTTP/1.0 client); HEAD, 204 and 304 without a body. A settled body goes out with its
+ * head in one write; a streamed one with backpressure (the body pauses until the socket
+ * drains). A body that fails, or that is longer or shorter than its content-length, cuts
+ * the connection so the client never takes it for whole; a client that goes away destroys it.
+ */
+export class H1ResponseWriter {
+  private ex: H1ServerExchange | null = null;
+  private res: ProxyResponse | null = null;
+  private body: Readable | null = null;
+  /** Bytes the content-length still allows; -1 when the length is not declared. */
+  private left = -1;
+  private readonly onData = (chunk: Buffer): void => this.data(chunk);
+  private readonly onEnd = (): void => this.ended();
+  private readonly onError = (err: Error): void => this.failed(err);
+  private readonly onDrain = (): void => void this.body?.resume();
+  private readonly onAbort = (): void => this.abort();
+
+  write(ex: H1ServerExchange, res: ProxyResponse): void {
+    const body = res.body;
+    if (ex.ended) {
+      body?.destroy();
+      return;
+    }
+    try {
+      this.start(ex, res, body);
+    } catch (err) {
+      // A field the serialiser refuses (RFC 9112 section 11.1): 502 through the error table.
+      body?.destroy();
+      this.detach();
+      ex.fail(err instanceof H1Error ? err : new ProxyError('UPSTREAM_PROTOCOL', String(err)));
+    }
   }
-  // gRPC status in a trailers-only response has no HTTP/1 equivalent; keep it as headers.
-  // writeHead only reads the object (no setHeader() was called), so no copy is needed.
-  out.writeHead(res.status, res.headers);
-  if (res.body === null || isHead) {
-    res.body?.resume();
-    out.end();
-    return;
+
+  private start(ex: H1ServerExchange, res: ProxyResponse, body: Readable | null): void {
+    const status = res.status;
+    if (status < 200) throw new ProxyError('UPSTREAM_PROTOCOL', `status ${status} is not a final response`);
+    const noBody = body === null || ex.head?.method === 'HEAD' || status === 204 || status === 304;
+    if (noBody) {
+      // A HEAD response keeps the length a GET would have had (RFC 9110 section 9.3.2).
+      ex.respond(status, res.headers, body === null && ex.head?.method !== 'HEAD' ? 0 : declaredLength(res.headers));
+      ex.end();
+      body?.resume(); // drained so the layers above see it end
+      return;
+    }
+    if (isSettled(body)) {
+      const data = (body.read() as Buffer | null) ?? EMPTY;
+      const trailers = res.trailers();
+      if (trailers === undefined || !hasFields(trailers)) ex.send(status, res.headers, data);
+      else {
+        ex.respond(status, res.headers, -1);
+        ex.write(data);
+        ex.end(trailers);
+      }
+      body.resume();
+      return;
+    }
+    const len = declaredLength(res.headers);
+    ex.respond(status, res.headers, len);
+    this.ex = ex;
+    this.res = res;
+    this.body = body;
+    this.left = len;
+    ex.onDrain = this.onDrain;
+    ex.onAbort = this.onAbort;
+    body.on('data', this.onData);
+    body.on('end', this.onEnd);
+    body.on('error', this.onError);
+    // Nothing of the body yet: the head goes now, so a slow body does not hold it back.
+    if (body.readableLength === 0) ex.flushHead();
   }
-  const body = res.body;
-  body.on('error', () => out.destroy());
-  out.on('close', () => body.destroy());
-  body.on('end', () => {
-    const t = res.trailers();
-    if (t && out.chunkedEncoding) out.addTrailers(t);
-    out.end();
-  });
-  body.pipe(out, { end: false });
+
+  private data(chunk: Buffer): void {
+    const ex = this.ex!;
+    if (this.left >= 0) {
+      if (chunk.length > this.left) return this.failed(new ProxyError('UPSTREAM_PROTOCOL', 'body longer than its content-length'));
+      this.left -= chunk.length;
+    }
+    if (!ex.write(chunk)) this.body?.pause();
+  }
+
+  private ended(): void {
+    const ex = this.ex!;
+    const res = this.res!;
+    if (this.left > 0) return this.failed(new ProxyError('UPSTREAM_RESET', 'body shorter than its content-length'));
+    this.detach();
+    ex.end(this.left < 0 ? res.trailers() : undefined);
+  }
+
+  private failed(err: Error): void {
+    const ex = this.ex;
+    const body = this.body;
+    this.detach();
+    body?.on('error', ignore).destroy();
+    ex?.fail(err);
+  }
+
+  /** The client went away: stop reading the upstream. */
+  private abort(): void {
+    const body = this.body;
+    this.detach();
+    body?.on('error', ignore).destroy();
+  }
+
+  private detach(): void {
+    const body = this.body;
+    if (body !== null) {
+      body.removeListener('data', this.onData);
+      body.removeListener('end', this.onEnd);
+      body.removeListener('error', this.onError);
+    }
+    if (this.ex !== null) {
+      this.ex.onDrain = null;
+      this.ex.onAbort = null;
+    }
+    this.ex = null;
+    this.res = null;
+    this.body = null;
+    this.left = -1;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const ignore = (): void => undefined;
+
+/** The upstream's content-length, or -1 (absent or not a plain number: the body is then chunked). */
+function declaredLength(h: Headers): number {
+  const v = h['content-length'];
+  const s = typeof v === 'string' ? v : v?.[0];
+  if (s === undefined || s.length === 0 || s.length > 15) return -1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+  }
+  return Number(s);
+}
+
+function hasFields(h: Headers): boolean {
+  for (const _ in h) return true;
+  return false;
 }

@@ -1,10 +1,9 @@
-import type { Server as H1Server } from 'node:http';
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
-import { createH1Server } from '../http/h1-server.js';
+import { H1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { OriginalDst } from '../net/original-dst.js';
@@ -61,13 +60,11 @@ export class PlaintextInbound {
     // HTTP/1.1 upgrades go through the plaintext inbound layers like any request (h1-upgrade-server.ts).
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
-    this.h1 = createH1Server({
+    this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
-    });
-    this.h1.on('request', (_req, res) => {
-      d.track(1);
-      res.once('close', () => d.track(-1));
+      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
+      onExchange: d.track,
     });
     this.h2 = createH2Server({
       maxHeaderListPairs: 512,
@@ -111,8 +108,7 @@ export class PlaintextInbound {
     if (kind === 'http1') {
       this.dsts.set(socket, dst);
       this.ids.set(socket, identity);
-      this.h1.emit('connection', socket);
-      socket.resume();
+      this.h1.serve(socket);
     } else if (kind === 'http2') {
       this.pendingDst = dst;
       this.pendingId = identity;
@@ -154,10 +150,11 @@ export class PlaintextInbound {
   /** GOAWAY to h2c sessions and close idle HTTP/1.1 connections. */
   drain(): void {
     for (const s of this.sessions) s.close();
-    this.h1.closeIdleConnections();
+    this.h1.closeIdle();
   }
 
   close(): void {
+    this.h1.close();
     for (const s of this.sessions) s.destroy();
     for (const s of this.sockets) s.destroy();
   }

@@ -2,8 +2,8 @@ import { Duplex } from 'node:stream';
 
 /**
  * A socket-like Duplex over an HTTP/2 stream, for handing a CONNECT stream's bytes to
- * node's HTTP/1.1 server as a 'connection'. Node's server writes its response head as a
- * latin1 string inside a corked batch, and an Http2Stream's writev of string chunks sends
+ * the HTTP/1.1 server (H1Server.serve) or node:http2 as a connection. The HTTP/1.1 server
+ * writes response heads as latin1 strings, sometimes corked, and an Http2Stream's writev of string chunks sends
  * corrupted bytes (the temporary buffers are not kept alive until HTTP/2 sends them;
  * seen on node 20). This Duplex decodes strings to Buffers (decodeStrings, the default)
  * before they reach the stream. Backpressure is kept both ways; end and destroy are

@@ -1,12 +1,11 @@
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
-import type { Server as H1Server } from 'node:http';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { Protocol } from '../../contract/model.js';
 import type { Duplex } from 'node:stream';
 import type { HttpService, ProxyRequest } from '../http/exchange.js';
-import { createH1Server } from '../http/h1-server.js';
+import { H1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
 import { detectProtocol } from '../net/detect-protocol.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
@@ -58,9 +57,11 @@ export class OutboundListener {
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
-    this.h1 = createH1Server({
+    this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+      // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
+      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label }),
     });
     this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: 1 << 20 } });
     this.h2.on('session', (s) => {
@@ -136,8 +137,7 @@ export class OutboundListener {
     const detected = proto === 'http1' ? 'http1' : proto === 'http2' || proto === 'grpc' ? 'http2' : await detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock);
     this.d.metrics.detect.inc({ direction: 'outbound', result: detected });
     if (detected === 'http1') {
-      this.h1.emit('connection', socket);
-      socket.resume();
+      this.h1.serve(socket);
     } else if (detected === 'http2') {
       this.h2Dst = dst;
       try {
@@ -204,6 +204,7 @@ export class OutboundListener {
   /** Stop accepting and drop every connection. */
   async close(): Promise<void> {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
+    this.h1.close();
     for (const s of this.sockets) s.destroy();
     await closed;
   }
