@@ -14,7 +14,7 @@ import type { Proxy } from '../proxy/proxy.js';
  */
 const pki = testPki();
 const ISS = 'https://id.example.com';
-let app: FakeApp, server: Proxy, client: Proxy, jwksServer: Server;
+let app: FakeApp, server: Proxy, client: Proxy, fwdServer: Proxy, jwksServer: Server;
 let priv: CryptoKey, jwk: JWK;
 
 const token = (sub: string) =>
@@ -39,19 +39,25 @@ beforeAll(async () => {
     jwtRules: [{ issuer: ISS, audiences: ['checkout'], jwksUri }],
   };
   server = await startProxy({ pki, namespace: 'demo', serviceAccount: 'checkout', config: { policy } });
-  client = await startProxy({ pki, namespace: 'demo', serviceAccount: 'web', services: [meshService('checkout', 80, [{ appPort: app.port, proxy: server }])] });
+  // The same rule with forwardOriginalToken: the app reads the token itself (often without verifying it again).
+  const fwdPolicy = { ...policy, jwtRules: [{ ...policy.jwtRules[0], forwardOriginalToken: true }] };
+  fwdServer = await startProxy({ pki, namespace: 'demo', serviceAccount: 'checkout', config: { policy: fwdPolicy } });
+  client = await startProxy({ pki, namespace: 'demo', serviceAccount: 'web', services: [
+    meshService('checkout', 80, [{ appPort: app.port, proxy: server }]),
+    meshService('forwarding', 80, [{ appPort: app.port, proxy: fwdServer }]),
+  ] });
 });
 
 afterAll(async () => {
-  await Promise.all([client.close(), server.close(), app.close()]);
+  await Promise.all([client.close(), server.close(), fwdServer.close(), app.close()]);
   jwksServer.closeAllConnections();
   await new Promise<void>((r) => jwksServer.close(() => r()));
 });
 
 interface Reply { status: number; body: string }
-function call(path: string, headers: Record<string, string> = {}): Promise<Reply> {
+function call(path: string, headers: Record<string, string> = {}, host = 'checkout'): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host: 'checkout', ...headers } }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host, ...headers } }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -90,4 +96,16 @@ test.skip('HOLE: a percent-encoded access%5Ftoken parameter is neither verified 
   expect(r.status).toBe(200);
   const url = new URL(seen(r).path, 'http://x');
   expect(url.searchParams.getAll('access_token')).toEqual([]);
+});
+
+// HOLE: with forwardOriginalToken, `?access_token=A&access_token=B`: the proxy verifies only
+// the FIRST (queryParam), sets the principal from it, and forwards both; frameworks that
+// read the last value (or an array) hand the app the unverified B. Envoy's jwt_authn
+// refuses or verifies every token it extracts; refuse a repeated token parameter
+// ('multiple-tokens') as a repeated Authorization header already is.
+test.skip('HOLE: a repeated access_token parameter: the first is verified, a second unverified one reaches the app, fix pending', async () => {
+  const good = await token('alice');
+  const r = await call(`/echo?access_token=${good}&access_token=forged.unverified.token`, {}, 'forwarding');
+  if (r.status === 200) expect(new URL(seen(r).path, 'http://x').searchParams.getAll('access_token')).toEqual([good]);
+  else expect(r.status).toBe(401);
 });
