@@ -70,3 +70,25 @@ test('held: a dozen Content-Length "2, 2" requests do not get the healthy peer e
   const out = await raw('POST /x HTTP/1.1\r\nHost: checkout\r\nContent-Length: 2\r\n\r\nok');
   expect(out).toMatch(/^HTTP\/1\.1 200[\s\S]*got ok/);
 });
+
+test('held: Expect: 100-continue answered by the proxy with a final status: the body sent anyway is never parsed as a request', async () => {
+  const paths: string[] = [];
+  const onReq = (req: { url?: string }) => paths.push(req.url ?? '');
+  app.on('request', onReq);
+  const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: checkout\r\n\r\n';
+  const out = await new Promise<string>((resolve) => {
+    const s = connect(client.outboundPort, '127.0.0.1');
+    let got = '';
+    s.on('error', () => undefined);
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      // The client gave up waiting for 100 (or saw the final status) and sends its body anyway.
+      if (got.includes('\r\n\r\n') && !got.startsWith('HTTP/1.1 100')) s.write(smuggled);
+    });
+    s.write(`POST /x HTTP/1.1\r\nHost: no-such-service.invalid\r\nExpect: 100-continue\r\nContent-Length: ${smuggled.length}\r\n\r\n`);
+    setTimeout(() => { s.destroy(); resolve(got); }, 1500);
+  });
+  app.off('request', onReq);
+  expect(out).toMatch(/^HTTP\/1\.1 [45]\d\d/);
+  expect(paths).not.toContain('/smuggled');
+});
