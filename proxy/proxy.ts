@@ -135,7 +135,7 @@ export class Proxy {
     this.jwks = new JwksRegistry({
       clock: this.clock,
       logger: this.logger.child({ component: 'jwks' }),
-      settings: { refreshMs: ra.jwksRefreshMs, retryMs: ra.jwksRetryMs, fetchTimeoutMs: ra.jwksFetchTimeoutMs, minRefetchIntervalMs: ra.jwksMinRefetchIntervalMs },
+      settings: { refreshMs: ra.jwksRefreshMs, retryMs: ra.jwksRetryMs, fetchTimeoutMs: ra.jwksFetchTimeoutMs, minRefetchIntervalMs: ra.jwksMinRefetchIntervalMs, maxBytes: ra.jwksMaxBytes },
       onFetch: (source, outcome) => policyTelemetry.jwksFetch(source, outcome),
     });
     this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };

@@ -47,13 +47,11 @@ function raw(bytes: string, waitMs = 3000): Promise<string> {
   });
 }
 
-// HOLE: the codec accepts `Content-Length: 2, 2` (a list of one repeated value, RFC 9110
-// section 8.6 allows it) but forwards the field as received; HTTP/2 refuses that value
-// (nghttp2 PROTOCOL_ERROR), so the client gets 502 upstream-reset (counted as an upstream
-// error) for a request RFC 9110 calls valid. (It does not get the peer ejected: see below.)
-// Fix: after validation write the one value (or refuse the list with 400), in
-// proxy/h1/h1-connection.ts / proxy/http/h1-server.ts where the head becomes a ProxyRequest.
-test.skip('HOLE: Content-Length "2, 2" is accepted then forwarded verbatim over HTTP/2: 502 upstream-reset for a valid request, fix pending', async () => {
+// The codec accepts `Content-Length: 2, 2` (a list of one repeated value, RFC 9110 section
+// 8.6 allows it). Forwarded as received, HTTP/2 refused the value (nghttp2 PROTOCOL_ERROR)
+// and the client got 502 upstream-reset for a valid request; fieldsToHeaders now passes on
+// the one value.
+test('Content-Length "2, 2" is forwarded as the one value it repeats (not 502 upstream-reset)', async () => {
   const out = await raw('POST /x HTTP/1.1\r\nHost: checkout\r\nContent-Length: 2, 2\r\n\r\nab');
   expect(out).not.toContain('upstream-reset');
   // Either answer is correct: the request with its 2-byte body, or a 400 for the list.

@@ -169,7 +169,7 @@ describe('upstreams (explicit local listeners, Consul-style)', () => {
 describe('protocol.meshHttp1 (HTTP/1.1 between sidecars)', () => {
   test('defaults, values, and errors naming the field path', () => {
     const p = parseProxyConfig({ tls: files }).protocol;
-    expect(p.meshHttp1).toBe('h2');
+    expect(p.meshHttp1).toBe('h1');
     expect(p.meshHttp1MaxConnectionsPerPeer).toBe(256);
     expect(parseProxyConfig({ tls: files, protocol: { meshHttp1: 'h1', meshHttp1MaxConnectionsPerPeer: 8 } }).protocol).toMatchObject({ meshHttp1: 'h1', meshHttp1MaxConnectionsPerPeer: 8 });
     expect(problem({ tls: files, protocol: { meshHttp1: 'http/1.1' } })).toMatch(/^cfg: protocol\.meshHttp1: expected one of h1, h2/);
@@ -211,7 +211,7 @@ describe('abuse limits (docs/security.md)', () => {
 describe('requestAuthn (JWT verification, docs/request-authentication.md)', () => {
   test('defaults: Envoy clock skew and JWKS cache, jose refetch cooldown, Istio fetch timeout, Envoy jwt_cache_size', () => {
     expect(parseProxyConfig({ tls: files }).requestAuthn).toEqual({
-      clockSkewMs: 60_000, jwksRefreshMs: 300_000, jwksRetryMs: 10_000, jwksFetchTimeoutMs: 5_000, jwksMinRefetchIntervalMs: 30_000, jwtCacheSize: 100,
+      clockSkewMs: 60_000, jwksRefreshMs: 300_000, jwksRetryMs: 10_000, jwksFetchTimeoutMs: 5_000, jwksMinRefetchIntervalMs: 30_000, jwksMaxBytes: 1 << 20, jwtCacheSize: 100,
     });
   });
 

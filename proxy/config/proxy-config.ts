@@ -157,6 +157,8 @@ export interface RequestAuthnConfig {
   readonly jwksRetryMs: number;
   readonly jwksFetchTimeoutMs: number;
   readonly jwksMinRefetchIntervalMs: number;
+  /** A fetched JWKS larger than this is refused (wren_jwks_fetches_total{outcome="too-large"}). */
+  readonly jwksMaxBytes: number;
   /** Verified tokens cached (Envoy jwt_cache_size, default 100); 0 = off. */
   readonly jwtCacheSize: number;
 }
@@ -263,7 +265,8 @@ const shape = obj({
   protocol: obj({
     detectTimeoutMs: duration(1000),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
-    meshHttp1: literal(['h1', 'h2'] as const, 'h2'),
+    // h1 by the numbers (docs/benchmarks.md, "HTTP/1.1 between sidecars"): less CPU and half the RSS per sidecar.
+    meshHttp1: literal(['h1', 'h2'] as const, 'h1'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({
@@ -303,6 +306,7 @@ const shape = obj({
     jwksRetryMs: duration(10_000),
     jwksFetchTimeoutMs: duration(5_000),
     jwksMinRefetchIntervalMs: duration(30_000),
+    jwksMaxBytes: num({ int: true, min: 1024, max: 64 << 20, default: 1 << 20 }),
     jwtCacheSize: num({ int: true, min: 0, max: 100_000, default: 100 }),
   }),
   // Bounded: every worker is a V8 isolate (~10 MB) and the kernel spreads connections

@@ -70,7 +70,10 @@ export function fieldsToHeaders(fields: readonly string[], trailers = false): He
   const out: Headers = {};
   for (let i = 0; i < fields.length; i += 2) {
     const k = fields[i];
-    const v = fields[i + 1];
+    // A Content-Length list of one repeated value ("2, 2") is valid (RFC 9110 section 8.6) and
+    // the parser has checked every member is equal; pass on the one value, which HTTP/2
+    // (RFC 9113 section 8.2.1: a single decimal) and any strict next hop accept.
+    const v = k === 'content-length' && fields[i + 1].includes(',') ? fields[i + 1].slice(0, fields[i + 1].indexOf(',')).trim() : fields[i + 1];
     if (HOP_BY_HOP.has(k) || (listed !== null && listed.includes(k)) || (trailers && k === 'content-length')) continue;
     const prev = out[k];
     if (prev === undefined) out[k] = k === 'set-cookie' ? [v] : v;

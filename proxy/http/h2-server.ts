@@ -86,6 +86,16 @@ function onServedClose(this: ServedStream): void {
   if (st && (this.rstCode !== constants.NGHTTP2_NO_ERROR || !this.writableFinished)) st.ac.abort();
 }
 
+/**
+ * The client reset the stream before its request body ended. Node then ends the stream's
+ * readable side as if the body were complete (core.js onStreamClose pushes null), so this
+ * must cancel upstream first: otherwise a truncated upload reaches the app as a whole one
+ * (the chunked terminator written, or a Content-Length exchange counted as sent).
+ */
+function onServedAborted(this: ServedStream): void {
+  this[SERVED]?.ac.abort();
+}
+
 function onServedTrailers(this: ServedStream, t: IncomingHttpHeaders): void {
   const st = this[SERVED];
   if (st) st.trailers = cleanTrailers(t);
@@ -103,6 +113,7 @@ async function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingH
   // An error always ends in 'close' (Http2Stream.destroy), which aborts: the error itself needs no handler.
   stream.on('error', ignore);
   stream.on('close', onServedClose);
+  stream.on('aborted', onServedAborted);
   const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
   // An upgrade's stream is not read until the app has switched protocols (writeH2Switch).
   const upgrade = h[':protocol'] === undefined ? undefined : String(h[':protocol']);

@@ -23,7 +23,7 @@ function claimText(claims: Readonly<Record<string, unknown>>, name: string): str
   return s !== null && SAFE_VALUE.test(s) ? s : null;
 }
 
-function applyOk(req: ProxyRequest, res: Extract<AuthnResult, { kind: 'ok' }>): void {
+function applyOk(jwt: JwtAuthenticator, req: ProxyRequest, res: Extract<AuthnResult, { kind: 'ok' }>): void {
   const { rule } = res.rule;
   req.requestAuth = res.auth;
   for (const c of rule.outputClaimToHeaders) {
@@ -32,8 +32,13 @@ function applyOk(req: ProxyRequest, res: Extract<AuthnResult, { kind: 'ok' }>): 
   }
   if (rule.outputPayloadToHeader) req.headers[rule.outputPayloadToHeader] = res.found.token.split('.')[1];
   if (rule.forwardOriginalToken) return;
-  if (res.found.header !== null) delete req.headers[res.found.header];
-  else (req as { path: string }).path = withoutParam(req.path, res.found.param as string);
+  // Every location any rule reads the token from, not only the one it was found in: the
+  // same token may also be in the query string (extract() refused differing ones), where
+  // the app and its access logs would see it.
+  for (const r of jwt.rules) {
+    for (const h of r.headers) delete req.headers[h.name];
+    if (req.path.includes('?')) for (const p of r.params) (req as { path: string }).path = withoutParam(req.path, p);
+  }
 }
 
 async function authenticate(jwt: JwtAuthenticator, req: ProxyRequest): Promise<AuthnResult> {
@@ -66,7 +71,7 @@ async function authenticated(jwt: JwtAuthenticator, req: ProxyRequest, inner: Ht
   if (res.kind === 'none') return inner(req);
   if (res.kind === 'ok') {
     telemetry.jwtOk(res.rule.rule.issuer);
-    applyOk(req, res);
+    applyOk(jwt, req, res);
     return inner(req);
   }
   telemetry.jwtDenial(res.reason, res.issuer, { kind: 'http', principal: req.source.identity, port: req.targetPort ?? 0, method: req.method, path: req.path });

@@ -21,9 +21,20 @@ export interface JwksSettings {
   readonly retryMs: number;
   readonly fetchTimeoutMs: number;
   readonly minRefetchIntervalMs: number;
+  /** A fetched JWKS larger than this is refused (counted `too-large`); default JWKS_MAX_BYTES. */
+  readonly maxBytes?: number;
 }
 
-export type JwksFetchOutcome = 'ok' | 'error' | 'rate-limited';
+/**
+ * A JWKS is a few kilobytes; Envoy bounds a remote_jwks body by its buffer limit (1 MiB by
+ * default). Without a bound, a hostile or broken URL answering an endless body is buffered
+ * by every sidecar of the workload until the fetch timeout.
+ */
+export const JWKS_MAX_BYTES = 1 << 20;
+
+class JwksTooLarge extends Error {}
+
+export type JwksFetchOutcome = 'ok' | 'error' | 'too-large' | 'rate-limited';
 
 export interface JwksDeps {
   readonly clock: Clock;
@@ -96,7 +107,7 @@ export class JwksSource {
       ok = true;
       this.d.onFetch(this.id, 'ok');
     } catch (e) {
-      this.d.onFetch(this.id, 'error');
+      this.d.onFetch(this.id, e instanceof JwksTooLarge ? 'too-large' : 'error');
       this.d.logger.warn('JWKS load failed; keeping the last good keys', { source: this.id, hasKeys: this.keys !== null, error: (e as Error).message });
     }
     this.schedule(ok ? this.d.settings.refreshMs : this.d.settings.retryMs);
@@ -130,7 +141,26 @@ function httpLoader(url: string, d: JwksDeps): Loader {
         await res.body?.cancel();
         throw new Error(`HTTP ${res.status}`);
       }
-      return await res.text();
+      const max = d.settings.maxBytes ?? JWKS_MAX_BYTES;
+      const declared = Number(res.headers.get('content-length') ?? '0');
+      if (declared > max) {
+        await res.body?.cancel();
+        throw new JwksTooLarge(`JWKS of ${declared} bytes is over the ${max}-byte limit`);
+      }
+      // Read with a running count: a body without (or lying about) its length stops at the limit.
+      const chunks: Uint8Array[] = [];
+      let n = 0;
+      if (res.body) {
+        for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+          n += chunk.byteLength;
+          if (n > max) {
+            ac.abort(new JwksTooLarge('over the limit'));
+            throw new JwksTooLarge(`JWKS over the ${max}-byte limit`);
+          }
+          chunks.push(chunk);
+        }
+      }
+      return Buffer.concat(chunks).toString('utf8');
     } finally {
       d.clock.clearTimeout(t);
     }

@@ -99,30 +99,55 @@ function reasonOf(e: unknown): JwtDenyReason {
   }
 }
 
-function queryParam(path: string, name: string): string | null {
-  const q = path.indexOf('?');
-  if (q < 0) return null;
-  for (const kv of path.slice(q + 1).split('&')) {
-    const eq = kv.indexOf('=');
-    if ((eq < 0 ? kv : kv.slice(0, eq)) === name) {
-      try {
-        return eq < 0 ? '' : decodeURIComponent(kv.slice(eq + 1));
-      } catch {
-        return kv.slice(eq + 1);
-      }
-    }
+/** A query parameter's name as the app's URL decoder will read it (`access%5Ftoken` is `access_token`). */
+function paramName(kv: string): string {
+  const eq = kv.indexOf('=');
+  const raw = eq < 0 ? kv : kv.slice(0, eq);
+  if (!raw.includes('%') && !raw.includes('+')) return raw;
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    return raw;
   }
-  return null;
 }
 
-/** The path without query parameter `name` (the token is not forwarded). */
+function paramValue(kv: string): string {
+  const eq = kv.indexOf('=');
+  if (eq < 0) return '';
+  try {
+    return decodeURIComponent(kv.slice(eq + 1));
+  } catch {
+    return kv.slice(eq + 1);
+  }
+}
+
+/**
+ * The value of query parameter `name` (null: absent), matched on the decoded name. A name
+ * repeated with differing values is MULTIPLE: the proxy would verify one and the app might
+ * read the other (frameworks differ on first or last).
+ */
+function queryParam(path: string, name: string): string | null | typeof MULTIPLE {
+  const q = path.indexOf('?');
+  if (q < 0) return null;
+  let found: string | null = null;
+  for (const kv of path.slice(q + 1).split('&')) {
+    if (paramName(kv) !== name) continue;
+    const v = paramValue(kv);
+    if (found !== null && found !== v) return MULTIPLE;
+    found = v;
+  }
+  return found;
+}
+const MULTIPLE = Symbol('multiple');
+
+/** The path without query parameter `name`, every occurrence, matched on the decoded name (the token is not forwarded). */
 export function withoutParam(path: string, name: string): string {
   const q = path.indexOf('?');
   if (q < 0) return path;
   const kept = path
     .slice(q + 1)
     .split('&')
-    .filter((kv) => (kv.indexOf('=') < 0 ? kv : kv.slice(0, kv.indexOf('='))) !== name);
+    .filter((kv) => paramName(kv) !== name);
   return kept.length === 0 ? path.slice(0, q) : `${path.slice(0, q)}?${kept.join('&')}`;
 }
 
@@ -184,6 +209,7 @@ export class JwtAuthenticator {
       for (const p of r.params) {
         const token = queryParam(path, p);
         if (token === null) continue;
+        if (token === MULTIPLE) return 'multiple-tokens';
         if (found && found.token !== token) return 'multiple-tokens';
         found ??= { token, header: null, param: p };
       }
