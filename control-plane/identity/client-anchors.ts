@@ -63,12 +63,6 @@ export class ClientAnchors {
     return null;
   }
 
-  /** Whether `fingerprint` is an anchor of the current bundle. */
-  isCurrent(fingerprint: string): boolean {
-    this.sync();
-    return this.anchors.some((a) => a.fingerprint256 === fingerprint);
-  }
-
   close(): void {
     this.unsubscribe();
   }

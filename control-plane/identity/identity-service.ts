@@ -83,6 +83,9 @@ export class IdentityService {
   readonly implementation: grpc.UntypedServiceImplementation = {
     Certify: (call: grpc.ServerUnaryCall<CertifyRequest, CertifyResponse>, cb: grpc.sendUnaryData<CertifyResponse>) => {
       const auth = this.anchors ? peerIdentityOf(call, this.o.issuer.ca.trustDomain, this.anchors) : null;
+      // Said once here: the token check that follows would only report the missing token.
+      if (auth && !auth.ok && auth.reason === 'untrusted-client-certificate')
+        this.o.logger.warn('client certificate not accepted for renewal; the call needs a token', { reason: auth.reason, detail: auth.detail, peer: call.getPeer() });
       this.certify(call.request, call.getPeer(), auth?.ok ? auth.peer : null).then(
         (r) => cb(null, r),
         (e: CertifyError) => cb({ code: e.status, details: e.message }),
