@@ -59,7 +59,7 @@ export class ControlPlaneMetrics {
   });
   readonly discoveryRefused = new Counter({
     name: 'wren_cp_discovery_refused_total',
-    help: 'Discovery streams refused by client authentication (reason: no-client-certificate, bad-client-certificate, identity-mismatch, namespace-mismatch, unknown-pod, pod-mismatch, labels-mismatch, certificate-expired)',
+    help: 'Discovery streams refused by client authentication (reason: no-client-certificate, bad-client-certificate, untrusted-client-certificate, trust-anchor-removed, identity-mismatch, namespace-mismatch, unknown-pod, pod-mismatch, labels-mismatch, certificate-expired)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -4,6 +4,7 @@ import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
+import { ClientAnchors } from '../identity/client-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
 import { peerIdentityOf } from '../identity/peer-certificate.js';
 import { describeIssuerTrust } from '../identity/trust-state.js';
@@ -45,7 +46,12 @@ import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
  *
  * Client authentication (`clientAuth`, on whenever the control plane serves TLS): a stream
  * needs a client certificate that chains to an anchor of the current trust bundle
- * (UNAUTHENTICATED otherwise, at once), and is bound to the SPIFFE ID it proves. Its
+ * (UNAUTHENTICATED otherwise, at once), and is bound to the SPIFFE ID it proves. The
+ * anchor is derived per stream (client-anchors.ts), not taken from the connection's
+ * handshake: a connection authenticated before a root was removed cannot open new streams
+ * under it, and when the bundle drops the root a stream's certificate chains to, the
+ * stream ends (UNAUTHENTICATED, 'trust-anchor-removed'); the proxy reconnects with its
+ * renewed certificate. Its
  * Subscribe must name that identity, its namespace, and a pod of that service account with
  * the labels it claims (client-auth.ts; PERMISSION_DENIED otherwise), so what a stream
  * receives (its own workload's inbound policy) and the reports it sends (HealthReport,
@@ -77,7 +83,8 @@ export interface DiscoveryServerOptions {
    * Require and check client certificates (above). `trustDomain`: the only one accepted.
    * `podsAuthoritative`: the source knows every meshed pod (Kubernetes), so a Subscribe for
    * a pod it does not know is refused. Absent: streams are not authenticated (plaintext
-   * transport, tests), and Subscribe is taken at its word.
+   * transport, tests), and Subscribe is taken at its word. Needs `issuer` (its bundle is
+   * what certificates must chain to).
    */
   readonly clientAuth?: { readonly trustDomain: string; readonly podsAuthoritative: boolean };
   /** Acts on HealthReports (mesh-wide withdrawal, control-plane/health/); without it reports are only kept and shown. */
@@ -97,8 +104,11 @@ export class DiscoveryServer {
   private readonly policies: WorkloadPolicies;
   private readonly trust: TrustPush | null;
   private readonly unsubscribeTrust: () => void;
+  private readonly anchors: ClientAnchors | null;
 
   constructor(private readonly o: DiscoveryServerOptions) {
+    if (o.clientAuth && !o.issuer) throw new Error('client authentication needs the issuer (its trust bundle is what client certificates must chain to)');
+    this.anchors = o.clientAuth && o.issuer ? new ClientAnchors(o.issuer) : null;
     this.policies = new WorkloadPolicies(o.rootNamespace);
     this.unsubscribe = o.store.onChange(() => {
       for (const s of this.subs) this.pump(s);
@@ -180,6 +190,7 @@ export class DiscoveryServer {
 
   private onTrustChange(next: TrustPushState): void {
     const anchors = new Set(next.wire.trustAnchorFingerprints);
+    this.endRemovedAnchorStreams(anchors);
     const stranded = [...this.subs].filter((s) => s.identityReport && !anchors.has(s.identityReport.report.chainRootFingerprint));
     // Removing a root that connected proxies' certificates still end at breaks their mTLS with every proxy that takes the new bundle.
     if (stranded.length > 0)
@@ -190,10 +201,29 @@ export class DiscoveryServer {
     for (const s of this.subs) this.pump(s);
   }
 
+  /**
+   * Ends (UNAUTHENTICATED) every authenticated stream whose certificate no longer chains to
+   * an anchor of the bundle: removing a root is how a compromised one is revoked, so what
+   * it vouched for must not keep receiving config until the certificate expires. A stream
+   * whose recorded anchor left but that chains to another current one (the same key
+   * re-issued as a new root) is kept, with that anchor recorded.
+   */
+  private endRemovedAnchorStreams(anchors: ReadonlySet<string>): void {
+    if (!this.anchors) return;
+    for (const s of [...this.subs]) {
+      const a = s.authAnchor;
+      if (!a || anchors.has(a.fingerprint)) continue;
+      const now = this.anchors.anchorOf(a.certificate);
+      if (now !== null) s.authAnchor = { fingerprint: now, certificate: a.certificate };
+      else this.refuse(s, grpc.status.UNAUTHENTICATED, 'trust-anchor-removed', `the trust anchor ${short(a.fingerprint)} the client certificate chains to was removed from the trust bundle`);
+    }
+  }
+
   /** Graceful shutdown: end every stream with UNAVAILABLE so proxies reconnect to another replica. */
   closeAll(): void {
     this.unsubscribe();
     this.unsubscribeTrust();
+    this.anchors?.close();
     for (const s of [...this.subs]) {
       s.call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down' });
       this.drop(s);
@@ -203,9 +233,10 @@ export class DiscoveryServer {
   private onStream(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {
     const s = newSubscriber(this.nextId++, call, this.o.clock.now());
     if (this.o.clientAuth) {
-      const auth = peerIdentityOf(call, this.o.clientAuth.trustDomain);
+      const auth = peerIdentityOf(call, this.o.clientAuth.trustDomain, this.anchors!);
       if (!auth.ok) return this.refuse(s, grpc.status.UNAUTHENTICATED, auth.reason, auth.detail);
       s.authPeer = auth.peer;
+      s.authAnchor = { fingerprint: auth.anchor, certificate: auth.certificate };
       this.armExpiry(s);
     }
     this.subs.add(s);

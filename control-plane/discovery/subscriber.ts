@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse, Ejection, IdentityReport, Subscribe } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
@@ -48,6 +49,8 @@ export interface Subscriber {
   identityReport: { readonly report: IdentityReport; readonly at: number } | null;
   /** The identity the stream's client certificate proves (null: not authenticated, client authentication off). */
   authPeer: PeerIdentity | null;
+  /** The current trust anchor (fingerprint) that certificate chains to, and the certificate, re-checked when the bundle changes. */
+  authAnchor: { readonly fingerprint: string; readonly certificate: X509Certificate } | null;
   /** The Subscribe's pod claim was checked against a synced view (client-auth.ts). */
   podChecked: boolean;
   /** Ends the stream when the client certificate expires. */
@@ -60,7 +63,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, inflight: null, nackedSeq: -1,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, podChecked: false, expiryTimer: null, closed: false,
+    authPeer: null, authAnchor: null, podChecked: false, expiryTimer: null, closed: false,
   };
 }
 

@@ -3,6 +3,7 @@ import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type S
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
+import { ClientAnchors } from './client-anchors.js';
 import { AuthError, type Authenticator, type Principal } from './authenticator.js';
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
 import { issuerSnapshot, type Issuer } from './issuer.js';
@@ -21,7 +22,9 @@ export interface IdentityServiceOptions {
    * Renewal by certificate: a call whose TLS client certificate (verified against the
    * current bundle) proves the very identity it asks for is signed without a token, as
    * istiod's CA accepts a workload's own certificate for its CSR (Istio's
-   * ClientCertAuthenticator). Only meaningful over the control plane's own TLS, which asks
+   * ClientCertAuthenticator). The certificate must chain to an anchor of the bundle at the
+   * time of the call, not only at its connection's handshake (client-anchors.ts): a
+   * certificate of a removed root renews nothing, the call needs a token. Only meaningful over the control plane's own TLS, which asks
    * for client certificates (serving-identity.ts).
    */
   readonly acceptClientCertificates?: boolean;
@@ -60,8 +63,10 @@ function fromPkiError(e: PkiError): CertifyError {
  */
 export class IdentityService {
   private readonly ttlMs: number;
+  private readonly anchors: ClientAnchors | null;
 
   constructor(private readonly o: IdentityServiceOptions) {
+    this.anchors = o.acceptClientCertificates ? new ClientAnchors(o.issuer) : null;
     this.ttlMs = o.certTtlMs ?? DEFAULT_LEAF_TTL_MS;
     if (!(this.ttlMs >= MIN_CERT_TTL_MS) || this.ttlMs > o.issuer.ca.maxTtlMs)
       throw new PkiError('INVALID_TTL', `the certificate lifetime must be between ${MIN_CERT_TTL_MS} ms and ${o.issuer.ca.maxTtlMs} ms, got ${this.ttlMs}`);
@@ -77,7 +82,10 @@ export class IdentityService {
 
   readonly implementation: grpc.UntypedServiceImplementation = {
     Certify: (call: grpc.ServerUnaryCall<CertifyRequest, CertifyResponse>, cb: grpc.sendUnaryData<CertifyResponse>) => {
-      const auth = this.o.acceptClientCertificates ? peerIdentityOf(call, this.o.issuer.ca.trustDomain) : null;
+      const auth = this.anchors ? peerIdentityOf(call, this.o.issuer.ca.trustDomain, this.anchors) : null;
+      // Said once here: the token check that follows would only report the missing token.
+      if (auth && !auth.ok && auth.reason === 'untrusted-client-certificate')
+        this.o.logger.warn('client certificate not accepted for renewal; the call needs a token', { reason: auth.reason, detail: auth.detail, peer: call.getPeer() });
       this.certify(call.request, call.getPeer(), auth?.ok ? auth.peer : null).then(
         (r) => cb(null, r),
         (e: CertifyError) => cb({ code: e.status, details: e.message }),
