@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
+import { startPair } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -23,8 +23,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
   const appPort = (app.address() as AddressInfo).port;
-  server = await startProxy({ pki, namespace: 'default', serviceAccount: 'checkout' });
-  client = await startProxy({ pki, namespace: 'default', serviceAccount: 'web', services: [meshService('checkout', 80, [{ appPort, proxy: server }])] });
+  ({ server, client } = await startPair(pki, appPort, { service: 'checkout' }));
 });
 afterAll(async () => {
   await Promise.all([client.close(), server.close()]);

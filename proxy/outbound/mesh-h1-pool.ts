@@ -1,10 +1,7 @@
-import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
-import { spiffeIdOf } from '../tls/peer-identity.js';
+import { connectPeer } from '../tls/connect-peer.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
-import { ProxyError } from '../errors/proxy-error.js';
 
 export interface MeshH1PoolOptions {
   readonly tls: TlsIdentity;
@@ -30,20 +27,7 @@ export interface MeshH1PoolOptions {
  * old certificate: idle ones close at once, busy ones after their exchange.
  */
 export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
-  const connect = (host: string, port: number, identity: string): Socket =>
-    tlsConnect({
-      host,
-      port,
-      secureContext: o.tls.secureContext,
-      ALPNProtocols: ['http/1.1'],
-      rejectUnauthorized: true,
-      // Identity is the SPIFFE URI SAN, not a DNS name: check it instead of the hostname.
-      checkServerIdentity: (_h: string, cert: PeerCertificate) => {
-        const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);
-        if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
-        return undefined;
-      },
-    }) as TLSSocket as Socket;
+  const connect = (host: string, port: number, identity: string): Socket => connectPeer(o.tls, host, port, identity, 'http/1.1');
   const pool = new H1Pool({
     connect,
     secure: true,

@@ -1,10 +1,8 @@
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
-import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { isIPv6, connect as netConnect, type Socket } from 'node:net';
-import { X509Certificate } from 'node:crypto';
 import type { Endpoint } from '../../contract/model.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
-import { spiffeIdOf } from '../tls/peer-identity.js';
+import { connectPeer } from '../tls/connect-peer.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
@@ -204,19 +202,7 @@ export class PeerPool {
       const timer = setTimeout(() => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       if (identity !== null) {
-        socket = tlsConnect({
-          host,
-          port,
-          secureContext: this.opts.tls.secureContext,
-          ALPNProtocols: ['h2'],
-          rejectUnauthorized: true,
-          // Identity is the SPIFFE URI SAN, not a DNS name: check it instead of the hostname.
-          checkServerIdentity: (_h: string, cert: PeerCertificate) => {
-            const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);
-            if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
-            return undefined;
-          },
-        });
+        socket = connectPeer(this.opts.tls, host, port, identity, 'h2');
         socket.once('secureConnect', () => ready('mtls'));
       } else {
         socket = netConnect({ host, port });

@@ -113,10 +113,11 @@ export function meshService(
 export async function startPair(
   pki: TestPki,
   appPort: number,
-  o: { readonly serverConfig?: Record<string, unknown> } = {},
+  o: { readonly serverConfig?: Record<string, unknown>; /** The service (and the server's service account); default `web`. */ readonly service?: string } = {},
 ): Promise<{ readonly client: Proxy; readonly server: Proxy; close(): Promise<void> }> {
-  const server = await startProxy({ pki, serviceAccount: 'web', config: o.serverConfig });
-  const client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort, proxy: server }])] });
+  const name = o.service ?? 'web';
+  const server = await startProxy({ pki, serviceAccount: name, config: o.serverConfig });
+  const client = await startProxy({ pki, serviceAccount: 'client', services: [meshService(name, 80, [{ appPort, proxy: server }])] });
   return {
     client,
     server,

@@ -1,0 +1,28 @@
+import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { spiffeIdOf } from './peer-identity.js';
+import type { TlsIdentity } from './tls-identity.js';
+import { ProxyError } from '../errors/proxy-error.js';
+
+/**
+ * An mTLS connection to a peer sidecar: the workload's certificate and trust bundle (the
+ * rotating secure context), and the peer must present exactly `identity`, the SPIFFE ID
+ * its endpoint advertises ('' accepts any workload of the bundle): PEER_IDENTITY
+ * otherwise. Identity is the URI SAN (X.509-SVID), not a DNS name, so it is checked in
+ * place of the hostname. `alpn`: what this connection will speak (`h2` for the peer
+ * session, `http/1.1` for the mesh HTTP/1.1 pool).
+ */
+export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1'): TLSSocket {
+  return tlsConnect({
+    host,
+    port,
+    secureContext: tls.secureContext,
+    ALPNProtocols: [alpn],
+    rejectUnauthorized: true,
+    checkServerIdentity: (_h: string, cert: PeerCertificate) => {
+      const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);
+      if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
+      return undefined;
+    },
+  });
+}
