@@ -85,6 +85,7 @@ export const retry =
           bodySent: sent || (body?.started ?? false),
           idempotent,
           bodyBuffered: body === null || body.replayable,
+          bodyless: body === null,
         });
         if (!decision.retry || req.signal.aborted) return surface();
         const adm = st.cluster.admit('retry');

@@ -92,6 +92,18 @@ describe('retryDecision', () => {
     expect(retryDecision(err('UPSTREAM_RESET', { bytesSent: true }), policy({ retryOn: ['reset'] }), ctx).retry).toBe(true);
   });
 
+  it('retries a bodyless idempotent request reset before its response whatever retryOn says (RFC 9110 section 9.2.2), nothing else', () => {
+    const reset = err('UPSTREAM_RESET', { bytesSent: true });
+    expect(retryDecision(reset, policy(), { ...ctx, bodyless: true })).toEqual({ retry: true, reason: 'idempotent-reset' });
+    // With a body, or a non-idempotent method, or after the attempts: no.
+    expect(retryDecision(reset, policy(), { ...ctx, bodyless: false }).retry).toBe(false);
+    expect(retryDecision(reset, policy(), { ...ctx, bodyless: true, idempotent: false }).retry).toBe(false);
+    expect(retryDecision(reset, policy({ attempts: 1 }), { ...ctx, bodyless: true, attempt: 2 }).retry).toBe(false);
+    // Other failures of a bodyless GET still need retryOn.
+    expect(retryDecision(err('REQUEST_TIMEOUT'), policy(), { ...ctx, bodyless: true }).retry).toBe(false);
+    expect(retryDecision(resp(503), policy(), { ...ctx, bodyless: true }).retry).toBe(false);
+  });
+
   it('matches retriable status codes, including non-5xx ones', () => {
     const p = policy({ retryOn: ['retriable-status-codes'], retriableStatusCodes: [409, 503] });
     expect(retryDecision(resp(409), p, ctx)).toEqual({ retry: true, reason: 'retriable-status-codes' });

@@ -160,6 +160,8 @@ export interface RetryContext {
   readonly idempotent: boolean;
   /** Whether the request body is buffered and can be replayed (≤ maxBufferedBodyBytes). */
   readonly bodyBuffered: boolean;
+  /** The request has no body at all (a GET, HEAD...): nothing but its head can have reached the upstream. */
+  readonly bodyless?: boolean;
 }
 
 export type RetryDecision = { readonly retry: true; readonly reason: string } | { readonly retry: false; readonly reason: string };
@@ -172,6 +174,13 @@ export type RetryDecision = { readonly retry: true; readonly reason: string } | 
  * 2. a body that was sent and is not buffered cannot be replayed → no;
  * 3. always-safe outcomes (request never reached the app) → yes, regardless of retryOn
  *    and idempotency (Istio's default connect-failure,refused-stream; Linkerd);
+ * 3b. a bodyless idempotent request whose connection was reset before any response
+ *    (`upstream-reset`: the endpoint died with the request in flight) → yes, regardless of
+ *    retryOn: RFC 9110 section 9.2.2 lets a client retry an idempotent request
+ *    automatically when its connection closes before the response, as browsers and
+ *    HTTP client pools do. Wren's default retryOn is empty, so without this a GET caught on
+ *    a backend killed mid-flight failed though another endpoint could answer it (issue 14,
+ *    mesh-wide health: the only failures left). Envoy/Istio need `reset` in retryOn for it.
  * 4. otherwise the outcome must match a `retryOn` condition, and a non-idempotent request
  *    that reached the upstream is retried only with `retryNonIdempotent` (istio#13851).
  * Budget and concurrency limits are checked by the caller (Cluster.admit('retry')).
@@ -182,6 +191,7 @@ export function retryDecision(outcome: Outcome, policy: RetryPolicy, ctx: RetryC
   if (ctx.bodySent && !ctx.bodyBuffered) return { retry: false, reason: 'body-not-replayable' };
   const r = outcome.retryable;
   if (r.alwaysSafe) return { retry: true, reason: 'always-safe' };
+  if (ctx.bodyless && ctx.idempotent && outcome.kind === 'failure' && outcome.reason === 'upstream-reset') return { retry: true, reason: 'idempotent-reset' };
   const matched = matchRetryOn(outcome, policy);
   if (!matched) return { retry: false, reason: outcome.kind === 'success' ? 'success' : 'not-retryable' };
   if (!ctx.idempotent && ctx.bodySent && !policy.retryNonIdempotent) return { retry: false, reason: 'non-idempotent' };
