@@ -12,6 +12,7 @@ export const A = {
   memoryLimit: 'wren.io/proxy-memory-limit',
   logLevel: 'wren.io/proxy-log-level',
   concurrency: 'wren.io/proxy-concurrency',
+  meshHttp1: 'wren.io/mesh-http1',
   skipInboundPorts: 'wren.io/skip-inbound-ports',
   skipOutboundPorts: 'wren.io/skip-outbound-ports',
   skipOutboundCidrs: 'wren.io/skip-outbound-cidrs',

@@ -181,6 +181,18 @@ describe('annotations', () => {
     expect(proxy.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
+  test('wren.io/mesh-http1 sets how HTTP/1.1 travels between sidecars (WREN_MESH_HTTP1); a malformed value is ignored with a warning', () => {
+    const h2 = pod({ annotations: { 'wren.io/mesh-http1': 'h2' } });
+    const proxy = find(apply(h2, injectPod(h2).patch).spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.env?.find((e) => e.name === 'WREN_MESH_HTTP1')?.value).toBe('h2');
+    const bad = pod({ annotations: { 'wren.io/mesh-http1': 'http2' } });
+    const r = injectPod(bad);
+    expect(r.warnings).toEqual(['wren.io/mesh-http1: ignoring "http2" (expected h1 or h2)']);
+    expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP1')).toBeUndefined();
+    const none = pod({});
+    expect(find(apply(none, injectPod(none).patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP1')).toBeUndefined();
+  });
+
   test('wren.io/proxy-concurrency sets the listener worker threads; a malformed value is ignored with a warning', () => {
     const two = pod({ annotations: { 'wren.io/proxy-concurrency': '2' } });
     const proxy = find(apply(two, injectPod(two).patch).spec?.initContainers, 'wren-proxy')!;

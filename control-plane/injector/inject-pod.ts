@@ -2,7 +2,7 @@ import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList, parseServiceList } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
-import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception } from './sidecar.js';
+import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
 
 export interface InjectResult {
   readonly patch: JsonPatchOp[];
@@ -72,7 +72,7 @@ function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interce
   };
 }
 
-function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources; logLevel: string; concurrency: number | undefined; egress: readonly string[] } {
+function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources } & ProxyEnvSettings {
   const ann = pod.metadata?.annotations ?? {};
   const q = (key: string, def: string): string => {
     const v = ann[key];
@@ -109,7 +109,14 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (keys) egress = keys;
     else warnings.push(`${A.egressServices}: ignoring ${JSON.stringify(e)} (expected "name.namespace" service keys, comma-separated); the proxy subscribes to every service`);
   }
-  return { resources, logLevel, concurrency, egress };
+  // How HTTP/1.1 travels to peer sidecars (the proxy's protocol.meshHttp1); unset, the proxy's default (h1).
+  let meshHttp1: 'h1' | 'h2' | undefined;
+  const m = ann[A.meshHttp1];
+  if (m !== undefined) {
+    if (m === 'h1' || m === 'h2') meshHttp1 = m;
+    else warnings.push(`${A.meshHttp1}: ignoring ${JSON.stringify(m)} (expected h1 or h2)`);
+  }
+  return { resources, logLevel, concurrency, egress, meshHttp1 };
 }
 
 /**
@@ -124,11 +131,11 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
   const spec = pod.spec!;
   const ic = interception(pod, o, warnings);
-  const { resources, logLevel, concurrency, egress } = proxySettings(pod, o, warnings);
+  const { resources, ...settings } = proxySettings(pod, o, warnings);
   if (spec.securityContext?.runAsUser === o.proxyUid || spec.containers.some((c) => c.securityContext?.runAsUser === o.proxyUid))
     warnings.push(`an app container runs as UID ${o.proxyUid}, the proxy's UID: its traffic bypasses the proxy`);
   const init = buildInitContainer(o, ic);
-  const proxy = buildProxyContainer(o, resources, logLevel, concurrency, egress);
+  const proxy = buildProxyContainer(o, resources, settings);
   const patch: JsonPatchOp[] = [];
 
   // Native: [wren-init, wren-proxy, ...app init containers] so app init containers

@@ -77,7 +77,18 @@ function resources(r: ProxyResources): V1Container['resources'] {
   return { requests: { cpu: r.cpuRequest, memory: r.memoryRequest }, ...(Object.keys(limits).length ? { limits } : {}) };
 }
 
-export function buildProxyContainer(o: InjectOptions, r: ProxyResources, logLevel: string, concurrency?: number, egressServices: readonly string[] = []): V1Container {
+/** What a pod's annotations set in its proxy's environment (inject-pod.ts proxySettings). */
+export interface ProxyEnvSettings {
+  readonly logLevel: string;
+  /** WREN_CONCURRENCY; undefined: the proxy's default. */
+  readonly concurrency: number | undefined;
+  /** WREN_EGRESS_SERVICES; []: every service. */
+  readonly egress: readonly string[];
+  /** WREN_MESH_HTTP1; undefined: the proxy's default. */
+  readonly meshHttp1: 'h1' | 'h2' | undefined;
+}
+
+export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: ProxyEnvSettings): V1Container {
   const field = (fieldPath: string) => ({ valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
   const awaitCmd = [...o.wrenCommand, 'proxy', 'await', '--admin-port', String(o.adminPort)];
   const c: V1Container = {
@@ -95,12 +106,13 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, logLeve
       { name: 'WREN_TRUST_BUNDLE', value: o.trustBundlePem },
       { name: 'WREN_TOKEN_FILE', value: `${TOKEN_DIR}/token` },
       { name: 'WREN_RUN_DIR', value: PROXY_RUN_DIR },
-      { name: 'WREN_LOG_LEVEL', value: logLevel },
+      { name: 'WREN_LOG_LEVEL', value: s.logLevel },
       { name: 'WREN_INBOUND_PORT', value: String(o.inboundPort) },
       { name: 'WREN_OUTBOUND_PORT', value: String(o.outboundPort) },
       { name: 'WREN_ADMIN_PORT', value: String(o.adminPort) },
-      ...(concurrency === undefined ? [] : [{ name: 'WREN_CONCURRENCY', value: String(concurrency) }]),
-      ...(egressServices.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: egressServices.join(',') }] : []),
+      ...(s.concurrency === undefined ? [] : [{ name: 'WREN_CONCURRENCY', value: String(s.concurrency) }]),
+      ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
+      ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
     ],
     ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }],
     resources: resources(r),

@@ -248,4 +248,13 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(proxyConfigFromEnv({ ...env, WREN_CONCURRENCY: '2' }).concurrency).toBe(2);
     expect(() => proxyConfigFromEnv({ ...env, WREN_CONCURRENCY: '0' })).toThrow('environment: WREN_CONCURRENCY: expected a number in 1..64, got 0');
   });
+
+  test('in-cluster: WREN_MESH_HTTP1 (the injector sets it from wren.io/mesh-http1)', () => {
+    const env = {
+      POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
+    };
+    expect(proxyConfigFromEnv(env).protocol.meshHttp1).toBe('h1');
+    expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'h2' }).protocol.meshHttp1).toBe('h2');
+    expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'http2' })).toThrow(/WREN_MESH_HTTP1/);
+  });
 });

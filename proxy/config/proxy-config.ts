@@ -387,6 +387,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
+  { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
