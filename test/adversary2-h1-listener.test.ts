@@ -1,7 +1,8 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startPair } from './helpers/proxy.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -9,7 +10,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * a real sidecar pair (HTTP/2 between them) to a node:http app.
  */
 const pki = testPki();
-let app: Server, server: Proxy, client: Proxy;
+let app: Server, server: Proxy, client: Proxy, listening: { port: number; close(): Promise<void> };
 const bodies: string[] = [];
 
 beforeAll(async () => {
@@ -21,14 +22,12 @@ beforeAll(async () => {
       res.end(`got ${body}`);
     });
   });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as AddressInfo).port;
-  ({ server, client } = await startPair(pki, appPort, { service: 'checkout' }));
+  listening = await listenOnLoopback(app);
+  ({ server, client } = await startPair(pki, listening.port, { service: 'checkout' }));
 });
 afterAll(async () => {
   await Promise.all([client.close(), server.close()]);
-  app.closeAllConnections();
-  app.close();
+  await listening.close();
 });
 
 function raw(bytes: string, waitMs = 3000): Promise<string> {

@@ -1,7 +1,8 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startPair } from './helpers/proxy.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -10,17 +11,15 @@ import type { Proxy } from '../proxy/proxy.js';
  * time, backpressure) instead of buffering every request or every response.
  */
 const pki = testPki();
-let app: Server, server: Proxy, client: Proxy;
+let app: Server, server: Proxy, client: Proxy, listening: { port: number; close(): Promise<void> };
 beforeAll(async () => {
   app = createHttpServer((_req, res) => res.end('x'.repeat(4096)));
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as AddressInfo).port;
-  ({ server, client } = await startPair(pki, appPort, { service: 'checkout' }));
+  listening = await listenOnLoopback(app);
+  ({ server, client } = await startPair(pki, listening.port, { service: 'checkout' }));
 });
 afterAll(async () => {
   await Promise.all([client.close(), server.close()]);
-  app.closeAllConnections();
-  app.close();
+  await listening.close();
 });
 
 test('held: 40 MB of pipelined GETs from a client that never reads do not grow the proxy beyond a bound', async () => {

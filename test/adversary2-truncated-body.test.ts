@@ -1,7 +1,8 @@
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startPair } from './helpers/proxy.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -13,7 +14,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * and, for a Content-Length body, the exchange is marked sent and its connection reused.
  */
 const pki = testPki();
-let app: Server, server: Proxy, client: Proxy;
+let app: Server, server: Proxy, client: Proxy, listening: { port: number; close(): Promise<void> };
 const received: { path: string; body: string; complete: boolean }[] = [];
 
 beforeAll(async () => {
@@ -33,14 +34,12 @@ beforeAll(async () => {
     req.on('error', () => undefined);
   });
   app.keepAliveTimeout = 30_000;
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as AddressInfo).port;
-  ({ server, client } = await startPair(pki, appPort, { service: 'checkout' }));
+  listening = await listenOnLoopback(app);
+  ({ server, client } = await startPair(pki, listening.port, { service: 'checkout' }));
 });
 afterAll(async () => {
   await Promise.all([client.close(), server.close()]);
-  app.closeAllConnections();
-  app.close();
+  await listening.close();
 });
 
 /** Sends `head + partial`, waits, then closes its end (FIN) and waits for the socket to close. */
