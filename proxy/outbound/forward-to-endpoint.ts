@@ -34,7 +34,7 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, meshH1?: H1Pool
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
     if (req.upgrade !== undefined) return upgrade(peers, ep, req);
-    if (req.origProto !== 'HTTP/2' && (ep.proxyPort === null || meshH1 !== undefined)) {
+    if (viaH1Pool(req, ep, meshH1 !== undefined)) {
       const route = req.route;
       const limits = stateOf(req)?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
@@ -63,4 +63,14 @@ function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest): Promise<Prox
   const session = peers.ready(ep);
   if (session) return upgradeH2(session, req, req.headers, extra);
   return peers.get(ep).then((s) => upgradeH2(s, req, req.headers, extra));
+}
+
+/**
+ * Whether forwardToEndpoint sends the request on an HTTP/1.1 pool, which connects (and
+ * takes the cluster's connection slots) by itself: HTTP/1.1 that is not an upgrade, to an
+ * unmeshed endpoint, or to a peer sidecar with `meshH1`. The outbound connector opens
+ * nothing for those (outbound-connector.ts).
+ */
+export function viaH1Pool(req: ProxyRequest, ep: Endpoint, meshH1: boolean): boolean {
+  return req.origProto === 'HTTP/1.1' && req.upgrade === undefined && (ep.proxyPort === null || meshH1);
 }

@@ -2,6 +2,7 @@ import type { ProxyRequest } from '../http/exchange.js';
 import type { Endpoint } from '../../contract/model.js';
 import { SessionConnector, TcpConnector, type Connector } from '../net/connector.js';
 import type { PeerPool } from './peer-pool.js';
+import { viaH1Pool } from './forward-to-endpoint.js';
 import type { Clock } from '../../common/clock.js';
 
 /**
@@ -16,7 +17,8 @@ export function outboundConnector(peers: PeerPool, clock: Clock, meshH1 = false)
   const sessions = new SessionConnector(peers);
   const tcp = new TcpConnector({ clock });
   return (req, ep) => {
-    if (ep.proxyPort !== null) return meshH1 && req.origProto === 'HTTP/1.1' && req.upgrade === undefined ? undefined : sessions;
-    return req.origProto === 'HTTP/2' ? sessions : req.origProto === 'TCP' ? tcp : undefined;
+    if (viaH1Pool(req, ep, meshH1)) return undefined;
+    if (ep.proxyPort !== null || req.origProto === 'HTTP/2') return sessions;
+    return req.origProto === 'TCP' ? tcp : undefined;
   };
 }
