@@ -1,3 +1,4 @@
+import { TelemetrySource } from './telemetry/telemetry-settings.js';
 import type { ProxyConfig } from './config/proxy-config.js';
 import type { InboundPolicy, MeshSnapshot } from '../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../contract/defaults.js';
@@ -65,6 +66,8 @@ export class Proxy {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
+  /** Trace sampling and access logging in force (the config's, then the control plane's). */
+  readonly telemetry: TelemetrySource;
   private routes: RouteTable;
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
@@ -103,6 +106,7 @@ export class Proxy {
     this.random = opts.random ?? systemRandom;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
     this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker });
+    this.telemetry = new TelemetrySource(config.telemetry);
     this.pool = config.concurrency > 1 && !opts.worker
       ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
       : null;
@@ -129,7 +133,7 @@ export class Proxy {
         : undefined;
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
-    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger };
+    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
     const ra = config.requestAuthn;
     this.jwks = new JwksRegistry({

@@ -5,6 +5,7 @@ import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
 import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { controlPlaneSpiffeId } from '../../contract/identity.js';
+import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import {
   ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
@@ -148,6 +149,11 @@ export interface ProxyConfig {
    * certificate and the admin port (proxy/workers/, docs/configuration.md).
    */
   readonly concurrency: number;
+  /**
+   * This workload's own trace sampling and access-log settings; unset fields are left to
+   * what the control plane pushes, then to the defaults (proxy/telemetry/telemetry-settings.ts).
+   */
+  readonly telemetry: TelemetryOverrides;
 }
 
 /** Clock skew and JWKS caching for RequestAuthentication (defaults: Envoy's clock skew and remote_jwks cache, jose's refetch cooldown, Istio's fetch timeout). */
@@ -312,6 +318,10 @@ const shape = obj({
   // Bounded: every worker is a V8 isolate (~10 MB) and the kernel spreads connections
   // over the sockets, so more workers than cores only costs memory.
   concurrency: num({ int: true, min: 1, max: 64, default: 1 }),
+  telemetry: obj({
+    tracing: obj({ samplingPercent: optional(num({ min: 0, max: 100 })) }),
+    accessLog: obj({ enabled: optional(bool()), samplingPercent: optional(num({ min: 0, max: 100 })) }),
+  }),
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */
