@@ -22,6 +22,13 @@ export type RequestLabels = Readonly<Record<RequestLabel, string>>;
 export type TcpLabels = Readonly<Record<TcpLabel, string>>;
 
 const UNKNOWN = 'unknown';
+
+/** prom-client prints labels in the object's key order: Istio's order, whatever order they were built in. */
+function inOrder<K extends string>(names: readonly K[], values: Record<K, string>): Readonly<Record<K, string>> {
+  const out = {} as Record<K, string>;
+  for (const n of names) out[n] = values[n];
+  return Object.freeze(out);
+}
 const orUnknown = (v: string | undefined): string => (v ? v : UNKNOWN);
 
 /**
@@ -34,14 +41,14 @@ export class LabelSet {
   private readonly full = new Map<string, RequestLabels>();
 
   constructor(private readonly base: Base) {
-    this.tcp = Object.freeze({ ...base, request_protocol: 'tcp', response_flags: '-' });
+    this.tcp = inOrder(TCP_LABELS, { ...base, request_protocol: 'tcp', response_flags: '-' });
   }
 
   labels(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestLabels {
     const key = `${protocol} ${code} ${grpc} ${flags}`;
     let l = this.full.get(key);
     if (l === undefined) {
-      l = Object.freeze({ ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags });
+      l = inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags });
       // Bounded anyway (status codes, gRPC codes and flags are checked values), but say so.
       if (this.full.size < 4096) this.full.set(key, l);
     }
