@@ -155,3 +155,23 @@ test('opaque TCP: istio_tcp_* at both reporters, the caller known at the destina
     expect((await exactly(p, 'istio_tcp_sent_bytes_total', labels))?.value).toBe('hello from redis\nPING\n'.length);
   }
 });
+
+test('an upgrade (WebSocket) over the extended CONNECT stream: the destination reporter knows the caller from the stream\'s headers', async () => {
+  const got = await new Promise<string>((resolve, reject) => {
+    const s = netConnect({ port: client.outboundPort, host: '127.0.0.1' });
+    let b = '';
+    s.on('connect', () => s.write('GET /ws HTTP/1.1\r\nhost: web.default.svc.cluster.local\r\nconnection: Upgrade\r\nupgrade: websocket\r\nwren-peer: forged;default;x;y;web.default\r\n\r\n'));
+    s.on('data', (d) => {
+      b += d;
+      if (b.includes('\r\n\r\n') && !b.includes('ping')) s.write('ping');
+      if (b.endsWith('ping')) s.end();
+    });
+    s.on('close', () => resolve(b));
+    s.on('error', reject);
+  });
+  expect(got).toMatch(/^HTTP\/1\.1 101 /);
+  expect(got.endsWith('ping')).toBe(true);
+  const up = { request_protocol: 'http', response_code: '101', grpc_response_status: '', response_flags: '-' };
+  expect((await exactly(client, 'istio_requests_total', { reporter: 'source', ...source(), ...destination(), ...service('web'), ...up, connection_security_policy: 'unknown' }))?.value).toBe(1);
+  expect((await exactly(server, 'istio_requests_total', { reporter: 'destination', ...source(), ...destination(), ...service('web'), ...up, connection_security_policy: 'mutual_tls' }))?.value).toBe(1);
+});
