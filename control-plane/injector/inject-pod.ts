@@ -3,6 +3,7 @@ import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList, parseServ
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
+import { telemetryEnv } from './telemetry-annotations.js';
 
 export interface InjectResult {
   readonly patch: JsonPatchOp[];
@@ -116,7 +117,7 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (m === 'h1' || m === 'h2') meshHttp1 = m;
     else warnings.push(`${A.meshHttp1}: ignoring ${JSON.stringify(m)} (expected h1 or h2)`);
   }
-  return { resources, logLevel, concurrency, egress, meshHttp1 };
+  return { resources, logLevel, concurrency, egress, meshHttp1, telemetryEnv: telemetryEnv(ann, warnings) };
 }
 
 /**
