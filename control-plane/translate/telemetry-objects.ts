@@ -53,7 +53,7 @@ const selector: Parser<Labels | null> = map(
 const tracing = obj({ randomSamplingPercentage: percent });
 const accessLogging = obj({ disabled: optional(bool()), randomSamplingPercentage: percent });
 const atMostOne = <T>(p: Parser<T>, what: string): Parser<readonly T[]> =>
-  map(arr(p, { default: [] }), (l, path) => (l.length > 1 ? fail(`${path}[1]`, `Wren has one ${what} provider: at most one entry`) : l));
+  map(arr(p, { default: [] }), (l, path) => (l.length > 1 ? fail(path, `Wren has one ${what} provider: at most one entry, got ${l.length}`) : l));
 
 const metadata = obj(
   { name: str({ pattern: DNS_SUBDOMAIN }), namespace: str({ pattern: DNS_LABEL, default: 'default' }), creationTimestamp: timestamp },
