@@ -8,7 +8,7 @@ const raw = (ns: string, name: string, spec: unknown, createdAt?: string) => ({
   metadata: { name, namespace: ns, creationTimestamp: createdAt ?? new Date(1e12 + ++clock * 1000).toISOString() }, spec,
 });
 const tel = (ns: string, name: string, spec: unknown, createdAt?: string): KTelemetry => parseTelemetryResource(raw(ns, name, spec, createdAt), '');
-const web = { namespace: 'shop', labels: { app: 'web', version: 'v1' } };
+const web: { namespace: string; labels: Record<string, string> } = { namespace: 'shop', labels: { app: 'web', version: 'v1' } };
 const resolved = (all: KTelemetry[], w = web) => resolveWorkloadTelemetry(all, w, 'wren-system').telemetry;
 const NONE = { tracing: { samplingPercent: undefined }, accessLog: { enabled: undefined, samplingPercent: undefined } };
 
