@@ -90,6 +90,9 @@ test('mesh-wide, namespace and workload resources apply field by field; a local 
   await replaceFile(join(dir, 'orders.yaml'), telemetry('demo', 'orders-debug', '  selector: { matchLabels: { app: orders } }\n  tracing: [{ randomSamplingPercentage: 100 }]\n  accessLogging: [{ disabled: true }]\n'));
   await until(orders, [100, 'pushed', false, 'pushed', 25, 'pushed'], 'workload resource over the namespace one');
   expect(flat(await dump(local))).toEqual([50, 'local', true, 'pushed', 25, 'pushed']); // not selected
+  // The control plane shows what each proxy ACKed (only the fields some resource sets).
+  const proxies = ((await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { identity: { pod: string }; telemetry: unknown }[] }).proxies;
+  expect(proxies.find((p) => p.identity.pod === 'orders-0')?.telemetry).toEqual({ tracing: { samplingPercent: 100 }, accessLog: { enabled: false, samplingPercent: 25 } });
 
   for (const f of ['orders.yaml', 'ns.yaml', 'mesh.yaml']) await unlink(join(dir, f));
   await until(orders, [1, 'default', false, 'default', 100, 'default'], 'reverted to the defaults');
