@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../../common/schema.js';
 import { validateResource } from '../../manifests/validate.js';
 import { parseTelemetryResource, resolveWorkloadTelemetry, type KTelemetry } from './telemetry-objects.js';
@@ -114,4 +116,12 @@ describe('resolveWorkloadTelemetry', () => {
     const r = resolved([mesh({ tracing: [{ randomSamplingPercentage: 50 }], accessLogging: [{}] }), ns({ tracing: [{ randomSamplingPercentage: 0 }], accessLogging: [{ disabled: true }] })]);
     expect(r).toEqual({ tracing: { samplingPercent: 0 }, accessLog: { enabled: false, samplingPercent: undefined } });
   });
+});
+
+test('manifests/examples/telemetry.yaml resolves as its comments say', () => {
+  const text = readFileSync(new URL('../../manifests/examples/telemetry.yaml', import.meta.url), 'utf8');
+  const all = parseAllDocuments(text).map((d, i) => parseTelemetryResource(d.toJS(), `[${i}]`));
+  expect(resolved(all, { namespace: 'demo', labels: { app: 'checkout' } })).toEqual({ tracing: { samplingPercent: 100 }, accessLog: { enabled: true, samplingPercent: 100 } });
+  expect(resolved(all, { namespace: 'demo', labels: { app: 'cart' } })).toEqual({ tracing: { samplingPercent: 5 }, accessLog: { enabled: true, samplingPercent: 10 } });
+  expect(resolved(all, { namespace: 'shop', labels: { app: 'checkout' } })).toEqual({ tracing: { samplingPercent: 5 }, accessLog: { enabled: undefined, samplingPercent: undefined } });
 });
