@@ -1,8 +1,8 @@
 import { ROOT_NAMESPACE } from '../../contract/defaults.js';
 import type { PushedTelemetry } from '../../contract/model.js';
-import { arr, bool, fail, literal, map, num, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
+import { arr, bool, fail, literal, map, num, obj, optional, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
-import type { Labels } from './policy-objects.js';
+import { metadata, selector, type Labels } from './policy-objects.js';
 
 /**
  * The Telemetry resource (manifests/crds/telemetry.yaml): Istio's telemetry.istio.io/v1
@@ -41,24 +41,12 @@ export interface KTelemetry {
   readonly createdAt: string;
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-const timestamp: Parser<string> = (raw) => (raw instanceof Date ? raw.toISOString() : typeof raw === 'string' ? raw : '');
 const percent = optional(num({ min: 0, max: 100 }));
-
-const selector: Parser<Labels | null> = map(
-  withDefault(obj({ matchLabels: record(str()) }), null as { matchLabels: Labels } | null),
-  (s) => (s && Object.keys(s.matchLabels).length > 0 ? s.matchLabels : null),
-);
 const tracing = obj({ randomSamplingPercentage: percent });
 const accessLogging = obj({ disabled: optional(bool()), randomSamplingPercentage: percent });
 const atMostOne = <T>(p: Parser<T>, what: string): Parser<readonly T[]> =>
   map(arr(p, { default: [] }), (l, path) => (l.length > 1 ? fail(path, `Wren has one ${what} provider: at most one entry, got ${l.length}`) : l));
 
-const metadata = obj(
-  { name: str({ pattern: DNS_SUBDOMAIN }), namespace: str({ pattern: DNS_LABEL, default: 'default' }), creationTimestamp: timestamp },
-  { allowUnknown: true },
-);
 const spec = withDefault(
   obj({ selector, tracing: atMostOne(tracing, 'tracing'), accessLogging: atMostOne(accessLogging, 'access-log') }),
   { selector: null, tracing: [], accessLogging: [] },
