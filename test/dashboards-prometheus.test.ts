@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ import { meshService, startProxy } from './helpers/proxy.js';
 /**
  * The shipped Grafana dashboards against a real Prometheus (Debian's `prometheus`): two
  * sidecars (client -> web) carry HTTP/1.1, gRPC (statuses OK and NOT_FOUND), HTTP 404/503,
- * calls the client sidecar fails itself (UF) and opaque TCP; a control plane serves a
+ * calls the client sidecar fails itself (a timeout, UT; a refused connect, UF) and opaque TCP; a control plane serves a
  * subscribed third sidecar (a snapshot, then a change) and one Certify. Prometheus scrapes
  * both sidecars' and the control plane's /metrics every second, with the target labels
  * Kubernetes service discovery gives (namespace, pod). Then EVERY expression of EVERY
@@ -79,6 +80,7 @@ function tcpExchange(text: string): Promise<string> {
 async function traffic(): Promise<void> {
   for (let i = 0; i < 10; i++) expect(await get('/name', 'web')).toBe(200);
   for (const code of [404, 503]) for (let i = 0; i < 3; i++) expect(await get(`/status/${code}`, 'web')).toBe(code);
+  expect(await get('/slow?ms=2000', 'web')).toBe(504);
   for (let i = 0; i < 2; i++) expect(await get('/name', 'gone')).toBeGreaterThanOrEqual(500); // nothing listens: the client sidecar answers (UF)
   for (let i = 0; i < 5; i++) expect(await unary()).toBe(grpc.status.OK);
   for (let i = 0; i < 2; i++) expect(await unary(grpc.status.NOT_FOUND)).toBe(grpc.status.NOT_FOUND);
@@ -92,6 +94,9 @@ async function ownLabel(p: Proxy, reporter: string, label: string, fallback: str
   return (line && new RegExp(`[{,]${label}="([^"]*)"`).exec(line)?.[1]) || fallback;
 }
 
+/** The proxy config's identity section, with the workload the injector would set (WREN_WORKLOAD_*). */
+const identity = (serviceAccount: string, workload: { name: string; app: string; version: string }) => ({ namespace: 'default', serviceAccount, trustDomain: pki.trustDomain, workload });
+
 /** A pod name the way a Deployment names them: <workload>-<replicaset hash>-<suffix>. */
 const podOf = (workload: string) => `${workload}-6d8f7c9b5-q2x7z`;
 
@@ -100,12 +105,14 @@ beforeAll(async () => {
   web = await fakeApp('web');
   tcp = await fakeTcpApp('hello\n');
   backend = await fakeGrpc();
-  server = await startProxy({ pki, serviceAccount: 'web' });
+  server = await startProxy({ pki, serviceAccount: 'web', config: { identity: identity('web', { name: 'web-v1', app: 'web', version: 'v1' }) } });
   client = await startProxy({
     pki,
     serviceAccount: 'client',
+    config: { identity: identity('client', { name: 'frontend', app: 'frontend', version: 'v2' }) },
     services: [
-      meshService('web', 80, [{ appPort: web.port, proxy: server }]),
+      // A 500 ms request timeout: /slow?ms=2000 makes the client sidecar answer 504 (UT) for a service the server also reports.
+      meshService('web', 80, [{ appPort: web.port, proxy: server }], { policy: { timeouts: { requestMs: 500 } } }),
       meshService('echo', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc' }),
       meshService('redis', 6379, [{ appPort: tcp.port, proxy: server }], { clusterIPs: [TCP_IP], protocol: 'opaque' }),
       // No sidecar, nothing listening: the client sidecar's connect fails (response flag UF).
@@ -172,6 +179,28 @@ async function waitUntil(cond: () => boolean, what: string, ms = 10_000): Promis
   }
 }
 
+/**
+ * The metric names Wren exports: the `# TYPE` lines the scraped targets serve (every
+ * registered metric, sampled or not; prom-client's prefixed process metrics of the control
+ * plane included) and the metric names written in the proxy's and control plane's source
+ * (metrics registered only when a feature is on, such as the workload certificate's).
+ */
+async function exportedMetricNames(): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const port of [client.adminPort, server.adminPort, cp.adminPort]) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      names.add(name);
+      if (type === 'histogram') for (const x of ['_bucket', '_sum', '_count']) names.add(name + x);
+    }
+  }
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [join(dir, e.name)] : []));
+  for (const f of ['proxy', 'control-plane'].flatMap((d) => walk(join(import.meta.dirname, '..', d))))
+    for (const [, name] of readFileSync(f, 'utf8').matchAll(/'((?:istio|wren|process|nodejs)_[a-z0-9_]+)'/g)) for (const x of ['', '_bucket', '_sum', '_count']) names.add(name + x);
+  return names;
+}
+
 const hasData = (r: QueryResult) => r.ok && r.samples.some((s) => !Number.isNaN(Number(s.value[1])));
 
 /** Grafana's query_result() text of a sample: `name{a="b", c="d"} value timestamp`. */
@@ -230,6 +259,12 @@ suite(SKIP ? `dashboards against a real Prometheus (skipped: ${SKIP})` : 'dashbo
     expect(dashboards.map((d) => d.file)).toEqual(['control-plane.json', 'mesh.json', 'service.json', 'workload.json']);
   });
 
+  test('every metric a dashboard reads is one Wren exports (a misspelt name would otherwise pass as "not produced")', async () => {
+    const exported = await exportedMetricNames();
+    const unknown = dashboards.flatMap((d) => d.queries.flatMap((q) => metricNames(q.expr).filter((m) => !exported.has(m)).map((m) => `${d.title} / ${q.panel} [${q.refId}]: ${m}`)));
+    expect(unknown).toEqual([]);
+  });
+
   test('every expression of every dashboard parses, and returns data when the metrics it reads exist', async () => {
     const names = await prom!.labelValues('__name__');
     const present = new Set(names.ok ? names.values : []);
@@ -238,6 +273,7 @@ suite(SKIP ? `dashboards against a real Prometheus (skipped: ${SKIP})` : 'dashbo
     for (const d of dashboards) {
       const combos = await assignments(d, failures);
       let expected = 0;
+      const parseOnly: string[] = [];
       for (const q of d.queries) {
         const expectData = metricNames(q.expr).every((m) => present.has(m));
         let data = false;
@@ -248,9 +284,10 @@ suite(SKIP ? `dashboards against a real Prometheus (skipped: ${SKIP})` : 'dashbo
           data ||= hasData(r);
         }
         if (expectData) expected++;
+        else parseOnly.push(`${q.panel} [${q.refId}]`);
         if (expectData && !data) failures.push(`${d.title} / ${q.panel} [${q.refId}] returns no data for any of ${JSON.stringify(combos)}, though ${metricNames(q.expr).join(', ')} exist\n    ${q.expr}`);
       }
-      summary.push(`${d.title}: ${d.queries.length} expressions, ${expected} with their metrics present, variables ${JSON.stringify(combos)}`);
+      summary.push(`${d.title}: ${d.queries.length} expressions, ${expected} with their metrics present, variables ${JSON.stringify(combos)}; parsed only (nothing produced their metrics): ${parseOnly.join('; ') || 'none'}`);
       // Each dashboard has panels the traffic applies to: a dashboard that matches nothing is a failure, not a pass.
       expect(`${d.title}: ${expected > d.queries.length / 3}`).toBe(`${d.title}: true`);
     }
