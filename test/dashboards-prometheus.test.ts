@@ -25,7 +25,7 @@ import { meshService, startProxy } from './helpers/proxy.js';
  * The shipped Grafana dashboards against a real Prometheus (Debian's `prometheus`): two
  * sidecars (client -> web) carry HTTP/1.1, gRPC (statuses OK and NOT_FOUND), HTTP 404/503,
  * calls the client sidecar fails itself (a timeout, UT; a refused connect, UF) and opaque TCP; a control plane serves a
- * subscribed third sidecar (a snapshot, then a change) and one Certify. Prometheus scrapes
+ * subscribed third sidecar (a snapshot, then a change), one Certify and one refused. Prometheus scrapes
  * both sidecars' and the control plane's /metrics every second, with the target labels
  * Kubernetes service discovery gives (namespace, pod). Then EVERY expression of EVERY
  * dashboard, for every value its template variables offer (found by the variables' own
@@ -152,6 +152,8 @@ beforeAll(async () => {
   const id = `spiffe://${pki.trustDomain}/ns/default/sa/watcher`;
   const { privateKeyPem } = generateKeyPair();
   await certify.certify({ identity: id, token: Buffer.from(BOOT_TOKEN), csrPem: createCsr(privateKeyPem, id), requestedLifetimeMs: 0 }, 5000);
+  // And one refused (an unknown token): wren_identity_certificates_refused_total{reason="unauthenticated"}.
+  await expect(certify.certify({ identity: id, token: Buffer.from(`${BOOT_TOKEN}x`), csrPem: createCsr(privateKeyPem, id), requestedLifetimeMs: 0 }, 5000)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
   certify.close();
   await prom.waitForScrapes(2);
 }, 90_000);
