@@ -46,6 +46,9 @@ let nextDst: { address: string; port: number } | undefined;
 
 const TCP_IP = '10.96.0.10';
 const BOOT_TOKEN = 'bootstrap-token-for-dashboards-01';
+/** The two workloads, as the injector would name them (WREN_WORKLOAD_*). */
+const WEB = { name: 'web-v1', app: 'web', version: 'v1' };
+const FRONTEND = { name: 'frontend', app: 'frontend', version: 'v2' };
 
 function get(path: string, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -87,13 +90,6 @@ async function traffic(): Promise<void> {
   for (let i = 0; i < 3; i++) expect(await tcpExchange(`ping ${i}\n`)).toBe(`hello\nping ${i}\n`);
 }
 
-/** A label's value on this sidecar's own istio_requests_total, read from its registry (what Prometheus will scrape). */
-async function ownLabel(p: Proxy, reporter: string, label: string, fallback: string): Promise<string> {
-  const text = await p.metrics.registry.metrics();
-  const line = text.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes(`reporter="${reporter}"`));
-  return (line && new RegExp(`[{,]${label}="([^"]*)"`).exec(line)?.[1]) || fallback;
-}
-
 /** The proxy config's identity section, with the workload the injector would set (WREN_WORKLOAD_*). */
 const identity = (serviceAccount: string, workload: { name: string; app: string; version: string }) => ({ namespace: 'default', serviceAccount, trustDomain: pki.trustDomain, workload });
 
@@ -105,11 +101,11 @@ beforeAll(async () => {
   web = await fakeApp('web');
   tcp = await fakeTcpApp('hello\n');
   backend = await fakeGrpc();
-  server = await startProxy({ pki, serviceAccount: 'web', config: { identity: identity('web', { name: 'web-v1', app: 'web', version: 'v1' }) } });
+  server = await startProxy({ pki, serviceAccount: 'web', config: { identity: identity('web', WEB) } });
   client = await startProxy({
     pki,
     serviceAccount: 'client',
-    config: { identity: identity('client', { name: 'frontend', app: 'frontend', version: 'v2' }) },
+    config: { identity: identity('client', FRONTEND) },
     services: [
       // A 500 ms request timeout: /slow?ms=2000 makes the client sidecar answer 504 (UT) for a service the server also reports.
       meshService('web', 80, [{ appPort: web.port, proxy: server }], { policy: { timeouts: { requestMs: 500 } } }),
@@ -132,15 +128,13 @@ beforeAll(async () => {
   });
   await cp.whenReady();
 
-  // A warm-up request, so each sidecar's own workload labels can be read for its scrape target's pod label.
-  expect(await get('/name', 'web')).toBe(200);
-  const namespace = await ownLabel(server, 'destination', 'destination_workload_namespace', 'default');
+  // The traffic once before Prometheus starts, so every series exists at its first scrape, and again after it.
+  await traffic();
   prom = await Prometheus.start([
-    { job: 'wren-proxy', address: `127.0.0.1:${client.adminPort}`, labels: { namespace, pod: podOf(await ownLabel(client, 'source', 'source_workload', 'client')) } },
-    { job: 'wren-proxy', address: `127.0.0.1:${server.adminPort}`, labels: { namespace, pod: podOf(await ownLabel(server, 'destination', 'destination_workload', 'web')) } },
+    { job: 'wren-proxy', address: `127.0.0.1:${client.adminPort}`, labels: { namespace: 'default', pod: podOf(FRONTEND.name) } },
+    { job: 'wren-proxy', address: `127.0.0.1:${server.adminPort}`, labels: { namespace: 'default', pod: podOf(WEB.name) } },
     { job: 'wren-control-plane', address: `127.0.0.1:${cp.adminPort}`, labels: { namespace: 'wren-system', pod: podOf('wren-control-plane') } },
   ]);
-  // One scrape before the traffic, so the counters' rates see it happen.
   await prom.waitForScrapes(1);
   await traffic();
   // The control plane: a proxy subscribes (a full push), the mesh changes (a delta, ACKed: push latency), one Certify.
