@@ -22,16 +22,17 @@ import { Prometheus, prometheusSkipReason, type QueryResult } from './helpers/pr
 import { meshService, startProxy } from './helpers/proxy.js';
 
 /**
- * The shipped Grafana dashboards against a real Prometheus (Debian's `prometheus`): two
- * sidecars (client -> web) carry HTTP/1.1, gRPC (statuses OK and NOT_FOUND), HTTP 404/503,
- * calls the client sidecar fails itself (a timeout, UT; a refused connect, UF) and opaque TCP; a control plane serves a
- * subscribed third sidecar (a snapshot, then a change), one Certify and one refused. Prometheus scrapes
- * both sidecars' and the control plane's /metrics every second, with the target labels
- * Kubernetes service discovery gives (namespace, pod). Then EVERY expression of EVERY
- * dashboard, for every value its template variables offer (found by the variables' own
- * queries), goes through /api/v1/query and must parse; an expression must return data
- * (a non-NaN sample for some variable value) when every metric it reads exists in
- * Prometheus, i.e. when the traffic produced them. Failures name dashboard and panel.
+ * The shipped Grafana dashboards against a real Prometheus (Debian's `prometheus`). Two
+ * sidecars (workloads frontend -> web-v1) carry HTTP/1.1 (200, 404, 503), gRPC (OK and
+ * NOT_FOUND), calls the client sidecar fails itself (a request timeout; a refused connect)
+ * and opaque TCP; a control plane serves a subscribed third sidecar (a snapshot, then a
+ * change), one Certify and one refused. Prometheus scrapes both sidecars' and the control
+ * plane's /metrics every second, with the target labels Kubernetes service discovery gives
+ * (namespace, pod). Then EVERY expression of EVERY dashboard, for every value its template
+ * variables offer (found by running the variables' own queries), goes through
+ * /api/v1/query and must parse; it must return data (a non-NaN sample for some variable
+ * value) when every metric it reads exists in Prometheus, i.e. when the traffic produced
+ * them; and every metric it reads must be one Wren exports. Failures name dashboard and panel.
  */
 const SKIP = prometheusSkipReason('test/dashboards-prometheus.test.ts');
 const suite = SKIP ? describe.skip : describe;
@@ -84,7 +85,7 @@ async function traffic(): Promise<void> {
   for (let i = 0; i < 10; i++) expect(await get('/name', 'web')).toBe(200);
   for (const code of [404, 503]) for (let i = 0; i < 3; i++) expect(await get(`/status/${code}`, 'web')).toBe(code);
   expect(await get('/slow?ms=2000', 'web')).toBe(504);
-  for (let i = 0; i < 2; i++) expect(await get('/name', 'gone')).toBeGreaterThanOrEqual(500); // nothing listens: the client sidecar answers (UF)
+  for (let i = 0; i < 2; i++) expect(await get('/name', 'gone')).toBeGreaterThanOrEqual(500); // nothing listens: the client sidecar answers
   for (let i = 0; i < 5; i++) expect(await unary()).toBe(grpc.status.OK);
   for (let i = 0; i < 2; i++) expect(await unary(grpc.status.NOT_FOUND)).toBe(grpc.status.NOT_FOUND);
   for (let i = 0; i < 3; i++) expect(await tcpExchange(`ping ${i}\n`)).toBe(`hello\nping ${i}\n`);
@@ -111,7 +112,7 @@ beforeAll(async () => {
       meshService('web', 80, [{ appPort: web.port, proxy: server }], { policy: { timeouts: { requestMs: 500 } } }),
       meshService('echo', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc' }),
       meshService('redis', 6379, [{ appPort: tcp.port, proxy: server }], { clusterIPs: [TCP_IP], protocol: 'opaque' }),
-      // No sidecar, nothing listening: the client sidecar's connect fails (response flag UF).
+      // No sidecar, nothing listening: the client sidecar's connect fails (a response flag, UF or URX).
       meshService('gone', 80, [{ appPort: 1, proxy: null }], { protocol: 'http1' }),
     ],
     originalDst: () => nextDst,
