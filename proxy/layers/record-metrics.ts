@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
 import type { LabelSet } from '../metrics/workload-labels.js';
+import { stateOf } from './request-state.js';
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
@@ -51,7 +52,7 @@ export const recordMetrics =
     }
     const set =
       direction === 'outbound'
-        ? metrics.local.forOutbound(req.route, req.endpoint)
+        ? metrics.local.forOutbound(req.route, req.endpoint ?? stateOf(req)?.endpoint)
         : metrics.local.forInbound(req.source.identity, peer, tlsMode() === 'mutual_tls' && req.source.identity !== '');
     if (res.proxyError) metrics.proxyErrors.inc({ direction, code: res.proxyError });
     const done: Done = { metrics, clock, direction, set, protocol, req, res, counted: false };
