@@ -157,6 +157,7 @@ test('opaque TCP: istio_tcp_* at both reporters, the caller known at the destina
 });
 
 test('an upgrade (WebSocket) over the extended CONNECT stream: the destination reporter knows the caller from the stream\'s headers', async () => {
+  nextDst = undefined; // the opaque TCP case above pointed redirected connections at redis
   const got = await new Promise<string>((resolve, reject) => {
     const s = netConnect({ port: client.outboundPort, host: '127.0.0.1' });
     let b = '';
