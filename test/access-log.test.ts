@@ -105,6 +105,26 @@ test('a success: one parseable line on each sidecar, flags "-", Istio keys, peer
   expect(() => serverLog.entries()).not.toThrow();
 });
 
+test('body bytes are counted as they pass, streamed (chunked) bodies included', async () => {
+  const body = 'x'.repeat(70_000);
+  const r = await new Promise<Reply>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, method: 'POST', path: '/echo', headers: { host: 'web.default.svc.cluster.local', 'x-request-id': 'req-bytes' } }, (res) => {
+      let b = '';
+      res.on('data', (d) => (b += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b }));
+    });
+    req.on('error', reject);
+    req.write(body.slice(0, 30_000)); // no content-length: chunked
+    req.end(body.slice(30_000));
+  });
+  expect(JSON.parse(r.body).bodyBytes).toBe(70_000);
+  const sent = Buffer.byteLength(r.body);
+  expect(await clientLog.find(byId('req-bytes'))).toMatchObject({ method: 'POST', bytes_received: 70_000, bytes_sent: sent });
+  expect(await serverLog.find(byId('req-bytes'))).toMatchObject({ bytes_received: 70_000, bytes_sent: sent });
+  await call('web.default.svc.cluster.local', '/trailers', { 'x-request-id': 'req-chunked' });
+  expect(await clientLog.find(byId('req-chunked'))).toMatchObject({ bytes_sent: 'part1 part2'.length });
+});
+
 test('a malformed traceparent logs a null trace id', async () => {
   await call('web.default.svc.cluster.local', '/name', { 'x-request-id': 'req-badtrace', traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' });
   expect((await clientLog.find(byId('req-badtrace')))['trace_id']).toBeNull();

@@ -1,7 +1,7 @@
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Endpoint } from '../../contract/model.js';
 import { endpointKey } from '../../contract/model.js';
-import { header, type Headers } from '../http/headers.js';
+import { header } from '../http/headers.js';
 import { responseFlag } from '../errors/proxy-error.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { stateOf } from '../layers/request-state.js';
@@ -26,8 +26,8 @@ export interface AccessLogEntry {
   response_flags: string;
   response_code_details: string | null;
   connection_termination_details: string | null;
-  bytes_received: number | null;
-  bytes_sent: number | null;
+  bytes_received: number;
+  bytes_sent: number;
   duration: number;
   upstream_service_time: number | null;
   x_forwarded_for: string | null;
@@ -64,6 +64,9 @@ export interface Outcome {
   readonly endedAt: number;
   /** The response body did not reach its end (destroyed, reset). */
   readonly cut: boolean;
+  /** Body bytes read from the client and sent to it (the layer counts them as they pass). */
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
 }
 
 /**
@@ -87,14 +90,6 @@ function detailsOf(res: ProxyResponse): string | null {
   return res.proxyError;
 }
 
-function declaredLength(h: Headers, hasBody: boolean): number | null {
-  if (!hasBody) return 0;
-  const cl = header(h, 'content-length');
-  if (cl === undefined) return null;
-  const n = Number(cl);
-  return Number.isSafeInteger(n) && n >= 0 ? n : null;
-}
-
 export function localAddressOf(up: Upstream | undefined): string | null {
   const s = up?.kind === 'tcp' ? up.socket : up?.kind === 'h2' ? up.session.socket : undefined;
   return s?.localAddress ? `${s.localAddress}:${s.localPort}` : null;
@@ -116,11 +111,7 @@ export function wallTime(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-/**
- * The line for one HTTP request. `appAddress` (inbound): the upstream is the local app.
- * The body byte counts are the declared content-length (0 without a body): the proxy
- * streams bodies without counting them, so a streamed body of unknown length logs null.
- */
+/** The line for one HTTP request. `appAddress` (inbound): the upstream is the local app. */
 export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, appAddress: string | undefined): AccessLogEntry {
   const res = o.res;
   const st = stateOf(req);
@@ -140,8 +131,8 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     response_flags: flags,
     response_code_details: dc ? 'downstream_remote_disconnect' : detailsOf(res),
     connection_termination_details: null,
-    bytes_received: declaredLength(h, req.body !== null),
-    bytes_sent: res.status === 101 ? null : declaredLength(res.headers, res.body !== null),
+    bytes_received: o.bytesReceived,
+    bytes_sent: o.bytesSent,
     duration: Math.max(0, Math.round(o.endedAt - req.startedAt)),
     upstream_service_time: res.proxyError === undefined ? Math.max(0, Math.round(o.headersAt - req.startedAt)) : null,
     x_forwarded_for: cap(header(h, 'x-forwarded-for'), MAX_HEADER_VALUE),

@@ -50,18 +50,20 @@ test('off (the default): the request goes on untouched, the inner promise is ret
   expect((sink as Sink).lines).toEqual([]);
 });
 
-test('a line per request: Istio keys, flags "-", times from the injected clock, the body byte counts declared', async () => {
+test('a line per request: Istio keys, flags "-", times from the injected clock, the body bytes that passed', async () => {
   const { log, sink, clock } = setup();
   const body = new PassThrough();
-  const inner: HttpService = () => {
+  const inner: HttpService = async (r) => {
+    for await (const _ of r.body!) clock.advance(0); // the upstream reads the request body
     clock.advance(7);
-    return Promise.resolve({ status: 200, headers: { 'content-length': '5' }, body, trailers: () => undefined });
+    return { status: 200, headers: {}, body, trailers: () => undefined };
   };
-  const req = request({ startedAt: clock.now(), headers: { 'content-length': '3', 'user-agent': 'ua', 'x-request-id': 'rid', 'x-forwarded-for': '1.2.3.4' }, body: Readable.from([]) });
+  const req = request({ startedAt: clock.now(), headers: { 'user-agent': 'ua', 'x-request-id': 'rid', 'x-forwarded-for': '1.2.3.4' }, body: Readable.from([Buffer.from('ab'), Buffer.from('c')]) });
   await accessLog(log, 'inbound', '127.0.0.1')(inner)({ ...req, targetPort: 8080 } as ProxyRequest);
   expect((sink as Sink).lines).toEqual([]); // not before the response ends
   clock.advance(5);
-  body.end('hello');
+  body.write('hel');
+  body.end('lo');
   body.resume();
   await new Promise((r) => body.once('end', r));
   const [e] = parsed(sink);
@@ -72,6 +74,21 @@ test('a line per request: Istio keys, flags "-", times from the injected clock, 
     downstream_remote_address: '10.0.0.1:5000', requested_server_name: null, route_name: 'default', upstream_transport_failure_reason: null, trace_id: null,
     downstream_peer_identity: null, upstream_peer_identity: null, upstream_request_attempt_count: 1,
   });
+});
+
+test('counting the body bytes does not start a body flowing: a consumer that comes later still gets every byte', async () => {
+  const { log, sink } = setup();
+  const body = new PassThrough();
+  body.end('early bytes');
+  const res = await accessLog(log, 'outbound')(ok({ body }))(request());
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 10));
+  expect(body.readableFlowing).toBeNull();
+  const got: Buffer[] = [];
+  res.body!.on('data', (c: Buffer) => got.push(c));
+  await new Promise((r) => res.body!.once('end', r));
+  expect(Buffer.concat(got).toString()).toBe('early bytes');
+  expect(parsed(sink)[0]).toMatchObject({ bytes_sent: 11 });
 });
 
 test('the flag of a synthetic error response comes from the one error table', async () => {
