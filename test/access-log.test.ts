@@ -12,7 +12,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * to a captured sink. Each outcome carries Envoy's response flag.
  */
 const pki = testPki();
-let client: Proxy, server: Proxy, app: FakeApp, tcpApp: FakeApp;
+let client: Proxy, server: Proxy, app: FakeApp, tcpApp: FakeApp, lockedApp: FakeApp;
 let failing: { port: number; close(): Promise<void> }, failing2: { port: number; close(): Promise<void> };
 let refused: number;
 const clientLog = new LogCapture();
@@ -22,14 +22,19 @@ const on = { telemetry: { accessLog: { enabled: true } } };
 const SECRETS = { authorization: 'Bearer s3cr3t-t0ken', 'proxy-authorization': 'Basic cHJveHk6c2VjcmV0', cookie: 'session=c00kie-value', 'x-api-key': 'k3y-value-123' };
 
 beforeAll(async () => {
-  [app, tcpApp] = await Promise.all([fakeApp('web'), fakeTcpApp('hello from tcp\n')]);
+  [app, tcpApp, lockedApp] = await Promise.all([fakeApp('web'), fakeTcpApp('hello from tcp\n'), fakeTcpApp('never seen\n')]);
   const failer = () => listenOnLoopback(createServer((_q, s) => { s.writeHead(503); s.end('failing on cue'); }));
   [failing, failing2] = await Promise.all([failer(), failer()]);
   const probe = createServer();
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
   refused = (probe.address() as AddressInfo).port;
   await new Promise((r) => probe.close(r));
-  const policy = { authorizationPolicies: [{ name: 'default/deny-admin', action: 'DENY', rules: [{ to: [{ operation: { ports: [String(app.port)], paths: ['/admin'] } }] }] }] };
+  const policy = {
+    authorizationPolicies: [
+      { name: 'default/deny-admin', action: 'DENY', rules: [{ to: [{ operation: { ports: [String(app.port)], paths: ['/admin'] } }] }] },
+      { name: 'default/deny-locked', action: 'DENY', rules: [{ to: [{ operation: { ports: [String(lockedApp.port)] } }] }] },
+    ],
+  };
   server = await startProxy({ pki, serviceAccount: 'web', config: { ...on, policy }, accessLog: serverLog });
   const noOutlier = { outlierDetection: { enabled: false } };
   const retry = { ...noOutlier, retry: { retryOn: ['5xx'], attempts: 2, backoffBaseMs: '1ms' } };
@@ -48,6 +53,7 @@ beforeAll(async () => {
       meshService('dead', 80, [{ appPort: refused, proxy: null }], { policy: noOutlier }),
       meshService('empty', 80, [{ appPort: app.port, proxy: server, ready: false }]),
       meshService('db', 5432, [{ appPort: tcpApp.port, proxy: server }], { clusterIPs: ['10.96.0.20'], protocol: 'opaque' }),
+      meshService('locked', 6000, [{ appPort: lockedApp.port, proxy: server }], { clusterIPs: ['10.96.0.21'], protocol: 'opaque' }),
     ],
   });
 });
@@ -55,7 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await client.close();
   await server.close();
-  await Promise.all([app.close(), tcpApp.close(), failing.close(), failing2.close()]);
+  await Promise.all([app.close(), tcpApp.close(), lockedApp.close(), failing.close(), failing2.close()]);
 });
 
 interface Reply {
@@ -237,4 +243,20 @@ test('an opaque TCP connection that cannot be routed is logged at once with NR',
     s.on('error', () => resolve());
   });
   expect(await clientLog.find((e) => e['protocol'] === null && e['response_flags'] === 'NR', 5000)).toMatchObject({ response_code: 0, bytes_sent: 0 });
+});
+
+test('an opaque TCP connection refused by authorization: the server sidecar logs RBAC with the matched policy', async () => {
+  nextDst = { address: '10.96.0.21', port: 6000 };
+  const got = await new Promise<string>((resolve) => {
+    const s = netConnect({ port: client.outboundPort, host: '127.0.0.1' });
+    let data = '';
+    s.on('data', (d) => (data += d));
+    s.on('close', () => resolve(data));
+    s.on('error', () => resolve(data));
+  });
+  expect(got).toBe('');
+  expect(await serverLog.find((e) => e['upstream_cluster'] === `inbound|${lockedApp.port}||`)).toMatchObject({
+    response_flags: 'RBAC', response_code_details: 'forbidden', connection_termination_details: 'rbac_access_denied_matched_policy[deny-policy default/deny-locked]',
+    downstream_peer_identity: client.tls.spiffeId, bytes_received: 0, bytes_sent: 0,
+  });
 });

@@ -33,6 +33,13 @@ export class AccessLog {
   readonly clock: Clock;
   private readonly dropped: Counter;
   private readonly max: number;
+  /** Lines waiting for this event-loop turn's one write. */
+  private pending = '';
+  private readonly flush = (): void => {
+    const lines = this.pending;
+    this.pending = '';
+    if (!this.d.sink.destroyed) this.d.sink.write(lines);
+  };
 
   constructor(private readonly d: AccessLogDeps) {
     this.clock = d.clock;
@@ -56,15 +63,21 @@ export class AccessLog {
     return p >= 100 || (p > 0 && this.d.random() * 100 < p);
   }
 
-  /** Writes one line, or drops it (counted) when the sink is already holding more than the cap. */
+  /**
+   * Queues one line, or drops it (counted) when the sink is already holding more than the
+   * cap. The lines of one event-loop turn go out in one write at its end (setImmediate):
+   * under load many requests end per turn, and each write to stdout is a system call
+   * (Envoy likewise buffers its access log and flushes it in batches).
+   */
   write(entry: AccessLogEntry): void {
     const sink = this.d.sink;
-    if (sink.writableLength > this.max || sink.destroyed) {
+    if (sink.writableLength + this.pending.length > this.max || sink.destroyed) {
       this.dropped.inc();
       return;
     }
+    if (this.pending === '') setImmediate(this.flush);
     // JSON.stringify escapes quotes, control characters and lone surrogates: a header
     // value cannot break the line or forge another one.
-    sink.write(JSON.stringify(entry) + '\n');
+    this.pending += JSON.stringify(entry) + '\n';
   }
 }

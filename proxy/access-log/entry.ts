@@ -51,8 +51,8 @@ export interface AccessLogEntry {
 export type Direction = 'inbound' | 'outbound';
 
 /** Caps: a client controls these values, a line must stay bounded. */
-export const MAX_PATH = 1024;
-export const MAX_HEADER_VALUE = 256;
+const MAX_PATH = 1024;
+const MAX_HEADER_VALUE = 256;
 
 const cap = (v: string | undefined, n: number): string | null => (v === undefined || v === '' ? null : v.length > n ? v.slice(0, n) : v);
 
@@ -107,8 +107,19 @@ export function endpointOf(req: ProxyRequest): Endpoint | undefined {
   return stateOf(req)?.picked ?? req.endpoint;
 }
 
-export function wallTime(ms: number): string {
-  return new Date(ms).toISOString();
+let cachedSecond = NaN;
+let cachedPrefix = '';
+
+/** ISO 8601 UTC with milliseconds; the part up to the second is formatted once a second, not once a line. */
+function wallTime(ms: number): string {
+  const t = Math.floor(ms);
+  const second = Math.floor(t / 1000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedPrefix = new Date(second * 1000).toISOString().slice(0, 20); // YYYY-MM-DDTHH:MM:SS.
+  }
+  const milli = t - second * 1000;
+  return `${cachedPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 /** The line for one HTTP request. `appAddress` (inbound): the upstream is the local app. */
@@ -170,6 +181,8 @@ export interface TcpFacts {
   readonly attempts: number;
   readonly bytesReceived: number;
   readonly bytesSent: number;
+  /** Why the proxy closed the connection (an authorization deny: the RBAC network filter's detail). */
+  readonly terminationDetails?: string;
 }
 
 export function tcpEntry(f: TcpFacts): AccessLogEntry {
@@ -184,7 +197,7 @@ export function tcpEntry(f: TcpFacts): AccessLogEntry {
     response_code: 0,
     response_flags: flags,
     response_code_details: f.proxyError ?? null,
-    connection_termination_details: null,
+    connection_termination_details: f.terminationDetails ?? null,
     bytes_received: f.bytesReceived,
     bytes_sent: f.bytesSent,
     duration: Math.max(0, Math.round(f.endedAt - f.startedAt)),

@@ -12,6 +12,8 @@ import type { ProxyError } from '../errors/proxy-error.js';
 export interface TunnelLine {
   closed(bytesReceived: number, bytesSent: number): void;
   failed(e: ProxyError): void;
+  /** Refused by the authorization policy before anything reached the app. */
+  denied(reason: string): void;
 }
 
 /**
@@ -27,16 +29,18 @@ export function inboundTunnelLine(log: AccessLog | undefined, down: Duplex, appA
   const identity = session && sock ? peerSpiffeId(sock as TLSSocket) : '';
   const downstream = { address: sock?.remoteAddress ?? '', port: sock?.remotePort ?? 0, identity };
   const downstreamLocal = sock?.localAddress ? { address: sock.localAddress, port: sock.localPort ?? 0 } : undefined;
-  const write = (proxyError: string | undefined, bytesReceived: number, bytesSent: number) =>
+  const write = (proxyError: string | undefined, bytesReceived: number, bytesSent: number, terminationDetails?: string) =>
     log.write(
       tcpEntry({
         direction: 'inbound', startedAt, endedAt: log.clock.now(), downstream, downstreamLocal,
         upstreamHost: endpointKey({ address: appAddress, port }), upstreamCluster: `inbound|${port}||`, upstreamIdentity: null, upstreamLocal: null,
-        proxyError, attempts: 1, bytesReceived, bytesSent,
+        proxyError, attempts: 1, bytesReceived, bytesSent, terminationDetails,
       }),
     );
   return {
     closed: (r, s) => write(undefined, r, s),
     failed: (e) => write(e.label, 0, 0),
+    // Envoy's RBAC network filter: the connection is closed with this termination detail.
+    denied: (reason) => write('forbidden', 0, 0, `rbac_access_denied_matched_policy[${reason}]`),
   };
 }

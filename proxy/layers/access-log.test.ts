@@ -15,7 +15,9 @@ const settings = (enabled: boolean | undefined, samplingPercent?: number): Telem
 
 class Sink extends Writable {
   readonly lines: string[] = [];
+  writes = 0;
   override _write(chunk: Buffer, _e: BufferEncoding, done: () => void): void {
+    this.writes++;
     this.lines.push(...chunk.toString().split('\n').filter(Boolean));
     done();
   }
@@ -37,9 +39,14 @@ function request(over: Partial<ProxyRequest> = {}): ProxyRequest {
 }
 
 const ok = (res: Partial<ProxyResponse> = {}): HttpService => () => Promise.resolve({ status: 200, headers: {}, body: null, trailers: () => undefined, ...res });
-const parsed = (s: Writable) => (s as Sink).lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+/** Lines are written once per event-loop turn: wait for that turn to end. */
+const tick = () => new Promise((r) => setImmediate(r));
+const parsed = async (s: Writable) => {
+  await tick();
+  return (s as Sink).lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+};
 
-test('off (the default): the request goes on untouched, the inner promise is returned as is, nothing is written', () => {
+test('off (the default): the request goes on untouched, the inner promise is returned as is, nothing is written', async () => {
   const { log, sink, clock } = setup({ enabled: false });
   const p = Promise.resolve({ status: 200, headers: {}, body: null, trailers: () => undefined } as ProxyResponse);
   let seen: ProxyRequest | undefined;
@@ -47,7 +54,7 @@ test('off (the default): the request goes on untouched, the inner promise is ret
   const req = request({ startedAt: clock.now() });
   expect(svc(req)).toBe(p);
   expect(seen).toBe(req);
-  expect((sink as Sink).lines).toEqual([]);
+  expect(await parsed(sink)).toEqual([]);
 });
 
 test('a line per request: Istio keys, flags "-", times from the injected clock, the body bytes that passed', async () => {
@@ -60,13 +67,13 @@ test('a line per request: Istio keys, flags "-", times from the injected clock, 
   };
   const req = request({ startedAt: clock.now(), headers: { 'user-agent': 'ua', 'x-request-id': 'rid', 'x-forwarded-for': '1.2.3.4' }, body: Readable.from([Buffer.from('ab'), Buffer.from('c')]) });
   await accessLog(log, 'inbound', '127.0.0.1')(inner)({ ...req, targetPort: 8080 } as ProxyRequest);
-  expect((sink as Sink).lines).toEqual([]); // not before the response ends
+  expect(await parsed(sink)).toEqual([]); // not before the response ends
   clock.advance(5);
   body.write('hel');
   body.end('lo');
   body.resume();
   await new Promise((r) => body.once('end', r));
-  const [e] = parsed(sink);
+  const [e] = (await parsed(sink));
   expect(e).toEqual({
     start_time: '2026-01-02T03:04:05.678Z', method: 'GET', path: '/a', protocol: 'HTTP/1.1', response_code: 200, response_flags: '-', response_code_details: 'via_upstream',
     connection_termination_details: null, bytes_received: 3, bytes_sent: 5, duration: 12, upstream_service_time: 7, x_forwarded_for: '1.2.3.4', user_agent: 'ua', request_id: 'rid',
@@ -88,7 +95,7 @@ test('counting the body bytes does not start a body flowing: a consumer that com
   res.body!.on('data', (c: Buffer) => got.push(c));
   await new Promise((r) => res.body!.once('end', r));
   expect(Buffer.concat(got).toString()).toBe('early bytes');
-  expect(parsed(sink)[0]).toMatchObject({ bytes_sent: 11 });
+  expect((await parsed(sink))[0]).toMatchObject({ bytes_sent: 11 });
 });
 
 test('the flag of a synthetic error response comes from the one error table', async () => {
@@ -99,8 +106,8 @@ test('the flag of a synthetic error response comes from the one error table', as
     // The line is written when the (synthetic) body has been sent.
     if (res.body) await new Promise((r) => res.body!.once('end', r).resume());
   }
-  expect(parsed(sink).map((e) => e['response_flags'])).toEqual(['NR', 'UH', 'UF', 'UO', 'UT', 'SI', 'RBAC', 'DPE', 'LR']);
-  expect(parsed(sink)[6]['response_code_details']).toBe('rbac_access_denied_matched_policy[none]');
+  expect((await parsed(sink)).map((e) => e['response_flags'])).toEqual(['NR', 'UH', 'UF', 'UO', 'UT', 'SI', 'RBAC', 'DPE', 'LR']);
+  expect((await parsed(sink))[6]['response_code_details']).toBe('rbac_access_denied_matched_policy[none]');
 });
 
 test('URX: a failure after attempts on more than one endpoint; a success after a retry has no flag', async () => {
@@ -115,7 +122,7 @@ test('URX: a failure after attempts on more than one endpoint; a success after a
   await accessLog(log, 'outbound')(ok({ status: 503 }))(tried(['a:1', 'b:1']));
   await accessLog(log, 'outbound')(ok({ status: 200 }))(tried(['a:1', 'b:1']));
   await accessLog(log, 'outbound')(ok({ status: 503 }))(tried(['a:1']));
-  expect(parsed(sink).map((e) => [e['response_flags'], e['upstream_request_attempt_count'], e['upstream_cluster']])).toEqual([
+  expect((await parsed(sink)).map((e) => [e['response_flags'], e['upstream_request_attempt_count'], e['upstream_cluster']])).toEqual([
     ['URX', 2, 'outbound|80||web.default.svc.cluster.local'],
     ['-', 2, 'outbound|80||web.default.svc.cluster.local'],
     ['-', 1, 'outbound|80||web.default.svc.cluster.local'],
@@ -130,14 +137,14 @@ test('DC: the body closes before its end after the client went away', async () =
   ac.abort();
   body.destroy();
   await new Promise((r) => body.once('close', r));
-  expect(parsed(sink)[0]).toMatchObject({ response_code: 200, response_flags: 'DC', response_code_details: 'downstream_remote_disconnect' });
+  expect((await parsed(sink))[0]).toMatchObject({ response_code: 200, response_flags: 'DC', response_code_details: 'downstream_remote_disconnect' });
 });
 
 test('paths and client header values are capped; quotes and newlines cannot break the line', async () => {
   const { log, sink } = setup();
   await accessLog(log, 'outbound')(ok())(request({ path: '/' + 'p'.repeat(5000), headers: { 'user-agent': 'u"\n{"forged":1}' + 'x'.repeat(1000) } }));
-  expect((sink as Sink).lines).toHaveLength(1);
-  const [e] = parsed(sink);
+  expect(await parsed(sink)).toHaveLength(1);
+  const [e] = (await parsed(sink));
   expect((e['path'] as string).length).toBe(1024);
   expect((e['user_agent'] as string).length).toBe(256);
   expect(e['user_agent']).toMatch(/^u"\n\{"forged":1\}x+$/);
@@ -147,10 +154,10 @@ test('sampling: the injected random draw decides, once per request', async () =>
   const draws = [0.05, 0.5, 0.09, 0.95];
   const { log, sink } = setup({ sampling: 10, random: () => draws.shift()! });
   for (let i = 0; i < 4; i++) await accessLog(log, 'outbound')(ok())(request({ path: `/${i}` }));
-  expect(parsed(sink).map((e) => e['path'])).toEqual(['/0', '/2']);
+  expect((await parsed(sink)).map((e) => e['path'])).toEqual(['/0', '/2']);
   const none = setup({ sampling: 0, random: () => 0 });
   await accessLog(none.log, 'outbound')(ok())(request());
-  expect((none.sink as Sink).lines).toEqual([]);
+  expect(await parsed(none.sink)).toEqual([]);
 });
 
 test('a sink that does not keep up: lines past the buffer cap are dropped and counted, memory stays bounded', async () => {
@@ -161,4 +168,13 @@ test('a sink that does not keep up: lines past the buffer cap are dropped and co
   expect(stuck.writableLength).toBeLessThan(4096 + 2048);
   const dropped = (await registry.getSingleMetricAsString('wren_access_log_dropped_total')).match(/wren_access_log_dropped_total (\d+)/);
   expect(Number(dropped?.[1])).toBeGreaterThan(150);
+});
+
+test('the lines of one event-loop turn go out in one write; start times keep their milliseconds', async () => {
+  const { log, sink, clock } = setup();
+  for (const ms of [7, 42, 999]) await accessLog(log, 'outbound')(ok())(request({ startedAt: Date.UTC(2026, 0, 2, 3, 4, 5, ms), path: `/${ms}` }));
+  void clock;
+  const lines = await parsed(sink);
+  expect(lines.map((e) => e['start_time'])).toEqual(['2026-01-02T03:04:05.007Z', '2026-01-02T03:04:05.042Z', '2026-01-02T03:04:05.999Z']);
+  expect((sink as Sink).writes).toBe(1);
 });
