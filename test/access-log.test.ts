@@ -260,3 +260,21 @@ test('an opaque TCP connection refused by authorization: the server sidecar logs
     downstream_peer_identity: client.tls.spiffeId, bytes_received: 0, bytes_sent: 0,
   });
 });
+
+test('an HTTP/1.1 upgrade (WebSocket) is logged when its tunnel closes, with the bytes that came back through it', async () => {
+  const s = netConnect({ port: client.outboundPort, host: '127.0.0.1' });
+  let got = '';
+  await new Promise<void>((resolve, reject) => {
+    s.on('connect', () => s.write('GET /ws HTTP/1.1\r\nHost: web.default.svc.cluster.local\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nx-request-id: req-ws\r\n\r\n'));
+    s.on('data', (d) => {
+      got += d;
+      if (got.includes('\r\n\r\n') && !got.includes('ping!')) s.write('ping!');
+      if (got.endsWith('ping!')) s.end();
+    });
+    s.on('close', () => resolve());
+    s.on('error', reject);
+  });
+  expect(got).toMatch(/^HTTP\/1\.1 101 /);
+  expect(await clientLog.find(byId('req-ws'))).toMatchObject({ response_code: 101, response_flags: '-', method: 'GET', path: '/ws', bytes_sent: 5 });
+  await serverLog.find(byId('req-ws'));
+});
