@@ -11,7 +11,7 @@ import type { AccessLogEntry } from './entry.js';
  * past the cap a line is dropped and counted instead (wren_access_log_dropped_total).
  * 4 MiB is some 8000 typical lines.
  */
-export const DEFAULT_MAX_BUFFERED_BYTES = 4 << 20;
+const DEFAULT_MAX_BUFFERED_BYTES = 4 << 20;
 
 export interface AccessLogDeps {
   readonly telemetry: TelemetrySource;
