@@ -262,6 +262,7 @@ test('an opaque TCP connection refused by authorization: the server sidecar logs
 });
 
 test('an HTTP/1.1 upgrade (WebSocket) is logged when its tunnel closes, with the bytes that came back through it', async () => {
+  nextDst = undefined; // routed by its Host header
   const s = netConnect({ port: client.outboundPort, host: '127.0.0.1' });
   let got = '';
   await new Promise<void>((resolve, reject) => {
