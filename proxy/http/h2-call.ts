@@ -2,8 +2,7 @@ import { constants, type ClientHttp2Session, type ClientHttp2Stream, type Incomi
 import type { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanTrailers, type Headers } from './headers.js';
-import type { ProxyRequest, ProxyResponse } from './exchange.js';
-import { isWhole } from './settled-body.js';
+import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
 import { chargeReset } from './session-resets.js';
 
@@ -14,7 +13,7 @@ const CALL = Symbol('wren.h2Call');
 /** The upstream stream a request body is piped into, for its shared 'error' listener. */
 const UPSTREAM = Symbol('wren.h2Upstream');
 
-type Streamed = ClientHttp2Stream & { [CALL]?: H2Call; settled?: boolean };
+type Streamed = ClientHttp2Stream & { [CALL]?: H2Call };
 type Body = Readable & { [UPSTREAM]?: ClientHttp2Stream };
 
 /** How a call turns the response head into the ProxyResponse it resolves with (h2-forward.ts, h2-upgrade.ts). */
@@ -64,11 +63,10 @@ export class H2Call {
  * trailers sent after it; otherwise the stream is ended with the head (END_STREAM on
  * HEADERS), or left open (`keepOpen`, an upgrade's tunnel).
  *
- * A whole body (all of it, and its end, already buffered: a settled body, or a request
- * stream whose END_STREAM came with its HEADERS: settled-body.ts, isWhole) goes out as one
+ * A settled body (all of it, and its end, already buffered: exchange.ts) goes out as one
  * DATA frame carrying END_STREAM, trailers asked for only when there are some, as
- * writeH2Response does for responses, with no pipe: node sends the end in a frame of its
- * own unless end() follows the data in the same tick with no trailers awaited.
+ * writeH2Response does for responses: node sends the end in a frame of its own unless
+ * end() follows the data in the same tick with no trailers awaited.
  */
 export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boolean, keepOpen: boolean): Promise<ProxyResponse> {
   return new Promise<ProxyResponse>((resolve, reject) => {
@@ -76,7 +74,7 @@ export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boo
     call.reject = reject;
     let stream: Streamed;
     const body = hasBody ? (call.req.body as Body) : null;
-    const settled = body !== null && isWhole(body);
+    const settled = body !== null && isSettled(body);
     const trailers = settled ? call.req.trailers() : undefined;
     const waitForTrailers = settled ? trailers !== undefined && Object.keys(trailers).length > 0 : hasBody;
     try {
@@ -127,17 +125,9 @@ function onResponseHead(this: Streamed, head: IncomingHttpHeaders, flags: number
   if (call) call.onResponse(call, head, (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
 }
 
-/**
- * Trailers end an HTTP/2 stream (RFC 9113 §8.1): node pushes the end of the body right
- * after this event, in the same read, before any layer's microtask runs. A body nobody
- * has started to take (not flowing, not piped) is then whole, so it is marked settled
- * (exchange.ts): the response writer sends it as HEADERS, DATA and the trailers without
- * a pipe (writeH2Response), as a gRPC unary response always arrives.
- */
 function onTrailers(this: Streamed, t: IncomingHttpHeaders): void {
   const call = this[CALL];
   if (call) call.trailers = cleanTrailers(t);
-  if (this.readableFlowing !== true && this.listenerCount('data') === 0) this.settled = true;
 }
 
 function onWantTrailers(this: Streamed): void {
