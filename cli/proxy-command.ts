@@ -11,6 +11,7 @@ import { ListenError } from '../common/listen.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import type { CertifyClient } from '../proxy/identity/certify-client.js';
 import type { WorkloadIdentity } from '../proxy/identity/workload-identity.js';
+import { applyHeapFlags } from './heap-flags.js';
 
 type Out = (s: string) => void;
 
@@ -83,6 +84,8 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
 
 /** Runs a proxy from a parsed config until SIGTERM/SIGINT or POST /drain. */
 export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
+  // Before the data path allocates anything: the young generation must not have grown yet.
+  applyHeapFlags(process.execArgv, process.env.NODE_OPTIONS);
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
   let tls: TlsIdentity;
