@@ -6,6 +6,7 @@ import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { controlPlaneSpiffeId } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
+import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-config.js';
 import {
   ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
@@ -154,6 +155,8 @@ export interface ProxyConfig {
    * what the control plane pushes, then to the defaults (proxy/telemetry/telemetry-settings.ts).
    */
   readonly telemetry: TelemetryOverrides;
+  /** Span export: the OTLP/gRPC collector and the bounded batch queue (proxy/tracing/tracing-config.ts). */
+  readonly tracing: TracingConfig;
 }
 
 /** Clock skew and JWKS caching for RequestAuthentication (defaults: Envoy's clock skew and remote_jwks cache, jose's refetch cooldown, Istio's fetch timeout). */
@@ -322,6 +325,7 @@ const shape = obj({
     tracing: obj({ samplingPercent: optional(num({ min: 0, max: 100 })) }),
     accessLog: obj({ enabled: optional(bool()), samplingPercent: optional(num({ min: 0, max: 100 })) }),
   }),
+  tracing: parseTracingConfig,
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */
@@ -398,6 +402,8 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
+  { name: 'WREN_TRACING_COLLECTOR', path: 'tracing.collector.address' },
+  { name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', path: 'tracing.collector.plaintext', kind: 'boolean' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
