@@ -105,7 +105,8 @@ export async function otlpReceiver(): Promise<OtlpReceiver> {
         if (!check()) notify = () => void check();
       });
     },
-    close: () => new Promise<void>((r) => server.tryShutdown(() => r())),
+    // forceShutdown: a sidecar's exporter keeps its channel open (it is meant to), which tryShutdown would wait for.
+    close: async () => server.forceShutdown(),
   };
 }
 
