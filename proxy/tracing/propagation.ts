@@ -65,21 +65,40 @@ interface Parsed {
   readonly sampled: boolean | undefined;
 }
 
+/** The traceparent grammar (W3C Trace Context section 3.2.2): one test, no captures, no allocation. */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-.*)?$/;
+
+/** A valid traceparent: the grammar, then version and all-zero id rules (section 3.2.2.x); strings only. */
+function validTraceparent(s: string): boolean {
+  if (!TRACEPARENT.test(s)) return false;
+  // Version ff is invalid; version 00 has exactly four fields; a later version may append
+  // fields after a '-' (section 3.2.4, "parsing with a higher version").
+  if (s.charCodeAt(0) === 102 && s.charCodeAt(1) === 102) return false;
+  if (s.charCodeAt(0) === 48 && s.charCodeAt(1) === 48 && s.length !== 55) return false;
+  return !s.startsWith(ZERO32, 3) && !s.startsWith(ZERO16, 36);
+}
+
+/** Bit 0 of the flags (sampled): the low bit of the last hex digit. */
+function sampledBit(s: string): boolean {
+  const c = s.charCodeAt(54);
+  return ((c <= 57 ? c - 48 : c - 87) & 1) === 1;
+}
+
 /** `version-traceid-parentid-flags` (W3C Trace Context section 3.2). */
 export function parseTraceparent(v: string): Parsed | undefined {
   const s = v.trim();
-  if (s.length < 55 || s[2] !== '-' || s[35] !== '-' || s[52] !== '-') return undefined;
-  const version = s.slice(0, 2);
-  // Version ff is invalid; version 00 has exactly four fields; a later version may append
-  // fields after a '-' (section 3.2.4, "parsing with a higher version").
-  if (!/^[0-9a-f]{2}$/.test(version) || version === 'ff') return undefined;
-  if (version === '00' ? s.length !== 55 : s.length > 55 && s[55] !== '-') return undefined;
-  const traceId = s.slice(3, 35);
-  const spanId = s.slice(36, 52);
-  const flags = s.slice(53, 55);
-  if (!HEX32.test(traceId) || !HEX16.test(spanId) || !/^[0-9a-f]{2}$/.test(flags)) return undefined;
-  if (traceId === ZERO32 || spanId === ZERO16) return undefined;
-  return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1 };
+  if (!validTraceparent(s)) return undefined;
+  return { traceId: s.slice(3, 35), spanId: s.slice(36, 52), sampled: sampledBit(s) };
+}
+
+/**
+ * The common case of a request inside a trace that is not sampled: one valid traceparent
+ * saying so and no B3 header. Answered without building the context (no allocation).
+ */
+export function notSampledW3c(h: Headers): boolean {
+  const tp = h['traceparent'];
+  return typeof tp === 'string' && h['b3'] === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-flags'] === undefined
+    && validTraceparent(tp) && !sampledBit(tp);
 }
 
 function traceStateOf(h: Headers): string | undefined {
