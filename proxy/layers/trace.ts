@@ -62,8 +62,7 @@ export const traceRequests =
 
 /** A new trace that is not sampled: a not-sampled W3C context, so every later hop agrees (one string). */
 function notSampled(t: MeshTracer, h: ProxyRequest['headers']): void {
-  const p = t.ids.pair();
-  h['traceparent'] = `00-${p.slice(0, 32)}-${p.slice(32)}-00`;
+  h['traceparent'] = t.ids.notSampledTraceparent();
 }
 
 async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, req: ProxyRequest, inner: HttpService, ctx: IncomingContext | undefined): Promise<ProxyResponse> {

@@ -65,16 +65,26 @@ interface Parsed {
   readonly sampled: boolean | undefined;
 }
 
-/** The traceparent grammar (W3C Trace Context section 3.2.2): one test, no captures, no allocation. */
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-.*)?$/;
+/** Lower-case hex digits only (the W3C grammar's HEXDIGLC), from..to; a char-code loop: no regex, no allocation. */
+function hexLc(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
 
-/** A valid traceparent: the grammar, then version and all-zero id rules (section 3.2.2.x); strings only. */
+/**
+ * A valid traceparent (W3C Trace Context section 3.2.2): `vv-{32 hex}-{16 hex}-ff`, version ff
+ * invalid, version 00 exactly these four fields, a later version possibly followed by
+ * `-...` (section 3.2.4), no all-zero id.
+ */
 function validTraceparent(s: string): boolean {
-  if (!TRACEPARENT.test(s)) return false;
-  // Version ff is invalid; version 00 has exactly four fields; a later version may append
-  // fields after a '-' (section 3.2.4, "parsing with a higher version").
+  const n = s.length;
+  if (n < 55 || s.charCodeAt(2) !== 45 || s.charCodeAt(35) !== 45 || s.charCodeAt(52) !== 45) return false;
+  if (!hexLc(s, 0, 2) || !hexLc(s, 3, 35) || !hexLc(s, 36, 52) || !hexLc(s, 53, 55)) return false;
   if (s.charCodeAt(0) === 102 && s.charCodeAt(1) === 102) return false;
-  if (s.charCodeAt(0) === 48 && s.charCodeAt(1) === 48 && s.length !== 55) return false;
+  if (s.charCodeAt(0) === 48 && s.charCodeAt(1) === 48 ? n !== 55 : n > 55 && s.charCodeAt(55) !== 45) return false;
   return !s.startsWith(ZERO32, 3) && !s.startsWith(ZERO16, 36);
 }
 
