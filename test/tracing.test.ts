@@ -242,6 +242,24 @@ describe('a collector that is down or never answers', () => {
     }
   });
 
+  test('shutdown with a hung export: close takes at most the shutdown bound, the unsent spans are counted', async () => {
+    const silent = await silentCollector();
+    const pair = await pairExportingTo(silent.address, { exportTimeoutMs: 20_000, shutdownTimeoutMs: 300, scheduledDelayMs: 20 });
+    try {
+      for (let i = 0; i < 5; i++) expect((await get(pair.client.outboundPort, 'web', '/name')).status).toBe(200);
+      // The first batch is on its way to a collector that never answers.
+      await until(async () => silent.connections.count > 0);
+      await new Promise((r) => setTimeout(r, 100));
+      const started = Date.now();
+      await pair.client.close();
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(await droppedCount(pair.client, 'shutdown')).toBe(5);
+    } finally {
+      await pair.close();
+      await silent.close();
+    }
+  });
+
   test('never answers: requests do not wait for it, timed-out exports are counted, the queue bound drops the rest', async () => {
     const silent = await silentCollector();
     const pair = await pairExportingTo(silent.address, { maxQueueSize: 4, maxExportBatchSize: 2, exportTimeoutMs: 2000 });

@@ -29,6 +29,8 @@ export class SpanBatcher implements SpanProcessor {
   private timer: Timer | undefined;
   private closed = false;
   private idle: (() => void)[] = [];
+  /** The batch being exported: counted once, by its callback, the guard or shutdown, whichever comes first. */
+  private inflight: { readonly n: number; done: boolean } | null = null;
 
   constructor(
     private readonly exporter: SpanExporter,
@@ -70,6 +72,12 @@ export class SpanBatcher implements SpanProcessor {
     await Promise.race([this.drain(), bound]);
     this.closed = true;
     if (this.timer) this.clock.clearTimeout(this.timer);
+    const f = this.inflight;
+    if (f && !f.done) {
+      // Still unanswered when the bound ran out: lost with the process.
+      f.done = true;
+      this.dropped('shutdown', f.n);
+    }
     if (this.queue.length) this.dropped('shutdown', this.queue.length);
     this.queue = [];
     await Promise.race([this.exporter.shutdown().catch(() => undefined), new Promise<void>((r) => this.clock.setTimeout(r, 100).unref?.())]);
@@ -107,14 +115,16 @@ export class SpanBatcher implements SpanProcessor {
     const batch = this.queue.length <= this.s.maxExportBatchSize ? this.queue : this.queue.slice(0, this.s.maxExportBatchSize);
     this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
     this.exporting = true;
-    let done = false;
+    const f: { readonly n: number; done: boolean } = { n: batch.length, done: false };
+    this.inflight = f;
     const finish = (reason: DropReason | null) => {
-      if (done) return;
-      done = true;
       this.clock.clearTimeout(guard);
+      if (f.done) return;
+      f.done = true;
       if (reason) this.dropped(reason, batch.length);
       else this.exported(batch.length);
       this.exporting = false;
+      if (this.closed) return;
       if (this.queue.length >= this.s.maxExportBatchSize || (this.idle.length && !this.closed)) this.exportNext();
       else if (this.queue.length) this.arm();
       else this.exportNext();
