@@ -16,7 +16,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -133,6 +133,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       const out: Path[] = [];
       for (const pct of [1, 100]) {
         const p = await wrenPair(`-trace${pct}`, [], { telemetry: { tracing: { samplingPercent: pct } }, tracing: { collector } });
+        await warmTracing(p.port);
         out.push({ name: `wren pair tracing ${pct}%`, procs: p.procs, h1Port: p.port, grpcPort: p.port });
       }
       out.push(await accessLogPair());
@@ -234,10 +235,32 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
   }
 }
 
-/** One HTTP/1.1 GET through a pair (the access-log probe). */
-function probe(port: number, host: string): Promise<void> {
+/**
+ * Warms a tracing pair the way hours of traffic would: at 1 % a few seconds of load make
+ * only a few hundred spans, so the SDK's span and protobuf code and the exporter (loaded on
+ * the first export) would still be cold, interpreted code when measured. 2000 requests
+ * marked sampled by the caller (honoured whatever the percent), then one batch delay (5 s)
+ * for their export.
+ */
+async function warmTracing(port: number): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  let sent = 0;
+  const loop = async (): Promise<void> => {
+    while (sent < 2000) {
+      sent++;
+      const id = (sent + 0x1000).toString(16).padStart(32, 'a');
+      await probe(port, 'web', { traceparent: `00-${id}-00f067aa0ba902b7-01` }, agent);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, loop));
+  agent.destroy();
+  await new Promise((r) => setTimeout(r, 5500));
+}
+
+/** One HTTP/1.1 GET through a pair (the access-log probe, the tracing warm-up). */
+function probe(port: number, host: string, headers: Record<string, string> = {}, agent?: Agent): Promise<void> {
   return new Promise((resolve) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path: '/', headers: { host } }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/', headers: { host, ...headers }, ...(agent ? { agent } : {}) }, (res) => {
       res.resume();
       res.on('end', () => resolve());
     });
