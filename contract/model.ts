@@ -11,6 +11,20 @@
 /** How the proxy treats a port. `detect` peeks at the first bytes. */
 export type Protocol = 'detect' | 'http1' | 'http2' | 'grpc' | 'opaque';
 
+/**
+ * The workload a pod belongs to, as Istio names it (its metric labels `*_workload`,
+ * `*_workload_namespace`, `*_app`, `*_version`): the pod's controller (a Deployment for
+ * a ReplicaSet's pod, a CronJob for a Job's, else the owner; a bare pod's own name), the
+ * `app.kubernetes.io/name` or `app` label and the `app.kubernetes.io/version` or `version`
+ * label ('' when absent). The control plane derives it (control-plane/translate/pod-workload.ts).
+ */
+export interface Workload {
+  readonly name: string;
+  readonly namespace: string;
+  readonly app: string;
+  readonly version: string;
+}
+
 export interface Endpoint {
   /** Pod IP. */
   readonly address: string;
@@ -27,6 +41,8 @@ export interface Endpoint {
   readonly zone: string;
   /** EndpointSlice conditions.ready; unready endpoints get no new requests. */
   readonly ready: boolean;
+  /** The pod's workload (metrics' destination_workload...); absent: not a pod, or not known. */
+  readonly workload?: Workload;
 }
 
 export type LoadBalancerKind = 'peak-ewma' | 'least-request' | 'round-robin' | 'random' | 'ring-hash';
@@ -277,6 +293,19 @@ export interface MeshSnapshot {
   readonly services: readonly Service[];
   /** The local workload's inbound policy; absent = keep the one in force. */
   readonly inboundPolicy?: InboundPolicy;
+  /** The telemetry settings the control plane resolved for the local workload; absent = keep the ones in force. */
+  readonly telemetry?: PushedTelemetry;
+}
+
+/**
+ * Telemetry settings one layer sets (docs/observability.md, Telemetry settings): the
+ * control plane's resolution of the Telemetry resources that select a workload. Each
+ * field undefined = not set at this layer (the proxy falls back to its defaults); all
+ * undefined = no pushed overrides. Shape of the proxy's TelemetryOverrides.
+ */
+export interface PushedTelemetry {
+  readonly tracing: { readonly samplingPercent: number | undefined };
+  readonly accessLog: { readonly enabled: boolean | undefined; readonly samplingPercent: number | undefined };
 }
 
 export const serviceKey = (s: { name: string; namespace: string }): string => `${s.name}.${s.namespace}`;

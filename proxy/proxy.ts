@@ -5,6 +5,7 @@ import { DEFAULT_INBOUND_POLICY } from '../contract/defaults.js';
 import { systemClock, systemRandom, type Clock, type Random } from '../common/clock.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { TlsIdentity } from './tls/tls-identity.js';
+import { WorkloadLabels } from './metrics/workload-labels.js';
 import { ProxyMetrics } from './metrics/proxy-metrics.js';
 import { RouteTable } from './outbound/route-table.js';
 import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
@@ -108,13 +109,15 @@ export class Proxy {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
-    this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker });
     this.telemetry = new TelemetrySource(config.telemetry);
+    // This workload (the source of its outbound requests, the destination of its inbound ones) for Istio's metric labels.
+    const local = new WorkloadLabels({ ...config.identity.workload, namespace: config.identity.namespace }, () => tls.spiffeId);
+    this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker, local });
     const id = config.identity;
     this.tracer = new MeshTracer({
       config: config.tracing, settings: this.telemetry, random: this.random, clock: this.clock, logger: this.logger, registry: this.metrics.registry,
       selfIdentity: () => tls.spiffeId, appAddress: config.app.address,
-      resource: { service: id.labels['app'] ?? id.labels['app.kubernetes.io/name'] ?? id.serviceAccount, namespace: id.namespace, pod: id.pod },
+      resource: { service: id.workload.app || id.workload.name || id.serviceAccount, namespace: id.namespace, pod: id.pod },
     });
     this.pool = config.concurrency > 1 && !opts.worker
       ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
@@ -292,6 +295,13 @@ export class Proxy {
     else this.clusters.apply(snapshot.services);
     this.routes = routes;
     this.healthChanged(); // clusters or endpoints may be gone, and their health with them
+    if (snapshot.telemetry) {
+      // Every listener worker applies the same snapshot (worker-main.ts), so each one's TelemetrySource gets it too.
+      const before = JSON.stringify(this.telemetry.explain());
+      this.telemetry.applyPushed(snapshot.telemetry);
+      const after = this.telemetry.explain();
+      if (JSON.stringify(after) !== before) this.logger.info('telemetry settings applied', { version: snapshot.version, ...after });
+    }
     if (inbound) {
       this.inboundPolicy = inbound;
       this.jwks.retainOnly(inbound.policy.jwtRules);
@@ -343,6 +353,8 @@ export class Proxy {
       bootstrap: { ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined },
       services: this.routes.snapshot.services,
       inboundPolicy: this.inboundPolicy.policy,
+      // The settings in force and the layer each field came from: local (config, annotations) > pushed (Telemetry resources) > default.
+      telemetry: this.telemetry.explain(),
     };
   }
 

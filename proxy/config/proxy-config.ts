@@ -88,6 +88,13 @@ export interface ProxyConfig {
     readonly pod: string;
     /** The workload's labels (policy selection); {} when unknown. */
     readonly labels: Readonly<Record<string, string>>;
+    /**
+     * This proxy's workload, for the metrics' source_* (outbound) and destination_*
+     * (inbound) labels and the peer metadata it sends (docs/observability.md, Metrics).
+     * In a cluster the injector sets it (WREN_WORKLOAD_*); '' = unknown, except that app
+     * and version default to the labels app.kubernetes.io/name or app, app.kubernetes.io/version or version.
+     */
+    readonly workload: { readonly name: string; readonly app: string; readonly version: string };
     readonly certify: CertifyConfig | undefined;
   };
   readonly tls: TlsFiles | NoTlsFiles;
@@ -221,6 +228,8 @@ const listener = (address: string, ipv6Address: string, p: number): Parser<Liste
   obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/ }), port: port(p) });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A Kubernetes label value (what the workload's app and version are), or ''. */
+const LABEL_VALUE = /^$|^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
 /** A service key, "name.namespace" (contract/model.ts serviceKey). */
 const SERVICE_KEY = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -251,6 +260,11 @@ const shape = obj({
     serviceAccount: str({ default: 'default', pattern: /^[a-z0-9.-]+$/ }),
     pod: str({ default: '' }),
     labels: record(str()),
+    workload: obj({
+      name: str({ default: '', pattern: /^$|^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/ }),
+      app: optional(str({ pattern: LABEL_VALUE })),
+      version: optional(str({ pattern: LABEL_VALUE })),
+    }),
     certify: optional(
       obj({
         controlPlane: optional(str({ pattern: HOST_PORT })),
@@ -346,11 +360,22 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
   checkUpstreamPorts(c.upstreams, c.listeners);
   return Object.freeze({
     ...c,
-    identity: Object.freeze({ ...c.identity, certify }),
+    identity: Object.freeze({ ...c.identity, certify, workload: workloadOf(c.identity) }),
     tls: c.tls ?? Object.freeze({}),
     discovery: Object.freeze({ ...c.discovery, controlPlaneIdentity: c.discovery.controlPlaneIdentity ?? controlPlaneSpiffeId(c.identity.trustDomain) }),
   }) as ProxyConfig;
 });
+
+/** app/version unset: the workload's labels (Istio reads the same two pairs; '' when absent). */
+function workloadOf(id: { labels: Readonly<Record<string, string>>; workload: { name: string; app?: string; version?: string } }): ProxyConfig['identity']['workload'] {
+  const l = id.labels;
+  const label = (v: string | undefined) => (v !== undefined && LABEL_VALUE.test(v) ? v : '');
+  return Object.freeze({
+    name: id.workload.name,
+    app: id.workload.app ?? label(l['app.kubernetes.io/name'] ?? l.app),
+    version: id.workload.version ?? label(l['app.kubernetes.io/version'] ?? l.version),
+  });
+}
 
 /** Two listeners on one address and port cannot both bind: say which field, before start-up. */
 function checkUpstreamPorts(ups: readonly UpstreamConfig[], listeners: Record<'outbound' | 'inbound' | 'admin', ListenerAddress>): void {
@@ -402,6 +427,13 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
+  { name: 'WREN_WORKLOAD_NAME', path: 'identity.workload.name' },
+  { name: 'WREN_WORKLOAD_APP', path: 'identity.workload.app' },
+  { name: 'WREN_WORKLOAD_VERSION', path: 'identity.workload.version' },
+  // The telemetry annotations (wren.io/tracing-sampling, wren.io/access-log, wren.io/access-log-sampling).
+  { name: 'WREN_TRACING_SAMPLING', path: 'telemetry.tracing.samplingPercent', kind: 'number' },
+  { name: 'WREN_ACCESS_LOG', path: 'telemetry.accessLog.enabled', kind: 'boolean' },
+  { name: 'WREN_ACCESS_LOG_SAMPLING', path: 'telemetry.accessLog.samplingPercent', kind: 'number' },
   { name: 'WREN_TRACING_COLLECTOR', path: 'tracing.collector.address' },
   { name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', path: 'tracing.collector.plaintext', kind: 'boolean' },
 ];
@@ -425,7 +457,8 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
       continue;
     }
     let value: unknown = text;
-    if (v.kind === 'number' && /^\d+$/.test(text.trim())) value = Number(text.trim());
+    // Decimals too (a sampling percent of 0.5): an integer-only field still rejects them, naming the variable.
+    if (v.kind === 'number' && /^\d+(\.\d+)?$/.test(text.trim())) value = Number(text.trim());
     if (v.kind === 'boolean' && /^(true|false)$/i.test(text.trim())) value = text.trim().toLowerCase() === 'true';
     if (v.kind === 'list') value = text.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = v.path.split('.');
