@@ -282,4 +282,14 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'h2' }).protocol.meshHttp1).toBe('h2');
     expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'http2' })).toThrow(/WREN_MESH_HTTP1/);
   });
+
+  test('in-cluster: WREN_TRACING_COLLECTOR and WREN_TRACING_COLLECTOR_PLAINTEXT (tracing.collector)', () => {
+    const env = {
+      POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
+    };
+    expect(proxyConfigFromEnv(env).tracing.collector).toBeUndefined();
+    expect(proxyConfigFromEnv({ ...env, WREN_TRACING_COLLECTOR: 'otel.obs:4317', WREN_TRACING_COLLECTOR_PLAINTEXT: 'true' }).tracing.collector).toMatchObject({ address: 'otel.obs:4317', plaintext: true });
+    expect(proxyConfigFromEnv({ ...env, WREN_TRACING_COLLECTOR: 'otel.obs:4317' }).tracing.collector?.plaintext).toBe(false);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_TRACING_COLLECTOR: 'otel' })).toThrow(/WREN_TRACING_COLLECTOR/);
+  });
 });
