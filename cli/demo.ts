@@ -101,6 +101,9 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     const cfg = {
       identity: {
         namespace: 'default', serviceAccount: name, pod: `${name}-0`,
+        // The workload this sidecar serves (metrics' source_workload / destination_workload...);
+        // in a cluster the injector sets it from the pod's owner (WREN_WORKLOAD_*).
+        workload: { name, app: name, version: 'v1' },
         // Key in memory, certificate from the control plane, renewed before it expires.
         certify: { tokenFile: join(dir, `${name}.token`), trustBundleFile: bundleFile, runDir: join(dir, `${name}-run`) },
       },
@@ -153,6 +156,13 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   const cacheReplies = await respExchange(upstream.cache.address, upstream.cache.port, [['PING'], ['SET', 'greeting', 'hello through the mesh'], ['GET', 'greeting']]);
   out(`client -> cache through the upstream port ${upstream.cache.address}:${upstream.cache.port} (opaque TCP, Redis protocol): ${cacheReplies.join(' | ')}\n`);
   if (cacheReplies.join('|') !== '+PONG|+OK|$22 hello through the mesh') failures++;
+  // Istio's standard labels: the web sidecar (reporter destination) names the caller's
+  // workload and the service it meant, from the client sidecar's peer metadata.
+  const webMetrics = (await adminGet(pods.web, 15000, '/metrics')).body;
+  const inboundSeries = webMetrics.split('\n').find((l) => l.startsWith('istio_requests_total{reporter="destination"') && l.includes('source_workload="client"')) ?? '';
+  const labelled = inboundSeries.includes('destination_service="web.default.svc.cluster.local"') && inboundSeries.includes('destination_workload="web"');
+  out(`web sidecar metrics: ${labelled ? 'istio_requests_total{reporter="destination",source_workload="client",destination_workload="web",destination_service="web.default.svc.cluster.local"}' : `unexpected istio_requests_total: ${inboundSeries || 'none from client'}`}\n`);
+  if (!labelled) failures++;
   if (values.smoke) {
     // Guard the live-edit promise: a manifest change reaches the client sidecar.
     const t0 = performance.now();
@@ -306,6 +316,8 @@ spec:
       identity: ${identity}
       weight: ${weight}
       ready: true
+      # The pod's workload, for the caller's metrics (destination_workload, destination_app...).
+      workload: { name: web, namespace: default, app: web, version: v1 }
 `;
 }
 
@@ -328,6 +340,7 @@ spec:
       proxyPort: 15006
       identity: ${identity}
       ready: true
+      workload: { name: cache, namespace: default, app: cache, version: v1 }
 `;
 }
 

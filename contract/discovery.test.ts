@@ -13,7 +13,7 @@ const svc: Service = {
     {
       name: 'http', port: 80, protocol: 'http1',
       endpoints: [
-        { address: '10.0.0.1', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 2, zone: 'a', ready: true },
+        { address: '10.0.0.1', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 2, zone: 'a', ready: true, workload: { name: 'web-v1', namespace: 'shop', app: 'web', version: 'v1' } },
         { address: 'fd00::1', port: 8080, proxyPort: null, identity: '', weight: 1, zone: '', ready: true },
       ],
     },
@@ -73,5 +73,10 @@ describe('discovery contract converters', () => {
     w3.policyJson = '{oops';
     expect(() => serviceFromWire(w3, 'services[0]')).toThrow(/services\[0\]\.policy: invalid JSON/);
     expect(() => endpointFromWire({ address: '10.0.0.1', port: 0, proxyPort: 0, identity: '', weight: 0, zone: '', ready: true }, 'e')).toThrow(/^e\.port: /);
+    // workload names and labels become metric label values at the caller: checked like Kubernetes names and label values
+    const ep = { address: '10.0.0.1', port: 80, proxyPort: 0, identity: '', weight: 0, zone: '', ready: true };
+    expect(() => endpointFromWire({ ...ep, workload: { name: 'web', namespace: 'shop', app: 'a b{}', version: '' } }, 'e')).toThrow(/^e\.workload\.app: /);
+    expect(() => endpointFromWire({ ...ep, workload: { name: 'Web/x', namespace: 'shop', app: '', version: '' } }, 'e')).toThrow(/^e\.workload\.name: /);
+    expect(endpointFromWire({ ...ep, workload: { name: 'web', namespace: 'shop', app: '', version: '' } }, 'e').workload).toEqual({ name: 'web', namespace: 'shop', app: '', version: '' });
   });
 });

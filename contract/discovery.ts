@@ -30,6 +30,14 @@ export interface WireEndpoint {
   weight: number;
   zone: string;
   ready: boolean;
+  /** Absent/null: unknown. */
+  workload?: WireWorkload | null;
+}
+export interface WireWorkload {
+  name: string;
+  namespace: string;
+  app: string;
+  version: string;
 }
 export interface WireServicePort {
   name: string;
@@ -200,7 +208,9 @@ export function policyToJson(p: TrafficPolicy): string {
 }
 
 export function endpointToWire(e: Endpoint): WireEndpoint {
-  return { address: e.address, port: e.port, proxyPort: e.proxyPort ?? 0, identity: e.identity, weight: e.weight, zone: e.zone, ready: e.ready };
+  const w: WireEndpoint = { address: e.address, port: e.port, proxyPort: e.proxyPort ?? 0, identity: e.identity, weight: e.weight, zone: e.zone, ready: e.ready };
+  if (e.workload) w.workload = { name: e.workload.name, namespace: e.workload.namespace, app: e.workload.app, version: e.workload.version };
+  return w;
 }
 
 export function serviceToWire(s: Service): WireService {
@@ -226,6 +236,7 @@ function endpointRaw(w: WireEndpoint): Record<string, unknown> {
   const raw: Record<string, unknown> = { address: w?.address, port: w?.port, weight: w?.weight || undefined, zone: w?.zone, ready: w?.ready };
   if (w?.proxyPort) raw.proxyPort = w.proxyPort;
   if (w?.identity) raw.identity = w.identity;
+  if (w?.workload?.name) raw.workload = w.workload;
   return raw;
 }
 

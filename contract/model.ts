@@ -11,6 +11,20 @@
 /** How the proxy treats a port. `detect` peeks at the first bytes. */
 export type Protocol = 'detect' | 'http1' | 'http2' | 'grpc' | 'opaque';
 
+/**
+ * The workload a pod belongs to, as Istio names it (its metric labels `*_workload`,
+ * `*_workload_namespace`, `*_app`, `*_version`): the pod's controller (a Deployment for
+ * a ReplicaSet's pod, a CronJob for a Job's, else the owner; a bare pod's own name), the
+ * `app.kubernetes.io/name` or `app` label and the `app.kubernetes.io/version` or `version`
+ * label ('' when absent). The control plane derives it (control-plane/translate/pod-workload.ts).
+ */
+export interface Workload {
+  readonly name: string;
+  readonly namespace: string;
+  readonly app: string;
+  readonly version: string;
+}
+
 export interface Endpoint {
   /** Pod IP. */
   readonly address: string;
@@ -27,6 +41,8 @@ export interface Endpoint {
   readonly zone: string;
   /** EndpointSlice conditions.ready; unready endpoints get no new requests. */
   readonly ready: boolean;
+  /** The pod's workload (metrics' destination_workload...); absent: not a pod, or not known. */
+  readonly workload?: Workload;
 }
 
 export type LoadBalancerKind = 'peak-ewma' | 'least-request' | 'round-robin' | 'random' | 'ring-hash';

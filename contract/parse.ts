@@ -1,7 +1,7 @@
 import { SocketAddress, isIP } from 'node:net';
 import { DEFAULT_POLICY } from './defaults.js';
 import type {
-  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy,
+  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy, Workload,
 } from './model.js';
 import {
   arr, bool, duration, fail, literal, map, num, obj, optional, record, str, withDefault,
@@ -112,6 +112,18 @@ const ipAddress: Parser<string> = map(str(), (s, path) => {
   return new SocketAddress({ address: s, family: family === 6 ? 'ipv6' : 'ipv4' }).address;
 });
 
+/**
+ * A workload's name and labels become metric label values at every peer: Kubernetes
+ * object names (DNS subdomains, at most 253) and label values (at most 63, RFC 1123-ish).
+ */
+const LABEL_VALUE = /^$|^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+export const parseWorkload: Parser<Workload> = obj({
+  name: str({ pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/ }),
+  namespace: str({ pattern: DNS_LABEL }),
+  app: str({ default: '', pattern: LABEL_VALUE }),
+  version: str({ default: '', pattern: LABEL_VALUE }),
+});
+
 export const parseEndpoint: Parser<Endpoint> = obj({
   address: ipAddress,
   port: num({ int: true, min: 1, max: 65535 }),
@@ -120,6 +132,7 @@ export const parseEndpoint: Parser<Endpoint> = obj({
   weight: num({ int: true, min: 1, max: 1_000_000, default: 1 }),
   zone: str({ default: '' }),
   ready: bool(true),
+  workload: optional(parseWorkload),
 });
 
 const protocols: readonly Protocol[] = ['detect', 'http1', 'http2', 'grpc', 'opaque'];

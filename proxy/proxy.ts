@@ -5,6 +5,7 @@ import { DEFAULT_INBOUND_POLICY } from '../contract/defaults.js';
 import { systemClock, systemRandom, type Clock, type Random } from '../common/clock.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { TlsIdentity } from './tls/tls-identity.js';
+import { WorkloadLabels } from './metrics/workload-labels.js';
 import { ProxyMetrics } from './metrics/proxy-metrics.js';
 import { RouteTable } from './outbound/route-table.js';
 import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
@@ -105,8 +106,10 @@ export class Proxy {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
-    this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker });
     this.telemetry = new TelemetrySource(config.telemetry);
+    // This workload (the source of its outbound requests, the destination of its inbound ones) for Istio's metric labels.
+    const local = new WorkloadLabels({ ...config.identity.workload, namespace: config.identity.namespace }, () => tls.spiffeId);
+    this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker, local });
     this.pool = config.concurrency > 1 && !opts.worker
       ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
       : null;

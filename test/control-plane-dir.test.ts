@@ -106,7 +106,11 @@ describe('control plane with the directory source', () => {
     expect(snap.services.map((s) => `${s.name}.${s.namespace}`).sort()).toEqual(['api.shop', 'web.shop']);
     expect(endpointsOf(snap, 'web.shop')).toEqual(['10.0.0.1:8080']);
     const api = snap.services.find((s) => s.name === 'api')!;
-    expect(api.ports[0].endpoints).toEqual([{ address: '10.0.1.1', port: 9090, proxyPort: 15006, identity: 'spiffe://example.org/ns/shop/sa/api-sa', weight: 1, zone: '', ready: true }]);
+    // A bare pod (no owner reference) is its own workload, as Istio names it.
+    expect(api.ports[0].endpoints).toEqual([{
+      address: '10.0.1.1', port: 9090, proxyPort: 15006, identity: 'spiffe://example.org/ns/shop/sa/api-sa', weight: 1, zone: '', ready: true,
+      workload: { name: 'api-0', namespace: 'shop', app: '', version: '' },
+    }]);
     expect(api.clusterIPs).toEqual(['10.96.0.20']);
 
     await replaceFile(join(dir, 'web.yaml'), web(['10.0.0.1', '10.0.0.2']));

@@ -78,7 +78,7 @@ test('HTTP/1.1 travels between sidecars as HTTP/2 over mTLS and is downgraded fo
   expect(res.headers['x-app']).toBe('web-1');
   const metrics = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
   expect(metrics).toMatch(/wren_peer_connections_total\{kind="mtls"\} [1-9]/);
-  expect(metrics).toMatch(/istio_requests_total\{direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200"/);
+  expect(metrics).toMatch(/istio_requests_total\{reporter="source",[^}]*destination_service="web.default.svc.cluster.local",[^}]*response_code="200"/);
 });
 
 test('hop-by-hop fields, and those the Connection header names, do not cross the proxies', async () => {

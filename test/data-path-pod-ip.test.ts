@@ -163,7 +163,7 @@ test('30 TCP connections addressed to each pod IP all land on that pod', async (
     expect(pods.pods.map((p, j) => p.tcpHits.count - before[j])).toEqual(pods.pods.map((_, j) => (j === i ? 30 : 0)));
   }
   const metrics = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
-  expect(metrics).toMatch(/istio_tcp_connections_opened_total\{direction="outbound",destination_service="db.default.svc.cluster.local"\} (9\d|\d{3,})/);
+  expect(metrics).toMatch(/istio_tcp_connections_opened_total\{reporter="source",[^}]*destination_service="db.default.svc.cluster.local",[^}]*\} (9\d|\d{3,})/);
 });
 
 test('a TCP client that half-closes after its request still gets the reply (the FIN is relayed)', async () => {

@@ -68,9 +68,9 @@ test('ports declared opaque are tunnelled too, and detection times out to TCP on
   expect(await dial({ address: '10.96.0.12', port: 7000 }, 'y\n')).toBe('hello from redis\ny\n');
   const metrics = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
   expect(metrics).toMatch(/wren_protocol_detect_total\{direction="outbound",result="timeout"\} [1-9]/);
-  expect(metrics).toMatch(/istio_tcp_connections_opened_total\{direction="outbound",destination_service="redis.default.svc.cluster.local"\} [1-9]/);
+  expect(metrics).toMatch(/istio_tcp_connections_opened_total\{reporter="source",[^}]*destination_service="redis.default.svc.cluster.local",[^}]*\} [1-9]/);
   const inbound = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
-  expect(inbound).toMatch(/istio_tcp_connections_opened_total\{direction="inbound"/);
+  expect(inbound).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"/);
 });
 
 test('unknown destinations pass through as plain TCP and are counted', async () => {

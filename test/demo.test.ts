@@ -35,6 +35,8 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   expect(stdout).toMatch(/client sidecar config: version \S+-\d+ from control-plane:/);
   expect(stdout).toMatch(/live edit of \S+web\.yaml reached the client sidecar in \d+ ms/);
   expect(stdout.match(/client -> web: HTTP 200 /g)).toHaveLength(3);
+  // Istio's labels with the workloads' names: the web sidecar knows who called and which service it meant.
+  expect(stdout).toContain('web sidecar metrics: istio_requests_total{reporter="destination",source_workload="client",destination_workload="web",destination_service="web.default.svc.cluster.local"}');
   // Every sidecar authenticated to the control plane with the certificate it got from Certify.
   expect(stdout).toContain('control plane: 3/3 sidecars subscribed with their workload certificate');
   // Explicit upstreams on the client pod: HTTP to web, and opaque TCP (Redis protocol) to the cache.

@@ -54,19 +54,19 @@ test('a peer cannot hide a real request from the request metrics with wren-healt
   const m = pki.issue('default', 'mallory');
   const s = h2connect(`https://127.0.0.1:${server.inboundPort}`, { key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, rejectUnauthorized: false });
   s.on('error', () => undefined);
-  const before = sum(await metrics(server), /istio_requests_total\{direction="inbound"[^}]*\} (\d+)/g);
+  const before = sum(await metrics(server), /istio_requests_total\{reporter="destination"[^}]*\} (\d+)/g);
   expect(await send(s, { ':method': 'POST', ':path': '/transfer' }, 'amount=1000000')).toBe(200);
   // A GET with a body is not the prober's shape either.
   expect(await send(s, { ':method': 'GET', ':path': '/balance' }, 'x')).toBe(200);
   const after = await metrics(server);
-  expect(sum(after, /istio_requests_total\{direction="inbound"[^}]*\} (\d+)/g) - before).toBe(2);
+  expect(sum(after, /istio_requests_total\{reporter="destination"[^}]*\} (\d+)/g) - before).toBe(2);
   expect(sum(after, /wren_inbound_health_check_marked_total\{source_principal="[^"]*mallory",probe_shape="false"\} (\d+)/g)).toBe(2);
 
   // The prober's shape (GET, END_STREAM on HEADERS) is still counted apart, and per caller.
   expect(await send(s, { ':method': 'GET', ':path': '/ok' }, null)).toBe(200);
   s.destroy();
   const last = await metrics(server);
-  expect(sum(last, /istio_requests_total\{direction="inbound"[^}]*\} (\d+)/g) - before).toBe(2);
+  expect(sum(last, /istio_requests_total\{reporter="destination"[^}]*\} (\d+)/g) - before).toBe(2);
   expect(sum(last, /wren_inbound_health_checks_total\{kind="http",response_code="200"\} (\d+)/g)).toBe(1);
   expect(sum(last, /wren_inbound_health_check_marked_total\{source_principal="[^"]*mallory",probe_shape="true"\} (\d+)/g)).toBe(1);
 

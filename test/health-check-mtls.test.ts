@@ -160,13 +160,13 @@ test('probes are counted apart from user traffic on both sides', async () => {
   expect(sum(c, 'wren_health_check_total', { ...web, transport: 'mtls', result: 'unhealthy' })).toBeGreaterThanOrEqual(2);
   expect(sum(c, 'wren_health_check_total', { transport: 'plaintext' })).toBe(0);
   // The client's request metrics hold exactly the 40 user requests of the previous test.
-  expect(sum(c, 'istio_requests_total', { direction: 'outbound', destination_service: 'web.default.svc.cluster.local' })).toBe(40);
+  expect(sum(c, 'istio_requests_total', { reporter: 'source', destination_service: 'web.default.svc.cluster.local' })).toBe(40);
 
   const a = await metricsOf(sideA);
   expect(sum(a, 'wren_inbound_health_checks_total', { kind: 'http', response_code: '200' })).toBeGreaterThan(0);
   expect(sum(a, 'wren_inbound_health_checks_total', { kind: 'http', response_code: '503' })).toBeGreaterThanOrEqual(2);
   // Inbound request metrics on pod A count only the user requests its app served.
-  expect(sum(a, 'istio_requests_total', { direction: 'inbound' })).toBe(webA.userHits);
+  expect(sum(a, 'istio_requests_total', { reporter: 'destination' })).toBe(webA.userHits);
   expect(sum(a, 'wren_proxy_errors_total', { code: 'plaintext-refused' })).toBe(0);
 });
 
@@ -220,7 +220,7 @@ test("probes pass the peer's authorization like any request from the client's id
 });
 
 test('an app cannot pass its requests off as health checks: the header is stripped at its sidecar', async () => {
-  const inboundCounts = async () => sum(await metricsOf(sideA), 'istio_requests_total', { direction: 'inbound' }) + sum(await metricsOf(sideB), 'istio_requests_total', { direction: 'inbound' });
+  const inboundCounts = async () => sum(await metricsOf(sideA), 'istio_requests_total', { reporter: 'destination' }) + sum(await metricsOf(sideB), 'istio_requests_total', { reporter: 'destination' });
   const before = { requests: await inboundCounts(), hits: webA.userHits + webB.userHits };
   for (let i = 0; i < 10; i++) expect(await get({ 'wren-health-check': '1' })).toMatch(/^200 [ab]$/);
   expect(webA.userHits + webB.userHits - before.hits).toBe(10);
@@ -230,7 +230,7 @@ test('an app cannot pass its requests off as health checks: the header is stripp
 
 test('on a PERMISSIVE port a plaintext caller cannot mark its requests as health checks either', async () => {
   sideA.applySnapshot({ ...sideA.snapshot, version: 'permissive', inboundPolicy: parseInboundPolicy({ mtls: { mode: 'PERMISSIVE' } }, 'test') });
-  const m = async () => ({ plain: sum(await metricsOf(sideA), 'istio_requests_total', { direction: 'inbound', connection_security_policy: 'none' }) });
+  const m = async () => ({ plain: sum(await metricsOf(sideA), 'istio_requests_total', { reporter: 'destination', connection_security_policy: 'none' }) });
   const before = await m();
   const hits = webA.userHits;
   // Straight to the pod's app port: the redirect hands it to the sidecar in plaintext.

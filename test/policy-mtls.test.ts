@@ -119,7 +119,7 @@ describe('PERMISSIVE', () => {
     expect(echoed.headers['wren-target-port']).toBeUndefined();
     expect(echoed.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect((await plainAccepted(permissive)) - before).toBe(1);
-    expect(await metric(permissive, /istio_requests_total\{direction="inbound",[^}]*response_code="200"[^}]*connection_security_policy="none"\} (\d+)/)).toBeGreaterThan(0);
+    expect(await metric(permissive, /istio_requests_total\{reporter="destination",[^}]*response_code="200"[^}]*connection_security_policy="none"\} (\d+)/)).toBeGreaterThan(0);
   });
 
   test('a plaintext upgrade goes through the plaintext layers: forged mesh headers dropped, target from the original destination', async () => {
@@ -166,7 +166,7 @@ describe('PERMISSIVE', () => {
     redirect = null;
     const m = pki.issue('default', 'caller');
     expect(await mtlsGet(permissive, { key: m.keyPem, cert: m.certChainPem }, appB.port)).toBe('ok:b');
-    expect(await metric(permissive, /istio_requests_total\{direction="inbound",[^}]*connection_security_policy="mutual_tls"\} (\d+)/)).toBe(1);
+    expect(await metric(permissive, /istio_requests_total\{reporter="destination",[^}]*connection_security_policy="mutual_tls"\} (\d+)/)).toBe(1);
   });
 
   test('opaque plaintext TCP is spliced to the app port (server-speaks-first on an opaque port: no wait)', async () => {

@@ -80,6 +80,21 @@ function sample(text: string, name: string, labels: string): number {
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
+/** istio_requests_total summed over the series carrying every one of `labels` (the others, workload names..., any). */
+function istioSample(text: string, labels: Record<string, string>): number {
+  let total = 0;
+  for (const l of text.split('\n')) {
+    if (l.startsWith('istio_requests_total{') && Object.entries(labels).every(([k, v]) => l.includes(`,${k}="${v}"`) || l.includes(`{${k}="${v}"`))) total += Number(l.slice(l.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+// The source reporter says connection_security_policy="unknown", as Istio's does.
+const OK_TO_WEB = {
+  reporter: 'source', destination_service: 'web.default.svc.cluster.local', request_protocol: 'http', response_code: '200',
+  grpc_response_status: '', response_flags: '-', connection_security_policy: 'unknown',
+};
+
 /** Connections each worker of `p` accepted (wren_worker_connections_total{worker}). */
 async function perWorker(p: Proxy): Promise<number[]> {
   const m = (await admin(p, '/metrics')).body;
@@ -90,7 +105,7 @@ const delta = (after: number[], before: number[]) => after.map((v, i) => v - bef
 
 test('requests through a concurrency-2 sidecar succeed, both workers serve, and /metrics sums them', async () => {
   const before = await perWorker(client);
-  const reqBefore = sample((await admin(client, '/metrics')).body, 'istio_requests_total', 'direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200",grpc_response_status="",response_flags="-",connection_security_policy="mutual_tls"');
+  const reqBefore = istioSample((await admin(client, '/metrics')).body, OK_TO_WEB);
   const got = await Promise.all(Array.from({ length: CONNECTIONS }, () => get('web')));
   expect(got.map((r) => `${r.status} ${r.body}`)).toEqual(Array(CONNECTIONS).fill('200 a'));
   const spread = delta(await perWorker(client), before);
@@ -103,7 +118,7 @@ test('requests through a concurrency-2 sidecar succeed, both workers serve, and 
   let reqAfter = 0;
   for (const end = Date.now() + 5000; reqAfter - reqBefore < CONNECTIONS && Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
     metrics = (await admin(client, '/metrics')).body;
-    reqAfter = sample(metrics, 'istio_requests_total', 'direction="outbound",destination_service="web.default.svc.cluster.local",response_code="200",grpc_response_status="",response_flags="-",connection_security_policy="mutual_tls"');
+    reqAfter = istioSample(metrics, OK_TO_WEB);
   }
   expect(reqAfter - reqBefore).toBe(CONNECTIONS);
   expect(sample(metrics, 'wren_workers_listening', '')).toBe(2);

@@ -101,7 +101,7 @@ const metrics = async () => (await fetch(`http://127.0.0.1:${client.adminPort}/m
 const overflowCount = (text: string, cluster: string, limit: string): number =>
   Number(new RegExp(`^wren_overflow_total\\{cluster="${cluster}",limit="${limit}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
 const flaggedUO = (text: string, svc: string): number =>
-  Number(new RegExp(`^istio_requests_total\\{direction="outbound",destination_service="${svc}.default.svc.cluster.local",response_code="503",grpc_response_status="",response_flags="UO",[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  Number(new RegExp(`^istio_requests_total\\{reporter="source",[^}]*destination_service="${svc}.default.svc.cluster.local",[^}]*response_code="503",grpc_response_status="",response_flags="UO",[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
 
 test('maxConnections 1: the session to one peer is the cluster\'s only connection; a request that would open a second gets 503 overflow (UO)', async () => {
   const replies: Reply[] = [];

@@ -102,8 +102,8 @@ test('opaque TCP through an upstream port reaches the service over mTLS, where t
   const port = client.upstreamPorts[UP.echo];
   expect(await tcp(port, 'hello through the mesh\n')).toBe('echo ready\nhello through the mesh\n');
   const m = await metrics(client);
-  expect(m).toMatch(/istio_tcp_connections_opened_total\{direction="outbound",destination_service="echo.default.svc.cluster.local"\} [1-9]/);
-  expect(await metrics(server)).toMatch(/istio_tcp_connections_opened_total\{direction="inbound"/);
+  expect(m).toMatch(/istio_tcp_connections_opened_total\{reporter="source",[^}]*destination_service="echo.default.svc.cluster.local",[^}]*\} [1-9]/);
+  expect(await metrics(server)).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"/);
   // The same client on the outbound port itself: no original destination, nothing to route (the issue's premise).
   expect(await tcp(client.outboundPort, 'x')).toBe('');
 });
@@ -126,7 +126,7 @@ redisTest('redis-cli through an upstream port talks to redis-server behind the p
   expect(await cli('get', 'mesh-key')).toBe('through wren');
   // Written through the mesh, read straight from Redis.
   expect((await run('redis-cli', ['-p', String(redisPort), 'get', 'mesh-key'])).stdout.trim()).toBe('through wren');
-  expect(await metrics(client)).toMatch(/istio_tcp_connections_opened_total\{direction="outbound",destination_service="redis.default.svc.cluster.local"\} [3-9]/);
+  expect(await metrics(client)).toMatch(/istio_tcp_connections_opened_total\{reporter="source",[^}]*destination_service="redis.default.svc.cluster.local",[^}]*\} [3-9]/);
 });
 
 test('HTTP/1.1 through an upstream port goes to the bound service whatever the Host, with the caller identity', async () => {

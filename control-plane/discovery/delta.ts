@@ -2,7 +2,7 @@ import {
   endpointToWire, policyToJson, serviceToWire,
   type WireEndpointDelta, type WireService,
 } from '../../contract/discovery.js';
-import { endpointKey, type Endpoint, type Service } from '../../contract/model.js';
+import { endpointKey, type Endpoint, type Service, type Workload } from '../../contract/model.js';
 
 /**
  * The incremental part of a discovery response: what turns the proxy's ACKed view
@@ -24,9 +24,12 @@ export const isEmptyDelta = (d: Delta): boolean =>
 export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   return (
     a.address === b.address && a.port === b.port && a.proxyPort === b.proxyPort && a.identity === b.identity &&
-    a.weight === b.weight && a.zone === b.zone && a.ready === b.ready
+    a.weight === b.weight && a.zone === b.zone && a.ready === b.ready && sameWorkload(a.workload, b.workload)
   );
 }
+
+const sameWorkload = (a: Workload | undefined, b: Workload | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && a.name === b.name && a.namespace === b.namespace && a.app === b.app && a.version === b.version);
 
 /** Everything but the endpoints is equal (then an endpoint delta is enough). */
 export function sameShape(a: Service, b: Service): boolean {

@@ -181,6 +181,18 @@ describe('annotations', () => {
     expect(proxy.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
+  test('the workload name from the owner references at admission, app/version from the labels (WREN_WORKLOAD_*), as Istio\'s injector does', () => {
+    const p = pod({ labels: { app: 'web', version: 'v3', 'pod-template-hash': '5d8f7' } });
+    p.metadata!.name = undefined;
+    p.metadata!.generateName = 'web-v3-5d8f7-';
+    p.metadata!.ownerReferences = [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web-v3-5d8f7', uid: 'u', controller: true }];
+    const env = Object.fromEntries((find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-proxy')!.env ?? []).map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({ WREN_WORKLOAD_NAME: 'web-v3', WREN_WORKLOAD_APP: 'web', WREN_WORKLOAD_VERSION: 'v3' });
+    const bare = pod({});
+    const benv = (find(apply(bare, injectPod(bare).patch).spec?.initContainers, 'wren-proxy')!.env ?? []).map((e) => [e.name, e.value]);
+    expect(benv.filter(([n]) => n!.startsWith('WREN_WORKLOAD_'))).toEqual([['WREN_WORKLOAD_NAME', 'web-1']]);
+  });
+
   test('wren.io/mesh-http1 sets how HTTP/1.1 travels between sidecars (WREN_MESH_HTTP1); a malformed value is ignored with a warning', () => {
     const h2 = pod({ annotations: { 'wren.io/mesh-http1': 'h2' } });
     const proxy = find(apply(h2, injectPod(h2).patch).spec?.initContainers, 'wren-proxy')!;

@@ -2,6 +2,7 @@ import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList, parseServiceList } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
+import { podWorkload } from '../translate/pod-workload.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
 
 export interface InjectResult {
@@ -116,7 +117,10 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (m === 'h1' || m === 'h2') meshHttp1 = m;
     else warnings.push(`${A.meshHttp1}: ignoring ${JSON.stringify(m)} (expected h1 or h2)`);
   }
-  return { resources, logLevel, concurrency, egress, meshHttp1 };
+  // The workload name from the pod's owner references at admission (as Istio's injector
+  // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
+  const workload = podWorkload(pod.metadata ?? {});
+  return { resources, logLevel, concurrency, egress, meshHttp1, workload };
 }
 
 /**

@@ -86,6 +86,17 @@ export interface ProxyEnvSettings {
   readonly egress: readonly string[];
   /** WREN_MESH_HTTP1; undefined: the proxy's default. */
   readonly meshHttp1: 'h1' | 'h2' | undefined;
+  /** WREN_WORKLOAD_NAME / _APP / _VERSION (translate/pod-workload.ts); '' values are left out. */
+  readonly workload?: { readonly name: string; readonly app: string; readonly version: string };
+}
+
+function workloadEnv(w: ProxyEnvSettings['workload']): { name: string; value: string }[] {
+  if (!w) return [];
+  const out: { name: string; value: string }[] = [];
+  if (w.name) out.push({ name: 'WREN_WORKLOAD_NAME', value: w.name });
+  if (w.app) out.push({ name: 'WREN_WORKLOAD_APP', value: w.app });
+  if (w.version) out.push({ name: 'WREN_WORKLOAD_VERSION', value: w.version });
+  return out;
 }
 
 export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: ProxyEnvSettings): V1Container {
@@ -113,6 +124,7 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       ...(s.concurrency === undefined ? [] : [{ name: 'WREN_CONCURRENCY', value: String(s.concurrency) }]),
       ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
       ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
+      ...workloadEnv(s.workload),
     ],
     ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }],
     resources: resources(r),

@@ -1,5 +1,6 @@
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
-import type { Protocol, Service, TrafficPolicy } from '../../contract/model.js';
+import type { Protocol, Service, TrafficPolicy, Workload } from '../../contract/model.js';
+import { podWorkload, type PodMeta } from './pod-workload.js';
 import { parseEndpoint, parseService, parseTrafficPolicy } from '../../contract/parse.js';
 import {
   arr, bool, fail, literal, num, obj, optional, record, str, withDefault,
@@ -50,6 +51,8 @@ export interface KPod {
   readonly proxyPort: number | null;
   /** metadata.labels (policy selectors match them). */
   readonly labels: Readonly<Record<string, string>>;
+  /** The pod's workload (owner, app, version labels; pod-workload.ts), for the endpoints' metrics labels. */
+  readonly workload: Workload;
 }
 
 export interface KTrafficPolicy {
@@ -181,6 +184,7 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     { metadata: metadata(DNS_SUBDOMAIN), spec: obj({ serviceAccountName: str({ pattern: DNS_SUBDOMAIN, default: 'default' }) }, { allowUnknown: true }) },
     { allowUnknown: true },
   )(raw, path);
+  const owners = obj({ ownerReferences: withDefault(arr(ownerRef), []) }, { allowUnknown: true })((raw as { metadata?: unknown })?.metadata ?? {}, `${path ? path + '.' : ''}metadata`);
   const ann = o.metadata.annotations;
   const portAnn = ann[MESH_PROXY_PORT_ANNOTATION];
   let proxyPort: number | null = null;
@@ -200,8 +204,20 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     meshed,
     proxyPort: meshed ? (proxyPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
     labels: o.metadata.labels,
+    workload: workloadOf(o.metadata.name, o.metadata.namespace, o.metadata.labels, owners.ownerReferences),
   });
 };
+
+const ownerRef = obj({ kind: str({ default: '' }), name: str({ default: '' }), controller: optional(bool()) }, { allowUnknown: true });
+
+/** Label values reach every peer's metrics: keep only what a Kubernetes label value may be (else ''). */
+const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+function workloadOf(name: string, namespace: string, labels: Readonly<Record<string, string>>, ownerReferences: PodMeta['ownerReferences']): Workload {
+  const w = podWorkload({ name, labels, ownerReferences });
+  const clean = (v: string) => (LABEL_VALUE.test(v) ? v : '');
+  return Object.freeze({ name: DNS_SUBDOMAIN.test(w.name) ? w.name : name, namespace, app: clean(w.app), version: clean(w.version) });
+}
 
 export const parseTrafficPolicyResource: Parser<KTrafficPolicy> = (raw, path) => {
   const o = obj(

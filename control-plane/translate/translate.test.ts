@@ -40,10 +40,11 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
 
   test('only ready, non-terminating endpoints route; identities and proxy ports come from the pods', () => {
     expect(web.ports[0].endpoints).toEqual([
-      { address: '10.244.1.5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'eu-west-1a', ready: true },
-      // conditions {} -> ready (nil means ready); annotation wren.io/proxy-port meshes it on that port
-      { address: '10.244.3.7', port: 8080, proxyPort: 15106, identity: 'spiffe://cluster.local/ns/shop/sa/web-canary', weight: 1, zone: 'eu-west-1c', ready: true },
-      { address: 'fd00:10:244::5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: '', ready: true },
+      // the workload from the pod's owner (ReplicaSet web-6d4cf56db6 of Deployment web) and its labels
+      { address: '10.244.1.5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'eu-west-1a', ready: true, workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' } },
+      // conditions {} -> ready (nil means ready); annotation wren.io/proxy-port meshes it on that port; no owner: the pod is its own workload
+      { address: '10.244.3.7', port: 8080, proxyPort: 15106, identity: 'spiffe://cluster.local/ns/shop/sa/web-canary', weight: 1, zone: 'eu-west-1c', ready: true, workload: { name: 'web-6d4cf56db6-pqrst', namespace: 'shop', app: 'web', version: '' } },
+      { address: 'fd00:10:244::5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: '', ready: true, workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' } },
     ]);
     // the IPv6 slice has no grpc-api port
     expect(web.ports[1].endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.244.1.5:9090', '10.244.3.7:9090']);

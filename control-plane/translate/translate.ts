@@ -1,5 +1,5 @@
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
-import { endpointKey, serviceKey, type Endpoint, type Service, type ServicePort, type TrafficPolicy } from '../../contract/model.js';
+import { endpointKey, serviceKey, type Endpoint, type Service, type ServicePort, type TrafficPolicy, type Workload } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objects.js';
 
 /**
@@ -15,6 +15,8 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  *   (the slice port number is the pod's target port);
  * - a pod endpoint whose Pod is not known yet is held back (not sent as plaintext):
  *   it appears as soon as the Pod arrives;
+ * - a pod endpoint carries the pod's workload (owner, app and version labels, as Istio
+ *   names workloads: pod-workload.ts), so the caller's metrics name the destination workload;
  * - a meshed pod (annotation `wren.io/injected` set by the injector, label or annotation
  *   `wren.io/inject: enabled`, or annotation `wren.io/proxy-port`) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
  *   and proxyPort (the annotation, else 15006); an unmeshed pod gives '' and null;
@@ -84,16 +86,22 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
       if (!ep.ready || ep.terminating) continue;
       let identity = '';
       let proxyPort: number | null = null;
+      let workload: Workload | undefined;
       if (ep.pod) {
         const pod = input.pod(slice.namespace, ep.pod);
         if (!pod) continue;
+        workload = pod.workload;
         if (pod.meshed) {
           identity = spiffeId(input.trustDomain, pod.namespace, pod.serviceAccount);
           proxyPort = pod.proxyPort;
         }
       }
       for (const address of ep.addresses) {
-        const e: Endpoint = Object.freeze({ address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true });
+        const e: Endpoint = Object.freeze(
+          workload
+            ? { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true, workload }
+            : { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true },
+        );
         out.set(endpointKey(e), e);
       }
     }

@@ -107,6 +107,16 @@ describe('in-cluster mode (the injector environment)', () => {
     expect(tlsFilesOf(c)).toBeNull();
   });
 
+  test('the workload for the metrics: WREN_WORKLOAD_* (the injector), app/version defaulting to the labels; bad values named', () => {
+    const c = proxyConfigFromEnv({ ...env, WREN_WORKLOAD_NAME: 'web-v1', WREN_WORKLOAD_APP: 'web', WREN_WORKLOAD_VERSION: 'v1' });
+    expect(c.identity.workload).toEqual({ name: 'web-v1', app: 'web', version: 'v1' });
+    expect(proxyConfigFromEnv(env).identity.workload).toEqual({ name: '', app: '', version: '' });
+    expect(() => proxyConfigFromEnv({ ...env, WREN_WORKLOAD_NAME: 'Web V1' })).toThrow(/WREN_WORKLOAD_NAME/);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_WORKLOAD_APP: 'a,b="c"' })).toThrow(/WREN_WORKLOAD_APP/);
+    const base = { tls: { certFile: 'c', keyFile: 'k', trustBundleFile: 't' } };
+    expect(parseProxyConfig({ ...base, identity: { labels: { 'app.kubernetes.io/name': 'shop', app: 'x', version: '2' } } }).identity.workload).toEqual({ name: '', app: 'shop', version: '2' });
+  });
+
   test('errors name the environment variable', () => {
     const err = (e: Record<string, string | undefined>) => {
       try {

@@ -87,6 +87,13 @@ export interface ProxyConfig {
     readonly pod: string;
     /** The workload's labels (policy selection); {} when unknown. */
     readonly labels: Readonly<Record<string, string>>;
+    /**
+     * This proxy's workload, for the metrics' source_* (outbound) and destination_*
+     * (inbound) labels and the peer metadata it sends (docs/observability.md, Metrics).
+     * In a cluster the injector sets it (WREN_WORKLOAD_*); '' = unknown, except that app
+     * and version default to the labels app.kubernetes.io/name or app, app.kubernetes.io/version or version.
+     */
+    readonly workload: { readonly name: string; readonly app: string; readonly version: string };
     readonly certify: CertifyConfig | undefined;
   };
   readonly tls: TlsFiles | NoTlsFiles;
@@ -218,6 +225,8 @@ const listener = (address: string, ipv6Address: string, p: number): Parser<Liste
   obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/ }), port: port(p) });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A Kubernetes label value (what the workload's app and version are), or ''. */
+const LABEL_VALUE = /^$|^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const HOST_PORT = /^[^\s:]+:\d+$/;
 /** A service key, "name.namespace" (contract/model.ts serviceKey). */
 const SERVICE_KEY = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -248,6 +257,11 @@ const shape = obj({
     serviceAccount: str({ default: 'default', pattern: /^[a-z0-9.-]+$/ }),
     pod: str({ default: '' }),
     labels: record(str()),
+    workload: obj({
+      name: str({ default: '', pattern: /^$|^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/ }),
+      app: optional(str({ pattern: LABEL_VALUE })),
+      version: optional(str({ pattern: LABEL_VALUE })),
+    }),
     certify: optional(
       obj({
         controlPlane: optional(str({ pattern: HOST_PORT })),
@@ -342,11 +356,22 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
   checkUpstreamPorts(c.upstreams, c.listeners);
   return Object.freeze({
     ...c,
-    identity: Object.freeze({ ...c.identity, certify }),
+    identity: Object.freeze({ ...c.identity, certify, workload: workloadOf(c.identity) }),
     tls: c.tls ?? Object.freeze({}),
     discovery: Object.freeze({ ...c.discovery, controlPlaneIdentity: c.discovery.controlPlaneIdentity ?? controlPlaneSpiffeId(c.identity.trustDomain) }),
   }) as ProxyConfig;
 });
+
+/** app/version unset: the workload's labels (Istio reads the same two pairs; '' when absent). */
+function workloadOf(id: { labels: Readonly<Record<string, string>>; workload: { name: string; app?: string; version?: string } }): ProxyConfig['identity']['workload'] {
+  const l = id.labels;
+  const label = (v: string | undefined) => (v !== undefined && LABEL_VALUE.test(v) ? v : '');
+  return Object.freeze({
+    name: id.workload.name,
+    app: id.workload.app ?? label(l['app.kubernetes.io/name'] ?? l.app),
+    version: id.workload.version ?? label(l['app.kubernetes.io/version'] ?? l.version),
+  });
+}
 
 /** Two listeners on one address and port cannot both bind: say which field, before start-up. */
 function checkUpstreamPorts(ups: readonly UpstreamConfig[], listeners: Record<'outbound' | 'inbound' | 'admin', ListenerAddress>): void {
@@ -398,6 +423,9 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
+  { name: 'WREN_WORKLOAD_NAME', path: 'identity.workload.name' },
+  { name: 'WREN_WORKLOAD_APP', path: 'identity.workload.app' },
+  { name: 'WREN_WORKLOAD_VERSION', path: 'identity.workload.version' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */

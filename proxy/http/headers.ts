@@ -63,6 +63,11 @@ export const MESH = {
   origMethod: 'wren-orig-method',
   /** On the inbound's 200 to an extended CONNECT: the app answered 101, switching to this protocol. */
   upgraded: 'wren-upgraded',
+  /**
+   * Peer metadata (metrics/peer-metadata.ts): the calling workload and the service it
+   * meant, for the inbound side's metric labels. Believed from an mTLS peer only.
+   */
+  peer: 'wren-peer',
 } as const;
 
 export function isGrpc(h: Headers): boolean {

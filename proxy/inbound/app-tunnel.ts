@@ -2,6 +2,7 @@ import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/logger.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import type { TcpLabels } from '../metrics/workload-labels.js';
 import { splice } from '../net/tcp-tunnel.js';
 import { TcpConnector } from '../net/connector.js';
 import { toProxyError, type ProxyError } from '../errors/proxy-error.js';
@@ -17,7 +18,9 @@ export interface AppTunnelDeps {
 
 /**
  * Opaque TCP from a downstream (a CONNECT stream from a peer sidecar, or a plaintext
- * connection on a PERMISSIVE port) to the app's port, counted in the istio_tcp_* metrics.
+ * connection on a PERMISSIVE port) to the app's port, counted in the istio_tcp_* metrics
+ * under `labels` (reporter="destination": the caller's from the CONNECT stream's peer
+ * metadata, or all unknown for plaintext).
  * The socket comes from the same TCP connector as the outbound side's (net/connector.ts),
  * with the app connect timeout; a failure reaches `hooks.failed` as a typed ProxyError
  * (CONNECT_REFUSED, CONNECT_TIMEOUT...), for the caller to answer through the error table.
@@ -27,8 +30,8 @@ export function tunnelToApp(
   port: number,
   down: Duplex,
   hooks: { readonly connected?: () => void; readonly failed: (err: ProxyError) => void },
+  labels: TcpLabels,
 ): void {
-  const labels = { direction: 'inbound', destination_service: String(port) } as const;
   const ep = { address: d.appAddress, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
   new TcpConnector({ clock: d.clock }).connect(ep, APP_CONNECT_TIMEOUT_MS).then(
     ({ socket: up }) => {

@@ -40,6 +40,7 @@ export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpServ
     delete req.headers[MESH.origProto];
     delete req.headers[MESH.targetPort];
     delete req.headers[MESH.healthCheck];
+    delete req.headers[MESH.peer];
     return deliver(app, callers, caller, req, port, orig);
   };
 }

@@ -27,6 +27,7 @@ import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H1Server } from '../http/h1-server.js';
+import type { TcpLabels } from '../metrics/workload-labels.js';
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -247,8 +248,11 @@ export class InboundListener {
       stream.once('close', cancel);
       return;
     }
-    if (this.d.opaquePorts.has(port)) this.spliceToApp(stream, port);
-    else this.decodeOrSplice(stream, port, principal);
+    // reporter="destination": the caller's workload from the CONNECT stream's peer metadata (metrics/peer-metadata.ts).
+    const peer = headers[MESH.peer];
+    const labels = this.d.metrics.local.forInbound(principal, typeof peer === 'string' ? peer : undefined, principal !== '').tcp;
+    if (this.d.opaquePorts.has(port)) this.spliceToApp(stream, port, labels);
+    else this.decodeOrSplice(stream, port, principal, labels);
   }
 
   /**
@@ -259,7 +263,7 @@ export class InboundListener {
    * raw HTTP with a forged X-Forwarded-Client-Cert and the app would get it unparsed.
    * Anything else (or silence until the detection timeout) is spliced as before.
    */
-  private decodeOrSplice(stream: ServerHttp2Stream, port: number, principal: string): void {
+  private decodeOrSplice(stream: ServerHttp2Stream, port: number, principal: string, labels: TcpLabels): void {
     stream.on('error', ignore);
     void detectProtocol(stream as unknown as Socket, this.d.detectTimeoutMs, this.d.clock).then((kind) => {
       this.d.metrics.detect.inc({ direction: 'inbound', result: kind });
@@ -269,12 +273,12 @@ export class InboundListener {
         const peer = stream.session?.socket;
         this.tunnelled.handle(new StreamSocket(stream, peer?.remoteAddress, peer?.remotePort) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
       } else {
-        this.spliceToApp(stream, port);
+        this.spliceToApp(stream, port, labels);
       }
     });
   }
 
-  private spliceToApp(stream: ServerHttp2Stream, port: number): void {
+  private spliceToApp(stream: ServerHttp2Stream, port: number, labels: TcpLabels): void {
     tunnelToApp(this.d, port, stream, {
       connected: () => {
         if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 200 });
@@ -285,7 +289,7 @@ export class InboundListener {
         if (!stream.headersSent) refuseTunnel(stream, e);
         else stream.destroy();
       },
-    });
+    }, labels);
   }
 
   address(): AddressInfo {

@@ -145,7 +145,7 @@ export class PlaintextInbound {
     this.d.track(1);
     socket.once('close', () => this.d.track(-1));
     // Bytes the caller already sent stay buffered (the socket is paused) until the splice pipes them.
-    tunnelToApp(this.d, port, socket, { failed: () => socket.destroy() });
+    tunnelToApp(this.d, port, socket, { failed: () => socket.destroy() }, this.d.metrics.local.forInbound('', undefined, false).tcp);
   }
 
   /** GOAWAY to h2c sessions and close idle HTTP/1.1 connections. */

@@ -70,6 +70,7 @@ export const pickEndpoint =
     if (ep instanceof ProxyError) throw ep;
     st.tried.add(endpointKey(ep));
     req.endpoint = ep;
+    st.endpoint = ep;
     const connector = d.connectorFor?.(req, ep);
     // Already connected (the common case): no admission, no promise.
     const ready = connector?.ready(ep);

@@ -1,12 +1,23 @@
+import type { Readable } from 'node:stream';
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
+import type { LabelSet } from '../metrics/workload-labels.js';
+import { stateOf } from './request-state.js';
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 
 /**
- * Counts requests and their latency to response headers (Linkerd's response_latency is
- * also time-to-first-byte). The gRPC status is read from the trailers when the body ends.
+ * Istio's standard request metrics (istio_requests_total, istio_request_duration_milliseconds,
+ * istio_request_bytes, istio_response_bytes) with Istio's labels (metrics/workload-labels.ts):
+ * reporter="source" here on the outbound side (the destination workload is the picked
+ * endpoint's, from the control plane), reporter="destination" on the inbound side (the
+ * caller's workload from its `wren-peer` header, trusted from an mTLS peer only). The
+ * duration runs from the request's start to the response's last byte (or its abort), as
+ * Istio's stats filter measures a request when the stream completes; body sizes are the
+ * bytes of the bodies (metrics/body-bytes.ts). The gRPC status is read from the headers
+ * (trailers-only) or the trailers when the body ends.
  *
  * With `healthChecks` (the inbound mTLS stack), an active health check from the calling
  * sidecar (`wren-health-check`) is counted in wren_inbound_health_checks_total instead of
@@ -28,6 +39,10 @@ export const recordMetrics =
       if (probe) return countHealthCheck(metrics, req, inner);
     }
     metrics.activeStreams.inc({ direction });
+    if (req.body) countBodyBytes(req.body);
+    // Read before the layers below strip it (deliver-to-app); only an mTLS caller's is believed.
+    const peer = direction === 'inbound' ? header(req.headers, MESH.peer) : undefined;
+    const protocol = isGrpc(req.headers) ? 'grpc' : 'http';
     let res: ProxyResponse;
     try {
       res = await inner(req);
@@ -35,24 +50,60 @@ export const recordMetrics =
       metrics.activeStreams.dec({ direction });
       throw err;
     }
-    const service = req.route ? `${req.route.service.name}.${req.route.service.namespace}.svc.cluster.local` : 'unknown';
-    const code = String(res.status);
-    metrics.duration.observe({ direction, destination_service: service, response_code: code }, clock.now() - req.startedAt);
+    const set =
+      direction === 'outbound'
+        ? metrics.local.forOutbound(req.route, req.endpoint ?? stateOf(req)?.endpoint)
+        : metrics.local.forInbound(req.source.identity, peer, tlsMode() === 'mutual_tls' && req.source.identity !== '');
     if (res.proxyError) metrics.proxyErrors.inc({ direction, code: res.proxyError });
-    let counted = false;
-    const count = () => {
-      if (counted) return;
-      counted = true;
-      metrics.activeStreams.dec({ direction });
-      const grpc = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status') ?? '';
-      metrics.requests.inc({ direction, destination_service: service, response_code: code, grpc_response_status: grpc, response_flags: responseFlag(res.proxyError), connection_security_policy: tlsMode() });
-    };
-    if (res.body) {
-      res.body.once('end', count);
-      res.body.once('close', count);
-    } else count();
+    const done: Done = { metrics, clock, direction, set, protocol, req, res, counted: false };
+    const body = res.body;
+    if (body) {
+      countBodyBytes(body);
+      (body as Readable & { [DONE]?: Done })[DONE] = done;
+      body.once('end', onBodyDone);
+      body.once('close', onBodyDone);
+    } else finish(done);
     return res;
   };
+
+const DONE = Symbol('wren.metricsDone');
+
+interface Done {
+  readonly metrics: ProxyMetrics;
+  readonly clock: Clock;
+  readonly direction: Direction;
+  readonly set: LabelSet;
+  readonly protocol: 'http' | 'grpc';
+  readonly req: ProxyRequest;
+  readonly res: ProxyResponse;
+  counted: boolean;
+}
+
+/** One shared listener for every response body ('end' or 'close', whichever comes first). */
+function onBodyDone(this: Readable & { [DONE]?: Done }): void {
+  const d = this[DONE];
+  if (d) finish(d);
+}
+
+/** gRPC status codes are 0..16 (grpc/doc/statuscodes.md); anything else an upstream sent is not a label value. */
+const GRPC_STATUS = /^\d{1,2}$/;
+
+function finish(d: Done): void {
+  if (d.counted) return;
+  d.counted = true;
+  const { metrics, res } = d;
+  metrics.activeStreams.dec({ direction: d.direction });
+  let grpc = '';
+  if (d.protocol === 'grpc' || isGrpc(res.headers)) {
+    const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
+    grpc = raw === undefined ? '' : GRPC_STATUS.test(raw) ? raw : 'unknown';
+  }
+  const labels = d.set.labels(d.protocol, String(res.status), grpc, responseFlag(res.proxyError));
+  metrics.requests.inc(labels);
+  metrics.duration.observe(labels, d.clock.now() - d.req.startedAt);
+  metrics.requestBytes.observe(labels, bodyBytes(d.req.body));
+  metrics.responseBytes.observe(labels, bodyBytes(res.body));
+}
 
 /** The gRPC health service's Check method (grpc/grpc health/v1/health.proto), what the gRPC probe calls. */
 const GRPC_HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';

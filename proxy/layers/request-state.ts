@@ -2,6 +2,7 @@ import type { ProxyRequest } from '../http/exchange.js';
 import type { ClusterHandle } from '../outbound/cluster-set.js';
 import type { Outcome } from '../resilience/classify.js';
 import type { Upstream } from '../net/connector.js';
+import type { Endpoint } from '../../contract/model.js';
 
 /**
  * What the resilience layers (admission → timeouts → retry → pick-endpoint) share about
@@ -24,6 +25,8 @@ export interface ResilienceState {
    * the terminal service to send on; undefined when the terminal connects by itself.
    */
   upstream?: Upstream;
+  /** The latest attempt's endpoint (the copies' `req.endpoint` stays on the copies), for the metrics' destination_* labels. */
+  endpoint?: Endpoint;
 }
 
 const STATE = Symbol('wren.resilience');

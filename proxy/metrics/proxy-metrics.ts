@@ -1,23 +1,35 @@
 import { Counter, Gauge, Histogram, Registry } from './prom.js';
 import { registerProcessMetrics } from './process-metrics.js';
+import { REQUEST_LABELS, TCP_LABELS, WorkloadLabels, type RequestLabel, type TcpLabel } from './workload-labels.js';
+
+/** Istio's default buckets for istio_request_duration_milliseconds. */
+const DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+/** Istio's byte-size buckets (powers of ten, 1 B to 10 MB) for istio_request_bytes / istio_response_bytes. */
+const BYTE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000];
 
 export type Direction = 'inbound' | 'outbound';
 
 /**
  * The proxy's metrics, one registry per proxy instance. Names follow Istio's standard
  * metrics where the meaning matches (istio_requests_total, istio_request_duration_milliseconds,
- * istio_tcp_*), so existing dashboards work; Wren-specific ones are prefixed wren_.
+ * istio_tcp_*) with Istio's standard labels (workload-labels.ts), so Istio's dashboards and
+ * Kiali's queries work; Wren-specific ones are prefixed wren_ and keep `direction`.
  * `defaultMetrics` adds the process metrics (process-metrics.ts).
  */
 export class ProxyMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<'direction' | 'destination_service' | 'response_code' | 'grpc_response_status' | 'response_flags' | 'connection_security_policy'>;
-  readonly duration: Histogram<'direction' | 'destination_service' | 'response_code'>;
+  /** Istio's standard metrics (workload-labels.ts): labelled by reporter, not direction. */
+  readonly requests: Counter<RequestLabel>;
+  readonly duration: Histogram<RequestLabel>;
+  readonly requestBytes: Histogram<RequestLabel>;
+  readonly responseBytes: Histogram<RequestLabel>;
   readonly activeStreams: Gauge<'direction'>;
-  readonly tcpOpened: Counter<'direction' | 'destination_service'>;
-  readonly tcpClosed: Counter<'direction' | 'destination_service'>;
-  readonly tcpSent: Counter<'direction' | 'destination_service'>;
-  readonly tcpReceived: Counter<'direction' | 'destination_service'>;
+  readonly tcpOpened: Counter<TcpLabel>;
+  readonly tcpClosed: Counter<TcpLabel>;
+  readonly tcpSent: Counter<TcpLabel>;
+  readonly tcpReceived: Counter<TcpLabel>;
+  /** This proxy's workload and the label sets built from it (source outbound, destination inbound). */
+  readonly local: WorkloadLabels;
   readonly detect: Counter<'direction' | 'result'>;
   readonly passthrough: Counter<'reason'>;
   readonly proxyErrors: Counter<'direction' | 'code'>;
@@ -28,26 +40,26 @@ export class ProxyMetrics {
   readonly inboundHealthCheckMarked: Counter<'source_principal' | 'probe_shape'>;
   private stopProcessMetrics: () => void = () => undefined;
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  constructor(opts: { defaultMetrics?: boolean; local?: WorkloadLabels } = {}) {
     const registers = [this.registry];
-    this.requests = new Counter({
-      name: 'istio_requests_total',
-      help: 'HTTP/gRPC requests handled, by direction, destination service and response code',
-      labelNames: ['direction', 'destination_service', 'response_code', 'grpc_response_status', 'response_flags', 'connection_security_policy'],
-      registers,
-    });
+    this.local = opts.local ?? new WorkloadLabels({ name: '', namespace: '', app: '', version: '' }, () => '');
+    const labelNames = REQUEST_LABELS;
+    const tcp = TCP_LABELS;
+    this.requests = new Counter({ name: 'istio_requests_total', help: 'HTTP/gRPC requests handled, with Istio\'s standard labels (reporter source: outbound; destination: inbound)', labelNames, registers });
     this.duration = new Histogram({
       name: 'istio_request_duration_milliseconds',
-      help: 'Time from request start to response headers (ms)',
-      labelNames: ['direction', 'destination_service', 'response_code'],
-      buckets: [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000],
+      help: 'Request duration (ms): from the request\'s first byte to the response\'s last byte, as Istio measures it',
+      labelNames,
+      buckets: DURATION_BUCKETS_MS,
       registers,
     });
+    this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'HTTP request body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers });
+    this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'HTTP response body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers });
     this.activeStreams = new Gauge({ name: 'wren_active_streams', help: 'HTTP requests/streams in flight', labelNames: ['direction'], registers });
-    this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Opaque TCP connections opened', labelNames: ['direction', 'destination_service'], registers });
-    this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'Opaque TCP connections closed', labelNames: ['direction', 'destination_service'], registers });
-    this.tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client side of opaque TCP connections', labelNames: ['direction', 'destination_service'], registers });
-    this.tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client side of opaque TCP connections', labelNames: ['direction', 'destination_service'], registers });
+    this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Opaque TCP connections opened', labelNames: tcp, registers });
+    this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'Opaque TCP connections closed', labelNames: tcp, registers });
+    this.tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client side of opaque TCP connections (the response direction)', labelNames: tcp, registers });
+    this.tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client side of opaque TCP connections (the request direction)', labelNames: tcp, registers });
     this.detect = new Counter({ name: 'wren_protocol_detect_total', help: 'Protocol detection results (http1, http2, opaque, timeout, opaque-port)', labelNames: ['direction', 'result'], registers });
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
     this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });

@@ -1,6 +1,6 @@
 import type { Agent } from 'node:http';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { MESH } from '../http/headers.js';
+import { MESH, type Headers } from '../http/headers.js';
 import { forwardH2 } from '../http/h2-forward.js';
 import { forwardH1 } from '../http/h1-forward.js';
 import { ProxyError } from '../errors/proxy-error.js';
@@ -11,6 +11,7 @@ import { upgradeH2 } from '../http/h2-upgrade.js';
 import { stateOf } from '../layers/request-state.js';
 import { portPolicy } from '../../contract/model.js';
 import type { H1Pool } from '../http/h1-pool.js';
+import type { WorkloadLabels } from '../metrics/workload-labels.js';
 
 /**
  * Terminal outbound service. To a meshed endpoint every request becomes an HTTP/2
@@ -29,23 +30,30 @@ import type { H1Pool } from '../http/h1-pool.js';
  * take the cluster's connection slots as an unmeshed endpoint's do; the mesh headers are
  * two field lines of the head. Upgrades keep extended CONNECT on the HTTP/2 session.
  */
-export function forwardToEndpoint(peers: PeerPool, agent: Agent, meshH1?: H1Pool): HttpService {
+export function forwardToEndpoint(peers: PeerPool, agent: Agent, meshH1?: H1Pool, local?: WorkloadLabels): HttpService {
   return (req) => {
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
-    if (req.upgrade !== undefined) return upgrade(peers, ep, req);
+    // Peer metadata for the peer sidecar's metrics (metrics/peer-metadata.ts): to meshed endpoints only.
+    const peer = local && ep.proxyPort !== null ? local.peerHeader(req.route?.service) : undefined;
+    if (req.upgrade !== undefined) return upgrade(peers, ep, req, peer);
     if (viaH1Pool(req, ep, meshH1 !== undefined)) {
       const route = req.route;
       const limits = stateOf(req)?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
       if (ep.proxyPort !== null) {
-        const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: HTTP/1.1\r\n`;
+        const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: HTTP/1.1\r\n${peer === undefined ? '' : `${MESH.peer}: ${peer}\r\n`}`;
         return meshH1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
       }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
       return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs);
     }
-    const extra = ep.proxyPort !== null ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto } : undefined;
+    const extra: Headers | undefined =
+      ep.proxyPort === null
+        ? undefined
+        : peer === undefined
+          ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto }
+          : { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto, [MESH.peer]: peer };
     // pick-endpoint connected the attempt (its connector's upstream): no look-up, no promise round trip.
     const up = stateOf(req)?.upstream;
     if (up?.kind === 'h2') return forwardH2(up.session, req, req.headers, extra);
@@ -55,9 +63,9 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, meshH1?: H1Pool
   };
 }
 
-function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest): Promise<ProxyResponse> {
+function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string | undefined): Promise<ProxyResponse> {
   if (ep.proxyPort === null) return upgradeH1(ep.address, ep.port, req, req.headers);
-  const extra = { [MESH.targetPort]: String(ep.port) };
+  const extra: Headers = peer === undefined ? { [MESH.targetPort]: String(ep.port) } : { [MESH.targetPort]: String(ep.port), [MESH.peer]: peer };
   const up = stateOf(req)?.upstream;
   if (up?.kind === 'h2') return upgradeH2(up.session, req, req.headers, extra);
   const session = peers.ready(ep);

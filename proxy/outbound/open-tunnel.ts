@@ -4,6 +4,7 @@ import type { HttpService, ProxyResponse } from '../http/exchange.js';
 import { MESH } from '../http/headers.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { stateOf } from '../layers/request-state.js';
+import type { WorkloadLabels } from '../metrics/workload-labels.js';
 
 const noTrailers = (): undefined => undefined;
 
@@ -17,7 +18,7 @@ const noTrailers = (): undefined => undefined;
  * first bytes before answering (a CONNECT to a port it has not declared opaque), so the
  * client's bytes must already flow.
  */
-export const openTunnel: HttpService = (req) => {
+export const openTunnel = (local?: WorkloadLabels): HttpService => (req) => {
   const ep = req.endpoint;
   const up = stateOf(req)?.upstream;
   if (!ep || !up) return Promise.reject(new ProxyError('INTERNAL', 'tunnel without a connected endpoint'));
@@ -25,7 +26,7 @@ export const openTunnel: HttpService = (req) => {
   if (up.kind === 'h2' && ep.proxyPort !== null) {
     let stream: Duplex;
     try {
-      stream = connectStream(up.session, ep.address, ep.port);
+      stream = connectStream(up.session, ep.address, ep.port, local?.peerHeader(req.route?.service));
     } catch (e) {
       // The session is closing (GOAWAY) or gone: nothing was sent (pick-endpoint's NOT_SENT).
       return Promise.reject(new ProxyError('UPSTREAM_RESET', (e as Error).message, { cause: e }));
@@ -35,8 +36,10 @@ export const openTunnel: HttpService = (req) => {
   return Promise.reject(new ProxyError('INTERNAL', `no tunnel over a ${up.kind} upstream`));
 };
 
-function connectStream(session: ClientHttp2Session, address: string, port: number): Duplex {
-  return session.request({ ':method': 'CONNECT', ':authority': `${address}:${port}`, [MESH.targetPort]: String(port) });
+/** The peer metadata rides in the CONNECT stream's headers, as on a request (metrics/peer-metadata.ts). */
+function connectStream(session: ClientHttp2Session, address: string, port: number, peer: string | undefined): Duplex {
+  const h = { ':method': 'CONNECT', ':authority': `${address}:${port}`, [MESH.targetPort]: String(port) };
+  return session.request(peer === undefined ? h : { ...h, [MESH.peer]: peer });
 }
 
 function tunnel(body: Duplex): ProxyResponse {

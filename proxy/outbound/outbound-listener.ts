@@ -178,7 +178,8 @@ export class OutboundListener {
         socket.removeListener('close', onClose);
         const up = res.body as Duplex;
         if (socket.destroyed) return void up.destroy();
-        const labels = { direction: 'outbound', destination_service: serviceName(req) } as const;
+        // reporter="source": the routed service and the endpoint pick-endpoint connected (its workload from the control plane).
+        const labels = this.d.metrics.local.forOutbound(req.route, req.endpoint).tcp;
         this.d.metrics.tcpOpened.inc(labels);
         splice(socket, up, (b) => {
           this.d.metrics.tcpClosed.inc(labels);

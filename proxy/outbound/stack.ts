@@ -56,6 +56,6 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       retry(d.clock, d.logger),
       pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1) }),
     ],
-    forwardToEndpoint(d.peers, d.agent, d.meshH1),
+    forwardToEndpoint(d.peers, d.agent, d.meshH1, d.metrics.local),
   );
 }

@@ -17,10 +17,10 @@ import type { OutboundStackDeps } from './stack.js';
  * request and idle timeouts, which would cut a long-lived connection). The listener maps
  * a failure to its code (wren_proxy_errors_total) and closes the connection.
  */
-export function outboundTcpStack(d: Pick<OutboundStackDeps, 'routes' | 'clusters' | 'peers' | 'clock' | 'logger'>): HttpService {
+export function outboundTcpStack(d: Pick<OutboundStackDeps, 'routes' | 'clusters' | 'peers' | 'clock' | 'logger'> & Partial<Pick<OutboundStackDeps, 'metrics'>>): HttpService {
   const svc = stack(
     [routeByAuthority(d.routes), admission(d.clusters), retry(d.clock, d.logger), pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock) })],
-    openTunnel,
+    openTunnel(d.metrics?.local),
   );
   // Layers may throw synchronously (routing does); the listener gets every failure as a rejection.
   return async (req) => svc(req);

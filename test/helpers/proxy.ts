@@ -81,7 +81,7 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
 export function meshService(
   name: string,
   port: number,
-  backends: readonly { appPort: number; proxy: Proxy | null; ready?: boolean; weight?: number }[],
+  backends: readonly { appPort: number; proxy: Proxy | null; ready?: boolean; weight?: number; workload?: { name: string; app?: string; version?: string } }[],
   extra: Record<string, unknown> = {},
 ): Service {
   return parseService(
@@ -99,6 +99,8 @@ export function meshService(
             identity: b.proxy ? b.proxy.tls.spiffeId : undefined,
             ready: b.ready ?? true,
             weight: b.weight ?? 1,
+            // As the control plane fills it from the pod (contract Endpoint.workload).
+            ...(b.workload ? { workload: { namespace: 'default', ...b.workload } } : {}),
           })),
         },
       ],

@@ -1,0 +1,131 @@
+import { PassThrough, Readable } from 'node:stream';
+import { FakeClock } from '../../common/clock.js';
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import type { Endpoint, Service } from '../../contract/model.js';
+import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { ProxyMetrics } from '../metrics/proxy-metrics.js';
+import { WorkloadLabels } from '../metrics/workload-labels.js';
+import { recordMetrics } from './record-metrics.js';
+
+const SELF = 'spiffe://cluster.local/ns/shop/sa/web';
+const API = 'spiffe://cluster.local/ns/shop/sa/api';
+const ep: Endpoint = {
+  address: '10.0.0.7', port: 8080, proxyPort: 15006, identity: API, weight: 1, zone: '', ready: true,
+  workload: { name: 'api-v2', namespace: 'shop', app: 'api', version: 'v2' },
+};
+const service: Service = { name: 'api', namespace: 'shop', clusterIPs: [], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [ep] }] };
+const route = { service, port: service.ports[0] };
+
+function setup() {
+  const clock = new FakeClock(5_000);
+  const metrics = new ProxyMetrics({ local: new WorkloadLabels({ name: 'web-v1', namespace: 'shop', app: 'web', version: 'v1' }, () => SELF) });
+  return { clock, metrics };
+}
+
+function request(over: Partial<ProxyRequest> & { headers?: Record<string, string> }, clock: FakeClock): ProxyRequest {
+  return {
+    method: 'POST', scheme: 'http', authority: 'api', path: '/x', headers: {}, body: null, trailers: () => undefined, origProto: 'HTTP/1.1',
+    source: { address: '127.0.0.1', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: clock.now(), ...over,
+  } as ProxyRequest;
+}
+
+/** The one series of `name` (a Prometheus text line's labels), with its value. */
+async function series(metrics: ProxyMetrics, name: string): Promise<{ labels: Record<string, string>; value: number }[]> {
+  const json = await metrics.registry.getSingleMetric(name)!.get();
+  return json.values.filter((v) => !('metricName' in v) || v.metricName === name || v.metricName === `${name}_sum`).map((v) => ({ labels: v.labels as Record<string, string>, value: v.value }));
+}
+
+test('outbound (reporter=source): every Istio label from this workload, the route and the picked endpoint; duration to the last byte; body sizes', async () => {
+  const { clock, metrics } = setup();
+  const resBody = new PassThrough();
+  const inner: HttpService = async (req) => {
+    req.route = route;
+    req.endpoint = ep;
+    req.body!.resume();
+    return { status: 201, headers: {}, body: resBody, trailers: () => undefined } as ProxyResponse;
+  };
+  const reqBody = Readable.from([Buffer.alloc(300), Buffer.alloc(200)], { objectMode: false });
+  const res = await recordMetrics(metrics, 'outbound', clock)(inner)(request({ body: reqBody }, clock));
+  await new Promise((r) => reqBody.once('end', r));
+  clock.advance(40);
+  expect(await series(metrics, 'istio_requests_total')).toEqual([]); // counted when the body ends, not at headers
+  res.body!.resume();
+  resBody.end(Buffer.alloc(1234));
+  await new Promise((r) => res.body!.once('end', r));
+  const labels = {
+    reporter: 'source',
+    source_workload: 'web-v1', source_workload_namespace: 'shop', source_principal: SELF, source_app: 'web', source_version: 'v1',
+    destination_workload: 'api-v2', destination_workload_namespace: 'shop', destination_principal: API, destination_app: 'api', destination_version: 'v2',
+    destination_service: 'api.shop.svc.cluster.local', destination_service_name: 'api', destination_service_namespace: 'shop',
+    request_protocol: 'http', response_code: '201', grpc_response_status: '', response_flags: '-', connection_security_policy: 'unknown',
+  };
+  expect(await series(metrics, 'istio_requests_total')).toEqual([{ labels, value: 1 }]);
+  expect(await series(metrics, 'istio_request_duration_milliseconds')).toEqual([{ labels, value: 40 }]);
+  expect(await series(metrics, 'istio_request_bytes')).toEqual([{ labels, value: 500 }]);
+  expect(await series(metrics, 'istio_response_bytes')).toEqual([{ labels, value: 1234 }]);
+});
+
+test('outbound, no route (NR): the destination is all unknown, never the authority the client sent', async () => {
+  const { clock, metrics } = setup();
+  const inner: HttpService = async () => ({ status: 404, headers: {}, body: null, trailers: () => undefined, proxyError: 'no-route' }) as ProxyResponse;
+  await recordMetrics(metrics, 'outbound', clock)(inner)(request({ authority: 'evil-unique-123.example' }, clock));
+  const [s] = await series(metrics, 'istio_requests_total');
+  expect(s.labels).toMatchObject({
+    destination_service: 'unknown', destination_service_name: 'unknown', destination_service_namespace: 'unknown',
+    destination_workload: 'unknown', destination_principal: 'unknown', response_code: '404', response_flags: 'NR',
+  });
+  expect(JSON.stringify(s.labels)).not.toContain('evil');
+});
+
+test('inbound (reporter=destination): the caller from its verified identity and wren-peer; gRPC status from the trailers', async () => {
+  const { clock, metrics } = setup();
+  const resBody = new PassThrough();
+  const inner: HttpService = async () => ({ status: 200, headers: { 'content-type': 'application/grpc' }, body: resBody, trailers: () => ({ 'grpc-status': '5' }) }) as ProxyResponse;
+  const headers = { 'content-type': 'application/grpc', 'wren-peer': 'api-v2;shop;api;v2;web.shop' };
+  const res = await recordMetrics(metrics, 'inbound', clock)(inner)(request({ headers, source: { address: '10.0.0.7', port: 5, identity: API } }, clock));
+  res.body!.resume();
+  resBody.end();
+  await new Promise((r) => res.body!.once('end', r));
+  expect((await series(metrics, 'istio_requests_total'))[0].labels).toEqual({
+    reporter: 'destination',
+    source_workload: 'api-v2', source_workload_namespace: 'shop', source_principal: API, source_app: 'api', source_version: 'v2',
+    destination_workload: 'web-v1', destination_workload_namespace: 'shop', destination_principal: SELF, destination_app: 'web', destination_version: 'v1',
+    destination_service: 'web.shop.svc.cluster.local', destination_service_name: 'web', destination_service_namespace: 'shop',
+    request_protocol: 'grpc', response_code: '200', grpc_response_status: '5', response_flags: '-', connection_security_policy: 'mutual_tls',
+  });
+});
+
+test('inbound: wren-peer is ignored from a plaintext caller, from a caller of another namespace, and when malformed', async () => {
+  const inner: HttpService = async () => ({ status: 200, headers: {}, body: null, trailers: () => undefined }) as ProxyResponse;
+  const cases: [string, { identity: string; plaintext: boolean; peer: string }][] = [
+    ['plaintext', { identity: '', plaintext: true, peer: 'api-v2;shop;api;v2;web.shop' }],
+    ['namespace not the certificate\'s', { identity: 'spiffe://cluster.local/ns/other/sa/x', plaintext: false, peer: 'api-v2;shop;api;v2;web.shop' }],
+    ['bad charset', { identity: API, plaintext: false, peer: 'api v2;shop;api;v2;web.shop' }],
+    ['too many fields', { identity: API, plaintext: false, peer: 'a;shop;api;v2;web.shop;x' }],
+    ['too long', { identity: API, plaintext: false, peer: `${'a'.repeat(700)};shop;;;` }],
+  ];
+  for (const [what, c] of cases) {
+    const { clock, metrics } = setup();
+    const layer = recordMetrics(metrics, 'inbound', clock, c.plaintext ? () => 'none' : () => 'mutual_tls');
+    await layer(inner)(request({ headers: { 'wren-peer': c.peer }, source: { address: '10.0.0.9', port: 5, identity: c.identity } }, clock));
+    const [s] = await series(metrics, 'istio_requests_total');
+    expect([what, s.labels.source_workload, s.labels.source_app, s.labels.destination_service]).toEqual([what, 'unknown', 'unknown', 'unknown']);
+  }
+});
+
+test('a gRPC status that is not a status code is not a label value', async () => {
+  const { clock, metrics } = setup();
+  const inner: HttpService = async () => ({ status: 200, headers: { 'content-type': 'application/grpc', 'grpc-status': 'x'.repeat(40) }, body: null, trailers: () => undefined }) as ProxyResponse;
+  await recordMetrics(metrics, 'outbound', clock)(inner)(request({ headers: { 'content-type': 'application/grpc' } }, clock));
+  expect((await series(metrics, 'istio_requests_total'))[0].labels.grpc_response_status).toBe('unknown');
+});
+
+test('label objects are built once per (peer, response shape) and reused', async () => {
+  const local = new WorkloadLabels({ name: 'web-v1', namespace: 'shop', app: 'web', version: 'v1' }, () => SELF);
+  const a = local.forOutbound(route, ep);
+  expect(local.forOutbound(route, ep)).toBe(a);
+  expect(a.labels('http', '200', '', '-')).toBe(a.labels('http', '200', '', '-'));
+  expect(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true)).toBe(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true));
+  expect(local.peerHeader(service)).toBe('web-v1;shop;web;v1;api.shop');
+  expect(local.peerHeader(undefined)).toBe('web-v1;shop;web;v1;');
+});

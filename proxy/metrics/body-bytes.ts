@@ -1,0 +1,37 @@
+import type { Readable } from 'node:stream';
+
+const BYTES = Symbol('wren.bodyBytes');
+const PUSH = Symbol('wren.bodyPush');
+
+interface Counted {
+  [BYTES]: number;
+  [PUSH]: Readable['push'];
+}
+
+/**
+ * Counts a body's bytes for istio_request_bytes / istio_response_bytes without touching
+ * how it flows: every chunk a Readable gets passes through its `push` (node's socket and
+ * HTTP/2 stream reads call `stream.push`, and so do Wren's codec bodies), so the stream's
+ * own push is wrapped, once, by one shared function (no closure per request). A 'data'
+ * listener would switch the stream to flowing mode before its consumer is attached and
+ * lose chunks. What was buffered before (a settled body) is its readableLength.
+ */
+function countingPush(this: Readable & Counted, chunk: unknown, encoding?: BufferEncoding): boolean {
+  if (chunk !== null && chunk !== undefined) {
+    this[BYTES] += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : (chunk as Uint8Array).byteLength ?? 0;
+  }
+  return this[PUSH](chunk, encoding);
+}
+
+export function countBodyBytes(body: Readable): void {
+  const b = body as Readable & Partial<Counted>;
+  if (b[PUSH] !== undefined) return;
+  b[BYTES] = body.readableObjectMode ? 0 : body.readableLength;
+  b[PUSH] = body.push;
+  body.push = countingPush;
+}
+
+/** The bytes counted so far (0 for no body or one not counted). */
+export function bodyBytes(body: Readable | null): number {
+  return body ? ((body as Readable & Partial<Counted>)[BYTES] ?? 0) : 0;
+}

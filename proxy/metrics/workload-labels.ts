@@ -1,0 +1,184 @@
+import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
+import { encodePeerMetadata, parsePeerMetadata } from './peer-metadata.js';
+
+/**
+ * Istio's standard metric labels (istio.io docs/reference/config/metrics), in Istio's
+ * order. request_protocol is `http` or `grpc` on the request metrics and `tcp` on the
+ * istio_tcp_* ones, which carry neither response_code nor grpc_response_status (as Istio's).
+ */
+export const REQUEST_LABELS = [
+  'reporter',
+  'source_workload', 'source_workload_namespace', 'source_principal', 'source_app', 'source_version',
+  'destination_workload', 'destination_workload_namespace', 'destination_principal', 'destination_app', 'destination_version',
+  'destination_service', 'destination_service_name', 'destination_service_namespace',
+  'request_protocol', 'response_code', 'grpc_response_status', 'response_flags', 'connection_security_policy',
+] as const;
+export type RequestLabel = (typeof REQUEST_LABELS)[number];
+export type TcpLabel = Exclude<RequestLabel, 'response_code' | 'grpc_response_status'>;
+export const TCP_LABELS = REQUEST_LABELS.filter((l): l is TcpLabel => l !== 'response_code' && l !== 'grpc_response_status');
+
+type Base = Omit<Record<RequestLabel, string>, 'request_protocol' | 'response_code' | 'grpc_response_status' | 'response_flags'>;
+export type RequestLabels = Readonly<Record<RequestLabel, string>>;
+export type TcpLabels = Readonly<Record<TcpLabel, string>>;
+
+const UNKNOWN = 'unknown';
+
+/** prom-client prints labels in the object's key order: Istio's order, whatever order they were built in. */
+function inOrder<K extends string>(names: readonly K[], values: Record<K, string>): Readonly<Record<K, string>> {
+  const out = {} as Record<K, string>;
+  for (const n of names) out[n] = values[n];
+  return Object.freeze(out);
+}
+const orUnknown = (v: string | undefined): string => (v ? v : UNKNOWN);
+
+/**
+ * The label values of one (reporter, source, destination): built once and kept, with the
+ * full label objects of each (protocol, response code, gRPC status, flags) seen, so a
+ * request's metrics reuse objects instead of building 19 labels again.
+ */
+export class LabelSet {
+  readonly tcp: TcpLabels;
+  private readonly full = new Map<string, RequestLabels>();
+
+  constructor(private readonly base: Base) {
+    this.tcp = inOrder(TCP_LABELS, { ...base, request_protocol: 'tcp', response_flags: '-' });
+  }
+
+  labels(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestLabels {
+    const key = `${protocol} ${code} ${grpc} ${flags}`;
+    let l = this.full.get(key);
+    if (l === undefined) {
+      l = inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags });
+      // Bounded anyway (status codes, gRPC codes and flags are checked values), but say so.
+      if (this.full.size < 4096) this.full.set(key, l);
+    }
+    return l;
+  }
+}
+
+interface PortEntry {
+  none: LabelSet | undefined;
+  readonly byEndpoint: WeakMap<Endpoint, LabelSet>;
+}
+
+/** At most this many inbound (peer identity, peer metadata) pairs keep their labels cached. */
+const MAX_INBOUND_SETS = 1024;
+
+/**
+ * This proxy's own workload (from config: the injector's WREN_WORKLOAD_*), which is the
+ * source on the outbound side and the destination on the inbound side, and the label sets
+ * built from it: per (service port, endpoint) outbound, the endpoint's workload coming
+ * from the control plane (contract Endpoint.workload); per (peer identity, peer metadata)
+ * inbound, the caller's workload from its `wren-peer` header (peer-metadata.ts).
+ */
+export class WorkloadLabels {
+  private readonly outbound = new WeakMap<ServicePort, PortEntry>();
+  private noRoute: LabelSet | undefined;
+  private readonly inbound = new Map<string, LabelSet>();
+  private plaintextSet: LabelSet | undefined;
+  private readonly peerHeaders = new WeakMap<Service, string>();
+  private readonly bareHeader: string;
+
+  constructor(
+    readonly workload: { readonly name: string; readonly namespace: string; readonly app: string; readonly version: string },
+    /** This proxy's SPIFFE ID ('' = none yet). */
+    private readonly principal: () => string,
+  ) {
+    this.bareHeader = encodePeerMetadata(workload, undefined);
+  }
+
+  /** The `wren-peer` value for a request to `service` (cached per service object). */
+  peerHeader(service: Service | undefined): string {
+    if (!service) return this.bareHeader;
+    let h = this.peerHeaders.get(service);
+    if (h === undefined) {
+      h = encodePeerMetadata(this.workload, service);
+      this.peerHeaders.set(service, h);
+    }
+    return h;
+  }
+
+  /**
+   * reporter="source": this workload calls the routed service's endpoint. No route: the
+   * destination is all `unknown` (the authority the client sent is never a label value).
+   * Istio's source reporter says connection_security_policy="unknown".
+   */
+  forOutbound(route: { readonly service: Service; readonly port: ServicePort } | undefined, ep: Endpoint | undefined): LabelSet {
+    if (!route) return (this.noRoute ??= new LabelSet(this.sourceBase(undefined, undefined)));
+    let entry = this.outbound.get(route.port);
+    if (!entry) {
+      entry = { none: undefined, byEndpoint: new WeakMap() };
+      this.outbound.set(route.port, entry);
+    }
+    if (!ep) return (entry.none ??= new LabelSet(this.sourceBase(route.service, undefined)));
+    let set = entry.byEndpoint.get(ep);
+    if (!set) {
+      set = new LabelSet(this.sourceBase(route.service, ep));
+      entry.byEndpoint.set(ep, set);
+    }
+    return set;
+  }
+
+  /**
+   * reporter="destination": a caller (its verified SPIFFE ID, '' for plaintext) calls this
+   * workload. `peer` is its `wren-peer` header, used only when `secure` (an mTLS peer) and
+   * when its namespace is the one in the caller's SPIFFE ID.
+   */
+  forInbound(principal: string, peer: string | undefined, secure: boolean): LabelSet {
+    if (!secure) return (this.plaintextSet ??= new LabelSet(this.destinationBase('', undefined, 'none')));
+    const key = peer === undefined ? principal : `${principal}\n${peer}`;
+    let set = this.inbound.get(key);
+    if (!set) {
+      set = new LabelSet(this.destinationBase(principal, peer, 'mutual_tls'));
+      if (this.inbound.size >= MAX_INBOUND_SETS) this.inbound.clear();
+      this.inbound.set(key, set);
+    }
+    return set;
+  }
+
+  private sourceBase(service: Service | undefined, ep: Endpoint | undefined): Base {
+    const w = this.workload;
+    const dst = ep?.workload;
+    return {
+      reporter: 'source',
+      source_workload: orUnknown(w.name),
+      source_workload_namespace: orUnknown(w.namespace),
+      source_principal: orUnknown(this.principal()),
+      source_app: orUnknown(w.app),
+      source_version: orUnknown(w.version),
+      destination_workload: orUnknown(dst?.name),
+      destination_workload_namespace: orUnknown(dst?.namespace),
+      destination_principal: orUnknown(ep?.identity),
+      destination_app: orUnknown(dst?.app),
+      destination_version: orUnknown(dst?.version),
+      destination_service: service ? `${service.name}.${service.namespace}.svc.cluster.local` : UNKNOWN,
+      destination_service_name: orUnknown(service?.name),
+      destination_service_namespace: orUnknown(service?.namespace),
+      connection_security_policy: UNKNOWN,
+    };
+  }
+
+  private destinationBase(principal: string, peerHeader: string | undefined, policy: 'mutual_tls' | 'none'): Base {
+    const w = this.workload;
+    let peer = peerHeader === undefined ? null : parsePeerMetadata(peerHeader);
+    // The peer's namespace must be its certificate's: a sidecar cannot speak for another namespace's workload.
+    if (peer && peer.namespace !== '' && !principal.includes(`/ns/${peer.namespace}/sa/`)) peer = null;
+    return {
+      reporter: 'destination',
+      source_workload: orUnknown(peer?.workload),
+      source_workload_namespace: orUnknown(peer?.namespace),
+      source_principal: orUnknown(principal),
+      source_app: orUnknown(peer?.app),
+      source_version: orUnknown(peer?.version),
+      destination_workload: orUnknown(w.name),
+      destination_workload_namespace: orUnknown(w.namespace),
+      destination_principal: policy === 'mutual_tls' ? orUnknown(this.principal()) : UNKNOWN,
+      destination_app: orUnknown(w.app),
+      destination_version: orUnknown(w.version),
+      destination_service: peer?.serviceName ? `${peer.serviceName}.${peer.serviceNamespace}.svc.cluster.local` : UNKNOWN,
+      destination_service_name: orUnknown(peer?.serviceName),
+      destination_service_namespace: orUnknown(peer?.serviceNamespace),
+      connection_security_policy: policy,
+    };
+  }
+}
