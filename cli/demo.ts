@@ -170,6 +170,15 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     const seen = await waitFor(async () => webWeight(await adminGet(pods.client, 15000, '/config_dump')) === 2, 10_000);
     out(seen ? `live edit of ${webFile} reached the client sidecar in ${Math.round(performance.now() - t0)} ms\n` : `live edit of ${webFile} did NOT reach the client sidecar\n`);
     if (!seen) failures++;
+    // A Telemetry resource (namespace-wide) reaches the sidecars; removing it restores the defaults.
+    const telemetryFile = join(meshDir, 'telemetry.yaml');
+    await writeFile(telemetryFile, DEMO_TELEMETRY);
+    const on = await waitFor(async () => accessLogFrom(await adminGet(pods.client, 15000, '/config_dump')) === 'true from pushed', 10_000);
+    out(on ? `Telemetry ${telemetryFile}: the client sidecar's access logs are on (set by the control plane)\n` : `Telemetry ${telemetryFile} did NOT reach the client sidecar\n`);
+    await rm(telemetryFile);
+    const off = await waitFor(async () => accessLogFrom(await adminGet(pods.client, 15000, '/config_dump')) === 'false from default', 10_000);
+    out(off ? 'Telemetry removed: access logs back to the default (off)\n' : 'removing the Telemetry did NOT restore the default\n');
+    if (!on || !off) failures++;
   }
   out(`
 Try it:
@@ -180,11 +189,15 @@ Try it:
   curl http://${pods.web}:15000/metrics | grep istio_requests_total
   curl http://${cp.ip}:15014/debug/proxies    # what the control plane sent each sidecar
   curl http://${pods.client}:15000/certs                     # the client sidecar's certificate (from Certify)
+  curl -s http://${pods.client}:15000/config_dump | jq .telemetry   # trace sampling, access logs, and who set them
   curl -s http://${cp.ip}:15014/metrics | grep wren_identity # certificates issued / refused
 
 The mesh is defined by the manifests in ${meshDir}/:
   edit ${webFile} (e.g. an endpoint's weight, or ready: false) and watch
   curl http://${pods.client}:15000/clusters change; ${join(meshDir, 'web-policy.yaml')} holds the TrafficPolicy.
+  Telemetry keeps its defaults (1 % tracing, access logs off); to turn access logs on for
+  every demo sidecar, add a Telemetry (docs/observability.md):
+  printf '${DEMO_TELEMETRY.replace(/\n/g, '\\n')}' > ${join(meshDir, 'telemetry.yaml')}
 `);
   if (values.smoke) {
     await stopAll();
@@ -280,6 +293,12 @@ function webWeight(r: { status: number; body: string }): number | undefined {
   return dump?.services?.find((s) => s.name === 'web')?.ports[0]?.endpoints[0]?.weight;
 }
 
+/** "<enabled> from <layer>" of the access-log switch in a sidecar's /config_dump (undefined if absent). */
+function accessLogFrom(r: { status: number; body: string }): string | undefined {
+  const t = parseJson<{ telemetry?: { settings: { accessLog: { enabled: boolean } }; from: { accessLog: { enabled: string } } } }>(r.body)?.telemetry;
+  return r.status === 200 && t ? `${t.settings.accessLog.enabled} from ${t.from.accessLog.enabled}` : undefined;
+}
+
 function parseJson<T>(text: string): T | undefined {
   try {
     return JSON.parse(text) as T;
@@ -358,4 +377,12 @@ spec:
     retry:
       retryOn: [5xx]
       attempts: 2
+`;
+
+/** A namespace-wide Telemetry for the demo's namespace: access logs on (the smoke run writes it, then removes it). */
+const DEMO_TELEMETRY = `apiVersion: policy.wren.io/v1alpha1
+kind: Telemetry
+metadata: { name: demo-logs, namespace: default }
+spec:
+  accessLogging: [{}]
 `;

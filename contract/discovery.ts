@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DEFAULT_INBOUND_POLICY, DEFAULT_POLICY } from './defaults.js';
-import type { Endpoint, InboundPolicy, MeshSnapshot, Service, TrafficPolicy } from './model.js';
-import { parseEndpoint, parseInboundPolicy, parseService, parseTrafficPolicy } from './parse.js';
+import type { Endpoint, InboundPolicy, MeshSnapshot, PushedTelemetry, Service, TrafficPolicy } from './model.js';
+import { parseEndpoint, parseInboundPolicy, parsePushedTelemetry, parseService, parseTrafficPolicy } from './parse.js';
 
 /**
  * The discovery contract (contract/discovery.proto, package wren.discovery.v1) as
@@ -77,6 +77,12 @@ export interface DiscoveryResponse {
   inboundPolicy?: WireInboundPolicy | null;
   /** The CA's trust state (contract/trust-anchors.ts). Full: set when the control plane is a CA. Delta: only when it changed. */
   trustBundle?: TrustBundleState | null;
+  /** The subscriber's telemetry settings. Full: set by this control plane. Delta: only when they changed. Absent: keep. */
+  telemetry?: WireTelemetry | null;
+}
+export interface WireTelemetry {
+  /** '' = no pushed settings. */
+  overridesJson: string;
 }
 export interface TrustBundleState {
   trustAnchorFingerprints: string[];
@@ -317,4 +323,31 @@ export function inboundPolicyFromJson(json: string, path: string): InboundPolicy
     throw new Error(`${path}: invalid JSON (${(e as Error).message})`, { cause: e });
   }
   return parseInboundPolicy(raw, path);
+}
+
+// ---- telemetry ---------------------------------------------------------------------------
+
+const NO_PUSHED_TELEMETRY: PushedTelemetry = Object.freeze({
+  tracing: Object.freeze({ samplingPercent: undefined }),
+  accessLog: Object.freeze({ enabled: undefined, samplingPercent: undefined }),
+});
+
+/** Compact JSON with only the fields set ('' when none is). Deterministic (fixed field order). */
+export function telemetryToJson(t: PushedTelemetry): string {
+  const tracing = t.tracing.samplingPercent === undefined ? undefined : { samplingPercent: t.tracing.samplingPercent };
+  const a = t.accessLog;
+  const accessLog = a.enabled === undefined && a.samplingPercent === undefined ? undefined : { enabled: a.enabled, samplingPercent: a.samplingPercent };
+  return tracing === undefined && accessLog === undefined ? '' : JSON.stringify({ tracing, accessLog });
+}
+
+/** Validates pushed telemetry settings ('' = none set); throws ConfigError naming `path`. */
+export function telemetryFromJson(json: string, path: string): PushedTelemetry {
+  if (!json) return NO_PUSHED_TELEMETRY;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message})`, { cause: e });
+  }
+  return parsePushedTelemetry(raw, path);
 }

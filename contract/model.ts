@@ -293,6 +293,19 @@ export interface MeshSnapshot {
   readonly services: readonly Service[];
   /** The local workload's inbound policy; absent = keep the one in force. */
   readonly inboundPolicy?: InboundPolicy;
+  /** The telemetry settings the control plane resolved for the local workload; absent = keep the ones in force. */
+  readonly telemetry?: PushedTelemetry;
+}
+
+/**
+ * Telemetry settings one layer sets (docs/observability.md, Telemetry settings): the
+ * control plane's resolution of the Telemetry resources that select a workload. Each
+ * field undefined = not set at this layer (the proxy falls back to its defaults); all
+ * undefined = no pushed overrides. Shape of the proxy's TelemetryOverrides.
+ */
+export interface PushedTelemetry {
+  readonly tracing: { readonly samplingPercent: number | undefined };
+  readonly accessLog: { readonly enabled: boolean | undefined; readonly samplingPercent: number | undefined };
 }
 
 export const serviceKey = (s: { name: string; namespace: string }): string => `${s.name}.${s.namespace}`;

@@ -1,7 +1,7 @@
 import { SocketAddress, isIP } from 'node:net';
 import { DEFAULT_POLICY } from './defaults.js';
 import type {
-  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, Service, ServicePort, TrafficPolicy, Workload,
+  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, PushedTelemetry, Service, ServicePort, TrafficPolicy, Workload,
 } from './model.js';
 import {
   arr, bool, duration, fail, literal, map, num, obj, optional, record, str, withDefault,
@@ -314,4 +314,13 @@ export const parseInboundPolicy: Parser<InboundPolicy> = obj({
   portLevelMtls: map(record(obj({ mode: literal(MTLS_MODES) })), checkPortKeys),
   authorizationPolicies: arr(parseAuthzPolicy, { default: [] }),
   jwtRules: arr(parseJwtRule, { default: [] }),
+});
+
+/**
+ * The telemetry settings the control plane pushes (discovery `telemetry.overrides_json`),
+ * the proxy config's `telemetry` spelling: every field optional, unknown fields refused.
+ */
+export const parsePushedTelemetry: Parser<PushedTelemetry> = obj({
+  tracing: obj({ samplingPercent: optional(num({ min: 0, max: 100 })) }),
+  accessLog: obj({ enabled: optional(bool()), samplingPercent: optional(num({ min: 0, max: 100 })) }),
 });

@@ -6,7 +6,7 @@ import { parseAllDocuments } from 'yaml';
 
 /**
  * Validates Wren resources (TrafficPolicy, PeerAuthentication, AuthorizationPolicy, RequestAuthentication,
- * MeshService) against the OpenAPI v3 schemas in manifests/crds, offline, the way the
+ * MeshService, Telemetry) against the OpenAPI v3 schemas in manifests/crds, offline, the way the
  * API server would: the CRD YAML is the single source of truth, translated here from
  * Kubernetes' OpenAPI subset to JSON Schema for ajv:
  * - `nullable: true` admits null;

@@ -286,6 +286,13 @@ export class Proxy {
     else this.clusters.apply(snapshot.services);
     this.routes = routes;
     this.healthChanged(); // clusters or endpoints may be gone, and their health with them
+    if (snapshot.telemetry) {
+      // Every listener worker applies the same snapshot (worker-main.ts), so each one's TelemetrySource gets it too.
+      const before = JSON.stringify(this.telemetry.explain());
+      this.telemetry.applyPushed(snapshot.telemetry);
+      const after = this.telemetry.explain();
+      if (JSON.stringify(after) !== before) this.logger.info('telemetry settings applied', { version: snapshot.version, ...after });
+    }
     if (inbound) {
       this.inboundPolicy = inbound;
       this.jwks.retainOnly(inbound.policy.jwtRules);
@@ -337,6 +344,8 @@ export class Proxy {
       bootstrap: { ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined },
       services: this.routes.snapshot.services,
       inboundPolicy: this.inboundPolicy.policy,
+      // The settings in force and the layer each field came from: local (config, annotations) > pushed (Telemetry resources) > default.
+      telemetry: this.telemetry.explain(),
     };
   }
 

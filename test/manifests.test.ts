@@ -54,8 +54,8 @@ describe('every YAML file', () => {
 
 describe('CRDs', () => {
   const crds = walk(join(ROOT, 'crds')).flatMap(docsOf);
-  test('five namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
-    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'TrafficPolicy']);
+  test('six namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
+    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
     for (const c of crds) {
       expect(c.apiVersion).toBe('apiextensions.k8s.io/v1');
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.policy.wren.io`);
@@ -92,6 +92,7 @@ describe('CRDs', () => {
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
       'policy.wren.io/v1alpha1 RequestAuthentication',
+      'policy.wren.io/v1alpha1 Telemetry',
       'policy.wren.io/v1alpha1 TrafficPolicy',
     ]);
   });
@@ -107,7 +108,7 @@ describe('examples', () => {
 
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
-    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService']));
+    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry']));
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
   });
@@ -265,7 +266,7 @@ describe('install manifests', () => {
       [
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
-        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices']),
+        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries']),
         'authentication.k8s.io/tokenreviews:create',
       ].sort(),
     );

@@ -17,6 +17,7 @@ import { healthRows, validateHealthReport, type HealthRow } from './health-repor
 import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type Subscriber } from './subscriber.js';
 import { TrustPush, type TrustPushOptions, type TrustPushState } from './trust-push.js';
 import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
+import { encodeTelemetrySuffix, WorkloadTelemetries } from './workload-telemetry.js';
 
 /**
  * The server side of wren.discovery.v1 Discovery.Stream.
@@ -102,6 +103,7 @@ export class DiscoveryServer {
   private readonly pushListeners = new Set<(p: PushRecord) => void>();
   private readonly unsubscribe: () => void;
   private readonly policies: WorkloadPolicies;
+  private readonly telemetries: WorkloadTelemetries;
   private readonly trust: TrustPush | null;
   private readonly unsubscribeTrust: () => void;
   private readonly anchors: ClientAnchors | null;
@@ -110,6 +112,7 @@ export class DiscoveryServer {
     if (o.clientAuth && !o.issuer) throw new Error('client authentication needs the issuer (its trust bundle is what client certificates must chain to)');
     this.anchors = o.clientAuth && o.issuer ? new ClientAnchors(o.issuer) : null;
     this.policies = new WorkloadPolicies(o.rootNamespace);
+    this.telemetries = new WorkloadTelemetries(o.logger.child({ component: 'telemetry' }), o.rootNamespace);
     this.unsubscribe = o.store.onChange(() => {
       for (const s of this.subs) this.pump(s);
     });
@@ -321,6 +324,7 @@ export class DiscoveryServer {
       s.ackedView = f.view;
       if (f.policyJson !== null) s.ackedPolicyJson = f.policyJson;
       if (f.trustKey !== null) s.ackedTrustKey = f.trustKey;
+      if (f.telemetryJson !== null) s.ackedTelemetryJson = f.telemetryJson;
       s.inflight = null;
       s.forceFull = false;
       if (!f.full) this.o.metrics.pushLatency.observe(Math.max(0, this.o.clock.now() - f.committedAt) / 1000);
@@ -363,24 +367,36 @@ export class DiscoveryServer {
     const trustDue = trust !== null && trust.key !== s.ackedTrustKey;
     let entry: Entry;
     let policyJson: string | null = null;
+    let telemetryJson: string | null = null;
     if (view.seq !== s.ackedSeq && view.seq > s.nackedSeq) {
       entry = this.entryFor(s, view);
       const pj = this.policies.jsonFor(view.policy, s.sub.identity);
       if (entry.full || pj !== s.ackedPolicyJson) policyJson = pj;
+      const tj = this.telemetries.jsonFor(view.policy, s.sub.identity);
+      if (entry.full || tj !== s.ackedTelemetryJson) telemetryJson = tj;
     } else if (trustDue && s.ackedSeq >= 0) {
       // Only the trust state is new: an otherwise empty delta at the version the proxy holds.
       entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, full: false, bytes: null, response: null, withPolicy: new Map() };
     } else return;
     const withTrust = trust !== null && (entry.full || trustDue) ? trust : null;
-    if (policyJson === null && withTrust === null && (!entry.bytes || !entry.response)) return;
+    if (policyJson === null && telemetryJson === null && withTrust === null && (!entry.bytes || !entry.response)) return;
     let bytes: Buffer;
     let response: DiscoveryResponse;
-    const extras = { ...(policyJson !== null ? { inboundPolicy: { policyJson } } : {}), ...(withTrust ? { trustBundle: withTrust.wire } : {}) };
+    const extras = {
+      ...(policyJson !== null ? { inboundPolicy: { policyJson } } : {}),
+      ...(withTrust ? { trustBundle: withTrust.wire } : {}),
+      ...(telemetryJson !== null ? { telemetry: { overridesJson: telemetryJson } } : {}),
+    };
     if (entry.bytes && entry.response) {
-      const key = `${policyJson ?? '-'}|${withTrust?.key ?? '-'}`;
+      const key = `${policyJson ?? '-'}|${withTrust?.key ?? '-'}|${telemetryJson ?? '-'}`;
       let b = entry.withPolicy.get(key);
       if (!b) {
-        const parts = [entry.bytes, ...(policyJson !== null ? [encodePolicySuffix(policyJson)] : []), ...(withTrust ? [withTrust.suffix] : [])];
+        const parts = [
+          entry.bytes,
+          ...(policyJson !== null ? [encodePolicySuffix(policyJson)] : []),
+          ...(withTrust ? [withTrust.suffix] : []),
+          ...(telemetryJson !== null ? [encodeTelemetrySuffix(telemetryJson)] : []),
+        ];
         entry.withPolicy.set(key, (b = parts.length === 1 ? entry.bytes : Buffer.concat(parts)));
       }
       bytes = b;
@@ -390,7 +406,7 @@ export class DiscoveryServer {
       response = { version: entry.version, nonce: entry.nonce, full: false, baseVersion: s.ackedVersion, services: [], removedServices: [], endpointDeltas: [], ...extras };
       bytes = loadDiscoveryProto().encodeResponse(response);
     }
-    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null };
+    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null, telemetryJson };
     s.call.write(bytes);
     const kind = entry.full ? 'full' : 'delta';
     this.o.metrics.pushes.inc({ kind });

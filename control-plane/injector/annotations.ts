@@ -18,6 +18,10 @@ export const A = {
   skipOutboundCidrs: 'wren.io/skip-outbound-cidrs',
   /** The proxy's egress scope (its discovery.services): "name.namespace" keys, comma-separated. */
   egressServices: 'wren.io/egress-services',
+  /** The proxy's telemetry section (docs/observability.md): trace sampling percent, access log on/off, log sampling percent. */
+  tracingSampling: 'wren.io/tracing-sampling',
+  accessLog: 'wren.io/access-log',
+  accessLogSampling: 'wren.io/access-log-sampling',
 } as const;
 
 export const PROXY_CONTAINER = 'wren-proxy';

@@ -4,6 +4,7 @@ import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
+import { telemetryEnv } from './telemetry-annotations.js';
 
 export interface InjectResult {
   readonly patch: JsonPatchOp[];
@@ -120,7 +121,7 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
   // The workload name from the pod's owner references at admission (as Istio's injector
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
   const workload = podWorkload(pod.metadata ?? {});
-  return { resources, logLevel, concurrency, egress, meshHttp1, workload };
+  return { resources, logLevel, concurrency, egress, meshHttp1, workload, telemetryEnv: telemetryEnv(ann, warnings) };
 }
 
 /**

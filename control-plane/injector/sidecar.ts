@@ -86,6 +86,8 @@ export interface ProxyEnvSettings {
   readonly egress: readonly string[];
   /** WREN_MESH_HTTP1; undefined: the proxy's default. */
   readonly meshHttp1: 'h1' | 'h2' | undefined;
+  /** WREN_TRACING_SAMPLING, WREN_ACCESS_LOG, WREN_ACCESS_LOG_SAMPLING from the telemetry annotations (telemetry-annotations.ts). */
+  readonly telemetryEnv?: readonly { readonly name: string; readonly value: string }[];
   /** WREN_WORKLOAD_NAME / _APP / _VERSION (translate/pod-workload.ts); '' values are left out. */
   readonly workload?: { readonly name: string; readonly app: string; readonly version: string };
 }
@@ -125,6 +127,7 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
       ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
       ...workloadEnv(s.workload),
+      ...(s.telemetryEnv ?? []),
     ],
     ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }],
     resources: resources(r),

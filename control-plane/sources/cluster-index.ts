@@ -1,6 +1,7 @@
 import { serviceKey, type Service } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels } from '../translate/policy-objects.js';
+import type { KTelemetry } from '../translate/telemetry-objects.js';
 import { translateService } from '../translate/translate.js';
 import type { PolicyView } from '../store/mesh-store.js';
 
@@ -14,7 +15,7 @@ export interface IndexChanges {
   readonly upserts: Service[];
   readonly removes: string[];
   readonly warnings: string[];
-  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication or a meshed pod's labels changed. */
+  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication, a Telemetry or a meshed pod's labels changed. */
   readonly policy?: PolicyView;
 }
 
@@ -34,6 +35,7 @@ export class ClusterIndex {
   private readonly peerAuthentications = new Map<string, KPeerAuthentication>();
   private readonly authorizationPolicies = new Map<string, KAuthorizationPolicy>();
   private readonly requestAuthentications = new Map<string, KRequestAuthentication>();
+  private readonly telemetries = new Map<string, KTelemetry>();
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
@@ -60,6 +62,12 @@ export class ClusterIndex {
   setRequestAuthentication(ns: string, name: string, p: KRequestAuthentication | null): void {
     if (p) this.requestAuthentications.set(nsName(ns, name), p);
     else if (!this.requestAuthentications.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  setTelemetry(ns: string, name: string, t: KTelemetry | null): void {
+    if (t) this.telemetries.set(nsName(ns, name), t);
+    else if (!this.telemetries.delete(nsName(ns, name))) return;
     this.policyDirty = true;
   }
 
@@ -176,6 +184,7 @@ export class ClusterIndex {
         peerAuthentications: Object.freeze([...this.peerAuthentications.values()]),
         authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),
         requestAuthentications: Object.freeze([...this.requestAuthentications.values()]),
+        telemetries: Object.freeze([...this.telemetries.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
       }),

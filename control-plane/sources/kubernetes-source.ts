@@ -6,13 +6,14 @@ import {
   TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
 } from '../translate/k8s-objects.js';
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
+import { parseTelemetryResource } from '../translate/telemetry-objects.js';
 import { ClusterIndex } from './cluster-index.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
 
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
  * builds) on Services, EndpointSlices, Pods, and the policy.wren.io/v1alpha1 TrafficPolicies,
- * PeerAuthentications, AuthorizationPolicies, RequestAuthentications and MeshServices (a MeshService wins over a
+ * PeerAuthentications, AuthorizationPolicies, RequestAuthentications, Telemetries and MeshServices (a MeshService wins over a
  * Service of the same name, as in the directory source: translate.ts).
  *
  * - The informer keeps resourceVersion, resumes watches from it and relists when the
@@ -111,6 +112,7 @@ export class KubernetesSource implements MeshSource {
       'requestauthentications', crdPath('requestauthentications'), crd('requestauthentications', 'RequestAuthentication'),
       parseRequestAuthenticationResource, idx.setRequestAuthentication.bind(idx),
     );
+    this.add('telemetries', crdPath('telemetries'), crd('telemetries', 'Telemetry'), parseTelemetryResource, idx.setTelemetry.bind(idx));
   }
 
   private add<T>(

@@ -11,6 +11,7 @@ import {
   type KAuthorizationPolicy, type KPeerAuthentication, type KRequestAuthentication,
 } from '../translate/policy-objects.js';
 import type { PolicyObjects } from '../translate/inbound-policy.js';
+import { parseTelemetryResource, type KTelemetry } from '../translate/telemetry-objects.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
@@ -29,7 +30,8 @@ export type ManifestObject =
   | { kind: 'MeshService'; key: string; value: Service }
   | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
   | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy }
-  | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication };
+  | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication }
+  | { kind: 'Telemetry'; key: string; value: KTelemetry };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -40,6 +42,7 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   PeerAuthentication: parsePeerAuthenticationResource,
   AuthorizationPolicy: parseAuthorizationPolicyResource,
   RequestAuthentication: parseRequestAuthenticationResource,
+  Telemetry: parseTelemetryResource,
 };
 
 /** An object the directory source does not read (its kind is not one of PARSERS). */
@@ -106,6 +109,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
   const out = {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
+    telemetries: [] as KTelemetry[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -122,6 +126,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
       else if (o.kind === 'PeerAuthentication') out.peerAuthentications.push(o.value);
       else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
       else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
+      else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
       else out.meshServices.push(o.value);
     }
   }

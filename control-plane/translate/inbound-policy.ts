@@ -1,5 +1,6 @@
 import { DEFAULT_INBOUND_POLICY, ROOT_NAMESPACE } from '../../contract/defaults.js';
 import type { AuthzPolicy, InboundPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
+import type { KTelemetry } from './telemetry-objects.js';
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels, PeerMode } from './policy-objects.js';
 
 /**
@@ -33,6 +34,8 @@ export interface PolicyObjects {
   readonly authorizationPolicies: readonly KAuthorizationPolicy[];
   /** Absent in sources that predate RequestAuthentication: none. */
   readonly requestAuthentications?: readonly KRequestAuthentication[];
+  /** Telemetry resources (telemetry-objects.ts); not inbound policy, but resolved per workload the same way. Absent: none. */
+  readonly telemetries?: readonly KTelemetry[];
 }
 
 export const selects = (selector: Labels | null, labels: Labels): boolean =>

@@ -46,12 +46,14 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const timestamp: Parser<string> = (raw) => (raw instanceof Date ? raw.toISOString() : typeof raw === 'string' ? raw : '');
 
-const metadata = obj(
+/** metadata of a namespaced resource: name, namespace (default `default`), creationTimestamp; other fields allowed. Shared with telemetry-objects.ts. */
+export const metadata = obj(
   { name: str({ pattern: DNS_SUBDOMAIN }), namespace: str({ pattern: DNS_LABEL, default: 'default' }), creationTimestamp: timestamp },
   { allowUnknown: true },
 );
 const apiVersion = optional(literal([`${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}`] as const));
-const selector: Parser<Labels | null> = map(
+/** spec.selector.matchLabels; absent or empty = null (the whole namespace). Shared with telemetry-objects.ts. */
+export const selector: Parser<Labels | null> = map(
   withDefault(obj({ matchLabels: record(str()) }), null as { matchLabels: Labels } | null),
   (s) => (s && Object.keys(s.matchLabels).length > 0 ? s.matchLabels : null),
 );

@@ -259,6 +259,21 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(() => proxyConfigFromEnv({ ...env, WREN_CONCURRENCY: '0' })).toThrow('environment: WREN_CONCURRENCY: expected a number in 1..64, got 0');
   });
 
+  test('in-cluster: WREN_TRACING_SAMPLING, WREN_ACCESS_LOG, WREN_ACCESS_LOG_SAMPLING (the injector sets them from the telemetry annotations)', () => {
+    const env = {
+      POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
+    };
+    expect(proxyConfigFromEnv(env).telemetry).toEqual({ tracing: { samplingPercent: undefined }, accessLog: { enabled: undefined, samplingPercent: undefined } });
+    expect(proxyConfigFromEnv({ ...env, WREN_TRACING_SAMPLING: '0.5', WREN_ACCESS_LOG: 'true', WREN_ACCESS_LOG_SAMPLING: '25' }).telemetry)
+      .toEqual({ tracing: { samplingPercent: 0.5 }, accessLog: { enabled: true, samplingPercent: 25 } });
+    expect(proxyConfigFromEnv({ ...env, WREN_ACCESS_LOG: 'false' }).telemetry.accessLog.enabled).toBe(false);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_TRACING_SAMPLING: '150' })).toThrow('environment: WREN_TRACING_SAMPLING: expected a number in 0..100, got 150');
+    expect(() => proxyConfigFromEnv({ ...env, WREN_ACCESS_LOG: 'yes' })).toThrow(/^environment: WREN_ACCESS_LOG: /);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_ACCESS_LOG_SAMPLING: 'all' })).toThrow(/^environment: WREN_ACCESS_LOG_SAMPLING: /);
+    // A decimal where an integer is required is still refused, naming the variable.
+    expect(() => proxyConfigFromEnv({ ...env, WREN_CONCURRENCY: '1.5' })).toThrow(/^environment: WREN_CONCURRENCY: /);
+  });
+
   test('in-cluster: WREN_MESH_HTTP1 (the injector sets it from wren.io/mesh-http1)', () => {
     const env = {
       POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',

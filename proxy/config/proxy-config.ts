@@ -426,6 +426,10 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_WORKLOAD_NAME', path: 'identity.workload.name' },
   { name: 'WREN_WORKLOAD_APP', path: 'identity.workload.app' },
   { name: 'WREN_WORKLOAD_VERSION', path: 'identity.workload.version' },
+  // The telemetry annotations (wren.io/tracing-sampling, wren.io/access-log, wren.io/access-log-sampling).
+  { name: 'WREN_TRACING_SAMPLING', path: 'telemetry.tracing.samplingPercent', kind: 'number' },
+  { name: 'WREN_ACCESS_LOG', path: 'telemetry.accessLog.enabled', kind: 'boolean' },
+  { name: 'WREN_ACCESS_LOG_SAMPLING', path: 'telemetry.accessLog.samplingPercent', kind: 'number' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
@@ -447,7 +451,8 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
       continue;
     }
     let value: unknown = text;
-    if (v.kind === 'number' && /^\d+$/.test(text.trim())) value = Number(text.trim());
+    // Decimals too (a sampling percent of 0.5): an integer-only field still rejects them, naming the variable.
+    if (v.kind === 'number' && /^\d+(\.\d+)?$/.test(text.trim())) value = Number(text.trim());
     if (v.kind === 'boolean' && /^(true|false)$/i.test(text.trim())) value = text.trim().toLowerCase() === 'true';
     if (v.kind === 'list') value = text.split(',').map((s) => s.trim()).filter(Boolean);
     const keys = v.path.split('.');

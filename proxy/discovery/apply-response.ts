@@ -1,6 +1,6 @@
-import { endpointFromWire, inboundPolicyFromJson, serviceFromWire, type DiscoveryResponse } from '../../contract/discovery.js';
+import { endpointFromWire, inboundPolicyFromJson, serviceFromWire, telemetryFromJson, type DiscoveryResponse } from '../../contract/discovery.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
-import { endpointKey, serviceKey, type Endpoint, type InboundPolicy, type Service } from '../../contract/model.js';
+import { endpointKey, serviceKey, type Endpoint, type InboundPolicy, type PushedTelemetry, type Service } from '../../contract/model.js';
 
 /** The delta does not apply to what the proxy holds: it needs a full snapshot (NACK with resync). */
 export class ResyncError extends Error {
@@ -69,4 +69,14 @@ export function applyInboundPolicy(current: InboundPolicy | null, r: DiscoveryRe
   if (r.inboundPolicy) return inboundPolicyFromJson(r.inboundPolicy.policyJson ?? '', 'inboundPolicy');
   if (r.full || !current) return DEFAULT_INBOUND_POLICY;
   return current;
+}
+
+/**
+ * The telemetry settings the control plane pushed for this workload after a response:
+ * present (even '' = none set) replaces them, absent keeps `current` (a delta that did
+ * not change them, or a control plane that does not send them: undefined until one does).
+ * Validated by parsePushedTelemetry; throws (so the response is NACKed) when invalid.
+ */
+export function applyTelemetry(current: PushedTelemetry | undefined, r: DiscoveryResponse): PushedTelemetry | undefined {
+  return r.telemetry ? telemetryFromJson(r.telemetry.overridesJson ?? '', 'telemetry') : current;
 }

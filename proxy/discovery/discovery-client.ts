@@ -7,8 +7,8 @@ import {
 } from '../../contract/discovery.js';
 import { parseTrustBundleState } from '../../contract/trust-anchors.js';
 import { credentialsGeneration } from '../identity/control-plane-credentials.js';
-import type { InboundPolicy, MeshSnapshot, Service } from '../../contract/model.js';
-import { applyInboundPolicy, applyResponse, ResyncError } from './apply-response.js';
+import type { InboundPolicy, MeshSnapshot, PushedTelemetry, Service } from '../../contract/model.js';
+import { applyInboundPolicy, applyResponse, applyTelemetry, ResyncError } from './apply-response.js';
 
 export interface DiscoveryClientOptions {
   /** host:port of the control plane's discovery endpoint. */
@@ -55,6 +55,8 @@ export class DiscoveryClient {
   private view: ReadonlyMap<string, Service> | null = null;
   private snapshot: MeshSnapshot | null = null;
   private inbound: InboundPolicy | null = null;
+  /** The telemetry settings last pushed (undefined: none yet). */
+  private telemetry: PushedTelemetry | undefined = undefined;
   private ejections: Ejection[] = [];
   private identityReport: IdentityReport | null = null;
   private readonly stopHooks: (() => void)[] = [];
@@ -198,15 +200,21 @@ export class DiscoveryClient {
     let next: Map<string, Service>;
     let snap: MeshSnapshot;
     let inbound: InboundPolicy;
+    let telemetry: PushedTelemetry | undefined;
     let trust: TrustBundleState | null;
     try {
       next = applyResponse(this.view, this.snapshot?.version ?? null, r);
       inbound = applyInboundPolicy(this.inbound, r);
+      telemetry = applyTelemetry(this.telemetry, r);
       trust = r.trustBundle ? parseTrustBundleState(r.trustBundle, 'trustBundle') : null;
       // A delta that carries only the trust state changes no config: nothing to apply.
-      const configUnchanged = !r.full && this.snapshot !== null && r.version === this.snapshot.version && !r.inboundPolicy
+      const configUnchanged = !r.full && this.snapshot !== null && r.version === this.snapshot.version && !r.inboundPolicy && !r.telemetry
         && !r.services?.length && !r.removedServices?.length && !r.endpointDeltas?.length;
-      snap = configUnchanged ? this.snapshot! : Object.freeze({ version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]), inboundPolicy: inbound });
+      // The telemetry rides in every snapshot once known, so a worker restarted on the latest snapshot has it too.
+      snap = configUnchanged ? this.snapshot! : Object.freeze({
+        version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]), inboundPolicy: inbound,
+        ...(telemetry ? { telemetry } : {}),
+      });
       if (!configUnchanged) this.o.apply(snap);
     } catch (e) {
       const detail = (e as Error).message;
@@ -218,6 +226,7 @@ export class DiscoveryClient {
     this.view = next;
     this.snapshot = snap;
     this.inbound = inbound;
+    this.telemetry = telemetry;
     this.stats.accepted++;
     stream.write({ ack: { version: r.version, nonce: r.nonce } });
     this.first.resolve(snap);

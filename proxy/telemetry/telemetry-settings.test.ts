@@ -29,3 +29,20 @@ describe('TelemetrySource', () => {
     expect(s.current).toEqual({ tracing: { samplingPercent: 1 }, accessLog: { enabled: false, samplingPercent: 5 } });
   });
 });
+
+describe('TelemetrySource.explain (admin /config_dump)', () => {
+  test('each field with the layer that set it: local over pushed over default', () => {
+    const s = new TelemetrySource(overrides(undefined, true, undefined));
+    expect(s.explain()).toEqual({
+      settings: { tracing: { samplingPercent: 1 }, accessLog: { enabled: true, samplingPercent: 100 } },
+      from: { tracing: { samplingPercent: 'default' }, accessLog: { enabled: 'local', samplingPercent: 'default' } },
+    });
+    s.applyPushed(overrides(20, false, 0));
+    expect(s.explain()).toEqual({
+      settings: { tracing: { samplingPercent: 20 }, accessLog: { enabled: true, samplingPercent: 0 } },
+      from: { tracing: { samplingPercent: 'pushed' }, accessLog: { enabled: 'local', samplingPercent: 'pushed' } },
+    });
+    s.applyPushed(NO_TELEMETRY_OVERRIDES);
+    expect(s.explain().from).toEqual({ tracing: { samplingPercent: 'default' }, accessLog: { enabled: 'local', samplingPercent: 'default' } });
+  });
+});

@@ -51,9 +51,24 @@ export function resolveTelemetry(local: TelemetryOverrides, pushed: TelemetryOve
   });
 }
 
+/** Which layer set a field: the proxy's config (file or annotations), the control plane, or the defaults. */
+export type TelemetryLayer = 'local' | 'pushed' | 'default';
+
+/** The settings in force with the layer each field came from (/config_dump `telemetry`). */
+export interface TelemetryExplained {
+  readonly settings: TelemetrySettings;
+  readonly from: {
+    readonly tracing: { readonly samplingPercent: TelemetryLayer };
+    readonly accessLog: { readonly enabled: TelemetryLayer; readonly samplingPercent: TelemetryLayer };
+  };
+}
+
+const layerOf = (local: unknown, pushed: unknown): TelemetryLayer => (local !== undefined ? 'local' : pushed !== undefined ? 'pushed' : 'default');
+
 /** The settings in force; the control plane's pushes replace the pushed layer (absent: keep). */
 export class TelemetrySource {
   private settings: TelemetrySettings;
+  private pushed: TelemetryOverrides = NO_TELEMETRY_OVERRIDES;
 
   constructor(private readonly local: TelemetryOverrides) {
     this.settings = resolveTelemetry(local);
@@ -64,6 +79,19 @@ export class TelemetrySource {
   }
 
   applyPushed(pushed: TelemetryOverrides): void {
+    this.pushed = pushed;
     this.settings = resolveTelemetry(this.local, pushed);
+  }
+
+  /** For operators (admin /config_dump): each field's value and the layer that set it. */
+  explain(): TelemetryExplained {
+    const { local: l, pushed: p } = this;
+    return {
+      settings: this.settings,
+      from: {
+        tracing: { samplingPercent: layerOf(l.tracing.samplingPercent, p.tracing.samplingPercent) },
+        accessLog: { enabled: layerOf(l.accessLog.enabled, p.accessLog.enabled), samplingPercent: layerOf(l.accessLog.samplingPercent, p.accessLog.samplingPercent) },
+      },
+    };
   }
 }
