@@ -1,4 +1,5 @@
 import { TelemetrySource } from './telemetry/telemetry-settings.js';
+import { AccessLog } from './access-log/access-log.js';
 import type { ProxyConfig } from './config/proxy-config.js';
 import type { InboundPolicy, MeshSnapshot } from '../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../contract/defaults.js';
@@ -30,6 +31,7 @@ import type { OriginalDst } from './net/original-dst.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { ListenError } from '../common/listen.js';
 import { Agent } from 'node:http';
+import type { Writable } from 'node:stream';
 import { loadAddon } from './net/original-dst.js';
 import { WorkerPool } from './workers/worker-pool.js';
 
@@ -55,6 +57,8 @@ export interface ProxyOptions {
    * metrics (the main thread has both).
    */
   readonly worker?: { readonly id: number };
+  /** Where access log lines go (default process.stdout); tests capture them. */
+  readonly accessLogSink?: Writable;
 }
 
 /**
@@ -136,7 +140,8 @@ export class Proxy {
         : undefined;
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
-    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry };
+    const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
+    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
     const ra = config.requestAuthn;
     this.jwks = new JwksRegistry({

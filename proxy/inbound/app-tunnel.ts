@@ -8,12 +8,16 @@ import { TcpConnector } from '../net/connector.js';
 import { toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import { APP_CONNECT_TIMEOUT_MS } from './app-connector.js';
+import type { AccessLog } from '../access-log/access-log.js';
+import { inboundTunnelLine } from '../access-log/tunnel-log.js';
 
 export interface AppTunnelDeps {
   readonly appAddress: string;
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** The access log: a line per connection when it closes (in the listeners' deps from proxy.ts). */
+  readonly accessLog?: AccessLog;
 }
 
 /**
@@ -33,6 +37,7 @@ export function tunnelToApp(
   labels: TcpLabels,
 ): void {
   const ep = { address: d.appAddress, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
+  const line = inboundTunnelLine(d.accessLog, down, d.appAddress, port);
   new TcpConnector({ clock: d.clock }).connect(ep, APP_CONNECT_TIMEOUT_MS).then(
     ({ socket: up }) => {
       if (down.destroyed) return void up.destroy();
@@ -42,11 +47,13 @@ export function tunnelToApp(
         d.metrics.tcpClosed.inc(labels);
         d.metrics.tcpReceived.inc(labels, b.aToB);
         d.metrics.tcpSent.inc(labels, b.bToA);
+        line?.closed(b.aToB, b.bToA);
       });
     },
     (err: unknown) => {
       const e = toProxyError(err, 'CONNECT_FAILED');
       d.logger.warn('inbound tunnel to app failed', { code: e.code, port, error: e.message });
+      line?.failed(e);
       hooks.failed(e);
     },
   );

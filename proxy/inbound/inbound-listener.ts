@@ -16,6 +16,8 @@ import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { probeApp, tunnelToApp } from './app-tunnel.js';
+import { inboundTunnelLine } from '../access-log/tunnel-log.js';
+import type { AccessLog } from '../access-log/access-log.js';
 import { refuseTunnel } from './refuse-tunnel.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
@@ -67,6 +69,8 @@ export interface InboundDeps {
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** Lines for opaque connections (app-tunnel.ts) and for those authorization refuses. */
+  readonly accessLog?: AccessLog;
 }
 
 /**
@@ -230,6 +234,7 @@ export class InboundListener {
       const dec = authorizer.authorize({ principal, port, http: null });
       this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal, port });
       if (!dec.allow) {
+        inboundTunnelLine(this.d.accessLog, stream, this.d.appAddress, port)?.denied(dec.reason);
         refuseTunnel(stream, new ProxyError('FORBIDDEN', dec.reason), { [AUTHZ_REASON_HEADER]: dec.reason });
         return;
       }

@@ -10,6 +10,8 @@ import type { OriginalDst } from '../net/original-dst.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { tunnelToApp } from './app-tunnel.js';
+import { inboundTunnelLine } from '../access-log/tunnel-log.js';
+import type { AccessLog } from '../access-log/access-log.js';
 import { refuseTunnel } from './refuse-tunnel.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { parseTargetPort } from './target-port.js';
@@ -31,6 +33,7 @@ export interface PlaintextInboundDeps {
   readonly logger: Logger;
   /** A request or tunnel started (+1) or ended (-1), for graceful drain. */
   readonly track: (delta: 1 | -1) => void;
+  readonly accessLog?: AccessLog;
 }
 
 /**
@@ -138,6 +141,7 @@ export class PlaintextInbound {
       const dec = authorizer.authorize({ principal: '', port, http: null });
       this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal: '', port });
       if (!dec.allow) {
+        inboundTunnelLine(this.d.accessLog, socket, this.d.appAddress, port)?.denied(dec.reason);
         socket.destroy();
         return;
       }

@@ -10,6 +10,8 @@ import { authorize } from '../layers/authorize.js';
 import { requestAuthn } from '../layers/request-authn.js';
 import { deliverToApp } from './deliver-to-app.js';
 import { plaintextRequest } from './plaintext-request.js';
+import { accessLog } from '../layers/access-log.js';
+import type { AccessLog } from '../access-log/access-log.js';
 import type { AppConnector } from './app-connector.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
@@ -36,12 +38,16 @@ export interface InboundStackDeps {
    * client-certificate header) and metrics say `connection_security_policy="none"`.
    */
   readonly plaintext?: boolean;
+  /** The access log (docs/observability.md); absent: none. */
+  readonly accessLog?: AccessLog;
 }
 
 /** The inbound HTTP pipeline, top (first to see a request) to bottom. */
 export function inboundStack(d: InboundStackDeps): HttpService {
   return stack(
     [
+      // The access log on top: it sees the response the client gets (a 403 RBAC too).
+      ...(d.accessLog ? [accessLog(d.accessLog, 'inbound', d.app.address)] : []),
       // Metrics above errors: a synthetic error response (403 RBAC...) is counted too.
       // Only an mTLS peer (a sidecar) can mark a request as a health check.
       recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls', !d.plaintext),

@@ -25,7 +25,10 @@ export interface ResilienceState {
    * the terminal service to send on; undefined when the terminal connects by itself.
    */
   upstream?: Upstream;
-  /** The latest attempt's endpoint (the copies' `req.endpoint` stays on the copies), for the metrics' destination_* labels. */
+  /**
+   * The latest attempt's endpoint (attempts may be copies of the request, whose `req.endpoint`
+   * stays on the copy): the metrics' destination_* labels and the access log's upstream host.
+   */
   endpoint?: Endpoint;
 }
 

@@ -12,6 +12,8 @@ import { timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { forwardToEndpoint } from './forward-to-endpoint.js';
+import { accessLog } from '../layers/access-log.js';
+import type { AccessLog } from '../access-log/access-log.js';
 import { outboundConnector } from './outbound-connector.js';
 import type { H1Pool } from '../http/h1-pool.js';
 import type { RouteTable } from './route-table.js';
@@ -31,6 +33,8 @@ export interface OutboundStackDeps {
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** The access log (docs/observability.md); absent: none. */
+  readonly accessLog?: AccessLog;
 }
 
 /**
@@ -44,6 +48,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
   const meshH1 = d.meshH1 !== undefined;
   return stack(
     [
+      // The access log on top: it sees the response the client gets, synthetic ones included.
+      ...(d.accessLog ? [accessLog(d.accessLog, 'outbound')] : []),
       // Metrics above errors: a synthetic error response (503 UO, 404 NR...) is counted too.
       recordMetrics(d.metrics, 'outbound', d.clock),
       errorsToResponse(d.logger, 'outbound'),

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { ProxyRequest } from '../http/exchange.js';
 import type { Destination } from './route-table.js';
+import { DOWNSTREAM_SOCKET } from '../access-log/tcp-access-log.js';
 
 const noTrailers = (): undefined => undefined;
 
@@ -13,7 +14,7 @@ const noTrailers = (): undefined => undefined;
  * the connect timeout and the error mapping. `signal` aborts when the client goes away.
  */
 export function tcpRequest(socket: Socket, dst: Destination | undefined, signal: AbortSignal, now: number): ProxyRequest {
-  return {
+  const req = {
     method: 'CONNECT',
     scheme: '',
     authority: '',
@@ -21,10 +22,13 @@ export function tcpRequest(socket: Socket, dst: Destination | undefined, signal:
     headers: {},
     body: null,
     trailers: noTrailers,
-    origProto: 'TCP',
+    origProto: 'TCP' as const,
     source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
     origDst: dst,
     signal,
     startedAt: now,
+    // The access log reads the connection's byte counters when it closes (tcp-access-log.ts).
+    [DOWNSTREAM_SOCKET]: socket,
   };
+  return req;
 }

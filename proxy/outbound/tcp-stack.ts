@@ -7,6 +7,7 @@ import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { openTunnel } from './open-tunnel.js';
 import { outboundConnector } from './outbound-connector.js';
 import type { OutboundStackDeps } from './stack.js';
+import { tcpAccessLog } from '../access-log/tcp-access-log.js';
 
 /**
  * The outbound opaque TCP pipeline: a connection (tcp-request.ts) takes the HTTP stack's
@@ -17,9 +18,9 @@ import type { OutboundStackDeps } from './stack.js';
  * request and idle timeouts, which would cut a long-lived connection). The listener maps
  * a failure to its code (wren_proxy_errors_total) and closes the connection.
  */
-export function outboundTcpStack(d: Pick<OutboundStackDeps, 'routes' | 'clusters' | 'peers' | 'clock' | 'logger'> & Partial<Pick<OutboundStackDeps, 'metrics'>>): HttpService {
+export function outboundTcpStack(d: Pick<OutboundStackDeps, 'routes' | 'clusters' | 'peers' | 'clock' | 'logger' | 'accessLog'> & Partial<Pick<OutboundStackDeps, 'metrics'>>): HttpService {
   const svc = stack(
-    [routeByAuthority(d.routes), admission(d.clusters), retry(d.clock, d.logger), pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock) })],
+    [...(d.accessLog ? [tcpAccessLog(d.accessLog)] : []), routeByAuthority(d.routes), admission(d.clusters), retry(d.clock, d.logger), pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock) })],
     openTunnel(d.metrics?.local),
   );
   // Layers may throw synchronously (routing does); the listener gets every failure as a rejection.

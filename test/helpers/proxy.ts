@@ -34,6 +34,8 @@ export interface StartProxyOptions {
   /** Pod name sent in Subscribe (default `<serviceAccount>-0`): replicas of one workload need distinct ones. */
   readonly pod?: string;
   readonly onDiscovery?: (client: DiscoveryClient) => void;
+  /** Where the proxy writes its access log lines (default: its stdout). */
+  readonly accessLog?: import('node:stream').Writable;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     originalDst: o.originalDst,
     inboundOriginalDst: o.inboundOriginalDst,
     staticMesh: false,
+    accessLogSink: o.accessLog,
   });
   if (o.controlPlane) {
     const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: o.pod ?? `${o.serviceAccount}-0`, backoff: o.discoveryBackoff, labels: o.labels });

@@ -1,0 +1,222 @@
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { Endpoint } from '../../contract/model.js';
+import { endpointKey } from '../../contract/model.js';
+import { header } from '../http/headers.js';
+import { responseFlag } from '../errors/proxy-error.js';
+import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
+import { stateOf } from '../layers/request-state.js';
+import type { Upstream } from '../net/connector.js';
+import { traceIdOf } from './trace-id.js';
+
+/**
+ * One access log line, keyed as Istio's default JSON access log format
+ * (meshConfig.accessLogEncoding: JSON) names Envoy's command operators, plus the peer
+ * identities and the attempt count. Unknown values are null, no flag is '-', as Envoy
+ * writes them. docs/observability.md lists every key.
+ *
+ * Deliberately absent: every request header but the few named here. Authorization,
+ * cookies, API keys and the like never reach a line, whatever the request carries.
+ */
+export interface AccessLogEntry {
+  start_time: string;
+  method: string | null;
+  path: string | null;
+  protocol: string | null;
+  response_code: number;
+  response_flags: string;
+  response_code_details: string | null;
+  connection_termination_details: string | null;
+  bytes_received: number;
+  bytes_sent: number;
+  duration: number;
+  upstream_service_time: number | null;
+  x_forwarded_for: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  authority: string | null;
+  upstream_host: string | null;
+  upstream_cluster: string | null;
+  upstream_local_address: string | null;
+  downstream_local_address: string | null;
+  downstream_remote_address: string;
+  requested_server_name: string | null;
+  route_name: string | null;
+  upstream_transport_failure_reason: string | null;
+  trace_id: string | null;
+  downstream_peer_identity: string | null;
+  upstream_peer_identity: string | null;
+  upstream_request_attempt_count: number;
+}
+
+export type Direction = 'inbound' | 'outbound';
+
+/** Caps: a client controls these values, a line must stay bounded. */
+const MAX_PATH = 1024;
+const MAX_HEADER_VALUE = 256;
+
+const cap = (v: string | undefined, n: number): string | null => (v === undefined || v === '' ? null : v.length > n ? v.slice(0, n) : v);
+
+/** What the layer knows when a request ends. */
+export interface Outcome {
+  readonly res: ProxyResponse;
+  /** When the response headers arrived (clock ms). */
+  readonly headersAt: number;
+  readonly endedAt: number;
+  /** The response body did not reach its end (destroyed, reset). */
+  readonly cut: boolean;
+  /** Body bytes read from the client and sent to it (the layer counts them as they pass). */
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+}
+
+/**
+ * The flags Envoy would set for this outcome. The error table's flag (NR, UH, UF, UO, UT,
+ * RBAC...) comes first; the two the table cannot know are added from the request: URX
+ * (retries were made, to more than one endpoint, and the last attempt failed: Envoy's
+ * UpstreamRetryLimitExceeded) and DC (the downstream went away before the response ended).
+ */
+export function flagsOf(req: ProxyRequest, status: number, proxyError: string | undefined, cut: boolean, attempts: number): string {
+  let flags = responseFlag(proxyError);
+  const add = (f: string) => (flags = flags === '-' ? f : flags.includes(f) ? flags : `${flags},${f}`);
+  if (attempts > 1 && (status >= 500 || (proxyError !== undefined && status !== 101))) add('URX');
+  if (cut && req.signal.aborted && flags !== 'DC') add('DC');
+  return flags;
+}
+
+/** Envoy's response_code_details: via_upstream, the RBAC filter's deny detail, or the proxy error's code. */
+function detailsOf(res: ProxyResponse): string | null {
+  if (res.proxyError === undefined) return 'via_upstream';
+  if (res.proxyError === 'forbidden') return `rbac_access_denied_matched_policy[${header(res.headers, AUTHZ_REASON_HEADER) ?? 'none'}]`;
+  return res.proxyError;
+}
+
+export function localAddressOf(up: Upstream | undefined): string | null {
+  const s = up?.kind === 'tcp' ? up.socket : up?.kind === 'h2' ? up.session.socket : undefined;
+  return s?.localAddress ? `${s.localAddress}:${s.localPort}` : null;
+}
+
+/** `outbound|PORT||svc.ns.svc.cluster.local` / `inbound|PORT||`, Istio's cluster names. */
+export function upstreamCluster(direction: Direction, req: ProxyRequest): string | null {
+  if (direction === 'inbound') return req.targetPort === undefined ? null : `inbound|${req.targetPort}||`;
+  const r = req.route;
+  return r ? `outbound|${r.port.port}||${r.service.name}.${r.service.namespace}.svc.cluster.local` : null;
+}
+
+/** The endpoint the last attempt went to (pick-endpoint). */
+export function endpointOf(req: ProxyRequest): Endpoint | undefined {
+  return stateOf(req)?.endpoint ?? req.endpoint;
+}
+
+let cachedSecond = NaN;
+let cachedPrefix = '';
+
+/** ISO 8601 UTC with milliseconds; the part up to the second is formatted once a second, not once a line. */
+function wallTime(ms: number): string {
+  const t = Math.floor(ms);
+  const second = Math.floor(t / 1000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedPrefix = new Date(second * 1000).toISOString().slice(0, 20); // YYYY-MM-DDTHH:MM:SS.
+  }
+  const milli = t - second * 1000;
+  return `${cachedPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+}
+
+/** The line for one HTTP request. `appAddress` (inbound): the upstream is the local app. */
+export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, appAddress: string | undefined): AccessLogEntry {
+  const res = o.res;
+  const st = stateOf(req);
+  const attempts = st?.tried.size ?? (direction === 'inbound' ? 1 : 0);
+  const ep = direction === 'outbound' ? endpointOf(req) : undefined;
+  const flags = flagsOf(req, res.status, res.proxyError, o.cut, attempts);
+  const dc = flags.includes('DC') && o.cut;
+  const h = req.headers;
+  const dst = req.origDst;
+  return {
+    start_time: wallTime(req.startedAt),
+    method: req.method,
+    path: cap(req.path, MAX_PATH),
+    protocol: req.origProto === 'TCP' ? null : req.origProto,
+    // Envoy logs 0 when nothing reached the client: it left before the response.
+    response_code: dc && res.proxyError === 'client-cancelled' ? 0 : res.status,
+    response_flags: flags,
+    response_code_details: dc ? 'downstream_remote_disconnect' : detailsOf(res),
+    connection_termination_details: null,
+    bytes_received: o.bytesReceived,
+    bytes_sent: o.bytesSent,
+    duration: Math.max(0, Math.round(o.endedAt - req.startedAt)),
+    upstream_service_time: res.proxyError === undefined ? Math.max(0, Math.round(o.headersAt - req.startedAt)) : null,
+    x_forwarded_for: cap(header(h, 'x-forwarded-for'), MAX_HEADER_VALUE),
+    user_agent: cap(header(h, 'user-agent'), MAX_HEADER_VALUE),
+    request_id: cap(header(h, 'x-request-id'), MAX_HEADER_VALUE),
+    authority: cap(req.authority, MAX_HEADER_VALUE),
+    upstream_host: ep ? endpointKey(ep) : appAddress !== undefined && req.targetPort !== undefined ? endpointKey({ address: appAddress, port: req.targetPort }) : null,
+    upstream_cluster: upstreamCluster(direction, req),
+    upstream_local_address: localAddressOf(st?.upstream),
+    downstream_local_address: dst ? endpointKey(dst) : null,
+    downstream_remote_address: endpointKey(req.source),
+    requested_server_name: null,
+    route_name: req.route || direction === 'inbound' ? 'default' : null,
+    upstream_transport_failure_reason: null,
+    trace_id: traceIdOf(h),
+    downstream_peer_identity: req.source.identity || null,
+    upstream_peer_identity: ep && ep.proxyPort !== null ? ep.identity || null : null,
+    upstream_request_attempt_count: attempts,
+  };
+}
+
+/** The line for one opaque TCP connection, written when it closes (or when it could not open). */
+export interface TcpFacts {
+  readonly direction: Direction;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  readonly downstream: { readonly address: string; readonly port: number; readonly identity: string };
+  readonly downstreamLocal: { readonly address: string; readonly port: number } | undefined;
+  readonly upstreamHost: string | null;
+  readonly upstreamCluster: string | null;
+  readonly upstreamIdentity: string | null;
+  readonly upstreamLocal: string | null;
+  /** The error table's label when the connection failed (no-route, connect-refused...). */
+  readonly proxyError: string | undefined;
+  readonly attempts: number;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  /** Why the proxy closed the connection (an authorization deny: the RBAC network filter's detail). */
+  readonly terminationDetails?: string;
+}
+
+export function tcpEntry(f: TcpFacts): AccessLogEntry {
+  let flags = responseFlag(f.proxyError);
+  if (f.attempts > 1 && f.proxyError !== undefined && flags !== 'URX') flags = flags === '-' ? 'URX' : `${flags},URX`;
+  return {
+    start_time: wallTime(f.startedAt),
+    method: null,
+    path: null,
+    protocol: null,
+    // Envoy's TCP proxy has no response code: 0.
+    response_code: 0,
+    response_flags: flags,
+    response_code_details: f.proxyError ?? null,
+    connection_termination_details: f.terminationDetails ?? null,
+    bytes_received: f.bytesReceived,
+    bytes_sent: f.bytesSent,
+    duration: Math.max(0, Math.round(f.endedAt - f.startedAt)),
+    upstream_service_time: null,
+    x_forwarded_for: null,
+    user_agent: null,
+    request_id: null,
+    authority: null,
+    upstream_host: f.upstreamHost,
+    upstream_cluster: f.upstreamCluster,
+    upstream_local_address: f.upstreamLocal,
+    downstream_local_address: f.downstreamLocal ? endpointKey(f.downstreamLocal) : null,
+    downstream_remote_address: endpointKey(f.downstream),
+    requested_server_name: null,
+    route_name: null,
+    upstream_transport_failure_reason: null,
+    trace_id: null,
+    downstream_peer_identity: f.downstream.identity || null,
+    upstream_peer_identity: f.upstreamIdentity,
+    upstream_request_attempt_count: f.attempts,
+  };
+}
