@@ -5,6 +5,9 @@
  *  - Wren: client -> outbound sidecar -> mTLS/HTTP2 -> inbound sidecar -> backend
  *  - the naive pair: the same two hops through node:http/https keep-alive agents
  *  - the HAProxy pair: the same two hops through two single-threaded HAProxy processes
+ *  - telemetry (issue 13): Wren pairs with tracing at 1 % and 100 % (exporting to an OTLP
+ *    sink in its own process, bench/otlp-sink.ts) and with access logs on, next to the plain
+ *    pair of the same run (WREN_BENCH_TELEMETRY=0 leaves them out)
  * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at 1000 requests/s.
  * Load generators are C programs (wrk, h2load: bench/load.ts); every proxy and the backend
  * run in their own process so CPU and RSS are per process (from /proc). A path or a load
@@ -13,6 +16,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -41,6 +45,8 @@ const ROUNDS = Math.max(1, Number(process.env.WREN_BENCH_ROUNDS ?? 3));
 const SECONDS = Math.max(1, Number(process.env.WREN_BENCH_SECONDS ?? 5));
 /** WREN_BENCH_CONCURRENCY=N (N > 1): a second Wren pair whose sidecars run N listener workers (config `concurrency`), measured in the same run. */
 const CONCURRENCY = Number(process.env.WREN_BENCH_CONCURRENCY ?? 1);
+/** WREN_BENCH_TELEMETRY=0 skips the tracing and access-log pairs. */
+const TELEMETRY = process.env.WREN_BENCH_TELEMETRY !== '0';
 
 function statusKb(pid: number, field: string): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -120,6 +126,43 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       console.log(`wren sidecars${extra.length ? ` (${extra.join(' ')})` : ''}: outbound pid ${client.pid}, inbound pid ${server.pid}`);
       return { procs: [client, server], port: Number(client.match[1]) };
     };
+    /** The telemetry rows' pairs (issue 13): the same pair with tracing or access logs configured on both sidecars. */
+    const telemetryPairs = async (): Promise<Path[]> => {
+      const sink = await start([here('./otlp-sink.js')], /ready (\d+)/);
+      const collector = { address: `127.0.0.1:${sink.match[1]}`, plaintext: true };
+      const out: Path[] = [];
+      for (const pct of [1, 100]) {
+        const p = await wrenPair(`-trace${pct}`, [], { telemetry: { tracing: { samplingPercent: pct } }, tracing: { collector } });
+        out.push({ name: `wren pair tracing ${pct}%`, procs: p.procs, h1Port: p.port, grpcPort: p.port });
+      }
+      out.push(await accessLogPair());
+      return out;
+    };
+    /**
+     * Access logs on (`telemetry.accessLog.enabled`), written to the sidecars' stdout, which is
+     * read and discarded here. Measured only once a probe request has produced a line: a
+     * build that accepts the setting but logs nothing would show the plain pair's figure.
+     */
+    const accessLogPair = async (): Promise<Path> => {
+      const name = 'wren pair access log';
+      let p: Awaited<ReturnType<typeof wrenPair>>;
+      try {
+        p = await wrenPair('-accesslog', [], { telemetry: { accessLog: { enabled: true, samplingPercent: 100 } } });
+      } catch (e) {
+        return { name, procs: [], missing: `the sidecar refused telemetry.accessLog: ${String((e as Error).message).split('\n').slice(-3).join(' ').slice(0, 200)}` };
+      }
+      let wrote = false;
+      for (const np of p.procs) {
+        // Stop accumulating stdout for the ready pattern: an access log is megabytes per load.
+        np.child.stdout!.removeAllListeners('data');
+        np.child.stdout!.on('data', () => (wrote = true));
+      }
+      await probe(p.port, 'web');
+      await new Promise((r) => setTimeout(r, 300));
+      return wrote
+        ? { name, procs: p.procs, h1Port: p.port, grpcPort: p.port }
+        : { name, procs: [], missing: 'telemetry.accessLog.enabled is accepted but no access-log line reached stdout after a probe request (no access log in this build)' };
+    };
     const main = await wrenPair('', []);
     // WREN_BENCH_COMPARE_NODE_ARGS="--max-semi-space-size=4 ...": a second Wren pair with those node flags, measured in the same run.
     const variantArgs = flags(process.env.WREN_BENCH_COMPARE_NODE_ARGS);
@@ -127,6 +170,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const variantCfg = process.env.WREN_BENCH_COMPARE_CONFIG ? (JSON.parse(process.env.WREN_BENCH_COMPARE_CONFIG) as Record<string, unknown>) : undefined;
     const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : [])].join(' ');
     const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg) : null;
+    const telemetry = TELEMETRY ? await telemetryPairs() : [];
     const workers = CONCURRENCY > 1 ? await wrenPair(`-c${CONCURRENCY}`, [], { concurrency: CONCURRENCY }) : null;
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
@@ -135,6 +179,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const paths: Path[] = [
       { name: 'direct', procs: [], h1Port, grpcPort },
       { name: 'wren pair', procs: main.procs, h1Port: main.port, grpcPort: main.port },
+      ...telemetry,
       ...(variant ? [{ name: `wren pair ${variantName}`, procs: variant.procs, h1Port: variant.port, grpcPort: variant.port }] : []),
       ...(workers ? [{ name: `wren pair concurrency ${CONCURRENCY}`, procs: workers.procs, h1Port: workers.port, grpcPort: workers.port }] : []),
       { name: 'naive pair', procs: [naiveOut, naiveIn], h1Port: Number(naiveOut.match[1]), noGrpc: 'the naive pair is node:http/https, HTTP/1.1 only' },
@@ -180,12 +225,59 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const mb = (o: Record<string, number[]>) => Object.entries(o).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join(', ');
     console.log(`\nidle RSS MB (outbound/inbound): ${mb(idleRss)}; idle private (RssAnon) MB: ${mb(idleAnon)}`);
     const aims = printAims(rows);
-    return { rows, idleRss, idleAnon, aims };
+    const telemetryCost = TELEMETRY ? printTelemetryCost(rows) : [];
+    return { rows, idleRss, idleAnon, aims, telemetryCost };
   } finally {
     // SIGTERM lets a profiled sidecar drain and write its profile; the rest is killed outright.
     for (const p of procs) p.kill(PROFILE_DIR ? 'SIGTERM' : 'SIGKILL');
     if (PROFILE_DIR) await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))));
   }
+}
+
+/** One HTTP/1.1 GET through a pair (the access-log probe). */
+function probe(port: number, host: string): Promise<void> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/', headers: { host } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    req.on('error', () => resolve());
+    req.end();
+  });
+}
+
+/**
+ * Telemetry cost (docs/benchmarks.md): each telemetry row against the plain Wren pair of the
+ * same load and run: pair CPU per request (outbound + inbound) and its ratio, and the p99
+ * added. Aims (issue 13): 1 % tracing under 5 % more CPU per request, access logs under 15 %.
+ */
+function printTelemetryCost(rows: readonly Row[]): { load: string; path: string; cpuRatio: number | null; addedP99Ms: number | null; why?: string }[] {
+  const isMeasured = (r: Row | undefined): r is Extract<Row, { rps: number }> => r !== undefined && !('notMeasured' in r);
+  const cpu = (r: Extract<Row, { rps: number }>) => r.cpuUsPerReq.reduce((a, b) => a + b, 0);
+  const out: { load: string; path: string; cpuRatio: number | null; addedP99Ms: number | null; why?: string }[] = [];
+  console.log('\n== telemetry cost: against the plain wren pair of the same load and run ==');
+  console.log('| load | path | pair CPU µs/req | × plain | p99 ms | added p99 ms |\n|---|---|---:|---:|---:|---:|');
+  for (const r of rows.filter((x) => /^wren pair (tracing|access log)/.test(x.path))) {
+    const plain = rows.find((x) => x.load === r.load && x.path === 'wren pair');
+    if (!isMeasured(r) || !isMeasured(plain)) {
+      const why = !isMeasured(r) ? (r as { notMeasured: string }).notMeasured : plain ? `wren pair: ${(plain as { notMeasured: string }).notMeasured}` : 'wren pair not run (WREN_BENCH_ONLY)';
+      console.log(`| ${r.load} | ${r.path} | not measured: ${why} ||||`);
+      out.push({ load: r.load, path: r.path, cpuRatio: null, addedP99Ms: null, why });
+      continue;
+    }
+    const ratio = cpu(r) / cpu(plain);
+    const added = r.p99 - plain.p99;
+    console.log(`| ${r.load} | ${r.path} | ${cpu(r).toFixed(1)} (plain ${cpu(plain).toFixed(1)}) | ${ratio.toFixed(3)} | ${r.p99.toFixed(2)} | ${added >= 0 ? '+' : ''}${added.toFixed(2)} |`);
+    out.push({ load: r.load, path: r.path, cpuRatio: ratio, addedP99Ms: added });
+  }
+  console.log('\n| aim (CPU per request × plain wren pair) | load | measured | limit | |\n|---|---|---:|---:|---|');
+  for (const [path, limit] of [['wren pair tracing 1%', 1.05], ['wren pair access log', 1.15]] as const)
+    for (const load of ['http1 saturation (32 conns)', 'grpc saturation']) {
+      const c = out.find((x) => x.load === load && x.path === path);
+      const verdict = !c ? 'not measured: not run (WREN_BENCH_ONLY)' : c.cpuRatio === null ? `not measured: ${c.why}` : c.cpuRatio <= limit ? 'met' : '**not met**';
+      console.log(`| ${path} | ${load} | ${c?.cpuRatio == null ? '–' : c.cpuRatio.toFixed(3)} × | ≤ ${limit} × | ${verdict} |`);
+    }
+  return out;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

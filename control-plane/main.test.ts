@@ -21,6 +21,15 @@ describe('wren control-plane identity flags', () => {
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
   });
 
+  test('tracing flags: off by default; a collector with TLS or plaintext; the dependent flags alone are refused', () => {
+    expect(parseControlPlaneArgs([], {}).tracing).toBeNull();
+    expect(parseControlPlaneArgs(['--trace-collector', 'otel:4317', '--trace-collector-ca', '/ca.pem'], {}).tracing).toEqual({ collector: 'otel:4317', plaintext: false, caFile: '/ca.pem' });
+    expect(parseControlPlaneArgs(['--trace-collector=otel:4317', '--trace-collector-plaintext'], {}).tracing).toEqual({ collector: 'otel:4317', plaintext: true, caFile: null });
+    expect(() => parseControlPlaneArgs(['--trace-collector-plaintext'], {})).toThrow(/need --trace-collector/);
+    expect(() => parseControlPlaneArgs(['--trace-collector', 'otel'], {})).toThrow(/--trace-collector: expected host:port/);
+    expect(() => parseControlPlaneArgs(['--trace-collector', 'otel:4317', '--trace-collector-plaintext', '--trace-collector-ca', '/ca.pem'], {})).toThrow(/exclusive/);
+  });
+
   test('health-based withdrawal flags: defaults and every flag', () => {
     expect(parseControlPlaneArgs([], {}).healthWithdrawal).toEqual({ enabled: true, minReporters: 2, windowMs: 10_000, ttlMs: 30_000, maxWithdrawnPercent: 50 });
     const a = parseControlPlaneArgs(

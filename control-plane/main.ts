@@ -1,4 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
+import { ControlPlaneTracing } from './tracing.js';
 import { writePublicFile } from '../certs/index.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, isLevel, type Level, type Logger } from '../common/logger.js';
@@ -41,6 +42,8 @@ export interface ControlPlaneArgs {
   readonly webhook: { readonly listen: string; readonly certDir: string } | null;
   /** Mesh-wide health-based withdrawal (docs/control-plane.md). */
   readonly healthWithdrawal: WithdrawalSettings;
+  /** The control plane's own spans to an OTLP/gRPC collector (--trace-collector); null = off. */
+  readonly tracing: { readonly collector: string; readonly plaintext: boolean; readonly caFile: string | null } | null;
   readonly help: boolean;
 }
 
@@ -89,6 +92,11 @@ Health-based withdrawal (proxies' HealthReports take an endpoint out mesh-wide; 
   --health-max-withdrawn-percent P  never withdraw more than P % of a service port's ready
                                 endpoints (default 50, Envoy's panic threshold)
 
+Tracing of Certify calls and discovery subscriptions/pushes (docs/control-plane.md; default off):
+  --trace-collector HOST:PORT   OTLP/gRPC collector to export the spans to
+  --trace-collector-plaintext   plaintext gRPC to it (default TLS)
+  --trace-collector-ca FILE     CA that verifies the collector (default the system roots)
+
   --log-level debug|info|warn|error (default info)
   -h, --help                    show this help
 `;
@@ -117,6 +125,9 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let webhookListen: string | null = null;
   let webhookCertDir = WEBHOOK_CERT_DIR;
   let help = false;
+  let traceCollector: string | null = null;
+  let tracePlaintext = false;
+  let traceCa: string | null = null;
   const health: { -readonly [K in keyof WithdrawalSettings]: WithdrawalSettings[K] } = { ...DEFAULT_WITHDRAWAL };
   const field = <K extends keyof WithdrawalSettings>(k: K, flag: string, raw: unknown): void => {
     try {
@@ -233,15 +244,28 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--health-max-withdrawn-percent':
         field('maxWithdrawnPercent', flag, Number(value()));
         break;
+      case '--trace-collector':
+        traceCollector = value();
+        if (!/^[^\s:]+:\d+$/.test(traceCollector)) throw new UsageError(`--trace-collector: expected host:port, got ${JSON.stringify(traceCollector)}`);
+        break;
+      case '--trace-collector-plaintext':
+        tracePlaintext = true;
+        break;
+      case '--trace-collector-ca':
+        traceCa = value();
+        break;
       default:
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
   }
   if (source.kind === 'kubernetes') source = { kind: 'kubernetes', kubeconfig };
   if (trustBundle && !caDir) throw new UsageError('--trust-bundle needs --ca-dir (a generated root is its own bundle)');
+  if (!traceCollector && (tracePlaintext || traceCa)) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca need --trace-collector');
+  if (tracePlaintext && traceCa) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca are exclusive');
   return {
     source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, healthWithdrawal: Object.freeze(health),
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir } : null,
+    tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, namespace, writeTrustBundle },
   };
 }
@@ -287,6 +311,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,
+    ...(args.tracing ? { tracing: new ControlPlaneTracing({ ...args.tracing, namespace: idArgs.namespace }) } : {}),
     source: (ctx) => {
       if (src.kind === 'dir') return new DirSource({ ...ctx, dir: src.path });
       return new KubernetesSource({ ...ctx, kubeConfig: kc! });

@@ -1,4 +1,5 @@
 import type { Server as HttpServer } from 'node:http';
+import type { ControlPlaneTracing } from './tracing.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Clock, Random } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
@@ -65,6 +66,8 @@ export interface ControlPlaneOptions {
    * name the field (healthWithdrawal.minReporters: ...). Absent: the defaults.
    */
   readonly healthWithdrawal?: unknown;
+  /** The control plane's own spans (Certify, discovery subscriptions and pushes); absent: none. */
+  readonly tracing?: ControlPlaneTracing;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -115,7 +118,7 @@ export class ControlPlane {
       const serveTls = o.transport === 'tls' && !o.credentials;
       const metrics = new IdentityMetrics(this.metrics.registry, id.issuer);
       // Over our own TLS (which asks for client certificates) a proxy may renew with its current certificate instead of a token.
-      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics, acceptClientCertificates: serveTls });
+      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics, acceptClientCertificates: serveTls, tracing: o.tracing });
       if (serveTls) {
         const spiffeId = controlPlaneSpiffeId(id.issuer.ca.trustDomain, id.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE);
         this.serving = new ServingIdentity({ issuer: id.issuer, spiffeId, ttlMs: this.identity.certTtlMs, clock: o.clock, random: o.random, logger });
@@ -124,8 +127,9 @@ export class ControlPlane {
     // Proxies authenticate with their workload certificate wherever the control plane serves its own TLS.
     const clientAuth = this.serving ? { trustDomain: o.identity!.issuer.ca.trustDomain, podsAuthoritative: this.source.name === 'kubernetes' } : undefined;
     this.discovery = new DiscoveryServer({
-      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}),
+      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing,
     });
+    if (o.tracing) this.discovery.onPush((p) => o.tracing!.pushed(p));
     if (o.transport === 'tls' && !o.credentials && !this.serving) throw new Error("transport 'tls' needs the identity options (the CA issues the control plane's serving certificate)");
   }
 
@@ -193,6 +197,7 @@ export class ControlPlane {
     this.stopWithdrawal();
     this.admin?.closeAllConnections();
     this.admin?.close();
+    await this.o.tracing?.shutdown();
   }
 
   /** Graceful: /ready turns 503, streams end with UNAVAILABLE (proxies move to another replica), then servers close. */
@@ -225,5 +230,6 @@ export class ControlPlane {
         a.closeAllConnections();
       });
     }
+    await this.o.tracing?.shutdown();
   }
 }

@@ -34,6 +34,7 @@ import { Agent } from 'node:http';
 import type { Writable } from 'node:stream';
 import { loadAddon } from './net/original-dst.js';
 import { WorkerPool } from './workers/worker-pool.js';
+import { MeshTracer } from './tracing/mesh-tracer.js';
 
 /** Resets relayed on one session to the app before it is retired (http/session-resets.ts). */
 const APP_SESSION_RESET_BUDGET = 500;
@@ -73,6 +74,8 @@ export class Proxy {
   readonly random: Random;
   /** Trace sampling and access logging in force (the config's, then the control plane's). */
   readonly telemetry: TelemetrySource;
+  /** Trace sampling, propagation and span export (proxy/tracing/, docs/observability.md). */
+  readonly tracer: MeshTracer;
   private routes: RouteTable;
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
@@ -114,6 +117,12 @@ export class Proxy {
     // This workload (the source of its outbound requests, the destination of its inbound ones) for Istio's metric labels.
     const local = new WorkloadLabels({ ...config.identity.workload, namespace: config.identity.namespace }, () => tls.spiffeId);
     this.metrics = new ProxyMetrics({ defaultMetrics: !opts.worker, local });
+    const id = config.identity;
+    this.tracer = new MeshTracer({
+      config: config.tracing, settings: this.telemetry, random: this.random, clock: this.clock, logger: this.logger, registry: this.metrics.registry,
+      selfIdentity: () => tls.spiffeId, appAddress: config.app.address,
+      resource: { service: id.labels['app'] ?? id.labels['app.kubernetes.io/name'] ?? id.serviceAccount, namespace: id.namespace, pod: id.pod },
+    });
     this.pool = config.concurrency > 1 && !opts.worker
       ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
       : null;
@@ -141,7 +150,7 @@ export class Proxy {
     const L = config.listeners;
     const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
     const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
-    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog };
+    const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
     const ra = config.requestAuthn;
     this.jwks = new JwksRegistry({
@@ -404,7 +413,7 @@ export class Proxy {
     this.outboundAgent.destroy();
     this.appAgent.destroy();
     this.metrics.close();
-    await Promise.all([this.outbound.close(), this.admin.close(), ...this.upstreams.map((u) => u.close())]);
+    await Promise.all([this.outbound.close(), this.admin.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);
     this.closedResolve();
   }
 }

@@ -90,6 +90,8 @@ export interface DiscoveryServerOptions {
   readonly clientAuth?: { readonly trustDomain: string; readonly podsAuthoritative: boolean };
   /** Acts on HealthReports (mesh-wide withdrawal, control-plane/health/); without it reports are only kept and shown. */
   readonly withdrawal?: EndpointWithdrawal;
+  /** A SERVER span per subscription (control-plane/tracing.ts), when a collector is configured; pushes are traced through onPush. */
+  readonly tracing?: { subscribed(subscriber: number, identity: string, pod: string): void; dropped(subscriber: number): void };
 }
 
 /** setTimeout's ceiling (2^31-1 ms, ~24.8 days): a later expiry is re-armed in steps. */
@@ -263,6 +265,7 @@ export class DiscoveryServer {
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
     this.o.withdrawal?.forget(s.id);
+    this.o.tracing?.dropped(s.id);
   }
 
   private countReported(): void {
@@ -313,6 +316,7 @@ export class DiscoveryServer {
       s.filter = services.length > 0 ? new Set(services) : null;
       s.filterId = services.length > 0 ? services.join(',') : '*';
       this.o.logger.info('proxy subscribed', { id: s.id, peer: s.peer, identity: id.spiffeId, pod: `${id.namespace}/${id.pod}`, services, authenticated: s.authPeer !== null });
+      this.o.tracing?.subscribed(s.id, id.spiffeId, `${id.namespace}/${id.pod}`);
       return this.pump(s);
     }
     if (!s.sub) return this.fail(s, grpc.status.FAILED_PRECONDITION, 'the first message must be subscribe');

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { ControlPlaneTracing } from '../tracing.js';
 import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type SpiffeId } from '../../certs/index.js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -18,6 +19,8 @@ export interface IdentityServiceOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: IdentityMetrics;
+  /** A SERVER span per Certify call (control-plane/tracing.ts), when a collector is configured. */
+  readonly tracing?: Pick<ControlPlaneTracing, 'certifyStarted' | 'certified'>;
   /**
    * Renewal by certificate: a call whose TLS client certificate (verified against the
    * current bundle) proves the very identity it asks for is signed without a token, as
@@ -86,9 +89,17 @@ export class IdentityService {
       // Said once here: the token check that follows would only report the missing token.
       if (auth && !auth.ok && auth.reason === 'untrusted-client-certificate')
         this.o.logger.warn('client certificate not accepted for renewal; the call needs a token', { reason: auth.reason, detail: auth.detail, peer: call.getPeer() });
+      const t = this.o.tracing;
+      const span = t?.certifyStarted(call.getPeer());
       this.certify(call.request, call.getPeer(), auth?.ok ? auth.peer : null).then(
-        (r) => cb(null, r),
-        (e: CertifyError) => cb({ code: e.status, details: e.message }),
+        (r) => {
+          if (span) t!.certified(span, String(call.request?.identity ?? ''), grpc.status.OK);
+          cb(null, r);
+        },
+        (e: CertifyError) => {
+          if (span) t!.certified(span, String(call.request?.identity ?? ''), e.status, e.reason);
+          cb({ code: e.status, details: e.message });
+        },
       );
     },
   };

@@ -6,6 +6,7 @@ import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { controlPlaneSpiffeId } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
+import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-config.js';
 import {
   ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
@@ -161,6 +162,8 @@ export interface ProxyConfig {
    * what the control plane pushes, then to the defaults (proxy/telemetry/telemetry-settings.ts).
    */
   readonly telemetry: TelemetryOverrides;
+  /** Span export: the OTLP/gRPC collector and the bounded batch queue (proxy/tracing/tracing-config.ts). */
+  readonly tracing: TracingConfig;
 }
 
 /** Clock skew and JWKS caching for RequestAuthentication (defaults: Envoy's clock skew and remote_jwks cache, jose's refetch cooldown, Istio's fetch timeout). */
@@ -336,6 +339,7 @@ const shape = obj({
     tracing: obj({ samplingPercent: optional(num({ min: 0, max: 100 })) }),
     accessLog: obj({ enabled: optional(bool()), samplingPercent: optional(num({ min: 0, max: 100 })) }),
   }),
+  tracing: parseTracingConfig,
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */
@@ -430,6 +434,8 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_TRACING_SAMPLING', path: 'telemetry.tracing.samplingPercent', kind: 'number' },
   { name: 'WREN_ACCESS_LOG', path: 'telemetry.accessLog.enabled', kind: 'boolean' },
   { name: 'WREN_ACCESS_LOG_SAMPLING', path: 'telemetry.accessLog.samplingPercent', kind: 'number' },
+  { name: 'WREN_TRACING_COLLECTOR', path: 'tracing.collector.address' },
+  { name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', path: 'tracing.collector.plaintext', kind: 'boolean' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */

@@ -2,6 +2,8 @@ import type { HttpService } from '../http/exchange.js';
 import { stack } from '../http/exchange.js';
 import { errorsToResponse } from '../layers/errors-to-response.js';
 import { recordMetrics } from '../layers/record-metrics.js';
+import { traceRequests } from '../layers/trace.js';
+import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
 import { inboundTarget } from '../layers/inbound-target.js';
@@ -40,6 +42,8 @@ export interface InboundStackDeps {
   readonly plaintext?: boolean;
   /** The access log (docs/observability.md); absent: none. */
   readonly accessLog?: AccessLog;
+  /** SERVER spans and trace-context propagation to the app (docs/observability.md, Tracing); absent: none. */
+  readonly tracer?: MeshTracer;
 }
 
 /** The inbound HTTP pipeline, top (first to see a request) to bottom. */
@@ -51,6 +55,7 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       // Metrics above errors: a synthetic error response (403 RBAC...) is counted too.
       // Only an mTLS peer (a sidecar) can mark a request as a health check.
       recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls', !d.plaintext),
+      ...(d.tracer ? [traceRequests(d.tracer, 'server', d.clock)] : []),
       errorsToResponse(d.logger, 'inbound'),
       ...(d.plaintext ? [plaintextRequest()] : []),
       inboundTarget(d.reservedPorts),

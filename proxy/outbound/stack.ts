@@ -3,6 +3,8 @@ import type { HttpService } from '../http/exchange.js';
 import { stack } from '../http/exchange.js';
 import { errorsToResponse } from '../layers/errors-to-response.js';
 import { recordMetrics } from '../layers/record-metrics.js';
+import { traceRequests } from '../layers/trace.js';
+import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
 import { stripMeshHeaders } from '../layers/strip-mesh-headers.js';
@@ -35,6 +37,8 @@ export interface OutboundStackDeps {
   readonly logger: Logger;
   /** The access log (docs/observability.md); absent: none. */
   readonly accessLog?: AccessLog;
+  /** CLIENT spans and trace-context propagation (docs/observability.md, Tracing); absent: none. */
+  readonly tracer?: MeshTracer;
 }
 
 /**
@@ -52,6 +56,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       ...(d.accessLog ? [accessLog(d.accessLog, 'outbound')] : []),
       // Metrics above errors: a synthetic error response (503 UO, 404 NR...) is counted too.
       recordMetrics(d.metrics, 'outbound', d.clock),
+      // Above errors too: a synthetic error response ends the span with its status and flag.
+      ...(d.tracer ? [traceRequests(d.tracer, 'client', d.clock)] : []),
       errorsToResponse(d.logger, 'outbound'),
       stripMeshHeaders(),
       requestId(),

@@ -1,0 +1,85 @@
+import { Registry } from 'prom-client';
+import { FakeClock, seededRandom } from '../../common/clock.js';
+import { createLogger } from '../../common/logger.js';
+import type { Headers } from '../http/headers.js';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { TelemetrySource, NO_TELEMETRY_OVERRIDES } from '../telemetry/telemetry-settings.js';
+import { MeshTracer } from '../tracing/mesh-tracer.js';
+import { parseTracingConfig } from '../tracing/tracing-config.js';
+import { traceRequests } from './trace.js';
+
+const TID = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SID = '00f067aa0ba902b7';
+
+/** A tracer without a collector (sampling and propagation only), on a seeded Random. */
+function tracer(percent: number, seed = 7): MeshTracer {
+  const settings = new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: percent } });
+  return new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings, random: seededRandom(seed), clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }),
+    registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me', appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' },
+  });
+}
+
+function request(headers: Headers): ProxyRequest {
+  return {
+    method: 'GET', scheme: 'http', authority: 'web:80', path: '/', headers, body: null, trailers: () => undefined, origProto: 'HTTP/1.1',
+    source: { address: '127.0.0.1', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: 0,
+  };
+}
+
+const OK: ProxyResponse = { status: 200, headers: {}, body: null, trailers: () => undefined };
+
+async function send(t: MeshTracer, headers: Headers, kind: 'client' | 'server' = 'client'): Promise<Headers> {
+  let seen: Headers = {};
+  const svc = traceRequests(t, kind, new FakeClock())(async (req) => {
+    seen = { ...req.headers };
+    return OK;
+  });
+  await svc(request(headers));
+  return seen;
+}
+
+describe('trace layer: sampling and propagation (no collector)', () => {
+  test('requests without context are sampled at the percent in force, by the injected Random', async () => {
+    const decisions = async (seed: number) => {
+      const t = tracer(30, seed);
+      const out: boolean[] = [];
+      for (let i = 0; i < 2000; i++) out.push((await send(t, {}))['traceparent'].toString().endsWith('-01'));
+      return out;
+    };
+    const a = await decisions(42);
+    const share = a.filter(Boolean).length / a.length;
+    expect(share).toBeGreaterThan(0.26);
+    expect(share).toBeLessThan(0.34);
+    // Same seed, same decisions: the draw is the injected Random, nothing else.
+    expect(await decisions(42)).toEqual(a);
+  });
+
+  test('0 % and 100 %', async () => {
+    expect((await send(tracer(0), {}))['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    expect((await send(tracer(100), {}))['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
+  test('an upstream decision wins over the percent, both ways', async () => {
+    const no = `00-${TID}-${SID}-00`;
+    expect((await send(tracer(100), { traceparent: no }))['traceparent']).toBe(no);
+    const yes = `00-${TID}-${SID}-01`;
+    // Without a collector a sampled context passes on as it came.
+    expect((await send(tracer(0), { traceparent: yes }))['traceparent']).toBe(yes);
+    expect((await send(tracer(0), { b3: '1' }))['traceparent']).toMatch(/-01$/);
+  });
+
+  test('B3 ids with a deferred decision: decided here and made explicit downstream', async () => {
+    const h = await send(tracer(0), { 'x-b3-traceid': TID, 'x-b3-spanid': SID });
+    expect(h['x-b3-sampled']).toBe('0');
+    expect(h['traceparent']).toBe(`00-${TID}-${SID}-00`);
+  });
+
+  test('a malformed traceparent is replaced, never thrown on', async () => {
+    expect((await send(tracer(0), { traceparent: '00-nothex-zz-01' }))['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  });
+
+  test('an active health check between sidecars is not traced on the inbound side', async () => {
+    expect((await send(tracer(100), { 'wren-health-check': '1' }, 'server'))['traceparent']).toBeUndefined();
+  });
+});

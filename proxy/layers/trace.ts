@@ -1,0 +1,191 @@
+import { SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_RPC_METHOD,
+  ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_CLIENT_ADDRESS,
+} from '@opentelemetry/semantic-conventions';
+import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { header, isGrpc, MESH } from '../http/headers.js';
+import { responseFlag, toProxyError } from '../errors/proxy-error.js';
+import type { Clock } from '../../common/clock.js';
+import type { MeshTracer } from '../tracing/mesh-tracer.js';
+import { extract, hasContext, inject, notSampledW3c, W3C, type IncomingContext } from '../tracing/propagation.js';
+import { stateOf } from './request-state.js';
+
+/**
+ * A span per request (docs/observability.md, Tracing): CLIENT on the outbound side, SERVER
+ * on the inbound side, each continuing the context the request carries and injecting its
+ * own span as the parent of the next hop (the inbound's into the request the app gets,
+ * which the app forwards on its own calls, as with Istio and Linkerd).
+ *
+ * Sampling precedence: the caller's decision (W3C sampled flag, B3 sampled/debug) is
+ * honoured both ways; a request without one is drawn against the percent in force. A
+ * request that is not sampled costs no span and no SDK call: with no context at all, one
+ * not-sampled `traceparent` string is injected (as Envoy does), so the next hop continues
+ * the decision instead of drawing again; with a not-sampled context, nothing is touched.
+ *
+ * The span ends when the response body ends, errors or is aborted, with the response's
+ * status: per the OpenTelemetry HTTP conventions a 5xx is an error on both kinds and a
+ * 4xx only on client spans; gRPC per the RPC conventions (any non-OK status on client
+ * spans; UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS on
+ * server spans).
+ */
+export const traceRequests =
+  (t: MeshTracer, kind: 'client' | 'server', clock: Clock): HttpLayer =>
+  (inner) =>
+  (req) => {
+    const h = req.headers;
+    // An active health check between sidecars (only the inbound sees one: the outbound strips mesh headers below) is not traffic.
+    if (kind === 'server' && h[MESH.healthCheck] !== undefined) return inner(req);
+    if (!hasContext(h)) {
+      if (t.sample()) return traced(t, kind, clock, req, inner, undefined);
+      notSampled(t, h);
+      return inner(req);
+    }
+    // Inside a trace that is not sampled (every request after a first hop that drew no): untouched.
+    if (notSampledW3c(h)) return inner(req);
+    const ctx = extract(h);
+    if (ctx === undefined || (ctx.sampled === undefined && ctx.traceId === '')) {
+      // Only malformed headers: as if none (the W3C header is replaced either way).
+      if (t.sample()) return traced(t, kind, clock, req, inner, undefined);
+      notSampled(t, h);
+      return inner(req);
+    }
+    // The caller said no: the headers already carry the decision on, unchanged.
+    if (ctx.sampled === false) return inner(req);
+    if (ctx.sampled === undefined && !t.sample()) {
+      // B3 ids with the decision deferred to us: decided no, and say so downstream.
+      inject(h, ctx.traceId, ctx.spanId, false, ctx.formats | W3C);
+      return inner(req);
+    }
+    return traced(t, kind, clock, req, inner, ctx);
+  };
+
+/** A new trace that is not sampled: a not-sampled W3C context, so every later hop agrees (one string). */
+function notSampled(t: MeshTracer, h: ProxyRequest['headers']): void {
+  const p = t.ids.pair();
+  h['traceparent'] = `00-${p.slice(0, 32)}-${p.slice(32)}-00`;
+}
+
+async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, req: ProxyRequest, inner: HttpService, ctx: IncomingContext | undefined): Promise<ProxyResponse> {
+  const formats = ctx ? ctx.formats | W3C : W3C;
+  const parentTraceId = ctx?.traceId ?? '';
+  if (!t.recording) {
+    // No collector: record nothing; a sampled context passes on as it came (a deferred B3
+    // decision is made explicit), a new trace gets ids of its own.
+    if (!parentTraceId) inject(req.headers, t.ids.traceId(), t.ids.spanId(), true, formats);
+    else if (ctx?.sampled === undefined) inject(req.headers, parentTraceId, ctx!.spanId, true, formats);
+    return inner(req);
+  }
+  const grpc = isGrpc(req.headers);
+  const span = t.startSpan(kind, spanName(req, grpc), clock.now(), startAttributes(req, kind, grpc), parentTraceId, ctx?.spanId ?? '', ctx?.traceState);
+  const sc = span.spanContext();
+  inject(req.headers, sc.traceId, sc.spanId, true, formats);
+  let res: ProxyResponse;
+  try {
+    res = await inner(req);
+  } catch (err) {
+    const pe = toProxyError(err, 'INTERNAL');
+    span.setAttributes({ [ATTR_ERROR_TYPE]: pe.label, 'wren.response_flags': responseFlag(pe.label) });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: pe.message });
+    endAttributes(t, span, req, kind);
+    span.end(clock.now());
+    throw err;
+  }
+  span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, res.status);
+  span.setAttribute('wren.response_flags', responseFlag(res.proxyError));
+  endAttributes(t, span, req, kind);
+  let ended = false;
+  const end = (err?: Error) => {
+    if (ended) return;
+    ended = true;
+    finish(span, kind, res, grpc, err);
+    span.end(clock.now());
+  };
+  const body = res.body;
+  if (body) {
+    body.once('end', () => end());
+    body.once('error', (e: Error) => end(e));
+    // Aborted (downstream gone, upstream reset) before the end: ends the span too.
+    body.once('close', () => end(body.readableEnded ? undefined : new Error('response body aborted')));
+  } else end();
+  return res;
+}
+
+/** `{rpc.service}/{rpc.method}` for gRPC (RPC conventions), the method alone for HTTP (no route template is known). */
+function spanName(req: ProxyRequest, grpc: boolean): string {
+  return grpc ? req.path.slice(1) : req.method;
+}
+
+function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boolean): Attributes {
+  const colon = req.authority.lastIndexOf(':');
+  const hasPort = colon > 0 && !req.authority.endsWith(']');
+  const a: Attributes = {
+    [ATTR_HTTP_REQUEST_METHOD]: req.method,
+    [ATTR_SERVER_ADDRESS]: hasPort ? req.authority.slice(0, colon) : req.authority,
+    [ATTR_NETWORK_PROTOCOL_VERSION]: req.origProto === 'HTTP/2' ? '2' : '1.1',
+  };
+  if (hasPort) a[ATTR_SERVER_PORT] = Number(req.authority.slice(colon + 1));
+  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${req.authority}${req.path}`;
+  else {
+    const q = req.path.indexOf('?');
+    a[ATTR_URL_PATH] = q < 0 ? req.path : req.path.slice(0, q);
+    a[ATTR_URL_SCHEME] = req.scheme;
+    a[ATTR_CLIENT_ADDRESS] = req.source.address;
+  }
+  if (grpc) {
+    const slash = req.path.lastIndexOf('/');
+    // rpc.system / rpc.service / rpc.grpc.status_code: the RPC conventions' gRPC attributes
+    // (semantic-conventions 1.2x; later versions rename them rpc.system.name and rpc.response.status_code).
+    a['rpc.system'] = 'grpc';
+    a['rpc.service'] = req.path.slice(1, slash);
+    a[ATTR_RPC_METHOD] = req.path.slice(slash + 1);
+  }
+  return a;
+}
+
+/** Peer identities, the upstream endpoint and the attempts: known once the layers below have run. */
+function endAttributes(t: MeshTracer, span: Span, req: ProxyRequest, kind: 'client' | 'server'): void {
+  if (kind === 'server') {
+    span.setAttribute('wren.source.principal', req.source.identity);
+    span.setAttribute('wren.destination.principal', t.selfIdentity());
+    if (req.targetPort !== undefined) span.setAttribute('wren.upstream.address', `${t.appAddress}:${req.targetPort}`);
+    return;
+  }
+  span.setAttribute('wren.source.principal', t.selfIdentity());
+  if (req.endpoint?.identity) span.setAttribute('wren.destination.principal', req.endpoint.identity);
+  if (req.route) span.setAttribute('wren.destination.service', `${req.route.service.name}.${req.route.service.namespace}`);
+  const tried = stateOf(req)?.tried;
+  if (tried && tried.size > 0) {
+    let last = '';
+    for (const k of tried) last = k;
+    span.setAttribute('wren.upstream.address', last);
+    span.setAttribute('wren.attempts', tried.size);
+  }
+}
+
+/** gRPC status codes that make a server span an error (RPC conventions, gRPC: "status codes ... considered errors on the server side"). */
+const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
+
+function finish(span: Span, kind: 'client' | 'server', res: ProxyResponse, grpc: boolean, err: Error | undefined): void {
+  if (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    span.setAttribute(ATTR_ERROR_TYPE, res.proxyError ?? 'aborted');
+    return;
+  }
+  if (grpc) {
+    const g = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
+    if (g !== undefined) {
+      const code = Number(g);
+      span.setAttribute('rpc.grpc.status_code', code);
+      if (code !== 0 && (kind === 'client' || GRPC_SERVER_ERRORS.has(code))) {
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        span.setAttribute(ATTR_ERROR_TYPE, res.proxyError ?? String(code));
+      }
+      return;
+    }
+  }
+  if (res.status >= 500 || (kind === 'client' && res.status >= 400)) {
+    span.setStatus({ code: SpanStatusCode.ERROR });
+    span.setAttribute(ATTR_ERROR_TYPE, res.proxyError ?? String(res.status));
+  }
+}

@@ -1,0 +1,178 @@
+import type { Headers } from '../http/headers.js';
+
+/**
+ * Trace-context propagation formats a request can carry, as bits: W3C Trace Context
+ * (`traceparent`/`tracestate`, https://www.w3.org/TR/trace-context/), B3 single header
+ * (`b3`) and B3 multi-header (`x-b3-*`, https://github.com/openzipkin/b3-propagation).
+ */
+export const W3C = 1;
+export const B3_SINGLE = 2;
+export const B3_MULTI = 4;
+
+/**
+ * What a request says about its trace. `sampled` is undefined when the caller deferred the
+ * decision (B3 ids without a sampled flag): the receiver decides. `traceId`/`spanId` are
+ * '' when the caller sent a decision only (`b3: 0`, `x-b3-sampled: 1` alone).
+ */
+export interface IncomingContext {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly sampled: boolean | undefined;
+  readonly traceState: string | undefined;
+  /** The formats the request arrived with (W3C | B3_SINGLE | B3_MULTI); W3C wins the ids. */
+  readonly formats: number;
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+const HEX16 = /^[0-9a-f]{16}$/;
+const ZERO32 = '00000000000000000000000000000000';
+const ZERO16 = '0000000000000000';
+
+/**
+ * True when the request carries any header of the formats: the one test the unsampled,
+ * context-free hot path pays (four property loads, no allocation).
+ */
+export function hasContext(h: Headers): boolean {
+  return h['traceparent'] !== undefined || h['b3'] !== undefined || h['x-b3-traceid'] !== undefined || h['x-b3-sampled'] !== undefined || h['x-b3-flags'] !== undefined;
+}
+
+/**
+ * Reads the request's trace context: W3C first, then B3 single, then B3 multi (the order
+ * OpenTelemetry's composite propagator and Envoy use). A malformed value of a format is
+ * ignored as if absent (W3C Trace Context section 3.2.2.x: "vendors MUST ignore the
+ * traceparent when ... invalid"); nothing here throws. Returns undefined when nothing usable
+ * is present.
+ */
+export function extract(h: Headers): IncomingContext | undefined {
+  let formats = 0;
+  const tp = h['traceparent'];
+  const w3c = typeof tp === 'string' ? parseTraceparent(tp) : undefined;
+  if (w3c) formats |= W3C;
+  const b3v = h['b3'];
+  const single = typeof b3v === 'string' ? parseB3Single(b3v) : undefined;
+  if (single) formats |= B3_SINGLE;
+  const multi = parseB3Multi(h);
+  if (multi) formats |= B3_MULTI;
+  if (w3c) return { traceId: w3c.traceId, spanId: w3c.spanId, sampled: w3c.sampled, traceState: traceStateOf(h), formats };
+  const b3 = single ?? multi;
+  if (!b3) return undefined;
+  return { traceId: b3.traceId, spanId: b3.spanId, sampled: b3.sampled, traceState: undefined, formats };
+}
+
+interface Parsed {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly sampled: boolean | undefined;
+}
+
+/** The traceparent grammar (W3C Trace Context section 3.2.2): one test, no captures, no allocation. */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-.*)?$/;
+
+/** A valid traceparent: the grammar, then version and all-zero id rules (section 3.2.2.x); strings only. */
+function validTraceparent(s: string): boolean {
+  if (!TRACEPARENT.test(s)) return false;
+  // Version ff is invalid; version 00 has exactly four fields; a later version may append
+  // fields after a '-' (section 3.2.4, "parsing with a higher version").
+  if (s.charCodeAt(0) === 102 && s.charCodeAt(1) === 102) return false;
+  if (s.charCodeAt(0) === 48 && s.charCodeAt(1) === 48 && s.length !== 55) return false;
+  return !s.startsWith(ZERO32, 3) && !s.startsWith(ZERO16, 36);
+}
+
+/** Bit 0 of the flags (sampled): the low bit of the last hex digit. */
+function sampledBit(s: string): boolean {
+  const c = s.charCodeAt(54);
+  return ((c <= 57 ? c - 48 : c - 87) & 1) === 1;
+}
+
+/** `version-traceid-parentid-flags` (W3C Trace Context section 3.2). */
+export function parseTraceparent(v: string): Parsed | undefined {
+  const s = v.trim();
+  if (!validTraceparent(s)) return undefined;
+  return { traceId: s.slice(3, 35), spanId: s.slice(36, 52), sampled: sampledBit(s) };
+}
+
+/**
+ * The common case of a request inside a trace that is not sampled: one valid traceparent
+ * saying so and no B3 header. Answered without building the context (no allocation).
+ */
+export function notSampledW3c(h: Headers): boolean {
+  const tp = h['traceparent'];
+  return typeof tp === 'string' && h['b3'] === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-flags'] === undefined
+    && validTraceparent(tp) && !sampledBit(tp);
+}
+
+function traceStateOf(h: Headers): string | undefined {
+  const ts = h['tracestate'];
+  // Several tracestate fields combine as one list (W3C section 3.3.1.1).
+  const s = Array.isArray(ts) ? ts.join(',') : ts;
+  // 32 list members of at most 256 characters each (section 3.3.1.1): longer is not forwarded.
+  return s !== undefined && s.length > 0 && s.length <= 8192 ? s : undefined;
+}
+
+/** `b3: {TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]` or a decision alone (`0`, `1`, `d`). */
+export function parseB3Single(v: string): Parsed | undefined {
+  const s = v.trim().toLowerCase();
+  if (s === '0' || s === '1' || s === 'd') return { traceId: '', spanId: '', sampled: s !== '0' };
+  const parts = s.split('-');
+  if (parts.length < 2 || parts.length > 4) return undefined;
+  const traceId = b3TraceId(parts[0]);
+  if (traceId === undefined || !HEX16.test(parts[1]) || parts[1] === ZERO16) return undefined;
+  let sampled: boolean | undefined;
+  if (parts.length >= 3) {
+    if (parts[2] === '1' || parts[2] === 'd') sampled = true;
+    else if (parts[2] === '0') sampled = false;
+    else return undefined;
+  }
+  if (parts.length === 4 && !HEX16.test(parts[3])) return undefined;
+  return { traceId, spanId: parts[1], sampled };
+}
+
+/** `x-b3-traceid`, `x-b3-spanid`, `x-b3-sampled` (`1`/`0`, or `true`/`false` from old tracers), `x-b3-flags: 1` (debug). */
+export function parseB3Multi(h: Headers): Parsed | undefined {
+  const tid = one(h['x-b3-traceid']);
+  const sid = one(h['x-b3-spanid']);
+  const flag = one(h['x-b3-flags']);
+  const smp = one(h['x-b3-sampled'])?.trim().toLowerCase();
+  let sampled: boolean | undefined;
+  if (flag?.trim() === '1' || smp === '1' || smp === 'true') sampled = true;
+  else if (smp === '0' || smp === 'false') sampled = false;
+  if (tid === undefined && sid === undefined) return sampled === undefined ? undefined : { traceId: '', spanId: '', sampled };
+  const traceId = tid === undefined ? undefined : b3TraceId(tid.trim().toLowerCase());
+  const spanId = sid?.trim().toLowerCase();
+  if (traceId === undefined || spanId === undefined || !HEX16.test(spanId) || spanId === ZERO16) {
+    // Broken ids: keep a valid decision (Zipkin: "sampling state ... can be sent without ids").
+    return sampled === undefined ? undefined : { traceId: '', spanId: '', sampled };
+  }
+  return { traceId, spanId, sampled };
+}
+
+/** A B3 trace id is 64 or 128 bits; a 64-bit one is left-padded to W3C's 128 (what OpenTelemetry's B3 propagator does). */
+function b3TraceId(s: string): string | undefined {
+  if (HEX32.test(s)) return s === ZERO32 ? undefined : s;
+  if (HEX16.test(s)) return s === ZERO16 ? undefined : ZERO16 + s;
+  return undefined;
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+}
+
+/**
+ * Writes a context into the request forwarded: `traceparent` always (W3C for new traces,
+ * what OpenTelemetry and Envoy's OpenTelemetry tracer inject), plus each B3 format the
+ * request arrived with, so a caller that speaks only B3 sees its format continued.
+ * `tracestate` is forwarded untouched (W3C section 3.3: a vendor with no entry of its own
+ * passes it on as received).
+ */
+export function inject(h: Headers, traceId: string, spanId: string, sampled: boolean, formats: number): void {
+  h['traceparent'] = `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
+  if (formats & B3_SINGLE) h['b3'] = `${traceId}-${spanId}-${sampled ? '1' : '0'}`;
+  if (formats & B3_MULTI) {
+    h['x-b3-traceid'] = traceId;
+    h['x-b3-spanid'] = spanId;
+    h['x-b3-sampled'] = sampled ? '1' : '0';
+    // The parent id is the caller's concern and x-b3-flags is superseded by x-b3-sampled.
+    delete h['x-b3-parentspanid'];
+    delete h['x-b3-flags'];
+  }
+}

@@ -1,0 +1,51 @@
+import { bool, duration, fail, map, num, obj, optional, str, type Parser } from '../../common/schema.js';
+import type { BatchSettings } from './span-batcher.js';
+
+/**
+ * The proxy config's `tracing` section (docs/observability.md, Tracing): where spans go and
+ * how many may wait. Who is sampled is the `telemetry.tracing` section's (and the control
+ * plane's) business; without a collector sampling is still decided and propagated, and no
+ * span is recorded.
+ */
+export interface TracingConfig extends BatchSettings {
+  readonly collector: CollectorConfig | undefined;
+  /** How long shutdown waits for queued spans to be exported. */
+  readonly shutdownTimeoutMs: number;
+}
+
+export interface CollectorConfig {
+  /** host:port of an OTLP/gRPC collector (TraceService/Export). */
+  readonly address: string;
+  /** Plaintext gRPC; only when set (default: TLS, verified by `tls.caFile` or the system roots). */
+  readonly plaintext: boolean;
+  readonly tls: { readonly caFile: string | undefined; readonly certFile: string | undefined; readonly keyFile: string | undefined };
+}
+
+export const parseTracingConfig: Parser<TracingConfig> = map(
+  obj({
+    collector: optional(
+      obj({
+        address: str({ pattern: /^[^\s:]+:\d+$|^\[[0-9a-fA-F:.]+\]:\d+$/ }),
+        plaintext: bool(false),
+        tls: obj({ caFile: optional(str()), certFile: optional(str()), keyFile: optional(str()) }),
+      }),
+    ),
+    // The OpenTelemetry SDK's BatchSpanProcessor defaults (OTEL_BSP_*).
+    maxQueueSize: num({ int: true, min: 1, max: 1 << 20, default: 2048 }),
+    maxExportBatchSize: num({ int: true, min: 1, max: 1 << 16, default: 512 }),
+    scheduledDelayMs: duration(5000),
+    exportTimeoutMs: duration(30_000),
+    shutdownTimeoutMs: duration(5000),
+  }),
+  (t, path) => {
+    if (t.maxExportBatchSize > t.maxQueueSize) fail(`${path}.maxExportBatchSize`, `must not exceed maxQueueSize (${t.maxQueueSize})`);
+    if (t.exportTimeoutMs < 1) fail(`${path}.exportTimeoutMs`, 'must be at least 1ms');
+    const c = t.collector;
+    if (c) {
+      const tls = c.tls;
+      if (c.plaintext && (tls.caFile ?? tls.certFile ?? tls.keyFile) !== undefined) fail(`${path}.collector.plaintext`, 'plaintext and tls are exclusive');
+      if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) fail(`${path}.collector.tls.${tls.certFile === undefined ? 'certFile' : 'keyFile'}`, 'a client certificate needs both certFile and keyFile');
+    }
+    return Object.freeze(t);
+  },
+);

@@ -1,0 +1,76 @@
+import * as grpc from '@grpc/grpc-js';
+import { createCsr, generateKeyPair } from '../certs/index.js';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { DEFAULT_POLICY } from '../contract/defaults.js';
+import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
+import { generateIssuer } from '../control-plane/identity/issuer.js';
+import { ControlPlane } from '../control-plane/server.js';
+import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
+import { ControlPlaneTracing } from '../control-plane/tracing.js';
+import { CertifyClient } from '../proxy/identity/certify-client.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../proxy/identity/control-plane-credentials.js';
+import { startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
+import { otlpReceiver, type OtlpReceiver } from './helpers/otlp-receiver.js';
+
+/** The control plane's own spans (--trace-collector): Certify calls, discovery subscriptions and pushes, to a real OTLP receiver. */
+class OneService implements MeshSource {
+  readonly name = 'manual';
+  constructor(readonly ctx: SourceContext) {}
+  async start(): Promise<void> {
+    this.ctx.store.apply([{ name: 'web', namespace: 'shop', clusterIPs: [], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [] }] }], []);
+    this.ctx.store.markReady();
+  }
+  async stop(): Promise<void> {}
+}
+
+const TOKEN = 'bootstrap-token-for-web-0123456789';
+const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
+
+let receiver: OtlpReceiver;
+let cp: ControlPlane;
+let proxy: TestProxy | undefined;
+
+beforeAll(async () => {
+  receiver = await otlpReceiver();
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(1), logger: silentLogger,
+    source: (ctx) => new OneService(ctx),
+    identity: { issuer: generateIssuer('cluster.local'), authenticator: new BootstrapTokenAuthenticator([{ token: TOKEN, namespace: 'shop', serviceAccount: 'web' }]) },
+    transport: 'insecure',
+    tracing: new ControlPlaneTracing({ collector: receiver.address, plaintext: true, caFile: null, namespace: 'wren-system' }),
+  });
+  await cp.whenReady();
+});
+
+afterAll(async () => {
+  await proxy?.client.stop();
+  await cp.close(100);
+  await receiver.close();
+});
+
+test('a SERVER span per Certify call, with the gRPC status and the refusal reason', async () => {
+  const client = new CertifyClient(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure(), CONTROL_PLANE_CHANNEL_OPTIONS);
+  const { privateKeyPem } = generateKeyPair();
+  const csrPem = createCsr(privateKeyPem, WEB);
+  await client.certify({ identity: WEB, token: Buffer.from(TOKEN), csrPem, requestedLifetimeMs: 0 }, 5000);
+  await expect(client.certify({ identity: WEB, token: Buffer.from('wrong-token-0123456789'), csrPem, requestedLifetimeMs: 0 }, 5000)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+  client.close();
+  const spans = await receiver.waitFor(2, 10_000, (s) => s.name === 'wren.identity.v1.Identity/Certify');
+  expect(spans.every((s) => s.kind === 'SPAN_KIND_SERVER' && s.resource['service.name'] === 'wren-control-plane')).toBe(true);
+  expect(spans.map((s) => s.attributes['rpc.grpc.status_code']).sort()).toEqual([0, grpc.status.UNAUTHENTICATED]);
+  expect(spans.find((s) => s.attributes['rpc.grpc.status_code'] === 0)?.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.method': 'Certify', 'wren.requested.identity': WEB });
+  expect(spans.find((s) => s.attributes['rpc.grpc.status_code'] !== 0)?.attributes['wren.refusal.reason']).toEqual(expect.any(String));
+});
+
+test('a subscription span ends with the first config; each push is its child', async () => {
+  proxy = startProxy(`127.0.0.1:${cp.grpcPort}`, { pod: 'cart' });
+  await waitFor(() => proxy!.applied.length > 0, 'first snapshot');
+  const [sub] = await receiver.waitFor(1, 10_000, (s) => s.name === 'wren.discovery.v1.Discovery/Subscribe');
+  const [push] = await receiver.waitFor(1, 10_000, (s) => s.name === 'wren.discovery.v1.Discovery/Push');
+  expect(sub.attributes).toMatchObject({ 'wren.proxy.identity': 'spiffe://cluster.local/ns/default/sa/cart', 'wren.proxy.pod': 'default/cart' });
+  expect(sub.attributes['wren.discovery.first_version']).toEqual(expect.any(String));
+  expect(push.parentSpanId).toBe(sub.spanId);
+  expect(push.traceId).toBe(sub.traceId);
+  expect(push.attributes).toMatchObject({ 'wren.discovery.full': true });
+});
