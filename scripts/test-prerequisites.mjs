@@ -47,6 +47,9 @@ export const PREREQUISITES = Object.freeze([
   // A real TCP client and server for opaque TCP through the mesh.
   { need: 'redis-server', pkg: 'redis-server', for: 'explicit-upstream TCP tests' },
   { need: 'redis-cli', pkg: 'redis-tools', for: 'explicit-upstream TCP tests' },
+  // A real Prometheus scrapes sidecars and evaluates every dashboard query (test/dashboards-prometheus.test.ts).
+  // The Debian package also installs a system service on :9090; the test starts its own on a free port.
+  { need: 'prometheus', pkg: 'prometheus', for: 'dashboards test (a real Prometheus evaluates every dashboard query)' },
 ]);
 
 const executable = (p) => {

@@ -9,6 +9,7 @@ import { ConfigError } from '../common/schema.js';
 import { injectPod } from '../control-plane/injector/inject-pod.js';
 import { parseControlPlaneArgs } from '../control-plane/main.js';
 import { loadCrdSchemas, validateResource } from '../manifests/validate.js';
+import { CONFIGMAP_FILE, dashboardFiles, renderDashboardConfigMaps } from '../scripts/dashboards-configmap.mjs';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -357,5 +358,43 @@ describe('install manifests', () => {
   test('system namespaces are never sent to the injector', () => {
     for (const name of ['kube-system', 'wren-system'])
       for (const w of mwc.webhooks) expect(matches(w.namespaceSelector, { 'kubernetes.io/metadata.name': name, 'wren.io/inject': 'enabled' })).toBe(false);
+  });
+});
+
+describe('Grafana dashboards (manifests/dashboards/*.json -> install/50-dashboards.yaml)', () => {
+  const files = dashboardFiles();
+  const maps = byKind('ConfigMap').filter((c) => c.metadata.labels?.grafana_dashboard !== undefined);
+
+  test('the four dashboards, each a Grafana dashboard on a ${datasource} Prometheus variable', () => {
+    expect(files.map((f) => f.file)).toEqual(['control-plane.json', 'mesh.json', 'service.json', 'workload.json']);
+    for (const { file, text } of files) {
+      const d = JSON.parse(text) as Json;
+      expect([file, d.uid, typeof d.title, d.schemaVersion]).toEqual([file, `wren-${file.replace('.json', '')}`, 'string', 39]);
+      expect(d.templating.list[0]).toMatchObject({ name: 'datasource', type: 'datasource', query: 'prometheus' });
+      const panels = (d.panels as Json[]).filter((p) => p.type !== 'row');
+      expect(panels.length).toBeGreaterThan(10);
+      for (const p of panels) {
+        expect(`${file} ${p.title}: ${JSON.stringify(p.datasource)}`).toBe(`${file} ${p.title}: ${JSON.stringify({ type: 'prometheus', uid: '${datasource}' })}`);
+        for (const t of p.targets) expect(t.datasource).toEqual(p.datasource);
+      }
+      // Panel ids are unique (Grafana keys panel state and links on them).
+      const ids = (d.panels as Json[]).map((p) => p.id);
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+  });
+
+  test('the ConfigMap file is exactly what the script renders from the JSON files (run node scripts/dashboards-configmap.mjs)', () => {
+    expect(readFileSync(CONFIGMAP_FILE, 'utf8')).toBe(renderDashboardConfigMaps());
+  });
+
+  test('one ConfigMap per dashboard, with the Grafana sidecar label, embedding the file byte for byte', () => {
+    expect(maps.map((m) => Object.keys(m.data)).flat().sort()).toEqual(files.map((f) => f.file));
+    for (const m of maps) {
+      expect(m.metadata.labels.grafana_dashboard).toBe('1'); // a string: the sidecar matches label values as text
+      const [[file, text]] = Object.entries(m.data as Record<string, string>);
+      expect(text).toBe(files.find((f) => f.file === file)!.text);
+      // kubectl apply (client side) keeps the whole object in an annotation limited to 256 KiB.
+      expect(Buffer.byteLength(JSON.stringify(m))).toBeLessThan(200 * 1024);
+    }
   });
 });
