@@ -7,6 +7,7 @@ import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { stateOf } from '../layers/request-state.js';
 import type { Upstream } from '../net/connector.js';
 import { traceIdOf } from './trace-id.js';
+import { redactQuery } from './redact-query.js';
 
 /**
  * One access log line, keyed as Istio's default JSON access log format
@@ -135,7 +136,8 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
   return {
     start_time: wallTime(req.startedAt),
     method: req.method,
-    path: cap(req.path, MAX_PATH),
+    // Credentials in the query string (?access_token=...) are redacted before the cap.
+    path: cap(redactQuery(req.path), MAX_PATH),
     protocol: req.origProto === 'TCP' ? null : req.origProto,
     // Envoy logs 0 when nothing reached the client: it left before the response.
     response_code: dc && res.proxyError === 'client-cancelled' ? 0 : res.status,

@@ -1,4 +1,6 @@
 import { Registry } from 'prom-client';
+import { ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import type { Headers } from '../http/headers.js';
@@ -82,4 +84,23 @@ describe('trace layer: sampling and propagation (no collector)', () => {
   test('an active health check between sidecars is not traced on the inbound side', async () => {
     expect((await send(tracer(100), { 'wren-health-check': '1' }, 'server'))['traceparent']).toBeUndefined();
   });
+});
+
+test('a token in the query string never reaches a span: url.full has its value redacted (OpenTelemetry HTTP conventions, url.full)', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+  await traceRequests(t, 'client', new FakeClock())(async () => OK)({ ...request({}), path: `/orders?id=7&access_token=${jwt}` });
+  await t.shutdown();
+  expect(spans).toHaveLength(1);
+  expect(spans[0].attributes['url.full']).toBe('http://web:80/orders?id=7&access_token=REDACTED');
+  expect(JSON.stringify(spans[0].attributes)).not.toContain('c2lnbmF0dXJl');
 });

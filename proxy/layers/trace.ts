@@ -10,6 +10,7 @@ import type { Clock } from '../../common/clock.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { extract, hasContext, inject, notSampledW3c, W3C, type IncomingContext } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
+import { redactQuery } from '../access-log/redact-query.js';
 
 /**
  * A span per request (docs/observability.md, Tracing): CLIENT on the outbound side, SERVER
@@ -125,7 +126,7 @@ function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boo
     [ATTR_NETWORK_PROTOCOL_VERSION]: req.origProto === 'HTTP/2' ? '2' : '1.1',
   };
   if (hasPort) a[ATTR_SERVER_PORT] = Number(req.authority.slice(colon + 1));
-  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${req.authority}${req.path}`;
+  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${req.authority}${redactQuery(req.path)}`; // no credential of the query string in a span
   else {
     const q = req.path.indexOf('?');
     a[ATTR_URL_PATH] = q < 0 ? req.path : req.path.slice(0, q);
