@@ -104,3 +104,23 @@ test('a token in the query string never reaches a span: url.full has its value r
   expect(spans[0].attributes['url.full']).toBe('http://web:80/orders?id=7&access_token=REDACTED');
   expect(JSON.stringify(spans[0].attributes)).not.toContain('c2lnbmF0dXJl');
 });
+
+describe('tracestate belongs to the traceparent it came with (W3C Trace Context section 3.3)', () => {
+  test('a new trace (no, or a malformed, traceparent) does not carry the request\'s tracestate on', async () => {
+    for (const percent of [0, 100]) {
+      const h = await send(tracer(percent), { traceparent: '00-nothex-zz-01', tracestate: 'evil=forged' });
+      expect(h['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+      expect(h['tracestate']).toBeUndefined();
+      expect((await send(tracer(percent), { 'x-b3-sampled': '1', tracestate: 'evil=forged' }))['tracestate']).toBeUndefined();
+    }
+  });
+
+  test('a tracestate past the list limits is not forwarded, as the layer says', async () => {
+    const tooLong = Array.from({ length: 40 }, (_, i) => `k${i}=${'v'.repeat(250)}`).join(',');
+    const h = await send(tracer(0), { traceparent: `00-${TID}-${SID}-01`, tracestate: tooLong });
+    expect(h['traceparent']).toBe(`00-${TID}-${SID}-01`);
+    expect(h['tracestate']).toBeUndefined();
+    // A valid one continues with its traceparent.
+    expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-01`, tracestate: 'a=1,b=2' }))['tracestate']).toBe('a=1,b=2');
+  });
+});

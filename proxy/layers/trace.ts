@@ -38,6 +38,7 @@ export const traceRequests =
     // An active health check between sidecars (only the inbound sees one: the outbound strips mesh headers below) is not traffic.
     if (kind === 'server' && h[MESH.healthCheck] !== undefined) return inner(req);
     if (!hasContext(h)) {
+      dropTraceState(h);
       if (t.sample()) return traced(t, kind, clock, req, inner, undefined);
       notSampled(t, h);
       return inner(req);
@@ -47,10 +48,13 @@ export const traceRequests =
     const ctx = extract(h);
     if (ctx === undefined || (ctx.sampled === undefined && ctx.traceId === '')) {
       // Only malformed headers: as if none (the W3C header is replaced either way).
+      dropTraceState(h);
       if (t.sample()) return traced(t, kind, clock, req, inner, undefined);
       notSampled(t, h);
       return inner(req);
     }
+    // A tracestate travels only with the traceparent it belongs to, and only within its limits.
+    if (ctx.traceState === undefined) dropTraceState(h);
     // The caller said no: the headers already carry the decision on, unchanged.
     if (ctx.sampled === false) return inner(req);
     if (ctx.sampled === undefined && !t.sample()) {
@@ -60,6 +64,15 @@ export const traceRequests =
     }
     return traced(t, kind, clock, req, inner, ctx);
   };
+
+/**
+ * A tracestate is the vendor data of the traceparent it came with (W3C Trace Context
+ * section 3.3: a vendor that cannot parse traceparent must not parse or propagate
+ * tracestate): a new trace, a B3-only context or one over the list limits does not carry it on.
+ */
+function dropTraceState(h: ProxyRequest['headers']): void {
+  if (h['tracestate'] !== undefined) delete h['tracestate'];
+}
 
 /** A new trace that is not sampled: a not-sampled W3C context, so every later hop agrees (one string). */
 function notSampled(t: MeshTracer, h: ProxyRequest['headers']): void {
