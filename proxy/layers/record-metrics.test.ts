@@ -6,6 +6,8 @@ import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.
 import { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import { MAX_PEER_VALUES_PER_CALLER, WorkloadLabels } from '../metrics/workload-labels.js';
 import { recordMetrics } from './record-metrics.js';
+import { attachState } from './request-state.js';
+import type { ClusterHandle } from '../outbound/cluster-set.js';
 
 const SELF = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -148,4 +150,23 @@ test('a mesh peer sending ever new wren-peer values cannot add series without en
   const after = await series(metrics, 'istio_requests_total');
   expect(after.find((x) => x.labels.source_version === 'v0')?.value).toBe(2);
   expect(after.find((x) => x.labels.source_workload === 'cart-v1')?.value).toBe(1);
+});
+
+test('response_flags is Envoy\'s, as in the access log: URX when the last of several endpoints still failed, DC when the client left mid-response', async () => {
+  const { clock, metrics } = setup();
+  const failing: HttpService = async (req) => {
+    req.route = route;
+    const st = attachState(req, {} as ClusterHandle);
+    st.tried.add('10.0.0.7:8080').add('10.0.0.8:8080');
+    return { status: 503, headers: {}, body: null, trailers: () => undefined } as ProxyResponse;
+  };
+  await recordMetrics(metrics, 'outbound', clock)(failing)(request({}, clock));
+  const ac = new AbortController();
+  const body = new PassThrough();
+  const res = await recordMetrics(metrics, 'outbound', clock)(async (req) => ((req.route = route), { status: 200, headers: {}, body, trailers: () => undefined }) as ProxyResponse)(request({ signal: ac.signal }, clock));
+  ac.abort();
+  res.body!.destroy();
+  await new Promise((r) => setImmediate(r));
+  const flags = (await series(metrics, 'istio_requests_total')).map((x) => [x.labels.response_code, x.labels.response_flags]);
+  expect(flags).toEqual([['503', 'URX'], ['200', 'DC']]);
 });
