@@ -124,3 +124,27 @@ describe('tracestate belongs to the traceparent it came with (W3C Trace Context 
     expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-01`, tracestate: 'a=1,b=2' }))['tracestate']).toBe('a=1,b=2');
   });
 });
+
+test('a caller cannot make a queued span as big as its request head: attribute values and the span name are capped', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 0 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  // The caller forces sampling (its decision is honoured) and sends a 60 kB path and authority.
+  const big = 'a'.repeat(60_000);
+  const headers = { traceparent: `00-${TID}-${SID}-01`, 'content-type': 'application/grpc' };
+  await traceRequests(t, 'client', new FakeClock())(async () => OK)({ ...request(headers), path: `/${big}/M`, authority: `${big}:80` });
+  await traceRequests(t, 'server', new FakeClock())(async () => OK)({ ...request({ traceparent: `00-${TID}-${SID}-01` }), path: `/${big}`, authority: big });
+  await t.shutdown();
+  expect(spans).toHaveLength(2);
+  for (const s of spans) {
+    expect(s.name.length).toBeLessThanOrEqual(1024);
+    for (const v of Object.values(s.attributes)) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(1024);
+  }
+});
