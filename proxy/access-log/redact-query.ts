@@ -40,3 +40,13 @@ export function redactQuery(path: string): string {
   }
   return changed ? `${path.slice(0, q + 1)}${parts.join('&')}` : path;
 }
+
+/**
+ * An authority without its userinfo (`user:password@`, which RFC 9110 section 4.2.4
+ * deprecates and RFC 9113 section 8.3.1 forbids in :authority, but a client may still
+ * send): `REDACTED:REDACTED@host`, OpenTelemetry's form for url.full.
+ */
+export function redactAuthority(authority: string): string {
+  const at = authority.lastIndexOf('@');
+  return at < 0 ? authority : `${REDACTED}:${REDACTED}${authority.slice(at)}`;
+}

@@ -188,3 +188,10 @@ test('a token in the query string (?access_token=, RFC 6750 section 2.3) never r
   expect(lines.map((e) => e['path'])).toEqual(['/orders?id=7&access_token=REDACTED&x=1', '/s3?AWSAccessKeyId=REDACTED&Signature=REDACTED&access%5Ftoken=REDACTED']);
   expect(JSON.stringify(lines)).not.toContain('c2lnbmF0dXJl');
 });
+
+test('userinfo in the authority (user:password@host) never reaches a line', async () => {
+  const { log, sink } = setup();
+  await accessLog(log, 'outbound')(ok())(request({ authority: 'alice:s3cret@web.default.svc.cluster.local' }));
+  const [e] = await parsed(sink);
+  expect(e['authority']).toBe('REDACTED:REDACTED@web.default.svc.cluster.local');
+});

@@ -148,3 +148,24 @@ test('a caller cannot make a queued span as big as its request head: attribute v
     for (const v of Object.values(s.attributes)) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(1024);
   }
 });
+
+test('userinfo in the authority (user:password@host) never reaches a span (OpenTelemetry url.full: MUST NOT contain credentials)', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  for (const kind of ['client', 'server'] as const) await traceRequests(t, kind, new FakeClock())(async () => OK)({ ...request({}), authority: 'alice:s3cret@web:80' });
+  await t.shutdown();
+  expect(spans).toHaveLength(2);
+  expect(spans[0].attributes['url.full']).toBe('http://REDACTED:REDACTED@web:80/');
+  for (const s of spans) {
+    expect(s.attributes['server.address']).toBe('web');
+    expect(JSON.stringify(s.attributes)).not.toContain('s3cret');
+  }
+});

@@ -10,7 +10,7 @@ import type { Clock } from '../../common/clock.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { extract, hasContext, inject, notSampledW3c, W3C, type IncomingContext } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
-import { redactQuery } from '../access-log/redact-query.js';
+import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
 
 /**
  * A span per request (docs/observability.md, Tracing): CLIENT on the outbound side, SERVER
@@ -131,15 +131,18 @@ function spanName(req: ProxyRequest, grpc: boolean): string {
 }
 
 function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boolean): Attributes {
-  const colon = req.authority.lastIndexOf(':');
-  const hasPort = colon > 0 && !req.authority.endsWith(']');
+  // The host and port only: a userinfo a client put in the authority is a credential.
+  const at = req.authority.lastIndexOf('@');
+  const hostPort = at < 0 ? req.authority : req.authority.slice(at + 1);
+  const colon = hostPort.lastIndexOf(':');
+  const hasPort = colon > 0 && !hostPort.endsWith(']');
   const a: Attributes = {
     [ATTR_HTTP_REQUEST_METHOD]: req.method,
-    [ATTR_SERVER_ADDRESS]: hasPort ? req.authority.slice(0, colon) : req.authority,
+    [ATTR_SERVER_ADDRESS]: hasPort ? hostPort.slice(0, colon) : hostPort,
     [ATTR_NETWORK_PROTOCOL_VERSION]: req.origProto === 'HTTP/2' ? '2' : '1.1',
   };
-  if (hasPort) a[ATTR_SERVER_PORT] = Number(req.authority.slice(colon + 1));
-  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${req.authority}${redactQuery(req.path)}`; // no credential of the query string in a span
+  if (hasPort) a[ATTR_SERVER_PORT] = Number(hostPort.slice(colon + 1));
+  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${redactAuthority(req.authority)}${redactQuery(req.path)}`; // no credential of the query string in a span
   else {
     const q = req.path.indexOf('?');
     a[ATTR_URL_PATH] = q < 0 ? req.path : req.path.slice(0, q);
