@@ -9,6 +9,8 @@ import { TelemetrySource, NO_TELEMETRY_OVERRIDES } from '../telemetry/telemetry-
 import { MeshTracer } from '../tracing/mesh-tracer.js';
 import { parseTracingConfig } from '../tracing/tracing-config.js';
 import { traceRequests } from './trace.js';
+import { attachState } from './request-state.js';
+import type { ClusterHandle } from '../outbound/cluster-set.js';
 
 const TID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SID = '00f067aa0ba902b7';
@@ -168,4 +170,23 @@ test('userinfo in the authority (user:password@host) never reaches a span (OpenT
     expect(s.attributes['server.address']).toBe('web');
     expect(JSON.stringify(s.attributes)).not.toContain('s3cret');
   }
+});
+
+test('wren.response_flags is Envoy\'s, as the access log and the metric say: URX after failed attempts on several endpoints', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  await traceRequests(t, 'client', new FakeClock())(async (req) => {
+    attachState(req, {} as ClusterHandle).tried.add('10.0.0.1:80').add('10.0.0.2:80');
+    return { ...OK, status: 503 };
+  })(request({}));
+  await t.shutdown();
+  expect(spans[0].attributes['wren.response_flags']).toBe('URX');
 });

@@ -11,6 +11,7 @@ import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { extract, hasContext, inject, notSampledW3c, W3C, type IncomingContext } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
 import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
+import { flagsOf } from '../access-log/entry.js';
 
 /**
  * A span per request (docs/observability.md, Tracing): CLIENT on the outbound side, SERVER
@@ -106,7 +107,8 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
     throw err;
   }
   span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, res.status);
-  span.setAttribute('wren.response_flags', responseFlag(res.proxyError));
+  // Envoy's flags, as the access log and the istio_* metrics carry them (URX after failed attempts on several endpoints).
+  span.setAttribute('wren.response_flags', flagsOf(req, res.status, res.proxyError, false, stateOf(req)?.tried.size ?? 0));
   endAttributes(t, span, req, kind);
   let ended = false;
   const end = (err?: Error) => {
