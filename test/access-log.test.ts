@@ -131,9 +131,12 @@ test('body bytes are counted as they pass, streamed (chunked) bodies included', 
   expect(await clientLog.find(byId('req-chunked'))).toMatchObject({ bytes_sent: 'part1 part2'.length });
 });
 
-test('a malformed traceparent logs a null trace id', async () => {
+test('a malformed traceparent is never logged: both lines carry the trace the client sidecar started instead (Envoy\'s %TRACE_ID% is the active trace\'s)', async () => {
   await call('web.default.svc.cluster.local', '/name', { 'x-request-id': 'req-badtrace', traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' });
-  expect((await clientLog.find(byId('req-badtrace')))['trace_id']).toBeNull();
+  const id = (await clientLog.find(byId('req-badtrace')))['trace_id'];
+  expect(id).toMatch(/^[0-9a-f]{32}$/);
+  expect(id).not.toBe('00000000000000000000000000000000');
+  expect((await serverLog.find(byId('req-badtrace')))['trace_id']).toBe(id);
 });
 
 test('secret headers never reach a line, on either sidecar', async () => {

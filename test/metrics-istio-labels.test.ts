@@ -41,6 +41,12 @@ beforeAll(async () => {
   grpc = echoClient(client.outboundPort, 'echo.default.svc.cluster.local:9090');
 });
 
+// The original destination one test sets (opaque TCP to redis) must not leak into the next
+// test's connections (the upgrade test then reached redis and got a 502).
+afterEach(() => {
+  nextDst = undefined;
+});
+
 afterAll(async () => {
   grpc.close();
   await client.close();

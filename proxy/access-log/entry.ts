@@ -7,6 +7,7 @@ import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { stateOf } from '../layers/request-state.js';
 import type { Upstream } from '../net/connector.js';
 import { traceIdOf } from './trace-id.js';
+import { redactAuthority, redactQuery } from './redact-query.js';
 
 /**
  * One access log line, keyed as Istio's default JSON access log format
@@ -135,7 +136,8 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
   return {
     start_time: wallTime(req.startedAt),
     method: req.method,
-    path: cap(req.path, MAX_PATH),
+    // Credentials in the query string (?access_token=...) are redacted before the cap.
+    path: cap(redactQuery(req.path), MAX_PATH),
     protocol: req.origProto === 'TCP' ? null : req.origProto,
     // Envoy logs 0 when nothing reached the client: it left before the response.
     response_code: dc && res.proxyError === 'client-cancelled' ? 0 : res.status,
@@ -149,7 +151,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     x_forwarded_for: cap(header(h, 'x-forwarded-for'), MAX_HEADER_VALUE),
     user_agent: cap(header(h, 'user-agent'), MAX_HEADER_VALUE),
     request_id: cap(header(h, 'x-request-id'), MAX_HEADER_VALUE),
-    authority: cap(req.authority, MAX_HEADER_VALUE),
+    authority: cap(redactAuthority(req.authority), MAX_HEADER_VALUE),
     upstream_host: ep ? endpointKey(ep) : appAddress !== undefined && req.targetPort !== undefined ? endpointKey({ address: appAddress, port: req.targetPort }) : null,
     upstream_cluster: upstreamCluster(direction, req),
     upstream_local_address: localAddressOf(st?.upstream),

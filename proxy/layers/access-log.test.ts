@@ -178,3 +178,20 @@ test('the lines of one event-loop turn go out in one write; start times keep the
   expect(lines.map((e) => e['start_time'])).toEqual(['2026-01-02T03:04:05.007Z', '2026-01-02T03:04:05.042Z', '2026-01-02T03:04:05.999Z']);
   expect((sink as Sink).writes).toBe(1);
 });
+
+test('a token in the query string (?access_token=, RFC 6750 section 2.3) never reaches a line: its value is redacted, the rest of the path stays', async () => {
+  const { log, sink } = setup();
+  const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+  await accessLog(log, 'outbound')(ok())(request({ path: `/orders?id=7&access_token=${jwt}&x=1` }));
+  await accessLog(log, 'outbound')(ok())(request({ path: `/s3?AWSAccessKeyId=AKIA1&Signature=secretsig&access%5Ftoken=${jwt}` }));
+  const lines = await parsed(sink);
+  expect(lines.map((e) => e['path'])).toEqual(['/orders?id=7&access_token=REDACTED&x=1', '/s3?AWSAccessKeyId=REDACTED&Signature=REDACTED&access%5Ftoken=REDACTED']);
+  expect(JSON.stringify(lines)).not.toContain('c2lnbmF0dXJl');
+});
+
+test('userinfo in the authority (user:password@host) never reaches a line', async () => {
+  const { log, sink } = setup();
+  await accessLog(log, 'outbound')(ok())(request({ authority: 'alice:s3cret@web.default.svc.cluster.local' }));
+  const [e] = await parsed(sink);
+  expect(e['authority']).toBe('REDACTED:REDACTED@web.default.svc.cluster.local');
+});

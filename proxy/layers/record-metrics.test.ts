@@ -4,8 +4,10 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { Endpoint, Service } from '../../contract/model.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { ProxyMetrics } from '../metrics/proxy-metrics.js';
-import { WorkloadLabels } from '../metrics/workload-labels.js';
+import { MAX_PEER_VALUES_PER_CALLER, WorkloadLabels } from '../metrics/workload-labels.js';
 import { recordMetrics } from './record-metrics.js';
+import { attachState } from './request-state.js';
+import type { ClusterHandle } from '../outbound/cluster-set.js';
 
 const SELF = 'spiffe://cluster.local/ns/shop/sa/web';
 const API = 'spiffe://cluster.local/ns/shop/sa/api';
@@ -128,4 +130,43 @@ test('label objects are built once per (peer, response shape) and reused', async
   expect(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true)).toBe(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true));
   expect(local.peerHeader(service)).toBe('web-v1;shop;web;v1;api.shop');
   expect(local.peerHeader(undefined)).toBe('web-v1;shop;web;v1;');
+});
+
+test('a mesh peer sending ever new wren-peer values cannot add series without end: past the cap per caller they are ignored and counted', async () => {
+  const { clock, metrics } = setup();
+  const inner: HttpService = async () => ({ status: 200, headers: {}, body: null, trailers: () => undefined }) as ProxyResponse;
+  const svc = recordMetrics(metrics, 'inbound', clock)(inner);
+  const n = MAX_PEER_VALUES_PER_CALLER + 50;
+  // A compromised api pod (a valid certificate for ns/shop) claims a new version on every request.
+  for (let i = 0; i < n; i++) await svc(request({ source: { address: '10.0.0.9', port: 1, identity: API }, headers: { 'wren-peer': `api-v2;shop;api;v${i};web.shop` } }, clock));
+  const s = await series(metrics, 'istio_requests_total');
+  expect(s.length).toBe(MAX_PEER_VALUES_PER_CALLER + 1);
+  expect(s.find((x) => x.labels.source_version === 'unknown')).toMatchObject({ value: 50, labels: { source_principal: API, source_workload: 'unknown' } });
+  const limit = (await metrics.registry.getSingleMetricAsString('wren_limit_exceeded_total')).match(/limit="peer-metadata-values"} (\d+)/);
+  expect(Number(limit?.[1])).toBe(50);
+  // The values already believed stay believed; another caller has a budget of its own.
+  await svc(request({ source: { address: '10.0.0.9', port: 1, identity: API }, headers: { 'wren-peer': 'api-v2;shop;api;v0;web.shop' } }, clock));
+  await svc(request({ source: { address: '10.0.0.8', port: 1, identity: 'spiffe://cluster.local/ns/shop/sa/cart' }, headers: { 'wren-peer': 'cart-v1;shop;cart;v1;web.shop' } }, clock));
+  const after = await series(metrics, 'istio_requests_total');
+  expect(after.find((x) => x.labels.source_version === 'v0')?.value).toBe(2);
+  expect(after.find((x) => x.labels.source_workload === 'cart-v1')?.value).toBe(1);
+});
+
+test('response_flags is Envoy\'s, as in the access log: URX when the last of several endpoints still failed, DC when the client left mid-response', async () => {
+  const { clock, metrics } = setup();
+  const failing: HttpService = async (req) => {
+    req.route = route;
+    const st = attachState(req, {} as ClusterHandle);
+    st.tried.add('10.0.0.7:8080').add('10.0.0.8:8080');
+    return { status: 503, headers: {}, body: null, trailers: () => undefined } as ProxyResponse;
+  };
+  await recordMetrics(metrics, 'outbound', clock)(failing)(request({}, clock));
+  const ac = new AbortController();
+  const body = new PassThrough();
+  const res = await recordMetrics(metrics, 'outbound', clock)(async (req) => ((req.route = route), { status: 200, headers: {}, body, trailers: () => undefined }) as ProxyResponse)(request({ signal: ac.signal }, clock));
+  ac.abort();
+  res.body!.destroy();
+  await new Promise((r) => setImmediate(r));
+  const flags = (await series(metrics, 'istio_requests_total')).map((x) => [x.labels.response_code, x.labels.response_flags]);
+  expect(flags).toEqual([['503', 'URX'], ['200', 'DC']]);
 });

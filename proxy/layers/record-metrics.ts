@@ -7,6 +7,7 @@ import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
+import { flagsOf } from '../access-log/entry.js';
 
 /**
  * Istio's standard request metrics (istio_requests_total, istio_request_duration_milliseconds,
@@ -82,13 +83,25 @@ interface Done {
 /** One shared listener for every response body ('end' or 'close', whichever comes first). */
 function onBodyDone(this: Readable & { [DONE]?: Done }): void {
   const d = this[DONE];
-  if (d) finish(d);
+  if (d) finish(d, !this.readableEnded);
 }
 
 /** gRPC status codes are 0..16 (grpc/doc/statuscodes.md); anything else an upstream sent is not a label value. */
 const GRPC_STATUS = /^\d{1,2}$/;
 
-function finish(d: Done): void {
+/**
+ * Envoy's response flags, the access log's (access-log/entry.ts flagsOf): the error table's
+ * flag, plus URX (several endpoints tried, the last failed) and DC (the client went away
+ * mid-response), which Istio's metrics carry as its access log does. The common case (one
+ * attempt, body ended) pays two reads.
+ */
+function flagsFor(d: Done, cut: boolean): string {
+  const attempts = stateOf(d.req)?.tried.size ?? 0;
+  if (attempts < 2 && !(cut && d.req.signal.aborted)) return responseFlag(d.res.proxyError);
+  return flagsOf(d.req, d.res.status, d.res.proxyError, cut, attempts);
+}
+
+function finish(d: Done, cut = false): void {
   if (d.counted) return;
   d.counted = true;
   const { metrics, res } = d;
@@ -98,7 +111,7 @@ function finish(d: Done): void {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
     grpc = raw === undefined ? '' : GRPC_STATUS.test(raw) ? raw : 'unknown';
   }
-  const labels = d.set.labels(d.protocol, String(res.status), grpc, responseFlag(res.proxyError));
+  const labels = d.set.labels(d.protocol, String(res.status), grpc, flagsFor(d, cut));
   metrics.requests.inc(labels);
   metrics.duration.observe(labels, d.clock.now() - d.req.startedAt);
   metrics.requestBytes.observe(labels, bodyBytes(d.req.body));

@@ -1,4 +1,6 @@
 import { Registry } from 'prom-client';
+import { ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import type { Headers } from '../http/headers.js';
@@ -7,6 +9,8 @@ import { TelemetrySource, NO_TELEMETRY_OVERRIDES } from '../telemetry/telemetry-
 import { MeshTracer } from '../tracing/mesh-tracer.js';
 import { parseTracingConfig } from '../tracing/tracing-config.js';
 import { traceRequests } from './trace.js';
+import { attachState } from './request-state.js';
+import type { ClusterHandle } from '../outbound/cluster-set.js';
 
 const TID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SID = '00f067aa0ba902b7';
@@ -82,4 +86,107 @@ describe('trace layer: sampling and propagation (no collector)', () => {
   test('an active health check between sidecars is not traced on the inbound side', async () => {
     expect((await send(tracer(100), { 'wren-health-check': '1' }, 'server'))['traceparent']).toBeUndefined();
   });
+});
+
+test('a token in the query string never reaches a span: url.full has its value redacted (OpenTelemetry HTTP conventions, url.full)', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+  await traceRequests(t, 'client', new FakeClock())(async () => OK)({ ...request({}), path: `/orders?id=7&access_token=${jwt}` });
+  await t.shutdown();
+  expect(spans).toHaveLength(1);
+  expect(spans[0].attributes['url.full']).toBe('http://web:80/orders?id=7&access_token=REDACTED');
+  expect(JSON.stringify(spans[0].attributes)).not.toContain('c2lnbmF0dXJl');
+});
+
+describe('tracestate belongs to the traceparent it came with (W3C Trace Context section 3.3)', () => {
+  test('a new trace (no, or a malformed, traceparent) does not carry the request\'s tracestate on', async () => {
+    for (const percent of [0, 100]) {
+      const h = await send(tracer(percent), { traceparent: '00-nothex-zz-01', tracestate: 'evil=forged' });
+      expect(h['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+      expect(h['tracestate']).toBeUndefined();
+      expect((await send(tracer(percent), { 'x-b3-sampled': '1', tracestate: 'evil=forged' }))['tracestate']).toBeUndefined();
+    }
+  });
+
+  test('a tracestate past the list limits is not forwarded, as the layer says', async () => {
+    const tooLong = Array.from({ length: 40 }, (_, i) => `k${i}=${'v'.repeat(250)}`).join(',');
+    const h = await send(tracer(0), { traceparent: `00-${TID}-${SID}-01`, tracestate: tooLong });
+    expect(h['traceparent']).toBe(`00-${TID}-${SID}-01`);
+    expect(h['tracestate']).toBeUndefined();
+    // A valid one continues with its traceparent.
+    expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-01`, tracestate: 'a=1,b=2' }))['tracestate']).toBe('a=1,b=2');
+  });
+});
+
+test('a caller cannot make a queued span as big as its request head: attribute values and the span name are capped', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 0 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  // The caller forces sampling (its decision is honoured) and sends a 60 kB path and authority.
+  const big = 'a'.repeat(60_000);
+  const headers = { traceparent: `00-${TID}-${SID}-01`, 'content-type': 'application/grpc' };
+  await traceRequests(t, 'client', new FakeClock())(async () => OK)({ ...request(headers), path: `/${big}/M`, authority: `${big}:80` });
+  await traceRequests(t, 'server', new FakeClock())(async () => OK)({ ...request({ traceparent: `00-${TID}-${SID}-01` }), path: `/${big}`, authority: big });
+  await t.shutdown();
+  expect(spans).toHaveLength(2);
+  for (const s of spans) {
+    expect(s.name.length).toBeLessThanOrEqual(1024);
+    for (const v of Object.values(s.attributes)) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(1024);
+  }
+});
+
+test('userinfo in the authority (user:password@host) never reaches a span (OpenTelemetry url.full: MUST NOT contain credentials)', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  for (const kind of ['client', 'server'] as const) await traceRequests(t, kind, new FakeClock())(async () => OK)({ ...request({}), authority: 'alice:s3cret@web:80' });
+  await t.shutdown();
+  expect(spans).toHaveLength(2);
+  expect(spans[0].attributes['url.full']).toBe('http://REDACTED:REDACTED@web:80/');
+  for (const s of spans) {
+    expect(s.attributes['server.address']).toBe('web');
+    expect(JSON.stringify(s.attributes)).not.toContain('s3cret');
+  }
+});
+
+test('wren.response_flags is Envoy\'s, as the access log and the metric say: URX after failed attempts on several endpoints', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  await traceRequests(t, 'client', new FakeClock())(async (req) => {
+    attachState(req, {} as ClusterHandle).tried.add('10.0.0.1:80').add('10.0.0.2:80');
+    return { ...OK, status: 503 };
+  })(request({}));
+  await t.shutdown();
+  expect(spans[0].attributes['wren.response_flags']).toBe('URX');
 });

@@ -10,6 +10,8 @@ import type { Clock } from '../../common/clock.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { extract, hasContext, inject, notSampledW3c, W3C, type IncomingContext } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
+import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
+import { flagsOf } from '../access-log/entry.js';
 
 /**
  * A span per request (docs/observability.md, Tracing): CLIENT on the outbound side, SERVER
@@ -37,6 +39,7 @@ export const traceRequests =
     // An active health check between sidecars (only the inbound sees one: the outbound strips mesh headers below) is not traffic.
     if (kind === 'server' && h[MESH.healthCheck] !== undefined) return inner(req);
     if (!hasContext(h)) {
+      dropTraceState(h);
       if (t.sample()) return traced(t, kind, clock, req, inner, undefined);
       notSampled(t, h);
       return inner(req);
@@ -46,10 +49,13 @@ export const traceRequests =
     const ctx = extract(h);
     if (ctx === undefined || (ctx.sampled === undefined && ctx.traceId === '')) {
       // Only malformed headers: as if none (the W3C header is replaced either way).
+      dropTraceState(h);
       if (t.sample()) return traced(t, kind, clock, req, inner, undefined);
       notSampled(t, h);
       return inner(req);
     }
+    // A tracestate travels only with the traceparent it belongs to, and only within its limits.
+    if (ctx.traceState === undefined) dropTraceState(h);
     // The caller said no: the headers already carry the decision on, unchanged.
     if (ctx.sampled === false) return inner(req);
     if (ctx.sampled === undefined && !t.sample()) {
@@ -59,6 +65,15 @@ export const traceRequests =
     }
     return traced(t, kind, clock, req, inner, ctx);
   };
+
+/**
+ * A tracestate is the vendor data of the traceparent it came with (W3C Trace Context
+ * section 3.3: a vendor that cannot parse traceparent must not parse or propagate
+ * tracestate): a new trace, a B3-only context or one over the list limits does not carry it on.
+ */
+function dropTraceState(h: ProxyRequest['headers']): void {
+  if (h['tracestate'] !== undefined) delete h['tracestate'];
+}
 
 /** A new trace that is not sampled: a not-sampled W3C context, so every later hop agrees (one string). */
 function notSampled(t: MeshTracer, h: ProxyRequest['headers']): void {
@@ -91,7 +106,8 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
     throw err;
   }
   span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, res.status);
-  span.setAttribute('wren.response_flags', responseFlag(res.proxyError));
+  // Envoy's flags, as the access log and the istio_* metrics carry them (URX after failed attempts on several endpoints).
+  span.setAttribute('wren.response_flags', flagsOf(req, res.status, res.proxyError, false, stateOf(req)?.tried.size ?? 0));
   endAttributes(t, span, req, kind);
   let ended = false;
   const end = (err?: Error) => {
@@ -116,15 +132,18 @@ function spanName(req: ProxyRequest, grpc: boolean): string {
 }
 
 function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boolean): Attributes {
-  const colon = req.authority.lastIndexOf(':');
-  const hasPort = colon > 0 && !req.authority.endsWith(']');
+  // The host and port only: a userinfo a client put in the authority is a credential.
+  const at = req.authority.lastIndexOf('@');
+  const hostPort = at < 0 ? req.authority : req.authority.slice(at + 1);
+  const colon = hostPort.lastIndexOf(':');
+  const hasPort = colon > 0 && !hostPort.endsWith(']');
   const a: Attributes = {
     [ATTR_HTTP_REQUEST_METHOD]: req.method,
-    [ATTR_SERVER_ADDRESS]: hasPort ? req.authority.slice(0, colon) : req.authority,
+    [ATTR_SERVER_ADDRESS]: hasPort ? hostPort.slice(0, colon) : hostPort,
     [ATTR_NETWORK_PROTOCOL_VERSION]: req.origProto === 'HTTP/2' ? '2' : '1.1',
   };
-  if (hasPort) a[ATTR_SERVER_PORT] = Number(req.authority.slice(colon + 1));
-  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${req.authority}${req.path}`;
+  if (hasPort) a[ATTR_SERVER_PORT] = Number(hostPort.slice(colon + 1));
+  if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${redactAuthority(req.authority)}${redactQuery(req.path)}`; // no credential of the query string in a span
   else {
     const q = req.path.indexOf('?');
     a[ATTR_URL_PATH] = q < 0 ? req.path : req.path.slice(0, q);

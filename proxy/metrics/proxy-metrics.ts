@@ -72,7 +72,7 @@ export class ProxyMetrics {
     });
     this.limits = new Counter({
       name: 'wren_limit_exceeded_total',
-      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout)',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, peer-metadata-values)',
       labelNames: ['direction', 'limit'],
       registers,
     });
@@ -84,6 +84,7 @@ export class ProxyMetrics {
       labelNames: ['source_principal', 'probe_shape'],
       registers,
     });
+    this.local.onPeerValuesLimit = () => this.limits.inc({ direction: 'inbound', limit: 'peer-metadata-values' });
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
   }
 

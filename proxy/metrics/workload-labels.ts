@@ -65,6 +65,15 @@ interface PortEntry {
 const MAX_INBOUND_SETS = 1024;
 
 /**
+ * Distinct `wren-peer` values believed from one caller identity over the proxy's life. A
+ * caller really sends one per (its workload version, service it routed to); a peer that
+ * sends ever new values (a compromised pod with a valid certificate) would otherwise add
+ * metric series without end: past this its new values are ignored (source labels
+ * `unknown`), counted in wren_limit_exceeded_total{limit="peer-metadata-values"}.
+ */
+export const MAX_PEER_VALUES_PER_CALLER = 64;
+
+/**
  * This proxy's own workload (from config: the injector's WREN_WORKLOAD_*), which is the
  * source on the outbound side and the destination on the inbound side, and the label sets
  * built from it: per (service port, endpoint) outbound, the endpoint's workload coming
@@ -78,6 +87,10 @@ export class WorkloadLabels {
   private plaintextSet: LabelSet | undefined;
   private readonly peerHeaders = new WeakMap<Service, string>();
   private readonly bareHeader: string;
+  /** The `wren-peer` values believed per caller identity (never cleared: the bound on series). */
+  private readonly believed = new Map<string, Set<string>>();
+  /** Called when a caller's value is ignored for MAX_PEER_VALUES_PER_CALLER (ProxyMetrics counts it). */
+  onPeerValuesLimit: () => void = () => undefined;
 
   constructor(
     readonly workload: { readonly name: string; readonly namespace: string; readonly app: string; readonly version: string },
@@ -129,11 +142,25 @@ export class WorkloadLabels {
     const key = peer === undefined ? principal : `${principal}\n${peer}`;
     let set = this.inbound.get(key);
     if (!set) {
-      set = new LabelSet(this.destinationBase(principal, peer, 'mutual_tls'));
+      set = new LabelSet(this.destinationBase(principal, peer === undefined ? undefined : this.admit(principal, peer), 'mutual_tls'));
       if (this.inbound.size >= MAX_INBOUND_SETS) this.inbound.clear();
       this.inbound.set(key, set);
     }
     return set;
+  }
+
+  /** `peer` if this caller may add it to the values it has (MAX_PEER_VALUES_PER_CALLER), else undefined. */
+  private admit(principal: string, peer: string): string | undefined {
+    let seen = this.believed.get(principal);
+    if (seen?.has(peer)) return peer;
+    if (parsePeerMetadata(peer) === null) return peer; // ignored whole anyway (destinationBase): no new series
+    if (!seen) this.believed.set(principal, (seen = new Set()));
+    if (seen.size >= MAX_PEER_VALUES_PER_CALLER) {
+      this.onPeerValuesLimit();
+      return undefined;
+    }
+    seen.add(peer);
+    return peer;
   }
 
   private sourceBase(service: Service | undefined, ep: Endpoint | undefined): Base {

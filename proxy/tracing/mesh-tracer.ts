@@ -14,6 +14,9 @@ import { SpanBatcher, type DropReason } from './span-batcher.js';
 import { TraceIds } from './trace-ids.js';
 import type { CollectorConfig, TracingConfig } from './tracing-config.js';
 
+/** Longest string attribute value and span name (characters), as the access log caps its path. */
+const MAX_SPAN_STRING = 1024;
+
 export interface MeshTracerOptions {
   readonly config: TracingConfig;
   /** Read per request: `current.tracing.samplingPercent` (local config > control plane > 1 %). */
@@ -85,6 +88,9 @@ export class MeshTracer {
       sampler: new AlwaysOnSampler(),
       idGenerator: { generateTraceId: () => ids.traceId(), generateSpanId: () => ids.spanId() },
       spanProcessors: [this.batcher],
+      // The path and authority come from the client: a span must stay small whatever it
+      // sends, or the queue's bound in spans (maxQueueSize) would not bound its memory.
+      spanLimits: { attributeValueLengthLimit: MAX_SPAN_STRING },
     });
     this.tracer = this.provider.getTracer('wren-proxy');
   }
@@ -107,6 +113,7 @@ export class MeshTracer {
     const parent = parentTraceId
       ? trace.setSpanContext(ROOT_CONTEXT, { traceId: parentTraceId, spanId: parentSpanId, traceFlags: TraceFlags.SAMPLED, isRemote: true, traceState: traceState ? new TraceState(traceState) : undefined })
       : ROOT_CONTEXT;
+    if (name.length > MAX_SPAN_STRING) name = name.slice(0, MAX_SPAN_STRING);
     return this.tracer!.startSpan(name, { kind: kind === 'client' ? SpanKind.CLIENT : SpanKind.SERVER, startTime, attributes }, parent);
   }
 
