@@ -30,6 +30,15 @@ describe('wren control-plane identity flags', () => {
     expect(() => parseControlPlaneArgs(['--trace-collector', 'otel:4317', '--trace-collector-plaintext', '--trace-collector-ca', '/ca.pem'], {})).toThrow(/exclusive/);
   });
 
+  test('the injected sidecars\' trace collector: a webhook option, host:port, plaintext only with it', () => {
+    const w = (args: string[]) => parseControlPlaneArgs(['--webhook-listen', '0.0.0.0:15017', ...args], {}).webhook;
+    expect(w([])).toMatchObject({ proxyTraceCollector: '', proxyTraceCollectorPlaintext: false });
+    expect(w(['--proxy-trace-collector', 'otel:4317', '--proxy-trace-collector-plaintext'])).toMatchObject({ proxyTraceCollector: 'otel:4317', proxyTraceCollectorPlaintext: true });
+    expect(() => w(['--proxy-trace-collector', 'otel'])).toThrow(/--proxy-trace-collector: expected host:port/);
+    expect(() => w(['--proxy-trace-collector-plaintext'])).toThrow(/needs --proxy-trace-collector/);
+    expect(() => parseControlPlaneArgs(['--proxy-trace-collector', 'otel:4317'], {})).toThrow(/needs --webhook-listen/);
+  });
+
   test('health-based withdrawal flags: defaults and every flag', () => {
     expect(parseControlPlaneArgs([], {}).healthWithdrawal).toEqual({ enabled: true, minReporters: 2, windowMs: 10_000, ttlMs: 30_000, maxWithdrawnPercent: 50 });
     const a = parseControlPlaneArgs(

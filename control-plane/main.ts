@@ -39,7 +39,13 @@ export interface ControlPlaneArgs {
   /** Plaintext gRPC instead of TLS (tests, debugging); proxies must then set discovery.insecure. */
   readonly insecure: boolean;
   /** The sidecar-injection webhook (HTTPS); null = not served. */
-  readonly webhook: { readonly listen: string; readonly certDir: string } | null;
+  readonly webhook: {
+    readonly listen: string;
+    readonly certDir: string;
+    /** Where injected sidecars send their spans (--proxy-trace-collector; '' = nowhere). */
+    readonly proxyTraceCollector: string;
+    readonly proxyTraceCollectorPlaintext: boolean;
+  } | null;
   /** Mesh-wide health-based withdrawal (docs/control-plane.md). */
   readonly healthWithdrawal: WithdrawalSettings;
   /** The control plane's own spans to an OTLP/gRPC collector (--trace-collector); null = off. */
@@ -83,6 +89,10 @@ Sidecar injector (AdmissionReview v1 over HTTPS; see docs/kubernetes.md):
   --webhook-listen HOST:PORT|off  serve the mutating webhook (default off; in the cluster 0.0.0.0:15017)
   --webhook-cert-dir DIR        tls.crt/tls.key of its serving certificate, re-read when they
                                 change (default /var/run/wren/webhook)
+  --proxy-trace-collector HOST:PORT  OTLP/gRPC collector for the injected sidecars' spans
+                                (WREN_TRACING_COLLECTOR; default none: sampling is still
+                                decided and propagated, no span is recorded)
+  --proxy-trace-collector-plaintext  the sidecars reach it in plaintext (default TLS, system roots)
 
 Health-based withdrawal (proxies' HealthReports take an endpoint out mesh-wide; docs/control-plane.md):
   --health-withdrawal on|off    act on reports (default on; off: keep and show them only)
@@ -124,6 +134,8 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let insecure = false;
   let webhookListen: string | null = null;
   let webhookCertDir = WEBHOOK_CERT_DIR;
+  let proxyTraceCollector = '';
+  let proxyTracePlaintext = false;
   let help = false;
   let traceCollector: string | null = null;
   let tracePlaintext = false;
@@ -248,6 +260,13 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         traceCollector = value();
         if (!/^[^\s:]+:\d+$/.test(traceCollector)) throw new UsageError(`--trace-collector: expected host:port, got ${JSON.stringify(traceCollector)}`);
         break;
+      case '--proxy-trace-collector':
+        proxyTraceCollector = value();
+        if (!/^[^\s:]+:\d+$/.test(proxyTraceCollector)) throw new UsageError(`--proxy-trace-collector: expected host:port, got ${JSON.stringify(proxyTraceCollector)}`);
+        break;
+      case '--proxy-trace-collector-plaintext':
+        proxyTracePlaintext = true;
+        break;
       case '--trace-collector-plaintext':
         tracePlaintext = true;
         break;
@@ -261,10 +280,12 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   if (source.kind === 'kubernetes') source = { kind: 'kubernetes', kubeconfig };
   if (trustBundle && !caDir) throw new UsageError('--trust-bundle needs --ca-dir (a generated root is its own bundle)');
   if (!traceCollector && (tracePlaintext || traceCa)) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca need --trace-collector');
+  if (proxyTracePlaintext && !proxyTraceCollector) throw new UsageError('--proxy-trace-collector-plaintext needs --proxy-trace-collector');
+  if ((proxyTraceCollector || proxyTracePlaintext) && !webhookListen) throw new UsageError('--proxy-trace-collector configures injected sidecars: it needs --webhook-listen');
   if (tracePlaintext && traceCa) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca are exclusive');
   return {
     source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, healthWithdrawal: Object.freeze(health),
-    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir } : null,
+    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, namespace, writeTrustBundle },
   };
@@ -334,7 +355,12 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
         certFile: join(args.webhook.certDir, 'tls.crt'),
         keyFile: join(args.webhook.certDir, 'tls.key'),
         // A getter: the injector resolves its options per admission request, so new pods get the current bundle.
-        inject: { trustDomain: args.trustDomain, get trustBundlePem() { return issuer.trustBundlePem; } },
+        inject: {
+          trustDomain: args.trustDomain,
+          get trustBundlePem() { return issuer.trustBundlePem; },
+          proxyTraceCollector: args.webhook.proxyTraceCollector,
+          proxyTraceCollectorPlaintext: args.webhook.proxyTraceCollectorPlaintext,
+        },
         logger,
       });
       cp.addCompanion(() => webhook.close());

@@ -205,6 +205,22 @@ describe('annotations', () => {
     expect(find(apply(none, injectPod(none).patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP1')).toBeUndefined();
   });
 
+  test('the mesh-wide trace collector (--proxy-trace-collector) reaches every injected sidecar as WREN_TRACING_COLLECTOR; none set: no variable', () => {
+    const p = pod({});
+    const env = (opts: Parameters<typeof injectPod>[1]) =>
+      Object.fromEntries((find(apply(p, injectPod(p, opts).patch).spec?.initContainers, 'wren-proxy')!.env ?? []).map((e) => [e.name, e.value]));
+    expect(env({ proxyTraceCollector: 'otel.observability:4317', proxyTraceCollectorPlaintext: true })).toMatchObject({
+      WREN_TRACING_COLLECTOR: 'otel.observability:4317',
+      WREN_TRACING_COLLECTOR_PLAINTEXT: 'true',
+    });
+    const tls = env({ proxyTraceCollector: 'otel.observability:4317' });
+    expect(tls.WREN_TRACING_COLLECTOR).toBe('otel.observability:4317');
+    expect(tls.WREN_TRACING_COLLECTOR_PLAINTEXT).toBeUndefined();
+    const off = env({});
+    expect(off.WREN_TRACING_COLLECTOR).toBeUndefined();
+    expect(off.WREN_TRACING_COLLECTOR_PLAINTEXT).toBeUndefined();
+  });
+
   test('wren.io/proxy-concurrency sets the listener worker threads; a malformed value is ignored with a warning', () => {
     const two = pod({ annotations: { 'wren.io/proxy-concurrency': '2' } });
     const proxy = find(apply(two, injectPod(two).patch).spec?.initContainers, 'wren-proxy')!;

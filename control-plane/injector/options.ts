@@ -30,6 +30,10 @@ export interface InjectOptions {
   /** PEM trust anchors handed to the proxy in WREN_TRUST_BUNDLE (like Linkerd's trust-anchors env). */
   readonly trustBundlePem: string;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** OTLP/gRPC collector for the sidecars' spans (WREN_TRACING_COLLECTOR); '' = none. */
+  readonly proxyTraceCollector: string;
+  /** The sidecars reach the collector in plaintext (WREN_TRACING_COLLECTOR_PLAINTEXT). */
+  readonly proxyTraceCollectorPlaintext: boolean;
   readonly resources: ProxyResources;
   /** Command that runs the wren CLI inside the image (for exec probes and hooks). */
   readonly wrenCommand: readonly string[];
@@ -58,6 +62,8 @@ export const DEFAULT_INJECT_OPTIONS: InjectOptions = Object.freeze({
   controlPlaneAddress: 'wren-control-plane.wren-system.svc:15010',
   trustBundlePem: '',
   logLevel: 'info',
+  proxyTraceCollector: '',
+  proxyTraceCollectorPlaintext: false,
   resources: Object.freeze({ cpuRequest: '10m', memoryRequest: '20Mi', cpuLimit: '', memoryLimit: '' }),
   wrenCommand: Object.freeze(['node', '/app/dist/cli/wren.js']),
   tokenAudience: 'wren-identity',

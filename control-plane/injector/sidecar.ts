@@ -126,6 +126,8 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       ...(s.concurrency === undefined ? [] : [{ name: 'WREN_CONCURRENCY', value: String(s.concurrency) }]),
       ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
       ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
+      ...(o.proxyTraceCollector === '' ? [] : [{ name: 'WREN_TRACING_COLLECTOR', value: o.proxyTraceCollector }]),
+      ...(o.proxyTraceCollectorPlaintext ? [{ name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', value: 'true' }] : []),
       ...workloadEnv(s.workload),
       ...(s.telemetryEnv ?? []),
     ],
