@@ -249,7 +249,7 @@ describe('the built CLI with concurrency 2', () => {
     await writeFile(file, JSON.stringify({
       identity: { namespace: 'default', serviceAccount: 'web' },
       tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), trustBundleFile: join(dir, 'bundle.pem') },
-      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
       shutdown: { gracePeriodMs: 200 },
       concurrency: 2,
     }));
