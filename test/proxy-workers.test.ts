@@ -123,6 +123,10 @@ test('requests through a concurrency-2 sidecar succeed, both workers serve, and 
   expect(reqAfter - reqBefore).toBe(CONNECTIONS);
   expect(sample(metrics, 'wren_workers_listening', '')).toBe(2);
   expect(metrics).toMatch(/^process_resident_memory_bytes /m); // process metrics once, from the main thread
+  // The metrics port (listeners.metrics) is the main thread's, with the same summed registry.
+  const scraped = await (await fetch(`http://127.0.0.1:${client.metricsPort}/stats/prometheus`)).text();
+  expect(istioSample(scraped, OK_TO_WEB)).toBe(reqAfter);
+  expect(sample(scraped, 'wren_workers_listening', '')).toBe(2);
 });
 
 test('a config push reaches both workers: a new service and endpoint is used by each', async () => {
