@@ -178,6 +178,9 @@ describe('upstreams (explicit local listeners, Consul-style)', () => {
     expect(parseProxyConfig(raw({ service: 'web', port: 80, localPort: 16379, localAddress: '127.0.0.2' })).upstreams[1].localAddress).toBe('127.0.0.2');
     expect(up({ service: 'web', port: 80, localPort: 15000 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:15000 is already listeners.admin's");
     expect(up({ service: 'web', port: 80, localPort: 15006, localAddress: '127.0.0.5' })).toBe("cfg: upstreams[1].localPort: 127.0.0.5:15006 is already listeners.inbound's");
+    // The metrics port binds every address (Istio's 15020) unless turned off.
+    expect(up({ service: 'web', port: 80, localPort: 15020 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:15020 is already listeners.metrics's");
+    expect(parseProxyConfig({ ...raw({ service: 'web', port: 80, localPort: 15020 }), listeners: { metrics: { enabled: false } } }).listeners.metrics.enabled).toBe(false);
   });
 });
 
