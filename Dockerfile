@@ -47,7 +47,7 @@ COPY --from=build /src/manifests/crds ./manifests/crds
 # UID 2102 is the mesh's proxy UID: iptables never redirects its traffic. Numeric so
 # runAsNonRoot can verify it without reading /etc/passwd.
 USER 2102:2102
-EXPOSE 15000 15001 15006 15010 15014 15017
+EXPOSE 15000 15001 15006 15010 15014 15017 15020
 # The proxy admin listens on 127.0.0.1:15000; probe it with node (the image has no curl).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "require('http').get({host:'127.0.0.1',port:process.env.WREN_ADMIN_PORT||15000,path:'/ready',timeout:2000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]

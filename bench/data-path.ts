@@ -103,7 +103,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       await writeFile(file, stringify({
         identity: { namespace: 'default', serviceAccount: name },
         tls: { certFile: files[name].certFile, keyFile: files[name].keyFile, trustBundleFile: pki.caCertFile },
-        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
         log: { level: 'info' },
         shutdown: { gracePeriodMs: 200 },
         mesh: { services },

@@ -91,7 +91,7 @@ export class HealthMesh {
         {
           identity: { namespace: 'default', serviceAccount: 'web', trustDomain: 'cluster.local' },
           tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
-          listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+          listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
           shutdown: { gracePeriodMs: 200 },
         },
         'health-mesh',

@@ -82,7 +82,7 @@ async function startSidecar(kind: Kind, backends: readonly Backend[], policy: Re
     {
       identity: { namespace: 'default', serviceAccount: 'bench', trustDomain: 'cluster.local' },
       tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
-      listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
     },
     'bench',
   );

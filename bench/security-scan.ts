@@ -23,7 +23,7 @@ const cfg = join(dir, 'web.yaml');
 await writeFile(cfg, stringify({
   identity: { namespace: 'default', serviceAccount: 'web' },
   tls: { certFile: w.web.certFile, keyFile: w.web.keyFile, trustBundleFile: pki.caCertFile },
-  listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+  listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
   mesh: { services: [] },
 }));
 const children: ChildProcess[] = [];

@@ -138,7 +138,7 @@ async function soak(tcpWhy: string | null): Promise<Record<string, unknown>> {
       const file = join(dir, `${sa}.yaml`);
       await writeFile(file, stringify({
         identity: { namespace: 'default', serviceAccount: sa, pod: `${sa}-0`, certify: { tokenFile: join(dir, `${sa}.token`), trustBundleFile: bundle } },
-        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: inbound }, admin: { address: '127.0.0.1', port: 0 } },
+        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: inbound }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
         log: { level: 'info' },
         shutdown: { gracePeriodMs: 1000 },
         discovery: { controlPlane: `127.0.0.1:${cpPort}`, firstConfigTimeoutMs: '30s' },

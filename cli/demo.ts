@@ -108,7 +108,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
         certify: { tokenFile: join(dir, `${name}.token`), trustBundleFile: bundleFile, runDir: join(dir, `${name}-run`) },
       },
       // IPv4 only: the pods share ::1, so IPv6 sockets on the standard ports would collide.
-      listeners: { outbound: { address: ip, ipv6Address: '', port: 15001 }, inbound: { address: ip, ipv6Address: '', port: 15006 }, admin: { address: ip, port: 15000 } },
+      listeners: { outbound: { address: ip, ipv6Address: '', port: 15001 }, inbound: { address: ip, ipv6Address: '', port: 15006 }, admin: { address: ip, port: 15000 }, metrics: { address: ip, ipv6Address: '', port: 15020 } },
       app: { address: ip },
       shutdown: { gracePeriodMs: '5s' },
       // No static mesh: /ready stays 503 until the control plane's first snapshot.

@@ -28,6 +28,12 @@ test('--dry-run prints iptables-restore input with the given exclusions and chan
   expect(lines).toContain('COMMIT');
 });
 
+test('--metrics-port: the proxy metrics port is excluded from inbound capture (default 15020)', async () => {
+  expect((await run(['--dry-run'])).out).toContain('--dports 15000,15001,15006,15020 -m comment --comment wren/proxy-ports -j RETURN');
+  expect((await run(['--dry-run', '--metrics-port', '9102'])).out).toContain('--dports 9102,15000,15001,15006 -m comment --comment wren/proxy-ports -j RETURN');
+  expect((await run(['--dry-run', '--metrics-port', 'x'])).code).toBe(2);
+});
+
 test('--dry-run --ipv6 --iptables-mode legacy prints both families for the legacy back end', async () => {
   const r = await run(['--dry-run', '--ipv6', '--iptables-mode', 'legacy', '--skip-outbound-cidrs', '10.0.0.0/8,fd00::/8']);
   expect(r.code).toBe(0);

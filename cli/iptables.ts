@@ -22,6 +22,7 @@ Flags:
   --inbound-port PORT          proxy inbound listener (default 15006)
   --outbound-port PORT         proxy outbound listener (default 15001)
   --admin-port PORT            proxy admin port, never redirected (default 15000)
+  --metrics-port PORT          proxy metrics port (Prometheus), never redirected (default 15020)
   --skip-inbound-ports LIST    e.g. 22,4191,8000-8010: not redirected inbound
   --skip-outbound-ports LIST   e.g. 443,6443: not redirected outbound
   --skip-outbound-cidrs LIST   e.g. 10.0.0.0/8,169.254.169.254/32: not redirected outbound
@@ -61,6 +62,7 @@ function parse(argv: string[]) {
       'inbound-port': { type: 'string' },
       'outbound-port': { type: 'string' },
       'admin-port': { type: 'string' },
+      'metrics-port': { type: 'string' },
       'skip-inbound-ports': { type: 'string' },
       'skip-outbound-ports': { type: 'string' },
       'skip-outbound-cidrs': { type: 'string' },
@@ -86,6 +88,7 @@ function parse(argv: string[]) {
     inboundPort: portNum('inbound-port', values['inbound-port'], DEFAULT_INTERCEPT.inboundPort),
     outboundPort: portNum('outbound-port', values['outbound-port'], DEFAULT_INTERCEPT.outboundPort),
     adminPort: portNum('admin-port', values['admin-port'], DEFAULT_INTERCEPT.adminPort),
+    metricsPort: portNum('metrics-port', values['metrics-port'], DEFAULT_INTERCEPT.metricsPort),
     skipInboundPorts: list('skip-inbound-ports', values['skip-inbound-ports'], parsePortList),
     skipOutboundPorts: list('skip-outbound-ports', values['skip-outbound-ports'], parsePortList),
     skipOutboundCidrs: list('skip-outbound-cidrs', values['skip-outbound-cidrs'], parseCidrList),

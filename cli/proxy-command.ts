@@ -19,7 +19,8 @@ export const PROXY_USAGE = `Usage: wren proxy [--config FILE] [--check]
        wren proxy await [options]      (wait for /ready; see wren proxy await --help)
 
 Runs the sidecar proxy: outbound listener (default 127.0.0.1:15001), inbound mTLS
-listener (default 0.0.0.0:15006) and admin port (default 127.0.0.1:15000).
+listener (default 0.0.0.0:15006), admin port (default 127.0.0.1:15000) and read-only
+metrics port for Prometheus (default 0.0.0.0:15020, GET /stats/prometheus).
 
 Without --config the proxy runs in-cluster mode: its configuration comes from the
 environment the injector sets (POD_NAMESPACE, WREN_SERVICE_ACCOUNT, WREN_CONTROL_PLANE,

@@ -24,6 +24,7 @@ import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
 import { AppConnector } from './inbound/app-connector.js';
 import { AdminServer } from './admin/admin-server.js';
+import { MetricsServer } from './admin/metrics-server.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
 import { JwksRegistry } from './policy/jwks-source.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
@@ -87,6 +88,8 @@ export class Proxy {
   private readonly upstreams: readonly UpstreamListener[];
   private readonly inbound: InboundListener;
   private readonly admin: AdminServer;
+  /** The read-only scrape port (listeners.metrics); null when disabled or in a listener worker. */
+  private readonly scrape: MetricsServer | null;
   private readonly outboundAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly appAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private hasConfig = false;
@@ -99,7 +102,7 @@ export class Proxy {
   /** Resolves once the proxy has closed (after a drain, POST /drain included). */
   readonly drained = new Promise<void>((r) => (this.closedResolve = r));
   private draining: Promise<void> | null = null;
-  private ports = { outbound: 0, inbound: 0, admin: 0 };
+  private ports = { outbound: 0, inbound: 0, admin: 0, metrics: 0 };
   private readonly healthListeners = new Set<() => void>();
   /**
    * concurrency > 1, main thread: the listener workers, which bind and serve the data path
@@ -148,7 +151,7 @@ export class Proxy {
             onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
         : undefined;
     const L = config.listeners;
-    const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, 15000, 15001, 15006].filter((p) => p > 0));
+    const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, L.metrics.enabled ? L.metrics.port : 0, 15000, 15001, 15006, 15020].filter((p) => p > 0));
     const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
@@ -201,15 +204,22 @@ export class Proxy {
       originalDst: opts.inboundOriginalDst,
     });
     const pool = this.pool;
+    const registryText = pool
+      ? () => pool.metrics(this.metrics.registry)
+      : async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() });
+    this.scrape = L.metrics.enabled && !opts.worker
+      ? new MetricsServer({
+          ...L.metrics, logger: this.logger, clock: this.clock, limits: config.limits, ready: () => this.readiness(), metrics: registryText,
+          onLimit: (limit) => this.metrics.limits.inc({ direction: 'metrics', limit }),
+        })
+      : null;
     this.admin = new AdminServer({
       address: L.admin.address,
       ipv6Address: L.admin.ipv6Address,
       port: L.admin.port,
       logger: pool ? levelFollowing(this.logger, (l) => pool.setLogLevel(l)) : this.logger,
       ready: () => this.readiness(),
-      metrics: pool
-        ? () => pool.metrics(this.metrics.registry)
-        : async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      metrics: registryText,
       configDump: () => this.configDump(),
       clusters: () => this.clusterStates(),
       certs: () => this.certs(),
@@ -227,12 +237,14 @@ export class Proxy {
     // path with SO_REUSEPORT next to its siblings; with workers, this thread binds only admin.
     const reuse = opts.worker ? { reusePort: true } : {};
     const admin = { name: 'admin', ...opts.config.listeners.admin, listen: () => p.admin.listen() };
+    const mp = p.scrape;
+    const main = mp ? [admin, { name: 'metrics', ...opts.config.listeners.metrics, listen: () => mp.listen() }] : [admin];
     const dataPath = [
       { name: 'outbound', ...opts.config.listeners.outbound, listen: () => p.outbound.listen(reuse) },
       { name: 'inbound', ...opts.config.listeners.inbound, listen: () => p.inbound.listen(reuse) },
       ...p.upstreams.map((u) => ({ name: `upstream ${u.config.service}:${u.config.port}`, address: u.config.localAddress, port: u.config.localPort, listen: () => u.listen(reuse) })),
     ];
-    const listeners = p.pool ? [admin] : opts.worker ? dataPath : [...dataPath, admin];
+    const listeners = p.pool ? main : opts.worker ? dataPath : [...dataPath, ...main];
     const bound = await Promise.allSettled(listeners.map((l) => l.listen()));
     const failed = bound.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
@@ -244,7 +256,7 @@ export class Proxy {
       throw new ListenError(l.name, l.address, l.port, reason);
     }
     const port = (name: string) => (bound[listeners.findIndex((l) => l.name === name)] as PromiseFulfilledResult<AddressInfo> | undefined)?.value.port ?? 0;
-    p.ports = { outbound: port('outbound'), inbound: port('inbound'), admin: port('admin') };
+    p.ports = { outbound: port('outbound'), inbound: port('inbound'), admin: port('admin'), metrics: port('metrics') };
     if (p.pool) {
       try {
         const w = await p.pool.start();
@@ -334,6 +346,10 @@ export class Proxy {
   get adminPort(): number {
     return this.ports.admin;
   }
+  /** The read-only metrics port (0 when listeners.metrics is disabled). */
+  get metricsPort(): number {
+    return this.ports.metrics;
+  }
   /** The bound local port of each configured upstream, in config order. */
   get upstreamPorts(): readonly number[] {
     return this.upstreamPortList ?? this.upstreams.map((u) => u.address().port);
@@ -413,7 +429,7 @@ export class Proxy {
     this.outboundAgent.destroy();
     this.appAgent.destroy();
     this.metrics.close();
-    await Promise.all([this.outbound.close(), this.admin.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);
+    await Promise.all([this.outbound.close(), this.admin.close(), this.scrape?.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);
     this.closedResolve();
   }
 }

@@ -64,7 +64,7 @@ const external = Object.values(networkInterfaces())
   .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
 // Skipped where the host has no non-loopback IPv4 address to connect from.
 (external ? test : test.skip)('from another address the actions are refused even with the header', async () => {
-  const wide = await startProxy({ pki, serviceAccount: 'wide', config: { listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '0.0.0.0', port: 0 } } } });
+  const wide = await startProxy({ pki, serviceAccount: 'wide', config: { listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '0.0.0.0', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } } } });
   try {
     const r = await admin(wide.adminPort, 'POST', '/drain', { 'wren-admin': '1' }, external);
     expect(r.status).toBe(403);

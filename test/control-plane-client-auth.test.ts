@@ -166,7 +166,7 @@ test('a sidecar (connectControlPlane) subscribes with its workload certificate; 
   const config = parseProxyConfig({
     identity: { trustDomain: TD, namespace: 'shop', serviceAccount: 'web', pod: 'web-0', certify: { controlPlane: address, tokenFile: join(dir, 'unused.token'), trustBundlePem: issuer.trustBundlePem } },
     discovery: { controlPlane: address, services: ['cart.shop'] },
-    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
     shutdown: { gracePeriodMs: 1000 },
   }, 'test');
   const tls = new TlsIdentity({ ...web, trustBundlePem: issuer.trustBundlePem });

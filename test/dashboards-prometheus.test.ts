@@ -132,8 +132,10 @@ beforeAll(async () => {
   // The traffic once before Prometheus starts, so every series exists at its first scrape, and again after it.
   await traffic();
   prom = await Prometheus.start([
-    { job: 'wren-proxy', address: `127.0.0.1:${client.adminPort}`, labels: { namespace: 'default', pod: podOf(FRONTEND.name) } },
-    { job: 'wren-proxy', address: `127.0.0.1:${server.adminPort}`, labels: { namespace: 'default', pod: podOf(WEB.name) } },
+    // The sidecars as Prometheus scrapes them in a cluster: the metrics port (Istio's 15020) at the
+    // injector's prometheus.io/path, not the admin port (loopback-only in a pod).
+    { job: 'wren-proxy', address: `127.0.0.1:${client.metricsPort}`, path: '/stats/prometheus', labels: { namespace: 'default', pod: podOf(FRONTEND.name) } },
+    { job: 'wren-proxy', address: `127.0.0.1:${server.metricsPort}`, path: '/stats/prometheus', labels: { namespace: 'default', pod: podOf(WEB.name) } },
     { job: 'wren-control-plane', address: `127.0.0.1:${cp.adminPort}`, labels: { namespace: 'wren-system', pod: podOf('wren-control-plane') } },
   ]);
   await prom.waitForScrapes(1);

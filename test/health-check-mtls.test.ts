@@ -27,7 +27,7 @@ let tcpA: Awaited<ReturnType<typeof tcpHealthApp>>, tcpB: Awaited<ReturnType<typ
 const redirects: Awaited<ReturnType<typeof podRedirect>>[] = [];
 
 const listenersOn = (address: string) => ({
-  listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address, port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+  listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address, port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
 });
 
 function service(name: string, port: number, protocol: string, healthCheck: Record<string, unknown>, endpoints: [string, number, Proxy][]): Service {

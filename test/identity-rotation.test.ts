@@ -60,7 +60,7 @@ async function sidecar(sa: string): Promise<Sidecar> {
   await writeFile(join(dir, `${sa}.token`), tokenOf(sa));
   const config = parseProxyConfig({
     identity: { trustDomain: TD, namespace: 'default', serviceAccount: sa, certify: { controlPlane: `127.0.0.1:${cp.grpcPort}`, tokenFile: join(dir, `${sa}.token`), trustBundlePem: bundle(), runDir } },
-    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
     shutdown: { gracePeriodMs: 1000 },
   }, 'test');
   const c = config.identity.certify!;

@@ -45,12 +45,13 @@ const opensWith = (s: { data: Buffer }) => [s.data[0], s.data[1], s.data[5]];
 function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
     const init = containerOf(p.injected.server, 'wren-init');
-    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--ipv6', '--skip-inbound-ports', '7171']);
+    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--metrics-port', '15020', '--ipv6', '--skip-inbound-ports', '7171']);
     for (const n of [p.ns.a, p.ns.b]) {
       const save = inNs(n, ['iptables-save', '-t', 'nat']);
       expect(save).toMatch(/^-A WREN_OUTPUT -m owner --uid-owner 2102 .*-j RETURN$/m);
       expect(save).toMatch(/^-A WREN_OUTPUT -p tcp .*-j REDIRECT --to-ports 15001$/m);
       expect(save).toMatch(/^-A WREN_INBOUND -p tcp .*-j REDIRECT --to-ports 15006$/m);
+      expect(save).toMatch(/^-A WREN_INBOUND -p tcp -m multiport --dports 15000,15001,15006,15020 .*-j RETURN$/m);
       expect(/^-A WREN_INBOUND -p tcp -m multiport --dports 7171 .*-j RETURN$/m.test(save)).toBe(n === p.ns.b);
       // Dual-stack pods: `--ipv6` installed the same redirects for IPv6.
       const save6 = inNs(n, ['ip6tables-save', '-t', 'nat']);
@@ -138,6 +139,8 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
   let cp: MeshControlPlane;
   let admin: Record<'a' | 'b', { certs: Json; dump: Json }>;
   let cpMetrics: Map<string, number>;
+  /** The server pod's metrics port as Prometheus reaches it: from outside the pod (the bridge), on the pod IP. */
+  let scraped: { status: number; body: string }[];
   const pods = () => ({ a: p.injected.client, b: p.injected.server });
   /** Host directory of a pod's volume (what kubelet mounts at the injected mountPath). */
   const volume = (pod: V1Pod, name: string) => join(p.dir, 'kubelet', pod.metadata!.name!, name);
@@ -180,6 +183,7 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
     const [a, b] = await Promise.all([p.admin('a', ['/certs', '/config_dump']), p.admin('b', ['/certs', '/config_dump'])]);
     admin = { a: { certs: a[0], dump: a[1] }, b: { certs: b[0], dump: b[1] } };
     cpMetrics = await cp.metrics();
+    scraped = await p.lab.httpGet(p.ns.br, ['/stats/prometheus', '/healthz/ready', '/config_dump'].map((path) => `http://${NET.server}:15020${path}`));
   }, 120_000);
 
   afterAll(async () => {
@@ -189,6 +193,11 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
   }, 20_000);
 
   dataPathTests(p, true);
+
+  test('Prometheus scrapes the injected sidecar on the pod IP:15020 (never redirected to 15006); nothing of the admin port there', () => {
+    expect(scraped.map((r) => r.status)).toEqual([200, 200, 404]);
+    expect(scraped[0].body).toMatch(/^istio_requests_total\{reporter="destination".*response_code="200".*\} [1-9]/m);
+  });
 
   test('each sidecar runs from the injected environment alone: no config file, mesh and certificate from the control plane', () => {
     for (const [which, ip, sa, spiffe] of [['a', NET.client, SA.client, CLIENT_ID], ['b', NET.server, SA.server, SERVER_ID]] as const) {

@@ -37,11 +37,11 @@ function bind(port = 0): Promise<Server> {
 const portOf = (s: Server) => (s.address() as import('node:net').AddressInfo).port;
 const close = (s: Server) => new Promise<void>((r) => s.close(() => r()));
 
-test.each(['outbound', 'inbound', 'admin'] as const)('the %s port taken: exit 1 naming it, nothing left listening', async (taken) => {
-  // Three free ports; the one under test stays held by another server.
-  const holders = await Promise.all([bind(), bind(), bind()]);
-  const ports = { outbound: portOf(holders[0]), inbound: portOf(holders[1]), admin: portOf(holders[2]) };
-  const names = ['outbound', 'inbound', 'admin'] as const;
+test.each(['outbound', 'inbound', 'admin', 'metrics'] as const)('the %s port taken: exit 1 naming it, nothing left listening', async (taken) => {
+  // Four free ports; the one under test stays held by another server.
+  const holders = await Promise.all([bind(), bind(), bind(), bind()]);
+  const ports = { outbound: portOf(holders[0]), inbound: portOf(holders[1]), admin: portOf(holders[2]), metrics: portOf(holders[3]) };
+  const names = ['outbound', 'inbound', 'admin', 'metrics'] as const;
   await Promise.all(names.filter((n) => n !== taken).map((n) => close(holders[names.indexOf(n)])));
   const file = join(dir, `proxy-${taken}.json`);
   await writeFile(

@@ -123,6 +123,10 @@ test('requests through a concurrency-2 sidecar succeed, both workers serve, and 
   expect(reqAfter - reqBefore).toBe(CONNECTIONS);
   expect(sample(metrics, 'wren_workers_listening', '')).toBe(2);
   expect(metrics).toMatch(/^process_resident_memory_bytes /m); // process metrics once, from the main thread
+  // The metrics port (listeners.metrics) is the main thread's, with the same summed registry.
+  const scraped = await (await fetch(`http://127.0.0.1:${client.metricsPort}/stats/prometheus`)).text();
+  expect(istioSample(scraped, OK_TO_WEB)).toBe(reqAfter);
+  expect(sample(scraped, 'wren_workers_listening', '')).toBe(2);
 });
 
 test('a config push reaches both workers: a new service and endpoint is used by each', async () => {
@@ -249,7 +253,7 @@ describe('the built CLI with concurrency 2', () => {
     await writeFile(file, JSON.stringify({
       identity: { namespace: 'default', serviceAccount: 'web' },
       tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), trustBundleFile: join(dir, 'bundle.pem') },
-      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
       shutdown: { gracePeriodMs: 200 },
       concurrency: 2,
     }));

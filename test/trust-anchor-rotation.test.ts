@@ -74,7 +74,7 @@ async function sidecar(sa: string): Promise<Sidecar> {
     // Started with only the old root, as WREN_TRUST_BUNDLE was when the pod was injected.
     identity: { trustDomain: TD, namespace: 'default', serviceAccount: sa, pod: `${sa}-0`, certify: { tokenFile: join(dir, `${sa}.token`), trustBundlePem: oldRoot.certPem } },
     discovery: { controlPlane: address },
-    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+    listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
     shutdown: { gracePeriodMs: 1000 },
   }, 'test');
   const cpCredentials = controlPlaneCredentials(oldRoot.certPem, config.discovery.controlPlaneIdentity);

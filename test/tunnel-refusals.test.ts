@@ -62,6 +62,8 @@ test('a peer CONNECT naming a port it may not reach: bad-request from the table,
   const s = peer();
   try {
     expect(await connect(s, { 'wren-target-port': '15000' })).toEqual(mapped('BAD_REQUEST'));
+    // The metrics port is one of the proxy's own (Istio's 15020): a peer cannot tunnel to it through the app address.
+    expect(await connect(s, { 'wren-target-port': '15020' })).toEqual(mapped('BAD_REQUEST'));
     expect(await connect(s, { 'wren-target-port': 'nope' })).toEqual(mapped('BAD_REQUEST'));
   } finally {
     s.close();

@@ -90,7 +90,23 @@ describe('injected pod (native sidecar)', () => {
   test('init order: wren-init, wren-proxy, then the app init containers; app containers untouched', () => {
     expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['wren-init', 'wren-proxy', 'migrate']);
     expect(out.spec?.containers).toEqual(p.spec?.containers);
-    expect(out.metadata?.annotations).toEqual({ team: 'x', 'wren.io/injected': 'true' });
+    expect(out.metadata?.annotations).toEqual({
+      team: 'x', 'wren.io/injected': 'true',
+      // Prometheus' kubernetes_sd finds the sidecar's scrape port (Istio's annotations for 15020).
+      'prometheus.io/scrape': 'true', 'prometheus.io/port': '15020', 'prometheus.io/path': '/stats/prometheus',
+    });
+  });
+
+  test('a pod with its own prometheus.io/* annotations keeps them and gets none of ours', () => {
+    const app = pod({ annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '8080' } });
+    expect(apply(app, injectPod(app).patch).metadata?.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '8080', 'wren.io/injected': 'true' });
+    const bare = pod({});
+    expect(apply(bare, injectPod(bare).patch).metadata?.annotations).toMatchObject({ 'prometheus.io/port': '15020' });
+  });
+
+  test('the proxy exposes the metrics port (wren-metrics 15020) and is told it (WREN_METRICS_PORT)', () => {
+    expect(proxy.ports).toContainEqual({ name: 'wren-metrics', containerPort: 15020, protocol: 'TCP' });
+    expect(proxy.env).toContainEqual({ name: 'WREN_METRICS_PORT', value: '15020' });
   });
 
   test('proxy is a native sidecar gated by a startup probe on the admin /ready', () => {
@@ -127,7 +143,8 @@ describe('injected pod (native sidecar)', () => {
   });
 
   test('wren-init runs wren iptables as root with only NET_ADMIN and NET_RAW', () => {
-    expect(init.args?.slice(0, 8)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--ipv6']);
+    // --metrics-port: Prometheus' connections to 15020 on the pod IP reach the proxy, not the inbound redirect.
+    expect(init.args?.slice(0, 10)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--metrics-port', '15020', '--ipv6']);
     expect(init.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, privileged: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
     expect(init.restartPolicy).toBeUndefined();
   });

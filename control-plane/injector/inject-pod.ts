@@ -154,11 +154,23 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   if (!spec.volumes) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
   else for (const v of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
 
-  const marks: Record<string, string> = { [A.injected]: 'true' };
+  const marks: Record<string, string> = { [A.injected]: 'true', ...prometheusAnnotations(pod, o) };
   if (!pod.metadata?.annotations) {
     if (!pod.metadata) patch.unshift({ op: 'add', path: '/metadata', value: {} });
     patch.push({ op: 'add', path: '/metadata/annotations', value: marks });
   } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
 
   return { patch, injected: true, reason: d.reason, warnings };
+}
+
+/**
+ * The annotations Prometheus' usual kubernetes_sd relabelling reads (Istio adds the
+ * same three for its 15020). A pod that already sets any prometheus.io/* annotation
+ * keeps them untouched and gets none of ours: they describe the app's own metrics,
+ * and one pod has one such set (Istio then merges the app's metrics into 15020; Wren
+ * does not, so the operator scrapes the sidecar by its `wren-metrics` port instead).
+ */
+function prometheusAnnotations(pod: V1Pod, o: InjectOptions): Record<string, string> {
+  if (Object.keys(pod.metadata?.annotations ?? {}).some((k) => k.startsWith('prometheus.io/'))) return {};
+  return { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(o.metricsPort), 'prometheus.io/path': '/stats/prometheus' };
 }

@@ -24,6 +24,8 @@ export interface InjectOptions {
   readonly inboundPort: number;
   readonly outboundPort: number;
   readonly adminPort: number;
+  /** The proxy's read-only Prometheus port (listeners.metrics; Istio's 15020), announced by the prometheus.io/* annotations. */
+  readonly metricsPort: number;
   readonly trustDomain: string;
   /** host:port of the control plane's gRPC (discovery + identity) service. */
   readonly controlPlaneAddress: string;
@@ -58,6 +60,7 @@ export const DEFAULT_INJECT_OPTIONS: InjectOptions = Object.freeze({
   inboundPort: 15006,
   outboundPort: 15001,
   adminPort: 15000,
+  metricsPort: 15020,
   trustDomain: 'cluster.local',
   controlPlaneAddress: 'wren-control-plane.wren-system.svc:15010',
   trustBundlePem: '',

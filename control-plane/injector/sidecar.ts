@@ -41,6 +41,7 @@ export function buildInitContainer(o: InjectOptions, ic: Interception): V1Contai
     '--proxy-uid', String(o.proxyUid),
     '--inbound-port', String(o.inboundPort),
     '--outbound-port', String(o.outboundPort),
+    '--metrics-port', String(o.metricsPort),
     // Always: the pod's IPs are not known at admission, so `wren iptables` decides in the
     // pod (ip6tables rules when it has an IPv6 address; docs/kubernetes.md, IPv6).
     '--ipv6',
@@ -123,6 +124,7 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       { name: 'WREN_INBOUND_PORT', value: String(o.inboundPort) },
       { name: 'WREN_OUTBOUND_PORT', value: String(o.outboundPort) },
       { name: 'WREN_ADMIN_PORT', value: String(o.adminPort) },
+      { name: 'WREN_METRICS_PORT', value: String(o.metricsPort) },
       ...(s.concurrency === undefined ? [] : [{ name: 'WREN_CONCURRENCY', value: String(s.concurrency) }]),
       ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
       ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
@@ -131,7 +133,8 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       ...workloadEnv(s.workload),
       ...(s.telemetryEnv ?? []),
     ],
-    ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }],
+    // wren-metrics: what a PodMonitor or the prometheus.io/port annotation scrapes (Istio's http-envoy-prom 15090 / 15020).
+    ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }, { name: 'wren-metrics', containerPort: o.metricsPort, protocol: 'TCP' }],
     resources: resources(r),
     securityContext: {
       runAsUser: o.proxyUid,

@@ -102,7 +102,12 @@ describe('in-cluster mode (the injector environment)', () => {
     expect(c.discovery.services).toEqual([]);
     expect(proxyConfigFromEnv({ ...env, WREN_EGRESS_SERVICES: 'web.shop, redis.data' }).discovery.services).toEqual(['web.shop', 'redis.data']);
     expect(() => proxyConfigFromEnv({ ...env, WREN_EGRESS_SERVICES: 'web' })).toThrow(/WREN_EGRESS_SERVICES/);
-    expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', ipv6Address: '::1', port: 15001 }, inbound: { address: '0.0.0.0', ipv6Address: '::', port: 15006 }, admin: { address: '127.0.0.1', ipv6Address: '', port: 15000 } });
+    expect(c.listeners).toEqual({ outbound: { address: '127.0.0.1', ipv6Address: '::1', port: 15001 }, inbound: { address: '0.0.0.0', ipv6Address: '::', port: 15006 }, admin: { address: '127.0.0.1', ipv6Address: '', port: 15000 },
+      // The scrape port on every address, as Istio's 15020 (Prometheus scrapes the pod IP).
+      metrics: { enabled: true, address: '0.0.0.0', ipv6Address: '::', port: 15020 },
+    });
+    expect(proxyConfigFromEnv({ ...env, WREN_METRICS_PORT: '9102' }).listeners.metrics.port).toBe(9102);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_METRICS_PORT: 'x' })).toThrow(/WREN_METRICS_PORT/);
     expect(c.log.level).toBe('debug');
     expect(tlsFilesOf(c)).toBeNull();
   });
@@ -173,6 +178,9 @@ describe('upstreams (explicit local listeners, Consul-style)', () => {
     expect(parseProxyConfig(raw({ service: 'web', port: 80, localPort: 16379, localAddress: '127.0.0.2' })).upstreams[1].localAddress).toBe('127.0.0.2');
     expect(up({ service: 'web', port: 80, localPort: 15000 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:15000 is already listeners.admin's");
     expect(up({ service: 'web', port: 80, localPort: 15006, localAddress: '127.0.0.5' })).toBe("cfg: upstreams[1].localPort: 127.0.0.5:15006 is already listeners.inbound's");
+    // The metrics port binds every address (Istio's 15020) unless turned off.
+    expect(up({ service: 'web', port: 80, localPort: 15020 })).toBe("cfg: upstreams[1].localPort: 127.0.0.1:15020 is already listeners.metrics's");
+    expect(parseProxyConfig({ ...raw({ service: 'web', port: 80, localPort: 15020 }), listeners: { metrics: { enabled: false } } }).listeners.metrics.enabled).toBe(false);
   });
 });
 

@@ -32,6 +32,11 @@ export interface ListenerAddress {
   readonly port: number;
 }
 
+/** The metrics listener: off with `enabled: false` (then nothing binds and no pod annotation points at it). */
+export interface MetricsListener extends ListenerAddress {
+  readonly enabled: boolean;
+}
+
 export interface TlsFiles {
   readonly certFile: string;
   readonly keyFile: string;
@@ -98,7 +103,13 @@ export interface ProxyConfig {
     readonly certify: CertifyConfig | undefined;
   };
   readonly tls: TlsFiles | NoTlsFiles;
-  readonly listeners: { readonly outbound: ListenerAddress; readonly inbound: ListenerAddress; readonly admin: ListenerAddress };
+  readonly listeners: {
+    readonly outbound: ListenerAddress;
+    readonly inbound: ListenerAddress;
+    readonly admin: ListenerAddress;
+    /** Read-only Prometheus scrape port (Istio's 15020): /stats/prometheus and /healthz/ready only (proxy/admin/metrics-server.ts). */
+    readonly metrics: MetricsListener;
+  };
   /** Where inbound traffic is delivered: the app in the same pod. */
   readonly app: { readonly address: string };
   readonly protocol: {
@@ -224,8 +235,9 @@ export function tlsFilesOf(c: ProxyConfig): TlsFiles | null {
   return t.certFile !== undefined ? { certFile: t.certFile, keyFile: t.keyFile!, trustBundleFile: t.trustBundleFile! } : null;
 }
 
+const IPV6_OR_EMPTY = /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/;
 const listener = (address: string, ipv6Address: string, p: number): Parser<ListenerAddress> =>
-  obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/ }), port: port(p) });
+  obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: IPV6_OR_EMPTY }), port: port(p) });
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** A Kubernetes label value (what the workload's app and version are), or ''. */
@@ -283,6 +295,8 @@ const shape = obj({
     outbound: listener('127.0.0.1', '::1', 15001),
     inbound: listener('0.0.0.0', '::', 15006),
     admin: listener('127.0.0.1', '', 15000),
+    // On every address like the inbound listener: Prometheus scrapes the pod IP (Istio's 15020).
+    metrics: obj({ enabled: bool(true), address: str({ default: '0.0.0.0' }), ipv6Address: str({ default: '::', pattern: IPV6_OR_EMPTY }), port: port(15020) }),
   }),
   app: obj({ address: str({ default: '127.0.0.1' }) }),
   protocol: obj({
@@ -378,9 +392,11 @@ function workloadOf(id: { labels: Readonly<Record<string, string>>; workload: { 
 }
 
 /** Two listeners on one address and port cannot both bind: say which field, before start-up. */
-function checkUpstreamPorts(ups: readonly UpstreamConfig[], listeners: Record<'outbound' | 'inbound' | 'admin', ListenerAddress>): void {
+function checkUpstreamPorts(ups: readonly UpstreamConfig[], listeners: Record<'outbound' | 'inbound' | 'admin' | 'metrics', ListenerAddress & { enabled?: boolean }>): void {
   const wildcard = (a: string) => a === '0.0.0.0' || a === '::';
-  const taken: { address: string; port: number; what: string }[] = Object.entries(listeners).map(([k, l]) => ({ ...l, what: `listeners.${k}` }));
+  const taken: { address: string; port: number; what: string }[] = Object.entries(listeners)
+    .filter(([, l]) => l.enabled !== false)
+    .map(([k, l]) => ({ address: l.address, port: l.port, what: `listeners.${k}` }));
   ups.forEach((u, i) => {
     if (u.localPort === 0) return;
     const clash = taken.find((t) => t.port === u.localPort && (t.address === u.localAddress || wildcard(t.address) || wildcard(u.localAddress)));
@@ -424,6 +440,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_INBOUND_PORT', path: 'listeners.inbound.port', kind: 'number' },
   { name: 'WREN_OUTBOUND_PORT', path: 'listeners.outbound.port', kind: 'number' },
   { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
+  { name: 'WREN_METRICS_PORT', path: 'listeners.metrics.port', kind: 'number' },
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },

@@ -6,10 +6,15 @@ test('inbound: skipped ports and proxy ports return, the rest of TCP goes to 150
   const r = buildRules(opts).filter((l) => l.includes('WREN_INBOUND'));
   expect(r).toEqual([
     '-A WREN_INBOUND -p tcp -m multiport --dports 22,4191 -m comment --comment wren/skip-inbound-ports -j RETURN',
-    '-A WREN_INBOUND -p tcp -m multiport --dports 15000,15001,15006 -m comment --comment wren/proxy-ports -j RETURN',
+    '-A WREN_INBOUND -p tcp -m multiport --dports 15000,15001,15006,15020 -m comment --comment wren/proxy-ports -j RETURN',
     '-A WREN_INBOUND -p tcp -m comment --comment wren/redirect-inbound -j REDIRECT --to-ports 15006',
     '-A PREROUTING -m comment --comment wren/inbound -j WREN_INBOUND',
   ]);
+});
+
+test('inbound: the metrics port (Istio excludes 15020 too) returns, wherever it is configured', () => {
+  const r = buildRules({ ...opts, metricsPort: 9102 }).filter((l) => l.includes('proxy-ports'));
+  expect(r).toEqual(['-A WREN_INBOUND -p tcp -m multiport --dports 9102,15000,15001,15006 -m comment --comment wren/proxy-ports -j RETURN']);
 });
 
 test('outbound: proxy UID first, then loopback, skips, then redirect to 15001', () => {

@@ -4,7 +4,8 @@
  * linkerd.io/2-edge/reference/iptables) and istio-iptables (ISTIO_INBOUND / ISTIO_OUTPUT):
  *
  *   PREROUTING -> WREN_INBOUND: TCP arriving at the pod, except skipped ports and the
- *     proxy's own ports, is REDIRECTed to the inbound listener (15006).
+ *     proxy's own ports (admin, outbound, inbound, metrics: Istio's 15020 is excluded
+ *     too), is REDIRECTed to the inbound listener (15006).
  *   OUTPUT -> WREN_OUTPUT: TCP the pod sends is REDIRECTed to the outbound listener
  *     (15001), except (in this order, first match wins):
  *       - packets from the proxy's UID (2102), or the proxy would loop into itself;
@@ -24,6 +25,11 @@ export interface InterceptOptions {
   readonly inboundPort: number;
   readonly outboundPort: number;
   readonly adminPort: number;
+  /**
+   * The proxy's metrics port (Istio's 15020): Prometheus scrapes it on the pod IP, so
+   * inbound connections to it must reach the proxy, not be redirected to 15006.
+   */
+  readonly metricsPort: number;
   /** Ports or "lo:hi" ranges (iptables multiport syntax). */
   readonly skipInboundPorts: readonly string[];
   readonly skipOutboundPorts: readonly string[];
@@ -35,6 +41,7 @@ export const DEFAULT_INTERCEPT: InterceptOptions = Object.freeze({
   inboundPort: 15006,
   outboundPort: 15001,
   adminPort: 15000,
+  metricsPort: 15020,
   skipInboundPorts: [],
   skipOutboundPorts: [],
   skipOutboundCidrs: [],
@@ -69,7 +76,7 @@ export function buildRules(o: InterceptOptions, family: Family = 4): string[] {
   const skipIn = [...new Set(o.skipInboundPorts)];
   for (const ports of chunkPorts(skipIn))
     r.push(`-A ${INBOUND_CHAIN} -p tcp -m multiport --dports ${ports.join(',')} ${comment('skip-inbound-ports')} -j RETURN`);
-  const own = [...new Set([o.adminPort, o.outboundPort, o.inboundPort])].sort((a, b) => a - b).join(',');
+  const own = [...new Set([o.adminPort, o.outboundPort, o.inboundPort, o.metricsPort])].sort((a, b) => a - b).join(',');
   r.push(`-A ${INBOUND_CHAIN} -p tcp -m multiport --dports ${own} ${comment('proxy-ports')} -j RETURN`);
   r.push(`-A ${INBOUND_CHAIN} -p tcp ${comment('redirect-inbound')} -j REDIRECT --to-ports ${o.inboundPort}`);
   r.push(`-A PREROUTING ${comment('inbound')} -j ${INBOUND_CHAIN}`);

@@ -92,7 +92,7 @@ export async function startLoopbackPods(pki: TestPki, o: { readonly count: numbe
       pki,
       serviceAccount: o.serviceAccount,
       config: {
-        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: ip, port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+        listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: ip, port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
         app: { address: ip },
       },
     });

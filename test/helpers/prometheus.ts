@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { describeMissing, installCommand, missing } from '../../scripts/test-prerequisites.mjs';
 
 export interface ScrapeTarget {
-  /** host:port serving /metrics. */
+  /** host:port serving the metrics at `path` (default /metrics; a sidecar's metrics port serves /stats/prometheus). */
   readonly address: string;
   readonly job: string;
   /** Target labels, as Kubernetes service discovery relabelling would set them (namespace, pod). */

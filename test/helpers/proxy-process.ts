@@ -42,7 +42,7 @@ export async function startProxyProcess(pki: TestPki, dir: string, serviceAccoun
     JSON.stringify({
       identity: { namespace: 'default', serviceAccount, trustDomain: pki.trustDomain },
       tls: { certFile: f('cert.pem'), keyFile: f('key.pem'), trustBundleFile: f('bundle.pem') },
-      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
+      listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
       shutdown: { gracePeriodMs: 500 },
       ...config,
     }),

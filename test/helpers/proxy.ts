@@ -52,9 +52,13 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
   const raw = {
     identity: { namespace: ns, serviceAccount: o.serviceAccount, trustDomain: o.pki.trustDomain },
     tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
-    listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 } },
     shutdown: { gracePeriodMs: 5000 },
     ...own,
+    // A test's own listeners replace these one by one (the metrics port stays on loopback port 0 unless named).
+    listeners: {
+      outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 },
+      ...((own['listeners'] as Record<string, unknown> | undefined) ?? {}),
+    },
     ...(TEST_MESH_HTTP1 ? { protocol: { meshHttp1: TEST_MESH_HTTP1, ...((own['protocol'] as Record<string, unknown> | undefined) ?? {}) } } : {}),
   };
   const config = parseProxyConfig(raw, 'test');

@@ -1,0 +1,90 @@
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { FakeClock } from '../../common/clock.js';
+import { createLogger } from '../../common/logger.js';
+import { MetricsServer } from './metrics-server.js';
+
+/**
+ * The read-only scrape port on a real socket (port 0): what it serves, what it refuses,
+ * and its two limits. The clock is fake so the headers timeout fires when the test says.
+ */
+const clock = new FakeClock();
+const limits: string[] = [];
+let ready = { ready: true, reason: 'ready' };
+let server: MetricsServer;
+let port: number;
+
+beforeAll(async () => {
+  server = new MetricsServer({
+    address: '127.0.0.1', ipv6Address: '', port: 0, clock, logger: createLogger({ level: 'error', sink: () => undefined }),
+    limits: { requestHeadersTimeoutMs: 10_000, maxConnectionsPerListener: 3 },
+    onLimit: (l) => void limits.push(l),
+    ready: () => ready,
+    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'istio_requests_total{reporter="source"} 1\n' }),
+  });
+  port = (await server.listen()).port;
+});
+afterAll(() => server.close());
+beforeEach(() => void limits.splice(0));
+
+const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+
+test('GET /stats/prometheus and its alias /metrics serve the registry; HEAD has no body', async () => {
+  for (const path of ['/stats/prometheus', '/metrics', '/stats/prometheus?x=1']) {
+    const r = await fetch(url(path));
+    expect([path, r.status, r.headers.get('content-type'), await r.text()]).toEqual([path, 200, 'text/plain; version=0.0.4; charset=utf-8', 'istio_requests_total{reporter="source"} 1\n']);
+  }
+  const h = await fetch(url('/stats/prometheus'), { method: 'HEAD' });
+  expect([h.status, await h.text()]).toEqual([200, '']);
+});
+
+test('GET /healthz/ready mirrors the readiness: 200 ready, 503 with the reason', async () => {
+  expect((await fetch(url('/healthz/ready'))).status).toBe(200);
+  ready = { ready: false, reason: 'draining' };
+  const r = await fetch(url('/healthz/ready'));
+  expect([r.status, await r.text()]).toEqual([503, 'draining\n']);
+  ready = { ready: true, reason: 'ready' };
+});
+
+test('nothing else: admin paths 404, other methods 405', async () => {
+  for (const path of ['/', '/config_dump', '/clusters', '/certs', '/ready', '/drain', '/logging', '/stats']) expect([path, (await fetch(url(path))).status]).toEqual([path, 404]);
+  for (const method of ['POST', 'PUT', 'DELETE']) {
+    const r = await fetch(url('/stats/prometheus'), { method, headers: { 'wren-admin': '1' } });
+    expect([method, r.status, r.headers.get('allow')]).toEqual([method, 405, 'GET, HEAD']);
+  }
+  expect((await fetch(url('/drain'), { method: 'POST', headers: { 'wren-admin': '1' } })).status).toBe(404);
+  expect((await fetch(url('/stats/prometheus'))).status).toBe(200);
+});
+
+const open = async (): Promise<Socket> => {
+  const s = connect(port, '127.0.0.1');
+  await once(s, 'connect');
+  return s;
+};
+const closed = (s: Socket) => (s.destroyed || s.readableEnded ? Promise.resolve() : once(s, 'close').then(() => undefined));
+
+test('a request head that does not arrive within requestHeadersTimeoutMs closes the connection, counted', async () => {
+  const s = await open();
+  s.write('GET /stats/prometheus HTTP/1.1\r\nHost: x\r\n');
+  await new Promise((r) => setTimeout(r, 50));
+  clock.advance(9_999);
+  expect(s.destroyed).toBe(false);
+  clock.advance(1);
+  await closed(s);
+  expect(limits).toEqual(['request-headers-timeout']);
+  // A whole request in time is served, its timer cleared: advancing later counts nothing.
+  const ok = await fetch(url('/stats/prometheus'));
+  expect(ok.status).toBe(200);
+});
+
+test('connections over maxConnectionsPerListener are refused at accept, counted', async () => {
+  const held = await Promise.all([open(), open(), open()]);
+  await new Promise((r) => setTimeout(r, 50));
+  const extra = await open();
+  await closed(extra);
+  expect(limits).toEqual(['max-connections']);
+  held.forEach((s) => s.destroy());
+  await Promise.all(held.map(closed));
+  await new Promise((r) => setTimeout(r, 50));
+  expect((await fetch(url('/stats/prometheus'))).status).toBe(200);
+});

@@ -1,0 +1,120 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Clock, Timer } from '../../common/clock.js';
+import type { Logger } from '../../common/logger.js';
+import { listenDualStack } from '../net/listen-dual-stack.js';
+
+export interface MetricsServerDeps {
+  readonly address: string;
+  readonly ipv6Address: string;
+  readonly port: number;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  /** The proxy's limits: the request head must arrive within requestHeadersTimeoutMs; at most maxConnectionsPerListener open. */
+  readonly limits: { readonly requestHeadersTimeoutMs: number; readonly maxConnectionsPerListener: number };
+  /** Counts a limit firing (wren_limit_exceeded_total{direction="metrics"}). */
+  readonly onLimit: (limit: 'max-connections' | 'request-headers-timeout') => void;
+  /** Same as the admin port's /ready. */
+  readonly ready: () => { ready: boolean; reason: string };
+  /** Same registry output as the admin port's /metrics (aggregated over workers when concurrency > 1). */
+  readonly metrics: () => Promise<{ contentType: string; body: string }>;
+}
+
+/** Istio's merged-metrics path on 15020 (what the injector's prometheus.io/path annotation names), `/metrics` as an alias. */
+const METRICS_PATHS = new Set(['/stats/prometheus', '/metrics']);
+const READY_PATH = '/healthz/ready';
+
+/**
+ * The read-only Prometheus scrape port (Istio's 15020, Linkerd's 4191). The admin port
+ * stays on localhost because it can drain the proxy and dumps its config; Prometheus in
+ * a cluster scrapes the pod IP, so the metrics need a port of their own that serves
+ * nothing else: GET/HEAD /stats/prometheus (/metrics) and /healthz/ready, any other path
+ * 404, any other method 405. Not intercepted by iptables (iptables-rules.ts proxy-ports).
+ *
+ * Bounded like the data-path listeners: connections over the limit are refused at accept
+ * and a request head that has not arrived within the headers timeout (from accept)
+ * closes the connection, both counted. One request per connection (`connection: close`):
+ * a scrape every few seconds gains nothing from keep-alive, and no idle connection is
+ * left to hold a slot. It runs on the main thread; a scrape never touches the data path
+ * beyond reading the registry.
+ */
+export class MetricsServer {
+  private readonly server: Server;
+  private readonly http: HttpServer;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly d: MetricsServerDeps) {
+    this.http = createHttpServer({ maxHeaderSize: 8192 }, (req, res) => this.route(req, res));
+    this.http.on('clientError', (_e, socket: Socket) => socket.destroy());
+    this.server = createServer({ noDelay: true }, (s) => this.accept(s));
+  }
+
+  listen(): Promise<AddressInfo> {
+    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address, this.d.logger);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
+      this.d.onLimit('max-connections');
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.on('error', () => undefined);
+    this.armHeadersTimer(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.disarm(socket);
+    });
+    this.http.emit('connection', socket);
+  }
+
+  /** The request head must arrive within the timeout from accept (Envoy request_headers_timeout; 0 = off). */
+  private armHeadersTimer(socket: Socket): void {
+    const ms = this.d.limits.requestHeadersTimeoutMs;
+    if (ms <= 0 || socket.destroyed) return;
+    const t = this.d.clock.setTimeout(() => {
+      this.d.onLimit('request-headers-timeout');
+      socket.destroy();
+    }, ms);
+    (socket as SocketWithTimer)[HEADERS_TIMER] = t;
+  }
+
+  private disarm(socket: Socket): void {
+    const t = (socket as SocketWithTimer)[HEADERS_TIMER];
+    if (t !== undefined) this.d.clock.clearTimeout(t);
+    (socket as SocketWithTimer)[HEADERS_TIMER] = undefined;
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    this.disarm(req.socket);
+    const path = (req.url ?? '/').split('?')[0];
+    const known = METRICS_PATHS.has(path) || path === READY_PATH;
+    if (!known) return send(res, 404, 'text/plain', `not found: this port serves only GET /stats/prometheus and GET ${READY_PATH}\n`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', `method ${req.method} not allowed on ${path}\n`, { allow: 'GET, HEAD' });
+    if (path === READY_PATH) {
+      const r = this.d.ready();
+      return send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
+    }
+    this.d.metrics().then(
+      (m) => send(res, 200, m.contentType, m.body),
+      (e: Error) => send(res, 500, 'text/plain', `${e.message}\n`),
+    );
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => {
+      this.server.close(() => r());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+}
+
+const HEADERS_TIMER = Symbol('metrics-headers-timer');
+type SocketWithTimer = Socket & { [HEADERS_TIMER]?: Timer };
+
+function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+  if (res.destroyed) return;
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), connection: 'close', ...extra });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
