@@ -565,15 +565,25 @@ class Exchange {
       this.sent = true;
       return;
     }
+    // The head waits (corked) for the body's first bytes, so a small body leaves with it in
+    // one write (one TLS record to a peer sidecar): they come a few ticks later through the
+    // layers' streams (the retry layer's replayable body). If none has come by the end of
+    // this turn of the event loop (setImmediate), the head goes alone: a slow body must not
+    // hold it back.
     socket.cork();
     socket.write(this.text, 'latin1');
-    process.nextTick(uncork, socket);
+    this.held = socket;
+    setImmediate(flushHeld, this);
     const chunked = this.chunked;
     // Per request with a body only (the bodyless common case above has none).
     const onData = (c: Buffer) => {
       const s = this.conn?.socket;
       if (!s) return;
-      if (!(chunked ? writeChunk(s, c) : s.write(c))) body.pause();
+      const ok = chunked ? writeChunk(s, c) : s.write(c);
+      // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
+      // the head waits for it or for the turn's end; a declared length is complete here as a rule.
+      if (!chunked) this.flushHead();
+      if (!ok) body.pause();
     };
     const onEnd = () => {
       const s = this.conn?.socket;
@@ -587,6 +597,7 @@ class Exchange {
         }
         s.write(tail as string, 'latin1');
       }
+      this.flushHead();
       this.sent = true;
     };
     const onError = (e: Error) => this.conn?.close(e);
@@ -594,6 +605,7 @@ class Exchange {
     body.once('end', onEnd);
     body.once('error', onError);
     this.stopBody = () => {
+      this.flushHead();
       body.removeListener('data', onData);
       body.removeListener('end', onEnd);
       body.removeListener('error', onError);
@@ -604,6 +616,15 @@ class Exchange {
   }
 
   private stopBody: (() => void) | null = null;
+  /** The socket whose cork holds the request head until the body's first bytes (send()). */
+  private held: Socket | null = null;
+
+  /** Lets a held head (and what was written after it) go, once. */
+  flushHead(): void {
+    const s = this.held;
+    this.held = null;
+    s?.uncork();
+  }
 
   onDrain(): void {
     const b = this.req.body;
@@ -686,5 +707,6 @@ class ResponseBody extends Readable implements SettledBody {
   }
 }
 
-const uncork = (s: Socket): void => s.uncork();
+const flushHeld = (ex: Exchange): void => ex.flushHead();
+
 const ignore = (): void => undefined;
