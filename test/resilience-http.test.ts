@@ -93,8 +93,10 @@ beforeAll(async () => {
       meshService('cap', 80, behind(cap), {
         policy: { outlierDetection: { consecutive5xx: 2, intervalMs: '200ms', baseEjectionTimeMs: '30s', maxEjectionPercent: 50 } },
       }),
-      meshService('retry', 80, behind(rt), { policy: { ...noOutlier, retry: { retryOn: ['5xx'], backoffBaseMs: '1ms' } } }),
-      meshService('retry-post', 80, behind(rt), { policy: { ...noOutlier, retry: { retryOn: ['5xx'], retryNonIdempotent: true, backoffBaseMs: '1ms' } } }),
+      // Round-robin: which endpoint a request meets must not hang on a near tie of two
+      // peak-EWMA estimates (27.7557 vs 27.7541 ms seen here), which a few µs of timing flip.
+      meshService('retry', 80, behind(rt), { policy: { ...noOutlier, loadBalancer: { kind: 'round-robin' }, retry: { retryOn: ['5xx'], backoffBaseMs: '1ms' } } }),
+      meshService('retry-post', 80, behind(rt), { policy: { ...noOutlier, loadBalancer: { kind: 'round-robin' }, retry: { retryOn: ['5xx'], retryNonIdempotent: true, backoffBaseMs: '1ms' } } }),
       meshService('budget', 80, behind(bud), {
         policy: { ...noOutlier, retry: { retryOn: ['5xx'], attempts: 3, backoffBaseMs: '1ms', budgetRatio: 0.2, budgetMinPerSecond: 1, budgetTtlMs: '10s' } },
       }),

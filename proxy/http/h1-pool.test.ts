@@ -1,6 +1,6 @@
 import { createServer, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
-import { createHash } from 'node:crypto';
+import { connect as netConnect, createServer as createNetServer, type OnReadOpts, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { H1Pool } from './h1-pool.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
@@ -113,6 +113,62 @@ describe('H1Pool', () => {
     await text(await send(p, a.port));
     expect(a.seen[3].headers['content-length']).toBeUndefined();
     expect(a.connections.size).toBe(1);
+  });
+
+  it('sends a small request body with its head in one write: settled, or arriving within the same turn', async () => {
+    const a = await app((_req, res) => res.end('ok'));
+    let flushes = 0;
+    const spy = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket => {
+      const s = netConnect({ host, port, onread }) as Socket & { _write: (...x: unknown[]) => void; _writev: (...x: unknown[]) => void };
+      const w = s._write.bind(s);
+      const wv = s._writev.bind(s);
+      s._write = (...x: unknown[]) => (flushes++, w(...x)); // one flush: one write(2)/writev(2), one TLS record on a TLS socket
+      s._writev = (...x: unknown[]) => (flushes++, wv(...x));
+      return s;
+    };
+    const p = pool({ connect: spy });
+    await text(await send(p, a.port)); // the connection is up and idle
+    const settled = (...parts: string[]) => {
+      const b = new Readable({ read() {} });
+      for (const x of parts) b.push(x);
+      b.push(null);
+      return Object.defineProperty(b, 'settled', { value: true });
+    };
+    flushes = 0;
+    await text(await send(p, a.port, { method: 'POST', body: settled('hello') }, { 'content-length': '5' }));
+    expect(flushes).toBe(1);
+    flushes = 0;
+    await text(await send(p, a.port, { method: 'POST', body: settled('ab', 'cd'), trailers: () => ({ 'x-t': '1' }) }));
+    expect(flushes).toBe(1);
+    // Not settled, but its bytes come a few ticks later (as through the retry layer's replayable body).
+    const later = (x: string) => new Readable({ read() { process.nextTick(() => process.nextTick(() => (this.push(x), this.push(null)))); } });
+    flushes = 0;
+    await text(await send(p, a.port, { method: 'PUT', body: later('fixed') }, { 'content-length': '5' }));
+    expect(flushes).toBe(1);
+    flushes = 0;
+    await text(await send(p, a.port, { method: 'PUT', body: later('chunky'), trailers: () => ({ 'x-t': '2' }) }));
+    expect(flushes).toBe(1);
+    expect(a.seen.slice(1).map((r) => [r.body, r.trailers['x-t']])).toEqual([['hello', undefined], ['abcd', '1'], ['fixed', undefined], ['chunky', '2']]);
+    expect(a.connections.size).toBe(1);
+  });
+
+  it('does not hold the head back for a body that is late: the app sees the request before its body', async () => {
+    let headSeen: () => void = () => undefined;
+    const seen = new Promise<void>((r) => (headSeen = r));
+    const server = createServer((req, res) => {
+      headSeen();
+      let b = '';
+      req.on('data', (c: Buffer) => (b += c.toString()));
+      req.on('end', () => res.end(`got ${b}`));
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const body = new Readable({ read() {} });
+    const res = send(pool(), (server.address() as AddressInfo).port, { method: 'POST', body }, { 'content-length': '4' });
+    await seen; // would wait for ever if the head waited for the body
+    body.push('late');
+    body.push(null);
+    expect(await text(await res)).toBe('got late');
   });
 
   it('carries a large response with backpressure, intact', async () => {
@@ -349,5 +405,50 @@ describe('H1Pool', () => {
     const a = await app((_req, res) => res.end('e'));
     await text(await pool().request('127.0.0.1', a.port, request(), { 'x-a': '1' }, undefined, 0, '', 'wren-target-port: 8080\r\nwren-orig-proto: HTTP/1.1\r\n'));
     expect(a.seen[0].headers).toMatchObject({ 'x-a': '1', 'wren-target-port': '8080', 'wren-orig-proto': 'HTTP/1.1' });
+  });
+
+  it('reads into its own buffer (onread): no \'data\' event per read, and bodies stay intact across reads', async () => {
+    const blob = randomBytes(1 << 20); // not periodic: a chunk overwritten by a later read cannot look the same
+    const a = await app((req, res) => res.end(req.url === '/big' ? blob : 'small'));
+    const given: (OnReadOpts | undefined)[] = [];
+    let dataEvents = 0;
+    const spy = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket => {
+      given.push(onread);
+      return netConnect({ host, port, onread }).on('data', () => void dataEvents++);
+    };
+    const p = pool({ connect: spy });
+    expect(await text(await send(p, a.port, { path: '/small' }))).toBe('small');
+    // A slow reader: reads after the first overwrite the connection's buffer while earlier chunks wait unread.
+    const res = await send(p, a.port, { path: '/big' });
+    const chunks: Buffer[] = [];
+    for await (const c of res.body!) {
+      chunks.push(c as Buffer);
+      if (chunks.length < 4) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(Buffer.concat(chunks).equals(blob)).toBe(true);
+    expect(given).toHaveLength(1);
+    expect(Buffer.isBuffer(given[0]?.buffer)).toBe(true);
+    expect(dataEvents).toBe(0);
+  });
+
+  it('arms the idle timer when a connection goes idle, not per request; a slow exchange is not cut by it', async () => {
+    const a = await app((req, res) => (req.url === '/slow' ? setTimeout(() => res.end('late'), 250) : res.end('ok')));
+    let armed = 0;
+    const spy = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket => {
+      const s = netConnect({ host, port, onread });
+      const setTimeout = s.setTimeout.bind(s);
+      s.setTimeout = (ms: number) => (armed++, setTimeout(ms));
+      return s;
+    };
+    const p = pool({ connect: spy, idleTimeoutMs: 100 });
+    for (let i = 0; i < 20; i++) expect(await text(await send(p, a.port))).toBe('ok');
+    expect(armed).toBe(1); // once, when the connection came up (was 2 per request: cleared for the exchange, set after)
+    // Busy for longer than the idle timeout: the timer fires and is ignored, the exchange completes.
+    expect(await text(await send(p, a.port, { path: '/slow' }))).toBe('late');
+    expect(await text(await send(p, a.port))).toBe('ok');
+    expect(a.connections.size).toBe(1);
+    // Idle past it: closed.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(p.connections('127.0.0.1', a.port)).toBe(0);
   });
 });

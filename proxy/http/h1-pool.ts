@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { connect, type OnReadOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
@@ -19,9 +19,11 @@ export interface H1PoolOptions {
   /**
    * Opens a connection (default: plain TCP). The mesh pool passes a TLS connect that
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
-   * socket is a TLSSocket, ready at 'secureConnect'.
+   * socket is a TLSSocket, ready at 'secureConnect'. It should pass `onread` on to
+   * net.connect / tls.connect (the pool then reads into its own buffer, without 'data'
+   * events); a socket that emits 'data' instead works too.
    */
-  readonly connect?: (host: string, port: number, peer: string) => Socket;
+  readonly connect?: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
   readonly secure?: boolean;
   /** Connect timeout (0: none); a request's `waitMs` (the cluster's connect timeout) overrides it. */
   readonly connectTimeoutMs?: number;
@@ -52,7 +54,22 @@ export interface H1Limits {
   admitConnection(kind: 'connections' | 'pending'): Slot | Error;
 }
 
-const tcpConnect = (host: string, port: number): Socket => connect({ host, port });
+const tcpConnect = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket => connect({ host, port, onread });
+
+/**
+ * Read buffer sizes per connection (net.Socket's `onread`). A TLS socket hands over at most
+ * one record's plaintext (16 KiB) per callback; 64 KiB is what node reads from TCP by
+ * default. Pages never written stay out of RSS, so an idle connection costs little.
+ */
+const TCP_READ_BUFFER = 64 * 1024;
+const TLS_READ_BUFFER = 16 * 1024;
+
+/** A copy of a view of a connection's read buffer (the next read overwrites the buffer). */
+function copyOf(view: Buffer): Buffer {
+  const c = Buffer.allocUnsafe(view.length);
+  view.copy(c);
+  return c;
+}
 
 /** The body length a request head declares: its Content-Length, or -1 (chunked) without a usable one. */
 function declaredLength(v: string | string[] | undefined): number {
@@ -83,7 +100,7 @@ export class H1Pool {
   readonly idleTimeoutMs: number;
   readonly maxHeaderBytes: number;
   readonly limits: CodecLimits;
-  readonly connectFn: (host: string, port: number, peer: string) => Socket;
+  readonly connectFn: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
   readonly secure: boolean;
   readonly connectTimeoutMs: number;
   readonly onConnection: (() => void) | undefined;
@@ -291,6 +308,10 @@ class Conn implements H1Handler {
   /** The parser ended the response in flight (it pauses there, so later bytes stay unread). */
   private ended = false;
   private idleMs: number;
+  /** What socket.setTimeout() was last given (node re-arms a timer per call: called only when it changes). */
+  private timeoutMs = 0;
+  /** The bytes being parsed are a view of the read buffer (onread): body chunks must be copied. */
+  private inBuffer = false;
   private readonly generation: number;
 
   constructor(
@@ -302,25 +323,61 @@ class Conn implements H1Handler {
     this.idleMs = pool.idleTimeoutMs;
     this.generation = pool.generation;
     this.parser = new H1Parser(this, true, pool.limits);
-    const s = (this.socket = pool.connectFn(origin.host, origin.port, origin.peer));
+    // Reads land in this connection's own buffer and go straight to the parser (net.Socket
+    // onread): no Buffer allocated per read, no Readable push / 'data' event per response.
+    // The parser copies what it keeps across reads; body chunks are copied in onBody.
+    const onread: OnReadOpts = {
+      buffer: Buffer.allocUnsafeSlow(pool.secure ? TLS_READ_BUFFER : TCP_READ_BUFFER),
+      callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer), // true: pausing is onBody's
+    };
+    const s = (this.socket = pool.connectFn(origin.host, origin.port, origin.peer, onread));
     s.setNoDelay(true);
     // The connect timeout: until the transport is up, socket inactivity is the connect taking too long.
-    if (connectTimeoutMs > 0) s.setTimeout(connectTimeoutMs);
+    if (connectTimeoutMs > 0) this.setTimer(connectTimeoutMs);
     s.once(pool.secure ? 'secureConnect' : 'connect', () => this.onConnect());
-    s.on('data', (d: Buffer) => this.onSocketData(d));
+    s.on('data', (d: Buffer) => this.onSocketData(d)); // a connect function that ignored onread
     s.on('drain', () => this.ex?.onDrain());
     s.on('end', () => this.onSocketEnd());
     s.on('error', (e) => this.close(e));
     s.on('close', () => this.close(null));
-    s.on('timeout', () => this.close(this.connected ? null : new ProxyError('CONNECT_TIMEOUT', `${origin.host}:${origin.port} after ${connectTimeoutMs} ms`)));
+    s.on('timeout', () => this.onTimeout(connectTimeoutMs));
   }
 
   private onConnect(): void {
     this.connected = true;
     this.ex?.unwait(); // strictLimits: no longer pending
     this.origin.pool.onConnection?.();
-    // In flight: no timer (the layers above own request timeouts); idle: the idle timer.
-    this.socket.setTimeout(this.ex === null ? this.idleMs : 0);
+    this.setTimer(this.idleMs);
+  }
+
+  /**
+   * The socket's inactivity timer is the idle timeout, set once (and again only when the
+   * server's keep-alive hint changes it), not per request: each socket.setTimeout() call
+   * re-arms a node timer, two per request when it was cleared for the exchange and set
+   * again after. Node restarts the timer on every read and write, so it fires only after
+   * idleMs without a byte; while an exchange is in flight that is ignored (the layers above
+   * own request timeouts) and the next byte re-arms it.
+   */
+  private onTimeout(connectTimeoutMs: number): void {
+    const o = this.origin;
+    if (!this.connected) this.close(new ProxyError('CONNECT_TIMEOUT', `${o.host}:${o.port} after ${connectTimeoutMs} ms`));
+    else if (this.ex === null) this.close(null);
+  }
+
+  private setTimer(ms: number): void {
+    if (ms === this.timeoutMs) return;
+    this.timeoutMs = ms;
+    this.socket.setTimeout(ms);
+  }
+
+  private onRead(n: number, buf: Buffer): boolean {
+    this.inBuffer = true;
+    try {
+      this.onSocketData(buf.subarray(0, n));
+    } finally {
+      this.inBuffer = false;
+    }
+    return true;
   }
 
   start(ex: Exchange): void {
@@ -332,14 +389,13 @@ class Conn implements H1Handler {
     this.ended = false;
     this.parser.setRequestMethod(ex.req.method);
     this.parser.resume();
-    if (this.connected) this.socket.setTimeout(0);
     this.socket.resume();
     ex.send(this.socket);
   }
 
   idle(): void {
     this.reused = true;
-    this.socket.setTimeout(this.idleMs);
+    this.setTimer(this.idleMs);
   }
 
   // H1Handler: the parser reports to the exchange in flight; the connection decides about reuse once it returns.
@@ -356,7 +412,7 @@ class Conn implements H1Handler {
   }
 
   onBody(chunk: Buffer): void {
-    if (!this.ex!.push(chunk)) this.socket.pause();
+    if (!this.ex!.push(this.inBuffer ? copyOf(chunk) : chunk)) this.socket.pause();
   }
 
   onTrailers(fields: string[]): void {
@@ -509,15 +565,25 @@ class Exchange {
       this.sent = true;
       return;
     }
+    // The head waits (corked) for the body's first bytes, so a small body leaves with it in
+    // one write (one TLS record to a peer sidecar): they come a few ticks later through the
+    // layers' streams (the retry layer's replayable body). If none has come by the end of
+    // this turn of the event loop (setImmediate), the head goes alone: a slow body must not
+    // hold it back.
     socket.cork();
     socket.write(this.text, 'latin1');
-    process.nextTick(uncork, socket);
+    this.held = socket;
+    setImmediate(flushHeld, this);
     const chunked = this.chunked;
     // Per request with a body only (the bodyless common case above has none).
     const onData = (c: Buffer) => {
       const s = this.conn?.socket;
       if (!s) return;
-      if (!(chunked ? writeChunk(s, c) : s.write(c))) body.pause();
+      const ok = chunked ? writeChunk(s, c) : s.write(c);
+      // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
+      // the head waits for it or for the turn's end; a declared length is complete here as a rule.
+      if (!chunked) this.flushHead();
+      if (!ok) body.pause();
     };
     const onEnd = () => {
       const s = this.conn?.socket;
@@ -531,6 +597,7 @@ class Exchange {
         }
         s.write(tail as string, 'latin1');
       }
+      this.flushHead();
       this.sent = true;
     };
     const onError = (e: Error) => this.conn?.close(e);
@@ -538,6 +605,7 @@ class Exchange {
     body.once('end', onEnd);
     body.once('error', onError);
     this.stopBody = () => {
+      this.flushHead();
       body.removeListener('data', onData);
       body.removeListener('end', onEnd);
       body.removeListener('error', onError);
@@ -548,6 +616,15 @@ class Exchange {
   }
 
   private stopBody: (() => void) | null = null;
+  /** The socket whose cork holds the request head until the body's first bytes (send()). */
+  private held: Socket | null = null;
+
+  /** Lets a held head (and what was written after it) go, once. */
+  flushHead(): void {
+    const s = this.held;
+    this.held = null;
+    s?.uncork();
+  }
 
   onDrain(): void {
     const b = this.req.body;
@@ -630,5 +707,6 @@ class ResponseBody extends Readable implements SettledBody {
   }
 }
 
-const uncork = (s: Socket): void => s.uncork();
+const flushHeld = (ex: Exchange): void => ex.flushHead();
+
 const ignore = (): void => undefined;

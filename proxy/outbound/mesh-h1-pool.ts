@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
@@ -27,7 +27,7 @@ export interface MeshH1PoolOptions {
  * old certificate: idle ones close at once, busy ones after their exchange.
  */
 export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
-  const connect = (host: string, port: number, identity: string): Socket => connectPeer(o.tls, host, port, identity, 'http/1.1');
+  const connect = (host: string, port: number, identity: string, onread?: OnReadOpts): Socket => connectPeer(o.tls, host, port, identity, 'http/1.1', onread);
   const pool = new H1Pool({
     connect,
     secure: true,

@@ -1,4 +1,5 @@
-import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import type { OnReadOpts } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { spiffeIdOf } from './peer-identity.js';
 import type { TlsIdentity } from './tls-identity.js';
@@ -10,10 +11,14 @@ import { ProxyError } from '../errors/proxy-error.js';
  * its endpoint advertises ('' accepts any workload of the bundle): PEER_IDENTITY
  * otherwise. Identity is the URI SAN (X.509-SVID), not a DNS name, so it is checked in
  * place of the hostname. `alpn`: what this connection will speak (`h2` for the peer
- * session, `http/1.1` for the mesh HTTP/1.1 pool).
+ * session, `http/1.1` for the mesh HTTP/1.1 pool). `onread`: decrypted bytes go to its
+ * callback in its buffer instead of 'data' events (net.Socket's onread; the HTTP/1.1 pool).
  */
-export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1'): TLSSocket {
-  return tlsConnect({
+export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1', onread?: OnReadOpts): TLSSocket {
+  // tls.connect takes net.Socket's `onread` when it creates the socket itself (documented
+  // in node's tls.connect; @types/node does not declare it).
+  const options: ConnectionOptions & { onread?: OnReadOpts } = {
+    onread,
     host,
     port,
     secureContext: tls.secureContext,
@@ -24,5 +29,6 @@ export function connectPeer(tls: TlsIdentity, host: string, port: number, identi
       if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
       return undefined;
     },
-  });
+  };
+  return tlsConnect(options);
 }
