@@ -53,6 +53,8 @@ export interface WireService {
   clusterIps: string[];
   ports: WireServicePort[];
   policyJson: string;
+  /** ServiceRoute[] as JSON (contract/routes.ts); '' or absent = none. */
+  routesJson?: string;
 }
 export interface WireEndpointKey {
   address: string;

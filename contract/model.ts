@@ -8,6 +8,8 @@
  * one service port with its endpoints).
  */
 
+import type { ServiceRoute } from './routes.js';
+
 /** How the proxy treats a port. `detect` peeks at the first bytes. */
 export type Protocol = 'detect' | 'http1' | 'http2' | 'grpc' | 'opaque';
 
@@ -157,6 +159,12 @@ export interface Service {
   readonly ports: readonly ServicePort[];
   /** The policy of every port that has none of its own. */
   readonly policy: TrafficPolicy;
+  /**
+   * The HTTPRoutes and GRPCRoutes in force for traffic to this Service (contract/routes.ts),
+   * already chosen for the subscriber (consumer routes over producer routes) and in
+   * tie-break order; absent or empty: route by authority only, as before.
+   */
+  readonly routes?: readonly ServiceRoute[];
 }
 
 /** The policy in force on one port of a service: the port's own, else the service's. */
