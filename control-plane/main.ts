@@ -332,7 +332,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,
-    ...(args.tracing ? { tracing: new ControlPlaneTracing({ ...args.tracing, namespace: idArgs.namespace }) } : {}),
+    ...(args.tracing ? { tracing: new ControlPlaneTracing({ ...args.tracing, namespace: idArgs.namespace, clock: systemClock, logger }) } : {}),
     source: (ctx) => {
       if (src.kind === 'dir') return new DirSource({ ...ctx, dir: src.path });
       return new KubernetesSource({ ...ctx, kubeConfig: kc! });

@@ -129,7 +129,10 @@ export class ControlPlane {
     this.discovery = new DiscoveryServer({
       store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing,
     });
-    if (o.tracing) this.discovery.onPush((p) => o.tracing!.pushed(p));
+    if (o.tracing) {
+      o.tracing.registerMetrics(this.metrics.registry);
+      this.discovery.onPush((p) => o.tracing!.pushed(p));
+    }
     if (o.transport === 'tls' && !o.credentials && !this.serving) throw new Error("transport 'tls' needs the identity options (the CA issues the control plane's serving certificate)");
   }
 

@@ -3,8 +3,12 @@ import { credentials } from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOnSampler, BasicTracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_K8S_NAMESPACE_NAME, ATTR_RPC_METHOD, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { Counter, type Registry } from 'prom-client';
+import type { Clock } from '../common/clock.js';
+import type { Logger } from '../common/logger.js';
+import { SpanBatcher, type BatchSettings, type DropReason } from '../proxy/tracing/span-batcher.js';
 import type { PushRecord } from './discovery/discovery-server.js';
 
 /** `--trace-collector` and friends (docs/control-plane.md, Tracing). */
@@ -15,7 +19,18 @@ export interface ControlPlaneTracingOptions {
   readonly plaintext: boolean;
   readonly caFile: string | null;
   readonly namespace: string;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Tests: export here instead of the OTLP/gRPC exporter for `collector`. */
+  readonly exporter?: SpanExporter;
 }
+
+/**
+ * The proxy's batch defaults (docs/observability.md, Export, drops and memory) but a 1 s
+ * delay (a control plane makes few spans, and an operator looking at a rollout wants them
+ * soon) and a 10 s bound per export (OTLPTraceExporter's own default).
+ */
+const BATCH: BatchSettings = { maxQueueSize: 2048, maxExportBatchSize: 512, scheduledDelayMs: 1000, exportTimeoutMs: 10_000 };
 
 /** gRPC status names per code (RPC semantic conventions: rpc.grpc.status_code is the number). */
 const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
@@ -24,24 +39,52 @@ const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
  * The control plane's own spans, off unless a collector is given: a SERVER span per
  * Certify call (wren.identity.v1.Identity/Certify), one per discovery subscription (from
  * Subscribe to the first config written to that proxy, or the stream's end) and one per
- * push, a child of its subscription's. A few calls per proxy and config change, so the
- * SDK's BatchSpanProcessor (its defaults: 2048 queued, drops logged by the SDK) is enough.
+ * push, a child of its subscription's. Spans go through the proxy's bounded, counting
+ * batcher (proxy/tracing/span-batcher.ts): a collector that is down or slow never holds a
+ * Certify call or a push, and what it loses is counted in the control plane's
+ * `wren_trace_spans_dropped_total{reason}` (the SDK's own processor only logs overflows).
  */
 export class ControlPlaneTracing {
   private readonly provider: BasicTracerProvider;
   private readonly tracer: Tracer;
   /** Open subscription spans, and the context pushes are parented to, by subscriber id. */
   private readonly subs = new Map<number, { span: Span | null; ctx: SpanContext }>();
+  /** Set by `registerMetrics` (the control plane's registry exists only once it starts); no span ends before. */
+  private counters: { readonly dropped: Counter<'reason'>; readonly exported: Counter } | null = null;
 
   constructor(o: ControlPlaneTracingOptions) {
     const creds = o.plaintext ? credentials.createInsecure() : credentials.createSsl(o.caFile ? readFileSync(o.caFile) : null);
-    const exporter = new OTLPTraceExporter({ url: `${o.plaintext ? 'http' : 'https'}://${o.collector}`, credentials: creds });
+    const exporter = o.exporter ?? new OTLPTraceExporter({ url: `${o.plaintext ? 'http' : 'https'}://${o.collector}`, credentials: creds, timeoutMillis: BATCH.exportTimeoutMs });
+    const log = o.logger.child({ component: 'tracing' });
+    let warned = false;
+    const batcher = new SpanBatcher(exporter, BATCH, o.clock, (reason: DropReason, n: number) => {
+      this.counters?.dropped.inc({ reason }, n);
+      // Once per outage, not per batch: the metric carries the count.
+      if (!warned && reason !== 'shutdown') log.warn('trace spans dropped', { code: 'TRACE_SPANS_DROPPED', reason, spans: n });
+      warned = true;
+    }, (n) => {
+      this.counters?.exported.inc(n);
+      warned = false;
+    });
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'wren-control-plane', [ATTR_K8S_NAMESPACE_NAME]: o.namespace }),
       sampler: new AlwaysOnSampler(),
-      spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: 1000 })],
+      spanProcessors: [batcher],
     });
     this.tracer = this.provider.getTracer('wren-control-plane');
+  }
+
+  /** Counts drops and exports in the control plane's registry (the proxy's metric names). */
+  registerMetrics(registry: Registry): void {
+    this.counters = {
+      dropped: new Counter({
+        name: 'wren_trace_spans_dropped_total',
+        help: 'Spans recorded but never delivered to the collector, by reason (queue-full, export-failed, export-timeout, shutdown)',
+        labelNames: ['reason'] as const,
+        registers: [registry],
+      }),
+      exported: new Counter({ name: 'wren_trace_spans_exported_total', help: 'Spans the collector accepted', registers: [registry] }),
+    };
   }
 
   /** A Certify call: ended by `certified`. */

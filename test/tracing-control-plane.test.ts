@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { createCsr, generateKeyPair } from '../certs/index.js';
 import { seededRandom, systemClock } from '../common/clock.js';
@@ -38,7 +39,7 @@ beforeAll(async () => {
     source: (ctx) => new OneService(ctx),
     identity: { issuer: generateIssuer('cluster.local'), authenticator: new BootstrapTokenAuthenticator([{ token: TOKEN, namespace: 'shop', serviceAccount: 'web' }]) },
     transport: 'insecure',
-    tracing: new ControlPlaneTracing({ collector: receiver.address, plaintext: true, caFile: null, namespace: 'wren-system' }),
+    tracing: new ControlPlaneTracing({ collector: receiver.address, plaintext: true, caFile: null, namespace: 'wren-system', clock: systemClock, logger: silentLogger }),
   });
   await cp.whenReady();
 });
@@ -73,4 +74,32 @@ test('a subscription span ends with the first config; each push is its child', a
   expect(push.parentSpanId).toBe(sub.spanId);
   expect(push.traceId).toBe(sub.traceId);
   expect(push.attributes).toMatchObject({ 'wren.discovery.full': true });
+});
+
+test('a collector that is down costs no Certify call, and the lost spans are counted in the control plane metrics', async () => {
+  // A port nobody listens on: every export is refused.
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as { port: number }).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const down = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(2), logger: silentLogger,
+    source: (ctx) => new OneService(ctx),
+    identity: { issuer: generateIssuer('cluster.local'), authenticator: new BootstrapTokenAuthenticator([{ token: TOKEN, namespace: 'shop', serviceAccount: 'web' }]) },
+    transport: 'insecure',
+    tracing: new ControlPlaneTracing({ collector: `127.0.0.1:${port}`, plaintext: true, caFile: null, namespace: 'wren-system', clock: systemClock, logger: silentLogger }),
+  });
+  try {
+    await down.whenReady();
+    const client = new CertifyClient(`127.0.0.1:${down.grpcPort}`, grpc.credentials.createInsecure(), CONTROL_PLANE_CHANNEL_OPTIONS);
+    const { privateKeyPem } = generateKeyPair();
+    const cert = await client.certify({ identity: WEB, token: Buffer.from(TOKEN), csrPem: createCsr(privateKeyPem, WEB), requestedLifetimeMs: 0 }, 5000);
+    client.close();
+    expect(cert.certChainPem).toContain('BEGIN CERTIFICATE');
+    const dropped = async () => (await down.metrics.registry.getSingleMetric('wren_trace_spans_dropped_total')?.get())?.values.find((v) => v.labels.reason === 'export-failed')?.value ?? 0;
+    await waitFor(async () => (await dropped()) >= 1, 'the Certify span counted as dropped (export-failed)', 15_000);
+    expect((await down.metrics.registry.getSingleMetric('wren_trace_spans_exported_total')?.get())?.values[0]?.value ?? 0).toBe(0);
+  } finally {
+    await down.close(100);
+  }
 });
