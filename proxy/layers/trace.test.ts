@@ -125,6 +125,17 @@ describe('tracestate belongs to the traceparent it came with (W3C Trace Context 
     // A valid one continues with its traceparent.
     expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-01`, tracestate: 'a=1,b=2' }))['tracestate']).toBe('a=1,b=2');
   });
+
+  test('the same limit holds inside a trace that is not sampled (the fast path that builds no context)', async () => {
+    const tooLong = Array.from({ length: 40 }, (_, i) => `k${i}=${'v'.repeat(250)}`).join(',');
+    const h = await send(tracer(0), { traceparent: `00-${TID}-${SID}-00`, tracestate: tooLong });
+    expect(h['traceparent']).toBe(`00-${TID}-${SID}-00`);
+    expect(h['tracestate']).toBeUndefined();
+    // Two fields over the limit together (W3C section 3.3.1.1: they combine as one list).
+    const half = tooLong.slice(0, 6000);
+    expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-00`, tracestate: [half, half] }))['tracestate']).toBeUndefined();
+    expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-00`, tracestate: 'a=1,b=2' }))['tracestate']).toBe('a=1,b=2');
+  });
 });
 
 test('a caller cannot make a queued span as big as its request head: attribute values and the span name are capped', async () => {

@@ -8,7 +8,7 @@ import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
-import { extract, hasContext, inject, notSampledW3c, W3C, type IncomingContext } from '../tracing/propagation.js';
+import { extract, hasContext, inject, notSampledW3c, traceStateWithinLimits, W3C, type IncomingContext } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
 import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
 import { flagsOf } from '../access-log/entry.js';
@@ -44,8 +44,12 @@ export const traceRequests =
       notSampled(t, h);
       return inner(req);
     }
-    // Inside a trace that is not sampled (every request after a first hop that drew no): untouched.
-    if (notSampledW3c(h)) return inner(req);
+    // Inside a trace that is not sampled (every request after a first hop that drew no):
+    // untouched, but for a tracestate past the list limits, dropped as on every other path.
+    if (notSampledW3c(h)) {
+      if (h['tracestate'] !== undefined && !traceStateWithinLimits(h['tracestate'])) dropTraceState(h);
+      return inner(req);
+    }
     const ctx = extract(h);
     if (ctx === undefined || (ctx.sampled === undefined && ctx.traceId === '')) {
       // Only malformed headers: as if none (the W3C header is replaced either way).

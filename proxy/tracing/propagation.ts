@@ -111,12 +111,23 @@ export function notSampledW3c(h: Headers): boolean {
     && validTraceparent(tp) && !sampledBit(tp);
 }
 
+/** 32 list members of at most 256 characters each (W3C Trace Context section 3.3.1.1), with their commas. */
+const MAX_TRACESTATE = 8192;
+
 function traceStateOf(h: Headers): string | undefined {
   const ts = h['tracestate'];
   // Several tracestate fields combine as one list (W3C section 3.3.1.1).
   const s = Array.isArray(ts) ? ts.join(',') : ts;
-  // 32 list members of at most 256 characters each (section 3.3.1.1): longer is not forwarded.
-  return s !== undefined && s.length > 0 && s.length <= 8192 ? s : undefined;
+  // Longer is not forwarded.
+  return s !== undefined && s.length > 0 && s.length <= MAX_TRACESTATE ? s : undefined;
+}
+
+/** True when a tracestate header (one field or several) stays within the list limits; no allocation for one field. */
+export function traceStateWithinLimits(ts: string | readonly string[]): boolean {
+  if (typeof ts === 'string') return ts.length <= MAX_TRACESTATE;
+  let n = ts.length - 1;
+  for (const f of ts) n += f.length;
+  return n <= MAX_TRACESTATE;
 }
 
 /** `b3: {TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]` or a decision alone (`0`, `1`, `d`). */
