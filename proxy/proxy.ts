@@ -111,6 +111,8 @@ export class Proxy {
    */
   private readonly pool: WorkerPool | null;
   private upstreamPortList: readonly number[] | null = null;
+  /** Ports a caller's target port may not name: every port of the proxy's own (filled in as listeners bind). */
+  private readonly reservedPorts = new Set<number>();
 
   private constructor(readonly config: ProxyConfig, readonly tls: TlsIdentity, opts: ProxyOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -151,7 +153,12 @@ export class Proxy {
             onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
         : undefined;
     const L = config.listeners;
-    const reserved = new Set([L.inbound.port, L.outbound.port, L.admin.port, L.metrics.enabled ? L.metrics.port : 0, 15000, 15001, 15006, 15020].filter((p) => p > 0));
+    // The proxy's own ports, which a peer's target port may never name (proxy/inbound/target-port.ts):
+    // its listeners and its explicit upstreams, whose bound ports are added once they listen
+    // (a port 0 in the config is only known then). An upstream listener reached from the
+    // inbound would call its service with this workload's identity: a confused deputy.
+    const reserved = this.reservedPorts;
+    for (const port of [L.inbound.port, L.outbound.port, L.admin.port, L.metrics.enabled ? L.metrics.port : 0, 15000, 15001, 15006, 15020, ...config.upstreams.map((u) => u.localPort)]) if (port > 0) reserved.add(port);
     const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
@@ -277,6 +284,7 @@ export class Proxy {
       }, opts.config.discovery.firstConfigTimeoutMs);
       t.unref?.();
     }
+    for (const bp of [p.ports.outbound, p.ports.inbound, p.ports.admin, p.ports.metrics, ...p.upstreamPorts]) if (bp > 0) p.reservedPorts.add(bp);
     const ups = p.upstreams.map((u, k) => `${u.config.service}:${u.config.port}@${u.config.localAddress}:${p.upstreamPorts[k]}`);
     // A worker says so apart: 'proxy started' means every listener of the sidecar is up.
     p.logger.info(opts.worker ? 'listener worker started' : 'proxy started', { ...p.ports, upstreams: ups, ...(p.pool ? { workers: opts.config.concurrency } : {}) });
