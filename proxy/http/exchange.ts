@@ -12,7 +12,8 @@ export interface ProxyRequest {
   readonly method: string;
   readonly scheme: string;
   authority: string;
-  readonly path: string;
+  /** Rewritten only by the inbound's path normalization (layers/normalize-path.ts). */
+  path: string;
   readonly headers: Headers;
   /** null when the request has no body (END_STREAM on HEADERS / no content-length). */
   readonly body: Readable | null;

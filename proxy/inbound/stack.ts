@@ -6,6 +6,7 @@ import { traceRequests } from '../layers/trace.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
+import { normalizePath } from '../layers/normalize-path.js';
 import { inboundTarget } from '../layers/inbound-target.js';
 import { clientIdentity } from '../layers/client-identity.js';
 import { authorize } from '../layers/authorize.js';
@@ -58,6 +59,8 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       ...(d.tracer ? [traceRequests(d.tracer, 'server', d.clock)] : []),
       errorsToResponse(d.logger, 'inbound'),
       ...(d.plaintext ? [plaintextRequest()] : []),
+      // Before anything reads the path: authorization judges the path the app will get.
+      normalizePath(),
       inboundTarget(d.reservedPorts),
       // The JWT first: authorize reads the request principal and claims it sets.
       requestAuthn(d.policy, d.policyTelemetry),
