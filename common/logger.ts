@@ -21,9 +21,28 @@ export function isLevel(s: string): s is Level {
 
 export type Sink = (line: string) => void;
 
+/**
+ * Unwritten bytes the default sink lets stderr hold. Node writes to a pipe asynchronously
+ * and keeps what the reader has not taken; a log reader that stalls (a full pipe, a stuck
+ * log driver) would otherwise make a process that logs per failed request grow without
+ * bound. Past it lines are dropped and counted (the access log does the same with stdout).
+ */
+const MAX_UNWRITTEN_BYTES = 4 << 20;
+
+/** Lines the default sink dropped because stderr was backed up (`wren_log_lines_dropped_total`). */
+export const droppedLogLines = { count: 0 };
+
+const stderrSink: Sink = (line) => {
+  if (process.stderr.writableLength > MAX_UNWRITTEN_BYTES) {
+    droppedLogLines.count++;
+    return;
+  }
+  process.stderr.write(line + '\n');
+};
+
 export function createLogger(opts: { level?: Level; base?: Record<string, unknown>; sink?: Sink; now?: () => Date } = {}): Logger {
   const state = { level: opts.level ?? 'info' };
-  const sink: Sink = opts.sink ?? ((line) => process.stderr.write(line + '\n'));
+  const sink: Sink = opts.sink ?? stderrSink;
   const now = opts.now ?? (() => new Date());
   const make = (base: Record<string, unknown>): Logger => {
     const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {

@@ -1,8 +1,10 @@
+import { registerLogDrops } from '../common/log-drops-metric.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The control plane's Prometheus metrics, on its own registry (several instances can live in one test process). */
 export class ControlPlaneMetrics {
   readonly registry = new Registry();
+  readonly logLinesDropped = registerLogDrops(this.registry);
   readonly subscribers = new Gauge({ name: 'wren_cp_subscribers', help: 'Proxies with an open discovery stream', registers: [this.registry] });
   readonly pushes = new Counter({
     name: 'wren_cp_pushes_total',

@@ -12,7 +12,21 @@ export const errorsToResponse =
       return await inner(req);
     } catch (err) {
       const e = toProxyError(err, 'INTERNAL');
-      if (!req.signal.aborted) logger.warn('request failed', { direction, code: e.code, authority: req.authority, path: req.path, error: e.message });
+      // The path without its query (which may carry a credential, ?access_token=...) and
+      // capped, as every client-controlled string in a log line: an attacker's failing
+      // requests must not write their whole head to the log.
+      if (!req.signal.aborted) logger.warn('request failed', { direction, code: e.code, authority: cap(req.authority), path: cap(pathOnly(req.path)), error: cap(e.message, 512) });
       return errorResponse(e, req);
     }
   };
+
+const MAX_LOGGED = 256;
+
+function pathOnly(p: string): string {
+  const q = p.indexOf('?');
+  return q < 0 ? p : p.slice(0, q);
+}
+
+function cap(s: string, max = MAX_LOGGED): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…(${s.length} chars)`;
+}

@@ -1,3 +1,4 @@
+import { registerLogDrops } from '../../common/log-drops-metric.js';
 import { Counter, Gauge, Histogram, Registry } from './prom.js';
 import { registerProcessMetrics } from './process-metrics.js';
 import { REQUEST_LABELS, TCP_LABELS, WorkloadLabels, type RequestLabel, type TcpLabel } from './workload-labels.js';
@@ -42,6 +43,7 @@ export class ProxyMetrics {
 
   constructor(opts: { defaultMetrics?: boolean; local?: WorkloadLabels } = {}) {
     const registers = [this.registry];
+    registerLogDrops(this.registry);
     this.local = opts.local ?? new WorkloadLabels({ name: '', namespace: '', app: '', version: '' }, () => '');
     const labelNames = REQUEST_LABELS;
     const tcp = TCP_LABELS;
