@@ -137,7 +137,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     start_time: wallTime(req.startedAt),
     method: req.method,
     // Credentials in the query string (?access_token=...) are redacted before the cap.
-    path: cap(redactQuery(req.path), MAX_PATH),
+    path: cap(redactQuery(req.path, req.tokenParams), MAX_PATH),
     protocol: req.origProto === 'TCP' ? null : req.origProto,
     // Envoy logs 0 when nothing reached the client: it left before the response.
     response_code: dc && res.proxyError === 'client-cancelled' ? 0 : res.status,

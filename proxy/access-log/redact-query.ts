@@ -24,9 +24,10 @@ function decodedName(raw: string): string {
 /**
  * The request path as it may be written to an access log line or a span: the value of
  * every credential parameter replaced by `REDACTED` (OpenTelemetry's placeholder), the
- * rest untouched. A path without a query string is returned as is (no allocation).
+ * rest untouched, and so is every name in `alsoSecret` (the inbound's RequestAuthentication
+ * `fromParams`). A path without a query string is returned as is (no allocation).
  */
-export function redactQuery(path: string): string {
+export function redactQuery(path: string, alsoSecret?: ReadonlySet<string>): string {
   const q = path.indexOf('?');
   if (q < 0) return path;
   const parts = path.slice(q + 1).split('&');
@@ -34,7 +35,9 @@ export function redactQuery(path: string): string {
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i];
     const eq = p.indexOf('=');
-    if (eq < 0 || !SECRET_PARAMS.has(decodedName(p.slice(0, eq)))) continue;
+    if (eq < 0) continue;
+    const name = decodedName(p.slice(0, eq));
+    if (!SECRET_PARAMS.has(name) && alsoSecret?.has(name) !== true) continue;
     parts[i] = `${p.slice(0, eq + 1)}${REDACTED}`;
     changed = true;
   }

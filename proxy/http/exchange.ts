@@ -40,6 +40,8 @@ export interface ProxyRequest {
   targetPort?: number;
   /** Inbound: what the request's verified JWT says (request-authn layer); absent: no token. */
   requestAuth?: RequestAuth;
+  /** Inbound: the query parameters the workload's RequestAuthentication reads tokens from (redacted in logs); absent: none. */
+  tokenParams?: ReadonlySet<string>;
   /**
    * An HTTP/1.1 upgrade request (RFC 9110 section 7.8): the protocols the client asked
    * for (its `Upgrade` header, e.g. `websocket`). The request itself has no body; what the

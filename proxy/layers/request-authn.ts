@@ -67,6 +67,9 @@ export const requestAuthn =
   };
 
 async function authenticated(jwt: JwtAuthenticator, req: ProxyRequest, inner: HttpService, telemetry: PolicyTelemetry): Promise<ProxyResponse> {
+  // A token in the query stays there when refused or forwarded: the access log must know
+  // where this workload's rules read tokens from to redact them.
+  if (req.path.includes('?')) req.tokenParams = jwt.tokenParams;
   const res = await authenticate(jwt, req);
   if (res.kind === 'none') return inner(req);
   if (res.kind === 'ok') {

@@ -164,6 +164,8 @@ export class JwtAuthenticator {
   readonly rules: readonly CompiledRule[];
   /** Every header a rule writes claims or the payload into: a caller's own copies are always dropped. */
   readonly outputHeaders: readonly string[];
+  /** Every query parameter a rule reads a token from: credentials, redacted wherever the path is logged (access-log/redact-query.ts). */
+  readonly tokenParams: ReadonlySet<string>;
   /** Verified tokens by location and token, least recently used first. */
   private readonly cache = new Map<string, CacheEntry>();
 
@@ -189,6 +191,7 @@ export class JwtAuthenticator {
       if (r.outputPayloadToHeader) out.add(r.outputPayloadToHeader);
     }
     this.outputHeaders = [...out];
+    this.tokenParams = new Set(this.rules.flatMap((r) => r.params));
   }
 
   /** The token a request carries (null: none), or why it carries an unusable one. */
