@@ -15,10 +15,49 @@ export interface Timer {
 
 export type Random = () => number;
 
+/** The longest delay Node's setTimeout holds (a signed 32-bit ms count, 24.8 days); past it Node fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A timer longer than Node can arm: a chain of maximal ones, re-armed until the whole
+ * delay has passed. Durations come from config and clients (a 720h idle timeout, a
+ * 30-day gRPC deadline, a 90-day certificate renewed at 70 %), and Node would otherwise
+ * turn each into a 1 ms timer: a request failed at once, a refresh in a tight loop.
+ * Infinity never fires.
+ */
+class LongTimer implements Timer {
+  handle: ReturnType<typeof setTimeout>;
+  private unrefd = false;
+
+  constructor(
+    private readonly fn: () => void,
+    private remaining: number,
+  ) {
+    this.handle = this.arm();
+  }
+
+  private arm(): ReturnType<typeof setTimeout> {
+    const step = Math.min(this.remaining, MAX_TIMER_MS);
+    this.remaining -= step;
+    const h = setTimeout(() => {
+      if (this.remaining > 0) this.handle = this.arm();
+      else this.fn();
+    }, step);
+    if (this.unrefd) h.unref();
+    return h;
+  }
+
+  unref(): this {
+    this.unrefd = true;
+    this.handle.unref();
+    return this;
+  }
+}
+
 export const systemClock: Clock = {
   now: () => performance.timeOrigin + performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (t) => clearTimeout(t as ReturnType<typeof setTimeout>),
+  setTimeout: (fn, ms) => (ms > MAX_TIMER_MS ? new LongTimer(fn, ms) : setTimeout(fn, ms)),
+  clearTimeout: (t) => clearTimeout(t instanceof LongTimer ? t.handle : (t as ReturnType<typeof setTimeout>)),
 };
 
 export const systemRandom: Random = Math.random;

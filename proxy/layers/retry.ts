@@ -104,6 +104,8 @@ export const retry =
     }
   };
 
+const MAX_PROPAGATED_DEADLINE_MS = 2 ** 31 - 1;
+
 function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadlineAt: number | undefined, perTry: number, clock: Clock): Headers {
   const deadline = grpc && deadlineAt !== undefined;
   if (attempt === 1 && !deadline) return req.headers;
@@ -112,8 +114,12 @@ function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadl
   if (deadline) {
     // Propagate what is left of the caller's deadline (gRPC deadline propagation), or the
     // per-try timeout if that is shorter.
-    const left = deadlineAt - clock.now();
-    h['grpc-timeout'] = formatGrpcTimeout(perTry > 0 ? Math.min(left, perTry) : left);
+    const left = perTry > 0 ? Math.min(deadlineAt - clock.now(), perTry) : deadlineAt - clock.now();
+    // Past what a timer can hold (2^31-1 ms, 24.8 days) a deadline is no deadline: grpc-js
+    // sends none for one (deadline.ts getRelativeTimeout: "treated as infinitely far in the
+    // future"), and its server turns such a grpc-timeout into a timer that fires at once.
+    if (left > MAX_PROPAGATED_DEADLINE_MS) delete h['grpc-timeout'];
+    else h['grpc-timeout'] = formatGrpcTimeout(left);
   }
   return h;
 }
