@@ -7,9 +7,14 @@ import { peek } from './peek.js';
 export type Detected = 'http1' | 'http2' | 'opaque' | 'timeout';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const HTTP1_VERSION = Buffer.from('HTTP/1.', 'latin1');
 const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
+const UPPER_A = 0x41;
+const UPPER_Z = 0x5a;
+const SLASH = 0x2f;
+const DOT = 0x2e;
+/** llhttp knows HTTP, RTSP and ICE; a longer name is not a version. */
+const MAX_PROTOCOL_NAME = 16;
 
 /**
  * A request line longer than this is still classified HTTP/1.x: the HTTP stack then refuses
@@ -26,7 +31,8 @@ const MAX_REQUEST_LINE = DEFAULT_H1_LIMITS.maxHeadBytes;
  * HTTP/1.x is recognised by its grammar, not a method list (as Envoy's http_inspector
  * parses it): empty lines first (RFC 9112 section 2.2: a server SHOULD skip them, and
  * node's parser does), then `token SP request-target SP HTTP/1.DIGIT CRLF` (RFC 9112
- * section 3). A method list let WebDAV (PROPFIND), QUERY or a leading CRLF through as
+ * section 3), widened to what node's parser (llhttp) accepts as a request line: several
+ * spaces, any `NAME/DIGIT.DIGIT` version. A method list let WebDAV (PROPFIND), QUERY or a leading CRLF through as
  * opaque, unparsed, so forged identity headers reached the app. The answer is 'opaque'
  * at the first byte that breaks the grammar, so a real opaque protocol is not delayed.
  */
@@ -48,18 +54,27 @@ function classifyRequestLine(b: Buffer): 'http1' | 'opaque' | 'need-more' {
   if (i === start) return 'opaque';
   if (i >= e) return lineBudget(i);
   if (b[i] !== SP) return 'opaque';
+  // SP, or several: node's parser (llhttp) takes `GET  /x HTTP/1.1`, so the sidecar must
+  // parse (and refuse) it too, never splice it to the app with forged identity headers.
+  while (i < e && b[i] === SP) i++;
   // request-target: at least one visible byte
-  const target = ++i;
+  const target = i;
   while (i < e && TARGET[b[i]] === 1) i++;
   if (i >= e) return lineBudget(i);
   if (i === target || b[i] !== SP) return 'opaque';
-  // HTTP-version = "HTTP/1." DIGIT, then CRLF
-  i++;
-  for (let k = 0; k < HTTP1_VERSION.length; k++, i++) {
-    if (i >= e) return 'need-more';
-    if (b[i] !== HTTP1_VERSION[k]) return 'opaque';
-  }
+  while (i < e && b[i] === SP) i++;
+  // The version: `HTTP/1.DIGIT` by RFC 9112, but llhttp also takes `HTTP/2.0`, `RTSP/1.0`,
+  // `ICE/1.0`: any `NAME/DIGIT.DIGIT` is classified HTTP, and the h1 codec refuses the
+  // versions it does not speak (fail closed, as the comment above says).
+  const name = i;
+  while (i < e && b[i] >= UPPER_A && b[i] <= UPPER_Z && i - name < MAX_PROTOCOL_NAME) i++;
   if (i >= e) return 'need-more';
+  if (i === name || b[i] !== SLASH) return 'opaque';
+  if (++i >= e) return 'need-more';
+  if (b[i] < DIGIT_0 || b[i] > DIGIT_9) return 'opaque';
+  if (++i >= e) return 'need-more';
+  if (b[i] !== DOT) return 'opaque';
+  if (++i >= e) return 'need-more';
   if (b[i] < DIGIT_0 || b[i] > DIGIT_9) return 'opaque';
   // CRLF; a bare LF too (RFC 9112 section 2.2 lets a recipient take it): calling it HTTP
   // fails closed, the HTTP stack refuses what it will not parse.
