@@ -132,7 +132,13 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
 
 /** `{rpc.service}/{rpc.method}` for gRPC (RPC conventions), the method alone for HTTP (no route template is known). */
 function spanName(req: ProxyRequest, grpc: boolean): string {
-  return grpc ? req.path.slice(1) : req.method;
+  return grpc ? rpcPath(req.path).slice(1) : req.method;
+}
+
+/** `/{service}/{method}`: a gRPC(-Web) path up to any query string, which may carry a credential (`?access_token=`). */
+function rpcPath(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
 }
 
 function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boolean): Attributes {
@@ -155,12 +161,13 @@ function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boo
     a[ATTR_CLIENT_ADDRESS] = req.source.address;
   }
   if (grpc) {
-    const slash = req.path.lastIndexOf('/');
+    const path = rpcPath(req.path);
+    const slash = path.lastIndexOf('/');
     // rpc.system / rpc.service / rpc.grpc.status_code: the RPC conventions' gRPC attributes
     // (semantic-conventions 1.2x; later versions rename them rpc.system.name and rpc.response.status_code).
     a['rpc.system'] = 'grpc';
-    a['rpc.service'] = req.path.slice(1, slash);
-    a[ATTR_RPC_METHOD] = req.path.slice(slash + 1);
+    a['rpc.service'] = path.slice(1, slash);
+    a[ATTR_RPC_METHOD] = path.slice(slash + 1);
   }
   return a;
 }
