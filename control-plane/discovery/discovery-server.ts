@@ -175,8 +175,13 @@ export class DiscoveryServer {
       });
     }
     this.countReported();
-    // The reporter is the proxy the stream is bound to; one proxy on several streams is one reporter.
-    this.o.withdrawal?.report(s.id, `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`, v.accepted);
+    // The reporter is the proxy the stream is bound to; one proxy on several streams is one
+    // reporter. With client authentication that is its certificate (serial and identity):
+    // what the stream proves. The pod name is only a claim (a SPIFFE ID names a service
+    // account, not a pod), so one certificate claiming two pods was two reporters and could
+    // withdraw an endpoint alone, against minReporters.
+    const reporter = s.authPeer ? `${s.authPeer.spiffeId} serial:${s.authPeer.serial}` : `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`;
+    this.o.withdrawal?.report(s.id, reporter, v.accepted);
     this.o.logger.info('health report', {
       id: s.id, identity: s.sub.identity.spiffeId, pod: `${s.sub.identity.namespace}/${s.sub.identity.pod}`, unhealthy: v.accepted.length,
       endpoints: v.accepted.slice(0, 10).map((e) => `${e.service}:${e.servicePort} ${e.address}:${e.port} ${e.kind}${e.reason ? ` (${e.reason})` : ''}`),
