@@ -9,6 +9,7 @@ import { fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits } from '../h1/limits.js';
 import { errorResponse } from '../errors/error-response.js';
+import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 
 export interface H1ServerOptions {
@@ -164,7 +165,10 @@ class ServedConnection implements H1ConnectionOptions {
     o.onExchange?.(1);
     let p: Promise<ProxyResponse>;
     try {
-      p = o.service(req);
+      // A target that is neither origin-form nor `*` (an absolute-form the URL parser
+      // refuses, `http://web:abc/x`, is kept as sent) has no path to forward: 400 (RFC 9112
+      // section 3.2), never a request for another resource.
+      p = validTarget(req) ? o.service(req) : Promise.reject(new ProxyError('BAD_REQUEST', 'invalid request-target (RFC 9112 section 3.2)'));
     } catch (err) {
       p = Promise.reject(err);
     }
@@ -255,12 +259,19 @@ function trailersOf(ex: H1ServerExchange): Headers | undefined {
   return undefined;
 }
 
+/** The authority and origin-form of an absolute-form target; null when it is not one, or one the URL parser refuses (the target then stays as sent and gets 400). */
 function absoluteForm(target: string): { authority: string; path: string } | null {
   if (!/^https?:\/\//i.test(target)) return null;
   try {
     const u = new URL(target);
     return { authority: u.host, path: u.pathname + u.search };
   } catch {
-    return { authority: '', path: '/' };
+    return null;
   }
+}
+
+/** origin-form, or `*` for OPTIONS (RFC 9112 section 3.2.4); CONNECT's authority-form never reaches here (an upgrade). */
+function validTarget(req: ProxyRequest): boolean {
+  const c = req.path.charCodeAt(0);
+  return c === 0x2f /* / */ || (req.path === '*' && req.method === 'OPTIONS');
 }
