@@ -16,6 +16,12 @@ export interface H1ServerOptions {
   readonly service: HttpService;
   /** Request line and header fields together (431 naming it when over). */
   readonly maxHeaderBytes: number;
+  /**
+   * Room on top of the limits for the fields the calling sidecar adds (MESH_HEAD_HEADROOM):
+   * set on the inbound's mesh HTTP/1.1 server, so a request the caller's outbound accepted
+   * is not refused 431 for what the sidecars themselves wrote into it.
+   */
+  readonly meshHeadroom?: boolean;
   readonly clock: Clock;
   /** Where a redirected connection was going (looked up once per connection). */
   readonly origDstOf?: (socket: Socket) => { address: string; port: number; upstream?: string } | undefined;
@@ -40,6 +46,13 @@ const EMPTY_HEADERS: Headers = {};
 const noTrailers = (): undefined => undefined;
 
 /**
+ * What an outbound sidecar may add to a head it accepted: traceparent, tracestate (up to
+ * 8192 characters by W3C), b3 forms, x-request-id, x-forwarded-for, wren-target-port,
+ * wren-orig-proto, wren-peer, wren-attempt, grpc-timeout.
+ */
+const MESH_HEAD_HEADROOM = { fields: 16, bytes: 12 * 1024 } as const;
+
+/**
  * The listeners' HTTP/1.1 server, on Wren's codec (proxy/h1/): each request becomes a
  * ProxyRequest for the listener's layers and each ProxyResponse is written with the
  * serialiser. It never listens itself: a listener hands it the connections it detected
@@ -55,7 +68,9 @@ export class H1Server {
   private readonly sweep = (): void => this.checkTimers();
 
   constructor(readonly opts: H1ServerOptions) {
-    this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes };
+    this.limits = opts.meshHeadroom
+      ? { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes + MESH_HEAD_HEADROOM.bytes, maxHeaderCount: DEFAULT_H1_LIMITS.maxHeaderCount + MESH_HEAD_HEADROOM.fields }
+      : { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes };
     const ms = [opts.headersTimeoutMs ?? 0, opts.idleTimeoutMs ?? 0, opts.streamIdleTimeoutMs ?? 0].filter((t) => t > 0);
     this.period = ms.length === 0 ? 0 : checkEvery(Math.min(...ms));
   }

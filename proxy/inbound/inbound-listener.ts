@@ -146,7 +146,7 @@ export class InboundListener {
     // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
     // Drain is H1Server.closeIdle(): the HTTP/1.1 counterpart of GOAWAY (no further request on a connection, RFC 9112 section 9.6).
     this.meshH1 = new H1Server({
-      service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, identityOf: (s) => peerSpiffeId(s as TLSSocket),
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock, identityOf: (s) => peerSpiffeId(s as TLSSocket),
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
