@@ -14,6 +14,8 @@ export interface StatsStoreOptions {
   readonly maxSeries?: number;
   /** Called for each limit that fires: 'series' (maxSeries), 'edges' (a report's edges dropped as malformed or over MAX_EDGES_PER_REPORT). */
   readonly onLimit?: (limit: 'series' | 'invalid-edges', n: number) => void;
+  /** Called after each report, with the number of series kept. */
+  readonly onIngest?: (series: number) => void;
 }
 
 /** Per-report cap (the proxy's own default is 200; discovery.statsReport.maxEdges at most 10,000). */
@@ -171,6 +173,7 @@ export class StatsStore {
       policy: str(d?.policy), action: str(d?.action), reason: str(d?.reason), principal: str(d?.principal), method: str(d?.method), path: str(d?.path), port: Number(d?.port) || 0,
     }));
     this.reporters.set(rkey, { reporter, at: now, droppedEdges: Number(r.droppedEdges) || 0, denials });
+    this.o.onIngest?.(this.series.size);
   }
 
   /** One row per service (callers' view), per workload (its own inbound view) or per namespace (its workloads'). */
