@@ -31,7 +31,7 @@ export interface StatsMesh {
 /**
  * A small real mesh on loopback for `wren stat` and the dashboard: a control plane (dir
  * source, admin port) and two sidecars subscribed to it that report their stats every
- * `statsIntervalMs`: `web` calls service `api` (two endpoints behind the `api` sidecar,
+ * `statsIntervalMs`: `web` (itself service `web`) calls service `api` (two endpoints behind the `api` sidecar,
  * outlier detection after 2 5xx in a row), and an AuthorizationPolicy denies /admin.
  */
 export async function startStatsMesh(pki: TestPki, o: { statsIntervalMs?: number } = {}): Promise<StatsMesh> {
@@ -50,6 +50,7 @@ export async function startStatsMesh(pki: TestPki, o: { statsIntervalMs?: number
     return l.port;
   };
   const goodPort = await app(() => false);
+  const webPort = await app(() => false);
   const badPort = await app(() => state.failing);
   const stats = { statsReport: { intervalMs: o.statsIntervalMs ?? 250 } };
   const identity = (sa: string) => ({ namespace: 'default', serviceAccount: sa, trustDomain: pki.trustDomain, workload: { name: sa, app: sa, version: 'v1' } });
@@ -87,6 +88,14 @@ spec:
 `);
   await cp.whenReady();
   const client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: { identity: identity('web'), discovery: stats, shutdown: { gracePeriodMs: 200 } } });
+  // The caller is a service too (nobody calls it here): the topology shows both.
+  await replaceFile(join(dir, 'web.yaml'), `apiVersion: policy.wren.io/v1alpha1
+kind: MeshService
+metadata: { name: web, namespace: default }
+spec:
+  ports:
+    - { name: http, port: 80, protocol: http1, endpoints: [{ address: 127.0.0.1, port: ${webPort}, proxyPort: ${client.inboundPort}, identity: "${client.tls.spiffeId}", workload: { name: web, namespace: default } }] }
+`);
   const ready = async (p: Proxy) => {
     for (let i = 0; i < 400; i++) {
       if ((await fetch(`http://127.0.0.1:${p.adminPort}/ready`)).ok) return;
