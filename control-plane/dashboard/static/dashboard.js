@@ -90,7 +90,7 @@ async function topology(view) {
     },
     el('svg:line', { x1, y1, x2, y2 }),
     el('svg:text', { x: mx - 110, y: my - 8, class: 'label' }, `${rate(e.requestRate)} · ${pct(e.successRate)}${lat}`),
-    el('svg:text', { x: mx - 110, y: my + 10, class: secure ? 'mtls' : secure === false ? 'plain' : '' }, secure ? '🔒 mTLS' : secure === false ? 'plaintext' : '')));
+    el('svg:text', { x: mx - 110, y: my + 10, class: secure ? 'mtls' : secure === false ? 'plain' : '' }, secure ? 'mTLS' : secure === false ? 'plaintext' : '')));
   }
   view.append(el('h2', {}, 'Topology'), svg);
   view.append(el('h3', {}, 'Edges'), table(['from', 'to', ...STAT_HEADERS],
