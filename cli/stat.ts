@@ -101,7 +101,7 @@ async function fetchRows(admin: string, kind: string, window: string): Promise<S
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
   } catch (e) {
-    throw new Error(`cannot reach the control plane at ${admin} (${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}); is it running? (--control-plane ADDR)`);
+    throw new Error(`cannot reach the control plane at ${admin} (${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}); is it running? (--control-plane ADDR)`, { cause: e });
   }
   const body = (await res.json().catch(() => null)) as { rows?: StatRow[]; error?: string } | null;
   if (!res.ok || !body?.rows) throw new Error(`${url}: ${res.status} ${body?.error ?? 'unexpected answer'}`);

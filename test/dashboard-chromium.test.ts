@@ -60,6 +60,8 @@ suite('the dashboard in headless Chromium', () => {
     await mesh?.close();
   });
 
+  const attr = (sel: string, name: string) => page.$eval(sel, (e, n) => e.getAttribute(n), name).catch(() => null);
+  const text = (sel: string) => page.$eval(sel, (e) => e.textContent).catch(() => null);
   const shot = (name: string) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 
   test('the topology shows both services and the edge between them with a non-zero rate and its mTLS mark', async () => {
@@ -69,7 +71,7 @@ suite('the dashboard in headless Chromium', () => {
     await page.waitForSelector('g.node.service[data-name="web.default"]', { timeout: 10_000 });
     await page.waitForSelector('g.node.workload[data-name="default/web"]', { timeout: 10_000 });
     const edge = 'g.edge[data-from="default/web"][data-to="api.default"]';
-    await page.waitForFunction((sel) => Number(document.querySelector(sel)?.getAttribute('data-rate') ?? 0) > 0, { timeout: 15_000 }, edge);
+    await waitFor(async () => Number((await attr(edge, 'data-rate')) ?? 0) > 0, 'the edge with a non-zero rate', 15_000);
     expect(await page.$eval(edge, (e) => e.getAttribute('data-mtls'))).toBe('true');
     expect(await page.$eval(edge, (e) => e.textContent)).toMatch(/\d+\.\d\d rps · 100\.00% · p99 .*mTLS/);
     await shot('topology');
@@ -83,7 +85,7 @@ suite('the dashboard in headless Chromium', () => {
     expect(await page.$eval(bad, (e) => e.getAttribute('data-state'))).toBe('healthy');
     mesh.failing = true;
     const started = performance.now();
-    await page.waitForFunction((sel) => document.querySelector(sel)?.getAttribute('data-state') === 'ejected', { timeout: 5_000 }, bad);
+    await waitFor(async () => (await attr(bad, 'data-state')) === 'ejected', 'the endpoint shown as ejected', 5_000);
     expect(performance.now() - started).toBeLessThan(5_000);
     expect(await page.$eval(bad, (e) => e.textContent)).toBe('ejected');
     expect(await page.$eval(`tr[data-endpoint="127.0.0.1:${mesh.goodPort}"] td[data-state]`, (e) => e.getAttribute('data-state'))).toBe('healthy');
@@ -93,18 +95,17 @@ suite('the dashboard in headless Chromium', () => {
   test('the other pages: services, proxies, one proxy (certificate expiry), why (a denial and its policy)', async () => {
     expect(await mesh.call('/admin')).toBe(403);
     await page.goto(`${base}#/services`, { waitUntil: 'load' });
-    await page.waitForFunction(() => document.querySelectorAll('main a[href^="#/service/"]').length === 2, { timeout: 10_000 });
+    await waitFor(async () => (await page.$$('main a[href^="#/service/"]')).length === 2, 'both services listed', 10_000);
     await shot('services');
     await page.goto(`${base}#/proxies`, { waitUntil: 'load' });
-    await page.waitForFunction(() => document.querySelectorAll('main a[href^="#/proxy/"]').length >= 2, { timeout: 10_000 });
+    await waitFor(async () => (await page.$$('main a[href^="#/proxy/"]')).length >= 2, 'both proxies listed', 10_000);
     expect(await page.$eval('main', (m) => m.textContent)).toMatch(/days\)|h\)/);
     await shot('proxies');
     await page.goto(`${base}#/proxy/${encodeURIComponent('default/web-0')}`, { waitUntil: 'load' });
-    await page.waitForFunction(() => document.querySelector('main h2')?.textContent === 'Proxy default/web-0', { timeout: 10_000 });
-    await page.waitForFunction(() => /outlier-ejection/.test(document.querySelector('main')?.textContent ?? ''), { timeout: 10_000 });
+    await waitFor(async () => (await text('main h2')) === 'Proxy default/web-0' && /outlier-ejection/.test((await text('main')) ?? ''), 'the web proxy page with its ejection', 10_000);
     await shot('proxy-web');
     await page.goto(`${base}#/why`, { waitUntil: 'load' });
-    await page.waitForFunction(() => /decided by default\/deny-admin \(DENY\)/.test(document.querySelector('main')?.textContent ?? ''), { timeout: 10_000 });
+    await waitFor(async () => /decided by default\/deny-admin \(DENY\)/.test((await text('main')) ?? ''), 'the denial and its policy', 10_000);
     await shot('why');
   }, 40_000);
 
@@ -124,10 +125,10 @@ suite('the dashboard in headless Chromium', () => {
       raw.client.reportStats(report(30));
       await waitFor(async () => ((await mesh.admin('/api/stat?kind=edge&window=30s')) as { rows: { from: { workload: string } }[] }).rows.some((r) => r.from.workload === evil), 'the evil edge');
       await page.goto(base, { waitUntil: 'load' });
-      await page.waitForFunction((name) => document.querySelector(`g.node.workload[data-name="default/${CSS.escape(name)}"]`) !== null
-        || [...document.querySelectorAll('g.node.workload')].some((g) => g.getAttribute('data-name') === `default/${name}`), { timeout: 10_000 }, evil);
-      expect(await page.evaluate(() => document.querySelectorAll('img').length)).toBe(0);
-      expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
+      await waitFor(async () => (await page.$$eval('g.node.workload', (gs) => gs.map((g) => g.getAttribute('data-name')))).includes(`default/${evil}`), 'the evil workload node', 10_000);
+      expect(await page.$$('img')).toHaveLength(0);
+      // Evaluated as a string: this file is compiled without the DOM's types.
+      expect(await page.evaluate('typeof window.__pwned')).toBe('undefined');
       expect(await page.$eval('main', (m) => m.textContent)).toContain(`workload default/${evil}`);
       await shot('injection');
     } finally {
