@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { statCommand } from '../cli/stat.js';
 import { waitFor } from './control-plane-harness.js';
 import { testPki } from './helpers/pki.js';
@@ -90,6 +91,23 @@ test('bad input: usage errors exit 2, an unreachable control plane exits 1, bad 
   const res = await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/stat?kind=pods`);
   expect(res.status).toBe(400);
   expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/stat?window=2h`)).status).toBe(400);
+  expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/services/nope.default`)).status).toBe(404);
+  expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/nope`)).status).toBe(404);
+  expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/dashboard/secret.txt`)).status).toBe(404);
+  const page = await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/dashboard/`);
+  expect(page.status).toBe(200);
+  expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'; script-src 'self';/);
+  expect(await page.text()).toContain('<script src="dashboard.js" defer></script>');
+  // The DNS-rebinding guard covers the dashboard too.
+  const rebinding = await new Promise<number>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: mesh.cp.adminPort, path: '/dashboard/', headers: { host: 'evil.example:15014' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  expect(rebinding).toBe(403);
 });
 
 test('--watch prints again every interval until stopped', async () => {
