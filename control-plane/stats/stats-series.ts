@@ -39,6 +39,8 @@ export interface WindowDelta {
  */
 export class StatsSeries {
   private samples: Sample[] = [];
+  /** The reporter's interval (its last report's), for staleness. */
+  intervalMs = 0;
 
   constructor(readonly reporter: Reporter, readonly edge: EdgeMeta, readonly bounds: readonly number[]) {}
 
@@ -48,8 +50,7 @@ export class StatsSeries {
 
   add(t: number, e: EdgeStats, intervalMs: number, keepMs: number): void {
     const last = this.samples[this.samples.length - 1];
-    const cumulative = e.latencyBuckets;
-    const sample: Sample = { t, success: e.success, failure: e.failure, buckets: cumulative, opened: e.tcpOpened, closed: e.tcpClosed };
+    const sample: Sample = { t, success: e.success, failure: e.failure, buckets: e.latencyBuckets, opened: e.tcpOpened, closed: e.tcpClosed };
     if (last && (sample.success < last.success || sample.failure < last.failure || sample.opened < last.opened || sample.closed < last.closed
       || sample.buckets.some((b, i) => b < (last.buckets[i] ?? 0)))) this.samples = [];
     this.samples.push(sample);
@@ -57,8 +58,6 @@ export class StatsSeries {
     // Keep one sample at or before the oldest window's start, and nothing older.
     while (this.samples.length > 2 && this.samples[1].t <= t - keepMs) this.samples.shift();
   }
-
-  intervalMs = 0;
 
   /** The increase over the `windowMs` before `now`; null when the series has gone quiet (no report in the window). */
   window(now: number, windowMs: number, staleMs: number): WindowDelta | null {
