@@ -44,6 +44,8 @@ COPY --from=build /src/dist ./dist
 # The proto files the gRPC services load at runtime, and the CRDs (schema validation).
 COPY --from=build /src/contract/discovery.proto ./contract/discovery.proto
 COPY --from=build /src/manifests/crds ./manifests/crds
+# The control plane's web dashboard (plain HTML/CSS/JS, served by its admin port).
+COPY --from=build /src/control-plane/dashboard/static ./control-plane/dashboard/static
 # UID 2102 is the mesh's proxy UID: iptables never redirects its traffic. Numeric so
 # runAsNonRoot can verify it without reading /etc/passwd.
 USER 2102:2102

@@ -112,7 +112,8 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
       app: { address: ip },
       shutdown: { gracePeriodMs: '5s' },
       // No static mesh: /ready stays 503 until the control plane's first snapshot.
-      discovery: { controlPlane: cp.discovery, firstConfigTimeoutMs: '15s' },
+      // Stats every 2 s (default 10 s) so `wren stat` and the dashboard follow the demo's traffic closely.
+      discovery: { controlPlane: cp.discovery, firstConfigTimeoutMs: '15s', statsReport: { intervalMs: '2s' } },
       // Explicit upstreams: local ports that lead to one service each, no interception needed.
       upstreams:
         name === 'client'
@@ -163,6 +164,19 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   const labelled = inboundSeries.includes('destination_service="web.default.svc.cluster.local"') && inboundSeries.includes('destination_workload="web"');
   out(`web sidecar metrics: ${labelled ? 'istio_requests_total{reporter="destination",source_workload="client",destination_workload="web",destination_service="web.default.svc.cluster.local"}' : `unexpected istio_requests_total: ${inboundSeries || 'none from client'}`}\n`);
   if (!labelled) failures++;
+  // The control plane aggregates what the sidecars report (StatsReport): the client -> web edge
+  // appears in `wren stat` and on the dashboard once two reports (2 s apart) give it a rate.
+  const dashboard = `http://${cp.ip}:15014/dashboard/`;
+  const page = await adminGet(cp.ip, 15014, '/dashboard/');
+  let edgeRate = '';
+  await waitFor(async () => {
+    const rows = parseJson<{ rows: { from: { workload: string }; to: { service: string }; requestRate: number }[] }>((await adminGet(cp.ip, 15014, '/api/stat?kind=edge&window=30s')).body)?.rows ?? [];
+    const e = rows.find((r) => r.from.workload === 'client' && r.to.service === 'web.default' && r.requestRate > 0);
+    if (e) edgeRate = e.requestRate.toFixed(2);
+    return e !== undefined;
+  }, 10_000);
+  out(`dashboard: ${dashboard}${page.status === 200 ? '' : ` NOT served (HTTP ${page.status})`}; wren stat: ${edgeRate ? `client -> web.default ${edgeRate} rps` : 'NO client -> web traffic reported'}\n`);
+  if (page.status !== 200 || !edgeRate) failures++;
   if (values.smoke) {
     // Guard the live-edit promise: a manifest change reaches the client sidecar.
     const t0 = performance.now();
@@ -187,6 +201,8 @@ Try it:
   ${cacheTryCommand(upstream.cache.address, upstream.cache.port)}
   curl http://${pods.client}:15000/clusters                  # the client sidecar's endpoints
   curl http://${pods.web}:15000/metrics | grep istio_requests_total
+  open ${dashboard}     # the dashboard: topology, services, proxies, why
+  node dist/cli/wren.js stat --watch --control-plane ${cp.ip}:15014   # traffic per service and workload
   curl http://${cp.ip}:15014/debug/proxies    # what the control plane sent each sidecar
   curl http://${pods.client}:15000/certs                     # the client sidecar's certificate (from Certify)
   curl -s http://${pods.client}:15000/config_dump | jq .telemetry   # trace sampling, access logs, and who set them

@@ -18,6 +18,7 @@ const COMMANDS: Record<string, [() => Promise<Command>, string]> = {
   inject: [async () => { const { injectCommand } = await import('./inject.js'); return (a, o, e) => injectCommand(a, o, e); }, 'add the sidecar to Kubernetes YAML (offline injector)'],
   iptables: [async () => (await import('./iptables.js')).iptablesCommand, 'install the traffic interception rules (init container)'],
   'tls-scan': [async () => (await import('./tls-scan.js')).tlsScanCommand, 'security-check a TLS listener (versions, suites, client certs, renegotiation)'],
+  stat: [async () => (await import('./stat.js')).statCommand, 'traffic per service, workload or edge: rate, success, latency, mTLS (--watch)'],
   'trust-anchors': [async () => (await import('./trust-anchors.js')).trustAnchorsCommand, 'check that every proxy trusts / uses a new root (trust-anchor rotation)'],
 };
 

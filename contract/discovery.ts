@@ -142,13 +142,51 @@ export interface IdentityReport {
   /** The roots of its configured bundle (what it verifies the control plane with after a restart); absent or [] = unknown. */
   startupTrustAnchorFingerprints?: string[];
 }
+/** The proxy's traffic per edge, cumulative counters (contract/discovery.proto `StatsReport`). */
+export interface StatsReport {
+  workload: string;
+  workloadNamespace: string;
+  latencyBoundsMs: number[];
+  edges: EdgeStats[];
+  droppedEdges: number;
+  recentDenials: RecentDenial[];
+  intervalMs: number;
+}
+export interface EdgeStats {
+  direction: 'inbound' | 'outbound';
+  peerWorkload: string;
+  peerNamespace: string;
+  peerIdentity: string;
+  /** "name.namespace", '' unknown. */
+  service: string;
+  destinationWorkload: string;
+  success: number;
+  failure: number;
+  /** Per bucket (latencyBoundsMs), then +Inf: one more than the bounds. */
+  latencyBuckets: number[];
+  latencySumMs: number;
+  tcpOpened: number;
+  tcpClosed: number;
+  mtls: boolean;
+}
+export interface RecentDenial {
+  ageMs: number;
+  policy: string;
+  action: string;
+  reason: string;
+  principal: string;
+  method: string;
+  path: string;
+  port: number;
+}
 /** What the proxy sends: exactly one of the fields (`kind` names it when decoded). */
 export type DiscoveryRequest =
   | { subscribe: Subscribe; kind?: 'subscribe' }
   | { ack: Ack; kind?: 'ack' }
   | { nack: Nack; kind?: 'nack' }
   | { health: HealthReport; kind?: 'health' }
-  | { identityReport: IdentityReport; kind?: 'identityReport' };
+  | { identityReport: IdentityReport; kind?: 'identityReport' }
+  | { stats: StatsReport; kind?: 'stats' };
 
 export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
 

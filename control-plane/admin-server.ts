@@ -5,6 +5,10 @@ import type { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
 import { listen } from '../common/listen.js';
 import { adminHostRefusal } from '../common/admin-host.js';
+import type { Clock } from '../common/clock.js';
+import type { StatsStore } from './stats/stats-store.js';
+import { dashboardApi } from './dashboard/dashboard-api.js';
+import { dashboardAsset } from './dashboard/dashboard-assets.js';
 
 /**
  * The control plane's own admin port (15014, like istiod's monitoring port):
@@ -15,7 +19,8 @@ import { adminHostRefusal } from '../common/admin-host.js';
  * ones held back by the panic threshold, the settings and the last decisions), /debug/view (the current mesh view, PeerAuthentications and
  * AuthorizationPolicies, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
  * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
- * certificate chains to; `wren trust-anchors check` reads it).
+ * certificate chains to; `wren trust-anchors check` reads it). /dashboard/ is the web dashboard and
+ * /api/* the JSON it and `wren stat` read (control-plane/dashboard/, docs/operations.md).
  */
 export interface AdminDeps {
   readonly store: MeshStore;
@@ -27,6 +32,9 @@ export interface AdminDeps {
   /** Objects the source read but does not use (kinds it does not know), each with its file. */
   readonly sourceIgnored: () => readonly unknown[];
   readonly sourceName: string;
+  /** The proxies' traffic (StatsReports), for /api/ and the dashboard; absent: those paths answer 404. */
+  readonly stats?: StatsStore;
+  readonly clock?: Clock;
 }
 
 export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<{ server: Server; port: number }> {
@@ -73,8 +81,23 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
           requestAuthentications: v.policy.requestAuthentications ?? [],
         });
       }
-      default:
-        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view'] });
+      default: {
+        if (d.stats && d.clock && url.pathname.startsWith('/api/')) {
+          const a = dashboardApi(url.pathname, url.searchParams, { store: d.store, discovery: d.discovery, withdrawal: d.withdrawal, stats: d.stats, clock: d.clock });
+          if (a) return json(a.status, a.body);
+        }
+        const asset = d.stats && url.pathname.startsWith('/dashboard') ? dashboardAsset(url.pathname) : null;
+        if (asset) {
+          // The page loads nothing from elsewhere and runs only its own script (no inline code): a
+          // name from a manifest that slipped through escaping still could not run.
+          res.writeHead(200, {
+            'content-type': asset.contentType, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff',
+            'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+          });
+          return res.end(asset.body);
+        }
+        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
+      }
     }
   });
   return { server, port: (await listen(server, port, host)).port };

@@ -3,6 +3,8 @@ import type { ControlPlaneTracing } from './tracing.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Clock, Random } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
+import { StatsStore } from './stats/stats-store.js';
+import { StatsMetrics } from './stats/stats-metrics.js';
 import { startAdminServer } from './admin-server.js';
 import { DiscoveryServer } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
@@ -84,6 +86,8 @@ export class ControlPlane {
   /** The source's own view (Kubernetes readiness, files). */
   readonly sourceStore: MeshStore;
   readonly withdrawal: EndpointWithdrawal;
+  /** The proxies' StatsReports aggregated (control-plane/stats/): `wren stat` and the dashboard read it. */
+  readonly stats: StatsStore;
   private readonly unoverlay: () => void;
   readonly metrics: ControlPlaneMetrics;
   readonly discovery: DiscoveryServer;
@@ -108,6 +112,11 @@ export class ControlPlane {
     this.withdrawal = new EndpointWithdrawal({
       settings: parseWithdrawalSettings(o.healthWithdrawal), clock: o.clock, logger: o.logger, metrics: new WithdrawalMetrics(this.metrics.registry),
     });
+    const statsMetrics = new StatsMetrics(this.metrics.registry);
+    this.stats = new StatsStore({ clock: o.clock, onLimit: (limit, n) => statsMetrics.dropped.inc({ limit }, n), onIngest: (series) => {
+      statsMetrics.reports.inc();
+      statsMetrics.series.set(series);
+    } });
     this.unoverlay = overlayWithdrawals(this.sourceStore, this.store, this.withdrawal);
     this.source = o.source({
       store: this.sourceStore, metrics: this.metrics, logger: o.logger, clock: o.clock, random: o.random, trustDomain: o.trustDomain, debounceMs: o.debounceMs,
@@ -127,7 +136,7 @@ export class ControlPlane {
     // Proxies authenticate with their workload certificate wherever the control plane serves its own TLS.
     const clientAuth = this.serving ? { trustDomain: o.identity!.issuer.ca.trustDomain, podsAuthoritative: this.source.name === 'kubernetes' } : undefined;
     this.discovery = new DiscoveryServer({
-      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing,
+      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, stats: this.stats, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing,
     });
     if (o.tracing) {
       o.tracing.registerMetrics(this.metrics.registry);
@@ -158,7 +167,7 @@ export class ControlPlane {
     if (o.admin) {
       const { host, port } = splitHostPort(o.admin);
       const a = await startAdminServer(host, port, {
-        store: cp.store, metrics: cp.metrics, discovery: cp.discovery, withdrawal: cp.withdrawal, draining: () => cp.draining,
+        store: cp.store, metrics: cp.metrics, discovery: cp.discovery, withdrawal: cp.withdrawal, stats: cp.stats, clock: o.clock, draining: () => cp.draining,
         sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
       });
       cp.admin = a.server;

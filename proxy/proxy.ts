@@ -1,3 +1,4 @@
+import type { RecentDenial } from '../contract/discovery.js';
 import { TelemetrySource } from './telemetry/telemetry-settings.js';
 import { AccessLog } from './access-log/access-log.js';
 import type { ProxyConfig } from './config/proxy-config.js';
@@ -77,6 +78,10 @@ export class Proxy {
   readonly telemetry: TelemetrySource;
   /** Trace sampling, propagation and span export (proxy/tracing/, docs/observability.md). */
   readonly tracer: MeshTracer;
+  /** What /metrics serves (with workers: every thread's sum), for the control plane's StatsReport (proxy/stats/). */
+  readonly metricsText: () => Promise<string>;
+  /** This proxy's most recent authorization denials (main thread's; bounded), for the StatsReport. */
+  readonly recentDenials: () => RecentDenial[];
   private routes: RouteTable;
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
@@ -161,7 +166,8 @@ export class Proxy {
     for (const port of [L.inbound.port, L.outbound.port, L.admin.port, L.metrics.enabled ? L.metrics.port : 0, 15000, 15001, 15006, 15020, ...config.upstreams.map((u) => u.localPort)]) if (port > 0) reserved.add(port);
     const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
-    const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }));
+    const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }), this.clock);
+    this.recentDenials = () => policyTelemetry.recentDenials();
     const ra = config.requestAuthn;
     this.jwks = new JwksRegistry({
       clock: this.clock,
@@ -214,6 +220,7 @@ export class Proxy {
     const registryText = pool
       ? () => pool.metrics(this.metrics.registry)
       : async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() });
+    this.metricsText = async () => (await registryText()).body;
     this.scrape = L.metrics.enabled && !opts.worker
       ? new MetricsServer({
           ...L.metrics, logger: this.logger, clock: this.clock, limits: config.limits, ready: () => this.readiness(), metrics: registryText,

@@ -50,6 +50,8 @@ export const PREREQUISITES = Object.freeze([
   // A real Prometheus scrapes sidecars and evaluates every dashboard query (test/dashboards-prometheus.test.ts).
   // The Debian package also installs a system service on :9090; the test starts its own on a free port.
   { need: 'prometheus', pkg: 'prometheus', for: 'dashboards test (a real Prometheus evaluates every dashboard query)' },
+  // The control plane's web dashboard in a real headless browser, driven by puppeteer-core (test/dashboard-chromium.test.ts).
+  { need: 'chromium', pkg: 'chromium', for: 'dashboard browser test (headless Chromium)' },
 ]);
 
 const executable = (p) => {

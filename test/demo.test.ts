@@ -39,6 +39,7 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   expect(stdout).toContain('web sidecar metrics: istio_requests_total{reporter="destination",source_workload="client",destination_workload="web",destination_service="web.default.svc.cluster.local"}');
   // Every sidecar authenticated to the control plane with the certificate it got from Certify.
   expect(stdout).toContain('control plane: 3/3 sidecars subscribed with their workload certificate');
+  expect(stdout).toMatch(new RegExp(`^dashboard: http://${base.replace(/\./g, '\\.')}\\.254:15014/dashboard/; wren stat: client -> web\\.default \\d+\\.\\d\\d rps$`, 'm'));
   // Explicit upstreams on the client pod: HTTP to web, and opaque TCP (Redis protocol) to the cache.
   expect(stdout).toContain(`client -> web through the upstream port ${base}.1:18080: HTTP 200 `);
   expect(stdout).toContain(`client -> cache through the upstream port ${base}.1:16379 (opaque TCP, Redis protocol): +PONG | +OK | $22 hello through the mesh`);

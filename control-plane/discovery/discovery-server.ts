@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
+import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
 import { ClientAnchors } from '../identity/client-anchors.js';
@@ -88,6 +88,8 @@ export interface DiscoveryServerOptions {
    * what certificates must chain to).
    */
   readonly clientAuth?: { readonly trustDomain: string; readonly podsAuthoritative: boolean };
+  /** Aggregates StatsReports (control-plane/stats/) for `wren stat` and the dashboard; without it they are ignored. */
+  readonly stats?: { ingest(reporter: { pod: string; namespace: string; identity: string; workload: string }, report: StatsReport): void };
   /** Acts on HealthReports (mesh-wide withdrawal, control-plane/health/); without it reports are only kept and shown. */
   readonly withdrawal?: EndpointWithdrawal;
   /** A SERVER span per subscription (control-plane/tracing.ts), when a collector is configured; pushes are traced through onPush. */
@@ -361,6 +363,10 @@ export class DiscoveryServer {
       return this.refuse(s, grpc.status.PERMISSION_DENIED, 'identity-mismatch', 'reports on a stream not bound to a certificate of this identity');
     if ('health' in req && req.health) return this.onHealthReport(s, req.health.ejected);
     if ('identityReport' in req && req.identityReport) s.identityReport = { report: reportFromWire(req.identityReport), at: this.o.clock.now() };
+    if ('stats' in req && req.stats) {
+      const id = s.sub.identity;
+      this.o.stats?.ingest({ pod: String(id.pod).slice(0, 300), namespace: String(id.namespace).slice(0, 100), identity: id.spiffeId, workload: String(req.stats.workload || id.pod).slice(0, 300) }, req.stats);
+    }
   }
 
   private pump(s: Subscriber): void {

@@ -52,6 +52,13 @@ describe('certificate source', () => {
     expect(problem({ tls: files, discovery: { healthReport: { connectFailure: 3 } } })).toMatch(/^cfg: discovery\.healthReport\.connectFailure: unknown field/);
   });
 
+  test('discovery.statsReport: default every 10 s with at most 200 edges, 0 s turns it off, field-path errors', () => {
+    expect(parseProxyConfig({ tls: files }).discovery.statsReport).toEqual({ intervalMs: 10_000, maxEdges: 200 });
+    expect(parseProxyConfig({ tls: files, discovery: { statsReport: { intervalMs: '0s', maxEdges: 5 } } }).discovery.statsReport).toEqual({ intervalMs: 0, maxEdges: 5 });
+    expect(problem({ tls: files, discovery: { statsReport: { maxEdges: 0 } } })).toMatch(/^cfg: discovery\.statsReport\.maxEdges: /);
+    expect(problem({ tls: files, discovery: { statsReport: { intervalMs: 'soon' } } })).toMatch(/^cfg: discovery\.statsReport\.intervalMs: /);
+  });
+
   test('exactly one of tls and identity.certify, with field-path errors', () => {
     expect(problem({})).toBe('cfg: tls: required: either tls (certFile, keyFile, trustBundleFile) or identity.certify');
     expect(problem({ tls: files, identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } })).toMatch(/^cfg: identity\.certify: set either tls/);

@@ -152,6 +152,12 @@ export interface ProxyConfig {
      * `connectFailures`, an endpoint after this many connect failures in a row (0: never).
      */
     readonly healthReport: { readonly connectFailures: number };
+    /**
+     * The StatsReport (traffic per edge, for `wren stat` and the dashboard; docs/operations.md):
+     * sent every `intervalMs` (0: never), with at most `maxEdges` edges (the busiest; the rest
+     * are counted in wren_limit_exceeded_total{limit="stats-report-edges"}).
+     */
+    readonly statsReport: { readonly intervalMs: number; readonly maxEdges: number };
   };
   /** Static mesh; the control plane, when configured, replaces it. */
   readonly mesh: { readonly services: readonly Service[] };
@@ -333,6 +339,7 @@ const shape = obj({
     services: arr(str({ pattern: SERVICE_KEY }), { default: [] }),
     // At most 16: the clusters announce only the first 16 connect failures in a row (cluster.ts).
     healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 16, default: 2 }) }),
+    statsReport: obj({ intervalMs: duration(10_000), maxEdges: num({ int: true, min: 1, max: 10_000, default: 200 }) }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),

@@ -6,6 +6,7 @@ import { WorkloadIdentity } from '../identity/workload-identity.js';
 import type { Proxy } from '../proxy.js';
 import { DiscoveryClient } from './discovery-client.js';
 import { HealthReporter } from './health-reporter.js';
+import { StatsReporter } from '../stats/stats-reporter.js';
 
 export interface ConnectControlPlaneOptions {
   /** host:port of the control plane's discovery endpoint (the proxy config's `discovery.controlPlane`). */
@@ -52,6 +53,10 @@ export interface ConnectControlPlaneOptions {
  * failures or its end), the proxy sends the complete list of endpoints it keeps out of
  * balancing or cannot connect to, at most once a second; the client resends the last list
  * after every reconnect.
+ *
+ * Traffic (StatsReport, proxy/stats/): every discovery.statsReport.intervalMs the proxy sends
+ * its cumulative request, latency and connection counts per edge, read from its own metrics,
+ * for `wren stat` and the dashboard (docs/operations.md).
  *
  * The caller stops the client (`await client.stop()`) when the proxy shuts down.
  */
@@ -107,6 +112,14 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
     offHealth();
     health.close();
   });
+  const cfg = proxy.config.discovery.statsReport;
+  const stats = new StatsReporter({
+    clock: proxy.clock, logger, metricsText: proxy.metricsText, recentDenials: proxy.recentDenials, send: (r) => client.reportStats(r),
+    workload: { name: proxy.config.identity.workload.name, namespace: proxy.config.identity.namespace }, intervalMs: cfg.intervalMs, maxEdges: cfg.maxEdges,
+    onDropped: (n) => proxy.metrics.limits.inc({ direction: 'outbound', limit: 'stats-report-edges' }, n),
+  });
+  stats.start();
+  client.onStop(() => stats.close());
   client.start();
   return client;
 }

@@ -3,7 +3,8 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import {
   loadDiscoveryProto,
-  type DiscoveryRequest, type DiscoveryResponse, type Ejection, type IdentityReport, type TrustBundleState,
+  type DiscoveryRequest, type DiscoveryResponse, type Ejection, type IdentityReport,
+  type StatsReport, type TrustBundleState,
 } from '../../contract/discovery.js';
 import { parseTrustBundleState } from '../../contract/trust-anchors.js';
 import { credentialsGeneration } from '../identity/control-plane-credentials.js';
@@ -135,6 +136,11 @@ export class DiscoveryClient {
   reportEjections(list: readonly Ejection[]): void {
     this.ejections = list.map((e) => ({ ...e }));
     this.send({ health: { ejected: this.ejections } });
+  }
+
+  /** The proxy's traffic per edge (StatsReport, cumulative): not kept for a reconnect, the next report carries it all. */
+  reportStats(report: StatsReport): void {
+    this.send({ stats: report });
   }
 
   /** What the proxy trusts and presents, shown on the control plane's /debug/trust. Sent after every subscribe too. */

@@ -74,7 +74,7 @@ export class ProxyMetrics {
     });
     this.limits = new Counter({
       name: 'wren_limit_exceeded_total',
-      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, peer-metadata-values)',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, peer-metadata-values, stats-report-edges: edges left out of a StatsReport)',
       labelNames: ['direction', 'limit'],
       registers,
     });

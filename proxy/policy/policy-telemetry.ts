@@ -1,5 +1,7 @@
 import { Counter, type Registry } from '../metrics/prom.js';
 import type { Logger } from '../../common/logger.js';
+import type { Clock } from '../../common/clock.js';
+import type { RecentDenial } from '../../contract/discovery.js';
 import type { Decision } from './authorizer.js';
 import type { JwtDenyReason } from './jwt-authenticator.js';
 import type { JwksFetchOutcome } from './jwks-source.js';
@@ -28,6 +30,9 @@ export interface DecisionContext {
  * Denials and AUDIT matches are logged at info with the policy name; query strings are
  * dropped from logged paths. Token values are never logged.
  */
+/** How many recent denials a proxy keeps and reports (StatsReport.recent_denials). */
+export const RECENT_DENIALS = 20;
+
 export class PolicyTelemetry {
   private readonly connections: Counter<'tls' | 'outcome'>;
   private readonly decisions: Counter<'action' | 'decision' | 'policy'>;
@@ -35,8 +40,10 @@ export class PolicyTelemetry {
   private readonly jwtDenied: Counter<'reason'>;
   private readonly jwtVerified: Counter<'issuer'>;
   private readonly jwksFetches: Counter<'source' | 'outcome'>;
+  /** The last RECENT_DENIALS denials (a ring, oldest first once read), for the dashboard's "why" view. */
+  private readonly denials: (Omit<RecentDenial, 'ageMs'> & { at: number })[] = [];
 
-  constructor(registry: Registry, private readonly logger: Logger) {
+  constructor(registry: Registry, private readonly logger: Logger, private readonly clock?: Clock) {
     const registers = [registry];
     this.connections = new Counter({
       name: 'wren_inbound_connections_total',
@@ -107,6 +114,19 @@ export class PolicyTelemetry {
       this.count('AUDIT', 'audit', name);
       this.logger.info('authorization audit', { policy: name, allowed: d.allow, ...where() });
     }
+    if (!d.allow && this.clock) {
+      // Only on a denial (already a log line): the allowed path pays nothing.
+      if (this.denials.length >= RECENT_DENIALS) this.denials.shift();
+      this.denials.push({
+        at: this.clock.now(), policy: d.policy, action: d.action, reason: d.reason, principal: ctx.principal, method: ctx.method ?? '', path: (ctx.path ?? '').split('?')[0], port: ctx.port,
+      });
+    }
     if (!d.allow) this.logger.info('denied by authorization policy', { code: 'FORBIDDEN', reason: d.reason, policy: d.policy || null, ...where() });
+  }
+
+  /** The most recent denials, oldest first, each with how long ago it was (relative: the control plane's clock need not agree). */
+  recentDenials(): RecentDenial[] {
+    const now = this.clock?.now() ?? 0;
+    return this.denials.map(({ at, ...d }) => ({ ...d, ageMs: Math.max(0, Math.round(now - at)) }));
   }
 }

@@ -1,0 +1,59 @@
+import type { StatRow } from '../control-plane/stats/stats-store.js';
+import { formatTable, selectRows, selection, statCommand } from './stat.js';
+
+const row = (over: Partial<StatRow>): StatRow => ({
+  kind: 'service', name: 'web', namespace: 'default', reporters: 2, requestRate: 12.345, successRate: 0.9876, latencyMs: { p50: 3.21, p95: 45.6, p99: 250 },
+  tcp: { open: 1, openedRate: 0 }, mtlsShare: 1, ...over,
+});
+
+describe('wren stat: arguments', () => {
+  test('resources and edges select kinds and names', () => {
+    expect(selection([], {})).toMatchObject({ kinds: ['service', 'workload'], name: null });
+    expect(selection(['svc/web'], {})).toMatchObject({ kinds: ['service'], name: 'web' });
+    expect(selection(['deploy'], { namespace: 'shop' })).toMatchObject({ kinds: ['workload'], name: null, namespace: 'shop' });
+    expect(selection(['ns/shop'], {})).toMatchObject({ kinds: ['namespace'], name: 'shop' });
+    expect(selection([], { from: 'deploy/a', to: 'svc/b' })).toMatchObject({ kinds: ['edge'], from: 'a', to: 'b' });
+  });
+
+  test('bad arguments are usage errors that say what was expected', () => {
+    expect(() => selection(['pod/x'], {})).toThrow(/resource: expected svc, deploy, ns\[\/NAME\], got "pod\/x"/);
+    expect(() => selection(['svc/a', 'svc/b'], {})).toThrow(/one resource at a time/);
+    expect(() => selection([], { from: 'svc/a' })).toThrow(/--from: expected deploy\[\/NAME\]/);
+    expect(() => selection([], { to: 'svc' })).toThrow(/--from and --to need a name/);
+    expect(() => selection(['svc/a'], { to: 'svc/b' })).toThrow(/give no resource with them/);
+  });
+
+  test('usage errors exit 2 and print the usage', async () => {
+    let err = '';
+    expect(await statCommand(['--interval', '10ms'], () => undefined, (s) => void (err += s))).toBe(2);
+    expect(err).toMatch(/^wren stat: --interval: at least 100ms\n\nUsage: wren stat/);
+    expect(await statCommand(['-o', 'yaml'], () => undefined, () => undefined)).toBe(2);
+  });
+});
+
+describe('wren stat: rows', () => {
+  test('NAME or NAME.NAMESPACE picks a row; -n keeps one namespace; edges filter by caller and service', () => {
+    const rows = [row({}), row({ namespace: 'shop' }), row({ name: 'api' })];
+    expect(selectRows(rows, selection(['svc/web'], {})).map((r) => r.namespace)).toEqual(['default', 'shop']);
+    expect(selectRows(rows, selection(['svc/web.shop'], {})).map((r) => r.namespace)).toEqual(['shop']);
+    expect(selectRows(rows, selection(['svc'], { namespace: 'default' })).map((r) => r.name)).toEqual(['web', 'api']);
+    const edges = [
+      row({ kind: 'edge', from: { workload: 'client', namespace: 'default' }, to: { service: 'web.default', workload: 'web' } }),
+      row({ kind: 'edge', from: { workload: 'client', namespace: 'default' }, to: { service: 'api.default', workload: 'api' } }),
+    ];
+    expect(selectRows(edges, selection([], { from: 'deploy/client', to: 'svc/api' })).map((r) => r.to?.service)).toEqual(['api.default']);
+    expect(selectRows(edges, selection([], { from: 'deploy/client' }))).toHaveLength(2);
+    expect(selectRows(edges, selection([], { from: 'deploy/other' }))).toHaveLength(0);
+  });
+
+  test('the table: aligned columns, percentages, rates, latencies; no rows says so', () => {
+    expect(formatTable([row({}), row({ name: 'api', successRate: null, latencyMs: null, mtlsShare: null, requestRate: 0 })], '1m')).toBe(
+      'NAMESPACE  SERVICE  MESHED  SUCCESS  RPS    LATENCY_P50  LATENCY_P95  LATENCY_P99  TCP_CONN  MTLS\n'
+      + 'default    web      2       98.76%   12.35  3.2ms        46ms         250ms        1         100.00%\n'
+      + 'default    api      2       -        0.00   -            -            -            1         -\n',
+    );
+    expect(formatTable([], '30s')).toBe('No traffic reported in the last 30s.\n');
+    expect(formatTable([row({ kind: 'edge', from: { workload: 'client', namespace: 'default' }, to: { service: 'web.default', workload: 'web' } })], '1m').split('\n')[1])
+      .toMatch(/^default\/client\s+web\.default\s+2\s+98\.76%/);
+  });
+});

@@ -1,0 +1,205 @@
+/* global document, window, fetch */
+// The Wren dashboard: reads the control plane's /api/ JSON and draws it with DOM calls only.
+// Every value from the mesh (names come from manifests) goes in as text (textContent,
+// setAttribute), never as markup, so a name cannot inject HTML; the page's CSP allows no
+// inline script either. Refreshes every 2 s.
+'use strict';
+
+const SVG = 'http://www.w3.org/2000/svg';
+const REFRESH_MS = 2000;
+let timer = null;
+let generation = 0;
+
+/** el('td', { class: 'num' }, 'text', child...): an element with attributes and text/element children. */
+function el(tag, attrs, ...children) {
+  const e = tag.startsWith('svg:') ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) e.setAttribute(k, String(v));
+  for (const c of children) if (c !== undefined && c !== null) e.append(c instanceof window.Node ? c : String(c));
+  return e;
+}
+
+const windowParam = () => document.getElementById('window').value;
+const pct = (v) => (v === null || v === undefined ? '-' : `${(v * 100).toFixed(2)}%`);
+const rate = (v) => `${Number(v).toFixed(2)} rps`;
+const ms = (v) => (v === null || v === undefined ? '-' : `${Number(v).toFixed(1)} ms`);
+const link = (href, text) => el('a', { href }, text);
+
+async function api(path) {
+  const sep = path.includes('?') ? '&' : '?';
+  const res = await fetch(`${path}${sep}window=${encodeURIComponent(windowParam())}`, { headers: { accept: 'application/json' } });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${(await res.json().catch(() => ({}))).error || ''}`);
+  return res.json();
+}
+
+function table(headers, rows, empty) {
+  if (rows.length === 0) return el('p', { class: 'empty' }, empty);
+  return el('table', {},
+    el('thead', {}, el('tr', {}, ...headers.map((h) => el('th', {}, h)))),
+    el('tbody', {}, ...rows));
+}
+
+function statCells(s) {
+  if (!s) return [el('td', { class: 'num' }, '-'), el('td', { class: 'num' }, '-'), el('td', { class: 'num' }, '-'), el('td', { class: 'num' }, '-'), el('td', { class: 'num' }, '-'), el('td', { class: 'num' }, '-')];
+  const l = s.latencyMs;
+  return [
+    el('td', { class: 'num', 'data-field': 'rate' }, rate(s.requestRate)),
+    el('td', { class: 'num', 'data-field': 'success' }, pct(s.successRate)),
+    el('td', { class: 'num' }, l ? `${ms(l.p50)} / ${ms(l.p95)} / ${ms(l.p99)}` : '-'),
+    el('td', { class: 'num' }, String(s.tcp.open)),
+    el('td', { class: 'num' }, pct(s.mtlsShare)),
+    el('td', { class: 'num' }, String(s.reporters)),
+  ];
+}
+const STAT_HEADERS = ['rate', 'success', 'p50 / p95 / p99', 'TCP open', 'mTLS', 'proxies'];
+
+// ---- topology -----------------------------------------------------------------------
+
+async function topology(view) {
+  const t = await api('/api/topology');
+  const callers = [...new Set(t.edges.map((e) => `${e.from.namespace}/${e.from.workload}`))].sort();
+  const services = t.services.map((s) => `${s.name}.${s.namespace}`).sort();
+  for (const e of t.edges) if (e.to.service && !services.includes(e.to.service)) services.push(e.to.service);
+  const rowH = 90;
+  const height = Math.max(callers.length, services.length, 1) * rowH + 40;
+  const width = 900;
+  const svg = el('svg:svg', { class: 'topology', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'service topology' });
+  svg.append(el('svg:defs', {}, el('svg:marker', { id: 'arrow', viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '8', markerHeight: '8', orient: 'auto' },
+    el('svg:path', { d: 'M0,0 L10,5 L0,10 z', fill: '#6b7380' }))));
+  const pos = new Map();
+  const node = (key, label, kind, x, y, href) => {
+    pos.set(`${kind}:${key}`, { x, y });
+    const text = el('svg:text', { x: x + 10, y: y + 24 }, label);
+    svg.append(el('svg:g', { class: `node ${kind}`, 'data-kind': kind, 'data-name': key },
+      el('svg:rect', { x, y, width: 220, height: 38 }),
+      href ? el('svg:a', { href }, text) : text));
+  };
+  callers.forEach((c, i) => node(c, `workload ${c}`, 'workload', 20, 20 + i * rowH));
+  services.forEach((s, i) => node(s, `service ${s}`, 'service', width - 240, 20 + i * rowH, `#/service/${encodeURIComponent(s)}`));
+  for (const e of t.edges) {
+    const a = pos.get(`workload:${e.from.namespace}/${e.from.workload}`);
+    const b = pos.get(`service:${e.to.service}`);
+    if (!a || !b) continue;
+    const x1 = a.x + 220, y1 = a.y + 19, x2 = b.x, y2 = b.y + 19;
+    const mx = (x1 + x2) / 2, my = (y1 + y2) / 2;
+    const failing = e.successRate !== null && e.successRate < 0.95;
+    const lat = e.latencyMs ? ` · p99 ${ms(e.latencyMs.p99)}` : '';
+    const secure = e.mtlsShare === null ? null : e.mtlsShare >= 1;
+    svg.append(el('svg:g', {
+      class: `edge${failing ? ' failing' : ''}${e.requestRate === 0 && e.tcp.openedRate === 0 ? ' idle' : ''}`,
+      'data-from': `${e.from.namespace}/${e.from.workload}`, 'data-to': e.to.service, 'data-rate': e.requestRate, 'data-mtls': secure === null ? 'unknown' : String(secure),
+    },
+    el('svg:line', { x1, y1, x2, y2 }),
+    el('svg:text', { x: mx - 110, y: my - 8, class: 'label' }, `${rate(e.requestRate)} · ${pct(e.successRate)}${lat}`),
+    el('svg:text', { x: mx - 110, y: my + 10, class: secure ? 'mtls' : secure === false ? 'plain' : '' }, secure ? 'mTLS' : secure === false ? 'plaintext' : '')));
+  }
+  view.append(el('h2', {}, 'Topology'), svg);
+  view.append(el('h3', {}, 'Edges'), table(['from', 'to', ...STAT_HEADERS],
+    t.edges.map((e) => el('tr', {}, el('td', {}, `${e.from.namespace}/${e.from.workload}`), el('td', {}, e.to.service || 'unknown'), ...statCells(e))), 'No traffic reported yet.'));
+  view.append(el('h3', {}, 'Workloads (inbound)'), table(['workload', ...STAT_HEADERS],
+    t.workloads.map((w) => el('tr', {}, el('td', {}, `${w.namespace}/${w.name}`), ...statCells(w))), 'No proxy has reported yet.'));
+}
+
+// ---- services -----------------------------------------------------------------------
+
+async function services(view) {
+  const t = await api('/api/topology');
+  view.append(el('h2', {}, 'Services'), table(['service', 'endpoints', ...STAT_HEADERS],
+    t.services.map((s) => el('tr', {}, el('td', {}, link(`#/service/${encodeURIComponent(`${s.name}.${s.namespace}`)}`, `${s.name}.${s.namespace}`)), el('td', { class: 'num' }, String(s.endpoints)), ...statCells(s.stat))),
+    'No services.'));
+}
+
+async function service(view, key) {
+  const s = await api(`/api/services/${encodeURIComponent(key)}`);
+  view.append(el('h2', {}, `Service ${s.name}.${s.namespace}`));
+  view.append(table(STAT_HEADERS, [el('tr', {}, ...statCells(s.stat))], ''));
+  for (const p of s.ports) {
+    view.append(el('h3', {}, `Port ${p.port} (${p.name || 'unnamed'}, ${p.protocol})`));
+    view.append(table(['endpoint', 'workload', 'identity', 'state', 'reported by'], p.endpoints.map((e) => el('tr', { 'data-endpoint': `${e.address}:${e.port}` },
+      el('td', {}, `${e.address}:${e.port}`), el('td', {}, e.workload || '-'), el('td', {}, e.identity || '(not meshed)'),
+      el('td', { class: `state state-${e.state}`, 'data-state': e.state }, e.state + (e.withdrawn ? ` until ${e.withdrawn.until}` : '')),
+      el('td', {}, e.reports.map((r) => `${r.pod}: ${r.kind}${r.reason ? ` (${r.reason})` : ''}`).join('; ') || '-'))), 'No endpoints.'));
+  }
+  view.append(el('h3', {}, 'Callers'), table(['from', ...STAT_HEADERS], s.callers.map((e) => el('tr', {}, el('td', {}, `${e.from.namespace}/${e.from.workload}`), ...statCells(e))), 'No callers reported.'));
+  view.append(el('h3', {}, 'Traffic policy'), el('pre', {}, JSON.stringify(s.trafficPolicy, null, 2)));
+  view.append(el('h3', {}, 'Routes'), s.routes.length ? el('pre', {}, JSON.stringify(s.routes, null, 2)) : el('p', { class: 'empty' }, 'No routes.'));
+  view.append(el('h3', {}, `Authorization policies in ${s.namespace}`), s.authorizationPolicies.length ? el('pre', {}, JSON.stringify(s.authorizationPolicies, null, 2)) : el('p', { class: 'empty' }, 'None.'));
+}
+
+// ---- proxies ------------------------------------------------------------------------
+
+function certCell(c) {
+  if (!c.notAfter) return el('td', {}, '-');
+  const days = c.expiresInMs / 86_400_000;
+  return el('td', { class: days < 1 ? 'state-ejected' : '' }, `${c.notAfter} (${days >= 1 ? `${days.toFixed(1)} days` : `${(c.expiresInMs / 3_600_000).toFixed(1)} h`})`);
+}
+
+async function proxies(view) {
+  const p = await api('/api/proxies');
+  view.append(el('h2', {}, 'Proxies'), table(['pod', 'identity', 'config', 'certificate expires', 'ejecting'],
+    p.proxies.map((x) => el('tr', {}, el('td', {}, link(`#/proxy/${encodeURIComponent(x.pod)}`, x.pod)), el('td', {}, x.identity || '-'),
+      el('td', {}, x.ackedVersion === x.latestVersion ? `${x.ackedVersion} (synced)` : `${x.ackedVersion || '-'} (latest ${x.latestVersion})${x.nacks ? `, ${x.nacks} NACKs` : ''}`),
+      certCell(x.certificate), el('td', { class: 'num' }, String(x.ejections.length)))), 'No proxy connected.'));
+}
+
+async function proxy(view, pod) {
+  const x = await api(`/api/proxies/${encodeURIComponent(pod)}`);
+  view.append(el('h2', {}, `Proxy ${x.pod}`));
+  view.append(table(['identity', 'workload', 'config', 'certificate expires', 'chains to', 'last stats'], [el('tr', {},
+    el('td', {}, x.identity || '-'), el('td', {}, x.workload || '-'), el('td', {}, `${x.ackedVersion || '-'} / latest ${x.latestVersion}`), certCell(x.certificate),
+    el('td', {}, x.certificate.chainsTo || '-'), el('td', {}, x.stats ? `${x.stats.lastReportAt}${x.stats.droppedEdges ? `, ${x.stats.droppedEdges} edges dropped` : ''}` : '-'))], ''));
+  if (x.lastNack) view.append(el('p', { class: 'state-ejected' }, `Last NACK: ${x.lastNack.version}: ${x.lastNack.detail}`));
+  view.append(el('h3', {}, 'Endpoints it keeps out'), table(['service', 'endpoint', 'kind', 'reason', 'for'],
+    x.ejections.map((e) => el('tr', {}, el('td', {}, `${e.service}:${e.servicePort}`), el('td', {}, `${e.address}:${e.port}`), el('td', { class: `state-${e.kind === 'outlier-ejection' ? 'ejected' : e.kind}` }, e.kind), el('td', {}, e.reason || '-'), el('td', {}, `${Math.round(e.ejectedForMs / 1000)} s`))),
+    'None.'));
+  view.append(el('h3', {}, 'Outbound edges'), table(['to', ...STAT_HEADERS], x.edges.map((e) => el('tr', {}, el('td', {}, e.to.service || 'unknown'), ...statCells(e))), 'No outbound traffic reported.'));
+  view.append(el('h3', {}, 'Inbound policy'), el('pre', {}, JSON.stringify(x.inboundPolicy, null, 2)));
+}
+
+// ---- why ----------------------------------------------------------------------------
+
+async function why(view) {
+  const w = await api('/api/why');
+  view.append(el('h2', {}, 'Why was it denied?'));
+  if (w.denials.length === 0) return void view.append(el('p', { class: 'empty' }, 'No recent authorization denials.'));
+  for (const d of w.denials) {
+    view.append(el('h3', {}, `${d.at} ${d.workload} (${d.reporter}) denied ${d.method || 'a connection'} ${d.path || ''} on port ${d.port}`));
+    view.append(el('p', {}, `caller ${d.principal || '(unauthenticated)'}: ${d.reason}${d.policy ? `, decided by ${d.policy} (${d.action})` : ''}`));
+    if (d.decidingPolicy) view.append(el('pre', {}, JSON.stringify(d.decidingPolicy, null, 2)));
+    else if (d.allowPoliciesNotMatched.length) view.append(el('p', {}, 'No rule of these ALLOW policies matched:'), el('pre', {}, JSON.stringify(d.allowPoliciesNotMatched, null, 2)));
+  }
+}
+
+// ---- routing ------------------------------------------------------------------------
+
+function route() {
+  const h = window.location.hash.replace(/^#/, '') || '/';
+  const [, page, ...rest] = h.split('/');
+  const arg = decodeURIComponent(rest.join('/'));
+  if (page === 'service' && arg) return (v) => service(v, arg);
+  if (page === 'proxy' && arg) return (v) => proxy(v, arg);
+  if (page === 'services') return services;
+  if (page === 'proxies') return proxies;
+  if (page === 'why') return why;
+  return topology;
+}
+
+async function render() {
+  const mine = ++generation;
+  const next = el('main', { id: 'view' });
+  const status = document.getElementById('status');
+  try {
+    await route()(next);
+    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    next.append(el('p', { class: 'state-ejected' }, `Cannot load: ${e.message}`));
+    status.textContent = 'error';
+  }
+  if (mine !== generation) return; // a newer render started meanwhile
+  document.getElementById('view').replaceWith(next);
+  if (timer) window.clearTimeout(timer);
+  timer = window.setTimeout(render, REFRESH_MS);
+}
+
+window.addEventListener('hashchange', render);
+document.getElementById('window').addEventListener('change', render);
+render();

@@ -1,0 +1,106 @@
+import { FakeClock } from '../../common/clock.js';
+import type { EdgeStats, StatsReport } from '../../contract/discovery.js';
+import { StatsStore } from './stats-store.js';
+
+const BOUNDS = [10, 100, 1000];
+const web = { pod: 'web-0', namespace: 'default', identity: 'spiffe://cluster.local/ns/default/sa/web', workload: 'web' };
+const client = { pod: 'client-0', namespace: 'default', identity: 'spiffe://cluster.local/ns/default/sa/client', workload: 'client' };
+
+function edge(over: Partial<EdgeStats>): EdgeStats {
+  return {
+    direction: 'outbound', peerWorkload: 'web', peerNamespace: 'default', peerIdentity: web.identity, service: 'web.default', destinationWorkload: 'web',
+    success: 0, failure: 0, latencyBuckets: [0, 0, 0, 0], latencySumMs: 0, tcpOpened: 0, tcpClosed: 0, mtls: true, ...over,
+  };
+}
+const report = (workload: string, edges: EdgeStats[], over: Partial<StatsReport> = {}): StatsReport =>
+  ({ workload, workloadNamespace: 'default', latencyBoundsMs: BOUNDS, edges, droppedEdges: 0, recentDenials: [], intervalMs: 5_000, ...over });
+
+describe('StatsStore: windows over cumulative reports, on the injected clock', () => {
+  test('rates, success rate and percentiles over 30 s and 1 min come from the increases between samples', () => {
+    const clock = new FakeClock(0);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 100, latencyBuckets: [100, 0, 0, 0] })]));
+    // 40 s later: +380 successes, +20 failures; latencies: +300 under 10 ms, +100 in (10,100].
+    clock.advance(40_000);
+    s.ingest(client, report('client', [edge({ success: 480, failure: 20, latencyBuckets: [400, 100, 0, 0] })]));
+    const [row30] = s.stat('service', '30s');
+    expect(row30).toMatchObject({ kind: 'service', name: 'web', namespace: 'default', reporters: 1, requestRate: 10, successRate: 0.95, mtlsShare: 1 });
+    // 400 new observations: p50 at rank 200 of 300 in (0,10] -> 6.667; p95 at rank 380 -> 10 + 90 * 80/100.
+    expect(row30.latencyMs!.p50).toBeCloseTo(6.667, 2);
+    expect(row30.latencyMs!.p95).toBeCloseTo(82, 1);
+    clock.advance(20_000);
+    s.ingest(client, report('client', [edge({ success: 1080, failure: 20, latencyBuckets: [1000, 100, 0, 0] })]));
+    // t=60 s: the newest sample at or before the window's start (30 s or 0 s) is t=0 for both windows: 1000 requests in 60 s.
+    expect(s.stat('service', '1m')[0]).toMatchObject({ requestRate: 16.667, successRate: round4(980 / 1000) });
+    expect(s.stat('service', '30s')[0]).toMatchObject({ requestRate: 16.667 });
+    clock.advance(30_000);
+    s.ingest(client, report('client', [edge({ success: 1380, failure: 20, latencyBuckets: [1300, 100, 0, 0] })]));
+    // Now t=90 s: the newest sample at or before 60 s is t=60 s: 300 more in 30 s, all successful.
+    expect(s.stat('service', '30s')[0]).toMatchObject({ requestRate: 10, successRate: 1 });
+  });
+
+  test('a series that stops reporting drops out once it misses two intervals and the window', () => {
+    const clock = new FakeClock(0);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 0 })]));
+    clock.advance(10_000);
+    s.ingest(client, report('client', [edge({ success: 100 })]));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(10);
+    clock.advance(31_000);
+    expect(s.stat('service', '30s')).toEqual([]);
+  });
+
+  test('a counter going down is a restarted proxy: a new series, never a negative rate', () => {
+    const clock = new FakeClock(0);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 1000 })]));
+    clock.advance(5_000);
+    s.ingest(client, report('client', [edge({ success: 10 })]));
+    clock.advance(5_000);
+    s.ingest(client, report('client', [edge({ success: 60 })]));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(10);
+  });
+
+  test('workload rows are the inbound view, summed over replicas; edges are the callers\' outbound view', () => {
+    const clock = new FakeClock(0);
+    const s = new StatsStore({ clock });
+    const inbound = (n: number) => edge({ direction: 'inbound', peerWorkload: 'client', peerIdentity: client.identity, success: n, destinationWorkload: 'web' });
+    const web1 = { ...web, pod: 'web-1' };
+    s.ingest(web, report('web', [inbound(0)]));
+    s.ingest(web1, report('web', [inbound(0)]));
+    s.ingest(client, report('client', [edge({ tcpOpened: 2, mtls: false, service: 'cache.default', destinationWorkload: 'cache', latencyBuckets: [0, 0, 0, 0] })]));
+    clock.advance(10_000);
+    s.ingest(web, report('web', [inbound(50)]));
+    s.ingest(web1, report('web', [inbound(150)]));
+    s.ingest(client, report('client', [edge({ tcpOpened: 12, tcpClosed: 9, mtls: false, service: 'cache.default', destinationWorkload: 'cache' })]));
+    const workloads = s.stat('workload', '1m');
+    expect(workloads.map((r) => [r.name, r.reporters, r.requestRate])).toEqual([['client', 1, 0], ['web', 2, 20]]);
+    expect(s.stat('namespace', '1m')).toMatchObject([{ name: 'default', reporters: 3, requestRate: 20 }]);
+    const [e] = s.edges('1m');
+    expect(e).toMatchObject({ from: { workload: 'client', namespace: 'default' }, to: { service: 'cache.default', workload: 'cache' }, tcp: { open: 3, openedRate: 1 }, mtlsShare: 0, successRate: null, latencyMs: null });
+  });
+
+  test('bounded: series past maxSeries and malformed edges are dropped and counted', () => {
+    const clock = new FakeClock(0);
+    const limits: [string, number][] = [];
+    const s = new StatsStore({ clock, maxSeries: 2, onLimit: (l, n) => void limits.push([l, n]) });
+    s.ingest(client, report('client', [
+      edge({ service: 'a.default' }), edge({ service: 'b.default' }), edge({ service: 'c.default' }),
+      edge({ latencyBuckets: [1] }), edge({ success: -1 }), { ...edge({}), direction: 'sideways' as 'inbound' },
+    ]));
+    expect(s.seriesCount).toBe(2);
+    expect(limits).toEqual([['invalid-edges', 3], ['series', 1]]);
+  });
+
+  test('recent denials are kept per reporter with the control plane\'s time, newest first', () => {
+    const clock = new FakeClock(100_000);
+    const s = new StatsStore({ clock });
+    const d = { policy: 'default/web-allow', action: 'ALLOW', reason: 'no-allow-policy-matched', principal: client.identity, method: 'GET', path: '/x', port: 8080 };
+    s.ingest(web, report('web', [], { recentDenials: [{ ...d, ageMs: 5000 }, { ...d, path: '/y', ageMs: 1000 }] }));
+    expect(s.denials().map((x) => [x.at, x.path, x.reporter])).toEqual([[99_000, '/y', 'default/web-0'], [95_000, '/x', 'default/web-0']]);
+  });
+});
+
+function round4(n: number): number {
+  return Math.round(n * 10_000) / 10_000;
+}

@@ -1,0 +1,272 @@
+import type { Clock } from '../../common/clock.js';
+import type { EdgeStats, RecentDenial, StatsReport } from '../../contract/discovery.js';
+import { histogramQuantile } from './histogram-quantile.js';
+import { StatsSeries, type EdgeMeta, type Reporter, type WindowDelta } from './stats-series.js';
+
+/** The windows the control plane aggregates over (Linkerd viz's default is 1 min). */
+export const WINDOWS_MS = { '30s': 30_000, '1m': 60_000 } as const;
+export type WindowName = keyof typeof WINDOWS_MS;
+const LONGEST_MS = 60_000;
+
+export interface StatsStoreOptions {
+  readonly clock: Clock;
+  /** At most this many series (reporter x edge) are kept; new ones past it are dropped and counted. Default 20,000. */
+  readonly maxSeries?: number;
+  /** Called for each limit that fires: 'series' (maxSeries), 'edges' (a report's edges dropped as malformed or over MAX_EDGES_PER_REPORT). */
+  readonly onLimit?: (limit: 'series' | 'invalid-edges', n: number) => void;
+  /** Called after each report, with the number of series kept. */
+  readonly onIngest?: (series: number) => void;
+}
+
+/** Per-report cap (the proxy's own default is 200; discovery.statsReport.maxEdges at most 10,000). */
+export const MAX_EDGES_PER_REPORT = 10_000;
+const MAX_BOUNDS = 64;
+
+export interface Latency {
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+}
+
+/** One line of `wren stat`: a service, a workload, a namespace or an edge. */
+export interface StatRow {
+  readonly kind: 'service' | 'workload' | 'namespace' | 'edge';
+  readonly name: string;
+  readonly namespace: string;
+  /** Proxies whose reports make up this row. */
+  readonly reporters: number;
+  /** Requests per second over the window. */
+  readonly requestRate: number;
+  /** successes / requests over the window; null without requests. */
+  readonly successRate: number | null;
+  readonly latencyMs: Latency | null;
+  readonly tcp: { readonly open: number; readonly openedRate: number };
+  /** Share of requests (or, with none, of connections) that were mutual TLS; null with neither. */
+  readonly mtlsShare: number | null;
+  /** Edges only: the caller's workload and the destination service (and workload). */
+  readonly from?: { readonly workload: string; readonly namespace: string };
+  readonly to?: { readonly service: string; readonly workload: string };
+}
+
+interface Acc {
+  reporters: Set<string>;
+  rate: number;
+  success: number;
+  failure: number;
+  mtls: number;
+  tcpOpenedRate: number;
+  tcpOpen: number;
+  tcpMtls: number;
+  tcpOpened: number;
+  bounds: readonly number[] | null;
+  buckets: number[] | null;
+}
+
+const newAcc = (): Acc => ({ reporters: new Set(), rate: 0, success: 0, failure: 0, mtls: 0, tcpOpenedRate: 0, tcpOpen: 0, tcpMtls: 0, tcpOpened: 0, bounds: null, buckets: null });
+
+function addTo(a: Acc, s: StatsSeries, d: WindowDelta): void {
+  a.reporters.add(`${s.reporter.namespace}/${s.reporter.pod}`);
+  const sec = d.spanMs / 1000;
+  const requests = d.success + d.failure;
+  if (sec > 0) {
+    a.rate += requests / sec;
+    a.tcpOpenedRate += d.tcpOpened / sec;
+  }
+  a.success += d.success;
+  a.failure += d.failure;
+  if (s.edge.mtls) {
+    a.mtls += requests;
+    a.tcpMtls += d.tcpOpened + d.tcpOpen;
+  }
+  a.tcpOpened += d.tcpOpened + d.tcpOpen;
+  a.tcpOpen += d.tcpOpen;
+  if (a.bounds === null) {
+    a.bounds = s.bounds;
+    a.buckets = [...d.buckets];
+  } else if (sameBounds(a.bounds, s.bounds)) for (let i = 0; i < d.buckets.length; i++) a.buckets![i] += d.buckets[i];
+}
+
+const sameBounds = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+const round = (n: number, digits = 3): number => Math.round(n * 10 ** digits) / 10 ** digits;
+
+function rowOf(kind: StatRow['kind'], name: string, namespace: string, a: Acc, extra: Partial<StatRow> = {}): StatRow {
+  const requests = a.success + a.failure;
+  const q = (p: number) => round(histogramQuantile(p, a.bounds ?? [], a.buckets ?? []) ?? 0);
+  const hasLatency = a.buckets !== null && a.buckets.some((c) => c > 0);
+  return {
+    kind, name, namespace, reporters: a.reporters.size,
+    requestRate: round(a.rate), successRate: requests > 0 ? round(a.success / requests, 4) : null,
+    latencyMs: hasLatency ? { p50: q(0.5), p95: q(0.95), p99: q(0.99) } : null,
+    tcp: { open: a.tcpOpen, openedRate: round(a.tcpOpenedRate) },
+    mtlsShare: requests > 0 ? round(a.mtls / requests, 4) : a.tcpOpened > 0 ? round(a.tcpMtls / a.tcpOpened, 4) : null,
+    ...extra,
+  };
+}
+
+/** A recent denial as the control plane keeps it: when (its clock) and who reported it. */
+export interface DenialRow extends Omit<RecentDenial, 'ageMs'> {
+  readonly at: number;
+  readonly reporter: string;
+  readonly workload: string;
+}
+
+/**
+ * The control plane's aggregation of the proxies' StatsReports (contract/discovery.proto):
+ * one series per (reporter, edge) of cumulative counters with their arrival times (the
+ * control plane's injected clock), and rates, success rates and latency percentiles over
+ * the last 30 s and 1 min computed from the series' increases, summed over reporters.
+ *
+ * Which side counts (as Linkerd viz): a service's row is what its callers' proxies saw
+ * (outbound edges to it: the latency and failures the callers got); a workload's row is
+ * what its own proxies saw serving (inbound edges); an edge (--from/--to, the topology)
+ * is the caller's outbound view of one (caller workload, service).
+ */
+export class StatsStore {
+  private readonly series = new Map<string, StatsSeries>();
+  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[] }>();
+  private readonly maxSeries: number;
+
+  constructor(private readonly o: StatsStoreOptions) {
+    this.maxSeries = o.maxSeries ?? 20_000;
+  }
+
+  /** Takes one report from `reporter`. Malformed edges are dropped and counted; nothing else is lost. */
+  ingest(reporter: Reporter, r: Partial<StatsReport>): void {
+    const now = this.o.clock.now();
+    this.prune(now);
+    const rkey = `${reporter.namespace}/${reporter.pod}`;
+    const bounds = Array.isArray(r.latencyBoundsMs) ? r.latencyBoundsMs.slice(0, MAX_BOUNDS).map(Number) : [];
+    const boundsOk = bounds.every((b, i) => Number.isFinite(b) && b > 0 && (i === 0 || b > bounds[i - 1]));
+    const edges = Array.isArray(r.edges) ? r.edges : [];
+    let invalid = Math.max(0, edges.length - MAX_EDGES_PER_REPORT);
+    let overCap = 0;
+    const intervalMs = Math.max(0, Number(r.intervalMs) || 0);
+    for (const raw of edges.slice(0, MAX_EDGES_PER_REPORT)) {
+      const e = boundsOk ? validEdge(raw, bounds.length + 1) : null;
+      if (!e) {
+        invalid++;
+        continue;
+      }
+      const meta: EdgeMeta = {
+        direction: e.direction, peerWorkload: e.peerWorkload, peerNamespace: e.peerNamespace, peerIdentity: e.peerIdentity,
+        service: e.service, destinationWorkload: e.destinationWorkload, mtls: e.mtls,
+      };
+      const key = `${rkey}\n${JSON.stringify(meta)}`;
+      let s = this.series.get(key);
+      if (s && !sameBounds(s.bounds, bounds)) {
+        this.series.delete(key);
+        s = undefined;
+      }
+      if (!s) {
+        if (this.series.size >= this.maxSeries) {
+          overCap++;
+          continue;
+        }
+        this.series.set(key, (s = new StatsSeries(reporter, meta, bounds)));
+      }
+      s.add(now, e, intervalMs, LONGEST_MS);
+    }
+    if (invalid > 0) this.o.onLimit?.('invalid-edges', invalid);
+    if (overCap > 0) this.o.onLimit?.('series', overCap);
+    const denials = (Array.isArray(r.recentDenials) ? r.recentDenials : []).slice(-20).map((d): DenialRow => ({
+      at: now - Math.max(0, Number(d?.ageMs) || 0), reporter: rkey, workload: reporter.workload,
+      policy: str(d?.policy), action: str(d?.action), reason: str(d?.reason), principal: str(d?.principal), method: str(d?.method), path: str(d?.path), port: Number(d?.port) || 0,
+    }));
+    this.reporters.set(rkey, { reporter, at: now, droppedEdges: Number(r.droppedEdges) || 0, denials });
+    this.o.onIngest?.(this.series.size);
+  }
+
+  /** One row per service (callers' view), per workload (its own inbound view) or per namespace (its workloads'). */
+  stat(kind: 'service' | 'workload' | 'namespace', window: WindowName): StatRow[] {
+    const now = this.o.clock.now();
+    const groups = new Map<string, { name: string; namespace: string; acc: Acc }>();
+    const group = (name: string, namespace: string): Acc => {
+      const k = `${namespace}/${name}`;
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = { name, namespace, acc: newAcc() }));
+      return g.acc;
+    };
+    if (kind !== 'service') {
+      // Every reporting workload has a row, with no traffic if it served none.
+      for (const { reporter, at } of this.reporters.values())
+        if (at >= now - LONGEST_MS * 5) (kind === 'workload' ? group(reporter.workload, reporter.namespace) : group(reporter.namespace, '')).reporters.add(`${reporter.namespace}/${reporter.pod}`);
+    }
+    for (const s of this.series.values()) {
+      const d = s.window(now, WINDOWS_MS[window], this.staleMs(s));
+      if (!d) continue;
+      if (kind === 'service') {
+        if (s.edge.direction !== 'outbound' || s.edge.service === '') continue;
+        const dot = s.edge.service.indexOf('.');
+        addTo(group(s.edge.service.slice(0, dot), s.edge.service.slice(dot + 1)), s, d);
+      } else if (s.edge.direction === 'inbound') {
+        addTo(kind === 'workload' ? group(s.reporter.workload, s.reporter.namespace) : group(s.reporter.namespace, ''), s, d);
+      }
+    }
+    return [...groups.values()].sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name)).map((g) => rowOf(kind, g.name, g.namespace, g.acc));
+  }
+
+  /** One row per (caller workload -> service, destination workload), from the callers' outbound reports. */
+  edges(window: WindowName): StatRow[] {
+    const now = this.o.clock.now();
+    const groups = new Map<string, { from: { workload: string; namespace: string }; to: { service: string; workload: string }; acc: Acc }>();
+    for (const s of this.series.values()) {
+      if (s.edge.direction !== 'outbound') continue;
+      const d = s.window(now, WINDOWS_MS[window], this.staleMs(s));
+      if (!d) continue;
+      const from = { workload: s.reporter.workload, namespace: s.reporter.namespace };
+      const to = { service: s.edge.service, workload: s.edge.destinationWorkload };
+      const k = JSON.stringify([from, to]);
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = { from, to, acc: newAcc() }));
+      addTo(g.acc, s, d);
+    }
+    return [...groups.values()]
+      .sort((a, b) => `${a.from.namespace}/${a.from.workload} ${a.to.service}`.localeCompare(`${b.from.namespace}/${b.from.workload} ${b.to.service}`))
+      .map((g) => rowOf('edge', `${g.from.workload} -> ${g.to.service || 'unknown'}`, g.from.namespace, g.acc, { from: g.from, to: g.to }));
+  }
+
+  /** Every reporter's recent denials, newest first. */
+  denials(): DenialRow[] {
+    return [...this.reporters.values()].flatMap((r) => r.denials).sort((a, b) => b.at - a.at);
+  }
+
+  /** The reporters (pods) heard from, with when and how many edges their last report left out. */
+  reporterList(): { pod: string; workload: string; identity: string; lastReportAt: number; droppedEdges: number }[] {
+    return [...this.reporters.entries()].map(([pod, r]) => ({ pod, workload: r.reporter.workload, identity: r.reporter.identity, lastReportAt: r.at, droppedEdges: r.droppedEdges }));
+  }
+
+  get seriesCount(): number {
+    return this.series.size;
+  }
+
+  /** A series is stale once it missed two reports (and at least the window has passed, see window()). */
+  private staleMs(s: StatsSeries): number {
+    return s.intervalMs > 0 ? s.intervalMs * 2 + 1000 : 0;
+  }
+
+  /** Forgets series and reporters not heard from for five minutes. */
+  private prune(now: number): void {
+    const horizon = now - LONGEST_MS * 5;
+    for (const [k, s] of this.series) if (s.lastAt < horizon) this.series.delete(k);
+    for (const [k, r] of this.reporters) if (r.at < horizon) this.reporters.delete(k);
+  }
+}
+
+const str = (v: unknown): string => String(v ?? '').slice(0, 300);
+const count = (v: unknown): number | null => {
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 0 ? n : null;
+};
+
+function validEdge(raw: Partial<EdgeStats> | undefined, buckets: number): EdgeStats | null {
+  if (!raw || (raw.direction !== 'inbound' && raw.direction !== 'outbound')) return null;
+  const nums = [raw.success, raw.failure, raw.tcpOpened, raw.tcpClosed].map(count);
+  if (nums.some((n) => n === null)) return null;
+  const b = Array.isArray(raw.latencyBuckets) ? raw.latencyBuckets.map(count) : [];
+  if (b.length !== buckets || b.some((n) => n === null)) return null;
+  return {
+    direction: raw.direction, peerWorkload: str(raw.peerWorkload), peerNamespace: str(raw.peerNamespace), peerIdentity: str(raw.peerIdentity),
+    service: str(raw.service), destinationWorkload: str(raw.destinationWorkload),
+    success: nums[0]!, failure: nums[1]!, tcpOpened: nums[2]!, tcpClosed: nums[3]!, latencyBuckets: b as number[], latencySumMs: count(raw.latencySumMs) ?? 0, mtls: raw.mtls === true,
+  };
+}

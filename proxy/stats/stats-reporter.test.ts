@@ -1,0 +1,62 @@
+import { FakeClock } from '../../common/clock.js';
+import { silentLogger } from '../../common/logger.js';
+import type { StatsReport } from '../../contract/discovery.js';
+import { StatsReporter } from './stats-reporter.js';
+
+const TEXT = [
+  'istio_requests_total{reporter="source",destination_workload="a",destination_service_name="a",destination_service_namespace="ns",response_code="200"} 5',
+  'istio_requests_total{reporter="source",destination_workload="b",destination_service_name="b",destination_service_namespace="ns",response_code="200"} 3',
+].join('\n');
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+describe('StatsReporter', () => {
+  function setup(intervalMs: number, maxEdges = 10) {
+    const clock = new FakeClock(0);
+    const sent: StatsReport[] = [];
+    const dropped: number[] = [];
+    const r = new StatsReporter({
+      clock, logger: silentLogger, metricsText: async () => TEXT, recentDenials: () => [], workload: { name: 'web', namespace: 'ns' },
+      send: (x) => void sent.push(x), intervalMs, maxEdges, onDropped: (n) => void dropped.push(n),
+    });
+    return { clock, sent, dropped, r };
+  }
+
+  test('reports every intervalMs on the injected clock, and not before', async () => {
+    const { clock, sent, r } = setup(5_000);
+    r.start();
+    clock.advance(4_999);
+    await settle();
+    expect(sent).toHaveLength(0);
+    clock.advance(1);
+    await settle();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ workload: 'web', workloadNamespace: 'ns', intervalMs: 5_000, droppedEdges: 0 });
+    expect(sent[0].edges.map((e) => [e.peerWorkload, e.success])).toEqual([['a', 5], ['b', 3]]);
+    clock.advance(5_000);
+    await settle();
+    expect(sent).toHaveLength(2);
+    r.close();
+    clock.advance(20_000);
+    await settle();
+    expect(sent).toHaveLength(2);
+  });
+
+  test('intervalMs 0 never reports', async () => {
+    const { clock, sent, r } = setup(0);
+    r.start();
+    clock.advance(600_000);
+    await settle();
+    expect(sent).toHaveLength(0);
+  });
+
+  test('edges over maxEdges are left out, said in the report and counted', async () => {
+    const { sent, dropped, r } = setup(1_000, 1);
+    await r.report();
+    expect(sent[0].edges.map((e) => e.peerWorkload)).toEqual(['a']);
+    expect(sent[0].droppedEdges).toBe(1);
+    expect(dropped).toEqual([1]);
+  });
+});
