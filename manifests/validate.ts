@@ -120,6 +120,11 @@ export function toJsonSchema(node: Json, path = '', celChecked = false): Json {
 
 function newAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+  // OpenAPI formats the Gateway API CRDs use: int32/int64 are already bounded by their
+  // minimum/maximum, date-time only appears in status (which the API server fills).
+  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) });
+  ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
   // x-kubernetes-list-type: map — items must be unique by their list-map-keys.
   ajv.addKeyword({
     keyword: 'uniqueKeys',
