@@ -51,7 +51,7 @@ export class DirSource implements MeshSource {
     return this.currentErrors;
   }
 
-  /** Objects of kinds this source does not read (HTTPRoute, Deployment, a typo in `kind`), by file. */
+  /** Objects of kinds this source does not read (a Gateway, a Deployment, a typo in `kind`), by file. */
   ignored(): readonly IgnoredObject[] {
     return this.currentIgnored;
   }
@@ -186,7 +186,7 @@ export class DirSource implements MeshSource {
 
   /**
    * Once per file version (only re-parsed files get here) and kind: one log line naming the
-   * objects and one count, so an HTTPRoute or a misspelt `kind` is not dropped silently.
+   * objects and one count, so a Gateway or a misspelt `kind` is not dropped silently.
    */
   private reportIgnored(ignored: readonly IgnoredObject[]): void {
     const byKind = new Map<string, IgnoredObject[]>();
