@@ -30,6 +30,13 @@ import { encodeTelemetrySuffix, WorkloadTelemetries } from './workload-telemetry
  * delta, so it is computed and serialized once per (filter, from, to) and the bytes are
  * written to every stream (that is what keeps 1000 subscribers cheap).
  *
+ * Routes (HTTPRoute / GRPCRoute with Service parents): each Service carries the routes in
+ * force for the subscriber (routes_json), which depend on its namespace: consumer routes
+ * declared there replace the producer routes (GEP-1294; route-compile.ts routesFor). So the
+ * shared computation is per (filter, route namespace, from, to), where the route namespace
+ * is the subscriber's own only if it has consumer routes, '*' otherwise: subscribers in
+ * ordinary namespaces still share one response.
+ *
  * NACK: the response is recorded (metric, log, /debug/proxies) and the subscriber stays
  * at its last ACKed view; the next delta is computed from there when the view changes
  * again (no retry loop on the same bad content). A NACK with `resync` gets a full
