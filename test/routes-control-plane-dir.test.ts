@@ -76,7 +76,7 @@ describe('routes from the directory source, pushed per subscriber namespace', ()
     await replaceFile(join(dir, 'routes.yaml'), producer(90, 10));
     pushed.clear();
     cp = await ControlPlane.start({
-      listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
       source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
     });
     cp.discovery.onPush((p) => {
@@ -135,6 +135,10 @@ describe('routes from the directory source, pushed per subscriber namespace', ()
     expect(routesOf('batch')!.map((r) => r.name)).toEqual(['batch-reviews']);
     expect(routesOf('batch')![0].rules[0].backends[0]).toMatchObject({ name: 'reviews-v2', invalid: '' });
     expect(weights('web')).toBe('reviews-v1:90,reviews-v2:10');
+    // /debug/view shows both, by Service.
+    const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { routes: Record<string, { producer: ServiceRoute[]; consumers: Record<string, ServiceRoute[]> }> };
+    expect(view.routes['reviews.shop'].producer.map((r) => r.name)).toEqual(['reviews-split']);
+    expect(Object.keys(view.routes['reviews.shop'].consumers)).toEqual(['batch']);
 
     // An edit of the producer route: web gets the new weights; batch still its own route.
     await replaceFile(join(dir, 'routes.yaml'), producer(50, 50));
