@@ -157,8 +157,8 @@ test('an ExtensionRef (or CORS) filter: Accepted=False UnsupportedValue and the 
   expect(conditions(compileRoutes([cors], [], lookup), 'HTTPRoute/shop/cors').Accepted).toBe('False UnsupportedValue');
 });
 
-test('two parentRefs to one Service add up their ports', () => {
-  const c = compileRoutes([http('two', 'shop', { parentRefs: [{ ...SERVICE_PARENT, port: 9080 }, { ...SERVICE_PARENT, port: 9090 }], ...toV1() })], [], lookup);
+test('two parentRefs to one Service (by sectionName, as the CRD requires) add up their ports', () => {
+  const c = compileRoutes([http('two', 'shop', { parentRefs: [{ ...SERVICE_PARENT, sectionName: 'http' }, { ...SERVICE_PARENT, sectionName: 'admin' }], ...toV1() })], [], lookup);
   expect(routesFor(c.view, 'reviews.shop', 'x').map((r) => r.ports)).toEqual([[9080, 9090]]);
   expect(c.statuses.get('HTTPRoute/shop/two')!.parents).toHaveLength(2);
 });

@@ -54,6 +54,18 @@ test.each([
   expect(httpError(rules)).toContain(want);
 });
 
+test('parentRefs to one parent: all with a sectionName or none, and no two alike; at most 128 matches in all', () => {
+  const refs = (parentRefs: unknown[]) => errorOf(() => parseHttpRoute({ ...route([{ backendRefs: [backend] }]), spec: { parentRefs, rules: [{ backendRefs: [backend] }] } }, ''));
+  expect(refs([parent, { ...parent, sectionName: 'http' }])).toBe('spec.parentRefs: sectionName must be specified when parentRefs includes 2 or more references to the same parent');
+  expect(refs([{ ...parent, port: 80 }, { ...parent, port: 81 }])).toBe('spec.parentRefs[1]: sectionName must be unique when parentRefs includes 2 or more references to the same parent');
+  expect(refs([{ ...parent, sectionName: 'a' }, { ...parent, sectionName: 'b' }, { ...parent, name: 'other' }])).toBe('no error');
+  // Same name, but one names its namespace: different parents for the CRD's rule.
+  expect(refs([parent, { ...parent, namespace: 'shop' }])).toBe('no error');
+  const many = Array.from({ length: 3 }, () => ({ matches: Array.from({ length: 43 }, () => ({ path: { value: '/' } })), backendRefs: [backend] }));
+  expect(httpError(many)).toBe('spec.rules: at most 128 matches across all rules, got 129');
+  expect(httpError([{ filters: [{ type: 'CORS', cors: { allowOrigins: ['*', 'https://a.example'] } }], backendRefs: [backend] }])).toBe("spec.rules[0].filters[0].cors.allowOrigins: allowOrigins cannot contain '*' alongside other values");
+});
+
 test('backendRequest may exceed a request timeout of 0s (disabled); fractions become percents', () => {
   const r = parseHttpRoute(route([{ timeouts: { request: '0s', backendRequest: '2s' }, filters: [{ type: 'RequestMirror', requestMirror: { backendRef: backend, fraction: { numerator: 1, denominator: 8 } } }], backendRefs: [backend] }]), '');
   expect(r.rules[0].timeouts).toEqual({ requestMs: 2_147_483_647, backendRequestMs: 2000 });

@@ -230,6 +230,14 @@ const filter = (kind: RouteKind, routeNs: string) => (raw: unknown, path: string
       const percent = o.percent ?? (o.fraction ? (100 * o.fraction.numerator) / o.fraction.denominator : 100);
       return Object.freeze({ type, requestMirror: Object.freeze({ backendRef: o.backendRef, percent }) });
     }
+    case 'CORS': {
+      const cors = r[field] as Record<string, unknown>;
+      for (const k of ['allowHeaders', 'allowMethods', 'allowOrigins']) {
+        const list = cors && typeof cors === 'object' ? cors[k] : undefined;
+        if (Array.isArray(list) && list.includes('*') && list.length > 1) fail(at(sub, k), `${k} cannot contain '*' alongside other values`);
+      }
+      return Object.freeze({ type: 'Unsupported', unsupported: type, path: at(path, 'type') });
+    }
     default:
       // ExtensionRef, CORS: valid objects, but not implemented by the mesh.
       return Object.freeze({ type: 'Unsupported', unsupported: type, path: at(path, 'type') });
@@ -378,6 +386,23 @@ const parentRef = (routeNs: string) => (raw: unknown, path: string): KParentRef 
   return Object.freeze(p) as unknown as KParentRef;
 };
 
+/**
+ * The CRD's CEL rules on parentRefs: references to the same parent (group, kind, name and
+ * namespace as written) must all set a sectionName or all leave it out, and no two may be equal.
+ */
+function checkParentRefs(refs: readonly KParentRef[], path: string): void {
+  const ns = (p: KParentRef) => (typeof p.raw.namespace === 'string' ? p.raw.namespace : '');
+  const same = (a: KParentRef, b: KParentRef) => a.group === b.group && a.kind === b.kind && a.name === b.name && ns(a) === ns(b);
+  const section = (p: KParentRef) => p.sectionName ?? '';
+  refs.forEach((a, i) => {
+    refs.forEach((b, j) => {
+      if (i >= j || !same(a, b)) return;
+      if ((section(a) === '') !== (section(b) === '')) fail(path, 'sectionName must be specified when parentRefs includes 2 or more references to the same parent');
+      if (section(a) === section(b)) fail(at(path, j), 'sectionName must be unique when parentRefs includes 2 or more references to the same parent');
+    });
+  });
+}
+
 const generation: Parser<number> = (raw) => (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 ? raw : 0);
 const routeMetadata = (raw: unknown, path: string) => {
   const m = metadata(raw, path);
@@ -406,6 +431,10 @@ const parseRoute = (kind: RouteKind): Parser<KRoute> => (raw, path) => {
     },
     { allowUnknown: true },
   )(raw, path);
+  checkParentRefs(o.spec.parentRefs, at(at(path, 'spec'), 'parentRefs'));
+  // "the total number of matches across all rules in a route must be less than 128" (the rule itself allows 128).
+  const matches = o.spec.rules.reduce((n, r) => n + r.matches.length, 0);
+  if (matches > 128) fail(at(at(path, 'spec'), 'rules'), `at most 128 matches across all rules, got ${matches}`);
   return Object.freeze({
     kind, name: o.metadata.name, namespace: o.metadata.namespace, createdAt: o.metadata.creationTimestamp, generation: o.metadata.generation,
     parentRefs: o.spec.parentRefs, rules: o.spec.rules, statusParents: o.status.parents,
