@@ -245,17 +245,16 @@ const filter = (kind: RouteKind, routeNs: string) => (raw: unknown, path: string
 };
 
 /** The CEL rules on a filter list: no RequestRedirect with URLRewrite, no repeated single-use filters. */
-function checkFilterList(filters: readonly KFilter[], raws: readonly unknown[], path: string): void {
+function checkFilterList(raws: readonly unknown[], path: string): void {
   const types = raws.map((f) => (f as { type?: string }).type);
   if (types.includes('RequestRedirect') && types.includes('URLRewrite')) fail(path, 'may specify either RequestRedirect or URLRewrite, but not both');
   for (const t of ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'CORS'])
     if (types.filter((x) => x === t).length > 1) fail(path, `${t} filter cannot be repeated`);
-  void filters;
 }
 
 const filterList = (kind: RouteKind, routeNs: string): Parser<readonly KFilter[]> => (raw, path) => {
   const list = maxItems(arr(filter(kind, routeNs), { default: [] }), 16)(raw, path);
-  checkFilterList(list, Array.isArray(raw) ? raw : [], path);
+  checkFilterList(Array.isArray(raw) ? raw : [], path);
   return list;
 };
 
@@ -425,7 +424,10 @@ const parseRoute = (kind: RouteKind): Parser<KRoute> => (raw, path) => {
         // GEP-1426: a mesh implementation infers nothing from hostnames on a route with a Service parent;
         // still validated (the CRD's pattern) since a Gateway parent may use them.
         hostnames: maxItems(arr(bounded(253, HOSTNAME), { default: [] }), 16),
-        rules: withDefault(maxItems(arr(rule(kind, ns), { min: 1 }), 16), [{}].map((r) => rule(kind, ns)(r, '')) as readonly KRouteRule[]),
+        // HTTPRoute: absent = the CRD's default, one rule matching PathPrefix "/"; at least one. GRPCRoute: no default, may be empty.
+        rules: kind === 'HTTPRoute'
+          ? withDefault(maxItems(arr(rule(kind, ns), { min: 1 }), 16), [rule(kind, ns)({}, 'spec.rules[0]')])
+          : maxItems(arr(rule(kind, ns), { default: [] }), 16),
       }),
       status: withDefault(obj({ parents: arr((v) => v, { default: [] }) }, { allowUnknown: true }), { parents: [] as readonly unknown[] }),
     },
