@@ -54,6 +54,12 @@ export class FakeKubeApi {
   readonly requests: RequestRecord[] = [];
   /** Every PATCH of a /status subresource, in order: which object and the patch body. */
   readonly statusPatches: { resource: Resource; namespace: string; name: string; contentType: string; body: Record<string, unknown> }[] = [];
+  /**
+   * Another writer's status update that lands just before the next status PATCH is served
+   * (a race the test cannot time otherwise): its merge patch is applied first (own
+   * resourceVersion, MODIFIED event), then the PATCH is handled against the newer object.
+   */
+  interleaveStatusPatch: Record<string, unknown> | null = null;
   /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
   readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
   port = 0;
@@ -232,12 +238,28 @@ export class FakeKubeApi {
         res.writeHead(415, { 'content-type': 'application/json' });
         return void res.end(JSON.stringify(status(415, 'UnsupportedMediaType', `this fake takes merge patches only, got ${contentType}`)));
       }
-      const patch = JSON.parse(body) as Record<string, unknown>;
+      const key = `${m![2]}/${m![4]}`;
+      if (this.interleaveStatusPatch) {
+        const other = structuredClone(existing);
+        other.status = mergePatch(other.status, this.interleaveStatusPatch);
+        other.metadata.resourceVersion = String(++this.rv);
+        this.interleaveStatusPatch = null;
+        this.objects.get(route.resource)!.set(key, other);
+        this.emit(route.resource, 'MODIFIED', other);
+      }
+      const current = this.objects.get(route.resource)!.get(key)!;
+      const patch = JSON.parse(body) as Record<string, unknown> & { metadata?: { resourceVersion?: string } };
       this.statusPatches.push({ resource: route.resource, namespace: m![2], name: m![4], contentType, body: patch });
-      const o = structuredClone(existing);
+      // A resourceVersion in the patch is a precondition (optimistic concurrency): 409 when the object moved on.
+      const want = patch.metadata?.resourceVersion;
+      if (want !== undefined && want !== current.metadata.resourceVersion) {
+        res.writeHead(409, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(status(409, 'Conflict', `the object has been modified (resourceVersion ${String(current.metadata.resourceVersion)}, not ${want})`)));
+      }
+      const o = structuredClone(current);
       o.status = mergePatch(o.status, patch.status);
       o.metadata.resourceVersion = String(++this.rv);
-      this.objects.get(route.resource)!.set(`${m![2]}/${m![4]}`, o);
+      this.objects.get(route.resource)!.set(key, o);
       this.emit(route.resource, 'MODIFIED', o);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(o));

@@ -31,7 +31,7 @@ beforeEach(async () => {
   pushed.clear();
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(11), logger: silentLogger,
-    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 }, statusRetryMs: 100 }),
   });
   cp.discovery.onPush((p) => {
     for (const s of p.response.services) pushed.set(`${s.name}.${s.namespace}`, s.routesJson ?? '');
@@ -106,6 +106,21 @@ test('other controllers\' status entries are kept; a route with only Gateway par
   await new Promise((r) => setTimeout(r, 300));
   expect(patchesFor('north-south')).toBe(0);
   expect(patchesFor('both')).toBe(1);
+});
+
+test('a status written by another controller meanwhile is not overwritten: the stale write gets 409 and is redone on the newer object', async () => {
+  const gatewayEntry = {
+    parentRef: { name: 'ingress' }, controllerName: 'example.com/gateway',
+    conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: '', observedGeneration: 1, lastTransitionTime: '2026-01-01T00:00:00Z' }],
+  };
+  api.interleaveStatusPatch = { parents: [gatewayEntry] };
+  api.apply('httproutes', httpRoute('raced', { parentRefs: [{ name: 'ingress' }, reviewsParent], rules: [{ backendRefs: [{ name: 'reviews-v1', port: 9080 }] }] }));
+  // Promptly: by the retry (100 ms here) if the newer object's event came while the stale write was in flight.
+  await waitFor(() => parentsOf('raced').length === 2, 'both entries present', 4000);
+  expect(parentsOf('raced').map((p) => p.controllerName)).toEqual(['example.com/gateway', 'wren.io/mesh']);
+  expect(patchesFor('raced')).toBe(2);
+  await new Promise((r) => setTimeout(r, 300));
+  expect(patchesFor('raced')).toBe(2);
 });
 
 test('an ExtensionRef filter: Accepted=False UnsupportedValue, not pushed; a GRPCRoute is pushed as kind GRPCRoute with its status', async () => {

@@ -34,6 +34,8 @@ import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } fro
 export interface KubernetesSourceOptions extends SourceContext {
   readonly kubeConfig: k8s.KubeConfig;
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Delay before a failed route status write is tried again (default 1 s). */
+  readonly statusRetryMs?: number;
 }
 
 /** A Watch that always asks for bookmarks, and opens nothing once its source stopped. */
@@ -75,6 +77,7 @@ export class KubernetesSource implements MeshSource {
   readonly name = 'kubernetes';
   private readonly index: ClusterIndex;
   private readonly committer: IndexCommitter;
+  private readonly statusWriter: RouteStatusWriter;
   private readonly resources: Resource[] = [];
   private stopped = false;
   private syncWaiters: (() => void)[] = [];
@@ -85,7 +88,7 @@ export class KubernetesSource implements MeshSource {
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const statusWriter = new RouteStatusWriter(custom, o.clock, o.logger);
+    const statusWriter = (this.statusWriter = new RouteStatusWriter(custom, o.clock, o.logger, o.statusRetryMs));
     this.committer = new IndexCommitter(this.index, o, 'kubernetes', (r) => {
       if (!this.stopped) statusWriter.update(r.routes, r.statuses);
     });
@@ -219,6 +222,7 @@ export class KubernetesSource implements MeshSource {
   async stop(): Promise<void> {
     this.stopped = true;
     this.committer.cancel();
+    this.statusWriter.stop();
     for (const r of this.resources) {
       if (r.timer) this.o.clock.clearTimeout(r.timer);
       await r.informer.stop();

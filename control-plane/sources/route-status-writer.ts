@@ -1,5 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
-import type { Clock } from '../../common/clock.js';
+import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { CONTROLLER_NAME, routeKey, type RouteParentStatus, type RouteStatus } from '../translate/route-compile.js';
 import { GATEWAY_GROUP, type KRoute } from '../translate/route-objects.js';
@@ -14,7 +14,12 @@ import { GATEWAY_GROUP, type KRoute } from '../translate/route-objects.js';
  * a write happens only when what we want differs from what the object already carries
  * (compared without lastTransitionTime, which is kept while a condition's status stays),
  * and never twice for the same wanted status while the first write's event is on its way.
- * A failed write (a conflict, the API away) is logged and retried on the next change.
+ * The patch carries the object's resourceVersion as a precondition: the list is replaced
+ * whole (a merge patch cannot merge list items), so a write based on a stale object
+ * would drop what another controller wrote meanwhile; the API server answers 409 instead,
+ * and the newer object's watch event brings a fresh attempt. Any failed write (a
+ * conflict, the API away) is logged and retried on the next change of the route, or after
+ * `retryMs` (1 s) with the latest objects if no change comes first.
  */
 const PLURALS = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' } as const;
 
@@ -50,15 +55,27 @@ const sortKeys = (o: Readonly<Record<string, unknown>>): [string, unknown][] => 
 export class RouteStatusWriter {
   /** routeKey -> the comparable status last written (or being written). */
   private readonly written = new Map<string, string>();
+  private last: { routes: readonly KRoute[]; statuses: ReadonlyMap<string, RouteStatus> } | null = null;
+  private retryTimer: Timer | null = null;
+  private stopped = false;
 
   constructor(
     private readonly custom: k8s.CustomObjectsApi,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly retryMs = 1_000,
   ) {}
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
 
   /** Every route object the source holds, and the compiler's statuses (routes without a Service parent have none). */
   update(routes: readonly KRoute[], statuses: ReadonlyMap<string, RouteStatus>): void {
+    if (this.stopped) return;
+    this.last = { routes, statuses };
     const live = new Set<string>();
     for (const route of routes) {
       const key = routeKey(route);
@@ -94,13 +111,22 @@ export class RouteStatusWriter {
     const others = route.statusParents.filter((p) => !isOurs(p));
     try {
       await this.custom.patchNamespacedCustomObjectStatus(
-        { group: GATEWAY_GROUP, version: 'v1', namespace: route.namespace, plural: PLURALS[route.kind], name: route.name, body: { status: { parents: [...others, ...ours] } } },
+        { group: GATEWAY_GROUP, version: 'v1', namespace: route.namespace, plural: PLURALS[route.kind], name: route.name, body: {
+            ...(route.resourceVersion ? { metadata: { resourceVersion: route.resourceVersion } } : {}),
+            status: { parents: [...others, ...ours] },
+          },
+        },
         k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
       );
       this.logger.debug('route status written', { route: key, parents: ours.length });
     } catch (e) {
       if (this.written.get(key) === wanted) this.written.delete(key);
-      this.logger.warn('route status write failed; retried on the next change', { route: key, error: (e as Error).message });
+      this.logger.warn('route status write failed; retrying', { route: key, error: (e as Error).message, retryInMs: this.retryMs });
+      // The route's next watch event may already have come (and been skipped while this write was in flight).
+      this.retryTimer ??= this.clock.setTimeout(() => {
+        this.retryTimer = null;
+        if (this.last) this.update(this.last.routes, this.last.statuses);
+      }, this.retryMs);
     }
   }
 }

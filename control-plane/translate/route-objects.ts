@@ -90,6 +90,8 @@ export interface KRoute {
   readonly rules: readonly KRouteRule[];
   /** status.parents as the object carries it (the status writer compares against it). */
   readonly statusParents: readonly unknown[];
+  /** metadata.resourceVersion ('' when absent): the status writer's precondition, so it never overwrites a newer status. */
+  readonly resourceVersion: string;
 }
 
 export interface KReferenceGrant {
@@ -405,7 +407,8 @@ function checkParentRefs(refs: readonly KParentRef[], path: string): void {
 const generation: Parser<number> = (raw) => (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 ? raw : 0);
 const routeMetadata = (raw: unknown, path: string) => {
   const m = metadata(raw, path);
-  return { ...m, generation: generation((raw as { generation?: unknown } | undefined)?.generation, at(path, 'generation')) };
+  const r = raw as { generation?: unknown; resourceVersion?: unknown } | undefined;
+  return { ...m, generation: generation(r?.generation, at(path, 'generation')), resourceVersion: typeof r?.resourceVersion === 'string' ? r.resourceVersion : '' };
 };
 const namespaceOf = (raw: unknown): string => {
   const ns = (raw as { metadata?: { namespace?: unknown } } | null)?.metadata?.namespace;
@@ -439,7 +442,7 @@ const parseRoute = (kind: RouteKind): Parser<KRoute> => (raw, path) => {
   if (matches > 128) fail(at(at(path, 'spec'), 'rules'), `at most 128 matches across all rules, got ${matches}`);
   return Object.freeze({
     kind, name: o.metadata.name, namespace: o.metadata.namespace, createdAt: o.metadata.creationTimestamp, generation: o.metadata.generation,
-    parentRefs: o.spec.parentRefs, rules: o.spec.rules, statusParents: o.status.parents,
+    parentRefs: o.spec.parentRefs, rules: o.spec.rules, statusParents: o.status.parents, resourceVersion: o.metadata.resourceVersion,
   });
 };
 
