@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DEFAULT_INBOUND_POLICY, DEFAULT_POLICY } from './defaults.js';
 import type { Endpoint, InboundPolicy, MeshSnapshot, PushedTelemetry, Service, TrafficPolicy } from './model.js';
+import type { ServiceRoute } from './routes.js';
 import { parseEndpoint, parseInboundPolicy, parsePushedTelemetry, parseService, parseTrafficPolicy } from './parse.js';
 
 /**
@@ -268,8 +269,12 @@ export function serviceToWire(s: Service): WireService {
       name: p.name, port: p.port, protocol: p.protocol, endpoints: p.endpoints.map(endpointToWire), policyJson: p.policy ? policyToJson(p.policy) || '{}' : '',
     })),
     policyJson: policyToJson(s.policy),
+    routesJson: routesToJson(s.routes),
   };
 }
+
+/** ServiceRoute[] as sent in `routes_json`: '' when there are none (the proxy then routes by authority only). */
+export const routesToJson = (routes: readonly ServiceRoute[] | undefined): string => (routes && routes.length > 0 ? JSON.stringify(routes) : '');
 
 export function fullResponse(version: string, nonce: string, services: Iterable<Service>): DiscoveryResponse {
   return { version, nonce, full: true, baseVersion: '', services: [...services].map(serviceToWire), removedServices: [], endpointDeltas: [] };

@@ -17,7 +17,7 @@ import { dashboardAsset } from './dashboard/dashboard-assets.js';
  * ejections), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
  * with the reporters; and under `withdrawal` the endpoints withdrawn mesh-wide on those reports, the
  * ones held back by the panic threshold, the settings and the last decisions), /debug/view (the current mesh view, PeerAuthentications and
- * AuthorizationPolicies, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
+ * AuthorizationPolicies, the compiled routes, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
  * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
  * certificate chains to; `wren trust-anchors check` reads it). /dashboard/ is the web dashboard and
  * /api/* the JSON it and `wren stat` read (control-plane/dashboard/, docs/operations.md).
@@ -79,6 +79,8 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
           source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), ignored: d.sourceIgnored(), services: [...v.services.values()],
           peerAuthentications: v.policy.peerAuthentications, authorizationPolicies: v.policy.authorizationPolicies,
           requestAuthentications: v.policy.requestAuthentications ?? [],
+          // The compiled HTTPRoutes/GRPCRoutes by Service: producer routes, and consumer routes by caller namespace.
+          routes: Object.fromEntries([...v.routes.byService].map(([k, r]) => [k, { producer: r.producer, consumers: Object.fromEntries(r.consumers) }])),
         });
       }
       default: {

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseAllDocuments } from 'yaml';
+import { ConfigError, type Parser } from '../common/schema.js';
+import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant } from '../control-plane/translate/route-objects.js';
 
 /**
  * Validates Wren resources (TrafficPolicy, PeerAuthentication, AuthorizationPolicy, RequestAuthentication,
@@ -18,6 +20,10 @@ import { parseAllDocuments } from 'yaml';
  * - `x-kubernetes-list-type: set` means unique items, `map` unique `list-map-keys`;
  * - `x-kubernetes-validations` (CEL) rules are recognised from a small table of the
  *   rules our CRDs use; an unknown rule is a load error, never silently ignored.
+ * - the Gateway API CRDs (HTTPRoute, GRPCRoute, ReferenceGrant, copied unchanged from upstream)
+ *   carry many CEL rules; rather than a table entry each, their rules are checked by the
+ *   control plane's own parsers (control-plane/translate/route-objects.ts implements them,
+ *   and is what the directory source applies), run after the schema.
  * Error paths are in the repo's dotted form: `spec.policy.retry.attempts`, `spec.ports[1].port`.
  */
 export type ValidationResult = { ok: true } | { ok: false; errors: { path: string; message: string }[] };
@@ -32,7 +38,12 @@ export interface CrdSchema {
   /** The openAPIV3Schema exactly as written in the CRD. */
   readonly openApi: Json;
   readonly validate: ValidateFunction;
+  /** The CRD's CEL rules, when a parser checks them instead of KNOWN_CEL (Gateway API kinds). */
+  readonly cel?: Parser<unknown>;
 }
+
+const GATEWAY_GROUP = 'gateway.networking.k8s.io';
+const CEL_PARSERS: Record<string, Parser<unknown>> = { HTTPRoute: parseHttpRoute, GRPCRoute: parseGrpcRoute, ReferenceGrant: parseReferenceGrant };
 
 export interface CrdSchemas {
   readonly crds: readonly CrdSchema[];
@@ -67,17 +78,19 @@ function defaultCrdDir(): string {
 }
 
 /** Translate one Kubernetes structural schema node to JSON Schema (draft-07). */
-export function toJsonSchema(node: Json, path = ''): Json {
+export function toJsonSchema(node: Json, path = '', celChecked = false): Json {
   const out: Json = {};
   for (const [k, v] of Object.entries(node)) {
     if (k === 'properties') {
       const props: Json = {};
-      for (const [name, sub] of Object.entries(v as Json)) props[name] = toJsonSchema(sub as Json, `${path}.${name}`);
+      for (const [name, sub] of Object.entries(v as Json)) props[name] = toJsonSchema(sub as Json, `${path}.${name}`, celChecked);
       out.properties = props;
     } else if (k === 'items' || (k === 'additionalProperties' && typeof v === 'object')) {
-      out[k] = toJsonSchema(v as Json, `${path}[]`);
+      out[k] = toJsonSchema(v as Json, `${path}[]`, celChecked);
     } else if (k === 'anyOf' || k === 'allOf' || k === 'oneOf') {
-      out[k] = (v as Json[]).map((s) => toJsonSchema(s, path));
+      out[k] = (v as Json[]).map((s) => toJsonSchema(s, path, celChecked));
+    } else if (k === 'x-kubernetes-validations' && celChecked) {
+      continue;
     } else if (k === 'x-kubernetes-validations') {
       for (const { rule } of v as { rule: string }[]) {
         const eq = KNOWN_CEL[rule];
@@ -107,6 +120,11 @@ export function toJsonSchema(node: Json, path = ''): Json {
 
 function newAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+  // OpenAPI formats the Gateway API CRDs use: int32/int64 are already bounded by their
+  // minimum/maximum, date-time only appears in status (which the API server fills).
+  ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
+  ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) });
+  ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
   // x-kubernetes-list-type: map — items must be unique by their list-map-keys.
   ajv.addKeyword({
     keyword: 'uniqueKeys',
@@ -141,13 +159,16 @@ export function loadCrdSchemas(dir: string = defaultCrdDir()): CrdSchemas {
       const spec = crd.spec as { group: string; names: { kind: string; plural: string }; versions: Json[] };
       for (const v of spec.versions) {
         const openApi = (v.schema as Json).openAPIV3Schema as Json;
+        const cel = spec.group === GATEWAY_GROUP ? CEL_PARSERS[spec.names.kind] : undefined;
+        if (spec.group === GATEWAY_GROUP && !cel) throw new Error(`${file}: no parser checks the CEL rules of ${spec.names.kind}`);
         crds.push({
+          ...(cel ? { cel } : {}),
           group: spec.group,
           version: v.name as string,
           kind: spec.names.kind,
           plural: spec.names.plural,
           openApi,
-          validate: ajv.compile(toJsonSchema(openApi)),
+          validate: ajv.compile(toJsonSchema(openApi, '', cel !== undefined)),
         });
       }
     }
@@ -216,5 +237,12 @@ export function validateResource(obj: unknown, schemas?: CrdSchemas): Validation
   if (typeof meta?.name !== 'string' || !DNS_SUBDOMAIN.test(meta.name) || meta.name.length > 253)
     errors.push({ path: 'metadata.name', message: 'is required and must be a DNS-1123 subdomain' });
   if (!crd.validate(obj)) errors.push(...explain(crd.validate.errors ?? [], obj));
+  else if (crd.cel)
+    try {
+      crd.cel(obj, '');
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      errors.push({ path: e.path, message: e.problem });
+    }
   return errors.length === 0 ? { ok: true } : { ok: false, errors };
 }

@@ -164,12 +164,12 @@ describe('control plane with the directory source', () => {
 
   test('objects of kinds the source does not read are logged and counted once per file version and kind, and listed on /debug/view', async () => {
     const routes = (n: number) => `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
+kind: Gateway
 metadata: { name: web-route, namespace: shop }
-spec: { parentRefs: [{ name: web, kind: Service }], rules: [{ timeouts: { request: ${n}s } }] }
+spec: { gatewayClassName: class-${n} }
 ---
 apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
+kind: Gateway
 metadata: { name: api-route, namespace: shop }
 spec: {}
 ---
@@ -191,27 +191,27 @@ spec: { targetRef: { kind: Service, name: web } }
 
     expect(await view()).toEqual([
       { file: 'mesh/api.yaml', kind: 'Deployment', apiVersion: 'apps/v1', namespace: 'shop', name: 'ignored' },
-      { file: 'mesh/routes.yaml', kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', namespace: 'shop', name: 'web-route' },
-      { file: 'mesh/routes.yaml', kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', namespace: 'shop', name: 'api-route' },
+      { file: 'mesh/routes.yaml', kind: 'Gateway', apiVersion: 'gateway.networking.k8s.io/v1', namespace: 'shop', name: 'web-route' },
+      { file: 'mesh/routes.yaml', kind: 'Gateway', apiVersion: 'gateway.networking.k8s.io/v1', namespace: 'shop', name: 'api-route' },
       { file: 'mesh/routes.yaml', kind: 'TraficPolicy', apiVersion: 'policy.wren.io/v1alpha1', namespace: 'shop', name: 'web-policy' },
     ]);
     expect(ignoredLines().map((l) => [l.file, l.kind, l.objects])).toEqual([
       ['mesh/api.yaml', 'Deployment', ['shop/ignored']],
-      ['mesh/routes.yaml', 'HTTPRoute', ['shop/web-route', 'shop/api-route']],
+      ['mesh/routes.yaml', 'Gateway', ['shop/web-route', 'shop/api-route']],
       ['mesh/routes.yaml', 'TraficPolicy', ['shop/web-policy']],
     ]);
-    expect(await metric('HTTPRoute')).toBe(1);
+    expect(await metric('Gateway')).toBe(1);
     expect(await metric('TraficPolicy')).toBe(1);
 
     // Rescans of the same file version say nothing more.
     const scansBefore = lines.length;
     await new Promise((r) => setTimeout(r, 300));
     expect(lines.length).toBe(scansBefore);
-    expect(await metric('HTTPRoute')).toBe(1);
+    expect(await metric('Gateway')).toBe(1);
 
     // A new version of the file is reported again; fixing the typo takes the policy off the list.
     await replaceFile(join(dir, 'routes.yaml'), routes(2).replace('kind: TraficPolicy', 'kind: TrafficPolicy'));
-    await waitFor(async () => (await metric('HTTPRoute')) === 2, 'new file version counted');
+    await waitFor(async () => (await metric('Gateway')) === 2, 'new file version counted');
     expect(await metric('TraficPolicy')).toBe(1);
     // The metric is counted when the file is read; the view is published with the next snapshot.
     const names = async () => (await view()).map((o) => (o as { name: string }).name).join();

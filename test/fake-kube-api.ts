@@ -9,7 +9,9 @@ import * as k8s from '@kubernetes/client-node';
  * Gone for versions older than the compacted history (as an ERROR event carrying a
  * Status with code 410, the API server's usual answer, or as HTTP 410).
  */
-export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'requestauthentications' | 'meshservices' | 'telemetries';
+export type Resource =
+  | 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'requestauthentications' | 'meshservices' | 'telemetries'
+  | 'httproutes' | 'grpcroutes' | 'referencegrants';
 type Obj = Record<string, unknown> & { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown } };
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -23,6 +25,9 @@ const ROUTES: { resource: Resource; prefix: string; listKind: string; apiVersion
   { resource: 'requestauthentications', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'RequestAuthenticationList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'RequestAuthentication' },
   { resource: 'meshservices', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'MeshServiceList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'MeshService' },
   { resource: 'telemetries', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'TelemetryList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'Telemetry' },
+  { resource: 'httproutes', prefix: '/apis/gateway.networking.k8s.io/v1', listKind: 'HTTPRouteList', apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute' },
+  { resource: 'grpcroutes', prefix: '/apis/gateway.networking.k8s.io/v1', listKind: 'GRPCRouteList', apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute' },
+  { resource: 'referencegrants', prefix: '/apis/gateway.networking.k8s.io/v1beta1', listKind: 'ReferenceGrantList', apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant' },
 ];
 
 interface Watcher {
@@ -47,6 +52,14 @@ export class FakeKubeApi {
   /** 'event': 200 + ERROR event with a 410 Status (what the API server does); 'http': HTTP 410. */
   goneMode: 'event' | 'http' = 'event';
   readonly requests: RequestRecord[] = [];
+  /** Every PATCH of a /status subresource, in order: which object and the patch body. */
+  readonly statusPatches: { resource: Resource; namespace: string; name: string; contentType: string; body: Record<string, unknown> }[] = [];
+  /**
+   * Another writer's status update that lands just before the next status PATCH is served
+   * (a race the test cannot time otherwise): its merge patch is applied first (own
+   * resourceVersion, MODIFIED event), then the PATCH is handled against the newer object.
+   */
+  interleaveStatusPatch: Record<string, unknown> | null = null;
   /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
   readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
   port = 0;
@@ -83,11 +96,17 @@ export class FakeKubeApi {
     return kc;
   }
 
+  /**
+   * Create or replace an object (its spec: metadata.generation goes up by one, as the API
+   * server does for a spec change of a custom resource; the status is kept unless given).
+   */
   apply(resource: Resource, obj: Record<string, unknown>): Obj {
     const o = structuredClone(obj) as Obj;
     const key = `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`;
     const existing = this.objects.get(resource)!.get(key);
     o.metadata.namespace ??= 'default';
+    o.metadata.generation = ((existing?.metadata.generation as number | undefined) ?? 0) + 1;
+    if (existing?.status !== undefined && o.status === undefined) o.status = structuredClone(existing.status);
     o.metadata.resourceVersion = String(++this.rv);
     o.metadata.uid ??= (existing?.metadata.uid as string | undefined) ?? `uid-${this.rv}`;
     o.metadata.creationTimestamp ??= existing?.metadata.creationTimestamp ?? new Date(1_700_000_000_000 + this.rv * 1000).toISOString();
@@ -166,6 +185,7 @@ export class FakeKubeApi {
     this.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams) });
     const hit = this.route(url.pathname);
     if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return void this.tokenReview(req, res);
+    if (req.method === 'PATCH' && url.pathname.endsWith('/status')) return void this.patchStatus(req, res, url.pathname);
     if (!hit || req.method !== 'GET') {
       res.writeHead(404, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify(status(404, 'NotFound', `no route for ${req.method} ${url.pathname}`)));
@@ -197,6 +217,55 @@ export class FakeKubeApi {
     res.on('close', () => this.watchers.delete(w));
   }
 
+  /**
+   * PATCH .../namespaces/<ns>/<resource>/<name>/status with a JSON merge patch (RFC 7386)
+   * of `status` only: the status subresource ignores everything else, keeps
+   * metadata.generation, bumps resourceVersion and sends a MODIFIED event (as the API server does).
+   */
+  private patchStatus(req: IncomingMessage, res: ServerResponse, path: string): void {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const m = /^(.*)\/namespaces\/([^/]+)\/([^/]+)\/([^/]+)\/status$/.exec(path);
+      const route = m ? ROUTES.find((r) => r.prefix === m[1] && r.resource === m[3]) : undefined;
+      const existing = route ? this.objects.get(route.resource)!.get(`${m![2]}/${m![4]}`) : undefined;
+      const contentType = String(req.headers['content-type'] ?? '');
+      if (!route || !existing) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(status(404, 'NotFound', `no object at ${path}`)));
+      }
+      if (contentType !== 'application/merge-patch+json') {
+        res.writeHead(415, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(status(415, 'UnsupportedMediaType', `this fake takes merge patches only, got ${contentType}`)));
+      }
+      const key = `${m![2]}/${m![4]}`;
+      if (this.interleaveStatusPatch) {
+        const other = structuredClone(existing);
+        other.status = mergePatch(other.status, this.interleaveStatusPatch);
+        other.metadata.resourceVersion = String(++this.rv);
+        this.interleaveStatusPatch = null;
+        this.objects.get(route.resource)!.set(key, other);
+        this.emit(route.resource, 'MODIFIED', other);
+      }
+      const current = this.objects.get(route.resource)!.get(key)!;
+      const patch = JSON.parse(body) as Record<string, unknown> & { metadata?: { resourceVersion?: string } };
+      this.statusPatches.push({ resource: route.resource, namespace: m![2], name: m![4], contentType, body: patch });
+      // A resourceVersion in the patch is a precondition (optimistic concurrency): 409 when the object moved on.
+      const want = patch.metadata?.resourceVersion;
+      if (want !== undefined && want !== current.metadata.resourceVersion) {
+        res.writeHead(409, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(status(409, 'Conflict', `the object has been modified (resourceVersion ${String(current.metadata.resourceVersion)}, not ${want})`)));
+      }
+      const o = structuredClone(current);
+      o.status = mergePatch(o.status, patch.status);
+      o.metadata.resourceVersion = String(++this.rv);
+      this.objects.get(route.resource)!.set(key, o);
+      this.emit(route.resource, 'MODIFIED', o);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(o));
+    });
+  }
+
   /** TokenReview as the API server answers it: authenticated only for a known, unexpired token whose audiences meet spec.audiences. */
   private tokenReview(req: IncomingMessage, res: ServerResponse): void {
     let body = '';
@@ -224,6 +293,17 @@ export class FakeKubeApi {
     }
     return null;
   }
+}
+
+/** RFC 7386 JSON merge patch: objects merge key by key, null deletes, anything else (lists too) replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
 }
 
 function status(code: number, reason: string, message: string): Record<string, unknown> {

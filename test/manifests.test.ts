@@ -54,7 +54,17 @@ describe('every YAML file', () => {
 });
 
 describe('CRDs', () => {
-  const crds = walk(join(ROOT, 'crds')).flatMap(docsOf);
+  const all = walk(join(ROOT, 'crds')).flatMap(docsOf);
+  const crds = all.filter((c) => c.spec.group === 'policy.wren.io');
+  const gateway = all.filter((c) => c.spec.group === 'gateway.networking.k8s.io');
+  test('the Gateway API CRDs are the v1.6.1 standard channel ones, unchanged (annotations kept)', () => {
+    expect(all).toHaveLength(crds.length + gateway.length);
+    expect(gateway.map((c) => c.spec.names.kind).sort()).toEqual(['GRPCRoute', 'HTTPRoute', 'ReferenceGrant']);
+    for (const c of gateway) {
+      expect(c.metadata.annotations).toMatchObject({ 'gateway.networking.k8s.io/bundle-version': 'v1.6.1', 'gateway.networking.k8s.io/channel': 'standard' });
+      expect(c.metadata.name).toBe(`${c.spec.names.plural}.gateway.networking.k8s.io`);
+    }
+  });
   test('six namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
     expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
     for (const c of crds) {
@@ -81,7 +91,7 @@ describe('CRDs', () => {
     if (node.items) structural(node.items, `${path}[]`, errs);
     if (typeof node.additionalProperties === 'object') structural(node.additionalProperties, `${path}{}`, errs);
   };
-  test.each(crds.map((c) => [c.spec.names.kind, c] as const))('%s schema is structural', (_k, c) => {
+  test.each(all.map((c) => [c.spec.names.kind, c] as const))('%s schema is structural', (_k, c) => {
     const errs: string[] = [];
     structural(c.spec.versions[0].schema.openAPIV3Schema, '', errs);
     expect(errs).toEqual([]);
@@ -89,6 +99,11 @@ describe('CRDs', () => {
 
   test('loadCrdSchemas compiles them all', () => {
     expect(loadCrdSchemas().crds.map((c) => `${c.group}/${c.version} ${c.kind}`).sort()).toEqual([
+      'gateway.networking.k8s.io/v1 GRPCRoute',
+      'gateway.networking.k8s.io/v1 HTTPRoute',
+      'gateway.networking.k8s.io/v1 ReferenceGrant',
+      'gateway.networking.k8s.io/v1beta1 HTTPRoute',
+      'gateway.networking.k8s.io/v1beta1 ReferenceGrant',
       'policy.wren.io/v1alpha1 AuthorizationPolicy',
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
@@ -109,7 +124,9 @@ describe('examples', () => {
 
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
-    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry']));
+    expect(new Set(all.map((d) => d.kind))).toEqual(
+      new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant']),
+    );
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
   });
@@ -255,7 +272,7 @@ describe('MeshService schema agrees with parseService', () => {
 });
 
 describe('install manifests', () => {
-  test('RBAC is least privilege: exactly the listed reads plus TokenReview create', () => {
+  test('RBAC is least privilege: exactly the listed reads, route status writes and TokenReview create', () => {
     const [role] = byKind('ClusterRole');
     expect(byKind('ClusterRole')).toHaveLength(1);
     expect(byKind('Role')).toHaveLength(0);
@@ -268,6 +285,8 @@ describe('install manifests', () => {
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
         ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries']),
+        ...reads('gateway.networking.k8s.io', ['httproutes', 'grpcroutes', 'referencegrants']),
+        ...['httproutes/status', 'grpcroutes/status'].flatMap((r) => ['patch', 'update'].map((v) => `gateway.networking.k8s.io/${r}:${v}`)),
         'authentication.k8s.io/tokenreviews:create',
       ].sort(),
     );

@@ -1,5 +1,5 @@
 import {
-  endpointToWire, policyToJson, serviceToWire,
+  endpointToWire, policyToJson, routesToJson, serviceToWire,
   type WireEndpointDelta, type WireService,
 } from '../../contract/discovery.js';
 import { endpointKey, type Endpoint, type Service, type Workload } from '../../contract/model.js';
@@ -7,7 +7,7 @@ import { endpointKey, type Endpoint, type Service, type Workload } from '../../c
 /**
  * The incremental part of a discovery response: what turns the proxy's ACKed view
  * `from` into `to`, looking only at `keys` (the services changed between the two
- * versions). A service whose ports, clusterIPs or policies (its own or a port's) changed is sent whole; one
+ * versions). A service whose ports, clusterIPs, policies (its own or a port's) or routes changed is sent whole; one
  * whose only change is endpoints gets per-port endpoint deltas (added / updated /
  * removed), so a readiness flip of one pod costs one EndpointKey on the wire, not the
  * whole service (the point of Envoy's delta xDS).
@@ -42,6 +42,8 @@ export function sameShape(a: Service, b: Service): boolean {
     if (p.name !== q.name || p.port !== q.port || p.protocol !== q.protocol) return false;
     if (p.policy !== q.policy && (!p.policy || !q.policy || policyToJson(p.policy) !== policyToJson(q.policy))) return false;
   }
+  // Routes (chosen per subscriber: the discovery server sets them) travel with the service, never in an endpoint delta.
+  if (a.routes !== b.routes && routesToJson(a.routes) !== routesToJson(b.routes)) return false;
   return a.policy === b.policy || policyToJson(a.policy) === policyToJson(b.policy);
 }
 

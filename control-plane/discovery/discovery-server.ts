@@ -11,6 +11,7 @@ import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore, StoreView } from '../store/mesh-store.js';
+import { routesFor, type RouteView } from '../translate/route-compile.js';
 import { checkIdentityClaim, checkPodClaim } from './client-auth.js';
 import { diffViews, isEmptyDelta } from './delta.js';
 import { healthRows, validateHealthReport, type HealthRow } from './health-reports.js';
@@ -28,6 +29,13 @@ import { encodeTelemetrySuffix, WorkloadTelemetries } from './workload-telemetry
  * one. Subscribers with the same filter at the same ACKed version get the very same
  * delta, so it is computed and serialized once per (filter, from, to) and the bytes are
  * written to every stream (that is what keeps 1000 subscribers cheap).
+ *
+ * Routes (HTTPRoute / GRPCRoute with Service parents): each Service carries the routes in
+ * force for the subscriber (routes_json), which depend on its namespace: consumer routes
+ * declared there replace the producer routes (GEP-1294; route-compile.ts routesFor). So the
+ * shared computation is per (filter, route namespace, from, to), where the route namespace
+ * is the subscriber's own only if it has consumer routes, '*' otherwise: subscribers in
+ * ordinary namespaces still share one response.
  *
  * NACK: the response is recorded (metric, log, /debug/proxies) and the subscriber stays
  * at its last ACKed view; the next delta is computed from there when the view changes
@@ -439,10 +447,13 @@ export class DiscoveryServer {
     }
     const changed = s.forceFull || s.ackedSeq < 0 ? null : this.o.store.changedSince(s.ackedSeq);
     const full = changed === null;
-    const key = `${s.filterId}|${full ? 'full' : s.ackedSeq}`;
+    // Subscribers in a namespace with consumer routes see other routes than the rest (GEP-1294): their own entries.
+    const ns = s.sub?.identity.namespace ?? '';
+    const routeNs = view.routes.consumerNamespaces.has(ns) ? ns : '*';
+    const key = `${s.filterId}|${routeNs}|${full ? 'full' : s.ackedSeq}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
-    const to = s.filter ? subset(view.services, s.filter) : view.services;
+    const to = withRoutes(s.filter ? subset(view.services, s.filter) : view.services, view.routes, routeNs);
     let response: DiscoveryResponse | null;
     const nonce = full ? `f${view.seq}` : `${s.ackedSeq}-${view.seq}`;
     if (full) response = fullResponse(view.version, nonce, to.values());
@@ -458,6 +469,21 @@ export class DiscoveryServer {
     this.cache.set(key, entry);
     return entry;
   }
+}
+
+/** The services with the routes in force for subscribers in `ns` ('*': a namespace without consumer routes). Unrouted services stay the same objects. */
+function withRoutes(services: ReadonlyMap<string, Service>, routes: RouteView, ns: string): ReadonlyMap<string, Service> {
+  if (routes.byService.size === 0) return services;
+  let out: Map<string, Service> | null = null;
+  for (const [key, r] of routes.byService) {
+    const svc = services.get(key);
+    if (!svc) continue;
+    const list = routesFor(routes, key, ns);
+    if (list.length === 0 && r.producer.length === 0) continue;
+    out ??= new Map(services);
+    out.set(key, Object.freeze({ ...svc, routes: list }));
+  }
+  return out ?? services;
 }
 
 function subset(all: ReadonlyMap<string, Service>, keys: ReadonlySet<string>): Map<string, Service> {

@@ -35,8 +35,8 @@ export function overlayWithdrawals(source: MeshStore, served: MeshStore, withdra
       if (s) upserts.push(effective(s, key));
       else removes.push(key);
     }
-    if (keys === null) served.replaceAll(upserts, view.policy);
-    else served.apply(upserts, removes, view.policy);
+    if (keys === null) served.replaceAll(upserts, view.policy, view.routes);
+    else served.apply(upserts, removes, view.policy, view.routes);
   };
   let synced = false;
   const offSource = source.onChange((view, changed) => {

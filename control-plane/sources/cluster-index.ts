@@ -3,6 +3,8 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translat
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels } from '../translate/policy-objects.js';
 import type { KTelemetry } from '../translate/telemetry-objects.js';
 import { translateService } from '../translate/translate.js';
+import { compileRoutes, type RouteStatus, type RouteView } from '../translate/route-compile.js';
+import type { KReferenceGrant, KRoute } from '../translate/route-objects.js';
 import type { PolicyView } from '../store/mesh-store.js';
 
 /**
@@ -17,6 +19,10 @@ export interface IndexChanges {
   readonly warnings: string[];
   /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication, a Telemetry or a meshed pod's labels changed. */
   readonly policy?: PolicyView;
+  /** Set when a route, a ReferenceGrant or (with routes present) a Service changed: the recompiled routes. */
+  readonly routes?: RouteView;
+  /** With `routes`: every route object and the status the compiler gives those with Service parents. */
+  readonly routeStatus?: { readonly routes: readonly KRoute[]; readonly statuses: ReadonlyMap<string, RouteStatus> };
 }
 
 const nsName = (ns: string, name: string) => `${ns}/${name}`;
@@ -40,11 +46,28 @@ export class ClusterIndex {
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
   private policyDirty = false;
+  private readonly routes = new Map<string, KRoute>();
+  private readonly referenceGrants = new Map<string, KReferenceGrant>();
+  private routesDirty = false;
 
   constructor(private readonly trustDomain: string) {}
 
   get hasDirty(): boolean {
-    return this.dirty.size > 0 || this.policyDirty;
+    return this.dirty.size > 0 || this.policyDirty || this.routesDirty;
+  }
+
+  /** HTTPRoute and GRPCRoute objects (`kind` tells which map key they take). */
+  setRoute(kind: 'HTTPRoute' | 'GRPCRoute', ns: string, name: string, r: KRoute | null): void {
+    const key = `${kind}/${nsName(ns, name)}`;
+    if (r) this.routes.set(key, r);
+    else if (!this.routes.delete(key)) return;
+    this.routesDirty = true;
+  }
+
+  setReferenceGrant(ns: string, name: string, g: KReferenceGrant | null): void {
+    if (g) this.referenceGrants.set(nsName(ns, name), g);
+    else if (!this.referenceGrants.delete(nsName(ns, name))) return;
+    this.routesDirty = true;
   }
 
   setPeerAuthentication(ns: string, name: string, p: KPeerAuthentication | null): void {
@@ -95,6 +118,8 @@ export class ClusterIndex {
     if (s) this.services.set(key, s);
     else this.services.delete(key);
     this.dirty.add(key);
+    // Parents and backendRefs resolve against Services (and their ports).
+    if (this.routes.size > 0) this.routesDirty = true;
   }
 
   setMeshService(ns: string, name: string, s: Service | null): void {
@@ -102,6 +127,7 @@ export class ClusterIndex {
     if (s) this.meshServices.set(key, s);
     else this.meshServices.delete(key);
     this.dirty.add(key);
+    if (this.routes.size > 0) this.routesDirty = true;
   }
 
   setSlice(ns: string, name: string, slice: KEndpointSlice | null): void {
@@ -159,6 +185,19 @@ export class ClusterIndex {
     this.dirty.add(key);
   }
 
+  private compileRoutes(): Pick<IndexChanges, 'routes' | 'routeStatus'> {
+    const lookup = (ns: string, name: string) => {
+      const key = svcKey(ns, name);
+      const m = this.meshServices.get(key);
+      if (m) return m;
+      const s = this.services.get(key);
+      return s && !s.externalName ? s : undefined;
+    };
+    const routes = [...this.routes.values()];
+    const c = compileRoutes(routes, [...this.referenceGrants.values()], lookup);
+    return { routes: c.view, routeStatus: { routes, statuses: c.statuses } };
+  }
+
   /** Re-translate the dirty services. */
   flush(): IndexChanges {
     const out: IndexChanges = { upserts: [], removes: [], warnings: [] };
@@ -176,10 +215,12 @@ export class ClusterIndex {
       else out.removes.push(key);
     }
     this.dirty.clear();
-    if (!this.policyDirty) return out;
+    const withRoutes = this.routesDirty ? { ...out, ...this.compileRoutes() } : out;
+    this.routesDirty = false;
+    if (!this.policyDirty) return withRoutes;
     this.policyDirty = false;
     return {
-      ...out,
+      ...withRoutes,
       policy: Object.freeze({
         peerAuthentications: Object.freeze([...this.peerAuthentications.values()]),
         authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),

@@ -3,13 +3,16 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Timer } from '../../common/clock.js';
 import { translateCluster } from '../translate/translate.js';
+import { compileRoutes, type RouteStatus } from '../translate/route-compile.js';
 import { loadManifestFile, mergeManifests, type IgnoredObject, type LoadedFile } from './manifest-loader.js';
 import type { MeshSource, SourceContext } from './source.js';
 
 /**
  * The embedded default source: a directory of YAML/JSON manifests (Service,
- * EndpointSlice, Pod, TrafficPolicy, PeerAuthentication, AuthorizationPolicy as real
- * Kubernetes objects, plus the compact MeshService), re-read on change. fs.watch (recursive) triggers a rescan after a short
+ * EndpointSlice, Pod, TrafficPolicy, PeerAuthentication, AuthorizationPolicy, Gateway API
+ * HTTPRoute / GRPCRoute / ReferenceGrant as real Kubernetes objects, plus the compact
+ * MeshService), re-read on change. Route conditions that are not True (a route not
+ * Accepted, a backendRef not resolved) are logged, since there is no status to write here. fs.watch (recursive) triggers a rescan after a short
  * debounce (editors write in several steps); a periodic rescan catches what fs.watch
  * misses (network filesystems, some editors' rename dance, a watcher that died).
  * A rescan reads every file but re-parses only those whose content changed.
@@ -37,6 +40,7 @@ export class DirSource implements MeshSource {
   private stopped = false;
   private currentErrors: readonly string[] = [];
   private currentIgnored: readonly IgnoredObject[] = [];
+  private currentRouteProblems: readonly string[] = [];
 
   constructor(private readonly o: DirSourceOptions) {
     this.name = `dir:${o.dir}`;
@@ -47,7 +51,7 @@ export class DirSource implements MeshSource {
     return this.currentErrors;
   }
 
-  /** Objects of kinds this source does not read (HTTPRoute, Deployment, a typo in `kind`), by file. */
+  /** Objects of kinds this source does not read (a Gateway, a Deployment, a typo in `kind`), by file. */
   ignored(): readonly IgnoredObject[] {
     return this.currentIgnored;
   }
@@ -156,14 +160,33 @@ export class DirSource implements MeshSource {
     const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
     const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries } = merged.objects;
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, podLabels, podServiceAccounts }));
+    const byKey = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s] as const));
+    const routes = compileRoutes(merged.objects.routes, merged.objects.referenceGrants, (ns, name) => byKey.get(`${ns}/${name}`));
+    this.reportRouteStatus(routes.statuses);
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, podLabels, podServiceAccounts }), routes.view);
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }
 
+  /** Current route conditions that are not True, as `kind/namespace/name -> Service: type reason: message` (also logged when they change). */
+  routeProblems(): readonly string[] {
+    return this.currentRouteProblems;
+  }
+
+  private reportRouteStatus(statuses: ReadonlyMap<string, RouteStatus>): void {
+    const problems: string[] = [];
+    for (const [key, st] of statuses)
+      for (const p of st.parents)
+        for (const c of p.conditions)
+          if (c.status === 'False') problems.push(`${key} -> Service ${String(p.parentRef.namespace ?? st.route.namespace)}/${String(p.parentRef.name)}: ${c.type}=False ${c.reason}: ${c.message}`);
+    const before = new Set(this.currentRouteProblems);
+    for (const p of problems) if (!before.has(p)) this.o.logger.warn('route condition not met', { problem: p });
+    this.currentRouteProblems = Object.freeze(problems);
+  }
+
   /**
    * Once per file version (only re-parsed files get here) and kind: one log line naming the
-   * objects and one count, so an HTTPRoute or a misspelt `kind` is not dropped silently.
+   * objects and one count, so a Gateway or a misspelt `kind` is not dropped silently.
    */
   private reportIgnored(ignored: readonly IgnoredObject[]): void {
     const byKind = new Map<string, IgnoredObject[]>();

@@ -7,14 +7,19 @@ import {
 } from '../translate/k8s-objects.js';
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
 import { parseTelemetryResource } from '../translate/telemetry-objects.js';
+import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, GATEWAY_GROUP } from '../translate/route-objects.js';
 import { ClusterIndex } from './cluster-index.js';
+import { RouteStatusWriter } from './route-status-writer.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
 
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
  * builds) on Services, EndpointSlices, Pods, and the policy.wren.io/v1alpha1 TrafficPolicies,
  * PeerAuthentications, AuthorizationPolicies, RequestAuthentications, Telemetries and MeshServices (a MeshService wins over a
- * Service of the same name, as in the directory source: translate.ts).
+ * Service of the same name, as in the directory source: translate.ts), and the Gateway API
+ * HTTPRoutes, GRPCRoutes (gateway.networking.k8s.io/v1) and ReferenceGrants (v1beta1):
+ * routes with Service parents are compiled (route-compile.ts) and their status written back
+ * (route-status-writer.ts). Without the Gateway API CRDs the source runs without routes.
  *
  * - The informer keeps resourceVersion, resumes watches from it and relists when the
  *   API answers 410 Gone (HTTP 410 or an ERROR event with a 410 Status).
@@ -29,6 +34,8 @@ import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } fro
 export interface KubernetesSourceOptions extends SourceContext {
   readonly kubeConfig: k8s.KubeConfig;
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Delay before a failed route status write is tried again (default 1 s). */
+  readonly statusRetryMs?: number;
 }
 
 /** A Watch that always asks for bookmarks, and opens nothing once its source stopped. */
@@ -70,24 +77,28 @@ export class KubernetesSource implements MeshSource {
   readonly name = 'kubernetes';
   private readonly index: ClusterIndex;
   private readonly committer: IndexCommitter;
+  private readonly statusWriter: RouteStatusWriter;
   private readonly resources: Resource[] = [];
   private stopped = false;
   private syncWaiters: (() => void)[] = [];
 
   constructor(private readonly o: KubernetesSourceOptions) {
     this.index = new ClusterIndex(o.trustDomain);
-    this.committer = new IndexCommitter(this.index, o, 'kubernetes');
     const kc = o.kubeConfig;
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const disc = kc.makeApiClient(k8s.DiscoveryV1Api);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    const statusWriter = (this.statusWriter = new RouteStatusWriter(custom, o.clock, o.logger, o.statusRetryMs));
+    this.committer = new IndexCommitter(this.index, o, 'kubernetes', (r) => {
+      if (!this.stopped) statusWriter.update(r.routes, r.statuses);
+    });
     const idx = this.index;
     this.add('services', '/api/v1/services', () => core.listServiceForAllNamespaces(), parseK8sService, idx.setService.bind(idx));
     this.add('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', () => disc.listEndpointSliceForAllNamespaces(), parseEndpointSlice, idx.setSlice.bind(idx));
     this.add('pods', '/api/v1/pods', () => core.listPodForAllNamespaces(), parsePod, idx.setPod.bind(idx));
-    const crd = (plural: string, kind: string) => async () => {
+    const crd = (plural: string, kind: string, group = TRAFFIC_POLICY_GROUP, version = TRAFFIC_POLICY_VERSION) => async () => {
       try {
-        return await custom.listClusterCustomObject({ group: TRAFFIC_POLICY_GROUP, version: TRAFFIC_POLICY_VERSION, plural });
+        return await custom.listClusterCustomObject({ group, version, plural });
       } catch (e) {
         // CRD not installed: run without these objects rather than never becoming ready.
         if ((e as { code?: number }).code === 404) {
@@ -113,6 +124,13 @@ export class KubernetesSource implements MeshSource {
       parseRequestAuthenticationResource, idx.setRequestAuthentication.bind(idx),
     );
     this.add('telemetries', crdPath('telemetries'), crd('telemetries', 'Telemetry'), parseTelemetryResource, idx.setTelemetry.bind(idx));
+    const gw = (version: string, plural: string) => `/apis/${GATEWAY_GROUP}/${version}/${plural}`;
+    this.add('httproutes', gw('v1', 'httproutes'), crd('httproutes', 'HTTPRoute', GATEWAY_GROUP, 'v1'), parseHttpRoute, (ns, n, r) => idx.setRoute('HTTPRoute', ns, n, r));
+    this.add('grpcroutes', gw('v1', 'grpcroutes'), crd('grpcroutes', 'GRPCRoute', GATEWAY_GROUP, 'v1'), parseGrpcRoute, (ns, n, r) => idx.setRoute('GRPCRoute', ns, n, r));
+    this.add(
+      'referencegrants', gw('v1beta1', 'referencegrants'), crd('referencegrants', 'ReferenceGrant', GATEWAY_GROUP, 'v1beta1'),
+      parseReferenceGrant, idx.setReferenceGrant.bind(idx),
+    );
   }
 
   private add<T>(
@@ -204,6 +222,7 @@ export class KubernetesSource implements MeshSource {
   async stop(): Promise<void> {
     this.stopped = true;
     this.committer.cancel();
+    this.statusWriter.stop();
     for (const r of this.resources) {
       if (r.timer) this.o.clock.clearTimeout(r.timer);
       await r.informer.stop();

@@ -12,10 +12,11 @@ import {
 } from '../translate/policy-objects.js';
 import type { PolicyObjects } from '../translate/inbound-policy.js';
 import { parseTelemetryResource, type KTelemetry } from '../translate/telemetry-objects.js';
+import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, type KReferenceGrant, type KRoute } from '../translate/route-objects.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
- * validated objects. Objects of other kinds (a Deployment, an HTTPRoute, a typo in `kind`)
+ * validated objects. Objects of other kinds (a Deployment, a Gateway, a typo in `kind`)
  * are not read; they are listed in `ignored` so the source can say so (log, metric,
  * /debug/view) instead of dropping them without a word. Each object is validated
  * alone: a bad one is reported as `<file>: <field path>: <problem>` and, if the same
@@ -31,7 +32,10 @@ export type ManifestObject =
   | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
   | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy }
   | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication }
-  | { kind: 'Telemetry'; key: string; value: KTelemetry };
+  | { kind: 'Telemetry'; key: string; value: KTelemetry }
+  | { kind: 'HTTPRoute'; key: string; value: KRoute }
+  | { kind: 'GRPCRoute'; key: string; value: KRoute }
+  | { kind: 'ReferenceGrant'; key: string; value: KReferenceGrant };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -43,6 +47,9 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   AuthorizationPolicy: parseAuthorizationPolicyResource,
   RequestAuthentication: parseRequestAuthenticationResource,
   Telemetry: parseTelemetryResource,
+  HTTPRoute: parseHttpRoute,
+  GRPCRoute: parseGrpcRoute,
+  ReferenceGrant: parseReferenceGrant,
 };
 
 /** An object the directory source does not read (its kind is not one of PARSERS). */
@@ -103,13 +110,16 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
 }
 
 /** Merge files (in the order given) into one object set; a duplicate keeps the first and is reported. */
-export function mergeManifests(files: readonly [string, LoadedFile][]): { objects: ClusterObjects & PolicyObjects; errors: string[] } {
+export function mergeManifests(files: readonly [string, LoadedFile][]): {
+  objects: ClusterObjects & PolicyObjects & { routes: KRoute[]; referenceGrants: KReferenceGrant[] };
+  errors: string[];
+} {
   const seen = new Map<string, string>();
   const errors: string[] = [];
   const out = {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
-    telemetries: [] as KTelemetry[],
+    telemetries: [] as KTelemetry[], routes: [] as KRoute[], referenceGrants: [] as KReferenceGrant[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -127,6 +137,8 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
       else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
       else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
       else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
+      else if (o.kind === 'HTTPRoute' || o.kind === 'GRPCRoute') out.routes.push(o.value);
+      else if (o.kind === 'ReferenceGrant') out.referenceGrants.push(o.value);
       else out.meshServices.push(o.value);
     }
   }

@@ -2,7 +2,7 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore } from '../store/mesh-store.js';
-import type { ClusterIndex } from './cluster-index.js';
+import type { ClusterIndex, IndexChanges } from './cluster-index.js';
 
 /** Where the control plane's view comes from (Kubernetes API, a directory of manifests). */
 export interface MeshSource {
@@ -35,6 +35,8 @@ export class IndexCommitter {
     private readonly index: ClusterIndex,
     private readonly ctx: SourceContext,
     private readonly source: string,
+    /** Called after a commit whose routes were recompiled (the Kubernetes source writes route status from it). */
+    private readonly onRoutes?: (status: NonNullable<IndexChanges['routeStatus']>) => void,
   ) {}
 
   touch(): void {
@@ -50,7 +52,8 @@ export class IndexCommitter {
     this.timer = null;
     const c = this.index.flush();
     for (const w of c.warnings) this.ctx.logger.warn('translation warning', { source: this.source, warning: w });
-    this.ctx.store.apply(c.upserts, c.removes, c.policy);
+    this.ctx.store.apply(c.upserts, c.removes, c.policy, c.routes);
+    if (c.routeStatus) this.onRoutes?.(c.routeStatus);
     const view = this.ctx.store.view.services;
     this.ctx.metrics.services.set(view.size);
     let eps = 0;

@@ -1,6 +1,8 @@
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { Service } from '../../contract/model.js';
+import { compileRoutes } from '../translate/route-compile.js';
+import { parseHttpRoute } from '../translate/route-objects.js';
 import { MeshStore } from './mesh-store.js';
 
 const svc = (name: string, ips: string[]): Service => ({
@@ -32,5 +34,24 @@ describe('MeshStore', () => {
     // history limit 3: seq 1 is forgotten -> a subscriber that far behind needs a full snapshot
     expect(store.changedSince(0)).toBeNull();
     expect(seen).toEqual([[], ['b.ns'], ['a.ns'], ['c.ns', 'b.ns']]);
+  });
+
+  test('a route change marks the Services whose routes changed (a recompile with the same result commits nothing)', () => {
+    const store = new MeshStore(new FakeClock(), seededRandom(1));
+    store.apply([svc('a', []), svc('b', [])], []);
+    store.markReady();
+    const route = (ns: string, weight: number) =>
+      parseHttpRoute({ kind: 'HTTPRoute', metadata: { name: 'r', namespace: ns }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'a', namespace: 'ns' }], rules: [{ backendRefs: [{ name: 'b', namespace: 'ns', port: 80, weight }] }] } }, '');
+    const lookup = (ns: string, name: string) => store.view.services.get(`${name}.${ns}`);
+    expect(store.apply([], [], undefined, compileRoutes([route('ns', 1)], [], lookup).view)).toEqual(['a.ns']);
+    const v = store.view;
+    expect(store.apply([], [], undefined, compileRoutes([route('ns', 1)], [], lookup).view)).toEqual([]);
+    expect(store.view).toBe(v);
+    expect(store.apply([], [], undefined, compileRoutes([route('ns', 2)], [], lookup).view)).toEqual(['a.ns']);
+    // A consumer route in another namespace changes a.ns's routes too (for callers there).
+    const both = compileRoutes([route('ns', 2), route('other', 1)], [], lookup).view;
+    expect(store.apply([], [], undefined, both)).toEqual(['a.ns']);
+    expect([...store.view.routes.consumerNamespaces]).toEqual(['other']);
+    expect(store.changedSince(v.seq)).toEqual(new Set(['a.ns']));
   });
 });

@@ -2,6 +2,7 @@ import type { Clock, Random } from '../../common/clock.js';
 import { serviceKey, type Service } from '../../contract/model.js';
 import { sameService } from '../discovery/delta.js';
 import type { PolicyObjects } from '../translate/inbound-policy.js';
+import { EMPTY_ROUTE_VIEW, type RouteView, type ServiceRoutes } from '../translate/route-compile.js';
 import type { Labels } from '../translate/policy-objects.js';
 
 /**
@@ -48,11 +49,28 @@ export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
   return true;
 }
 
+const sameSet = (a: ReadonlySet<string>, b: ReadonlySet<string>): boolean => a.size === b.size && [...a].every((x) => b.has(x));
+const routesJson = (r: ServiceRoutes | undefined): string =>
+  r ? JSON.stringify([r.producer, [...r.consumers].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))]) : '';
+
+/** Service keys whose routes (producer or any namespace's consumer routes) differ between two route views. */
+function changedRouteKeys(a: RouteView, b: RouteView): string[] {
+  const out: string[] = [];
+  for (const key of new Set([...a.byService.keys(), ...b.byService.keys()])) {
+    const x = a.byService.get(key);
+    const y = b.byService.get(key);
+    if (x !== y && routesJson(x) !== routesJson(y)) out.push(key);
+  }
+  return out;
+}
+
 export interface StoreView {
   readonly seq: number;
   readonly version: string;
   readonly services: ReadonlyMap<string, Service>;
   readonly policy: PolicyView;
+  /** The compiled HTTPRoutes/GRPCRoutes by Service; the discovery server picks each subscriber's (routesFor). */
+  readonly routes: RouteView;
   /** Clock time of the commit that made this version. */
   readonly committedAt: number;
 }
@@ -71,7 +89,7 @@ export class MeshStore {
     private readonly historyLimit = 1024,
   ) {
     this.epoch = Math.floor(random() * 0xffffffff).toString(36).padStart(7, '0');
-    this.current = Object.freeze({ seq: 0, version: `${this.epoch}-0`, services: new Map(), policy: EMPTY_POLICY_VIEW, committedAt: clock.now() });
+    this.current = Object.freeze({ seq: 0, version: `${this.epoch}-0`, services: new Map(), policy: EMPTY_POLICY_VIEW, routes: EMPTY_ROUTE_VIEW, committedAt: clock.now() });
   }
 
   get view(): StoreView {
@@ -100,11 +118,12 @@ export class MeshStore {
   }
 
   /**
-   * Upserts and removals (and optionally a new policy view) in one commit; unchanged
-   * upserts are dropped. Returns the changed service keys (a policy-only commit makes a
-   * new version with no changed keys).
+   * Upserts and removals (and optionally a new policy view and route view) in one commit;
+   * unchanged upserts are dropped. Returns the changed service keys (a policy-only commit
+   * makes a new version with no changed keys; a Service whose routes changed counts as changed,
+   * so subscribers get it again with its new routes).
    */
-  apply(upserts: readonly Service[], removes: readonly string[], policy?: PolicyView): readonly string[] {
+  apply(upserts: readonly Service[], removes: readonly string[], policy?: PolicyView, routes?: RouteView): readonly string[] {
     const prev = this.current.services;
     const changed: string[] = [];
     let next: Map<string, Service> | undefined;
@@ -122,10 +141,14 @@ export class MeshStore {
       changed.push(key);
     }
     const policyChanged = policy !== undefined && !samePolicyView(policy, this.current.policy);
-    if (!next && !policyChanged) return changed;
+    const routeKeys = routes === undefined || routes === this.current.routes ? [] : changedRouteKeys(this.current.routes, routes);
+    const routesChanged = routes !== undefined && routes !== this.current.routes && (routeKeys.length > 0 || !sameSet(routes.consumerNamespaces, this.current.routes.consumerNamespaces));
+    for (const k of routeKeys) if (!changed.includes(k)) changed.push(k);
+    if (!next && !policyChanged && !routesChanged) return changed;
     const seq = this.current.seq + 1;
     this.current = Object.freeze({
-      seq, version: `${this.epoch}-${seq}`, services: next ?? prev, policy: policyChanged && policy ? policy : this.current.policy, committedAt: this.clock.now(),
+      seq, version: `${this.epoch}-${seq}`, services: next ?? prev, policy: policyChanged && policy ? policy : this.current.policy,
+      routes: routesChanged && routes ? routes : this.current.routes, committedAt: this.clock.now(),
     });
     this.log.push({ seq, keys: changed });
     if (this.log.length > this.historyLimit) this.log.splice(0, this.log.length - this.historyLimit);
@@ -134,9 +157,9 @@ export class MeshStore {
   }
 
   /** Replace everything (file source): removes what is not in `services`. */
-  replaceAll(services: readonly Service[], policy?: PolicyView): readonly string[] {
+  replaceAll(services: readonly Service[], policy?: PolicyView, routes?: RouteView): readonly string[] {
     const keep = new Set(services.map(serviceKey));
-    return this.apply(services, [...this.current.services.keys()].filter((k) => !keep.has(k)), policy);
+    return this.apply(services, [...this.current.services.keys()].filter((k) => !keep.has(k)), policy, routes);
   }
 
   /** Keys changed after `seq` up to now; null when the history no longer reaches back that far. */

@@ -1,0 +1,179 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import type { ServiceRoute } from '../contract/routes.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import { waitFor } from './control-plane-harness.js';
+import { replaceFile } from './helpers/replace-file.js';
+
+/**
+ * HTTPRoutes from the directory source to the discovery stream: what each subscriber gets
+ * in ServiceResource.routes_json (the proxy half decodes it; here it is checked as JSON of
+ * contract/routes.ts objects), per subscriber namespace (consumer routes, GEP-1294).
+ */
+const services = `apiVersion: v1
+kind: Service
+metadata: { name: reviews, namespace: shop }
+spec: { clusterIP: 10.96.0.40, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: reviews-v1, namespace: shop }
+spec: { clusterIP: 10.96.0.41, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: reviews-v2, namespace: shop }
+spec: { clusterIP: 10.96.0.42, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
+`;
+
+const producer = (v1: number, v2: number, path = '/') => `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: reviews-split, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z" }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: ${JSON.stringify(path)} } }]
+      backendRefs:
+        - { name: reviews-v1, port: 9080, weight: ${v1} }
+        - { name: reviews-v2, port: 9080, weight: ${v2} }
+`;
+
+const consumer = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: batch-reviews, namespace: batch }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: reviews, namespace: shop }]
+  rules:
+    - backendRefs: [{ name: reviews-v2, namespace: shop, port: 9080 }]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: { name: from-batch, namespace: shop }
+spec:
+  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: batch }]
+  to: [{ group: "", kind: Service }]
+`;
+
+describe('routes from the directory source, pushed per subscriber namespace', () => {
+  let root: string;
+  let dir: string;
+  let cp: ControlPlane;
+  let source: DirSource;
+  const clients: DiscoveryClient[] = [];
+  /** namespace -> service key -> the last routes_json pushed for it. */
+  const pushed = new Map<string, Map<string, string>>();
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'wren-routes-dir-'));
+    dir = join(root, 'mesh');
+    await mkdir(dir);
+    await replaceFile(join(dir, 'services.yaml'), services);
+    await replaceFile(join(dir, 'routes.yaml'), producer(90, 10));
+    pushed.clear();
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
+      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
+    });
+    cp.discovery.onPush((p) => {
+      const ns = /\/ns\/([^/]+)\//.exec(p.identity)![1];
+      const m = pushed.get(ns) ?? new Map<string, string>();
+      pushed.set(ns, m);
+      for (const s of p.response.services) m.set(`${s.name}.${s.namespace}`, s.routesJson ?? '');
+    });
+    await cp.whenReady();
+  });
+
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.stop()));
+    await cp.close(100);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const subscribe = (ns: string): DiscoveryClient => {
+    const c = new DiscoveryClient({
+      address: `127.0.0.1:${cp.grpcPort}`,
+      identity: { spiffeId: `spiffe://cluster.local/ns/${ns}/sa/app`, namespace: ns, pod: `app-${ns}` },
+      clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
+    });
+    clients.push(c);
+    c.start();
+    return c;
+  };
+  const routesOf = (ns: string, svc = 'reviews.shop'): ServiceRoute[] | undefined => {
+    const j = pushed.get(ns)?.get(svc);
+    return j === undefined ? undefined : j === '' ? [] : (JSON.parse(j) as ServiceRoute[]);
+  };
+  const weights = (ns: string) => routesOf(ns)?.[0]?.rules[0].backends.map((b) => `${b.name}:${b.weight}`).join(',');
+
+  test('a producer route reaches every subscriber; a consumer route only subscribers in its namespace; edits and deletes are pushed', async () => {
+    await subscribe('web').onFirstSnapshot();
+    await subscribe('batch').onFirstSnapshot();
+    expect(routesOf('web')).toEqual([
+      {
+        kind: 'HTTPRoute', name: 'reviews-split', namespace: 'shop', ports: [9080],
+        rules: [{
+          name: '', filters: [], timeouts: { requestMs: 0, backendRequestMs: 0 },
+          matches: [{ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [] }],
+          backends: [
+            { name: 'reviews-v1', namespace: 'shop', port: 9080, weight: 90, filters: [], invalid: '' },
+            { name: 'reviews-v2', namespace: 'shop', port: 9080, weight: 10, filters: [], invalid: '' },
+          ],
+        }],
+      },
+    ]);
+    expect(routesOf('batch')).toEqual(routesOf('web'));
+    expect(routesOf('web', 'reviews-v1.shop')).toEqual([]);
+
+    // A consumer route in batch: batch's subscriber gets it instead; web's keeps the producer route.
+    await replaceFile(join(dir, 'consumer.yaml'), consumer);
+    await waitFor(() => routesOf('batch')?.[0]?.name === 'batch-reviews', 'consumer route pushed to batch');
+    expect(routesOf('batch')!.map((r) => r.name)).toEqual(['batch-reviews']);
+    expect(routesOf('batch')![0].rules[0].backends[0]).toMatchObject({ name: 'reviews-v2', invalid: '' });
+    expect(weights('web')).toBe('reviews-v1:90,reviews-v2:10');
+    // /debug/view shows both, by Service.
+    const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { routes: Record<string, { producer: ServiceRoute[]; consumers: Record<string, ServiceRoute[]> }> };
+    expect(view.routes['reviews.shop'].producer.map((r) => r.name)).toEqual(['reviews-split']);
+    expect(Object.keys(view.routes['reviews.shop'].consumers)).toEqual(['batch']);
+
+    // An edit of the producer route: web gets the new weights; batch still its own route.
+    await replaceFile(join(dir, 'routes.yaml'), producer(50, 50));
+    await waitFor(() => weights('web') === 'reviews-v1:50,reviews-v2:50', 'edit pushed');
+    expect(routesOf('batch')!.map((r) => r.name)).toEqual(['batch-reviews']);
+
+    // Deleting the consumer route gives batch the producer route back; deleting that leaves no routes.
+    await rm(join(dir, 'consumer.yaml'));
+    await waitFor(() => routesOf('batch')?.[0]?.name === 'reviews-split', 'batch back on the producer route');
+    await rm(join(dir, 'routes.yaml'));
+    await waitFor(() => routesOf('web')?.length === 0 && routesOf('batch')?.length === 0, 'routes removed');
+  });
+
+  test('an invalid edit is rejected with its field path and the last good route stays', async () => {
+    await subscribe('web').onFirstSnapshot();
+    expect(weights('web')).toBe('reviews-v1:90,reviews-v2:10');
+    await replaceFile(join(dir, 'routes.yaml'), producer(90, 10, 'no-slash'));
+    await waitFor(() => source.errors().length > 0, 'rejection reported');
+    expect(source.errors()).toEqual(["mesh/routes.yaml: spec.rules[0].matches[0].path.value: value must be an absolute path and start with '/'"]);
+    await new Promise((r) => setTimeout(r, 250)); // a rescan or two
+    expect(weights('web')).toBe('reviews-v1:90,reviews-v2:10');
+    expect(routesOf('web')![0].rules[0].matches[0].path).toEqual({ type: 'PathPrefix', value: '/' });
+    // Fixed: the new version is pushed.
+    await replaceFile(join(dir, 'routes.yaml'), producer(1, 1, '/api'));
+    await waitFor(() => routesOf('web')?.[0]?.rules[0].matches[0].path?.value === '/api', 'fixed route pushed');
+    expect(source.errors()).toEqual([]);
+  });
+
+  test('a backend that does not resolve stays with its reason (the proxy answers 500 for it) and is reported', async () => {
+    await subscribe('web').onFirstSnapshot();
+    await replaceFile(join(dir, 'routes.yaml'), producer(1, 1).replace('name: reviews-v2', 'name: reviews-v3'));
+    await waitFor(() => routesOf('web')?.[0]?.rules[0].backends[1]?.name === 'reviews-v3', 'pushed');
+    expect(routesOf('web')![0].rules[0].backends[1].invalid).toBe('BackendNotFound');
+    expect(source.routeProblems()).toEqual([
+      'HTTPRoute/shop/reviews-split -> Service shop/reviews: ResolvedRefs=False BackendNotFound: spec.rules[0].backendRefs[1]: Service shop/reviews-v3 not found',
+    ]);
+  });
+});
