@@ -1,3 +1,4 @@
+import { inboundPolicyFromJson } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import type { Issuer } from '../identity/issuer.js';
 import { issuerTrust } from '../identity/trust-state.js';
@@ -64,7 +65,7 @@ export interface ProxyConfigDump {
   readonly services: readonly Service[];
   /** The routes of those services, by service key "name.namespace". */
   readonly routes: Readonly<Record<string, unknown>>;
-  /** The inbound policy it ACKed: null none sent yet, 'default' the defaults. */
+  /** The inbound policy it ACKed (the defaults expanded); null: none sent yet. */
   readonly policy: unknown;
   readonly telemetry: unknown;
   readonly cert: ProxyStatusCert | null;
@@ -85,7 +86,7 @@ function certOf(s: Subscriber, anchors: ReadonlySet<string> | null): ProxyStatus
   const r = s.identityReport?.report;
   if (!r) return null;
   return {
-    serial: r.leafSerial,
+    serial: r.leafSerial.toUpperCase(), // as /certs and openssl show it
     notAfter: r.notAfterMs > 0 ? new Date(r.notAfterMs).toISOString() : null,
     chainRoot: r.chainRootFingerprint,
     chainsToCurrentAnchor: anchors ? r.chainRootFingerprint !== '' && anchors.has(r.chainRootFingerprint) : null,
@@ -127,7 +128,8 @@ export function proxyConfigDump(s: Subscriber, anchors: ReadonlySet<string> | nu
     ackedVersion: s.ackedVersion || null,
     services,
     routes: Object.fromEntries(services.filter((x) => x.routes?.length).map((x) => [`${x.name}.${x.namespace}`, x.routes])),
-    policy: parsed(s.ackedPolicyJson, 'default'),
+    // '' on the wire is the defaults: shown expanded, as the proxy's own /config_dump does.
+    policy: s.ackedPolicyJson === null ? null : inboundPolicyFromJson(s.ackedPolicyJson, 'inboundPolicy'),
     telemetry: parsed(s.ackedTelemetryJson, 'none'),
     cert: certOf(s, anchors),
   };
