@@ -401,7 +401,12 @@ export class DiscoveryServer {
       entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, full: false, bytes: null, response: null, withPolicy: new Map() };
     } else return;
     const withTrust = trust !== null && (entry.full || trustDue) ? trust : null;
-    if (policyJson === null && telemetryJson === null && withTrust === null && (!entry.bytes || !entry.response)) return;
+    if (policyJson === null && telemetryJson === null && withTrust === null && (!entry.bytes || !entry.response)) {
+      // Nothing to send: what the proxy ACKed is what it would get now. A NACK of content
+      // since superseded (the change was reverted) no longer holds it back: it is in sync.
+      if (entry.seq === view.seq) s.nackedSinceAck = false;
+      return;
+    }
     let bytes: Buffer;
     let response: DiscoveryResponse;
     const extras = {
