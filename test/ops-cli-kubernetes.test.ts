@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,11 +45,13 @@ let serving: { cert: string };
 const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
-function selfSigned(name: string, days: number, host = HOST): { cert: string } {
+/** A self-signed certificate for `host` (as an operator or cert-manager makes); with `ca`, signed by that one's key instead. */
+function selfSigned(name: string, days: number, host = HOST, ca?: string): { cert: string } {
   const crt = join(dir, `${name}.crt`);
   execFileSync('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', String(days),
     '-subj', `/CN=${host}/O=${name}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', join(dir, `${name}.key`), '-out', crt,
+    ...(ca ? ['-CA', join(dir, `${ca}.crt`), '-CAkey', join(dir, `${ca}.key`)] : []),
   ], { stdio: 'pipe' });
   return { cert: execFileSync('cat', [crt], { encoding: 'utf8' }) };
 }
@@ -156,10 +160,11 @@ test.each<[string, () => void, string, RegExp, string[]?]>([
   ['webhook (configuration missing)', () => void api.rawObjects.delete(WEBHOOK_PATH), 'webhook', /wren-sidecar-injector not found/],
   ['webhook-cert (another CA)', () => void api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(selfSigned('other', 365).cert))), 'webhook-cert', /not signed by the webhook's caBundle/],
   ['webhook-cert (expiring)', () => {
-    const soon = selfSigned('soon', 3);
-    api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(soon.cert)));
+    // The CA (the serving certificate of the healthy cluster) stays valid; the leaf it signs expires in 3 days.
+    const soon = selfSigned('soon', 3, HOST, 'serving');
     api.rawObjects.set(SECRET_PATH, { data: { 'tls.crt': b64(soon.cert) } });
   }, 'webhook-cert', /expires in [23] day\(s\) \(< 7\)/],
+  ['webhook (CA expiring)', () => void api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(selfSigned('ca-soon', 2).cert))), 'webhook', /the caBundle certificate expires in [12] day\(s\) \(< 7\)/],
   ['webhook-cert (wrong name)', () => {
     const other = selfSigned('elsewhere', 365, 'injector.example.org');
     api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(other.cert)));
@@ -192,8 +197,8 @@ test('control-plane-pods: an unready replica fails (and is the one named)', asyn
 });
 
 test('trust-anchors, issuer, proxies-synced and proxy-certs fail through the API server too', async () => {
-  // The serving certificate (365 days) fails that bar too.
-  expect((await check('--min-days', '9999')).failed).toEqual(['webhook-cert', 'trust-anchors', 'issuer']);
+  // The webhook's CA (365 days) fails that bar too.
+  expect((await check('--min-days', '9999')).failed).toEqual(['webhook', 'trust-anchors', 'issuer']);
   proxy.reject = () => 'services[0]: bad';
   await replaceFile(join(dir, 'mesh', 'api.yaml'), 'apiVersion: policy.wren.io/v1alpha1\nkind: MeshService\nmetadata: { name: api, namespace: default }\nspec:\n  ports:\n    - { name: http, port: 81, protocol: http1, endpoints: [] }\n');
   const nacked = await waitFor(async () => {
@@ -221,6 +226,23 @@ test('trust-anchors, issuer, proxies-synced and proxy-certs fail through the API
   proxy.client.reportIdentity({ trustAnchorFingerprints: [certFingerprint(pki.bundlePem)], chainRootFingerprint: certFingerprint(pki.bundlePem), leafSerial: 'ab12', notAfterMs: Date.now() + 86_400_000, startupTrustAnchorFingerprints: [] });
   await replaceFile(join(dir, 'mesh', 'api.yaml'), 'apiVersion: policy.wren.io/v1alpha1\nkind: MeshService\nmetadata: { name: api, namespace: default }\nspec:\n  ports:\n    - { name: http, port: 80, protocol: http1, endpoints: [] }\n');
   await waitFor(async () => (await check()).code === 0, 'healthy again', 15_000);
+});
+
+test('kubernetes-api: an API server that accepts and never answers fails within --timeout', async () => {
+  const hang = createServer(() => undefined);
+  await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
+  const slow = join(dir, 'slow-kubeconfig');
+  await writeFile(slow, (await readFile(kubeconfig, 'utf8')).replace(`127.0.0.1:${api.port}`, `127.0.0.1:${(hang.address() as AddressInfo).port}`));
+  try {
+    const t0 = performance.now();
+    const r = await run(checkCommand, '--kubeconfig', slow, '--output', 'json', '--timeout', '0.3');
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(r.code).toBe(1);
+    expect((JSON.parse(r.out) as { checks: CheckOutcome[] }).checks[0]).toMatchObject({ id: 'kubernetes-api', status: 'fail', message: expect.stringContaining('no answer from http://127.0.0.1:') });
+  } finally {
+    hang.closeAllConnections();
+    hang.close();
+  }
 });
 
 test('kubernetes-api: an API server nobody answers fails and every other check is skipped', async () => {

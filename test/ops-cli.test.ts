@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,6 +105,29 @@ test('proxy-status: every sidecar SYNCED at the version it was sent, with its re
   expect(table.code).toBe(0);
   expect(table.out).toMatch(/^NAME\s+STATUS\s+ACKED\s+SENT\s+CERT EXPIRES\s+ROOT\s+VERSION\s+LAST SEEN\s+CONTROL PLANE$/m);
   expect(table.out).toMatch(new RegExp(`^web-0\\.default\\s+SYNCED\\s+${w.ackedVersion}\\s+${w.sentVersion}\\s+\\d+h\\d+m\\s+\\S+\\s+${WREN_VERSION.replace(/\./g, '\\.')}\\s`, 'm'));
+});
+
+test('proxy-status: a control plane that accepts and never answers is exit 1 within --timeout', async () => {
+  const hang = createServer(() => undefined);
+  await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
+  try {
+    const t0 = performance.now();
+    const r = await run(proxyStatusCommand, '--control-plane', `127.0.0.1:${(hang.address() as AddressInfo).port}`, '--timeout', '0.3');
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/unreachable: no answer from 127\.0\.0\.1:\d+ within 300 ms/);
+  } finally {
+    hang.closeAllConnections();
+    hang.close();
+  }
+});
+
+test('/debug/proxy-config: 400 without a namespace/name pod, 404 for one not connected', async () => {
+  expect((await fetch(`http://${admin()}/debug/proxy-config`)).status).toBe(400);
+  expect((await fetch(`http://${admin()}/debug/proxy-config?pod=web-0`)).status).toBe(400);
+  const missing = await fetch(`http://${admin()}/debug/proxy-config?pod=default/nope-0`);
+  expect(missing.status).toBe(404);
+  expect(await missing.json()).toEqual({ error: 'no proxy of pod default/nope-0 is connected to this control plane' });
 });
 
 test('proxy-status: an unreachable control plane is exit 1, bad usage exit 2', async () => {

@@ -174,6 +174,8 @@ export async function webhookChecks(c: KubeCtx): Promise<CheckOutcome[]> {
       }
       const left = daysLeft(Date.parse(cert.validTo), c.now());
       if (left < 0 || Date.parse(cert.validFrom) > c.now()) return fail('webhook', `webhook ${h.name}: the caBundle certificate is not valid now (${cert.validFrom} .. ${cert.validTo})`, 'rotate the webhook CA and serving certificate (docs/kubernetes.md)');
+      // The API server verifies the serving chain up to this CA: it expiring breaks injection as surely as the leaf expiring.
+      if (left < c.minDays) return fail('webhook', `webhook ${h.name}: the caBundle certificate expires in ${left} day(s) (< ${c.minDays})`, 'rotate the webhook CA and serving certificate, then update caBundle (docs/kubernetes.md)');
       ca ??= cert;
     }
     return ok('webhook', `${WEBHOOK_CONFIGURATION}: ${hooks.length} webhook(s) with a valid caBundle`);
