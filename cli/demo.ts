@@ -194,6 +194,18 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     out(off ? 'Telemetry removed: access logs back to the default (off)\n' : 'removing the Telemetry did NOT restore the default\n');
     if (!on || !off) failures++;
   }
+  // `wren check` (local mode) and `wren proxy-status` on the running mesh (docs/operations.md).
+  const { checkCommand } = await import('./check/check-command.js');
+  let checkOut = '';
+  const checked = await waitFor(async () => {
+    checkOut = '';
+    return (await checkCommand(['--admin', cp.admin, '--source', `dir:${meshDir}`], (t) => void (checkOut += t), (t) => void (checkOut += t))) === 0;
+  }, 10_000);
+  out(`\nwren check --admin ${cp.admin} --source dir:${meshDir}\n${checkOut}`);
+  if (!checked) failures++;
+  const { proxyStatusCommand } = await import('./proxy-status.js');
+  out(`\nwren proxy-status --control-plane ${cp.admin}\n`);
+  if ((await proxyStatusCommand(['--control-plane', cp.admin], out, out)) !== 0) failures++;
   out(`
 Try it:
   curl -x http://${pods.client}:15001 http://web/            # via the client's sidecar (mTLS between pods)
@@ -204,6 +216,8 @@ Try it:
   open ${dashboard}     # the dashboard: topology, services, proxies, why
   node dist/cli/wren.js stat --watch --control-plane ${cp.ip}:15014   # traffic per service and workload
   curl http://${cp.ip}:15014/debug/proxies    # what the control plane sent each sidecar
+  node dist/cli/wren.js proxy-config client-0.default clusters --control-plane ${cp.admin}   # what the client sidecar has
+  node dist/cli/wren.js check --admin ${cp.admin}            # control plane, trust, every proxy synced
   curl http://${pods.client}:15000/certs                     # the client sidecar's certificate (from Certify)
   curl -s http://${pods.client}:15000/config_dump | jq .telemetry   # trace sampling, access logs, and who set them
   curl -s http://${cp.ip}:15014/metrics | grep wren_identity # certificates issued / refused

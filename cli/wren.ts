@@ -19,6 +19,9 @@ const COMMANDS: Record<string, [() => Promise<Command>, string]> = {
   iptables: [async () => (await import('./iptables.js')).iptablesCommand, 'install the traffic interception rules (init container)'],
   'tls-scan': [async () => (await import('./tls-scan.js')).tlsScanCommand, 'security-check a TLS listener (versions, suites, client certs, renegotiation)'],
   stat: [async () => (await import('./stat.js')).statCommand, 'traffic per service, workload or edge: rate, success, latency, mTLS (--watch)'],
+  check: [async () => (await import('./check/check-command.js')).checkCommand, 'check a cluster (or --pre an install, or a local mesh) with a hint per failure'],
+  'proxy-status': [async () => (await import('./proxy-status.js')).proxyStatusCommand, 'per proxy: config SYNCED / STALE / NACKED, certificate, version'],
+  'proxy-config': [async () => (await import('./proxy-config.js')).proxyConfigCommand, "what one proxy has: clusters, routes, policy, certs"],
   'trust-anchors': [async () => (await import('./trust-anchors.js')).trustAnchorsCommand, 'check that every proxy trusts / uses a new root (trust-anchor rotation)'],
 };
 

@@ -106,6 +106,8 @@ export interface Subscribe {
   identity: WorkloadIdentity;
   services: string[];
   lastVersion: string;
+  /** The proxy's Wren release; optional when sending, '' when decoded from a proxy that does not send it. */
+  proxyVersion?: string;
 }
 export interface Ack {
   version: string;

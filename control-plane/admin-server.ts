@@ -14,7 +14,8 @@ import { dashboardAsset } from './dashboard/dashboard-assets.js';
  * The control plane's own admin port (15014, like istiod's monitoring port):
  * /live, /ready (200 once the source has synced, 503 while draining), /metrics,
  * /debug/proxies (each subscriber's ACKed version and inbound policy, NACKs and reported
- * ejections), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
+ * ejections), /debug/proxy-status (per proxy: SYNCED / STALE / NACKED, versions, certificate,
+ * proxy version; discovery/proxy-status.ts), /debug/proxy-config?pod=NS/NAME (what it sent that proxy), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
  * with the reporters; and under `withdrawal` the endpoints withdrawn mesh-wide on those reports, the
  * ones held back by the panic threshold, the settings and the last decisions), /debug/view (the current mesh view, PeerAuthentications and
  * AuthorizationPolicies, the compiled routes, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
@@ -69,6 +70,16 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         return;
       case '/debug/proxies':
         return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
+      case '/debug/proxy-status':
+        // Per proxy: sync status (SYNCED / STALE / NACKED), versions, certificate, proxy version (`wren proxy-status`).
+        return json(200, { latestVersion: d.store.view.version, ready: d.store.ready, proxies: d.discovery.proxyStatus() });
+      case '/debug/proxy-config': {
+        // What the control plane sent the proxy of ?pod=namespace/name (`wren proxy-config`); one entry per stream.
+        const pod = url.searchParams.get('pod') ?? '';
+        if (!/^[^/]+\/[^/]+$/.test(pod)) return json(400, { error: "query parameter 'pod' must be namespace/name" });
+        const dumps = d.discovery.proxyConfig(pod);
+        return dumps.length === 0 ? json(404, { error: `no proxy of pod ${pod} is connected to this control plane` }) : json(200, { proxies: dumps });
+      }
       case '/debug/health':
         return json(200, { endpoints: d.discovery.debugHealth(), withdrawal: d.withdrawal?.debug() ?? null });
       case '/debug/trust':
@@ -98,7 +109,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
           });
           return res.end(asset.body);
         }
-        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
+        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
       }
     }
   });

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 
@@ -63,6 +63,16 @@ export class FakeKubeApi {
   /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
   readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
   port = 0;
+  /** GET /version. */
+  version: { major: string; minor: string; gitVersion: string } = { major: '1', minor: '31', gitVersion: 'v1.31.2' };
+  /** Added to this server's clock in the Date header of every response (clock-skew tests). */
+  dateOffsetMs = 0;
+  /** SelfSubjectAccessReview answers allowed=false for these "verb resource[/subresource][.group][ namespace]" keys. */
+  readonly deniedAccess = new Set<string>();
+  /** Single objects served as-is at their exact GET path (CRDs, webhook configurations, Secrets, ...). */
+  readonly rawObjects = new Map<string, Record<string, unknown>>();
+  /** The pods' proxy subresource: "namespace/name:port" -> "host:port" it forwards to (like the API server to the pod IP). */
+  readonly podProxies = new Map<string, string>();
 
   private constructor(private readonly server: Server) {}
 
@@ -183,6 +193,13 @@ export class FakeKubeApi {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams) });
+    if (this.dateOffsetMs !== 0) res.setHeader('date', new Date(Date.now() + this.dateOffsetMs).toUTCString());
+    if (req.method === 'GET' && url.pathname === '/version') return void json(res, 200, this.version);
+    if (req.method === 'POST' && url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') return void this.accessReview(req, res);
+    const raw = req.method === 'GET' ? this.rawObjects.get(url.pathname) : undefined;
+    if (raw) return void json(res, 200, raw);
+    const proxied = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/proxy(\/.*)?$/.exec(url.pathname);
+    if (proxied && req.method === 'GET') return void this.podProxy(`${proxied[1]}/${proxied[2]}`, `${proxied[3] ?? '/'}${url.search}`, res);
     const hit = this.route(url.pathname);
     if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return void this.tokenReview(req, res);
     if (req.method === 'PATCH' && url.pathname.endsWith('/status')) return void this.patchStatus(req, res, url.pathname);
@@ -191,7 +208,10 @@ export class FakeKubeApi {
       return void res.end(JSON.stringify(status(404, 'NotFound', `no route for ${req.method} ${url.pathname}`)));
     }
     const { route, ns } = hit;
-    const items = [...this.objects.get(route.resource)!.values()].filter((o) => !ns || o.metadata.namespace === ns);
+    const selector = (url.searchParams.get('labelSelector') ?? '').split(',').filter(Boolean).map((t) => t.split('='));
+    const items = [...this.objects.get(route.resource)!.values()].filter(
+      (o) => (!ns || o.metadata.namespace === ns) && selector.every(([k, v]) => (o.metadata.labels as Record<string, string> | undefined)?.[k] === v),
+    );
     if (url.searchParams.get('watch') !== 'true') {
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify({ kind: route.listKind, apiVersion: route.apiVersion, metadata: { resourceVersion: String(this.rv) }, items }));
@@ -266,6 +286,32 @@ export class FakeKubeApi {
     });
   }
 
+  /** SelfSubjectAccessReview: allowed unless the attributes' key is in deniedAccess. */
+  private accessReview(req: IncomingMessage, res: ServerResponse): void {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const review = JSON.parse(body) as { spec?: { resourceAttributes?: { verb?: string; group?: string; resource?: string; subresource?: string; namespace?: string } } };
+      const a = review.spec?.resourceAttributes ?? {};
+      const key = `${a.verb} ${a.resource}${a.subresource ? `/${a.subresource}` : ''}${a.group ? `.${a.group}` : ''}${a.namespace ? ` ${a.namespace}` : ''}`;
+      const allowed = !this.deniedAccess.has(key);
+      json(res, 201, { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: {}, spec: review.spec, status: { allowed, ...(allowed ? {} : { reason: `denied by the test: ${key}` }) } });
+    });
+  }
+
+  /** GET through a pod's proxy subresource to the address registered for it (503 like the API server when none). */
+  private podProxy(podPort: string, path: string, res: ServerResponse): void {
+    const target = this.podProxies.get(podPort);
+    if (!target) return void json(res, 503, status(503, 'ServiceUnavailable', `no endpoints available for pod "${podPort}"`));
+    const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+    const up = httpRequest({ host, port, path }, (r) => {
+      res.writeHead(r.statusCode ?? 502, { 'content-type': String(r.headers['content-type'] ?? 'application/octet-stream') });
+      r.pipe(res);
+    });
+    up.on('error', (e) => json(res, 503, status(503, 'ServiceUnavailable', `error trying to reach service: ${e.message}`)));
+    up.end();
+  }
+
   /** TokenReview as the API server answers it: authenticated only for a known, unexpired token whose audiences meet spec.audiences. */
   private tokenReview(req: IncomingMessage, res: ServerResponse): void {
     let body = '';
@@ -304,6 +350,11 @@ function mergePatch(target: unknown, patch: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
 }
 
 function status(code: number, reason: string, message: string): Record<string, unknown> {

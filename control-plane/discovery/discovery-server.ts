@@ -16,6 +16,7 @@ import { checkIdentityClaim, checkPodClaim } from './client-auth.js';
 import { diffViews, isEmptyDelta } from './delta.js';
 import { healthRows, validateHealthReport, type HealthRow } from './health-reports.js';
 import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type Subscriber } from './subscriber.js';
+import { currentAnchors, proxyConfigDump, proxyStatusRow, type ProxyConfigDump, type ProxyStatusRow } from './proxy-status.js';
 import { TrustPush, type TrustPushOptions, type TrustPushState } from './trust-push.js';
 import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
 import { encodeTelemetrySuffix, WorkloadTelemetries } from './workload-telemetry.js';
@@ -157,6 +158,20 @@ export class DiscoveryServer {
   debugProxies(): Record<string, unknown>[] {
     const now = this.o.clock.now();
     return [...this.subs].map((s) => debugProxy(s, now));
+  }
+
+  /** For /debug/proxy-status: one row per subscribed proxy (proxy-status.ts). */
+  proxyStatus(): ProxyStatusRow[] {
+    const now = this.o.clock.now();
+    const key = this.trust?.current().key ?? null;
+    const anchors = this.o.issuer ? currentAnchors(this.o.issuer) : null;
+    return [...this.subs].filter((s) => s.sub).map((s) => proxyStatusRow(s, now, this.o.store.view.version, key, anchors));
+  }
+
+  /** For /debug/proxy-config: what the control plane sent each proxy with this pod ("namespace/pod"), and its reported certificate. */
+  proxyConfig(pod: string): ProxyConfigDump[] {
+    const anchors = this.o.issuer ? currentAnchors(this.o.issuer) : null;
+    return [...this.subs].filter((s) => s.sub && `${s.sub.identity.namespace}/${s.sub.identity.pod}` === pod).map((s) => proxyConfigDump(s, anchors));
   }
 
   /** For /debug/health: every endpoint some proxy reports unhealthy, with its reporters. */
@@ -320,6 +335,7 @@ export class DiscoveryServer {
 
   private onRequest(s: Subscriber, req: DiscoveryRequest): void {
     if (s.closed) return;
+    s.lastSeenAt = this.o.clock.now();
     if ('subscribe' in req && req.subscribe) {
       if (s.sub) return this.fail(s, grpc.status.FAILED_PRECONDITION, 'subscribe sent twice on one stream');
       const id = req.subscribe.identity;
@@ -345,6 +361,7 @@ export class DiscoveryServer {
       if (f.trustKey !== null) s.ackedTrustKey = f.trustKey;
       if (f.telemetryJson !== null) s.ackedTelemetryJson = f.telemetryJson;
       s.inflight = null;
+      s.nackedSinceAck = false;
       s.forceFull = false;
       if (!f.full) this.o.metrics.pushLatency.observe(Math.max(0, this.o.clock.now() - f.committedAt) / 1000);
       return this.pump(s);
@@ -354,6 +371,7 @@ export class DiscoveryServer {
       if (!f || req.nack.nonce !== f.nonce) return;
       s.inflight = null;
       s.nacks++;
+      s.nackedSinceAck = true;
       s.lastNack = { version: f.version, detail: req.nack.errorDetail, at: this.o.clock.now() };
       this.o.metrics.nacks.inc();
       this.o.logger.warn('proxy NACKed a discovery response', {
@@ -402,7 +420,12 @@ export class DiscoveryServer {
       entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, full: false, bytes: null, response: null, withPolicy: new Map() };
     } else return;
     const withTrust = trust !== null && (entry.full || trustDue) ? trust : null;
-    if (policyJson === null && telemetryJson === null && withTrust === null && (!entry.bytes || !entry.response)) return;
+    if (policyJson === null && telemetryJson === null && withTrust === null && (!entry.bytes || !entry.response)) {
+      // Nothing to send: what the proxy ACKed is what it would get now. A NACK of content
+      // since superseded (the change was reverted) no longer holds it back: it is in sync.
+      if (entry.seq === view.seq) s.nackedSinceAck = false;
+      return;
+    }
     let bytes: Buffer;
     let response: DiscoveryResponse;
     const extras = {
@@ -431,6 +454,7 @@ export class DiscoveryServer {
     }
     s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null, telemetryJson };
     s.call.write(bytes);
+    s.lastSent = { version: entry.version, at: s.inflight.sentAt };
     const kind = entry.full ? 'full' : 'delta';
     this.o.metrics.pushes.inc({ kind });
     this.o.metrics.pushedBytes.inc({ kind }, bytes.length);

@@ -41,6 +41,12 @@ export interface Subscriber {
   /** policyJson / trustKey / telemetryJson: what this response carries besides services, null when it carries none. */
   inflight: (Entry & { sentAt: number; policyJson: string | null; trustKey: string | null; telemetryJson: string | null }) | null;
   nackedSeq: number;
+  /** The last response written: its version and when (null: none yet). For /debug/proxy-status. */
+  lastSent: { readonly version: string; readonly at: number } | null;
+  /** The proxy NACKed a response and has not ACKed one since: it holds an older config (NACKED). */
+  nackedSinceAck: boolean;
+  /** When the proxy's last message (any kind) came; `connectedAt` until then. */
+  lastSeenAt: number;
   forceFull: boolean;
   nacks: number;
   lastNack: { version: string; detail: string; at: number } | null;
@@ -64,6 +70,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, inflight: null, nackedSeq: -1,
+    lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
     authPeer: null, authAnchor: null, podChecked: false, expiryTimer: null, closed: false,
   };

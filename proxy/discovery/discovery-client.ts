@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
+import { WREN_VERSION } from '../../common/version.js';
 import {
   loadDiscoveryProto,
   type DiscoveryRequest, type DiscoveryResponse, type Ejection, type IdentityReport,
@@ -175,6 +176,7 @@ export class DiscoveryClient {
         identity: { ...this.o.identity, labels: { ...(this.o.identity.labels ?? {}) } },
         services: [...(this.o.services ?? [])],
         lastVersion: this.snapshot?.version ?? '',
+        proxyVersion: WREN_VERSION,
       },
     });
     // Right behind subscribe (the server reads the stream in order), so a new replica knows at once.

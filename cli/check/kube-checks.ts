@@ -1,0 +1,196 @@
+import { X509Certificate } from 'node:crypto';
+import { splitPemCerts } from '../../certs/index.js';
+import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SELECTOR } from '../control-plane-admin.js';
+import type { KubeHttp } from '../kube-http.js';
+import { daysLeft, fail, guarded, ok, skipped, type CheckOutcome } from './check-result.js';
+import type { ExpectedCrd, InstallPermission } from './expected.js';
+
+/**
+ * The Kubernetes half of `wren check`: the API server, its version and clock, what the
+ * caller may do (SelfSubjectAccessReview), the CRDs, the control-plane pods and the
+ * injector webhook. The mesh half (trust, proxies) is mesh-checks.ts, over the control
+ * plane's admin port reached through the API server. docs/operations.md.
+ */
+export const MIN_KUBERNETES = { major: 1, minor: 29 };
+/** |API server Date - local clock| above this fails: certificates and tokens carry validity times. */
+export const MAX_CLOCK_SKEW_MS = 5_000;
+export const WEBHOOK_CONFIGURATION = 'wren-sidecar-injector';
+export const WEBHOOK_SECRET = 'wren-webhook-tls';
+export const WEBHOOK_HOST = `wren-control-plane.${CONTROL_PLANE_NAMESPACE}.svc`;
+
+export interface KubeCtx {
+  readonly kube: KubeHttp;
+  readonly now: () => number;
+  readonly minDays: number;
+}
+
+/** GET /version: reachable, version supported, clock skew (its Date header). */
+export async function apiChecks(c: KubeCtx): Promise<{ reachable: boolean; outcomes: CheckOutcome[] }> {
+  const t0 = c.now();
+  let r;
+  try {
+    r = await c.kube.request('GET', '/version');
+    if (r.status !== 200) throw new Error(`GET /version: HTTP ${r.status}`);
+  } catch (e) {
+    return { reachable: false, outcomes: [fail('kubernetes-api', `cannot reach the API server ${c.kube.server}: ${(e as Error).message}`, 'check the kubeconfig context (kubectl config current-context) and that the cluster is up')] };
+  }
+  const t1 = c.now();
+  const out: CheckOutcome[] = [ok('kubernetes-api', `the API server ${c.kube.server} answers`)];
+  const v = JSON.parse(r.body) as { major?: string; minor?: string; gitVersion?: string };
+  const major = parseInt(v.major ?? '', 10);
+  const minor = parseInt(v.minor ?? '', 10); // "29+" on some providers
+  const min = `${MIN_KUBERNETES.major}.${MIN_KUBERNETES.minor}`;
+  if (!Number.isFinite(major) || !Number.isFinite(minor)) out.push(fail('kubernetes-version', `the API server reports no usable version (${JSON.stringify(v).slice(0, 100)})`, `Wren needs Kubernetes >= ${min}`));
+  else if (major < MIN_KUBERNETES.major || (major === MIN_KUBERNETES.major && minor < MIN_KUBERNETES.minor))
+    out.push(fail('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} is older than ${min}`, `upgrade the cluster to >= ${min} (native sidecars, the default injection mode, need it)`));
+  else out.push(ok('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} (>= ${min})`));
+  if (!Number.isFinite(r.dateMs)) out.push(fail('clock-skew', 'the API server sent no Date header', 'a proxy in front of the API server strips it; compare the clocks by hand'));
+  else {
+    // Date has whole seconds: compare with the local time range of the request, widened by 1 s.
+    const skew = r.dateMs < t0 - 1000 ? r.dateMs - (t0 - 1000) : r.dateMs > t1 ? r.dateMs - t1 : 0;
+    if (Math.abs(skew) > MAX_CLOCK_SKEW_MS)
+      out.push(fail('clock-skew', `the local clock and the API server's differ by ${Math.round(skew / 1000)} s (more than ${MAX_CLOCK_SKEW_MS / 1000} s)`, 'sync the clocks (NTP / chrony) of this machine and the nodes: certificate validity is checked against them'));
+    else out.push(ok('clock-skew', `the local clock is within ${MAX_CLOCK_SKEW_MS / 1000} s of the API server's`));
+  }
+  return { reachable: true, outcomes: out };
+}
+
+interface Ssar { readonly verb: string; readonly group: string; readonly resource: string; readonly subresource?: string; readonly namespace: string | null }
+
+async function denied(c: KubeCtx, asks: readonly Ssar[]): Promise<string[]> {
+  const answers = await Promise.all(
+    asks.map(async (a) => {
+      const r = await c.kube.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+        apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview',
+        spec: { resourceAttributes: { verb: a.verb, group: a.group, resource: a.resource, ...(a.subresource ? { subresource: a.subresource } : {}), ...(a.namespace ? { namespace: a.namespace } : {}) } },
+      });
+      if (r.status !== 201 && r.status !== 200) throw new Error(`SelfSubjectAccessReview: HTTP ${r.status}`);
+      const allowed = (JSON.parse(r.body) as { status?: { allowed?: boolean } }).status?.allowed === true;
+      return allowed ? null : `${a.verb} ${a.resource}${a.subresource ? `/${a.subresource}` : ''}${a.group ? `.${a.group}` : ''}${a.namespace ? ` in ${a.namespace}` : ''}`;
+    }),
+  );
+  return answers.filter((x): x is string => x !== null);
+}
+
+/** The reads the post-install checks make. */
+const CHECK_READS: Ssar[] = [
+  { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', namespace: null },
+  { verb: 'get', group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', namespace: null },
+  { verb: 'list', group: '', resource: 'pods', namespace: CONTROL_PLANE_NAMESPACE },
+  { verb: 'get', group: '', resource: 'pods', subresource: 'proxy', namespace: CONTROL_PLANE_NAMESPACE },
+  { verb: 'get', group: '', resource: 'secrets', namespace: CONTROL_PLANE_NAMESPACE },
+];
+
+export function rbacCheck(c: KubeCtx): Promise<CheckOutcome> {
+  return guarded('rbac', 'the API server refused SelfSubjectAccessReview', async () => {
+    const no = await denied(c, CHECK_READS);
+    return no.length === 0
+      ? ok('rbac', `you may read what these checks read (${CHECK_READS.length} permissions)`)
+      : fail('rbac', `you may not: ${no.join(', ')}`, 'run as a user with cluster-admin, or bind a ClusterRole with these permissions to your user');
+  });
+}
+
+export function rbacInstallCheck(c: KubeCtx, perms: readonly InstallPermission[]): Promise<CheckOutcome> {
+  return guarded('rbac-install', 'the API server refused SelfSubjectAccessReview', async () => {
+    const no = await denied(c, perms.map((p) => ({ verb: 'create', group: p.group, resource: p.resource, namespace: p.namespace })));
+    return no.length === 0
+      ? ok('rbac-install', `you may create everything the install creates (${perms.length} kinds)`)
+      : fail('rbac-install', `you may not: ${no.join(', ')}`, 'install as a cluster admin: the install creates cluster-scoped objects (CRDs, ClusterRoles, the webhook configuration)');
+  });
+}
+
+interface Crd { metadata: { name: string; labels?: Record<string, string> }; spec: { group: string; versions: { name: string; served: boolean; storage: boolean }[] } }
+const crdPath = (name: string) => `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`;
+
+export function crdsCheck(c: KubeCtx, expected: readonly ExpectedCrd[]): Promise<CheckOutcome> {
+  return guarded('crds', 'could not read CustomResourceDefinitions', async () => {
+    const problems: string[] = [];
+    for (const e of expected) {
+      const crd = await c.kube.getJson<Crd>(crdPath(e.name));
+      if (!crd) {
+        problems.push(`${e.name} is not installed`);
+        continue;
+      }
+      const served = crd.spec.versions.filter((v) => v.served).map((v) => v.name);
+      const missing = e.versions.filter((v) => !served.includes(v));
+      const storage = crd.spec.versions.find((v) => v.storage)?.name ?? '';
+      if (missing.length) problems.push(`${e.name} does not serve ${missing.join(', ')} (serves ${served.join(', ') || 'nothing'})`);
+      else if (storage !== e.storage) problems.push(`${e.name} stores ${storage || 'nothing'}, expected ${e.storage}`);
+    }
+    return problems.length === 0
+      ? ok('crds', `${expected.length} CRDs installed at the expected versions`)
+      : fail('crds', problems.join('; '), 'apply the CRDs of this release: kubectl apply -k manifests (or kubectl apply -f manifests/crds)');
+  });
+}
+
+/** --pre: none of our CRD names is taken by something else or at other versions. */
+export function crdsConflictCheck(c: KubeCtx, expected: readonly ExpectedCrd[]): Promise<CheckOutcome> {
+  return guarded('crds-conflict', 'could not read CustomResourceDefinitions', async () => {
+    const conflicts: string[] = [];
+    for (const e of expected) {
+      const crd = await c.kube.getJson<Crd>(crdPath(e.name));
+      if (!crd) continue;
+      const served = crd.spec.versions.filter((v) => v.served).map((v) => v.name);
+      if (crd.metadata.labels?.['app.kubernetes.io/part-of'] !== 'wren') conflicts.push(`${e.name} exists and is not Wren's (no app.kubernetes.io/part-of=wren)`);
+      else if (!e.versions.every((v) => served.includes(v))) conflicts.push(`${e.name} exists at ${served.join(', ')}, this release needs ${e.versions.join(', ')}`);
+    }
+    return conflicts.length === 0
+      ? ok('crds-conflict', `no existing CRD conflicts with Wren's ${expected.length}`)
+      : fail('crds-conflict', conflicts.join('; '), 'another product owns these names, or an older Wren is installed: remove it (or upgrade) first');
+  });
+}
+
+interface PodList { items: { metadata: { name: string }; status?: { phase?: string; conditions?: { type: string; status: string }[] } }[] }
+
+export function controlPlanePodsCheck(c: KubeCtx, namespace = CONTROL_PLANE_NAMESPACE): Promise<CheckOutcome> {
+  return guarded('control-plane-pods', 'could not list pods', async () => {
+    const pods = (await c.kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`))?.items ?? [];
+    if (pods.length === 0) return fail('control-plane-pods', `no control-plane pod (${CONTROL_PLANE_SELECTOR}) in ${namespace}`, 'install Wren (kubectl apply -k manifests), or pass --namespace');
+    const unready = pods.filter((p) => !(p.status?.phase === 'Running' && p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True')));
+    return unready.length === 0
+      ? ok('control-plane-pods', `${pods.length} control-plane pod(s) ready`)
+      : fail('control-plane-pods', `not ready: ${unready.map((p) => `${p.metadata.name} (${p.status?.phase ?? 'unknown'})`).join(', ')}`, `kubectl -n ${namespace} describe pod / logs: a missing Secret (wren-identity-issuer) or a crash keeps it unready`);
+  });
+}
+
+const pemOf = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+
+/** The webhook configuration's caBundle (valid now), and the serving certificate in its Secret (chains to it, names the Service, not about to expire). */
+export async function webhookChecks(c: KubeCtx): Promise<CheckOutcome[]> {
+  let ca: X509Certificate | null = null;
+  const config = await guarded('webhook', 'could not read the MutatingWebhookConfiguration', async () => {
+    const w = await c.kube.getJson<{ webhooks?: { name: string; clientConfig?: { caBundle?: string } }[] }>(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION}`);
+    if (!w) return fail('webhook', `MutatingWebhookConfiguration ${WEBHOOK_CONFIGURATION} not found`, 'apply manifests/install/40-injector-webhook.yaml');
+    const hooks = w.webhooks ?? [];
+    if (hooks.length === 0) return fail('webhook', `${WEBHOOK_CONFIGURATION} has no webhooks`, 'apply manifests/install/40-injector-webhook.yaml');
+    for (const h of hooks) {
+      const b = h.clientConfig?.caBundle ?? '';
+      if (!b) return fail('webhook', `webhook ${h.name} has no caBundle: the API server cannot verify the injector`, `set caBundle to the CA of the ${WEBHOOK_SECRET} Secret (docs/kubernetes.md)`);
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(splitPemCerts(pemOf(b))[0] ?? '');
+      } catch {
+        return fail('webhook', `webhook ${h.name}: caBundle is not a PEM certificate`, `set caBundle to the base64 of the CA certificate's PEM`);
+      }
+      const left = daysLeft(Date.parse(cert.validTo), c.now());
+      if (left < 0 || Date.parse(cert.validFrom) > c.now()) return fail('webhook', `webhook ${h.name}: the caBundle certificate is not valid now (${cert.validFrom} .. ${cert.validTo})`, 'rotate the webhook CA and serving certificate (docs/kubernetes.md)');
+      // The API server verifies the serving chain up to this CA: it expiring breaks injection as surely as the leaf expiring.
+      if (left < c.minDays) return fail('webhook', `webhook ${h.name}: the caBundle certificate expires in ${left} day(s) (< ${c.minDays})`, 'rotate the webhook CA and serving certificate, then update caBundle (docs/kubernetes.md)');
+      ca ??= cert;
+    }
+    return ok('webhook', `${WEBHOOK_CONFIGURATION}: ${hooks.length} webhook(s) with a valid caBundle`);
+  });
+  if (config.status !== 'ok' || !ca) return [config, skipped('webhook-cert', 'no valid webhook configuration to check it against')];
+  const caCert: X509Certificate = ca;
+  const serving = await guarded('webhook-cert', `could not read Secret ${CONTROL_PLANE_NAMESPACE}/${WEBHOOK_SECRET}`, async () => {
+    const s = await c.kube.getJson<{ data?: Record<string, string> }>(`/api/v1/namespaces/${CONTROL_PLANE_NAMESPACE}/secrets/${WEBHOOK_SECRET}`);
+    if (!s?.data?.['tls.crt']) return fail('webhook-cert', `Secret ${CONTROL_PLANE_NAMESPACE}/${WEBHOOK_SECRET} (tls.crt) not found`, 'create the serving certificate Secret (docs/kubernetes.md)');
+    const cert = new X509Certificate(splitPemCerts(pemOf(s.data['tls.crt']))[0] ?? '');
+    const left = daysLeft(Date.parse(cert.validTo), c.now());
+    if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) return fail('webhook-cert', `the serving certificate is not signed by the webhook's caBundle: the API server will refuse the injector's TLS`, 'set caBundle to the CA that signed wren-webhook-tls, or re-issue the certificate');
+    if (!cert.checkHost(WEBHOOK_HOST)) return fail('webhook-cert', `the serving certificate does not name ${WEBHOOK_HOST}`, `re-issue it with the DNS name ${WEBHOOK_HOST}`);
+    if (left < c.minDays) return fail('webhook-cert', left < 0 ? `the serving certificate expired on ${cert.validTo}` : `the serving certificate expires in ${left} day(s) (< ${c.minDays})`, 'renew wren-webhook-tls (the control plane reloads it)');
+    return ok('webhook-cert', `serving certificate for ${WEBHOOK_HOST} valid for ${left} more days`);
+  });
+  return [config, serving];
+}

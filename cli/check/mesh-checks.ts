@@ -1,0 +1,87 @@
+import { short } from '../../contract/trust-anchors.js';
+import type { ProxyStatusRow } from '../../control-plane/discovery/proxy-status.js';
+import { replicaJson, type Replica } from '../control-plane-admin.js';
+import { daysLeft, fail, ok, skipped, type CheckOutcome } from './check-result.js';
+
+/**
+ * The checks `wren check` makes through the control plane's admin port, in Kubernetes
+ * (through the API server) and locally (`--admin`): every replica ready, its trust
+ * anchors and issuer valid with days left, every proxy SYNCED and its certificate valid
+ * and chaining to a current anchor.
+ */
+interface TrustDoc {
+  controlPlane: { trustAnchors: { fingerprint: string; subject: string; notAfter: string }[]; issuer: { subject: string; notAfter: string }; signingRoot: string } | null;
+}
+
+export async function meshChecks(replicas: readonly Replica[], now: () => number, minDays: number): Promise<CheckOutcome[]> {
+  if (replicas.length === 0) {
+    const why = 'no control-plane replica to ask';
+    return [fail('control-plane', why, 'start the control plane, or name it with --admin HOST:PORT'), ...['trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'].map((id) => skipped(id, why))];
+  }
+  const ready = await Promise.all(replicas.map((r) => r.get('/ready').then((x) => ({ r, status: x.status, body: x.body.trim() }), (e: Error) => ({ r, status: 0, body: e.message }))));
+  const down = ready.filter((x) => x.status !== 200);
+  const out: CheckOutcome[] = [
+    down.length === 0
+      ? ok('control-plane', `${replicas.length} control-plane replica(s) ready`)
+      : fail('control-plane', down.map((x) => `${x.r.name}: ${x.status ? `HTTP ${x.status} ` : ''}${x.body.slice(0, 120)}`).join('; '), 'a replica that is not ready has not synced its source (see its logs and /debug/view) or is draining'),
+  ];
+  const up = replicas.filter((r) => !down.some((d) => d.r === r && d.status === 0));
+  if (up.length === 0) return [...out, ...['trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'].map((id) => skipped(id, 'no control-plane replica answers'))];
+  try {
+    return [...out, ...(await judged(up, now(), minDays))];
+  } catch (e) {
+    return [...out, fail('control-plane-debug', `cannot read the control plane's debug pages: ${(e as Error).message}`, 'a control plane older than this CLI lacks /debug/proxy-status: upgrade it')];
+  }
+}
+
+async function judged(up: readonly Replica[], t: number, minDays: number): Promise<CheckOutcome[]> {
+  const out: CheckOutcome[] = [];
+
+  // Trust: every replica signs with the same CA and hands out the same bundle, so one suffices to judge them; each is read.
+  const trust = await Promise.all(up.map((r) => replicaJson<TrustDoc>(r, '/debug/trust').then((d) => ({ r, d }))));
+  const cp = trust.find((x) => x.d.controlPlane)?.d.controlPlane ?? null;
+  if (!cp) {
+    out.push(fail('trust-anchors', 'the control plane is not a CA (no identity service)', 'start it with --ca-dir (or --dev-ca) and --trust-bundle'), skipped('issuer', 'the control plane is not a CA'));
+  } else {
+    const anchors = cp.trustAnchors.map((a) => ({ ...a, left: daysLeft(Date.parse(a.notAfter), t) }));
+    const bad = anchors.filter((a) => a.left < minDays);
+    out.push(
+      anchors.length === 0
+        ? fail('trust-anchors', 'the trust bundle is empty', 'put the root certificate(s) in the trust bundle (ConfigMap wren-trust-bundle or --trust-bundle)')
+        : bad.length > 0
+          ? fail('trust-anchors', bad.map((a) => `${a.subject} (${short(a.fingerprint)}) ${a.left < 0 ? 'expired' : `expires in ${a.left} day(s)`}`).join('; '), 'rotate the trust anchor (docs/trust-anchor-rotation.md) before it expires')
+          : ok('trust-anchors', `${anchors.length} trust anchor(s), the first to expire in ${Math.min(...anchors.map((a) => a.left))} days`),
+    );
+    const issuerLeft = daysLeft(Date.parse(cp.issuer.notAfter), t);
+    const inBundle = cp.signingRoot !== '' && cp.trustAnchors.some((a) => a.fingerprint === cp.signingRoot);
+    out.push(
+      !inBundle
+        ? fail('issuer', `the issuer ${cp.issuer.subject} does not chain to a trust anchor of the bundle`, 'the issuer Secret and the trust bundle disagree: put its root in the bundle (docs/trust-anchor-rotation.md)')
+        : issuerLeft < minDays
+          ? fail('issuer', `the issuer ${cp.issuer.subject} ${issuerLeft < 0 ? 'has expired' : `expires in ${issuerLeft} day(s)`}`, 'renew the issuer certificate (Secret wren-identity-issuer / --ca-dir); the control plane reloads it')
+          : ok('issuer', `issuer ${cp.issuer.subject} valid for ${issuerLeft} more days, chains to ${short(cp.signingRoot)}`),
+    );
+  }
+
+  const rows = (await Promise.all(up.map((r) => replicaJson<{ proxies: ProxyStatusRow[] }>(r, '/debug/proxy-status')))).flatMap((d) => d.proxies);
+  const name = (p: ProxyStatusRow) => `${p.pod}.${p.namespace}`;
+  const unsynced = rows.filter((p) => p.status !== 'SYNCED');
+  out.push(
+    unsynced.length === 0
+      ? ok('proxies-synced', `${rows.length} proxy(ies) SYNCED`)
+      : fail('proxies-synced', unsynced.map((p) => `${name(p)} ${p.status}${p.nack ? ` (${p.nack.detail})` : p.pendingForMs !== null ? ` (waiting ${Math.round(p.pendingForMs / 1000)} s for its ACK)` : ''}`).join('; '), 'wren proxy-status shows why; a NACK names the rejected field, fix that resource (the proxy keeps its last good config)'),
+  );
+  const certProblems = rows.flatMap((p) => {
+    if (!p.cert) return [`${name(p)} has not reported its certificate`];
+    const exp = p.cert.notAfter ? Date.parse(p.cert.notAfter) : NaN;
+    if (!(exp > t)) return [`${name(p)}'s certificate ${p.cert.notAfter ? `expired at ${p.cert.notAfter}` : 'has no expiry'}`];
+    if (p.cert.chainsToCurrentAnchor === false) return [`${name(p)}'s certificate chains to ${p.cert.chainRoot ? short(p.cert.chainRoot) : 'none of its anchors'}, not a current trust anchor`];
+    return [];
+  });
+  out.push(
+    certProblems.length === 0
+      ? ok('proxy-certs', `${rows.length} proxy certificate(s) valid and chaining to a current trust anchor`)
+      : fail('proxy-certs', certProblems.join('; '), 'a proxy renews its certificate before it expires; one that does not cannot reach Certify (see its logs, wren proxy-config POD certs), or restart the pod'),
+  );
+  return out;
+}

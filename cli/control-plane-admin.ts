@@ -1,0 +1,101 @@
+import { request } from 'node:http';
+import { KubeHttp } from './kube-http.js';
+
+/**
+ * Reaching the control plane's admin port (15014) from the CLI: directly (`--control-plane
+ * HOST:PORT`, repeatable; the local demo's is 127.0.1.254:15014), or in Kubernetes through
+ * the API server's proxy subresource of every control-plane pod. Every replica, not the
+ * Service: each replica knows only the proxies connected to it, and a Service proxy
+ * would reach one of them at random.
+ */
+export const DEMO_CONTROL_PLANE_ADMIN = '127.0.1.254:15014';
+export const CONTROL_PLANE_NAMESPACE = 'wren-system';
+export const CONTROL_PLANE_SELECTOR = 'app.kubernetes.io/name=wren-control-plane';
+export const CONTROL_PLANE_ADMIN_PORT = 15014;
+
+export interface Replica {
+  /** HOST:PORT, or namespace/pod in Kubernetes mode. */
+  readonly name: string;
+  get(path: string): Promise<{ status: number; body: string }>;
+}
+
+export function directReplica(address: string, timeoutMs: number): Replica {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  if (!m) throw new Error(`'${address}' is not HOST:PORT`);
+  const host = m[1].replace(/^\[|\]$/g, '');
+  return {
+    name: address,
+    get: (path) =>
+      new Promise((resolve, reject) => {
+        const req = request({ host, port: Number(m[2]), path, timeout: timeoutMs }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.on('error', reject);
+        });
+        req.on('timeout', () => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)));
+        req.on('error', reject);
+        req.end();
+      }),
+  };
+}
+
+interface PodList {
+  readonly items: readonly { metadata: { name: string }; status?: { phase?: string; podIP?: string } }[];
+}
+
+/** Every running control-plane pod, reached through /api/v1/namespaces/NS/pods/NAME:PORT/proxy/. */
+export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAMESPACE, port = CONTROL_PLANE_ADMIN_PORT): Promise<Replica[]> {
+  const pods = await kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`);
+  return (pods?.items ?? [])
+    .filter((p) => p.status?.phase === 'Running')
+    .map((p) => ({
+      name: `${namespace}/${p.metadata.name}`,
+      get: async (path: string) => {
+        const r = await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${p.metadata.name}:${port}/proxy${path}`);
+        return { status: r.status, body: r.body };
+      },
+    }));
+}
+
+/** GET a JSON document from a replica; throws naming the replica and the status. */
+export async function replicaJson<T>(r: Replica, path: string): Promise<T> {
+  const res = await r.get(path);
+  if (res.status !== 200) throw new Error(`${r.name}${path}: HTTP ${res.status} ${res.body.slice(0, 200).trim()}`);
+  return JSON.parse(res.body) as T;
+}
+
+/** The options every command that reads the control plane takes (parseArgs shape). */
+export const TARGET_OPTIONS = {
+  'control-plane': { type: 'string', multiple: true },
+  kubernetes: { type: 'boolean', default: false },
+  kubeconfig: { type: 'string' },
+  namespace: { type: 'string', default: CONTROL_PLANE_NAMESPACE },
+  timeout: { type: 'string', default: '5' },
+} as const;
+
+export const TARGET_USAGE = `  --control-plane HOST:PORT  a control-plane admin address (repeat for every replica;
+                             default ${DEMO_CONTROL_PLANE_ADMIN}, the local demo's)
+  --kubernetes               reach every control-plane pod through the Kubernetes API server
+  --kubeconfig PATH          kubeconfig for --kubernetes (implies it; default: KUBECONFIG,
+                             ~/.kube/config, in-cluster)
+  --namespace NS             the control plane's namespace (default ${CONTROL_PLANE_NAMESPACE})
+  --timeout SECONDS          per request (default 5)`;
+
+export function timeoutMsOf(v: string | undefined): number {
+  const n = Number(v ?? '5');
+  if (!Number.isFinite(n) || n <= 0 || n > 600) throw new Error(`--timeout: '${v}' is not a number of seconds in (0, 600]`);
+  return Math.round(n * 1000);
+}
+
+export async function replicasFrom(
+  v: { 'control-plane'?: string[]; kubernetes?: boolean; kubeconfig?: string; namespace?: string; timeout?: string },
+): Promise<Replica[]> {
+  const timeoutMs = timeoutMsOf(v.timeout);
+  if (v.kubernetes || v.kubeconfig) {
+    if (v['control-plane']?.length) throw new Error('--control-plane and --kubernetes are exclusive');
+    return kubeReplicas(KubeHttp.load(v.kubeconfig ?? null, timeoutMs), v.namespace ?? CONTROL_PLANE_NAMESPACE);
+  }
+  return (v['control-plane']?.length ? v['control-plane'] : [DEMO_CONTROL_PLANE_ADMIN]).map((a) => directReplica(a, timeoutMs));
+}
