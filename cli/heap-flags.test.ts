@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { applyHeapFlags, NEW_SPACE_CAP_BYTES, SemiSpaceGovernor, SIDECAR_HEAP_FLAGS, YOUNG_GENERATION_CAP } from './heap-flags.js';
+import { applyHeapFlags, NEW_SPACE_CAP_BYTES, SemiSpaceGovernor, SIDECAR_HEAP_FLAGS, WORKERS_YOUNG_GENERATION, YOUNG_GENERATION_CAP } from './heap-flags.js';
 
 function applied(execArgv: string[], nodeOptions?: string): { applied: string[]; set: string[]; governed: boolean } {
   const set: string[] = [];
@@ -22,6 +22,16 @@ test("the operator's own young-generation or heap-growing flags win (command lin
   expect(applied(['--heap_growing_percent=20'])).toEqual({ applied: [YOUNG_GENERATION_CAP], set: [], governed: true });
   expect(applied(['--semi-space-growth-factor=2']).governed).toBe(false);
   expect(applied(['--min-semi-space-size=2']).governed).toBe(false);
+});
+
+test('with listener workers (concurrency > 1) the young generation keeps its start-up size in every isolate: one process-wide flag, no governor', () => {
+  const set: string[] = [];
+  let governed = false;
+  const a = applyHeapFlags([], undefined, (f) => set.push(f), () => (governed = true), true);
+  expect(a).toEqual([...SIDECAR_HEAP_FLAGS, WORKERS_YOUNG_GENERATION]);
+  expect(set).toEqual([SIDECAR_HEAP_FLAGS.join(' '), '--semi-space-growth-factor=1']);
+  expect(governed).toBe(false);
+  expect(applyHeapFlags(['--max-semi-space-size=8'], undefined, () => undefined, () => undefined, true)).toEqual([...SIDECAR_HEAP_FLAGS]);
 });
 
 test('the governor keeps V8 growing the new space up to the cap, stops it there and lets it grow again after a shrink', () => {

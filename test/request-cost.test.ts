@@ -22,12 +22,12 @@ import type { Proxy } from '../proxy/proxy.js';
  *   admission, retry, pick-endpoint, the HTTP/1.1 pool's; inbound 5: the listener's,
  *   record-metrics, errors-to-response, deliver-to-app, the pool's);
  * - HTTP/2 (h2c from the client, HTTP/2 between the sidecars and to the app): 24.0 before,
- *   15.0 after; timers 4.0 before (a session idle timer re-armed per request on each
+ *   13.0 after (the HTTP/2 listener continues the service with one then too); timers 4.0 before (a session idle timer re-armed per request on each
  *   listener, and node's stream idle timeout per served stream), 2.0 after (node's).
  * The budgets leave half a promise for background work of the proxies amortised over N.
  */
 const PROMISES_H1 = 12.5;
-const PROMISES_H2 = 15.5;
+const PROMISES_H2 = 13.5;
 /** Background timers (the listeners' sweep, metrics) amortised over N: far below one per request. */
 const TIMERS = 0.25;
 /** HTTP/2: node's stream idle timeout (stream.setTimeout, streamIdleTimeoutMs) is a Timeout per served stream, one per sidecar. */

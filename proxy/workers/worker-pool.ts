@@ -12,13 +12,6 @@ import type { TlsIdentity } from '../tls/tls-identity.js';
 import { mergeClusterStates } from './merge-cluster-states.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerPorts } from './messages.js';
 
-/**
- * A listener worker's young generation: V8 counts 3 semi-spaces in it, so 24 MB is the
- * 16 MB new space of `--max-semi-space-size=8`, the cap the main thread governs at run time
- * (cli/heap-flags.ts). Worker limits are per isolate, so each worker gets the cap exactly.
- */
-const WORKER_YOUNG_GENERATION_MB = 24;
-
 export interface WorkerPoolOptions {
   readonly count: number;
   readonly config: ProxyConfig;
@@ -117,8 +110,7 @@ export class WorkerPool {
 
   private spawn(slot: Slot): Promise<WorkerPorts> {
     const data: WorkerData = { id: slot.id, config: this.config, material: this.o.tls.material, snapshot: this.latest, logLevel: this.o.logger.level };
-    // The sidecar's young-generation cap (cli/heap-flags.ts): the main thread's GC governor does not see a worker's heap.
-    const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}`, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
+    const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}` });
     slot.worker = w;
     slot.applied = 0;
     return new Promise<WorkerPorts>((resolve, reject) => {
