@@ -86,7 +86,7 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
 /** Runs a proxy from a parsed config until SIGTERM/SIGINT or POST /drain. */
 export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
   // Before the data path allocates anything: the young generation must not have grown yet.
-  applyHeapFlags(process.execArgv, process.env.NODE_OPTIONS);
+  applyHeapFlags(process.execArgv, process.env.NODE_OPTIONS, undefined, undefined, config.concurrency > 1);
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
   let tls: TlsIdentity;

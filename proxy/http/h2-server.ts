@@ -2,7 +2,7 @@ import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpH
 import { cleanHeaders, cleanTrailers, header, MESH, type Headers } from './headers.js';
 import { writeH2Switch } from './h2-upgrade.js';
 import { withoutH2c } from './upgrade-protocols.js';
-import type { HttpService, ProxyRequest } from './exchange.js';
+import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { writeH2Response } from './write-response.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
@@ -67,14 +67,38 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
         return refuse(stream, new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
       }
     }
-    void handle(opts, stream, headers, flags);
+    try {
+      handle(opts, stream, headers, flags);
+    } catch (err) {
+      // Building the request failed (it was an async function's rejection before): answered through the one error mapping.
+      if (!stream.destroyed) writeH2Response(stream, errorResponse(err, { headers: {} }));
+    }
   });
 }
 
 /** What a served stream's shared listeners need, on the stream until it closes and on its request. */
-interface Served {
-  readonly ac: AbortController;
-  trailers: Headers | undefined;
+class Served {
+  readonly ac = new AbortController();
+  trailers: Headers | undefined = undefined;
+  req: ProxyRequest | undefined;
+
+  constructor(
+    private readonly stream: ServedStream,
+    private readonly upgrade: string | undefined,
+  ) {}
+
+  /**
+   * The service's answer, written: the handlers of the one `then` a served stream costs (an
+   * async function awaiting the service cost two promises and its frame).
+   */
+  readonly onResponse = (out: ProxyResponse): void => {
+    if (this.upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(this.stream, out, this.upgrade);
+    else writeH2Response(this.stream, out);
+  };
+
+  readonly onFailure = (err: unknown): void => {
+    this.onResponse(errorResponse(err, this.req!));
+  };
 }
 const SERVED = Symbol('wren.h2Served');
 type ServedStream = ServerHttp2Stream & { [SERVED]?: Served };
@@ -106,17 +130,17 @@ function requestTrailers(this: { [SERVED]?: Served }): Headers | undefined {
   return this[SERVED]?.trailers;
 }
 
-async function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHeaders, flags: number): Promise<void> {
-  const st: Served = { ac: new AbortController(), trailers: undefined };
+function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHeaders, flags: number): void {
+  const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+  // An upgrade's stream is not read until the app has switched protocols (writeH2Switch).
+  const upgrade = h[':protocol'] === undefined ? undefined : String(h[':protocol']);
+  const st = new Served(stream, upgrade);
   stream[SERVED] = st;
   releaseOnClose(stream);
   // An error always ends in 'close' (Http2Stream.destroy), which aborts: the error itself needs no handler.
   stream.on('error', ignore);
   stream.on('close', onServedClose);
   stream.on('aborted', onServedAborted);
-  const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-  // An upgrade's stream is not read until the app has switched protocols (writeH2Switch).
-  const upgrade = h[':protocol'] === undefined ? undefined : String(h[':protocol']);
   if (endStream) stream.resume();
   else if (upgrade === undefined) stream.on('trailers', onServedTrailers);
   const socket = stream.session?.socket;
@@ -142,14 +166,14 @@ async function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingH
     upgrade,
     [SERVED]: st,
   } as ProxyRequest;
-  let out;
+  st.req = preq;
+  let p: Promise<ProxyResponse>;
   try {
-    out = await opts.service(preq);
+    p = opts.service(preq);
   } catch (err) {
-    out = errorResponse(err, preq);
+    p = Promise.reject(err);
   }
-  if (upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(stream, out, upgrade);
-  else writeH2Response(stream, out);
+  p.then(st.onResponse, st.onFailure);
 }
 
 function refuse(stream: ServerHttp2Stream, e: ProxyError): void {

@@ -36,6 +36,10 @@ interface Guard {
   closed: number;
   premature: number;
   timer: Timer | null;
+  /** What `timer` is for. */
+  timerLimit: LimitName | null;
+  /** When the session last went without open streams (the idle timer measures from it). */
+  idleSince: number;
   sawStream: boolean;
   /** Highest stream id Node has announced with 'stream' (its header block is complete). */
   lastSeenId: number;
@@ -78,6 +82,8 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
     closed: 0,
     premature: 0,
     timer: null,
+    timerLimit: null,
+    idleSince: 0,
     sawStream: false,
     lastSeenId: 0,
     pendingId: 0,
@@ -149,7 +155,9 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   g.sawStream = true;
   const id = stream.id ?? 0;
   if (id > g.lastSeenId) g.lastSeenId = id;
-  clear(g);
+  // The idle timer stays armed while streams come and go (no timer per request): when it
+  // fires it finds the session busy, or idle for less than the timeout, and acts on that.
+  if (g.timerLimit === 'request-headers-timeout') clear(g);
   (stream as Guarded)[GUARD] = g;
   if (g.o.prematureResets) (stream as Guarded)[STARTED] = g.o.clock.now();
   if (g.o.streamIdleTimeoutMs > 0) {
@@ -182,7 +190,10 @@ function onStreamClose(this: Http2Stream): void {
     const limit = budget.totalStreamCount;
     if (g.premature * 2 >= (g.closed < limit ? limit : g.closed)) return tooManyResets(g);
   }
-  if (g.active === 0) arm(g, g.o.idleTimeoutMs, 'idle-connection-timeout');
+  if (g.active === 0) {
+    g.idleSince = g.o.clock.now();
+    if (g.timer === null) arm(g, g.o.idleTimeoutMs, 'idle-connection-timeout');
+  }
 }
 
 function tooManyResets(g: Guard): void {
@@ -203,9 +214,16 @@ function streamsOf(g: Guard): Http2Stream[] {
 function arm(g: Guard, ms: number, limit: LimitName): void {
   if (ms <= 0 || g.session.destroyed || g.session.closed) return;
   if (limit === 'request-headers-timeout' && g.sawStream) return;
+  g.timerLimit = limit;
   g.timer = g.o.clock.setTimeout(() => {
     g.timer = null;
+    g.timerLimit = null;
     if (g.active > 0 || g.session.destroyed) return;
+    if (limit === 'idle-connection-timeout') {
+      // Streams came and went since it was armed: idle for less than the timeout so far.
+      const left = g.idleSince + g.o.idleTimeoutMs - g.o.clock.now();
+      if (left > 0) return arm(g, left, limit);
+    }
     g.o.onLimit(limit);
     g.session.close();
     g.session.destroy();
@@ -216,6 +234,7 @@ function arm(g: Guard, ms: number, limit: LimitName): void {
 function clear(g: Guard): void {
   if (g.timer) g.o.clock.clearTimeout(g.timer);
   g.timer = null;
+  g.timerLimit = null;
 }
 
 function clearAll(g: Guard): void {

@@ -31,38 +31,43 @@ export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpServ
   return (req) => {
     const port = req.targetPort;
     if (port === undefined) return Promise.reject(new ProxyError('BAD_REQUEST', 'no target port'));
-    const caller = req.source.identity;
+    let slot: CallerSlot | undefined;
     if (callers) {
-      const over = callers.take(caller);
-      if (over) return Promise.reject(over);
+      const s = callers.take(req.source.identity);
+      if (s instanceof ProxyError) return Promise.reject(s);
+      slot = s;
     }
     const orig = header(req.headers, MESH.origProto);
     delete req.headers[MESH.origProto];
     delete req.headers[MESH.targetPort];
     delete req.headers[MESH.healthCheck];
     delete req.headers[MESH.peer];
-    return deliver(app, callers, caller, req, port, orig);
+    if (orig === 'HTTP/1.1' && req.upgrade === undefined) {
+      // The common HTTP/1.1 case: the pool's promise and one `then` whose handlers are the
+      // caller's (made once per caller, not per request); no async frame.
+      const up = app.h1.ready(app.endpoint(port));
+      const p = up.pool.request(up.address, up.port, req, req.headers);
+      return slot ? p.then(slot.onResponse, slot.onError) : p;
+    }
+    return deliver(app, slot, req, port);
   };
 }
 
 /**
- * One delivery. An async function rather than promise callbacks: no closures per request;
- * the caller's slot comes back through one shared body handler (releaseOnDone).
+ * One delivery of an upgrade or an HTTP/2 request: the caller's slot comes back through
+ * one shared body handler (releaseOnDone).
  *
  * An HTTP/2 stream the app never processed (REFUSED_STREAM, or above its GOAWAY's last
  * stream id) is sent once more, on the pool's session then (a new one after a GOAWAY: the
  * pool drops a session that sent one), as RFC 9113 §8.7 allows for any request. Only
  * without a body: a body already piped into the refused stream is consumed.
  */
-async function deliver(app: AppConnector, callers: CallerSlots | undefined, caller: string, req: ProxyRequest, port: number, orig: string | undefined): Promise<ProxyResponse> {
+async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: ProxyRequest, port: number): Promise<ProxyResponse> {
   let res: ProxyResponse;
   try {
     if (req.upgrade !== undefined) {
       // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers, on a connection of its own.
       res = await upgradeH1(app.address, port, req, req.headers);
-    } else if (orig === 'HTTP/1.1') {
-      const up = app.h1.ready(app.endpoint(port));
-      res = await up.pool.request(up.address, up.port, req, req.headers);
     } else {
       const ep = app.endpoint(port);
       // The open session is taken synchronously; only opening one is awaited.
@@ -76,57 +81,81 @@ async function deliver(app: AppConnector, callers: CallerSlots | undefined, call
       }
     }
   } catch (err) {
-    callers?.release(caller);
+    slot?.release();
     throw err;
   }
-  if (callers) {
-    if (res.body) callers.holdUntilDone(res.body, caller);
-    else callers.release(caller);
-  }
-  return res;
+  return slot ? slot.onResponse(res) : res;
 }
 
-const SLOTS = Symbol('wren.caller-slots');
-const CALLER = Symbol('wren.caller');
-type HeldBody = Readable & { [SLOTS]?: CallerSlots; [CALLER]?: string };
+const SLOT = Symbol('wren.caller-slot');
+type HeldBody = Readable & { [SLOT]?: CallerSlot };
 
 /** Shared 'end'/'close' listener of every delivered response body: gives its caller's slot back once. */
 function releaseOnDone(this: HeldBody): void {
-  const slots = this[SLOTS];
-  if (!slots) return;
-  this[SLOTS] = undefined;
-  slots.release(this[CALLER]!);
+  const slot = this[SLOT];
+  if (!slot) return;
+  this[SLOT] = undefined;
+  slot.release();
 }
+
+/**
+ * One caller's requests open to the app. It lives while the caller has some (and, up to
+ * IDLE_CALLERS of them, after), so the response handlers it carries are made once per
+ * caller, not per request.
+ */
+class CallerSlot {
+  open = 0;
+
+  constructor(
+    private readonly slots: CallerSlots,
+    readonly caller: string,
+  ) {}
+
+  release(): void {
+    this.slots.release(this);
+  }
+
+  /** The slot is held until the response body ends or closes (whichever first). */
+  readonly onResponse = (res: ProxyResponse): ProxyResponse => {
+    const b = res.body as HeldBody | null;
+    if (b) {
+      b[SLOT] = this;
+      b.once('end', releaseOnDone);
+      b.once('close', releaseOnDone);
+    } else this.release();
+    return res;
+  };
+
+  readonly onError = (err: unknown): never => {
+    this.release();
+    throw err;
+  };
+}
+
+/** Callers without a request open whose slot is kept for their next one (mesh identities: a handful per app). */
+const IDLE_CALLERS = 256;
 
 /** Requests each caller has open to the app, against maxStreamsPerCaller. */
 class CallerSlots {
-  private readonly held = new Map<string, number>();
+  private readonly held = new Map<string, CallerSlot>();
 
   constructor(private readonly limits: CallerLimits) {}
 
   /** Takes a slot for `caller`, or returns the OVERFLOW error (counted) when it has none left. */
-  take(caller: string): ProxyError | undefined {
-    const n = this.held.get(caller) ?? 0;
+  take(caller: string): CallerSlot | ProxyError {
+    let s = this.held.get(caller);
+    if (!s) this.held.set(caller, (s = new CallerSlot(this, caller)));
+    const n = s.open;
     if (n >= this.limits.maxStreamsPerCaller) {
       this.limits.onLimit();
       return new ProxyError('OVERFLOW', `the caller has ${n} requests open to the app (limit ${this.limits.maxStreamsPerCaller})`);
     }
-    this.held.set(caller, n + 1);
-    return undefined;
+    s.open = n + 1;
+    return s;
   }
 
-  release(caller: string): void {
-    const n = (this.held.get(caller) ?? 1) - 1;
-    if (n <= 0) this.held.delete(caller);
-    else this.held.set(caller, n);
-  }
-
-  /** The slot is held until the response body ends or closes (whichever first). */
-  holdUntilDone(body: Readable, caller: string): void {
-    const b = body as HeldBody;
-    b[SLOTS] = this;
-    b[CALLER] = caller;
-    b.once('end', releaseOnDone);
-    b.once('close', releaseOnDone);
+  release(s: CallerSlot): void {
+    if (s.open > 0) s.open--;
+    if (s.open === 0 && this.held.size > IDLE_CALLERS) this.held.delete(s.caller);
   }
 }

@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
-import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { httpEntry, type Direction } from '../access-log/entry.js';
+import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
 
 /**
  * One access log line per HTTP request (docs/observability.md, Access logs), written when
@@ -10,8 +11,10 @@ import { httpEntry, type Direction } from '../access-log/entry.js';
  * tunnel closes, as Envoy logs an upgraded stream).
  *
  * Off (the default) this layer costs one settings read per request and hands the request
- * on untouched: no closure, no promise, no object. On, and sampled: one pending promise,
- * one counter object, a byte-counting listener per body, two end listeners and the line.
+ * on untouched: no closure, no promise, no object. On, and sampled: one record object, the
+ * one promise of its `then` (not an async function's two), two shared end listeners and
+ * the line. Body bytes are the counts the bodies' `push` already keeps for the request
+ * metrics (metrics/body-bytes.ts): no listener per chunk.
  *
  * It sits at the top of the stack, so it sees what the client sees: synthetic error
  * responses carry their code (`proxyError`), whose flag the one error table gives.
@@ -22,50 +25,83 @@ export const accessLog =
   (inner) =>
   (req) => {
     if (!log.sampled()) return inner(req);
-    return logged(log, direction, appAddress, req, inner);
+    if (req.body) countBodyBytes(req.body);
+    const rec = new Logged(log, direction, appAddress, req);
+    let p: Promise<ProxyResponse>;
+    try {
+      p = inner(req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return p.then(rec.onResponse);
   };
 
-/** Body bytes as they pass (Envoy's BYTES_RECEIVED / BYTES_SENT count body bytes). */
-class Bytes {
-  received = 0;
-  sent = 0;
-  readonly onReceived = (chunk: Buffer): void => void (this.received += chunk.length);
-  readonly onSent = (chunk: Buffer): void => void (this.sent += chunk.length);
+const LOGGED = Symbol('wren.accessLogged');
+type LoggedBody = Readable & { [LOGGED]?: Logged; [TUNNEL_BYTES]?: number };
+
+/** One logged request, from its start to its response's end. */
+class Logged {
+  private res: ProxyResponse | undefined;
+  private headersAt = 0;
+
+  constructor(
+    private readonly log: AccessLog,
+    private readonly direction: Direction,
+    private readonly appAddress: string | undefined,
+    private readonly req: ProxyRequest,
+  ) {}
+
+  readonly onResponse = (res: ProxyResponse): ProxyResponse => {
+    this.res = res;
+    this.headersAt = this.log.clock.now();
+    const body = res.body as LoggedBody | null;
+    if (body === null) {
+      this.write(this.headersAt, false, 0);
+      return res;
+    }
+    if (isTunnel(this.req, res)) countTunnel(body);
+    else countBodyBytes(body);
+    body[LOGGED] = this;
+    body.once('end', onBodyDone);
+    body.once('close', onBodyDone);
+    return res;
+  };
+
+  /** The response body ended, or closed first (`cut`), having sent `sent` bytes. */
+  ended(cut: boolean, sent: number): void {
+    this.write(this.log.clock.now(), cut, sent);
+  }
+
+  private write(endedAt: number, cut: boolean, sent: number): void {
+    const o = { res: this.res!, headersAt: this.headersAt, endedAt, cut, bytesReceived: bodyBytes(this.req.body), bytesSent: sent };
+    this.log.write(httpEntry(this.direction, this.req, o, this.appAddress));
+  }
+}
+
+/** 'end' or 'close' of a logged response body, whichever first: its line ('close' before 'end': the body was cut). */
+function onBodyDone(this: LoggedBody): void {
+  const rec = this[LOGGED];
+  if (!rec) return;
+  this[LOGGED] = undefined;
+  rec.ended(!this.readableEnded, this[TUNNEL_BYTES] ?? bodyBytes(this));
 }
 
 /**
- * Counts a body's bytes without consuming it: `prependListener` is EventEmitter's, which
- * Readable does not override, so unlike `on('data')` it does not switch the stream to
- * flowing mode; the chunks are seen when the body's own consumer takes them (pipe and
- * 'data' listeners, and `read()`, which emits 'data' for what it returns). The one pattern
- * it would disturb is a consumer that removes its last 'readable' listener and expects
- * the stream to stay paused (Node then resumes a stream that has 'data' listeners); no
- * consumer of bodies in the proxy reads that way.
+ * A tunnel (an upgrade's 101, a CONNECT's 200) is a Duplex whose readable side may be fed
+ * without `push` (a socket reading into its own buffer): its bytes are counted as its
+ * consumer takes them. `prependListener` does not switch it to flowing mode (unlike `on`).
  */
-function count(body: Readable | null, onChunk: (chunk: Buffer) => void): void {
-  body?.prependListener('data', onChunk);
+const TUNNEL_BYTES = Symbol('wren.tunnelBytes');
+
+function isTunnel(req: ProxyRequest, res: ProxyResponse): boolean {
+  return res.status === 101 || (req.method === 'CONNECT' && res.status === 200);
 }
 
-async function logged(log: AccessLog, direction: Direction, appAddress: string | undefined, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
-  const bytes = new Bytes();
-  count(req.body, bytes.onReceived);
-  const res = await inner(req);
-  const headersAt = log.clock.now();
-  const body = res.body;
-  if (body === null) {
-    log.write(httpEntry(direction, req, { res, headersAt, endedAt: headersAt, cut: false, bytesReceived: bytes.received, bytesSent: 0 }, appAddress));
-    return res;
-  }
-  count(body, bytes.onSent);
-  let done = false;
-  const end = (): void => {
-    if (done) return;
-    done = true;
-    // 'close' before 'end': the body was destroyed before its end.
-    const o = { res, headersAt, endedAt: log.clock.now(), cut: !body.readableEnded, bytesReceived: bytes.received, bytesSent: bytes.sent };
-    log.write(httpEntry(direction, req, o, appAddress));
-  };
-  body.once('end', end);
-  body.once('close', end);
-  return res;
+function countTunnel(body: LoggedBody): void {
+  body[TUNNEL_BYTES] = 0;
+  body.prependListener('data', onTunnelData);
+}
+
+function onTunnelData(this: LoggedBody, chunk: Buffer): void {
+  this[TUNNEL_BYTES]! += chunk.length;
 }

@@ -2,6 +2,7 @@ import type { HttpLayer, ProxyResponse } from '../http/exchange.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
 import { attachState } from './request-state.js';
+import type { Admission } from '../resilience/concurrency-limits.js';
 
 /**
  * Finds the routed service port's cluster and admits the request against its limits
@@ -14,28 +15,59 @@ import { attachState } from './request-state.js';
 export const admission =
   (clusters: () => ClusterSet): HttpLayer =>
   (inner) =>
-  async (req) => {
+  (req) => {
     const route = req.route;
-    if (!route) throw new ProxyError('NO_ROUTE');
+    if (!route) return Promise.reject(new ProxyError('NO_ROUTE'));
     const cluster = clusters().get(route.service, route.port);
-    if (!cluster) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
+    if (!cluster) return Promise.reject(new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`));
     // An opaque TCP connection is one of the cluster's connections for its whole life
     // (Envoy's TCP proxy: max_connections), not a request.
     const adm = req.origProto === 'TCP' ? cluster.admitConnection('connections') : cluster.admit('request');
-    if (adm instanceof ProxyError) throw adm;
+    if (adm instanceof ProxyError) return Promise.reject(adm);
     attachState(req, cluster);
-    let res: ProxyResponse;
+    let p: Promise<ProxyResponse>;
     try {
-      res = await inner(req);
+      p = inner(req);
     } catch (err) {
       adm.release();
-      throw err;
+      return Promise.reject(err);
     }
-    if (!res.body) adm.release();
-    else if (req.origProto === 'TCP') res.body.once('close', adm.release); // a half-closed tunnel is still open
+    // Not an async function: one promise (this `then`) per request; the slot is the handlers' context.
+    const held = new Held(adm, req.origProto === 'TCP');
+    return p.then(held.onResponse, held.onError);
+  };
+
+/** A request's admission slot until its response body ends (a tunnel's: until it closes). */
+class Held {
+  constructor(
+    private readonly adm: Admission,
+    private readonly tunnel: boolean,
+  ) {}
+
+  readonly onError = (err: unknown): never => {
+    this.adm.release();
+    throw err;
+  };
+
+  readonly onResponse = (res: ProxyResponse): ProxyResponse => {
+    const body = res.body as HeldBody | null;
+    if (!body) this.adm.release();
     else {
-      res.body.once('end', adm.release);
-      res.body.once('close', adm.release);
+      // One shared listener per event (no closure per request), the slot on the body; a half-closed tunnel is still open.
+      body[SLOT] = this.adm;
+      if (!this.tunnel) body.once('end', releaseSlot);
+      body.once('close', releaseSlot);
     }
     return res;
   };
+}
+
+const SLOT = Symbol('wren.admission');
+type HeldBody = NonNullable<ProxyResponse['body']> & { [SLOT]?: Admission };
+
+function releaseSlot(this: HeldBody): void {
+  const a = this[SLOT];
+  if (!a) return;
+  this[SLOT] = undefined;
+  a.release();
+}

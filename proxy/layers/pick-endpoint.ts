@@ -1,4 +1,4 @@
-import type { HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Connector, Upstream } from '../net/connector.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
@@ -7,7 +7,7 @@ import type { Clock } from '../../common/clock.js';
 import { header, isGrpc } from '../http/headers.js';
 import { classify, type Outcome } from '../resilience/classify.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
-import { attachState, stateOf } from './request-state.js';
+import { attachState, stateOf, type ResilienceState } from './request-state.js';
 import { abortReason, raceSignal } from './race-signal.js';
 
 export interface PickEndpointDeps {
@@ -21,6 +21,13 @@ export interface PickEndpointDeps {
    * nothing; the service below finds it in the request state (`upstream`).
    */
   readonly connectorFor?: (req: ProxyRequest, ep: Endpoint) => Connector | undefined;
+  /**
+   * Whether the service below settles as soon as the request's signal aborts because it
+   * watches the signal itself (the HTTP/1.1 pool's exchange rejects, the HTTP/2 call resets
+   * its stream and rejects): the attempt then needs no race against the signal, which cost
+   * two promises, three closures and an abort listener per request. Absent: always raced.
+   */
+  readonly watchesSignal?: (req: ProxyRequest, ep: Endpoint) => boolean;
 }
 
 /** An upstream that connected after its request was given up: only a TCP socket is the request's own to close. */
@@ -50,13 +57,13 @@ const NOT_SENT = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION
 export const pickEndpoint =
   (d: PickEndpointDeps): HttpLayer =>
   (inner) =>
-  async (req) => {
+  (req) => {
     let st = stateOf(req);
     if (!st) {
       const route = req.route;
-      if (!route) throw new ProxyError('NO_ROUTE');
+      if (!route) return Promise.reject(new ProxyError('NO_ROUTE'));
       const c = d.clusters().get(route.service, route.port);
-      if (!c) throw new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`);
+      if (!c) return Promise.reject(new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`));
       st = attachState(req, c);
     }
     const policy = portPolicy(req.route!.service, req.route!.port);
@@ -67,7 +74,7 @@ export const pickEndpoint =
     // A route pinned to one endpoint (a pod IP) is never balanced, retries included.
     const pin = req.route!.endpoint;
     const ep = pin ? st.cluster.pinned(pin) : st.cluster.pick({ hashKey, exclude: st.tried });
-    if (ep instanceof ProxyError) throw ep;
+    if (ep instanceof ProxyError) return Promise.reject(ep);
     st.tried.add(endpointKey(ep));
     req.endpoint = ep;
     st.endpoint = ep;
@@ -75,70 +82,149 @@ export const pickEndpoint =
     // Already connected (the common case): no admission, no promise.
     const ready = connector?.ready(ep);
     st.upstream = ready;
-    const mustConnect = connector !== undefined && ready === undefined;
-    let pending: Admission | undefined;
-    let connection: Admission | undefined;
-    if (mustConnect) {
-      const p = st.cluster.admitConnection('pending');
-      if (p instanceof ProxyError) throw p;
-      pending = p;
-      // An opaque TCP connection holds its cluster connection slot already (admission):
-      // the session or socket opened for it is that connection, not a second one.
-      if (req.origProto !== 'TCP' && !connector.opening(ep)) {
-        const c = st.cluster.admitConnection('connections');
-        if (c instanceof ProxyError) {
-          pending.release();
-          throw c;
-        }
-        connection = c;
-      }
-    }
-    const { clock } = d;
-    const started = clock.now();
-    const done = st.cluster.start(ep);
-    let connected = false;
-    let res: ProxyResponse;
+    if (connector !== undefined && ready === undefined) return connectThenForward(d, inner, req, st, ep, connector, policy.timeouts.connectMs);
+    const attempt = new Attempt(req, st, d.clock, ep);
+    attempt.connected = true;
+    if (!d.watchesSignal?.(req, ep)) return raced(inner, req, attempt);
+    // The common case: the service below watches the signal, so no race and no async frame:
+    // one promise (this `then`), its handlers the attempt's.
+    let p: Promise<ProxyResponse>;
     try {
-      if (mustConnect) {
-        try {
-          st.upstream = await raceSignal<Upstream>(connector.connect(ep, policy.timeouts.connectMs, connection), req.signal, closeLate);
-        } finally {
-          pending!.release();
-        }
-      }
-      connected = true;
-      res = await raceSignal(inner(req), req.signal, destroyLateBody);
+      p = inner(req);
     } catch (err) {
-      const e = req.signal.aborted ? abortReason(req.signal) : toProxyError(err);
-      const causeCode = (e.cause as { code?: string } | undefined)?.code;
-      const sent = connected && !(causeCode !== undefined && NOT_SENT.has(causeCode));
-      const outcome = classify({ type: 'error', error: e, bytesSent: sent, refusedStream: /stream refused|REFUSED_STREAM/.test(e.message) });
-      done(outcome, clock.now() - started);
-      st.outcome = outcome;
-      st.sent = sent && !outcome.retryable.alwaysSafe;
-      throw e;
+      return Promise.reject(attempt.failed(err));
     }
-    const ttfb = clock.now() - started;
+    return p.then(attempt.onResponse, attempt.onError);
+  };
+
+/** An attempt whose upstream must be opened first: the connection limits, then the connect (raced against the signal). */
+async function connectThenForward(d: PickEndpointDeps, inner: HttpService, req: ProxyRequest, st: ResilienceState, ep: Endpoint, connector: Connector, connectMs: number): Promise<ProxyResponse> {
+  const p = st.cluster.admitConnection('pending');
+  if (p instanceof ProxyError) throw p;
+  const pending = p;
+  let connection: Admission | undefined;
+  // An opaque TCP connection holds its cluster connection slot already (admission):
+  // the session or socket opened for it is that connection, not a second one.
+  if (req.origProto !== 'TCP' && !connector.opening(ep)) {
+    const c = st.cluster.admitConnection('connections');
+    if (c instanceof ProxyError) {
+      pending.release();
+      throw c;
+    }
+    connection = c;
+  }
+  const attempt = new Attempt(req, st, d.clock, ep);
+  try {
+    st.upstream = await raceSignal<Upstream>(connector.connect(ep, connectMs, connection), req.signal, closeLate);
+  } catch (err) {
+    throw attempt.failed(err);
+  } finally {
+    pending.release();
+  }
+  attempt.connected = true;
+  return raced(inner, req, attempt, d.watchesSignal?.(req, ep) ?? false);
+}
+
+/** The attempt raced against the request's signal (unless the service below watches it): one that does not watch it at every step (a tunnel's). */
+async function raced(inner: HttpService, req: ProxyRequest, attempt: Attempt, watches = false): Promise<ProxyResponse> {
+  let res: ProxyResponse;
+  try {
+    res = await (watches ? inner(req) : raceSignal(inner(req), req.signal, destroyLateBody));
+  } catch (err) {
+    throw attempt.failed(err);
+  }
+  return attempt.onResponse(res);
+}
+
+/** One attempt's facts, from its start to its response body's end; reported to the cluster exactly once. */
+class Attempt {
+  private readonly started: number;
+  private readonly done: (outcome: Outcome, latencyMs: number) => void;
+  connected = false;
+  ttfb = 0;
+  headOutcome: Outcome | undefined;
+  res: ProxyResponse | undefined;
+  grpcTrailers = false;
+  errored = false;
+
+  constructor(
+    private readonly req: ProxyRequest,
+    private readonly st: ResilienceState,
+    private readonly clock: Clock,
+    ep: Endpoint,
+  ) {
+    this.started = clock.now();
+    this.done = st.cluster.start(ep);
+  }
+
+  /** The attempt failed before a response: classified, reported, left in the request state for retry; returns the error to throw. */
+  failed(err: unknown): ProxyError {
+    const { req, st } = this;
+    const e = req.signal.aborted ? abortReason(req.signal) : toProxyError(err);
+    const causeCode = (e.cause as { code?: string } | undefined)?.code;
+    const sent = this.connected && !(causeCode !== undefined && NOT_SENT.has(causeCode));
+    const outcome = classify({ type: 'error', error: e, bytesSent: sent, refusedStream: /stream refused|REFUSED_STREAM/.test(e.message) });
+    this.done(outcome, this.clock.now() - this.started);
+    st.outcome = outcome;
+    st.sent = sent && !outcome.retryable.alwaysSafe;
+    return e;
+  }
+
+  readonly onError = (err: unknown): never => {
+    throw this.failed(err);
+  };
+
+  readonly onResponse = (res: ProxyResponse): ProxyResponse => {
+    this.ttfb = this.clock.now() - this.started;
     const grpcHead = header(res.headers, 'grpc-status');
-    const headOutcome = classify({ type: 'response', status: res.status, grpcStatus: grpcHead === undefined ? undefined : Number(grpcHead) });
-    const body = res.body;
+    this.headOutcome = classify({ type: 'response', status: res.status, grpcStatus: grpcHead === undefined ? undefined : Number(grpcHead) });
+    const body = res.body as AttemptBody | null;
     if (!body) {
-      done(headOutcome, ttfb);
+      this.done(this.headOutcome, this.ttfb);
       return res;
     }
-    const grpcTrailers = grpcHead === undefined && isGrpc(res.headers);
-    let errored = false;
-    const finish = (ended: boolean) => {
-      let outcome: Outcome = headOutcome;
-      if (errored) outcome = classify({ type: 'error', error: new ProxyError('UPSTREAM_RESET', 'response body failed'), bytesSent: true });
-      else if (ended && grpcTrailers) {
-        const t = header(res.trailers() ?? {}, 'grpc-status');
-        if (t !== undefined) outcome = classify({ type: 'response', status: res.status, grpcStatus: Number(t) });
-      }
-      done(outcome, ttfb);
-    };
-    body.on('error', () => (errored = true));
-    body.once('end', () => finish(true));
-    body.once('close', () => finish(false));
+    // One shared listener set per body (no closures per request): the attempt rides on the body.
+    this.res = res;
+    this.grpcTrailers = grpcHead === undefined && isGrpc(res.headers);
+    body[ATTEMPT] = this;
+    body.on('error', onBodyError);
+    body.once('end', onBodyEnd);
+    body.once('close', onBodyClose);
     return res;
   };
+
+  /** The response body ended (`ended`) or closed first: the outcome with the body's facts. */
+  finish(ended: boolean): void {
+    let outcome = this.headOutcome!;
+    if (this.errored) outcome = classify({ type: 'error', error: new ProxyError('UPSTREAM_RESET', 'response body failed'), bytesSent: true });
+    else if (ended && this.grpcTrailers) {
+      const t = header(this.res!.trailers() ?? {}, 'grpc-status');
+      if (t !== undefined) outcome = classify({ type: 'response', status: this.res!.status, grpcStatus: Number(t) });
+    }
+    this.done(outcome, this.ttfb);
+  }
+}
+
+const ATTEMPT = Symbol('wren.attempt');
+type AttemptBody = NonNullable<ProxyResponse['body']> & { [ATTEMPT]?: Attempt };
+
+function onBodyError(this: AttemptBody): void {
+  const a = this[ATTEMPT];
+  if (a) a.errored = true;
+}
+
+function onBodyEnd(this: AttemptBody): void {
+  finishAttempt(this, true);
+}
+
+function onBodyClose(this: AttemptBody): void {
+  finishAttempt(this, false);
+}
+
+/** The attempt's outcome, reported once, when its response body ends or closes (whichever first). */
+function finishAttempt(body: AttemptBody, ended: boolean): void {
+  const a = body[ATTEMPT];
+  if (!a) return;
+  body[ATTEMPT] = undefined;
+  a.finish(ended);
+}

@@ -33,7 +33,7 @@ import { flagsOf } from '../access-log/entry.js';
 export const recordMetrics =
   (metrics: ProxyMetrics, direction: Direction, clock: Clock, tlsMode: () => string = () => 'mutual_tls', healthChecks = false): HttpLayer =>
   (inner) =>
-  async (req) => {
+  (req) => {
     if (healthChecks && req.headers[MESH.healthCheck] !== undefined) {
       const probe = isProbeShaped(req);
       metrics.inboundHealthCheckMarked.inc({ source_principal: req.source.identity, probe_shape: probe ? 'true' : 'false' });
@@ -43,41 +43,62 @@ export const recordMetrics =
     if (req.body) countBodyBytes(req.body);
     // Read before the layers below strip it (deliver-to-app); only an mTLS caller's is believed.
     const peer = direction === 'inbound' ? header(req.headers, MESH.peer) : undefined;
-    const protocol = isGrpc(req.headers) ? 'grpc' : 'http';
-    let res: ProxyResponse;
+    const done = new Done(metrics, clock, direction, tlsMode, req, peer, isGrpc(req.headers) ? 'grpc' : 'http');
+    let p: Promise<ProxyResponse>;
     try {
-      res = await inner(req);
+      p = inner(req);
     } catch (err) {
-      metrics.activeStreams.dec({ direction });
-      throw err;
+      return Promise.reject(done.failed(err));
     }
-    const set =
-      direction === 'outbound'
-        ? metrics.local.forOutbound(req.route, req.endpoint ?? stateOf(req)?.endpoint)
-        : metrics.local.forInbound(req.source.identity, peer, tlsMode() === 'mutual_tls' && req.source.identity !== '');
-    if (res.proxyError) metrics.proxyErrors.inc({ direction, code: res.proxyError });
-    const done: Done = { metrics, clock, direction, set, protocol, req, res, counted: false };
-    const body = res.body;
-    if (body) {
-      countBodyBytes(body);
-      (body as Readable & { [DONE]?: Done })[DONE] = done;
-      body.once('end', onBodyDone);
-      body.once('close', onBodyDone);
-    } else finish(done);
-    return res;
+    // Not an async function: one promise (this `then`) per request, its handlers the request's own record.
+    return p.then(done.onResponse, done.onError);
   };
 
 const DONE = Symbol('wren.metricsDone');
 
-interface Done {
-  readonly metrics: ProxyMetrics;
-  readonly clock: Clock;
-  readonly direction: Direction;
-  readonly set: LabelSet;
-  readonly protocol: 'http' | 'grpc';
-  readonly req: ProxyRequest;
-  readonly res: ProxyResponse;
-  counted: boolean;
+/** One request's record, from its start to its response body's end. */
+class Done {
+  set: LabelSet | undefined;
+  res: ProxyResponse | undefined;
+  counted = false;
+
+  constructor(
+    readonly metrics: ProxyMetrics,
+    readonly clock: Clock,
+    readonly direction: Direction,
+    private readonly tlsMode: () => string,
+    readonly req: ProxyRequest,
+    private readonly peer: string | undefined,
+    readonly protocol: 'http' | 'grpc',
+  ) {}
+
+  /** The layers below failed (the errors layer turns it into a response above): no longer active. */
+  failed(err: unknown): unknown {
+    this.metrics.activeStreams.dec({ direction: this.direction });
+    return err;
+  }
+
+  readonly onError = (err: unknown): never => {
+    throw this.failed(err);
+  };
+
+  readonly onResponse = (res: ProxyResponse): ProxyResponse => {
+    const { metrics, req } = this;
+    this.res = res;
+    this.set =
+      this.direction === 'outbound'
+        ? metrics.local.forOutbound(req.route, req.endpoint ?? stateOf(req)?.endpoint)
+        : metrics.local.forInbound(req.source.identity, this.peer, this.tlsMode() === 'mutual_tls' && req.source.identity !== '');
+    if (res.proxyError) metrics.proxyErrors.inc({ direction: this.direction, code: res.proxyError });
+    const body = res.body;
+    if (body) {
+      countBodyBytes(body);
+      (body as Readable & { [DONE]?: Done })[DONE] = this;
+      body.once('end', onBodyDone);
+      body.once('close', onBodyDone);
+    } else finish(this);
+    return res;
+  };
 }
 
 /** One shared listener for every response body ('end' or 'close', whichever comes first). */
@@ -97,21 +118,23 @@ const GRPC_STATUS = /^\d{1,2}$/;
  */
 function flagsFor(d: Done, cut: boolean): string {
   const attempts = stateOf(d.req)?.tried.size ?? 0;
-  if (attempts < 2 && !(cut && d.req.signal.aborted)) return responseFlag(d.res.proxyError);
-  return flagsOf(d.req, d.res.status, d.res.proxyError, cut, attempts);
+  const res = d.res!;
+  if (attempts < 2 && !(cut && d.req.signal.aborted)) return responseFlag(res.proxyError);
+  return flagsOf(d.req, res.status, res.proxyError, cut, attempts);
 }
 
 function finish(d: Done, cut = false): void {
   if (d.counted) return;
   d.counted = true;
-  const { metrics, res } = d;
+  const { metrics } = d;
+  const res = d.res!;
   metrics.activeStreams.dec({ direction: d.direction });
   let grpc = '';
   if (d.protocol === 'grpc' || isGrpc(res.headers)) {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
     grpc = raw === undefined ? '' : GRPC_STATUS.test(raw) ? raw : 'unknown';
   }
-  const labels = d.set.labels(d.protocol, String(res.status), grpc, flagsFor(d, cut));
+  const labels = d.set!.labels(d.protocol, String(res.status), grpc, flagsFor(d, cut));
   metrics.requests.inc(labels);
   metrics.duration.observe(labels, d.clock.now() - d.req.startedAt);
   metrics.requestBytes.observe(labels, bodyBytes(d.req.body));

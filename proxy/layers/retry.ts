@@ -1,4 +1,4 @@
-import type { HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { ProxyError as PE, toProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -7,8 +7,10 @@ import { classify, retryDecision, type Outcome } from '../resilience/classify.js
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { formatGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { ReplayableBody } from './replayable-body.js';
-import { portPolicy } from '../../contract/model.js';
-import { stateOf } from './request-state.js';
+import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
+
+type RetryPolicy = TrafficPolicy['retry'];
+import { stateOf, type ResilienceState } from './request-state.js';
 import { sleep } from './race-signal.js';
 
 /** Marks retried requests for the upstream (like Envoy's x-envoy-attempt-count): 2 on the first retry. */
@@ -35,44 +37,105 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 export const retry =
   (clock: Clock, logger?: Logger): HttpLayer =>
   (inner) =>
-  async (req) => {
+  (req) => {
     const st = stateOf(req);
     if (!st || !req.route) return inner(req);
     const policy = portPolicy(req.route.service, req.route.port).retry;
-    const grpc = isGrpc(req.headers);
-    const idempotent = grpc || IDEMPOTENT.has(req.method);
     // Keep a copy of the body only when a policy retry could need it: always-safe retries
     // happen before any byte was read.
     const body = req.body ? new ReplayableBody(req.body, policy.retryOn.length > 0 ? policy.maxBufferedBodyBytes : 0) : null;
+    const run = new RetryRun(clock, logger, inner, req, st, policy, body);
+    // The common first attempt (no per-try timeout, no gRPC deadline to propagate): one
+    // `then`, no async frame; only a failed attempt goes on in the retry loop.
+    if (policy.perTryTimeoutMs <= 0 && attemptHeaders(req, 1, run.grpc, st.deadlineAt, 0, clock) === req.headers) {
+      const abody = body?.attempt() ?? null;
+      const areq: ProxyRequest = abody === req.body ? req : { ...req, body: abody };
+      let p: Promise<ProxyResponse>;
+      try {
+        p = inner(areq);
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      return p.then(run.onFirstResponse, run.onFirstError);
+    }
+    return run.loop(1, undefined, undefined);
+  };
+
+/** One request's attempts (docs/resilience.md, Retries). */
+class RetryRun {
+  readonly grpc: boolean;
+  private readonly idempotent: boolean;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly logger: Logger | undefined,
+    private readonly inner: HttpService,
+    private readonly req: ProxyRequest,
+    private readonly st: ResilienceState,
+    private readonly policy: RetryPolicy,
+    private readonly body: ReplayableBody | null,
+  ) {
+    this.grpc = isGrpc(req.headers);
+    this.idempotent = this.grpc || IDEMPOTENT.has(req.method);
+  }
+
+  readonly onFirstResponse = (res: ProxyResponse): ProxyResponse | Promise<ProxyResponse> => {
+    const g = header(res.headers, 'grpc-status');
+    const outcome = classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) });
+    if (outcome.kind === 'success') {
+      this.body?.release();
+      return res;
+    }
+    return this.loop(1, { res, outcome }, undefined);
+  };
+
+  readonly onFirstError = (err: unknown): Promise<ProxyResponse> => {
+    const error = toProxyError(err);
+    return this.loop(1, undefined, { error, outcome: this.st.outcome ?? classify({ type: 'error', error }) });
+  };
+
+  /**
+   * Attempts from `attempt` on; `first` / `firstError`: that attempt already ran (the fast
+   * path above) with this result, so the loop starts at its retry decision.
+   */
+  async loop(attempt: number, first: { res: ProxyResponse; outcome: Outcome } | undefined, firstError: { error: PE; outcome: Outcome } | undefined): Promise<ProxyResponse> {
+    const { clock, logger, inner, req, st, policy, body } = this;
     let held: Admission | null = null;
     try {
-      for (let attempt = 1; ; attempt++) {
-        const perTry = policy.perTryTimeoutMs;
-        let signal = req.signal;
-        let timer: ReturnType<Clock['setTimeout']> | undefined;
-        if (perTry > 0) {
-          const ac = new AbortController();
-          signal = AbortSignal.any([req.signal, ac.signal]);
-          timer = clock.setTimeout(() => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)), perTry);
-        }
-        const headers = attemptHeaders(req, attempt, grpc, st.deadlineAt, perTry, clock);
-        const abody = body?.attempt() ?? null;
-        // The first attempt of a bodyless request without a per-try timeout is the request itself.
-        const areq: ProxyRequest = headers === req.headers && abody === req.body && signal === req.signal ? req : { ...req, headers, body: abody, signal };
+      for (; ; attempt++) {
         let res: ProxyResponse | undefined;
         let error: PE | undefined;
         let outcome: Outcome;
-        try {
-          res = await inner(areq);
-          const g = header(res.headers, 'grpc-status');
-          outcome = classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) });
-        } catch (err) {
-          error = toProxyError(err);
-          outcome = st.outcome ?? classify({ type: 'error', error });
-        } finally {
-          if (timer) clock.clearTimeout(timer);
-          held?.release();
-          held = null;
+        if (first || firstError) {
+          res = first?.res;
+          error = firstError?.error;
+          outcome = (first ?? firstError)!.outcome;
+          first = firstError = undefined;
+        } else {
+          const perTry = policy.perTryTimeoutMs;
+          let signal = req.signal;
+          let timer: ReturnType<Clock['setTimeout']> | undefined;
+          if (perTry > 0) {
+            const ac = new AbortController();
+            signal = AbortSignal.any([req.signal, ac.signal]);
+            timer = clock.setTimeout(() => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)), perTry);
+          }
+          const headers = attemptHeaders(req, attempt, this.grpc, st.deadlineAt, perTry, clock);
+          const abody = body?.attempt() ?? null;
+          // The first attempt of a bodyless request without a per-try timeout is the request itself.
+          const areq: ProxyRequest = headers === req.headers && abody === req.body && signal === req.signal ? req : { ...req, headers, body: abody, signal };
+          try {
+            res = await inner(areq);
+            const g = header(res.headers, 'grpc-status');
+            outcome = classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) });
+          } catch (err) {
+            error = toProxyError(err);
+            outcome = st.outcome ?? classify({ type: 'error', error });
+          } finally {
+            if (timer) clock.clearTimeout(timer);
+            held?.release();
+            held = null;
+          }
         }
         const surface = (): ProxyResponse => {
           if (res) return res;
@@ -83,7 +146,7 @@ export const retry =
         const decision = retryDecision(outcome, policy, {
           attempt,
           bodySent: sent || (body?.started ?? false),
-          idempotent,
+          idempotent: this.idempotent,
           bodyBuffered: body === null || body.replayable,
           bodyless: body === null,
         });
@@ -102,7 +165,8 @@ export const retry =
       held?.release();
       body?.release();
     }
-  };
+  }
+}
 
 const MAX_PROPAGATED_DEADLINE_MS = 2 ** 31 - 1;
 

@@ -74,6 +74,17 @@ function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string 
 }
 
 /**
+ * Whether forwardToEndpoint settles as soon as the request's signal aborts, so the attempt
+ * need not race it (pick-endpoint): a request that is not an upgrade goes on an HTTP/1.1
+ * pool (its exchange rejects on abort: h1-pool.ts) or as an HTTP/2 call on the session
+ * pick-endpoint connected (the call resets its stream and rejects: h2-call.ts). An upgrade
+ * to an unmeshed endpoint, and a session still being opened, are raced.
+ */
+export function forwardWatchesSignal(req: ProxyRequest): boolean {
+  return req.upgrade === undefined && req.origProto !== 'TCP' && (req.origProto === 'HTTP/1.1' || stateOf(req)?.upstream?.kind === 'h2');
+}
+
+/**
  * Whether forwardToEndpoint sends the request on an HTTP/1.1 pool, which connects (and
  * takes the cluster's connection slots) by itself: HTTP/1.1 that is not an upgrade, to an
  * unmeshed endpoint, or to a peer sidecar with `meshH1`. The outbound connector opens

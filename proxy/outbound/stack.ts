@@ -13,7 +13,7 @@ import { admission } from '../layers/admission.js';
 import { timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
-import { forwardToEndpoint } from './forward-to-endpoint.js';
+import { forwardToEndpoint, forwardWatchesSignal } from './forward-to-endpoint.js';
 import { accessLog } from '../layers/access-log.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { outboundConnector } from './outbound-connector.js';
@@ -66,7 +66,7 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1) }),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1), watchesSignal: forwardWatchesSignal }),
     ],
     forwardToEndpoint(d.peers, d.agent, d.meshH1, d.metrics.local),
   );
