@@ -193,10 +193,11 @@ describe('TrafficPolicy schema agrees with parseTrafficPolicy', () => {
   const resource = (policy: unknown) => ({ apiVersion: 'policy.wren.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'p' }, spec: { targetRef: { kind: 'Service', name: 's' }, policy } });
 
   test('same sections and field names as the model', () => {
-    const full = parseTrafficPolicy({ healthCheck: { kind: 'http' } }, '') as unknown as Json;
+    const full = parseTrafficPolicy({ healthCheck: { kind: 'http' }, fault: { delay: { fixedDelay: 1 }, abort: { httpStatus: 503 }, match: {} } }, '') as unknown as Json;
     for (const [section, value] of Object.entries(full))
       expect(Object.keys(policySchema.properties[section].properties).sort()).toEqual(Object.keys(value).sort());
-    expect(Object.keys(policySchema.properties).sort()).toEqual(Object.keys(DEFAULT_POLICY).sort());
+    // `fault` is the one optional section (absent from DEFAULT_POLICY: no fault injection).
+    expect(Object.keys(policySchema.properties).sort()).toEqual([...Object.keys(DEFAULT_POLICY), 'fault'].sort());
   });
 
   test('DEFAULT_POLICY itself is a valid policy (healthCheck null included)', () => {
