@@ -94,6 +94,9 @@ export function toJsonSchema(node: Json, path = ''): Json {
       out[k] = v;
     }
   }
+  // OpenAPI v3.0 (Kubernetes) writes an exclusive bound as a boolean beside minimum/maximum; draft-07 as the bound itself.
+  if (out.exclusiveMinimum === true) [out.exclusiveMinimum, out.minimum] = [out.minimum, undefined];
+  if (out.exclusiveMaximum === true) [out.exclusiveMaximum, out.maximum] = [out.maximum, undefined];
   if (node['x-kubernetes-int-or-string'] === true && !out.anyOf) out.anyOf = [{ type: 'integer' }, { type: 'string' }];
   if (node.nullable === true) {
     if (typeof out.type === 'string') out.type = [out.type, 'null'];

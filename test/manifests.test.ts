@@ -55,8 +55,8 @@ describe('every YAML file', () => {
 
 describe('CRDs', () => {
   const crds = walk(join(ROOT, 'crds')).flatMap(docsOf);
-  test('six namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
-    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
+  test('seven namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
+    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RateLimitPolicy', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
     for (const c of crds) {
       expect(c.apiVersion).toBe('apiextensions.k8s.io/v1');
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.policy.wren.io`);
@@ -92,6 +92,7 @@ describe('CRDs', () => {
       'policy.wren.io/v1alpha1 AuthorizationPolicy',
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
+      'policy.wren.io/v1alpha1 RateLimitPolicy',
       'policy.wren.io/v1alpha1 RequestAuthentication',
       'policy.wren.io/v1alpha1 Telemetry',
       'policy.wren.io/v1alpha1 TrafficPolicy',
@@ -109,7 +110,7 @@ describe('examples', () => {
 
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
-    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry']));
+    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'RateLimitPolicy']));
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
   });
@@ -268,7 +269,7 @@ describe('install manifests', () => {
       [
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
-        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries']),
+        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries', 'ratelimitpolicies']),
         'authentication.k8s.io/tokenreviews:create',
       ].sort(),
     );

@@ -1,3 +1,4 @@
+import { parseRateLimitPolicyResource, type KRateLimitPolicy } from '../translate/ratelimit-objects.js';
 import { parseAllDocuments } from 'yaml';
 import type { Service } from '../../contract/model.js';
 import { ConfigError, type Parser } from '../../common/schema.js';
@@ -31,6 +32,7 @@ export type ManifestObject =
   | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
   | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy }
   | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication }
+  | { kind: 'RateLimitPolicy'; key: string; value: KRateLimitPolicy }
   | { kind: 'Telemetry'; key: string; value: KTelemetry };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
@@ -42,6 +44,7 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   PeerAuthentication: parsePeerAuthenticationResource,
   AuthorizationPolicy: parseAuthorizationPolicyResource,
   RequestAuthentication: parseRequestAuthenticationResource,
+  RateLimitPolicy: parseRateLimitPolicyResource,
   Telemetry: parseTelemetryResource,
 };
 
@@ -109,7 +112,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
   const out = {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
-    telemetries: [] as KTelemetry[],
+    telemetries: [] as KTelemetry[], rateLimitPolicies: [] as KRateLimitPolicy[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -127,6 +130,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
       else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
       else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
       else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
+      else if (o.kind === 'RateLimitPolicy') out.rateLimitPolicies.push(o.value);
       else out.meshServices.push(o.value);
     }
   }
