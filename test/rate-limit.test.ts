@@ -95,3 +95,19 @@ test('gRPC callers over the limit get RESOURCE_EXHAUSTED', async () => {
   c.close();
   expect(codes).toEqual([grpc.status.OK, grpc.status.OK, grpc.status.RESOURCE_EXHAUSTED, grpc.status.RESOURCE_EXHAUSTED]);
 });
+
+test('a pushed inbound policy applies to the next request; a RateLimitPolicy it leaves unchanged keeps its buckets', async () => {
+  const base = server.config.policy;
+  const limits = base.rateLimits!;
+  // The per-caller bucket of `noisy` is empty (above); a push that adds a policy keeps it so.
+  const extra = { name: 'demo/extra', ports: [65000], total: { requestsPerSecond: 1, burst: 1 }, overrides: [], routes: [] };
+  server.applySnapshot({ version: 'v2', source: 'test', services: [], inboundPolicy: { ...base, rateLimits: [...limits, extra] } });
+  expect((await get(noisy, 'checkout')).status).toBe(429);
+  // Changing that policy starts it afresh (a full bucket of 3).
+  const changed = limits.map((p) => (p.name === 'demo/per-caller' ? { ...p, identity: { requestsPerSecond: SLOW, burst: 3 } } : p));
+  server.applySnapshot({ version: 'v3', source: 'test', services: [], inboundPolicy: { ...base, rateLimits: changed } });
+  expect((await burst(noisy, 'checkout', 5)).map((r) => r.status).sort()).toEqual([200, 200, 200, 429, 429]);
+  // No rate limits at all: nothing is refused.
+  server.applySnapshot({ version: 'v4', source: 'test', services: [], inboundPolicy: { ...base, rateLimits: [] } });
+  expect((await burst(noisy, 'checkout', 5)).every((r) => r.status === 200)).toBe(true);
+});
