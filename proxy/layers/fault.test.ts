@@ -16,7 +16,8 @@ function setup(faultSpec: Record<string, unknown>, draws: number[]) {
   const random = () => draws[i++ % draws.length]!;
   const service = parseService({ name: 'web', ports: [{ port: 80 }], policy: { fault: faultSpec } }, 'svc');
   let reached = 0;
-  const svc = errorsToResponse(createLogger({ sink: () => undefined }), 'outbound')(
+  const logs: string[] = [];
+  const svc = errorsToResponse(createLogger({ sink: (l) => logs.push(l) }), 'outbound')(
     fault({ clock, random, injected })(() => {
       reached++;
       return Promise.resolve({ status: 200, headers: {}, body: null, trailers: () => undefined });
@@ -26,7 +27,7 @@ function setup(faultSpec: Record<string, unknown>, draws: number[]) {
   const request = (o: { path?: string; headers?: Record<string, string> } = {}) =>
     ({ method: 'GET', path: o.path ?? '/', headers: o.headers ?? {}, body: null, signal: ctl.signal, route: { service, port: service.ports[0] } }) as unknown as ProxyRequest;
   const count = async (kind: string) => (await registry.getSingleMetric('wren_faults_injected_total')!.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
-  return { clock, svc, request, reached: () => reached, count, ctl };
+  return { clock, svc, request, reached: () => reached, count, ctl, logs };
 }
 
 const settle = () => new Promise((r) => setImmediate(r));
@@ -41,6 +42,8 @@ describe('fault layer', () => {
     expect(flagsOf(req, res.status, res.proxyError, false, 0)).toBe('FI');
     expect(s.reached()).toBe(0);
     expect(await s.count('abort')).toBe(1);
+    // Injected on purpose: not a failure to log per request.
+    expect(s.logs).toEqual([]);
   });
 
   test('the draw decides: at or above the percentage the request goes through', async () => {

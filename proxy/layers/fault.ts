@@ -1,5 +1,6 @@
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { errorResponse } from '../errors/error-response.js';
 import { header, isGrpc } from '../http/headers.js';
 import { portPolicy, type FaultInjection, type FaultMatch } from '../../contract/model.js';
 import { GRPC_STATUS_CODES } from '../../contract/parse-fault.js';
@@ -79,7 +80,9 @@ function aborted(d: FaultDeps, f: FaultInjection, req: ProxyRequest): Promise<Pr
   const grpc = a.grpcStatus !== undefined ? GRPC_STATUS_CODES[a.grpcStatus]! : httpToGrpc(a.httpStatus!);
   const http = a.httpStatus ?? grpcToHttp(grpc);
   const status = isGrpc(req.headers) ? `grpc-status ${grpc}` : `status ${http}`;
-  return Promise.reject(new ProxyError('FAULT_ABORT', status, { httpStatus: http, grpcStatus: grpc }));
+  // Answered here (as authorize answers a denial), not thrown: an injected abort is the
+  // configured behaviour, not a failure for errors-to-response to log at warn per request.
+  return Promise.resolve(errorResponse(new ProxyError('FAULT_ABORT', status, { httpStatus: http, grpcStatus: grpc }), req));
 }
 
 /** gRPC's HTTP-to-gRPC mapping (grpc/doc/http-grpc-status-mapping.md), what a gRPC client makes of an HTTP status. */
