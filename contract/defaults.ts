@@ -75,6 +75,7 @@ export const DEFAULT_INBOUND_POLICY: InboundPolicy = Object.freeze({
   portLevelMtls: Object.freeze({}),
   authorizationPolicies: Object.freeze([]),
   jwtRules: Object.freeze([]),
+  rateLimits: Object.freeze([]),
 });
 
 /** Policies in this namespace without a selector are mesh-wide (Istio's root namespace, here the control plane's). */

@@ -130,7 +130,39 @@ export interface HealthCheckPolicy {
   readonly unhealthyThreshold: number;
 }
 
+/**
+ * Which requests a fault applies to (a small subset of Istio's HTTPMatchRequest): a path
+ * prefix and exact header values, all ANDed.
+ */
+export interface FaultMatch {
+  /** '/' = every path. Matched against the request target up to its query (`/a` matches `/a`, `/a/b`, `/ab`). */
+  readonly pathPrefix: string;
+  /** Lower-case header names to exact values; empty: any headers. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * Fault injection (Istio VirtualService `fault`, Envoy's HTTP fault filter), applied by
+ * the CALLER's sidecar to requests it routes to the service: a fixed delay, an abort, or
+ * both (delay first, then abort), each to `percentage` percent of the matching requests,
+ * drawn independently.
+ */
+export interface FaultInjection {
+  /** Milliseconds to hold the request before it goes on (YAML: a duration like "2s"). */
+  readonly delay?: { readonly fixedDelay: number; readonly percentage: number };
+  /**
+   * Exactly one of `httpStatus` (200-599; a gRPC caller gets the grpc-status gRPC maps
+   * it to) and `grpcStatus` (a status name such as UNAVAILABLE; an HTTP caller gets the
+   * HTTP status Envoy maps it to).
+   */
+  readonly abort?: { readonly httpStatus?: number; readonly grpcStatus?: string; readonly percentage: number };
+  /** Absent: every request to the service (port). */
+  readonly match?: FaultMatch;
+}
+
 export interface TrafficPolicy {
+  /** Absent: no fault injection (docs/resilience.md, Fault injection). */
+  readonly fault?: FaultInjection;
   readonly loadBalancer: LoadBalancerPolicy;
   readonly outlierDetection: OutlierPolicy;
   readonly circuitBreaker: CircuitBreakerPolicy;
@@ -279,6 +311,36 @@ export interface JwtRule {
   readonly outputPayloadToHeader: string;
 }
 
+/** A token bucket's shape: refilled at `requestsPerSecond`, holding at most `burst` tokens (full at start). */
+export interface TokenRate {
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+}
+
+/**
+ * One RateLimitPolicy that selects the workload (Linkerd's HTTPLocalRateLimitPolicy with
+ * Consul's instance-level route limits), enforced by the workload's inbound sidecar on
+ * HTTP and gRPC requests (docs/resilience.md, Local rate limiting):
+ * - `total`: one bucket for every request to the workload;
+ * - `routes`: the first route whose match fits the request takes the place of `total`
+ *   for it (Consul: the first matching path's limit applies);
+ * - `identity`: one bucket per caller SPIFFE identity, all unauthenticated callers share one;
+ * - `overrides`: callers named there take their override's bucket (one per override,
+ *   shared by its clients) instead of a per-identity one.
+ * A request needs a token from each bucket that applies to it; a refused request takes none.
+ */
+export interface RateLimitPolicy {
+  /** `namespace/name` of the RateLimitPolicy. */
+  readonly name: string;
+  /** The workload ports it applies to; empty: every port. */
+  readonly ports: readonly number[];
+  readonly total?: TokenRate;
+  readonly identity?: TokenRate;
+  readonly overrides: readonly (TokenRate & { readonly clients: readonly string[] })[];
+  /** `method` '' = any method; `pathPrefix` '/' = any path. */
+  readonly routes: readonly (TokenRate & { readonly match: { readonly pathPrefix: string; readonly method: string } })[];
+}
+
 /**
  * Everything the inbound side of one workload enforces, already resolved for it by
  * the control plane (or written in the proxy's static config): the mTLS mode with
@@ -291,6 +353,8 @@ export interface InboundPolicy {
   readonly authorizationPolicies: readonly AuthzPolicy[];
   /** Every jwtRule of the RequestAuthentications that select the workload (none: no JWT work at all). */
   readonly jwtRules: readonly JwtRule[];
+  /** The RateLimitPolicies that select the workload, by name; absent or empty: no rate limiting. */
+  readonly rateLimits?: readonly RateLimitPolicy[];
 }
 
 /** A versioned snapshot of everything one proxy needs. */

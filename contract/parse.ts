@@ -3,6 +3,8 @@ import { DEFAULT_POLICY } from './defaults.js';
 import type {
   AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, PushedTelemetry, Service, ServicePort, TrafficPolicy, Workload,
 } from './model.js';
+import { parseFaultInjection } from './parse-fault.js';
+import { parseRateLimitPolicy } from './parse-ratelimit.js';
 import {
   arr, bool, duration, fail, literal, map, num, obj, optional, record, str, withDefault,
   type Parser,
@@ -19,6 +21,7 @@ const pct = (def: number) => num({ min: 0, max: 100, default: def });
 const count = (def: number) => num({ int: true, min: 0, default: def });
 
 export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
+  fault: optional(parseFaultInjection),
   loadBalancer: obj({
     kind: literal(['peak-ewma', 'least-request', 'round-robin', 'random', 'ring-hash'] as const, D.loadBalancer.kind),
     ewmaDefaultRttMs: duration(D.loadBalancer.ewmaDefaultRttMs),
@@ -314,6 +317,7 @@ export const parseInboundPolicy: Parser<InboundPolicy> = obj({
   portLevelMtls: map(record(obj({ mode: literal(MTLS_MODES) })), checkPortKeys),
   authorizationPolicies: arr(parseAuthzPolicy, { default: [] }),
   jwtRules: arr(parseJwtRule, { default: [] }),
+  rateLimits: arr(parseRateLimitPolicy, { default: [] }),
 });
 
 /**

@@ -107,6 +107,9 @@ export function toJsonSchema(node: Json, path = '', celChecked = false): Json {
       out[k] = v;
     }
   }
+  // OpenAPI v3.0 (Kubernetes) writes an exclusive bound as a boolean beside minimum/maximum; draft-07 as the bound itself.
+  if (out.exclusiveMinimum === true) [out.exclusiveMinimum, out.minimum] = [out.minimum, undefined];
+  if (out.exclusiveMaximum === true) [out.exclusiveMaximum, out.maximum] = [out.maximum, undefined];
   if (node['x-kubernetes-int-or-string'] === true && !out.anyOf) out.anyOf = [{ type: 'integer' }, { type: 'string' }];
   if (node.nullable === true) {
     if (typeof out.type === 'string') out.type = [out.type, 'null'];
@@ -201,7 +204,12 @@ function explain(errors: ErrorObject[], data: unknown): { path: string; message:
     let path = toDotted(e.instancePath, data);
     let message = e.message ?? 'is invalid';
     if (e.keyword === 'type' && anyOfAt.has(e.instancePath) && /\/anyOf\/\d+\/type$/.test(e.schemaPath)) continue;
-    if (e.keyword === 'anyOf') message = 'must be integer milliseconds or a duration string like "250ms", "1s", "5m"';
+    if (e.keyword === 'anyOf')
+      message = (e.schema as Json[]).every((b) => b.required)
+        ? `needs one of ${(e.schema as Json[]).map((b) => (b.required as string[]).join('+')).join(', ')}`
+        : 'must be integer milliseconds or a duration string like "250ms", "1s", "5m"';
+    if (e.keyword === 'oneOf') message = `needs exactly one of ${(e.schema as Json[]).map((b) => (b.required as string[] | undefined)?.join('+') ?? '?').join(', ')}`;
+    if (e.keyword === 'required' && /\/(anyOf|oneOf)\/\d+\/required$/.test(e.schemaPath)) continue;
     if (e.keyword === 'required') {
       path = join2(path, (e.params as { missingProperty: string }).missingProperty);
       message = 'is required';

@@ -27,6 +27,7 @@ import { AppConnector } from './inbound/app-connector.js';
 import { AdminServer } from './admin/admin-server.js';
 import { MetricsServer } from './admin/metrics-server.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
+import { RateLimiter } from './ratelimit/rate-limiter.js';
 import { JwksRegistry } from './policy/jwks-source.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
@@ -100,6 +101,8 @@ export class Proxy {
   private hasConfig = false;
   /** The local workload's inbound policy (mTLS modes, authorization), swapped atomically. */
   private inboundPolicy: CompiledInboundPolicy;
+  /** The inbound policy's rate limits; its buckets outlive policy pushes that leave a RateLimitPolicy unchanged. */
+  private readonly rateLimiter: RateLimiter;
   /** JWKS of the RequestAuthentication rules in force, kept across policy updates. */
   private readonly jwks: JwksRegistry;
   private readonly jwtDeps: JwtDeps;
@@ -177,10 +180,14 @@ export class Proxy {
     });
     this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps);
+    this.rateLimiter = new RateLimiter(
+      { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }) },
+      this.inboundPolicy.policy.rateLimits ?? [],
+    );
     const inboundCommon = {
       ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock), reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
-      maxStreamsPerCaller: config.limits.maxStreamsPerCaller,
+      maxStreamsPerCaller: config.limits.maxStreamsPerCaller, rateLimiter: this.rateLimiter,
     };
     this.outbound = new OutboundListener({
       ...common,
@@ -194,7 +201,7 @@ export class Proxy {
       routes: () => this.routes,
       originalDst: opts.originalDst,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
-      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
+      http: outboundStack({ ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
@@ -336,6 +343,7 @@ export class Proxy {
     }
     if (inbound) {
       this.inboundPolicy = inbound;
+      this.rateLimiter.update(inbound.policy.rateLimits ?? []);
       this.jwks.retainOnly(inbound.policy.jwtRules);
       this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });
     }

@@ -145,6 +145,25 @@ describe('control plane with the directory source', () => {
     expect(source.errors()).toEqual([]);
   });
 
+  test('a RateLimitPolicy file reaches the selected workload\'s inbound policy; a bad edit keeps the last good one', async () => {
+    const rl = (rps: number) => `apiVersion: policy.wren.io/v1alpha1
+kind: RateLimitPolicy
+metadata: { name: client-limits, namespace: default }
+spec:
+  total: { requestsPerSecond: ${rps}, burst: 7 }
+`;
+    await replaceFile(join(dir, 'rl.yaml'), rl(3));
+    await start();
+    const p = proxy();
+    const snap = await p.client.onFirstSnapshot();
+    expect(snap.inboundPolicy?.rateLimits).toEqual([{ name: 'default/client-limits', ports: [], total: { requestsPerSecond: 3, burst: 7 }, overrides: [], routes: [] }]);
+    await replaceFile(join(dir, 'rl.yaml'), rl(0));
+    await waitFor(() => source.errors().some((e) => e.includes('spec.total.requestsPerSecond')), 'rejected with its field path');
+    expect(p.client.current()?.inboundPolicy?.rateLimits?.[0]?.total).toEqual({ requestsPerSecond: 3, burst: 7 });
+    await replaceFile(join(dir, 'rl.yaml'), rl(5));
+    await waitFor(() => p.client.current()?.inboundPolicy?.rateLimits?.[0]?.total?.requestsPerSecond === 5, 'fixed version pushed');
+  });
+
   test('a file that is not even YAML keeps everything it had', async () => {
     await start();
     const p = proxy();

@@ -65,8 +65,8 @@ describe('CRDs', () => {
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.gateway.networking.k8s.io`);
     }
   });
-  test('six namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
-    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
+  test('seven namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
+    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RateLimitPolicy', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
     for (const c of crds) {
       expect(c.apiVersion).toBe('apiextensions.k8s.io/v1');
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.policy.wren.io`);
@@ -107,6 +107,7 @@ describe('CRDs', () => {
       'policy.wren.io/v1alpha1 AuthorizationPolicy',
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
+      'policy.wren.io/v1alpha1 RateLimitPolicy',
       'policy.wren.io/v1alpha1 RequestAuthentication',
       'policy.wren.io/v1alpha1 Telemetry',
       'policy.wren.io/v1alpha1 TrafficPolicy',
@@ -125,7 +126,7 @@ describe('examples', () => {
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
     expect(new Set(all.map((d) => d.kind))).toEqual(
-      new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant']),
+      new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'RateLimitPolicy', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant']),
     );
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
@@ -210,10 +211,11 @@ describe('TrafficPolicy schema agrees with parseTrafficPolicy', () => {
   const resource = (policy: unknown) => ({ apiVersion: 'policy.wren.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'p' }, spec: { targetRef: { kind: 'Service', name: 's' }, policy } });
 
   test('same sections and field names as the model', () => {
-    const full = parseTrafficPolicy({ healthCheck: { kind: 'http' } }, '') as unknown as Json;
+    const full = parseTrafficPolicy({ healthCheck: { kind: 'http' }, fault: { delay: { fixedDelay: 1 }, abort: { httpStatus: 503 }, match: {} } }, '') as unknown as Json;
     for (const [section, value] of Object.entries(full))
       expect(Object.keys(policySchema.properties[section].properties).sort()).toEqual(Object.keys(value).sort());
-    expect(Object.keys(policySchema.properties).sort()).toEqual(Object.keys(DEFAULT_POLICY).sort());
+    // `fault` is the one optional section (absent from DEFAULT_POLICY: no fault injection).
+    expect(Object.keys(policySchema.properties).sort()).toEqual([...Object.keys(DEFAULT_POLICY), 'fault'].sort());
   });
 
   test('DEFAULT_POLICY itself is a valid policy (healthCheck null included)', () => {
@@ -284,7 +286,7 @@ describe('install manifests', () => {
       [
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
-        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries']),
+        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries', 'ratelimitpolicies']),
         ...reads('gateway.networking.k8s.io', ['httproutes', 'grpcroutes', 'referencegrants']),
         ...['httproutes/status', 'grpcroutes/status'].flatMap((r) => ['patch', 'update'].map((v) => `gateway.networking.k8s.io/${r}:${v}`)),
         'authentication.k8s.io/tokenreviews:create',

@@ -103,3 +103,18 @@ test('RequestAuthentication: the selected jwtRules are pushed; an invalid update
   api.delete('requestauthentications', 'shop', 'web-jwt');
   await waitFor(() => policyOf(c)?.jwtRules.length === 0, 'delete pushed');
 });
+
+test('RateLimitPolicy: the selected limits are pushed; an invalid update keeps the last good one; a delete removes them', async () => {
+  const rl = (identity: unknown) => ({ ...meta('RateLimitPolicy', 'web-limits', 'shop'), spec: { selector: { matchLabels: { app: 'web' } }, identity } });
+  api.apply('ratelimitpolicies', rl({ requestsPerSecond: 5, burst: 10 }));
+  const c = subscribe('web-a');
+  await waitFor(() => policyOf(c)?.rateLimits?.length === 1, 'rateLimits pushed');
+  expect(policyOf(c)!.rateLimits![0]).toMatchObject({ name: 'shop/web-limits', identity: { requestsPerSecond: 5, burst: 10 } });
+  const other = subscribe('ghost-1', { app: 'db' });
+  expect((await other.onFirstSnapshot()).inboundPolicy?.rateLimits ?? []).toEqual([]);
+  api.apply('ratelimitpolicies', rl({ requestsPerSecond: 0 }));
+  await waitFor(async () => /wren_cp_invalid_objects_total\{source="kubernetes"\} [1-9]/.test(await cp.metrics.registry.metrics()), 'rejection counted');
+  expect(policyOf(c)!.rateLimits![0].identity).toEqual({ requestsPerSecond: 5, burst: 10 });
+  api.delete('ratelimitpolicies', 'shop', 'web-limits');
+  await waitFor(() => (policyOf(c)?.rateLimits ?? []).length === 0, 'delete pushed');
+});

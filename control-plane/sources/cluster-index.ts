@@ -2,6 +2,7 @@ import { serviceKey, type Service } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels } from '../translate/policy-objects.js';
 import type { KTelemetry } from '../translate/telemetry-objects.js';
+import type { KRateLimitPolicy } from '../translate/ratelimit-objects.js';
 import { translateService } from '../translate/translate.js';
 import { compileRoutes, type RouteStatus, type RouteView } from '../translate/route-compile.js';
 import type { KReferenceGrant, KRoute } from '../translate/route-objects.js';
@@ -17,7 +18,7 @@ export interface IndexChanges {
   readonly upserts: Service[];
   readonly removes: string[];
   readonly warnings: string[];
-  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication, a Telemetry or a meshed pod's labels changed. */
+  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication, a RateLimitPolicy, a Telemetry or a meshed pod's labels changed. */
   readonly policy?: PolicyView;
   /** Set when a route, a ReferenceGrant or (with routes present) a Service changed: the recompiled routes. */
   readonly routes?: RouteView;
@@ -42,6 +43,7 @@ export class ClusterIndex {
   private readonly authorizationPolicies = new Map<string, KAuthorizationPolicy>();
   private readonly requestAuthentications = new Map<string, KRequestAuthentication>();
   private readonly telemetries = new Map<string, KTelemetry>();
+  private readonly rateLimitPolicies = new Map<string, KRateLimitPolicy>();
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
@@ -85,6 +87,12 @@ export class ClusterIndex {
   setRequestAuthentication(ns: string, name: string, p: KRequestAuthentication | null): void {
     if (p) this.requestAuthentications.set(nsName(ns, name), p);
     else if (!this.requestAuthentications.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  setRateLimitPolicy(ns: string, name: string, p: KRateLimitPolicy | null): void {
+    if (p) this.rateLimitPolicies.set(nsName(ns, name), p);
+    else if (!this.rateLimitPolicies.delete(nsName(ns, name))) return;
     this.policyDirty = true;
   }
 
@@ -226,6 +234,7 @@ export class ClusterIndex {
         authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),
         requestAuthentications: Object.freeze([...this.requestAuthentications.values()]),
         telemetries: Object.freeze([...this.telemetries.values()]),
+        rateLimitPolicies: Object.freeze([...this.rateLimitPolicies.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
       }),

@@ -5,6 +5,7 @@ import {
   parseEndpointSlice, parseK8sService, parseMeshService, parsePod, parseTrafficPolicyResource,
   TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
 } from '../translate/k8s-objects.js';
+import { parseRateLimitPolicyResource } from '../translate/ratelimit-objects.js';
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
 import { parseTelemetryResource } from '../translate/telemetry-objects.js';
 import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, GATEWAY_GROUP } from '../translate/route-objects.js';
@@ -122,6 +123,10 @@ export class KubernetesSource implements MeshSource {
     this.add(
       'requestauthentications', crdPath('requestauthentications'), crd('requestauthentications', 'RequestAuthentication'),
       parseRequestAuthenticationResource, idx.setRequestAuthentication.bind(idx),
+    );
+    this.add(
+      'ratelimitpolicies', crdPath('ratelimitpolicies'), crd('ratelimitpolicies', 'RateLimitPolicy'),
+      parseRateLimitPolicyResource, idx.setRateLimitPolicy.bind(idx),
     );
     this.add('telemetries', crdPath('telemetries'), crd('telemetries', 'Telemetry'), parseTelemetryResource, idx.setTelemetry.bind(idx));
     const gw = (version: string, plural: string) => `/apis/${GATEWAY_GROUP}/${version}/${plural}`;

@@ -1,3 +1,4 @@
+import { parseRateLimitPolicyResource, type KRateLimitPolicy } from '../translate/ratelimit-objects.js';
 import { parseAllDocuments } from 'yaml';
 import type { Service } from '../../contract/model.js';
 import { ConfigError, type Parser } from '../../common/schema.js';
@@ -32,6 +33,7 @@ export type ManifestObject =
   | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
   | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy }
   | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication }
+  | { kind: 'RateLimitPolicy'; key: string; value: KRateLimitPolicy }
   | { kind: 'Telemetry'; key: string; value: KTelemetry }
   | { kind: 'HTTPRoute'; key: string; value: KRoute }
   | { kind: 'GRPCRoute'; key: string; value: KRoute }
@@ -46,6 +48,7 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   PeerAuthentication: parsePeerAuthenticationResource,
   AuthorizationPolicy: parseAuthorizationPolicyResource,
   RequestAuthentication: parseRequestAuthenticationResource,
+  RateLimitPolicy: parseRateLimitPolicyResource,
   Telemetry: parseTelemetryResource,
   HTTPRoute: parseHttpRoute,
   GRPCRoute: parseGrpcRoute,
@@ -119,7 +122,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
   const out = {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
-    telemetries: [] as KTelemetry[], routes: [] as KRoute[], referenceGrants: [] as KReferenceGrant[],
+    telemetries: [] as KTelemetry[], routes: [] as KRoute[], referenceGrants: [] as KReferenceGrant[], rateLimitPolicies: [] as KRateLimitPolicy[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -139,6 +142,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
       else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
       else if (o.kind === 'HTTPRoute' || o.kind === 'GRPCRoute') out.routes.push(o.value);
       else if (o.kind === 'ReferenceGrant') out.referenceGrants.push(o.value);
+      else if (o.kind === 'RateLimitPolicy') out.rateLimitPolicies.push(o.value);
       else out.meshServices.push(o.value);
     }
   }

@@ -1,5 +1,6 @@
 import { DEFAULT_INBOUND_POLICY, ROOT_NAMESPACE } from '../../contract/defaults.js';
-import type { AuthzPolicy, InboundPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
+import type { AuthzPolicy, InboundPolicy, JwtRule, MtlsMode, RateLimitPolicy } from '../../contract/model.js';
+import type { KRateLimitPolicy } from './ratelimit-objects.js';
 import type { KTelemetry } from './telemetry-objects.js';
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels, PeerMode } from './policy-objects.js';
 
@@ -23,6 +24,9 @@ import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication,
  *
  * RequestAuthentication: selected the same way; the jwtRules of all of them are
  * concatenated (Istio merges them per workload), ordered by namespace/name.
+ *
+ * RateLimitPolicy: the workload's namespace only (no mesh-wide limits: a rate is a
+ * per-workload capacity), selector absent or matching; each one is enforced, by namespace/name.
  */
 export interface Workload {
   readonly namespace: string;
@@ -34,6 +38,8 @@ export interface PolicyObjects {
   readonly authorizationPolicies: readonly KAuthorizationPolicy[];
   /** Absent in sources that predate RequestAuthentication: none. */
   readonly requestAuthentications?: readonly KRequestAuthentication[];
+  /** RateLimitPolicies (ratelimit-objects.ts); absent: none. */
+  readonly rateLimitPolicies?: readonly KRateLimitPolicy[];
   /** Telemetry resources (telemetry-objects.ts); not inbound policy, but resolved per workload the same way. Absent: none. */
   readonly telemetries?: readonly KTelemetry[];
 }
@@ -71,8 +77,13 @@ export function resolveInboundPolicy(objs: PolicyObjects, w: Workload, rootNames
     .filter((p) => inScope(p.namespace) && selects(p.selector, w.labels))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .flatMap((p) => p.jwtRules);
-  if (mode === DEFAULT_INBOUND_POLICY.mtls.mode && Object.keys(ports).length === 0 && authz.length === 0 && jwtRules.length === 0) return DEFAULT_INBOUND_POLICY;
+  const rateLimits: RateLimitPolicy[] = (objs.rateLimitPolicies ?? [])
+    .filter((p) => p.namespace === w.namespace && selects(p.selector, w.labels))
+    .map((p) => p.policy)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (mode === DEFAULT_INBOUND_POLICY.mtls.mode && Object.keys(ports).length === 0 && authz.length === 0 && jwtRules.length === 0 && rateLimits.length === 0) return DEFAULT_INBOUND_POLICY;
   return Object.freeze({
     mtls: Object.freeze({ mode }), portLevelMtls: Object.freeze(ports), authorizationPolicies: Object.freeze(authz), jwtRules: Object.freeze(jwtRules),
+    ...(rateLimits.length > 0 ? { rateLimits: Object.freeze(rateLimits) } : {}),
   });
 }

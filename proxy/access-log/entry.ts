@@ -74,11 +74,14 @@ export interface Outcome {
  * The flags Envoy would set for this outcome. The error table's flag (NR, UH, UF, UO, UT,
  * RBAC...) comes first; the two the table cannot know are added from the request: URX
  * (retries were made, to more than one endpoint, and the last attempt failed: Envoy's
- * UpstreamRetryLimitExceeded) and DC (the downstream went away before the response ended).
+ * UpstreamRetryLimitExceeded), DC (the downstream went away before the response ended) and
+ * DI (the fault layer delayed the request).
  */
 export function flagsOf(req: ProxyRequest, status: number, proxyError: string | undefined, cut: boolean, attempts: number): string {
   let flags = responseFlag(proxyError);
   const add = (f: string) => (flags = flags === '-' ? f : flags.includes(f) ? flags : `${flags},${f}`);
+  // DI (a fault delay was injected) comes before FI, RL, DC, URX in Envoy's flag order.
+  if (req.faultDelayed) flags = flags === '-' ? 'DI' : flags === 'FI' ? 'DI,FI' : `${flags},DI`;
   if (attempts > 1 && (status >= 500 || (proxyError !== undefined && status !== 101))) add('URX');
   if (cut && req.signal.aborted && flags !== 'DC') add('DC');
   return flags;

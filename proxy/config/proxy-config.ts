@@ -219,6 +219,12 @@ export interface ProxyLimits {
   readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number };
   /** Concurrent HTTP/2 streams one caller (peer identity) may hold to the local app. */
   readonly maxStreamsPerCaller: number;
+  /**
+   * Per-caller-identity token buckets each RateLimitPolicy keeps (docs/resilience.md, Local
+   * rate limiting); beyond it the least recently used caller's bucket is dropped
+   * (wren_limit_exceeded_total{limit="rate-limit-identity-buckets"}). Default 10,000.
+   */
+  readonly rateLimitIdentityBuckets: number;
   /** HTTP/2 PING on sessions to peers: a session that does not answer within timeoutMs is destroyed. */
   readonly peerKeepalive: { readonly intervalMs: number; readonly timeoutMs: number };
   /**
@@ -324,6 +330,8 @@ const shape = obj({
       minStreamLifetimeMs: duration(1000),
     }),
     maxStreamsPerCaller: num({ int: true, min: 1, default: 100 }),
+    // Per-identity rate-limit buckets kept per RateLimitPolicy (least recently used evicted).
+    rateLimitIdentityBuckets: num({ int: true, min: 1, default: 10_000 }),
     peerKeepalive: obj({ intervalMs: duration(10_000), timeoutMs: duration(5_000) }),
     // RFC 9113 §6.5.2 / §6.9.1: 65,535 is the protocol's default and least useful window, 2^31-1 its maximum.
     http2InitialStreamWindowBytes: num({ int: true, min: 65_535, max: 2 ** 31 - 1, default: 1 << 20 }),

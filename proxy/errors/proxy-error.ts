@@ -27,6 +27,12 @@ export const ERROR_TABLE = {
   OVERFLOW: { http: 503, grpc: 14, flag: 'UO', msg: 'circuit breaker overflow (a concurrency limit is reached)' },
   CIRCUIT_OPEN: { http: 503, grpc: 14, flag: 'UH', msg: 'every endpoint is behind an open circuit breaker' },
   RETRY_BUDGET: { http: 503, grpc: 14, flag: 'URX', msg: 'retry budget exhausted' },
+  // Fault injection (TrafficPolicy `fault`, Envoy's fault filter: flag FI). The status is the
+  // configured one (ProxyError's httpStatus / grpcStatus options); these are its defaults.
+  FAULT_ABORT: { http: 503, grpc: 14, flag: 'FI', msg: 'request aborted by fault injection' },
+  // Inbound local rate limit (RateLimitPolicy; Envoy's local_ratelimit: 429, flag RL; gRPC
+  // RESOURCE_EXHAUSTED as Linkerd answers). The layer adds Retry-After (RFC 9110 section 10.2.3).
+  RATE_LIMITED: { http: 429, grpc: 8 /* RESOURCE_EXHAUSTED */, flag: 'RL', msg: 'rate limit exceeded' },
   // bad input and policy
   BAD_REQUEST: { http: 400, grpc: 3 /* INVALID_ARGUMENT */, flag: 'DPE', msg: 'malformed request' },
   HEADERS_TIMEOUT: { http: 408, grpc: 4 /* DEADLINE_EXCEEDED */, flag: 'DPE', msg: 'request headers did not arrive in time' },
@@ -52,15 +58,19 @@ export type ErrorCode = keyof typeof ERROR_TABLE;
 export class ProxyError extends Error {
   readonly httpStatus: number;
   readonly grpcStatus: number;
+  /**
+   * `httpStatus` / `grpcStatus` replace the table's statuses for a code whose status is
+   * configured (FAULT_ABORT: the TrafficPolicy's abort status); every other code uses the table's.
+   */
   constructor(
     readonly code: ErrorCode,
     detail?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; httpStatus?: number; grpcStatus?: number },
   ) {
     super(detail ? `${ERROR_TABLE[code].msg}: ${detail}` : ERROR_TABLE[code].msg, options);
     this.name = 'ProxyError';
-    this.httpStatus = ERROR_TABLE[code].http;
-    this.grpcStatus = ERROR_TABLE[code].grpc;
+    this.httpStatus = options?.httpStatus ?? ERROR_TABLE[code].http;
+    this.grpcStatus = options?.grpcStatus ?? ERROR_TABLE[code].grpc;
   }
 
   /** Header and metric label value: lower-case, dash-separated (`connect-refused`). */

@@ -48,6 +48,8 @@ export interface ProxyRequest {
    * client sends after the head is held by the listener until the upstream answers 101.
    */
   readonly upgrade?: string;
+  /** Outbound: the fault layer held the request back (TrafficPolicy fault delay): response flag DI. */
+  faultDelayed?: boolean;
 }
 
 export interface ProxyResponse {

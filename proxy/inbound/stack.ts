@@ -11,6 +11,8 @@ import { inboundTarget } from '../layers/inbound-target.js';
 import { clientIdentity } from '../layers/client-identity.js';
 import { authorize } from '../layers/authorize.js';
 import { requestAuthn } from '../layers/request-authn.js';
+import { rateLimit } from '../layers/rate-limit.js';
+import type { RateLimiter } from '../ratelimit/rate-limiter.js';
 import { deliverToApp } from './deliver-to-app.js';
 import { plaintextRequest } from './plaintext-request.js';
 import { accessLog } from '../layers/access-log.js';
@@ -35,6 +37,8 @@ export interface InboundStackDeps {
   /** The workload's current inbound policy (read per request). */
   readonly policy: () => CompiledInboundPolicy;
   readonly policyTelemetry: PolicyTelemetry;
+  /** The workload's RateLimitPolicies' buckets (shared by both inbound stacks). */
+  readonly rateLimiter: RateLimiter;
   /**
    * Requests that arrived in plaintext on a PERMISSIVE port: the caller has no identity,
    * mesh headers it sent are dropped (it cannot pick the target port or forge the
@@ -65,6 +69,8 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       // The JWT first: authorize reads the request principal and claims it sets.
       requestAuthn(d.policy, d.policyTelemetry),
       authorize(d.policy, d.policyTelemetry),
+      // After authorization: a refused caller takes no token.
+      rateLimit(d.rateLimiter, d.metrics.rateLimited),
       requestId(),
       forwardedFor(),
       clientIdentity(d.selfIdentity),

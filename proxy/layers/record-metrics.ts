@@ -112,14 +112,14 @@ const GRPC_STATUS = /^\d{1,2}$/;
 
 /**
  * Envoy's response flags, the access log's (access-log/entry.ts flagsOf): the error table's
- * flag, plus URX (several endpoints tried, the last failed) and DC (the client went away
- * mid-response), which Istio's metrics carry as its access log does. The common case (one
+ * flag, plus URX (several endpoints tried, the last failed), DC (the client went away
+ * mid-response) and DI (a fault delay was injected), which Istio's metrics carry as its access log does. The common case (one
  * attempt, body ended) pays two reads.
  */
 function flagsFor(d: Done, cut: boolean): string {
   const attempts = stateOf(d.req)?.tried.size ?? 0;
   const res = d.res!;
-  if (attempts < 2 && !(cut && d.req.signal.aborted)) return responseFlag(res.proxyError);
+  if (attempts < 2 && !(cut && d.req.signal.aborted) && d.req.faultDelayed !== true) return responseFlag(res.proxyError);
   return flagsOf(d.req, res.status, res.proxyError, cut, attempts);
 }
 

@@ -39,6 +39,10 @@ export class ProxyMetrics {
   /** A connection or stream limit fired (docs/security.md): timeouts, caps, rapid-reset budget, peer keepalive. */
   readonly limits: Counter<'direction' | 'limit'>;
   readonly inboundHealthCheckMarked: Counter<'source_principal' | 'probe_shape'>;
+  /** Faults the outbound side injected (TrafficPolicy `fault`), kind="delay" or "abort". */
+  readonly faultsInjected: Counter<'kind'>;
+  /** Inbound requests refused by a RateLimitPolicy, by the bucket that refused: total, route, identity, override. */
+  readonly rateLimited: Counter<'scope'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean; local?: WorkloadLabels } = {}) {
@@ -74,7 +78,7 @@ export class ProxyMetrics {
     });
     this.limits = new Counter({
       name: 'wren_limit_exceeded_total',
-      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, peer-metadata-values, stats-report-edges: edges left out of a StatsReport)',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, peer-metadata-values, stats-report-edges: edges left out of a StatsReport, rate-limit-identity-buckets)',
       labelNames: ['direction', 'limit'],
       registers,
     });
@@ -84,6 +88,13 @@ export class ProxyMetrics {
       name: 'wren_inbound_health_check_marked_total',
       help: 'Inbound requests and CONNECT streams carrying wren-health-check, by caller identity and whether they have a probe\'s shape (only those are counted apart from istio_requests_total)',
       labelNames: ['source_principal', 'probe_shape'],
+      registers,
+    });
+    this.faultsInjected = new Counter({ name: 'wren_faults_injected_total', help: 'Faults injected into outbound requests (TrafficPolicy fault), by kind (delay, abort)', labelNames: ['kind'], registers });
+    this.rateLimited = new Counter({
+      name: 'wren_rate_limited_total',
+      help: 'Inbound requests refused with 429 / RESOURCE_EXHAUSTED by a RateLimitPolicy, by the bucket that refused (total, route, identity, override)',
+      labelNames: ['scope'],
       registers,
     });
     this.local.onPeerValuesLimit = () => this.limits.inc({ direction: 'inbound', limit: 'peer-metadata-values' });

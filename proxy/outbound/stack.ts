@@ -10,6 +10,7 @@ import { forwardedFor } from '../layers/forwarded-for.js';
 import { stripMeshHeaders } from '../layers/strip-mesh-headers.js';
 import { routeByAuthority } from '../layers/route-by-authority.js';
 import { admission } from '../layers/admission.js';
+import { fault } from '../layers/fault.js';
 import { timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
@@ -22,7 +23,7 @@ import type { RouteTable } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
-import type { Clock } from '../../common/clock.js';
+import type { Clock, Random } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 
 export interface OutboundStackDeps {
@@ -34,6 +35,8 @@ export interface OutboundStackDeps {
   readonly meshH1?: H1Pool;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
+  /** Fault injection's draws (TrafficPolicy fault percentages). */
+  readonly random: Random;
   readonly logger: Logger;
   /** The access log (docs/observability.md); absent: none. */
   readonly accessLog?: AccessLog;
@@ -63,6 +66,9 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       requestId(),
       forwardedFor(),
       routeByAuthority(d.routes),
+      // After routing (the fault is the routed service port's), above admission and retry
+      // (Envoy's fault filter sits before the router: no slot held, an abort never retried).
+      fault({ clock: d.clock, random: d.random, injected: d.metrics.faultsInjected }),
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),

@@ -40,6 +40,6 @@ export class CompiledInboundPolicy {
   /** One line for logs: `STRICT 9090=PERMISSIVE authz=2`. */
   summary(): string {
     const ports = [...this.modes].map(([p, m]) => `${p}=${m}`);
-    return [this.policy.mtls.mode, ...ports, `authz=${this.policy.authorizationPolicies.length}`, `jwt=${this.policy.jwtRules.length}`].join(' ');
+    return [this.policy.mtls.mode, ...ports, `authz=${this.policy.authorizationPolicies.length}`, `jwt=${this.policy.jwtRules.length}`].concat(this.policy.rateLimits?.length ? [`ratelimits=${this.policy.rateLimits.length}`] : []).join(' ');
   }
 }

@@ -1,0 +1,107 @@
+import { FakeClock } from '../../common/clock.js';
+import { parseRateLimitPolicy } from '../../contract/parse-ratelimit.js';
+import { RateLimiter } from './rate-limiter.js';
+
+const A = 'spiffe://cluster.local/ns/demo/sa/a';
+const B = 'spiffe://cluster.local/ns/demo/sa/b';
+const VIP = 'spiffe://cluster.local/ns/demo/sa/vip';
+const policy = (spec: Record<string, unknown>) => parseRateLimitPolicy({ name: 'demo/rl', ...spec }, 'p');
+
+function limiter(specs: Record<string, unknown>[], maxIdentityBuckets = 100) {
+  const clock = new FakeClock(0);
+  let evicted = 0;
+  const rl = new RateLimiter({ clock, maxIdentityBuckets, onEvict: () => evicted++ }, specs.map(policy));
+  /** How many of n requests at the same instant get through. */
+  const burst = (n: number, identity = A, path = '/', method = 'GET', port = 8080) => {
+    let ok = 0;
+    for (let i = 0; i < n; i++) if (rl.check(port, identity, method, path) === null) ok++;
+    return ok;
+  };
+  return { clock, rl, burst, evicted: () => evicted };
+}
+
+describe('RateLimiter', () => {
+  test('no policy: inactive, everything admitted', () => {
+    const { rl, burst } = limiter([]);
+    expect(rl.active).toBe(false);
+    expect(burst(1000)).toBe(1000);
+  });
+
+  test('total: burst admitted at once, the excess refused with scope total and Retry-After in whole seconds', () => {
+    const { rl, burst, clock } = limiter([{ total: { requestsPerSecond: 2, burst: 5 } }]);
+    expect(burst(8)).toBe(5);
+    expect(rl.check(8080, A, 'GET', '/')).toEqual({ policy: 'demo/rl', scope: 'total', retryAfterSec: 1 });
+    clock.advance(1000); // two tokens back
+    expect(burst(5)).toBe(2);
+  });
+
+  test('Retry-After rounds the wait up to whole seconds (0.2/s: 5 s per token)', () => {
+    const { rl, burst } = limiter([{ total: { requestsPerSecond: 0.2, burst: 1 } }]);
+    expect(burst(1)).toBe(1);
+    expect(rl.check(8080, A, 'GET', '/')?.retryAfterSec).toBe(5);
+  });
+
+  test('identity: one bucket per caller, so a noisy caller is limited and a quiet one is not; unauthenticated callers share one', () => {
+    const { rl, burst } = limiter([{ identity: { requestsPerSecond: 1, burst: 3 } }]);
+    expect(burst(10, A)).toBe(3);
+    expect(rl.check(8080, A, 'GET', '/')?.scope).toBe('identity');
+    expect(burst(3, B)).toBe(3);
+    expect(burst(2, '')).toBe(2);
+    expect(burst(2, '')).toBe(1);
+  });
+
+  test('overrides: the named callers share their override bucket instead of a per-identity one', () => {
+    const { rl, burst } = limiter([{ identity: { requestsPerSecond: 1, burst: 1 }, overrides: [{ clients: [VIP, B], requestsPerSecond: 10, burst: 4 }] }]);
+    expect(burst(3, VIP)).toBe(3);
+    expect(burst(3, B)).toBe(1); // the override's 4 tokens are shared
+    expect(rl.check(8080, B, 'GET', '/')?.scope).toBe('override');
+    expect(burst(3, A)).toBe(1);
+  });
+
+  test('routes: the first matching route replaces total for its requests; method and prefix both match', () => {
+    const { burst, rl } = limiter([
+      { total: { requestsPerSecond: 1, burst: 2 }, routes: [{ match: { pathPrefix: '/api/', method: 'post' }, requestsPerSecond: 1, burst: 1 }, { match: { pathPrefix: '/api/' }, requestsPerSecond: 1, burst: 3 }] },
+    ]);
+    expect(burst(5, A, '/api/x', 'POST')).toBe(1);
+    expect(rl.check(8080, A, 'POST', '/api/x')?.scope).toBe('route');
+    expect(burst(5, A, '/api/x', 'GET')).toBe(3);
+    expect(burst(5, A, '/other', 'GET')).toBe(2);
+  });
+
+  test('a refused request takes no token from the buckets that had one', () => {
+    const { burst } = limiter([{ total: { requestsPerSecond: 1, burst: 8 }, identity: { requestsPerSecond: 1, burst: 2 } }]);
+    expect(burst(5, A)).toBe(2); // A's bucket refuses 3: total keeps 6
+    expect(burst(20, B)).toBe(2);
+    expect(burst(20, '')).toBe(2);
+    expect(burst(20, VIP)).toBe(2); // 2+2+2+2 = 8: exactly total's burst
+    expect(burst(1, 'spiffe://cluster.local/ns/demo/sa/z')).toBe(0);
+  });
+
+  test('ports: a policy with ports limits only those', () => {
+    const { burst } = limiter([{ ports: [9090], total: { requestsPerSecond: 1, burst: 1 } }]);
+    expect(burst(5, A, '/', 'GET', 8080)).toBe(5);
+    expect(burst(5, A, '/', 'GET', 9090)).toBe(1);
+  });
+
+  test('per-identity buckets are bounded: the least recently used goes, counted', () => {
+    const { burst, evicted } = limiter([{ identity: { requestsPerSecond: 1, burst: 1 } }], 2);
+    expect(burst(2, A)).toBe(1);
+    expect(burst(1, B)).toBe(1);
+    expect(burst(1, A)).toBe(0); // A used last: B is the oldest
+    expect(burst(1, VIP)).toBe(1); // evicts B
+    expect(evicted()).toBe(1);
+    expect(burst(1, A)).toBe(0); // A's empty bucket was kept
+    expect(burst(1, B)).toBe(1); // B comes back to a full bucket (evicting VIP)
+    expect(evicted()).toBe(2);
+  });
+
+  test('update keeps the buckets of an unchanged policy and starts a changed one full', () => {
+    const p1 = { total: { requestsPerSecond: 1, burst: 2 } };
+    const { rl, burst } = limiter([p1]);
+    expect(burst(2)).toBe(2);
+    rl.update([policy(p1)]);
+    expect(burst(1)).toBe(0);
+    rl.update([policy({ total: { requestsPerSecond: 1, burst: 3 } })]);
+    expect(burst(5)).toBe(3);
+  });
+});
