@@ -37,6 +37,12 @@ export const ERROR_TABLE = {
   // it has no CONNECT route for (no route: NR). 403, not 405: a 405 must list the allowed
   // methods (Allow, RFC 9110 section 15.5.6), which the proxy does not know.
   CONNECT_NOT_SUPPORTED: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'NR', msg: 'the mesh does not carry CONNECT tunnels from the app' },
+  // Egress control, REGISTRY_ONLY (proxy/egress): no ExternalService declares the host and
+  // port. 502 as Istio's BlackHoleCluster answers; flag NR ("no route configured"): the mesh
+  // has no route that lets the request out. Not UH (what Envoy reports for the empty
+  // BlackHoleCluster), which Wren keeps for a mesh service without ready endpoints so
+  // that refusals by policy are not counted as outages.
+  EGRESS_REFUSED: { http: 502, grpc: 14 /* UNAVAILABLE, Envoy's mapping of 502 */, flag: 'NR', msg: 'the destination is outside the mesh and no ExternalService allows it (egress mode REGISTRY_ONLY)' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
   UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
   // RequestAuthentication: a token that fails verification. Envoy's jwt_authn answers 401

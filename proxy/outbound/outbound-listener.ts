@@ -18,6 +18,10 @@ import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import type { EgressPolicy } from '../egress/egress-policy.js';
+import { peekSni } from '../egress/peek-sni.js';
+import type { AccessLog } from '../access-log/access-log.js';
+import { tcpEntry } from '../access-log/entry.js';
 
 export interface OutboundDeps {
   readonly address: string;
@@ -37,6 +41,10 @@ export interface OutboundDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly originalDst?: (s: Socket) => OriginalDst | undefined;
+  /** Egress control (proxy/egress); absent: every unknown destination passes through (ALLOW_ANY). */
+  readonly egress?: () => EgressPolicy;
+  /** For the line of a connection egress control refused. */
+  readonly accessLog?: AccessLog;
 }
 
 /**
@@ -95,6 +103,7 @@ export class OutboundListener {
     if (dst) this.origDsts.set(socket, dst);
     const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
     if (dst && !route) {
+      if (this.d.egress) return this.egress(socket, dst, this.d.egress());
       this.d.metrics.passthrough.inc({ reason: 'unknown-destination' });
       this.passthrough(socket, dst);
       return;
@@ -150,6 +159,54 @@ export class OutboundListener {
     } else {
       this.tcp(socket, dst);
     }
+  }
+
+  /**
+   * A connection to a destination the mesh does not know (docs/traffic-management.md,
+   * Egress). When the policy says to look (REGISTRY_ONLY; ALLOW_ANY on a declared HTTP
+   * port), detection decides: HTTP/1.x is served, each request then matched by its Host
+   * (egress-http.ts); a TLS ClientHello is matched by its SNI against HTTPS/TLS ports;
+   * anything else by its destination address against the ExternalServices' addresses.
+   * Let through: spliced to the original destination as before. Refused (REGISTRY_ONLY):
+   * closed, counted (wren_egress_refused_total, wren_proxy_errors_total) and logged.
+   * HTTP/2 cleartext is matched like TCP (by address): its requests are not looked into.
+   */
+  private async egress(socket: Socket, dst: Destination, p: EgressPolicy): Promise<void> {
+    const startedAt = this.d.clock.now();
+    let sni: string | undefined;
+    if (p.inspects(dst.port) && !this.d.opaquePorts.has(dst.port)) {
+      const detected = await detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock);
+      this.d.metrics.detect.inc({ direction: 'outbound', result: detected });
+      if (socket.destroyed) return;
+      if (detected === 'http1') {
+        this.origDsts.set(socket, { address: dst.address, port: dst.port, egress: true });
+        this.h1.serve(socket);
+        return;
+      }
+      if (detected === 'opaque' && p.mode === 'REGISTRY_ONLY') sni = await peekSni(socket, this.d.detectTimeoutMs, this.d.clock);
+      if (socket.destroyed) return;
+    }
+    const allowed = (sni !== undefined && p.bySni(sni, dst.port)) || p.byAddress(dst.address, dst.port);
+    if (allowed || p.mode === 'ALLOW_ANY') {
+      this.d.metrics.passthrough.inc({ reason: allowed ? 'external-service' : 'unknown-destination' });
+      this.passthrough(socket, dst);
+      return;
+    }
+    const protocol = sni !== undefined ? 'tls' : 'tcp';
+    this.d.metrics.egressRefused.inc({ protocol });
+    this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: 'egress-refused' });
+    this.d.logger.info('egress refused: no ExternalService declares the destination', { dst, sni, protocol, mode: p.mode });
+    const log = this.d.accessLog;
+    if (log?.sampled()) {
+      log.write(tcpEntry({
+        direction: 'outbound', startedAt, endedAt: this.d.clock.now(),
+        downstream: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
+        downstreamLocal: dst, upstreamHost: null, upstreamCluster: 'BlackHoleCluster', upstreamIdentity: null, upstreamLocal: null,
+        proxyError: 'egress-refused', attempts: 0, bytesReceived: 0, bytesSent: 0,
+        terminationDetails: 'egress refused', ...(sni !== undefined ? { requestedServerName: sni } : {}),
+      }));
+    }
+    socket.destroy();
   }
 
   private passthrough(socket: Socket, dst: Destination): void {
