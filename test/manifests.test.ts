@@ -267,7 +267,7 @@ describe('install manifests', () => {
       [
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
-        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries']),
+        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries', 'externalservices']),
         'authentication.k8s.io/tokenreviews:create',
       ].sort(),
     );

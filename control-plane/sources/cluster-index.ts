@@ -1,3 +1,4 @@
+import type { ExternalService } from '../../contract/egress.js';
 import { serviceKey, type Service } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels } from '../translate/policy-objects.js';
@@ -36,6 +37,7 @@ export class ClusterIndex {
   private readonly authorizationPolicies = new Map<string, KAuthorizationPolicy>();
   private readonly requestAuthentications = new Map<string, KRequestAuthentication>();
   private readonly telemetries = new Map<string, KTelemetry>();
+  private readonly externalServices = new Map<string, ExternalService>();
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
@@ -68,6 +70,12 @@ export class ClusterIndex {
   setTelemetry(ns: string, name: string, t: KTelemetry | null): void {
     if (t) this.telemetries.set(nsName(ns, name), t);
     else if (!this.telemetries.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  setExternalService(ns: string, name: string, e: ExternalService | null): void {
+    if (e) this.externalServices.set(nsName(ns, name), e);
+    else if (!this.externalServices.delete(nsName(ns, name))) return;
     this.policyDirty = true;
   }
 
@@ -185,6 +193,7 @@ export class ClusterIndex {
         authorizationPolicies: Object.freeze([...this.authorizationPolicies.values()]),
         requestAuthentications: Object.freeze([...this.requestAuthentications.values()]),
         telemetries: Object.freeze([...this.telemetries.values()]),
+        externalServices: Object.freeze([...this.externalServices.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
       }),

@@ -155,8 +155,8 @@ export class DirSource implements MeshSource {
     const meshedPods = (merged.objects.pods ?? []).filter((p) => p.meshed);
     const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
-    const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries } = merged.objects;
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, podLabels, podServiceAccounts }));
+    const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, externalServices } = merged.objects;
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, externalServices, podLabels, podServiceAccounts }));
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }

@@ -7,6 +7,7 @@ import {
 } from '../translate/k8s-objects.js';
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
 import { parseTelemetryResource } from '../translate/telemetry-objects.js';
+import { parseExternalServiceResource } from '../translate/external-service-objects.js';
 import { ClusterIndex } from './cluster-index.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
 
@@ -113,6 +114,10 @@ export class KubernetesSource implements MeshSource {
       parseRequestAuthenticationResource, idx.setRequestAuthentication.bind(idx),
     );
     this.add('telemetries', crdPath('telemetries'), crd('telemetries', 'Telemetry'), parseTelemetryResource, idx.setTelemetry.bind(idx));
+    this.add(
+      'externalservices', crdPath('externalservices'), crd('externalservices', 'ExternalService'),
+      parseExternalServiceResource, idx.setExternalService.bind(idx),
+    );
   }
 
   private add<T>(

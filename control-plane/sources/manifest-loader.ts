@@ -12,6 +12,8 @@ import {
 } from '../translate/policy-objects.js';
 import type { PolicyObjects } from '../translate/inbound-policy.js';
 import { parseTelemetryResource, type KTelemetry } from '../translate/telemetry-objects.js';
+import { parseExternalServiceResource } from '../translate/external-service-objects.js';
+import type { ExternalService } from '../../contract/egress.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
@@ -31,7 +33,8 @@ export type ManifestObject =
   | { kind: 'PeerAuthentication'; key: string; value: KPeerAuthentication }
   | { kind: 'AuthorizationPolicy'; key: string; value: KAuthorizationPolicy }
   | { kind: 'RequestAuthentication'; key: string; value: KRequestAuthentication }
-  | { kind: 'Telemetry'; key: string; value: KTelemetry };
+  | { kind: 'Telemetry'; key: string; value: KTelemetry }
+  | { kind: 'ExternalService'; key: string; value: ExternalService };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -43,6 +46,7 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   AuthorizationPolicy: parseAuthorizationPolicyResource,
   RequestAuthentication: parseRequestAuthenticationResource,
   Telemetry: parseTelemetryResource,
+  ExternalService: parseExternalServiceResource,
 };
 
 /** An object the directory source does not read (its kind is not one of PARSERS). */
@@ -110,6 +114,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
     telemetries: [] as KTelemetry[],
+    externalServices: [] as ExternalService[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -127,6 +132,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): { object
       else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
       else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
       else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
+      else if (o.kind === 'ExternalService') out.externalServices.push(o.value);
       else out.meshServices.push(o.value);
     }
   }
