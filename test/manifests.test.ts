@@ -8,6 +8,7 @@ import { parseService, parseTrafficPolicy } from '../contract/parse.js';
 import { ConfigError } from '../common/schema.js';
 import { injectPod } from '../control-plane/injector/inject-pod.js';
 import { parseControlPlaneArgs } from '../control-plane/main.js';
+import { parseExternalServiceResource } from '../control-plane/translate/external-service-objects.js';
 import { loadCrdSchemas, validateResource } from '../manifests/validate.js';
 import { CONFIGMAP_FILE, dashboardFiles, renderDashboardConfigMaps } from '../scripts/dashboards-configmap.mjs';
 
@@ -55,8 +56,8 @@ describe('every YAML file', () => {
 
 describe('CRDs', () => {
   const crds = walk(join(ROOT, 'crds')).flatMap(docsOf);
-  test('six namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
-    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
+  test('seven namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
+    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'ExternalService', 'MeshService', 'PeerAuthentication', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
     for (const c of crds) {
       expect(c.apiVersion).toBe('apiextensions.k8s.io/v1');
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.policy.wren.io`);
@@ -90,6 +91,7 @@ describe('CRDs', () => {
   test('loadCrdSchemas compiles them all', () => {
     expect(loadCrdSchemas().crds.map((c) => `${c.group}/${c.version} ${c.kind}`).sort()).toEqual([
       'policy.wren.io/v1alpha1 AuthorizationPolicy',
+      'policy.wren.io/v1alpha1 ExternalService',
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
       'policy.wren.io/v1alpha1 RequestAuthentication',
@@ -109,7 +111,7 @@ describe('examples', () => {
 
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
-    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry']));
+    expect(new Set(all.map((d) => d.kind))).toEqual(new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'ExternalService']));
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
   });
@@ -122,6 +124,12 @@ describe('examples', () => {
     const r = validateResource(docsOf(join(ROOT, file))[0]);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors.map((e) => e.path)).toContain(want);
+  });
+
+  test('ExternalService examples also pass the control plane\'s parser', () => {
+    const ess = good.flatMap(docsOf).filter((x) => x.kind === 'ExternalService');
+    expect(ess.length).toBeGreaterThan(0);
+    for (const d of ess) expect(() => parseExternalServiceResource(d, '')).not.toThrow();
   });
 
   test('TrafficPolicy examples also pass parseTrafficPolicy', () => {
