@@ -5,7 +5,6 @@ import { parseSni, peekSni } from './peek-sni.js';
 
 /** The first bytes a real TLS client (node:tls) sends, and the server side socket that got them. */
 async function clientHello(servername: string | undefined): Promise<{ hello: Buffer; server: Socket; close(): void }> {
-  let client: Socket | undefined;
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   const got = new Promise<{ hello: Buffer; server: Socket }>((resolve) =>
@@ -17,10 +16,10 @@ async function clientHello(servername: string | undefined): Promise<{ hello: Buf
       });
     }),
   );
-  client = tlsConnect({ host: '127.0.0.1', port: (srv.address() as AddressInfo).port, ...(servername ? { servername } : {}) });
+  const client = tlsConnect({ host: '127.0.0.1', port: (srv.address() as AddressInfo).port, ...(servername ? { servername } : {}) });
   client.on('error', () => undefined);
   const r = await got;
-  return { ...r, close: () => { client?.destroy(); r.server.destroy(); srv.close(); } };
+  return { ...r, close: () => { client.destroy(); r.server.destroy(); srv.close(); } };
 }
 
 test('the SNI of a real ClientHello, lower case; none: ""', async () => {
