@@ -9,7 +9,7 @@ import * as k8s from '@kubernetes/client-node';
  * Gone for versions older than the compacted history (as an ERROR event carrying a
  * Status with code 410, the API server's usual answer, or as HTTP 410).
  */
-export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'requestauthentications' | 'meshservices' | 'telemetries';
+export type Resource = 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'requestauthentications' | 'meshservices' | 'telemetries' | 'externalservices';
 type Obj = Record<string, unknown> & { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown } };
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -23,6 +23,7 @@ const ROUTES: { resource: Resource; prefix: string; listKind: string; apiVersion
   { resource: 'requestauthentications', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'RequestAuthenticationList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'RequestAuthentication' },
   { resource: 'meshservices', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'MeshServiceList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'MeshService' },
   { resource: 'telemetries', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'TelemetryList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'Telemetry' },
+  { resource: 'externalservices', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'ExternalServiceList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'ExternalService' },
 ];
 
 interface Watcher {
