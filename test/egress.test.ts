@@ -17,8 +17,8 @@ import type { Proxy } from '../proxy/proxy.js';
  */
 const pki = testPki();
 const cert = testServerCert(['api.example.com']);
-let plain: HttpServer, https: HttpsServer, tcp: Server, other: Server;
-let plainPort: number, httpsPort: number, tcpPort: number, otherPort: number;
+let plain: HttpServer, https: HttpsServer, tcp: Server, other: Server, silent: Server;
+let plainPort: number, httpsPort: number, tcpPort: number, otherPort: number, silentPort: number;
 let strict: Proxy, open: Proxy;
 const strictLog = new PassThrough();
 let strictLines = '';
@@ -27,6 +27,10 @@ strictLog.on('data', (d: Buffer) => (strictLines += d.toString()));
 let nextDst: { address: string; port: number } | undefined;
 /** Nothing listens there: TLS origination connects to tls.port instead. */
 const ORIGINATION_PORT = 18080;
+const SLOW_PORT = 18081;
+const UNTRUSTED_PORT = 18082;
+const WRONG_NAME_PORT = 18083;
+const silentSockets: import('node:net').Socket[] = [];
 
 const listen = async <S extends Server | HttpServer | HttpsServer>(s: S): Promise<number> => {
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
@@ -41,7 +45,9 @@ beforeAll(async () => {
   });
   tcp = createNetServer((s) => s.end('tcp says hi\n'));
   other = createNetServer((s) => s.end('other says hi\n'));
-  [plainPort, httpsPort, tcpPort, otherPort] = await Promise.all([listen(plain), listen(https), listen(tcp), listen(other)]);
+  // Accepts and never answers: a TLS handshake to it never completes.
+  silent = createNetServer((s) => void silentSockets.push(s));
+  [plainPort, httpsPort, tcpPort, otherPort, silentPort] = await Promise.all([listen(plain), listen(https), listen(tcp), listen(other), listen(silent)]);
   const externalServices = [
     { name: 'default/plain', hosts: ['plain.example.com'], ports: [{ number: plainPort, protocol: 'HTTP' }] },
     { name: 'default/tls', hosts: ['*.example.com'], ports: [{ number: httpsPort, protocol: 'TLS' }] },
@@ -49,11 +55,15 @@ beforeAll(async () => {
       name: 'default/api', hosts: ['api.example.com'],
       ports: [{ number: ORIGINATION_PORT, protocol: 'HTTP', tls: { mode: 'SIMPLE', caCertificates: cert.ca, port: httpsPort } }],
     },
+    { name: 'default/slow', hosts: ['slow.example.com'], ports: [{ number: SLOW_PORT, protocol: 'HTTP', tls: { mode: 'SIMPLE', caCertificates: cert.ca, port: silentPort } }] },
+    // The system roots do not know the test CA; the certificate is not for wrong.example.com.
+    { name: 'default/untrusted', hosts: ['api.example.com'], ports: [{ number: UNTRUSTED_PORT, protocol: 'HTTP', tls: { mode: 'SIMPLE', port: httpsPort } }] },
+    { name: 'default/wrong-name', hosts: ['api.example.com'], ports: [{ number: WRONG_NAME_PORT, protocol: 'HTTP', tls: { mode: 'SIMPLE', sni: 'wrong.example.com', caCertificates: cert.ca, port: httpsPort } }] },
     { name: 'default/db', hosts: ['db.example.com'], addresses: ['127.0.0.0/8'], ports: [{ number: tcpPort, protocol: 'TCP' }] },
   ];
   strict = await startProxy({
     pki, serviceAccount: 'client', originalDst: () => nextDst, accessLog: strictLog,
-    config: { egress: { mode: 'REGISTRY_ONLY', externalServices }, protocol: { detectTimeoutMs: 300 }, telemetry: { accessLog: { enabled: true } } },
+    config: { egress: { mode: 'REGISTRY_ONLY', externalServices, connectTimeoutMs: 300 }, protocol: { detectTimeoutMs: 300 }, telemetry: { accessLog: { enabled: true } } },
   });
   open = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst, config: { protocol: { detectTimeoutMs: 300 } } });
 });
@@ -61,7 +71,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await strict.close();
   await open.close();
-  for (const s of [plain, https, tcp, other]) s.close();
+  for (const s of silentSockets) s.destroy();
+  for (const s of [plain, https, tcp, other, silent]) s.close();
 });
 
 /** An HTTP/1.1 request as the app sends it to `http://host/path`, redirected from dst to the proxy. */
@@ -137,6 +148,19 @@ describe('REGISTRY_ONLY', () => {
 
   test('TLS origination: the app speaks plain HTTP, the sidecar connects with TLS to tls.port, verified with the test CA', async () => {
     expect(await get(strict, ORIGINATION_PORT, 'api.example.com', '/v1')).toMatchObject({ status: 200, body: 'tls sni=api.example.com host=api.example.com path=/v1' });
+  });
+
+  test('TLS origination verifies the server: unknown CA (system roots) or a certificate for another name is a 502 tls-handshake', async () => {
+    expect(await get(strict, UNTRUSTED_PORT, 'api.example.com')).toMatchObject({ status: 502, error: 'tls-handshake' });
+    expect(await get(strict, WRONG_NAME_PORT, 'api.example.com')).toMatchObject({ status: 502, error: 'tls-handshake' });
+  });
+
+  test('egress.connectTimeoutMs bounds connecting (the TLS handshake included): 504 connect-timeout, counted', async () => {
+    const t0 = Date.now();
+    expect(await get(strict, SLOW_PORT, 'slow.example.com')).toMatchObject({ status: 504, error: 'connect-timeout' });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(await metrics(strict)).toMatch(/wren_proxy_errors_total\{direction="outbound",code="connect-timeout"\} 1/);
   });
 
   test('TCP to a declared address and port passes through', async () => {

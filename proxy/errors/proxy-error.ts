@@ -84,6 +84,8 @@ export function responseFlag(label: string | undefined): string {
   return label === undefined ? '-' : (FLAG_BY_LABEL.get(label) ?? '-');
 }
 
+const X509_VERIFY_CODES = /^(UNABLE_TO_|INVALID_CA$|INVALID_PURPOSE$|HOSTNAME_MISMATCH$|PATH_LENGTH_EXCEEDED$)/;
+
 /** Maps a Node socket/TLS/http2 error to a ProxyError (already-typed errors pass through). */
 export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET'): ProxyError {
   if (err instanceof ProxyError) return err;
@@ -111,7 +113,9 @@ export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET
     case 'HPE_INVALID_HEADER_TOKEN':
       return new ProxyError('UPSTREAM_PROTOCOL', detail, { cause: err });
     default:
-      if (typeof e?.code === 'string' && (e.code.startsWith('ERR_TLS') || e.code.startsWith('ERR_SSL') || e.code.includes('CERT')))
+      // OpenSSL's X509 verify errors as node names them (UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+      // HOSTNAME_MISMATCH...): a server certificate that does not verify (TLS origination).
+      if (typeof e?.code === 'string' && (e.code.startsWith('ERR_TLS') || e.code.startsWith('ERR_SSL') || e.code.includes('CERT') || X509_VERIFY_CODES.test(e.code)))
         return new ProxyError('TLS_HANDSHAKE', detail, { cause: err });
       return new ProxyError(fallback, detail, { cause: err });
   }
