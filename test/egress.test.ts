@@ -114,6 +114,7 @@ function httpsGet(proxy: Proxy, dstPort: number, servername: string): Promise<st
   });
 }
 
+const logLines = (): Record<string, unknown>[] => strictLines.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
 const metrics = async (p: Proxy): Promise<string> => (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
 
 describe('REGISTRY_ONLY', () => {
@@ -124,7 +125,7 @@ describe('REGISTRY_ONLY', () => {
     expect(await get(strict, otherPort, 'plain.example.com')).toMatchObject({ status: 502, error: 'egress-refused' });
     expect(await metrics(strict)).toMatch(/wren_egress_refused_total\{protocol="http"\} 2/);
     await new Promise((r) => setTimeout(r, 20));
-    const line = strictLines.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.authority === 'evil.example.org');
+    const line = logLines().find((l) => l.authority === 'evil.example.org');
     expect(line).toMatchObject({ response_code: 502, response_flags: 'NR', response_code_details: 'egress-refused' });
   });
 
@@ -134,16 +135,21 @@ describe('REGISTRY_ONLY', () => {
     const m = await metrics(strict);
     expect(m).toMatch(/wren_egress_refused_total\{protocol="tcp"\} [1-9]/);
     expect(m).toMatch(/wren_egress_refused_total\{protocol="tls"\} [1-9]/);
-    const tls = strictLines.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.requested_server_name === 'api.example.org');
+    const tls = logLines().find((l) => l.requested_server_name === 'api.example.org');
     expect(tls).toMatchObject({ response_code: 0, response_flags: 'NR', upstream_cluster: 'BlackHoleCluster' });
   });
 
   test('a declared HTTP host goes through to the original destination', async () => {
     expect(await get(strict, plainPort, 'plain.example.com', '/hello')).toMatchObject({ status: 200, body: 'plain host=plain.example.com path=/hello' });
+    // Through the sidecar's HTTP layers (not spliced as bytes): it has an HTTP access-log line.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(logLines().find((l) => l.authority === 'plain.example.com' && l.path === '/hello')).toMatchObject({ response_code: 200, response_flags: '-' });
   });
 
   test('TLS to a declared host passes through by SNI (a *.example.com wildcard): the app\'s own TLS session reaches the server', async () => {
+    const before = /wren_passthrough_connections_total\{reason="external-service"\} (\d+)/.exec(await metrics(strict))?.[1] ?? '0';
     expect(await httpsGet(strict, httpsPort, 'api.example.com')).toMatch(/^HTTP\/1\.1 200[\s\S]*tls sni=api\.example\.com host=api\.example\.com path=\/secure$/);
+    expect(await metrics(strict)).toMatch(new RegExp(`wren_passthrough_connections_total\\{reason="external-service"\\} ${Number(before) + 1}\\b`));
   });
 
   test('TLS origination: the app speaks plain HTTP, the sidecar connects with TLS to tls.port, verified with the test CA', async () => {
