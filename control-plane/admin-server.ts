@@ -71,6 +71,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
           source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), ignored: d.sourceIgnored(), services: [...v.services.values()],
           peerAuthentications: v.policy.peerAuthentications, authorizationPolicies: v.policy.authorizationPolicies,
           requestAuthentications: v.policy.requestAuthentications ?? [],
+          externalServices: v.policy.externalServices ?? [],
         });
       }
       default:

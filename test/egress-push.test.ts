@@ -92,6 +92,8 @@ test('a bad ExternalService is rejected with its field path and the last good on
   await waitFor(() => source.errors().length > 0, 'rejection');
   expect(source.errors()).toEqual(['mesh/egress.yaml: spec.ports[0].number: expected a number in 1..65535, got 70000']);
   expect((await dump(client)).externalServices).toMatchObject([{ name: 'demo/api', hosts: ['api.example.com'] }]);
+  const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { errors: string[]; externalServices: { name: string; hosts: string[] }[] };
+  expect(view).toMatchObject({ errors: [expect.stringContaining('spec.ports[0].number')], externalServices: [{ name: 'demo/api', hosts: ['api.example.com'] }] });
   expect(await get(client, 'api.example.com')).toEqual({ status: 200, error: undefined });
   await replaceFile(join(dir, 'egress.yaml'), externalService('api', 'other.example.com', externalPort));
   await waitFor(async () => (await dump(client)).externalServices[0]?.hosts[0] === 'other.example.com', 'the fixed resource pushed');
