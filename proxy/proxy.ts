@@ -191,6 +191,7 @@ export class Proxy {
       routes: () => this.routes,
       originalDst: opts.originalDst,
       egress: () => this.egressPolicy,
+      passthroughConnectTimeoutMs: config.egress.connectTimeoutMs,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
       http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer }),
     });

@@ -33,6 +33,7 @@ import { createServer as tcp } from 'node:net';
 createServer((req, res) => res.end('host=' + req.headers.host)).listen(80, '${EXTERNAL}');
 tcp((s) => s.end('tcp 7000\\n')).listen(7000, '${EXTERNAL}');
 tcp((s) => s.end('tcp 7001\\n')).listen(7001, '${EXTERNAL}', () => console.log('listening'));
+tcp((s) => s.end('tcp 7002\\n')).listen(7002, '${EXTERNAL}');
 `;
 
 /** The app: one HTTP GET with a Host header, or one TCP read; prints JSON. */
@@ -74,6 +75,9 @@ suite(SKIP ? `egress control with real interception (skipped: ${SKIP})` : 'egres
     writeFileSync(join(dir, 'client.mjs'), CLIENT);
     const servers = lab.spawn('internet', net, [NODE, join(dir, 'servers.mjs')]);
     await servers.waitForOutput(/listening/, 10_000);
+    // SYNs to 7002 vanish: a connect there can only time out.
+    const drop = await lab.run('drop', net, ['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '7002', '-j', 'DROP']);
+    if (drop.code !== 0) throw new Error(`iptables DROP failed: ${drop.err}`);
 
     const pki = testPki();
     const m = pki.issue('default', 'app');
@@ -85,9 +89,10 @@ suite(SKIP ? `egress control with real interception (skipped: ${SKIP})` : 'egres
       protocol: { detectTimeoutMs: 300 },
       egress: {
         mode: 'REGISTRY_ONLY',
+        connectTimeoutMs: 500,
         externalServices: [
           { name: 'default/api', hosts: ['api.example.com'], ports: [{ number: 80, protocol: 'HTTP' }] },
-          { name: 'default/db', hosts: ['db.example.com'], addresses: [`${EXTERNAL}/32`], ports: [{ number: 7001, protocol: 'TCP' }] },
+          { name: 'default/db', hosts: ['db.example.com'], addresses: [`${EXTERNAL}/32`], ports: [{ number: 7001, protocol: 'TCP' }, { number: 7002, protocol: 'TCP' }] },
         ],
       },
     };
@@ -120,5 +125,13 @@ suite(SKIP ? `egress control with real interception (skipped: ${SKIP})` : 'egres
   test('TCP: the declared address and port go out, an undeclared port is closed unanswered', async () => {
     expect(await app('tcp', EXTERNAL, '7001')).toEqual({ data: 'tcp 7001\n' });
     expect((await app('tcp', EXTERNAL, '7000')).data).toBe('');
+  });
+
+  test('a passed-through connection that cannot connect is closed after egress.connectTimeoutMs, counted', async () => {
+    const t0 = Date.now();
+    expect((await app('tcp', EXTERNAL, '7002')).data).toBe('');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
+    const [m] = await lab.httpGet(pod, ['http://127.0.0.1:15000/metrics']);
+    expect(m.body).toMatch(/wren_proxy_errors_total\{direction="outbound",code="connect-timeout"\} 1/);
   });
 });

@@ -179,8 +179,9 @@ export interface ProxyConfig {
   /**
    * Egress control (docs/traffic-management.md, Egress): `mode` ALLOW_ANY | REGISTRY_ONLY
    * (unset: the control plane's mesh-wide mode, else ALLOW_ANY) and this proxy's own
-   * ExternalServices, added to the pushed ones; `connectTimeoutMs` bounds connecting to an
-   * external host for HTTP requests (Istio's mesh connectTimeout, 10 s).
+   * ExternalServices, added to the pushed ones; `connectTimeoutMs` bounds connecting to a
+   * destination outside the mesh, for HTTP requests and passed-through connections alike
+   * (Istio's mesh connectTimeout, which its PassthroughCluster uses, 10 s).
    */
   readonly egress: EgressSettings & { readonly connectTimeoutMs: number };
 }

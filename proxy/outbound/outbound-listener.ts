@@ -1,4 +1,4 @@
-import { createServer as createNetServer, connect as netConnect, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createNetServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -22,6 +22,11 @@ import type { EgressPolicy } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { tcpEntry } from '../access-log/entry.js';
+import { TcpConnector } from '../net/connector.js';
+import type { Endpoint } from '../../contract/model.js';
+
+/** Istio's mesh-wide connectTimeout, which its PassthroughCluster uses too. */
+const DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface OutboundDeps {
   readonly address: string;
@@ -45,6 +50,8 @@ export interface OutboundDeps {
   readonly egress?: () => EgressPolicy;
   /** For the line of a connection egress control refused. */
   readonly accessLog?: AccessLog;
+  /** Connect timeout of a passed-through connection (config egress.connectTimeoutMs; default 10 s, Istio's connectTimeout). */
+  readonly passthroughConnectTimeoutMs?: number;
 }
 
 /**
@@ -60,6 +67,8 @@ export class OutboundListener {
   private readonly origDsts = new WeakMap<Socket, Destination>();
   private readonly sockets = new Set<Socket>();
   private h2Dst: Destination | undefined;
+  /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
+  private readonly passthroughConnector: TcpConnector;
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
@@ -90,6 +99,7 @@ export class OutboundListener {
     // half-closes after its request (`nc -N`, shutdown(SHUT_WR)) loses the reply; the
     // tunnel relays the FIN instead (splice), and the HTTP servers handle it themselves.
     this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
+    this.passthroughConnector = new TcpConnector({ clock: d.clock });
   }
 
   /** `reusePort` when worker threads share the port (proxy/workers). */
@@ -104,8 +114,7 @@ export class OutboundListener {
     const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
     if (dst && !route) {
       if (this.d.egress) return this.egress(socket, dst, this.d.egress());
-      this.d.metrics.passthrough.inc({ reason: 'unknown-destination' });
-      this.passthrough(socket, dst);
+      this.passthrough(socket, dst, 'unknown-destination');
       return;
     }
     await this.serve(socket, route, dst, undefined);
@@ -188,8 +197,7 @@ export class OutboundListener {
     }
     const allowed = (sni !== undefined && p.bySni(sni, dst.port)) || p.byAddress(dst.address, dst.port);
     if (allowed || p.mode === 'ALLOW_ANY') {
-      this.d.metrics.passthrough.inc({ reason: allowed ? 'external-service' : 'unknown-destination' });
-      this.passthrough(socket, dst);
+      this.passthrough(socket, dst, allowed ? 'external-service' : 'unknown-destination');
       return;
     }
     const protocol = sni !== undefined ? 'tls' : 'tcp';
@@ -209,9 +217,26 @@ export class OutboundListener {
     socket.destroy();
   }
 
-  private passthrough(socket: Socket, dst: Destination): void {
-    const up = netConnect({ host: dst.address, port: dst.port });
-    splice(socket, up);
+  /**
+   * Spliced to where it was going, through the TCP connector like every other upstream:
+   * the client's bytes wait in its socket until the upstream is connected. A connect that
+   * fails or times out closes the client and counts wren_proxy_errors_total{code}.
+   */
+  private passthrough(socket: Socket, dst: Destination, reason: 'unknown-destination' | 'external-service'): void {
+    this.d.metrics.passthrough.inc({ reason });
+    const ep: Endpoint = { address: dst.address, port: dst.port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
+    this.passthroughConnector.connect(ep, this.d.passthroughConnectTimeoutMs ?? DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS).then(
+      (up) => {
+        if (socket.destroyed) return void up.socket.destroy();
+        splice(socket, up.socket);
+      },
+      (err: unknown) => {
+        const e = toProxyError(err, 'CONNECT_FAILED');
+        this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+        this.d.logger.debug('passthrough connect failed', { dst, code: e.code, detail: e.message });
+        socket.destroy();
+      },
+    );
   }
 
   /**
