@@ -82,6 +82,12 @@ export interface DiscoveryResponse {
   trustBundle?: TrustBundleState | null;
   /** The subscriber's telemetry settings. Full: set by this control plane. Delta: only when they changed. Absent: keep. */
   telemetry?: WireTelemetry | null;
+  /** The mode and ExternalServices (contract/egress.ts). Full: set by this control plane. Delta: only when they changed. Absent: keep. */
+  egress?: WireEgress | null;
+}
+export interface WireEgress {
+  /** '' = nothing set. */
+  egressJson: string;
 }
 export interface WireTelemetry {
   /** '' = no pushed settings. */

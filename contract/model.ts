@@ -9,6 +9,7 @@
  */
 
 import type { ServiceRoute } from './routes.js';
+import type { EgressSettings } from './egress.js';
 
 /** How the proxy treats a port. `detect` peeks at the first bytes. */
 export type Protocol = 'detect' | 'http1' | 'http2' | 'grpc' | 'opaque';
@@ -367,6 +368,8 @@ export interface MeshSnapshot {
   readonly inboundPolicy?: InboundPolicy;
   /** The telemetry settings the control plane resolved for the local workload; absent = keep the ones in force. */
   readonly telemetry?: PushedTelemetry;
+  /** The egress mode and ExternalServices the control plane pushed (contract/egress.ts); absent = keep the ones in force. */
+  readonly egress?: EgressSettings;
 }
 
 /**

@@ -92,6 +92,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
           requestAuthentications: v.policy.requestAuthentications ?? [],
           // The compiled HTTPRoutes/GRPCRoutes by Service: producer routes, and consumer routes by caller namespace.
           routes: Object.fromEntries([...v.routes.byService].map(([k, r]) => [k, { producer: r.producer, consumers: Object.fromEntries(r.consumers) }])),
+          externalServices: v.policy.externalServices ?? [],
         });
       }
       default: {

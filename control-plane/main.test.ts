@@ -64,3 +64,12 @@ describe('wren control-plane identity flags', () => {
     expect(() => parseControlPlaneArgs(argv, {})).toThrow(msg);
   });
 });
+
+describe('wren control-plane --egress-mode', () => {
+  test('unset by default (proxies fall back to ALLOW_ANY); ALLOW_ANY or REGISTRY_ONLY; anything else is a usage error', () => {
+    expect(parseControlPlaneArgs([], {}).egressMode).toBeNull();
+    expect(parseControlPlaneArgs(['--egress-mode', 'REGISTRY_ONLY'], {}).egressMode).toBe('REGISTRY_ONLY');
+    expect(parseControlPlaneArgs(['--egress-mode=ALLOW_ANY'], {}).egressMode).toBe('ALLOW_ANY');
+    expect(() => parseControlPlaneArgs(['--egress-mode', 'registry_only'], {})).toThrow('--egress-mode: expected ALLOW_ANY or REGISTRY_ONLY, got "registry_only"');
+  });
+});

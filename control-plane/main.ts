@@ -1,3 +1,4 @@
+import { EGRESS_MODES, type EgressMode } from '../contract/egress.js';
 import * as k8s from '@kubernetes/client-node';
 import { ControlPlaneTracing } from './tracing.js';
 import { writePublicFile } from '../certs/index.js';
@@ -50,6 +51,8 @@ export interface ControlPlaneArgs {
   readonly healthWithdrawal: WithdrawalSettings;
   /** The control plane's own spans to an OTLP/gRPC collector (--trace-collector); null = off. */
   readonly tracing: { readonly collector: string; readonly plaintext: boolean; readonly caFile: string | null } | null;
+  /** Mesh-wide egress mode pushed to every proxy (--egress-mode); null: not set (proxies default to ALLOW_ANY). */
+  readonly egressMode: EgressMode | null;
   readonly help: boolean;
 }
 
@@ -107,6 +110,12 @@ Tracing of Certify calls and discovery subscriptions/pushes (docs/control-plane.
   --trace-collector-plaintext   plaintext gRPC to it (default TLS)
   --trace-collector-ca FILE     CA that verifies the collector (default the system roots)
 
+Egress control (docs/traffic-management.md, Egress):
+  --egress-mode ALLOW_ANY|REGISTRY_ONLY  what sidecars do with traffic to destinations outside the
+                                mesh: pass it through (ALLOW_ANY, the default) or refuse it unless
+                                an ExternalService declares it (REGISTRY_ONLY); a proxy's own
+                                egress.mode wins
+
   --log-level debug|info|warn|error (default info)
   -h, --help                    show this help
 `;
@@ -140,6 +149,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let traceCollector: string | null = null;
   let tracePlaintext = false;
   let traceCa: string | null = null;
+  let egressMode: EgressMode | null = null;
   const health: { -readonly [K in keyof WithdrawalSettings]: WithdrawalSettings[K] } = { ...DEFAULT_WITHDRAWAL };
   const field = <K extends keyof WithdrawalSettings>(k: K, flag: string, raw: unknown): void => {
     try {
@@ -195,6 +205,12 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         const v = Number(value());
         if (!Number.isFinite(v) || v < 0 || v > 1000) throw new UsageError('--debounce-ms: expected a number of ms in 0..1000');
         debounceMs = v;
+        break;
+      }
+      case '--egress-mode': {
+        const v = value();
+        if (!(EGRESS_MODES as readonly string[]).includes(v)) throw new UsageError(`--egress-mode: expected ${EGRESS_MODES.join(' or ')}, got ${JSON.stringify(v)}`);
+        egressMode = v as EgressMode;
         break;
       }
       case '--ca-dir':
@@ -284,7 +300,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   if ((proxyTraceCollector || proxyTracePlaintext) && !webhookListen) throw new UsageError('--proxy-trace-collector configures injected sidecars: it needs --webhook-listen');
   if (tracePlaintext && traceCa) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca are exclusive');
   return {
-    source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, healthWithdrawal: Object.freeze(health),
+    source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, namespace, writeTrustBundle },
@@ -332,6 +348,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,
+    ...(args.egressMode ? { egressMode: args.egressMode } : {}),
     ...(args.tracing ? { tracing: new ControlPlaneTracing({ ...args.tracing, namespace: idArgs.namespace, clock: systemClock, logger }) } : {}),
     source: (ctx) => {
       if (src.kind === 'dir') return new DirSource({ ...ctx, dir: src.path });

@@ -1,3 +1,4 @@
+import type { EgressMode } from '../contract/egress.js';
 import type { Server as HttpServer } from 'node:http';
 import type { ControlPlaneTracing } from './tracing.js';
 import * as grpc from '@grpc/grpc-js';
@@ -70,6 +71,8 @@ export interface ControlPlaneOptions {
   readonly healthWithdrawal?: unknown;
   /** The control plane's own spans (Certify, discovery subscriptions and pushes); absent: none. */
   readonly tracing?: ControlPlaneTracing;
+  /** Mesh-wide egress mode pushed to every proxy (--egress-mode; docs/traffic-management.md, Egress); absent: not set. */
+  readonly egressMode?: EgressMode;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -136,7 +139,7 @@ export class ControlPlane {
     // Proxies authenticate with their workload certificate wherever the control plane serves its own TLS.
     const clientAuth = this.serving ? { trustDomain: o.identity!.issuer.ca.trustDomain, podsAuthoritative: this.source.name === 'kubernetes' } : undefined;
     this.discovery = new DiscoveryServer({
-      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, stats: this.stats, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing,
+      store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, stats: this.stats, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing, egressMode: o.egressMode,
     });
     if (o.tracing) {
       o.tracing.registerMetrics(this.metrics.registry);

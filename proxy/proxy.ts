@@ -18,6 +18,8 @@ import { meshH1Pool } from './outbound/mesh-h1-pool.js';
 import type { H1Pool } from './http/h1-pool.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
+import { EgressPolicy } from './egress/egress-policy.js';
+import { egressHttp } from './egress/egress-http.js';
 import { UpstreamListener } from './outbound/upstream-listener.js';
 import { outboundStack } from './outbound/stack.js';
 import { outboundTcpStack } from './outbound/tcp-stack.js';
@@ -84,6 +86,9 @@ export class Proxy {
   /** This proxy's most recent authorization denials (main thread's; bounded), for the StatsReport. */
   readonly recentDenials: () => RecentDenial[];
   private routes: RouteTable;
+  /** Egress control: the proxy's own `egress` config over what the control plane pushed (proxy/egress). */
+  private egressPolicy: EgressPolicy;
+  private readonly egressHttp: ReturnType<typeof egressHttp>;
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
@@ -189,6 +194,11 @@ export class Proxy {
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
       maxStreamsPerCaller: config.limits.maxStreamsPerCaller, rateLimiter: this.rateLimiter,
     };
+    this.egressPolicy = new EgressPolicy(config.egress, undefined);
+    this.egressHttp = egressHttp({
+      policy: () => this.egressPolicy, connectTimeoutMs: config.egress.connectTimeoutMs, maxHeaderBytes: config.limits.maxHeaderBytes,
+      onRefused: () => this.metrics.egressRefused.inc({ protocol: 'http' }),
+    });
     this.outbound = new OutboundListener({
       ...common,
       address: L.outbound.address,
@@ -200,8 +210,10 @@ export class Proxy {
       limits: config.limits,
       routes: () => this.routes,
       originalDst: opts.originalDst,
+      egress: () => this.egressPolicy,
+      passthroughConnectTimeoutMs: config.egress.connectTimeoutMs,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
-      http: outboundStack({ ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
+      http: outboundStack({ ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
@@ -341,6 +353,12 @@ export class Proxy {
       const after = this.telemetry.explain();
       if (JSON.stringify(after) !== before) this.logger.info('telemetry settings applied', { version: snapshot.version, ...after });
     }
+    if (snapshot.egress) {
+      const before = JSON.stringify(this.egressPolicy);
+      this.egressPolicy = new EgressPolicy(this.config.egress, snapshot.egress);
+      if (JSON.stringify(this.egressPolicy) !== before)
+        this.logger.info('egress settings applied', { version: snapshot.version, mode: this.egressPolicy.mode, modeSource: this.egressPolicy.modeSource, externalServices: this.egressPolicy.services.map((e) => e.name) });
+    }
     if (inbound) {
       this.inboundPolicy = inbound;
       this.rateLimiter.update(inbound.policy.rateLimits ?? []);
@@ -399,6 +417,8 @@ export class Proxy {
       inboundPolicy: this.inboundPolicy.policy,
       // The settings in force and the layer each field came from: local (config, annotations) > pushed (Telemetry resources) > default.
       telemetry: this.telemetry.explain(),
+      // The egress mode in force (and where it came from) and every ExternalService, the config's and the pushed ones.
+      egress: this.egressPolicy.toJSON(),
     };
   }
 
@@ -450,6 +470,7 @@ export class Proxy {
     this.clusters.close();
     this.jwks.close();
     this.outboundAgent.destroy();
+    this.egressHttp.destroy();
     this.appAgent.destroy();
     this.metrics.close();
     await Promise.all([this.outbound.close(), this.admin.close(), this.scrape?.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);

@@ -11,7 +11,7 @@ import * as k8s from '@kubernetes/client-node';
  */
 export type Resource =
   | 'services' | 'endpointslices' | 'pods' | 'trafficpolicies' | 'peerauthentications' | 'authorizationpolicies' | 'requestauthentications' | 'meshservices' | 'telemetries'
-  | 'httproutes' | 'grpcroutes' | 'referencegrants' | 'ratelimitpolicies';
+  | 'httproutes' | 'grpcroutes' | 'referencegrants' | 'ratelimitpolicies' | 'externalservices';
 type Obj = Record<string, unknown> & { metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown } };
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -26,6 +26,7 @@ const ROUTES: { resource: Resource; prefix: string; listKind: string; apiVersion
   { resource: 'meshservices', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'MeshServiceList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'MeshService' },
   { resource: 'ratelimitpolicies', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'RateLimitPolicyList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'RateLimitPolicy' },
   { resource: 'telemetries', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'TelemetryList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'Telemetry' },
+  { resource: 'externalservices', prefix: '/apis/policy.wren.io/v1alpha1', listKind: 'ExternalServiceList', apiVersion: 'policy.wren.io/v1alpha1', kind: 'ExternalService' },
   { resource: 'httproutes', prefix: '/apis/gateway.networking.k8s.io/v1', listKind: 'HTTPRouteList', apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute' },
   { resource: 'grpcroutes', prefix: '/apis/gateway.networking.k8s.io/v1', listKind: 'GRPCRouteList', apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute' },
   { resource: 'referencegrants', prefix: '/apis/gateway.networking.k8s.io/v1beta1', listKind: 'ReferenceGrantList', apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant' },

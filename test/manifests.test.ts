@@ -8,6 +8,7 @@ import { parseService, parseTrafficPolicy } from '../contract/parse.js';
 import { ConfigError } from '../common/schema.js';
 import { injectPod } from '../control-plane/injector/inject-pod.js';
 import { parseControlPlaneArgs } from '../control-plane/main.js';
+import { parseExternalServiceResource } from '../control-plane/translate/external-service-objects.js';
 import { loadCrdSchemas, validateResource } from '../manifests/validate.js';
 import { CONFIGMAP_FILE, dashboardFiles, renderDashboardConfigMaps } from '../scripts/dashboards-configmap.mjs';
 
@@ -65,8 +66,8 @@ describe('CRDs', () => {
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.gateway.networking.k8s.io`);
     }
   });
-  test('seven namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
-    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'MeshService', 'PeerAuthentication', 'RateLimitPolicy', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
+  test('eight namespaced policy.wren.io/v1alpha1 kinds with shortNames and printer columns', () => {
+    expect(crds.map((c) => c.spec.names.kind).sort()).toEqual(['AuthorizationPolicy', 'ExternalService', 'MeshService', 'PeerAuthentication', 'RateLimitPolicy', 'RequestAuthentication', 'Telemetry', 'TrafficPolicy']);
     for (const c of crds) {
       expect(c.apiVersion).toBe('apiextensions.k8s.io/v1');
       expect(c.metadata.name).toBe(`${c.spec.names.plural}.policy.wren.io`);
@@ -105,6 +106,7 @@ describe('CRDs', () => {
       'gateway.networking.k8s.io/v1beta1 HTTPRoute',
       'gateway.networking.k8s.io/v1beta1 ReferenceGrant',
       'policy.wren.io/v1alpha1 AuthorizationPolicy',
+      'policy.wren.io/v1alpha1 ExternalService',
       'policy.wren.io/v1alpha1 MeshService',
       'policy.wren.io/v1alpha1 PeerAuthentication',
       'policy.wren.io/v1alpha1 RateLimitPolicy',
@@ -126,7 +128,7 @@ describe('examples', () => {
   test('the examples cover every kind, both mTLS modes and ALLOW/DENY', () => {
     const all = good.flatMap(docsOf);
     expect(new Set(all.map((d) => d.kind))).toEqual(
-      new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'RateLimitPolicy', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant']),
+      new Set(['TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'MeshService', 'Telemetry', 'RateLimitPolicy', 'ExternalService', 'HTTPRoute', 'GRPCRoute', 'ReferenceGrant']),
     );
     const text = JSON.stringify(all);
     for (const s of ['"STRICT"', '"PERMISSIVE"', '"ALLOW"', '"DENY"']) expect(text).toContain(s);
@@ -140,6 +142,12 @@ describe('examples', () => {
     const r = validateResource(docsOf(join(ROOT, file))[0]);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors.map((e) => e.path)).toContain(want);
+  });
+
+  test('ExternalService examples also pass the control plane\'s parser', () => {
+    const ess = good.flatMap(docsOf).filter((x) => x.kind === 'ExternalService');
+    expect(ess.length).toBeGreaterThan(0);
+    for (const d of ess) expect(() => parseExternalServiceResource(d, '')).not.toThrow();
   });
 
   test('TrafficPolicy examples also pass parseTrafficPolicy', () => {
@@ -286,7 +294,7 @@ describe('install manifests', () => {
       [
         ...reads('core', ['services', 'pods']),
         ...reads('discovery.k8s.io', ['endpointslices']),
-        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries', 'ratelimitpolicies']),
+        ...reads('policy.wren.io', ['trafficpolicies', 'peerauthentications', 'authorizationpolicies', 'requestauthentications', 'meshservices', 'telemetries', 'ratelimitpolicies', 'externalservices']),
         ...reads('gateway.networking.k8s.io', ['httproutes', 'grpcroutes', 'referencegrants']),
         ...['httproutes/status', 'grpcroutes/status'].flatMap((r) => ['patch', 'update'].map((v) => `gateway.networking.k8s.io/${r}:${v}`)),
         'authentication.k8s.io/tokenreviews:create',

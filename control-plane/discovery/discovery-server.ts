@@ -20,6 +20,8 @@ import { currentAnchors, proxyConfigDump, proxyStatusRow, type ProxyConfigDump, 
 import { TrustPush, type TrustPushOptions, type TrustPushState } from './trust-push.js';
 import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
 import { encodeTelemetrySuffix, WorkloadTelemetries } from './workload-telemetry.js';
+import { encodeEgressSuffix, MeshEgress } from './mesh-egress.js';
+import type { EgressMode } from '../../contract/egress.js';
 
 /**
  * The server side of wren.discovery.v1 Discovery.Stream.
@@ -86,6 +88,8 @@ export interface DiscoveryServerOptions {
   readonly logger: Logger;
   /** Policies here without a selector are mesh-wide (default wren-system). */
   readonly rootNamespace?: string;
+  /** The mesh-wide egress mode pushed to every proxy (mesh-egress.ts); undefined: not set (the proxies' own, else ALLOW_ANY). */
+  readonly egressMode?: EgressMode;
   /** The CA, when the control plane is one: its trust state is pushed and proxies' reports are kept. */
   readonly issuer?: Issuer;
   readonly trustPush?: TrustPushOptions;
@@ -117,6 +121,7 @@ export class DiscoveryServer {
   private readonly unsubscribe: () => void;
   private readonly policies: WorkloadPolicies;
   private readonly telemetries: WorkloadTelemetries;
+  private readonly egress: MeshEgress;
   private readonly trust: TrustPush | null;
   private readonly unsubscribeTrust: () => void;
   private readonly anchors: ClientAnchors | null;
@@ -126,6 +131,7 @@ export class DiscoveryServer {
     this.anchors = o.clientAuth && o.issuer ? new ClientAnchors(o.issuer) : null;
     this.policies = new WorkloadPolicies(o.rootNamespace);
     this.telemetries = new WorkloadTelemetries(o.logger.child({ component: 'telemetry' }), o.rootNamespace);
+    this.egress = new MeshEgress(o.egressMode);
     this.unsubscribe = o.store.onChange(() => {
       for (const s of this.subs) this.pump(s);
     });
@@ -360,6 +366,7 @@ export class DiscoveryServer {
       if (f.policyJson !== null) s.ackedPolicyJson = f.policyJson;
       if (f.trustKey !== null) s.ackedTrustKey = f.trustKey;
       if (f.telemetryJson !== null) s.ackedTelemetryJson = f.telemetryJson;
+      if (f.egressJson !== null) s.ackedEgressJson = f.egressJson;
       s.inflight = null;
       s.nackedSinceAck = false;
       s.forceFull = false;
@@ -409,18 +416,21 @@ export class DiscoveryServer {
     let entry: Entry;
     let policyJson: string | null = null;
     let telemetryJson: string | null = null;
+    let egressJson: string | null = null;
     if (view.seq !== s.ackedSeq && view.seq > s.nackedSeq) {
       entry = this.entryFor(s, view);
       const pj = this.policies.jsonFor(view.policy, s.sub.identity);
       if (entry.full || pj !== s.ackedPolicyJson) policyJson = pj;
       const tj = this.telemetries.jsonFor(view.policy, s.sub.identity);
       if (entry.full || tj !== s.ackedTelemetryJson) telemetryJson = tj;
+      const ej = this.egress.jsonFor(view.policy);
+      if (entry.full || ej !== s.ackedEgressJson) egressJson = ej;
     } else if (trustDue && s.ackedSeq >= 0) {
       // Only the trust state is new: an otherwise empty delta at the version the proxy holds.
       entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, full: false, bytes: null, response: null, withPolicy: new Map() };
     } else return;
     const withTrust = trust !== null && (entry.full || trustDue) ? trust : null;
-    if (policyJson === null && telemetryJson === null && withTrust === null && (!entry.bytes || !entry.response)) {
+    if (policyJson === null && telemetryJson === null && egressJson === null && withTrust === null && (!entry.bytes || !entry.response)) {
       // Nothing to send: what the proxy ACKed is what it would get now. A NACK of content
       // since superseded (the change was reverted) no longer holds it back: it is in sync.
       if (entry.seq === view.seq) s.nackedSinceAck = false;
@@ -432,9 +442,10 @@ export class DiscoveryServer {
       ...(policyJson !== null ? { inboundPolicy: { policyJson } } : {}),
       ...(withTrust ? { trustBundle: withTrust.wire } : {}),
       ...(telemetryJson !== null ? { telemetry: { overridesJson: telemetryJson } } : {}),
+      ...(egressJson !== null ? { egress: { egressJson } } : {}),
     };
     if (entry.bytes && entry.response) {
-      const key = `${policyJson ?? '-'}|${withTrust?.key ?? '-'}|${telemetryJson ?? '-'}`;
+      const key = `${policyJson ?? '-'}|${withTrust?.key ?? '-'}|${telemetryJson ?? '-'}|${egressJson ?? '-'}`;
       let b = entry.withPolicy.get(key);
       if (!b) {
         const parts = [
@@ -442,6 +453,7 @@ export class DiscoveryServer {
           ...(policyJson !== null ? [encodePolicySuffix(policyJson)] : []),
           ...(withTrust ? [withTrust.suffix] : []),
           ...(telemetryJson !== null ? [encodeTelemetrySuffix(telemetryJson)] : []),
+          ...(egressJson !== null ? [encodeEgressSuffix(egressJson)] : []),
         ];
         entry.withPolicy.set(key, (b = parts.length === 1 ? entry.bytes : Buffer.concat(parts)));
       }
@@ -452,7 +464,7 @@ export class DiscoveryServer {
       response = { version: entry.version, nonce: entry.nonce, full: false, baseVersion: s.ackedVersion, services: [], removedServices: [], endpointDeltas: [], ...extras };
       bytes = loadDiscoveryProto().encodeResponse(response);
     }
-    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null, telemetryJson };
+    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null, telemetryJson, egressJson };
     s.call.write(bytes);
     s.lastSent = { version: entry.version, at: s.inflight.sentAt };
     const kind = entry.full ? 'full' : 'delta';

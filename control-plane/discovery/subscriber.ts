@@ -38,8 +38,10 @@ export interface Subscriber {
   ackedTrustKey: string | null;
   /** Telemetry settings JSON the proxy ACKed (null: none yet). */
   ackedTelemetryJson: string | null;
+  /** Egress settings JSON the proxy ACKed (null: none yet). */
+  ackedEgressJson: string | null;
   /** policyJson / trustKey / telemetryJson: what this response carries besides services, null when it carries none. */
-  inflight: (Entry & { sentAt: number; policyJson: string | null; trustKey: string | null; telemetryJson: string | null }) | null;
+  inflight: (Entry & { sentAt: number; policyJson: string | null; trustKey: string | null; telemetryJson: string | null; egressJson: string | null }) | null;
   nackedSeq: number;
   /** The last response written: its version and when (null: none yet). For /debug/proxy-status. */
   lastSent: { readonly version: string; readonly at: number } | null;
@@ -69,7 +71,7 @@ export interface Subscriber {
 export function newSubscriber(id: number, call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, now: number): Subscriber {
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
-    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, inflight: null, nackedSeq: -1,
+    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
     authPeer: null, authAnchor: null, podChecked: false, expiryTimer: null, closed: false,
@@ -100,6 +102,7 @@ export function debugProxy(s: Subscriber, now: number): Record<string, unknown> 
     ackedVersion: s.ackedVersion || null,
     inboundPolicy: s.ackedPolicyJson === null ? null : s.ackedPolicyJson === '' ? 'default' : (JSON.parse(s.ackedPolicyJson) as unknown),
     telemetry: s.ackedTelemetryJson === null ? null : s.ackedTelemetryJson === '' ? 'none' : (JSON.parse(s.ackedTelemetryJson) as unknown),
+    egress: s.ackedEgressJson === null ? null : s.ackedEgressJson === '' ? 'none' : (JSON.parse(s.ackedEgressJson) as unknown),
     inflightVersion: s.inflight?.version ?? null,
     nacks: s.nacks,
     lastNack: s.lastNack,

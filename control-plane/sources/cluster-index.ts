@@ -1,3 +1,4 @@
+import type { ExternalService } from '../../contract/egress.js';
 import { serviceKey, type Service } from '../../contract/model.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from '../translate/k8s-objects.js';
 import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication, Labels } from '../translate/policy-objects.js';
@@ -44,6 +45,7 @@ export class ClusterIndex {
   private readonly requestAuthentications = new Map<string, KRequestAuthentication>();
   private readonly telemetries = new Map<string, KTelemetry>();
   private readonly rateLimitPolicies = new Map<string, KRateLimitPolicy>();
+  private readonly externalServices = new Map<string, ExternalService>();
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
@@ -99,6 +101,12 @@ export class ClusterIndex {
   setTelemetry(ns: string, name: string, t: KTelemetry | null): void {
     if (t) this.telemetries.set(nsName(ns, name), t);
     else if (!this.telemetries.delete(nsName(ns, name))) return;
+    this.policyDirty = true;
+  }
+
+  setExternalService(ns: string, name: string, e: ExternalService | null): void {
+    if (e) this.externalServices.set(nsName(ns, name), e);
+    else if (!this.externalServices.delete(nsName(ns, name))) return;
     this.policyDirty = true;
   }
 
@@ -235,6 +243,7 @@ export class ClusterIndex {
         requestAuthentications: Object.freeze([...this.requestAuthentications.values()]),
         telemetries: Object.freeze([...this.telemetries.values()]),
         rateLimitPolicies: Object.freeze([...this.rateLimitPolicies.values()]),
+        externalServices: Object.freeze([...this.externalServices.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
       }),

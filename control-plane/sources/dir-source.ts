@@ -159,11 +159,11 @@ export class DirSource implements MeshSource {
     const meshedPods = (merged.objects.pods ?? []).filter((p) => p.meshed);
     const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
-    const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies } = merged.objects;
+    const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices } = merged.objects;
     const byKey = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s] as const));
     const routes = compileRoutes(merged.objects.routes, merged.objects.referenceGrants, (ns, name) => byKey.get(`${ns}/${name}`));
     this.reportRouteStatus(routes.statuses);
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, podLabels, podServiceAccounts }), routes.view);
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts }), routes.view);
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }

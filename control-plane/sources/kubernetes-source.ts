@@ -9,6 +9,7 @@ import { parseRateLimitPolicyResource } from '../translate/ratelimit-objects.js'
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
 import { parseTelemetryResource } from '../translate/telemetry-objects.js';
 import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, GATEWAY_GROUP } from '../translate/route-objects.js';
+import { parseExternalServiceResource } from '../translate/external-service-objects.js';
 import { ClusterIndex } from './cluster-index.js';
 import { RouteStatusWriter } from './route-status-writer.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
@@ -135,6 +136,10 @@ export class KubernetesSource implements MeshSource {
     this.add(
       'referencegrants', gw('v1beta1', 'referencegrants'), crd('referencegrants', 'ReferenceGrant', GATEWAY_GROUP, 'v1beta1'),
       parseReferenceGrant, idx.setReferenceGrant.bind(idx),
+    );
+    this.add(
+      'externalservices', crdPath('externalservices'), crd('externalservices', 'ExternalService'),
+      parseExternalServiceResource, idx.setExternalService.bind(idx),
     );
   }
 

@@ -14,6 +14,8 @@ import {
 import type { PolicyObjects } from '../translate/inbound-policy.js';
 import { parseTelemetryResource, type KTelemetry } from '../translate/telemetry-objects.js';
 import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, type KReferenceGrant, type KRoute } from '../translate/route-objects.js';
+import { parseExternalServiceResource } from '../translate/external-service-objects.js';
+import type { ExternalService } from '../../contract/egress.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
@@ -37,7 +39,8 @@ export type ManifestObject =
   | { kind: 'Telemetry'; key: string; value: KTelemetry }
   | { kind: 'HTTPRoute'; key: string; value: KRoute }
   | { kind: 'GRPCRoute'; key: string; value: KRoute }
-  | { kind: 'ReferenceGrant'; key: string; value: KReferenceGrant };
+  | { kind: 'ReferenceGrant'; key: string; value: KReferenceGrant }
+  | { kind: 'ExternalService'; key: string; value: ExternalService };
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -53,6 +56,7 @@ const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   HTTPRoute: parseHttpRoute,
   GRPCRoute: parseGrpcRoute,
   ReferenceGrant: parseReferenceGrant,
+  ExternalService: parseExternalServiceResource,
 };
 
 /** An object the directory source does not read (its kind is not one of PARSERS). */
@@ -123,6 +127,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
     telemetries: [] as KTelemetry[], routes: [] as KRoute[], referenceGrants: [] as KReferenceGrant[], rateLimitPolicies: [] as KRateLimitPolicy[],
+    externalServices: [] as ExternalService[],
   };
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
@@ -143,6 +148,7 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
       else if (o.kind === 'HTTPRoute' || o.kind === 'GRPCRoute') out.routes.push(o.value);
       else if (o.kind === 'ReferenceGrant') out.referenceGrants.push(o.value);
       else if (o.kind === 'RateLimitPolicy') out.rateLimitPolicies.push(o.value);
+      else if (o.kind === 'ExternalService') out.externalServices.push(o.value);
       else out.meshServices.push(o.value);
     }
   }

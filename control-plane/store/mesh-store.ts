@@ -41,6 +41,7 @@ export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
   if (!sameList(a.requestAuthentications ?? [], b.requestAuthentications ?? [])) return false;
   if (!sameList(a.telemetries ?? [], b.telemetries ?? [])) return false;
   if (!sameList(a.rateLimitPolicies ?? [], b.rateLimitPolicies ?? [])) return false;
+  if (!sameList(a.externalServices ?? [], b.externalServices ?? [])) return false;
   if (a.podLabels.size !== b.podLabels.size || a.podServiceAccounts.size !== b.podServiceAccounts.size) return false;
   for (const [k, v] of a.podServiceAccounts) if (b.podServiceAccounts.get(k) !== v) return false;
   for (const [k, v] of a.podLabels) {

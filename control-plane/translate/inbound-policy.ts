@@ -1,3 +1,4 @@
+import type { ExternalService } from '../../contract/egress.js';
 import { DEFAULT_INBOUND_POLICY, ROOT_NAMESPACE } from '../../contract/defaults.js';
 import type { AuthzPolicy, InboundPolicy, JwtRule, MtlsMode, RateLimitPolicy } from '../../contract/model.js';
 import type { KRateLimitPolicy } from './ratelimit-objects.js';
@@ -42,6 +43,8 @@ export interface PolicyObjects {
   readonly rateLimitPolicies?: readonly KRateLimitPolicy[];
   /** Telemetry resources (telemetry-objects.ts); not inbound policy, but resolved per workload the same way. Absent: none. */
   readonly telemetries?: readonly KTelemetry[];
+  /** ExternalServices (external-service-objects.ts): not inbound policy; every proxy gets all of them (egress control). Absent: none. */
+  readonly externalServices?: readonly ExternalService[];
 }
 
 export const selects = (selector: Labels | null, labels: Labels): boolean =>

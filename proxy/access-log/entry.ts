@@ -188,6 +188,8 @@ export interface TcpFacts {
   readonly bytesSent: number;
   /** Why the proxy closed the connection (an authorization deny: the RBAC network filter's detail). */
   readonly terminationDetails?: string;
+  /** The SNI of the client's ClientHello, when the proxy read it (egress control). */
+  readonly requestedServerName?: string;
 }
 
 export function tcpEntry(f: TcpFacts): AccessLogEntry {
@@ -216,7 +218,7 @@ export function tcpEntry(f: TcpFacts): AccessLogEntry {
     upstream_local_address: f.upstreamLocal,
     downstream_local_address: f.downstreamLocal ? endpointKey(f.downstreamLocal) : null,
     downstream_remote_address: endpointKey(f.downstream),
-    requested_server_name: null,
+    requested_server_name: f.requestedServerName ?? null,
     route_name: null,
     upstream_transport_failure_reason: null,
     trace_id: null,

@@ -308,3 +308,19 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(() => proxyConfigFromEnv({ ...env, WREN_TRACING_COLLECTOR: 'otel' })).toThrow(/WREN_TRACING_COLLECTOR/);
   });
 });
+
+describe('egress (docs/traffic-management.md, Egress)', () => {
+  test('defaults: no mode (the control plane\'s, else ALLOW_ANY), no ExternalServices, 10 s connect timeout', () => {
+    expect(parseProxyConfig({ tls: files }).egress).toEqual({ mode: undefined, externalServices: [], connectTimeoutMs: 10_000 });
+    const c = parseProxyConfig({ tls: files, egress: { mode: 'REGISTRY_ONLY', connectTimeoutMs: '2s', externalServices: [{ name: 'x', hosts: ['a.example.com'], ports: [{ number: 443, protocol: 'TLS' }] }] } });
+    expect(c.egress).toMatchObject({ mode: 'REGISTRY_ONLY', connectTimeoutMs: 2000, externalServices: [{ name: 'x', hosts: ['a.example.com'] }] });
+  });
+
+  test('errors name the field path', () => {
+    expect(problem({ tls: files, egress: { mode: 'OPEN' } })).toBe('cfg: egress.mode: expected one of ALLOW_ANY, REGISTRY_ONLY, got "OPEN"');
+    expect(problem({ tls: files, egress: { connectTimeoutMs: 'soon' } })).toBe('cfg: egress.connectTimeoutMs: expected a duration like "250ms", "1s", "5m" or milliseconds, got "soon"');
+    expect(problem({ tls: files, egress: { externalServices: [{ name: 'x', hosts: ['a.example.com'], ports: [{ number: 80, protocol: 'TLS', tls: { mode: 'SIMPLE' } }] }] } }))
+      .toBe('cfg: egress.externalServices[0].ports[0].tls: TLS origination needs protocol HTTP (the app speaks plain HTTP), got TLS');
+    expect(problem({ tls: files, egress: { externalServices: [{ hosts: ['a.example.com'], ports: [] }] } })).toBe('cfg: egress.externalServices[0].name: expected a string, got undefined');
+  });
+});

@@ -7,6 +7,7 @@ import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { controlPlaneSpiffeId } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-config.js';
+import { parseEgressSettings, NO_EGRESS, type EgressSettings } from '../../contract/egress.js';
 import {
   ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
@@ -181,6 +182,14 @@ export interface ProxyConfig {
   readonly telemetry: TelemetryOverrides;
   /** Span export: the OTLP/gRPC collector and the bounded batch queue (proxy/tracing/tracing-config.ts). */
   readonly tracing: TracingConfig;
+  /**
+   * Egress control (docs/traffic-management.md, Egress): `mode` ALLOW_ANY | REGISTRY_ONLY
+   * (unset: the control plane's mesh-wide mode, else ALLOW_ANY) and this proxy's own
+   * ExternalServices, added to the pushed ones; `connectTimeoutMs` bounds connecting to a
+   * destination outside the mesh, for HTTP requests and passed-through connections alike
+   * (Istio's mesh connectTimeout, which its PassthroughCluster uses, 10 s).
+   */
+  readonly egress: EgressSettings & { readonly connectTimeoutMs: number };
 }
 
 /** Clock skew and JWKS caching for RequestAuthentication (defaults: Envoy's clock skew and remote_jwks cache, jose's refetch cooldown, Istio's fetch timeout). */
@@ -369,6 +378,11 @@ const shape = obj({
     accessLog: obj({ enabled: optional(bool()), samplingPercent: optional(num({ min: 0, max: 100 })) }),
   }),
   tracing: parseTracingConfig,
+  egress: (raw, path) => {
+    const { connectTimeoutMs, ...rest } = (raw ?? {}) as Record<string, unknown>;
+    const e = raw === undefined || raw === null ? NO_EGRESS : parseEgressSettings(rest, path);
+    return Object.freeze({ ...e, connectTimeoutMs: duration(10_000)(connectTimeoutMs, `${path}.connectTimeoutMs`) });
+  },
 });
 
 /** Cross-field rules: exactly one certificate source; certify's defaults. */

@@ -1,3 +1,4 @@
+import { egressFromJson, type EgressSettings } from '../../contract/egress.js';
 import { endpointFromWire, inboundPolicyFromJson, serviceFromWire, telemetryFromJson, type DiscoveryResponse } from '../../contract/discovery.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { endpointKey, serviceKey, type Endpoint, type InboundPolicy, type PushedTelemetry, type Service } from '../../contract/model.js';
@@ -79,4 +80,13 @@ export function applyInboundPolicy(current: InboundPolicy | null, r: DiscoveryRe
  */
 export function applyTelemetry(current: PushedTelemetry | undefined, r: DiscoveryResponse): PushedTelemetry | undefined {
   return r.telemetry ? telemetryFromJson(r.telemetry.overridesJson ?? '', 'telemetry') : current;
+}
+
+/**
+ * The egress settings (mode, ExternalServices) pushed for this workload after a response,
+ * as applyTelemetry: present replaces, absent keeps. Invalid: throws, so the response is
+ * NACKed and the last good settings stay.
+ */
+export function applyEgress(current: EgressSettings | undefined, r: DiscoveryResponse): EgressSettings | undefined {
+  return r.egress ? egressFromJson(r.egress.egressJson ?? '', 'egress') : current;
 }

@@ -10,7 +10,8 @@ import {
 import { parseTrustBundleState } from '../../contract/trust-anchors.js';
 import { credentialsGeneration } from '../identity/control-plane-credentials.js';
 import type { InboundPolicy, MeshSnapshot, PushedTelemetry, Service } from '../../contract/model.js';
-import { applyInboundPolicy, applyResponse, applyTelemetry, ResyncError } from './apply-response.js';
+import { applyEgress, applyInboundPolicy, applyResponse, applyTelemetry, ResyncError } from './apply-response.js';
+import type { EgressSettings } from '../../contract/egress.js';
 
 export interface DiscoveryClientOptions {
   /** host:port of the control plane's discovery endpoint. */
@@ -59,6 +60,8 @@ export class DiscoveryClient {
   private inbound: InboundPolicy | null = null;
   /** The telemetry settings last pushed (undefined: none yet). */
   private telemetry: PushedTelemetry | undefined = undefined;
+  /** The egress settings last pushed (undefined: none yet). */
+  private egress: EgressSettings | undefined = undefined;
   private ejections: Ejection[] = [];
   private identityReport: IdentityReport | null = null;
   private readonly stopHooks: (() => void)[] = [];
@@ -209,19 +212,22 @@ export class DiscoveryClient {
     let snap: MeshSnapshot;
     let inbound: InboundPolicy;
     let telemetry: PushedTelemetry | undefined;
+    let egress: EgressSettings | undefined;
     let trust: TrustBundleState | null;
     try {
       next = applyResponse(this.view, this.snapshot?.version ?? null, r);
       inbound = applyInboundPolicy(this.inbound, r);
       telemetry = applyTelemetry(this.telemetry, r);
+      egress = applyEgress(this.egress, r);
       trust = r.trustBundle ? parseTrustBundleState(r.trustBundle, 'trustBundle') : null;
       // A delta that carries only the trust state changes no config: nothing to apply.
-      const configUnchanged = !r.full && this.snapshot !== null && r.version === this.snapshot.version && !r.inboundPolicy && !r.telemetry
+      const configUnchanged = !r.full && this.snapshot !== null && r.version === this.snapshot.version && !r.inboundPolicy && !r.telemetry && !r.egress
         && !r.services?.length && !r.removedServices?.length && !r.endpointDeltas?.length;
       // The telemetry rides in every snapshot once known, so a worker restarted on the latest snapshot has it too.
       snap = configUnchanged ? this.snapshot! : Object.freeze({
         version: r.version, source: `control-plane:${this.o.address}`, services: Object.freeze([...next.values()]), inboundPolicy: inbound,
         ...(telemetry ? { telemetry } : {}),
+        ...(egress ? { egress } : {}),
       });
       if (!configUnchanged) this.o.apply(snap);
     } catch (e) {
@@ -235,6 +241,7 @@ export class DiscoveryClient {
     this.snapshot = snap;
     this.inbound = inbound;
     this.telemetry = telemetry;
+    this.egress = egress;
     this.stats.accepted++;
     stream.write({ ack: { version: r.version, nonce: r.nonce } });
     this.first.resolve(snap);

@@ -43,6 +43,12 @@ export const ERROR_TABLE = {
   // it has no CONNECT route for (no route: NR). 403, not 405: a 405 must list the allowed
   // methods (Allow, RFC 9110 section 15.5.6), which the proxy does not know.
   CONNECT_NOT_SUPPORTED: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'NR', msg: 'the mesh does not carry CONNECT tunnels from the app' },
+  // Egress control, REGISTRY_ONLY (proxy/egress): no ExternalService declares the host and
+  // port. 502 as Istio's BlackHoleCluster answers; flag NR ("no route configured"): the mesh
+  // has no route that lets the request out. Not UH (what Envoy reports for the empty
+  // BlackHoleCluster), which Wren keeps for a mesh service without ready endpoints so
+  // that refusals by policy are not counted as outages.
+  EGRESS_REFUSED: { http: 502, grpc: 14 /* UNAVAILABLE, Envoy's mapping of 502 */, flag: 'NR', msg: 'the destination is outside the mesh and no ExternalService allows it (egress mode REGISTRY_ONLY)' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
   UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
   // RequestAuthentication: a token that fails verification. Envoy's jwt_authn answers 401
@@ -88,6 +94,8 @@ export function responseFlag(label: string | undefined): string {
   return label === undefined ? '-' : (FLAG_BY_LABEL.get(label) ?? '-');
 }
 
+const X509_VERIFY_CODES = /^(UNABLE_TO_|INVALID_CA$|INVALID_PURPOSE$|HOSTNAME_MISMATCH$|PATH_LENGTH_EXCEEDED$)/;
+
 /** Maps a Node socket/TLS/http2 error to a ProxyError (already-typed errors pass through). */
 export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET'): ProxyError {
   if (err instanceof ProxyError) return err;
@@ -115,7 +123,9 @@ export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET
     case 'HPE_INVALID_HEADER_TOKEN':
       return new ProxyError('UPSTREAM_PROTOCOL', detail, { cause: err });
     default:
-      if (typeof e?.code === 'string' && (e.code.startsWith('ERR_TLS') || e.code.startsWith('ERR_SSL') || e.code.includes('CERT')))
+      // OpenSSL's X509 verify errors as node names them (UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+      // HOSTNAME_MISMATCH...): a server certificate that does not verify (TLS origination).
+      if (typeof e?.code === 'string' && (e.code.startsWith('ERR_TLS') || e.code.startsWith('ERR_SSL') || e.code.includes('CERT') || X509_VERIFY_CODES.test(e.code)))
         return new ProxyError('TLS_HANDSHAKE', detail, { cause: err });
       return new ProxyError(fallback, detail, { cause: err });
   }

@@ -29,7 +29,7 @@ export interface ProxyRequest {
    * Where the app meant to connect, for redirected connections (SO_ORIGINAL_DST); on an
    * upstream listener, the service it is bound to (`upstream`, `name.namespace:port`).
    */
-  readonly origDst?: { readonly address: string; readonly port: number; readonly upstream?: string };
+  readonly origDst?: { readonly address: string; readonly port: number; readonly upstream?: string; readonly egress?: boolean };
   /** Aborted when the downstream client goes away (cancellation travels upstream). */
   readonly signal: AbortSignal;
   readonly startedAt: number;

@@ -33,6 +33,8 @@ export class ProxyMetrics {
   readonly local: WorkloadLabels;
   readonly detect: Counter<'direction' | 'result'>;
   readonly passthrough: Counter<'reason'>;
+  /** Egress control (proxy/egress): traffic to an undeclared destination refused in REGISTRY_ONLY, by protocol (http, tls, tcp). */
+  readonly egressRefused: Counter<'protocol'>;
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
@@ -68,6 +70,7 @@ export class ProxyMetrics {
     this.tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client side of opaque TCP connections (the request direction)', labelNames: tcp, registers });
     this.detect = new Counter({ name: 'wren_protocol_detect_total', help: 'Protocol detection results (http1, http2, opaque, timeout, opaque-port)', labelNames: ['direction', 'result'], registers });
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
+    this.egressRefused = new Counter({ name: 'wren_egress_refused_total', help: 'Outbound traffic to destinations no ExternalService declares, refused in REGISTRY_ONLY mode (http: 502 egress-refused; tls, tcp: connection closed)', labelNames: ['protocol'], registers });
     this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });
     this.peerConnections = new Counter({ name: 'wren_peer_connections_total', help: 'Connections opened to peers (mtls or plaintext)', labelNames: ['kind'], registers });
     this.inboundHealthChecks = new Counter({

@@ -1,4 +1,4 @@
-import { createServer as createNetServer, connect as netConnect, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createNetServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -18,6 +18,15 @@ import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import type { EgressPolicy } from '../egress/egress-policy.js';
+import { peekSni } from '../egress/peek-sni.js';
+import type { AccessLog } from '../access-log/access-log.js';
+import { tcpEntry } from '../access-log/entry.js';
+import { TcpConnector } from '../net/connector.js';
+import type { Endpoint } from '../../contract/model.js';
+
+/** Istio's mesh-wide connectTimeout, which its PassthroughCluster uses too. */
+const DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface OutboundDeps {
   readonly address: string;
@@ -37,6 +46,12 @@ export interface OutboundDeps {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly originalDst?: (s: Socket) => OriginalDst | undefined;
+  /** Egress control (proxy/egress); absent: every unknown destination passes through (ALLOW_ANY). */
+  readonly egress?: () => EgressPolicy;
+  /** For the line of a connection egress control refused. */
+  readonly accessLog?: AccessLog;
+  /** Connect timeout of a passed-through connection (config egress.connectTimeoutMs; default 10 s, Istio's connectTimeout). */
+  readonly passthroughConnectTimeoutMs?: number;
 }
 
 /**
@@ -52,6 +67,8 @@ export class OutboundListener {
   private readonly origDsts = new WeakMap<Socket, Destination>();
   private readonly sockets = new Set<Socket>();
   private h2Dst: Destination | undefined;
+  /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
+  private readonly passthroughConnector: TcpConnector;
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
@@ -82,6 +99,7 @@ export class OutboundListener {
     // half-closes after its request (`nc -N`, shutdown(SHUT_WR)) loses the reply; the
     // tunnel relays the FIN instead (splice), and the HTTP servers handle it themselves.
     this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
+    this.passthroughConnector = new TcpConnector({ clock: d.clock });
   }
 
   /** `reusePort` when worker threads share the port (proxy/workers). */
@@ -95,8 +113,8 @@ export class OutboundListener {
     if (dst) this.origDsts.set(socket, dst);
     const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
     if (dst && !route) {
-      this.d.metrics.passthrough.inc({ reason: 'unknown-destination' });
-      this.passthrough(socket, dst);
+      if (this.d.egress) return this.egress(socket, dst, this.d.egress());
+      this.passthrough(socket, dst, 'unknown-destination');
       return;
     }
     await this.serve(socket, route, dst, undefined);
@@ -152,9 +170,73 @@ export class OutboundListener {
     }
   }
 
-  private passthrough(socket: Socket, dst: Destination): void {
-    const up = netConnect({ host: dst.address, port: dst.port });
-    splice(socket, up);
+  /**
+   * A connection to a destination the mesh does not know (docs/traffic-management.md,
+   * Egress). When the policy says to look (REGISTRY_ONLY; ALLOW_ANY on a declared HTTP
+   * port), detection decides: HTTP/1.x is served, each request then matched by its Host
+   * (egress-http.ts); a TLS ClientHello is matched by its SNI against HTTPS/TLS ports;
+   * anything else by its destination address against the ExternalServices' addresses.
+   * Let through: spliced to the original destination as before. Refused (REGISTRY_ONLY):
+   * closed, counted (wren_egress_refused_total, wren_proxy_errors_total) and logged.
+   * HTTP/2 cleartext is matched like TCP (by address): its requests are not looked into.
+   */
+  private async egress(socket: Socket, dst: Destination, p: EgressPolicy): Promise<void> {
+    const startedAt = this.d.clock.now();
+    let sni: string | undefined;
+    if (p.inspects(dst.port) && !this.d.opaquePorts.has(dst.port)) {
+      const detected = await detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock);
+      this.d.metrics.detect.inc({ direction: 'outbound', result: detected });
+      if (socket.destroyed) return;
+      if (detected === 'http1') {
+        this.origDsts.set(socket, { address: dst.address, port: dst.port, egress: true });
+        this.h1.serve(socket);
+        return;
+      }
+      if (detected === 'opaque' && p.mode === 'REGISTRY_ONLY') sni = await peekSni(socket, this.d.detectTimeoutMs, this.d.clock);
+      if (socket.destroyed) return;
+    }
+    const allowed = (sni !== undefined && p.bySni(sni, dst.port)) || p.byAddress(dst.address, dst.port);
+    if (allowed || p.mode === 'ALLOW_ANY') {
+      this.passthrough(socket, dst, allowed ? 'external-service' : 'unknown-destination');
+      return;
+    }
+    const protocol = sni !== undefined ? 'tls' : 'tcp';
+    this.d.metrics.egressRefused.inc({ protocol });
+    this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: 'egress-refused' });
+    this.d.logger.info('egress refused: no ExternalService declares the destination', { dst, sni, protocol, mode: p.mode });
+    const log = this.d.accessLog;
+    if (log?.sampled()) {
+      log.write(tcpEntry({
+        direction: 'outbound', startedAt, endedAt: this.d.clock.now(),
+        downstream: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
+        downstreamLocal: dst, upstreamHost: null, upstreamCluster: 'BlackHoleCluster', upstreamIdentity: null, upstreamLocal: null,
+        proxyError: 'egress-refused', attempts: 0, bytesReceived: 0, bytesSent: 0,
+        terminationDetails: 'egress refused', ...(sni !== undefined ? { requestedServerName: sni } : {}),
+      }));
+    }
+    socket.destroy();
+  }
+
+  /**
+   * Spliced to where it was going, through the TCP connector like every other upstream:
+   * the client's bytes wait in its socket until the upstream is connected. A connect that
+   * fails or times out closes the client and counts wren_proxy_errors_total{code}.
+   */
+  private passthrough(socket: Socket, dst: Destination, reason: 'unknown-destination' | 'external-service'): void {
+    this.d.metrics.passthrough.inc({ reason });
+    const ep: Endpoint = { address: dst.address, port: dst.port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
+    this.passthroughConnector.connect(ep, this.d.passthroughConnectTimeoutMs ?? DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS).then(
+      (up) => {
+        if (socket.destroyed) return void up.socket.destroy();
+        splice(socket, up.socket);
+      },
+      (err: unknown) => {
+        const e = toProxyError(err, 'CONNECT_FAILED');
+        this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+        this.d.logger.debug('passthrough connect failed', { dst, code: e.code, detail: e.message });
+        socket.destroy();
+      },
+    );
   }
 
   /**

@@ -22,6 +22,8 @@ export interface Destination {
   readonly address: string;
   readonly port: number;
   readonly upstream?: string;
+  /** Set on a connection to a destination outside the mesh that egress control lets through as HTTP (proxy/egress). */
+  readonly egress?: boolean;
 }
 
 /**

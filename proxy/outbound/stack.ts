@@ -1,5 +1,5 @@
 import type { Agent } from 'node:http';
-import type { HttpService } from '../http/exchange.js';
+import type { HttpLayer, HttpService } from '../http/exchange.js';
 import { stack } from '../http/exchange.js';
 import { errorsToResponse } from '../layers/errors-to-response.js';
 import { recordMetrics } from '../layers/record-metrics.js';
@@ -42,6 +42,8 @@ export interface OutboundStackDeps {
   readonly accessLog?: AccessLog;
   /** CLIENT spans and trace-context propagation (docs/observability.md, Tracing); absent: none. */
   readonly tracer?: MeshTracer;
+  /** Requests on connections to destinations outside the mesh (proxy/egress/egress-http.ts); absent: none. */
+  readonly egress?: HttpLayer;
 }
 
 /**
@@ -65,6 +67,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       stripMeshHeaders(),
       requestId(),
       forwardedFor(),
+      // Above routing: a request to a destination outside the mesh never takes a mesh route.
+      ...(d.egress ? [d.egress] : []),
       routeByAuthority(d.routes),
       // After routing (the fault is the routed service port's), above admission and retry
       // (Envoy's fault filter sits before the router: no slot held, an abort never retried).

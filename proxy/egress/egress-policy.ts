@@ -1,0 +1,116 @@
+import { BlockList, isIP } from 'node:net';
+import type { EgressMode, EgressSettings, ExternalPort, ExternalService } from '../../contract/egress.js';
+
+/** An HTTP port of an ExternalService that a request matched. */
+export interface HttpEgressMatch {
+  readonly service: ExternalService;
+  readonly port: ExternalPort;
+}
+
+interface HostTable {
+  readonly exact: Map<string, HttpEgressMatch>;
+  /** `.example.com` suffixes of `*.example.com` hosts, longest first (the most specific wins). */
+  readonly wildcards: { readonly suffix: string; readonly match: HttpEgressMatch }[];
+}
+
+const newTable = (): HostTable => ({ exact: new Map(), wildcards: [] });
+
+function addHost(t: HostTable, host: string, m: HttpEgressMatch): void {
+  if (host.startsWith('*.')) t.wildcards.push({ suffix: host.slice(1), match: m });
+  else if (!t.exact.has(host)) t.exact.set(host, m);
+}
+
+function lookup(t: HostTable | undefined, host: string): HttpEgressMatch | undefined {
+  if (!t) return undefined;
+  const hit = t.exact.get(host);
+  if (hit) return hit;
+  for (const w of t.wildcards) if (host.endsWith(w.suffix) && host.length > w.suffix.length) return w.match;
+  return undefined;
+}
+
+/**
+ * The egress decision tables, compiled once per config change (the proxy's own `egress`
+ * block over what the control plane pushed): the mode, and per port the hosts of HTTP
+ * ports (matched against Host / :authority), of HTTPS and TLS ports (against the SNI)
+ * and the address blocks of every port (the destination IP; how TCP is matched).
+ * Immutable; swapped whole like the route table.
+ */
+export class EgressPolicy {
+  readonly mode: EgressMode;
+  readonly services: readonly ExternalService[];
+  /** Where the mode came from: the proxy's config, the control plane, or the default. */
+  readonly modeSource: 'config' | 'control-plane' | 'default';
+  private readonly http = new Map<number, HostTable>();
+  private readonly tls = new Map<number, HostTable>();
+  private readonly addresses = new Map<number, { readonly service: ExternalService; readonly blocks: BlockList }[]>();
+
+  constructor(local: EgressSettings, pushed: EgressSettings | undefined) {
+    this.mode = local.mode ?? pushed?.mode ?? 'ALLOW_ANY';
+    this.modeSource = local.mode !== undefined ? 'config' : pushed?.mode !== undefined ? 'control-plane' : 'default';
+    this.services = Object.freeze([...local.externalServices, ...(pushed?.externalServices ?? [])]);
+    for (const s of this.services) {
+      const blocks = s.addresses.length ? blockList(s.addresses) : null;
+      for (const p of s.ports) {
+        const m: HttpEgressMatch = { service: s, port: p };
+        if (p.protocol === 'HTTP' || p.protocol === 'HTTPS' || p.protocol === 'TLS') {
+          const byPort = p.protocol === 'HTTP' ? this.http : this.tls;
+          let t = byPort.get(p.number);
+          if (!t) byPort.set(p.number, (t = newTable()));
+          for (const h of s.hosts) addHost(t, h, m);
+        }
+        if (blocks) {
+          let l = this.addresses.get(p.number);
+          if (!l) this.addresses.set(p.number, (l = []));
+          l.push({ service: s, blocks });
+        }
+      }
+    }
+    for (const t of [...this.http.values(), ...this.tls.values()]) t.wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+  }
+
+  /**
+   * Whether a connection to an unknown destination on this port must be looked into
+   * (protocol detection, then Host or SNI) before it is let through: always in
+   * REGISTRY_ONLY (only what is declared passes); in ALLOW_ANY only on a declared HTTP
+   * port, whose requests go through the sidecar (TLS origination) instead of being spliced.
+   */
+  inspects(port: number): boolean {
+    return this.mode === 'REGISTRY_ONLY' || this.http.has(port);
+  }
+
+  /** The HTTP port an ExternalService declares for this host on this port. */
+  httpTarget(host: string, port: number): HttpEgressMatch | undefined {
+    return lookup(this.http.get(port), host);
+  }
+
+  /** The ExternalService whose HTTPS or TLS port on `port` declares the SNI's host. */
+  bySni(sni: string, port: number): ExternalService | undefined {
+    return lookup(this.tls.get(port), sni.toLowerCase())?.service;
+  }
+
+  /** The ExternalService whose addresses hold the destination IP and that declares the port. */
+  byAddress(address: string, port: number): ExternalService | undefined {
+    const l = this.addresses.get(port);
+    if (!l) return undefined;
+    const ip = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    for (const e of l) if (e.blocks.check(ip, family)) return e.service;
+    return undefined;
+  }
+
+  /** For /config_dump. */
+  toJSON(): unknown {
+    return { mode: this.mode, modeSource: this.modeSource, externalServices: this.services };
+  }
+}
+
+function blockList(addresses: readonly string[]): BlockList {
+  const b = new BlockList();
+  for (const a of addresses) {
+    const [ip, bits] = a.split('/');
+    const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) b.addAddress(ip, family);
+    else b.addSubnet(ip, Number(bits), family);
+  }
+  return b;
+}
