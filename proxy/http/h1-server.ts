@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
-import type { Headers } from './headers.js';
+import { dropMeshFields, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
@@ -270,6 +270,7 @@ function trailersOf(ex: H1ServerExchange): Headers | undefined {
   if (ex.trailers === null) return undefined;
   const t = fieldsToHeaders(ex.trailers, true);
   delete t['te'];
+  dropMeshFields(t);
   for (const _ in t) return t;
   return undefined;
 }

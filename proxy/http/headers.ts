@@ -45,7 +45,18 @@ export function cleanTrailers(raw: IncomingHttpHeaders | Record<string, unknown>
   if (!raw) return undefined;
   const out = cleanHeaders(raw);
   delete out['te'];
+  dropMeshFields(out);
   return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * Mesh fields never travel as trailers: only the sidecars write them, as header fields.
+ * One a client sends in its trailer section (a forged `x-forwarded-client-cert`, `wren-peer`)
+ * would otherwise reach the app, which merges trailers into its view of the request
+ * (RFC 9110 section 6.5.1 lets a recipient discard trailer fields it does not want).
+ */
+export function dropMeshFields(h: Headers): void {
+  for (const k in h) if (MESH_FIELDS.has(k)) delete h[k];
 }
 
 /** Internal mesh headers: set by sidecars, stripped from what apps send and see. */
@@ -69,6 +80,8 @@ export const MESH = {
    */
   peer: 'wren-peer',
 } as const;
+
+const MESH_FIELDS: ReadonlySet<string> = new Set(Object.values(MESH));
 
 export function isGrpc(h: Headers): boolean {
   const ct = header(h, 'content-type');
