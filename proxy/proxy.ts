@@ -181,7 +181,7 @@ export class Proxy {
       routes: () => this.routes,
       originalDst: opts.originalDst,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
-      http: outboundStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
+      http: outboundStack({ ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1 }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({

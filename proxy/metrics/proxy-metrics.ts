@@ -37,6 +37,8 @@ export class ProxyMetrics {
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
   /** A connection or stream limit fired (docs/security.md): timeouts, caps, rapid-reset budget, peer keepalive. */
   readonly limits: Counter<'direction' | 'limit'>;
+  /** HTTPRoute RequestMirror copies by result (routing/mirror.ts). */
+  readonly routeMirrors: Counter<'result'>;
   readonly inboundHealthCheckMarked: Counter<'source_principal' | 'probe_shape'>;
   private stopProcessMetrics: () => void = () => undefined;
 
@@ -82,6 +84,12 @@ export class ProxyMetrics {
       name: 'wren_inbound_health_check_marked_total',
       help: 'Inbound requests and CONNECT streams carrying wren-health-check, by caller identity and whether they have a probe\'s shape (only those are counted apart from istio_requests_total)',
       labelNames: ['source_principal', 'probe_shape'],
+      registers,
+    });
+    this.routeMirrors = new Counter({
+      name: 'wren_route_mirror_requests_total',
+      help: 'Requests copied by an HTTPRoute / GRPCRoute RequestMirror filter, by result (sent, failed, timeout, body-too-large, no-target)',
+      labelNames: ['result'],
       registers,
     });
     this.local.onPeerValuesLimit = () => this.limits.inc({ direction: 'inbound', limit: 'peer-metadata-values' });

@@ -9,6 +9,7 @@ import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
 import { stripMeshHeaders } from '../layers/strip-mesh-headers.js';
 import { routeByAuthority } from '../layers/route-by-authority.js';
+import { routeRules } from '../layers/route-rules.js';
 import { admission } from '../layers/admission.js';
 import { timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
@@ -22,7 +23,7 @@ import type { RouteTable } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
-import type { Clock } from '../../common/clock.js';
+import type { Clock, Random } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 
 export interface OutboundStackDeps {
@@ -34,6 +35,8 @@ export interface OutboundStackDeps {
   readonly meshH1?: H1Pool;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
+  /** Weighted backend picks and mirror sampling of HTTPRoute rules. */
+  readonly random: Random;
   readonly logger: Logger;
   /** The access log (docs/observability.md); absent: none. */
   readonly accessLog?: AccessLog;
@@ -63,6 +66,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       requestId(),
       forwardedFor(),
       routeByAuthority(d.routes),
+      // HTTPRoute / GRPCRoute: rule match, weighted backend, filters, re-target (docs/traffic-management.md).
+      routeRules({ routes: d.routes, random: d.random, mirror: { clock: d.clock, random: d.random, count: (result) => d.metrics.routeMirrors.inc({ result }) } }),
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
