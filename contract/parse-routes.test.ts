@@ -73,7 +73,7 @@ describe('route model validation (contract/parse-routes.ts)', () => {
   });
 
   test('routes_json from the wire: decoded by serviceFromWire, bad JSON and bad fields named', () => {
-    const wire = { name: 'web', namespace: 'default', clusterIps: [], ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [] }] };
+    const wire = { name: 'web', namespace: 'default', clusterIps: [], policyJson: '', ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [], policyJson: '' }] };
     const s = serviceFromWire({ ...wire, routesJson: JSON.stringify([route()]) }, 'services[0]');
     expect(s.routes?.[0].rules[0].backends[0].name).toBe('web');
     expect(serviceFromWire(wire, 'services[0]')).not.toHaveProperty('routes');
