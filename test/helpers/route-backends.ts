@@ -1,0 +1,82 @@
+import { createServer, request, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { echoPackage, grpcOptions } from './fake-grpc.js';
+
+/** What an echo backend saw, as the conformance echo server reports it. */
+export interface Echoed {
+  readonly backend: string;
+  readonly method: string;
+  readonly path: string;
+  readonly host: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+export interface EchoBackend {
+  readonly name: string;
+  readonly port: number;
+  readonly seen: Echoed[];
+  close(): Promise<void>;
+}
+
+/** An HTTP backend answering any path with JSON: which backend it is and what it received. `?delayMs=N` waits first. */
+export async function httpEchoBackend(name: string): Promise<EchoBackend> {
+  const seen: Echoed[] = [];
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const e: Echoed = { backend: name, method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: req.headers };
+      seen.push(e);
+      const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delayMs') ?? 0);
+      const t = setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name });
+        res.end(JSON.stringify(e));
+      }, delay);
+      res.on('close', () => clearTimeout(t));
+    });
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { name, port: (server.address() as AddressInfo).port, seen, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+/** A gRPC Echo backend whose Unary answers `message` = JSON {backend, metadata}. */
+export async function grpcEchoBackend(name: string): Promise<EchoBackend> {
+  const server = new grpc.Server(grpcOptions);
+  const seen: Echoed[] = [];
+  server.addService(echoPackage().Echo.service, {
+    Unary(call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      const headers = Object.fromEntries(Object.entries(call.metadata.getMap()).map(([k, v]) => [k, String(v)]));
+      seen.push({ backend: name, method: 'POST', path: call.getPath(), host: '', headers });
+      cb(null, { message: JSON.stringify({ backend: name, headers }) });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  return { name, port, seen, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
+}
+
+export interface Reply {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly echoed: Echoed | null;
+  readonly text: string;
+}
+
+/** One HTTP/1.1 request through a sidecar's outbound port, addressed by Host; redirects are not followed. */
+export function send(outboundPort: number, host: string, path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: outboundPort, path, method: o.method ?? 'GET', headers: { host, ...o.headers }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let echoed: Echoed | null = null;
+        if (String(res.headers['content-type']).startsWith('application/json')) echoed = JSON.parse(text) as Echoed;
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, echoed, text });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
