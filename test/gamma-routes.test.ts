@@ -217,6 +217,67 @@ test('invalid and weight-0 backends: 500 ROUTE_BACKEND_INVALID', async () => {
   }
 });
 
+test('RequestMirror: the mirror target receives a copy, the response comes from the backend, counted', async () => {
+  useRoutes(httpRoute('mirror', [{
+    filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'echo-v3', port: 80 } } }],
+    backendRefs: [ref('echo-v1')],
+  }]));
+  const before = http['echo-v3'].seen.length;
+  const r = await get('/mirrored?x=1', { headers: { 'x-trace': 'm1' } });
+  expect(r.echoed?.backend).toBe('echo-v1');
+  const deadline = Date.now() + 3000;
+  while (http['echo-v3'].seen.length === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+  expect(http['echo-v3'].seen.at(-1)).toMatchObject({ path: '/mirrored?x=1', headers: { 'x-trace': 'm1' } });
+  const metrics = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
+  expect(metrics).toMatch(/wren_route_mirror_requests_total\{result="sent"\} [1-9]/);
+});
+
+describe('admin: /config_dump and /debug/route', () => {
+  const admin = async (path: string) => {
+    const res = await fetch(`http://127.0.0.1:${client.adminPort}${path}`);
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  beforeAll(() =>
+    useRoutes(httpRoute('debug', [
+      { name: 'exact', matches: [{ path: { type: 'Exact', value: '/a' } }], backendRefs: [ref('echo-v1')] },
+      { name: 'canary', matches: [{ path: { type: 'PathPrefix', value: '/a' }, headers: [{ name: 'x-canary', value: 'yes' }] }], filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-c', value: '1' }] } }], backendRefs: [ref('echo-v1', 90), ref('echo-v2', 10)] },
+      { name: 'moved', matches: [{ path: { type: 'PathPrefix', value: '/old' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 301 } }] },
+    ])),
+  );
+
+  test('/config_dump shows each service\'s routes', async () => {
+    const { body } = await admin('/config_dump');
+    const echo = (body['services'] as { name: string; routes?: { name: string; rules: { name: string }[] }[] }[]).find((s) => s.name === 'echo');
+    expect(echo?.routes?.[0]).toMatchObject({ kind: 'HTTPRoute', name: 'debug', ports: [80] });
+    expect(echo?.routes?.[0].rules.map((r) => r.name)).toEqual(['exact', 'canary', 'moved']);
+  });
+
+  test('/debug/route: the winning rule, why earlier candidates lost, backends with weights, filters', async () => {
+    const { status, body } = await admin('/debug/route?authority=echo&path=/a/b&method=GET&header=X-Canary:yes');
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      service: 'echo.default', port: 80, kind: 'HTTPRoute', result: 'forward',
+      matched: { route: 'default/debug', rule: 'canary', routeName: 'default.debug.canary', matchIndex: 0 },
+      backends: [{ backend: 'echo-v1.default:80', weight: 90, share: 0.9 }, { backend: 'echo-v2.default:80', weight: 10, share: 0.1 }],
+      filters: ['RequestHeaderModifier'],
+    });
+    expect((body['candidates'] as { rule: string; outcome: string }[]).map((c) => [c.rule, c.outcome])).toEqual([
+      ['exact', 'lost: path does not match'],
+      ['moved', 'lost: path does not match'],
+      ['canary', 'matched'],
+    ]);
+    const miss = await admin('/debug/route?authority=echo&path=/a/b');
+    expect(miss.body).toMatchObject({ result: 'not-matched' });
+    expect((miss.body['candidates'] as { rule: string; outcome: string }[]).find((c) => c.rule === 'canary')?.outcome).toBe('lost: header x-canary does not match');
+    const moved = await admin('/debug/route?authority=echo:80&path=/old/x');
+    expect(moved.body).toMatchObject({ result: 'redirect', status: 301, location: 'http://echo/new/x' });
+    expect((await admin('/debug/route?authority=echo:8080&path=/a')).body).toMatchObject({ result: 'forward', port: 8080 });
+    expect((await admin('/debug/route?authority=nowhere&path=/')).status).toBe(404);
+    expect((await admin('/debug/route?path=/')).status).toBe(400);
+    expect((await admin('/debug/route?authority=echo&header=novalue')).status).toBe(400);
+  });
+});
+
 describe('GRPCRoute', () => {
   let echo: EchoClient;
   const grpcRoute = (rules: Record<string, unknown>[]): RouteManifest => ({ kind: 'GRPCRoute', metadata: { name: 'grpc' }, spec: { parentRefs: [{ name: 'grpc-echo', port: 50051 }], rules } });
