@@ -206,6 +206,24 @@ test('httproute-named-rule: the rule name is in the access log (route_name); a r
   expect(await log.find((l) => String(l['path']).startsWith('/slow'))).toMatchObject({ route_name: 'default.named.1', response_code: 504 });
 });
 
+test('a rule retry (HTTPRouteRetry) overrides the policy: attempts on its codes, its backoff as a floor', async () => {
+  useRoutes(httpRoute('retry', [
+    { matches: [{ path: { type: 'PathPrefix', value: '/retried' } }], retry: { attempts: 2, codes: [503], backoff: '400ms' }, backendRefs: [ref('echo-v1')] },
+    { backendRefs: [ref('echo-v1')] },
+  ]));
+  const seen = () => http['echo-v1'].seen.filter((e) => e.path.includes('status=503')).length;
+  let before = seen();
+  const started = Date.now();
+  const r = await get('/retried?status=503');
+  expect(r.status).toBe(503);
+  expect(seen() - before).toBe(3);
+  // Two waits of at least 400 ms; without the floor the policy's jittered backoff is at most 2 x 250 ms.
+  expect(Date.now() - started).toBeGreaterThanOrEqual(800);
+  before = seen();
+  expect((await get('/plain?status=503')).status).toBe(503);
+  expect(seen() - before).toBe(1);
+});
+
 test('invalid and weight-0 backends: 500 ROUTE_BACKEND_INVALID', async () => {
   useRoutes(httpRoute('invalid', [
     { matches: [{ path: { type: 'PathPrefix', value: '/missing' } }], backendRefs: [ref('no-such-service')] },

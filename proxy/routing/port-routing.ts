@@ -96,7 +96,7 @@ function compileFilters(fs: readonly RouteFilter[], lookup: ServiceLookup): Comp
 /**
  * The rule's `timeouts` and `retry` in force instead of the backend port's TrafficPolicy
  * ones (HTTPRouteTimeouts: `request` bounds the whole request, retries included; the
- * `backendRequest` one try; HTTPRouteRetry: attempts = retries, codes, backoff). Carried as
+ * `backendRequest` one try; HTTPRouteRetry: attempts = retries, codes, backoff as a floor). Carried as
  * a derived port object whose `policy` the resilience layers read through portPolicy(), so
  * they need no change; the cluster is found by name, so it is the backend's own.
  */
@@ -112,8 +112,8 @@ function withRuleOverrides(t: Target, rule: RouteRule): Target {
       retryOn: r.codes.length > 0 ? ['retriable-status-codes'] : [],
       retriableStatusCodes: r.codes,
       attempts: r.attempts,
-      backoffBaseMs: r.backoffMs > 0 ? r.backoffMs : retry.backoffBaseMs,
-      backoffMaxMs: r.backoffMs > 0 ? Math.max(retry.backoffMaxMs, r.backoffMs) : retry.backoffMaxMs,
+      // The cluster's jittered backoff still applies (its own policy); the rule's is a floor under it.
+      ...(r.backoffMs > 0 ? { minBackoffMs: r.backoffMs } : {}),
     };
   }
   const policy: TrafficPolicy = Object.freeze({ ...base, retry: Object.freeze(retry), timeouts: requestMs > 0 ? Object.freeze({ ...base.timeouts, requestMs }) : base.timeouts });

@@ -19,7 +19,7 @@ export interface EchoBackend {
   close(): Promise<void>;
 }
 
-/** An HTTP backend answering any path with JSON: which backend it is and what it received. `?delayMs=N` waits first. */
+/** An HTTP backend answering any path with JSON: which backend it is and what it received. `?delayMs=N` waits first; `?status=N` answers N. */
 export async function httpEchoBackend(name: string): Promise<EchoBackend> {
   const seen: Echoed[] = [];
   const server = createServer((req, res) => {
@@ -27,9 +27,10 @@ export async function httpEchoBackend(name: string): Promise<EchoBackend> {
     req.on('end', () => {
       const e: Echoed = { backend: name, method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: req.headers };
       seen.push(e);
-      const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delayMs') ?? 0);
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
+      const delay = Number(q.get('delayMs') ?? 0);
       const t = setTimeout(() => {
-        res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name });
+        res.writeHead(Number(q.get('status') ?? 200), { 'content-type': 'application/json', 'x-backend': name });
         res.end(JSON.stringify(e));
       }, delay);
       res.on('close', () => clearTimeout(t));

@@ -64,6 +64,7 @@ export function compileRouteManifests(manifests: readonly RouteManifest[]): Read
         name: b['name'], namespace: b['namespace'] ?? ns, port: b['port'], weight: b['weight'] ?? 1,
         filters: ((b['filters'] as Raw[] | undefined) ?? []).map((f) => filter(f, ns)),
       })),
+      ...(r['retry'] ? { retry: { attempts: (r['retry'] as Raw)['attempts'], codes: (r['retry'] as Raw)['codes'], backoffMs: ms((r['retry'] as Raw)['backoff']) } } : {}),
       timeouts: { requestMs: ms((r['timeouts'] as Raw | undefined)?.['request']), backendRequestMs: ms((r['timeouts'] as Raw | undefined)?.['backendRequest']) },
     }));
     const byParent = new Map<string, number[]>();
