@@ -28,7 +28,8 @@ function setup(routes: unknown[], o: { draws?: () => number; mirrorMax?: number 
       source: { address: '127.0.0.1', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: 0, ...extra,
     };
     req.route = table.byAuthority(req.authority);
-    return svcFn(req);
+    // Like route-by-authority, the layer may throw synchronously (errors-to-response awaits inside try).
+    return Promise.resolve().then(() => svcFn(req));
   };
   return { table, seen, mirrors, clock, send, setAnswer: (f: typeof answer) => (answer = f) };
 }

@@ -4,6 +4,7 @@ import type { RouteTable } from '../outbound/route-table.js';
 import type { Random } from '../../common/clock.js';
 import { isGrpc } from '../http/headers.js';
 import { pickBackend, type CompiledFilters, type CompiledRule, type PortRouting } from '../routing/port-routing.js';
+import type { HeaderModifier } from '../../contract/routes.js';
 import type { Candidate } from '../routing/route-matcher.js';
 import { modifyHeaders, modifyPath, redirectLocation } from '../routing/filters.js';
 import { mirrorRequest, type MirrorDeps } from '../routing/mirror.js';
@@ -42,7 +43,11 @@ export const routeRules =
     return routed(d, pr, req, inner);
   };
 
-async function routed(d: RouteRulesDeps, pr: PortRouting, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
+/**
+ * Not async: a routed request without response filters costs no promise or closure of its
+ * own (the inner service's promise is returned as is).
+ */
+function routed(d: RouteRulesDeps, pr: PortRouting, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
   const servicePort = req.route!.port.port;
   const c = pr.matcher.match(req, isGrpc(req.headers));
   if (c === null) throw new ProxyError('ROUTE_NOT_MATCHED', `${req.route!.service.name}.${req.route!.service.namespace}:${servicePort} ${req.method} ${req.path}`);
@@ -57,7 +62,7 @@ async function routed(d: RouteRulesDeps, pr: PortRouting, req: ProxyRequest, inn
       trailers: () => undefined,
     };
     if (f.responseHeaders !== null) modifyHeaders(res.headers, f.responseHeaders);
-    return res;
+    return Promise.resolve(res);
   }
   const b = pickBackend(rule, d.random());
   if (b === null || b.target === null)
@@ -67,11 +72,23 @@ async function routed(d: RouteRulesDeps, pr: PortRouting, req: ProxyRequest, inn
   req.route = b.target;
   if (f.mirrors.length > 0) for (const m of f.mirrors) mirrorRequest(d.mirror, req, m, inner);
   if (b.filters.mirrors.length > 0) for (const m of b.filters.mirrors) mirrorRequest(d.mirror, req, m, inner);
-  const res = await inner(req);
   // The backend's response (errors below surface as ProxyErrors, answered above by errors-to-response from the one table).
-  if (f.responseHeaders !== null) modifyHeaders(res.headers, f.responseHeaders);
-  if (b.filters.responseHeaders !== null) modifyHeaders(res.headers, b.filters.responseHeaders);
-  return res;
+  if (f.responseHeaders === null && b.filters.responseHeaders === null) return inner(req);
+  return inner(req).then(new ResponseFilters(f.responseHeaders, b.filters.responseHeaders).apply);
+}
+
+/** The rule's, then the backend's ResponseHeaderModifier, on the backend's response. */
+class ResponseFilters {
+  constructor(
+    private readonly rule: HeaderModifier | null,
+    private readonly backend: HeaderModifier | null,
+  ) {}
+
+  readonly apply = (res: ProxyResponse): ProxyResponse => {
+    if (this.rule !== null) modifyHeaders(res.headers, this.rule);
+    if (this.backend !== null) modifyHeaders(res.headers, this.backend);
+    return res;
+  };
 }
 
 function applyRequestFilters(req: ProxyRequest, f: CompiledFilters, c: Candidate<CompiledRule>): void {
