@@ -68,6 +68,10 @@ describe('route model validation (contract/parse-routes.ts)', () => {
     [[route({ rules: [rule({ timeouts: { requestMs: 100, backendRequestMs: 200 } })] })], 'routes[0].rules[0].timeouts.backendRequestMs: must not exceed'],
     [[route({ rules: [rule({ colour: 'red' })] })], 'routes[0].rules[0].colour: unknown field'],
     [[route({ rules: [] })], 'routes[0].rules: expected at least 1'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'Content-Length', value: '0' }] } }] })] })], 'routes[0].rules[0].filters[0].requestHeaderModifier.set[0].name: content-length cannot be modified'],
+    [[route({ rules: [rule({ filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['transfer-encoding'] } }] })] })], 'responseHeaderModifier.remove[0]: transfer-encoding cannot be modified'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { add: [{ name: 'wren-target-port', value: '22' }] } }] })] })], 'wren-target-port cannot be modified'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'host', value: 'x' }] } }] })] })], 'host cannot be modified'],
   ])('refused with the field path: %#', (routes, message) => {
     expect(err(routes)).toContain(message);
   });

@@ -95,8 +95,16 @@ const parseGrpc: Parser<GrpcMethodMatch> = (raw, path) => {
   return m;
 };
 
-const headerValues = list(obj({ name: headerName, value: headerValue }), MAX_ITEMS);
-const parseHeaderModifier: Parser<HeaderModifier> = obj({ set: headerValues, add: headerValues, remove: list(headerName, MAX_ITEMS) });
+/**
+ * Headers a filter may not touch: the message framing and hop-by-hop fields (changing them
+ * would desynchronise the proxy and its peer: request smuggling), Host (URLRewrite's
+ * `hostname` is for that, as Envoy refuses Host in headers_to_add) and the mesh's own
+ * headers, which the sidecars set and check.
+ */
+const UNMODIFIABLE = /^(host|content-length|transfer-encoding|connection|keep-alive|proxy-connection|upgrade|te|trailer|http2-settings|x-forwarded-client-cert|wren-.*)$/;
+const modifiable: Parser<string> = map(headerName, (v, path) => (UNMODIFIABLE.test(v) ? fail(path, `${v} cannot be modified by a filter (framing, hop-by-hop, Host or mesh header)`) : v));
+const headerValues = list(obj({ name: modifiable, value: headerValue }), MAX_ITEMS);
+const parseHeaderModifier: Parser<HeaderModifier> = obj({ set: headerValues, add: headerValues, remove: list(modifiable, MAX_ITEMS) });
 const parsePathModifier: Parser<PathModifier> = obj({ type: literal(['ReplaceFullPath', 'ReplacePrefixMatch'] as const), value: absPath });
 const parseTarget = { name: str({ pattern: DNS_LABEL }), namespace: str({ pattern: DNS_LABEL }), port: num({ int: true, min: 1, max: 65535 }) };
 const parseBackendTarget: Parser<BackendTarget> = obj(parseTarget);
