@@ -5,6 +5,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { LogCapture } from './helpers/log-capture.js';
 import { Metadata } from '@grpc/grpc-js';
+import { connect } from 'node:http2';
 import { echoClient, type EchoClient } from './helpers/fake-grpc.js';
 import { compileRouteManifests, type RouteManifest } from './helpers/routes.js';
 import { grpcEchoBackend, httpEchoBackend, send, type EchoBackend } from './helpers/route-backends.js';
@@ -158,6 +159,22 @@ test('httproute-rewrite-path (prefix, full) and a hostname rewrite: what the bac
   expect((await get('/full/one/two')).echoed?.path).toBe('/one');
   const host = await get('/host/a');
   expect(host.echoed).toMatchObject({ backend: 'echo-v2', host: 'rewritten.example.org', path: '/host/a' });
+  // The same over HTTP/2 from the app (h2c prior knowledge to the outbound port).
+  const session = connect(`http://127.0.0.1:${client.outboundPort}`);
+  try {
+    const body = await new Promise<string>((resolve, reject) => {
+      const st = session.request({ ':path': '/prefix/one/h2', ':authority': 'echo' });
+      let text = '';
+      st.setEncoding('utf8');
+      st.on('data', (c: string) => (text += c));
+      st.on('end', () => resolve(text));
+      st.on('error', reject);
+      st.end();
+    });
+    expect(JSON.parse(body)).toMatchObject({ backend: 'echo-v1', path: '/one/h2' });
+  } finally {
+    session.close();
+  }
 });
 
 test('httproute-redirect-{path,port,scheme,host-and-status} and httproute-{303,307,308}-redirect: exact Location and status', async () => {

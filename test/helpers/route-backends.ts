@@ -1,5 +1,6 @@
-import { createServer, request, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { echoPackage, grpcOptions } from './fake-grpc.js';
 
@@ -19,13 +20,19 @@ export interface EchoBackend {
   close(): Promise<void>;
 }
 
-/** An HTTP backend answering any path with JSON: which backend it is and what it received. `?delayMs=N` waits first; `?status=N` answers N. */
+/**
+ * An HTTP backend answering any path with JSON: which backend it is and what it received.
+ * `?delayMs=N` waits first; `?status=N` answers N. It speaks HTTP/1.1 and h2c (prior
+ * knowledge) on one port, as the sidecar delivers in the caller's protocol.
+ */
 export async function httpEchoBackend(name: string): Promise<EchoBackend> {
   const seen: Echoed[] = [];
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage | Http2ServerRequest, anyRes: ServerResponse | Http2ServerResponse) => {
+    const res = anyRes as ServerResponse;
     req.resume();
     req.on('end', () => {
-      const e: Echoed = { backend: name, method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: req.headers };
+      const host = req.headers.host ?? String(req.headers[':authority'] ?? '');
+      const e: Echoed = { backend: name, method: req.method ?? '', path: req.url ?? '', host, headers: req.headers };
       seen.push(e);
       const q = new URL(req.url ?? '/', 'http://x').searchParams;
       const delay = Number(q.get('delayMs') ?? 0);
@@ -35,10 +42,39 @@ export async function httpEchoBackend(name: string): Promise<EchoBackend> {
       }, delay);
       res.on('close', () => clearTimeout(t));
     });
+  };
+  const h1 = createServer(handle);
+  h1.keepAliveTimeout = 1000;
+  const h2 = createH2cServer(handle);
+  const listen = (s: Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
+  const [h1Port, h2Port] = [await listen(h1), await listen(h2)];
+  const sockets = new Set<Socket>();
+  const track = (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  };
+  // One port for both: the HTTP/2 preface starts with "PRI"; the connection is relayed to the server of its protocol.
+  const front = createTcpServer((sock) => {
+    track(sock);
+    sock.once('data', (first: Buffer) => {
+      const up = tcpConnect(first.subarray(0, 3).toString('latin1') === 'PRI' ? h2Port : h1Port, '127.0.0.1');
+      track(up);
+      up.write(first);
+      sock.pipe(up).pipe(sock);
+      up.on('close', () => sock.destroy());
+      sock.on('close', () => up.destroy());
+    });
   });
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { name, port: (server.address() as AddressInfo).port, seen, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  const port = await listen(front);
+  const close = () =>
+    new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      h1.close();
+      h2.close();
+      front.close(() => r());
+    });
+  return { name, port, seen, close };
 }
 
 /** A gRPC Echo backend whose Unary answers `message` = JSON {backend, metadata}. */
