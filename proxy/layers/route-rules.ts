@@ -50,7 +50,8 @@ export const routeRules =
 function routed(d: RouteRulesDeps, pr: PortRouting, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
   const servicePort = req.route!.port.port;
   const c = pr.matcher.match(req, isGrpc(req.headers));
-  if (c === null) throw new ProxyError('ROUTE_NOT_MATCHED', `${req.route!.service.name}.${req.route!.service.namespace}:${servicePort} ${req.method} ${req.path}`);
+  // The detail names the service port, not the path: the message is the client's response body, and a path may carry a query's secrets.
+  if (c === null) throw new ProxyError('ROUTE_NOT_MATCHED', `${req.route!.service.name}.${req.route!.service.namespace}:${servicePort}`);
   const rule = c.rule;
   req.routeName = rule.name;
   const f = rule.filters;
