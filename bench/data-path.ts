@@ -8,6 +8,9 @@
  *  - telemetry (issue 13): Wren pairs with tracing at 1 % and 100 % (exporting to an OTLP
  *    sink in its own process, bench/otlp-sink.ts) and with access logs on, next to the plain
  *    pair of the same run (WREN_BENCH_TELEMETRY=0 leaves them out)
+ *  - routing (issue 15): a Wren pair whose client has a 10-rule HTTPRoute (and a 10-rule
+ *    GRPCRoute) with a 90/10 split between two services on the same backend, the requests
+ *    matching the last rule (WREN_BENCH_ROUTES=0 leaves it out)
  * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at 1000 requests/s.
  * Load generators are C programs (wrk, h2load: bench/load.ts); every proxy and the backend
  * run in their own process so CPU and RSS are per process (from /proc). A path or a load
@@ -47,6 +50,34 @@ const SECONDS = Math.max(1, Number(process.env.WREN_BENCH_SECONDS ?? 5));
 const CONCURRENCY = Number(process.env.WREN_BENCH_CONCURRENCY ?? 1);
 /** WREN_BENCH_TELEMETRY=0 skips the tracing and access-log pairs. */
 const TELEMETRY = process.env.WREN_BENCH_TELEMETRY !== '0';
+/** WREN_BENCH_ROUTES=0 skips the 10-rule HTTPRoute pair. */
+const ROUTES = process.env.WREN_BENCH_ROUTES !== '0';
+
+/**
+ * The routed pair's client services (issue 15): `web` and `echo` each carry a route of 10
+ * rules; 9 match other paths (methods), the last one everything, with a 90/10 split
+ * between two services (`-a`, `-b`) whose endpoints are the same backend server. A request
+ * is matched against the 9 rules of higher precedence first, then split: the worst case of
+ * a 10-rule route.
+ */
+function routedServices(ep: (port: number) => unknown[], h1Port: number, grpcPort: number): unknown[] {
+  const split = (name: string, port: number) => [{ name: `${name}-a`, namespace: 'default', port, weight: 90 }, { name: `${name}-b`, namespace: 'default', port, weight: 10 }];
+  const httpRules = [
+    ...Array.from({ length: 9 }, (_, i) => ({ matches: [{ path: { type: 'PathPrefix', value: `/rule-${i}` }, headers: [{ name: 'x-rule', value: String(i) }] }], backends: [{ name: 'web-a', namespace: 'default', port: 80 }] })),
+    { name: 'split', matches: [{ path: { type: 'PathPrefix', value: '/' } }], backends: split('web', 80) },
+  ];
+  const grpcRules = [
+    ...Array.from({ length: 9 }, (_, i) => ({ matches: [{ grpc: { type: 'Exact', service: `wren.test.Other${i}` } }], backends: [{ name: 'echo-a', namespace: 'default', port: 50051 }] })),
+    { name: 'split', matches: [{ grpc: { type: 'Exact', service: 'wren.test.Echo' } }], backends: split('echo', 50051) },
+  ];
+  const h1 = (name: string) => ({ name, ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] });
+  const g = (name: string) => ({ name, ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] });
+  return [
+    { ...h1('web'), routes: [{ kind: 'HTTPRoute', name: 'bench', rules: httpRules }] },
+    { ...g('echo'), routes: [{ kind: 'GRPCRoute', name: 'bench', rules: grpcRules }] },
+    h1('web-a'), h1('web-b'), g('echo-a'), g('echo-b'),
+  ];
+}
 
 function statusKb(pid: number, field: string): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -116,13 +147,16 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const flags = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
     const common = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
     /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars, `over` config to both. */
-    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}) => {
+    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}, routed = false) => {
       const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra]);
       const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: Number(server.match[2]), identity: files.web.spiffeId }];
-      const client = await start([wren, 'proxy', '--config', await proxyCfg('client', [
-        { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
-        { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
-      ], `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
+      const services = routed
+        ? routedServices(ep, h1Port, grpcPort)
+        : [
+            { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
+            { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
+          ];
+      const client = await start([wren, 'proxy', '--config', await proxyCfg('client', services, `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
       console.log(`wren sidecars${extra.length ? ` (${extra.join(' ')})` : ''}: outbound pid ${client.pid}, inbound pid ${server.pid}`);
       return { procs: [client, server], port: Number(client.match[1]) };
     };
@@ -172,6 +206,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : [])].join(' ');
     const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg) : null;
     const telemetry = TELEMETRY ? await telemetryPairs() : [];
+    const routedPair = ROUTES ? await wrenPair('-routes', [], {}, true) : null;
     const workers = CONCURRENCY > 1 ? await wrenPair(`-c${CONCURRENCY}`, [], { concurrency: CONCURRENCY }) : null;
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
@@ -181,6 +216,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       { name: 'direct', procs: [], h1Port, grpcPort },
       { name: 'wren pair', procs: main.procs, h1Port: main.port, grpcPort: main.port },
       ...telemetry,
+      ...(routedPair ? [{ name: 'wren pair 10-rule HTTPRoute', procs: routedPair.procs, h1Port: routedPair.port, grpcPort: routedPair.port }] : []),
       ...(variant ? [{ name: `wren pair ${variantName}`, procs: variant.procs, h1Port: variant.port, grpcPort: variant.port }] : []),
       ...(workers ? [{ name: `wren pair concurrency ${CONCURRENCY}`, procs: workers.procs, h1Port: workers.port, grpcPort: workers.port }] : []),
       { name: 'naive pair', procs: [naiveOut, naiveIn], h1Port: Number(naiveOut.match[1]), noGrpc: 'the naive pair is node:http/https, HTTP/1.1 only' },
@@ -226,7 +262,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const mb = (o: Record<string, number[]>) => Object.entries(o).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join(', ');
     console.log(`\nidle RSS MB (outbound/inbound): ${mb(idleRss)}; idle private (RssAnon) MB: ${mb(idleAnon)}`);
     const aims = printAims(rows);
-    const telemetryCost = TELEMETRY ? printTelemetryCost(rows) : [];
+    const telemetryCost = TELEMETRY || ROUTES ? printTelemetryCost(rows) : [];
     return { rows, idleRss, idleAnon, aims, telemetryCost };
   } finally {
     // SIGTERM lets a profiled sidecar drain and write its profile; the rest is killed outright.
@@ -272,15 +308,16 @@ function probe(port: number, host: string, headers: Record<string, string> = {},
 /**
  * Telemetry cost (docs/benchmarks.md): each telemetry row against the plain Wren pair of the
  * same load and run: pair CPU per request (outbound + inbound) and its ratio, and the p99
- * added. Aims (issue 13): 1 % tracing under 5 % more CPU per request, access logs under 15 %.
+ * added. Aims (issue 13): 1 % tracing under 5 % more CPU per request, access logs under 15 %;
+ * (issue 15) the 10-rule HTTPRoute with a split under 10 %.
  */
 function printTelemetryCost(rows: readonly Row[]): { load: string; path: string; cpuRatio: number | null; addedP99Ms: number | null; why?: string }[] {
   const isMeasured = (r: Row | undefined): r is Extract<Row, { rps: number }> => r !== undefined && !('notMeasured' in r);
   const cpu = (r: Extract<Row, { rps: number }>) => r.cpuUsPerReq.reduce((a, b) => a + b, 0);
   const out: { load: string; path: string; cpuRatio: number | null; addedP99Ms: number | null; why?: string }[] = [];
-  console.log('\n== telemetry cost: against the plain wren pair of the same load and run ==');
+  console.log('\n== telemetry and routing cost: against the plain wren pair of the same load and run ==');
   console.log('| load | path | pair CPU µs/req | × plain | p99 ms | added p99 ms |\n|---|---|---:|---:|---:|---:|');
-  for (const r of rows.filter((x) => /^wren pair (tracing|access log)/.test(x.path))) {
+  for (const r of rows.filter((x) => /^wren pair (tracing|access log|10-rule HTTPRoute)/.test(x.path))) {
     const plain = rows.find((x) => x.load === r.load && x.path === 'wren pair');
     if (!isMeasured(r) || !isMeasured(plain)) {
       const why = !isMeasured(r) ? (r as { notMeasured: string }).notMeasured : plain ? `wren pair: ${(plain as { notMeasured: string }).notMeasured}` : 'wren pair not run (WREN_BENCH_ONLY)';
@@ -294,7 +331,7 @@ function printTelemetryCost(rows: readonly Row[]): { load: string; path: string;
     out.push({ load: r.load, path: r.path, cpuRatio: ratio, addedP99Ms: added });
   }
   console.log('\n| aim (CPU per request × plain wren pair) | load | measured | limit | |\n|---|---|---:|---:|---|');
-  for (const [path, limit] of [['wren pair tracing 1%', 1.05], ['wren pair access log', 1.15]] as const)
+  for (const [path, limit] of [['wren pair tracing 1%', 1.05], ['wren pair access log', 1.15], ['wren pair 10-rule HTTPRoute', 1.1]] as const)
     for (const load of ['http1 saturation (32 conns)', 'grpc saturation']) {
       const c = out.find((x) => x.load === load && x.path === path);
       const verdict = !c ? 'not measured: not run (WREN_BENCH_ONLY)' : c.cpuRatio === null ? `not measured: ${c.why}` : c.cpuRatio <= limit ? 'met' : '**not met**';

@@ -321,6 +321,7 @@ export function serviceFromWire(w: WireService, path: string): Service {
     clusterIPs: w?.clusterIps ?? [],
     ports: wirePorts.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol || undefined, endpoints: (p.endpoints ?? []).map(endpointRaw) })),
     policy: json(w?.policyJson, `${path}.policy`),
+    routes: json(w?.routesJson, `${path}.routes`),
   };
   const s = parseService(raw, path);
   if (!wirePorts.some((p) => p?.policyJson)) return s;

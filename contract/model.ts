@@ -113,6 +113,12 @@ export interface RetryPolicy {
   readonly budgetTtlMs: number;
   readonly retryNonIdempotent: boolean;
   readonly maxBufferedBodyBytes: number;
+  /**
+   * A floor under the backoff between retries: an HTTPRoute rule's `retry.backoff` ("the
+   * minimum duration a Gateway should wait between retry attempts"), set on the policy the
+   * route layer derives for the rule (proxy/routing/port-routing.ts); absent = none.
+   */
+  readonly minBackoffMs?: number;
 }
 
 export interface TimeoutPolicy {

@@ -1,5 +1,6 @@
 import { SocketAddress, isIP } from 'node:net';
 import { DEFAULT_POLICY } from './defaults.js';
+import { parseServiceRoutes } from './parse-routes.js';
 import type {
   AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, PushedTelemetry, Service, ServicePort, TrafficPolicy, Workload,
 } from './model.js';
@@ -154,6 +155,8 @@ export const parseService: Parser<Service> = map(
     clusterIPs: arr(ipAddress, { default: [] }),
     ports: arr(parseServicePort, { min: 1 }),
     policy: withDefault(parseTrafficPolicy, DEFAULT_POLICY),
+    // HTTPRoutes / GRPCRoutes in force for this service (contract/routes.ts, docs/traffic-management.md).
+    routes: optional(parseServiceRoutes),
   }),
   (s, path) => {
     const seen = new Set<number>();
@@ -161,6 +164,17 @@ export const parseService: Parser<Service> = map(
       if (seen.has(p.port)) fail(`${path ? path + '.' : ''}ports[${i}].port`, `duplicate port ${p.port}`);
       seen.add(p.port);
     });
+    // A route naming a port the service does not have is a mistake (a typo in static config,
+    // a stale compile): refused with its path rather than silently never applying.
+    s.routes?.forEach((r, i) =>
+      r.ports.forEach((port, j) => {
+        if (!seen.has(port)) fail(`${path ? path + '.' : ''}routes[${i}].ports[${j}]`, `the service has no port ${port}`);
+      }),
+    );
+    if (s.routes === undefined) {
+      const { routes: _none, ...rest } = s;
+      return Object.freeze(rest) as typeof s;
+    }
     return s;
   },
 );

@@ -10,6 +10,7 @@ import { TlsIdentity } from './tls/tls-identity.js';
 import { WorkloadLabels } from './metrics/workload-labels.js';
 import { ProxyMetrics } from './metrics/proxy-metrics.js';
 import { RouteTable } from './outbound/route-table.js';
+import { explainRoute } from './routing/explain-route.js';
 import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
 import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
@@ -257,6 +258,7 @@ export class Proxy {
       clusters: () => this.clusterStates(),
       certs: () => this.certs(),
       drain: () => void this.drain(),
+      debugRoute: (q) => explainRoute(this.routes, q),
     });
     if (opts.staticMesh !== false) this.applySnapshot({ version: 'static', source: 'static-config', services: config.mesh.services });
   }

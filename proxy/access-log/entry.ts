@@ -140,7 +140,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     start_time: wallTime(req.startedAt),
     method: req.method,
     // Credentials in the query string (?access_token=...) are redacted before the cap.
-    path: cap(redactQuery(req.path, req.tokenParams), MAX_PATH),
+    path: cap(redactQuery(req.originalPath ?? req.path, req.tokenParams), MAX_PATH),
     protocol: req.origProto === 'TCP' ? null : req.origProto,
     // Envoy logs 0 when nothing reached the client: it left before the response.
     response_code: dc && res.proxyError === 'client-cancelled' ? 0 : res.status,
@@ -161,7 +161,8 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     downstream_local_address: dst ? endpointKey(dst) : null,
     downstream_remote_address: endpointKey(req.source),
     requested_server_name: null,
-    route_name: req.route || direction === 'inbound' ? 'default' : null,
+    // The HTTPRoute / GRPCRoute rule when one routed the request, else Istio's name for an unnamed route.
+    route_name: req.routeName ?? (req.route || direction === 'inbound' ? 'default' : null),
     upstream_transport_failure_reason: null,
     trace_id: traceIdOf(h),
     downstream_peer_identity: req.source.identity || null,

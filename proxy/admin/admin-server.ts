@@ -16,6 +16,8 @@ export interface AdminDeps {
   readonly clusters: () => unknown;
   readonly certs: () => unknown;
   readonly drain: () => void;
+  /** /debug/route: [status, JSON] for a request described by the query (routing/explain-route.ts). */
+  readonly debugRoute?: (q: { authority: string; path: string; method: string; headers: Record<string, string | string[]> }) => [number, unknown];
 }
 
 const ENDPOINTS: readonly [string, string, string][] = [
@@ -26,6 +28,7 @@ const ENDPOINTS: readonly [string, string, string][] = [
   ['GET', '/config_dump', 'effective configuration (JSON)'],
   ['GET', '/clusters', 'endpoints and their state (JSON)'],
   ['GET', '/certs', 'workload identity, certificate serial and expiry, trust anchors (JSON)'],
+  ['GET', '/debug/route?authority=&path=&method=&header=n:v', 'which HTTPRoute/GRPCRoute rule and backend a request would take, and why (JSON)'],
   ['POST', '/logging?level=debug|info|warn|error', 'change the log level (needs `wren-admin: 1`, from localhost)'],
   ['POST', '/drain', 'graceful shutdown, same as SIGTERM (needs `wren-admin: 1`, from localhost)'],
 ];
@@ -105,6 +108,25 @@ export class AdminServer {
         return json(res, this.d.clusters());
       case 'GET /certs':
         return json(res, this.d.certs());
+      case 'GET /debug/route': {
+        if (!this.d.debugRoute) return send(res, 404, 'text/plain', 'no routes on this admin port\n');
+        const headers: Record<string, string | string[]> = {};
+        for (const h of url.searchParams.getAll('header')) {
+          const colon = h.indexOf(':');
+          if (colon <= 0) return json(res, { error: `header must be name:value, got ${JSON.stringify(h)}` }, 400);
+          const name = h.slice(0, colon).trim().toLowerCase();
+          const value = h.slice(colon + 1).trim();
+          const old = headers[name];
+          headers[name] = old === undefined ? value : [...(typeof old === 'string' ? [old] : old), value];
+        }
+        const [status, body] = this.d.debugRoute({
+          authority: url.searchParams.get('authority') ?? '',
+          path: url.searchParams.get('path') ?? '/',
+          method: (url.searchParams.get('method') ?? 'GET').toUpperCase(),
+          headers,
+        });
+        return json(res, body, status);
+      }
       case 'POST /logging': {
         const level = url.searchParams.get('level') ?? '';
         if (!isLevel(level)) return send(res, 400, 'text/plain', `level must be one of debug, info, warn, error\n`);
@@ -135,6 +157,6 @@ function send(res: ServerResponse, status: number, type: string, body: string): 
   res.end(body);
 }
 
-function json(res: ServerResponse, v: unknown): void {
-  send(res, 200, 'application/json', JSON.stringify(v, null, 2) + '\n');
+function json(res: ServerResponse, v: unknown, status = 200): void {
+  send(res, status, 'application/json', JSON.stringify(v, null, 2) + '\n');
 }

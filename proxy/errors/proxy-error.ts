@@ -9,6 +9,13 @@
 export const ERROR_TABLE = {
   // request could not be routed
   NO_ROUTE: { http: 404, grpc: 12 /* UNIMPLEMENTED */, flag: 'NR', msg: 'no service matches the request authority' },
+  // HTTPRoute / GRPCRoute (docs/traffic-management.md): the service has routes on this port
+  // and none of their rules matches: the spec's 404 ("When no rules matching a request have
+  // been successfully attached ... a HTTP 404 status code MUST be returned"); Envoy's NR.
+  ROUTE_NOT_MATCHED: { http: 404, grpc: 12 /* UNIMPLEMENTED */, flag: 'NR', msg: 'no route rule matches the request' },
+  // The rule picked an invalid backendRef, a weight-0 one, or has none: HTTPRoute's 500,
+  // GRPCRoute's UNAVAILABLE (the specs' backendRefs); Envoy's flag for a missing cluster, NC.
+  ROUTE_BACKEND_INVALID: { http: 500, grpc: 14 /* UNAVAILABLE */, flag: 'NC', msg: 'the route rule has no valid backend for the request' },
   NO_ENDPOINTS: { http: 503, grpc: 14 /* UNAVAILABLE */, flag: 'UH', msg: 'the service has no ready endpoints' },
   // connecting to the peer
   CONNECT_REFUSED: { http: 502, grpc: 14, flag: 'UF', msg: 'connection refused by the endpoint' },

@@ -36,6 +36,10 @@ export interface ProxyRequest {
   /** Filled in by routing layers. */
   route?: { readonly service: Service; readonly port: ServicePort; readonly endpoint?: Endpoint };
   endpoint?: Endpoint;
+  /** The HTTPRoute / GRPCRoute rule that routed it (`namespace.route.rule`): the access log's route_name (routing/port-routing.ts). */
+  routeName?: string;
+  /** The path before a URLRewrite filter rewrote `path` (the access log shows it, as Envoy's X-ENVOY-ORIGINAL-PATH). */
+  originalPath?: string;
   /** Local delivery port (inbound). */
   targetPort?: number;
   /** Inbound: what the request's verified JWT says (request-authn layer); absent: no token. */

@@ -158,7 +158,7 @@ class RetryRun {
         }
         held = adm;
         res?.body?.destroy();
-        const wait = st.cluster.backoff(attempt);
+        const wait = Math.max(st.cluster.backoff(attempt), policy.minBackoffMs ?? 0);
         if (wait > 0) await sleep(clock, wait, req.signal);
       }
     } finally {

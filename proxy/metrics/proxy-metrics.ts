@@ -40,6 +40,8 @@ export class ProxyMetrics {
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
   /** A connection or stream limit fired (docs/security.md): timeouts, caps, rapid-reset budget, peer keepalive. */
   readonly limits: Counter<'direction' | 'limit'>;
+  /** HTTPRoute RequestMirror copies by result (routing/mirror.ts). */
+  readonly routeMirrors: Counter<'result'>;
   readonly inboundHealthCheckMarked: Counter<'source_principal' | 'probe_shape'>;
   /** Faults the outbound side injected (TrafficPolicy `fault`), kind="delay" or "abort". */
   readonly faultsInjected: Counter<'kind'>;
@@ -98,6 +100,12 @@ export class ProxyMetrics {
       name: 'wren_rate_limited_total',
       help: 'Inbound requests refused with 429 / RESOURCE_EXHAUSTED by a RateLimitPolicy, by the bucket that refused (total, route, identity, override)',
       labelNames: ['scope'],
+      registers,
+    });
+    this.routeMirrors = new Counter({
+      name: 'wren_route_mirror_requests_total',
+      help: 'Requests copied by an HTTPRoute / GRPCRoute RequestMirror filter, by result (sent, failed, timeout, body-too-large, no-target)',
+      labelNames: ['result'],
       registers,
     });
     this.local.onPeerValuesLimit = () => this.limits.inc({ direction: 'inbound', limit: 'peer-metadata-values' });

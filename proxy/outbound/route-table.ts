@@ -1,4 +1,5 @@
 import type { Endpoint, MeshSnapshot, Service, ServicePort } from '../../contract/model.js';
+import { compilePortRouting, type PortRouting } from '../routing/port-routing.js';
 
 const AUTHORITY_CACHE_SIZE = 1024;
 
@@ -39,6 +40,10 @@ export class RouteTable {
   private readonly authorityCache = new Map<string, Route | null>();
   /** Per connection destination object (one per accepted socket): requests on it skip building the address key. */
   private readonly dstCache = new WeakMap<Destination, Route | null>();
+  /** `name.namespace` -> service: backendRefs and mirrors resolve here. */
+  private readonly byKey = new Map<string, Service>();
+  /** Service ports with HTTPRoutes / GRPCRoutes, compiled once per table (proxy/routing). */
+  private readonly routing = new Map<ServicePort, PortRouting>();
 
   constructor(
     readonly snapshot: MeshSnapshot,
@@ -62,6 +67,25 @@ export class RouteTable {
         }
       }
     }
+    for (const s of snapshot.services) this.byKey.set(`${s.name}.${s.namespace}`, s);
+    const lookup = (name: string, namespace: string): Service | undefined => this.byKey.get(`${name}.${namespace}`);
+    for (const s of snapshot.services) {
+      if (!s.routes || s.routes.length === 0) continue;
+      for (const p of s.ports) {
+        const pr = compilePortRouting(s, p, lookup);
+        if (pr) this.routing.set(p, pr);
+      }
+    }
+  }
+
+  /** The compiled routes of a service port (routing/port-routing.ts); undefined: it routes by authority alone. */
+  routingOf(port: ServicePort): PortRouting | undefined {
+    return this.routing.size === 0 ? undefined : this.routing.get(port);
+  }
+
+  /** A service by name and namespace. */
+  service(name: string, namespace: string): Service | undefined {
+    return this.byKey.get(`${name}.${namespace}`);
   }
 
   /** `web`, `web:8080`, `web.ns`, `web.ns.svc.cluster.local:80`; default port 80. */

@@ -9,6 +9,7 @@ import { requestId } from '../layers/request-id.js';
 import { forwardedFor } from '../layers/forwarded-for.js';
 import { stripMeshHeaders } from '../layers/strip-mesh-headers.js';
 import { routeByAuthority } from '../layers/route-by-authority.js';
+import { routeRules } from '../layers/route-rules.js';
 import { admission } from '../layers/admission.js';
 import { fault } from '../layers/fault.js';
 import { timeouts } from '../layers/timeouts.js';
@@ -35,7 +36,7 @@ export interface OutboundStackDeps {
   readonly meshH1?: H1Pool;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
-  /** Fault injection's draws (TrafficPolicy fault percentages). */
+  /** Fault injection's draws (TrafficPolicy fault percentages), weighted backend picks and mirror sampling of HTTPRoute rules. */
   readonly random: Random;
   readonly logger: Logger;
   /** The access log (docs/observability.md); absent: none. */
@@ -70,6 +71,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       // Above routing: a request to a destination outside the mesh never takes a mesh route.
       ...(d.egress ? [d.egress] : []),
       routeByAuthority(d.routes),
+      // HTTPRoute / GRPCRoute: rule match, weighted backend, filters, re-target (docs/traffic-management.md).
+      routeRules({ routes: d.routes, random: d.random, mirror: { clock: d.clock, random: d.random, count: (result) => d.metrics.routeMirrors.inc({ result }) } }),
       // After routing (the fault is the routed service port's), above admission and retry
       // (Envoy's fault filter sits before the router: no slot held, an abort never retried).
       fault({ clock: d.clock, random: d.random, injected: d.metrics.faultsInjected }),

@@ -1,0 +1,96 @@
+import { parseServiceRoutes, routesFromJson } from './parse-routes.js';
+import { parseService } from './parse.js';
+import { serviceFromWire } from './discovery.js';
+
+const rule = (extra: Record<string, unknown> = {}) => ({ backends: [{ name: 'web', namespace: 'default', port: 80 }], ...extra });
+const route = (extra: Record<string, unknown> = {}) => ({ kind: 'HTTPRoute', name: 'r', namespace: 'default', rules: [rule()], ...extra });
+const parse = (routes: unknown) => parseServiceRoutes(routes, 'routes');
+const err = (routes: unknown) => {
+  try {
+    parse(routes);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('route model validation (contract/parse-routes.ts)', () => {
+  test('hand-written routes get the defaults the control plane writes', () => {
+    const [r] = parse([{ name: 'r', rules: [{ backends: [{ name: 'web', namespace: 'default', port: 80 }] }] }]);
+    expect(r).toEqual({
+      kind: 'HTTPRoute', name: 'r', namespace: 'default', ports: [],
+      rules: [{
+        name: '', matches: [{ path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [] }], filters: [],
+        backends: [{ name: 'web', namespace: 'default', port: 80, weight: 1, filters: [], invalid: '' }],
+        timeouts: { requestMs: 0, backendRequestMs: 0 },
+      }],
+    });
+    expect(parse([route({ kind: 'GRPCRoute' })])[0].rules[0].matches).toEqual([{ headers: [], queryParams: [] }]);
+  });
+
+  test('header names are stored lower-case; a full model round-trips', () => {
+    const full = route({
+      ports: [80],
+      rules: [rule({
+        name: 'canary',
+        matches: [{ path: { type: 'Exact', value: '/a' }, method: 'GET', headers: [{ type: 'Exact', name: 'X-Env', value: 'dev' }], queryParams: [{ type: 'RegularExpression', name: 'q', value: 'a.*' }] }],
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: '1' }], add: [], remove: ['X-B'] } },
+          { type: 'RequestMirror', requestMirror: { backend: { name: 'shadow', namespace: 'default', port: 80 }, percent: 50 } },
+        ],
+        timeouts: { requestMs: 1000, backendRequestMs: 500 },
+        retry: { attempts: 2, codes: [503], backoffMs: 10 },
+      })],
+    });
+    const [r] = parse([full]);
+    expect(r.rules[0].matches[0].headers[0].name).toBe('x-env');
+    expect(r.rules[0].filters[0]).toEqual({ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: '1' }], add: [], remove: ['x-b'] } });
+    expect(parse(JSON.parse(JSON.stringify([r])))).toEqual([r]);
+  });
+
+  test.each([
+    [[route({ rules: [rule({ matches: [{ path: { type: 'RegularExpression', value: '/a(' } }] })] })], 'routes[0].rules[0].matches[0].path.value: invalid regular expression'],
+    [[route({ rules: [rule({ matches: [{ headers: [{ type: 'RegularExpression', name: 'x', value: '(?=a)a' }] }] })] })], 'routes[0].rules[0].matches[0].headers[0].value: lookaround and backreferences'],
+    [[route({ rules: [rule({ matches: [{ path: { type: 'RegularExpression', value: '(a)\\1' } }] })] })], 'lookaround and backreferences'],
+    [[route({ rules: [rule({ matches: [{ path: { type: 'Exact', value: 'no-slash' } }] })] })], 'routes[0].rules[0].matches[0].path.value'],
+    [[route({ rules: [rule({ matches: [{ method: 'FETCH' }] })] })], 'routes[0].rules[0].matches[0].method'],
+    [[route({ rules: [rule({ matches: [{ headers: [{ name: 'x', value: 'a\r\nb: c' }] }] })] })], 'routes[0].rules[0].matches[0].headers[0].value'],
+    [[route({ rules: Array.from({ length: 17 }, () => rule()) })], 'routes[0].rules: at most 16 items'],
+    [[route({ rules: [rule({ backends: [{ name: 'web', namespace: 'default', port: 80, weight: -1 }] })] })], 'routes[0].rules[0].backends[0].weight'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 305 } }] })] })], 'routes[0].rules[0].filters[0].requestRedirect.statusCode'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestRedirect', requestRedirect: {} }] })] })], 'routes[0].rules[0].filters[0]: RequestRedirect cannot be used together with backends'],
+    [[route({ rules: [rule({ matches: [{ path: { type: 'Exact', value: '/a' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', value: '/b' } } }] })] })], 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match'],
+    [[route({ rules: [rule({ filters: [{ type: 'URLRewrite', urlRewrite: {} }, { type: 'URLRewrite', urlRewrite: {} }] })] })], 'routes[0].rules[0].filters[1].type: URLRewrite may appear only once'],
+    [[route({ rules: [rule({ filters: [{ type: 'URLRewrite', requestRedirect: {} }] })] })], 'routes[0].rules[0].filters[0].requestRedirect: unknown field'],
+    [[route({ kind: 'GRPCRoute', rules: [rule({ filters: [{ type: 'URLRewrite', urlRewrite: {} }] })] })], 'routes[0].rules[0].filters[0].type: URLRewrite is not a GRPCRoute filter'],
+    [[route({ kind: 'GRPCRoute', rules: [rule({ matches: [{ path: { type: 'Exact', value: '/a' } }] })] })], 'routes[0].rules[0].matches[0].path: not a GRPCRoute match field'],
+    [[route({ kind: 'GRPCRoute', rules: [rule({ matches: [{ grpc: { type: 'Exact' } }] })] })], 'routes[0].rules[0].matches[0].grpc: one of service or method must be set'],
+    [[route({ rules: [rule({ timeouts: { requestMs: 100, backendRequestMs: 200 } })] })], 'routes[0].rules[0].timeouts.backendRequestMs: must not exceed'],
+    [[route({ rules: [rule({ colour: 'red' })] })], 'routes[0].rules[0].colour: unknown field'],
+    [[route({ rules: [] })], 'routes[0].rules: expected at least 1'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'Content-Length', value: '0' }] } }] })] })], 'routes[0].rules[0].filters[0].requestHeaderModifier.set[0].name: content-length cannot be modified'],
+    [[route({ rules: [rule({ filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['transfer-encoding'] } }] })] })], 'responseHeaderModifier.remove[0]: transfer-encoding cannot be modified'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { add: [{ name: 'wren-target-port', value: '22' }] } }] })] })], 'wren-target-port cannot be modified'],
+    [[route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'host', value: 'x' }] } }] })] })], 'host cannot be modified'],
+  ])('refused with the field path: %#', (routes, message) => {
+    expect(err(routes)).toContain(message);
+  });
+
+  test('routes_json from the wire: decoded by serviceFromWire, bad JSON and bad fields named', () => {
+    const wire = { name: 'web', namespace: 'default', clusterIps: [], policyJson: '', ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [], policyJson: '' }] };
+    const s = serviceFromWire({ ...wire, routesJson: JSON.stringify([route()]) }, 'services[0]');
+    expect(s.routes?.[0].rules[0].backends[0].name).toBe('web');
+    expect(serviceFromWire(wire, 'services[0]')).not.toHaveProperty('routes');
+    expect(() => serviceFromWire({ ...wire, routesJson: '[{' }, 'services[0]')).toThrow('services[0].routes: invalid JSON');
+    expect(() => serviceFromWire({ ...wire, routesJson: JSON.stringify([route({ ports: [81] })]) }, 'services[0]')).toThrow('services[0].routes[0].ports[0]: the service has no port 81');
+    expect(routesFromJson('', 'x')).toBeUndefined();
+  });
+
+  test('the static config spells routes the same way (parseService)', () => {
+    const s = parseService({ name: 'web', ports: [{ port: 80 }], routes: [{ name: 'r', rules: [{ backends: [{ name: 'web', namespace: 'default', port: 80 }] }] }] }, 'mesh.services[0]');
+    expect(s.routes).toHaveLength(1);
+    expect(() => parseService({ name: 'web', ports: [{ port: 80 }], routes: [{ name: 'r', rules: [{ matches: [{ path: { type: 'Prefix' } }] }] }] }, 'mesh.services[0]')).toThrow(
+      'mesh.services[0].routes[0].rules[0].matches[0].path.type',
+    );
+  });
+});

@@ -1,0 +1,248 @@
+import type {
+  BackendTarget, GrpcMethodMatch, HeaderModifier, PathMatch, PathModifier, RouteBackend, RouteFilter, RouteMatch, RouteRule, ServiceRoute, ValueMatch,
+} from './routes.js';
+import { arr, fail, literal, map, num, obj, optional, str, type Parser } from '../common/schema.js';
+
+/**
+ * Strict validation of the compiled route model (contract/routes.ts), wherever it comes
+ * from: `ServiceResource.routes_json` (serviceFromWire) or a service's `routes` in the
+ * proxy's static config (parseService). The control plane has validated the Gateway API
+ * objects already; this is the proxy's own guard, so a bad push is NACKed with the field
+ * path instead of failing on the data path.
+ *
+ * Bounds are the Gateway API v1.6.1 CRD's (`maxItems`, `maxLength`) where it has them
+ * (16 rules, 64 matches, 16 headers / query params / filters / backendRefs, 1024-char
+ * paths); regexes must compile, are anchored (full match, as Envoy's safe_regex and
+ * Istio's) and may not use lookaround or backreferences: those are outside RE2, the
+ * syntax the spec points at, and they are what makes a regex run in exponential time.
+ *
+ * For hand-written static config the parser fills the defaults the control plane would:
+ * `matches` absent or empty = one match-all (HTTPRoute: PathPrefix "/"), empty lists,
+ * weight 1, timeouts 0 (not set).
+ */
+const MAX_ROUTES = 64;
+const MAX_RULES = 16;
+const MAX_MATCHES = 64;
+const MAX_ITEMS = 16;
+const MAX_VALUE = 4096;
+const MAX_PATH = 1024;
+const MAX_REGEX = 1024;
+
+const bounded =
+  <T>(p: Parser<readonly T[]>, max: number): Parser<readonly T[]> =>
+  (raw, path) =>
+    Array.isArray(raw) && raw.length > max ? fail(path, `at most ${max} items, got ${raw.length}`) : p(raw, path);
+
+const list = <T>(item: Parser<T>, max: number): Parser<readonly T[]> => bounded(arr(item, { default: [] }), max);
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** RFC 9110 field value: visible characters, spaces and tabs; no CR/LF (header injection). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const HOSTNAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
+/** Lookbehind/lookahead and backreferences (numbered and named): not RE2, and the road to catastrophic backtracking. */
+const NOT_RE2 = /\(\?<?[=!]|\\[1-9]|\\k</;
+
+/** A regex that must compile as a full-match JS RegExp; returns the source unchanged. */
+export const regexSource: Parser<string> = (raw, path) => {
+  const s = str()(raw, path);
+  if (s.length > MAX_REGEX) return fail(path, `regular expression longer than ${MAX_REGEX} characters`);
+  if (NOT_RE2.test(s)) return fail(path, 'lookaround and backreferences are not supported (RE2 syntax)');
+  try {
+    anchored(s);
+  } catch (e) {
+    return fail(path, `invalid regular expression: ${(e as Error).message}`);
+  }
+  return s;
+};
+
+/** The one way a route regex is compiled (full match): the validator and the matcher agree. */
+export const anchored = (source: string): RegExp => new RegExp(`^(?:${source})$`);
+
+const headerName: Parser<string> = map(str({ pattern: HEADER_NAME }), (v) => v.toLowerCase());
+const headerValue: Parser<string> = (raw, path) => {
+  const v = str({ pattern: HEADER_VALUE })(raw, path);
+  return v.length > MAX_VALUE ? fail(path, `longer than ${MAX_VALUE} characters`) : v;
+};
+const absPath: Parser<string> = (raw, path) => {
+  const v = str({ pattern: /^\/[^\s?#]*$/ })(raw, path);
+  return v.length > MAX_PATH ? fail(path, `longer than ${MAX_PATH} characters`) : v;
+};
+
+const parsePathMatch: Parser<PathMatch> = (raw, path) => {
+  const m = obj({ type: literal(['Exact', 'PathPrefix', 'RegularExpression'] as const, 'PathPrefix'), value: str({ default: '/' }) })(raw, path);
+  const value = m.type === 'RegularExpression' ? regexSource(m.value, `${path}.value`) : absPath(m.value, `${path}.value`);
+  return Object.freeze({ type: m.type, value });
+};
+
+const valueMatch = (name: Parser<string>): Parser<ValueMatch> => (raw, path) => {
+  const m = obj({ type: literal(['Exact', 'RegularExpression'] as const, 'Exact'), name, value: str() })(raw, path);
+  const value = m.type === 'RegularExpression' ? regexSource(m.value, `${path}.value`) : headerValue(m.value, `${path}.value`);
+  return Object.freeze({ ...m, value });
+};
+
+const GRPC_NAME = /^[A-Za-z_][A-Za-z_0-9]*(\.[A-Za-z_][A-Za-z_0-9]*)*$/;
+const parseGrpc: Parser<GrpcMethodMatch> = (raw, path) => {
+  const m = obj({ type: literal(['Exact', 'RegularExpression'] as const, 'Exact'), service: str({ default: '' }), method: str({ default: '' }) })(raw, path);
+  if (m.service === '' && m.method === '') return fail(path, 'one of service or method must be set');
+  for (const k of ['service', 'method'] as const) {
+    const v = m[k];
+    if (v === '') continue;
+    if (m.type === 'RegularExpression') regexSource(v, `${path}.${k}`);
+    else if (!GRPC_NAME.test(v) || (k === 'method' && v.includes('.'))) fail(`${path}.${k}`, `not a valid gRPC ${k} name: ${JSON.stringify(v)}`);
+  }
+  return m;
+};
+
+/**
+ * Headers a filter may not touch: the message framing and hop-by-hop fields (changing them
+ * would desynchronise the proxy and its peer: request smuggling), Host (URLRewrite's
+ * `hostname` is for that, as Envoy refuses Host in headers_to_add) and the mesh's own
+ * headers, which the sidecars set and check.
+ */
+const UNMODIFIABLE = /^(host|content-length|transfer-encoding|connection|keep-alive|proxy-connection|upgrade|te|trailer|http2-settings|x-forwarded-client-cert|wren-.*)$/;
+const modifiable: Parser<string> = map(headerName, (v, path) => (UNMODIFIABLE.test(v) ? fail(path, `${v} cannot be modified by a filter (framing, hop-by-hop, Host or mesh header)`) : v));
+const headerValues = list(obj({ name: modifiable, value: headerValue }), MAX_ITEMS);
+const parseHeaderModifier: Parser<HeaderModifier> = obj({ set: headerValues, add: headerValues, remove: list(modifiable, MAX_ITEMS) });
+const parsePathModifier: Parser<PathModifier> = obj({ type: literal(['ReplaceFullPath', 'ReplacePrefixMatch'] as const), value: absPath });
+const parseTarget = { name: str({ pattern: DNS_LABEL }), namespace: str({ pattern: DNS_LABEL }), port: num({ int: true, min: 1, max: 65535 }) };
+const parseBackendTarget: Parser<BackendTarget> = obj(parseTarget);
+
+const FILTER_FIELDS = {
+  RequestHeaderModifier: 'requestHeaderModifier',
+  ResponseHeaderModifier: 'responseHeaderModifier',
+  RequestRedirect: 'requestRedirect',
+  URLRewrite: 'urlRewrite',
+  RequestMirror: 'requestMirror',
+} as const;
+type FilterType = keyof typeof FILTER_FIELDS;
+/** GRPCRoute's filter types (GRPCRouteFilter): no redirect, no rewrite. */
+const GRPC_FILTERS: readonly FilterType[] = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror'];
+
+const filterPayload: { readonly [K in FilterType]: Parser<unknown> } = {
+  RequestHeaderModifier: parseHeaderModifier,
+  ResponseHeaderModifier: parseHeaderModifier,
+  RequestRedirect: obj({
+    scheme: optional(literal(['http', 'https'] as const)),
+    hostname: optional(str({ pattern: HOSTNAME })),
+    port: optional(num({ int: true, min: 1, max: 65535 })),
+    path: optional(parsePathModifier),
+    statusCode: map(num({ int: true, default: 302 }), (n, p) => ([301, 302, 303, 307, 308].includes(n) ? n : fail(p, `expected one of 301, 302, 303, 307, 308, got ${n}`))),
+  }),
+  URLRewrite: obj({ hostname: optional(str({ pattern: HOSTNAME })), path: optional(parsePathModifier) }),
+  RequestMirror: obj({ backend: parseBackendTarget, percent: num({ min: 0, max: 100, default: 100 }) }),
+};
+
+const parseFilter =
+  (kind: ServiceRoute['kind']): Parser<RouteFilter> =>
+  (raw, path) => {
+    const r = raw as Record<string, unknown> | null;
+    const type = literal(Object.keys(FILTER_FIELDS) as FilterType[])(r?.['type'], `${path}.type`);
+    if (kind === 'GRPCRoute' && !GRPC_FILTERS.includes(type)) return fail(`${path}.type`, `${type} is not a GRPCRoute filter (expected one of ${GRPC_FILTERS.join(', ')})`);
+    const field = FILTER_FIELDS[type];
+    for (const k of Object.keys(r ?? {})) if (k !== 'type' && k !== field) fail(`${path}.${k}`, `unknown field for a ${type} filter (expected ${field})`);
+    if (r?.[field] === undefined) return fail(`${path}.${field}`, `is required for a ${type} filter`);
+    return Object.freeze({ type, [field]: filterPayload[type](r[field], `${path}.${field}`) }) as RouteFilter;
+  };
+
+/** The spec's CEL rules on a filter list: each type at most once, RequestMirror excepted; not redirect and rewrite together. */
+function checkFilters(filters: readonly RouteFilter[], path: string): void {
+  const seen = new Set<string>();
+  filters.forEach((f, i) => {
+    if (f.type !== 'RequestMirror' && seen.has(f.type)) fail(`${path}[${i}].type`, `${f.type} may appear only once`);
+    seen.add(f.type);
+  });
+  if (seen.has('RequestRedirect') && seen.has('URLRewrite')) fail(path, 'RequestRedirect and URLRewrite cannot be used together');
+}
+
+const filters = (kind: ServiceRoute['kind']): Parser<readonly RouteFilter[]> =>
+  map(list(parseFilter(kind), MAX_ITEMS), (fs, path) => {
+    checkFilters(fs, path);
+    return fs;
+  });
+
+const parseBackend = (kind: ServiceRoute['kind']): Parser<RouteBackend> =>
+  obj({
+    ...parseTarget,
+    weight: num({ int: true, min: 0, max: 1_000_000, default: 1 }),
+    filters: filters(kind),
+    invalid: str({ default: '' }),
+  });
+
+const matchParser = (kind: ServiceRoute['kind']): Parser<RouteMatch> => (raw, path) => {
+  const m = obj({
+    path: optional(parsePathMatch),
+    method: optional(literal(METHODS)),
+    grpc: optional(parseGrpc),
+    headers: list(valueMatch(headerName), MAX_ITEMS),
+    queryParams: list(valueMatch(str({ pattern: /^[^\s&=#]{1,256}$/ })), MAX_ITEMS),
+  })(raw, path);
+  if (kind === 'GRPCRoute') {
+    for (const k of ['path', 'method'] as const) if (m[k] !== undefined) fail(`${path}.${k}`, 'not a GRPCRoute match field');
+    if (m.queryParams.length > 0) fail(`${path}.queryParams`, 'not a GRPCRoute match field');
+  } else if (m.grpc !== undefined) fail(`${path}.grpc`, 'only a GRPCRoute matches on gRPC methods');
+  const out: Record<string, unknown> = { headers: m.headers, queryParams: m.queryParams };
+  if (m.path) out['path'] = m.path;
+  if (m.method) out['method'] = m.method;
+  if (m.grpc) out['grpc'] = m.grpc;
+  return Object.freeze(out) as unknown as RouteMatch;
+};
+
+const MATCH_ALL_HTTP: RouteMatch = Object.freeze({ path: Object.freeze({ type: 'PathPrefix', value: '/' }), headers: [], queryParams: [] });
+const MATCH_ALL_GRPC: RouteMatch = Object.freeze({ headers: [], queryParams: [] });
+
+const parseRule = (kind: ServiceRoute['kind']): Parser<RouteRule> => (raw, path) => {
+  const r = obj({
+    name: str({ default: '', pattern: /^$|^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/ }),
+    matches: list(matchParser(kind), MAX_MATCHES),
+    filters: filters(kind),
+    backends: list(parseBackend(kind), MAX_ITEMS),
+    timeouts: obj({ requestMs: num({ min: 0, default: 0 }), backendRequestMs: num({ min: 0, default: 0 }) }),
+    retry: optional(
+      obj({
+        attempts: num({ int: true, min: 0, max: 10, default: 1 }),
+        codes: list(num({ int: true, min: 400, max: 599 }), MAX_ITEMS),
+        backoffMs: num({ min: 0, default: 0 }),
+      }),
+    ),
+  })(raw, path);
+  const matches = r.matches.length > 0 ? r.matches : [kind === 'GRPCRoute' ? MATCH_ALL_GRPC : MATCH_ALL_HTTP];
+  const { requestMs, backendRequestMs } = r.timeouts;
+  if (requestMs > 0 && backendRequestMs > requestMs) fail(`${path}.timeouts.backendRequestMs`, `must not exceed timeouts.requestMs (${requestMs})`);
+  const prefixOnly = matches.every((m) => (m.path?.type ?? 'PathPrefix') === 'PathPrefix');
+  r.filters.forEach((f, i) => {
+    const pm = f.type === 'RequestRedirect' ? f.requestRedirect.path : f.type === 'URLRewrite' ? f.urlRewrite.path : undefined;
+    if (pm?.type === 'ReplacePrefixMatch' && !prefixOnly) fail(`${path}.filters[${i}]`, 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match');
+    if (f.type === 'RequestRedirect' && r.backends.length > 0) fail(`${path}.filters[${i}]`, 'RequestRedirect cannot be used together with backends');
+  });
+  const out: Record<string, unknown> = { name: r.name, matches: Object.freeze(matches), filters: r.filters, backends: r.backends, timeouts: r.timeouts };
+  if (r.retry) out['retry'] = r.retry;
+  return Object.freeze(out) as unknown as RouteRule;
+};
+
+export const parseServiceRoute: Parser<ServiceRoute> = (raw, path) => {
+  const kind = literal(['HTTPRoute', 'GRPCRoute'] as const, 'HTTPRoute')((raw as Record<string, unknown> | null)?.['kind'], `${path}.kind`);
+  return obj({
+    kind: () => kind,
+    name: str({ pattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/ }),
+    namespace: str({ pattern: DNS_LABEL, default: 'default' }),
+    ports: list(num({ int: true, min: 1, max: 65535 }), MAX_ITEMS),
+    rules: bounded(arr(parseRule(kind), { min: 1 }), MAX_RULES),
+  })(raw, path);
+};
+
+/** A service's routes (a list, in tie-break order). */
+export const parseServiceRoutes: Parser<readonly ServiceRoute[]> = list(parseServiceRoute, MAX_ROUTES);
+
+/** `routes_json` from the wire ('' or absent: none); throws ConfigError naming `path`. */
+export function routesFromJson(json: string | undefined, path: string): readonly ServiceRoute[] | undefined {
+  if (!json) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (e) {
+    return fail(path, `invalid JSON (${(e as Error).message})`);
+  }
+  return parseServiceRoutes(raw, path);
+}
