@@ -29,7 +29,8 @@ const ref = (name: string, weight?: number, extra: Record<string, unknown> = {})
 const httpRoute = (name: string, rules: Record<string, unknown>[], parentRefs = [parent(80)]): RouteManifest => ({ kind: 'HTTPRoute', metadata: { name }, spec: { parentRefs, rules } });
 
 function services(manifests: readonly RouteManifest[]): Service[] {
-  const routes = compileRouteManifests(manifests);
+  const known: Record<string, number[]> = { echo: [80, 8080], 'echo-v1': [80], 'echo-v2': [80], 'echo-v3': [80], 'grpc-echo': [50051], 'grpc-v1': [80], 'grpc-v2': [80] };
+  const routes = compileRouteManifests(manifests, (ns, name) => (ns === 'default' && known[name] ? { ports: known[name].map((port) => ({ name: '', port })) } : undefined));
   const ep = (b: EchoBackend) => ({ address: '127.0.0.1', port: b.port, proxyPort: server.inboundPort, identity: server.tls.spiffeId });
   const svc = (name: string, ports: { port: number; protocol?: string; backend: EchoBackend }[]) =>
     parseService({ name, ports: ports.map((p) => ({ port: p.port, protocol: p.protocol ?? 'detect', endpoints: [ep(p.backend)] })), routes: routes.get(`${name}.default`) }, name);
@@ -315,7 +316,7 @@ describe('admin: /config_dump and /debug/route', () => {
 
 describe('GRPCRoute', () => {
   let echo: EchoClient;
-  const grpcRoute = (rules: Record<string, unknown>[]): RouteManifest => ({ kind: 'GRPCRoute', metadata: { name: 'grpc' }, spec: { parentRefs: [{ name: 'grpc-echo', port: 50051 }], rules } });
+  const grpcRoute = (rules: Record<string, unknown>[]): RouteManifest => ({ kind: 'GRPCRoute', metadata: { name: 'grpc' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'grpc-echo', port: 50051 }], rules } });
   const call = async (headers: Record<string, string> = {}): Promise<{ backend: string; headers: Record<string, string> }> => {
     const md = new Metadata();
     for (const [k, v] of Object.entries(headers)) md.set(k, v);
