@@ -131,7 +131,11 @@ export function crdsConflictCheck(c: KubeCtx, expected: readonly ExpectedCrd[]):
       const crd = await c.kube.getJson<Crd>(crdPath(e.name));
       if (!crd) continue;
       const served = crd.spec.versions.filter((v) => v.served).map((v) => v.name);
-      if (crd.metadata.labels?.['app.kubernetes.io/part-of'] !== 'wren') conflicts.push(`${e.name} exists and is not Wren's (no app.kubernetes.io/part-of=wren)`);
+      // The Gateway API CRDs (HTTPRoute, GRPCRoute, ReferenceGrant) are shared with every
+      // Gateway API implementation and shipped unchanged: already installed is normal, as
+      // long as the versions this release reads are served.
+      const shared = e.name.endsWith('.gateway.networking.k8s.io');
+      if (!shared && crd.metadata.labels?.['app.kubernetes.io/part-of'] !== 'wren') conflicts.push(`${e.name} exists and is not Wren's (no app.kubernetes.io/part-of=wren)`);
       else if (!e.versions.every((v) => served.includes(v))) conflicts.push(`${e.name} exists at ${served.join(', ')}, this release needs ${e.versions.join(', ')}`);
     }
     return conflicts.length === 0
