@@ -165,11 +165,14 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   out(`web sidecar metrics: ${labelled ? 'istio_requests_total{reporter="destination",source_workload="client",destination_workload="web",destination_service="web.default.svc.cluster.local"}' : `unexpected istio_requests_total: ${inboundSeries || 'none from client'}`}\n`);
   if (!labelled) failures++;
   // The control plane aggregates what the sidecars report (StatsReport): the client -> web edge
-  // appears in `wren stat` and on the dashboard once two reports (2 s apart) give it a rate.
+  // appears in `wren stat` and on the dashboard once two reports (2 s apart) give it a rate:
+  // the counters must grow between two reports, so a request goes out on every poll (the
+  // requests above may all predate the first report, which then already counts them).
   const dashboard = `http://${cp.ip}:15014/dashboard/`;
   const page = await adminGet(cp.ip, 15014, '/dashboard/');
   let edgeRate = '';
   await waitFor(async () => {
+    await get(pods.client, 15001, 'web', '/');
     const rows = parseJson<{ rows: { from: { workload: string }; to: { service: string }; requestRate: number }[] }>((await adminGet(cp.ip, 15014, '/api/stat?kind=edge&window=30s')).body)?.rows ?? [];
     const e = rows.find((r) => r.from.workload === 'client' && r.to.service === 'web.default' && r.requestRate > 0);
     if (e) edgeRate = e.requestRate.toFixed(2);

@@ -31,13 +31,17 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
 
 test('traffic through the mesh shows up per service, per workload and per edge, with success rate, latency and mTLS', async () => {
   for (let i = 0; i < 20; i++) expect(await mesh.call()).toBe(200);
+  // A little traffic all along: a rate is the growth of the counters between two reports,
+  // and the 20 calls above may all predate the proxies' first report.
   const svc = await waitFor(async () => {
+    expect(await mesh.call()).toBe(200);
     const r = (await rows('service')).find((x) => x.name === 'api');
     return r && r.requestRate > 0 && r.reporters === 1 ? r : null;
   }, 'the api service row with traffic', 10_000);
   expect(svc).toMatchObject({ kind: 'service', namespace: 'default', successRate: 1, mtlsShare: 1 });
   expect(svc.latencyMs!.p99).toBeGreaterThan(0);
   const workloads = await waitFor(async () => {
+    expect(await mesh.call()).toBe(200);
     const r = await rows('workload');
     return r.find((x) => x.name === 'api' && x.requestRate > 0) ? r : null;
   }, 'the api workload row (inbound view)', 10_000);
@@ -64,7 +68,10 @@ test('failures lower the success rate', async () => {
   const codes: number[] = [];
   for (let i = 0; i < 6; i++) codes.push(await mesh.call());
   expect(codes).toContain(503);
+  // A little traffic all along: a rate is the growth of the counters between two reports,
+  // and the 20 calls above may all predate the proxies' first report.
   const svc = await waitFor(async () => {
+    expect(await mesh.call()).toBe(200);
     const r = (await rows('service')).find((x) => x.name === 'api');
     return r && r.successRate !== null && r.successRate < 1 ? r : null;
   }, 'a success rate below 100%', 10_000);
