@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
 import { testPki } from './helpers/pki.js';
+import { rawHead } from './helpers/raw-http.js';
 import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
@@ -44,23 +44,7 @@ afterAll(async () => {
   await close();
 });
 
-function raw(bytes: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(client.outboundPort, '127.0.0.1');
-    let out = '';
-    s.on('data', (d: Buffer) => {
-      out += d.toString('latin1');
-      if (/\r\n\r\n/.test(out)) s.end();
-    });
-    s.on('error', () => undefined);
-    const t = setTimeout(() => s.destroy(), 4000);
-    s.on('close', () => {
-      clearTimeout(t);
-      resolve(out);
-    });
-    s.write(bytes);
-  });
-}
+const raw = (bytes: string): Promise<string> => rawHead(client.outboundPort, bytes);
 
 const fields = (n: number) => Array.from({ length: n }, (_, i) => `x-f${i}: v\r\n`).join('');
 
