@@ -87,6 +87,28 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
 export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
   // Before the data path allocates anything: the young generation must not have grown yet.
   applyHeapFlags(process.execArgv, process.env.NODE_OPTIONS, undefined, undefined, config.concurrency > 1);
+  // The signal handlers go in first: a SIGTERM that lands between 'proxy started' and the
+  // wait for it (the kubelet, or a test that reacts to that line) must drain, not kill the
+  // process with the default action. Before the proxy is up a signal is remembered and
+  // honoured as soon as it is.
+  const signal: StopSignal = { requested: false, stop: null };
+  const onSignal = () => (signal.stop ? signal.stop() : (signal.requested = true));
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    return await startAndServe(config, err, signal);
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}
+
+interface StopSignal {
+  requested: boolean;
+  stop: (() => void) | null;
+}
+
+async function startAndServe(config: ProxyConfig, err: Out, signal: StopSignal): Promise<number> {
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
   let tls: TlsIdentity;
@@ -175,9 +197,8 @@ export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
     ? cp!.connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod, ...(cpCredentials ? { credentials: cpCredentials } : {}) })
     : null;
   await new Promise<void>((resolve) => {
-    const stop = () => void proxy.drain().then(resolve);
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    signal.stop = () => void proxy.drain().then(resolve);
+    if (signal.requested) signal.stop();
     void proxy.drained.then(resolve);
   });
   workload?.stop();

@@ -389,19 +389,22 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
   return cp;
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down gracefully. */
+/**
+ * Runs until SIGTERM/SIGINT, then shuts down gracefully. The handlers go in before the
+ * start: a signal that lands while it starts (or just after its 'started' line) shuts it
+ * down once it is up instead of killing it with the default action.
+ */
 export async function runControlPlaneUntilSignal(args: ControlPlaneArgs, logger?: Logger): Promise<void> {
-  const cp = await startControlPlane(args, logger);
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string): void => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      void cp.close().then(resolve, resolve);
-      void sig;
-    };
-    const onTerm = (): void => onSignal('SIGTERM');
-    const onInt = (): void => onSignal('SIGINT');
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onInt);
-  });
+  let signalled!: () => void;
+  const signal = new Promise<void>((r) => (signalled = r));
+  process.on('SIGTERM', signalled);
+  process.on('SIGINT', signalled);
+  try {
+    const cp = await startControlPlane(args, logger);
+    await signal;
+    await cp.close().catch(() => undefined);
+  } finally {
+    process.off('SIGTERM', signalled);
+    process.off('SIGINT', signalled);
+  }
 }

@@ -31,6 +31,10 @@ beforeAll(async () => {
     serviceAccount: 'client',
     services: [
       pods.service('db', {
+        // Round robin: this file is about where pod-IP and Service traffic lands, not about
+        // latency. Under the default peak-EWMA one slow early answer (a loaded CI machine)
+        // keeps a pod out of a short burst until its cost decays (10 s), as in Linkerd.
+        loadBalancer: { kind: 'round-robin' },
         retry: { retryOn: ['5xx'], attempts: 2, backoffBaseMs: '1ms' },
         outlierDetection: { maxEjectionPercent: 100, intervalMs: '1h' },
       }),

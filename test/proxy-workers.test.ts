@@ -291,6 +291,21 @@ describe('the built CLI with concurrency 2', () => {
     }
   });
 
+  test('a SIGTERM while the listeners are still starting is honoured once they are up: drain, exit 0', async () => {
+    let sent = false;
+    const { child, exit } = run(await config(0), (all) => {
+      // The first line ('config applied') comes before any worker has started.
+      if (!sent && all.includes('"msg":"config applied"')) {
+        sent = true;
+        child.kill('SIGTERM');
+      }
+    });
+    const r = await exit;
+    expect(sent).toBe(true);
+    expect({ code: r.code, signal: r.signal, tail: r.code === 0 ? '' : r.stderr.slice(-2000) }).toEqual({ code: 0, signal: null, tail: '' });
+    expect(r.stderr).toContain('"msg":"draining"');
+  });
+
   test('SIGTERM: every worker drains and the process exits 0 with its ports free', async () => {
     let started: RegExpMatchArray | null = null;
     let resolveStarted!: () => void;
