@@ -1,0 +1,152 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { seededRandom, systemClock } from '../../common/clock.js';
+import { createLogger, silentLogger } from '../../common/logger.js';
+import { ControlPlane } from '../../control-plane/server.js';
+import { DirSource } from '../../control-plane/sources/dir-source.js';
+import { DiscoveryClient } from '../../proxy/discovery/discovery-client.js';
+import type { MeshSnapshot } from '../../contract/model.js';
+import { replaceFile } from '../helpers/replace-file.js';
+
+/**
+ * ADV5-1: an HTTPRoute that the control plane validates and accepts (and that the Gateway
+ * API CRD accepts, so `kubectl apply` takes it) is refused by every proxy's own route
+ * parser (contract/parse-routes.ts), which is stricter than the control plane's
+ * (control-plane/translate/route-objects.ts, route-compile.ts). The proxy NACKs the WHOLE
+ * DiscoveryResponse (proxy/discovery/discovery-client.ts onResponse), so:
+ *  - a proxy that starts while such a route exists never gets a first snapshot: no
+ *    services, no endpoints, no policy, it never becomes ready;
+ *  - running proxies freeze on their last good config for every service, not only the
+ *    route's one (the control plane resends full responses that carry the route).
+ *
+ * What a user does: writes an ordinary route in the Service's namespace (a producer route,
+ * pushed to every caller mesh-wide). Each case below is valid per the v1.6.1 CRD
+ * (/work/shared/reference/gateway-api/httproutes.yaml) and passes the control plane's
+ * validation. What should happen: either the control plane refuses the object (field
+ * path, `wren_cp_invalid_objects_total`, Accepted=False; the last good version stays, as
+ * docs/traffic-management.md "Validation" promises for what it cannot serve) or the proxy
+ * accepts it: one route must never take the mesh's configuration down (Istio validates
+ * RE2 and header names in istiod before pushing; Envoy's xDS rejects a bad
+ * RouteConfiguration per resource, not the whole snapshot).
+ */
+const services = `apiVersion: v1
+kind: Service
+metadata: { name: reviews, namespace: shop }
+spec: { clusterIP: 10.96.0.40, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: reviews-v2, namespace: shop }
+spec: { clusterIP: 10.96.0.42, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: ratings, namespace: shop }
+spec: { clusterIP: 10.96.0.50, ports: [{ name: http, port: 8080, targetPort: 8080 }] }
+`;
+
+const route = (rule: string) => `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: reviews, namespace: shop, creationTimestamp: "2026-01-01T00:00:00Z" }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
+  rules:
+${rule}
+`;
+
+/** Each is valid per the CRD (schema and CEL) and accepted by the control plane's validation. */
+const CASES: [id: string, what: string, rule: string][] = [
+  [
+    'ADV5-1a',
+    'a backendRef of another kind (ServiceImport, no port needed by the CRD) is InvalidKind and sent with port 0',
+    `    - backendRefs:
+        - { group: multicluster.x-k8s.io, kind: ServiceImport, name: reviews-global, weight: 1 }
+        - { name: reviews-v2, port: 9080, weight: 9 }`,
+  ],
+  [
+    'ADV5-1b',
+    'a RegularExpression path with a lookahead (compiles as a JS RegExp; the proxy refuses lookaround)',
+    `    - matches: [{ path: { type: RegularExpression, value: "/api/(?!internal).*" } }]
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`,
+  ],
+  [
+    'ADV5-1c',
+    'a RequestHeaderModifier that sets Host (a valid HTTPHeaderName; the proxy refuses Host in filters)',
+    `    - filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: { set: [{ name: Host, value: reviews-v2.shop }] }
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`,
+  ],
+  [
+    'ADV5-1d',
+    'a rule name with a dot (SectionName allows DNS subdomains up to 253 characters; the proxy only DNS labels)',
+    `    - name: canary.v2
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`,
+  ],
+  [
+    'ADV5-1e',
+    'a header match value outside Latin-1 (the CRD has only maxLength 4096)',
+    `    - matches: [{ headers: [{ name: x-user-name, value: "Zoë 张" }] }]
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`,
+  ],
+];
+
+describe('ADV5-1: a route the control plane accepts must not make proxies NACK the whole configuration', () => {
+  let root: string;
+  let dir: string;
+  let cp: ControlPlane;
+  let source: DirSource;
+  const clients: DiscoveryClient[] = [];
+
+  afterEach(async () => {
+    nacks.length = 0;
+    await Promise.all(clients.splice(0).map((c) => c.stop()));
+    await cp?.close(100);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const start = async (routeYaml: string): Promise<void> => {
+    root = await mkdtemp(join(tmpdir(), 'wren-adv5-nack-'));
+    dir = join(root, 'mesh');
+    await mkdir(dir);
+    await replaceFile(join(dir, 'services.yaml'), services);
+    await replaceFile(join(dir, 'routes.yaml'), routeYaml);
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
+      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
+    });
+    await cp.whenReady();
+  };
+
+  /** The proxy's NACK details (its warn lines), to show what it refused. */
+  const nacks: string[] = [];
+  const subscribe = (ns: string): DiscoveryClient => {
+    const logger = createLogger({ level: 'warn', sink: (l) => void ((JSON.parse(l) as { detail?: string }).detail && nacks.push((JSON.parse(l) as { detail: string }).detail)) });
+    const c = new DiscoveryClient({
+      address: `127.0.0.1:${cp.grpcPort}`,
+      identity: { spiffeId: `spiffe://cluster.local/ns/${ns}/sa/app`, namespace: ns, pod: `app-${ns}` },
+      clock: systemClock, random: seededRandom(1), logger, backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
+    });
+    clients.push(c);
+    c.start();
+    return c;
+  };
+
+  /** The first snapshot within `ms`, or null (what a starting proxy waits on before it is ready). */
+  const firstSnapshot = (c: DiscoveryClient, ms: number): Promise<MeshSnapshot | null> =>
+    Promise.race([c.onFirstSnapshot(), new Promise<null>((r) => setTimeout(() => r(null), ms).unref())]);
+
+  test.each(CASES)('%s: %s', async (_id, _what, rule) => {
+    // ADVERSARY: ADV5-1
+    await start(route(rule));
+    // The control plane took the route (no rejection reported): it is "in force" for the operator.
+    expect(source.errors()).toEqual([]);
+    const web = subscribe('web');
+    const snap = await firstSnapshot(web, 3000);
+    // Fails on main: the response is NACKed (the detail names the route field the proxy refused) and no snapshot ever comes.
+    expect({ nacks, gotSnapshot: snap !== null }).toEqual({ nacks: [], gotSnapshot: true });
+    // The unrelated service is served as usual.
+    expect(snap!.services.map((s) => `${s.name}.${s.namespace}`)).toContain('ratings.shop');
+  });
+});
