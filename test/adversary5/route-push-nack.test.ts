@@ -90,6 +90,15 @@ const CASES: [id: string, what: string, rule: string][] = [
     `    - matches: [{ headers: [{ name: x-user-name, value: "Zoë 张" }] }]
       backendRefs: [{ name: reviews-v2, port: 9080 }]`,
   ],
+  [
+    'ADV5-1f',
+    'a URLRewrite ReplacePrefixMatch of "" (the spec\'s own table: /foo -> "/"; the CRD has only maxLength)',
+    `    - matches: [{ path: { type: PathPrefix, value: /legacy } }]
+      filters:
+        - type: URLRewrite
+          urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: "" } }
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`,
+  ],
 ];
 
 describe('ADV5-1: a route the control plane accepts must not make proxies NACK the whole configuration', () => {
