@@ -104,4 +104,38 @@ describe('RateLimiter', () => {
     rl.update([policy({ total: { requestsPerSecond: 1, burst: 3 } })]);
     expect(burst(5)).toBe(3);
   });
+
+  test('several policies: a request one refuses takes no token from another (a noisy caller cannot drain the shared total)', () => {
+    // ADV5-4: platform team caps the workload at 10/s total, the app team adds 1/s per caller.
+    // A noisy caller sends 10 at once: 1 admitted, 9 refused by the per-caller policy; had
+    // they taken a-total's tokens, every other caller would then get 429 (scope total).
+    const clock = new FakeClock(0);
+    const rl = new RateLimiter({ clock, maxIdentityBuckets: 100, onEvict: () => undefined }, [
+      parseRateLimitPolicy({ name: 'demo/a-total', total: { requestsPerSecond: 10, burst: 10 } }, 'a'),
+      parseRateLimitPolicy({ name: 'demo/b-per-caller', identity: { requestsPerSecond: 1, burst: 1 } }, 'b'),
+    ]);
+    let admitted = 0;
+    for (let i = 0; i < 10; i++) if (rl.check(8080, A, 'GET', '/') === null) admitted++;
+    expect(admitted).toBe(1);
+    expect(rl.check(8080, A, 'GET', '/')).toEqual({ policy: 'demo/b-per-caller', scope: 'identity', retryAfterSec: 1 });
+    // Nine refused, one served: a-total has 9 tokens left, so 9 other callers pass and the 10th does not.
+    for (let i = 0; i < 9; i++) expect(rl.check(8080, `${B}-${i}`, 'GET', '/')).toBeNull();
+    expect(rl.check(8080, VIP, 'GET', '/')).toEqual({ policy: 'demo/a-total', scope: 'total', retryAfterSec: 1 });
+  });
+
+  test('several policies: a policy for another port admits without taking, and does not keep a stale bucket list', () => {
+    const clock = new FakeClock(0);
+    const rl = new RateLimiter({ clock, maxIdentityBuckets: 100, onEvict: () => undefined }, [
+      parseRateLimitPolicy({ name: 'demo/a', ports: [9090], total: { requestsPerSecond: 1, burst: 2 } }, 'a'),
+      parseRateLimitPolicy({ name: 'demo/b', total: { requestsPerSecond: 1, burst: 5 } }, 'b'),
+    ]);
+    expect(rl.check(9090, A, 'GET', '/')).toBeNull(); // a: 1 left, b: 4
+    for (let i = 0; i < 4; i++) expect(rl.check(8080, A, 'GET', '/')).toBeNull(); // b only: 0 left
+    expect(rl.check(8080, A, 'GET', '/')?.policy).toBe('demo/b');
+    clock.advance(1000); // b: 1 token back, a: 2 (capped)
+    expect(rl.check(8080, A, 'GET', '/')).toBeNull();
+    expect(rl.check(9090, A, 'GET', '/')?.policy).toBe('demo/b');
+    clock.advance(1000);
+    expect(rl.check(9090, A, 'GET', '/')).toBeNull();
+  });
 });

@@ -55,13 +55,16 @@ class PolicyBuckets {
     this.overrides = overrides;
   }
 
-  /** null: admitted (a token taken from every bucket that applies); else why not (no token taken). */
+  /**
+   * null: every bucket that applies has a token (none taken yet: `take()` takes them once
+   * every policy admits); else why not. The buckets stay in `need` until the next check.
+   */
   check(port: number, identity: string, method: string, path: string, now: number): RateLimitVerdict | null {
-    if (this.ports.size > 0 && !this.ports.has(port)) return null;
     const need = this.need;
     const scopes = this.needScope;
     need.length = 0;
     scopes.length = 0;
+    if (this.ports.size > 0 && !this.ports.has(port)) return null;
     const route = this.routeFor(method, path);
     if (route) {
       need.push(route);
@@ -86,11 +89,13 @@ class PolicyBuckets {
       if (refused < 0 || scopes[i] === 'identity' || scopes[i] === 'override') refused = i;
       waitMs = Math.max(waitMs, need[i]!.waitMs(now));
     }
-    if (refused < 0) {
-      for (const b of need) b.take();
-      return null;
-    }
+    if (refused < 0) return null;
     return { policy: this.policy.name, scope: scopes[refused]!, retryAfterSec: Math.max(1, Math.ceil(waitMs / 1000)) };
+  }
+
+  /** Takes one token from each bucket the last admitting check() found. */
+  take(): void {
+    for (const b of this.need) b.take();
   }
 
   private routeFor(method: string, path: string): TokenBucket | null {
@@ -137,13 +142,22 @@ export class RateLimiter {
     this.policies = policies.map((p) => before.get(JSON.stringify(p)) ?? new PolicyBuckets(p, this.o));
   }
 
-  /** null: admitted by every policy. A policy that refuses stops the check (later ones take no token). */
+  /**
+   * null: admitted by every policy, and only then a token is taken from each bucket that
+   * applies. A request one policy refuses takes no token from any policy: otherwise a
+   * caller refused by its per-identity limit would drain another policy's `total` and
+   * starve every other caller (Envoy's local rate limit: a request limited by one
+   * descriptor does not consume the others' tokens, envoyproxy/envoy#20869, #25139). The
+   * first refusing policy (by namespace/name) names the refusal.
+   */
   check(port: number, identity: string, method: string, path: string): RateLimitVerdict | null {
     const now = this.o.clock.now();
-    for (const p of this.policies) {
+    const policies = this.policies;
+    for (const p of policies) {
       const v = p.check(port, identity, method, path, now);
       if (v) return v;
     }
+    for (const p of policies) p.take();
     return null;
   }
 }
