@@ -105,7 +105,15 @@ const UNMODIFIABLE = /^(host|content-length|transfer-encoding|connection|keep-al
 const modifiable: Parser<string> = map(headerName, (v, path) => (UNMODIFIABLE.test(v) ? fail(path, `${v} cannot be modified by a filter (framing, hop-by-hop, Host or mesh header)`) : v));
 const headerValues = list(obj({ name: modifiable, value: headerValue }), MAX_ITEMS);
 const parseHeaderModifier: Parser<HeaderModifier> = obj({ set: headerValues, add: headerValues, remove: list(modifiable, MAX_ITEMS) });
-const parsePathModifier: Parser<PathModifier> = obj({ type: literal(['ReplaceFullPath', 'ReplacePrefixMatch'] as const), value: absPath });
+/**
+ * ReplacePrefixMatch may be "": the spec's own table (HTTPPathModifier) rewrites /foo/bar
+ * with prefix /foo and "" to /bar, and /foo to / (modifyPath in proxy/routing/filters.ts).
+ */
+const parsePathModifier: Parser<PathModifier> = (raw, path) => {
+  const o = obj({ type: literal(['ReplaceFullPath', 'ReplacePrefixMatch'] as const), value: str() })(raw, path);
+  const value = o.type === 'ReplacePrefixMatch' && o.value === '' ? '' : absPath(o.value, `${path}.value`);
+  return Object.freeze({ type: o.type, value });
+};
 const parseTarget = { name: str({ pattern: DNS_LABEL }), namespace: str({ pattern: DNS_LABEL }), port: num({ int: true, min: 1, max: 65535 }) };
 const parseBackendTarget: Parser<BackendTarget> = obj(parseTarget);
 
@@ -162,13 +170,23 @@ const filters = (kind: ServiceRoute['kind']): Parser<readonly RouteFilter[]> =>
     return fs;
   });
 
-const parseBackend = (kind: ServiceRoute['kind']): Parser<RouteBackend> =>
-  obj({
-    ...parseTarget,
-    weight: num({ int: true, min: 0, max: 1_000_000, default: 1 }),
-    filters: filters(kind),
-    invalid: str({ default: '' }),
+/**
+ * A backend the control plane could not resolve (`invalid` set: another kind such as a
+ * ServiceImport, which needs no port, a missing Service, a ref not permitted) is still a
+ * valid part of the route: its share of requests gets the spec's 500. So its name is any
+ * object name (up to 253 characters) and its port may be 0; a resolved one is a Service port.
+ */
+const parseBackend = (kind: ServiceRoute['kind']): Parser<RouteBackend> => {
+  const common = { weight: num({ int: true, min: 0, max: 1_000_000, default: 1 }), filters: filters(kind), invalid: str({ default: '' }) };
+  const resolved = obj({ ...parseTarget, ...common });
+  const unresolved = obj({
+    name: str({ pattern: /^[^\s/]{1,253}$/ }), namespace: str({ pattern: DNS_LABEL }), port: num({ int: true, min: 0, max: 65535 }), ...common,
   });
+  return (raw, path) => {
+    const invalid = (raw as Record<string, unknown> | null)?.['invalid'];
+    return typeof invalid === 'string' && invalid !== '' ? unresolved(raw, path) : resolved(raw, path);
+  };
+};
 
 const matchParser = (kind: ServiceRoute['kind']): Parser<RouteMatch> => (raw, path) => {
   const m = obj({
@@ -194,7 +212,8 @@ const MATCH_ALL_GRPC: RouteMatch = Object.freeze({ headers: [], queryParams: [] 
 
 const parseRule = (kind: ServiceRoute['kind']): Parser<RouteRule> => (raw, path) => {
   const r = obj({
-    name: str({ default: '', pattern: /^$|^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/ }),
+    // SectionName: a DNS subdomain (RFC 1123) of up to 253 characters, as the CRD allows.
+    name: map(str({ default: '', pattern: /^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/ }), (v, p) => (v.length > 253 ? fail(p, 'at most 253 characters') : v)),
     matches: list(matchParser(kind), MAX_MATCHES),
     filters: filters(kind),
     backends: list(parseBackend(kind), MAX_ITEMS),

@@ -25,6 +25,8 @@ export interface IndexChanges {
   readonly routes?: RouteView;
   /** With `routes`: every route object and the status the compiler gives those with Service parents. */
   readonly routeStatus?: { readonly routes: readonly KRoute[]; readonly statuses: ReadonlyMap<string, RouteStatus> };
+  /** With `routes`: the routes refused because the proxies could not serve them (key -> why). */
+  readonly refusedRoutes?: ReadonlyMap<string, string>;
 }
 
 const nsName = (ns: string, name: string) => `${ns}/${name}`;
@@ -53,6 +55,8 @@ export class ClusterIndex {
   private readonly routes = new Map<string, KRoute>();
   private readonly referenceGrants = new Map<string, KReferenceGrant>();
   private routesDirty = false;
+  /** The version of each route the proxies accept: kept in force while a newer one is refused. */
+  private lastGoodRoutes: ReadonlyMap<string, KRoute> = new Map();
 
   constructor(private readonly trustDomain: string) {}
 
@@ -201,7 +205,7 @@ export class ClusterIndex {
     this.dirty.add(key);
   }
 
-  private compileRoutes(): Pick<IndexChanges, 'routes' | 'routeStatus'> {
+  private compileRoutes(): Pick<IndexChanges, 'routes' | 'routeStatus' | 'refusedRoutes'> {
     const lookup = (ns: string, name: string) => {
       const key = svcKey(ns, name);
       const m = this.meshServices.get(key);
@@ -210,8 +214,9 @@ export class ClusterIndex {
       return s && !s.externalName ? s : undefined;
     };
     const routes = [...this.routes.values()];
-    const c = compileRoutes(routes, [...this.referenceGrants.values()], lookup);
-    return { routes: c.view, routeStatus: { routes, statuses: c.statuses } };
+    const c = compileRoutes(routes, [...this.referenceGrants.values()], lookup, this.lastGoodRoutes);
+    this.lastGoodRoutes = c.accepted;
+    return { routes: c.view, routeStatus: { routes, statuses: c.statuses }, refusedRoutes: c.refused };
   }
 
   /** Re-translate the dirty services. */

@@ -6,6 +6,8 @@ import { translateCluster } from '../translate/translate.js';
 import { compileRoutes, type RouteStatus } from '../translate/route-compile.js';
 import { loadManifestFile, mergeManifests, type IgnoredObject, type LoadedFile } from './manifest-loader.js';
 import type { MeshSource, SourceContext } from './source.js';
+import { RefusedRoutes } from './refused-routes.js';
+import type { KRoute } from '../translate/route-objects.js';
 
 /**
  * The embedded default source: a directory of YAML/JSON manifests (Service,
@@ -41,9 +43,13 @@ export class DirSource implements MeshSource {
   private currentErrors: readonly string[] = [];
   private currentIgnored: readonly IgnoredObject[] = [];
   private currentRouteProblems: readonly string[] = [];
+  /** The version of each route the proxies accept: kept in force while a newer one is refused. */
+  private lastGoodRoutes: ReadonlyMap<string, KRoute> = new Map();
+  private readonly refusedRoutes: RefusedRoutes;
 
   constructor(private readonly o: DirSourceOptions) {
     this.name = `dir:${o.dir}`;
+    this.refusedRoutes = new RefusedRoutes('dir', o.metrics, o.logger);
   }
 
   /** Current rejections (`file: path: problem`), also logged when they appear. */
@@ -161,7 +167,9 @@ export class DirSource implements MeshSource {
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
     const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices } = merged.objects;
     const byKey = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s] as const));
-    const routes = compileRoutes(merged.objects.routes, merged.objects.referenceGrants, (ns, name) => byKey.get(`${ns}/${name}`));
+    const routes = compileRoutes(merged.objects.routes, merged.objects.referenceGrants, (ns, name) => byKey.get(`${ns}/${name}`), this.lastGoodRoutes);
+    this.lastGoodRoutes = routes.accepted;
+    this.refusedRoutes.note(routes.refused);
     this.reportRouteStatus(routes.statuses);
     this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts }), routes.view);
     this.o.metrics.services.set(services.length);

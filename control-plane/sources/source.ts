@@ -3,6 +3,7 @@ import type { Logger } from '../../common/logger.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore } from '../store/mesh-store.js';
 import type { ClusterIndex, IndexChanges } from './cluster-index.js';
+import { RefusedRoutes } from './refused-routes.js';
 
 /** Where the control plane's view comes from (Kubernetes API, a directory of manifests). */
 export interface MeshSource {
@@ -30,6 +31,7 @@ export interface SourceContext {
 /** Flushes a ClusterIndex into the store after a tiny debounce. */
 export class IndexCommitter {
   private timer: Timer | null = null;
+  private readonly refusedRoutes: RefusedRoutes;
 
   constructor(
     private readonly index: ClusterIndex,
@@ -37,7 +39,9 @@ export class IndexCommitter {
     private readonly source: string,
     /** Called after a commit whose routes were recompiled (the Kubernetes source writes route status from it). */
     private readonly onRoutes?: (status: NonNullable<IndexChanges['routeStatus']>) => void,
-  ) {}
+  ) {
+    this.refusedRoutes = new RefusedRoutes(source === 'dir' ? 'dir' : 'kubernetes', ctx.metrics, ctx.logger);
+  }
 
   touch(): void {
     if (this.timer || !this.index.hasDirty) return;
@@ -53,6 +57,7 @@ export class IndexCommitter {
     const c = this.index.flush();
     for (const w of c.warnings) this.ctx.logger.warn('translation warning', { source: this.source, warning: w });
     this.ctx.store.apply(c.upserts, c.removes, c.policy, c.routes);
+    if (c.refusedRoutes) this.refusedRoutes.note(c.refusedRoutes);
     if (c.routeStatus) this.onRoutes?.(c.routeStatus);
     const view = this.ctx.store.view.services;
     this.ctx.metrics.services.set(view.size);

@@ -121,7 +121,8 @@ test('a rule: default match, weights, filters, mirrors (an unresolved mirror is 
       { name: 'reviews-v1', namespace: 'shop', port: 9080, weight: 90, filters: [], invalid: '' },
       { name: 'reviews-v2', namespace: 'shop', port: 9080, weight: 0, filters: [], invalid: '' },
     ],
-    timeouts: { requestMs: 90_000, backendRequestMs: 2_147_483_647 },
+    // backendRequest "0s" (disabled) under a 1m30s request: a try lasts at most the request.
+    timeouts: { requestMs: 90_000, backendRequestMs: 90_000 },
     retry: { attempts: 3, codes: [503], backoffMs: 100 },
   });
   expect(conditions(c, 'HTTPRoute/shop/r').ResolvedRefs).toBe('False BackendNotFound');

@@ -1,4 +1,5 @@
 import type { RouteBackend, RouteFilter, RouteMatch, RouteRule, ServiceRoute } from '../../contract/routes.js';
+import { parseServiceRoute } from '../../contract/parse-routes.js';
 import { GATEWAY_GROUP, type KBackendRef, type KFilter, type KParentRef, type KReferenceGrant, type KRoute, type KRouteRule } from './route-objects.js';
 
 /**
@@ -29,6 +30,13 @@ import { GATEWAY_GROUP, type KBackendRef, type KFilter, type KParentRef, type KR
  * - ExtensionRef and CORS filters are not implemented: "Unknown values here must result in
  *   the implementation setting the Accepted Condition for the Route to `status: False`, with
  *   a Reason of `UnsupportedValue`" (HTTPRouteFilter.type); the route is then not in force.
+ * - ONE validator: what a route compiles to is run through the proxy's own route parser
+ *   (contract/parse-routes.ts) before it goes in the view. A route the proxies would refuse
+ *   (a regex outside RE2, Host in a header filter, a header value outside Latin-1: valid
+ *   for the CRD, not servable) is Accepted=False UnsupportedValue with the field path and
+ *   its last accepted version (`lastGood`) stays in force; with none it is not in force.
+ *   Pushing it would make every proxy NACK its whole configuration (Istio validates RE2
+ *   and header names in istiod before pushing for the same reason).
  */
 export const CONTROLLER_NAME = 'wren.io/mesh';
 
@@ -75,6 +83,10 @@ export interface CompiledRoutes {
   readonly view: RouteView;
   /** By `kind/namespace/name`, for every route with at least one Service parent. */
   readonly statuses: ReadonlyMap<string, RouteStatus>;
+  /** By key: the version of each route the proxies accept (the next compile's `lastGood`). */
+  readonly accepted: ReadonlyMap<string, KRoute>;
+  /** By key: routes whose current version the proxies would refuse, and why (field path: problem). */
+  readonly refused: ReadonlyMap<string, string>;
 }
 
 export const routeKey = (r: { kind: string; namespace: string; name: string }): string => `${r.kind}/${r.namespace}/${r.name}`;
@@ -181,58 +193,97 @@ function parentPorts(p: KParentRef, svc: { ports: readonly { name: string; port:
   return svc.ports.filter((sp) => (p.port === undefined || sp.port === p.port) && (p.sectionName === undefined || sp.name === p.sectionName)).map((sp) => sp.port);
 }
 
-export function compileRoutes(routes: readonly KRoute[], grants: readonly KReferenceGrant[], services: ServicePortsLookup): CompiledRoutes {
+/** '' when the proxies' route parser takes what `route` compiles to, else its refusal (field path: problem). */
+function proxyRefusal(route: KRoute, rules: readonly RouteRule[]): string {
+  try {
+    parseServiceRoute({ kind: route.kind, name: route.name, namespace: route.namespace, ports: [], rules }, 'compiled');
+    return '';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** Which ports of which Services the route's accepted parents give it (null: every port), in `perService`. */
+function placeParents(route: KRoute, services: ServicePortsLookup, perService: Map<string, { ns: string; ports: Set<number> | null }>): void {
+  for (const p of route.parentRefs.filter(isServiceParent)) {
+    const svc = services(p.namespace, p.name);
+    const ports = svc ? parentPorts(p, svc) : [];
+    if (ports !== null && ports.length === 0) continue;
+    const key = svcKey(p.namespace, p.name);
+    const e = perService.get(key) ?? { ns: p.namespace, ports: new Set<number>() };
+    if (ports === null) e.ports = null;
+    else if (e.ports) for (const n of ports) e.ports.add(n);
+    perService.set(key, e);
+  }
+}
+
+export function compileRoutes(
+  routes: readonly KRoute[],
+  grants: readonly KReferenceGrant[],
+  services: ServicePortsLookup,
+  lastGood: ReadonlyMap<string, KRoute> = new Map(),
+): CompiledRoutes {
   const producer = new Map<string, ServiceRoute[]>();
   const consumers = new Map<string, Map<string, ServiceRoute[]>>();
   const statuses = new Map<string, RouteStatus>();
+  const accepted = new Map<string, KRoute>();
+  const refused = new Map<string, string>();
   for (const route of [...routes].sort(oldestFirst)) {
     const meshParents = route.parentRefs.filter(isServiceParent);
     if (meshParents.length === 0) continue;
     const refs = new RefResolver(route, grants, services);
-    const rules = Object.freeze(route.rules.map((r, i) => compileRule(route, r, i, refs)));
+    let rules = Object.freeze(route.rules.map((r, i) => compileRule(route, r, i, refs)));
     const unsupported = unsupportedFilter(route);
+    const refusal = unsupported ? '' : proxyRefusal(route, rules);
+    /** The version in force in the view: this one, its last accepted version, or none. */
+    let served: KRoute | null = unsupported ? null : route;
+    if (refusal) {
+      refused.set(routeKey(route), refusal);
+      const prev = lastGood.get(routeKey(route));
+      const prevRules = prev && prev !== route ? Object.freeze(prev.rules.map((r, i) => compileRule(prev, r, i, new RefResolver(prev, grants, services)))) : null;
+      served = prev && prevRules && proxyRefusal(prev, prevRules) === '' ? prev : null;
+      if (served && prevRules) rules = prevRules;
+    }
+    if (served) accepted.set(routeKey(route), served);
+    const notServable = refusal ? `the mesh's proxies cannot serve it: ${refusal}${served ? '; its last accepted version stays in force' : ''}` : '';
     const cond = (type: Condition['type'], ok: boolean, reason: string, message: string): Condition =>
       Object.freeze({ type, status: ok ? 'True' : 'False', reason, message, observedGeneration: route.generation });
     const resolved = refs.problem
       ? cond('ResolvedRefs', false, refs.problem.reason, refs.problem.message)
       : cond('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved');
-    // One ServiceRoute per parent Service: several parentRefs to one Service add up their ports.
-    const perService = new Map<string, { ns: string; ports: Set<number> | null }>();
     const parents: RouteParentStatus[] = [];
     for (const p of meshParents) {
       const svc = services(p.namespace, p.name);
       const ports = svc ? parentPorts(p, svc) : [];
-      let accepted: Condition;
-      if (!svc) accepted = cond('Accepted', false, 'NoMatchingParent', `Service ${p.namespace}/${p.name} not found`);
+      let acceptedCond: Condition;
+      if (!svc) acceptedCond = cond('Accepted', false, 'NoMatchingParent', `Service ${p.namespace}/${p.name} not found`);
       else if (ports !== null && ports.length === 0)
-        accepted = cond('Accepted', false, 'NoMatchingParent', `Service ${p.namespace}/${p.name} has no port ${p.port ?? ''}${p.sectionName !== undefined ? ` named ${p.sectionName}` : ''}`.trim());
-      else if (unsupported) accepted = cond('Accepted', false, 'UnsupportedValue', unsupported);
-      else {
-        accepted = cond('Accepted', true, 'Accepted', p.namespace === route.namespace ? 'producer route' : `consumer route for callers in ${route.namespace}`);
-        const key = svcKey(p.namespace, p.name);
-        const e = perService.get(key) ?? { ns: p.namespace, ports: new Set<number>() };
-        if (ports === null) e.ports = null;
-        else if (e.ports) for (const n of ports) e.ports.add(n);
-        perService.set(key, e);
-      }
-      parents.push(Object.freeze({ parentRef: p.raw, controllerName: CONTROLLER_NAME, conditions: Object.freeze([accepted, resolved]) }));
+        acceptedCond = cond('Accepted', false, 'NoMatchingParent', `Service ${p.namespace}/${p.name} has no port ${p.port ?? ''}${p.sectionName !== undefined ? ` named ${p.sectionName}` : ''}`.trim());
+      else if (unsupported) acceptedCond = cond('Accepted', false, 'UnsupportedValue', unsupported);
+      else if (notServable) acceptedCond = cond('Accepted', false, 'UnsupportedValue', notServable);
+      else acceptedCond = cond('Accepted', true, 'Accepted', p.namespace === route.namespace ? 'producer route' : `consumer route for callers in ${route.namespace}`);
+      parents.push(Object.freeze({ parentRef: p.raw, controllerName: CONTROLLER_NAME, conditions: Object.freeze([acceptedCond, resolved]) }));
     }
     statuses.set(routeKey(route), Object.freeze({ route, parents: Object.freeze(parents) }));
+    if (!served) continue;
+    // One ServiceRoute per parent Service: several parentRefs to one Service add up their ports.
+    const perService = new Map<string, { ns: string; ports: Set<number> | null }>();
+    placeParents(served, services, perService);
     for (const [key, e] of perService) {
       const compiled: ServiceRoute = Object.freeze({
-        kind: route.kind, name: route.name, namespace: route.namespace,
+        kind: served.kind, name: served.name, namespace: served.namespace,
         ports: Object.freeze(e.ports ? [...e.ports].sort((a, b) => a - b) : []), rules,
       });
-      if (e.ns === route.namespace) {
+      if (e.ns === served.namespace) {
         const list = producer.get(key) ?? [];
         list.push(compiled);
         producer.set(key, list);
       } else {
         let byNs = consumers.get(key);
         if (!byNs) consumers.set(key, (byNs = new Map()));
-        const list = byNs.get(route.namespace) ?? [];
+        const list = byNs.get(served.namespace) ?? [];
         list.push(compiled);
-        byNs.set(route.namespace, list);
+        byNs.set(served.namespace, list);
       }
     }
   }
@@ -243,5 +294,5 @@ export function compileRoutes(routes: readonly KRoute[], grants: readonly KRefer
     for (const ns of c.keys()) consumerNamespaces.add(ns);
     byService.set(key, Object.freeze({ producer: Object.freeze(producer.get(key) ?? []), consumers: c }));
   }
-  return { view: Object.freeze({ byService, consumerNamespaces }), statuses };
+  return { view: Object.freeze({ byService, consumerNamespaces }), statuses, accepted, refused };
 }

@@ -324,7 +324,12 @@ const timeouts: Parser<{ requestMs: number; backendRequestMs: number }> = (raw, 
   if (o.request !== undefined && o.backendRequest !== undefined && o.request !== 0 && o.backendRequest > o.request)
     fail(at(path, 'backendRequest'), 'backendRequest timeout cannot be longer than request timeout');
   const ms = (v: number | undefined) => (v === undefined ? 0 : v === 0 ? MAX_TIMEOUT_MS : v);
-  return Object.freeze({ requestMs: ms(o.request), backendRequestMs: ms(o.backendRequest) });
+  const requestMs = ms(o.request);
+  // A disabled backendRequest ("0s") under a set request timeout: a try cannot outlive its
+  // request, so it is the request's; the compiled form keeps backendRequest <= request,
+  // which the proxies' route parser requires.
+  const backendRequestMs = requestMs > 0 ? Math.min(ms(o.backendRequest), requestMs) : ms(o.backendRequest);
+  return Object.freeze({ requestMs, backendRequestMs });
 };
 
 /** HTTPRouteRetry (GEP-1731; experimental channel in v1.6.1: the standard CRD prunes it, a directory source or the experimental CRD keeps it). */
