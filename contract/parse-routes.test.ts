@@ -76,6 +76,20 @@ describe('route model validation (contract/parse-routes.ts)', () => {
     expect(err(routes)).toContain(message);
   });
 
+  test('what the spec allows is taken: a rule name that is a DNS subdomain, ReplacePrefixMatch "", an unresolved backend of another kind (port 0)', () => {
+    // The control plane sends these for routes the Gateway API CRD accepts (ADV5-1a, d, f): refusing them NACKed every proxy's whole config.
+    expect(parse([route({ rules: [rule({ name: 'canary.v2' })] })])[0].rules[0].name).toBe('canary.v2');
+    const rewrite = { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', value: '' } } };
+    expect(parse([route({ rules: [rule({ matches: [{ path: { type: 'PathPrefix', value: '/legacy' } }], filters: [rewrite] })] })])[0].rules[0].filters[0]).toEqual(rewrite);
+    const other = { name: 'reviews-global', namespace: 'shop', port: 0, weight: 1, filters: [], invalid: 'InvalidKind' };
+    expect(parse([route({ rules: [rule({ backends: [other] })] })])[0].rules[0].backends[0]).toEqual(other);
+    // ...and no further: a resolved backend still needs a Service port, ReplaceFullPath an absolute path, a rule name RFC 1123.
+    expect(err([route({ rules: [rule({ backends: [{ ...other, invalid: '' }] })] })])).toContain('routes[0].rules[0].backends[0].port');
+    expect(err([route({ rules: [rule({ filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', value: '' } } }] })] })])).toContain('urlRewrite.path.value');
+    expect(err([route({ rules: [rule({ name: 'Canary_v2' })] })])).toContain('routes[0].rules[0].name');
+    expect(err([route({ rules: [rule({ name: `${'a'.repeat(63)}.`.repeat(4) + 'ab' })] })])).toContain('routes[0].rules[0].name: at most 253 characters');
+  });
+
   test('routes_json from the wire: decoded by serviceFromWire, bad JSON and bad fields named', () => {
     const wire = { name: 'web', namespace: 'default', clusterIps: [], policyJson: '', ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [], policyJson: '' }] };
     const s = serviceFromWire({ ...wire, routesJson: JSON.stringify([route()]) }, 'services[0]');

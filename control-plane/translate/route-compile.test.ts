@@ -163,3 +163,34 @@ test('two parentRefs to one Service (by sectionName, as the CRD requires) add up
   expect(routesFor(c.view, 'reviews.shop', 'x').map((r) => r.ports)).toEqual([[9080, 9090]]);
   expect(c.statuses.get('HTTPRoute/shop/two')!.parents).toHaveLength(2);
 });
+
+describe('one validator: a route the proxies would refuse is not pushed (ADV5-1)', () => {
+  const good = http('r', 'shop', { parentRefs: [SERVICE_PARENT], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/api/.*' } }], ...toV1().rules[0] }] });
+  // Valid for the CRD and a JS RegExp, but lookahead is outside RE2: every proxy's route parser refuses it.
+  const lookahead = http('r', 'shop', { parentRefs: [SERVICE_PARENT], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/api/(?!internal).*' } }], ...toV1().rules[0] }] }, undefined, 2);
+  const setHost = http('h', 'shop', { parentRefs: [SERVICE_PARENT], rules: [{ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'Host', value: 'x' }] } }], ...toV1().rules[0] }] });
+
+  test('Accepted=False UnsupportedValue naming the field, not in the view, reported as refused', () => {
+    const c = compileRoutes([lookahead, setHost], [], lookup);
+    expect(routesFor(c.view, 'reviews.shop', 'web')).toEqual([]);
+    expect(conditions(c, 'HTTPRoute/shop/r')).toEqual({ Accepted: 'False UnsupportedValue', ResolvedRefs: 'True ResolvedRefs' });
+    const accepted = c.statuses.get('HTTPRoute/shop/r')!.parents[0].conditions[0];
+    expect(accepted.message).toContain('rules[0].matches[0].path.value: lookaround and backreferences are not supported');
+    expect(accepted.observedGeneration).toBe(2);
+    expect(c.statuses.get('HTTPRoute/shop/h')!.parents[0].conditions[0].message).toContain('requestHeaderModifier.set[0].name: host cannot be modified');
+    expect([...c.refused.keys()]).toEqual(['HTTPRoute/shop/h', 'HTTPRoute/shop/r']);
+    expect([...c.accepted.keys()]).toEqual([]);
+  });
+
+  test('the last accepted version stays in force while the new one is refused; a fixed one replaces it', () => {
+    const first = compileRoutes([good], [], lookup);
+    expect(first.refused.size).toBe(0);
+    expect(first.accepted.get('HTTPRoute/shop/r')).toBe(good);
+    const bad = compileRoutes([lookahead], [], lookup, first.accepted);
+    expect(routesFor(bad.view, 'reviews.shop', 'web')[0].rules[0].matches[0].path).toEqual({ type: 'RegularExpression', value: '/api/.*' });
+    expect(bad.statuses.get('HTTPRoute/shop/r')!.parents[0].conditions[0].message).toContain('its last accepted version stays in force');
+    expect(bad.accepted.get('HTTPRoute/shop/r')).toBe(good);
+    // Deleted: nothing kept.
+    expect(compileRoutes([], [], lookup, bad.accepted).view.byService.size).toBe(0);
+  });
+});

@@ -1,16 +1,16 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../../common/clock.js';
-import { createLogger, silentLogger } from '../../common/logger.js';
-import { ControlPlane } from '../../control-plane/server.js';
-import { DirSource } from '../../control-plane/sources/dir-source.js';
-import { DiscoveryClient } from '../../proxy/discovery/discovery-client.js';
-import type { MeshSnapshot } from '../../contract/model.js';
-import { replaceFile } from '../helpers/replace-file.js';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { createLogger, silentLogger } from '../common/logger.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import type { MeshSnapshot } from '../contract/model.js';
+import { replaceFile } from './helpers/replace-file.js';
 
 /**
- * ADV5-1: an HTTPRoute that the control plane validates and accepts (and that the Gateway
+ * ADV5-1 (found by adversary5): an HTTPRoute that the control plane validates and accepts (and that the Gateway
  * API CRD accepts, so `kubectl apply` takes it) is refused by every proxy's own route
  * parser (contract/parse-routes.ts), which is stricter than the control plane's
  * (control-plane/translate/route-objects.ts, route-compile.ts). The proxy NACKs the WHOLE
@@ -147,7 +147,6 @@ describe('ADV5-1: a route the control plane accepts must not make proxies NACK t
     Promise.race([c.onFirstSnapshot(), new Promise<null>((r) => setTimeout(() => r(null), ms).unref())]);
 
   test.each(CASES)('%s: %s', async (_id, _what, rule) => {
-    // ADVERSARY: ADV5-1
     await start(route(rule));
     // The control plane took the route (no rejection reported): it is "in force" for the operator.
     expect(source.errors()).toEqual([]);
@@ -157,5 +156,29 @@ describe('ADV5-1: a route the control plane accepts must not make proxies NACK t
     expect({ nacks, gotSnapshot: snap !== null }).toEqual({ nacks: [], gotSnapshot: true });
     // The unrelated service is served as usual.
     expect(snap!.services.map((s) => `${s.name}.${s.namespace}`)).toContain('ratings.shop');
+  });
+
+  test('a route changed into one the proxies would refuse: Accepted=False with the field path, counted once, its last good version stays pushed', async () => {
+    const ok = `    - matches: [{ path: { type: RegularExpression, value: "/api/.*" } }]
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`;
+    await start(route(ok));
+    const web = subscribe('web');
+    const pathOf = (s: MeshSnapshot | null) => s?.services.find((x) => x.name === 'reviews')?.routes?.[0]?.rules[0]?.matches[0]?.path?.value;
+    expect(pathOf(await firstSnapshot(web, 3000))).toBe('/api/.*');
+    const invalid = async () => /wren_cp_invalid_objects_total\{source="dir"\} (\d+)/.exec(await cp.metrics.registry.metrics())?.[1] ?? '0';
+    expect(await invalid()).toBe('0');
+
+    await replaceFile(join(dir, 'routes.yaml'), route(CASES[1][2]));
+    await source.rescan();
+    expect(source.routeProblems()).toEqual([
+      expect.stringMatching(/^HTTPRoute\/shop\/reviews -> Service shop\/reviews: Accepted=False UnsupportedValue: the mesh's proxies cannot serve it: .*rules\[0\]\.matches\[0\]\.path\.value: lookaround .*; its last accepted version stays in force$/),
+    ]);
+    expect(await invalid()).toBe('1');
+    // An unrelated change recompiles the routes: the same refusal is not counted again, the last good route still pushed.
+    await replaceFile(join(dir, 'more.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: { name: extra, namespace: shop }\nspec: { clusterIP: 10.96.0.60, ports: [{ port: 80 }] }\n');
+    await source.rescan();
+    const deadline = Date.now() + 3000;
+    while (!web.current()?.services.some((s) => s.name === 'extra') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect({ nacks, extra: web.current()?.services.some((s) => s.name === 'extra'), path: pathOf(web.current()), counted: await invalid() }).toEqual({ nacks: [], extra: true, path: '/api/.*', counted: '1' });
   });
 });
