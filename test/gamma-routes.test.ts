@@ -246,8 +246,10 @@ test('invalid and weight-0 backends: 500 ROUTE_BACKEND_INVALID', async () => {
   useRoutes(httpRoute('invalid', [
     { matches: [{ path: { type: 'PathPrefix', value: '/missing' } }], backendRefs: [ref('no-such-service')] },
     { matches: [{ path: { type: 'PathPrefix', value: '/zero' } }], backendRefs: [ref('echo-v1', 0)] },
+    // Another kind (InvalidKind): the CRD needs no port for it; the route is still served, the ref's share gets 500 (ADV5-1a).
+    { matches: [{ path: { type: 'PathPrefix', value: '/import' } }], backendRefs: [{ group: 'multicluster.x-k8s.io', kind: 'ServiceImport', name: 'echo-global' }] },
   ]));
-  for (const p of ['/missing', '/zero']) {
+  for (const p of ['/missing', '/zero', '/import']) {
     const r = await get(p);
     expect([p, r.status, r.headers['wren-proxy-error']]).toEqual([p, 500, 'route-backend-invalid']);
   }
