@@ -126,6 +126,13 @@ export interface TimeoutPolicy {
   /** 0 = off (default), so long-lived streams live. */
   readonly requestMs: number;
   readonly idleMs: number;
+  /**
+   * Not a TrafficPolicy field: an HTTPRoute rule's `timeouts.backendRequest`, set on the
+   * derived policy of the rule's backends (proxy/routing/port-routing.ts). It bounds one
+   * try up to its FULL response (GEP-1742), where the TrafficPolicy per-try timeout stops
+   * at the response headers (Envoy's per_try_timeout). Absent or 0: not set.
+   */
+  readonly backendRequestMs?: number;
 }
 
 export interface HealthCheckPolicy {

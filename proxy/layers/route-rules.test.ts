@@ -121,6 +121,8 @@ describe('route-rules layer', () => {
     const route = t.seen[0].route!;
     const p = portPolicy(route.service, route.port);
     expect(p.timeouts.requestMs).toBe(1500);
+    // backendRequest also bounds the try's full response (GEP-1742): the backendRequestTimeout layer reads it here.
+    expect(p.timeouts.backendRequestMs).toBe(500);
     expect(p.retry).toMatchObject({ perTryTimeoutMs: 500, attempts: 3, retryOn: ['retriable-status-codes'], retriableStatusCodes: [503], minBackoffMs: 20 });
     expect(route.port.port).toBe(80);
     expect(route.port.endpoints).toBe(t.table.service('v1', 'default')!.ports[0].endpoints);

@@ -30,7 +30,26 @@ export const timeouts =
     const policy = req.route ? portPolicy(req.route.service, req.route.port).timeouts : undefined;
     // The common case (no request or idle timeout, no gRPC deadline) passes straight through.
     if (!policy || (policy.requestMs <= 0 && policy.idleMs <= 0 && req.headers['grpc-timeout'] === undefined)) return inner(req);
-    return withTimeouts(req, inner, policy, clock, logger);
+    return withTimeouts(req, inner, policy, clock, logger, false);
+  };
+
+/**
+ * An HTTPRoute rule's `timeouts.backendRequest`, below the retry layer so it bounds each
+ * try: "the time from when the request first starts being sent from the gateway to when
+ * the full response has been received from the backend" (HTTPRouteTimeouts, GEP-1742). So,
+ * unlike the per-try timeout of a TrafficPolicy (Envoy's per_try_timeout, which stops at
+ * the response headers), it keeps running over the response body: before the headers it
+ * fails the try (REQUEST_TIMEOUT, which the retry layer may retry), after them it ends the
+ * response as the request timeout does (reset; gRPC: grpc-status 4 in the trailers). Only
+ * requests routed by such a rule pay for it: one property read for the others.
+ */
+export const backendRequestTimeout =
+  (clock: Clock): HttpLayer =>
+  (inner) =>
+  (req) => {
+    const ms = req.route ? portPolicy(req.route.service, req.route.port).timeouts.backendRequestMs : undefined;
+    if (ms === undefined || ms <= 0) return inner(req);
+    return withTimeouts(req, inner, { connectMs: 0, requestMs: ms, idleMs: 0 }, clock, undefined, true);
   };
 
 async function withTimeouts(
@@ -39,11 +58,13 @@ async function withTimeouts(
   policy: TrafficPolicy['timeouts'],
   clock: Clock,
   logger: Logger | undefined,
+  /** One try (backendRequest): no gRPC deadline of its own, and the request's deadline left as it is. */
+  perTry: boolean,
 ): Promise<ProxyResponse> {
   const grpc = isGrpc(req.headers);
   let budget = policy.requestMs > 0 ? policy.requestMs : Infinity;
   let code: 'REQUEST_TIMEOUT' | 'DEADLINE_EXCEEDED' = 'REQUEST_TIMEOUT';
-  if (grpc) {
+  if (grpc && !perTry) {
     const raw = header(req.headers, 'grpc-timeout');
     const t = raw === undefined ? null : parseGrpcTimeout(raw);
     if (raw !== undefined && t === null) logger?.debug('ignoring malformed grpc-timeout', { value: raw });
@@ -57,7 +78,7 @@ async function withTimeouts(
 
   const start = clock.now();
   const st = stateOf(req);
-  if (st && budget !== Infinity) st.deadlineAt = start + budget;
+  if (st && budget !== Infinity && !perTry) st.deadlineAt = start + budget;
   const ac = new AbortController();
   const signal = AbortSignal.any([req.signal, ac.signal]);
   let deadlineTimer: Timer | null = null;

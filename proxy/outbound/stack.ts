@@ -12,7 +12,7 @@ import { routeByAuthority } from '../layers/route-by-authority.js';
 import { routeRules } from '../layers/route-rules.js';
 import { admission } from '../layers/admission.js';
 import { fault } from '../layers/fault.js';
-import { timeouts } from '../layers/timeouts.js';
+import { backendRequestTimeout, timeouts } from '../layers/timeouts.js';
 import { retry } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { forwardToEndpoint, forwardWatchesSignal } from './forward-to-endpoint.js';
@@ -79,6 +79,7 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       admission(d.clusters),
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger),
+      backendRequestTimeout(d.clock),
       pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1), watchesSignal: forwardWatchesSignal }),
     ],
     forwardToEndpoint(d.peers, d.agent, d.meshH1, d.metrics.local),

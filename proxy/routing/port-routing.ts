@@ -116,7 +116,11 @@ function withRuleOverrides(t: Target, rule: RouteRule): Target {
       ...(r.backoffMs > 0 ? { minBackoffMs: r.backoffMs } : {}),
     };
   }
-  const policy: TrafficPolicy = Object.freeze({ ...base, retry: Object.freeze(retry), timeouts: requestMs > 0 ? Object.freeze({ ...base.timeouts, requestMs }) : base.timeouts });
+  const timeouts =
+    requestMs > 0 || backendRequestMs > 0
+      ? Object.freeze({ ...base.timeouts, ...(requestMs > 0 ? { requestMs } : {}), ...(backendRequestMs > 0 ? { backendRequestMs } : {}) })
+      : base.timeouts;
+  const policy: TrafficPolicy = Object.freeze({ ...base, retry: Object.freeze(retry), timeouts });
   return Object.freeze({ service: t.service, port: Object.freeze({ ...t.port, policy }) });
 }
 

@@ -1,15 +1,15 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Proxy } from '../../proxy/proxy.js';
-import { parseService } from '../../contract/parse.js';
-import type { Service } from '../../contract/model.js';
-import { testPki } from '../helpers/pki.js';
-import { startProxy } from '../helpers/proxy.js';
-import { compileRouteManifests, type RouteManifest } from '../helpers/routes.js';
-import { httpEchoBackend, type EchoBackend } from '../helpers/route-backends.js';
+import type { Proxy } from '../proxy/proxy.js';
+import { parseService } from '../contract/parse.js';
+import type { Service } from '../contract/model.js';
+import { testPki } from './helpers/pki.js';
+import { startProxy } from './helpers/proxy.js';
+import { compileRouteManifests, type RouteManifest } from './helpers/routes.js';
+import { httpEchoBackend, type EchoBackend } from './helpers/route-backends.js';
 
 /**
- * HTTPRoute semantics on the data path (docs/traffic-management.md, In the proxy) against
+ * ADV5-2 (found by adversary5). HTTPRoute semantics on the data path (docs/traffic-management.md, In the proxy) against
  * the Gateway API v1.6.1 spec: a client sidecar with the routes, a server sidecar in front
  * of the backends, as test/gamma-routes.test.ts builds it.
  */
@@ -20,11 +20,18 @@ let slow: Server;
 let slowPort = 0;
 let version = 0;
 
-/** Answers headers at once, then the body's last byte after `?bodyMs=N` (a backend that starts a response and stalls). */
+/** Answers headers after `?headMs=N`, then the body's last byte after `?bodyMs=N` (a backend that starts a response and stalls). */
 function slowBody(): Promise<Server> {
   const s = createServer((req, res) => {
     req.resume();
-    const ms = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('bodyMs') ?? 0);
+    const q = new URL(req.url ?? '/', 'http://x').searchParams;
+    const ms = Number(q.get('bodyMs') ?? 0);
+    const headMs = Number(q.get('headMs') ?? 0);
+    if (headMs > 0) {
+      const h = setTimeout(() => res.writeHead(200).end('late'), headMs);
+      res.on('close', () => clearTimeout(h));
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.write('start;');
     const t = setTimeout(() => res.end('end'), ms);
@@ -39,8 +46,12 @@ const httpRoute = (name: string, rules: Record<string, unknown>[]): RouteManifes
 function services(manifests: readonly RouteManifest[]): Service[] {
   const known: Record<string, number[]> = { web: [80], echo: [80], slow: [80] };
   const routes = compileRouteManifests(manifests, (ns, name) => (ns === 'default' && known[name] ? { ports: known[name].map((port) => ({ name: '', port })) } : undefined));
+  // slow's own TrafficPolicy: a 300 ms per-try timeout (Envoy's per_try_timeout: up to the response headers).
   const svc = (name: string, port: number) =>
-    parseService({ name, ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port, proxyPort: server.inboundPort, identity: server.tls.spiffeId }] }], routes: routes.get(`${name}.default`) }, name);
+    parseService({
+      name, ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port, proxyPort: server.inboundPort, identity: server.tls.spiffeId }] }], routes: routes.get(`${name}.default`),
+      ...(name === 'slow' ? { policy: { retry: { perTryTimeoutMs: 300 } } } : {}),
+    }, name);
   return [svc('web', echo.port), svc('echo', echo.port), svc('slow', slowPort)];
 }
 
@@ -92,4 +103,25 @@ test('ADV5-2: timeouts.backendRequest bounds one try up to the FULL response, as
   useRoutes(httpRoute('slow', [{ timeouts: { request: '10s', backendRequest: '500ms' }, backendRefs: [{ name: 'slow', port: 80 }] }]));
   const r = await timedGet('/?bodyMs=3000');
   expect({ fullBodyDelivered: r.complete && r.body === 'start;end', endedWithin2s: r.ms < 2000 }).toEqual({ fullBodyDelivered: false, endedWithin2s: true });
+});
+
+test('backendRequest: a response that completes within it is delivered whole (the timer ends with the body)', async () => {
+  useRoutes(httpRoute('slow', [{ timeouts: { request: '10s', backendRequest: '800ms' }, backendRefs: [{ name: 'slow', port: 80 }] }]));
+  const r = await timedGet('/?bodyMs=200');
+  expect({ status: r.status, body: r.body, complete: r.complete }).toEqual({ status: 200, body: 'start;end', complete: true });
+  // And it did not fire later on the idle connection either: a second request works the same.
+  await new Promise((res) => setTimeout(res, 800));
+  expect((await timedGet('/?bodyMs=0')).body).toBe('start;end');
+});
+
+test('backendRequest before the response headers: the try fails with 504 request-timeout', async () => {
+  useRoutes(httpRoute('slow', [{ timeouts: { request: '10s', backendRequest: '300ms' }, backendRefs: [{ name: 'slow', port: 80 }] }]));
+  const r = await timedGet('/?headMs=3000');
+  expect({ status: r.status, within: r.ms < 2000 }).toEqual({ status: 504, within: true });
+});
+
+test('the TrafficPolicy per-try timeout keeps Envoy semantics (headers only): without backendRequest a body stalled past it still arrives', async () => {
+  useRoutes(httpRoute('slow', [{ timeouts: { request: '10s' }, backendRefs: [{ name: 'slow', port: 80 }] }]));
+  const r = await timedGet('/?bodyMs=700');
+  expect({ body: r.body, complete: r.complete }).toEqual({ body: 'start;end', complete: true });
 });
