@@ -93,3 +93,32 @@ test('ADV5-2: timeouts.backendRequest bounds one try up to the FULL response, as
   const r = await timedGet('/?bodyMs=3000');
   expect({ fullBodyDelivered: r.complete && r.body === 'start;end', endedWithin2s: r.ms < 2000 }).toEqual({ fullBodyDelivered: false, endedWithin2s: true });
 });
+
+/**
+ * ADV5-8: RE2 syntax that the Gateway API's regex matches are written in (Envoy's safe_regex,
+ * Istio, and docs/traffic-management.md "RE2 (the syntax the spec points at)") passes the
+ * control plane's and the proxy's validation (`new RegExp` compiles it) but means something
+ * else to V8 without the `u` flag: `[[:digit:]]` is a character class of `[:digt` followed by
+ * `]`, `\Q..\E` are the letters Q and E, `\pL` is the letter p, `\z` is the letter z. The route
+ * is Accepted and silently never matches what its author wrote: requests fall through to
+ * another rule or get 404. What should happen: the RE2 meaning, or the route refused with
+ * the field path (never a silent different meaning).
+ */
+test.each([
+  ['POSIX class', '/items/[[:digit:]]+', '/items/42'],
+  ['\\Q..\\E literal', '/v1/\\Qa.b\\E/.*', '/v1/a.b/x'],
+  ['\\pL Unicode class', '/u/\\pL+', '/u/abc'],
+  ['\\z end of text', '/x\\z', '/x'],
+])('ADV5-8: an RE2 %s in a RegularExpression path means what RE2 says', async (_what, regex, path) => {
+  // ADVERSARY: ADV5-8
+  try {
+    useRoutes(httpRoute('re2', [{ matches: [{ path: { type: 'RegularExpression', value: regex } }], backendRefs: [{ name: 'echo', port: 80 }] }]));
+  } catch (e) {
+    // Refused by the control plane's or the proxy's validation, naming the field: acceptable.
+    expect(String(e)).toMatch(/path\.value/);
+    return;
+  }
+  const r = await timedGet(path);
+  // On main: 404 route-not-matched.
+  expect([regex, path, r.status]).toEqual([regex, path, 200]);
+});
