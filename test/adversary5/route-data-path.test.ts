@@ -6,7 +6,7 @@ import type { Service } from '../../contract/model.js';
 import { testPki } from '../helpers/pki.js';
 import { startProxy } from '../helpers/proxy.js';
 import { compileRouteManifests, type RouteManifest } from '../helpers/routes.js';
-import { httpEchoBackend, type EchoBackend } from '../helpers/route-backends.js';
+import { httpEchoBackend, send, type EchoBackend } from '../helpers/route-backends.js';
 
 /**
  * HTTPRoute semantics on the data path (docs/traffic-management.md, In the proxy) against
@@ -121,4 +121,34 @@ test.each([
   const r = await timedGet(path);
   // On main: 404 route-not-matched.
   expect([regex, path, r.status]).toEqual([regex, path, 200]);
+});
+
+/**
+ * ADV5-11: the client sidecar matches routes on the path as sent, but the server sidecar
+ * normalizes it (proxy/http/normalize-path.ts: dot segments removed, %-encoded unreserved
+ * characters decoded, Istio's BASE) before the app sees it. So a request takes the route of
+ * one path and the app serves another.
+ *
+ * What a user does: an HTTPRoute keeps `/admin` away from the general backend (here: a rule
+ * that redirects `/admin` to a login page; equally a rule sending it to a hardened backend,
+ * or to none: 404). What an attacker does: asks for `/./admin/users`, `/%61dmin/users` or
+ * `/x/../admin/users`. What happens: no `/admin` rule matches the raw path, the catch-all
+ * rule sends it to the general backend, and that backend's app receives `/admin/users`.
+ * What should happen: one path for both decisions: Envoy (Istio's default pathNormalization
+ * BASE: normalize_path before route matching) routes on the normalized path, so the request
+ * takes the `/admin` rule (or is refused); docs/traffic-management.md's "Paths are compared as
+ * sent" does not hold at the app. (The inbound authorization bypass of the same shape was
+ * fixed by normalizing at the inbound; the outbound route decision was left on the raw path.)
+ */
+test.each(['/./admin/users', '/%61dmin/users', '/x/../admin/users'])('ADV5-11: %s does not reach the catch-all backend as /admin/users', async (path) => {
+  // ADVERSARY: ADV5-11
+  useRoutes(httpRoute('admin', [
+    { matches: [{ path: { type: 'PathPrefix', value: '/admin' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/login' }, statusCode: 302 } }] },
+    { backendRefs: [{ name: 'echo', port: 80 }] },
+  ]));
+  // Control: the plain path takes the /admin rule.
+  expect((await send(client.outboundPort, 'web', '/admin/users')).headers['location']).toBe('http://web/login');
+  const r = await send(client.outboundPort, 'web', path);
+  // On main: 200 from the catch-all backend, which received the path /admin/users.
+  expect({ path, catchAllServed: r.echoed?.path ?? null }).toEqual({ path, catchAllServed: null });
 });
