@@ -99,6 +99,12 @@ const CASES: [id: string, what: string, rule: string][] = [
           urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: "" } }
       backendRefs: [{ name: reviews-v2, port: 9080 }]`,
   ],
+  [
+    'ADV5-1g',
+    'an HTTPRouteRetry with attempts 11 (no maximum in the spec; the proxy caps at 10)',
+    `    - retry: { attempts: 11, codes: [503] }
+      backendRefs: [{ name: reviews-v2, port: 9080 }]`,
+  ],
 ];
 
 describe('ADV5-1: a route the control plane accepts must not make proxies NACK the whole configuration', () => {

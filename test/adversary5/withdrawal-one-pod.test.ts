@@ -1,0 +1,127 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { createCsr, generateKeyPair } from '../../certs/index.js';
+import { seededRandom, systemClock } from '../../common/clock.js';
+import { silentLogger } from '../../common/logger.js';
+import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
+import { controlPlaneSpiffeId } from '../../contract/identity.js';
+import { BootstrapTokenAuthenticator } from '../../control-plane/identity/bootstrap-token-authenticator.js';
+import { generateIssuer, type Issuer } from '../../control-plane/identity/issuer.js';
+import { ControlPlane } from '../../control-plane/server.js';
+import { DirSource } from '../../control-plane/sources/dir-source.js';
+import { CertifyClient } from '../../proxy/identity/certify-client.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../../proxy/identity/control-plane-credentials.js';
+
+/**
+ * ADV5-10: one pod alone withdraws endpoints of any service from every proxy in the mesh,
+ * defeating `minReporters` (default 2).
+ *
+ * control-plane/discovery/discovery-server.ts counts a reporter as its client certificate
+ * (`spiffeId serial:N`) because "the pod name is only a claim ... one certificate claiming
+ * two pods was two reporters and could withdraw an endpoint alone, against minReporters".
+ * But Certify renews by certificate without a token (identity-service.ts: a client
+ * certificate of the same identity is enough), as often as asked: every call is a new serial.
+ *
+ * What an attacker in one compromised pod does: asks Certify (with its own certificate) for
+ * a second certificate, opens a second discovery stream with it, and reports from both that a
+ * healthy endpoint of `cart` is ejected. What happens: two "distinct reporters", the endpoint
+ * is withdrawn mesh-wide (every proxy stops sending to it) for the TTL, and the attacker
+ * repeats, per endpoint up to maxWithdrawnPercent of every service it is sent. What should
+ * happen: one pod (one workload identity on one pod) counts once however many certificates
+ * it holds, so nothing is withdrawn on its word alone (docs/resilience.md, withdrawal:
+ * "minReporters 2: one proxy's view is its own network path").
+ */
+const TD = 'cluster.local';
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+const CART = `spiffe://${TD}/ns/shop/sa/cart`;
+const TOKEN = 'bootstrap-token-web-0123456789abcdef';
+const MESH = `apiVersion: v1
+kind: Pod
+metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
+spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
+---
+kind: MeshService
+metadata: { name: cart, namespace: shop }
+spec:
+  ports: [{ name: http, port: 80, protocol: http1 }]
+  endpoints:
+    - { address: 127.0.0.2, port: 8080, proxyPort: 15006, identity: "${CART}" }
+    - { address: 127.0.0.3, port: 8080, proxyPort: 15006, identity: "${CART}" }
+    - { address: 127.0.0.4, port: 8080, proxyPort: 15006, identity: "${CART}" }
+`;
+
+let dir: string;
+let issuer: Issuer;
+let cp: ControlPlane;
+let address: string;
+const closers: { close(): void }[] = [];
+
+const credentials = (cert?: ClientCertificate): grpc.ChannelCredentials => {
+  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
+  if (cert) presentCertificate(creds, cert);
+  return creds;
+};
+
+async function certify(creds: grpc.ChannelCredentials, token: string): Promise<ClientCertificate> {
+  const keyPem = generateKeyPair().privateKeyPem;
+  const c = new CertifyClient(address, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  closers.push(c);
+  const r = await c.certify({ identity: WEB, token: Buffer.from(token), csrPem: createCsr(keyPem, WEB), requestedLifetimeMs: 0 }, 10_000);
+  return { keyPem, certChainPem: r.certChainPem };
+}
+
+/** A discovery stream as pod web-0: subscribes, ACKs the first response, then reports `ejected`. */
+async function reportFrom(cert: ClientCertificate, ejected: unknown[]): Promise<void> {
+  const { Client } = loadDiscoveryProto();
+  const client = new Client(address, credentials(cert), CONTROL_PLANE_CHANNEL_OPTIONS);
+  closers.push(client);
+  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  stream.on('error', () => undefined);
+  const first = new Promise<DiscoveryResponse>((resolve) => stream.once('data', resolve));
+  stream.write({ subscribe: { identity: { spiffeId: WEB, namespace: 'shop', pod: 'web-0', labels: { app: 'web' } }, services: [], lastVersion: '' } });
+  const r = await first;
+  stream.write({ ack: { version: r.version, nonce: r.nonce } });
+  stream.write({ health: { ejected } } as DiscoveryRequest);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wren-adv5-withdraw-'));
+  await mkdir(join(dir, 'mesh'));
+  await writeFile(join(dir, 'mesh', 'shop.yaml'), MESH);
+  await writeFile(join(dir, 'tokens.yaml'), `tokens:\n  - { token: ${TOKEN}, namespace: shop, serviceAccount: web }\n`);
+  issuer = generateIssuer(TD);
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(3), logger: silentLogger,
+    source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
+    identity: { issuer, authenticator: BootstrapTokenAuthenticator.fromFile(join(dir, 'tokens.yaml')) },
+    transport: 'tls',
+  });
+  await cp.whenReady();
+  address = `127.0.0.1:${cp.grpcPort}`;
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of closers) c.close();
+  await cp?.kill();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('ADV5-10: one pod with two certificates from Certify must not count as two reporters', async () => {
+  // ADVERSARY: ADV5-10
+  const first = await certify(credentials(), TOKEN);
+  // The second certificate: a renewal by certificate, no token needed.
+  const second = await certify(credentials(first), '');
+  const ejected = [{ service: 'cart.shop', servicePort: 80, address: '127.0.0.2', port: 8080, kind: 'outlier-ejection', reason: 'consecutive-5xx', ejectedForMs: 0 }];
+  await reportFrom(first, ejected);
+  await reportFrom(second, ejected);
+  // Both reports are in (the control plane lists two reporters for the endpoint) ...
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && !cp.discovery.debugHealth().some((h) => h.reporters.length === 2)) await new Promise((r) => setTimeout(r, 50));
+  expect(cp.discovery.debugHealth().map((h) => [h.address, h.reporters.length])).toEqual([['127.0.0.2', 2]]);
+  await new Promise((r) => setTimeout(r, 300));
+  // ... and on main the endpoint is withdrawn from every proxy on this one pod's word.
+  const withdrawn = (cp.withdrawal.debug() as { withdrawn: { address: string; reporters: string[] }[] }).withdrawn;
+  expect(withdrawn.map((w) => w.address)).toEqual([]);
+});
