@@ -37,10 +37,24 @@ export async function meshChecks(replicas: readonly Replica[], now: () => number
 async function judged(up: readonly Replica[], t: number, minDays: number): Promise<CheckOutcome[]> {
   const out: CheckOutcome[] = [];
 
-  // Trust: every replica signs with the same CA and hands out the same bundle, so one suffices to judge them; each is read.
+  // Trust: every replica must hand out the same bundle and sign under the same root (a
+  // proxy certified by one replica is verified with the bundle another pushed), so that is
+  // checked first; then one replica's anchors and issuer are judged for expiry.
   const trust = await Promise.all(up.map((r) => replicaJson<TrustDoc>(r, '/debug/trust').then((d) => ({ r, d }))));
   const cp = trust.find((x) => x.d.controlPlane)?.d.controlPlane ?? null;
-  if (!cp) {
+  const bundles = disagreement(trust, (d) => (d.controlPlane ? d.controlPlane.trustAnchors.map((a) => short(a.fingerprint)).sort().join(' + ') || 'empty bundle' : 'not a CA'));
+  // Replicas may sign under different roots (mid-rotation) as long as every bundle trusts every root in use.
+  const untrusted = trust.some((x) => trust.some((y) => x.d.controlPlane && !y.d.controlPlane?.trustAnchors.some((a) => a.fingerprint === x.d.controlPlane!.signingRoot)));
+  const roots = untrusted ? disagreement(trust, (d) => (d.controlPlane ? `signs under ${short(d.controlPlane.signingRoot) || 'no root'}` : 'not a CA')) : '';
+  if (bundles || roots) {
+    const hint = 'every replica must mount the same issuer Secret and trust bundle (manifests/install/30-control-plane.yaml); fix the stale one and restart it';
+    out.push(
+      bundles ? fail('trust-anchors', `the replicas hand out different trust bundles: ${bundles}`, hint) : skipped('trust-anchors', 'the replicas sign under roots not every bundle trusts'),
+      roots
+        ? fail('issuer', `the replicas sign under roots not every replica's bundle trusts: ${roots}`, hint)
+        : skipped('issuer', 'the replicas hand out different trust bundles'),
+    );
+  } else if (!cp) {
     out.push(fail('trust-anchors', 'the control plane is not a CA (no identity service)', 'start it with --ca-dir (or --dev-ca) and --trust-bundle'), skipped('issuer', 'the control plane is not a CA'));
   } else {
     const anchors = cp.trustAnchors.map((a) => ({ ...a, left: daysLeft(Date.parse(a.notAfter), t) }));
@@ -84,4 +98,11 @@ async function judged(up: readonly Replica[], t: number, minDays: number): Promi
       : fail('proxy-certs', certProblems.join('; '), 'a proxy renews its certificate before it expires; one that does not cannot reach Certify (see its logs, wren proxy-config POD certs), or restart the pod'),
   );
   return out;
+}
+
+/** '' when every replica gives the same `key`; else the groups, `a, b: key; c: other key`. */
+function disagreement(trust: readonly { r: Replica; d: TrustDoc }[], key: (d: TrustDoc) => string): string {
+  const groups = new Map<string, string[]>();
+  for (const { r, d } of trust) groups.set(key(d), [...(groups.get(key(d)) ?? []), r.name]);
+  return groups.size > 1 ? [...groups].map(([k, names]) => `${names.join(', ')}: ${k}`).join('; ') : '';
 }

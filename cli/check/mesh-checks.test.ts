@@ -1,0 +1,50 @@
+import { meshChecks } from './mesh-checks.js';
+import type { Replica } from '../control-plane-admin.js';
+
+/** A replica answering the admin paths meshChecks reads, with this /debug/trust. */
+const replica = (name: string, anchors: string[], root: string): Replica => ({
+  name,
+  get: (path) => {
+    const body: Record<string, unknown> = {
+      '/ready': 'ok',
+      '/debug/proxy-status': { proxies: [] },
+      '/debug/trust': {
+        controlPlane: {
+          trustAnchors: anchors.map((fingerprint) => ({ fingerprint, subject: `CN=${fingerprint}`, notAfter: '2036-01-01T00:00:00Z' })),
+          issuer: { subject: 'CN=issuer', notAfter: '2036-01-01T00:00:00Z' }, signingRoot: root,
+        },
+      },
+    };
+    const b = body[path];
+    return Promise.resolve(b === undefined ? { status: 404, body: '' } : { status: 200, body: typeof b === 'string' ? b : JSON.stringify(b) });
+  },
+});
+const A = 'aa'.repeat(32);
+const B = 'bb'.repeat(32);
+const now = () => Date.parse('2026-12-01T00:00:00Z');
+const trust = async (replicas: Replica[]) =>
+  Object.fromEntries((await meshChecks(replicas, now, 30)).filter((c) => c.id === 'trust-anchors' || c.id === 'issuer').map((c) => [c.id, `${c.status}: ${c.message}`]));
+
+describe('wren check: every control-plane replica is judged, not one (ADV5-3)', () => {
+  test('replicas with the same bundle and root: ✓', async () => {
+    expect(await trust([replica('cp-0', [A], A), replica('cp-1', [A], A)])).toEqual({
+      'trust-anchors': expect.stringMatching(/^ok: 1 trust anchor/), issuer: expect.stringMatching(/^ok: issuer CN=issuer/),
+    });
+  });
+
+  test('different bundles and roots: both fail, naming which replica has which', async () => {
+    const r = await trust([replica('cp-0', [A], A), replica('cp-1', [B], B), replica('cp-2', [A], A)]);
+    expect(r['trust-anchors']).toMatch(/^fail: the replicas hand out different trust bundles: cp-0, cp-2: \S+; cp-1: \S+$/);
+    expect(r.issuer).toMatch(/^fail: the replicas sign under roots not every replica's bundle trusts: cp-0, cp-2: signs under \S+; cp-1: signs under \S+$/);
+  });
+
+  test('mid-rotation (both anchors in every bundle), replicas may sign under different roots; not once a bundle lacks one', async () => {
+    expect(await trust([replica('cp-0', [A, B], A), replica('cp-1', [B, A], B)])).toEqual({
+      'trust-anchors': expect.stringMatching(/^ok: 2 trust anchor/), issuer: expect.stringMatching(/^ok: /),
+    });
+    // cp-1 dropped the old anchor but cp-0 still signs under it: cp-1's proxies reject cp-0's.
+    const r = await trust([replica('cp-0', [A, B], A), replica('cp-1', [B], B)]);
+    expect(r.issuer).toMatch(/^fail: the replicas sign under roots not every replica's bundle trusts/);
+    expect(r['trust-anchors']).toMatch(/^fail: the replicas hand out different trust bundles/);
+  });
+});
