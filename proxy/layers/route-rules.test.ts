@@ -52,6 +52,26 @@ describe('route-rules layer', () => {
     expect(t.seen).toHaveLength(0);
   });
 
+  test.each(['/./admin/users', '/%61dmin/users', '/x/../admin/users', '/admin\\users'])(
+    'rules match the path the peer will hand the app (normalized, as the inbound does): %s takes the /admin rule (ADV5-11)',
+    async (path) => {
+      const t = setup([{ name: 'r', rules: [
+        { name: 'admin', matches: [{ path: { type: 'PathPrefix', value: '/admin' } }], backends: [backend('v2')] },
+        { name: 'rest', backends: [backend('v1')] },
+      ] }]);
+      const res = await t.send(`${path}?q=1`);
+      expect({ from: res.headers['x-from'], sent: t.seen[0].path, logged: t.seen[0].originalPath }).toEqual({ from: 'v2', sent: '/admin/users?q=1', logged: `${path}?q=1` });
+    },
+  );
+
+  test('a path already normal is not copied; a request-target in no RFC 9112 form is a 400', async () => {
+    const t = setup([{ name: 'r', rules: [{ backends: [backend('v1')] }] }]);
+    await t.send('/a/b?x=%2e');
+    expect({ sent: t.seen[0].path, logged: t.seen[0].originalPath }).toEqual({ sent: '/a/b?x=%2e', logged: undefined });
+    const e = await t.send('/a#frag').catch((x: unknown) => x);
+    expect(errorResponse(e, { headers: {} }).status).toBe(400);
+  });
+
   test('re-targets at the drawn backend service port and names the rule', async () => {
     const t = setup([{ name: 'r', rules: [{ name: 'main', backends: [backend('v1')] }] }]);
     const res = await t.send('/x');

@@ -8,6 +8,7 @@ import type { HeaderModifier } from '../../contract/routes.js';
 import type { Candidate } from '../routing/route-matcher.js';
 import { modifyHeaders, modifyPath, redirectLocation } from '../routing/filters.js';
 import { mirrorRequest, type MirrorDeps } from '../routing/mirror.js';
+import { normalizeRequestTarget } from '../http/normalize-path.js';
 
 export interface RouteRulesDeps {
   readonly routes: () => RouteTable;
@@ -49,6 +50,18 @@ export const routeRules =
  */
 function routed(d: RouteRulesDeps, pr: PortRouting, req: ProxyRequest, inner: HttpService): Promise<ProxyResponse> {
   const servicePort = req.route!.port.port;
+  // Rules match the path the peer's inbound hands the app (it normalizes: normalize-path.ts),
+  // as Envoy routes after normalize_path (Istio's BASE): `/./admin`, `/%61dmin` and
+  // `/x/../admin` take the `/admin` rule, not a catch-all that would deliver `/admin` to
+  // another backend. Sent on normalized; the access log keeps what the app sent.
+  if (req.method !== 'CONNECT' || req.path.charCodeAt(0) === 0x2f) {
+    const p = normalizeRequestTarget(req.method, req.path);
+    if (p === null) throw new ProxyError('BAD_REQUEST', 'the request-target is none of RFC 9112 section 3.2 forms');
+    if (p !== req.path) {
+      if (req.originalPath === undefined) req.originalPath = req.path;
+      (req as { path: string }).path = p;
+    }
+  }
   const c = pr.matcher.match(req, isGrpc(req.headers));
   // The detail names the service port, not the path: the message is the client's response body, and a path may carry a query's secrets.
   if (c === null) throw new ProxyError('ROUTE_NOT_MATCHED', `${req.route!.service.name}.${req.route!.service.namespace}:${servicePort}`);
