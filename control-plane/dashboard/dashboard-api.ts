@@ -20,6 +20,15 @@ export interface ApiAnswer {
 
 const STAT_KINDS = { service: 'service', workload: 'workload', namespace: 'namespace', edge: 'edge' } as const;
 const bad = (error: string): ApiAnswer => ({ status: 400, body: { error } });
+
+/** decodeURIComponent without the throw: a malformed escape (`%ZZ`) is a 400, not an uncaught URIError that ends the control plane. */
+function decoded(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;
+  }
+}
 const iso = (t: number): string => new Date(t).toISOString();
 
 /**
@@ -45,14 +54,16 @@ export function dashboardApi(path: string, query: URLSearchParams, d: DashboardD
   if (path === '/api/why') return { status: 200, body: why(d) };
   if (path === '/api/proxies') return { status: 200, body: { proxies: proxies(d) } };
   if (path.startsWith('/api/proxies/')) {
-    const pod = decodeURIComponent(path.slice('/api/proxies/'.length));
+    const pod = decoded(path.slice('/api/proxies/'.length));
+    if (pod === null) return bad('malformed percent-escape in the pod name');
     const p = proxies(d).find((x) => x.pod === pod);
     if (!p) return { status: 404, body: { error: `no connected proxy ${pod}` } };
     const edges = d.stats.edges(window).filter((e) => e.from?.workload === p.workload && e.from.namespace === pod.split('/')[0]);
     return { status: 200, body: { ...p, edges } };
   }
   if (path.startsWith('/api/services/')) {
-    const key = decodeURIComponent(path.slice('/api/services/'.length));
+    const key = decoded(path.slice('/api/services/'.length));
+    if (key === null) return bad('malformed percent-escape in the service name');
     const svc = d.store.view.services.get(key);
     if (!svc) return { status: 404, body: { error: `no service ${key}` } };
     return { status: 200, body: serviceDetail(d, svc, window) };
