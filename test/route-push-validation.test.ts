@@ -188,3 +188,47 @@ describe('ADV5-1: a route the control plane accepts must not make proxies NACK t
     expect({ nacks, extra: web.current()?.services.some((s) => s.name === 'extra'), path: pathOf(web.current()), counted: await invalid() }).toEqual({ nacks: [], extra: true, path: '/api/.*', counted: '1' });
   });
 });
+
+describe('ADV5-1h: a GRPCRoute without rules', () => {
+  let root: string;
+  let cp: ControlPlane;
+  let source: DirSource;
+  let client: DiscoveryClient | undefined;
+
+  afterEach(async () => {
+    await client?.stop();
+    await cp?.close(100);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('ADV5-1h: a GRPCRoute with no rules (GRPCRoute.spec.rules has no minItems) must not make proxies NACK', async () => {
+    // ADVERSARY: ADV5-1
+    root = await mkdtemp(join(tmpdir(), 'wren-adv5-nack-'));
+    const dir = join(root, 'mesh');
+    await mkdir(dir);
+    await replaceFile(join(dir, 'services.yaml'), services);
+    await replaceFile(join(dir, 'routes.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: reviews-grpc, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
+`);
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
+      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
+    });
+    await cp.whenReady();
+    expect(source.errors()).toEqual([]);
+    const nacks: string[] = [];
+    client = new DiscoveryClient({
+      address: `127.0.0.1:${cp.grpcPort}`,
+      identity: { spiffeId: 'spiffe://cluster.local/ns/web/sa/app', namespace: 'web', pod: 'app-web' },
+      clock: systemClock, random: seededRandom(1), backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
+      logger: createLogger({ level: 'warn', sink: (l) => void ((JSON.parse(l) as { detail?: string }).detail && nacks.push((JSON.parse(l) as { detail: string }).detail)) }),
+    });
+    client.start();
+    const snap = await Promise.race([client.onFirstSnapshot(), new Promise<null>((r) => setTimeout(() => r(null), 3000).unref())]);
+    // On main: "services[..].routes[0].rules: ..." NACKed, no snapshot.
+    expect({ nacks, gotSnapshot: snap !== null }).toEqual({ nacks: [], gotSnapshot: true });
+  });
+});

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,11 @@ import { join } from 'node:path';
  * Host through, so any pod in the cluster can do this:
  *
  *   curl http://<control-plane ClusterIP>:15014/api/services/%ZZ
+ *
+ * The same for a request-target in absolute form that the URL parser refuses
+ * (`GET http://[ HTTP/1.1`): `new URL(req.url, 'http://admin')` throws before any check,
+ * the Host guard included (the proxy's admin server catches the same throw; the data path's
+ * h1-server.ts guards its own `new URL`).
  *
  * Both replicas go down with two requests; every proxy loses its control plane (no config
  * updates, no certificate renewals). What should happen (docs/configuration.md, brief: "Bad
@@ -63,11 +69,22 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test.each(['/api/services/%ZZ', '/api/proxies/%E0%A4%A'])('ADV5-5: GET %s is a 4xx and the control plane keeps serving', async (path) => {
+/** One raw HTTP/1.1 request; the status code, or why there was none. */
+function rawStatus(target: string): Promise<number | string> {
+  return new Promise((resolve) => {
+    const s = connect(adminPort, '127.0.0.1', () => s.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    s.on('error', (e) => resolve(`no answer: ${e.message}`));
+    s.on('close', () => resolve(/^HTTP\/1\.1 (\d{3})/.exec(out) ? Number(/^HTTP\/1\.1 (\d{3})/.exec(out)![1]) : `no answer (${JSON.stringify(out.slice(0, 40))})`));
+  });
+}
+
+test.each(['/api/services/%ZZ', '/api/proxies/%E0%A4%A', 'http://['])('ADV5-5: GET %s is a 4xx and the control plane keeps serving', async (target) => {
   // ADVERSARY: ADV5-5
-  const res = await fetch(`http://127.0.0.1:${adminPort}${path}`).then((r) => r.status, (e: Error) => `no answer: ${(e.cause as Error | undefined)?.message ?? e.message}`);
+  const res = await rawStatus(target);
   await new Promise((r) => setTimeout(r, 200));
   const live = await fetch(`http://127.0.0.1:${adminPort}/live`).then((r) => r.status, () => 'down');
-  // On main: no answer (socket hang up), the process exits with code 1 ("URIError: URI malformed"), /live is down.
+  // On main: no answer, the process exits with code 1 (URIError: URI malformed / TypeError: Invalid URL), /live is down.
   expect({ res, is4xx: typeof res === 'number' && res >= 400 && res < 500, live, exited }).toEqual({ res: expect.anything(), is4xx: true, live: 200, exited: null });
 });

@@ -140,7 +140,7 @@ test.each([
  * sent" does not hold at the app. (The inbound authorization bypass of the same shape was
  * fixed by normalizing at the inbound; the outbound route decision was left on the raw path.)
  */
-test.each(['/./admin/users', '/%61dmin/users', '/x/../admin/users'])('ADV5-11: %s does not reach the catch-all backend as /admin/users', async (path) => {
+test.each(['/./admin/users', '/%61dmin/users', '/x/../admin/users', '/x/%2e%2e/admin/users', '/x\\..\\admin/users'])('ADV5-11: %s does not reach the catch-all backend as /admin/users', async (path) => {
   // ADVERSARY: ADV5-11
   useRoutes(httpRoute('admin', [
     { matches: [{ path: { type: 'PathPrefix', value: '/admin' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/login' }, statusCode: 302 } }] },
