@@ -40,11 +40,14 @@ export interface AdminDeps {
 
 export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
     const json = (code: number, body: unknown): void => {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body, null, 2) + '\n');
     };
+    // An unparsable target (an absolute-form `http://[`) is the client's 400: a throw here
+    // would be uncaught and end the control plane.
+    const url = URL.parse(req.url ?? '/', 'http://admin');
+    if (url === null) return json(400, { error: 'unparsable request-target' });
     // DNS rebinding: only localhost or an IP literal as Host (kubelet probes and
     // Prometheus scrapes use the pod IP); see common/admin-host.ts.
     const badHost = adminHostRefusal(req.headers.host);
