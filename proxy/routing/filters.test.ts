@@ -53,4 +53,16 @@ describe('route filters', () => {
     expect(hostOf('web:8080')).toBe('web');
     expect(hostOf('[fd00::1]:80')).toBe('fd00::1');
   });
+
+  test('add Set-Cookie keeps one field line per cookie; add Cookie joins pairs with "; " (RFC 6265), never "," (ADV5-15)', () => {
+    const res: Record<string, string | string[]> = { 'set-cookie': ['session=abc; Path=/; HttpOnly', 'theme=dark'] };
+    modifyHeaders(res, { set: [], add: [{ name: 'Set-Cookie', value: 'canary=v2; Path=/' }], remove: [] });
+    expect(res['set-cookie']).toEqual(['session=abc; Path=/; HttpOnly', 'theme=dark', 'canary=v2; Path=/']);
+    const one: Record<string, string | string[]> = { 'set-cookie': 'a=1' };
+    modifyHeaders(one, { set: [], add: [{ name: 'set-cookie', value: 'b=2' }, { name: 'set-cookie', value: 'c=3' }], remove: [] });
+    expect(one['set-cookie']).toEqual(['a=1', 'b=2', 'c=3']);
+    const req: Record<string, string | string[]> = { cookie: 'session=abc' };
+    modifyHeaders(req, { set: [], add: [{ name: 'Cookie', value: 'canary=v2' }], remove: [] });
+    expect(req['cookie']).toBe('session=abc; canary=v2');
+  });
 });

@@ -10,15 +10,21 @@ import type { Redirect } from './port-routing.js';
 /**
  * HTTPHeaderFilter on a header map, in place: `remove` first, then `set` (replaces), then
  * `add` (appends to an existing value, comma-joined as RFC 9110 section 5.3 allows), the
- * order Envoy applies its headers_to_remove / headers_to_add in.
+ * order Envoy applies its headers_to_remove / headers_to_add in. Two fields do not use the
+ * list syntax: Set-Cookie stays one field line per cookie (RFC 9110 section 5.3, RFC 6265
+ * section 3: never folded), and Cookie pairs join with "; " (RFC 6265 section 5.4).
  */
 export function modifyHeaders(h: Headers, m: HeaderModifier): void {
   for (let i = 0; i < m.remove.length; i++) delete h[m.remove[i]];
   for (let i = 0; i < m.set.length; i++) h[m.set[i].name.toLowerCase()] = m.set[i].value;
   for (let i = 0; i < m.add.length; i++) {
     const name = m.add[i].name.toLowerCase();
+    const v = m.add[i].value;
     const old = h[name];
-    h[name] = old === undefined ? m.add[i].value : `${typeof old === 'string' ? old : old.join(',')},${m.add[i].value}`;
+    if (old === undefined) h[name] = v;
+    else if (name === 'set-cookie') h[name] = typeof old === 'string' ? [old, v] : [...old, v];
+    else if (name === 'cookie') h[name] = `${typeof old === 'string' ? old : old.join('; ')}; ${v}`;
+    else h[name] = `${typeof old === 'string' ? old : old.join(',')},${v}`;
   }
 }
 
