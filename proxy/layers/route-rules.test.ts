@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { parseService } from '../../contract/parse.js';
 import { portPolicy } from '../../contract/model.js';
 import { FakeClock, seededRandom } from '../../common/clock.js';
@@ -189,6 +189,21 @@ describe('route-rules layer', () => {
     t.clock.advance(10_000);
     await new Promise((r) => setImmediate(r));
     expect(t.mirrors).toEqual(['body-too-large', 'timeout']);
+  });
+
+  test('RequestMirror: an upgrade is not mirrored (counted upgrade); a mirror response still streaming at the timeout is cut (ADV5-13)', async () => {
+    const t = setup([{ name: 'r', rules: [{ filters: [{ type: 'RequestMirror', requestMirror: { backend: { name: 'shadow', namespace: 'default', port: 80 } } }], backends: [backend('v1')] }] }]);
+    const tunnel = new PassThrough();
+    t.setAnswer(async (req) => ({ status: req.route!.service.name === 'shadow' ? 200 : 101, headers: {}, body: req.route!.service.name === 'shadow' ? tunnel : null, trailers: () => undefined }));
+    await t.send('/ws', { upgrade: 'websocket' });
+    await new Promise((r) => setImmediate(r));
+    expect({ mirrors: t.mirrors, toShadow: t.seen.filter((r) => r.route!.service.name === 'shadow').length }).toEqual({ mirrors: ['upgrade'], toShadow: 0 });
+    // A plain request whose mirror answers with a body that never ends: cut at the mirror's timeout.
+    await t.send('/');
+    await new Promise((r) => setImmediate(r));
+    t.clock.advance(10_000);
+    await new Promise((r) => setImmediate(r));
+    expect({ mirrors: t.mirrors, cut: tunnel.destroyed }).toEqual({ mirrors: ['upgrade', 'timeout'], cut: true });
   });
 
   test('a request pinned to one endpoint (a pod IP) is not routed by rules', async () => {

@@ -104,7 +104,7 @@ export class ProxyMetrics {
     });
     this.routeMirrors = new Counter({
       name: 'wren_route_mirror_requests_total',
-      help: 'Requests copied by an HTTPRoute / GRPCRoute RequestMirror filter, by result (sent, failed, timeout, body-too-large, no-target)',
+      help: 'Requests copied by an HTTPRoute / GRPCRoute RequestMirror filter, by result (sent, failed, timeout, body-too-large, no-target, upgrade: not mirrored)',
       labelNames: ['result'],
       registers,
     });

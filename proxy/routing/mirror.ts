@@ -10,7 +10,7 @@ export const MIRROR_MAX_BODY_BYTES = 64 * 1024;
 /** A mirrored request that has not completed by then is cancelled (counted `timeout`). */
 export const MIRROR_TIMEOUT_MS = 10_000;
 
-export type MirrorResult = 'sent' | 'failed' | 'timeout' | 'body-too-large' | 'no-target';
+export type MirrorResult = 'sent' | 'failed' | 'timeout' | 'body-too-large' | 'no-target' | 'upgrade';
 
 export interface MirrorDeps {
   readonly clock: Clock;
@@ -32,6 +32,10 @@ export interface MirrorDeps {
  */
 export function mirrorRequest(d: MirrorDeps, req: ProxyRequest, m: Mirror, send: HttpService): void {
   if (m.percent < 100 && d.random() * 100 >= m.percent) return;
+  // An upgrade (WebSocket) is not mirrored: what follows the 101 is a byte stream with no
+  // end the mirror could wait for, so the copy would hold a tunnel (a peer stream, an app
+  // connection) open on the mirror target for good, and nothing can be replayed into it.
+  if (req.upgrade !== undefined) return d.count('upgrade');
   const target = m.target;
   if (target === null) return d.count('no-target');
   const body = req.body;
@@ -64,8 +68,11 @@ function dispatch(d: MirrorDeps, req: ProxyRequest, headers: ProxyRequest['heade
     d.clock.clearTimeout(timer);
     d.count(result);
   };
+  let resBody: Readable | null = null;
   const timer = d.clock.setTimeout(() => {
     ac.abort(new ProxyError('REQUEST_TIMEOUT', `mirror not done after ${ms} ms`));
+    // A response still streaming when the mirror is given up: its upstream is let go too.
+    resBody?.destroy();
     finish('timeout');
   }, ms);
   const copy: ProxyRequest = { ...req, headers, body, signal: ac.signal, route: target, endpoint: undefined };
@@ -80,6 +87,7 @@ function dispatch(d: MirrorDeps, req: ProxyRequest, headers: ProxyRequest['heade
       const b = r.body;
       if (b === null) return finish(r.proxyError === undefined ? 'sent' : 'failed');
       const result: MirrorResult = r.proxyError === undefined ? 'sent' : 'failed';
+      resBody = b;
       b.once('end', () => finish(result));
       b.once('close', () => finish(result));
       b.once('error', () => finish('failed'));
