@@ -100,7 +100,7 @@ async function kubernetesChecks(kubeconfig: string | null, namespace: string, pr
     out.push(await crdsConflictCheck(c, expectedCrds()));
     return out;
   }
-  out.push(await rbacCheck(c), await crdsCheck(c, expectedCrds()), await controlPlanePodsCheck(c, namespace), ...(await webhookChecks(c)));
+  out.push(await rbacCheck(c, namespace), await crdsCheck(c, expectedCrds()), await controlPlanePodsCheck(c, namespace), ...(await webhookChecks(c, namespace)));
   try {
     out.push(...(await meshChecks(await kubeReplicas(kube, namespace), o.now, o.minDays)));
   } catch (e) {

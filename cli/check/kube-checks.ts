@@ -16,7 +16,8 @@ export const MIN_KUBERNETES = { major: 1, minor: 29 };
 export const MAX_CLOCK_SKEW_MS = 5_000;
 export const WEBHOOK_CONFIGURATION = 'wren-sidecar-injector';
 export const WEBHOOK_SECRET = 'wren-webhook-tls';
-export const WEBHOOK_HOST = `wren-control-plane.${CONTROL_PLANE_NAMESPACE}.svc`;
+/** The DNS name the injector's serving certificate must carry: its Service in the control plane's namespace. */
+const webhookHost = (namespace: string): string => `wren-control-plane.${namespace}.svc`;
 
 export interface KubeCtx {
   readonly kube: KubeHttp;
@@ -72,20 +73,21 @@ async function denied(c: KubeCtx, asks: readonly Ssar[]): Promise<string[]> {
   return answers.filter((x): x is string => x !== null);
 }
 
-/** The reads the post-install checks make. */
-const CHECK_READS: Ssar[] = [
+/** The reads the post-install checks make, in the control plane's namespace (`--namespace`). */
+const checkReads = (namespace: string): Ssar[] => [
   { verb: 'get', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', namespace: null },
   { verb: 'get', group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', namespace: null },
-  { verb: 'list', group: '', resource: 'pods', namespace: CONTROL_PLANE_NAMESPACE },
-  { verb: 'get', group: '', resource: 'pods', subresource: 'proxy', namespace: CONTROL_PLANE_NAMESPACE },
-  { verb: 'get', group: '', resource: 'secrets', namespace: CONTROL_PLANE_NAMESPACE },
+  { verb: 'list', group: '', resource: 'pods', namespace },
+  { verb: 'get', group: '', resource: 'pods', subresource: 'proxy', namespace },
+  { verb: 'get', group: '', resource: 'secrets', namespace },
 ];
 
-export function rbacCheck(c: KubeCtx): Promise<CheckOutcome> {
+export function rbacCheck(c: KubeCtx, namespace = CONTROL_PLANE_NAMESPACE): Promise<CheckOutcome> {
   return guarded('rbac', 'the API server refused SelfSubjectAccessReview', async () => {
-    const no = await denied(c, CHECK_READS);
+    const reads = checkReads(namespace);
+    const no = await denied(c, reads);
     return no.length === 0
-      ? ok('rbac', `you may read what these checks read (${CHECK_READS.length} permissions)`)
+      ? ok('rbac', `you may read what these checks read (${reads.length} permissions)`)
       : fail('rbac', `you may not: ${no.join(', ')}`, 'run as a user with cluster-admin, or bind a ClusterRole with these permissions to your user');
   });
 }
@@ -160,7 +162,8 @@ export function controlPlanePodsCheck(c: KubeCtx, namespace = CONTROL_PLANE_NAME
 const pemOf = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
 
 /** The webhook configuration's caBundle (valid now), and the serving certificate in its Secret (chains to it, names the Service, not about to expire). */
-export async function webhookChecks(c: KubeCtx): Promise<CheckOutcome[]> {
+export async function webhookChecks(c: KubeCtx, namespace = CONTROL_PLANE_NAMESPACE): Promise<CheckOutcome[]> {
+  const host = webhookHost(namespace);
   let ca: X509Certificate | null = null;
   const config = await guarded('webhook', 'could not read the MutatingWebhookConfiguration', async () => {
     const w = await c.kube.getJson<{ webhooks?: { name: string; clientConfig?: { caBundle?: string } }[] }>(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION}`);
@@ -186,15 +189,15 @@ export async function webhookChecks(c: KubeCtx): Promise<CheckOutcome[]> {
   });
   if (config.status !== 'ok' || !ca) return [config, skipped('webhook-cert', 'no valid webhook configuration to check it against')];
   const caCert: X509Certificate = ca;
-  const serving = await guarded('webhook-cert', `could not read Secret ${CONTROL_PLANE_NAMESPACE}/${WEBHOOK_SECRET}`, async () => {
-    const s = await c.kube.getJson<{ data?: Record<string, string> }>(`/api/v1/namespaces/${CONTROL_PLANE_NAMESPACE}/secrets/${WEBHOOK_SECRET}`);
-    if (!s?.data?.['tls.crt']) return fail('webhook-cert', `Secret ${CONTROL_PLANE_NAMESPACE}/${WEBHOOK_SECRET} (tls.crt) not found`, 'create the serving certificate Secret (docs/kubernetes.md)');
+  const serving = await guarded('webhook-cert', `could not read Secret ${namespace}/${WEBHOOK_SECRET}`, async () => {
+    const s = await c.kube.getJson<{ data?: Record<string, string> }>(`/api/v1/namespaces/${namespace}/secrets/${WEBHOOK_SECRET}`);
+    if (!s?.data?.['tls.crt']) return fail('webhook-cert', `Secret ${namespace}/${WEBHOOK_SECRET} (tls.crt) not found`, 'create the serving certificate Secret (docs/kubernetes.md)');
     const cert = new X509Certificate(splitPemCerts(pemOf(s.data['tls.crt']))[0] ?? '');
     const left = daysLeft(Date.parse(cert.validTo), c.now());
     if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) return fail('webhook-cert', `the serving certificate is not signed by the webhook's caBundle: the API server will refuse the injector's TLS`, 'set caBundle to the CA that signed wren-webhook-tls, or re-issue the certificate');
-    if (!cert.checkHost(WEBHOOK_HOST)) return fail('webhook-cert', `the serving certificate does not name ${WEBHOOK_HOST}`, `re-issue it with the DNS name ${WEBHOOK_HOST}`);
+    if (!cert.checkHost(host)) return fail('webhook-cert', `the serving certificate does not name ${host}`, `re-issue it with the DNS name ${host}`);
     if (left < c.minDays) return fail('webhook-cert', left < 0 ? `the serving certificate expired on ${cert.validTo}` : `the serving certificate expires in ${left} day(s) (< ${c.minDays})`, 'renew wren-webhook-tls (the control plane reloads it)');
-    return ok('webhook-cert', `serving certificate for ${WEBHOOK_HOST} valid for ${left} more days`);
+    return ok('webhook-cert', `serving certificate for ${host} valid for ${left} more days`);
   });
   return [config, serving];
 }
