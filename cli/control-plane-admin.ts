@@ -1,4 +1,6 @@
+import { lookup } from 'node:dns/promises';
 import { request } from 'node:http';
+import { isIP } from 'node:net';
 import { KubeHttp } from './kube-http.js';
 
 /**
@@ -19,15 +21,31 @@ export interface Replica {
   get(path: string): Promise<{ status: number; body: string }>;
 }
 
+/**
+ * HOST:PORT with a DNS name resolved to an address (IPv6 bracketed): what the CLI sends as
+ * Host, since the admin port answers only localhost or an IP literal (common/admin-host.ts:
+ * DNS-rebinding protection against browsers; the CLI is none). So `--control-plane
+ * wren-control-plane.wren-system:15014` works.
+ */
+export async function addressed(address: string): Promise<string> {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  if (!m || isIP(m[1]) || m[1].startsWith('[') || m[1] === 'localhost') return address;
+  const ip = (await lookup(m[1])).address;
+  return `${ip.includes(':') ? `[${ip}]` : ip}:${m[2]}`;
+}
+
 export function directReplica(address: string, timeoutMs: number): Replica {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
   if (!m) throw new Error(`'${address}' is not HOST:PORT`);
   const host = m[1].replace(/^\[|\]$/g, '');
+  const port = Number(m[2]);
   return {
     name: address,
-    get: (path) =>
-      new Promise((resolve, reject) => {
-        const req = request({ host, port: Number(m[2]), path, timeout: timeoutMs }, (res) => {
+    // A DNS name is resolved here and the address sent as Host (addressed(), above).
+    get: async (path) => {
+      const ip = isIP(host) || host === 'localhost' ? host : (await lookup(host)).address;
+      return new Promise((resolve, reject) => {
+        const req = request({ host: ip, port, path, timeout: timeoutMs, headers: { host: `${ip.includes(':') ? `[${ip}]` : ip}:${port}` } }, (res) => {
           let body = '';
           res.setEncoding('utf8');
           res.on('data', (d: string) => (body += d));
@@ -37,7 +55,8 @@ export function directReplica(address: string, timeoutMs: number): Replica {
         req.on('timeout', () => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)));
         req.on('error', reject);
         req.end();
-      }),
+      });
+    },
   };
 }
 

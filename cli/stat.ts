@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
+import { addressed } from './control-plane-admin.js';
 
 type Out = (s: string) => void;
 
@@ -96,9 +97,10 @@ export function formatTable(rows: readonly StatRow[], window: string): string {
 }
 
 async function fetchRows(admin: string, kind: string, window: string): Promise<StatRow[]> {
-  const url = `http://${admin}/api/stat?kind=${kind}&window=${window}`;
+  let url: string;
   let res: Response;
   try {
+    url = `http://${await addressed(admin)}/api/stat?kind=${kind}&window=${window}`;
     res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
   } catch (e) {
     throw new Error(`cannot reach the control plane at ${admin} (${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}); is it running? (--control-plane ADDR)`, { cause: e });
