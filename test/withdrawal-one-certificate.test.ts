@@ -126,3 +126,19 @@ test('one certificate on two streams claiming two pods of its service account is
   a.cancel();
   b.cancel();
 });
+
+test('the same when the second stream comes after the first one reported: its report is re-filed under the certificate at once', async () => {
+  // Pods known to the view are reporters by pod (ADV5-10: one pod, many certificates, counts once); a certificate
+  // speaking for a second pod turns both streams' reports into the certificate's, without waiting for the first to report again.
+  const before = await withdrawals();
+  const lie = { health: { ejected: [{ service: 'api.shop', servicePort: 80, address: '127.0.0.12', port: 8080, kind: 'outlier-ejection' as const, reason: 'consecutive-5xx', ejectedForMs: 500 }] } };
+  const a = await stream('web-0');
+  a.write(lie);
+  await new Promise((r) => setTimeout(r, 300));
+  const b = await stream('web-1');
+  b.write(lie);
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(await withdrawals()).toBe(before);
+  a.cancel();
+  b.cancel();
+});

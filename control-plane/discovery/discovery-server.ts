@@ -6,7 +6,7 @@ import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
 import { ClientAnchors } from '../identity/client-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
-import { peerIdentityOf } from '../identity/peer-certificate.js';
+import { peerIdentityOf, type PeerIdentity } from '../identity/peer-certificate.js';
 import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
@@ -206,17 +206,41 @@ export class DiscoveryServer {
       });
     }
     this.countReported();
-    // The reporter is the proxy the stream is bound to; one proxy on several streams is one
-    // reporter. With client authentication that is its certificate (serial and identity):
-    // what the stream proves. The pod name is only a claim (a SPIFFE ID names a service
-    // account, not a pod), so one certificate claiming two pods was two reporters and could
-    // withdraw an endpoint alone, against minReporters.
-    const reporter = s.authPeer ? `${s.authPeer.spiffeId} serial:${s.authPeer.serial}` : `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`;
+    const reporter = s.authPeer ? this.reporterOf(s, s.authPeer) : `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`;
     this.o.withdrawal?.report(s.id, reporter, v.accepted);
     this.o.logger.info('health report', {
       id: s.id, identity: s.sub.identity.spiffeId, pod: `${s.sub.identity.namespace}/${s.sub.identity.pod}`, unhealthy: v.accepted.length,
       endpoints: v.accepted.slice(0, 10).map((e) => `${e.service}:${e.servicePort} ${e.address}:${e.port} ${e.kind}${e.reason ? ` (${e.reason})` : ''}`),
     });
+  }
+
+  /**
+   * Who a health report counts as (minReporters: one proxy's view is its own network path).
+   * With client authentication:
+   * - a pod the view knows, run by the certificate's service account: that pod, whatever
+   *   certificates it holds. Certify renews by certificate as often as asked, so counting
+   *   certificates let one pod be many reporters (ADV5-10);
+   * - but a certificate that open streams use for several pods is one reporter (its serial),
+   *   and those streams' reports are re-filed under it at once: the pod name is only a claim
+   *   (a SPIFFE ID names a service account), and one certificate claiming two sibling pods
+   *   must not count twice;
+   * - a pod the view does not know (a source that lists no pods): the certificate.
+   * Two certificates claiming two sibling pods of one service account still count twice:
+   * only certificates bound to a pod (not issued today) could tell those apart.
+   */
+  private reporterOf(s: Subscriber, peer: PeerIdentity): string {
+    const id = s.sub!.identity;
+    const pod = `${id.namespace}/${id.pod}`;
+    const bySerial = `${peer.spiffeId} serial:${peer.serial}`;
+    if (id.namespace !== peer.namespace || this.o.store.view.policy.podServiceAccounts.get(pod) !== peer.serviceAccount) return bySerial;
+    let shared = false;
+    for (const o of this.subs) {
+      if (o === s || !o.sub || o.authPeer?.serial !== peer.serial || o.authPeer?.spiffeId !== peer.spiffeId) continue;
+      if (`${o.sub.identity.namespace}/${o.sub.identity.pod}` === pod) continue;
+      shared = true;
+      if (o.healthReportedAt > 0) this.o.withdrawal?.report(o.id, bySerial, o.ejections);
+    }
+    return shared ? bySerial : `${peer.spiffeId} pod:${pod}`;
   }
 
   /** For /debug/trust: what the CA hands out, and what every subscribed proxy trusts and uses. */
