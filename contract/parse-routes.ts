@@ -1,3 +1,4 @@
+import { compileRouteRegex } from './route-regex.js';
 import type {
   BackendTarget, GrpcMethodMatch, HeaderModifier, PathMatch, PathModifier, RouteBackend, RouteFilter, RouteMatch, RouteRule, ServiceRoute, ValueMatch,
 } from './routes.js';
@@ -52,13 +53,13 @@ export const regexSource: Parser<string> = (raw, path) => {
   try {
     anchored(s);
   } catch (e) {
-    return fail(path, `invalid regular expression: ${(e as Error).message}`);
+    return fail(path, `invalid regular expression (RE2 syntax): ${(e as Error).message}`);
   }
   return s;
 };
 
-/** The one way a route regex is compiled (full match): the validator and the matcher agree. */
-export const anchored = (source: string): RegExp => new RegExp(`^(?:${source})$`);
+/** The one way a route regex is compiled (RE2 syntax, full match, linear-capable): the validator and the matcher agree. */
+export const anchored = compileRouteRegex;
 
 const headerName: Parser<string> = map(str({ pattern: HEADER_NAME }), (v) => v.toLowerCase());
 const headerValue: Parser<string> = (raw, path) => {
