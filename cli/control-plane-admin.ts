@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { request } from 'node:http';
 import { isIP } from 'node:net';
 import { KubeHttp } from './kube-http.js';
+import { ADMIN_TOKEN_AUDIENCE, ADMIN_TOKEN_HEADER } from '../contract/identity.js';
 
 /**
  * Reaching the control plane's admin port (15014) from the CLI: directly (`--control-plane
@@ -64,15 +65,37 @@ interface PodList {
   readonly items: readonly { metadata: { name: string }; status?: { phase?: string; podIP?: string } }[];
 }
 
+/** The ServiceAccount (no RBAC of its own) the CLI mints its admin-port tokens for (manifests/install/10-rbac.yaml). */
+const CLI_SERVICE_ACCOUNT = 'wren-cli';
+
+/**
+ * A short-lived token of `wren-cli` for the audience `wren-admin` (TokenRequest, the
+ * `create serviceaccounts/token` right in the control plane's namespace: an administrator's):
+ * the control plane answers its debug pages and /api/ to other addresses only with one
+ * (control-plane/admin-access.ts). It travels in `x-wren-admin-token` because the API
+ * server's pod proxy strips the `Authorization` it authenticated us with. Null when it
+ * cannot be minted (RBAC, an older install): the control plane's 403 then says why.
+ */
+async function adminToken(kube: KubeHttp, namespace: string): Promise<string | null> {
+  const r = await kube.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${CLI_SERVICE_ACCOUNT}/token`, {
+    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: [ADMIN_TOKEN_AUDIENCE], expirationSeconds: 600 },
+  }).catch(() => null);
+  if (!r || (r.status !== 200 && r.status !== 201)) return null;
+  const token = (JSON.parse(r.body) as { status?: { token?: unknown } }).status?.token;
+  return typeof token === 'string' && token !== '' ? token : null;
+}
+
 /** Every running control-plane pod, reached through /api/v1/namespaces/NS/pods/NAME:PORT/proxy/. */
 export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAMESPACE, port = CONTROL_PLANE_ADMIN_PORT): Promise<Replica[]> {
   const pods = await kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`);
+  const token = pods?.items.length ? await adminToken(kube, namespace) : null;
+  const headers: Record<string, string> = token ? { [ADMIN_TOKEN_HEADER]: token } : {};
   return (pods?.items ?? [])
     .filter((p) => p.status?.phase === 'Running')
     .map((p) => ({
       name: `${namespace}/${p.metadata.name}`,
       get: async (path: string) => {
-        const r = await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${p.metadata.name}:${port}/proxy${path}`);
+        const r = await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${p.metadata.name}:${port}/proxy${path}`, undefined, headers);
         return { status: r.status, body: r.body };
       },
     }));

@@ -35,13 +35,13 @@ export class KubeHttp {
     return this.kc.getCurrentCluster()!.server;
   }
 
-  async request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<KubeResponse> {
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, extraHeaders: Readonly<Record<string, string>> = {}): Promise<KubeResponse> {
     const base = new URL(this.server);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const opts: HttpsRequestOptions = {
       method, hostname: base.hostname.replace(/^\[|\]$/g, ''), port: base.port || (base.protocol === 'https:' ? 443 : 80),
       path: `${base.pathname.replace(/\/$/, '')}${path}`,
-      headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+      headers: { accept: 'application/json', ...extraHeaders, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
       timeout: this.timeoutMs,
     };
     await this.kc.applyToHTTPSOptions(opts);

@@ -35,6 +35,14 @@ export interface CertifyResponse {
 
 /** The token audience the control plane asks TokenReview to check (the injector's projected token). */
 export const IDENTITY_TOKEN_AUDIENCE = 'wren-identity';
+
+/**
+ * The control plane's debug pages, /api/ and dashboard answer a non-loopback client only
+ * with a ServiceAccount token of its namespace for this audience, in this header (the
+ * API server's pod proxy strips `Authorization`); control-plane/admin-access.ts.
+ */
+export const ADMIN_TOKEN_AUDIENCE = 'wren-admin';
+export const ADMIN_TOKEN_HEADER = 'x-wren-admin-token';
 /** The control plane's own service account: its serving certificate is issued to this SPIFFE ID. */
 export const CONTROL_PLANE_SERVICE_ACCOUNT = 'wren-control-plane';
 export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'wren-system';

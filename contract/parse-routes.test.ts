@@ -90,23 +90,11 @@ describe('route model validation (contract/parse-routes.ts)', () => {
     expect(err([route({ rules: [rule({ name: `${'a'.repeat(63)}.`.repeat(4) + 'ab' })] })])).toContain('routes[0].rules[0].name: at most 253 characters');
   });
 
-  test.each([
-    ['/items/[[:digit:]]+', 'POSIX character classes'],
-    ['/x\\z', 'RE2 syntax the proxy cannot take as written'],
-    ['/v1/\\Qa.b\\E', 'RE2 syntax the proxy cannot take as written'],
-    ['/u/\\pL+', 'RE2 syntax the proxy cannot take as written'],
-    ['/a{1,1000}', 'Cannot be executed in linear time'],
-  ])('RE2 syntax V8 would read differently, or could not run in linear time, is refused (ADV5-8): %s', (regex, message) => {
-    expect(err([route({ rules: [rule({ matches: [{ path: { type: 'RegularExpression', value: regex } }] })] })])).toMatch(
-      new RegExp(`routes\\[0\\]\\.rules\\[0\\]\\.matches\\[0\\]\\.path\\.value: .*${message.replace(/[{}]/g, '\\$&')}`),
-    );
-  });
-
-  test('a nested quantifier is RE2 and allowed; it runs on the linear-time engine, so no path makes it backtrack (ADV5-6)', () => {
+  test('a nested quantifier is RE2 and allowed; no path makes its match backtrack exponentially (ADV5-6)', () => {
     const [r] = parse([route({ rules: [rule({ matches: [{ path: { type: 'RegularExpression', value: '/docs/([\\w-]+/?)*' } }] })] })]);
     const re = anchored(r.rules[0].matches[0].path!.value);
     expect(re.test('/docs/guide/intro')).toBe(true);
-    // On V8's backtracking engine 27 letters take 2^27 steps (seconds; each more letter doubles it); linear: well under a millisecond.
+    // Plain backtracking takes 2^27 steps for 27 letters (seconds; each more letter doubles it); linear: well under a millisecond.
     const t0 = performance.now();
     expect(re.test(`/docs/${'a'.repeat(27)}!`)).toBe(false);
     expect(performance.now() - t0).toBeLessThan(200);

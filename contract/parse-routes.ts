@@ -1,12 +1,8 @@
+import { compileRouteRegex } from './route-regex.js';
 import type {
   BackendTarget, GrpcMethodMatch, HeaderModifier, PathMatch, PathModifier, RouteBackend, RouteFilter, RouteMatch, RouteRule, ServiceRoute, ValueMatch,
 } from './routes.js';
-import { setFlagsFromString } from 'node:v8';
 import { arr, fail, literal, map, num, obj, optional, str, type Parser } from '../common/schema.js';
-
-// V8's linear-time regex engine (the `l` flag, below) must be switched on before a regex
-// with that flag is compiled; the flag is process-wide and changes no other regex.
-setFlagsFromString('--enable-experimental-regexp-engine');
 
 /**
  * Strict validation of the compiled route model (contract/routes.ts), wherever it comes
@@ -48,44 +44,22 @@ const HOSTNAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 /** Lookbehind/lookahead and backreferences (numbered and named): not RE2, and the road to catastrophic backtracking. */
 const NOT_RE2 = /\(\?<?[=!]|\\[1-9]|\\k</;
-/** RE2's POSIX classes inside a bracket expression ([[:digit:]]): to V8 a class of ':', 'd', 'i'... followed by ']'. */
-const POSIX_CLASS = /\[:\^?[a-z]+:\]/;
 
-/**
- * A regex the proxy can run: returns the source unchanged. The Gateway API's regexes are
- * RE2 (Envoy's safe_regex, Istio); V8 has neither its guarantees nor all of its syntax, so:
- * - RE2 syntax V8 reads differently is refused, never matched with another meaning: POSIX
- *   classes, and what Unicode-mode parsing refuses (`\z`, `\Q..\E`, `\pL`, a lone `]` or
- *   `{`, escapes of letters that mean nothing): V8 without the `u` flag takes `\z` for "z";
- * - lookaround and backreferences are refused (not RE2);
- * - it must compile on V8's linear-time engine (`anchored`), so no input can make a match
- *   backtrack exponentially and freeze the sidecar (RE2's point). That engine refuses what it
- *   cannot run in linear time (a large bounded repeat such as `a{1,1000}`): refused here too.
- */
+/** A regex that must compile as a full-match JS RegExp; returns the source unchanged. */
 export const regexSource: Parser<string> = (raw, path) => {
   const s = str()(raw, path);
   if (s.length > MAX_REGEX) return fail(path, `regular expression longer than ${MAX_REGEX} characters`);
   if (NOT_RE2.test(s)) return fail(path, 'lookaround and backreferences are not supported (RE2 syntax)');
-  if (POSIX_CLASS.test(s)) return fail(path, 'POSIX character classes such as [[:digit:]] are not supported: write the range ([0-9])');
   try {
     anchored(s);
   } catch (e) {
-    return fail(path, `invalid regular expression: ${(e as Error).message}`);
-  }
-  try {
-    new RegExp(s, 'u');
-  } catch (e) {
-    return fail(path, `RE2 syntax the proxy cannot take as written (\\z, \\Q..\\E, \\pL, stray ] or {, unknown escapes): ${(e as Error).message}`);
+    return fail(path, `invalid regular expression (RE2 syntax): ${(e as Error).message}`);
   }
   return s;
 };
 
-/**
- * The one way a route regex is compiled (full match, on V8's linear-time engine: the `l`
- * flag): the validator and the matcher agree, and matching costs time linear in the input.
- */
-const LINEAR = 'l'; // a variable: eslint's no-invalid-regexp does not know V8's `l` flag
-export const anchored = (source: string): RegExp => new RegExp(`^(?:${source})$`, LINEAR);
+/** The one way a route regex is compiled (RE2 syntax, full match, linear-capable): the validator and the matcher agree. */
+export const anchored = compileRouteRegex;
 
 const headerName: Parser<string> = map(str({ pattern: HEADER_NAME }), (v) => v.toLowerCase());
 const headerValue: Parser<string> = (raw, path) => {

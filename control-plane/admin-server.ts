@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AdminAccess } from './admin-access.js';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
 import type { EndpointWithdrawal } from './health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from './metrics.js';
@@ -36,86 +37,106 @@ export interface AdminDeps {
   /** The proxies' traffic (StatsReports), for /api/ and the dashboard; absent: those paths answer 404. */
   readonly stats?: StatsStore;
   readonly clock?: Clock;
+  /** Who may read what is not /live, /ready or /metrics. */
+  readonly access: AdminAccess;
 }
 
 export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
-    const json = (code: number, body: unknown): void => {
-      res.writeHead(code, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body, null, 2) + '\n');
-    };
-    // An unparsable target (an absolute-form `http://[`) is the client's 400: a throw here
-    // would be uncaught and end the control plane.
-    const url = URL.parse(req.url ?? '/', 'http://admin');
-    if (url === null) return json(400, { error: 'unparsable request-target' });
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      return sendJson(res, 400, { error: 'malformed request target' });
+    }
     // DNS rebinding: only localhost or an IP literal as Host (kubelet probes and
     // Prometheus scrapes use the pod IP); see common/admin-host.ts.
     const badHost = adminHostRefusal(req.headers.host);
-    if (badHost) return json(403, { error: badHost });
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' });
-    switch (url.pathname) {
-      case '/live':
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        return res.end('live\n');
-      case '/ready': {
-        const ok = d.store.ready && !d.draining();
-        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-        return res.end(ok ? 'ready\n' : d.draining() ? 'draining\n' : 'source not synced\n');
+    if (badHost) return sendJson(res, 403, { error: badHost });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method not allowed' });
+    // Debug pages, /api/ and the dashboard: localhost or an administrator's token (admin-access.ts).
+    void d.access.refusal(url.pathname, req.socket.remoteAddress, req.headers).then((refused) => {
+      if (refused) return sendJson(res, 403, { error: refused });
+      try {
+        serve(url, res, d);
+      } catch (e) {
+        // A bug in one page answers 500; it never takes the control plane down.
+        if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message });
+        else res.destroy();
       }
-      case '/metrics':
-        d.metrics.registry.metrics().then(
-          (text) => {
-            res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
-            res.end(text);
-          },
-          (e: Error) => json(500, { error: e.message }),
-        );
-        return;
-      case '/debug/proxies':
-        return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
-      case '/debug/proxy-status':
-        // Per proxy: sync status (SYNCED / STALE / NACKED), versions, certificate, proxy version (`wren proxy-status`).
-        return json(200, { latestVersion: d.store.view.version, ready: d.store.ready, proxies: d.discovery.proxyStatus() });
-      case '/debug/proxy-config': {
-        // What the control plane sent the proxy of ?pod=namespace/name (`wren proxy-config`); one entry per stream.
-        const pod = url.searchParams.get('pod') ?? '';
-        if (!/^[^/]+\/[^/]+$/.test(pod)) return json(400, { error: "query parameter 'pod' must be namespace/name" });
-        const dumps = d.discovery.proxyConfig(pod);
-        return dumps.length === 0 ? json(404, { error: `no proxy of pod ${pod} is connected to this control plane` }) : json(200, { proxies: dumps });
-      }
-      case '/debug/health':
-        return json(200, { endpoints: d.discovery.debugHealth(), withdrawal: d.withdrawal?.debug() ?? null });
-      case '/debug/trust':
-        return json(200, d.discovery.debugTrust());
-      case '/debug/view': {
-        const v = d.store.view;
-        return json(200, {
-          source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), ignored: d.sourceIgnored(), services: [...v.services.values()],
-          peerAuthentications: v.policy.peerAuthentications, authorizationPolicies: v.policy.authorizationPolicies,
-          requestAuthentications: v.policy.requestAuthentications ?? [],
-          // The compiled HTTPRoutes/GRPCRoutes by Service: producer routes, and consumer routes by caller namespace.
-          routes: Object.fromEntries([...v.routes.byService].map(([k, r]) => [k, { producer: r.producer, consumers: Object.fromEntries(r.consumers) }])),
-          externalServices: v.policy.externalServices ?? [],
-        });
-      }
-      default: {
-        if (d.stats && d.clock && url.pathname.startsWith('/api/')) {
-          const a = dashboardApi(url.pathname, url.searchParams, { store: d.store, discovery: d.discovery, withdrawal: d.withdrawal, stats: d.stats, clock: d.clock });
-          if (a) return json(a.status, a.body);
-        }
-        const asset = d.stats && url.pathname.startsWith('/dashboard') ? dashboardAsset(url.pathname) : null;
-        if (asset) {
-          // The page loads nothing from elsewhere and runs only its own script (no inline code): a
-          // name from a manifest that slipped through escaping still could not run.
-          res.writeHead(200, {
-            'content-type': asset.contentType, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff',
-            'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-          });
-          return res.end(asset.body);
-        }
-        return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
-      }
-    }
+    });
   });
   return { server, port: (await listen(server, port, host)).port };
+}
+
+function sendJson(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body, null, 2) + '\n');
+}
+
+function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {
+  const json = (code: number, body: unknown): void => sendJson(res, code, body);
+  switch (url.pathname) {
+    case '/live':
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return res.end('live\n');
+    case '/ready': {
+      const ok = d.store.ready && !d.draining();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+      return res.end(ok ? 'ready\n' : d.draining() ? 'draining\n' : 'source not synced\n');
+    }
+    case '/metrics':
+      d.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
+          res.end(text);
+        },
+        (e: Error) => json(500, { error: e.message }),
+      );
+      return;
+    case '/debug/proxies':
+      return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
+    case '/debug/proxy-status':
+      // Per proxy: sync status (SYNCED / STALE / NACKED), versions, certificate, proxy version (`wren proxy-status`).
+      return json(200, { latestVersion: d.store.view.version, ready: d.store.ready, proxies: d.discovery.proxyStatus() });
+    case '/debug/proxy-config': {
+      // What the control plane sent the proxy of ?pod=namespace/name (`wren proxy-config`); one entry per stream.
+      const pod = url.searchParams.get('pod') ?? '';
+      if (!/^[^/]+\/[^/]+$/.test(pod)) return json(400, { error: "query parameter 'pod' must be namespace/name" });
+      const dumps = d.discovery.proxyConfig(pod);
+      return dumps.length === 0 ? json(404, { error: `no proxy of pod ${pod} is connected to this control plane` }) : json(200, { proxies: dumps });
+    }
+    case '/debug/health':
+      return json(200, { endpoints: d.discovery.debugHealth(), withdrawal: d.withdrawal?.debug() ?? null });
+    case '/debug/trust':
+      return json(200, d.discovery.debugTrust());
+    case '/debug/view': {
+      const v = d.store.view;
+      return json(200, {
+        source: d.sourceName, version: v.version, ready: d.store.ready, errors: d.sourceErrors(), ignored: d.sourceIgnored(), services: [...v.services.values()],
+        peerAuthentications: v.policy.peerAuthentications, authorizationPolicies: v.policy.authorizationPolicies,
+        requestAuthentications: v.policy.requestAuthentications ?? [],
+        // The compiled HTTPRoutes/GRPCRoutes by Service: producer routes, and consumer routes by caller namespace.
+        routes: Object.fromEntries([...v.routes.byService].map(([k, r]) => [k, { producer: r.producer, consumers: Object.fromEntries(r.consumers) }])),
+        externalServices: v.policy.externalServices ?? [],
+      });
+    }
+    default: {
+      if (d.stats && d.clock && url.pathname.startsWith('/api/')) {
+        const a = dashboardApi(url.pathname, url.searchParams, { store: d.store, discovery: d.discovery, withdrawal: d.withdrawal, stats: d.stats, clock: d.clock });
+        if (a) return json(a.status, a.body);
+      }
+      const asset = d.stats && url.pathname.startsWith('/dashboard') ? dashboardAsset(url.pathname) : null;
+      if (asset) {
+        // The page loads nothing from elsewhere and runs only its own script (no inline code): a
+        // name from a manifest that slipped through escaping still could not run.
+        res.writeHead(200, {
+          'content-type': asset.contentType, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff',
+          'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        });
+        return res.end(asset.body);
+      }
+      return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
+    }
+  }
 }

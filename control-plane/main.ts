@@ -4,7 +4,7 @@ import { ControlPlaneTracing } from './tracing.js';
 import { writePublicFile } from '../certs/index.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, isLevel, type Level, type Logger } from '../common/logger.js';
-import { DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
+import { ADMIN_TOKEN_AUDIENCE, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { BootstrapTokenAuthenticator } from './identity/bootstrap-token-authenticator.js';
 import { generateIssuer, type Issuer } from './identity/issuer.js';
@@ -346,6 +346,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     debounceMs: args.debounceMs,
     processMetrics: true,
     identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
+    adminAuthenticator: kc ? TokenReviewAuthenticator.fromKubeConfig(kc, { audiences: [ADMIN_TOKEN_AUDIENCE] }) : null,
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,
     ...(args.egressMode ? { egressMode: args.egressMode } : {}),

@@ -7,6 +7,7 @@ import type { Logger } from '../common/logger.js';
 import { StatsStore } from './stats/stats-store.js';
 import { StatsMetrics } from './stats/stats-metrics.js';
 import { startAdminServer } from './admin-server.js';
+import { AdminAccess } from './admin-access.js';
 import { DiscoveryServer } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { EndpointWithdrawal } from './health/endpoint-withdrawal.js';
@@ -73,6 +74,12 @@ export interface ControlPlaneOptions {
   readonly tracing?: ControlPlaneTracing;
   /** Mesh-wide egress mode pushed to every proxy (--egress-mode; docs/traffic-management.md, Egress); absent: not set. */
   readonly egressMode?: EgressMode;
+  /**
+   * Checks the ServiceAccount tokens that open the admin port's debug pages, /api/ and the
+   * dashboard to a non-loopback client (admin-access.ts; Kubernetes mode: a TokenReview for
+   * the audience `wren-admin`). Absent: those answer localhost only.
+   */
+  readonly adminAuthenticator?: Authenticator | null;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -172,6 +179,7 @@ export class ControlPlane {
       const a = await startAdminServer(host, port, {
         store: cp.store, metrics: cp.metrics, discovery: cp.discovery, withdrawal: cp.withdrawal, stats: cp.stats, clock: o.clock, draining: () => cp.draining,
         sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
+        access: new AdminAccess({ namespace: o.identity?.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE, authenticator: o.adminAuthenticator ?? null, clock: o.clock }),
       });
       cp.admin = a.server;
       cp.adminPort = a.port;

@@ -64,6 +64,8 @@ export class FakeKubeApi {
   interleaveStatusPatch: Record<string, unknown> | null = null;
   /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
   readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
+  /** ServiceAccounts (namespace/name) a TokenRequest may mint for: the install's wren-cli by default. */
+  readonly serviceAccounts = new Set<string>(['wren-system/wren-cli']);
   port = 0;
   /** GET /version. */
   version: { major: string; minor: string; gitVersion: string } = { major: '1', minor: '31', gitVersion: 'v1.31.2' };
@@ -201,7 +203,9 @@ export class FakeKubeApi {
     const raw = req.method === 'GET' ? this.rawObjects.get(url.pathname) : undefined;
     if (raw) return void json(res, 200, raw);
     const proxied = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/proxy(\/.*)?$/.exec(url.pathname);
-    if (proxied && req.method === 'GET') return void this.podProxy(`${proxied[1]}/${proxied[2]}`, `${proxied[3] ?? '/'}${url.search}`, res);
+    if (proxied && req.method === 'GET') return void this.podProxy(`${proxied[1]}/${proxied[2]}`, `${proxied[3] ?? '/'}${url.search}`, res, req.headers['x-wren-admin-token']);
+    const tokenRequest = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)\/token$/.exec(url.pathname);
+    if (tokenRequest && req.method === 'POST') return void this.tokenRequest(tokenRequest[1], tokenRequest[2], req, res);
     const hit = this.route(url.pathname);
     if (req.method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') return void this.tokenReview(req, res);
     if (req.method === 'PATCH' && url.pathname.endsWith('/status')) return void this.patchStatus(req, res, url.pathname);
@@ -302,16 +306,36 @@ export class FakeKubeApi {
   }
 
   /** GET through a pod's proxy subresource to the address registered for it (503 like the API server when none). */
-  private podProxy(podPort: string, path: string, res: ServerResponse): void {
+  private podProxy(podPort: string, path: string, res: ServerResponse, adminToken: string | string[] | undefined): void {
     const target = this.podProxies.get(podPort);
     if (!target) return void json(res, 503, status(503, 'ServiceUnavailable', `no endpoints available for pod "${podPort}"`));
     const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-    const up = httpRequest({ host, port, path }, (r) => {
+    // Like the API server: request headers other than the credentials it consumed are passed on.
+    const headers = typeof adminToken === 'string' ? { 'x-wren-admin-token': adminToken } : {};
+    const up = httpRequest({ host, port, path, headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, { 'content-type': String(r.headers['content-type'] ?? 'application/octet-stream') });
       r.pipe(res);
     });
     up.on('error', (e) => json(res, 503, status(503, 'ServiceUnavailable', `error trying to reach service: ${e.message}`)));
     up.end();
+  }
+
+  /**
+   * TokenRequest (create serviceaccounts/token): a token for that ServiceAccount and the
+   * asked audiences, known to tokenReview; refused (403) when the test denied
+   * `create serviceaccounts/token NS` (deniedAccess) or the account is not in `serviceAccounts`.
+   */
+  private tokenRequest(ns: string, name: string, req: IncomingMessage, res: ServerResponse): void {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      if (this.deniedAccess.has(`create serviceaccounts/token ${ns}`)) return void json(res, 403, status(403, 'Forbidden', `serviceaccounts "${name}" is forbidden: cannot create resource "serviceaccounts/token" in namespace "${ns}"`));
+      if (!this.serviceAccounts.has(`${ns}/${name}`)) return void json(res, 404, status(404, 'NotFound', `serviceaccounts "${name}" not found`));
+      const spec = (JSON.parse(body) as { spec?: { audiences?: string[]; expirationSeconds?: number } }).spec ?? {};
+      const token = `minted-${ns}-${name}-${this.tokens.size}`;
+      this.tokens.set(token, { username: `system:serviceaccount:${ns}:${name}`, audiences: spec.audiences ?? ['https://kubernetes.default.svc'] });
+      json(res, 201, { kind: 'TokenRequest', apiVersion: 'authentication.k8s.io/v1', metadata: { name, namespace: ns }, spec, status: { token, expirationTimestamp: new Date(Date.now() + (spec.expirationSeconds ?? 3600) * 1000).toISOString() } });
+    });
   }
 
   /** TokenReview as the API server answers it: authenticated only for a known, unexpired token whose audiences meet spec.audiences. */

@@ -151,17 +151,17 @@ test('an object that fails validation is rejected (counted) and the last good ve
   expect(routes()[0].rules[0].backends.map((b) => b.name)).toEqual(['reviews-v1', 'reviews-v2']);
 });
 
-test('a route the proxies would refuse (RE2-only regex): Accepted=False UnsupportedValue with the field path, counted once, its last good version still pushed (ADV5-1)', async () => {
+test('a route the proxies would refuse (Host in a header filter): Accepted=False UnsupportedValue with the field path, counted once, its last good version still pushed (ADV5-1)', async () => {
   api.apply('httproutes', httpRoute('r', split('reviews-v2')));
   await waitFor(() => routes()[0]?.name === 'r', 'route pushed');
   await waitFor(() => parentsOf('r').length === 1, 'status written');
-  // Valid for the CRD and for the control plane's object parser, refused by the proxies' route parser (lookahead: not RE2).
-  const bad = httpRoute('r', { parentRefs: [reviewsParent], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/api/(?!internal).*' } }], backendRefs: [{ name: 'reviews-v1', port: 9080 }] }] });
+  // Valid for the CRD and for the control plane's object parser (an HTTPHeaderName), refused by the proxies' route parser.
+  const bad = httpRoute('r', { parentRefs: [reviewsParent], rules: [{ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'Host', value: 'x' }] } }], backendRefs: [{ name: 'reviews-v1', port: 9080 }] }] });
   api.apply('httproutes', { ...bad, metadata: { ...bad.metadata, generation: 2 } });
   await waitFor(() => parentsOf('r')[0]?.conditions[0]?.status === 'False', 'refusal written');
   const accepted = parentsOf('r')[0].conditions[0];
   expect({ reason: accepted.reason, gen: accepted.observedGeneration }).toEqual({ reason: 'UnsupportedValue', gen: 2 });
-  expect((accepted as unknown as { message: string }).message).toMatch(/rules\[0\]\.matches\[0\]\.path\.value: lookaround .*its last accepted version stays in force/);
+  expect((accepted as unknown as { message: string }).message).toMatch(/rules\[0\]\.filters\[0\]\.requestHeaderModifier\.set\[0\]\.name: host cannot be modified.*its last accepted version stays in force/);
   expect(/wren_cp_invalid_objects_total\{source="kubernetes"\} 1\n/.test(await cp.metrics.registry.metrics())).toBe(true);
   expect(routes()[0].rules[0].backends.map((b) => b.name)).toEqual(['reviews-v1', 'reviews-v2']);
 });

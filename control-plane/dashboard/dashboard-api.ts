@@ -20,16 +20,15 @@ export interface ApiAnswer {
 
 const STAT_KINDS = { service: 'service', workload: 'workload', namespace: 'namespace', edge: 'edge' } as const;
 const bad = (error: string): ApiAnswer => ({ status: 400, body: { error } });
-
-/** decodeURIComponent without the throw: a malformed escape (`%ZZ`) is a 400, not an uncaught URIError that ends the control plane. */
-function decoded(s: string): string | null {
+const iso = (t: number): string => new Date(t).toISOString();
+/** decodeURIComponent throws URIError on a malformed escape (%ZZ, a cut UTF-8 sequence): a 400, not a crash. */
+const decoded = (segment: string): string | null => {
   try {
-    return decodeURIComponent(s);
+    return decodeURIComponent(segment);
   } catch {
     return null;
   }
-}
-const iso = (t: number): string => new Date(t).toISOString();
+};
 
 /**
  * The JSON under /api/ that `wren stat` and the dashboard read (docs/operations.md):
@@ -55,7 +54,7 @@ export function dashboardApi(path: string, query: URLSearchParams, d: DashboardD
   if (path === '/api/proxies') return { status: 200, body: { proxies: proxies(d) } };
   if (path.startsWith('/api/proxies/')) {
     const pod = decoded(path.slice('/api/proxies/'.length));
-    if (pod === null) return bad('malformed percent-escape in the pod name');
+    if (pod === null) return bad('the pod in the path is not valid percent-encoding (RFC 3986 §2.1)');
     const p = proxies(d).find((x) => x.pod === pod);
     if (!p) return { status: 404, body: { error: `no connected proxy ${pod}` } };
     const edges = d.stats.edges(window).filter((e) => e.from?.workload === p.workload && e.from.namespace === pod.split('/')[0]);
@@ -63,7 +62,7 @@ export function dashboardApi(path: string, query: URLSearchParams, d: DashboardD
   }
   if (path.startsWith('/api/services/')) {
     const key = decoded(path.slice('/api/services/'.length));
-    if (key === null) return bad('malformed percent-escape in the service name');
+    if (key === null) return bad('the service in the path is not valid percent-encoding (RFC 3986 §2.1)');
     const svc = d.store.view.services.get(key);
     if (!svc) return { status: 404, body: { error: `no service ${key}` } };
     return { status: 200, body: serviceDetail(d, svc, window) };

@@ -413,7 +413,10 @@ export class DiscoveryServer {
         return this.pump(s);
       }
       s.nackedSeq = f.seq;
-      return;
+      // A change committed while the NACKed response was in flight found the subscriber busy
+      // and was not sent; pump() sends it now (and never the NACKed content again: only a
+      // view newer than nackedSeq goes out).
+      return this.pump(s);
     }
     // Reports are attributed to the stream's identity: with client authentication, only to the one its certificate proves.
     if (this.o.clientAuth && s.authPeer?.spiffeId !== s.sub.identity.spiffeId)

@@ -1,3 +1,4 @@
+import { compileRouteRegex } from '../../contract/route-regex.js';
 import type { GrpcMethodMatch, HeaderModifier, PathMatch, PathModifier, RouteMatch, ValueMatch } from '../../contract/routes.js';
 import { arr, fail, literal, num, obj, optional, str, withDefault, type Parser } from '../../common/schema.js';
 import { metadata } from './policy-objects.js';
@@ -134,9 +135,9 @@ const maxItems = <T>(p: Parser<readonly T[]>, max: number): Parser<readonly T[]>
 const regex: Parser<string> = (raw, path) => {
   const s = bounded(1024)(raw, path);
   try {
-    new RegExp(s);
+    compileRouteRegex(s);
   } catch (e) {
-    fail(path, `regular expression does not compile: ${(e as Error).message}`);
+    fail(path, `regular expression does not compile (RE2 syntax): ${(e as Error).message}`);
   }
   return s;
 };

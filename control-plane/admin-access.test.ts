@@ -1,0 +1,60 @@
+import { FakeClock } from '../common/clock.js';
+import { AdminAccess } from './admin-access.js';
+import { AuthError, type Authenticator, type Principal } from './identity/authenticator.js';
+
+/** An authenticator that knows a few tokens and counts its reviews. */
+function tokens(known: Record<string, Principal>): Authenticator & { reviews: number } {
+  const a = {
+    name: 'fake',
+    reviews: 0,
+    authenticate(t: Buffer): Promise<Principal> {
+      a.reviews++;
+      const p = known[t.toString('utf8')];
+      return p ? Promise.resolve(p) : Promise.reject(new AuthError('unauthenticated', 'invalid bearer token'));
+    },
+  };
+  return a;
+}
+
+const admin: Principal = { namespace: 'wren-system', serviceAccount: 'wren-cli', via: 'fake' };
+const app: Principal = { namespace: 'default', serviceAccount: 'web', via: 'fake' };
+const EXTERNAL = '10.1.2.3';
+
+describe('AdminAccess', () => {
+  test('/live, /ready and /metrics answer anyone; everything else only loopback without a token', async () => {
+    const a = new AdminAccess({ namespace: 'wren-system', authenticator: null, clock: new FakeClock() });
+    for (const p of ['/live', '/ready', '/metrics']) expect(await a.refusal(p, EXTERNAL, {})).toBeNull();
+    for (const from of ['127.0.0.1', '127.0.1.254', '::1', '::ffff:127.0.0.1']) expect(await a.refusal('/debug/view', from, {})).toBeNull();
+    for (const p of ['/debug/view', '/debug/proxy-config', '/api/why', '/dashboard/', '/nope']) {
+      expect(await a.refusal(p, EXTERNAL, {})).toContain('x-wren-admin-token');
+    }
+    // Not loopback: an IPv4-mapped non-loopback, a look-alike, no address at all.
+    for (const from of ['::ffff:10.0.0.1', '::2', undefined]) expect(await a.refusal('/api/why', from, {})).not.toBeNull();
+    expect(await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 't' })).toContain('no Kubernetes API to check tokens with');
+  });
+
+  test("a token of a ServiceAccount of the control plane's namespace opens the rest; others are refused saying why", async () => {
+    const auth = tokens({ good: admin, other: app });
+    const a = new AdminAccess({ namespace: 'wren-system', authenticator: auth, clock: new FakeClock() });
+    expect(await a.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': 'good' })).toBeNull();
+    expect(await a.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': 'other' })).toContain('ServiceAccount default/web');
+    expect(await a.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': 'forged' })).toContain('the token was refused (invalid bearer token)');
+    // A repeated header arrives as a list: not a token.
+    expect(await a.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': ['good', 'good'] })).not.toBeNull();
+  });
+
+  test('a granted token is reviewed again after a minute, a refused one every time', async () => {
+    const auth = tokens({ good: admin });
+    const clock = new FakeClock();
+    const a = new AdminAccess({ namespace: 'wren-system', authenticator: auth, clock });
+    await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 'good' });
+    await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 'good' });
+    expect(auth.reviews).toBe(1);
+    clock.advance(60_001);
+    expect(await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 'good' })).toBeNull();
+    expect(auth.reviews).toBe(2);
+    await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 'bad' });
+    await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 'bad' });
+    expect(auth.reviews).toBe(4);
+  });
+});
