@@ -23,10 +23,15 @@ import type { HealthCheckPolicy } from '../../contract/model.js';
  *  - timeoutMs 0: each probe is aborted by a 0 ms timer before it can complete, counted as
  *    a timeout; after unhealthyThreshold probes every endpoint of a perfectly healthy
  *    service is marked unhealthy.
+ *  - path `healthz` (no leading slash, a common typo) or one with CR/LF: admitted, and every
+ *    probe fails (an invalid request-target / Node refuses the path), so again every
+ *    endpoint of a healthy service is marked unhealthy; nothing at apply time says why.
  *
  * What should happen: reject the value with its field path (Envoy's HealthCheck requires
  * `timeout` and `interval` to be > 0: core/v3/health_check.proto `[(validate.rules).duration
- * = {required: true gt {}}]`), in the CRD (exclusiveMinimum / minimum 1) and the parser.
+ * = {required: true gt {}}]`), in the CRD (exclusiveMinimum / minimum 1) and the parser; Envoy's HttpHealthCheck.path must
+ * be a valid header value (`well_known_regex: HTTP_HEADER_VALUE`), and an origin-form target
+ * starts with "/" (RFC 9112 section 3.2.1).
  */
 const tp = (healthCheck: Record<string, unknown>) => ({
   apiVersion: 'policy.wren.io/v1alpha1',
@@ -81,6 +86,22 @@ test('timeoutMs 0 is refused, or at least does not mark a healthy endpoint unhea
   if (p === 'refused') return;
   // A healthy app that answers its health check in 2 ms.
   const app = http.createServer((_req, res) => void setTimeout(() => res.end('ok'), 2));
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  const changes: [string, boolean][] = [];
+  checker = new HealthChecker(p, systemClock, { onChange: (k, h) => changes.push([k, h]) });
+  checker.update([{ key: 'ep', address: '127.0.0.1', port: (app.address() as net.AddressInfo).port }]);
+  await new Promise((r) => setTimeout(r, 300));
+  const healthy = checker.isHealthy('ep');
+  checker.close();
+  app.closeAllConnections();
+  await new Promise<void>((r) => app.close(() => r()));
+  expect({ admitted: p, healthy, changes }).toEqual({ admitted: p, healthy: true, changes: [] });
+});
+
+test.each(['healthz', '/healthz\r\nx-injected: 1'])('path %j is refused, or probes a healthy app as healthy', async (path) => {
+  const p = admitted({ kind: 'http', path, intervalMs: 10, unhealthyThreshold: 2 });
+  if (p === 'refused') return;
+  const app = http.createServer((_req, res) => res.end('ok'));
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
   const changes: [string, boolean][] = [];
   checker = new HealthChecker(p, systemClock, { onChange: (k, h) => changes.push([k, h]) });
