@@ -11,7 +11,10 @@ import { parsePod } from '../../control-plane/translate/k8s-objects.js';
  *    (manifests/install/40-injector-webhook.yaml: "pods still start, just without the proxy");
  *  - its namespace is labelled `wren.io/inject: disabled` ("disabled on the namespace always
  *    wins", inject-pod.ts decide());
- *  - it is a hostNetwork pod (never injected).
+ *  - it is a hostNetwork pod, or in kube-system / wren-system (never injected, docs/kubernetes.md
+ *    "Who is injected");
+ *  - it opts in by ANNOTATION only in an unlabelled namespace: the object webhook's
+ *    objectSelector sees labels only, so the webhook is never called.
  *
  * What happens: the control plane's parsePod (control-plane/translate/k8s-objects.ts) calls a
  * pod meshed when it merely carries the opt-in label/annotation, so its endpoints go out with
@@ -37,6 +40,12 @@ test.each([
   ['webhook unreachable (failurePolicy Ignore): the pod is created unpatched', pod(), null],
   ['namespace labelled disabled (disabled wins)', pod(), { 'wren.io/inject': 'disabled' }],
   ['hostNetwork pod', pod({ hostNetwork: true }), undefined],
+  ['kube-system pod (excluded by both webhooks\' namespaceSelector)', { ...pod(), metadata: { ...pod().metadata, namespace: 'kube-system' } }, null],
+  [
+    'annotation-only opt-in in an unlabelled namespace (objectSelector sees labels only)',
+    { ...pod(), metadata: { name: 'web-0', namespace: 'shop', labels: { app: 'web' }, annotations: { 'wren.io/inject': 'enabled' } } },
+    null,
+  ],
 ] as const)('%s: a pod the injector gave no sidecar is not advertised as meshed', (_why, p, nsLabels) => {
   if (nsLabels !== null) {
     const res = injectPod(p, nsLabels === undefined ? {} : { namespaceLabels: nsLabels });
