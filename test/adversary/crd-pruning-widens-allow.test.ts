@@ -72,3 +72,28 @@ test.each([
   // Accepted means: an ALLOW whose one rule has an empty source/operation, matching every caller.
   expect(accepted ? { acceptedRule: (stored as { spec: { rules: unknown[] } }).spec.rules[0] } : 'refused').toBe('refused');
 });
+
+/**
+ * The same pruning on Istio's `targetRefs` (security/v1beta1 AuthorizationPolicy, the
+ * replacement of `selector` for Services and Gateways): pruned, the policy has no selector
+ * and applies to EVERY workload of the namespace. An ALLOW meant for the `frontend`
+ * Service ("callers from namespace public may call it") then also admits namespace
+ * `public` to `db`, whose own ALLOW only names `backend`: ALLOW policies are OR-ed.
+ */
+test('an ALLOW scoped by unsupported targetRefs is refused, not applied to the whole namespace', () => {
+  const obj = {
+    apiVersion: 'policy.wren.io/v1alpha1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'public-to-frontend', namespace: 'shop' },
+    spec: { targetRefs: [{ kind: 'Service', group: '', name: 'frontend' }], action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['public'] } }] }] },
+  };
+  const stored = prune(obj, crd!.openApi);
+  let accepted: unknown = 'refused';
+  try {
+    if (validateResource(stored).ok) accepted = { selector: parseAuthorizationPolicyResource(stored, '').selector };
+  } catch {
+    accepted = 'refused';
+  }
+  // { selector: null } = every workload in namespace shop.
+  expect(accepted).toBe('refused');
+});
