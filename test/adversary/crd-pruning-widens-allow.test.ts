@@ -1,0 +1,99 @@
+import { loadCrdSchemas, validateResource } from '../../manifests/validate.js';
+import { parseAuthorizationPolicyResource } from '../../control-plane/translate/policy-objects.js';
+
+/**
+ * ADVERSARY: crd-pruning-widens-allow
+ *
+ * What a user does: applies an Istio-style ALLOW AuthorizationPolicy that restricts callers
+ * by a field Wren does not support (`source.ipBlocks`, `source.serviceAccounts`,
+ * `operation.hosts`), with any client that does not ask for strict field validation:
+ * Helm, Argo CD, Flux, client libraries, `kubectl apply --validate=warn|false`.
+ *
+ * What happens: the policy.wren.io CRD (manifests/crds/authorizationpolicy.yaml) is a
+ * structural schema whose `source` and `operation` objects do not preserve unknown fields,
+ * so the API server PRUNES the unsupported field (answering with a warning at most:
+ * fieldValidation defaults to Warn for clients that do not set it) and stores
+ * `from: [{ source: {} }]` / `to: [{ operation: {} }]`. That passes the CRD schema and the
+ * control plane's strict parser, and an empty source/operation matches every request: the
+ * ALLOW meant for one subnet or one host now allows every caller. docs/policy.md promises
+ * "ipBlocks, remoteIpBlocks, hosts, serviceAccounts ... are not supported; the CRD and the
+ * parsers reject them" -- after pruning nobody sees them to reject.
+ *
+ * What should happen: an unsupported restriction must never turn into no restriction.
+ * Either the CRD keeps unknown fields there (x-kubernetes-preserve-unknown-fields) so the
+ * parser rejects them with their path, or an empty `source`/`operation` is invalid
+ * (minProperties: 1, as Istio's validation refuses an empty source/operation), so the
+ * pruned object is refused at admission.
+ *
+ * Pruning is modelled below exactly as the API server does it for a structural schema
+ * (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#field-pruning).
+ */
+type Json = Record<string, unknown>;
+
+function prune(value: unknown, schema: Json | undefined): unknown {
+  if (!schema || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => prune(v, schema['items'] as Json | undefined));
+  const props = schema['properties'] as Record<string, Json> | undefined;
+  const additional = schema['additionalProperties'] as Json | undefined;
+  const out: Json = {};
+  for (const [k, v] of Object.entries(value as Json)) {
+    if (props && k in props) out[k] = prune(v, props[k]);
+    else if (typeof additional === 'object') out[k] = prune(v, additional);
+    else if (schema['x-kubernetes-preserve-unknown-fields'] === true || (!props && !additional)) out[k] = v;
+    // else: pruned (an unknown field of a structural object)
+  }
+  return out;
+}
+
+const crd = loadCrdSchemas().find('policy.wren.io/v1alpha1', 'AuthorizationPolicy');
+
+const policy = (rule: Json): Json => ({
+  apiVersion: 'policy.wren.io/v1alpha1',
+  kind: 'AuthorizationPolicy',
+  metadata: { name: 'only-office', namespace: 'shop' },
+  spec: { selector: { matchLabels: { app: 'admin' } }, action: 'ALLOW', rules: [rule] },
+});
+
+test.each([
+  ['source.ipBlocks', { from: [{ source: { ipBlocks: ['10.20.0.0/16'] } }] }],
+  ['source.serviceAccounts', { from: [{ source: { serviceAccounts: ['shop/ops'] } }] }],
+  ['operation.hosts', { to: [{ operation: { hosts: ['admin.internal'] } }] }],
+])('an ALLOW restricted by unsupported %s is refused, not widened to everyone', (_field, rule) => {
+  expect(crd).toBeDefined();
+  const stored = prune(policy(rule), crd!.openApi);
+  // What etcd holds and the control plane's informer hands to the parser.
+  let accepted = true;
+  try {
+    if (!validateResource(stored).ok) accepted = false;
+    else parseAuthorizationPolicyResource(stored, '');
+  } catch {
+    accepted = false;
+  }
+  // Accepted means: an ALLOW whose one rule has an empty source/operation, matching every caller.
+  expect(accepted ? { acceptedRule: (stored as { spec: { rules: unknown[] } }).spec.rules[0] } : 'refused').toBe('refused');
+});
+
+/**
+ * The same pruning on Istio's `targetRefs` (security/v1beta1 AuthorizationPolicy, the
+ * replacement of `selector` for Services and Gateways): pruned, the policy has no selector
+ * and applies to EVERY workload of the namespace. An ALLOW meant for the `frontend`
+ * Service ("callers from namespace public may call it") then also admits namespace
+ * `public` to `db`, whose own ALLOW only names `backend`: ALLOW policies are OR-ed.
+ */
+test('an ALLOW scoped by unsupported targetRefs is refused, not applied to the whole namespace', () => {
+  const obj = {
+    apiVersion: 'policy.wren.io/v1alpha1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'public-to-frontend', namespace: 'shop' },
+    spec: { targetRefs: [{ kind: 'Service', group: '', name: 'frontend' }], action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['public'] } }] }] },
+  };
+  const stored = prune(obj, crd!.openApi);
+  let accepted: unknown = 'refused';
+  try {
+    if (validateResource(stored).ok) accepted = { selector: parseAuthorizationPolicyResource(stored, '').selector };
+  } catch {
+    accepted = 'refused';
+  }
+  // { selector: null } = every workload in namespace shop.
+  expect(accepted).toBe('refused');
+});
