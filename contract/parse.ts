@@ -20,6 +20,20 @@ import {
 const D = DEFAULT_POLICY;
 const pct = (def: number) => num({ min: 0, max: 100, default: def });
 const count = (def: number) => num({ int: true, min: 0, default: def });
+/**
+ * A period or timeout that must be > 0, as Envoy's `(validate.rules).duration = {gt {}}` on
+ * HealthCheck.interval/timeout and OutlierDetection.interval: 0 would probe back to back,
+ * abort every probe at once, or never run the outlier sweep that un-ejects endpoints.
+ */
+const positiveDuration = (def: number) => map(duration(def), (ms, path) => (ms > 0 ? ms : fail(path, `expected a duration greater than 0, got ${ms}`)));
+/**
+ * An active HTTP health check's request target: origin-form (RFC 9112 section 3.2.1, it
+ * starts with "/") of visible ASCII only, so no space, CR or LF can reach the request line
+ * (Envoy: HttpHealthCheck.path is a `HTTP_HEADER_VALUE`). gRPC uses it as "/<service>".
+ */
+const healthCheckPath = map(str({ default: '/' }), (p, path) =>
+  /^\/[!-~]*$/.test(p) ? p : fail(path, `expected a path starting with "/" of visible ASCII (no spaces, CR or LF), got ${JSON.stringify(p)}`),
+);
 
 export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   fault: optional(parseFaultInjection),
@@ -32,7 +46,7 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   }),
   outlierDetection: obj({
     enabled: bool(D.outlierDetection.enabled),
-    intervalMs: duration(D.outlierDetection.intervalMs),
+    intervalMs: positiveDuration(D.outlierDetection.intervalMs),
     baseEjectionTimeMs: duration(D.outlierDetection.baseEjectionTimeMs),
     maxEjectionTimeMs: duration(D.outlierDetection.maxEjectionTimeMs),
     maxEjectionTimeJitterMs: duration(D.outlierDetection.maxEjectionTimeJitterMs),
@@ -92,9 +106,9 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   healthCheck: withDefault(
     obj({
       kind: literal(['http', 'tcp', 'grpc'] as const),
-      path: str({ default: '/' }),
-      intervalMs: duration(10_000),
-      timeoutMs: duration(1_000),
+      path: healthCheckPath,
+      intervalMs: positiveDuration(10_000),
+      timeoutMs: positiveDuration(1_000),
       healthyThreshold: num({ int: true, min: 1, default: 1 }),
       unhealthyThreshold: num({ int: true, min: 1, default: 3 }),
     }),

@@ -223,7 +223,8 @@ function explain(errors: ErrorObject[], data: unknown): { path: string; message:
       message = 'is not a port number 1-65535';
     }
     if (e.keyword === 'enum') message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
-    if (e.keyword === 'pattern' && /duration/.test(e.parentSchema?.description ?? '')) message = 'must be a duration like "250ms", "1s", "5m", "1h"';
+    if (e.keyword === 'pattern' && /duration/.test(e.parentSchema?.description ?? ''))
+      message = `must be a duration${/greater than 0/.test(e.parentSchema?.description ?? '') ? ' greater than 0' : ''} like "250ms", "1s", "5m", "1h"`;
     if (e.keyword === 'if' || (e.keyword === 'pattern' && e.schemaPath.includes('propertyNames'))) continue;
     if (!out.some((o) => o.path === path && o.message === message)) out.push({ path, message });
   }

@@ -1,24 +1,24 @@
-import { FakeClock, seededRandom } from '../../common/clock.js';
-import { validateResource } from '../../manifests/validate.js';
-import { parseTrafficPolicyResource } from '../../control-plane/translate/k8s-objects.js';
-import { classify } from '../../proxy/resilience/classify.js';
-import { OutlierDetector } from '../../proxy/resilience/outlier-detector.js';
+import { FakeClock, seededRandom } from '../common/clock.js';
+import { validateResource } from '../manifests/validate.js';
+import { parseTrafficPolicyResource } from '../control-plane/translate/k8s-objects.js';
+import { classify } from '../proxy/resilience/classify.js';
+import { OutlierDetector } from '../proxy/resilience/outlier-detector.js';
 
 /**
- * ADVERSARY: outlier-interval-zero
+ * Outlier-detection interval bound (found by adversary4).
  *
  * What a user does: sets `outlierDetection: { intervalMs: 0 }` in a TrafficPolicy (0 read as
  * "sweep continuously", or as "unset" as `timeouts.requestMs: 0` means none). The CRD
  * (`minimum: 0`) and the control plane's parser accept it.
  *
- * What happens: OutlierDetector.arm() never starts its sweep timer when intervalMs <= 0,
+ * What happened before the bound: OutlierDetector.arm() never starts its sweep timer when intervalMs <= 0,
  * yet record() still ejects on consecutive 5xx / gateway / local-origin failures. Only the
  * sweep (tick) unejects after baseEjectionTimeMs, so an endpoint that had 5 bad responses
  * in a row (a deploy, a brief overload) stays ejected for good: with no active health
  * check nothing ever brings it back, and capacity shrinks with every blip until only the
  * panic threshold keeps the service alive.
  *
- * What should happen: refuse intervalMs 0 with its field path (Envoy's
+ * What happens now: refuse intervalMs 0 with its field path (Envoy's
  * OutlierDetection.interval must be > 0: outlier_detection.proto
  * `[(validate.rules).duration = {gt {}}]`), or keep unejecting after baseEjectionTimeMs.
  */

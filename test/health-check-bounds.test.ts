@@ -1,13 +1,13 @@
 import http from 'node:http';
 import net from 'node:net';
-import { systemClock } from '../../common/clock.js';
-import { HealthChecker } from '../../proxy/resilience/health-checker.js';
-import { validateResource } from '../../manifests/validate.js';
-import { parseTrafficPolicyResource } from '../../control-plane/translate/k8s-objects.js';
-import type { HealthCheckPolicy } from '../../contract/model.js';
+import { systemClock } from '../common/clock.js';
+import { HealthChecker } from '../proxy/resilience/health-checker.js';
+import { validateResource } from '../manifests/validate.js';
+import { parseTrafficPolicyResource } from '../control-plane/translate/k8s-objects.js';
+import type { HealthCheckPolicy } from '../contract/model.js';
 
 /**
- * ADVERSARY: health-check-zero-bounds
+ * Health-check bounds (found by adversary4).
  *
  * What a user does: writes a TrafficPolicy with `healthCheck: { kind: tcp, intervalMs: 0 }`
  * (or `timeoutMs: 0`, reading 0 as "unset/none" as `timeouts.requestMs: 0` and
@@ -15,7 +15,7 @@ import type { HealthCheckPolicy } from '../../contract/model.js';
  * (`minimum: 0`), the control plane's parser admits it, and every client sidecar of the
  * service applies it.
  *
- * What happens:
+ * What happened before the bounds:
  *  - intervalMs 0: HealthChecker schedules the next probe 0 ms after the previous one ends,
  *    so every client sidecar probes every endpoint back to back: thousands of TCP
  *    connections (or HTTP/gRPC probes) per second per client per endpoint, a self-inflicted
@@ -27,7 +27,7 @@ import type { HealthCheckPolicy } from '../../contract/model.js';
  *    probe fails (an invalid request-target / Node refuses the path), so again every
  *    endpoint of a healthy service is marked unhealthy; nothing at apply time says why.
  *
- * What should happen: reject the value with its field path (Envoy's HealthCheck requires
+ * What happens now: reject the value with its field path (Envoy's HealthCheck requires
  * `timeout` and `interval` to be > 0: core/v3/health_check.proto `[(validate.rules).duration
  * = {required: true gt {}}]`), in the CRD (exclusiveMinimum / minimum 1) and the parser; Envoy's HttpHealthCheck.path must
  * be a valid header value (`well_known_regex: HTTP_HEADER_VALUE`), and an origin-form target
@@ -112,4 +112,31 @@ test.each(['healthz', '/healthz\r\nx-injected: 1'])('path %j is refused, or prob
   app.closeAllConnections();
   await new Promise<void>((r) => app.close(() => r()));
   expect({ admitted: p, healthy, changes }).toEqual({ admitted: p, healthy: true, changes: [] });
+});
+
+/** The CRD (what the API server answers) and the control plane's parser both refuse, naming the field. */
+function refusals(policy: Record<string, unknown>): { crd: unknown; parser: string } {
+  const r = { ...tp({}), spec: { targetRef: { kind: 'Service', name: 'web' }, policy } };
+  const crd = validateResource(r);
+  let parser = 'admitted';
+  try {
+    parseTrafficPolicyResource(r, '');
+  } catch (e) {
+    parser = (e as Error).message;
+  }
+  return { crd: crd.ok ? 'admitted' : crd.errors, parser };
+}
+
+test.each([
+  [{ healthCheck: { kind: 'tcp', intervalMs: '0ms' } }, 'spec.policy.healthCheck.intervalMs', 'must be a duration greater than 0 like "250ms", "1s", "5m", "1h"', 'expected a duration greater than 0, got 0'],
+  [{ healthCheck: { kind: 'http', timeoutMs: 0 } }, 'spec.policy.healthCheck.timeoutMs', 'must be >= 1', 'expected a duration greater than 0, got 0'],
+  [{ outlierDetection: { intervalMs: '0s' } }, 'spec.policy.outlierDetection.intervalMs', 'must be a duration greater than 0 like "250ms", "1s", "5m", "1h"', 'expected a duration greater than 0, got 0'],
+  [{ healthCheck: { kind: 'http', path: 'healthz' } }, 'spec.policy.healthCheck.path', 'must match pattern "^/[!-~]*$"', 'expected a path starting with "/" of visible ASCII (no spaces, CR or LF), got "healthz"'],
+  [{ healthCheck: { kind: 'grpc', path: '/a b' } }, 'spec.policy.healthCheck.path', 'must match pattern "^/[!-~]*$"', 'expected a path starting with "/" of visible ASCII (no spaces, CR or LF), got "/a b"'],
+])('%j: refused by the CRD and the parser at its field path', (policy, path, crdMessage, parserProblem) => {
+  expect(refusals(policy)).toEqual({ crd: [{ path, message: crdMessage }], parser: `${path}: ${parserProblem}` });
+});
+
+test('positive values, fractions of a millisecond included, are admitted', () => {
+  expect(refusals({ healthCheck: { kind: 'grpc', path: '/grpc.health.v1.Health', intervalMs: '0.5s', timeoutMs: 1 }, outlierDetection: { intervalMs: '0.5ms' } })).toEqual({ crd: 'admitted', parser: 'admitted' });
 });
