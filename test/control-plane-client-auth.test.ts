@@ -20,6 +20,7 @@ import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { Proxy } from '../proxy/proxy.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
+import { withSidecarYaml } from './helpers/meshed-pod.js';
 
 /**
  * Proxies authenticate to the control plane (issue 14.1): a real control plane serving
@@ -32,16 +33,16 @@ const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
 const tokenOf = (sa: string) => `bootstrap-token-${sa}-0123456789abcdef`;
 
-const MESH = `apiVersion: v1
+const MESH = `${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: web-0, namespace: shop, labels: { app: web, tier: front, wren.io/inject: enabled } }
 spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
----
-apiVersion: v1
+`)}---
+${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: cart-0, namespace: shop, labels: { app: cart, wren.io/inject: enabled } }
 spec: { serviceAccountName: cart, containers: [{ name: app, image: x }] }
----
+`)}---
 apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: web-allow, namespace: shop }
