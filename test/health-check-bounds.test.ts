@@ -11,9 +11,9 @@ import type { HealthCheckPolicy } from '../contract/model.js';
  *
  * What a user does: writes a TrafficPolicy with `healthCheck: { kind: tcp, intervalMs: 0 }`
  * (or `timeoutMs: 0`, reading 0 as "unset/none" as `timeouts.requestMs: 0` and
- * `retry.perTryTimeoutMs: 0` mean elsewhere in the same object). The CRD admits it
- * (`minimum: 0`), the control plane's parser admits it, and every client sidecar of the
- * service applies it.
+ * `retry.perTryTimeoutMs: 0` mean elsewhere in the same object). The CRD admitted it
+ * (`minimum: 0`), the control plane's parser admitted it, and every client sidecar of the
+ * service applied it.
  *
  * What happened before the bounds:
  *  - intervalMs 0: HealthChecker schedules the next probe 0 ms after the previous one ends,
@@ -27,11 +27,12 @@ import type { HealthCheckPolicy } from '../contract/model.js';
  *    probe fails (an invalid request-target / Node refuses the path), so again every
  *    endpoint of a healthy service is marked unhealthy; nothing at apply time says why.
  *
- * What happens now: reject the value with its field path (Envoy's HealthCheck requires
- * `timeout` and `interval` to be > 0: core/v3/health_check.proto `[(validate.rules).duration
- * = {required: true gt {}}]`), in the CRD (exclusiveMinimum / minimum 1) and the parser; Envoy's HttpHealthCheck.path must
- * be a valid header value (`well_known_regex: HTTP_HEADER_VALUE`), and an origin-form target
- * starts with "/" (RFC 9112 section 3.2.1).
+ * What happens now: the value is refused with its field path, in the CRD (integers: minimum 1;
+ * strings: a pattern with a non-zero digit) and the parser (> 0), as Envoy's HealthCheck
+ * requires `timeout` and `interval` > 0 (core/v3/health_check.proto `[(validate.rules).duration
+ * = {required: true gt {}}]`); the path must start with "/" (origin-form, RFC 9112 section
+ * 3.2.1) and be visible ASCII (Envoy: HttpHealthCheck.path is a `HTTP_HEADER_VALUE`). The
+ * tests below accept either a refusal or harmless behaviour, then check the refusal itself.
  */
 const tp = (healthCheck: Record<string, unknown>) => ({
   apiVersion: 'policy.wren.io/v1alpha1',

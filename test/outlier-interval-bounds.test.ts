@@ -9,7 +9,7 @@ import { OutlierDetector } from '../proxy/resilience/outlier-detector.js';
  *
  * What a user does: sets `outlierDetection: { intervalMs: 0 }` in a TrafficPolicy (0 read as
  * "sweep continuously", or as "unset" as `timeouts.requestMs: 0` means none). The CRD
- * (`minimum: 0`) and the control plane's parser accept it.
+ * (`minimum: 0`) and the control plane's parser accepted it.
  *
  * What happened before the bound: OutlierDetector.arm() never starts its sweep timer when intervalMs <= 0,
  * yet record() still ejects on consecutive 5xx / gateway / local-origin failures. Only the
@@ -18,9 +18,10 @@ import { OutlierDetector } from '../proxy/resilience/outlier-detector.js';
  * check nothing ever brings it back, and capacity shrinks with every blip until only the
  * panic threshold keeps the service alive.
  *
- * What happens now: refuse intervalMs 0 with its field path (Envoy's
- * OutlierDetection.interval must be > 0: outlier_detection.proto
- * `[(validate.rules).duration = {gt {}}]`), or keep unejecting after baseEjectionTimeMs.
+ * What happens now: intervalMs 0 is refused with its field path by the CRD and the parser
+ * (Envoy's OutlierDetection.interval must be > 0: outlier_detection.proto
+ * `[(validate.rules).duration = {gt {}}]`); test/health-check-bounds.test.ts checks the
+ * refusal's path and message.
  */
 test('intervalMs 0 is refused, or an ejected endpoint comes back after its ejection time', () => {
   const tp = {
