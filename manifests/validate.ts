@@ -64,6 +64,11 @@ const KNOWN_CEL: Record<string, Json> = {
     if: { not: { required: ['notValues'], properties: { notValues: { minItems: 1 } } } },
     then: { required: ['values'], properties: { values: { minItems: 1 } } },
   },
+  // TrafficPolicy healthCheck: an http probe's path is origin-form.
+  "self.kind != 'http' || !has(self.path) || self.path.startsWith('/')": {
+    if: { required: ['kind'], properties: { kind: { const: 'http' } } },
+    then: { properties: { path: { pattern: '^/' } } },
+  },
   // RequestAuthentication jwtRule: exactly one key source.
   '[has(self.jwks), has(self.jwksUri), has(self.jwksFile)].filter(x, x).size() == 1': {
     oneOf: [{ required: ['jwks'] }, { required: ['jwksUri'] }, { required: ['jwksFile'] }],

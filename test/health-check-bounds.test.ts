@@ -132,12 +132,17 @@ test.each([
   [{ healthCheck: { kind: 'tcp', intervalMs: '0ms' } }, 'spec.policy.healthCheck.intervalMs', 'must be a duration greater than 0 like "250ms", "1s", "5m", "1h"', 'expected a duration greater than 0, got 0'],
   [{ healthCheck: { kind: 'http', timeoutMs: 0 } }, 'spec.policy.healthCheck.timeoutMs', 'must be >= 1', 'expected a duration greater than 0, got 0'],
   [{ outlierDetection: { intervalMs: '0s' } }, 'spec.policy.outlierDetection.intervalMs', 'must be a duration greater than 0 like "250ms", "1s", "5m", "1h"', 'expected a duration greater than 0, got 0'],
-  [{ healthCheck: { kind: 'http', path: 'healthz' } }, 'spec.policy.healthCheck.path', 'must match pattern "^/[!-~]*$"', 'expected a path starting with "/" of visible ASCII (no spaces, CR or LF), got "healthz"'],
-  [{ healthCheck: { kind: 'grpc', path: '/a b' } }, 'spec.policy.healthCheck.path', 'must match pattern "^/[!-~]*$"', 'expected a path starting with "/" of visible ASCII (no spaces, CR or LF), got "/a b"'],
+  [{ healthCheck: { kind: 'http', path: 'healthz' } }, 'spec.policy.healthCheck.path', 'must match pattern "^/"', 'an http health check path starts with "/", got "healthz"'],
+  [{ healthCheck: { kind: 'http', path: '' } }, 'spec.policy.healthCheck.path', 'must match pattern "^/"', 'an http health check path starts with "/", got ""'],
+  [{ healthCheck: { kind: 'http', path: '/healthz\r\nx-injected: 1' } }, 'spec.policy.healthCheck.path', 'must match pattern "^[!-~]*$"', 'expected visible ASCII only (no spaces, CR or LF), got "/healthz\\r\\nx-injected: 1"'],
+  [{ healthCheck: { kind: 'grpc', path: '/a b' } }, 'spec.policy.healthCheck.path', 'must match pattern "^[!-~]*$"', 'expected visible ASCII only (no spaces, CR or LF), got "/a b"'],
 ])('%j: refused by the CRD and the parser at its field path', (policy, path, crdMessage, parserProblem) => {
   expect(refusals(policy)).toEqual({ crd: [{ path, message: crdMessage }], parser: `${path}: ${parserProblem}` });
 });
 
-test('positive values, fractions of a millisecond included, are admitted', () => {
+test('positive values, fractions of a millisecond included, are admitted; a gRPC service name needs no "/"', () => {
   expect(refusals({ healthCheck: { kind: 'grpc', path: '/grpc.health.v1.Health', intervalMs: '0.5s', timeoutMs: 1 }, outlierDetection: { intervalMs: '0.5ms' } })).toEqual({ crd: 'admitted', parser: 'admitted' });
+  expect(refusals({ healthCheck: { kind: 'grpc', path: 'payments.v1.Payments' } })).toEqual({ crd: 'admitted', parser: 'admitted' });
+  expect(refusals({ healthCheck: { kind: 'grpc', path: '' } })).toEqual({ crd: 'admitted', parser: 'admitted' });
+  expect(refusals({ healthCheck: { kind: 'http', path: '/healthz?full=1' } })).toEqual({ crd: 'admitted', parser: 'admitted' });
 });
