@@ -172,6 +172,7 @@ export class ControlPlane {
       const a = await startAdminServer(host, port, {
         store: cp.store, metrics: cp.metrics, discovery: cp.discovery, withdrawal: cp.withdrawal, stats: cp.stats, clock: o.clock, draining: () => cp.draining,
         sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
+        sourceRejected: () => cp.source.rejected?.() ?? [],
       });
       cp.admin = a.server;
       cp.adminPort = a.port;

@@ -167,7 +167,7 @@ test('proxy-config: clusters, policy and certs from the control plane match what
 test('check (local): every check passes on a healthy mesh, text and json, exit 0', async () => {
   const text = await run(checkCommand, '--source', `dir:${meshDir}`, '--admin', admin());
   expect(text.code).toBe(0);
-  for (const id of ['manifests', 'control-plane', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']) expect(text.out).toMatch(new RegExp(`^✓ ${id}: `, 'm'));
+  for (const id of ['manifests', 'control-plane', 'source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']) expect(text.out).toMatch(new RegExp(`^✓ ${id}: `, 'm'));
   const { code, checks } = await check('--source', `dir:${meshDir}`, '--admin', admin());
   expect(code).toBe(0);
   expect(checks.every((c) => c.status === 'ok')).toBe(true);
@@ -257,6 +257,6 @@ test('control-plane: an admin address nobody answers fails, and the checks behin
   const { code, checks } = await check('--admin', '127.0.0.1:1', '--timeout', '2');
   expect(code).toBe(1);
   expect(byId(checks, 'control-plane').status).toBe('fail');
-  expect(checks.filter((c) => c.status === 'skipped').map((c) => c.id)).toEqual(['trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']);
+  expect(checks.filter((c) => c.status === 'skipped').map((c) => c.id)).toEqual(['source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']);
   expect((await run(checkCommand, '--admin', admin(), '--pre')).code).toBe(2);
 });
