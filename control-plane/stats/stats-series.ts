@@ -41,9 +41,8 @@ export interface WindowDelta {
  * happened before it (a burst right after a proxy started, or the first calls on a new
  * edge) would never show as a rate. When the caller knows a time at which every counter
  * of the edge was still 0 (`zeroAt`: the proxy's start, or its previous report that did
- * not have the edge) and that time
- * lies within `keepMs` (the longest window), the series starts with an all-zero sample
- * there, as Prometheus' rate() would if it had scraped the new counter at 0. An older
+ * not have the edge) and that time lies within `keepMs` (the longest window), the series
+ * starts with an all-zero sample there, as if the new counter had been read at 0. An older
  * time is not used: the counters then hold more history than any window, and counting
  * it as one window's increase would show a long-lived proxy's whole past as a burst.
  */

@@ -252,8 +252,9 @@ export class StatsStore {
    *   window, so its first report stays a plain baseline, as before.
    * - `newEdge`: for an edge that was not in this proxy's previous report, the later of
    *   that report and `startedAt`, when that report was complete (no edge left out by
-   *   maxEdges, as malformed or over maxSeries: such an edge may have had counts) and within the
-   *   longest window. The proxy's counters only grow, so an edge absent then was at 0.
+   *   maxEdges, as malformed or over maxSeries: such an edge may have had counts) and
+   *   within the longest window. The proxy's counters only grow, so an edge absent then
+   *   was at 0.
    */
   private zeroBaseline(prev: { at: number; complete: boolean } | undefined, uptimeMs: number, now: number): { startedAt: number | null; newEdge: number | null } {
     const startedAt = uptimeMs > 0 && uptimeMs <= LONGEST_MS ? now - uptimeMs : null;
