@@ -166,8 +166,8 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   if (!labelled) failures++;
   // The control plane aggregates what the sidecars report (StatsReport): the client -> web edge
   // appears in `wren stat` and on the dashboard with the client's first report (2 s), which
-  // counts the requests above from the young sidecar's start (docs/operations.md); a request
-  // on every poll keeps the edge in the window if the demo runs slowly.
+  // counts the requests above from the young sidecar's start (docs/operations.md, wren stat);
+  // a request still goes out on every poll, so the edge's counters grow either way.
   const dashboard = `http://${cp.ip}:15014/dashboard/`;
   const page = await adminGet(cp.ip, 15014, '/dashboard/');
   let edgeRate = '';
