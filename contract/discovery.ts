@@ -160,6 +160,8 @@ export interface StatsReport {
   droppedEdges: number;
   recentDenials: RecentDenial[];
   intervalMs: number;
+  /** How long the proxy had been running at this report (its counters start at 0 then); 0 or absent: unknown. */
+  uptimeMs?: number;
 }
 export interface EdgeStats {
   direction: 'inbound' | 'outbound';

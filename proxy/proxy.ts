@@ -78,6 +78,8 @@ export class Proxy {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
+  /** When this proxy was built (its clock), before any counter of its metrics: the StatsReport's uptime counts from here. */
+  readonly startedAt: number;
   /** Trace sampling and access logging in force (the config's, then the control plane's). */
   readonly telemetry: TelemetrySource;
   /** Trace sampling, propagation and span export (proxy/tracing/, docs/observability.md). */
@@ -131,6 +133,7 @@ export class Proxy {
   private constructor(readonly config: ProxyConfig, readonly tls: TlsIdentity, opts: ProxyOptions) {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
+    this.startedAt = this.clock.now();
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
     this.telemetry = new TelemetrySource(config.telemetry);
     // This workload (the source of its outbound requests, the destination of its inbound ones) for Istio's metric labels.

@@ -92,6 +92,58 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
     expect(limits).toEqual([['invalid-edges', 3], ['series', 1]]);
   });
 
+  test('zero baseline: a young proxy\'s first report counts as the increase since its start', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    // Started 10 s ago (uptimeMs); 100 requests before its first report.
+    s.ingest(client, report('client', [edge({ success: 90, failure: 10, latencyBuckets: [100, 0, 0, 0] })], { uptimeMs: 10_000 }));
+    expect(s.stat('service', '30s')[0]).toMatchObject({ requestRate: 10, successRate: 0.9 });
+    expect(s.stat('service', '1m')[0]).toMatchObject({ requestRate: 10 });
+    expect(s.stat('service', '30s')[0].latencyMs).not.toBeNull();
+    // Nothing more: 5 s later the window still holds the burst, now over 15 s.
+    clock.advance(5_000);
+    s.ingest(client, report('client', [edge({ success: 90, failure: 10, latencyBuckets: [100, 0, 0, 0] })], { uptimeMs: 15_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(6.667);
+  });
+
+  test('zero baseline: not for a proxy older than the longest window (a control-plane restart is no burst)', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 1_000_000 })], { uptimeMs: 3_600_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(0);
+    s.ingest(web, report('web', [edge({ success: 600 })], { uptimeMs: 60_001 }));
+    expect(s.stat('service', '1m')[0].requestRate).toBe(0);
+    clock.advance(10_000);
+    s.ingest(client, report('client', [edge({ success: 1_000_100 })], { uptimeMs: 3_610_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(10);
+  });
+
+  test('zero baseline: an edge new since the proxy\'s previous complete report counts from that report', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    const cache = (n: number) => edge({ service: 'cache.default', destinationWorkload: 'cache', success: n });
+    // A long-lived proxy (uptime unknown): its first report is a plain baseline.
+    s.ingest(client, report('client', [edge({ success: 500 })]));
+    clock.advance(5_000);
+    s.ingest(client, report('client', [edge({ success: 500 }), cache(50)]));
+    expect(s.stat('service', '30s').map((r) => [r.name, r.requestRate])).toEqual([['cache', 10], ['web', 0]]);
+    // Not after a report that left edges out (maxEdges): the new one may have had counts then.
+    s.ingest(web, report('web', [edge({ service: 'a.default' })], { droppedEdges: 1 }));
+    clock.advance(5_000);
+    s.ingest(web, report('web', [edge({ service: 'a.default' }), edge({ service: 'b.default', success: 50 })], { droppedEdges: 1 }));
+    expect(s.stat('service', '30s').find((r) => r.name === 'b')!.requestRate).toBe(0);
+  });
+
+  test('zero baseline: a restarted proxy counts from its new start', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 1000 })], { uptimeMs: 3_600_000 }));
+    clock.advance(5_000);
+    // Restarted 2 s ago: 20 requests since.
+    s.ingest(client, report('client', [edge({ success: 20 })], { uptimeMs: 2_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(10);
+  });
+
   test('recent denials are kept per reporter with the control plane\'s time, newest first', () => {
     const clock = new FakeClock(100_000);
     const s = new StatsStore({ clock });

@@ -123,7 +123,7 @@ export interface DenialRow extends Omit<RecentDenial, 'ageMs'> {
  */
 export class StatsStore {
   private readonly series = new Map<string, StatsSeries>();
-  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[] }>();
+  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[]; complete: boolean }>();
   private readonly maxSeries: number;
 
   constructor(private readonly o: StatsStoreOptions) {
@@ -141,6 +141,7 @@ export class StatsStore {
     let invalid = Math.max(0, edges.length - MAX_EDGES_PER_REPORT);
     let overCap = 0;
     const intervalMs = Math.max(0, Number(r.intervalMs) || 0);
+    const baseline = this.zeroBaseline(this.reporters.get(rkey), Number(r.uptimeMs) || 0, now);
     for (const raw of edges.slice(0, MAX_EDGES_PER_REPORT)) {
       const e = boundsOk ? validEdge(raw, bounds.length + 1) : null;
       if (!e) {
@@ -153,6 +154,8 @@ export class StatsStore {
       };
       const key = `${rkey}\n${JSON.stringify(meta)}`;
       let s = this.series.get(key);
+      // A new edge's counters were 0 at the previous report (it was not in it); a known edge's, at the proxy's start (after a restart).
+      const zeroAt = s ? baseline.startedAt : baseline.newEdge;
       if (s && !sameBounds(s.bounds, bounds)) {
         this.series.delete(key);
         s = undefined;
@@ -164,7 +167,7 @@ export class StatsStore {
         }
         this.series.set(key, (s = new StatsSeries(reporter, meta, bounds)));
       }
-      s.add(now, e, intervalMs, LONGEST_MS);
+      s.add(now, e, intervalMs, LONGEST_MS, zeroAt);
     }
     if (invalid > 0) this.o.onLimit?.('invalid-edges', invalid);
     if (overCap > 0) this.o.onLimit?.('series', overCap);
@@ -172,7 +175,8 @@ export class StatsStore {
       at: now - Math.max(0, Number(d?.ageMs) || 0), reporter: rkey, workload: reporter.workload,
       policy: str(d?.policy), action: str(d?.action), reason: str(d?.reason), principal: str(d?.principal), method: str(d?.method), path: str(d?.path), port: Number(d?.port) || 0,
     }));
-    this.reporters.set(rkey, { reporter, at: now, droppedEdges: Number(r.droppedEdges) || 0, denials });
+    const droppedEdges = Number(r.droppedEdges) || 0;
+    this.reporters.set(rkey, { reporter, at: now, droppedEdges, denials, complete: droppedEdges === 0 && invalid === 0 && overCap === 0 });
     this.o.onIngest?.(this.series.size);
   }
 
@@ -237,6 +241,25 @@ export class StatsStore {
 
   get seriesCount(): number {
     return this.series.size;
+  }
+
+  /**
+   * When the counters of a report's edges were all still 0, for the zero baseline of a
+   * new series (stats-series.ts), or null when not known well enough:
+   * - `startedAt`: the proxy's start (now - its uptimeMs), for a proxy younger than the
+   *   longest window. A proxy that has run longer (a control-plane restart, a proxy that
+   *   only now reaches this replica) gets none: its counters hold history from before any
+   *   window, so its first report stays a plain baseline, as before.
+   * - `newEdge`: for an edge that was not in this proxy's previous report, the later of
+   *   that report and `startedAt`, when that report was complete (no edge left out by
+   *   maxEdges, as malformed or over maxSeries: such an edge may have had counts) and
+   *   within the longest window. The proxy's counters only grow, so an edge absent then
+   *   was at 0.
+   */
+  private zeroBaseline(prev: { at: number; complete: boolean } | undefined, uptimeMs: number, now: number): { startedAt: number | null; newEdge: number | null } {
+    const startedAt = uptimeMs > 0 && uptimeMs <= LONGEST_MS ? now - uptimeMs : null;
+    const prevAt = prev && prev.complete && prev.at >= now - LONGEST_MS && prev.at < now ? prev.at : null;
+    return { startedAt, newEdge: prevAt === null ? startedAt : Math.max(prevAt, startedAt ?? -Infinity) };
   }
 
   /** A series is stale once it missed two reports (and at least the window has passed, see window()). */

@@ -18,7 +18,7 @@ describe('StatsReporter', () => {
     const sent: StatsReport[] = [];
     const dropped: number[] = [];
     const r = new StatsReporter({
-      clock, logger: silentLogger, metricsText: async () => TEXT, recentDenials: () => [], workload: { name: 'web', namespace: 'ns' },
+      clock, logger: silentLogger, metricsText: async () => TEXT, recentDenials: () => [], workload: { name: 'web', namespace: 'ns' }, startedAt: -2_000,
       send: (x) => void sent.push(x), intervalMs, maxEdges, onDropped: (n) => void dropped.push(n),
     });
     return { clock, sent, dropped, r };
@@ -33,11 +33,13 @@ describe('StatsReporter', () => {
     clock.advance(1);
     await settle();
     expect(sent).toHaveLength(1);
-    expect(sent[0]).toMatchObject({ workload: 'web', workloadNamespace: 'ns', intervalMs: 5_000, droppedEdges: 0 });
+    // uptimeMs: the proxy started 2 s before the reporter's clock read 0.
+    expect(sent[0]).toMatchObject({ workload: 'web', workloadNamespace: 'ns', intervalMs: 5_000, droppedEdges: 0, uptimeMs: 7_000 });
     expect(sent[0].edges.map((e) => [e.peerWorkload, e.success])).toEqual([['a', 5], ['b', 3]]);
     clock.advance(5_000);
     await settle();
     expect(sent).toHaveLength(2);
+    expect(sent[1].uptimeMs).toBe(12_000);
     r.close();
     clock.advance(20_000);
     await settle();

@@ -11,6 +11,8 @@ export interface StatsReporterOptions {
   /** The most recent authorization denials (bounded by the proxy). */
   readonly recentDenials: () => readonly RecentDenial[];
   readonly workload: { readonly name: string; readonly namespace: string };
+  /** When the proxy started (its clock; its counters count from there): each report carries the time since as uptimeMs. */
+  readonly startedAt: number;
   readonly send: (report: StatsReport) => void;
   /** discovery.statsReport.intervalMs (0: never report). */
   readonly intervalMs: number;
@@ -55,6 +57,7 @@ export class StatsReporter {
       this.o.send({
         workload: this.o.workload.name, workloadNamespace: this.o.workload.namespace, latencyBoundsMs: table.latencyBoundsMs, edges: table.edges,
         droppedEdges: table.dropped, recentDenials: [...this.o.recentDenials()], intervalMs: this.o.intervalMs,
+        uptimeMs: Math.max(1, this.o.clock.now() - this.o.startedAt),
       });
     } catch (e) {
       this.o.logger.warn('cannot build the stats report', { error: (e as Error).message });
