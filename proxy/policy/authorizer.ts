@@ -214,7 +214,9 @@ function compilePolicy(p: AuthzPolicy, http: boolean): RuleIndex {
   const index: number[] = [];
   p.rules.forEach((r, i) => {
     const pred = compileRule(r, http, p.action);
-    if (pred !== null) (preds.push(pred), index.push(i));
+    if (pred === null) return;
+    preds.push(pred);
+    index.push(i);
   });
   if (preds.length === 0) return noRule;
   if (preds.length === 1) {
