@@ -24,7 +24,7 @@ import { replaceFile } from './helpers/replace-file.js';
 const pki = testPki();
 
 interface Denial { policy: string; action: string; reason: string; path: string; workload: string; rule: number; effectivePolicyId: string; policiesConsidered: string[]; matchedRule: unknown; decidingPolicy: unknown; allowPoliciesNotMatched: { name: string }[] }
-interface Retry { service: string; port: number; path: string; workload: string; attempts: number; causes: { outcome: string; retryOn: string }[]; result: string; stopped: string; configuredBy: { kind: string; name: string; retry: { attempts: number; retryOn: string[] } | null } }
+interface Retry { service: string; port: number; path: string; route: string; workload: string; attempts: number; causes: { outcome: string; retryOn: string }[]; result: string; stopped: string; configuredBy: { kind: string; name: string; rule: string | null; retry: { attempts: number; retryOn?: string[]; codes?: number[] } | null } }
 
 async function startWhyMesh(concurrency: number) {
   const closers: (() => Promise<void>)[] = [];
@@ -35,7 +35,7 @@ async function startWhyMesh(concurrency: number) {
       // 503 the first time a path is asked for (the retry then succeeds).
       const first = !seen.has(req.url ?? '');
       seen.add(req.url ?? '');
-      res.statusCode = req.url?.startsWith('/flaky') && first ? 503 : 200;
+      res.statusCode = (req.url?.startsWith('/flaky') || req.url?.startsWith('/routed')) && first ? 503 : 200;
       res.end('ok');
     });
   });
@@ -81,7 +81,20 @@ metadata: { name: allow-app, namespace: default }
 spec:
   action: ALLOW
   rules:
-    - to: [{ operation: { paths: ["/flaky/*", "/ok", "/admin"] } }]
+    - to: [{ operation: { paths: ["/flaky/*", "/routed/*", "/ok", "/admin"] } }]
+`);
+  // Requests under /routed take a rule with its own retry (HTTPRouteRetry): that rule, not the TrafficPolicy, configured it.
+  await replaceFile(join(dir, 'route.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: api-route, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z" }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: api, port: 80 }]
+  rules:
+    - name: routed
+      matches: [{ path: { type: PathPrefix, value: /routed } }]
+      retry: { attempts: 1, codes: [503] }
+      backendRefs: [{ name: api, port: 80 }]
+    - backendRefs: [{ name: api, port: 80 }]
 `);
   await cp.whenReady();
   const client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: config('web') });
@@ -97,7 +110,8 @@ spec:
       req.end();
     });
   // Ready once the caller routes to api and api's sidecar has the policies (a first snapshot may predate them).
-  await waitFor(async () => ((await call('/ok')) === 200 && (await call('/secret')) === 403 ? true : null), 'api routed and its policies in force', 10_000);
+  const routeInForce = async () => JSON.stringify(await (await fetch(`http://127.0.0.1:${client.adminPort}/debug/route?authority=api.default.svc.cluster.local&path=/routed/x`)).json()).includes('default.api-route.routed');
+  await waitFor(async () => ((await routeInForce()) && (await call('/ok')) === 200 && (await call('/secret')) === 403 ? true : null), 'api routed and its policies in force', 10_000);
   const why = async () => (await (await fetch(`http://127.0.0.1:${cp.adminPort}/api/why`)).json()) as { denials: Denial[]; retries: Retry[]; droppedRetries: number };
   return {
     client, server, call, why,
@@ -147,6 +161,12 @@ describe.each([1, 2])('concurrency %i', (concurrency) => {
     expect(retries[0]).toMatchObject({
       workload: 'web', service: 'api.default', port: 80, path: '/flaky/1', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success', stopped: '',
       configuredBy: { kind: 'TrafficPolicy', name: 'default/api', retry: { attempts: 2, retryOn: ['5xx'] } },
+    });
+    expect(await mesh.call('/routed/1')).toBe(200);
+    const routed = await waitFor(async () => (await mesh.why()).retries.find((r) => r.path === '/routed/1') ?? null, 'the routed retry at the control plane', 10_000);
+    expect(routed).toMatchObject({
+      route: 'default.api-route.routed', attempts: 2, causes: [{ outcome: 'http-503', retryOn: 'retriable-status-codes' }], result: 'success',
+      configuredBy: { kind: 'HTTPRoute', name: 'default/api-route', rule: 'routed', retry: { attempts: 1, codes: [503] } },
     });
     // The client's proxy says how many of its retries it could not report: none here.
     expect((await mesh.why()).droppedRetries).toBe(0);

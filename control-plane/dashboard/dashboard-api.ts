@@ -154,12 +154,12 @@ const retrySettings = (r: RetryPolicy) => ({
  * GRPCRoute rule that routed it when that rule has a `retry` (it is in force then, as in
  * the proxy: proxy/routing/port-routing.ts), else the service port's TrafficPolicy (the
  * port's own, or the service's; the defaults when none targets it). The rule is found by
- * the name the proxy logs (`namespace.route.rule`).
+ * the name the proxy logs (`namespace.route.rule`), among the producer and consumer routes.
  */
 function retryConfig(d: DashboardDeps, x: RetryRow) {
   if (x.route !== '') {
-    for (const svc of d.store.view.services.values())
-      for (const r of svc.routes ?? [])
+    for (const sr of d.store.view.routes.byService.values())
+      for (const r of [...sr.producer, ...[...sr.consumers.values()].flat()])
         for (const [i, rule] of r.rules.entries())
           if (`${r.namespace}.${r.name}.${rule.name || i}` === x.route && rule.retry)
             return { kind: r.kind, name: `${r.namespace}/${r.name}`, rule: rule.name || String(i), retry: { attempts: rule.retry.attempts, codes: rule.retry.codes, backoffMs: rule.retry.backoffMs } };
