@@ -24,7 +24,7 @@ import { replaceFile } from './helpers/replace-file.js';
 const pki = testPki();
 
 interface Denial { policy: string; action: string; reason: string; path: string; workload: string; rule: number; effectivePolicyId: string; policiesConsidered: string[]; matchedRule: unknown; decidingPolicy: unknown; allowPoliciesNotMatched: { name: string }[] }
-interface Retry { service: string; port: number; path: string; route: string; workload: string; attempts: number; causes: { outcome: string; retryOn: string }[]; result: string; stopped: string; configuredBy: { kind: string; name: string; rule: string | null; retry: { attempts: number; retryOn?: string[]; codes?: number[] } | null } }
+interface Retry { service: string; port: number; path: string; route: string; workload: string; attempts: number; causes: { outcome: string; retryOn: string }[]; result: string; stopped: string; configuredBy: { kind: string; name: string | null; rule: string | null; target: string; retry: { attempts: number; retryOn?: string[]; codes?: number[] } | null } }
 
 async function startWhyMesh(concurrency: number) {
   const closers: (() => Promise<void>)[] = [];
@@ -160,7 +160,7 @@ describe.each([1, 2])('concurrency %i', (concurrency) => {
     expect(retries).toHaveLength(1);
     expect(retries[0]).toMatchObject({
       workload: 'web', service: 'api.default', port: 80, path: '/flaky/1', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success', stopped: '',
-      configuredBy: { kind: 'TrafficPolicy', name: 'default/api', retry: { attempts: 2, retryOn: ['5xx'] } },
+      configuredBy: { kind: 'TrafficPolicy', name: null, target: 'api.default', retry: { attempts: 2, retryOn: ['5xx'] } },
     });
     expect(await mesh.call('/routed/1')).toBe(200);
     const routed = await waitFor(async () => (await mesh.why()).retries.find((r) => r.path === '/routed/1') ?? null, 'the routed retry at the control plane', 10_000);

@@ -153,7 +153,8 @@ const retrySettings = (r: RetryPolicy) => ({
  * What set the retry policy of a retried request, from the current config: the HTTPRoute /
  * GRPCRoute rule that routed it when that rule has a `retry` (it is in force then, as in
  * the proxy: proxy/routing/port-routing.ts), else the service port's TrafficPolicy (the
- * port's own, or the service's; the defaults when none targets it). The rule is found by
+ * port's own: target `svc:port`, or the service's: target `svc`; its settings are the
+ * defaults when no TrafficPolicy targets it). The rule is found by
  * the name the proxy logs (`namespace.route.rule`), among the producer and consumer routes.
  */
 function retryConfig(d: DashboardDeps, x: RetryRow) {
@@ -162,10 +163,11 @@ function retryConfig(d: DashboardDeps, x: RetryRow) {
       for (const r of [...sr.producer, ...[...sr.consumers.values()].flat()])
         for (const [i, rule] of r.rules.entries())
           if (`${r.namespace}.${r.name}.${rule.name || i}` === x.route && rule.retry)
-            return { kind: r.kind, name: `${r.namespace}/${r.name}`, rule: rule.name || String(i), retry: { attempts: rule.retry.attempts, codes: rule.retry.codes, backoffMs: rule.retry.backoffMs } };
+            return { kind: r.kind, name: `${r.namespace}/${r.name}`, rule: rule.name || String(i), target: x.route, retry: { attempts: rule.retry.attempts, codes: rule.retry.codes, backoffMs: rule.retry.backoffMs } };
   }
+  // The mesh model carries the policy in force per service port, not the TrafficPolicy's name: the view names what it targets.
   const svc = d.store.view.services.get(x.service);
   const port = svc?.ports.find((p) => p.port === x.port);
-  if (!svc || !port) return { kind: 'unknown', name: x.service, rule: null, retry: null };
-  return { kind: port.policy ? 'TrafficPolicy (port)' : 'TrafficPolicy', name: `${svc.namespace}/${svc.name}${port.policy ? `:${port.port}` : ''}`, rule: null, retry: retrySettings(portPolicy(svc, port).retry) };
+  if (!svc || !port) return { kind: 'unknown', name: null, rule: null, target: `${x.service}:${x.port}`, retry: null };
+  return { kind: 'TrafficPolicy', name: null, rule: null, target: port.policy ? `${x.service}:${port.port}` : x.service, retry: retrySettings(portPolicy(svc, port).retry) };
 }

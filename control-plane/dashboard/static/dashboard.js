@@ -190,7 +190,7 @@ async function why(view) {
 }
 
 function configuredBy(c) {
-  const what = c.rule !== null ? `${c.kind} ${c.name} rule ${c.rule}` : `${c.kind} ${c.name}`;
+  const what = c.rule !== null ? `${c.kind} ${c.name} rule ${c.rule}` : c.kind === 'TrafficPolicy' ? `the TrafficPolicy of ${c.target}` : `unknown (${c.target} is gone)`;
   if (!c.retry) return what;
   const r = c.retry;
   return `${what}: ${r.attempts} attempts${r.retryOn ? `, retryOn ${r.retryOn.join(',') || '(always-safe only)'}` : ''}${(r.codes || r.retriableStatusCodes || []).length ? `, codes ${(r.codes || r.retriableStatusCodes).join(',')}` : ''}`;
