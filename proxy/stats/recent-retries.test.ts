@@ -18,6 +18,12 @@ describe('RecentRetries', () => {
     ]);
   });
 
+  test('the path is the one the client sent, before a URLRewrite filter rewrote it', () => {
+    const r = new RecentRetries(new FakeClock(0));
+    r.record({ ...req('/v2/orders'), originalPath: '/orders?a=1' } as ProxyRequest, 2, [], 'success', '');
+    expect(r.recent()[0].path).toBe('/orders');
+  });
+
   test('bounded: the newest N, oldest first; those pushed out unreported are counted, reported ones are not', () => {
     const clock = new FakeClock(0);
     let signalled = 0;

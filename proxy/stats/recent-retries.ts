@@ -47,8 +47,9 @@ export class RecentRetries {
       at: this.clock.now(),
       seq: ++this.seq,
       r: {
+        // The path as the client sent it (before a URLRewrite), without its query (it may carry secrets).
         service: route ? `${route.service.name}.${route.service.namespace}` : '', port: route?.port.port ?? 0, route: req.routeName ?? '',
-        method: req.method, path: req.path.split('?')[0].slice(0, 300), attempts, causes: causes.map((c) => ({ outcome: c.outcome, retryOn: c.retryOn })), result, stopped,
+        method: req.method, path: (req.originalPath ?? req.path).split('?')[0].slice(0, 300), attempts, causes: causes.map((c) => ({ outcome: c.outcome, retryOn: c.retryOn })), result, stopped,
       },
     };
     this.next = (this.next + 1) % this.ring.length;
