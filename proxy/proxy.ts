@@ -1,4 +1,5 @@
-import type { RecentDenial } from '../contract/discovery.js';
+import { RecentRetries } from './stats/recent-retries.js';
+import { mergeDecisions, type RecentDecisions } from './stats/recent-decisions.js';
 import { TelemetrySource } from './telemetry/telemetry-settings.js';
 import { AccessLog } from './access-log/access-log.js';
 import type { ProxyConfig } from './config/proxy-config.js';
@@ -87,7 +88,9 @@ export class Proxy {
   /** What /metrics serves (with workers: every thread's sum), for the control plane's StatsReport (proxy/stats/). */
   readonly metricsText: () => Promise<string>;
   /** This proxy's most recent authorization denials (main thread's; bounded), for the StatsReport. */
-  readonly recentDenials: () => RecentDenial[];
+  readonly recentDecisions: () => Promise<RecentDecisions>;
+  /** This thread's own recent denials and retries (a listener worker answers the pool with them). */
+  readonly ownDecisions: () => RecentDecisions;
   private routes: RouteTable;
   /** Egress control: the proxy's own `egress` config over what the control plane pushed (proxy/egress). */
   private egressPolicy: EgressPolicy;
@@ -179,7 +182,8 @@ export class Proxy {
     const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }), this.clock);
-    this.recentDenials = () => policyTelemetry.recentDenials();
+    const recentRetries = new RecentRetries(this.clock, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'recent-retries' }));
+    this.ownDecisions = () => ({ denials: policyTelemetry.recentDenials(), retries: recentRetries.recent(), droppedRetries: recentRetries.dropped });
     const ra = config.requestAuthn;
     this.jwks = new JwksRegistry({
       clock: this.clock,
@@ -217,7 +221,10 @@ export class Proxy {
       egress: () => this.egressPolicy,
       passthroughConnectTimeoutMs: config.egress.connectTimeoutMs,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
-      http: outboundStack({ ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer }),
+      http: outboundStack({
+        ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer,
+        onRetried: recentRetries.record,
+      }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
@@ -244,6 +251,8 @@ export class Proxy {
       ? () => pool.metrics(this.metrics.registry)
       : async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() });
     this.metricsText = async () => (await registryText()).body;
+    // With listener workers the data path (and so its denials and retries) is theirs: asked for at report time.
+    this.recentDecisions = pool ? async () => mergeDecisions([this.ownDecisions(), ...(await pool.recentDecisions())]) : async () => this.ownDecisions();
     this.scrape = L.metrics.enabled && !opts.worker
       ? new MetricsServer({
           ...L.metrics, logger: this.logger, clock: this.clock, limits: config.limits, ready: () => this.readiness(), metrics: registryText,

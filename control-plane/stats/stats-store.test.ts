@@ -151,6 +151,26 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
     s.ingest(web, report('web', [], { recentDenials: [{ ...d, ageMs: 5000 }, { ...d, path: '/y', ageMs: 1000 }] }));
     expect(s.denials().map((x) => [x.at, x.path, x.reporter])).toEqual([[99_000, '/y', 'default/web-0'], [95_000, '/x', 'default/web-0']]);
   });
+
+  test('denials keep the deciding rule; an older proxy\'s denial (no rule sent) has none, not rule 0', () => {
+    const s = new StatsStore({ clock: new FakeClock(100_000) });
+    const d = { policy: 'default/deny', action: 'DENY', reason: 'deny-policy default/deny', principal: '', method: 'GET', path: '/x', port: 8080, ageMs: 0 };
+    s.ingest(web, report('web', [], { recentDenials: [{ ...d, rule: 2, effectivePolicyId: 'ns[default]-policy[deny]-rule[2]', policiesConsidered: [] }, { ...d, rule: 0 }] }));
+    expect(s.denials().map((x) => [x.rule, x.effectivePolicyId])).toEqual([[2, 'ns[default]-policy[deny]-rule[2]'], [-1, '']]);
+  });
+
+  test('recent retries are kept per reporter (the newest 50), checked field by field, with the drops reported', () => {
+    const clock = new FakeClock(100_000);
+    const s = new StatsStore({ clock });
+    const r = { service: 'api.default', port: 80, route: '', method: 'GET', path: '/', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success', stopped: '' };
+    const many = Array.from({ length: 60 }, (_, i) => ({ ...r, path: `/${i}`, ageMs: 60 - i }));
+    s.ingest(web, report('web', [], { recentRetries: [...many, { ageMs: 'x', causes: 'nope', attempts: -3 } as never], droppedRetries: 4 }));
+    const rows = s.retries();
+    expect(rows).toHaveLength(50);
+    expect(rows[0]).toMatchObject({ at: 100_000, reporter: 'default/web-0', service: '', causes: [], attempts: 0 });
+    expect(rows[1]).toMatchObject({ at: 99_999, path: '/59', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success' });
+    expect(s.droppedRetries()).toBe(4);
+  });
 });
 
 function round4(n: number): number {

@@ -1,5 +1,5 @@
 import type { Clock } from '../../common/clock.js';
-import type { EdgeStats, RecentDenial, StatsReport } from '../../contract/discovery.js';
+import type { EdgeStats, RecentDenial, RecentRetry, StatsReport } from '../../contract/discovery.js';
 import { histogramQuantile } from './histogram-quantile.js';
 import { StatsSeries, type EdgeMeta, type Reporter, type WindowDelta } from './stats-series.js';
 
@@ -110,6 +110,16 @@ export interface DenialRow extends Omit<RecentDenial, 'ageMs'> {
   readonly workload: string;
 }
 
+/** A recent retry as the control plane keeps it: when (its clock) and who reported it. */
+export interface RetryRow extends Omit<RecentRetry, 'ageMs'> {
+  readonly at: number;
+  readonly reporter: string;
+  readonly workload: string;
+}
+
+/** Retries kept per reporter (a report carries each thread's last 20; the newest are kept). */
+const MAX_RETRIES_PER_REPORTER = 50;
+
 /**
  * The control plane's aggregation of the proxies' StatsReports (contract/discovery.proto):
  * one series per (reporter, edge) of cumulative counters with their arrival times (the
@@ -123,7 +133,7 @@ export interface DenialRow extends Omit<RecentDenial, 'ageMs'> {
  */
 export class StatsStore {
   private readonly series = new Map<string, StatsSeries>();
-  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[]; complete: boolean }>();
+  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[]; retries: RetryRow[]; droppedRetries: number; complete: boolean }>();
   private readonly maxSeries: number;
 
   constructor(private readonly o: StatsStoreOptions) {
@@ -174,9 +184,15 @@ export class StatsStore {
     const denials = (Array.isArray(r.recentDenials) ? r.recentDenials : []).slice(-20).map((d): DenialRow => ({
       at: now - Math.max(0, Number(d?.ageMs) || 0), reporter: rkey, workload: reporter.workload,
       policy: str(d?.policy), action: str(d?.action), reason: str(d?.reason), principal: str(d?.principal), method: str(d?.method), path: str(d?.path), port: Number(d?.port) || 0,
+      // An older proxy sends no rule: -1 (none known), not rule 0.
+      rule: str(d?.effectivePolicyId) === '' ? -1 : Math.trunc(Number(d?.rule) || 0), effectivePolicyId: str(d?.effectivePolicyId),
+      policiesConsidered: (Array.isArray(d?.policiesConsidered) ? d.policiesConsidered : []).slice(0, 50).map(str),
     }));
     const droppedEdges = Number(r.droppedEdges) || 0;
-    this.reporters.set(rkey, { reporter, at: now, droppedEdges, denials, complete: droppedEdges === 0 && invalid === 0 && overCap === 0 });
+    this.reporters.set(rkey, {
+      reporter, at: now, droppedEdges, denials, retries: retryRows(r.recentRetries, now, rkey, reporter.workload), droppedRetries: Number(r.droppedRetries) || 0,
+      complete: droppedEdges === 0 && invalid === 0 && overCap === 0,
+    });
     this.o.onIngest?.(this.series.size);
   }
 
@@ -234,6 +250,16 @@ export class StatsStore {
     return [...this.reporters.values()].flatMap((r) => r.denials).sort((a, b) => b.at - a.at);
   }
 
+  /** Every reporter's recent retries, newest first. */
+  retries(): RetryRow[] {
+    return [...this.reporters.values()].flatMap((r) => r.retries).sort((a, b) => b.at - a.at);
+  }
+
+  /** Retries the reporters dropped before reporting them (their cumulative counts, summed). */
+  droppedRetries(): number {
+    return [...this.reporters.values()].reduce((n, r) => n + r.droppedRetries, 0);
+  }
+
   /** The reporters (pods) heard from, with when and how many edges their last report left out. */
   reporterList(): { pod: string; workload: string; identity: string; lastReportAt: number; droppedEdges: number }[] {
     return [...this.reporters.entries()].map(([pod, r]) => ({ pod, workload: r.reporter.workload, identity: r.reporter.identity, lastReportAt: r.at, droppedEdges: r.droppedEdges }));
@@ -276,6 +302,17 @@ export class StatsStore {
 }
 
 const str = (v: unknown): string => String(v ?? '').slice(0, 300);
+
+/** A report's retries, checked field by field (a proxy's report is input), the newest MAX_RETRIES_PER_REPORTER. */
+function retryRows(raw: unknown, now: number, reporter: string, workload: string): RetryRow[] {
+  const list = (Array.isArray(raw) ? raw : []) as Partial<RecentRetry>[];
+  return list.slice(-MAX_RETRIES_PER_REPORTER).map((x): RetryRow => ({
+    at: now - Math.max(0, Number(x?.ageMs) || 0), reporter, workload,
+    service: str(x?.service), port: Number(x?.port) || 0, route: str(x?.route), method: str(x?.method), path: str(x?.path), attempts: Math.max(0, Math.trunc(Number(x?.attempts) || 0)),
+    causes: (Array.isArray(x?.causes) ? x.causes : []).slice(0, 20).map((c) => ({ outcome: str(c?.outcome), retryOn: str(c?.retryOn) })),
+    result: str(x?.result), stopped: str(x?.stopped),
+  }));
+}
 const count = (v: unknown): number | null => {
   const n = Number(v);
   return Number.isFinite(n) && n >= 0 ? n : null;
