@@ -114,7 +114,7 @@ spec:
   await waitFor(async () => ((await routeInForce()) && (await call('/ok')) === 200 && (await call('/secret')) === 403 ? true : null), 'api routed and its policies in force', 10_000);
   const why = async () => (await (await fetch(`http://127.0.0.1:${cp.adminPort}/api/why`)).json()) as { denials: Denial[]; retries: Retry[]; droppedRetries: number };
   return {
-    client, server, call, why,
+    client, server, call, why, cpAdminPort: cp.adminPort,
     async close() {
       await client.close();
       await server.close();
@@ -170,5 +170,8 @@ describe.each([1, 2])('concurrency %i', (concurrency) => {
     });
     // The client's proxy says how many of its retries it could not report: none here.
     expect((await mesh.why()).droppedRetries).toBe(0);
+    // The service page lists the route that configured it.
+    const page = (await (await fetch(`http://127.0.0.1:${mesh.cpAdminPort}/api/services/api.default`)).json()) as { routes: { kind: string; name: string; appliesTo: string; rules: { name: string }[] }[] };
+    expect(page.routes.map((r) => [r.kind, r.name, r.appliesTo, r.rules.map((x) => x.name)])).toEqual([['HTTPRoute', 'api-route', 'every caller (producer route)', ['routed', '']]]);
   });
 });

@@ -84,6 +84,20 @@ function topology(d: DashboardDeps, window: WindowName) {
 }
 
 /** Every endpoint of the service with what the mesh knows of its health: source readiness, proxies' reports, mesh-wide withdrawal. */
+/**
+ * The HTTPRoutes / GRPCRoutes attached to a Service, from the route view (a Service in the
+ * view carries none: routes are chosen per subscriber when pushed): the producer routes,
+ * for every caller, then each namespace's consumer routes, for callers in it (GAMMA).
+ */
+function serviceRoutes(d: DashboardDeps, key: string) {
+  const sr = d.store.view.routes.byService.get(key);
+  if (!sr) return [];
+  return [
+    ...sr.producer.map((r) => ({ appliesTo: 'every caller (producer route)', ...r })),
+    ...[...sr.consumers].flatMap(([ns, list]) => list.map((r) => ({ appliesTo: `callers in ${ns} (consumer route)`, ...r }))),
+  ];
+}
+
 function serviceDetail(d: DashboardDeps, svc: Service, window: WindowName) {
   const key = `${svc.name}.${svc.namespace}`;
   const health = d.discovery.debugHealth().filter((h) => h.service === key);
@@ -103,7 +117,7 @@ function serviceDetail(d: DashboardDeps, svc: Service, window: WindowName) {
   }));
   const authz = d.store.view.policy.authorizationPolicies.filter((a) => a.namespace === svc.namespace).map((a) => ({ selector: a.selector, ...a.policy }));
   return {
-    name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports, trafficPolicy: svc.policy, routes: svc.routes ?? [], authorizationPolicies: authz,
+    name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports, trafficPolicy: svc.policy, routes: serviceRoutes(d, key), authorizationPolicies: authz,
     stat: d.stats.stat('service', window).find((r) => r.name === svc.name && r.namespace === svc.namespace) ?? null,
     callers: d.stats.edges(window).filter((e) => e.to?.service === key),
   };
