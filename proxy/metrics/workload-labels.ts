@@ -1,5 +1,6 @@
 import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
 import { encodePeerMetadata, parsePeerMetadata } from './peer-metadata.js';
+import { RequestSeries } from './request-series.js';
 
 /**
  * Istio's standard metric labels (istio.io docs/reference/config/metrics), in Istio's
@@ -38,21 +39,26 @@ const orUnknown = (v: string | undefined): string => (v ? v : UNKNOWN);
  */
 export class LabelSet {
   readonly tcp: TcpLabels;
-  private readonly full = new Map<string, RequestLabels>();
+  private readonly full = new Map<string, RequestSeries>();
 
   constructor(private readonly base: Base) {
     this.tcp = inOrder(TCP_LABELS, { ...base, request_protocol: 'tcp', response_flags: '-' });
   }
 
   labels(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestLabels {
+    return this.series(protocol, code, grpc, flags).labels as RequestLabels;
+  }
+
+  /** The request metrics' series of these labels (request-series.ts: recorded without hashing the labels per request). */
+  series(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestSeries {
     const key = `${protocol} ${code} ${grpc} ${flags}`;
-    let l = this.full.get(key);
-    if (l === undefined) {
-      l = inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags });
+    let s = this.full.get(key);
+    if (s === undefined) {
+      s = new RequestSeries(inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags }));
       // Bounded anyway (status codes, gRPC codes and flags are checked values), but say so.
-      if (this.full.size < 4096) this.full.set(key, l);
+      if (this.full.size < 4096) this.full.set(key, s);
     }
-    return l;
+    return s;
   }
 }
 
