@@ -23,6 +23,8 @@ export type RequestLabels = Readonly<Record<RequestLabel, string>>;
 export type TcpLabels = Readonly<Record<TcpLabel, string>>;
 
 const UNKNOWN = 'unknown';
+/** The inbound key of "no wren-peer header" (a header value is never this: it holds no NUL). */
+const NO_PEER = '\0';
 
 /** prom-client prints labels in the object's key order: Istio's order, whatever order they were built in. */
 function inOrder<K extends string>(names: readonly K[], values: Record<K, string>): Readonly<Record<K, string>> {
@@ -89,7 +91,9 @@ export const MAX_PEER_VALUES_PER_CALLER = 64;
 export class WorkloadLabels {
   private readonly outbound = new WeakMap<ServicePort, PortEntry>();
   private noRoute: LabelSet | undefined;
-  private readonly inbound = new Map<string, LabelSet>();
+  /** Inbound label sets by caller identity, then by its `wren-peer` value (NO_PEER: none); inboundSets counts them all. */
+  private readonly inbound = new Map<string, Map<string, LabelSet>>();
+  private inboundSets = 0;
   private plaintextSet: LabelSet | undefined;
   private readonly peerHeaders = new WeakMap<Service, string>();
   private readonly bareHeader: string;
@@ -145,12 +149,21 @@ export class WorkloadLabels {
    */
   forInbound(principal: string, peer: string | undefined, secure: boolean): LabelSet {
     if (!secure) return (this.plaintextSet ??= new LabelSet(this.destinationBase('', undefined, 'none')));
-    const key = peer === undefined ? principal : `${principal}\n${peer}`;
-    let set = this.inbound.get(key);
+    // By identity, then by header value: two look-ups of the strings the request has,
+    // instead of a key joined from both (a new string to build and hash per request).
+    let byPeer = this.inbound.get(principal);
+    const peerKey = peer ?? NO_PEER;
+    let set = byPeer?.get(peerKey);
     if (!set) {
       set = new LabelSet(this.destinationBase(principal, peer === undefined ? undefined : this.admit(principal, peer), 'mutual_tls'));
-      if (this.inbound.size >= MAX_INBOUND_SETS) this.inbound.clear();
-      this.inbound.set(key, set);
+      if (this.inboundSets >= MAX_INBOUND_SETS) {
+        this.inbound.clear();
+        this.inboundSets = 0;
+        byPeer = undefined;
+      }
+      if (!byPeer) this.inbound.set(principal, (byPeer = new Map()));
+      byPeer.set(peerKey, set);
+      this.inboundSets++;
     }
     return set;
   }
