@@ -175,8 +175,9 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     };
     /**
      * Access logs on (`telemetry.accessLog.enabled`), written to the sidecars' stdout, which is
-     * read and discarded here. Measured only once a probe request has produced a line: a
-     * build that accepts the setting but logs nothing would show the plain pair's figure.
+     * read and discarded here. Measured only once a probe request has produced a line (within
+     * 3 s: lines go out in batches, config accessLogFlush): a build that accepts the setting
+     * but logs nothing would show the plain pair's figure.
      */
     const accessLogPair = async (): Promise<Path> => {
       const name = 'wren pair access log';
@@ -193,7 +194,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
         np.child.stdout!.on('data', () => (wrote = true));
       }
       await probe(p.port, 'web');
-      await new Promise((r) => setTimeout(r, 300));
+      // Lines are written in batches, at the latest accessLogFlush.intervalMs (1 s by default) after the first.
+      for (let waited = 0; !wrote && waited < 3000; waited += 100) await new Promise((r) => setTimeout(r, 100));
       return wrote
         ? { name, procs: p.procs, h1Port: p.port, grpcPort: p.port }
         : { name, procs: [], missing: 'telemetry.accessLog.enabled is accepted but no access-log line reached stdout after a probe request (no access log in this build)' };
