@@ -94,8 +94,11 @@ class Done {
     if (body) {
       countBodyBytes(body);
       (body as Readable & { [DONE]?: Done })[DONE] = this;
-      body.once('end', onBodyDone);
-      body.once('close', onBodyDone);
+      // on, not once: a stream emits 'end' and 'close' at most once each and the handler
+      // counts once (d.counted); once() would wrap it in a bound function and a state
+      // object per request and remove it again when it fires.
+      body.on('end', onBodyDone);
+      body.on('close', onBodyDone);
     } else finish(this);
     return res;
   };
