@@ -116,6 +116,8 @@ export class Proxy {
   private readonly rateLimiter: RateLimiter;
   /** JWKS of the RequestAuthentication rules in force, kept across policy updates. */
   private readonly jwks: JwksRegistry;
+  /** Its buffered lines are written when the proxy stops (access-log.ts, AccessLogFlush). */
+  private readonly accessLog: AccessLog;
   private readonly jwtDeps: JwtDeps;
   private closedResolve!: () => void;
   /** Resolves once the proxy has closed (after a drain, POST /drain included). */
@@ -179,7 +181,8 @@ export class Proxy {
     // inbound would call its service with this workload's identity: a confused deputy.
     const reserved = this.reservedPorts;
     for (const port of [L.inbound.port, L.outbound.port, L.admin.port, L.metrics.enabled ? L.metrics.port : 0, 15000, 15001, 15006, 15020, ...config.upstreams.map((u) => u.localPort)]) if (port > 0) reserved.add(port);
-    const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
+    const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry, flush: config.accessLogFlush });
+    this.accessLog = accessLog;
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }), this.clock);
     const recentRetries = new RecentRetries(this.clock, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'recent-retries' }));
@@ -488,6 +491,7 @@ export class Proxy {
     this.appAgent.destroy();
     this.metrics.close();
     await Promise.all([this.outbound.close(), this.admin.close(), this.scrape?.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);
+    this.accessLog.flush('shutdown');
     this.closedResolve();
   }
 }
