@@ -147,8 +147,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const flags = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
     const common = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
     /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars, `over` config to both. */
-    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}, routed = false) => {
-      const server = await start([wren, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra]);
+    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}, routed = false, bin = wren) => {
+      const server = await start([bin, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra]);
       const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: Number(server.match[2]), identity: files.web.spiffeId }];
       const services = routed
         ? routedServices(ep, h1Port, grpcPort)
@@ -156,7 +156,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
             { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
             { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
           ];
-      const client = await start([wren, 'proxy', '--config', await proxyCfg('client', services, `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
+      const client = await start([bin, 'proxy', '--config', await proxyCfg('client', services, `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
       console.log(`wren sidecars${extra.length ? ` (${extra.join(' ')})` : ''}: outbound pid ${client.pid}, inbound pid ${server.pid}`);
       return { procs: [client, server], port: Number(client.match[1]) };
     };
@@ -175,8 +175,9 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     };
     /**
      * Access logs on (`telemetry.accessLog.enabled`), written to the sidecars' stdout, which is
-     * read and discarded here. Measured only once a probe request has produced a line: a
-     * build that accepts the setting but logs nothing would show the plain pair's figure.
+     * read and discarded here. Measured only once a probe request has produced a line (within
+     * 3 s: lines go out in batches, config accessLogFlush): a build that accepts the setting
+     * but logs nothing would show the plain pair's figure.
      */
     const accessLogPair = async (): Promise<Path> => {
       const name = 'wren pair access log';
@@ -193,7 +194,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
         np.child.stdout!.on('data', () => (wrote = true));
       }
       await probe(p.port, 'web');
-      await new Promise((r) => setTimeout(r, 300));
+      // Lines are written in batches, at the latest accessLogFlush.intervalMs (1 s by default) after the first.
+      for (let waited = 0; !wrote && waited < 3000; waited += 100) await new Promise((r) => setTimeout(r, 100));
       return wrote
         ? { name, procs: p.procs, h1Port: p.port, grpcPort: p.port }
         : { name, procs: [], missing: 'telemetry.accessLog.enabled is accepted but no access-log line reached stdout after a probe request (no access log in this build)' };
@@ -203,8 +205,12 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const variantArgs = flags(process.env.WREN_BENCH_COMPARE_NODE_ARGS);
     // WREN_BENCH_COMPARE_CONFIG='{"protocol":{"meshHttp1":"h1"}}': the second pair with that proxy config (top-level keys replace the defaults').
     const variantCfg = process.env.WREN_BENCH_COMPARE_CONFIG ? (JSON.parse(process.env.WREN_BENCH_COMPARE_CONFIG) as Record<string, unknown>) : undefined;
-    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : [])].join(' ');
-    const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg) : null;
+    // WREN_BENCH_COMPARE_WREN=/other/checkout/dist/cli/wren.js: the second pair runs that build (a before/after A/B in one interleaved run).
+    const variantBin = process.env.WREN_BENCH_COMPARE_WREN;
+    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : []), ...(variantBin ? [`build ${variantBin}`] : [])].join(' ');
+    const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg, false, variantBin ?? wren) : null;
+    // A variant that writes access logs: its stdout is read and dropped, not kept (megabytes per load).
+    if (variant && JSON.stringify(variantCfg ?? {}).includes('"accessLog"')) for (const np of variant.procs) np.child.stdout!.removeAllListeners('data').on('data', () => undefined);
     const telemetry = TELEMETRY ? await telemetryPairs() : [];
     const routedPair = ROUTES ? await wrenPair('-routes', [], {}, true) : null;
     const workers = CONCURRENCY > 1 ? await wrenPair(`-c${CONCURRENCY}`, [], { concurrency: CONCURRENCY }) : null;

@@ -165,9 +165,9 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   out(`web sidecar metrics: ${labelled ? 'istio_requests_total{reporter="destination",source_workload="client",destination_workload="web",destination_service="web.default.svc.cluster.local"}' : `unexpected istio_requests_total: ${inboundSeries || 'none from client'}`}\n`);
   if (!labelled) failures++;
   // The control plane aggregates what the sidecars report (StatsReport): the client -> web edge
-  // appears in `wren stat` and on the dashboard once two reports (2 s apart) give it a rate:
-  // the counters must grow between two reports, so a request goes out on every poll (the
-  // requests above may all predate the first report, which then already counts them).
+  // appears in `wren stat` and on the dashboard with the client's first report (2 s), which
+  // counts the requests above from the young sidecar's start (docs/operations.md, wren stat);
+  // a request still goes out on every poll, so the edge's counters grow either way.
   const dashboard = `http://${cp.ip}:15014/dashboard/`;
   const page = await adminGet(cp.ip, 15014, '/dashboard/');
   let edgeRate = '';

@@ -50,6 +50,7 @@ test.each([
   [['--inbound-port', '70000'], /port 1-65535/],
   [['--skip-outbound-ports', '443,https'], /malformed list/],
   [['--skip-outbound-cidrs', '10.0.0.0/40'], /malformed list/],
+  [['--skip-outbound-cidrs', 'fd00:::1/64'], /malformed list/],
   [['--iptables-mode', 'bpf'], /auto, nft or legacy/],
   [['--method', 'magic'], /restore or commands/],
   [['--bogus'], /Unknown option/],

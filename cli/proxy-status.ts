@@ -3,7 +3,8 @@
  * like `istioctl proxy-status`: its sync status (SYNCED / STALE / NACKED, with the NACK's
  * reason), the config version it ACKed vs the one last sent to it, its certificate's
  * expiry and the root it chains to (and whether that root is a current trust anchor),
- * its Wren release and when it was last heard from. Reads GET /debug/proxy-status
+ * its Wren release, how long its stream has been up (CONNECTED, an age as kubectl's AGE)
+ * and when it was last heard from. Reads GET /debug/proxy-status
  * (control-plane/discovery/proxy-status.ts). Exit codes: 0 shown, 1 a replica
  * unreachable, 2 bad usage. docs/operations.md.
  */
@@ -70,13 +71,41 @@ export function durationText(ms: number): string {
   return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/**
+ * An age as kubectl prints AGE (k8s.io/apimachinery pkg/util/duration HumanDuration): exact
+ * seconds below 2 minutes, then coarser the older it is: "45s", "3m20s", "42m", "5h7m",
+ * "20h", "3d4h", "30d", "2y10d". A little negative (clocks a second apart) is "0s".
+ */
+export function ageText(ms: number): string {
+  const seconds = Math.trunc(ms / 1000); // Go's int(d.Seconds())
+  if (seconds < -1) return '<invalid>';
+  if (seconds < 0) return '0s';
+  if (seconds < 120) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 10) return seconds % 60 === 0 ? `${minutes}m` : `${minutes}m${seconds % 60}s`;
+  if (minutes < 180) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 8) return minutes % 60 === 0 ? `${hours}h` : `${hours}h${minutes % 60}m`;
+  if (hours < 48) return `${hours}h`;
+  const days = Math.floor(hours / 24);
+  if (hours < 24 * 8) return hours % 24 === 0 ? `${days}d` : `${days}d${hours % 24}h`;
+  if (hours < 24 * 365 * 2) return `${days}d`;
+  const years = Math.floor(days / 365);
+  if (hours < 24 * 365 * 8) return days % 365 === 0 ? `${years}y` : `${years}y${days % 365}d`;
+  return `${years}y`;
+}
+
+/** How long a proxy's stream has been up: the control plane's own count, or (a control plane older than that field) from connectedSince. */
+const connectedFor = (p: ProxyStatusRow, now: number): number =>
+  typeof (p.connectedForMs as number | undefined) === 'number' ? p.connectedForMs : now - Date.parse(p.connectedSince);
+
 export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('   ')).join('\n') + '\n';
 }
 
 export function formatProxyStatus(replicas: readonly ReplicaStatus[], now: number): string {
-  const rows: string[][] = [['NAME', 'STATUS', 'ACKED', 'SENT', 'CERT EXPIRES', 'ROOT', 'VERSION', 'LAST SEEN', 'CONTROL PLANE']];
+  const rows: string[][] = [['NAME', 'STATUS', 'ACKED', 'SENT', 'CERT EXPIRES', 'ROOT', 'VERSION', 'CONNECTED', 'LAST SEEN', 'CONTROL PLANE']];
   const notes: string[] = [];
   for (const r of replicas) {
     if (r.error) notes.push(`control plane ${r.controlPlane}: unreachable: ${r.error}`);
@@ -84,7 +113,7 @@ export function formatProxyStatus(replicas: readonly ReplicaStatus[], now: numbe
       const root = p.cert ? (p.cert.chainRoot ? `${short(p.cert.chainRoot)}${p.cert.chainsToCurrentAnchor === false ? ' (not a current anchor)' : ''}` : 'none of its anchors') : 'not reported';
       rows.push([
         `${p.pod}.${p.namespace}`, p.status, p.ackedVersion ?? '-', p.sentVersion ?? '-', p.cert ? untilText(p.cert.notAfter, now) : 'not reported', root,
-        p.proxyVersion ?? 'unknown', `${durationText(p.lastSeenAgoMs)} ago`, r.controlPlane,
+        p.proxyVersion ?? 'unknown', ageText(connectedFor(p, now)), `${durationText(p.lastSeenAgoMs)} ago`, r.controlPlane,
       ]);
       if (p.nack) notes.push(`${p.pod}.${p.namespace}: NACKED version ${p.nack.version}: ${p.nack.detail}`);
     }

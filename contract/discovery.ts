@@ -160,6 +160,11 @@ export interface StatsReport {
   droppedEdges: number;
   recentDenials: RecentDenial[];
   intervalMs: number;
+  /** How long the proxy had been running at this report (its counters start at 0 then); 0 or absent: unknown. */
+  uptimeMs?: number;
+  /** Absent from an older proxy. */
+  recentRetries?: RecentRetry[];
+  droppedRetries?: number;
 }
 export interface EdgeStats {
   direction: 'inbound' | 'outbound';
@@ -187,6 +192,29 @@ export interface RecentDenial {
   method: string;
   path: string;
   port: number;
+  /** Index of the deciding policy's matched rule; -1 none (absent from an older proxy). */
+  rule?: number;
+  /** `ns[NS]-policy[NAME]-rule[N]` ('' none). */
+  effectivePolicyId?: string;
+  /** no-allow-policy-matched: the ALLOW policies considered. */
+  policiesConsidered?: string[];
+}
+/** A request the proxy retried (contract/discovery.proto `RecentRetry`). */
+export interface RecentRetry {
+  ageMs: number;
+  service: string;
+  port: number;
+  route: string;
+  method: string;
+  path: string;
+  attempts: number;
+  causes: RetryCause[];
+  result: string;
+  stopped: string;
+}
+export interface RetryCause {
+  outcome: string;
+  retryOn: string;
 }
 /** What the proxy sends: exactly one of the fields (`kind` names it when decoded). */
 export type DiscoveryRequest =

@@ -20,6 +20,23 @@ import {
 const D = DEFAULT_POLICY;
 const pct = (def: number) => num({ min: 0, max: 100, default: def });
 const count = (def: number) => num({ int: true, min: 0, default: def });
+/**
+ * A period or timeout that must be > 0, as Envoy's `(validate.rules).duration = {gt {}}` on
+ * HealthCheck.interval/timeout and OutlierDetection.interval: 0 would probe back to back,
+ * abort every probe at once, or never run the outlier sweep that un-ejects endpoints.
+ */
+const positiveDuration = (def: number) => map(duration(def), (ms, path) => (ms > 0 ? ms : fail(path, `expected a duration greater than 0, got ${ms}`)));
+/**
+ * A health check's `path`: visible ASCII only, so no space, CR or LF can reach a request
+ * line or header (Envoy: HttpHealthCheck.path is a `HTTP_HEADER_VALUE`). For kind http it
+ * is the request target, origin-form, so it starts with "/" (RFC 9112 section 3.2.1); for
+ * grpc it names the service, with or without a leading "/" (health-checker.ts).
+ */
+const healthCheckPath = map(str({ default: '/' }), (p, path) =>
+  /^[!-~]*$/.test(p) ? p : fail(path, `expected visible ASCII only (no spaces, CR or LF), got ${JSON.stringify(p)}`),
+);
+const httpPathStartsWithSlash = <T extends { readonly kind: string; readonly path: string }>(hc: T, path: string): T =>
+  hc.kind === 'http' && !hc.path.startsWith('/') ? fail(`${path}.path`, `an http health check path starts with "/", got ${JSON.stringify(hc.path)}`) : hc;
 
 export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   fault: optional(parseFaultInjection),
@@ -32,7 +49,7 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   }),
   outlierDetection: obj({
     enabled: bool(D.outlierDetection.enabled),
-    intervalMs: duration(D.outlierDetection.intervalMs),
+    intervalMs: positiveDuration(D.outlierDetection.intervalMs),
     baseEjectionTimeMs: duration(D.outlierDetection.baseEjectionTimeMs),
     maxEjectionTimeMs: duration(D.outlierDetection.maxEjectionTimeMs),
     maxEjectionTimeJitterMs: duration(D.outlierDetection.maxEjectionTimeJitterMs),
@@ -90,14 +107,17 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
     idleMs: duration(D.timeouts.idleMs),
   }),
   healthCheck: withDefault(
-    obj({
-      kind: literal(['http', 'tcp', 'grpc'] as const),
-      path: str({ default: '/' }),
-      intervalMs: duration(10_000),
-      timeoutMs: duration(1_000),
-      healthyThreshold: num({ int: true, min: 1, default: 1 }),
-      unhealthyThreshold: num({ int: true, min: 1, default: 3 }),
-    }),
+    map(
+      obj({
+        kind: literal(['http', 'tcp', 'grpc'] as const),
+        path: healthCheckPath,
+        intervalMs: positiveDuration(10_000),
+        timeoutMs: positiveDuration(1_000),
+        healthyThreshold: num({ int: true, min: 1, default: 1 }),
+        unhealthyThreshold: num({ int: true, min: 1, default: 3 }),
+      }),
+      httpPathStartsWithSlash,
+    ),
     null,
   ),
 }) as Parser<TrafficPolicy>;

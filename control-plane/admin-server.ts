@@ -10,6 +10,7 @@ import type { Clock } from '../common/clock.js';
 import type { StatsStore } from './stats/stats-store.js';
 import { dashboardApi } from './dashboard/dashboard-api.js';
 import { dashboardAsset } from './dashboard/dashboard-assets.js';
+import type { SourceRejection } from './sources/source-rejection.js';
 
 /**
  * The control plane's own admin port (15014, like istiod's monitoring port):
@@ -19,7 +20,8 @@ import { dashboardAsset } from './dashboard/dashboard-assets.js';
  * proxy version; discovery/proxy-status.ts), /debug/proxy-config?pod=NS/NAME (what it sent that proxy), /debug/health (every endpoint proxies report unhealthy in their HealthReports,
  * with the reporters; and under `withdrawal` the endpoints withdrawn mesh-wide on those reports, the
  * ones held back by the panic threshold, the settings and the last decisions), /debug/view (the current mesh view, PeerAuthentications and
- * AuthorizationPolicies, the compiled routes, the source's rejected manifests and the objects of kinds it does not read) and /debug/trust (the trust
+ * AuthorizationPolicies, the compiled routes, the source's rejected manifests and the objects of kinds it does not read), /debug/rejected (the
+ * objects the source rejects now, by kind/namespace/name with the field path; `wren check`) and /debug/trust (the trust
  * anchors and issuer the CA uses, and per proxy the anchors it trusts and the root its
  * certificate chains to; `wren trust-anchors check` reads it). /dashboard/ is the web dashboard and
  * /api/* the JSON it and `wren stat` read (control-plane/dashboard/, docs/operations.md).
@@ -34,6 +36,8 @@ export interface AdminDeps {
   /** Objects the source read but does not use (kinds it does not know), each with its file. */
   readonly sourceIgnored: () => readonly unknown[];
   readonly sourceName: string;
+  /** The objects the source currently rejects (GET /debug/rejected); absent: a source that keeps none. */
+  readonly sourceRejected?: () => readonly SourceRejection[];
   /** The proxies' traffic (StatsReports), for /api/ and the dashboard; absent: those paths answer 404. */
   readonly stats?: StatsStore;
   readonly clock?: Clock;
@@ -110,6 +114,10 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {
       return json(200, { endpoints: d.discovery.debugHealth(), withdrawal: d.withdrawal?.debug() ?? null });
     case '/debug/trust':
       return json(200, d.discovery.debugTrust());
+    case '/debug/rejected':
+      // Objects the source read and rejects now (kind, namespace/name, field path, reason; the
+      // file in dir mode): their last good version, if any, is what proxies get (`wren check`).
+      return json(200, { source: d.sourceName, ready: d.store.ready, rejected: d.sourceRejected?.() ?? [] });
     case '/debug/view': {
       const v = d.store.view;
       return json(200, {
@@ -136,7 +144,7 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {
         });
         return res.end(asset.body);
       }
-      return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
+      return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/debug/rejected', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
     }
   }
 }

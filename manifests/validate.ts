@@ -64,6 +64,11 @@ const KNOWN_CEL: Record<string, Json> = {
     if: { not: { required: ['notValues'], properties: { notValues: { minItems: 1 } } } },
     then: { required: ['values'], properties: { values: { minItems: 1 } } },
   },
+  // TrafficPolicy healthCheck: an http probe's path is origin-form.
+  "self.kind != 'http' || !has(self.path) || self.path.startsWith('/')": {
+    if: { required: ['kind'], properties: { kind: { const: 'http' } } },
+    then: { properties: { path: { pattern: '^/' } } },
+  },
   // RequestAuthentication jwtRule: exactly one key source.
   '[has(self.jwks), has(self.jwksUri), has(self.jwksFile)].filter(x, x).size() == 1': {
     oneOf: [{ required: ['jwks'] }, { required: ['jwksUri'] }, { required: ['jwksFile'] }],
@@ -223,7 +228,8 @@ function explain(errors: ErrorObject[], data: unknown): { path: string; message:
       message = 'is not a port number 1-65535';
     }
     if (e.keyword === 'enum') message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
-    if (e.keyword === 'pattern' && /duration/.test(e.parentSchema?.description ?? '')) message = 'must be a duration like "250ms", "1s", "5m", "1h"';
+    if (e.keyword === 'pattern' && /duration/.test(e.parentSchema?.description ?? ''))
+      message = `must be a duration${/greater than 0/.test(e.parentSchema?.description ?? '') ? ' greater than 0' : ''} like "250ms", "1s", "5m", "1h"`;
     if (e.keyword === 'if' || (e.keyword === 'pattern' && e.schemaPath.includes('propertyNames'))) continue;
     if (!out.some((o) => o.path === path && o.message === message)) out.push({ path, message });
   }

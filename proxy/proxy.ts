@@ -1,4 +1,5 @@
-import type { RecentDenial } from '../contract/discovery.js';
+import { RecentRetries } from './stats/recent-retries.js';
+import { mergeDecisions, type RecentDecisions } from './stats/recent-decisions.js';
 import { TelemetrySource } from './telemetry/telemetry-settings.js';
 import { AccessLog } from './access-log/access-log.js';
 import type { ProxyConfig } from './config/proxy-config.js';
@@ -78,6 +79,8 @@ export class Proxy {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly random: Random;
+  /** When this proxy was built (its clock), before any counter of its metrics: the StatsReport's uptime counts from here. */
+  readonly startedAt: number;
   /** Trace sampling and access logging in force (the config's, then the control plane's). */
   readonly telemetry: TelemetrySource;
   /** Trace sampling, propagation and span export (proxy/tracing/, docs/observability.md). */
@@ -85,7 +88,9 @@ export class Proxy {
   /** What /metrics serves (with workers: every thread's sum), for the control plane's StatsReport (proxy/stats/). */
   readonly metricsText: () => Promise<string>;
   /** This proxy's most recent authorization denials (main thread's; bounded), for the StatsReport. */
-  readonly recentDenials: () => RecentDenial[];
+  readonly recentDecisions: () => Promise<RecentDecisions>;
+  /** This thread's own recent denials and retries (a listener worker answers the pool with them). */
+  readonly ownDecisions: () => RecentDecisions;
   private routes: RouteTable;
   /** Egress control: the proxy's own `egress` config over what the control plane pushed (proxy/egress). */
   private egressPolicy: EgressPolicy;
@@ -111,6 +116,8 @@ export class Proxy {
   private readonly rateLimiter: RateLimiter;
   /** JWKS of the RequestAuthentication rules in force, kept across policy updates. */
   private readonly jwks: JwksRegistry;
+  /** Its buffered lines are written when the proxy stops (access-log.ts, AccessLogFlush). */
+  private readonly accessLog: AccessLog;
   private readonly jwtDeps: JwtDeps;
   private closedResolve!: () => void;
   /** Resolves once the proxy has closed (after a drain, POST /drain included). */
@@ -131,6 +138,7 @@ export class Proxy {
   private constructor(readonly config: ProxyConfig, readonly tls: TlsIdentity, opts: ProxyOptions) {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? systemRandom;
+    this.startedAt = this.clock.now();
     this.logger = opts.logger ?? createLogger({ level: config.log.level, base: { component: 'proxy', identity: tls.spiffeId } });
     this.telemetry = new TelemetrySource(config.telemetry);
     // This workload (the source of its outbound requests, the destination of its inbound ones) for Istio's metric labels.
@@ -173,10 +181,12 @@ export class Proxy {
     // inbound would call its service with this workload's identity: a confused deputy.
     const reserved = this.reservedPorts;
     for (const port of [L.inbound.port, L.outbound.port, L.admin.port, L.metrics.enabled ? L.metrics.port : 0, 15000, 15001, 15006, 15020, ...config.upstreams.map((u) => u.localPort)]) if (port > 0) reserved.add(port);
-    const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry });
+    const accessLog = new AccessLog({ telemetry: this.telemetry, random: this.random, clock: this.clock, sink: opts.accessLogSink ?? process.stdout, registry: this.metrics.registry, flush: config.accessLogFlush });
+    this.accessLog = accessLog;
     const common = { metrics: this.metrics, clock: this.clock, logger: this.logger, telemetry: this.telemetry, accessLog, tracer: this.tracer };
     const policyTelemetry = new PolicyTelemetry(this.metrics.registry, this.logger.child({ component: 'policy' }), this.clock);
-    this.recentDenials = () => policyTelemetry.recentDenials();
+    const recentRetries = new RecentRetries(this.clock, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'recent-retries' }));
+    this.ownDecisions = () => ({ denials: policyTelemetry.recentDenials(), retries: recentRetries.recent(), droppedRetries: recentRetries.dropped });
     const ra = config.requestAuthn;
     this.jwks = new JwksRegistry({
       clock: this.clock,
@@ -214,7 +224,10 @@ export class Proxy {
       egress: () => this.egressPolicy,
       passthroughConnectTimeoutMs: config.egress.connectTimeoutMs,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
-      http: outboundStack({ ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer }),
+      http: outboundStack({
+        ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer,
+        onRetried: recentRetries.record,
+      }),
     });
     this.upstreams = config.upstreams.map((u) => new UpstreamListener(u, this.outbound));
     this.inbound = new InboundListener({
@@ -241,6 +254,8 @@ export class Proxy {
       ? () => pool.metrics(this.metrics.registry)
       : async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() });
     this.metricsText = async () => (await registryText()).body;
+    // With listener workers the data path (and so its denials and retries) is theirs: asked for at report time.
+    this.recentDecisions = pool ? async () => mergeDecisions([this.ownDecisions(), ...(await pool.recentDecisions())]) : async () => this.ownDecisions();
     this.scrape = L.metrics.enabled && !opts.worker
       ? new MetricsServer({
           ...L.metrics, logger: this.logger, clock: this.clock, limits: config.limits, ready: () => this.readiness(), metrics: registryText,
@@ -476,6 +491,7 @@ export class Proxy {
     this.appAgent.destroy();
     this.metrics.close();
     await Promise.all([this.outbound.close(), this.admin.close(), this.scrape?.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);
+    this.accessLog.flush('shutdown');
     this.closedResolve();
   }
 }

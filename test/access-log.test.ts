@@ -282,3 +282,31 @@ test('an HTTP/1.1 upgrade (WebSocket) is logged when its tunnel closes, with the
   expect(await clientLog.find(byId('req-ws'))).toMatchObject({ response_code: 101, response_flags: '-', method: 'GET', path: '/ws', bytes_sent: 5 });
   await serverLog.find(byId('req-ws'));
 });
+
+test('a proxy that stops writes the lines it still buffers (accessLogFlush: an hour, 1 MiB, so only the shutdown flush can write them)', async () => {
+  const log = new LogCapture();
+  const p = await startProxy({
+    pki, serviceAccount: 'client', accessLog: log,
+    config: { ...on, accessLogFlush: { intervalMs: '1h', minBytes: 1 << 20 } },
+    services: [meshService('web', 80, [{ appPort: app.port, proxy: null }])],
+  });
+  let closed = false;
+  try {
+    const r = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: p.outboundPort, path: '/name', headers: { host: 'web.default.svc.cluster.local', 'x-request-id': 'req-buffered' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(r).toBe(200);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(log.lines).toEqual([]); // buffered: neither the size nor the interval was reached
+    await p.close();
+    closed = true;
+    expect(log.entries().map((e) => e['request_id'])).toEqual(['req-buffered']);
+  } finally {
+    if (!closed) await p.close();
+  }
+});

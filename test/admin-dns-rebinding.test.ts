@@ -51,7 +51,7 @@ function get(port: number, path: string, host: string): Promise<{ status: number
 }
 
 const PROXY_PATHS = ['/', '/ready', '/live', '/metrics', '/config_dump', '/clusters', '/certs'];
-const CP_PATHS = ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view', '/dashboard/', '/dashboard/dashboard.js', '/api/stat', '/api/topology', '/api/why'];
+const CP_PATHS = ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/health', '/debug/trust', '/debug/view', '/debug/rejected', '/dashboard/', '/dashboard/dashboard.js', '/api/stat', '/api/topology', '/api/why'];
 
 test('the sidecar admin port refuses a rebound Host on every route, saying why', async () => {
   for (const path of PROXY_PATHS) {

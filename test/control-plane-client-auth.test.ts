@@ -20,6 +20,7 @@ import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { Proxy } from '../proxy/proxy.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
+import { withSidecarYaml } from './helpers/meshed-pod.js';
 
 /**
  * Proxies authenticate to the control plane (issue 14.1): a real control plane serving
@@ -32,16 +33,16 @@ const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
 const tokenOf = (sa: string) => `bootstrap-token-${sa}-0123456789abcdef`;
 
-const MESH = `apiVersion: v1
+const MESH = `${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: web-0, namespace: shop, labels: { app: web, tier: front, wren.io/inject: enabled } }
 spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
----
-apiVersion: v1
+`)}---
+${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: cart-0, namespace: shop, labels: { app: cart, wren.io/inject: enabled } }
 spec: { serviceAccountName: cart, containers: [{ name: app, image: x }] }
----
+`)}---
 apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: web-allow, namespace: shop }
@@ -268,6 +269,10 @@ describe('Kubernetes source: the stream is bound to a pod of the certificate\'s 
     api.apply('pods', podJson('web-a', 'shop', 'web-sa', '10.0.0.1'));
     api.apply('pods', podJson('other-a', 'shop', 'other-sa', '10.0.0.2'));
     api.apply('pods', podJson('legacy-a', 'shop', 'web-sa', '10.0.0.3', false));
+    // Opted in, but the injector never ran (webhook down, failurePolicy Ignore): no sidecar, so not meshed.
+    const uninjected = podJson('asked-a', 'shop', 'web-sa', '10.0.0.5', false) as { metadata: { labels: Record<string, string> } };
+    uninjected.metadata.labels['wren.io/inject'] = 'enabled';
+    api.apply('pods', uninjected);
     api.tokens.set('tok-web-sa', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-a' });
     k8s = await ControlPlane.start({
       listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(4),
@@ -301,6 +306,13 @@ describe('Kubernetes source: the stream is bound to a pod of the certificate\'s 
     expect((await subscribeAs('legacy-a')).code).toBe(grpc.status.PERMISSION_DENIED);
     expect((await subscribeAs('web-zzz')).code).toBe(grpc.status.PERMISSION_DENIED);
     expect(await refusals(k8s)).toMatchObject({ 'pod-mismatch': 1, 'unknown-pod': 2 });
+  });
+
+  test('a pod that asked for the mesh but has no sidecar: PERMISSION_DENIED (no proxy runs in it)', async () => {
+    const before = (await refusals(k8s))['unknown-pod'] ?? 0;
+    const o = await subscribeAs('asked-a');
+    expect({ code: o.code, details: o.details }).toEqual({ code: grpc.status.PERMISSION_DENIED, details: 'no meshed pod shop/asked-a is known' });
+    expect((await refusals(k8s))['unknown-pod']).toBe(before + 1);
   });
 
   test('a pod the watch has just seen is served (the proxy retries until then)', async () => {

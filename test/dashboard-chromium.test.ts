@@ -92,7 +92,7 @@ suite('the dashboard in headless Chromium', () => {
     await shot('service-api');
   }, 30_000);
 
-  test('the other pages: services, proxies, one proxy (certificate expiry), why (a denial and its policy)', async () => {
+  test('the other pages: services, proxies, one proxy (certificate expiry), why (a denial, its policy and rule)', async () => {
     expect(await mesh.call('/admin')).toBe(403);
     await page.goto(`${base}#/services`, { waitUntil: 'load' });
     await waitFor(async () => (await page.$$('main a[href^="#/service/"]')).length === 2, 'both services listed', 10_000);
@@ -106,6 +106,7 @@ suite('the dashboard in headless Chromium', () => {
     await shot('proxy-web');
     await page.goto(`${base}#/why`, { waitUntil: 'load' });
     await waitFor(async () => /decided by default\/deny-admin \(DENY\)/.test((await text('main')) ?? ''), 'the denial and its policy', 10_000);
+    expect(await text('section[data-why="denial"] [data-field="rule"]')).toBe('matched rule 0 of default/deny-admin: ns[default]-policy[deny-admin]-rule[0]');
     await shot('why');
   }, 40_000);
 
@@ -119,7 +120,11 @@ suite('the dashboard in headless Chromium', () => {
         direction: 'outbound' as const, peerWorkload: evil, peerNamespace: 'default', peerIdentity: '', service: 'api.default', destinationWorkload: evil,
         success, failure: 0, latencyBuckets: [success, 0], latencySumMs: 1, tcpOpened: 0, tcpClosed: 0, mtls: false,
       });
-      const report = (success: number) => ({ workload: evil, workloadNamespace: 'default', latencyBoundsMs: [10], edges: [edge(success)], droppedEdges: 0, recentDenials: [], intervalMs: 250 });
+      // And a retry whose path and cause are markup: the why page shows it as a row of text.
+      const retried = { ageMs: 0, service: 'api.default', port: 80, route: '', method: 'GET', path: `/${evil}`, attempts: 2, causes: [{ outcome: evil, retryOn: '5xx' }], result: 'success', stopped: '' };
+      const report = (success: number) => ({
+        workload: evil, workloadNamespace: 'default', latencyBoundsMs: [10], edges: [edge(success)], droppedEdges: 0, recentDenials: [], intervalMs: 250, recentRetries: [retried], droppedRetries: 0,
+      });
       raw.client.reportStats(report(0));
       await new Promise((r) => setTimeout(r, 300));
       raw.client.reportStats(report(30));
@@ -131,6 +136,14 @@ suite('the dashboard in headless Chromium', () => {
       expect(await page.evaluate('typeof window.__pwned')).toBe('undefined');
       expect(await page.$eval('main', (m) => m.textContent)).toContain(`workload default/${evil}`);
       await shot('injection');
+      await page.goto(`${base}#/why`, { waitUntil: 'load' });
+      await page.waitForSelector('tr[data-why="retry"]', { timeout: 10_000 });
+      expect(await text('tr[data-why="retry"] [data-field="causes"]')).toBe(`${evil}: 5xx`);
+      expect(await text('tr[data-why="retry"] [data-field="attempts"]')).toBe('2');
+      expect(await text('tr[data-why="retry"] [data-field="configured-by"]')).toMatch(/^the TrafficPolicy of api\.default: \d+ attempts/);
+      expect(await page.$$('img')).toHaveLength(0);
+      expect(await page.evaluate('typeof window.__pwned')).toBe('undefined');
+      await shot('why-retry');
     } finally {
       await raw.client.stop();
     }

@@ -41,7 +41,7 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   expect(stdout).toContain('control plane: 3/3 sidecars subscribed with their workload certificate');
   expect(stdout).toMatch(new RegExp(`^dashboard: http://${base.replace(/\./g, '\\.')}\\.254:15014/dashboard/; wren stat: client -> web\\.default \\d+\\.\\d\\d rps$`, 'm'));
   // wren check (local mode) passes on the demo and wren proxy-status shows every sidecar SYNCED (docs/operations.md).
-  for (const id of ['manifests', 'control-plane', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']) expect(stdout).toMatch(new RegExp(`^✓ ${id}: `, 'm'));
+  for (const id of ['manifests', 'control-plane', 'source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']) expect(stdout).toMatch(new RegExp(`^✓ ${id}: `, 'm'));
   for (const pod of ['client-0', 'web-0', 'cache-0']) expect(stdout).toMatch(new RegExp(`^${pod}\\.default\\s+SYNCED\\s`, 'm'));
   // Explicit upstreams on the client pod: HTTP to web, and opaque TCP (Redis protocol) to the cache.
   expect(stdout).toContain(`client -> web through the upstream port ${base}.1:18080: HTTP 200 `);

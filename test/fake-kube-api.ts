@@ -1,6 +1,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
+import { withSidecar } from './helpers/meshed-pod.js';
 
 /**
  * A small Kubernetes API server for tests, driven through the real @kubernetes/client-node.
@@ -429,14 +430,16 @@ export function endpointSliceJson(name: string, ns: string, service: string, por
   };
 }
 
+/** A running pod; `meshed`: opted in and injected (the real injector's patch: it has the sidecar). */
 export function podJson(name: string, ns: string, serviceAccount: string, ip: string, meshed = true): Record<string, unknown> {
-  return {
+  const pod = {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name, namespace: ns, labels: { app: name.replace(/-[a-z0-9]+$/, ''), ...(meshed ? { 'wren.io/inject': 'enabled' } : {}) } },
     spec: { serviceAccountName: serviceAccount, containers: [{ name: 'app', image: 'example/app:1' }] },
     status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
   };
+  return meshed ? withSidecar(pod) : pod;
 }
 
 export function trafficPolicyJson(name: string, ns: string, target: string, policy: Record<string, unknown>, ports?: number[]): Record<string, unknown> {

@@ -167,7 +167,7 @@ describe('examples', () => {
  * both reject, to name the same field.
  */
 function probes(node: Json): unknown[] {
-  if (node['x-kubernetes-int-or-string']) return [0, 1500, '250ms', '1.5s', '5m', '1h', -1, '1 sec', '10', true, null];
+  if (node['x-kubernetes-int-or-string']) return [0, 1500, '250ms', '1.5s', '5m', '1h', '0ms', '0.0s', '0.5ms', -1, '1 sec', '10', true, null];
   if (node.enum) return [...new Set([...node.enum, ...PARSE_WORDS, 'bogus', 1])];
   switch (node.type) {
     case 'boolean':

@@ -136,15 +136,16 @@ test('a healthy cluster: every check ✓, exit 0; text has one line per check', 
   const { code, checks } = await check();
   expect(code).toBe(0);
   expect(checks.map((c) => [c.id, c.status])).toEqual(
-    ['kubernetes-api', 'kubernetes-version', 'clock-skew', 'rbac', 'crds', 'control-plane-pods', 'webhook', 'webhook-cert', 'control-plane', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'].map((id) => [id, 'ok']),
+    ['kubernetes-api', 'kubernetes-version', 'clock-skew', 'rbac', 'crds', 'control-plane-pods', 'webhook', 'webhook-cert', 'control-plane', 'source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'].map((id) => [id, 'ok']),
   );
   expect(msg(checks, 'crds')).toBe(`${crds.size} CRDs installed at the expected versions`);
   expect(msg(checks, 'proxies-synced')).toBe('1 proxy(ies) SYNCED');
   const text = await run(checkCommand, '--kubeconfig', kubeconfig);
   expect(text.code).toBe(0);
-  expect(text.out.split('\n').filter((l) => l.startsWith('✓ '))).toHaveLength(13);
+  expect(text.out.split('\n').filter((l) => l.startsWith('✓ '))).toHaveLength(14);
   // The admin port was reached through the pod's proxy subresource.
   expect(api.requests.some((r) => r.path === '/api/v1/namespaces/wren-system/pods/wren-control-plane-a:15014/proxy/debug/proxy-status')).toBe(true);
+  expect(api.requests.some((r) => r.path === '/api/v1/namespaces/wren-system/pods/wren-control-plane-a:15014/proxy/debug/rejected')).toBe(true);
 });
 
 test.each<[string, () => void, string, RegExp, string[]?]>([
@@ -171,7 +172,7 @@ test.each<[string, () => void, string, RegExp, string[]?]>([
     api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(other.cert)));
     api.rawObjects.set(SECRET_PATH, { data: { 'tls.crt': b64(other.cert) } });
   }, 'webhook-cert', /does not name wren-control-plane\.wren-system\.svc/],
-  ['control-plane (its admin port unreachable)', () => void api.podProxies.clear(), 'control-plane', /HTTP 503/, ['control-plane-debug']],
+  ['control-plane (its admin port unreachable)', () => void api.podProxies.clear(), 'control-plane', /HTTP 503/, ['source-rejections', 'control-plane-debug']],
 ])('%s fails alone, with a hint and a docs link; exit 1', async (_name, breakIt, id, message, alsoFailing = []) => {
   breakIt();
   const { code, checks, failed } = await check();

@@ -99,12 +99,17 @@ test('proxy-status: every sidecar SYNCED at the version it was sent, with its re
   const w = rows.find((r) => r.pod === 'web-0')!;
   expect(w).toMatchObject({ namespace: 'default', identity: 'spiffe://cluster.local/ns/default/sa/web', status: 'SYNCED', proxyVersion: WREN_VERSION, nack: null, pendingForMs: null });
   expect(w.ackedVersion).toBe(w.sentVersion);
+  // The JSON says since when (ISO) and for how long (the control plane's clock) its stream is up.
+  expect(Date.parse(w.connectedSince)).toBeLessThanOrEqual(Date.now());
+  expect(w.connectedForMs).toBeGreaterThanOrEqual(0);
+  expect(w.connectedForMs).toBeLessThan(120_000);
   const certs = (await (await fetch(`http://127.0.0.1:${web.adminPort}/certs`)).json()) as { serial: string; notAfter: string };
   expect(w.cert).toMatchObject({ serial: certs.serial, notAfter: certs.notAfter, chainRoot: certFingerprint(pki.bundlePem), chainsToCurrentAnchor: true });
   const table = await run(proxyStatusCommand, '--control-plane', admin());
   expect(table.code).toBe(0);
-  expect(table.out).toMatch(/^NAME\s+STATUS\s+ACKED\s+SENT\s+CERT EXPIRES\s+ROOT\s+VERSION\s+LAST SEEN\s+CONTROL PLANE$/m);
-  expect(table.out).toMatch(new RegExp(`^web-0\\.default\\s+SYNCED\\s+${w.ackedVersion}\\s+${w.sentVersion}\\s+\\d+h\\d+m\\s+\\S+\\s+${WREN_VERSION.replace(/\./g, '\\.')}\\s`, 'm'));
+  expect(table.out).toMatch(/^NAME\s+STATUS\s+ACKED\s+SENT\s+CERT EXPIRES\s+ROOT\s+VERSION\s+CONNECTED\s+LAST SEEN\s+CONTROL PLANE$/m);
+  // CONNECTED: an age like kubectl's AGE (seconds, this stream is young), then LAST SEEN.
+  expect(table.out).toMatch(new RegExp(`^web-0\\.default\\s+SYNCED\\s+${w.ackedVersion}\\s+${w.sentVersion}\\s+\\d+h\\d+m\\s+\\S+\\s+${WREN_VERSION.replace(/\./g, '\\.')}\\s+\\d+s\\s+\\d+s ago\\s`, 'm'));
 });
 
 test('proxy-status: a control plane that accepts and never answers is exit 1 within --timeout', async () => {
@@ -162,7 +167,7 @@ test('proxy-config: clusters, policy and certs from the control plane match what
 test('check (local): every check passes on a healthy mesh, text and json, exit 0', async () => {
   const text = await run(checkCommand, '--source', `dir:${meshDir}`, '--admin', admin());
   expect(text.code).toBe(0);
-  for (const id of ['manifests', 'control-plane', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']) expect(text.out).toMatch(new RegExp(`^✓ ${id}: `, 'm'));
+  for (const id of ['manifests', 'control-plane', 'source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']) expect(text.out).toMatch(new RegExp(`^✓ ${id}: `, 'm'));
   const { code, checks } = await check('--source', `dir:${meshDir}`, '--admin', admin());
   expect(code).toBe(0);
   expect(checks.every((c) => c.status === 'ok')).toBe(true);
@@ -252,6 +257,6 @@ test('control-plane: an admin address nobody answers fails, and the checks behin
   const { code, checks } = await check('--admin', '127.0.0.1:1', '--timeout', '2');
   expect(code).toBe(1);
   expect(byId(checks, 'control-plane').status).toBe('fail');
-  expect(checks.filter((c) => c.status === 'skipped').map((c) => c.id)).toEqual(['trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']);
+  expect(checks.filter((c) => c.status === 'skipped').map((c) => c.id)).toEqual(['source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs']);
   expect((await run(checkCommand, '--admin', admin(), '--pre')).code).toBe(2);
 });

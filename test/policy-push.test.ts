@@ -13,6 +13,7 @@ import { waitFor } from './control-plane-harness.js';
 import { replaceFile } from './helpers/replace-file.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { withSidecarYaml } from './helpers/meshed-pod.js';
 
 /**
  * Policies from a real control plane (directory source) to a real sidecar: a change
@@ -23,11 +24,11 @@ const pki = testPki();
 let root: string, dir: string, cp: ControlPlane, source: DirSource, app: FakeApp, server: Proxy, client: Proxy;
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
-const pod = `apiVersion: v1
+const pod = withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: orders-0, namespace: demo, labels: { app: orders, wren.io/inject: enabled } }
 spec: { serviceAccountName: orders, containers: [{ name: app, image: x }] }
-`;
+`);
 const authz = (name: string, app: string, source: string, ports = '') => `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: ${name}, namespace: demo }

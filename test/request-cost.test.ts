@@ -1,4 +1,5 @@
 import { createHook } from 'node:async_hooks';
+import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as h2connect, createServer as createH2cServer, type ClientHttp2Session, type Http2Server } from 'node:http2';
 import { testPki } from './helpers/pki.js';
@@ -32,6 +33,15 @@ const PROMISES_H2 = 13.5;
 const TIMERS = 0.25;
 /** HTTP/2: node's stream idle timeout (stream.setTimeout, streamIdleTimeoutMs) is a Timeout per served stream, one per sidecar. */
 const TIMERS_H2 = 2.25;
+/**
+ * HTTP/1.1 next-tick callbacks per request, pair total: 14 before issue 12's lean2 work, 12
+ * after (a settled response body that read() took whole is not also resume()d: its 'end'
+ * is already scheduled, write-response.ts). The 12 left: per sidecar the served socket's
+ * maybeReadMore_ (the test's client and app sockets add one each), and the response body
+ * stream's lifecycle (maybeReadMore_ on its push, emitReadable_ on its end, endReadableNT,
+ * emitCloseNT after autoDestroy).
+ */
+const TICKS_H1 = 12.25;
 const N = 400;
 
 const pki = testPki();
@@ -77,9 +87,12 @@ beforeAll(async () => {
     serviceAccount: 'client',
     services: [meshService('web', 80, [{ appPort: port, proxy: server }]), meshService('h2', 81, [{ appPort: (h2app.address() as import('node:net').AddressInfo).port, proxy: server }], { protocol: 'http2' })],
   });
+  countMetricCalls([client, server]);
+  countOnce();
 });
 
 afterAll(async () => {
+  EventEmitter.prototype.once = originalOnce;
   await client.close();
   await server.close();
   await new Promise((r) => app.close(r));
@@ -90,11 +103,69 @@ interface Counts {
   promises: number;
   timers: number;
   ticks: number;
+  /** Calls into prom-client's per-request metrics (each hashes and checks all of its labels): see METRIC_CALLS. */
+  metricCalls: number;
+  /** EventEmitter#once calls: see ONCE_H1. */
+  once: number;
+}
+
+/**
+ * The request metrics' calls into prom-client per request, pair total. Each
+ * `inc(labels)` / `observe(labels, v)` hashes all 19 Istio labels into a string and checks
+ * every label name: 6 calls per request per sidecar before issue 12's lean2 work (the
+ * counter, three histograms, the in-flight gauge's inc and dec), 5-6 % of a sidecar's busy
+ * samples at saturation. Now a label set's series adds to prom-client's cells directly
+ * (proxy/metrics/request-series.ts) and the gauge is read when scraped: none per request.
+ */
+const METRIC_CALLS = 0;
+
+/**
+ * Listeners added with `once` per request, pair total: each costs node a bound wrapper
+ * function and a state object, and a removeListener when it fires. 10 per HTTP/1.1
+ * request before issue 12's lean2 work (the response body's 'end' and 'close' in
+ * record-metrics on both sidecars, admission, pick-endpoint, the inbound's caller slot);
+ * those fire at most once per stream with handlers that act once, so they are added with
+ * `on`. The budget leaves room for the pools' rare connects amortised over N.
+ */
+const ONCE_H1 = 0.1;
+/**
+ * HTTP/2 (a POST with a body): 18 before, 15 after. The retry layer's replayable request
+ * body listened to the client's body with once() closures (3); it now adds shared
+ * handlers with `on`. The 15 left are node's `pipe()` (the HTTP/2 response writer and the
+ * HTTP/2 client call: end, close, finish on each piped pair) and the inbound's stream
+ * accounting.
+ */
+const ONCE_H2 = 15.1;
+
+/** Calls to the per-request metric methods of both proxies, counted while `on` (installed once, in beforeAll). */
+const metricCalls = { on: false, n: 0, once: 0 };
+const originalOnce = EventEmitter.prototype.once;
+function countOnce(): void {
+  EventEmitter.prototype.once = function (this: EventEmitter, ...a: Parameters<EventEmitter['once']>) {
+    if (metricCalls.on) metricCalls.once++;
+    return originalOnce.apply(this, a);
+  };
+}
+function countMetricCalls(proxies: Proxy[]): void {
+  for (const p of proxies) {
+    const m = p.metrics;
+    for (const [metric, method] of [[m.requests, 'inc'], [m.duration, 'observe'], [m.requestBytes, 'observe'], [m.responseBytes, 'observe'], [m.activeStreams, 'inc'], [m.activeStreams, 'dec']] as const) {
+      const target = metric as unknown as Record<string, (...a: unknown[]) => unknown>;
+      const orig = target[method].bind(metric);
+      target[method] = (...a: unknown[]) => {
+        if (metricCalls.on) metricCalls.n++;
+        return orig(...a);
+      };
+    }
+  }
 }
 
 /** Runs `n` requests with `one(done)` (each starts when the previous one is done), counting what the process creates meanwhile. */
 function counted(n: number, one: (done: () => void) => void): Promise<Counts> {
-  const c: Counts = { promises: 0, timers: 0, ticks: 0 };
+  const c: Counts = { promises: 0, timers: 0, ticks: 0, metricCalls: 0, once: 0 };
+  metricCalls.n = 0;
+  metricCalls.once = 0;
+  metricCalls.on = true;
   const hook = createHook({
     init(_id, type) {
       if (type === 'PROMISE') c.promises++;
@@ -107,8 +178,9 @@ function counted(n: number, one: (done: () => void) => void): Promise<Counts> {
     const next = (): void => {
       if (left-- === 0) {
         hook.disable();
+        metricCalls.on = false;
         // The promise this function returns is the one the hook saw last: not the pair's.
-        resolve({ promises: (c.promises - 1) / n, timers: c.timers / n, ticks: c.ticks / n });
+        resolve({ promises: (c.promises - 1) / n, timers: c.timers / n, ticks: c.ticks / n, metricCalls: metricCalls.n / n, once: metricCalls.once / n });
         return;
       }
       one(next);
@@ -169,6 +241,9 @@ test(`an HTTP/1.1 request through the pair costs at most ${PROMISES_H1} promises
   process.stdout.write(`request-cost h1: ${JSON.stringify(c)}\n`);
   expect(c.promises).toBeLessThanOrEqual(PROMISES_H1);
   expect(c.timers).toBeLessThanOrEqual(TIMERS);
+  expect(c.ticks).toBeLessThanOrEqual(TICKS_H1);
+  expect(c.once).toBeLessThanOrEqual(ONCE_H1);
+  expect(c.metricCalls).toBe(METRIC_CALLS);
 });
 
 test(`an HTTP/2 request through the pair costs at most ${PROMISES_H2} promises and no timer`, async () => {
@@ -176,4 +251,6 @@ test(`an HTTP/2 request through the pair costs at most ${PROMISES_H2} promises a
   process.stdout.write(`request-cost h2: ${JSON.stringify(c)}\n`);
   expect(c.promises).toBeLessThanOrEqual(PROMISES_H2);
   expect(c.timers).toBeLessThanOrEqual(TIMERS_H2);
+  expect(c.once).toBeLessThanOrEqual(ONCE_H2);
+  expect(c.metricCalls).toBe(METRIC_CALLS);
 });

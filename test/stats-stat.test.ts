@@ -127,3 +127,27 @@ test('--watch prints again every interval until stopped', async () => {
   expect(await done).toBe(0);
   expect((out.match(/^default\s+api/gm) ?? []).length).toBeGreaterThanOrEqual(3);
 });
+
+test('a burst before the proxies\' first report shows in `wren stat` at once: counters start at 0 with the proxy', async () => {
+  // Reports every 5 s: the whole burst below comes before the first one.
+  const young = await startStatsMesh(pki, { statsIntervalMs: 5_000 });
+  try {
+    const reported = async () => ((await young.admin('/api/proxies')) as { proxies: { pod: string; stats: unknown }[] }).proxies.filter((p) => p.stats !== null).map((p) => p.pod);
+    expect(await reported()).toEqual([]);
+    for (let i = 0; i < 30; i++) expect(await young.call()).toBe(200);
+    expect(await reported()).toEqual([]);
+    // No traffic after the burst: the first report's counters, counted from the proxy's
+    // start (StatsReport.uptime_ms), are all that can make the rate.
+    const rps = await waitFor(async () => {
+      let out = '';
+      expect(await statCommand(['svc/api', '--window', '1m', '--control-plane', `127.0.0.1:${young.cp.adminPort}`], (s) => void (out += s), () => undefined)).toBe(0);
+      const m = /^default\s+api\s+1\s+100\.00%\s+(\d+\.\d\d)\s/m.exec(out);
+      return m && Number(m[1]) > 0 ? Number(m[1]) : null;
+    }, 'a non-zero rate for the burst', 15_000);
+    // 30 requests over the proxy's life so far (a few seconds): well above zero, at most 30 per second of it.
+    expect(rps).toBeGreaterThan(0.5);
+    expect(await reported()).toContain('default/web-0');
+  } finally {
+    await young.close();
+  }
+});

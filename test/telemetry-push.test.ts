@@ -10,6 +10,7 @@ import { waitFor } from './control-plane-harness.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { withSidecarYaml } from './helpers/meshed-pod.js';
 
 /**
  * Telemetry resources from a real control plane (directory source) to real sidecars over
@@ -23,11 +24,11 @@ let root: string, dir: string, cp: ControlPlane, source: DirSource;
 let orders: Proxy, local: Proxy, workers: Proxy;
 const workerLogs: string[] = [];
 
-const pod = (name: string, app: string) => `apiVersion: v1
+const pod = (name: string, app: string) => withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: ${name}, namespace: demo, labels: { app: ${app}, wren.io/inject: enabled } }
 spec: { serviceAccountName: ${app}, containers: [{ name: app, image: x }] }
-`;
+`);
 const telemetry = (ns: string, name: string, spec: string) => `apiVersion: policy.wren.io/v1alpha1
 kind: Telemetry
 metadata: { name: ${name}, namespace: ${ns} }

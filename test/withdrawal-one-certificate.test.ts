@@ -13,6 +13,7 @@ import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
+import { withSidecarYaml } from './helpers/meshed-pod.js';
 
 /**
  * Found by the adversary review (cp-one-identity-many-reporters).
@@ -39,16 +40,16 @@ import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertific
 const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const API = `spiffe://${TD}/ns/shop/sa/api`;
-const MESH = `apiVersion: v1
+const MESH = `${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
 spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
----
-apiVersion: v1
+`)}---
+${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: web-1, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
 spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
----
+`)}---
 kind: MeshService
 metadata: { name: api, namespace: shop }
 spec:

@@ -21,8 +21,9 @@ const USAGE = `Usage: wren check [--pre] [options]
        wren check --source dir:DIR [--admin HOST:PORT ...] [options]
 
 Kubernetes mode (default): the API server, its version and clock, your RBAC, the CRDs,
-the control-plane pods, the injector webhook and its certificates, the trust anchors and
-issuer, and every proxy's sync status and certificate.
+the control-plane pods, the injector webhook and its certificates, the objects the
+control plane rejects, the trust anchors and issuer, and every proxy's sync status and
+certificate.
   --pre                      only what matters before installing: the API server, its
                              version and clock, RBAC to install, no conflicting CRDs
   --kubeconfig PATH          (default: KUBECONFIG, ~/.kube/config, in-cluster)
@@ -31,7 +32,8 @@ issuer, and every proxy's sync status and certificate.
 Local mode (a mesh without Kubernetes, e.g. npm run mesh):
   --source dir:DIR           the manifests the control plane reads parse
   --admin HOST:PORT          a control-plane admin address (repeat for every replica):
-                             ready, trust anchors and issuer, proxies synced, certificates
+                             ready, objects its source rejects, trust anchors and issuer,
+                             proxies synced, certificates
 
 Options:
   --min-days N               certificates (anchors, issuer, webhook) must be valid for N
@@ -81,7 +83,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
 }
 
 const PRE_IDS = ['kubernetes-version', 'clock-skew', 'rbac-install', 'crds-conflict'];
-const POST_IDS = ['kubernetes-version', 'clock-skew', 'rbac', 'crds', 'control-plane-pods', 'webhook', 'webhook-cert', 'control-plane', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'];
+const POST_IDS = ['kubernetes-version', 'clock-skew', 'rbac', 'crds', 'control-plane-pods', 'webhook', 'webhook-cert', 'control-plane', 'source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'];
 
 async function kubernetesChecks(kubeconfig: string | null, namespace: string, pre: boolean, o: { now: () => number; minDays: number; timeoutMs: number }): Promise<CheckOutcome[]> {
   let kube: KubeHttp;

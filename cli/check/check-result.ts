@@ -13,12 +13,15 @@ export interface CheckOutcome {
   /** What to do (failures only). */
   readonly hint: string | null;
   readonly docs: string;
+  /** One line per thing found wrong, when there can be many (source-rejections: each object, its field path and reason). */
+  readonly details?: readonly string[];
 }
 
 export const docsFor = (id: string): string => `docs/operations.md#check-${id}`;
 
 export const ok = (id: string, message: string): CheckOutcome => ({ id, status: 'ok', message, hint: null, docs: docsFor(id) });
-export const fail = (id: string, message: string, hint: string): CheckOutcome => ({ id, status: 'fail', message, hint, docs: docsFor(id) });
+export const fail = (id: string, message: string, hint: string, details?: readonly string[]): CheckOutcome =>
+  ({ id, status: 'fail', message, hint, docs: docsFor(id), ...(details?.length ? { details } : {}) });
 export const skipped = (id: string, why: string): CheckOutcome => ({ id, status: 'skipped', message: why, hint: null, docs: docsFor(id) });
 
 /** Runs a check; an exception is its failure (with the hint given for "could not even ask"). */
@@ -33,7 +36,8 @@ export async function guarded(id: string, hint: string, run: () => Promise<Check
 const MARK: Record<CheckStatus, string> = { ok: '✓', fail: '✗', skipped: '-' };
 
 export function formatOutcomes(outcomes: readonly CheckOutcome[]): string {
-  const lines = outcomes.map((o) => `${MARK[o.status]} ${o.id}: ${o.message}${o.status === 'fail' ? `\n    hint: ${o.hint}\n    see:  ${o.docs}` : ''}`);
+  const lines = outcomes.map((o) =>
+    `${MARK[o.status]} ${o.id}: ${o.message}${(o.details ?? []).map((d) => `\n    - ${d}`).join('')}${o.status === 'fail' ? `\n    hint: ${o.hint}\n    see:  ${o.docs}` : ''}`);
   const failed = outcomes.filter((o) => o.status === 'fail').length;
   const skippedN = outcomes.filter((o) => o.status === 'skipped').length;
   return `${lines.join('\n')}\n\n${failed === 0 ? `Status check results are ✓ (${outcomes.length} checks)` : `${failed} check(s) failed${skippedN ? `, ${skippedN} skipped` : ''}`}\n`;

@@ -1,14 +1,19 @@
 import { short } from '../../contract/trust-anchors.js';
 import type { ProxyStatusRow } from '../../control-plane/discovery/proxy-status.js';
+import type { SourceRejection } from '../../control-plane/sources/source-rejection.js';
 import { replicaJson, type Replica } from '../control-plane-admin.js';
-import { daysLeft, fail, ok, skipped, type CheckOutcome } from './check-result.js';
+import { daysLeft, fail, guarded, ok, skipped, type CheckOutcome } from './check-result.js';
 
 /**
  * The checks `wren check` makes through the control plane's admin port, in Kubernetes
- * (through the API server) and locally (`--admin`): every replica ready, its trust
- * anchors and issuer valid with days left, every proxy SYNCED and its certificate valid
- * and chaining to a current anchor.
+ * (through the API server) and locally (`--admin`): every replica ready, its source
+ * rejecting no object, its trust anchors and issuer valid with days left, every proxy
+ * SYNCED and its certificate valid and chaining to a current anchor.
  */
+const BEHIND = ['source-rejections', 'trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'];
+/** At most this many rejected objects are listed one per line; the rest are counted. */
+const MAX_LISTED = 50;
+
 interface TrustDoc {
   controlPlane: { trustAnchors: { fingerprint: string; subject: string; notAfter: string }[]; issuer: { subject: string; notAfter: string }; signingRoot: string } | null;
 }
@@ -16,7 +21,7 @@ interface TrustDoc {
 export async function meshChecks(replicas: readonly Replica[], now: () => number, minDays: number): Promise<CheckOutcome[]> {
   if (replicas.length === 0) {
     const why = 'no control-plane replica to ask';
-    return [fail('control-plane', why, 'start the control plane, or name it with --admin HOST:PORT'), ...['trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'].map((id) => skipped(id, why))];
+    return [fail('control-plane', why, 'start the control plane, or name it with --admin HOST:PORT'), ...BEHIND.map((id) => skipped(id, why))];
   }
   const ready = await Promise.all(replicas.map((r) => r.get('/ready').then((x) => ({ r, status: x.status, body: x.body.trim() }), (e: Error) => ({ r, status: 0, body: e.message }))));
   const down = ready.filter((x) => x.status !== 200);
@@ -26,12 +31,50 @@ export async function meshChecks(replicas: readonly Replica[], now: () => number
       : fail('control-plane', down.map((x) => `${x.r.name}: ${x.status ? `HTTP ${x.status} ` : ''}${x.body.slice(0, 120)}`).join('; '), 'a replica that is not ready has not synced its source (see its logs and /debug/view) or is draining'),
   ];
   const up = replicas.filter((r) => !down.some((d) => d.r === r && d.status === 0));
-  if (up.length === 0) return [...out, ...['trust-anchors', 'issuer', 'proxies-synced', 'proxy-certs'].map((id) => skipped(id, 'no control-plane replica answers'))];
+  if (up.length === 0) return [...out, ...BEHIND.map((id) => skipped(id, 'no control-plane replica answers'))];
+  out.push(await sourceRejectionsCheck(up));
   try {
     return [...out, ...(await judged(up, now(), minDays))];
   } catch (e) {
     return [...out, fail('control-plane-debug', `cannot read the control plane's debug pages: ${(e as Error).message}`, 'a control plane older than this CLI lacks /debug/proxy-status: upgrade it')];
   }
+}
+
+interface RejectedDoc {
+  source: string;
+  rejected: SourceRejection[];
+}
+
+const rejectionLine = (r: SourceRejection): string =>
+  `${r.kind ? `${r.kind} ${r.namespace}/${r.name}: ` : ''}${r.path ? `${r.path}: ` : ''}${r.reason}${r.file ? ` (${r.file})` : ''}`;
+
+/**
+ * Every object the control plane's source read and rejects now (GET /debug/rejected): an
+ * invalid TrafficPolicy or route is not an error anywhere else (the control plane keeps
+ * its last good version, or has none, logs it once and counts it), so a bad `kubectl
+ * apply` would otherwise pass unnoticed. Replicas read the same source: each object once.
+ */
+function sourceRejectionsCheck(up: readonly Replica[]): Promise<CheckOutcome> {
+  return guarded('source-rejections', 'a control plane older than this CLI lacks /debug/rejected: upgrade it', async () => {
+    const docs = await Promise.all(up.map((r) => replicaJson<RejectedDoc>(r, '/debug/rejected')));
+    const sources = [...new Set(docs.map((d) => d.source))].join(', ');
+    const byObject = new Map<string, SourceRejection>();
+    for (const r of docs.flatMap((d) => d.rejected)) byObject.set(rejectionLine(r), r);
+    if (byObject.size === 0) return ok('source-rejections', `the ${sources} source rejects no object`);
+    const all = [...byObject.values()].sort((a, b) => `${a.kind}/${a.namespace}/${a.name}/${a.file}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}/${b.file}`));
+    const names = [...new Set(all.map((r) => (r.kind ? `${r.kind} ${r.namespace}/${r.name}` : (r.file ?? '?'))))];
+    const lines = all.slice(0, MAX_LISTED).map(rejectionLine);
+    if (all.length > MAX_LISTED) lines.push(`... and ${all.length - MAX_LISTED} more (GET /debug/rejected on the control plane's admin port)`);
+    const dir = docs.some((d) => d.source.startsWith('dir:'));
+    return fail(
+      'source-rejections',
+      `the ${sources} source rejects ${all.length} object(s), so the last good version of each (if any) stays in force: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', ...' : ''}`,
+      dir
+        ? 'fix the named field in that file (wren check --source dir:DIR checks the files before the control plane reads them); the control plane re-reads the directory'
+        : 'fix the named field and apply the object again (kubectl apply); the control plane\'s log has each rejection too (wren_cp_invalid_objects_total counts them)',
+      lines,
+    );
+  });
 }
 
 async function judged(up: readonly Replica[], t: number, minDays: number): Promise<CheckOutcome[]> {

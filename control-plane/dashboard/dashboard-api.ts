@@ -1,9 +1,9 @@
 import type { Clock } from '../../common/clock.js';
-import type { Service } from '../../contract/model.js';
+import { portPolicy, type RetryPolicy, type Service } from '../../contract/model.js';
 import type { DiscoveryServer } from '../discovery/discovery-server.js';
 import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { MeshStore } from '../store/mesh-store.js';
-import { WINDOWS_MS, type StatsStore, type WindowName } from '../stats/stats-store.js';
+import { WINDOWS_MS, type RetryRow, type StatsStore, type WindowName } from '../stats/stats-store.js';
 
 export interface DashboardDeps {
   readonly store: MeshStore;
@@ -36,7 +36,7 @@ const decoded = (segment: string): string | null => {
  *   /api/topology?window=        services, workloads and the edges between them
  *   /api/services/NAME.NAMESPACE  endpoints with health and ejection state, policy, routes, authorization in the namespace
  *   /api/proxies, /api/proxies/NAMESPACE/POD   connected proxies: config version, certificate, ejections, their edges
- *   /api/why                     recent authorization denials with the deciding policy and its rules
+ *   /api/why                     recent authorization denials (the deciding policy and rule) and retries (route or policy, attempts, causes)
  * Names come from manifests and reports: they are data here, escaped by whoever shows them.
  */
 export function dashboardApi(path: string, query: URLSearchParams, d: DashboardDeps): ApiAnswer | null {
@@ -84,6 +84,20 @@ function topology(d: DashboardDeps, window: WindowName) {
 }
 
 /** Every endpoint of the service with what the mesh knows of its health: source readiness, proxies' reports, mesh-wide withdrawal. */
+/**
+ * The HTTPRoutes / GRPCRoutes attached to a Service, from the route view (a Service in the
+ * view carries none: routes are chosen per subscriber when pushed): the producer routes,
+ * for every caller, then each namespace's consumer routes, for callers in it (GAMMA).
+ */
+function serviceRoutes(d: DashboardDeps, key: string) {
+  const sr = d.store.view.routes.byService.get(key);
+  if (!sr) return [];
+  return [
+    ...sr.producer.map((r) => ({ appliesTo: 'every caller (producer route)', ...r })),
+    ...[...sr.consumers].flatMap(([ns, list]) => list.map((r) => ({ appliesTo: `callers in ${ns} (consumer route)`, ...r }))),
+  ];
+}
+
 function serviceDetail(d: DashboardDeps, svc: Service, window: WindowName) {
   const key = `${svc.name}.${svc.namespace}`;
   const health = d.discovery.debugHealth().filter((h) => h.service === key);
@@ -103,7 +117,7 @@ function serviceDetail(d: DashboardDeps, svc: Service, window: WindowName) {
   }));
   const authz = d.store.view.policy.authorizationPolicies.filter((a) => a.namespace === svc.namespace).map((a) => ({ selector: a.selector, ...a.policy }));
   return {
-    name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports, trafficPolicy: svc.policy, routes: svc.routes ?? [], authorizationPolicies: authz,
+    name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports, trafficPolicy: svc.policy, routes: serviceRoutes(d, key), authorizationPolicies: authz,
     stat: d.stats.stat('service', window).find((r) => r.name === svc.name && r.namespace === svc.namespace) ?? null,
     callers: d.stats.edges(window).filter((e) => e.to?.service === key),
   };
@@ -128,15 +142,56 @@ function proxies(d: DashboardDeps) {
   });
 }
 
-/** Each recent denial with the AuthorizationPolicy that decided it (its rules), or, for "no ALLOW policy matched", the ALLOW policies that did not. */
+/**
+ * Each recent denial with the AuthorizationPolicy that decided it and the rule of it that
+ * matched (the proxy's authorizer says which: `rule`, Istio's `effectivePolicyId`), or, for
+ * "no ALLOW policy matched", the ALLOW policies the proxy considered (an older proxy does
+ * not say: then the namespace's). Each recent retry with what configured it.
+ */
 function why(d: DashboardDeps) {
   const policies = d.store.view.policy.authorizationPolicies;
   return {
     denials: d.stats.denials().map((x) => {
       const deciding = policies.find((p) => p.policy.name === x.policy);
       const ns = x.reporter.split('/')[0];
-      const unmatched = !deciding && x.action === 'ALLOW' ? policies.filter((p) => p.policy.action === 'ALLOW' && p.namespace === ns).map((p) => p.policy) : [];
-      return { ...x, at: iso(x.at), decidingPolicy: deciding?.policy ?? null, allowPoliciesNotMatched: unmatched };
+      const considered = x.policiesConsidered ?? [];
+      const unmatched =
+        deciding || x.action !== 'ALLOW'
+          ? []
+          : considered.length > 0
+            ? considered.map((name) => policies.find((p) => p.policy.name === name)?.policy ?? { name, action: 'ALLOW', rules: null })
+            : policies.filter((p) => p.policy.action === 'ALLOW' && p.namespace === ns).map((p) => p.policy);
+      const rule = x.rule ?? -1;
+      return { ...x, at: iso(x.at), decidingPolicy: deciding?.policy ?? null, matchedRule: deciding && rule >= 0 ? (deciding.policy.rules[rule] ?? null) : null, allowPoliciesNotMatched: unmatched };
     }),
+    retries: d.stats.retries().map((x) => ({ ...x, at: iso(x.at), configuredBy: retryConfig(d, x) })),
+    droppedRetries: d.stats.droppedRetries(),
   };
+}
+
+const retrySettings = (r: RetryPolicy) => ({
+  attempts: r.attempts, retryOn: r.retryOn, retriableStatusCodes: r.retriableStatusCodes, perTryTimeoutMs: r.perTryTimeoutMs, budgetRatio: r.budgetRatio, budgetMinPerSecond: r.budgetMinPerSecond,
+});
+
+/**
+ * What set the retry policy of a retried request, from the current config: the HTTPRoute /
+ * GRPCRoute rule that routed it when that rule has a `retry` (it is in force then, as in
+ * the proxy: proxy/routing/port-routing.ts), else the service port's TrafficPolicy (the
+ * port's own: target `svc:port`, or the service's: target `svc`; its settings are the
+ * defaults when no TrafficPolicy targets it). The rule is found by
+ * the name the proxy logs (`namespace.route.rule`), among the producer and consumer routes.
+ */
+function retryConfig(d: DashboardDeps, x: RetryRow) {
+  if (x.route !== '') {
+    for (const sr of d.store.view.routes.byService.values())
+      for (const r of [...sr.producer, ...[...sr.consumers.values()].flat()])
+        for (const [i, rule] of r.rules.entries())
+          if (`${r.namespace}.${r.name}.${rule.name || i}` === x.route && rule.retry)
+            return { kind: r.kind, name: `${r.namespace}/${r.name}`, rule: rule.name || String(i), target: x.route, retry: { attempts: rule.retry.attempts, codes: rule.retry.codes, backoffMs: rule.retry.backoffMs } };
+  }
+  // The mesh model carries the policy in force per service port, not the TrafficPolicy's name: the view names what it targets.
+  const svc = d.store.view.services.get(x.service);
+  const port = svc?.ports.find((p) => p.port === x.port);
+  if (!svc || !port) return { kind: 'unknown', name: null, rule: null, target: `${x.service}:${x.port}`, retry: null };
+  return { kind: 'TrafficPolicy', name: null, rule: null, target: port.policy ? `${x.service}:${port.port}` : x.service, retry: retrySettings(portPolicy(svc, port).retry) };
 }

@@ -37,7 +37,7 @@ test('a row: pod, release, certificate judged against the current anchors, last 
   s.lastSeenAt = 4_000;
   expect(proxyStatusRow(s, 5_000, 'v1', 'k', new Set(['AA']))).toMatchObject({
     pod: 'web-0', namespace: 'shop', identity: 'spiffe://td/ns/shop/sa/web', proxyVersion: '9.9.9', cert: null, lastSeenAgoMs: 1_000, trustStateAcked: false,
-    connectedSince: new Date(1_000).toISOString(),
+    connectedSince: new Date(1_000).toISOString(), connectedForMs: 4_000,
   });
   s.identityReport = { report: { trustAnchorFingerprints: ['AA', 'BB'], chainRootFingerprint: 'BB', leafSerial: 'ab', notAfterMs: 9_000, startupTrustAnchorFingerprints: [] }, at: 3_000 };
   expect(proxyStatusRow(s, 5_000, 'v1', null, new Set(['AA']))?.cert).toEqual({ serial: 'AB', notAfter: new Date(9_000).toISOString(), chainRoot: 'BB', chainsToCurrentAnchor: false, trusts: ['AA', 'BB'] });

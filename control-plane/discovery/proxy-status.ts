@@ -54,6 +54,8 @@ export interface ProxyStatusRow {
   /** null: no IdentityReport yet. */
   readonly cert: ProxyStatusCert | null;
   readonly connectedSince: string;
+  /** How long its stream has been up, by the control plane's clock (`wren proxy-status` CONNECTED: no clock skew with the CLI's). */
+  readonly connectedForMs: number;
   readonly lastSeenAgoMs: number;
 }
 
@@ -113,6 +115,7 @@ export function proxyStatusRow(s: Subscriber, now: number, latestVersion: string
     trustStateAcked: trustKey === null ? null : s.ackedTrustKey === trustKey,
     cert: certOf(s, anchors),
     connectedSince: new Date(s.connectedAt).toISOString(),
+    connectedForMs: Math.round(now - s.connectedAt),
     lastSeenAgoMs: Math.round(now - s.lastSeenAt),
   };
 }

@@ -1,3 +1,5 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
 /**
  * The `wren.io/*` labels and annotations the injector reads, and strict parsers for
  * their values. A malformed value never breaks pod creation: it is ignored with a
@@ -32,6 +34,23 @@ const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[kMGTPE]i?|[mun]|)$/;
 
 export const isQuantity = (s: string): boolean => QUANTITY.test(s);
 
+const SUFFIX: Readonly<Record<string, number>> = {
+  '': 1, n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
+/**
+ * The value of a resource.Quantity ("500m" → 0.5, "128Mi" → 134217728), to compare a
+ * request with its limit as the API server does; undefined when `s` is not a quantity.
+ */
+export function quantityValue(s: string): number | undefined {
+  const m = QUANTITY.exec(s);
+  if (!m) return undefined;
+  const [, num, , suffix] = m;
+  if (/^[eE]/.test(suffix)) return Number(num) * 10 ** Number(suffix.slice(1)) * (s.startsWith('-') ? -1 : 1);
+  return Number(num) * SUFFIX[suffix] * (s.startsWith('-') ? -1 : 1);
+}
+
 /**
  * "22,4191,8000-8010" → ["22", "4191", "8000:8010"] (iptables multiport syntax).
  * Returns undefined when any item is not a port or an ascending range of ports.
@@ -57,17 +76,19 @@ export function parseServiceList(raw: string): string[] | undefined {
   return out.every((k) => SERVICE_KEY.test(k)) ? out : undefined;
 }
 
-const V4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
-
-/** "10.0.0.0/8, fd00::/8" → list; undefined when an item is not a CIDR (or bare address). */
+/**
+ * "10.0.0.0/8, fd00::/8" → list; undefined when an item is not a CIDR (or bare address).
+ * The address must be what node:net calls IPv4 or IPv6 (RFC 4291 section 2.2 text forms,
+ * no zone id: ip6tables takes none) and the prefix 0-32 / 0-128, so everything accepted
+ * here is accepted by iptables-restore / ip6tables-restore in the init container.
+ */
 export function parseCidrList(raw: string): string[] | undefined {
   const out: string[] = [];
   for (const item of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
     const [addr, bits, extra] = item.split('/');
     if (extra !== undefined) return undefined;
-    const v4 = V4.test(addr);
-    const v6 = !v4 && /^[0-9a-fA-F:]+$/.test(addr) && addr.includes(':');
-    if (!v4 && !v6) return undefined;
+    const v4 = isIPv4(addr);
+    if (!v4 && (!isIPv6(addr) || addr.includes('%'))) return undefined;
     if (bits !== undefined && (!/^\d{1,3}$/.test(bits) || Number(bits) > (v4 ? 32 : 128))) return undefined;
     out.push(bits === undefined ? `${addr}/${v4 ? 32 : 128}` : item);
   }

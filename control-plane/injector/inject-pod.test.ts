@@ -306,3 +306,32 @@ test('probePorts resolves named ports and ignores exec probes', () => {
     ]),
   ).toEqual([7000, 9000]);
 });
+
+/**
+ * An app's own native sidecar (an init container with restartPolicy Always, e.g. a log
+ * shipper) is probed by kubelet like an app container (KEP-753); redirected to the proxy,
+ * which demands mTLS, its probe would fail and the sidecar never become Ready (found by adversary4).
+ */
+test('the probe ports of an app-owned native sidecar are left out of inbound redirection; a plain init container\'s are not looked at', () => {
+  const p: V1Pod = {
+    metadata: { name: 'web-0', namespace: 'shop' },
+    spec: {
+      initContainers: [
+        { name: 'migrate', image: 'm:1', readinessProbe: { tcpSocket: { port: 7777 as unknown as number } } },
+        {
+          name: 'log-shipper',
+          image: 'shipper:1',
+          restartPolicy: 'Always',
+          ports: [{ name: 'shipper-http', containerPort: 9000 }],
+          readinessProbe: { httpGet: { path: '/ready', port: 'shipper-http' as unknown as number } },
+          startupProbe: { tcpSocket: { port: 9001 as unknown as number } },
+        },
+      ],
+      containers: [{ name: 'app', image: 'web:1', readinessProbe: { httpGet: { path: '/healthz', port: 8080 as unknown as number } } }],
+    },
+  };
+  const res = injectPod(p, { namespaceLabels: { 'wren.io/inject': 'enabled' } });
+  expect(res.injected).toBe(true);
+  const init = find(apply(p, res.patch).spec!.initContainers, 'wren-init')!;
+  expect(argAfter(init.args, '--skip-inbound-ports')!.split(',')).toEqual(['8080', '9000', '9001']);
+});

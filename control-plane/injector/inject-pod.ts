@@ -1,5 +1,5 @@
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
-import { A, PROXY_CONTAINER, isQuantity, parseCidrList, parsePortList, parseServiceList } from './annotations.js';
+import { A, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, quantityValue } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
@@ -66,7 +66,10 @@ function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interce
     if (v === undefined) warnings.push(`${key}: ignoring malformed value ${JSON.stringify(raw)}`);
     return v ?? [];
   };
-  const inbound = [...list(A.skipInboundPorts, parsePortList), ...probePorts(pod.spec?.containers ?? []).map(String)];
+  // kubelet probes a native sidecar (an init container with restartPolicy Always, KEP-753)
+  // like an app container, so the app's own native sidecars' probe ports are skipped too.
+  const probed = [...(pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'), ...(pod.spec?.containers ?? [])];
+  const inbound = [...list(A.skipInboundPorts, parsePortList), ...probePorts(probed).map(String)];
   return {
     skipInboundPorts: [...new Set(inbound)],
     skipOutboundPorts: list(A.skipOutboundPorts, parsePortList),
@@ -76,20 +79,10 @@ function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interce
 
 function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { resources: ProxyResources } & ProxyEnvSettings {
   const ann = pod.metadata?.annotations ?? {};
-  const q = (key: string, def: string): string => {
-    const v = ann[key];
-    if (v === undefined) return def;
-    if (isQuantity(v)) return v;
-    warnings.push(`${key}: ignoring malformed quantity ${JSON.stringify(v)}`);
-    return def;
-  };
   const r = o.resources;
-  const resources = {
-    cpuRequest: q(A.cpuRequest, r.cpuRequest),
-    memoryRequest: q(A.memoryRequest, r.memoryRequest),
-    cpuLimit: q(A.cpuLimit, r.cpuLimit),
-    memoryLimit: q(A.memoryLimit, r.memoryLimit),
-  };
+  const cpu = resourcePair(ann, warnings, 'cpu', [A.cpuRequest, A.cpuLimit], [r.cpuRequest, r.cpuLimit]);
+  const memory = resourcePair(ann, warnings, 'memory', [A.memoryRequest, A.memoryLimit], [r.memoryRequest, r.memoryLimit]);
+  const resources = { cpuRequest: cpu.request, cpuLimit: cpu.limit, memoryRequest: memory.request, memoryLimit: memory.limit };
   let logLevel: string = o.logLevel;
   const l = ann[A.logLevel];
   if (l !== undefined) {
@@ -122,6 +115,42 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
   const workload = podWorkload(pod.metadata ?? {});
   return { resources, logLevel, concurrency, egress, meshHttp1, workload, telemetryEnv: telemetryEnv(ann, warnings) };
+}
+
+/**
+ * One resource's request and limit from the annotations, as the API server will accept
+ * them (apis/core/validation: a quantity >= 0, and a request <= its limit): a malformed or
+ * negative value is ignored with a warning (the default applies), so a typo in a tuning
+ * annotation never makes the API server refuse the whole pod. A request above the limit
+ * loses (the limit is the ceiling the operator set for the node); if even the default
+ * request exceeds that limit, the request is the limit (what Kubernetes defaults a missing
+ * request to).
+ */
+function resourcePair(
+  ann: Readonly<Record<string, string>>, warnings: string[], name: 'cpu' | 'memory',
+  [reqKey, limKey]: readonly [string, string], [reqDefault, limDefault]: readonly [string, string],
+): { request: string; limit: string } {
+  const q = (key: string, def: string): string => {
+    const v = ann[key];
+    if (v === undefined) return def;
+    const n = quantityValue(v);
+    if (n !== undefined && n >= 0) return v;
+    warnings.push(`${key}: ignoring ${n === undefined ? 'malformed' : 'negative'} quantity ${JSON.stringify(v)}`);
+    return def;
+  };
+  let request = q(reqKey, reqDefault);
+  const limit = q(limKey, limDefault);
+  // '' = no limit (ProxyResources).
+  const over = () => limit !== '' && quantityValue(request)! > quantityValue(limit)!;
+  if (over() && request !== reqDefault) {
+    warnings.push(`${reqKey}: ignoring ${JSON.stringify(request)}, above the ${name} limit ${JSON.stringify(limit)}`);
+    request = reqDefault;
+  }
+  if (over()) {
+    warnings.push(`${limKey}: ${JSON.stringify(limit)} is below the default ${name} request ${JSON.stringify(request)}; the request is set to the limit`);
+    request = limit;
+  }
+  return { request, limit };
 }
 
 /**

@@ -8,6 +8,7 @@ import { loadManifestFile, mergeManifests, type IgnoredObject, type LoadedFile }
 import type { MeshSource, SourceContext } from './source.js';
 import { RefusedRoutes } from './refused-routes.js';
 import type { KRoute } from '../translate/route-objects.js';
+import type { SourceRejection } from './source-rejection.js';
 
 /**
  * The embedded default source: a directory of YAML/JSON manifests (Service,
@@ -41,6 +42,7 @@ export class DirSource implements MeshSource {
   private again = false;
   private stopped = false;
   private currentErrors: readonly string[] = [];
+  private currentRejected: readonly SourceRejection[] = [];
   private currentIgnored: readonly IgnoredObject[] = [];
   private currentRouteProblems: readonly string[] = [];
   /** The version of each route the proxies accept: kept in force while a newer one is refused. */
@@ -55,6 +57,11 @@ export class DirSource implements MeshSource {
   /** Current rejections (`file: path: problem`), also logged when they appear. */
   errors(): readonly string[] {
     return this.currentErrors;
+  }
+
+  /** The same rejections by object: kind/namespace/name, field path, reason and file (GET /debug/rejected, `wren check`). */
+  rejected(): readonly SourceRejection[] {
+    return this.currentRejected;
   }
 
   /** Objects of kinds this source does not read (a Gateway, a Deployment, a typo in `kind`), by file. */
@@ -162,6 +169,7 @@ export class DirSource implements MeshSource {
     const { services, warnings } = translateCluster(merged.objects, this.o.trustDomain);
     for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
     this.currentErrors = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.errors), ...merged.errors]);
+    this.currentRejected = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.rejected), ...merged.rejected]);
     const meshedPods = (merged.objects.pods ?? []).filter((p) => p.meshed);
     const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));

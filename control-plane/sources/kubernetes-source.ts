@@ -13,6 +13,7 @@ import { parseExternalServiceResource } from '../translate/external-service-obje
 import { ClusterIndex } from './cluster-index.js';
 import { RouteStatusWriter } from './route-status-writer.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
+import { rejectionOf, type SourceRejection } from './source-rejection.js';
 
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
@@ -32,6 +33,8 @@ import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } fro
  * - On any other error ListWatch stops; we restart it with capped exponential backoff
  *   and jitter (100 ms -> 30 s) and count it in wren_cp_watch_restarts_total.
  * - An object that fails validation is logged and counted; the last good version stays.
+ *   It is listed (rejected(): kind, namespace/name, field path, reason) until a valid
+ *   version of it arrives or it is deleted: GET /debug/rejected, `wren check`.
  */
 export interface KubernetesSourceOptions extends SourceContext {
   readonly kubeConfig: k8s.KubeConfig;
@@ -75,6 +78,14 @@ interface Resource {
 
 type Setter<T> = (ns: string, name: string, v: T | null) => void;
 
+/** The kind of each resource this source watches, to name a rejected object (list items carry no kind). */
+const KIND_OF: Readonly<Record<string, string>> = {
+  services: 'Service', endpointslices: 'EndpointSlice', pods: 'Pod', trafficpolicies: 'TrafficPolicy', peerauthentications: 'PeerAuthentication',
+  meshservices: 'MeshService', authorizationpolicies: 'AuthorizationPolicy', requestauthentications: 'RequestAuthentication',
+  ratelimitpolicies: 'RateLimitPolicy', telemetries: 'Telemetry', httproutes: 'HTTPRoute', grpcroutes: 'GRPCRoute', referencegrants: 'ReferenceGrant',
+  externalservices: 'ExternalService',
+};
+
 export class KubernetesSource implements MeshSource {
   readonly name = 'kubernetes';
   private readonly index: ClusterIndex;
@@ -83,6 +94,8 @@ export class KubernetesSource implements MeshSource {
   private readonly resources: Resource[] = [];
   private stopped = false;
   private syncWaiters: (() => void)[] = [];
+  /** Objects whose current version failed validation, by resource/namespace/name. */
+  private readonly rejections = new Map<string, SourceRejection>();
 
   constructor(private readonly o: KubernetesSourceOptions) {
     this.index = new ClusterIndex(o.trustDomain);
@@ -143,6 +156,16 @@ export class KubernetesSource implements MeshSource {
     );
   }
 
+  /** The objects whose current version is rejected (their last good version, if any, is in force). */
+  rejected(): readonly SourceRejection[] {
+    return [...this.rejections.values()];
+  }
+
+  /** The same, one line each (/debug/view `errors`, as the directory source's). */
+  errors(): readonly string[] {
+    return this.rejected().map((r) => `${r.kind} ${r.namespace}/${r.name}: ${r.path || '<root>'}: ${r.reason}`);
+  }
+
   private add<T>(
     name: string,
     path: string,
@@ -177,9 +200,12 @@ export class KubernetesSource implements MeshSource {
       r.attempt = 0;
       const ns = obj.metadata?.namespace ?? 'default';
       const objName = obj.metadata?.name ?? '';
+      const key = `${name}/${ns}/${objName}`;
       try {
         set(ns, objName, parse(obj, ''));
+        this.rejections.delete(key);
       } catch (e) {
+        this.rejections.set(key, rejectionOf(KIND_OF[name] ?? name, ns, objName, e));
         this.o.metrics.invalidObjects.inc({ source: 'kubernetes' });
         this.o.logger.warn('invalid object rejected; the last good version stays', { resource: name, object: `${ns}/${objName}`, error: (e as Error).message });
         return;
@@ -189,6 +215,7 @@ export class KubernetesSource implements MeshSource {
     informer.on('add', upsert);
     informer.on('update', upsert);
     informer.on('delete', (obj) => {
+      this.rejections.delete(`${name}/${obj.metadata?.namespace ?? 'default'}/${obj.metadata?.name ?? ''}`);
       set(obj.metadata?.namespace ?? 'default', obj.metadata?.name ?? '', null);
       this.committer.touch();
     });

@@ -16,6 +16,7 @@ import { parseTelemetryResource, type KTelemetry } from '../translate/telemetry-
 import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, type KReferenceGrant, type KRoute } from '../translate/route-objects.js';
 import { parseExternalServiceResource } from '../translate/external-service-objects.js';
 import type { ExternalService } from '../../contract/egress.js';
+import { rejectionOf, type SourceRejection } from './source-rejection.js';
 
 /**
  * Reads Kubernetes-shaped manifests (multi-document YAML or JSON, `kind: List` too) into
@@ -72,6 +73,8 @@ export interface IgnoredObject {
 export interface LoadedFile {
   readonly objects: ReadonlyMap<string, ManifestObject>;
   readonly errors: readonly string[];
+  /** The same problems, by object (kind/namespace/name, field path, reason). */
+  readonly rejected: readonly SourceRejection[];
   readonly ignored: readonly IgnoredObject[];
 }
 
@@ -81,11 +84,16 @@ const describe = (file: string, e: unknown): string =>
 export function loadManifestFile(file: string, content: string, previous: LoadedFile | undefined): LoadedFile {
   const docs = parseAllDocuments(content);
   const list = Array.isArray(docs) ? docs : [docs];
-  const syntax = list.flatMap((d) => d.errors.map((e) => `${file}: YAML: ${e.message.split('\n')[0]}`));
+  const syntax = list.flatMap((d) => d.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   // A file that is not even YAML (say, half-saved) changes nothing: keep all it had.
-  if (syntax.length > 0) return { objects: previous?.objects ?? new Map(), errors: syntax, ignored: previous?.ignored ?? [] };
+  if (syntax.length > 0)
+    return {
+      objects: previous?.objects ?? new Map(), errors: syntax.map((e) => `${file}: ${e}`), ignored: previous?.ignored ?? [],
+      rejected: syntax.map((reason) => ({ kind: '', namespace: '', name: '', path: '', reason, file })),
+    };
   const objects = new Map<string, ManifestObject>();
   const errors: string[] = [];
+  const rejected: SourceRejection[] = [];
   const ignored: IgnoredObject[] = [];
   const raws: unknown[] = [];
   for (const d of list) {
@@ -109,20 +117,23 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
       objects.set(key, { kind, key, value: PARSERS[kind](raw, '') } as ManifestObject);
     } catch (e) {
       errors.push(describe(file, e));
+      rejected.push(rejectionOf(kind, namespace, String(r.metadata?.name ?? ''), e, file));
       const last = previous?.objects.get(key);
       if (last) objects.set(key, last);
     }
   }
-  return { objects, errors, ignored };
+  return { objects, errors, rejected, ignored };
 }
 
 /** Merge files (in the order given) into one object set; a duplicate keeps the first and is reported. */
 export function mergeManifests(files: readonly [string, LoadedFile][]): {
   objects: ClusterObjects & PolicyObjects & { routes: KRoute[]; referenceGrants: KReferenceGrant[] };
   errors: string[];
+  rejected: SourceRejection[];
 } {
   const seen = new Map<string, string>();
   const errors: string[] = [];
+  const rejected: SourceRejection[] = [];
   const out = {
     services: [] as KService[], slices: [] as KEndpointSlice[], pods: [] as KPod[], policies: [] as KTrafficPolicy[], meshServices: [] as Service[],
     peerAuthentications: [] as KPeerAuthentication[], authorizationPolicies: [] as KAuthorizationPolicy[], requestAuthentications: [] as KRequestAuthentication[],
@@ -134,6 +145,8 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
       const first = seen.get(o.key);
       if (first) {
         errors.push(`${file}: ${o.key} is also defined in ${first}; ignored here`);
+        const [kind, namespace, ...name] = o.key.split('/');
+        rejected.push({ kind, namespace, name: name.join('/'), path: '', reason: `also defined in ${first}; ignored here`, file });
         continue;
       }
       seen.set(o.key, file);
@@ -152,5 +165,5 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
       else out.meshServices.push(o.value);
     }
   }
-  return { objects: out, errors };
+  return { objects: out, errors, rejected };
 }

@@ -4,6 +4,7 @@ import type { ControlPlaneMetrics } from '../metrics.js';
 import type { MeshStore } from '../store/mesh-store.js';
 import type { ClusterIndex, IndexChanges } from './cluster-index.js';
 import { RefusedRoutes } from './refused-routes.js';
+import type { SourceRejection } from './source-rejection.js';
 
 /** Where the control plane's view comes from (Kubernetes API, a directory of manifests). */
 export interface MeshSource {
@@ -11,6 +12,8 @@ export interface MeshSource {
   /** Resolves after the initial sync, when the store has been filled and marked ready. */
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** The objects it currently rejects (failed validation), for GET /debug/rejected and `wren check`. */
+  rejected?(): readonly SourceRejection[];
 }
 
 export interface SourceContext {

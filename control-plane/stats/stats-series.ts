@@ -36,6 +36,15 @@ export interface WindowDelta {
  * window's start (or the oldest one, for a series younger than the window), over the
  * time between them (so a rate is never diluted by time before the series existed). A
  * counter lower than before means the proxy restarted: the series starts again.
+ *
+ * Zero baseline: a series' first sample has nothing to diff against, so traffic that
+ * happened before it (a burst right after a proxy started, or the first calls on a new
+ * edge) would never show as a rate. When the caller knows a time at which every counter
+ * of the edge was still 0 (`zeroAt`: the proxy's start, or its previous report that did
+ * not have the edge) and that time lies within `keepMs` (the longest window), the series
+ * starts with an all-zero sample there, as if the new counter had been read at 0. An older
+ * time is not used: the counters then hold more history than any window, and counting
+ * it as one window's increase would show a long-lived proxy's whole past as a burst.
  */
 export class StatsSeries {
   private samples: Sample[] = [];
@@ -48,11 +57,14 @@ export class StatsSeries {
     return this.samples.length > 0 ? this.samples[this.samples.length - 1].t : -Infinity;
   }
 
-  add(t: number, e: EdgeStats, intervalMs: number, keepMs: number): void {
+  /** Adds a report's counters at `t`; `zeroAt`: a time the edge's counters were all 0 (see the class comment), null when unknown. */
+  add(t: number, e: EdgeStats, intervalMs: number, keepMs: number, zeroAt: number | null): void {
     const last = this.samples[this.samples.length - 1];
     const sample: Sample = { t, success: e.success, failure: e.failure, buckets: e.latencyBuckets, opened: e.tcpOpened, closed: e.tcpClosed };
     if (last && (sample.success < last.success || sample.failure < last.failure || sample.opened < last.opened || sample.closed < last.closed
       || sample.buckets.some((b, i) => b < (last.buckets[i] ?? 0)))) this.samples = [];
+    if (this.samples.length === 0 && zeroAt !== null && zeroAt < t && zeroAt >= t - keepMs)
+      this.samples.push({ t: zeroAt, success: 0, failure: 0, buckets: sample.buckets.map(() => 0), opened: 0, closed: 0 });
     this.samples.push(sample);
     this.intervalMs = intervalMs;
     // Keep one sample at or before the oldest window's start, and nothing older.

@@ -92,12 +92,84 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
     expect(limits).toEqual([['invalid-edges', 3], ['series', 1]]);
   });
 
+  test('zero baseline: a young proxy\'s first report counts as the increase since its start', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    // Started 10 s ago (uptimeMs); 100 requests before its first report.
+    s.ingest(client, report('client', [edge({ success: 90, failure: 10, latencyBuckets: [100, 0, 0, 0] })], { uptimeMs: 10_000 }));
+    expect(s.stat('service', '30s')[0]).toMatchObject({ requestRate: 10, successRate: 0.9 });
+    expect(s.stat('service', '1m')[0]).toMatchObject({ requestRate: 10 });
+    expect(s.stat('service', '30s')[0].latencyMs).not.toBeNull();
+    // Nothing more: 5 s later the window still holds the burst, now over 15 s.
+    clock.advance(5_000);
+    s.ingest(client, report('client', [edge({ success: 90, failure: 10, latencyBuckets: [100, 0, 0, 0] })], { uptimeMs: 15_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(6.667);
+  });
+
+  test('zero baseline: not for a proxy older than the longest window (a control-plane restart is no burst)', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 1_000_000 })], { uptimeMs: 3_600_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(0);
+    s.ingest(web, report('web', [edge({ success: 600 })], { uptimeMs: 60_001 }));
+    expect(s.stat('service', '1m')[0].requestRate).toBe(0);
+    clock.advance(10_000);
+    s.ingest(client, report('client', [edge({ success: 1_000_100 })], { uptimeMs: 3_610_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(10);
+  });
+
+  test('zero baseline: an edge new since the proxy\'s previous complete report counts from that report', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    const cache = (n: number) => edge({ service: 'cache.default', destinationWorkload: 'cache', success: n });
+    // A long-lived proxy (uptime unknown): its first report is a plain baseline.
+    s.ingest(client, report('client', [edge({ success: 500 })]));
+    clock.advance(5_000);
+    s.ingest(client, report('client', [edge({ success: 500 }), cache(50)]));
+    expect(s.stat('service', '30s').map((r) => [r.name, r.requestRate])).toEqual([['cache', 10], ['web', 0]]);
+    // Not after a report that left edges out (maxEdges): the new one may have had counts then.
+    s.ingest(web, report('web', [edge({ service: 'a.default' })], { droppedEdges: 1 }));
+    clock.advance(5_000);
+    s.ingest(web, report('web', [edge({ service: 'a.default' }), edge({ service: 'b.default', success: 50 })], { droppedEdges: 1 }));
+    expect(s.stat('service', '30s').find((r) => r.name === 'b')!.requestRate).toBe(0);
+  });
+
+  test('zero baseline: a restarted proxy counts from its new start', () => {
+    const clock = new FakeClock(1_000_000);
+    const s = new StatsStore({ clock });
+    s.ingest(client, report('client', [edge({ success: 1000 })], { uptimeMs: 3_600_000 }));
+    clock.advance(5_000);
+    // Restarted 2 s ago: 20 requests since.
+    s.ingest(client, report('client', [edge({ success: 20 })], { uptimeMs: 2_000 }));
+    expect(s.stat('service', '30s')[0].requestRate).toBe(10);
+  });
+
   test('recent denials are kept per reporter with the control plane\'s time, newest first', () => {
     const clock = new FakeClock(100_000);
     const s = new StatsStore({ clock });
     const d = { policy: 'default/web-allow', action: 'ALLOW', reason: 'no-allow-policy-matched', principal: client.identity, method: 'GET', path: '/x', port: 8080 };
     s.ingest(web, report('web', [], { recentDenials: [{ ...d, ageMs: 5000 }, { ...d, path: '/y', ageMs: 1000 }] }));
     expect(s.denials().map((x) => [x.at, x.path, x.reporter])).toEqual([[99_000, '/y', 'default/web-0'], [95_000, '/x', 'default/web-0']]);
+  });
+
+  test('denials keep the deciding rule; an older proxy\'s denial (no rule sent) has none, not rule 0', () => {
+    const s = new StatsStore({ clock: new FakeClock(100_000) });
+    const d = { policy: 'default/deny', action: 'DENY', reason: 'deny-policy default/deny', principal: '', method: 'GET', path: '/x', port: 8080, ageMs: 0 };
+    s.ingest(web, report('web', [], { recentDenials: [{ ...d, rule: 2, effectivePolicyId: 'ns[default]-policy[deny]-rule[2]', policiesConsidered: [] }, { ...d, rule: 0 }] }));
+    expect(s.denials().map((x) => [x.rule, x.effectivePolicyId])).toEqual([[2, 'ns[default]-policy[deny]-rule[2]'], [-1, '']]);
+  });
+
+  test('recent retries are kept per reporter (the newest 50), checked field by field, with the drops reported', () => {
+    const clock = new FakeClock(100_000);
+    const s = new StatsStore({ clock });
+    const r = { service: 'api.default', port: 80, route: '', method: 'GET', path: '/', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success', stopped: '' };
+    const many = Array.from({ length: 60 }, (_, i) => ({ ...r, path: `/${i}`, ageMs: 60 - i }));
+    s.ingest(web, report('web', [], { recentRetries: [...many, { ageMs: 'x', causes: 'nope', attempts: -3 } as never], droppedRetries: 4 }));
+    const rows = s.retries();
+    expect(rows).toHaveLength(50);
+    expect(rows[0]).toMatchObject({ at: 100_000, reporter: 'default/web-0', service: '', causes: [], attempts: 0 });
+    expect(rows[1]).toMatchObject({ at: 99_999, path: '/59', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success' });
+    expect(s.droppedRetries()).toBe(4);
   });
 });
 

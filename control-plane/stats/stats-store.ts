@@ -1,5 +1,5 @@
 import type { Clock } from '../../common/clock.js';
-import type { EdgeStats, RecentDenial, StatsReport } from '../../contract/discovery.js';
+import type { EdgeStats, RecentDenial, RecentRetry, StatsReport } from '../../contract/discovery.js';
 import { histogramQuantile } from './histogram-quantile.js';
 import { StatsSeries, type EdgeMeta, type Reporter, type WindowDelta } from './stats-series.js';
 
@@ -110,6 +110,16 @@ export interface DenialRow extends Omit<RecentDenial, 'ageMs'> {
   readonly workload: string;
 }
 
+/** A recent retry as the control plane keeps it: when (its clock) and who reported it. */
+export interface RetryRow extends Omit<RecentRetry, 'ageMs'> {
+  readonly at: number;
+  readonly reporter: string;
+  readonly workload: string;
+}
+
+/** Retries kept per reporter (a report carries each thread's last 20; the newest are kept). */
+const MAX_RETRIES_PER_REPORTER = 50;
+
 /**
  * The control plane's aggregation of the proxies' StatsReports (contract/discovery.proto):
  * one series per (reporter, edge) of cumulative counters with their arrival times (the
@@ -123,7 +133,7 @@ export interface DenialRow extends Omit<RecentDenial, 'ageMs'> {
  */
 export class StatsStore {
   private readonly series = new Map<string, StatsSeries>();
-  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[] }>();
+  private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[]; retries: RetryRow[]; droppedRetries: number; complete: boolean }>();
   private readonly maxSeries: number;
 
   constructor(private readonly o: StatsStoreOptions) {
@@ -141,6 +151,7 @@ export class StatsStore {
     let invalid = Math.max(0, edges.length - MAX_EDGES_PER_REPORT);
     let overCap = 0;
     const intervalMs = Math.max(0, Number(r.intervalMs) || 0);
+    const baseline = this.zeroBaseline(this.reporters.get(rkey), Number(r.uptimeMs) || 0, now);
     for (const raw of edges.slice(0, MAX_EDGES_PER_REPORT)) {
       const e = boundsOk ? validEdge(raw, bounds.length + 1) : null;
       if (!e) {
@@ -153,6 +164,8 @@ export class StatsStore {
       };
       const key = `${rkey}\n${JSON.stringify(meta)}`;
       let s = this.series.get(key);
+      // A new edge's counters were 0 at the previous report (it was not in it); a known edge's, at the proxy's start (after a restart).
+      const zeroAt = s ? baseline.startedAt : baseline.newEdge;
       if (s && !sameBounds(s.bounds, bounds)) {
         this.series.delete(key);
         s = undefined;
@@ -164,15 +177,22 @@ export class StatsStore {
         }
         this.series.set(key, (s = new StatsSeries(reporter, meta, bounds)));
       }
-      s.add(now, e, intervalMs, LONGEST_MS);
+      s.add(now, e, intervalMs, LONGEST_MS, zeroAt);
     }
     if (invalid > 0) this.o.onLimit?.('invalid-edges', invalid);
     if (overCap > 0) this.o.onLimit?.('series', overCap);
     const denials = (Array.isArray(r.recentDenials) ? r.recentDenials : []).slice(-20).map((d): DenialRow => ({
       at: now - Math.max(0, Number(d?.ageMs) || 0), reporter: rkey, workload: reporter.workload,
       policy: str(d?.policy), action: str(d?.action), reason: str(d?.reason), principal: str(d?.principal), method: str(d?.method), path: str(d?.path), port: Number(d?.port) || 0,
+      // An older proxy sends no rule: -1 (none known), not rule 0.
+      rule: str(d?.effectivePolicyId) === '' ? -1 : Math.trunc(Number(d?.rule) || 0), effectivePolicyId: str(d?.effectivePolicyId),
+      policiesConsidered: (Array.isArray(d?.policiesConsidered) ? d.policiesConsidered : []).slice(0, 50).map(str),
     }));
-    this.reporters.set(rkey, { reporter, at: now, droppedEdges: Number(r.droppedEdges) || 0, denials });
+    const droppedEdges = Number(r.droppedEdges) || 0;
+    this.reporters.set(rkey, {
+      reporter, at: now, droppedEdges, denials, retries: retryRows(r.recentRetries, now, rkey, reporter.workload), droppedRetries: Number(r.droppedRetries) || 0,
+      complete: droppedEdges === 0 && invalid === 0 && overCap === 0,
+    });
     this.o.onIngest?.(this.series.size);
   }
 
@@ -230,6 +250,16 @@ export class StatsStore {
     return [...this.reporters.values()].flatMap((r) => r.denials).sort((a, b) => b.at - a.at);
   }
 
+  /** Every reporter's recent retries, newest first. */
+  retries(): RetryRow[] {
+    return [...this.reporters.values()].flatMap((r) => r.retries).sort((a, b) => b.at - a.at);
+  }
+
+  /** Retries the reporters dropped before reporting them (their cumulative counts, summed). */
+  droppedRetries(): number {
+    return [...this.reporters.values()].reduce((n, r) => n + r.droppedRetries, 0);
+  }
+
   /** The reporters (pods) heard from, with when and how many edges their last report left out. */
   reporterList(): { pod: string; workload: string; identity: string; lastReportAt: number; droppedEdges: number }[] {
     return [...this.reporters.entries()].map(([pod, r]) => ({ pod, workload: r.reporter.workload, identity: r.reporter.identity, lastReportAt: r.at, droppedEdges: r.droppedEdges }));
@@ -237,6 +267,25 @@ export class StatsStore {
 
   get seriesCount(): number {
     return this.series.size;
+  }
+
+  /**
+   * When the counters of a report's edges were all still 0, for the zero baseline of a
+   * new series (stats-series.ts), or null when not known well enough:
+   * - `startedAt`: the proxy's start (now - its uptimeMs), for a proxy younger than the
+   *   longest window. A proxy that has run longer (a control-plane restart, a proxy that
+   *   only now reaches this replica) gets none: its counters hold history from before any
+   *   window, so its first report stays a plain baseline, as before.
+   * - `newEdge`: for an edge that was not in this proxy's previous report, the later of
+   *   that report and `startedAt`, when that report was complete (no edge left out by
+   *   maxEdges, as malformed or over maxSeries: such an edge may have had counts) and
+   *   within the longest window. The proxy's counters only grow, so an edge absent then
+   *   was at 0.
+   */
+  private zeroBaseline(prev: { at: number; complete: boolean } | undefined, uptimeMs: number, now: number): { startedAt: number | null; newEdge: number | null } {
+    const startedAt = uptimeMs > 0 && uptimeMs <= LONGEST_MS ? now - uptimeMs : null;
+    const prevAt = prev && prev.complete && prev.at >= now - LONGEST_MS && prev.at < now ? prev.at : null;
+    return { startedAt, newEdge: prevAt === null ? startedAt : Math.max(prevAt, startedAt ?? -Infinity) };
   }
 
   /** A series is stale once it missed two reports (and at least the window has passed, see window()). */
@@ -253,6 +302,17 @@ export class StatsStore {
 }
 
 const str = (v: unknown): string => String(v ?? '').slice(0, 300);
+
+/** A report's retries, checked field by field (a proxy's report is input), the newest MAX_RETRIES_PER_REPORTER. */
+function retryRows(raw: unknown, now: number, reporter: string, workload: string): RetryRow[] {
+  const list = (Array.isArray(raw) ? raw : []) as Partial<RecentRetry>[];
+  return list.slice(-MAX_RETRIES_PER_REPORTER).map((x): RetryRow => ({
+    at: now - Math.max(0, Number(x?.ageMs) || 0), reporter, workload,
+    service: str(x?.service), port: Number(x?.port) || 0, route: str(x?.route), method: str(x?.method), path: str(x?.path), attempts: Math.max(0, Math.trunc(Number(x?.attempts) || 0)),
+    causes: (Array.isArray(x?.causes) ? x.causes : []).slice(0, 20).map((c) => ({ outcome: str(c?.outcome), retryOn: str(c?.retryOn) })),
+    result: str(x?.result), stopped: str(x?.stopped),
+  }));
+}
 const count = (v: unknown): number | null => {
   const n = Number(v);
   return Number.isFinite(n) && n >= 0 ? n : null;

@@ -67,9 +67,12 @@ export interface KTrafficPolicy {
   readonly createdAt: string;
 }
 
-export const MESH_INJECT_LABEL = 'wren.io/inject';
-/** Set by the injector (control-plane/injector) on pods it gave a sidecar. */
-export const MESH_INJECTED_ANNOTATION = 'wren.io/injected';
+/**
+ * The sidecar container, as the injector names it (control-plane/injector/sidecar.ts), and
+ * its inbound port's name; test/meshed-pods.test.ts checks an injected pod parses as meshed.
+ */
+const MESH_PROXY_CONTAINER = 'wren-proxy';
+const MESH_INBOUND_PORT_NAME = 'wren-inbound';
 export const MESH_PROXY_PORT_ANNOTATION = 'wren.io/proxy-port';
 export const DEFAULT_INBOUND_PROXY_PORT = 15006;
 export const TRAFFIC_POLICY_GROUP = 'policy.wren.io';
@@ -179,9 +182,41 @@ export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
   });
 };
 
+/** The containers a pod's sidecar is recognised by: name, restartPolicy (native sidecar), ports. */
+const container = obj(
+  {
+    name: str({ default: '' }),
+    restartPolicy: anyStr,
+    ports: withDefault(arr(obj({ name: str({ default: '' }), containerPort: num({ int: true, min: 1, max: 65535 }) }, { allowUnknown: true })), []),
+  },
+  { allowUnknown: true },
+);
+
+/**
+ * A pod is meshed when it HAS the sidecar, not when it asked for one: the proxy container
+ * as the injector names it, either a classic container or a native sidecar (an init
+ * container with restartPolicy Always). The opt-in label or annotation only asks the
+ * injector, which can decline (namespace disabled, hostNetwork, kube-system) or never be
+ * called (webhook down with failurePolicy Ignore, annotation-only opt-in the objectSelector
+ * cannot see); a pod advertised as meshed without a proxy would be dialled on 15006 with
+ * mTLS and be unreachable. Istio and Linkerd decide the same way, from the injected proxy
+ * container. The same rule holds for manifests on disk (the directory source): a Pod
+ * manifest declares its containers. The inbound port: annotation wren.io/proxy-port, else
+ * the sidecar's `wren-inbound` container port, else 15006.
+ */
 export const parsePod: Parser<KPod> = (raw, path) => {
   const o = obj(
-    { metadata: metadata(DNS_SUBDOMAIN), spec: obj({ serviceAccountName: str({ pattern: DNS_SUBDOMAIN, default: 'default' }) }, { allowUnknown: true }) },
+    {
+      metadata: metadata(DNS_SUBDOMAIN),
+      spec: obj(
+        {
+          serviceAccountName: str({ pattern: DNS_SUBDOMAIN, default: 'default' }),
+          containers: withDefault(arr(container), []),
+          initContainers: withDefault(arr(container), []),
+        },
+        { allowUnknown: true },
+      ),
+    },
     { allowUnknown: true },
   )(raw, path);
   const owners = obj({ ownerReferences: withDefault(arr(ownerRef), []) }, { allowUnknown: true })((raw as { metadata?: unknown })?.metadata ?? {}, `${path ? path + '.' : ''}metadata`);
@@ -193,16 +228,16 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     if (!Number.isInteger(n) || n < 1 || n > 65535) fail(`${path ? path + '.' : ''}metadata.annotations["${MESH_PROXY_PORT_ANNOTATION}"]`, `expected a port number, got ${JSON.stringify(portAnn)}`);
     proxyPort = n;
   }
-  const injected = ann[MESH_INJECTED_ANNOTATION];
-  const meshed =
-    proxyPort !== null || (injected !== undefined && injected !== 'false') ||
-    o.metadata.labels[MESH_INJECT_LABEL] === 'enabled' || ann[MESH_INJECT_LABEL] === 'enabled';
+  const sidecar =
+    o.spec.containers.find((c) => c.name === MESH_PROXY_CONTAINER) ??
+    o.spec.initContainers.find((c) => c.name === MESH_PROXY_CONTAINER && c.restartPolicy === 'Always');
+  const meshed = sidecar !== undefined;
   return Object.freeze({
     name: o.metadata.name,
     namespace: o.metadata.namespace,
     serviceAccount: o.spec.serviceAccountName,
     meshed,
-    proxyPort: meshed ? (proxyPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
+    proxyPort: meshed ? (proxyPort ?? sidecar.ports.find((p) => p.name === MESH_INBOUND_PORT_NAME)?.containerPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
     labels: o.metadata.labels,
     workload: workloadOf(o.metadata.name, o.metadata.namespace, o.metadata.labels, owners.ownerReferences),
   });

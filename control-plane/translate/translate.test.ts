@@ -42,7 +42,7 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     expect(web.ports[0].endpoints).toEqual([
       // the workload from the pod's owner (ReplicaSet web-6d4cf56db6 of Deployment web) and its labels
       { address: '10.244.1.5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'eu-west-1a', ready: true, workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' } },
-      // conditions {} -> ready (nil means ready); annotation wren.io/proxy-port meshes it on that port; no owner: the pod is its own workload
+      // conditions {} -> ready (nil means ready); its sidecar listens on the annotation wren.io/proxy-port; no owner: the pod is its own workload
       { address: '10.244.3.7', port: 8080, proxyPort: 15106, identity: 'spiffe://cluster.local/ns/shop/sa/web-canary', weight: 1, zone: 'eu-west-1c', ready: true, workload: { name: 'web-6d4cf56db6-pqrst', namespace: 'shop', app: 'web', version: '' } },
       { address: 'fd00:10:244::5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: '', ready: true, workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' } },
     ]);
@@ -88,12 +88,12 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     expect(r.warnings).toEqual(['web.shop:9090: 2 TrafficPolicies target it; web-grpc-old (oldest) wins over web-grpc']);
   });
 
-  test('a pod is meshed by the injector annotation, the inject label, or a proxy-port annotation', () => {
+  test('a pod is meshed when it has the sidecar (native or classic); its proxy port: annotation wren.io/proxy-port, else the sidecar\'s, else 15006', () => {
     const pods = objects(fixture.items).pods;
     expect(pods.map((p) => [p.name.slice(-5), p.meshed, p.proxyPort, p.serviceAccount])).toEqual([
-      ['abcde', true, 15006, 'web'], // label wren.io/inject: enabled
-      ['fghij', true, 15006, 'web'], // annotation wren.io/injected (set by the injector)
-      ['pqrst', true, 15106, 'web-canary'], // annotation wren.io/proxy-port
+      ['abcde', true, 15006, 'web'], // native sidecar: init container wren-proxy, restartPolicy Always
+      ['fghij', true, 15006, 'web'], // classic wren-proxy container
+      ['pqrst', true, 15106, 'web-canary'], // classic container, port from annotation wren.io/proxy-port
     ]);
     expect(parsePod({ metadata: { name: 'p', annotations: { 'wren.io/injected': 'false' } }, spec: {} }, '').meshed).toBe(false);
     expect(parsePod({ metadata: { name: 'p' }, spec: {} }, '')).toMatchObject({ meshed: false, proxyPort: null, serviceAccount: 'default' });

@@ -17,9 +17,9 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  *   it appears as soon as the Pod arrives;
  * - a pod endpoint carries the pod's workload (owner, app and version labels, as Istio
  *   names workloads: pod-workload.ts), so the caller's metrics name the destination workload;
- * - a meshed pod (annotation `wren.io/injected` set by the injector, label or annotation
- *   `wren.io/inject: enabled`, or annotation `wren.io/proxy-port`) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
- *   and proxyPort (the annotation, else 15006); an unmeshed pod gives '' and null;
+ * - a meshed pod (one that has the wren-proxy sidecar: k8s-objects.ts parsePod; the opt-in
+ *   label alone is a request the injector may not have honoured) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
+ *   and proxyPort (annotation `wren.io/proxy-port`, else the sidecar's, else 15006); an unmeshed pod gives '' and null;
  * - TrafficPolicy: a policy without `ports` is the Service's (every port); one with `ports`
  *   applies to the ports it names only, and there it wins over the Service's policy (the more
  *   specific target wins, as a Gateway API policy with a sectionName overrides one for the

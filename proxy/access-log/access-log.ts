@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import type { Clock, Random } from '../../common/clock.js';
+import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { TelemetrySource } from '../telemetry/telemetry-settings.js';
 import { Counter, type Registry } from '../metrics/prom.js';
 import type { AccessLogEntry } from './entry.js';
@@ -13,6 +13,20 @@ import type { AccessLogEntry } from './entry.js';
  */
 const DEFAULT_MAX_BUFFERED_BYTES = 4 << 20;
 
+/**
+ * When buffered lines are written (config `accessLogFlush`): as Envoy's access log files
+ * (its `--file-flush-min-size-kb`, 64 by default, and `--file-flush-interval-msec`), the
+ * buffer goes out once it holds `minBytes`, or `intervalMs` after its first line,
+ * whichever comes first, and when the proxy stops. Envoy waits 10 s by default; Wren 1 s,
+ * so that `kubectl logs -f` on a quiet workload still looks live.
+ */
+export interface AccessLogFlush {
+  readonly intervalMs: number;
+  readonly minBytes: number;
+}
+
+export const DEFAULT_ACCESS_LOG_FLUSH: AccessLogFlush = Object.freeze({ intervalMs: 1000, minBytes: 64 * 1024 });
+
 export interface AccessLogDeps {
   readonly telemetry: TelemetrySource;
   readonly random: Random;
@@ -21,6 +35,8 @@ export interface AccessLogDeps {
   readonly sink: Writable;
   readonly registry: Registry;
   readonly maxBufferedBytes?: number;
+  /** Default DEFAULT_ACCESS_LOG_FLUSH. */
+  readonly flush?: AccessLogFlush;
 }
 
 /**
@@ -32,23 +48,45 @@ export interface AccessLogDeps {
 export class AccessLog {
   readonly clock: Clock;
   private readonly dropped: Counter;
+  private readonly flushes: Counter<'reason'>;
   private readonly max: number;
-  /** Lines waiting for this event-loop turn's one write. */
+  private readonly policy: AccessLogFlush;
+  /** Lines waiting for the next write (see AccessLogFlush). */
   private pending = '';
-  private readonly flush = (): void => {
-    const lines = this.pending;
-    this.pending = '';
-    if (!this.d.sink.destroyed) this.d.sink.write(lines);
+  private timer: Timer | null = null;
+  private readonly onInterval = (): void => {
+    this.timer = null;
+    this.flush('interval');
   };
 
   constructor(private readonly d: AccessLogDeps) {
     this.clock = d.clock;
     this.max = d.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.policy = d.flush ?? DEFAULT_ACCESS_LOG_FLUSH;
     this.dropped = new Counter({
       name: 'wren_access_log_dropped_total',
       help: 'Access log lines dropped because the sink (stdout) was not keeping up (its write buffer was over the cap)',
       registers: [d.registry],
     });
+    this.flushes = new Counter({
+      name: 'wren_access_log_flushes_total',
+      help: 'Writes of buffered access log lines to the sink, by what triggered them: size (accessLogFlush.minBytes reached), interval (accessLogFlush.intervalMs after the first line), shutdown',
+      labelNames: ['reason'],
+      registers: [d.registry],
+    });
+  }
+
+  /** Writes what is buffered now (`reason` for wren_access_log_flushes_total); the proxy calls it with 'shutdown' when it stops. */
+  flush(reason: 'size' | 'interval' | 'shutdown'): void {
+    if (this.timer !== null) {
+      this.d.clock.clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const lines = this.pending;
+    if (lines === '') return;
+    this.pending = '';
+    this.flushes.inc({ reason });
+    if (!this.d.sink.destroyed) this.d.sink.write(lines);
   }
 
   /**
@@ -65,9 +103,9 @@ export class AccessLog {
 
   /**
    * Queues one line, or drops it (counted) when the sink is already holding more than the
-   * cap. The lines of one event-loop turn go out in one write at its end (setImmediate):
-   * under load many requests end per turn, and each write to stdout is a system call
-   * (Envoy likewise buffers its access log and flushes it in batches).
+   * cap. Lines go out in batches (AccessLogFlush): each write to stdout is a system call,
+   * which with one write per event-loop turn cost close to one per request at saturation
+   * (docs/benchmarks.md, issue 12 lean2).
    */
   write(entry: AccessLogEntry): void {
     const sink = this.d.sink;
@@ -75,9 +113,14 @@ export class AccessLog {
       this.dropped.inc();
       return;
     }
-    if (this.pending === '') setImmediate(this.flush);
     // JSON.stringify escapes quotes, control characters and lone surrogates: a header
     // value cannot break the line or forge another one.
     this.pending += JSON.stringify(entry) + '\n';
+    if (this.pending.length >= this.policy.minBytes) this.flush('size');
+    else if (this.timer === null) {
+      // unref: buffered lines never keep the process alive (the proxy flushes them when it stops).
+      this.timer = this.d.clock.setTimeout(this.onInterval, this.policy.intervalMs);
+      this.timer.unref?.();
+    }
   }
 }

@@ -324,3 +324,10 @@ describe('egress (docs/traffic-management.md, Egress)', () => {
     expect(problem({ tls: files, egress: { externalServices: [{ hosts: ['a.example.com'], ports: [] }] } })).toBe('cfg: egress.externalServices[0].name: expected a string, got undefined');
   });
 });
+
+test('accessLogFlush: Envoy-like size-or-interval flush of the access log, 1 s and 64 KiB by default; bounds name the field', () => {
+  expect(parseProxyConfig({ tls: files }).accessLogFlush).toEqual({ intervalMs: 1000, minBytes: 65536 });
+  expect(parseProxyConfig({ tls: files, accessLogFlush: { intervalMs: '250ms', minBytes: 0 } }).accessLogFlush).toEqual({ intervalMs: 250, minBytes: 0 });
+  expect(problem({ tls: files, accessLogFlush: { minBytes: 8 << 20 } })).toMatch(/accessLogFlush\.minBytes/);
+  expect(problem({ tls: files, accessLogFlush: { intervalMs: 'soon' } })).toMatch(/accessLogFlush\.intervalMs/);
+});

@@ -6,6 +6,7 @@ import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { controlPlaneSpiffeId } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
+import type { AccessLogFlush } from '../access-log/access-log.js';
 import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-config.js';
 import { parseEgressSettings, NO_EGRESS, type EgressSettings } from '../../contract/egress.js';
 import {
@@ -180,6 +181,12 @@ export interface ProxyConfig {
    * what the control plane pushes, then to the defaults (proxy/telemetry/telemetry-settings.ts).
    */
   readonly telemetry: TelemetryOverrides;
+  /**
+   * When buffered access log lines are written (Envoy's --file-flush-min-size-kb and
+   * --file-flush-interval-msec): once `minBytes` are buffered or `intervalMs` after the
+   * first buffered line, and when the proxy stops (proxy/access-log/access-log.ts).
+   */
+  readonly accessLogFlush: AccessLogFlush;
   /** Span export: the OTLP/gRPC collector and the bounded batch queue (proxy/tracing/tracing-config.ts). */
   readonly tracing: TracingConfig;
   /**
@@ -377,6 +384,8 @@ const shape = obj({
     tracing: obj({ samplingPercent: optional(num({ min: 0, max: 100 })) }),
     accessLog: obj({ enabled: optional(bool()), samplingPercent: optional(num({ min: 0, max: 100 })) }),
   }),
+  // minBytes at most the sink's 4 MiB cap (access-log.ts): a buffer that could never fill would only drop lines.
+  accessLogFlush: obj({ intervalMs: duration(1000), minBytes: num({ int: true, min: 0, max: 4 << 20, default: 64 * 1024 }) }),
   tracing: parseTracingConfig,
   egress: (raw, path) => {
     const { connectTimeoutMs, ...rest } = (raw ?? {}) as Record<string, unknown>;

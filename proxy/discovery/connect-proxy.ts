@@ -114,8 +114,9 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
   });
   const cfg = proxy.config.discovery.statsReport;
   const stats = new StatsReporter({
-    clock: proxy.clock, logger, metricsText: proxy.metricsText, recentDenials: proxy.recentDenials, send: (r) => client.reportStats(r),
+    clock: proxy.clock, logger, metricsText: proxy.metricsText, recentDecisions: proxy.recentDecisions, send: (r) => client.reportStats(r),
     workload: { name: proxy.config.identity.workload.name, namespace: proxy.config.identity.namespace }, intervalMs: cfg.intervalMs, maxEdges: cfg.maxEdges,
+    startedAt: proxy.startedAt,
     onDropped: (n) => proxy.metrics.limits.inc({ direction: 'outbound', limit: 'stats-report-edges' }, n),
   });
   stats.start();

@@ -164,11 +164,25 @@ export class H1Pool {
     });
   }
 
+  /**
+   * The same origins by peer, host and port: a request finds its origin with three look-ups
+   * of strings it already has (their hashes are cached in them), where the key string
+   * (`host:port|peer`, some 80 characters) was built and hashed anew per request.
+   */
+  private readonly byPeer = new Map<string, Map<string, Map<number, Origin>>>();
+
   /** The origin for host:port (and peer identity), created on first use. */
   origin(host: string, port: number, peer = ''): Origin {
+    const known = this.byPeer.get(peer)?.get(host)?.get(port);
+    if (known !== undefined) return known;
     const key = peer === '' ? `${host}:${port}` : `${host}:${port}|${peer}`;
     let origin = this.origins.get(key);
     if (!origin) this.origins.set(key, (origin = new Origin(this, host, port, peer, key)));
+    let hosts = this.byPeer.get(peer);
+    if (!hosts) this.byPeer.set(peer, (hosts = new Map()));
+    let ports = hosts.get(host);
+    if (!ports) hosts.set(host, (ports = new Map()));
+    ports.set(port, origin);
     return origin;
   }
 
@@ -180,6 +194,12 @@ export class H1Pool {
   /** Drop an origin that has no connection and no queued request. */
   forget(origin: Origin): void {
     if (this.origins.get(origin.key) === origin) this.origins.delete(origin.key);
+    const hosts = this.byPeer.get(origin.peer);
+    const ports = hosts?.get(origin.host);
+    if (ports?.get(origin.port) !== origin) return;
+    ports.delete(origin.port);
+    if (ports.size === 0) hosts!.delete(origin.host);
+    if (hosts!.size === 0) this.byPeer.delete(origin.peer);
   }
 
   /** Bumped by retire(): a connection of an older generation is not reused. */
@@ -198,6 +218,7 @@ export class H1Pool {
   destroy(): void {
     for (const o of this.origins.values()) o.destroy();
     this.origins.clear();
+    this.byPeer.clear();
   }
 }
 

@@ -105,7 +105,10 @@ export class H1ResponseWriter {
         ex.write(data);
         ex.end(trailers);
       }
-      body.resume();
+      // A settled body has had its end pushed, so a read() that took all of it has already
+      // scheduled its 'end' (which the layers above wait for): a resume() would only cost a
+      // tick. Anything left (an object-mode body's next item) still drains.
+      if (body.readableLength !== 0) body.resume();
       return;
     }
     const len = declaredLength(res.headers);

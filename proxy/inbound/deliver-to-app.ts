@@ -120,8 +120,9 @@ class CallerSlot {
     const b = res.body as HeldBody | null;
     if (b) {
       b[SLOT] = this;
-      b.once('end', releaseOnDone);
-      b.once('close', releaseOnDone);
+      // on, not once: each event fires at most once and releaseOnDone releases once (no once() wrapper per request).
+      b.on('end', releaseOnDone);
+      b.on('close', releaseOnDone);
     } else this.release();
     return res;
   };

@@ -1,6 +1,6 @@
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { accessLog } from './access-log.js';
-import { AccessLog } from '../access-log/access-log.js';
+import { AccessLog, DEFAULT_ACCESS_LOG_FLUSH, type AccessLogFlush } from '../access-log/access-log.js';
 import { TelemetrySource, type TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { Registry } from '../metrics/prom.js';
@@ -23,11 +23,15 @@ class Sink extends Writable {
   }
 }
 
-function setup(o: { enabled?: boolean; sampling?: number; random?: () => number; sink?: Writable; max?: number } = {}) {
+/** The logs set up so far: `parsed` writes what they buffer, as their flush interval's timer would (tested apart below, with the clock). */
+const logs = new Set<AccessLog>();
+
+function setup(o: { enabled?: boolean; sampling?: number; random?: () => number; sink?: Writable; max?: number; flush?: AccessLogFlush } = {}) {
   const clock = new FakeClock(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
   const sink = o.sink ?? new Sink();
   const registry = new Registry();
-  const log = new AccessLog({ telemetry: new TelemetrySource(settings(o.enabled ?? true, o.sampling)), random: o.random ?? seededRandom(1), clock, sink, registry, maxBufferedBytes: o.max });
+  const log = new AccessLog({ telemetry: new TelemetrySource(settings(o.enabled ?? true, o.sampling)), random: o.random ?? seededRandom(1), clock, sink, registry, maxBufferedBytes: o.max, flush: o.flush });
+  logs.add(log);
   return { clock, sink, registry, log };
 }
 
@@ -39,12 +43,15 @@ function request(over: Partial<ProxyRequest> = {}): ProxyRequest {
 }
 
 const ok = (res: Partial<ProxyResponse> = {}): HttpService => () => Promise.resolve({ status: 200, headers: {}, body: null, trailers: () => undefined, ...res });
-/** Lines are written once per event-loop turn: wait for that turn to end. */
+/** Buffered lines are written at the latest one flush interval after the first (Envoy's file flush): write them now. */
 const tick = () => new Promise((r) => setImmediate(r));
 const parsed = async (s: Writable) => {
   await tick();
+  for (const l of logs) l.flush('interval');
+  await tick();
   return (s as Sink).lines.map((l) => JSON.parse(l) as Record<string, unknown>);
 };
+const flushes = async (registry: Registry) => (await registry.getSingleMetricAsString('wren_access_log_flushes_total')).split('\n').filter((l) => !l.startsWith('#')).join('\n');
 
 test('off (the default): the request goes on untouched, the inner promise is returned as is, nothing is written', async () => {
   const { log, sink, clock } = setup({ enabled: false });
@@ -170,13 +177,48 @@ test('a sink that does not keep up: lines past the buffer cap are dropped and co
   expect(Number(dropped?.[1])).toBeGreaterThan(150);
 });
 
-test('the lines of one event-loop turn go out in one write; start times keep their milliseconds', async () => {
-  const { log, sink, clock } = setup();
+test('lines are buffered and go out in one write the flush interval after the first (Envoy\'s file flush); start times keep their milliseconds', async () => {
+  const { log, sink, clock, registry } = setup();
   for (const ms of [7, 42, 999]) await accessLog(log, 'outbound')(ok())(request({ startedAt: Date.UTC(2026, 0, 2, 3, 4, 5, ms), path: `/${ms}` }));
-  void clock;
-  const lines = await parsed(sink);
+  await tick();
+  // Event-loop turns pass, and all but a millisecond of the interval: nothing written yet, one timer armed for the batch.
+  clock.advance(DEFAULT_ACCESS_LOG_FLUSH.intervalMs - 1);
+  await tick();
+  expect((sink as Sink).writes).toBe(0);
+  expect(clock.pending()).toBe(1);
+  clock.advance(1);
+  await tick();
+  const lines = (sink as Sink).lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   expect(lines.map((e) => e['start_time'])).toEqual(['2026-01-02T03:04:05.007Z', '2026-01-02T03:04:05.042Z', '2026-01-02T03:04:05.999Z']);
   expect((sink as Sink).writes).toBe(1);
+  expect(clock.pending()).toBe(0); // no timer while nothing is buffered
+  expect(await flushes(registry)).toBe('wren_access_log_flushes_total{reason="interval"} 1');
+});
+
+test('a buffer that reaches flush.minBytes is written at once; the interval\'s timer goes with it', async () => {
+  const { log, sink, clock, registry } = setup({ flush: { intervalMs: 60_000, minBytes: 1500 } });
+  const svc = accessLog(log, 'outbound')(ok());
+  let n = 0;
+  while ((sink as Sink).writes === 0 && n < 50) {
+    await svc(request({ path: `/${n++}` }));
+  }
+  // A line is some 600 characters here: the third one passes 1500.
+  expect(n).toBeGreaterThan(1);
+  expect(n).toBeLessThan(10);
+  expect((sink as Sink).lines).toHaveLength(n);
+  expect(clock.pending()).toBe(0);
+  expect(await flushes(registry)).toBe('wren_access_log_flushes_total{reason="size"} 1');
+});
+
+test('flush("shutdown") writes what is buffered (the proxy calls it when it stops); nothing buffered, nothing written', async () => {
+  const { log, sink, registry, clock } = setup({ flush: { intervalMs: 60_000, minBytes: 1 << 20 } });
+  await accessLog(log, 'outbound')(ok())(request({ path: '/last' }));
+  log.flush('shutdown');
+  expect((sink as Sink).lines.map((l) => JSON.parse(l)['path'])).toEqual(['/last']);
+  log.flush('shutdown');
+  expect((sink as Sink).writes).toBe(1);
+  expect(clock.pending()).toBe(0);
+  expect(await flushes(registry)).toBe('wren_access_log_flushes_total{reason="shutdown"} 1');
 });
 
 test('a token in the query string (?access_token=, RFC 6750 section 2.3) never reaches a line: its value is redacted, the rest of the path stays', async () => {

@@ -62,8 +62,9 @@ class Logged {
     if (isTunnel(this.req, res)) countTunnel(body);
     else countBodyBytes(body);
     body[LOGGED] = this;
-    body.once('end', onBodyDone);
-    body.once('close', onBodyDone);
+    // on, not once: each event fires at most once and the line is written once (no once() wrapper per request).
+    body.on('end', onBodyDone);
+    body.on('close', onBodyDone);
     return res;
   };
 

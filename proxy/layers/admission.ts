@@ -55,8 +55,9 @@ class Held {
     else {
       // One shared listener per event (no closure per request), the slot on the body; a half-closed tunnel is still open.
       body[SLOT] = this.adm;
-      if (!this.tunnel) body.once('end', releaseSlot);
-      body.once('close', releaseSlot);
+      // on, not once: each event fires at most once and releaseSlot releases once (no once() wrapper per request).
+      if (!this.tunnel) body.on('end', releaseSlot);
+      body.on('close', releaseSlot);
     }
     return res;
   };

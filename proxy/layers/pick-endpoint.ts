@@ -188,8 +188,9 @@ class Attempt {
     this.grpcTrailers = grpcHead === undefined && isGrpc(res.headers);
     body[ATTEMPT] = this;
     body.on('error', onBodyError);
-    body.once('end', onBodyEnd);
-    body.once('close', onBodyClose);
+    // on, not once: 'end' and 'close' fire at most once each, and finishAttempt reports once (no once() wrapper per request).
+    body.on('end', onBodyEnd);
+    body.on('close', onBodyClose);
     return res;
   };
 

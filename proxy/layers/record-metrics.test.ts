@@ -128,6 +128,10 @@ test('label objects are built once per (peer, response shape) and reused', async
   expect(local.forOutbound(route, ep)).toBe(a);
   expect(a.labels('http', '200', '', '-')).toBe(a.labels('http', '200', '', '-'));
   expect(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true)).toBe(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true));
+  // Keyed by identity and by header value apart: no header, and another caller with the same header, are other sets.
+  expect(local.forInbound(API, undefined, true)).toBe(local.forInbound(API, undefined, true));
+  expect(local.forInbound(API, undefined, true)).not.toBe(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true));
+  expect(local.forInbound(SELF, 'api-v2;shop;api;v2;web.shop', true)).not.toBe(local.forInbound(API, 'api-v2;shop;api;v2;web.shop', true));
   expect(local.peerHeader(service)).toBe('web-v1;shop;web;v1;api.shop');
   expect(local.peerHeader(undefined)).toBe('web-v1;shop;web;v1;');
 });

@@ -39,7 +39,7 @@ export const recordMetrics =
       metrics.inboundHealthCheckMarked.inc({ source_principal: req.source.identity, probe_shape: probe ? 'true' : 'false' });
       if (probe) return countHealthCheck(metrics, req, inner);
     }
-    metrics.activeStreams.inc({ direction });
+    metrics.inFlight[direction] = (metrics.inFlight[direction] ?? 0) + 1;
     if (req.body) countBodyBytes(req.body);
     // Read before the layers below strip it (deliver-to-app); only an mTLS caller's is believed.
     const peer = direction === 'inbound' ? header(req.headers, MESH.peer) : undefined;
@@ -74,7 +74,7 @@ class Done {
 
   /** The layers below failed (the errors layer turns it into a response above): no longer active. */
   failed(err: unknown): unknown {
-    this.metrics.activeStreams.dec({ direction: this.direction });
+    this.metrics.inFlight[this.direction]! -= 1;
     return err;
   }
 
@@ -94,8 +94,11 @@ class Done {
     if (body) {
       countBodyBytes(body);
       (body as Readable & { [DONE]?: Done })[DONE] = this;
-      body.once('end', onBodyDone);
-      body.once('close', onBodyDone);
+      // on, not once: a stream emits 'end' and 'close' at most once each and the handler
+      // counts once (d.counted); once() would wrap it in a bound function and a state
+      // object per request and remove it again when it fires.
+      body.on('end', onBodyDone);
+      body.on('close', onBodyDone);
     } else finish(this);
     return res;
   };
@@ -128,18 +131,16 @@ function finish(d: Done, cut = false): void {
   d.counted = true;
   const { metrics } = d;
   const res = d.res!;
-  metrics.activeStreams.dec({ direction: d.direction });
+  metrics.inFlight[d.direction]! -= 1;
   let grpc = '';
   if (d.protocol === 'grpc' || isGrpc(res.headers)) {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
     grpc = raw === undefined ? '' : GRPC_STATUS.test(raw) ? raw : 'unknown';
   }
-  const labels = d.set!.labels(d.protocol, String(res.status), grpc, flagsFor(d, cut));
-  metrics.requests.inc(labels);
-  metrics.duration.observe(labels, d.clock.now() - d.req.startedAt);
-  metrics.requestBytes.observe(labels, bodyBytes(d.req.body));
-  metrics.responseBytes.observe(labels, bodyBytes(res.body));
+  // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
+  d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), bodyBytes(res.body));
 }
+
 
 /** The gRPC health service's Check method (grpc/grpc health/v1/health.proto), what the gRPC probe calls. */
 const GRPC_HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';

@@ -62,26 +62,36 @@ export class ReplayableBody {
   private pump(): void {
     if (!this.attached) {
       this.attached = true;
-      this.source.on('data', (c: Buffer) => this.onData(c));
-      this.source.once('end', () => {
-        this.ended = true;
-        this.current?.push(null);
-      });
-      this.source.once('error', (e) => this.fail(e));
-      this.source.once('close', () => {
-        if (!this.ended) this.fail(new Error('request body closed before its end'));
-      });
+      // Shared module functions with this record on the source (no closures or once()
+      // wrappers per request): 'end' and 'close' fire at most once, and what they do is
+      // idempotent (fail() keeps the first error).
+      const src = this.source as Source;
+      src[OWNER] = this;
+      src.on('data', onSourceData);
+      src.on('end', onSourceEnd);
+      src.on('error', onSourceError);
+      src.on('close', onSourceClose);
     }
     this.source.resume();
   }
 
-  private fail(e: Error): void {
+  /** The client's body ended: the current attempt's body ends too. */
+  sourceEnded(): void {
+    this.ended = true;
+    this.current?.push(null);
+  }
+
+  sourceClosed(): void {
+    if (!this.ended) this.fail(new Error('request body closed before its end'));
+  }
+
+  fail(e: Error): void {
     if (this.failed) return;
     this.failed = e;
     this.current?.destroy(e);
   }
 
-  private onData(c: Buffer): void {
+  onData(c: Buffer): void {
     this.started = true;
     if (this.chunks) {
       if (this.size + c.length <= this.limit) {
@@ -97,4 +107,23 @@ export class ReplayableBody {
     if (!r) return void this.source.pause();
     if (!r.push(c)) this.source.pause();
   }
+}
+
+const OWNER = Symbol('wren.replayableBody');
+type Source = Readable & { [OWNER]?: ReplayableBody };
+
+function onSourceData(this: Source, c: Buffer): void {
+  this[OWNER]!.onData(c);
+}
+
+function onSourceEnd(this: Source): void {
+  this[OWNER]!.sourceEnded();
+}
+
+function onSourceError(this: Source, e: Error): void {
+  this[OWNER]!.fail(e);
+}
+
+function onSourceClose(this: Source): void {
+  this[OWNER]!.sourceClosed();
 }

@@ -8,6 +8,7 @@ import type { Admission } from '../resilience/concurrency-limits.js';
 import { formatGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { ReplayableBody } from './replayable-body.js';
 import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
+import type { RetryCause } from '../../contract/discovery.js';
 
 type RetryPolicy = TrafficPolicy['retry'];
 import { stateOf, type ResilienceState } from './request-state.js';
@@ -15,6 +16,17 @@ import { sleep } from './race-signal.js';
 
 /** Marks retried requests for the upstream (like Envoy's x-envoy-attempt-count): 2 on the first retry. */
 export const ATTEMPT_HEADER = 'wren-attempt';
+
+/**
+ * Told about each request the layer retried, or wanted to retry and the cluster refused
+ * (retry budget, maxRetries), once, when it is over: the attempts made, what ended each
+ * attempt that was retried and why it was retried (`causes`, in order), how the last
+ * attempt ended (`result`: 'success' or classify()'s reason) and why there was no further
+ * attempt (`stopped`: '' after a success, else retryDecision()'s reason, or
+ * 'budget-exhausted' / 'max-retries'). For the dashboard's "why" view
+ * (proxy/stats/recent-retries.ts). A request that was not retried costs nothing.
+ */
+export type RetryObserver = (req: ProxyRequest, attempts: number, causes: readonly RetryCause[], result: string, stopped: string) => void;
 
 /** Idempotent methods, RFC 9110 section 9.2.2. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -35,7 +47,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * stream once it has started; the idle timeout is for that.
  */
 export const retry =
-  (clock: Clock, logger?: Logger): HttpLayer =>
+  (clock: Clock, logger?: Logger, onRetried?: RetryObserver): HttpLayer =>
   (inner) =>
   (req) => {
     const st = stateOf(req);
@@ -44,7 +56,7 @@ export const retry =
     // Keep a copy of the body only when a policy retry could need it: always-safe retries
     // happen before any byte was read.
     const body = req.body ? new ReplayableBody(req.body, policy.retryOn.length > 0 ? policy.maxBufferedBodyBytes : 0) : null;
-    const run = new RetryRun(clock, logger, inner, req, st, policy, body);
+    const run = new RetryRun(clock, logger, inner, req, st, policy, body, onRetried);
     // The common first attempt (no per-try timeout, no gRPC deadline to propagate): one
     // `then`, no async frame; only a failed attempt goes on in the retry loop.
     if (policy.perTryTimeoutMs <= 0 && attemptHeaders(req, 1, run.grpc, st.deadlineAt, 0, clock) === req.headers) {
@@ -65,6 +77,8 @@ export const retry =
 class RetryRun {
   readonly grpc: boolean;
   private readonly idempotent: boolean;
+  /** One per retry, allocated at the first: null for the common request that is never retried. */
+  private causes: RetryCause[] | null = null;
 
   constructor(
     private readonly clock: Clock,
@@ -74,6 +88,7 @@ class RetryRun {
     private readonly st: ResilienceState,
     private readonly policy: RetryPolicy,
     private readonly body: ReplayableBody | null,
+    private readonly onRetried: RetryObserver | undefined,
   ) {
     this.grpc = isGrpc(req.headers);
     this.idempotent = this.grpc || IDEMPOTENT.has(req.method);
@@ -141,7 +156,10 @@ class RetryRun {
           if (res) return res;
           throw error;
         };
-        if (outcome.kind === 'success') return surface();
+        if (outcome.kind === 'success') {
+          this.report(attempt, 'success', '');
+          return surface();
+        }
         const sent = res !== undefined || st.sent;
         const decision = retryDecision(outcome, policy, {
           attempt,
@@ -150,12 +168,19 @@ class RetryRun {
           bodyBuffered: body === null || body.replayable,
           bodyless: body === null,
         });
-        if (!decision.retry || req.signal.aborted) return surface();
+        if (!decision.retry || req.signal.aborted) {
+          this.report(attempt, outcome.reason, decision.retry ? 'cancelled' : decision.reason);
+          return surface();
+        }
         const adm = st.cluster.admit('retry');
         if (adm instanceof PE) {
           logger?.debug('retry refused', { code: adm.code, cluster: st.cluster.name });
+          // A retry the policy asked for and the cluster refused is reported too: "why was it not retried?"
+          this.causes ??= [];
+          this.report(attempt, outcome.reason, adm.code === 'RETRY_BUDGET' ? 'budget-exhausted' : 'max-retries');
           return surface();
         }
+        (this.causes ??= []).push({ outcome: outcome.reason, retryOn: decision.reason });
         held = adm;
         res?.body?.destroy();
         const wait = Math.max(st.cluster.backoff(attempt), policy.minBackoffMs ?? 0);
@@ -164,6 +189,16 @@ class RetryRun {
     } finally {
       held?.release();
       body?.release();
+    }
+  }
+
+  /** Tells the observer, if this request was retried (or a retry was refused). */
+  private report(attempts: number, result: string, stopped: string): void {
+    if (this.causes === null || this.onRetried === undefined) return;
+    try {
+      this.onRetried(this.req, attempts, this.causes, result, stopped);
+    } catch (e) {
+      this.logger?.warn('retry observer failed', { error: (e as Error).message });
     }
   }
 }

@@ -25,6 +25,11 @@ export class ProxyMetrics {
   readonly requestBytes: Histogram<RequestLabel>;
   readonly responseBytes: Histogram<RequestLabel>;
   readonly activeStreams: Gauge<'direction'>;
+  /**
+   * Requests in flight by direction (record-metrics adds and subtracts), which
+   * wren_active_streams shows when scraped; a direction appears once it has seen a request.
+   */
+  readonly inFlight: { inbound?: number; outbound?: number } = {};
   readonly tcpOpened: Counter<TcpLabel>;
   readonly tcpClosed: Counter<TcpLabel>;
   readonly tcpSent: Counter<TcpLabel>;
@@ -65,7 +70,17 @@ export class ProxyMetrics {
     });
     this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'HTTP request body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers });
     this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'HTTP response body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers });
-    this.activeStreams = new Gauge({ name: 'wren_active_streams', help: 'HTTP requests/streams in flight', labelNames: ['direction'], registers });
+    const inFlight = this.inFlight;
+    this.activeStreams = new Gauge({
+      name: 'wren_active_streams',
+      help: 'HTTP requests/streams in flight',
+      labelNames: ['direction'],
+      registers,
+      // Counted per request in plain numbers (inFlight), copied in when scraped: no label hashing per request.
+      collect(this: Gauge<'direction'>) {
+        for (const direction of ['inbound', 'outbound'] as const) if (inFlight[direction] !== undefined) this.set({ direction }, inFlight[direction]);
+      },
+    });
     this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Opaque TCP connections opened', labelNames: tcp, registers });
     this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'Opaque TCP connections closed', labelNames: tcp, registers });
     this.tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client side of opaque TCP connections (the response direction)', labelNames: tcp, registers });

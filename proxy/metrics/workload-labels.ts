@@ -1,5 +1,6 @@
 import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
 import { encodePeerMetadata, parsePeerMetadata } from './peer-metadata.js';
+import { RequestSeries } from './request-series.js';
 
 /**
  * Istio's standard metric labels (istio.io docs/reference/config/metrics), in Istio's
@@ -22,6 +23,8 @@ export type RequestLabels = Readonly<Record<RequestLabel, string>>;
 export type TcpLabels = Readonly<Record<TcpLabel, string>>;
 
 const UNKNOWN = 'unknown';
+/** The inbound key of "no wren-peer header" (a header value is never this: it holds no NUL). */
+const NO_PEER = '\0';
 
 /** prom-client prints labels in the object's key order: Istio's order, whatever order they were built in. */
 function inOrder<K extends string>(names: readonly K[], values: Record<K, string>): Readonly<Record<K, string>> {
@@ -38,21 +41,26 @@ const orUnknown = (v: string | undefined): string => (v ? v : UNKNOWN);
  */
 export class LabelSet {
   readonly tcp: TcpLabels;
-  private readonly full = new Map<string, RequestLabels>();
+  private readonly full = new Map<string, RequestSeries>();
 
   constructor(private readonly base: Base) {
     this.tcp = inOrder(TCP_LABELS, { ...base, request_protocol: 'tcp', response_flags: '-' });
   }
 
   labels(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestLabels {
+    return this.series(protocol, code, grpc, flags).labels as RequestLabels;
+  }
+
+  /** The request metrics' series of these labels (request-series.ts: recorded without hashing the labels per request). */
+  series(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestSeries {
     const key = `${protocol} ${code} ${grpc} ${flags}`;
-    let l = this.full.get(key);
-    if (l === undefined) {
-      l = inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags });
+    let s = this.full.get(key);
+    if (s === undefined) {
+      s = new RequestSeries(inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags }));
       // Bounded anyway (status codes, gRPC codes and flags are checked values), but say so.
-      if (this.full.size < 4096) this.full.set(key, l);
+      if (this.full.size < 4096) this.full.set(key, s);
     }
-    return l;
+    return s;
   }
 }
 
@@ -83,7 +91,9 @@ export const MAX_PEER_VALUES_PER_CALLER = 64;
 export class WorkloadLabels {
   private readonly outbound = new WeakMap<ServicePort, PortEntry>();
   private noRoute: LabelSet | undefined;
-  private readonly inbound = new Map<string, LabelSet>();
+  /** Inbound label sets by caller identity, then by its `wren-peer` value (NO_PEER: none); inboundSets counts them all. */
+  private readonly inbound = new Map<string, Map<string, LabelSet>>();
+  private inboundSets = 0;
   private plaintextSet: LabelSet | undefined;
   private readonly peerHeaders = new WeakMap<Service, string>();
   private readonly bareHeader: string;
@@ -139,12 +149,21 @@ export class WorkloadLabels {
    */
   forInbound(principal: string, peer: string | undefined, secure: boolean): LabelSet {
     if (!secure) return (this.plaintextSet ??= new LabelSet(this.destinationBase('', undefined, 'none')));
-    const key = peer === undefined ? principal : `${principal}\n${peer}`;
-    let set = this.inbound.get(key);
+    // By identity, then by header value: two look-ups of the strings the request has,
+    // instead of a key joined from both (a new string to build and hash per request).
+    let byPeer = this.inbound.get(principal);
+    const peerKey = peer ?? NO_PEER;
+    let set = byPeer?.get(peerKey);
     if (!set) {
       set = new LabelSet(this.destinationBase(principal, peer === undefined ? undefined : this.admit(principal, peer), 'mutual_tls'));
-      if (this.inbound.size >= MAX_INBOUND_SETS) this.inbound.clear();
-      this.inbound.set(key, set);
+      if (this.inboundSets >= MAX_INBOUND_SETS) {
+        this.inbound.clear();
+        this.inboundSets = 0;
+        byPeer = undefined;
+      }
+      if (!byPeer) this.inbound.set(principal, (byPeer = new Map()));
+      byPeer.set(peerKey, set);
+      this.inboundSets++;
     }
     return set;
   }

@@ -13,7 +13,7 @@ import { routeRules } from '../layers/route-rules.js';
 import { admission } from '../layers/admission.js';
 import { fault } from '../layers/fault.js';
 import { backendRequestTimeout, timeouts } from '../layers/timeouts.js';
-import { retry } from '../layers/retry.js';
+import { retry, type RetryObserver } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
 import { forwardToEndpoint, forwardWatchesSignal } from './forward-to-endpoint.js';
 import { accessLog } from '../layers/access-log.js';
@@ -45,6 +45,8 @@ export interface OutboundStackDeps {
   readonly tracer?: MeshTracer;
   /** Requests on connections to destinations outside the mesh (proxy/egress/egress-http.ts); absent: none. */
   readonly egress?: HttpLayer;
+  /** Told about each retried request (the dashboard's "why" view, proxy/stats/recent-retries.ts). */
+  readonly onRetried?: RetryObserver;
 }
 
 /**
@@ -78,7 +80,7 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       fault({ clock: d.clock, random: d.random, injected: d.metrics.faultsInjected }),
       admission(d.clusters),
       timeouts(d.clock, d.logger),
-      retry(d.clock, d.logger),
+      retry(d.clock, d.logger, d.onRetried),
       backendRequestTimeout(d.clock),
       pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1), watchesSignal: forwardWatchesSignal }),
     ],

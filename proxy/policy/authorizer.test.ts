@@ -147,6 +147,47 @@ describe('policy combination (Istio evaluation order)', () => {
   });
 });
 
+describe('the deciding rule (the dashboard\'s "why" view)', () => {
+  const twoRules = pol('shop/two', 'ALLOW', [{ to: [{ operation: { paths: ['/a'] } }] }, { to: [{ operation: { paths: ['/b'] } }] }]);
+  const denyRules = pol('shop/deny', 'DENY', [{ to: [{ operation: { paths: ['/x'] } }] }, { to: [{ operation: { methods: ['DELETE'] } }] }]);
+  const other = pol('shop/other', 'ALLOW', [{ from: [{ source: { principals: [ADMIN] } }] }]);
+
+  test('ALLOW: the index of the rule that matched, named the way Istio names it in Envoy RBAC', () => {
+    const a = compileAuthorizer([twoRules, other]);
+    expect(a.authorize(http(WEB, 'GET', '/a'))).toMatchObject({ allow: true, policy: 'shop/two', rule: 0, effectivePolicyId: 'ns[shop]-policy[two]-rule[0]', considered: [] });
+    expect(a.authorize(http(WEB, 'GET', '/b'))).toMatchObject({ allow: true, policy: 'shop/two', rule: 1, effectivePolicyId: 'ns[shop]-policy[two]-rule[1]' });
+    expect(a.authorize(http(ADMIN, 'GET', '/z'))).toMatchObject({ allow: true, policy: 'shop/other', rule: 0, effectivePolicyId: 'ns[shop]-policy[other]-rule[0]' });
+  });
+
+  test('DENY: the rule that matched, also when an earlier rule of the policy did not', () => {
+    const a = compileAuthorizer([twoRules, denyRules]);
+    expect(a.authorize(http(WEB, 'DELETE', '/a'))).toMatchObject({ allow: false, action: 'DENY', policy: 'shop/deny', rule: 1, effectivePolicyId: 'ns[shop]-policy[deny]-rule[1]' });
+    expect(a.authorize(http(WEB, 'GET', '/x'))).toMatchObject({ allow: false, action: 'DENY', rule: 0 });
+  });
+
+  test('no ALLOW rule matched: no rule, and the ALLOW policies that were considered', () => {
+    const a = compileAuthorizer([twoRules, denyRules, other]);
+    expect(a.authorize(http(WEB, 'GET', '/c'))).toMatchObject({ allow: false, reason: 'no-allow-policy-matched', policy: '', rule: -1, effectivePolicyId: '', considered: ['shop/two', 'shop/other'] });
+  });
+
+  test('no policy decided: no rule, nothing considered', () => {
+    expect(compileAuthorizer([]).authorize(http(WEB))).toMatchObject({ rule: -1, effectivePolicyId: '', considered: [] });
+    expect(compileAuthorizer([denyRules]).authorize(http(WEB, 'GET', '/a'))).toMatchObject({ reason: 'no-allow-policies', rule: -1, effectivePolicyId: '', considered: [] });
+  });
+
+  test('TCP keeps the rule indices of the policy (a rule skipped for TCP does not shift them)', () => {
+    const p = pol('shop/mixed', 'ALLOW', [{ to: [{ operation: { methods: ['GET'] } }] }, { to: [{ operation: { ports: ['5432'] } }] }]);
+    expect(compileAuthorizer([p]).authorize(tcp(WEB, 5432))).toMatchObject({ allow: true, rule: 1, effectivePolicyId: 'ns[shop]-policy[mixed]-rule[1]' });
+  });
+
+  test('the same rule gives the same (frozen) decision: nothing is allocated per request', () => {
+    const a = compileAuthorizer([twoRules]);
+    const d = a.authorize(http(WEB, 'GET', '/b'));
+    expect(a.authorize(http(WEB, 'GET', '/b'))).toBe(d);
+    expect(Object.isFrozen(d)).toBe(true);
+  });
+});
+
 describe('TCP (no method, path or headers)', () => {
   test('an ALLOW rule with HTTP-only fields never matches TCP', () => {
     const p = [pol('a/get', 'ALLOW', [{ from: [{ source: { principals: [WEB] } }], to: [{ operation: { methods: ['GET'] } }] }])];

@@ -53,6 +53,16 @@ export interface Decision {
   readonly reason: string;
   /** AUDIT policies that matched. */
   readonly audited: readonly string[];
+  /** Index of the deciding policy's rule that matched (`rules[N]`); -1 when no rule did (no-allow-policy-matched, no policies). */
+  readonly rule: number;
+  /**
+   * Istio's name for the matched rule, as its RBAC filter logs it (`shadow_effective_policy_id`,
+   * response detail `rbac_access_denied_matched_policy[...]`): `ns[NS]-policy[NAME]-rule[N]`;
+   * '' when no rule matched (Envoy says `none`).
+   */
+  readonly effectivePolicyId: string;
+  /** For no-allow-policy-matched: the ALLOW policies that applied to the workload, none of whose rules matched; else empty. */
+  readonly considered: readonly string[];
 }
 
 export interface Authorizer {
@@ -73,7 +83,6 @@ interface Ctx {
 
 type Pred = (c: Ctx) => boolean;
 const always: Pred = () => true;
-const never: Pred = () => false;
 
 const all = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.every((p) => p(c)));
 const some = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.some((p) => p(c)));
@@ -196,24 +205,50 @@ function compileRule(r: AuthzRule, http: boolean, action: AuthzAction): Pred | n
   return all([from, to, when].filter((p) => p !== always));
 }
 
-function compilePolicy(p: AuthzPolicy, http: boolean): Pred {
-  const rules = p.rules.map((r) => compileRule(r, http, p.action)).filter((x): x is Pred => x !== null);
-  return rules.length === 0 ? never : rules.length === 1 ? rules[0] : (c) => rules.some((r) => r(c));
+/** Which rule of the policy matches: its index in `rules` (the first that does, as Envoy's RBAC engine reports one), or -1. */
+type RuleIndex = (c: Ctx) => number;
+const noRule: RuleIndex = () => -1;
+
+function compilePolicy(p: AuthzPolicy, http: boolean): RuleIndex {
+  const preds: Pred[] = [];
+  const index: number[] = [];
+  p.rules.forEach((r, i) => {
+    const pred = compileRule(r, http, p.action);
+    if (pred === null) return;
+    preds.push(pred);
+    index.push(i);
+  });
+  if (preds.length === 0) return noRule;
+  if (preds.length === 1) {
+    const [only] = preds;
+    const at = index[0];
+    return (c) => (only(c) ? at : -1);
+  }
+  return (c) => {
+    for (let i = 0; i < preds.length; i++) if (preds[i](c)) return index[i];
+    return -1;
+  };
 }
 
 interface Compiled {
   readonly name: string;
-  readonly http: Pred;
-  readonly tcp: Pred;
-  readonly decision: Decision;
+  readonly http: RuleIndex;
+  readonly tcp: RuleIndex;
+  /** One decision per rule (frozen once, indexed by the matched rule): the hot path allocates nothing. */
+  readonly decisions: readonly Decision[];
 }
 
 const NONE: readonly string[] = Object.freeze([]);
-const decision = (allow: boolean, action: Decision['action'], policy: string, reason: string): Decision =>
-  Object.freeze({ allow, action, policy, reason, audited: NONE });
+const decision = (allow: boolean, action: Decision['action'], policy: string, reason: string, rule = -1, considered = NONE): Decision =>
+  Object.freeze({ allow, action, policy, reason, audited: NONE, rule, effectivePolicyId: rule >= 0 ? effectivePolicyId(policy, rule) : '', considered });
 const NO_POLICIES = decision(true, 'NONE', '', 'no-policies');
 const NO_ALLOW_POLICIES = decision(true, 'NONE', '', 'no-allow-policies');
-const NO_ALLOW_MATCHED = decision(false, 'ALLOW', '', 'no-allow-policy-matched');
+
+/** `ns[NS]-policy[NAME]-rule[N]`: the policy id Istio gives each rule in Envoy's RBAC config (pilot/pkg/security/authz/builder). */
+export function effectivePolicyId(policy: string, rule: number): string {
+  const slash = policy.indexOf('/');
+  return `ns[${slash >= 0 ? policy.slice(0, slash) : ''}]-policy[${slash >= 0 ? policy.slice(slash + 1) : policy}]-rule[${rule}]`;
+}
 
 export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer {
   const of = (action: AuthzAction): Compiled[] =>
@@ -223,11 +258,13 @@ export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer 
         name: p.name,
         http: compilePolicy(p, true),
         tcp: compilePolicy(p, false),
-        decision: decision(action !== 'DENY', action, p.name, `${action === 'DENY' ? 'deny' : 'allow'}-policy ${p.name}`),
+        decisions: Object.freeze(p.rules.map((_, i) => decision(action !== 'DENY', action, p.name, `${action === 'DENY' ? 'deny' : 'allow'}-policy ${p.name}`, i))),
       }));
   const denies = of('DENY');
   const allows = of('ALLOW');
   const audits = of('AUDIT');
+  // Default deny: every ALLOW policy was considered and none of its rules matched (ztunnel: "allow policies exist, but none allowed").
+  const NO_ALLOW_MATCHED = decision(false, 'ALLOW', '', 'no-allow-policy-matched', -1, Object.freeze(allows.map((a) => a.name)));
   return {
     active: policies.length > 0,
     authorize(req: AuthzRequest): Decision {
@@ -241,11 +278,20 @@ export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer 
         headers: req.http?.headers ?? null,
         auth: req.http ? (req.auth ?? null) : null,
       };
-      const pick = (x: Compiled) => (req.http ? x.http(c) : x.tcp(c));
+      const http = !!req.http;
       let audited: string[] | null = null;
-      for (const a of audits) if (pick(a)) (audited ??= []).push(a.name);
-      const d = denies.find(pick)?.decision ?? (allows.length === 0 ? NO_ALLOW_POLICIES : (allows.find(pick)?.decision ?? NO_ALLOW_MATCHED));
+      for (const a of audits) if ((http ? a.http(c) : a.tcp(c)) >= 0) (audited ??= []).push(a.name);
+      const d = first(denies, c, http) ?? (allows.length === 0 ? NO_ALLOW_POLICIES : (first(allows, c, http) ?? NO_ALLOW_MATCHED));
       return audited ? { ...d, audited } : d;
     },
   };
+}
+
+/** The decision of the first policy with a matching rule (for that rule), or null. */
+function first(policies: readonly Compiled[], c: Ctx, http: boolean): Decision | null {
+  for (const p of policies) {
+    const i = http ? p.http(c) : p.tcp(c);
+    if (i >= 0) return p.decisions[i];
+  }
+  return null;
 }

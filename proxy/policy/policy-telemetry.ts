@@ -119,9 +119,10 @@ export class PolicyTelemetry {
       if (this.denials.length >= RECENT_DENIALS) this.denials.shift();
       this.denials.push({
         at: this.clock.now(), policy: d.policy, action: d.action, reason: d.reason, principal: ctx.principal, method: ctx.method ?? '', path: (ctx.path ?? '').split('?')[0], port: ctx.port,
+        rule: d.rule, effectivePolicyId: d.effectivePolicyId, policiesConsidered: [...d.considered],
       });
     }
-    if (!d.allow) this.logger.info('denied by authorization policy', { code: 'FORBIDDEN', reason: d.reason, policy: d.policy || null, ...where() });
+    if (!d.allow) this.logger.info('denied by authorization policy', { code: 'FORBIDDEN', reason: d.reason, policy: d.policy || null, effectivePolicyId: d.effectivePolicyId || 'none', ...where() });
   }
 
   /** The most recent denials, oldest first, each with how long ago it was (relative: the control plane's clock need not agree). */

@@ -133,3 +133,14 @@ describe('retryDecision', () => {
     expect(retryDecision(err('CLIENT_CANCELLED'), p, ctx)).toEqual({ retry: false, reason: 'cancelled' });
   });
 });
+
+test('a response outcome is made once per (status, grpc-status) and shared read-only: no outcome, list or freeze per request', () => {
+  const a = classify({ type: 'response', status: 200 });
+  expect(classify({ type: 'response', status: 200 })).toBe(a);
+  expect(Object.isFrozen(a)).toBe(true);
+  expect(classify({ type: 'response', status: 200, grpcStatus: 14 })).toBe(classify({ type: 'response', status: 200, grpcStatus: 14 }));
+  expect(classify({ type: 'response', status: 200, grpcStatus: 14 })).not.toBe(a);
+  // Outside the cached range: classified as before, each time.
+  expect(classify({ type: 'response', status: 200, grpcStatus: 99 })).toEqual(classify({ type: 'response', status: 200, grpcStatus: 99 }));
+  expect(classify({ type: 'response', status: 200, grpcStatus: NaN }).kind).toBe('failure');
+});

@@ -91,7 +91,24 @@ export function classify(input: ClassifyInput): Outcome {
   return input.type === 'response' ? classifyResponse(input.status, input.grpcStatus) : classifyError(input);
 }
 
+/**
+ * A response's outcome depends on its status and grpc-status only, and is read-only: the
+ * common ones (integer statuses 100-999, no grpc-status or 0-16) are made once and shared.
+ * Classifying is on every request's path twice (pick-endpoint, retry); this spares each
+ * the outcome, its retry-condition list and their freezing.
+ */
+const RESPONSES = new Map<number, Outcome>();
+
 function classifyResponse(httpStatus: number, grpcStatus?: number): Outcome {
+  const g = grpcStatus ?? 17;
+  if (!((httpStatus | 0) === httpStatus && httpStatus >= 100 && httpStatus <= 999 && (g | 0) === g && g >= 0 && g <= 17)) return outcomeOf(httpStatus, grpcStatus);
+  const key = httpStatus * 18 + g;
+  let o = RESPONSES.get(key);
+  if (o === undefined) RESPONSES.set(key, (o = Object.freeze(outcomeOf(httpStatus, grpcStatus))));
+  return o;
+}
+
+function outcomeOf(httpStatus: number, grpcStatus?: number): Outcome {
   const grpc = grpcStatus ?? null;
   // For gRPC the HTTP status is 200 and the real result is in grpc-status.
   const effective = grpc !== null && grpc !== 0 && httpStatus < 300 ? grpcToHttpStatus(grpc) : httpStatus;

@@ -2,6 +2,7 @@ import { FakeClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
 import type { StatsReport } from '../../contract/discovery.js';
 import { StatsReporter } from './stats-reporter.js';
+import type { RecentDecisions } from './recent-decisions.js';
 
 const TEXT = [
   'istio_requests_total{reporter="source",destination_workload="a",destination_service_name="a",destination_service_namespace="ns",response_code="200"} 5',
@@ -13,12 +14,12 @@ async function settle(): Promise<void> {
 }
 
 describe('StatsReporter', () => {
-  function setup(intervalMs: number, maxEdges = 10) {
+  function setup(intervalMs: number, maxEdges = 10, decisions: RecentDecisions = { denials: [], retries: [], droppedRetries: 0 }) {
     const clock = new FakeClock(0);
     const sent: StatsReport[] = [];
     const dropped: number[] = [];
     const r = new StatsReporter({
-      clock, logger: silentLogger, metricsText: async () => TEXT, recentDenials: () => [], workload: { name: 'web', namespace: 'ns' },
+      clock, logger: silentLogger, metricsText: async () => TEXT, recentDecisions: async () => decisions, workload: { name: 'web', namespace: 'ns' }, startedAt: -2_000,
       send: (x) => void sent.push(x), intervalMs, maxEdges, onDropped: (n) => void dropped.push(n),
     });
     return { clock, sent, dropped, r };
@@ -33,11 +34,13 @@ describe('StatsReporter', () => {
     clock.advance(1);
     await settle();
     expect(sent).toHaveLength(1);
-    expect(sent[0]).toMatchObject({ workload: 'web', workloadNamespace: 'ns', intervalMs: 5_000, droppedEdges: 0 });
+    // uptimeMs: the proxy started 2 s before the reporter's clock read 0.
+    expect(sent[0]).toMatchObject({ workload: 'web', workloadNamespace: 'ns', intervalMs: 5_000, droppedEdges: 0, uptimeMs: 7_000 });
     expect(sent[0].edges.map((e) => [e.peerWorkload, e.success])).toEqual([['a', 5], ['b', 3]]);
     clock.advance(5_000);
     await settle();
     expect(sent).toHaveLength(2);
+    expect(sent[1].uptimeMs).toBe(12_000);
     r.close();
     clock.advance(20_000);
     await settle();
@@ -58,5 +61,13 @@ describe('StatsReporter', () => {
     expect(sent[0].edges.map((e) => e.peerWorkload)).toEqual(['a']);
     expect(sent[0].droppedEdges).toBe(1);
     expect(dropped).toEqual([1]);
+  });
+
+  test('the report carries the recent denials (with their rule) and retries, and the retries dropped', async () => {
+    const denial = { ageMs: 10, policy: 'ns/allow-a', action: 'DENY', reason: 'deny-policy ns/deny', principal: '', method: 'GET', path: '/', port: 80, rule: 1, effectivePolicyId: 'ns[ns]-policy[deny]-rule[1]', policiesConsidered: [] };
+    const retried = { ageMs: 5, service: 'a.ns', port: 80, route: '', method: 'GET', path: '/', attempts: 2, causes: [{ outcome: 'http-503', retryOn: '5xx' }], result: 'success', stopped: '' };
+    const { sent, r } = setup(1_000, 10, { denials: [denial], retries: [retried], droppedRetries: 3 });
+    await r.report();
+    expect(sent[0]).toMatchObject({ recentDenials: [denial], recentRetries: [retried], droppedRetries: 3 });
   });
 });

@@ -1,6 +1,7 @@
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { RecentDenial, StatsReport } from '../../contract/discovery.js';
+import type { StatsReport } from '../../contract/discovery.js';
+import type { RecentDecisions } from './recent-decisions.js';
 import { edgeTable } from './edge-stats.js';
 
 export interface StatsReporterOptions {
@@ -8,9 +9,11 @@ export interface StatsReporterOptions {
   readonly logger: Logger;
   /** The proxy's metrics text (what /metrics serves: with workers, every thread's sum). */
   readonly metricsText: () => Promise<string>;
-  /** The most recent authorization denials (bounded by the proxy). */
-  readonly recentDenials: () => readonly RecentDenial[];
+  /** The most recent authorization denials and retries (bounded by the proxy; with workers, every thread's). */
+  readonly recentDecisions: () => Promise<RecentDecisions>;
   readonly workload: { readonly name: string; readonly namespace: string };
+  /** When the proxy started (its clock; its counters count from there): each report carries the time since as uptimeMs. */
+  readonly startedAt: number;
   readonly send: (report: StatsReport) => void;
   /** discovery.statsReport.intervalMs (0: never report). */
   readonly intervalMs: number;
@@ -50,11 +53,14 @@ export class StatsReporter {
     this.busy = true;
     try {
       const table = edgeTable(await this.o.metricsText(), this.o.maxEdges);
+      const why = await this.o.recentDecisions();
       if (this.closed) return;
       if (table.dropped > 0) this.o.onDropped(table.dropped);
       this.o.send({
         workload: this.o.workload.name, workloadNamespace: this.o.workload.namespace, latencyBoundsMs: table.latencyBoundsMs, edges: table.edges,
-        droppedEdges: table.dropped, recentDenials: [...this.o.recentDenials()], intervalMs: this.o.intervalMs,
+        droppedEdges: table.dropped, recentDenials: [...why.denials], intervalMs: this.o.intervalMs,
+        uptimeMs: Math.max(1, this.o.clock.now() - this.o.startedAt),
+        recentRetries: [...why.retries], droppedRetries: why.droppedRetries,
       });
     } catch (e) {
       this.o.logger.warn('cannot build the stats report', { error: (e as Error).message });

@@ -2,6 +2,7 @@ import type { MeshSnapshot } from '../../contract/model.js';
 import type { ProxyConfig } from '../config/proxy-config.js';
 import type { TlsMaterial } from '../tls/tls-identity.js';
 import type { Level } from '../../common/logger.js';
+import type { RecentDecisions } from '../stats/recent-decisions.js';
 
 /**
  * What the main thread and a listener worker say to each other (postMessage, structured
@@ -22,6 +23,8 @@ export type ToWorker =
   | { readonly t: 'snapshot'; readonly seq: number; readonly snapshot: MeshSnapshot }
   | { readonly t: 'rotate'; readonly material: TlsMaterial }
   | { readonly t: 'metrics'; readonly id: number }
+  /** Its recent authorization denials and retries, for the StatsReport (the dashboard's "why" view). */
+  | { readonly t: 'decisions'; readonly id: number }
   | { readonly t: 'log-level'; readonly level: Level }
   | { readonly t: 'drain' }
   | { readonly t: 'close' };
@@ -39,6 +42,7 @@ export type FromWorker =
   | { readonly t: 'applied'; readonly seq: number }
   | { readonly t: 'apply-failed'; readonly seq: number; readonly error: string }
   | { readonly t: 'metrics'; readonly id: number; readonly json: unknown }
+  | { readonly t: 'decisions'; readonly id: number; readonly decisions: RecentDecisions }
   | { readonly t: 'health'; readonly clusters: Record<string, unknown> }
   | { readonly t: 'log'; readonly line: string }
   | { readonly t: 'closed' };

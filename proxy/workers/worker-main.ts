@@ -51,6 +51,8 @@ if (proxy) {
         return tls.rotate(m.material);
       case 'metrics':
         return void proxy.metrics.registry.getMetricsAsJSON().then((json) => post({ t: 'metrics', id: m.id, json }));
+      case 'decisions':
+        return post({ t: 'decisions', id: m.id, decisions: proxy.ownDecisions() });
       case 'log-level':
         logger.level = m.level;
         return;

@@ -6,6 +6,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Level, Logger } from '../../common/logger.js';
 import { ListenError } from '../../common/listen.js';
 import type { MeshSnapshot } from '../../contract/model.js';
+import type { RecentDecisions } from '../stats/recent-decisions.js';
 import type { ProxyConfig } from '../config/proxy-config.js';
 import { Counter, Gauge, type Registry } from '../metrics/prom.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
@@ -135,6 +136,8 @@ export class WorkerPool {
             return;
           case 'metrics':
             return this.scrapes.get(m.id)?.(m.json);
+          case 'decisions':
+            return this.scrapes.get(m.id)?.(m.decisions);
           case 'health':
             slot.clusters = m.clusters;
             return this.o.onHealthChange();
@@ -222,7 +225,16 @@ export class WorkerPool {
     return { contentType: main.contentType, body: await sum.metrics() };
   }
 
-  private scrape(w: Worker): Promise<unknown> {
+  /**
+   * Every listening worker's recent authorization denials and retries (decided on its data
+   * path), asked for like its metrics: the main thread's StatsReport carries them (a
+   * worker that does not answer in time is left out of this report).
+   */
+  async recentDecisions(): Promise<(RecentDecisions | null)[]> {
+    return (await Promise.all(this.slots.filter((s) => s.worker && s.listening).map((s) => this.scrape(s.worker!, 'decisions')))) as (RecentDecisions | null)[];
+  }
+
+  private scrape(w: Worker, kind: 'metrics' | 'decisions' = 'metrics'): Promise<unknown> {
     const id = ++this.scrapeId;
     return new Promise((resolve) => {
       const t = this.o.clock.setTimeout(() => {
@@ -234,7 +246,7 @@ export class WorkerPool {
         this.scrapes.delete(id);
         resolve(json);
       });
-      w.postMessage({ t: 'metrics', id } satisfies ToWorker);
+      w.postMessage({ t: kind, id } satisfies ToWorker);
     });
   }
 

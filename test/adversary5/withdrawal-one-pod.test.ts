@@ -13,6 +13,7 @@ import { ControlPlane } from '../../control-plane/server.js';
 import { DirSource } from '../../control-plane/sources/dir-source.js';
 import { CertifyClient } from '../../proxy/identity/certify-client.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../../proxy/identity/control-plane-credentials.js';
+import { withSidecarYaml } from '../helpers/meshed-pod.js';
 
 /**
  * ADV5-10: one pod alone withdraws endpoints of any service from every proxy in the mesh,
@@ -37,11 +38,12 @@ const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
 const TOKEN = 'bootstrap-token-web-0123456789abcdef';
-const MESH = `apiVersion: v1
+// A meshed pod has the sidecar (adv4fix: a pod that only asked for injection is not meshed).
+const MESH = `${withSidecarYaml(`apiVersion: v1
 kind: Pod
 metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
 spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
----
+`)}---
 kind: MeshService
 metadata: { name: cart, namespace: shop }
 spec:

@@ -53,6 +53,10 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     identity: { namespace: ns, serviceAccount: o.serviceAccount, trustDomain: o.pki.trustDomain },
     tls: { certFile: '(in memory)', keyFile: '(in memory)', trustBundleFile: '(in memory)' },
     shutdown: { gracePeriodMs: 5000 },
+    // A captured access log is written at the next timer turn instead of after the default
+    // 1 s (accessLogFlush, docs/observability.md): the suites read a request's line right
+    // after it ends. The default's batching is proxy/layers/access-log.test.ts's.
+    ...(o.accessLog ? { accessLogFlush: { intervalMs: 0 } } : {}),
     ...own,
     // A test's own listeners replace these one by one (the metrics port stays on loopback port 0 unless named).
     listeners: {

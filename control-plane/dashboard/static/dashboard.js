@@ -160,13 +160,40 @@ async function proxy(view, pod) {
 async function why(view) {
   const w = await api('/api/why');
   view.append(el('h2', {}, 'Why was it denied?'));
-  if (w.denials.length === 0) return void view.append(el('p', { class: 'empty' }, 'No recent authorization denials.'));
+  if (w.denials.length === 0) view.append(el('p', { class: 'empty', 'data-why': 'no-denials' }, 'No recent authorization denials.'));
   for (const d of w.denials) {
-    view.append(el('h3', {}, `${d.at} ${d.workload} (${d.reporter}) denied ${d.method || 'a connection'} ${d.path || ''} on port ${d.port}`));
-    view.append(el('p', {}, `caller ${d.principal || '(unauthenticated)'}: ${d.reason}${d.policy ? `, decided by ${d.policy} (${d.action})` : ''}`));
-    if (d.decidingPolicy) view.append(el('pre', {}, JSON.stringify(d.decidingPolicy, null, 2)));
-    else if (d.allowPoliciesNotMatched.length) view.append(el('p', {}, 'No rule of these ALLOW policies matched:'), el('pre', {}, JSON.stringify(d.allowPoliciesNotMatched, null, 2)));
+    const box = el('section', { class: 'why-denial', 'data-why': 'denial' });
+    box.append(el('h3', {}, `${d.at} ${d.workload} (${d.reporter}) denied ${d.method || 'a connection'} ${d.path || ''} on port ${d.port}`));
+    box.append(el('p', {}, `caller ${d.principal || '(unauthenticated)'}: ${d.reason}${d.policy ? `, decided by ${d.policy} (${d.action})` : ''}`));
+    if (d.effectivePolicyId) {
+      box.append(el('p', { 'data-field': 'rule' }, `matched rule ${d.rule} of ${d.policy}: `, el('code', {}, d.effectivePolicyId)));
+      if (d.matchedRule) box.append(el('pre', {}, JSON.stringify(d.matchedRule, null, 2)));
+    } else if (d.reason === 'no-allow-policy-matched') {
+      box.append(el('p', { 'data-field': 'rule' }, 'no rule matched (default deny): no rule of these ALLOW policies matched'));
+    }
+    if (d.decidingPolicy) box.append(el('details', {}, el('summary', {}, `${d.policy}, every rule`), el('pre', {}, JSON.stringify(d.decidingPolicy, null, 2))));
+    else if (d.allowPoliciesNotMatched.length) box.append(el('pre', {}, JSON.stringify(d.allowPoliciesNotMatched, null, 2)));
+    view.append(box);
   }
+  view.append(el('h2', {}, 'Why was it retried?'));
+  if (w.droppedRetries > 0) view.append(el('p', { class: 'empty' }, `${w.droppedRetries} retries were dropped by proxies before they could report them.`));
+  view.append(table(['when', 'proxy', 'request', 'configured by', 'attempts', 'causes (outcome: retried on)', 'result'],
+    w.retries.map((r) => el('tr', { 'data-why': 'retry' },
+      el('td', {}, r.at),
+      el('td', {}, `${r.workload} (${r.reporter})`),
+      el('td', {}, `${r.method} ${r.service}:${r.port}${r.path}`),
+      el('td', { 'data-field': 'configured-by' }, configuredBy(r.configuredBy)),
+      el('td', { class: 'num', 'data-field': 'attempts' }, String(r.attempts)),
+      el('td', { 'data-field': 'causes' }, r.causes.length ? r.causes.map((c) => `${c.outcome}: ${c.retryOn}`).join(', ') : '-'),
+      el('td', { class: r.result === 'success' ? 'state-healthy' : 'state-ejected', 'data-field': 'result' }, r.stopped ? `${r.result} (${r.stopped})` : r.result))),
+    'No recent retries.'));
+}
+
+function configuredBy(c) {
+  const what = c.rule !== null ? `${c.kind} ${c.name} rule ${c.rule}` : c.kind === 'TrafficPolicy' ? `the TrafficPolicy of ${c.target}` : `unknown (${c.target} is gone)`;
+  if (!c.retry) return what;
+  const r = c.retry;
+  return `${what}: ${r.attempts} attempts${r.retryOn ? `, retryOn ${r.retryOn.join(',') || '(always-safe only)'}` : ''}${(r.codes || r.retriableStatusCodes || []).length ? `, codes ${(r.codes || r.retriableStatusCodes).join(',')}` : ''}`;
 }
 
 // ---- routing ------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+import { jest } from '@jest/globals';
+import { ProxyMetrics } from './proxy-metrics.js';
+import { WorkloadLabels } from './workload-labels.js';
+
+const SELF = 'spiffe://cluster.local/ns/shop/sa/web';
+const local = () => new WorkloadLabels({ name: 'web-v1', namespace: 'shop', app: 'web', version: 'v1' }, () => SELF);
+const NAMES = ['istio_requests_total', 'istio_request_duration_milliseconds', 'istio_request_bytes', 'istio_response_bytes'];
+
+async function text(m: ProxyMetrics): Promise<string> {
+  return (await Promise.all(NAMES.map((n) => m.registry.getSingleMetricAsString(n)))).join('\n');
+}
+
+/** Durations and sizes on, under, between and above every bucket bound (0.5 ms .. 3600000 ms, 1 B .. 10 MB), and 0. */
+const VALUES: [number, number, number][] = [
+  [0, 0, 0], [0.5, 1, 10], [0.7, 100, 99], [4.99, 101, 1000], [61_000, 10_000_000, 10_000_001], [7_200_000, 5, 123_456], [12.25, 0, 100],
+];
+
+test('a series adds to prom-client\'s own cells: the exposition is the same as prom-client\'s inc/observe give, for every bucket edge', async () => {
+  const fast = new ProxyMetrics({ local: local() });
+  const plain = new ProxyMetrics({ local: local() });
+  for (const [code, flags] of [['200', '-'], ['503', 'UF']]) {
+    const series = fast.local.forOutbound(undefined, undefined).series('http', code, '', flags);
+    const labels = plain.local.forOutbound(undefined, undefined).labels('http', code, '', flags);
+    for (const [ms, req, res] of VALUES) {
+      series.record(fast, ms, req, res);
+      plain.requests.inc(labels);
+      plain.duration.observe(labels, ms);
+      plain.requestBytes.observe(labels, req);
+      plain.responseBytes.observe(labels, res);
+    }
+  }
+  expect(await text(fast)).toBe(await text(plain));
+  expect(await text(fast)).toContain('istio_requests_total{reporter="source"');
+});
+
+test('after the first record, a request costs no prom-client call (no label hashing per request)', () => {
+  const m = new ProxyMetrics({ local: local() });
+  const series = m.local.forOutbound(undefined, undefined).series('grpc', '200', '0', '-');
+  const inc = jest.spyOn(m.requests, 'inc');
+  const observe = jest.spyOn(m.duration, 'observe');
+  series.record(m, 3, 10, 20);
+  expect(inc).toHaveBeenCalledTimes(1);
+  expect(series.fast(m)).toBe(true);
+  for (let i = 0; i < 100; i++) series.record(m, 3, 10, 20);
+  expect(inc).toHaveBeenCalledTimes(1);
+  expect(observe).toHaveBeenCalledTimes(1);
+});
+
+test('a reset registry, or another proxy\'s metrics, get the record through prom-client again: nothing counted into a stale cell', async () => {
+  const a = new ProxyMetrics({ local: local() });
+  const b = new ProxyMetrics({ local: a.local });
+  const series = a.local.forOutbound(undefined, undefined).series('http', '200', '', '-');
+  series.record(a, 1, 1, 1);
+  series.record(a, 1, 1, 1);
+  a.registry.resetMetrics();
+  series.record(a, 1, 1, 1);
+  series.record(b, 1, 1, 1);
+  series.record(b, 1, 1, 1);
+  series.record(a, 1, 1, 1);
+  expect(await a.registry.getSingleMetricAsString('istio_requests_total')).toMatch(/\} 2$/m);
+  expect(await b.registry.getSingleMetricAsString('istio_requests_total')).toMatch(/\} 2$/m);
+});
+
+test('a value prom-client refuses still throws as prom-client does', () => {
+  const m = new ProxyMetrics({ local: local() });
+  const series = m.local.forOutbound(undefined, undefined).series('http', '200', '', '-');
+  series.record(m, 1, 1, 1);
+  expect(() => series.record(m, NaN, 1, 1)).toThrow(/not a valid number/);
+});
+
+test('wren_active_streams shows the requests in flight per direction once a direction has seen one', async () => {
+  const m = new ProxyMetrics({ local: local() });
+  expect(await m.registry.getSingleMetricAsString('wren_active_streams')).not.toContain('direction=');
+  m.inFlight.inbound = 3;
+  m.inFlight.outbound = 0;
+  const out = await m.registry.getSingleMetricAsString('wren_active_streams');
+  expect(out).toContain('wren_active_streams{direction="inbound"} 3');
+  expect(out).toContain('wren_active_streams{direction="outbound"} 0');
+});
