@@ -176,3 +176,25 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
 function round4(n: number): number {
   return Math.round(n * 10_000) / 10_000;
 }
+
+test('a reporter holds at most maxSeriesPerReporter series; pruned ones give their room back', () => {
+  const clock = new FakeClock(0);
+  const limits: [string, number][] = [];
+  const store = new StatsStore({ clock, maxSeries: 100, maxSeriesPerReporter: 3, onLimit: (l, n) => void limits.push([l, n]) });
+  const who = { pod: 'a-0', namespace: 'ns', identity: 'spiffe://cluster.local/ns/ns/sa/a', workload: 'a' };
+  const e = (service: string) => ({
+    direction: 'outbound' as const, peerWorkload: 'b', peerNamespace: 'ns', peerIdentity: '', service, destinationWorkload: 'b',
+    success: 1, failure: 0, latencyBuckets: [1, 0], latencySumMs: 1, tcpOpened: 0, tcpClosed: 0, mtls: true,
+  });
+  const rep = (services: string[]) => ({ workload: 'a', workloadNamespace: 'ns', latencyBoundsMs: [10], edges: services.map(e), droppedEdges: 0, recentDenials: [], intervalMs: 5_000 });
+  store.ingest(who, rep(['s1', 's2', 's3', 's4', 's5']));
+  expect(store.seriesCount).toBe(3);
+  expect(limits).toEqual([['series-per-proxy', 2]]);
+  // Another reporter still gets its own.
+  store.ingest({ ...who, pod: 'c-0' }, rep(['s1']));
+  expect(store.seriesCount).toBe(4);
+  // After five minutes without reports everything is forgotten, and a's budget is whole again.
+  clock.advance(6 * 60_000);
+  store.ingest(who, rep(['t1', 't2', 't3']));
+  expect(store.seriesCount).toBe(3);
+});

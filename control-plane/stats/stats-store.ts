@@ -12,8 +12,16 @@ export interface StatsStoreOptions {
   readonly clock: Clock;
   /** At most this many series (reporter x edge) are kept; new ones past it are dropped and counted. Default 20,000. */
   readonly maxSeries?: number;
-  /** Called for each limit that fires: 'series' (maxSeries), 'edges' (a report's edges dropped as malformed or over MAX_EDGES_PER_REPORT). */
-  readonly onLimit?: (limit: 'series' | 'invalid-edges', n: number) => void;
+  /**
+   * At most this many of them from one reporter (default 2,000, a tenth of the default
+   * maxSeries; with only maxSeries given, maxSeries): a proxy's
+   * edges are its own claims, so one pod (compromised, or a bug) must not take the whole
+   * budget and hide every other proxy's new traffic. Honest proxies send at most
+   * `stats.maxEdges` (200 by default) edges.
+   */
+  readonly maxSeriesPerReporter?: number;
+  /** Called for each limit that fires: 'series' (maxSeries), 'series-per-proxy' (maxSeriesPerReporter), 'invalid-edges' (a report's edges dropped as malformed or over MAX_EDGES_PER_REPORT). */
+  readonly onLimit?: (limit: 'series' | 'series-per-proxy' | 'invalid-edges', n: number) => void;
   /** Called after each report, with the number of series kept. */
   readonly onIngest?: (series: number) => void;
 }
@@ -135,9 +143,13 @@ export class StatsStore {
   private readonly series = new Map<string, StatsSeries>();
   private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[]; retries: RetryRow[]; droppedRetries: number; complete: boolean }>();
   private readonly maxSeries: number;
+  private readonly maxPerReporter: number;
+  /** Series held per reporter key, for maxSeriesPerReporter. */
+  private readonly perReporter = new Map<string, number>();
 
   constructor(private readonly o: StatsStoreOptions) {
     this.maxSeries = o.maxSeries ?? 20_000;
+    this.maxPerReporter = o.maxSeriesPerReporter ?? (o.maxSeries === undefined ? 2_000 : this.maxSeries);
   }
 
   /** Takes one report from `reporter`. Malformed edges are dropped and counted; nothing else is lost. */
@@ -150,6 +162,7 @@ export class StatsStore {
     const edges = Array.isArray(r.edges) ? r.edges : [];
     let invalid = Math.max(0, edges.length - MAX_EDGES_PER_REPORT);
     let overCap = 0;
+    let overReporterCap = 0;
     const intervalMs = Math.max(0, Number(r.intervalMs) || 0);
     const baseline = this.zeroBaseline(this.reporters.get(rkey), Number(r.uptimeMs) || 0, now);
     for (const raw of edges.slice(0, MAX_EDGES_PER_REPORT)) {
@@ -167,20 +180,24 @@ export class StatsStore {
       // A new edge's counters were 0 at the previous report (it was not in it); a known edge's, at the proxy's start (after a restart).
       const zeroAt = s ? baseline.startedAt : baseline.newEdge;
       if (s && !sameBounds(s.bounds, bounds)) {
-        this.series.delete(key);
+        this.deleteSeries(key, rkey);
         s = undefined;
       }
       if (!s) {
-        if (this.series.size >= this.maxSeries) {
-          overCap++;
+        const held = this.perReporter.get(rkey) ?? 0;
+        if (this.series.size >= this.maxSeries || held >= this.maxPerReporter) {
+          if (this.series.size >= this.maxSeries) overCap++;
+          else overReporterCap++;
           continue;
         }
         this.series.set(key, (s = new StatsSeries(reporter, meta, bounds)));
+        this.perReporter.set(rkey, held + 1);
       }
       s.add(now, e, intervalMs, LONGEST_MS, zeroAt);
     }
     if (invalid > 0) this.o.onLimit?.('invalid-edges', invalid);
     if (overCap > 0) this.o.onLimit?.('series', overCap);
+    if (overReporterCap > 0) this.o.onLimit?.('series-per-proxy', overReporterCap);
     const denials = (Array.isArray(r.recentDenials) ? r.recentDenials : []).slice(-20).map((d): DenialRow => ({
       at: now - Math.max(0, Number(d?.ageMs) || 0), reporter: rkey, workload: reporter.workload,
       policy: str(d?.policy), action: str(d?.action), reason: str(d?.reason), principal: str(d?.principal), method: str(d?.method), path: str(d?.path), port: Number(d?.port) || 0,
@@ -191,7 +208,7 @@ export class StatsStore {
     const droppedEdges = Number(r.droppedEdges) || 0;
     this.reporters.set(rkey, {
       reporter, at: now, droppedEdges, denials, retries: retryRows(r.recentRetries, now, rkey, reporter.workload), droppedRetries: Number(r.droppedRetries) || 0,
-      complete: droppedEdges === 0 && invalid === 0 && overCap === 0,
+      complete: droppedEdges === 0 && invalid === 0 && overCap === 0 && overReporterCap === 0,
     });
     this.o.onIngest?.(this.series.size);
   }
@@ -296,9 +313,17 @@ export class StatsStore {
   /** Forgets series and reporters not heard from for five minutes. */
   private prune(now: number): void {
     const horizon = now - LONGEST_MS * 5;
-    for (const [k, s] of this.series) if (s.lastAt < horizon) this.series.delete(k);
+    for (const [k, s] of this.series) if (s.lastAt < horizon) this.deleteSeries(k, `${s.reporter.namespace}/${s.reporter.pod}`);
     for (const [k, r] of this.reporters) if (r.at < horizon) this.reporters.delete(k);
   }
+
+  private deleteSeries(key: string, rkey: string): void {
+    if (!this.series.delete(key)) return;
+    const n = (this.perReporter.get(rkey) ?? 1) - 1;
+    if (n > 0) this.perReporter.set(rkey, n);
+    else this.perReporter.delete(rkey);
+  }
+
 }
 
 const str = (v: unknown): string => String(v ?? '').slice(0, 300);
@@ -329,4 +354,5 @@ function validEdge(raw: Partial<EdgeStats> | undefined, buckets: number): EdgeSt
     service: str(raw.service), destinationWorkload: str(raw.destinationWorkload),
     success: nums[0]!, failure: nums[1]!, tcpOpened: nums[2]!, tcpClosed: nums[3]!, latencyBuckets: b as number[], latencySumMs: count(raw.latencySumMs) ?? 0, mtls: raw.mtls === true,
   };
+
 }
