@@ -1,5 +1,5 @@
 import { compileRouteRegex } from '../../contract/route-regex.js';
-import type { GrpcMethodMatch, HeaderModifier, PathMatch, PathModifier, RouteMatch, ValueMatch } from '../../contract/routes.js';
+import type { GrpcMethodMatch, HeaderModifier, PathMatch, PathModifier, RouteFilter, RouteMatch, ValueMatch } from '../../contract/routes.js';
 import { arr, fail, literal, num, obj, optional, str, withDefault, type Parser } from '../../common/schema.js';
 import { metadata } from './policy-objects.js';
 
@@ -46,20 +46,12 @@ export interface KBackendRef {
   readonly port: number;
 }
 
+/**
+ * A filter as the route object states it: the compiled model's filters (contract/routes.ts),
+ * but a mirror names its backend by reference (resolved when the route is compiled).
+ */
 export type KFilter =
-  | { readonly type: 'RequestHeaderModifier'; readonly requestHeaderModifier: HeaderModifier }
-  | { readonly type: 'ResponseHeaderModifier'; readonly responseHeaderModifier: HeaderModifier }
-  | {
-      readonly type: 'RequestRedirect';
-      readonly requestRedirect: {
-        readonly scheme?: 'http' | 'https';
-        readonly hostname?: string;
-        readonly port?: number;
-        readonly path?: PathModifier;
-        readonly statusCode: 301 | 302 | 303 | 307 | 308;
-      };
-    }
-  | { readonly type: 'URLRewrite'; readonly urlRewrite: { readonly hostname?: string; readonly path?: PathModifier } }
+  | Exclude<RouteFilter, { readonly type: 'RequestMirror' }>
   | { readonly type: 'RequestMirror'; readonly requestMirror: { readonly backendRef: KBackendRef; readonly percent: number } }
   /** Not implemented by the mesh: the route is not Accepted (UnsupportedValue). */
   | { readonly type: 'Unsupported'; readonly unsupported: string; readonly path: string };
