@@ -172,6 +172,7 @@ export class Proxy {
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
+            idleTimeoutMs: config.limits.idleConnectionTimeoutMs,
             onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
         : undefined;
     const L = config.listeners;

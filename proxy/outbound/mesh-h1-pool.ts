@@ -10,6 +10,12 @@ export interface MeshH1PoolOptions {
   /** Default connect timeout (a request's cluster connect timeout overrides it), as PeerPool's. */
   readonly connectTimeoutMs: number;
   readonly maxHeaderBytes: number;
+  /**
+   * An idle connection closes after this long (0: never). The listeners' idle timeout
+   * (limits.idleConnectionTimeoutMs, Envoy's idle_timeout: 1 h), which the peer's inbound
+   * applies to the same connection.
+   */
+  readonly idleTimeoutMs: number;
   readonly onConnection?: () => void;
   /** A request waits because every connection to its peer is busy (the per-peer bound fired). */
   readonly onQueued?: () => void;
@@ -26,6 +32,19 @@ export interface MeshH1PoolOptions {
  * After a certificate rotation no new request goes out on a connection made with the
  * old certificate: idle ones close at once, busy ones after their exchange.
  */
+/** Node's timers stop at 2^31 - 1 ms (24.8 days): "never" is that. */
+const NEVER_MS = 2 ** 31 - 1;
+
+/**
+ * The client side closes 1 s before the peer would (both sides count from the last
+ * exchange; the peer's clock starts when it writes the response, ours when we read it), so
+ * a request is never sent on a connection the peer is closing. Envoy's cluster
+ * idle_timeout defaults to the same hour as its listeners'.
+ */
+function meshIdleMs(ms: number): number {
+  return ms <= 0 ? NEVER_MS : Math.max(1, ms - 1000);
+}
+
 export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
   const connect = (host: string, port: number, identity: string, onread?: OnReadOpts): Socket => connectPeer(o.tls, host, port, identity, 'http/1.1', onread);
   const pool = new H1Pool({
@@ -34,6 +53,7 @@ export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
+    idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onConnection: o.onConnection,
     onQueued: o.onQueued,
     strictLimits: true,
