@@ -5,7 +5,8 @@
  *  - Wren: client -> outbound sidecar -> mTLS/HTTP2 -> inbound sidecar -> backend
  *  - the naive pair: the same two hops through node:http/https keep-alive agents
  *  - the bytes pair: the floor of a Node pair, HTTP/1.1 forwarded as bytes over pooled mTLS
- *    keep-alive connections with no features (bench/bytes-pair.ts, the issue's probe)
+ *    keep-alive connections with no features (bench/bytes-pair.ts, the issue's probe), and the
+ *    bytes mux pair: the same with the mesh hop multiplexed on one connection (bench/bytes-mux-pair.ts)
  *  - the HAProxy pair: the same two hops through two single-threaded HAProxy processes
  *  - telemetry (issue 13): Wren pairs with tracing at 1 % and 100 % (exporting to an OTLP
  *    sink in its own process, bench/otlp-sink.ts) and with access logs on, next to the plain
@@ -219,8 +220,11 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const naiveIn = await start([here('./naive-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
     const naiveOut = await start([here('./naive-pair.js'), 'outbound', naiveIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
     // The floor of a Node pair: bytes forwarded over pooled mTLS keep-alive connections (bench/bytes-pair.ts).
-    const bytesIn = await start([here('./bytes-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/);
-    const bytesOut = await start([here('./bytes-pair.js'), 'outbound', bytesIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/);
+    const bytesIn = await start([here('./bytes-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/, common);
+    const bytesOut = await start([here('./bytes-pair.js'), 'outbound', bytesIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/, common);
+    // The same with the mesh hop multiplexed on one mTLS connection, frames of a turn in one write (bench/bytes-mux-pair.ts).
+    const muxIn = await start([here('./bytes-mux-pair.js'), 'inbound', String(h1Port), files.web.certFile, files.web.keyFile, pki.caCertFile], /ready (\d+)/, common);
+    const muxOut = await start([here('./bytes-mux-pair.js'), 'outbound', muxIn.match[1], files.client.certFile, files.client.keyFile, pki.caCertFile], /ready (\d+)/, common);
     const haproxyMissing = missingTools.get('haproxy');
     const hap = haproxyMissing ? null : await startHaproxyPair(procs, dir, { backendPort: h1Port, grpcBackendPort: grpcPort, caFile: pki.caCertFile, client: files.client, server: files.web });
     const paths: Path[] = [
@@ -232,6 +236,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       ...(workers ? [{ name: `wren pair concurrency ${CONCURRENCY}`, procs: workers.procs, h1Port: workers.port, grpcPort: workers.port }] : []),
       { name: 'naive pair', procs: [naiveOut, naiveIn], h1Port: Number(naiveOut.match[1]), noGrpc: 'the naive pair is node:http/https, HTTP/1.1 only' },
       { name: 'bytes pair', procs: [bytesOut, bytesIn], h1Port: Number(bytesOut.match[1]), noGrpc: 'the bytes pair forwards HTTP/1.1 with Content-Length only' },
+      { name: 'bytes mux pair', procs: [muxOut, muxIn], h1Port: Number(muxOut.match[1]), noGrpc: 'the bytes mux pair forwards HTTP/1.1 with Content-Length only' },
       hap ? { name: 'haproxy pair', procs: hap.pids.map((pid) => ({ pid })), h1Port: hap.outboundPort, grpcPort: hap.grpcPort } : { name: 'haproxy pair', procs: [], missing: haproxyMissing },
     ];
     const idleRss = Object.fromEntries(paths.filter((p) => p.procs.length).map((p) => [p.name, p.procs.map((x) => statusKb(x.pid, 'VmRSS'))]));

@@ -173,6 +173,7 @@ export class Proxy {
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
             idleTimeoutMs: config.limits.idleConnectionTimeoutMs,
+            onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
             onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
         : undefined;
     const L = config.listeners;

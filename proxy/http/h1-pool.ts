@@ -31,6 +31,8 @@ export interface H1PoolOptions {
   readonly onConnection?: () => void;
   /** A request found `maxSockets` connections busy and waits for one (the bound's metric). */
   readonly onQueued?: () => void;
+  /** An idle connection was closed by the idle timeout (its metric). */
+  readonly onIdleTimeout?: () => void;
   /**
    * Cluster limits as the mesh's HTTP/2 sessions apply them (outbound/mesh-h1-pool.ts): a
    * new connection needs a connection slot (no first connection beyond the limit), and a
@@ -105,6 +107,7 @@ export class H1Pool {
   readonly connectTimeoutMs: number;
   readonly onConnection: (() => void) | undefined;
   readonly onQueued: (() => void) | undefined;
+  readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
 
   constructor(opts: H1PoolOptions = {}) {
@@ -117,6 +120,7 @@ export class H1Pool {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
     this.onConnection = opts.onConnection;
     this.onQueued = opts.onQueued;
+    this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
   }
 
@@ -382,7 +386,10 @@ class Conn implements H1Handler {
   private onTimeout(connectTimeoutMs: number): void {
     const o = this.origin;
     if (!this.connected) this.close(new ProxyError('CONNECT_TIMEOUT', `${o.host}:${o.port} after ${connectTimeoutMs} ms`));
-    else if (this.ex === null) this.close(null);
+    else if (this.ex === null) {
+      o.pool.onIdleTimeout?.();
+      this.close(null);
+    }
   }
 
   private setTimer(ms: number): void {

@@ -19,6 +19,8 @@ export interface MeshH1PoolOptions {
   readonly onConnection?: () => void;
   /** A request waits because every connection to its peer is busy (the per-peer bound fired). */
   readonly onQueued?: () => void;
+  /** An idle connection was closed by the idle timeout. */
+  readonly onIdleTimeout?: () => void;
 }
 
 /**
@@ -56,6 +58,7 @@ export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onConnection: o.onConnection,
     onQueued: o.onQueued,
+    onIdleTimeout: o.onIdleTimeout,
     strictLimits: true,
   });
   o.tls.onRotate(() => pool.retire());
