@@ -17,6 +17,7 @@ import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
 import { meshH1Pool } from './outbound/mesh-h1-pool.js';
+import { meshMuxPool } from './outbound/mesh-mux-pool.js';
 import type { H1Pool } from './http/h1-pool.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
@@ -169,13 +170,18 @@ export class Proxy {
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
+    const meshOpts = {
+      tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
+      idleTimeoutMs: config.limits.idleConnectionTimeoutMs,
+      onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
+      onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }),
+    };
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
-        ? meshH1Pool({ tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
-            idleTimeoutMs: config.limits.idleConnectionTimeoutMs,
-            onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
-            onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }) })
-        : undefined;
+        ? meshH1Pool(meshOpts)
+        : config.protocol.meshHttp1 === 'mux'
+          ? meshMuxPool({ ...meshOpts, windowBytes: config.limits.http2InitialStreamWindowBytes })
+          : undefined;
     const L = config.listeners;
     // The proxy's own ports, which a peer's target port may never name (proxy/inbound/target-port.ts):
     // its listeners and its explicit upstreams, whose bound ports are added once they listen

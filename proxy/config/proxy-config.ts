@@ -124,7 +124,7 @@ export interface ProxyConfig {
      * time per connection (Istio's default); 'h2' as streams on the one multiplexed HTTP/2
      * session per peer (Linkerd's). HTTP/2, gRPC, upgrades and TCP always take HTTP/2.
      */
-    readonly meshHttp1: 'h1' | 'h2';
+    readonly meshHttp1: 'h1' | 'h2' | 'mux';
     /** 'h1' only: mTLS connections per peer sidecar; requests beyond wait for one (as the cluster's pending requests). */
     readonly meshHttp1MaxConnectionsPerPeer: number;
   };
@@ -331,7 +331,7 @@ const shape = obj({
     detectTimeoutMs: duration(1000),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
     // h1 by the numbers (docs/benchmarks.md, "HTTP/1.1 between sidecars"): less CPU and half the RSS per sidecar.
-    meshHttp1: literal(['h1', 'h2'] as const, 'h1'),
+    meshHttp1: literal(['h1', 'h2', 'mux'] as const, 'h1'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({

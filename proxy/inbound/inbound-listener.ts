@@ -30,6 +30,8 @@ import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H1Server } from '../http/h1-server.js';
 import type { TcpLabels } from '../metrics/workload-labels.js';
+import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
+import type { MuxStream } from '../mux/mux-stream.js';
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -97,6 +99,9 @@ export class InboundListener {
   private readonly sessions = new Set<ServerHttp2Session>();
   /** HTTP/1.1 from peer sidecars (ALPN http/1.1, config protocol.meshHttp1 'h1'), through the mTLS stack. */
   private readonly meshH1: H1Server;
+  /** HTTP/1.1 from peer sidecars on multiplexed connections (ALPN wren-mux/1, protocol.meshHttp1 'mux'). */
+  private readonly meshMux: H1Server;
+  private readonly muxSessions = new Set<MuxSession>();
   private readonly sockets = new Set<Socket>();
   private inflight = 0;
   private draining = false;
@@ -106,7 +111,7 @@ export class InboundListener {
     // ALPN h2: HTTP/2 (every peer offers it); http/1.1: peers whose HTTP/1.1 goes over
     // pooled mTLS connections (protocol.meshHttp1 'h1'). A client certificate chaining to
     // the trust bundle is required either way.
-    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'] }, (s) => this.secureConnection(s));
+    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', MUX_ALPN] }, (s) => this.secureConnection(s));
     this.secure = createH2Server({
       maxHeaderListPairs: 512,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
@@ -147,6 +152,13 @@ export class InboundListener {
     // Drain is H1Server.closeIdle(): the HTTP/1.1 counterpart of GOAWAY (no further request on a connection, RFC 9112 section 9.6).
     this.meshH1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock, identityOf: (s) => peerSpiffeId(s as TLSSocket),
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
+      onExchange: (n) => this.track(n),
+    });
+    // The same, on the virtual connections of a multiplexed mTLS connection: the caller is the session's peer.
+    this.meshMux = new H1Server({
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock, identityOf: (s) => (s as unknown as MuxStream).peer,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
@@ -212,7 +224,26 @@ export class InboundListener {
     if (!socket.authorized) return void socket.destroy();
     if (socket.alpnProtocol === 'h2') this.secure.emit('connection', socket);
     else if (socket.alpnProtocol === 'http/1.1') this.serveMeshH1(socket);
+    else if (socket.alpnProtocol === MUX_ALPN) this.serveMux(socket);
     else socket.destroy();
+  }
+
+  /** A multiplexed connection: each virtual connection is served like an HTTP/1.1 connection of that peer. */
+  private serveMux(socket: TLSSocket): void {
+    const peer = peerSpiffeId(socket);
+    const session: MuxSession = new MuxSession(socket, {
+      client: false,
+      peer,
+      windowBytes: this.d.limits.http2InitialStreamWindowBytes,
+      maxStreams: this.d.maxConcurrentStreams,
+      onStream: (s) => this.meshMux.serve(s as unknown as Socket),
+      onClose: (why) => {
+        this.muxSessions.delete(session);
+        if (why !== null) this.d.logger.debug('inbound mux session closed', { reason: why });
+      },
+    });
+    this.muxSessions.add(session);
+    if (this.draining) session.goAway();
   }
 
   /** The one place the HTTP/1.1 server takes a connection (h1-listen's `serve(socket)` at merge). */
@@ -314,6 +345,8 @@ export class InboundListener {
     for (const s of this.sessions) s.close();
     this.draining = true;
     this.meshH1.closeIdle();
+    this.meshMux.closeIdle();
+    for (const s of this.muxSessions) s.goAway();
     this.plaintext.drain();
     this.tunnelled.drain();
     if (this.inflight === 0) return true;
@@ -330,6 +363,8 @@ export class InboundListener {
     this.server.close();
     for (const s of this.sessions) s.destroy();
     this.meshH1.close();
+    this.meshMux.close();
+    for (const s of this.muxSessions) s.destroy();
     this.plaintext.close();
     this.tunnelled.close();
     for (const s of this.sockets) s.destroy();

@@ -14,7 +14,7 @@ import { ProxyError } from '../errors/proxy-error.js';
  * session, `http/1.1` for the mesh HTTP/1.1 pool). `onread`: decrypted bytes go to its
  * callback in its buffer instead of 'data' events (net.Socket's onread; the HTTP/1.1 pool).
  */
-export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1', onread?: OnReadOpts): TLSSocket {
+export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1' | 'wren-mux/1', onread?: OnReadOpts): TLSSocket {
   // tls.connect takes net.Socket's `onread` when it creates the socket itself (documented
   // in node's tls.connect; @types/node does not declare it).
   const options: ConnectionOptions & { onread?: OnReadOpts } = {

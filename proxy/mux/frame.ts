@@ -1,0 +1,89 @@
+/**
+ * Frames of the mesh multiplexer (ALPN `wren-mux/1`, proxy/mux/mux-session.ts): many
+ * virtual connections between two sidecars on one mTLS connection, as yamux or SSH
+ * channels carry byte streams (HTTP/2's framing without its header compression and
+ * stream semantics: each virtual connection carries HTTP/1.1 bytes, parsed by the codec
+ * on both ends).
+ *
+ *     length u32 | type u8 | flags u8 | stream id u32 | payload (length bytes)
+ *
+ * DATA carries bytes of a stream (FIN: the sender's half is done; the first DATA of an
+ * unknown id opens the stream). WINDOW grants the peer more bytes to send on a stream
+ * (payload u32), as HTTP/2's WINDOW_UPDATE (RFC 9113 section 6.9). RESET aborts a stream
+ * (payload u32 code). GOAWAY: no new streams on this connection (payload u32: the last
+ * stream id the sender will serve), as HTTP/2's GOAWAY.
+ */
+export const HEADER_BYTES = 10;
+export const MAX_PAYLOAD = 64 * 1024;
+
+export const FrameType = { Data: 0, Window: 1, Reset: 2, GoAway: 3 } as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+export const FLAG_FIN = 1;
+
+/** Codes carried by RESET. */
+export const ResetCode = { Cancel: 0, FlowControl: 1, Refused: 2, Protocol: 3 } as const;
+
+export function frameHeader(type: FrameType, flags: number, id: number, length: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER_BYTES);
+  h.writeUInt32BE(length, 0);
+  h[4] = type;
+  h[5] = flags;
+  h.writeUInt32BE(id, 6);
+  return h;
+}
+
+/** A whole control frame (WINDOW, RESET, GOAWAY): a header and one u32. */
+export function controlFrame(type: FrameType, id: number, value: number): Buffer {
+  const f = Buffer.allocUnsafe(HEADER_BYTES + 4);
+  f.writeUInt32BE(4, 0);
+  f[4] = type;
+  f[5] = 0;
+  f.writeUInt32BE(id, 6);
+  f.writeUInt32BE(value >>> 0, HEADER_BYTES);
+  return f;
+}
+
+export interface FrameSink {
+  frame(type: number, flags: number, id: number, payload: Buffer): void;
+  /** The bytes are not frames (an unknown type, a payload over MAX_PAYLOAD, a bad control frame). */
+  malformed(why: string): void;
+}
+
+/**
+ * Incremental frame reader: bytes from the connection in, whole frames out. Payloads are
+ * views of what was read (node gives every read its own Buffer), copied only when a frame
+ * spans reads.
+ */
+export class Deframer {
+  private pending: Buffer | null = null;
+  private failed = false;
+
+  constructor(private readonly sink: FrameSink) {}
+
+  push(chunk: Buffer): void {
+    if (this.failed) return;
+    let buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    this.pending = null;
+    while (buf.length >= HEADER_BYTES) {
+      const len = buf.readUInt32BE(0);
+      const type = buf[4];
+      if (len > MAX_PAYLOAD) return this.fail(`frame of ${len} bytes (the limit is ${MAX_PAYLOAD})`);
+      if (type > FrameType.GoAway) return this.fail(`unknown frame type ${type}`);
+      if (type !== FrameType.Data && len !== 4) return this.fail(`control frame of ${len} bytes`);
+      if (buf.length < HEADER_BYTES + len) break;
+      const payload = buf.subarray(HEADER_BYTES, HEADER_BYTES + len);
+      const flags = buf[5];
+      const id = buf.readUInt32BE(6);
+      buf = buf.subarray(HEADER_BYTES + len);
+      this.sink.frame(type, flags, id, payload);
+      if (this.failed) return;
+    }
+    if (buf.length > 0) this.pending = buf;
+  }
+
+  private fail(why: string): void {
+    this.failed = true;
+    this.pending = null;
+    this.sink.malformed(why);
+  }
+}

@@ -1,0 +1,230 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { Deframer, FrameType, FLAG_FIN, frameHeader, controlFrame, MAX_PAYLOAD } from './frame.js';
+import { MuxSession } from './mux-session.js';
+import type { MuxStream } from './mux-stream.js';
+
+/** Real sockets on port 0 (the session uses only the socket API a TLS socket shares with TCP). */
+let server: Server;
+let pairs: { client: MuxSession; server: MuxSession; raw: Socket }[] = [];
+
+beforeAll(async () => {
+  server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+});
+afterEach(() => {
+  for (const p of pairs) {
+    p.client.destroy();
+    p.server.destroy();
+  }
+  pairs = [];
+});
+afterAll(() => server.close());
+
+async function pair(window = 64 * 1024, onStream?: (s: MuxStream) => void, maxStreams = 100): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
+  await new Promise((r) => raw.once('connect', r));
+  const s = await accepted;
+  // Every stream gets an error listener: the tests end by destroying the sessions.
+  const quiet = (st: MuxStream | null) => st?.on('error', () => undefined) ?? null;
+  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, maxStreams });
+  const open = client.open.bind(client);
+  client.open = () => quiet(open());
+  const p = {
+    client,
+    server: new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, maxStreams, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => onStream?.(quiet(st)!) }),
+    raw,
+  };
+  pairs.push(p);
+  return p;
+}
+
+const readAll = (s: MuxStream): Promise<string> =>
+  new Promise((resolve, reject) => {
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('Deframer', () => {
+  const frames = Buffer.concat([
+    frameHeader(FrameType.Data, 0, 1, 5), Buffer.from('hello'),
+    controlFrame(FrameType.Window, 1, 1000),
+    frameHeader(FrameType.Data, FLAG_FIN, 3, 0),
+    controlFrame(FrameType.Reset, 5, 2),
+  ]);
+  const expected = [
+    [FrameType.Data, 0, 1, 'hello'],
+    [FrameType.Window, 0, 1, '000003e8'],
+    [FrameType.Data, FLAG_FIN, 3, ''],
+    [FrameType.Reset, 0, 5, '00000002'],
+  ];
+
+  test('gives the same frames however the bytes are split', () => {
+    for (let cut = 0; cut <= frames.length; cut++) {
+      for (const step of [1, 3, 7, frames.length]) {
+        const got: unknown[] = [];
+        const d = new Deframer({ frame: (t, f, id, p) => got.push([t, f, id, t === FrameType.Data ? p.toString() : p.toString('hex')]), malformed: (w) => got.push(['malformed', w]) });
+        d.push(frames.subarray(0, cut));
+        for (let i = cut; i < frames.length; i += step) d.push(frames.subarray(i, Math.min(frames.length, i + step)));
+        expect(got).toEqual(expected);
+      }
+    }
+  });
+
+  test.each([
+    ['an oversized payload', frameHeader(FrameType.Data, 0, 1, MAX_PAYLOAD + 1), /frame of 65537 bytes/],
+    ['an unknown type', frameHeader(9 as FrameType, 0, 1, 0), /unknown frame type 9/],
+    ['a control frame of the wrong size', frameHeader(FrameType.Window, 0, 1, 8), /control frame of 8 bytes/],
+  ])('refuses %s and stops reading', (_name, bytes, why) => {
+    const got: string[] = [];
+    const d = new Deframer({ frame: () => got.push('frame'), malformed: (w) => got.push(w) });
+    d.push(bytes);
+    d.push(Buffer.concat([frameHeader(FrameType.Data, 0, 1, 1), Buffer.from('x')]));
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatch(why);
+  });
+});
+
+describe('MuxSession', () => {
+  test('streams carry bytes both ways with half-close, and are forgotten once both halves ended', async () => {
+    const served: MuxStream[] = [];
+    const p = await pair(64 * 1024, (s) => {
+      served.push(s);
+      void readAll(s).then((body) => s.end(`echo:${body}`));
+    });
+    const streams = [p.client.open()!, p.client.open()!, p.client.open()!];
+    expect(streams.map((s) => s.id)).toEqual([1, 3, 5]);
+    const answers = streams.map((s) => readAll(s));
+    streams.forEach((s, i) => s.end(`request ${i}`));
+    expect(await Promise.all(answers)).toEqual(['echo:request 0', 'echo:request 1', 'echo:request 2']);
+    expect(served.map((s) => s.peer)).toEqual(Array(3).fill('spiffe://td/ns/a/sa/b'));
+    await tick();
+    await tick();
+    expect(p.client.size).toBe(0);
+    expect(p.server.size).toBe(0);
+  });
+
+  test('flow control: a reader that does not read holds the sender to the window', async () => {
+    const WINDOW = 16 * 1024;
+    let peer: MuxStream | null = null;
+    const p = await pair(WINDOW, (s) => {
+      peer = s;
+      s.pause();
+    });
+    const s = p.client.open()!;
+    const big = Buffer.alloc(1024 * 1024, 0x61);
+    let written = false;
+    s.write(big, () => (written = true));
+    await new Promise((r) => setTimeout(r, 100));
+    // The peer holds at most its stream's buffer (highWaterMark, 64 KiB) plus the window:
+    // of the 1 MB written, the rest waits at the sender, not in the peer's memory.
+    expect(peer!.readableLength).toBeGreaterThan(0);
+    expect(peer!.readableLength).toBeLessThanOrEqual(64 * 1024 + WINDOW);
+    expect(written).toBe(false);
+    // Reading again grants the window back until everything has crossed.
+    let got = 0;
+    peer!.on('data', (d: Buffer) => (got += d.length));
+    peer!.resume();
+    s.end();
+    await new Promise((r) => peer!.once('end', r));
+    expect(got).toBe(big.length);
+    expect(written).toBe(true);
+  });
+
+  test('more data than the window granted resets the stream (flow-control error)', async () => {
+    let peer: MuxStream | null = null;
+    const p = await pair(1024, (s) => {
+      peer = s;
+      s.on('error', () => undefined);
+    });
+    const s = p.client.open()!;
+    s.on('error', () => undefined);
+    // Bypass the stream's own accounting: the raw frames of a misbehaving sender.
+    p.raw.write(Buffer.concat([frameHeader(FrameType.Data, 0, s.id, 10), Buffer.alloc(10)]));
+    p.raw.write(Buffer.concat([frameHeader(FrameType.Data, 0, s.id, 2000), Buffer.alloc(2000)]));
+    const closed = new Promise((r) => s.once('close', r));
+    await closed;
+    expect(peer!.destroyed).toBe(true);
+    expect(s.destroyed).toBe(true);
+  });
+
+  test('destroy() resets the stream at the peer; other streams go on', async () => {
+    const errors: string[] = [];
+    const served: MuxStream[] = [];
+    const p = await pair(64 * 1024, (s) => {
+      served.push(s);
+      s.on('error', (e) => errors.push(e.message));
+    });
+    const a = p.client.open()!;
+    const b = p.client.open()!;
+    a.write('x');
+    b.write('y');
+    await new Promise((r) => setTimeout(r, 20));
+    a.destroy();
+    await new Promise((r) => served[0].once('close', r));
+    expect(errors).toEqual(['stream reset by the peer (code 0)']);
+    const answer = readAll(b);
+    served[1].end('still here');
+    b.end();
+    expect(await answer).toBe('still here');
+  });
+
+  test('a lost connection fails every open stream as a connection reset', async () => {
+    const p = await pair();
+    const streams = [p.client.open()!, p.client.open()!];
+    const errs = streams.map((s) => new Promise<NodeJS.ErrnoException>((r) => s.once('error', r)));
+    p.raw.destroy();
+    const got = await Promise.all(errs);
+    expect(got.map((e) => e.code)).toEqual(['ECONNRESET', 'ECONNRESET']);
+    expect(p.client.isClosed).toBe(true);
+    expect(p.client.open()).toBeNull();
+  });
+
+  test('GOAWAY: no new stream, open ones finish, then the connection closes', async () => {
+    const served: MuxStream[] = [];
+    const p = await pair(64 * 1024, (s) => served.push(s));
+    const s = p.client.open()!;
+    s.write('first');
+    await new Promise((r) => setTimeout(r, 20));
+    p.server.goAway();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(p.client.goingAway).toBe(true);
+    expect(p.client.open()).toBeNull();
+    const answer = readAll(s);
+    void readAll(served[0]).then(() => served[0].end('done'));
+    s.end();
+    expect(await answer).toBe('done');
+    await new Promise((r) => p.raw.once('close', r));
+  });
+
+  test('a server refuses streams beyond maxStreams', async () => {
+    const p = await pair(64 * 1024, () => undefined, 1);
+    const a = p.client.open()!;
+    expect(p.client.open()).toBeNull(); // the client keeps its own bound
+    a.write('x');
+    // A misbehaving client opening a second stream anyway gets RESET (refused).
+    p.raw.write(Buffer.concat([frameHeader(FrameType.Data, 0, 99, 1), Buffer.from('y')]));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(p.server.size).toBe(1);
+  });
+
+  test("a turn's frames from every stream leave in one write", async () => {
+    const p = await pair(64 * 1024, () => undefined);
+    const streams = Array.from({ length: 10 }, () => p.client.open()!);
+    const raw = p.raw as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+    let writes = 0;
+    let writevs = 0;
+    const w = raw._write.bind(raw);
+    const wv = raw._writev.bind(raw);
+    raw._write = (...a) => (writes++, w(...a));
+    raw._writev = (...a) => (writevs++, wv(...a));
+    for (const s of streams) s.write('GET / HTTP/1.1\r\nhost: web\r\n\r\n');
+    await tick();
+    expect(writevs).toBe(1);
+    expect(writes).toBe(0);
+  });
+});

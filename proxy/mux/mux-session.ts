@@ -1,0 +1,181 @@
+import type { TLSSocket } from 'node:tls';
+import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType, ResetCode, type FrameSink } from './frame.js';
+import { MuxStream, type StreamOwner } from './mux-stream.js';
+
+/** ALPN protocol id of the mesh multiplexer. */
+export const MUX_ALPN = 'wren-mux/1';
+
+export interface MuxSessionOptions {
+  /** Client: opens streams (odd ids); server: accepts them (onStream). */
+  readonly client: boolean;
+  /** Server: the peer's SPIFFE ID, verified by the handshake (the caller of every request). */
+  readonly peer?: string;
+  /** Per-stream flow-control window, both directions (limits.http2InitialStreamWindowBytes). */
+  readonly windowBytes: number;
+  /** Streams open at once (server: more are refused with RESET). */
+  readonly maxStreams: number;
+  /** Server: a peer opened a stream. */
+  readonly onStream?: (s: MuxStream) => void;
+  /** The connection closed or broke the protocol (the reason, for the log). */
+  readonly onClose?: (why: string | null) => void;
+}
+
+/** An error like a TCP reset, so the layers above classify a lost session as a lost connection. */
+function resetError(msg: string): Error {
+  return Object.assign(new Error(msg), { code: 'ECONNRESET' });
+}
+
+/**
+ * Many virtual connections (MuxStream) on one mTLS connection between two sidecars
+ * (frames: proxy/mux/frame.ts). Everything written in one turn of the event loop, by every
+ * stream, leaves in one write: the TLS socket is corked at the first frame of a turn and
+ * uncorked on the next tick, so at load one TLS record and one syscall carry many
+ * requests (what an HTTP/2 sender does; docs/benchmarks.md "The floor of a Node pair").
+ */
+export class MuxSession implements StreamOwner, FrameSink {
+  private readonly streams = new Map<number, MuxStream>();
+  private readonly deframer = new Deframer(this);
+  private nextId: number;
+  private corked = false;
+  private closed = false;
+  /** GOAWAY sent or received: no new streams. */
+  goingAway = false;
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly peer: string;
+
+  constructor(
+    readonly socket: TLSSocket,
+    private readonly o: MuxSessionOptions,
+  ) {
+    this.nextId = o.client ? 1 : 2;
+    this.remoteAddress = socket.remoteAddress;
+    this.remotePort = socket.remotePort;
+    this.peer = o.peer ?? '';
+    socket.setNoDelay(true);
+    socket.on('data', (d: Buffer) => this.deframer.push(d));
+    socket.on('error', (e) => this.close(e.message, e));
+    socket.on('close', () => this.close(null));
+    socket.on('end', () => this.close(null));
+  }
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Client: a new virtual connection, or null when this session takes no more. */
+  open(): MuxStream | null {
+    if (this.closed || this.goingAway || this.streams.size >= this.o.maxStreams) return null;
+    const id = this.nextId;
+    this.nextId += 2;
+    const s = new MuxStream(id, this, this.o.windowBytes);
+    this.streams.set(id, s);
+    return s;
+  }
+
+  /** No new streams (drain, certificate rotation); the peer is told, open streams finish. */
+  goAway(): void {
+    if (this.goingAway || this.closed) return;
+    this.goingAway = true;
+    this.write(controlFrame(FrameType.GoAway, 0, 0));
+    if (this.streams.size === 0) this.end();
+  }
+
+  private end(): void {
+    this.flush();
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.close(null);
+  }
+
+  // FrameSink
+  frame(type: number, flags: number, id: number, payload: Buffer): void {
+    if (type === FrameType.Data) return this.onData(id, payload, (flags & FLAG_FIN) !== 0);
+    const value = payload.readUInt32BE(0);
+    if (type === FrameType.Window) this.streams.get(id)?.onWindow(value);
+    else if (type === FrameType.Reset) this.streams.get(id)?.onReset(resetError(`stream reset by the peer (code ${value})`));
+    else if (type === FrameType.GoAway) {
+      this.goingAway = true;
+      if (this.streams.size === 0) this.end();
+    }
+  }
+
+  malformed(why: string): void {
+    this.socket.destroy();
+    this.close(`protocol error: ${why}`);
+  }
+
+  private onData(id: number, payload: Buffer, fin: boolean): void {
+    let s = this.streams.get(id);
+    if (s === undefined) {
+      // A new stream: only the peer's parity, only a server accepts them.
+      if (this.o.client || id % 2 !== 1 || id === 0) return this.malformed(`DATA for unknown stream ${id}`);
+      if (this.goingAway || this.streams.size >= this.o.maxStreams) {
+        this.write(controlFrame(FrameType.Reset, id, ResetCode.Refused));
+        return;
+      }
+      s = new MuxStream(id, this, this.o.windowBytes);
+      this.streams.set(id, s);
+      this.o.onStream?.(s);
+    }
+    if (!s.onData(payload, fin)) {
+      this.write(controlFrame(FrameType.Reset, id, ResetCode.FlowControl));
+      s.onReset(resetError('flow-control window exceeded'));
+    }
+  }
+
+  // StreamOwner
+  sendData(id: number, payload: Buffer, fin: boolean): void {
+    this.write(frameHeader(FrameType.Data, fin ? FLAG_FIN : 0, id, payload.length));
+    if (payload.length > 0) this.write(payload);
+  }
+
+  sendWindow(id: number, bytes: number): void {
+    this.write(controlFrame(FrameType.Window, id, bytes));
+  }
+
+  sendReset(id: number, code: number): void {
+    this.write(controlFrame(FrameType.Reset, id, code));
+  }
+
+  removed(id: number): void {
+    this.streams.delete(id);
+    if (this.goingAway && this.streams.size === 0 && !this.closed) this.end();
+  }
+
+  private write(b: Buffer): void {
+    if (this.closed || this.socket.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(b);
+  }
+
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  private close(why: string | null, cause?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    const err = cause ?? resetError(why ?? 'mesh connection closed');
+    for (const s of [...this.streams.values()]) s.onReset(err);
+    this.streams.clear();
+    this.o.onClose?.(why);
+  }
+}
+
+function uncork(s: MuxSession): void {
+  s.flush();
+}

@@ -1,0 +1,189 @@
+import { Duplex } from 'node:stream';
+import { MAX_PAYLOAD } from './frame.js';
+
+/** What a stream needs from its session (proxy/mux/mux-session.ts). */
+export interface StreamOwner {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** The verified SPIFFE ID of the peer (server side; '' on the client side). */
+  readonly peer: string;
+  sendData(id: number, payload: Buffer, fin: boolean): void;
+  sendWindow(id: number, bytes: number): void;
+  sendReset(id: number, code: number): void;
+  removed(id: number): void;
+}
+
+/**
+ * One virtual connection of a mesh multiplexer session: a socket-like Duplex that the
+ * HTTP/1.1 pool (client side) and the HTTP/1.1 server (peer side) use as they use a TCP
+ * or TLS socket, long-lived like one (many keep-alive exchanges per stream), so nothing
+ * here is made per request.
+ *
+ * Flow control both ways, as HTTP/2's (RFC 9113 section 5.2): the sender sends at most
+ * the window the receiver granted; the receiver grants again what its reader consumed,
+ * so what waits in memory per stream is bounded by the window plus the Duplex's buffer.
+ * destroy() before both halves ended resets the stream at the peer (RESET), as closing a
+ * TCP socket with unread data resets it.
+ */
+export class MuxStream extends Duplex {
+  /** Bytes the peer may still send us before we grant more. */
+  private recvWindow: number;
+  /** Bytes consumed by our reader but not yet granted back. */
+  private owed = 0;
+  /** Bytes we may still send. */
+  private sendWindow: number;
+  /** A write waiting for window: the rest of its bytes and its callback. */
+  private blocked: { rest: Buffer; cb: (e?: Error | null) => void } | null = null;
+  private finSent = false;
+  private finReceived = false;
+  private resetByPeer = false;
+  private timer: NodeJS.Timeout | null = null;
+  private timeoutMs = 0;
+  readonly connecting = false;
+  readonly encrypted = true;
+
+  constructor(
+    readonly id: number,
+    readonly owner: StreamOwner,
+    private readonly window: number,
+  ) {
+    super({ allowHalfOpen: true, decodeStrings: true, highWaterMark: 64 * 1024 });
+    this.recvWindow = window;
+    this.sendWindow = window;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.owner.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.owner.remotePort;
+  }
+
+  /** The caller of every request on this stream: the session's verified peer. */
+  get peer(): string {
+    return this.owner.peer;
+  }
+
+  /** DATA from the peer. False: more than the window we granted (a flow-control error). */
+  onData(payload: Buffer, fin: boolean): boolean {
+    if (payload.length > this.recvWindow) return false;
+    this.touch();
+    if (payload.length > 0) {
+      this.recvWindow -= payload.length;
+      if (this.push(payload)) this.grant(payload.length);
+      else this.owed += payload.length;
+    }
+    if (fin && !this.finReceived) {
+      this.finReceived = true;
+      this.push(null);
+    }
+    return true;
+  }
+
+  private grant(n: number): void {
+    this.recvWindow += n;
+    if (!this.destroyed && !this.finReceived) this.owner.sendWindow(this.id, n);
+  }
+
+  /** WINDOW from the peer. */
+  onWindow(n: number): void {
+    this.sendWindow += n;
+    const b = this.blocked;
+    if (b === null) return;
+    this.blocked = null;
+    this.sendSome(b.rest, b.cb);
+  }
+
+  /** RESET from the peer, or the session is gone. */
+  onReset(err: Error): void {
+    this.resetByPeer = true;
+    this.destroy(err);
+  }
+
+  override _read(): void {
+    if (this.owed > 0) {
+      const n = this.owed;
+      this.owed = 0;
+      this.grant(n);
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.touch();
+    this.sendSome(chunk, cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (e?: Error | null) => void): void {
+    // Corked writes (a request head and its body) leave as one frame: one TLS record.
+    this.touch();
+    this.sendSome(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  private sendSome(buf: Buffer, cb: (e?: Error | null) => void): void {
+    let off = 0;
+    while (off < buf.length && this.sendWindow > 0) {
+      const n = Math.min(buf.length - off, this.sendWindow, MAX_PAYLOAD);
+      this.owner.sendData(this.id, off === 0 && n === buf.length ? buf : buf.subarray(off, off + n), false);
+      this.sendWindow -= n;
+      off += n;
+    }
+    if (off < buf.length) this.blocked = { rest: buf.subarray(off), cb };
+    else cb();
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    this.finSent = true;
+    this.owner.sendData(this.id, Buffer.alloc(0), true);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.clearTimer();
+    const b = this.blocked;
+    this.blocked = null;
+    b?.cb(err ?? new Error('stream destroyed'));
+    if (!this.resetByPeer && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, 0);
+    this.owner.removed(this.id);
+    cb(err);
+  }
+
+  /** net.Socket's inactivity timer: 'timeout' after `ms` without a byte either way (0: off). */
+  setTimeout(ms: number, cb?: () => void): this {
+    if (cb) this.once('timeout', cb);
+    this.timeoutMs = ms;
+    this.clearTimer();
+    if (ms > 0 && !this.destroyed) {
+      this.timer = setTimeout(() => this.emit('timeout'), ms);
+      this.timer.unref();
+    }
+    return this;
+  }
+
+  private touch(): void {
+    if (this.timer !== null) this.timer.refresh();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  setNoDelay(): this {
+    return this;
+  }
+
+  setKeepAlive(): this {
+    return this;
+  }
+
+  /** A virtual connection has no RST of its own to send before destroying: RESET is what destroy() sends. */
+  resetAndDestroy(): this {
+    return this.destroy();
+  }
+
+  /** For net.Socket's users that read it (timeouts in tests): the armed inactivity timeout. */
+  get timeout(): number {
+    return this.timeoutMs;
+  }
+}

@@ -1,0 +1,74 @@
+import type { Socket } from 'node:net';
+import { H1Pool } from '../http/h1-pool.js';
+import { connectPeer } from '../tls/connect-peer.js';
+import type { TlsIdentity } from '../tls/tls-identity.js';
+import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
+import type { MeshH1PoolOptions } from './mesh-h1-pool.js';
+
+export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
+  /** Per-stream flow-control window (limits.http2InitialStreamWindowBytes). */
+  readonly windowBytes: number;
+}
+
+/**
+ * HTTP/1.1 to peer sidecars on virtual connections multiplexed over one mTLS connection
+ * per peer (config `protocol.meshHttp1: mux`, ALPN `wren-mux/1`; proxy/mux). The HTTP/1.1
+ * pool is the one `h1` uses, with the same bound per peer (its connections are streams
+ * here) and the same exchange rules; what changes is that a turn's requests to a peer
+ * leave in one TLS record and one write, and its responses arrive the same way.
+ *
+ * The session's TLS is PeerPool's (connectPeer): the workload certificate, the peer's
+ * SPIFFE ID checked at the handshake (a stream fails with PEER_IDENTITY otherwise). After a
+ * certificate rotation, the sessions made with the old certificate take no new stream
+ * (GOAWAY) and close once their streams have.
+ */
+export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
+  const sessions = new Map<string, MuxSession>();
+  /** Sessions whose handshake is done (the peer verified). */
+  const ready = new WeakSet<MuxSession>();
+  const session = (host: string, port: number, identity: string): MuxSession => {
+    const key = `${host}:${port}|${identity}`;
+    const known = sessions.get(key);
+    if (known !== undefined && !known.isClosed && !known.goingAway && known.size < o.maxConnectionsPerPeer) return known;
+    const tls = connectPeer(o.tls, host, port, identity, MUX_ALPN);
+    const s: MuxSession = new MuxSession(tls, {
+      client: true,
+      windowBytes: o.windowBytes,
+      maxStreams: o.maxConnectionsPerPeer,
+      onClose: () => {
+        if (sessions.get(key) === s) sessions.delete(key);
+      },
+    });
+    tls.once('secureConnect', () => {
+      ready.add(s);
+      o.onConnection?.();
+    });
+    sessions.set(key, s);
+    return s;
+  };
+  const connect = (host: string, port: number, identity: string): Socket => {
+    const sess = session(host, port, identity);
+    const stream = sess.open()!;
+    // The pool waits for 'secureConnect' (the peer verified) before counting the connection up.
+    if (ready.has(sess)) process.nextTick(() => stream.emit('secureConnect'));
+    else sess.socket.once('secureConnect', () => stream.emit('secureConnect'));
+    return stream as unknown as Socket;
+  };
+  const pool = new H1Pool({
+    connect,
+    secure: true,
+    maxSockets: o.maxConnectionsPerPeer,
+    connectTimeoutMs: o.connectTimeoutMs,
+    maxHeaderBytes: o.maxHeaderBytes,
+    idleTimeoutMs: o.idleTimeoutMs <= 0 ? 2 ** 31 - 1 : Math.max(1, o.idleTimeoutMs - 1000),
+    onQueued: o.onQueued,
+    onIdleTimeout: o.onIdleTimeout,
+    strictLimits: true,
+  });
+  o.tls.onRotate(() => {
+    pool.retire();
+    for (const s of sessions.values()) s.goAway();
+    sessions.clear();
+  });
+  return pool;
+}
