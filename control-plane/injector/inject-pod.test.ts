@@ -214,9 +214,11 @@ describe('annotations', () => {
     const h2 = pod({ annotations: { 'wren.io/mesh-http1': 'h2' } });
     const proxy = find(apply(h2, injectPod(h2).patch).spec?.initContainers, 'wren-proxy')!;
     expect(proxy.env?.find((e) => e.name === 'WREN_MESH_HTTP1')?.value).toBe('h2');
+    const mux = pod({ annotations: { 'wren.io/mesh-http1': 'mux' } });
+    expect(find(apply(mux, injectPod(mux).patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP1')?.value).toBe('mux');
     const bad = pod({ annotations: { 'wren.io/mesh-http1': 'http2' } });
     const r = injectPod(bad);
-    expect(r.warnings).toEqual(['wren.io/mesh-http1: ignoring "http2" (expected h1 or h2)']);
+    expect(r.warnings).toEqual(['wren.io/mesh-http1: ignoring "http2" (expected h1, mux or h2)']);
     expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP1')).toBeUndefined();
     const none = pod({});
     expect(find(apply(none, injectPod(none).patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP1')).toBeUndefined();

@@ -105,11 +105,11 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     else warnings.push(`${A.egressServices}: ignoring ${JSON.stringify(e)} (expected "name.namespace" service keys, comma-separated); the proxy subscribes to every service`);
   }
   // How HTTP/1.1 travels to peer sidecars (the proxy's protocol.meshHttp1); unset, the proxy's default (h1).
-  let meshHttp1: 'h1' | 'h2' | undefined;
+  let meshHttp1: 'h1' | 'h2' | 'mux' | undefined;
   const m = ann[A.meshHttp1];
   if (m !== undefined) {
-    if (m === 'h1' || m === 'h2') meshHttp1 = m;
-    else warnings.push(`${A.meshHttp1}: ignoring ${JSON.stringify(m)} (expected h1 or h2)`);
+    if (m === 'h1' || m === 'h2' || m === 'mux') meshHttp1 = m;
+    else warnings.push(`${A.meshHttp1}: ignoring ${JSON.stringify(m)} (expected h1, mux or h2)`);
   }
   // The workload name from the pod's owner references at admission (as Istio's injector
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.

@@ -86,7 +86,7 @@ export interface ProxyEnvSettings {
   /** WREN_EGRESS_SERVICES; []: every service. */
   readonly egress: readonly string[];
   /** WREN_MESH_HTTP1; undefined: the proxy's default. */
-  readonly meshHttp1: 'h1' | 'h2' | undefined;
+  readonly meshHttp1: 'h1' | 'h2' | 'mux' | undefined;
   /** WREN_TRACING_SAMPLING, WREN_ACCESS_LOG, WREN_ACCESS_LOG_SAMPLING from the telemetry annotations (telemetry-annotations.ts). */
   readonly telemetryEnv?: readonly { readonly name: string; readonly value: string }[];
   /** WREN_WORKLOAD_NAME / _APP / _VERSION (translate/pod-workload.ts); '' values are left out. */

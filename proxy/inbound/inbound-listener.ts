@@ -236,6 +236,8 @@ export class InboundListener {
       peer,
       windowBytes: this.d.limits.http2InitialStreamWindowBytes,
       maxStreams: this.d.maxConcurrentStreams,
+      idleTimeoutMs: this.d.limits.idleConnectionTimeoutMs,
+      onIdleTimeout: () => this.d.metrics.limits.inc({ direction: 'inbound', limit: 'idle-connection-timeout' }),
       onStream: (s) => this.meshMux.serve(s as unknown as Socket),
       onClose: (why) => {
         this.muxSessions.delete(session);

@@ -228,3 +228,35 @@ describe('MuxSession', () => {
     expect(writes).toBe(0);
   });
 });
+
+describe('MuxSession lifetime', () => {
+  test('a client closes its connection when its last stream closes; a server closes an empty one after its idle timeout, counted', async () => {
+    const accepted = new Promise<Socket>((r) => server.once('connection', r));
+    const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
+    await new Promise((r) => raw.once('connect', r));
+    const s = await accepted;
+    let idleCloses = 0;
+    const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, maxStreams: 10, idleTimeoutMs: 150, onIdleTimeout: () => idleCloses++, onStream: (st) => st.on('error', () => undefined) });
+    const cli = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 1024, maxStreams: 10 });
+    pairs.push({ client: cli, server: srv, raw });
+    const a = cli.open()!.on('error', () => undefined);
+    a.write('x');
+    await new Promise((r) => setTimeout(r, 250)); // a stream is open: no idle close
+    expect(idleCloses).toBe(0);
+    expect(srv.isClosed).toBe(false);
+    a.destroy();
+    await new Promise((r) => raw.once('close', r));
+    expect(cli.isClosed).toBe(true);
+
+    // A client that opens no stream: the server closes the connection after its idle timeout.
+    const accepted2 = new Promise<Socket>((r) => server.once('connection', r));
+    const raw2 = connect((server.address() as { port: number }).port, '127.0.0.1');
+    const s2 = await accepted2;
+    const srv2 = new MuxSession(s2 as unknown as TLSSocket, { client: false, windowBytes: 1024, maxStreams: 10, idleTimeoutMs: 100, onIdleTimeout: () => idleCloses++ });
+    raw2.on('data', () => undefined);
+    await new Promise((r) => raw2.once('close', r));
+    expect(idleCloses).toBe(1);
+    await new Promise((r) => setTimeout(r, 50)); // the server sees the client's own close
+    expect(srv2.isClosed).toBe(true);
+  });
+});

@@ -16,6 +16,13 @@ export interface MuxSessionOptions {
   readonly maxStreams: number;
   /** Server: a peer opened a stream. */
   readonly onStream?: (s: MuxStream) => void;
+  /**
+   * Server: a connection with no stream for this long is closed (limits.idleConnectionTimeoutMs;
+   * 0: never), and `onIdleTimeout` counts it. A client closes its connection when its last
+   * stream closes (the pool's idle timeout closes the streams).
+   */
+  readonly idleTimeoutMs?: number;
+  readonly onIdleTimeout?: () => void;
   /** The connection closed or broke the protocol (the reason, for the log). */
   readonly onClose?: (why: string | null) => void;
 }
@@ -38,6 +45,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   private nextId: number;
   private corked = false;
   private closed = false;
+  private emptyTimer: NodeJS.Timeout | null = null;
   /** GOAWAY sent or received: no new streams. */
   goingAway = false;
   readonly remoteAddress: string | undefined;
@@ -57,6 +65,20 @@ export class MuxSession implements StreamOwner, FrameSink {
     socket.on('error', (e) => this.close(e.message, e));
     socket.on('close', () => this.close(null));
     socket.on('end', () => this.close(null));
+    this.emptied();
+  }
+
+  /** No stream open: a server starts counting towards its idle timeout. */
+  private emptied(): void {
+    const ms = this.o.idleTimeoutMs ?? 0;
+    if (this.o.client || ms <= 0 || this.closed) return;
+    if (this.emptyTimer !== null) return void this.emptyTimer.refresh();
+    this.emptyTimer = setTimeout(() => {
+      if (this.streams.size > 0 || this.closed) return;
+      this.o.onIdleTimeout?.();
+      this.goAway();
+    }, ms);
+    this.emptyTimer.unref();
   }
 
   get size(): number {
@@ -147,7 +169,9 @@ export class MuxSession implements StreamOwner, FrameSink {
 
   removed(id: number): void {
     this.streams.delete(id);
-    if (this.goingAway && this.streams.size === 0 && !this.closed) this.end();
+    if (this.streams.size > 0 || this.closed) return;
+    if (this.goingAway || this.o.client) this.end();
+    else this.emptied();
   }
 
   private write(b: Buffer): void {
@@ -169,6 +193,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   private close(why: string | null, cause?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.emptyTimer !== null) clearTimeout(this.emptyTimer);
     const err = cause ?? resetError(why ?? 'mesh connection closed');
     for (const s of [...this.streams.values()]) s.onReset(err);
     this.streams.clear();

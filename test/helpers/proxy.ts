@@ -39,7 +39,7 @@ export interface StartProxyOptions {
 }
 
 /**
- * How HTTP/1.1 goes between the test sidecars: WREN_TEST_MESH_HTTP1=h1|h2 runs a suite
+ * How HTTP/1.1 goes between the test sidecars: WREN_TEST_MESH_HTTP1=h1|mux|h2 runs a suite
  * with that `protocol.meshHttp1` (a test's own config still wins), so the integration
  * suites can be run against both transports (docs/configuration.md, Between sidecars).
  */
