@@ -118,10 +118,10 @@ test('five abandoned 50 MB uploads to an app that never reads release their slot
   expect(await get('stuck.default.svc.cluster.local', '/')).toBe(200);
   // The stream idle timeout is what noticed. Which sidecar's fires first depends on how
   // HTTP/1.1 travels between them (docs/configuration.md, "Between sidecars"): over HTTP/2
-  // (h2) the stream window stalls the caller's own upload first; over pooled HTTP/1.1 (h1,
-  // the default) the kernel's TCP buffers keep the caller's bytes moving, and the inbound's
-  // timer, facing the app that never reads, fires.
-  const h1 = (TEST_MESH_HTTP1 ?? 'h1') === 'h1';
+  // (h2) or the multiplexer (mux, the default) the stream window stalls the caller's own
+  // upload first; over pooled HTTP/1.1 (h1) the kernel's TCP buffers keep the caller's bytes
+  // moving, and the inbound's timer, facing the app that never reads, fires.
+  const h1 = (TEST_MESH_HTTP1 ?? 'mux') === 'h1';
   const metrics = await (await fetch(`http://127.0.0.1:${(h1 ? server : client).adminPort}/metrics`)).text();
   expect(metrics).toMatch(new RegExp(`wren_limit_exceeded_total\\{direction="${h1 ? 'inbound' : 'outbound'}",limit="stream-idle-timeout"\\} [1-9]`));
 }, 30_000);

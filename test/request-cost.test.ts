@@ -18,7 +18,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * Budgets (pair total per request; async_hooks also reports the promise V8 makes for each
  * `await` while hooks are on, so an async function with one await counts 2). Measured with
  * this test on the commit before issue 12's third session (5c5a41d) and after it:
- * - HTTP/1.1 through the pair (HTTP/1.1 between the sidecars, the default): 22.0 promises
+ * - HTTP/1.1 through the pair (HTTP/1.1 between the sidecars on pooled connections, h1): 22.0 promises
  *   before, 12.0 after (outbound 7: the listener's then, record-metrics, errors-to-response,
  *   admission, retry, pick-endpoint, the HTTP/1.1 pool's; inbound 5: the listener's,
  *   record-metrics, errors-to-response, deliver-to-app, the pool's);
@@ -42,10 +42,18 @@ const TIMERS_H2 = 2.25;
  * emitCloseNT after autoDestroy).
  */
 const TICKS_H1 = 12.25;
+/**
+ * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 21.0 measured.
+ * Per sidecar the virtual connection is a Duplex (its afterWrite and maybeReadMore_ ticks on
+ * each side of the mesh hop) and the session uncorks a turn's frames on the next tick; what
+ * that buys is one TLS record and one syscall for every frame of the turn (docs/benchmarks.md,
+ * "The mesh multiplexer").
+ */
+const TICKS_MUX = 21.25;
 const N = 400;
 
 const pki = testPki();
-let app: Server, h2app: Http2Server, server: Proxy, client: Proxy;
+let app: Server, h2app: Http2Server, server: Proxy, client: Proxy, muxClient: Proxy;
 
 /** A keep-alive HTTP/1.1 app that answers every request head with 5 bytes, parsing nothing but the head's end. */
 function bytesApp(): Promise<Server> {
@@ -82,18 +90,18 @@ beforeAll(async () => {
   h2app = await h2BytesApp();
   server = await startProxy({ pki, serviceAccount: 'web' });
   const port = (app.address() as import('node:net').AddressInfo).port;
-  client = await startProxy({
-    pki,
-    serviceAccount: 'client',
-    services: [meshService('web', 80, [{ appPort: port, proxy: server }]), meshService('h2', 81, [{ appPort: (h2app.address() as import('node:net').AddressInfo).port, proxy: server }], { protocol: 'http2' })],
-  });
-  countMetricCalls([client, server]);
+  const services = [meshService('web', 80, [{ appPort: port, proxy: server }]), meshService('h2', 81, [{ appPort: (h2app.address() as import('node:net').AddressInfo).port, proxy: server }], { protocol: 'http2' })];
+  // Each transport's budget is asserted on that transport, whatever the default.
+  client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp1: 'h1' } }, services });
+  muxClient = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp1: 'mux' } }, services });
+  countMetricCalls([client, muxClient, server]);
   countOnce();
 });
 
 afterAll(async () => {
   EventEmitter.prototype.once = originalOnce;
   await client.close();
+  await muxClient.close();
   await server.close();
   await new Promise((r) => app.close(r));
   await new Promise((r) => h2app.close(r));
@@ -191,8 +199,8 @@ function counted(n: number, one: (done: () => void) => void): Promise<Counts> {
 }
 
 /** GET / on one kept-alive connection to the outbound listener, bytes by hand: the next request when the 5-byte body is in. */
-function h1Client(): { one: (done: () => void) => void; close: () => void } {
-  const sock: Socket = connect(client.outboundPort, '127.0.0.1');
+function h1Client(via: Proxy = client): { one: (done: () => void) => void; close: () => void } {
+  const sock: Socket = connect(via.outboundPort, '127.0.0.1');
   let got = '';
   let done: (() => void) | null = null;
   sock.on('data', (d) => {
@@ -242,6 +250,16 @@ test(`an HTTP/1.1 request through the pair costs at most ${PROMISES_H1} promises
   expect(c.promises).toBeLessThanOrEqual(PROMISES_H1);
   expect(c.timers).toBeLessThanOrEqual(TIMERS);
   expect(c.ticks).toBeLessThanOrEqual(TICKS_H1);
+  expect(c.once).toBeLessThanOrEqual(ONCE_H1);
+  expect(c.metricCalls).toBe(METRIC_CALLS);
+});
+
+test(`an HTTP/1.1 request over the mesh multiplexer costs at most ${PROMISES_H1} promises, no timer and ${TICKS_MUX} ticks`, async () => {
+  const c = await measure(h1Client(muxClient));
+  process.stdout.write(`request-cost mux: ${JSON.stringify(c)}\n`);
+  expect(c.promises).toBeLessThanOrEqual(PROMISES_H1);
+  expect(c.timers).toBeLessThanOrEqual(TIMERS);
+  expect(c.ticks).toBeLessThanOrEqual(TICKS_MUX);
   expect(c.once).toBeLessThanOrEqual(ONCE_H1);
   expect(c.metricCalls).toBe(METRIC_CALLS);
 });

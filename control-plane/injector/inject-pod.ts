@@ -104,7 +104,7 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (keys) egress = keys;
     else warnings.push(`${A.egressServices}: ignoring ${JSON.stringify(e)} (expected "name.namespace" service keys, comma-separated); the proxy subscribes to every service`);
   }
-  // How HTTP/1.1 travels to peer sidecars (the proxy's protocol.meshHttp1); unset, the proxy's default (h1).
+  // How HTTP/1.1 travels to peer sidecars (the proxy's protocol.meshHttp1); unset, the proxy's default (mux).
   let meshHttp1: 'h1' | 'h2' | 'mux' | undefined;
   const m = ann[A.meshHttp1];
   if (m !== undefined) {

@@ -194,10 +194,11 @@ describe('upstreams (explicit local listeners, Consul-style)', () => {
 describe('protocol.meshHttp1 (HTTP/1.1 between sidecars)', () => {
   test('defaults, values, and errors naming the field path', () => {
     const p = parseProxyConfig({ tls: files }).protocol;
-    expect(p.meshHttp1).toBe('h1');
+    expect(p.meshHttp1).toBe('mux');
     expect(p.meshHttp1MaxConnectionsPerPeer).toBe(256);
     expect(parseProxyConfig({ tls: files, protocol: { meshHttp1: 'h1', meshHttp1MaxConnectionsPerPeer: 8 } }).protocol).toMatchObject({ meshHttp1: 'h1', meshHttp1MaxConnectionsPerPeer: 8 });
-    expect(problem({ tls: files, protocol: { meshHttp1: 'http/1.1' } })).toMatch(/^cfg: protocol\.meshHttp1: expected one of h1, h2/);
+    expect(parseProxyConfig({ tls: files, protocol: { meshHttp1: 'h2' } }).protocol.meshHttp1).toBe('h2');
+    expect(problem({ tls: files, protocol: { meshHttp1: 'http/1.1' } })).toMatch(/^cfg: protocol\.meshHttp1: expected one of h1, h2, mux/);
     expect(problem({ tls: files, protocol: { meshHttp1MaxConnectionsPerPeer: 0 } })).toContain('protocol.meshHttp1MaxConnectionsPerPeer');
   });
 });
@@ -293,8 +294,9 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     const env = {
       POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
     };
-    expect(proxyConfigFromEnv(env).protocol.meshHttp1).toBe('h1');
+    expect(proxyConfigFromEnv(env).protocol.meshHttp1).toBe('mux');
     expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'h2' }).protocol.meshHttp1).toBe('h2');
+    expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'h1' }).protocol.meshHttp1).toBe('h1');
     expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'http2' })).toThrow(/WREN_MESH_HTTP1/);
   });
 

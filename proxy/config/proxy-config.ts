@@ -331,7 +331,7 @@ const shape = obj({
     detectTimeoutMs: duration(1000),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
     // h1 by the numbers (docs/benchmarks.md, "HTTP/1.1 between sidecars"): less CPU and half the RSS per sidecar.
-    meshHttp1: literal(['h1', 'h2', 'mux'] as const, 'h1'),
+    meshHttp1: literal(['h1', 'h2', 'mux'] as const, 'mux'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({

@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
-import type { TlsIdentity } from '../tls/tls-identity.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import type { MeshH1PoolOptions } from './mesh-h1-pool.js';
 
