@@ -180,7 +180,7 @@ export class Proxy {
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool(meshOpts)
         : config.protocol.meshHttp1 === 'mux'
-          ? meshMuxPool({ ...meshOpts, windowBytes: config.limits.http2InitialStreamWindowBytes })
+          ? meshMuxPool({ ...meshOpts, windowBytes: config.limits.http2InitialStreamWindowBytes, connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes })
           : undefined;
     const L = config.listeners;
     // The proxy's own ports, which a peer's target port may never name (proxy/inbound/target-port.ts):

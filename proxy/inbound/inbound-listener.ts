@@ -235,6 +235,7 @@ export class InboundListener {
       client: false,
       peer,
       windowBytes: this.d.limits.http2InitialStreamWindowBytes,
+      connectionWindowBytes: this.d.limits.http2InitialConnectionWindowBytes,
       maxStreams: this.d.maxConcurrentStreams,
       idleTimeoutMs: this.d.limits.idleConnectionTimeoutMs,
       onIdleTimeout: () => this.d.metrics.limits.inc({ direction: 'inbound', limit: 'idle-connection-timeout' }),

@@ -21,19 +21,19 @@ afterEach(() => {
 });
 afterAll(() => server.close());
 
-async function pair(window = 64 * 1024, onStream?: (s: MuxStream) => void, maxStreams = 100): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
+async function pair(window = 64 * 1024, onStream?: (s: MuxStream) => void, maxStreams = 100, connWindow = 1 << 20): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
   const accepted = new Promise<Socket>((r) => server.once('connection', r));
   const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
   await new Promise((r) => raw.once('connect', r));
   const s = await accepted;
   // Every stream gets an error listener: the tests end by destroying the sessions.
   const quiet = (st: MuxStream | null) => st?.on('error', () => undefined) ?? null;
-  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, maxStreams });
+  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, connectionWindowBytes: connWindow, maxStreams });
   const open = client.open.bind(client);
   client.open = () => quiet(open());
   const p = {
     client,
-    server: new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, maxStreams, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => onStream?.(quiet(st)!) }),
+    server: new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => onStream?.(quiet(st)!) }),
     raw,
   };
   pairs.push(p);
@@ -133,6 +133,42 @@ describe('MuxSession', () => {
     await new Promise((r) => peer!.once('end', r));
     expect(got).toBe(big.length);
     expect(written).toBe(true);
+  });
+
+  test("the connection window bounds every stream's unread bytes together, and a closed stream's unread bytes are given back", async () => {
+    const CONN = 128 * 1024;
+    const served: MuxStream[] = [];
+    let flowing = false;
+    const totals: Promise<number>[] = [];
+    const count = (st: MuxStream) =>
+      totals.push(new Promise<number>((resolve) => {
+        let n = 0;
+        st.on('data', (d: Buffer) => (n += d.length));
+        st.once('end', () => resolve(n));
+        st.resume(); // paused explicitly: a 'data' listener alone does not resume it
+      }));
+    const p = await pair(1 << 20, (st) => {
+      served.push(st);
+      if (flowing) count(st);
+      else st.pause();
+    }, 100, CONN);
+    const streams = Array.from({ length: 8 }, () => p.client.open()!);
+    for (const st of streams) st.write(Buffer.alloc(1 << 20, 0x62));
+    await new Promise((r) => setTimeout(r, 150));
+    const held = served.reduce((a, st) => a + st.readableLength, 0);
+    // The streams' own buffers (64 KiB each, granted as they filled) plus the connection window: not 8 x 1 MiB.
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(served.length * 64 * 1024 + CONN);
+    expect(served.length).toBeLessThan(8); // the others have not had a byte of window yet
+    // A stream closed with unread bytes gives them back to the connection: the others go on to the end.
+    const first = served[0];
+    first.destroy();
+    flowing = true;
+    for (const st of served.slice(1)) count(st);
+    for (const st of streams) if (st.id !== first.id) st.end();
+    await new Promise((r) => setTimeout(r, 300));
+    const got = await Promise.all(totals);
+    expect(got).toEqual(Array(7).fill(1 << 20));
   });
 
   test('more data than the window granted resets the stream (flow-control error)', async () => {
@@ -236,8 +272,8 @@ describe('MuxSession lifetime', () => {
     await new Promise((r) => raw.once('connect', r));
     const s = await accepted;
     let idleCloses = 0;
-    const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, maxStreams: 10, idleTimeoutMs: 150, onIdleTimeout: () => idleCloses++, onStream: (st) => st.on('error', () => undefined) });
-    const cli = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 1024, maxStreams: 10 });
+    const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 150, onIdleTimeout: () => idleCloses++, onStream: (st) => st.on('error', () => undefined) });
+    const cli = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
     pairs.push({ client: cli, server: srv, raw });
     const a = cli.open()!.on('error', () => undefined);
     a.write('x');
@@ -252,7 +288,7 @@ describe('MuxSession lifetime', () => {
     const accepted2 = new Promise<Socket>((r) => server.once('connection', r));
     const raw2 = connect((server.address() as { port: number }).port, '127.0.0.1');
     const s2 = await accepted2;
-    const srv2 = new MuxSession(s2 as unknown as TLSSocket, { client: false, windowBytes: 1024, maxStreams: 10, idleTimeoutMs: 100, onIdleTimeout: () => idleCloses++ });
+    const srv2 = new MuxSession(s2 as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 100, onIdleTimeout: () => idleCloses++ });
     raw2.on('data', () => undefined);
     await new Promise((r) => raw2.once('close', r));
     expect(idleCloses).toBe(1);

@@ -12,6 +12,8 @@ export interface MuxSessionOptions {
   readonly peer?: string;
   /** Per-stream flow-control window, both directions (limits.http2InitialStreamWindowBytes). */
   readonly windowBytes: number;
+  /** Connection-level window, both directions (limits.http2InitialConnectionWindowBytes): all streams' unread bytes together. */
+  readonly connectionWindowBytes: number;
   /** Streams open at once (server: more are refused with RESET). */
   readonly maxStreams: number;
   /** Server: a peer opened a stream. */
@@ -46,6 +48,11 @@ export class MuxSession implements StreamOwner, FrameSink {
   private corked = false;
   private closed = false;
   private emptyTimer: NodeJS.Timeout | null = null;
+  /** Bytes the peer may still send on the connection before we grant more. */
+  private connRecvWindow: number;
+  connSendWindow: number;
+  /** Streams waiting for connection-level window, woken in order when it opens. */
+  private waitingForWindow: MuxStream[] = [];
   /** GOAWAY sent or received: no new streams. */
   goingAway = false;
   readonly remoteAddress: string | undefined;
@@ -60,6 +67,8 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
     this.peer = o.peer ?? '';
+    this.connRecvWindow = o.connectionWindowBytes;
+    this.connSendWindow = o.connectionWindowBytes;
     socket.setNoDelay(true);
     socket.on('data', (d: Buffer) => this.deframer.push(d));
     socket.on('error', (e) => this.close(e.message, e));
@@ -121,7 +130,14 @@ export class MuxSession implements StreamOwner, FrameSink {
   frame(type: number, flags: number, id: number, payload: Buffer): void {
     if (type === FrameType.Data) return this.onData(id, payload, (flags & FLAG_FIN) !== 0);
     const value = payload.readUInt32BE(0);
-    if (type === FrameType.Window) this.streams.get(id)?.onWindow(value);
+    if (type === FrameType.Window) {
+      if (id !== 0) return this.streams.get(id)?.onWindow(value);
+      this.connSendWindow += value;
+      const waiting = this.waitingForWindow;
+      this.waitingForWindow = [];
+      for (const st of waiting) if (!st.destroyed) st.onWindow(0);
+      return;
+    }
     else if (type === FrameType.Reset) this.streams.get(id)?.onReset(resetError(`stream reset by the peer (code ${value})`));
     else if (type === FrameType.GoAway) {
       this.goingAway = true;
@@ -135,13 +151,16 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   private onData(id: number, payload: Buffer, fin: boolean): void {
+    // The connection's window first: a peer that overruns it breaks the protocol for all its streams.
+    if (payload.length > this.connRecvWindow) return this.malformed(`${payload.length} bytes of DATA over the connection window (${this.connRecvWindow} left)`);
+    this.connRecvWindow -= payload.length;
     let s = this.streams.get(id);
     if (s === undefined) {
       // A new stream: only the peer's parity, only a server accepts them.
       if (this.o.client || id % 2 !== 1 || id === 0) return this.malformed(`DATA for unknown stream ${id}`);
       if (this.goingAway || this.streams.size >= this.o.maxStreams) {
         this.write(controlFrame(FrameType.Reset, id, ResetCode.Refused));
-        return;
+        return this.grantConnection(payload.length);
       }
       s = new MuxStream(id, this, this.o.windowBytes);
       this.streams.set(id, s);
@@ -150,17 +169,35 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (!s.onData(payload, fin)) {
       this.write(controlFrame(FrameType.Reset, id, ResetCode.FlowControl));
       s.onReset(resetError('flow-control window exceeded'));
+      this.grantConnection(payload.length);
     }
+  }
+
+  returnConnectionWindow(n: number): void {
+    this.grantConnection(n);
+  }
+
+  /** Bytes received on the connection were consumed (or dropped): the peer may send as many again. */
+  private grantConnection(n: number): void {
+    if (n <= 0 || this.closed) return;
+    this.connRecvWindow += n;
+    this.write(controlFrame(FrameType.Window, 0, n));
   }
 
   // StreamOwner
   sendData(id: number, payload: Buffer, fin: boolean): void {
+    this.connSendWindow -= payload.length;
     this.write(frameHeader(FrameType.Data, fin ? FLAG_FIN : 0, id, payload.length));
     if (payload.length > 0) this.write(payload);
   }
 
   sendWindow(id: number, bytes: number): void {
     this.write(controlFrame(FrameType.Window, id, bytes));
+    this.grantConnection(bytes);
+  }
+
+  blockedOnConnection(s: MuxStream): void {
+    this.waitingForWindow.push(s);
   }
 
   sendReset(id: number, code: number): void {

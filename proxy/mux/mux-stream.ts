@@ -8,7 +8,14 @@ export interface StreamOwner {
   /** The verified SPIFFE ID of the peer (server side; '' on the client side). */
   readonly peer: string;
   sendData(id: number, payload: Buffer, fin: boolean): void;
+  /** Connection-level flow control: bytes the peer lets us send on the whole connection now. */
+  readonly connSendWindow: number;
+  /** This stream waits for connection-level window (onWindow is called when it opens). */
+  blockedOnConnection(s: MuxStream): void;
+  /** Grants the peer `bytes` more on this stream and on the connection. */
   sendWindow(id: number, bytes: number): void;
+  /** Grants the peer `bytes` more on the connection only (a closed stream's unread bytes). */
+  returnConnectionWindow(bytes: number): void;
   sendReset(id: number, code: number): void;
   removed(id: number): void;
 }
@@ -20,8 +27,10 @@ export interface StreamOwner {
  * here is made per request.
  *
  * Flow control both ways, as HTTP/2's (RFC 9113 section 5.2): the sender sends at most
- * the window the receiver granted; the receiver grants again what its reader consumed,
- * so what waits in memory per stream is bounded by the window plus the Duplex's buffer.
+ * the window the receiver granted, for the stream and for the whole connection; the
+ * receiver grants again what its reader consumed, so what waits in memory is bounded per
+ * stream by its window plus the Duplex's buffer, and per connection by the connection's
+ * window (plus each stream's buffer).
  * destroy() before both halves ended resets the stream at the peer (RESET), as closing a
  * TCP socket with unread data resets it.
  */
@@ -84,9 +93,10 @@ export class MuxStream extends Duplex {
   private grant(n: number): void {
     this.recvWindow += n;
     if (!this.destroyed && !this.finReceived) this.owner.sendWindow(this.id, n);
+    else this.owner.returnConnectionWindow(n);
   }
 
-  /** WINDOW from the peer. */
+  /** WINDOW from the peer for this stream (n > 0), or the connection's window opened (n = 0). */
   onWindow(n: number): void {
     this.sendWindow += n;
     const b = this.blocked;
@@ -122,14 +132,17 @@ export class MuxStream extends Duplex {
 
   private sendSome(buf: Buffer, cb: (e?: Error | null) => void): void {
     let off = 0;
-    while (off < buf.length && this.sendWindow > 0) {
-      const n = Math.min(buf.length - off, this.sendWindow, MAX_PAYLOAD);
+    while (off < buf.length) {
+      const room = Math.min(this.sendWindow, this.owner.connSendWindow);
+      if (room <= 0) break;
+      const n = Math.min(buf.length - off, room, MAX_PAYLOAD);
       this.owner.sendData(this.id, off === 0 && n === buf.length ? buf : buf.subarray(off, off + n), false);
       this.sendWindow -= n;
       off += n;
     }
-    if (off < buf.length) this.blocked = { rest: buf.subarray(off), cb };
-    else cb();
+    if (off === buf.length) return cb();
+    this.blocked = { rest: buf.subarray(off), cb };
+    if (this.sendWindow > 0) this.owner.blockedOnConnection(this);
   }
 
   override _final(cb: (e?: Error | null) => void): void {
@@ -144,6 +157,9 @@ export class MuxStream extends Duplex {
     this.blocked = null;
     b?.cb(err ?? new Error('stream destroyed'));
     if (!this.resetByPeer && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, 0);
+    // Bytes received and never granted back will never be read: the connection gets them back.
+    if (this.owed > 0) this.owner.returnConnectionWindow(this.owed);
+    this.owed = 0;
     this.owner.removed(this.id);
     cb(err);
   }

@@ -7,6 +7,8 @@ import type { MeshH1PoolOptions } from './mesh-h1-pool.js';
 export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** Per-stream flow-control window (limits.http2InitialStreamWindowBytes). */
   readonly windowBytes: number;
+  /** Connection-level window (limits.http2InitialConnectionWindowBytes). */
+  readonly connectionWindowBytes: number;
 }
 
 /**
@@ -33,6 +35,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     const s: MuxSession = new MuxSession(tls, {
       client: true,
       windowBytes: o.windowBytes,
+      connectionWindowBytes: o.connectionWindowBytes,
       maxStreams: o.maxConnectionsPerPeer,
       onClose: () => {
         if (sessions.get(key) === s) sessions.delete(key);
