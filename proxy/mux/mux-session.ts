@@ -45,6 +45,8 @@ export class MuxSession implements StreamOwner, FrameSink {
   private readonly streams = new Map<number, MuxStream>();
   private readonly deframer = new Deframer(this);
   private nextId: number;
+  /** Server: the highest stream id the peer has opened (new ones must be higher). */
+  private lastPeerId = 0;
   private corked = false;
   private closed = false;
   private emptyTimer: NodeJS.Timeout | null = null;
@@ -156,8 +158,14 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.connRecvWindow -= payload.length;
     let s = this.streams.get(id);
     if (s === undefined) {
-      // A new stream: only the peer's parity, only a server accepts them.
-      if (this.o.client || id % 2 !== 1 || id === 0) return this.malformed(`DATA for unknown stream ${id}`);
+      // A stream that was open and is closed here (reset, timed out): what was in flight when it
+      // closed is dropped, and the connection's window given back (HTTP/2's STREAM_CLOSED, RFC 9113
+      // section 5.1). Never a new stream: the rest of an old request body must not be read as
+      // requests of a new virtual connection.
+      if (this.o.client ? id % 2 === 1 && id < this.nextId : id % 2 === 1 && id <= this.lastPeerId) return this.grantConnection(payload.length);
+      // A new stream: only a server accepts them, with the client's parity and ids that only grow.
+      if (this.o.client || id % 2 !== 1) return this.malformed(`DATA for unknown stream ${id}`);
+      this.lastPeerId = id;
       if (this.goingAway || this.streams.size >= this.o.maxStreams) {
         this.write(controlFrame(FrameType.Reset, id, ResetCode.Refused));
         return this.grantConnection(payload.length);
