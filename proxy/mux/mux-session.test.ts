@@ -280,6 +280,9 @@ describe('MuxSession lifetime', () => {
     expect(idleCloses).toBe(0);
     expect(srv.isClosed).toBe(false);
     a.destroy();
+    // Ending at once: a stream asked for now would be written after the end (the pool opens another connection).
+    expect(cli.goingAway).toBe(true);
+    expect(cli.open()).toBeNull();
     await new Promise((r) => raw.once('close', r));
     expect(cli.isClosed).toBe(true);
 

@@ -119,6 +119,8 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   private end(): void {
+    // Ending: no new stream may start on it (a pool asking now must open another connection).
+    this.goingAway = true;
     this.flush();
     this.socket.end();
   }
