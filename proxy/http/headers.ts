@@ -35,6 +35,22 @@ function connectionListed(v: unknown): Set<string> | null {
   return new Set(v.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
 }
 
+/**
+ * Appends a header map to a field list in node:http2's flat array form (`[name, value, ...]`,
+ * which request() and respond() encode without first copying it into an object of their
+ * own): one entry per value of a list, pseudo-headers skipped, and names that `except`
+ * has skipped too (its fields win, as in `{ ...h, ...except }`).
+ */
+export function appendFields(out: string[], h: Headers, except: Headers | undefined): void {
+  for (const k in h) {
+    if (k.charCodeAt(0) === 58 /* ':' */ || (except !== undefined && except[k] !== undefined)) continue;
+    const v: unknown = h[k];
+    if (typeof v === 'string') out.push(k, v);
+    else if (Array.isArray(v)) for (let i = 0; i < v.length; i++) out.push(k, String(v[i]));
+    else if (v !== undefined && v !== null) out.push(k, String(v));
+  }
+}
+
 export function header(h: Headers, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;

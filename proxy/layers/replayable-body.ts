@@ -34,18 +34,7 @@ export class ReplayableBody {
     const prev = this.current;
     this.current = null;
     prev?.destroy();
-    const r: Readable = new Readable({
-      read: () => {
-        if (this.current === r) this.pump();
-      },
-      destroy: (err, cb) => {
-        if (this.current === r) {
-          this.current = null;
-          if (!this.ended) this.source.pause();
-        }
-        cb(err);
-      },
-    });
+    const r = new Attempt(this);
     this.current = r;
     if (this.chunks) for (const c of this.chunks) r.push(c);
     if (this.failed) r.destroy(this.failed);
@@ -57,6 +46,19 @@ export class ReplayableBody {
   release(): void {
     this.chunks = null;
     this.size = 0;
+  }
+
+  /** An attempt's body wants data: only the current attempt pulls from the client. */
+  pull(r: Readable): void {
+    if (this.current === r) this.pump();
+  }
+
+  /** An attempt's body was destroyed: the client's body waits (paused) for the next one. */
+  dropped(r: Readable): void {
+    if (this.current === r) {
+      this.current = null;
+      if (!this.ended) this.source.pause();
+    }
   }
 
   private pump(): void {
@@ -106,6 +108,25 @@ export class ReplayableBody {
     // Between attempts: the chunk is in the copy (or the body is not replayable anyway).
     if (!r) return void this.source.pause();
     if (!r.push(c)) this.source.pause();
+  }
+}
+
+/**
+ * One attempt's body: a Readable subclass whose hooks call its owner, instead of a Readable
+ * built with two closures per attempt (`read`, `destroy`).
+ */
+class Attempt extends Readable {
+  constructor(private readonly owner: ReplayableBody) {
+    super();
+  }
+
+  override _read(): void {
+    this.owner.pull(this);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.owner.dropped(this);
+    cb(err);
   }
 }
 
