@@ -20,10 +20,10 @@ type Dest = Http2Stream & { [SRC]?: Readable; [DRAINING]?: boolean; [DESTROY_SRC
  * removal from an Http2Stream going down EventEmitter's slow path (Http2Stream listens for
  * 'removeListener'), and emits 'pipe' and 'unpipe'. Here the listeners are module functions
  * that find their partner through a symbol on the stream (as h2-call.ts does), added once
- * and never removed: release-on-close.ts drops the stream's at close, where the two stop
- * referencing each other (node keeps closed streams alive for scavenges), and the body's
- * do nothing past that (a relay into a closed stream drops the chunk and pauses the body,
- * as an unpiped body stops flowing).
+ * and, on the common path, never removed: release-on-close.ts drops the stream's at close,
+ * where the two stop referencing each other (node keeps closed streams alive for
+ * scavenges); a body that has not ended by then is paused and its relay listeners removed,
+ * as unpipe() leaves it.
  *
  * `onError`: the body failed before its end; the caller resets the stream (a truncated body
  * must never look complete). `destroySrc`: the body is destroyed when the stream closes
@@ -77,4 +77,12 @@ function onDestClose(this: Dest): void {
   if (src === undefined) return;
   (src as Src)[DEST] = undefined;
   if (this[DESTROY_SRC] === true) src.destroy();
+  else if (!src.readableEnded) {
+    // Closed before the body's end (a reset, a refused stream): the body is let go of,
+    // paused, with nothing of this relay left on it, so a retry can send it again from
+    // where it stands (replayable-body.ts) as after an unpipe().
+    src.removeListener('data', onSrcData);
+    src.removeListener('end', onSrcEnd);
+    src.pause();
+  }
 }

@@ -7,7 +7,10 @@ import { Readable } from 'node:stream';
  * with whatever the client has not sent yet. A body larger than the limit drops its copy
  * and just streams through: it can no longer be replayed (Linkerd's 64 KiB rule).
  * With limit 0 nothing is kept, so only an attempt that never read a byte can be redone
- * (a connect failure), which is all the always-safe retries need.
+ * (a connect failure), which is all the always-safe retries need; the first attempt then
+ * gets the client's body itself (`direct`), not a stream fed from it: the default policy
+ * (no `retryOn`) costs no second Readable per request, with its state, its ticks and the
+ * request copy that carries it (issue 12, grpc12).
  */
 export class ReplayableBody {
   private chunks: Buffer[] | null = [];
@@ -16,21 +19,38 @@ export class ReplayableBody {
   private failed: Error | null = null;
   private attached = false;
   private current: Readable | null = null;
-  /** Whether any byte was taken from the client's body. */
-  started = false;
+  /** Whether a byte was taken from the client's body through this object. */
+  private took = false;
+  /** Limit 0: the first attempt was given the client's body itself (while no later one was made). */
+  private direct = false;
 
   constructor(
     private readonly source: Readable,
     private readonly limit: number,
   ) {}
 
-  /** Every byte taken so far is kept, so a new attempt can send the whole body. */
+  /** Whether any byte was taken from the client's body. */
+  get started(): boolean {
+    return this.took || (this.direct && this.source.readableDidRead);
+  }
+
+  /** Every byte taken so far is kept (or none was taken), so a new attempt can send the whole body. */
   get replayable(): boolean {
+    if (this.direct) return !this.source.readableDidRead && !this.source.readableEnded && !this.source.destroyed;
     return this.chunks !== null;
   }
 
   /** The body for a new attempt; the previous attempt's stream is detached and destroyed. */
   attempt(): Readable {
+    if (this.limit === 0 && !this.attached && this.current === null && this.failed === null) {
+      if (!this.direct) {
+        this.direct = true;
+        return this.source;
+      }
+      // A retry after a direct attempt that took nothing (replayable): from here on the
+      // attempts are fed from the client's body, so a dropped one never ends it.
+      this.direct = false;
+    }
     const prev = this.current;
     this.current = null;
     prev?.destroy();
@@ -94,7 +114,7 @@ export class ReplayableBody {
   }
 
   onData(c: Buffer): void {
-    this.started = true;
+    this.took = true;
     if (this.chunks) {
       if (this.size + c.length <= this.limit) {
         this.chunks.push(c);
