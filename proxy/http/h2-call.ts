@@ -4,17 +4,15 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanTrailers, type Headers } from './headers.js';
 import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
+import { relayDestOf, relayH2Body } from './h2-relay.js';
 import { chargeReset } from './session-resets.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
 
 /** The call a stream carries, for the shared listeners below. */
 const CALL = Symbol('wren.h2Call');
-/** The upstream stream a request body is piped into, for its shared 'error' listener. */
-const UPSTREAM = Symbol('wren.h2Upstream');
 
 type Streamed = ClientHttp2Stream & { [CALL]?: H2Call };
-type Body = Readable & { [UPSTREAM]?: ClientHttp2Stream };
 
 /** How a call turns the response head into the ProxyResponse it resolves with (h2-forward.ts, h2-upgrade.ts). */
 export type OnResponse = (call: H2Call, head: IncomingHttpHeaders, endStream: boolean) => void;
@@ -59,8 +57,9 @@ export class H2Call {
 
 /**
  * Opens the stream and wires it; the call's promise settles through `onResponse` or with
- * the stream's error. `hasBody`: the request body is piped into the stream and its
- * trailers sent after it; otherwise the stream is ended with the head (END_STREAM on
+ * the stream's error. `out`: the request head, an object or node's flat field list.
+ * `hasBody`: the request body is relayed into the stream (h2-relay.ts) and its trailers
+ * sent after it; otherwise the stream is ended with the head (END_STREAM on
  * HEADERS), or left open (`keepOpen`, an upgrade's tunnel).
  *
  * A settled body (all of it, and its end, already buffered: exchange.ts) goes out as one
@@ -68,12 +67,12 @@ export class H2Call {
  * writeH2Response does for responses: node sends the end in a frame of its own unless
  * end() follows the data in the same tick with no trailers awaited.
  */
-export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boolean, keepOpen: boolean): Promise<ProxyResponse> {
+export function startH2Call(call: H2Call, out: OutgoingHttpHeaders | string[], hasBody: boolean, keepOpen: boolean): Promise<ProxyResponse> {
   return new Promise<ProxyResponse>((resolve, reject) => {
     call.resolve = resolve;
     call.reject = reject;
     let stream: Streamed;
-    const body = hasBody ? (call.req.body as Body) : null;
+    const body = hasBody ? call.req.body : null;
     const settled = body !== null && isSettled(body);
     const trailers = settled ? call.req.trailers() : undefined;
     const waitForTrailers = settled ? trailers !== undefined && Object.keys(trailers).length > 0 : hasBody;
@@ -101,9 +100,7 @@ export function startH2Call(call: H2Call, out: OutgoingHttpHeaders, hasBody: boo
       body.resume();
       return;
     }
-    body[UPSTREAM] = stream;
-    body.on('error', onBodyError);
-    body.pipe(stream);
+    relayH2Body(body, stream, onBodyError, false);
   });
 }
 
@@ -135,9 +132,10 @@ function onWantTrailers(this: Streamed): void {
   this.sendTrailers(call?.req.trailers() ?? {});
 }
 
-function onBodyError(this: Body): void {
-  const up = this[UPSTREAM];
-  if (up && !up.destroyed) up.close(NGHTTP2_CANCEL);
+/** The request body failed before its end: the upstream must not take it for whole (RFC 9113 §8.1). */
+function onBodyError(this: Readable): void {
+  const up = relayDestOf(this);
+  if (up !== undefined && !up.destroyed) up.close(NGHTTP2_CANCEL);
 }
 
 /**

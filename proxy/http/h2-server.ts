@@ -1,4 +1,4 @@
-import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { cleanHeaders, cleanTrailers, header, MESH, type Headers } from './headers.js';
 import { writeH2Switch } from './h2-upgrade.js';
 import { withoutH2c } from './upgrade-protocols.js';
@@ -143,7 +143,7 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
   stream.on('aborted', onServedAborted);
   if (endStream) stream.resume();
   else if (upgrade === undefined) stream.on('trailers', onServedTrailers);
-  const socket = stream.session?.socket;
+  const conn = connectionOf(opts, stream);
   const headers = cleanHeaders(h);
   let method = String(h[':method'] ?? 'GET');
   if (upgrade !== undefined) {
@@ -159,8 +159,8 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
     body: endStream || upgrade !== undefined ? null : stream,
     trailers: requestTrailers,
     origProto: 'HTTP/2',
-    source: { address: socket?.remoteAddress ?? '', port: socket?.remotePort ?? 0, identity: opts.identityOf?.(stream) ?? '' },
-    origDst: socket ? opts.origDstOf?.(socket as import('node:net').Socket) : undefined,
+    source: conn.source,
+    origDst: conn.origDst,
     signal: st.ac.signal,
     startedAt: opts.clock.now(),
     upgrade,
@@ -174,6 +174,34 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
     p = Promise.reject(err);
   }
   p.then(st.onResponse, st.onFailure);
+}
+
+/** What every request on a connection shares: who sent it and where it was going. */
+interface Connection {
+  readonly source: ProxyRequest['source'];
+  readonly origDst: ProxyRequest['origDst'];
+}
+const CONNECTION = Symbol('wren.h2Connection');
+type Session = ServerHttp2Session & { [CONNECTION]?: Connection };
+
+/**
+ * The connection's source and original destination, looked up at its first stream and
+ * shared by the requests after it (as the HTTP/1.1 server keeps them per connection): the
+ * session's socket is a Proxy whose every property read goes through a trap, and the
+ * peer's identity and SO_ORIGINAL_DST do not change within a connection. Requests only
+ * read them (ProxyRequest.source and origDst are readonly).
+ */
+function connectionOf(opts: H2HandlerOptions, stream: ServerHttp2Stream): Connection {
+  const session = stream.session as Session | undefined;
+  const known = session?.[CONNECTION];
+  if (known !== undefined) return known;
+  const socket = session?.socket;
+  const conn: Connection = {
+    source: { address: socket?.remoteAddress ?? '', port: socket?.remotePort ?? 0, identity: opts.identityOf?.(stream) ?? '' },
+    origDst: socket ? opts.origDstOf?.(socket as import('node:net').Socket) : undefined,
+  };
+  if (session !== undefined) session[CONNECTION] = conn;
+  return conn;
 }
 
 function refuse(stream: ServerHttp2Stream, e: ProxyError): void {

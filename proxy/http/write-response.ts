@@ -1,23 +1,29 @@
-import { constants, type ServerHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { H1ServerExchange } from '../h1/h1-connection.js';
 import { H1Error } from '../h1/h1-error.js';
-import type { Headers } from './headers.js';
+import { appendFields, type Headers } from './headers.js';
 import { isSettled, type ProxyResponse } from './exchange.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { relayDestOf, relayH2Body } from './h2-relay.js';
+
+/** The response whose trailers a served stream sends when node asks ('wantTrailers'), until it closes. */
+const RES = Symbol('wren.h2Response');
+type Written = ServerHttp2Stream & { [RES]?: ProxyResponse };
 
 /**
- * Writes a ProxyResponse to the downstream HTTP/2 client. Bodies are piped (backpressure both
- * ways); an upstream body that fails mid-way resets the downstream stream (HTTP/2) or
- * drops the connection (HTTP/1.1) so the client never mistakes a truncated body for a
- * complete one.
+ * Writes a ProxyResponse to the downstream HTTP/2 client. Bodies are relayed with
+ * backpressure both ways (h2-relay.ts); an upstream body that fails mid-way resets the
+ * downstream stream (HTTP/2) or drops the connection (HTTP/1.1) so the client never
+ * mistakes a truncated body for a complete one. The stream's listeners are module
+ * functions finding the response through a symbol: no closure per response.
  */
 export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): void {
   if (stream.destroyed || stream.closed) {
     res.body?.destroy();
     return;
   }
-  const head: OutgoingHttpHeaders = { ...res.headers, ':status': res.status };
+  const head = responseHead(res.status, res.headers);
   if (res.body === null) {
     stream.respond(head, { endStream: true });
     return;
@@ -31,7 +37,7 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
     const trailers = res.trailers();
     const withTrailers = trailers !== undefined && Object.keys(trailers).length > 0;
     stream.respond(head, { waitForTrailers: withTrailers });
-    if (withTrailers) stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+    if (withTrailers) awaitTrailers(stream, res);
     const data = body.read() as Buffer | null; // everything buffered, and the end: 'end' follows
     if (data === null) stream.end();
     else stream.end(data);
@@ -39,12 +45,42 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
     return;
   }
   stream.respond(head, { waitForTrailers: true });
-  stream.on('wantTrailers', () => stream.sendTrailers(res.trailers() ?? {}));
-  body.on('error', () => {
-    if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
-  });
-  stream.on('close', () => body.destroy());
-  body.pipe(stream);
+  awaitTrailers(stream, res);
+  relayH2Body(body, stream, onBodyError, true);
+}
+
+function awaitTrailers(stream: Written, res: ProxyResponse): void {
+  stream[RES] = res;
+  stream.on('wantTrailers', onWantTrailers);
+  stream.on('close', onWrittenClose);
+}
+
+function onWantTrailers(this: Written): void {
+  const res = this[RES];
+  this[RES] = undefined;
+  this.sendTrailers(res?.trailers() ?? {});
+}
+
+/** Reset before the trailers were asked for: the response is no longer referenced from the stream. */
+function onWrittenClose(this: Written): void {
+  this[RES] = undefined;
+}
+
+/** The upstream body failed before its end: the client must not take what it got for whole. */
+function onBodyError(this: Readable): void {
+  const stream = relayDestOf(this);
+  if (stream !== undefined && !stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+}
+
+/**
+ * The response head in node's flat array form (`[name, value, ...]`): node copies an object
+ * head into a null-prototype object before encoding it, an array it encodes as it is, so
+ * this is the one copy made of the upstream's fields (there was a spread as well).
+ */
+function responseHead(status: number, headers: Headers): string[] {
+  const out: string[] = [':status', String(status)];
+  appendFields(out, headers, undefined);
+  return out;
 }
 
 /**

@@ -51,3 +51,15 @@ test('a client body error reaches the current attempt', async () => {
   src.destroy(new Error('client went away'));
   expect((await failed).message).toBe('client went away');
 });
+
+test('limit 0: the first attempt is the client body itself (no second stream); once read, it cannot be redone', async () => {
+  const src = new PassThrough();
+  const body = new ReplayableBody(src, 0);
+  expect(body.attempt()).toBe(src);
+  expect(body.started).toBe(false);
+  expect(body.replayable).toBe(true);
+  src.end('abc');
+  expect(await drain(src)).toBe('abc');
+  expect(body.started).toBe(true);
+  expect(body.replayable).toBe(false);
+});

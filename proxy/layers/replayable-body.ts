@@ -7,7 +7,10 @@ import { Readable } from 'node:stream';
  * with whatever the client has not sent yet. A body larger than the limit drops its copy
  * and just streams through: it can no longer be replayed (Linkerd's 64 KiB rule).
  * With limit 0 nothing is kept, so only an attempt that never read a byte can be redone
- * (a connect failure), which is all the always-safe retries need.
+ * (a connect failure), which is all the always-safe retries need; the first attempt then
+ * gets the client's body itself (`direct`), not a stream fed from it: the default policy
+ * (no `retryOn`) costs no second Readable per request, with its state, its ticks and the
+ * request copy that carries it (issue 12, grpc12).
  */
 export class ReplayableBody {
   private chunks: Buffer[] | null = [];
@@ -16,36 +19,42 @@ export class ReplayableBody {
   private failed: Error | null = null;
   private attached = false;
   private current: Readable | null = null;
-  /** Whether any byte was taken from the client's body. */
-  started = false;
+  /** Whether a byte was taken from the client's body through this object. */
+  private took = false;
+  /** Limit 0: the first attempt was given the client's body itself (while no later one was made). */
+  private direct = false;
 
   constructor(
     private readonly source: Readable,
     private readonly limit: number,
   ) {}
 
-  /** Every byte taken so far is kept, so a new attempt can send the whole body. */
+  /** Whether any byte was taken from the client's body. */
+  get started(): boolean {
+    return this.took || (this.direct && this.source.readableDidRead);
+  }
+
+  /** Every byte taken so far is kept (or none was taken), so a new attempt can send the whole body. */
   get replayable(): boolean {
+    if (this.direct) return !this.source.readableDidRead && !this.source.readableEnded && !this.source.destroyed;
     return this.chunks !== null;
   }
 
   /** The body for a new attempt; the previous attempt's stream is detached and destroyed. */
   attempt(): Readable {
+    if (this.limit === 0 && !this.attached && this.current === null && this.failed === null) {
+      if (!this.direct) {
+        this.direct = true;
+        return this.source;
+      }
+      // A retry after a direct attempt that took nothing (replayable): from here on the
+      // attempts are fed from the client's body, so a dropped one never ends it.
+      this.direct = false;
+    }
     const prev = this.current;
     this.current = null;
     prev?.destroy();
-    const r: Readable = new Readable({
-      read: () => {
-        if (this.current === r) this.pump();
-      },
-      destroy: (err, cb) => {
-        if (this.current === r) {
-          this.current = null;
-          if (!this.ended) this.source.pause();
-        }
-        cb(err);
-      },
-    });
+    const r = new Attempt(this);
     this.current = r;
     if (this.chunks) for (const c of this.chunks) r.push(c);
     if (this.failed) r.destroy(this.failed);
@@ -57,6 +66,19 @@ export class ReplayableBody {
   release(): void {
     this.chunks = null;
     this.size = 0;
+  }
+
+  /** An attempt's body wants data: only the current attempt pulls from the client. */
+  pull(r: Readable): void {
+    if (this.current === r) this.pump();
+  }
+
+  /** An attempt's body was destroyed: the client's body waits (paused) for the next one. */
+  dropped(r: Readable): void {
+    if (this.current === r) {
+      this.current = null;
+      if (!this.ended) this.source.pause();
+    }
   }
 
   private pump(): void {
@@ -92,7 +114,7 @@ export class ReplayableBody {
   }
 
   onData(c: Buffer): void {
-    this.started = true;
+    this.took = true;
     if (this.chunks) {
       if (this.size + c.length <= this.limit) {
         this.chunks.push(c);
@@ -106,6 +128,25 @@ export class ReplayableBody {
     // Between attempts: the chunk is in the copy (or the body is not replayable anyway).
     if (!r) return void this.source.pause();
     if (!r.push(c)) this.source.pause();
+  }
+}
+
+/**
+ * One attempt's body: a Readable subclass whose hooks call its owner, instead of a Readable
+ * built with two closures per attempt (`read`, `destroy`).
+ */
+class Attempt extends Readable {
+  constructor(private readonly owner: ReplayableBody) {
+    super();
+  }
+
+  override _read(): void {
+    this.owner.pull(this);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.owner.dropped(this);
+    cb(err);
   }
 }
 
