@@ -150,10 +150,10 @@ const ONCE_H1 = 0.1;
  * replayable request body listened to the client's body with once() closures), 3 after
  * grpc12's: the bodies are no longer pipe()d (three once() per pipe: the HTTP/2 response
  * writer on both sidecars and the HTTP/2 client call on both) but relayed with shared
- * listeners (proxy/http/h2-relay.ts). The 3 left: the test's own client ('close') and app
- * ('end'), and the inbound listener's stream accounting.
+ * listeners (proxy/http/h2-relay.ts). 2 since the inbound listener's stream accounting
+ * became one shared 'close' handler: the 2 left are the test's own client ('close') and app ('end').
  */
-const ONCE_H2 = 3.1;
+const ONCE_H2 = 2.1;
 
 /** Calls to the per-request metric methods of both proxies, counted while `on` (installed once, in beforeAll). */
 const metricCalls = { on: false, n: 0, once: 0 };

@@ -138,7 +138,8 @@ export class InboundListener {
     });
     this.secure.on('stream', (stream) => {
       this.track(1);
-      stream.once('close', () => this.track(-1));
+      // 'close' fires once per stream: a shared handler added with on() (no once() wrapper, no closure per stream).
+      stream.on('close', this.untrack);
     });
     attachH2Handler(this.secure, {
       maxHeaderBytes: d.maxHeaderBytes,
@@ -171,6 +172,8 @@ export class InboundListener {
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
+
+  private readonly untrack = (): void => this.track(-1);
 
   private track(delta: 1 | -1): void {
     this.inflight += delta;

@@ -87,9 +87,10 @@ export class PlaintextInbound {
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
       });
     });
+    const untrack = (): void => d.track(-1);
     this.h2.on('stream', (stream) => {
       d.track(1);
-      stream.once('close', () => d.track(-1));
+      stream.on('close', untrack); // fires once per stream: one shared handler, no once() wrapper
     });
     attachH2Handler(this.h2, {
       maxHeaderBytes: d.maxHeaderBytes,
