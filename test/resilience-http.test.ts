@@ -284,3 +284,10 @@ test('connect-refused endpoints among healthy ones: the client sees no failure (
   expect(failures).toBeGreaterThan(0);
   expect(cr[0].hits + cr[1].hits).toBe(30);
 });
+
+test('connect-refused endpoints among healthy ones: a POST with a body is retried too (its body is not read before a connection is up)', async () => {
+  const before = cr[0].hits + cr[1].hits;
+  const replies = await sequential('refused', 30, { method: 'POST', body: Buffer.from('{"order":42}') });
+  expect(replies.map((r) => `${r.status} ${r.headers['wren-proxy-error'] ?? ''}`)).toEqual(Array(30).fill('200 '));
+  expect(cr[0].hits + cr[1].hits - before).toBe(30);
+});

@@ -373,6 +373,10 @@ class Conn implements H1Handler {
     this.ex?.unwait(); // strictLimits: no longer pending
     this.origin.pool.onConnection?.();
     this.setTimer(this.idleMs);
+    if (this.sendOnConnect) {
+      this.sendOnConnect = false;
+      this.ex?.send(this.socket);
+    }
   }
 
   /**
@@ -418,8 +422,16 @@ class Conn implements H1Handler {
     this.parser.setRequestMethod(ex.req.method);
     this.parser.resume();
     this.socket.resume();
-    ex.send(this.socket);
+    // A request body is read only once the connection is up: a connect that fails
+    // (refused, timed out, the peer's identity wrong) has then consumed none of it, and the
+    // retry layer can send the request to another endpoint (Envoy retries connect-failure
+    // whatever the body). A bodyless head can wait in the socket's buffer.
+    if (this.connected || ex.req.body === null) ex.send(this.socket);
+    else this.sendOnConnect = true;
   }
+
+  /** The exchange started before the connection was up, and its request waits for it (start()). */
+  private sendOnConnect = false;
 
   idle(): void {
     this.reused = true;
