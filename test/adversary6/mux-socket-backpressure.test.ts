@@ -1,0 +1,71 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { testPki } from '../helpers/pki.js';
+import { startProxy } from '../helpers/proxy.js';
+import type { Proxy } from '../../proxy/proxy.js';
+import { FrameType } from '../../proxy/mux/frame.js';
+import { RawMux } from './raw-mux.js';
+
+/**
+ * ADV6-2. A peer with a valid mesh certificate makes the inbound sidecar buffer without
+ * bound. The session writes frames to the TLS socket and never looks at write()'s
+ * result (mux-session.ts write()); flow control is the only brake, and the peer is the
+ * one who grants it: WINDOW is unchecked (no 2^31-1 cap, RFC 9113 section 6.9.1 says
+ * FLOW_CONTROL_ERROR). So a peer grants 4 GiB, asks for a large response and never reads
+ * its socket: the sidecar reads the app's response at full speed into the TLS socket's
+ * write queue. On `h1` (and HTTP/2) the same peer is held by TCP: the socket's
+ * backpressure stops the reads from the app.
+ */
+const pki = testPki();
+const TOTAL = 192 * 1024 * 1024;
+let server: Proxy, appServer: Server;
+/** Bytes the app has handed to its socket (write() accepted or drained). */
+let written = 0;
+
+beforeAll(async () => {
+  appServer = createServer((req, res) => {
+    req.resume();
+    const chunk = Buffer.alloc(64 * 1024, 97);
+    res.writeHead(200, { 'content-length': String(TOTAL) });
+    const pump = (): void => {
+      while (written < TOTAL) {
+        written += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    pump();
+  });
+  await new Promise<void>((r) => appServer.listen(0, '127.0.0.1', r));
+  server = await startProxy({ pki, serviceAccount: 'web' });
+});
+
+afterAll(async () => {
+  await server.close();
+  appServer.closeAllConnections();
+  await new Promise((r) => appServer.close(r));
+});
+
+test('a peer that grants itself window and stops reading holds the sidecar, as TCP holds it on h1', async () => {
+  const port = (appServer.address() as AddressInfo).port;
+  const peer = await RawMux.open(pki, server.inboundPort);
+  peer.data(1, `GET /big HTTP/1.1\r\nhost: web\r\nwren-target-port: ${port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`);
+  peer.control(FrameType.Window, 1, 0xffffffff);
+  peer.control(FrameType.Window, 0, 0xffffffff);
+  // Read the response head only, then stop reading (the kernel's buffers fill, then the sidecar's).
+  await peer.until(() => peer.text(1).includes('\r\n\r\n'), 5000);
+  peer.socket.pause();
+  const start = Date.now();
+  let last = -1;
+  // Until the app is held (no progress for 1 s) or has written everything.
+  while (written < TOTAL && Date.now() - start < 20_000) {
+    last = written;
+    await new Promise((r) => setTimeout(r, 1000));
+    if (written === last) break;
+  }
+  const read = peer.bytesRead;
+  peer.close();
+  // Kernel buffers on loopback (app -> sidecar, sidecar -> peer) hold a few MB each, the
+  // stream's Duplex 64 KiB: 48 MB is far above any honest bound.
+  expect(written - read).toBeLessThan(48 * 2 ** 20);
+}, 40_000);
