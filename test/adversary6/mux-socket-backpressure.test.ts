@@ -51,7 +51,7 @@ afterAll(async () => {
 /** Until the app is held (no progress for 1 s) or has written everything. */
 async function appHeld(): Promise<void> {
   const start = Date.now();
-  let last = -1;
+  let last: number;
   while (written < TOTAL && Date.now() - start < 20_000) {
     last = written;
     await new Promise((r) => setTimeout(r, 1000));
