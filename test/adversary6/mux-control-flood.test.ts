@@ -1,0 +1,58 @@
+import { testPki } from '../helpers/pki.js';
+import { startProxy } from '../helpers/proxy.js';
+import type { Proxy } from '../../proxy/proxy.js';
+import { FrameType } from '../../proxy/mux/frame.js';
+import { RawMux } from './raw-mux.js';
+
+/**
+ * ADV6-7 (the control-frame side of ADV6-2). Frames the inbound session answers on its
+ * own, outside any flow control: a RESET (Refused) and a connection WINDOW for every DATA
+ * that opens a stream over limits.maxConcurrentStreams. A peer that sends such frames and
+ * never reads has the sidecar queue 28 bytes (and two write requests) for every 11 it
+ * sends (here 16.5 MB sent grew the sidecar's heap by ~400 MB), for as long as it likes: the session never stops reading its socket when its
+ * own writes back up. nghttp2 bounds this queue and drops the session (CVE-2019-9512,
+ * CVE-2019-9514, CVE-2019-9515: ping, reset and settings floods).
+ */
+const pki = testPki();
+let server: Proxy;
+
+beforeAll(async () => {
+  server = await startProxy({ pki, serviceAccount: 'web', config: { limits: { maxConcurrentStreams: 1 } } });
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+const FRAMES = 1_500_000;
+
+test('a peer that never reads cannot make the sidecar queue replies without bound', async () => {
+  const peer = await RawMux.open(pki, server.inboundPort);
+  // Stream 1 takes the one slot (a head that never ends); every later id is refused.
+  peer.data(1, 'GET / HTTP/1.1\r\n');
+  peer.socket.pause();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const batch = 10_000;
+  for (let sent = 0; sent < FRAMES; sent += batch) {
+    const b = Buffer.allocUnsafe(batch * 11);
+    for (let i = 0; i < batch; i++) {
+      // A DATA header (frame.ts) written in place: no garbage of the peer's in this heap.
+      b.writeUInt32BE(1, i * 11);
+      b[i * 11 + 4] = FrameType.Data;
+      b[i * 11 + 5] = 0;
+      b.writeUInt32BE(3 + 2 * (sent + i), i * 11 + 6);
+      b[i * 11 + 10] = 120;
+    }
+    if (!peer.socket.write(b)) await new Promise((r) => peer.socket.once('drain', r));
+    if (peer.closed) break;
+  }
+  // The server had time to read all it would.
+  await new Promise((r) => setTimeout(r, 2000));
+  // This process is the sidecar: what its heap holds now is the queue (the kernel's socket
+  // buffers, which may take all 16.5 MB offered while the sidecar stops reading, are not
+  // in it; the peer's own pending bytes are outside the heap too).
+  const grownMB = Math.round((process.memoryUsage().heapUsed - heapBefore) / 2 ** 20);
+  peer.close();
+  // A bounded queue (nghttp2's is 10000 frames) stays far below 64 MB of heap.
+  expect(grownMB).toBeLessThan(64);
+}, 60_000);
