@@ -533,6 +533,8 @@ class Exchange {
   private responded = false;
   finished = false;
   private retried = false;
+  /** Refused virtual connections this request was sent on again (onConnectionLost). */
+  private refusals = 0;
   private body: ResponseBody | null = null;
   trailers: Headers | undefined;
   private readonly onAbort = () => this.fail(new ProxyError('CLIENT_CANCELLED'));
@@ -709,6 +711,16 @@ class Exchange {
     const stale = !(err instanceof ProxyError) || (err.code === 'UPSTREAM_RESET' && !gotBytes);
     if (stale && !this.responded && this.reused && !this.retried && !gotBytes && this.req.body === null && !this.req.signal.aborted) {
       this.retried = true;
+      this.sent = false;
+      this.origin.acquire(this, true);
+      return;
+    }
+    // A virtual connection the peer refused (proxy/mux: over its stream limit, never
+    // processed; RFC 9113 section 8.7): a bodyless request waits for another, as it would
+    // have waited for a connection on h1. The session has learnt the peer's limit, so the
+    // next one is on a new connection; a few refusals in a row are the most that can race.
+    if ((err as { refusedStream?: boolean } | null)?.refusedStream === true && this.refusals < 3 && !gotBytes && this.req.body === null && !this.req.signal.aborted) {
+      this.refusals++;
       this.sent = false;
       this.origin.acquire(this, true);
       return;

@@ -241,7 +241,10 @@ export class InboundListener {
       connectionWindowBytes: this.d.limits.http2InitialConnectionWindowBytes,
       maxStreams: this.d.maxConcurrentStreams,
       idleTimeoutMs: this.d.limits.idleConnectionTimeoutMs,
-      onIdleTimeout: () => this.d.metrics.limits.inc({ direction: 'inbound', limit: 'idle-connection-timeout' }),
+      firstStreamTimeoutMs: this.d.limits.requestHeadersTimeoutMs,
+      resetBudget: { burst: PEER_RESET_BURST, perSecond: PEER_RESET_RATE },
+      clock: this.d.clock,
+      onLimit: (limit) => this.d.metrics.limits.inc({ direction: 'inbound', limit }),
       onStream: (s) => this.meshMux.serve(s as unknown as Socket),
       onClose: (why) => {
         this.muxSessions.delete(session);

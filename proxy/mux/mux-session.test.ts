@@ -271,7 +271,7 @@ describe('MuxSession lifetime', () => {
     await new Promise((r) => raw.once('connect', r));
     const s = await accepted;
     let idleCloses = 0;
-    const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 150, onIdleTimeout: () => idleCloses++, onStream: (st) => st.on('error', () => undefined) });
+    const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 150, onLimit: (l) => l === 'idle-connection-timeout' && idleCloses++, onStream: (st) => st.on('error', () => undefined) });
     const cli = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
     pairs.push({ client: cli, server: srv, raw });
     const a = cli.open()!.on('error', () => undefined);
@@ -290,7 +290,7 @@ describe('MuxSession lifetime', () => {
     const accepted2 = new Promise<Socket>((r) => server.once('connection', r));
     const raw2 = connect((server.address() as { port: number }).port, '127.0.0.1');
     const s2 = await accepted2;
-    const srv2 = new MuxSession(s2 as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 100, onIdleTimeout: () => idleCloses++ });
+    const srv2 = new MuxSession(s2 as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 100, onLimit: (l) => l === 'idle-connection-timeout' && idleCloses++ });
     raw2.on('data', () => undefined);
     await new Promise((r) => raw2.once('close', r));
     expect(idleCloses).toBe(1);
@@ -341,5 +341,26 @@ describe('MuxSession: closed streams', () => {
     served[1].end('b answer');
     b.end();
     expect(await answer).toBe('b answer');
+  });
+});
+
+describe('MuxSession: windows past 2^31-1 (RFC 9113 section 6.9.1)', () => {
+  test('a stream window grant past 2^31-1 resets that stream; a connection grant past it closes the connection', async () => {
+    const served: MuxStream[] = [];
+    const p = await pair(64 * 1024, (st) => served.push(st));
+    const a = p.client.open()!;
+    const b = p.client.open()!;
+    a.write('a');
+    b.write('b');
+    await new Promise((r) => setTimeout(r, 30));
+    // The client (the raw socket is its connection) grants the server's stream 1 too much.
+    p.raw.write(controlFrame(FrameType.Window, 1, 2 ** 31 - 1));
+    await new Promise((r) => served[0].once('close', r));
+    expect(served[0].destroyed).toBe(true);
+    expect(p.server.isClosed).toBe(false);
+    expect(served[1].destroyed).toBe(false);
+    p.raw.write(controlFrame(FrameType.Window, 0, 2 ** 31 - 1));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(p.server.isClosed).toBe(true);
   });
 });

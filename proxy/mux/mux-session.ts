@@ -1,9 +1,31 @@
 import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../../common/clock.js';
 import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType, ResetCode, type FrameSink } from './frame.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 
 /** ALPN protocol id of the mesh multiplexer. */
 export const MUX_ALPN = 'wren-mux/1';
+
+/** HTTP/2's largest window (RFC 9113 section 6.9.1): a grant past it is a flow-control error. */
+const MAX_WINDOW = 2 ** 31 - 1;
+/** Bytes waiting to be written to the socket above which streams send no more DATA until it drains. */
+const DATA_BACKLOG_BYTES = 1 << 20;
+/**
+ * Bytes waiting to be written above which the peer is judged not to read its connection
+ * (DATA stops at DATA_BACKLOG_BYTES, so only control frames answering the peer's own
+ * frames could pile up past it: RESET and WINDOW floods, as HTTP/2's CVE-2019-9512/9514/9515).
+ */
+const MAX_BACKLOG_BYTES = 4 << 20;
+/**
+ * Frames written since the socket last had nothing waiting, above which the same holds: a
+ * small frame costs node a write request and a buffer entry of some 200 bytes of heap, so
+ * the bytes alone would let a flood of tiny replies take hundreds of MB (nghttp2 caps its
+ * outbound control-frame queue at 10,000).
+ */
+const MAX_BACKLOG_FRAMES = 50_000;
+
+/** Why a session gave up on its peer: each counted (the listener's limit metric). */
+export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog';
 
 export interface MuxSessionOptions {
   /** Client: opens streams (odd ids); server: accepts them (onStream). */
@@ -20,11 +42,20 @@ export interface MuxSessionOptions {
   readonly onStream?: (s: MuxStream) => void;
   /**
    * Server: a connection with no stream for this long is closed (limits.idleConnectionTimeoutMs;
-   * 0: never), and `onIdleTimeout` counts it. A client closes its connection when its last
+   * 0: never), counted by onLimit. A client closes its connection when its last
    * stream closes (the pool's idle timeout closes the streams).
    */
   readonly idleTimeoutMs?: number;
-  readonly onIdleTimeout?: () => void;
+  /** Server: the first stream must open within this (limits.requestHeadersTimeoutMs; 0: no bound), as a first request head must. */
+  readonly firstStreamTimeoutMs?: number;
+  /**
+   * Server: streams the peer may reset before they end, a burst and a rate per second, as
+   * the mTLS HTTP/2 sessions' backstop (CVE-2023-44487); past it the session closes.
+   */
+  readonly resetBudget?: { readonly burst: number; readonly perSecond: number };
+  readonly clock?: Clock;
+  /** A limit fired and the session closed (or, for the idle timeout, drained). */
+  readonly onLimit?: (limit: MuxLimit) => void;
   /** The connection closed or broke the protocol (the reason, for the log). */
   readonly onClose?: (why: string | null) => void;
 }
@@ -50,9 +81,18 @@ export class MuxSession implements StreamOwner, FrameSink {
   private corked = false;
   private closed = false;
   private emptyTimer: NodeJS.Timeout | null = null;
+  private firstTimer: NodeJS.Timeout | null = null;
   /** Bytes the peer may still send on the connection before we grant more. */
   private connRecvWindow: number;
-  connSendWindow: number;
+  /** Bytes the peer lets us send on the connection. */
+  private connWindow: number;
+  /** Client: streams the peer takes at once, learnt from its refusals (REFUSED). */
+  private limit: number;
+  /** Server: the peer's reset budget left, and when it was last refilled. */
+  private resetTokens: number;
+  private resetAt = 0;
+  /** Frames written since the socket last had nothing waiting (MAX_BACKLOG_FRAMES). */
+  private queued = 0;
   /** Streams waiting for connection-level window, woken in order when it opens. */
   private waitingForWindow: MuxStream[] = [];
   /** GOAWAY sent or received: no new streams. */
@@ -70,13 +110,52 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.remotePort = socket.remotePort;
     this.peer = o.peer ?? '';
     this.connRecvWindow = o.connectionWindowBytes;
-    this.connSendWindow = o.connectionWindowBytes;
+    this.connWindow = o.connectionWindowBytes;
+    this.limit = o.maxStreams;
+    this.resetTokens = o.resetBudget?.burst ?? Infinity;
     socket.setNoDelay(true);
+    socket.on('drain', () => {
+      this.queued = 0;
+      this.wake();
+    });
     socket.on('data', (d: Buffer) => this.deframer.push(d));
     socket.on('error', (e) => this.close(e.message, e));
     socket.on('close', () => this.close(null));
     socket.on('end', () => this.close(null));
     this.emptied();
+    const first = o.firstStreamTimeoutMs ?? 0;
+    if (!o.client && first > 0) {
+      this.firstTimer = setTimeout(() => {
+        this.firstTimer = null;
+        if (this.lastPeerId === 0) this.giveUp('request-headers-timeout', `no stream within ${first} ms`);
+      }, first);
+      this.firstTimer.unref();
+    }
+  }
+
+  /** What the peer lets us send now: nothing while the socket holds a backlog (it drains first). */
+  get connSendWindow(): number {
+    return this.socket.writableLength >= DATA_BACKLOG_BYTES ? 0 : this.connWindow;
+  }
+
+  /** Client: no new stream fits (the peer's limit as learnt, or ours). */
+  get full(): boolean {
+    return this.streams.size >= this.limit;
+  }
+
+  private giveUp(limit: MuxLimit, why: string): void {
+    if (this.closed) return;
+    this.o.onLimit?.(limit);
+    this.socket.destroy();
+    this.close(why);
+  }
+
+  /** Streams waiting for window (the connection's, or the socket to drain) try again. */
+  private wake(): void {
+    const waiting = this.waitingForWindow;
+    if (waiting.length === 0) return;
+    this.waitingForWindow = [];
+    for (const st of waiting) if (!st.destroyed) st.onWindow(0);
   }
 
   /** No stream open: a server starts counting towards its idle timeout. */
@@ -86,7 +165,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (this.emptyTimer !== null) return void this.emptyTimer.refresh();
     this.emptyTimer = setTimeout(() => {
       if (this.streams.size > 0 || this.closed) return;
-      this.o.onIdleTimeout?.();
+      this.o.onLimit?.('idle-connection-timeout');
       this.goAway();
     }, ms);
     this.emptyTimer.unref();
@@ -102,7 +181,7 @@ export class MuxSession implements StreamOwner, FrameSink {
 
   /** Client: a new virtual connection, or null when this session takes no more. */
   open(): MuxStream | null {
-    if (this.closed || this.goingAway || this.streams.size >= this.o.maxStreams) return null;
+    if (this.closed || this.goingAway || this.streams.size >= this.limit) return null;
     const id = this.nextId;
     this.nextId += 2;
     const s = new MuxStream(id, this, this.o.windowBytes);
@@ -135,18 +214,46 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (type === FrameType.Data) return this.onData(id, payload, (flags & FLAG_FIN) !== 0);
     const value = payload.readUInt32BE(0);
     if (type === FrameType.Window) {
-      if (id !== 0) return this.streams.get(id)?.onWindow(value);
-      this.connSendWindow += value;
-      const waiting = this.waitingForWindow;
-      this.waitingForWindow = [];
-      for (const st of waiting) if (!st.destroyed) st.onWindow(0);
-      return;
+      if (id !== 0) {
+        const st = this.streams.get(id);
+        if (st !== undefined && !st.onWindow(value)) {
+          this.write(controlFrame(FrameType.Reset, id, ResetCode.FlowControl));
+          st.onReset(resetError('stream window over 2^31-1 (flow-control error)'));
+        }
+        return;
+      }
+      if (this.connWindow + value > MAX_WINDOW) return this.malformed('connection window over 2^31-1');
+      this.connWindow += value;
+      return this.wake();
     }
-    else if (type === FrameType.Reset) this.streams.get(id)?.onReset(resetError(`stream reset by the peer (code ${value})`));
+    if (type === FrameType.Reset) {
+      const st = this.streams.get(id);
+      if (st === undefined) return;
+      if (value === ResetCode.Refused) {
+        // Never processed (RFC 9113 section 8.7: safe to retry whatever the method): the
+        // retry layer sees REFUSED_STREAM, and this connection takes no more than the peer did.
+        this.limit = Math.max(1, this.streams.size - 1);
+        return st.onReset(Object.assign(resetError('stream refused by the peer (REFUSED_STREAM)'), { refusedStream: true }));
+      }
+      if (!this.o.client && !this.spendReset()) return this.giveUp('premature-resets', 'the peer reset streams past its budget');
+      return st.onReset(resetError(`stream reset by the peer (code ${value})`));
+    }
     else if (type === FrameType.GoAway) {
       this.goingAway = true;
       if (this.streams.size === 0) this.end();
     }
+  }
+
+  /** A reset from the peer costs a token; the budget refills at perSecond (a token bucket). */
+  private spendReset(): boolean {
+    const b = this.o.resetBudget;
+    if (b === undefined) return true;
+    const now = this.o.clock?.now() ?? 0;
+    this.resetTokens = Math.min(b.burst, this.resetTokens + ((now - this.resetAt) / 1000) * b.perSecond);
+    this.resetAt = now;
+    if (this.resetTokens < 1) return false;
+    this.resetTokens -= 1;
+    return true;
   }
 
   malformed(why: string): void {
@@ -196,7 +303,7 @@ export class MuxSession implements StreamOwner, FrameSink {
 
   // StreamOwner
   sendData(id: number, payload: Buffer, fin: boolean): void {
-    this.connSendWindow -= payload.length;
+    this.connWindow -= payload.length;
     this.write(frameHeader(FrameType.Data, fin ? FLAG_FIN : 0, id, payload.length));
     if (payload.length > 0) this.write(payload);
   }
@@ -228,7 +335,9 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.socket.cork();
       process.nextTick(uncork, this);
     }
+    if (this.socket.writableLength === 0) this.queued = 0;
     this.socket.write(b);
+    if (++this.queued > MAX_BACKLOG_FRAMES || this.socket.writableLength > MAX_BACKLOG_BYTES) this.giveUp('mux-write-backlog', 'the peer does not read its connection');
   }
 
   flush(): void {
@@ -241,6 +350,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (this.closed) return;
     this.closed = true;
     if (this.emptyTimer !== null) clearTimeout(this.emptyTimer);
+    if (this.firstTimer !== null) clearTimeout(this.firstTimer);
     const err = cause ?? resetError(why ?? 'mesh connection closed');
     for (const s of [...this.streams.values()]) s.onReset(err);
     this.streams.clear();

@@ -96,13 +96,18 @@ export class MuxStream extends Duplex {
     else this.owner.returnConnectionWindow(n);
   }
 
-  /** WINDOW from the peer for this stream (n > 0), or the connection's window opened (n = 0). */
-  onWindow(n: number): void {
+  /**
+   * WINDOW from the peer for this stream (n > 0), or the connection's window opened (n = 0).
+   * False: the window would pass 2^31-1 (RFC 9113 section 6.9.1), a flow-control error.
+   */
+  onWindow(n: number): boolean {
+    if (this.sendWindow + n > 2 ** 31 - 1) return false;
     this.sendWindow += n;
     const b = this.blocked;
-    if (b === null) return;
+    if (b === null) return true;
     this.blocked = null;
     this.sendSome(b.rest, b.cb);
+    return true;
   }
 
   /** RESET from the peer, or the session is gone. */

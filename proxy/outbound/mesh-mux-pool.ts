@@ -30,7 +30,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
   const session = (host: string, port: number, identity: string): MuxSession => {
     const key = `${host}:${port}|${identity}`;
     const known = sessions.get(key);
-    if (known !== undefined && !known.isClosed && !known.goingAway && known.size < o.maxConnectionsPerPeer) return known;
+    if (known !== undefined && !known.isClosed && !known.goingAway && !known.full) return known;
     const tls = connectPeer(o.tls, host, port, identity, MUX_ALPN);
     const s: MuxSession = new MuxSession(tls, {
       client: true,
