@@ -55,15 +55,27 @@ export interface FrameSink {
  * spans reads.
  */
 export class Deframer {
-  private pending: Buffer | null = null;
+  /** The bytes of an incomplete frame, kept as they came: joined once the frame is whole. */
+  private parts: Buffer[] = [];
+  private have = 0;
+  /** Bytes the incomplete frame needs (its header's, then header and payload). */
+  private need = HEADER_BYTES;
   private failed = false;
 
   constructor(private readonly sink: FrameSink) {}
 
   push(chunk: Buffer): void {
     if (this.failed) return;
-    let buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    this.pending = null;
+    let buf: Buffer;
+    if (this.parts.length > 0) {
+      // A frame arriving in pieces is copied once, when whole (not once per piece).
+      this.parts.push(chunk);
+      this.have += chunk.length;
+      if (this.have < this.need) return;
+      buf = Buffer.concat(this.parts, this.have);
+      this.parts = [];
+      this.have = 0;
+    } else buf = chunk;
     while (buf.length >= HEADER_BYTES) {
       const len = buf.readUInt32BE(0);
       const type = buf[4];
@@ -78,12 +90,17 @@ export class Deframer {
       this.sink.frame(type, flags, id, payload);
       if (this.failed) return;
     }
-    if (buf.length > 0) this.pending = buf;
+    if (buf.length > 0) {
+      this.parts = [buf];
+      this.have = buf.length;
+      this.need = buf.length >= HEADER_BYTES ? HEADER_BYTES + buf.readUInt32BE(0) : HEADER_BYTES;
+    }
   }
 
   private fail(why: string): void {
     this.failed = true;
-    this.pending = null;
+    this.parts = [];
+    this.have = 0;
     this.sink.malformed(why);
   }
 }

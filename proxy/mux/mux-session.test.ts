@@ -364,3 +364,26 @@ describe('MuxSession: windows past 2^31-1 (RFC 9113 section 6.9.1)', () => {
     expect(p.server.isClosed).toBe(true);
   });
 });
+
+test('Deframer: a frame arriving one byte at a time is joined once, not copied per byte', () => {
+  const payload = Buffer.alloc(MAX_PAYLOAD, 0x61);
+  const bytes = Buffer.concat([frameHeader(FrameType.Data, 0, 1, payload.length), payload]);
+  const got: Buffer[] = [];
+  const d = new Deframer({ frame: (_t, _f, _id, p) => got.push(p), malformed: () => undefined });
+  const concat = Buffer.concat;
+  let copied = 0;
+  Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+    const r = concat(list, total);
+    copied += r.length;
+    return r;
+  }) as typeof Buffer.concat;
+  try {
+    for (let i = 0; i < bytes.length; i++) d.push(bytes.subarray(i, i + 1));
+  } finally {
+    Buffer.concat = concat;
+  }
+  expect(got).toHaveLength(1);
+  expect(got[0].equals(payload)).toBe(true);
+  // The header once, the whole frame once: not the ~2 GB of a copy per byte.
+  expect(copied).toBeLessThanOrEqual(2 * bytes.length);
+});
