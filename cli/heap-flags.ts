@@ -1,5 +1,6 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { loadAddon } from '../proxy/net/original-dst.js';
 
 /**
  * The V8 heap settings a sidecar runs with (docs/benchmarks.md, "The young generation: a
@@ -84,10 +85,34 @@ function newSpaceBytes(): number {
   return 0;
 }
 
-/** Runs the governor after every GC of this isolate, for the life of the process. */
+/** True for a mark-compact (a `gc` PerformanceEntry of kind major). */
+const isMajor = (e: PerformanceEntry): boolean => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR;
+
+/**
+ * After every mark-compact, `trim` (glibc malloc_trim(0), proxy/native): the free pages
+ * inside the malloc arenas go back to the kernel. glibc returns only an arena's top by
+ * itself, so what V8's compiler threads, TLS and nghttp2 freed in the middle stays resident
+ * (~10 MB per sidecar after load, docs/benchmarks.md "Resident memory"). A mark-compact
+ * comes every few seconds under load and the trim costs well under a millisecond then.
+ */
+export function trimAfterMarkCompact(entries: readonly PerformanceEntry[], trim: () => unknown): void {
+  if (entries.some(isMajor)) trim();
+}
+
+/** The addon's malloc_trim, or a no-op when the addon is not built. */
+function mallocTrim(): () => unknown {
+  const a = loadAddon();
+  return a ? () => a.mallocTrim() : () => false;
+}
+
+/** Runs the governor (and the trim after a mark-compact) after every GC of this isolate, for the life of the process. */
 function governYoungGeneration(set: (flags: string) => void): void {
   const g = new SemiSpaceGovernor(set, newSpaceBytes);
-  new PerformanceObserver(() => g.check()).observe({ type: 'gc' });
+  const trim = mallocTrim();
+  new PerformanceObserver((list) => {
+    g.check();
+    trimAfterMarkCompact(list.getEntries(), trim);
+  }).observe({ type: 'gc' });
   g.check();
 }
 

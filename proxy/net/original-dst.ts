@@ -6,7 +6,11 @@ export interface OriginalDst {
   readonly port: number;
 }
 
-type Addon = { originalDst(fd: number): { address: string; port: number; family: number } | null };
+type Addon = {
+  originalDst(fd: number): { address: string; port: number; family: number } | null;
+  /** glibc malloc_trim(0) (true: memory was released); false elsewhere. cli/heap-flags.ts. */
+  mallocTrim(): boolean;
+};
 
 let addon: Addon | null | undefined;
 
