@@ -1,4 +1,5 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { loadAddon } from '../proxy/net/original-dst.js';
 
@@ -85,34 +86,86 @@ function newSpaceBytes(): number {
   return 0;
 }
 
-/** True for a mark-compact (a `gc` PerformanceEntry of kind major). */
-const isMajor = (e: PerformanceEntry): boolean => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR;
+
+/** Starts a malloc_trim off the event loop; `done` when it has finished. */
+export type Trim = (done: () => void) => void;
+
+const isMinor = (e: PerformanceEntry): boolean => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR;
+
+/** How often the idle reclaimer looks whether traffic has stopped. */
+export const IDLE_CHECK_MS = 5000;
 
 /**
- * After every mark-compact, `trim` (glibc malloc_trim(0), proxy/native): the free pages
- * inside the malloc arenas go back to the kernel. glibc returns only an arena's top by
- * itself, so what V8's compiler threads, TLS and nghttp2 freed in the middle stays resident
- * (~10 MB per sidecar after load, docs/benchmarks.md "Resident memory"). A mark-compact
- * comes every few seconds under load and the trim costs well under a millisecond then.
+ * When traffic stops, give its memory back once. V8 sizes the heap for the load (the new
+ * space at its cap, the old generation grown by promoted garbage) and keeps it: it shrinks
+ * only at a GC, and an idle process makes none (V8's memory reducer did not fire in minutes
+ * of idleness after a load). glibc keeps what V8's helper threads (compiler zones, GC
+ * tasks) freed in the middle of their malloc arenas (~13 MB after load, under 1 MB of it
+ * in use: malloc_stats). Traffic shows as scavenges; a check period with none after one
+ * that had some runs `reclaim` (proxyReclaim: two full GCs, the first empties the old
+ * generation, the second, at a low allocation rate, lets V8 shrink the new space; then
+ * malloc_trim(0) on a thread-pool thread). Once per quiet spell: the reclaim's own GCs are
+ * mark-compacts, not scavenges. Under load it never runs (a trim after every mark-compact
+ * under load saved ~5 MB but cost up to 7-27 % more CPU per request in the A/B,
+ * docs/benchmarks.md "Resident memory"); at a trickle of requests, at most once per scavenge.
  */
-export function trimAfterMarkCompact(entries: readonly PerformanceEntry[], trim: () => unknown): void {
-  if (entries.some(isMajor)) trim();
+export class IdleReclaimer {
+  private scavenges = 0;
+  private seen = 0;
+  /** Reclaims run (tests, and the docs' figures). */
+  reclaims = 0;
+
+  constructor(private readonly reclaim: () => void) {}
+
+  afterGc(entries: readonly PerformanceEntry[]): void {
+    for (const e of entries) if (isMinor(e)) this.scavenges++;
+  }
+
+  /** Every IDLE_CHECK_MS. */
+  tick(): void {
+    if (this.scavenges === 0) return; // no traffic since the last reclaim
+    if (this.scavenges !== this.seen) {
+      this.seen = this.scavenges; // scavenges in the last period: busy
+      return;
+    }
+    this.scavenges = this.seen = 0;
+    this.reclaims++;
+    this.reclaim();
+  }
 }
 
-/** The addon's malloc_trim, or a no-op when the addon is not built. */
-function mallocTrim(): () => unknown {
+/**
+ * The reclaim: two full GCs with V8's gc() (the flag exposes it to contexts made after it
+ * is set), then `trim` (when the addon is built).
+ */
+function proxyReclaim(trim: Trim | null): () => void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  return () => {
+    gc();
+    gc();
+    trim?.(() => undefined);
+  };
+}
+
+/** The addon's malloc_trim, or null when the addon is not built. */
+function addonTrim(): Trim | null {
   const a = loadAddon();
-  return a ? () => a.mallocTrim() : () => false;
+  return a ? (done) => a.mallocTrim(done) : null;
 }
 
-/** Runs the governor (and the trim after a mark-compact) after every GC of this isolate, for the life of the process. */
+/**
+ * Runs the governor and the idle reclaimer's count after every GC of this isolate, and the
+ * idle check every IDLE_CHECK_MS (an unref'd timer), for the life of the process.
+ */
 function governYoungGeneration(set: (flags: string) => void): void {
   const g = new SemiSpaceGovernor(set, newSpaceBytes);
-  const trim = mallocTrim();
+  const idle = new IdleReclaimer(proxyReclaim(addonTrim()));
   new PerformanceObserver((list) => {
     g.check();
-    trimAfterMarkCompact(list.getEntries(), trim);
+    idle.afterGc(list.getEntries());
   }).observe({ type: 'gc' });
+  setInterval(() => idle.tick(), IDLE_CHECK_MS).unref();
   g.check();
 }
 

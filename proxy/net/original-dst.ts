@@ -8,8 +8,8 @@ export interface OriginalDst {
 
 type Addon = {
   originalDst(fd: number): { address: string; port: number; family: number } | null;
-  /** glibc malloc_trim(0) (true: memory was released); false elsewhere. cli/heap-flags.ts. */
-  mallocTrim(): boolean;
+  /** glibc malloc_trim(0) on a thread-pool thread; `done` gets whether memory was released (false off glibc). cli/heap-flags.ts. */
+  mallocTrim(done?: (released: boolean) => void): void;
 };
 
 let addon: Addon | null | undefined;
