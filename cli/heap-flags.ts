@@ -27,6 +27,8 @@ import { loadAddon } from '../proxy/net/original-dst.js';
  * - `--heap-growing-percent=40`: after a mark-compact the old generation may grow by 40 %
  *   of what is live before the next one, instead of V8's factor of up to 4. Read at every
  *   mark-compact.
+ * - With the governor, once traffic stops, the memory the load took is given back
+ *   (IdleReclaimer: two full GCs and a malloc_trim off the event loop).
  *
  * V8 flags are per process and the governor sees only its own isolate's new space, so with
  * listener workers (config `concurrency` > 1) the proxy keeps the earlier setting, growth
