@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { constants, type PerformanceEntry } from 'node:perf_hooks';
-import { applyHeapFlags, IDLE_CHECK_MS, IdleReclaimer, NEW_SPACE_CAP_BYTES, SemiSpaceGovernor, SIDECAR_HEAP_FLAGS, WORKERS_YOUNG_GENERATION, YOUNG_GENERATION_CAP } from './heap-flags.js';
+import { applyHeapFlags, IdleReclaimer, NEW_SPACE_CAP_BYTES, SemiSpaceGovernor, SIDECAR_HEAP_FLAGS, WORKERS_YOUNG_GENERATION, YOUNG_GENERATION_CAP } from './heap-flags.js';
 
 function applied(execArgv: string[], nodeOptions?: string): { applied: string[]; set: string[]; governed: boolean } {
   const set: string[] = [];
@@ -127,6 +127,9 @@ test('the idle reclaimer runs once when a check period without scavenges follows
   expect(r.reclaims).toBe(2);
 });
 
+/** The reclaimer's check period in these processes (the proxy's, IDLE_CHECK_MS, is 15 s). */
+const QUIET_CHECK_MS = 5000;
+
 /**
  * RssAnon (MB) after a load and a quiet spell, in a process of its own with the proxy's
  * heap settings applied (or not): the load is the ring of surviving objects above, plus
@@ -138,7 +141,7 @@ function anonMbAfterQuietSpell(apply: boolean): number {
   const script = `
     import { readFileSync } from 'node:fs';
     import { applyHeapFlags } from ${JSON.stringify(mod)};
-    if (${apply}) applyHeapFlags(process.execArgv, undefined);
+    if (${apply}) applyHeapFlags(process.execArgv, undefined, undefined, undefined, false, ${QUIET_CHECK_MS});
     const ring = new Array(20000);
     let all = [];
     for (let i = 0; i < 4000; i++) all.push(Buffer.allocUnsafeSlow(16 * 1024).fill(1));
@@ -148,7 +151,7 @@ function anonMbAfterQuietSpell(apply: boolean): number {
     const slice = () => {
       for (const end = i + 20000; i < end; i++) ring[i % ring.length] = { id: i, headers: { a: 'x' + i } };
       if (i < 600000) return void setImmediate(slice);
-      setTimeout(() => process.stdout.write(String(Number(/RssAnon:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024 + kept.length * 0)), ${2 * IDLE_CHECK_MS + 2000});
+      setTimeout(() => process.stdout.write(String(Number(/RssAnon:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024 + kept.length * 0)), ${2 * QUIET_CHECK_MS + 2000});
     };
     slice();`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000 });

@@ -94,8 +94,13 @@ export type Trim = (done: () => void) => void;
 
 const isMinor = (e: PerformanceEntry): boolean => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR;
 
-/** How often the idle reclaimer looks whether traffic has stopped. */
-export const IDLE_CHECK_MS = 5000;
+/**
+ * How often the idle reclaimer looks whether traffic has stopped: it acts 15-30 s after the
+ * last scavenge. Not sooner: each reclaim makes the next burst start with a small heap
+ * that V8 grows again (a few more scavenges and mark-compacts), which showed as a CPU cost
+ * in the benchmark's 5 s loads with a 5 s period (docs/benchmarks.md, "Resident memory").
+ */
+const IDLE_CHECK_MS = 15_000;
 
 /**
  * When traffic stops, give its memory back once. V8 sizes the heap for the load (the new
@@ -123,7 +128,7 @@ export class IdleReclaimer {
     for (const e of entries) if (isMinor(e)) this.scavenges++;
   }
 
-  /** Every IDLE_CHECK_MS. */
+  /** Every check period (IDLE_CHECK_MS). */
   tick(): void {
     if (this.scavenges === 0) return; // no traffic since the last reclaim
     if (this.scavenges !== this.seen) {
@@ -160,14 +165,14 @@ function addonTrim(): Trim | null {
  * Runs the governor and the idle reclaimer's count after every GC of this isolate, and the
  * idle check every IDLE_CHECK_MS (an unref'd timer), for the life of the process.
  */
-function governYoungGeneration(set: (flags: string) => void): void {
+function governYoungGeneration(set: (flags: string) => void, idleCheckMs = IDLE_CHECK_MS): void {
   const g = new SemiSpaceGovernor(set, newSpaceBytes);
   const idle = new IdleReclaimer(proxyReclaim(addonTrim()));
   new PerformanceObserver((list) => {
     g.check();
     idle.afterGc(list.getEntries());
   }).observe({ type: 'gc' });
-  setInterval(() => idle.tick(), IDLE_CHECK_MS).unref();
+  setInterval(() => idle.tick(), idleCheckMs).unref();
   g.check();
 }
 
@@ -180,8 +185,10 @@ export function applyHeapFlags(
   execArgv: readonly string[],
   nodeOptions: string | undefined,
   set: (flags: string) => void = setFlagsFromString,
-  govern: (set: (flags: string) => void) => void = governYoungGeneration,
+  govern: (set: (flags: string) => void, idleCheckMs: number) => void = governYoungGeneration,
   workers = false,
+  /** The idle reclaimer's check period (tests: shorter). */
+  idleCheckMs = IDLE_CHECK_MS,
 ): string[] {
   const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].filter((f) => f.startsWith('--')).map(norm));
   const applied = SIDECAR_HEAP_FLAGS.filter((f) => !OVERRIDDEN_BY[norm(f)].some((n) => given.has(n)));
@@ -191,7 +198,7 @@ export function applyHeapFlags(
     set(WORKERS_YOUNG_GENERATION);
     applied.push(WORKERS_YOUNG_GENERATION);
   } else {
-    govern(set);
+    govern(set, idleCheckMs);
     applied.push(YOUNG_GENERATION_CAP);
   }
   return applied;
