@@ -127,7 +127,7 @@ test('the idle reclaimer runs once when a check period without scavenges follows
   expect(r.reclaims).toBe(2);
 });
 
-/** The reclaimer's check period in these processes (the proxy's, IDLE_CHECK_MS, is 15 s). */
+/** The reclaimer's check period in these processes (the proxy's, IDLE_CHECK_MS, is 60 s). */
 const QUIET_CHECK_MS = 5000;
 
 /**

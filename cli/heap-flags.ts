@@ -95,12 +95,14 @@ export type Trim = (done: () => void) => void;
 const isMinor = (e: PerformanceEntry): boolean => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR;
 
 /**
- * How often the idle reclaimer looks whether traffic has stopped: it acts 15-30 s after the
- * last scavenge. Not sooner: each reclaim makes the next burst start with a small heap
- * that V8 grows again (a few more scavenges and mark-compacts), which showed as a CPU cost
- * in the benchmark's 5 s loads with a 5 s period (docs/benchmarks.md, "Resident memory").
+ * How often the idle reclaimer looks whether traffic has stopped: it acts 60-120 s after
+ * the last scavenge (Go's runtime, for comparison, forces a GC after 2 min without one).
+ * Not sooner: each reclaim makes the next burst start with a small heap that V8 grows
+ * again (more scavenges and mark-compacts); with a 5 s and then a 15 s period it ran
+ * between the benchmark's interleaved loads and the same-run A/B showed up to +7-24 % CPU
+ * per request at gRPC 1000 req/s (docs/benchmarks.md, "Resident memory").
  */
-const IDLE_CHECK_MS = 15_000;
+const IDLE_CHECK_MS = 60_000;
 
 /**
  * When traffic stops, give its memory back once. V8 sizes the heap for the load (the new

@@ -16,7 +16,8 @@ import { joseIfLoaded, loadJose } from './jose-module.js';
  * `Authorization: Bearer <token>` and `?access_token=` (Envoy's JwtProvider defaults).
  * More than one distinct token in a request is refused: which one would the principal be?
  *
- * Verification (jose, imported when the first rule is compiled: jose-module.ts): the signature with a key of the issuer's JWKS chosen by `kid`
+ * Verification (jose, imported when the first rule is compiled: jose-module.ts): the
+ * signature with a key of the issuer's JWKS chosen by `kid`
  * and by the algorithm's key type (RSA for RS/PS, EC of the right curve for ES, OKP for
  * EdDSA; RFC 7518 section 3.1), only from the asymmetric algorithms below: never `none`,
  * never HMAC, so a public key can never be used as an HMAC secret (RFC 8725 section 2.1);
