@@ -1,5 +1,7 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { runInNewContext } from 'node:vm';
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { loadAddon } from '../proxy/net/original-dst.js';
 
 /**
  * The V8 heap settings a sidecar runs with (docs/benchmarks.md, "The young generation: a
@@ -25,6 +27,8 @@ import { PerformanceObserver } from 'node:perf_hooks';
  * - `--heap-growing-percent=40`: after a mark-compact the old generation may grow by 40 %
  *   of what is live before the next one, instead of V8's factor of up to 4. Read at every
  *   mark-compact.
+ * - With the governor, once traffic stops, the memory the load took is given back
+ *   (IdleReclaimer: two full GCs and a malloc_trim off the event loop).
  *
  * V8 flags are per process and the governor sees only its own isolate's new space, so with
  * listener workers (config `concurrency` > 1) the proxy keeps the earlier setting, growth
@@ -84,10 +88,93 @@ function newSpaceBytes(): number {
   return 0;
 }
 
-/** Runs the governor after every GC of this isolate, for the life of the process. */
-function governYoungGeneration(set: (flags: string) => void): void {
+
+/** Starts a malloc_trim off the event loop; `done` when it has finished. */
+export type Trim = (done: () => void) => void;
+
+const isMinor = (e: PerformanceEntry): boolean => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR;
+
+/**
+ * How often the idle reclaimer looks whether traffic has stopped: it acts 60-120 s after
+ * the last scavenge (Go's runtime, for comparison, forces a GC after 2 min without one).
+ * Not sooner: each reclaim makes the next burst start with a small heap that V8 grows
+ * again (more scavenges and mark-compacts); with a 5 s and then a 15 s period it ran
+ * between the benchmark's interleaved loads and the same-run A/B showed up to +7-24 % CPU
+ * per request at gRPC 1000 req/s (docs/benchmarks.md, "Resident memory").
+ */
+const IDLE_CHECK_MS = 60_000;
+
+/**
+ * When traffic stops, give its memory back once. V8 sizes the heap for the load (the new
+ * space at its cap, the old generation grown by promoted garbage) and keeps it: it shrinks
+ * only at a GC, and an idle process makes none (V8's memory reducer did not fire in minutes
+ * of idleness after a load). glibc keeps what V8's helper threads (compiler zones, GC
+ * tasks) freed in the middle of their malloc arenas (~13 MB after load, under 1 MB of it
+ * in use: malloc_stats). Traffic shows as scavenges; a check period with none after one
+ * that had some runs `reclaim` (proxyReclaim: two full GCs, the first empties the old
+ * generation, the second, at a low allocation rate, lets V8 shrink the new space; then
+ * malloc_trim(0) on a thread-pool thread). Once per quiet spell: the reclaim's own GCs are
+ * mark-compacts, not scavenges. Under load it never runs (a trim after every mark-compact
+ * under load saved ~5 MB but cost up to 7-27 % more CPU per request in the A/B,
+ * docs/benchmarks.md "Resident memory"); at a trickle of requests, at most once per scavenge.
+ */
+export class IdleReclaimer {
+  private scavenges = 0;
+  private seen = 0;
+  /** Reclaims run (tests, and the docs' figures). */
+  reclaims = 0;
+
+  constructor(private readonly reclaim: () => void) {}
+
+  afterGc(entries: readonly PerformanceEntry[]): void {
+    for (const e of entries) if (isMinor(e)) this.scavenges++;
+  }
+
+  /** Every check period (IDLE_CHECK_MS). */
+  tick(): void {
+    if (this.scavenges === 0) return; // no traffic since the last reclaim
+    if (this.scavenges !== this.seen) {
+      this.seen = this.scavenges; // scavenges in the last period: busy
+      return;
+    }
+    this.scavenges = this.seen = 0;
+    this.reclaims++;
+    this.reclaim();
+  }
+}
+
+/**
+ * The reclaim: two full GCs with V8's gc() (the flag exposes it to contexts made after it
+ * is set), then `trim` (when the addon is built).
+ */
+function proxyReclaim(trim: Trim | null): () => void {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  return () => {
+    gc();
+    gc();
+    trim?.(() => undefined);
+  };
+}
+
+/** The addon's malloc_trim, or null when the addon is not built. */
+function addonTrim(): Trim | null {
+  const a = loadAddon();
+  return a ? (done) => a.mallocTrim(done) : null;
+}
+
+/**
+ * Runs the governor and the idle reclaimer's count after every GC of this isolate, and the
+ * idle check every IDLE_CHECK_MS (an unref'd timer), for the life of the process.
+ */
+function governYoungGeneration(set: (flags: string) => void, idleCheckMs = IDLE_CHECK_MS): void {
   const g = new SemiSpaceGovernor(set, newSpaceBytes);
-  new PerformanceObserver(() => g.check()).observe({ type: 'gc' });
+  const idle = new IdleReclaimer(proxyReclaim(addonTrim()));
+  new PerformanceObserver((list) => {
+    g.check();
+    idle.afterGc(list.getEntries());
+  }).observe({ type: 'gc' });
+  setInterval(() => idle.tick(), idleCheckMs).unref();
   g.check();
 }
 
@@ -100,8 +187,10 @@ export function applyHeapFlags(
   execArgv: readonly string[],
   nodeOptions: string | undefined,
   set: (flags: string) => void = setFlagsFromString,
-  govern: (set: (flags: string) => void) => void = governYoungGeneration,
+  govern: (set: (flags: string) => void, idleCheckMs: number) => void = governYoungGeneration,
   workers = false,
+  /** The idle reclaimer's check period (tests: shorter). */
+  idleCheckMs = IDLE_CHECK_MS,
 ): string[] {
   const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].filter((f) => f.startsWith('--')).map(norm));
   const applied = SIDECAR_HEAP_FLAGS.filter((f) => !OVERRIDDEN_BY[norm(f)].some((n) => given.has(n)));
@@ -111,7 +200,7 @@ export function applyHeapFlags(
     set(WORKERS_YOUNG_GENERATION);
     applied.push(WORKERS_YOUNG_GENERATION);
   } else {
-    govern(set);
+    govern(set, idleCheckMs);
     applied.push(YOUNG_GENERATION_CAP);
   }
   return applied;

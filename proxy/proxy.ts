@@ -289,6 +289,14 @@ export class Proxy {
   static async start(opts: ProxyOptions): Promise<Proxy> {
     const p = new Proxy(opts.config, opts.tls, opts);
     if (!loadAddon() && !opts.worker) p.logger.warn('SO_ORIGINAL_DST addon not built; routing by Host header only', { code: 'NO_ORIGINAL_DST' });
+    // With a collector, the tracing SDK loads now (mesh-tracer.ts): before any listener
+    // binds, so every request's span is recorded.
+    try {
+      await p.tracer.ready;
+    } catch (e) {
+      await p.close().catch(() => undefined);
+      throw e;
+    }
     // Every listener binds or the proxy does not start: a sidecar missing one (its port
     // still held by a predecessor that is draining) must not report ready (issue 11). The
     // explicit upstreams count too; what did bind is closed again. A worker binds the data

@@ -51,6 +51,7 @@ test.each(['client', 'server'] as const)('a query-string token of a gRPC-Web cal
     clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
     appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
   });
+  await t.ready; // the SDK loads on first use (span-recorder.ts)
   await traceRequests(t, kind, new FakeClock())(async () => OK)(request());
   await t.shutdown();
   expect(spans).toHaveLength(1);

@@ -99,6 +99,7 @@ test('a token in the query string never reaches a span: url.full has its value r
     clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
     appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
   });
+  await t.ready; // the SDK loads on first use (span-recorder.ts)
   const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
   await traceRequests(t, 'client', new FakeClock())(async () => OK)({ ...request({}), path: `/orders?id=7&access_token=${jwt}` });
   await t.shutdown();
@@ -149,6 +150,7 @@ test('a caller cannot make a queued span as big as its request head: attribute v
     clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
     appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
   });
+  await t.ready; // the SDK loads on first use (span-recorder.ts)
   // The caller forces sampling (its decision is honoured) and sends a 60 kB path and authority.
   const big = 'a'.repeat(60_000);
   const headers = { traceparent: `00-${TID}-${SID}-01`, 'content-type': 'application/grpc' };
@@ -173,6 +175,7 @@ test('userinfo in the authority (user:password@host) never reaches a span (OpenT
     clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
     appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
   });
+  await t.ready; // the SDK loads on first use (span-recorder.ts)
   for (const kind of ['client', 'server'] as const) await traceRequests(t, kind, new FakeClock())(async () => OK)({ ...request({}), authority: 'alice:s3cret@web:80' });
   await t.shutdown();
   expect(spans).toHaveLength(2);
@@ -194,6 +197,7 @@ test('wren.response_flags is Envoy\'s, as the access log and the metric say: URX
     clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
     appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
   });
+  await t.ready; // the SDK loads on first use (span-recorder.ts)
   await traceRequests(t, 'client', new FakeClock())(async (req) => {
     attachState(req, {} as ClusterHandle).tried.add('10.0.0.1:80').add('10.0.0.2:80');
     return { ...OK, status: 503 };

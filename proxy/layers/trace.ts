@@ -1,8 +1,9 @@
-import { SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
+import type { Attributes, Span } from '@opentelemetry/api';
+// Names written out, not imported: the packages' index modules cost every sidecar memory (semconv.ts).
 import {
   ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_RPC_METHOD,
-  ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_CLIENT_ADDRESS,
-} from '@opentelemetry/semantic-conventions';
+  ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_CLIENT_ADDRESS, SPAN_STATUS_ERROR,
+} from '../tracing/semconv.js';
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
@@ -104,7 +105,7 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
   } catch (err) {
     const pe = toProxyError(err, 'INTERNAL');
     span.setAttributes({ [ATTR_ERROR_TYPE]: pe.label, 'wren.response_flags': responseFlag(pe.label) });
-    span.setStatus({ code: SpanStatusCode.ERROR, message: pe.message });
+    span.setStatus({ code: SPAN_STATUS_ERROR, message: pe.message });
     endAttributes(t, span, req, kind);
     span.end(clock.now());
     throw err;
@@ -197,7 +198,7 @@ const GRPC_SERVER_ERRORS = new Set([2, 4, 12, 13, 14, 15]);
 
 function finish(span: Span, kind: 'client' | 'server', res: ProxyResponse, grpc: boolean, err: Error | undefined): void {
   if (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    span.setStatus({ code: SPAN_STATUS_ERROR, message: err.message });
     span.setAttribute(ATTR_ERROR_TYPE, res.proxyError ?? 'aborted');
     return;
   }
@@ -207,14 +208,14 @@ function finish(span: Span, kind: 'client' | 'server', res: ProxyResponse, grpc:
       const code = Number(g);
       span.setAttribute('rpc.grpc.status_code', code);
       if (code !== 0 && (kind === 'client' || GRPC_SERVER_ERRORS.has(code))) {
-        span.setStatus({ code: SpanStatusCode.ERROR });
+        span.setStatus({ code: SPAN_STATUS_ERROR });
         span.setAttribute(ATTR_ERROR_TYPE, res.proxyError ?? String(code));
       }
       return;
     }
   }
   if (res.status >= 500 || (kind === 'client' && res.status >= 400)) {
-    span.setStatus({ code: SpanStatusCode.ERROR });
+    span.setStatus({ code: SPAN_STATUS_ERROR });
     span.setAttribute(ATTR_ERROR_TYPE, res.proxyError ?? String(res.status));
   }
 }

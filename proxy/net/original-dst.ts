@@ -6,7 +6,11 @@ export interface OriginalDst {
   readonly port: number;
 }
 
-type Addon = { originalDst(fd: number): { address: string; port: number; family: number } | null };
+type Addon = {
+  originalDst(fd: number): { address: string; port: number; family: number } | null;
+  /** glibc malloc_trim(0) on a thread-pool thread; `done` gets whether memory was released (false off glibc). cli/heap-flags.ts. */
+  mallocTrim(done?: (released: boolean) => void): void;
+};
 
 let addon: Addon | null | undefined;
 

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
+import { loadJose } from './jose-module.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { parseJwksText } from '../../contract/parse.js';
@@ -45,9 +46,12 @@ export interface JwksDeps {
 }
 
 type Loader = () => Promise<string>;
+type JwksJson = Parameters<typeof import('jose').createLocalJWKSet>[0];
 
 export class JwksSource {
   private keys: JWTVerifyGetKey | null = null;
+  /** An inline set, parsed at compile time; its key set is built on first use (jose loads lazily: jose-module.ts). */
+  private inline: JwksJson | null = null;
   private inflight: Promise<void> | null = null;
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
   private timer: Timer | null = null;
@@ -60,7 +64,7 @@ export class JwksSource {
     private readonly d: JwksDeps,
     inline?: string,
   ) {
-    if (inline !== undefined) this.keys = createLocalJWKSet(JSON.parse(inline) as Parameters<typeof createLocalJWKSet>[0]);
+    if (inline !== undefined) this.inline = JSON.parse(inline) as JwksJson;
   }
 
   /** True when the set can change (a URL or a file): an unknown kid may be worth a refetch. */
@@ -70,6 +74,10 @@ export class JwksSource {
 
   /** The keys, loading them first if none were ever loaded (then null if that failed). */
   async current(): Promise<JWTVerifyGetKey | null> {
+    if (this.inline !== null) {
+      this.keys = (await loadJose()).createLocalJWKSet(this.inline);
+      this.inline = null;
+    }
     if (this.keys === null && this.load !== null) await this.refresh();
     return this.keys;
   }
@@ -103,7 +111,8 @@ export class JwksSource {
     try {
       const text = await load();
       const checked = parseJwksText(text, 'jwks');
-      this.keys = createLocalJWKSet(JSON.parse(checked) as Parameters<typeof createLocalJWKSet>[0]);
+      const { createLocalJWKSet } = await loadJose();
+      this.keys = createLocalJWKSet(JSON.parse(checked) as JwksJson);
       ok = true;
       this.d.onFetch(this.id, 'ok');
     } catch (e) {

@@ -1,8 +1,9 @@
-import { decodeJwt, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyResult } from 'jose';
+import type { CryptoKey, JWTPayload, JWTVerifyGetKey, JWTVerifyResult } from 'jose';
 import type { Clock } from '../../common/clock.js';
 import type { JwtRule } from '../../contract/model.js';
 import type { RequestAuth } from './authorizer.js';
 import type { JwksRegistry, JwksSource } from './jwks-source.js';
+import { joseIfLoaded, loadJose } from './jose-module.js';
 
 /**
  * End-user authentication with JWTs, as Istio's RequestAuthentication (Envoy jwt_authn
@@ -15,7 +16,8 @@ import type { JwksRegistry, JwksSource } from './jwks-source.js';
  * `Authorization: Bearer <token>` and `?access_token=` (Envoy's JwtProvider defaults).
  * More than one distinct token in a request is refused: which one would the principal be?
  *
- * Verification (jose): the signature with a key of the issuer's JWKS chosen by `kid`
+ * Verification (jose, imported when the first rule is compiled: jose-module.ts): the
+ * signature with a key of the issuer's JWKS chosen by `kid`
  * and by the algorithm's key type (RSA for RS/PS, EC of the right curve for ES, OKP for
  * EdDSA; RFC 7518 section 3.1), only from the asymmetric algorithms below: never `none`,
  * never HMAC, so a public key can never be used as an HMAC secret (RFC 8725 section 2.1);
@@ -71,6 +73,8 @@ interface CacheEntry {
   readonly exp: number | undefined;
   readonly nbf: number | undefined;
 }
+
+type JwtVerify = typeof import('jose').jwtVerify;
 
 const NONE: AuthnResult = Object.freeze({ kind: 'none' });
 const DEFAULT_HEADERS = Object.freeze([Object.freeze({ name: 'authorization', prefix: 'Bearer ' })]);
@@ -192,6 +196,8 @@ export class JwtAuthenticator {
     }
     this.outputHeaders = [...out];
     this.tokenParams = new Set(this.rules.flatMap((r) => r.params));
+    // Start loading the verifier now, off the request path; a request that comes first waits for it (verifyFound).
+    loadJose().catch(() => undefined);
   }
 
   /** The token a request carries (null: none), or why it carries an unusable one. */
@@ -246,9 +252,11 @@ export class JwtAuthenticator {
 
   private async verifyFound(found: FoundToken): Promise<AuthnResult> {
     if (!COMPACT.test(found.token)) return denied('malformed');
+    // Fail closed: no token is accepted before jose is loaded (a failed import throws: the request fails, 500).
+    const jose = joseIfLoaded() ?? (await loadJose());
     let iss: string;
     try {
-      iss = decodeJwt(found.token).iss ?? '';
+      iss = jose.decodeJwt(found.token).iss ?? '';
     } catch {
       return denied('malformed');
     }
@@ -257,25 +265,25 @@ export class JwtAuthenticator {
     for (const r of this.rules) {
       if (r.rule.issuer !== iss) continue;
       if (found.header !== null ? !r.headers.some((h) => h.name === found.header) : !r.params.includes(found.param as string)) continue;
-      const res = await this.verifyWith(r, found.token);
+      const res = await this.verifyWith(jose.jwtVerify, r, found.token);
       if (typeof res !== 'string') return { kind: 'ok', auth: toAuth(res.payload), rule: r, found };
       firstFailure ??= res;
     }
     return denied(firstFailure ?? 'unknown-issuer', firstFailure ? iss : '');
   }
 
-  private async verifyWith(r: CompiledRule, token: string): Promise<JWTVerifyResult | JwtDenyReason> {
+  private async verifyWith(jwtVerify: JwtVerify, r: CompiledRule, token: string): Promise<JWTVerifyResult | JwtDenyReason> {
     const keys = await r.keys.current();
     if (keys === null) return 'jwks-unavailable';
-    const first = await this.tryVerify(token, keys, r.rule);
+    const first = await this.tryVerify(jwtVerify, token, keys, r.rule);
     if (first !== 'unknown-kid' || !r.keys.refreshable) return first;
     // The issuer may have rotated its keys since the last fetch: one early refetch, rate-limited.
     if (!(await r.keys.refetchForUnknownKid())) return first;
     const again = await r.keys.current();
-    return again === null ? first : this.tryVerify(token, again, r.rule);
+    return again === null ? first : this.tryVerify(jwtVerify, token, again, r.rule);
   }
 
-  private async tryVerify(token: string, keys: JWTVerifyGetKey, rule: JwtRule): Promise<JWTVerifyResult | JwtDenyReason> {
+  private async tryVerify(jwtVerify: JwtVerify, token: string, keys: JWTVerifyGetKey, rule: JwtRule): Promise<JWTVerifyResult | JwtDenyReason> {
     const options = {
       issuer: rule.issuer,
       audience: rule.audiences.length > 0 ? [...rule.audiences] : undefined,

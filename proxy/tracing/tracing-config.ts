@@ -7,6 +7,9 @@ import type { BatchSettings } from './span-batcher.js';
  * plane's) business; without a collector sampling is still decided and propagated, and no
  * span is recorded.
  */
+/** Longest string attribute value and span name (characters), as the access log caps its path. */
+export const MAX_SPAN_STRING = 1024;
+
 export interface TracingConfig extends BatchSettings {
   readonly collector: CollectorConfig | undefined;
   /** How long shutdown waits for queued spans to be exported. */
