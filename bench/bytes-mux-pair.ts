@@ -105,11 +105,21 @@ if (role === 'outbound') {
   mesh.once('secureConnect', () => server.listen(0, '127.0.0.1', () => process.stdout.write(`ready ${(server.address() as AddressInfo).port}\n`)));
 } else {
   const idle: Socket[] = [];
+  // A pooled app connection the app closed (its keep-alive timeout) leaves the pool.
+  const openApp = (): Socket => {
+    const s = tcpConnect(upstreamPort, '127.0.0.1').setNoDelay(true);
+    s.on('close', () => {
+      const i = idle.indexOf(s);
+      if (i >= 0) idle.splice(i, 1);
+    });
+    s.on('error', () => s.destroy());
+    return s;
+  };
   const server = createTlsServer({ ...tls, requestCert: true, rejectUnauthorized: true }, (mesh) => {
     mesh.setNoDelay(true);
     const send = framer(mesh);
     deframe(mesh, (id, req) => {
-      const app = idle.pop() ?? tcpConnect(upstreamPort, '127.0.0.1').setNoDelay(true);
+      const app = idle.pop() ?? openApp();
       let res: Buffer = Buffer.alloc(0);
       const onData = (d: Buffer): void => {
         res = res.length ? Buffer.concat([res, d]) : d;

@@ -36,6 +36,12 @@ const open = (): Socket => {
     ? tlsConnect({ host: '127.0.0.1', port: upstreamPort, ...tls, checkServerIdentity: () => undefined })
     : tcpConnect(upstreamPort, '127.0.0.1');
   s.setNoDelay(true);
+  // A pooled connection the other side closed (the app's keep-alive timeout) leaves the pool.
+  s.on('close', () => {
+    const i = idle.indexOf(s);
+    if (i >= 0) idle.splice(i, 1);
+  });
+  s.on('error', () => s.destroy());
   return s;
 };
 
@@ -66,6 +72,7 @@ function serve(client: Socket): void {
       if (left <= 0) {
         up.removeListener('data', onData);
         up.removeListener('error', onError);
+        up.removeListener('close', onError);
         idle.push(up);
         busy = false;
         next();
@@ -77,6 +84,7 @@ function serve(client: Socket): void {
     };
     up.on('data', onData);
     up.on('error', onError);
+    up.on('close', onError); // closed mid-exchange: the client's connection goes too
     up.write(req);
   };
   client.on('data', (d: Buffer) => {
