@@ -84,6 +84,8 @@ export class MuxSession implements StreamOwner, FrameSink {
   private firstTimer: NodeJS.Timeout | null = null;
   /** Bytes the peer may still send on the connection before we grant more. */
   private connRecvWindow: number;
+  /** Bytes consumed on the connection, not yet granted back (grantConnection). */
+  private connConsumed = 0;
   /** Bytes the peer lets us send on the connection. */
   private connWindow: number;
   /** Client: streams the peer takes at once, learnt from its refusals (REFUSED). */
@@ -294,11 +296,19 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.grantConnection(n);
   }
 
-  /** Bytes received on the connection were consumed (or dropped): the peer may send as many again. */
+  /**
+   * Bytes received on the connection were consumed (or dropped): the peer may send as many
+   * again, granted once half the connection's window has been (nghttp2's rule; a grant per
+   * message would cost a frame each).
+   */
   private grantConnection(n: number): void {
     if (n <= 0 || this.closed) return;
-    this.connRecvWindow += n;
-    this.write(controlFrame(FrameType.Window, 0, n));
+    this.connConsumed += n;
+    if (this.connConsumed < this.o.connectionWindowBytes / 2) return;
+    const g = this.connConsumed;
+    this.connConsumed = 0;
+    this.connRecvWindow += g;
+    this.write(controlFrame(FrameType.Window, 0, g));
   }
 
   // StreamOwner
@@ -310,7 +320,6 @@ export class MuxSession implements StreamOwner, FrameSink {
 
   sendWindow(id: number, bytes: number): void {
     this.write(controlFrame(FrameType.Window, id, bytes));
-    this.grantConnection(bytes);
   }
 
   blockedOnConnection(s: MuxStream): void {

@@ -12,9 +12,9 @@ export interface StreamOwner {
   readonly connSendWindow: number;
   /** This stream waits for connection-level window (onWindow is called when it opens). */
   blockedOnConnection(s: MuxStream): void;
-  /** Grants the peer `bytes` more on this stream and on the connection. */
+  /** Grants the peer `bytes` more on this stream. */
   sendWindow(id: number, bytes: number): void;
-  /** Grants the peer `bytes` more on the connection only (a closed stream's unread bytes). */
+  /** `bytes` received on the connection were consumed, or dropped unread: the connection's window (batched there). */
   returnConnectionWindow(bytes: number): void;
   sendReset(id: number, code: number): void;
   removed(id: number): void;
@@ -37,8 +37,10 @@ export interface StreamOwner {
 export class MuxStream extends Duplex {
   /** Bytes the peer may still send us before we grant more. */
   private recvWindow: number;
-  /** Bytes consumed by our reader but not yet granted back. */
+  /** Bytes pushed to our reader while its buffer was full: granted once it reads again. */
   private owed = 0;
+  /** Bytes our reader took that the peer has not been granted yet (sent at half the window). */
+  private consumed = 0;
   /** Bytes we may still send. */
   private sendWindow: number;
   /** A write waiting for window: the rest of its bytes and its callback. */
@@ -90,10 +92,20 @@ export class MuxStream extends Duplex {
     return true;
   }
 
+  /**
+   * Our reader took `n` bytes. The connection counts them at once; the stream grants them
+   * back once half its window is consumed, as nghttp2 sends WINDOW_UPDATE: a grant per
+   * message would be a frame, and at a low rate a write, of its own per response.
+   */
   private grant(n: number): void {
-    this.recvWindow += n;
-    if (!this.destroyed && !this.finReceived) this.owner.sendWindow(this.id, n);
-    else this.owner.returnConnectionWindow(n);
+    this.owner.returnConnectionWindow(n);
+    if (this.destroyed || this.finReceived) return;
+    this.consumed += n;
+    if (this.consumed < this.window / 2) return;
+    const g = this.consumed;
+    this.consumed = 0;
+    this.recvWindow += g;
+    this.owner.sendWindow(this.id, g);
   }
 
   /**
