@@ -12,22 +12,12 @@
 import { createServer, connect as tcpConnect, type Socket, type AddressInfo } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { messageLength } from './message-length.js';
 
 const [role, upstreamPortArg, certFile, keyFile, caFile] = process.argv.slice(2);
 const upstreamPort = Number(upstreamPortArg);
 const tls = { cert: readFileSync(certFile), key: readFileSync(keyFile), ca: readFileSync(caFile) };
-const CRLF2 = Buffer.from('\r\n\r\n');
 
-/** Bytes of a whole message at the start of `buf` (head plus Content-Length body), or -1 if incomplete. */
-function messageLength(buf: Buffer): number {
-  const end = buf.indexOf(CRLF2);
-  if (end < 0) return -1;
-  const head = buf.toString('latin1', 0, end).toLowerCase();
-  const i = head.indexOf('\r\ncontent-length:');
-  const bodyLen = i < 0 ? 0 : parseInt(head.slice(i + 17), 10);
-  const total = end + 4 + bodyLen;
-  return buf.length >= total ? total : -1;
-}
 
 /** Frames written to `sock` in one turn go out together (cork, uncork on the next tick). */
 function framer(sock: Socket): (id: number, msg: Buffer) => void {

@@ -31,7 +31,7 @@ import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H1Server } from '../http/h1-server.js';
 import type { TcpLabels } from '../metrics/workload-labels.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
-import type { MuxStream } from '../mux/mux-stream.js';
+import { MuxStream } from '../mux/mux-stream.js';
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -97,10 +97,8 @@ export class InboundListener {
   /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
   private readonly tunnelled: PlaintextInbound;
   private readonly sessions = new Set<ServerHttp2Session>();
-  /** HTTP/1.1 from peer sidecars (ALPN http/1.1, config protocol.meshHttp1 'h1'), through the mTLS stack. */
+  /** HTTP/1.1 from peer sidecars: ALPN http/1.1 (protocol.meshHttp1 'h1') and the virtual connections of ALPN wren-mux/1 ('mux'), through the mTLS stack. */
   private readonly meshH1: H1Server;
-  /** HTTP/1.1 from peer sidecars on multiplexed connections (ALPN wren-mux/1, protocol.meshHttp1 'mux'). */
-  private readonly meshMux: H1Server;
   private readonly muxSessions = new Set<MuxSession>();
   private readonly sockets = new Set<Socket>();
   private inflight = 0;
@@ -151,15 +149,11 @@ export class InboundListener {
     });
     // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
     // Drain is H1Server.closeIdle(): the HTTP/1.1 counterpart of GOAWAY (no further request on a connection, RFC 9112 section 9.6).
+    // The same server for the virtual connections of a multiplexed mTLS connection (ALPN
+    // wren-mux/1): their caller is the session's verified peer.
     this.meshH1 = new H1Server({
-      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock, identityOf: (s) => peerSpiffeId(s as TLSSocket),
-      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
-      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
-      onExchange: (n) => this.track(n),
-    });
-    // The same, on the virtual connections of a multiplexed mTLS connection: the caller is the session's peer.
-    this.meshMux = new H1Server({
-      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock, identityOf: (s) => (s as unknown as MuxStream).peer,
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock,
+      identityOf: (s) => (s instanceof MuxStream ? s.peer : peerSpiffeId(s as TLSSocket)),
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
@@ -245,7 +239,7 @@ export class InboundListener {
       resetBudget: { burst: PEER_RESET_BURST, perSecond: PEER_RESET_RATE },
       clock: this.d.clock,
       onLimit: (limit) => this.d.metrics.limits.inc({ direction: 'inbound', limit }),
-      onStream: (s) => this.meshMux.serve(s as unknown as Socket),
+      onStream: (s) => this.meshH1.serve(s as unknown as Socket),
       onClose: (why) => {
         this.muxSessions.delete(session);
         if (why !== null) this.d.logger.debug('inbound mux session closed', { reason: why });
@@ -354,7 +348,6 @@ export class InboundListener {
     for (const s of this.sessions) s.close();
     this.draining = true;
     this.meshH1.closeIdle();
-    this.meshMux.closeIdle();
     for (const s of this.muxSessions) s.goAway();
     this.plaintext.drain();
     this.tunnelled.drain();
@@ -372,7 +365,6 @@ export class InboundListener {
     this.server.close();
     for (const s of this.sessions) s.destroy();
     this.meshH1.close();
-    this.meshMux.close();
     for (const s of this.muxSessions) s.destroy();
     this.plaintext.close();
     this.tunnelled.close();

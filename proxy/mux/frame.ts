@@ -15,6 +15,8 @@
  */
 export const HEADER_BYTES = 10;
 export const MAX_PAYLOAD = 64 * 1024;
+/** HTTP/2's largest window (RFC 9113 section 6.9.1): a grant past it is a flow-control error. */
+export const MAX_WINDOW = 2 ** 31 - 1;
 
 export const FrameType = { Data: 0, Window: 1, Reset: 2, GoAway: 3 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];

@@ -1,13 +1,11 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
-import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType, ResetCode, type FrameSink } from './frame.js';
+import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 
 /** ALPN protocol id of the mesh multiplexer. */
 export const MUX_ALPN = 'wren-mux/1';
 
-/** HTTP/2's largest window (RFC 9113 section 6.9.1): a grant past it is a flow-control error. */
-const MAX_WINDOW = 2 ** 31 - 1;
 /** Bytes waiting to be written to the socket above which streams send no more DATA until it drains. */
 const DATA_BACKLOG_BYTES = 1 << 20;
 /**

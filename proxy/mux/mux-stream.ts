@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { MAX_PAYLOAD } from './frame.js';
+import { MAX_PAYLOAD, MAX_WINDOW } from './frame.js';
 
 /** What a stream needs from its session (proxy/mux/mux-session.ts). */
 export interface StreamOwner {
@@ -49,9 +49,7 @@ export class MuxStream extends Duplex {
   private finReceived = false;
   private resetByPeer = false;
   private timer: NodeJS.Timeout | null = null;
-  private timeoutMs = 0;
   readonly connecting = false;
-  readonly encrypted = true;
 
   constructor(
     readonly id: number,
@@ -113,7 +111,7 @@ export class MuxStream extends Duplex {
    * False: the window would pass 2^31-1 (RFC 9113 section 6.9.1), a flow-control error.
    */
   onWindow(n: number): boolean {
-    if (this.sendWindow + n > 2 ** 31 - 1) return false;
+    if (this.sendWindow + n > MAX_WINDOW) return false;
     this.sendWindow += n;
     const b = this.blocked;
     if (b === null) return true;
@@ -184,7 +182,6 @@ export class MuxStream extends Duplex {
   /** net.Socket's inactivity timer: 'timeout' after `ms` without a byte either way (0: off). */
   setTimeout(ms: number, cb?: () => void): this {
     if (cb) this.once('timeout', cb);
-    this.timeoutMs = ms;
     this.clearTimer();
     if (ms > 0 && !this.destroyed) {
       this.timer = setTimeout(() => this.emit('timeout'), ms);
@@ -215,8 +212,4 @@ export class MuxStream extends Duplex {
     return this.destroy();
   }
 
-  /** For net.Socket's users that read it (timeouts in tests): the armed inactivity timeout. */
-  get timeout(): number {
-    return this.timeoutMs;
-  }
 }

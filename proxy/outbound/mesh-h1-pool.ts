@@ -23,6 +23,19 @@ export interface MeshH1PoolOptions {
   readonly onIdleTimeout?: () => void;
 }
 
+/** Node's timers stop at 2^31 - 1 ms (24.8 days): "never" is that. */
+const NEVER_MS = 2 ** 31 - 1;
+
+/**
+ * The client side closes 1 s before the peer would (both sides count from the last
+ * exchange; the peer's clock starts when it writes the response, ours when we read it), so
+ * a request is never sent on a connection the peer is closing. Envoy's cluster
+ * idle_timeout defaults to the same hour as its listeners'.
+ */
+export function meshIdleMs(ms: number): number {
+  return ms <= 0 ? NEVER_MS : Math.max(1, ms - 1000);
+}
+
 /**
  * HTTP/1.1 to peer sidecars over a bounded pool of mutual-TLS connections per peer, one
  * exchange at a time on each (Istio's default for HTTP/1.1 between sidecars; config
@@ -34,19 +47,6 @@ export interface MeshH1PoolOptions {
  * After a certificate rotation no new request goes out on a connection made with the
  * old certificate: idle ones close at once, busy ones after their exchange.
  */
-/** Node's timers stop at 2^31 - 1 ms (24.8 days): "never" is that. */
-const NEVER_MS = 2 ** 31 - 1;
-
-/**
- * The client side closes 1 s before the peer would (both sides count from the last
- * exchange; the peer's clock starts when it writes the response, ours when we read it), so
- * a request is never sent on a connection the peer is closing. Envoy's cluster
- * idle_timeout defaults to the same hour as its listeners'.
- */
-function meshIdleMs(ms: number): number {
-  return ms <= 0 ? NEVER_MS : Math.max(1, ms - 1000);
-}
-
 export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
   const connect = (host: string, port: number, identity: string, onread?: OnReadOpts): Socket => connectPeer(o.tls, host, port, identity, 'http/1.1', onread);
   const pool = new H1Pool({

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
-import type { MeshH1PoolOptions } from './mesh-h1-pool.js';
+import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
 
 export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** Per-stream flow-control window (limits.http2InitialStreamWindowBytes). */
@@ -62,7 +62,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
-    idleTimeoutMs: o.idleTimeoutMs <= 0 ? 2 ** 31 - 1 : Math.max(1, o.idleTimeoutMs - 1000),
+    idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,
     strictLimits: true,
