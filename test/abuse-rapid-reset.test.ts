@@ -5,6 +5,7 @@ import { startPair } from './helpers/proxy.js';
 import { fakeH2cApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { FrameReader, FRAME, FLAG, frame, request, rstStream, clientStart } from './helpers/h2-frames.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * Issue 11 item 1: HTTP/2 rapid reset (CVE-2023-44487) from an app on the outbound h2c
@@ -82,12 +83,6 @@ function abuse(until: number): Promise<{ goaway: number | null; streams: number 
       batch();
     });
   });
-}
-
-async function metric(p: Proxy, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
 }
 
 /** Two attackers (each reconnecting once closed) and two well-behaved callers for 4 s. */

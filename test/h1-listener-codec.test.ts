@@ -4,6 +4,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * Issue 12, lean data path: the listeners serve HTTP/1.1 with Wren's codec (proxy/h1/,
@@ -35,12 +36,6 @@ afterAll(async () => {
   await app.close();
   await stuck.close();
 });
-
-async function metric(p: Proxy, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
-}
 
 /** Writes `wire` on a new connection to the outbound port; everything received until the proxy closes it or `until` matches. */
 function exchange(wire: string, until?: RegExp, ms = 5000): Promise<string> {

@@ -3,6 +3,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * The pooled mTLS HTTP/1.1 connections to a peer sidecar (protocol.meshHttp1 'h1') stay
@@ -34,11 +35,6 @@ afterAll(async () => {
   await app.close();
 });
 
-async function metric(p: Proxy, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
-}
 const peerConnections = (p: Proxy) => metric(p, /^wren_peer_connections_total\{kind="mtls"\} (\d+)/m);
 const idleCloses = (p: Proxy) => metric(p, /^wren_limit_exceeded_total\{direction="outbound",limit="mesh-idle-connection-timeout"\} (\d+)/m);
 

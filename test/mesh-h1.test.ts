@@ -5,6 +5,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, fakeH2cApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * HTTP/1.1 between sidecars over pooled mTLS connections (protocol.meshHttp1 'h1'): what
@@ -34,12 +35,6 @@ afterAll(async () => {
   await server.close();
   await app.close();
 });
-
-async function metric(p: Proxy, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
-}
 
 function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -6,6 +6,7 @@ import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { FrameType, frameHeader } from '../proxy/mux/frame.js';
 import { MUX_ALPN } from '../proxy/mux/mux-session.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * HTTP/1.1 between sidecars on the mesh multiplexer (protocol.meshHttp1 'mux', ALPN
@@ -33,12 +34,6 @@ afterAll(async () => {
   await server.close();
   await app.close();
 });
-
-async function metric(p: Proxy, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
-}
 
 function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -8,6 +8,7 @@ import { fakeApp, fakeH2cApp, fakeTcpApp, type FakeApp } from './helpers/fake-ap
 import { parseInboundPolicy } from '../contract/parse.js';
 import { parseProxyConfig } from '../proxy/config/proxy-config.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * Inbound mTLS modes on real sockets: STRICT (the default) refuses plaintext and foreign
@@ -77,11 +78,6 @@ function mtlsGet(p: Proxy, tls: { key?: string; cert?: string }, targetPort: num
   });
 }
 
-async function metric(p: Proxy, re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const m = re.exec(text);
-  return m ? Number(m[1]) : 0;
-}
 const refused = (p: Proxy) => metric(p, /wren_inbound_connections_total\{tls="false",outcome="refused"\} (\d+)/);
 const plainAccepted = (p: Proxy) => metric(p, /wren_inbound_connections_total\{tls="false",outcome="accepted"\} (\d+)/);
 

@@ -36,6 +36,8 @@ export interface StartProxyOptions {
   readonly onDiscovery?: (client: DiscoveryClient) => void;
   /** Where the proxy writes its access log lines (default: its stdout). */
   readonly accessLog?: import('node:stream').Writable;
+  /** The proxy's clock (default the system's): a test that must not depend on the machine's pace stops time. */
+  readonly clock?: import('../../common/clock.js').Clock;
 }
 
 /**
@@ -77,6 +79,7 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
     inboundOriginalDst: o.inboundOriginalDst,
     staticMesh: false,
     accessLogSink: o.accessLog,
+    clock: o.clock,
   });
   if (o.controlPlane) {
     const client = connectControlPlane(proxy, { address: o.controlPlane, namespace: ns, pod: o.pod ?? `${o.serviceAccount}-0`, backoff: o.discoveryBackoff, labels: o.labels });
