@@ -43,14 +43,17 @@ const TIMERS_H2 = 2.25;
  */
 const TICKS_H1 = 12.25;
 /**
- * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 17.0 measured
- * (21.0 while every response was answered by a WINDOW frame of its own; now the windows are
- * granted at half, as nghttp2 does). Per sidecar the virtual connection is a Duplex (its
- * afterWrite and maybeReadMore_ ticks on each side of the mesh hop) and the session uncorks
- * a turn's frames on the next tick; what that buys is one TLS record and one syscall for
- * every frame of the turn (docs/benchmarks.md, "The mesh multiplexer").
+ * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 15.0 measured.
+ * 21.0 while every response was answered by a WINDOW frame of its own (now the windows are
+ * granted at half, as nghttp2 does); 17.0 while the virtual connection's reads went through
+ * its Readable (a maybeReadMore_ per payload) and its writes through its Writable (an
+ * afterWrite per write): now its reader gets payloads directly (setSink) and a write that
+ * fits the windows leaves at once (mux-stream.ts). Left per sidecar: the session uncorks a
+ * turn's frames on the next tick (what that buys is one TLS record and one syscall for
+ * every frame of the turn, docs/benchmarks.md "The mesh multiplexer") and the TLS socket's
+ * maybeReadMore_. WREN_COST_SITES=1 prints where each tick is scheduled.
  */
-const TICKS_MUX = 17.25;
+const TICKS_MUX = 15.25;
 /**
  * HTTP/2 next-tick callbacks per request, pair total (the test's own node:http2 client and
  * app included): 42 before grpc12, 38 after. The outbound's retry layer no longer wraps the
@@ -179,6 +182,21 @@ function countMetricCalls(proxies: Proxy[]): void {
   }
 }
 
+/**
+ * WREN_COST_SITES=1 prints where the ticks are scheduled (the first frames outside node's
+ * task queue), to find the next one to remove; off by default (a stack per tick).
+ */
+const SITES = process.env['WREN_COST_SITES'] === '1';
+const sites = new Map<string, number>();
+const site = (): string =>
+  (new Error().stack ?? '')
+    .split('\n')
+    .slice(3)
+    .filter((l) => !l.includes('task_queues') && !l.includes('request-cost'))
+    .slice(0, 3)
+    .map((l) => l.trim().replace(/^at /, '').replace(/\(?file:\/\/\/[^)]*\/(dist|proxy)\//, '('))
+    .join(' < ');
+
 /** Runs `n` requests with `one(done)` (each starts when the previous one is done), counting what the process creates meanwhile. */
 function counted(n: number, one: (done: () => void) => void): Promise<Counts> {
   const c: Counts = { promises: 0, timers: 0, ticks: 0, metricCalls: 0, once: 0 };
@@ -189,7 +207,10 @@ function counted(n: number, one: (done: () => void) => void): Promise<Counts> {
     init(_id, type) {
       if (type === 'PROMISE') c.promises++;
       else if (type === 'Timeout') c.timers++;
-      else if (type === 'TickObject') c.ticks++;
+      else if (type === 'TickObject') {
+        c.ticks++;
+        if (SITES) sites.set(site(), (sites.get(site()) ?? 0) + 1);
+      }
     },
   });
   return new Promise((resolve) => {
@@ -198,6 +219,10 @@ function counted(n: number, one: (done: () => void) => void): Promise<Counts> {
       if (left-- === 0) {
         hook.disable();
         metricCalls.on = false;
+        if (SITES) {
+          console.log([...sites].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${(v / n).toFixed(2)} ${k}`).join('\n'));
+          sites.clear();
+        }
         // The promise this function returns is the one the hook saw last: not the pair's.
         resolve({ promises: (c.promises - 1) / n, timers: c.timers / n, ticks: c.ticks / n, metricCalls: metricCalls.n / n, once: metricCalls.once / n });
         return;

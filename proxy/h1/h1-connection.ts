@@ -38,6 +38,11 @@ export interface H1ConnectionOptions {
   readonly clock?: Clock;
 }
 
+/** A socket-like stream that can hand its reads to one function directly (the mesh multiplexer's streams). */
+interface DirectReads {
+  setSink(fn: ((d: Buffer) => void) | null): void;
+}
+
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 /** What the connection is waiting for, for its timers (checkTimers). */
@@ -100,6 +105,8 @@ export class H1Connection implements H1Handler {
     this.since = this.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
+    // A virtual connection of the mesh multiplexer hands its bytes over directly (mux-stream.ts).
+    (socket as Socket & Partial<DirectReads>).setSink?.(this.onData);
     socket.on('end', this.onEndEv);
     socket.on('drain', this.onDrainEv);
     socket.on('error', this.onErrorEv);
@@ -211,6 +218,7 @@ export class H1Connection implements H1Handler {
     this.ex = null;
     const s = this.socket;
     s.removeListener('data', this.onData);
+    (s as Socket & Partial<DirectReads>).setSink?.(null);
     s.removeListener('end', this.onEndEv);
     s.removeListener('drain', this.onDrainEv);
     s.removeListener('error', this.onErrorEv);
@@ -274,6 +282,7 @@ export class H1Connection implements H1Handler {
     if (this.closing) return;
     const s = this.socket;
     s.removeListener('data', this.onData);
+    (s as Socket & Partial<DirectReads>).setSink?.(null);
     s.removeListener('end', this.onEndEv);
     const ex = this.ex;
     this.phase = Phase.Gone;

@@ -49,6 +49,13 @@ export class MuxStream extends Duplex {
   private finReceived = false;
   private resetByPeer = false;
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * The reader's own function for DATA (setSink): called with each payload directly while
+   * the stream flows with nothing buffered, instead of the Readable's push and 'data' emit
+   * (and the maybeReadMore tick each push schedules). Paused, or with bytes still buffered,
+   * payloads take the Readable's way, so they reach the reader in order either way.
+   */
+  private sink: ((d: Buffer) => void) | null = null;
   readonly connecting = false;
 
   constructor(
@@ -80,7 +87,11 @@ export class MuxStream extends Duplex {
     this.touch();
     if (payload.length > 0) {
       this.recvWindow -= payload.length;
-      if (this.push(payload)) this.grant(payload.length);
+      const sink = this.sink;
+      if (sink !== null && this.readableFlowing === true && this.readableLength === 0 && !this.destroyed) {
+        sink(payload);
+        this.grant(payload.length);
+      } else if (this.push(payload)) this.grant(payload.length);
       else this.owed += payload.length;
     }
     if (fin && !this.finReceived) {
@@ -88,6 +99,33 @@ export class MuxStream extends Duplex {
       this.push(null);
     }
     return true;
+  }
+
+  /**
+   * Hands DATA to `fn` directly, as net.Socket's `onread` does (null: the Readable's way
+   * again). The reader also listens to 'data', which gets what arrived while it was paused.
+   */
+  setSink(fn: ((d: Buffer) => void) | null): void {
+    this.sink = fn;
+  }
+
+  /**
+   * A write that can leave at once (not corked, nothing queued, within both windows, one
+   * frame) goes to the session directly, without the Writable's bookkeeping and the
+   * afterWrite tick it schedules for each write; anything else takes the Writable's way
+   * (order kept: a direct write is only taken when nothing is queued there).
+   */
+  override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    if (typeof encoding !== 'function' && cb === undefined && this.blocked === null && this.writableLength === 0 && this.writableCorked === 0 && !this.writableEnded && !this.destroyed) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding ?? 'utf8') : Buffer.isBuffer(chunk) ? chunk : null;
+      if (buf !== null && buf.length > 0 && buf.length <= MAX_PAYLOAD && buf.length <= this.sendWindow && buf.length <= this.owner.connSendWindow) {
+        this.touch();
+        this.owner.sendData(this.id, buf, false);
+        this.sendWindow -= buf.length;
+        return true;
+      }
+    }
+    return super.write(chunk, encoding as BufferEncoding, cb);
   }
 
   /**
@@ -168,6 +206,7 @@ export class MuxStream extends Duplex {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.clearTimer();
+    this.sink = null;
     const b = this.blocked;
     this.blocked = null;
     b?.cb(err ?? new Error('stream destroyed'));
