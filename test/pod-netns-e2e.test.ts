@@ -42,6 +42,9 @@ const isControlPlane = (s: { src: string; sport: number; dst: string; dport: num
 const opensWith = (s: { data: Buffer }) => [s.data[0], s.data[1], s.data[5]];
 
 /** The data path, the same whichever way the sidecars get certificates and mesh. */
+/** The web pod's own IP, as its app sees a connection from its sidecar. */
+const ownPodIp = new RegExp(`^(::ffff:)?${NET.server.replace(/\./g, '\\.')}$`);
+
 function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
     const init = containerOf(p.injected.server, 'wren-init');
@@ -69,8 +72,8 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
     const r = p.clientResult.http;
     expect({ r, diag: r.status === 200 ? '' : p.diag() }).toMatchObject({ r: { status: 200, proxyError: null }, diag: '' });
     expect(r.body).toMatchObject({ app: 'web', uid: UID.server, method: 'POST', url: '/orders', host: `${NET.server}:8080`, marker: p.marks.httpHeader, body: p.marks.httpBody, reply: p.marks.reply });
-    // Delivered by the web pod's sidecar over loopback, not straight from the other pod.
-    expect(r.body.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+    // Delivered by the web pod's own sidecar to the pod IP (Istio's inbound since 1.10), not straight from the other pod.
+    expect(r.body.from).toMatch(ownPodIp);
     expect(r.body.xfcc).toContain(`URI=${CLIENT_ID}`);
     expect(r.body.xfcc).toContain(`By=${SERVER_ID}`);
   });
@@ -91,7 +94,14 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   test('raw TCP to the other pod IP:port, tunnelled through the sidecars', () => {
     const r = p.clientResult.tcp;
     expect({ r, diag: r.error ? p.diag() : '' }).toMatchObject({ r: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp, reply: p.marks.reply } }, diag: '' });
-    expect(r.reply.from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+    expect(r.reply.from).toMatch(ownPodIp);
+  });
+
+  test('a port the app binds to 127.0.0.1 only stays private to its pod: the sidecar delivers to the pod IP, where nothing listens', () => {
+    const r = p.clientResult.localOnly;
+    // Before, the inbound delivered to 127.0.0.1, so any authorized peer reached the pod's localhost-only ports.
+    expect({ status: r.status, proxyError: r.proxyError }).toEqual({ status: 502, proxyError: 'connect-refused' });
+    expect(JSON.stringify(r.body)).not.toContain('web-localhost-only');
   });
 
   test('IPv6: HTTP/1.1 and raw TCP to the other pod IPv6 address go through both sidecars, with the caller identity', () => {
@@ -99,8 +109,8 @@ function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
     expect({ h, t, diag: h.status === 200 && !t.error ? '' : p.diag() }).toMatchObject({ h: { status: 200, proxyError: null }, t: { reply: { port: 7070, uid: UID.server, got: p.marks.tcp6, reply: p.marks.reply } }, diag: '' });
     expect(h.body).toMatchObject({ app: 'web', uid: UID.server, host: `[${NET6.server}]:8080`, marker: p.marks.http6, body: p.marks.http6, reply: p.marks.reply });
     expect(h.body.xfcc).toBe(`By=${SERVER_ID};URI=${CLIENT_ID}`);
-    // Delivered by the web pod's sidecar over loopback, not straight from the other pod.
-    for (const from of [h.body.from, t.reply.from]) expect(from).toMatch(/^(::ffff:)?127\.0\.0\.1$/);
+    // Delivered by the web pod's own sidecar to the pod IP (app.address), not straight from the other pod.
+    for (const from of [h.body.from, t.reply.from]) expect(from).toMatch(ownPodIp);
     // On the wire: the client sidecar dialled the web sidecar's IPv6 address, port 15006, with TLS.
     const v6 = withData(p).filter((s) => s.src === NET6.client && s.dst === NET6.server && s.dport === 15006);
     expect(v6.length).toBeGreaterThanOrEqual(1);
@@ -145,7 +155,7 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
   /** Host directory of a pod's volume (what kubelet mounts at the injected mountPath). */
   const volume = (pod: V1Pod, name: string) => join(p.dir, 'kubelet', pod.metadata!.name!, name);
   const SERVICES: ServiceSpec[] = [
-    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, podIP6: NET6.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }] },
+    { name: SA.server, clusterIP: NET.webClusterIP, pod: POD.server, podIP: NET.server, podIP6: NET6.server, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'grpc', port: 9090, targetPort: 9090 }, { name: 'tcp', port: 7070, targetPort: 7070 }, { name: 'http-debug', port: 8181, targetPort: 8181 }] },
     { name: SA.client, clusterIP: NET.frontendClusterIP, pod: POD.client, podIP: NET.client, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
   ];
 
@@ -170,8 +180,8 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
     p.companions.push(cp.proc);
     // The injector webhook is served by the control plane and hands out its address and trust bundle (control-plane/main.ts).
     const injected = p.inject({ trustDomain: TD, controlPlaneAddress: cp.address, trustBundlePem: cp.trustBundlePem });
-    // The pods are "created": the API server's view now has them, so their endpoints route (7: web's 3 ports per family, frontend's 1).
-    await cp.addPods([injected.client, injected.server], 7);
+    // The pods are "created": the API server's view now has them, so their endpoints route (9: web's 4 ports per family, frontend's 1).
+    await cp.addPods([injected.client, injected.server], 9);
     await p.runInit();
     const serverUp = p.startServerApp();
     // Capture from before the sidecars start, so their Certify calls are on it.
@@ -224,7 +234,10 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
         [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID], [NET6.server, 8080, 15006, SERVER_ID]]],
         [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID], [NET6.server, 9090, 15006, SERVER_ID]]],
         [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID], [NET6.server, 7070, 15006, SERVER_ID]]],
+        [8181, 'http1', [[NET.server, 8181, 15006, SERVER_ID], [NET6.server, 8181, 15006, SERVER_ID]]],
       ]);
+      // POD_IP is where the sidecar delivers inbound traffic (Istio's INSTANCE_IP), not 127.0.0.1.
+      expect(admin[which].dump.bootstrap.app).toEqual({ address: ip });
     }
   });
 
@@ -285,7 +298,7 @@ suite(title('certificates from files (wren certs) and a static mesh'), () => {
     name, port: n, protocol: 'detect',
     endpoints: [NET.server, NET6.server].map((address) => ({ address, port: n === 80 ? 8080 : n, proxyPort: 15006, identity: SERVER_ID })),
   });
-  const MESH = [{ name: SA.server, namespace: NAMESPACE, clusterIPs: [NET.webClusterIP], ports: [port(80, 'http'), port(9090, 'grpc'), port(7070, 'tcp')] }];
+  const MESH = [{ name: SA.server, namespace: NAMESPACE, clusterIPs: [NET.webClusterIP], ports: [port(80, 'http'), port(9090, 'grpc'), port(7070, 'tcp'), port(8181, 'http-debug')] }];
 
   beforeAll(async () => {
     await p.setUp();
@@ -307,6 +320,8 @@ suite(title('certificates from files (wren certs) and a static mesh'), () => {
         tls: { certFile: files[sa].certFile, keyFile: files[sa].keyFile, trustBundleFile: pki.caCertFile },
         shutdown: { gracePeriodMs: '1s' },
         mesh: { services: MESH },
+        // What the injector's POD_IP gives in-cluster: inbound traffic to the pod IP, not 127.0.0.1.
+        app: { address: which === 'a' ? NET.client : NET.server },
       };
       const file = join(p.dir, `${sa}-proxy.json`);
       writeFileSync(file, JSON.stringify(cfg, null, 2));

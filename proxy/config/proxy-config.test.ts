@@ -104,6 +104,9 @@ describe('in-cluster mode (the injector environment)', () => {
     expect(c.identity.certify).toMatchObject({
       controlPlane: 'wren-control-plane.wren-system.svc:15010', tokenFile: env.WREN_TOKEN_FILE, trustBundlePem: PEM, runDir: '/var/run/wren',
     });
+    // Inbound traffic to the pod IP (Istio's INSTANCE_IP), so localhost-only ports stay private to the pod.
+    expect(c.app.address).toBe('10.0.0.7');
+    expect(proxyConfigFromEnv({ ...env, POD_IP: undefined }).app.address).toBe('127.0.0.1');
     expect(c.discovery).toMatchObject({ controlPlane: env.WREN_CONTROL_PLANE, insecure: false, controlPlaneIdentity: 'spiffe://cluster.local/ns/wren-system/sa/wren-control-plane' });
     expect(proxyConfigFromEnv({ ...env, WREN_CONTROL_PLANE_IDENTITY: 'spiffe://cluster.local/ns/mesh/sa/wren-control-plane' }).discovery.controlPlaneIdentity).toBe('spiffe://cluster.local/ns/mesh/sa/wren-control-plane');
     expect(c.discovery.services).toEqual([]);

@@ -466,6 +466,9 @@ export function loadProxyConfig(file: string): ProxyConfig {
 export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean' | 'list'; readonly required?: boolean }[] = [
   { name: 'POD_NAME', path: 'identity.pod' },
   { name: 'POD_NAMESPACE', path: 'identity.namespace', required: true },
+  // Inbound traffic goes to the pod IP, not 127.0.0.1 (Istio since 1.10, from its INSTANCE_IP =
+  // status.podIP): a port the app binds to localhost only stays private to the pod, as without a mesh.
+  { name: 'POD_IP', path: 'app.address' },
   { name: 'WREN_SERVICE_ACCOUNT', path: 'identity.serviceAccount', required: true },
   { name: 'WREN_TRUST_DOMAIN', path: 'identity.trustDomain' },
   { name: 'WREN_CONTROL_PLANE', path: 'discovery.controlPlane', required: true },

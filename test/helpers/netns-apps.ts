@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 
 /**
- * The web app: HTTP on :8080, gRPC Echo on :9090, line-echo TCP on :7070 and :7171. It
+ * The web app: HTTP on :8080, gRPC Echo on :9090, line-echo TCP on :7070 and :7171, and
+ * HTTP on 127.0.0.1:8181 only (a port that must stay private to its pod). It
  * reports what it saw (its UID, the peer address, x-forwarded-client-cert) and adds the
  * secret `reply` marker (argv[2]) to every answer except the plaintext skip port's.
  */
@@ -46,7 +47,9 @@ g.addService(Echo.service, {
 });
 await new Promise((res, rej) => g.bindAsync('0.0.0.0:9090', grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
 const listen = (srv, port) => new Promise((res, rej) => { srv.once('error', rej); srv.listen(port, '0.0.0.0', res); });
-await Promise.all([listen(http, 8080), listen(tcp(7070), 7070), listen(tcp(7171), 7171)]);
+// A port the app binds to localhost only (a debug or admin endpoint): private to the pod, mesh or not.
+const local = createServer((req, res) => res.end(JSON.stringify({ app: 'web-localhost-only', reply })));
+await Promise.all([listen(http, 8080), listen(tcp(7070), 7070), listen(tcp(7171), 7171), new Promise((res, rej) => { local.once('error', rej); local.listen(8181, '127.0.0.1', res); })]);
 console.log('ready');
 `;
 
@@ -100,5 +103,6 @@ out.control = await tcp(target, 7171, m.control);
 // The same pod over IPv6: the client's sidecar gets it on [::1]:15001, the web sidecar on [::]:15006.
 out.http6 = await http(target6, 8080, m.http6, m.http6);
 out.tcp6 = await tcp(target6, 7070, m.tcp6);
+out.localOnly = await http(target, 8181, 'local', 'local');
 console.log(JSON.stringify(out));
 `;
