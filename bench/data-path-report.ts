@@ -1,7 +1,7 @@
 /**
  * The data-path benchmark's output: one markdown table (pasteable into
  * docs/benchmarks.md) with the ratios to direct and to the HAProxy pair, then the
- * issue's aims as ratios with met / not met.
+ * issue's aims as ratios with met / not met, and what they ask of one sidecar here.
  */
 
 export interface MeasuredRow {
@@ -85,4 +85,43 @@ export function printAims(rows: readonly Row[]): Aim[] {
     console.log(`| ${a.aim} | ${a.value === null ? '–' : f(a.value)} ${a.unit} | ${a.atMost ? '≤' : '≥'} ${a.limit} ${a.unit} | ${met} |`);
   }
   return aims;
+}
+
+/**
+ * What each aim asks of one sidecar on this machine, from this run's own figures, next to
+ * Node's floor here (the bytes mux pair: HTTP/1.1 forwarded as bytes, no features) and
+ * Wren. The throughput aims are read with a saturated machine: at saturation every CPU is
+ * busy, so the machine spends `cpus` s per s, `cpus` × 1e6 / rps µs per request, of which
+ * the load generator and the app take what they take on the direct path (gRPC) or beside
+ * HAProxy (HTTP/1.1: the HAProxy pair's own CPU off); the rest, at the aimed rate, is what
+ * the two sidecars may spend. An estimate (a machine is never quite saturated: Wren's
+ * measured rate is below what its CPU alone predicts), so a budget is an upper bound.
+ */
+export function printBudgets(rows: readonly Row[], cpus: number): void {
+  const get = (load: string, path: string) => {
+    const r = rows.find((x) => x.load === load && x.path === path);
+    return measured(r) ? r : undefined;
+  };
+  const perSidecar = (r: MeasuredRow | undefined) => (r ? f(sum(r.cpuUsPerReq) / 2, 0) : '–');
+  const sat = 'http1 saturation (32 conns)';
+  const [hap, wren, floor] = [get(sat, 'haproxy pair'), get(sat, 'wren pair'), get(sat, 'bytes mux pair')];
+  const lines: string[] = [];
+  if (hap) {
+    const machine = (cpus * 1e6) / hap.rps;
+    const others = machine - sum(hap.cpuUsPerReq);
+    const forThroughput = (machine / 0.7 - others) / 2;
+    lines.push(`| HTTP/1.1 pair CPU ≤ 1.5× HAProxy's | ${f((1.5 * sum(hap.cpuUsPerReq)) / 2, 0)} | ${perSidecar(floor)} | ${perSidecar(wren)} |`);
+    lines.push(`| HTTP/1.1 throughput ≥ 0.7× HAProxy's (wrk and the app: ${f(others, 0)} µs/request beside HAProxy) | ${f(forThroughput, 0)} | ${perSidecar(floor)} | ${perSidecar(wren)} |`);
+  }
+  const [direct, wrenGrpc] = [get('grpc saturation', 'direct'), get('grpc saturation', 'wren pair')];
+  if (direct) {
+    // h2load and the gRPC app take cpus × 1e6 / direct rps per call; at half that rate the machine has twice that per call.
+    const clientAndApp = (cpus * 1e6) / direct.rps;
+    lines.push(`| gRPC throughput ≥ 0.5× direct (h2load and the app: ${f(clientAndApp, 0)} µs/call direct) | ${f(clientAndApp / 2, 0)} | – | ${perSidecar(wrenGrpc)} |`);
+  }
+  if (lines.length === 0) return;
+  console.log(`
+What the aims ask of one sidecar here (${cpus} CPUs; CPU µs per request per sidecar, at saturation):`);
+  console.log('| aim | budget per sidecar | bytes mux pair (Node floor) | Wren |\n|---|---:|---:|---:|');
+  for (const l of lines) console.log(l);
 }

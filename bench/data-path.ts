@@ -23,7 +23,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
@@ -33,7 +33,7 @@ import { startHaproxyPair } from './haproxy-pair.js';
 import { h2load, pacedH2load, wrk, type LoadResult } from './load.js';
 import { interleave, medianOf } from './interleave.js';
 import { ensureTools } from './tools.js';
-import { printAims, printRows, type Row } from './data-path-report.js';
+import { printAims, printBudgets, printRows, type Row } from './data-path-report.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const TICKS = 100; // USER_HZ on Linux
@@ -279,6 +279,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const mb = (o: Record<string, number[]>) => Object.entries(o).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join(', ');
     console.log(`\nidle RSS MB (outbound/inbound): ${mb(idleRss)}; idle private (RssAnon) MB: ${mb(idleAnon)}`);
     const aims = printAims(rows);
+    printBudgets(rows, availableParallelism());
     const telemetryCost = TELEMETRY || ROUTES ? printTelemetryCost(rows) : [];
     return { rows, idleRss, idleAnon, aims, telemetryCost };
   } finally {
