@@ -56,3 +56,11 @@ describe('compileRouteRegex: linear time', () => {
     expect(Number(process.hrtime.bigint() - t) / 1e6).toBeLessThan(5_000);
   });
 });
+
+test('a regex is compiled once: the route parser checks it and the matcher gets the same RegExp', () => {
+  const a = compileRouteRegex('/v[0-9]+/items/.*');
+  expect(compileRouteRegex('/v[0-9]+/items/.*')).toBe(a);
+  expect(a.test('/v2/items/x')).toBe(true);
+  expect(a.test('/v2/items/x')).toBe(true); // no lastIndex state carried between matches
+  expect(compileRouteRegex('/v[0-9]+/other')).not.toBe(a);
+});

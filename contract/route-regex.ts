@@ -111,12 +111,20 @@ export function re2ToJs(re2: string): string {
   return out;
 }
 
+const COMPILED = new Map<string, RegExp>();
+const COMPILED_MAX = 4096;
+
 /**
  * The one way a route regex is compiled, full match (as Envoy's safe_regex and the Gateway
  * API require): translated from RE2, checked to be linear-capable, run by irregexp with the
  * linear fallback. Throws an Error naming what is wrong.
  */
 export function compileRouteRegex(re2: string): RegExp {
+  // A route's regex is checked where its config is parsed and compiled again where its
+  // matcher is built (parse-routes.ts, route-matcher.ts): the second is this look-up. A
+  // RegExp without the g or y flag keeps no state between matches, so routes can share one.
+  const known = COMPILED.get(re2);
+  if (known !== undefined) return known;
   const source = `^(?:${re2ToJs(re2)})$`;
   try {
     // 'l' (linear) exists only with the V8 flag set above; eslint does not know it.
@@ -128,5 +136,9 @@ export function compileRouteRegex(re2: string): RegExp {
       throw new Error('cannot be matched in linear time: lookaround, backreferences and counted repetitions above 16 (x{17,}) are not supported', { cause: e });
     throw e;
   }
-  return new RegExp(source);
+  const re = new RegExp(source);
+  // Bounded: a control plane that saw many route revisions does not keep every regex it ever compiled.
+  if (COMPILED.size >= COMPILED_MAX) COMPILED.clear();
+  COMPILED.set(re2, re);
+  return re;
 }
