@@ -66,8 +66,11 @@ export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout'
  * first (RFC 9110 section 10.1.1). The connection closes after a response when the
  * request asked for it, the request was HTTP/1.0 without keep-alive, the request body
  * was not wholly read (its unread bytes cannot be told from the next request), or the
- * owner is draining (closeWhenIdle()). A client that closes its side (FIN) has gone away:
- * the request in flight is aborted, as node's server and Envoy do.
+ * owner is draining (closeWhenIdle()). A client that closes its sending side (FIN) after
+ * whole requests is answered, then the connection closes (RFC 9112 section 9.6: "a client
+ * ... might close its sending side"; nginx, hyper's http1_half_close, node's
+ * httpAllowHalfOpen); a request it cut short is answered 400 `truncated`. A client that
+ * has really gone is seen when it resets, when a response write fails, or by the timers.
  */
 export class H1Connection implements H1Handler {
   private readonly parser: H1Parser;
@@ -144,14 +147,18 @@ export class H1Connection implements H1Handler {
   }
 
   private onSocketEnd(): void {
-    this.parser.finish(); // a request cut short: 'truncated', answered from the error table
-    // The client closed its side: it has gone away, as node's server (httpAllowHalfOpen
-    // false) and Envoy take it, so the request in flight is cancelled upstream.
+    // The client closed its sending side (a mux stream's FIN, shutdown(SHUT_WR)). A whole
+    // request in flight is still answered, and requests pipelined behind it (responseEnded
+    // comes back here once they are); then the connection closes.
     const ex = this.ex;
-    if (ex !== null && !ex.ended) {
-      this.ex = null;
-      ex.aborted();
-    }
+    if (ex !== null && !ex.ended && ex.requestEnded) return;
+    this.inputEnded();
+  }
+
+  /** No more bytes will come: a request cut short is 'truncated' (the error table), else the connection closes. */
+  private inputEnded(): void {
+    this.parser.finish();
+    if (this.ex !== null) return; // a request whose body is still due: its 400 (or cut) closes the connection
     this.closing = true;
     this.phase = Phase.Gone;
     if (!this.socket.writableEnded) this.socket.end();
@@ -298,7 +305,7 @@ export class H1Connection implements H1Handler {
     this.opts.onExchangeEnd?.(ex);
     if (this.ex !== ex) return;
     this.ex = null;
-    if (close || !ex.requestEnded || this.socket.readableEnded || this.draining || ex.head?.upgrade) {
+    if (close || !ex.requestEnded || this.draining || ex.head?.upgrade) {
       this.closing = true;
       this.phase = Phase.Gone;
       this.socket.end();
@@ -310,6 +317,12 @@ export class H1Connection implements H1Handler {
     const rest = this.rest;
     this.rest = null;
     if (rest) this.feed(rest);
+    if (this.socket.readableEnded) {
+      // Half-closed client: a whole pipelined request is served next, else the input is over.
+      const next = this.ex as H1ServerExchange | null;
+      if ((next === null || !next.requestEnded) && !this.closing) this.inputEnded();
+      return;
+    }
     if (!this.parser.isPaused) this.socket.resume();
   }
 

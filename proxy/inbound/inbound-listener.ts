@@ -164,7 +164,9 @@ export class InboundListener {
     // caller is the session's authenticated peer (mutual_tls, XFCC, authorization).
     this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n) });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
-    this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
+    // allowHalfOpen as on the outbound: a caller's FIN after its request must not end our
+    // side before the answer (the HTTP/1.1 server answers, then closes; a tunnel relays it).
+    this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
   }
 
   private readonly untrack = (): void => this.track(-1);
