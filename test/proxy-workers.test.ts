@@ -338,7 +338,7 @@ describe('the built CLI with concurrency 2', () => {
     let resolveStarted!: () => void;
     const up = new Promise<void>((r) => (resolveStarted = r));
     // Access logs on, flushed only at 64 KiB or after a minute: at the SIGTERM every line is still buffered in its worker.
-    const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { minBytes: 0 } }, 'access-log');
+    const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { intervalMs: 60_000 } }, 'access-log');
     const { child, exit } = run(file, (all) => {
       started ??= /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+).*"workers":2/.exec(all);
       if (started) resolveStarted();
@@ -374,7 +374,7 @@ describe('the built CLI with concurrency 2', () => {
     const appPort = (app.address() as AddressInfo).port;
     const callers: import('node:tls').TLSSocket[] = [];
     try {
-      const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { minBytes: 0 } }, 'in-flight');
+      const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { intervalMs: 60_000 } }, 'in-flight');
       let started: RegExpMatchArray | null = null;
       let resolveStarted!: () => void;
       const up = new Promise<void>((r) => (resolveStarted = r));
