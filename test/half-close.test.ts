@@ -9,12 +9,12 @@ import { FLAG_FIN, FrameType } from '../proxy/mux/frame.js';
 import { RawMux } from './adversary6/raw-mux.js';
 
 /**
- * A client that sends its request and then closes its sending side (a mux stream's FIN in
- * the request's own DATA frame, shutdown(SHUT_WR) on TCP or TLS) is answered, through
- * every layer of the listener's stack, and then the connection (stream) closes (RFC 9112
- * section 9.6: "a client ... might close its sending side"). The app answers after the
+ * A mux peer that sends its request and the stream's FIN in the same DATA frame (its half
+ * of the virtual connection ends) is answered, through every layer of the inbound stack,
+ * and then the stream ends (RFC 9112 section 9.6: "a client ... might close its sending
+ * side"); a mux peer that goes away resets the stream instead. The app answers after the
  * FIN has arrived (/slow), as a forwarded request does. docs/security.md, "The mesh
- * multiplexer".
+ * multiplexer"; docs/http1-codec.md for TCP and TLS, where a FIN is the client gone.
  */
 const pki = testPki();
 let app: FakeApp, server: Proxy, client: Proxy;
@@ -62,19 +62,24 @@ test('mux: a request with its FIN in the same DATA frame is answered through the
   peer.close();
 });
 
-test('mTLS HTTP/1.1 (ALPN http/1.1): a request then close_notify and FIN is answered, then the connection closes', async () => {
+// On TCP and TLS a FIN cannot be told from a client that left (node's http.ClientRequest
+// destroy() sends one): it cancels the request, as Envoy, hyper and node do
+// (docs/http1-codec.md), so an app's abandoned request does not hold its upstream.
+test('mTLS HTTP/1.1 (ALPN http/1.1): close_notify and FIN after a request cancel it, and the connection closes without waiting for the app', async () => {
   const m = pki.issue('default', 'caller');
   const s = tlsConnect({ host: '127.0.0.1', port: server.inboundPort, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false, key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem });
   await once(s, 'secureConnect');
-  const r = await halfClose(s, `GET /slow?ms=100 HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\nGET /admin HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`);
-  expect(r.text).toMatch(/^HTTP\/1\.1 200 [^]*\r\n\r\nslow webHTTP\/1\.1 403 /);
-  expect(r.closed).toBe(true);
+  const t0 = Date.now();
+  const r = await halfClose(s, `GET /slow?ms=3000 HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`);
+  expect(r).toEqual({ text: '', closed: true });
+  expect(Date.now() - t0).toBeLessThan(2000);
 });
 
-test('plain TCP into the outbound: a request then FIN (nc -N, shutdown(SHUT_WR)) is answered across the mesh, then the connection closes', async () => {
+test('plain TCP into the outbound: a FIN after a request cancels it, and the connection closes without waiting for the app', async () => {
   const s = connect(client.outboundPort, '127.0.0.1');
   await once(s, 'connect');
-  const r = await halfClose(s, 'GET /slow?ms=100 HTTP/1.1\r\nhost: web\r\n\r\nGET /name HTTP/1.1\r\nhost: web\r\n\r\n');
-  expect(r.text).toMatch(/^HTTP\/1\.1 200 [^]*\r\n\r\nslow webHTTP\/1\.1 200 [^]*\r\n\r\nweb$/);
-  expect(r.closed).toBe(true);
+  const t0 = Date.now();
+  const r = await halfClose(s, 'GET /slow?ms=3000 HTTP/1.1\r\nhost: web\r\n\r\n');
+  expect(r).toEqual({ text: '', closed: true });
+  expect(Date.now() - t0).toBeLessThan(2000);
 });

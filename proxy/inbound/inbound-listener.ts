@@ -154,6 +154,9 @@ export class InboundListener {
     this.meshH1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock,
       identityOf: (s) => (s instanceof MuxStream ? s.peer : peerSpiffeId(s as TLSSocket)),
+      // A mux stream's FIN ends only the peer's half (it resets a stream to go away): its
+      // requests are answered. On the TLS connections a FIN is the caller gone.
+      halfCloseOf: (s) => s instanceof MuxStream,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
@@ -164,9 +167,7 @@ export class InboundListener {
     // caller is the session's authenticated peer (mutual_tls, XFCC, authorization).
     this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n) });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
-    // allowHalfOpen as on the outbound: a caller's FIN after its request must not end our
-    // side before the answer (the HTTP/1.1 server answers, then closes; a tunnel relays it).
-    this.server = createNetServer({ noDelay: true, allowHalfOpen: true }, (s) => void this.accept(s));
+    this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
 
   private readonly untrack = (): void => this.track(-1);
