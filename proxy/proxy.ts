@@ -507,7 +507,7 @@ export class Proxy {
     this.appAgent.destroy();
     this.metrics.close();
     await Promise.all([this.outbound.close(), this.admin.close(), this.scrape?.close(), ...this.upstreams.map((u) => u.close()), this.tracer.shutdown()]);
-    this.accessLog.flush('shutdown');
+    await this.accessLog.close();
     this.closedResolve();
   }
 }

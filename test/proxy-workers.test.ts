@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, createServer as createHttpServer } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect, createServer, type AddressInfo, type Server } from 'node:net';
 import { spawn } from 'node:child_process';
@@ -248,29 +248,32 @@ describe('the built CLI with concurrency 2', () => {
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  const config = async (outboundPort: number) => {
-    const file = join(dir, `proxy-${outboundPort}.json`);
+  const config = async (outboundPort: number, extra: Record<string, unknown> = {}, name = String(outboundPort)) => {
+    const file = join(dir, `proxy-${name}.json`);
     await writeFile(file, JSON.stringify({
       identity: { namespace: 'default', serviceAccount: 'web' },
       tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem'), trustBundleFile: join(dir, 'bundle.pem') },
       listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: outboundPort }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
       shutdown: { gracePeriodMs: 200 },
       concurrency: 2,
+      ...extra,
     }));
     return file;
   };
   const run = (file: string, onLine?: (all: string) => void) => {
     const child = spawn(process.execPath, [wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
     child.stderr.on('data', (d) => {
       stderr += d;
       onLine?.(stderr);
     });
-    child.stdout.resume();
+    child.stdout.on('data', (d) => (stdout += d));
     const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((r) => child.once('exit', (code, signal) => {
+    // 'close', not 'exit': stdout is read to its end (the access log lines written last).
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string }>((r) => child.once('close', (code, signal) => {
       clearTimeout(kill);
-      r({ code, signal, stderr });
+      r({ code, signal, stderr, stdout });
     }));
     return { child, exit };
   };
@@ -328,5 +331,129 @@ describe('the built CLI with concurrency 2', () => {
       s.once('error', reject);
       s.listen(outbound, '127.0.0.1', () => s.close(() => resolve()));
     });
+  });
+
+  test('SIGTERM right after a request on each worker: the access log line of every request is on stdout before the process exits', async () => {
+    let started: RegExpMatchArray | null = null;
+    let resolveStarted!: () => void;
+    const up = new Promise<void>((r) => (resolveStarted = r));
+    // Access logs on, flushed only at 64 KiB or after a minute: at the SIGTERM every line is still buffered in its worker.
+    const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { intervalMs: 60_000 } }, 'access-log');
+    const { child, exit } = run(file, (all) => {
+      started ??= /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+).*"workers":2/.exec(all);
+      if (started) resolveStarted();
+    });
+    await Promise.race([up, exit]);
+    expect(started).not.toBeNull();
+    const [outbound, adminPort] = [Number(started![1]), Number(started![3])];
+    const fetch = (port: number, path: string, host = 'nowhere') => new Promise<string>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(`${res.statusCode} ${body}`));
+      }).on('error', reject).end();
+    });
+    // Fresh connections, each a request with its own path (an unknown host: 404, logged as any request).
+    const paths = Array.from({ length: CONNECTIONS }, (_, i) => `/last-${i}`);
+    const replies = await Promise.all(paths.map((p) => fetch(outbound, p)));
+    expect(replies.every((r) => r.startsWith('404 '))).toBe(true);
+    const m = await fetch(adminPort, '/metrics', '127.0.0.1');
+    const accepted = [0, 1].map((w) => sample(m.slice(4), 'wren_worker_connections_total', `worker="${w}"`));
+    expect(accepted.every((n) => n > 0)).toBe(true);
+    child.kill('SIGTERM');
+    const r = await exit;
+    expect({ code: r.code, signal: r.signal, tail: r.code === 0 ? '' : r.stderr.slice(-2000) }).toEqual({ code: 0, signal: null, tail: '' });
+    const logged = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { path: string }).path);
+    expect(paths.filter((p) => !logged.includes(p))).toEqual([]);
+  });
+
+  test('SIGTERM with an inbound request in flight on each worker, past the grace period: the line of every request, cut at the close, is on stdout before the process exits', async () => {
+    const held: import('node:http').ServerResponse[] = [];
+    const app = createHttpServer((_req, res) => void held.push(res));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const appPort = (app.address() as AddressInfo).port;
+    const callers: import('node:tls').TLSSocket[] = [];
+    try {
+      const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { intervalMs: 60_000 } }, 'in-flight');
+      let started: RegExpMatchArray | null = null;
+      let resolveStarted!: () => void;
+      const up = new Promise<void>((r) => (resolveStarted = r));
+      const { child, exit } = run(file, (all) => {
+        started ??= /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+).*"workers":2/.exec(all);
+        if (started) resolveStarted();
+      });
+      await Promise.race([up, exit]);
+      expect(started).not.toBeNull();
+      const inbound = Number(started![2]);
+      // A peer sidecar's HTTP/1.1 over mTLS (ALPN http/1.1), one connection per request: the app never answers.
+      const m = pki.issue('default', 'caller');
+      const paths = Array.from({ length: CONNECTIONS }, (_, i) => `/in-flight-${i}`);
+      for (const path of paths) {
+        const s = tlsConnect({ host: '127.0.0.1', port: inbound, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false, key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem });
+        s.on('error', () => undefined);
+        s.on('data', () => undefined);
+        s.once('secureConnect', () => s.write(`GET ${path} HTTP/1.1\r\nhost: web\r\nwren-target-port: ${appPort}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`));
+        callers.push(s);
+      }
+      for (const end = Date.now() + 10_000; held.length < paths.length && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+      expect(held.length).toBe(paths.length);
+      child.kill('SIGTERM');
+      const r = await exit;
+      expect({ code: r.code, signal: r.signal, tail: r.code === 0 ? '' : r.stderr.slice(-2000) }).toEqual({ code: 0, signal: null, tail: '' });
+      const logged = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { path: string }).path);
+      expect(paths.filter((p) => !logged.includes(p))).toEqual([]);
+    } finally {
+      for (const s of callers) s.destroy();
+      app.closeAllConnections();
+      await new Promise((r) => app.close(r));
+    }
+  });
+
+  // Concurrency 1 too: the main thread's own lines at its exit.
+  test.each([2, 1])('SIGTERM while stdout is read slowly (concurrency %i): every line logged is on stdout before the process exits, none lost in a worker', async (concurrency) => {
+    // The reader of the process's stdout (a log driver) does not read until the SIGTERM: what
+    // the workers write then waits in the threads' stdout streams, not yet handed to the main thread.
+    const file = await config(0, { telemetry: { accessLog: { enabled: true } }, accessLogFlush: { minBytes: 0 }, concurrency }, `slow-stdout-${concurrency}`);
+    const child = spawn(process.execPath, [wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    let stderr = '';
+    let stdout = '';
+    const up = new Promise<RegExpExecArray | null>((resolve) => {
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        const hit = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/.exec(stderr);
+        if (hit) resolve(hit);
+      });
+      child.once('exit', () => resolve(null));
+    });
+    child.stdout.pause();
+    const started = await up;
+    expect(started).not.toBeNull();
+    const outbound = Number(started![1]);
+    const get = (path: string, agent: import('node:http').Agent) => new Promise<void>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port: outbound, path, headers: { host: 'nowhere' }, agent }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      }).on('error', reject).end();
+    });
+    // Enough lines (some 300 KiB) to fill the pipe and the main thread's buffer; 16 keep-alive connections reach both workers.
+    const paths: string[] = [];
+    await Promise.all(Array.from({ length: 16 }, async (_, c) => {
+      const agent = new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 1 });
+      for (let i = 0; i < 40; i++) {
+        const path = `/slow-reader-${c}-${i}-${'x'.repeat(300)}`;
+        await get(path, agent);
+        paths.push(path);
+      }
+      agent.destroy();
+    }));
+    const closed = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    child.kill('SIGTERM');
+    child.stdout.on('data', (d) => (stdout += d)).resume();
+    const code = await closed;
+    clearTimeout(kill);
+    expect({ code, tail: code === 0 ? '' : stderr.slice(-2000) }).toEqual({ code: 0, tail: '' });
+    const logged = new Set(stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { path: string }).path));
+    expect(paths.filter((p) => !logged.has(p)).length).toBe(0);
   });
 });

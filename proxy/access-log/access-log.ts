@@ -54,6 +54,8 @@ export class AccessLog {
   /** Lines waiting for the next write (see AccessLogFlush). */
   private pending = '';
   private timer: Timer | null = null;
+  /** Stopped (close()): a line that still comes (a request cut as the listeners closed) is written at once. */
+  private stopped = false;
   private readonly onInterval = (): void => {
     this.timer = null;
     this.flush('interval');
@@ -90,6 +92,22 @@ export class AccessLog {
   }
 
   /**
+   * The proxy stops: what is buffered is written, and the promise resolves once the sink has
+   * taken every line written so far (its write callback). A listener worker's stdout is a
+   * stream to the main thread that hands one write over at a time: lines still queued in it
+   * when the thread is terminated are lost, so the worker reports itself closed only after
+   * this (proxy/workers/worker-main.ts, test/proxy-workers.test.ts).
+   */
+  close(): Promise<void> {
+    this.stopped = true;
+    this.flush('shutdown');
+    const sink = this.d.sink;
+    if (sink.destroyed || sink.writableEnded || sink.writableLength === 0) return Promise.resolve();
+    // An empty write's callback runs after those of every write before it.
+    return new Promise((resolve) => void sink.write('', () => resolve()));
+  }
+
+  /**
    * Log this request or connection? false when access logs are off (the default): one
    * property chain read, no allocation. When on, one random draw decides (the sampling
    * percentage), once per request, at its start.
@@ -116,7 +134,7 @@ export class AccessLog {
     // JSON.stringify escapes quotes, control characters and lone surrogates: a header
     // value cannot break the line or forge another one.
     this.pending += JSON.stringify(entry) + '\n';
-    if (this.pending.length >= this.policy.minBytes) this.flush('size');
+    if (this.pending.length >= this.policy.minBytes || this.stopped) this.flush(this.stopped ? 'shutdown' : 'size');
     else if (this.timer === null) {
       // unref: buffered lines never keep the process alive (the proxy flushes them when it stops).
       this.timer = this.d.clock.setTimeout(this.onInterval, this.policy.intervalMs);

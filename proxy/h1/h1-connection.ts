@@ -36,6 +36,13 @@ export interface H1ConnectionOptions {
   readonly reasons?: boolean;
   /** Read for the timestamps that checkTimers() compares; without it the timers are off. */
   readonly clock?: Clock;
+  /**
+   * The client's FIN is a half-close, not its going away: whole requests are answered, then
+   * the connection closes. For transports that have a separate "gone" signal (a mesh
+   * multiplexer stream's RESET). Default false: on TCP a FIN cannot be told from a client
+   * that left, so it cancels the request in flight, as Envoy, hyper and node do.
+   */
+  readonly halfClose?: boolean;
 }
 
 /** A socket-like stream that can hand its reads to one function directly (the mesh multiplexer's streams). */
@@ -72,7 +79,10 @@ export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout'
  * request asked for it, the request was HTTP/1.0 without keep-alive, the request body
  * was not wholly read (its unread bytes cannot be told from the next request), or the
  * owner is draining (closeWhenIdle()). A client that closes its side (FIN) has gone away:
- * the request in flight is aborted, as node's server and Envoy do.
+ * the request in flight is aborted, as node's server and Envoy do; unless the transport
+ * says a FIN is only a half-close (`halfClose`: a mux stream, which has RESET for going
+ * away): then whole requests are answered, pipelined ones in order, and the connection
+ * closes after them (RFC 9112 section 9.6: "a client ... might close its sending side").
  */
 export class H1Connection implements H1Handler {
   private readonly parser: H1Parser;
@@ -89,6 +99,7 @@ export class H1Connection implements H1Handler {
   since = 0;
   readonly reasons: boolean;
   private readonly clock: Clock | undefined;
+  private readonly halfClose: boolean;
   private readonly onData = (d: Buffer): void => this.feed(d);
   private readonly onEndEv = (): void => this.onSocketEnd();
   private readonly onDrainEv = (): void => this.drained();
@@ -102,6 +113,7 @@ export class H1Connection implements H1Handler {
     this.parser = new H1Parser(this, false, opts.limits ?? DEFAULT_H1_LIMITS);
     this.reasons = opts.reasons === true;
     this.clock = opts.clock;
+    this.halfClose = opts.halfClose === true;
     this.since = this.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
@@ -151,14 +163,30 @@ export class H1Connection implements H1Handler {
   }
 
   private onSocketEnd(): void {
+    const ex = this.ex;
+    if (this.halfClose) {
+      // Only the client's sending side ended: a whole request in flight is still answered,
+      // and those pipelined behind it (responseEnded comes back here); then the connection closes.
+      if (ex !== null && !ex.ended && ex.requestEnded) return;
+      this.inputEnded();
+      return;
+    }
     this.parser.finish(); // a request cut short: 'truncated', answered from the error table
     // The client closed its side: it has gone away, as node's server (httpAllowHalfOpen
     // false) and Envoy take it, so the request in flight is cancelled upstream.
-    const ex = this.ex;
     if (ex !== null && !ex.ended) {
       this.ex = null;
       ex.aborted();
     }
+    this.closing = true;
+    this.phase = Phase.Gone;
+    if (!this.socket.writableEnded) this.socket.end();
+  }
+
+  /** A half-closed client sends no more: a request cut short is 'truncated' (the error table), else the connection closes. */
+  private inputEnded(): void {
+    this.parser.finish();
+    if (this.ex !== null) return; // its error response (or cut) closes the connection
     this.closing = true;
     this.phase = Phase.Gone;
     if (!this.socket.writableEnded) this.socket.end();
@@ -307,7 +335,7 @@ export class H1Connection implements H1Handler {
     this.opts.onExchangeEnd?.(ex);
     if (this.ex !== ex) return;
     this.ex = null;
-    if (close || !ex.requestEnded || this.socket.readableEnded || this.draining || ex.head?.upgrade) {
+    if (close || !ex.requestEnded || (this.socket.readableEnded && !this.halfClose) || this.draining || ex.head?.upgrade) {
       this.closing = true;
       this.phase = Phase.Gone;
       this.socket.end();
@@ -319,6 +347,12 @@ export class H1Connection implements H1Handler {
     const rest = this.rest;
     this.rest = null;
     if (rest) this.feed(rest);
+    if (this.socket.readableEnded) {
+      // A half-closed client: a whole pipelined request is served next, else the input is over.
+      const next = this.ex as H1ServerExchange | null;
+      if ((next === null || !next.requestEnded) && !this.closing) this.inputEnded();
+      return;
+    }
     if (!this.parser.isPaused) this.socket.resume();
   }
 

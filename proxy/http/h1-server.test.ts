@@ -171,6 +171,33 @@ describe('H1Server', () => {
     expect(exchanges.now).toBe(0);
   });
 
+  it('halfCloseOf (a mux stream): a client that half-closes (FIN) after whole requests is answered, pipelined ones in order, through the service, then closed (RFC 9112 section 9.6)', async () => {
+    const signals: AbortSignal[] = [];
+    await start(async (req) => {
+      signals.push(req.signal);
+      // Answered after the FIN has arrived, as a forwarded request is.
+      await new Promise((r) => setTimeout(r, 50));
+      return text(`${req.method} ${req.path}`);
+    }, { halfCloseOf: () => true });
+    const r = await raw((s) => {
+      s.write('GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi');
+      s.end();
+    });
+    expect(r.closed).toBe(true);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nGET \/aHTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nPOST \/b$/);
+    expect(seen.map((q) => q.path)).toEqual(['/a', '/b']);
+    expect(signals.map((x) => x.aborted)).toEqual([false, false]);
+    expect(exchanges.now).toBe(0);
+    // A request cut short by the FIN (its body incomplete) is reported as before (client-cancelled, truncated).
+    const cut = await raw((s) => {
+      s.write('GET /c HTTP/1.1\r\nHost: a\r\n\r\nPOST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc');
+      s.end();
+    });
+    expect(cut.closed).toBe(true);
+    expect(cut.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*GET \/c/);
+    expect(clientErrors).toEqual(['client-cancelled:truncated']);
+  });
+
   it('a client that goes away mid-body while the service has not touched the body: aborted, and nothing thrown', async () => {
     let signal: AbortSignal | undefined;
     let body: Readable | null = null;

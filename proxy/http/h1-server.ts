@@ -27,6 +27,11 @@ export interface H1ServerOptions {
   readonly origDstOf?: (socket: Socket) => { address: string; port: number; upstream?: string } | undefined;
   /** Peer identity of the connection, if any (a TLS peer's SPIFFE ID); looked up once per connection. */
   readonly identityOf?: (socket: Socket) => string;
+  /**
+   * Whether the connection's FIN is a half-close, answered (H1ConnectionOptions.halfClose):
+   * true for a mesh multiplexer stream, whose peer resets it to go away. Default: no (TCP, TLS).
+   */
+  readonly halfCloseOf?: (socket: Socket) => boolean;
   /** A malformed request, answered 4xx from the error table: for metrics (err.label, err.reason). */
   readonly onClientError?: (err: H1Error) => void;
   /** Each request's head must arrive within this (0: off). Envoy request_headers_timeout. */
@@ -147,6 +152,7 @@ class ServedConnection implements H1ConnectionOptions {
   readonly limits: H1Limits;
   readonly reasons = true;
   readonly clock: Clock;
+  readonly halfClose: boolean;
   private readonly source: ProxyRequest['source'];
   private readonly origDst: ProxyRequest['origDst'];
   private readonly writer = new H1ResponseWriter();
@@ -164,6 +170,7 @@ class ServedConnection implements H1ConnectionOptions {
     this.clock = o.clock;
     this.source = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: o.identityOf?.(socket) ?? '' };
     this.origDst = o.origDstOf?.(socket);
+    this.halfClose = o.halfCloseOf?.(socket) ?? false;
     this.conn = new H1Connection(socket, this);
   }
 

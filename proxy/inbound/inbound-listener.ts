@@ -154,6 +154,9 @@ export class InboundListener {
     this.meshH1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock,
       identityOf: (s) => (s instanceof MuxStream ? s.peer : peerSpiffeId(s as TLSSocket)),
+      // A mux stream's FIN ends only the peer's half (it resets a stream to go away): its
+      // requests are answered. On the TLS connections a FIN is the caller gone.
+      halfCloseOf: (s) => s instanceof MuxStream,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
