@@ -16,6 +16,7 @@ import { HealthChecker } from './health-checker.js';
 import type { MeshProbes } from './mesh-probes.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
 import { RetryBudget } from './retry-budget.js';
+import type { SharedCounters } from './shared-counters.js';
 
 /**
  * One upstream cluster (a service port, e.g. "web.default:80"): the facade the data path
@@ -52,6 +53,8 @@ export interface ClusterOptions {
   readonly meshProbes?: MeshProbes;
   /** An endpoint's health changed (ejected or back, active checks failing or passing, breaker opened or closed). */
   readonly onHealthChange?: () => void;
+  /** Where the concurrency limits count (listener workers: the sidecar's counters, shared); default: this cluster's own. */
+  readonly counters?: SharedCounters;
 }
 
 interface Entry {
@@ -110,7 +113,7 @@ export class Cluster {
     this.picker = this.balancer.build([]);
     this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
     this.outlier.onEvent((e) => this.onOutlierEvent(e));
-    this.limits = new ConcurrencyLimits(this.policy.circuitBreaker, (l) => this.metrics?.overflow(this.name, l));
+    this.limits = new ConcurrencyLimits(this.policy.circuitBreaker, (l) => this.metrics?.overflow(this.name, l), opts.counters?.cellsFor(this.name));
     this.budget = this.makeBudget();
     this.checker = this.makeChecker();
     this.untrack = this.metrics?.track(this.name, () => this.snapshot()) ?? (() => undefined);
