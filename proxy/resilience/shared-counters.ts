@@ -1,4 +1,5 @@
 import { sharedKey } from '../workers/shared-key.js';
+import { RING_CELLS, type BudgetRing } from './retry-budget.js';
 
 /**
  * The memory of the clusters' concurrency counters (ConcurrencyLimits): plain buffers
@@ -6,6 +7,7 @@ import { sharedKey } from '../workers/shared-key.js';
  * listener worker otherwise, so that `maxRequests: 10` means ten in flight for the
  * sidecar, as Envoy's circuit-breaker thresholds hold per cluster across all its workers
  * (the cluster's ResourceManager: one set of atomic counters per cluster and priority).
+ * Each cluster's retry budget ring is beside its counters, shared the same way.
  */
 export interface CounterMemory {
   /** Per cluster slot: the key of its name (shared-key.ts), 0n while free. */
@@ -13,6 +15,8 @@ export interface CounterMemory {
   /** Per cluster slot: LIMITS counters × `columns` (one column per thread that admits). */
   readonly cells: Int32Array;
   readonly columns: number;
+  /** Per cluster slot: its retry budget's ring (retry-budget.ts), RING_CELLS cells. */
+  readonly budgets: BigInt64Array;
 }
 
 /** Counters per cluster: connections, pending, requests, retries (concurrency-limits.ts LimitName order). */
@@ -24,7 +28,7 @@ const WINDOW = 64;
 
 export function counterMemory(columns: number, shared: boolean, slots = CLUSTER_SLOTS): CounterMemory {
   const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
-  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * LIMITS * columns * 4)), columns };
+  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * LIMITS * columns * 4)), columns, budgets: new BigInt64Array(buf(slots * RING_CELLS * 8)) };
 }
 
 /**
@@ -39,6 +43,8 @@ export interface CounterCells {
   readonly base: number;
   readonly columns: number;
   readonly column: number;
+  /** The cluster's retry budget ring: the sidecar's one, shared like the counters; null: each budget its own. */
+  readonly budget: BudgetRing | null;
 }
 
 export class SharedCounters {
@@ -66,7 +72,7 @@ export class SharedCounters {
       const j = (start + n) & this.mask;
       const k = Atomics.load(keys, j);
       if (k === key || (k === 0n && (Atomics.compareExchange(keys, j, 0n, key) === 0n || Atomics.load(keys, j) === key))) {
-        return { cells, base: j * LIMITS * columns, columns, column: this.column };
+        return { cells, base: j * LIMITS * columns, columns, column: this.column, budget: { cells: this.memory.budgets, base: j * RING_CELLS } };
       }
     }
     this.onFull();
@@ -82,5 +88,5 @@ export function resetColumn(memory: CounterMemory, column: number): void {
 
 /** One thread's own counters for one cluster (no table, or no room in it). */
 export function privateCells(): CounterCells {
-  return { cells: new Int32Array(LIMITS), base: 0, columns: 1, column: 0 };
+  return { cells: new Int32Array(LIMITS), base: 0, columns: 1, column: 0, budget: null };
 }
