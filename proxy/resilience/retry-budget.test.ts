@@ -82,7 +82,7 @@ describe('RetryBudget (finagle / Linkerd: 20 % + 10/s over 10 s)', () => {
     expect(w0.balance()).toBe(100);
   });
 
-  it('two threads whose clocks are a slot apart count each other'"'"'s deposits and withdrawals', () => {
+  it("two threads whose clocks are a slot apart count each other's deposits and withdrawals", () => {
     const ahead = new FakeClock(5_000);
     const behind = new FakeClock(4_999);
     const ring = { cells: new BigInt64Array(RING_CELLS), base: 0 };
