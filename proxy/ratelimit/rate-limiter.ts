@@ -54,10 +54,13 @@ class PolicyBuckets {
   private readonly needScope: RateLimitScope[] = [];
   /** How many of `need` take() took (refund() gives them back). */
   private taken = 0;
+  /** Callers' bucket keys, this thread's memo (identitySlot). */
+  private readonly identityKeys = new Map<string, bigint>();
 
   constructor(
     readonly policy: RateLimitPolicy,
     private readonly table: SharedBuckets,
+    private readonly maxIdentityKeys: number,
   ) {
     this.key = JSON.stringify(policy);
     this.keyBits = sharedKey(this.key) & ~1n;
@@ -145,7 +148,16 @@ class PolicyBuckets {
   }
 
   private identitySlot(identity: string): number {
-    return this.table.slot(sharedKey(identity || UNAUTHENTICATED, 1) ^ this.keyBits, true);
+    const id = identity || UNAUTHENTICATED;
+    let key = this.identityKeys.get(id);
+    if (key === undefined) {
+      // Hashing a SPIFFE ID into a 64-bit key costs more than the bucket: callers' keys are
+      // remembered, up to the table's bound (then forgotten at once and hashed again).
+      if (this.identityKeys.size >= this.maxIdentityKeys) this.identityKeys.clear();
+      key = sharedKey(id, 1) ^ this.keyBits;
+      this.identityKeys.set(id, key);
+    }
+    return this.table.slot(key, true);
   }
 }
 
@@ -176,7 +188,7 @@ export class RateLimiter {
     this.table ??= new SharedBuckets(this.o.shared ?? bucketMemory(this.o.maxIdentityBuckets, this.o.clock, false), this.o.clock, this.o.maxIdentityBuckets, this.o.onEvict);
     const before = new Map(this.policies.map((p) => [p.key, p]));
     const table = this.table;
-    this.policies = policies.map((p) => before.get(JSON.stringify(p)) ?? new PolicyBuckets(p, table));
+    this.policies = policies.map((p) => before.get(JSON.stringify(p)) ?? new PolicyBuckets(p, table, this.o.maxIdentityBuckets));
   }
 
   /**

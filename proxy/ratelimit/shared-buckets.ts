@@ -10,10 +10,14 @@ import type { Clock } from '../../common/clock.js';
 export interface BucketMemory {
   /** Per slot: its 64-bit key (shared-key.ts), 0n while empty. */
   readonly keys: BigInt64Array;
-  /** Per slot, three cells: theoretical arrival time (ns since origin), latest time seen (ns), last use (sequence). */
+  /** Per slot, two cells: theoretical arrival time (ns since origin), latest time seen (ns). */
   readonly cells: BigInt64Array;
-  /** origin (ms of the clock when made), use sequence, per-identity buckets held. */
+  /** Per slot: its last use (a 32-bit sequence number, compared modulo 2^32). */
+  readonly used: Int32Array;
+  /** origin (ms of the clock when made), per-identity buckets held. */
   readonly meta: BigInt64Array;
+  /** The use sequence. */
+  readonly seq: Int32Array;
 }
 
 /** Table slots looked at per key: a key lives within this many slots of its home, or not at all. */
@@ -25,20 +29,24 @@ const EVICT_SCAN = 1024;
 const EMPTY = 0n;
 /** A slot whose bucket was evicted: a probe goes on past it (sharedKey never returns 1n). */
 const TOMBSTONE = 1n;
+/** How far a bucket's latest-seen time lags at most behind the latest `now` it was given. */
+const SEEN_STEP_NS = 1e6;
 const TAT = 0;
 const SEEN = 1;
-const USED = 2;
+const CELLS = 2;
 const ORIGIN = 0;
-const SEQ = 1;
-const IDENTITIES = 2;
+const IDENTITIES = 1;
 
 export function bucketMemory(identityBound: number, clock: Clock, shared: boolean): BucketMemory {
   // Half full at most, so a probe ends at an empty slot soon (linear probing).
   const capacity = 2 ** Math.ceil(Math.log2(2 * (identityBound + FIXED_RESERVE)));
   const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
-  const meta = new BigInt64Array(buf(3 * 8));
+  const meta = new BigInt64Array(buf(2 * 8));
   meta[ORIGIN] = BigInt(Math.floor(clock.now()));
-  return { keys: new BigInt64Array(buf(capacity * 8)), cells: new BigInt64Array(buf(capacity * 3 * 8)), meta };
+  return {
+    keys: new BigInt64Array(buf(capacity * 8)), cells: new BigInt64Array(buf(capacity * CELLS * 8)), used: new Int32Array(buf(capacity * 4)),
+    meta, seq: new Int32Array(buf(4)),
+  };
 }
 
 /** A bucket's rate in the table's units: ns per token (emission interval) and burst × that (tolerance). */
@@ -63,8 +71,8 @@ export function bucketRate(rate: { readonly requestsPerSecond: number; readonly 
  * burst × interval. Tokens and refill time in one word: one compare-exchange per take.
  * Times are ns since the table's origin on the injected clock; every thread's clock is
  * performance.timeOrigin + performance.now(), so they agree. The latest time a bucket has
- * seen is kept beside it and a caller's earlier `now` is raised to it: a clock behind
- * (another thread's, or a step back) neither adds nor removes tokens.
+ * seen is kept beside it (to the millisecond) and a caller's earlier `now` is raised to it:
+ * a clock behind (another thread's, or a step back) neither adds nor removes tokens.
  *
  * Keys: open addressing with linear probing over WINDOW slots; an empty slot ends a
  * probe, a tombstone (an evicted bucket's slot) does not. Per-identity buckets (key flag
@@ -80,6 +88,8 @@ export class SharedBuckets {
   private readonly keys: BigInt64Array;
   private readonly cells: BigInt64Array;
   private readonly meta: BigInt64Array;
+  private readonly used: Int32Array;
+  private readonly seq: Int32Array;
   private readonly mask: number;
   private readonly origin: number;
   /** Where this thread's next eviction sample starts. */
@@ -94,6 +104,8 @@ export class SharedBuckets {
     this.keys = memory.keys;
     this.cells = memory.cells;
     this.meta = memory.meta;
+    this.used = memory.used;
+    this.seq = memory.seq;
     this.mask = this.keys.length - 1;
     this.origin = Number(memory.meta[ORIGIN]);
   }
@@ -114,9 +126,10 @@ export class SharedBuckets {
       const start = Number(BigInt.asUintN(32, key)) & this.mask;
       let free = -1;
       let oldest = -1;
-      let oldestUsed = 0n;
+      let oldestAge = -1;
       let oldestIdentity = -1;
-      let oldestIdentityUsed = 0n;
+      let oldestIdentityAge = -1;
+      const now = Atomics.load(this.seq, 0);
       for (let n = 0; n < WINDOW && n <= this.mask; n++) {
         const j = (start + n) & this.mask;
         const k = Atomics.load(this.keys, j);
@@ -129,10 +142,10 @@ export class SharedBuckets {
           if (k === EMPTY) break;
           continue;
         }
-        const used = Atomics.load(this.cells, j * 3 + USED);
+        const age = (now - Atomics.load(this.used, j)) >>> 0;
         if ((k & 1n) === 1n) {
-          if (oldestIdentity < 0 || used < oldestIdentityUsed) [oldestIdentity, oldestIdentityUsed] = [j, used];
-        } else if (oldest < 0 || used < oldestUsed) [oldest, oldestUsed] = [j, used];
+          if (age > oldestIdentityAge) [oldestIdentity, oldestIdentityAge] = [j, age];
+        } else if (age > oldestAge) [oldest, oldestAge] = [j, age];
       }
       // At the bound a new caller first makes room: the least recently used per-identity bucket goes.
       if (identity && attempt === 0 && Atomics.load(this.meta, IDENTITIES) >= BigInt(this.identityBound) && this.evictOldestIdentity()) continue;
@@ -141,7 +154,7 @@ export class SharedBuckets {
       const old = Atomics.load(this.keys, target);
       // Lost a race for the slot (another thread claimed it): look again, the key may be there now.
       if (Atomics.compareExchange(this.keys, target, old, key) !== old && attempt < 4) continue;
-      Atomics.store(this.cells, target * 3 + TAT, 0n);
+      Atomics.store(this.cells, target * CELLS + TAT, 0n);
       const wasIdentity = old !== EMPTY && old !== TOMBSTONE && (old & 1n) === 1n;
       if (wasIdentity && identity) this.onEvict();
       const delta = (identity ? 1 : 0) - (wasIdentity ? 1 : 0);
@@ -160,14 +173,15 @@ export class SharedBuckets {
   private evictOldestIdentity(): boolean {
     const scan = Math.min(EVICT_SCAN, this.mask + 1);
     let victim = -1;
-    let victimUsed = 0n;
+    let victimAge = -1;
     let victimKey = 0n;
+    const now = Atomics.load(this.seq, 0);
     for (let n = 0; n < scan; n++) {
       const j = (this.cursor + n) & this.mask;
       const k = Atomics.load(this.keys, j);
       if (k === EMPTY || k === TOMBSTONE || (k & 1n) === 0n) continue;
-      const used = Atomics.load(this.cells, j * 3 + USED);
-      if (victim < 0 || used < victimUsed) [victim, victimUsed, victimKey] = [j, used, k];
+      const age = (now - Atomics.load(this.used, j)) >>> 0;
+      if (age > victimAge) [victim, victimAge, victimKey] = [j, age, k];
     }
     this.cursor = (this.cursor + scan) & this.mask;
     if (victim < 0 || Atomics.compareExchange(this.keys, victim, victimKey, TOMBSTONE) !== victimKey) return false;
@@ -178,15 +192,15 @@ export class SharedBuckets {
 
   /** Tokens in the bucket at `nowNs` (fractional). */
   available(slot: number, rate: BucketRate, nowNs: number): number {
-    const now = this.seen(slot, nowNs);
-    const deficit = Number(Atomics.load(this.cells, slot * 3 + TAT)) - now;
+    const now = Math.max(nowNs, Number(Atomics.load(this.cells, slot * CELLS + SEEN)));
+    const deficit = Number(Atomics.load(this.cells, slot * CELLS + TAT)) - now;
     return Math.max(0, (rate.toleranceNs - Math.max(0, deficit)) / rate.intervalNs);
   }
 
   /** Takes one token if there is one (compare-exchange loop: never more than the bucket holds, whoever takes at once). */
   tryTake(slot: number, rate: BucketRate, nowNs: number): boolean {
     const now = this.seen(slot, nowNs);
-    const i = slot * 3 + TAT;
+    const i = slot * CELLS + TAT;
     for (;;) {
       const tat = Atomics.load(this.cells, i);
       const next = Math.max(Number(tat), now) + rate.intervalNs;
@@ -197,27 +211,32 @@ export class SharedBuckets {
 
   /** Gives back a token taken for a request that another bucket then refused. */
   refund(slot: number, rate: BucketRate): void {
-    Atomics.sub(this.cells, slot * 3 + TAT, BigInt(rate.intervalNs));
+    Atomics.sub(this.cells, slot * CELLS + TAT, BigInt(rate.intervalNs));
   }
 
   /** Milliseconds from `nowNs` until the bucket has a whole token (0 if it has one). */
   waitMs(slot: number, rate: BucketRate, nowNs: number): number {
-    const now = this.seen(slot, nowNs);
-    const tat = Number(Atomics.load(this.cells, slot * 3 + TAT));
+    const now = Math.max(nowNs, Number(Atomics.load(this.cells, slot * CELLS + SEEN)));
+    const tat = Number(Atomics.load(this.cells, slot * CELLS + TAT));
     return Math.max(0, tat + rate.intervalNs - rate.toleranceNs - now) / 1e6;
   }
 
-  /** `nowNs`, raised to the latest time the bucket has seen (which it advances). */
+  /**
+   * `nowNs`, raised to the latest time the bucket has seen, which it advances in steps of
+   * at least SEEN_STEP_NS (one write per millisecond per bucket, not one per request): a
+   * clock behind by less than that can cost the bucket that much refill, no more.
+   */
   private seen(slot: number, nowNs: number): number {
-    const i = slot * 3 + SEEN;
+    const i = slot * CELLS + SEEN;
     for (;;) {
       const s = Atomics.load(this.cells, i);
-      if (nowNs <= Number(s)) return Number(s);
-      if (Atomics.compareExchange(this.cells, i, s, BigInt(nowNs)) === s) return nowNs;
+      const seen = Number(s);
+      if (nowNs <= seen) return seen;
+      if (nowNs - seen < SEEN_STEP_NS || Atomics.compareExchange(this.cells, i, s, BigInt(nowNs)) === s) return nowNs;
     }
   }
 
   private touch(slot: number): void {
-    Atomics.store(this.cells, slot * 3 + USED, Atomics.add(this.meta, SEQ, 1n) + 1n);
+    Atomics.store(this.used, slot, Atomics.add(this.seq, 0, 1) + 1);
   }
 }
