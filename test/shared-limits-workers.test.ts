@@ -113,3 +113,20 @@ test('maxRequests K: K+1 concurrent slow requests spread over both workers get e
   }
   throw new Error('the kernel sent every connection to one worker three rounds in a row');
 }, 30_000);
+
+test("a worker that crashes takes its admissions with it: its replacement starts from the other worker's count", async () => {
+  // The requests worker 0 holds die with it; worker 1's stay counted (they are still in flight).
+  const held = Array.from({ length: MAX_REQUESTS }, () => slowGet(8000).catch(() => null));
+  const slots = (client as unknown as { pool: { slots: { worker: { terminate(): Promise<number> } | null; listening: boolean }[] } }).pool.slots;
+  await new Promise((r) => setTimeout(r, 500));
+  await slots[0]!.worker!.terminate();
+  const end = Date.now() + 10_000;
+  while (!(slots[0]!.listening && slots[0]!.worker) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await untilReady(client);
+  // MAX_REQUESTS more: exactly as many get through as worker 0 held (its slots are free again).
+  const more = await Promise.all(Array.from({ length: MAX_REQUESTS }, () => slowGet(200)));
+  const survived = (await Promise.all(held)).filter((r) => r?.status === 200).length;
+  expect(survived).toBeLessThan(MAX_REQUESTS); // worker 0 held some (else the round proves nothing)
+  expect(more.filter((r) => r.status === 200)).toHaveLength(MAX_REQUESTS - survived);
+  expect(more.filter((r) => r.status === 503).map((r) => r.error)).toEqual(Array(survived).fill('overflow'));
+}, 30_000);
