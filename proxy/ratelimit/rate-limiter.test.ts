@@ -1,4 +1,4 @@
-import { FakeClock } from '../../common/clock.js';
+import { FakeClock, systemClock } from '../../common/clock.js';
 import { parseRateLimitPolicy } from '../../contract/parse-ratelimit.js';
 import { Worker } from 'node:worker_threads';
 import { RateLimiter } from './rate-limiter.js';
@@ -159,12 +159,23 @@ describe('RateLimiter', () => {
     expect(w0.check(8080, A, 'GET', '/')?.scope).toBe('total');
   });
 
+  test("a changed policy frees the old one's buckets: its callers do not count against the bound, nor push live callers out", () => {
+    const { rl, burst, evicted } = limiter([{ identity: { requestsPerSecond: 1, burst: 1 } }], 2);
+    expect(burst(1, A)).toBe(1);
+    expect(burst(1, B)).toBe(1); // two per-identity buckets: the bound
+    rl.update([policy({ identity: { requestsPerSecond: 1, burst: 2 } })]);
+    expect(burst(3, A)).toBe(2); // a new, full bucket
+    expect(burst(3, B)).toBe(2);
+    expect(evicted()).toBe(0); // the old policy's two buckets were let go, not evicted
+    expect(burst(1, A)).toBe(0); // and A's new bucket is still there
+  });
+
   test('two threads checking at once: a request refused by one bucket gives back what it took from the others', async () => {
     // X's own bucket holds one token and refills every 20 µs, so the two threads race for
     // it all the time: both see a token, both take one from `total`, one loses X's and must
     // give `total`'s back. Afterwards `total` must hold exactly TOTAL minus X's admissions.
     const TOTAL = 100_000;
-    const clock = { now: () => performance.timeOrigin + performance.now(), setTimeout, clearTimeout };
+    const clock = systemClock; // the workers' clock below is the same: performance.timeOrigin + performance.now()
     const shared = bucketMemory(100, clock, true);
     const specs = [
       { name: 'demo/a-total', total: { requestsPerSecond: 0.001, burst: TOTAL } },

@@ -127,6 +127,14 @@ class PolicyBuckets {
     this.taken = 0;
   }
 
+  /** Frees this policy's slots: its fixed buckets and the callers' buckets this thread knows. */
+  release(): void {
+    const fixed = new Set<FixedBucket>([...(this.total ? [this.total] : []), ...this.routes.map((r) => r.bucket), ...this.overrides.values()]);
+    for (const b of fixed) this.table.free(b.key);
+    for (const key of this.identityKeys.values()) this.table.free(key);
+    this.identityKeys.clear();
+  }
+
   private verdict(scope: RateLimitScope, waitMs: number): RateLimitVerdict {
     return { policy: this.policy.name, scope, retryAfterSec: Math.max(1, Math.ceil(waitMs / 1000)) };
   }
@@ -180,15 +188,17 @@ export class RateLimiter {
   }
 
   update(policies: readonly RateLimitPolicy[]): void {
-    if (policies.length === 0) {
-      this.policies = [];
-      return;
-    }
-    // Made at the first policy: a sidecar without RateLimitPolicies holds no table (with workers, the main thread made it).
-    this.table ??= new SharedBuckets(this.o.shared ?? bucketMemory(this.o.maxIdentityBuckets, this.o.clock, false), this.o.clock, this.o.maxIdentityBuckets, this.o.onEvict);
     const before = new Map(this.policies.map((p) => [p.key, p]));
-    const table = this.table;
-    this.policies = policies.map((p) => before.get(JSON.stringify(p)) ?? new PolicyBuckets(p, table, this.o.maxIdentityBuckets));
+    let next: PolicyBuckets[] = [];
+    if (policies.length > 0) {
+      // Made at the first policy: a sidecar without RateLimitPolicies holds no table (with workers, the main thread made it).
+      const table = (this.table ??= new SharedBuckets(this.o.shared ?? bucketMemory(this.o.maxIdentityBuckets, this.o.clock, false), this.o.clock, this.o.maxIdentityBuckets, this.o.onEvict));
+      next = policies.map((p) => before.get(JSON.stringify(p)) ?? new PolicyBuckets(p, table, this.o.maxIdentityBuckets));
+    }
+    // A dropped (or changed) policy's buckets free their slots, so pushes do not fill the
+    // table: a worker still on the old policy finds its buckets gone and starts full ones.
+    for (const p of this.policies) if (!next.includes(p)) p.release();
+    this.policies = next;
   }
 
   /**

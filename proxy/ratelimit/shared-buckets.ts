@@ -164,6 +164,19 @@ export class SharedBuckets {
     }
   }
 
+  /** Lets `key`'s bucket go (a policy that was dropped or changed): its slot becomes free for another. */
+  free(key: bigint): void {
+    const start = Number(BigInt.asUintN(32, key)) & this.mask;
+    for (let n = 0; n < WINDOW && n <= this.mask; n++) {
+      const j = (start + n) & this.mask;
+      const k = Atomics.load(this.keys, j);
+      if (k === EMPTY) return;
+      if (k !== key) continue;
+      if (Atomics.compareExchange(this.keys, j, key, TOMBSTONE) === key && (key & 1n) === 1n) Atomics.sub(this.meta, IDENTITIES, 1n);
+      return;
+    }
+  }
+
   /**
    * Removes the least recently used per-identity bucket among the next EVICT_SCAN slots
    * from a cursor that moves on each time (approximate LRU over a sample, exact in a
