@@ -214,7 +214,7 @@ export class Proxy {
     this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps);
     this.rateLimiter = new RateLimiter(
-      { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }), shared: shared?.buckets },
+      { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }), shared: (shared ?? this.pool?.shared)?.buckets },
       this.inboundPolicy.policy.rateLimits ?? [],
     );
     const inboundCommon = {

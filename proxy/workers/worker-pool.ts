@@ -78,7 +78,7 @@ export class WorkerPool {
   private readonly url = entry();
   private readonly offRotate: () => void;
   /** The limits every worker holds together (shared-limits.ts): made once, so they outlive snapshots and restarts. */
-  private readonly shared: SharedLimitsMemory;
+  readonly shared: SharedLimitsMemory;
 
   constructor(private readonly o: WorkerPoolOptions) {
     this.config = o.config;
