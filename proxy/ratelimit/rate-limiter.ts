@@ -163,6 +163,7 @@ class PolicyBuckets {
       // remembered, up to the table's bound (then forgotten at once and hashed again).
       if (this.identityKeys.size >= this.maxIdentityKeys) this.identityKeys.clear();
       key = sharedKey(id, 1) ^ this.keyBits;
+      if (key === 1n) key = 3n; // 1n marks an evicted slot (shared-buckets.ts)
       this.identityKeys.set(id, key);
     }
     return this.table.slot(key, true);

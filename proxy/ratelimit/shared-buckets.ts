@@ -152,8 +152,12 @@ export class SharedBuckets {
       // No free slot in the window (it is crowded): take one over in place, a per-identity bucket first.
       const target = free >= 0 ? free : oldestIdentity >= 0 ? oldestIdentity : oldest;
       const old = Atomics.load(this.keys, target);
-      // Lost a race for the slot (another thread claimed it): look again, the key may be there now.
-      if (Atomics.compareExchange(this.keys, target, old, key) !== old && attempt < 4) continue;
+      // Lost a race for the slot (another thread claimed it): look again, the key may be there
+      // now. (Losing every time, under a storm of new callers, the slot is used as it is.)
+      if (Atomics.compareExchange(this.keys, target, old, key) !== old) {
+        if (attempt < 8) continue;
+        return target;
+      }
       Atomics.store(this.cells, target * CELLS + TAT, 0n);
       const wasIdentity = old !== EMPTY && old !== TOMBSTONE && (old & 1n) === 1n;
       if (wasIdentity && identity) this.onEvict();

@@ -20,9 +20,9 @@ export interface CounterMemory {
 }
 
 /** Counters per cluster: connections, pending, requests, retries (concurrency-limits.ts LimitName order). */
-export const LIMITS = 4;
+const LIMITS = 4;
 /** Cluster slots (service ports) the shared counters hold; a cluster beyond them counts in its own thread. */
-export const CLUSTER_SLOTS = 4096;
+const CLUSTER_SLOTS = 4096;
 /** Slots looked at per name (linear probing). */
 const WINDOW = 64;
 
