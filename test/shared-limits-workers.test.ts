@@ -29,7 +29,16 @@ beforeAll(async () => {
   server = await startProxy({ pki, serviceAccount: 'web' });
   client = await startProxy({
     pki, serviceAccount: 'client', config: { concurrency: 2 },
-    services: [meshService('web', 80, [{ appPort: app.port, proxy: server }], { policy: { circuitBreaker: { maxRequests: MAX_REQUESTS } } })],
+    services: [
+      meshService('web', 80, [{ appPort: app.port, proxy: server }], { policy: { circuitBreaker: { maxRequests: MAX_REQUESTS } } }),
+      // Retries only from the reserve (ratio 0): budgetMinPerSecond 1 × ttl 10 s = 10 retries for the sidecar.
+      meshService('flaky', 80, [{ appPort: app.port, proxy: server }], {
+        policy: {
+          outlierDetection: { enabled: false }, circuitBreaker: { accrual: 'off', maxRetries: 1000 },
+          retry: { retryOn: ['5xx'], attempts: 3, backoffBaseMs: '1ms', budgetRatio: 0, budgetMinPerSecond: 1, budgetTtlMs: '10s' },
+        },
+      }),
+    ],
   });
   await Promise.all([untilReady(limited), untilReady(client)]);
 }, 30_000);
@@ -85,9 +94,9 @@ test('a RateLimitPolicy of burst R admits R requests for the sidecar, not R per 
 }, 30_000);
 
 /** A slow request on a fresh connection (agent: false) to the client's outbound port. */
-function slowGet(ms: number): Promise<{ status: number; error: string | undefined }> {
+function slowGet(ms: number, host = 'web', path = `/slow?ms=${ms}`): Promise<{ status: number; error: string | undefined }> {
   return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port: client.outboundPort, path: `/slow?ms=${ms}`, headers: { host: 'web' }, agent: false }, (res) => {
+    httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host }, agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0, error: res.headers['wren-proxy-error'] as string | undefined }));
     })
@@ -112,6 +121,17 @@ test('maxRequests K: K+1 concurrent slow requests spread over both workers get e
     return;
   }
   throw new Error('the kernel sent every connection to one worker three rounds in a row');
+}, 30_000);
+
+test("a cluster's retry budget is the sidecar's: budgetMinPerSecond × ttl retries in all, not per worker", async () => {
+  const before = await perWorker(client);
+  const hits = app.hits.count;
+  const replies = await Promise.all(Array.from({ length: 40 }, () => slowGet(0, 'flaky', '/status/500')));
+  const spread = (await perWorker(client)).map((v, i) => v - before[i]!);
+  expect(Math.min(...spread)).toBeGreaterThan(0);
+  expect(replies.every((r) => r.status === 500)).toBe(true);
+  expect(app.hits.count - hits).toBe(40 + 10);
+  expect(await metric(client, /wren_retry_budget_exhausted_total\{cluster="flaky.default:80"\} (\d+)/)).toBeGreaterThan(0);
 }, 30_000);
 
 test("a worker that crashes takes its admissions with it: its replacement starts from the other worker's count", async () => {
