@@ -42,6 +42,8 @@ import { Agent } from 'node:http';
 import type { Writable } from 'node:stream';
 import { loadAddon } from './net/original-dst.js';
 import { WorkerPool } from './workers/worker-pool.js';
+import type { SharedLimitsMemory } from './workers/shared-limits.js';
+import { SharedCounters } from './resilience/shared-counters.js';
 import { MeshTracer } from './tracing/mesh-tracer.js';
 
 /** Resets relayed on one session to the app before it is retired (http/session-resets.ts). */
@@ -65,7 +67,11 @@ export interface ProxyOptions {
    * the data-path listeners bind with SO_REUSEPORT, there is no admin port and no process
    * metrics (the main thread has both).
    */
-  readonly worker?: { readonly id: number };
+  readonly worker?: {
+    readonly id: number;
+    /** The rate-limit buckets and cluster counters of the sidecar, shared by every worker (proxy/workers/shared-limits.ts). */
+    readonly shared?: SharedLimitsMemory;
+  };
   /** Where access log lines go (default process.stdout); tests capture them. */
   readonly accessLogSink?: Writable;
 }
@@ -158,8 +164,11 @@ export class Proxy {
     const clusterMetrics = new PromClusterMetrics(this.metrics.registry);
     // Active health checks to meshed endpoints ride the same mTLS sessions as user traffic.
     const meshProbes = new MeshProbes((t, connectTimeoutMs) => this.peers.probeSession(t, connectTimeoutMs));
+    const shared = opts.worker?.shared;
+    // Listener workers count the clusters' limits together; alone, each cluster counts its own.
+    const counters = shared && new SharedCounters(shared.counters, opts.worker!.id, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'shared-cluster-slots' }));
     const resilient: ClusterFactory = (name, policy) =>
-      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged() });
+      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged(), counters });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
     const keepalive = config.limits.peerKeepalive;
@@ -205,7 +214,7 @@ export class Proxy {
     this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps);
     this.rateLimiter = new RateLimiter(
-      { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }) },
+      { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }), shared: (shared ?? this.pool?.shared)?.buckets },
       this.inboundPolicy.policy.rateLimits ?? [],
     );
     const inboundCommon = {

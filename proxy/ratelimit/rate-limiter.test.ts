@@ -1,6 +1,8 @@
-import { FakeClock } from '../../common/clock.js';
+import { FakeClock, systemClock } from '../../common/clock.js';
 import { parseRateLimitPolicy } from '../../contract/parse-ratelimit.js';
+import { Worker } from 'node:worker_threads';
 import { RateLimiter } from './rate-limiter.js';
+import { bucketMemory } from './shared-buckets.js';
 
 const A = 'spiffe://cluster.local/ns/demo/sa/a';
 const B = 'spiffe://cluster.local/ns/demo/sa/b';
@@ -137,5 +139,74 @@ describe('RateLimiter', () => {
     expect(rl.check(9090, A, 'GET', '/')?.policy).toBe('demo/b');
     clock.advance(1000);
     expect(rl.check(9090, A, 'GET', '/')).toBeNull();
+  });
+
+  test('two limiters over one shared table (two workers) hold one set of buckets, and the per-identity bound is the table\'s', () => {
+    const clock = new FakeClock(0);
+    const shared = bucketMemory(2, clock, true);
+    let evicted = 0;
+    const o = { clock, maxIdentityBuckets: 2, onEvict: () => evicted++, shared };
+    const specs = [policy({ total: { requestsPerSecond: 1, burst: 5 }, identity: { requestsPerSecond: 1, burst: 2 } })];
+    const w0 = new RateLimiter(o, specs);
+    const w1 = new RateLimiter(o, specs);
+    expect(w0.check(8080, A, 'GET', '/')).toBeNull();
+    expect(w1.check(8080, A, 'GET', '/')).toBeNull();
+    expect(w0.check(8080, A, 'GET', '/')?.scope).toBe('identity'); // A's two tokens, taken one in each worker
+    expect(w1.check(8080, B, 'GET', '/')).toBeNull();
+    expect(w0.check(8080, VIP, 'GET', '/')).toBeNull(); // a third caller: the least recently used (A) goes
+    expect(evicted).toBe(1);
+    expect(w1.check(8080, B, 'GET', '/')).toBeNull(); // total: 5 taken
+    expect(w0.check(8080, A, 'GET', '/')?.scope).toBe('total');
+  });
+
+  test("a changed policy frees the old one's buckets: its callers do not count against the bound, nor push live callers out", () => {
+    const { rl, burst, evicted } = limiter([{ identity: { requestsPerSecond: 1, burst: 1 } }], 2);
+    expect(burst(1, A)).toBe(1);
+    expect(burst(1, B)).toBe(1); // two per-identity buckets: the bound
+    rl.update([policy({ identity: { requestsPerSecond: 1, burst: 2 } })]);
+    expect(burst(3, A)).toBe(2); // a new, full bucket
+    expect(burst(3, B)).toBe(2);
+    expect(evicted()).toBe(0); // the old policy's two buckets were let go, not evicted
+    expect(burst(1, A)).toBe(0); // and A's new bucket is still there
+  });
+
+  test('two threads checking at once: a request refused by one bucket gives back what it took from the others', async () => {
+    // X's own bucket holds one token and refills every 20 µs, so the two threads race for
+    // it all the time: both see a token, both take one from `total`, one loses X's and must
+    // give `total`'s back. Afterwards `total` must hold exactly TOTAL minus X's admissions.
+    const TOTAL = 100_000;
+    const clock = systemClock; // the workers' clock below is the same: performance.timeOrigin + performance.now()
+    const shared = bucketMemory(100, clock, true);
+    const specs = [
+      { name: 'demo/a-total', total: { requestsPerSecond: 0.001, burst: TOTAL } },
+      { name: 'demo/b-x', identity: { requestsPerSecond: 50_000, burst: 1 }, overrides: [{ clients: [VIP], requestsPerSecond: 0.001, burst: 10 * TOTAL }] },
+    ];
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      Promise.all([import(workerData.limiter), import(workerData.parse)]).then(([{ RateLimiter }, { parseRateLimitPolicy }]) => {
+        const clock = { now: () => performance.timeOrigin + performance.now(), setTimeout, clearTimeout };
+        const rl = new RateLimiter({ clock, maxIdentityBuckets: 100, onEvict: () => undefined, shared: workerData.shared },
+          workerData.specs.map((p, i) => parseRateLimitPolicy(p, String(i))));
+        Atomics.add(workerData.go, 0, 1);
+        while (Atomics.load(workerData.go, 0) < 2);
+        let x = 0;
+        for (let i = 0; i < 30000; i++) if (rl.check(8080, workerData.x, 'GET', '/') === null) x++;
+        parentPort.postMessage(x);
+      });`;
+    const dist = (f: string) => new URL(`../../dist/${f}`, import.meta.url).href;
+    const go = new Int32Array(new SharedArrayBuffer(4));
+    const run = () =>
+      new Promise<number>((resolve, reject) => {
+        const w = new Worker(src, { eval: true, workerData: { limiter: dist('proxy/ratelimit/rate-limiter.js'), parse: dist('contract/parse-ratelimit.js'), shared, go, specs, x: A } });
+        w.once('message', (n: number) => void w.terminate().then(() => resolve(n)));
+        w.once('error', reject);
+      });
+    const [a, b] = await Promise.all([run(), run()]);
+    expect(a + b).toBeGreaterThan(0);
+    // What is left in total: drained by VIP, whose override bucket never refuses.
+    const main = new RateLimiter({ clock, maxIdentityBuckets: 100, onEvict: () => undefined, shared }, specs.map((p, i) => parseRateLimitPolicy(p, String(i))));
+    let left = 0;
+    while (main.check(8080, VIP, 'GET', '/') === null) left++;
+    expect(a + b + left).toBe(TOTAL);
   });
 });

@@ -16,6 +16,7 @@ import { HealthChecker } from './health-checker.js';
 import type { MeshProbes } from './mesh-probes.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
 import { RetryBudget } from './retry-budget.js';
+import type { CounterCells, SharedCounters } from './shared-counters.js';
 
 /**
  * One upstream cluster (a service port, e.g. "web.default:80"): the facade the data path
@@ -52,6 +53,8 @@ export interface ClusterOptions {
   readonly meshProbes?: MeshProbes;
   /** An endpoint's health changed (ejected or back, active checks failing or passing, breaker opened or closed). */
   readonly onHealthChange?: () => void;
+  /** Where the concurrency limits count (listener workers: the sidecar's counters, shared); default: this cluster's own. */
+  readonly counters?: SharedCounters;
 }
 
 interface Entry {
@@ -92,6 +95,8 @@ export class Cluster {
   private dirty = true;
   private readonly outlier: OutlierDetector;
   private readonly limits: ConcurrencyLimits;
+  /** Where the limits count and the retry budget's ring is, when listener workers share them. */
+  private readonly shared: CounterCells | undefined;
   private budget: RetryBudget;
   private checker: HealthChecker | null = null;
   private readonly untrack: () => void;
@@ -110,7 +115,8 @@ export class Cluster {
     this.picker = this.balancer.build([]);
     this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
     this.outlier.onEvent((e) => this.onOutlierEvent(e));
-    this.limits = new ConcurrencyLimits(this.policy.circuitBreaker, (l) => this.metrics?.overflow(this.name, l));
+    this.shared = opts.counters?.cellsFor(this.name);
+    this.limits = new ConcurrencyLimits(this.policy.circuitBreaker, (l) => this.metrics?.overflow(this.name, l), this.shared);
     this.budget = this.makeBudget();
     this.checker = this.makeChecker();
     this.untrack = this.metrics?.track(this.name, () => this.snapshot()) ?? (() => undefined);
@@ -360,8 +366,13 @@ export class Cluster {
 
   private makeBudget(): RetryBudget {
     const r = this.policy.retry;
-    return new RetryBudget({ ratio: r.budgetRatio, minPerSecond: r.budgetMinPerSecond, ttlMs: r.budgetTtlMs }, this.clock, () =>
-      this.metrics?.retryBudgetExhausted(this.name),
+    // Shared (listener workers): a changed budget keeps the ring's last ttl of deposits and
+    // withdrawals, since the other workers go on using it; alone, it starts afresh.
+    return new RetryBudget(
+      { ratio: r.budgetRatio, minPerSecond: r.budgetMinPerSecond, ttlMs: r.budgetTtlMs },
+      this.clock,
+      () => this.metrics?.retryBudgetExhausted(this.name),
+      this.shared?.budget ?? undefined,
     );
   }
 

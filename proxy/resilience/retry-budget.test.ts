@@ -1,5 +1,5 @@
 import { FakeClock } from '../../common/clock.js';
-import { RetryBudget } from './retry-budget.js';
+import { RetryBudget, RING_CELLS } from './retry-budget.js';
 
 describe('RetryBudget (finagle / Linkerd: 20 % + 10/s over 10 s)', () => {
   const linkerd = { ratio: 0.2, minPerSecond: 10, ttlMs: 10_000 };
@@ -63,5 +63,35 @@ describe('RetryBudget (finagle / Linkerd: 20 % + 10/s over 10 s)', () => {
     const b = new RetryBudget({ ratio: 0, minPerSecond: 1, ttlMs: 10_000 }, clock);
     for (let i = 0; i < 100; i++) b.deposit();
     expect(b.balance()).toBe(10);
+  });
+
+  it('two budgets on one ring (two listener workers) share the reserve and the deposits', () => {
+    const clock = new FakeClock(0);
+    const ring = { cells: new BigInt64Array(new SharedArrayBuffer(2 * RING_CELLS * 8)), base: RING_CELLS };
+    const w0 = new RetryBudget(linkerd, clock, undefined, ring);
+    const w1 = new RetryBudget(linkerd, clock, undefined, ring);
+    for (let i = 0; i < 60; i++) expect(w0.tryWithdraw()).toBe(true);
+    expect(w1.balance()).toBe(40);
+    for (let i = 0; i < 40; i++) expect(w1.tryWithdraw()).toBe(true);
+    expect(w0.tryWithdraw()).toBe(false);
+    for (let i = 0; i < 5; i++) w1.deposit(); // five of w1's requests buy w0 a retry
+    expect(w0.tryWithdraw()).toBe(true);
+    expect(w1.tryWithdraw()).toBe(false);
+    expect(ring.cells.subarray(0, RING_CELLS).every((c) => c === 0n)).toBe(true); // its own cells only
+    clock.advance(10_000);
+    expect(w0.balance()).toBe(100);
+  });
+
+  it("two threads whose clocks are a slot apart count each other's deposits and withdrawals", () => {
+    const ahead = new FakeClock(5_000);
+    const behind = new FakeClock(4_999);
+    const ring = { cells: new BigInt64Array(RING_CELLS), base: 0 };
+    const w0 = new RetryBudget({ ratio: 0.5, minPerSecond: 0, ttlMs: 10_000 }, ahead, undefined, ring);
+    const w1 = new RetryBudget({ ratio: 0.5, minPerSecond: 0, ttlMs: 10_000 }, behind, undefined, ring);
+    w0.deposit();
+    w1.deposit();
+    expect(w0.balance()).toBe(1);
+    expect(w1.tryWithdraw()).toBe(true);
+    expect(w0.balance()).toBe(0);
   });
 });

@@ -10,79 +10,92 @@ import type { Clock } from '../../common/clock.js';
  * - a retry withdraws 1000 / ratio tokens (5000 at 20 %), so 5 requests pay for 1 retry;
  * - deposits and withdrawals expire after `ttl` (a ring of 10 slots of ttl/10 each);
  * - a constant reserve of minPerSecond × ttl(s) × withdrawal is always available.
+ *
+ * The ring is RING_CELLS 64-bit cells, each the slot's number (time / slot length, low 32
+ * bits) and its token sum (32 bits), updated with compare-exchange: with listener workers
+ * (config `concurrency` > 1) every worker's budget for a cluster is one ring in shared
+ * memory (shared-counters.ts), so the reserve is the sidecar's and not one per worker. A
+ * withdrawal is made and then checked, and taken back if it overdraws: two threads
+ * racing for the last retry never both get it.
  */
 const SCALE = 1000;
-const SLOTS = 10;
+export const RING_CELLS = 10;
+
+export interface BudgetRing {
+  readonly cells: BigInt64Array;
+  /** Index of this cluster's first cell. */
+  readonly base: number;
+}
 
 export class RetryBudget {
   private readonly depositAmount: number;
   private readonly withdrawAmount: number;
   private readonly reserve: number;
   private readonly slotMs: number;
-  private readonly slots = new Float64Array(SLOTS);
-  private slot = 0;
-  private slotStart: number;
-  private sum = 0;
+  private readonly cells: BigInt64Array;
+  private readonly base: number;
 
   constructor(
     readonly opts: { ratio: number; minPerSecond: number; ttlMs: number },
     private readonly clock: Clock,
     private readonly onExhausted?: () => void,
+    ring: BudgetRing = { cells: new BigInt64Array(RING_CELLS), base: 0 },
   ) {
     const { ratio, minPerSecond, ttlMs } = opts;
     // ratio 0: deposits buy nothing and only the reserve (minPerSecond) remains.
     this.depositAmount = ratio > 0 ? SCALE : 0;
-    this.withdrawAmount = ratio > 0 ? SCALE / ratio : 1;
+    this.withdrawAmount = ratio > 0 ? Math.max(1, Math.round(SCALE / ratio)) : 1;
     this.reserve = minPerSecond * (Math.max(ttlMs, 1) / 1000) * this.withdrawAmount;
-    this.slotMs = Math.max(ttlMs, 1) / SLOTS;
-    this.slotStart = clock.now();
+    this.slotMs = Math.max(ttlMs, 1) / RING_CELLS;
+    this.cells = ring.cells;
+    this.base = ring.base;
   }
 
   /** Record one original (non-retry) request. */
   deposit(): void {
-    this.add(this.depositAmount);
+    if (this.depositAmount > 0) this.add(this.depositAmount, this.slotNow());
   }
 
   /** Take the budget for one retry; false (and `onExhausted`) if it is spent. */
   tryWithdraw(): boolean {
-    this.expire();
-    if (this.sum + this.reserve >= this.withdrawAmount) {
-      this.add(-this.withdrawAmount);
-      return true;
-    }
+    const slot = this.slotNow();
+    this.add(-this.withdrawAmount, slot);
+    if (this.sum(slot) + this.reserve >= 0) return true;
+    this.add(this.withdrawAmount, slot);
     this.onExhausted?.();
     return false;
   }
 
   /** Retries currently affordable. */
   balance(): number {
-    this.expire();
-    return Math.max(0, Math.floor((this.sum + this.reserve) / this.withdrawAmount));
+    return Math.max(0, Math.floor((this.sum(this.slotNow()) + this.reserve) / this.withdrawAmount));
   }
 
-  private add(amount: number): void {
-    this.expire();
-    this.slots[this.slot] += amount;
-    this.sum += amount;
+  private slotNow(): number {
+    return Math.floor(this.clock.now() / this.slotMs) | 0;
   }
 
-  /** Advance the ring, dropping slots older than ttl. */
-  private expire(): void {
-    const now = this.clock.now();
-    let elapsedSlots = Math.floor((now - this.slotStart) / this.slotMs);
-    if (elapsedSlots <= 0) return;
-    if (elapsedSlots >= SLOTS) {
-      this.slots.fill(0);
-      this.sum = 0;
-      this.slot = 0;
-      this.slotStart = now;
-      return;
+  /** Adds to the current slot's cell, starting it afresh if it still holds a slot a ring ago. */
+  private add(amount: number, slot: number): void {
+    const i = this.base + (((slot % RING_CELLS) + RING_CELLS) % RING_CELLS);
+    for (;;) {
+      const v = Atomics.load(this.cells, i);
+      const held = Number(v >> 32n) | 0;
+      // A thread whose clock is a little behind adds to the newer slot rather than wiping it.
+      const fresh = ((slot - held) | 0) > 0;
+      const next = (BigInt(fresh ? slot : held) << 32n) | BigInt(((fresh ? 0 : Number(BigInt.asIntN(32, v))) + amount) >>> 0);
+      if (Atomics.compareExchange(this.cells, i, v, BigInt.asIntN(64, next)) === v) return;
     }
-    this.slotStart += elapsedSlots * this.slotMs;
-    while (elapsedSlots-- > 0) {
-      this.slot = (this.slot + 1) % SLOTS;
-      this.sum -= this.slots[this.slot];
-      this.slots[this.slot] = 0;
+  }
+
+  /** Tokens deposited minus withdrawn within the last RING_CELLS slots. */
+  private sum(slot: number): number {
+    let total = 0;
+    for (let c = 0; c < RING_CELLS; c++) {
+      const v = Atomics.load(this.cells, this.base + c);
+      const age = (slot - (Number(v >> 32n) | 0)) | 0;
+      if (age < RING_CELLS && age > -RING_CELLS) total += Number(BigInt.asIntN(32, v));
     }
+    return total;
   }
 }

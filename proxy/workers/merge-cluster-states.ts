@@ -8,7 +8,9 @@ interface EndpointLike {
  * state (balancer, EWMA, outlier detection, like Envoy's per-worker load balancers), so
  * the merged view takes the first worker's state of each cluster and, per endpoint, the
  * first state that is not `healthy`: an endpoint any worker keeps out of balancing is
- * reported as out, which is what the control plane's deregistration needs.
+ * reported as out, which is what the control plane's deregistration needs. A cluster's
+ * `limits` and `retryBudget` are the sidecar's in every worker's state (shared-limits.ts),
+ * so the first worker's are the whole sidecar's.
  */
 export function mergeClusterStates(perWorker: readonly Record<string, unknown>[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};

@@ -3,6 +3,7 @@ import type { ProxyConfig } from '../config/proxy-config.js';
 import type { TlsMaterial } from '../tls/tls-identity.js';
 import type { Level } from '../../common/logger.js';
 import type { RecentDecisions } from '../stats/recent-decisions.js';
+import type { SharedLimitsMemory } from './shared-limits.js';
 
 /**
  * What the main thread and a listener worker say to each other (postMessage, structured
@@ -17,6 +18,8 @@ export interface WorkerData {
   /** The latest snapshot the main thread holds, so a restarted worker serves it from the start. */
   readonly snapshot: { readonly seq: number; readonly snapshot: MeshSnapshot } | null;
   readonly logLevel: Level;
+  /** The rate-limit buckets and cluster counters every worker shares (SharedArrayBuffers: posting shares, not copies). */
+  readonly shared: SharedLimitsMemory;
 }
 
 export type ToWorker =

@@ -19,7 +19,7 @@ const post = (m: FromWorker): void => port.postMessage(m);
 const logger = createLogger({ level: data.logLevel, sink: (line) => post({ t: 'log', line }), base: { component: 'proxy', worker: data.id } });
 const tls = new TlsIdentity(data.material);
 
-const proxy = await Proxy.start({ config: data.config, tls, logger, staticMesh: false, worker: { id: data.id } }).catch((e: unknown) => {
+const proxy = await Proxy.start({ config: data.config, tls, logger, staticMesh: false, worker: { id: data.id, shared: data.shared } }).catch((e: unknown) => {
   const l = e instanceof ListenError ? e : null;
   const why = (l?.cause ?? e) as NodeJS.ErrnoException;
   post({ t: 'start-failed', listener: l?.listener ?? 'worker', address: l?.address ?? '', port: l?.port ?? 0, code: why?.code, message: why?.message ?? String(e) });

@@ -12,6 +12,8 @@ import { Counter, Gauge, type Registry } from '../metrics/prom.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
 import { mergeClusterStates } from './merge-cluster-states.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerPorts } from './messages.js';
+import { resetColumn } from '../resilience/shared-counters.js';
+import { sharedLimitsMemory, type SharedLimitsMemory } from './shared-limits.js';
 
 export interface WorkerPoolOptions {
   readonly count: number;
@@ -75,9 +77,12 @@ export class WorkerPool {
   private readonly restartsTotal: Counter;
   private readonly url = entry();
   private readonly offRotate: () => void;
+  /** The limits every worker holds together (shared-limits.ts): made once, so they outlive snapshots and restarts. */
+  readonly shared: SharedLimitsMemory;
 
   constructor(private readonly o: WorkerPoolOptions) {
     this.config = o.config;
+    this.shared = sharedLimitsMemory(o.config, o.clock);
     this.slots = Array.from({ length: o.count }, (_, id) => ({ id, worker: null, listening: false, applied: 0, clusters: {}, closed: null, restarts: 0 }));
     this.restartsTotal = new Counter({ name: 'wren_worker_restarts_total', help: 'Listener workers that exited unexpectedly and were restarted', registers: [o.registry] });
     const slots = this.slots;
@@ -110,7 +115,9 @@ export class WorkerPool {
   }
 
   private spawn(slot: Slot): Promise<WorkerPorts> {
-    const data: WorkerData = { id: slot.id, config: this.config, material: this.o.tls.material, snapshot: this.latest, logLevel: this.o.logger.level };
+    // What a previous worker in this slot held (requests, connections) ended with it: its column starts at 0.
+    resetColumn(this.shared.counters, slot.id);
+    const data: WorkerData = { id: slot.id, config: this.config, material: this.o.tls.material, snapshot: this.latest, logLevel: this.o.logger.level, shared: this.shared };
     const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}` });
     slot.worker = w;
     slot.applied = 0;

@@ -1,0 +1,23 @@
+import type { Clock } from '../../common/clock.js';
+import type { ProxyConfig } from '../config/proxy-config.js';
+import { bucketMemory, type BucketMemory } from '../ratelimit/shared-buckets.js';
+import { counterMemory, type CounterMemory } from '../resilience/shared-counters.js';
+
+/**
+ * The limits the listener workers hold together (config `concurrency` > 1): the
+ * RateLimitPolicy token buckets and the clusters' concurrency counters, in
+ * SharedArrayBuffers that the main thread makes once, at start, and hands to every
+ * worker in its WorkerData (a restarted worker gets the same memory). They are keyed by
+ * name (policy and bucket, cluster), not by snapshot, so a snapshot that changes a
+ * cluster's limits or a policy's other fields keeps the counts and tokens already there.
+ * What stays per worker: connection pools, EWMA, outlier detection, health checks, the
+ * retry budget (docs/configuration.md, concurrency).
+ */
+export interface SharedLimitsMemory {
+  readonly buckets: BucketMemory;
+  readonly counters: CounterMemory;
+}
+
+export function sharedLimitsMemory(config: ProxyConfig, clock: Clock): SharedLimitsMemory {
+  return { buckets: bucketMemory(config.limits.rateLimitIdentityBuckets, clock, true), counters: counterMemory(config.concurrency, true) };
+}
