@@ -13,11 +13,11 @@ import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { certFingerprint } from '../contract/trust-anchors.js';
-import type { Authenticator } from '../control-plane/identity/authenticator.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
 import { FakeKubeApi } from './fake-kube-api.js';
+import { issuerWithoutCertify } from './helpers/issuer-without-certify.js';
 import { testPki } from './helpers/pki.js';
 import { replaceFile } from './helpers/replace-file.js';
 
@@ -42,7 +42,6 @@ let proxy: TestProxy;
 const crds = new Map<string, Record<string, unknown>>();
 let webhook: Record<string, unknown>;
 let serving: { cert: string };
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** A self-signed certificate for `host` (as an operator or cert-manager makes); with `ca`, signed by that one's key instead. */
@@ -113,7 +112,7 @@ beforeAll(async () => {
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(4), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh'), rescanMs: 5_000 }),
-    identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+    identity: issuerWithoutCertify(pki),
   });
   await cp.whenReady();
   api.apply('pods', controlPlanePod('wren-control-plane-a', true));

@@ -8,10 +8,10 @@ import type { CheckOutcome } from '../../cli/check/check-result.js';
 import { manifestsDir } from '../../cli/check/expected.js';
 import { seededRandom, systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
-import type { Authenticator } from '../../control-plane/identity/authenticator.js';
 import { ControlPlane } from '../../control-plane/server.js';
 import { DirSource } from '../../control-plane/sources/dir-source.js';
 import { FakeKubeApi } from '../fake-kube-api.js';
+import { issuerWithoutCertify } from '../helpers/issuer-without-certify.js';
 import { testPki } from '../helpers/pki.js';
 
 /**
@@ -32,7 +32,6 @@ import { testPki } from '../helpers/pki.js';
  */
 const NS = 'mesh-system';
 const pki = testPki();
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 let dir: string;
 let kubeconfig: string;
 let api: FakeKubeApi;
@@ -76,7 +75,7 @@ beforeAll(async () => {
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(4), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh'), rescanMs: 5_000 }),
-    identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+    identity: issuerWithoutCertify(pki),
   });
   await cp.whenReady();
   api.apply('pods', {
