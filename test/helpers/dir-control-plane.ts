@@ -20,6 +20,8 @@ export interface DirControlPlane {
   kill(): Promise<void>;
 }
 
+type ControlOptions = Partial<Omit<ControlPlaneOptions, 'source' | 'trustDomain' | 'random' | 'clock'>>;
+
 export interface DirControlPlaneOptions {
   /** The temporary folder's name prefix, e.g. `wren-health-` (it says which suite left it behind). */
   readonly prefix: string;
@@ -32,8 +34,8 @@ export interface DirControlPlaneOptions {
   readonly rootFiles?: Readonly<Record<string, string>>;
   /** The DirSource's settings beside its folder (watchDebounceMs, rescanMs, displayDir, watch). */
   readonly dirSource?: Pick<DirSourceOptions, 'displayDir' | 'watchDebounceMs' | 'rescanMs' | 'watch'>;
-  /** The rest of the control plane's options; default admin on 127.0.0.1:0 and a silent logger. */
-  readonly control?: Partial<Omit<ControlPlaneOptions, 'source' | 'trustDomain' | 'random' | 'clock'>>;
+  /** The rest of the control plane's options (or made from `root`, e.g. a tokens file there); default admin on 127.0.0.1:0 and a silent logger. */
+  readonly control?: ControlOptions | ((root: string) => ControlOptions);
   /** Wait for the first index (cp.whenReady); default true. */
   readonly ready?: boolean;
 }
@@ -51,7 +53,7 @@ export async function startDirControlPlane(o: DirControlPlaneOptions): Promise<D
   for (const [name, content] of Object.entries(o.mesh ?? {})) await replaceFile(join(dir, name), content);
   let source: DirSource | undefined;
   const cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', logger: silentLogger, ...o.control,
+    listen: '127.0.0.1:0', admin: '127.0.0.1:0', logger: silentLogger, ...(typeof o.control === 'function' ? o.control(root) : o.control),
     trustDomain: o.trustDomain, clock: systemClock, random: seededRandom(o.seed),
     source: (ctx) => (source = new DirSource({ ...ctx, dir, ...o.dirSource })),
   });
