@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
 import { startTokenControlPlane, type TokenControlPlane } from './helpers/token-control-plane.js';
 
 /**
@@ -29,16 +29,8 @@ import { startTokenControlPlane, type TokenControlPlane } from './helpers/token-
 const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const API = `spiffe://${TD}/ns/shop/sa/api`;
-const MESH = `${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`)}---
-${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-1, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`)}---
+const MESH = `${meshedPodYaml('web-0', 'shop', 'web', { app: 'web' })}---
+${meshedPodYaml('web-1', 'shop', 'web', { app: 'web' })}---
 kind: MeshService
 metadata: { name: api, namespace: shop }
 spec:
