@@ -3,6 +3,7 @@ import type { Proxy } from '../proxy/proxy.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
 import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { meshServiceYaml } from './helpers/mesh-service-yaml.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { statusOf } from './helpers/status-of.js';
@@ -39,22 +40,10 @@ beforeAll(async () => {
   goodPort = await app(() => false);
   badPort = await app(() => bad.failing, () => void bad.hits++);
   server = await startProxy({ pki, serviceAccount: 'api' });
-  const ep = (port: number) => `      - { address: 127.0.0.1, port: ${port}, proxyPort: ${server.inboundPort}, identity: "${server.tls.spiffeId}" }`;
-  const api = `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-${ep(goodPort)}
-${ep(badPort)}
-  policy:
-    loadBalancer: { kind: round-robin }
-    outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 1500ms, maxEjectionPercent: 50 }
-`;
+  const api = meshServiceYaml('api', [goodPort, badPort].map((port) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId })), [
+    'loadBalancer: { kind: round-robin }',
+    'outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 1500ms, maxEjectionPercent: 50 }',
+  ]);
   plane = await startDirControlPlane({ prefix: 'wren-health-', trustDomain: pki.trustDomain, seed: 3, mesh: { 'api.yaml': api }, dirSource: { rescanMs: 5_000 } });
   client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${plane.cp.grpcPort}` });
   await waitFor(async () => (await fetch(`http://127.0.0.1:${client.adminPort}/ready`)).ok, 'client proxy configured');

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { waitFor } from './control-plane-harness.js';
 import { startDirControlPlane } from './helpers/dir-control-plane.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { meshServiceYaml } from './helpers/mesh-service-yaml.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
@@ -44,19 +45,8 @@ async function startWhyMesh(concurrency: number) {
     discovery: { statsReport: { intervalMs: 250 } }, shutdown: { gracePeriodMs: 200 }, concurrency,
   });
   const server = await startProxy({ pki, serviceAccount: 'api', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: config('api') });
-  await replaceFile(join(dir, 'api.yaml'), `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-        - { address: 127.0.0.1, port: ${app.port}, proxyPort: ${server.inboundPort}, identity: "${server.tls.spiffeId}", workload: { name: api, namespace: default, app: api, version: v1 } }
-  policy:
-    retry: { attempts: 2, retryOn: [5xx] }
-`);
+  const endpoint = { port: app.port, proxyPort: server.inboundPort, identity: server.tls.spiffeId, workload: { name: 'api', app: 'api', version: 'v1' } };
+  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [endpoint], ['retry: { attempts: 2, retryOn: [5xx] }']));
   await replaceFile(join(dir, 'authz.yaml'), `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: deny-admin, namespace: default }

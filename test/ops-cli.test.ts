@@ -16,6 +16,7 @@ import type { Proxy } from '../proxy/proxy.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
 import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { issuerWithoutCertify } from './helpers/issuer-without-certify.js';
+import { meshServiceYaml } from './helpers/mesh-service-yaml.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
@@ -53,19 +54,7 @@ const check = async (...args: string[]) => {
 const byId = (checks: CheckOutcome[], id: string) => checks.find((c) => c.id === id)!;
 
 beforeAll(async () => {
-  const api = `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-      - { address: 127.0.0.1, port: 9, proxyPort: 15006, identity: "spiffe://cluster.local/ns/default/sa/api" }
-  policy:
-    loadBalancer: { kind: round-robin }
-`;
+  const api = meshServiceYaml('api', [{ port: 9, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/default/sa/api' }], ['loadBalancer: { kind: round-robin }']);
   const mtls = 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: default }\nspec:\n  mtls: { mode: PERMISSIVE }\n';
   plane = await startDirControlPlane({
     prefix: 'wren-ops-cli-', trustDomain: pki.trustDomain, seed: 3, mesh: { 'api.yaml': api, 'mtls.yaml': mtls },

@@ -4,6 +4,7 @@ import type { ControlPlane } from '../../control-plane/server.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { startDirControlPlane } from './dir-control-plane.js';
 import { listenOnLoopback } from './fake-app.js';
+import { meshServiceYaml } from './mesh-service-yaml.js';
 import type { TestPki } from './pki.js';
 import { startProxy } from './proxy.js';
 import { replaceFile } from './replace-file.js';
@@ -54,22 +55,11 @@ export async function startStatsMesh(pki: TestPki, o: { statsIntervalMs?: number
   const plane = await startDirControlPlane({ prefix: 'wren-stats-', trustDomain: pki.trustDomain, seed: 5, dirSource: { rescanMs: 5_000 }, ready: false });
   const { cp, dir } = plane;
   const server = await startProxy({ pki, serviceAccount: 'api', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: { identity: identity('api'), discovery: stats, shutdown: { gracePeriodMs: 200 } } });
-  const ep = (port: number) => `      - { address: 127.0.0.1, port: ${port}, proxyPort: ${server.inboundPort}, identity: "${server.tls.spiffeId}", workload: { name: api, namespace: default, app: api, version: v1 } }`;
-  await replaceFile(join(dir, 'api.yaml'), `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-${ep(goodPort)}
-${ep(badPort)}
-  policy:
-    loadBalancer: { kind: round-robin }
-    outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 30s, maxEjectionPercent: 50 }
-`);
+  const ep = (port: number) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId, workload: { name: 'api', app: 'api', version: 'v1' } });
+  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [ep(goodPort), ep(badPort)], [
+    'loadBalancer: { kind: round-robin }',
+    'outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 30s, maxEjectionPercent: 50 }',
+  ]));
   await replaceFile(join(dir, 'deny-admin.yaml'), `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: deny-admin, namespace: default }
