@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -18,6 +18,7 @@ import { DirSource } from '../control-plane/sources/dir-source.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
 import { FakeKubeApi } from './fake-kube-api.js';
 import { issuerWithoutCertify } from './helpers/issuer-without-certify.js';
+import { shippedCrds } from './helpers/shipped-crds.js';
 import { testPki } from './helpers/pki.js';
 import { replaceFile } from './helpers/replace-file.js';
 
@@ -101,10 +102,7 @@ beforeAll(async () => {
   kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, api.kubeConfig().exportConfig());
   // The cluster has every CRD the install ships (manifests/crds), as after `kubectl apply -k manifests/`.
-  for (const f of (await readdir(join(manifestsDir(), 'crds'))).filter((n) => n.endsWith('.yaml'))) {
-    const crd = parseAllDocuments(await readFile(join(manifestsDir(), 'crds', f), 'utf8'))[0].toJS() as { metadata: { name: string } };
-    crds.set(crd.metadata.name, crd as unknown as Record<string, unknown>);
-  }
+  for (const [name, crd] of await shippedCrds()) crds.set(name, crd);
   webhook = parseAllDocuments(await readFile(join(manifestsDir(), 'install', '40-injector-webhook.yaml'), 'utf8'))[0].toJS() as Record<string, unknown>;
   serving = selfSigned('serving', 365);
   await mkdir(join(dir, 'mesh'));

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -12,6 +12,7 @@ import { ControlPlane } from '../../control-plane/server.js';
 import { DirSource } from '../../control-plane/sources/dir-source.js';
 import { FakeKubeApi } from '../fake-kube-api.js';
 import { issuerWithoutCertify } from '../helpers/issuer-without-certify.js';
+import { shippedCrds } from '../helpers/shipped-crds.js';
 import { testPki } from '../helpers/pki.js';
 
 /**
@@ -54,10 +55,7 @@ beforeAll(async () => {
   api = await FakeKubeApi.start();
   kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, api.kubeConfig().exportConfig());
-  for (const f of (await readdir(join(manifestsDir(), 'crds'))).filter((n) => n.endsWith('.yaml'))) {
-    const crd = parseAllDocuments(await readFile(join(manifestsDir(), 'crds', f), 'utf8'))[0].toJS() as { metadata: { name: string } };
-    api.rawObjects.set(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`, crd as unknown as Record<string, unknown>);
-  }
+  for (const [name, crd] of await shippedCrds()) api.rawObjects.set(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`, crd);
   // The webhook configuration of the install, moved to mesh-system, with the injector CA as caBundle.
   const ca = cert('injector-ca', 'wren injector CA');
   const webhook = parseAllDocuments(await readFile(join(manifestsDir(), 'install', '40-injector-webhook.yaml'), 'utf8'))[0].toJS() as { webhooks: { clientConfig: { caBundle?: string; service: { namespace: string } } }[] };
