@@ -40,10 +40,10 @@ beforeAll(async () => {
   goodPort = await app(() => false);
   badPort = await app(() => bad.failing, () => void bad.hits++);
   server = await startProxy({ pki, serviceAccount: 'api' });
-  const api = meshServiceYaml('api', [goodPort, badPort].map((port) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId })), [
-    'loadBalancer: { kind: round-robin }',
-    'outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 1500ms, maxEjectionPercent: 50 }',
-  ]);
+  const api = meshServiceYaml('api', [goodPort, badPort].map((port) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId })), {
+    loadBalancer: { kind: 'round-robin' },
+    outlierDetection: { consecutive5xx: 2, intervalMs: '100ms', baseEjectionTimeMs: '1500ms', maxEjectionPercent: 50 },
+  });
   plane = await startDirControlPlane({ prefix: 'wren-health-', trustDomain: pki.trustDomain, seed: 3, mesh: { 'api.yaml': api }, dirSource: { rescanMs: 5_000 } });
   client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${plane.cp.grpcPort}` });
   await waitFor(async () => (await fetch(`http://127.0.0.1:${client.adminPort}/ready`)).ok, 'client proxy configured');

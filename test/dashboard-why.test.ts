@@ -46,7 +46,7 @@ async function startWhyMesh(concurrency: number) {
   });
   const server = await startProxy({ pki, serviceAccount: 'api', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: config('api') });
   const endpoint = { port: app.port, proxyPort: server.inboundPort, identity: server.tls.spiffeId, workload: { name: 'api', app: 'api', version: 'v1' } };
-  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [endpoint], ['retry: { attempts: 2, retryOn: [5xx] }']));
+  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [endpoint], { retry: { attempts: 2, retryOn: ['5xx'] } }));
   await replaceFile(join(dir, 'authz.yaml'), `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: deny-admin, namespace: default }

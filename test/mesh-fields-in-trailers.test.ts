@@ -36,15 +36,25 @@ const FORGED = {
   'wren-orig-proto': 'HTTP/1.1',
 };
 
+/** What the app's handler uses of a request (node:http's and node:http2's compat API alike). */
+type AppHandler = (req: { readonly trailers: NodeJS.Dict<string | string[]>; resume(): unknown; on(event: 'end', listener: () => void): unknown }, res: { end(body: string): unknown }) => void;
+
 /**
- * The suite's mesh: the app `app(keep)` makes (it passes the trailers of each request it
- * reads to `keep`) behind a `web` sidecar, and a client sidecar routing web:80 to it.
+ * The suite's mesh: an app (the server `create` makes around the handler it is given) that
+ * reads each request to its end and keeps its trailers, behind a `web` sidecar, and a client
+ * sidecar routing web:80 to it.
  */
-function meshWithApp(app: (keep: (trailers: NodeJS.Dict<string | string[]>) => void) => Server | Http2Server): { readonly client: Proxy; readonly appTrailers: Record<string, unknown> | undefined } {
+function meshWithApp(create: (handler: AppHandler) => Server | Http2Server): { readonly client: Proxy; readonly appTrailers: Record<string, unknown> | undefined } {
   const mesh = { client: undefined as unknown as Proxy, appTrailers: undefined as Record<string, unknown> | undefined };
   let close: () => Promise<void>;
   beforeAll(async () => {
-    const l = await listenOnLoopback(app((trailers) => (mesh.appTrailers = { ...trailers })));
+    const l = await listenOnLoopback(create((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        mesh.appTrailers = { ...req.trailers };
+        res.end('ok');
+      });
+    }));
     const pair = await startPair(pki, l.port);
     mesh.client = pair.client;
     close = async () => {
@@ -57,13 +67,7 @@ function meshWithApp(app: (keep: (trailers: NodeJS.Dict<string | string[]>) => v
 }
 
 describe('h2 caller, h2 app', () => {
-  const mesh = meshWithApp((keep) => createH2Server((req: Http2ServerRequest, res: Http2ServerResponse) => {
-    req.resume();
-    req.on('end', () => {
-      keep(req.trailers);
-      res.end('ok');
-    });
-  }));
+  const mesh = meshWithApp((handler) => createH2Server((req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, res)));
 
   test('mesh fields sent as request trailers do not reach the app', async () => {
     const status = await new Promise<unknown>((resolve, reject) => {
@@ -88,13 +92,7 @@ describe('h2 caller, h2 app', () => {
 });
 
 describe('h1 chunked caller, h1 app', () => {
-  const mesh = meshWithApp((keep) => createH1Server((req: IncomingMessage, res: ServerResponse) => {
-    req.resume();
-    req.on('end', () => {
-      keep(req.trailers);
-      res.end('ok');
-    });
-  }));
+  const mesh = meshWithApp((handler) => createH1Server((req: IncomingMessage, res: ServerResponse) => handler(req, res)));
 
   test('mesh fields sent as chunked trailers do not reach the app', async () => {
     const status = await new Promise<number>((resolve, reject) => {

@@ -54,7 +54,7 @@ const check = async (...args: string[]) => {
 const byId = (checks: CheckOutcome[], id: string) => checks.find((c) => c.id === id)!;
 
 beforeAll(async () => {
-  const api = meshServiceYaml('api', [{ port: 9, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/default/sa/api' }], ['loadBalancer: { kind: round-robin }']);
+  const api = meshServiceYaml('api', [{ port: 9, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/default/sa/api' }], { loadBalancer: { kind: 'round-robin' } });
   const mtls = 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: default }\nspec:\n  mtls: { mode: PERMISSIVE }\n';
   plane = await startDirControlPlane({
     prefix: 'wren-ops-cli-', trustDomain: pki.trustDomain, seed: 3, mesh: { 'api.yaml': api, 'mtls.yaml': mtls },

@@ -56,10 +56,10 @@ export async function startStatsMesh(pki: TestPki, o: { statsIntervalMs?: number
   const { cp, dir } = plane;
   const server = await startProxy({ pki, serviceAccount: 'api', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: { identity: identity('api'), discovery: stats, shutdown: { gracePeriodMs: 200 } } });
   const ep = (port: number) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId, workload: { name: 'api', app: 'api', version: 'v1' } });
-  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [ep(goodPort), ep(badPort)], [
-    'loadBalancer: { kind: round-robin }',
-    'outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 30s, maxEjectionPercent: 50 }',
-  ]));
+  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [ep(goodPort), ep(badPort)], {
+    loadBalancer: { kind: 'round-robin' },
+    outlierDetection: { consecutive5xx: 2, intervalMs: '100ms', baseEjectionTimeMs: '30s', maxEjectionPercent: 50 },
+  }));
   await replaceFile(join(dir, 'deny-admin.yaml'), `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: deny-admin, namespace: default }
