@@ -4,6 +4,8 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { fakeApp, fakeH2cApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { until } from './helpers/until.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * Issue 11 item 4: mTLS peers that open many streams of a large response, never read
@@ -36,24 +38,8 @@ function peer(serviceAccount = 'client', to: Proxy = server): Promise<{ session:
   });
 }
 
-async function inflight(p: Proxy): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  return Number(/wren_active_streams\{direction="inbound"\} (\d+)/.exec(text)?.[1] ?? 0);
-}
-
-async function limitCount(p: Proxy, limit: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  return Number(new RegExp(`wren_limit_exceeded_total\\{direction="inbound",limit="${limit}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-}
-
-async function until(cond: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
-}
+const inflight = (p: Proxy): Promise<number> => metric(p, /wren_active_streams\{direction="inbound"\} (\d+)/);
+const limitCount = (p: Proxy, limit: string): Promise<number> => metric(p, new RegExp(`wren_limit_exceeded_total\\{direction="inbound",limit="${limit}"\\} (\\d+)`));
 
 test('200 unread large responses, then the peer disconnects: the inbound lets go of every stream', async () => {
   for (let round = 0; round < 2; round++) {

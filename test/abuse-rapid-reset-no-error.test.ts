@@ -1,8 +1,8 @@
 import { constants, createServer as createH2cServer } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { startPairFor } from './helpers/pair-for-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { clientStart, frame, FLAG, FRAME, request, rstStream } from './helpers/h2-frames.js';
 
@@ -16,7 +16,7 @@ import { clientStart, frame, FLAG, FRAME, request, rstStream } from './helpers/h
  * The CANCEL variant (same test, other code) gets GOAWAY ENHANCE_YOUR_CALM.
  */
 const pki = testPki();
-let app: { port: number; close(): Promise<void> }, client: Proxy, server: Proxy;
+let client: Proxy, close: () => Promise<void>;
 const HOST = 'web.default.svc.cluster.local';
 
 beforeAll(async () => {
@@ -26,15 +26,10 @@ beforeAll(async () => {
     st.respond({ ':status': 200 });
     st.end('ok');
   });
-  app = await listenOnLoopback(h2);
-  ({ client, server } = await startPair(pki, app.port));
+  ({ client, close } = await startPairFor(pki, await listenOnLoopback(h2)));
 }, 20_000);
 
-afterAll(async () => {
-  await client.close();
-  await server.close();
-  await app.close();
-});
+afterAll(() => close());
 
 
 /** 3000 HEADERS+RST_STREAM pairs in batches of 100 on one connection; the GOAWAY code the proxy sent, if any. */

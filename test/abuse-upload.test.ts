@@ -5,6 +5,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService, TEST_MESH_HTTP1 } from './helpers/proxy.js';
 import { fakeApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { until } from './helpers/until.js';
 
 /**
  * Issue 11 item 3: a client that gives up on a large chunked upload to an app that never
@@ -85,15 +86,6 @@ async function activeRequests(p: Proxy, key: RegExp): Promise<number> {
   const all = (await (await fetch(`http://127.0.0.1:${p.adminPort}/clusters`)).json()) as Record<string, { limits: { requests: { active: number } } }>;
   const name = Object.keys(all).find((k) => key.test(k))!;
   return all[name].limits.requests.active;
-}
-
-async function until(cond: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
 }
 
 function get(host: string, path: string): Promise<number> {

@@ -12,7 +12,7 @@ import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
 
 /**
  * Adversarial review of control-plane mTLS (issue #14.1): the trust anchor a proxy's
@@ -26,11 +26,7 @@ import { withSidecarYaml } from './helpers/meshed-pod.js';
 const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const TOKEN = 'bootstrap-token-web-0123456789abcdef';
-const MESH = withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`);
+const MESH = meshedPodYaml('web-0', 'shop', 'web', { app: 'web' });
 const SUBSCRIBE = { subscribe: { identity: { spiffeId: WEB, namespace: 'shop', pod: 'web-0', labels: {} }, services: [], lastVersion: '' } } as DiscoveryRequest;
 
 /** An issuer the test swaps, as issuer-reloader.ts does on a file change. */

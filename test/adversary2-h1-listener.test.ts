@@ -1,8 +1,8 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { startPairFor } from './helpers/pair-for-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -10,7 +10,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * a real sidecar pair (HTTP/2 between them) to a node:http app.
  */
 const pki = testPki();
-let app: Server, server: Proxy, client: Proxy, listening: { port: number; close(): Promise<void> };
+let app: Server, client: Proxy, close: () => Promise<void>;
 const bodies: string[] = [];
 
 beforeAll(async () => {
@@ -22,13 +22,9 @@ beforeAll(async () => {
       res.end(`got ${body}`);
     });
   });
-  listening = await listenOnLoopback(app);
-  ({ server, client } = await startPair(pki, listening.port, { service: 'checkout' }));
+  ({ client, close } = await startPairFor(pki, await listenOnLoopback(app), { service: 'checkout' }));
 });
-afterAll(async () => {
-  await Promise.all([client.close(), server.close()]);
-  await listening.close();
-});
+afterAll(() => close());
 
 function raw(bytes: string, waitMs = 3000): Promise<string> {
   return new Promise((resolve) => {

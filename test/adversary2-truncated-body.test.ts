@@ -1,8 +1,8 @@
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { startPairFor } from './helpers/pair-for-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -14,7 +14,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * and, for a Content-Length body, the exchange is marked sent and its connection reused.
  */
 const pki = testPki();
-let app: Server, server: Proxy, client: Proxy, listening: { port: number; close(): Promise<void> };
+let app: Server, client: Proxy, close: () => Promise<void>;
 const received: { path: string; body: string; complete: boolean }[] = [];
 
 beforeAll(async () => {
@@ -34,13 +34,9 @@ beforeAll(async () => {
     req.on('error', () => undefined);
   });
   app.keepAliveTimeout = 30_000;
-  listening = await listenOnLoopback(app);
-  ({ server, client } = await startPair(pki, listening.port, { service: 'checkout' }));
+  ({ client, close } = await startPairFor(pki, await listenOnLoopback(app), { service: 'checkout' }));
 });
-afterAll(async () => {
-  await Promise.all([client.close(), server.close()]);
-  await listening.close();
-});
+afterAll(() => close());
 
 /** Sends `head + partial`, waits, then closes its end (FIN) and waits for the socket to close. */
 function leaveMidBody(bytes: string, afterMs = 600): Promise<string> {

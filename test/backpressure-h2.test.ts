@@ -111,6 +111,20 @@ function expectBound(moved: number, streams: number): void {
   expect(moved).toBeLessThanOrEqual(streams * (2 * STREAM_WINDOW + PEER_DEFAULT_WINDOW + STREAM_SLACK) + SLACK);
 }
 
+/**
+ * After a transfer stalled having moved `moved` bytes on `streams` streams: the sidecars' RSS
+ * is read (before `session` goes), then something moved, no more than the windows allow
+ * (expectBound), and neither sidecar grew by RSS_GROWTH_MB over `idle`.
+ */
+function expectHeld(session: ClientHttp2Session, moved: number, streams: number, idle: { out: number; in: number }): void {
+  const rss = { out: outbound.rssMb(), in: inbound.rssMb() };
+  session.destroy();
+  expect(moved).toBeGreaterThan(0);
+  expectBound(moved, streams);
+  expect(rss.out - idle.out).toBeLessThan(RSS_GROWTH_MB);
+  expect(rss.in - idle.in).toBeLessThan(RSS_GROWTH_MB);
+}
+
 test('1 GB uploaded to an app that never reads: the client stops after the windows; the sidecars stay flat', async () => {
   const idle = await settle();
   const session = client();
@@ -125,13 +139,8 @@ test('1 GB uploaded to an app that never reads: the client stops after the windo
   };
   pump();
   const moved = await stalled(() => sent, 2000, 20_000);
-  const rss = { out: outbound.rssMb(), in: inbound.rssMb() };
-  session.destroy();
   // Something flowed (the path works), far less than the gigabyte, and no more than the windows allow.
-  expect(moved).toBeGreaterThan(0);
-  expectBound(moved, 1);
-  expect(rss.out - idle.out).toBeLessThan(RSS_GROWTH_MB);
-  expect(rss.in - idle.in).toBeLessThan(RSS_GROWTH_MB);
+  expectHeld(session, moved, 1, idle);
 }, 40_000);
 
 test('1 GB downloaded by a client that never reads: the app stops after the windows; the sidecars stay flat', async () => {
@@ -145,12 +154,7 @@ test('1 GB downloaded by a client that never reads: the app stops after the wind
   stream.pause();
   expect(status).toBe(200);
   const moved = await stalled(() => appSent, 2000, 20_000);
-  const rss = { out: outbound.rssMb(), in: inbound.rssMb() };
-  session.destroy();
-  expect(moved).toBeGreaterThan(0);
-  expectBound(moved, 1);
-  expect(rss.out - idle.out).toBeLessThan(RSS_GROWTH_MB);
-  expect(rss.in - idle.in).toBeLessThan(RSS_GROWTH_MB);
+  expectHeld(session, moved, 1, idle);
 }, 40_000);
 
 test('16 uploads at once on one connection: each is held to its stream windows', async () => {
@@ -171,12 +175,7 @@ test('16 uploads at once on one connection: each is held to its stream windows',
     pump();
   }
   const moved = await stalled(() => sent, 2000, 20_000);
-  const rss = { out: outbound.rssMb(), in: inbound.rssMb() };
-  session.destroy();
-  expect(moved).toBeGreaterThan(0);
-  expectBound(moved, streams);
-  expect(rss.out - idle.out).toBeLessThan(RSS_GROWTH_MB);
-  expect(rss.in - idle.in).toBeLessThan(RSS_GROWTH_MB);
+  expectHeld(session, moved, streams, idle);
 }, 40_000);
 
 test('the outbound listener caps streams per connection (limits.maxConcurrentStreams), so a connection holds at most that many stream windows', async () => {

@@ -5,12 +5,12 @@ import { checkCommand } from '../cli/check/check-command.js';
 import type { CheckOutcome } from '../cli/check/check-result.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
-import type { Authenticator } from '../control-plane/identity/authenticator.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
 import { waitFor } from './control-plane-harness.js';
 import { FakeKubeApi, serviceJson, trafficPolicyJson } from './fake-kube-api.js';
+import { issuerWithoutCertify } from './helpers/issuer-without-certify.js';
 import { testPki } from './helpers/pki.js';
 import { replaceFile } from './helpers/replace-file.js';
 
@@ -22,7 +22,6 @@ import { replaceFile } from './helpers/replace-file.js';
  * there (exit 1, that check alone) and passes once it is fixed or deleted.
  */
 const pki = testPki();
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 let root: string;
 
 /** `wren check --admin` as JSON (its exit code and checks) and as text (its exit code and output), one after the other. */
@@ -39,7 +38,7 @@ const rejection = (checks: CheckOutcome[]) => checks.find((c) => c.id === 'sourc
 const startCp = (source: Parameters<typeof ControlPlane.start>[0]['source']) =>
   ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(11), logger: silentLogger,
-    source, identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+    source, identity: issuerWithoutCertify(pki),
   });
 
 beforeAll(async () => {

@@ -20,7 +20,7 @@ import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { Proxy } from '../proxy/proxy.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
 
 /**
  * Proxies authenticate to the control plane (issue 14.1): a real control plane serving
@@ -33,16 +33,8 @@ const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
 const tokenOf = (sa: string) => `bootstrap-token-${sa}-0123456789abcdef`;
 
-const MESH = `${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-0, namespace: shop, labels: { app: web, tier: front, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`)}---
-${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: cart-0, namespace: shop, labels: { app: cart, wren.io/inject: enabled } }
-spec: { serviceAccountName: cart, containers: [{ name: app, image: x }] }
-`)}---
+const MESH = `${meshedPodYaml('web-0', 'shop', 'web', { app: 'web', tier: 'front' })}---
+${meshedPodYaml('cart-0', 'shop', 'cart', { app: 'cart' })}---
 apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: web-allow, namespace: shop }

@@ -9,7 +9,7 @@ import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plan
 import { replaceFile } from './helpers/replace-file.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy as startSidecar } from './helpers/proxy.js';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
 
 const web = (endpoints: string[], port: unknown = 80) => `apiVersion: policy.wren.io/v1alpha1
 kind: MeshService
@@ -48,11 +48,7 @@ endpoints:
     conditions: { ready: false }
     targetRef: { kind: Pod, name: api-1, namespace: shop }
 ---
-${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: api-0, namespace: shop, labels: { wren.io/inject: enabled } }
-spec: { serviceAccountName: api-sa, containers: [{ name: app, image: x }] }
-`)}---
+${meshedPodYaml('api-0', 'shop', 'api-sa')}---
 apiVersion: v1
 kind: Pod
 metadata: { name: api-1, namespace: shop }

@@ -12,6 +12,7 @@ import type { Proxy } from '../proxy/proxy.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import { metric } from './helpers/admin-metric.js';
 
 /**
  * The whole mesh on loopback, with nothing faked: a control plane reading a directory of
@@ -65,10 +66,7 @@ async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promi
 }
 
 /** The client sidecar's wren_retries_total for web:80. */
-async function retries(): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${client.adminPort}/metrics`)).text();
-  return Number(/^wren_retries_total\{cluster="web\.default:80"\} (\d+)/m.exec(text)?.[1] ?? 0);
-}
+const retries = (): Promise<number> => metric(client, /^wren_retries_total\{cluster="web\.default:80"\} (\d+)/m);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,17 +1,12 @@
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
+import { createServer, type Server } from 'node:http';
 import type { Proxy } from '../proxy/proxy.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { meshServiceYaml } from './helpers/mesh-service-yaml.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
-import { replaceFile } from './helpers/replace-file.js';
+import { statusOf } from './helpers/status-of.js';
 
 /**
  * HealthReport end to end: a real client sidecar subscribed to a control plane ejects a
@@ -20,8 +15,7 @@ import { replaceFile } from './helpers/replace-file.js';
  * clearing is reported too. A report naming endpoints the proxy was never sent is dropped.
  */
 const pki = testPki();
-let root: string;
-let cp: ControlPlane;
+let plane: DirControlPlane;
 let server: Proxy;
 let client: Proxy;
 const closers: (() => Promise<void>)[] = [];
@@ -46,52 +40,23 @@ beforeAll(async () => {
   goodPort = await app(() => false);
   badPort = await app(() => bad.failing, () => void bad.hits++);
   server = await startProxy({ pki, serviceAccount: 'api' });
-  root = await mkdtemp(join(tmpdir(), 'wren-health-'));
-  const dir = join(root, 'mesh');
-  await mkdir(dir);
-  const ep = (port: number) => `      - { address: 127.0.0.1, port: ${port}, proxyPort: ${server.inboundPort}, identity: "${server.tls.spiffeId}" }`;
-  await replaceFile(join(dir, 'api.yaml'), `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-${ep(goodPort)}
-${ep(badPort)}
-  policy:
-    loadBalancer: { kind: round-robin }
-    outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 1500ms, maxEjectionPercent: 50 }
-`);
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(3), logger: silentLogger,
-    source: (ctx) => new DirSource({ ...ctx, dir, rescanMs: 5_000 }),
+  const api = meshServiceYaml('api', [goodPort, badPort].map((port) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId })), {
+    loadBalancer: { kind: 'round-robin' },
+    outlierDetection: { consecutive5xx: 2, intervalMs: '100ms', baseEjectionTimeMs: '1500ms', maxEjectionPercent: 50 },
   });
-  await cp.whenReady();
-  client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${cp.grpcPort}` });
+  plane = await startDirControlPlane({ prefix: 'wren-health-', trustDomain: pki.trustDomain, seed: 3, mesh: { 'api.yaml': api }, dirSource: { rescanMs: 5_000 } });
+  client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${plane.cp.grpcPort}` });
   await waitFor(async () => (await fetch(`http://127.0.0.1:${client.adminPort}/ready`)).ok, 'client proxy configured');
 });
 
 afterAll(async () => {
   await client.close();
   await server.close();
-  await cp.close(100);
+  await plane.close(100);
   await Promise.all(closers.map((c) => c()));
-  await rm(root, { recursive: true, force: true });
 });
 
-function call(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host: 'api.default.svc.cluster.local' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const call = () => statusOf(client.outboundPort, 'api.default.svc.cluster.local');
 
 interface HealthRow {
   service: string;
@@ -100,8 +65,8 @@ interface HealthRow {
   port: number;
   reporters: { identity: string; pod: string; kind: string; reason: string; ejectedForMs: number }[];
 }
-const health = async (): Promise<HealthRow[]> => ((await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/health`)).json()) as { endpoints: HealthRow[] }).endpoints;
-const cpMetrics = async () => (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
+const health = async (): Promise<HealthRow[]> => ((await (await fetch(`http://127.0.0.1:${plane.cp.adminPort}/debug/health`)).json()) as { endpoints: HealthRow[] }).endpoints;
+const cpMetrics = async () => (await fetch(`http://127.0.0.1:${plane.cp.adminPort}/metrics`)).text();
 
 test('a proxy that ejects an endpoint reports it; the control plane keeps it per reporter, shows it on /debug/health, and sees it clear', async () => {
   for (let i = 0; i < 20 && bad.hits < 2; i++) await call();
@@ -119,7 +84,7 @@ test('a proxy that ejects an endpoint reports it; the control plane keeps it per
   const m = await cpMetrics();
   expect(m).toMatch(/^wren_cp_health_reports_total\{result="accepted"\} [1-9]/m);
   expect(m).toMatch(/^wren_cp_reported_unhealthy_endpoints 1$/m);
-  const proxies = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as { proxies: { ejections: unknown[] }[] };
+  const proxies = (await (await fetch(`http://127.0.0.1:${plane.cp.adminPort}/debug/proxies`)).json()) as { proxies: { ejections: unknown[] }[] };
   expect(proxies.proxies.flatMap((p) => p.ejections)).toEqual([expect.objectContaining({ service: 'api.default', port: badPort, kind: 'outlier-ejection' })]);
 
   // It recovers: the proxy unejects it after the ejection time, and the next report is empty.
@@ -131,7 +96,7 @@ test('a proxy that ejects an endpoint reports it; the control plane keeps it per
 test('entries naming endpoints the reporter was not sent are dropped and counted, never shown', async () => {
   let raw: TestProxy | undefined;
   try {
-    raw = startRawClient(`127.0.0.1:${cp.grpcPort}`, { pod: 'liar', services: ['api.default'] });
+    raw = startRawClient(`127.0.0.1:${plane.cp.grpcPort}`, { pod: 'liar', services: ['api.default'] });
     await raw.client.onFirstSnapshot();
     raw.client.reportEjections([
       { service: 'api.default', servicePort: 80, address: '10.9.9.9', port: 80, kind: 'outlier-ejection', reason: 'consecutive-5xx', ejectedForMs: 1 },

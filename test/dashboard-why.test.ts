@@ -1,16 +1,13 @@
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
 import { waitFor } from './control-plane-harness.js';
+import { startDirControlPlane } from './helpers/dir-control-plane.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { meshServiceYaml } from './helpers/mesh-service-yaml.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { statusOf } from './helpers/status-of.js';
 
 /**
  * The dashboard's "why" view end to end (docs/operations.md, Dashboard): real sidecars on
@@ -41,31 +38,15 @@ async function startWhyMesh(concurrency: number) {
   });
   const app = await listenOnLoopback(s);
   closers.push(app.close);
-  const root = await mkdtemp(join(tmpdir(), 'wren-why-'));
-  const dir = join(root, 'mesh');
-  await mkdir(dir);
-  const cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(5), logger: silentLogger,
-    source: (ctx) => new DirSource({ ...ctx, dir, rescanMs: 5_000 }),
-  });
+  const plane = await startDirControlPlane({ prefix: 'wren-why-', trustDomain: pki.trustDomain, seed: 5, dirSource: { rescanMs: 5_000 }, ready: false });
+  const { cp, dir } = plane;
   const config = (sa: string) => ({
     identity: { namespace: 'default', serviceAccount: sa, trustDomain: pki.trustDomain, workload: { name: sa, app: sa, version: 'v1' } },
     discovery: { statsReport: { intervalMs: 250 } }, shutdown: { gracePeriodMs: 200 }, concurrency,
   });
   const server = await startProxy({ pki, serviceAccount: 'api', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: config('api') });
-  await replaceFile(join(dir, 'api.yaml'), `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-        - { address: 127.0.0.1, port: ${app.port}, proxyPort: ${server.inboundPort}, identity: "${server.tls.spiffeId}", workload: { name: api, namespace: default, app: api, version: v1 } }
-  policy:
-    retry: { attempts: 2, retryOn: [5xx] }
-`);
+  const endpoint = { port: app.port, proxyPort: server.inboundPort, identity: server.tls.spiffeId, workload: { name: 'api', app: 'api', version: 'v1' } };
+  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [endpoint], { retry: { attempts: 2, retryOn: ['5xx'] } }));
   await replaceFile(join(dir, 'authz.yaml'), `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: deny-admin, namespace: default }
@@ -100,15 +81,7 @@ spec:
   const client = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: config('web') });
   for (const p of [client, server])
     await waitFor(async () => ((await fetch(`http://127.0.0.1:${p.adminPort}/ready`)).ok ? true : null), 'the sidecar configured by the control plane', 10_000);
-  const call = (path: string) =>
-    new Promise<number>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host: 'api.default.svc.cluster.local' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('error', reject);
-      req.end();
-    });
+  const call = (path: string) => statusOf(client.outboundPort, 'api.default.svc.cluster.local', path);
   // Ready once the caller routes to api and api's sidecar has the policies (a first snapshot may predate them).
   const routeInForce = async () => JSON.stringify(await (await fetch(`http://127.0.0.1:${client.adminPort}/debug/route?authority=api.default.svc.cluster.local&path=/routed/x`)).json()).includes('default.api-route.routed');
   await waitFor(async () => ((await routeInForce()) && (await call('/ok')) === 200 && (await call('/secret')) === 403 ? true : null), 'api routed and its policies in force', 10_000);
@@ -118,9 +91,8 @@ spec:
     async close() {
       await client.close();
       await server.close();
-      await cp.close(100);
+      await plane.close(100);
       await Promise.all(closers.map((c) => c()));
-      await rm(root, { recursive: true, force: true });
     },
   };
 }

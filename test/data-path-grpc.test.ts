@@ -1,24 +1,20 @@
 import * as grpc from '@grpc/grpc-js';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
-import { fakeGrpc, echoClient, type FakeGrpc, type EchoClient } from './helpers/fake-grpc.js';
+import { meshService } from './helpers/proxy.js';
+import { echoClient, type FakeGrpc, type EchoClient } from './helpers/fake-grpc.js';
+import { startGrpcPair } from './helpers/grpc-pair.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /** gRPC through a pair of sidecars: the four call types, metadata, deadlines, cancellation, statuses, big messages. */
 const pki = testPki();
 let backend: FakeGrpc, client: Proxy, server: Proxy, echo: EchoClient, down: EchoClient;
+let close: () => Promise<void>;
 
 beforeAll(async () => {
-  backend = await fakeGrpc();
-  server = await startProxy({ pki, serviceAccount: 'echo' });
-  client = await startProxy({
-    pki,
-    serviceAccount: 'client',
-    services: [
-      meshService('echo', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc' }),
-      meshService('gone', 50051, [{ appPort: 1, proxy: server }], { protocol: 'grpc' }),
-    ],
-  });
+  ({ backend, server, client, close } = await startGrpcPair(pki, (e) => [
+    meshService('echo', 50051, [e], { protocol: 'grpc' }),
+    meshService('gone', 50051, [{ appPort: 1, proxy: e.proxy }], { protocol: 'grpc' }),
+  ]));
   echo = echoClient(client.outboundPort, 'echo:50051');
   down = echoClient(client.outboundPort, 'gone:50051');
 });
@@ -26,9 +22,7 @@ beforeAll(async () => {
 afterAll(async () => {
   echo.close();
   down.close();
-  await client.close();
-  await server.close();
-  await backend.close();
+  await close();
 });
 
 const unary = (c: EchoClient, req: object, opts: grpc.CallOptions = {}, md = new grpc.Metadata()) =>

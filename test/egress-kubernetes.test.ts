@@ -1,10 +1,10 @@
-import { seededRandom, systemClock } from '../common/clock.js';
-import { createLogger, silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import { createLogger } from '../common/logger.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 import { FakeKubeApi } from './fake-kube-api.js';
 import { waitFor } from './control-plane-harness.js';
+import { startKubeControlPlane } from './helpers/kube-control-plane.js';
+import { subscriber } from './helpers/subscriber.js';
 
 /** ExternalServices watched through the real client-node informers (Kubernetes faked at the HTTP level) and pushed with the mesh-wide egress mode. */
 let api: FakeKubeApi;
@@ -17,19 +17,8 @@ const externalService = (name: string, ns: string, spec: Record<string, unknown>
 beforeAll(async () => {
   api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
   api.apply('externalservices', externalService('github', 'shop', { hosts: ['api.github.com'], ports: [{ number: 443, protocol: 'TLS' }] }));
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(12),
-    logger: createLogger({ level: 'warn', sink: (l) => void logs.push(l) }), egressMode: 'REGISTRY_ONLY',
-    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
-  });
-  await cp.whenReady();
-  client = new DiscoveryClient({
-    address: `127.0.0.1:${cp.grpcPort}`,
-    identity: { spiffeId: 'spiffe://cluster.local/ns/other/sa/app', namespace: 'other', pod: 'app-0', labels: {} },
-    clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 },
-    apply: () => undefined,
-  });
-  client.start();
+  cp = await startKubeControlPlane(api, { seed: 12, control: { logger: createLogger({ level: 'warn', sink: (l) => void logs.push(l) }), egressMode: 'REGISTRY_ONLY' } });
+  client = subscriber(cp, { namespace: 'other', serviceAccount: 'app', pod: 'app-0', labels: {} });
 });
 
 afterAll(async () => {

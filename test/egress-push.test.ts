@@ -1,14 +1,11 @@
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DirSource } from '../control-plane/sources/dir-source.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { waitFor } from './control-plane-harness.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
@@ -21,7 +18,7 @@ import { replaceFile } from './helpers/replace-file.js';
  * own egress.mode wins over the pushed one.
  */
 const pki = testPki();
-let root: string, dir: string, cp: ControlPlane, source: DirSource, external: Server, externalPort: number;
+let plane: DirControlPlane, dir: string, cp: ControlPlane, source: DirSource, external: Server, externalPort: number;
 let client: Proxy, local: Proxy;
 let nextDst: { address: string; port: number } | undefined;
 
@@ -53,16 +50,11 @@ beforeAll(async () => {
   external = createHttpServer((_req, res) => res.end('external'));
   await new Promise<void>((r) => external.listen(0, '127.0.0.1', () => r()));
   externalPort = (external.address() as AddressInfo).port;
-  root = await mkdtemp(join(tmpdir(), 'wren-egress-'));
-  dir = join(root, 'mesh');
-  await mkdir(dir);
-  await replaceFile(join(dir, 'egress.yaml'), externalService('api', 'api.example.com', externalPort));
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(5), logger: silentLogger,
-    egressMode: 'REGISTRY_ONLY',
-    source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 })),
+  plane = await startDirControlPlane({
+    prefix: 'wren-egress-', trustDomain: 'cluster.local', seed: 5, mesh: { 'egress.yaml': externalService('api', 'api.example.com', externalPort) },
+    dirSource: { displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 }, control: { egressMode: 'REGISTRY_ONLY' },
   });
-  await cp.whenReady();
+  ({ cp, dir, source } = plane);
   const common = { pki, namespace: 'demo', controlPlane: `127.0.0.1:${cp.grpcPort}`, discoveryBackoff: { initialMs: 20, maxMs: 200 }, originalDst: () => nextDst };
   client = await startProxy({ ...common, serviceAccount: 'client', pod: 'client-0' });
   local = await startProxy({ ...common, serviceAccount: 'legacy', pod: 'legacy-0', config: { egress: { mode: 'ALLOW_ANY' } } });
@@ -71,9 +63,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([client, local].map((p) => p?.close()));
-  await cp?.close(100);
+  await plane?.close(100);
   external.close();
-  await rm(root, { recursive: true, force: true });
 });
 
 test('the mesh-wide REGISTRY_ONLY mode and the ExternalServices reach the proxy and decide its traffic', async () => {

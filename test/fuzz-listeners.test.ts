@@ -3,8 +3,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
 import { seededRandom, type Random } from '../common/clock.js';
 import { testPki } from './helpers/pki.js';
-import { startPair } from './helpers/proxy.js';
-import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import { fakeApp } from './helpers/fake-app.js';
+import { startPairFor } from './helpers/pair-for-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { clientStart, frame, request } from './helpers/h2-frames.js';
 
@@ -20,18 +20,13 @@ const COUNT = Number(process.env.WREN_FUZZ_COUNT ?? 60);
 const BATCH = 20;
 const pki = testPki();
 const HOST = 'web.default.svc.cluster.local';
-let app: FakeApp, client: Proxy, server: Proxy;
+let client: Proxy, server: Proxy, close: () => Promise<void>;
 
 beforeAll(async () => {
-  app = await fakeApp('web');
-  ({ client, server } = await startPair(pki, app.port));
+  ({ client, server, close } = await startPairFor(pki, await fakeApp('web')));
 }, 20_000);
 
-afterAll(async () => {
-  await client.close();
-  await server.close();
-  await app.close();
-});
+afterAll(() => close());
 
 const pick = <T>(r: Random, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
 const bytes = (r: Random, n: number): Buffer => Buffer.from(Array.from({ length: n }, () => Math.floor(r() * 256)));

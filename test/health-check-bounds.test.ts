@@ -70,6 +70,21 @@ afterEach(() => {
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
+/** Probes an app answering with `handler` for 300 ms under `p`: whether it ends healthy, and every health change seen. */
+async function probeFor300ms(p: HealthCheckPolicy, handler: http.RequestListener): Promise<{ healthy: boolean; changes: [string, boolean][] }> {
+  const app = http.createServer(handler);
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  const changes: [string, boolean][] = [];
+  checker = new HealthChecker(p, systemClock, { onChange: (k, h) => changes.push([k, h]) });
+  checker.update([{ key: 'ep', address: '127.0.0.1', port: (app.address() as net.AddressInfo).port }]);
+  await new Promise((r) => setTimeout(r, 300));
+  const healthy = checker.isHealthy('ep');
+  checker.close();
+  app.closeAllConnections();
+  await new Promise<void>((r) => app.close(() => r()));
+  return { healthy, changes };
+}
+
 test('intervalMs 0 is refused, or at least does not probe back to back', async () => {
   const p = admitted({ kind: 'tcp', intervalMs: 0 });
   if (p === 'refused') return;
@@ -86,32 +101,14 @@ test('timeoutMs 0 is refused, or at least does not mark a healthy endpoint unhea
   const p = admitted({ kind: 'http', path: '/healthz', timeoutMs: 0, intervalMs: 10, unhealthyThreshold: 2 });
   if (p === 'refused') return;
   // A healthy app that answers its health check in 2 ms.
-  const app = http.createServer((_req, res) => void setTimeout(() => res.end('ok'), 2));
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
-  const changes: [string, boolean][] = [];
-  checker = new HealthChecker(p, systemClock, { onChange: (k, h) => changes.push([k, h]) });
-  checker.update([{ key: 'ep', address: '127.0.0.1', port: (app.address() as net.AddressInfo).port }]);
-  await new Promise((r) => setTimeout(r, 300));
-  const healthy = checker.isHealthy('ep');
-  checker.close();
-  app.closeAllConnections();
-  await new Promise<void>((r) => app.close(() => r()));
+  const { healthy, changes } = await probeFor300ms(p, (_req, res) => void setTimeout(() => res.end('ok'), 2));
   expect({ admitted: p, healthy, changes }).toEqual({ admitted: p, healthy: true, changes: [] });
 });
 
 test.each(['healthz', '/healthz\r\nx-injected: 1'])('path %j is refused, or probes a healthy app as healthy', async (path) => {
   const p = admitted({ kind: 'http', path, intervalMs: 10, unhealthyThreshold: 2 });
   if (p === 'refused') return;
-  const app = http.createServer((_req, res) => res.end('ok'));
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
-  const changes: [string, boolean][] = [];
-  checker = new HealthChecker(p, systemClock, { onChange: (k, h) => changes.push([k, h]) });
-  checker.update([{ key: 'ep', address: '127.0.0.1', port: (app.address() as net.AddressInfo).port }]);
-  await new Promise((r) => setTimeout(r, 300));
-  const healthy = checker.isHealthy('ep');
-  checker.close();
-  app.closeAllConnections();
-  await new Promise<void>((r) => app.close(() => r()));
+  const { healthy, changes } = await probeFor300ms(p, (_req, res) => res.end('ok'));
   expect({ admitted: p, healthy, changes }).toEqual({ admitted: p, healthy: true, changes: [] });
 });
 

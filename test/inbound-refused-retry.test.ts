@@ -1,7 +1,7 @@
 import { connect as h2connect, constants, createServer as createH2cServer } from 'node:http2';
 import { testPki } from './helpers/pki.js';
-import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { startPairFor } from './helpers/pair-for-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -11,7 +11,7 @@ import type { Proxy } from '../proxy/proxy.js';
  * refuses the first stream of every connection, and every POST.
  */
 const pki = testPki();
-let app: { port: number; close(): Promise<void> }, client: Proxy, server: Proxy;
+let client: Proxy, close: () => Promise<void>;
 const HOST = 'web.default.svc.cluster.local';
 const seen: string[] = [];
 
@@ -32,15 +32,10 @@ beforeAll(async () => {
       st.end('ok');
     });
   });
-  app = await listenOnLoopback(h2);
-  ({ client, server } = await startPair(pki, app.port));
+  ({ client, close } = await startPairFor(pki, await listenOnLoopback(h2)));
 }, 20_000);
 
-afterAll(async () => {
-  await client.close();
-  await server.close();
-  await app.close();
-});
+afterAll(() => close());
 
 function send(method: string, body?: string): Promise<number> {
   const c = h2connect(`http://127.0.0.1:${client.outboundPort}`);

@@ -1,7 +1,7 @@
-import { createServer as createH1Server, request as h1request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect as h2connect, createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { createServer as createH1Server, request as h1request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect as h2connect, createServer as createH2Server, type Http2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
+import { startPair } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
@@ -36,31 +36,42 @@ const FORGED = {
   'wren-orig-proto': 'HTTP/1.1',
 };
 
-describe('h2 caller, h2 app', () => {
-  let server: Proxy, client: Proxy;
+/** What the app's handler uses of a request (node:http's and node:http2's compat API alike). */
+type AppHandler = (req: { readonly trailers: NodeJS.Dict<string | string[]>; resume(): unknown; on(event: 'end', listener: () => void): unknown }, res: { end(body: string): unknown }) => void;
+
+/**
+ * The suite's mesh: an app (the server `create` makes around the handler it is given) that
+ * reads each request to its end and keeps its trailers, behind a `web` sidecar, and a client
+ * sidecar routing web:80 to it.
+ */
+function meshWithApp(create: (handler: AppHandler) => Server | Http2Server): { readonly client: Proxy; readonly appTrailers: Record<string, unknown> | undefined } {
+  const mesh = { client: undefined as unknown as Proxy, appTrailers: undefined as Record<string, unknown> | undefined };
   let close: () => Promise<void>;
-  let appTrailers: Record<string, unknown> | undefined;
   beforeAll(async () => {
-    const l = await listenOnLoopback(createH2Server((req: Http2ServerRequest, res: Http2ServerResponse) => {
+    const l = await listenOnLoopback(create((req, res) => {
       req.resume();
       req.on('end', () => {
-        appTrailers = { ...req.trailers };
+        mesh.appTrailers = { ...req.trailers };
         res.end('ok');
       });
     }));
-    close = l.close;
-    server = await startProxy({ pki, serviceAccount: 'web' });
-    client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort: l.port, proxy: server }])] });
+    const pair = await startPair(pki, l.port);
+    mesh.client = pair.client;
+    close = async () => {
+      await pair.close();
+      await l.close();
+    };
   }, 20_000);
-  afterAll(async () => {
-    await client.close();
-    await server.close();
-    await close();
-  });
+  afterAll(() => close());
+  return mesh;
+}
+
+describe('h2 caller, h2 app', () => {
+  const mesh = meshWithApp((handler) => createH2Server((req: Http2ServerRequest, res: Http2ServerResponse) => handler(req, res)));
 
   test('mesh fields sent as request trailers do not reach the app', async () => {
     const status = await new Promise<unknown>((resolve, reject) => {
-      const s = h2connect(`http://127.0.0.1:${client.outboundPort}`);
+      const s = h2connect(`http://127.0.0.1:${mesh.client.outboundPort}`);
       s.on('error', reject);
       const req = s.request({ ':method': 'POST', ':path': '/x', ':authority': 'web', 'content-type': 'text/plain' }, { waitForTrailers: true });
       req.on('wantTrailers', () => req.sendTrailers(FORGED));
@@ -75,36 +86,17 @@ describe('h2 caller, h2 app', () => {
       req.end('body');
     });
     expect(status).toBe(200);
-    expect(appTrailers).toBeDefined();
-    for (const f of MESH_FIELDS) expect({ [f]: appTrailers?.[f] }).toEqual({ [f]: undefined });
+    expect(mesh.appTrailers).toBeDefined();
+    for (const f of MESH_FIELDS) expect({ [f]: mesh.appTrailers?.[f] }).toEqual({ [f]: undefined });
   });
 });
 
 describe('h1 chunked caller, h1 app', () => {
-  let server: Proxy, client: Proxy;
-  let close: () => Promise<void>;
-  let appTrailers: Record<string, unknown> | undefined;
-  beforeAll(async () => {
-    const l = await listenOnLoopback(createH1Server((req: IncomingMessage, res: ServerResponse) => {
-      req.resume();
-      req.on('end', () => {
-        appTrailers = { ...req.trailers };
-        res.end('ok');
-      });
-    }));
-    close = l.close;
-    server = await startProxy({ pki, serviceAccount: 'web' });
-    client = await startProxy({ pki, serviceAccount: 'client', services: [meshService('web', 80, [{ appPort: l.port, proxy: server }])] });
-  }, 20_000);
-  afterAll(async () => {
-    await client.close();
-    await server.close();
-    await close();
-  });
+  const mesh = meshWithApp((handler) => createH1Server((req: IncomingMessage, res: ServerResponse) => handler(req, res)));
 
   test('mesh fields sent as chunked trailers do not reach the app', async () => {
     const status = await new Promise<number>((resolve, reject) => {
-      const req = h1request({ host: '127.0.0.1', port: client.outboundPort, method: 'POST', path: '/x', headers: { host: 'web', 'transfer-encoding': 'chunked', trailer: Object.keys(FORGED).join(', ') } }, (res) => {
+      const req = h1request({ host: '127.0.0.1', port: mesh.client.outboundPort, method: 'POST', path: '/x', headers: { host: 'web', 'transfer-encoding': 'chunked', trailer: Object.keys(FORGED).join(', ') } }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       });
@@ -114,7 +106,7 @@ describe('h1 chunked caller, h1 app', () => {
       req.end();
     });
     expect(status).toBe(200);
-    expect(appTrailers).toBeDefined();
-    for (const f of MESH_FIELDS) expect({ [f]: appTrailers?.[f] }).toEqual({ [f]: undefined });
+    expect(mesh.appTrailers).toBeDefined();
+    for (const f of MESH_FIELDS) expect({ [f]: mesh.appTrailers?.[f] }).toEqual({ [f]: undefined });
   });
 });

@@ -2,8 +2,9 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { once } from 'node:events';
 import { testPki } from './helpers/pki.js';
-import { startPair, startProxy } from './helpers/proxy.js';
-import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import { startProxy } from './helpers/proxy.js';
+import { fakeApp } from './helpers/fake-app.js';
+import { startPairFor } from './helpers/pair-for-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -13,17 +14,12 @@ import type { Proxy } from '../proxy/proxy.js';
  * actions; a slow client is cut by the headers timeout and counted.
  */
 const pki = testPki();
-let app: FakeApp;
-let pair: Awaited<ReturnType<typeof startPair>>;
+let pair: Awaited<ReturnType<typeof startPairFor>>;
 
 beforeAll(async () => {
-  app = await fakeApp('web');
-  pair = await startPair(pki, app.port, { serverConfig: { limits: { requestHeadersTimeoutMs: 300 } } });
+  pair = await startPairFor(pki, await fakeApp('web'), { serverConfig: { limits: { requestHeadersTimeoutMs: 300 } } });
 });
-afterAll(async () => {
-  await pair.close();
-  await app.close();
-});
+afterAll(() => pair.close());
 
 /** A request through the client sidecar to web:80 (node:http: fetch cannot set Host). */
 const call = (): Promise<number> =>

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -13,11 +13,12 @@ import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { certFingerprint } from '../contract/trust-anchors.js';
-import type { Authenticator } from '../control-plane/identity/authenticator.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
 import { FakeKubeApi } from './fake-kube-api.js';
+import { issuerWithoutCertify } from './helpers/issuer-without-certify.js';
+import { shippedCrds } from './helpers/shipped-crds.js';
 import { testPki } from './helpers/pki.js';
 import { replaceFile } from './helpers/replace-file.js';
 
@@ -42,7 +43,6 @@ let proxy: TestProxy;
 const crds = new Map<string, Record<string, unknown>>();
 let webhook: Record<string, unknown>;
 let serving: { cert: string };
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** A self-signed certificate for `host` (as an operator or cert-manager makes); with `ca`, signed by that one's key instead. */
@@ -102,10 +102,7 @@ beforeAll(async () => {
   kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, api.kubeConfig().exportConfig());
   // The cluster has every CRD the install ships (manifests/crds), as after `kubectl apply -k manifests/`.
-  for (const f of (await readdir(join(manifestsDir(), 'crds'))).filter((n) => n.endsWith('.yaml'))) {
-    const crd = parseAllDocuments(await readFile(join(manifestsDir(), 'crds', f), 'utf8'))[0].toJS() as { metadata: { name: string } };
-    crds.set(crd.metadata.name, crd as unknown as Record<string, unknown>);
-  }
+  for (const [name, crd] of await shippedCrds()) crds.set(name, crd);
   webhook = parseAllDocuments(await readFile(join(manifestsDir(), 'install', '40-injector-webhook.yaml'), 'utf8'))[0].toJS() as Record<string, unknown>;
   serving = selfSigned('serving', 365);
   await mkdir(join(dir, 'mesh'));
@@ -113,7 +110,7 @@ beforeAll(async () => {
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(4), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh'), rescanMs: 5_000 }),
-    identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+    identity: issuerWithoutCertify(pki),
   });
   await cp.whenReady();
   api.apply('pods', controlPlanePod('wren-control-plane-a', true));

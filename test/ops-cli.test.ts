@@ -1,7 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import * as grpcJs from '@grpc/grpc-js';
@@ -9,16 +8,15 @@ import { checkCommand } from '../cli/check/check-command.js';
 import type { CheckOutcome } from '../cli/check/check-result.js';
 import { proxyConfigCommand } from '../cli/proxy-config.js';
 import { proxyStatusCommand, type ReplicaStatus } from '../cli/proxy-status.js';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
 import { WREN_VERSION } from '../common/version.js';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
 import { certFingerprint } from '../contract/trust-anchors.js';
-import type { Authenticator } from '../control-plane/identity/authenticator.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
+import type { ControlPlane } from '../control-plane/server.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
+import { issuerWithoutCertify } from './helpers/issuer-without-certify.js';
+import { meshServiceYaml } from './helpers/mesh-service-yaml.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
@@ -30,12 +28,12 @@ import { replaceFile } from './helpers/replace-file.js';
  * report a certificate from a foreign root, so each status and each check is seen to fail.
  */
 const pki = testPki();
+let plane: DirControlPlane;
 let root: string;
 let meshDir: string;
 let cp: ControlPlane;
 let web: Proxy;
 let client: Proxy;
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 
 async function run(cmd: (a: string[], o: (s: string) => void, e: (s: string) => void) => Promise<number>, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -56,29 +54,13 @@ const check = async (...args: string[]) => {
 const byId = (checks: CheckOutcome[], id: string) => checks.find((c) => c.id === id)!;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'wren-ops-cli-'));
-  meshDir = join(root, 'mesh');
-  await mkdir(meshDir);
-  await replaceFile(join(meshDir, 'api.yaml'), `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-      - { address: 127.0.0.1, port: 9, proxyPort: 15006, identity: "spiffe://cluster.local/ns/default/sa/api" }
-  policy:
-    loadBalancer: { kind: round-robin }
-`);
-  await replaceFile(join(meshDir, 'mtls.yaml'), 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: default }\nspec:\n  mtls: { mode: PERMISSIVE }\n');
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(3), logger: silentLogger,
-    source: (ctx) => new DirSource({ ...ctx, dir: meshDir, watchDebounceMs: 10, rescanMs: 5_000 }),
-    identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+  const api = meshServiceYaml('api', [{ port: 9, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/default/sa/api' }], { loadBalancer: { kind: 'round-robin' } });
+  const mtls = 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: default }\nspec:\n  mtls: { mode: PERMISSIVE }\n';
+  plane = await startDirControlPlane({
+    prefix: 'wren-ops-cli-', trustDomain: pki.trustDomain, seed: 3, mesh: { 'api.yaml': api, 'mtls.yaml': mtls },
+    dirSource: { watchDebounceMs: 10, rescanMs: 5_000 }, control: { identity: issuerWithoutCertify(pki) },
   });
-  await cp.whenReady();
+  ({ cp, root, dir: meshDir } = plane);
   web = await startProxy({ pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${cp.grpcPort}` });
   client = await startProxy({ pki, serviceAccount: 'client', controlPlane: `127.0.0.1:${cp.grpcPort}` });
   // Both ACKed and reported their certificates.
@@ -90,8 +72,7 @@ spec:
 
 afterAll(async () => {
   await Promise.all([web?.close(), client?.close()]);
-  await cp?.close(100);
-  await rm(root, { recursive: true, force: true });
+  await plane?.close(100);
 });
 
 test('proxy-status: every sidecar SYNCED at the version it was sent, with its release, certificate and a current root', async () => {

@@ -1,11 +1,10 @@
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
 import type { InboundPolicy } from '../contract/model.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 import { FakeKubeApi, podJson } from './fake-kube-api.js';
 import { waitFor } from './control-plane-harness.js';
+import { startKubeControlPlane } from './helpers/kube-control-plane.js';
+import { subscriber } from './helpers/subscriber.js';
 
 /** PeerAuthentication and AuthorizationPolicy watched through the real client-node informers, resolved per subscriber. */
 let api: FakeKubeApi;
@@ -24,11 +23,7 @@ beforeEach(async () => {
   api.apply('peerauthentications', { ...meta('PeerAuthentication', 'default', 'wren-system'), spec: { mtls: { mode: 'PERMISSIVE' } } });
   api.apply('peerauthentications', { ...meta('PeerAuthentication', 'web', 'shop'), spec: { selector: { matchLabels: { app: 'web' } }, portLevelMtls: { '9090': { mode: 'STRICT' } } } });
   api.apply('authorizationpolicies', allowFrontend());
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(11), logger: silentLogger,
-    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
-  });
-  await cp.whenReady();
+  cp = await startKubeControlPlane(api, { seed: 11 });
 });
 
 afterEach(async () => {
@@ -38,14 +33,8 @@ afterEach(async () => {
 });
 
 const subscribe = (pod: string, labels: Record<string, string> = {}): DiscoveryClient => {
-  const c = new DiscoveryClient({
-    address: `127.0.0.1:${cp.grpcPort}`,
-    identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web-sa', namespace: 'shop', pod, labels },
-    clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 },
-    apply: () => undefined,
-  });
+  const c = subscriber(cp, { namespace: 'shop', serviceAccount: 'web-sa', pod, labels });
   clients.push(c);
-  c.start();
   return c;
 };
 const policyOf = (c: DiscoveryClient): InboundPolicy | undefined => c.current()?.inboundPolicy;

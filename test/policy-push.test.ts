@@ -1,11 +1,9 @@
 import { Agent, request as httpRequest } from 'node:http';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DirSource } from '../control-plane/sources/dir-source.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
@@ -13,7 +11,7 @@ import { waitFor } from './control-plane-harness.js';
 import { replaceFile } from './helpers/replace-file.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
 
 /**
  * Policies from a real control plane (directory source) to a real sidecar: a change
@@ -21,14 +19,10 @@ import { withSidecarYaml } from './helpers/meshed-pod.js';
  * with its field path and the last good policy stays; the Pod's labels select policies.
  */
 const pki = testPki();
-let root: string, dir: string, cp: ControlPlane, source: DirSource, app: FakeApp, server: Proxy, client: Proxy;
+let plane: DirControlPlane, dir: string, cp: ControlPlane, source: DirSource, app: FakeApp, server: Proxy, client: Proxy;
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
-const pod = withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: orders-0, namespace: demo, labels: { app: orders, wren.io/inject: enabled } }
-spec: { serviceAccountName: orders, containers: [{ name: app, image: x }] }
-`);
+const pod = meshedPodYaml('orders-0', 'demo', 'orders', { app: 'orders' });
 const authz = (name: string, app: string, source: string, ports = '') => `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: ${name}, namespace: demo }
@@ -40,15 +34,11 @@ spec:
 ${ports ? `      to: [{ operation: { ports: ${ports} } }]\n` : ''}`;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'wren-policy-'));
-  dir = join(root, 'mesh');
-  await mkdir(dir);
-  await replaceFile(join(dir, 'pod.yaml'), pod);
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
-    source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 })),
+  plane = await startDirControlPlane({
+    prefix: 'wren-policy-', trustDomain: 'cluster.local', seed: 3, mesh: { 'pod.yaml': pod },
+    dirSource: { displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 },
   });
-  await cp.whenReady();
+  ({ cp, dir, source } = plane);
   app = await fakeApp('orders');
   server = await startProxy({
     pki, namespace: 'demo', serviceAccount: 'orders', controlPlane: `127.0.0.1:${cp.grpcPort}`, discoveryBackoff: { initialMs: 20, maxMs: 200 },
@@ -64,9 +54,8 @@ afterAll(async () => {
   agent.destroy();
   await client.close();
   await server.close();
-  await cp.close(100);
+  await plane.close(100);
   await app.close();
-  await rm(root, { recursive: true, force: true });
 });
 
 /** GET through the client sidecar on one kept-alive connection; reports whether the socket was reused. */

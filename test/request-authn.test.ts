@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { fakeGrpc, echoClient, type FakeGrpc } from './helpers/fake-grpc.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { metric as adminMetric } from './helpers/admin-metric.js';
 
 /**
  * End-user JWTs between real sidecars (issue #14.3): the server sidecar has a
@@ -99,10 +100,7 @@ const unauthorized = (reason: string) => ({
   status: 401,
   headers: expect.objectContaining({ 'wren-proxy-error': 'jwt-invalid', 'wren-jwt-reason': reason, 'www-authenticate': 'Bearer error="invalid_token"' }),
 });
-async function metric(re: RegExp): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
-  return Number(re.exec(text)?.[1] ?? 0);
-}
+const metric = (re: RegExp): Promise<number> => adminMetric(server, re);
 
 test.each(['RS256', 'ES256', 'EdDSA'])('a %s token is accepted; the app sees the claim header and not the token', async (alg) => {
   const s = { RS256: rsa, ES256: ec, EdDSA: ed }[alg]!;

@@ -1,12 +1,11 @@
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Proxy } from '../proxy/proxy.js';
-import { parseService } from '../contract/parse.js';
-import type { Service } from '../contract/model.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
-import { compileRouteManifests, type RouteManifest } from './helpers/routes.js';
 import { httpEchoBackend, type EchoBackend } from './helpers/route-backends.js';
+import { timedGet as timedGetOn } from './helpers/timed-get.js';
+import { webRoutes } from './helpers/web-routes.js';
 
 /**
  * ADV5-2 (found by adversary5). HTTPRoute semantics on the data path (docs/traffic-management.md, In the proxy) against
@@ -18,7 +17,6 @@ let client: Proxy, server: Proxy;
 let echo: EchoBackend;
 let slow: Server;
 let slowPort = 0;
-let version = 0;
 
 /** Answers headers after `?headMs=N`, then the body's last byte after `?bodyMs=N` (a backend that starts a response and stalls). */
 function slowBody(): Promise<Server> {
@@ -40,39 +38,12 @@ function slowBody(): Promise<Server> {
   return new Promise((r) => s.listen(0, '127.0.0.1', () => r(s)));
 }
 
-const parent = { group: '', kind: 'Service', name: 'web', port: 80 };
-const httpRoute = (name: string, rules: Record<string, unknown>[]): RouteManifest => ({ kind: 'HTTPRoute', metadata: { name }, spec: { parentRefs: [parent], rules } });
-
-function services(manifests: readonly RouteManifest[]): Service[] {
-  const known: Record<string, number[]> = { web: [80], echo: [80], slow: [80] };
-  const routes = compileRouteManifests(manifests, (ns, name) => (ns === 'default' && known[name] ? { ports: known[name].map((port) => ({ name: '', port })) } : undefined));
-  // slow's own TrafficPolicy: a 300 ms per-try timeout (Envoy's per_try_timeout: up to the response headers).
-  const svc = (name: string, port: number) =>
-    parseService({
-      name, ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port, proxyPort: server.inboundPort, identity: server.tls.spiffeId }] }], routes: routes.get(`${name}.default`),
-      ...(name === 'slow' ? { policy: { retry: { perTryTimeoutMs: 300 } } } : {}),
-    }, name);
-  return [svc('web', echo.port), svc('echo', echo.port), svc('slow', slowPort)];
-}
-
-const useRoutes = (...m: RouteManifest[]): void => void client.applySnapshot({ version: String(++version), source: 'test', services: services(m) });
-
+// slow's own TrafficPolicy: a 300 ms per-try timeout (Envoy's per_try_timeout: up to the response headers).
+const { route: httpRoute, use: useRoutes } = webRoutes(() => client, () => server, () => ({
+  web: { port: echo.port }, echo: { port: echo.port }, slow: { port: slowPort, policy: { retry: { perTryTimeoutMs: 300 } } },
+}));
 /** A GET through the client sidecar: status, the body received, whether the response completed, and how long it took. */
-function timedGet(path: string): Promise<{ status: number; body: string; complete: boolean; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host: 'web' }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete, ms: Date.now() - t0 }));
-      res.on('error', () => resolve({ status: res.statusCode ?? 0, body, complete: false, ms: Date.now() - t0 }));
-      res.on('aborted', () => resolve({ status: res.statusCode ?? 0, body, complete: false, ms: Date.now() - t0 }));
-    });
-    req.on('error', () => resolve({ status: 0, body: '', complete: false, ms: Date.now() - t0 }));
-    req.end();
-  });
-}
+const timedGet = (path: string) => timedGetOn(client.outboundPort, path);
 
 beforeAll(async () => {
   echo = await httpEchoBackend('echo');

@@ -1,13 +1,12 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { createLogger, silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import { createLogger, type Logger } from '../common/logger.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DirSource } from '../control-plane/sources/dir-source.js';
+import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 import type { MeshSnapshot } from '../contract/model.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { subscriber } from './helpers/subscriber.js';
 
 /**
  * ADV5-1 (found by adversary5): an HTTPRoute that the control plane validates and accepts (and that the Gateway
@@ -107,8 +106,18 @@ const CASES: [id: string, what: string, rule: string][] = [
   ],
 ];
 
+/** A control plane over `services` and `routeYaml`, rescanning every 100 ms. */
+const startNackControlPlane = (routeYaml: string): Promise<DirControlPlane> =>
+  startDirControlPlane({
+    prefix: 'wren-adv5-nack-', trustDomain: 'cluster.local', seed: 3, mesh: { 'services.yaml': services, 'routes.yaml': routeYaml },
+    dirSource: { displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 },
+  });
+
+/** A subscriber's logger that keeps the detail of each warning (its NACKs: what the proxy refused). */
+const nackLogger = (into: string[]): Logger => createLogger({ level: 'warn', sink: (l) => void ((JSON.parse(l) as { detail?: string }).detail && into.push((JSON.parse(l) as { detail: string }).detail)) });
+
 describe('ADV5-1: a route the control plane accepts must not make proxies NACK the whole configuration', () => {
-  let root: string;
+  let plane: DirControlPlane;
   let dir: string;
   let cp: ControlPlane;
   let source: DirSource;
@@ -117,34 +126,19 @@ describe('ADV5-1: a route the control plane accepts must not make proxies NACK t
   afterEach(async () => {
     nacks.length = 0;
     await Promise.all(clients.splice(0).map((c) => c.stop()));
-    await cp?.close(100);
-    await rm(root, { recursive: true, force: true });
+    await plane?.close(100);
   });
 
   const start = async (routeYaml: string): Promise<void> => {
-    root = await mkdtemp(join(tmpdir(), 'wren-adv5-nack-'));
-    dir = join(root, 'mesh');
-    await mkdir(dir);
-    await replaceFile(join(dir, 'services.yaml'), services);
-    await replaceFile(join(dir, 'routes.yaml'), routeYaml);
-    cp = await ControlPlane.start({
-      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
-      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
-    });
-    await cp.whenReady();
+    plane = await startNackControlPlane(routeYaml);
+    ({ cp, dir, source } = plane);
   };
 
   /** The proxy's NACK details (its warn lines), to show what it refused. */
   const nacks: string[] = [];
   const subscribe = (ns: string): DiscoveryClient => {
-    const logger = createLogger({ level: 'warn', sink: (l) => void ((JSON.parse(l) as { detail?: string }).detail && nacks.push((JSON.parse(l) as { detail: string }).detail)) });
-    const c = new DiscoveryClient({
-      address: `127.0.0.1:${cp.grpcPort}`,
-      identity: { spiffeId: `spiffe://cluster.local/ns/${ns}/sa/app`, namespace: ns, pod: `app-${ns}` },
-      clock: systemClock, random: seededRandom(1), logger, backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
-    });
+    const c = subscriber(cp, { namespace: ns, serviceAccount: 'app', pod: `app-${ns}`, logger: nackLogger(nacks) });
     clients.push(c);
-    c.start();
     return c;
   };
 
@@ -194,43 +188,25 @@ describe('ADV5-1: a route the control plane accepts must not make proxies NACK t
 });
 
 describe('ADV5-1h: a GRPCRoute without rules', () => {
-  let root: string;
-  let cp: ControlPlane;
-  let source: DirSource;
+  let plane: DirControlPlane | undefined;
   let client: DiscoveryClient | undefined;
 
   afterEach(async () => {
     await client?.stop();
-    await cp?.close(100);
-    await rm(root, { recursive: true, force: true });
+    await plane?.close(100);
   });
 
   test('ADV5-1h: a GRPCRoute with no rules (GRPCRoute.spec.rules has no minItems) must not make proxies NACK', async () => {
     // ADVERSARY: ADV5-1
-    root = await mkdtemp(join(tmpdir(), 'wren-adv5-nack-'));
-    const dir = join(root, 'mesh');
-    await mkdir(dir);
-    await replaceFile(join(dir, 'services.yaml'), services);
-    await replaceFile(join(dir, 'routes.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+    plane = await startNackControlPlane(`apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: { name: reviews-grpc, namespace: shop }
 spec:
   parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
 `);
-    cp = await ControlPlane.start({
-      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
-      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
-    });
-    await cp.whenReady();
-    expect(source.errors()).toEqual([]);
+    expect(plane.source.errors()).toEqual([]);
     const nacks: string[] = [];
-    client = new DiscoveryClient({
-      address: `127.0.0.1:${cp.grpcPort}`,
-      identity: { spiffeId: 'spiffe://cluster.local/ns/web/sa/app', namespace: 'web', pod: 'app-web' },
-      clock: systemClock, random: seededRandom(1), backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
-      logger: createLogger({ level: 'warn', sink: (l) => void ((JSON.parse(l) as { detail?: string }).detail && nacks.push((JSON.parse(l) as { detail: string }).detail)) }),
-    });
-    client.start();
+    client = subscriber(plane.cp, { namespace: 'web', serviceAccount: 'app', pod: 'app-web', logger: nackLogger(nacks) });
     const snap = await Promise.race([client.onFirstSnapshot(), new Promise<null>((r) => setTimeout(() => r(null), 3000).unref())]);
     // On main: "services[..].routes[0].rules: ..." NACKed, no snapshot.
     expect({ nacks, gotSnapshot: snap !== null }).toEqual({ nacks: [], gotSnapshot: true });

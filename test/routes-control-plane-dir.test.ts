@@ -1,14 +1,13 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
 import type { ServiceRoute } from '../contract/routes.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DirSource } from '../control-plane/sources/dir-source.js';
+import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 import { waitFor } from './control-plane-harness.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { subscriber } from './helpers/subscriber.js';
 
 /**
  * HTTPRoutes from the directory source to the discovery stream: what each subscriber gets
@@ -60,7 +59,7 @@ spec:
 `;
 
 describe('routes from the directory source, pushed per subscriber namespace', () => {
-  let root: string;
+  let plane: DirControlPlane;
   let dir: string;
   let cp: ControlPlane;
   let source: DirSource;
@@ -69,16 +68,12 @@ describe('routes from the directory source, pushed per subscriber namespace', ()
   const pushed = new Map<string, Map<string, string>>();
 
   beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'wren-routes-dir-'));
-    dir = join(root, 'mesh');
-    await mkdir(dir);
-    await replaceFile(join(dir, 'services.yaml'), services);
-    await replaceFile(join(dir, 'routes.yaml'), producer(90, 10));
     pushed.clear();
-    cp = await ControlPlane.start({
-      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
-      source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 })),
+    plane = await startDirControlPlane({
+      prefix: 'wren-routes-dir-', trustDomain: 'cluster.local', seed: 3, mesh: { 'services.yaml': services, 'routes.yaml': producer(90, 10) },
+      dirSource: { displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 100 }, ready: false,
     });
+    ({ cp, dir, source } = plane);
     cp.discovery.onPush((p) => {
       const ns = /\/ns\/([^/]+)\//.exec(p.identity)![1];
       const m = pushed.get(ns) ?? new Map<string, string>();
@@ -90,18 +85,12 @@ describe('routes from the directory source, pushed per subscriber namespace', ()
 
   afterEach(async () => {
     await Promise.all(clients.splice(0).map((c) => c.stop()));
-    await cp.close(100);
-    await rm(root, { recursive: true, force: true });
+    await plane.close(100);
   });
 
   const subscribe = (ns: string): DiscoveryClient => {
-    const c = new DiscoveryClient({
-      address: `127.0.0.1:${cp.grpcPort}`,
-      identity: { spiffeId: `spiffe://cluster.local/ns/${ns}/sa/app`, namespace: ns, pod: `app-${ns}` },
-      clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
-    });
+    const c = subscriber(cp, { namespace: ns, serviceAccount: 'app', pod: `app-${ns}` });
     clients.push(c);
-    c.start();
     return c;
   };
   const routesOf = (ns: string, svc = 'reviews.shop'): ServiceRoute[] | undefined => {

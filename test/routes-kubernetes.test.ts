@@ -3,9 +3,10 @@ import { silentLogger } from '../common/logger.js';
 import type { ServiceRoute } from '../contract/routes.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 import { waitFor } from './control-plane-harness.js';
 import { FakeKubeApi, serviceJson } from './fake-kube-api.js';
+import { subscriber } from './helpers/subscriber.js';
 
 /**
  * HTTPRoute / GRPCRoute through the real client-node informers against the fake API:
@@ -37,12 +38,8 @@ beforeEach(async () => {
     for (const s of p.response.services) pushed.set(`${s.name}.${s.namespace}`, s.routesJson ?? '');
   });
   await cp.whenReady();
-  const c = new DiscoveryClient({
-    address: `127.0.0.1:${cp.grpcPort}`, identity: { spiffeId: 'spiffe://cluster.local/ns/web/sa/web', namespace: 'web', pod: 'web-0' },
-    clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 }, apply: () => undefined,
-  });
+  const c = subscriber(cp, { namespace: 'web', serviceAccount: 'web', pod: 'web-0' });
   clients.push(c);
-  c.start();
   await c.onFirstSnapshot();
 });
 

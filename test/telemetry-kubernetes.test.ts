@@ -1,10 +1,9 @@
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
-import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 import { FakeKubeApi, podJson } from './fake-kube-api.js';
 import { waitFor } from './control-plane-harness.js';
+import { startKubeControlPlane } from './helpers/kube-control-plane.js';
+import { subscriber } from './helpers/subscriber.js';
 
 /** Telemetry resources watched through the real client-node informers (Kubernetes faked at the HTTP level), resolved per subscriber. */
 let api: FakeKubeApi;
@@ -17,18 +16,8 @@ beforeAll(async () => {
   api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
   api.apply('pods', podJson('web-a', 'shop', 'web-sa', '10.0.0.1')); // labels app: web
   api.apply('telemetries', telemetry('mesh-default', 'wren-system', { tracing: [{ randomSamplingPercentage: 10 }] }));
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(11), logger: silentLogger,
-    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
-  });
-  await cp.whenReady();
-  client = new DiscoveryClient({
-    address: `127.0.0.1:${cp.grpcPort}`,
-    identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web-sa', namespace: 'shop', pod: 'web-a', labels: {} },
-    clock: systemClock, random: seededRandom(1), logger: silentLogger, backoff: { initialMs: 20, maxMs: 200 },
-    apply: () => undefined,
-  });
-  client.start();
+  cp = await startKubeControlPlane(api, { seed: 11 });
+  client = subscriber(cp, { namespace: 'shop', serviceAccount: 'web-sa', pod: 'web-a', labels: {} });
 });
 
 afterAll(async () => {

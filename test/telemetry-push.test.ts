@@ -1,16 +1,14 @@
-import { mkdir, mkdtemp, rm, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
+import type { ControlPlane } from '../control-plane/server.js';
+import type { DirSource } from '../control-plane/sources/dir-source.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { waitFor } from './control-plane-harness.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
 
 /**
  * Telemetry resources from a real control plane (directory source) to real sidecars over
@@ -20,15 +18,11 @@ import { withSidecarYaml } from './helpers/meshed-pod.js';
  * pushed one. With `concurrency: 2` every listener worker applies the push.
  */
 const pki = testPki();
-let root: string, dir: string, cp: ControlPlane, source: DirSource;
+let plane: DirControlPlane, dir: string, cp: ControlPlane, source: DirSource;
 let orders: Proxy, local: Proxy, workers: Proxy;
 const workerLogs: string[] = [];
 
-const pod = (name: string, app: string) => withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: demo, labels: { app: ${app}, wren.io/inject: enabled } }
-spec: { serviceAccountName: ${app}, containers: [{ name: app, image: x }] }
-`);
+const pod = (name: string, app: string) => meshedPodYaml(name, 'demo', app, { app });
 const telemetry = (ns: string, name: string, spec: string) => `apiVersion: policy.wren.io/v1alpha1
 kind: Telemetry
 metadata: { name: ${name}, namespace: ${ns} }
@@ -47,15 +41,11 @@ const until = async (p: Proxy, want: unknown[], what: string) => {
 };
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'wren-telemetry-'));
-  dir = join(root, 'mesh');
-  await mkdir(dir);
-  await replaceFile(join(dir, 'pods.yaml'), `${pod('orders-0', 'orders')}---\n${pod('audit-0', 'audit')}---\n${pod('batch-0', 'batch')}`);
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
-    source: (ctx) => (source = new DirSource({ ...ctx, dir, displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 })),
+  plane = await startDirControlPlane({
+    prefix: 'wren-telemetry-', trustDomain: 'cluster.local', seed: 3, mesh: { 'pods.yaml': `${pod('orders-0', 'orders')}---\n${pod('audit-0', 'audit')}---\n${pod('batch-0', 'batch')}` },
+    dirSource: { displayDir: 'mesh', watchDebounceMs: 10, rescanMs: 200 },
   });
-  await cp.whenReady();
+  ({ cp, dir, source } = plane);
   const common = { pki, namespace: 'demo', controlPlane: `127.0.0.1:${cp.grpcPort}`, discoveryBackoff: { initialMs: 20, maxMs: 200 } };
   orders = await startProxy({ ...common, serviceAccount: 'orders', pod: 'orders-0' });
   // Its own config sets trace sampling (in a cluster: the wren.io/tracing-sampling annotation).
@@ -66,8 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([orders, local, workers].map((p) => p?.close()));
-  await cp?.close(100);
-  await rm(root, { recursive: true, force: true });
+  await plane?.close(100);
 });
 
 test('no Telemetry resource: the defaults, each shown as such', async () => {

@@ -1,8 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
-import { fakeGrpc, echoClient, type EchoClient, type FakeGrpc } from './helpers/fake-grpc.js';
-import type { Proxy } from '../proxy/proxy.js';
+import { meshService } from './helpers/proxy.js';
+import { echoClient, type EchoClient } from './helpers/fake-grpc.js';
+import { startGrpcPair } from './helpers/grpc-pair.js';
 
 /**
  * Found by the adversary review (grpc-timeout-overflow).
@@ -22,30 +22,24 @@ import type { Proxy } from '../proxy/proxy.js';
  * past what a timer can hold must be clamped (or left to the next hop), not fired.
  */
 const pki = testPki();
-let backend: FakeGrpc, server: Proxy, client: Proxy, echo: EchoClient, idle: EchoClient;
+let echo: EchoClient, idle: EchoClient;
+let close: () => Promise<void>;
 
 beforeAll(async () => {
-  backend = await fakeGrpc();
-  server = await startProxy({ pki, serviceAccount: 'echo' });
-  client = await startProxy({
-    pki,
-    serviceAccount: 'client',
-    services: [
-      meshService('echo', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc' }),
-      // An operator's "practically no idle timeout" for long streams: accepted by the config parser.
-      meshService('echo-long', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc', policy: { timeouts: { idleMs: '720h' } } }),
-    ],
-  });
-  echo = echoClient(client.outboundPort, 'echo:50051');
-  idle = echoClient(client.outboundPort, 'echo-long:50051');
+  const pair = await startGrpcPair(pki, (e) => [
+    meshService('echo', 50051, [e], { protocol: 'grpc' }),
+    // An operator's "practically no idle timeout" for long streams: accepted by the config parser.
+    meshService('echo-long', 50051, [e], { protocol: 'grpc', policy: { timeouts: { idleMs: '720h' } } }),
+  ]);
+  close = pair.close;
+  echo = echoClient(pair.client.outboundPort, 'echo:50051');
+  idle = echoClient(pair.client.outboundPort, 'echo-long:50051');
 }, 20_000);
 
 afterAll(async () => {
   echo.close();
   idle.close();
-  await client.close();
-  await server.close();
-  await backend.close();
+  await close();
 });
 
 function unary(deadline: number, c: EchoClient = echo): Promise<{ code: number; message: string }> {

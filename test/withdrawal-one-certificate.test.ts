@@ -1,19 +1,8 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { createCsr, generateKeyPair } from '../certs/index.js';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { silentLogger } from '../common/logger.js';
+import type * as grpc from '@grpc/grpc-js';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
-import { controlPlaneSpiffeId } from '../contract/identity.js';
-import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
-import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
-import { CertifyClient } from '../proxy/identity/certify-client.js';
-import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
-import { withSidecarYaml } from './helpers/meshed-pod.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
+import { meshedPodYaml } from './helpers/meshed-pod.js';
+import { startTokenControlPlane, type TokenControlPlane } from './helpers/token-control-plane.js';
 
 /**
  * Found by the adversary review (cp-one-identity-many-reporters).
@@ -40,16 +29,8 @@ import { withSidecarYaml } from './helpers/meshed-pod.js';
 const TD = 'cluster.local';
 const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const API = `spiffe://${TD}/ns/shop/sa/api`;
-const MESH = `${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`)}---
-${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-1, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`)}---
+const MESH = `${meshedPodYaml('web-0', 'shop', 'web', { app: 'web' })}---
+${meshedPodYaml('web-1', 'shop', 'web', { app: 'web' })}---
 kind: MeshService
 metadata: { name: api, namespace: shop }
 spec:
@@ -59,46 +40,25 @@ spec:
     - { address: 127.0.0.12, port: 8080, proxyPort: 15006, identity: "${API}" }
 `;
 
-let dir: string;
-let issuer: Issuer;
-let cp: ControlPlane;
-let address: string;
+let plane: TokenControlPlane;
 const clients: grpc.Client[] = [];
 let web: ClientCertificate;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'wren-adv3-reporters-'));
-  await mkdir(join(dir, 'mesh'));
-  await writeFile(join(dir, 'mesh', 'shop.yaml'), MESH);
-  await writeFile(join(dir, 'tokens.yaml'), 'tokens:\n  - { token: bootstrap-token-web-0123456789abcdef, namespace: shop, serviceAccount: web }\n');
-  issuer = generateIssuer(TD);
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(3), logger: silentLogger,
-    source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
-    identity: { issuer, authenticator: BootstrapTokenAuthenticator.fromFile(join(dir, 'tokens.yaml')) },
-    transport: 'tls',
-  });
-  await cp.whenReady();
-  address = `127.0.0.1:${cp.grpcPort}`;
-  const keyPem = generateKeyPair().privateKeyPem;
-  const c = new CertifyClient(address, controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD)), CONTROL_PLANE_CHANNEL_OPTIONS);
-  const r = await c.certify({ identity: WEB, token: Buffer.from('bootstrap-token-web-0123456789abcdef'), csrPem: createCsr(keyPem, WEB), requestedLifetimeMs: 0 }, 10_000);
-  c.close();
-  web = { keyPem, certChainPem: r.certChainPem };
+  const token = 'bootstrap-token-web-0123456789abcdef';
+  plane = await startTokenControlPlane({ prefix: 'wren-adv3-reporters-', trustDomain: TD, mesh: { 'shop.yaml': MESH }, tokens: [{ token, namespace: 'shop', serviceAccount: 'web' }] });
+  web = await plane.certify(WEB, token);
 }, 30_000);
 
 afterAll(async () => {
   for (const c of clients) c.close();
-  await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  await plane?.kill();
 });
 
 /** A discovery stream with the one stolen certificate, subscribed as `pod`; resolves after its first snapshot. */
 async function stream(pod: string): Promise<grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>> {
-  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
-  presentCertificate(creds, web);
   const { Client } = loadDiscoveryProto();
-  const client = new Client(address, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  const client = new Client(plane.address, plane.credentials(web), CONTROL_PLANE_CHANNEL_OPTIONS);
   clients.push(client);
   const s = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
   await new Promise<void>((resolve, reject) => {
@@ -114,7 +74,7 @@ async function stream(pod: string): Promise<grpc.ClientDuplexStream<DiscoveryReq
   return s;
 }
 
-const withdrawals = async () => Number(/^wren_cp_endpoint_withdrawals_total(?:\{[^}]*\})? (\d+)/m.exec(await cp.metrics.registry.metrics())?.[1] ?? 0);
+const withdrawals = async () => Number(/^wren_cp_endpoint_withdrawals_total(?:\{[^}]*\})? (\d+)/m.exec(await plane.cp.metrics.registry.metrics())?.[1] ?? 0);
 
 test('one certificate on two streams claiming two pods of its service account is one reporter: nothing is withdrawn', async () => {
   const [a, b] = await Promise.all([stream('web-0'), stream('web-1')]);

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startControlPlaneProcess } from '../helpers/control-plane-process.js';
 
 /**
  * ADV5-5: one unauthenticated GET crashes the control plane.
@@ -28,30 +29,20 @@ import { join } from 'node:path';
  * input gets a clear error and loses nothing: malformed request -> 4xx and the server keeps
  * serving"): 400, and the control plane keeps answering.
  */
-const wren = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'wren.js');
 let dir: string;
 let child: ChildProcess | undefined;
+let stop: () => Promise<void> = async () => undefined;
 let exited: { code: number | null; signal: string | null } | null = null;
 let adminPort = 0;
 
 beforeEach(async () => {
   exited = null;
   dir = await mkdtemp(join(tmpdir(), 'wren-adv5-admin-'));
-  child = spawn(process.execPath, [wren, 'control-plane', '--source', `dir:${dir}`, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--insecure'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const me = child;
+  const cp = await startControlPlaneProcess(dir, '127.0.0.1:0');
+  ({ child, adminPort, stop } = cp);
+  const me = cp.child;
   me.on('exit', (code, signal) => {
     if (child === me) exited = { code, signal };
-  });
-  let out = '';
-  adminPort = await new Promise<number>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d;
-      const m = /"msg":"control plane listening".*?"admin":(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    };
-    child!.stdout!.on('data', onData);
-    child!.stderr!.on('data', onData);
-    child!.once('exit', () => reject(new Error(`control plane exited before listening:\n${out}`)));
   });
   // /ready is 200 once the (empty) directory is read.
   for (let i = 0; i < 100; i++) {
@@ -61,11 +52,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  if (child && exited === null) {
-    const gone = new Promise((r) => child!.once('exit', r));
-    child.kill('SIGTERM');
-    await gone;
-  }
+  await stop();
   await rm(dir, { recursive: true, force: true });
 });
 

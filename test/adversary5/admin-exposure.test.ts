@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { startControlPlaneProcess } from '../helpers/control-plane-process.js';
 
 /**
  * ADV5-9: the installed control plane serves its debug pages, the dashboard and its API to
@@ -22,10 +22,9 @@ import { parseAllDocuments } from 'yaml';
  * Endpoints"). What should happen: from a non-loopback address, the debug pages, /api/ and
  * /dashboard/ are refused (or need credentials); /ready, /live and /metrics may stay open.
  */
-const wren = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'wren.js');
 const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
 let dir: string;
-let child: ChildProcess | undefined;
+let stop: () => Promise<void> = async () => undefined;
 let adminPort = 0;
 
 /** The `--admin=` value the install gives the control plane. */
@@ -40,26 +39,11 @@ beforeAll(async () => {
   if (!external) return;
   dir = await mkdtemp(join(tmpdir(), 'wren-adv5-exposed-'));
   const host = await installedAdminHost();
-  child = spawn(process.execPath, [wren, 'control-plane', '--source', `dir:${dir}`, '--listen', '127.0.0.1:0', '--admin', `${host}:0`, '--insecure'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  adminPort = await new Promise<number>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d;
-      const m = /"msg":"control plane listening".*?"admin":(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    };
-    child!.stdout!.on('data', onData);
-    child!.stderr!.on('data', onData);
-    child!.once('exit', () => reject(new Error(`control plane exited:\n${out}`)));
-  });
+  ({ adminPort, stop } = await startControlPlaneProcess(dir, `${host}:0`));
 });
 
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    const gone = new Promise((r) => child!.once('exit', r));
-    child.kill('SIGTERM');
-    await gone;
-  }
+  await stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

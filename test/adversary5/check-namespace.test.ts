@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -8,10 +8,11 @@ import type { CheckOutcome } from '../../cli/check/check-result.js';
 import { manifestsDir } from '../../cli/check/expected.js';
 import { seededRandom, systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
-import type { Authenticator } from '../../control-plane/identity/authenticator.js';
 import { ControlPlane } from '../../control-plane/server.js';
 import { DirSource } from '../../control-plane/sources/dir-source.js';
 import { FakeKubeApi } from '../fake-kube-api.js';
+import { issuerWithoutCertify } from '../helpers/issuer-without-certify.js';
+import { shippedCrds } from '../helpers/shipped-crds.js';
 import { testPki } from '../helpers/pki.js';
 
 /**
@@ -32,7 +33,6 @@ import { testPki } from '../helpers/pki.js';
  */
 const NS = 'mesh-system';
 const pki = testPki();
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 let dir: string;
 let kubeconfig: string;
 let api: FakeKubeApi;
@@ -55,10 +55,7 @@ beforeAll(async () => {
   api = await FakeKubeApi.start();
   kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, api.kubeConfig().exportConfig());
-  for (const f of (await readdir(join(manifestsDir(), 'crds'))).filter((n) => n.endsWith('.yaml'))) {
-    const crd = parseAllDocuments(await readFile(join(manifestsDir(), 'crds', f), 'utf8'))[0].toJS() as { metadata: { name: string } };
-    api.rawObjects.set(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`, crd as unknown as Record<string, unknown>);
-  }
+  for (const [name, crd] of await shippedCrds()) api.rawObjects.set(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`, crd);
   // The webhook configuration of the install, moved to mesh-system, with the injector CA as caBundle.
   const ca = cert('injector-ca', 'wren injector CA');
   const webhook = parseAllDocuments(await readFile(join(manifestsDir(), 'install', '40-injector-webhook.yaml'), 'utf8'))[0].toJS() as { webhooks: { clientConfig: { caBundle?: string; service: { namespace: string } } }[] };
@@ -76,7 +73,7 @@ beforeAll(async () => {
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(4), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh'), rescanMs: 5_000 }),
-    identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+    identity: issuerWithoutCertify(pki),
   });
   await cp.whenReady();
   api.apply('pods', {

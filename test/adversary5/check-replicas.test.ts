@@ -5,9 +5,9 @@ import { checkCommand } from '../../cli/check/check-command.js';
 import type { CheckOutcome } from '../../cli/check/check-result.js';
 import { seededRandom, systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
-import type { Authenticator } from '../../control-plane/identity/authenticator.js';
 import { ControlPlane } from '../../control-plane/server.js';
 import { DirSource } from '../../control-plane/sources/dir-source.js';
+import { issuerWithoutCertify } from '../helpers/issuer-without-certify.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
 import { replaceFile } from '../helpers/replace-file.js';
 
@@ -27,7 +27,6 @@ import { replaceFile } from '../helpers/replace-file.js';
  * catch a broken mesh; `linkerd check` compares the issuer/anchors the control plane
  * actually uses).
  */
-const noAuth: Authenticator = { name: 'none', authenticate: () => Promise.reject(new Error('no Certify in this test')) };
 let root: string;
 const cps: ControlPlane[] = [];
 
@@ -35,7 +34,7 @@ async function replica(pki: TestPki, dir: string): Promise<ControlPlane> {
   const cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(3), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir, watchDebounceMs: 10, rescanMs: 5_000 }),
-    identity: { issuer: { ca: pki.ca, trustBundlePem: pki.bundlePem, source: 'test' }, authenticator: noAuth },
+    identity: issuerWithoutCertify(pki),
   });
   cps.push(cp);
   await cp.whenReady();

@@ -1,11 +1,9 @@
-import { request } from 'node:http';
 import type { Proxy } from '../../proxy/proxy.js';
-import { parseService } from '../../contract/parse.js';
-import type { Service } from '../../contract/model.js';
 import { testPki } from '../helpers/pki.js';
 import { startProxy } from '../helpers/proxy.js';
-import { compileRouteManifests, type RouteManifest } from '../helpers/routes.js';
 import { httpEchoBackend, send, type EchoBackend } from '../helpers/route-backends.js';
+import { timedGet as timedGetOn } from '../helpers/timed-get.js';
+import { webRoutes } from '../helpers/web-routes.js';
 
 /**
  * HTTPRoute semantics on the data path (docs/traffic-management.md, In the proxy) against
@@ -16,37 +14,10 @@ import { httpEchoBackend, send, type EchoBackend } from '../helpers/route-backen
 const pki = testPki();
 let client: Proxy, server: Proxy;
 let echo: EchoBackend;
-let version = 0;
 
-const parent = { group: '', kind: 'Service', name: 'web', port: 80 };
-const httpRoute = (name: string, rules: Record<string, unknown>[]): RouteManifest => ({ kind: 'HTTPRoute', metadata: { name }, spec: { parentRefs: [parent], rules } });
-
-function services(manifests: readonly RouteManifest[]): Service[] {
-  const known: Record<string, number[]> = { web: [80], echo: [80] };
-  const routes = compileRouteManifests(manifests, (ns, name) => (ns === 'default' && known[name] ? { ports: known[name].map((port) => ({ name: '', port })) } : undefined));
-  const svc = (name: string, port: number) =>
-    parseService({ name, ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port, proxyPort: server.inboundPort, identity: server.tls.spiffeId }] }], routes: routes.get(`${name}.default`) }, name);
-  return [svc('web', echo.port), svc('echo', echo.port)];
-}
-
-const useRoutes = (...m: RouteManifest[]): void => void client.applySnapshot({ version: String(++version), source: 'test', services: services(m) });
-
+const { route: httpRoute, use: useRoutes } = webRoutes(() => client, () => server, () => ({ web: { port: echo.port }, echo: { port: echo.port } }));
 /** A GET through the client sidecar: status, the body received, whether the response completed, and how long it took. */
-function timedGet(path: string): Promise<{ status: number; body: string; complete: boolean; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host: 'web' }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete, ms: Date.now() - t0 }));
-      res.on('error', () => resolve({ status: res.statusCode ?? 0, body, complete: false, ms: Date.now() - t0 }));
-      res.on('aborted', () => resolve({ status: res.statusCode ?? 0, body, complete: false, ms: Date.now() - t0 }));
-    });
-    req.on('error', () => resolve({ status: 0, body: '', complete: false, ms: Date.now() - t0 }));
-    req.end();
-  });
-}
+const timedGet = (path: string) => timedGetOn(client.outboundPort, path);
 
 beforeAll(async () => {
   echo = await httpEchoBackend('echo');

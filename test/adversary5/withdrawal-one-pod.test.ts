@@ -1,19 +1,8 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { createCsr, generateKeyPair } from '../../certs/index.js';
-import { seededRandom, systemClock } from '../../common/clock.js';
-import { silentLogger } from '../../common/logger.js';
+import type * as grpc from '@grpc/grpc-js';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
-import { controlPlaneSpiffeId } from '../../contract/identity.js';
-import { BootstrapTokenAuthenticator } from '../../control-plane/identity/bootstrap-token-authenticator.js';
-import { generateIssuer, type Issuer } from '../../control-plane/identity/issuer.js';
-import { ControlPlane } from '../../control-plane/server.js';
-import { DirSource } from '../../control-plane/sources/dir-source.js';
-import { CertifyClient } from '../../proxy/identity/certify-client.js';
-import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../../proxy/identity/control-plane-credentials.js';
-import { withSidecarYaml } from '../helpers/meshed-pod.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, type ClientCertificate } from '../../proxy/identity/control-plane-credentials.js';
+import { meshedPodYaml } from '../helpers/meshed-pod.js';
+import { startTokenControlPlane, type TokenControlPlane } from '../helpers/token-control-plane.js';
 
 /**
  * ADV5-10: one pod alone withdraws endpoints of any service from every proxy in the mesh,
@@ -39,11 +28,7 @@ const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const CART = `spiffe://${TD}/ns/shop/sa/cart`;
 const TOKEN = 'bootstrap-token-web-0123456789abcdef';
 // A meshed pod has the sidecar (adv4fix: a pod that only asked for injection is not meshed).
-const MESH = `${withSidecarYaml(`apiVersion: v1
-kind: Pod
-metadata: { name: web-0, namespace: shop, labels: { app: web, wren.io/inject: enabled } }
-spec: { serviceAccountName: web, containers: [{ name: app, image: x }] }
-`)}---
+const MESH = `${meshedPodYaml('web-0', 'shop', 'web', { app: 'web' })}---
 kind: MeshService
 metadata: { name: cart, namespace: shop }
 spec:
@@ -54,30 +39,16 @@ spec:
     - { address: 127.0.0.4, port: 8080, proxyPort: 15006, identity: "${CART}" }
 `;
 
-let dir: string;
-let issuer: Issuer;
-let cp: ControlPlane;
-let address: string;
+let plane: TokenControlPlane;
 const closers: { close(): void }[] = [];
 
-const credentials = (cert?: ClientCertificate): grpc.ChannelCredentials => {
-  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
-  if (cert) presentCertificate(creds, cert);
-  return creds;
-};
-
-async function certify(creds: grpc.ChannelCredentials, token: string): Promise<ClientCertificate> {
-  const keyPem = generateKeyPair().privateKeyPem;
-  const c = new CertifyClient(address, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
-  closers.push(c);
-  const r = await c.certify({ identity: WEB, token: Buffer.from(token), csrPem: createCsr(keyPem, WEB), requestedLifetimeMs: 0 }, 10_000);
-  return { keyPem, certChainPem: r.certChainPem };
-}
+const credentials = (cert?: ClientCertificate): grpc.ChannelCredentials => plane.credentials(cert);
+const certify = (creds: grpc.ChannelCredentials, token: string): Promise<ClientCertificate> => plane.certify(WEB, token, { creds });
 
 /** A discovery stream as pod web-0: subscribes, ACKs the first response, then reports `ejected`. */
 async function reportFrom(cert: ClientCertificate, ejected: unknown[]): Promise<void> {
   const { Client } = loadDiscoveryProto();
-  const client = new Client(address, credentials(cert), CONTROL_PLANE_CHANNEL_OPTIONS);
+  const client = new Client(plane.address, credentials(cert), CONTROL_PLANE_CHANNEL_OPTIONS);
   closers.push(client);
   const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
   stream.on('error', () => undefined);
@@ -89,25 +60,12 @@ async function reportFrom(cert: ClientCertificate, ejected: unknown[]): Promise<
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'wren-adv5-withdraw-'));
-  await mkdir(join(dir, 'mesh'));
-  await writeFile(join(dir, 'mesh', 'shop.yaml'), MESH);
-  await writeFile(join(dir, 'tokens.yaml'), `tokens:\n  - { token: ${TOKEN}, namespace: shop, serviceAccount: web }\n`);
-  issuer = generateIssuer(TD);
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(3), logger: silentLogger,
-    source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
-    identity: { issuer, authenticator: BootstrapTokenAuthenticator.fromFile(join(dir, 'tokens.yaml')) },
-    transport: 'tls',
-  });
-  await cp.whenReady();
-  address = `127.0.0.1:${cp.grpcPort}`;
+  plane = await startTokenControlPlane({ prefix: 'wren-adv5-withdraw-', trustDomain: TD, mesh: { 'shop.yaml': MESH }, tokens: [{ token: TOKEN, namespace: 'shop', serviceAccount: 'web' }] });
 }, 30_000);
 
 afterAll(async () => {
   for (const c of closers) c.close();
-  await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  await plane?.kill();
 });
 
 test('ADV5-10: one pod with two certificates from Certify must not count as two reporters', async () => {
@@ -120,10 +78,10 @@ test('ADV5-10: one pod with two certificates from Certify must not count as two 
   await reportFrom(second, ejected);
   // Both reports are in (the control plane lists two reporters for the endpoint) ...
   const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && !cp.discovery.debugHealth().some((h) => h.reporters.length === 2)) await new Promise((r) => setTimeout(r, 50));
-  expect(cp.discovery.debugHealth().map((h) => [h.address, h.reporters.length])).toEqual([['127.0.0.2', 2]]);
+  while (Date.now() < deadline && !plane.cp.discovery.debugHealth().some((h) => h.reporters.length === 2)) await new Promise((r) => setTimeout(r, 50));
+  expect(plane.cp.discovery.debugHealth().map((h) => [h.address, h.reporters.length])).toEqual([['127.0.0.2', 2]]);
   // ... and on main the endpoint is withdrawn from every proxy on this one pod's word (watched for 3 s, so a slow machine cannot hide it).
-  const withdrawn = () => (cp.withdrawal.debug() as { withdrawn: { address: string }[] }).withdrawn.map((w) => w.address);
+  const withdrawn = () => (plane.cp.withdrawal.debug() as { withdrawn: { address: string }[] }).withdrawn.map((w) => w.address);
   const until = Date.now() + 3000;
   while (Date.now() < until && withdrawn().length === 0) await new Promise((r) => setTimeout(r, 50));
   expect(withdrawn()).toEqual([]);

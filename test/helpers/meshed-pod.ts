@@ -16,6 +16,18 @@ export function withSidecar<T extends object>(pod: T): T {
 }
 
 /** The same for Pod manifests in YAML (directory-source fixtures): one document in, one out. */
-export function withSidecarYaml(podYaml: string): string {
+function withSidecarYaml(podYaml: string): string {
   return stringify(withSidecar(parse(podYaml) as object), { lineWidth: 0 });
+}
+
+/**
+ * A directory-source Pod manifest of a meshed workload: `name` in `namespace`, running as
+ * `serviceAccount`, with `labels` and the opt-in label, the sidecar injected (withSidecarYaml).
+ */
+export function meshedPodYaml(name: string, namespace: string, serviceAccount: string, labels: Readonly<Record<string, string>> = {}): string {
+  return withSidecarYaml(stringify({
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name, namespace, labels: { ...labels, 'wren.io/inject': 'enabled' } },
+    spec: { serviceAccountName: serviceAccount, containers: [{ name: 'app', image: 'x' }] },
+  }));
 }

@@ -1,16 +1,14 @@
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { seededRandom, systemClock } from '../../common/clock.js';
-import { silentLogger } from '../../common/logger.js';
-import { ControlPlane } from '../../control-plane/server.js';
-import { DirSource } from '../../control-plane/sources/dir-source.js';
+import type { ControlPlane } from '../../control-plane/server.js';
 import type { Proxy } from '../../proxy/proxy.js';
+import { startDirControlPlane } from './dir-control-plane.js';
 import { listenOnLoopback } from './fake-app.js';
+import { meshServiceYaml } from './mesh-service-yaml.js';
 import type { TestPki } from './pki.js';
 import { startProxy } from './proxy.js';
 import { replaceFile } from './replace-file.js';
+import { statusOf } from './status-of.js';
 
 export interface StatsMesh {
   readonly cp: ControlPlane;
@@ -54,30 +52,14 @@ export async function startStatsMesh(pki: TestPki, o: { statsIntervalMs?: number
   const badPort = await app(() => state.failing);
   const stats = { statsReport: { intervalMs: o.statsIntervalMs ?? 250 } };
   const identity = (sa: string) => ({ namespace: 'default', serviceAccount: sa, trustDomain: pki.trustDomain, workload: { name: sa, app: sa, version: 'v1' } });
-  const root = await mkdtemp(join(tmpdir(), 'wren-stats-'));
-  const dir = join(root, 'mesh');
-  await mkdir(dir);
-  const cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: pki.trustDomain, clock: systemClock, random: seededRandom(5), logger: silentLogger,
-    source: (ctx) => new DirSource({ ...ctx, dir, rescanMs: 5_000 }),
-  });
+  const plane = await startDirControlPlane({ prefix: 'wren-stats-', trustDomain: pki.trustDomain, seed: 5, dirSource: { rescanMs: 5_000 }, ready: false });
+  const { cp, dir } = plane;
   const server = await startProxy({ pki, serviceAccount: 'api', controlPlane: `127.0.0.1:${cp.grpcPort}`, config: { identity: identity('api'), discovery: stats, shutdown: { gracePeriodMs: 200 } } });
-  const ep = (port: number) => `      - { address: 127.0.0.1, port: ${port}, proxyPort: ${server.inboundPort}, identity: "${server.tls.spiffeId}", workload: { name: api, namespace: default, app: api, version: v1 } }`;
-  await replaceFile(join(dir, 'api.yaml'), `apiVersion: policy.wren.io/v1alpha1
-kind: MeshService
-metadata: { name: api, namespace: default }
-spec:
-  ports:
-    - name: http
-      port: 80
-      protocol: http1
-      endpoints:
-${ep(goodPort)}
-${ep(badPort)}
-  policy:
-    loadBalancer: { kind: round-robin }
-    outlierDetection: { consecutive5xx: 2, intervalMs: 100ms, baseEjectionTimeMs: 30s, maxEjectionPercent: 50 }
-`);
+  const ep = (port: number) => ({ port, proxyPort: server.inboundPort, identity: server.tls.spiffeId, workload: { name: 'api', app: 'api', version: 'v1' } });
+  await replaceFile(join(dir, 'api.yaml'), meshServiceYaml('api', [ep(goodPort), ep(badPort)], {
+    loadBalancer: { kind: 'round-robin' },
+    outlierDetection: { consecutive5xx: 2, intervalMs: '100ms', baseEjectionTimeMs: '30s', maxEjectionPercent: 50 },
+  }));
   await replaceFile(join(dir, 'deny-admin.yaml'), `apiVersion: policy.wren.io/v1alpha1
 kind: AuthorizationPolicy
 metadata: { name: deny-admin, namespace: default }
@@ -113,22 +95,13 @@ spec:
     set failing(v: boolean) {
       state.failing = v;
     },
-    call: (path = '/') =>
-      new Promise((resolve, reject) => {
-        const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host: 'api.default.svc.cluster.local' } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        });
-        req.on('error', reject);
-        req.end();
-      }),
+    call: (path = '/') => statusOf(client.outboundPort, 'api.default.svc.cluster.local', path),
     admin: async (path) => (await fetch(`http://127.0.0.1:${cp.adminPort}${path}`)).json(),
     async close() {
       await client.close();
       await server.close();
-      await cp.close(100);
+      await plane.close(100);
       await Promise.all(closers.map((c) => c()));
-      await rm(root, { recursive: true, force: true });
     },
   };
   return mesh;
