@@ -36,3 +36,52 @@ test('DATA after the FIN never reaches a sink reader: the stream is reset, as on
   await tick();
   expect(got).toEqual(['sink:req']);
 });
+
+test('a reader that pauses inside its sink at random keeps every byte in order, and the windows keep the writer going', async () => {
+  let seed = 7;
+  const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  const got: Buffer[] = [];
+  let served: MuxStream | null = null;
+  const take = (d: Buffer): void => {
+    got.push(Buffer.from(d));
+    const s = served!;
+    // Pauses inside the callback about one read in three, resumed a turn or two later.
+    if (rand(3) === 0) {
+      s.pause();
+      const again = () => s.resume();
+      if (rand(2) === 0) setImmediate(again);
+      else setTimeout(again, 1);
+    }
+  };
+  const p = await pairs.pair({
+    window: 4096,
+    connWindow: 16384,
+    onStream: (s) => {
+      served = s;
+      s.on('data', take);
+      s.setSink(take);
+    },
+  });
+  const client = p.client.open()!;
+  const sent: Buffer[] = [];
+  let n = 0;
+  for (let i = 0; i < 300; i++) {
+    const b = Buffer.alloc(1 + rand(3000));
+    for (let j = 0; j < b.length; j++) b[j] = (n++ * 31) & 0xff;
+    sent.push(b);
+    // Every way a caller writes: direct when it can, else the Writable's queue (corked, with a callback, as latin1 text).
+    const how = rand(5);
+    if (how === 0) {
+      client.cork();
+      client.write(b);
+      process.nextTick(() => client.uncork());
+    } else if (how === 1) client.write(b, () => undefined);
+    else if (how === 2) client.write(b.toString('latin1'), 'latin1');
+    else client.write(b);
+    if (rand(4) === 0) await tick();
+  }
+  const all = Buffer.concat(sent);
+  for (let i = 0; i < 2000 && Buffer.concat(got).length < all.length; i++) await new Promise((r) => setTimeout(r, 1));
+  expect(Buffer.concat(got).equals(all)).toBe(true);
+  expect(client.writableLength).toBe(0);
+});
