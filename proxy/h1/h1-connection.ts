@@ -312,6 +312,10 @@ export class H1Connection implements H1Handler {
     s.removeListener('data', this.onData);
     (s as Socket & Partial<DirectReads>).setSink?.(null);
     s.removeListener('end', this.onEndEv);
+    // The parser reads no more (the socket's bytes are the tunnel's): an upgrade pipelined
+    // behind a request is parsed from `rest` in responseEnded, which must not then resume
+    // the socket with no 'data' listener (the bytes that waited would be dropped).
+    this.parser.pause();
     const ex = this.ex;
     this.phase = Phase.Gone;
     if (ex !== null && !ex.ended) {

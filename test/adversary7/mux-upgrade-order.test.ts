@@ -43,6 +43,24 @@ test('tunnel bytes sent with the upgrade head, right after it and while it waits
   peer.close();
 });
 
+test('an Upgrade pipelined behind a request: the frames that waited while the first was answered reach the tunnel', async () => {
+  const peer = await RawMux.open(pki, server.inboundPort);
+  const first = `GET /slow?ms=200 HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`;
+  const head = `GET /ws HTTP/1.1\r\nhost: web\r\nupgrade: websocket\r\nconnection: upgrade\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`;
+  peer.data(1, `${first}${head}<1>`);
+  // While the first request is answered (the connection paused, the upgrade head held): more tunnel bytes.
+  peer.data(1, '<2>');
+  peer.data(1, '<3>');
+  const text = () => peer.text(1);
+  expect(await peer.until(() => text().includes('HTTP/1.1 101'), 3000)).toBe(true);
+  peer.data(1, '<4>');
+  expect(await peer.until(() => text().includes('<4>'), 3000)).toBe(true);
+  const t = text();
+  const tunnel = t.slice(t.indexOf('\r\n\r\n', t.indexOf('HTTP/1.1 101')) + 4);
+  expect(tunnel).toBe('<1><2><3><4>');
+  peer.close();
+});
+
 function frame(id: number, text: string, flags = 0): Buffer {
   const body = Buffer.from(text, 'latin1');
   const h = Buffer.alloc(10);
