@@ -85,3 +85,64 @@ test('a reader that pauses inside its sink at random keeps every byte in order, 
   expect(Buffer.concat(got).equals(all)).toBe(true);
   expect(client.writableLength).toBe(0);
 });
+
+test('the inactivity timer is refreshed by direct writes and by reads handed to the sink', async () => {
+  let served: MuxStream | null = null;
+  const p = await pairs.pair({
+    onStream: (s) => {
+      served = s;
+      s.on('data', () => undefined);
+      s.setSink(() => undefined);
+    },
+  });
+  const client = p.client.open()!;
+  client.on('data', () => undefined);
+  client.setSink(() => undefined);
+  client.write('x');
+  await until(() => served !== null);
+  const fired: string[] = [];
+  client.setTimeout(150, () => fired.push('client'));
+  served!.setTimeout(150, () => fired.push('served'));
+  // 600 ms of traffic, a byte every 50 ms: the client's writes are direct, the served stream's reads go to its sink.
+  for (let i = 0; i < 12; i++) {
+    client.write('y');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(fired).toEqual([]);
+  // Then silence: both fire.
+  await new Promise((r) => setTimeout(r, 300));
+  expect(fired.sort()).toEqual(['client', 'served']);
+});
+
+test("write() says false once the queue passes the high-water mark, 'drain' follows, and direct writes resume after it", async () => {
+  const got: Buffer[] = [];
+  let served: MuxStream | null = null;
+  const p = await pairs.pair({
+    window: 8192,
+    onStream: (s) => {
+      served = s;
+      s.on('data', (d: Buffer) => got.push(Buffer.from(d)));
+      s.setSink((d) => got.push(Buffer.from(d)));
+    },
+  });
+  const client = p.client.open()!;
+  client.write('a');
+  await until(() => served !== null);
+  served!.pause();
+  // 8 KiB window, the reader paused: writes queue in the Writable until write() says false.
+  let writes = 0;
+  const chunk = Buffer.alloc(4096, 'b');
+  while (client.write(chunk)) writes++;
+  writes++;
+  expect(client.writableNeedDrain).toBe(true);
+  expect(client.writableLength).toBeGreaterThanOrEqual(client.writableHighWaterMark);
+  const drained = new Promise<void>((r) => client.once('drain', r));
+  served!.resume();
+  await drained;
+  expect(client.writableNeedDrain).toBe(false);
+  client.write('c');
+  const total = 1 + writes * 4096 + 1;
+  await until(() => Buffer.concat(got).length === total);
+  const all = Buffer.concat(got).toString('latin1');
+  expect(all).toBe('a' + 'b'.repeat(writes * 4096) + 'c');
+});

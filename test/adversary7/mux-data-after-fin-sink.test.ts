@@ -52,3 +52,15 @@ function frame(id: number, text: string, flags = 0): Buffer {
   h.writeUInt32BE(id, 6);
   return Buffer.concat([h, body]);
 }
+
+test('two requests and the FIN in one frame: both are answered, in order, then the stream ends', async () => {
+  const peer = await RawMux.open(pki, server.inboundPort);
+  const req = (path: string) => `GET ${path} HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`;
+  peer.data(1, req('/slow?ms=50') + req('/name'), FLAG_FIN);
+  expect(await peer.until(() => peer.frames.some((f) => f.type === FrameType.Data && f.id === 1 && (f.flags & FLAG_FIN) !== 0), 3000)).toBe(true);
+  const t = peer.text(1);
+  expect(t.match(/HTTP\/1\.1 200/g)?.length).toBe(2);
+  expect(t.indexOf('slow web')).toBeLessThan(t.lastIndexOf('\r\n\r\nweb'));
+  expect(peer.frames.some((f) => f.type === FrameType.Reset && f.id === 1)).toBe(false);
+  peer.close();
+});
