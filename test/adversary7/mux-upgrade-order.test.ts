@@ -43,6 +43,7 @@ test('tunnel bytes sent with the upgrade head, right after it and while it waits
   peer.close();
 });
 
+// ADV7-2 (test/adversary7/pipelined-upgrade-tcp.test.ts has it on TCP): the frames that waited were dropped.
 test('an Upgrade pipelined behind a request: the frames that waited while the first was answered reach the tunnel', async () => {
   const peer = await RawMux.open(pki, server.inboundPort);
   const first = `GET /slow?ms=200 HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`;
