@@ -146,3 +146,41 @@ test("write() says false once the queue passes the high-water mark, 'drain' foll
   const all = Buffer.concat(got).toString('latin1');
   expect(all).toBe('a' + 'b'.repeat(writes * 4096) + 'c');
 });
+
+test('sinks that destroy, end, write or pause inside the callback leak no connection window', async () => {
+  let n = 0;
+  let got = 0;
+  const p = await pairs.pair({
+    window: 4096,
+    connWindow: 16384,
+    onStream: (s) => {
+      const idx = n++;
+      const kind = idx % 4;
+      const last = idx === 40;
+      s.on('data', (d: Buffer) => (got += last ? d.length : 0));
+      s.setSink((d) => {
+        if (last) return void (got += d.length);
+        if (kind === 0) s.destroy();
+        else if (kind === 1) s.end('bye');
+        else if (kind === 2) s.write(Buffer.alloc(100));
+        else if (kind === 3) {
+          s.pause();
+          setTimeout(() => s.destroy(), 5);
+        }
+      });
+    },
+  });
+  // 40 streams, each sending more than its reader takes, in frames that arrive together.
+  for (let i = 0; i < 40; i++) {
+    const c = p.client.open()!;
+    c.on('data', () => undefined);
+    for (let j = 0; j < 3; j++) c.write(Buffer.alloc(1000, j));
+    await tick();
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  // Then a well-behaved stream sends 4x the connection window: only window given back lets it through.
+  const c = p.client.open()!;
+  c.write(Buffer.alloc(64 * 1024, 'z'));
+  for (let i = 0; i < 500 && got < 64 * 1024; i++) await new Promise((r) => setTimeout(r, 2));
+  expect(got).toBe(64 * 1024);
+});
