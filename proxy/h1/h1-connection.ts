@@ -324,7 +324,7 @@ export class H1Connection implements H1Handler {
     }
     // Bytes after the head stay in the socket until the callee reads them (a flowing socket
     // with no 'data' listener would drop them).
-    if (s.listenerCount('data') === 0) s.pause();
+    if (s.listenerCount('data') === 0 && !this.closing) s.pause();
   }
 
   onError(err: H1Error): void {
@@ -343,6 +343,10 @@ export class H1Connection implements H1Handler {
       this.closing = true;
       this.phase = Phase.Gone;
       this.socket.end();
+      // An upgrade not switched: the bytes held behind it are dropped, and the socket read on
+      // to the client's FIN (paused, it would never see it: the connection, or a mux stream's
+      // slot, would stay open for good).
+      if (ex.head?.upgrade && this.socket.listenerCount('data') === 0) this.socket.resume();
       return;
     }
     this.phase = Phase.Idle;
