@@ -312,6 +312,10 @@ export class H1Connection implements H1Handler {
     s.removeListener('data', this.onData);
     (s as Socket & Partial<DirectReads>).setSink?.(null);
     s.removeListener('end', this.onEndEv);
+    // The parser reads no more (the socket's bytes are the tunnel's): an upgrade pipelined
+    // behind a request is parsed from `rest` in responseEnded, which must not then resume
+    // the socket with no 'data' listener (the bytes that waited would be dropped).
+    this.parser.pause();
     const ex = this.ex;
     this.phase = Phase.Gone;
     if (ex !== null && !ex.ended) {
@@ -320,7 +324,7 @@ export class H1Connection implements H1Handler {
     }
     // Bytes after the head stay in the socket until the callee reads them (a flowing socket
     // with no 'data' listener would drop them).
-    if (s.listenerCount('data') === 0) s.pause();
+    if (s.listenerCount('data') === 0 && !this.closing) s.pause();
   }
 
   onError(err: H1Error): void {
@@ -339,6 +343,10 @@ export class H1Connection implements H1Handler {
       this.closing = true;
       this.phase = Phase.Gone;
       this.socket.end();
+      // An upgrade not switched: the bytes held behind it are dropped, and the socket read on
+      // to the client's FIN (paused, it would never see it: the connection, or a mux stream's
+      // slot, would stay open for good).
+      if (ex.head?.upgrade && this.socket.listenerCount('data') === 0) this.socket.resume();
       return;
     }
     this.phase = Phase.Idle;

@@ -84,6 +84,14 @@ export class MuxStream extends Duplex {
   /** DATA from the peer. False: more than the window we granted (a flow-control error). */
   onData(payload: Buffer, fin: boolean): boolean {
     if (payload.length > this.recvWindow) return false;
+    if (this.finReceived && payload.length > 0) {
+      // The peer's half had ended (RFC 9113 section 5.1, half-closed (remote): STREAM_CLOSED).
+      // Checked before either read path: the sink would hand the bytes to the parser as more
+      // requests, where a push after EOF resets the stream.
+      this.owner.returnConnectionWindow(payload.length);
+      this.destroy(Object.assign(new Error('DATA after the stream ended (FIN)'), { code: 'ECONNRESET' }));
+      return true;
+    }
     this.touch();
     if (payload.length > 0) {
       this.recvWindow -= payload.length;
