@@ -1,5 +1,5 @@
 import { FLAG_FIN, FrameType, frameHeader } from './frame.js';
-import { MuxTestPairs } from './mux-test-pair.js';
+import { MuxTestPairs, tick, until } from './mux-test-pair.js';
 import type { MuxStream } from './mux-stream.js';
 
 /**
@@ -10,11 +10,6 @@ const pairs = new MuxTestPairs();
 afterEach(() => pairs.destroyAll());
 afterAll(() => pairs.close());
 
-const tick = () => new Promise((r) => setImmediate(r));
-const until = async (cond: () => boolean): Promise<void> => {
-  for (let i = 0; i < 200 && !cond(); i++) await tick();
-  expect(cond()).toBe(true);
-};
 
 /** A raw DATA frame, as a peer that ignores the rules writes it. */
 const data = (id: number, text: string, flags = 0): Buffer => Buffer.concat([frameHeader(FrameType.Data, flags, id, text.length), Buffer.from(text, 'latin1')]);

@@ -1,4 +1,4 @@
-import { MuxTestPairs } from './mux-test-pair.js';
+import { MuxTestPairs, tick, until } from './mux-test-pair.js';
 import type { MuxStream } from './mux-stream.js';
 
 /**
@@ -11,11 +11,6 @@ const pairs = new MuxTestPairs();
 afterEach(() => pairs.destroyAll());
 afterAll(() => pairs.close());
 
-const tick = () => new Promise((r) => setImmediate(r));
-const until = async (cond: () => boolean): Promise<void> => {
-  for (let i = 0; i < 200 && !cond(); i++) await tick();
-  expect(cond()).toBe(true);
-};
 
 /** A served stream whose reader is a sink and a 'data' listener that both append to `got`, and a log of which path each read took. */
 async function sinkPair(window?: number): Promise<{ client: MuxStream; served: () => MuxStream; got: string[]; paths: string[] }> {

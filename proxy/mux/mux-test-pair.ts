@@ -45,3 +45,12 @@ export class MuxTestPairs {
     this.server?.close();
   }
 }
+
+/** One turn of the event loop. */
+export const tick = (): Promise<unknown> => new Promise((r) => setImmediate(r));
+
+/** Turns the event loop until `cond` holds (at most 200 turns), then asserts it. */
+export async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await tick();
+  expect(cond()).toBe(true);
+}

@@ -1,9 +1,9 @@
 import { testPki } from '../helpers/pki.js';
-import { startProxy } from '../helpers/proxy.js';
-import { fakeApp, type FakeApp } from '../helpers/fake-app.js';
+import type { FakeApp } from '../helpers/fake-app.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { FLAG_FIN, FrameType } from '../../proxy/mux/frame.js';
 import { RawMux } from './raw-mux.js';
+import { startWebSidecar, closeWebSidecar } from '../helpers/web-sidecar.js';
 
 /**
  * ADV6-3. The inbound session opens a new stream for the first DATA of any odd id it does
@@ -19,15 +19,8 @@ import { RawMux } from './raw-mux.js';
 const pki = testPki();
 let app: FakeApp, server: Proxy;
 
-beforeAll(async () => {
-  app = await fakeApp('web');
-  server = await startProxy({ pki, serviceAccount: 'web' });
-});
-
-afterAll(async () => {
-  await server.close();
-  await app.close();
-});
+beforeAll(async () => ({ app, server } = await startWebSidecar(pki)));
+afterAll(() => closeWebSidecar({ app, server }));
 
 const head = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nhost: web\r\nwren-target-port: ${app.port}\r\nwren-orig-proto: HTTP/1.1\r\n${extra}\r\n`;
 

@@ -1,9 +1,9 @@
 import { testPki } from '../helpers/pki.js';
-import { startProxy } from '../helpers/proxy.js';
-import { fakeApp, type FakeApp } from '../helpers/fake-app.js';
+import type { FakeApp } from '../helpers/fake-app.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { FLAG_FIN, FrameType } from '../../proxy/mux/frame.js';
 import { RawMux } from '../adversary6/raw-mux.js';
+import { startWebSidecar, closeWebSidecar } from '../helpers/web-sidecar.js';
 
 /**
  * ADV7-1. A peer ends its half of a virtual connection with the FIN in its request's DATA
@@ -17,15 +17,8 @@ import { RawMux } from '../adversary6/raw-mux.js';
 const pki = testPki();
 let app: FakeApp, server: Proxy;
 
-beforeAll(async () => {
-  app = await fakeApp('web');
-  server = await startProxy({ pki, serviceAccount: 'web' });
-});
-
-afterAll(async () => {
-  await server.close();
-  await app.close();
-});
+beforeAll(async () => ({ app, server } = await startWebSidecar(pki)));
+afterAll(() => closeWebSidecar({ app, server }));
 
 test('a request sent after the stream FIN is never served: the stream is reset', async () => {
   const peer = await RawMux.open(pki, server.inboundPort);

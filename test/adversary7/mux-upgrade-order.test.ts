@@ -1,8 +1,8 @@
 import { testPki } from '../helpers/pki.js';
-import { startProxy } from '../helpers/proxy.js';
-import { fakeApp, type FakeApp } from '../helpers/fake-app.js';
+import type { FakeApp } from '../helpers/fake-app.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { RawMux } from '../adversary6/raw-mux.js';
+import { startWebSidecar, closeWebSidecar } from '../helpers/web-sidecar.js';
 
 /**
  * An Upgrade request on a virtual connection: the inbound's HTTP/1.1 connection takes the
@@ -14,15 +14,8 @@ import { RawMux } from '../adversary6/raw-mux.js';
 const pki = testPki();
 let app: FakeApp, server: Proxy;
 
-beforeAll(async () => {
-  app = await fakeApp('web');
-  server = await startProxy({ pki, serviceAccount: 'web' });
-});
-
-afterAll(async () => {
-  await server.close();
-  await app.close();
-});
+beforeAll(async () => ({ app, server } = await startWebSidecar(pki)));
+afterAll(() => closeWebSidecar({ app, server }));
 
 test('tunnel bytes sent with the upgrade head, right after it and while it waits reach the app in order', async () => {
   const peer = await RawMux.open(pki, server.inboundPort);
