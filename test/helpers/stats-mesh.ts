@@ -78,12 +78,19 @@ spec:
   ports:
     - { name: http, port: 80, protocol: http1, endpoints: [{ address: 127.0.0.1, port: ${webPort}, proxyPort: ${client.inboundPort}, identity: "${client.tls.spiffeId}", workload: { name: web, namespace: default } }] }
 `);
+  // Ready, and configured with both services: /ready turns 200 at the first snapshot, which
+  // may predate the control plane's read of api.yaml or web.yaml (a loaded machine delays the
+  // directory's events), and a call then gets 404 (no route).
   const ready = async (p: Proxy) => {
     for (let i = 0; i < 400; i++) {
-      if ((await fetch(`http://127.0.0.1:${p.adminPort}/ready`)).ok) return;
+      if ((await fetch(`http://127.0.0.1:${p.adminPort}/ready`)).ok) {
+        const dump = (await (await fetch(`http://127.0.0.1:${p.adminPort}/config_dump`)).json()) as { services?: { name: string }[] };
+        const names = new Set((dump.services ?? []).map((x) => x.name));
+        if (names.has('api') && names.has('web')) return;
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
-    throw new Error('proxy not configured by the control plane');
+    throw new Error('proxy not configured by the control plane with the api and web services');
   };
   await ready(client);
   await ready(server);
