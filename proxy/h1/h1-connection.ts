@@ -9,6 +9,7 @@ import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, write
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
+import { setDirectReads } from '../net/direct-reads.js';
 
 export interface H1ConnectionOptions {
   /** Called once per request, at its head (the body streams after). Must answer through the exchange. */
@@ -45,10 +46,6 @@ export interface H1ConnectionOptions {
   readonly halfClose?: boolean;
 }
 
-/** A socket-like stream that can hand its reads to one function directly (the mesh multiplexer's streams). */
-interface DirectReads {
-  setSink(fn: ((d: Buffer) => void) | null): void;
-}
 
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
@@ -118,7 +115,7 @@ export class H1Connection implements H1Handler {
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     // A virtual connection of the mesh multiplexer hands its bytes over directly (mux-stream.ts).
-    (socket as Socket & Partial<DirectReads>).setSink?.(this.onData);
+    setDirectReads(socket, this.onData);
     socket.on('end', this.onEndEv);
     socket.on('drain', this.onDrainEv);
     socket.on('error', this.onErrorEv);
@@ -246,7 +243,7 @@ export class H1Connection implements H1Handler {
     this.ex = null;
     const s = this.socket;
     s.removeListener('data', this.onData);
-    (s as Socket & Partial<DirectReads>).setSink?.(null);
+    setDirectReads(s, null);
     s.removeListener('end', this.onEndEv);
     s.removeListener('drain', this.onDrainEv);
     s.removeListener('error', this.onErrorEv);
@@ -310,7 +307,7 @@ export class H1Connection implements H1Handler {
     if (this.closing) return;
     const s = this.socket;
     s.removeListener('data', this.onData);
-    (s as Socket & Partial<DirectReads>).setSink?.(null);
+    setDirectReads(s, null);
     s.removeListener('end', this.onEndEv);
     // The parser reads no more (the socket's bytes are the tunnel's): an upgrade pipelined
     // behind a request is parsed from `rest` in responseEnded, which must not then resume

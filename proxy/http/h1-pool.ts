@@ -9,6 +9,7 @@ import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
+import { setDirectReads } from '../net/direct-reads.js';
 
 export interface H1PoolOptions {
   /** Connections per origin (host:port); requests beyond it wait for one to be free. */
@@ -360,7 +361,11 @@ class Conn implements H1Handler {
     // The connect timeout: until the transport is up, socket inactivity is the connect taking too long.
     if (connectTimeoutMs > 0) this.setTimer(connectTimeoutMs);
     s.once(pool.secure ? 'secureConnect' : 'connect', () => this.onConnect());
-    s.on('data', (d: Buffer) => this.onSocketData(d)); // a connect function that ignored onread
+    // A connect function that ignored onread; a mesh multiplexer stream hands its payloads
+    // straight to onSocketData (setDirectReads): fresh buffers, so no copy as from onread's.
+    const onData = (d: Buffer): void => this.onSocketData(d);
+    s.on('data', onData);
+    setDirectReads(s, onData);
     s.on('drain', () => this.ex?.onDrain());
     s.on('end', () => this.onSocketEnd());
     s.on('error', (e) => this.close(e));

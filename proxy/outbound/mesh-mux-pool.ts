@@ -1,4 +1,4 @@
-import type { OnReadOpts, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
@@ -48,14 +48,10 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     sessions.set(key, s);
     return s;
   };
-  const connect = (host: string, port: number, identity: string, onread?: OnReadOpts): Socket => {
+  // No onread: the pool's connection takes the stream's payloads directly (setDirectReads).
+  const connect = (host: string, port: number, identity: string): Socket => {
     const sess = session(host, port, identity);
     const stream = sess.open()!;
-    // The pool's onread, as a socket's: each payload straight to its parser (a view it copies from, as of its read buffer).
-    if (onread !== undefined) {
-      const cb = onread.callback;
-      stream.setSink((d) => void cb(d.length, d));
-    }
     // The pool waits for 'secureConnect' (the peer verified) before counting the connection up.
     if (ready.has(sess)) process.nextTick(() => stream.emit('secureConnect'));
     else sess.socket.once('secureConnect', () => stream.emit('secureConnect'));
