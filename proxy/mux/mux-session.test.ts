@@ -40,6 +40,18 @@ async function pair(window = 64 * 1024, onStream?: (s: MuxStream) => void, maxSt
   return p;
 }
 
+/** A pair whose client opened two streams and wrote a byte on each ('a', 'b'), both served by now. */
+async function twoServedStreams(): Promise<{ p: Awaited<ReturnType<typeof pair>>; served: MuxStream[]; a: MuxStream; b: MuxStream }> {
+  const served: MuxStream[] = [];
+  const p = await pair(64 * 1024, (st) => served.push(st));
+  const a = p.client.open()!;
+  const b = p.client.open()!;
+  a.write('a');
+  b.write('b');
+  await new Promise((r) => setTimeout(r, 30));
+  return { p, served, a, b };
+}
+
 const readAll = (s: MuxStream): Promise<string> =>
   new Promise((resolve, reject) => {
     let got = '';
@@ -327,13 +339,7 @@ describe('MuxSession: closed streams', () => {
   });
 
   test('a late response for a stream the client has closed is dropped; the connection and its other streams go on', async () => {
-    const served: MuxStream[] = [];
-    const p = await pair(64 * 1024, (st) => served.push(st));
-    const a = p.client.open()!;
-    const b = p.client.open()!;
-    a.write('a');
-    b.write('b');
-    await new Promise((r) => setTimeout(r, 30));
+    const { p, served, a, b } = await twoServedStreams();
     a.destroy(); // the caller gave up (a timeout)
     served[0].write('a late answer'); // crossed the RESET on the wire
     await new Promise((r) => setTimeout(r, 30));
@@ -347,13 +353,7 @@ describe('MuxSession: closed streams', () => {
 
 describe('MuxSession: windows past 2^31-1 (RFC 9113 section 6.9.1)', () => {
   test('a stream window grant past 2^31-1 resets that stream; a connection grant past it closes the connection', async () => {
-    const served: MuxStream[] = [];
-    const p = await pair(64 * 1024, (st) => served.push(st));
-    const a = p.client.open()!;
-    const b = p.client.open()!;
-    a.write('a');
-    b.write('b');
-    await new Promise((r) => setTimeout(r, 30));
+    const { p, served } = await twoServedStreams();
     // The client (the raw socket is its connection) grants the server's stream 1 too much.
     p.raw.write(controlFrame(FrameType.Window, 1, 2 ** 31 - 1));
     await new Promise((r) => served[0].once('close', r));
