@@ -1,44 +1,15 @@
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Deframer, FrameType, FLAG_FIN, frameHeader, controlFrame, MAX_PAYLOAD } from './frame.js';
 import { MuxSession } from './mux-session.js';
 import type { MuxStream } from './mux-stream.js';
+import { MuxTestPairs, tick } from './mux-test-pair.js';
 
-/** Real sockets on port 0 (the session uses only the socket API a TLS socket shares with TCP). */
-let server: Server;
-let pairs: { client: MuxSession; server: MuxSession; raw: Socket }[] = [];
+/** Real sockets on port 0 (the session uses only the socket API a TLS socket shares with TCP): mux-test-pair.ts. */
+const pairs = new MuxTestPairs();
+afterEach(() => pairs.destroyAll());
+afterAll(() => pairs.close());
 
-beforeAll(async () => {
-  server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-});
-afterEach(() => {
-  for (const p of pairs) {
-    p.client.destroy();
-    p.server.destroy();
-  }
-  pairs = [];
-});
-afterAll(() => server.close());
-
-async function pair(window = 64 * 1024, onStream?: (s: MuxStream) => void, maxStreams = 100, connWindow = 1 << 20): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
-  const accepted = new Promise<Socket>((r) => server.once('connection', r));
-  const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
-  await new Promise((r) => raw.once('connect', r));
-  const s = await accepted;
-  // Every stream gets an error listener: the tests end by destroying the sessions.
-  const quiet = (st: MuxStream | null) => st?.on('error', () => undefined) ?? null;
-  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, connectionWindowBytes: connWindow, maxStreams });
-  const open = client.open.bind(client);
-  client.open = () => quiet(open());
-  const p = {
-    client,
-    server: new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => onStream?.(quiet(st)!) }),
-    raw,
-  };
-  pairs.push(p);
-  return p;
-}
+const pair = (window = 64 * 1024, onStream?: (s: MuxStream) => void, maxStreams = 100, connWindow = 1 << 20) => pairs.pair({ window, onStream, maxStreams, connWindow });
 
 /** A pair whose client opened two streams and wrote a byte on each ('a', 'b'), both served by now. */
 async function twoServedStreams(): Promise<{ p: Awaited<ReturnType<typeof pair>>; served: MuxStream[]; a: MuxStream; b: MuxStream }> {
@@ -59,7 +30,6 @@ const readAll = (s: MuxStream): Promise<string> =>
     s.on('end', () => resolve(got));
     s.on('error', reject);
   });
-const tick = () => new Promise((r) => setImmediate(r));
 
 describe('Deframer', () => {
   const frames = Buffer.concat([
@@ -279,14 +249,11 @@ describe('MuxSession', () => {
 
 describe('MuxSession lifetime', () => {
   test('a client closes its connection when its last stream closes; a server closes an empty one after its idle timeout, counted', async () => {
-    const accepted = new Promise<Socket>((r) => server.once('connection', r));
-    const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
-    await new Promise((r) => raw.once('connect', r));
-    const s = await accepted;
+    const { raw, accepted: s } = await pairs.connection();
     let idleCloses = 0;
     const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 150, onLimit: (l) => l === 'idle-connection-timeout' && idleCloses++, onStream: (st) => st.on('error', () => undefined) });
     const cli = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
-    pairs.push({ client: cli, server: srv, raw });
+    pairs.track(cli, srv);
     const a = cli.open()!.on('error', () => undefined);
     a.write('x');
     await new Promise((r) => setTimeout(r, 250)); // a stream is open: no idle close
@@ -300,9 +267,7 @@ describe('MuxSession lifetime', () => {
     expect(cli.isClosed).toBe(true);
 
     // A client that opens no stream: the server closes the connection after its idle timeout.
-    const accepted2 = new Promise<Socket>((r) => server.once('connection', r));
-    const raw2 = connect((server.address() as { port: number }).port, '127.0.0.1');
-    const s2 = await accepted2;
+    const { raw: raw2, accepted: s2 } = await pairs.connection();
     const srv2 = new MuxSession(s2 as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 100, onLimit: (l) => l === 'idle-connection-timeout' && idleCloses++ });
     raw2.on('data', () => undefined);
     await new Promise((r) => raw2.once('close', r));

@@ -11,7 +11,8 @@ export class MuxTestPairs {
   private server: Server | null = null;
   private made: MuxSession[] = [];
 
-  async pair(o: { window?: number; connWindow?: number; maxStreams?: number; onStream?: (s: MuxStream) => void } = {}): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
+  /** A loopback TCP connection: the connecting end (`raw`) and the accepted one, both connected. */
+  async connection(): Promise<{ raw: Socket; accepted: Socket }> {
     if (this.server === null) {
       const srv = createServer();
       await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -21,7 +22,16 @@ export class MuxTestPairs {
     const accepted = new Promise<Socket>((r) => server.once('connection', r));
     const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
     await new Promise((r) => raw.once('connect', r));
-    const s = await accepted;
+    return { raw, accepted: await accepted };
+  }
+
+  /** Sessions a test made itself, destroyed with the pairs. */
+  track(...sessions: MuxSession[]): void {
+    this.made.push(...sessions);
+  }
+
+  async pair(o: { window?: number; connWindow?: number; maxStreams?: number; onStream?: (s: MuxStream) => void } = {}): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
+    const { raw, accepted: s } = await this.connection();
     const window = o.window ?? 64 * 1024;
     const connWindow = o.connWindow ?? 1 << 20;
     const maxStreams = o.maxStreams ?? 100;
