@@ -105,8 +105,10 @@ export class Proxy {
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
-  /** HTTP/1.1 to peer sidecars when protocol.meshHttp1 is 'h1' (outbound/mesh-h1-pool.ts). */
+  /** HTTP/1.1 to peer sidecars when protocol.meshHttp1 is 'h1' (outbound/mesh-h1-pool.ts) or 'mux' (mesh-mux-pool.ts). */
   private readonly meshH1: H1Pool | undefined;
+  /** HTTP/2 and gRPC to peer sidecars when protocol.meshHttp2 is 'mux' (outbound/mesh-mux-pool.ts). */
+  private readonly meshH2: H1Pool | undefined;
   private readonly outbound: OutboundListener;
   /** Explicit upstreams (config `upstreams`): local ports bound to one service each. */
   private readonly upstreams: readonly UpstreamListener[];
@@ -191,6 +193,19 @@ export class Proxy {
         : config.protocol.meshHttp1 === 'mux'
           ? meshMuxPool({ ...meshOpts, windowBytes: config.limits.http2InitialStreamWindowBytes, connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes })
           : undefined;
+    // A pool of its own for HTTP/2: as many streams per peer as an HTTP/2 session would
+    // carry (limits.maxConcurrentStreams, the peer's own bound per session), so long-lived
+    // gRPC streams never wait behind HTTP/1.1's bound, nor hold its connections.
+    this.meshH2 =
+      config.protocol.meshHttp2 === 'mux'
+        ? meshMuxPool({
+            ...meshOpts,
+            maxConnectionsPerPeer: config.limits.maxConcurrentStreams,
+            onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http2-streams-per-peer' }),
+            windowBytes: config.limits.http2InitialStreamWindowBytes,
+            connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes,
+          })
+        : undefined;
     const L = config.listeners;
     // The proxy's own ports, which a peer's target port may never name (proxy/inbound/target-port.ts):
     // its listeners and its explicit upstreams, whose bound ports are added once they listen
@@ -242,7 +257,7 @@ export class Proxy {
       passthroughConnectTimeoutMs: config.egress.connectTimeoutMs,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
       http: outboundStack({
-        ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, meshH1: this.meshH1, egress: this.egressHttp.layer,
+        ...common, random: this.random, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers, agent: this.outboundAgent, mesh: { h1: this.meshH1, h2: this.meshH2 }, egress: this.egressHttp.layer,
         onRetried: recentRetries.record,
       }),
     });
@@ -508,6 +523,7 @@ export class Proxy {
     this.inbound.close();
     this.peers.close();
     this.meshH1?.destroy();
+    this.meshH2?.destroy();
     this.appSessions.close();
     this.clusters.close();
     this.jwks.close();

@@ -15,6 +15,7 @@ export const A = {
   logLevel: 'wren.io/proxy-log-level',
   concurrency: 'wren.io/proxy-concurrency',
   meshHttp1: 'wren.io/mesh-http1',
+  meshHttp2: 'wren.io/mesh-http2',
   skipInboundPorts: 'wren.io/skip-inbound-ports',
   skipOutboundPorts: 'wren.io/skip-outbound-ports',
   skipOutboundCidrs: 'wren.io/skip-outbound-cidrs',

@@ -210,6 +210,17 @@ describe('annotations', () => {
     expect(benv.filter(([n]) => n!.startsWith('WREN_WORKLOAD_'))).toEqual([['WREN_WORKLOAD_NAME', 'web-1']]);
   });
 
+  test('wren.io/mesh-http2 sets how HTTP/2 and gRPC travel between sidecars (WREN_MESH_HTTP2); a malformed value is ignored with a warning', () => {
+    const envOf = (p: ReturnType<typeof pod>, r = injectPod(p)) => find(apply(p, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_MESH_HTTP2');
+    const h2 = pod({ annotations: { 'wren.io/mesh-http2': 'h2' } });
+    expect(envOf(h2)?.value).toBe('h2');
+    const bad = pod({ annotations: { 'wren.io/mesh-http2': 'h1' } });
+    const r = injectPod(bad);
+    expect(r.warnings).toEqual(['wren.io/mesh-http2: ignoring "h1" (expected mux or h2)']);
+    expect(envOf(bad, r)).toBeUndefined();
+    expect(envOf(pod({}))).toBeUndefined();
+  });
+
   test('wren.io/mesh-http1 sets how HTTP/1.1 travels between sidecars (WREN_MESH_HTTP1); a malformed value is ignored with a warning', () => {
     const h2 = pod({ annotations: { 'wren.io/mesh-http1': 'h2' } });
     const proxy = find(apply(h2, injectPod(h2).patch).spec?.initContainers, 'wren-proxy')!;

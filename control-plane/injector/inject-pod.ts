@@ -111,10 +111,17 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (m === 'h1' || m === 'h2' || m === 'mux') meshHttp1 = m;
     else warnings.push(`${A.meshHttp1}: ignoring ${JSON.stringify(m)} (expected h1, mux or h2)`);
   }
+  // How HTTP/2 and gRPC travel to peer sidecars (the proxy's protocol.meshHttp2); unset, the proxy's default (mux).
+  let meshHttp2: 'h2' | 'mux' | undefined;
+  const m2 = ann[A.meshHttp2];
+  if (m2 !== undefined) {
+    if (m2 === 'h2' || m2 === 'mux') meshHttp2 = m2;
+    else warnings.push(`${A.meshHttp2}: ignoring ${JSON.stringify(m2)} (expected mux or h2)`);
+  }
   // The workload name from the pod's owner references at admission (as Istio's injector
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
   const workload = podWorkload(pod.metadata ?? {});
-  return { resources, logLevel, concurrency, egress, meshHttp1, workload, telemetryEnv: telemetryEnv(ann, warnings) };
+  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, workload, telemetryEnv: telemetryEnv(ann, warnings) };
 }
 
 /**

@@ -206,6 +206,14 @@ describe('protocol.meshHttp1 (HTTP/1.1 between sidecars)', () => {
   });
 });
 
+describe('protocol.meshHttp2 (HTTP/2 and gRPC between sidecars)', () => {
+  test('mux by default, h2 on request, and an error naming the field path', () => {
+    expect(parseProxyConfig({ tls: files }).protocol.meshHttp2).toBe('mux');
+    expect(parseProxyConfig({ tls: files, protocol: { meshHttp2: 'h2' } }).protocol.meshHttp2).toBe('h2');
+    expect(problem({ tls: files, protocol: { meshHttp2: 'h1' } })).toMatch(/^cfg: protocol\.meshHttp2: expected one of h2, mux/);
+  });
+});
+
 describe('abuse limits (docs/security.md)', () => {
   test('Envoy-like defaults', () => {
     const l = parseProxyConfig({ tls: files }).limits;
@@ -301,6 +309,9 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'h2' }).protocol.meshHttp1).toBe('h2');
     expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'h1' }).protocol.meshHttp1).toBe('h1');
     expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP1: 'http2' })).toThrow(/WREN_MESH_HTTP1/);
+    expect(proxyConfigFromEnv(env).protocol.meshHttp2).toBe('mux');
+    expect(proxyConfigFromEnv({ ...env, WREN_MESH_HTTP2: 'h2' }).protocol.meshHttp2).toBe('h2');
+    expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP2: 'h1' })).toThrow(/WREN_MESH_HTTP2/);
   });
 
   test('in-cluster: WREN_TRACING_COLLECTOR and WREN_TRACING_COLLECTOR_PLAINTEXT (tracing.collector)', () => {

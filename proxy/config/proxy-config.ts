@@ -125,6 +125,14 @@ export interface ProxyConfig {
      * session per peer (Linkerd's). HTTP/2, gRPC, upgrades and TCP always take HTTP/2.
      */
     readonly meshHttp1: 'h1' | 'h2' | 'mux';
+    /**
+     * How HTTP/2 requests, gRPC included, travel to a peer sidecar: 'mux' as HTTP/1.1
+     * messages (chunked, trailers) on virtual connections of the mesh multiplexer, the
+     * original protocol in `wren-orig-proto` so the peer speaks HTTP/2 to its app again;
+     * 'h2' as streams on the HTTP/2 session per peer. Upgrades (extended CONNECT) and
+     * opaque TCP take the HTTP/2 session either way.
+     */
+    readonly meshHttp2: 'h2' | 'mux';
     /** 'h1' only: mTLS connections per peer sidecar; requests beyond wait for one (as the cluster's pending requests). */
     readonly meshHttp1MaxConnectionsPerPeer: number;
   };
@@ -332,6 +340,8 @@ const shape = obj({
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
     // h1 by the numbers (docs/benchmarks.md, "HTTP/1.1 between sidecars"): less CPU and half the RSS per sidecar.
     meshHttp1: literal(['h1', 'h2', 'mux'] as const, 'mux'),
+    // mux by the numbers (docs/benchmarks.md, "gRPC on the mesh multiplexer").
+    meshHttp2: literal(['h2', 'mux'] as const, 'mux'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({
@@ -485,6 +495,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
+  { name: 'WREN_MESH_HTTP2', path: 'protocol.meshHttp2' },
   { name: 'WREN_WORKLOAD_NAME', path: 'identity.workload.name' },
   { name: 'WREN_WORKLOAD_APP', path: 'identity.workload.app' },
   { name: 'WREN_WORKLOAD_VERSION', path: 'identity.workload.version' },

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
-import { dropMeshFields, type Headers } from './headers.js';
+import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
@@ -32,6 +32,13 @@ export interface H1ServerOptions {
    * true for a mesh multiplexer stream, whose peer resets it to go away. Default: no (TCP, TLS).
    */
   readonly halfCloseOf?: (socket: Socket) => boolean;
+  /**
+   * The callers are peer sidecars (the mesh server): a request's `wren-orig-proto: HTTP/2`
+   * says it was an HTTP/2 request (gRPC included) carried as HTTP/1.1 between the sidecars
+   * (protocol.meshHttp2 mux), so its ProxyRequest says HTTP/2 (access log, spans) and the
+   * app gets it in HTTP/2 again (deliver-to-app.ts).
+   */
+  readonly meshOrigProto?: boolean;
   /** A malformed request, answered 4xx from the error table: for metrics (err.label, err.reason). */
   readonly onClientError?: (err: H1Error) => void;
   /** Each request's head must arrive within this (0: off). Envoy request_headers_timeout. */
@@ -262,7 +269,7 @@ class ServedConnection implements H1ConnectionOptions {
       headers,
       body: ex.body,
       trailers: ex.body === null ? noTrailers : () => trailersOf(ex),
-      origProto: 'HTTP/1.1',
+      origProto: this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2' ? 'HTTP/2' : 'HTTP/1.1',
       source: this.source,
       origDst: this.origDst,
       signal,

@@ -152,7 +152,7 @@ export class InboundListener {
     // The same server for the virtual connections of a multiplexed mTLS connection (ALPN
     // wren-mux/1): their caller is the session's verified peer.
     this.meshH1 = new H1Server({
-      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, clock: d.clock,
+      service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, meshOrigProto: true, clock: d.clock,
       identityOf: (s) => (s instanceof MuxStream ? s.peer : peerSpiffeId(s as TLSSocket)),
       // A mux stream's FIN ends only the peer's half (it resets a stream to go away): its
       // requests are answered. On the TLS connections a FIN is the caller gone.

@@ -128,9 +128,13 @@ async function withTimeouts(
   // After headers: a timer ends the response in-band instead of failing the request.
   const out = new PassThrough();
   let trailers: Headers | undefined;
+  let fired = false;
   onFire = (e) => {
-    ac.abort(e);
+    // Detached before the attempt is cancelled: an upstream that fails its body at once on
+    // abort (an HTTP/1.1 pool's exchange) must not cut the response this ends in-band.
+    fired = true;
     upstream.unpipe(out);
+    ac.abort(e);
     upstream.destroy();
     if (grpc && isGrpc(res.headers)) {
       trailers = { 'grpc-status': String(e.grpcStatus), 'grpc-message': e.message, [PROXY_ERROR_HEADER]: e.label };
@@ -138,7 +142,9 @@ async function withTimeouts(
     } else out.destroy(e);
   };
   upstream.on('data', touch);
-  upstream.on('error', (e) => out.destroy(e));
+  upstream.on('error', (e) => {
+    if (!fired) out.destroy(e);
+  });
   upstream.once('end', clear);
   out.once('close', () => {
     clear();

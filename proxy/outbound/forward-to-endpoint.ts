@@ -30,20 +30,22 @@ import type { WorkloadLabels } from '../metrics/workload-labels.js';
  * take the cluster's connection slots as an unmeshed endpoint's do; the mesh headers are
  * two field lines of the head. Upgrades keep extended CONNECT on the HTTP/2 session.
  */
-export function forwardToEndpoint(peers: PeerPool, agent: Agent, meshH1?: H1Pool, local?: WorkloadLabels): HttpService {
+export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools, local?: WorkloadLabels): HttpService {
+  const via = meshPoolsOf(mesh);
   return (req) => {
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
     // Peer metadata for the peer sidecar's metrics (metrics/peer-metadata.ts): to meshed endpoints only.
     const peer = local && ep.proxyPort !== null ? local.peerHeader(req.route?.service) : undefined;
     if (req.upgrade !== undefined) return upgrade(peers, ep, req, peer);
-    if (viaH1Pool(req, ep, meshH1 !== undefined)) {
+    if (viaH1Pool(req, ep, via)) {
       const route = req.route;
       const limits = stateOf(req)?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
       if (ep.proxyPort !== null) {
-        const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: HTTP/1.1\r\n${peer === undefined ? '' : `${MESH.peer}: ${peer}\r\n`}`;
-        return meshH1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
+        const pool = req.origProto === 'HTTP/2' ? mesh.h2! : mesh.h1!;
+        const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: ${req.origProto}\r\n${peer === undefined ? '' : `${MESH.peer}: ${peer}\r\n`}`;
+        return pool.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
       }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
       return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs);
@@ -80,8 +82,9 @@ function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string 
  * pick-endpoint connected (the call resets its stream and rejects: h2-call.ts). An upgrade
  * to an unmeshed endpoint, and a session still being opened, are raced.
  */
-export function forwardWatchesSignal(req: ProxyRequest): boolean {
-  return req.upgrade === undefined && req.origProto !== 'TCP' && (req.origProto === 'HTTP/1.1' || stateOf(req)?.upstream?.kind === 'h2');
+export function forwardWatchesSignal(mesh: MeshPools): (req: ProxyRequest, ep: Endpoint) => boolean {
+  const via = meshPoolsOf(mesh);
+  return (req, ep) => req.upgrade === undefined && req.origProto !== 'TCP' && (req.origProto === 'HTTP/1.1' || stateOf(req)?.upstream?.kind === 'h2' || viaH1Pool(req, ep, via));
 }
 
 /**
@@ -90,6 +93,28 @@ export function forwardWatchesSignal(req: ProxyRequest): boolean {
  * unmeshed endpoint, or to a peer sidecar with `meshH1`. The outbound connector opens
  * nothing for those (outbound-connector.ts).
  */
-export function viaH1Pool(req: ProxyRequest, ep: Endpoint, meshH1: boolean): boolean {
-  return req.origProto === 'HTTP/1.1' && req.upgrade === undefined && (ep.proxyPort === null || meshH1);
+export function viaH1Pool(req: ProxyRequest, ep: Endpoint, via: MeshVia): boolean {
+  if (req.upgrade !== undefined) return false;
+  if (req.origProto === 'HTTP/1.1') return ep.proxyPort === null || via.h1;
+  return req.origProto === 'HTTP/2' && via.h2 && ep.proxyPort !== null;
+}
+
+/**
+ * The HTTP/1.1 pools to peer sidecars: `h1` for HTTP/1.1 (protocol.meshHttp1 h1 or mux),
+ * `h2` for HTTP/2 and gRPC (protocol.meshHttp2 mux). Absent: those requests take a stream
+ * on the peer's HTTP/2 session.
+ */
+export interface MeshPools {
+  readonly h1?: H1Pool;
+  readonly h2?: H1Pool;
+}
+
+/** Which protocols a peer sidecar gets on an HTTP/1.1 pool (what the connector and pick-endpoint need to know of MeshPools). */
+export interface MeshVia {
+  readonly h1: boolean;
+  readonly h2: boolean;
+}
+
+export function meshPoolsOf(mesh: MeshPools): MeshVia {
+  return { h1: mesh.h1 !== undefined, h2: mesh.h2 !== undefined };
 }

@@ -2,7 +2,7 @@ import type { ProxyRequest } from '../http/exchange.js';
 import type { Endpoint } from '../../contract/model.js';
 import { SessionConnector, TcpConnector, type Connector } from '../net/connector.js';
 import type { PeerPool } from './peer-pool.js';
-import { viaH1Pool } from './forward-to-endpoint.js';
+import { viaH1Pool, type MeshVia } from './forward-to-endpoint.js';
 import type { Clock } from '../../common/clock.js';
 
 /**
@@ -13,11 +13,11 @@ import type { Clock } from '../../common/clock.js';
  * (protocol.meshHttp1 'h1') plain HTTP/1.1 to a peer sidecar goes on the mesh HTTP/1.1 pool,
  * which connects by itself too: no connector then.
  */
-export function outboundConnector(peers: PeerPool, clock: Clock, meshH1 = false): (req: ProxyRequest, ep: Endpoint) => Connector | undefined {
+export function outboundConnector(peers: PeerPool, clock: Clock, via: MeshVia = { h1: false, h2: false }): (req: ProxyRequest, ep: Endpoint) => Connector | undefined {
   const sessions = new SessionConnector(peers);
   const tcp = new TcpConnector({ clock });
   return (req, ep) => {
-    if (viaH1Pool(req, ep, meshH1)) return undefined;
+    if (viaH1Pool(req, ep, via)) return undefined;
     if (ep.proxyPort !== null || req.origProto === 'HTTP/2') return sessions;
     return req.origProto === 'TCP' ? tcp : undefined;
   };

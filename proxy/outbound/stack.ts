@@ -15,11 +15,10 @@ import { fault } from '../layers/fault.js';
 import { backendRequestTimeout, timeouts } from '../layers/timeouts.js';
 import { retry, type RetryObserver } from '../layers/retry.js';
 import { pickEndpoint } from '../layers/pick-endpoint.js';
-import { forwardToEndpoint, forwardWatchesSignal } from './forward-to-endpoint.js';
+import { forwardToEndpoint, forwardWatchesSignal, meshPoolsOf, type MeshPools } from './forward-to-endpoint.js';
 import { accessLog } from '../layers/access-log.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { outboundConnector } from './outbound-connector.js';
-import type { H1Pool } from '../http/h1-pool.js';
 import type { RouteTable } from './route-table.js';
 import type { ClusterSet } from './cluster-set.js';
 import type { PeerPool } from './peer-pool.js';
@@ -32,8 +31,8 @@ export interface OutboundStackDeps {
   readonly clusters: () => ClusterSet;
   readonly peers: PeerPool;
   readonly agent: Agent;
-  /** HTTP/1.1 to peer sidecars over pooled mTLS connections (protocol.meshHttp1 'h1'); else HTTP/2 streams. */
-  readonly meshH1?: H1Pool;
+  /** The HTTP/1.1 pools to peer sidecars (protocol.meshHttp1 h1 or mux; meshHttp2 mux); without one, HTTP/2 streams. */
+  readonly mesh: MeshPools;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   /** Fault injection's draws (TrafficPolicy fault percentages), weighted backend picks and mirror sampling of HTTPRoute rules. */
@@ -57,7 +56,7 @@ export interface OutboundStackDeps {
  * connect timeout, outcome). Opaque TCP takes route → admission → retry → pick too (tcp-stack.ts).
  */
 export function outboundStack(d: OutboundStackDeps): HttpService {
-  const meshH1 = d.meshH1 !== undefined;
+  const via = meshPoolsOf(d.mesh);
   return stack(
     [
       // The access log on top: it sees the response the client gets, synthetic ones included.
@@ -82,8 +81,8 @@ export function outboundStack(d: OutboundStackDeps): HttpService {
       timeouts(d.clock, d.logger),
       retry(d.clock, d.logger, d.onRetried),
       backendRequestTimeout(d.clock),
-      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, meshH1), watchesSignal: forwardWatchesSignal }),
+      pickEndpoint({ clusters: d.clusters, clock: d.clock, connectorFor: outboundConnector(d.peers, d.clock, via), watchesSignal: forwardWatchesSignal(d.mesh) }),
     ],
-    forwardToEndpoint(d.peers, d.agent, d.meshH1, d.metrics.local),
+    forwardToEndpoint(d.peers, d.agent, d.mesh, d.metrics.local),
   );
 }

@@ -46,6 +46,8 @@ export interface StartProxyOptions {
  * suites can be run against both transports (docs/configuration.md, Between sidecars).
  */
 export const TEST_MESH_HTTP1 = process.env['WREN_TEST_MESH_HTTP1'];
+/** The same for HTTP/2 and gRPC: WREN_TEST_MESH_HTTP2=mux|h2 sets `protocol.meshHttp2`. */
+const TEST_MESH_HTTP2 = process.env['WREN_TEST_MESH_HTTP2'];
 
 /** A real sidecar on loopback with every port 0; logs are captured, not printed. */
 export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
@@ -65,7 +67,9 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
       outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 },
       ...((own['listeners'] as Record<string, unknown> | undefined) ?? {}),
     },
-    ...(TEST_MESH_HTTP1 ? { protocol: { meshHttp1: TEST_MESH_HTTP1, ...((own['protocol'] as Record<string, unknown> | undefined) ?? {}) } } : {}),
+    ...(TEST_MESH_HTTP1 || TEST_MESH_HTTP2
+      ? { protocol: { ...(TEST_MESH_HTTP1 ? { meshHttp1: TEST_MESH_HTTP1 } : {}), ...(TEST_MESH_HTTP2 ? { meshHttp2: TEST_MESH_HTTP2 } : {}), ...((own['protocol'] as Record<string, unknown> | undefined) ?? {}) } }
+      : {}),
   };
   const config = parseProxyConfig(raw, 'test');
   const tls = new TlsIdentity(o.pki.issue(ns, o.serviceAccount));
