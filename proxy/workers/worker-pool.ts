@@ -13,6 +13,7 @@ import type { TlsIdentity } from '../tls/tls-identity.js';
 import { mergeClusterStates } from './merge-cluster-states.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerPorts } from './messages.js';
 import { resetColumn } from '../resilience/shared-counters.js';
+import { resetAdmissionColumn } from '../net/shared-admission.js';
 import { sharedLimitsMemory, type SharedLimitsMemory } from './shared-limits.js';
 
 export interface WorkerPoolOptions {
@@ -117,6 +118,7 @@ export class WorkerPool {
   private spawn(slot: Slot): Promise<WorkerPorts> {
     // What a previous worker in this slot held (requests, connections) ended with it: its column starts at 0.
     resetColumn(this.shared.counters, slot.id);
+    resetAdmissionColumn(this.shared.admission, slot.id);
     const data: WorkerData = { id: slot.id, config: this.config, material: this.o.tls.material, snapshot: this.latest, logLevel: this.o.logger.level, shared: this.shared };
     const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}` });
     slot.worker = w;
