@@ -161,7 +161,7 @@ export class Proxy {
       resource: { service: id.workload.app || id.workload.name || id.serviceAccount, namespace: id.namespace, pod: id.pod },
     });
     this.pool = config.concurrency > 1 && !opts.worker
-      ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
+      ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, limits: this.metrics.limits, onHealthChange: () => this.healthChanged() })
       : null;
     this.routes = new RouteTable({ version: '', source: 'none', services: [] }, config.identity.namespace);
     const clusterMetrics = new PromClusterMetrics(this.metrics.registry);
