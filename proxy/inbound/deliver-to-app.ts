@@ -155,8 +155,7 @@ class CallerSlots {
     const { counts, maxStreamsPerCaller: max } = this.limits;
     let s = this.held.get(caller);
     if (!s) this.held.set(caller, (s = new CallerSlot(this, caller, counts.cellsOf(caller))));
-    const over = counts.take(s.cells, max);
-    if (over > 0) {
+    if (!counts.take(s.cells, max)) {
       this.limits.onLimit();
       // Its requests may all be in other workers: none here keeps no idle slot past the bound.
       this.forget(s);

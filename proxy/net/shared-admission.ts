@@ -113,17 +113,16 @@ export class CallerCounts {
   }
 
   /**
-   * Counts one more request of the caller; the count it would have gone over (an upper
-   * bound on the caller's own, `limit` or more) when it has `limit` open, with nothing counted.
+   * Counts one more request of the caller; false (nothing counted) when it has `limit`
+   * open in the sidecar, or seems to: the smaller sum of its cells is an upper bound on its own.
    */
-  take(c: CallerCells, limit: number): number {
+  take(c: CallerCells, limit: number): boolean {
     const { callers, columns } = this.memory;
     Atomics.add(callers, c.a + this.column, 1);
     Atomics.add(callers, c.b + this.column, 1);
-    const n = Math.min(total(callers, c.a, columns), total(callers, c.b, columns));
-    if (n <= limit) return 0;
+    if (Math.min(total(callers, c.a, columns), total(callers, c.b, columns)) <= limit) return true;
     this.release(c);
-    return n - 1;
+    return false;
   }
 
   release(c: CallerCells): void {
