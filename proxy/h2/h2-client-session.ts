@@ -3,7 +3,7 @@ import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { appendFields, type Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
-import { H2ClientStream } from './h2-client-stream.js';
+import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import { HpackEncoder } from './hpack-encoder.js';
 
@@ -41,7 +41,7 @@ export function wasRefusedByApp(err: unknown): boolean {
  * client never needs is refused as the RFC says: PUSH_PROMISE (we disable push) is a
  * connection error.
  */
-export class H2ClientSession {
+export class H2ClientSession implements StreamHost {
   private readonly streams = new Map<number, H2ClientStream>();
   private readonly waiting: H2ClientStream[] = [];
   private readonly blockedStreams = new Set<H2ClientStream>();
@@ -71,7 +71,7 @@ export class H2ClientSession {
     readonly socket: Socket,
     private readonly o: H2ClientSessionOptions,
   ) {
-    this.decoder = new HpackDecoder({ maxTableSize: 4096, maxHeaderListBytes: o.maxHeaderListBytes });
+    this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.maxHeaderListBytes });
     this.recvWindow = o.connectionWindowBytes;
     this.resetsLeft = o.resetBudget > 0 ? o.resetBudget : Infinity;
     socket.on('data', (c: Buffer) => this.onData(c));
@@ -119,9 +119,15 @@ export class H2ClientSession {
     const r = st.req;
     const fields = [':method', r.method, ':scheme', r.scheme || 'http', ':authority', r.authority, ':path', r.path];
     appendFields(fields, st.headers, undefined);
-    this.writeHeaders(id, this.encoder.encode(fields), r.body === null);
+    this.writeHeaders(id, this.encode(fields), r.body === null);
     if (r.body === null) st.localEnded = true;
     else st.sendBody(r.body);
+  }
+
+  private encode(fields: string[]): Buffer {
+    const block = Buffer.allocUnsafe(this.encoder.encodedLength(fields));
+    this.encoder.encode(fields, block, 0);
+    return block;
   }
 
   private writeHeaders(id: number, block: Buffer, endStream: boolean): void {
@@ -148,7 +154,7 @@ export class H2ClientSession {
   writeTrailers(id: number, t: Headers): void {
     const fields: string[] = [];
     appendFields(fields, t, undefined);
-    this.writeHeaders(id, this.encoder.encode(fields), true);
+    this.writeHeaders(id, this.encode(fields), true);
   }
 
   reset(id: number, code: number): void {
@@ -383,7 +389,7 @@ export class H2ClientSession {
     // Decoded whatever the stream: the dynamic table must stay in step (RFC 7541 section 2.2).
     const fields = this.decoder.decode(block);
     if (!Array.isArray(fields)) {
-      if (fields.tooLarge !== true) return this.connectionError(H2_ERROR.COMPRESSION_ERROR, fields.message);
+      if (fields.code !== 'HEADER_LIST_TOO_LARGE') return this.connectionError(H2_ERROR.COMPRESSION_ERROR, fields.message);
       const st = this.streams.get(id);
       if (st !== undefined) {
         this.reset(id, H2_ERROR.PROTOCOL_ERROR);

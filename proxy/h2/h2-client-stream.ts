@@ -5,11 +5,25 @@ import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { H2_ERROR } from './frames.js';
-import type { H2ClientSession } from './h2-client-session.js';
 
 const STREAM = Symbol('wren.h2ClientStream');
 type Relayed = Readable & { [STREAM]?: H2ClientStream };
 const EMPTY = Buffer.alloc(0);
+const ignore = (): void => undefined;
+
+/** What a stream needs of its session (h2-client-session.ts implements it). */
+export interface StreamHost {
+  sendWindow: number;
+  readonly peerMaxFrame: number;
+  writeData(id: number, data: Buffer, endStream: boolean): void;
+  writeTrailers(id: number, t: Headers): void;
+  reset(id: number, code: number): void;
+  blocked(st: H2ClientStream): void;
+  credit(st: H2ClientStream): void;
+  markRefused(err: ProxyError): ProxyError;
+  chargeReset(): void;
+  closed(st: H2ClientStream): void;
+}
 
 /**
  * One request on a frame-level HTTP/2 client session (h2-client-session.ts): its head
@@ -40,7 +54,7 @@ export class H2ClientStream {
   reject!: (err: unknown) => void;
 
   constructor(
-    readonly session: H2ClientSession,
+    readonly session: StreamHost,
     readonly req: ProxyRequest,
     readonly headers: Headers,
   ) {}
@@ -166,7 +180,11 @@ export class H2ClientStream {
     }
     this.responded = true;
     const headers = fieldsToHeaders(fields.length === 2 ? [] : fields.slice(2));
-    if (!endStream) this.body = new H2ResponseBody(this);
+    if (!endStream) {
+      this.body = new H2ResponseBody(this);
+      // A reset before the reader attaches its own listener must not be an uncaught error (node's Http2Stream has h2-call's listener).
+      this.body.on('error', ignore);
+    }
     this.resolve(new H2ClientResponse(status, headers, this.body, this));
     if (endStream) this.remoteEnd();
   }
