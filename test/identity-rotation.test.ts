@@ -62,6 +62,10 @@ async function sidecar(sa: string): Promise<Sidecar> {
     identity: { trustDomain: TD, namespace: 'default', serviceAccount: sa, certify: { controlPlane: `127.0.0.1:${cp.grpcPort}`, tokenFile: join(dir, `${sa}.token`), trustBundlePem: bundle(), runDir } },
     listeners: { outbound: { address: '127.0.0.1', port: 0 }, inbound: { address: '127.0.0.1', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
     shutdown: { gracePeriodMs: 1000 },
+    // The probe and keep peers are node:http2 servers standing in for sidecars, so HTTP/2
+    // to them takes the peer's HTTP/2 session (ALPN h2), whose rotation this suite checks;
+    // the multiplexer's rotation is test/mesh-mux-rotation.test.ts's.
+    protocol: { meshHttp2: 'h2' },
   }, 'test');
   const c = config.identity.certify!;
   const client = new CertifyClient(c.controlPlane, controlPlaneCredentials(c.trustBundlePem!, config.discovery.controlPlaneIdentity), CONTROL_PLANE_CHANNEL_OPTIONS);

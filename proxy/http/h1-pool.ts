@@ -2,7 +2,7 @@ import { connect, type OnReadOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
-import type { ProxyRequest, ProxyResponse, SettledBody } from './exchange.js';
+import { isSettled, type ProxyRequest, type ProxyResponse, type SettledBody } from './exchange.js';
 import type { Headers } from './headers.js';
 import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
@@ -542,7 +542,6 @@ class Exchange {
   private refusals = 0;
   private body: ResponseBody | null = null;
   trailers: Headers | undefined;
-  private readonly onAbort = () => this.fail(new ProxyError('CLIENT_CANCELLED'));
   limits: H1Limits | null = null;
   waitMs = 0;
   private pending: Slot | null = null;
@@ -558,7 +557,13 @@ class Exchange {
     public origin: Origin,
   ) {
     this.isHead = req.method === 'HEAD';
-    req.signal.addEventListener('abort', this.onAbort, { once: true });
+    // The exchange is the listener (handleEvent): no closure per request. It runs once (fail() removes it).
+    req.signal.addEventListener('abort', this);
+  }
+
+  /** The request's signal aborted: the caller is gone. */
+  handleEvent(): void {
+    this.fail(new ProxyError('CLIENT_CANCELLED'));
   }
 
   limit(limits: H1Limits, waitMs: number): void {
@@ -612,6 +617,17 @@ class Exchange {
       this.sent = true;
       return;
     }
+    if (isSettled(body)) {
+      // All of the body and its end are here (exchange.ts): head, body and end in one write.
+      const data = body.read() as Buffer | null;
+      body.resume();
+      socket.cork();
+      socket.write(this.text, 'latin1');
+      this.held = socket;
+      if (data !== null) this.onBodyData(body, data);
+      this.onBodyEnd();
+      return;
+    }
     // The head waits (corked) for the body's first bytes, so a small body leaves with it in
     // one write (one TLS record to a peer sidecar): they come a few ticks later through the
     // layers' streams (the retry layer's replayable body). If none has come by the end of
@@ -621,48 +637,54 @@ class Exchange {
     socket.write(this.text, 'latin1');
     this.held = socket;
     setImmediate(flushHeld, this);
-    const chunked = this.chunked;
-    // Per request with a body only (the bodyless common case above has none).
-    const onData = (c: Buffer) => {
-      const s = this.conn?.socket;
-      if (!s) return;
-      const ok = chunked ? writeChunk(s, c) : s.write(c);
-      // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
-      // the head waits for it or for the turn's end; a declared length is complete here as a rule.
-      if (!chunked) this.flushHead();
-      if (!ok) body.pause();
-    };
-    const onEnd = () => {
-      const s = this.conn?.socket;
-      if (!s) return;
-      if (chunked) {
-        let tail: Buffer | string;
-        try {
-          tail = lastChunk(this.req.trailers(), false);
-        } catch (e) {
-          return this.conn?.close(e);
-        }
-        s.write(tail as string, 'latin1');
-      }
-      this.flushHead();
-      this.sent = true;
-    };
-    const onError = (e: Error) => this.conn?.close(e);
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
-    this.stopBody = () => {
-      this.flushHead();
-      body.removeListener('data', onData);
-      body.removeListener('end', onEnd);
-      body.removeListener('error', onError);
-      // The body's source may still fail (its client went away: 'aborted'); never uncaught.
-      body.on('error', ignore);
-      if (!body.readableEnded) body.resume();
-    };
+    // Shared listeners that find the exchange on the body (no closures per request); each
+    // event fires once, so `on` suffices.
+    (body as SentBody)[SENDING] = this;
+    body.on('data', onSentData);
+    body.on('end', onSentEnd);
+    body.on('error', onSentError);
   }
 
-  private stopBody: (() => void) | null = null;
+  onBodyData(body: Readable, c: Buffer): void {
+    const s = this.conn?.socket;
+    if (!s) return;
+    const ok = this.chunked ? writeChunk(s, c) : s.write(c);
+    // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
+    // the head waits for it or for the turn's end; a declared length is complete here as a rule.
+    if (!this.chunked) this.flushHead();
+    if (!ok) body.pause();
+  }
+
+  onBodyEnd(): void {
+    const s = this.conn?.socket;
+    if (!s) return;
+    if (this.chunked) {
+      let tail: Buffer | string;
+      try {
+        tail = lastChunk(this.req.trailers(), false);
+      } catch (e) {
+        return this.conn?.close(e);
+      }
+      s.write(tail as string, 'latin1');
+    }
+    this.flushHead();
+    this.sent = true;
+  }
+
+  /** The request's connection is gone or answered before the body was sent: stop relaying it. */
+  private stopBody(): void {
+    this.flushHead();
+    const body = this.req.body as SentBody | null;
+    if (body === null || body[SENDING] !== this) return;
+    body[SENDING] = undefined;
+    body.removeListener('data', onSentData);
+    body.removeListener('end', onSentEnd);
+    body.removeListener('error', onSentError);
+    // The body's source may still fail (its client went away: 'aborted'); never uncaught.
+    body.on('error', ignore);
+    if (!body.readableEnded) body.resume();
+  }
+
   /** The socket whose cork holds the request head until the body's first bytes (send()). */
   private held: Socket | null = null;
 
@@ -706,8 +728,8 @@ class Exchange {
   }
 
   detach(): void {
-    this.req.signal.removeEventListener('abort', this.onAbort);
-    if (!this.sent) this.stopBody?.();
+    this.req.signal.removeEventListener('abort', this);
+    if (!this.sent) this.stopBody();
   }
 
   onConnectionLost(err: unknown, gotBytes: boolean): void {
@@ -765,5 +787,25 @@ class ResponseBody extends Readable implements SettledBody {
 }
 
 const flushHeld = (ex: Exchange): void => ex.flushHead();
+
+/** The exchange a request body is being sent for, on the body (send()). */
+const SENDING = Symbol('wren.h1PoolSending');
+type SentBody = Readable & { [SENDING]?: Exchange };
+
+function onSentData(this: SentBody, c: Buffer): void {
+  this[SENDING]?.onBodyData(this, c);
+}
+
+function onSentEnd(this: SentBody): void {
+  const ex = this[SENDING];
+  this[SENDING] = undefined;
+  ex?.onBodyEnd();
+}
+
+function onSentError(this: SentBody, e: Error): void {
+  const ex = this[SENDING];
+  this[SENDING] = undefined;
+  ex?.conn?.close(e);
+}
 
 const ignore = (): void => undefined;

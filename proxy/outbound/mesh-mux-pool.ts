@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
+import type { MuxStream } from '../mux/mux-stream.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
 
 export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
@@ -27,6 +28,8 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
   const sessions = new Map<string, MuxSession>();
   /** Sessions whose handshake is done (the peer verified). */
   const ready = new WeakSet<MuxSession>();
+  /** Streams opened during a session's handshake, told at its end by the session's one listener. */
+  const handshaking = new WeakMap<MuxSession, MuxStream[]>();
   const session = (host: string, port: number, identity: string): MuxSession => {
     const key = `${host}:${port}|${identity}`;
     const known = sessions.get(key);
@@ -41,9 +44,13 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
         if (sessions.get(key) === s) sessions.delete(key);
       },
     });
+    handshaking.set(s, []);
     tls.once('secureConnect', () => {
       ready.add(s);
       o.onConnection?.();
+      const waiting = handshaking.get(s)!;
+      handshaking.delete(s);
+      for (const st of waiting) st.emit('secureConnect');
     });
     sessions.set(key, s);
     return s;
@@ -53,8 +60,10 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     const sess = session(host, port, identity);
     const stream = sess.open()!;
     // The pool waits for 'secureConnect' (the peer verified) before counting the connection up.
+    // One listener per session, not per stream: a burst of streams during the handshake
+    // would otherwise pile listeners on the TLS socket (node warns past 10).
     if (ready.has(sess)) process.nextTick(() => stream.emit('secureConnect'));
-    else sess.socket.once('secureConnect', () => stream.emit('secureConnect'));
+    else handshaking.get(sess)!.push(stream);
     return stream as unknown as Socket;
   };
   const pool = new H1Pool({
