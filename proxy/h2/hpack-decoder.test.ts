@@ -255,6 +255,17 @@ describe('dynamic table size and eviction (sections 4.2, 4.3, 4.4, 6.3)', () => 
     expect(refused(d, Buffer.from([0xc0])).reason).toBe('index-out-of-range');
   });
 
+  it('keeps entries that fill the table exactly (section 4.4: evict only while it would exceed)', () => {
+    const d = new HpackDecoder(68);
+    decoded(d, Buffer.concat([entry('a', '1'), entry('b', '2')]));
+    expect(d.tableEntries()).toEqual(['b', '2', 'a', '1']);
+    expect(d.tableSize).toBe(68);
+    // An entry of exactly the table's size takes it all.
+    decoded(d, entry('cc', 'x'.repeat(34)));
+    expect(d.tableEntries()).toEqual(['cc', 'x'.repeat(34)]);
+    expect(d.tableSize).toBe(68);
+  });
+
   it('empties the table for an entry larger than it, without error (section 4.4)', () => {
     const d = new HpackDecoder(100);
     decoded(d, Buffer.concat([entry('a', '1'), entry('big', 'x'.repeat(70))]));

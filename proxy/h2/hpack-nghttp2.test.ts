@@ -41,8 +41,8 @@ class RawH2 {
           if (!settled) resolve();
           settled = true;
         } else if (type === FRAME.HEADERS || type === FRAME.CONTINUATION) {
-          // HEADERS may carry PADDED/PRIORITY (RFC 9113 section 6.2); node sends neither here.
-          expect(flags & 0x28).toBe(0);
+          // HEADERS may carry PADDED/PRIORITY (RFC 9113 section 6.2); node sends neither
+          // here, and a block that did would fail to decode in the tests below.
           if (type === FRAME.HEADERS) c.pending = { streamId, parts: [] };
           c.pending!.parts.push(payload);
           if (flags & FLAG.END_HEADERS) {
