@@ -50,6 +50,9 @@ export class HpackDecoder {
   /**
    * @param maxTableSize the SETTINGS_HEADER_TABLE_SIZE we advertise (default 4096): the most
    *   the peer may set the dynamic table to (section 6.3), and its size until it does.
+   *   Assuming the most is safe even when the peer's encoder uses less without saying so
+   *   (nghttp2 stays at 4096 if we advertise more): indexes count from the newest entry, so
+   *   a larger table holds the same entries at the same indexes, plus some never referenced.
    */
   constructor(
     private readonly maxTableSize = 4096,
