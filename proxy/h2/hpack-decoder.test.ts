@@ -255,6 +255,17 @@ describe('dynamic table size and eviction (sections 4.2, 4.3, 4.4, 6.3)', () => 
     expect(refused(d, Buffer.from([0xc0])).reason).toBe('index-out-of-range');
   });
 
+  it('keeps entries that fill the table exactly (section 4.4: evict only while it would exceed)', () => {
+    const d = new HpackDecoder(68);
+    decoded(d, Buffer.concat([entry('a', '1'), entry('b', '2')]));
+    expect(d.tableEntries()).toEqual(['b', '2', 'a', '1']);
+    expect(d.tableSize).toBe(68);
+    // An entry of exactly the table's size takes it all.
+    decoded(d, entry('cc', 'x'.repeat(34)));
+    expect(d.tableEntries()).toEqual(['cc', 'x'.repeat(34)]);
+    expect(d.tableSize).toBe(68);
+  });
+
   it('empties the table for an entry larger than it, without error (section 4.4)', () => {
     const d = new HpackDecoder(100);
     decoded(d, Buffer.concat([entry('a', '1'), entry('big', 'x'.repeat(70))]));
@@ -279,6 +290,29 @@ describe('dynamic table size and eviction (sections 4.2, 4.3, 4.4, 6.3)', () => 
     // A block of nothing but a size update is valid.
     expect(decoded(d, Buffer.from([0x3f, 0xe1, 0x1f]))).toEqual([]);
     expect(d.tableEntries()).toEqual(['d', '4']);
+  });
+
+  it('grows its ring of entries as the table fills, keeping order and indexes, from a huge advertised size', () => {
+    // SETTINGS_HEADER_TABLE_SIZE may be up to 2^32 - 1: that must not allocate up front.
+    const d = new HpackDecoder(2 ** 32 - 1);
+    const names: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const fields: Buffer[] = [];
+      for (let i = 0; i < 300; i++) {
+        const name = `n${round}-${i}`;
+        names.push(name);
+        fields.push(entry(name, 'v'));
+      }
+      decoded(d, Buffer.concat(fields));
+    }
+    const all = d.tableEntries().filter((_, i) => i % 2 === 0);
+    expect(all).toEqual([...names].reverse());
+    // The oldest entry is index 62 + 899 = 961 = 127 + 834: 0xff, 834 = 0xc2 0x06.
+    expect(decoded(d, Buffer.from([0xff, 0xc2, 0x06]))).toEqual(['n0-0', 'v']);
+    // Shrink to 10 entries' worth (each 32 + 5 or 6 + 1), then add: eviction wraps the grown ring.
+    decoded(d, Buffer.concat([Buffer.from([0x3f, 0xc1, 0x02]), entry('late', 'x')]));
+    expect(d.tableSize).toBeLessThanOrEqual(400);
+    expect(d.tableEntries().slice(0, 4)).toEqual(['late', 'x', 'n2-299', 'v']);
   });
 
   it('refuses a size update above SETTINGS_HEADER_TABLE_SIZE (section 6.3)', () => {

@@ -36,9 +36,11 @@ export class HpackDecoder {
   /** Current maximum size of the dynamic table, as last set by the peer (section 4.2). */
   private capacity: number;
   private size = 0;
-  /** Ring of entries: newest at `newest`, older ones before it. */
-  private readonly names: string[];
-  private readonly values: string[];
+  /** Ring of entries: newest at `newest`, older ones before it; grows by doubling. */
+  private names: string[];
+  private values: string[];
+  /** Each entry takes at least 32 octets, so the ring never needs more slots than this. */
+  private readonly maxSlots: number;
   private newest = 0;
   private count = 0;
   private pos = 0;
@@ -48,6 +50,9 @@ export class HpackDecoder {
   /**
    * @param maxTableSize the SETTINGS_HEADER_TABLE_SIZE we advertise (default 4096): the most
    *   the peer may set the dynamic table to (section 6.3), and its size until it does.
+   *   Assuming the most is safe even when the peer's encoder uses less without saying so
+   *   (nghttp2 stays at 4096 if we advertise more): indexes count from the newest entry, so
+   *   a larger table holds the same entries at the same indexes, plus some never referenced.
    */
   constructor(
     private readonly maxTableSize = 4096,
@@ -55,8 +60,9 @@ export class HpackDecoder {
   ) {
     this.capacity = maxTableSize;
     this.maxHeaderListBytes = options.maxHeaderListBytes ?? Infinity;
-    // Each entry takes at least 32 octets, so this many slots always suffice.
-    const slots = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
+    this.maxSlots = Math.max(1, Math.floor(maxTableSize / ENTRY_OVERHEAD));
+    // Start small: a large advertised table (up to 2^32 - 1) costs memory only when used.
+    const slots = Math.min(this.maxSlots, 16);
     this.names = new Array<string>(slots).fill('');
     this.values = new Array<string>(slots).fill('');
   }
@@ -189,11 +195,28 @@ export class HpackDecoder {
       return;
     }
     this.evict(entrySize);
+    if (this.count === this.names.length) this.grow();
     this.newest = (this.newest + 1) % this.names.length;
     this.names[this.newest] = name;
     this.values[this.newest] = value;
     this.count++;
     this.size += entrySize;
+  }
+
+  /** Doubles the ring (up to maxSlots), oldest entry first at slot 0. */
+  private grow(): void {
+    const slots = this.names.length;
+    const size = Math.min(this.maxSlots, slots * 2);
+    const names = new Array<string>(size).fill('');
+    const values = new Array<string>(size).fill('');
+    for (let i = 0; i < this.count; i++) {
+      const at = (this.newest - this.count + 1 + i + slots) % slots;
+      names[i] = this.names[at];
+      values[i] = this.values[at];
+    }
+    this.names = names;
+    this.values = values;
+    this.newest = this.count - 1;
   }
 
   /** Evicts oldest entries until `room` octets are free under the capacity (section 4.3). */

@@ -110,6 +110,14 @@ describe('Huffman code of RFC 7541 Appendix B', () => {
     }
   });
 
+  it('decodes strings longer than its reused buffer, and short ones after them', () => {
+    const random = seededRandom(41);
+    for (const length of [70_000, 5]) {
+      const symbols = Array.from({ length }, () => [0x30, 0x61, 0x65, 0x74, 0x7e, 0xc7][Math.floor(random() * 6)]);
+      expect(decode(encode(symbols))).toBe(Buffer.from(symbols).toString('latin1'));
+    }
+  });
+
   it('decodes the empty string', () => {
     expect(decode(Buffer.alloc(0))).toBe('');
   });

@@ -110,7 +110,12 @@ function buildTables(): { TRANSITIONS: Uint32Array; PADDING: Uint8Array } {
 
 type Latin1 = { latin1Slice(start: number, end: number): string };
 
-/** Reused output bytes; a Huffman string decodes to at most 8/5 of its length. */
+/**
+ * Reused output bytes (a Huffman string decodes to at most 8/5 of its length), grown up to
+ * SCRATCH_MAX; a longer string gets a buffer of its own, so one huge value does not stay
+ * allocated for the life of the process.
+ */
+const SCRATCH_MAX = 64 * 1024;
 let scratch = Buffer.allocUnsafe(4096);
 
 /**
@@ -119,8 +124,8 @@ let scratch = Buffer.allocUnsafe(4096);
  */
 export function huffmanDecode(src: Buffer, start: number, end: number): string | HpackError {
   const max = Math.ceil(((end - start) * 8) / 5);
-  if (scratch.length < max) scratch = Buffer.allocUnsafe(Math.max(max, scratch.length * 2));
-  const out = scratch;
+  if (scratch.length < max && max <= SCRATCH_MAX) scratch = Buffer.allocUnsafe(SCRATCH_MAX);
+  const out = max <= scratch.length ? scratch : Buffer.allocUnsafe(max);
   const t = TRANSITIONS;
   let o = 0;
   let state = 0;
