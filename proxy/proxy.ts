@@ -46,6 +46,7 @@ import { loadAddon } from './net/original-dst.js';
 import { WorkerPool } from './workers/worker-pool.js';
 import type { SharedLimitsMemory } from './workers/shared-limits.js';
 import { SharedCounters } from './resilience/shared-counters.js';
+import { admissionMemory, CallerCounts, ListenerConnections } from './net/shared-admission.js';
 import { MeshTracer } from './tracing/mesh-tracer.js';
 
 /** Resets relayed on one session to the app before it is retired (http/session-resets.ts). */
@@ -164,7 +165,7 @@ export class Proxy {
       resource: { service: id.workload.app || id.workload.name || id.serviceAccount, namespace: id.namespace, pod: id.pod },
     });
     this.pool = config.concurrency > 1 && !opts.worker
-      ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, onHealthChange: () => this.healthChanged() })
+      ? new WorkerPool({ count: config.concurrency, config, tls, logger: this.logger, clock: this.clock, registry: this.metrics.registry, limits: this.metrics.limits, onHealthChange: () => this.healthChanged() })
       : null;
     this.routes = new RouteTable({ version: '', source: 'none', services: [] }, config.identity.namespace);
     const clusterMetrics = new PromClusterMetrics(this.metrics.registry);
@@ -173,6 +174,11 @@ export class Proxy {
     const shared = opts.worker?.shared;
     // Listener workers count the clusters' limits together; alone, each cluster counts its own.
     const counters = shared && new SharedCounters(shared.counters, opts.worker!.id, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'shared-cluster-slots' }));
+    // The listener limits too (connections per listener, requests per caller to the app): the
+    // workers' shared block, each worker in its column; alone, a private one of one column.
+    const admission = shared?.admission ?? admissionMemory(1, false);
+    const column = shared ? opts.worker!.id : 0;
+    const connections = (listener: 'outbound' | 'inbound') => new ListenerConnections(admission, listener, column, config.limits.maxConnectionsPerListener);
     const resilient: ClusterFactory = (name, policy) =>
       new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged(), counters });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
@@ -249,7 +255,7 @@ export class Proxy {
     const inboundCommon = {
       ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock, this.appFrames), reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
-      maxStreamsPerCaller: config.limits.maxStreamsPerCaller, rateLimiter: this.rateLimiter,
+      maxStreamsPerCaller: config.limits.maxStreamsPerCaller, callerCounts: new CallerCounts(admission, column), rateLimiter: this.rateLimiter,
     };
     this.egressPolicy = new EgressPolicy(config.egress, undefined);
     this.egressHttp = egressHttp({
@@ -265,6 +271,7 @@ export class Proxy {
       opaquePorts: new Set(config.protocol.opaquePorts),
       maxHeaderBytes: config.limits.maxHeaderBytes,
       limits: config.limits,
+      connections: connections('outbound'),
       routes: () => this.routes,
       originalDst: opts.originalDst,
       egress: () => this.egressPolicy,
@@ -286,6 +293,7 @@ export class Proxy {
       maxHeaderBytes: config.limits.maxHeaderBytes,
       maxConcurrentStreams: config.limits.maxConcurrentStreams,
       limits: config.limits,
+      connections: connections('inbound'),
       tls,
       http: inboundStack(inboundCommon),
       plaintextHttp: inboundStack({ ...inboundCommon, plaintext: true }),

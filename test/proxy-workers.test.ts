@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
+import { FakeClock } from '../common/clock.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -215,9 +216,37 @@ test('drain: in-flight requests on the workers finish, then every worker stops l
   expect(await slow).toEqual({ status: 200, body: 'slow a' });
   await drained;
   await server.drained;
+  // Both workers closed within the bound: none was terminated for it.
+  expect(sample(await server.metricsText(), 'wren_limit_exceeded_total', 'direction="workers",limit="worker-shutdown-timeout"')).toBe(0);
+  expect(await server.metricsText()).toMatch(/^wren_limit_exceeded_total\{direction="workers",limit="worker-shutdown-timeout"\} 0$/m);
   // No worker holds the inbound port any more.
   const refused = await new Promise<string>((resolve) => {
     const s = netConnect(server.inboundPort, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+  });
+  expect(refused).toBe('ECONNREFUSED');
+});
+
+test('drain: a worker that has not closed when the grace period + 5 s is over is terminated, logged and counted', async () => {
+  const clock = new FakeClock();
+  const logs: string[] = [];
+  const p = await startProxy({ pki, serviceAccount: 'stuck', config: { concurrency: 2, shutdown: { gracePeriodMs: 1000 } }, services: [], clock, logs });
+  await untilReady(p);
+  const drained = p.drain();
+  // The pool's bound passes before either worker can have been told to drain (a message
+  // needs a turn of both event loops): each one is still running when its bound fires.
+  clock.advance(1000 + 5000);
+  await drained;
+  expect(sample(await p.metricsText(), 'wren_limit_exceeded_total', 'direction="workers",limit="worker-shutdown-timeout"')).toBe(2);
+  const stuck = logs.map((l) => JSON.parse(l) as { code?: string; worker?: number }).filter((l) => l.code === 'WORKER_STOP_TIMEOUT');
+  expect(stuck.map((l) => l.worker).sort()).toEqual([0, 1]);
+  // Terminated: neither holds the outbound port any more.
+  const refused = await new Promise<string>((resolve) => {
+    const s = netConnect(p.outboundPort, '127.0.0.1');
     s.once('connect', () => {
       s.destroy();
       resolve('connected');

@@ -34,6 +34,8 @@ export interface H1PoolOptions {
   readonly onQueued?: () => void;
   /** An idle connection was closed by the idle timeout (its metric). */
   readonly onIdleTimeout?: () => void;
+  /** destroy() was called: whatever carries the connections (the mesh multiplexer's sessions) closes too. */
+  readonly onDestroy?: () => void;
   /**
    * Cluster limits as the mesh's HTTP/2 sessions apply them (outbound/mesh-h1-pool.ts): a
    * new connection needs a connection slot (no first connection beyond the limit), and a
@@ -110,6 +112,7 @@ export class H1Pool {
   readonly onQueued: (() => void) | undefined;
   readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
+  private readonly onDestroy: (() => void) | undefined;
 
   constructor(opts: H1PoolOptions = {}) {
     this.maxSockets = opts.maxSockets ?? Infinity;
@@ -123,6 +126,7 @@ export class H1Pool {
     this.onQueued = opts.onQueued;
     this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
+    this.onDestroy = opts.onDestroy;
   }
 
   /**
@@ -224,6 +228,7 @@ export class H1Pool {
     for (const o of this.origins.values()) o.destroy();
     this.origins.clear();
     this.byPeer.clear();
+    this.onDestroy?.();
   }
 }
 

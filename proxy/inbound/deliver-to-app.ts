@@ -4,11 +4,14 @@ import { MESH, header } from '../http/headers.js';
 import { forwardH2, wasRefused } from '../http/h2-forward.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import type { CallerCells, CallerCounts } from '../net/shared-admission.js';
 import { APP_CONNECT_TIMEOUT_MS, type AppConnector } from './app-connector.js';
 
 export interface CallerLimits {
   /** Requests/streams one caller (peer identity; all plaintext callers together) may have open to the app. */
   readonly maxStreamsPerCaller: number;
+  /** Where the callers' requests are counted: the sidecar's table, every listener worker's (shared-admission.ts). */
+  readonly counts: CallerCounts;
   readonly onLimit: () => void;
 }
 
@@ -25,6 +28,10 @@ export interface CallerLimits {
  * requests to the app at a time; beyond it that caller's requests fail at once with
  * OVERFLOW (503, not queued, as a circuit breaker's max_requests), counted as
  * `max-streams-per-caller`. Applies to HTTP/1.1 delivery too (the app's connections).
+ * The count is the sidecar's: with listener workers, a caller whose connections the
+ * kernel spread over several workers still has `maxStreamsPerCaller` in all
+ * (shared-admission.ts: two cells per caller in a fixed table, so callers that share
+ * both cells share one limit; a collision makes the limit stricter, never looser).
  */
 export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpService {
   const callers = limits ? new CallerSlots(limits) : undefined;
@@ -102,9 +109,9 @@ function releaseOnDone(this: HeldBody): void {
 }
 
 /**
- * One caller's requests open to the app. It lives while the caller has some (and, up to
- * IDLE_CALLERS of them, after), so the response handlers it carries are made once per
- * caller, not per request.
+ * One caller's requests open to the app from this thread (the sidecar's count is in its
+ * cells). It lives while the caller has some (and, up to IDLE_CALLERS of them, after), so
+ * the response handlers it carries and its cells are found once per caller, not per request.
  */
 class CallerSlot {
   open = 0;
@@ -112,6 +119,7 @@ class CallerSlot {
   constructor(
     private readonly slots: CallerSlots,
     readonly caller: string,
+    readonly cells: CallerCells,
   ) {}
 
   release(): void {
@@ -145,21 +153,29 @@ class CallerSlots {
 
   constructor(private readonly limits: CallerLimits) {}
 
-  /** Takes a slot for `caller`, or returns the OVERFLOW error (counted) when it has none left. */
+  /** Takes a slot for `caller`, or returns the OVERFLOW error (counted) when it has none left in the sidecar. */
   take(caller: string): CallerSlot | ProxyError {
+    const { counts, maxStreamsPerCaller: max } = this.limits;
     let s = this.held.get(caller);
-    if (!s) this.held.set(caller, (s = new CallerSlot(this, caller)));
-    const n = s.open;
-    if (n >= this.limits.maxStreamsPerCaller) {
+    if (!s) this.held.set(caller, (s = new CallerSlot(this, caller, counts.cellsOf(caller))));
+    if (!counts.take(s.cells, max)) {
       this.limits.onLimit();
-      return new ProxyError('OVERFLOW', `the caller has ${n} requests open to the app (limit ${this.limits.maxStreamsPerCaller})`);
+      // Its requests may all be in other workers: none here keeps no idle slot past the bound.
+      this.forget(s);
+      return new ProxyError('OVERFLOW', `the caller has ${max} requests open to the app (limit ${max})`);
     }
-    s.open = n + 1;
+    s.open++;
     return s;
   }
 
   release(s: CallerSlot): void {
-    if (s.open > 0) s.open--;
+    if (s.open === 0) return;
+    s.open--;
+    this.limits.counts.release(s.cells);
+    this.forget(s);
+  }
+
+  private forget(s: CallerSlot): void {
     if (s.open === 0 && this.held.size > IDLE_CALLERS) this.held.delete(s.caller);
   }
 }

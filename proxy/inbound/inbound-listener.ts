@@ -27,6 +27,7 @@ import { parseTargetPort } from './target-port.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
+import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H1Server } from '../http/h1-server.js';
 import type { TcpLabels } from '../metrics/workload-labels.js';
@@ -55,6 +56,8 @@ export interface InboundDeps {
   readonly maxConcurrentStreams: number;
   /** Timeouts and the connection cap (docs/security.md). */
   readonly limits: ProxyLimits;
+  /** Its connections open for the sidecar (every listener worker's), against limits.maxConnectionsPerListener. */
+  readonly connections: ListenerConnections;
   readonly tls: TlsIdentity;
   /** Inbound stack for mTLS requests. */
   readonly http: HttpService;
@@ -183,13 +186,17 @@ export class InboundListener {
   }
 
   private async accept(socket: Socket): Promise<void> {
-    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
+    // The listener's cap counts every listener worker's connections (Envoy's per-listener limit).
+    if (!this.d.connections.take()) {
       this.d.metrics.limits.inc({ direction: 'inbound', limit: 'max-connections' });
       socket.destroy();
       return;
     }
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.d.connections.release();
+    });
     socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));
     const dst = (this.d.originalDst ?? kernelOriginalDst)(socket);
     const policy = this.d.policy();

@@ -18,6 +18,7 @@ import { plaintextRequest } from './plaintext-request.js';
 import { accessLog } from '../layers/access-log.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import type { AppConnector } from './app-connector.js';
+import type { CallerCounts } from '../net/shared-admission.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
@@ -31,6 +32,8 @@ export interface InboundStackDeps {
   readonly selfIdentity: () => string;
   /** Requests one caller may have open to the app (limits.maxStreamsPerCaller). */
   readonly maxStreamsPerCaller: number;
+  /** The sidecar's count of each caller's requests open to the app (every listener worker's). */
+  readonly callerCounts: CallerCounts;
   readonly metrics: ProxyMetrics;
   readonly clock: Clock;
   readonly logger: Logger;
@@ -77,6 +80,7 @@ export function inboundStack(d: InboundStackDeps): HttpService {
     ],
     deliverToApp(d.app, {
       maxStreamsPerCaller: d.maxStreamsPerCaller,
+      counts: d.callerCounts,
       onLimit: () => d.metrics.limits.inc({ direction: 'inbound', limit: 'max-streams-per-caller' }),
     }),
   );

@@ -275,6 +275,27 @@ describe('MuxSession lifetime', () => {
     await new Promise((r) => setTimeout(r, 50)); // the server sees the client's own close
     expect(srv2.isClosed).toBe(true);
   });
+
+  test('a client with an idle timeout keeps its connection when every stream closed at once, and closes it once idle that long', async () => {
+    const { raw, accepted: s } = await pairs.connection();
+    const srv = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, onStream: (st) => st.on('error', () => undefined) });
+    const cli = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 200 });
+    pairs.track(cli, srv);
+    // Every stream cancelled in one turn (a caller that resets everything), then a new one at once.
+    const streams = [1, 2, 3].map(() => cli.open()!.on('error', () => undefined));
+    for (const st of streams) st.write('x');
+    await new Promise((r) => setTimeout(r, 20));
+    for (const st of streams) st.destroy();
+    expect(cli.goingAway).toBe(false);
+    const next = cli.open()!.on('error', () => undefined);
+    expect(next).not.toBeNull();
+    next.destroy();
+    await new Promise((r) => setTimeout(r, 100)); // idle less than its timeout: still there
+    expect(cli.isClosed).toBe(false);
+    expect(cli.open()?.destroy()).toBeDefined();
+    await new Promise((r) => raw.once('close', r)); // idle 200 ms: gone
+    expect(cli.isClosed).toBe(true);
+  });
 });
 
 describe('MuxSession: closed streams', () => {

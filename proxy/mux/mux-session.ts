@@ -39,9 +39,9 @@ export interface MuxSessionOptions {
   /** Server: a peer opened a stream. */
   readonly onStream?: (s: MuxStream) => void;
   /**
-   * Server: a connection with no stream for this long is closed (limits.idleConnectionTimeoutMs;
-   * 0: never), counted by onLimit. A client closes its connection when its last
-   * stream closes (the pool's idle timeout closes the streams).
+   * A connection with no stream for this long is closed (limits.idleConnectionTimeoutMs;
+   * 0: never), counted by onLimit. A client without one closes its connection when its last
+   * stream closes; the mesh pools give theirs the pool's idle timeout (mesh-mux-pool.ts).
    */
   readonly idleTimeoutMs?: number;
   /** Server: the first stream must open within this (limits.requestHeadersTimeoutMs; 0: no bound), as a first request head must. */
@@ -158,10 +158,10 @@ export class MuxSession implements StreamOwner, FrameSink {
     for (const st of waiting) if (!st.destroyed) st.onWindow(0);
   }
 
-  /** No stream open: a server starts counting towards its idle timeout. */
+  /** No stream open: the session starts counting towards its idle timeout. */
   private emptied(): void {
     const ms = this.o.idleTimeoutMs ?? 0;
-    if (this.o.client || ms <= 0 || this.closed) return;
+    if (ms <= 0 || this.closed) return;
     if (this.emptyTimer !== null) return void this.emptyTimer.refresh();
     this.emptyTimer = setTimeout(() => {
       if (this.streams.size > 0 || this.closed) return;
@@ -331,7 +331,10 @@ export class MuxSession implements StreamOwner, FrameSink {
   removed(id: number): void {
     this.streams.delete(id);
     if (this.streams.size > 0 || this.closed) return;
-    if (this.goingAway || this.o.client) this.end();
+    // A client without an idle timeout ends with its last stream; with one, it waits as a
+    // server does: virtual connections that all close at once (cancellations relayed from a
+    // caller that resets everything) must not cost a new TLS session for the next request.
+    if (this.goingAway || (this.o.client && (this.o.idleTimeoutMs ?? 0) <= 0)) this.end();
     else this.emptied();
   }
 

@@ -40,6 +40,9 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       windowBytes: o.windowBytes,
       connectionWindowBytes: o.connectionWindowBytes,
       maxStreams: o.maxConnectionsPerPeer,
+      // A session whose virtual connections all closed (cancellations, the pool's own idle
+      // timeout) stays for the next request as long as an idle connection would.
+      idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
       onClose: () => {
         if (sessions.get(key) === s) sessions.delete(key);
       },
@@ -76,6 +79,11 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,
     strictLimits: true,
+    // Sessions outlive their last stream (idleTimeoutMs): closing the pool closes them.
+    onDestroy: () => {
+      for (const s of sessions.values()) s.goAway();
+      sessions.clear();
+    },
   });
   o.tls.onRotate(() => {
     pool.retire();

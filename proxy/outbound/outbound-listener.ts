@@ -17,6 +17,7 @@ import { tcpRequest } from './tcp-request.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
+import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import type { EgressPolicy } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
@@ -38,6 +39,8 @@ export interface OutboundDeps {
   readonly maxHeaderBytes: number;
   /** Timeouts, the connection cap and the rapid-reset budget (docs/security.md). */
   readonly limits: ProxyLimits;
+  /** Its connections open for the sidecar (every listener worker's), against limits.maxConnectionsPerListener. */
+  readonly connections: ListenerConnections;
   readonly http: HttpService;
   /** The opaque TCP pipeline (tcp-stack.ts): a connection in, its upstream byte stream out. */
   readonly tcp: HttpService;
@@ -133,15 +136,23 @@ export class OutboundListener {
     await this.serve(socket, this.d.routes().byDestination(upstream), upstream, protocol);
   }
 
-  /** Counts the connection against the listener's cap (Envoy's per-listener max connections); false: refused and closed. */
+  /**
+   * Counts the connection against the listener's cap (Envoy's per-listener max
+   * connections), for the sidecar: with listener workers, every worker's connections to
+   * this listener (and to the explicit upstream listeners, which hand theirs to it) count.
+   * False: refused and closed.
+   */
   private track(socket: Socket): boolean {
-    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
+    if (!this.d.connections.take()) {
       this.d.metrics.limits.inc({ direction: 'outbound', limit: 'max-connections' });
       socket.destroy();
       return false;
     }
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.d.connections.release();
+    });
     socket.on('error', (e) => this.d.logger.debug('outbound client socket error', { error: e }));
     return true;
   }

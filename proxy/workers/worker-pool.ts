@@ -13,6 +13,7 @@ import type { TlsIdentity } from '../tls/tls-identity.js';
 import { mergeClusterStates } from './merge-cluster-states.js';
 import type { FromWorker, ToWorker, WorkerData, WorkerPorts } from './messages.js';
 import { resetColumn } from '../resilience/shared-counters.js';
+import { resetAdmissionColumn } from '../net/shared-admission.js';
 import { sharedLimitsMemory, type SharedLimitsMemory } from './shared-limits.js';
 
 export interface WorkerPoolOptions {
@@ -24,6 +25,8 @@ export interface WorkerPoolOptions {
   readonly clock: Clock;
   /** The main thread's registry (restart counter, worker gauge). */
   readonly registry: Registry;
+  /** wren_limit_exceeded_total: a worker terminated because it had not closed in time counts limit="worker-shutdown-timeout". */
+  readonly limits: Counter<'direction' | 'limit'>;
   /** A worker's cluster health changed (HealthReport). */
   readonly onHealthChange: () => void;
 }
@@ -43,8 +46,9 @@ const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
 /** A worker that does not answer a scrape within this is left out of that scrape. */
 const SCRAPE_TIMEOUT_MS = 5000;
-/** How long close() waits for a worker to close its listeners before terminating it. */
+/** How long close() waits for a worker to close its listeners before terminating it (drain: after the grace period). */
 const CLOSE_TIMEOUT_MS = 5000;
+const STOP_TIMEOUT = { direction: 'workers', limit: 'worker-shutdown-timeout' } as const;
 
 /** The compiled worker entry: beside this module in dist/, or dist/ seen from the sources (jest). */
 function entry(): URL {
@@ -93,6 +97,8 @@ export class WorkerPool {
       },
     });
     this.offRotate = o.tls.onRotate(() => this.broadcast({ t: 'rotate', material: o.tls.material }));
+    // Shown at 0 from the start: a dashboard sees the series before the first shutdown.
+    o.limits.inc(STOP_TIMEOUT, 0);
   }
 
   /** Starts every worker; rejects (ListenError) if one cannot bind, with the others stopped. */
@@ -117,6 +123,7 @@ export class WorkerPool {
   private spawn(slot: Slot): Promise<WorkerPorts> {
     // What a previous worker in this slot held (requests, connections) ended with it: its column starts at 0.
     resetColumn(this.shared.counters, slot.id);
+    resetAdmissionColumn(this.shared.admission, slot.id);
     const data: WorkerData = { id: slot.id, config: this.config, material: this.o.tls.material, snapshot: this.latest, logLevel: this.o.logger.level, shared: this.shared };
     const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}` });
     slot.worker = w;
@@ -257,7 +264,13 @@ export class WorkerPool {
     });
   }
 
-  /** Every worker drains (inbound GOAWAY, in-flight requests finish within the grace period) and closes. */
+  /**
+   * Every worker drains (inbound GOAWAY, in-flight requests finish within the grace period)
+   * and closes. A worker still running 5 s after the grace period (its event loop stuck, or
+   * a close that never ends) is terminated all the same, so a SIGTERM always ends the
+   * process before the kubelet's SIGKILL: logged (WORKER_STOP_TIMEOUT) and counted
+   * (wren_limit_exceeded_total{direction="workers",limit="worker-shutdown-timeout"}).
+   */
   drain(gracePeriodMs: number): Promise<void> {
     return this.stopAll({ t: 'drain' }, gracePeriodMs + CLOSE_TIMEOUT_MS);
   }
@@ -274,7 +287,11 @@ export class WorkerPool {
         const w = s.worker;
         if (!w) return;
         await new Promise<void>((resolve) => {
-          const t = this.o.clock.setTimeout(resolve, timeoutMs);
+          const t = this.o.clock.setTimeout(() => {
+            this.o.limits.inc(STOP_TIMEOUT);
+            this.o.logger.error('a listener worker did not close in time; terminating it', { code: 'WORKER_STOP_TIMEOUT', worker: s.id, timeoutMs });
+            resolve();
+          }, timeoutMs);
           s.closed = () => {
             this.o.clock.clearTimeout(t);
             resolve();
