@@ -17,6 +17,7 @@ import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
 import { PeerPool } from './outbound/peer-pool.js';
 import { meshH1Pool } from './outbound/mesh-h1-pool.js';
+import { AppH2Client } from './h2/app-h2-client.js';
 import { meshMuxPool } from './outbound/mesh-mux-pool.js';
 import type { H1Pool } from './http/h1-pool.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
@@ -28,7 +29,8 @@ import { outboundStack } from './outbound/stack.js';
 import { outboundTcpStack } from './outbound/tcp-stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
 import { inboundStack } from './inbound/stack.js';
-import { AppConnector } from './inbound/app-connector.js';
+import { AppConnector, APP_CONNECT_TIMEOUT_MS } from './inbound/app-connector.js';
+import { H2_HEADER_HARD_CAP_FACTOR } from './http/h2-server.js';
 import { AdminServer } from './admin/admin-server.js';
 import { MetricsServer } from './admin/metrics-server.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
@@ -106,6 +108,8 @@ export class Proxy {
   private readonly clusters: ClusterSet;
   private readonly peers: PeerPool;
   private readonly appSessions: PeerPool;
+  /** HTTP/2 to the app on the frame-level client (protocol.appHttp2 'frames', proxy/h2/). */
+  private readonly appFrames: AppH2Client | undefined;
   /** HTTP/1.1 to peer sidecars when protocol.meshHttp1 is 'h1' (outbound/mesh-h1-pool.ts) or 'mux' (mesh-mux-pool.ts). */
   private readonly meshH1: H1Pool | undefined;
   /** HTTP/2 and gRPC to peer sidecars when protocol.meshHttp2 is 'mux' (outbound/mesh-mux-pool.ts). */
@@ -187,6 +191,16 @@ export class Proxy {
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
     this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
+    this.appFrames =
+      config.protocol.appHttp2 === 'frames'
+        ? new AppH2Client({
+            address: config.app.address, clock: this.clock, logger: this.logger, connectTimeoutMs: APP_CONNECT_TIMEOUT_MS,
+            streamWindowBytes: windows.streamBytes, connectionWindowBytes: windows.connectionBytes,
+            // The app's response heads: as much as the listeners' hard cap on request heads (h2-server.ts).
+            maxHeaderListBytes: config.limits.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
+            resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, keepalive,
+          })
+        : undefined;
     const meshOpts = {
       tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
       idleTimeoutMs: config.limits.idleConnectionTimeoutMs,
@@ -239,7 +253,7 @@ export class Proxy {
       this.inboundPolicy.policy.rateLimits ?? [],
     );
     const inboundCommon = {
-      ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock), reservedPorts: reserved,
+      ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock, this.appFrames), reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
       maxStreamsPerCaller: config.limits.maxStreamsPerCaller, callerCounts: new CallerCounts(admission, column), rateLimiter: this.rateLimiter,
     };
@@ -533,6 +547,7 @@ export class Proxy {
     this.meshH1?.destroy();
     this.meshH2?.destroy();
     this.appSessions.close();
+    this.appFrames?.close();
     this.clusters.close();
     this.jwks.close();
     this.outboundAgent.destroy();

@@ -133,6 +133,11 @@ export interface ProxyConfig {
      * opaque TCP take the HTTP/2 session either way.
      */
     readonly meshHttp2: 'h2' | 'mux';
+    /**
+     * The HTTP/2 client the inbound delivers HTTP/2 and gRPC to its app with: 'frames', Wren's
+     * frame-level client (proxy/h2/), or 'node', node:http2 sessions.
+     */
+    readonly appHttp2: 'frames' | 'node';
     /** 'h1' only: mTLS connections per peer sidecar; requests beyond wait for one (as the cluster's pending requests). */
     readonly meshHttp1MaxConnectionsPerPeer: number;
   };
@@ -342,6 +347,7 @@ const shape = obj({
     meshHttp1: literal(['h1', 'h2', 'mux'] as const, 'mux'),
     // mux by the numbers (docs/benchmarks.md, "gRPC on the mesh multiplexer").
     meshHttp2: literal(['h2', 'mux'] as const, 'mux'),
+    appHttp2: literal(['frames', 'node'] as const, 'frames'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({

@@ -2,6 +2,7 @@ import type { Agent } from 'node:http';
 import type { Endpoint } from '../../contract/model.js';
 import type { Clock } from '../../common/clock.js';
 import { H1Pool } from '../http/h1-pool.js';
+import type { AppH2Client } from '../h2/app-h2-client.js';
 import { H1Connector, SessionConnector, TcpConnector, type SessionPool } from '../net/connector.js';
 
 /**
@@ -22,6 +23,8 @@ export class AppConnector {
   readonly h2: SessionConnector;
   readonly h1: H1Connector;
   readonly tcp: TcpConnector;
+  /** HTTP/2 to the app on the frame-level client (protocol.appHttp2 'frames'); absent: node:http2 sessions (`h2`). */
+  readonly frames: AppH2Client | undefined;
   private readonly endpoints = new Map<number, Endpoint>();
 
   constructor(
@@ -29,7 +32,9 @@ export class AppConnector {
     sessions: SessionPool,
     agent: Agent,
     clock: Clock,
+    frames?: AppH2Client,
   ) {
+    this.frames = frames;
     this.h2 = new SessionConnector(sessions);
     this.h1 = new H1Connector(H1Pool.of(agent));
     this.tcp = new TcpConnector({ clock });

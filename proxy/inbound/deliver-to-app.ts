@@ -75,6 +75,9 @@ async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: Pro
     if (req.upgrade !== undefined) {
       // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers, on a connection of its own.
       res = await upgradeH1(app.address, port, req, req.headers);
+    } else if (app.frames !== undefined) {
+      // The frame-level client retries a refused stream itself.
+      res = await app.frames.request(port, req, req.headers);
     } else {
       const ep = app.endpoint(port);
       // The open session is taken synchronously; only opening one is awaited.

@@ -1,0 +1,476 @@
+import type { Socket } from 'node:net';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { appendFields, type Headers } from '../http/headers.js';
+import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
+import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
+import { HpackDecoder } from './hpack-decoder.js';
+import { HpackEncoder } from './hpack-encoder.js';
+
+export interface H2ClientSessionOptions {
+  /** Receive window per stream and for the connection (limits.http2Initial*WindowBytes). */
+  readonly streamWindowBytes: number;
+  readonly connectionWindowBytes: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE we advertise, and the bound on what we decode. */
+  readonly maxHeaderListBytes: number;
+  /** Streams that may end with a reset before the session is retired (0: never; http/session-resets.ts). */
+  readonly resetBudget: number;
+  readonly onResetBudget?: () => void;
+  /** The session takes no new stream (GOAWAY, reset budget, connection gone): the pool opens another. */
+  readonly onRetired: (s: H2ClientSession) => void;
+}
+
+/** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
+const REFUSED = new WeakSet<object>();
+
+export function wasRefusedByApp(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && REFUSED.has(err);
+}
+
+/**
+ * An HTTP/2 client connection (RFC 9113) written at the frame level, for the inbound's
+ * delivery to its app: node:http2 keeps each closed Http2Stream alive from its native side
+ * through scavenges, which made a quarter of a gRPC sidecar's CPU garbage collection
+ * (docs/benchmarks.md). Here a request is one small object (H2ClientStream) and its body;
+ * frames a turn writes leave in one write (the socket is corked until the next tick).
+ *
+ * What it does: the preface and SETTINGS (no push; our windows and header list size),
+ * HPACK both ways (hpack-*.ts; we encode without the dynamic table), flow control in both
+ * directions per stream and per connection, CONTINUATION, PING answers, GOAWAY (streams
+ * above its last id fail as refused), RST_STREAM both ways, a reset budget. What a
+ * client never needs is refused as the RFC says: PUSH_PROMISE (we disable push) is a
+ * connection error.
+ */
+export class H2ClientSession implements StreamHost {
+  private readonly streams = new Map<number, H2ClientStream>();
+  private readonly waiting: H2ClientStream[] = [];
+  private readonly blockedStreams = new Set<H2ClientStream>();
+  private readonly encoder = new HpackEncoder();
+  private readonly decoder: HpackDecoder;
+  private nextId = 1;
+  private pending: Buffer | null = null;
+  private corked = false;
+  /** A header block being continued (CONTINUATION): its stream, flags and fragments. */
+  private hdrStream = 0;
+  private hdrEnd = false;
+  private hdrParts: Buffer[] = [];
+  private hdrBytes = 0;
+  private resetsLeft: number;
+  private pingSent = false;
+  private onPong: (() => void) | null = null;
+  sendWindow = DEFAULT_WINDOW;
+  private recvWindow: number;
+  private unacked = 0;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  peerMaxFrame = DEFAULT_MAX_FRAME;
+  private peerMaxStreams = Infinity;
+  retired = false;
+  destroyed = false;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly o: H2ClientSessionOptions,
+  ) {
+    this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.maxHeaderListBytes });
+    this.recvWindow = o.connectionWindowBytes;
+    this.resetsLeft = o.resetBudget > 0 ? o.resetBudget : Infinity;
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('error', (e) => this.destroy(e));
+    socket.on('close', () => this.destroy(new ProxyError('UPSTREAM_RESET', 'the app closed the connection')));
+    this.write(PREFACE);
+    this.write(
+      settingsFrame([
+        [SETTING.ENABLE_PUSH, 0],
+        [SETTING.INITIAL_WINDOW_SIZE, o.streamWindowBytes],
+        [SETTING.MAX_HEADER_LIST_SIZE, o.maxHeaderListBytes],
+      ]),
+    );
+    if (o.connectionWindowBytes > DEFAULT_WINDOW) this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, o.connectionWindowBytes - DEFAULT_WINDOW));
+  }
+
+  /** Streams open or waiting for a slot. */
+  get active(): number {
+    return this.streams.size + this.waiting.length;
+  }
+
+  /** Sends `req` (head `headers`) as a new stream; resolves with the response head. */
+  request(req: ProxyRequest, headers: Headers): Promise<ProxyResponse> {
+    const st = new H2ClientStream(this, req, headers);
+    return new Promise<ProxyResponse>((resolve, reject) => {
+      st.resolve = resolve;
+      st.reject = reject;
+      if (this.retired || this.destroyed) return reject(this.markRefused(new ProxyError('UPSTREAM_RESET', 'the session to the app takes no new stream')));
+      if (req.signal.aborted) return reject(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
+      req.signal.addEventListener('abort', st);
+      if (this.streams.size >= this.peerMaxStreams) this.waiting.push(st);
+      else this.open(st);
+    });
+  }
+
+  private open(st: H2ClientStream): void {
+    const id = this.nextId;
+    this.nextId += 2;
+    // Stream ids cannot be reused (RFC 9113 section 5.1.1): near the end, a new session.
+    if (this.nextId > MAX_WINDOW - 2) this.retire();
+    st.id = id;
+    st.sendWindow = this.peerInitialWindow;
+    st.recvWindow = this.o.streamWindowBytes;
+    this.streams.set(id, st);
+    const r = st.req;
+    const fields = [':method', r.method, ':scheme', r.scheme || 'http', ':authority', r.authority, ':path', r.path];
+    appendFields(fields, st.headers, undefined);
+    this.writeHeaders(id, this.encode(fields), r.body === null);
+    if (r.body === null) st.localEnded = true;
+    else st.sendBody(r.body);
+  }
+
+  private encode(fields: string[]): Buffer {
+    const block = Buffer.allocUnsafe(this.encoder.encodedLength(fields));
+    this.encoder.encode(fields, block, 0);
+    return block;
+  }
+
+  private writeHeaders(id: number, block: Buffer, endStream: boolean): void {
+    const max = this.peerMaxFrame;
+    const es = endStream ? FLAG.END_STREAM : 0;
+    if (block.length <= max) {
+      this.write(frameHeader(block.length, FRAME.HEADERS, es | FLAG.END_HEADERS, id));
+      this.write(block);
+      return;
+    }
+    for (let off = 0; off < block.length; off += max) {
+      const part = block.subarray(off, off + max);
+      const last = off + max >= block.length;
+      this.write(frameHeader(part.length, off === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (off === 0 ? es : 0) | (last ? FLAG.END_HEADERS : 0), id));
+      this.write(part);
+    }
+  }
+
+  writeData(id: number, data: Buffer, endStream: boolean): void {
+    this.write(frameHeader(data.length, FRAME.DATA, endStream ? FLAG.END_STREAM : 0, id));
+    if (data.length > 0) this.write(data);
+  }
+
+  writeTrailers(id: number, t: Headers): void {
+    const fields: string[] = [];
+    appendFields(fields, t, undefined);
+    this.writeHeaders(id, this.encode(fields), true);
+  }
+
+  reset(id: number, code: number): void {
+    if (!this.destroyed) this.write(wordsFrame(FRAME.RST_STREAM, 0, id, code));
+  }
+
+  /** A stream is short of window: flushed when WINDOW_UPDATE gives some. */
+  blocked(st: H2ClientStream): void {
+    this.blockedStreams.add(st);
+  }
+
+  /** The response body's reader took data: give the stream (and connection) window back. */
+  credit(st: H2ClientStream): void {
+    if (st.unacked === 0 || st.closed || st.remoteEnded) return;
+    this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, st.id, st.unacked));
+    st.recvWindow += st.unacked;
+    st.unacked = 0;
+  }
+
+  markRefused(err: ProxyError): ProxyError {
+    REFUSED.add(err);
+    return err;
+  }
+
+  chargeReset(): void {
+    if (--this.resetsLeft === 0) {
+      this.o.onResetBudget?.();
+      this.retire();
+    }
+  }
+
+  /** A stream is done: its slot goes to the next waiting one; a retired session ends with its last stream. */
+  closed(st: H2ClientStream): void {
+    if (this.streams.get(st.id) === st) this.streams.delete(st.id);
+    this.blockedStreams.delete(st);
+    while (this.waiting.length > 0 && this.streams.size < this.peerMaxStreams && !this.retired) {
+      const next = this.waiting.shift()!;
+      if (!next.closed) this.open(next);
+    }
+    if (this.retired && this.streams.size === 0) this.end();
+  }
+
+  /** No new stream here (GOAWAY sent or received, reset budget, ids running out); closes when the last one ends. */
+  retire(): void {
+    if (this.retired) return;
+    this.retired = true;
+    this.o.onRetired(this);
+    for (const st of this.waiting.splice(0)) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'the session to the app was retired')));
+    if (this.streams.size === 0) this.end();
+  }
+
+  /** HTTP/2 PING (keepalive); `onPong` runs when the ACK arrives. False when one is already out. */
+  ping(onPong: () => void): boolean {
+    if (this.pingSent || this.destroyed) return false;
+    this.pingSent = true;
+    this.onPong = onPong;
+    const b = Buffer.alloc(17);
+    b.writeUIntBE(8, 0, 3);
+    b[3] = FRAME.PING;
+    this.write(b);
+    return true;
+  }
+
+  private end(): void {
+    if (this.destroyed) return;
+    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, 0, H2_ERROR.NO_ERROR));
+    this.socket.end();
+  }
+
+  destroy(err?: unknown): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (!this.retired) {
+      this.retired = true;
+      this.o.onRetired(this);
+    }
+    const e = err instanceof ProxyError ? err : toProxyError(err ?? new Error('session destroyed'));
+    for (const st of [...this.waiting.splice(0), ...this.streams.values()]) st.fail(e);
+    this.streams.clear();
+    this.socket.destroy();
+  }
+
+  /** A connection error (RFC 9113 section 5.4.1): GOAWAY with the code, then the connection is closed. */
+  private connectionError(code: number, why: string): void {
+    if (this.destroyed) return;
+    // Last stream id 0: a client processes no stream the server initiated (section 6.8).
+    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, 0, code));
+    this.flush();
+    this.destroy(new ProxyError('UPSTREAM_PROTOCOL', `HTTP/2 connection error from the app: ${why}`));
+  }
+
+  private write(b: Buffer): void {
+    if (this.destroyed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(b);
+  }
+
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  private onData(chunk: Buffer): void {
+    let buf = chunk;
+    if (this.pending !== null) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = null;
+    }
+    let off = 0;
+    while (buf.length - off >= 9) {
+      const len = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2];
+      // We never raise SETTINGS_MAX_FRAME_SIZE (section 4.2).
+      if (len > DEFAULT_MAX_FRAME) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, `a frame of ${len} bytes`);
+      if (buf.length - off < 9 + len) break;
+      const type = buf[off + 3];
+      const flags = buf[off + 4];
+      const id = buf.readUInt32BE(off + 5) & MAX_WINDOW;
+      const payload = buf.subarray(off + 9, off + 9 + len);
+      off += 9 + len;
+      this.frame(type, flags, id, payload);
+      if (this.destroyed) return;
+    }
+    if (off < buf.length) this.pending = buf.subarray(off);
+  }
+
+  private frame(type: number, flags: number, id: number, p: Buffer): void {
+    if (this.hdrStream !== 0 && (type !== FRAME.CONTINUATION || id !== this.hdrStream)) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'a header block was interrupted (section 6.10)');
+    switch (type) {
+      case FRAME.DATA:
+        return this.onDataFrame(flags, id, p);
+      case FRAME.HEADERS: {
+        if (id === 0 || (id & 1) === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS on a stream we did not open');
+        let b = stripPadding(flags, p);
+        if (b === null) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'invalid padding');
+        if ((flags & FLAG.PRIORITY) !== 0) {
+          if (b.length < 5) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'short HEADERS priority');
+          b = b.subarray(5);
+        }
+        return this.headerFragment(id, (flags & FLAG.END_STREAM) !== 0, (flags & FLAG.END_HEADERS) !== 0, b);
+      }
+      case FRAME.CONTINUATION:
+        if (this.hdrStream === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+        return this.headerFragment(id, this.hdrEnd, (flags & FLAG.END_HEADERS) !== 0, p);
+      case FRAME.RST_STREAM:
+        if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'RST_STREAM length');
+        if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+        this.streams.get(id)?.onReset(p.readUInt32BE(0));
+        return;
+      case FRAME.SETTINGS:
+        return this.onSettings(flags, id, p);
+      case FRAME.PUSH_PROMISE:
+        return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'PUSH_PROMISE with push disabled');
+      case FRAME.PING:
+        if (p.length !== 8 || id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'malformed PING');
+        if ((flags & FLAG.ACK) !== 0) {
+          this.pingSent = false;
+          const f = this.onPong;
+          this.onPong = null;
+          f?.();
+        } else {
+          const ack = frameHeader(8, FRAME.PING, FLAG.ACK, 0);
+          this.write(ack);
+          this.write(Buffer.from(p));
+        }
+        return;
+      case FRAME.GOAWAY: {
+        if (p.length < 8 || id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'malformed GOAWAY');
+        const last = p.readUInt32BE(0) & MAX_WINDOW;
+        this.retired = true;
+        this.o.onRetired(this);
+        for (const st of [...this.streams.values()]) if (st.id > last) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'stream refused (GOAWAY)')));
+        for (const st of this.waiting.splice(0)) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'stream refused (GOAWAY)')));
+        if (this.streams.size === 0) this.end();
+        return;
+      }
+      case FRAME.WINDOW_UPDATE:
+        return this.onWindowUpdate(id, p);
+      default:
+        // PRIORITY and unknown types are ignored (sections 5.5, 6.3).
+        return;
+    }
+  }
+
+  private onDataFrame(flags: number, id: number, p: Buffer): void {
+    if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'DATA on stream 0');
+    // Flow control counts the whole payload, padding included (section 6.9.1).
+    const len = p.length;
+    this.recvWindow -= len;
+    if (this.recvWindow < 0) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'the connection window was exceeded');
+    this.unacked += len;
+    if (this.unacked >= this.o.connectionWindowBytes >>> 1) {
+      this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, this.unacked));
+      this.recvWindow += this.unacked;
+      this.unacked = 0;
+    }
+    const st = this.streams.get(id);
+    if (st === undefined) {
+      if (id >= this.nextId) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'DATA on an idle stream');
+      return; // a stream we closed (reset): its window is the connection's only
+    }
+    const data = stripPadding(flags, p);
+    if (data === null) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'invalid padding');
+    st.recvWindow -= len;
+    if (st.recvWindow < 0) {
+      this.reset(id, H2_ERROR.FLOW_CONTROL_ERROR);
+      return st.fail(new ProxyError('UPSTREAM_PROTOCOL', 'the app exceeded the stream window'));
+    }
+    st.unacked += len;
+    st.onData(data, (flags & FLAG.END_STREAM) !== 0);
+    // Given back at once while the reader keeps up; else when it reads (H2ResponseBody._read).
+    if (!st.closed && st.body !== null && st.body.readableLength < st.body.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
+  }
+
+  private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
+    this.hdrBytes += b.length;
+    if (this.hdrBytes > 2 * this.o.maxHeaderListBytes + 16_384) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'header block too large');
+    if (!endHeaders) {
+      this.hdrStream = id;
+      this.hdrEnd = endStream;
+      this.hdrParts.push(b);
+      return;
+    }
+    const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);
+    this.hdrStream = 0;
+    this.hdrParts = [];
+    this.hdrBytes = 0;
+    // Decoded whatever the stream: the dynamic table must stay in step (RFC 7541 section 2.2).
+    const fields = this.decoder.decode(block);
+    if (!Array.isArray(fields)) {
+      if (fields.code !== 'HEADER_LIST_TOO_LARGE') return this.connectionError(H2_ERROR.COMPRESSION_ERROR, fields.message);
+      const st = this.streams.get(id);
+      if (st !== undefined) {
+        this.reset(id, H2_ERROR.PROTOCOL_ERROR);
+        st.fail(new ProxyError('UPSTREAM_PROTOCOL', `response headers over ${this.o.maxHeaderListBytes} bytes`));
+      }
+      return;
+    }
+    const st = this.streams.get(id);
+    if (st === undefined) {
+      if (id >= this.nextId) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'HEADERS on an idle stream');
+      return;
+    }
+    st.onHeaders(fields, endStream);
+  }
+
+  private onSettings(flags: number, id: number, p: Buffer): void {
+    if (id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if ((flags & FLAG.ACK) !== 0) {
+      if (p.length !== 0) this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      return;
+    }
+    if (p.length % 6 !== 0) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS length');
+    for (let i = 0; i < p.length; i += 6) {
+      const k = p.readUInt16BE(i);
+      const v = p.readUInt32BE(i + 2);
+      if (k === SETTING.INITIAL_WINDOW_SIZE) {
+        if (v > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+        // A change applies to every open stream's window (section 6.9.2).
+        const delta = v - this.peerInitialWindow;
+        this.peerInitialWindow = v;
+        for (const st of this.streams.values()) st.sendWindow += delta;
+      } else if (k === SETTING.MAX_FRAME_SIZE) {
+        if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        this.peerMaxFrame = v;
+      } else if (k === SETTING.MAX_CONCURRENT_STREAMS) this.peerMaxStreams = v;
+      else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH above 1');
+      // HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
+    }
+    this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
+    if (this.blockedStreams.size > 0) this.unblock();
+  }
+
+  private onWindowUpdate(id: number, p: Buffer): void {
+    if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
+    const inc = p.readUInt32BE(0) & MAX_WINDOW;
+    if (id === 0) {
+      if (inc === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+      this.sendWindow += inc;
+      if (this.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
+      if (this.blockedStreams.size > 0) this.unblock();
+      return;
+    }
+    const st = this.streams.get(id);
+    if (st === undefined) return;
+    if (inc === 0 || st.sendWindow + inc > MAX_WINDOW) {
+      this.reset(id, inc === 0 ? H2_ERROR.PROTOCOL_ERROR : H2_ERROR.FLOW_CONTROL_ERROR);
+      return st.fail(new ProxyError('UPSTREAM_PROTOCOL', 'invalid WINDOW_UPDATE'));
+    }
+    st.sendWindow += inc;
+    if (this.blockedStreams.delete(st)) st.flush();
+  }
+
+  private unblock(): void {
+    for (const st of [...this.blockedStreams]) {
+      if (this.sendWindow <= 0) return;
+      if (st.sendWindow <= 0) continue;
+      this.blockedStreams.delete(st);
+      st.flush();
+    }
+  }
+}
+
+function uncork(s: H2ClientSession): void {
+  s.flush();
+}
+
+/** The payload without its padding (section 6.1), or null when the padding is invalid. */
+function stripPadding(flags: number, p: Buffer): Buffer | null {
+  if ((flags & FLAG.PADDED) === 0) return p;
+  if (p.length < 1) return null;
+  const pad = p[0];
+  if (pad >= p.length) return null;
+  return p.subarray(1, p.length - pad);
+}

@@ -1,0 +1,309 @@
+import { Readable } from 'node:stream';
+import type { ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
+import { isSettled } from '../http/exchange.js';
+import { dropMeshFields, type Headers } from '../http/headers.js';
+import { fieldsToHeaders } from '../h1/head.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import { H2_ERROR } from './frames.js';
+
+const STREAM = Symbol('wren.h2ClientStream');
+type Relayed = Readable & { [STREAM]?: H2ClientStream };
+const EMPTY = Buffer.alloc(0);
+const ignore = (): void => undefined;
+
+/** What a stream needs of its session (h2-client-session.ts implements it). */
+export interface StreamHost {
+  sendWindow: number;
+  readonly peerMaxFrame: number;
+  writeData(id: number, data: Buffer, endStream: boolean): void;
+  writeTrailers(id: number, t: Headers): void;
+  reset(id: number, code: number): void;
+  blocked(st: H2ClientStream): void;
+  credit(st: H2ClientStream): void;
+  markRefused(err: ProxyError): ProxyError;
+  chargeReset(): void;
+  closed(st: H2ClientStream): void;
+}
+
+/**
+ * One request on a frame-level HTTP/2 client session (h2-client-session.ts): its head
+ * and body going out under the peer's flow-control windows (RFC 9113 section 5.2), its
+ * response head resolving the request's promise, the response body a Readable that gives
+ * the window back as it is read, trailers after it. A reset either way fails what is still
+ * open: a request never answered rejects (REFUSED_STREAM marked retryable), an answered
+ * one's body is destroyed, so a cut response never looks complete.
+ */
+export class H2ClientStream {
+  id = 0;
+  sendWindow = 0;
+  /** What the peer may still send on this stream before we give window back. */
+  recvWindow = 0;
+  /** DATA bytes read by the body's consumer and not yet given back (WINDOW_UPDATE). */
+  unacked = 0;
+  responded = false;
+  localEnded = false;
+  remoteEnded = false;
+  closed = false;
+  body: H2ResponseBody | null = null;
+  trailers: Headers | undefined = undefined;
+  /** Body bytes waiting for window, in order; `endQueued`: the end follows them. */
+  private queued: Buffer[] | null = null;
+  private endQueued = false;
+  private pausedBody: Readable | null = null;
+  resolve!: (res: ProxyResponse) => void;
+  reject!: (err: unknown) => void;
+
+  constructor(
+    readonly session: StreamHost,
+    readonly req: ProxyRequest,
+    readonly headers: Headers,
+  ) {}
+
+  /** The request's abort signal fired: cancel the stream (RFC 9113 section 8.7). */
+  handleEvent(): void {
+    this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
+  }
+
+  /** Sends the body after the head (the session wrote HEADERS without END_STREAM). */
+  sendBody(body: Readable): void {
+    if (isSettled(body)) {
+      const data = body.read() as Buffer | null;
+      body.resume();
+      this.write(data ?? EMPTY, true);
+      return;
+    }
+    (body as Relayed)[STREAM] = this;
+    body.on('data', onBodyData);
+    body.on('end', onBodyEnd);
+    body.on('error', onBodyError);
+    if (body.readableFlowing !== true) body.resume();
+  }
+
+  /** Writes what the windows allow; the rest waits in `queued` (flush() on WINDOW_UPDATE). Returns false when some waits. */
+  write(chunk: Buffer, end: boolean): boolean {
+    if (this.closed) return false;
+    if (this.queued !== null) {
+      if (chunk.length > 0) this.queued.push(chunk);
+      if (end) this.endQueued = true;
+      return false;
+    }
+    const s = this.session;
+    let off = 0;
+    while (off < chunk.length) {
+      const n = Math.min(chunk.length - off, this.sendWindow, s.sendWindow, s.peerMaxFrame);
+      if (n <= 0) {
+        this.queued = [chunk.subarray(off)];
+        this.endQueued = end;
+        s.blocked(this);
+        return false;
+      }
+      const last = off + n === chunk.length;
+      s.writeData(this.id, chunk.subarray(off, off + n), end && last && !this.sendTrailers(false));
+      this.sendWindow -= n;
+      s.sendWindow -= n;
+      off += n;
+    }
+    if (end) this.end(chunk.length === 0);
+    return true;
+  }
+
+  /** Window came back: writes what waited; resumes the body once nothing does. */
+  flush(): void {
+    const q = this.queued;
+    if (q === null || this.closed) return;
+    this.queued = null;
+    const end = this.endQueued;
+    this.endQueued = false;
+    for (let i = 0; i < q.length; i++) {
+      if (!this.write(q[i], end && i === q.length - 1)) {
+        // Still short of window: the rest goes back behind what write() queued.
+        for (let j = i + 1; j < q.length; j++) this.queued!.push(q[j]);
+        if (end) this.endQueued = true;
+        return;
+      }
+    }
+    const b = this.pausedBody;
+    this.pausedBody = null;
+    if (b !== null && !b.destroyed) b.resume();
+  }
+
+  /** The body's end went out with its last DATA (or an empty one: `emptyEnd`), or its trailers do now. */
+  private end(emptyEnd: boolean): void {
+    if (this.localEnded) return;
+    if (!this.sendTrailers(true) && emptyEnd) {
+      // write() sent nothing for an empty last chunk: an empty DATA frame carries the end.
+      this.session.writeData(this.id, EMPTY, true);
+    }
+    this.localEnded = true;
+    if (this.remoteEnded) this.close();
+  }
+
+  /** Whether the request has trailers; `send`: write them (HEADERS with END_STREAM). */
+  private sendTrailers(send: boolean): boolean {
+    const t = this.req.trailers();
+    let any = false;
+    for (const _ in t) {
+      any = true;
+      break;
+    }
+    if (any && send) this.session.writeTrailers(this.id, t!);
+    return any;
+  }
+
+  pauseBody(body: Readable): void {
+    this.pausedBody = body;
+    body.pause();
+  }
+
+  /** A complete header block for this stream: the response head, a 1xx, or the trailers. */
+  onHeaders(fields: string[], endStream: boolean): void {
+    if (this.responded) {
+      if (!endStream) return this.protocolError('trailers without END_STREAM');
+      for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header in trailers');
+      const t = fieldsToHeaders(fields, true);
+      dropMeshFields(t);
+      for (const _ in t) {
+        this.trailers = t;
+        break;
+      }
+      this.remoteEnd();
+      return;
+    }
+    if (fields[0] !== ':status') return this.protocolError('response without :status first');
+    const status = Number(fields[1]);
+    if (!(status >= 100 && status <= 999) || fields[1].length !== 3) return this.protocolError(`invalid :status ${fields[1]}`);
+    for (let i = 2; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header after :status');
+    if (status < 200) {
+      // Interim responses (100, 103) are not passed on (RFC 9110 section 15.2); one with END_STREAM is malformed.
+      if (endStream) this.protocolError('interim response with END_STREAM');
+      return;
+    }
+    this.responded = true;
+    const headers = fieldsToHeaders(fields.length === 2 ? [] : fields.slice(2));
+    if (!endStream) {
+      this.body = new H2ResponseBody(this);
+      // A reset before the reader attaches its own listener must not be an uncaught error (node's Http2Stream has h2-call's listener).
+      this.body.on('error', ignore);
+    }
+    this.resolve(new H2ClientResponse(status, headers, this.body, this));
+    if (endStream) this.remoteEnd();
+  }
+
+  onData(data: Buffer, endStream: boolean): void {
+    const b = this.body;
+    if (b === null || this.remoteEnded) return this.protocolError('DATA before the response head');
+    if (data.length > 0) b.push(data);
+    if (endStream) this.remoteEnd();
+  }
+
+  private remoteEnd(): void {
+    this.remoteEnded = true;
+    if (this.body !== null) this.body.push(null);
+    if (this.localEnded) this.close();
+  }
+
+  /** RST_STREAM from the peer. */
+  onReset(code: number): void {
+    if (this.closed) return;
+    const err = new ProxyError('UPSTREAM_RESET', code === H2_ERROR.REFUSED_STREAM ? 'stream refused' : `stream reset (code ${code})`);
+    if (code === H2_ERROR.REFUSED_STREAM && !this.responded) this.session.markRefused(err);
+    this.session.chargeReset();
+    this.fail(err);
+  }
+
+  /** Ours: RST_STREAM CANCEL (the caller went away, the response body was dropped). */
+  cancel(err: ProxyError): void {
+    if (this.closed) return;
+    this.session.reset(this.id, H2_ERROR.CANCEL);
+    this.session.chargeReset();
+    this.fail(err);
+  }
+
+  private protocolError(why: string): void {
+    if (this.closed) return;
+    this.session.reset(this.id, H2_ERROR.PROTOCOL_ERROR);
+    this.fail(new ProxyError('UPSTREAM_PROTOCOL', why));
+  }
+
+  /** Closes the stream with an error: a pending response rejects, an answered one's body is destroyed. */
+  fail(err: Error): void {
+    if (this.closed) return;
+    this.close();
+    if (!this.responded) this.reject(err);
+    else if (this.body !== null && !this.remoteEnded) this.body.destroy(err);
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queued = null;
+    this.req.signal.removeEventListener('abort', this);
+    const b = this.pausedBody;
+    this.pausedBody = null;
+    if (b !== null) detach(b);
+    this.session.closed(this);
+  }
+}
+
+function onBodyData(this: Relayed, chunk: Buffer): void {
+  const st = this[STREAM];
+  if (st === undefined || st.closed) return void this.pause();
+  if (!st.write(chunk, false)) st.pauseBody(this);
+}
+
+function onBodyEnd(this: Relayed): void {
+  const st = this[STREAM];
+  this[STREAM] = undefined;
+  if (st !== undefined && !st.closed) st.write(EMPTY, true);
+}
+
+/** The request body failed before its end: the app must not take it for whole (RFC 9113 section 8.1). */
+function onBodyError(this: Relayed, err: Error): void {
+  const st = this[STREAM];
+  this[STREAM] = undefined;
+  st?.cancel(new ProxyError('UPSTREAM_RESET', `request body failed: ${err.message}`));
+}
+
+/** A body whose stream closed before its end: left paused, without our listeners (a retry may send it again). */
+function detach(b: Readable): void {
+  (b as Relayed)[STREAM] = undefined;
+  b.removeListener('data', onBodyData);
+  b.removeListener('end', onBodyEnd);
+}
+
+/** The response body: window is given back as it is read (so a reader that stops holds the app at one window). */
+class H2ResponseBody extends Readable implements SettledBody {
+  constructor(private readonly st: H2ClientStream) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  /** Every byte and the end are buffered (the whole response came in one read): writers send it in one go. */
+  get settled(): boolean {
+    return this.st.remoteEnded && !this.readableEnded;
+  }
+
+  override _read(): void {
+    this.st.session.credit(this.st);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Dropped by its reader before the end (the caller went away): the app stops sending.
+    if (!this.st.closed) this.st.cancel(new ProxyError('UPSTREAM_RESET', 'response body dropped'));
+    cb(err);
+  }
+}
+
+/** The response; trailers read through the stream, so a layer's `{ ...res }` copy sees them once they arrive. */
+class H2ClientResponse implements ProxyResponse {
+  readonly trailers = trailersOf;
+  constructor(
+    readonly status: number,
+    readonly headers: Headers,
+    readonly body: Readable | null,
+    readonly stream: H2ClientStream,
+  ) {}
+}
+
+function trailersOf(this: { readonly stream?: H2ClientStream }): Headers | undefined {
+  return this.stream?.trailers;
+}

@@ -1,0 +1,88 @@
+/**
+ * HpackEncoder: the exact octets for the representations it uses (the C.2 examples it can
+ * produce), the one table size update per connection, exact lengths and short buffers.
+ * Round trips of random lists through HpackDecoder are in hpack-fuzz.test.ts, nghttp2
+ * reading our blocks in hpack-nghttp2.test.ts.
+ */
+import { HpackDecoder } from './hpack-decoder.js';
+import { HpackEncoder } from './hpack-encoder.js';
+
+function block(enc: HpackEncoder, fields: Parameters<HpackEncoder['encode']>[0]): Buffer {
+  const out = Buffer.alloc(enc.encodedLength(fields));
+  expect(enc.encode(fields, out)).toBe(out.length);
+  return out;
+}
+
+/** An encoder whose first block (with the table size update) is already out. */
+function warmEncoder(): HpackEncoder {
+  const enc = new HpackEncoder();
+  expect(block(enc, [])).toEqual(Buffer.from([0x20]));
+  return enc;
+}
+
+describe('HpackEncoder octets', () => {
+  it('starts the first block of a connection, and only the first, with a table size update to 0 (sections 4.2, 6.3)', () => {
+    const enc = new HpackEncoder();
+    expect(block(enc, [':method', 'GET'])).toEqual(Buffer.from([0x20, 0x82]));
+    expect(block(enc, [':method', 'GET'])).toEqual(Buffer.from([0x82]));
+  });
+
+  it('writes C.2.4 (indexed) and C.2.2 (literal without indexing, indexed name) as the RFC does', () => {
+    const enc = warmEncoder();
+    expect(block(enc, [':method', 'GET']).toString('hex')).toBe('82');
+    expect(block(enc, [':path', '/sample/path']).toString('hex')).toBe('040c2f73616d706c652f70617468');
+  });
+
+  it('writes a new name as a literal without indexing, and the C.3.1 request with static indexes', () => {
+    const enc = warmEncoder();
+    // Like C.2.1 but without indexing: 0x00 instead of 0x40.
+    expect(block(enc, ['custom-key', 'custom-header']).toString('hex')).toBe('000a637573746f6d2d6b65790d637573746f6d2d686561646572');
+    // C.3.1 without the insertion: :authority goes as 0x01 (4-bit prefix name index 1).
+    expect(block(enc, [':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'www.example.com']).toString('hex')).toBe(
+      '828684010f7777772e6578616d706c652e636f6d',
+    );
+  });
+
+  it('uses a static index for a name with an empty value, and two octets for name indexes from 15', () => {
+    const enc = warmEncoder();
+    expect(block(enc, ['accept-charset', ''])).toEqual(Buffer.from([0x80 | 15]));
+    // www-authenticate is 61: 0x0f then 61 - 15 = 46.
+    expect(block(enc, ['www-authenticate', 'x'])).toEqual(Buffer.from([0x0f, 46, 0x01, 0x78]));
+    // :status 200 whole, :status 201 by name (8).
+    expect(block(enc, [':status', '200', ':status', '201'])).toEqual(Buffer.from([0x88, 0x08, 0x03, 0x32, 0x30, 0x31]));
+  });
+
+  it('writes multi-octet string lengths (section 5.1)', () => {
+    const enc = warmEncoder();
+    const value = 'v'.repeat(1337);
+    const b = block(enc, ['x', value]);
+    // 0x00, name "x", value length 1337 = 127 + 1210: 0x7f, 0xba, 0x09.
+    expect([...b.subarray(0, 6)]).toEqual([0x00, 0x01, 0x78, 0x7f, 0xba, 0x09]);
+    expect(b.subarray(6).toString('latin1')).toBe(value);
+  });
+
+  it('takes a record, with arrays as repeated fields, like the flat list', () => {
+    const a = warmEncoder();
+    const b = warmEncoder();
+    expect(block(a, { ':status': '200', 'set-cookie': ['a=1', 'b=2'], 'x-skip': undefined, 'x-a': 'b' })).toEqual(
+      block(b, [':status', '200', 'set-cookie', 'a=1', 'set-cookie', 'b=2', 'x-a', 'b']),
+    );
+  });
+
+  it('writes at an offset, and throws a RangeError without changing state when the buffer is short', () => {
+    const enc = new HpackEncoder();
+    const fields = [':method', 'POST', 'content-type', 'application/grpc'];
+    const n = enc.encodedLength(fields);
+    for (let size = 0; size < n; size++) {
+      expect(() => enc.encode(fields, Buffer.alloc(9 + size), 9)).toThrow(RangeError);
+    }
+    // Still the first block: the size update is still due.
+    expect(enc.encodedLength(fields)).toBe(n);
+    const out = Buffer.alloc(9 + n + 4, 0xee);
+    expect(enc.encode(fields, out, 9)).toBe(9 + n);
+    expect(out.subarray(0, 9).every((b) => b === 0xee)).toBe(true);
+    expect(out.subarray(9 + n).every((b) => b === 0xee)).toBe(true);
+    expect(new HpackDecoder(0).decode(out.subarray(9, 9 + n))).toEqual(fields);
+    expect(enc.encodedLength(fields)).toBe(n - 1);
+  });
+});

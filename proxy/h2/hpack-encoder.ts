@@ -1,0 +1,163 @@
+import { STATIC_LENGTH, STATIC_NAMES, STATIC_VALUES } from './hpack-static-table.js';
+
+/** Header fields: flat [name, value, name, value, ...] (as node's rawHeaders), or a record. */
+type HeaderFields = readonly string[] | Readonly<Record<string, string | readonly string[] | undefined>>;
+
+interface StaticName {
+  /** First static index with this name (section 2.3.1). */
+  readonly index: number;
+  /** Static indexes by value, for fields the static table holds whole. */
+  readonly values: ReadonlyMap<string, number>;
+}
+
+const STATIC_BY_NAME: ReadonlyMap<string, StaticName> = (() => {
+  const byName = new Map<string, { index: number; values: Map<string, number> }>();
+  for (let i = 1; i <= STATIC_LENGTH; i++) {
+    let e = byName.get(STATIC_NAMES[i]);
+    if (!e) byName.set(STATIC_NAMES[i], (e = { index: i, values: new Map() }));
+    if (!e.values.has(STATIC_VALUES[i])) e.values.set(STATIC_VALUES[i], i);
+  }
+  return byName;
+})();
+
+type Latin1 = { latin1Write(s: string, offset: number, length: number): number };
+
+/**
+ * HPACK encoder (RFC 7541) for the requests of one HTTP/2 connection. It never adds to the
+ * peer's dynamic table: each field is a static-table index (section 6.1) when the static
+ * table holds it whole, else a literal without indexing (section 6.2.2) naming a static
+ * index when it can, with raw (not Huffman) strings. So it keeps no per-field state, and
+ * fields the peer sent never-indexed (section 6.2.3) stay out of any table as that section
+ * requires of an intermediary. Since it never references the dynamic table, the peer's
+ * SETTINGS_HEADER_TABLE_SIZE, whatever it is, does not change what it writes.
+ *
+ * One exception, once per connection: the first block starts with a dynamic table size
+ * update to 0 (0x20, section 6.3). Section 4.2 says a change of the table's maximum size
+ * MUST be signalled at the start of the next block, and a peer that lowers
+ * SETTINGS_HEADER_TABLE_SIZE below the initial 4096 (RFC 9113 section 6.5.2) changes it:
+ * nghttp2, hence node:http2, answers a block without the update with GOAWAY
+ * COMPRESSION_ERROR (hpack-nghttp2.test.ts shows it for headerTableSize: 0). Setting our
+ * table to 0 up front is valid for any setting, needs no wiring to the peer's SETTINGS and
+ * wins the race with them: once it is 0, no later setting can be below it, so no further
+ * update is ever due.
+ *
+ * Names must already be lowercase (RFC 9113 section 8.2.1); the caller guarantees it, and
+ * values must be latin1 (one octet per char), as node gives them.
+ */
+export class HpackEncoder {
+  private sizeUpdatePending = true;
+
+  /** Octets encode() will write for these fields, now. */
+  encodedLength(fields: HeaderFields): number {
+    let n = this.sizeUpdatePending ? 1 : 0;
+    if (isFlat(fields)) {
+      for (let i = 0; i + 1 < fields.length; i += 2) n += fieldLength(fields[i], fields[i + 1]);
+      return n;
+    }
+    for (const name in fields) {
+      const v = fields[name];
+      if (v === undefined) continue;
+      if (typeof v === 'string') n += fieldLength(name, v);
+      else for (let i = 0; i < v.length; i++) n += fieldLength(name, v[i]);
+    }
+    return n;
+  }
+
+  /**
+   * Writes the header block of these fields at out[offset..] and returns the offset after
+   * it. Throws a RangeError, having changed no state, if out has fewer than
+   * encodedLength(fields) octets from offset.
+   */
+  encode(fields: HeaderFields, out: Buffer, offset = 0): number {
+    let o = offset;
+    if (this.sizeUpdatePending) {
+      if (o >= out.length) throw new RangeError('hpack: output buffer too small');
+      out[o++] = 0x20;
+    }
+    if (isFlat(fields)) {
+      for (let i = 0; i + 1 < fields.length; i += 2) o = writeField(out, o, fields[i], fields[i + 1]);
+    } else {
+      for (const name in fields) {
+        const v = fields[name];
+        if (v === undefined) continue;
+        if (typeof v === 'string') o = writeField(out, o, name, v);
+        else for (let i = 0; i < v.length; i++) o = writeField(out, o, name, v[i]);
+      }
+    }
+    this.sizeUpdatePending = false;
+    return o;
+  }
+}
+
+function isFlat(fields: HeaderFields): fields is readonly string[] {
+  return Array.isArray(fields);
+}
+
+/** Octets of an integer with an N-bit prefix (section 5.1). */
+function integerLength(value: number, prefixBits: number): number {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return 1;
+  let n = 2;
+  for (let rest = value - max; rest >= 0x80; rest = Math.floor(rest / 0x80)) n++;
+  return n;
+}
+
+function fieldLength(name: string, value: string): number {
+  const s = STATIC_BY_NAME.get(name);
+  if (s !== undefined) {
+    const whole = s.values.get(value);
+    if (whole !== undefined) return integerLength(whole, 7);
+    return integerLength(s.index, 4) + integerLength(value.length, 7) + value.length;
+  }
+  return 1 + integerLength(name.length, 7) + name.length + integerLength(value.length, 7) + value.length;
+}
+
+/** Writes an integer with an N-bit prefix after the flag bits `first` (section 5.1). */
+function writeInteger(out: Buffer, o: number, first: number, prefixBits: number, value: number): number {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) {
+    out[o++] = first | value;
+    return o;
+  }
+  out[o++] = first | max;
+  let rest = value - max;
+  while (rest >= 0x80) {
+    out[o++] = (rest & 0x7f) | 0x80;
+    rest = Math.floor(rest / 0x80);
+  }
+  out[o++] = rest;
+  return o;
+}
+
+/** Raw string literal, H = 0 (section 5.2). */
+function writeString(out: Buffer, o: number, s: string): number {
+  o = writeInteger(out, o, 0x00, 7, s.length);
+  (out as unknown as Latin1).latin1Write(s, o, s.length);
+  return o + s.length;
+}
+
+function writeField(out: Buffer, o: number, name: string, value: string): number {
+  const room = out.length - o;
+  const s = STATIC_BY_NAME.get(name);
+  if (s !== undefined) {
+    const whole = s.values.get(value);
+    if (whole !== undefined) {
+      if (room < integerLength(whole, 7)) throw new RangeError('hpack: output buffer too small');
+      // Indexed header field (section 6.1): 1xxxxxxx.
+      return writeInteger(out, o, 0x80, 7, whole);
+    }
+    if (room < integerLength(s.index, 4) + integerLength(value.length, 7) + value.length) {
+      throw new RangeError('hpack: output buffer too small');
+    }
+    // Literal without indexing, indexed name (section 6.2.2): 0000xxxx.
+    o = writeInteger(out, o, 0x00, 4, s.index);
+    return writeString(out, o, value);
+  }
+  if (room < 1 + integerLength(name.length, 7) + name.length + integerLength(value.length, 7) + value.length) {
+    throw new RangeError('hpack: output buffer too small');
+  }
+  // Literal without indexing, new name (section 6.2.2): 0x00, name, value.
+  out[o++] = 0x00;
+  o = writeString(out, o, name);
+  return writeString(out, o, value);
+}
