@@ -199,6 +199,7 @@ export class Proxy {
             // The app's response heads: as much as the listeners' hard cap on request heads (h2-server.ts).
             maxHeaderListBytes: config.limits.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
             resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, keepalive,
+            onKeepaliveTimeout: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-keepalive-timeout' }),
           })
         : undefined;
     const meshOpts = {

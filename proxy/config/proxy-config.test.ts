@@ -212,6 +212,12 @@ describe('protocol.meshHttp2 (HTTP/2 and gRPC between sidecars)', () => {
     expect(parseProxyConfig({ tls: files, protocol: { meshHttp2: 'h2' } }).protocol.meshHttp2).toBe('h2');
     expect(problem({ tls: files, protocol: { meshHttp2: 'h1' } })).toMatch(/^cfg: protocol\.meshHttp2: expected one of h2, mux/);
   });
+
+  test('protocol.appHttp2: the frame-level client by default, node:http2 on request', () => {
+    expect(parseProxyConfig({ tls: files }).protocol.appHttp2).toBe('frames');
+    expect(parseProxyConfig({ tls: files, protocol: { appHttp2: 'node' } }).protocol.appHttp2).toBe('node');
+    expect(problem({ tls: files, protocol: { appHttp2: 'nghttp2' } })).toMatch(/^cfg: protocol\.appHttp2: expected one of frames, node/);
+  });
 });
 
 describe('abuse limits (docs/security.md)', () => {
