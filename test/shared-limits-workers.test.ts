@@ -6,6 +6,7 @@ import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { metric } from './helpers/admin-metric.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { untilReady } from './helpers/until-ready.js';
 
 /**
  * Limits hold for the sidecar, not per listener worker (config `concurrency` 2): the
@@ -47,14 +48,6 @@ afterAll(async () => {
   await Promise.all([limited, client, server].map((p) => p?.close()));
   await app.close();
 });
-
-async function untilReady(p: Proxy, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while ((await fetch(`http://127.0.0.1:${p.adminPort}/ready`)).status !== 200) {
-    if (Date.now() > end) throw new Error('not ready');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Connections each of `p`'s two workers accepted so far. */
 const perWorker = (p: Proxy) => Promise.all([0, 1].map((w) => metric(p, new RegExp(`wren_worker_connections_total\\{worker="${w}"\\} (\\d+)`))));

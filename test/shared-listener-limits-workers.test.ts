@@ -6,6 +6,7 @@ import { startProxy } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { metric } from './helpers/admin-metric.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { untilReady } from './helpers/until-ready.js';
 
 /**
  * The listener limits hold for the sidecar, not per listener worker (config `concurrency`
@@ -34,14 +35,6 @@ afterAll(async () => {
   await capped?.close();
   await app.close();
 });
-
-async function untilReady(p: Proxy, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while ((await fetch(`http://127.0.0.1:${p.adminPort}/ready`)).status !== 200) {
-    if (Date.now() > end) throw new Error('not ready');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function until(cond: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const end = Date.now() + timeoutMs;

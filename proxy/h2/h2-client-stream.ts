@@ -4,6 +4,7 @@ import { isSettled } from '../http/exchange.js';
 import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { StreamedResponse } from '../http/streamed-response.js';
 import { H2_ERROR } from './frames.js';
 
 const STREAM = Symbol('wren.h2ClientStream');
@@ -185,7 +186,7 @@ export class H2ClientStream {
       // A reset before the reader attaches its own listener must not be an uncaught error (node's Http2Stream has h2-call's listener).
       this.body.on('error', ignore);
     }
-    this.resolve(new H2ClientResponse(status, headers, this.body, this));
+    this.resolve(new StreamedResponse(status, headers, this.body, this));
     if (endStream) this.remoteEnd();
   }
 
@@ -291,19 +292,4 @@ class H2ResponseBody extends Readable implements SettledBody {
     if (!this.st.closed) this.st.cancel(new ProxyError('UPSTREAM_RESET', 'response body dropped'));
     cb(err);
   }
-}
-
-/** The response; trailers read through the stream, so a layer's `{ ...res }` copy sees them once they arrive. */
-class H2ClientResponse implements ProxyResponse {
-  readonly trailers = trailersOf;
-  constructor(
-    readonly status: number,
-    readonly headers: Headers,
-    readonly body: Readable | null,
-    readonly stream: H2ClientStream,
-  ) {}
-}
-
-function trailersOf(this: { readonly stream?: H2ClientStream }): Headers | undefined {
-  return this.stream?.trailers;
 }

@@ -4,6 +4,7 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanTrailers, type Headers } from './headers.js';
 import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
+import { StreamedResponse } from './streamed-response.js';
 import { relayDestOf, relayH2Body } from './h2-relay.js';
 import { chargeReset } from './session-resets.js';
 
@@ -51,7 +52,7 @@ export class H2Call {
     this.responded = true;
     if (endStream) this.stream.resume();
     else this.stream.on('trailers', onTrailers);
-    this.resolve(new H2Response(status, headers, endStream ? null : this.stream, this));
+    this.resolve(new StreamedResponse(status, headers, endStream ? null : this.stream, this));
   }
 }
 
@@ -136,24 +137,6 @@ function onWantTrailers(this: Streamed): void {
 function onBodyError(this: Readable): void {
   const up = relayDestOf(this);
   if (up !== undefined && !up.destroyed) up.close(NGHTTP2_CANCEL);
-}
-
-/**
- * A call's response. `trailers` is an own property (a layer's `{ ...res }` copy keeps it)
- * reading through `call` (copied too), so a copy still sees trailers that arrive later.
- */
-class H2Response implements ProxyResponse {
-  readonly trailers = trailersOf;
-  constructor(
-    readonly status: number,
-    readonly headers: Headers,
-    readonly body: Readable | null,
-    readonly call: H2Call,
-  ) {}
-}
-
-function trailersOf(this: { readonly call?: H2Call }): Headers | undefined {
-  return this.call?.trailers;
 }
 
 /** Errors of streams the upstream never processed (RFC 9113 §8.7): safe to retry. */
