@@ -17,6 +17,8 @@ export interface H1PoolOptions {
   /** Idle connections close after this long, or 1 s before the server's `keep-alive: timeout` hint if sooner. */
   readonly idleTimeoutMs?: number;
   readonly maxHeaderBytes?: number;
+  /** Fields in a response head or trailer section (default: the codec's, 100). */
+  readonly maxHeaderCount?: number;
   /**
    * Opens a connection (default: plain TCP). The mesh pool passes a TLS connect that
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
@@ -115,7 +117,7 @@ export class H1Pool {
     this.maxSockets = opts.maxSockets ?? Infinity;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4000;
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
-    this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes };
+    this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes, maxHeaderCount: opts.maxHeaderCount ?? DEFAULT_H1_LIMITS.maxHeaderCount };
     this.connectFn = opts.connect ?? tcpConnect;
     this.secure = opts.secure ?? false;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;

@@ -4,6 +4,7 @@ import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
+import { H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from './h2-server.js';
 import { H1Connection, type H1ConnectionOptions, type H1ServerExchange, type H1TimerLimit } from '../h1/h1-connection.js';
 import { fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
@@ -65,6 +66,23 @@ const noTrailers = (): undefined => undefined;
 const MESH_HEAD_HEADROOM = { fields: 16, bytes: 12 * 1024 } as const;
 
 /**
+ * The mesh server's limits: what a peer's outbound accepted, plus MESH_HEAD_HEADROOM. Its
+ * heads are within limits.maxHeaderBytes (both of the outbound's listeners answer 431
+ * past it); HTTP/1.1 callers are held to 100 fields, HTTP/2 ones (protocol.meshHttp2 mux)
+ * to the HTTP/2 sessions' H2_SERVER_MAX_FIELDS, with trailers bound only by the session's
+ * SETTINGS_MAX_HEADER_LIST_SIZE: on `h2` the inbound's session takes those as well, so a
+ * request is refused on neither transport for what HTTP/2 allows.
+ */
+function meshLimits(maxHeaderBytes: number): H1Limits {
+  return {
+    ...DEFAULT_H1_LIMITS,
+    maxHeadBytes: maxHeaderBytes + MESH_HEAD_HEADROOM.bytes,
+    maxHeaderCount: Math.max(DEFAULT_H1_LIMITS.maxHeaderCount, H2_SERVER_MAX_FIELDS) + MESH_HEAD_HEADROOM.fields,
+    maxTrailerBytes: maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
+  };
+}
+
+/**
  * The listeners' HTTP/1.1 server, on Wren's codec (proxy/h1/): each request becomes a
  * ProxyRequest for the listener's layers and each ProxyResponse is written with the
  * serialiser. It never listens itself: a listener hands it the connections it detected
@@ -80,9 +98,7 @@ export class H1Server {
   private readonly sweep = (): void => this.checkTimers();
 
   constructor(readonly opts: H1ServerOptions) {
-    this.limits = opts.meshHeadroom
-      ? { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes + MESH_HEAD_HEADROOM.bytes, maxHeaderCount: DEFAULT_H1_LIMITS.maxHeaderCount + MESH_HEAD_HEADROOM.fields }
-      : { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes };
+    this.limits = opts.meshHeadroom ? meshLimits(opts.maxHeaderBytes) : { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes };
     const ms = [opts.headersTimeoutMs ?? 0, opts.idleTimeoutMs ?? 0, opts.streamIdleTimeoutMs ?? 0].filter((t) => t > 0);
     this.period = ms.length === 0 ? 0 : checkEvery(Math.min(...ms));
   }

@@ -63,6 +63,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
+    maxHeaderCount: o.maxHeaderCount,
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,
