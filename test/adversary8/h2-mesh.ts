@@ -28,7 +28,7 @@ const ok: AppHandler = (stream) => {
   stream.end('ok');
 };
 
-export async function startH2Mesh(pki: TestPki, transport: Transport, o: { readonly protocol?: 'http2' | 'grpc'; readonly client?: Record<string, unknown>; readonly server?: Record<string, unknown> } = {}): Promise<H2Mesh> {
+export async function startH2Mesh(pki: TestPki, transport: Transport, o: { readonly protocol?: 'http2' | 'grpc'; readonly client?: Record<string, unknown>; readonly server?: Record<string, unknown>; /** The service's TrafficPolicy. */ readonly policy?: Record<string, unknown> } = {}): Promise<H2Mesh> {
   const app = createH2cServer();
   const mesh = { transport, handler: ok, closed: [] as H2Mesh['closed'] } as { -readonly [K in keyof H2Mesh]: H2Mesh[K] };
   app.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => {
@@ -51,7 +51,7 @@ export async function startH2Mesh(pki: TestPki, transport: Transport, o: { reado
   mesh.server = await startProxy({ pki, serviceAccount: 'app', config: { protocol, ...o.server } });
   mesh.client = await startProxy({
     pki, serviceAccount: 'client', config: { protocol, ...o.client },
-    services: [meshService('app', 80, [{ appPort: l.port, proxy: mesh.server }], { protocol: o.protocol ?? 'http2' })],
+    services: [meshService('app', 80, [{ appPort: l.port, proxy: mesh.server }], { protocol: o.protocol ?? 'http2', ...(o.policy ? { policy: o.policy } : {}) })],
   });
   mesh.close = async () => {
     await mesh.client.close();
