@@ -248,6 +248,25 @@ describe('H1Pool', () => {
     expect((err as ProxyError).code).toBe('UPSTREAM_RESET');
   });
 
+  it('does not resend a bodyless non-idempotent request (RFC 9110 section 9.2.2): the server may have taken it before dying', async () => {
+    let posts = 0;
+    // Every request is answered, but the first connection's second one (the POST): taken, then the connection dies.
+    const port = await rawApp((s, n) => {
+      let seen = 0;
+      s.on('data', (d: Buffer) => {
+        if (d.toString('latin1').startsWith('POST')) posts++;
+        if (n === 0 && ++seen === 2) s.destroy();
+        else s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      });
+    });
+    const p = pool();
+    expect(await text(await send(p, port))).toBe('ok');
+    const err = await send(p, port, { method: 'POST' }).catch((e) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).code).toBe('UPSTREAM_RESET');
+    expect(posts).toBe(1);
+  });
+
   it('drops idle connections the app closes, and those past the app keep-alive hint', async () => {
     const a = await app((_req, res) => res.end('x'), (s) => (s.keepAliveTimeout = 50));
     const p = pool();

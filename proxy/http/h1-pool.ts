@@ -10,6 +10,7 @@ import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
+import { IDEMPOTENT } from './idempotent.js';
 
 export interface H1PoolOptions {
   /** Connections per origin (host:port); requests beyond it wait for one to be free. */
@@ -714,9 +715,12 @@ class Exchange {
 
   onConnectionLost(err: unknown, gotBytes: boolean): void {
     // A reused connection the server had closed while idle (reset, or closed before any
-    // response byte): nothing was processed, so a bodyless request goes again on a new one.
+    // response byte): likely nothing was processed, so a bodyless request goes again on a
+    // new one. Likely only: a server that took the request and died (or cut it) before
+    // answering looks the same, so only an idempotent one (RFC 9110 section 9.2.2: a proxy
+    // MUST NOT retry a non-idempotent request automatically).
     const stale = !(err instanceof ProxyError) || (err.code === 'UPSTREAM_RESET' && !gotBytes);
-    if (stale && !this.responded && this.reused && !this.retried && !gotBytes && this.req.body === null && !this.req.signal.aborted) {
+    if (stale && !this.responded && this.reused && !this.retried && !gotBytes && this.req.body === null && IDEMPOTENT.has(this.req.method) && !this.req.signal.aborted) {
       this.retried = true;
       this.sent = false;
       this.origin.acquire(this, true);
