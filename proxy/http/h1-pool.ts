@@ -21,6 +21,12 @@ export interface H1PoolOptions {
   /** Fields in a response head or trailer section (default: the codec's, 100). */
   readonly maxHeaderCount?: number;
   /**
+   * A request body up to this many bytes is kept, as sent, until its response starts, so a
+   * request whose virtual connection the peer refused (proxy/mux: over its stream limit,
+   * never processed) goes again whole, body included (default 0: only bodyless ones go again).
+   */
+  readonly refusedReplayBytes?: number;
+  /**
    * Opens a connection (default: plain TCP). The mesh pool passes a TLS connect that
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
    * socket is a TLSSocket, ready at 'secureConnect'. It should pass `onread` on to
@@ -113,6 +119,7 @@ export class H1Pool {
   readonly onQueued: (() => void) | undefined;
   readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
+  readonly refusedReplayBytes: number;
 
   constructor(opts: H1PoolOptions = {}) {
     this.maxSockets = opts.maxSockets ?? Infinity;
@@ -126,6 +133,7 @@ export class H1Pool {
     this.onQueued = opts.onQueued;
     this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
+    this.refusedReplayBytes = opts.refusedReplayBytes ?? 0;
   }
 
   /**
@@ -625,10 +633,26 @@ class Exchange {
     this.held = socket;
     setImmediate(flushHeld, this);
     const chunked = this.chunked;
+    // Sent again after a refusal (onConnectionLost): what the refused attempt had sent goes first.
+    const again = this.kept;
+    if (again === undefined) this.kept = this.origin.pool.refusedReplayBytes > 0 ? [] : null;
+    else if (again !== null) {
+      for (const c of again) {
+        if (chunked) writeChunk(socket, c);
+        else socket.write(c);
+      }
+      if (this.bodyEnded) return this.sendTail(socket);
+    }
     // Per request with a body only (the bodyless common case above has none).
     const onData = (c: Buffer) => {
       const s = this.conn?.socket;
       if (!s) return;
+      const kept = this.kept;
+      if (kept) {
+        this.keptBytes += c.length;
+        if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
+        else kept.push(c);
+      }
       const ok = chunked ? writeChunk(s, c) : s.write(c);
       // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
       // the head waits for it or for the turn's end; a declared length is complete here as a rule.
@@ -638,34 +662,65 @@ class Exchange {
     const onEnd = () => {
       const s = this.conn?.socket;
       if (!s) return;
-      if (chunked) {
-        let tail: Buffer | string;
-        try {
-          tail = lastChunk(this.req.trailers(), false);
-        } catch (e) {
-          return this.conn?.close(e);
-        }
-        s.write(tail as string, 'latin1');
-      }
-      this.flushHead();
-      this.sent = true;
+      this.bodyEnded = true;
+      this.sendTail(s);
     };
     const onError = (e: Error) => this.conn?.close(e);
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onError);
-    this.stopBody = () => {
-      this.flushHead();
+    this.unhookBody = () => {
       body.removeListener('data', onData);
       body.removeListener('end', onEnd);
       body.removeListener('error', onError);
       // The body's source may still fail (its client went away: 'aborted'); never uncaught.
       body.on('error', ignore);
-      if (!body.readableEnded) body.resume();
     };
+    // Resumed after a refusal (paused while a new connection came).
+    if (again !== undefined && !body.readableEnded) body.resume();
   }
 
-  private stopBody: (() => void) | null = null;
+  /** The end of a request body: the last chunk and the trailers (chunked), the held head let go. */
+  private sendTail(s: Socket): void {
+    if (this.chunked) {
+      let tail: Buffer | string;
+      try {
+        tail = lastChunk(this.req.trailers(), false);
+      } catch (e) {
+        return this.conn?.close(e);
+      }
+      s.write(tail as string, 'latin1');
+    }
+    this.flushHead();
+    this.sent = true;
+  }
+
+  /**
+   * The body's listeners off, and what is left of it drained: no other attempt will send it.
+   * Nothing for a body never hooked (its connection never came up: the retry layer may send
+   * it elsewhere), nor for one a refusal left paused.
+   */
+  private stopBody(): void {
+    this.kept = null;
+    const unhook = this.unhookBody;
+    if (unhook === null) return;
+    this.unhookBody = null;
+    this.flushHead();
+    unhook();
+    const body = this.req.body;
+    if (body !== null && !body.readableEnded) body.resume();
+  }
+
+  private unhookBody: (() => void) | null = null;
+  /**
+   * The body as sent, while it may have to be sent again (refusedReplayBytes): undefined
+   * before the first send(), null when none is kept (too large, not asked for, or the response started).
+   */
+  private kept: Buffer[] | null | undefined = undefined;
+  private keptBytes = 0;
+  /** The request body's end was read (its tail may have to be sent again). */
+  private bodyEnded = false;
+
   /** The socket whose cork holds the request head until the body's first bytes (send()). */
   private held: Socket | null = null;
 
@@ -683,6 +738,7 @@ class Exchange {
 
   onHead(head: H1Head): void {
     this.responded = true;
+    this.kept = null;
     if (head.body !== Body.None) this.body = new ResponseBody(this);
     this.resolve({ status: head.status, headers: fieldsToHeaders(head.fields), body: this.body, trailers: this.getTrailers });
   }
@@ -710,7 +766,7 @@ class Exchange {
 
   detach(): void {
     this.req.signal.removeEventListener('abort', this.onAbort);
-    if (!this.sent) this.stopBody?.();
+    if (!this.sent) this.stopBody();
   }
 
   onConnectionLost(err: unknown, gotBytes: boolean): void {
@@ -730,9 +786,18 @@ class Exchange {
     // processed; RFC 9113 section 8.7): a bodyless request waits for another, as it would
     // have waited for a connection on h1. The session has learnt the peer's limit, so the
     // next one is on a new connection; a few refusals in a row are the most that can race.
-    if ((err as { refusedStream?: boolean } | null)?.refusedStream === true && this.refusals < 3 && !gotBytes && this.req.body === null && !this.req.signal.aborted) {
+    // A body goes again only if all of it that was sent is kept (refusedReplayBytes); it is
+    // paused, its listeners off, until the next connection's send() writes what was kept.
+    const body = this.req.body;
+    if ((err as { refusedStream?: boolean } | null)?.refusedStream === true && this.refusals < 3 && !gotBytes && (body === null || (this.kept !== null && this.kept !== undefined)) && !this.req.signal.aborted) {
       this.refusals++;
       this.sent = false;
+      if (body !== null) {
+        this.flushHead();
+        this.unhookBody?.();
+        this.unhookBody = null;
+        body.pause();
+      }
       this.origin.acquire(this, true);
       return;
     }

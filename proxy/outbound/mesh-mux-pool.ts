@@ -4,6 +4,9 @@ import { connectPeer } from '../tls/connect-peer.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
 
+/** A request body kept until its response starts, to be sent again if the peer refuses its stream: one TLS record. */
+const REFUSED_REPLAY_BYTES = 16 * 1024;
+
 export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** Per-stream flow-control window (limits.http2InitialStreamWindowBytes). */
   readonly windowBytes: number;
@@ -64,6 +67,10 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
     maxHeaderCount: o.maxHeaderCount,
+    // The peer's stream limit is learnt from its refusals (mux-session.ts): a request it
+    // refused, never processed, goes again with its body when that body was small (a gRPC
+    // call as a rule), as HTTP/2 streams beyond a peer's SETTINGS wait instead of failing.
+    refusedReplayBytes: REFUSED_REPLAY_BYTES,
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,

@@ -99,6 +99,8 @@ describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
   test.each([['chunked', {}], ['with a content-length', { 'content-length': '100' }]])('a client reset mid-upload (%s): the app sees a reset and only the bytes sent', async (_what, extra) => {
     mesh().handler = (s) => {
       s.on('end', () => {
+        // node:http2 ends a reset stream's body too: no answer then.
+        if (s.destroyed) return;
         s.respond({ ':status': 200 });
         s.end('complete');
       });
