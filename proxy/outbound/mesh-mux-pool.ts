@@ -40,6 +40,9 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       windowBytes: o.windowBytes,
       connectionWindowBytes: o.connectionWindowBytes,
       maxStreams: o.maxConnectionsPerPeer,
+      // Kept open without streams as long as an idle virtual connection would be: when all
+      // of its calls are cancelled the next one needs no new TLS handshake.
+      idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
       onClose: () => {
         if (sessions.get(key) === s) sessions.delete(key);
       },
@@ -76,6 +79,14 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     onIdleTimeout: o.onIdleTimeout,
     strictLimits: true,
   });
+  // The pool's end (the sidecar closing) is its sessions' too: one without streams would
+  // otherwise stay open until its idle timeout.
+  const destroy = pool.destroy.bind(pool);
+  pool.destroy = () => {
+    destroy();
+    for (const s of sessions.values()) s.goAway();
+    sessions.clear();
+  };
   o.tls.onRotate(() => {
     pool.retire();
     for (const s of sessions.values()) s.goAway();
