@@ -152,7 +152,8 @@ const readablePush = Readable.prototype.push;
 function pushUnlessCut(this: Streamed, chunk: unknown, encoding?: BufferEncoding): boolean {
   if (chunk !== null) return readablePush.call(this, chunk, encoding);
   this.push = readablePush;
-  if (!this.closed) return readablePush.call(this, null);
+  // Closed by our side (the request cancelled: its client gone, a timeout): not a cut.
+  if (!this.closed || this[CALL]?.req.signal.aborted === true) return readablePush.call(this, null);
   // Not ended here: node may be in the middle of closing the stream (a synchronous destroy would break it).
   process.nextTick(failCut, this);
   return false;
