@@ -205,6 +205,7 @@ export class Proxy {
             maxHeaderBytes: PEER_SESSION_HEADERS.maxBytes,
             maxHeaderCount: PEER_SESSION_HEADERS.maxFields + 16,
             maxConnectionsPerPeer: config.limits.maxConcurrentStreams,
+            meshH2: true,
             onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http2-streams-per-peer' }),
             windowBytes: config.limits.http2InitialStreamWindowBytes,
             connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes,

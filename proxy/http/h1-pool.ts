@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ProxyRequest, ProxyResponse, SettledBody } from './exchange.js';
-import type { Headers } from './headers.js';
+import { MESH, meshLength, type Headers } from './headers.js';
 import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
@@ -26,6 +26,13 @@ export interface H1PoolOptions {
    * never processed) goes again whole, body included (default 0: only bodyless ones go again).
    */
   readonly refusedReplayBytes?: number;
+  /**
+   * The requests are HTTP/2 ones carried to a peer sidecar (protocol.meshHttp2 mux): one
+   * with a body and a content-length goes chunked, the length in `wren-content-length`,
+   * so that its trailers can follow (HTTP/1.1 has them only in a chunked body); a response
+   * sent so by the peer gets its content-length back.
+   */
+  readonly meshH2?: boolean;
   /**
    * Opens a connection (default: plain TCP). The mesh pool passes a TLS connect that
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
@@ -120,6 +127,7 @@ export class H1Pool {
   readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
   readonly refusedReplayBytes: number;
+  readonly meshH2: boolean;
 
   constructor(opts: H1PoolOptions = {}) {
     this.maxSockets = opts.maxSockets ?? Infinity;
@@ -134,6 +142,7 @@ export class H1Pool {
     this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
     this.refusedReplayBytes = opts.refusedReplayBytes ?? 0;
+    this.meshH2 = opts.meshH2 ?? false;
   }
 
   /**
@@ -162,7 +171,11 @@ export class H1Pool {
    */
   request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
-      const bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
+      let bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
+      if (this.meshH2 && req.body !== null && bodyLength >= 0) {
+        extra += `${MESH.contentLength}: ${bodyLength}\r\n`;
+        bodyLength = -1;
+      }
       let text: string;
       try {
         text = requestHead(req.method, req.path, req.authority, head, bodyLength);
@@ -740,7 +753,9 @@ class Exchange {
     this.responded = true;
     this.kept = null;
     if (head.body !== Body.None) this.body = new ResponseBody(this);
-    this.resolve({ status: head.status, headers: fieldsToHeaders(head.fields), body: this.body, trailers: this.getTrailers });
+    const headers = fieldsToHeaders(head.fields);
+    if (this.origin.pool.meshH2) meshLength(headers);
+    this.resolve({ status: head.status, headers, body: this.body, trailers: this.getTrailers });
   }
 
   private readonly getTrailers = (): Headers | undefined => this.trailers;

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
-import { dropMeshFields, MESH, type Headers } from './headers.js';
+import { dropMeshFields, MESH, meshLength, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
@@ -181,6 +181,8 @@ class ServedConnection implements H1ConnectionOptions {
   private readonly writer = new H1ResponseWriter();
   private pending: H1ServerExchange | null = null;
   private pendingHeaders: Headers = EMPTY_HEADERS;
+  /** The pending request is an HTTP/2 one from a peer sidecar: its response keeps content-length and trailers both (write-response.ts). */
+  private pendingH2 = false;
   private readonly onResponse = (res: ProxyResponse): void => this.respond(res);
   private readonly onFailure = (err: unknown): void => this.respond(errorResponse(err, { headers: this.pendingHeaders }));
 
@@ -207,6 +209,7 @@ class ServedConnection implements H1ConnectionOptions {
     const req = this.request(ex, ex.head!, undefined, ac.signal);
     this.pending = ex;
     this.pendingHeaders = req.headers;
+    this.pendingH2 = req.origProto === 'HTTP/2';
     o.onExchange?.(1);
     let p: Promise<ProxyResponse>;
     try {
@@ -247,13 +250,15 @@ class ServedConnection implements H1ConnectionOptions {
 
   private respond(res: ProxyResponse): void {
     const ex = this.pending;
+    const h2 = this.pendingH2;
     this.pending = null;
     this.pendingHeaders = EMPTY_HEADERS;
+    this.pendingH2 = false;
     if (ex === null || ex.ended) {
       res.body?.destroy();
       return;
     }
-    this.writer.write(ex, res);
+    this.writer.write(ex, res, h2);
   }
 
   private request(ex: H1ServerExchange, head: H1Head, upgrade: string | undefined, signal: AbortSignal): ProxyRequest {
@@ -266,6 +271,9 @@ class ServedConnection implements H1ConnectionOptions {
       const te = head.get('te');
       if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te)) headers['te'] = 'trailers';
     }
+    // An HTTP/2 request sent chunked for its trailers gets its content-length back (h1-pool.ts meshH2).
+    const h2 = this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2';
+    if (this.server.opts.meshOrigProto === true) meshLength(headers);
     let authority = head.host;
     let path = head.target;
     // Absolute-form (proxy style: `GET http://web/ HTTP/1.1`): the target's authority wins over Host (RFC 9112 section 3.2.2).
@@ -285,7 +293,7 @@ class ServedConnection implements H1ConnectionOptions {
       headers,
       body: ex.body,
       trailers: ex.body === null ? noTrailers : () => trailersOf(ex),
-      origProto: this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2' ? 'HTTP/2' : 'HTTP/1.1',
+      origProto: h2 ? 'HTTP/2' : 'HTTP/1.1',
       source: this.source,
       origDst: this.origDst,
       signal,

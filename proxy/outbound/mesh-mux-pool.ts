@@ -12,6 +12,8 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   readonly windowBytes: number;
   /** Connection-level window (limits.http2InitialConnectionWindowBytes). */
   readonly connectionWindowBytes: number;
+  /** The pool carries HTTP/2 requests (protocol.meshHttp2 mux): H1PoolOptions.meshH2. */
+  readonly meshH2?: boolean;
 }
 
 /**
@@ -74,6 +76,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     // refused, never processed, goes again with its body when that body was small (a gRPC
     // call as a rule), as HTTP/2 streams beyond a peer's SETTINGS wait instead of failing.
     refusedReplayBytes: REFUSED_REPLAY_BYTES,
+    meshH2: o.meshH2,
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,
