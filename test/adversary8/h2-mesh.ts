@@ -80,8 +80,7 @@ export function h2request(
   o: { readonly body?: Buffer | string; readonly trailers?: OutgoingHttpHeaders; readonly timeoutMs?: number; readonly session?: ClientHttp2Session } = {},
 ): Promise<H2Result> {
   return new Promise((resolve) => {
-    const s = o.session ?? h2connect(`http://127.0.0.1:${client.outboundPort}`);
-    s.on('error', () => undefined);
+    const s = o.session ?? h2connect(`http://127.0.0.1:${client.outboundPort}`).on('error', () => undefined);
     const withBody = o.body !== undefined || o.trailers !== undefined;
     const req = s.request({ ':authority': 'app', ':path': '/', ...headers }, { endStream: !withBody, waitForTrailers: o.trailers !== undefined });
     const r: H2Result = { body: Buffer.alloc(0), ended: false, rstCode: 0 };
