@@ -15,7 +15,7 @@ import { explainRoute } from './routing/explain-route.js';
 import { ClusterSet, type ClusterFactory } from './outbound/cluster-set.js';
 import { Cluster } from './resilience/cluster.js';
 import { PromClusterMetrics } from './resilience/cluster-metrics.js';
-import { PeerPool } from './outbound/peer-pool.js';
+import { PeerPool, PEER_SESSION_HEADERS } from './outbound/peer-pool.js';
 import { meshH1Pool } from './outbound/mesh-h1-pool.js';
 import { AppH2Client } from './h2/app-h2-client.js';
 import { meshMuxPool } from './outbound/mesh-mux-pool.js';
@@ -221,7 +221,12 @@ export class Proxy {
       config.protocol.meshHttp2 === 'mux'
         ? meshMuxPool({
             ...meshOpts,
+            // The responses an HTTP/2 session takes (the peer's, to its app, is one): the
+            // mesh's HTTP/1.1 measure of the same fields is smaller, 16 fields for the peer's own.
+            maxHeaderBytes: PEER_SESSION_HEADERS.maxBytes,
+            maxHeaderCount: PEER_SESSION_HEADERS.maxFields + 16,
             maxConnectionsPerPeer: config.limits.maxConcurrentStreams,
+            meshH2: true,
             onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http2-streams-per-peer' }),
             windowBytes: config.limits.http2InitialStreamWindowBytes,
             connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes,

@@ -13,6 +13,12 @@ export interface H1Limits {
   /** Field lines in a head (or in a trailer section). Envoy's `max_headers_count` default: 100. */
   readonly maxHeaderCount: number;
   /**
+   * The trailer section's bytes, when they differ from maxHeadBytes (the default): the
+   * mesh's HTTP/1.1 messages carrying HTTP/2 ones, whose trailers HTTP/2 bounds apart from
+   * the head (http/h1-server.ts meshHeadroom, outbound/peer-pool.ts PEER_SESSION_HEADERS).
+   */
+  readonly maxTrailerBytes?: number;
+  /**
    * Bytes of chunk extensions on one chunk-size line. Node caps them too since
    * CVE-2024-22019 (a peer could otherwise send endless extensions and no data).
    */

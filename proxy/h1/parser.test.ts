@@ -132,6 +132,19 @@ describe('H1Parser requests: refused (RFC 9112 sections 6.3 and 11.2)', () => {
     expect(trailers.error?.reason).toBe('trailers-too-large');
   });
 
+  it('gives the trailer section a budget of its own with maxTrailerBytes (the head keeps maxHeadBytes), on the next message too', () => {
+    const limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: 256, maxTrailerBytes: 1024 };
+    const big = (n: number) => chunked(`0\r\nT: ${'x'.repeat(n)}\r\n\r\n`);
+    const ok = parse(big(900) + GET, { limits, step: 13 });
+    expect(ok.error).toBeNull();
+    expect(ok.messages).toHaveLength(2);
+    const over = parse(big(1100), { limits, step: 13 });
+    expect(over.error?.reason).toBe('trailers-too-large');
+    expect(over.error?.message).toMatch(/over 1024 bytes/);
+    // The head after a trailer section is held to maxHeadBytes again.
+    expect(parse(big(10) + `GET / HTTP/1.1\r\nHost: a\r\nX: ${'b'.repeat(300)}\r\n\r\n`, { limits }).error?.reason).toBe('head-too-large');
+  });
+
   it('fails a request cut short by the client closing, but not an idle connection', () => {
     const cut = parse(post('Content-Length: 5\r\n', 'ab'), { finish: true });
     expect(cut.error?.reason).toBe('truncated');

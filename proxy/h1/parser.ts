@@ -64,6 +64,8 @@ export class H1Parser {
   private pendLen = 0;
   /** Bytes of the head (or trailer section) so far. */
   private headBytes = 0;
+  /** What headBytes may reach: maxHeadBytes in a head, the trailer budget in a trailer section. */
+  private headLimit: number;
   private nFields = 0;
   private left = 0;
   private head = new H1Head();
@@ -90,6 +92,7 @@ export class H1Parser {
     private readonly limits: H1Limits = DEFAULT_H1_LIMITS,
   ) {
     this.chunkLineMax = limits.maxChunkExtBytes + 64;
+    this.headLimit = limits.maxHeadBytes;
   }
 
   /** Response mode: the method of the request the next response answers (HEAD and CONNECT change its framing). */
@@ -144,7 +147,7 @@ export class H1Parser {
           const lineLen = this.pendLen + lf + 1 - at;
           if (this.state === S.ChunkSize) {
             if (lineLen > this.chunkLineMax) this.fail('chunk-ext-too-long', `chunk-size line over ${this.chunkLineMax} bytes`);
-          } else if (this.headBytes + lineLen > this.limits.maxHeadBytes) this.tooLarge();
+          } else if (this.headBytes + lineLen > this.headLimit) this.tooLarge();
           if ((this.state as S) === S.Dead) return len;
           this.headBytes += lineLen;
           if (this.pendLen === 0) this.line(buf, at, lf);
@@ -243,6 +246,7 @@ export class H1Parser {
     this.head = new H1Head();
     this.startSeen = false;
     this.headBytes = 0;
+    this.headLimit = this.limits.maxHeadBytes;
     this.nFields = 0;
     this.cl = -1;
     this.te = null;
@@ -259,7 +263,7 @@ export class H1Parser {
   }
 
   private tooLarge(): void {
-    if (this.state === S.Trailers) this.fail('trailers-too-large', `trailer section over ${this.limits.maxHeadBytes} bytes`);
+    if (this.state === S.Trailers) this.fail('trailers-too-large', `trailer section over ${this.headLimit} bytes`);
     else this.fail('head-too-large', `${this.responses ? 'response' : 'request'} head over ${this.limits.maxHeadBytes} bytes (the limit)`);
   }
 
@@ -268,7 +272,7 @@ export class H1Parser {
     const total = this.pendLen + len - at;
     if (this.state === S.ChunkSize) {
       if (total > this.chunkLineMax) return this.fail('chunk-ext-too-long', `chunk-size line over ${this.chunkLineMax} bytes`);
-    } else if (this.headBytes + total > this.limits.maxHeadBytes) return this.tooLarge();
+    } else if (this.headBytes + total > this.headLimit) return this.tooLarge();
     this.append(buf, at, len);
   }
 
@@ -276,7 +280,7 @@ export class H1Parser {
     const need = this.pendLen + to - from;
     let p = this.pend;
     if (p === null || p.length < need) {
-      const bound = Math.max(need, this.state === S.ChunkSize ? this.chunkLineMax : this.limits.maxHeadBytes);
+      const bound = Math.max(need, this.state === S.ChunkSize ? this.chunkLineMax : this.headLimit);
       const grown = Buffer.allocUnsafe(Math.min(bound, Math.max(need, 2 * (p?.length ?? 0), 128)));
       if (p !== null) p.copy(grown, 0, 0, this.pendLen);
       this.pend = p = grown;
@@ -470,7 +474,11 @@ export class H1Parser {
     h.contentLength = h.body === Body.Length ? this.cl : -1;
     this.left = this.cl;
     this.state = h.body === Body.None ? S.End : h.body === Body.Length ? S.Length : h.body === Body.Chunked ? S.ChunkSize : S.UntilClose;
-    if (h.body === Body.Chunked) this.headBytes = this.nFields = 0; // the trailer section has its own budget
+    if (h.body === Body.Chunked) {
+      // The trailer section has its own budget.
+      this.headBytes = this.nFields = 0;
+      this.headLimit = this.limits.maxTrailerBytes ?? this.limits.maxHeadBytes;
+    }
     if (h.upgrade) this.upgradeSent = false;
     this.handler.onHead(h);
   }

@@ -248,6 +248,61 @@ describe('H1Pool', () => {
     expect((err as ProxyError).code).toBe('UPSTREAM_RESET');
   });
 
+  it('sends a refused request again with its body when the body was small enough to keep (refusedReplayBytes), and not a larger one', async () => {
+    const a = await app((_req, res) => res.end('ok'));
+    // Each pool's first connection is refused by "the peer" once the request's bytes have gone out on it.
+    let refusals = 0;
+    const refusingPool = (): H1Pool => {
+      let opened = 0;
+      const connect = (host: string, port: number): Socket => {
+        const s = netConnect({ host, port });
+        if (opened++ > 0) return s;
+        // The peer never takes what is written on it (a refused stream is never processed).
+        let refused = false;
+        s.write = (() => {
+          if (!refused) {
+            refused = true;
+            refusals++;
+            setTimeout(() => s.destroy(Object.assign(new Error('stream refused by the peer (REFUSED_STREAM)'), { refusedStream: true })), 20);
+          }
+          return true;
+        }) as unknown as Socket['write'];
+        return s;
+      };
+      return pool({ connect, refusedReplayBytes: 16 });
+    };
+    const body = () => Readable.from([Buffer.from('part1 '), Buffer.from('part2')]);
+    const chunked = await send(refusingPool(), a.port, { method: 'POST', body: body(), trailers: () => ({ 'x-sum': '42' }) });
+    expect(await text(chunked)).toBe('ok');
+    const fixed = await send(refusingPool(), a.port, { method: 'POST', body: body() }, { 'content-length': '11' });
+    expect(await text(fixed)).toBe('ok');
+    // Only the whole requests reached the app, once each (the refused connections' bytes never made a request).
+    expect(a.seen.map((x) => [x.body, x.trailers['x-sum'] ?? ''])).toEqual([['part1 part2', '42'], ['part1 part2', '']]);
+    const big = await send(refusingPool(), a.port, { method: 'POST', body: Readable.from([Buffer.alloc(40, 0x61)]) }).catch((e) => e);
+    expect((big as ProxyError).code).toBe('UPSTREAM_RESET');
+    expect(a.seen).toHaveLength(2);
+    expect(refusals).toBe(3);
+  });
+
+  it('does not resend a bodyless non-idempotent request (RFC 9110 section 9.2.2): the server may have taken it before dying', async () => {
+    let posts = 0;
+    // Every request is answered, but the first connection's second one (the POST): taken, then the connection dies.
+    const port = await rawApp((s, n) => {
+      let seen = 0;
+      s.on('data', (d: Buffer) => {
+        if (d.toString('latin1').startsWith('POST')) posts++;
+        if (n === 0 && ++seen === 2) s.destroy();
+        else s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      });
+    });
+    const p = pool();
+    expect(await text(await send(p, port))).toBe('ok');
+    const err = await send(p, port, { method: 'POST' }).catch((e) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).code).toBe('UPSTREAM_RESET');
+    expect(posts).toBe(1);
+  });
+
   it('drops idle connections the app closes, and those past the app keep-alive hint', async () => {
     const a = await app((_req, res) => res.end('x'), (s) => (s.keepAliveTimeout = 50));
     const p = pool();

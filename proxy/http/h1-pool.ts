@@ -3,13 +3,14 @@ import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { isSettled, type ProxyRequest, type ProxyResponse, type SettledBody } from './exchange.js';
-import type { Headers } from './headers.js';
+import { MESH, meshLength, type Headers } from './headers.js';
 import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
+import { IDEMPOTENT } from './idempotent.js';
 
 export interface H1PoolOptions {
   /** Connections per origin (host:port); requests beyond it wait for one to be free. */
@@ -17,6 +18,21 @@ export interface H1PoolOptions {
   /** Idle connections close after this long, or 1 s before the server's `keep-alive: timeout` hint if sooner. */
   readonly idleTimeoutMs?: number;
   readonly maxHeaderBytes?: number;
+  /** Fields in a response head or trailer section (default: the codec's, 100). */
+  readonly maxHeaderCount?: number;
+  /**
+   * A request body up to this many bytes is kept, as sent, until its response starts, so a
+   * request whose virtual connection the peer refused (proxy/mux: over its stream limit,
+   * never processed) goes again whole, body included (default 0: only bodyless ones go again).
+   */
+  readonly refusedReplayBytes?: number;
+  /**
+   * The requests are HTTP/2 ones carried to a peer sidecar (protocol.meshHttp2 mux): one
+   * with a body and a content-length goes chunked, the length in `wren-content-length`,
+   * so that its trailers can follow (HTTP/1.1 has them only in a chunked body); a response
+   * sent so by the peer gets its content-length back.
+   */
+  readonly meshH2?: boolean;
   /**
    * Opens a connection (default: plain TCP). The mesh pool passes a TLS connect that
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
@@ -113,12 +129,14 @@ export class H1Pool {
   readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
   private readonly onDestroy: (() => void) | undefined;
+  readonly refusedReplayBytes: number;
+  readonly meshH2: boolean;
 
   constructor(opts: H1PoolOptions = {}) {
     this.maxSockets = opts.maxSockets ?? Infinity;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4000;
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
-    this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes };
+    this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes, maxHeaderCount: opts.maxHeaderCount ?? DEFAULT_H1_LIMITS.maxHeaderCount };
     this.connectFn = opts.connect ?? tcpConnect;
     this.secure = opts.secure ?? false;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
@@ -127,6 +145,8 @@ export class H1Pool {
     this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
     this.onDestroy = opts.onDestroy;
+    this.refusedReplayBytes = opts.refusedReplayBytes ?? 0;
+    this.meshH2 = opts.meshH2 ?? false;
   }
 
   /**
@@ -155,7 +175,11 @@ export class H1Pool {
    */
   request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
-      const bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
+      let bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
+      if (this.meshH2 && req.body !== null && bodyLength >= 0) {
+        extra += `${MESH.contentLength}: ${bodyLength}\r\n`;
+        bodyLength = -1;
+      }
       let text: string;
       try {
         text = requestHead(req.method, req.path, req.authority, head, bodyLength);
@@ -622,7 +646,9 @@ class Exchange {
       this.sent = true;
       return;
     }
-    if (isSettled(body)) {
+    const again = this.kept;
+    if (again === undefined) this.kept = this.origin.pool.refusedReplayBytes > 0 ? [] : null;
+    if (again === undefined && isSettled(body)) {
       // All of the body and its end are here (exchange.ts): head, body and end in one write.
       const data = body.read() as Buffer | null;
       body.resume();
@@ -642,17 +668,33 @@ class Exchange {
     socket.write(this.text, 'latin1');
     this.held = socket;
     setImmediate(flushHeld, this);
+    // Sent again after a refusal (onConnectionLost): what the refused attempt had sent goes first.
+    if (again !== undefined && again !== null) {
+      for (const c of again) {
+        if (this.chunked) writeChunk(socket, c);
+        else socket.write(c);
+      }
+      if (this.bodyEnded) return this.sendTail(socket);
+    }
     // Shared listeners that find the exchange on the body (no closures per request); each
     // event fires once, so `on` suffices.
     (body as SentBody)[SENDING] = this;
     body.on('data', onSentData);
     body.on('end', onSentEnd);
     body.on('error', onSentError);
+    // Resumed after a refusal (paused while a new connection came).
+    if (again !== undefined && !body.readableEnded) body.resume();
   }
 
   onBodyData(body: Readable, c: Buffer): void {
     const s = this.conn?.socket;
     if (!s) return;
+    const kept = this.kept;
+    if (kept) {
+      this.keptBytes += c.length;
+      if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
+      else kept.push(c);
+    }
     const ok = this.chunked ? writeChunk(s, c) : s.write(c);
     // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
     // the head waits for it or for the turn's end; a declared length is complete here as a rule.
@@ -663,6 +705,12 @@ class Exchange {
   onBodyEnd(): void {
     const s = this.conn?.socket;
     if (!s) return;
+    this.bodyEnded = true;
+    this.sendTail(s);
+  }
+
+  /** The end of a request body: the last chunk and the trailers (chunked), the held head let go. */
+  private sendTail(s: Socket): void {
     if (this.chunked) {
       let tail: Buffer | string;
       try {
@@ -676,19 +724,39 @@ class Exchange {
     this.sent = true;
   }
 
-  /** The request's connection is gone or answered before the body was sent: stop relaying it. */
-  private stopBody(): void {
-    this.flushHead();
+  /** The body's relay listeners off (false: none were on); its source may still fail, never uncaught. */
+  private unhookBody(): boolean {
     const body = this.req.body as SentBody | null;
-    if (body === null || body[SENDING] !== this) return;
+    if (body === null || body[SENDING] !== this) return false;
     body[SENDING] = undefined;
     body.removeListener('data', onSentData);
     body.removeListener('end', onSentEnd);
     body.removeListener('error', onSentError);
-    // The body's source may still fail (its client went away: 'aborted'); never uncaught.
     body.on('error', ignore);
-    if (!body.readableEnded) body.resume();
+    return true;
   }
+
+  /**
+   * The body's listeners off, and what is left of it drained: no other attempt will send it.
+   * Nothing for a body never hooked (its connection never came up: the retry layer may send
+   * it elsewhere), nor for one a refusal left paused.
+   */
+  private stopBody(): void {
+    this.kept = null;
+    if (!this.unhookBody()) return;
+    this.flushHead();
+    const body = this.req.body;
+    if (body !== null && !body.readableEnded) body.resume();
+  }
+
+  /**
+   * The body as sent, while it may have to be sent again (refusedReplayBytes): undefined
+   * before the first send(), null when none is kept (too large, not asked for, or the response started).
+   */
+  private kept: Buffer[] | null | undefined = undefined;
+  private keptBytes = 0;
+  /** The request body's end was read (its tail may have to be sent again). */
+  private bodyEnded = false;
 
   /** The socket whose cork holds the request head until the body's first bytes (send()). */
   private held: Socket | null = null;
@@ -707,8 +775,11 @@ class Exchange {
 
   onHead(head: H1Head): void {
     this.responded = true;
+    this.kept = null;
     if (head.body !== Body.None) this.body = new ResponseBody(this);
-    this.resolve({ status: head.status, headers: fieldsToHeaders(head.fields), body: this.body, trailers: this.getTrailers });
+    const headers = fieldsToHeaders(head.fields);
+    if (this.origin.pool.meshH2) meshLength(headers);
+    this.resolve({ status: head.status, headers, body: this.body, trailers: this.getTrailers });
   }
 
   private readonly getTrailers = (): Headers | undefined => this.trailers;
@@ -739,9 +810,12 @@ class Exchange {
 
   onConnectionLost(err: unknown, gotBytes: boolean): void {
     // A reused connection the server had closed while idle (reset, or closed before any
-    // response byte): nothing was processed, so a bodyless request goes again on a new one.
+    // response byte): likely nothing was processed, so a bodyless request goes again on a
+    // new one. Likely only: a server that took the request and died (or cut it) before
+    // answering looks the same, so only an idempotent one (RFC 9110 section 9.2.2: a proxy
+    // MUST NOT retry a non-idempotent request automatically).
     const stale = !(err instanceof ProxyError) || (err.code === 'UPSTREAM_RESET' && !gotBytes);
-    if (stale && !this.responded && this.reused && !this.retried && !gotBytes && this.req.body === null && !this.req.signal.aborted) {
+    if (stale && !this.responded && this.reused && !this.retried && !gotBytes && this.req.body === null && IDEMPOTENT.has(this.req.method) && !this.req.signal.aborted) {
       this.retried = true;
       this.sent = false;
       this.origin.acquire(this, true);
@@ -751,9 +825,17 @@ class Exchange {
     // processed; RFC 9113 section 8.7): a bodyless request waits for another, as it would
     // have waited for a connection on h1. The session has learnt the peer's limit, so the
     // next one is on a new connection; a few refusals in a row are the most that can race.
-    if ((err as { refusedStream?: boolean } | null)?.refusedStream === true && this.refusals < 3 && !gotBytes && this.req.body === null && !this.req.signal.aborted) {
+    // A body goes again only if all of it that was sent is kept (refusedReplayBytes); it is
+    // paused, its listeners off, until the next connection's send() writes what was kept.
+    const body = this.req.body;
+    if ((err as { refusedStream?: boolean } | null)?.refusedStream === true && this.refusals < 3 && !gotBytes && (body === null || (this.kept !== null && this.kept !== undefined)) && !this.req.signal.aborted) {
       this.refusals++;
       this.sent = false;
+      if (body !== null) {
+        this.flushHead();
+        this.unhookBody();
+        body.pause();
+      }
       this.origin.acquire(this, true);
       return;
     }

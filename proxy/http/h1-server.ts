@@ -1,9 +1,10 @@
 import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
-import { dropMeshFields, MESH, type Headers } from './headers.js';
+import { dropMeshFields, MESH, meshLength, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
+import { H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from './h2-server.js';
 import { H1Connection, type H1ConnectionOptions, type H1ServerExchange, type H1TimerLimit } from '../h1/h1-connection.js';
 import { fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
@@ -65,6 +66,23 @@ const noTrailers = (): undefined => undefined;
 const MESH_HEAD_HEADROOM = { fields: 16, bytes: 12 * 1024 } as const;
 
 /**
+ * The mesh server's limits: what a peer's outbound accepted, plus MESH_HEAD_HEADROOM. Its
+ * heads are within limits.maxHeaderBytes (both of the outbound's listeners answer 431
+ * past it); HTTP/1.1 callers are held to 100 fields, HTTP/2 ones (protocol.meshHttp2 mux)
+ * to the HTTP/2 sessions' H2_SERVER_MAX_FIELDS, with trailers bound only by the session's
+ * SETTINGS_MAX_HEADER_LIST_SIZE: on `h2` the inbound's session takes those as well, so a
+ * request is refused on neither transport for what HTTP/2 allows.
+ */
+function meshLimits(maxHeaderBytes: number): H1Limits {
+  return {
+    ...DEFAULT_H1_LIMITS,
+    maxHeadBytes: maxHeaderBytes + MESH_HEAD_HEADROOM.bytes,
+    maxHeaderCount: Math.max(DEFAULT_H1_LIMITS.maxHeaderCount, H2_SERVER_MAX_FIELDS) + MESH_HEAD_HEADROOM.fields,
+    maxTrailerBytes: maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
+  };
+}
+
+/**
  * The listeners' HTTP/1.1 server, on Wren's codec (proxy/h1/): each request becomes a
  * ProxyRequest for the listener's layers and each ProxyResponse is written with the
  * serialiser. It never listens itself: a listener hands it the connections it detected
@@ -80,9 +98,7 @@ export class H1Server {
   private readonly sweep = (): void => this.checkTimers();
 
   constructor(readonly opts: H1ServerOptions) {
-    this.limits = opts.meshHeadroom
-      ? { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes + MESH_HEAD_HEADROOM.bytes, maxHeaderCount: DEFAULT_H1_LIMITS.maxHeaderCount + MESH_HEAD_HEADROOM.fields }
-      : { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes };
+    this.limits = opts.meshHeadroom ? meshLimits(opts.maxHeaderBytes) : { ...DEFAULT_H1_LIMITS, maxHeadBytes: opts.maxHeaderBytes };
     const ms = [opts.headersTimeoutMs ?? 0, opts.idleTimeoutMs ?? 0, opts.streamIdleTimeoutMs ?? 0].filter((t) => t > 0);
     this.period = ms.length === 0 ? 0 : checkEvery(Math.min(...ms));
   }
@@ -165,6 +181,8 @@ class ServedConnection implements H1ConnectionOptions {
   private readonly writer = new H1ResponseWriter();
   private pending: H1ServerExchange | null = null;
   private pendingHeaders: Headers = EMPTY_HEADERS;
+  /** The pending request is an HTTP/2 one from a peer sidecar: its response keeps content-length and trailers both (write-response.ts). */
+  private pendingH2 = false;
   private readonly onResponse = (res: ProxyResponse): void => this.respond(res);
   private readonly onFailure = (err: unknown): void => this.respond(errorResponse(err, { headers: this.pendingHeaders }));
 
@@ -191,6 +209,7 @@ class ServedConnection implements H1ConnectionOptions {
     const req = this.request(ex, ex.head!, undefined, ac.signal);
     this.pending = ex;
     this.pendingHeaders = req.headers;
+    this.pendingH2 = req.origProto === 'HTTP/2';
     o.onExchange?.(1);
     let p: Promise<ProxyResponse>;
     try {
@@ -231,13 +250,15 @@ class ServedConnection implements H1ConnectionOptions {
 
   private respond(res: ProxyResponse): void {
     const ex = this.pending;
+    const h2 = this.pendingH2;
     this.pending = null;
     this.pendingHeaders = EMPTY_HEADERS;
+    this.pendingH2 = false;
     if (ex === null || ex.ended) {
       res.body?.destroy();
       return;
     }
-    this.writer.write(ex, res);
+    this.writer.write(ex, res, h2);
   }
 
   private request(ex: H1ServerExchange, head: H1Head, upgrade: string | undefined, signal: AbortSignal): ProxyRequest {
@@ -250,6 +271,9 @@ class ServedConnection implements H1ConnectionOptions {
       const te = head.get('te');
       if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te)) headers['te'] = 'trailers';
     }
+    // An HTTP/2 request sent chunked for its trailers gets its content-length back (h1-pool.ts meshH2).
+    const h2 = this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2';
+    if (this.server.opts.meshOrigProto === true) meshLength(headers);
     let authority = head.host;
     let path = head.target;
     // Absolute-form (proxy style: `GET http://web/ HTTP/1.1`): the target's authority wins over Host (RFC 9112 section 3.2.2).
@@ -269,7 +293,7 @@ class ServedConnection implements H1ConnectionOptions {
       headers,
       body: ex.body,
       trailers: ex.body === null ? noTrailers : () => trailersOf(ex),
-      origProto: this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2' ? 'HTTP/2' : 'HTTP/1.1',
+      origProto: h2 ? 'HTTP/2' : 'HTTP/1.1',
       source: this.source,
       origDst: this.origDst,
       signal,

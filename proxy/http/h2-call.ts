@@ -1,5 +1,5 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanTrailers, type Headers } from './headers.js';
 import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
@@ -51,7 +51,10 @@ export class H2Call {
   respond(status: number, headers: Headers, endStream: boolean): void {
     this.responded = true;
     if (endStream) this.stream.resume();
-    else this.stream.on('trailers', onTrailers);
+    else {
+      this.stream.on('trailers', onTrailers);
+      if (this.forwarded) (this.stream as Streamed).push = pushUnlessCut;
+    }
     this.resolve(new StreamedResponse(status, headers, endStream ? null : this.stream, this));
   }
 }
@@ -131,6 +134,37 @@ function onTrailers(this: Streamed, t: IncomingHttpHeaders): void {
 function onWantTrailers(this: Streamed): void {
   const call = this[CALL];
   this.sendTrailers(call?.req.trailers() ?? {});
+}
+
+const readablePush = Readable.prototype.push;
+
+/**
+ * A forwarded response body's push(): its end must come from END_STREAM (RFC 9113 section
+ * 8.1). node:http2 also ends a client stream's readable side ('end', no 'error') when the
+ * stream is closed before END_STREAM by RST_STREAM CANCEL or NO_ERROR (NO_ERROR means
+ * "complete" only after END_STREAM, section 8.1) or by its session going away, so a
+ * truncated body would reach the writers (write-response.ts) as a whole one, and leave
+ * as END_STREAM or a chunked body's last chunk. Node pushes that end only once the stream
+ * is closed, after END_STREAM's own: a first end pushed to a closed stream is a cut, which
+ * becomes the body's error instead (the next tick, before 'close', unless node reports one
+ * of its own for an error code). One function for every stream (no closure); it puts the
+ * stream's own push back at the first end.
+ */
+function pushUnlessCut(this: Streamed, chunk: unknown, encoding?: BufferEncoding): boolean {
+  if (chunk !== null) return readablePush.call(this, chunk, encoding);
+  this.push = readablePush;
+  // Closed by our side (the request cancelled: its client gone, a timeout): not a cut.
+  if (!this.closed || this[CALL]?.req.signal.aborted === true) return readablePush.call(this, null);
+  // Not ended here: node may be in the middle of closing the stream (a synchronous destroy would break it).
+  process.nextTick(failCut, this);
+  return false;
+}
+
+function failCut(stream: ClientHttp2Stream): void {
+  if (stream.errored !== null) return;
+  const e = new ProxyError('UPSTREAM_RESET', `response cut short: stream closed (code ${stream.rstCode}) before END_STREAM`);
+  if (stream.destroyed) stream.emit('error', e);
+  else stream.destroy(e);
 }
 
 /** The request body failed before its end: the upstream must not take it for whole (RFC 9113 §8.1). */

@@ -35,6 +35,9 @@ export interface H2HandlerOptions {
 /** How much slack the HTTP/2 session setting leaves above maxHeaderBytes, so oversized requests reach us and get a 431 body. */
 export const H2_HEADER_HARD_CAP_FACTOR = 4;
 
+/** Field lines the listeners' HTTP/2 sessions take in one header section (node:http2 maxHeaderListPairs). */
+export const H2_SERVER_MAX_FIELDS = 512;
+
 function headerListSize(raw: readonly string[]): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) n += raw[i].length + raw[i + 1].length + 32;

@@ -110,9 +110,23 @@ export const MESH = {
    * meant, for the inbound side's metric labels. Believed from an mTLS peer only.
    */
   peer: 'wren-peer',
+  /**
+   * An HTTP/2 message's content-length when it crosses between the sidecars as a chunked
+   * HTTP/1.1 one (protocol.meshHttp2 mux), so that its trailers cross too: the far side
+   * makes it the content-length again (h1-pool.ts meshH2, h1-server.ts).
+   */
+  contentLength: 'wren-content-length',
 } as const;
 
 const MESH_FIELDS: ReadonlySet<string> = new Set(Object.values(MESH));
+
+/** `wren-content-length` (an HTTP/2 message sent chunked between the sidecars) back to the content-length, if it is one. */
+export function meshLength(h: Headers): void {
+  const v = h[MESH.contentLength];
+  if (v === undefined) return;
+  delete h[MESH.contentLength];
+  if (typeof v === 'string' && /^\d{1,15}$/.test(v)) h['content-length'] = v;
+}
 
 export function isGrpc(h: Headers): boolean {
   const ct = header(h, 'content-type');

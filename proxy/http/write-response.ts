@@ -2,7 +2,7 @@ import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { H1ServerExchange } from '../h1/h1-connection.js';
 import { H1Error } from '../h1/h1-error.js';
-import { appendFields, type Headers } from './headers.js';
+import { appendFields, MESH, type Headers } from './headers.js';
 import { isSettled, type ProxyResponse } from './exchange.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { relayDestOf, relayH2Body } from './h2-relay.js';
@@ -99,20 +99,28 @@ export class H1ResponseWriter {
   private body: Readable | null = null;
   /** Bytes the content-length still allows; -1 when the length is not declared. */
   private left = -1;
+  /** Chunked though the length is declared (an HTTP/2 response to a peer sidecar): the trailers go too. */
+  private chunkedWithLength = false;
   private readonly onData = (chunk: Buffer): void => this.data(chunk);
   private readonly onEnd = (): void => this.ended();
   private readonly onError = (err: Error): void => this.failed(err);
   private readonly onDrain = (): void => void this.body?.resume();
   private readonly onAbort = (): void => this.abort();
 
-  write(ex: H1ServerExchange, res: ProxyResponse): void {
+  /**
+   * `h2`: the request was an HTTP/2 one from a peer sidecar (protocol.meshHttp2 mux), whose
+   * response may have a content-length and trailers both: a body with a declared length
+   * then goes chunked, the length in `wren-content-length` (the caller's pool makes it the
+   * content-length again), so that its trailers can follow.
+   */
+  write(ex: H1ServerExchange, res: ProxyResponse, h2 = false): void {
     const body = res.body;
     if (ex.ended) {
       body?.destroy();
       return;
     }
     try {
-      this.start(ex, res, body);
+      this.start(ex, h2 ? meshH2Response(res) : res, body, h2);
     } catch (err) {
       // A field the serialiser refuses (RFC 9112 section 11.1): 502 through the error table.
       body?.destroy();
@@ -121,7 +129,7 @@ export class H1ResponseWriter {
     }
   }
 
-  private start(ex: H1ServerExchange, res: ProxyResponse, body: Readable | null): void {
+  private start(ex: H1ServerExchange, res: ProxyResponse, body: Readable | null, h2: boolean): void {
     const status = res.status;
     if (status < 200) throw new ProxyError('UPSTREAM_PROTOCOL', `status ${status} is not a final response`);
     const noBody = body === null || ex.head?.method === 'HEAD' || status === 204 || status === 304;
@@ -137,7 +145,7 @@ export class H1ResponseWriter {
       const trailers = res.trailers();
       if (trailers === undefined || !hasFields(trailers)) ex.send(status, res.headers, data);
       else {
-        ex.respond(status, res.headers, -1);
+        ex.respond(status, h2 && declaredLength(res.headers) >= 0 ? { ...res.headers, [MESH.contentLength]: String(data.length) } : res.headers, -1);
         ex.write(data);
         ex.end(trailers);
       }
@@ -148,11 +156,13 @@ export class H1ResponseWriter {
       return;
     }
     const len = declaredLength(res.headers);
-    ex.respond(status, res.headers, len);
+    const withLength = h2 && len >= 0;
+    ex.respond(status, withLength ? { ...res.headers, [MESH.contentLength]: String(len) } : res.headers, withLength ? -1 : len);
     this.ex = ex;
     this.res = res;
     this.body = body;
     this.left = len;
+    this.chunkedWithLength = withLength;
     ex.onDrain = this.onDrain;
     ex.onAbort = this.onAbort;
     body.on('data', this.onData);
@@ -175,8 +185,9 @@ export class H1ResponseWriter {
     const ex = this.ex!;
     const res = this.res!;
     if (this.left > 0) return this.failed(new ProxyError('UPSTREAM_RESET', 'body shorter than its content-length'));
+    const trailers = this.left < 0 || this.chunkedWithLength ? res.trailers() : undefined;
     this.detach();
-    ex.end(this.left < 0 ? res.trailers() : undefined);
+    ex.end(trailers);
   }
 
   private failed(err: Error): void {
@@ -209,10 +220,19 @@ export class H1ResponseWriter {
     this.res = null;
     this.body = null;
     this.left = -1;
+    this.chunkedWithLength = false;
   }
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A response whose app set `wren-content-length` itself: without it (only the sidecar writes it). */
+function meshH2Response(res: ProxyResponse): ProxyResponse {
+  if (res.headers[MESH.contentLength] === undefined) return res;
+  const headers = { ...res.headers };
+  delete headers[MESH.contentLength];
+  return { ...res, headers };
+}
 const ignore = (): void => undefined;
 
 /** The upstream's content-length, or -1 (absent or not a plain number: the body is then chunked). */

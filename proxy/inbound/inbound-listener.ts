@@ -4,7 +4,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
-import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import { MESH } from '../http/headers.js';
 import { detectProtocol } from '../net/detect-protocol.js';
 import { StreamSocket } from '../net/stream-socket.js';
@@ -114,7 +114,7 @@ export class InboundListener {
     // the trust bundle is required either way.
     this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', MUX_ALPN] }, (s) => this.secureConnection(s));
     this.secure = createH2Server({
-      maxHeaderListPairs: 512,
+      maxHeaderListPairs: H2_SERVER_MAX_FIELDS,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: d.limits.http2InitialStreamWindowBytes, enableConnectProtocol: true },
       streamResetBurst: PEER_RESET_BURST,

@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
-import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { OriginalDst } from '../net/original-dst.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
@@ -70,7 +70,7 @@ export class PlaintextInbound {
       onExchange: d.track,
     });
     this.h2 = createH2Server({
-      maxHeaderListPairs: 512,
+      maxHeaderListPairs: H2_SERVER_MAX_FIELDS,
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: d.limits.http2InitialStreamWindowBytes },
     });
     this.h2.on('session', (s) => {

@@ -194,10 +194,16 @@ class Attempt {
     return res;
   };
 
-  /** The response body ended (`ended`) or closed first: the outcome with the body's facts. */
+  /**
+   * The response body ended (`ended`) or closed first: the outcome with the body's facts. A
+   * body that failed because the request was cancelled (the client gone, a timeout above)
+   * takes the cancellation's outcome, not the endpoint's failure: an upstream that cuts a
+   * body when its client goes away (the HTTP/1.1 pool's) says nothing of the endpoint.
+   */
   finish(ended: boolean): void {
     let outcome = this.headOutcome!;
-    if (this.errored) outcome = classify({ type: 'error', error: new ProxyError('UPSTREAM_RESET', 'response body failed'), bytesSent: true });
+    const signal = this.req.signal;
+    if (this.errored) outcome = classify({ type: 'error', error: signal.aborted ? abortReason(signal) : new ProxyError('UPSTREAM_RESET', 'response body failed'), bytesSent: true });
     else if (ended && this.grpcTrailers) {
       const t = header(this.res!.trailers() ?? {}, 'grpc-status');
       if (t !== undefined) outcome = classify({ type: 'response', status: this.res!.status, grpcStatus: Number(t) });

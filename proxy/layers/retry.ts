@@ -3,6 +3,7 @@ import { ProxyError as PE, toProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
+import { IDEMPOTENT } from '../http/idempotent.js';
 import { classify, retryDecision, type Outcome } from '../resilience/classify.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { formatGrpcTimeout } from '../resilience/grpc-timeout.js';
@@ -28,8 +29,6 @@ export const ATTEMPT_HEADER = 'wren-attempt';
  */
 export type RetryObserver = (req: ProxyRequest, attempts: number, causes: readonly RetryCause[], result: string, stopped: string) => void;
 
-/** Idempotent methods, RFC 9110 section 9.2.2. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /**
  * Retries, per the service's RetryPolicy. Each attempt goes through the layers below

@@ -39,9 +39,10 @@ export interface MuxSessionOptions {
   /** Server: a peer opened a stream. */
   readonly onStream?: (s: MuxStream) => void;
   /**
-   * A connection with no stream for this long is closed (limits.idleConnectionTimeoutMs;
-   * 0: never), counted by onLimit. A client without one closes its connection when its last
-   * stream closes; the mesh pools give theirs the pool's idle timeout (mesh-mux-pool.ts).
+   * A connection with no stream for this long is closed (0: never): a server's
+   * (limits.idleConnectionTimeoutMs) is counted by onLimit and sends GOAWAY; a client's
+   * (the pool's idle timeout) just ends. A client without one closes its connection as
+   * soon as its last stream closes.
    */
   readonly idleTimeoutMs?: number;
   /** Server: the first stream must open within this (limits.requestHeadersTimeoutMs; 0: no bound), as a first request head must. */
@@ -158,13 +159,21 @@ export class MuxSession implements StreamOwner, FrameSink {
     for (const st of waiting) if (!st.destroyed) st.onWindow(0);
   }
 
-  /** No stream open: the session starts counting towards its idle timeout. */
+  /**
+   * No stream open: the session starts counting towards its idle timeout. A client's
+   * streams are the pool's virtual connections, idle ones included, so it has none left
+   * only when its last requests were cancelled (each takes its virtual connection with it):
+   * it stays for the next request rather than costing it a TLS handshake (a flood of
+   * cancellations, a rapid reset relayed by the outbound, would otherwise be one per
+   * request), as an HTTP/2 session to the peer stays.
+   */
   private emptied(): void {
     const ms = this.o.idleTimeoutMs ?? 0;
     if (ms <= 0 || this.closed) return;
     if (this.emptyTimer !== null) return void this.emptyTimer.refresh();
     this.emptyTimer = setTimeout(() => {
       if (this.streams.size > 0 || this.closed) return;
+      if (this.o.client) return this.end();
       this.o.onLimit?.('idle-connection-timeout');
       this.goAway();
     }, ms);
@@ -331,9 +340,6 @@ export class MuxSession implements StreamOwner, FrameSink {
   removed(id: number): void {
     this.streams.delete(id);
     if (this.streams.size > 0 || this.closed) return;
-    // A client without an idle timeout ends with its last stream; with one, it waits as a
-    // server does: virtual connections that all close at once (cancellations relayed from a
-    // caller that resets everything) must not cost a new TLS session for the next request.
     if (this.goingAway || (this.o.client && (this.o.idleTimeoutMs ?? 0) <= 0)) this.end();
     else this.emptied();
   }

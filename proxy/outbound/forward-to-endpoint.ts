@@ -43,9 +43,15 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
       const limits = stateOf(req)?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
       if (ep.proxyPort !== null) {
-        const pool = req.origProto === 'HTTP/2' ? mesh.h2! : mesh.h1!;
         const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: ${req.origProto}\r\n${peer === undefined ? '' : `${MESH.peer}: ${peer}\r\n`}`;
-        return pool.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
+        // HTTP/2 (meshHttp2 mux): a virtual connection stands for a stream of the peer's
+        // HTTP/2 session, not for a connection. The call holds a request slot (admission)
+        // as a stream does; no connection slot, and beyond the pool's bound per peer it
+        // waits for a stream as on a full session, not as a pending request timed by the
+        // connect timeout (Envoy: max_connections counts an HTTP/2 upstream's connections,
+        // max_requests its streams).
+        if (req.origProto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, undefined, waitMs, ep.identity, extra);
+        return mesh.h1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
       }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
       return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs);

@@ -9,7 +9,9 @@ export interface MeshH1PoolOptions {
   readonly maxConnectionsPerPeer: number;
   /** Default connect timeout (a request's cluster connect timeout overrides it), as PeerPool's. */
   readonly connectTimeoutMs: number;
+  /** A response's head, and its trailer section (H1PoolOptions). */
   readonly maxHeaderBytes: number;
+  readonly maxHeaderCount?: number;
   /**
    * An idle connection closes after this long (0: never). The listeners' idle timeout
    * (limits.idleConnectionTimeoutMs, Envoy's idle_timeout: 1 h), which the peer's inbound

@@ -5,11 +5,16 @@ import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import type { MuxStream } from '../mux/mux-stream.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
 
+/** A request body kept until its response starts, to be sent again if the peer refuses its stream: one TLS record. */
+const REFUSED_REPLAY_BYTES = 16 * 1024;
+
 export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** Per-stream flow-control window (limits.http2InitialStreamWindowBytes). */
   readonly windowBytes: number;
   /** Connection-level window (limits.http2InitialConnectionWindowBytes). */
   readonly connectionWindowBytes: number;
+  /** The pool carries HTTP/2 requests (protocol.meshHttp2 mux): H1PoolOptions.meshH2. */
+  readonly meshH2?: boolean;
 }
 
 /**
@@ -40,8 +45,8 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       windowBytes: o.windowBytes,
       connectionWindowBytes: o.connectionWindowBytes,
       maxStreams: o.maxConnectionsPerPeer,
-      // A session whose virtual connections all closed (cancellations, the pool's own idle
-      // timeout) stays for the next request as long as an idle connection would.
+      // Kept open without streams as long as an idle virtual connection would be: when all
+      // of its calls are cancelled the next one needs no new TLS handshake.
       idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
       onClose: () => {
         if (sessions.get(key) === s) sessions.delete(key);
@@ -75,6 +80,12 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
+    maxHeaderCount: o.maxHeaderCount,
+    // The peer's stream limit is learnt from its refusals (mux-session.ts): a request it
+    // refused, never processed, goes again with its body when that body was small (a gRPC
+    // call as a rule), as HTTP/2 streams beyond a peer's SETTINGS wait instead of failing.
+    refusedReplayBytes: REFUSED_REPLAY_BYTES,
+    meshH2: o.meshH2,
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,

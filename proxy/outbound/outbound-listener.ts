@@ -6,7 +6,7 @@ import type { Protocol } from '../../contract/model.js';
 import type { Duplex } from 'node:stream';
 import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
-import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import { detectProtocol } from '../net/detect-protocol.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
 import { splice } from '../net/tcp-tunnel.js';
@@ -84,7 +84,7 @@ export class OutboundListener {
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label }),
     });
-    this.h2 = createH2Server({ maxHeaderListPairs: 512, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
+    this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
       s.on('connect', () => s.setLocalWindowSize(L.http2InitialConnectionWindowBytes));
       // The app is the untrusted side here: its connections carry the rapid-reset budget.

@@ -37,6 +37,14 @@ export interface PeerPoolOptions {
  * their pool key is built once, not per request. Others (the inbound's app endpoint is
  * made per request) get theirs built each time, so the cache never grows per request.
  */
+/**
+ * What a response's header section (and its trailer section) may hold on the HTTP/2
+ * sessions PeerPool opens, to peer sidecars and to the app: node:http2's defaults (128
+ * field lines, SETTINGS_MAX_HEADER_LIST_SIZE 65535), named so that HTTP/2 carried as
+ * HTTP/1.1 between the sidecars (protocol.meshHttp2 mux, proxy.ts) takes the same responses.
+ */
+export const PEER_SESSION_HEADERS = { maxFields: 128, maxBytes: 65535 } as const;
+
 const KEYS = new WeakMap<Endpoint, string>();
 
 function keyOf(ep: Endpoint): string {
@@ -219,7 +227,8 @@ export class PeerPool {
         // An IPv6 literal goes in brackets in a URL (RFC 3986 section 3.2.2).
         const session = h2connect(`${identity !== null ? 'https' : 'http'}://${isIPv6(host) ? `[${host}]` : host}:${port}`, {
           createConnection: () => socket,
-          settings: { enablePush: false, initialWindowSize: this.opts.windows?.streamBytes ?? 1 << 20 },
+          maxHeaderListPairs: PEER_SESSION_HEADERS.maxFields,
+          settings: { enablePush: false, initialWindowSize: this.opts.windows?.streamBytes ?? 1 << 20, maxHeaderListSize: PEER_SESSION_HEADERS.maxBytes },
         });
         session.on('error', (e) => this.opts.logger.debug('peer session error', { peer: `${host}:${port}`, error: e }));
         // A bigger connection window keeps many parallel streams from starving each other.
