@@ -188,6 +188,12 @@ export class H2ClientSession implements StreamHost {
 
   /** A stream is done: its slot goes to the next waiting one; a retired session ends with its last stream. */
   closed(st: H2ClientStream): void {
+    if (st.id === 0) {
+      // Cancelled while waiting: it leaves the queue now, not when a slot frees (maybe never).
+      const i = this.waiting.indexOf(st);
+      if (i >= 0) this.waiting.splice(i, 1);
+      return;
+    }
     if (this.streams.get(st.id) === st) this.streams.delete(st.id);
     this.blockedStreams.delete(st);
     while (this.waiting.length > 0 && this.streams.size < this.peerMaxStreams && !this.retired) {

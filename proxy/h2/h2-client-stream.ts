@@ -214,8 +214,12 @@ export class H2ClientStream {
   /** Ours: RST_STREAM CANCEL (the caller went away, the response body was dropped). */
   cancel(err: ProxyError): void {
     if (this.closed) return;
-    this.session.reset(this.id, H2_ERROR.CANCEL);
-    this.session.chargeReset();
+    // A request still waiting for a stream slot has no stream to reset: RST_STREAM on
+    // stream 0 would be a connection error at the app (RFC 9113 section 6.4), ending every caller's stream.
+    if (this.id !== 0) {
+      this.session.reset(this.id, H2_ERROR.CANCEL);
+      this.session.chargeReset();
+    }
     this.fail(err);
   }
 

@@ -1,0 +1,368 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { PassThrough, Readable } from 'node:stream';
+import { H2ClientSession, type H2ClientSessionOptions } from './h2-client-session.js';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { Headers } from '../http/headers.js';
+import { FLAG, FRAME, FrameReader, frame, headerBlock } from '../../test/helpers/h2-frames.js';
+
+/**
+ * The frame-level HTTP/2 client against an app that breaks the rules: a raw TCP server
+ * that writes HTTP/2 frames by hand (RFC 9113) and records what the client sends. The app
+ * is untrusted: whatever it sends, the sidecar must not crash, hold unbounded memory,
+ * hang other callers' requests, or deliver a response to the wrong caller.
+ */
+interface Frame {
+  readonly type: number;
+  readonly flags: number;
+  readonly id: number;
+  readonly payload: Buffer;
+}
+
+interface RawConn {
+  readonly socket: Socket;
+  readonly frames: Frame[];
+  /** Resolves with the first frame (recorded or future) that matches. */
+  next(pred: (f: Frame) => boolean, ms?: number): Promise<Frame>;
+}
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+const sessions: H2ClientSession[] = [];
+
+afterEach(async () => {
+  for (const s of sessions.splice(0)) s.destroy();
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+const SETTING_MAX_CONCURRENT_STREAMS = 0x3;
+const SETTING_INITIAL_WINDOW_SIZE = 0x4;
+const RST_CODE = { PROTOCOL_ERROR: 1, FLOW_CONTROL_ERROR: 3, STREAM_CLOSED: 5, CANCEL: 8, ENHANCE_YOUR_CALM: 0xb } as const;
+
+function settings(...pairs: [number, number][]): Buffer {
+  const p = Buffer.alloc(6 * pairs.length);
+  pairs.forEach(([k, v], i) => {
+    p.writeUInt16BE(k, 6 * i);
+    p.writeUInt32BE(v >>> 0, 6 * i + 2);
+  });
+  return frame(FRAME.SETTINGS, 0, 0, p);
+}
+
+function word(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+/** A raw HTTP/2 "app": `onConn` gets each connection once the client's preface is read. */
+async function rawApp(onConn: (c: RawConn) => void): Promise<number> {
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+    const frames: Frame[] = [];
+    const waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+    const reader = new FrameReader((type, flags, id, payload) => {
+      const f = { type, flags, id, payload: Buffer.from(payload) };
+      frames.push(f);
+      for (const w of [...waiters]) {
+        if (!w.pred(f)) continue;
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(f);
+      }
+    });
+    let preface = 24;
+    let started = false;
+    const conn: RawConn = {
+      socket,
+      frames,
+      next: (pred, ms = 3000) =>
+        new Promise<Frame>((resolve, reject) => {
+          const seen = frames.find(pred);
+          if (seen !== undefined) return resolve(seen);
+          const t = setTimeout(() => reject(new Error('frame not seen in time')), ms);
+          waiters.push({ pred, resolve: (f) => (clearTimeout(t), resolve(f)) });
+        }),
+    };
+    socket.on('data', (d: Buffer) => {
+      if (preface > 0) {
+        const n = Math.min(preface, d.length);
+        preface -= n;
+        d = d.subarray(n);
+      }
+      if (preface === 0 && !started) {
+        started = true;
+        onConn(conn);
+      }
+      if (d.length > 0) reader.push(d);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as AddressInfo).port;
+}
+
+function session(port: number, over: Partial<H2ClientSessionOptions> = {}): H2ClientSession {
+  const socket = connect({ host: '127.0.0.1', port, noDelay: true });
+  const s = new H2ClientSession(socket, {
+    streamWindowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16 * 1024, resetBudget: 0,
+    onRetired: () => undefined, ...over,
+  });
+  sessions.push(s);
+  return s;
+}
+
+function request(o: { method?: string; body?: Readable | null; signal?: AbortSignal; trailers?: Headers } = {}): ProxyRequest {
+  return {
+    method: o.method ?? 'GET', scheme: 'http', authority: 'app', path: '/', headers: {},
+    body: o.body ?? null, trailers: () => o.trailers, origProto: 'HTTP/2', source: { address: '', port: 0, identity: '' },
+    signal: o.signal ?? new AbortController().signal, startedAt: 0,
+  };
+}
+
+async function readAll(res: ProxyResponse): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of res.body!) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+const isHeaders = (id: number) => (f: Frame) => f.type === FRAME.HEADERS && f.id === id;
+const isSettingsAck = (f: Frame): boolean => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0;
+const status200 = headerBlock([[':status', '200']]);
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A promise the test may leave pending when it fails early: its rejection at teardown is not the test's subject. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+const tick = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('a caller that gives up while its request waits for a stream slot does not reset stream 0 (killing everyone) nor stay queued', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings([SETTING_MAX_CONCURRENT_STREAMS, 1]));
+  });
+  const s = session(port);
+  const first = quiet(s.request(request(), {}));
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  await conn.next(isSettingsAck);
+  // The app allows one stream: these wait for its slot; their callers go away.
+  const acs = Array.from({ length: 50 }, () => new AbortController());
+  const queued = acs.map((ac) => s.request(request({ signal: ac.signal }), {}).catch((e: unknown) => e));
+  for (const ac of acs) ac.abort();
+  for (const e of await Promise.all(queued)) expect(String(e)).toMatch(/cancelled/);
+  await tick(50);
+  // RST_STREAM on stream 0 is a connection error for the app (RFC 9113 section 6.4): it would
+  // have ended the first caller's stream too. A stream never opened needs no reset at all.
+  expect(conn.frames.filter((f) => f.type === FRAME.RST_STREAM).map((f) => f.id)).toEqual([]);
+  expect(s.active).toBe(1);
+  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from('first'))]));
+  expect((await readAll(await first)).toString()).toBe('first');
+  expect(s.active).toBe(0);
+  expect(s.destroyed).toBe(false);
+});
+
+test.failing('SETTINGS raising SETTINGS_MAX_CONCURRENT_STREAMS starts the requests waiting for a slot', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings([SETTING_MAX_CONCURRENT_STREAMS, 1]));
+  });
+  const s = session(port);
+  const first = quiet(s.request(request(), {}));
+  await until(() => conn !== undefined);
+  await conn.next(isSettingsAck);
+  const second = quiet(s.request(request(), {}));
+  await tick(20);
+  expect(conn.frames.some(isHeaders(3))).toBe(false);
+  // An app that starts with a low limit and raises it (RFC 9113 section 6.5.2): the waiting
+  // request may go now, while the first is still open.
+  conn.socket.write(settings([SETTING_MAX_CONCURRENT_STREAMS, 10]));
+  await conn.next(isHeaders(3), 2000);
+  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200)]));
+  expect((await second).status).toBe(200);
+  expect((await first).status).toBe(200);
+});
+
+test.failing('an upload to an app that opens huge windows and stops reading its socket holds bounded memory, then completes', async () => {
+  let conn!: RawConn;
+  let received = 0;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(Buffer.concat([settings([SETTING_INITIAL_WINDOW_SIZE, 0x7fffffff]), frame(FRAME.WINDOW_UPDATE, 0, 0, word(0x7fffffff - 65_535))]));
+    c.socket.on('data', (d: Buffer) => (received += d.length));
+  });
+  const total = 96 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let pulled = 0;
+  const body = new Readable({
+    read() {
+      if (pulled >= total) return void this.push(null);
+      pulled += chunk.length;
+      this.push(chunk);
+    },
+  });
+  const s = session(port);
+  const p = quiet(s.request(request({ method: 'POST', body }), {}));
+  await until(() => conn !== undefined);
+  await conn.next(isSettingsAck);
+  conn.socket.pause();
+  // Wait until the upload stalls (nothing more taken from the body for a while).
+  let last = -1;
+  while (pulled !== last) {
+    last = pulled;
+    await tick(300);
+  }
+  // Only what the kernel's socket buffers hold plus a bounded amount in user space.
+  expect(s.socket.writableLength).toBeLessThan(1024 * 1024);
+  expect(pulled).toBeLessThan(32 * 1024 * 1024);
+  conn.socket.resume();
+  await until(() => received >= total, 20_000);
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200));
+  expect((await p).status).toBe(200);
+});
+
+test.failing('a PING flood from an app that does not read our ACKs ends the session (ENHANCE_YOUR_CALM) instead of buffering every ACK', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isSettingsAck);
+  conn.socket.pause();
+  const ping = frame(FRAME.PING, 0, 0, Buffer.alloc(8));
+  const batch = Buffer.concat(Array.from({ length: 10_000 }, () => ping));
+  // 1 000 000 PINGs (17 MB): each wants a 17-byte ACK the app never reads.
+  for (let i = 0; i < 100 && !conn.socket.destroyed; i++) {
+    if (!conn.socket.write(batch)) await Promise.race([new Promise((r) => conn.socket.once('drain', r)), new Promise((r) => conn.socket.once('close', r))]);
+  }
+  await until(() => s.destroyed || s.socket.writableLength > 4 * 1024 * 1024, 10_000);
+  expect(s.socket.writableLength).toBeLessThan(4 * 1024 * 1024);
+  expect(s.destroyed).toBe(true);
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test.failing('a SETTINGS flood from an app that does not read our ACKs ends the session too', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+  });
+  const s = session(port);
+  const p = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  conn.socket.pause();
+  const batch = Buffer.concat(Array.from({ length: 10_000 }, () => settings()));
+  for (let i = 0; i < 200 && !conn.socket.destroyed; i++) {
+    if (!conn.socket.write(batch)) await Promise.race([new Promise((r) => conn.socket.once('drain', r)), new Promise((r) => conn.socket.once('close', r))]);
+  }
+  await until(() => s.destroyed || s.socket.writableLength > 4 * 1024 * 1024, 10_000);
+  expect(s.destroyed).toBe(true);
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test.failing('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a connection error, not an ever-growing header block', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(frame(FRAME.HEADERS, 0, 1, status200.subarray(0, 2)));
+  const empty = frame(FRAME.CONTINUATION, 0, 1);
+  const batch = Buffer.concat(Array.from({ length: 10_000 }, () => empty));
+  for (let i = 0; i < 100 && !conn.socket.destroyed && !s.destroyed; i++) {
+    if (!conn.socket.write(batch)) await Promise.race([new Promise((r) => conn.socket.once('drain', r)), new Promise((r) => conn.socket.once('close', r))]);
+  }
+  await until(() => s.destroyed, 3000);
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test.failing('HEADERS after the response ended (request still uploading) change nothing: STREAM_CLOSED, the trailers stay as they were', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const upload = new PassThrough();
+  upload.write('part');
+  const res = await (async () => {
+    const p = s.request(request({ method: 'POST', body: upload }), {});
+    await until(() => conn !== undefined);
+    await conn.next((f) => f.type === FRAME.DATA && f.id === 1);
+    conn.socket.write(Buffer.concat([
+      frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200),
+      frame(FRAME.DATA, 0, 1, Buffer.from('body')),
+      frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([['grpc-status', '0']])),
+    ]));
+    return p;
+  })();
+  expect((await readAll(res)).toString()).toBe('body');
+  expect(res.trailers()).toEqual({ 'grpc-status': '0' });
+  // Half-closed (remote): more HEADERS are a stream error STREAM_CLOSED (RFC 9113 section 5.1).
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([['grpc-status', '13'], ['grpc-message', 'forged']])));
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.STREAM_CLOSED);
+  expect(res.trailers()).toEqual({ 'grpc-status': '0' });
+  expect(res.body!.errored).toBeNull();
+  expect(s.active).toBe(0);
+  expect(s.destroyed).toBe(false);
+});
+
+test('a response on a stream we never opened is a connection error: the waiting caller fails, it never gets that response', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const goaway = await conn.next((f) => f.type === FRAME.GOAWAY);
+  expect(goaway.payload.readUInt32BE(4)).toBe(RST_CODE.PROTOCOL_ERROR);
+});
+
+test('a caller that gives up while the response head is half received: the rest of the block is decoded and dropped, the session goes on', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const ac = new AbortController();
+  const p = s.request(request({ signal: ac.signal }), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  const block = headerBlock([[':status', '200'], ['x-a', 'b']]);
+  conn.socket.write(frame(FRAME.HEADERS, 0, 1, block.subarray(0, 5)));
+  await tick(20);
+  ac.abort();
+  expect(String(await p)).toMatch(/cancelled/);
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.CANCEL);
+  conn.socket.write(frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(5)));
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
+  expect((await next).status).toBe(200);
+  expect(s.destroyed).toBe(false);
+});
