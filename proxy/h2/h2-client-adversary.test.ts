@@ -172,7 +172,7 @@ test('a caller that gives up while its request waits for a stream slot does not 
   expect(s.destroyed).toBe(false);
 });
 
-test.failing('SETTINGS raising SETTINGS_MAX_CONCURRENT_STREAMS starts the requests waiting for a slot', async () => {
+test('SETTINGS raising SETTINGS_MAX_CONCURRENT_STREAMS starts the requests waiting for a slot', async () => {
   let conn!: RawConn;
   const port = await rawApp((c) => {
     conn = c;

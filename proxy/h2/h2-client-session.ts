@@ -196,11 +196,16 @@ export class H2ClientSession implements StreamHost {
     }
     if (this.streams.get(st.id) === st) this.streams.delete(st.id);
     this.blockedStreams.delete(st);
+    this.openWaiting();
+    if (this.retired && this.streams.size === 0) this.end();
+  }
+
+  /** Requests waiting for a slot take the free ones (a stream closed, or the app raised its limit). */
+  private openWaiting(): void {
     while (this.waiting.length > 0 && this.streams.size < this.peerMaxStreams && !this.retired) {
       const next = this.waiting.shift()!;
       if (!next.closed) this.open(next);
     }
-    if (this.retired && this.streams.size === 0) this.end();
   }
 
   /** No new stream here (GOAWAY sent or received, reset budget, ids running out); closes when the last one ends. */
@@ -436,6 +441,9 @@ export class H2ClientSession implements StreamHost {
     }
     this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
     if (this.blockedStreams.size > 0) this.unblock();
+    // A raised SETTINGS_MAX_CONCURRENT_STREAMS (an app may start at 0, RFC 9113 section 6.5.2)
+    // frees slots now: waiting for a stream to close would hang them when none is open.
+    if (this.waiting.length > 0) this.openWaiting();
   }
 
   private onWindowUpdate(id: number, p: Buffer): void {
