@@ -20,6 +20,13 @@ export interface H2ClientSessionOptions {
   readonly onRetired: (s: H2ClientSession) => void;
 }
 
+/**
+ * Bytes the socket may hold that the app has not read before request bodies wait for its
+ * 'drain': the app's windows bound what it may be sent, not what it has read, so an app
+ * that opens 2^31-1 of window and stops reading would otherwise have every upload buffered here.
+ */
+const SOCKET_BACKLOG_BYTES = 256 * 1024;
+
 /** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
 const REFUSED = new WeakSet<object>();
 
@@ -45,6 +52,8 @@ export class H2ClientSession implements StreamHost {
   private readonly streams = new Map<number, H2ClientStream>();
   private readonly waiting: H2ClientStream[] = [];
   private readonly blockedStreams = new Set<H2ClientStream>();
+  /** Streams whose request body waits for the socket to drain (congested()). */
+  private readonly drainWaiting = new Set<H2ClientStream>();
   private readonly encoder = new HpackEncoder();
   private readonly decoder: HpackDecoder;
   private nextId = 1;
@@ -166,6 +175,22 @@ export class H2ClientSession implements StreamHost {
     this.blockedStreams.add(st);
   }
 
+  /** The socket holds more than the app has read: `st`'s request body waits for 'drain'. */
+  congested(st: H2ClientStream): boolean {
+    const sock = this.socket;
+    // writableNeedDrain: the write that went past the high-water mark returned false, so 'drain' follows.
+    if (!sock.writableNeedDrain || sock.writableLength < SOCKET_BACKLOG_BYTES) return false;
+    if (this.drainWaiting.size === 0) sock.once('drain', () => this.drained());
+    this.drainWaiting.add(st);
+    return true;
+  }
+
+  private drained(): void {
+    const all = [...this.drainWaiting];
+    this.drainWaiting.clear();
+    for (const st of all) st.resumeBody();
+  }
+
   /** The response body's reader took data: give the stream (and connection) window back. */
   credit(st: H2ClientStream): void {
     if (st.unacked === 0 || st.closed || st.remoteEnded) return;
@@ -196,6 +221,7 @@ export class H2ClientSession implements StreamHost {
     }
     if (this.streams.get(st.id) === st) this.streams.delete(st.id);
     this.blockedStreams.delete(st);
+    this.drainWaiting.delete(st);
     this.openWaiting();
     if (this.retired && this.streams.size === 0) this.end();
   }

@@ -19,6 +19,7 @@ export interface StreamHost {
   writeTrailers(id: number, t: Headers): void;
   reset(id: number, code: number): void;
   blocked(st: H2ClientStream): void;
+  congested(st: H2ClientStream): boolean;
   credit(st: H2ClientStream): void;
   markRefused(err: ProxyError): ProxyError;
   chargeReset(): void;
@@ -155,6 +156,14 @@ export class H2ClientStream {
     body.pause();
   }
 
+  /** The socket drained: the body goes on unless it waits for window too (flush() resumes it then). */
+  resumeBody(): void {
+    if (this.queued !== null || this.closed) return;
+    const b = this.pausedBody;
+    this.pausedBody = null;
+    if (b !== null && !b.destroyed) b.resume();
+  }
+
   /** A complete header block for this stream: the response head, a 1xx, or the trailers. */
   onHeaders(fields: string[], endStream: boolean): void {
     if (this.responded) {
@@ -252,7 +261,7 @@ export class H2ClientStream {
 function onBodyData(this: Relayed, chunk: Buffer): void {
   const st = this[STREAM];
   if (st === undefined || st.closed) return void this.pause();
-  if (!st.write(chunk, false)) st.pauseBody(this);
+  if (!st.write(chunk, false) || st.session.congested(st)) st.pauseBody(this);
 }
 
 function onBodyEnd(this: Relayed): void {
