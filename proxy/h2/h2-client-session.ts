@@ -27,6 +27,14 @@ export interface H2ClientSessionOptions {
  */
 const SOCKET_BACKLOG_BYTES = 256 * 1024;
 
+/**
+ * PING and SETTINGS ACKs written and not yet taken by the kernel before the app's PINGs and
+ * SETTINGS count as a flood: nghttp2's bound on queued ACKs (max_outbound_ack, 1000), what
+ * an app behind node:http2 meets too. An app that sends them and does not read our answers
+ * would otherwise have us buffer 17 bytes per 17-byte PING without end.
+ */
+const MAX_UNREAD_ACKS = 1000;
+
 /** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
 const REFUSED = new WeakSet<object>();
 
@@ -66,6 +74,11 @@ export class H2ClientSession implements StreamHost {
   private hdrBytes = 0;
   private resetsLeft: number;
   private pingSent = false;
+  /** ACKs (PING, SETTINGS) not yet written to the kernel (MAX_UNREAD_ACKS). */
+  private acksOut = 0;
+  private readonly ackWritten = (): void => {
+    this.acksOut--;
+  };
   private onPong: (() => void) | null = null;
   sendWindow = DEFAULT_WINDOW;
   private recvWindow: number;
@@ -283,14 +296,28 @@ export class H2ClientSession implements StreamHost {
     this.destroy(new ProxyError('UPSTREAM_PROTOCOL', `HTTP/2 connection error from the app: ${why}`));
   }
 
-  private write(b: Buffer): void {
+  private write(b: Buffer, done?: () => void): void {
     if (this.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(uncork, this);
     }
-    this.socket.write(b);
+    this.socket.write(b, done);
+  }
+
+  /** An ACK the app asked for (PING, SETTINGS); false when too many are unread (the session is ending). */
+  private ack(head: Buffer, payload?: Buffer): boolean {
+    if (++this.acksOut > MAX_UNREAD_ACKS) {
+      this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, `over ${MAX_UNREAD_ACKS} PING or SETTINGS ACKs unread`);
+      return false;
+    }
+    if (payload === undefined) this.write(head, this.ackWritten);
+    else {
+      this.write(head);
+      this.write(payload, this.ackWritten);
+    }
+    return true;
   }
 
   flush(): void {
@@ -357,9 +384,7 @@ export class H2ClientSession implements StreamHost {
           this.onPong = null;
           f?.();
         } else {
-          const ack = frameHeader(8, FRAME.PING, FLAG.ACK, 0);
-          this.write(ack);
-          this.write(Buffer.from(p));
+          this.ack(frameHeader(8, FRAME.PING, FLAG.ACK, 0), Buffer.from(p));
         }
         return;
       case FRAME.GOAWAY: {
@@ -465,7 +490,7 @@ export class H2ClientSession implements StreamHost {
       else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH above 1');
       // HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
     }
-    this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
+    if (!this.ack(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0))) return;
     if (this.blockedStreams.size > 0) this.unblock();
     // A raised SETTINGS_MAX_CONCURRENT_STREAMS (an app may start at 0, RFC 9113 section 6.5.2)
     // frees slots now: waiting for a stream to close would hang them when none is open.
