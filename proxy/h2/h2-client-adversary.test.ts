@@ -297,7 +297,7 @@ test('a SETTINGS flood from an app that does not read our ACKs ends the session 
   expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/ACKs unread/) });
 });
 
-test.failing('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a connection error, not an ever-growing header block', async () => {
+test('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a connection error, not an ever-growing header block', async () => {
   let conn!: RawConn;
   const port = await rawApp((c) => {
     conn = c;
@@ -314,7 +314,26 @@ test.failing('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a c
     if (!conn.socket.write(batch)) await Promise.race([new Promise((r) => conn.socket.once('drain', r)), new Promise((r) => conn.socket.once('close', r))]);
   }
   await until(() => s.destroyed, 3000);
-  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/CONTINUATION/) });
+});
+
+test('a response head in HEADERS and 8 small CONTINUATION frames (what nghttp2 accepts) is delivered', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  const block = headerBlock([[':status', '200'], ...Array.from({ length: 9 }, (_, i): [string, string] => [`x-${i}`, 'v'.repeat(100)])]);
+  const step = Math.ceil(block.length / 9);
+  const parts = Array.from({ length: 9 }, (_, i) => block.subarray(i * step, (i + 1) * step));
+  conn.socket.write(Buffer.concat(parts.map((b, i) => frame(i === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (i === 0 ? FLAG.END_STREAM : 0) | (i === 8 ? FLAG.END_HEADERS : 0), 1, b))));
+  const res = await p;
+  expect(res.status).toBe(200);
+  expect(res.headers['x-8']).toBe('v'.repeat(100));
 });
 
 test.failing('HEADERS after the response ended (request still uploading) change nothing: STREAM_CLOSED, the trailers stay as they were', async () => {

@@ -437,7 +437,12 @@ export class H2ClientSession implements StreamHost {
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
     this.hdrBytes += b.length;
-    if (this.hdrBytes > 2 * this.o.maxHeaderListBytes + 16_384) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'header block too large');
+    const limit = 2 * this.o.maxHeaderListBytes + DEFAULT_MAX_FRAME;
+    if (this.hdrBytes > limit) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'header block too large');
+    // Frames count too: empty CONTINUATIONs add no bytes but cost a fragment and a turn each
+    // (CVE-2024-27316). nghttp2 takes 8 (max_continuations); we take as many as full frames
+    // of the largest block we accept need, and 8 more.
+    if (this.hdrParts.length > 8 + Math.ceil(limit / DEFAULT_MAX_FRAME)) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'too many CONTINUATION frames');
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
