@@ -336,6 +336,31 @@ test('a response head in HEADERS and 8 small CONTINUATION frames (what nghttp2 a
   expect(res.headers['x-8']).toBe('v'.repeat(100));
 });
 
+test('a response read to its end while the request is still uploading does not cut the upload (node:http2 neither)', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const upload = new PassThrough();
+  upload.write('part1');
+  const p = s.request(request({ method: 'POST', body: upload }), {});
+  await until(() => conn !== undefined);
+  await conn.next((f) => f.type === FRAME.DATA && f.id === 1);
+  // A complete response before the whole request (RFC 9113 section 8.1): the client goes on
+  // sending unless the server resets the stream with NO_ERROR.
+  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from('accepted'))]));
+  const res = await p;
+  expect((await readAll(res)).toString()).toBe('accepted');
+  await tick(20);
+  upload.end('part2');
+  await conn.next((f) => f.type === FRAME.DATA && f.id === 1 && (f.flags & FLAG.END_STREAM) !== 0);
+  expect(conn.dataBytes).toBe(10);
+  expect(conn.frames.filter((f) => f.type === FRAME.RST_STREAM)).toEqual([]);
+  await until(() => s.active === 0);
+});
+
 test.failing('HEADERS after the response ended (request still uploading) change nothing: STREAM_CLOSED, the trailers stay as they were', async () => {
   let conn!: RawConn;
   const port = await rawApp((c) => {

@@ -301,7 +301,9 @@ class H2ResponseBody extends Readable implements SettledBody {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     // Dropped by its reader before the end (the caller went away): the app stops sending.
-    if (!this.st.closed) this.st.cancel(new ProxyError('UPSTREAM_RESET', 'response body dropped'));
+    // After the end (autoDestroy) the request may still be going out: a complete response
+    // before the whole request does not end it (RFC 9113 section 8.1), nor does node:http2.
+    if (!this.st.closed && !this.readableEnded) this.st.cancel(new ProxyError('UPSTREAM_RESET', 'response body dropped'));
     cb(err);
   }
 }
