@@ -166,6 +166,9 @@ export class H2ClientStream {
 
   /** A complete header block for this stream: the response head, a 1xx, or the trailers. */
   onHeaders(fields: string[], endStream: boolean): void {
+    // Half-closed (remote), our request still going: more HEADERS would replace the trailers
+    // of a response already ended (RFC 9113 section 5.1: a stream error STREAM_CLOSED).
+    if (this.remoteEnded) return this.protocolError('HEADERS after the response ended', H2_ERROR.STREAM_CLOSED);
     if (this.responded) {
       if (!endStream) return this.protocolError('trailers without END_STREAM');
       for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header in trailers');
@@ -200,7 +203,8 @@ export class H2ClientStream {
 
   onData(data: Buffer, endStream: boolean): void {
     const b = this.body;
-    if (b === null || this.remoteEnded) return this.protocolError('DATA before the response head');
+    if (this.remoteEnded) return this.protocolError('DATA after the response ended', H2_ERROR.STREAM_CLOSED);
+    if (b === null) return this.protocolError('DATA before the response head');
     if (data.length > 0) b.push(data);
     if (endStream) this.remoteEnd();
   }
@@ -232,9 +236,9 @@ export class H2ClientStream {
     this.fail(err);
   }
 
-  private protocolError(why: string): void {
+  private protocolError(why: string, code: number = H2_ERROR.PROTOCOL_ERROR): void {
     if (this.closed) return;
-    this.session.reset(this.id, H2_ERROR.PROTOCOL_ERROR);
+    this.session.reset(this.id, code);
     this.fail(new ProxyError('UPSTREAM_PROTOCOL', why));
   }
 
