@@ -57,8 +57,8 @@ function word(n: number): Buffer {
 }
 
 /** A raw HTTP/2 "app": `onConn` gets each connection once the client's preface is read. */
-async function rawApp(onConn: (c: RawConn) => void): Promise<number> {
-  const server = createServer((socket) => {
+async function rawApp(onConn: (c: RawConn) => void, allowHalfOpen = false): Promise<number> {
+  const server = createServer({ allowHalfOpen }, (socket) => {
     sockets.push(socket);
     socket.on('error', () => undefined);
     const frames: Frame[] = [];
@@ -436,4 +436,26 @@ test('a caller that gives up while the response head is half received: the rest 
   conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
   expect((await next).status).toBe(200);
   expect(s.destroyed).toBe(false);
+});
+
+test('a session retired by GOAWAY closes its socket once its last stream ends, even when the app never closes its side', async () => {
+  let conn!: RawConn;
+  let connections = 0;
+  // allowHalfOpen: the app's socket stays open after our FIN (what a careless or hostile app does).
+  const port = await rawApp((c) => {
+    conn = c;
+    connections++;
+    c.socket.write(settings());
+  }, true);
+  const s = session(port);
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(Buffer.concat([frame(FRAME.GOAWAY, 0, 0, Buffer.concat([word(1), word(0)])), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200)]));
+  expect((await p).status).toBe(200);
+  await conn.next((f) => f.type === FRAME.GOAWAY);
+  // node:http2's session.close() destroys the socket once the streams are done; a half-closed
+  // one kept by the app would hold a descriptor per GOAWAY for good.
+  await until(() => s.socket.destroyed, 2000);
+  expect(connections).toBe(1);
 });

@@ -271,7 +271,9 @@ export class H2ClientSession implements StreamHost {
   private end(): void {
     if (this.destroyed) return;
     this.write(wordsFrame(FRAME.GOAWAY, 0, 0, 0, H2_ERROR.NO_ERROR));
-    this.socket.end();
+    // Closed once the GOAWAY is written, as node:http2's close(): end() alone would leave the
+    // socket half-open for as long as the app keeps its side open, a descriptor per retired session.
+    this.socket.destroySoon();
   }
 
   destroy(err?: unknown): void {
