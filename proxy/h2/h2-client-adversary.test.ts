@@ -459,3 +459,79 @@ test('a session retired by GOAWAY closes its socket once its last stream ends, e
   await until(() => s.socket.destroyed, 2000);
   expect(connections).toBe(1);
 });
+
+test('an upload never exceeds the windows while the app shrinks SETTINGS_INITIAL_WINDOW_SIZE mid-stream (negative windows, RFC 9113 section 6.9.2)', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings([SETTING_INITIAL_WINDOW_SIZE, 16_384]));
+  });
+  const s = session(port);
+  const total = 200 * 1024;
+  const body = Readable.from(Array.from({ length: 50 }, () => Buffer.alloc(4096, 1)));
+  // The app's SETTINGS taken first: until then the window is 65 535 (section 6.5.3).
+  await until(() => conn !== undefined);
+  await conn.next(isSettingsAck);
+  const p = quiet(s.request(request({ method: 'POST', body }), {}));
+  const settle = async (): Promise<number> => {
+    let last = -1;
+    while (conn.dataBytes !== last) {
+      last = conn.dataBytes;
+      await tick(100);
+    }
+    return last;
+  };
+  expect(await settle()).toBe(16_384);
+  // 16 384 sent of 16 384: shrinking to 0 makes the window -16 384; 10 000 back is still -6 384.
+  conn.socket.write(Buffer.concat([settings([SETTING_INITIAL_WINDOW_SIZE, 0]), frame(FRAME.WINDOW_UPDATE, 0, 1, word(10_000))]));
+  expect(await settle()).toBe(16_384);
+  conn.socket.write(frame(FRAME.WINDOW_UPDATE, 0, 1, word(16_384)));
+  expect(await settle()).toBe(16_384 + 10_000);
+  // The connection window (65 535) is what holds now.
+  conn.socket.write(settings([SETTING_INITIAL_WINDOW_SIZE, 0x7fffffff - 26_384 - 1]));
+  expect(await settle()).toBe(65_535);
+  conn.socket.write(frame(FRAME.WINDOW_UPDATE, 0, 0, word(1 << 20)));
+  await conn.next((f) => f.type === FRAME.DATA && (f.flags & FLAG.END_STREAM) !== 0);
+  expect(conn.dataBytes).toBe(total);
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200));
+  expect((await p).status).toBe(200);
+});
+
+test('SETTINGS_INITIAL_WINDOW_SIZE that takes an open stream\'s window past 2^31-1 is a connection error FLOW_CONTROL_ERROR (RFC 9113 section 6.9.2)', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const upload = new PassThrough();
+  const p = s.request(request({ method: 'POST', body: upload }), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(Buffer.concat([frame(FRAME.WINDOW_UPDATE, 0, 1, word(0x7fffffff - 65_535)), settings([SETTING_INITIAL_WINDOW_SIZE, 65_536])]));
+  const goaway = await conn.next((f) => f.type === FRAME.GOAWAY);
+  expect(goaway.payload.readUInt32BE(4)).toBe(RST_CODE.FLOW_CONTROL_ERROR);
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test('WINDOW_UPDATE past 2^31-1: on a stream it resets that stream only, on the connection it ends the session', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const a = s.request(request({ method: 'POST', body: new PassThrough() }), {}).catch((e: unknown) => e);
+  const b = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(3));
+  conn.socket.write(frame(FRAME.WINDOW_UPDATE, 0, 1, word(0x7fffffff)));
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.FLOW_CONTROL_ERROR);
+  expect(await a).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  expect(s.destroyed).toBe(false);
+  conn.socket.write(frame(FRAME.WINDOW_UPDATE, 0, 0, word(0x7fffffff)));
+  const goaway = await conn.next((f) => f.type === FRAME.GOAWAY);
+  expect(goaway.payload.readUInt32BE(4)).toBe(RST_CODE.FLOW_CONTROL_ERROR);
+  expect(await b).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});

@@ -489,7 +489,10 @@ export class H2ClientSession implements StreamHost {
         // A change applies to every open stream's window (section 6.9.2).
         const delta = v - this.peerInitialWindow;
         this.peerInitialWindow = v;
-        for (const st of this.streams.values()) st.sendWindow += delta;
+        for (const st of this.streams.values()) {
+          st.sendWindow += delta;
+          if (st.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE took a stream window above 2^31-1');
+        }
       } else if (k === SETTING.MAX_FRAME_SIZE) {
         if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = v;
