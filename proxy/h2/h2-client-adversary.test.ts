@@ -535,3 +535,56 @@ test('WINDOW_UPDATE past 2^31-1: on a stream it resets that stream only, on the 
   expect(goaway.payload.readUInt32BE(4)).toBe(RST_CODE.FLOW_CONTROL_ERROR);
   expect(await b).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
 });
+
+/** One response to one request on a fresh raw app: `frames` are written once the request's HEADERS arrive. */
+async function answer(method: string, frames: (id: number) => Buffer): Promise<{ res: Promise<ProxyResponse>; conn: RawConn }> {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const res = quiet(s.request(request({ method }), {}));
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(frames(1));
+  return { res, conn };
+}
+
+test('a body shorter than its content-length is never delivered as complete (RFC 9113 section 8.1.1: malformed)', async () => {
+  const { res, conn } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['content-length', '100']])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('body'))]));
+  const r = await res.catch((e: unknown) => e);
+  // Either the head is refused or its body fails: never a clean end after 4 of 100 bytes.
+  if ('status' in (r as object)) await expect(readAll(r as ProxyResponse)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  else expect(r).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+});
+
+test('a body longer than its content-length fails at the first byte too many', async () => {
+  const { res } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['content-length', '2']])), frame(FRAME.DATA, 0, id, Buffer.from('body'))]));
+  const r = await res.catch((e: unknown) => e);
+  if ('status' in (r as object)) await expect(readAll(r as ProxyResponse)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  else expect(r).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test('a head-only response with content-length 100 is malformed, but not for HEAD nor 304 (RFC 9110 sections 8.6, 15.4.5)', async () => {
+  const head100 = (status: string) => (id: number) => frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([[':status', status], ['content-length', '100']]));
+  await expect((await answer('GET', head100('200'))).res).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const forHead = await (await answer('HEAD', head100('200'))).res;
+  expect([forHead.status, forHead.headers['content-length']]).toEqual([200, '100']);
+  expect((await (await answer('GET', head100('304'))).res).status).toBe(304);
+});
+
+test('a body as long as its content-length, with trailers, is delivered whole', async () => {
+  const { res } = await answer('POST', (id) => Buffer.concat([
+    frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['content-length', '8']])),
+    frame(FRAME.DATA, 0, id, Buffer.from('bo')),
+    frame(FRAME.DATA, 0, id, Buffer.from('dy..')),
+    frame(FRAME.DATA, 0, id, Buffer.from('ok')),
+    frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([['x-t', '1']])),
+  ]));
+  const r = await res;
+  expect((await readAll(r)).toString()).toBe('body..ok');
+  expect(r.trailers()).toEqual({ 'x-t': '1' });
+});

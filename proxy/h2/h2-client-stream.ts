@@ -46,6 +46,8 @@ export class H2ClientStream {
   remoteEnded = false;
   closed = false;
   body: H2ResponseBody | null = null;
+  /** Response body bytes its content-length still allows; -1: not declared (or HEAD, 304: not a body's length). */
+  private bodyLeft = -1;
   trailers: Headers | undefined = undefined;
   /** Body bytes waiting for window, in order; `endQueued`: the end follows them. */
   private queued: Buffer[] | null = null;
@@ -171,6 +173,7 @@ export class H2ClientStream {
     if (this.remoteEnded) return this.protocolError('HEADERS after the response ended', H2_ERROR.STREAM_CLOSED);
     if (this.responded) {
       if (!endStream) return this.protocolError('trailers without END_STREAM');
+      if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
       for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header in trailers');
       const t = fieldsToHeaders(fields, true);
       dropMeshFields(t);
@@ -190,6 +193,15 @@ export class H2ClientStream {
       if (endStream) this.protocolError('interim response with END_STREAM');
       return;
     }
+    // A content-length the DATA frames do not add up to makes the response malformed
+    // (RFC 9113 section 8.1.1), as nghttp2 checks: a cut body must not end cleanly. HEAD
+    // and 304 responses state the length of a body they do not carry (RFC 9110 section 8.6).
+    const declared = contentLength(fields);
+    if (declared === -2) return this.protocolError('invalid content-length');
+    if (declared >= 0 && this.req.method !== 'HEAD' && status !== 304) {
+      if (endStream && declared > 0) return this.protocolError('body shorter than its content-length');
+      this.bodyLeft = declared;
+    }
     this.responded = true;
     const headers = fieldsToHeaders(fields.length === 2 ? [] : fields.slice(2));
     if (!endStream) {
@@ -205,8 +217,11 @@ export class H2ClientStream {
     const b = this.body;
     if (this.remoteEnded) return this.protocolError('DATA after the response ended', H2_ERROR.STREAM_CLOSED);
     if (b === null) return this.protocolError('DATA before the response head');
+    if (this.bodyLeft >= 0 && (this.bodyLeft -= data.length) < 0) return this.protocolError('body longer than its content-length');
     if (data.length > 0) b.push(data);
-    if (endStream) this.remoteEnd();
+    if (!endStream) return;
+    if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
+    this.remoteEnd();
   }
 
   private remoteEnd(): void {
@@ -260,6 +275,18 @@ export class H2ClientStream {
     if (b !== null) detach(b);
     this.session.closed(this);
   }
+}
+
+/** The response's content-length: -1 when absent, -2 when not one decimal number (several must agree). */
+function contentLength(fields: readonly string[]): number {
+  let n = -1;
+  for (let i = 2; i < fields.length; i += 2) {
+    if (fields[i] !== 'content-length') continue;
+    const v = fields[i + 1];
+    if (!/^[0-9]{1,15}$/.test(v) || (n !== -1 && Number(v) !== n)) return -2;
+    n = Number(v);
+  }
+  return n;
 }
 
 function onBodyData(this: Relayed, chunk: Buffer): void {
