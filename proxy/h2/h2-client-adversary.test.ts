@@ -588,3 +588,12 @@ test('a body as long as its content-length, with trailers, is delivered whole', 
   expect((await readAll(r)).toString()).toBe('body..ok');
   expect(r.trailers()).toEqual({ 'x-t': '1' });
 });
+
+test('a response field name with uppercase letters is malformed (RFC 9113 section 8.2.1): Content-Length cannot slip past the length check', async () => {
+  const { res, conn } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['Content-Length', '100']])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('body'))]));
+  await expect(res).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+  const trailers = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, status200), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([['Grpc-Status', '0']]))]));
+  await expect(readAll(await trailers.res)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});

@@ -174,7 +174,8 @@ export class H2ClientStream {
     if (this.responded) {
       if (!endStream) return this.protocolError('trailers without END_STREAM');
       if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
-      for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header in trailers');
+      const bad = badName(fields, 0);
+      if (bad !== null) return this.protocolError(`${bad} in trailers`);
       const t = fieldsToHeaders(fields, true);
       dropMeshFields(t);
       for (const _ in t) {
@@ -187,7 +188,8 @@ export class H2ClientStream {
     if (fields[0] !== ':status') return this.protocolError('response without :status first');
     const status = Number(fields[1]);
     if (!(status >= 100 && status <= 999) || fields[1].length !== 3) return this.protocolError(`invalid :status ${fields[1]}`);
-    for (let i = 2; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header after :status');
+    const bad = badName(fields, 2);
+    if (bad !== null) return this.protocolError(`${bad} after :status`);
     if (status < 200) {
       // Interim responses (100, 103) are not passed on (RFC 9110 section 15.2); one with END_STREAM is malformed.
       if (endStream) this.protocolError('interim response with END_STREAM');
@@ -275,6 +277,23 @@ export class H2ClientStream {
     if (b !== null) detach(b);
     this.session.closed(this);
   }
+}
+
+/**
+ * Why a field name from `from` on makes the block malformed, or null: a pseudo-header, or
+ * uppercase letters (RFC 9113 section 8.2.1; nghttp2 refuses both). An uppercase name would
+ * also pass unseen by every check that matches lowercase names (content-length, hop-by-hop fields).
+ */
+function badName(fields: readonly string[], from: number): string | null {
+  for (let i = from; i < fields.length; i += 2) {
+    const n = fields[i];
+    if (n.charCodeAt(0) === 58) return 'pseudo-header';
+    for (let j = 0; j < n.length; j++) {
+      const c = n.charCodeAt(j);
+      if (c >= 65 && c <= 90) return `uppercase field name ${JSON.stringify(n.slice(0, 64))}`;
+    }
+  }
+  return null;
 }
 
 /** The response's content-length: -1 when absent, -2 when not one decimal number (several must agree). */
