@@ -597,3 +597,29 @@ test('a response field name with uppercase letters is malformed (RFC 9113 sectio
   const trailers = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, status200), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([['Grpc-Status', '0']]))]));
   await expect(readAll(await trailers.res)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
 });
+
+/** What a writer that attaches its listeners late sees (h2-relay.ts, write-response.ts): 'end', 'error', or nothing at all. */
+function outcome(body: Readable): Promise<string> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve('nothing'), 1000);
+    body.on('data', () => undefined);
+    body.on('end', () => (clearTimeout(t), resolve('end')));
+    body.on('error', () => (clearTimeout(t), resolve('error')));
+  });
+}
+
+test('a response reset in the same read as its head fails for a reader that attaches later (it never just goes silent)', async () => {
+  const rst = Buffer.alloc(4);
+  rst.writeUInt32BE(2);
+  const { res } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, status200), frame(FRAME.DATA, 0, id, Buffer.from('part')), frame(FRAME.RST_STREAM, 0, id, rst)]));
+  const r = await res;
+  await tick(20);
+  expect(await outcome(r.body!)).toBe('error');
+});
+
+test('a body cut short of its content-length in the same read as its head fails for a reader that attaches later', async () => {
+  const { res } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['content-length', '100']])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('body'))]));
+  const r = await res;
+  await tick(20);
+  expect(await outcome(r.body!)).toBe('error');
+});

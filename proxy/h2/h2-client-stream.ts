@@ -264,7 +264,7 @@ export class H2ClientStream {
     if (this.closed) return;
     this.close();
     if (!this.responded) this.reject(err);
-    else if (this.body !== null && !this.remoteEnded) this.body.destroy(err);
+    else if (this.body !== null && !this.remoteEnded) this.body.fail(err);
   }
 
   private close(): void {
@@ -336,13 +336,34 @@ function detach(b: Readable): void {
 
 /** The response body: window is given back as it is read (so a reader that stops holds the app at one window). */
 class H2ResponseBody extends Readable implements SettledBody {
+  /** A failure before anyone read the body: given at its reader's first read(). */
+  private failure: Error | null = null;
+
   constructor(private readonly st: H2ClientStream) {
     super({ highWaterMark: 64 * 1024 });
+  }
+
+  /**
+   * The stream failed before the body's end. Destroyed at once when its reader has started;
+   * else at its reader's first read(): destroyed before the writer attached its listeners (a reset in
+   * the same read as the head, the response promise not yet settled), it would never hear
+   * of it, and the caller's response would hang, neither ended nor reset.
+   */
+  fail(err: Error): void {
+    if (this.readableFlowing === null) this.failure = err;
+    else this.destroy(err);
   }
 
   /** Every byte and the end are buffered (the whole response came in one read): writers send it in one go. */
   get settled(): boolean {
     return this.st.remoteEnded && !this.readableEnded;
+  }
+
+  /** read(0) is the stream's own look-ahead (after a push, on resume), not its reader's. */
+  override read(size?: number): unknown {
+    if (this.failure === null || size === 0) return super.read(size) as unknown;
+    this.destroy(this.failure);
+    return null;
   }
 
   override _read(): void {
