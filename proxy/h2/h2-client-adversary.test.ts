@@ -623,3 +623,26 @@ test('a body cut short of its content-length in the same read as its head fails 
   await tick(20);
   expect(await outcome(r.body!)).toBe('error');
 });
+
+test('RST_STREAM NO_ERROR after a complete response (stop sending, RFC 9113 section 8.1) does not spend the reset budget, as for appHttp2 node', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  let spent = 0;
+  const s = session(port, { resetBudget: 3, onResetBudget: () => spent++ });
+  for (let i = 0; i < 5; i++) {
+    const id = 1 + 2 * i;
+    const upload = new PassThrough();
+    upload.write('x');
+    const p = s.request(request({ method: 'POST', body: upload }), {});
+    await until(() => conn !== undefined);
+    await conn.next(isHeaders(id));
+    conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([[':status', '413']])), frame(FRAME.RST_STREAM, 0, id, word(0))]));
+    expect((await p).status).toBe(413);
+  }
+  await until(() => s.active === 0);
+  expect(spent).toBe(0);
+  expect(s.retired).toBe(false);
+});

@@ -237,7 +237,9 @@ export class H2ClientStream {
     if (this.closed) return;
     const err = new ProxyError('UPSTREAM_RESET', code === H2_ERROR.REFUSED_STREAM ? 'stream refused' : `stream reset (code ${code})`);
     if (code === H2_ERROR.REFUSED_STREAM && !this.responded) this.session.markRefused(err);
-    this.session.chargeReset();
+    // NO_ERROR: "stop sending" after a complete response (RFC 9113 section 8.1), not a failed
+    // stream; node:http2's delivery does not charge it either (h2-call.ts).
+    if (code !== H2_ERROR.NO_ERROR) this.session.chargeReset();
     this.fail(err);
   }
 
