@@ -646,3 +646,128 @@ test('RST_STREAM NO_ERROR after a complete response (stop sending, RFC 9113 sect
   expect(spent).toBe(0);
   expect(s.retired).toBe(false);
 });
+
+/** The connection error the client answers `bad` with (GOAWAY's code), and what its caller gets. */
+async function connectionErrorFor(bad: (id: number) => Buffer): Promise<{ code: number; err: unknown }> {
+  const { res, conn } = await answer('GET', bad);
+  const err = await res.catch((e: unknown) => e);
+  const goaway = await conn.next((f) => f.type === FRAME.GOAWAY);
+  return { code: goaway.payload.readUInt32BE(4), err };
+}
+
+test.each([
+  ['SETTINGS_ENABLE_PUSH 1 from a server (section 6.5.2)', () => settings([0x2, 1]), RST_CODE.PROTOCOL_ERROR],
+  ['PUSH_PROMISE with push disabled (section 8.4)', (id: number) => frame(0x5, FLAG.END_HEADERS, id, Buffer.concat([word(2), status200])), RST_CODE.PROTOCOL_ERROR],
+  ['a frame over 16 384 bytes (section 4.2)', (id: number) => frame(FRAME.DATA, 0, id, Buffer.alloc(16_385)), 0x6],
+  ['DATA on stream 0', () => frame(FRAME.DATA, 0, 0, Buffer.from('x')), RST_CODE.PROTOCOL_ERROR],
+  ['HEADERS on an even stream', () => frame(FRAME.HEADERS, FLAG.END_HEADERS, 2, status200), RST_CODE.PROTOCOL_ERROR],
+  ['DATA with padding longer than the frame (section 6.1)', (id: number) => frame(FRAME.DATA, 0x8, id, Buffer.from([5, 1, 2])), RST_CODE.PROTOCOL_ERROR],
+  ['a header block interrupted by another frame (section 4.3)', (id: number) => Buffer.concat([frame(FRAME.HEADERS, 0, id, status200), frame(FRAME.PING, 0, 0, Buffer.alloc(8))]), RST_CODE.PROTOCOL_ERROR],
+  ['a header block that HPACK cannot decode (RFC 7541 section 2.3.3: index 0)', (id: number) => frame(FRAME.HEADERS, FLAG.END_HEADERS, id, Buffer.from([0x80])), 0x9],
+  ['DATA on a stream we never opened', () => frame(FRAME.DATA, 0, 99, Buffer.alloc(10)), RST_CODE.PROTOCOL_ERROR],
+])('%s is a connection error; the caller fails', async (_name, bad, code) => {
+  const r = await connectionErrorFor(bad);
+  expect(r.code).toBe(code);
+  expect(r.err).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test('DATA past the stream window resets that stream (FLOW_CONTROL_ERROR); the session serves the next request', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port, { streamWindowBytes: 1000 });
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), frame(FRAME.DATA, 0, 1, Buffer.alloc(1001))]));
+  const res = await p;
+  await expect(readAll(res)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.FLOW_CONTROL_ERROR);
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
+  expect((await next).status).toBe(200);
+});
+
+test('an HPACK bomb (one 4 KB entry referenced 1 000 times in a 5 KB block) fails its stream only, within the header list limit', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  // :status 200 (index 8), a literal with incremental indexing, new name "x-b", a 4 000-byte
+  // value (its length a 7-bit prefix integer, RFC 7541 sections 6.2.1, 5.1), then index 62 x 1000.
+  const value = Buffer.alloc(4000, 0x61);
+  const len = Buffer.from([0x7f, (4000 - 127) % 128 | 0x80, Math.floor((4000 - 127) / 128)]);
+  const block = Buffer.concat([Buffer.from([0x88, 0x40, 3]), Buffer.from('x-b'), len, value, Buffer.alloc(1000, 0xbe)]);
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, block));
+  await expect(p).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, Buffer.from([0x88, 0xbe])));
+  const res = await next;
+  // The table stayed in step with the app's encoder: index 62 is still its x-b entry.
+  expect([res.status, res.headers['x-b']]).toEqual([200, value.toString()]);
+});
+
+test('an app that closes the connection mid-frame: the answered response fails (never a clean end), the waiting one rejects', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const a = s.request(request(), {});
+  const b = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(3));
+  const data = frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.alloc(1000));
+  conn.socket.end(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), data.subarray(0, 500)]));
+  const res = await a;
+  await expect(readAll(res)).rejects.toMatchObject({ code: 'UPSTREAM_RESET' });
+  expect(await b).toMatchObject({ code: 'UPSTREAM_RESET' });
+});
+
+test('a trailers-only response (gRPC status in the head, END_STREAM) has no body and its fields', async () => {
+  const { res } = await answer('POST', (id) => frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', '5']])));
+  const r = await res;
+  expect([r.status, r.body, r.headers['grpc-status']]).toEqual([200, null, '5']);
+});
+
+test('a caller that gives up while its upload waits for window: RST_STREAM CANCEL, the body left paused, the session goes on', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings([SETTING_INITIAL_WINDOW_SIZE, 1000]));
+  });
+  const s = session(port);
+  await until(() => conn !== undefined);
+  await conn.next(isSettingsAck);
+  const upload = new PassThrough();
+  upload.write(Buffer.alloc(5000));
+  const ac = new AbortController();
+  const p = s.request(request({ method: 'POST', body: upload, signal: ac.signal }), {}).catch((e: unknown) => e);
+  await conn.next((f) => f.type === FRAME.DATA && f.id === 1);
+  await tick(20);
+  expect(conn.dataBytes).toBe(1000);
+  ac.abort();
+  expect(String(await p)).toMatch(/cancelled/);
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.CANCEL);
+  expect(upload.isPaused()).toBe(true);
+  // Window for the gone stream changes nothing; no more of its bytes go out.
+  conn.socket.write(frame(FRAME.WINDOW_UPDATE, 0, 1, word(100_000)));
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  expect(conn.dataBytes).toBe(1000);
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
+  expect((await next).status).toBe(200);
+  expect(s.active).toBe(0);
+});

@@ -497,7 +497,8 @@ export class H2ClientSession implements StreamHost {
         if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = v;
       } else if (k === SETTING.MAX_CONCURRENT_STREAMS) this.peerMaxStreams = v;
-      else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH above 1');
+      // Only a client may enable push; from a server, 1 is a connection error too (RFC 9113 section 6.5.2).
+      else if (k === SETTING.ENABLE_PUSH && v !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH from a server');
       // HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
     }
     if (!this.ack(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0))) return;
