@@ -1,6 +1,9 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { PassThrough, Readable } from 'node:stream';
 import { H2ClientSession, type H2ClientSessionOptions } from './h2-client-session.js';
+import { AppH2Client } from './app-h2-client.js';
+import { systemClock } from '../../common/clock.js';
+import { silentLogger } from '../../common/logger.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { FLAG, FRAME, FrameReader, frame, headerBlock } from '../../test/helpers/h2-frames.js';
@@ -23,6 +26,8 @@ interface RawConn {
   /** What the client sent; DATA frames without their payload (counted in dataBytes). */
   readonly frames: Frame[];
   readonly dataBytes: number;
+  /** Calls `fn` with each frame from now on. */
+  onFrame(fn: (f: Frame) => void): void;
   /** Resolves with the first frame (recorded or future) that matches. */
   next(pred: (f: Frame) => boolean, ms?: number): Promise<Frame>;
 }
@@ -63,10 +68,12 @@ async function rawApp(onConn: (c: RawConn) => void, allowHalfOpen = false): Prom
     socket.on('error', () => undefined);
     const frames: Frame[] = [];
     const waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+    const listeners: ((f: Frame) => void)[] = [];
     const reader = new FrameReader((type, flags, id, payload) => {
       if (type === FRAME.DATA) conn.dataBytes += payload.length;
       const f = { type, flags, id, payload: type === FRAME.DATA ? Buffer.alloc(0) : Buffer.from(payload) };
       frames.push(f);
+      for (const fn of listeners) fn(f);
       for (const w of [...waiters]) {
         if (!w.pred(f)) continue;
         waiters.splice(waiters.indexOf(w), 1);
@@ -79,6 +86,7 @@ async function rawApp(onConn: (c: RawConn) => void, allowHalfOpen = false): Prom
       socket,
       frames,
       dataBytes: 0,
+      onFrame: (fn) => void listeners.push(fn),
       next: (pred, ms = 3000) =>
         new Promise<Frame>((resolve, reject) => {
           const seen = frames.find(pred);
@@ -770,4 +778,57 @@ test('a caller that gives up while its upload waits for window: RST_STREAM CANCE
   conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
   expect((await next).status).toBe(200);
   expect(s.active).toBe(0);
+});
+
+test('2 000 requests at once over an app that allows one stream: one open at a time, all answered, each with its own answer', async () => {
+  let conn!: RawConn;
+  let open = 0;
+  let most = 0;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings([SETTING_MAX_CONCURRENT_STREAMS, 1]));
+    const answerEach = (f: Frame): void => {
+      if (f.type !== FRAME.HEADERS) return;
+      most = Math.max(most, ++open);
+      // Answered later, on its own stream, with its stream id as the body.
+      setImmediate(() => {
+        open--;
+        c.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, f.id, status200), frame(FRAME.DATA, FLAG.END_STREAM, f.id, Buffer.from(String(f.id)))]));
+      });
+    };
+    c.onFrame(answerEach);
+  });
+  const s = session(port);
+  await until(() => conn !== undefined);
+  await conn.next(isSettingsAck);
+  const bodies = await Promise.all(Array.from({ length: 2000 }, () => s.request(request(), {}).then(readAll)));
+  expect(bodies.map(String)).toEqual(Array.from({ length: 2000 }, (_, i) => String(1 + 2 * i)));
+  expect(most).toBe(1);
+  expect(s.active).toBe(0);
+}, 60_000);
+
+test('GOAWAY twice, the second lowering the last stream id: streams above it are refused and sent again on a new connection', async () => {
+  const conns: RawConn[] = [];
+  const port = await rawApp((c) => {
+    conns.push(c);
+    c.socket.write(settings());
+  });
+  const client = new AppH2Client({ address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 1000, streamWindowBytes: 65_536, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16_384, resetBudget: 0 });
+  try {
+    const all = [1, 2, 3].map(() => client.request(port, request(), {}));
+    await until(() => conns.length === 1);
+    const first = conns[0];
+    await first.next(isHeaders(5));
+    // Last stream id 2^31-1 (an app about to stop), then 1: streams 3 and 5 were never processed (RFC 9113 section 6.8).
+    first.socket.write(Buffer.concat([frame(FRAME.GOAWAY, 0, 0, Buffer.concat([word(0x7fffffff), word(0)])), frame(FRAME.GOAWAY, 0, 0, Buffer.concat([word(1), word(0)]))]));
+    first.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([[':status', '201']])));
+    await until(() => conns.length === 2);
+    const second = conns[1];
+    await second.next(isHeaders(3));
+    second.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([[':status', '202']])), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, headerBlock([[':status', '203']]))]));
+    expect((await Promise.all(all)).map((r) => r.status).sort()).toEqual([201, 202, 203]);
+    expect(first.frames.filter((f) => f.type === FRAME.HEADERS).map((f) => f.id)).toEqual([1, 3, 5]);
+  } finally {
+    client.close(0);
+  }
 });
