@@ -832,3 +832,49 @@ test('GOAWAY twice, the second lowering the last stream id: streams above it are
     client.close(0);
   }
 });
+
+test('a response on a stream its caller cancelled is dropped: the next caller gets only its own response', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const ac = new AbortController();
+  const a = s.request(request({ signal: ac.signal }), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  ac.abort();
+  await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  const b = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  conn.socket.write(Buffer.concat([
+    frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([[':status', '200'], ['x-for', 'a']])),
+    frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from('for a')),
+    frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, headerBlock([[':status', '200'], ['x-for', 'b']])),
+    frame(FRAME.DATA, FLAG.END_STREAM, 3, Buffer.from('for b')),
+  ]));
+  const res = await b;
+  expect([res.headers['x-for'], (await readAll(res)).toString()]).toEqual(['b', 'for b']);
+  expect(String(await a)).toMatch(/cancelled/);
+  expect(s.destroyed).toBe(false);
+});
+
+test('an app that never sends SETTINGS still gets requests (RFC 9113 section 3.4 lets a client start at once) and answers them', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+  });
+  const s = session(port);
+  const p = s.request(request({ method: 'POST', body: Readable.from([Buffer.alloc(70_000, 1)]) }), {});
+  await until(() => conn !== undefined);
+  // The default window (65 535) holds the upload until the app gives more.
+  await conn.next((f) => f.type === FRAME.DATA);
+  await tick(50);
+  expect(conn.dataBytes).toBe(65_535);
+  conn.socket.write(Buffer.concat([frame(FRAME.WINDOW_UPDATE, 0, 0, word(10_000)), frame(FRAME.WINDOW_UPDATE, 0, 1, word(10_000))]));
+  await conn.next((f) => f.type === FRAME.DATA && (f.flags & FLAG.END_STREAM) !== 0);
+  expect(conn.dataBytes).toBe(70_000);
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200));
+  expect((await p).status).toBe(200);
+});
