@@ -878,3 +878,10 @@ test('an app that never sends SETTINGS still gets requests (RFC 9113 section 3.4
   conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200));
   expect((await p).status).toBe(200);
 });
+
+test('response fields named like Object.prototype members (constructor, __proto__) arrive as sent, as node:http2 gives them', async () => {
+  const { res } = await answer('GET', (id) => frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([[':status', '200'], ['constructor', 'x'], ['__proto__', 'y'], ['__proto__', 'z'], ['x-a', '1']])));
+  const r = await res;
+  expect(Object.entries(r.headers)).toEqual([['constructor', 'x'], ['__proto__', 'y, z'], ['x-a', '1']]);
+  expect(Object.getPrototypeOf(r.headers)).toBe(Object.prototype);
+});
