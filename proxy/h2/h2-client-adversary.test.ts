@@ -885,3 +885,33 @@ test('response fields named like Object.prototype members (constructor, __proto_
   expect(Object.entries(r.headers)).toEqual([['constructor', 'x'], ['__proto__', 'y, z'], ['x-a', '1']]);
   expect(Object.getPrototypeOf(r.headers)).toBe(Object.prototype);
 });
+
+test.each(['2e2', '1e2', '20 ', '099', '1000', ''])('a :status of %j is malformed (RFC 9113 section 8.3.2: three digits)', async (status) => {
+  const { res, conn } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', status]])), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, status200)]));
+  await expect(res).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+});
+
+test('a reset after the whole request went out but before any response fails the request; it is not sent again (the app may have acted on it)', async () => {
+  let conn!: RawConn;
+  let connections = 0;
+  const port = await rawApp((c) => {
+    conn = c;
+    connections++;
+    c.socket.write(settings());
+  });
+  const client = new AppH2Client({ address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 1000, streamWindowBytes: 65_536, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16_384, resetBudget: 0 });
+  try {
+    const p = client.request(port, request(), {}).catch((e: unknown) => e);
+    await until(() => conn !== undefined);
+    await conn.next(isHeaders(1));
+    conn.socket.write(frame(FRAME.RST_STREAM, 0, 1, word(2)));
+    expect(await p).toMatchObject({ code: 'UPSTREAM_RESET', message: expect.stringMatching(/code 2/) });
+    await tick(50);
+    expect(conn.frames.filter((f) => f.type === FRAME.HEADERS).length).toBe(1);
+    expect(connections).toBe(1);
+  } finally {
+    client.close(0);
+  }
+});

@@ -186,8 +186,9 @@ export class H2ClientStream {
       return;
     }
     if (fields[0] !== ':status') return this.protocolError('response without :status first');
+    // Three digits (RFC 9110 section 15): Number() alone takes "2e2" for 200 and "1e2" for an interim 100.
     const status = Number(fields[1]);
-    if (!(status >= 100 && status <= 999) || fields[1].length !== 3) return this.protocolError(`invalid :status ${fields[1]}`);
+    if (!(status >= 100 && status <= 999) || !/^[0-9]{3}$/.test(fields[1])) return this.protocolError(`invalid :status ${JSON.stringify(fields[1].slice(0, 16))}`);
     const bad = badName(fields, 2);
     if (bad !== null) return this.protocolError(`${bad} after :status`);
     if (status < 200) {
