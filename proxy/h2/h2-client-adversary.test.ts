@@ -915,3 +915,39 @@ test('a reset after the whole request went out but before any response fails the
     client.close(0);
   }
 });
+
+test('a frame trickled one byte per read costs copies in proportion to its size, not its square', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.setNoDelay(true);
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  const bytes = Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.alloc(8192, 7))]);
+  const concat = Buffer.concat;
+  let copied = 0;
+  let reads = 0;
+  s.socket.on('data', () => reads++);
+  Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+    const out = concat(list, total);
+    copied += out.length;
+    return out;
+  }) as typeof Buffer.concat;
+  try {
+    for (let i = 0; i < bytes.length; i++) {
+      conn.socket.write(bytes.subarray(i, i + 1));
+      await new Promise((r) => setImmediate(r));
+    }
+    const res = await p;
+    expect((await readAll(res)).length).toBe(8192);
+  } finally {
+    Buffer.concat = concat;
+  }
+  // Most bytes came in reads of their own: copying all that was pending at each read would be about reads x 4 KiB.
+  expect(reads).toBeGreaterThan(1000);
+  expect(copied).toBeLessThan(20 * 8192);
+}, 60_000);

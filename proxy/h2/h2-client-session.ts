@@ -65,7 +65,10 @@ export class H2ClientSession implements StreamHost {
   private readonly encoder = new HpackEncoder();
   private readonly decoder: HpackDecoder;
   private nextId = 1;
-  private pending: Buffer | null = null;
+  /** Bytes of an incomplete frame, in the reads they came in; joined once `need` bytes are here. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private need = 0;
   private corked = false;
   /** A header block being continued (CONTINUATION): its stream, flags and fragments. */
   private hdrStream = 0;
@@ -330,9 +333,15 @@ export class H2ClientSession implements StreamHost {
 
   private onData(chunk: Buffer): void {
     let buf = chunk;
-    if (this.pending !== null) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
+    if (this.pendingBytes > 0) {
+      // Joined only once the frame is whole: joining at every read would copy a frame
+      // trickled in byte by byte once per byte (16 KiB: 134 MB).
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes < this.need) return;
+      buf = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
     }
     let off = 0;
     while (buf.length - off >= 9) {
@@ -348,7 +357,13 @@ export class H2ClientSession implements StreamHost {
       this.frame(type, flags, id, payload);
       if (this.destroyed) return;
     }
-    if (off < buf.length) this.pending = buf.subarray(off);
+    if (off < buf.length) {
+      const rest = buf.subarray(off);
+      this.pending = [rest];
+      this.pendingBytes = rest.length;
+      // The loop has checked a whole header's length against the frame size limit.
+      this.need = rest.length < 9 ? 9 : 9 + ((rest[0] << 16) | (rest[1] << 8) | rest[2]);
+    }
   }
 
   private frame(type: number, flags: number, id: number, p: Buffer): void {
