@@ -951,3 +951,34 @@ test('a frame trickled one byte per read costs copies in proportion to its size,
   expect(reads).toBeGreaterThan(1000);
   expect(copied).toBeLessThan(20 * 8192);
 }, 60_000);
+
+test('a header block that never ends holds every stream of its connection only until the keepalive PING goes unanswered; the next request gets a new connection', async () => {
+  const conns: RawConn[] = [];
+  const port = await rawApp((c) => {
+    conns.push(c);
+    c.socket.write(settings());
+  });
+  let timeouts = 0;
+  const client = new AppH2Client({
+    address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 1000, streamWindowBytes: 65_536, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16_384, resetBudget: 0,
+    keepalive: { intervalMs: 100, timeoutMs: 200 }, onKeepaliveTimeout: () => timeouts++,
+  });
+  try {
+    const a = client.request(port, request(), {}).catch((e: unknown) => e);
+    const b = client.request(port, request(), {}).catch((e: unknown) => e);
+    await until(() => conns.length === 1);
+    await conns[0].next(isHeaders(3));
+    // Stream 1's head starts and never ends: no frame of stream 3 (nor a PING ACK) may come in between (RFC 9113 section 4.3).
+    conns[0].socket.write(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, status200.subarray(0, 1)));
+    expect(await a).toMatchObject({ message: expect.stringMatching(/PING/) });
+    expect(await b).toMatchObject({ message: expect.stringMatching(/PING/) });
+    expect(timeouts).toBe(1);
+    const c = client.request(port, request(), {});
+    await until(() => conns.length === 2);
+    await conns[1].next(isHeaders(1));
+    conns[1].socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200));
+    expect((await c).status).toBe(200);
+  } finally {
+    client.close(0);
+  }
+});
