@@ -75,7 +75,16 @@ export function fieldsToHeaders(fields: readonly string[], trailers = false): He
     // (RFC 9113 section 8.2.1: a single decimal) and any strict next hop accept.
     const v = k === 'content-length' && fields[i + 1].includes(',') ? fields[i + 1].slice(0, fields[i + 1].indexOf(',')).trim() : fields[i + 1];
     if (HOP_BY_HOP.has(k) || (listed !== null && listed.includes(k)) || (trailers && k === 'content-length')) continue;
-    const prev = out[k];
+    let prev: string | string[] | undefined = out[k];
+    // A name like `constructor` finds Object.prototype's member, not an earlier field.
+    if (prev !== undefined && !Object.hasOwn(out, k)) {
+      prev = undefined;
+      // `__proto__` would hit the prototype setter (and be dropped): an own field like any other.
+      if (k === '__proto__') {
+        Object.defineProperty(out, k, { value: v, writable: true, enumerable: true, configurable: true });
+        continue;
+      }
+    }
     if (prev === undefined) out[k] = k === 'set-cookie' ? [v] : v;
     else if (Array.isArray(prev)) prev.push(v);
     else if (!SINGLE.has(k)) out[k] = `${prev}${k === 'cookie' ? '; ' : ', '}${v}`;

@@ -20,6 +20,21 @@ export interface H2ClientSessionOptions {
   readonly onRetired: (s: H2ClientSession) => void;
 }
 
+/**
+ * Bytes the socket may hold that the app has not read before request bodies wait for its
+ * 'drain': the app's windows bound what it may be sent, not what it has read, so an app
+ * that opens 2^31-1 of window and stops reading would otherwise have every upload buffered here.
+ */
+const SOCKET_BACKLOG_BYTES = 256 * 1024;
+
+/**
+ * PING and SETTINGS ACKs written and not yet taken by the kernel before the app's PINGs and
+ * SETTINGS count as a flood: nghttp2's bound on queued ACKs (max_outbound_ack, 1000), what
+ * an app behind node:http2 meets too. An app that sends them and does not read our answers
+ * would otherwise have us buffer 17 bytes per 17-byte PING without end.
+ */
+const MAX_UNREAD_ACKS = 1000;
+
 /** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
 const REFUSED = new WeakSet<object>();
 
@@ -45,10 +60,15 @@ export class H2ClientSession implements StreamHost {
   private readonly streams = new Map<number, H2ClientStream>();
   private readonly waiting: H2ClientStream[] = [];
   private readonly blockedStreams = new Set<H2ClientStream>();
+  /** Streams whose request body waits for the socket to drain (congested()). */
+  private readonly drainWaiting = new Set<H2ClientStream>();
   private readonly encoder = new HpackEncoder();
   private readonly decoder: HpackDecoder;
   private nextId = 1;
-  private pending: Buffer | null = null;
+  /** Bytes of an incomplete frame, in the reads they came in; joined once `need` bytes are here. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private need = 0;
   private corked = false;
   /** A header block being continued (CONTINUATION): its stream, flags and fragments. */
   private hdrStream = 0;
@@ -57,6 +77,11 @@ export class H2ClientSession implements StreamHost {
   private hdrBytes = 0;
   private resetsLeft: number;
   private pingSent = false;
+  /** ACKs (PING, SETTINGS) not yet written to the kernel (MAX_UNREAD_ACKS). */
+  private acksOut = 0;
+  private readonly ackWritten = (): void => {
+    this.acksOut--;
+  };
   private onPong: (() => void) | null = null;
   sendWindow = DEFAULT_WINDOW;
   private recvWindow: number;
@@ -166,6 +191,22 @@ export class H2ClientSession implements StreamHost {
     this.blockedStreams.add(st);
   }
 
+  /** The socket holds more than the app has read: `st`'s request body waits for 'drain'. */
+  congested(st: H2ClientStream): boolean {
+    const sock = this.socket;
+    // writableNeedDrain: the write that went past the high-water mark returned false, so 'drain' follows.
+    if (!sock.writableNeedDrain || sock.writableLength < SOCKET_BACKLOG_BYTES) return false;
+    if (this.drainWaiting.size === 0) sock.once('drain', () => this.drained());
+    this.drainWaiting.add(st);
+    return true;
+  }
+
+  private drained(): void {
+    const all = [...this.drainWaiting];
+    this.drainWaiting.clear();
+    for (const st of all) st.resumeBody();
+  }
+
   /** The response body's reader took data: give the stream (and connection) window back. */
   credit(st: H2ClientStream): void {
     if (st.unacked === 0 || st.closed || st.remoteEnded) return;
@@ -188,13 +229,25 @@ export class H2ClientSession implements StreamHost {
 
   /** A stream is done: its slot goes to the next waiting one; a retired session ends with its last stream. */
   closed(st: H2ClientStream): void {
+    if (st.id === 0) {
+      // Cancelled while waiting: it leaves the queue now, not when a slot frees (maybe never).
+      const i = this.waiting.indexOf(st);
+      if (i >= 0) this.waiting.splice(i, 1);
+      return;
+    }
     if (this.streams.get(st.id) === st) this.streams.delete(st.id);
     this.blockedStreams.delete(st);
+    this.drainWaiting.delete(st);
+    this.openWaiting();
+    if (this.retired && this.streams.size === 0) this.end();
+  }
+
+  /** Requests waiting for a slot take the free ones (a stream closed, or the app raised its limit). */
+  private openWaiting(): void {
     while (this.waiting.length > 0 && this.streams.size < this.peerMaxStreams && !this.retired) {
       const next = this.waiting.shift()!;
       if (!next.closed) this.open(next);
     }
-    if (this.retired && this.streams.size === 0) this.end();
   }
 
   /** No new stream here (GOAWAY sent or received, reset budget, ids running out); closes when the last one ends. */
@@ -221,7 +274,9 @@ export class H2ClientSession implements StreamHost {
   private end(): void {
     if (this.destroyed) return;
     this.write(wordsFrame(FRAME.GOAWAY, 0, 0, 0, H2_ERROR.NO_ERROR));
-    this.socket.end();
+    // Closed once the GOAWAY is written, as node:http2's close(): end() alone would leave the
+    // socket half-open for as long as the app keeps its side open, a descriptor per retired session.
+    this.socket.destroySoon();
   }
 
   destroy(err?: unknown): void {
@@ -246,14 +301,28 @@ export class H2ClientSession implements StreamHost {
     this.destroy(new ProxyError('UPSTREAM_PROTOCOL', `HTTP/2 connection error from the app: ${why}`));
   }
 
-  private write(b: Buffer): void {
+  private write(b: Buffer, done?: () => void): void {
     if (this.destroyed) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(uncork, this);
     }
-    this.socket.write(b);
+    this.socket.write(b, done);
+  }
+
+  /** An ACK the app asked for (PING, SETTINGS); false when too many are unread (the session is ending). */
+  private ack(head: Buffer, payload?: Buffer): boolean {
+    if (++this.acksOut > MAX_UNREAD_ACKS) {
+      this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, `over ${MAX_UNREAD_ACKS} PING or SETTINGS ACKs unread`);
+      return false;
+    }
+    if (payload === undefined) this.write(head, this.ackWritten);
+    else {
+      this.write(head);
+      this.write(payload, this.ackWritten);
+    }
+    return true;
   }
 
   flush(): void {
@@ -264,9 +333,15 @@ export class H2ClientSession implements StreamHost {
 
   private onData(chunk: Buffer): void {
     let buf = chunk;
-    if (this.pending !== null) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
+    if (this.pendingBytes > 0) {
+      // Joined only once the frame is whole: joining at every read would copy a frame
+      // trickled in byte by byte once per byte (16 KiB: 134 MB).
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes < this.need) return;
+      buf = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
     }
     let off = 0;
     while (buf.length - off >= 9) {
@@ -282,7 +357,13 @@ export class H2ClientSession implements StreamHost {
       this.frame(type, flags, id, payload);
       if (this.destroyed) return;
     }
-    if (off < buf.length) this.pending = buf.subarray(off);
+    if (off < buf.length) {
+      const rest = buf.subarray(off);
+      this.pending = [rest];
+      this.pendingBytes = rest.length;
+      // The loop has checked a whole header's length against the frame size limit.
+      this.need = rest.length < 9 ? 9 : 9 + ((rest[0] << 16) | (rest[1] << 8) | rest[2]);
+    }
   }
 
   private frame(type: number, flags: number, id: number, p: Buffer): void {
@@ -320,9 +401,7 @@ export class H2ClientSession implements StreamHost {
           this.onPong = null;
           f?.();
         } else {
-          const ack = frameHeader(8, FRAME.PING, FLAG.ACK, 0);
-          this.write(ack);
-          this.write(Buffer.from(p));
+          this.ack(frameHeader(8, FRAME.PING, FLAG.ACK, 0), Buffer.from(p));
         }
         return;
       case FRAME.GOAWAY: {
@@ -375,7 +454,12 @@ export class H2ClientSession implements StreamHost {
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
     this.hdrBytes += b.length;
-    if (this.hdrBytes > 2 * this.o.maxHeaderListBytes + 16_384) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'header block too large');
+    const limit = 2 * this.o.maxHeaderListBytes + DEFAULT_MAX_FRAME;
+    if (this.hdrBytes > limit) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'header block too large');
+    // Frames count too: empty CONTINUATIONs add no bytes but cost a fragment and a turn each
+    // (CVE-2024-27316). nghttp2 takes 8 (max_continuations); we take as many as full frames
+    // of the largest block we accept need, and 8 more.
+    if (this.hdrParts.length > 8 + Math.ceil(limit / DEFAULT_MAX_FRAME)) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'too many CONTINUATION frames');
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
@@ -420,16 +504,23 @@ export class H2ClientSession implements StreamHost {
         // A change applies to every open stream's window (section 6.9.2).
         const delta = v - this.peerInitialWindow;
         this.peerInitialWindow = v;
-        for (const st of this.streams.values()) st.sendWindow += delta;
+        for (const st of this.streams.values()) {
+          st.sendWindow += delta;
+          if (st.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE took a stream window above 2^31-1');
+        }
       } else if (k === SETTING.MAX_FRAME_SIZE) {
         if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = v;
       } else if (k === SETTING.MAX_CONCURRENT_STREAMS) this.peerMaxStreams = v;
-      else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH above 1');
+      // Only a client may enable push; from a server, 1 is a connection error too (RFC 9113 section 6.5.2).
+      else if (k === SETTING.ENABLE_PUSH && v !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH from a server');
       // HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
     }
-    this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
+    if (!this.ack(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0))) return;
     if (this.blockedStreams.size > 0) this.unblock();
+    // A raised SETTINGS_MAX_CONCURRENT_STREAMS (an app may start at 0, RFC 9113 section 6.5.2)
+    // frees slots now: waiting for a stream to close would hang them when none is open.
+    if (this.waiting.length > 0) this.openWaiting();
   }
 
   private onWindowUpdate(id: number, p: Buffer): void {

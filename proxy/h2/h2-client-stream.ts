@@ -20,6 +20,7 @@ export interface StreamHost {
   writeTrailers(id: number, t: Headers): void;
   reset(id: number, code: number): void;
   blocked(st: H2ClientStream): void;
+  congested(st: H2ClientStream): boolean;
   credit(st: H2ClientStream): void;
   markRefused(err: ProxyError): ProxyError;
   chargeReset(): void;
@@ -46,6 +47,8 @@ export class H2ClientStream {
   remoteEnded = false;
   closed = false;
   body: H2ResponseBody | null = null;
+  /** Response body bytes its content-length still allows; -1: not declared (or HEAD, 304: not a body's length). */
+  private bodyLeft = -1;
   trailers: Headers | undefined = undefined;
   /** Body bytes waiting for window, in order; `endQueued`: the end follows them. */
   private queued: Buffer[] | null = null;
@@ -156,11 +159,24 @@ export class H2ClientStream {
     body.pause();
   }
 
+  /** The socket drained: the body goes on unless it waits for window too (flush() resumes it then). */
+  resumeBody(): void {
+    if (this.queued !== null || this.closed) return;
+    const b = this.pausedBody;
+    this.pausedBody = null;
+    if (b !== null && !b.destroyed) b.resume();
+  }
+
   /** A complete header block for this stream: the response head, a 1xx, or the trailers. */
   onHeaders(fields: string[], endStream: boolean): void {
+    // Half-closed (remote), our request still going: more HEADERS would replace the trailers
+    // of a response already ended (RFC 9113 section 5.1: a stream error STREAM_CLOSED).
+    if (this.remoteEnded) return this.protocolError('HEADERS after the response ended', H2_ERROR.STREAM_CLOSED);
     if (this.responded) {
       if (!endStream) return this.protocolError('trailers without END_STREAM');
-      for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header in trailers');
+      if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
+      const bad = badName(fields, 0);
+      if (bad !== null) return this.protocolError(`${bad} in trailers`);
       const t = fieldsToHeaders(fields, true);
       dropMeshFields(t);
       for (const _ in t) {
@@ -171,13 +187,24 @@ export class H2ClientStream {
       return;
     }
     if (fields[0] !== ':status') return this.protocolError('response without :status first');
+    // Three digits (RFC 9110 section 15): Number() alone takes "2e2" for 200 and "1e2" for an interim 100.
     const status = Number(fields[1]);
-    if (!(status >= 100 && status <= 999) || fields[1].length !== 3) return this.protocolError(`invalid :status ${fields[1]}`);
-    for (let i = 2; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return this.protocolError('pseudo-header after :status');
+    if (!(status >= 100 && status <= 999) || !/^[0-9]{3}$/.test(fields[1])) return this.protocolError(`invalid :status ${JSON.stringify(fields[1].slice(0, 16))}`);
+    const bad = badName(fields, 2);
+    if (bad !== null) return this.protocolError(`${bad} after :status`);
     if (status < 200) {
       // Interim responses (100, 103) are not passed on (RFC 9110 section 15.2); one with END_STREAM is malformed.
       if (endStream) this.protocolError('interim response with END_STREAM');
       return;
+    }
+    // A content-length the DATA frames do not add up to makes the response malformed
+    // (RFC 9113 section 8.1.1), as nghttp2 checks: a cut body must not end cleanly. HEAD
+    // and 304 responses state the length of a body they do not carry (RFC 9110 section 8.6).
+    const declared = contentLength(fields);
+    if (declared === -2) return this.protocolError('invalid content-length');
+    if (declared >= 0 && this.req.method !== 'HEAD' && status !== 304) {
+      if (endStream && declared > 0) return this.protocolError('body shorter than its content-length');
+      this.bodyLeft = declared;
     }
     this.responded = true;
     const headers = fieldsToHeaders(fields.length === 2 ? [] : fields.slice(2));
@@ -192,9 +219,13 @@ export class H2ClientStream {
 
   onData(data: Buffer, endStream: boolean): void {
     const b = this.body;
-    if (b === null || this.remoteEnded) return this.protocolError('DATA before the response head');
+    if (this.remoteEnded) return this.protocolError('DATA after the response ended', H2_ERROR.STREAM_CLOSED);
+    if (b === null) return this.protocolError('DATA before the response head');
+    if (this.bodyLeft >= 0 && (this.bodyLeft -= data.length) < 0) return this.protocolError('body longer than its content-length');
     if (data.length > 0) b.push(data);
-    if (endStream) this.remoteEnd();
+    if (!endStream) return;
+    if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
+    this.remoteEnd();
   }
 
   private remoteEnd(): void {
@@ -208,21 +239,27 @@ export class H2ClientStream {
     if (this.closed) return;
     const err = new ProxyError('UPSTREAM_RESET', code === H2_ERROR.REFUSED_STREAM ? 'stream refused' : `stream reset (code ${code})`);
     if (code === H2_ERROR.REFUSED_STREAM && !this.responded) this.session.markRefused(err);
-    this.session.chargeReset();
+    // NO_ERROR: "stop sending" after a complete response (RFC 9113 section 8.1), not a failed
+    // stream; node:http2's delivery does not charge it either (h2-call.ts).
+    if (code !== H2_ERROR.NO_ERROR) this.session.chargeReset();
     this.fail(err);
   }
 
   /** Ours: RST_STREAM CANCEL (the caller went away, the response body was dropped). */
   cancel(err: ProxyError): void {
     if (this.closed) return;
-    this.session.reset(this.id, H2_ERROR.CANCEL);
-    this.session.chargeReset();
+    // A request still waiting for a stream slot has no stream to reset: RST_STREAM on
+    // stream 0 would be a connection error at the app (RFC 9113 section 6.4), ending every caller's stream.
+    if (this.id !== 0) {
+      this.session.reset(this.id, H2_ERROR.CANCEL);
+      this.session.chargeReset();
+    }
     this.fail(err);
   }
 
-  private protocolError(why: string): void {
+  private protocolError(why: string, code: number = H2_ERROR.PROTOCOL_ERROR): void {
     if (this.closed) return;
-    this.session.reset(this.id, H2_ERROR.PROTOCOL_ERROR);
+    this.session.reset(this.id, code);
     this.fail(new ProxyError('UPSTREAM_PROTOCOL', why));
   }
 
@@ -231,7 +268,7 @@ export class H2ClientStream {
     if (this.closed) return;
     this.close();
     if (!this.responded) this.reject(err);
-    else if (this.body !== null && !this.remoteEnded) this.body.destroy(err);
+    else if (this.body !== null && !this.remoteEnded) this.body.fail(err);
   }
 
   private close(): void {
@@ -246,10 +283,39 @@ export class H2ClientStream {
   }
 }
 
+/**
+ * Why a field name from `from` on makes the block malformed, or null: a pseudo-header, or
+ * uppercase letters (RFC 9113 section 8.2.1; nghttp2 refuses both). An uppercase name would
+ * also pass unseen by every check that matches lowercase names (content-length, hop-by-hop fields).
+ */
+function badName(fields: readonly string[], from: number): string | null {
+  for (let i = from; i < fields.length; i += 2) {
+    const n = fields[i];
+    if (n.charCodeAt(0) === 58) return 'pseudo-header';
+    for (let j = 0; j < n.length; j++) {
+      const c = n.charCodeAt(j);
+      if (c >= 65 && c <= 90) return `uppercase field name ${JSON.stringify(n.slice(0, 64))}`;
+    }
+  }
+  return null;
+}
+
+/** The response's content-length: -1 when absent, -2 when not one decimal number (several must agree). */
+function contentLength(fields: readonly string[]): number {
+  let n = -1;
+  for (let i = 2; i < fields.length; i += 2) {
+    if (fields[i] !== 'content-length') continue;
+    const v = fields[i + 1];
+    if (!/^[0-9]{1,15}$/.test(v) || (n !== -1 && Number(v) !== n)) return -2;
+    n = Number(v);
+  }
+  return n;
+}
+
 function onBodyData(this: Relayed, chunk: Buffer): void {
   const st = this[STREAM];
   if (st === undefined || st.closed) return void this.pause();
-  if (!st.write(chunk, false)) st.pauseBody(this);
+  if (!st.write(chunk, false) || st.session.congested(st)) st.pauseBody(this);
 }
 
 function onBodyEnd(this: Relayed): void {
@@ -274,13 +340,34 @@ function detach(b: Readable): void {
 
 /** The response body: window is given back as it is read (so a reader that stops holds the app at one window). */
 class H2ResponseBody extends Readable implements SettledBody {
+  /** A failure before anyone read the body: given at its reader's first read(). */
+  private failure: Error | null = null;
+
   constructor(private readonly st: H2ClientStream) {
     super({ highWaterMark: 64 * 1024 });
+  }
+
+  /**
+   * The stream failed before the body's end. Destroyed at once when its reader has started;
+   * else at its reader's first read(): destroyed before the writer attached its listeners (a reset in
+   * the same read as the head, the response promise not yet settled), it would never hear
+   * of it, and the caller's response would hang, neither ended nor reset.
+   */
+  fail(err: Error): void {
+    if (this.readableFlowing === null) this.failure = err;
+    else this.destroy(err);
   }
 
   /** Every byte and the end are buffered (the whole response came in one read): writers send it in one go. */
   get settled(): boolean {
     return this.st.remoteEnded && !this.readableEnded;
+  }
+
+  /** read(0) is the stream's own look-ahead (after a push, on resume), not its reader's. */
+  override read(size?: number): unknown {
+    if (this.failure === null || size === 0) return super.read(size) as unknown;
+    this.destroy(this.failure);
+    return null;
   }
 
   override _read(): void {
@@ -289,7 +376,9 @@ class H2ResponseBody extends Readable implements SettledBody {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     // Dropped by its reader before the end (the caller went away): the app stops sending.
-    if (!this.st.closed) this.st.cancel(new ProxyError('UPSTREAM_RESET', 'response body dropped'));
+    // After the end (autoDestroy) the request may still be going out: a complete response
+    // before the whole request does not end it (RFC 9113 section 8.1), nor does node:http2.
+    if (!this.st.closed && !this.readableEnded) this.st.cancel(new ProxyError('UPSTREAM_RESET', 'response body dropped'));
     cb(err);
   }
 }
