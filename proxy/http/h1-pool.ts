@@ -27,10 +27,11 @@ export interface H1PoolOptions {
    */
   readonly refusedReplayBytes?: number;
   /**
-   * The requests are HTTP/2 ones carried to a peer sidecar (protocol.meshHttp2 mux): one
-   * with a body and a content-length goes chunked, the length in `wren-content-length`,
-   * so that its trailers can follow (HTTP/1.1 has them only in a chunked body); a response
-   * sent so by the peer gets its content-length back.
+   * The requests are HTTP/2 ones carried to a peer sidecar (protocol.meshHttp2 mux). In
+   * HTTP/2 a content-length is the sender's to give (END_STREAM frames the message); here
+   * the head's frames the HTTP/1.1 message, and the sender's own, if any, travels in
+   * `wren-content-length` both ways. So a request with a body goes chunked, and its
+   * trailers can follow (HTTP/1.1 has them only in a chunked body).
    */
   readonly meshH2?: boolean;
   /**
@@ -176,9 +177,11 @@ export class H1Pool {
   request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       let bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
-      if (this.meshH2 && req.body !== null && bodyLength >= 0) {
-        extra += `${MESH.contentLength}: ${bodyLength}\r\n`;
-        bodyLength = -1;
+      if (this.meshH2) {
+        // The head's content-length is the framing's alone; the client's own, if it gave one, travels apart.
+        const declared = declaredLength(head['content-length']);
+        if (declared >= 0) extra += `${MESH.contentLength}: ${declared}\r\n`;
+        if (req.body !== null && bodyLength >= 0) bodyLength = -1;
       }
       let text: string;
       try {
@@ -778,7 +781,11 @@ class Exchange {
     this.kept = null;
     if (head.body !== Body.None) this.body = new ResponseBody(this);
     const headers = fieldsToHeaders(head.fields);
-    if (this.origin.pool.meshH2) meshLength(headers);
+    if (this.origin.pool.meshH2) {
+      // The head's content-length frames the HTTP/1.1 message; the app's own is wren-content-length.
+      delete headers['content-length'];
+      meshLength(headers);
+    }
     this.resolve({ status: head.status, headers, body: this.body, trailers: this.getTrailers });
   }
 

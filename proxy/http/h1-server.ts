@@ -271,9 +271,13 @@ class ServedConnection implements H1ConnectionOptions {
       const te = head.get('te');
       if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te)) headers['te'] = 'trailers';
     }
-    // An HTTP/2 request sent chunked for its trailers gets its content-length back (h1-pool.ts meshH2).
+    // An HTTP/2 request's content-length is the one its client gave, if any (h1-pool.ts meshH2):
+    // the head's frames the HTTP/1.1 message between the sidecars.
     const h2 = this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2';
-    if (this.server.opts.meshOrigProto === true) meshLength(headers);
+    if (h2) {
+      delete headers['content-length'];
+      meshLength(headers);
+    } else if (this.server.opts.meshOrigProto === true) delete headers[MESH.contentLength];
     let authority = head.host;
     let path = head.target;
     // Absolute-form (proxy style: `GET http://web/ HTTP/1.1`): the target's authority wins over Host (RFC 9112 section 3.2.2).

@@ -108,10 +108,10 @@ export class H1ResponseWriter {
   private readonly onAbort = (): void => this.abort();
 
   /**
-   * `h2`: the request was an HTTP/2 one from a peer sidecar (protocol.meshHttp2 mux), whose
-   * response may have a content-length and trailers both: a body with a declared length
-   * then goes chunked, the length in `wren-content-length` (the caller's pool makes it the
-   * content-length again), so that its trailers can follow.
+   * `h2`: the request was an HTTP/2 one from a peer sidecar (protocol.meshHttp2 mux). The
+   * app's content-length, if it gave one, travels in `wren-content-length` (the caller's
+   * pool makes it the content-length again, and takes none from the framing), and a body
+   * with a declared length goes chunked so that trailers can follow it.
    */
   write(ex: H1ServerExchange, res: ProxyResponse, h2 = false): void {
     const body = res.body;
@@ -145,7 +145,7 @@ export class H1ResponseWriter {
       const trailers = res.trailers();
       if (trailers === undefined || !hasFields(trailers)) ex.send(status, res.headers, data);
       else {
-        ex.respond(status, h2 && declaredLength(res.headers) >= 0 ? { ...res.headers, [MESH.contentLength]: String(data.length) } : res.headers, -1);
+        ex.respond(status, res.headers, -1);
         ex.write(data);
         ex.end(trailers);
       }
@@ -157,7 +157,7 @@ export class H1ResponseWriter {
     }
     const len = declaredLength(res.headers);
     const withLength = h2 && len >= 0;
-    ex.respond(status, withLength ? { ...res.headers, [MESH.contentLength]: String(len) } : res.headers, withLength ? -1 : len);
+    ex.respond(status, res.headers, withLength ? -1 : len);
     this.ex = ex;
     this.res = res;
     this.body = body;
@@ -226,11 +226,13 @@ export class H1ResponseWriter {
 
 const EMPTY = Buffer.alloc(0);
 
-/** A response whose app set `wren-content-length` itself: without it (only the sidecar writes it). */
+/** The response to a peer's HTTP/2 request: the app's content-length, if any, stated in `wren-content-length` (never the app's own field). */
 function meshH2Response(res: ProxyResponse): ProxyResponse {
-  if (res.headers[MESH.contentLength] === undefined) return res;
+  const len = declaredLength(res.headers);
+  if (len < 0 && res.headers[MESH.contentLength] === undefined) return res;
   const headers = { ...res.headers };
   delete headers[MESH.contentLength];
+  if (len >= 0) headers[MESH.contentLength] = String(len);
   return { ...res, headers };
 }
 const ignore = (): void => undefined;
