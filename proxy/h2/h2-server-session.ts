@@ -62,6 +62,8 @@ const MAX_FIELDS = 512;
 export class H2ServerSession implements ServerStreamHost {
   private readonly streams = new Map<number, H2ServerStream>();
   private readonly blockedStreams = new Set<H2ServerStream>();
+  /** Streams whose head arrived in the read being processed: handed to the service at its end. */
+  private readonly ready: H2ServerStream[] = [];
   private readonly encoder = new HpackEncoder();
   private readonly decoder: HpackDecoder;
   /** Preface bytes still to be checked; then the first frame must be SETTINGS (section 3.4). */
@@ -154,9 +156,13 @@ export class H2ServerSession implements ServerStreamHost {
     this.blockedStreams.add(st);
   }
 
-  /** The request body's reader took data: give the stream window back. */
+  /**
+   * The request body's reader took data: give the stream window back, once a quarter of it
+   * is owed (the client still has three quarters to send meanwhile; a WINDOW_UPDATE for
+   * every small body would be a frame and a write per request).
+   */
   credit(st: H2ServerStream): void {
-    if (st.unacked === 0 || st.closed || st.remoteEnded) return;
+    if (st.unacked < this.o.streamWindowBytes >>> 2 || st.closed || st.remoteEnded) return;
     this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, st.id, st.unacked));
     st.recvWindow += st.unacked;
     st.unacked = 0;
@@ -240,6 +246,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (this.destroyed) return;
     this.destroyed = true;
     this.clearTimers();
+    this.ready.length = 0;
     const err = new ProxyError('CLIENT_CANCELLED', 'the client connection closed');
     for (const st of [...this.streams.values()]) st.onReset(err);
     this.streams.clear();
@@ -369,6 +376,31 @@ export class H2ServerSession implements ServerStreamHost {
     }
     if (off < buf.length) this.pending = buf.subarray(off);
     if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
+    if (this.ready.length > 0) this.dispatch();
+  }
+
+  /**
+   * The streams opened by this read go to the service now that all of it is processed, as
+   * node:http2 emits 'stream' after the read: a request whose body came whole in the same
+   * read goes on settled (sent on in one go), and one the client already reset (HEADERS
+   * and RST_STREAM together, as an HTTP/2 rapid-reset attack sends them) reaches no
+   * upstream, whose own reset budget would otherwise be spent on our behalf. The
+   * premature-reset budget has counted it.
+   */
+  private dispatch(): void {
+    const ready = this.ready;
+    for (let i = 0; i < ready.length; i++) {
+      const st = ready[i];
+      if (st.closed || st.req === null) continue;
+      let p: Promise<ProxyResponse>;
+      try {
+        p = this.o.service(st.req);
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(st.onResponse, st.onFailure);
+    }
+    ready.length = 0;
   }
 
   private frame(type: number, flags: number, id: number, p: Buffer): void {
@@ -596,13 +628,7 @@ export class H2ServerSession implements ServerStreamHost {
       [STREAM_REF]: st,
     } as ProxyRequest;
     st.req = req;
-    let p: Promise<ProxyResponse>;
-    try {
-      p = this.o.service(req);
-    } catch (err) {
-      p = Promise.reject(err);
-    }
-    p.then(st.onResponse, st.onFailure);
+    this.ready.push(st);
   }
 
   private onSettings(flags: number, id: number, p: Buffer): void {

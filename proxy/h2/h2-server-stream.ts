@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { errorResponse } from '../errors/error-response.js';
@@ -286,11 +286,16 @@ function onBodyError(this: Relayed, err: Error): void {
 }
 
 /** The request body: window is given back as it is read, so a slow upstream holds the client at one window. */
-export class H2RequestBody extends Readable {
+export class H2RequestBody extends Readable implements SettledBody {
   constructor(private readonly st: H2ServerStream) {
     super({ highWaterMark: 64 * 1024 });
     // A reset before the reader attaches its own listener must not be an uncaught error.
     this.on('error', ignore);
+  }
+
+  /** Every byte and the end are buffered (the whole request came in one read): writers send it in one go. */
+  get settled(): boolean {
+    return this.st.remoteEnded && !this.readableEnded;
   }
 
   override _read(): void {
