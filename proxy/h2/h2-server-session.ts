@@ -95,7 +95,7 @@ export class H2ServerSession implements ServerStreamHost {
   private sweep: Timer | null = null;
   generation = 0;
   draining = false;
-  /** GOAWAY ENHANCE_YOUR_CALM is out: nothing more is read; destroyed at the next turn. */
+  /** A GOAWAY that ends the connection is out (an error, the reset budget): nothing more is read or written but it. */
   private calmed = false;
   destroyed = false;
 
@@ -180,6 +180,7 @@ export class H2ServerSession implements ServerStreamHost {
       const limit = budget.totalStreamCount;
       if (this.premature * 2 >= (this.closedCount < limit ? limit : this.closedCount)) return this.tooManyResets();
     }
+    if (this.calmed) return;
     if (this.streams.size === 0) {
       if (this.draining) return this.end();
       this.idleSince = this.o.clock.now();
@@ -210,7 +211,7 @@ export class H2ServerSession implements ServerStreamHost {
   }
 
   private write(b: Buffer): void {
-    if (this.destroyed) return;
+    if (this.destroyed || this.socket.writableEnded) return;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -256,21 +257,35 @@ export class H2ServerSession implements ServerStreamHost {
 
   /** A connection error (section 5.4.1): GOAWAY with the code, then the connection is closed. */
   private connectionError(code: number): void {
-    if (this.destroyed) return;
-    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, code));
-    this.flush();
-    this.destroy();
+    this.goAway(code);
   }
 
   private tooManyResets(): void {
     if (this.destroyed || this.calmed) return;
-    this.calmed = true;
     this.o.onLimit('premature-resets');
-    // GOAWAY tells the client why; the connection is then dropped with whatever it still holds.
-    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, H2_ERROR.ENHANCE_YOUR_CALM));
+    this.goAway(H2_ERROR.ENHANCE_YOUR_CALM);
+  }
+
+  /**
+   * GOAWAY with `code`, then the connection is dropped with whatever it still holds (its
+   * streams are cancelled upstream now). Our side ends with a FIN and what the client still
+   * sends is read and dropped until it closes too (at most a second): closing a socket
+   * with unread bytes sends a TCP RST, which can discard the GOAWAY before the client
+   * reads it, and the client would never learn why.
+   */
+  private goAway(code: number): void {
+    if (this.destroyed || this.calmed) return;
+    this.calmed = true;
+    this.clearTimers();
+    this.ready.length = 0;
+    const err = new ProxyError('CLIENT_CANCELLED', 'the connection was closed (GOAWAY)');
+    for (const st of [...this.streams.values()]) st.onReset(err);
+    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, code));
     this.flush();
     this.socket.end();
-    setImmediate(destroyLater, this);
+    const t = this.o.clock.setTimeout(() => this.destroy(), 1000);
+    t.unref?.();
+    this.socket.once('close', () => this.o.clock.clearTimeout(t));
   }
 
   // --- timers (as http/h2-session-guard.ts: one per connection, none per request) ---
@@ -694,10 +709,6 @@ export class H2ServerSession implements ServerStreamHost {
 
 function uncork(s: H2ServerSession): void {
   s.flush();
-}
-
-function destroyLater(s: H2ServerSession): void {
-  s.destroy();
 }
 
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
