@@ -211,6 +211,10 @@ test('a client that resets its upload cancels the request: the signal aborts and
 test.each([
   ['an uppercase field name', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'x'], ['X-Up', '1']]],
   ['no :path', [[':method', 'GET'], [':scheme', 'http'], [':authority', 'x']]],
+  ['a :path not in origin form', [[':method', 'GET'], [':scheme', 'http'], [':path', 'x/y'], [':authority', 'x']]],
+  ['a :method that is no token', [[':method', 'G T'], [':scheme', 'http'], [':path', '/'], [':authority', 'x']]],
+  ['a duplicate :path', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':path', '/b'], [':authority', 'x']]],
+  ['a value with a trailing space', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], ['x-a', 'v ']]],
   ['a connection-specific field', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], ['connection', 'close']]],
   ['a pseudo-header after a regular field', [[':method', 'GET'], [':scheme', 'http'], ['x-a', '1'], [':path', '/']]],
   ['a response pseudo-header', [[':status', '200'], [':method', 'GET'], [':scheme', 'http'], [':path', '/']]],
@@ -327,6 +331,16 @@ test('a header block in HEADERS and CONTINUATION is one request; one left open c
   const t0 = Date.now();
   await half.closed;
   expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+  expect(limits).toEqual(['request-headers-timeout']);
+});
+
+test('a connection whose first stream does not come within the headers timeout is closed', async () => {
+  over = { headersTimeoutMs: 150 };
+  const { sock, closed } = raw();
+  sock.write(clientStart());
+  const t0 = Date.now();
+  await closed;
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
   expect(limits).toEqual(['request-headers-timeout']);
 });
 

@@ -138,8 +138,6 @@ export class H2ServerSession implements ServerStreamHost {
   writeData(id: number, data: Buffer, endStream: boolean): void {
     this.write(frameHeader(data.length, FRAME.DATA, endStream ? FLAG.END_STREAM : 0, id));
     if (data.length > 0) this.write(data);
-    const st = this.streams.get(id);
-    if (st !== undefined) st.lastActive = this.generation;
   }
 
   writeTrailers(id: number, t: Headers): void {
@@ -610,8 +608,12 @@ export class H2ServerSession implements ServerStreamHost {
         contentLength = value;
       }
     }
-    if (method === undefined) return st.malformed('no :method');
-    if (method !== 'CONNECT' && (scheme === undefined || path === undefined || path.length === 0)) return st.malformed('no :scheme or :path');
+    if (method === undefined || !validMethod(method)) return st.malformed('no valid :method');
+    if (method !== 'CONNECT') {
+      if (scheme === undefined || path === undefined) return st.malformed('no :scheme or :path');
+      // An origin-form path, or `*` for OPTIONS (RFC 9113 section 8.3.1; nghttp2 checks the same).
+      if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return st.malformed('invalid :path');
+    }
     if (size > this.o.maxHeaderBytes) return st.respond(headersTooLarge(this.o.maxHeaderBytes, contentType));
     if (method === 'CONNECT') {
       // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
@@ -723,6 +725,15 @@ function validName(n: string): boolean {
     if (c > 0x7f || TOKEN[c] !== 1 || (c >= 0x41 && c <= 0x5a)) return false;
   }
   return n.length > 0;
+}
+
+/** :method is a token (RFC 9110 section 9.1). */
+function validMethod(m: string): boolean {
+  for (let i = 0; i < m.length; i++) {
+    const c = m.charCodeAt(i);
+    if (c > 0x7f || TOKEN[c] !== 1) return false;
+  }
+  return m.length > 0;
 }
 
 /** A field value: no NUL, CR or LF, no leading or trailing whitespace (section 8.2.1). */

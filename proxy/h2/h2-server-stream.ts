@@ -16,6 +16,8 @@ const ignore = (): void => undefined;
 /** What a served stream needs of its session (h2-server-session.ts implements it). */
 export interface ServerStreamHost {
   sendWindow: number;
+  /** The stream idle sweep's count: a stream records it whenever a frame moves. */
+  readonly generation: number;
   readonly peerMaxFrame: number;
   writeHead(id: number, status: number, headers: Headers, endStream: boolean): void;
   writeData(id: number, data: Buffer, endStream: boolean): void;
@@ -137,6 +139,7 @@ export class H2ServerStream {
       s.sendWindow -= n;
       off += n;
     }
+    this.lastActive = s.generation;
     if (end) this.end(chunk.length === 0);
     return true;
   }
