@@ -71,6 +71,8 @@ export class H2ServerSession implements ServerStreamHost {
   private settingsSeen = false;
   private pending: Buffer | null = null;
   private corked = false;
+  /** A read is being processed (onData): writes are flushed at its end. */
+  private reading = false;
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
@@ -213,7 +215,8 @@ export class H2ServerSession implements ServerStreamHost {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(uncork, this);
+      // While a read is processed its end is the turn's end (onData flushes): no tick.
+      if (!this.reading) process.nextTick(uncork, this);
     }
     this.socket.write(b);
   }
@@ -359,7 +362,22 @@ export class H2ServerSession implements ServerStreamHost {
 
   // --- reading ---
 
+  /**
+   * A read: its frames, then the streams it opened go to the service; what all of that
+   * writes (SETTINGS and PING ACKs, WINDOW_UPDATEs, resets, refusals) leaves in one write at
+   * its end.
+   */
   private onData(chunk: Buffer): void {
+    this.reading = true;
+    try {
+      this.read(chunk);
+    } finally {
+      this.reading = false;
+    }
+    if (this.corked) this.flush();
+  }
+
+  private read(chunk: Buffer): void {
     if (this.destroyed || this.calmed) return;
     let buf = chunk;
     if (this.pending !== null) {
