@@ -107,10 +107,15 @@ export class H2ServerSession implements ServerStreamHost {
   ) {
     this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.hardCapBytes });
     this.recvWindow = o.connectionWindowBytes;
-    socket.on('data', (c: Buffer) => this.onData(c));
+    // Reads come to onData straight from the socket's push (what node's socket reads call),
+    // not through its Readable: no buffering, 'data' event or maybeReadMore tick per read,
+    // as the mesh multiplexer's direct reads (net/direct-reads.ts). Flow control is ours
+    // (section 5.2), and a frame is at most 16 KiB, so nothing needs the socket to pause.
+    // What detection peeked and put back is read first.
+    const peeked = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+    (socket as Fed)[SESSION] = this;
+    socket.push = directPush;
     socket.on('error', () => this.destroy());
-    // HTTP/2 has no half-closed connection: after the client's FIN nothing (WINDOW_UPDATE, RST_STREAM) can arrive.
-    socket.on('end', () => this.destroy());
     socket.on('close', () => this.destroy());
     this.write(
       settingsFrame([
@@ -121,7 +126,9 @@ export class H2ServerSession implements ServerStreamHost {
     );
     if (o.connectionWindowBytes > DEFAULT_WINDOW) this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, o.connectionWindowBytes - DEFAULT_WINDOW));
     this.arm(o.headersTimeoutMs, 'request-headers-timeout');
-    if (socket.isPaused()) socket.resume();
+    // Reading (again): detection paused the socket, and a paused socket whose buffer filled stopped its handle.
+    socket.resume();
+    if (peeked !== null) this.onData(peeked);
   }
 
   /** Streams open. */
@@ -367,17 +374,17 @@ export class H2ServerSession implements ServerStreamHost {
    * writes (SETTINGS and PING ACKs, WINDOW_UPDATEs, resets, refusals) leaves in one write at
    * its end.
    */
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     this.reading = true;
     try {
-      this.read(chunk);
+      this.readFrames(chunk);
     } finally {
       this.reading = false;
     }
     if (this.corked) this.flush();
   }
 
-  private read(chunk: Buffer): void {
+  private readFrames(chunk: Buffer): void {
     if (this.destroyed || this.calmed) return;
     let buf = chunk;
     if (this.pending !== null) {
@@ -725,6 +732,22 @@ export class H2ServerSession implements ServerStreamHost {
       st.flush();
     }
   }
+}
+
+const SESSION = Symbol('wren.h2ServerSession');
+type Fed = Socket & { [SESSION]?: H2ServerSession };
+
+/**
+ * The socket's push, replaced: each read goes to its session. End of stream (null): HTTP/2
+ * has no half-closed connection, after the client's FIN nothing (WINDOW_UPDATE,
+ * RST_STREAM) can arrive, so the session ends with it.
+ */
+function directPush(this: Fed, chunk: unknown): boolean {
+  const s = this[SESSION];
+  if (s === undefined) return false;
+  if (chunk === null || chunk === undefined) s.destroy();
+  else s.onData(chunk as Buffer);
+  return true;
 }
 
 function uncork(s: H2ServerSession): void {
