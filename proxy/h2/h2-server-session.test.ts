@@ -395,3 +395,28 @@ test('draining: GOAWAY NO_ERROR names the last stream, which still completes; la
   expect(Buffer.concat(frames.filter((f) => f.type === FRAME.DATA && f.id === 1).map((f) => f.payload)).toString()).toBe('late');
   await closed;
 });
+
+test('a response waits for the client\'s window (SETTINGS_INITIAL_WINDOW_SIZE 0): DATA, then trailers, once WINDOW_UPDATE gives some', async () => {
+  service = async () => ({ status: 200, headers: {}, body: Readable.from([Buffer.from('abcdef')]), trailers: () => ({ 'grpc-status': '0' }) });
+  const { sock, until, frames } = raw();
+  const zero = Buffer.alloc(6);
+  zero.writeUInt16BE(4, 0); // SETTINGS_INITIAL_WINDOW_SIZE (RFC 9113 section 6.5.2)
+  zero.writeUInt32BE(0, 2);
+  sock.write(Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0, zero), rawRequest(1, 'x')]));
+  await until((f) => f.type === FRAME.HEADERS && f.id === 1);
+  await new Promise((r) => setTimeout(r, 50));
+  expect(frames.filter((f) => f.id === 1).map((f) => f.type)).toEqual([FRAME.HEADERS]);
+  const inc = (n: number) => {
+    const p = Buffer.alloc(4);
+    p.writeUInt32BE(n);
+    return frame(FRAME.WINDOW_UPDATE, 0, 1, p);
+  };
+  sock.write(inc(4));
+  await until((f) => f.type === FRAME.DATA && f.id === 1);
+  await new Promise((r) => setTimeout(r, 50));
+  expect(frames.filter((f) => f.type === FRAME.DATA).map((f) => f.payload.toString())).toEqual(['abcd']);
+  sock.write(inc(100));
+  const trailers = await until((f) => f.type === FRAME.HEADERS && f.id === 1 && (f.flags & FLAG.END_STREAM) !== 0);
+  expect(trailers.fields).toEqual(['grpc-status', '0']);
+  expect(frames.filter((f) => f.type === FRAME.DATA).map((f) => f.payload.toString())).toEqual(['abcd', 'ef']);
+});
