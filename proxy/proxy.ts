@@ -277,6 +277,7 @@ export class Proxy {
       opaquePorts: new Set(config.protocol.opaquePorts),
       maxHeaderBytes: config.limits.maxHeaderBytes,
       limits: config.limits,
+      http2Server: config.protocol.outboundHttp2,
       connections: connections('outbound'),
       routes: () => this.routes,
       originalDst: opts.originalDst,

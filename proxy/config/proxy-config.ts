@@ -138,6 +138,12 @@ export interface ProxyConfig {
      * frame-level client (proxy/h2/), or 'node', node:http2 sessions.
      */
     readonly appHttp2: 'frames' | 'node';
+    /**
+     * The HTTP/2 server the outbound listener serves the app's h2c (prior knowledge) with:
+     * 'frames', Wren's frame-level server (proxy/h2/h2-server-session.ts), or 'node',
+     * node:http2 (the default until the frame-level server has passed the outbound suites).
+     */
+    readonly outboundHttp2: 'frames' | 'node';
     /** 'h1' only: mTLS connections per peer sidecar; requests beyond wait for one (as the cluster's pending requests). */
     readonly meshHttp1MaxConnectionsPerPeer: number;
   };
@@ -348,6 +354,7 @@ const shape = obj({
     // mux by the numbers (docs/benchmarks.md, "gRPC on the mesh multiplexer").
     meshHttp2: literal(['h2', 'mux'] as const, 'mux'),
     appHttp2: literal(['frames', 'node'] as const, 'frames'),
+    outboundHttp2: literal(['frames', 'node'] as const, 'node'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({

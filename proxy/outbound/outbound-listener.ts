@@ -19,6 +19,7 @@ import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import { H2ServerSession } from '../h2/h2-server-session.js';
 import type { EgressPolicy } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
@@ -39,6 +40,8 @@ export interface OutboundDeps {
   readonly maxHeaderBytes: number;
   /** Timeouts, the connection cap and the rapid-reset budget (docs/security.md). */
   readonly limits: ProxyLimits;
+  /** The server for detected h2c (protocol.outboundHttp2): the frame-level one (proxy/h2/) or node:http2 (default). */
+  readonly http2Server?: 'frames' | 'node';
   /** Its connections open for the sidecar (every listener worker's), against limits.maxConnectionsPerListener. */
   readonly connections: ListenerConnections;
   readonly http: HttpService;
@@ -69,6 +72,9 @@ export class OutboundListener {
   private readonly h2: Http2Server;
   private readonly origDsts = new WeakMap<Socket, Destination>();
   private readonly sockets = new Set<Socket>();
+  /** Frame-level HTTP/2 sessions (http2Server 'frames'): told to drain (GOAWAY) on close. */
+  private readonly h2Sessions = new Set<H2ServerSession>();
+  private readonly onLimit: (limit: LimitName) => void;
   private h2Dst: Destination | undefined;
   /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
   private readonly passthroughConnector: TcpConnector;
@@ -77,6 +83,7 @@ export class OutboundListener {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
+    this.onLimit = onLimit;
     // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
@@ -169,6 +176,8 @@ export class OutboundListener {
     this.d.metrics.detect.inc({ direction: 'outbound', result: detected });
     if (detected === 'http1') {
       this.h1.serve(socket);
+    } else if (detected === 'http2' && this.d.http2Server === 'frames') {
+      this.serveFrames(socket);
     } else if (detected === 'http2') {
       this.h2Dst = dst;
       try {
@@ -179,6 +188,25 @@ export class OutboundListener {
     } else {
       this.tcp(socket, dst);
     }
+  }
+
+  /** h2c on the frame-level server (proxy/h2/h2-server-session.ts), with the session guard's limits built in. */
+  private serveFrames(socket: Socket): void {
+    const d = this.d;
+    const L = d.limits;
+    const s = new H2ServerSession(socket, {
+      service: d.http, clock: d.clock,
+      maxConcurrentStreams: L.maxConcurrentStreams, streamWindowBytes: L.http2InitialStreamWindowBytes, connectionWindowBytes: L.http2InitialConnectionWindowBytes,
+      maxHeaderBytes: d.maxHeaderBytes, hardCapBytes: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
+      headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+      // The app is the untrusted side here: its connections carry the rapid-reset budget.
+      prematureResets: L.prematureResets,
+      onLimit: this.onLimit,
+      source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
+      origDst: this.origDsts.get(socket),
+    });
+    this.h2Sessions.add(s);
+    socket.once('close', () => this.h2Sessions.delete(s));
   }
 
   /**
@@ -301,6 +329,11 @@ export class OutboundListener {
   async close(): Promise<void> {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.h1.close();
+    // GOAWAY first (RFC 9113 section 6.8), so the app knows no stream past it was processed.
+    for (const s of this.h2Sessions) {
+      s.close();
+      s.flush();
+    }
     for (const s of this.sockets) s.destroy();
     await closed;
   }

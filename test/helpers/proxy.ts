@@ -48,6 +48,12 @@ export interface StartProxyOptions {
 export const TEST_MESH_HTTP1 = process.env['WREN_TEST_MESH_HTTP1'];
 /** The same for HTTP/2 and gRPC: WREN_TEST_MESH_HTTP2=mux|h2 sets `protocol.meshHttp2`. */
 const TEST_MESH_HTTP2 = process.env['WREN_TEST_MESH_HTTP2'];
+/**
+ * WREN_TEST_APP_HTTP2=frames|node runs a suite with Wren's frame-level HTTP/2 on both sides
+ * toward the app (`protocol.appHttp2`, the inbound's client, and `protocol.outboundHttp2`,
+ * the outbound's server for the app's h2c) or with node:http2 on both.
+ */
+const TEST_APP_HTTP2 = process.env['WREN_TEST_APP_HTTP2'];
 
 /** A real sidecar on loopback with every port 0; logs are captured, not printed. */
 export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
@@ -67,8 +73,15 @@ export async function startProxy(o: StartProxyOptions): Promise<Proxy> {
       outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 },
       ...((own['listeners'] as Record<string, unknown> | undefined) ?? {}),
     },
-    ...(TEST_MESH_HTTP1 || TEST_MESH_HTTP2
-      ? { protocol: { ...(TEST_MESH_HTTP1 ? { meshHttp1: TEST_MESH_HTTP1 } : {}), ...(TEST_MESH_HTTP2 ? { meshHttp2: TEST_MESH_HTTP2 } : {}), ...((own['protocol'] as Record<string, unknown> | undefined) ?? {}) } }
+    ...(TEST_MESH_HTTP1 || TEST_MESH_HTTP2 || TEST_APP_HTTP2
+      ? {
+          protocol: {
+            ...(TEST_MESH_HTTP1 ? { meshHttp1: TEST_MESH_HTTP1 } : {}),
+            ...(TEST_MESH_HTTP2 ? { meshHttp2: TEST_MESH_HTTP2 } : {}),
+            ...(TEST_APP_HTTP2 ? { appHttp2: TEST_APP_HTTP2, outboundHttp2: TEST_APP_HTTP2 } : {}),
+            ...((own['protocol'] as Record<string, unknown> | undefined) ?? {}),
+          },
+        }
       : {}),
   };
   const config = parseProxyConfig(raw, 'test');

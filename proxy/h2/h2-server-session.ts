@@ -1,0 +1,818 @@
+import type { Socket } from 'node:net';
+import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import { appendFields, cleanTrailers, type Headers } from '../http/headers.js';
+import { fieldsToHeaders } from '../h1/head.js';
+import { TOKEN } from '../h1/chars.js';
+import { errorResponse } from '../errors/error-response.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { Clock, Timer } from '../../common/clock.js';
+import type { LimitName } from '../http/h2-session-guard.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
+import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
+import { HpackDecoder } from './hpack-decoder.js';
+import { HpackEncoder } from './hpack-encoder.js';
+
+export interface H2ServerSessionOptions {
+  readonly service: HttpService;
+  readonly clock: Clock;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise; streams beyond it are refused (REFUSED_STREAM). */
+  readonly maxConcurrentStreams: number;
+  /** Receive window per stream and for the connection (limits.http2Initial*WindowBytes). */
+  readonly streamWindowBytes: number;
+  readonly connectionWindowBytes: number;
+  /** Header list limit answered with a 431 (RFC 9113 section 6.5.2 sizes); the advertised SETTINGS_MAX_HEADER_LIST_SIZE is `hardCapBytes`. */
+  readonly maxHeaderBytes: number;
+  readonly hardCapBytes: number;
+  /** The first stream, and any header block once begun, must arrive within this (0: off). */
+  readonly headersTimeoutMs: number;
+  /** A connection without open streams for this long is closed (0: off). */
+  readonly idleTimeoutMs: number;
+  /** A stream on which nothing moves for this long is reset with CANCEL (0: off). */
+  readonly streamIdleTimeoutMs: number;
+  /** Rapid-reset budget (CVE-2023-44487), as http/h2-session-guard.ts; null: none. */
+  readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number } | null;
+  readonly onLimit: (limit: LimitName) => void;
+  /** Where the connection's requests came from and were going (shared by every request, read only). */
+  readonly source: ProxyRequest['source'];
+  readonly origDst: ProxyRequest['origDst'];
+}
+
+/** Fields HTTP/2 forbids (RFC 9113 section 8.2.2): a request carrying one is malformed. */
+const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+/** The most fields a request may have (node:http2's maxHeaderListPairs on the outbound). */
+const MAX_FIELDS = 512;
+
+/**
+ * An HTTP/2 server connection (RFC 9113) written at the frame level, for the outbound
+ * listener's h2c from the local app: node:http2 keeps each closed Http2Stream alive from
+ * its native side through scavenges (docs/benchmarks.md), so here a request is one small
+ * object (H2ServerStream), its ProxyRequest and body. Frames are written corked: those a
+ * read causes leave at its end, the others at the loop's check phase (write()), so a
+ * response usually leaves in one write.
+ *
+ * What it does: the preface check, SETTINGS (our concurrent streams, windows, header list
+ * size), HPACK both ways (we encode without the dynamic table), request validation
+ * (section 8.3.1; a malformed request is a stream error PROTOCOL_ERROR), stream states
+ * (section 5.1), flow control both ways, CONTINUATION, PING, GOAWAY when draining,
+ * RST_STREAM both ways. And what http/h2-session-guard.ts adds to node:http2, with the
+ * same limits and metrics: the headers timeout (first stream, and any open header block),
+ * the idle connection and stream idle timeouts, the premature-reset budget (GOAWAY
+ * ENHANCE_YOUR_CALM), the 431 above maxHeaderBytes, REFUSED_STREAM above the concurrent
+ * streams. CONNECT is refused (CONNECT_NOT_SUPPORTED), as the outbound does not tunnel.
+ */
+export class H2ServerSession implements ServerStreamHost {
+  private readonly streams = new Map<number, H2ServerStream>();
+  private readonly blockedStreams = new Set<H2ServerStream>();
+  /** Streams whose head arrived in the read being processed: handed to the service at its end. */
+  private readonly ready: H2ServerStream[] = [];
+  private readonly encoder = new HpackEncoder();
+  private readonly decoder: HpackDecoder;
+  /** Preface bytes still to be checked; then the first frame must be SETTINGS (section 3.4). */
+  private prefaceLeft = PREFACE.length;
+  private settingsSeen = false;
+  private pending: Buffer | null = null;
+  private corked = false;
+  /** A read is being processed (onData): writes are flushed at its end. */
+  private reading = false;
+  private hdrStream = 0;
+  private hdrEnd = false;
+  private hdrParts: Buffer[] = [];
+  private hdrBytes = 0;
+  /** Highest stream id the client has opened (section 5.1.1). */
+  private lastClientId = 0;
+  sendWindow = DEFAULT_WINDOW;
+  private recvWindow: number;
+  private unacked = 0;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  peerMaxFrame = DEFAULT_MAX_FRAME;
+  /** Streams closed so far, and how many of them were reset before our response ended, soon after opening. */
+  private closedCount = 0;
+  private premature = 0;
+  private timer: Timer | null = null;
+  private timerLimit: LimitName | null = null;
+  private idleSince = 0;
+  private sawStream = false;
+  /** An open header block (or a HEADERS frame only partly received) must complete within the headers timeout. */
+  private blockTimer: Timer | null = null;
+  /** The stream idle sweep: a generation count per half timeout; a stream idle for three is reset. */
+  private sweep: Timer | null = null;
+  generation = 0;
+  draining = false;
+  /** A GOAWAY that ends the connection is out (an error, the reset budget): nothing more is read or written but it. */
+  private calmed = false;
+  destroyed = false;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly o: H2ServerSessionOptions,
+  ) {
+    this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.hardCapBytes });
+    this.recvWindow = o.connectionWindowBytes;
+    // Reads come to onData straight from the socket's push (what node's socket reads call),
+    // not through its Readable: no buffering, 'data' event or maybeReadMore tick per read,
+    // as the mesh multiplexer's direct reads (net/direct-reads.ts). Flow control is ours
+    // (section 5.2), and a frame is at most 16 KiB, so nothing needs the socket to pause.
+    // What detection peeked and put back is read first.
+    const peeked = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+    (socket as Fed)[SESSION] = this;
+    socket.push = directPush;
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.destroy());
+    this.write(
+      settingsFrame([
+        [SETTING.MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams],
+        [SETTING.INITIAL_WINDOW_SIZE, o.streamWindowBytes],
+        [SETTING.MAX_HEADER_LIST_SIZE, o.hardCapBytes],
+      ]),
+    );
+    if (o.connectionWindowBytes > DEFAULT_WINDOW) this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, o.connectionWindowBytes - DEFAULT_WINDOW));
+    this.arm(o.headersTimeoutMs, 'request-headers-timeout');
+    // Reading (again): detection paused the socket, and a paused socket whose buffer filled stopped its handle.
+    socket.resume();
+    if (peeked !== null) this.onData(peeked);
+  }
+
+  /** Streams open. */
+  get active(): number {
+    return this.streams.size;
+  }
+
+  // --- writing (ServerStreamHost) ---
+
+  writeHead(id: number, status: number, headers: Headers, endStream: boolean): void {
+    const fields = [':status', String(status)];
+    appendFields(fields, headers, undefined);
+    this.writeHeaders(id, this.encode(fields), endStream);
+  }
+
+  writeData(id: number, data: Buffer, endStream: boolean): void {
+    this.write(frameHeader(data.length, FRAME.DATA, endStream ? FLAG.END_STREAM : 0, id));
+    if (data.length > 0) this.write(data);
+  }
+
+  writeTrailers(id: number, t: Headers): void {
+    const fields: string[] = [];
+    appendFields(fields, t, undefined);
+    this.writeHeaders(id, this.encode(fields), true);
+  }
+
+  reset(id: number, code: number): void {
+    if (!this.destroyed) this.write(wordsFrame(FRAME.RST_STREAM, 0, id, code));
+  }
+
+  blocked(st: H2ServerStream): void {
+    this.blockedStreams.add(st);
+  }
+
+  /**
+   * The request body's reader took data: give the stream window back, once a quarter of it
+   * is owed (the client still has three quarters to send meanwhile; a WINDOW_UPDATE for
+   * every small body would be a frame and a write per request).
+   */
+  credit(st: H2ServerStream): void {
+    if (st.unacked < this.o.streamWindowBytes >>> 2 || st.closed || st.remoteEnded) return;
+    this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, st.id, st.unacked));
+    st.recvWindow += st.unacked;
+    st.unacked = 0;
+  }
+
+  /** A stream is done: the premature-reset budget, the idle timer, a draining connection's end. */
+  closed(st: H2ServerStream): void {
+    if (this.streams.get(st.id) === st) this.streams.delete(st.id);
+    this.blockedStreams.delete(st);
+    this.closedCount++;
+    const budget = this.o.prematureResets;
+    if (budget !== null) {
+      // Reset by either side before our response ended, whatever the code (as the session guard counts them).
+      if (st.aborted && this.o.clock.now() - st.startedAt < budget.minStreamLifetimeMs) this.premature++;
+      const limit = budget.totalStreamCount;
+      if (this.premature * 2 >= (this.closedCount < limit ? limit : this.closedCount)) return this.tooManyResets();
+    }
+    if (this.calmed) return;
+    if (this.streams.size === 0) {
+      if (this.draining) return this.end();
+      this.idleSince = this.o.clock.now();
+      if (this.timer === null) this.arm(this.o.idleTimeoutMs, 'idle-connection-timeout');
+    }
+  }
+
+  private encode(fields: string[]): Buffer {
+    const block = Buffer.allocUnsafe(this.encoder.encodedLength(fields));
+    this.encoder.encode(fields, block, 0);
+    return block;
+  }
+
+  private writeHeaders(id: number, block: Buffer, endStream: boolean): void {
+    const max = this.peerMaxFrame;
+    const es = endStream ? FLAG.END_STREAM : 0;
+    if (block.length <= max) {
+      this.write(frameHeader(block.length, FRAME.HEADERS, es | FLAG.END_HEADERS, id));
+      this.write(block);
+      return;
+    }
+    for (let off = 0; off < block.length; off += max) {
+      const part = block.subarray(off, off + max);
+      const last = off + max >= block.length;
+      this.write(frameHeader(part.length, off === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (off === 0 ? es : 0) | (last ? FLAG.END_HEADERS : 0), id));
+      this.write(part);
+    }
+  }
+
+  private write(b: Buffer): void {
+    if (this.destroyed || this.socket.writableEnded) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      // While a read is processed its end is the turn's end (onData flushes). Otherwise the
+      // frames leave at the loop's check phase, as node:http2's do (nghttp2's writes are
+      // flushed from a native immediate): a response's head (written in a promise callback),
+      // its DATA (from the upstream's read) and its end (the upstream body's 'end', a tick
+      // later) go out in one write. Uncorked on the next tick they went out in three
+      // (measured on test/request-cost: 1502 writes for 500 requests, 502 now).
+      if (!this.reading) setImmediate(uncork, this);
+    }
+    this.socket.write(b);
+  }
+
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  // --- lifecycle ---
+
+  /** Draining (RFC 9113 section 6.8): GOAWAY with the last stream id; the connection ends with its last stream. */
+  close(): void {
+    if (this.draining || this.destroyed) return;
+    this.draining = true;
+    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, H2_ERROR.NO_ERROR));
+    if (this.streams.size === 0) this.end();
+  }
+
+  private end(): void {
+    if (this.destroyed) return;
+    this.flush();
+    this.socket.end();
+  }
+
+  /** The connection is gone: every open stream's request is cancelled upstream. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.clearTimers();
+    this.ready.length = 0;
+    const err = new ProxyError('CLIENT_CANCELLED', 'the client connection closed');
+    for (const st of [...this.streams.values()]) st.onReset(err);
+    this.streams.clear();
+    this.blockedStreams.clear();
+    this.socket.destroy();
+  }
+
+  /** A connection error (section 5.4.1): GOAWAY with the code, then the connection is closed. */
+  private connectionError(code: number): void {
+    this.goAway(code);
+  }
+
+  private tooManyResets(): void {
+    if (this.destroyed || this.calmed) return;
+    this.o.onLimit('premature-resets');
+    this.goAway(H2_ERROR.ENHANCE_YOUR_CALM);
+  }
+
+  /**
+   * GOAWAY with `code`, then the connection is dropped with whatever it still holds (its
+   * streams are cancelled upstream now). Our side ends with a FIN and what the client still
+   * sends is read and dropped until it closes too (at most a second): closing a socket
+   * with unread bytes sends a TCP RST, which can discard the GOAWAY before the client
+   * reads it, and the client would never learn why.
+   */
+  private goAway(code: number): void {
+    if (this.destroyed || this.calmed) return;
+    this.calmed = true;
+    this.clearTimers();
+    this.ready.length = 0;
+    const err = new ProxyError('CLIENT_CANCELLED', 'the connection was closed (GOAWAY)');
+    for (const st of [...this.streams.values()]) st.onReset(err);
+    this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, code));
+    this.flush();
+    this.socket.end();
+    const t = this.o.clock.setTimeout(() => this.destroy(), 1000);
+    t.unref?.();
+    this.socket.once('close', () => this.o.clock.clearTimeout(t));
+  }
+
+  // --- timers (as http/h2-session-guard.ts: one per connection, none per request) ---
+
+  private arm(ms: number, limit: LimitName): void {
+    if (ms <= 0 || this.destroyed) return;
+    if (limit === 'request-headers-timeout' && this.sawStream) return;
+    this.timerLimit = limit;
+    this.timer = this.o.clock.setTimeout(() => this.onTimer(limit), ms);
+    this.timer.unref?.();
+  }
+
+  private onTimer(limit: LimitName): void {
+    this.timer = null;
+    this.timerLimit = null;
+    if (this.streams.size > 0 || this.destroyed) return;
+    if (limit === 'idle-connection-timeout') {
+      // Streams came and went since it was armed: idle for less than the timeout so far.
+      const left = this.idleSince + this.o.idleTimeoutMs - this.o.clock.now();
+      if (left > 0) return this.arm(left, limit);
+    }
+    this.o.onLimit(limit);
+    this.destroy();
+  }
+
+  private armBlockTimer(): void {
+    const ms = this.o.headersTimeoutMs;
+    if (ms <= 0 || this.blockTimer !== null) return;
+    this.blockTimer = this.o.clock.setTimeout(() => {
+      this.blockTimer = null;
+      if (this.destroyed || !this.inHeaderBlock()) return;
+      this.o.onLimit('request-headers-timeout');
+      this.destroy();
+    }, ms);
+    this.blockTimer.unref?.();
+  }
+
+  /** A header block is open (CONTINUATION awaited) or a HEADERS/CONTINUATION frame is only partly here. */
+  private inHeaderBlock(): boolean {
+    if (this.hdrStream !== 0) return true;
+    const p = this.pending;
+    return p !== null && p.length >= 4 && (p[3] === FRAME.HEADERS || p[3] === FRAME.CONTINUATION);
+  }
+
+  private armSweep(): void {
+    const ms = this.o.streamIdleTimeoutMs;
+    if (ms <= 0 || this.sweep !== null || this.destroyed) return;
+    this.sweep = this.o.clock.setTimeout(() => this.onSweep(), Math.ceil(ms / 2));
+    this.sweep.unref?.();
+  }
+
+  /** Idle for three generations: between one and one and a half stream idle timeouts without a frame. */
+  private onSweep(): void {
+    this.sweep = null;
+    if (this.destroyed) return;
+    const g = ++this.generation;
+    for (const st of [...this.streams.values()]) {
+      if (g - st.lastActive < 3) continue;
+      this.o.onLimit('stream-idle-timeout');
+      st.cancel(H2_ERROR.CANCEL, new ProxyError('IDLE_TIMEOUT', `no frame for ${this.o.streamIdleTimeoutMs} ms`));
+    }
+    if (this.streams.size > 0) this.armSweep();
+  }
+
+  private clearTimers(): void {
+    const c = this.o.clock;
+    if (this.timer !== null) c.clearTimeout(this.timer);
+    if (this.blockTimer !== null) c.clearTimeout(this.blockTimer);
+    if (this.sweep !== null) c.clearTimeout(this.sweep);
+    this.timer = this.blockTimer = this.sweep = null;
+    this.timerLimit = null;
+  }
+
+  // --- reading ---
+
+  /**
+   * A read: its frames, then the streams it opened go to the service; what all of that
+   * writes (SETTINGS and PING ACKs, WINDOW_UPDATEs, resets, refusals) leaves in one write at
+   * its end.
+   */
+  onData(chunk: Buffer): void {
+    this.reading = true;
+    try {
+      this.readFrames(chunk);
+    } finally {
+      this.reading = false;
+    }
+    if (this.corked) this.flush();
+  }
+
+  private readFrames(chunk: Buffer): void {
+    if (this.destroyed || this.calmed) return;
+    let buf = chunk;
+    if (this.pending !== null) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = null;
+    }
+    let off = 0;
+    if (this.prefaceLeft > 0) {
+      const start = PREFACE.length - this.prefaceLeft;
+      const n = Math.min(this.prefaceLeft, buf.length);
+      if (!buf.subarray(0, n).equals(PREFACE.subarray(start, start + n))) return this.destroy();
+      this.prefaceLeft -= n;
+      off = n;
+    }
+    while (buf.length - off >= 9) {
+      const len = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2];
+      // We never raise SETTINGS_MAX_FRAME_SIZE (section 4.2).
+      if (len > DEFAULT_MAX_FRAME) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+      if (buf.length - off < 9 + len) break;
+      const type = buf[off + 3];
+      const flags = buf[off + 4];
+      const id = buf.readUInt32BE(off + 5) & MAX_WINDOW;
+      const payload = buf.subarray(off + 9, off + 9 + len);
+      off += 9 + len;
+      this.frame(type, flags, id, payload);
+      if (this.destroyed || this.calmed) return;
+    }
+    if (off < buf.length) this.pending = buf.subarray(off);
+    if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
+    if (this.ready.length > 0) this.dispatch();
+  }
+
+  /**
+   * The streams opened by this read go to the service now that all of it is processed, as
+   * node:http2 emits 'stream' after the read: a request whose body came whole in the same
+   * read goes on settled (sent on in one go), and one the client already reset (HEADERS
+   * and RST_STREAM together, as an HTTP/2 rapid-reset attack sends them) reaches no
+   * upstream, whose own reset budget would otherwise be spent on our behalf. The
+   * premature-reset budget has counted it.
+   */
+  private dispatch(): void {
+    const ready = this.ready;
+    for (let i = 0; i < ready.length; i++) {
+      const st = ready[i];
+      if (st.closed || st.req === null) continue;
+      let p: Promise<ProxyResponse>;
+      try {
+        p = this.o.service(st.req);
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(st.onResponse, st.onFailure);
+    }
+    ready.length = 0;
+  }
+
+  private frame(type: number, flags: number, id: number, p: Buffer): void {
+    if (!this.settingsSeen) {
+      // The preface's SETTINGS first (section 3.4).
+      if (type !== FRAME.SETTINGS || (flags & FLAG.ACK) !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+      this.settingsSeen = true;
+    }
+    if (this.hdrStream !== 0 && (type !== FRAME.CONTINUATION || id !== this.hdrStream)) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+    switch (type) {
+      case FRAME.DATA:
+        return this.onDataFrame(flags, id, p);
+      case FRAME.HEADERS: {
+        if (id === 0 || (id & 1) === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        let b = stripPadding(flags, p);
+        if (b === null) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        if ((flags & FLAG.PRIORITY) !== 0) {
+          if (b.length < 5) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+          b = b.subarray(5);
+        }
+        return this.headerFragment(id, (flags & FLAG.END_STREAM) !== 0, (flags & FLAG.END_HEADERS) !== 0, b);
+      }
+      case FRAME.CONTINUATION:
+        if (this.hdrStream === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        return this.headerFragment(id, this.hdrEnd, (flags & FLAG.END_HEADERS) !== 0, p);
+      case FRAME.PRIORITY:
+        if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        if (p.length !== 5) this.reset(id, H2_ERROR.FRAME_SIZE_ERROR);
+        return;
+      case FRAME.RST_STREAM: {
+        if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+        // RST_STREAM on an idle stream is a connection error (section 6.4).
+        if (id === 0 || id > this.lastClientId) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        const st = this.streams.get(id);
+        if (st !== undefined) st.onReset(new ProxyError('CLIENT_CANCELLED', `the client reset the stream (code ${p.readUInt32BE(0)})`));
+        return;
+      }
+      case FRAME.SETTINGS:
+        return this.onSettings(flags, id, p);
+      case FRAME.PUSH_PROMISE:
+        // A client cannot push (section 8.4).
+        return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+      case FRAME.PING:
+        if (id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        if (p.length !== 8) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+        if ((flags & FLAG.ACK) === 0) {
+          this.write(frameHeader(8, FRAME.PING, FLAG.ACK, 0));
+          this.write(Buffer.from(p));
+        }
+        return;
+      case FRAME.GOAWAY:
+        // The client opens no new stream; those open finish (section 6.8).
+        if (id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        if (p.length < 8) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+        return;
+      case FRAME.WINDOW_UPDATE:
+        return this.onWindowUpdate(id, p);
+      default:
+        // Unknown frame types are ignored (section 5.5).
+        return;
+    }
+  }
+
+  private onDataFrame(flags: number, id: number, p: Buffer): void {
+    if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+    // Flow control counts the whole payload, padding included (section 6.9.1).
+    const len = p.length;
+    this.recvWindow -= len;
+    if (this.recvWindow < 0) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
+    this.unacked += len;
+    if (this.unacked >= this.o.connectionWindowBytes >>> 1) {
+      this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, this.unacked));
+      this.recvWindow += this.unacked;
+      this.unacked = 0;
+    }
+    const st = this.streams.get(id);
+    if (st === undefined) {
+      // DATA on an idle stream is a connection error (section 5.1); on one we closed, only the connection window counts it.
+      if (id > this.lastClientId) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+      return;
+    }
+    if (st.remoteEnded) return st.cancel(H2_ERROR.STREAM_CLOSED, new ProxyError('BAD_REQUEST', 'DATA after END_STREAM'));
+    const data = stripPadding(flags, p);
+    if (data === null) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+    st.recvWindow -= len;
+    if (st.recvWindow < 0) return st.cancel(H2_ERROR.FLOW_CONTROL_ERROR, new ProxyError('BAD_REQUEST', 'the client exceeded the stream window'));
+    st.unacked += len;
+    st.lastActive = this.generation;
+    st.onData(data, (flags & FLAG.END_STREAM) !== 0);
+    const b = st.body;
+    // Given back at once while the reader keeps up; else when it reads (H2RequestBody._read).
+    if (!st.closed && b !== null && b.readableLength < b.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
+  }
+
+  private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
+    this.hdrBytes += b.length;
+    if (this.hdrBytes > 2 * this.o.hardCapBytes + 16_384) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
+    if (!endHeaders) {
+      this.hdrStream = id;
+      this.hdrEnd = endStream;
+      this.hdrParts.push(b);
+      return;
+    }
+    const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);
+    this.hdrStream = 0;
+    this.hdrParts = [];
+    this.hdrBytes = 0;
+    if (this.blockTimer !== null) {
+      this.o.clock.clearTimeout(this.blockTimer);
+      this.blockTimer = null;
+    }
+    // Decoded whatever the stream: the dynamic table must stay in step (RFC 7541 section 2.2).
+    const fields = this.decoder.decode(block);
+    const tooLarge = !Array.isArray(fields);
+    if (tooLarge && fields.code !== 'HEADER_LIST_TOO_LARGE') return this.connectionError(H2_ERROR.COMPRESSION_ERROR);
+    const st = this.streams.get(id);
+    if (st !== undefined) {
+      // Trailers (section 8.1): END_STREAM, no pseudo-header; HEADERS on a half-closed (remote) stream is STREAM_CLOSED.
+      if (st.remoteEnded) return st.cancel(H2_ERROR.STREAM_CLOSED, new ProxyError('BAD_REQUEST', 'HEADERS after END_STREAM'));
+      if (tooLarge || !endStream) return st.malformed('trailers too large or without END_STREAM');
+      st.lastActive = this.generation;
+      return this.onTrailers(st, fields);
+    }
+    if (id <= this.lastClientId) return; // a stream already closed (we reset it): nothing more to do
+    this.lastClientId = id;
+    if (this.draining) return this.reset(id, H2_ERROR.REFUSED_STREAM);
+    if (this.streams.size >= this.o.maxConcurrentStreams) return this.reset(id, H2_ERROR.REFUSED_STREAM);
+    this.open(id, tooLarge ? null : fields, endStream);
+  }
+
+  private onTrailers(st: H2ServerStream, fields: string[]): void {
+    for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return st.malformed('pseudo-header in trailers');
+    st.onTrailers(fields.length === 0 ? undefined : cleanTrailers(fieldsToHeaders(fields, true)));
+  }
+
+  /** A new request stream: validated (section 8.3.1), then handed to the service as a ProxyRequest. */
+  private open(id: number, fields: string[] | null, endStream: boolean): void {
+    const now = this.o.clock.now();
+    const st = new H2ServerStream(this, id, now);
+    st.lastActive = this.generation;
+    st.sendWindow = this.peerInitialWindow;
+    st.recvWindow = this.o.streamWindowBytes;
+    st.remoteEnded = endStream;
+    this.streams.set(id, st);
+    if (!this.sawStream) {
+      this.sawStream = true;
+      if (this.timerLimit === 'request-headers-timeout') {
+        this.o.clock.clearTimeout(this.timer!);
+        this.timer = null;
+        this.timerLimit = null;
+      }
+    }
+    this.armSweep();
+    if (fields === null) return st.respond(headersTooLarge(this.o.hardCapBytes, undefined));
+    let method: string | undefined;
+    let scheme: string | undefined;
+    let authority: string | undefined;
+    let path: string | undefined;
+    let host: string | undefined;
+    let contentType: string | undefined;
+    let contentLength: string | undefined;
+    let te = false;
+    let regular = fields.length;
+    let size = 0;
+    if (fields.length > 2 * MAX_FIELDS) return st.malformed('too many header fields');
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i];
+      const value = fields[i + 1];
+      size += name.length + value.length + 32;
+      if (name.charCodeAt(0) === 58) {
+        // Pseudo-headers come first, each once, and only the request's (section 8.3).
+        if (regular !== fields.length) return st.malformed('pseudo-header after a regular field');
+        if (name === ':method' && method === undefined) method = value;
+        else if (name === ':scheme' && scheme === undefined) scheme = value;
+        else if (name === ':authority' && authority === undefined) authority = value;
+        else if (name === ':path' && path === undefined) path = value;
+        // :protocol too: we do not send SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 section 4).
+        else return st.malformed(`pseudo-header ${name} not allowed`);
+        continue;
+      }
+      if (regular === fields.length) regular = i;
+      if (!validName(name)) return st.malformed('invalid field name');
+      if (!validValue(value)) return st.malformed(`invalid value of ${name}`);
+      if (CONNECTION_SPECIFIC.has(name)) return st.malformed(`connection-specific field ${name}`);
+      if (name === 'te') {
+        if (value !== 'trailers') return st.malformed('te other than trailers');
+        te = true;
+      } else if (name === 'host') host ??= value;
+      else if (name === 'content-type') contentType ??= value;
+      else if (name === 'content-length') {
+        if (contentLength !== undefined && contentLength !== value) return st.malformed('conflicting content-length');
+        contentLength = value;
+      }
+    }
+    if (method === undefined || !validMethod(method)) return st.malformed('no valid :method');
+    if (method !== 'CONNECT') {
+      if (scheme === undefined || path === undefined) return st.malformed('no :scheme or :path');
+      // An origin-form path, or `*` for OPTIONS (RFC 9113 section 8.3.1; nghttp2 checks the same).
+      if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return st.malformed('invalid :path');
+    }
+    if (size > this.o.maxHeaderBytes) return st.respond(headersTooLarge(this.o.maxHeaderBytes, contentType));
+    if (method === 'CONNECT') {
+      // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
+      return st.respond(errorResponse(new ProxyError('CONNECT_NOT_SUPPORTED', authority ?? ''), { headers: {} }));
+    }
+    if (contentLength !== undefined) {
+      const n = parseLength(contentLength);
+      if (n < 0 || (endStream && n !== 0)) return st.malformed('invalid content-length');
+      st.expectedLength = n;
+    }
+    const headers = fieldsToHeaders(regular === 0 ? fields : fields.slice(regular));
+    if (te) headers['te'] = 'trailers';
+    const body = endStream ? null : new H2RequestBody(st);
+    st.body = body;
+    const req = {
+      method,
+      scheme: scheme!,
+      authority: authority ?? host ?? '',
+      path: path!,
+      headers,
+      body,
+      trailers: requestTrailers,
+      origProto: 'HTTP/2',
+      source: this.o.source,
+      origDst: this.o.origDst,
+      signal: st.ac.signal,
+      startedAt: now,
+      upgrade: undefined,
+      [STREAM_REF]: st,
+    } as ProxyRequest;
+    st.req = req;
+    this.ready.push(st);
+  }
+
+  private onSettings(flags: number, id: number, p: Buffer): void {
+    if (id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+    if ((flags & FLAG.ACK) !== 0) {
+      if (p.length !== 0) this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+      return;
+    }
+    if (p.length % 6 !== 0) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+    for (let i = 0; i < p.length; i += 6) {
+      const k = p.readUInt16BE(i);
+      const v = p.readUInt32BE(i + 2);
+      if (k === SETTING.INITIAL_WINDOW_SIZE) {
+        if (v > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
+        // A change applies to every open stream's window (section 6.9.2).
+        const delta = v - this.peerInitialWindow;
+        this.peerInitialWindow = v;
+        for (const st of this.streams.values()) {
+          st.sendWindow += delta;
+          if (st.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
+        }
+      } else if (k === SETTING.MAX_FRAME_SIZE) {
+        if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        this.peerMaxFrame = v;
+      } else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+      // HEADER_TABLE_SIZE: our encoder never uses the dynamic table. MAX_CONCURRENT_STREAMS: we push none.
+    }
+    this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
+    if (this.blockedStreams.size > 0) this.unblock();
+  }
+
+  private onWindowUpdate(id: number, p: Buffer): void {
+    if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+    const inc = p.readUInt32BE(0) & MAX_WINDOW;
+    if (id === 0) {
+      if (inc === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+      this.sendWindow += inc;
+      if (this.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
+      if (this.blockedStreams.size > 0) this.unblock();
+      return;
+    }
+    const st = this.streams.get(id);
+    if (st === undefined) {
+      if (id > this.lastClientId) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+      return;
+    }
+    if (inc === 0) return st.cancel(H2_ERROR.PROTOCOL_ERROR, new ProxyError('BAD_REQUEST', 'WINDOW_UPDATE of 0'));
+    if (st.sendWindow + inc > MAX_WINDOW) return st.cancel(H2_ERROR.FLOW_CONTROL_ERROR, new ProxyError('BAD_REQUEST', 'stream window above 2^31-1'));
+    st.sendWindow += inc;
+    st.lastActive = this.generation;
+    if (this.blockedStreams.delete(st)) st.flush();
+  }
+
+  private unblock(): void {
+    for (const st of [...this.blockedStreams]) {
+      if (this.sendWindow <= 0) return;
+      if (st.sendWindow <= 0) continue;
+      this.blockedStreams.delete(st);
+      st.flush();
+    }
+  }
+}
+
+const SESSION = Symbol('wren.h2ServerSession');
+type Fed = Socket & { [SESSION]?: H2ServerSession };
+
+/**
+ * The socket's push, replaced: each read goes to its session. End of stream (null): HTTP/2
+ * has no half-closed connection, after the client's FIN nothing (WINDOW_UPDATE,
+ * RST_STREAM) can arrive, so the session ends with it.
+ */
+function directPush(this: Fed, chunk: unknown): boolean {
+  const s = this[SESSION];
+  if (s === undefined) return false;
+  if (chunk === null || chunk === undefined) s.destroy();
+  else s.onData(chunk as Buffer);
+  return true;
+}
+
+function uncork(s: H2ServerSession): void {
+  s.flush();
+}
+
+/** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
+function headersTooLarge(limit: number, contentType: string | undefined): ProxyResponse {
+  return errorResponse(new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`), { headers: contentType !== undefined ? { 'content-type': contentType } : {} });
+}
+
+/** A field name: lowercase tchars (RFC 9113 section 8.2.1: uppercase makes the request malformed). */
+function validName(n: string): boolean {
+  for (let i = 0; i < n.length; i++) {
+    const c = n.charCodeAt(i);
+    if (c > 0x7f || TOKEN[c] !== 1 || (c >= 0x41 && c <= 0x5a)) return false;
+  }
+  return n.length > 0;
+}
+
+/** :method is a token (RFC 9110 section 9.1). */
+function validMethod(m: string): boolean {
+  for (let i = 0; i < m.length; i++) {
+    const c = m.charCodeAt(i);
+    if (c > 0x7f || TOKEN[c] !== 1) return false;
+  }
+  return m.length > 0;
+}
+
+/** A field value: no NUL, CR or LF, no leading or trailing whitespace (section 8.2.1). */
+function validValue(v: string): boolean {
+  const n = v.length;
+  if (n === 0) return true;
+  let c = v.charCodeAt(0);
+  if (c === 0x20 || c === 0x09) return false;
+  c = v.charCodeAt(n - 1);
+  if (c === 0x20 || c === 0x09) return false;
+  for (let i = 0; i < n; i++) {
+    c = v.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) return false;
+  }
+  return true;
+}
+
+/** content-length as a number, or -1 when it is not one decimal (section 8.1.1). */
+function parseLength(s: string): number {
+  if (s.length === 0 || s.length > 15) return -1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+  }
+  return Number(s);
+}
+
+/** The payload without its padding (section 6.1), or null when the padding is invalid. */
+function stripPadding(flags: number, p: Buffer): Buffer | null {
+  if ((flags & FLAG.PADDED) === 0) return p;
+  if (p.length < 1) return null;
+  const pad = p[0];
+  if (pad >= p.length) return null;
+  return p.subarray(1, p.length - pad);
+}

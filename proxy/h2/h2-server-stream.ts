@@ -1,0 +1,318 @@
+import { Readable } from 'node:stream';
+import type { ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
+import { isSettled } from '../http/exchange.js';
+import type { Headers } from '../http/headers.js';
+import { errorResponse } from '../errors/error-response.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import { H2_ERROR } from './frames.js';
+
+const STREAM = Symbol('wren.h2ServerStream');
+/** The stream a ProxyRequest came from (its trailers are read through it). */
+export const STREAM_REF = Symbol('wren.h2ServerRequest');
+type Relayed = Readable & { [STREAM]?: H2ServerStream };
+const EMPTY = Buffer.alloc(0);
+const ignore = (): void => undefined;
+
+/** What a served stream needs of its session (h2-server-session.ts implements it). */
+export interface ServerStreamHost {
+  sendWindow: number;
+  /** The stream idle sweep's count: a stream records it whenever a frame moves. */
+  readonly generation: number;
+  readonly peerMaxFrame: number;
+  writeHead(id: number, status: number, headers: Headers, endStream: boolean): void;
+  writeData(id: number, data: Buffer, endStream: boolean): void;
+  writeTrailers(id: number, t: Headers): void;
+  reset(id: number, code: number): void;
+  blocked(st: H2ServerStream): void;
+  credit(st: H2ServerStream): void;
+  closed(st: H2ServerStream): void;
+}
+
+/**
+ * One request stream on a frame-level HTTP/2 server session (h2-server-session.ts): the
+ * request's body a Readable that gives the window back as it is read, its trailers, its
+ * abort signal fired when the client resets the stream or the connection goes; then the
+ * ProxyResponse written back under the client's flow-control windows (RFC 9113 section
+ * 5.2): the head, the body (a settled one in one DATA frame with END_STREAM), trailers.
+ * One object per stream; the response body's listeners are module functions that find it
+ * through a symbol, as h2-client-stream.ts does for request bodies.
+ */
+export class H2ServerStream {
+  sendWindow = 0;
+  recvWindow = 0;
+  /** DATA bytes taken from the request body and not yet given back (WINDOW_UPDATE). */
+  unacked = 0;
+  /** The client's END_STREAM has arrived (half-closed remote, section 5.1). */
+  remoteEnded = false;
+  /** Our END_STREAM has been written. */
+  localEnded = false;
+  closed = false;
+  /** The response head has been written. */
+  responded = false;
+  /** The client reset it (RST_STREAM) or the connection went before our response ended. */
+  aborted = false;
+  /** When its HEADERS arrived and when a frame last moved on it (stream idle timeout). */
+  readonly startedAt: number;
+  lastActive: number;
+  /** Bytes content-length still allows; -1: not declared (section 8.1.1). */
+  expectedLength = -1;
+  readonly ac = new AbortController();
+  body: H2RequestBody | null = null;
+  trailers: Headers | undefined = undefined;
+  req: ProxyRequest | null = null;
+  /** The response being written: its trailers are read when the body ends. */
+  private res: ProxyResponse | null = null;
+  private resBody: Readable | null = null;
+  private queued: Buffer[] | null = null;
+  private endQueued = false;
+
+  constructor(
+    readonly session: ServerStreamHost,
+    readonly id: number,
+    now: number,
+  ) {
+    this.startedAt = now;
+    this.lastActive = now;
+  }
+
+  /** The service's answer. Arrow fields: the one `then` a stream costs (as http/h2-server.ts's Served). */
+  readonly onResponse = (res: ProxyResponse): void => this.respond(res);
+
+  readonly onFailure = (err: unknown): void => this.respond(errorResponse(err, this.req ?? { headers: {} }));
+
+  /** Writes `res`: the head, then the body under the windows, then trailers or the end. */
+  respond(res: ProxyResponse): void {
+    const body = res.body;
+    if (this.closed || this.responded) {
+      body?.on('error', ignore).destroy();
+      return;
+    }
+    this.responded = true;
+    const s = this.session;
+    // No content after HEAD, 204, 205 or 304 (RFC 9110 sections 9.3.2, 15.3.5, 15.3.6, 15.4.5), as node:http2's respond() does.
+    const method = this.req?.method;
+    const status = res.status;
+    if (body === null || method === 'HEAD' || status === 204 || status === 205 || status === 304) {
+      s.writeHead(this.id, status, res.headers, true);
+      body?.resume();
+      this.localEnd();
+      return;
+    }
+    s.writeHead(this.id, status, res.headers, false);
+    this.res = res;
+    if (isSettled(body)) {
+      // Everything is buffered and the end pushed: the data and the end go together.
+      const data = (body.read() as Buffer | null) ?? EMPTY;
+      if (body.readableLength !== 0) body.resume();
+      this.write(data, true);
+      return;
+    }
+    this.resBody = body;
+    (body as Relayed)[STREAM] = this;
+    body.on('data', onBodyData);
+    body.on('end', onBodyEnd);
+    body.on('error', onBodyError);
+    if (body.readableFlowing !== true) body.resume();
+  }
+
+  /** Writes what the windows allow; the rest waits in `queued` until WINDOW_UPDATE (flush()). False when some waits. */
+  write(chunk: Buffer, end: boolean): boolean {
+    if (this.closed) return false;
+    if (this.queued !== null) {
+      if (chunk.length > 0) this.queued.push(chunk);
+      if (end) this.endQueued = true;
+      return false;
+    }
+    const s = this.session;
+    let off = 0;
+    while (off < chunk.length) {
+      const n = Math.min(chunk.length - off, this.sendWindow, s.sendWindow, s.peerMaxFrame);
+      if (n <= 0) {
+        this.queued = [chunk.subarray(off)];
+        this.endQueued = end;
+        s.blocked(this);
+        return false;
+      }
+      const last = off + n === chunk.length;
+      s.writeData(this.id, chunk.subarray(off, off + n), end && last && !this.hasTrailers());
+      this.sendWindow -= n;
+      s.sendWindow -= n;
+      off += n;
+    }
+    this.lastActive = s.generation;
+    if (end) this.end(chunk.length === 0);
+    return true;
+  }
+
+  /** Window came back: writes what waited, resumes the body once nothing does. */
+  flush(): void {
+    const q = this.queued;
+    if (q === null || this.closed) return;
+    this.queued = null;
+    const end = this.endQueued;
+    this.endQueued = false;
+    for (let i = 0; i < q.length; i++) {
+      if (!this.write(q[i], end && i === q.length - 1)) {
+        for (let j = i + 1; j < q.length; j++) this.queued!.push(q[j]);
+        if (end) this.endQueued = true;
+        return;
+      }
+    }
+    const b = this.resBody;
+    if (b !== null && !b.destroyed && b.isPaused()) b.resume();
+  }
+
+  private hasTrailers(): boolean {
+    const t = this.res?.trailers();
+    if (t === undefined) return false;
+    for (const _ in t) return true;
+    return false;
+  }
+
+  /** The body's end went out with its last DATA (or an empty one), or the trailers carry it now. */
+  private end(emptyEnd: boolean): void {
+    if (this.localEnded) return;
+    if (this.hasTrailers()) this.session.writeTrailers(this.id, this.res!.trailers()!);
+    else if (emptyEnd) this.session.writeData(this.id, EMPTY, true);
+    this.localEnd();
+  }
+
+  private localEnd(): void {
+    this.localEnded = true;
+    this.detachBody();
+    this.res = null;
+    // Our response is whole: a request body the client still sends is not wanted
+    // (section 8.1: RST_STREAM NO_ERROR tells it to stop without failing the response).
+    if (this.remoteEnded) this.close();
+    else {
+      this.session.reset(this.id, H2_ERROR.NO_ERROR);
+      this.body?.destroy();
+      this.close();
+    }
+  }
+
+  pauseBody(): void {
+    this.resBody?.pause();
+  }
+
+  /** DATA from the client (its window already charged by the session). */
+  onData(data: Buffer, endStream: boolean): void {
+    const b = this.body;
+    if (this.expectedLength >= 0) {
+      this.expectedLength -= data.length;
+      if (this.expectedLength < 0 || (endStream && this.expectedLength !== 0)) return this.malformed('DATA does not add up to content-length (RFC 9113 section 8.1.1)');
+    }
+    if (b !== null && data.length > 0) b.push(data);
+    if (endStream) this.remoteEnd();
+  }
+
+  /** The request's trailers (HEADERS with END_STREAM after the head). */
+  onTrailers(t: Headers | undefined): void {
+    if (this.expectedLength > 0) return this.malformed('the body is shorter than content-length (RFC 9113 section 8.1.1)');
+    this.trailers = t;
+    this.remoteEnd();
+  }
+
+  private remoteEnd(): void {
+    this.remoteEnded = true;
+    this.body?.push(null);
+    if (this.localEnded) this.close();
+  }
+
+  /** A malformed request (RFC 9113 section 8.1.1): a stream error of type PROTOCOL_ERROR. */
+  malformed(why: string): void {
+    if (this.closed) return;
+    this.session.reset(this.id, H2_ERROR.PROTOCOL_ERROR);
+    // Not a reset the premature-reset budget counts: node:http2 never announced such a stream either.
+    this.fail(new ProxyError('BAD_REQUEST', why), false);
+  }
+
+  /** RST_STREAM from the client, or the connection lost. */
+  onReset(err: ProxyError): void {
+    if (this.closed) return;
+    this.fail(err);
+  }
+
+  /** Ours: a stream reset with `code` (stream idle timeout, the response body failed). */
+  cancel(code: number, err: ProxyError): void {
+    if (this.closed) return;
+    this.session.reset(this.id, code);
+    this.fail(err);
+  }
+
+  /**
+   * Closes with an error before our response ended: the upstream is cancelled first, so a
+   * request body cut here reaches nobody as a whole one, then the body fails.
+   */
+  private fail(err: ProxyError, counted = true): void {
+    this.aborted = counted;
+    this.ac.abort();
+    if (this.body !== null && !this.remoteEnded) this.body.destroy(err);
+    const rb = this.resBody;
+    this.detachBody();
+    rb?.on('error', ignore).destroy();
+    this.close();
+  }
+
+  private detachBody(): void {
+    const b = this.resBody;
+    if (b === null) return;
+    this.resBody = null;
+    (b as Relayed)[STREAM] = undefined;
+    b.removeListener('data', onBodyData);
+    b.removeListener('end', onBodyEnd);
+    b.removeListener('error', onBodyError);
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queued = null;
+    this.session.closed(this);
+  }
+}
+
+function onBodyData(this: Relayed, chunk: Buffer): void {
+  const st = this[STREAM];
+  if (st === undefined || st.closed) return void this.pause();
+  if (!st.write(chunk, false)) st.pauseBody();
+}
+
+function onBodyEnd(this: Relayed): void {
+  const st = this[STREAM];
+  if (st !== undefined && !st.closed) st.write(EMPTY, true);
+}
+
+/** The upstream body failed before its end: the client must not take what it got for whole. */
+function onBodyError(this: Relayed, err: Error): void {
+  this[STREAM]?.cancel(H2_ERROR.INTERNAL_ERROR, new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
+}
+
+/** The request body: window is given back as it is read, so a slow upstream holds the client at one window. */
+export class H2RequestBody extends Readable implements SettledBody {
+  constructor(private readonly st: H2ServerStream) {
+    super({ highWaterMark: 64 * 1024 });
+    // A reset before the reader attaches its own listener must not be an uncaught error.
+    this.on('error', ignore);
+  }
+
+  /** Every byte and the end are buffered (the whole request came in one read): writers send it in one go. */
+  get settled(): boolean {
+    return this.st.remoteEnded && !this.readableEnded;
+  }
+
+  override _read(): void {
+    this.st.session.credit(this.st);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Dropped by its reader before the end (the upstream went away): the client stops sending.
+    if (!this.st.closed && !this.st.remoteEnded && !this.st.localEnded) this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
+    cb(err);
+  }
+}
+
+/** ProxyRequest.trailers, read through the symbol (a layer's `{ ...req }` copy keeps it). */
+export function requestTrailers(this: { [STREAM_REF]?: H2ServerStream }): Headers | undefined {
+  return this[STREAM_REF]?.trailers;
+}
