@@ -1,6 +1,6 @@
 import { connect as h2connect } from 'node:http2';
 import { testPki } from '../helpers/pki.js';
-import { startH2Mesh, type H2Mesh } from './h2-mesh.js';
+import { bothMeshes } from './h2-mesh.js';
 
 /**
  * ADV8-7. A client that cancels a response in progress (RST_STREAM CANCEL: a gRPC deadline,
@@ -14,13 +14,7 @@ import { startH2Mesh, type H2Mesh } from './h2-mesh.js';
  * body cleanly (a success).
  */
 const pki = testPki();
-const meshes = new Map<string, H2Mesh>();
-beforeAll(async () => {
-  for (const t of ['mux', 'h2'] as const) meshes.set(t, await startH2Mesh(pki, t));
-});
-afterAll(async () => {
-  for (const m of meshes.values()) await m.close();
-});
+const meshes = bothMeshes(pki);
 
 interface EndpointView { readonly failures: number; readonly successes: number }
 

@@ -1,5 +1,5 @@
 import { testPki } from '../helpers/pki.js';
-import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
+import { bothMeshes, h2request } from './h2-mesh.js';
 
 /**
  * ADV8-10. In HTTP/2 the end of a message is END_STREAM; a content-length is the sender's
@@ -12,13 +12,7 @@ import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
  * carry the sender's own in `wren-content-length`, and only it becomes the content-length.
  */
 const pki = testPki();
-const meshes = new Map<string, H2Mesh>();
-beforeAll(async () => {
-  for (const t of ['mux', 'h2'] as const) meshes.set(t, await startH2Mesh(pki, t));
-});
-afterAll(async () => {
-  for (const m of meshes.values()) await m.close();
-});
+const meshes = bothMeshes(pki);
 
 describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
   const mesh = () => meshes.get(t)!;

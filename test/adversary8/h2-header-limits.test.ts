@@ -1,5 +1,5 @@
 import { testPki } from '../helpers/pki.js';
-import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
+import { bothMeshes, h2request } from './h2-mesh.js';
 
 /**
  * ADV8-2. Header and trailer sections of HTTP/2 requests and responses: `mux` must give the
@@ -18,13 +18,7 @@ import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
  * (grpc-status-details-bin) became a reset.
  */
 const pki = testPki();
-const meshes = new Map<string, H2Mesh>();
-beforeAll(async () => {
-  for (const t of ['mux', 'h2'] as const) meshes.set(t, await startH2Mesh(pki, t));
-});
-afterAll(async () => {
-  for (const m of meshes.values()) await m.close();
-});
+const meshes = bothMeshes(pki);
 
 const fields = (n: number, prefix: string): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, 'v']));
 const KiB = 1024;

@@ -5,6 +5,18 @@ import type { TestPki } from '../helpers/pki.js';
 import type { Proxy } from '../../proxy/proxy.js';
 
 export type Transport = 'mux' | 'h2';
+
+/** A suite's pair on each transport: started before its tests, closed after them. */
+export function bothMeshes(pki: TestPki): Map<string, H2Mesh> {
+  const meshes = new Map<string, H2Mesh>();
+  beforeAll(async () => {
+    for (const t of ['mux', 'h2'] as const) meshes.set(t, await startH2Mesh(pki, t));
+  });
+  afterAll(async () => {
+    for (const m of meshes.values()) await m.close();
+  });
+  return meshes;
+}
 export type AppHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) => void;
 
 /**

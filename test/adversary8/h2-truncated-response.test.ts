@@ -1,6 +1,6 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import { testPki } from '../helpers/pki.js';
-import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
+import { bothMeshes, h2request } from './h2-mesh.js';
 
 /**
  * ADV8-1. An HTTP/2 app whose response stops before END_STREAM: it resets the stream
@@ -16,13 +16,7 @@ import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
  * "partial" for body.
  */
 const pki = testPki();
-const meshes = new Map<string, H2Mesh>();
-beforeAll(async () => {
-  for (const t of ['mux', 'h2'] as const) meshes.set(t, await startH2Mesh(pki, t));
-});
-afterAll(async () => {
-  for (const m of meshes.values()) await m.close();
-});
+const meshes = bothMeshes(pki);
 
 /** Headers, then "partial" without END_STREAM (trailers awaited), then `cut` 50 ms later. */
 const cutAfterData = (cut: (s: ServerHttp2Stream) => void, headers: Record<string, string> = {}) => (s: ServerHttp2Stream): void => {
