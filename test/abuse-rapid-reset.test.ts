@@ -48,8 +48,12 @@ function get(path: string): Promise<number> {
 /**
  * One abusive connection (raw frames, as the issue's attacker): HEADERS with END_STREAM
  * then RST_STREAM CANCEL, 100 streams per write, until the proxy closes the connection.
+ * `split` sends each batch's RST_STREAMs in a later write than its HEADERS: a server that
+ * drops streams reset in the read that opened them (the frame-level one,
+ * `protocol.outboundHttp2: frames`) has already forwarded these, so their cancellations
+ * reach the peer's app sessions as well.
  */
-function abuse(until: number): Promise<{ goaway: number | null; streams: number }> {
+function abuse(until: number, split = false): Promise<{ goaway: number | null; streams: number }> {
   return new Promise((resolve) => {
     const s = netConnect({ host: '127.0.0.1', port: client.outboundPort });
     let goaway: number | null = null;
@@ -71,12 +75,21 @@ function abuse(until: number): Promise<{ goaway: number | null; streams: number 
         setTimeout(() => s.destroy(), 1000).unref();
         return;
       }
-      const frames: Buffer[] = [];
-      for (let i = 0; i < 100; i++, id += 2) frames.push(request(id, HOST, '/echo'), rstStream(id, constants.NGHTTP2_CANCEL));
+      const heads: Buffer[] = [];
+      const resets: Buffer[] = [];
+      for (let i = 0; i < 100; i++, id += 2) {
+        heads.push(request(id, HOST, '/echo'));
+        resets.push(rstStream(id, constants.NGHTTP2_CANCEL));
+      }
       streams += 100;
-      // A timer, not setImmediate: the attacker shares this process with both sidecars.
-      if (s.write(Buffer.concat(frames))) setTimeout(batch, 1);
-      else s.once('drain', batch);
+      const next = (ok: boolean) => {
+        // A timer, not setImmediate: the attacker shares this process with both sidecars.
+        if (ok) setTimeout(batch, 1);
+        else s.once('drain', batch);
+      };
+      if (!split) return next(s.write(Buffer.concat(heads.flatMap((h, i) => [h, resets[i]!]))));
+      s.write(Buffer.concat(heads));
+      setTimeout(() => !s.destroyed && next(s.write(Buffer.concat(resets))), 1);
     };
     s.once('connect', () => {
       s.write(clientStart());
@@ -85,13 +98,16 @@ function abuse(until: number): Promise<{ goaway: number | null; streams: number 
   });
 }
 
-/** Two attackers (each reconnecting once closed) and two well-behaved callers for 4 s. */
+/**
+ * Two attackers (each reconnecting once closed) and two well-behaved callers for 4 s; the
+ * second attacker splits HEADERS and RST_STREAM across writes.
+ */
 async function attack(): Promise<{ statuses: number[]; results: { goaway: number | null; streams: number }[] }> {
   const until = Date.now() + 4000;
   const attacks: Promise<{ goaway: number | null; streams: number }>[] = [];
-  const attacker = async () => {
+  const attacker = async (split: boolean) => {
     while (Date.now() < until) {
-      const a = abuse(until);
+      const a = abuse(until, split);
       attacks.push(a);
       await a;
     }
@@ -101,7 +117,7 @@ async function attack(): Promise<{ statuses: number[]; results: { goaway: number
     // Errors are recorded (status 0), not thrown, so every request is accounted for.
     while (Date.now() < until) statuses.push(await get('/echo').catch(() => 0));
   };
-  await Promise.all([attacker(), attacker(), wellBehaved(), wellBehaved()]);
+  await Promise.all([attacker(false), attacker(true), wellBehaved(), wellBehaved()]);
   return { statuses, results: await Promise.all(attacks) };
 }
 
