@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { request } from 'node:http';
+import { request } from '../common/node-http.js';
 import { isIP } from 'node:net';
 import { KubeHttp } from './kube-http.js';
 import { ADMIN_TOKEN_AUDIENCE, ADMIN_TOKEN_HEADER } from '../contract/identity.js';

@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest } from '../common/node-http.js';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 

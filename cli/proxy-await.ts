@@ -6,7 +6,7 @@
  * pod. Same role as Linkerd's `linkerd-await`. Exit codes: 0 ready, 1 not ready within
  * --timeout, 2 bad usage.
  */
-import { request } from 'node:http';
+import { request } from '../common/node-http.js';
 import { parseArgs } from 'node:util';
 import { systemClock, type Clock } from '../common/clock.js';
 import { duration, parseWith } from '../common/schema.js';

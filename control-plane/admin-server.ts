@@ -1,4 +1,5 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
+import { createServer } from '../common/node-http.js';
 import type { AdminAccess } from './admin-access.js';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
 import type { EndpointWithdrawal } from './health/endpoint-withdrawal.js';

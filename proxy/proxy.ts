@@ -40,7 +40,7 @@ import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
 import type { AddressInfo, Socket } from 'node:net';
 import { ListenError } from '../common/listen.js';
-import { Agent } from 'node:http';
+import { Agent } from '../common/node-http.js';
 import type { Writable } from 'node:stream';
 import { loadAddon } from './net/original-dst.js';
 import { WorkerPool } from './workers/worker-pool.js';

@@ -1,4 +1,5 @@
-import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Server, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from '../../common/node-http.js';
 import type { AddressInfo } from 'node:net';
 import { isLevel, type Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import http from 'node:http';
+import { request as httpRequest } from '../../common/node-http.js';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -19,7 +19,7 @@ export interface ProbeTarget {
 /** HTTP: GET `path`; any 2xx is healthy. A fresh connection each time (no pooling). */
 export function httpProbe(t: ProbeTarget, path: string, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.request({ host: t.address, port: t.port, path, method: 'GET', agent: false, signal, headers: { 'user-agent': 'wren-health-check', connection: 'close' } }, (res) => {
+    const req = httpRequest({ host: t.address, port: t.port, path, method: 'GET', agent: false, signal, headers: { 'user-agent': 'wren-health-check', connection: 'close' } }, (res) => {
       res.resume();
       const code = res.statusCode ?? 0;
       resolve(code >= 200 && code < 300);
