@@ -374,3 +374,33 @@ test('Deframer: a frame arriving one byte at a time is joined once, not copied p
   // The header once, the whole frame once: not the ~2 GB of a copy per byte.
   expect(copied).toBeLessThanOrEqual(2 * bytes.length);
 });
+
+describe('MuxStream inactivity timer (net.Socket setTimeout semantics)', () => {
+  test("activity holds 'timeout' off; it fires a period after the last byte, and a later byte arms it again", async () => {
+    const { a, served } = await twoServedStreams();
+    const fired: number[] = [];
+    const t0 = performance.now();
+    a.on('timeout', () => fired.push(performance.now() - t0));
+    a.setTimeout(60);
+    a.on('data', () => undefined);
+    // A byte every 20 ms for 200 ms: never 60 ms idle.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      served[0]!.write('x');
+    }
+    expect(fired).toEqual([]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(fired).toHaveLength(1);
+    // 60 ms after the last byte (which came at about 200 ms), not 60 ms after setTimeout.
+    expect(fired[0]!).toBeGreaterThanOrEqual(200 + 60 - 5);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fired).toHaveLength(1); // not re-armed without activity
+    a.write('y'); // our own write counts as activity too
+    await new Promise((r) => setTimeout(r, 120));
+    expect(fired).toHaveLength(2);
+    a.setTimeout(0);
+    a.write('z');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fired).toHaveLength(2); // 0: off
+  });
+});

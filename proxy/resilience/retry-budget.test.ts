@@ -94,4 +94,22 @@ describe('RetryBudget (finagle / Linkerd: 20 % + 10/s over 10 s)', () => {
     expect(w1.tryWithdraw()).toBe(true);
     expect(w0.balance()).toBe(0);
   });
+
+  it('deposits into a cell a ring old start it afresh; later ones add in place, in the shared words', () => {
+    const clock = new FakeClock(0);
+    const ring = { cells: new BigInt64Array(new SharedArrayBuffer(RING_CELLS * 8)), base: 0 };
+    const b = new RetryBudget({ ratio: 0.5, minPerSecond: 0, ttlMs: 10_000 }, clock, undefined, ring);
+    for (let i = 0; i < 4; i++) b.deposit();
+    expect(b.balance()).toBe(2);
+    clock.advance(10_000); // slot 10: the same cell as slot 0, which must not be added to
+    b.deposit();
+    b.deposit();
+    expect(b.balance()).toBe(1);
+    // The cell is slot 10 (high word) and 2000 tokens (low word), as the 64-bit path writes it.
+    expect(ring.cells[0]).toBe((10n << 32n) | 2000n);
+    for (let i = 0; i < 6; i++) b.deposit();
+    expect(ring.cells[0]).toBe((10n << 32n) | 8000n);
+    expect(b.tryWithdraw()).toBe(true);
+    expect(b.balance()).toBe(3);
+  });
 });

@@ -1,3 +1,4 @@
+import { endianness } from 'node:os';
 import type { Clock } from '../../common/clock.js';
 
 /**
@@ -17,9 +18,18 @@ import type { Clock } from '../../common/clock.js';
  * memory (shared-counters.ts), so the reserve is the sidecar's and not one per worker. A
  * withdrawal is made and then checked, and taken back if it overdraws: two threads
  * racing for the last retry never both get it.
+ *
+ * Every request deposits, so a deposit into the current slot skips the 64-bit
+ * compare-exchange, whose BigInt arithmetic allocates five or six heap numbers: it reads
+ * the cell's slot half and adds to its sum half through an Int32Array over the same memory
+ * (the halves are separate 32-bit words, so the sum's wrap never carries into the slot).
+ * If another thread starts the cell afresh between the two, the deposit lands in the new
+ * slot: a request's tokens live one slot longer, never lost and never doubled.
  */
 const SCALE = 1000;
 export const RING_CELLS = 10;
+/** Index of a 64-bit cell's low (sum) and high (slot) 32-bit words in an Int32Array view. */
+const [LO, HI] = endianness() === 'LE' ? [0, 1] : [1, 0];
 
 export interface BudgetRing {
   readonly cells: BigInt64Array;
@@ -33,6 +43,8 @@ export class RetryBudget {
   private readonly reserve: number;
   private readonly slotMs: number;
   private readonly cells: BigInt64Array;
+  /** The same memory as `cells`, as 32-bit words (deposit's fast path). */
+  private readonly words: Int32Array;
   private readonly base: number;
 
   constructor(
@@ -48,12 +60,17 @@ export class RetryBudget {
     this.reserve = minPerSecond * (Math.max(ttlMs, 1) / 1000) * this.withdrawAmount;
     this.slotMs = Math.max(ttlMs, 1) / RING_CELLS;
     this.cells = ring.cells;
+    this.words = new Int32Array(ring.cells.buffer, ring.cells.byteOffset, ring.cells.length * 2);
     this.base = ring.base;
   }
 
   /** Record one original (non-retry) request. */
   deposit(): void {
-    if (this.depositAmount > 0) this.add(this.depositAmount, this.slotNow());
+    if (this.depositAmount <= 0) return;
+    const slot = this.slotNow();
+    const w = 2 * this.index(slot);
+    if (Atomics.load(this.words, w + HI) === slot) Atomics.add(this.words, w + LO, this.depositAmount);
+    else this.add(this.depositAmount, slot);
   }
 
   /** Take the budget for one retry; false (and `onExhausted`) if it is spent. */
@@ -77,7 +94,7 @@ export class RetryBudget {
 
   /** Adds to the current slot's cell, starting it afresh if it still holds a slot a ring ago. */
   private add(amount: number, slot: number): void {
-    const i = this.base + (((slot % RING_CELLS) + RING_CELLS) % RING_CELLS);
+    const i = this.index(slot);
     for (;;) {
       const v = Atomics.load(this.cells, i);
       const held = Number(v >> 32n) | 0;
@@ -86,6 +103,10 @@ export class RetryBudget {
       const next = (BigInt(fresh ? slot : held) << 32n) | BigInt(((fresh ? 0 : Number(BigInt.asIntN(32, v))) + amount) >>> 0);
       if (Atomics.compareExchange(this.cells, i, v, BigInt.asIntN(64, next)) === v) return;
     }
+  }
+
+  private index(slot: number): number {
+    return this.base + (((slot % RING_CELLS) + RING_CELLS) % RING_CELLS);
   }
 
   /** Tokens deposited minus withdrawn within the last RING_CELLS slots. */
