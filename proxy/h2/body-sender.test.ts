@@ -1,4 +1,4 @@
-import { BodySender, type SendHost } from './body-sender.js';
+import { BodySender, flushBlocked, type SendHost } from './body-sender.js';
 import type { FrameWriter } from './frame-writer.js';
 import type { Headers } from '../http/headers.js';
 
@@ -18,6 +18,8 @@ class Host implements SendHost {
   peerMaxFrame = 16_384;
   readonly sent: Sent[] = [];
   readonly blockedBy: BodySender[] = [];
+  /** As the sessions' blockedStreams. */
+  readonly blockedSet = new Set<BodySender>();
   readonly out = {
     data: (id: number, data: Buffer, endStream: boolean) => this.sent.push(['data', data.toString(), endStream]),
     trailers: (id: number, t: Headers) => this.sent.push(['trailers', t]),
@@ -29,6 +31,7 @@ class Host implements SendHost {
 
   blocked(st: BodySender): void {
     this.blockedBy.push(st);
+    this.blockedSet.add(st);
   }
 }
 
@@ -142,4 +145,29 @@ test('a closed stream sends nothing, and what waited is not sent when window com
   expect(st.write(b('d'), true)).toBe(false);
   expect(host.sent).toEqual([]);
   expect(st.drains).toBe(0);
+});
+
+test('flushBlocked: window came back, the blocked streams send in the order they blocked while the connection has window; one short of its own stays blocked', () => {
+  const host = new Host(0);
+  const [s1, s2, s3] = [new Stream(host, 10), new Stream(host, 0), new Stream(host, 10)];
+  expect(s1.write(b('aaaa'), true)).toBe(false);
+  expect(s2.write(b('bb'), true)).toBe(false);
+  expect(s3.write(b('cccc'), true)).toBe(false);
+  expect([...host.blockedSet]).toEqual([s1, s2, s3]);
+  // Enough connection window for s1's body and half of s3's; s2 waits for its own window.
+  host.sendWindow = 6;
+  flushBlocked(host, host.blockedSet);
+  expect(host.sent).toEqual([
+    ['data', 'aaaa', true],
+    ['data', 'cc', false],
+  ]);
+  expect([...host.blockedSet]).toEqual([s2, s3]);
+  host.sendWindow = 100;
+  flushBlocked(host, host.blockedSet);
+  expect(host.sent.slice(2)).toEqual([['data', 'cc', true]]);
+  expect([...host.blockedSet]).toEqual([s2]);
+  s2.sendWindow = 10;
+  flushBlocked(host, host.blockedSet);
+  expect(host.sent.slice(3)).toEqual([['data', 'bb', true]]);
+  expect(host.blockedSet.size).toBe(0);
 });

@@ -98,6 +98,20 @@ export abstract class BodySender {
   }
 }
 
+/**
+ * Window came back (WINDOW_UPDATE, a larger SETTINGS_INITIAL_WINDOW_SIZE; RFC 9113 section
+ * 6.9): the streams `blocked` holds send what waited, in the order they blocked, while the
+ * connection has window. A stream still short of its own stays in the set.
+ */
+export function flushBlocked(host: SendHost, blocked: Set<BodySender>): void {
+  for (const st of [...blocked]) {
+    if (host.sendWindow <= 0) return;
+    if (st.sendWindow <= 0) continue;
+    blocked.delete(st);
+    st.flush();
+  }
+}
+
 /** Whether `t` has a field (an object walk without a key array). */
 function any(t: Headers | undefined): t is Headers {
   if (t === undefined) return false;

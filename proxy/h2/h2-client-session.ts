@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import { flushBlocked } from './body-sender.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
@@ -502,12 +503,7 @@ export class H2ClientSession implements StreamHost {
   }
 
   private unblock(): void {
-    for (const st of [...this.blockedStreams]) {
-      if (this.sendWindow <= 0) return;
-      if (st.sendWindow <= 0) continue;
-      this.blockedStreams.delete(st);
-      st.flush();
-    }
+    flushBlocked(this, this.blockedStreams);
   }
 }
 

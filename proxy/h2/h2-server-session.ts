@@ -7,6 +7,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { LimitName } from '../http/h2-session-guard.js';
+import { flushBlocked } from './body-sender.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
@@ -678,12 +679,7 @@ export class H2ServerSession implements ServerStreamHost {
   }
 
   private unblock(): void {
-    for (const st of [...this.blockedStreams]) {
-      if (this.sendWindow <= 0) return;
-      if (st.sendWindow <= 0) continue;
-      this.blockedStreams.delete(st);
-      st.flush();
-    }
+    flushBlocked(this, this.blockedStreams);
   }
 }
 
