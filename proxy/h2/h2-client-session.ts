@@ -3,7 +3,7 @@ import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { flushBlocked } from './body-sender.js';
-import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
@@ -505,13 +505,4 @@ export class H2ClientSession implements StreamHost {
   private unblock(): void {
     flushBlocked(this, this.blockedStreams);
   }
-}
-
-/** The payload without its padding (section 6.1), or null when the padding is invalid. */
-function stripPadding(flags: number, p: Buffer): Buffer | null {
-  if ((flags & FLAG.PADDED) === 0) return p;
-  if (p.length < 1) return null;
-  const pad = p[0];
-  if (pad >= p.length) return null;
-  return p.subarray(1, p.length - pad);
 }

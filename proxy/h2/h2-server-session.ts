@@ -8,7 +8,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { LimitName } from '../http/h2-session-guard.js';
 import { flushBlocked } from './body-sender.js';
-import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
@@ -745,13 +745,4 @@ function parseLength(s: string): number {
     if (c < 0x30 || c > 0x39) return -1;
   }
   return Number(s);
-}
-
-/** The payload without its padding (section 6.1), or null when the padding is invalid. */
-function stripPadding(flags: number, p: Buffer): Buffer | null {
-  if ((flags & FLAG.PADDED) === 0) return p;
-  if (p.length < 1) return null;
-  const pad = p[0];
-  if (pad >= p.length) return null;
-  return p.subarray(1, p.length - pad);
 }
