@@ -44,7 +44,7 @@ export class FrameWriter {
   private readonly atTick: boolean;
 
   constructor(
-    readonly socket: Socket,
+    private readonly socket: Socket,
     private readonly owner: WriterOwner,
     flushAt: FlushAt,
   ) {
