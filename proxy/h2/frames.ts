@@ -87,3 +87,12 @@ export function settingsFrame(settings: readonly (readonly [number, number])[]):
   });
   return b;
 }
+
+/** The payload without its padding (section 6.1), or null when the padding is invalid. */
+export function stripPadding(flags: number, p: Buffer): Buffer | null {
+  if ((flags & FLAG.PADDED) === 0) return p;
+  if (p.length < 1) return null;
+  const pad = p[0];
+  if (pad >= p.length) return null;
+  return p.subarray(1, p.length - pad);
+}

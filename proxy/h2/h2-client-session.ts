@@ -1,11 +1,12 @@
 import type { Socket } from 'node:net';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { appendFields, type Headers } from '../http/headers.js';
+import type { Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
-import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
+import { flushBlocked } from './body-sender.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
+import { FrameWriter } from './frame-writer.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
-import { HpackEncoder } from './hpack-encoder.js';
 
 export interface H2ClientSessionOptions {
   /** Receive window per stream and for the connection (limits.http2Initial*WindowBytes). */
@@ -62,14 +63,14 @@ export class H2ClientSession implements StreamHost {
   private readonly blockedStreams = new Set<H2ClientStream>();
   /** Streams whose request body waits for the socket to drain (congested()). */
   private readonly drainWaiting = new Set<H2ClientStream>();
-  private readonly encoder = new HpackEncoder();
+  /** Frames out, corked until the next tick (frame-writer.ts says why). */
+  readonly out: FrameWriter;
   private readonly decoder: HpackDecoder;
   private nextId = 1;
   /** Bytes of an incomplete frame, in the reads they came in; joined once `need` bytes are here. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private need = 0;
-  private corked = false;
   /** A header block being continued (CONTINUATION): its stream, flags and fragments. */
   private hdrStream = 0;
   private hdrEnd = false;
@@ -96,6 +97,7 @@ export class H2ClientSession implements StreamHost {
     readonly socket: Socket,
     private readonly o: H2ClientSessionOptions,
   ) {
+    this.out = new FrameWriter(socket, this, 'tick');
     this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.maxHeaderListBytes });
     this.recvWindow = o.connectionWindowBytes;
     this.resetsLeft = o.resetBudget > 0 ? o.resetBudget : Infinity;
@@ -142,48 +144,13 @@ export class H2ClientSession implements StreamHost {
     st.recvWindow = this.o.streamWindowBytes;
     this.streams.set(id, st);
     const r = st.req;
-    const fields = [':method', r.method, ':scheme', r.scheme || 'http', ':authority', r.authority, ':path', r.path];
-    appendFields(fields, st.headers, undefined);
-    this.writeHeaders(id, this.encode(fields), r.body === null);
+    this.out.headers(id, [':method', r.method, ':scheme', r.scheme || 'http', ':authority', r.authority, ':path', r.path], st.headers, r.body === null);
     if (r.body === null) st.localEnded = true;
     else st.sendBody(r.body);
   }
 
-  private encode(fields: string[]): Buffer {
-    const block = Buffer.allocUnsafe(this.encoder.encodedLength(fields));
-    this.encoder.encode(fields, block, 0);
-    return block;
-  }
-
-  private writeHeaders(id: number, block: Buffer, endStream: boolean): void {
-    const max = this.peerMaxFrame;
-    const es = endStream ? FLAG.END_STREAM : 0;
-    if (block.length <= max) {
-      this.write(frameHeader(block.length, FRAME.HEADERS, es | FLAG.END_HEADERS, id));
-      this.write(block);
-      return;
-    }
-    for (let off = 0; off < block.length; off += max) {
-      const part = block.subarray(off, off + max);
-      const last = off + max >= block.length;
-      this.write(frameHeader(part.length, off === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (off === 0 ? es : 0) | (last ? FLAG.END_HEADERS : 0), id));
-      this.write(part);
-    }
-  }
-
-  writeData(id: number, data: Buffer, endStream: boolean): void {
-    this.write(frameHeader(data.length, FRAME.DATA, endStream ? FLAG.END_STREAM : 0, id));
-    if (data.length > 0) this.write(data);
-  }
-
-  writeTrailers(id: number, t: Headers): void {
-    const fields: string[] = [];
-    appendFields(fields, t, undefined);
-    this.writeHeaders(id, this.encode(fields), true);
-  }
-
   reset(id: number, code: number): void {
-    if (!this.destroyed) this.write(wordsFrame(FRAME.RST_STREAM, 0, id, code));
+    this.out.reset(id, code);
   }
 
   /** A stream is short of window: flushed when WINDOW_UPDATE gives some. */
@@ -302,13 +269,7 @@ export class H2ClientSession implements StreamHost {
   }
 
   private write(b: Buffer, done?: () => void): void {
-    if (this.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(uncork, this);
-    }
-    this.socket.write(b, done);
+    this.out.write(b, done);
   }
 
   /** An ACK the app asked for (PING, SETTINGS); false when too many are unread (the session is ending). */
@@ -326,9 +287,7 @@ export class H2ClientSession implements StreamHost {
   }
 
   flush(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket.uncork();
+    this.out.flush();
   }
 
   private onData(chunk: Buffer): void {
@@ -544,24 +503,6 @@ export class H2ClientSession implements StreamHost {
   }
 
   private unblock(): void {
-    for (const st of [...this.blockedStreams]) {
-      if (this.sendWindow <= 0) return;
-      if (st.sendWindow <= 0) continue;
-      this.blockedStreams.delete(st);
-      st.flush();
-    }
+    flushBlocked(this, this.blockedStreams);
   }
-}
-
-function uncork(s: H2ClientSession): void {
-  s.flush();
-}
-
-/** The payload without its padding (section 6.1), or null when the padding is invalid. */
-function stripPadding(flags: number, p: Buffer): Buffer | null {
-  if ((flags & FLAG.PADDED) === 0) return p;
-  if (p.length < 1) return null;
-  const pad = p[0];
-  if (pad >= p.length) return null;
-  return p.subarray(1, p.length - pad);
 }

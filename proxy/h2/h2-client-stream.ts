@@ -5,6 +5,7 @@ import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { StreamedResponse } from '../http/streamed-response.js';
+import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
 
 const STREAM = Symbol('wren.h2ClientStream');
@@ -13,11 +14,7 @@ const EMPTY = Buffer.alloc(0);
 const ignore = (): void => undefined;
 
 /** What a stream needs of its session (h2-client-session.ts implements it). */
-export interface StreamHost {
-  sendWindow: number;
-  readonly peerMaxFrame: number;
-  writeData(id: number, data: Buffer, endStream: boolean): void;
-  writeTrailers(id: number, t: Headers): void;
+export interface StreamHost extends SendHost {
   reset(id: number, code: number): void;
   blocked(st: H2ClientStream): void;
   congested(st: H2ClientStream): boolean;
@@ -35,7 +32,7 @@ export interface StreamHost {
  * open: a request never answered rejects (REFUSED_STREAM marked retryable), an answered
  * one's body is destroyed, so a cut response never looks complete.
  */
-export class H2ClientStream {
+export class H2ClientStream extends BodySender {
   id = 0;
   sendWindow = 0;
   /** What the peer may still send on this stream before we give window back. */
@@ -50,9 +47,6 @@ export class H2ClientStream {
   /** Response body bytes its content-length still allows; -1: not declared (or HEAD, 304: not a body's length). */
   private bodyLeft = -1;
   trailers: Headers | undefined = undefined;
-  /** Body bytes waiting for window, in order; `endQueued`: the end follows them. */
-  private queued: Buffer[] | null = null;
-  private endQueued = false;
   private pausedBody: Readable | null = null;
   resolve!: (res: ProxyResponse) => void;
   reject!: (err: unknown) => void;
@@ -61,7 +55,9 @@ export class H2ClientStream {
     readonly session: StreamHost,
     readonly req: ProxyRequest,
     readonly headers: Headers,
-  ) {}
+  ) {
+    super();
+  }
 
   /** The request's abort signal fired: cancel the stream (RFC 9113 section 8.7). */
   handleEvent(): void {
@@ -83,75 +79,20 @@ export class H2ClientStream {
     if (body.readableFlowing !== true) body.resume();
   }
 
-  /** Writes what the windows allow; the rest waits in `queued` (flush() on WINDOW_UPDATE). Returns false when some waits. */
-  write(chunk: Buffer, end: boolean): boolean {
-    if (this.closed) return false;
-    if (this.queued !== null) {
-      if (chunk.length > 0) this.queued.push(chunk);
-      if (end) this.endQueued = true;
-      return false;
-    }
-    const s = this.session;
-    let off = 0;
-    while (off < chunk.length) {
-      const n = Math.min(chunk.length - off, this.sendWindow, s.sendWindow, s.peerMaxFrame);
-      if (n <= 0) {
-        this.queued = [chunk.subarray(off)];
-        this.endQueued = end;
-        s.blocked(this);
-        return false;
-      }
-      const last = off + n === chunk.length;
-      s.writeData(this.id, chunk.subarray(off, off + n), end && last && !this.sendTrailers(false));
-      this.sendWindow -= n;
-      s.sendWindow -= n;
-      off += n;
-    }
-    if (end) this.end(chunk.length === 0);
-    return true;
+  protected outgoingTrailers(): Headers | undefined {
+    return this.req.trailers();
   }
 
-  /** Window came back: writes what waited; resumes the body once nothing does. */
-  flush(): void {
-    const q = this.queued;
-    if (q === null || this.closed) return;
-    this.queued = null;
-    const end = this.endQueued;
-    this.endQueued = false;
-    for (let i = 0; i < q.length; i++) {
-      if (!this.write(q[i], end && i === q.length - 1)) {
-        // Still short of window: the rest goes back behind what write() queued.
-        for (let j = i + 1; j < q.length; j++) this.queued!.push(q[j]);
-        if (end) this.endQueued = true;
-        return;
-      }
-    }
-    const b = this.pausedBody;
-    this.pausedBody = null;
-    if (b !== null && !b.destroyed) b.resume();
-  }
-
-  /** The body's end went out with its last DATA (or an empty one: `emptyEnd`), or its trailers do now. */
-  private end(emptyEnd: boolean): void {
-    if (this.localEnded) return;
-    if (!this.sendTrailers(true) && emptyEnd) {
-      // write() sent nothing for an empty last chunk: an empty DATA frame carries the end.
-      this.session.writeData(this.id, EMPTY, true);
-    }
+  protected localEnd(): void {
     this.localEnded = true;
     if (this.remoteEnded) this.close();
   }
 
-  /** Whether the request has trailers; `send`: write them (HEADERS with END_STREAM). */
-  private sendTrailers(send: boolean): boolean {
-    const t = this.req.trailers();
-    let any = false;
-    for (const _ in t) {
-      any = true;
-      break;
-    }
-    if (any && send) this.session.writeTrailers(this.id, t!);
-    return any;
+  /** Nothing waits for window: the body goes on. */
+  protected drained(): void {
+    const b = this.pausedBody;
+    this.pausedBody = null;
+    if (b !== null && !b.destroyed) b.resume();
   }
 
   pauseBody(body: Readable): void {
@@ -161,10 +102,7 @@ export class H2ClientStream {
 
   /** The socket drained: the body goes on unless it waits for window too (flush() resumes it then). */
   resumeBody(): void {
-    if (this.queued !== null || this.closed) return;
-    const b = this.pausedBody;
-    this.pausedBody = null;
-    if (b !== null && !b.destroyed) b.resume();
+    if (this.queued === null && !this.closed) this.drained();
   }
 
   /** A complete header block for this stream: the response head, a 1xx, or the trailers. */

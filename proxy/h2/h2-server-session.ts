@@ -1,16 +1,17 @@
 import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { appendFields, cleanTrailers, type Headers } from '../http/headers.js';
+import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { TOKEN } from '../h1/chars.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { LimitName } from '../http/h2-session-guard.js';
-import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, wordsFrame } from './frames.js';
+import { flushBlocked } from './body-sender.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
+import { FrameWriter } from './frame-writer.js';
 import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
-import { HpackEncoder } from './hpack-encoder.js';
 
 export interface H2ServerSessionOptions {
   readonly service: HttpService;
@@ -65,15 +66,13 @@ export class H2ServerSession implements ServerStreamHost {
   private readonly blockedStreams = new Set<H2ServerStream>();
   /** Streams whose head arrived in the read being processed: handed to the service at its end. */
   private readonly ready: H2ServerStream[] = [];
-  private readonly encoder = new HpackEncoder();
+  /** Frames out, corked until the end of a read or the check phase (frame-writer.ts says why). */
+  readonly out: FrameWriter;
   private readonly decoder: HpackDecoder;
   /** Preface bytes still to be checked; then the first frame must be SETTINGS (section 3.4). */
   private prefaceLeft = PREFACE.length;
   private settingsSeen = false;
   private pending: Buffer | null = null;
-  private corked = false;
-  /** A read is being processed (onData): writes are flushed at its end. */
-  private reading = false;
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
@@ -106,6 +105,7 @@ export class H2ServerSession implements ServerStreamHost {
     readonly socket: Socket,
     private readonly o: H2ServerSessionOptions,
   ) {
+    this.out = new FrameWriter(socket, this, 'check');
     this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.hardCapBytes });
     this.recvWindow = o.connectionWindowBytes;
     // Reads come to onData straight from the socket's push (what node's socket reads call),
@@ -139,25 +139,8 @@ export class H2ServerSession implements ServerStreamHost {
 
   // --- writing (ServerStreamHost) ---
 
-  writeHead(id: number, status: number, headers: Headers, endStream: boolean): void {
-    const fields = [':status', String(status)];
-    appendFields(fields, headers, undefined);
-    this.writeHeaders(id, this.encode(fields), endStream);
-  }
-
-  writeData(id: number, data: Buffer, endStream: boolean): void {
-    this.write(frameHeader(data.length, FRAME.DATA, endStream ? FLAG.END_STREAM : 0, id));
-    if (data.length > 0) this.write(data);
-  }
-
-  writeTrailers(id: number, t: Headers): void {
-    const fields: string[] = [];
-    appendFields(fields, t, undefined);
-    this.writeHeaders(id, this.encode(fields), true);
-  }
-
   reset(id: number, code: number): void {
-    if (!this.destroyed) this.write(wordsFrame(FRAME.RST_STREAM, 0, id, code));
+    this.out.reset(id, code);
   }
 
   blocked(st: H2ServerStream): void {
@@ -196,48 +179,12 @@ export class H2ServerSession implements ServerStreamHost {
     }
   }
 
-  private encode(fields: string[]): Buffer {
-    const block = Buffer.allocUnsafe(this.encoder.encodedLength(fields));
-    this.encoder.encode(fields, block, 0);
-    return block;
-  }
-
-  private writeHeaders(id: number, block: Buffer, endStream: boolean): void {
-    const max = this.peerMaxFrame;
-    const es = endStream ? FLAG.END_STREAM : 0;
-    if (block.length <= max) {
-      this.write(frameHeader(block.length, FRAME.HEADERS, es | FLAG.END_HEADERS, id));
-      this.write(block);
-      return;
-    }
-    for (let off = 0; off < block.length; off += max) {
-      const part = block.subarray(off, off + max);
-      const last = off + max >= block.length;
-      this.write(frameHeader(part.length, off === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (off === 0 ? es : 0) | (last ? FLAG.END_HEADERS : 0), id));
-      this.write(part);
-    }
-  }
-
   private write(b: Buffer): void {
-    if (this.destroyed || this.socket.writableEnded) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      // While a read is processed its end is the turn's end (onData flushes). Otherwise the
-      // frames leave at the loop's check phase, as node:http2's do (nghttp2's writes are
-      // flushed from a native immediate): a response's head (written in a promise callback),
-      // its DATA (from the upstream's read) and its end (the upstream body's 'end', a tick
-      // later) go out in one write. Uncorked on the next tick they went out in three
-      // (measured on test/request-cost: 1502 writes for 500 requests, 502 now).
-      if (!this.reading) setImmediate(uncork, this);
-    }
-    this.socket.write(b);
+    this.out.write(b);
   }
 
   flush(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket.uncork();
+    this.out.flush();
   }
 
   // --- lifecycle ---
@@ -381,13 +328,14 @@ export class H2ServerSession implements ServerStreamHost {
    * its end.
    */
   onData(chunk: Buffer): void {
-    this.reading = true;
+    const out = this.out;
+    out.reading = true;
     try {
       this.readFrames(chunk);
     } finally {
-      this.reading = false;
+      out.reading = false;
     }
-    if (this.corked) this.flush();
+    out.flush();
   }
 
   private readFrames(chunk: Buffer): void {
@@ -731,12 +679,7 @@ export class H2ServerSession implements ServerStreamHost {
   }
 
   private unblock(): void {
-    for (const st of [...this.blockedStreams]) {
-      if (this.sendWindow <= 0) return;
-      if (st.sendWindow <= 0) continue;
-      this.blockedStreams.delete(st);
-      st.flush();
-    }
+    flushBlocked(this, this.blockedStreams);
   }
 }
 
@@ -754,10 +697,6 @@ function directPush(this: Fed, chunk: unknown): boolean {
   if (chunk === null || chunk === undefined) s.destroy();
   else s.onData(chunk as Buffer);
   return true;
-}
-
-function uncork(s: H2ServerSession): void {
-  s.flush();
 }
 
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
@@ -806,13 +745,4 @@ function parseLength(s: string): number {
     if (c < 0x30 || c > 0x39) return -1;
   }
   return Number(s);
-}
-
-/** The payload without its padding (section 6.1), or null when the padding is invalid. */
-function stripPadding(flags: number, p: Buffer): Buffer | null {
-  if ((flags & FLAG.PADDED) === 0) return p;
-  if (p.length < 1) return null;
-  const pad = p[0];
-  if (pad >= p.length) return null;
-  return p.subarray(1, p.length - pad);
 }

@@ -4,6 +4,7 @@ import { isSettled } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
 
 const STREAM = Symbol('wren.h2ServerStream');
@@ -14,14 +15,9 @@ const EMPTY = Buffer.alloc(0);
 const ignore = (): void => undefined;
 
 /** What a served stream needs of its session (h2-server-session.ts implements it). */
-export interface ServerStreamHost {
-  sendWindow: number;
+export interface ServerStreamHost extends SendHost {
   /** The stream idle sweep's count: a stream records it whenever a frame moves. */
   readonly generation: number;
-  readonly peerMaxFrame: number;
-  writeHead(id: number, status: number, headers: Headers, endStream: boolean): void;
-  writeData(id: number, data: Buffer, endStream: boolean): void;
-  writeTrailers(id: number, t: Headers): void;
   reset(id: number, code: number): void;
   blocked(st: H2ServerStream): void;
   credit(st: H2ServerStream): void;
@@ -37,7 +33,7 @@ export interface ServerStreamHost {
  * One object per stream; the response body's listeners are module functions that find it
  * through a symbol, as h2-client-stream.ts does for request bodies.
  */
-export class H2ServerStream {
+export class H2ServerStream extends BodySender {
   sendWindow = 0;
   recvWindow = 0;
   /** DATA bytes taken from the request body and not yet given back (WINDOW_UPDATE). */
@@ -63,14 +59,13 @@ export class H2ServerStream {
   /** The response being written: its trailers are read when the body ends. */
   private res: ProxyResponse | null = null;
   private resBody: Readable | null = null;
-  private queued: Buffer[] | null = null;
-  private endQueued = false;
 
   constructor(
     readonly session: ServerStreamHost,
     readonly id: number,
     now: number,
   ) {
+    super();
     this.startedAt = now;
     this.lastActive = now;
   }
@@ -93,12 +88,12 @@ export class H2ServerStream {
     const method = this.req?.method;
     const status = res.status;
     if (body === null || method === 'HEAD' || status === 204 || status === 205 || status === 304) {
-      s.writeHead(this.id, status, res.headers, true);
+      s.out.headers(this.id, [':status', String(status)], res.headers, true);
       body?.resume();
       this.localEnd();
       return;
     }
-    s.writeHead(this.id, status, res.headers, false);
+    s.out.headers(this.id, [':status', String(status)], res.headers, false);
     this.res = res;
     if (isSettled(body)) {
       // Everything is buffered and the end pushed: the data and the end go together.
@@ -115,69 +110,24 @@ export class H2ServerStream {
     if (body.readableFlowing !== true) body.resume();
   }
 
-  /** Writes what the windows allow; the rest waits in `queued` until WINDOW_UPDATE (flush()). False when some waits. */
-  write(chunk: Buffer, end: boolean): boolean {
-    if (this.closed) return false;
-    if (this.queued !== null) {
-      if (chunk.length > 0) this.queued.push(chunk);
-      if (end) this.endQueued = true;
-      return false;
-    }
-    const s = this.session;
-    let off = 0;
-    while (off < chunk.length) {
-      const n = Math.min(chunk.length - off, this.sendWindow, s.sendWindow, s.peerMaxFrame);
-      if (n <= 0) {
-        this.queued = [chunk.subarray(off)];
-        this.endQueued = end;
-        s.blocked(this);
-        return false;
-      }
-      const last = off + n === chunk.length;
-      s.writeData(this.id, chunk.subarray(off, off + n), end && last && !this.hasTrailers());
-      this.sendWindow -= n;
-      s.sendWindow -= n;
-      off += n;
-    }
-    this.lastActive = s.generation;
-    if (end) this.end(chunk.length === 0);
+  /** A frame moved: the stream idle sweep counts from now. */
+  override write(chunk: Buffer, end: boolean): boolean {
+    if (!super.write(chunk, end)) return false;
+    this.lastActive = this.session.generation;
     return true;
   }
 
-  /** Window came back: writes what waited, resumes the body once nothing does. */
-  flush(): void {
-    const q = this.queued;
-    if (q === null || this.closed) return;
-    this.queued = null;
-    const end = this.endQueued;
-    this.endQueued = false;
-    for (let i = 0; i < q.length; i++) {
-      if (!this.write(q[i], end && i === q.length - 1)) {
-        for (let j = i + 1; j < q.length; j++) this.queued!.push(q[j]);
-        if (end) this.endQueued = true;
-        return;
-      }
-    }
+  protected outgoingTrailers(): Headers | undefined {
+    return this.res?.trailers();
+  }
+
+  /** Nothing waits for window: the response body goes on. */
+  protected drained(): void {
     const b = this.resBody;
     if (b !== null && !b.destroyed && b.isPaused()) b.resume();
   }
 
-  private hasTrailers(): boolean {
-    const t = this.res?.trailers();
-    if (t === undefined) return false;
-    for (const _ in t) return true;
-    return false;
-  }
-
-  /** The body's end went out with its last DATA (or an empty one), or the trailers carry it now. */
-  private end(emptyEnd: boolean): void {
-    if (this.localEnded) return;
-    if (this.hasTrailers()) this.session.writeTrailers(this.id, this.res!.trailers()!);
-    else if (emptyEnd) this.session.writeData(this.id, EMPTY, true);
-    this.localEnd();
-  }
-
-  private localEnd(): void {
+  protected localEnd(): void {
     this.localEnded = true;
     this.detachBody();
     this.res = null;
