@@ -1060,3 +1060,28 @@ test('RST_STREAM and WINDOW_UPDATE for streams we opened and closed are ignored 
   expect(conn.frames.some((f) => f.type === FRAME.GOAWAY)).toBe(false);
   expect(s.destroyed).toBe(false);
 });
+
+test('a 101 is not an interim response in HTTP/2 (RFC 9113 section 8.6): the response is malformed, a 502 for its caller; the session goes on', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  // A final response after it must not be delivered as if the 101 had been a 1xx to skip.
+  conn.socket.write(Buffer.concat([
+    frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([[':status', '101'], ['upgrade', 'websocket']])),
+    frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200),
+  ]));
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', httpStatus: 502 });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
+  expect((await next).status).toBe(200);
+  expect(s.destroyed).toBe(false);
+});
