@@ -533,6 +533,22 @@ class Conn implements H1Handler {
   /** The response ended: reuse the connection if it is clean, else close it. */
   private complete(ex: Exchange, clean: boolean): void {
     ex.end();
+    // An HTTP/2 request (meshH2) may get its whole response before its body has gone out
+    // (RFC 9113 section 8.1: a gRPC call answered before the client's half-close, a server
+    // that answers and reads on): the upload goes on, as on an HTTP/2 stream, until the
+    // body's end (uploaded()) or the caller's cancel (fail(): the connection is reset). Not
+    // when the response says the connection closes: that server reads no more (RFC 9112
+    // section 9.6), so the upload stops there, as HTTP/1.1's.
+    if (clean && !ex.sent && ex.req.body !== null && this.origin.pool.meshH2 && this.head?.keepAlive === true && !this.dead) return;
+    this.exchangeDone(ex, clean);
+  }
+
+  /** The request body of an exchange whose response had ended has gone out whole: both directions ended. */
+  uploaded(ex: Exchange): void {
+    if (this.ex === ex && this.ended) this.exchangeDone(ex, true);
+  }
+
+  private exchangeDone(ex: Exchange, clean: boolean): void {
     this.ex = null;
     ex.conn = null;
     ex.detach();
@@ -725,6 +741,8 @@ class Exchange {
     }
     this.flushHead();
     this.sent = true;
+    // The response had ended first (meshH2): the connection is free now.
+    if (this.finished) this.conn?.uploaded(this);
   }
 
   /** The body's relay listeners off (false: none were on); its source may still fail, never uncaught. */

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { testPki } from '../helpers/pki.js';
 import { FLAG, FRAME, FrameReader, clientStart, frame, request, rstStream } from '../helpers/h2-frames.js';
 import { until } from '../helpers/until.js';
-import { bothMeshes } from './h2-mesh.js';
+import { bothMeshes, startH2Mesh } from './h2-mesh.js';
 
 /**
  * A complete response before the request's end. HTTP/2 allows it (RFC 9113 section 8.1: a
@@ -37,7 +37,7 @@ function upload(port: number, path: string): { req: ClientHttp2Stream; ended: Pr
   return { req, ended, closed };
 }
 
-describe.each(['h2'])('protocol.meshHttp2 %s', (t) => {
+describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
   const mesh = () => meshes.get(t)!;
 
   beforeEach(() => {
@@ -97,4 +97,32 @@ describe.each(['h2'])('protocol.meshHttp2 %s', (t) => {
     next.req.end('x');
     expect(await next.ended).toBe('early');
   });
+});
+
+test('mux: the virtual connection of an answered call whose upload goes on is not reused before the upload ends (one stream per peer)', async () => {
+  const mesh = await startH2Mesh(pki, 'mux', { client: { limits: { maxConcurrentStreams: 1 } } });
+  try {
+    mesh.handler = (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('early');
+    };
+    const first = upload(mesh.client.outboundPort, '/first');
+    first.req.write('a,');
+    expect(await first.ended).toBe('early');
+    // The only virtual connection to the peer still carries the first upload: the second call waits for it.
+    const second = upload(mesh.client.outboundPort, '/second');
+    second.req.end('b');
+    let answered = false;
+    void second.ended.then(() => (answered = true));
+    await sleep(200);
+    expect(answered).toBe(false);
+    first.req.end('z');
+    expect(await second.ended).toBe('early');
+    expect(await first.closed).toBe(0);
+    expect(await until(() => mesh.closed.filter((c) => c.path === '/first' || c.path === '/second').length === 2, 5000)).toBe(true);
+    expect(mesh.closed.find((c) => c.path === '/first')!.body.toString()).toBe('a,z');
+    expect(mesh.closed.find((c) => c.path === '/second')!.body.toString()).toBe('b');
+  } finally {
+    await mesh.close();
+  }
 });
