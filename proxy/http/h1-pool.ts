@@ -21,9 +21,10 @@ export interface H1PoolOptions {
   /** Fields in a response head or trailer section (default: the codec's, 100). */
   readonly maxHeaderCount?: number;
   /**
-   * A request body up to this many bytes is kept, as sent, until its response starts, so a
-   * request whose virtual connection the peer refused (proxy/mux: over its stream limit,
-   * never processed) goes again whole, body included (default 0: only bodyless ones go again).
+   * A request body up to this many bytes is kept, as sent, until its response starts or the
+   * connection shows the peer took it (a mux stream's `accepted`), so a request whose
+   * virtual connection the peer refused (proxy/mux: over its stream limit, never processed)
+   * goes again whole, body included (default 0: only bodyless ones go again).
    */
   readonly refusedReplayBytes?: number;
   /**
@@ -710,9 +711,14 @@ class Exchange {
     if (!s) return;
     const kept = this.kept;
     if (kept) {
-      this.keptBytes += c.length;
-      if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
-      else kept.push(c);
+      // A peer refuses a virtual connection before it grants window or answers on it: once
+      // it has (`accepted`), no refusal can come and nothing need be kept.
+      if ((s as { accepted?: boolean }).accepted === true) this.kept = null;
+      else {
+        this.keptBytes += c.length;
+        if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
+        else kept.push(c);
+      }
     }
     const ok = this.chunked ? writeChunk(s, c) : s.write(c);
     // Chunked: the last chunk usually follows in the same turn (a body that came whole), so

@@ -374,3 +374,29 @@ test('Deframer: a frame arriving one byte at a time is joined once, not copied p
   // The header once, the whole frame once: not the ~2 GB of a copy per byte.
   expect(copied).toBeLessThanOrEqual(2 * bytes.length);
 });
+
+test('a stream is `accepted` once the peer grants window on it or answers on it; a refused one never is', async () => {
+  // A client that takes ten streams, a server that takes one (its limit lower than ours).
+  const served: MuxStream[] = [];
+  const { raw, accepted: sock } = await pairs.connection();
+  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
+  const server = new MuxSession(sock as unknown as TLSSocket, { client: false, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 1, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => served.push(st.on('error', () => undefined)) });
+  pairs.track(client, server);
+  const a = client.open()!.on('error', () => undefined);
+  const b = client.open()!;
+  const refused = new Promise<Error>((r) => b.once('error', r));
+  a.write('a');
+  b.write('b');
+  expect((await refused as { refusedStream?: boolean }).refusedStream).toBe(true);
+  expect(b.accepted).toBe(false);
+  // Served, but it has neither granted nor answered yet: nothing tells it from a refusal to come.
+  expect(a.accepted).toBe(false);
+  served[0].write('answer');
+  await new Promise((r) => a.once('data', r));
+  expect(a.accepted).toBe(true);
+  // A grant alone (the peer read half its window of an upload) tells it too.
+  const c = (await pair(64 * 1024, (st) => st.resume())).client.open()!;
+  c.write(Buffer.alloc(40 * 1024));
+  for (let i = 0; i < 200 && !c.accepted; i++) await tick();
+  expect(c.accepted).toBe(true);
+});

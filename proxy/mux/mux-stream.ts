@@ -48,6 +48,12 @@ export class MuxStream extends Duplex {
   private finSent = false;
   private finReceived = false;
   private resetByPeer = false;
+  /**
+   * The peer has shown it took this stream: it granted window on it or sent DATA. A peer
+   * refuses a stream (RESET Refused) at its first DATA, before either, so a request body
+   * kept for a refusal (h1-pool.ts refusedReplayBytes) can be let go once this is true.
+   */
+  accepted = false;
   private timer: NodeJS.Timeout | null = null;
   /**
    * The reader's own function for DATA (setSink): called with each payload directly while
@@ -93,6 +99,7 @@ export class MuxStream extends Duplex {
       return true;
     }
     this.touch();
+    this.accepted = true;
     if (payload.length > 0) {
       this.recvWindow -= payload.length;
       const sink = this.sink;
@@ -158,6 +165,7 @@ export class MuxStream extends Duplex {
    */
   onWindow(n: number): boolean {
     if (this.sendWindow + n > MAX_WINDOW) return false;
+    if (n > 0) this.accepted = true;
     this.sendWindow += n;
     const b = this.blocked;
     if (b === null) return true;
