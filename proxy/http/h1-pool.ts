@@ -43,6 +43,12 @@ export interface H1PoolOptions {
    * events); a socket that emits 'data' instead works too.
    */
   readonly connect?: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
+  /**
+   * Whether the transport takes another connection to host:port now (default: always, up to
+   * maxSockets). The mesh multiplexer says no once the peer's stream limit is learnt and
+   * reached: the request waits for one of the origin's connections, as at maxSockets.
+   */
+  readonly room?: (host: string, port: number, peer: string) => boolean;
   readonly secure?: boolean;
   /** Connect timeout (0: none); a request's `waitMs` (the cluster's connect timeout) overrides it. */
   readonly connectTimeoutMs?: number;
@@ -124,6 +130,7 @@ export class H1Pool {
   readonly maxHeaderBytes: number;
   readonly limits: CodecLimits;
   readonly connectFn: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
+  readonly room: ((host: string, port: number, peer: string) => boolean) | undefined;
   readonly secure: boolean;
   readonly connectTimeoutMs: number;
   readonly onConnection: (() => void) | undefined;
@@ -140,6 +147,7 @@ export class H1Pool {
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
     this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes, maxHeaderCount: opts.maxHeaderCount ?? DEFAULT_H1_LIMITS.maxHeaderCount };
     this.connectFn = opts.connect ?? tcpConnect;
+    this.room = opts.room;
     this.secure = opts.secure ?? false;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
     this.onConnection = opts.onConnection;
@@ -284,7 +292,8 @@ class Origin {
       const conn = this.idle.pop();
       if (conn) return conn.start(ex);
     }
-    if (this.conns.size < this.pool.maxSockets) {
+    const room = this.pool.room;
+    if (this.conns.size < this.pool.maxSockets && (room === undefined || this.conns.size === 0 || room(this.host, this.port, this.peer))) {
       const slot = this.connectionSlot(ex);
       if (slot instanceof Error) return ex.fail(slot);
       if (slot !== undefined) {

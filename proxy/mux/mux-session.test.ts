@@ -400,3 +400,23 @@ test('a stream is `accepted` once the peer grants window on it or answers on it;
   for (let i = 0; i < 200 && !c.accepted; i++) await tick();
   expect(c.accepted).toBe(true);
 });
+
+test('refusals teach the client the peer\'s limit: no new stream beyond it, one once a stream closes', async () => {
+  const { raw, accepted: sock } = await pairs.connection();
+  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
+  const server = new MuxSession(sock as unknown as TLSSocket, { client: false, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 2, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => void st.on('error', () => undefined) });
+  pairs.track(client, server);
+  // A burst of eight: the peer takes two and refuses six.
+  const burst = Array.from({ length: 8 }, () => client.open()!.on('error', () => undefined));
+  const refusals = burst.slice(2).map((st) => new Promise((r) => st.once('close', r)));
+  for (const st of burst) st.write('x');
+  expect(client.limitLearnt).toBe(false);
+  await Promise.all(refusals);
+  expect(client.limitLearnt).toBe(true);
+  expect(client.size).toBe(2);
+  expect(client.full).toBe(true);
+  expect(client.open()).toBeNull();
+  burst[0].destroy();
+  await tick();
+  expect(client.full).toBe(false);
+});

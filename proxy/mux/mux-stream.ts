@@ -54,6 +54,8 @@ export class MuxStream extends Duplex {
    * kept for a refusal (h1-pool.ts refusedReplayBytes) can be let go once this is true.
    */
   accepted = false;
+  /** Client: the session's streams open when this one was opened (mux-session.ts, the peer's limit learnt at a refusal). */
+  openBefore = 0;
   private timer: NodeJS.Timeout | null = null;
   /**
    * The reader's own function for DATA (setSink): called with each payload directly while

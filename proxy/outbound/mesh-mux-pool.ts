@@ -79,8 +79,17 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     else handshaking.get(sess)!.push(stream);
     return stream as unknown as Socket;
   };
+  // A session that has learnt the peer's limit (a refusal) and is full: the request waits for
+  // one of its streams, as an HTTP/2 stream beyond the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+  // waits in its session (RFC 9113 section 5.1.2), rather than going on a new session that
+  // the peer limits as much (where a burst would be refused again).
+  const room = (host: string, port: number, identity: string): boolean => {
+    const s = sessions.get(`${host}:${port}|${identity}`);
+    return s === undefined || s.isClosed || s.goingAway || !s.full || !s.limitLearnt;
+  };
   const pool = new H1Pool({
     connect,
+    room,
     secure: true,
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
