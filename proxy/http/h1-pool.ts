@@ -67,6 +67,15 @@ export interface H1PoolOptions {
    * a request pending until a connection is ready for it).
    */
   readonly strictLimits?: boolean;
+  /**
+   * The connections are streams of a session to the peer (the mesh multiplexer carrying
+   * HTTP/2): a request's cluster limits take no connection slot for them, and a request
+   * waiting for one is not pending (it waits as an HTTP/2 stream waits in its session). It
+   * is pending only while the session it needs is being established (`connecting`: a new
+   * connection now would wait for a session's handshake), as a request waiting for a peer
+   * session is (docs/resilience.md, "Connection limits").
+   */
+  readonly sessionStreams?: { connecting(host: string, port: number, peer: string): boolean };
 }
 
 /** A slot of a limit, given back once (proxy/resilience/concurrency-limits.ts Admission). */
@@ -137,6 +146,7 @@ export class H1Pool {
   readonly onQueued: (() => void) | undefined;
   readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
+  readonly sessionStreams: H1PoolOptions['sessionStreams'];
   private readonly onDestroy: (() => void) | undefined;
   readonly refusedReplayBytes: number;
   readonly meshH2: boolean;
@@ -154,6 +164,7 @@ export class H1Pool {
     this.onQueued = opts.onQueued;
     this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
+    this.sessionStreams = opts.sessionStreams;
     this.onDestroy = opts.onDestroy;
     this.refusedReplayBytes = opts.refusedReplayBytes ?? 0;
     this.meshH2 = opts.meshH2 ?? false;
@@ -294,16 +305,18 @@ class Origin {
     }
     const room = this.pool.room;
     if (this.conns.size < this.pool.maxSockets && (room === undefined || this.conns.size === 0 || room(this.host, this.port, this.peer))) {
-      const slot = this.connectionSlot(ex);
+      const streams = this.pool.sessionStreams;
+      const slot = streams === undefined ? this.connectionSlot(ex) : null;
       if (slot instanceof Error) return ex.fail(slot);
       if (slot !== undefined) {
-        if (this.pool.strictLimits && ex.limits !== null && !ex.holdPending()) return slot?.release();
+        const pending = streams === undefined ? this.pool.strictLimits : streams.connecting(this.host, this.port, this.peer);
+        if (pending && ex.limits !== null && !ex.holdPending()) return slot?.release();
         const conn = new Conn(this, slot, this.pool.connectTimeoutMs > 0 ? ex.waitMs || this.pool.connectTimeoutMs : 0);
         this.conns.add(conn);
         return conn.start(ex);
       }
     } else this.pool.onQueued?.();
-    if (!ex.wait()) return;
+    if (this.pool.sessionStreams === undefined && !ex.wait()) return;
     this.waiting.push(ex);
     ex.queued = true;
   }
@@ -417,7 +430,7 @@ class Conn implements H1Handler {
 
   private onConnect(): void {
     this.connected = true;
-    this.ex?.unwait(); // strictLimits: no longer pending
+    this.ex?.unwait(); // strictLimits, sessionStreams: no longer pending
     this.origin.pool.onConnection?.();
     this.setTimer(this.idleMs);
     if (this.sendOnConnect) {
@@ -647,7 +660,7 @@ class Exchange {
   }
 
   /**
-   * strictLimits: a pending slot held while this request's new connection comes up (the
+   * strictLimits (or sessionStreams, a new session): a pending slot held while this request's new connection comes up (the
    * connect timeout bounds it). False, and the request failed with OVERFLOW, when none is left.
    */
   holdPending(): boolean {

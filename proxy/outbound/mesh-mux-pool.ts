@@ -87,9 +87,17 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     const s = sessions.get(`${host}:${port}|${identity}`);
     return s === undefined || s.isClosed || s.goingAway || !s.full || !s.limitLearnt;
   };
+  // A new virtual connection now waits for a session's handshake: none usable, or it is still
+  // being established (the request is then pending, H1PoolOptions.sessionStreams).
+  const connecting = (host: string, port: number, identity: string): boolean => {
+    const s = sessions.get(`${host}:${port}|${identity}`);
+    return s === undefined || s.isClosed || s.goingAway || s.full || !ready.has(s);
+  };
   const pool = new H1Pool({
     connect,
     room,
+    // HTTP/2 (meshH2): a virtual connection stands for a stream; HTTP/1.1 keeps its connection slots (strictLimits).
+    ...(o.meshH2 === true ? { sessionStreams: { connecting } } : {}),
     secure: true,
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
