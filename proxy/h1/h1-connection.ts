@@ -96,7 +96,8 @@ export class H1Connection implements H1Handler {
   since = 0;
   readonly reasons: boolean;
   private readonly clock: Clock | undefined;
-  private readonly halfClose: boolean;
+  /** The transport half-closes (a mux stream): see the class comment, and responseEnded() for a request body that outlives its response. */
+  readonly halfClose: boolean;
   private readonly onData = (d: Buffer): void => this.feed(d);
   private readonly onEndEv = (): void => this.onSocketEnd();
   private readonly onDrainEv = (): void => this.drained();
@@ -195,6 +196,8 @@ export class H1Connection implements H1Handler {
     const ex = this.ex;
     this.ex = null;
     if (ex && !ex.ended) ex.aborted();
+    // Answered, its body still coming (responseEnded): the body is cut, never left without an end.
+    else if (ex && !ex.requestEnded) ex.cutBody();
     this.opts.onClose?.(this);
   }
 
@@ -300,7 +303,10 @@ export class H1Connection implements H1Handler {
     ex.requestEnded = true;
     if (ex.head?.upgrade) return; // onUpgrade follows in this same execute()
     ex.body?.push(null);
-    if (!ex.ended) this.parser.pause(); // the next request waits for this response
+    // The next request waits for this response; or for the turn's end when the response
+    // came first (responseEnded kept reading this body): the parser is still executing here.
+    this.parser.pause();
+    if (ex.ended) process.nextTick(bothEnded, this, ex);
   }
 
   onUpgrade(rest: Buffer): void {
@@ -335,8 +341,24 @@ export class H1Connection implements H1Handler {
   responseEnded(ex: H1ServerExchange, close: boolean): void {
     this.opts.onExchangeEnd?.(ex);
     if (this.ex !== ex) return;
+    // A response before the request's end, on a transport that half-closes (a mux stream,
+    // whose client may reset it instead): the body is read on to its end, as an HTTP/2
+    // server reads a stream it has answered (RFC 9113 section 8.1), and the connection
+    // takes the next request after that (onEnd). The stream idle timeout bounds the wait.
+    if (!close && !ex.requestEnded && ex.body !== null && this.halfClose && !this.draining && !this.closed) return;
+    this.nextRequest(ex, close);
+  }
+
+  /** Both the request and its response ended (onEnd, after a response that came first). */
+  afterUpload(ex: H1ServerExchange): void {
+    if (this.ex === ex && !this.closed && !this.socket.destroyed) this.nextRequest(ex, false);
+  }
+
+  private nextRequest(ex: H1ServerExchange, close: boolean): void {
     this.ex = null;
     if (close || !ex.requestEnded || (this.socket.readableEnded && !this.halfClose) || this.draining || ex.head?.upgrade) {
+      // A body not read to its end is cut: its reader must not wait for an end that never comes.
+      if (!ex.requestEnded) ex.cutBody();
       this.closing = true;
       this.phase = Phase.Gone;
       this.socket.end();
@@ -512,6 +534,12 @@ export class H1ServerExchange {
     this.send(r.status, r.headers, text);
   }
 
+  /** The request body will not be read to its end (its response is out): its reader sees an error, not a hang. */
+  cutBody(): void {
+    const b = this.body;
+    if (b !== null && !b.readableEnded && !b.destroyed) b.destroy(new ProxyError('CLIENT_CANCELLED', 'the request body was cut after its response'));
+  }
+
   /** The exchange is over before its response (client gone, or its request was malformed). */
   aborted(err: Error = new ProxyError('CLIENT_CANCELLED')): void {
     if (this.ended) return;
@@ -531,7 +559,8 @@ export class H1ServerExchange {
     this.noBody = h?.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     this.chunked = !this.noBody && bodyLength < 0 && (h === null || h.minor === 1);
     if (bodyLength < 0 && h !== null && h.minor === 0) this.close = true;
-    if (!this.requestEnded && this.body !== null) this.close = true; // unread body bytes cannot be skipped safely
+    // Unread body bytes cannot be skipped safely; a half-closing transport reads them on (responseEnded).
+    if (!this.requestEnded && this.body !== null && !this.conn.halfClose) this.close = true;
     if (this.conn.draining || h?.upgrade) this.close = true; // an upgrade not switched: its held bytes are dropped with the connection
   }
 
@@ -543,4 +572,8 @@ export class H1ServerExchange {
     this.ended = true;
     this.conn.responseEnded(this, this.close);
   }
+}
+
+function bothEnded(conn: H1Connection, ex: H1ServerExchange): void {
+  conn.afterUpload(ex);
 }

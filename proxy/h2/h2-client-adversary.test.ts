@@ -1,6 +1,6 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { PassThrough, Readable } from 'node:stream';
-import { H2ClientSession, type H2ClientSessionOptions } from './h2-client-session.js';
+import { H2ClientSession, wasRefusedByApp, type H2ClientSessionOptions } from './h2-client-session.js';
 import { AppH2Client } from './app-h2-client.js';
 import { systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
@@ -981,4 +981,107 @@ test('a header block that never ends holds every stream of its connection only u
   } finally {
     client.close(0);
   }
+});
+
+/**
+ * RST_STREAM, WINDOW_UPDATE or DATA for a stream never opened: an id above every one we opened,
+ * or an even id (a server opens those only by PUSH_PROMISE, which we disable). RFC 9113
+ * section 5.1 (idle: any frame but HEADERS or PRIORITY), 6.4 and 6.9: a connection error
+ * PROTOCOL_ERROR. An app that sends them has lost track of its streams, so none of its
+ * answers on this connection can be trusted.
+ */
+describe.each([
+  ['RST_STREAM', 7, frame(FRAME.RST_STREAM, 0, 7, word(RST_CODE.CANCEL))],
+  ['RST_STREAM', 2, frame(FRAME.RST_STREAM, 0, 2, word(RST_CODE.CANCEL))],
+  ['WINDOW_UPDATE', 7, frame(FRAME.WINDOW_UPDATE, 0, 7, word(1000))],
+  ['WINDOW_UPDATE', 2, frame(FRAME.WINDOW_UPDATE, 0, 2, word(1000))],
+  ['DATA', 2, frame(FRAME.DATA, 0, 2, Buffer.from('x'))],
+])('%s on idle stream %i', (_type, _id, bad) => {
+  test('is a connection error PROTOCOL_ERROR: the sent request fails (502), the one waiting for a slot goes again on a new connection', async () => {
+    const conns: RawConn[] = [];
+    const port = await rawApp((c) => {
+      conns.push(c);
+      c.socket.write(settings([SETTING_MAX_CONCURRENT_STREAMS, 1]));
+    });
+    const client = new AppH2Client({ address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 1000, streamWindowBytes: 65_536, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16_384, resetBudget: 0 });
+    try {
+      const sent = client.request(port, request(), {}).catch((e: unknown) => e);
+      await until(() => conns.length === 1);
+      await conns[0].next(isHeaders(1));
+      await conns[0].next(isSettingsAck);
+      // The app takes one stream at a time: this one waits for stream 1's slot, never sent.
+      const waiting = quiet(client.request(port, request(), {}));
+      await tick(20);
+      conns[0].socket.write(bad);
+      const goaway = await conns[0].next((f) => f.type === FRAME.GOAWAY);
+      expect(goaway.payload.readUInt32BE(4)).toBe(RST_CODE.PROTOCOL_ERROR);
+      // Sent: the app may have acted on it, so it is not sent again; a 502 (UPSTREAM_PROTOCOL).
+      const err = await sent;
+      expect(err).toMatchObject({ code: 'UPSTREAM_PROTOCOL', httpStatus: 502 });
+      expect(wasRefusedByApp(err)).toBe(false);
+      // Never sent: safe to send again (RFC 9113 section 8.7), on a new connection.
+      await until(() => conns.length === 2);
+      await conns[1].next(isHeaders(1));
+      conns[1].socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([[':status', '204']])));
+      expect((await waiting).status).toBe(204);
+      expect(conns[0].frames.filter((f) => f.type === FRAME.HEADERS).map((f) => f.id)).toEqual([1]);
+    } finally {
+      client.close(0);
+    }
+  });
+});
+
+test('RST_STREAM and WINDOW_UPDATE for streams we opened and closed are ignored (RFC 9113 section 5.1, closed): the session goes on', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const first = quiet(s.request(request(), {}));
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200));
+  expect((await first).status).toBe(200);
+  // Stream 3 is cancelled by its caller: closed on our side, the app may not know yet.
+  const ac = new AbortController();
+  const cancelled = s.request(request({ signal: ac.signal }), {}).catch((e: unknown) => e);
+  await conn.next(isHeaders(3));
+  ac.abort();
+  expect(String(await cancelled)).toMatch(/cancelled/);
+  conn.socket.write(Buffer.concat([
+    frame(FRAME.WINDOW_UPDATE, 0, 1, word(1000)), frame(FRAME.RST_STREAM, 0, 1, word(RST_CODE.CANCEL)),
+    frame(FRAME.WINDOW_UPDATE, 0, 3, word(1000)), frame(FRAME.RST_STREAM, 0, 3, word(RST_CODE.CANCEL)),
+  ]));
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(5));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 5, status200));
+  expect((await next).status).toBe(200);
+  expect(conn.frames.some((f) => f.type === FRAME.GOAWAY)).toBe(false);
+  expect(s.destroyed).toBe(false);
+});
+
+test('a 101 is not an interim response in HTTP/2 (RFC 9113 section 8.6): the response is malformed, a 502 for its caller; the session goes on', async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.write(settings());
+  });
+  const s = session(port);
+  const p = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  // A final response after it must not be delivered as if the 101 had been a 1xx to skip.
+  conn.socket.write(Buffer.concat([
+    frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([[':status', '101'], ['upgrade', 'websocket']])),
+    frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200),
+  ]));
+  expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', httpStatus: 502 });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+  const next = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
+  expect((await next).status).toBe(200);
+  expect(s.destroyed).toBe(false);
 });

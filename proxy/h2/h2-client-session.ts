@@ -254,7 +254,11 @@ export class H2ClientSession implements StreamHost {
       this.o.onRetired(this);
     }
     const e = err instanceof ProxyError ? err : toProxyError(err ?? new Error('session destroyed'));
-    for (const st of [...this.waiting.splice(0), ...this.streams.values()]) st.fail(e);
+    // Requests still waiting for a slot never reached the app: they may go again on the
+    // next session (RFC 9113 section 8.7), as streams above a GOAWAY's last id do. Sent ones
+    // fail with the session's error: the app may have acted on them.
+    for (const st of this.waiting.splice(0)) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'the session to the app closed before the request was sent', { cause: e })));
+    for (const st of this.streams.values()) st.fail(e);
     this.streams.clear();
     this.socket.destroy();
   }
@@ -346,8 +350,7 @@ export class H2ClientSession implements StreamHost {
       case FRAME.RST_STREAM:
         if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'RST_STREAM length');
         if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
-        this.streams.get(id)?.onReset(p.readUInt32BE(0));
-        return;
+        return this.onResetFrame(id, p.readUInt32BE(0));
       case FRAME.SETTINGS:
         return this.onSettings(flags, id, p);
       case FRAME.PUSH_PROMISE:
@@ -381,6 +384,23 @@ export class H2ClientSession implements StreamHost {
     }
   }
 
+  /**
+   * A stream we never opened: above every id we opened, or even (a server opens those only
+   * by PUSH_PROMISE, and we disable push). RFC 9113 section 5.1: a frame other than HEADERS or
+   * PRIORITY on an idle stream is a connection error PROTOCOL_ERROR. Streams we opened and
+   * closed are not idle: the app may send on them until it learns of the close (section 5.1, closed).
+   */
+  private idle(id: number): boolean {
+    return id >= this.nextId || (id & 1) === 0;
+  }
+
+  private onResetFrame(id: number, code: number): void {
+    const st = this.streams.get(id);
+    if (st !== undefined) return st.onReset(code);
+    // Section 6.4: RST_STREAM on an idle stream is a connection error.
+    if (this.idle(id)) this.connectionError(H2_ERROR.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
+  }
+
   private onDataFrame(flags: number, id: number, p: Buffer): void {
     if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'DATA on stream 0');
     // Flow control counts the whole payload, padding included (section 6.9.1).
@@ -395,7 +415,7 @@ export class H2ClientSession implements StreamHost {
     }
     const st = this.streams.get(id);
     if (st === undefined) {
-      if (id >= this.nextId) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'DATA on an idle stream');
+      if (this.idle(id)) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
       return; // a stream we closed (reset): its window is the connection's only
     }
     const data = stripPadding(flags, p);
@@ -493,7 +513,11 @@ export class H2ClientSession implements StreamHost {
       return;
     }
     const st = this.streams.get(id);
-    if (st === undefined) return;
+    if (st === undefined) {
+      // Section 6.9: WINDOW_UPDATE on a closed stream is allowed (the app sent it before it saw our END_STREAM or RST_STREAM); on an idle one it is a connection error.
+      if (this.idle(id)) this.connectionError(H2_ERROR.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
+      return;
+    }
     if (inc === 0 || st.sendWindow + inc > MAX_WINDOW) {
       this.reset(id, inc === 0 ? H2_ERROR.PROTOCOL_ERROR : H2_ERROR.FLOW_CONTROL_ERROR);
       return st.fail(new ProxyError('UPSTREAM_PROTOCOL', 'invalid WINDOW_UPDATE'));

@@ -130,6 +130,9 @@ export class H2ClientStream extends BodySender {
     if (!(status >= 100 && status <= 999) || !/^[0-9]{3}$/.test(fields[1])) return this.protocolError(`invalid :status ${JSON.stringify(fields[1].slice(0, 16))}`);
     const bad = badName(fields, 2);
     if (bad !== null) return this.protocolError(`${bad} after :status`);
+    // HTTP/2 has no 101 (Switching Protocols): RFC 9113 section 8.6 makes it a malformed
+    // response, not an interim one to skip (a final response after it would pass as the answer).
+    if (status === 101) return this.protocolError('101 (Switching Protocols) in HTTP/2');
     if (status < 200) {
       // Interim responses (100, 103) are not passed on (RFC 9110 section 15.2); one with END_STREAM is malformed.
       if (endStream) this.protocolError('interim response with END_STREAM');

@@ -21,9 +21,10 @@ export interface H1PoolOptions {
   /** Fields in a response head or trailer section (default: the codec's, 100). */
   readonly maxHeaderCount?: number;
   /**
-   * A request body up to this many bytes is kept, as sent, until its response starts, so a
-   * request whose virtual connection the peer refused (proxy/mux: over its stream limit,
-   * never processed) goes again whole, body included (default 0: only bodyless ones go again).
+   * A request body up to this many bytes is kept, as sent, until its response starts or the
+   * connection shows the peer took it (a mux stream's `accepted`), so a request whose
+   * virtual connection the peer refused (proxy/mux: over its stream limit, never processed)
+   * goes again whole, body included (default 0: only bodyless ones go again).
    */
   readonly refusedReplayBytes?: number;
   /**
@@ -42,6 +43,12 @@ export interface H1PoolOptions {
    * events); a socket that emits 'data' instead works too.
    */
   readonly connect?: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
+  /**
+   * Whether the transport takes another connection to host:port now (default: always, up to
+   * maxSockets). The mesh multiplexer says no once the peer's stream limit is learnt and
+   * reached: the request waits for one of the origin's connections, as at maxSockets.
+   */
+  readonly room?: (host: string, port: number, peer: string) => boolean;
   readonly secure?: boolean;
   /** Connect timeout (0: none); a request's `waitMs` (the cluster's connect timeout) overrides it. */
   readonly connectTimeoutMs?: number;
@@ -60,6 +67,15 @@ export interface H1PoolOptions {
    * a request pending until a connection is ready for it).
    */
   readonly strictLimits?: boolean;
+  /**
+   * The connections are streams of a session to the peer (the mesh multiplexer carrying
+   * HTTP/2): a request's cluster limits take no connection slot for them, and a request
+   * waiting for one is not pending (it waits as an HTTP/2 stream waits in its session). It
+   * is pending only while the session it needs is being established (`connecting`: a new
+   * connection now would wait for a session's handshake), as a request waiting for a peer
+   * session is (docs/resilience.md, "Connection limits").
+   */
+  readonly sessionStreams?: { connecting(host: string, port: number, peer: string): boolean };
 }
 
 /** A slot of a limit, given back once (proxy/resilience/concurrency-limits.ts Admission). */
@@ -123,12 +139,14 @@ export class H1Pool {
   readonly maxHeaderBytes: number;
   readonly limits: CodecLimits;
   readonly connectFn: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
+  readonly room: ((host: string, port: number, peer: string) => boolean) | undefined;
   readonly secure: boolean;
   readonly connectTimeoutMs: number;
   readonly onConnection: (() => void) | undefined;
   readonly onQueued: (() => void) | undefined;
   readonly onIdleTimeout: (() => void) | undefined;
   readonly strictLimits: boolean;
+  readonly sessionStreams: H1PoolOptions['sessionStreams'];
   private readonly onDestroy: (() => void) | undefined;
   readonly refusedReplayBytes: number;
   readonly meshH2: boolean;
@@ -139,12 +157,14 @@ export class H1Pool {
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
     this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes, maxHeaderCount: opts.maxHeaderCount ?? DEFAULT_H1_LIMITS.maxHeaderCount };
     this.connectFn = opts.connect ?? tcpConnect;
+    this.room = opts.room;
     this.secure = opts.secure ?? false;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 0;
     this.onConnection = opts.onConnection;
     this.onQueued = opts.onQueued;
     this.onIdleTimeout = opts.onIdleTimeout;
     this.strictLimits = opts.strictLimits ?? false;
+    this.sessionStreams = opts.sessionStreams;
     this.onDestroy = opts.onDestroy;
     this.refusedReplayBytes = opts.refusedReplayBytes ?? 0;
     this.meshH2 = opts.meshH2 ?? false;
@@ -283,17 +303,20 @@ class Origin {
       const conn = this.idle.pop();
       if (conn) return conn.start(ex);
     }
-    if (this.conns.size < this.pool.maxSockets) {
-      const slot = this.connectionSlot(ex);
+    const room = this.pool.room;
+    if (this.conns.size < this.pool.maxSockets && (room === undefined || this.conns.size === 0 || room(this.host, this.port, this.peer))) {
+      const streams = this.pool.sessionStreams;
+      const slot = streams === undefined ? this.connectionSlot(ex) : null;
       if (slot instanceof Error) return ex.fail(slot);
       if (slot !== undefined) {
-        if (this.pool.strictLimits && ex.limits !== null && !ex.holdPending()) return slot?.release();
+        const pending = streams === undefined ? this.pool.strictLimits : streams.connecting(this.host, this.port, this.peer);
+        if (pending && ex.limits !== null && !ex.holdPending()) return slot?.release();
         const conn = new Conn(this, slot, this.pool.connectTimeoutMs > 0 ? ex.waitMs || this.pool.connectTimeoutMs : 0);
         this.conns.add(conn);
         return conn.start(ex);
       }
     } else this.pool.onQueued?.();
-    if (!ex.wait()) return;
+    if (this.pool.sessionStreams === undefined && !ex.wait()) return;
     this.waiting.push(ex);
     ex.queued = true;
   }
@@ -407,7 +430,7 @@ class Conn implements H1Handler {
 
   private onConnect(): void {
     this.connected = true;
-    this.ex?.unwait(); // strictLimits: no longer pending
+    this.ex?.unwait(); // strictLimits, sessionStreams: no longer pending
     this.origin.pool.onConnection?.();
     this.setTimer(this.idleMs);
     if (this.sendOnConnect) {
@@ -533,6 +556,22 @@ class Conn implements H1Handler {
   /** The response ended: reuse the connection if it is clean, else close it. */
   private complete(ex: Exchange, clean: boolean): void {
     ex.end();
+    // An HTTP/2 request (meshH2) may get its whole response before its body has gone out
+    // (RFC 9113 section 8.1: a gRPC call answered before the client's half-close, a server
+    // that answers and reads on): the upload goes on, as on an HTTP/2 stream, until the
+    // body's end (uploaded()) or the caller's cancel (fail(): the connection is reset). Not
+    // when the response says the connection closes: that server reads no more (RFC 9112
+    // section 9.6), so the upload stops there, as HTTP/1.1's.
+    if (clean && !ex.sent && ex.req.body !== null && this.origin.pool.meshH2 && this.head?.keepAlive === true && !this.dead) return;
+    this.exchangeDone(ex, clean);
+  }
+
+  /** The request body of an exchange whose response had ended has gone out whole: both directions ended. */
+  uploaded(ex: Exchange): void {
+    if (this.ex === ex && this.ended) this.exchangeDone(ex, true);
+  }
+
+  private exchangeDone(ex: Exchange, clean: boolean): void {
     this.ex = null;
     ex.conn = null;
     ex.detach();
@@ -621,7 +660,7 @@ class Exchange {
   }
 
   /**
-   * strictLimits: a pending slot held while this request's new connection comes up (the
+   * strictLimits (or sessionStreams, a new session): a pending slot held while this request's new connection comes up (the
    * connect timeout bounds it). False, and the request failed with OVERFLOW, when none is left.
    */
   holdPending(): boolean {
@@ -694,9 +733,14 @@ class Exchange {
     if (!s) return;
     const kept = this.kept;
     if (kept) {
-      this.keptBytes += c.length;
-      if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
-      else kept.push(c);
+      // A peer refuses a virtual connection before it grants window or answers on it: once
+      // it has (`accepted`), no refusal can come and nothing need be kept.
+      if ((s as { accepted?: boolean }).accepted === true) this.kept = null;
+      else {
+        this.keptBytes += c.length;
+        if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
+        else kept.push(c);
+      }
     }
     const ok = this.chunked ? writeChunk(s, c) : s.write(c);
     // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
@@ -725,6 +769,8 @@ class Exchange {
     }
     this.flushHead();
     this.sent = true;
+    // The response had ended first (meshH2): the connection is free now.
+    if (this.finished) this.conn?.uploaded(this);
   }
 
   /** The body's relay listeners off (false: none were on); its source may still fail, never uncaught. */

@@ -123,6 +123,18 @@ function onServedAborted(this: ServedStream): void {
   this[SERVED]?.ac.abort();
 }
 
+/**
+ * The request body's end. Node emits 'aborted' only while our response is still open: a
+ * client that resets its stream after a complete response, its upload still going (RFC
+ * 9113 section 8.1 lets it), gets the same push(null) without one. The stream's rstCode
+ * is set by then: a reset other than NO_ERROR cancels upstream before the relays below,
+ * which listen after this one, take the end for the body's.
+ */
+function onServedEnd(this: ServedStream): void {
+  const code = this.rstCode;
+  if (code !== undefined && code !== constants.NGHTTP2_NO_ERROR) this[SERVED]?.ac.abort();
+}
+
 function onServedTrailers(this: ServedStream, t: IncomingHttpHeaders): void {
   const st = this[SERVED];
   if (st) st.trailers = cleanTrailers(t);
@@ -145,7 +157,10 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
   stream.on('close', onServedClose);
   stream.on('aborted', onServedAborted);
   if (endStream) stream.resume();
-  else if (upgrade === undefined) stream.on('trailers', onServedTrailers);
+  else if (upgrade === undefined) {
+    stream.on('trailers', onServedTrailers);
+    stream.on('end', onServedEnd);
+  }
   const conn = connectionOf(opts, stream);
   const headers = cleanHeaders(h);
   let method = String(h[':method'] ?? 'GET');

@@ -404,3 +404,49 @@ describe('MuxStream inactivity timer (net.Socket setTimeout semantics)', () => {
     expect(fired).toHaveLength(2); // 0: off
   });
 });
+
+test('a stream is `accepted` once the peer grants window on it or answers on it; a refused one never is', async () => {
+  // A client that takes ten streams, a server that takes one (its limit lower than ours).
+  const served: MuxStream[] = [];
+  const { raw, accepted: sock } = await pairs.connection();
+  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
+  const server = new MuxSession(sock as unknown as TLSSocket, { client: false, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 1, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => served.push(st.on('error', () => undefined)) });
+  pairs.track(client, server);
+  const a = client.open()!.on('error', () => undefined);
+  const b = client.open()!;
+  const refused = new Promise<Error>((r) => b.once('error', r));
+  a.write('a');
+  b.write('b');
+  expect((await refused as { refusedStream?: boolean }).refusedStream).toBe(true);
+  expect(b.accepted).toBe(false);
+  // Served, but it has neither granted nor answered yet: nothing tells it from a refusal to come.
+  expect(a.accepted).toBe(false);
+  served[0].write('answer');
+  await new Promise((r) => a.once('data', r));
+  expect(a.accepted).toBe(true);
+  // A grant alone (the peer read half its window of an upload) tells it too.
+  const c = (await pair(64 * 1024, (st) => st.resume())).client.open()!;
+  c.write(Buffer.alloc(40 * 1024));
+  for (let i = 0; i < 200 && !c.accepted; i++) await tick();
+  expect(c.accepted).toBe(true);
+});
+
+test('refusals teach the client the peer\'s limit: no new stream beyond it, one once a stream closes', async () => {
+  const { raw, accepted: sock } = await pairs.connection();
+  const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 10 });
+  const server = new MuxSession(sock as unknown as TLSSocket, { client: false, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 2, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => void st.on('error', () => undefined) });
+  pairs.track(client, server);
+  // A burst of eight: the peer takes two and refuses six.
+  const burst = Array.from({ length: 8 }, () => client.open()!.on('error', () => undefined));
+  const refusals = burst.slice(2).map((st) => new Promise((r) => st.once('close', r)));
+  for (const st of burst) st.write('x');
+  expect(client.limitLearnt).toBe(false);
+  await Promise.all(refusals);
+  expect(client.limitLearnt).toBe(true);
+  expect(client.size).toBe(2);
+  expect(client.full).toBe(true);
+  expect(client.open()).toBeNull();
+  burst[0].destroy();
+  await tick();
+  expect(client.full).toBe(false);
+});

@@ -144,6 +144,11 @@ export class MuxSession implements StreamOwner, FrameSink {
     return this.streams.size >= this.limit;
   }
 
+  /** Client: the peer has refused a stream, so `full` is its limit, not only ours: wait for a stream of this session rather than open another. */
+  get limitLearnt(): boolean {
+    return this.limit < this.o.maxStreams;
+  }
+
   private giveUp(limit: MuxLimit, why: string): void {
     if (this.closed) return;
     this.o.onLimit?.(limit);
@@ -194,6 +199,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     const id = this.nextId;
     this.nextId += 2;
     const s = new MuxStream(id, this, this.o.windowBytes);
+    s.openBefore = this.streams.size;
     this.streams.set(id, s);
     return s;
   }
@@ -240,8 +246,13 @@ export class MuxSession implements StreamOwner, FrameSink {
       if (st === undefined) return;
       if (value === ResetCode.Refused) {
         // Never processed (RFC 9113 section 8.7: safe to retry whatever the method): the
-        // retry layer sees REFUSED_STREAM, and this connection takes no more than the peer did.
-        this.limit = Math.max(1, this.streams.size - 1);
+        // retry layer sees REFUSED_STREAM, and this connection takes no more than the peer
+        // did. The peer refused it with its limit's worth open, of the streams we had open
+        // when we opened it (openBefore: the frames arrive in order, so it knew of no later
+        // one). Not the streams open now: those opened after it in the same burst would
+        // count, and the next burst be refused again. An estimate from above: a stream the
+        // peer had closed may count, and a later refusal lowers it further.
+        this.limit = Math.max(1, Math.min(this.limit, st.openBefore));
         return st.onReset(Object.assign(resetError('stream refused by the peer (REFUSED_STREAM)'), { refusedStream: true }));
       }
       if (!this.o.client && !this.spendReset()) return this.giveUp('premature-resets', 'the peer reset streams past its budget');

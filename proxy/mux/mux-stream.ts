@@ -49,6 +49,14 @@ export class MuxStream extends Duplex {
   private finSent = false;
   private finReceived = false;
   private resetByPeer = false;
+  /**
+   * The peer has shown it took this stream: it granted window on it or sent DATA. A peer
+   * refuses a stream (RESET Refused) at its first DATA, before either, so a request body
+   * kept for a refusal (h1-pool.ts refusedReplayBytes) can be let go once this is true.
+   */
+  accepted = false;
+  /** Client: the session's streams open when this one was opened (mux-session.ts, the peer's limit learnt at a refusal). */
+  openBefore = 0;
   /** The inactivity timer (setTimeout): armed for `timeoutMs`, checked against `lastActive` when it fires. */
   private timer: NodeJS.Timeout | null = null;
   private timeoutMs = 0;
@@ -99,6 +107,7 @@ export class MuxStream extends Duplex {
       return true;
     }
     this.touch();
+    this.accepted = true;
     if (payload.length > 0) {
       this.recvWindow -= payload.length;
       const sink = this.sink;
@@ -164,6 +173,7 @@ export class MuxStream extends Duplex {
    */
   onWindow(n: number): boolean {
     if (this.sendWindow + n > MAX_WINDOW) return false;
+    if (n > 0) this.accepted = true;
     this.sendWindow += n;
     const b = this.blocked;
     if (b === null) return true;

@@ -49,8 +49,10 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
         // as a stream does; no connection slot, and beyond the pool's bound per peer it
         // waits for a stream as on a full session, not as a pending request timed by the
         // connect timeout (Envoy: max_connections counts an HTTP/2 upstream's connections,
-        // max_requests its streams).
-        if (req.origProto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, undefined, waitMs, ep.identity, extra);
+        // max_requests its streams). While the multiplexer session it needs is being
+        // established it is a pending request, as one waiting for a peer session on h2
+        // (the pool's sessionStreams: mesh-mux-pool.ts).
+        if (req.origProto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
         return mesh.h1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
       }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);

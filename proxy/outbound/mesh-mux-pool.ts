@@ -3,10 +3,15 @@ import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import type { MuxStream } from '../mux/mux-stream.js';
+import { MAX_PAYLOAD } from '../mux/frame.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
 
-/** A request body kept until its response starts, to be sent again if the peer refuses its stream: one TLS record. */
-const REFUSED_REPLAY_BYTES = 16 * 1024;
+/**
+ * What a request body may have written to a virtual connection before the peer can have
+ * shown it took it, beyond the stream's window (`windowBytes`: what it may send before the
+ * peer's first grant): the stream's write buffer (its highWaterMark, 64 KiB) and one frame.
+ */
+const UNACCEPTED_SLACK_BYTES = 2 * MAX_PAYLOAD;
 
 export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** Per-stream flow-control window (limits.http2InitialStreamWindowBytes). */
@@ -74,17 +79,39 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     else handshaking.get(sess)!.push(stream);
     return stream as unknown as Socket;
   };
+  // A session that has learnt the peer's limit (a refusal) and is full: the request waits for
+  // one of its streams, as an HTTP/2 stream beyond the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+  // waits in its session (RFC 9113 section 5.1.2), rather than going on a new session that
+  // the peer limits as much (where a burst would be refused again).
+  const room = (host: string, port: number, identity: string): boolean => {
+    const s = sessions.get(`${host}:${port}|${identity}`);
+    return s === undefined || s.isClosed || s.goingAway || !s.full || !s.limitLearnt;
+  };
+  // A new virtual connection now waits for a session's handshake: none usable, or it is still
+  // being established (the request is then pending, H1PoolOptions.sessionStreams).
+  const connecting = (host: string, port: number, identity: string): boolean => {
+    const s = sessions.get(`${host}:${port}|${identity}`);
+    return s === undefined || s.isClosed || s.goingAway || s.full || !ready.has(s);
+  };
   const pool = new H1Pool({
     connect,
+    room,
+    // HTTP/2 (meshH2): a virtual connection stands for a stream; HTTP/1.1 keeps its connection slots (strictLimits).
+    ...(o.meshH2 === true ? { sessionStreams: { connecting } } : {}),
     secure: true,
     maxSockets: o.maxConnectionsPerPeer,
     connectTimeoutMs: o.connectTimeoutMs,
     maxHeaderBytes: o.maxHeaderBytes,
     maxHeaderCount: o.maxHeaderCount,
     // The peer's stream limit is learnt from its refusals (mux-session.ts): a request it
-    // refused, never processed, goes again with its body when that body was small (a gRPC
-    // call as a rule), as HTTP/2 streams beyond a peer's SETTINGS wait instead of failing.
-    refusedReplayBytes: REFUSED_REPLAY_BYTES,
+    // refused, never processed, goes again with its body, as HTTP/2 streams beyond a peer's
+    // SETTINGS wait instead of failing. The peer refuses at a stream's first DATA, before it
+    // grants window or answers on it, and a stream sends at most its window before that
+    // grant: so what it sent until the peer took it (MuxStream.accepted) is kept, at most
+    // the window and the stream's write buffer, whatever the body's size. (16 KiB were kept
+    // before: a refused call with a larger body failed.) Envoy keeps a body for retries up
+    // to its buffer limit (1 MiB by default); the window is 1 MiB by default too.
+    refusedReplayBytes: o.windowBytes + UNACCEPTED_SLACK_BYTES,
     meshH2: o.meshH2,
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,

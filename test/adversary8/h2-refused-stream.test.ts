@@ -48,3 +48,39 @@ describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
     expect(results).toEqual([0, 1, 2, 3, 4].map((i) => ({ code: 0, message: `m${i}` })));
   });
 });
+
+test('mux: five concurrent calls with 200 KB bodies to a peer that takes two streams, from a sidecar that has not learnt its limit: none fails', async () => {
+  // The pool kept 16 KiB of a body to send again: calls refused with more failed UNAVAILABLE.
+  // (On h2 a new session's burst beyond the peer's SETTINGS is refused too, and replayed by
+  // the retry layer only up to its maxBufferedBodyBytes.)
+  // A client sidecar of its own: its first session to the peer has learnt nothing of its limit yet.
+  const p = pairs.get('mux')!;
+  const client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp2: 'mux' } }, services: [meshService('echo', 50051, [{ appPort: p.backend.port, proxy: p.server }], { protocol: 'grpc' })] });
+  const echo = echoClient(client.outboundPort, 'echo:50051');
+  try {
+    const payload = Buffer.alloc(200_000, 7);
+    const results = await Promise.all([0, 1, 2, 3, 4].map((i) => unary(echo, { message: `big${i}`, payload, delayMs: 200 })));
+    expect(results).toEqual([0, 1, 2, 3, 4].map((i) => ({ code: 0, message: `big${i}` })));
+  } finally {
+    echo.close();
+    await client.close();
+  }
+});
+
+test('mux: twenty concurrent calls to a peer that takes two streams, from a sidecar that has not learnt its limit: the peer\'s limit is learnt at the first refusal, the rest wait for a stream, none fails', async () => {
+  // What happened: the limit learnt was the streams open when the first refusal came back
+  // (all twenty, less one), and each refused call went again on a new session where the
+  // same burst was refused again: after three refusals a call failed UNAVAILABLE.
+  const p = pairs.get('mux')!;
+  const client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp2: 'mux' } }, services: [meshService('echo', 50051, [{ appPort: p.backend.port, proxy: p.server }], { protocol: 'grpc' })] });
+  const echo = echoClient(client.outboundPort, 'echo:50051');
+  try {
+    const payload = Buffer.alloc(50_000, 7);
+    const n = Array.from({ length: 20 }, (_, i) => i);
+    const results = await Promise.all(n.map((i) => unary(echo, { message: `c${i}`, payload, delayMs: 50 })));
+    expect(results).toEqual(n.map((i) => ({ code: 0, message: `c${i}` })));
+  } finally {
+    echo.close();
+    await client.close();
+  }
+});
