@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { appendFields, cleanTrailers, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
-import { TOKEN } from '../h1/chars.js';
+import { HOST, TARGET, TOKEN } from '../h1/chars.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -644,7 +644,15 @@ export class H2ServerSession implements ServerStreamHost {
       if (scheme === undefined || path === undefined) return st.malformed('no :scheme or :path');
       // An origin-form path, or `*` for OPTIONS (RFC 9113 section 8.3.1; nghttp2 checks the same).
       if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return st.malformed('invalid :path');
+      // The bytes nghttp2 (node:http2) lets through, no more: a space, a control or DEL in
+      // :path, :scheme or the authority is a request node:http2 resets (PROTOCOL_ERROR), and
+      // must not reach routing, access logs or a next hop here either.
+      if (!inTable(path, TARGET)) return st.malformed('invalid :path');
+      if (!validScheme(scheme)) return st.malformed('invalid :scheme');
     }
+    // The authority (RFC 9113 section 8.3.1: :authority, else Host) is required and is a host[:port] (RFC 3986 section 3.2.2).
+    const target = authority ?? host;
+    if (target === undefined || target.length === 0 || !inTable(target, HOST)) return st.malformed('no valid :authority or host');
     if (size > this.o.maxHeaderBytes) return st.respond(headersTooLarge(this.o.maxHeaderBytes, contentType));
     if (method === 'CONNECT') {
       // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
@@ -662,7 +670,7 @@ export class H2ServerSession implements ServerStreamHost {
     const req = {
       method,
       scheme: scheme!,
-      authority: authority ?? host ?? '',
+      authority: target,
       path: path!,
       headers,
       body,
@@ -781,6 +789,26 @@ function validMethod(m: string): boolean {
     if (c > 0x7f || TOKEN[c] !== 1) return false;
   }
   return m.length > 0;
+}
+
+/** Every character of `s` is in `t` (a byte table of h1/chars.ts). */
+function inTable(s: string, t: Uint8Array): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || t[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1). */
+function validScheme(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) | 0x20;
+    if (c >= 0x61 && c <= 0x7a) continue;
+    const d = s.charCodeAt(i);
+    if (i === 0 || !((d >= 0x30 && d <= 0x39) || d === 0x2b || d === 0x2d || d === 0x2e)) return false;
+  }
+  return s.length > 0;
 }
 
 /** A field value: no NUL, CR or LF, no leading or trailing whitespace (section 8.2.1). */

@@ -1,0 +1,241 @@
+import { createServer as createH2Server, type Http2Server } from 'node:http2';
+import { connect as netConnect, createServer as netServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
+import { HpackDecoder } from './hpack-decoder.js';
+import { systemClock } from '../../common/clock.js';
+import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { LimitName } from '../http/h2-session-guard.js';
+import { clientStart, frame, FrameReader, headerBlock, request as rawRequest, rstStream, FRAME, FLAG, PREFACE } from '../../test/helpers/h2-frames.js';
+
+/**
+ * The frame-level HTTP/2 server (the outbound's h2c from the app, protocol.outboundHttp2
+ * frames) against a client that breaks the rules: a raw TCP client writing frames by hand
+ * (RFC 9113). The app is untrusted: whatever it sends, the sidecar must not crash, hold
+ * unbounded memory, hang other requests, or forward a request node:http2 would have
+ * refused. Where the question is "would node:http2 take this?", the same bytes go to a
+ * node:http2 server too and the two answers are compared.
+ */
+interface Frame {
+  readonly type: number;
+  readonly flags: number;
+  readonly id: number;
+  readonly payload: Buffer;
+  readonly fields?: string[];
+}
+
+let server: Server;
+let port: number;
+let nodeServer: Http2Server;
+let nodePort: number;
+let service: HttpService;
+let over: Partial<H2ServerSessionOptions> = {};
+const limits: LimitName[] = [];
+const sessions = new Set<H2ServerSession>();
+const raws: Socket[] = [];
+/** Requests node:http2 handed to its 'stream' listener. */
+let nodeSeen = 0;
+
+beforeAll(async () => {
+  server = netServer({ allowHalfOpen: true }, (socket) => {
+    const s = new H2ServerSession(socket, {
+      service: (req) => service(req),
+      clock: systemClock,
+      maxConcurrentStreams: 100,
+      streamWindowBytes: 64 * 1024,
+      connectionWindowBytes: 1 << 20,
+      maxHeaderBytes: 2048,
+      hardCapBytes: 8192,
+      headersTimeoutMs: 0,
+      idleTimeoutMs: 0,
+      streamIdleTimeoutMs: 0,
+      prematureResets: null,
+      onLimit: (l) => limits.push(l),
+      source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
+      origDst: { address: '10.0.0.1', port: 80 },
+      ...over,
+    });
+    sessions.add(s);
+    socket.on('close', () => sessions.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+  nodeServer = createH2Server();
+  nodeServer.on('stream', (st) => {
+    nodeSeen++;
+    st.on('error', () => undefined);
+    st.respond({ ':status': 200 }, { endStream: true });
+  });
+  nodeServer.on('sessionError', () => undefined);
+  await new Promise<void>((r) => nodeServer.listen(0, '127.0.0.1', r));
+  nodePort = (nodeServer.address() as AddressInfo).port;
+});
+
+afterEach(() => {
+  for (const s of raws.splice(0)) s.destroy();
+  over = {};
+  limits.length = 0;
+});
+
+afterAll(async () => {
+  for (const s of sessions) s.destroy();
+  await new Promise((r) => server.close(r));
+  await new Promise((r) => nodeServer.close(r));
+});
+
+function answer(status: number, body: string | null): ProxyResponse {
+  return { status, headers: {}, body: body === null ? null : Readable.from([Buffer.from(body)]), trailers: () => undefined };
+}
+
+interface Raw {
+  readonly sock: Socket;
+  readonly frames: Frame[];
+  until(p: (f: Frame) => boolean, ms?: number): Promise<Frame>;
+  readonly closed: Promise<void>;
+}
+
+/** A raw connection to `to` (the frame server by default): frames received are kept, header blocks decoded. */
+function raw(to = port): Raw {
+  const sock = netConnect(to, '127.0.0.1');
+  raws.push(sock);
+  const frames: Frame[] = [];
+  const dec = new HpackDecoder(4096);
+  const waiters: (() => void)[] = [];
+  const reader = new FrameReader((type, flags, id, payload) => {
+    const fields = type === FRAME.HEADERS ? (dec.decode(payload) as string[]) : undefined;
+    frames.push({ type, flags, id, payload: Buffer.from(payload), fields });
+    for (const w of waiters.splice(0)) w();
+  });
+  sock.on('data', (d: Buffer) => reader.push(d));
+  sock.on('error', () => undefined);
+  const closed = new Promise<void>((r) => sock.on('close', () => r()));
+  const until = (p: (f: Frame) => boolean, ms = 3000): Promise<Frame> =>
+    new Promise<Frame>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no such frame; got ${frames.map((f) => `${f.type}/${f.flags}@${f.id}`).join(' ')}`)), ms);
+      const check = (): void => {
+        const f = frames.find(p);
+        if (f) {
+          clearTimeout(t);
+          resolve(f);
+        } else waiters.push(check);
+      };
+      check();
+    });
+  return { sock, frames, until, closed };
+}
+
+const code = (f: { payload: Buffer }): number => f.payload.readUInt32BE(0);
+const goawayCode = (f: { payload: Buffer }): number => f.payload.readUInt32BE(4);
+const isRst = (id: number) => (f: Frame) => f.type === FRAME.RST_STREAM && f.id === id;
+const isGoaway = (f: Frame): boolean => f.type === FRAME.GOAWAY;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function word(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+function settings(...pairs: [number, number][]): Buffer {
+  const p = Buffer.alloc(6 * pairs.length);
+  pairs.forEach(([k, v], i) => {
+    p.writeUInt16BE(k, 6 * i);
+    p.writeUInt32BE(v >>> 0, 6 * i + 2);
+  });
+  return frame(FRAME.SETTINGS, 0, 0, p);
+}
+
+/**
+ * What a server does with `bytes` for stream 1: 'served' (a response head), 'rst N', 'goaway N',
+ * 'closed' (the connection dropped without GOAWAY) or 'nothing' within the time.
+ */
+async function outcome(to: number, bytes: Buffer): Promise<string> {
+  const r = raw(to);
+  r.sock.write(bytes);
+  const done = r.until((f) => (f.type === FRAME.HEADERS && f.id === 1) || isRst(1)(f) || isGoaway(f), 1500).then(
+    (f) => (f.type === FRAME.HEADERS ? 'served' : f.type === FRAME.RST_STREAM ? `rst ${code(f)}` : `goaway ${goawayCode(f)}`),
+    () => 'nothing',
+  );
+  const result = await Promise.race([done, r.closed.then(() => sleep(20)).then(() => 'closed')]);
+  // A GOAWAY that came with the close wins over the bare close.
+  const g = r.frames.find(isGoaway);
+  if (result === 'closed' && g) return `goaway ${goawayCode(g)}`;
+  const h = r.frames.find((f) => (f.type === FRAME.HEADERS && f.id === 1) || isRst(1)(f));
+  if (result === 'closed' && h) return h.type === FRAME.HEADERS ? 'served' : `rst ${code(h)}`;
+  r.sock.destroy();
+  return result;
+}
+
+const REQ: [string, string][] = [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'x']];
+/** The base request with `name` set to `value` (replaced if it is there, appended if not; null removes it). */
+function req(changes: [string, string | null][]): [string, string][] {
+  const out: [string, string][] = REQ.map(([n, v]) => [n, v]);
+  for (const [n, v] of changes) {
+    const i = out.findIndex(([k]) => k === n);
+    if (v === null) {
+      if (i >= 0) out.splice(i, 1);
+    } else if (i >= 0 && n.startsWith(':')) out[i] = [n, v];
+    else out.push([n, v]);
+  }
+  return out;
+}
+
+describe('requests node:http2 refuses are refused (RFC 9113 section 8.3.1; differential against a node:http2 server)', () => {
+  const cases: [string, [string, string][], boolean?][] = [
+    ['a :path with a space', req([[':path', '/a b']])],
+    ['a :path with CR LF', req([[':path', '/a\r\nx: y']])],
+    ['a :path with NUL', req([[':path', '/a\0b']])],
+    ['a :path with DEL', req([[':path', '/a\x7fb']])],
+    ['an empty :path', req([[':path', '']])],
+    ['an absolute-form :path', req([[':path', 'http://evil/x']])],
+    ['a :path of * for GET', req([[':path', '*']])],
+    ['an :authority with a space', req([[':authority', 'a b']])],
+    ['an :authority with CR LF', req([[':authority', 'a\r\nx: y']])],
+    ['an :authority with a slash', req([[':authority', 'a/b']])],
+    ['an :authority with userinfo', req([[':authority', 'u@a']])],
+    ['an empty :authority', req([[':authority', '']])],
+    ['a :scheme with a space', req([[':scheme', 'ht tp']])],
+    ['a :scheme with CR LF', req([[':scheme', 'http\r\nx: y']])],
+    ['an empty :scheme', req([[':scheme', '']])],
+    ['an empty :method', req([[':method', '']])],
+    ['an unknown pseudo-header', req([[':foo', 'bar']])],
+    ['a value with DEL', req([['x-a', 'a\x7fb']])],
+    ['a value with a control character', req([['x-a', 'a\x01b']])],
+    ['a value with obs-text', req([['x-a', 'a\xe9b']])],
+    ['a value with a tab inside', req([['x-a', 'a\tb']])],
+    ['an empty field name', req([['', 'v']])],
+    ['a field name with a space', req([['a b', 'v']])],
+    ['a field name with a colon inside', req([['a:b', 'v']])],
+    ['te: trailers, deflate', req([['te', 'trailers, deflate']])],
+    ['a content-length that is no number', req([['content-length', 'abc']])],
+    ['a content-length list', req([['content-length', '0, 0']])],
+    ['a negative content-length', req([['content-length', '-1']])],
+    ['content-length 5 with END_STREAM', req([['content-length', '5']])],
+    ['two different content-lengths', req([['content-length', '0'], ['content-length', '1']])],
+    ['transfer-encoding', req([['transfer-encoding', 'chunked']])],
+    ['keep-alive', req([['keep-alive', '5']])],
+    ['proxy-connection', req([['proxy-connection', 'x']])],
+    ['upgrade', req([['upgrade', 'h2c']])],
+    ['host different from :authority', req([['host', 'other']])],
+    ['host with CR LF and no :authority', req([[':authority', null], ['host', 'a\r\nx: y']])],
+    ['no :authority and no host', req([[':authority', null]])],
+    ['no :scheme', req([[':scheme', null]])],
+    ['a CONNECT with a :path', [[':method', 'CONNECT'], [':authority', 'a:1'], [':path', '/']]],
+    ['a CONNECT without :authority', [[':method', 'CONNECT']]],
+    ['OPTIONS *', req([[':method', 'OPTIONS'], [':path', '*']])],
+  ];
+  test.each(cases)('%s', async (_name, fields) => {
+    const bytes = Buffer.concat([clientStart(), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock(fields))]);
+    let forwarded = 0;
+    service = async () => {
+      forwarded++;
+      return answer(200, null);
+    };
+    const before = nodeSeen;
+    const n = await outcome(nodePort, bytes);
+    const nodeServed = nodeSeen > before;
+    const f = await outcome(port, bytes);
+    // What matters is whether the request goes on (a CONNECT is answered 403 here, never forwarded).
+    expect({ forwarded: forwarded > 0, frames: f, node: n }).toEqual({ forwarded: nodeServed ? expect.any(Boolean) : false, frames: expect.any(String), node: n });
+  });
+});
