@@ -61,9 +61,10 @@ beforeAll(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
   nodeServer = createH2Server();
-  nodeServer.on('stream', (st) => {
+  nodeServer.on('stream', (st, headers) => {
     nodeSeen++;
     st.on('error', () => undefined);
+    if (headers[':path'] === '/hang') return;
     st.respond({ ':status': 200 }, { endStream: true });
   });
   nodeServer.on('sessionError', () => undefined);
@@ -237,5 +238,134 @@ describe('requests node:http2 refuses are refused (RFC 9113 section 8.3.1; diffe
     const f = await outcome(port, bytes);
     // What matters is whether the request goes on (a CONNECT is answered 403 here, never forwarded).
     expect({ forwarded: forwarded > 0, frames: f, node: n }).toEqual({ forwarded: nodeServed ? expect.any(Boolean) : false, frames: expect.any(String), node: n });
+  });
+});
+
+/**
+ * What a server answers to `bytes`: its first RST_STREAM or GOAWAY (with the code), a
+ * response head ('served'), the connection dropped without either ('closed'), or nothing.
+ * Requests to /hang are never answered, on either server.
+ */
+async function reaction(to: number, bytes: Buffer[]): Promise<string> {
+  const r = raw(to);
+  for (const b of bytes) {
+    r.sock.write(b);
+    await sleep(5);
+  }
+  const done = r.until((f) => f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM || isGoaway(f), 700).then(
+    (f) => (f.type === FRAME.HEADERS ? `served ${f.id}` : f.type === FRAME.RST_STREAM ? `rst ${f.id} ${code(f)}` : `goaway ${goawayCode(f)}`),
+    () => 'nothing',
+  );
+  const result = await Promise.race([done, r.closed.then(() => sleep(20)).then(() => 'closed')]);
+  const first = r.frames.find((f) => f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM || isGoaway(f));
+  r.sock.destroy();
+  if (result !== 'closed' || first === undefined) return result;
+  return first.type === FRAME.HEADERS ? `served ${first.id}` : first.type === FRAME.RST_STREAM ? `rst ${first.id} ${code(first)}` : `goaway ${goawayCode(first)}`;
+}
+
+const hang = (id: number, end = true, extra: [string, string][] = []): Buffer =>
+  frame(FRAME.HEADERS, FLAG.END_HEADERS | (end ? FLAG.END_STREAM : 0), id, headerBlock([...req([[':path', '/hang']]), ...extra]));
+const start = clientStart();
+const priority = (id: number, dep: number, len = 5): Buffer => {
+  const p = Buffer.alloc(len);
+  if (len >= 4) p.writeUInt32BE(dep, 0);
+  return frame(0x2, 0, id, p);
+};
+
+describe('frame-level violations get the answer node:http2 gives (RFC 9113 sections 5, 6)', () => {
+  /** Cases with a third member: RFC 9113 asks for a stream error where nghttp2 ends the connection (or ignores), and that is what we do. */
+  const cases: [string, Buffer[], string?][] = [
+    ['a decreasing stream id', [start, hang(3), hang(1)]],
+    ['an even stream id', [start, hang(2)]],
+    ['DATA on an idle stream', [start, frame(FRAME.DATA, 0, 1, Buffer.from('x'))]],
+    ['DATA on stream 0', [start, frame(FRAME.DATA, 0, 0, Buffer.from('x'))]],
+    ['a connection WINDOW_UPDATE of 0', [start, frame(FRAME.WINDOW_UPDATE, 0, 0, word(0))]],
+    ['a connection WINDOW_UPDATE past 2^31-1', [start, frame(FRAME.WINDOW_UPDATE, 0, 0, word(0x7fffffff))]],
+    ['a stream WINDOW_UPDATE of 0 (section 6.9: a stream error)', [start, hang(1), frame(FRAME.WINDOW_UPDATE, 0, 1, word(0))], 'rst 1 1'],
+    ['a stream WINDOW_UPDATE past 2^31-1 (section 6.9.1: a stream error)', [start, hang(1), frame(FRAME.WINDOW_UPDATE, 0, 1, word(0x7fffffff))], 'rst 1 3'],
+    ['a WINDOW_UPDATE of 3 bytes', [start, frame(FRAME.WINDOW_UPDATE, 0, 0, Buffer.alloc(3))]],
+    ['a WINDOW_UPDATE on an idle stream', [start, frame(FRAME.WINDOW_UPDATE, 0, 5, word(1))]],
+    ['SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1', [start, settings([4, 0x80000000])]],
+    ['SETTINGS_MAX_FRAME_SIZE below 16384', [start, settings([5, 100])]],
+    ['SETTINGS_ENABLE_PUSH 2', [start, settings([2, 2])]],
+    ['SETTINGS of 5 bytes', [start, frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(5))]],
+    ['SETTINGS on a stream', [start, frame(FRAME.SETTINGS, 0, 1)]],
+    ['a SETTINGS ACK with a payload', [start, frame(FRAME.SETTINGS, FLAG.ACK, 0, Buffer.alloc(6))]],
+    ['PUSH_PROMISE from a client', [start, hang(1), frame(0x5, FLAG.END_HEADERS, 1, Buffer.concat([word(2), headerBlock(REQ)]))]],
+    ['a PING of 7 bytes', [start, frame(FRAME.PING, 0, 0, Buffer.alloc(7))]],
+    ['a PING on a stream', [start, frame(FRAME.PING, 0, 1, Buffer.alloc(8))]],
+    ['a GOAWAY on a stream', [start, frame(FRAME.GOAWAY, 0, 1, Buffer.alloc(8))]],
+    ['RST_STREAM on an idle stream', [start, rstStream(1, 8)]],
+    ['RST_STREAM on stream 0', [start, rstStream(0, 8)]],
+    ['RST_STREAM of 3 bytes', [start, hang(1), frame(FRAME.RST_STREAM, 0, 1, Buffer.alloc(3))]],
+    ['PRIORITY of 4 bytes on an open stream (section 6.3: a stream error)', [start, hang(1), priority(1, 0, 4)], 'rst 1 6'],
+    ['PRIORITY on stream 0 (section 6.3: a connection error)', [start, priority(0, 1)], 'goaway 1'],
+    ['CONTINUATION without HEADERS', [start, frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, headerBlock(REQ))]],
+    ['a PING inside a header block', [start, frame(FRAME.HEADERS, 0, 1, headerBlock(REQ)), frame(FRAME.PING, 0, 0, Buffer.alloc(8))]],
+    ['CONTINUATION on another stream', [start, frame(FRAME.HEADERS, 0, 1, headerBlock(REQ)), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 3, Buffer.alloc(0))]],
+    ['DATA padded past its length', [start, hang(1, false), frame(FRAME.DATA, 0x8, 1, Buffer.from([5, 1, 2]))]],
+    ['HEADERS padded past its length', [start, frame(FRAME.HEADERS, FLAG.END_HEADERS | 0x8, 1, Buffer.from([200, 0x82]))]],
+    ['a frame over SETTINGS_MAX_FRAME_SIZE', [start, frame(0xfa, 0, 0, Buffer.alloc(16_385))]],
+    ['an unknown frame type (ignored)', [start, frame(0xfa, 0xff, 1, Buffer.alloc(10)), rawRequest(1, 'x')]],
+    ['HEADERS after END_STREAM (section 5.1: a stream error)', [start, hang(1), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([['x-t', '1']]))], 'rst 1 5'],
+    ['DATA after END_STREAM (section 5.1: a stream error)', [start, hang(1), frame(FRAME.DATA, 0, 1, Buffer.from('x'))], 'rst 1 5'],
+    ['trailers without END_STREAM', [start, hang(1, false), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([['x-t', '1']]))]],
+    ['a pseudo-header in trailers', [start, hang(1, false), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock([[':path', '/x']]))]],
+    ['an HPACK table size update above SETTINGS_HEADER_TABLE_SIZE', [start, frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, Buffer.from([0x3f, 0xe1, 0x7f]))]],
+    ['an HPACK index past the table', [start, frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, Buffer.from([0xff, 0x7f]))]],
+    ['a body longer than content-length (section 8.1.1: malformed, a stream error)', [start, hang(1, false, [['content-length', '1']]), frame(FRAME.DATA, 0, 1, Buffer.from('xy'))], 'rst 1 1'],
+    ['a body shorter than content-length', [start, hang(1, false, [['content-length', '3']]), frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from('xy'))]],
+    ['HEADERS on a stream that was reset', [start, hang(1), rstStream(1, 8), hang(1)]],
+  ];
+  // Rest parameters: jest takes a callback's parameter past the row's length for `done`.
+  test.each(cases)('%s', async (...[, bytes, rfc]) => {
+    service = (r) => (r.path === '/hang' ? new Promise(() => undefined) : Promise.resolve(answer(200, 'ok')));
+    const n = await reaction(nodePort, bytes);
+    const f = await reaction(port, bytes);
+    expect({ frames: f }).toEqual({ frames: rfc ?? n });
+  });
+});
+
+describe('stream state', () => {
+  test('a client reset is not answered with a reset (section 5.4.2), whether or not the upload was under way', async () => {
+    let signal: AbortSignal | undefined;
+    service = (r) => {
+      signal = r.signal;
+      return new Promise(() => undefined);
+    };
+    const { sock, frames, until } = raw();
+    sock.write(Buffer.concat([start, hang(1, false), frame(FRAME.DATA, 0, 1, Buffer.from('part'))]));
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    await sleep(30);
+    sock.write(rstStream(1, 8));
+    await sleep(100);
+    expect(signal?.aborted).toBe(true);
+    expect(frames.filter(isRst(1))).toEqual([]);
+    // And the connection's end (a connection error) sends its GOAWAY, not a reset per stream first.
+    const c = raw();
+    c.sock.write(Buffer.concat([start, hang(1, false), hang(3, false)]));
+    await c.until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    await sleep(30);
+    c.sock.write(frame(FRAME.DATA, 0x8, 1, Buffer.from([5, 1, 2])));
+    expect(goawayCode(await c.until(isGoaway))).toBe(1);
+    expect(c.frames.filter((f) => f.type === FRAME.RST_STREAM)).toEqual([]);
+  });
+
+  test('PRIORITY of the wrong length resets the stream and the request is cancelled: no response follows the RST_STREAM (section 6.3)', async () => {
+    let signal: AbortSignal | undefined;
+    service = async (r) => {
+      signal = r.signal;
+      await sleep(50);
+      return answer(200, 'late');
+    };
+    const { sock, frames, until } = raw();
+    sock.write(Buffer.concat([start, rawRequest(1, 'x')]));
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    await sleep(10);
+    sock.write(priority(1, 0, 4));
+    expect(code(await until(isRst(1)))).toBe(6);
+    await sleep(100);
+    expect(signal?.aborted).toBe(true);
+    expect(frames.filter((f) => f.id === 1 && f.type !== FRAME.RST_STREAM)).toEqual([]);
   });
 });

@@ -472,7 +472,12 @@ export class H2ServerSession implements ServerStreamHost {
         return this.headerFragment(id, this.hdrEnd, (flags & FLAG.END_HEADERS) !== 0, p);
       case FRAME.PRIORITY:
         if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
-        if (p.length !== 5) this.reset(id, H2_ERROR.FRAME_SIZE_ERROR);
+        if (p.length !== 5) {
+          // A stream error (section 6.3): an open stream is closed with it, its request cancelled.
+          const st = this.streams.get(id);
+          if (st !== undefined) st.cancel(H2_ERROR.FRAME_SIZE_ERROR, new ProxyError('BAD_REQUEST', 'PRIORITY of the wrong length'));
+          else this.reset(id, H2_ERROR.FRAME_SIZE_ERROR);
+        }
         return;
       case FRAME.RST_STREAM: {
         if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);

@@ -307,7 +307,9 @@ export class H2RequestBody extends Readable implements SettledBody {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     // Dropped by its reader before the end (the upstream went away): the client stops sending.
-    if (!this.st.closed && !this.st.remoteEnded && !this.st.localEnded) this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
+    // Not when the stream is failing already (the client's RST_STREAM, the connection's end):
+    // no RST_STREAM answers one (RFC 9113 section 5.4.2), none goes before a GOAWAY.
+    if (!this.st.closed && !this.st.remoteEnded && !this.st.localEnded && !this.st.ac.signal.aborted) this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
     cb(err);
   }
 }
