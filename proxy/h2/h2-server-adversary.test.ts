@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import { systemClock } from '../../common/clock.js';
-import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { HttpService, ProxyResponse } from '../http/exchange.js';
 import type { LimitName } from '../http/h2-session-guard.js';
 import { clientStart, frame, FrameReader, headerBlock, request as rawRequest, rstStream, FRAME, FLAG, PREFACE } from '../../test/helpers/h2-frames.js';
 
@@ -130,6 +130,14 @@ const goawayCode = (f: { payload: Buffer }): number => f.payload.readUInt32BE(4)
 const isRst = (id: number) => (f: Frame) => f.type === FRAME.RST_STREAM && f.id === id;
 const isGoaway = (f: Frame): boolean => f.type === FRAME.GOAWAY;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(5);
+  }
+}
 
 function word(n: number): Buffer {
   const b = Buffer.alloc(4);
@@ -367,5 +375,111 @@ describe('stream state', () => {
     await sleep(100);
     expect(signal?.aborted).toBe(true);
     expect(frames.filter((f) => f.id === 1 && f.type !== FRAME.RST_STREAM)).toEqual([]);
+  });
+});
+
+describe('resource exhaustion', () => {
+  test('rapid reset through a malformed body: streams reset after they reached the service count toward the premature-reset budget', async () => {
+    // Each request is forwarded (HEADERS in one read), then made malformed (DATA past its
+    // content-length, next read) and reset by us: node:http2 counts these (an RST_STREAM
+    // code other than NO_ERROR on an announced stream) as the session guard's budget does.
+    over = { prematureResets: { totalStreamCount: 20, minStreamLifetimeMs: 1000 } };
+    let called = 0;
+    service = (r) => {
+      called++;
+      return new Promise((resolve) => r.signal.addEventListener('abort', () => resolve(answer(200, null))));
+    };
+    const { sock, until, frames } = raw();
+    sock.write(start);
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    for (let id = 1; id < 200 && !frames.some(isGoaway); id += 2) {
+      sock.write(hang(id, false, [['content-length', '1']]));
+      await waitFor(() => called === (id + 1) / 2, 1000);
+      sock.write(frame(FRAME.DATA, 0, id, Buffer.from('xy')));
+      await until(isRst(id), 1000).catch(() => undefined);
+    }
+    expect(goawayCode(await until(isGoaway))).toBe(0xb);
+    expect(called).toBeLessThanOrEqual(40);
+    expect(limits).toEqual(['premature-resets']);
+  });
+
+  test('a CONTINUATION flood (empty frames that never end the block) closes the connection as node:http2 does (CVE-2024-27316)', async () => {
+    const parts = [start, frame(FRAME.HEADERS, FLAG.END_STREAM, 1, headerBlock(REQ))];
+    for (let i = 0; i < 20_000; i++) parts.push(frame(FRAME.CONTINUATION, 0, 1));
+    const bytes = Buffer.concat(parts);
+    const n = raw(nodePort);
+    n.sock.write(bytes);
+    await n.closed;
+    expect(n.frames.some(isGoaway)).toBe(true);
+    const f = raw();
+    f.sock.write(bytes);
+    const g = await f.until(isGoaway);
+    expect(goawayCode(g)).toBe(0xb);
+    await f.closed;
+  });
+
+  test('a header block in more CONTINUATION frames than node:http2 takes is refused; one in a few is served', async () => {
+    service = async () => answer(200, 'ok');
+    const block = headerBlock(REQ);
+    const split = (n: number): Buffer => {
+      const size = Math.ceil(block.length / (n + 1));
+      const parts = [frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, size))];
+      for (let i = 1; i <= n; i++) parts.push(frame(FRAME.CONTINUATION, i === n ? FLAG.END_HEADERS : 0, 1, block.subarray(i * size, (i + 1) * size)));
+      return Buffer.concat([start, ...parts]);
+    };
+    expect(await outcome(port, split(3))).toBe('served');
+    expect(await outcome(nodePort, split(3))).toBe('served');
+    expect(await outcome(nodePort, split(12))).toMatch(/^goaway/);
+    expect(await outcome(port, split(12))).toBe('goaway 11');
+  });
+
+  test('a PING flood from a client that never reads our ACKs: the connection is closed before its write buffer grows (CVE-2019-9512)', async () => {
+    const { sock, closed } = raw();
+    sock.pause();
+    const ping = frame(FRAME.PING, 0, 0, Buffer.alloc(8));
+    const chunk = Buffer.concat(Array<Buffer>(10_000).fill(ping));
+    sock.write(start);
+    let gone = false;
+    void closed.then(() => (gone = true));
+    let peak = 0;
+    // 200 000 PINGs (3.4 MB): their ACKs fill the kernel's buffers, then ours.
+    for (let i = 0; i < 20 && !gone && !sock.destroyed; i++) {
+      await new Promise<void>((r) => sock.write(chunk, () => r()));
+      await sleep(5);
+      for (const s of sessions) peak = Math.max(peak, s.socket.writableLength);
+    }
+    await sleep(100);
+    for (const s of sessions) peak = Math.max(peak, s.socket.writableLength);
+    expect(peak).toBeLessThan(256 * 1024);
+    sock.resume();
+    await closed;
+  });
+
+  test('a client that never reads a large response (windows opened wide): the upstream body is paused, our write buffer bounded', async () => {
+    let pulled = 0;
+    service = async () => {
+      const body = new Readable({
+        read() {
+          pulled += 64 * 1024;
+          this.push(pulled > 64 << 20 ? null : Buffer.alloc(64 * 1024, 1));
+        },
+      });
+      return { status: 200, headers: {}, body, trailers: () => undefined };
+    };
+    const { sock, until } = raw();
+    // SETTINGS_INITIAL_WINDOW_SIZE 2^31-1 and the connection window as large: flow control
+    // never stops us, only the socket does.
+    sock.write(Buffer.concat([PREFACE, settings([4, 0x7fffffff]), frame(FRAME.WINDOW_UPDATE, 0, 0, word(0x7fffffff - 65_535)), rawRequest(1, 'x')]));
+    await until((f) => f.type === FRAME.HEADERS && f.id === 1);
+    sock.pause();
+    await sleep(500);
+    let buffered = 0;
+    for (const s of sessions) buffered = Math.max(buffered, s.socket.writableLength);
+    expect(buffered).toBeLessThan(2 << 20);
+    expect(pulled).toBeLessThan(16 << 20);
+    // It goes on once the client reads.
+    const before = pulled;
+    sock.resume();
+    await waitFor(() => pulled > before + (4 << 20), 5000);
   });
 });

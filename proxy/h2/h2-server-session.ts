@@ -41,6 +41,16 @@ export interface H2ServerSessionOptions {
 const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** The most fields a request may have (node:http2's maxHeaderListPairs on the outbound). */
 const MAX_FIELDS = 512;
+/** CONTINUATION frames a header block may take (nghttp2's max_continuations, node:http2's limit). */
+const MAX_CONTINUATIONS = 8;
+/**
+ * Frames we write in answer to the client's (PING and SETTINGS ACKs, RST_STREAMs) while it
+ * has not read the ones before (our write buffer never emptied meanwhile): more is a flood
+ * (CVE-2019-9512, CVE-2019-9515), and the connection ends, as nghttp2's max_outbound_ack.
+ */
+const MAX_OWED = 1000;
+/** Response bytes waiting in our socket's buffer above which response bodies pause until it drains. */
+const MAX_BUFFERED = 1 << 20;
 
 /**
  * An HTTP/2 server connection (RFC 9113) written at the frame level, for the outbound
@@ -78,6 +88,8 @@ export class H2ServerSession implements ServerStreamHost {
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
   private hdrBytes = 0;
+  /** CONTINUATION frames in the open header block. */
+  private hdrFrames = 0;
   /** Highest stream id the client has opened (section 5.1.1). */
   private lastClientId = 0;
   sendWindow = DEFAULT_WINDOW;
@@ -101,6 +113,10 @@ export class H2ServerSession implements ServerStreamHost {
   /** A GOAWAY that ends the connection is out (an error, the reset budget): nothing more is read or written but it. */
   private calmed = false;
   destroyed = false;
+  /** Frames written in answer to the client's since our write buffer was last empty (MAX_OWED). */
+  private owed = 0;
+  /** Streams whose response body waits for our socket to drain (MAX_BUFFERED). */
+  private readonly congested = new Set<H2ServerStream>();
 
   constructor(
     readonly socket: Socket,
@@ -118,6 +134,7 @@ export class H2ServerSession implements ServerStreamHost {
     socket.push = directPush;
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
+    socket.on('drain', () => this.onDrain());
     this.write(
       settingsFrame([
         [SETTING.MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams],
@@ -157,11 +174,31 @@ export class H2ServerSession implements ServerStreamHost {
   }
 
   reset(id: number, code: number): void {
+    this.owed++;
     if (!this.destroyed) this.write(wordsFrame(FRAME.RST_STREAM, 0, id, code));
   }
 
   blocked(st: H2ServerStream): void {
     this.blockedStreams.add(st);
+  }
+
+  /**
+   * More than MAX_BUFFERED waits in our socket (the client does not read, whatever windows it
+   * gave): `st` pauses its body until the socket drains, as node:http2 writes only what its
+   * socket takes. The flow-control windows alone bound nothing: a client may open them to 2^31-1.
+   */
+  congestedFor(st: H2ServerStream): boolean {
+    if (this.socket.writableLength <= MAX_BUFFERED || this.destroyed) return false;
+    this.congested.add(st);
+    return true;
+  }
+
+  private onDrain(): void {
+    this.owed = 0;
+    if (this.congested.size === 0) return;
+    const waiting = [...this.congested];
+    this.congested.clear();
+    for (const st of waiting) st.drained();
   }
 
   /**
@@ -180,6 +217,7 @@ export class H2ServerSession implements ServerStreamHost {
   closed(st: H2ServerStream): void {
     if (this.streams.get(st.id) === st) this.streams.delete(st.id);
     this.blockedStreams.delete(st);
+    this.congested.delete(st);
     this.closedCount++;
     const budget = this.o.prematureResets;
     if (budget !== null) {
@@ -266,12 +304,19 @@ export class H2ServerSession implements ServerStreamHost {
     for (const st of [...this.streams.values()]) st.onReset(err);
     this.streams.clear();
     this.blockedStreams.clear();
+    this.congested.clear();
     this.socket.destroy();
   }
 
   /** A connection error (section 5.4.1): GOAWAY with the code, then the connection is closed. */
   private connectionError(code: number): void {
     this.goAway(code);
+  }
+
+  /** The client does not read what its frames make us write (MAX_OWED): it is dropped, as nghttp2 drops a flooding peer. */
+  private flood(): void {
+    this.goAway(H2_ERROR.ENHANCE_YOUR_CALM);
+    this.destroy();
   }
 
   private tooManyResets(): void {
@@ -392,6 +437,8 @@ export class H2ServerSession implements ServerStreamHost {
 
   private readFrames(chunk: Buffer): void {
     if (this.destroyed || this.calmed) return;
+    // All we wrote has left: the client is reading (what this read writes is corked, not counted yet).
+    if (this.socket.writableLength === 0) this.owed = 0;
     let buf = chunk;
     if (this.pending !== null) {
       buf = Buffer.concat([this.pending, chunk]);
@@ -417,6 +464,7 @@ export class H2ServerSession implements ServerStreamHost {
       off += 9 + len;
       this.frame(type, flags, id, payload);
       if (this.destroyed || this.calmed) return;
+      if (this.owed > MAX_OWED) return this.flood();
     }
     if (off < buf.length) this.pending = buf.subarray(off);
     if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
@@ -469,6 +517,9 @@ export class H2ServerSession implements ServerStreamHost {
       }
       case FRAME.CONTINUATION:
         if (this.hdrStream === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        // A block in more frames than nghttp2 takes (CVE-2024-27316: empty CONTINUATIONs cost
+        // no header bytes, each kept a reference to its read) ends the connection, as there.
+        if (++this.hdrFrames > MAX_CONTINUATIONS) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
         return this.headerFragment(id, this.hdrEnd, (flags & FLAG.END_HEADERS) !== 0, p);
       case FRAME.PRIORITY:
         if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
@@ -496,6 +547,7 @@ export class H2ServerSession implements ServerStreamHost {
         if (id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
         if (p.length !== 8) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
         if ((flags & FLAG.ACK) === 0) {
+          this.owed++;
           this.write(frameHeader(8, FRAME.PING, FLAG.ACK, 0));
           this.write(Buffer.from(p));
         }
@@ -557,6 +609,7 @@ export class H2ServerSession implements ServerStreamHost {
     this.hdrStream = 0;
     this.hdrParts = [];
     this.hdrBytes = 0;
+    this.hdrFrames = 0;
     if (this.blockTimer !== null) {
       this.o.clock.clearTimeout(this.blockTimer);
       this.blockTimer = null;
@@ -717,6 +770,7 @@ export class H2ServerSession implements ServerStreamHost {
       } else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
       // HEADER_TABLE_SIZE: our encoder never uses the dynamic table. MAX_CONCURRENT_STREAMS: we push none.
     }
+    this.owed++;
     this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
     if (this.blockedStreams.size > 0) this.unblock();
   }

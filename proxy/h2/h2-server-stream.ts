@@ -24,6 +24,8 @@ export interface ServerStreamHost {
   writeTrailers(id: number, t: Headers): void;
   reset(id: number, code: number): void;
   blocked(st: H2ServerStream): void;
+  /** Our socket's buffer is full: true, and `st.drained()` is called once it empties. */
+  congestedFor(st: H2ServerStream): boolean;
   credit(st: H2ServerStream): void;
   closed(st: H2ServerStream): void;
 }
@@ -195,6 +197,12 @@ export class H2ServerStream {
     this.resBody?.pause();
   }
 
+  /** The socket took what waited: the body goes on, unless the windows hold it. */
+  drained(): void {
+    const b = this.resBody;
+    if (this.queued === null && b !== null && !b.destroyed && b.isPaused()) b.resume();
+  }
+
   /** DATA from the client (its window already charged by the session). */
   onData(data: Buffer, endStream: boolean): void {
     const b = this.body;
@@ -223,8 +231,11 @@ export class H2ServerStream {
   malformed(why: string): void {
     if (this.closed) return;
     this.session.reset(this.id, H2_ERROR.PROTOCOL_ERROR);
-    // Not a reset the premature-reset budget counts: node:http2 never announced such a stream either.
-    this.fail(new ProxyError('BAD_REQUEST', why), false);
+    // Counted by the premature-reset budget once the request went on (a body that breaks its
+    // content-length, bad trailers), as node:http2's reset of a stream it announced is: else
+    // a client gets the upstream to open and cancel requests without limit. A head that is
+    // malformed reached nobody (node:http2 never announced such a stream either).
+    this.fail(new ProxyError('BAD_REQUEST', why), this.req !== null);
   }
 
   /** RST_STREAM from the client, or the connection lost. */
@@ -275,7 +286,7 @@ export class H2ServerStream {
 function onBodyData(this: Relayed, chunk: Buffer): void {
   const st = this[STREAM];
   if (st === undefined || st.closed) return void this.pause();
-  if (!st.write(chunk, false)) st.pauseBody();
+  if (!st.write(chunk, false) || st.session.congestedFor(st)) st.pauseBody();
 }
 
 function onBodyEnd(this: Relayed): void {
