@@ -1,4 +1,4 @@
-import { createServer as createH2Server, type Http2Server } from 'node:http2';
+import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
 import { connect as netConnect, createServer as netServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
@@ -481,5 +481,138 @@ describe('resource exhaustion', () => {
     const before = pulled;
     sock.resume();
     await waitFor(() => pulled > before + (4 << 20), 5000);
+  });
+});
+
+describe('what holds', () => {
+  const clients: ClientHttp2Session[] = [];
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.destroy();
+  });
+  function client(): ClientHttp2Session {
+    const c = h2connect(`http://127.0.0.1:${port}`);
+    c.on('error', () => undefined);
+    clients.push(c);
+    return c;
+  }
+  function get(c: ClientHttp2Session, path: string): Promise<{ head: IncomingHttpHeaders; body: string }> {
+    return new Promise((resolve, reject) => {
+      const st = c.request({ ':path': path, ':authority': 'x' });
+      let head: IncomingHttpHeaders = {};
+      let body = '';
+      st.setEncoding('latin1');
+      st.on('response', (h) => (head = h));
+      st.on('data', (d: string) => (body += d));
+      st.on('end', () => resolve({ head, body }));
+      st.on('error', reject);
+    });
+  }
+
+  test('HEADERS and RST_STREAM in separate reads are premature resets too: the budget ends the connection', async () => {
+    over = { prematureResets: { totalStreamCount: 20, minStreamLifetimeMs: 1000 } };
+    let called = 0;
+    service = () => {
+      called++;
+      return new Promise(() => undefined);
+    };
+    const { sock, until, frames } = raw();
+    sock.write(start);
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    for (let id = 1; id < 200 && !frames.some(isGoaway); id += 2) {
+      sock.write(hang(id));
+      await waitFor(() => called === (id + 1) / 2 || frames.some(isGoaway), 1000);
+      sock.write(rstStream(id, 8));
+      await sleep(2);
+    }
+    expect(goawayCode(await until(isGoaway))).toBe(0xb);
+    expect(called).toBeLessThanOrEqual(20);
+  });
+
+  test('a connection lost with streams open cancels every one upstream and leaves no session behind', async () => {
+    const signals: AbortSignal[] = [];
+    service = (r) => {
+      signals.push(r.signal);
+      return new Promise(() => undefined);
+    };
+    const { sock, until } = raw();
+    sock.write(start);
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    const before = sessions.size;
+    // Ten requests, one upload under way, and a frame cut in the middle.
+    sock.write(Buffer.concat([...[1, 3, 5, 7, 9, 11, 13, 15, 17].map((id) => hang(id)), hang(19, false), frame(FRAME.DATA, 0, 19, Buffer.from('abc')), frame(FRAME.DATA, 0, 19, Buffer.alloc(100)).subarray(0, 50)]));
+    await waitFor(() => signals.length === 10);
+    sock.destroy();
+    await waitFor(() => signals.every((s) => s.aborted));
+    await waitFor(() => sessions.size === before - 1);
+  });
+
+  test('fifty concurrent requests answered in another order: each response on its own stream', async () => {
+    service = async (r) => {
+      const n = Number(r.path.slice(1));
+      await sleep((n * 7) % 50);
+      return answer(200, `body-${n}`);
+    };
+    const c = client();
+    const all = await Promise.all(Array.from({ length: 50 }, (_, i) => get(c, `/${i}`)));
+    all.forEach((r, i) => expect(r.body).toBe(`body-${i}`));
+  });
+
+  test('SETTINGS_INITIAL_WINDOW_SIZE lowered mid-response makes the window negative (section 6.9.2): nothing more until WINDOW_UPDATE brings it above zero', async () => {
+    service = async () => ({ status: 200, headers: {}, body: Readable.from([Buffer.from('a'.repeat(10)), Buffer.from('b'.repeat(20))]), trailers: () => undefined });
+    const { sock, until, frames } = raw();
+    sock.write(Buffer.concat([PREFACE, settings([4, 10]), rawRequest(1, 'x')]));
+    await until((f) => f.type === FRAME.DATA && f.id === 1);
+    sock.write(settings([4, 0])); // the window: 10 - 10 sent - 10 = -10
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === FLAG.ACK && frames.filter((g) => g.type === FRAME.SETTINGS && g.flags === FLAG.ACK).length === 2);
+    sock.write(frame(FRAME.WINDOW_UPDATE, 0, 1, word(15))); // 5
+    await sleep(50);
+    const data = () => Buffer.concat(frames.filter((f) => f.type === FRAME.DATA && f.id === 1).map((f) => f.payload)).toString();
+    expect(data()).toBe('a'.repeat(10) + 'b'.repeat(5));
+    sock.write(frame(FRAME.WINDOW_UPDATE, 0, 1, word(100)));
+    await until((f) => f.type === FRAME.DATA && f.id === 1 && (f.flags & FLAG.END_STREAM) !== 0);
+    expect(data()).toBe('a'.repeat(10) + 'b'.repeat(20));
+  });
+
+  test('a client reset mid-response reaches the upstream: its body is destroyed and no more DATA follows', async () => {
+    let body: Readable | undefined;
+    service = async () => {
+      body = new Readable({ read() {} });
+      body.push(Buffer.from('first'));
+      return { status: 200, headers: {}, body, trailers: () => undefined };
+    };
+    const { sock, until, frames } = raw();
+    sock.write(Buffer.concat([start, rawRequest(1, 'x')]));
+    await until((f) => f.type === FRAME.DATA && f.id === 1);
+    sock.write(rstStream(1, 8));
+    await waitFor(() => body!.destroyed);
+    body!.push(Buffer.from('more'));
+    await sleep(30);
+    expect(frames.filter((f) => f.type === FRAME.DATA).map((f) => f.payload.toString())).toEqual(['first']);
+    expect(frames.some(isRst(1))).toBe(false);
+  });
+
+  test('response headers larger than a frame go out in HEADERS and CONTINUATION, whole', async () => {
+    service = async () => ({ status: 200, headers: { 'x-big': 'v'.repeat(40_000) }, body: null, trailers: () => undefined });
+    const r = await get(client(), '/');
+    expect(r.head['x-big']).toBe('v'.repeat(40_000));
+  });
+
+  test('a header block sent a byte at a time is cut at the headers timeout (slowloris)', async () => {
+    over = { headersTimeoutMs: 300 };
+    service = async () => answer(200, 'ok');
+    const { sock, closed, until } = raw();
+    sock.write(Buffer.concat([start, rawRequest(1, 'x')]));
+    await until((f) => f.type === FRAME.DATA && f.id === 1);
+    const slow = hang(3);
+    let gone = false;
+    void closed.then(() => (gone = true));
+    const t0 = Date.now();
+    for (let i = 0; i < slow.length && !gone; i++) {
+      sock.write(slow.subarray(i, i + 1));
+      await sleep(40);
+    }
+    await closed;
+    expect(Date.now() - t0).toBeLessThan(40 * slow.length);
+    expect(limits).toContain('request-headers-timeout');
   });
 });
