@@ -41,6 +41,8 @@ export interface H2ServerSessionOptions {
 const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** The most fields a request may have (node:http2's maxHeaderListPairs on the outbound). */
 const MAX_FIELDS = 512;
+/** Entries a SETTINGS frame may carry (node:http2's maxSettings default). */
+const MAX_SETTINGS = 32;
 /** CONTINUATION frames a header block may take (nghttp2's max_continuations, node:http2's limit). */
 const MAX_CONTINUATIONS = 8;
 /**
@@ -688,7 +690,8 @@ export class H2ServerSession implements ServerStreamHost {
       if (!validValue(value)) return st.malformed(`invalid value of ${name}`);
       if (CONNECTION_SPECIFIC.has(name)) return st.malformed(`connection-specific field ${name}`);
       if (name === 'te') {
-        if (value !== 'trailers') return st.malformed('te other than trailers');
+        // A token, compared case-insensitively (RFC 9110 section 10.1.4), as nghttp2 does.
+        if (value !== 'trailers' && value.toLowerCase() !== 'trailers') return st.malformed('te other than trailers');
         te = true;
       } else if (name === 'host') host ??= value;
       else if (name === 'content-type') contentType ??= value;
@@ -752,6 +755,10 @@ export class H2ServerSession implements ServerStreamHost {
       return;
     }
     if (p.length % 6 !== 0) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+    // Each SETTINGS_INITIAL_WINDOW_SIZE walks every open stream: a 16 KiB frame of 2730 of
+    // them against 1000 streams is millions of updates for one read. node:http2 ends a
+    // connection whose SETTINGS has more than 32 entries (its maxSettings) likewise.
+    if (p.length > 6 * MAX_SETTINGS) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
     for (let i = 0; i < p.length; i += 6) {
       const k = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
