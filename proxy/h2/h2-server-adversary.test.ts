@@ -650,3 +650,28 @@ describe('HPACK', () => {
     expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 << 20);
   });
 });
+
+describe('clients node:http2 serves', () => {
+  test('a client that sets SETTINGS_HEADER_TABLE_SIZE 0 reads its responses (RFC 7541 section 4.2)', async () => {
+    service = async () => answer(200, 'small table');
+    const c = h2connect(`http://127.0.0.1:${port}`, { settings: { headerTableSize: 0 } });
+    c.on('error', () => undefined);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await new Promise<string>((resolve) => {
+          const st = c.request({ ':path': '/', ':authority': 'x' });
+          let status = '';
+          let body = '';
+          st.setEncoding('latin1');
+          st.on('response', (h) => (status = String(h[':status'])));
+          st.on('data', (d: string) => (body += d));
+          st.on('close', () => resolve(`${status} ${body} ${st.rstCode ?? ''}`));
+          st.on('error', () => undefined);
+        });
+        expect(r).toBe('200 small table 0');
+      }
+    } finally {
+      c.destroy();
+    }
+  });
+});
