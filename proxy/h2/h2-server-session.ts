@@ -200,7 +200,8 @@ export class H2ServerSession implements ServerStreamHost {
     if (this.congested.size === 0) return;
     const waiting = [...this.congested];
     this.congested.clear();
-    for (const st of waiting) st.drained();
+    // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
+    for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.socketDrained();
   }
 
   /**

@@ -24,7 +24,7 @@ export interface ServerStreamHost {
   writeTrailers(id: number, t: Headers): void;
   reset(id: number, code: number): void;
   blocked(st: H2ServerStream): void;
-  /** Our socket's buffer is full: true, and `st.drained()` is called once it empties. */
+  /** Our socket's buffer is full: true, and `st.socketDrained()` is called once it empties. */
   congestedFor(st: H2ServerStream): boolean;
   credit(st: H2ServerStream): void;
   closed(st: H2ServerStream): void;
@@ -197,10 +197,10 @@ export class H2ServerStream {
     this.resBody?.pause();
   }
 
-  /** The socket took what waited: the body goes on, unless the windows hold it. */
-  drained(): void {
+  /** Our socket took what waited (the session checked the windows do not hold this stream): the body goes on. */
+  socketDrained(): void {
     const b = this.resBody;
-    if (this.queued === null && b !== null && !b.destroyed && b.isPaused()) b.resume();
+    if (b !== null && !b.destroyed && b.isPaused()) b.resume();
   }
 
   /** DATA from the client (its window already charged by the session). */
