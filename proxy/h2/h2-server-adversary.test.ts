@@ -612,6 +612,51 @@ describe('what holds', () => {
     expect(r.head['x-big']).toBe('v'.repeat(40_000));
   });
 
+  test('2000 streams past SETTINGS_MAX_CONCURRENT_STREAMS from a client that reads: each refused, none served, and the connection is no flood', async () => {
+    over = { maxConcurrentStreams: 10 };
+    let called = 0;
+    service = () => {
+      called++;
+      return new Promise(() => undefined);
+    };
+    const { sock, until, frames } = raw();
+    sock.write(start);
+    await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
+    for (let id = 1; id < 4000; id += 200) {
+      sock.write(Buffer.concat(Array.from({ length: 100 }, (_, i) => hang(id + 2 * i))));
+      await until(isRst(id + 198));
+    }
+    expect(called).toBe(10);
+    const refused = frames.filter((f) => f.type === FRAME.RST_STREAM);
+    expect(refused).toHaveLength(1990);
+    expect(refused.every((f) => code(f) === 7)).toBe(true);
+    expect(frames.some(isGoaway)).toBe(false);
+  });
+
+  test('responses held by a zero window are paused upstream, then cancelled at the stream idle timeout', async () => {
+    over = { streamIdleTimeoutMs: 300 };
+    const bodies: Readable[] = [];
+    let pulled = 0;
+    service = async () => {
+      const body = new Readable({
+        read() {
+          pulled += 16 * 1024;
+          this.push(Buffer.alloc(16 * 1024));
+        },
+      });
+      bodies.push(body);
+      return { status: 200, headers: {}, body, trailers: () => undefined };
+    };
+    const { sock, until } = raw();
+    sock.write(Buffer.concat([PREFACE, settings([4, 0]), ...Array.from({ length: 20 }, (_, i) => rawRequest(2 * i + 1, 'x'))]));
+    await waitFor(() => bodies.length === 20);
+    await sleep(100);
+    // Each body read up to its stream's buffers, then paused: nothing goes out on a zero window.
+    expect(pulled).toBeLessThan(20 * 256 * 1024);
+    await until(isRst(39), 2000);
+    await waitFor(() => bodies.every((b) => b.destroyed));
+  });
+
   test('a header block sent a byte at a time is cut at the headers timeout (slowloris)', async () => {
     over = { headersTimeoutMs: 300 };
     service = async () => answer(200, 'ok');
