@@ -720,3 +720,41 @@ describe('clients node:http2 serves', () => {
     }
   });
 });
+
+describe('fuzz', () => {
+  test('random frames after a valid preface never throw, and the server serves a good request after them', async () => {
+    let seed = 0x2545f491;
+    const rnd = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    service = async (r) => (r.body === null ? answer(200, 'ok') : { status: 200, headers: {}, body: r.body, trailers: () => ({ 'grpc-status': '0' }) });
+    const errors: unknown[] = [];
+    const onError = (e: unknown): void => void errors.push(e);
+    process.on('uncaughtException', onError);
+    try {
+      for (let conn = 0; conn < 150; conn++) {
+        const r = raw();
+        const parts = [start];
+        for (let i = 0; i < 30; i++) {
+          const type = rnd(12);
+          const id = rnd(4) === 0 ? 0 : 1 + 2 * rnd(6) - (rnd(8) === 0 ? 1 : 0);
+          let payload: Buffer;
+          if (type === FRAME.HEADERS || type === FRAME.CONTINUATION) payload = rnd(3) === 0 ? Buffer.from(Array.from({ length: rnd(40) }, () => rnd(256))) : headerBlock(REQ);
+          else payload = Buffer.from(Array.from({ length: [0, 4, 5, 8, rnd(40)][rnd(5)] }, () => rnd(256)));
+          parts.push(frame(type, rnd(256) & [0x1, 0x4, 0x5, 0x8, 0x20, 0xff][rnd(6)], id, payload));
+        }
+        r.sock.write(Buffer.concat(parts));
+        await Promise.race([r.closed, sleep(10)]);
+        r.sock.destroy();
+      }
+      await sleep(100);
+      expect(await outcome(port, Buffer.concat([start, rawRequest(1, 'x')]))).toBe('served');
+      expect(errors).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+  });
+});

@@ -71,6 +71,9 @@ const MAX_BUFFERED = 1 << 20;
  * the idle connection and stream idle timeouts, the premature-reset budget (GOAWAY
  * ENHANCE_YOUR_CALM), the 431 above maxHeaderBytes, REFUSED_STREAM above the concurrent
  * streams. CONNECT is refused (CONNECT_NOT_SUPPORTED), as the outbound does not tunnel.
+ * And nghttp2's flood limits, with node:http2's defaults (MAX_OWED, MAX_CONTINUATIONS,
+ * MAX_SETTINGS), and its socket backpressure (MAX_BUFFERED): the app is untrusted.
+ * proxy/h2/h2-server-adversary.test.ts compares our answers with node:http2's.
  */
 export class H2ServerSession implements ServerStreamHost {
   private readonly streams = new Map<number, H2ServerStream>();
