@@ -319,6 +319,7 @@ describe('frame-level violations get the answer node:http2 gives (RFC 9113 secti
     ['RST_STREAM on stream 0', [start, rstStream(0, 8)]],
     ['RST_STREAM of 3 bytes', [start, hang(1), frame(FRAME.RST_STREAM, 0, 1, Buffer.alloc(3))]],
     ['PRIORITY of 4 bytes on an open stream (section 6.3: a stream error)', [start, hang(1), priority(1, 0, 4)], 'rst 1 6'],
+    ['PRIORITY of 4 bytes on an idle stream (no RST_STREAM on an idle stream, section 6.4)', [start, priority(5, 0, 4)]],
     ['PRIORITY on stream 0 (section 6.3: a connection error)', [start, priority(0, 1)], 'goaway 1'],
     ['CONTINUATION without HEADERS', [start, frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, headerBlock(REQ))]],
     ['a PING inside a header block', [start, frame(FRAME.HEADERS, 0, 1, headerBlock(REQ)), frame(FRAME.PING, 0, 0, Buffer.alloc(8))]],

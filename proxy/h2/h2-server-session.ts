@@ -533,6 +533,8 @@ export class H2ServerSession implements ServerStreamHost {
           // A stream error (section 6.3): an open stream is closed with it, its request cancelled.
           const st = this.streams.get(id);
           if (st !== undefined) st.cancel(H2_ERROR.FRAME_SIZE_ERROR, new ProxyError('BAD_REQUEST', 'PRIORITY of the wrong length'));
+          // No RST_STREAM on an idle stream (section 6.4): the connection's error, as nghttp2 makes it.
+          else if (id > this.lastClientId) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
           else this.reset(id, H2_ERROR.FRAME_SIZE_ERROR);
         }
         return;
