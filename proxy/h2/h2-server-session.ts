@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
-import { TOKEN } from '../h1/chars.js';
+import { HOST, TARGET, TOKEN } from '../h1/chars.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -42,6 +42,18 @@ export interface H2ServerSessionOptions {
 const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** The most fields a request may have (node:http2's maxHeaderListPairs on the outbound). */
 const MAX_FIELDS = 512;
+/** Entries a SETTINGS frame may carry (node:http2's maxSettings default). */
+const MAX_SETTINGS = 32;
+/** CONTINUATION frames a header block may take (nghttp2's max_continuations, node:http2's limit). */
+const MAX_CONTINUATIONS = 8;
+/**
+ * Frames we write in answer to the client's (PING and SETTINGS ACKs, RST_STREAMs) while it
+ * has not read the ones before (our write buffer never emptied meanwhile): more is a flood
+ * (CVE-2019-9512, CVE-2019-9515), and the connection ends, as nghttp2's max_outbound_ack.
+ */
+const MAX_OWED = 1000;
+/** Response bytes waiting in our socket's buffer above which response bodies pause until it drains. */
+const MAX_BUFFERED = 1 << 20;
 
 /**
  * An HTTP/2 server connection (RFC 9113) written at the frame level, for the outbound
@@ -60,6 +72,9 @@ const MAX_FIELDS = 512;
  * the idle connection and stream idle timeouts, the premature-reset budget (GOAWAY
  * ENHANCE_YOUR_CALM), the 431 above maxHeaderBytes, REFUSED_STREAM above the concurrent
  * streams. CONNECT is refused (CONNECT_NOT_SUPPORTED), as the outbound does not tunnel.
+ * And nghttp2's flood limits, with node:http2's defaults (MAX_OWED, MAX_CONTINUATIONS,
+ * MAX_SETTINGS), and its socket backpressure (MAX_BUFFERED): the app is untrusted.
+ * proxy/h2/h2-server-adversary.test.ts compares our answers with node:http2's.
  */
 export class H2ServerSession implements ServerStreamHost {
   private readonly streams = new Map<number, H2ServerStream>();
@@ -77,6 +92,8 @@ export class H2ServerSession implements ServerStreamHost {
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
   private hdrBytes = 0;
+  /** CONTINUATION frames in the open header block. */
+  private hdrFrames = 0;
   /** Highest stream id the client has opened (section 5.1.1). */
   private lastClientId = 0;
   sendWindow = DEFAULT_WINDOW;
@@ -100,6 +117,10 @@ export class H2ServerSession implements ServerStreamHost {
   /** A GOAWAY that ends the connection is out (an error, the reset budget): nothing more is read or written but it. */
   private calmed = false;
   destroyed = false;
+  /** Frames written in answer to the client's since our write buffer was last empty (MAX_OWED). */
+  private owed = 0;
+  /** Streams whose response body waits for our socket to drain (MAX_BUFFERED). */
+  private readonly congested = new Set<H2ServerStream>();
 
   constructor(
     readonly socket: Socket,
@@ -118,6 +139,7 @@ export class H2ServerSession implements ServerStreamHost {
     socket.push = directPush;
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
+    socket.on('drain', () => this.onDrain());
     this.write(
       settingsFrame([
         [SETTING.MAX_CONCURRENT_STREAMS, o.maxConcurrentStreams],
@@ -140,11 +162,32 @@ export class H2ServerSession implements ServerStreamHost {
   // --- writing (ServerStreamHost) ---
 
   reset(id: number, code: number): void {
+    this.owed++;
     this.out.reset(id, code);
   }
 
   blocked(st: H2ServerStream): void {
     this.blockedStreams.add(st);
+  }
+
+  /**
+   * More than MAX_BUFFERED waits in our socket (the client does not read, whatever windows it
+   * gave): `st` pauses its body until the socket drains, as node:http2 writes only what its
+   * socket takes. The flow-control windows alone bound nothing: a client may open them to 2^31-1.
+   */
+  congestedFor(st: H2ServerStream): boolean {
+    if (this.socket.writableLength <= MAX_BUFFERED || this.destroyed) return false;
+    this.congested.add(st);
+    return true;
+  }
+
+  private onDrain(): void {
+    this.owed = 0;
+    if (this.congested.size === 0) return;
+    const waiting = [...this.congested];
+    this.congested.clear();
+    // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
+    for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.socketDrained();
   }
 
   /**
@@ -163,6 +206,7 @@ export class H2ServerSession implements ServerStreamHost {
   closed(st: H2ServerStream): void {
     if (this.streams.get(st.id) === st) this.streams.delete(st.id);
     this.blockedStreams.delete(st);
+    this.congested.delete(st);
     this.closedCount++;
     const budget = this.o.prematureResets;
     if (budget !== null) {
@@ -213,12 +257,19 @@ export class H2ServerSession implements ServerStreamHost {
     for (const st of [...this.streams.values()]) st.onReset(err);
     this.streams.clear();
     this.blockedStreams.clear();
+    this.congested.clear();
     this.socket.destroy();
   }
 
   /** A connection error (section 5.4.1): GOAWAY with the code, then the connection is closed. */
   private connectionError(code: number): void {
     this.goAway(code);
+  }
+
+  /** The client does not read what its frames make us write (MAX_OWED): it is dropped, as nghttp2 drops a flooding peer. */
+  private flood(): void {
+    this.goAway(H2_ERROR.ENHANCE_YOUR_CALM);
+    this.destroy();
   }
 
   private tooManyResets(): void {
@@ -340,6 +391,8 @@ export class H2ServerSession implements ServerStreamHost {
 
   private readFrames(chunk: Buffer): void {
     if (this.destroyed || this.calmed) return;
+    // All we wrote has left: the client is reading (what this read writes is corked, not counted yet).
+    if (this.socket.writableLength === 0) this.owed = 0;
     let buf = chunk;
     if (this.pending !== null) {
       buf = Buffer.concat([this.pending, chunk]);
@@ -365,6 +418,7 @@ export class H2ServerSession implements ServerStreamHost {
       off += 9 + len;
       this.frame(type, flags, id, payload);
       if (this.destroyed || this.calmed) return;
+      if (this.owed > MAX_OWED) return this.flood();
     }
     if (off < buf.length) this.pending = buf.subarray(off);
     if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
@@ -417,10 +471,20 @@ export class H2ServerSession implements ServerStreamHost {
       }
       case FRAME.CONTINUATION:
         if (this.hdrStream === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
+        // A block in more frames than nghttp2 takes (CVE-2024-27316: empty CONTINUATIONs cost
+        // no header bytes, each kept a reference to its read) ends the connection, as there.
+        if (++this.hdrFrames > MAX_CONTINUATIONS) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
         return this.headerFragment(id, this.hdrEnd, (flags & FLAG.END_HEADERS) !== 0, p);
       case FRAME.PRIORITY:
         if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
-        if (p.length !== 5) this.reset(id, H2_ERROR.FRAME_SIZE_ERROR);
+        if (p.length !== 5) {
+          // A stream error (section 6.3): an open stream is closed with it, its request cancelled.
+          const st = this.streams.get(id);
+          if (st !== undefined) st.cancel(H2_ERROR.FRAME_SIZE_ERROR, new ProxyError('BAD_REQUEST', 'PRIORITY of the wrong length'));
+          // No RST_STREAM on an idle stream (section 6.4): the connection's error, as nghttp2 makes it.
+          else if (id > this.lastClientId) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+          else this.reset(id, H2_ERROR.FRAME_SIZE_ERROR);
+        }
         return;
       case FRAME.RST_STREAM: {
         if (p.length !== 4) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
@@ -439,6 +503,7 @@ export class H2ServerSession implements ServerStreamHost {
         if (id !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
         if (p.length !== 8) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
         if ((flags & FLAG.ACK) === 0) {
+          this.owed++;
           this.write(frameHeader(8, FRAME.PING, FLAG.ACK, 0));
           this.write(Buffer.from(p));
         }
@@ -500,6 +565,7 @@ export class H2ServerSession implements ServerStreamHost {
     this.hdrStream = 0;
     this.hdrParts = [];
     this.hdrBytes = 0;
+    this.hdrFrames = 0;
     if (this.blockTimer !== null) {
       this.o.clock.clearTimeout(this.blockTimer);
       this.blockTimer = null;
@@ -578,7 +644,8 @@ export class H2ServerSession implements ServerStreamHost {
       if (!validValue(value)) return st.malformed(`invalid value of ${name}`);
       if (CONNECTION_SPECIFIC.has(name)) return st.malformed(`connection-specific field ${name}`);
       if (name === 'te') {
-        if (value !== 'trailers') return st.malformed('te other than trailers');
+        // A token, compared case-insensitively (RFC 9110 section 10.1.4), as nghttp2 does.
+        if (value !== 'trailers' && value.toLowerCase() !== 'trailers') return st.malformed('te other than trailers');
         te = true;
       } else if (name === 'host') host ??= value;
       else if (name === 'content-type') contentType ??= value;
@@ -592,7 +659,15 @@ export class H2ServerSession implements ServerStreamHost {
       if (scheme === undefined || path === undefined) return st.malformed('no :scheme or :path');
       // An origin-form path, or `*` for OPTIONS (RFC 9113 section 8.3.1; nghttp2 checks the same).
       if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return st.malformed('invalid :path');
+      // The bytes nghttp2 (node:http2) lets through, no more: a space, a control or DEL in
+      // :path, :scheme or the authority is a request node:http2 resets (PROTOCOL_ERROR), and
+      // must not reach routing, access logs or a next hop here either.
+      if (!inTable(path, TARGET)) return st.malformed('invalid :path');
+      if (!validScheme(scheme)) return st.malformed('invalid :scheme');
     }
+    // The authority (RFC 9113 section 8.3.1: :authority, else Host) is required and is a host[:port] (RFC 3986 section 3.2.2).
+    const target = authority ?? host;
+    if (target === undefined || target.length === 0 || !inTable(target, HOST)) return st.malformed('no valid :authority or host');
     if (size > this.o.maxHeaderBytes) return st.respond(headersTooLarge(this.o.maxHeaderBytes, contentType));
     if (method === 'CONNECT') {
       // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
@@ -610,7 +685,7 @@ export class H2ServerSession implements ServerStreamHost {
     const req = {
       method,
       scheme: scheme!,
-      authority: authority ?? host ?? '',
+      authority: target,
       path: path!,
       headers,
       body,
@@ -634,6 +709,10 @@ export class H2ServerSession implements ServerStreamHost {
       return;
     }
     if (p.length % 6 !== 0) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+    // Each SETTINGS_INITIAL_WINDOW_SIZE walks every open stream: a 16 KiB frame of 2730 of
+    // them against 1000 streams is millions of updates for one read. node:http2 ends a
+    // connection whose SETTINGS has more than 32 entries (its maxSettings) likewise.
+    if (p.length > 6 * MAX_SETTINGS) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
     for (let i = 0; i < p.length; i += 6) {
       const k = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
@@ -652,6 +731,7 @@ export class H2ServerSession implements ServerStreamHost {
       } else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
       // HEADER_TABLE_SIZE: our encoder never uses the dynamic table. MAX_CONCURRENT_STREAMS: we push none.
     }
+    this.owed++;
     this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
     if (this.blockedStreams.size > 0) this.unblock();
   }
@@ -720,6 +800,26 @@ function validMethod(m: string): boolean {
     if (c > 0x7f || TOKEN[c] !== 1) return false;
   }
   return m.length > 0;
+}
+
+/** Every character of `s` is in `t` (a byte table of h1/chars.ts). */
+function inTable(s: string, t: Uint8Array): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || t[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1). */
+function validScheme(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) | 0x20;
+    if (c >= 0x61 && c <= 0x7a) continue;
+    const d = s.charCodeAt(i);
+    if (i === 0 || !((d >= 0x30 && d <= 0x39) || d === 0x2b || d === 0x2d || d === 0x2e)) return false;
+  }
+  return s.length > 0;
 }
 
 /** A field value: no NUL, CR or LF, no leading or trailing whitespace (section 8.2.1). */

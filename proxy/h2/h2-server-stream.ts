@@ -20,6 +20,8 @@ export interface ServerStreamHost extends SendHost {
   readonly generation: number;
   reset(id: number, code: number): void;
   blocked(st: H2ServerStream): void;
+  /** Our socket's buffer is full: true, and `st.socketDrained()` is called once it empties. */
+  congestedFor(st: H2ServerStream): boolean;
   credit(st: H2ServerStream): void;
   closed(st: H2ServerStream): void;
 }
@@ -145,6 +147,12 @@ export class H2ServerStream extends BodySender {
     this.resBody?.pause();
   }
 
+  /** Our socket took what waited (the session checked the windows do not hold this stream): the body goes on. */
+  socketDrained(): void {
+    const b = this.resBody;
+    if (b !== null && !b.destroyed && b.isPaused()) b.resume();
+  }
+
   /** DATA from the client (its window already charged by the session). */
   onData(data: Buffer, endStream: boolean): void {
     const b = this.body;
@@ -173,8 +181,11 @@ export class H2ServerStream extends BodySender {
   malformed(why: string): void {
     if (this.closed) return;
     this.session.reset(this.id, H2_ERROR.PROTOCOL_ERROR);
-    // Not a reset the premature-reset budget counts: node:http2 never announced such a stream either.
-    this.fail(new ProxyError('BAD_REQUEST', why), false);
+    // Counted by the premature-reset budget once the request went on (a body that breaks its
+    // content-length, bad trailers), as node:http2's reset of a stream it announced is: else
+    // a client gets the upstream to open and cancel requests without limit. A head that is
+    // malformed reached nobody (node:http2 never announced such a stream either).
+    this.fail(new ProxyError('BAD_REQUEST', why), this.req !== null);
   }
 
   /** RST_STREAM from the client, or the connection lost. */
@@ -225,7 +236,7 @@ export class H2ServerStream extends BodySender {
 function onBodyData(this: Relayed, chunk: Buffer): void {
   const st = this[STREAM];
   if (st === undefined || st.closed) return void this.pause();
-  if (!st.write(chunk, false)) st.pauseBody();
+  if (!st.write(chunk, false) || st.session.congestedFor(st)) st.pauseBody();
 }
 
 function onBodyEnd(this: Relayed): void {
@@ -257,7 +268,9 @@ export class H2RequestBody extends Readable implements SettledBody {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     // Dropped by its reader before the end (the upstream went away): the client stops sending.
-    if (!this.st.closed && !this.st.remoteEnded && !this.st.localEnded) this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
+    // Not when the stream is failing already (the client's RST_STREAM, the connection's end):
+    // no RST_STREAM answers one (RFC 9113 section 5.4.2), none goes before a GOAWAY.
+    if (!this.st.closed && !this.st.remoteEnded && !this.st.localEnded && !this.st.ac.signal.aborted) this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
     cb(err);
   }
 }
