@@ -126,8 +126,8 @@ beforeAll(async () => {
   // Each transport's budget is asserted on that transport, whatever the default.
   client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp1: 'h1', meshHttp2: 'h2' } }, services });
   muxClient = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp1: 'mux', meshHttp2: 'mux' } }, services });
-  // node:http2 to the app (protocol.appHttp2 node), on the HTTP/2 session between the sidecars: the budget before either change.
-  nodeClient = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp2: 'h2' } }, services: [meshService('h2', 81, [{ appPort: h2port, proxy: nodeServer }], { protocol: 'http2' })] });
+  // node:http2 from and to the app (protocol.outboundHttp2 and appHttp2 node), on the HTTP/2 session between the sidecars: the budget before any of the changes.
+  nodeClient = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp2: 'h2', outboundHttp2: 'node' } }, services: [meshService('h2', 81, [{ appPort: h2port, proxy: nodeServer }], { protocol: 'http2' })] });
   countMetricCalls([client, muxClient, server, nodeServer, nodeClient]);
   countOnce();
 });

@@ -354,7 +354,7 @@ const shape = obj({
     // mux by the numbers (docs/benchmarks.md, "gRPC on the mesh multiplexer").
     meshHttp2: literal(['h2', 'mux'] as const, 'mux'),
     appHttp2: literal(['frames', 'node'] as const, 'frames'),
-    outboundHttp2: literal(['frames', 'node'] as const, 'node'),
+    outboundHttp2: literal(['frames', 'node'] as const, 'frames'),
     meshHttp1MaxConnectionsPerPeer: num({ int: true, min: 1, max: 65535, default: 256 }),
   }),
   limits: obj({

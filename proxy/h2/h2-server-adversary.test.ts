@@ -432,6 +432,7 @@ describe('resource exhaustion', () => {
     const g = await f.until(isGoaway);
     expect(goawayCode(g)).toBe(0xb);
     await f.closed;
+    expect(limits).toEqual(['h2-continuation-flood']);
   });
 
   test('a header block in more CONTINUATION frames than node:http2 takes is refused; one in a few is served', async () => {
@@ -469,6 +470,12 @@ describe('resource exhaustion', () => {
     expect(peak).toBeLessThan(256 * 1024);
     sock.resume();
     await closed;
+    expect(limits).toEqual(['h2-unread-control-frames']);
+  });
+
+  test('a SETTINGS frame of more than 32 entries is counted as a flood (wren_limit_exceeded_total)', async () => {
+    expect(await outcome(port, Buffer.concat([start, settings(...Array.from({ length: 33 }, (_, i): [number, number] => [4, 1000 + i]))]))).toBe('goaway 11');
+    expect(limits).toEqual(['h2-settings-flood']);
   });
 
   test('a client that never reads a large response (windows opened wide): the upstream body is paused, our write buffer bounded', async () => {

@@ -266,8 +266,15 @@ export class H2ServerSession implements ServerStreamHost {
     this.goAway(code);
   }
 
+  /** A flood guard fired: counted, then GOAWAY ENHANCE_YOUR_CALM (a connection error). */
+  private calm(limit: LimitName): void {
+    this.o.onLimit(limit);
+    this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
+  }
+
   /** The client does not read what its frames make us write (MAX_OWED): it is dropped, as nghttp2 drops a flooding peer. */
   private flood(): void {
+    this.o.onLimit('h2-unread-control-frames');
     this.goAway(H2_ERROR.ENHANCE_YOUR_CALM);
     this.destroy();
   }
@@ -473,7 +480,7 @@ export class H2ServerSession implements ServerStreamHost {
         if (this.hdrStream === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
         // A block in more frames than nghttp2 takes (CVE-2024-27316: empty CONTINUATIONs cost
         // no header bytes, each kept a reference to its read) ends the connection, as there.
-        if (++this.hdrFrames > MAX_CONTINUATIONS) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
+        if (++this.hdrFrames > MAX_CONTINUATIONS) return this.calm('h2-continuation-flood');
         return this.headerFragment(id, this.hdrEnd, (flags & FLAG.END_HEADERS) !== 0, p);
       case FRAME.PRIORITY:
         if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
@@ -712,7 +719,7 @@ export class H2ServerSession implements ServerStreamHost {
     // Each SETTINGS_INITIAL_WINDOW_SIZE walks every open stream: a 16 KiB frame of 2730 of
     // them against 1000 streams is millions of updates for one read. node:http2 ends a
     // connection whose SETTINGS has more than 32 entries (its maxSettings) likewise.
-    if (p.length > 6 * MAX_SETTINGS) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
+    if (p.length > 6 * MAX_SETTINGS) return this.calm('h2-settings-flood');
     for (let i = 0; i < p.length; i += 6) {
       const k = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);

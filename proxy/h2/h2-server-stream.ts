@@ -133,14 +133,12 @@ export class H2ServerStream extends BodySender {
     this.localEnded = true;
     this.detachBody();
     this.res = null;
-    // Our response is whole: a request body the client still sends is not wanted
-    // (section 8.1: RST_STREAM NO_ERROR tells it to stop without failing the response).
+    // Our response is whole, the client's request may not be: the rest of its body still
+    // goes upstream until it ends or is reset (RFC 9113 section 8.1 allows a response
+    // before the request's end; node:http2 and the mesh hops keep reading too). A reset
+    // NO_ERROR here would cut an upload the upstream app is still reading, and the stream
+    // idle timeout still bounds a client that never ends it.
     if (this.remoteEnded) this.close();
-    else {
-      this.session.reset(this.id, H2_ERROR.NO_ERROR);
-      this.body?.destroy();
-      this.close();
-    }
   }
 
   pauseBody(): void {

@@ -11,7 +11,13 @@ export type LimitName =
   | 'max-connections'
   | 'premature-resets'
   | 'max-streams-per-caller'
-  | 'peer-keepalive-timeout';
+  | 'peer-keepalive-timeout'
+  // The frame-level server's flood guards (proxy/h2/h2-server-session.ts), nghttp2's limits:
+  // answers (PING/SETTINGS ACKs, resets) a client does not read, a header block in more
+  // CONTINUATION frames than nghttp2 takes, a SETTINGS frame of more than 32 entries.
+  | 'h2-unread-control-frames'
+  | 'h2-continuation-flood'
+  | 'h2-settings-flood';
 
 export interface H2GuardOptions {
   readonly clock: Clock;

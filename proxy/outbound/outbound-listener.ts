@@ -40,7 +40,7 @@ export interface OutboundDeps {
   readonly maxHeaderBytes: number;
   /** Timeouts, the connection cap and the rapid-reset budget (docs/security.md). */
   readonly limits: ProxyLimits;
-  /** The server for detected h2c (protocol.outboundHttp2): the frame-level one (proxy/h2/) or node:http2 (default). */
+  /** The server for detected h2c (protocol.outboundHttp2): the frame-level one (proxy/h2/, default) or node:http2. */
   readonly http2Server?: 'frames' | 'node';
   /** Its connections open for the sidecar (every listener worker's), against limits.maxConnectionsPerListener. */
   readonly connections: ListenerConnections;
