@@ -2,8 +2,8 @@ import { connect as h2connect, constants, type ClientHttp2Session, type ClientHt
 import { connect as netConnect, createServer as netServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
+import { testServerOptions } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
-import { systemClock } from '../../common/clock.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { settledBody } from '../http/settled-body.js';
 import type { LimitName } from '../http/h2-session-guard.js';
@@ -27,23 +27,7 @@ const raws: Socket[] = [];
 
 beforeAll(async () => {
   server = netServer({ allowHalfOpen: true }, (socket) => {
-    const s = new H2ServerSession(socket, {
-      service: (req) => service(req),
-      clock: systemClock,
-      maxConcurrentStreams: 100,
-      streamWindowBytes: 64 * 1024,
-      connectionWindowBytes: 1 << 20,
-      maxHeaderBytes: 2048,
-      hardCapBytes: 8192,
-      headersTimeoutMs: 0,
-      idleTimeoutMs: 0,
-      streamIdleTimeoutMs: 0,
-      prematureResets: null,
-      onLimit: (l) => limits.push(l),
-      source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
-      origDst: { address: '10.0.0.1', port: 80 },
-      ...over,
-    });
+    const s = new H2ServerSession(socket, testServerOptions(socket, (req) => service(req), (l) => limits.push(l), over));
     sessions.add(s);
     socket.on('close', () => sessions.delete(s));
   });
