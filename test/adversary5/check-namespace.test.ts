@@ -98,6 +98,9 @@ test('ADV5-7: wren check --namespace checks the webhook Secret of that namespace
   const checks = (JSON.parse(out) as { checks: CheckOutcome[] }).checks;
   // The control plane itself was found in mesh-system (the option works there).
   expect(checks.find((c) => c.id === 'control-plane-pods')?.status).toBe('ok');
+  // The webhook configuration itself checks out (its caBundle is valid): else webhook-cert is skipped, and this says why.
+  const config = checks.find((c) => c.id === 'webhook');
+  expect({ status: config?.status, message: config?.message }).toEqual({ status: 'ok', message: expect.any(String) });
   const serving = checks.find((c) => c.id === 'webhook-cert')!;
   // On main: ✓ "serving certificate for wren-control-plane.wren-system.svc valid for 364 more days", exit 0.
   expect({ code, status: serving.status, message: serving.message }).toEqual({ code: 1, status: 'fail', message: expect.stringContaining(`${NS}/wren-webhook-tls`) });
