@@ -9,6 +9,15 @@ function table(pred: (c: number) => boolean): Uint8Array {
   return t;
 }
 
+/** Every character of the string `s` is in the byte class `t` (none above 0xff is in any). */
+export function allIn(s: string, t: Uint8Array): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || t[c] !== 1) return false;
+  }
+  return true;
+}
+
 const TCHAR_PUNCT = "!#$%&'*+-.^_`|~";
 const isAlnum = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 

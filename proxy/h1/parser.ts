@@ -1,7 +1,7 @@
 import { Body, H1Head } from './head.js';
 import { H1Error, type H1Reason } from './h1-error.js';
 import { DEFAULT_H1_LIMITS, MAX_CHUNK_SIZE_DIGITS, type H1Limits } from './limits.js';
-import { CR, FIELD_VALUE, HEX, HOST, HTAB, LF, QDTEXT, SP, TARGET, TOKEN } from './chars.js';
+import { CR, FIELD_VALUE, HEX, HOST, HTAB, LF, QDTEXT, SP, TARGET, TOKEN, allIn } from './chars.js';
 
 /**
  * What the parser reports, as methods of one object per connection (no closures per
@@ -403,7 +403,7 @@ export class H1Parser {
         if (name === 'host' && !this.responses) {
           // Exactly one Host in a request (RFC 9112 section 3.2): two could route differently.
           if (++this.hosts > 1) return this.fail('multiple-host', 'more than one Host field');
-          for (let i = 0; i < value.length; i++) if (HOST[value.charCodeAt(i)] !== 1) return this.fail('bad-host', 'invalid Host field value');
+          if (!allIn(value, HOST)) return this.fail('bad-host', 'invalid Host field value');
           this.head.host = value;
         }
         return;

@@ -1,5 +1,5 @@
 import type { Headers } from '../http/headers.js';
-import { FIELD_VALUE, TARGET, TOKEN } from './chars.js';
+import { FIELD_VALUE, TARGET, TOKEN, allIn } from './chars.js';
 import { H1Error } from './h1-error.js';
 
 /** Where serialised bytes go: a net.Socket or tls.TLSSocket (or a test's collector). */
@@ -34,10 +34,7 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
  */
 export function requestHead(method: string, target: string, host: string, fields: Fields, bodyLength: number): string {
   if (!isToken(method)) throw new H1Error('bad-start-line', false, 'invalid method');
-  for (let i = 0; i < target.length; i++) {
-    const c = target.charCodeAt(i);
-    if (c > 0xff || TARGET[c] === 0) throw new H1Error('bad-start-line', false, 'invalid request-target');
-  }
+  if (!allIn(target, TARGET)) throw new H1Error('bad-start-line', false, 'invalid request-target');
   if (target === '') throw new H1Error('bad-start-line', false, 'empty request-target');
   let s = `${method} ${target} HTTP/1.1\r\nhost: ${checkValue('host', host, false)}\r\n`;
   s += fieldLines(fields, false, true);
@@ -140,18 +137,10 @@ function line(name: string, value: string, inResponse: boolean, dropFraming: boo
 }
 
 function checkValue(name: string, value: string, inResponse: boolean): string {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c > 0xff || FIELD_VALUE[c] === 0) throw new H1Error('bad-field-value', inResponse, `invalid value for field ${name}`);
-  }
+  if (!allIn(value, FIELD_VALUE)) throw new H1Error('bad-field-value', inResponse, `invalid value for field ${name}`);
   return value;
 }
 
 function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff || TOKEN[c] === 0) return false;
-  }
-  return true;
+  return s.length > 0 && allIn(s, TOKEN);
 }

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
-import { HOST, TARGET, TOKEN } from '../h1/chars.js';
+import { HOST, TARGET, TOKEN, allIn } from '../h1/chars.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -187,7 +187,7 @@ export class H2ServerSession implements ServerStreamHost {
     const waiting = [...this.congested];
     this.congested.clear();
     // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
-    for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.socketDrained();
+    for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.drained();
   }
 
   /**
@@ -669,12 +669,12 @@ export class H2ServerSession implements ServerStreamHost {
       // The bytes nghttp2 (node:http2) lets through, no more: a space, a control or DEL in
       // :path, :scheme or the authority is a request node:http2 resets (PROTOCOL_ERROR), and
       // must not reach routing, access logs or a next hop here either.
-      if (!inTable(path, TARGET)) return st.malformed('invalid :path');
+      if (!allIn(path, TARGET)) return st.malformed('invalid :path');
       if (!validScheme(scheme)) return st.malformed('invalid :scheme');
     }
     // The authority (RFC 9113 section 8.3.1: :authority, else Host) is required and is a host[:port] (RFC 3986 section 3.2.2).
     const target = authority ?? host;
-    if (target === undefined || target.length === 0 || !inTable(target, HOST)) return st.malformed('no valid :authority or host');
+    if (target === undefined || target.length === 0 || !allIn(target, HOST)) return st.malformed('no valid :authority or host');
     if (size > this.o.maxHeaderBytes) return st.respond(headersTooLarge(this.o.maxHeaderBytes, contentType));
     if (method === 'CONNECT') {
       // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
@@ -802,20 +802,7 @@ function validName(n: string): boolean {
 
 /** :method is a token (RFC 9110 section 9.1). */
 function validMethod(m: string): boolean {
-  for (let i = 0; i < m.length; i++) {
-    const c = m.charCodeAt(i);
-    if (c > 0x7f || TOKEN[c] !== 1) return false;
-  }
-  return m.length > 0;
-}
-
-/** Every character of `s` is in `t` (a byte table of h1/chars.ts). */
-function inTable(s: string, t: Uint8Array): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff || t[c] !== 1) return false;
-  }
-  return true;
+  return m.length > 0 && allIn(m, TOKEN);
 }
 
 /** scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1). */

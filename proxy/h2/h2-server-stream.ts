@@ -20,7 +20,7 @@ export interface ServerStreamHost extends SendHost {
   readonly generation: number;
   reset(id: number, code: number): void;
   blocked(st: H2ServerStream): void;
-  /** Our socket's buffer is full: true, and `st.socketDrained()` is called once it empties. */
+  /** Our socket's buffer is full: true, and `st.drained()` is called once it empties. */
   congestedFor(st: H2ServerStream): boolean;
   credit(st: H2ServerStream): void;
   closed(st: H2ServerStream): void;
@@ -123,8 +123,11 @@ export class H2ServerStream extends BodySender {
     return this.res?.trailers();
   }
 
-  /** Nothing waits for window: the response body goes on. */
-  protected drained(): void {
+  /**
+   * Nothing waits for window (BodySender.flush), or our socket took what waited (the
+   * session checked the windows do not hold this stream): the response body goes on.
+   */
+  override drained(): void {
     const b = this.resBody;
     if (b !== null && !b.destroyed && b.isPaused()) b.resume();
   }
@@ -143,12 +146,6 @@ export class H2ServerStream extends BodySender {
 
   pauseBody(): void {
     this.resBody?.pause();
-  }
-
-  /** Our socket took what waited (the session checked the windows do not hold this stream): the body goes on. */
-  socketDrained(): void {
-    const b = this.resBody;
-    if (b !== null && !b.destroyed && b.isPaused()) b.resume();
   }
 
   /** DATA from the client (its window already charged by the session). */
