@@ -40,10 +40,16 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
   const ready = new WeakSet<MuxSession>();
   /** Streams opened during a session's handshake, told at its end by the session's one listener. */
   const handshaking = new WeakMap<MuxSession, MuxStream[]>();
+  const keyOf = (host: string, port: number, identity: string): string => `${host}:${port}|${identity}`;
+  /** The session to a peer that may still open streams (open, no GOAWAY), full or not. */
+  const live = (key: string): MuxSession | undefined => {
+    const s = sessions.get(key);
+    return s === undefined || s.isClosed || s.goingAway ? undefined : s;
+  };
   const session = (host: string, port: number, identity: string): MuxSession => {
-    const key = `${host}:${port}|${identity}`;
-    const known = sessions.get(key);
-    if (known !== undefined && !known.isClosed && !known.goingAway && !known.full) return known;
+    const key = keyOf(host, port, identity);
+    const known = live(key);
+    if (known !== undefined && !known.full) return known;
     const tls = connectPeer(o.tls, host, port, identity, MUX_ALPN);
     const s: MuxSession = new MuxSession(tls, {
       client: true,
@@ -84,14 +90,14 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
   // waits in its session (RFC 9113 section 5.1.2), rather than going on a new session that
   // the peer limits as much (where a burst would be refused again).
   const room = (host: string, port: number, identity: string): boolean => {
-    const s = sessions.get(`${host}:${port}|${identity}`);
-    return s === undefined || s.isClosed || s.goingAway || !s.full || !s.limitLearnt;
+    const s = live(keyOf(host, port, identity));
+    return s === undefined || !s.full || !s.limitLearnt;
   };
   // A new virtual connection now waits for a session's handshake: none usable, or it is still
   // being established (the request is then pending, H1PoolOptions.sessionStreams).
   const connecting = (host: string, port: number, identity: string): boolean => {
-    const s = sessions.get(`${host}:${port}|${identity}`);
-    return s === undefined || s.isClosed || s.goingAway || s.full || !ready.has(s);
+    const s = live(keyOf(host, port, identity));
+    return s === undefined || s.full || !ready.has(s);
   };
   const pool = new H1Pool({
     connect,
