@@ -57,8 +57,10 @@ async function raw(wire: string | ((s: Socket, got: () => string) => Promise<voi
   const end = new Promise<void>((resolve) => s.on('close', () => ((closed = true), resolve())));
   if (typeof wire === 'string') s.write(wire);
   else await wire(s, () => text);
+  // The poll stops once the socket has closed: left running, it went on forever in this
+  // jest worker and its timers were counted by the next test file's (test/request-cost.test.ts).
   await Promise.race([end, (async () => {
-    while (!until || !until.test(text)) await new Promise((r) => setTimeout(r, 10));
+    while (!closed && (!until || !until.test(text))) await new Promise((r) => setTimeout(r, 10));
   })()]);
   s.destroy();
   return { text, closed };

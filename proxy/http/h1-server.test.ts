@@ -60,8 +60,10 @@ async function raw(wire: string | ((s: Socket) => void), until?: RegExp, maxMs =
   if (typeof wire === 'string') s.write(wire);
   else wire(s);
   const t0 = Date.now();
+  // The poll stops once the socket has closed: left running (up to maxMs), its timers were
+  // counted by the next test file in this jest worker (test/request-cost.test.ts failed in CI).
   await Promise.race([end, (async () => {
-    while ((!until || !until.test(got)) && Date.now() - t0 < maxMs) await new Promise((r) => setTimeout(r, 5));
+    while (!closed && (!until || !until.test(got)) && Date.now() - t0 < maxMs) await new Promise((r) => setTimeout(r, 5));
   })()]);
   s.destroy();
   return { text: got, closed };
