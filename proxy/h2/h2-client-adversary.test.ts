@@ -6,7 +6,7 @@ import { systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
-import { FLAG, FRAME, FrameReader, frame, headerBlock } from '../../test/helpers/h2-frames.js';
+import { FLAG, FRAME, FrameReader, frame, headerBlock, settings, word } from '../../test/helpers/h2-frames.js';
 
 /**
  * The frame-level HTTP/2 client against an app that breaks the rules: a raw TCP server
@@ -46,20 +46,12 @@ const SETTING_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTING_INITIAL_WINDOW_SIZE = 0x4;
 const RST_CODE = { PROTOCOL_ERROR: 1, FLOW_CONTROL_ERROR: 3, STREAM_CLOSED: 5, CANCEL: 8, ENHANCE_YOUR_CALM: 0xb } as const;
 
-function settings(...pairs: [number, number][]): Buffer {
-  const p = Buffer.alloc(6 * pairs.length);
-  pairs.forEach(([k, v], i) => {
-    p.writeUInt16BE(k, 6 * i);
-    p.writeUInt32BE(v >>> 0, 6 * i + 2);
+/** A raw app that opens each connection with an empty SETTINGS frame, then hands it to `onConn`. */
+const settingsApp = (onConn: (c: RawConn) => void): Promise<number> =>
+  rawApp((c) => {
+    onConn(c);
+    c.socket.write(settings());
   });
-  return frame(FRAME.SETTINGS, 0, 0, p);
-}
-
-function word(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-}
 
 /** A raw HTTP/2 "app": `onConn` gets each connection once the client's preface is read. */
 async function rawApp(onConn: (c: RawConn) => void, allowHalfOpen = false): Promise<number> {
@@ -245,10 +237,7 @@ test('an upload to an app that opens huge windows and stops reading its socket h
 
 test('a PING flood from an app that does not read our ACKs ends the session (ENHANCE_YOUR_CALM) instead of buffering every ACK', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = s.request(request(), {}).catch((e: unknown) => e);
   await until(() => conn !== undefined);
@@ -268,10 +257,7 @@ test('a PING flood from an app that does not read our ACKs ends the session (ENH
 
 test('an app that PINGs a lot but reads our ACKs keeps its session (the bound counts unread ACKs, not all of them)', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = quiet(s.request(request(), {}));
   await until(() => conn !== undefined);
@@ -307,10 +293,7 @@ test('a SETTINGS flood from an app that does not read our ACKs ends the session 
 
 test('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a connection error, not an ever-growing header block', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = s.request(request(), {}).catch((e: unknown) => e);
   await until(() => conn !== undefined);
@@ -327,10 +310,7 @@ test('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a connectio
 
 test('a response head in HEADERS and 8 small CONTINUATION frames (what nghttp2 accepts) is delivered', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = s.request(request(), {});
   await until(() => conn !== undefined);
@@ -346,10 +326,7 @@ test('a response head in HEADERS and 8 small CONTINUATION frames (what nghttp2 a
 
 test('a response read to its end while the request is still uploading does not cut the upload (node:http2 neither)', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const upload = new PassThrough();
   upload.write('part1');
@@ -371,10 +348,7 @@ test('a response read to its end while the request is still uploading does not c
 
 test('HEADERS after the response ended (request still uploading) change nothing: STREAM_CLOSED, the trailers stay as they were', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const upload = new PassThrough();
   upload.write('part');
@@ -406,10 +380,7 @@ test('HEADERS after the response ended (request still uploading) change nothing:
 
 test('a response on a stream we never opened is a connection error: the waiting caller fails, it never gets that response', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = s.request(request(), {}).catch((e: unknown) => e);
   await until(() => conn !== undefined);
@@ -422,10 +393,7 @@ test('a response on a stream we never opened is a connection error: the waiting 
 
 test('a caller that gives up while the response head is half received: the rest of the block is decoded and dropped, the session goes on', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const ac = new AbortController();
   const p = s.request(request({ signal: ac.signal }), {}).catch((e: unknown) => e);
@@ -507,10 +475,7 @@ test('an upload never exceeds the windows while the app shrinks SETTINGS_INITIAL
 
 test('SETTINGS_INITIAL_WINDOW_SIZE that takes an open stream\'s window past 2^31-1 is a connection error FLOW_CONTROL_ERROR (RFC 9113 section 6.9.2)', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const upload = new PassThrough();
   const p = s.request(request({ method: 'POST', body: upload }), {}).catch((e: unknown) => e);
@@ -524,10 +489,7 @@ test('SETTINGS_INITIAL_WINDOW_SIZE that takes an open stream\'s window past 2^31
 
 test('WINDOW_UPDATE past 2^31-1: on a stream it resets that stream only, on the connection it ends the session', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const a = s.request(request({ method: 'POST', body: new PassThrough() }), {}).catch((e: unknown) => e);
   const b = s.request(request(), {}).catch((e: unknown) => e);
@@ -547,10 +509,7 @@ test('WINDOW_UPDATE past 2^31-1: on a stream it resets that stream only, on the 
 /** One response to one request on a fresh raw app: `frames` are written once the request's HEADERS arrive. */
 async function answer(method: string, frames: (id: number) => Buffer): Promise<{ res: Promise<ProxyResponse>; conn: RawConn }> {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const res = quiet(s.request(request({ method }), {}));
   await until(() => conn !== undefined);
@@ -634,10 +593,7 @@ test('a body cut short of its content-length in the same read as its head fails 
 
 test('RST_STREAM NO_ERROR after a complete response (stop sending, RFC 9113 section 8.1) does not spend the reset budget, as for appHttp2 node', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   let spent = 0;
   const s = session(port, { resetBudget: 3, onResetBudget: () => spent++ });
   for (let i = 0; i < 5; i++) {
@@ -681,10 +637,7 @@ test.each([
 
 test('DATA past the stream window resets that stream (FLOW_CONTROL_ERROR); the session serves the next request', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port, { streamWindowBytes: 1000 });
   const p = s.request(request(), {});
   await until(() => conn !== undefined);
@@ -702,10 +655,7 @@ test('DATA past the stream window resets that stream (FLOW_CONTROL_ERROR); the s
 
 test('an HPACK bomb (one 4 KB entry referenced 1 000 times in a 5 KB block) fails its stream only, within the header list limit', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = s.request(request(), {});
   await until(() => conn !== undefined);
@@ -727,10 +677,7 @@ test('an HPACK bomb (one 4 KB entry referenced 1 000 times in a 5 KB block) fail
 
 test('an app that closes the connection mid-frame: the answered response fails (never a clean end), the waiting one rejects', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const a = s.request(request(), {});
   const b = s.request(request(), {}).catch((e: unknown) => e);
@@ -835,10 +782,7 @@ test('GOAWAY twice, the second lowering the last stream id: streams above it are
 
 test('a response on a stream its caller cancelled is dropped: the next caller gets only its own response', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const ac = new AbortController();
   const a = s.request(request({ signal: ac.signal }), {}).catch((e: unknown) => e);
@@ -1033,10 +977,7 @@ describe.each([
 
 test('RST_STREAM and WINDOW_UPDATE for streams we opened and closed are ignored (RFC 9113 section 5.1, closed): the session goes on', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const first = quiet(s.request(request(), {}));
   await until(() => conn !== undefined);
@@ -1063,10 +1004,7 @@ test('RST_STREAM and WINDOW_UPDATE for streams we opened and closed are ignored 
 
 test('a 101 is not an interim response in HTTP/2 (RFC 9113 section 8.6): the response is malformed, a 502 for its caller; the session goes on', async () => {
   let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.write(settings());
-  });
+  const port = await settingsApp((c) => (conn = c));
   const s = session(port);
   const p = s.request(request(), {}).catch((e: unknown) => e);
   await until(() => conn !== undefined);

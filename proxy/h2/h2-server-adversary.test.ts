@@ -1,12 +1,12 @@
 import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
-import { connect as netConnect, createServer as netServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
-import { testServerOptions } from './h2-server-test-options.js';
+import { frameServer, type FrameServer } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import type { HttpService, ProxyResponse } from '../http/exchange.js';
 import type { LimitName } from '../http/h2-session-guard.js';
-import { clientStart, frame, FrameReader, headerBlock, request as rawRequest, rstStream, FRAME, FLAG, PREFACE } from '../../test/helpers/h2-frames.js';
+import { clientStart, frame, goawayCode, headerBlock, isGoaway, isRst, rawPeer, request as rawRequest, rstCode, rstStream, settings, word, FRAME, FLAG, PREFACE, type RawPeer } from '../../test/helpers/h2-frames.js';
 
 /**
  * The frame-level HTTP/2 server (the outbound's h2c from the app, protocol.outboundHttp2
@@ -16,34 +16,22 @@ import { clientStart, frame, FrameReader, headerBlock, request as rawRequest, rs
  * refused. Where the question is "would node:http2 take this?", the same bytes go to a
  * node:http2 server too and the two answers are compared.
  */
-interface Frame {
-  readonly type: number;
-  readonly flags: number;
-  readonly id: number;
-  readonly payload: Buffer;
-  readonly fields?: string[];
-}
-
-let server: Server;
+let frames: FrameServer;
 let port: number;
 let nodeServer: Http2Server;
 let nodePort: number;
 let service: HttpService;
 let over: Partial<H2ServerSessionOptions> = {};
 const limits: LimitName[] = [];
-const sessions = new Set<H2ServerSession>();
+let sessions: Set<H2ServerSession>;
 const raws: Socket[] = [];
 /** Requests node:http2 handed to its 'stream' listener. */
 let nodeSeen = 0;
 
 beforeAll(async () => {
-  server = netServer({ allowHalfOpen: true }, (socket) => {
-    const s = new H2ServerSession(socket, testServerOptions(socket, (req) => service(req), (l) => limits.push(l), over));
-    sessions.add(s);
-    socket.on('close', () => sessions.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  frames = await frameServer((req) => service(req), (l) => limits.push(l), () => over);
+  port = frames.port;
+  sessions = frames.sessions;
   nodeServer = createH2Server();
   nodeServer.on('stream', (st, headers) => {
     nodeSeen++;
@@ -63,8 +51,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  for (const s of sessions) s.destroy();
-  await new Promise((r) => server.close(r));
+  await frames.close();
   await new Promise((r) => nodeServer.close(r));
 });
 
@@ -72,47 +59,13 @@ function answer(status: number, body: string | null): ProxyResponse {
   return { status, headers: {}, body: body === null ? null : Readable.from([Buffer.from(body)]), trailers: () => undefined };
 }
 
-interface Raw {
-  readonly sock: Socket;
-  readonly frames: Frame[];
-  until(p: (f: Frame) => boolean, ms?: number): Promise<Frame>;
-  readonly closed: Promise<void>;
-}
-
 /** A raw connection to `to` (the frame server by default): frames received are kept, header blocks decoded. */
-function raw(to = port): Raw {
-  const sock = netConnect(to, '127.0.0.1');
-  raws.push(sock);
-  const frames: Frame[] = [];
-  const dec = new HpackDecoder(4096);
-  const waiters: (() => void)[] = [];
-  const reader = new FrameReader((type, flags, id, payload) => {
-    const fields = type === FRAME.HEADERS ? (dec.decode(payload) as string[]) : undefined;
-    frames.push({ type, flags, id, payload: Buffer.from(payload), fields });
-    for (const w of waiters.splice(0)) w();
-  });
-  sock.on('data', (d: Buffer) => reader.push(d));
-  sock.on('error', () => undefined);
-  const closed = new Promise<void>((r) => sock.on('close', () => r()));
-  const until = (p: (f: Frame) => boolean, ms = 3000): Promise<Frame> =>
-    new Promise<Frame>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no such frame; got ${frames.map((f) => `${f.type}/${f.flags}@${f.id}`).join(' ')}`)), ms);
-      const check = (): void => {
-        const f = frames.find(p);
-        if (f) {
-          clearTimeout(t);
-          resolve(f);
-        } else waiters.push(check);
-      };
-      check();
-    });
-  return { sock, frames, until, closed };
+function raw(to = port): RawPeer {
+  const r = rawPeer(to, new HpackDecoder(4096));
+  raws.push(r.sock);
+  return r;
 }
 
-const code = (f: { payload: Buffer }): number => f.payload.readUInt32BE(0);
-const goawayCode = (f: { payload: Buffer }): number => f.payload.readUInt32BE(4);
-const isRst = (id: number) => (f: Frame) => f.type === FRAME.RST_STREAM && f.id === id;
-const isGoaway = (f: Frame): boolean => f.type === FRAME.GOAWAY;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
@@ -123,21 +76,6 @@ async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
-function word(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-}
-
-function settings(...pairs: [number, number][]): Buffer {
-  const p = Buffer.alloc(6 * pairs.length);
-  pairs.forEach(([k, v], i) => {
-    p.writeUInt16BE(k, 6 * i);
-    p.writeUInt32BE(v >>> 0, 6 * i + 2);
-  });
-  return frame(FRAME.SETTINGS, 0, 0, p);
-}
-
 /**
  * What a server does with `bytes` for stream 1: 'served' (a response head), 'rst N', 'goaway N',
  * 'closed' (the connection dropped without GOAWAY) or 'nothing' within the time.
@@ -146,7 +84,7 @@ async function outcome(to: number, bytes: Buffer): Promise<string> {
   const r = raw(to);
   r.sock.write(bytes);
   const done = r.until((f) => (f.type === FRAME.HEADERS && f.id === 1) || isRst(1)(f) || isGoaway(f), 1500).then(
-    (f) => (f.type === FRAME.HEADERS ? 'served' : f.type === FRAME.RST_STREAM ? `rst ${code(f)}` : `goaway ${goawayCode(f)}`),
+    (f) => (f.type === FRAME.HEADERS ? 'served' : f.type === FRAME.RST_STREAM ? `rst ${rstCode(f)}` : `goaway ${goawayCode(f)}`),
     () => 'nothing',
   );
   const result = await Promise.race([done, r.closed.then(() => sleep(20)).then(() => 'closed')]);
@@ -154,7 +92,7 @@ async function outcome(to: number, bytes: Buffer): Promise<string> {
   const g = r.frames.find(isGoaway);
   if (result === 'closed' && g) return `goaway ${goawayCode(g)}`;
   const h = r.frames.find((f) => (f.type === FRAME.HEADERS && f.id === 1) || isRst(1)(f));
-  if (result === 'closed' && h) return h.type === FRAME.HEADERS ? 'served' : `rst ${code(h)}`;
+  if (result === 'closed' && h) return h.type === FRAME.HEADERS ? 'served' : `rst ${rstCode(h)}`;
   r.sock.destroy();
   return result;
 }
@@ -257,14 +195,14 @@ async function reaction(to: number, bytes: Buffer[]): Promise<string> {
     await sleep(5);
   }
   const done = r.until((f) => f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM || isGoaway(f), 700).then(
-    (f) => (f.type === FRAME.HEADERS ? `served ${f.id}` : f.type === FRAME.RST_STREAM ? `rst ${f.id} ${code(f)}` : `goaway ${goawayCode(f)}`),
+    (f) => (f.type === FRAME.HEADERS ? `served ${f.id}` : f.type === FRAME.RST_STREAM ? `rst ${f.id} ${rstCode(f)}` : `goaway ${goawayCode(f)}`),
     () => 'nothing',
   );
   const result = await Promise.race([done, r.closed.then(() => sleep(20)).then(() => 'closed')]);
   const first = r.frames.find((f) => f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM || isGoaway(f));
   r.sock.destroy();
   if (result !== 'closed' || first === undefined) return result;
-  return first.type === FRAME.HEADERS ? `served ${first.id}` : first.type === FRAME.RST_STREAM ? `rst ${first.id} ${code(first)}` : `goaway ${goawayCode(first)}`;
+  return first.type === FRAME.HEADERS ? `served ${first.id}` : first.type === FRAME.RST_STREAM ? `rst ${first.id} ${rstCode(first)}` : `goaway ${goawayCode(first)}`;
 }
 
 const hang = (id: number, end = true, extra: [string, string][] = []): Buffer =>
@@ -371,7 +309,7 @@ describe('stream state', () => {
     await until((f) => f.type === FRAME.SETTINGS && f.flags === 0);
     await sleep(10);
     sock.write(priority(1, 0, 4));
-    expect(code(await until(isRst(1)))).toBe(6);
+    expect(rstCode(await until(isRst(1)))).toBe(6);
     await sleep(100);
     expect(signal?.aborted).toBe(true);
     expect(frames.filter((f) => f.id === 1 && f.type !== FRAME.RST_STREAM)).toEqual([]);
@@ -621,7 +559,7 @@ describe('what holds', () => {
     expect(called).toBe(10);
     const refused = frames.filter((f) => f.type === FRAME.RST_STREAM);
     expect(refused).toHaveLength(1990);
-    expect(refused.every((f) => code(f) === 7)).toBe(true);
+    expect(refused.every((f) => rstCode(f) === 7)).toBe(true);
     expect(frames.some(isGoaway)).toBe(false);
   });
 

@@ -1,13 +1,13 @@
 import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import { connect as netConnect, createServer as netServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
-import { testServerOptions } from './h2-server-test-options.js';
+import { frameServer, type FrameServer } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { settledBody } from '../http/settled-body.js';
 import type { LimitName } from '../http/h2-session-guard.js';
-import { clientStart, frame, FrameReader, headerBlock, request as rawRequest, rstStream, FRAME, FLAG, PREFACE } from '../../test/helpers/h2-frames.js';
+import { clientStart, frame, goawayCode, headerBlock, isGoaway, isRst, rawPeer, request as rawRequest, rstCode, rstStream, FRAME, FLAG, PREFACE, type RawPeer } from '../../test/helpers/h2-frames.js';
 
 /**
  * The frame-level HTTP/2 server against a real node:http2 client (what apps run) and raw
@@ -16,23 +16,19 @@ import { clientStart, frame, FrameReader, headerBlock, request as rawRequest, rs
  * (RFC 9113 section 8.3.1), the 431, CONNECT, REFUSED_STREAM, the premature-reset budget,
  * the timeouts, PING, CONTINUATION and GOAWAY on drain.
  */
-let server: Server;
+let frames: FrameServer;
 let port: number;
 let service: HttpService;
 let over: Partial<H2ServerSessionOptions> = {};
 const limits: LimitName[] = [];
-const sessions = new Set<H2ServerSession>();
+let sessions: Set<H2ServerSession>;
 const clients: ClientHttp2Session[] = [];
 const raws: Socket[] = [];
 
 beforeAll(async () => {
-  server = netServer({ allowHalfOpen: true }, (socket) => {
-    const s = new H2ServerSession(socket, testServerOptions(socket, (req) => service(req), (l) => limits.push(l), over));
-    sessions.add(s);
-    socket.on('close', () => sessions.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
+  frames = await frameServer((req) => service(req), (l) => limits.push(l), () => over);
+  port = frames.port;
+  sessions = frames.sessions;
 });
 
 afterEach(() => {
@@ -43,8 +39,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  for (const s of sessions) s.destroy();
-  await new Promise((r) => server.close(r));
+  await frames.close();
 });
 
 function client(): ClientHttp2Session {
@@ -87,39 +82,12 @@ function fetch(c: ClientHttp2Session, headers: Record<string, string>, body?: Bu
 }
 
 /** A raw connection: frames received are kept (header blocks decoded), `until` waits for one. */
-function raw(): { sock: Socket; frames: { type: number; flags: number; id: number; payload: Buffer; fields?: string[] }[]; until: (p: (f: { type: number; flags: number; id: number; payload: Buffer; fields?: string[] }) => boolean, ms?: number) => Promise<{ type: number; flags: number; id: number; payload: Buffer; fields?: string[] }>; closed: Promise<void> } {
-  const sock = netConnect(port, '127.0.0.1');
-  raws.push(sock);
-  const frames: { type: number; flags: number; id: number; payload: Buffer; fields?: string[] }[] = [];
-  const dec = new HpackDecoder(4096);
-  const waiters: (() => void)[] = [];
-  const reader = new FrameReader((type, flags, id, payload) => {
-    const fields = type === FRAME.HEADERS ? (dec.decode(payload) as string[]) : undefined;
-    frames.push({ type, flags, id, payload, fields });
-    for (const w of waiters.splice(0)) w();
-  });
-  sock.on('data', (d: Buffer) => reader.push(d));
-  sock.on('error', () => undefined);
-  const closed = new Promise<void>((r) => sock.on('close', () => r()));
-  const until = (p: (f: (typeof frames)[number]) => boolean, ms = 3000) =>
-    new Promise<(typeof frames)[number]>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no such frame; got ${frames.map((f) => `${f.type}/${f.flags}@${f.id}`).join(' ')}`)), ms);
-      const check = (): void => {
-        const f = frames.find(p);
-        if (f) {
-          clearTimeout(t);
-          resolve(f);
-        } else waiters.push(check);
-      };
-      check();
-    });
-  return { sock, frames, until, closed };
+function raw(): RawPeer {
+  const r = rawPeer(port, new HpackDecoder(4096));
+  raws.push(r.sock);
+  return r;
 }
 
-const code = (f: { payload: Buffer }): number => f.payload.readUInt32BE(0);
-const goawayCode = (f: { payload: Buffer }): number => f.payload.readUInt32BE(4);
-const isRst = (id: number) => (f: { type: number; id: number }) => f.type === FRAME.RST_STREAM && f.id === id;
-const isGoaway = (f: { type: number }) => f.type === FRAME.GOAWAY;
 
 test('a GET and a POST echoed: the request as the layers see it, trailers both ways', async () => {
   const seen: ProxyRequest[] = [];
@@ -213,7 +181,7 @@ test.each([
   const { sock, until } = raw();
   sock.write(Buffer.concat([clientStart(), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock(fields))]));
   const rst = await until(isRst(1));
-  expect(code(rst)).toBe(constants.NGHTTP2_PROTOCOL_ERROR);
+  expect(rstCode(rst)).toBe(constants.NGHTTP2_PROTOCOL_ERROR);
   // The connection goes on: a good request on it is answered.
   sock.write(rawRequest(3, 'x'));
   await until((f) => f.type === FRAME.HEADERS && f.id === 3);
@@ -225,7 +193,7 @@ test('DATA beyond content-length is malformed, and DATA beyond the stream window
   const { sock, until, frames } = raw();
   const cl = headerBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/'], [':authority', 'x'], ['content-length', '2']]);
   sock.write(Buffer.concat([clientStart(), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, cl), frame(FRAME.DATA, 0, 1, Buffer.from('abc'))]));
-  expect(code(await until(isRst(1)))).toBe(constants.NGHTTP2_PROTOCOL_ERROR);
+  expect(rstCode(await until(isRst(1)))).toBe(constants.NGHTTP2_PROTOCOL_ERROR);
   // Nobody reads this body: window is given back while its buffer is under 64 KiB, then no
   // more; so 64 KiB buffered and a 64 KiB window used up (7 frames of 16 KiB), then one byte over.
   sock.write(rawRequest(3, 'x', '/', 'POST', false));
@@ -233,7 +201,7 @@ test('DATA beyond content-length is malformed, and DATA beyond the stream window
   await new Promise((r) => setTimeout(r, 50));
   expect(frames.some(isRst(3))).toBe(false);
   sock.write(frame(FRAME.DATA, 0, 3, Buffer.alloc(1)));
-  expect(code(await until(isRst(3)))).toBe(constants.NGHTTP2_FLOW_CONTROL_ERROR);
+  expect(rstCode(await until(isRst(3)))).toBe(constants.NGHTTP2_FLOW_CONTROL_ERROR);
 });
 
 test('headers above maxHeaderBytes get a 431 (gRPC: RESOURCE_EXHAUSTED), CONNECT a 403, as node:http2 did', async () => {
@@ -266,7 +234,7 @@ test('streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused with REFUSED_ST
   expect(settings.payload.readUInt16BE(0)).toBe(3);
   expect(settings.payload.readUInt32BE(2)).toBe(2);
   sock.write(Buffer.concat([rawRequest(1, 'x'), rawRequest(3, 'x'), rawRequest(5, 'x')]));
-  expect(code(await until(isRst(5)))).toBe(constants.NGHTTP2_REFUSED_STREAM);
+  expect(rstCode(await until(isRst(5)))).toBe(constants.NGHTTP2_REFUSED_STREAM);
   expect(frames.some((f) => f.type === FRAME.RST_STREAM && f.id !== 5)).toBe(false);
 });
 
@@ -338,7 +306,7 @@ test('a stream on which nothing moves is reset with CANCEL after the stream idle
   const { sock, until, closed } = raw();
   sock.write(Buffer.concat([clientStart(), rawRequest(1, 'x')]));
   const t0 = Date.now();
-  expect(code(await until(isRst(1)))).toBe(constants.NGHTTP2_CANCEL);
+  expect(rstCode(await until(isRst(1)))).toBe(constants.NGHTTP2_CANCEL);
   expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
   expect(signal?.aborted).toBe(true);
   await closed;
@@ -373,7 +341,7 @@ test('draining: GOAWAY NO_ERROR names the last stream, which still completes; la
   expect(g.payload.readUInt32BE(0)).toBe(1);
   expect(goawayCode(g)).toBe(constants.NGHTTP2_NO_ERROR);
   sock.write(rawRequest(3, 'x'));
-  expect(code(await until(isRst(3)))).toBe(constants.NGHTTP2_REFUSED_STREAM);
+  expect(rstCode(await until(isRst(3)))).toBe(constants.NGHTTP2_REFUSED_STREAM);
   release();
   await until((f) => f.type === FRAME.DATA && f.id === 1 && (f.flags & FLAG.END_STREAM) !== 0);
   expect(Buffer.concat(frames.filter((f) => f.type === FRAME.DATA && f.id === 1).map((f) => f.payload)).toString()).toBe('late');
