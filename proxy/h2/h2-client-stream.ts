@@ -183,7 +183,24 @@ export class H2ClientStream extends BodySender {
     // NO_ERROR: "stop sending" after a complete response (RFC 9113 section 8.1), not a failed
     // stream; node:http2's delivery does not charge it either (h2-call.ts).
     if (code !== H2_ERROR.NO_ERROR) this.session.chargeReset();
+    else if (this.remoteEnded) return this.stopSending();
     this.fail(err);
+  }
+
+  /**
+   * NO_ERROR after a complete response: the app asks for no more of the request (RFC 9113
+   * section 8.1). The caller has its whole response; the rest of its upload is read and
+   * dropped as it comes, so it ends as node:http2 would have let it, instead of waiting
+   * paused, on a stream no one reads, for the stream idle timeout.
+   */
+  private stopSending(): void {
+    const b = this.req.body;
+    this.close();
+    if (b === null || b.destroyed || b.readableEnded) return;
+    detach(b);
+    b.removeListener('error', onBodyError);
+    b.on('error', ignore);
+    b.resume();
   }
 
   /** Ours: RST_STREAM CANCEL (the caller went away, the response body was dropped). */

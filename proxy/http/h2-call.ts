@@ -5,7 +5,7 @@ import { cleanTrailers, type Headers } from './headers.js';
 import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
 import { StreamedResponse } from './streamed-response.js';
-import { relayDestOf, relayH2Body } from './h2-relay.js';
+import { relayDestOf, relayH2Body, stopSending } from './h2-relay.js';
 import { chargeReset } from './session-resets.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
@@ -30,6 +30,8 @@ export type OnResponse = (call: H2Call, head: IncomingHttpHeaders, endStream: bo
 export class H2Call {
   stream!: ClientHttp2Stream;
   responded = false;
+  /** The response's END_STREAM has arrived (a forwarded one's: pushUnlessCut sees it). */
+  complete = false;
   trailers: Headers | undefined = undefined;
   resolve!: (res: ProxyResponse) => void;
   reject!: (err: unknown) => void;
@@ -50,6 +52,7 @@ export class H2Call {
   /** Resolves with a response whose body is the stream (null when it ended with the head). */
   respond(status: number, headers: Headers, endStream: boolean): void {
     this.responded = true;
+    this.complete = endStream;
     if (endStream) this.stream.resume();
     else {
       this.stream.on('trailers', onTrailers);
@@ -113,6 +116,9 @@ function onClose(this: Streamed): void {
   this[CALL] = undefined;
   call.req.signal.removeEventListener('abort', call);
   if (call.forwarded && this.rstCode !== NGHTTP2_NO_ERROR) chargeReset(call.session);
+  // NO_ERROR after a complete response: the app wants no more of the request (RFC 9113
+  // section 8.1); the relay drops the rest of the body instead of pausing it (h2-relay.ts).
+  else if (call.complete) stopSending(this);
   if (!call.responded) call.reject(classify(call, this, undefined));
 }
 
@@ -153,6 +159,8 @@ const readablePush = Readable.prototype.push;
 function pushUnlessCut(this: Streamed, chunk: unknown, encoding?: BufferEncoding): boolean {
   if (chunk !== null) return readablePush.call(this, chunk, encoding);
   this.push = readablePush;
+  const call = this[CALL];
+  if (!this.closed && call !== undefined) call.complete = true;
   // Closed by our side (the request cancelled: its client gone, a timeout): not a cut.
   if (!this.closed || this[CALL]?.req.signal.aborted === true) return readablePush.call(this, null);
   // Not ended here: node may be in the middle of closing the stream (a synchronous destroy would break it).

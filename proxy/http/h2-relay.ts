@@ -8,9 +8,11 @@ const SRC = Symbol('wren.relaySrc');
 const DRAINING = Symbol('wren.relayDrain');
 /** Whether the body is destroyed when the destination closes (a response's upstream body). */
 const DESTROY_SRC = Symbol('wren.relayDestroySrc');
+/** Whether the rest of the body is read and dropped when the destination closes (stopSending). */
+const DROP_REST = Symbol('wren.relayDropRest');
 
 type Src = Readable & { [DEST]?: Http2Stream };
-type Dest = Http2Stream & { [SRC]?: Readable; [DRAINING]?: boolean; [DESTROY_SRC]?: boolean };
+type Dest = Http2Stream & { [SRC]?: Readable; [DRAINING]?: boolean; [DESTROY_SRC]?: boolean; [DROP_REST]?: boolean };
 
 /**
  * Moves a body into an HTTP/2 stream, ending the stream after it: what `body.pipe(stream)`
@@ -46,6 +48,18 @@ export function relayDestOf(src: Readable): Http2Stream | undefined {
   return (src as Src)[DEST];
 }
 
+/**
+ * The destination's peer answered in full and asked for no more of the body (RST_STREAM
+ * NO_ERROR, RFC 9113 section 8.1): when the stream closes, the rest of the body is read
+ * and dropped, so its sender finishes instead of waiting on a body no one reads. Called
+ * before the stream's 'close' reaches the relay.
+ */
+export function stopSending(dest: Http2Stream): void {
+  (dest as Dest)[DROP_REST] = true;
+}
+
+const ignore = (): void => undefined;
+
 function onSrcData(this: Src, chunk: Buffer): void {
   const dest = this[DEST] as Dest | undefined;
   if (dest === undefined || dest.destroyed || dest.writableEnded) {
@@ -77,7 +91,12 @@ function onDestClose(this: Dest): void {
   if (src === undefined) return;
   (src as Src)[DEST] = undefined;
   if (this[DESTROY_SRC] === true) src.destroy();
-  else if (!src.readableEnded) {
+  else if (this[DROP_REST] === true) {
+    src.removeListener('data', onSrcData);
+    src.removeListener('end', onSrcEnd);
+    src.on('error', ignore);
+    if (!src.readableEnded) src.resume();
+  } else if (!src.readableEnded) {
     // Closed before the body's end (a reset, a refused stream): the body is let go of,
     // paused, with nothing of this relay left on it, so a retry can send it again from
     // where it stands (replayable-body.ts) as after an unpipe().
