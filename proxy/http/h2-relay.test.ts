@@ -1,7 +1,7 @@
 import { connect, constants, createServer, type ClientHttp2Session, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { relayDestOf, relayH2Body } from './h2-relay.js';
+import { relayDestOf, relayH2Body, stopSending } from './h2-relay.js';
 
 let server: Http2Server;
 let session: ClientHttp2Session;
@@ -126,4 +126,35 @@ test('destroySrc: the stream closing early destroys the body; without it the bod
       body.destroy();
     }
   }
+});
+
+test('a stream closed before the body ended leaves the body paused for a retry; after stopSending the rest is read and dropped to its end', async () => {
+  // The server answers at once and resets NO_ERROR ("stop sending", RFC 9113 section 8.1).
+  onStream = (s) => {
+    s.on('error', () => undefined);
+    s.respond({ ':status': 200 });
+    s.end('done', () => s.close(constants.NGHTTP2_NO_ERROR));
+  };
+  const relayed = async (stop: boolean): Promise<Readable> => {
+    let left = 64;
+    const body = new Readable({
+      read() {
+        this.push(left-- > 0 ? Buffer.alloc(16 * 1024) : null);
+      },
+    });
+    const st = session.request({ ':method': 'POST', ':path': '/' });
+    // Marked ahead here; h2-call.ts marks it once the response has ended, before 'close'.
+    if (stop) stopSending(st);
+    relayH2Body(body, st, noError, false);
+    st.resume();
+    await new Promise((r) => st.on('close', r));
+    return body;
+  };
+  const kept = await relayed(false);
+  await new Promise((r) => setTimeout(r, 50));
+  expect(kept.isPaused()).toBe(true);
+  expect(kept.readableEnded).toBe(false);
+  const dropped = await relayed(true);
+  if (!dropped.readableEnded) await new Promise((r) => dropped.once('end', r));
+  expect(dropped.readableEnded).toBe(true);
 });

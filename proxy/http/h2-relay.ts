@@ -91,17 +91,17 @@ function onDestClose(this: Dest): void {
   if (src === undefined) return;
   (src as Src)[DEST] = undefined;
   if (this[DESTROY_SRC] === true) src.destroy();
-  else if (this[DROP_REST] === true) {
-    src.removeListener('data', onSrcData);
-    src.removeListener('end', onSrcEnd);
-    src.on('error', ignore);
-    if (!src.readableEnded) src.resume();
-  } else if (!src.readableEnded) {
+  else if (!src.readableEnded) {
     // Closed before the body's end (a reset, a refused stream): the body is let go of,
     // paused, with nothing of this relay left on it, so a retry can send it again from
-    // where it stands (replayable-body.ts) as after an unpipe().
+    // where it stands (replayable-body.ts) as after an unpipe(). Unless the peer asked
+    // for no more of it (stopSending): then it is read on and dropped.
     src.removeListener('data', onSrcData);
     src.removeListener('end', onSrcEnd);
-    src.pause();
+    if (this[DROP_REST] !== true) src.pause();
+    else {
+      src.on('error', ignore);
+      src.resume();
+    }
   }
 }
