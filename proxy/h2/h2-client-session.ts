@@ -128,7 +128,7 @@ export class H2ClientSession implements StreamHost {
       st.reject = reject;
       if (this.retired || this.destroyed) return reject(this.markRefused(new ProxyError('UPSTREAM_RESET', 'the session to the app takes no new stream')));
       if (req.signal.aborted) return reject(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
-      req.signal.addEventListener('abort', st);
+      req.signal.addEventListener('abort', st.onAbort);
       if (this.streams.size >= this.peerMaxStreams) this.waiting.push(st);
       else this.open(st);
     });

@@ -59,10 +59,14 @@ export class H2ClientStream extends BodySender {
     super();
   }
 
-  /** The request's abort signal fired: cancel the stream (RFC 9113 section 8.7). */
-  handleEvent(): void {
-    this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
-  }
+  /**
+   * The request's abort listener (cancels the stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. node's
+   * EventTarget keeps an object listener in a way the scavenger cannot free: the signal and
+   * the listener, and all the request they reach, survived every scavenge and were promoted
+   * (about 6 KB a request, freed only by mark-compact: docs/benchmarks.md, "Promoted by an
+   * object listener"). One small closure that dies young costs far less.
+   */
+  readonly onAbort = (): void => this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
 
   /** Sends the body after the head (the session wrote HEADERS without END_STREAM). */
   sendBody(body: Readable): void {
@@ -233,7 +237,7 @@ export class H2ClientStream extends BodySender {
     if (this.closed) return;
     this.closed = true;
     this.queued = null;
-    this.req.signal.removeEventListener('abort', this);
+    this.req.signal.removeEventListener('abort', this.onAbort);
     const b = this.pausedBody;
     this.pausedBody = null;
     if (b !== null) detach(b);

@@ -21,7 +21,7 @@ export type OnResponse = (call: H2Call, head: IncomingHttpHeaders, endStream: bo
 /**
  * One request sent as a client stream on an HTTP/2 session: the stream lifecycle that
  * forwarded requests and upgrades (extended CONNECT) share. One object per request is the
- * whole state: it is the abort signal's listener (`handleEvent`), the stream's listeners
+ * whole state: it holds the abort signal's listener (`onAbort`), the stream's listeners
  * are module functions that find it on the stream, and the response it resolves with
  * reads its trailers through it. So a request costs no closures beyond its promise's
  * executor, and nothing of it stays referenced from the stream once it has closed
@@ -44,10 +44,14 @@ export class H2Call {
     readonly forwarded: boolean,
   ) {}
 
-  /** The request's abort signal fired: cancel the upstream stream (RFC 9113 §8.7). */
-  handleEvent(): void {
-    this.stream.close(NGHTTP2_CANCEL);
-  }
+  /**
+   * The request's abort listener (cancels the upstream stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. node's
+   * EventTarget keeps an object listener in a way the scavenger cannot free: the signal and
+   * the listener, and all the request they reach, survived every scavenge and were promoted
+   * (about 6 KB a request, freed only by mark-compact: docs/benchmarks.md, "Promoted by an
+   * object listener"). One small closure that dies young costs far less.
+   */
+  readonly onAbort = (): void => this.stream.close(NGHTTP2_CANCEL);
 
   /** Resolves with a response whose body is the stream (null when it ended with the head). */
   respond(status: number, headers: Headers, endStream: boolean): void {
@@ -94,7 +98,7 @@ export function startH2Call(call: H2Call, out: OutgoingHttpHeaders | string[], h
     call.stream = stream;
     stream[CALL] = call;
     releaseOnClose(stream);
-    call.req.signal.addEventListener('abort', call);
+    call.req.signal.addEventListener('abort', call.onAbort);
     stream.on('close', onClose);
     stream.on('error', onError);
     stream.on('response', onResponseHead);
@@ -114,7 +118,7 @@ export function startH2Call(call: H2Call, out: OutgoingHttpHeaders | string[], h
 function onClose(this: Streamed): void {
   const call = this[CALL]!;
   this[CALL] = undefined;
-  call.req.signal.removeEventListener('abort', call);
+  call.req.signal.removeEventListener('abort', call.onAbort);
   if (call.forwarded && this.rstCode !== NGHTTP2_NO_ERROR) chargeReset(call.session);
   // NO_ERROR after a complete response: the app wants no more of the request (RFC 9113
   // section 8.1); the relay drops the rest of the body instead of pausing it (h2-relay.ts).

@@ -35,7 +35,7 @@ export function upgradeH2(session: ClientHttp2Session, req: ProxyRequest, head: 
 
 function onUpgradeResponse(call: H2Call, h: IncomingHttpHeaders, endStream: boolean): void {
   // The tunnel outlives the request: the caller's abort no longer resets it (splice does).
-  call.req.signal.removeEventListener('abort', call);
+  call.req.signal.removeEventListener('abort', call.onAbort);
   const status = Number(h[':status']);
   const upgraded = h[MESH.upgraded];
   const headers = cleanHeaders(h);
