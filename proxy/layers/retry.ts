@@ -14,6 +14,7 @@ import type { RetryCause } from '../../contract/discovery.js';
 type RetryPolicy = TrafficPolicy['retry'];
 import { stateOf, type ResilienceState } from './request-state.js';
 import { sleep } from './race-signal.js';
+import { linkedAbort } from '../../common/linked-abort.js';
 
 /** Marks retried requests for the upstream (like Envoy's x-envoy-attempt-count): 2 on the first retry. */
 export const ATTEMPT_HEADER = 'wren-attempt';
@@ -130,8 +131,8 @@ class RetryRun {
           let signal = req.signal;
           let timer: ReturnType<Clock['setTimeout']> | undefined;
           if (perTry > 0) {
-            const ac = new AbortController();
-            signal = AbortSignal.any([req.signal, ac.signal]);
+            const ac = linkedAbort(req.signal);
+            signal = ac.signal;
             timer = clock.setTimeout(() => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)), perTry);
           }
           const headers = attemptHeaders(req, attempt, this.grpc, st.deadlineAt, perTry, clock);

@@ -8,6 +8,7 @@ import { header, isGrpc, type Headers } from '../http/headers.js';
 import { parseGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { stateOf } from './request-state.js';
 import { raceSignal } from './race-signal.js';
+import { linkedAbort } from '../../common/linked-abort.js';
 
 /**
  * Whole-request timeouts, above the retry layer so they bound every attempt together
@@ -79,8 +80,9 @@ async function withTimeouts(
   const start = clock.now();
   const st = stateOf(req);
   if (st && budget !== Infinity && !perTry) st.deadlineAt = start + budget;
-  const ac = new AbortController();
-  const signal = AbortSignal.any([req.signal, ac.signal]);
+  // Aborted by the caller's signal or by our timers (not AbortSignal.any: common/linked-abort.ts).
+  const ac = linkedAbort(req.signal);
+  const signal = ac.signal;
   let deadlineTimer: Timer | null = null;
   let idleTimer: Timer | null = null;
   let active = true;
