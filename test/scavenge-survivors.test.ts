@@ -4,6 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { clientStart, frame, FrameReader, headerBlock, FRAME, FLAG } from './helpers/h2-frames.js';
 
 /**
  * What finished requests leave for the young generation's collector: nothing it cannot
@@ -29,7 +30,7 @@ const CONNECTIONS = 16;
 const ROUNDS = 20;
 /** Bytes a burst may leave promoted: 1 KB a request (measured: 0.2 KB now; 6.2 KB before, 1.5 KB with AbortSignal.any). */
 const LIMIT = 1024 * CONNECTIONS * ROUNDS;
-let app: Server, server: Proxy, client: Proxy;
+let app: Server, h2app: Server, server: Proxy, client: Proxy;
 
 beforeAll(async () => {
   // Answers every request head with 5 bytes: no objects of its own per request beyond a string.
@@ -46,6 +47,30 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
   server = await startProxy({ pki, serviceAccount: 'web' });
+  // An h2c gRPC app in raw frames (node:http2 on either end would add its own survivors):
+  // each call answered with a head, one message and the trailers.
+  const status200 = headerBlock([[':status', '200'], ['content-type', 'application/grpc']]);
+  const trailers = headerBlock([['grpc-status', '0']]);
+  h2app = createServer((sock) => {
+    let preface = 24;
+    sock.on('error', () => undefined);
+    sock.write(frame(FRAME.SETTINGS, 0, 0));
+    const reader = new FrameReader((type, flags, id) => {
+      if (type === FRAME.SETTINGS && (flags & FLAG.ACK) === 0) sock.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+      if ((type === FRAME.HEADERS || type === FRAME.DATA) && (flags & FLAG.END_STREAM) !== 0 && id > 0) {
+        sock.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, status200), frame(FRAME.DATA, 0, id, MESSAGE), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, trailers)]));
+      }
+    });
+    sock.on('data', (d: Buffer) => {
+      if (preface > 0) {
+        const n = Math.min(preface, d.length);
+        preface -= n;
+        d = d.subarray(n);
+      }
+      if (d.length > 0) reader.push(d);
+    });
+  });
+  await new Promise<void>((r) => h2app.listen(0, '127.0.0.1', r));
   const appPort = (app.address() as AddressInfo).port;
   client = await startProxy({
     pki,
@@ -56,6 +81,7 @@ beforeAll(async () => {
       // with AbortSignal.any 1.5 KB a request were promoted). A request or idle timeout still
       // leaves about 5 KB (the response relayed through a PassThrough): docs/benchmarks.md.
       meshService('per-try', 80, [{ appPort, proxy: server }], { policy: { retry: { perTryTimeoutMs: 5000 } } }),
+      meshService('echo', 50051, [{ appPort: (h2app.address() as AddressInfo).port, proxy: server }], { protocol: 'grpc' }),
     ],
   });
 });
@@ -64,7 +90,11 @@ afterAll(async () => {
   await client.close();
   await server.close();
   await new Promise((r) => app.close(r));
+  await new Promise((r) => h2app.close(r));
 });
+
+/** A gRPC message: uncompressed, 2 bytes (a protobuf field). */
+const MESSAGE = Buffer.from([0, 0, 0, 0, 2, 8, 1]);
 
 const oldSpace = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_used_size;
 
@@ -110,5 +140,63 @@ test.each([
     expect((promoted[1] + promoted[2]) / 2).toBeLessThan(LIMIT);
   } finally {
     for (const s of socks) s.destroy();
+  }
+});
+
+/** Bytes a burst of gRPC calls may leave promoted: 4 KB a call. Measured 2026-12-04: 3 KB (the inbound keeps its calls for the scavenger, not found yet: docs/benchmarks.md); the aim is the HTTP/1.1 path's, under 1 KB. */
+const GRPC_LIMIT = 4096 * CONNECTIONS * ROUNDS;
+
+test(`a burst of ${CONNECTIONS * ROUNDS} gRPC calls through the pair (raw HTTP/2 frames in and out) leaves no more than 4 KB a call for scavenges to promote`, async () => {
+  const conns: { s: Socket; id: number }[] = [];
+  let answered = 0;
+  let waiter: (() => void) | null = null;
+  const head = headerBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/echo.Echo/Unary'], [':authority', 'echo:50051'], ['content-type', 'application/grpc'], ['te', 'trailers']]);
+  for (let i = 0; i < CONNECTIONS; i++) {
+    const s = connect(client.outboundPort, '127.0.0.1');
+    s.write(clientStart());
+    const reader = new FrameReader((type, flags, id, payload) => {
+      if (type === FRAME.SETTINGS && (flags & FLAG.ACK) === 0) s.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+      if (type === FRAME.DATA && payload.length > 0) {
+        // Give the window back, as a client that reads does.
+        const w = Buffer.alloc(4);
+        w.writeUInt32BE(payload.length);
+        s.write(Buffer.concat([frame(FRAME.WINDOW_UPDATE, 0, 0, w), frame(FRAME.WINDOW_UPDATE, 0, id, w)]));
+      }
+      if (type === FRAME.HEADERS && (flags & FLAG.END_STREAM) !== 0 && id > 0) {
+        answered++;
+        if (waiter !== null && answered % CONNECTIONS === 0) waiter();
+      }
+    });
+    s.on('data', (d: Buffer) => reader.push(d));
+    s.on('error', () => undefined);
+    conns.push({ s, id: 1 });
+  }
+  const round = (): Promise<void> =>
+    new Promise((resolve) => {
+      waiter = resolve;
+      for (const c of conns) {
+        const id = c.id;
+        c.id += 2;
+        c.s.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, head), frame(FRAME.DATA, FLAG.END_STREAM, id, MESSAGE)]));
+      }
+    });
+  try {
+    for (let k = 0; k < 50; k++) await round();
+    const promoted: number[] = [];
+    for (let burst = 0; burst < 4; burst++) {
+      gc({ type: 'major', execution: 'sync' });
+      for (let k = 0; k < ROUNDS; k++) await round();
+      await new Promise((r) => setTimeout(r, 20));
+      const before = oldSpace();
+      gc({ type: 'minor', execution: 'sync' });
+      gc({ type: 'minor', execution: 'sync' });
+      promoted.push(oldSpace() - before);
+    }
+    promoted.sort((a, b) => a - b);
+    process.stdout.write(`grpc: scavenge survivors per burst of ${CONNECTIONS * ROUNDS} calls (KB): ${promoted.map((p) => (p / 1024).toFixed(0)).join(', ')}\n`);
+    expect(answered).toBe(CONNECTIONS * (50 + 4 * ROUNDS));
+    expect((promoted[1] + promoted[2]) / 2).toBeLessThan(GRPC_LIMIT);
+  } finally {
+    for (const c of conns) c.s.destroy();
   }
 });
