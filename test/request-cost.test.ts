@@ -1,8 +1,9 @@
 import { createHook } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { connect as h2connect, createServer as createH2cServer, type ClientHttp2Session, type Http2Server } from 'node:http2';
 import { testPki } from './helpers/pki.js';
+import { bytesApp } from './helpers/bytes-app.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 
@@ -84,22 +85,6 @@ const N = 400;
 
 const pki = testPki();
 let app: Server, h2app: Http2Server, server: Proxy, client: Proxy, muxClient: Proxy, nodeServer: Proxy, nodeClient: Proxy;
-
-/** A keep-alive HTTP/1.1 app that answers every request head with 5 bytes, parsing nothing but the head's end. */
-function bytesApp(): Promise<Server> {
-  const s = createServer((sock) => {
-    let pending = '';
-    sock.on('data', (d) => {
-      pending += d.toString('latin1');
-      let at: number;
-      while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
-        pending = pending.slice(at + 4);
-        sock.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello');
-      }
-    });
-  });
-  return new Promise((r) => s.listen(0, '127.0.0.1', () => r(s)));
-}
 
 /** An h2c app answering each stream, once its body has ended, with 5 bytes (node:http2's core API, no compatibility objects). */
 function h2BytesApp(): Promise<Http2Server> {

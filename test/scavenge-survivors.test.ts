@@ -2,6 +2,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { testPki } from './helpers/pki.js';
+import { bytesApp } from './helpers/bytes-app.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { clientStart, frame, FrameReader, headerBlock, FRAME, FLAG } from './helpers/h2-frames.js';
@@ -33,19 +34,7 @@ const LIMIT = 1024 * CONNECTIONS * ROUNDS;
 let app: Server, h2app: Server, server: Proxy, client: Proxy;
 
 beforeAll(async () => {
-  // Answers every request head with 5 bytes: no objects of its own per request beyond a string.
-  app = createServer((sock) => {
-    let pending = '';
-    sock.on('data', (d) => {
-      pending += d.toString('latin1');
-      let at: number;
-      while ((at = pending.indexOf('\r\n\r\n')) >= 0) {
-        pending = pending.slice(at + 4);
-        sock.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello');
-      }
-    });
-  });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  app = await bytesApp();
   server = await startProxy({ pki, serviceAccount: 'web' });
   // An h2c gRPC app in raw frames (node:http2 on either end would add its own survivors):
   // each call answered with a head, one message and the trailers.
@@ -98,6 +87,25 @@ const MESSAGE = Buffer.from([0, 0, 0, 0, 2, 8, 1]);
 
 const oldSpace = (): number => getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_used_size;
 
+/**
+ * Four bursts of ROUNDS rounds, each after a full GC; after each, with nothing in flight,
+ * two scavenges (the second promotes what survived the first): the old space's growth per
+ * burst, sorted. Whatever of a burst a scavenge keeps, something kept it.
+ */
+async function bursts(round: () => Promise<void>): Promise<number[]> {
+  const promoted: number[] = [];
+  for (let burst = 0; burst < 4; burst++) {
+    gc({ type: 'major', execution: 'sync' });
+    for (let k = 0; k < ROUNDS; k++) await round();
+    await new Promise((r) => setTimeout(r, 20));
+    const before = oldSpace();
+    gc({ type: 'minor', execution: 'sync' });
+    gc({ type: 'minor', execution: 'sync' });
+    promoted.push(oldSpace() - before);
+  }
+  return promoted.sort((a, b) => a - b);
+}
+
 test.each([
   ['no timeouts (the defaults)', 'web'],
   ['a per-try timeout', 'per-try'],
@@ -122,18 +130,7 @@ test.each([
   try {
     // Warm: connections to the peer and the app open, code compiled.
     for (let k = 0; k < 50; k++) await round();
-    const promoted: number[] = [];
-    for (let burst = 0; burst < 4; burst++) {
-      gc({ type: 'major', execution: 'sync' });
-      for (let k = 0; k < ROUNDS; k++) await round();
-      // Nothing in flight: whatever of the burst a scavenge keeps, something kept it.
-      await new Promise((r) => setTimeout(r, 20));
-      const before = oldSpace();
-      gc({ type: 'minor', execution: 'sync' });
-      gc({ type: 'minor', execution: 'sync' });
-      promoted.push(oldSpace() - before);
-    }
-    promoted.sort((a, b) => a - b);
+    const promoted = await bursts(round);
     process.stdout.write(`${host}: scavenge survivors per burst of ${CONNECTIONS * ROUNDS} requests (KB): ${promoted.map((p) => (p / 1024).toFixed(0)).join(', ')}\n`);
     expect(answered).toBe(CONNECTIONS * (50 + 4 * ROUNDS));
     // The median of four bursts (a timer of the proxies firing in one can add to it).
@@ -182,17 +179,7 @@ test(`a burst of ${CONNECTIONS * ROUNDS} gRPC calls through the pair (raw HTTP/2
     });
   try {
     for (let k = 0; k < 50; k++) await round();
-    const promoted: number[] = [];
-    for (let burst = 0; burst < 4; burst++) {
-      gc({ type: 'major', execution: 'sync' });
-      for (let k = 0; k < ROUNDS; k++) await round();
-      await new Promise((r) => setTimeout(r, 20));
-      const before = oldSpace();
-      gc({ type: 'minor', execution: 'sync' });
-      gc({ type: 'minor', execution: 'sync' });
-      promoted.push(oldSpace() - before);
-    }
-    promoted.sort((a, b) => a - b);
+    const promoted = await bursts(round);
     process.stdout.write(`grpc: scavenge survivors per burst of ${CONNECTIONS * ROUNDS} calls (KB): ${promoted.map((p) => (p / 1024).toFixed(0)).join(', ')}\n`);
     expect(answered).toBe(CONNECTIONS * (50 + 4 * ROUNDS));
     expect((promoted[1] + promoted[2]) / 2).toBeLessThan(GRPC_LIMIT);
