@@ -192,8 +192,11 @@ test('a failing endpoint is ejected after the consecutive-5xx count and returns 
     expect(typeof e.ewmaMs).toBe('number');
     expect(e.inflight).toBe(0);
   }
-  // While ejected it gets no traffic.
-  const replies = await sequential('eject', 30);
+  // While ejected it gets no traffic. Only requests sent before its ejection ends count: on a
+  // loaded machine 30 of them once outlasted the 500 ms and the endpoint was back (CI, 2026-12-04).
+  const replies: Reply[] = [];
+  while (replies.length < 30 && Date.now() < until1 - 100) replies.push(await call('eject'));
+  expect(replies.length).toBeGreaterThanOrEqual(5);
   expect(replies.every((r) => r.status === 200)).toBe(true);
   expect(bad.hits).toBe(3);
   // It recovers; after base ejection time + one interval sweep it is back in rotation.
