@@ -60,11 +60,8 @@ export class H2ClientStream extends BodySender {
   }
 
   /**
-   * The request's abort listener (cancels the stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. node's
-   * EventTarget keeps an object listener in a way the scavenger cannot free: the signal and
-   * the listener, and all the request they reach, survived every scavenge and were promoted
-   * (about 6 KB a request, freed only by mark-compact: docs/benchmarks.md, "Promoted by an
-   * object listener"). One small closure that dies young costs far less.
+   * The request's abort listener (cancels the stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. an object
+   * listener is kept where scavenges cannot free it (h1-pool.ts, Exchange.onAbort).
    */
   readonly onAbort = (): void => this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
 

@@ -45,11 +45,8 @@ export class H2Call {
   ) {}
 
   /**
-   * The request's abort listener (cancels the upstream stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. node's
-   * EventTarget keeps an object listener in a way the scavenger cannot free: the signal and
-   * the listener, and all the request they reach, survived every scavenge and were promoted
-   * (about 6 KB a request, freed only by mark-compact: docs/benchmarks.md, "Promoted by an
-   * object listener"). One small closure that dies young costs far less.
+   * The request's abort listener (cancels the upstream stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. an object
+   * listener is kept where scavenges cannot free it (h1-pool.ts, Exchange.onAbort).
    */
   readonly onAbort = (): void => this.stream.close(NGHTTP2_CANCEL);
 
@@ -166,7 +163,7 @@ function pushUnlessCut(this: Streamed, chunk: unknown, encoding?: BufferEncoding
   const call = this[CALL];
   if (!this.closed && call !== undefined) call.complete = true;
   // Closed by our side (the request cancelled: its client gone, a timeout): not a cut.
-  if (!this.closed || this[CALL]?.req.signal.aborted === true) return readablePush.call(this, null);
+  if (!this.closed || call?.req.signal.aborted === true) return readablePush.call(this, null);
   // Not ended here: node may be in the middle of closing the stream (a synchronous destroy would break it).
   process.nextTick(failCut, this);
   return false;
