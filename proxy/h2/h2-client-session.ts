@@ -7,6 +7,7 @@ import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, P
 import { FrameWriter } from './frame-writer.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
+import { IdTable } from '../../common/id-table.js';
 
 export interface H2ClientSessionOptions {
   /** Receive window per stream and for the connection (limits.http2Initial*WindowBytes). */
@@ -58,7 +59,8 @@ export function wasRefusedByApp(err: unknown): boolean {
  * connection error.
  */
 export class H2ClientSession implements StreamHost {
-  private readonly streams = new Map<number, H2ClientStream>();
+  /** Open streams by id: an IdTable, not a Map, which would keep every stream it ever held for the scavenger (common/id-table.ts). */
+  private readonly streams = new IdTable<H2ClientStream>();
   private readonly waiting: H2ClientStream[] = [];
   private readonly blockedStreams = new Set<H2ClientStream>();
   /** Streams whose request body waits for the socket to drain (congested()). */
@@ -371,7 +373,7 @@ export class H2ClientSession implements StreamHost {
         const last = p.readUInt32BE(0) & MAX_WINDOW;
         this.retired = true;
         this.o.onRetired(this);
-        for (const st of [...this.streams.values()]) if (st.id > last) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'stream refused (GOAWAY)')));
+        for (const st of this.streams.values()) if (st.id > last) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'stream refused (GOAWAY)')));
         for (const st of this.waiting.splice(0)) st.fail(this.markRefused(new ProxyError('UPSTREAM_RESET', 'stream refused (GOAWAY)')));
         if (this.streams.size === 0) this.end();
         return;

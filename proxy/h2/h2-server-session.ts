@@ -12,6 +12,7 @@ import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, P
 import { FrameWriter } from './frame-writer.js';
 import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
+import { IdTable } from '../../common/id-table.js';
 
 export interface H2ServerSessionOptions {
   readonly service: HttpService;
@@ -77,7 +78,8 @@ const MAX_BUFFERED = 1 << 20;
  * proxy/h2/h2-server-adversary.test.ts compares our answers with node:http2's.
  */
 export class H2ServerSession implements ServerStreamHost {
-  private readonly streams = new Map<number, H2ServerStream>();
+  /** Open streams by id: an IdTable, not a Map, which would keep every stream it ever held for the scavenger (common/id-table.ts). */
+  private readonly streams = new IdTable<H2ServerStream>();
   private readonly blockedStreams = new Set<H2ServerStream>();
   /** Streams whose head arrived in the read being processed: handed to the service at its end. */
   private readonly ready: H2ServerStream[] = [];
@@ -254,7 +256,7 @@ export class H2ServerSession implements ServerStreamHost {
     this.clearTimers();
     this.ready.length = 0;
     const err = new ProxyError('CLIENT_CANCELLED', 'the client connection closed');
-    for (const st of [...this.streams.values()]) st.onReset(err);
+    for (const st of this.streams.values()) st.onReset(err);
     this.streams.clear();
     this.blockedStreams.clear();
     this.congested.clear();
@@ -298,7 +300,7 @@ export class H2ServerSession implements ServerStreamHost {
     this.clearTimers();
     this.ready.length = 0;
     const err = new ProxyError('CLIENT_CANCELLED', 'the connection was closed (GOAWAY)');
-    for (const st of [...this.streams.values()]) st.onReset(err);
+    for (const st of this.streams.values()) st.onReset(err);
     this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, code));
     this.flush();
     this.socket.end();
@@ -361,7 +363,7 @@ export class H2ServerSession implements ServerStreamHost {
     this.sweep = null;
     if (this.destroyed) return;
     const g = ++this.generation;
-    for (const st of [...this.streams.values()]) {
+    for (const st of this.streams.values()) {
       if (g - st.lastActive < 3) continue;
       this.o.onLimit('stream-idle-timeout');
       st.cancel(H2_ERROR.CANCEL, new ProxyError('IDLE_TIMEOUT', `no frame for ${this.o.streamIdleTimeoutMs} ms`));

@@ -1,4 +1,3 @@
-import { PassThrough } from 'node:stream';
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
 import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
@@ -9,6 +8,7 @@ import { parseGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { stateOf } from './request-state.js';
 import { raceSignal } from './race-signal.js';
 import { linkedAbort } from '../../common/linked-abort.js';
+import { RelayedBody } from '../http/relayed-body.js';
 
 /**
  * Whole-request timeouts, above the retry layer so they bound every attempt together
@@ -107,10 +107,9 @@ async function withTimeouts(
   let reqBody = req.body;
   if (reqBody && idleMs > 0) {
     // Request-body activity keeps the stream alive too (client streaming).
-    const pass = new PassThrough();
-    reqBody.on('data', touch);
-    reqBody.on('error', (e) => pass.destroy(e));
-    reqBody = reqBody.pipe(pass);
+    const relay = new RelayedBody(reqBody, touch);
+    reqBody.on('error', (e) => relay.destroy(e));
+    reqBody = relay;
   }
   let res: ProxyResponse;
   try {
@@ -127,23 +126,23 @@ async function withTimeouts(
     return res;
   }
   touch();
-  // After headers: a timer ends the response in-band instead of failing the request.
-  const out = new PassThrough();
+  // After headers: a timer ends the response in-band instead of failing the request. The
+  // relay is a Readable, not a PassThrough (relayed-body.ts: what a Writable keeps alive).
+  const out = new RelayedBody(upstream, touch);
   let trailers: Headers | undefined;
   let fired = false;
   onFire = (e) => {
     // Detached before the attempt is cancelled: an upstream that fails its body at once on
     // abort (an HTTP/1.1 pool's exchange) must not cut the response this ends in-band.
     fired = true;
-    upstream.unpipe(out);
+    out.detach();
     ac.abort(e);
     upstream.destroy();
     if (grpc && isGrpc(res.headers)) {
       trailers = { 'grpc-status': String(e.grpcStatus), 'grpc-message': e.message, [PROXY_ERROR_HEADER]: e.label };
-      out.end();
+      out.push(null);
     } else out.destroy(e);
   };
-  upstream.on('data', touch);
   upstream.on('error', (e) => {
     if (!fired) out.destroy(e);
   });
@@ -152,6 +151,5 @@ async function withTimeouts(
     clear();
     if (!upstream.readableEnded) upstream.destroy();
   });
-  upstream.pipe(out);
   return { ...res, body: out, trailers: () => trailers ?? res.trailers() };
 }
