@@ -12,6 +12,8 @@
  * GC first, and the promoted objects are garbage by then.
  */
 import { Session } from 'node:inspector/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -44,6 +46,10 @@ function top(root: Node, limit: number): string[] {
   return [`total sampled ${(total / 1048576).toFixed(1)} MB`, ...[...sites].sort((a, b) => b[1] - a[1]).slice(0, limit).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)} %  ${k}`)];
 }
 
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as (o: { type: 'minor'; execution: 'sync' }) => void;
+const minorGc = (): void => gc({ type: 'minor', execution: 'sync' });
+
 process.on('SIGUSR2', () => {
   void (async () => {
     if (!sampling) {
@@ -52,6 +58,13 @@ process.on('SIGUSR2', () => {
       sampling = true;
       process.stderr.write(`[heap-sampler ${process.pid}] sampling objects that survive scavenges\n`);
       return;
+    }
+    // What the young generation holds now has not met a scavenge yet: two scavenges first
+    // (the second takes what the first only copied), or a profile taken right after a quiet
+    // spell lists a whole new space of garbage allocated since the last one as survivors.
+    if (process.env.WREN_HEAP_SAMPLER_ALL !== '1') {
+      minorGc();
+      minorGc();
     }
     const { profile } = await session.post('HeapProfiler.stopSampling');
     sampling = false;

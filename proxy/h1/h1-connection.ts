@@ -10,6 +10,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import { setDirectReads } from '../net/direct-reads.js';
+import type { Cancel } from '../../common/cancel.js';
 
 export interface H1ConnectionOptions {
   /** Called once per request, at its head (the body streams after). Must answer through the exchange. */
@@ -430,7 +431,7 @@ export class H1ServerExchange {
   /** Called if the client goes away before the response has ended. */
   onAbort: (() => void) | null = null;
   /** Aborted with onAbort (the request's cancellation signal). */
-  controller: AbortController | null = null;
+  controller: Cancel | null = null;
   private chunked = false;
   private noBody = false;
   private close = false;

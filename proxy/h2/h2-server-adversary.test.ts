@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
 import { frameServer, type FrameServer } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
-import type { HttpService, ProxyResponse } from '../http/exchange.js';
+import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { LimitName } from '../http/h2-session-guard.js';
 import { clientStart, frame, goawayCode, headerBlock, isGoaway, isRst, rawPeer, request as rawRequest, rstCode, rstStream, settings, word, FRAME, FLAG, PREFACE, type RawPeer } from '../../test/helpers/h2-frames.js';
 
@@ -274,7 +274,7 @@ describe('frame-level violations get the answer node:http2 gives (RFC 9113 secti
 
 describe('stream state', () => {
   test('a client reset is not answered with a reset (section 5.4.2), whether or not the upload was under way', async () => {
-    let signal: AbortSignal | undefined;
+    let signal: ProxyRequest['signal'] | undefined;
     service = (r) => {
       signal = r.signal;
       return new Promise(() => undefined);
@@ -298,7 +298,7 @@ describe('stream state', () => {
   });
 
   test('PRIORITY of the wrong length resets the stream and the request is cancelled: no response follows the RST_STREAM (section 6.3)', async () => {
-    let signal: AbortSignal | undefined;
+    let signal: ProxyRequest['signal'] | undefined;
     service = async (r) => {
       signal = r.signal;
       await sleep(50);
@@ -474,7 +474,7 @@ describe('what holds', () => {
   });
 
   test('a connection lost with streams open cancels every one upstream and leaves no session behind', async () => {
-    const signals: AbortSignal[] = [];
+    const signals: ProxyRequest['signal'][] = [];
     service = (r) => {
       signals.push(r.signal);
       return new Promise(() => undefined);

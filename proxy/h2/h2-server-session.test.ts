@@ -298,7 +298,7 @@ test('a connection whose first stream does not come within the headers timeout i
 
 test('a stream on which nothing moves is reset with CANCEL after the stream idle timeout; an idle connection is closed', async () => {
   over = { streamIdleTimeoutMs: 200, idleTimeoutMs: 300 };
-  let signal: AbortSignal | undefined;
+  let signal: ProxyRequest['signal'] | undefined;
   service = (req) => {
     signal = req.signal;
     return new Promise(() => undefined);

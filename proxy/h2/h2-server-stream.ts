@@ -6,6 +6,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
+import { Cancel } from '../../common/cancel.js';
 
 const STREAM = Symbol('wren.h2ServerStream');
 /** The stream a ProxyRequest came from (its trailers are read through it). */
@@ -54,7 +55,7 @@ export class H2ServerStream extends BodySender {
   lastActive: number;
   /** Bytes content-length still allows; -1: not declared (section 8.1.1). */
   expectedLength = -1;
-  readonly ac = new AbortController();
+  readonly ac = new Cancel();
   body: H2RequestBody | null = null;
   trailers: Headers | undefined = undefined;
   req: ProxyRequest | null = null;

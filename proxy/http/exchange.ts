@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Headers } from './headers.js';
 import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
 import type { RequestAuth } from '../policy/authorizer.js';
+import type { CancelSignal } from '../../common/cancel.js';
 
 /**
  * One HTTP request as it flows through a listener's layers, whatever protocol it
@@ -31,7 +32,7 @@ export interface ProxyRequest {
    */
   readonly origDst?: { readonly address: string; readonly port: number; readonly upstream?: string; readonly egress?: boolean };
   /** Aborted when the downstream client goes away (cancellation travels upstream). */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   readonly startedAt: number;
   /** Filled in by routing layers. */
   route?: { readonly service: Service; readonly port: ServicePort; readonly endpoint?: Endpoint };

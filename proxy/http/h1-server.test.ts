@@ -157,7 +157,7 @@ describe('H1Server', () => {
   });
 
   it('aborts the request signal when the client goes away before the response, and counts the exchange over', async () => {
-    let signal: AbortSignal | undefined;
+    let signal: ProxyRequest['signal'] | undefined;
     await start((req) => {
       signal = req.signal;
       return new Promise(() => undefined);
@@ -174,7 +174,7 @@ describe('H1Server', () => {
   });
 
   it('halfCloseOf (a mux stream): a client that half-closes (FIN) after whole requests is answered, pipelined ones in order, through the service, then closed (RFC 9112 section 9.6)', async () => {
-    const signals: AbortSignal[] = [];
+    const signals: ProxyRequest['signal'][] = [];
     await start(async (req) => {
       signals.push(req.signal);
       // Answered after the FIN has arrived, as a forwarded request is.
@@ -201,7 +201,7 @@ describe('H1Server', () => {
   });
 
   it('a client that goes away mid-body while the service has not touched the body: aborted, and nothing thrown', async () => {
-    let signal: AbortSignal | undefined;
+    let signal: ProxyRequest['signal'] | undefined;
     let body: Readable | null = null;
     await start((req) => {
       if (req.method === 'GET') return Promise.resolve(text('ok'));

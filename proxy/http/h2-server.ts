@@ -8,6 +8,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { releaseOnClose } from './release-on-close.js';
 import type { Clock } from '../../common/clock.js';
+import { Cancel } from '../../common/cancel.js';
 
 const ignore = (): void => undefined;
 
@@ -81,7 +82,7 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
 
 /** What a served stream's shared listeners need, on the stream until it closes and on its request. */
 class Served {
-  readonly ac = new AbortController();
+  readonly ac = new Cancel();
   trailers: Headers | undefined = undefined;
   req: ProxyRequest | undefined;
 

@@ -6,6 +6,7 @@ import { portPolicy, type FaultInjection, type FaultMatch } from '../../contract
 import { GRPC_STATUS_CODES } from '../../contract/parse-fault.js';
 import type { Clock, Random } from '../../common/clock.js';
 import type { Counter } from '../metrics/prom.js';
+import type { CancelSignal } from '../../common/cancel.js';
 
 export interface FaultDeps {
   readonly clock: Clock;
@@ -57,7 +58,7 @@ async function delayed(d: FaultDeps, f: FaultInjection, abort: boolean, req: Pro
 }
 
 /** Waits on the injected clock; a client that goes away meanwhile ends the wait (CLIENT_CANCELLED). */
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+function sleep(clock: Clock, ms: number, signal: CancelSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(new ProxyError('CLIENT_CANCELLED'));
   return new Promise((resolve, reject) => {
     const onAbort = (): void => {

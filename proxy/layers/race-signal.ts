@@ -1,8 +1,9 @@
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
+import type { CancelSignal } from '../../common/cancel.js';
 
 /** The ProxyError an aborted signal stands for: its reason if typed, else the client going away. */
-export function abortReason(signal: AbortSignal): ProxyError {
+export function abortReason(signal: CancelSignal): ProxyError {
   return signal.reason instanceof ProxyError ? signal.reason : new ProxyError('CLIENT_CANCELLED');
 }
 
@@ -12,7 +13,7 @@ export function abortReason(signal: AbortSignal): ProxyError {
  * and cancellation take effect at once; a result that arrives late goes to `onLate` so
  * its body can be released.
  */
-export function raceSignal<T>(p: Promise<T>, signal: AbortSignal, onLate?: (v: T) => void): Promise<T> {
+export function raceSignal<T>(p: Promise<T>, signal: CancelSignal, onLate?: (v: T) => void): Promise<T> {
   if (signal.aborted) {
     p.then((v) => onLate?.(v), () => undefined);
     return Promise.reject(abortReason(signal));
@@ -43,7 +44,7 @@ export function raceSignal<T>(p: Promise<T>, signal: AbortSignal, onLate?: (v: T
 }
 
 /** Waits `ms` on the injected clock; rejects with the abort reason if `signal` aborts first. */
-export function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+export function sleep(clock: Clock, ms: number, signal: CancelSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise((resolve, reject) => {
     const onAbort = () => {

@@ -26,6 +26,7 @@ import type { AccessLog } from '../access-log/access-log.js';
 import { tcpEntry } from '../access-log/entry.js';
 import { TcpConnector } from '../net/connector.js';
 import type { Endpoint } from '../../contract/model.js';
+import { Cancel } from '../../common/cancel.js';
 
 /** Istio's mesh-wide connectTimeout, which its PassthroughCluster uses too. */
 const DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
@@ -290,7 +291,7 @@ export class OutboundListener {
    * connection: TCP has no way to say more.
    */
   private tcp(socket: Socket, dst: Destination | undefined): void {
-    const ac = new AbortController();
+    const ac = new Cancel();
     const onClose = () => ac.abort();
     socket.once('close', onClose);
     const req = tcpRequest(socket, dst, ac.signal, this.d.clock.now());

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { ProxyRequest } from '../http/exchange.js';
 import type { Destination } from './route-table.js';
 import { DOWNSTREAM_SOCKET } from '../access-log/tcp-access-log.js';
+import type { CancelSignal } from '../../common/cancel.js';
 
 const noTrailers = (): undefined => undefined;
 
@@ -13,7 +14,7 @@ const noTrailers = (): undefined => undefined;
  * request: admission, retries of connect failures, pick (pinning, ejection, breakers),
  * the connect timeout and the error mapping. `signal` aborts when the client goes away.
  */
-export function tcpRequest(socket: Socket, dst: Destination | undefined, signal: AbortSignal, now: number): ProxyRequest {
+export function tcpRequest(socket: Socket, dst: Destination | undefined, signal: CancelSignal, now: number): ProxyRequest {
   const req = {
     method: 'CONNECT',
     scheme: '',

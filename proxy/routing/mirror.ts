@@ -4,6 +4,7 @@ import { settledBody } from '../http/settled-body.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Random } from '../../common/clock.js';
 import type { Mirror } from './port-routing.js';
+import { Cancel } from '../../common/cancel.js';
 
 /** A mirrored request carries at most this much body; a bigger request is not mirrored (counted `body-too-large`). */
 export const MIRROR_MAX_BODY_BYTES = 64 * 1024;
@@ -59,7 +60,7 @@ export function mirrorRequest(d: MirrorDeps, req: ProxyRequest, m: Mirror, send:
 }
 
 function dispatch(d: MirrorDeps, req: ProxyRequest, headers: ProxyRequest['headers'], body: Readable | null, target: Mirror['target'] & object, send: HttpService): void {
-  const ac = new AbortController();
+  const ac = new Cancel();
   const ms = d.timeoutMs ?? MIRROR_TIMEOUT_MS;
   let done = false;
   const finish = (result: MirrorResult): void => {
