@@ -202,9 +202,9 @@ class ServedConnection implements H1ConnectionOptions {
 
   onRequest(ex: H1ServerExchange): void {
     const o = this.server.opts;
-    // One AbortController per request (about 0.15 µs, measured): a connection-wide signal
-    // would make every request's abort listeners and AbortSignal.any() dependants live as
-    // long as the keep-alive connection.
+    // One cancellation per request (common/cancel.ts, not node's AbortController): a
+    // connection-wide one would make every request's abort listeners live as long as the
+    // keep-alive connection.
     const ac = new Cancel();
     ex.controller = ac;
     const req = this.request(ex, ex.head!, undefined, ac);
