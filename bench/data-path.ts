@@ -34,6 +34,7 @@ import { h2load, pacedH2load, wrk, type LoadResult } from './load.js';
 import { interleave, medianOf } from './interleave.js';
 import { ensureTools } from './tools.js';
 import { printAims, printBudgets, printRows, type Row } from './data-path-report.js';
+import { SIDECAR_NODE_FLAGS } from '../cli/heap-flags.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const TICKS = 100; // USER_HZ on Linux
@@ -148,7 +149,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
     // WREN_BENCH_NODE_ARGS adds Node flags to the sidecars (e.g. --trace-gc), WREN_BENCH_OUTBOUND_NODE_ARGS to the outbound ones only.
     const flags = (v: string | undefined) => v?.split(' ').filter(Boolean) ?? [];
-    const common = [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
+    // The sidecars' own launcher flags first (as the image gives them), so WREN_BENCH_NODE_ARGS can override them.
+    const common = [...SIDECAR_NODE_FLAGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
     /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars, `over` config to both. */
     const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}, routed = false, bin = wren) => {
       const server = await start([bin, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra]);

@@ -28,6 +28,7 @@ import { formatSpiffeId, writeSecretFile } from '../certs/index.js';
 import { freePort, startNode, type NodeProcess } from './node-process.js';
 import { MixedLoad, type Window } from './soak-load.js';
 import { ensureTools } from './tools.js';
+import { SIDECAR_NODE_FLAGS } from '../cli/heap-flags.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const env = (name: string, dflt: number) => Math.max(1, Number(process.env[name] ?? dflt));
@@ -143,7 +144,7 @@ async function soak(tcpWhy: string | null): Promise<Record<string, unknown>> {
         shutdown: { gracePeriodMs: 1000 },
         discovery: { controlPlane: `127.0.0.1:${cpPort}`, firstConfigTimeoutMs: '30s' },
       }));
-      const p = await startNode(procs, [wren, 'proxy', '--config', file], /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/);
+      const p = await startNode(procs, [...SIDECAR_NODE_FLAGS, wren, 'proxy', '--config', file], /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/);
       const admin = Number(p.match[3]);
       await until(`${sa} sidecar ready`, async () => (await getJson(admin, '/ready')).status === 200);
       return { p, outbound: Number(p.match[1]), admin };

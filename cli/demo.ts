@@ -13,6 +13,7 @@ import { stringify } from 'yaml';
 import { formatSpiffeId, writeSecretFile } from '../certs/index.js';
 import { listen } from '../common/listen.js';
 import { startDemoCache } from './demo-cache.js';
+import { SIDECAR_NODE_FLAGS } from './heap-flags.js';
 
 type Out = (s: string) => void;
 
@@ -126,7 +127,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     };
     const file = join(dir, `${name}-proxy.yaml`);
     await writeFile(file, stringify(cfg));
-    sidecars.push(spawn(process.execPath, [wren, 'proxy', '--config', file], { stdio: ['ignore', 'inherit', stderr] }));
+    sidecars.push(spawn(process.execPath, [...SIDECAR_NODE_FLAGS, wren, 'proxy', '--config', file], { stdio: ['ignore', 'inherit', stderr] }));
   }
   try {
     for (const [i, ip] of Object.values(pods).entries()) await waitReady(ip, 15000, sidecars[i]);

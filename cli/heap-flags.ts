@@ -39,6 +39,18 @@ import { loadAddon } from '../proxy/net/original-dst.js';
  */
 export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40'];
 
+/**
+ * Node flags every launcher of a sidecar gives node: the image's ENTRYPOINT (Dockerfile, so
+ * the injected container has them), `wren demo`, the benchmarks and the tests' proxy
+ * processes. The young generation's cap, which V8 reads once, at start-up; with it given,
+ * the run-time governor below stands aside. The governor is the fallback for a sidecar
+ * started without it (`node dist/cli/wren.js proxy` by hand): its check runs between
+ * event-loop turns, so a turn that allocates several megabytes can let V8 grow the new
+ * space a step or two past the cap before it stops it (32 MB seen on a loaded CI machine;
+ * cli/heap-flags.test.ts measures it with turns of a few hundred KB, as a proxy's reads are).
+ */
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that `--max-semi-space-size=8` stops at. */
 export const NEW_SPACE_CAP_BYTES = 16 * 1024 * 1024;
 

@@ -10,8 +10,9 @@ import { assertBuilt, startProxyProcess, type ProxyProcess } from './helpers/pro
  * stays small. Every request leaves node:http2 objects that survive a few scavenges; with
  * V8's defaults the young generation grows to 2 × 32 MB and the old generation fills with
  * promoted garbage up to ~4× its live size, which was most of the 220-270 MB resident per
- * sidecar after the benchmark's gRPC loads. The proxy sets its own heap flags at start
- * (cli/heap-flags.ts); this drives gRPC-shaped unary calls (HEADERS, DATA, trailers) through
+ * sidecar after the benchmark's gRPC loads. The proxy sets its own heap flags at start and
+ * is launched with the young generation's cap (cli/heap-flags.ts, SIDECAR_NODE_FLAGS, as the
+ * image launches it); this drives gRPC-shaped unary calls (HEADERS, DATA, trailers) through
  * a real pair of `wren proxy` processes and reads each one's heap size from its /metrics.
  */
 const pki = testPki();

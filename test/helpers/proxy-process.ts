@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestPki } from './pki.js';
+import { SIDECAR_NODE_FLAGS } from '../../cli/heap-flags.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const wren = join(root, 'dist', 'cli', 'wren.js');
@@ -49,7 +50,7 @@ export async function startProxyProcess(pki: TestPki, dir: string, serviceAccoun
       ...config,
     }),
   );
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, ...nodeArgs, wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const ports = await new Promise<number[]>((resolve, reject) => {
     const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
