@@ -22,8 +22,8 @@ import { clientStart, frame, FrameReader, headerBlock, FRAME, FLAG } from './hel
  * scavenges promoted 1.1 MB and paused 4 ms (median) where they now promote 10 KB and pause
  * 0.7 ms (docs/benchmarks.md, "Promoted by an object listener"). Listeners on signals are
  * functions now (h1-pool.ts, h2-call.ts, h2-client-stream.ts). Two more ways to keep a
- * request for the scavenger were found later (docs/benchmarks.md, "What a Map and a
- * Writable keep"): a long-lived Map with entries coming and going (common/id-table.ts), and
+ * request for the scavenger were found later (docs/benchmarks.md, "What a Map keeps for the
+ * scavenger" and "What a Writable keeps"): a long-lived Map with entries coming and going (common/id-table.ts), and
  * a Writable made per request, whose `onwrite` closure V8 allocates old
  * (proxy/http/relayed-body.ts). This test fails if anything on these paths keeps a request
  * alive for the scavenger again.

@@ -14,8 +14,8 @@ type Source = Readable & { [RELAY]?: RelayedBody };
  * a property straight in the old generation (its parser's pretenuring guess for methods).
  * That old closure holds the stream, so for the scavenger every Writable made per request
  * keeps its stream and whatever its listeners reach (the request, the response, their
- * timers) until a mark-compact: about 5 KB a request here (docs/benchmarks.md, "What a Map
- * keeps for the scavenger"). A Readable has no such closure.
+ * timers) until a mark-compact: about 5 KB a request here (docs/benchmarks.md, "What a
+ * Writable keeps for the scavenger"). A Readable has no such closure.
  *
  * The source's 'error' and 'end' are the caller's to act on as well; this ends when the
  * source ends. `detach()` stops relaying (a deadline that ends the body in-band); destroying
