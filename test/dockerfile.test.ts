@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SIDECAR_NODE_FLAGS } from '../cli/heap-flags.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const NODE = process.execPath;
@@ -128,7 +129,8 @@ test('runtime: iptables + iproute2, numeric non-root USER 2102, exec-form ENTRYP
   expect(users).toHaveLength(1);
   expect(users[0].args).toMatch(/^2102(:2102)?$/);
   expect(last.body.at(-1)!.op).not.toBe('USER');
-  expect(execForm(one('ENTRYPOINT')[0].args)).toEqual(['node', '/app/dist/cli/wren.js']);
+  // The sidecar's launcher flags (cli/heap-flags.ts: V8 reads the young generation's cap only at start-up; the injected container sets args, not command).
+  expect(execForm(one('ENTRYPOINT')[0].args)).toEqual(['node', ...SIDECAR_NODE_FLAGS, '/app/dist/cli/wren.js']);
   expect(execForm(one('CMD')[0].args)).toEqual(['proxy']);
   expect(one('WORKDIR')[0].args).toBe('/app');
   const hc = one('HEALTHCHECK')[0].args;
