@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { MESH, header } from '../http/headers.js';
+import { MESH, header, type Headers } from '../http/headers.js';
 import { forwardH2, wasRefused } from '../http/h2-forward.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
 import { ProxyError } from '../errors/proxy-error.js';
@@ -45,18 +45,15 @@ export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpServ
       slot = s;
     }
     const orig = header(req.headers, MESH.origProto);
-    delete req.headers[MESH.origProto];
-    delete req.headers[MESH.targetPort];
-    delete req.headers[MESH.healthCheck];
-    delete req.headers[MESH.peer];
+    const headers = forApp(req.headers);
     if (orig === 'HTTP/1.1' && req.upgrade === undefined) {
       // The common HTTP/1.1 case: the pool's promise and one `then` whose handlers are the
       // caller's (made once per caller, not per request); no async frame.
       const up = app.h1.ready(app.endpoint(port));
-      const p = up.pool.request(up.address, up.port, req, req.headers);
+      const p = up.pool.request(up.address, up.port, req, headers);
       return slot ? p.then(slot.onResponse, slot.onError) : p;
     }
-    return deliver(app, slot, req, port);
+    return deliver(app, slot, req, headers, port);
   };
 }
 
@@ -69,25 +66,25 @@ export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpServ
  * pool drops a session that sent one), as RFC 9113 §8.7 allows for any request. Only
  * without a body: a body already piped into the refused stream is consumed.
  */
-async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: ProxyRequest, port: number): Promise<ProxyResponse> {
+async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: ProxyRequest, headers: Headers, port: number): Promise<ProxyResponse> {
   let res: ProxyResponse;
   try {
     if (req.upgrade !== undefined) {
       // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers, on a connection of its own.
-      res = await upgradeH1(app.address, port, req, req.headers);
+      res = await upgradeH1(app.address, port, req, headers);
     } else if (app.frames !== undefined) {
       // The frame-level client retries a refused stream itself.
-      res = await app.frames.request(port, req, req.headers);
+      res = await app.frames.request(port, req, headers);
     } else {
       const ep = app.endpoint(port);
       // The open session is taken synchronously; only opening one is awaited.
       let up = app.h2.ready(ep) ?? (await app.h2.connect(ep, APP_CONNECT_TIMEOUT_MS));
       try {
-        res = await forwardH2(up.session, req, req.headers);
+        res = await forwardH2(up.session, req, headers);
       } catch (err) {
         if (req.body !== null || !wasRefused(err) || req.signal.aborted) throw err;
         up = app.h2.ready(ep) ?? (await app.h2.connect(ep, APP_CONNECT_TIMEOUT_MS));
-        res = await forwardH2(up.session, req, req.headers);
+        res = await forwardH2(up.session, req, headers);
       }
     }
   } catch (err) {
@@ -95,6 +92,26 @@ async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: Pro
     throw err;
   }
   return slot ? slot.onResponse(res) : res;
+}
+
+/** The sidecars' own fields of a request, which the app never sees (x-forwarded-client-cert, also a mesh field, is for it). */
+const NOT_FOR_APP: ReadonlySet<string> = new Set([MESH.origProto, MESH.targetPort, MESH.healthCheck, MESH.peer]);
+
+/**
+ * The request's fields as the app gets them: a copy without NOT_FOR_APP, not deletes from
+ * the request's own. Deleting a field V8 has laid out turns the object into a dictionary,
+ * slower for every later read and for the walk that encodes it: 0.75 µs against 0.16 for
+ * building a gRPC call's dozen fields, dropping four and walking them (measured alone).
+ */
+function forApp(h: Headers): Headers {
+  const out: Headers = {};
+  for (const k in h) {
+    if (NOT_FOR_APP.has(k)) continue;
+    // As fieldsToHeaders (h1/head.ts): `__proto__` is an own field, never the prototype setter.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: h[k], writable: true, enumerable: true, configurable: true });
+    else out[k] = h[k];
+  }
+  return out;
 }
 
 const SLOT = Symbol('wren.caller-slot');
