@@ -1,5 +1,7 @@
 import { Cancel, type CancelSignal } from './cancel.js';
 
+const ONCE = { once: true } as const;
+
 /**
  * A cancellation (common/cancel.ts) that also aborts, with the same reason, when `parent`
  * does: what `AbortSignal.any([parent, own.signal])` gives, without it. node's
@@ -12,6 +14,6 @@ import { Cancel, type CancelSignal } from './cancel.js';
 export function linkedAbort(parent: CancelSignal): Cancel {
   const ac = new Cancel();
   if (parent.aborted) ac.abort(parent.reason);
-  else parent.addEventListener('abort', () => ac.abort(parent.reason), { once: true });
+  else parent.addEventListener('abort', () => ac.abort(parent.reason), ONCE);
   return ac;
 }
