@@ -63,3 +63,18 @@ test('destroyed by its reader: detached from the source, which is left paused fo
   expect(src.isPaused()).toBe(true);
   expect(src.destroyed).toBe(false);
 });
+
+test("the source's error destroys the relay with it while it relays; after detach it is the caller's, and never unhandled", async () => {
+  const src = source();
+  const relay = new RelayedBody(src, () => undefined);
+  const failed = new Promise<Error>((resolve) => relay.once('error', resolve));
+  src.destroy(new Error('upstream reset'));
+  expect((await failed).message).toBe('upstream reset');
+
+  const src2 = source();
+  const relay2 = new RelayedBody(src2, () => undefined);
+  relay2.detach();
+  src2.destroy(new Error('after the deadline'));
+  await new Promise((r) => setImmediate(r));
+  expect(relay2.destroyed).toBe(false);
+});

@@ -17,9 +17,11 @@ type Source = Readable & { [RELAY]?: RelayedBody };
  * timers) until a mark-compact: about 5 KB a request here (docs/benchmarks.md, "What a
  * Writable keeps for the scavenger"). A Readable has no such closure.
  *
- * The source's 'error' and 'end' are the caller's to act on as well; this ends when the
- * source ends. `detach()` stops relaying (a deadline that ends the body in-band); destroying
- * this detaches and leaves the source paused for its owner.
+ * This ends when the source ends and is destroyed with the source's error while it relays;
+ * the caller may act on both as well. `detach()` stops relaying (a deadline that ends the
+ * body in-band): a source error after it is the caller's (its listener here stays, so the
+ * error is never unhandled). Destroying this detaches and leaves the source paused for its
+ * owner.
  */
 export class RelayedBody extends Readable {
   private src: Source | null;
@@ -33,6 +35,7 @@ export class RelayedBody extends Readable {
     (src as Source)[RELAY] = this;
     src.on('data', relayData);
     src.on('end', relayEnd);
+    src.on('error', relayError);
   }
 
   /** Stops taking the source's bytes; what was relayed stays readable. */
@@ -66,6 +69,10 @@ export class RelayedBody extends Readable {
 
 function relayData(this: Source, chunk: unknown): void {
   this[RELAY]?.relay(this, chunk);
+}
+
+function relayError(this: Source, err: Error): void {
+  this[RELAY]?.destroy(err);
 }
 
 function relayEnd(this: Source): void {

@@ -107,9 +107,7 @@ async function withTimeouts(
   let reqBody = req.body;
   if (reqBody && idleMs > 0) {
     // Request-body activity keeps the stream alive too (client streaming).
-    const relay = new RelayedBody(reqBody, touch);
-    reqBody.on('error', (e) => relay.destroy(e));
-    reqBody = relay;
+    reqBody = new RelayedBody(reqBody, touch);
   }
   let res: ProxyResponse;
   try {
@@ -130,11 +128,9 @@ async function withTimeouts(
   // relay is a Readable, not a PassThrough (relayed-body.ts: what a Writable keeps alive).
   const out = new RelayedBody(upstream, touch);
   let trailers: Headers | undefined;
-  let fired = false;
   onFire = (e) => {
     // Detached before the attempt is cancelled: an upstream that fails its body at once on
     // abort (an HTTP/1.1 pool's exchange) must not cut the response this ends in-band.
-    fired = true;
     out.detach();
     ac.abort(e);
     upstream.destroy();
@@ -143,9 +139,6 @@ async function withTimeouts(
       out.push(null);
     } else out.destroy(e);
   };
-  upstream.on('error', (e) => {
-    if (!fired) out.destroy(e);
-  });
   upstream.once('end', clear);
   out.once('close', () => {
     clear();
