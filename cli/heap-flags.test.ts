@@ -17,10 +17,12 @@ test('a sidecar started without heap flags gets the heap-growing flag in one cal
   expect(applied(['--enable-source-maps'], '--trace-warnings')).toEqual(all);
 });
 
-test("the operator's own young-generation or heap-growing flags win (command line or NODE_OPTIONS, - or _)", () => {
-  expect(applied(['--max-semi-space-size=16'])).toEqual({ applied: ['--heap-growing-percent=40'], set: ['--heap-growing-percent=40'], governed: false });
-  expect(applied([], '--max_semi_space_size=8 --heap-growing-percent=100')).toEqual({ applied: [], set: [], governed: false });
-  expect(applied(['--heap_growing_percent=20'])).toEqual({ applied: [YOUNG_GENERATION_CAP], set: [], governed: true });
+test("the operator's own young-generation, heap-growing or pretenuring flags win (command line or NODE_OPTIONS, - or _)", () => {
+  const NO_PRETENURING = '--no-allocation-site-pretenuring';
+  expect(applied(['--max-semi-space-size=16'])).toEqual({ applied: ['--heap-growing-percent=40', NO_PRETENURING], set: [`--heap-growing-percent=40 ${NO_PRETENURING}`], governed: false });
+  expect(applied([], '--max_semi_space_size=8 --heap-growing-percent=100 --allocation-site-pretenuring')).toEqual({ applied: [], set: [], governed: false });
+  expect(applied(['--heap_growing_percent=20', '--no_allocation_site_pretenuring'])).toEqual({ applied: [YOUNG_GENERATION_CAP], set: [], governed: true });
+  expect(applied(['--heap_growing_percent=20'])).toEqual({ applied: [NO_PRETENURING, YOUNG_GENERATION_CAP], set: [NO_PRETENURING], governed: true });
   expect(applied(['--semi-space-growth-factor=2']).governed).toBe(false);
   expect(applied(['--min-semi-space-size=2']).governed).toBe(false);
 });

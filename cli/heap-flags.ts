@@ -27,6 +27,14 @@ import { loadAddon } from '../proxy/net/original-dst.js';
  * - `--heap-growing-percent=40`: after a mark-compact the old generation may grow by 40 %
  *   of what is live before the next one, instead of V8's factor of up to 4. Read at every
  *   mark-compact.
+ * - `--no-allocation-site-pretenuring` (also a launcher flag, below): V8 otherwise decides,
+ *   at a scavenge that finds most objects of an object or array literal alive, to allocate
+ *   that literal's objects in the old generation from then on, and never goes back. A
+ *   per-request literal so tenured (node's own: a nextTick's tick object, an emitter's
+ *   listener array) keeps everything young it points to alive until a mark-compact: in 5
+ *   of 6 fresh sidecar pairs the gRPC case of test/scavenge-survivors.test.ts promoted
+ *   ~900 B a call, 15 B without pretenuring. Set at run time too, for decisions after
+ *   start-up, when the launcher did not give it.
  * - With the governor, once traffic stops, the memory the load took is given back
  *   (IdleReclaimer: two full GCs and a malloc_trim off the event loop).
  *
@@ -37,19 +45,20 @@ import { loadAddon } from '../proxy/net/original-dst.js';
  * test/proxy-workers.test.ts's restart and drain cases: left for the next session). Flags
  * the operator gives node (its command line or NODE_OPTIONS) for the same settings win.
  */
-export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40'];
+export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40', '--no-allocation-site-pretenuring'];
 
 /**
  * Node flags every launcher of a sidecar gives node: the image's ENTRYPOINT (Dockerfile, so
  * the injected container has them), `wren demo`, the benchmarks and the tests' proxy
  * processes. The young generation's cap, which V8 reads once, at start-up; with it given,
- * the run-time governor below stands aside. The governor is the fallback for a sidecar
+ * the run-time governor below stands aside. No allocation-site pretenuring from the first
+ * allocation (SIDECAR_HEAP_FLAGS says why). The governor is the fallback for a sidecar
  * started without it (`node dist/cli/wren.js proxy` by hand): its check runs between
  * event-loop turns, so a turn that allocates several megabytes can let V8 grow the new
  * space a step or two past the cap before it stops it (32 MB seen on a loaded CI machine;
  * cli/heap-flags.test.ts measures it with turns of a few hundred KB, as a proxy's reads are).
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring'];
 
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that `--max-semi-space-size=8` stops at. */
 export const NEW_SPACE_CAP_BYTES = 16 * 1024 * 1024;
@@ -64,6 +73,7 @@ export const WORKERS_YOUNG_GENERATION = '--semi-space-growth-factor=1';
 const YOUNG_GENERATION_FLAGS: readonly string[] = ['--semi-space-growth-factor', '--max-semi-space-size', '--min-semi-space-size'];
 const OVERRIDDEN_BY: Readonly<Record<string, readonly string[]>> = {
   '--heap-growing-percent': ['--heap-growing-percent'],
+  '--no-allocation-site-pretenuring': ['--allocation-site-pretenuring', '--no-allocation-site-pretenuring'],
 };
 
 /** V8 accepts `_` for `-` in flag names. */

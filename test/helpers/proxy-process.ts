@@ -33,7 +33,14 @@ export function assertBuilt(): void {
  * Starts `wren proxy` with certificate files issued by `pki`, every listener on port 0,
  * `config` merged over that (same spelling as the YAML file).
  */
-export async function startProxyProcess(pki: TestPki, dir: string, serviceAccount: string, config: Record<string, unknown> = {}, nodeArgs: readonly string[] = []): Promise<ProxyProcess> {
+export async function startProxyProcess(
+  pki: TestPki,
+  dir: string,
+  serviceAccount: string,
+  config: Record<string, unknown> = {},
+  nodeArgs: readonly string[] = [],
+  onOutput?: (text: string) => void,
+): Promise<ProxyProcess> {
   const m = pki.issue('default', serviceAccount);
   const f = (n: string) => join(dir, `${serviceAccount}-${n}`);
   await Promise.all([writeFile(f('key.pem'), m.keyPem), writeFile(f('cert.pem'), m.certChainPem), writeFile(f('bundle.pem'), m.trustBundlePem)]);
@@ -61,6 +68,10 @@ export async function startProxyProcess(pki: TestPki, dir: string, serviceAccoun
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
+    if (onOutput) {
+      child.stdout!.setEncoding('latin1').on('data', onOutput);
+      child.stderr!.setEncoding('latin1').on('data', onOutput);
+    }
     child.once('exit', (code) => reject(new Error(`wren proxy exited with ${code}: ${out.slice(-1000)}`)));
   });
   return {
