@@ -129,7 +129,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), 'wren-bench-'));
   const pki = await writeDevMesh(join(dir, 'pki'), { trustDomain: 'cluster.local', workloads: [{ namespace: 'default', serviceAccount: 'client', name: 'client' }, { namespace: 'default', serviceAccount: 'web', name: 'web' }] });
   const files = Object.fromEntries(pki.workloads.map((w) => [w.name, w]));
-  const start = (args: string[], ready: RegExp, nodeArgs: string[] = []) => startNode(procs, args, ready, nodeArgs);
+  const start = (args: string[], ready: RegExp, nodeArgs: string[] = [], env?: Record<string, string>) => startNode(procs, args, ready, nodeArgs, env);
   try {
     const backend = await start([here('./backend.js')], /ready (\d+) (\d+)/);
     const [h1Port, grpcPort] = [Number(backend.match[1]), Number(backend.match[2])];
@@ -152,8 +152,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     // The sidecars' own launcher flags first (as the image gives them), so WREN_BENCH_NODE_ARGS can override them.
     const common = [...SIDECAR_NODE_FLAGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), ...flags(process.env.WREN_BENCH_NODE_ARGS)];
     /** A Wren pair (inbound first: the outbound's endpoints name its port); `extra` adds node flags to both sidecars, `over` config to both. */
-    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}, routed = false, bin = wren) => {
-      const server = await start([bin, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra]);
+    const wrenPair = async (tag: string, extra: string[], over: Record<string, unknown> = {}, routed = false, bin = wren, env?: Record<string, string>) => {
+      const server = await start([bin, 'proxy', '--config', await proxyCfg('web', [], `web${tag}`, over)], started, [...common, ...extra], env);
       const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: Number(server.match[2]), identity: files.web.spiffeId }];
       const services = routed
         ? routedServices(ep, h1Port, grpcPort)
@@ -161,7 +161,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
             { name: 'web', ports: [{ port: 80, protocol: 'http1', endpoints: ep(h1Port) }] },
             { name: 'echo', ports: [{ port: 50051, protocol: 'grpc', endpoints: ep(grpcPort) }] },
           ];
-      const client = await start([bin, 'proxy', '--config', await proxyCfg('client', services, `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)]);
+      const client = await start([bin, 'proxy', '--config', await proxyCfg('client', services, `client${tag}`, over)], started, [...common, ...extra, ...flags(process.env.WREN_BENCH_OUTBOUND_NODE_ARGS)], env);
       console.log(`wren sidecars${extra.length ? ` (${extra.join(' ')})` : ''}: outbound pid ${client.pid}, inbound pid ${server.pid}`);
       return { procs: [client, server], port: Number(client.match[1]) };
     };
@@ -212,8 +212,10 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const variantCfg = process.env.WREN_BENCH_COMPARE_CONFIG ? (JSON.parse(process.env.WREN_BENCH_COMPARE_CONFIG) as Record<string, unknown>) : undefined;
     // WREN_BENCH_COMPARE_WREN=/other/checkout/dist/cli/wren.js: the second pair runs that build (a before/after A/B in one interleaved run).
     const variantBin = process.env.WREN_BENCH_COMPARE_WREN;
-    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : []), ...(variantBin ? [`build ${variantBin}`] : [])].join(' ');
-    const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg, false, variantBin ?? wren) : null;
+    // WREN_BENCH_COMPARE_ENV="MALLOC_ARENA_MAX=2 ...": the second pair with those environment variables.
+    const variantEnv = process.env.WREN_BENCH_COMPARE_ENV ? Object.fromEntries(process.env.WREN_BENCH_COMPARE_ENV.split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : undefined;
+    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : []), ...(variantBin ? [`build ${variantBin}`] : []), ...(process.env.WREN_BENCH_COMPARE_ENV ? [`env ${process.env.WREN_BENCH_COMPARE_ENV}`] : [])].join(' ');
+    const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg, false, variantBin ?? wren, variantEnv) : null;
     // A variant that writes access logs: its stdout is read and dropped, not kept (megabytes per load).
     if (variant && JSON.stringify(variantCfg ?? {}).includes('"accessLog"')) for (const np of variant.procs) np.child.stdout!.removeAllListeners('data').on('data', () => undefined);
     const telemetry = TELEMETRY ? await telemetryPairs() : [];

@@ -12,10 +12,10 @@ export interface NodeProcess {
 /**
  * Starts `node [nodeArgs] args` and resolves once its stdout or stderr (the proxy logs to
  * stderr) matches `ready`; rejects if it exits first. Every child is added to `into` so
- * the benchmark can stop them all. WREN_BENCH_LOG=1 echoes their output.
+ * the benchmark can stop them all. WREN_BENCH_LOG=1 echoes their output. `env` adds variables to the benchmark's own.
  */
-export function startNode(into: ChildProcess[], args: readonly string[], ready: RegExp, nodeArgs: readonly string[] = []): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startNode(into: ChildProcess[], args: readonly string[], ready: RegExp, nodeArgs: readonly string[] = [], env?: Readonly<Record<string, string>>): Promise<NodeProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
   into.push(child);
   return new Promise((resolve, reject) => {
     let buf = '';
