@@ -1,4 +1,4 @@
-import type { Headers } from '../http/headers.js';
+import { MESH, type Headers } from '../http/headers.js';
 
 /** How the body of a message is delimited (RFC 9112 section 6.3). */
 export enum Body {
@@ -57,19 +57,38 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 const SINGLE = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent']);
 
 /**
+ * What a message that crossed between the sidecars does with its lengths (MESH.contentLength
+ * in http/headers.ts): `as-is`; `from-mesh`, an HTTP/2 message sent chunked (its head's
+ * content-length was the hop's framing; `wren-content-length`, if a plain number, is its
+ * own); `drop-mesh`, any other message from a peer sidecar (a `wren-content-length` is no
+ * field of its). Done while the map is built: deleting a field afterwards turns the map
+ * into a slow dictionary for every later read (V8).
+ */
+export type MeshLengths = 'as-is' | 'from-mesh' | 'drop-mesh';
+
+const DIGITS = /^\d{1,15}$/;
+
+/**
  * Flat fields to the proxy's header map, with node's rules for repeats (set-cookie a
  * list, single-valued fields keep the first, cookie joined with "; ", others with ", "),
  * without hop-by-hop fields or those the Connection field names. `trailers`: also drop
- * content-length, which has no meaning after the body.
+ * content-length, which has no meaning after the body. `lengths`: MeshLengths.
  */
-export function fieldsToHeaders(fields: readonly string[], trailers = false): Headers {
+export function fieldsToHeaders(fields: readonly string[], trailers = false, lengths: MeshLengths = 'as-is'): Headers {
   let listed: string[] | null = null;
   for (let i = 0; i < fields.length; i += 2) {
     if (fields[i] === 'connection') for (const t of fields[i + 1].split(',')) (listed ??= []).push(t.trim().toLowerCase());
   }
   const out: Headers = {};
   for (let i = 0; i < fields.length; i += 2) {
-    const k = fields[i];
+    let k = fields[i];
+    if (lengths !== 'as-is') {
+      if (k === 'content-length' && lengths === 'from-mesh') continue;
+      if (k === MESH.contentLength) {
+        if (lengths === 'drop-mesh' || !DIGITS.test(fields[i + 1])) continue;
+        k = 'content-length';
+      }
+    }
     // A Content-Length list of one repeated value ("2, 2") is valid (RFC 9110 section 8.6) and
     // the parser has checked every member is equal; pass on the one value, which HTTP/2
     // (RFC 9113 section 8.2.1: a single decimal) and any strict next hop accept.

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { isSettled, type ProxyRequest, type ProxyResponse, type SettledBody } from './exchange.js';
-import { MESH, meshLength, type Headers } from './headers.js';
+import { MESH, type Headers } from './headers.js';
 import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
@@ -830,12 +830,8 @@ class Exchange {
     this.responded = true;
     this.kept = null;
     if (head.body !== Body.None) this.body = new ResponseBody(this);
-    const headers = fieldsToHeaders(head.fields);
-    if (this.origin.pool.meshH2) {
-      // The head's content-length frames the HTTP/1.1 message; the app's own is wren-content-length.
-      delete headers['content-length'];
-      meshLength(headers);
-    }
+    // meshH2: the head's content-length frames the HTTP/1.1 message; the app's own is wren-content-length.
+    const headers = fieldsToHeaders(head.fields, false, this.origin.pool.meshH2 ? 'from-mesh' : 'as-is');
     this.resolve({ status: head.status, headers, body: this.body, trailers: this.getTrailers });
   }
 

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
-import { dropMeshFields, MESH, meshLength, type Headers } from './headers.js';
+import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
 import { withoutH2c } from './upgrade-protocols.js';
@@ -263,7 +263,11 @@ class ServedConnection implements H1ConnectionOptions {
   }
 
   private request(ex: H1ServerExchange, head: H1Head, upgrade: string | undefined, signal: CancelSignal): ProxyRequest {
-    const headers = fieldsToHeaders(head.fields);
+    // An HTTP/2 request's content-length is the one its client gave, if any (h1-pool.ts meshH2):
+    // the head's frames the HTTP/1.1 message between the sidecars.
+    const mesh = this.server.opts.meshOrigProto === true;
+    const h2 = mesh && head.get(MESH.origProto) === 'HTTP/2';
+    const headers = fieldsToHeaders(head.fields, false, h2 ? 'from-mesh' : mesh ? 'drop-mesh' : 'as-is');
     // The expectation is met here (the 100 goes out when the body is first read), as Envoy
     // does by default (proxy_100_continue: false): it is not passed on.
     if (headers['expect'] !== undefined) delete headers['expect'];
@@ -272,13 +276,6 @@ class ServedConnection implements H1ConnectionOptions {
       const te = head.get('te');
       if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te)) headers['te'] = 'trailers';
     }
-    // An HTTP/2 request's content-length is the one its client gave, if any (h1-pool.ts meshH2):
-    // the head's frames the HTTP/1.1 message between the sidecars.
-    const h2 = this.server.opts.meshOrigProto === true && headers[MESH.origProto] === 'HTTP/2';
-    if (h2) {
-      delete headers['content-length'];
-      meshLength(headers);
-    } else if (this.server.opts.meshOrigProto === true) delete headers[MESH.contentLength];
     let authority = head.host;
     let path = head.target;
     // Absolute-form (proxy style: `GET http://web/ HTTP/1.1`): the target's authority wins over Host (RFC 9112 section 3.2.2).

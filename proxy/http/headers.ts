@@ -113,20 +113,13 @@ export const MESH = {
   /**
    * An HTTP/2 message's content-length when it crosses between the sidecars as a chunked
    * HTTP/1.1 one (protocol.meshHttp2 mux), so that its trailers cross too: the far side
-   * makes it the content-length again (h1-pool.ts meshH2, h1-server.ts).
+   * makes it the content-length again (fieldsToHeaders's `from-mesh` in h1/head.ts, for
+   * h1-pool.ts meshH2 and h1-server.ts).
    */
   contentLength: 'wren-content-length',
 } as const;
 
 const MESH_FIELDS: ReadonlySet<string> = new Set(Object.values(MESH));
-
-/** `wren-content-length` (an HTTP/2 message sent chunked between the sidecars) back to the content-length, if it is one. */
-export function meshLength(h: Headers): void {
-  const v = h[MESH.contentLength];
-  if (v === undefined) return;
-  delete h[MESH.contentLength];
-  if (typeof v === 'string' && /^\d{1,15}$/.test(v)) h['content-length'] = v;
-}
 
 export function isGrpc(h: Headers): boolean {
   const ct = header(h, 'content-type');
