@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { forwardH2 } from '../proxy/http/h2-forward.js';
 import type { ProxyRequest } from '../proxy/http/exchange.js';
+import { ScavengeSums } from './gc-nvp.js';
 
 const self = fileURLToPath(import.meta.url);
 const REQUESTS = 20_000;
@@ -59,28 +60,14 @@ async function parent(flags: string[]): Promise<void> {
   const srv = spawn(process.execPath, [self, 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<string>((r) => srv.stdout.once('data', (d: Buffer) => r(d.toString().trim())));
   const cli = spawn(process.execPath, ['--trace-gc-nvp', ...flags, self, 'client', port], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let measuring = false;
   let cpu = '?';
-  const sum = { scavenges: 0, promoted: 0, survived: 0, pause: 0, allocated: 0 };
+  const sum = new ScavengeSums();
+  sum.counting = false;
   cli.stderr.on('data', (d: Buffer) => {
-    measuring ||= d.toString().includes('measuring');
+    sum.counting ||= d.toString().includes('measuring');
     cpu = /cpu ([\d.]+)/.exec(d.toString())?.[1] ?? cpu;
   });
-  let buf = '';
-  cli.stdout.on('data', (d: Buffer) => {
-    buf += d.toString();
-    const lines = buf.split('\n');
-    buf = lines.pop()!;
-    for (const l of lines) {
-      if (!measuring || !l.includes(' gc=s ')) continue;
-      const kv = Object.fromEntries(l.split(' ').filter((x) => x.includes('=')).map((x) => x.split('=')));
-      sum.scavenges++;
-      sum.promoted += Number(kv.promoted);
-      sum.survived += Number(kv.new_space_survived);
-      sum.pause += Number(kv.pause);
-      sum.allocated += Number(kv.allocated);
-    }
-  });
+  cli.stdout.setEncoding('latin1').on('data', sum.feed);
   await new Promise((r) => cli.once('exit', r));
   srv.kill();
   const what = process.env.WREN_RETENTION_CLIENT === 'forward' ? 'forwardH2' : 'bare node:http2';

@@ -9,6 +9,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { fieldsToHeaders } from '../proxy/h1/head.js';
+import { median } from './interleave.js';
 
 /** A browser's request as it reaches the inbound (its fields and the mesh's), in order. */
 const NAMES = [
@@ -18,8 +19,6 @@ const NAMES = [
 ];
 const COUNTS = [8, 12, 16, 18, 19, 20, 22, 24];
 const ITERATIONS = 100_000;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function copy(h: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};

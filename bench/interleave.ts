@@ -6,7 +6,8 @@
  * one some round measured.
  */
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+/** The middle value (the lower of the two middle ones for an even count). */
+export const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 /** The median of each field over the rounds (a field is a figure, or one figure per process, e.g. [outbound, inbound]) (counts like `done` and `failed` are summed). */
 export function medianOf<T extends { readonly [K in keyof T]: number | readonly number[] }>(rounds: readonly T[], summed: readonly (keyof T & string)[] = []): T {

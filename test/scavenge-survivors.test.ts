@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { testPki } from './helpers/pki.js';
 import { bytesApp } from './helpers/bytes-app.js';
 import { assertBuilt, startProxyProcess, type ProxyProcess } from './helpers/proxy-process.js';
+import { ScavengeSums } from '../bench/gc-nvp.js';
 import { clientStart, frame, FrameReader, headerBlock, word, FRAME, FLAG } from './helpers/h2-frames.js';
 
 /**
@@ -48,24 +49,6 @@ const LIMIT = 1024;
 /** A measurement means something only if both sidecars' scavenges ran during it. */
 const MIN_SCAVENGES = 3;
 
-/** Sums what a process's scavenges promoted, from its `--trace-gc-nvp` lines (`gc=s ... promoted=<bytes>`). */
-class Promotions {
-  scavenges = 0;
-  bytes = 0;
-  private rest = '';
-  readonly feed = (text: string): void => {
-    const lines = (this.rest + text).split('\n');
-    this.rest = lines.pop()!;
-    for (const l of lines) {
-      if (!l.includes(' gc=s ')) continue;
-      const m = / promoted=(\d+)/.exec(l);
-      if (m === null) continue;
-      this.scavenges++;
-      this.bytes += Number(m[1]);
-    }
-  };
-}
-
 let dir: string;
 let app: Server, h2app: Server;
 
@@ -73,8 +56,8 @@ let app: Server, h2app: Server;
 interface Pair {
   readonly inbound: ProxyProcess;
   readonly outbound: ProxyProcess;
-  readonly promotedIn: Promotions;
-  readonly promotedOut: Promotions;
+  readonly promotedIn: ScavengeSums;
+  readonly promotedOut: ScavengeSums;
   close(): Promise<void>;
 }
 
@@ -117,8 +100,8 @@ afterAll(async () => {
 });
 
 async function startPair(): Promise<Pair> {
-  const promotedIn = new Promotions();
-  const promotedOut = new Promotions();
+  const promotedIn = new ScavengeSums();
+  const promotedOut = new ScavengeSums();
   const inbound = await startProxyProcess(pki, dir, 'web', {}, ['--trace-gc-nvp'], promotedIn.feed);
   const ep = (port: number) => [{ address: '127.0.0.1', port, proxyPort: inbound.inboundPort, identity: inbound.spiffeId }];
   const appPort = (app.address() as AddressInfo).port;
@@ -168,14 +151,14 @@ interface Measured {
 async function measure(pair: Pair, round: () => Promise<void>, perRound: number): Promise<{ inbound: Measured; outbound: Measured }> {
   const { promotedIn, promotedOut } = pair;
   for (let k = 0; k < 50; k++) await round();
-  const at = [promotedIn.scavenges, promotedIn.bytes, promotedOut.scavenges, promotedOut.bytes];
+  const at = [promotedIn.scavenges, promotedIn.promoted, promotedOut.scavenges, promotedOut.promoted];
   for (let k = 0; k < ROUNDS; k++) await round();
   // The last lines of --trace-gc-nvp may still be on their way from the children.
   await new Promise((r) => setTimeout(r, 100));
   const n = perRound * ROUNDS;
   return {
-    inbound: { scavenges: promotedIn.scavenges - at[0], perRequest: (promotedIn.bytes - at[1]) / n },
-    outbound: { scavenges: promotedOut.scavenges - at[2], perRequest: (promotedOut.bytes - at[3]) / n },
+    inbound: { scavenges: promotedIn.scavenges - at[0], perRequest: (promotedIn.promoted - at[1]) / n },
+    outbound: { scavenges: promotedOut.scavenges - at[2], perRequest: (promotedOut.promoted - at[3]) / n },
   };
 }
 
