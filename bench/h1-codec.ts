@@ -19,6 +19,7 @@ import { H1Parser, type H1Handler } from '../proxy/h1/parser.js';
 import type { H1Head } from '../proxy/h1/head.js';
 import type { H1Error } from '../proxy/h1/h1-error.js';
 import { CLOSE, responseHead, writeMessage } from '../proxy/h1/serialize.js';
+import { median } from './interleave.js';
 
 const REQUESTS = [
   'GET /bench HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n', // wrk
@@ -30,7 +31,6 @@ const REQUESTS = [
 ];
 const BODY = Buffer.alloc(100, 0x61);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 class Counter implements H1Handler {
   ended = 0;

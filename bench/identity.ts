@@ -18,11 +18,11 @@ import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../proxy/identity/control-plane-credentials.js';
+import { median } from './interleave.js';
 
 const TD = 'cluster.local';
 const ID = `spiffe://${TD}/ns/bench/sa/web`;
 const TOKEN = 'bench-bootstrap-token-0123456789';
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function runIdentityBench(opts: { runs?: number; signs?: number; calls?: number; print?: (l: string) => void } = {}): Promise<Record<string, unknown>> {
   const print = opts.print ?? ((l: string) => console.log(l));

@@ -17,6 +17,7 @@ import { connect, type SecureVersion } from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { CertificateAuthority, createCsr, createRootCa, generateKeyPair, writeDevMesh } from '../certs/index.js';
+import { median } from './interleave.js';
 import { startNode } from './node-process.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
@@ -48,7 +49,6 @@ async function rate(n: number, concurrency: number, one: () => Promise<void>): P
   return n / ((performance.now() - t0) / 1000);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function runTlsBench(opts: { handshakes?: number; runs?: number } = {}): Promise<Record<string, unknown>> {
   const n = opts.handshakes ?? 400;

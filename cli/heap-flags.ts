@@ -52,13 +52,21 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * the injected container has them), `wren demo`, the benchmarks and the tests' proxy
  * processes. The young generation's cap, which V8 reads once, at start-up; with it given,
  * the run-time governor below stands aside. No allocation-site pretenuring from the first
- * allocation (SIDECAR_HEAP_FLAGS says why). The governor is the fallback for a sidecar
+ * allocation (SIDECAR_HEAP_FLAGS says why). No concurrent recompilation: Maglev and
+ * TurboFan compile on the main thread instead of V8's helper threads. Each helper thread
+ * that ran a compile job keeps the zone memory it freed in the middle of its own malloc
+ * arena (the 1-4 MB arenas of /proc/<pid>/smaps), 8-13 MB per sidecar after load; compiled
+ * on the main thread, the same zones come from and go back to one arena. Same-run A/B
+ * (docs/benchmarks.md, "Compiling on the main thread"): RSS after load 92-101 MB against
+ * 104-115, CPU per request 3-15 % lower, added p99 at 1000 rps and after a cold start the
+ * same. V8 reads it once, when the isolate starts (a run-time setFlagsFromString leaves
+ * compiles concurrent: --trace-opt), so it is a launcher flag only. The governor is the fallback for a sidecar
  * started without it (`node dist/cli/wren.js proxy` by hand): its check runs between
  * event-loop turns, so a turn that allocates several megabytes can let V8 grow the new
  * space a step or two past the cap before it stops it (32 MB seen on a loaded CI machine;
  * cli/heap-flags.test.ts measures it with turns of a few hundred KB, as a proxy's reads are).
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-concurrent-recompilation'];
 
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that `--max-semi-space-size=8` stops at. */
 export const NEW_SPACE_CAP_BYTES = 16 * 1024 * 1024;
@@ -132,7 +140,8 @@ const IDLE_CHECK_MS = 60_000;
  * only at a GC, and an idle process makes none (V8's memory reducer did not fire in minutes
  * of idleness after a load). glibc keeps what V8's helper threads (compiler zones, GC
  * tasks) freed in the middle of their malloc arenas (~13 MB after load, under 1 MB of it
- * in use: malloc_stats). Traffic shows as scavenges; a check period with none after one
+ * in use: malloc_stats; the compiler's part only for a sidecar launched without
+ * `--no-concurrent-recompilation`, SIDECAR_NODE_FLAGS). Traffic shows as scavenges; a check period with none after one
  * that had some runs `reclaim` (proxyReclaim: two full GCs, the first empties the old
  * generation, the second, at a low allocation rate, lets V8 shrink the new space; then
  * malloc_trim(0) on a thread-pool thread). Once per quiet spell: the reclaim's own GCs are
