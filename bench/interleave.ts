@@ -1,6 +1,6 @@
 /**
  * Rounds and medians: every path under one load runs `rounds` times with the paths
- * interleaved (direct, wren, naive, haproxy, direct, wren, ...), so a stall of the machine
+ * interleaved (direct, wren, naive, haproxy, then wren, naive, haproxy, direct, ...), so a stall of the machine
  * (10-50 ms a few times a minute on a shared VM) lands in one round of one path rather
  * than deciding a row. Each row is the median round, field by field, so every figure is
  * one some round measured.
@@ -20,9 +20,20 @@ export function medianOf<T extends { readonly [K in keyof T]: number | readonly 
   return out as T;
 }
 
-/** Runs each path `rounds` times, interleaved, and returns each path's rounds in order. */
+/**
+ * Runs each path `rounds` times, interleaved, and returns each path's rounds in order.
+ * Round r starts at path r (mod the number of paths), so each path runs first, in the
+ * middle and last across the rounds: two identical Wren pairs measured in a fixed order
+ * (direct, pair, pair) differed by 13 % at HTTP/1.1 saturation in favour of the second
+ * (docs/benchmarks.md, "The order of the paths").
+ */
 export async function interleave<T>(rounds: number, paths: readonly (readonly [string, () => Promise<T>])[]): Promise<Map<string, T[]>> {
   const runs = new Map<string, T[]>(paths.map(([name]) => [name, []]));
-  for (let round = 0; round < rounds; round++) for (const [name, run] of paths) runs.get(name)!.push(await run());
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < paths.length; i++) {
+      const [name, run] = paths[(round + i) % paths.length];
+      runs.get(name)!.push(await run());
+    }
+  }
   return runs;
 }

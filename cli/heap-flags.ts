@@ -57,9 +57,9 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * that ran a compile job keeps the zone memory it freed in the middle of its own malloc
  * arena (the 1-4 MB arenas of /proc/<pid>/smaps), 8-13 MB per sidecar after load; compiled
  * on the main thread, the same zones come from and go back to one arena. Same-run A/B
- * (docs/benchmarks.md, "Compiling on the main thread"): RSS after load 92-101 MB against
- * 104-115, CPU per request 3-15 % lower, added p99 at 1000 rps and after a cold start the
- * same. V8 reads it once, when the isolate starts (a run-time setFlagsFromString leaves
+ * (docs/benchmarks.md, "Compiling on the main thread"): RSS after load 91-100 MB against
+ * 105-111, CPU per request the same, throughput and added p99 within the noise, warm and
+ * after a cold start. V8 reads it once, when the isolate starts (a run-time setFlagsFromString leaves
  * compiles concurrent: --trace-opt), so it is a launcher flag only. The governor is the fallback for a sidecar
  * started without it (`node dist/cli/wren.js proxy` by hand): its check runs between
  * event-loop turns, so a turn that allocates several megabytes can let V8 grow the new
