@@ -59,12 +59,13 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * on the main thread, the same zones come from and go back to one arena. Same-run A/B
  * (docs/benchmarks.md, "Compiling on the main thread"): RSS after load 91-100 MB against
  * 105-111, CPU per request the same, throughput and added p99 within the noise, warm and
- * after a cold start. V8 reads it once, when the isolate starts (a run-time setFlagsFromString leaves
- * compiles concurrent: --trace-opt), so it is a launcher flag only. The governor is the fallback for a sidecar
- * started without it (`node dist/cli/wren.js proxy` by hand): its check runs between
- * event-loop turns, so a turn that allocates several megabytes can let V8 grow the new
- * space a step or two past the cap before it stops it (32 MB seen on a loaded CI machine;
- * cli/heap-flags.test.ts measures it with turns of a few hundred KB, as a proxy's reads are).
+ * after a cold start. V8 reads it once, when the isolate starts (a run-time
+ * setFlagsFromString leaves compiles concurrent: --trace-opt), so it is a launcher flag
+ * only. The governor is the fallback for a sidecar started without the cap (`node
+ * dist/cli/wren.js proxy` by hand): its check runs between event-loop turns, so a turn
+ * that allocates several megabytes can let V8 grow the new space a step or two past the
+ * cap before it stops it (32 MB seen on a loaded CI machine; cli/heap-flags.test.ts
+ * measures it with turns of a few hundred KB, as a proxy's reads are).
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-concurrent-recompilation'];
 
@@ -141,8 +142,8 @@ const IDLE_CHECK_MS = 60_000;
  * of idleness after a load). glibc keeps what V8's helper threads (compiler zones, GC
  * tasks) freed in the middle of their malloc arenas (~13 MB after load, under 1 MB of it
  * in use: malloc_stats; the compiler's part only for a sidecar launched without
- * `--no-concurrent-recompilation`, SIDECAR_NODE_FLAGS). Traffic shows as scavenges; a check period with none after one
- * that had some runs `reclaim` (proxyReclaim: two full GCs, the first empties the old
+ * `--no-concurrent-recompilation`, SIDECAR_NODE_FLAGS). Traffic shows as scavenges; a
+ * check period with none after one that had some runs `reclaim` (proxyReclaim: two full GCs, the first empties the old
  * generation, the second, at a low allocation rate, lets V8 shrink the new space; then
  * malloc_trim(0) on a thread-pool thread). Once per quiet spell: the reclaim's own GCs are
  * mark-compacts, not scavenges. Under load it never runs (a trim after every mark-compact
