@@ -213,8 +213,9 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     // WREN_BENCH_COMPARE_WREN=/other/checkout/dist/cli/wren.js: the second pair runs that build (a before/after A/B in one interleaved run).
     const variantBin = process.env.WREN_BENCH_COMPARE_WREN;
     // WREN_BENCH_COMPARE_ENV="MALLOC_ARENA_MAX=2 ...": the second pair with those environment variables.
-    const variantEnv = process.env.WREN_BENCH_COMPARE_ENV ? Object.fromEntries(process.env.WREN_BENCH_COMPARE_ENV.split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : undefined;
-    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : []), ...(variantBin ? [`build ${variantBin}`] : []), ...(process.env.WREN_BENCH_COMPARE_ENV ? [`env ${process.env.WREN_BENCH_COMPARE_ENV}`] : [])].join(' ');
+    const envVars = flags(process.env.WREN_BENCH_COMPARE_ENV);
+    const variantEnv = envVars.length > 0 ? Object.fromEntries(envVars.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])) : undefined;
+    const variantName = [...variantArgs, ...(variantCfg ? [JSON.stringify(variantCfg)] : []), ...(variantBin ? [`build ${variantBin}`] : []), ...(envVars.length > 0 ? [`env ${envVars.join(' ')}`] : [])].join(' ');
     const variant = variantName ? await wrenPair('-variant', variantArgs, variantCfg, false, variantBin ?? wren, variantEnv) : null;
     // A variant that writes access logs: its stdout is read and dropped, not kept (megabytes per load).
     if (variant && JSON.stringify(variantCfg ?? {}).includes('"accessLog"')) for (const np of variant.procs) np.child.stdout!.removeAllListeners('data').on('data', () => undefined);
