@@ -271,11 +271,10 @@ class ServedConnection implements H1ConnectionOptions {
     // The expectation is met here (the 100 goes out when the body is first read), as Envoy
     // does by default (proxy_100_continue: false): it is not passed on.
     if (headers['expect'] !== undefined) delete headers['expect'];
-    // `te: trailers` is the one TE value that crosses (HTTP/2 allows it; gRPC relies on it).
-    if (headers['te'] === undefined) {
-      const te = head.get('te');
-      if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te)) headers['te'] = 'trailers';
-    }
+    // `te: trailers` is the one TE value that crosses (HTTP/2 allows it; gRPC relies on it);
+    // fieldsToHeaders drops TE with the other hop-by-hop fields.
+    const te = head.get('te');
+    if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te)) headers['te'] = 'trailers';
     let authority = head.host;
     let path = head.target;
     // Absolute-form (proxy style: `GET http://web/ HTTP/1.1`): the target's authority wins over Host (RFC 9112 section 3.2.2).
