@@ -1,5 +1,5 @@
+import { LeanBody } from '../http/lean-body.js';
 import type { Socket } from 'node:net';
-import { Readable } from 'node:stream';
 import { H1Parser, type H1Handler } from './parser.js';
 import { Body, type H1Head } from './head.js';
 import type { H1Error } from './h1-error.js';
@@ -394,7 +394,7 @@ export class H1Connection implements H1Handler {
 }
 
 /** A request body: socket bytes pushed in as they arrive; reading resumes the socket. */
-class RequestBody extends Readable {
+class RequestBody extends LeanBody {
   private continued = false;
   constructor(private readonly ex: H1ServerExchange) {
     super();

@@ -4,7 +4,7 @@ import { H2ClientSession, wasRefusedByApp, type H2ClientSessionOptions } from '.
 import { AppH2Client } from './app-h2-client.js';
 import { systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
-import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { BodyStream, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { FLAG, FRAME, FrameReader, frame, headerBlock, settings, word } from '../../test/helpers/h2-frames.js';
 
@@ -566,7 +566,7 @@ test('a response field name with uppercase letters is malformed (RFC 9113 sectio
 });
 
 /** What a writer that attaches its listeners late sees (h2-relay.ts, write-response.ts): 'end', 'error', or nothing at all. */
-function outcome(body: Readable): Promise<string> {
+function outcome(body: BodyStream): Promise<string> {
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve('nothing'), 1000);
     body.on('data', () => undefined);

@@ -1,5 +1,5 @@
-import { Readable } from 'node:stream';
-import type { ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
+import { LeanBody } from '../http/lean-body.js';
+import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
 import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
@@ -9,7 +9,7 @@ import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
 
 const STREAM = Symbol('wren.h2ClientStream');
-type Relayed = Readable & { [STREAM]?: H2ClientStream };
+type Relayed = BodyStream & { [STREAM]?: H2ClientStream };
 const EMPTY = Buffer.alloc(0);
 const ignore = (): void => undefined;
 
@@ -47,7 +47,7 @@ export class H2ClientStream extends BodySender {
   /** Response body bytes its content-length still allows; -1: not declared (or HEAD, 304: not a body's length). */
   private bodyLeft = -1;
   trailers: Headers | undefined = undefined;
-  private pausedBody: Readable | null = null;
+  private pausedBody: BodyStream | null = null;
   resolve!: (res: ProxyResponse) => void;
   reject!: (err: unknown) => void;
 
@@ -66,7 +66,7 @@ export class H2ClientStream extends BodySender {
   readonly onAbort = (): void => this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
 
   /** Sends the body after the head (the session wrote HEADERS without END_STREAM). */
-  sendBody(body: Readable): void {
+  sendBody(body: BodyStream): void {
     if (isSettled(body)) {
       const data = body.read() as Buffer | null;
       body.resume();
@@ -96,7 +96,7 @@ export class H2ClientStream extends BodySender {
     if (b !== null && !b.destroyed) b.resume();
   }
 
-  pauseBody(body: Readable): void {
+  pauseBody(body: BodyStream): void {
     this.pausedBody = body;
     body.pause();
   }
@@ -291,42 +291,21 @@ function onBodyError(this: Relayed, err: Error): void {
 }
 
 /** A body whose stream closed before its end: left paused, without our listeners (a retry may send it again). */
-function detach(b: Readable): void {
+function detach(b: BodyStream): void {
   (b as Relayed)[STREAM] = undefined;
   b.removeListener('data', onBodyData);
   b.removeListener('end', onBodyEnd);
 }
 
 /** The response body: window is given back as it is read (so a reader that stops holds the app at one window). */
-class H2ResponseBody extends Readable implements SettledBody {
-  /** A failure before anyone read the body: given at its reader's first read(). */
-  private failure: Error | null = null;
-
+class H2ResponseBody extends LeanBody implements SettledBody {
   constructor(private readonly st: H2ClientStream) {
-    super({ highWaterMark: 64 * 1024 });
-  }
-
-  /**
-   * The stream failed before the body's end. Destroyed at once when its reader has started;
-   * else at its reader's first read(): destroyed before the writer attached its listeners (a reset in
-   * the same read as the head, the response promise not yet settled), it would never hear
-   * of it, and the caller's response would hang, neither ended nor reset.
-   */
-  fail(err: Error): void {
-    if (this.readableFlowing === null) this.failure = err;
-    else this.destroy(err);
+    super(64 * 1024);
   }
 
   /** Every byte and the end are buffered (the whole response came in one read): writers send it in one go. */
   get settled(): boolean {
     return this.st.remoteEnded && !this.readableEnded;
-  }
-
-  /** read(0) is the stream's own look-ahead (after a push, on resume), not its reader's. */
-  override read(size?: number): unknown {
-    if (this.failure === null || size === 0) return super.read(size) as unknown;
-    this.destroy(this.failure);
-    return null;
   }
 
   override _read(): void {

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
 import { frameServer, type FrameServer } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
-import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { BodyStream, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { settledBody } from '../http/settled-body.js';
 import type { LimitName } from '../http/h2-session-guard.js';
 import { clientStart, frame, goawayCode, headerBlock, isGoaway, isRst, rawPeer, request as rawRequest, rstCode, rstStream, FRAME, FLAG, PREFACE, type RawPeer } from '../../test/helpers/h2-frames.js';
@@ -53,7 +53,7 @@ function answer(status: number, body: string | null, headers: Record<string, str
   return { status, headers, body: body === null ? null : Readable.from([Buffer.from(body)]), trailers: () => trailers };
 }
 
-function readAll(r: Readable): Promise<Buffer> {
+function readAll(r: BodyStream): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     r.on('data', (c: Buffer) => parts.push(c));

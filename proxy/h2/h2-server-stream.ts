@@ -1,5 +1,5 @@
-import { Readable } from 'node:stream';
-import type { ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
+import { LeanBody } from '../http/lean-body.js';
+import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { errorResponse } from '../errors/error-response.js';
@@ -11,7 +11,7 @@ import { Cancel } from '../../common/cancel.js';
 const STREAM = Symbol('wren.h2ServerStream');
 /** The stream a ProxyRequest came from (its trailers are read through it). */
 export const STREAM_REF = Symbol('wren.h2ServerRequest');
-type Relayed = Readable & { [STREAM]?: H2ServerStream };
+type Relayed = BodyStream & { [STREAM]?: H2ServerStream };
 const EMPTY = Buffer.alloc(0);
 const ignore = (): void => undefined;
 
@@ -61,7 +61,7 @@ export class H2ServerStream extends BodySender {
   req: ProxyRequest | null = null;
   /** The response being written: its trailers are read when the body ends. */
   private res: ProxyResponse | null = null;
-  private resBody: Readable | null = null;
+  private resBody: BodyStream | null = null;
 
   constructor(
     readonly session: ServerStreamHost,
@@ -246,9 +246,9 @@ function onBodyError(this: Relayed, err: Error): void {
 }
 
 /** The request body: window is given back as it is read, so a slow upstream holds the client at one window. */
-export class H2RequestBody extends Readable implements SettledBody {
+export class H2RequestBody extends LeanBody implements SettledBody {
   constructor(private readonly st: H2ServerStream) {
-    super({ highWaterMark: 64 * 1024 });
+    super(64 * 1024);
     // A reset before the reader attaches its own listener must not be an uncaught error.
     this.on('error', ignore);
   }

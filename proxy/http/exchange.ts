@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { LeanBody } from './lean-body.js';
 import type { Headers } from './headers.js';
 import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
 import type { RequestAuth } from '../policy/authorizer.js';
@@ -9,6 +10,13 @@ import type { CancelSignal } from '../../common/cancel.js';
  * arrived in. Bodies are streams (never buffered whole); trailers are read once the
  * body has ended.
  */
+/**
+ * A body as the data path reads it: node's Readable in byte mode, or a LeanBody (lean-body.ts),
+ * which the codecs make: the same events and methods, without Readable's ticks. A reader uses
+ * only what both have.
+ */
+export type BodyStream = Readable | LeanBody;
+
 export interface ProxyRequest {
   readonly method: string;
   readonly scheme: string;
@@ -17,7 +25,7 @@ export interface ProxyRequest {
   path: string;
   readonly headers: Headers;
   /** null when the request has no body (END_STREAM on HEADERS / no content-length). */
-  readonly body: Readable | null;
+  readonly body: BodyStream | null;
   readonly trailers: () => Headers | undefined;
   /**
    * The protocol the client spoke to us. 'TCP': an opaque TCP connection carried through
@@ -65,7 +73,7 @@ export interface ProxyResponse {
    */
   readonly status: number;
   readonly headers: Headers;
-  readonly body: Readable | null;
+  readonly body: BodyStream | null;
   readonly trailers: () => Headers | undefined;
   /** Set when the response was synthesized by the proxy for an error. */
   readonly proxyError?: string;
@@ -90,6 +98,6 @@ export interface SettledBody {
   readonly settled: boolean;
 }
 
-export function isSettled(body: Readable): boolean {
-  return (body as Readable & Partial<SettledBody>).settled === true && !body.destroyed;
+export function isSettled(body: BodyStream): boolean {
+  return (body as BodyStream & Partial<SettledBody>).settled === true && !body.destroyed;
 }

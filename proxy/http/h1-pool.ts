@@ -1,8 +1,8 @@
+import { LeanBody } from './lean-body.js';
 import { connect, type OnReadOpts, type Socket } from 'node:net';
-import { Readable } from 'node:stream';
 import type { Agent } from 'node:http';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
-import { isSettled, type ProxyRequest, type ProxyResponse, type SettledBody } from './exchange.js';
+import { isSettled, type BodyStream, type ProxyRequest, type ProxyResponse, type SettledBody } from './exchange.js';
 import { MESH, type Headers } from './headers.js';
 import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
@@ -732,7 +732,7 @@ class Exchange {
     if (again !== undefined && !body.readableEnded) body.resume();
   }
 
-  onBodyData(body: Readable, c: Buffer): void {
+  onBodyData(body: BodyStream, c: Buffer): void {
     const s = this.conn?.socket;
     if (!s) return;
     const kept = this.kept;
@@ -895,7 +895,7 @@ class Exchange {
     this.detach();
     const e = err ?? Object.assign(new Error('connection closed'), { code: 'ECONNRESET' });
     if (!this.responded) this.reject(toProxyError(e));
-    else if (!this.finished) this.body?.destroy(toProxyError(e));
+    else if (!this.finished) this.body?.fail(toProxyError(e));
   }
 
   /** Abort (client cancelled) or pool shut down. */
@@ -905,13 +905,15 @@ class Exchange {
     if (this.conn) return this.conn.close(err);
     this.detach();
     if (!this.responded) this.reject(err);
-    else if (!this.finished) this.body?.destroy(err);
+    else if (!this.finished) this.body?.fail(err);
   }
 }
 
-class ResponseBody extends Readable implements SettledBody {
+class ResponseBody extends LeanBody implements SettledBody {
   constructor(private readonly ex: Exchange) {
     super();
+    // A reset before the reader attaches its own listener must not be an uncaught error (fail() holds it for the reader).
+    this.on('error', ignore);
   }
   /** The parser has seen the end: everything is buffered here (see SettledBody). */
   get settled(): boolean {
@@ -930,7 +932,7 @@ const flushHeld = (ex: Exchange): void => ex.flushHead();
 
 /** The exchange a request body is being sent for, on the body (send()). */
 const SENDING = Symbol('wren.h1PoolSending');
-type SentBody = Readable & { [SENDING]?: Exchange };
+type SentBody = BodyStream & { [SENDING]?: Exchange };
 
 function onSentData(this: SentBody, c: Buffer): void {
   this[SENDING]?.onBodyData(this, c);

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { request as httpRequest, Agent } from 'node:http';
 import { H1Server, type H1ServerOptions } from './h1-server.js';
-import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
+import type { BodyStream, HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { settledBody } from './settled-body.js';
 import { FakeClock, systemClock } from '../../common/clock.js';
 import { ProxyError } from '../errors/proxy-error.js';
@@ -202,7 +202,7 @@ describe('H1Server', () => {
 
   it('a client that goes away mid-body while the service has not touched the body: aborted, and nothing thrown', async () => {
     let signal: ProxyRequest['signal'] | undefined;
-    let body: Readable | null = null;
+    let body: BodyStream | null = null;
     await start((req) => {
       if (req.method === 'GET') return Promise.resolve(text('ok'));
       signal = req.signal;

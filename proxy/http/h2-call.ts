@@ -2,7 +2,7 @@ import { constants, type ClientHttp2Session, type ClientHttp2Stream, type Incomi
 import { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { cleanTrailers, type Headers } from './headers.js';
-import { isSettled, type ProxyRequest, type ProxyResponse } from './exchange.js';
+import { isSettled, type BodyStream, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
 import { StreamedResponse } from './streamed-response.js';
 import { relayDestOf, relayH2Body, stopSending } from './h2-relay.js';
@@ -177,7 +177,7 @@ function failCut(stream: ClientHttp2Stream): void {
 }
 
 /** The request body failed before its end: the upstream must not take it for whole (RFC 9113 §8.1). */
-function onBodyError(this: Readable): void {
+function onBodyError(this: BodyStream): void {
   const up = relayDestOf(this);
   if (up !== undefined && !up.destroyed) up.close(NGHTTP2_CANCEL);
 }

@@ -1,6 +1,7 @@
 import { connect, constants, createServer, type ClientHttp2Session, type Http2Server, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import type { BodyStream } from './exchange.js';
 import { relayDestOf, relayH2Body, stopSending } from './h2-relay.js';
 
 let server: Http2Server;
@@ -88,7 +89,7 @@ test("a body that fails calls the caller's handler with the body, which finds th
   const st = session.request({ ':method': 'POST', ':path': '/' });
   st.on('error', () => undefined);
   let seen: unknown;
-  relayH2Body(body, st, function (this: Readable) {
+  relayH2Body(body, st, function (this: BodyStream) {
     seen = relayDestOf(this);
     relayDestOf(this)?.close(constants.NGHTTP2_CANCEL);
   }, false);

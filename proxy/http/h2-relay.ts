@@ -1,5 +1,5 @@
 import type { Http2Stream } from 'node:http2';
-import type { Readable } from 'node:stream';
+import type { BodyStream } from './exchange.js';
 
 /** The stream a body is relayed into, on the body; and the body, on the stream. */
 const DEST = Symbol('wren.relayDest');
@@ -11,8 +11,8 @@ const DESTROY_SRC = Symbol('wren.relayDestroySrc');
 /** Whether the rest of the body is read and dropped when the destination closes (stopSending). */
 const DROP_REST = Symbol('wren.relayDropRest');
 
-type Src = Readable & { [DEST]?: Http2Stream };
-type Dest = Http2Stream & { [SRC]?: Readable; [DRAINING]?: boolean; [DESTROY_SRC]?: boolean; [DROP_REST]?: boolean };
+type Src = BodyStream & { [DEST]?: Http2Stream };
+type Dest = Http2Stream & { [SRC]?: BodyStream; [DRAINING]?: boolean; [DESTROY_SRC]?: boolean; [DROP_REST]?: boolean };
 
 /**
  * Moves a body into an HTTP/2 stream, ending the stream after it: what `body.pipe(stream)`
@@ -31,7 +31,7 @@ type Dest = Http2Stream & { [SRC]?: Readable; [DRAINING]?: boolean; [DESTROY_SRC
  * must never look complete). `destroySrc`: the body is destroyed when the stream closes
  * (a response body whose client went away stops reading its upstream).
  */
-export function relayH2Body(src: Readable, dest: Http2Stream, onError: (this: Readable, err: Error) => void, destroySrc: boolean): void {
+export function relayH2Body(src: BodyStream, dest: Http2Stream, onError: (this: BodyStream, err: Error) => void, destroySrc: boolean): void {
   (src as Src)[DEST] = dest;
   (dest as Dest)[SRC] = src;
   if (destroySrc) (dest as Dest)[DESTROY_SRC] = true;
@@ -44,7 +44,7 @@ export function relayH2Body(src: Readable, dest: Http2Stream, onError: (this: Re
 }
 
 /** The stream a body is being relayed into (for the caller's error handler), or undefined. */
-export function relayDestOf(src: Readable): Http2Stream | undefined {
+export function relayDestOf(src: BodyStream): Http2Stream | undefined {
   return (src as Src)[DEST];
 }
 

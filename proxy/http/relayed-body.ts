@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream';
+import type { BodyStream } from './exchange.js';
 
 const RELAY = Symbol('wren.relayedBody');
-type Source = Readable & { [RELAY]?: RelayedBody };
+type Source = BodyStream & { [RELAY]?: RelayedBody };
 
 /**
  * A body that passes on another's bytes, with backpressure (the source pauses while this
@@ -27,7 +28,7 @@ export class RelayedBody extends Readable {
   private src: Source | null;
 
   constructor(
-    src: Readable,
+    src: BodyStream,
     private readonly onChunk: () => void,
   ) {
     super({ highWaterMark: src.readableHighWaterMark });
@@ -61,7 +62,7 @@ export class RelayedBody extends Readable {
   }
 
   /** @internal the source's chunk (relayData). */
-  relay(src: Readable, chunk: unknown): void {
+  relay(src: BodyStream, chunk: unknown): void {
     this.onChunk();
     if (!this.push(chunk)) src.pause();
   }

@@ -1,7 +1,7 @@
-import { Readable } from 'node:stream';
+import { LeanBody } from './lean-body.js';
 import type { SettledBody } from './exchange.js';
 
-class Settled extends Readable implements SettledBody {
+class Settled extends LeanBody implements SettledBody {
   readonly settled = true;
   override _read(): void {
     // Everything was pushed at construction.
@@ -13,7 +13,7 @@ class Settled extends Readable implements SettledBody {
  * (exchange.ts, isSettled): writers send it with its head in one write (HTTP/1.1) or as
  * one DATA frame with END_STREAM (HTTP/2), and read() gives it whole, synchronously.
  */
-export function settledBody(data: Buffer): Readable {
+export function settledBody(data: Buffer): LeanBody {
   const b = new Settled();
   b.push(data);
   b.push(null);

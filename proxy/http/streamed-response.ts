@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { ProxyResponse } from './exchange.js';
+import type { BodyStream, ProxyResponse } from './exchange.js';
 import type { Headers } from './headers.js';
 
 /** Whatever receives a response's trailers after the response resolved (an HTTP/2 call, a frame-level client stream). */
@@ -17,7 +16,7 @@ export class StreamedResponse implements ProxyResponse {
   constructor(
     readonly status: number,
     readonly headers: Headers,
-    readonly body: Readable | null,
+    readonly body: BodyStream | null,
     readonly source: TrailersSource,
   ) {}
 }

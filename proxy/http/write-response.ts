@@ -1,9 +1,8 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
-import type { Readable } from 'node:stream';
 import type { H1ServerExchange } from '../h1/h1-connection.js';
 import { H1Error } from '../h1/h1-error.js';
 import { appendFields, MESH, type Headers } from './headers.js';
-import { isSettled, type ProxyResponse } from './exchange.js';
+import { isSettled, type BodyStream, type ProxyResponse } from './exchange.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { relayDestOf, relayH2Body } from './h2-relay.js';
 
@@ -67,7 +66,7 @@ function onWrittenClose(this: Written): void {
 }
 
 /** The upstream body failed before its end: the client must not take what it got for whole. */
-function onBodyError(this: Readable): void {
+function onBodyError(this: BodyStream): void {
   const stream = relayDestOf(this);
   if (stream !== undefined && !stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
 }
@@ -96,7 +95,7 @@ function responseHead(status: number, headers: Headers): string[] {
 export class H1ResponseWriter {
   private ex: H1ServerExchange | null = null;
   private res: ProxyResponse | null = null;
-  private body: Readable | null = null;
+  private body: BodyStream | null = null;
   /** Bytes the content-length still allows; -1 when the length is not declared. */
   private left = -1;
   /** Chunked though the length is declared (an HTTP/2 response to a peer sidecar): the trailers go too. */
@@ -129,7 +128,7 @@ export class H1ResponseWriter {
     }
   }
 
-  private start(ex: H1ServerExchange, res: ProxyResponse, body: Readable | null, h2: boolean): void {
+  private start(ex: H1ServerExchange, res: ProxyResponse, body: BodyStream | null, h2: boolean): void {
     const status = res.status;
     if (status < 200) throw new ProxyError('UPSTREAM_PROTOCOL', `status ${status} is not a final response`);
     const noBody = body === null || ex.head?.method === 'HEAD' || status === 204 || status === 304;

@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { BodyStream, HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { httpEntry, type Direction } from '../access-log/entry.js';
 import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
@@ -37,7 +36,7 @@ export const accessLog =
   };
 
 const LOGGED = Symbol('wren.accessLogged');
-type LoggedBody = Readable & { [LOGGED]?: Logged; [TUNNEL_BYTES]?: number };
+type LoggedBody = BodyStream & { [LOGGED]?: Logged; [TUNNEL_BYTES]?: number };
 
 /** One logged request, from its start to its response's end. */
 class Logged {

@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
+import type { BodyStream, HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
 import type { LabelSet } from '../metrics/workload-labels.js';
 import { stateOf } from './request-state.js';
@@ -93,7 +92,7 @@ class Done {
     const body = res.body;
     if (body) {
       countBodyBytes(body);
-      (body as Readable & { [DONE]?: Done })[DONE] = this;
+      (body as BodyStream & { [DONE]?: Done })[DONE] = this;
       // on, not once: a stream emits 'end' and 'close' at most once each and the handler
       // counts once (d.counted); once() would wrap it in a bound function and a state
       // object per request and remove it again when it fires.
@@ -105,7 +104,7 @@ class Done {
 }
 
 /** One shared listener for every response body ('end' or 'close', whichever comes first). */
-function onBodyDone(this: Readable & { [DONE]?: Done }): void {
+function onBodyDone(this: BodyStream & { [DONE]?: Done }): void {
   const d = this[DONE];
   if (d) finish(d, !this.readableEnded);
 }

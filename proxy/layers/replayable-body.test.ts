@@ -1,7 +1,8 @@
 import { PassThrough, Readable } from 'node:stream';
+import type { BodyStream } from '../http/exchange.js';
 import { ReplayableBody } from './replayable-body.js';
 
-const drain = async (r: Readable): Promise<string> => {
+const drain = async (r: BodyStream): Promise<string> => {
   let s = '';
   for await (const c of r) s += String(c);
   return s;

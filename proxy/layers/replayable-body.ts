@@ -1,4 +1,5 @@
-import { Readable } from 'node:stream';
+import { LeanBody } from '../http/lean-body.js';
+import type { BodyStream } from '../http/exchange.js';
 
 /**
  * A request body that can be sent more than once, for retries. The first attempt streams
@@ -18,14 +19,14 @@ export class ReplayableBody {
   private ended = false;
   private failed: Error | null = null;
   private attached = false;
-  private current: Readable | null = null;
+  private current: BodyStream | null = null;
   /** Whether a byte was taken from the client's body through this object. */
   private took = false;
   /** Limit 0: the first attempt was given the client's body itself (while no later one was made). */
   private direct = false;
 
   constructor(
-    private readonly source: Readable,
+    private readonly source: BodyStream,
     private readonly limit: number,
   ) {}
 
@@ -41,7 +42,7 @@ export class ReplayableBody {
   }
 
   /** The body for a new attempt; the previous attempt's stream is detached and destroyed. */
-  attempt(): Readable {
+  attempt(): BodyStream {
     if (this.limit === 0 && !this.attached && this.current === null && this.failed === null) {
       if (!this.direct) {
         this.direct = true;
@@ -69,12 +70,12 @@ export class ReplayableBody {
   }
 
   /** An attempt's body wants data: only the current attempt pulls from the client. */
-  pull(r: Readable): void {
+  pull(r: BodyStream): void {
     if (this.current === r) this.pump();
   }
 
   /** An attempt's body was destroyed: the client's body waits (paused) for the next one. */
-  dropped(r: Readable): void {
+  dropped(r: BodyStream): void {
     if (this.current === r) {
       this.current = null;
       if (!this.ended) this.source.pause();
@@ -132,10 +133,10 @@ export class ReplayableBody {
 }
 
 /**
- * One attempt's body: a Readable subclass whose hooks call its owner, instead of a Readable
- * built with two closures per attempt (`read`, `destroy`).
+ * One attempt's body: a LeanBody whose hooks call its owner, instead of a Readable built
+ * with two closures per attempt (`read`, `destroy`).
  */
-class Attempt extends Readable {
+class Attempt extends LeanBody {
   constructor(private readonly owner: ReplayableBody) {
     super();
   }
@@ -151,7 +152,7 @@ class Attempt extends Readable {
 }
 
 const OWNER = Symbol('wren.replayableBody');
-type Source = Readable & { [OWNER]?: ReplayableBody };
+type Source = BodyStream & { [OWNER]?: ReplayableBody };
 
 function onSourceData(this: Source, c: Buffer): void {
   this[OWNER]!.onData(c);

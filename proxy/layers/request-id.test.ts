@@ -24,6 +24,11 @@ test('the random part differs between generators; the counter wraps within 48 bi
   expect(next().slice(24)).toBe('ffffffffffff');
   expect(next().slice(24)).toBe('000000000000');
   expect(next()).toMatch(UUID_V4);
+  // The carry from the low 24 bits into the high ones.
+  const mid = Buffer.alloc(16, 0);
+  mid.writeUIntBE(0x000000fffffe, 10, 6);
+  const carry = requestIdGenerator(mid);
+  expect([carry(), carry(), carry()].map((id) => id.slice(24))).toEqual(['000000ffffff', '000001000000', '000001000001']);
 });
 
 test('the layer keeps an id the client sent and adds one otherwise', async () => {

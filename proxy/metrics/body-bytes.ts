@@ -1,11 +1,11 @@
-import type { Readable } from 'node:stream';
+import type { BodyStream } from '../http/exchange.js';
 
 const BYTES = Symbol('wren.bodyBytes');
 const PUSH = Symbol('wren.bodyPush');
 
 interface Counted {
   [BYTES]: number;
-  [PUSH]: Readable['push'];
+  [PUSH]: (chunk: unknown, encoding?: BufferEncoding) => boolean;
 }
 
 /**
@@ -16,22 +16,22 @@ interface Counted {
  * listener would switch the stream to flowing mode before its consumer is attached and
  * lose chunks. What was buffered before (a settled body) is its readableLength.
  */
-function countingPush(this: Readable & Counted, chunk: unknown, encoding?: BufferEncoding): boolean {
+function countingPush(this: BodyStream & Counted, chunk: unknown, encoding?: BufferEncoding): boolean {
   if (chunk !== null && chunk !== undefined) {
     this[BYTES] += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : (chunk as Uint8Array).byteLength ?? 0;
   }
   return this[PUSH](chunk, encoding);
 }
 
-export function countBodyBytes(body: Readable): void {
-  const b = body as Readable & Partial<Counted>;
+export function countBodyBytes(body: BodyStream): void {
+  const b = body as BodyStream & Partial<Counted>;
   if (b[PUSH] !== undefined) return;
   b[BYTES] = body.readableObjectMode ? 0 : body.readableLength;
-  b[PUSH] = body.push;
+  b[PUSH] = body.push as Counted[typeof PUSH];
   body.push = countingPush;
 }
 
 /** The bytes counted so far (0 for no body or one not counted). */
-export function bodyBytes(body: Readable | null): number {
-  return body ? ((body as Readable & Partial<Counted>)[BYTES] ?? 0) : 0;
+export function bodyBytes(body: BodyStream | null): number {
+  return body ? ((body as BodyStream & Partial<Counted>)[BYTES] ?? 0) : 0;
 }

@@ -1,5 +1,4 @@
-import type { Readable } from 'node:stream';
-import type { HttpService, ProxyRequest } from '../http/exchange.js';
+import type { BodyStream, HttpService, ProxyRequest } from '../http/exchange.js';
 import { settledBody } from '../http/settled-body.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Random } from '../../common/clock.js';
@@ -59,7 +58,7 @@ export function mirrorRequest(d: MirrorDeps, req: ProxyRequest, m: Mirror, send:
   });
 }
 
-function dispatch(d: MirrorDeps, req: ProxyRequest, headers: ProxyRequest['headers'], body: Readable | null, target: Mirror['target'] & object, send: HttpService): void {
+function dispatch(d: MirrorDeps, req: ProxyRequest, headers: ProxyRequest['headers'], body: BodyStream | null, target: Mirror['target'] & object, send: HttpService): void {
   const ac = new Cancel();
   const ms = d.timeoutMs ?? MIRROR_TIMEOUT_MS;
   let done = false;
@@ -69,7 +68,7 @@ function dispatch(d: MirrorDeps, req: ProxyRequest, headers: ProxyRequest['heade
     d.clock.clearTimeout(timer);
     d.count(result);
   };
-  let resBody: Readable | null = null;
+  let resBody: BodyStream | null = null;
   const timer = d.clock.setTimeout(() => {
     ac.abort(new ProxyError('REQUEST_TIMEOUT', `mirror not done after ${ms} ms`));
     // A response still streaming when the mirror is given up: its upstream is let go too.

@@ -1,0 +1,52 @@
+import { execFileSync } from 'node:child_process';
+import { deferred } from './deferred.js';
+
+const tick = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
+
+test('steps run after the current code, on the tick queue, in the order queued; one tick serves them all', async () => {
+  const log: string[] = [];
+  const seen: number[] = [];
+  const realNextTick = process.nextTick;
+  let ticks = 0;
+  process.nextTick = ((fn: () => void, ...a: unknown[]) => {
+    ticks++;
+    return realNextTick(fn, ...a);
+  }) as typeof process.nextTick;
+  try {
+    for (let i = 0; i < 100; i++) deferred((n: number) => seen.push(n), i);
+    deferred((s: string) => log.push(s), 'step');
+    log.push('sync');
+  } finally {
+    process.nextTick = realNextTick;
+  }
+  await tick();
+  expect(ticks).toBe(1);
+  expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  expect(log).toEqual(['sync', 'step']);
+});
+
+test('a step queued by a step runs in the same pass, after the others', async () => {
+  const log: string[] = [];
+  deferred(() => {
+    log.push('a');
+    deferred(() => log.push('c'), undefined);
+  }, undefined);
+  deferred(() => log.push('b'), undefined);
+  await tick();
+  expect(log).toEqual(['a', 'b', 'c']);
+});
+
+test('a step that throws loses none of the steps after it; its error is uncaught, as a throwing tick callback is', () => {
+  // In a process of its own: jest takes uncaught errors for the test's failure.
+  const script = `
+    import { deferred } from ${JSON.stringify(new URL('./deferred.ts', import.meta.url).href)};
+    const log = [];
+    process.on('uncaughtException', (e) => log.push('uncaught ' + e.message));
+    deferred(() => log.push('before'), undefined);
+    deferred(() => { throw new Error('step failed'); }, undefined);
+    deferred(() => log.push('after'), undefined);
+    setTimeout(() => console.log(JSON.stringify(log)), 20);
+  `;
+  const out = execFileSync(process.execPath, ['--experimental-strip-types', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(JSON.parse(out)).toEqual(['before', 'uncaught step failed', 'after']);
+});

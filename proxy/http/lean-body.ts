@@ -1,0 +1,355 @@
+import { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
+import { deferred } from './deferred.js';
+
+type Listener = Parameters<EventEmitter['on']>[1];
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A message body for the data path: the part of node's Readable (byte mode) that the
+ * proxy's readers use, with the same events in the same order, but none of Readable's
+ * per-body ticks. A node Readable schedules one `process.nextTick` each to look ahead
+ * after a push, to announce its end, to emit 'end', to emit 'close' and to start flowing:
+ * 9 to 10 per request per sidecar, about 8 % of a sidecar's CPU at gRPC saturation, where
+ * `nextTick` builds an object with three computed symbol keys each time (docs/benchmarks.md,
+ * "Bodies without node's ticks"). Here the same deferred steps go on one shared queue
+ * (deferred.ts) that one tick drains for every body of the turn.
+ *
+ * What is kept from Readable (and tested against it, lean-body.test.ts):
+ * - `push(chunk)` buffers or, flowing with nothing buffered, emits 'data' at once; it
+ *   returns false from the high-water mark on; `push(null)` ends the input.
+ * - `_read()` is the producer's cue to go on: after a push while under the high-water mark,
+ *   and on a `read()` that takes the buffer under it. Never once the input ended.
+ * - a 'data' listener starts flowing unless paused; `resume()`/`pause()`, `isPaused()`;
+ *   flowing, chunks are emitted one by one; `read()` paused gives everything buffered at once.
+ * - 'end' once the input ended and every byte was read, deferred; then 'close' (autoDestroy).
+ * - `destroy(err)`: `_destroy(err, cb)`, then 'error' (when cb gives one) and 'close',
+ *   deferred; nothing is emitted after it but those.
+ * - async iteration (destroying the body when the loop leaves early) and `pipe()`.
+ * A 'readable' listener is refused: nothing here reads that way.
+ */
+export class LeanBody extends EventEmitter {
+  readonly readableHighWaterMark: number;
+  readonly readableObjectMode = false;
+  readableFlowing: boolean | null = null;
+  /** 'end' was emitted. */
+  readableEnded = false;
+  readableDidRead = false;
+  destroyed = false;
+  closed = false;
+  errored: Error | null = null;
+
+  private chunks: Buffer[] = [];
+  private length = 0;
+  private ended = false;
+  private reading = false;
+  /** Inside a `_read()` call: a push there is buffered, not emitted (as Readable's `sync`). */
+  private sync = true;
+  private paused = false;
+  private endScheduled = false;
+  /** A deferred step is queued for this body (flow and look-ahead share one). */
+  private stepQueued = false;
+  private errorEmitted = false;
+  /** A failure held for the reader's first read() (fail()). */
+  private failure: Error | null = null;
+  /** The error `_destroy` handed on: emitted before 'close' (a `_destroy` may keep one to itself). */
+  private toEmit: Error | null = null;
+
+  constructor(highWaterMark = 16 * 1024) {
+    super();
+    this.readableHighWaterMark = highWaterMark;
+  }
+
+  get readableLength(): number {
+    return this.length;
+  }
+
+  get readable(): boolean {
+    return !this.destroyed && !this.readableEnded;
+  }
+
+  /** The producer may go on (Readable's `_read`); subclasses override it. */
+  _read(_size: number): void {
+    // Nothing to do by default: the producer pushes when it has bytes.
+  }
+
+  /** Tear-down (Readable's `_destroy`): call `cb` with the error to emit, if any. */
+  _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    cb(err);
+  }
+
+  push(chunk: Buffer | null): boolean {
+    if (chunk === null) {
+      if (this.ended || this.destroyed) return false;
+      this.ended = true;
+      this.reading = false;
+      if (this.length === 0) this.scheduleEnd();
+      else if (this.readableFlowing === true) this.queueStep();
+      return false;
+    }
+    if (this.destroyed) return false;
+    if (this.ended) {
+      this.destroy(Object.assign(new Error('stream.push() after EOF'), { code: 'ERR_STREAM_PUSH_AFTER_EOF' }));
+      return false;
+    }
+    this.reading = false;
+    if (chunk.length > 0) {
+      if (this.readableFlowing === true && this.length === 0 && !this.sync && this.listenerCount('data') > 0) {
+        this.readableDidRead = true;
+        this.emit('data', chunk);
+      } else {
+        this.chunks.push(chunk);
+        this.length += chunk.length;
+        if (this.readableFlowing === true) this.queueStep();
+      }
+    }
+    if (this.length < this.readableHighWaterMark) this.queueStep();
+    return this.length < this.readableHighWaterMark || this.length === 0;
+  }
+
+  /**
+   * The producer failed before the end. Destroyed at once when its reader has started; else
+   * at the reader's first read(): destroyed before the reader attached its listeners (a reset
+   * in the same read as the head, the response's promise not yet settled), it would never
+   * hear of it, and the caller's response would hang, neither ended nor failed.
+   */
+  fail(err: Error): void {
+    if (this.readableFlowing === null && !this.destroyed) this.failure = err;
+    else this.destroy(err);
+  }
+
+  read(size?: number): Buffer | null {
+    if (this.destroyed) return null;
+    // read(0) is the body's own look-ahead (after a push, on resume), not its reader's.
+    if (this.failure !== null && size !== 0) {
+      this.destroy(this.failure);
+      return null;
+    }
+    if (size === 0) {
+      if (this.ended && this.length === 0) this.scheduleEnd();
+      else this.callRead();
+      return null;
+    }
+    if (this.length === 0) {
+      if (this.ended) this.scheduleEnd();
+      else this.callRead();
+      return null;
+    }
+    // Under the high-water mark after this read: the producer may go on first (Readable's doRead).
+    const want = size === undefined ? (this.readableFlowing === true ? this.chunks[0].length : this.length) : size;
+    if (this.length - want < this.readableHighWaterMark) this.callRead();
+    if (this.destroyed) return null;
+    let out: Buffer | null;
+    if (size !== undefined && size > this.length) {
+      out = this.ended ? this.take(this.length) : null;
+    } else {
+      out = this.take(size === undefined ? (this.readableFlowing === true ? this.chunks[0].length : this.length) : size);
+    }
+    if (this.length === 0 && this.ended) this.scheduleEnd();
+    if (out !== null) {
+      this.readableDidRead = true;
+      this.emit('data', out);
+    }
+    return out;
+  }
+
+  resume(): this {
+    if (this.readableFlowing !== true) {
+      this.readableFlowing = true;
+      this.queueStep();
+    }
+    this.paused = false;
+    return this;
+  }
+
+  pause(): this {
+    if (this.readableFlowing !== false) {
+      this.readableFlowing = false;
+      this.emit('pause');
+    }
+    this.paused = true;
+    return this;
+  }
+
+  isPaused(): boolean {
+    return this.paused || this.readableFlowing === false;
+  }
+
+  override on(event: string | symbol, listener: Listener): this {
+    if (event === 'readable') throw new Error("LeanBody: 'readable' listeners are not supported; use 'data' or read()");
+    super.on(event, listener);
+    if (event === 'data' && this.readableFlowing !== false) this.resume();
+    return this;
+  }
+
+  override addListener(event: string | symbol, listener: Listener): this {
+    return this.on(event, listener);
+  }
+
+  destroy(err?: Error | null): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    if (err) this.errored = err;
+    this.chunks = [];
+    this.length = 0;
+    let called = false;
+    this._destroy(err ?? null, (e) => {
+      if (called) return;
+      called = true;
+      if (e) this.errored = this.toEmit = e;
+      deferred(closeStep, this);
+    });
+    return this;
+  }
+
+  pipe<T extends Writable>(dest: T, opts?: { end?: boolean }): T {
+    const onData = (c: Buffer): void => {
+      if (!dest.write(c)) {
+        this.pause();
+        dest.once('drain', () => this.resume());
+      }
+    };
+    this.on('data', onData);
+    if (opts?.end !== false) this.once('end', () => dest.end());
+    dest.emit('pipe', this);
+    return dest;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    const got: Buffer[] = [];
+    let done = false;
+    let failure: Error | null = null;
+    let wake: (() => void) | null = null;
+    const poke = (): void => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    this.on('data', (c: Buffer) => {
+      got.push(c);
+      this.pause();
+      poke();
+    });
+    this.once('end', () => {
+      done = true;
+      poke();
+    });
+    this.once('error', (e: Error) => {
+      failure = e;
+      poke();
+    });
+    this.once('close', () => {
+      if (!done && failure === null) failure = Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+      poke();
+    });
+    try {
+      for (;;) {
+        if (got.length > 0) {
+          yield got.shift()!;
+          continue;
+        }
+        if (failure !== null) throw failure as Error;
+        if (done) return;
+        this.resume();
+        await new Promise<void>((r) => (wake = r));
+      }
+    } finally {
+      if (!done) this.destroy();
+    }
+  }
+
+  // --- the deferred steps (deferred.ts calls them through the module functions below) ---
+
+  /** Flowing: emit what is buffered; then look ahead (the producer's `_read`) while under the mark. */
+  step(): void {
+    this.stepQueued = false;
+    if (this.destroyed) return;
+    // As Readable's flow(): read() until it gives nothing, at least once (a subclass's read()
+    // may have something to say though nothing is buffered: H2ResponseBody's held failure).
+    while (this.readableFlowing === true && this.read() !== null);
+    if (!this.ended && !this.reading && !this.destroyed && this.length < this.readableHighWaterMark) this.callRead();
+  }
+
+  endStep(): void {
+    if (this.destroyed || this.readableEnded || this.length !== 0) return;
+    this.readableEnded = true;
+    this.emit('end');
+    this.destroy();
+  }
+
+  closeStep(): void {
+    const e = this.toEmit;
+    if (e !== null && !this.errorEmitted) {
+      this.errorEmitted = true;
+      this.emit('error', e);
+    }
+    this.closed = true;
+    this.emit('close');
+  }
+
+  private callRead(): void {
+    if (this.ended || this.reading || this.destroyed) return;
+    this.reading = true;
+    this.sync = true;
+    this._read(this.readableHighWaterMark);
+    this.sync = false;
+  }
+
+  private queueStep(): void {
+    if (this.stepQueued) return;
+    this.stepQueued = true;
+    deferred(stepOf, this);
+  }
+
+  private scheduleEnd(): void {
+    if (this.endScheduled || this.readableEnded) return;
+    this.endScheduled = true;
+    deferred(endOf, this);
+  }
+
+  private take(n: number): Buffer {
+    const cs = this.chunks;
+    const first = cs[0];
+    if (n === first.length) {
+      cs.shift();
+      this.length -= n;
+      return first;
+    }
+    if (n < first.length) {
+      cs[0] = first.subarray(n);
+      this.length -= n;
+      return first.subarray(0, n);
+    }
+    if (n === this.length) {
+      const all = cs.length === 1 ? cs[0] : Buffer.concat(cs, n);
+      this.chunks = [];
+      this.length = 0;
+      return all;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let off = 0;
+    while (off < n) {
+      const c = cs[0];
+      const k = Math.min(c.length, n - off);
+      c.copy(out, off, 0, k);
+      off += k;
+      if (k === c.length) cs.shift();
+      else cs[0] = c.subarray(k);
+    }
+    this.length -= n;
+    return out.length === 0 ? EMPTY : out;
+  }
+}
+
+function stepOf(b: LeanBody): void {
+  b.step();
+}
+
+function endOf(b: LeanBody): void {
+  b.endStep();
+}
+
+function closeStep(b: LeanBody): void {
+  b.closeStep();
+}
