@@ -165,6 +165,18 @@ describe('H1Parser requests: accepted', () => {
     expect(c.events).toEqual(['head', 'end']);
   });
 
+  it('takes a head, its trailers and the next head whole from one buffer, and keeps them when the buffer is overwritten (a socket reuses its read buffer)', () => {
+    const wire = Buffer.from(post('Transfer-Encoding: chunked\r\nX-A: first value\r\n', '3\r\nabc\r\n0\r\nGrpc-Status: 0\r\nGrpc-Message: all fine here\r\n\r\n') + 'GET /next?q=1 HTTP/1.1\r\nHost: b\r\nX-B: second\r\n\r\n', 'latin1');
+    const c = new Collector();
+    const p = new H1Parser(c, false);
+    expect(p.execute(wire)).toBe(wire.length);
+    wire.fill(0x7a);
+    expect(c.messages.map((m) => [m.head.target, m.head.fields, m.trailers])).toEqual([
+      ['/p', ['host', 'a', 'transfer-encoding', 'chunked', 'x-a', 'first value'], ['grpc-status', '0', 'grpc-message', 'all fine here']],
+      ['/next?q=1', ['host', 'b', 'x-b', 'second'], []],
+    ]);
+  });
+
   it.each([1, 2, 3, 7, 1000])('reads Content-Length and chunked bodies fed %i bytes at a time', (step) => {
     const wire = post('Content-Length: 11\r\n', 'hello world') + chunked('6;ext=1;q="a \\"b\\""\r\npart1 \r\n5 ; x\r\npart2\r\n0\r\nX-Sum: abc\r\nX-Other: 1\r\n\r\n');
     const c = parse(wire, { step });

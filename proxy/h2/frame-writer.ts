@@ -79,8 +79,7 @@ export class FrameWriter {
    */
   headers(id: number, fields: string[], more: Headers | undefined, endStream: boolean): void {
     if (more !== undefined) appendFields(fields, more, undefined);
-    const block = Buffer.allocUnsafe(this.encoder.encodedLength(fields));
-    this.encoder.encode(fields, block, 0);
+    const block = this.encoder.block(fields);
     const max = this.owner.peerMaxFrame;
     const es = endStream ? FLAG.END_STREAM : 0;
     if (block.length <= max) {

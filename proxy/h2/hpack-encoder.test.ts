@@ -21,6 +21,25 @@ function warmEncoder(): HpackEncoder {
 }
 
 describe('HpackEncoder octets', () => {
+  it('block() writes what encodedLength() and encode() write, each time (one pass, any length)', () => {
+    const lists: Parameters<HpackEncoder['encode']>[0][] = [
+      [':method', 'GET', ':path', '/', 'accept-encoding', 'gzip, deflate'],
+      // A static name with a value longer than any of its static values: a literal, not looked up.
+      ['accept-encoding', 'gzip, deflate, br, zstd, identity', 'user-agent', 'u'.repeat(300)],
+      { ':status': '200', 'content-type': 'application/grpc', 'set-cookie': ['a=1', 'b=2'], 'x-long': 'v'.repeat(5000) },
+      [],
+    ];
+    const a = new HpackEncoder();
+    const b = new HpackEncoder();
+    for (const fields of lists) {
+      const viaBlock = a.block(fields);
+      const out = Buffer.alloc(b.encodedLength(fields));
+      expect(b.encode(fields, out)).toBe(out.length);
+      expect(viaBlock).toEqual(out);
+    }
+    expect(new HpackDecoder(0).decode(new HpackEncoder().block(lists[1]))).toEqual(lists[1]);
+  });
+
   it('starts the first block of a connection, and only the first, with a table size update to 0 (sections 4.2, 6.3)', () => {
     const enc = new HpackEncoder();
     expect(block(enc, [':method', 'GET'])).toEqual(Buffer.from([0x20, 0x82]));

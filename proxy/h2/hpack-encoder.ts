@@ -8,14 +8,17 @@ interface StaticName {
   readonly index: number;
   /** Static indexes by value, for fields the static table holds whole. */
   readonly values: ReadonlyMap<string, number>;
+  /** The longest of those values: a longer one is not looked up (a look-up hashes the whole string). */
+  readonly maxValue: number;
 }
 
 const STATIC_BY_NAME: ReadonlyMap<string, StaticName> = (() => {
-  const byName = new Map<string, { index: number; values: Map<string, number> }>();
+  const byName = new Map<string, { index: number; values: Map<string, number>; maxValue: number }>();
   for (let i = 1; i <= STATIC_LENGTH; i++) {
     let e = byName.get(STATIC_NAMES[i]);
-    if (!e) byName.set(STATIC_NAMES[i], (e = { index: i, values: new Map() }));
+    if (!e) byName.set(STATIC_NAMES[i], (e = { index: i, values: new Map(), maxValue: 0 }));
     if (!e.values.has(STATIC_VALUES[i])) e.values.set(STATIC_VALUES[i], i);
+    e.maxValue = Math.max(e.maxValue, STATIC_VALUES[i].length);
   }
   return byName;
 })();
@@ -46,6 +49,22 @@ type Latin1 = { latin1Write(s: string, offset: number, length: number): number }
  */
 export class HpackEncoder {
   private sizeUpdatePending = true;
+  /** Where block() encodes before copying out; grown to the largest block seen. */
+  private scratch = Buffer.allocUnsafe(1024);
+
+  /**
+   * The header block of these fields in a buffer of its own, for a frame. One pass, one
+   * static-table look-up per field (encodedLength() then encode() make two): encoded into
+   * a scratch buffer sized for the worst case, then copied out at its length.
+   */
+  block(fields: HeaderFields): Buffer {
+    const max = maxLength(fields);
+    if (this.scratch.length < max) this.scratch = Buffer.allocUnsafe(Math.max(max, 2 * this.scratch.length));
+    const end = this.encode(fields, this.scratch, 0);
+    const out = Buffer.allocUnsafe(end);
+    this.scratch.copy(out, 0, 0, end);
+    return out;
+  }
 
   /** Octets encode() will write for these fields, now. */
   encodedLength(fields: HeaderFields): number {
@@ -93,6 +112,26 @@ function isFlat(fields: HeaderFields): fields is readonly string[] {
   return Array.isArray(fields);
 }
 
+/**
+ * At least the octets encode() writes: per field its name and value and 12 octets for
+ * the representation's first octet and two length prefixes (a 7-bit-prefix integer takes
+ * at most 5 octets for lengths under 2^28: section 5.1), plus the size update.
+ */
+function maxLength(fields: HeaderFields): number {
+  let n = 1;
+  if (isFlat(fields)) {
+    for (let i = 0; i + 1 < fields.length; i += 2) n += fields[i].length + fields[i + 1].length + 12;
+    return n;
+  }
+  for (const name in fields) {
+    const v = fields[name];
+    if (v === undefined) continue;
+    if (typeof v === 'string') n += name.length + v.length + 12;
+    else for (let i = 0; i < v.length; i++) n += name.length + v[i].length + 12;
+  }
+  return n;
+}
+
 /** Octets of an integer with an N-bit prefix (section 5.1). */
 function integerLength(value: number, prefixBits: number): number {
   const max = (1 << prefixBits) - 1;
@@ -105,7 +144,7 @@ function integerLength(value: number, prefixBits: number): number {
 function fieldLength(name: string, value: string): number {
   const s = STATIC_BY_NAME.get(name);
   if (s !== undefined) {
-    const whole = s.values.get(value);
+    const whole = value.length <= s.maxValue ? s.values.get(value) : undefined;
     if (whole !== undefined) return integerLength(whole, 7);
     return integerLength(s.index, 4) + integerLength(value.length, 7) + value.length;
   }
@@ -140,7 +179,7 @@ function writeField(out: Buffer, o: number, name: string, value: string): number
   const room = out.length - o;
   const s = STATIC_BY_NAME.get(name);
   if (s !== undefined) {
-    const whole = s.values.get(value);
+    const whole = value.length <= s.maxValue ? s.values.get(value) : undefined;
     if (whole !== undefined) {
       if (room < integerLength(whole, 7)) throw new RangeError('hpack: output buffer too small');
       // Indexed header field (section 6.1): 1xxxxxxx.

@@ -1,9 +1,13 @@
 /**
  * One shared queue of deferred steps, drained by one `process.nextTick` per turn. A body's
- * deferred steps (lean-body.ts) run where node's Readable would run them (on the tick
- * queue, before promise callbacks), in the order they were queued, but a turn that defers
- * a hundred steps makes one tick object instead of a hundred: node's `nextTick` builds an
- * object with three computed symbol keys per call (its async-context bookkeeping).
+ * deferred steps (lean-body.ts) run on the tick queue as node's Readable runs them (after
+ * the current code, before promise callbacks of the same tick pass), in the order they
+ * were queued, but a turn that defers a hundred steps makes one tick object instead of a
+ * hundred: node's `nextTick` builds an object with three computed symbol keys per call (its
+ * async-context bookkeeping). The one difference: the steps run together, at the place of
+ * the first among other ticks, so a `process.nextTick` queued between two steps runs after
+ * both, not between them (lean-body.test.ts pins it; nothing in the proxy orders its own
+ * ticks against a body's events).
  * No closure per step: a step is a module function and its argument.
  */
 type Step<T> = (arg: T) => void;

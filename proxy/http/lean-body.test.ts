@@ -246,3 +246,136 @@ test('fail() once the reader is reading destroys at once', async () => {
   await ticks();
   expect(log).toEqual(['error cut', 'close']);
 });
+
+// --- Divergences from Readable found in review (each runs the same scenario on both) ---
+
+test('destroy() after the end was read but before it was emitted: Readable still emits end (readableEnded), then close', async () => {
+  // A settled body read whole and dropped in the same turn, or a writer whose client went away
+  // in the turn the upstream's end arrived: record-metrics, access-log and pick-endpoint take
+  // 'close' without 'end' for a cut body, mirror waits for 'end' to send its copy.
+  const log = await same((b, l) => {
+    listen(b, l, false);
+    b.push(Buffer.from('all'));
+    b.push(null);
+    l.push(`read ${String(b.read())}`);
+    b.destroy();
+  });
+  expect(log).toEqual(['read all', '_destroy null', 'end', 'close']);
+});
+
+test('async iteration over a body destroyed before the loop throws its error instead of waiting for good', async () => {
+  // A client's RST_STREAM before a layer reads the body (H2RequestBody keeps an 'error' listener):
+  // for await / stream/consumers on req.body must fail, not hang the request.
+  const log = await same(async (b, l) => {
+    b.on('error', () => undefined);
+    b.destroy(new Error('reset'));
+    await ticks();
+    let over = false;
+    const loop = (async () => {
+      for await (const c of b) l.push(`it ${String(c)}`);
+      l.push('it done');
+    })()
+      .catch((e: Error) => void l.push(`it threw ${e.message}`))
+      .finally(() => (over = true));
+    await Promise.race([loop, ticks(20)]);
+    if (!over) l.push('still waiting');
+  });
+  expect(log).toContain('it threw reset');
+});
+
+test('async iteration over a body that already ended and closed finishes at once', async () => {
+  const log = await same(async (b, l) => {
+    listen(b, l);
+    b.push(null);
+    await ticks();
+    let over = false;
+    const loop = (async () => {
+      for await (const c of b) l.push(`it ${String(c)}`);
+      l.push('it done');
+    })()
+      .catch((e: Error) => void l.push(`it threw ${e.message}`))
+      .finally(() => (over = true));
+    await Promise.race([loop, ticks(20)]);
+    if (!over) l.push('still waiting');
+  });
+  expect(log).toEqual(['end', '_destroy null', 'close', 'it done']);
+});
+
+test("stream.finished() on a body that has ended (or failed) reports that, not a premature close (eos reads _readableState)", async () => {
+  const { finished } = await import('node:stream');
+  const log = await same(async (b, l) => {
+    listen(b, l);
+    b.push(Buffer.from('a'));
+    b.push(null);
+    await ticks(1);
+    finished(b as Readable, (e) => void l.push(`finished ${e?.message ?? 'ok'}`));
+  });
+  expect(log[log.length - 1]).toBe('finished ok');
+  const failed = await same(async (b, l) => {
+    listen(b, l);
+    b.destroy(new Error('boom'));
+    await ticks();
+    finished(b as Readable, (e) => void l.push(`finished ${e?.message ?? 'ok'}`));
+  });
+  expect(failed[failed.length - 1]).toBe('finished boom');
+});
+
+test('pipe() resumes a body that was paused (as Readable.pipe does), so the destination gets its bytes and its end', async () => {
+  // Bodies are handed on paused: h2-relay's onDestClose and RelayedBody._destroy leave them
+  // paused for a retry, the writers pause them under backpressure.
+  const log = await same(async (b, l) => {
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        l.push(`write ${c.toString()}`);
+        cb();
+      },
+      final(cb) {
+        l.push('dest ended');
+        cb();
+      },
+    });
+    b.pause();
+    b.push(Buffer.from('a'));
+    b.push(null);
+    (b as Readable).pipe(sink);
+    await ticks();
+  });
+  expect(log).toContain('write a');
+  expect(log).toContain('dest ended');
+});
+
+test('fail() held for the first read, then destroy() by a reader that never read: the failure still reaches the error listeners', async () => {
+  // h1-pool's exchange used to destroy(err) at once; pick-endpoint (onBodyError: the endpoint's
+  // UPSTREAM_RESET) and mirror (once('error')) listen before the writer reads. A writer that
+  // drops the body unread (h2-server-stream.respond on a closed stream, retry, a late response)
+  // must not turn an upstream reset into a clean close.
+  const b = new LeanBody();
+  const log: Log = [];
+  b.on('error', (e: Error) => void log.push(`error ${e.message}`));
+  b.on('close', () => void log.push('close'));
+  b.fail(new Error('reset'));
+  b.destroy();
+  await ticks();
+  expect(log).toEqual(['error reset', 'close']);
+  expect(b.errored?.message).toBe('reset');
+});
+
+test("deferred steps of a turn run together at the first one's place among other ticks: the one order kept apart from Readable's", async () => {
+  // Readable makes one tick per step, so a tick queued between two of them runs between
+  // them; the shared queue runs them together (deferred.ts). No reader here orders its own
+  // ticks against a body's events; pinned so that a change of it is a decision.
+  const run = async (kind: Kind): Promise<Log> => {
+    const log: Log = [];
+    const a = make(kind, []);
+    const c = make(kind, []);
+    a.on('close', () => void log.push('close A'));
+    c.on('close', () => void log.push('close B'));
+    a.destroy();
+    process.nextTick(() => void log.push('tick X'));
+    c.destroy();
+    await ticks();
+    return log;
+  };
+  expect(await run('readable')).toEqual(['close A', 'tick X', 'close B']);
+  expect(await run('lean')).toEqual(['close A', 'close B', 'tick X']);
+});

@@ -26,8 +26,14 @@ const EMPTY = Buffer.alloc(0);
  * - 'end' once the input ended and every byte was read, deferred; then 'close' (autoDestroy).
  * - `destroy(err)`: `_destroy(err, cb)`, then 'error' (when cb gives one) and 'close',
  *   deferred; nothing is emitted after it but those.
- * - async iteration (destroying the body when the loop leaves early) and `pipe()`.
- * A 'readable' listener is refused: nothing here reads that way.
+ * - async iteration (destroying the body when the loop leaves early; over at once on a body
+ *   already ended or closed) and `pipe()` (resuming a paused body); `_readableState` for
+ *   node's `finished()`/`pipeline()`.
+ * - `fail(err)`, which Readable has not: a producer's failure held for the reader's first
+ *   read, or its `destroy()`.
+ * Kept apart: a 'readable' listener is refused (nothing here reads that way); the deferred
+ * steps of a turn run together (deferred.ts); flowing, the chunks buffered before a
+ * `push(null)` are emitted at the next drain, not inside it.
  */
 export class LeanBody extends EventEmitter {
   readonly readableHighWaterMark: number;
@@ -51,6 +57,7 @@ export class LeanBody extends EventEmitter {
   /** A deferred step is queued for this body (flow and look-ahead share one). */
   private stepQueued = false;
   private errorEmitted = false;
+  private closeEmitted = false;
   /** A failure held for the reader's first read() (fail()). */
   private failure: Error | null = null;
   /** The error `_destroy` handed on: emitted before 'close' (a `_destroy` may keep one to itself). */
@@ -94,7 +101,11 @@ export class LeanBody extends EventEmitter {
       return false;
     }
     this.reading = false;
-    if (chunk.length > 0) {
+    // An empty chunk says nothing new: no look-ahead for it, or a producer that pushes one
+    // from `_read` would be called again and again within one drain (Readable's look-ahead
+    // stops when the length does not change).
+    if (chunk.length === 0) return this.length < this.readableHighWaterMark;
+    {
       if (this.readableFlowing === true && this.length === 0 && !this.sync && this.listenerCount('data') > 0) {
         this.readableDidRead = true;
         this.emit('data', chunk);
@@ -120,9 +131,8 @@ export class LeanBody extends EventEmitter {
   }
 
   read(size?: number): Buffer | null {
-    if (this.destroyed) return null;
     // read(0) is the body's own look-ahead (after a push, on resume), not its reader's.
-    if (this.failure !== null && size !== 0) {
+    if (this.failure !== null && size !== 0 && !this.destroyed) {
       this.destroy(this.failure);
       return null;
     }
@@ -132,14 +142,18 @@ export class LeanBody extends EventEmitter {
       return null;
     }
     if (this.length === 0) {
-      if (this.ended) this.scheduleEnd();
-      else this.callRead();
-      return null;
+      if (this.ended) {
+        this.scheduleEnd();
+        return null;
+      }
+      // A producer may push from `_read` at once: that is what this read gives (as Readable's).
+      this.callRead();
+      if (this.length === 0) return null;
     }
     // Under the high-water mark after this read: the producer may go on first (Readable's doRead).
     const want = size === undefined ? (this.readableFlowing === true ? this.chunks[0].length : this.length) : size;
     if (this.length - want < this.readableHighWaterMark) this.callRead();
-    if (this.destroyed) return null;
+    if (this.length === 0) return null;
     let out: Buffer | null;
     if (size !== undefined && size > this.length) {
       out = this.ended ? this.take(this.length) : null;
@@ -147,7 +161,7 @@ export class LeanBody extends EventEmitter {
       out = this.take(size === undefined ? (this.readableFlowing === true ? this.chunks[0].length : this.length) : size);
     }
     if (this.length === 0 && this.ended) this.scheduleEnd();
-    if (out !== null) {
+    if (out !== null && !this.errorEmitted && !this.closeEmitted) {
       this.readableDidRead = true;
       this.emit('data', out);
     }
@@ -190,30 +204,69 @@ export class LeanBody extends EventEmitter {
   destroy(err?: Error | null): this {
     if (this.destroyed) return this;
     this.destroyed = true;
-    if (err) this.errored = err;
-    this.chunks = [];
-    this.length = 0;
+    // A failure held for a reader that dropped the body unread is still the body's error:
+    // its 'error' listeners (pick-endpoint's outcome, a mirror) must hear of it.
+    const e0 = err ?? this.failure;
+    this.failure = null;
+    if (e0) this.errored = e0;
     let called = false;
-    this._destroy(err ?? null, (e) => {
+    this._destroy(e0 ?? null, (e) => {
       if (called) return;
       called = true;
       if (e) this.errored = this.toEmit = e;
+      this.closed = true;
       deferred(closeStep, this);
     });
     return this;
   }
 
+  /** As Readable's: flowing into `dest` with its backpressure, ending it at the end; a paused body is resumed; stops when `dest` closes. */
   pipe<T extends Writable>(dest: T, opts?: { end?: boolean }): T {
     const onData = (c: Buffer): void => {
       if (!dest.write(c)) {
         this.pause();
-        dest.once('drain', () => this.resume());
+        dest.once('drain', onDrain);
       }
     };
+    const onDrain = (): void => void this.resume();
+    const onEnd = (): void => void dest.end();
+    const unpipe = (): void => {
+      this.removeListener('data', onData);
+      this.removeListener('end', onEnd);
+      dest.removeListener('drain', onDrain);
+    };
     this.on('data', onData);
-    if (opts?.end !== false) this.once('end', () => dest.end());
+    if (opts?.end !== false) this.once('end', onEnd);
+    dest.once('close', unpipe);
     dest.emit('pipe', this);
+    if (this.readableFlowing !== true) this.resume();
     return dest;
+  }
+
+  /**
+   * What node's stream helpers (`finished`, `pipeline`, `stream/consumers`) read of a
+   * Readable's state, built when asked (never on the data path): without it they take any
+   * 'close' for a premature one.
+   */
+  get _readableState(): Record<string, unknown> {
+    return {
+      objectMode: false,
+      highWaterMark: this.readableHighWaterMark,
+      length: this.length,
+      ended: this.ended,
+      endEmitted: this.readableEnded,
+      flowing: this.readableFlowing,
+      reading: this.reading,
+      constructed: true,
+      destroyed: this.destroyed,
+      errored: this.errored,
+      errorEmitted: this.errorEmitted,
+      closed: this.closed,
+      closeEmitted: this.closeEmitted,
+      autoDestroy: true,
+      emitClose: true,
+      readable: this.readable,
+    };
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
@@ -243,6 +296,9 @@ export class LeanBody extends EventEmitter {
       if (!done && failure === null) failure = Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
       poke();
     });
+    // Over already: no event will come.
+    if (this.readableEnded) done = true;
+    else if (this.closeEmitted) failure = this.errored ?? Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
     try {
       for (;;) {
         if (got.length > 0) {
@@ -272,10 +328,12 @@ export class LeanBody extends EventEmitter {
   }
 
   endStep(): void {
-    if (this.destroyed || this.readableEnded || this.length !== 0) return;
+    // As Readable's endReadableNT: not after an error or 'close', nor with bytes unread; a
+    // body destroyed after its last byte was read still ends ('end', then 'close').
+    if (this.errored !== null || this.closeEmitted || this.readableEnded || this.length !== 0) return;
     this.readableEnded = true;
     this.emit('end');
-    this.destroy();
+    if (!this.destroyed) this.destroy();
   }
 
   closeStep(): void {
@@ -284,7 +342,7 @@ export class LeanBody extends EventEmitter {
       this.errorEmitted = true;
       this.emit('error', e);
     }
-    this.closed = true;
+    this.closeEmitted = true;
     this.emit('close');
   }
 
@@ -312,7 +370,9 @@ export class LeanBody extends EventEmitter {
     const cs = this.chunks;
     const first = cs[0];
     if (n === first.length) {
-      cs.shift();
+      // pop() for the usual one chunk: shift() is a C++ builtin call (Builtin_ArrayShift in perf).
+      if (cs.length === 1) cs.pop();
+      else cs.shift();
       this.length -= n;
       return first;
     }
