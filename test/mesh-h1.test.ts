@@ -26,7 +26,10 @@ beforeAll(async () => {
     pki,
     serviceAccount: 'client',
     config: { protocol: { meshHttp1: MUX ? 'mux' : 'h1', meshHttp1MaxConnectionsPerPeer: BOUND } },
-    services: [meshService('web', 80, [{ appPort: app.port, proxy: server }])],
+    // The wait for a free connection is bounded by the connect timeout (1 s by default); the
+    // fourth wave below waits about 500 ms on a quiet machine, and a CI run's parallel suites
+    // once stretched that past 1 s (503). 5 s keeps the test about the bound, not the machine.
+    services: [meshService('web', 80, [{ appPort: app.port, proxy: server }], { policy: { timeouts: { connectMs: '5s' } } })],
   });
 });
 
