@@ -263,6 +263,19 @@ test('destroy() after the end was read but before it was emitted: Readable still
   expect(log).toEqual(['read all', '_destroy null', 'end', 'close']);
 });
 
+/** Iterates `b` with for await, logging each chunk, its end or its error, or that it still waits after 20 turns. */
+async function iterate(b: Body, l: Log): Promise<void> {
+  let over = false;
+  const loop = (async () => {
+    for await (const c of b) l.push(`it ${String(c)}`);
+    l.push('it done');
+  })()
+    .catch((e: Error) => void l.push(`it threw ${e.message}`))
+    .finally(() => (over = true));
+  await Promise.race([loop, ticks(20)]);
+  if (!over) l.push('still waiting');
+}
+
 test('async iteration over a body destroyed before the loop throws its error instead of waiting for good', async () => {
   // A client's RST_STREAM before a layer reads the body (H2RequestBody keeps an 'error' listener):
   // for await / stream/consumers on req.body must fail, not hang the request.
@@ -270,15 +283,7 @@ test('async iteration over a body destroyed before the loop throws its error ins
     b.on('error', () => undefined);
     b.destroy(new Error('reset'));
     await ticks();
-    let over = false;
-    const loop = (async () => {
-      for await (const c of b) l.push(`it ${String(c)}`);
-      l.push('it done');
-    })()
-      .catch((e: Error) => void l.push(`it threw ${e.message}`))
-      .finally(() => (over = true));
-    await Promise.race([loop, ticks(20)]);
-    if (!over) l.push('still waiting');
+    await iterate(b, l);
   });
   expect(log).toContain('it threw reset');
 });
@@ -288,15 +293,7 @@ test('async iteration over a body that already ended and closed finishes at once
     listen(b, l);
     b.push(null);
     await ticks();
-    let over = false;
-    const loop = (async () => {
-      for await (const c of b) l.push(`it ${String(c)}`);
-      l.push('it done');
-    })()
-      .catch((e: Error) => void l.push(`it threw ${e.message}`))
-      .finally(() => (over = true));
-    await Promise.race([loop, ticks(20)]);
-    if (!over) l.push('still waiting');
+    await iterate(b, l);
   });
   expect(log).toEqual(['end', '_destroy null', 'close', 'it done']);
 });
