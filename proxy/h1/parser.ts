@@ -46,10 +46,6 @@ const enum S {
 type Latin1 = { latin1Slice(start: number, end: number): string };
 /** Buffer#latin1Slice: what toString('latin1', s, e) calls, minus the encoding dispatch. */
 const latin1 = (b: Buffer, s: number, e: number): string => (b as unknown as Latin1).latin1Slice(s, e);
-/** V8's SlicedString::kMinLength: a substring this long or longer is a view of its parent string, a shorter one a copy. */
-const SLICED_MIN = 13;
-/** The empty line that ends a head or a trailer section (RFC 9112 section 2.1). */
-const SECTION_END = Buffer.from('\r\n\r\n', 'latin1');
 
 /**
  * An incremental HTTP/1.1 parser (RFC 9112) for requests or responses, fed straight from
@@ -66,13 +62,6 @@ export class H1Parser {
   /** A line split across reads (only its bytes; grows by doubling up to the bound). */
   private pend: Buffer | null = null;
   private pendLen = 0;
-  /** The buffer execute() is parsing, and the section of it sliced as one string (text()). */
-  private cur: Buffer | null = null;
-  private section: string | null = null;
-  private sectionStart = 0;
-  private sectionEnd = 0;
-  /** This buffer does not hold the current section's end: slice field by field. */
-  private noSection = false;
   /** Bytes of the head (or trailer section) so far. */
   private headBytes = 0;
   /** What headBytes may reach: maxHeadBytes in a head, the trailer budget in a trailer section. */
@@ -140,45 +129,6 @@ export class H1Parser {
    * handler paused). Never throws for any input: errors go to handler.onError.
    */
   execute(buf: Buffer): number {
-    this.cur = buf;
-    try {
-      return this.run(buf);
-    } finally {
-      // The buffer may be the socket's own, overwritten by the next read: nothing sliced from it is kept.
-      this.cur = null;
-      this.section = null;
-      this.noSection = false;
-    }
-  }
-
-  /**
-   * The text of b[s, e) of a head or trailer section. A short string (under 13 octets) is a
-   * substring of one latin1 slice of the whole section (up to its empty line), taken when
-   * the section is all in the buffer being parsed: a substring is made in JavaScript, where
-   * a slice per field is a call into node (a 9-field gRPC head measured 700-1,200 ns sliced
-   * field by field, 520-680 ns this way). A longer one is sliced from the buffer as before:
-   * V8 makes a substring of 13 or more characters a view of its parent, so a value that
-   * outlives its request in a cache (the route table's authorities) would keep its whole
-   * head alive, up to the head limit each. A section split across reads is sliced field by
-   * field.
-   */
-  private text(b: Buffer, s: number, e: number): string {
-    if (e - s < SLICED_MIN && b === this.cur && !this.noSection) {
-      if (this.section === null || s < this.sectionStart || e > this.sectionEnd) {
-        const end = b.indexOf(SECTION_END, s);
-        if (end < 0) this.noSection = true;
-        else {
-          this.sectionStart = s;
-          this.sectionEnd = end + 2;
-          this.section = latin1(b, s, end + 2);
-        }
-      }
-      if (this.section !== null && s >= this.sectionStart && e <= this.sectionEnd) return this.section.substring(s - this.sectionStart, e - this.sectionStart);
-    }
-    return latin1(b, s, e);
-  }
-
-  private run(buf: Buffer): number {
     const len = buf.length;
     let at = 0;
     while (!this.paused) {
@@ -382,7 +332,7 @@ export class H1Parser {
     const t = ++i;
     while (i < e && TARGET[b[i]] === 1) i++;
     if (i === t || i >= e || b[i] !== SP) return this.fail('bad-start-line', 'malformed request-target');
-    h.target = this.text(b, t, i);
+    h.target = latin1(b, t, i);
     i++;
     if (e - i !== 8 || !isVersion(b, i)) return this.fail('bad-version', 'not HTTP/1.0 or HTTP/1.1');
     h.minor = b[i + 7] - 0x30;
@@ -401,7 +351,7 @@ export class H1Parser {
     if (e > s + 12) {
       if (b[s + 12] !== SP) return this.fail('bad-start-line', 'malformed status line');
       for (let i = s + 13; i < e; i++) if (FIELD_VALUE[b[i]] === 0) return this.fail('bad-start-line', 'control character in the reason phrase');
-      this.head.reason = this.text(b, s + 13, e);
+      this.head.reason = latin1(b, s + 13, e);
     }
     this.head.minor = b[s + 7] - 0x30;
     this.head.status = status;
@@ -438,10 +388,10 @@ export class H1Parser {
     }
     let name = knownName(b, s, nameEnd);
     if (name === null) {
-      const raw = this.text(b, s, nameEnd);
+      const raw = latin1(b, s, nameEnd);
       name = upper ? raw.toLowerCase() : raw;
     }
-    const value = ve === vs ? '' : this.text(b, vs, ve);
+    const value = ve === vs ? '' : latin1(b, vs, ve);
     out.push(name, value);
     if (this.state === S.Head) this.framing(name, value);
   }
