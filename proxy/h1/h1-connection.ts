@@ -1,5 +1,5 @@
-import { LeanBody } from '../http/lean-body.js';
 import type { Socket } from 'node:net';
+import { LeanBody } from '../http/lean-body.js';
 import { H1Parser, type H1Handler } from './parser.js';
 import { Body, type H1Head } from './head.js';
 import type { H1Error } from './h1-error.js';

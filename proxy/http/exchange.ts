@@ -6,17 +6,17 @@ import type { RequestAuth } from '../policy/authorizer.js';
 import type { CancelSignal } from '../../common/cancel.js';
 
 /**
- * One HTTP request as it flows through a listener's layers, whatever protocol it
- * arrived in. Bodies are streams (never buffered whole); trailers are read once the
- * body has ended.
- */
-/**
  * A body as the data path reads it: node's Readable in byte mode, or a LeanBody (lean-body.ts),
  * which the codecs make: the same events and methods, without Readable's ticks. A reader uses
  * only what both have.
  */
 export type BodyStream = Readable | LeanBody;
 
+/**
+ * One HTTP request as it flows through a listener's layers, whatever protocol it
+ * arrived in. Bodies are streams (never buffered whole); trailers are read once the
+ * body has ended.
+ */
 export interface ProxyRequest {
   readonly method: string;
   readonly scheme: string;

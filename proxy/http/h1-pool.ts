@@ -1,6 +1,6 @@
-import { LeanBody } from './lean-body.js';
 import { connect, type OnReadOpts, type Socket } from 'node:net';
 import type { Agent } from 'node:http';
+import { LeanBody } from './lean-body.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { isSettled, type BodyStream, type ProxyRequest, type ProxyResponse, type SettledBody } from './exchange.js';
 import { MESH, type Headers } from './headers.js';

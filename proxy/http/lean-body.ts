@@ -4,16 +4,15 @@ import { deferred } from './deferred.js';
 
 type Listener = Parameters<EventEmitter['on']>[1];
 
-const EMPTY = Buffer.alloc(0);
-
 /**
  * A message body for the data path: the part of node's Readable (byte mode) that the
  * proxy's readers use, with the same events in the same order, but none of Readable's
  * per-body ticks. A node Readable schedules one `process.nextTick` each to look ahead
  * after a push, to announce its end, to emit 'end', to emit 'close' and to start flowing:
- * 9 to 10 per request per sidecar, about 8 % of a sidecar's CPU at gRPC saturation, where
- * `nextTick` builds an object with three computed symbol keys each time (docs/benchmarks.md,
- * "Bodies without node's ticks"). Here the same deferred steps go on one shared queue
+ * 9 to 10 per request per sidecar, where `nextTick` builds an object with three computed
+ * symbol keys each time; node's stream code and the tick queue were 11 % and 18.7 % of the
+ * two sidecars' CPU at gRPC saturation (docs/benchmarks.md, "Node's Readable: 9.5 ticks per
+ * request per sidecar"). Here the same deferred steps go on one shared queue
  * (deferred.ts) that one tick drains for every body of the turn.
  *
  * What is kept from Readable (and tested against it, lean-body.test.ts):
@@ -105,15 +104,13 @@ export class LeanBody extends EventEmitter {
     // from `_read` would be called again and again within one drain (Readable's look-ahead
     // stops when the length does not change).
     if (chunk.length === 0) return this.length < this.readableHighWaterMark;
-    {
-      if (this.readableFlowing === true && this.length === 0 && !this.sync && this.listenerCount('data') > 0) {
-        this.readableDidRead = true;
-        this.emit('data', chunk);
-      } else {
-        this.chunks.push(chunk);
-        this.length += chunk.length;
-        if (this.readableFlowing === true) this.queueStep();
-      }
+    if (this.readableFlowing === true && this.length === 0 && !this.sync && this.listenerCount('data') > 0) {
+      this.readableDidRead = true;
+      this.emit('data', chunk);
+    } else {
+      this.chunks.push(chunk);
+      this.length += chunk.length;
+      if (this.readableFlowing === true) this.queueStep();
     }
     if (this.length < this.readableHighWaterMark) this.queueStep();
     return this.length < this.readableHighWaterMark || this.length === 0;
@@ -150,15 +147,15 @@ export class LeanBody extends EventEmitter {
       this.callRead();
       if (this.length === 0) return null;
     }
-    // Under the high-water mark after this read: the producer may go on first (Readable's doRead).
-    const want = size === undefined ? (this.readableFlowing === true ? this.chunks[0].length : this.length) : size;
-    if (this.length - want < this.readableHighWaterMark) this.callRead();
+    // Under the high-water mark after this read: the producer may go on first (Readable's
+    // doRead); what it pushed at once counts, so the amount is taken again after it.
+    if (this.length - this.wanted(size) < this.readableHighWaterMark) this.callRead();
     if (this.length === 0) return null;
     let out: Buffer | null;
     if (size !== undefined && size > this.length) {
       out = this.ended ? this.take(this.length) : null;
     } else {
-      out = this.take(size === undefined ? (this.readableFlowing === true ? this.chunks[0].length : this.length) : size);
+      out = this.take(this.wanted(size));
     }
     if (this.length === 0 && this.ended) this.scheduleEnd();
     if (out !== null && !this.errorEmitted && !this.closeEmitted) {
@@ -346,6 +343,12 @@ export class LeanBody extends EventEmitter {
     this.emit('close');
   }
 
+  /** What read(size) takes (Readable's howMuchToRead): flowing, one chunk; paused, all that is buffered. */
+  private wanted(size: number | undefined): number {
+    if (size !== undefined) return size;
+    return this.readableFlowing === true ? this.chunks[0].length : this.length;
+  }
+
   private callRead(): void {
     if (this.ended || this.reading || this.destroyed) return;
     this.reading = true;
@@ -398,7 +401,7 @@ export class LeanBody extends EventEmitter {
       else cs[0] = c.subarray(k);
     }
     this.length -= n;
-    return out.length === 0 ? EMPTY : out;
+    return out;
   }
 }
 
