@@ -2,6 +2,13 @@ import { Body, H1Head } from './head.js';
 import { H1Error, type H1Reason } from './h1-error.js';
 import { DEFAULT_H1_LIMITS, MAX_CHUNK_SIZE_DIGITS, type H1Limits } from './limits.js';
 import { CR, FIELD_VALUE, HEX, HOST, HTAB, LF, QDTEXT, SP, TARGET, TOKEN, allIn } from './chars.js';
+import { FieldCache } from './field-cache.js';
+
+/** Field lines seen before, shared by the thread's parsers (field-cache.ts). */
+const FIELDS = new FieldCache();
+/** The last request-target and reason phrase made into strings: a repeat takes the same one. */
+let lastTarget = '';
+let lastReason = '';
 
 /**
  * What the parser reports, as methods of one object per connection (no closures per
@@ -332,7 +339,7 @@ export class H1Parser {
     const t = ++i;
     while (i < e && TARGET[b[i]] === 1) i++;
     if (i === t || i >= e || b[i] !== SP) return this.fail('bad-start-line', 'malformed request-target');
-    h.target = latin1(b, t, i);
+    h.target = equals(b, t, i, lastTarget) ? lastTarget : (lastTarget = latin1(b, t, i));
     i++;
     if (e - i !== 8 || !isVersion(b, i)) return this.fail('bad-version', 'not HTTP/1.0 or HTTP/1.1');
     h.minor = b[i + 7] - 0x30;
@@ -351,7 +358,7 @@ export class H1Parser {
     if (e > s + 12) {
       if (b[s + 12] !== SP) return this.fail('bad-start-line', 'malformed status line');
       for (let i = s + 13; i < e; i++) if (FIELD_VALUE[b[i]] === 0) return this.fail('bad-start-line', 'control character in the reason phrase');
-      this.head.reason = latin1(b, s + 13, e);
+      this.head.reason = equals(b, s + 13, e, lastReason) ? lastReason : (lastReason = latin1(b, s + 13, e));
     }
     this.head.minor = b[s + 7] - 0x30;
     this.head.status = status;
@@ -361,6 +368,14 @@ export class H1Parser {
   private field(b: Buffer, s: number, e: number, out: string[]): void {
     const c0 = b[s];
     if (c0 === SP || c0 === HTAB) return this.fail('obs-fold', 'obsolete line folding');
+    if (FIELDS.find(b, s, e)) {
+      if (++this.nFields > this.limits.maxHeaderCount) return this.tooManyFields();
+      const name = FIELDS.name();
+      const value = FIELDS.value();
+      out.push(name, value);
+      if (this.state === S.Head) this.framing(name, value);
+      return;
+    }
     let i = s;
     let upper = false;
     for (; i < e; i++) {
@@ -383,17 +398,20 @@ export class H1Parser {
       if (FIELD_VALUE[c] === 0) return this.fail(c === CR ? 'bare-cr' : 'bad-field-value', c === CR ? 'bare CR in a field' : `control character 0x${c.toString(16)} in a field value`);
       if (c !== SP && c !== HTAB) ve = i + 1;
     }
-    if (++this.nFields > this.limits.maxHeaderCount) {
-      return this.fail(this.state === S.Trailers ? 'trailers-too-large' : 'too-many-fields', `more than ${this.limits.maxHeaderCount} fields (the limit)`);
-    }
+    if (++this.nFields > this.limits.maxHeaderCount) return this.tooManyFields();
     let name = knownName(b, s, nameEnd);
     if (name === null) {
       const raw = latin1(b, s, nameEnd);
       name = upper ? raw.toLowerCase() : raw;
     }
     const value = ve === vs ? '' : latin1(b, vs, ve);
+    FIELDS.keep(b, s, e, vs, name, value);
     out.push(name, value);
     if (this.state === S.Head) this.framing(name, value);
+  }
+
+  private tooManyFields(): void {
+    this.fail(this.state === S.Trailers ? 'trailers-too-large' : 'too-many-fields', `more than ${this.limits.maxHeaderCount} fields (the limit)`);
   }
 
   /** Remember the fields that decide framing and connection handling. */
@@ -559,6 +577,13 @@ function methodOf(b: Buffer, s: number, e: number): string {
   if (n === 3 && c === 0x47 && b[s + 1] === 0x45 && b[s + 2] === 0x54) return 'GET';
   if (n === 4 && c === 0x50 && b[s + 1] === 0x4f && b[s + 2] === 0x53 && b[s + 3] === 0x54) return 'POST';
   return latin1(b, s, e);
+}
+
+/** Whether b[s, e) holds exactly the characters of `str` (latin1). */
+function equals(b: Buffer, s: number, e: number, str: string): boolean {
+  if (e - s !== str.length) return false;
+  for (let i = 0; i < str.length; i++) if (b[s + i] !== str.charCodeAt(i)) return false;
+  return true;
 }
 
 /**

@@ -87,11 +87,12 @@ describe('FrameWriter: when a turn\'s frames leave', () => {
     expect(sock.corked).toBe(true);
     await nextTick();
     expect(sock.corked).toBe(false);
-    expect(sock.events).toEqual(['cork', 'write 9', 'write 3', 'write 13', 'write 9', 'write 2', 'uncork']);
+    // The turn's three frames in one write (12 + 13 + 11 octets).
+    expect(sock.events).toEqual(['cork', 'write 36', 'uncork']);
     // A later turn corks again.
     w.data(1, Buffer.from('f'), false);
     await nextTick();
-    expect(sock.events.slice(7)).toEqual(['cork', 'write 9', 'write 1', 'uncork']);
+    expect(sock.events.slice(3)).toEqual(['cork', 'write 10', 'uncork']);
   });
 
   it("'check': still corked after the next tick, uncorked at the check phase (a response's head, DATA and end written over several ticks leave together)", async () => {
@@ -126,7 +127,7 @@ describe('FrameWriter: when a turn\'s frames leave', () => {
       expect(sock.corked).toBe(false);
       w.flush();
       await checkPhase();
-      expect(sock.events).toEqual(['cork', 'write 9', 'write 13', 'uncork']);
+      expect(sock.events).toEqual(['cork', 'write 22', 'uncork']);
     }
   });
 
@@ -144,6 +145,43 @@ describe('FrameWriter: when a turn\'s frames leave', () => {
     await nextTick();
     expect(sock.written.map((b) => b.length)).toEqual([9]);
   });
+
+  it('drops what a turn buffered when the socket ends before the flush', async () => {
+    const { w, sock } = fake('tick');
+    w.data(1, Buffer.from('x'), true);
+    sock.writableEnded = true;
+    await nextTick();
+    expect(sock.written).toEqual([]);
+  });
+
+  it('writes a payload over 1 KiB as it is (no copy), after what the turn buffered before it, and keeps the frames in order', async () => {
+    const { w, sock } = fake('tick');
+    const big = Buffer.alloc(5000, 0x62);
+    w.headers(1, [':status', '200'], undefined, false);
+    w.data(1, big, false);
+    w.data(1, Buffer.from('tail'), true);
+    await nextTick();
+    // The HEADERS frame and the big DATA frame's header, the payload itself, then the last frame.
+    expect(sock.written.map((b) => b.length)).toEqual([9 + 2 + 9, 5000, 13]);
+    expect(sock.written[1]).toBe(big);
+    expect(sock.frames().map((f) => [f.type, f.flags, f.payload.length])).toEqual([
+      [FRAME.HEADERS, FLAG.END_HEADERS, 2],
+      [FRAME.DATA, 0, 5000],
+      [FRAME.DATA, FLAG.END_STREAM, 4],
+    ]);
+  });
+
+  it('starts a new buffer when a turn writes more than one holds, the bytes already handed over untouched', async () => {
+    const { w, sock } = fake('tick');
+    const chunk = Buffer.alloc(1000, 0x61);
+    for (let i = 0; i < 40; i++) w.data(1, chunk, false);
+    await nextTick();
+    // 40 frames of 1009 octets: 16 to a 16 KiB buffer.
+    expect(sock.written.map((b) => b.length)).toEqual([16 * 1009, 16 * 1009, 8 * 1009]);
+    const fs = sock.frames();
+    expect(fs).toHaveLength(40);
+    expect(fs.every((f) => f.type === FRAME.DATA && f.payload.equals(chunk))).toBe(true);
+  });
 });
 
 describe('FrameWriter: frames', () => {
@@ -151,7 +189,8 @@ describe('FrameWriter: frames', () => {
     const { w, sock } = fake('tick');
     w.data(5, Buffer.from('hello'), false);
     w.data(5, Buffer.alloc(0), true);
-    expect(sock.written.map((b) => b.length)).toEqual([9, 5, 9]);
+    w.flush();
+    expect(sock.written.map((b) => b.length)).toEqual([9 + 5 + 9]);
     expect(sock.frames()).toEqual([
       { type: FRAME.DATA, flags: 0, id: 5, payload: Buffer.from('hello') },
       { type: FRAME.DATA, flags: FLAG.END_STREAM, id: 5, payload: Buffer.alloc(0) },
@@ -161,6 +200,7 @@ describe('FrameWriter: frames', () => {
   it('RST_STREAM: the stream and the code (section 6.4)', () => {
     const { w, sock } = fake('tick');
     w.reset(7, H2_ERROR.FLOW_CONTROL_ERROR);
+    w.flush();
     const [f] = sock.frames();
     expect([f.type, f.flags, f.id, f.payload.readUInt32BE(0), f.payload.length]).toEqual([FRAME.RST_STREAM, 0, 7, H2_ERROR.FLOW_CONTROL_ERROR, 4]);
   });
@@ -169,6 +209,7 @@ describe('FrameWriter: frames', () => {
     const { w, sock } = fake('tick');
     w.headers(1, [':status', '204'], { 'x-a': '1', 'x-b': ['2', '3'] }, true);
     w.headers(3, [':status', '200'], undefined, false);
+    w.flush();
     const [a, b] = sock.frames();
     expect([a.type, a.flags, a.id]).toEqual([FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1]);
     expect([b.type, b.flags, b.id]).toEqual([FRAME.HEADERS, FLAG.END_HEADERS, 3]);
@@ -180,6 +221,7 @@ describe('FrameWriter: frames', () => {
   it('trailers: one header block with END_STREAM and no pseudo-header (section 8.1)', () => {
     const { w, sock } = fake('tick');
     w.trailers(9, { 'grpc-status': '0', 'grpc-message': 'ok' });
+    w.flush();
     const [f] = sock.frames();
     expect([f.type, f.flags, f.id]).toEqual([FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 9]);
     expect(new HpackDecoder(4096).decode(f.payload)).toEqual(['grpc-status', '0', 'grpc-message', 'ok']);
@@ -196,6 +238,7 @@ describe('FrameWriter: frames', () => {
       const { w, sock } = fake('tick', owner);
       const value = valueFor(size);
       w.headers(1, ['n', value], undefined, true);
+      w.flush();
       const fs = sock.frames();
       expect(fs.length).toBe(frames);
       expect(fs.map((f) => f.type)).toEqual([FRAME.HEADERS, ...Array<number>(frames - 1).fill(FRAME.CONTINUATION)]);

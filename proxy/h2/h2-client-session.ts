@@ -114,7 +114,7 @@ export class H2ClientSession implements StreamHost {
         [SETTING.MAX_HEADER_LIST_SIZE, o.maxHeaderListBytes],
       ]),
     );
-    if (o.connectionWindowBytes > DEFAULT_WINDOW) this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, o.connectionWindowBytes - DEFAULT_WINDOW));
+    if (o.connectionWindowBytes > DEFAULT_WINDOW) this.out.word(FRAME.WINDOW_UPDATE, 0, o.connectionWindowBytes - DEFAULT_WINDOW);
   }
 
   /** Streams open or waiting for a slot. */
@@ -179,7 +179,7 @@ export class H2ClientSession implements StreamHost {
   /** The response body's reader took data: give the stream (and connection) window back. */
   credit(st: H2ClientStream): void {
     if (st.unacked === 0 || st.closed || st.remoteEnded) return;
-    this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, st.id, st.unacked));
+    this.out.word(FRAME.WINDOW_UPDATE, st.id, st.unacked);
     st.recvWindow += st.unacked;
     st.unacked = 0;
   }
@@ -243,6 +243,7 @@ export class H2ClientSession implements StreamHost {
   private end(): void {
     if (this.destroyed) return;
     this.write(wordsFrame(FRAME.GOAWAY, 0, 0, 0, H2_ERROR.NO_ERROR));
+    this.flush();
     // Closed once the GOAWAY is written, as node:http2's close(): end() alone would leave the
     // socket half-open for as long as the app keeps its side open, a descriptor per retired session.
     this.socket.destroySoon();
@@ -411,7 +412,7 @@ export class H2ClientSession implements StreamHost {
     if (this.recvWindow < 0) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'the connection window was exceeded');
     this.unacked += len;
     if (this.unacked >= this.o.connectionWindowBytes >>> 1) {
-      this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, this.unacked));
+      this.out.word(FRAME.WINDOW_UPDATE, 0, this.unacked);
       this.recvWindow += this.unacked;
       this.unacked = 0;
     }

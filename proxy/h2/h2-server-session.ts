@@ -149,7 +149,7 @@ export class H2ServerSession implements ServerStreamHost {
         [SETTING.MAX_HEADER_LIST_SIZE, o.hardCapBytes],
       ]),
     );
-    if (o.connectionWindowBytes > DEFAULT_WINDOW) this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, o.connectionWindowBytes - DEFAULT_WINDOW));
+    if (o.connectionWindowBytes > DEFAULT_WINDOW) this.out.word(FRAME.WINDOW_UPDATE, 0, o.connectionWindowBytes - DEFAULT_WINDOW);
     this.arm(o.headersTimeoutMs, 'request-headers-timeout');
     // Reading (again): detection paused the socket, and a paused socket whose buffer filled stopped its handle.
     socket.resume();
@@ -199,7 +199,7 @@ export class H2ServerSession implements ServerStreamHost {
    */
   credit(st: H2ServerStream): void {
     if (st.unacked < this.o.streamWindowBytes >>> 2 || st.closed || st.remoteEnded) return;
-    this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, st.id, st.unacked));
+    this.out.word(FRAME.WINDOW_UPDATE, st.id, st.unacked);
     st.recvWindow += st.unacked;
     st.unacked = 0;
   }
@@ -538,7 +538,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (this.recvWindow < 0) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
     this.unacked += len;
     if (this.unacked >= this.o.connectionWindowBytes >>> 1) {
-      this.write(wordsFrame(FRAME.WINDOW_UPDATE, 0, 0, this.unacked));
+      this.out.word(FRAME.WINDOW_UPDATE, 0, this.unacked);
       this.recvWindow += this.unacked;
       this.unacked = 0;
     }

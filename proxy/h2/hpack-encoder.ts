@@ -66,6 +66,11 @@ export class HpackEncoder {
     return out;
   }
 
+  /** At least the octets encode() writes for these fields: what a buffer for them needs. */
+  bound(fields: HeaderFields): number {
+    return maxLength(fields);
+  }
+
   /** Octets encode() will write for these fields, now. */
   encodedLength(fields: HeaderFields): number {
     let n = this.sizeUpdatePending ? 1 : 0;

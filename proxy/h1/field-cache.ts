@@ -1,0 +1,84 @@
+import { HTAB, SP } from './chars.js';
+
+/** Slots of the cache (a power of two). */
+const SLOTS = 256;
+/** A longer line is not kept: it would pin its strings and is unlikely to repeat byte for byte. */
+const MAX_LINE = 512;
+/**
+ * Credentials are never kept: a hit skips work, so a line's time would say whether it had
+ * been seen, and an early mismatch how much of it (the timing channel of a non-constant
+ * compare). Other fields hold nothing an attacker learns more cheaply from the response.
+ */
+const SENSITIVE = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+
+/**
+ * The field lines of recent heads, to take a repeated line's name and value without
+ * checking its bytes against the grammar again or making its strings (the parser's
+ * `latin1Slice` calls and its per-byte checks were most of a head's cost: docs/benchmarks.md,
+ * "Field lines seen before"). Between the sidecars, and from one client, nearly every line
+ * repeats byte for byte: `content-type: application/grpc`, `te: trailers`, the mesh's own.
+ *
+ * A hit is a line byte-identical to one that passed the parser's checks, except that the
+ * letters of its name may differ in case: the same checks would pass it, with the same
+ * name (lower case) and value, so the parser takes the kept strings. One cache per thread,
+ * direct-mapped by the line's length and a few of its bytes: a collision is a miss that
+ * replaces the slot.
+ */
+export class FieldCache {
+  private readonly names: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
+  private readonly values: string[] = new Array<string>(SLOTS).fill('');
+  /** Whitespace bytes between the colon and the value. */
+  private readonly ows = new Uint16Array(SLOTS);
+  /** The whole line's length (name to the last byte before CRLF, trailing whitespace included). */
+  private readonly lengths = new Uint16Array(SLOTS);
+  /** Slot of the last find() that hit: name() and value() read it. */
+  private hit = 0;
+
+  /** Whether b[s, e) (a field line without its CRLF, e > s) is a kept one; if so, name() and value() give it. */
+  find(b: Buffer, s: number, e: number): boolean {
+    const len = e - s;
+    if (len > MAX_LINE) return false;
+    const slot = slotOf(b, s, e);
+    const name = this.names[slot];
+    if (name === undefined || this.lengths[slot] !== len) return false;
+    const nl = name.length;
+    for (let i = 0; i < nl; i++) {
+      const c = b[s + i];
+      const n = name.charCodeAt(i);
+      // An upper-case letter matches its lower case; nothing else is folded (`^` | 0x20 is `~`).
+      if (c !== n && !(c >= 0x41 && c <= 0x5a && (c | 0x20) === n)) return false;
+    }
+    let i = s + nl;
+    if (b[i++] !== 0x3a /* : */) return false;
+    for (const ws = i + this.ows[slot]; i < ws; i++) if (b[i] !== SP && b[i] !== HTAB) return false;
+    const value = this.values[slot];
+    for (let k = 0; k < value.length; k++, i++) if (b[i] !== value.charCodeAt(k)) return false;
+    for (; i < e; i++) if (b[i] !== SP && b[i] !== HTAB) return false;
+    this.hit = slot;
+    return true;
+  }
+
+  name(): string {
+    return this.names[this.hit]!;
+  }
+
+  value(): string {
+    return this.values[this.hit];
+  }
+
+  /** Keeps a line the parser checked: b[s, e) parsed as `name` (lower case) and `value`, the value starting at `vs`. */
+  keep(b: Buffer, s: number, e: number, vs: number, name: string, value: string): void {
+    if (e - s > MAX_LINE || SENSITIVE.has(name)) return;
+    const slot = slotOf(b, s, e);
+    this.names[slot] = name;
+    this.values[slot] = value;
+    this.ows[slot] = vs - s - name.length - 1;
+    this.lengths[slot] = e - s;
+  }
+}
+
+/** The line's length, its first and last bytes and the one in its middle, mixed. */
+function slotOf(b: Buffer, s: number, e: number): number {
+  const len = e - s;
+  return (len * 31 + (b[s] | 0x20) * 7 + b[e - 1] * 3 + b[s + (len >> 1)]) & (SLOTS - 1);
+}
