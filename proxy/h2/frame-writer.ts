@@ -27,8 +27,12 @@ interface WriterOwner {
   readonly peerMaxFrame: number;
 }
 
-/** The buffer a turn's small frames are written into; a new one when it is full (the old one is the socket's until written). */
-const TURN_BYTES = 16 * 1024;
+/**
+ * The buffer a turn's small frames are written into; a new one when it is full (the old one
+ * is the socket's until written). Under half of node's Buffer pool, so that it is a slice
+ * of the pool (no allocation of its own), and an idle connection keeps no more than this.
+ */
+const TURN_BYTES = 4000;
 /** A payload up to this is copied next to its frame header; a larger one is written as it is (no copy). */
 const COPY_MAX = 1024;
 
@@ -56,7 +60,7 @@ export class FrameWriter {
   private readonly encoder = new HpackEncoder();
   private readonly atTick: boolean;
   /** The turn's buffer: [start, end) is written but not yet handed to the socket; end onwards is free. */
-  private turn: Buffer = Buffer.allocUnsafeSlow(0);
+  private turn: Buffer = Buffer.alloc(0);
   private start = 0;
   private end = 0;
 
@@ -190,7 +194,7 @@ export class FrameWriter {
   private room(n: number): void {
     if (this.end + n <= this.turn.length) return;
     this.handOver();
-    this.turn = Buffer.allocUnsafeSlow(Math.max(TURN_BYTES, n));
+    this.turn = Buffer.allocUnsafe(Math.max(TURN_BYTES, n));
     this.start = this.end = 0;
   }
 

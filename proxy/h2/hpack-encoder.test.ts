@@ -80,6 +80,17 @@ describe('HpackEncoder octets', () => {
     expect(b.subarray(6).toString('latin1')).toBe(value);
   });
 
+  it('writes latin1 strings of every length around the loop-copy bound (64) octet for octet', () => {
+    const enc = warmEncoder();
+    for (const n of [0, 1, 62, 63, 64, 65, 200]) {
+      const value = 'a\u00e9\u00ff-'.repeat(n).slice(0, n);
+      const name = `x-${'n'.repeat(n)}`;
+      const b = block(enc, [name, value]);
+      expect(new HpackDecoder(4096).decode(b)).toEqual([name, value]);
+      expect(b.includes(Buffer.from(value, 'latin1'))).toBe(true);
+    }
+  });
+
   it('takes a record, with arrays as repeated fields, like the flat list', () => {
     const a = warmEncoder();
     const b = warmEncoder();
