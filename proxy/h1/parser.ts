@@ -448,6 +448,14 @@ export class H1Parser {
   }
 
   private connection(value: string): void {
+    if (value === 'close') {
+      this.connClose = true;
+      return;
+    }
+    if (value === 'keep-alive') {
+      this.connKeepAlive = true;
+      return;
+    }
     const v = value.toLowerCase();
     for (const t of v === 'keep-alive' || v === 'close' ? [v] : v.split(',')) {
       const o = t.trim();
@@ -507,12 +515,15 @@ export class H1Parser {
       // Both framings: the classic smuggling vector (RFC 9112 sections 6.3 item 3, 11.2); refused outright.
       if (this.cl >= 0) return this.fail('cl-and-te', 'both Content-Length and Transfer-Encoding'), false;
       if (h.minor === 0) return this.fail('te-in-http10', 'Transfer-Encoding in an HTTP/1.0 request'), false;
-      const codings = this.te.toLowerCase().split(',').map((c) => c.trim());
-      const last = codings.length - 1;
-      if (codings[last] !== 'chunked' || codings.indexOf('chunked') !== last) {
-        return this.fail('te-not-chunked', 'Transfer-Encoding without chunked as the only final coding'), false;
+      // `chunked` alone, the value nearly every chunked message has, needs no list of strings.
+      if (this.te !== 'chunked') {
+        const codings = this.te.toLowerCase().split(',').map((c) => c.trim());
+        const last = codings.length - 1;
+        if (codings[last] !== 'chunked' || codings.indexOf('chunked') !== last) {
+          return this.fail('te-not-chunked', 'Transfer-Encoding without chunked as the only final coding'), false;
+        }
+        if (last > 0) return this.fail('te-not-implemented', `transfer coding ${JSON.stringify(codings[0].slice(0, 32))}`), false;
       }
-      if (last > 0) return this.fail('te-not-implemented', `transfer coding ${JSON.stringify(codings[0].slice(0, 32))}`), false;
       h.body = Body.Chunked;
     } else if (this.cl > 0) h.body = Body.Length;
     h.upgrade = h.method === 'CONNECT' || (this.connUpgrade && this.upgradeField);
@@ -528,9 +539,8 @@ export class H1Parser {
     }
     if (this.reqConnect && st < 300) h.upgrade = true;
     else if (this.te !== null) {
-      const codings = this.te.toLowerCase().split(',');
       // A response with both framings: chunked wins, and the connection is not reused (section 6.3 item 3).
-      if (h.minor === 1 && codings[codings.length - 1].trim() === 'chunked') h.body = Body.Chunked;
+      if (h.minor === 1 && (this.te === 'chunked' || lastCoding(this.te) === 'chunked')) h.body = Body.Chunked;
       else h.body = Body.UntilClose;
       if (this.cl >= 0 || h.minor === 0) h.keepAlive = false;
     } else if (this.cl > 0) h.body = Body.Length;
@@ -577,6 +587,12 @@ function methodOf(b: Buffer, s: number, e: number): string {
   if (n === 3 && c === 0x47 && b[s + 1] === 0x45 && b[s + 2] === 0x54) return 'GET';
   if (n === 4 && c === 0x50 && b[s + 1] === 0x4f && b[s + 2] === 0x53 && b[s + 3] === 0x54) return 'POST';
   return latin1(b, s, e);
+}
+
+/** The last transfer coding of a Transfer-Encoding list, lower case. */
+function lastCoding(te: string): string {
+  const codings = te.toLowerCase().split(',');
+  return codings[codings.length - 1].trim();
 }
 
 /** Whether b[s, e) holds exactly the characters of `str` (latin1). */
