@@ -38,8 +38,8 @@ const COPY_MAX = 1024;
 
 /**
  * The write side of an HTTP/2 connection (RFC 9113) shared by the frame-level client and
- * server sessions: the socket, corked per turn (FlushAt), the HPACK encoder (hpack-encoder.ts:
- * no dynamic table, so one encoder per connection and no state per stream), and the frames
+ * server sessions: the socket, corked per turn (FlushAt), the connection's HPACK encoder
+ * (hpack-encoder.ts, its dynamic table sized by the peer's SETTINGS), and the frames
  * streams write. Header blocks over the peer's frame size are split into HEADERS and
  * CONTINUATION frames (section 6.10).
  *
@@ -137,6 +137,11 @@ export class FrameWriter {
     this.frame(n, FRAME.DATA, endStream ? FLAG.END_STREAM : 0, id);
     this.handOver();
     this.socket.write(data);
+  }
+
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE, after each SETTINGS frame: the encoder's dynamic table (hpack-encoder.ts). */
+  tableLimit(peerSetting: number): void {
+    this.encoder.setLimit(peerSetting);
   }
 
   /** Trailers: a header block with END_STREAM and no pseudo-header (section 8.1). */

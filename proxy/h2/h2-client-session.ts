@@ -91,6 +91,8 @@ export class H2ClientSession implements StreamHost {
   private unacked = 0;
   private peerInitialWindow = DEFAULT_WINDOW;
   peerMaxFrame = DEFAULT_MAX_FRAME;
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE (section 6.5.2: 4096 until it names one): our encoder's table stays within it. */
+  private peerHeaderTable = 4096;
   private peerMaxStreams = Infinity;
   retired = false;
   destroyed = false;
@@ -496,8 +498,10 @@ export class H2ClientSession implements StreamHost {
       } else if (k === SETTING.MAX_CONCURRENT_STREAMS) this.peerMaxStreams = v;
       // Only a client may enable push; from a server, 1 is a connection error too (RFC 9113 section 6.5.2).
       else if (k === SETTING.ENABLE_PUSH && v !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH from a server');
-      // HEADER_TABLE_SIZE: our encoder never uses the dynamic table, so any size suits it.
+      else if (k === SETTING.HEADER_TABLE_SIZE) this.peerHeaderTable = v;
     }
+    // The encoder signals a change at the start of its next block (RFC 7541 section 4.2), which goes after this ACK.
+    this.out.tableLimit(this.peerHeaderTable);
     if (!this.ack(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0))) return;
     if (this.blockedStreams.size > 0) this.unblock();
     // A raised SETTINGS_MAX_CONCURRENT_STREAMS (an app may start at 0, RFC 9113 section 6.5.2)

@@ -103,6 +103,8 @@ export class H2ServerSession implements ServerStreamHost {
   private unacked = 0;
   private peerInitialWindow = DEFAULT_WINDOW;
   peerMaxFrame = DEFAULT_MAX_FRAME;
+  /** The peer's SETTINGS_HEADER_TABLE_SIZE (section 6.5.2: 4096 until it names one): our encoder's table stays within it. */
+  private peerHeaderTable = 4096;
   /** Streams closed so far, and how many of them were reset before our response ended, soon after opening. */
   private closedCount = 0;
   private premature = 0;
@@ -738,8 +740,11 @@ export class H2ServerSession implements ServerStreamHost {
         if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
         this.peerMaxFrame = v;
       } else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
-      // HEADER_TABLE_SIZE: our encoder never uses the dynamic table. MAX_CONCURRENT_STREAMS: we push none.
+      else if (k === SETTING.HEADER_TABLE_SIZE) this.peerHeaderTable = v;
+      // MAX_CONCURRENT_STREAMS: we push none.
     }
+    // The encoder signals a change at the start of its next block (RFC 7541 section 4.2), which goes after this ACK.
+    this.out.tableLimit(this.peerHeaderTable);
     this.owed++;
     this.write(frameHeader(0, FRAME.SETTINGS, FLAG.ACK, 0));
     if (this.blockedStreams.size > 0) this.unblock();

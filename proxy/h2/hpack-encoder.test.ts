@@ -91,6 +91,47 @@ describe('HpackEncoder octets', () => {
     }
   });
 
+  it("with the peer's table: indexes a repeated field of an indexed name (6.2.1, then 6.1), never a per-message or secret one", () => {
+    const enc = new HpackEncoder();
+    enc.setLimit(4096);
+    const dec = new HpackDecoder(4096);
+    const fields = [':authority', 'echo:50051', 'content-type', 'application/grpc', 'x-request-id', 'abc', 'authorization', 'Bearer t'];
+    const first = enc.block(fields);
+    // Size updates to 0 and to 4096 (001 11111, then 4065 = 0xe1 0x1f), then :authority with
+    // incremental indexing and its static name index 1 (01 000001).
+    expect([...first.subarray(0, 5)]).toEqual([0x20, 0x3f, 0xe1, 0x1f, 0x41]);
+    expect(dec.decode(first)).toEqual(fields);
+    expect(dec.tableSize).toBe(':authority'.length + 'echo:50051'.length + 32 + 'content-type'.length + 'application/grpc'.length + 32);
+    const second = enc.block(fields);
+    // The two indexed fields are one octet each now: 62 (newest, content-type) and 63.
+    expect([...second.subarray(0, 2)]).toEqual([0x80 | 63, 0x80 | 62]);
+    // The rest, the two literals without indexing, as in the first block.
+    expect(second.subarray(2).equals(first.subarray(first.length - (second.length - 2)))).toBe(true);
+    expect(dec.decode(second)).toEqual(fields);
+    // x-request-id and authorization stay literals without indexing.
+    expect(second.includes(Buffer.from('Bearer t'))).toBe(true);
+    expect(second.includes(Buffer.from('abc'))).toBe(true);
+  });
+
+  it('signals a lowered limit at the next block and evicts; a :path with a query, or an entry over 3/4 of the table, is not indexed', () => {
+    const enc = new HpackEncoder();
+    enc.setLimit(4096);
+    const dec = new HpackDecoder(4096);
+    dec.decode(enc.block([':path', '/a', 'user-agent', 'u']));
+    expect(dec.tableSize).toBe(2 * 32 + ':path/a'.length + 'user-agentu'.length);
+    enc.setLimit(60);
+    const b = enc.block([':path', '/a']);
+    // Size update to 60 (001 11111, 29), everything evicted: :path /a goes in again.
+    expect([...b.subarray(0, 3)]).toEqual([0x3f, 29, 0x44]);
+    expect(dec.decode(b)).toEqual([':path', '/a']);
+    expect(dec.tableSize).toBe(39);
+    enc.setLimit(4096);
+    const other = [':path', '/q?token=1', 'user-agent', 'x'.repeat(3100)];
+    expect(dec.decode(enc.block(other))).toEqual(other);
+    expect(dec.tableSize).toBe(39);
+    expect(() => enc.encodedLength(other)).toThrow(/bound/);
+  });
+
   it('takes a record, with arrays as repeated fields, like the flat list', () => {
     const a = warmEncoder();
     const b = warmEncoder();

@@ -26,31 +26,76 @@ const STATIC_BY_NAME: ReadonlyMap<string, StaticName> = (() => {
 type Latin1 = { latin1Write(s: string, offset: number, length: number): number };
 
 /**
- * HPACK encoder (RFC 7541) for the requests of one HTTP/2 connection. It never adds to the
- * peer's dynamic table: each field is a static-table index (section 6.1) when the static
- * table holds it whole, else a literal without indexing (section 6.2.2) naming a static
- * index when it can, with raw (not Huffman) strings. So it keeps no per-field state, and
- * fields the peer sent never-indexed (section 6.2.3) stay out of any table as that section
- * requires of an intermediary. Since it never references the dynamic table, the peer's
- * SETTINGS_HEADER_TABLE_SIZE, whatever it is, does not change what it writes.
+ * Names whose fields the encoder adds to the peer's dynamic table (section 6.2.1): values
+ * that repeat from one message to the next on a connection and are no secret. Everything
+ * else is a literal without indexing, as before: credentials and cookies (section 7.1.3:
+ * a compressed secret beside attacker-chosen fields leaks), per-message values (request
+ * ids, trace context, lengths, deadlines) that would only churn the table, and any name a
+ * peer may have sent never-indexed (the proxy does not carry that bit across the hop, so
+ * only names that are never secret are indexed).
+ */
+const INDEXED_NAMES: ReadonlySet<string> = new Set([
+  ':authority', ':path', 'content-type', 'te', 'user-agent', 'accept', 'accept-encoding', 'accept-language',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-client-cert', 'grpc-accept-encoding', 'grpc-encoding',
+  'grpc-status', 'server', 'date', 'cache-control', 'content-encoding', 'vary', 'via',
+]);
+/** Our table's largest size: the default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 section 6.5.2), less if the peer says so. */
+const TABLE_MAX = 4096;
+/** An entry over this would push most of the table out: not indexed (nghttp2 keeps the same bound). */
+const ENTRY_MAX = (TABLE_MAX * 3) / 4;
+/** An entry's size: its octets and 32 (section 4.1); names and values are latin1, one octet a character. */
+const entrySize = (name: string, value: string): number => name.length + value.length + 32;
+
+/**
+ * HPACK encoder (RFC 7541) for one direction of one HTTP/2 connection. A field the static
+ * table holds whole is its index (section 6.1). Once the peer's SETTINGS are known
+ * (setLimit()), fields of INDEXED_NAMES go into the peer's dynamic table the first time
+ * (literal with incremental indexing, section 6.2.1) and are one index from then on: a
+ * gRPC call's `content-type`, `te`, `user-agent`, `:authority` and `:path`, or a
+ * response's `grpc-status: 0`, become an octet each instead of a literal string per
+ * message (writing those literals, a call into node's latin1Write each, was most of the
+ * encoder's cost at gRPC saturation: docs/benchmarks.md, "HPACK"). Every other field is a
+ * literal without indexing (section 6.2.2) naming a static index when it can, with raw
+ * (not Huffman) strings.
  *
- * One exception, once per connection: the first block starts with a dynamic table size
- * update to 0 (0x20, section 6.3). Section 4.2 says a change of the table's maximum size
- * MUST be signalled at the start of the next block, and a peer that lowers
- * SETTINGS_HEADER_TABLE_SIZE below the initial 4096 (RFC 9113 section 6.5.2) changes it:
- * nghttp2, hence node:http2, answers a block without the update with GOAWAY
- * COMPRESSION_ERROR (hpack-nghttp2.test.ts shows it for headerTableSize: 0). Setting our
- * table to 0 up front is valid for any setting, needs no wiring to the peer's SETTINGS and
- * wins the race with them: once it is 0, no later setting can be below it, so no further
- * update is ever due.
+ * Table size updates (section 4.2, 6.3): the first block starts with one to 0, and a
+ * change of the limit signals the smallest size since the last block and then the new one
+ * at the start of the next block, so a peer that lowers SETTINGS_HEADER_TABLE_SIZE (nghttp2
+ * answers a block without the update with GOAWAY COMPRESSION_ERROR: hpack-nghttp2.test.ts)
+ * always sees it. Until setLimit() is called the table stays at 0 and nothing is indexed.
  *
  * Names must already be lowercase (RFC 9113 section 8.2.1); the caller guarantees it, and
  * values must be latin1 (one octet per char), as node gives them.
  */
 export class HpackEncoder {
-  private sizeUpdatePending = true;
+  /** A size update is due at the start of the next block: `signalMin`, then `limit` if larger. */
+  private signal = true;
+  private signalMin = 0;
+  /** The table's maximum size as the next block leaves it (0: no dynamic table). */
+  private limit = 0;
+  /** The entries, oldest first from `first`; `inserted` counts every one ever added (the newest's number). */
+  private entries: { readonly name: string; readonly value: string; readonly n: number }[] = [];
+  private first = 0;
+  private inserted = 0;
+  private size = 0;
+  /** name → value → the entry's number, for the entries in the table. */
+  private readonly byName = new Map<string, Map<string, number>>();
   /** Where block() encodes before copying out; grown to the largest block seen. */
   private scratch = Buffer.allocUnsafe(1024);
+
+  /**
+   * The peer's SETTINGS_HEADER_TABLE_SIZE (its latest SETTINGS, 4096 if they did not name
+   * it): the table may use up to this (never more than 4096); the change is signalled at
+   * the start of the next block, and entries over a lower limit are evicted now.
+   */
+  setLimit(peerSetting: number): void {
+    const want = Math.min(peerSetting, TABLE_MAX);
+    if (want === this.limit) return;
+    this.signalMin = this.signal ? Math.min(this.signalMin, want) : want;
+    this.signal = true;
+    this.limit = want;
+    this.evictTo(want);
+  }
 
   /**
    * The header block of these fields in a buffer of its own, for a frame. One pass, one
@@ -71,9 +116,14 @@ export class HpackEncoder {
     return maxLength(fields);
   }
 
-  /** Octets encode() will write for these fields, now. */
+  /**
+   * Octets encode() will write for these fields, now. Without a dynamic table only (before
+   * setLimit()): with one, what a block takes depends on what it adds as it goes; size a
+   * buffer with bound() then.
+   */
   encodedLength(fields: HeaderFields): number {
-    let n = this.sizeUpdatePending ? 1 : 0;
+    if (this.limit !== 0) throw new Error('hpack: encodedLength() with a dynamic table; use bound()');
+    let n = this.signal ? 1 : 0;
     if (isFlat(fields)) {
       for (let i = 0; i + 1 < fields.length; i += 2) n += fieldLength(fields[i], fields[i + 1]);
       return n;
@@ -89,27 +139,82 @@ export class HpackEncoder {
 
   /**
    * Writes the header block of these fields at out[offset..] and returns the offset after
-   * it. Throws a RangeError, having changed no state, if out has fewer than
-   * encodedLength(fields) octets from offset.
+   * it. Throws a RangeError, having changed no state, if out is too short: without a
+   * dynamic table, shorter than encodedLength(fields) from offset; with one, than bound(fields).
    */
   encode(fields: HeaderFields, out: Buffer, offset = 0): number {
+    if (this.limit !== 0 && out.length - offset < maxLength(fields)) throw new RangeError('hpack: output buffer too small');
     let o = offset;
-    if (this.sizeUpdatePending) {
+    if (this.signal) {
+      // (Without a dynamic table the update is 0x20, one octet; with one, bound() counted it.)
       if (o >= out.length) throw new RangeError('hpack: output buffer too small');
-      out[o++] = 0x20;
+      // Dynamic table size update (section 6.3): 001xxxxx.
+      o = writeInteger(out, o, 0x20, 5, this.signalMin);
+      if (this.limit !== this.signalMin) o = writeInteger(out, o, 0x20, 5, this.limit);
     }
     if (isFlat(fields)) {
-      for (let i = 0; i + 1 < fields.length; i += 2) o = writeField(out, o, fields[i], fields[i + 1]);
+      for (let i = 0; i + 1 < fields.length; i += 2) o = this.field(out, o, fields[i], fields[i + 1]);
     } else {
       for (const name in fields) {
         const v = fields[name];
         if (v === undefined) continue;
-        if (typeof v === 'string') o = writeField(out, o, name, v);
-        else for (let i = 0; i < v.length; i++) o = writeField(out, o, name, v[i]);
+        if (typeof v === 'string') o = this.field(out, o, name, v);
+        else for (let i = 0; i < v.length; i++) o = this.field(out, o, name, v[i]);
       }
     }
-    this.sizeUpdatePending = false;
+    this.signal = false;
     return o;
+  }
+
+  private field(out: Buffer, o: number, name: string, value: string): number {
+    if (this.limit === 0 || !INDEXED_NAMES.has(name)) return writeField(out, o, name, value);
+    const s = STATIC_BY_NAME.get(name);
+    if (s !== undefined && value.length <= s.maxValue) {
+      const whole = s.values.get(value);
+      if (whole !== undefined) return writeInteger(out, o, 0x80, 7, whole);
+    }
+    const n = this.byName.get(name)?.get(value);
+    // Indexed header field (section 6.1), a dynamic index: the newest entry is STATIC_LENGTH + 1 (section 2.3.3).
+    if (n !== undefined) return writeInteger(out, o, 0x80, 7, STATIC_LENGTH + 1 + this.inserted - n);
+    const size = entrySize(name, value);
+    if (size > ENTRY_MAX || size > this.limit || (name === ':path' && value.includes('?'))) return writeField(out, o, name, value);
+    // Literal with incremental indexing (section 6.2.1): 01xxxxxx, the name a static index or a literal.
+    if (s !== undefined) o = writeInteger(out, o, 0x40, 6, s.index);
+    else {
+      out[o++] = 0x40;
+      o = writeString(out, o, name);
+    }
+    o = writeString(out, o, value);
+    this.add(name, value, size);
+    return o;
+  }
+
+  /** Adds an entry (section 4.4): the oldest go first until it fits. */
+  private add(name: string, value: string, size: number): void {
+    this.evictTo(this.limit - size);
+    const n = ++this.inserted;
+    this.entries.push({ name, value, n });
+    this.size += size;
+    let values = this.byName.get(name);
+    if (values === undefined) this.byName.set(name, (values = new Map()));
+    values.set(value, n);
+  }
+
+  private evictTo(max: number): void {
+    const es = this.entries;
+    while (this.size > max && this.first < es.length) {
+      const e = es[this.first++];
+      this.size -= entrySize(e.name, e.value);
+      const values = this.byName.get(e.name)!;
+      if (values.get(e.value) === e.n) {
+        values.delete(e.value);
+        if (values.size === 0) this.byName.delete(e.name);
+      }
+    }
+    if (this.first > 32 && this.first * 2 > es.length) {
+      this.entries = es.slice(this.first);
+      this.first = 0;
+    }
   }
 }
 
@@ -123,7 +228,8 @@ function isFlat(fields: HeaderFields): fields is readonly string[] {
  * at most 5 octets for lengths under 2^28: section 5.1), plus the size update.
  */
 function maxLength(fields: HeaderFields): number {
-  let n = 1;
+  // Two table size updates of at most 3 octets each (a size up to 4096, 5-bit prefix).
+  let n = 6;
   if (isFlat(fields)) {
     for (let i = 0; i + 1 < fields.length; i += 2) n += fields[i].length + fields[i + 1].length + 12;
     return n;

@@ -147,6 +147,32 @@ describe('HPACK fuzz', () => {
     }
   }, TIMEOUT);
 
+  it('round-trips random header lists with the dynamic table, through limit changes, one decoder for the connection', () => {
+    const random = seededRandom(SEED + 1);
+    const enc = new HpackEncoder();
+    const dec = new HpackDecoder(4096);
+    // Indexed names with a few values each, so that entries are hit, added and evicted; other names as above.
+    const names = [':authority', ':path', 'content-type', 'user-agent', 'x-forwarded-client-cert', 'grpc-status', 'te', 'date'];
+    const pool = Array.from({ length: 12 }, (_, i) => (i % 4 === 3 ? 'v'.repeat(900 + i) : `value-${i}`));
+    let limit = 4096;
+    enc.setLimit(limit);
+    for (let i = 0; i < ITERATIONS / 4; i++) {
+      if (random() < 0.05) {
+        // A new SETTINGS_HEADER_TABLE_SIZE from the peer, now and then twice between blocks.
+        limit = [0, 100, 1000, 4096, 8192][Math.floor(random() * 5)];
+        enc.setLimit(limit);
+        if (random() < 0.3) enc.setLimit((limit = [0, 300, 4096][Math.floor(random() * 3)]));
+      }
+      const fields = random() < 0.3 ? randomFields(random) : [];
+      const n = Math.floor(random() * 12);
+      for (let k = 0; k < n; k++) fields.push(names[Math.floor(random() * names.length)], pool[Math.floor(random() * pool.length)]);
+      const block = enc.block(fields);
+      expect(block.length).toBeLessThanOrEqual(enc.bound(fields));
+      expect(dec.decode(block)).toEqual(fields);
+      expect(dec.tableSize).toBeLessThanOrEqual(Math.min(limit, 4096));
+    }
+  }, TIMEOUT);
+
   it('never throws on random bytes', () => {
     const random = seededRandom(SEED + 1);
     let lists = 0;

@@ -130,6 +130,39 @@ describe('HPACK against node:http2 (nghttp2)', () => {
     });
   }
 
+  for (const headerTableSize of [4096, 256, 0]) {
+    it(`nghttp2 reads our blocks with the dynamic table, a block before the SETTINGS and a lower limit later (server headerTableSize ${headerTableSize})`, async () => {
+      const { port, seen } = await echoServer({ headerTableSize });
+      const c = await RawH2.connect(port);
+      clients.push(c);
+      const enc = new HpackEncoder();
+      const sent: string[][] = [];
+      const lengths: number[] = [];
+      const send = (fields: string[]): void => {
+        sent.push(fields);
+        const block = enc.block(fields);
+        lengths.push(block.length);
+        c.send(2 * sent.length - 1, block);
+      };
+      const xfcc = ['x-forwarded-client-cert', `By=spiffe://cluster.local/ns/default/sa/web;Hash=${'ab'.repeat(32)};URI=spiffe://cluster.local/ns/default/sa/client`];
+      // The first block goes before our session has read the server's SETTINGS: no table yet.
+      send(request('/a.B/C', xfcc));
+      enc.setLimit(headerTableSize);
+      for (let i = 0; i < 4; i++) send(request(i % 2 === 0 ? '/a.B/C' : '/a.B/D', [...xfcc, 'user-agent', 'wren', 'x-request-id', `id-${i}`]));
+      // We may use less than the server allows: a smaller table, signalled, then the full one again.
+      enc.setLimit(Math.min(100, headerTableSize));
+      send(request('/a.B/E', xfcc));
+      enc.setLimit(headerTableSize);
+      for (let i = 0; i < 3; i++) send(request('/a.B/E', [...xfcc, 'user-agent', 'wren']));
+      await c.until((r) => r.blocks.length === sent.length || r.goaway !== null);
+      expect(c.received.goaway).toBeNull();
+      expect(seen).toEqual(sent);
+      // With a table, the certificate and the rest are indexes by the last block.
+      if (headerTableSize === 4096) expect(lengths[lengths.length - 1]).toBeLessThan(lengths[0] / 3);
+      else if (headerTableSize === 0) expect(lengths[lengths.length - 1]).toBeGreaterThan(lengths[0]);
+    });
+  }
+
   it('nghttp2 refuses a first block without the table size update once its table is below 4096 (why the encoder sends one)', async () => {
     const { port, seen } = await echoServer({ headerTableSize: 0 });
     const c = await RawH2.connect(port);

@@ -50,11 +50,19 @@ export const clusterName = (s: Service, p: ServicePort): string => `${s.name}.${
  */
 export class ClusterSet {
   private clusters = new Map<string, ClusterHandle>();
+  /**
+   * The same clusters by the applied ServicePort objects, which the routes of the same
+   * snapshot carry: get() then builds and hashes no name per request (admission and
+   * pick-endpoint ask for every request; the name's concatenation and hash showed in the
+   * outbound's profile). A port object from elsewhere falls back to the name.
+   */
+  private byPort = new Map<ServicePort, ClusterHandle>();
 
   constructor(private readonly factory: ClusterFactory) {}
 
   apply(services: readonly Service[]): void {
     const next = new Map<string, ClusterHandle>();
+    const byPort = new Map<ServicePort, ClusterHandle>();
     for (const s of services)
       for (const p of s.ports) {
         const name = clusterName(s, p);
@@ -65,13 +73,15 @@ export class ClusterSet {
         else c = this.factory(name, policy);
         c.update(p.endpoints);
         next.set(name, c);
+        byPort.set(p, c);
       }
     for (const [name, c] of this.clusters) if (!next.has(name)) c.close();
     this.clusters = next;
+    this.byPort = byPort;
   }
 
   get(s: Service, p: ServicePort): ClusterHandle | undefined {
-    return this.clusters.get(clusterName(s, p));
+    return this.byPort.get(p) ?? this.clusters.get(clusterName(s, p));
   }
 
   entries(): IterableIterator<[string, ClusterHandle]> {
@@ -81,5 +91,6 @@ export class ClusterSet {
   close(): void {
     for (const c of this.clusters.values()) c.close();
     this.clusters.clear();
+    this.byPort.clear();
   }
 }
