@@ -85,6 +85,11 @@ describe('H1Parser responses (the cases of H1ResponseParser)', () => {
     expect(h.keepAliveTimeoutMs).toBe(5000);
   });
 
+  it("reads each Keep-Alive value's timeout, the same value again as the last one (read once) or another", () => {
+    const ka = (v: string) => res(`HTTP/1.1 204 No Content\r\nKeep-Alive: ${v}\r\n\r\n`, 1000).messages[0].head.keepAliveTimeoutMs;
+    expect([ka('timeout=5'), ka('timeout=5'), ka('max=3'), ka('max=3'), ka('max=3, timeout=7'), ka('timeout=5')]).toEqual([5000, 5000, -1, -1, 7000, 5000]);
+  });
+
   it('parses bytes after a response as the next response (pipelining); after a closing one, ignores them', () => {
     const p = res(cl + 'HTTP/1.1 204 No Content\r\n\r\n', 1000);
     expect(p.messages.map((m) => m.head.status)).toEqual([200, 204]);

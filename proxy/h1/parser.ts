@@ -9,6 +9,9 @@ const FIELDS = new FieldCache();
 /** The last request-target and reason phrase made into strings: a repeat takes the same one. */
 let lastTarget = '';
 let lastReason = '';
+/** The last Keep-Alive value seen in a response, and the timeout it gives (-1: none). */
+let lastKeepAlive = '';
+let lastKeepAliveMs = -1;
 
 /**
  * What the parser reports, as methods of one object per connection (no closures per
@@ -434,8 +437,13 @@ export class H1Parser {
       case 10:
         if (name === 'connection') this.connection(value);
         else if (name === 'keep-alive' && this.responses) {
-          const m = /(?:^|[,;\s])timeout=(\d{1,9})/i.exec(value);
-          if (m) this.head.keepAliveTimeoutMs = Number(m[1]) * 1000;
+          // An app sends the same value on every response: its timeout is read once.
+          if (value !== lastKeepAlive) {
+            const m = /(?:^|[,;\s])timeout=(\d{1,9})/i.exec(value);
+            lastKeepAlive = value;
+            lastKeepAliveMs = m ? Number(m[1]) * 1000 : -1;
+          }
+          if (lastKeepAliveMs >= 0) this.head.keepAliveTimeoutMs = lastKeepAliveMs;
         }
         return;
       case 14:

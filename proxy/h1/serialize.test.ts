@@ -90,6 +90,24 @@ describe('responseHead', () => {
   });
 });
 
+describe('field lines made before', () => {
+  it('checks a value again whenever it differs from the last one of its name, and reuses the line when it does not', () => {
+    const a = responseHead(200, { 'x-kept': 'one' }, 0, 0);
+    expect(responseHead(200, { 'x-kept': 'one' }, 0, 0)).toBe(a);
+    expect(a).toContain('x-kept: one\r\n');
+    // Same name, another value: checked, refused, and the good line still served after.
+    expect(() => responseHead(200, { 'x-kept': 'one\r\nset-cookie: a=b' }, 0, 0)).toThrow(H1Error);
+    expect(() => requestHead('GET', '/', 'h', ['x-kept', 'o\x00ne'], 0)).toThrow(/invalid value for field x-kept/);
+    expect(responseHead(200, { 'x-kept': 'two' }, 0, 0)).toContain('x-kept: two\r\n');
+    expect(responseHead(200, { 'x-kept': 'one' }, 0, 0)).toBe(a);
+    // A bad name is refused whatever was kept for a good one.
+    expect(() => responseHead(200, { 'x kept': 'one' }, 0, 0)).toThrow(/invalid field name/);
+    expect(() => responseHead(200, { 'x-kept:': 'one' }, 0, 0)).toThrow(/invalid field name/);
+    // The framing fields are never copied from a header map, kept or not.
+    expect(requestHead('POST', '/', 'h', { 'content-length': '5', host: 'evil' }, 3)).toBe('POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\n');
+  });
+});
+
 describe('writing bodies', () => {
   it('sends a head and a small body as one buffer, a large one corked beside it', () => {
     const small = new Sink();
