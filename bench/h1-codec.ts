@@ -28,6 +28,11 @@ const REQUESTS = [
     'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nCookie: session=abcdef0123456789; theme=dark\r\n' +
     'X-Request-Id: 6f1c2a2e-5b7d-4a8e-9c3f-1e2d3c4b5a69\r\nTraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n', // browser, mesh headers
   `POST /api/v1/items HTTP/1.1\r\nHost: web\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n${'x'.repeat(100)}`,
+  // A gRPC call between the sidecars (the mux hop), as the outbound writes it: chunked, the mesh's fields.
+  'POST /wren.test.Echo/Unary HTTP/1.1\r\nhost: echo:50051\r\nuser-agent: h2load nghttp2/1.52.0\r\ncontent-type: application/grpc\r\nte: trailers\r\n' +
+    'traceparent: 00-15031b8d803211aa1961eb3186dc5e25-bcd3704862548727-00\r\nx-request-id: de1dcc2c-c107-48df-8552-346afe5e4114\r\n' +
+    'x-forwarded-for: 127.0.0.1\r\ntransfer-encoding: chunked\r\nwren-target-port: 37097\r\nwren-orig-proto: HTTP/2\r\n' +
+    'wren-peer: ;default;;;echo.default\r\nwren-content-length: 11\r\n\r\nb\r\n\0\0\0\0\x06\n\x04ping\r\n0\r\n\r\n',
 ];
 const BODY = Buffer.alloc(100, 0x61);
 
@@ -187,8 +192,11 @@ async function server(kind: string, total: number): Promise<{ cpuUsPerRequest: n
 export async function runH1CodecBench(opts: { reads?: number; rounds?: number; requests?: number; runs?: number } = {}): Promise<Record<string, unknown>> {
   const reads = Array.from({ length: opts.reads ?? 4000 }, (_, i) => Buffer.from(REQUESTS[i % REQUESTS.length], 'latin1'));
   const parse = parseOnly(reads, opts.rounds ?? 40);
-  console.log(`parse only, ns per request (4 request shapes, one read each): codec ${parse.codecNs.toFixed(0)}, node llhttp ${parse.llhttpNs?.toFixed(0) ?? 'n/a'}` +
-    (parse.llhttpNs ? ` (codec/llhttp ${(parse.codecNs / parse.llhttpNs).toFixed(2)})` : ''));
+  const ratio = (p: { codecNs: number; llhttpNs: number | null }) => (p.llhttpNs ? ` (codec/llhttp ${(p.codecNs / p.llhttpNs).toFixed(2)})` : '');
+  console.log(`parse only, ns per request (${REQUESTS.length} request shapes in turn, one read each): codec ${parse.codecNs.toFixed(0)}, node llhttp ${parse.llhttpNs?.toFixed(0) ?? 'n/a'}${ratio(parse)}`);
+  // Each shape alone, as one connection's requests repeat (a client's, or the mesh hop's).
+  const byShape = REQUESTS.map((r) => parseOnly(Array.from({ length: 1000 }, () => Buffer.from(r, 'latin1')), opts.rounds ?? 40));
+  for (const [i, p] of byShape.entries()) console.log(`  shape ${i + 1} (${REQUESTS[i].length} bytes): codec ${p.codecNs.toFixed(0)}, node llhttp ${p.llhttpNs?.toFixed(0) ?? 'n/a'}${ratio(p)}`);
   const total = opts.requests ?? 40_000;
   const runs = opts.runs ?? 3;
   const rows: Record<string, { cpuUsPerRequest: number; rps: number }[]> = { node: [], codec: [] };
@@ -199,7 +207,7 @@ export async function runH1CodecBench(opts: { reads?: number; rounds?: number; r
   console.log(`server on loopback, ${total} requests over 16 keep-alive connections, median of ${runs}:`);
   console.log(`  node:http      ${node.cpuUsPerRequest.toFixed(1)} µs CPU/request, ${node.rps.toFixed(0)} req/s`);
   console.log(`  h1 codec       ${codec.cpuUsPerRequest.toFixed(1)} µs CPU/request, ${codec.rps.toFixed(0)} req/s (CPU ×${(codec.cpuUsPerRequest / node.cpuUsPerRequest).toFixed(2)} of node:http)`);
-  return { parseNsPerRequest: parse, server: { node, codec, cpuRatio: codec.cpuUsPerRequest / node.cpuUsPerRequest } };
+  return { parseNsPerRequest: parse, parseNsByShape: byShape, server: { node, codec, cpuRatio: codec.cpuUsPerRequest / node.cpuUsPerRequest } };
 }
 
 if (process.argv[2] === '--serve') serve(process.argv[3]);

@@ -199,20 +199,26 @@ test('the addon\'s malloc trim gives the free pages in the middle of the malloc 
   expect(before - after).toBeGreaterThan(30);
 }, 60_000);
 
-test('the launchers\' flags make V8 compile on the main thread; without them, and set at run time, it compiles concurrently', () => {
+test('the launchers\' flags make V8 compile on the main thread, with TurboFan only; without them, and set at run time, it compiles concurrently', () => {
   // A function hot enough for Maglev and TurboFan; --trace-opt names each compile's mode.
   const hot = 'function f(a){let s=0;for(let i=0;i<a.length;i++)s+=a[i]*2;return s}const a=Array.from({length:1000},(_,i)=>i);let t=0;for(let i=0;i<100000;i++)t+=f(a);console.log(t>0)';
-  const modes = (flags: string[], script = hot): { sync: number; concurrent: number } => {
+  const modes = (flags: string[], script = hot): { sync: number; concurrent: number; maglev: number } => {
     const r = spawnSync(process.execPath, [...flags, '--trace-opt', '-e', script], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     const compiles = r.stdout.split('\n').filter((l) => l.startsWith('[compiling method'));
-    return { sync: compiles.filter((l) => l.includes('ConcurrencyMode::kSynchronous')).length, concurrent: compiles.filter((l) => l.includes('ConcurrencyMode::kConcurrent')).length };
+    return {
+      sync: compiles.filter((l) => l.includes('ConcurrencyMode::kSynchronous')).length,
+      concurrent: compiles.filter((l) => l.includes('ConcurrencyMode::kConcurrent')).length,
+      maglev: compiles.filter((l) => l.includes('(target MAGLEV)')).length,
+    };
   };
   const launched = modes([...SIDECAR_NODE_FLAGS]);
   expect(launched.sync).toBeGreaterThan(0);
+  expect(launched.maglev).toBe(0);
   expect(launched.concurrent).toBe(0);
   const bare = modes([]);
   expect(bare.concurrent).toBeGreaterThan(0);
+  expect(bare.maglev).toBeGreaterThan(0);
   // Why it is a launcher flag only: V8 reads it when the isolate starts.
   const atRunTime = modes([], `require('node:v8').setFlagsFromString('--no-concurrent-recompilation');${hot}`);
   expect(atRunTime.concurrent).toBeGreaterThan(0);

@@ -65,9 +65,13 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * dist/cli/wren.js proxy` by hand): its check runs between event-loop turns, so a turn
  * that allocates several megabytes can let V8 grow the new space a step or two past the
  * cap before it stops it (32 MB seen on a loaded CI machine; cli/heap-flags.test.ts
- * measures it with turns of a few hundred KB, as a proxy's reads are).
+ * measures it with turns of a few hundred KB, as a proxy's reads are). No Maglev: V8's
+ * mid-tier compiler buys warm-up, not a proxy's steady state, whose hot paths reach
+ * TurboFan; without it a sidecar touches less of node's binary and keeps no Maglev code,
+ * 2-3 MB less resident memory after load at the same CPU per request (docs/benchmarks.md,
+ * "Two memory experiments").
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-concurrent-recompilation'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-concurrent-recompilation', '--no-maglev'];
 
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that `--max-semi-space-size=8` stops at. */
 export const NEW_SPACE_CAP_BYTES = 16 * 1024 * 1024;
