@@ -5,11 +5,11 @@ const SLOTS = 256;
 /** A longer line is not kept: it would pin its strings and is unlikely to repeat byte for byte. */
 const MAX_LINE = 512;
 /**
- * Credentials are never kept: a hit skips work, so a line's time would say whether it had
+ * Credentials are never kept, here nor in the serialiser's lines (serialize.ts): a hit skips work, so a line's time would say whether it had
  * been seen, and an early mismatch how much of it (the timing channel of a non-constant
  * compare). Other fields hold nothing an attacker learns more cheaply from the response.
  */
-const SENSITIVE = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+export const CREDENTIAL_FIELDS: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
 /**
  * The field lines of recent heads, to take a repeated line's name and value without
@@ -68,7 +68,7 @@ export class FieldCache {
 
   /** Keeps a line the parser checked: b[s, e) parsed as `name` (lower case) and `value`, the value starting at `vs`. */
   keep(b: Buffer, s: number, e: number, vs: number, name: string, value: string): void {
-    if (e - s > MAX_LINE || SENSITIVE.has(name)) return;
+    if (e - s > MAX_LINE || CREDENTIAL_FIELDS.has(name)) return;
     const slot = slotOf(b, s, e);
     this.names[slot] = name;
     this.values[slot] = value;

@@ -1,6 +1,7 @@
 import type { Headers } from '../http/headers.js';
 import { FIELD_VALUE, TARGET, TOKEN, allIn } from './chars.js';
 import { H1Error } from './h1-error.js';
+import { CREDENTIAL_FIELDS } from './field-cache.js';
 
 /** Where serialised bytes go: a net.Socket or tls.TLSSocket (or a test's collector). */
 export interface H1Sink {
@@ -136,30 +137,27 @@ function fieldLines(fields: Fields, inResponse: boolean, dropFraming: boolean): 
 const LINES = new Map<string, { readonly value: string; readonly line: string }>();
 const LINES_MAX = 512;
 const LINE_VALUE_MAX = 256;
-const NOT_KEPT: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
 
 function line(name: string, value: string, inResponse: boolean, dropFraming: boolean): string {
   const n = name.length;
-  if (n === 14 || n === 17 || n === 4) {
-    if (!isToken(name)) throw badName(name, inResponse);
+  // The lengths of host, content-length and transfer-encoding: lines the framing decides, never kept.
+  const framing = n === 14 || n === 17 || n === 4;
+  if (!framing) {
+    const kept = LINES.get(name);
+    if (kept !== undefined && kept.value === value) return kept.line;
+  }
+  if (!isToken(name)) throw new H1Error('bad-field-name', inResponse, `invalid field name ${JSON.stringify(name.slice(0, 64))}`);
+  if (framing) {
     const k = name.toLowerCase();
     if (dropFraming && (k === 'content-length' || k === 'transfer-encoding')) return '';
     if (k === 'host' && !inResponse) return '';
-  } else {
-    const kept = LINES.get(name);
-    if (kept !== undefined && kept.value === value) return kept.line;
-    if (!isToken(name)) throw badName(name, inResponse);
   }
   const made = `${name}: ${checkValue(name, value, inResponse)}\r\n`;
-  if (n !== 14 && n !== 17 && n !== 4 && value.length <= LINE_VALUE_MAX && !NOT_KEPT.has(name.toLowerCase())) {
+  if (!framing && value.length <= LINE_VALUE_MAX && !CREDENTIAL_FIELDS.has(name.toLowerCase())) {
     if (LINES.size >= LINES_MAX) LINES.clear();
     LINES.set(name, { value, line: made });
   }
   return made;
-}
-
-function badName(name: string, inResponse: boolean): H1Error {
-  return new H1Error('bad-field-name', inResponse, `invalid field name ${JSON.stringify(name.slice(0, 64))}`);
 }
 
 function checkValue(name: string, value: string, inResponse: boolean): string {

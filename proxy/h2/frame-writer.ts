@@ -109,7 +109,7 @@ export class FrameWriter {
       // Encoded in place after room for its frame header: it fits one frame whatever it encodes to.
       this.room(9 + bound);
       const at = this.end;
-      const end = this.encoder.encode(fields, this.turn, at + 9);
+      const end = this.encoder.encode(fields, this.turn, at + 9, bound);
       this.header(at, end - at - 9, FRAME.HEADERS, es | FLAG.END_HEADERS, id);
       this.end = end;
       return;

@@ -105,7 +105,7 @@ export class HpackEncoder {
   block(fields: HeaderFields): Buffer {
     const max = maxLength(fields);
     if (this.scratch.length < max) this.scratch = Buffer.allocUnsafe(Math.max(max, 2 * this.scratch.length));
-    const end = this.encode(fields, this.scratch, 0);
+    const end = this.encode(fields, this.scratch, 0, max);
     const out = Buffer.allocUnsafe(end);
     this.scratch.copy(out, 0, 0, end);
     return out;
@@ -141,9 +141,10 @@ export class HpackEncoder {
    * Writes the header block of these fields at out[offset..] and returns the offset after
    * it. Throws a RangeError, having changed no state, if out is too short: without a
    * dynamic table, shorter than encodedLength(fields) from offset; with one, than bound(fields).
+   * A caller that has just computed bound(fields) passes it (`bound`), so it is not computed twice.
    */
-  encode(fields: HeaderFields, out: Buffer, offset = 0): number {
-    if (this.limit !== 0 && out.length - offset < maxLength(fields)) throw new RangeError('hpack: output buffer too small');
+  encode(fields: HeaderFields, out: Buffer, offset = 0, bound?: number): number {
+    if (this.limit !== 0 && out.length - offset < (bound ?? maxLength(fields))) throw new RangeError('hpack: output buffer too small');
     let o = offset;
     if (this.signal) {
       // (Without a dynamic table the update is 0x20, one octet; with one, bound() counted it.)
@@ -169,10 +170,8 @@ export class HpackEncoder {
   private field(out: Buffer, o: number, name: string, value: string): number {
     if (this.limit === 0 || !INDEXED_NAMES.has(name)) return writeField(out, o, name, value);
     const s = STATIC_BY_NAME.get(name);
-    if (s !== undefined && value.length <= s.maxValue) {
-      const whole = s.values.get(value);
-      if (whole !== undefined) return writeInteger(out, o, 0x80, 7, whole);
-    }
+    const whole = wholeIndex(s, value);
+    if (whole !== undefined) return writeInteger(out, o, 0x80, 7, whole);
     const n = this.byName.get(name)?.get(value);
     // Indexed header field (section 6.1), a dynamic index: the newest entry is STATIC_LENGTH + 1 (section 2.3.3).
     if (n !== undefined) return writeInteger(out, o, 0x80, 7, STATIC_LENGTH + 1 + this.inserted - n);
@@ -243,6 +242,11 @@ function maxLength(fields: HeaderFields): number {
   return n;
 }
 
+/** The static index of the field (name, value) when the static table holds it whole. */
+function wholeIndex(s: StaticName | undefined, value: string): number | undefined {
+  return s !== undefined && value.length <= s.maxValue ? s.values.get(value) : undefined;
+}
+
 /** Octets of an integer with an N-bit prefix (section 5.1). */
 function integerLength(value: number, prefixBits: number): number {
   const max = (1 << prefixBits) - 1;
@@ -255,7 +259,7 @@ function integerLength(value: number, prefixBits: number): number {
 function fieldLength(name: string, value: string): number {
   const s = STATIC_BY_NAME.get(name);
   if (s !== undefined) {
-    const whole = value.length <= s.maxValue ? s.values.get(value) : undefined;
+    const whole = wholeIndex(s, value);
     if (whole !== undefined) return integerLength(whole, 7);
     return integerLength(s.index, 4) + integerLength(value.length, 7) + value.length;
   }
@@ -301,7 +305,7 @@ function writeField(out: Buffer, o: number, name: string, value: string): number
   const room = out.length - o;
   const s = STATIC_BY_NAME.get(name);
   if (s !== undefined) {
-    const whole = value.length <= s.maxValue ? s.values.get(value) : undefined;
+    const whole = wholeIndex(s, value);
     if (whole !== undefined) {
       if (room < integerLength(whole, 7)) throw new RangeError('hpack: output buffer too small');
       // Indexed header field (section 6.1): 1xxxxxxx.
