@@ -54,11 +54,26 @@ class LongTimer implements Timer {
   }
 }
 
+// Read once: \`performance\` is a lazy global accessor and \`timeOrigin\` a getter, and now()
+// runs several times per request (56 ns a call read each time, 42 ns read once: Node 24).
+const perf = performance;
+const origin = perf.timeOrigin;
+
 export const systemClock: Clock = {
-  now: () => performance.timeOrigin + performance.now(),
+  now: () => origin + perf.now(),
   setTimeout: (fn, ms) => (ms > MAX_TIMER_MS ? new LongTimer(fn, ms) : setTimeout(fn, ms)),
   clearTimeout: (t) => clearTimeout(t instanceof LongTimer ? t.handle : (t as ReturnType<typeof setTimeout>)),
 };
+
+/**
+ * The wall clock, for comparing with times other machines stamped (certificate validity,
+ * an API server's Date). systemClock.now() is monotonic time anchored at process start,
+ * which falls behind the wall clock when the system's clock is stepped forward (an NTP or
+ * hypervisor sync) during a long process's life: a certificate issued a moment ago by
+ * another process could then look "not yet valid". A short-lived command (the CLI)
+ * takes this one.
+ */
+export const wallNow = (): number => Date.now();
 
 export const systemRandom: Random = Math.random;
 

@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,7 @@ import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { certFingerprint } from '../contract/trust-anchors.js';
+import { createRootCa } from '../certs/index.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { startProxy as startRawClient, waitFor, type TestProxy } from './control-plane-harness.js';
@@ -181,6 +183,25 @@ test.each<[string, () => void, string, RegExp, string[]?]>([
   expect(c.docs).toBe(`docs/operations.md#check-${id}`);
   // What depends on a failed check is skipped, not failed twice.
   if (id === 'webhook') expect(checks.find((x) => x.id === 'webhook-cert')!.status).toBe('skipped');
+});
+
+test('certificate validity is judged by the wall clock: after the system clock stepped forward, a CA minted just now is valid', async () => {
+  // The wall clock jumps 5 minutes ahead of this process's monotonic time (an NTP or
+  // hypervisor step in a long process's life). Another process then mints a CA whose
+  // notBefore (its "now" less the 1-minute backdate) is 2 minutes past the monotonic time.
+  const real = Date.now();
+  const ca = createRootCa({ trustDomain: 'cluster.local', now: new Date(real + 3 * 60_000) });
+  api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(ca.certPem)));
+  const t0 = performance.now();
+  const stepped = jest.spyOn(Date, 'now').mockImplementation(() => real + 5 * 60_000 + Math.floor(performance.now() - t0));
+  try {
+    const { checks } = await check();
+    expect(checks.find((c) => c.id === 'webhook')).toMatchObject({ status: 'ok' });
+    // The serving certificate is not this CA's: the next check still judges the chain.
+    expect(checks.find((c) => c.id === 'webhook-cert')).toMatchObject({ status: 'fail', message: expect.stringMatching(/not signed by the webhook's caBundle/) });
+  } finally {
+    stepped.mockRestore();
+  }
 });
 
 test('control-plane-pods: an unready replica fails (and is the one named)', async () => {

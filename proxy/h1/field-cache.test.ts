@@ -53,6 +53,13 @@ describe('FieldCache', () => {
       expect(finds(kept(line), line)).toBe(false);
     }
   });
+
+  it('never keeps request ids and trace context, new on every message (they would only evict lines that repeat)', () => {
+    for (const line of ['x-request-id: 6f1c2a2e-5b7d-4a8e-9c3f-1e2d3c4b5a69', 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'tracestate: a=b', 'X-B3-SpanId: 00f067aa0ba902b7']) {
+      expect(finds(kept(line), line)).toBe(false);
+    }
+    expect(finds(kept('x-seen: 1'), 'x-seen: 1')).toBe(true);
+  });
 });
 
 describe('H1Parser with lines it has seen', () => {

@@ -9,7 +9,14 @@ const MAX_LINE = 512;
  * been seen, and an early mismatch how much of it (the timing channel of a non-constant
  * compare). Other fields hold nothing an attacker learns more cheaply from the response.
  */
-export const CREDENTIAL_FIELDS: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+const CREDENTIAL_FIELDS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'];
+/**
+ * Fields whose value is new on every message: request ids and trace context (a new span id
+ * per hop). Keeping one would only evict a line that repeats, and cost a store per message.
+ */
+const PER_MESSAGE_FIELDS = ['x-request-id', 'traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled'];
+/** Names (lower case) whose lines neither this cache nor the serialiser's (serialize.ts) keeps: credentials, and values new on every message. */
+export const NOT_KEPT_FIELDS: ReadonlySet<string> = new Set([...CREDENTIAL_FIELDS, ...PER_MESSAGE_FIELDS]);
 
 /**
  * The field lines of recent heads, to take a repeated line's name and value without
@@ -68,7 +75,7 @@ export class FieldCache {
 
   /** Keeps a line the parser checked: b[s, e) parsed as `name` (lower case) and `value`, the value starting at `vs`. */
   keep(b: Buffer, s: number, e: number, vs: number, name: string, value: string): void {
-    if (e - s > MAX_LINE || CREDENTIAL_FIELDS.has(name)) return;
+    if (e - s > MAX_LINE || NOT_KEPT_FIELDS.has(name)) return;
     const slot = slotOf(b, s, e);
     this.names[slot] = name;
     this.values[slot] = value;

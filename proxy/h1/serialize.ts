@@ -1,7 +1,7 @@
 import type { Headers } from '../http/headers.js';
 import { FIELD_VALUE, TARGET, TOKEN, allIn } from './chars.js';
 import { H1Error } from './h1-error.js';
-import { CREDENTIAL_FIELDS } from './field-cache.js';
+import { NOT_KEPT_FIELDS } from './field-cache.js';
 
 /** Where serialised bytes go: a net.Socket or tls.TLSSocket (or a test's collector). */
 export interface H1Sink {
@@ -153,7 +153,7 @@ function line(name: string, value: string, inResponse: boolean, dropFraming: boo
     if (k === 'host' && !inResponse) return '';
   }
   const made = `${name}: ${checkValue(name, value, inResponse)}\r\n`;
-  if (!framing && value.length <= LINE_VALUE_MAX && !CREDENTIAL_FIELDS.has(name.toLowerCase())) {
+  if (!framing && value.length <= LINE_VALUE_MAX && !NOT_KEPT_FIELDS.has(name.toLowerCase())) {
     if (LINES.size >= LINES_MAX) LINES.clear();
     LINES.set(name, { value, line: made });
   }

@@ -2,7 +2,7 @@ import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../htt
 import type { Connector, Upstream } from '../net/connector.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
-import { endpointKey, portPolicy, type Endpoint } from '../../contract/model.js';
+import { keyOfEndpoint, portPolicy, type Endpoint } from '../../contract/model.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc } from '../http/headers.js';
 import { classify, type Outcome } from '../resilience/classify.js';
@@ -75,7 +75,7 @@ export const pickEndpoint =
     const pin = req.route!.endpoint;
     const ep = pin ? st.cluster.pinned(pin) : st.cluster.pick({ hashKey, exclude: st.tried });
     if (ep instanceof ProxyError) return Promise.reject(ep);
-    st.tried.add(endpointKey(ep));
+    st.tried.add(keyOfEndpoint(ep));
     req.endpoint = ep;
     st.endpoint = ep;
     const connector = d.connectorFor?.(req, ep);

@@ -1,5 +1,5 @@
 import type { Endpoint, TrafficPolicy } from '../../contract/model.js';
-import { endpointKey } from '../../contract/model.js';
+import { endpointKey, keyOfEndpoint } from '../../contract/model.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { PickContext } from '../balance/balancer.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
@@ -38,7 +38,7 @@ export class RoundRobinCluster implements ClusterHandle {
     const n = this.ready.length;
     for (let i = 0; i < n; i++) {
       const ep = this.ready[this.next++ % n];
-      if (!ctx.exclude?.has(endpointKey(ep))) return ep;
+      if (!ctx.exclude?.has(keyOfEndpoint(ep))) return ep;
     }
     // Every endpoint tried already: reuse one rather than fail (same as Cluster.pick).
     if (n > 0) return this.ready[this.next++ % n];

@@ -1,6 +1,6 @@
 import type { Clock, Random } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import { endpointKey, type Endpoint, type TrafficPolicy } from '../../contract/model.js';
+import { endpointKey, keyOfEndpoint, type Endpoint, type TrafficPolicy } from '../../contract/model.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Host, PickContext } from '../balance/balancer.js';
 import { createBalancer } from '../balance/create-balancer.js';
@@ -242,7 +242,7 @@ export class Cluster {
    * the Outcome (from classify()) and the latency to first byte (ms) for the EWMA.
    */
   start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void {
-    const key = endpointKey(endpoint);
+    const key = keyOfEndpoint(endpoint);
     const entry = this.entries.get(key);
     if (!entry) return NOOP_DONE;
     const load = entry.host.load;
