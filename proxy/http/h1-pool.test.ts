@@ -6,6 +6,7 @@ import { H1Pool } from './h1-pool.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import type { Headers } from './headers.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { FakeClock } from '../../common/clock.js';
 
 const servers: (Server | NetServer)[] = [];
 const pools: H1Pool[] = [];
@@ -486,7 +487,41 @@ describe('H1Pool', () => {
     expect(dataEvents).toBe(0);
   });
 
-  it('arms the idle timer when a connection goes idle, not per request; a slow exchange is not cut by it', async () => {
+  it('closes a connection idleTimeoutMs after it last went idle, with one timer that re-checks when it fires', async () => {
+    const a = await app((_req, res) => res.end('ok'));
+    const clock = new FakeClock();
+    let timeouts = 0;
+    const p = pool({ clock, idleTimeoutMs: 100, onIdleTimeout: () => timeouts++ });
+    expect(await text(await send(p, a.port))).toBe('ok');
+    expect(clock.pending()).toBe(1); // armed for t+100
+    clock.advance(60);
+    expect(await text(await send(p, a.port))).toBe('ok'); // idle again from t+60: due t+160
+    expect(clock.pending()).toBe(1); // the same timer: not re-armed per request
+    clock.advance(40); // t+100: it fires, finds 40 ms of idleness, waits for the rest
+    expect(p.connections('127.0.0.1', a.port)).toBe(1);
+    expect(clock.pending()).toBe(1);
+    clock.advance(59);
+    expect(p.connections('127.0.0.1', a.port)).toBe(1);
+    expect(timeouts).toBe(0);
+    clock.advance(1); // t+160
+    expect(p.connections('127.0.0.1', a.port)).toBe(0);
+    expect(timeouts).toBe(1);
+    expect(clock.pending()).toBe(0);
+    // A shorter keep-alive hint after the timer was armed moves it earlier.
+    const b = await app((_req, res) => {
+      res.setHeader('keep-alive', 'timeout=2'); // 2 s less the pool's 1 s of margin: 1000 ms
+      res.end('y');
+    });
+    const q = pool({ clock, idleTimeoutMs: 5000, onIdleTimeout: () => timeouts++ });
+    expect(await text(await send(q, b.port))).toBe('y');
+    clock.advance(999);
+    expect(q.connections('127.0.0.1', b.port)).toBe(1);
+    clock.advance(1);
+    expect(q.connections('127.0.0.1', b.port)).toBe(0);
+    expect(timeouts).toBe(2);
+  });
+
+  it("keeps the idle timeout off the socket's own timer (node re-arms that per read and write); a slow exchange is not cut by it", async () => {
     const a = await app((req, res) => (req.url === '/slow' ? setTimeout(() => res.end('late'), 250) : res.end('ok')));
     let armed = 0;
     const spy = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket => {
@@ -497,7 +532,9 @@ describe('H1Pool', () => {
     };
     const p = pool({ connect: spy, idleTimeoutMs: 100 });
     for (let i = 0; i < 20; i++) expect(await text(await send(p, a.port))).toBe('ok');
-    expect(armed).toBe(1); // once, when the connection came up (was 2 per request: cleared for the exchange, set after)
+    // Never: without a connect timeout the socket's timer is not used (it was armed once when
+    // the connection came up, and node re-armed it on every read and write after that).
+    expect(armed).toBe(0);
     // Busy for longer than the idle timeout: the timer fires and is ignored, the exchange completes.
     expect(await text(await send(p, a.port, { path: '/slow' }))).toBe('late');
     expect(await text(await send(p, a.port))).toBe('ok');
