@@ -49,6 +49,18 @@ describe('requestHead', () => {
     expect(requestHead('GET', '/', 'a', { 'set-cookie': ['a', 'b'] }, 0)).toBe('GET / HTTP/1.1\r\nhost: a\r\nset-cookie: a\r\nset-cookie: b\r\n\r\n');
   });
 
+  it('checks a request line again whenever method, target or host change, and never keeps one it refused', () => {
+    expect(requestHead('GET', '/ok', 'a', {}, 0)).toBe('GET /ok HTTP/1.1\r\nhost: a\r\n\r\n');
+    for (let i = 0; i < 2; i++) {
+      expect(() => requestHead('GET', '/o k', 'a', {}, 0)).toThrow(H1Error);
+      expect(() => requestHead('GET', '/ok', 'a\r\nx: 1', {}, 0)).toThrow(H1Error);
+      expect(() => requestHead('G T', '/ok', 'a', {}, 0)).toThrow(H1Error);
+    }
+    expect(requestHead('GET', '/ok', 'a', {}, 0)).toBe('GET /ok HTTP/1.1\r\nhost: a\r\n\r\n');
+    // The caller's extra lines go after the framing field, before the empty line.
+    expect(requestHead('POST', '/ok', 'a', {}, -1, 'wren-x: 1\r\n')).toBe('POST /ok HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nwren-x: 1\r\n\r\n');
+  });
+
   it.each([
     ['a method that is not a token', () => requestHead('G T', '/', 'a', {}, 0), 'bad-start-line'],
     ['a target with a space', () => requestHead('GET', '/a b', 'a', {}, 0), 'bad-start-line'],

@@ -33,15 +33,31 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
  * section 11.2). Names and values are checked: no CR, LF or NUL can split the message
  * (RFC 9112 section 11.1).
  */
-export function requestHead(method: string, target: string, host: string, fields: Fields, bodyLength: number): string {
-  if (!isToken(method)) throw new H1Error('bad-start-line', false, 'invalid method');
-  if (!allIn(target, TARGET)) throw new H1Error('bad-start-line', false, 'invalid request-target');
-  if (target === '') throw new H1Error('bad-start-line', false, 'empty request-target');
-  let s = `${method} ${target} HTTP/1.1\r\nhost: ${checkValue('host', host, false)}\r\n`;
-  s += fieldLines(fields, false, true);
+/**
+ * The last request line and host line made, by method, target and host: a connection's
+ * requests (and a peer's, on the mesh hop) repeat them, and the parser hands the same
+ * strings for a repeated target, so the check of each character is done once per change.
+ */
+let lastMethod = '';
+let lastTarget = '';
+let lastHost = '';
+let lastStart = '';
+
+/** `extra`: field lines added as they are, after the framing field (the mesh's, built and checked by the caller). */
+export function requestHead(method: string, target: string, host: string, fields: Fields, bodyLength: number, extra = ''): string {
+  if (method !== lastMethod || target !== lastTarget || host !== lastHost) {
+    if (!isToken(method)) throw new H1Error('bad-start-line', false, 'invalid method');
+    if (!allIn(target, TARGET)) throw new H1Error('bad-start-line', false, 'invalid request-target');
+    if (target === '') throw new H1Error('bad-start-line', false, 'empty request-target');
+    lastStart = `${method} ${target} HTTP/1.1\r\nhost: ${checkValue('host', host, false)}\r\n`;
+    lastMethod = method;
+    lastTarget = target;
+    lastHost = host;
+  }
+  let s = lastStart + fieldLines(fields, false, true);
   if (bodyLength < 0) s += 'transfer-encoding: chunked\r\n';
   else if (bodyLength > 0 || !BODYLESS_BY_DEFAULT.has(method)) s += `content-length: ${bodyLength}\r\n`;
-  return s + '\r\n';
+  return s + extra + '\r\n';
 }
 
 /**
@@ -50,9 +66,18 @@ export function requestHead(method: string, target: string, host: string, fields
  * and CLOSE. The reason phrase is optional and means nothing (RFC 9112 section 4): empty
  * unless `reason` is given (a constant from reason-phrase.ts, never a relayed string).
  */
+let lastStatus = 0;
+let lastReason = '';
+let lastStatusLine = '';
+
 export function responseHead(status: number, fields: Fields, bodyLength: number, mode: number, reason = ''): string {
-  if (!(status >= 100 && status <= 999) || (status | 0) !== status) throw new H1Error('bad-start-line', true, `invalid status ${status}`);
-  let s = `HTTP/1.1 ${status} ${reason}\r\n` + fieldLines(fields, true, true);
+  if (status !== lastStatus || reason !== lastReason) {
+    if (!(status >= 100 && status <= 999) || (status | 0) !== status) throw new H1Error('bad-start-line', true, `invalid status ${status}`);
+    lastStatusLine = `HTTP/1.1 ${status} ${reason}\r\n`;
+    lastStatus = status;
+    lastReason = reason;
+  }
+  let s = lastStatusLine + fieldLines(fields, true, true);
   const interim = status < 200;
   if (!interim && status !== 204 && status !== 304) {
     if (bodyLength >= 0) s += `content-length: ${bodyLength}\r\n`;

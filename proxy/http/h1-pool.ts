@@ -201,18 +201,16 @@ export class H1Pool {
    */
   request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
-      let bodyLength = req.body === null ? 0 : declaredLength(head['content-length']);
+      const declared = declaredLength(head['content-length']);
+      let bodyLength = req.body === null ? 0 : declared;
       if (this.meshH2) {
         // The head's content-length is the framing's alone; the client's own, if it gave one, travels apart.
-        const declared = declaredLength(head['content-length']);
         if (declared >= 0) extra += `${MESH.contentLength}: ${declared}\r\n`;
         if (req.body !== null && bodyLength >= 0) bodyLength = -1;
       }
       let text: string;
       try {
-        text = requestHead(req.method, req.path, req.authority, head, bodyLength);
-        // Before the empty line that ends the head (a rope concatenation, no copy).
-        if (extra !== '') text = text.slice(0, -2) + extra + '\r\n';
+        text = requestHead(req.method, req.path, req.authority, head, bodyLength, extra);
       } catch (e) {
         return reject(e);
       }
