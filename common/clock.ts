@@ -5,6 +5,14 @@
 export interface Clock {
   /** Milliseconds, monotonic enough for intervals (performance.now based in production). */
   now(): number;
+  /**
+   * Milliseconds since the epoch by the wall clock: for times other processes and machines
+   * stamp or read (certificate validity, a JWT's exp, timestamps shown to people). now() is
+   * monotonic time anchored at process start, which falls behind the wall clock when the
+   * system clock is stepped forward (an NTP or hypervisor sync) during a long process's
+   * life, as Envoy keeps a monotonic and a system time apart. A fake clock gives its now().
+   */
+  wallNow(): number;
   setTimeout(fn: () => void, ms: number): Timer;
   clearTimeout(t: Timer): void;
 }
@@ -61,18 +69,12 @@ const origin = perf.timeOrigin;
 
 export const systemClock: Clock = {
   now: () => origin + perf.now(),
+  wallNow: () => Date.now(),
   setTimeout: (fn, ms) => (ms > MAX_TIMER_MS ? new LongTimer(fn, ms) : setTimeout(fn, ms)),
   clearTimeout: (t) => clearTimeout(t instanceof LongTimer ? t.handle : (t as ReturnType<typeof setTimeout>)),
 };
 
-/**
- * The wall clock, for comparing with times other machines stamped (certificate validity,
- * an API server's Date). systemClock.now() is monotonic time anchored at process start,
- * which falls behind the wall clock when the system's clock is stepped forward (an NTP or
- * hypervisor sync) during a long process's life: a certificate issued a moment ago by
- * another process could then look "not yet valid". A short-lived command (the CLI)
- * takes this one.
- */
+/** The system's wall clock (Clock.wallNow), for a short-lived command (the CLI) that has no Clock of its own. */
 export const wallNow = (): number => Date.now();
 
 export const systemRandom: Random = Math.random;
@@ -100,6 +102,11 @@ export class FakeClock implements Clock {
   }
 
   now(): number {
+    return this.t;
+  }
+
+  /** Fake time is the only time: the wall clock is now(). */
+  wallNow(): number {
     return this.t;
   }
 

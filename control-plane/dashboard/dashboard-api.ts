@@ -126,7 +126,6 @@ function serviceDetail(d: DashboardDeps, svc: Service, window: WindowName) {
 function proxies(d: DashboardDeps) {
   const trust = new Map(d.discovery.debugTrust().proxies.map((t) => [t.id, t]));
   const reports = new Map(d.stats.reporterList().map((r) => [r.pod, r]));
-  const now = d.clock.now();
   return d.discovery.debugProxies().map((p) => {
     const id = p['identity'] as { spiffeId: string; namespace: string; pod: string } | null;
     const pod = id ? `${id.namespace}/${id.pod}` : '';
@@ -136,7 +135,7 @@ function proxies(d: DashboardDeps) {
     return {
       pod, identity: id?.spiffeId ?? null, workload: r?.workload ?? null, ackedVersion: p['ackedVersion'], latestVersion: d.store.view.version, nacks: p['nacks'], lastNack: p['lastNack'],
       inboundPolicy: p['inboundPolicy'], ejections: p['ejections'],
-      certificate: { notAfter, expiresInMs: notAfter ? Date.parse(notAfter) - now : null, chainsTo: t?.uses ?? null, serial: t?.leafSerial ?? null },
+      certificate: { notAfter, expiresInMs: notAfter ? Date.parse(notAfter) - d.clock.wallNow() : null, chainsTo: t?.uses ?? null, serial: t?.leafSerial ?? null },
       stats: r ? { lastReportAt: iso(r.lastReportAt), droppedEdges: r.droppedEdges } : null,
     };
   });

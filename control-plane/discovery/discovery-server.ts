@@ -354,7 +354,7 @@ export class DiscoveryServer {
 
   /** Ends the stream when its client certificate expires: the proxy reconnects with the renewed one. */
   private armExpiry(s: Subscriber): void {
-    const left = s.authPeer!.notAfterMs - this.o.clock.now();
+    const left = s.authPeer!.notAfterMs - this.o.clock.wallNow();
     if (left <= 0) return this.refuse(s, grpc.status.UNAUTHENTICATED, 'certificate-expired', 'the client certificate has expired');
     s.expiryTimer = this.o.clock.setTimeout(() => {
       s.expiryTimer = null;

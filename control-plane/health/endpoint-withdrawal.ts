@@ -277,7 +277,7 @@ export class EndpointWithdrawal {
 
   private decide(action: Action, t: Target, reason: string, reporters: readonly string[]): void {
     const d: WithdrawalDecision = {
-      at: new Date(this.o.clock.now()).toISOString(), action, service: t.service, servicePort: t.servicePort, address: t.address, port: t.port, reason, reporters,
+      at: new Date(this.o.clock.wallNow()).toISOString(), action, service: t.service, servicePort: t.servicePort, address: t.address, port: t.port, reason, reporters,
     };
     this.decisions.push(Object.freeze(d));
     const max = this.o.decisionHistory ?? 200;

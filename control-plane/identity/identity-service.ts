@@ -164,7 +164,7 @@ export class IdentityService {
     const t0 = this.o.clock.now();
     let issued;
     try {
-      issued = ca.issue(req.csrPem, { identity: id, ttlMs, now: new Date(this.o.clock.now()) });
+      issued = ca.issue(req.csrPem, { identity: id, ttlMs, now: new Date(this.o.clock.wallNow()) });
     } catch (e) {
       if (e instanceof PkiError) throw fromPkiError(e);
       throw e;

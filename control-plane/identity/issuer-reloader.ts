@@ -122,7 +122,7 @@ export class ReloadingIssuer implements Issuer {
     let next: Issuer;
     try {
       next = await loadIssuerDir(this.o.dir, { trustDomain: this.o.trustDomain, ...(this.o.trustBundleFile ? { trustBundleFile: this.o.trustBundleFile } : {}) });
-      const now = this.o.clock.now();
+      const now = this.o.clock.wallNow();
       if (now < next.ca.notBefore.getTime() || now > next.ca.notAfter.getTime())
         throw new Error(`the issuer is not valid now (valid ${next.ca.notBefore.toISOString()} to ${next.ca.notAfter.toISOString()})`);
     } catch (e) {

@@ -71,7 +71,7 @@ export class ServingIdentity {
   private issue(): IssuedCert {
     const csr = createCsr(this.keyPem, this.o.spiffeId);
     const ca = issuerSnapshot(this.o.issuer).ca;
-    const issued = ca.issue(csr, { identity: this.o.spiffeId, ttlMs: this.o.ttlMs, now: new Date(this.o.clock.now()) });
+    const issued = ca.issue(csr, { identity: this.o.spiffeId, ttlMs: this.o.ttlMs, now: new Date(this.o.clock.wallNow()) });
     this.issuedBy = ca.certPem;
     return issued;
   }
@@ -106,7 +106,7 @@ export class ServingIdentity {
 
   private schedule(retry = false): void {
     if (this.stopped) return;
-    const remaining = this.current.notAfter.getTime() - this.o.clock.now();
+    const remaining = this.current.notAfter.getTime() - this.o.clock.wallNow();
     const delay = retry ? 5_000 : Math.max(250, remaining * (0.65 + 0.1 * this.o.random()));
     this.timer = this.o.clock.setTimeout(() => this.renew(), delay);
     this.timer.unref?.();

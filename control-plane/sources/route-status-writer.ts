@@ -96,7 +96,7 @@ export class RouteStatusWriter {
 
   private async write(route: KRoute, key: string, want: readonly RouteParentStatus[], have: readonly WireParent[], wanted: string): Promise<void> {
     // metav1.Time: RFC 3339 in whole seconds. The system clock's now() is wall time (epoch ms).
-    const now = new Date(Math.floor(this.clock.now())).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const now = new Date(Math.floor(this.clock.wallNow())).toISOString().replace(/\.\d{3}Z$/, 'Z');
     const ours: WireParent[] = want.map((p) => {
       const before = have.find((h) => comparable([{ ...h, conditions: [] }]) === comparable([{ ...p, conditions: [] }]));
       return {

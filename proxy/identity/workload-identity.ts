@@ -135,7 +135,7 @@ export class WorkloadIdentity {
   start(): void {
     if (!this.identity) throw new Error('obtain() the first certificate before start()');
     this.stopped = false;
-    this.schedule(refreshDelay(this.o.clock.now(), this.validUntilMs, this.o.random, this.policy));
+    this.schedule(refreshDelay(this.o.clock.wallNow(), this.validUntilMs, this.o.random, this.policy));
   }
 
   stop(): void {
@@ -179,11 +179,11 @@ export class WorkloadIdentity {
       this.tls.rotate(got.material);
       this.attempt = 0;
       this.accept(got.validUntilMs, got.serial, 'certificate renewed');
-      this.schedule(refreshDelay(this.o.clock.now(), this.validUntilMs, this.o.random, this.policy));
+      this.schedule(refreshDelay(this.o.clock.wallNow(), this.validUntilMs, this.o.random, this.policy));
     } catch (e) {
       if (this.stopped) return;
       this.failed();
-      const remaining = this.validUntilMs - this.o.clock.now();
+      const remaining = this.validUntilMs - this.o.clock.wallNow();
       const delay = retryDelay(this.attempt++, remaining, this.o.random, this.policy);
       const fields = { identity: this.o.spiffeId, error: describe(e), attempt: this.attempt, retryInMs: Math.round(delay), validForMs: Math.round(remaining) };
       if (remaining > 0) this.o.logger.warn('certificate renewal failed; retrying', fields);
@@ -220,7 +220,7 @@ export class WorkloadIdentity {
     const [leafPem, ...chain] = splitPemCerts(res.certChainPem ?? '');
     if (!leafPem) throw new Error('the control plane returned no certificate');
     const bundle = splitPemCerts(res.trustBundlePem ?? '');
-    const v = verifyChain(leafPem, chain, bundle, new Date(this.o.clock.now()));
+    const v = verifyChain(leafPem, chain, bundle, new Date(this.o.clock.wallNow()));
     if (!v.ok) throw new Error(`the certificate from the control plane does not verify against its trust bundle: ${v.reason}`);
     if (v.spiffeId !== this.o.spiffeId) throw new Error(`the control plane certified ${v.spiffeId}, not ${this.o.spiffeId}`);
     const leaf = new X509Certificate(leafPem);

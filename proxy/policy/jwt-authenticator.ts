@@ -289,7 +289,7 @@ export class JwtAuthenticator {
       audience: rule.audiences.length > 0 ? [...rule.audiences] : undefined,
       algorithms: ALLOWED_ALGORITHMS as string[],
       clockTolerance: this.clockSkewSec,
-      currentDate: new Date(this.clock.now()),
+      currentDate: new Date(this.clock.wallNow()),
     };
     try {
       return await jwtVerify(token, keys, options);

@@ -81,6 +81,11 @@ describe('Cluster', () => {
     const snap = cluster.snapshot().endpoints.find((e) => e.address === bad.address)!;
     expect(snap).toMatchObject({ health: 'ejected', timesEjected: 1, failures: 5, lastEjectionReason: 'consecutive-5xx' });
     expect(snap.ejectedUntil).toBe(new Date(clock.now() + 30_000).toISOString());
+    // Shown in wall-clock time: after the system clock stepped an hour forward, the same 30 s from the wall clock's now.
+    const monotonic = clock.now();
+    clock.wallNow = () => monotonic + 3_600_000;
+    expect(cluster.snapshot().endpoints.find((e) => e.address === bad.address)!.ejectedUntil).toBe(new Date(monotonic + 3_600_000 + 30_000).toISOString());
+    clock.wallNow = () => clock.now();
     expect(await metric(registry, 'wren_outlier_ejections_enforced_total')).toEqual([
       { labels: { cluster: 'web.default:80', reason: 'consecutive-5xx' }, value: 1 },
     ]);

@@ -285,7 +285,9 @@ export class Cluster {
   snapshot(): ClusterState {
     if (this.dirty) this.rebuild();
     const now = this.clock.now();
-    const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+    // Clock times (monotonic) shown as wall-clock instants.
+    const wallOffset = this.clock.wallNow() - this.clock.now();
+    const iso = (t: number | null) => (t === null ? null : new Date(t + wallOffset).toISOString());
     const endpoints: EndpointState[] = [];
     for (const [key, e] of this.entries) {
       const ep = e.host.endpoint;
