@@ -376,3 +376,31 @@ test("deferred steps of a turn run together at the first one's place among other
   expect(await run('readable')).toEqual(['close A', 'tick X', 'close B']);
   expect(await run('lean')).toEqual(['close A', 'close B', 'tick X']);
 });
+
+test("whenDone: told once, before the event's listeners: ended at 'end', not ended at a 'close' without it; a body already done tells at once", async () => {
+  const order: string[] = [];
+  const watcher = (name: string) => ({ bodyDone: (ended: boolean) => void order.push(`${name}:${ended}`) });
+  const b = new LeanBody();
+  b.on('end', () => order.push('end'));
+  b.whenDone(watcher('a'));
+  b.whenDone(watcher('b'));
+  b.on('close', () => order.push('close'));
+  b.on('data', () => undefined);
+  b.push(Buffer.from('x'));
+  b.push(null);
+  await ticks();
+  expect(order).toEqual(['a:true', 'b:true', 'end', 'close']);
+  b.whenDone(watcher('late'));
+  expect(order.at(-1)).toBe('late:true');
+
+  const cut: string[] = [];
+  const c = new LeanBody();
+  c.on('error', () => cut.push('error'));
+  c.on('close', () => cut.push('close'));
+  c.whenDone({ bodyDone: (ended) => void cut.push(`done:${ended}`) });
+  c.destroy(new Error('cut'));
+  await ticks();
+  expect(cut).toEqual(['error', 'done:false', 'close']);
+  c.whenDone({ bodyDone: (ended) => void cut.push(`late:${ended}`) });
+  expect(cut.at(-1)).toBe('late:false');
+});

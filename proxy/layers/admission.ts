@@ -3,6 +3,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
 import { attachState } from './request-state.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
+import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
 /**
  * Finds the routed service port's cluster and admits the request against its limits
@@ -38,7 +39,7 @@ export const admission =
   };
 
 /** A request's admission slot until its response body ends (a tunnel's: until it closes). */
-class Held {
+class Held implements BodyDone {
   constructor(
     private readonly adm: Admission,
     private readonly tunnel: boolean,
@@ -53,7 +54,12 @@ class Held {
     const body = res.body as HeldBody | null;
     if (!body) this.adm.release();
     else {
-      // One shared listener per event (no closure per request), the slot on the body; a half-closed tunnel is still open.
+      // A half-closed tunnel is still open: its slot goes at 'close' only.
+      if (!this.tunnel && body instanceof LeanBody) {
+        body.whenDone(this);
+        return res;
+      }
+      // One shared listener per event (no closure per request), the slot on the body.
       body[SLOT] = this.adm;
       // on, not once: each event fires at most once and releaseSlot releases once (no once() wrapper per request).
       if (!this.tunnel) body.on('end', releaseSlot);
@@ -61,6 +67,11 @@ class Held {
     }
     return res;
   };
+
+  /** LeanBody.whenDone: the response body ended or closed; once. */
+  bodyDone(): void {
+    this.adm.release();
+  }
 }
 
 const SLOT = Symbol('wren.admission');

@@ -9,6 +9,7 @@ import { classify, type Outcome } from '../resilience/classify.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { attachState, stateOf, type ResilienceState } from './request-state.js';
 import { abortReason, raceSignal } from './race-signal.js';
+import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
 export interface PickEndpointDeps {
   readonly clusters: () => ClusterSet;
@@ -137,7 +138,7 @@ async function raced(inner: HttpService, req: ProxyRequest, attempt: Attempt, wa
 }
 
 /** One attempt's facts, from its start to its response body's end; reported to the cluster exactly once. */
-class Attempt {
+class Attempt implements BodyDone {
   private readonly started: number;
   private readonly done: (outcome: Outcome, latencyMs: number) => void;
   connected = false;
@@ -188,11 +189,19 @@ class Attempt {
     this.grpcTrailers = grpcHead === undefined && isGrpc(res.headers);
     body[ATTEMPT] = this;
     body.on('error', onBodyError);
-    // on, not once: 'end' and 'close' fire at most once each, and finishAttempt reports once (no once() wrapper per request).
-    body.on('end', onBodyEnd);
-    body.on('close', onBodyClose);
+    if (body instanceof LeanBody) body.whenDone(this);
+    else {
+      // on, not once: 'end' and 'close' fire at most once each, and finishAttempt reports once (no once() wrapper per request).
+      body.on('end', onBodyEnd);
+      body.on('close', onBodyClose);
+    }
     return res;
   };
+
+  /** LeanBody.whenDone: the response body ended, or closed first (its 'error' heard by then). */
+  bodyDone(ended: boolean): void {
+    finishAttempt(this.res!.body as AttemptBody, ended);
+  }
 
   /**
    * The response body ended (`ended`) or closed first: the outcome with the body's facts. A

@@ -7,6 +7,7 @@ import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 import { flagsOf } from '../access-log/entry.js';
+import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
 /**
  * Istio's standard request metrics (istio_requests_total, istio_request_duration_milliseconds,
@@ -56,7 +57,7 @@ export const recordMetrics =
 const DONE = Symbol('wren.metricsDone');
 
 /** One request's record, from its start to its response body's end. */
-class Done {
+class Done implements BodyDone {
   set: LabelSet | undefined;
   res: ProxyResponse | undefined;
   counted = false;
@@ -92,15 +93,23 @@ class Done {
     const body = res.body;
     if (body) {
       countBodyBytes(body);
-      (body as BodyStream & { [DONE]?: Done })[DONE] = this;
-      // on, not once: a stream emits 'end' and 'close' at most once each and the handler
-      // counts once (d.counted); once() would wrap it in a bound function and a state
-      // object per request and remove it again when it fires.
-      body.on('end', onBodyDone);
-      body.on('close', onBodyDone);
+      if (body instanceof LeanBody) body.whenDone(this);
+      else {
+        (body as BodyStream & { [DONE]?: Done })[DONE] = this;
+        // on, not once: a stream emits 'end' and 'close' at most once each and the handler
+        // counts once (d.counted); once() would wrap it in a bound function and a state
+        // object per request and remove it again when it fires.
+        body.on('end', onBodyDone);
+        body.on('close', onBodyDone);
+      }
     } else finish(this);
     return res;
   };
+
+  /** LeanBody.whenDone: the response body ended, or was cut (closed first). */
+  bodyDone(ended: boolean): void {
+    finish(this, !ended);
+  }
 }
 
 /** One shared listener for every response body ('end' or 'close', whichever comes first). */
