@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { parse } from '../../test/helpers/h1-collector.js';
 import { FieldCache } from './field-cache.js';
 
@@ -46,6 +47,36 @@ describe('FieldCache', () => {
     expect(finds(c, 'a: v  ')).toBe(true);
     expect(finds(c, 'a: vx ')).toBe(false);
     expect(finds(c, 'a: v \x01')).toBe(false);
+  });
+
+  it('keeps two lines of one set (these two hash alike); a third of the set replaces the one not used last', () => {
+    const c = new FieldCache();
+    const keep = (line: string) => {
+      const colon = line.indexOf(':');
+      c.keep(bytes(line), 0, line.length, colon + 2, line.slice(0, colon).toLowerCase(), line.slice(colon + 2));
+    };
+    const a = 'Host: a';
+    const b = 'x-forwarded-for: 10.0.0.1';
+    keep(a);
+    keep(b);
+    expect(finds(c, a)).toBe(true);
+    expect(finds(c, b)).toBe(true);
+    // A third line of the same set (found by trying): it takes the way of `a`, used before `b`.
+    let third = '';
+    for (let i = 0; i < 10_000 && third === ''; i++) {
+      const line = `${String.fromCharCode(97 + (i % 26))}${i.toString(36)}: ${i % 97}`;
+      const probe = new FieldCache();
+      probe.keep(bytes(a), 0, a.length, 6, 'host', 'a');
+      probe.keep(bytes(line), 0, line.length, line.indexOf(':') + 2, line.slice(0, line.indexOf(':')), String(i % 97));
+      probe.keep(bytes(b), 0, b.length, 17, 'x-forwarded-for', '10.0.0.1');
+      // Same set as a and b: keeping it and b left a out.
+      if (!finds(probe, a) && finds(probe, b)) third = line;
+    }
+    expect(third).not.toBe('');
+    keep(third);
+    expect(finds(c, third)).toBe(true);
+    expect(finds(c, b)).toBe(true);
+    expect(finds(c, a)).toBe(false);
   });
 
   it('never keeps credentials or long lines', () => {
@@ -100,5 +131,57 @@ describe('H1Parser with lines it has seen', () => {
     const limits = { maxHeadBytes: 8192, maxHeaderCount: 2, maxChunkExtBytes: 1024, maxTrailerBytes: 8192 };
     parse(req('x-one: 1'));
     expect(parse('GET / HTTP/1.1\r\nHost: a\r\nx-one: 1\r\nx-one: 1\r\n\r\n', { limits }).error?.reason).toBe('too-many-fields');
+  });
+});
+
+describe("H1Parser's guess of a connection's next line (the line in the same place of its last message)", () => {
+  const head = (target: string, fields: string) => `GET ${target} HTTP/1.1\r\nHost: a\r\n${fields}\r\n\r\n`;
+  const lines = 'x-peer: ;default;;;web.default\r\nx-forwarded-for: 10.0.0.1\r\nwren-target-port: 8080';
+
+  it('takes repeated lines in place, and refuses a line that differs from the guess in a byte the grammar forbids', () => {
+    const good = head('/', lines);
+    const cases: [string, string][] = [
+      [lines.replace('web', 'w\x01b'), 'bad-field-value'],
+      [lines.replace('8080', '80\r0'), 'bare-cr'],
+      [lines.replace('x-forwarded-for', 'x-forwarded for'), 'bad-field-name'],
+      [lines.replace('8080\r\n', '8080\n').replace('10.0.0.1\r\n', '10.0.0.1\n'), 'bare-lf'],
+    ];
+    for (const [bad, reason] of cases) {
+      for (const step of [undefined, 7]) {
+        const c = parse(good + good + good + head('/', bad), { step });
+        expect(c.messages.map((m) => m.head.fields.slice(2))).toEqual(Array(3).fill(['x-peer', ';default;;;web.default', 'x-forwarded-for', '10.0.0.1', 'wren-target-port', '8080']));
+        expect(c.error?.reason).toBe(reason);
+      }
+    }
+  });
+
+  it("finds every line of a repeated message in place: the second and third messages' four field lines each", () => {
+    const at = jest.spyOn(FieldCache.prototype, 'at');
+    try {
+      const c = parse(head('/', lines).repeat(3));
+      expect(c.messages).toHaveLength(3);
+      expect(at.mock.results.filter((r) => (r.value as number) >= 0)).toHaveLength(8);
+    } finally {
+      at.mockRestore();
+    }
+  });
+
+  it('applies the head limit and the framing rules to guessed lines', () => {
+    const limits = { maxHeadBytes: head('/', lines).length + 4, maxHeaderCount: 100, maxChunkExtBytes: 1024, maxTrailerBytes: 8192 };
+    const c = parse(head('/', lines) + head('/a-longer-target', lines), { limits });
+    expect(c.messages).toHaveLength(1);
+    expect(c.error?.reason).toBe('head-too-large');
+    const post = (fields: string) => `POST / HTTP/1.1\r\nHost: a\r\n${fields}\r\n\r\n`;
+    const twice = post('Content-Length: 3') + 'abc' + post('Content-Length: 3') + 'abc';
+    expect(parse(twice).messages.map((m) => m.body)).toEqual(['abc', 'abc']);
+    expect(parse(twice + post('Content-Length: 3\r\nTransfer-Encoding: chunked')).error?.reason).toBe('cl-and-te');
+    expect(parse(`${post('Host: a')}${post('Host: a')}`).error?.reason).toBe('multiple-host');
+  });
+
+  it('guesses trailer lines too', () => {
+    const chunked = (trailer: string) => `POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n${trailer}\r\n\r\n`;
+    const c = parse(chunked('grpc-status: 0') + chunked('grpc-status: 0') + chunked('grpc-status: 0'), { step: 5 });
+    expect(c.messages.map((m) => [m.body, m.trailers])).toEqual(Array(3).fill(['abc', ['grpc-status', '0']]));
+    expect(parse(chunked('grpc-status: 0') + chunked('grpc-status: 0') + chunked('grpc-status: \x000')).error?.reason).toBe('bad-field-value');
   });
 });

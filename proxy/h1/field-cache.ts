@@ -1,7 +1,9 @@
-import { HTAB, SP } from './chars.js';
+import { CR, HTAB, LF, SP } from './chars.js';
 
 /** Slots of the cache (a power of two). */
-const SLOTS = 256;
+const SETS = 256;
+/** Two ways per set: lines whose bytes hash alike (one client's Host and another's x-forwarded-for did) both stay. */
+const SLOTS = 2 * SETS;
 /** A longer line is not kept: it would pin its strings and is unlikely to repeat byte for byte. */
 const MAX_LINE = 512;
 /**
@@ -28,8 +30,9 @@ export const NOT_KEPT_FIELDS: ReadonlySet<string> = new Set([...CREDENTIAL_FIELD
  * A hit is a line byte-identical to one that passed the parser's checks, except that the
  * letters of its name may differ in case: the same checks would pass it, with the same
  * name (lower case) and value, so the parser takes the kept strings. One cache per thread,
- * direct-mapped by the line's length and a few of its bytes: a collision is a miss that
- * replaces the slot.
+ * 256 sets of two, chosen by the line's length and a few of its bytes; a third line of a
+ * set replaces the one not used last. The parser also remembers which slot each line of a
+ * connection's last message was in, and tries that slot first (at()).
  */
 export class FieldCache {
   private readonly names: (string | undefined)[] = new Array<string | undefined>(SLOTS).fill(undefined);
@@ -38,6 +41,8 @@ export class FieldCache {
   private readonly ows = new Uint16Array(SLOTS);
   /** The whole line's length (name to the last byte before CRLF, trailing whitespace included). */
   private readonly lengths = new Uint16Array(SLOTS);
+  /** The way of each set found or filled last: the other one is replaced. */
+  private readonly recent = new Uint8Array(SETS);
   /** Slot of the last find() that hit: name() and value() read it. */
   private hit = 0;
 
@@ -45,9 +50,41 @@ export class FieldCache {
   find(b: Buffer, s: number, e: number): boolean {
     const len = e - s;
     if (len > MAX_LINE) return false;
-    const slot = slotOf(b, s, e);
+    const set = setOf(b, s, e);
+    if (this.lengths[set] === len && this.same(set, b, s, e)) {
+      this.recent[set] = 0;
+      return true;
+    }
+    const other = set + SETS;
+    if (this.lengths[other] === len && this.same(other, b, s, e)) {
+      this.recent[set] = 1;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Whether the line kept in `slot` is at b[s] and ends there in CRLF before `end` (the
+   * buffer's end): then it returns the index of that CR, and name() and value() give the
+   * line; else -1. The parser's guess for a message's next line (the one in the same place
+   * of the connection's previous message): a line found this way needs no scan for its LF.
+   * The kept line holds no CR or LF (it passed the grammar), so its CRLF is the first LF
+   * after s, where the scan would have found it.
+   */
+  at(slot: number, b: Buffer, s: number, end: number): number {
+    const e = s + this.lengths[slot];
+    if (e + 1 >= end || b[e] !== CR || b[e + 1] !== LF || !this.same(slot, b, s, e)) return -1;
+    return e;
+  }
+
+  /** The slot the last find() or at() hit, or the last keep() filled (-1: it kept nothing). */
+  get slot(): number {
+    return this.hit;
+  }
+
+  private same(slot: number, b: Buffer, s: number, e: number): boolean {
     const name = this.names[slot];
-    if (name === undefined || this.lengths[slot] !== len) return false;
+    if (name === undefined) return false;
     const nl = name.length;
     for (let i = 0; i < nl; i++) {
       const c = b[s + i];
@@ -75,8 +112,16 @@ export class FieldCache {
 
   /** Keeps a line the parser checked: b[s, e) parsed as `name` (lower case) and `value`, the value starting at `vs`. */
   keep(b: Buffer, s: number, e: number, vs: number, name: string, value: string): void {
-    if (e - s > MAX_LINE || NOT_KEPT_FIELDS.has(name)) return;
-    const slot = slotOf(b, s, e);
+    if (e - s > MAX_LINE || NOT_KEPT_FIELDS.has(name)) {
+      this.hit = -1;
+      return;
+    }
+    const set = setOf(b, s, e);
+    // An empty way, else the one not used last.
+    const way = this.names[set] === undefined ? 0 : this.names[set + SETS] === undefined ? 1 : 1 - this.recent[set];
+    this.recent[set] = way;
+    const slot = set + way * SETS;
+    this.hit = slot;
     this.names[slot] = name;
     this.values[slot] = value;
     this.ows[slot] = vs - s - name.length - 1;
@@ -85,7 +130,7 @@ export class FieldCache {
 }
 
 /** The line's length, its first and last bytes and the one in its middle, mixed. */
-function slotOf(b: Buffer, s: number, e: number): number {
+function setOf(b: Buffer, s: number, e: number): number {
   const len = e - s;
-  return (len * 31 + (b[s] | 0x20) * 7 + b[e - 1] * 3 + b[s + (len >> 1)]) & (SLOTS - 1);
+  return (len * 31 + (b[s] | 0x20) * 7 + b[e - 1] * 3 + b[s + (len >> 1)]) & (SETS - 1);
 }

@@ -6,6 +6,8 @@ import { FieldCache } from './field-cache.js';
 
 /** Field lines seen before, shared by the thread's parsers (field-cache.ts). */
 const FIELDS = new FieldCache();
+/** Field lines per message whose place is remembered (H1Parser.predict). */
+const PREDICTED = 32;
 /** The last request-target and reason phrase made into strings: a repeat takes the same one. */
 let lastTarget = '';
 let lastReason = '';
@@ -94,6 +96,14 @@ export class H1Parser {
   private reqHead = false;
   private reqConnect = false;
   private readonly chunkLineMax: number;
+  /**
+   * The field cache's slot of each field line of the connection's last message, by its place
+   * (-1: none): a connection's messages repeat their lines in the same order, so the line in
+   * the same place is tried first, and a line found so needs no scan for its LF.
+   */
+  private readonly predict = new Int16Array(PREDICTED).fill(-1);
+  /** The place of the next field line of this message (head and trailers). */
+  private lineIdx = 0;
 
   constructor(
     private readonly handler: H1Handler,
@@ -147,6 +157,22 @@ export class H1Parser {
         case S.Trailers:
         case S.ChunkSize: {
           if (at >= len) return at;
+          if (this.pendLen === 0 && this.startSeen && this.state !== S.ChunkSize && this.lineIdx < PREDICTED) {
+            const slot = this.predict[this.lineIdx];
+            const e = slot < 0 ? -1 : FIELDS.at(slot, buf, at, len);
+            if (e >= 0) {
+              const lineLen = e + 2 - at;
+              if (this.headBytes + lineLen > this.headLimit) {
+                this.tooLarge();
+                return len;
+              }
+              this.headBytes += lineLen;
+              this.lineIdx++;
+              this.keptField(this.state === S.Trailers ? this.trailers : this.head.fields);
+              at = e + 2;
+              break;
+            }
+          }
           // A JS scan: heads are a few dozen bytes a line, where a native indexOf call costs more than the loop.
           let lf = at;
           while (lf < len && buf[lf] !== LF) lf++;
@@ -255,6 +281,7 @@ export class H1Parser {
   private reset(): void {
     this.head = new H1Head();
     this.startSeen = false;
+    this.lineIdx = 0;
     this.headBytes = 0;
     this.headLimit = this.limits.maxHeadBytes;
     this.nFields = 0;
@@ -372,12 +399,8 @@ export class H1Parser {
     const c0 = b[s];
     if (c0 === SP || c0 === HTAB) return this.fail('obs-fold', 'obsolete line folding');
     if (FIELDS.find(b, s, e)) {
-      if (++this.nFields > this.limits.maxHeaderCount) return this.tooManyFields();
-      const name = FIELDS.name();
-      const value = FIELDS.value();
-      out.push(name, value);
-      if (this.state === S.Head) this.framing(name, value);
-      return;
+      this.noteSlot();
+      return this.keptField(out);
     }
     let i = s;
     let upper = false;
@@ -409,8 +432,24 @@ export class H1Parser {
     }
     const value = ve === vs ? '' : latin1(b, vs, ve);
     FIELDS.keep(b, s, e, vs, name, value);
+    this.noteSlot();
     out.push(name, value);
     if (this.state === S.Head) this.framing(name, value);
+  }
+
+  /** The line the field cache just gave (find() or at()): counted, taken, its framing noted. */
+  private keptField(out: string[]): void {
+    if (++this.nFields > this.limits.maxHeaderCount) return this.tooManyFields();
+    const name = FIELDS.name();
+    const value = FIELDS.value();
+    out.push(name, value);
+    if (this.state === S.Head) this.framing(name, value);
+  }
+
+  /** Where the line just taken is in the field cache: the guess for the next message's line in this place. */
+  private noteSlot(): void {
+    const i = this.lineIdx++;
+    if (i < PREDICTED) this.predict[i] = FIELDS.slot;
   }
 
   private tooManyFields(): void {
