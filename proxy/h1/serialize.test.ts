@@ -57,6 +57,11 @@ describe('requestHead', () => {
       expect(() => requestHead('G T', '/ok', 'a', {}, 0)).toThrow(H1Error);
     }
     expect(requestHead('GET', '/ok', 'a', {}, 0)).toBe('GET /ok HTTP/1.1\r\nhost: a\r\n\r\n');
+    // Nothing matches a line never made: an empty method, target and host are refused whatever came before.
+    expect(() => requestHead('', '', '', {}, 0)).toThrow(H1Error);
+    expect(() => responseHead(0, {}, 0, 0)).toThrow(H1Error);
+    expect(() => responseHead(0, {}, 0, 0)).toThrow(H1Error);
+    expect(responseHead(200, {}, 0, 0)).toBe('HTTP/1.1 200 \r\ncontent-length: 0\r\n\r\n');
     // The caller's extra lines go after the framing field, before the empty line.
     expect(requestHead('POST', '/ok', 'a', {}, -1, 'wren-x: 1\r\n')).toBe('POST /ok HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nwren-x: 1\r\n\r\n');
   });

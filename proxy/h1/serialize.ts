@@ -38,10 +38,11 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
  * requests (and a peer's, on the mesh hop) repeat them, and the parser hands the same
  * strings for a repeated target, so the check of each character is done once per change.
  */
-let lastMethod = '';
-let lastTarget = '';
+// Start from a valid line: an unchecked call must never match the initial state.
+let lastMethod = 'GET';
+let lastTarget = '/';
 let lastHost = '';
-let lastStart = '';
+let lastStart = 'GET / HTTP/1.1\r\nhost: \r\n';
 
 /** `extra`: field lines added as they are, after the framing field (the mesh's, built and checked by the caller). */
 export function requestHead(method: string, target: string, host: string, fields: Fields, bodyLength: number, extra = ''): string {
@@ -66,9 +67,9 @@ export function requestHead(method: string, target: string, host: string, fields
  * and CLOSE. The reason phrase is optional and means nothing (RFC 9112 section 4): empty
  * unless `reason` is given (a constant from reason-phrase.ts, never a relayed string).
  */
-let lastStatus = 0;
+let lastStatus = 200;
 let lastReason = '';
-let lastStatusLine = '';
+let lastStatusLine = 'HTTP/1.1 200 \r\n';
 
 export function responseHead(status: number, fields: Fields, bodyLength: number, mode: number, reason = ''): string {
   if (status !== lastStatus || reason !== lastReason) {
