@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { proxyAwaitCommand } from './proxy-await.js';
+import type { Clock, Timer } from '../common/clock.js';
 
 async function run(argv: string[]) {
   let out = '';
@@ -121,4 +122,42 @@ test('usage errors exit 2; --help exits 0', async () => {
   const h = await run(['--help']);
   expect(h.code).toBe(0);
   expect(h.out).toMatch(/^Usage: wren proxy await/);
+});
+
+test("an attempt cut short by the deadline does not replace the answer before it, even when its timer fires before the deadline", async () => {
+  // /ready answers 503 once, then never again (a proxy that hangs).
+  let hits = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    if (hits++ === 0) res.writeHead(503, { 'content-type': 'text/plain' }).end('waiting for the first configuration\n');
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  // A clock whose timers fire 1 ms before their time (as a 1 ms libuv timer can, its loop
+  // time being stale): the attempt that waited out the rest of the 300 ms ends at 299.
+  let t = 0;
+  const clock: Clock = {
+    now: () => t,
+    wallNow: () => t,
+    setTimeout: (fn, ms) =>
+      setTimeout(() => {
+        t += ms > 1 ? ms - 1 : ms;
+        fn();
+      }, 20),
+    clearTimeout: (h: Timer) => clearTimeout(h as ReturnType<typeof setTimeout>),
+  };
+  try {
+    let err = '';
+    const code = await proxyAwaitCommand(['--admin-port', String((server.address() as AddressInfo).port), '--timeout', '300ms', '--interval', '50ms'], () => undefined, (s) => (err += s), { clock });
+    expect(code).toBe(1);
+    expect(hits).toBe(2);
+    expect(err).toContain('last: HTTP 503 (waiting for the first configuration)');
+  } finally {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  }
 });

@@ -75,10 +75,17 @@ function parse(argv: string[]): AwaitArgs {
 }
 
 /** One GET /ready: the status and the first line of the body, or the connection error. */
-function probe(a: AwaitArgs, clock: Clock, timeoutMs: number): Promise<{ status: number; detail: string }> {
+/** One answer of /ready; `timedOut`: none came within the attempt's time. */
+interface Probe {
+  status: number;
+  detail: string;
+  timedOut?: boolean;
+}
+
+function probe(a: AwaitArgs, clock: Clock, timeoutMs: number): Promise<Probe> {
   return new Promise((resolve) => {
     let settled = false;
-    const finish = (r: { status: number; detail: string }) => {
+    const finish = (r: Probe) => {
       if (settled) return;
       settled = true;
       clock.clearTimeout(timer);
@@ -95,7 +102,7 @@ function probe(a: AwaitArgs, clock: Clock, timeoutMs: number): Promise<{ status:
     });
     // A proxy that accepts but never answers must not stall the probe past its deadline.
     const timer = clock.setTimeout(() => {
-      finish({ status: 0, detail: `no answer within ${timeoutMs} ms` });
+      finish({ status: 0, detail: `no answer within ${timeoutMs} ms`, timedOut: true });
       req.destroy();
     }, timeoutMs);
     req.on('error', (e: NodeJS.ErrnoException) => finish({ status: 0, detail: e.code ? `${e.code} ${e.message}` : e.message }));
@@ -104,6 +111,9 @@ function probe(a: AwaitArgs, clock: Clock, timeoutMs: number): Promise<{ status:
 }
 
 const sleep = (clock: Clock, ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
+
+/** One attempt's longest wait for an answer. */
+const ATTEMPT_MS = 1000;
 
 export async function proxyAwaitCommand(argv: string[], out: Out, err: Out, deps: ProxyAwaitDeps = {}): Promise<number> {
   let a: AwaitArgs;
@@ -122,12 +132,16 @@ export async function proxyAwaitCommand(argv: string[], out: Out, err: Out, deps
   const start = clock.now();
   const deadline = start + a.timeoutMs;
   let attempts = 0;
-  let last: { status: number; detail: string } = { status: 0, detail: 'no attempt' };
+  let last: Probe = { status: 0, detail: 'no attempt' };
   for (;;) {
     attempts++;
-    const r = await probe(a, clock, Math.max(1, Math.ceil(Math.min(1000, deadline - clock.now()))));
-    // An attempt cut short by the deadline itself says less than the answer before it.
-    if (r.status !== 0 || last.status === 0 || deadline - clock.now() > 0) last = r;
+    const budget = Math.max(1, Math.ceil(Math.min(ATTEMPT_MS, deadline - clock.now())));
+    const r = await probe(a, clock, budget);
+    // An attempt cut short by the deadline itself (its time was what was left, and it ran
+    // out) says less than the answer before it. Judged by its own budget, not by the clock
+    // after it: a 1 ms timer may fire before the deadline has passed (libuv's loop time).
+    const cutShort = r.timedOut === true && budget < ATTEMPT_MS;
+    if (!cutShort || last.status === 0) last = r;
     if (last.status === 200) {
       out(`proxy ready: ${url} answered 200 after ${Math.round(clock.now() - start)} ms (${attempts} attempt${attempts === 1 ? '' : 's'})\n`);
       return 0;
