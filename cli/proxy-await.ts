@@ -74,7 +74,6 @@ function parse(argv: string[]): AwaitArgs {
   return { address: values['admin-address'] ?? '127.0.0.1', port: Number(p), timeoutMs, intervalMs, help: values.help ?? false };
 }
 
-/** One GET /ready: the status and the first line of the body, or the connection error. */
 /** One answer of /ready; `timedOut`: none came within the attempt's time. */
 interface Probe {
   status: number;
@@ -82,6 +81,7 @@ interface Probe {
   timedOut?: boolean;
 }
 
+/** One GET /ready: the status and the first line of the body, or the connection error. */
 function probe(a: AwaitArgs, clock: Clock, timeoutMs: number): Promise<Probe> {
   return new Promise((resolve) => {
     let settled = false;

@@ -7,7 +7,7 @@
  * plane. Exit codes: 0 shown, 1 not found or unreachable, 2 bad usage. docs/operations.md.
  */
 import { parseArgs } from 'node:util';
-import { wallNow } from '../common/clock.js';
+import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
 import type { InboundPolicy, Service } from '../contract/model.js';
 import type { ServiceRoute } from '../contract/routes.js';
@@ -158,6 +158,6 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
   if (v.output === 'json') {
     const pick = (x: ProxyView) => ({ from: x.from, version: x.version, ...(kind === 'clusters' ? { services: x.services } : kind === 'routes' ? { routes: Object.fromEntries(x.services.filter((s) => s.routes?.length).map((s) => [`${s.name}.${s.namespace}`, s.routes])) } : kind === 'policy' ? { policy: x.policy, telemetry: x.telemetry } : { cert: x.cert }) });
     out(JSON.stringify(views.map(pick), null, 2) + '\n');
-  } else out(views.map((x) => formatView(x, kind, wallNow())).join('\n'));
+  } else out(views.map((x) => formatView(x, kind, systemClock.wallNow())).join('\n'));
   return 0;
 }

@@ -9,7 +9,7 @@
  * unreachable, 2 bad usage. docs/operations.md.
  */
 import { parseArgs } from 'node:util';
-import { wallNow } from '../common/clock.js';
+import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
 import type { ProxyStatusRow } from '../control-plane/discovery/proxy-status.js';
 import { replicaJson, replicasFrom, TARGET_OPTIONS, TARGET_USAGE } from './control-plane-admin.js';
@@ -147,6 +147,6 @@ export async function proxyStatusCommand(argv: string[], out: Out, err: Out): Pr
     return 1;
   }
   const status = await fetchProxyStatus(replicas);
-  out(v.output === 'json' ? JSON.stringify({ controlPlanes: status }, null, 2) + '\n' : formatProxyStatus(status, wallNow()));
+  out(v.output === 'json' ? JSON.stringify({ controlPlanes: status }, null, 2) + '\n' : formatProxyStatus(status, systemClock.wallNow()));
   return status.some((s) => s.error) ? 1 : 0;
 }

@@ -74,9 +74,6 @@ export const systemClock: Clock = {
   clearTimeout: (t) => clearTimeout(t instanceof LongTimer ? t.handle : (t as ReturnType<typeof setTimeout>)),
 };
 
-/** The system's wall clock (Clock.wallNow), for a short-lived command (the CLI) that has no Clock of its own. */
-export const wallNow = (): number => Date.now();
-
 export const systemRandom: Random = Math.random;
 
 /** Deterministic PRNG (mulberry32) for tests and reproducible benchmarks. */

@@ -6,7 +6,7 @@
  * checks that apply to a mesh without Kubernetes (`npm run mesh`).
  */
 import { parseArgs } from 'node:util';
-import { wallNow } from '../../common/clock.js';
+import { systemClock } from '../../common/clock.js';
 import { CONTROL_PLANE_NAMESPACE, directReplica, kubeReplicas, timeoutMsOf } from '../control-plane-admin.js';
 import { KubeHttp } from '../kube-http.js';
 import { fail, formatOutcomes, skipped, type CheckOutcome } from './check-result.js';
@@ -72,7 +72,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
   }
   const timeoutMs = timeoutMsOf(v.timeout);
   const minDays = Number(v['min-days']);
-  const now = wallNow;
+  const now = () => systemClock.wallNow();
   const outcomes: CheckOutcome[] = [];
   if (v.source !== undefined || v.admin?.length) {
     if (v.source !== undefined) outcomes.push(await manifestsCheck(v.source.slice('dir:'.length)));

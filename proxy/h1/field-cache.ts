@@ -1,6 +1,6 @@
 import { CR, HTAB, LF, SP } from './chars.js';
 
-/** Slots of the cache (a power of two). */
+/** Sets of the cache (a power of two). */
 const SETS = 256;
 /** Two ways per set: lines whose bytes hash alike (one client's Host and another's x-forwarded-for did) both stay. */
 const SLOTS = 2 * SETS;
@@ -43,7 +43,7 @@ export class FieldCache {
   private readonly lengths = new Uint16Array(SLOTS);
   /** The way of each set found or filled last: the other one is replaced. */
   private readonly recent = new Uint8Array(SETS);
-  /** Slot of the last find() that hit: name() and value() read it. */
+  /** Slot of the last find() or at() that hit (name() and value() read it), or of the last keep() (-1: kept nothing). */
   private hit = 0;
 
   /** Whether b[s, e) (a field line without its CRLF, e > s) is a kept one; if so, name() and value() give it. */

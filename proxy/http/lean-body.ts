@@ -4,6 +4,12 @@ import { deferred } from './deferred.js';
 
 type Listener = Parameters<EventEmitter['on']>[1];
 
+/** Told once that a body is done (LeanBody.whenDone). */
+export interface BodyDone {
+  /** `ended`: the body emitted 'end'; false: it closed without ending (its 'error', if any, came first). */
+  bodyDone(ended: boolean): void;
+}
+
 /**
  * A message body for the data path: the part of node's Readable (byte mode) that the
  * proxy's readers use, with the same events in the same order, but none of Readable's
@@ -34,12 +40,6 @@ type Listener = Parameters<EventEmitter['on']>[1];
  * steps of a turn run together (deferred.ts); flowing, the chunks buffered before a
  * `push(null)` are emitted at the next drain, not inside it.
  */
-/** Told once that a body is done (LeanBody.whenDone). */
-export interface BodyDone {
-  /** `ended`: the body emitted 'end'; false: it closed without ending (its 'error', if any, came first). */
-  bodyDone(ended: boolean): void;
-}
-
 export class LeanBody extends EventEmitter {
   readonly readableHighWaterMark: number;
   readonly readableObjectMode = false;

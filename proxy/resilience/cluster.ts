@@ -286,7 +286,7 @@ export class Cluster {
     if (this.dirty) this.rebuild();
     const now = this.clock.now();
     // Clock times (monotonic) shown as wall-clock instants.
-    const wallOffset = this.clock.wallNow() - this.clock.now();
+    const wallOffset = this.clock.wallNow() - now;
     const iso = (t: number | null) => (t === null ? null : new Date(t + wallOffset).toISOString());
     const endpoints: EndpointState[] = [];
     for (const [key, e] of this.entries) {

@@ -65,12 +65,12 @@ interface Parsed {
   readonly sampled: boolean | undefined;
 }
 
+/** A lower-case hex digit (HEXDIGLC): 0-9, a-f. */
+const isHexLc = (c: number): boolean => (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
+
 /** Lower-case hex digits only (the W3C grammar's HEXDIGLC), from..to; a char-code loop: no regex, no allocation. */
 function hexLc(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
+  for (let i = from; i < to; i++) if (!isHexLc(s.charCodeAt(i))) return false;
   return true;
 }
 
@@ -93,7 +93,7 @@ function hexId(s: string, from: number, to: number): boolean {
   let nonZero = 0;
   for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+    if (!isHexLc(c)) return false;
     nonZero |= c ^ 48;
   }
   return nonZero !== 0;
