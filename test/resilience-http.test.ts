@@ -87,8 +87,13 @@ beforeAll(async () => {
     pki,
     serviceAccount: 'client',
     services: [
+      // Round-robin: the test is about ejection and return, which wrap any balancer. Under
+      // peak-EWMA, a failing endpoint whose 503s came slowly on a loaded machine keeps that
+      // latency in its estimate (10 s decay) and rightly loses every pick to the healthy two
+      // for a while after it returns: 40 requests once found it back in rotation and never
+      // picked (CI, 2026-12-05). Round-robin makes "back in rotation" exact: every third request.
       meshService('eject', 80, behind(ej), {
-        policy: { outlierDetection: { consecutive5xx: 3, intervalMs: '200ms', baseEjectionTimeMs: '500ms' } },
+        policy: { loadBalancer: { kind: 'round-robin' }, outlierDetection: { consecutive5xx: 3, intervalMs: '200ms', baseEjectionTimeMs: '500ms' } },
       }),
       meshService('cap', 80, behind(cap), {
         policy: { outlierDetection: { consecutive5xx: 2, intervalMs: '200ms', baseEjectionTimeMs: '30s', maxEjectionPercent: 50 } },
@@ -204,8 +209,9 @@ test('a failing endpoint is ejected after the consecutive-5xx count and returns 
   expect(await until(async () => (await clusterView('eject')).endpoints.find((e) => e.port === bad.port)!.health === 'healthy', 2000)).toBe(true);
   view = await clusterView('eject');
   expect(view.endpoints.find((e) => e.port === bad.port)!.ejectedUntil).toBeNull();
+  // Back in the rotation of three: 13 or 14 of 40 (10 leaves room for a picker rebuilt mid-way).
   await sequential('eject', 40);
-  expect(bad.hits).toBeGreaterThan(3);
+  expect(bad.hits - 3).toBeGreaterThanOrEqual(10);
 });
 
 test('max ejection percent caps how many endpoints are ejected', async () => {
