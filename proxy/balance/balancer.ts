@@ -20,8 +20,8 @@ export interface Host {
 export interface PickContext {
   /** ring-hash: the request header value or the source address. */
   readonly hashKey?: string;
-  /** Host keys not to pick (already tried by this request). */
-  readonly exclude?: ReadonlySet<string>;
+  /** Host keys not to pick (already tried by this request): a Set, or the request's TriedKeys. */
+  readonly exclude?: { readonly size: number; has(key: string): boolean };
 }
 
 export interface Picker {

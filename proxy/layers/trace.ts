@@ -186,9 +186,7 @@ function endAttributes(t: MeshTracer, span: Span, req: ProxyRequest, kind: 'clie
   if (req.route) span.setAttribute('wren.destination.service', `${req.route.service.name}.${req.route.service.namespace}`);
   const tried = stateOf(req)?.tried;
   if (tried && tried.size > 0) {
-    let last = '';
-    for (const k of tried) last = k;
-    span.setAttribute('wren.upstream.address', last);
+    span.setAttribute('wren.upstream.address', tried.last()!);
     span.setAttribute('wren.attempts', tried.size);
   }
 }

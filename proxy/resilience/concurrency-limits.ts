@@ -56,14 +56,7 @@ export class ConcurrencyLimits {
       this.onOverflow?.(limit);
       return new ProxyError('OVERFLOW', `${limit} limit ${max} reached`);
     }
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        Atomics.sub(cells, own, 1);
-      },
-    };
+    return new Slot(cells, own);
   }
 
   snapshot(): Record<LimitName, { active: number; max: number }> {
@@ -79,5 +72,21 @@ export class ConcurrencyLimits {
     let n = 0;
     for (let c = 0; c < this.counters.columns; c++) n += Atomics.load(this.counters.cells, first + c);
     return n;
+  }
+}
+
+/** One admitted slot: an object per admission, not a closure and the object holding it. */
+class Slot implements Admission {
+  private released = false;
+
+  constructor(
+    private readonly cells: Int32Array,
+    private readonly own: number,
+  ) {}
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    Atomics.sub(this.cells, this.own, 1);
   }
 }
