@@ -58,8 +58,11 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * arena (the 1-4 MB arenas of /proc/<pid>/smaps), 8-13 MB per sidecar after load; compiled
  * on the main thread, the same zones come from and go back to one arena. Same-run A/B
  * (docs/benchmarks.md, "Compiling on the main thread"): RSS after load 91-100 MB against
- * 105-111, CPU per request the same, throughput and added p99 within the noise, warm and
- * after a cold start. V8 reads it once, when the isolate starts (a run-time
+ * 105-111, CPU per request the same. The price is the tail: each TurboFan compile (up to
+ * ~15 ms) stops the event loop, and those stops are most of the 1 % slowest requests at
+ * 1000 requests/s; concurrent compiles measured added p99 +1.44 against +2.09 ms (HTTP/1.1)
+ * and +2.46 against +2.86 (gRPC) with RSS 99-102 MB after gRPC load, over the RSS aim
+ * (docs/benchmarks.md, "Issue 12, 2026-12-05 eighth session"). V8 reads it once, when the isolate starts (a run-time
  * setFlagsFromString leaves compiles concurrent: --trace-opt), so it is a launcher flag
  * only. The governor is the fallback for a sidecar started without the cap (`node
  * dist/cli/wren.js proxy` by hand): its check runs between event-loop turns, so a turn
