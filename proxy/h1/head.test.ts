@@ -30,3 +30,14 @@ test('the map is built without deletes: it stays a fast-mode object (a delete wo
   expect(hasFastProperties(fieldsToHeaders(F, false, 'from-mesh'))).toBe(true);
   expect(hasFastProperties(fieldsToHeaders(F, false, 'drop-mesh'))).toBe(true);
 });
+
+test('fields a Connection field lists are hop-by-hop: dropped, whatever their case, with a changing value and two Connection fields', () => {
+  const msg = (conn: string) => ['connection', conn, 'keep-alive', 'timeout=5', 'x-hop', '1', 'x-end', '2'];
+  // The same value twice (the second from the memo), then another: each message by its own Connection field.
+  expect(fieldsToHeaders(msg('keep-alive, X-Hop'))).toEqual({ 'x-end': '2' });
+  expect(fieldsToHeaders(msg('keep-alive, X-Hop'))).toEqual({ 'x-end': '2' });
+  expect(fieldsToHeaders(msg('keep-alive'))).toEqual({ 'x-hop': '1', 'x-end': '2' });
+  expect(fieldsToHeaders(msg(' x-end ,x-hop'))).toEqual({});
+  expect(fieldsToHeaders(['connection', 'x-a', 'x-a', '1', 'connection', 'X-B', 'x-b', '2', 'x-c', '3'])).toEqual({ 'x-c': '3' });
+  expect(fieldsToHeaders(msg(''))).toEqual({ 'x-hop': '1', 'x-end': '2' });
+});

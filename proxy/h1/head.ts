@@ -69,15 +69,30 @@ export type MeshLengths = 'as-is' | 'from-mesh' | 'drop-mesh';
 const DIGITS = /^\d{1,15}$/;
 
 /**
+ * The field names a Connection value lists, lower case, for the last value seen: an app's
+ * every response says `Connection: keep-alive` (node's http server does), which was a split,
+ * a trim and a lower-casing per response.
+ */
+let lastConnection = '';
+let lastTokens: readonly string[] = [];
+function connectionTokens(value: string): readonly string[] {
+  if (value !== lastConnection) {
+    lastTokens = Object.freeze(value.split(',').map((t) => t.trim().toLowerCase()));
+    lastConnection = value;
+  }
+  return lastTokens;
+}
+
+/**
  * Flat fields to the proxy's header map, with node's rules for repeats (set-cookie a
  * list, single-valued fields keep the first, cookie joined with "; ", others with ", "),
  * without hop-by-hop fields or those the Connection field names. `trailers`: also drop
  * content-length, which has no meaning after the body. `lengths`: MeshLengths.
  */
 export function fieldsToHeaders(fields: readonly string[], trailers = false, lengths: MeshLengths = 'as-is'): Headers {
-  let listed: string[] | null = null;
+  let listed: readonly string[] | null = null;
   for (let i = 0; i < fields.length; i += 2) {
-    if (fields[i] === 'connection') for (const t of fields[i + 1].split(',')) (listed ??= []).push(t.trim().toLowerCase());
+    if (fields[i] === 'connection') listed = listed === null ? connectionTokens(fields[i + 1]) : [...listed, ...connectionTokens(fields[i + 1])];
   }
   const out: Headers = {};
   for (let i = 0; i < fields.length; i += 2) {
