@@ -152,7 +152,7 @@ export class TcpConnector implements Connector<TcpUpstream> {
     return new Promise((resolve, reject) => {
       const { clock } = this.opts;
       const socket = this.dial(ep.address, ep.port);
-      if (connection) socket.once('close', connection.release);
+      if (connection) socket.once('close', () => connection.release());
       const fail = (err: unknown) => {
         clock.clearTimeout(timer);
         socket.removeListener('connect', ok);

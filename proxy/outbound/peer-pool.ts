@@ -131,7 +131,7 @@ export class PeerPool {
           if (this.sessions.get(key) === s) this.sessions.delete(key);
         },
       );
-      if (connection) s.then((sess) => sess.once('close', connection.release), connection.release);
+      if (connection) s.then((sess) => sess.once('close', () => connection.release()), () => connection.release());
     } else connection?.release();
     return s;
   }

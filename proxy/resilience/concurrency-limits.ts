@@ -19,7 +19,7 @@ import { privateCells, type CounterCells } from './shared-counters.js';
 export type LimitName = 'connections' | 'pending' | 'requests' | 'retries';
 
 export interface Admission {
-  /** Idempotent: only the first call gives the slot back. */
+  /** Idempotent: only the first call gives the slot back. A method: call it on the admission, never detached. */
   release(): void;
 }
 
