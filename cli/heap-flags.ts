@@ -64,8 +64,8 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * and +2.46 against +2.86 (gRPC) with RSS 99-102 MB after gRPC load, over the RSS aim
  * (docs/benchmarks.md, "Issue 12, 2026-12-05 eighth session"). V8 reads it once, when the
  * isolate starts (a run-time setFlagsFromString leaves compiles concurrent: --trace-opt), so
- * it is a launcher flag only. The governor is the fallback for a sidecar started without the cap (`node
- * dist/cli/wren.js proxy` by hand): its check runs between event-loop turns, so a turn
+ * it is a launcher flag only. The governor is the fallback for a sidecar started without
+ * the cap (`node dist/cli/wren.js proxy` by hand): its check runs between event-loop turns, so a turn
  * that allocates several megabytes can let V8 grow the new space a step or two past the
  * cap before it stops it (32 MB seen on a loaded CI machine; cli/heap-flags.test.ts
  * measures it with turns of a few hundred KB, as a proxy's reads are). No Maglev: V8's

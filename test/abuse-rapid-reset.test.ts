@@ -123,10 +123,12 @@ async function attack(): Promise<{ statuses: number[]; results: { goaway: number
   return { statuses, results: await Promise.all(attacks) };
 }
 
+// V8's gc(), exposed to contexts made after the flag is set (as cli/heap-flags.ts does).
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
 /** What is still reachable after two full collections: heap objects and the memory they hold outside the heap (Buffers). */
 async function liveBytes(): Promise<number> {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
   await new Promise((r) => setTimeout(r, 100));
   gc();
   gc();
