@@ -46,9 +46,14 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
+/**
+ * The connect timeout is 5 s here, not the proxy's 1 s: no test below is about it, and a
+ * loaded CI machine once let a loopback connect in this process go unreported for over a
+ * second (the 200-request test failed on `connect timed out ... after 1000 ms`, 2026-12-04).
+ */
 function client(over: Partial<ConstructorParameters<typeof AppH2Client>[0]> = {}): AppH2Client {
   const c = new AppH2Client({
-    address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 1000,
+    address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 5000,
     streamWindowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16 * 1024, resetBudget: 0, ...over,
   });
   clients.push(c);
