@@ -1,6 +1,7 @@
 import { registerLogDrops } from '../../common/log-drops-metric.js';
 import { Counter, Gauge, Histogram, Registry } from './prom.js';
 import { registerProcessMetrics } from './process-metrics.js';
+import { flushBuckets } from './request-series.js';
 import { REQUEST_LABELS, TCP_LABELS, WorkloadLabels, type RequestLabel, type TcpLabel } from './workload-labels.js';
 
 /** Istio's default buckets for istio_request_duration_milliseconds. */
@@ -67,9 +68,11 @@ export class ProxyMetrics {
       labelNames,
       buckets: DURATION_BUCKETS_MS,
       registers,
+      // The bucket counts request-series.ts holds back, added before every read.
+      collect: flushBuckets,
     });
-    this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'HTTP request body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers });
-    this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'HTTP response body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers });
+    this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'HTTP request body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers, collect: flushBuckets });
+    this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'HTTP response body sizes (bytes)', labelNames, buckets: BYTE_BUCKETS, registers, collect: flushBuckets });
     const inFlight = this.inFlight;
     this.activeStreams = new Gauge({
       name: 'wren_active_streams',

@@ -39,6 +39,7 @@ interface HistogramCell {
 }
 interface Internals<C> {
   readonly hashMap?: Record<string, C>;
+  readonly collect?: unknown;
   readonly sortedLabelNames?: readonly string[];
   readonly upperBounds?: readonly number[];
 }
@@ -46,14 +47,43 @@ interface Internals<C> {
 const require = createRequire(import.meta.url);
 const { hashObject } = require('prom-client/lib/util') as { hashObject: (labels: object, names?: readonly string[]) => string };
 
+/** The slots with bucket counts not yet added to prom-client's cells (flushBuckets). */
+const unflushed: HistogramSlot[] = [];
+
+/**
+ * Adds the bucket counts recorded since the last call to prom-client's cells. It is the
+ * `collect` of the histograms a series records into (proxy-metrics.ts), which prom-client
+ * runs before it reads them (a scrape, the dashboard's stats); a histogram without it
+ * gets each count at once.
+ */
+export function flushBuckets(): void {
+  for (let i = 0; i < unflushed.length; i++) unflushed[i].flush();
+  unflushed.length = 0;
+}
+
 /** One histogram's cell for a label set, with the metric's bounds and their property names. */
 class HistogramSlot {
+  /**
+   * Counts per bucket since the last flushBuckets. prom-client keys a cell's buckets by the
+   * bound as a string ("0.5", "5", "3600000"): the integer ones are array indices, so sparse
+   * that V8 keeps them as dictionary elements, and every `+= 1` into them was a call into
+   * the runtime (Runtime_KeyedStoreIC_Slow: 0.7-0.9 % of a sidecar's CPU at HTTP/1.1
+   * saturation, 1.1-1.4 % at 1000 requests/s, docs/benchmarks.md "Issue 12, 2026-12-05
+   * ninth session"). Counted here and added at read time, it is one store per scrape.
+   */
+  private readonly pending: Float64Array;
+  private queued = false;
+
   constructor(
     readonly map: object,
     readonly cell: HistogramCell,
     readonly bounds: readonly number[],
     readonly keys: readonly string[],
-  ) {}
+    /** The histogram runs flushBuckets before it is read: counts may wait for it. */
+    private readonly deferred: boolean,
+  ) {
+    this.pending = new Float64Array(bounds.length);
+  }
 
   /** prom-client's observe: the first bound the value is under or at; above the last one, only sum and count (+Inf). */
   observe(v: number): void {
@@ -63,10 +93,29 @@ class HistogramSlot {
     const bounds = this.bounds;
     for (let i = 0; i < bounds.length; i++) {
       if (v <= bounds[i]) {
-        c.bucketValues[this.keys[i]] += 1;
+        if (!this.deferred) c.bucketValues[this.keys[i]] += 1;
+        else {
+          this.pending[i] += 1;
+          if (!this.queued) {
+            this.queued = true;
+            unflushed.push(this);
+          }
+        }
         return;
       }
     }
+  }
+
+  flush(): void {
+    const b = this.cell.bucketValues;
+    const pending = this.pending;
+    for (let i = 0; i < pending.length; i++) {
+      if (pending[i] !== 0) {
+        b[this.keys[i]] += pending[i];
+        pending[i] = 0;
+      }
+    }
+    this.queued = false;
   }
 }
 
@@ -83,7 +132,7 @@ function histogramSlot(m: Histogram, labels: object): HistogramSlot | undefined 
   if (cell === undefined || bounds === undefined || typeof cell.sum !== 'number' || typeof cell.count !== 'number' || cell.bucketValues === undefined) return undefined;
   const keys = bounds.map(String);
   if (!keys.every((k) => typeof cell.bucketValues[k] === 'number')) return undefined;
-  return new HistogramSlot(i.hashMap!, cell, bounds, keys);
+  return new HistogramSlot(i.hashMap!, cell, bounds, keys, i.collect === flushBuckets);
 }
 
 export class RequestSeries {
