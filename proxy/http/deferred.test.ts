@@ -50,3 +50,20 @@ test('a step that throws loses none of the steps after it; its error is uncaught
   const out = execFileSync(process.execPath, ['--experimental-strip-types', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8' });
   expect(JSON.parse(out)).toEqual(['before', 'uncaught step failed', 'after']);
 });
+
+test('a drained step keeps no reference to its argument (the queue\'s entries are cleared, not left for the next turn to overwrite)', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let ref: WeakRef<object> | undefined;
+  (() => {
+    const body = { big: Buffer.alloc(1024) };
+    ref = new WeakRef(body);
+    deferred((b: { big: Buffer }) => void b.big.length, body);
+  })();
+  await tick();
+  await tick();
+  gc();
+  expect(ref!.deref()).toBeUndefined();
+});

@@ -12,13 +12,18 @@
  */
 type Step<T> = (arg: T) => void;
 
-let fns: Step<never>[] = [];
-let args: unknown[] = [];
+// The queue is the first `count` entries; drained entries are cleared, not cut off with
+// `length = 0`: an array's length is an accessor, and setting it was a call into V8's
+// runtime on every drain (Runtime_StoreCallbackProperty, 0.2-0.5 % of a sidecar).
+const fns: (Step<never> | undefined)[] = [];
+const args: unknown[] = [];
+let count = 0;
 let scheduled = false;
 
 export function deferred<T>(fn: Step<T>, arg: T): void {
-  fns.push(fn as Step<never>);
-  args.push(arg);
+  fns[count] = fn as Step<never>;
+  args[count] = arg;
+  count++;
   if (!scheduled) {
     scheduled = true;
     process.nextTick(drain);
@@ -32,16 +37,30 @@ function drain(): void {
   // node's uncaught tick error would.
   let i = 0;
   try {
-    for (; i < fns.length; i++) fns[i](args[i] as never);
+    for (; i < count; i++) {
+      const fn = fns[i]!;
+      const arg = args[i];
+      fns[i] = undefined;
+      args[i] = undefined;
+      fn(arg as never);
+    }
   } finally {
-    if (i < fns.length) {
-      fns = fns.slice(i + 1);
-      args = args.slice(i + 1);
-      if (fns.length > 0) process.nextTick(drain);
+    if (i < count) {
+      // Step i threw (and is cleared): the ones after it move to the front.
+      const rest = count - i - 1;
+      for (let j = 0; j < rest; j++) {
+        fns[j] = fns[i + 1 + j];
+        args[j] = args[i + 1 + j];
+      }
+      for (let j = rest; j < count; j++) {
+        fns[j] = undefined;
+        args[j] = undefined;
+      }
+      count = rest;
+      if (count > 0) process.nextTick(drain);
       else scheduled = false;
     } else {
-      fns.length = 0;
-      args.length = 0;
+      count = 0;
       scheduled = false;
     }
   }
