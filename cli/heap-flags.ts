@@ -65,14 +65,14 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * (docs/benchmarks.md, "Issue 12, 2026-12-05 eighth session"). V8 reads it once, when the
  * isolate starts (a run-time setFlagsFromString leaves compiles concurrent: --trace-opt), so
  * it is a launcher flag only. The governor is the fallback for a sidecar started without
- * the cap (`node dist/cli/wren.js proxy` by hand): its check runs between event-loop turns, so a turn
- * that allocates several megabytes can let V8 grow the new space a step or two past the
- * cap before it stops it (32 MB seen on a loaded CI machine; cli/heap-flags.test.ts
- * measures it with turns of a few hundred KB, as a proxy's reads are). No Maglev: V8's
- * mid-tier compiler buys warm-up, not a proxy's steady state, whose hot paths reach
- * TurboFan; without it a sidecar touches less of node's binary and keeps no Maglev code,
- * 2-3 MB less resident memory after load at the same CPU per request (docs/benchmarks.md,
- * "Two memory experiments").
+ * the cap (`node dist/cli/wren.js proxy` by hand): its check runs between event-loop
+ * turns, so a turn that allocates several megabytes can let V8 grow the new space a step
+ * or two past the cap before it stops it (32 MB seen on a loaded CI machine;
+ * cli/heap-flags.test.ts measures it with turns of a few hundred KB, as a proxy's reads
+ * are). No Maglev: V8's mid-tier compiler buys warm-up, not a proxy's steady state, whose
+ * hot paths reach TurboFan; without it a sidecar touches less of node's binary and keeps
+ * no Maglev code, 2-3 MB less resident memory after load at the same CPU per request
+ * (docs/benchmarks.md, "Two memory experiments").
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-concurrent-recompilation', '--no-maglev'];
 

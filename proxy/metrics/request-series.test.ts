@@ -1,6 +1,8 @@
 import { jest } from '@jest/globals';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { WorkloadLabels } from './workload-labels.js';
+import { Counter, Histogram, Registry } from './prom.js';
+import { RequestSeries } from './request-series.js';
 
 const SELF = 'spiffe://cluster.local/ns/shop/sa/web';
 const local = () => new WorkloadLabels({ name: 'web-v1', namespace: 'shop', app: 'web', version: 'v1' }, () => SELF);
@@ -54,9 +56,7 @@ test('bucket counts held back between reads are all added at each read: several 
   }
 });
 
-test('a histogram without the flush hook gets each bucket count at once', async () => {
-  const { Counter, Histogram, Registry } = await import('./prom.js');
-  const { RequestSeries } = await import('./request-series.js');
+test('a histogram without the flush hook gets each bucket count at once', () => {
   const registers = [new Registry()];
   const h = (name: string) => new Histogram({ name, help: 'no collect', labelNames: ['l'], buckets: [1, 10], registers });
   const set = { requests: new Counter({ name: 'n', help: 'n', labelNames: ['l'], registers }), duration: h('d'), requestBytes: h('q'), responseBytes: h('r') };
