@@ -142,6 +142,7 @@ test("an attempt cut short by the deadline does not replace the answer before it
   let t = 0;
   const clock: Clock = {
     now: () => t,
+    approxNow: () => t,
     wallNow: () => t,
     setTimeout: (fn, ms) =>
       setTimeout(() => {

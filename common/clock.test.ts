@@ -1,5 +1,5 @@
 import { jest } from '@jest/globals';
-import { systemClock } from './clock.js';
+import { FakeClock, systemClock } from './clock.js';
 
 describe('systemClock timers longer than Node can hold (2^31-1 ms, 24.8 days)', () => {
   beforeEach(() => jest.useFakeTimers());
@@ -35,5 +35,45 @@ describe('systemClock timers longer than Node can hold (2^31-1 ms, 24.8 days)', 
     expect(typeof (t as { refresh?: unknown }).refresh).toBe('function');
     jest.advanceTimersByTime(10);
     expect(fn).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('approxNow: the clock read once per turn', () => {
+  const busy = (ms: number): void => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
+
+  it('gives the first reading of a turn to every later call in it, and reads again once its deferred steps ran', async () => {
+    // A turn of its own (a timer's), so no reading is cached from the test's own start.
+    await new Promise((r) => setTimeout(r, 1));
+    const first = systemClock.approxNow();
+    expect(Math.abs(first - systemClock.now())).toBeLessThan(50);
+    busy(3);
+    expect(systemClock.approxNow()).toBe(first);
+    expect(systemClock.now() - first).toBeGreaterThanOrEqual(3);
+    // The reading was cleared on the deferred queue's tick, which was queued before this one.
+    await new Promise((r) => process.nextTick(r));
+    const next = systemClock.approxNow();
+    expect(next - first).toBeGreaterThanOrEqual(3);
+    busy(2);
+    expect(systemClock.approxNow()).toBe(next);
+  });
+
+  it('never goes back: readings of later turns are not earlier', async () => {
+    let last = systemClock.approxNow();
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setImmediate(r));
+      const t = systemClock.approxNow();
+      expect(t).toBeGreaterThanOrEqual(last);
+      last = t;
+    }
+  });
+
+  it('is now() on a fake clock', () => {
+    const c = new FakeClock(5000);
+    expect(c.approxNow()).toBe(5000);
+    c.advance(250);
+    expect(c.approxNow()).toBe(5250);
   });
 });

@@ -1,3 +1,5 @@
+import { deferred } from './deferred.js';
+
 /**
  * Time and randomness are injected everywhere logic depends on them, so tests drive
  * fake time and seeded randomness (no Date.now() in logic modules; lint enforces it).
@@ -5,6 +7,17 @@
 export interface Clock {
   /** Milliseconds, monotonic enough for intervals (performance.now based in production). */
   now(): number;
+  /**
+   * now() as read once per turn of the event loop's callbacks (Envoy's
+   * `Dispatcher::approximateMonotonicTime()`): the first call of a turn reads the clock, the
+   * later ones in the same synchronous run, or in the ticks queued by it, get that reading.
+   * For times stamped many times per request where the microseconds of one turn make no
+   * difference: idle and activity marks, an attempt's round-trip time for peak-EWMA, the
+   * retry budget's slot. Never to time work done within one turn (it would measure 0), nor
+   * for the latencies reported to users (record-metrics reads now()). A fake clock gives
+   * its now().
+   */
+  approxNow(): number;
   /**
    * Milliseconds since the epoch by the wall clock: for times other processes and machines
    * stamp or read (certificate validity, a JWT's exp, timestamps shown to people). now() is
@@ -67,8 +80,28 @@ class LongTimer implements Timer {
 const perf = performance;
 const origin = perf.timeOrigin;
 
+/**
+ * The current turn's reading for approxNow(), -1 once the turn's deferred steps ran. Cleared
+ * on the shared deferred queue (deferred.ts), which a turn that moves a request drains
+ * anyway: no tick of its own. A sidecar read the clock 11 times per request on the outbound
+ * and 6 on the inbound, each a call into node and a clock_gettime (2-2.5 % of a sidecar at
+ * HTTP/1.1 saturation, docs/benchmarks.md "Issue 12, 2026-12-05 tenth session").
+ */
+let turnTime = -1;
+
+function forgetTurnTime(): void {
+  turnTime = -1;
+}
+
 export const systemClock: Clock = {
   now: () => origin + perf.now(),
+  approxNow: () => {
+    if (turnTime < 0) {
+      turnTime = origin + perf.now();
+      deferred(forgetTurnTime, undefined);
+    }
+    return turnTime;
+  },
   wallNow: () => Date.now(),
   setTimeout: (fn, ms) => (ms > MAX_TIMER_MS ? new LongTimer(fn, ms) : setTimeout(fn, ms)),
   clearTimeout: (t) => clearTimeout(t instanceof LongTimer ? t.handle : (t as ReturnType<typeof setTimeout>)),
@@ -99,6 +132,10 @@ export class FakeClock implements Clock {
   }
 
   now(): number {
+    return this.t;
+  }
+
+  approxNow(): number {
     return this.t;
   }
 

@@ -38,7 +38,7 @@ class PeakEwmaPicker implements Picker {
   }
 
   pick(ctx: PickContext): Host | null {
-    this.now = this.clock.now();
+    this.now = this.clock.approxNow();
     return powerOfTwo(this.hosts, ctx, this.random, this.better);
   }
 }

@@ -125,22 +125,22 @@ export class H1Connection implements H1Handler {
   }
 
   private now(): number {
-    return this.clock === undefined ? 0 : this.clock.now();
+    return this.clock === undefined ? 0 : this.clock.approxNow();
   }
 
   /** A byte moved on the exchange in flight (stream idle timeout). */
   touch(): void {
-    if (this.clock !== undefined && this.phase === Phase.Active) this.since = this.clock.now();
+    if (this.clock !== undefined && this.phase === Phase.Active) this.since = this.clock.approxNow();
   }
 
   private feed(d: Buffer): void {
     if (this.closing) return;
     if (this.clock !== undefined) {
-      if (this.phase === Phase.Active) this.since = this.clock.now();
+      if (this.phase === Phase.Active) this.since = this.clock.approxNow();
       else if (this.phase === Phase.Idle) {
         // The headers timeout runs from the next request's first byte (Envoy's request_headers_timeout).
         this.phase = Phase.Head;
-        this.since = this.clock.now();
+        this.since = this.clock.approxNow();
       }
     }
     if (this.rest !== null) {

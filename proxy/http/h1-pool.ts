@@ -513,7 +513,7 @@ class Conn implements H1Handler {
 
   idle(): void {
     this.reused = true;
-    const now = this.origin.pool.clock.now();
+    const now = this.origin.pool.clock.approxNow();
     this.idleSince = now;
     const due = now + this.idleMs;
     // Armed already for no later than this idle period ends: it re-checks when it fires.

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Writable } from 'node:stream';
-import { deferred } from './deferred.js';
+import { deferred } from '../../common/deferred.js';
 
 type Listener = Parameters<EventEmitter['on']>[1];
 
@@ -19,7 +19,7 @@ export interface BodyDone {
  * symbol keys each time; node's stream code and the tick queue were 11 % and 18.7 % of the
  * two sidecars' CPU at gRPC saturation (docs/benchmarks.md, "Node's Readable: 9.5 ticks per
  * request per sidecar"). Here the same deferred steps go on one shared queue
- * (deferred.ts) that one tick drains for every body of the turn.
+ * (common/deferred.ts) that one tick drains for every body of the turn.
  *
  * What is kept from Readable (and tested against it, lean-body.test.ts):
  * - `push(chunk)` buffers or, flowing with nothing buffered, emits 'data' at once; it
@@ -37,7 +37,7 @@ export interface BodyDone {
  * - `fail(err)`, which Readable has not: a producer's failure held for the reader's first
  *   read, or its `destroy()`.
  * Kept apart: a 'readable' listener is refused (nothing here reads that way); the deferred
- * steps of a turn run together (deferred.ts); flowing, the chunks buffered before a
+ * steps of a turn run together (common/deferred.ts); flowing, the chunks buffered before a
  * `push(null)` are emitted at the next drain, not inside it.
  */
 export class LeanBody extends EventEmitter {

@@ -154,7 +154,7 @@ class Attempt implements BodyDone {
     private readonly clock: Clock,
     ep: Endpoint,
   ) {
-    this.started = clock.now();
+    this.started = clock.approxNow();
     this.done = st.cluster.start(ep);
   }
 
@@ -165,7 +165,7 @@ class Attempt implements BodyDone {
     const causeCode = (e.cause as { code?: string } | undefined)?.code;
     const sent = this.connected && !(causeCode !== undefined && NOT_SENT.has(causeCode));
     const outcome = classify({ type: 'error', error: e, bytesSent: sent, refusedStream: /stream refused|REFUSED_STREAM/.test(e.message) });
-    this.done(outcome, this.clock.now() - this.started);
+    this.done(outcome, this.clock.approxNow() - this.started);
     st.outcome = outcome;
     st.sent = sent && !outcome.retryable.alwaysSafe;
     return e;
@@ -176,7 +176,7 @@ class Attempt implements BodyDone {
   };
 
   readonly onResponse = (res: ProxyResponse): ProxyResponse => {
-    this.ttfb = this.clock.now() - this.started;
+    this.ttfb = this.clock.approxNow() - this.started;
     const grpcHead = header(res.headers, 'grpc-status');
     this.headOutcome = classify({ type: 'response', status: res.status, grpcStatus: grpcHead === undefined ? undefined : Number(grpcHead) });
     const body = res.body as AttemptBody | null;

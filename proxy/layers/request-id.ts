@@ -12,25 +12,35 @@ export function requestIdGenerator(seed: Buffer = randomBytes(16)): () => string
   // xxxxxxxx-xxxx-4xxx-yxxx-: y carries the RFC 9562 variant bits (10xx).
   const variant = ((parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);
   const prefix = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-`;
-  // The counter as two 24-bit halves: each stays a small integer, whose hex V8 writes on a
-  // fast path (a 48-bit number is a double, and a double's toString(16) goes through fmod
-  // digit by digit: 0.8 % of a sidecar's CPU at saturation). The high half changes once in
-  // 16 million ids, so its digits are kept with the prefix.
+  // The counter as two 24-bit halves, written as hex digits into the id's bytes: each half
+  // stays a small integer (a 48-bit number is a double, whose toString(16) goes through
+  // fmod digit by digit: 0.8 % of a sidecar's CPU at saturation), and the id is read out as
+  // one flat string. A concatenation made a cons string, which the serialiser's character
+  // check flattened through V8's runtime on every request (Runtime_StringCharCodeAt, 0.5 %
+  // of an outbound sidecar at HTTP/1.1 saturation). The high half changes once in 16 million ids.
   let hi = seed.readUIntBE(10, 3);
   let lo = seed.readUIntBE(13, 3);
-  let head = prefix + hex6(hi);
+  const id = Buffer.from(`${prefix}000000000000`, 'latin1');
+  writeHex6(id, 24, hi);
   return () => {
     if (lo === 0xffffff) {
       lo = 0;
       hi = hi === 0xffffff ? 0 : hi + 1;
-      head = prefix + hex6(hi);
+      writeHex6(id, 24, hi);
     } else lo++;
-    return head + hex6(lo);
+    writeHex6(id, 30, lo);
+    return id.toString('latin1', 0, 36);
   };
 }
 
-function hex6(n: number): string {
-  return n.toString(16).padStart(6, '0');
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/** `n` (under 2^24) as six lowercase hex digits at `at`. */
+function writeHex6(b: Buffer, at: number, n: number): void {
+  for (let i = at + 5; i >= at; i--) {
+    b[i] = HEX_DIGITS[n & 15];
+    n >>>= 4;
+  }
 }
 
 /** Adds `x-request-id` when the client sent none (as Envoy does), so one id follows a request across hops. */

@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
-import { deferred } from '../http/deferred.js';
+import { deferred } from '../../common/deferred.js';
 
 /** ALPN protocol id of the mesh multiplexer. */
 export const MUX_ALPN = 'wren-mux/1';
@@ -361,7 +361,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      // On the shared deferred queue (http/deferred.ts), not a tick of its own: a turn that
+      // On the shared deferred queue (common/deferred.ts), not a tick of its own: a turn that
       // writes frames and moves a body makes one `process.nextTick` object, not two (node
       // builds it with three computed symbol keys; in some processes V8 leaves that literal
       // on its runtime path: 4.3 % of an inbound sidecar at HTTP/1.1 saturation, measured).

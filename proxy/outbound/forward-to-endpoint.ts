@@ -32,6 +32,7 @@ import type { WorkloadLabels } from '../metrics/workload-labels.js';
  */
 export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools, local?: WorkloadLabels): HttpService {
   const via = meshPoolsOf(mesh);
+  const lines = new MeshFieldLines();
   return (req) => {
     const ep = req.endpoint;
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
@@ -43,7 +44,7 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
       const limits = stateOf(req)?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
       if (ep.proxyPort !== null) {
-        const extra = `${MESH.targetPort}: ${ep.port}\r\n${MESH.origProto}: ${req.origProto}\r\n${peer === undefined ? '' : `${MESH.peer}: ${peer}\r\n`}`;
+        const extra = lines.of(ep.port, req.origProto, peer);
         // HTTP/2 (meshHttp2 mux): a virtual connection stands for a stream of the peer's
         // HTTP/2 session, not for a connection. The call holds a request slot (admission)
         // as a stream does; no connection slot, and beyond the pool's bound per peer it
@@ -71,6 +72,30 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
     if (session) return forwardH2(session, req, req.headers, extra);
     return peers.get(ep).then((s) => forwardH2(s, req, req.headers, extra));
   };
+}
+
+/**
+ * The mesh field lines of a request to a peer sidecar (target port, original protocol,
+ * peer metadata), kept while they repeat: a connection's requests go to the same few
+ * endpoints, and a new concatenation per request was flattened again when the head was
+ * written (a call into V8's runtime per request, docs/benchmarks.md "Issue 12, 2026-12-05
+ * tenth session").
+ */
+class MeshFieldLines {
+  private port = -1;
+  private proto = '';
+  private peer: string | undefined = undefined;
+  private text = '';
+
+  of(port: number, proto: string, peer: string | undefined): string {
+    if (port !== this.port || proto !== this.proto || peer !== this.peer) {
+      this.port = port;
+      this.proto = proto;
+      this.peer = peer;
+      this.text = `${MESH.targetPort}: ${port}\r\n${MESH.origProto}: ${proto}\r\n${peer === undefined ? '' : `${MESH.peer}: ${peer}\r\n`}`;
+    }
+    return this.text;
+  }
 }
 
 function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string | undefined): Promise<ProxyResponse> {

@@ -254,7 +254,7 @@ export class Cluster {
       if (done) return;
       done = true;
       load.inflight--;
-      const now = this.clock.now();
+      const now = this.clock.approxNow();
       if (outcome.kind === 'success') {
         load.observe(latencyMs, now);
         entry.successes++;

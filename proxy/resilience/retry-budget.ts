@@ -89,7 +89,7 @@ export class RetryBudget {
   }
 
   private slotNow(): number {
-    return Math.floor(this.clock.now() / this.slotMs) | 0;
+    return Math.floor(this.clock.approxNow() / this.slotMs) | 0;
   }
 
   /** Adds to the current slot's cell, starting it afresh if it still holds a slot a ring ago. */
