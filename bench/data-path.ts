@@ -268,6 +268,9 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     ];
 
     const rows: Row[] = [];
+    // The p99 of each round of the paced loads, in the order run: the row takes the median
+    // round, and a pair's first round (its code still compiling) can differ from the rest.
+    const roundP99s: string[] = [];
     for (const load of loads) {
       const label = (p: Path) => `${load.name}: ${p.name}`;
       const picked = paths.filter((p) => !ONLY || ONLY.test(label(p)));
@@ -277,10 +280,12 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       for (const p of picked) {
         const notMeasured = why(p);
         rows.push(notMeasured ? { load: load.name, path: p.name, notMeasured } : { load: load.name, path: p.name, ...medianOf(runs.get(p.name)!, ['done', 'failed']) });
+        if (!notMeasured && load.name.includes(' rps') && ROUNDS > 1) roundP99s.push(`${label(p)}: ${runs.get(p.name)!.map((r) => r.p99.toFixed(2)).join(' / ')}`);
       }
     }
     console.log(`\n== data path: h2load/wrk on loopback, each row the median of ${ROUNDS} interleaved rounds of ${SECONDS} s ==`);
     printRows(rows);
+    if (roundP99s.length > 0) console.log(`\np99 ms of each round, in the order run:\n${roundP99s.map((l) => `- ${l}`).join('\n')}`);
     const mb = (o: Record<string, number[]>) => Object.entries(o).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join(', ');
     console.log(`\nidle RSS MB (outbound/inbound): ${mb(idleRss)}; idle private (RssAnon) MB: ${mb(idleAnon)}`);
     const aims = printAims(rows);

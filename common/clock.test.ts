@@ -1,5 +1,6 @@
 import { jest } from '@jest/globals';
 import { FakeClock, systemClock } from './clock.js';
+import { deferred, deferredPending } from './deferred.js';
 
 describe('systemClock timers longer than Node can hold (2^31-1 ms, 24.8 days)', () => {
   beforeEach(() => jest.useFakeTimers());
@@ -44,20 +45,33 @@ describe('approxNow: the clock read once per turn', () => {
     while (performance.now() < end);
   };
 
-  it('gives the first reading of a turn to every later call in it, and reads again once its deferred steps ran', async () => {
+  it('gives the first reading of a turn with deferred work to every later call in it, and reads again once that work ran', async () => {
     // A turn of its own (a timer's), so no reading is cached from the test's own start.
     await new Promise((r) => setTimeout(r, 1));
+    deferred(() => undefined, undefined);
     const first = systemClock.approxNow();
     expect(Math.abs(first - systemClock.now())).toBeLessThan(50);
     busy(3);
     expect(systemClock.approxNow()).toBe(first);
     expect(systemClock.now() - first).toBeGreaterThanOrEqual(3);
-    // The reading was cleared on the deferred queue's tick, which was queued before this one.
+    // The reading was cleared by a step of the deferred queue's tick, queued before this one.
     await new Promise((r) => process.nextTick(r));
+    expect(deferredPending()).toBe(false);
+    deferred(() => undefined, undefined);
     const next = systemClock.approxNow();
     expect(next - first).toBeGreaterThanOrEqual(3);
     busy(2);
     expect(systemClock.approxNow()).toBe(next);
+  });
+
+  it('is now() in a turn that defers nothing, and queues no tick of its own there', async () => {
+    await new Promise((r) => setTimeout(r, 1));
+    expect(deferredPending()).toBe(false);
+    const a = systemClock.approxNow();
+    busy(2);
+    const b = systemClock.approxNow();
+    expect(b - a).toBeGreaterThanOrEqual(2);
+    expect(deferredPending()).toBe(false);
   });
 
   it('never goes back: readings of later turns are not earlier', async () => {

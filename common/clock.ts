@@ -1,4 +1,4 @@
-import { deferred } from './deferred.js';
+import { deferred, deferredPending } from './deferred.js';
 
 /**
  * Time and randomness are injected everywhere logic depends on them, so tests drive
@@ -9,11 +9,12 @@ export interface Clock {
   now(): number;
   /**
    * now() as read once per turn of the event loop's callbacks (Envoy's
-   * `Dispatcher::approximateMonotonicTime()`): the first call of a turn reads the clock, the
-   * later ones in the same synchronous run, or in the ticks queued by it, get that reading.
-   * For times stamped many times per request where the microseconds of one turn make no
+   * `Dispatcher::approximateMonotonicTime()`): in a turn that has deferred work queued (a
+   * body's events, the multiplexer's uncork), the first call reads the clock and the later
+   * ones, until that work runs, get the same reading; in any other turn it is now(). For
+   * times stamped many times per request where the microseconds of one turn make no
    * difference: idle and activity marks, an attempt's round-trip time for peak-EWMA, the
-   * retry budget's slot. Never to time work done within one turn (it would measure 0), nor
+   * retry budget's slot. Never to time work done within one turn (it could measure 0), nor
    * for the latencies reported to users (record-metrics reads now()). A fake clock gives
    * its now().
    */
@@ -81,11 +82,14 @@ const perf = performance;
 const origin = perf.timeOrigin;
 
 /**
- * The current turn's reading for approxNow(), -1 once the turn's deferred steps ran. Cleared
- * on the shared deferred queue (deferred.ts), which a turn that moves a request drains
- * anyway: no tick of its own. A sidecar read the clock 11 times per request on the outbound
- * and 6 on the inbound, each a call into node and a clock_gettime (2-2.5 % of a sidecar at
- * HTTP/1.1 saturation, docs/benchmarks.md "Issue 12, 2026-12-05 tenth session").
+ * The current turn's reading for approxNow(), -1 once the turn's deferred steps ran. It is
+ * kept only in a turn whose deferred queue (deferred.ts) is to be drained anyway (a body's
+ * events, the multiplexer's uncork), and cleared by a step of that drain: a reading of its
+ * own would cost a tick in a turn that defers nothing (test/request-cost.test.ts counted
+ * three more per HTTP/2 request), more than the clock reads it saves. Outside such a turn
+ * approxNow() is now(). A sidecar read the clock 11 times per request on the outbound and
+ * 6 on the inbound, each a call into node and a clock_gettime (1.5 and 1 % of the two
+ * sidecars at HTTP/1.1 saturation, docs/benchmarks.md "Issue 12, 2026-12-05 tenth session").
  */
 let turnTime = -1;
 
@@ -96,11 +100,13 @@ function forgetTurnTime(): void {
 export const systemClock: Clock = {
   now: () => origin + perf.now(),
   approxNow: () => {
-    if (turnTime < 0) {
-      turnTime = origin + perf.now();
+    if (turnTime >= 0) return turnTime;
+    const t = origin + perf.now();
+    if (deferredPending()) {
+      turnTime = t;
       deferred(forgetTurnTime, undefined);
     }
-    return turnTime;
+    return t;
   },
   wallNow: () => Date.now(),
   setTimeout: (fn, ms) => (ms > MAX_TIMER_MS ? new LongTimer(fn, ms) : setTimeout(fn, ms)),

@@ -30,6 +30,14 @@ export function deferred<T>(fn: Step<T>, arg: T): void {
   }
 }
 
+/**
+ * Whether a drain is queued (or running): a step deferred now rides on it, at no tick of
+ * its own (the clock's turn reading, clock.ts, is kept only then).
+ */
+export function deferredPending(): boolean {
+  return scheduled;
+}
+
 function drain(): void {
   // Steps queued while draining run in this same pass, after those before them (a body's
   // 'close' after its 'end', as node's own ticks would order them). A step that throws
