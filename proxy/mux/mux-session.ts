@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
-import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
+import { Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
+import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 import { deferred } from '../../common/deferred.js';
 
@@ -17,8 +18,9 @@ const DATA_BACKLOG_BYTES = 1 << 20;
 const MAX_BACKLOG_BYTES = 4 << 20;
 /**
  * Frames written since the socket last had nothing waiting, above which the same holds: a
- * small frame costs node a write request and a buffer entry of some 200 bytes of heap, so
- * the bytes alone would let a flood of tiny replies take hundreds of MB (nghttp2 caps its
+ * turn's frames leave in one buffer (frame-batch.ts), but while the peer does not read, each
+ * turn's batch is a write request and a buffer entry in node's queue, so the bytes alone
+ * would let a flood of tiny replies cost far more heap than they count (nghttp2 caps its
  * outbound control-frame queue at 10,000).
  */
 const MAX_BACKLOG_FRAMES = 50_000;
@@ -68,9 +70,10 @@ function resetError(msg: string): Error {
 /**
  * Many virtual connections (MuxStream) on one mTLS connection between two sidecars
  * (frames: proxy/mux/frame.ts). Everything written in one turn of the event loop, by every
- * stream, leaves in one write: the TLS socket is corked at the first frame of a turn and
- * uncorked on the next tick, so at load one TLS record and one syscall carry many
- * requests (what an HTTP/2 sender does; docs/benchmarks.md "The floor of a Node pair").
+ * stream, leaves in one write: the frames are laid out in one buffer as they come
+ * (frame-batch.ts) and handed to the TLS socket on the turn's deferred step, so at load one
+ * TLS record and one syscall carry many requests (what an HTTP/2 sender does;
+ * docs/benchmarks.md "The floor of a Node pair").
  */
 export class MuxSession implements StreamOwner, FrameSink {
   private readonly streams = new Map<number, MuxStream>();
@@ -78,7 +81,10 @@ export class MuxSession implements StreamOwner, FrameSink {
   private nextId: number;
   /** Server: the highest stream id the peer has opened (new ones must be higher). */
   private lastPeerId = 0;
-  private corked = false;
+  /** This turn's frames, not yet handed to the socket. */
+  private readonly batch = new FrameBatch();
+  /** The batch's hand-over is queued for the end of this turn. */
+  private flushQueued = false;
   private closed = false;
   private emptyTimer: NodeJS.Timeout | null = null;
   private firstTimer: NodeJS.Timeout | null = null;
@@ -137,7 +143,7 @@ export class MuxSession implements StreamOwner, FrameSink {
 
   /** What the peer lets us send now: nothing while the socket holds a backlog (it drains first). */
   get connSendWindow(): number {
-    return this.socket.writableLength >= DATA_BACKLOG_BYTES ? 0 : this.connWindow;
+    return this.socket.writableLength + this.batch.length >= DATA_BACKLOG_BYTES ? 0 : this.connWindow;
   }
 
   /** Client: no new stream fits (the peer's limit as learnt, or ours). */
@@ -209,7 +215,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   goAway(): void {
     if (this.goingAway || this.closed) return;
     this.goingAway = true;
-    this.write(controlFrame(FrameType.GoAway, 0, 0));
+    this.control(FrameType.GoAway, 0, 0);
     if (this.streams.size === 0) this.end();
   }
 
@@ -233,7 +239,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       if (id !== 0) {
         const st = this.streams.get(id);
         if (st !== undefined && !st.onWindow(value)) {
-          this.write(controlFrame(FrameType.Reset, id, ResetCode.FlowControl));
+          this.control(FrameType.Reset, id, ResetCode.FlowControl);
           st.onReset(resetError('stream window over 2^31-1 (flow-control error)'));
         }
         return;
@@ -297,7 +303,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       if (this.o.client || id % 2 !== 1) return this.malformed(`DATA for unknown stream ${id}`);
       this.lastPeerId = id;
       if (this.goingAway || this.streams.size >= this.o.maxStreams) {
-        this.write(controlFrame(FrameType.Reset, id, ResetCode.Refused));
+        this.control(FrameType.Reset, id, ResetCode.Refused);
         return this.grantConnection(payload.length);
       }
       s = new MuxStream(id, this, this.o.windowBytes);
@@ -305,7 +311,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.o.onStream?.(s);
     }
     if (!s.onData(payload, fin)) {
-      this.write(controlFrame(FrameType.Reset, id, ResetCode.FlowControl));
+      this.control(FrameType.Reset, id, ResetCode.FlowControl);
       s.onReset(resetError('flow-control window exceeded'));
       this.grantConnection(payload.length);
     }
@@ -327,18 +333,29 @@ export class MuxSession implements StreamOwner, FrameSink {
     const g = this.connConsumed;
     this.connConsumed = 0;
     this.connRecvWindow += g;
-    this.write(controlFrame(FrameType.Window, 0, g));
+    this.control(FrameType.Window, 0, g);
   }
 
   // StreamOwner
   sendData(id: number, payload: Buffer, fin: boolean): void {
+    if (!this.writable()) return;
     this.connWindow -= payload.length;
-    this.write(frameHeader(FrameType.Data, fin ? FLAG_FIN : 0, id, payload.length));
-    if (payload.length > 0) this.write(payload);
+    this.batch.dataHeader(fin ? FLAG_FIN : 0, id, payload.length);
+    if (payload.length > 0) this.batch.bytes(payload);
+    this.wrote(HEADER_BYTES + payload.length);
+  }
+
+  /** sendData for text sent as latin1 (an HTTP/1.1 head): written into the batch, no buffer of its own. */
+  sendLatin1(id: number, text: string): void {
+    if (!this.writable()) return;
+    this.connWindow -= text.length;
+    this.batch.dataHeader(0, id, text.length);
+    this.batch.latin1(text);
+    this.wrote(HEADER_BYTES + text.length);
   }
 
   sendWindow(id: number, bytes: number): void {
-    this.write(controlFrame(FrameType.Window, id, bytes));
+    this.control(FrameType.Window, id, bytes);
   }
 
   blockedOnConnection(s: MuxStream): void {
@@ -346,7 +363,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   sendReset(id: number, code: number): void {
-    this.write(controlFrame(FrameType.Reset, id, code));
+    this.control(FrameType.Reset, id, code);
   }
 
   removed(id: number): void {
@@ -356,31 +373,49 @@ export class MuxSession implements StreamOwner, FrameSink {
     else this.emptied();
   }
 
-  private write(b: Buffer): void {
-    if (this.closed || this.socket.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
+  private control(type: FrameType, id: number, value: number): void {
+    if (!this.writable()) return;
+    this.batch.control(type, id, value);
+    this.wrote(HEADER_BYTES + 4);
+  }
+
+  private writable(): boolean {
+    return !this.closed && !this.socket.destroyed;
+  }
+
+  /** A frame of `bytes` went into the batch: its hand-over at the turn's end, and the backlog's bounds. */
+  private wrote(bytes: number): void {
+    if (!this.flushQueued) {
+      this.flushQueued = true;
       // On the shared deferred queue (common/deferred.ts), not a tick of its own: a turn that
       // writes frames and moves a body makes one `process.nextTick` object, not two (node
       // builds it with three computed symbol keys; in some processes V8 leaves that literal
       // on its runtime path: 4.3 % of an inbound sidecar at HTTP/1.1 saturation, measured).
-      deferred(uncork, this);
+      deferred(flushBatch, this);
     }
-    if (this.socket.writableLength === 0) this.queued = 0;
-    this.socket.write(b);
-    if (++this.queued > MAX_BACKLOG_FRAMES || this.socket.writableLength > MAX_BACKLOG_BYTES) this.giveUp('mux-write-backlog', 'the peer does not read its connection');
+    const waiting = this.socket.writableLength;
+    if (waiting === 0 && this.batch.length === bytes) this.queued = 0;
+    if (++this.queued > MAX_BACKLOG_FRAMES || waiting + this.batch.length > MAX_BACKLOG_BYTES) return this.giveUp('mux-write-backlog', 'the peer does not read its connection');
+    // A bulk transfer hands over as it goes: the batch never grows past BATCH_MAX_BYTES.
+    if (this.batch.length >= BATCH_MAX_BYTES) this.flush();
   }
 
+  /** The turn's deferred step: its frames go. */
+  flushed(): void {
+    this.flushQueued = false;
+    this.flush();
+  }
+
+  /** Hands this turn's frames to the socket, in one write. */
   flush(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket.uncork();
+    const b = this.batch.take();
+    if (b !== null && this.writable()) this.socket.write(b);
   }
 
   private close(why: string | null, cause?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.batch.clear();
     if (this.emptyTimer !== null) clearTimeout(this.emptyTimer);
     if (this.firstTimer !== null) clearTimeout(this.firstTimer);
     const err = cause ?? resetError(why ?? 'mesh connection closed');
@@ -390,6 +425,6 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 }
 
-function uncork(s: MuxSession): void {
-  s.flush();
+function flushBatch(s: MuxSession): void {
+  s.flushed();
 }

@@ -9,6 +9,8 @@ export interface StreamOwner {
   /** The verified SPIFFE ID of the peer (server side; '' on the client side). */
   readonly peer: string;
   sendData(id: number, payload: Buffer, fin: boolean): void;
+  /** sendData of text as latin1 bytes (one per character), without a buffer of its own. */
+  sendLatin1(id: number, text: string): void;
   /** Connection-level flow control: bytes the peer lets us send on the whole connection now. */
   readonly connSendWindow: number;
   /** This stream waits for connection-level window (onWindow is called when it opens). */
@@ -140,6 +142,16 @@ export class MuxStream extends Duplex {
    */
   override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
     if (typeof encoding !== 'function' && cb === undefined && this.blocked === null && this.writableLength === 0 && this.writableCorked === 0 && !this.writableEnded && !this.destroyed) {
+      // An HTTP/1.1 head (the codec writes latin1 text) goes into the session's frame batch as it is.
+      if (typeof chunk === 'string' && encoding === 'latin1') {
+        const n = chunk.length;
+        if (n > 0 && n <= MAX_PAYLOAD && n <= this.sendWindow && n <= this.owner.connSendWindow) {
+          this.touch();
+          this.owner.sendLatin1(this.id, chunk);
+          this.sendWindow -= n;
+          return true;
+        }
+      }
       const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding ?? 'utf8') : Buffer.isBuffer(chunk) ? chunk : null;
       if (buf !== null && buf.length > 0 && buf.length <= MAX_PAYLOAD && buf.length <= this.sendWindow && buf.length <= this.owner.connSendWindow) {
         this.touch();

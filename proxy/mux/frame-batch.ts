@@ -1,0 +1,89 @@
+import { FrameType, HEADER_BYTES } from './frame.js';
+
+/** The first buffer a batch allocates: batches take consecutive slices of it (the next one allocates when it is used up). */
+const SLAB_BYTES = 16 * 1024;
+/** A batch this long is handed over at once, not kept to the end of the turn: a bulk transfer must not build megabyte buffers. */
+export const BATCH_MAX_BYTES = 256 * 1024;
+
+/**
+ * The frames a multiplexer session writes in one turn of the event loop, laid out in one
+ * buffer as they are written (frame.ts's wire format) and handed to the socket in one
+ * write at the turn's end. Before, each frame was two socket writes on a corked TLS socket
+ * (a header of its own and the payload): per frame two buffers, two entries in the
+ * Writable's queue and two vectors that node's TLS wrap copied into one buffer anyway
+ * before encrypting (SSL_write takes one). Here the payload is copied once, into the
+ * batch, and the socket sees one buffer: node's single-buffer write path, no cork.
+ *
+ * A batch taken is a slice of a slab that is never written again; the next batch takes the
+ * slab's rest, so small batches (a request head, a response) share one allocation.
+ */
+export class FrameBatch {
+  private slab: Buffer | null = null;
+  /** Where this batch starts in the slab, and its length. */
+  private start = 0;
+  private len = 0;
+
+  get length(): number {
+    return this.len;
+  }
+
+  /** A DATA frame's header for `length` payload bytes that the caller appends next. */
+  dataHeader(flags: number, id: number, length: number): void {
+    const b = this.room(HEADER_BYTES + length);
+    const at = this.start + this.len;
+    b.writeUInt32BE(length, at);
+    b[at + 4] = FrameType.Data;
+    b[at + 5] = flags;
+    b.writeUInt32BE(id, at + 6);
+    this.len += HEADER_BYTES;
+  }
+
+  /** Payload bytes (after dataHeader, which made room for them). */
+  bytes(payload: Buffer): void {
+    this.slab!.set(payload, this.start + this.len);
+    this.len += payload.length;
+  }
+
+  /** Payload text as latin1 bytes, one byte per character (after dataHeader). */
+  latin1(text: string): void {
+    this.len += this.slab!.write(text, this.start + this.len, text.length, 'latin1');
+  }
+
+  /** A whole control frame (WINDOW, RESET, GOAWAY): a header and one u32. */
+  control(type: FrameType, id: number, value: number): void {
+    const b = this.room(HEADER_BYTES + 4);
+    const at = this.start + this.len;
+    b.writeUInt32BE(4, at);
+    b[at + 4] = type;
+    b[at + 5] = 0;
+    b.writeUInt32BE(id, at + 6);
+    b.writeUInt32BE(value >>> 0, at + HEADER_BYTES);
+    this.len += HEADER_BYTES + 4;
+  }
+
+  /** The batch's bytes (null when empty); the batch starts anew after them. */
+  take(): Buffer | null {
+    if (this.len === 0) return null;
+    const out = this.slab!.subarray(this.start, this.start + this.len);
+    this.start += this.len;
+    this.len = 0;
+    return out;
+  }
+
+  /** Drops what was not taken (the session closed). */
+  clear(): void {
+    this.len = 0;
+  }
+
+  /** The slab, with `n` more bytes free after the batch (a batch that outgrows it moves to a larger one). */
+  private room(n: number): Buffer {
+    const s = this.slab;
+    const need = this.len + n;
+    if (s !== null && this.start + need <= s.length) return s;
+    const next = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, 2 * need));
+    if (s !== null && this.len > 0) s.copy(next, 0, this.start, this.start + this.len);
+    this.slab = next;
+    this.start = 0;
+    return next;
+  }
+}
