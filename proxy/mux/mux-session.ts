@@ -3,7 +3,6 @@ import type { Clock } from '../../common/clock.js';
 import { Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
-import { deferred } from '../../common/deferred.js';
 
 /** ALPN protocol id of the mesh multiplexer. */
 export const MUX_ALPN = 'wren-mux/1';
@@ -71,9 +70,9 @@ function resetError(msg: string): Error {
  * Many virtual connections (MuxStream) on one mTLS connection between two sidecars
  * (frames: proxy/mux/frame.ts). Everything written in one turn of the event loop, by every
  * stream, leaves in one write: the frames are laid out in one buffer as they come
- * (frame-batch.ts) and handed to the TLS socket on the turn's deferred step, so at load one
- * TLS record and one syscall carry many requests (what an HTTP/2 sender does;
- * docs/benchmarks.md "The floor of a Node pair").
+ * (frame-batch.ts) and handed to the TLS socket at the turn's check phase (setImmediate), so
+ * at load one TLS record, one syscall and one wake-up of the peer carry many requests (what
+ * an HTTP/2 sender does; docs/benchmarks.md "The floor of a Node pair").
  */
 export class MuxSession implements StreamOwner, FrameSink {
   private readonly streams = new Map<number, MuxStream>();
@@ -83,7 +82,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   private lastPeerId = 0;
   /** This turn's frames, not yet handed to the socket. */
   private readonly batch = new FrameBatch();
-  /** The batch's hand-over is queued for the end of this turn. */
+  /** The batch's hand-over is queued for the end of this turn (setImmediate). */
   private flushQueued = false;
   private closed = false;
   private emptyTimer: NodeJS.Timeout | null = null;
@@ -387,11 +386,15 @@ export class MuxSession implements StreamOwner, FrameSink {
   private wrote(bytes: number): void {
     if (!this.flushQueued) {
       this.flushQueued = true;
-      // On the shared deferred queue (common/deferred.ts), not a tick of its own: a turn that
-      // writes frames and moves a body makes one `process.nextTick` object, not two (node
-      // builds it with three computed symbol keys; in some processes V8 leaves that literal
-      // on its runtime path: 4.3 % of an inbound sidecar at HTTP/1.1 saturation, measured).
-      deferred(flushBatch, this);
+      // At the end of the event loop's turn (its check phase), not on the next tick: node's
+      // TLS socket completes every write on a native immediate (TLSWrap::OnStreamAfterWrite),
+      // and a write made while one is in flight waits for that immediate anyway. Flushed on
+      // the tick, the first callback's frames of a turn left alone and the rest of the
+      // turn's followed at the check phase: two TLS records, two syscalls and two wake-ups
+      // of the peer. Here every frame of the turn leaves in one: 19,613 against 17,271
+      // requests/s and 24 / 24 against 29 / 29 µs per request per sidecar at HTTP/1.1
+      // saturation (docs/benchmarks.md, "Issue 12, 2026-12-05 tenth session").
+      setImmediate(flushBatch, this);
     }
     const waiting = this.socket.writableLength;
     if (waiting === 0 && this.batch.length === bytes) this.queued = 0;
@@ -400,7 +403,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (this.batch.length >= BATCH_MAX_BYTES) this.flush();
   }
 
-  /** The turn's deferred step: its frames go. */
+  /** The turn's check phase: its frames go. */
   flushed(): void {
     this.flushQueued = false;
     this.flush();
