@@ -56,16 +56,16 @@ const IMMEDIATES_H1 = 0.25;
 const IMMEDIATES_MUX = 2.25;
 const IMMEDIATES_H2_MUX = 5.25;
 /**
- * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 9.0 measured
- * (10.0 while the session's hand-over of a turn's frames was a deferred step on the tick
- * queue, not an immediate; 15.0 before the direct reads and writes below).
+ * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 10.0 measured
+ * (15.0 before the direct reads and writes below).
  * 21.0 while every response was answered by a WINDOW frame of its own (now the windows are
  * granted at half, as nghttp2 does); 17.0 while the virtual connection's reads went through
  * its Readable (a maybeReadMore_ per payload) and its writes through its Writable (an
  * afterWrite per write): now its reader gets payloads directly (setSink) and a write that
  * fits the windows leaves at once (mux-stream.ts). Left per sidecar: the TLS socket's
- * maybeReadMore_ and the bodies' deferred steps (the session's hand-over of a turn's
- * frames is an immediate now: IMMEDIATES_MUX). WREN_COST_SITES=1 prints where each tick is scheduled.
+ * maybeReadMore_, the bodies' deferred steps and the session's look at what a callback
+ * wrote (many frames leave at its end; a few wait for the turn's check phase, on an
+ * immediate: IMMEDIATES_MUX). WREN_COST_SITES=1 prints where each tick is scheduled.
  */
 const TICKS_MUX = 15.25;
 /**
