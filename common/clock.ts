@@ -10,8 +10,9 @@ export interface Clock {
   /**
    * now() as read once per turn of the event loop's callbacks (Envoy's
    * `Dispatcher::approximateMonotonicTime()`): in a turn that has deferred work queued (a
-   * body's events, the multiplexer's uncork), the first call reads the clock and the later
-   * ones, until that work runs, get the same reading; in any other turn it is now(). For
+   * body's events, the multiplexer's look at the frames a callback wrote), the first call
+   * reads the clock and the later ones, until that work runs, get the same reading; in any
+   * other turn it is now(). For
    * times stamped many times per request where the microseconds of one turn make no
    * difference: idle and activity marks, an attempt's round-trip time for peak-EWMA, the
    * retry budget's slot. Never to time work done within one turn (it could measure 0), nor
@@ -84,8 +85,8 @@ const origin = perf.timeOrigin;
 /**
  * The current turn's reading for approxNow(), -1 once the turn's deferred steps ran. It is
  * kept only in a turn whose deferred queue (deferred.ts) is to be drained anyway (a body's
- * events, the multiplexer's uncork), and cleared by a step of that drain: a reading of its
- * own would cost a tick in a turn that defers nothing (test/request-cost.test.ts counted
+ * events, the multiplexer's look at a callback's frames), and cleared by a step of that
+ * drain: a reading of its own would cost a tick in a turn that defers nothing (test/request-cost.test.ts counted
  * three more per HTTP/2 request), more than the clock reads it saves. Outside such a turn
  * approxNow() is now(). A sidecar read the clock 11 times per request on the outbound and
  * 6 on the inbound, each a call into node and a clock_gettime (1.5 and 1 % of the two

@@ -1,4 +1,4 @@
-import { FrameType, HEADER_BYTES } from './frame.js';
+import { CONTROL_PAYLOAD_BYTES, FrameType, HEADER_BYTES, writeControlFrame, writeFrameHeader } from './frame.js';
 
 /** The first buffer a batch allocates: batches take consecutive slices of it (the next one allocates when it is used up). */
 const SLAB_BYTES = 16 * 1024;
@@ -29,12 +29,9 @@ export class FrameBatch {
 
   /** A DATA frame's header for `length` payload bytes that the caller appends next. */
   dataHeader(flags: number, id: number, length: number): void {
+    // room() first: it may move the batch to a new slab (start 0).
     const b = this.room(HEADER_BYTES + length);
-    const at = this.start + this.len;
-    b.writeUInt32BE(length, at);
-    b[at + 4] = FrameType.Data;
-    b[at + 5] = flags;
-    b.writeUInt32BE(id, at + 6);
+    writeFrameHeader(b, this.start + this.len, FrameType.Data, flags, id, length);
     this.len += HEADER_BYTES;
   }
 
@@ -51,14 +48,9 @@ export class FrameBatch {
 
   /** A whole control frame (WINDOW, RESET, GOAWAY): a header and one u32. */
   control(type: FrameType, id: number, value: number): void {
-    const b = this.room(HEADER_BYTES + 4);
-    const at = this.start + this.len;
-    b.writeUInt32BE(4, at);
-    b[at + 4] = type;
-    b[at + 5] = 0;
-    b.writeUInt32BE(id, at + 6);
-    b.writeUInt32BE(value >>> 0, at + HEADER_BYTES);
-    this.len += HEADER_BYTES + 4;
+    const b = this.room(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
+    writeControlFrame(b, this.start + this.len, type, id, value);
+    this.len += HEADER_BYTES + CONTROL_PAYLOAD_BYTES;
   }
 
   /** The batch's bytes (null when empty); the batch starts anew after them. */

@@ -25,23 +25,33 @@ export const FLAG_FIN = 1;
 /** Codes carried by RESET. */
 export const ResetCode = { Cancel: 0, FlowControl: 1, Refused: 2, Protocol: 3 } as const;
 
+/** Writes a frame's header at `at` in `b` (the layout above): every writer of frames goes through it. */
+export function writeFrameHeader(b: Buffer, at: number, type: FrameType, flags: number, id: number, length: number): void {
+  b.writeUInt32BE(length, at);
+  b[at + 4] = type;
+  b[at + 5] = flags;
+  b.writeUInt32BE(id, at + 6);
+}
+
+/** A control frame's payload: one u32. */
+export const CONTROL_PAYLOAD_BYTES = 4;
+
+/** Writes a whole control frame (WINDOW, RESET, GOAWAY) at `at` in `b`: a header and one u32. */
+export function writeControlFrame(b: Buffer, at: number, type: FrameType, id: number, value: number): void {
+  writeFrameHeader(b, at, type, 0, id, CONTROL_PAYLOAD_BYTES);
+  b.writeUInt32BE(value >>> 0, at + HEADER_BYTES);
+}
+
 export function frameHeader(type: FrameType, flags: number, id: number, length: number): Buffer {
   const h = Buffer.allocUnsafe(HEADER_BYTES);
-  h.writeUInt32BE(length, 0);
-  h[4] = type;
-  h[5] = flags;
-  h.writeUInt32BE(id, 6);
+  writeFrameHeader(h, 0, type, flags, id, length);
   return h;
 }
 
 /** A whole control frame (WINDOW, RESET, GOAWAY): a header and one u32. */
 export function controlFrame(type: FrameType, id: number, value: number): Buffer {
-  const f = Buffer.allocUnsafe(HEADER_BYTES + 4);
-  f.writeUInt32BE(4, 0);
-  f[4] = type;
-  f[5] = 0;
-  f.writeUInt32BE(id, 6);
-  f.writeUInt32BE(value >>> 0, HEADER_BYTES);
+  const f = Buffer.allocUnsafe(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
+  writeControlFrame(f, 0, type, id, value);
   return f;
 }
 
@@ -83,7 +93,7 @@ export class Deframer {
       const type = buf[4];
       if (len > MAX_PAYLOAD) return this.fail(`frame of ${len} bytes (the limit is ${MAX_PAYLOAD})`);
       if (type > FrameType.GoAway) return this.fail(`unknown frame type ${type}`);
-      if (type !== FrameType.Data && len !== 4) return this.fail(`control frame of ${len} bytes`);
+      if (type !== FrameType.Data && len !== CONTROL_PAYLOAD_BYTES) return this.fail(`control frame of ${len} bytes`);
       if (buf.length < HEADER_BYTES + len) break;
       const payload = buf.subarray(HEADER_BYTES, HEADER_BYTES + len);
       const flags = buf[5];

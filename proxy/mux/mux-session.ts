@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import { deferred } from '../../common/deferred.js';
-import { Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
+import { CONTROL_PAYLOAD_BYTES, Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 
@@ -380,7 +380,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   private control(type: FrameType, id: number, value: number): void {
     if (!this.writable()) return;
     this.batch.control(type, id, value);
-    this.wrote(HEADER_BYTES + 4);
+    this.wrote(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
   }
 
   private writable(): boolean {

@@ -143,20 +143,14 @@ export class MuxStream extends Duplex {
   override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
     if (typeof encoding !== 'function' && cb === undefined && this.blocked === null && this.writableLength === 0 && this.writableCorked === 0 && !this.writableEnded && !this.destroyed) {
       // An HTTP/1.1 head (the codec writes latin1 text) goes into the session's frame batch as it is.
-      if (typeof chunk === 'string' && encoding === 'latin1') {
-        const n = chunk.length;
-        if (n > 0 && n <= MAX_PAYLOAD && n <= this.sendWindow && n <= this.owner.connSendWindow) {
-          this.touch();
-          this.owner.sendLatin1(this.id, chunk);
-          this.sendWindow -= n;
-          return true;
-        }
-      }
-      const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding ?? 'utf8') : Buffer.isBuffer(chunk) ? chunk : null;
-      if (buf !== null && buf.length > 0 && buf.length <= MAX_PAYLOAD && buf.length <= this.sendWindow && buf.length <= this.owner.connSendWindow) {
+      const text = typeof chunk === 'string' && encoding === 'latin1' ? chunk : null;
+      const buf = text !== null ? null : typeof chunk === 'string' ? Buffer.from(chunk, encoding ?? 'utf8') : Buffer.isBuffer(chunk) ? chunk : null;
+      const n = text !== null ? text.length : buf !== null ? buf.length : 0;
+      if (n > 0 && n <= MAX_PAYLOAD && n <= this.sendWindow && n <= this.owner.connSendWindow) {
         this.touch();
-        this.owner.sendData(this.id, buf, false);
-        this.sendWindow -= buf.length;
+        if (text !== null) this.owner.sendLatin1(this.id, text);
+        else this.owner.sendData(this.id, buf!, false);
+        this.sendWindow -= n;
         return true;
       }
     }
