@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { deferred } from './deferred.js';
+import { deferred, deferredPending, enterTurn, leaveTurn } from './deferred.js';
 
 const tick = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
 
@@ -66,4 +66,54 @@ test('a drained step keeps no reference to its argument (the queue\'s entries ar
   await tick();
   gc();
   expect(ref!.deref()).toBeUndefined();
+});
+
+test('inside a socket callback (enterTurn) steps take no tick: the outermost leaveTurn runs them, after the code that queued them', async () => {
+  const log: string[] = [];
+  const realNextTick = process.nextTick;
+  let ticks = 0;
+  process.nextTick = ((fn: () => void, ...a: unknown[]) => {
+    ticks++;
+    return realNextTick(fn, ...a);
+  }) as typeof process.nextTick;
+  try {
+    expect(deferredPending()).toBe(false);
+    enterTurn();
+    expect(deferredPending()).toBe(true);
+    deferred((s: string) => log.push(s), 'outer step');
+    enterTurn();
+    deferred((s: string) => log.push(s), 'inner step');
+    leaveTurn();
+    log.push('after the inner callback');
+    leaveTurn();
+    log.push('after the outer callback');
+    expect(deferredPending()).toBe(false);
+  } finally {
+    process.nextTick = realNextTick;
+  }
+  expect(ticks).toBe(0);
+  expect(log).toEqual(['after the inner callback', 'outer step', 'inner step', 'after the outer callback']);
+  // Outside a callback, a step takes its tick again.
+  deferred((s: string) => log.push(s), 'later');
+  expect(deferredPending()).toBe(true);
+  await tick();
+  expect(log.at(-1)).toBe('later');
+});
+
+test('a socket callback that throws still runs what it deferred (leaveTurn in finally), and the next one starts clean', () => {
+  const log: string[] = [];
+  const callback = (fail: boolean): void => {
+    enterTurn();
+    try {
+      deferred((s: string) => log.push(s), fail ? 'deferred before the throw' : 'next');
+      if (fail) throw new Error('boom');
+    } finally {
+      leaveTurn();
+    }
+  };
+  expect(() => callback(true)).toThrow('boom');
+  expect(log).toEqual(['deferred before the throw']);
+  callback(false);
+  expect(log).toEqual(['deferred before the throw', 'next']);
+  expect(deferredPending()).toBe(false);
 });

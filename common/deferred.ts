@@ -19,23 +19,48 @@ const fns: (Step<never> | undefined)[] = [];
 const args: unknown[] = [];
 let count = 0;
 let scheduled = false;
+/** Socket callbacks of the proxy's own running now (enterTurn): the outermost drains the queue as it returns. */
+let depth = 0;
 
 export function deferred<T>(fn: Step<T>, arg: T): void {
   fns[count] = fn as Step<never>;
   args[count] = arg;
   count++;
-  if (!scheduled) {
+  if (!scheduled && depth === 0) {
     scheduled = true;
     process.nextTick(drain);
   }
 }
 
 /**
- * Whether a drain is queued (or running): a step deferred now rides on it, at no tick of
- * its own (the clock's turn reading, clock.ts, is kept only then).
+ * Whether a drain is queued, running or due at the end of the current socket callback: a
+ * step deferred now rides on it, at no tick of its own (the clock's turn reading, clock.ts,
+ * is kept only then).
  */
 export function deferredPending(): boolean {
-  return scheduled;
+  return scheduled || depth > 0;
+}
+
+/**
+ * A socket's data callback of the proxy's (the HTTP/1.1 server and pool connections, the
+ * mesh multiplexer's TLS socket) starts: steps deferred until leaveTurn() need no tick, the
+ * outermost leaveTurn() runs them. Each read was two or three ticks per request per sidecar
+ * (a body's events, the multiplexer's look at a callback's frames): node's nextTick builds a
+ * tick object per call, and the tick queue's loop runs once more. The steps still run after
+ * the code that deferred them and before the promise callbacks of the same callback; they
+ * run before ticks node queued during the callback (its stream's maybeReadMore), which
+ * nothing orders a body's events against. Call leaveTurn() in a `finally`.
+ */
+export function enterTurn(): void {
+  depth++;
+}
+
+/** The socket callback enterTurn() marked has returned (or thrown): the outermost runs what it deferred. */
+export function leaveTurn(): void {
+  if (--depth === 0 && count > 0 && !scheduled) {
+    scheduled = true;
+    drain();
+  }
 }
 
 function drain(): void {

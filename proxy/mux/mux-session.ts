@@ -1,6 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
-import { deferred } from '../../common/deferred.js';
+import { deferred, enterTurn, leaveTurn } from '../../common/deferred.js';
 import { CONTROL_PAYLOAD_BYTES, Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
@@ -130,7 +130,14 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.queued = 0;
       this.wake();
     });
-    socket.on('data', (d: Buffer) => this.deframer.push(d));
+    socket.on('data', (d: Buffer) => {
+      enterTurn();
+      try {
+        this.deframer.push(d);
+      } finally {
+        leaveTurn();
+      }
+    });
     socket.on('error', (e) => this.close(e.message, e));
     socket.on('close', () => this.close(null));
     socket.on('end', () => this.close(null));
