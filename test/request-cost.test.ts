@@ -37,12 +37,13 @@ const TIMERS_H2 = 2.25;
 /**
  * HTTP/1.1 next-tick callbacks per request, pair total: 14 before issue 12's lean2 work, 12
  * after (a settled response body that read() took whole is not also resume()d: its 'end'
- * is already scheduled, write-response.ts), 8 by 2026-12-05, 6 since a socket callback of
- * the proxy's runs the steps it deferred as it returns (common/deferred.ts, enterTurn): per
- * sidecar the served socket's maybeReadMore_ (the test's client and app sockets add one
- * each) and the deferred steps of the response path, which runs in promise callbacks.
+ * is already scheduled, write-response.ts), 8 by 2026-12-05, 4 since a socket callback of
+ * the proxy's, and the listener's hand-over of a response to its writer, run the steps they
+ * deferred as they return (common/deferred.ts, enterTurn), 2 since the served socket's reads
+ * go to the connection directly (net/direct-reads.ts: no maybeReadMore_ per read). The 2
+ * left are the test's client and app sockets' maybeReadMore_: none is the pair's.
  */
-const TICKS_H1 = 6.25;
+const TICKS_H1 = 2.25;
 /**
  * setImmediate callbacks per request: none on HTTP/1.1 between real connections (a quarter
  * for background work, as TIMERS); on the mesh multiplexer each session hands a turn's
@@ -56,19 +57,20 @@ const IMMEDIATES_H1 = 0.25;
 const IMMEDIATES_MUX = 2.25;
 const IMMEDIATES_H2_MUX = 5.25;
 /**
- * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 7.0 measured
- * (15.0 before the direct reads and writes below, 10.0 before the socket callbacks ran
- * their own deferred steps, TICKS_H1).
+ * The same over the mesh multiplexer (protocol.meshHttp1 mux, the default): 2.0 measured,
+ * the test's client's and app's (15.0 before the direct reads and writes below, 10.0 before
+ * the socket callbacks ran their own deferred steps and the sockets' reads went to their
+ * readers directly, TICKS_H1).
  * 21.0 while every response was answered by a WINDOW frame of its own (now the windows are
  * granted at half, as nghttp2 does); 17.0 while the virtual connection's reads went through
  * its Readable (a maybeReadMore_ per payload) and its writes through its Writable (an
  * afterWrite per write): now its reader gets payloads directly (setSink) and a write that
- * fits the windows leaves at once (mux-stream.ts). Left per sidecar: the TLS socket's
- * maybeReadMore_, the bodies' deferred steps and the session's look at what a callback
- * wrote (many frames leave at its end; a few wait for the turn's check phase, on an
- * immediate: IMMEDIATES_MUX). WREN_COST_SITES=1 prints where each tick is scheduled.
+ * fits the windows leaves at once (mux-stream.ts). The bodies' deferred steps and the
+ * session's look at what a callback wrote (many frames leave at its end; a few wait for the
+ * turn's check phase, on an immediate: IMMEDIATES_MUX) ride on the callbacks' turns.
+ * WREN_COST_SITES=1 prints where each tick is scheduled.
  */
-const TICKS_MUX = 7.25;
+const TICKS_MUX = 2.25;
 /**
  * HTTP/2 next-tick callbacks per request, pair total (the test's own node:http2 client and
  * app included): 42 before grpc12, 38 after. The outbound's retry layer no longer wraps the
@@ -85,10 +87,10 @@ const TICKS_H2 = 38.25;
  * the socket on an immediate (IMMEDIATES_H2_MUX), where node:http2 flushes its frames from
  * the native side. What it saves is not ticks but the two
  * Http2Streams per call that scavenges cannot free (docs/benchmarks.md, "gRPC on the mesh
- * multiplexer"): 0.79x the CPU per call at saturation. 22 since the socket callbacks run
- * their own deferred steps (TICKS_H1).
+ * multiplexer"): 0.79x the CPU per call at saturation. 19 since the socket callbacks run
+ * their own deferred steps and the TLS sockets' reads go to the multiplexer directly (TICKS_H1).
  */
-const TICKS_H2_MUX = 22.25;
+const TICKS_H2_MUX = 19.25;
 /**
  * With the frame-level client to the app (protocol.appHttp2 frames, the default; 41
  * measured, on either transport between the sidecars): the inbound's response body is a

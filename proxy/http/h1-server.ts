@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { enterTurn, leaveTurn } from '../../common/deferred.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
@@ -184,8 +185,25 @@ class ServedConnection implements H1ConnectionOptions {
   private pendingHeaders: Headers = EMPTY_HEADERS;
   /** The pending request is an HTTP/2 one from a peer sidecar: its response keeps content-length and trailers both (write-response.ts). */
   private pendingH2 = false;
-  private readonly onResponse = (res: ProxyResponse): void => this.respond(res);
-  private readonly onFailure = (err: unknown): void => this.respond(errorResponse(err, { headers: this.pendingHeaders }));
+  // A turn of their own (common/deferred.ts, enterTurn): the response's deferred steps (its
+  // body's read and end, the layers' body-done records) run as the write returns, not on a
+  // tick after every other promise callback of this pass.
+  private readonly onResponse = (res: ProxyResponse): void => {
+    enterTurn();
+    try {
+      this.respond(res);
+    } finally {
+      leaveTurn();
+    }
+  };
+  private readonly onFailure = (err: unknown): void => {
+    enterTurn();
+    try {
+      this.respond(errorResponse(err, { headers: this.pendingHeaders }));
+    } finally {
+      leaveTurn();
+    }
+  };
 
   constructor(
     private readonly server: H1Server,

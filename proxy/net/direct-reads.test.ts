@@ -1,0 +1,99 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { setDirectReads } from './direct-reads.js';
+
+/** A connected pair on port 0: the server side (read through setDirectReads) and the client writing to it. */
+async function pair(): Promise<{ server: Server; inner: Socket; outer: Socket }> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const outer = connect((server.address() as import('node:net').AddressInfo).port, '127.0.0.1');
+  await new Promise((r) => outer.once('connect', r));
+  return { server, inner: await accepted, outer };
+}
+
+async function close(p: { server: Server; inner: Socket; outer: Socket }): Promise<void> {
+  p.outer.destroy();
+  p.inner.destroy();
+  await new Promise((r) => p.server.close(r));
+}
+
+/** Resolves once `got()` holds `n` bytes (the test's timeout bounds it). */
+async function until(got: () => number, n: number): Promise<void> {
+  while (got() < n) await new Promise((r) => setImmediate(r));
+}
+
+test('a flowing socket hands each read to the reader directly, not as a data event', async () => {
+  const p = await pair();
+  const direct: Buffer[] = [];
+  const events: Buffer[] = [];
+  p.inner.on('data', (d: Buffer) => events.push(d));
+  setDirectReads(p.inner, (d) => direct.push(d));
+  p.outer.write('one');
+  await until(() => Buffer.concat(direct).length, 3);
+  p.outer.write('two');
+  await until(() => Buffer.concat(direct).length, 6);
+  expect(Buffer.concat(direct).toString()).toBe('onetwo');
+  expect(events).toEqual([]);
+  await close(p);
+});
+
+test('while paused the Readable buffers the reads; on resume they come as data events, in order, and direct reads follow', async () => {
+  const p = await pair();
+  const got: string[] = [];
+  const viaEvent: string[] = [];
+  const reader = (d: Buffer): void => void got.push(d.toString());
+  p.inner.on('data', (d: Buffer) => {
+    viaEvent.push(d.toString());
+    reader(d);
+  });
+  setDirectReads(p.inner, reader);
+  p.outer.write('a');
+  await until(() => got.join('').length, 1);
+  p.inner.pause();
+  p.outer.write('b');
+  p.outer.write('c');
+  await until(() => p.inner.readableLength, 2);
+  expect(got.join('')).toBe('a');
+  p.inner.resume();
+  await until(() => got.join('').length, 3);
+  p.outer.write('d');
+  await until(() => got.join('').length, 4);
+  expect(got.join('')).toBe('abcd');
+  // b and c waited in the Readable and came as events; a and d came directly.
+  expect(viaEvent.join('')).toBe('bc');
+  await close(p);
+});
+
+test("bytes put back with unshift are read before later reads, and the stream's end is node's 'end' event", async () => {
+  const p = await pair();
+  const got: string[] = [];
+  const reader = (d: Buffer): void => void got.push(d.toString());
+  p.inner.on('data', reader);
+  setDirectReads(p.inner, reader);
+  p.inner.pause();
+  p.inner.unshift(Buffer.from('first-'));
+  p.outer.write('second');
+  await until(() => p.inner.readableLength, 12);
+  p.inner.resume();
+  await until(() => got.join('').length, 12);
+  expect(got.join('')).toBe('first-second');
+  const ended = new Promise<boolean>((r) => p.inner.once('end', () => r(true)));
+  p.outer.end();
+  expect(await ended).toBe(true);
+  await close(p);
+});
+
+test('null hands the reads back to the data events', async () => {
+  const p = await pair();
+  const direct: Buffer[] = [];
+  const events: Buffer[] = [];
+  p.inner.on('data', (d: Buffer) => events.push(d));
+  setDirectReads(p.inner, (d) => direct.push(d));
+  setDirectReads(p.inner, null);
+  expect(Object.hasOwn(p.inner, 'push')).toBe(false);
+  p.outer.write('xyz');
+  await until(() => Buffer.concat(events).length, 3);
+  expect(Buffer.concat(events).toString()).toBe('xyz');
+  expect(direct).toEqual([]);
+  await close(p);
+});
