@@ -88,17 +88,20 @@ const TICKS_H2 = 38.25;
  * the native side. What it saves is not ticks but the two
  * Http2Streams per call that scavenges cannot free (docs/benchmarks.md, "gRPC on the mesh
  * multiplexer"): 0.79x the CPU per call at saturation. 19 since the socket callbacks run
- * their own deferred steps and the TLS sockets' reads go to the multiplexer directly (TICKS_H1).
+ * their own deferred steps and the TLS sockets' reads go to the multiplexer directly
+ * (TICKS_H1); 15 since the frame-level HTTP/2 server and client sessions' reads and a served
+ * stream's response do too. The rest are the test's node:http2 client's and app's.
  */
-const TICKS_H2_MUX = 19.25;
+const TICKS_H2_MUX = 15.25;
 /**
  * With the frame-level client to the app (protocol.appHttp2 frames, the default; 41
  * measured, on either transport between the sidecars): the inbound's response body is a
  * Readable of its own (its push, end and close ticks, as the Http2Stream's were); 34 on
- * 2026-12-05 (the multiplexer's hand-over of a turn's frames is an immediate). What it saves is not ticks but the
- * Http2Stream per call that scavenges cannot free (docs/benchmarks.md).
+ * 2026-12-05 (the multiplexer's hand-over of a turn's frames is an immediate), 31 since the
+ * proxy's socket callbacks run their deferred steps without a tick (TICKS_H2_MUX). What it
+ * saves is not ticks but the Http2Stream per call that scavenges cannot free (docs/benchmarks.md).
  */
-const TICKS_H2_FRAMES = 41.25;
+const TICKS_H2_FRAMES = 31.25;
 const N = 400;
 
 const pki = testPki();

@@ -1,4 +1,6 @@
 import type { Socket } from 'node:net';
+import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { setDirectReads } from '../net/direct-reads.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
@@ -105,7 +107,17 @@ export class H2ClientSession implements StreamHost {
     this.decoder = new HpackDecoder(4096, { maxHeaderListBytes: o.maxHeaderListBytes });
     this.recvWindow = o.connectionWindowBytes;
     this.resetsLeft = o.resetBudget > 0 ? o.resetBudget : Infinity;
-    socket.on('data', (c: Buffer) => this.onData(c));
+    // Each read straight to the frame reader (net/direct-reads.ts), its deferred steps run as it returns (common/deferred.ts).
+    const onData = (c: Buffer): void => {
+      enterTurn();
+      try {
+        this.onData(c);
+      } finally {
+        leaveTurn();
+      }
+    };
+    socket.on('data', onData);
+    setDirectReads(socket, onData);
     socket.on('error', (e) => this.destroy(e));
     socket.on('close', () => this.destroy(new ProxyError('UPSTREAM_RESET', 'the app closed the connection')));
     this.write(PREFACE);

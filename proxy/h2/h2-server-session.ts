@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { enterTurn, leaveTurn } from '../../common/deferred.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
@@ -789,7 +790,15 @@ function directPush(this: Fed, chunk: unknown): boolean {
   const s = this[SESSION];
   if (s === undefined) return false;
   if (chunk === null || chunk === undefined) s.destroy();
-  else s.onData(chunk as Buffer);
+  else {
+    // A turn of its own (common/deferred.ts): the steps this read defers run as it returns, no tick.
+    enterTurn();
+    try {
+      s.onData(chunk as Buffer);
+    } finally {
+      leaveTurn();
+    }
+  }
   return true;
 }
 
