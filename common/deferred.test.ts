@@ -117,3 +117,71 @@ test('a socket callback that throws still runs what it deferred (leaveTurn in fi
   expect(log).toEqual(['deferred before the throw', 'next']);
   expect(deferredPending()).toBe(false);
 });
+
+test('a step that throws as the outermost leaveTurn drains: the steps after it still run (on a tick), the depth is back to 0, and the next turn drains as it returns', () => {
+  // In a process of its own: jest takes uncaught errors for the test's failure.
+  const script = `
+    import { deferred, deferredPending, enterTurn, leaveTurn } from ${JSON.stringify(new URL('./deferred.ts', import.meta.url).href)};
+    const log = [];
+    process.on('uncaughtException', (e) => log.push('uncaught ' + e.message));
+    let thrown = '';
+    enterTurn();
+    try {
+      deferred(() => log.push('first'), undefined);
+      deferred(() => { throw new Error('step failed'); }, undefined);
+      deferred(() => log.push('after the throw'), undefined);
+    } finally {
+      try { leaveTurn(); } catch (e) { thrown = e.message; }
+    }
+    log.push('thrown ' + thrown);
+    setTimeout(() => {
+      // A later turn: its steps run as it returns.
+      enterTurn();
+      try {
+        deferred(() => log.push('next turn'), undefined);
+      } finally {
+        leaveTurn();
+      }
+      log.push('pending ' + deferredPending());
+      console.log(JSON.stringify(log));
+    }, 5);
+  `;
+  const out = execFileSync(process.execPath, ['--experimental-strip-types', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  expect(JSON.parse(out)).toEqual(['first', 'thrown step failed', 'after the throw', 'next turn', 'pending false']);
+});
+
+test("approxNow inside a turn is one reading until the turn's end, also for a callback that throws; the next turn reads the clock afresh", async () => {
+  const { systemClock } = await import('./clock.js');
+  const spin = (ms: number): void => {
+    const t = performance.now();
+    while (performance.now() - t < ms);
+  };
+  let first = 0;
+  let second = 0;
+  const callback = (): void => {
+    enterTurn();
+    try {
+      first = systemClock.approxNow();
+      spin(2);
+      second = systemClock.approxNow();
+      throw new Error('callback failed');
+    } finally {
+      leaveTurn();
+    }
+  };
+  expect(callback).toThrow('callback failed');
+  expect(second).toBe(first);
+  expect(deferredPending()).toBe(false);
+  spin(2);
+  const outside = systemClock.approxNow();
+  expect(outside).toBeGreaterThan(first);
+  enterTurn();
+  let inNext: number;
+  try {
+    inNext = systemClock.approxNow();
+  } finally {
+    leaveTurn();
+  }
+  expect(inNext).toBeGreaterThanOrEqual(outside);
+  expect(deferredPending()).toBe(false);
+});

@@ -97,3 +97,51 @@ test('null hands the reads back to the data events', async () => {
   expect(direct).toEqual([]);
   await close(p);
 });
+
+test('TLS: a reader that pauses in a direct read gets no more until it resumes (records of the same TCP read wait in the Readable), in order; one that destroys gets nothing more', async () => {
+  const { testServerCert } = await import('../../test/helpers/test-ca.js');
+  const { createServer: createTls, connect: tlsConnect } = await import('node:tls');
+  const pki = testServerCert(['localhost']);
+  for (const mode of ['pause', 'destroy'] as const) {
+    const log: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      const srv = createTls({ key: pki.key, cert: pki.cert }, (s) => {
+        const reader = (d: Buffer): void => {
+          log.push(`${s.readableFlowing === true ? 'flowing' : 'paused'}:${d.toString()}`);
+          if (log.length !== 1) return;
+          if (mode === 'destroy') return void s.destroy();
+          s.pause();
+          setTimeout(() => {
+            log.push('resume');
+            s.resume();
+          }, 30);
+        };
+        s.on('data', reader);
+        setDirectReads(s, reader);
+        s.on('close', () => {
+          srv.close();
+          resolve();
+        });
+        if (mode === 'pause') setTimeout(() => s.destroy(), 150);
+      });
+      srv.listen(0, '127.0.0.1', () => {
+        const c = tlsConnect({ port: (srv.address() as import('node:net').AddressInfo).port, host: '127.0.0.1', servername: 'localhost', ca: pki.ca }, () => {
+          // Four TLS records, sent together: they arrive in one or a few TCP reads.
+          for (const x of ['a', 'b', 'c', 'd']) c.write(x);
+        });
+        c.on('error', () => undefined);
+        c.on('close', () => undefined);
+      });
+    });
+    await done;
+    const data = log.filter((l) => l !== 'resume');
+    expect(data[0]).toMatch(/^flowing:a/);
+    if (mode === 'destroy') {
+      expect(log).toHaveLength(1);
+    } else {
+      // Everything after the pause came after the resume, all of it, in order.
+      expect(log.indexOf('resume')).toBe(1);
+      expect(data.map((l) => l.slice(l.indexOf(':') + 1)).join('')).toBe('abcd');
+    }
+  }
+});
