@@ -3,15 +3,21 @@ import { deferred, deferredPending, enterTurn, leaveTurn } from './deferred.js';
 
 const tick = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
 
+/** Counts process.nextTick calls with `count` until the returned original is put back. */
+function countTicks(count: () => void): typeof process.nextTick {
+  const realNextTick = process.nextTick;
+  process.nextTick = ((fn: () => void, ...a: unknown[]) => {
+    count();
+    return realNextTick(fn, ...a);
+  }) as typeof process.nextTick;
+  return realNextTick;
+}
+
 test('steps run after the current code, on the tick queue, in the order queued; one tick serves them all', async () => {
   const log: string[] = [];
   const seen: number[] = [];
-  const realNextTick = process.nextTick;
   let ticks = 0;
-  process.nextTick = ((fn: () => void, ...a: unknown[]) => {
-    ticks++;
-    return realNextTick(fn, ...a);
-  }) as typeof process.nextTick;
+  const realNextTick = countTicks(() => ticks++);
   try {
     for (let i = 0; i < 100; i++) deferred((n: number) => seen.push(n), i);
     deferred((s: string) => log.push(s), 'step');
@@ -70,12 +76,8 @@ test('a drained step keeps no reference to its argument (the queue\'s entries ar
 
 test('inside a socket callback (enterTurn) steps take no tick: the outermost leaveTurn runs them, after the code that queued them', async () => {
   const log: string[] = [];
-  const realNextTick = process.nextTick;
   let ticks = 0;
-  process.nextTick = ((fn: () => void, ...a: unknown[]) => {
-    ticks++;
-    return realNextTick(fn, ...a);
-  }) as typeof process.nextTick;
+  const realNextTick = countTicks(() => ticks++);
   try {
     expect(deferredPending()).toBe(false);
     enterTurn();

@@ -6,7 +6,7 @@ import { Duplex } from 'node:stream';
 import { H1Server } from './h1-server.js';
 import type { HttpService, ProxyResponse } from './exchange.js';
 import { settledBody } from './settled-body.js';
-import { systemClock } from '../../common/clock.js';
+import { seededRandom, systemClock } from '../../common/clock.js';
 import { deferredPending } from '../../common/deferred.js';
 import { testPki } from '../../test/helpers/pki.js';
 
@@ -63,21 +63,9 @@ async function listen(service: HttpService, tls: boolean): Promise<() => Promise
   };
 }
 
-/** A deterministic PRNG for the split points. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Writes `wire` in randomly sized pieces, some pieces back to back (one read), some apart (several). */
 async function writeSplit(s: Socket, wire: Buffer, seed: number): Promise<void> {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   let off = 0;
   while (off < wire.length) {
     const n = Math.max(1, Math.floor(r() * (r() < 0.2 ? 200_000 : 3000)));
