@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { deferred, deferredPending, enterTurn, leaveTurn } from './deferred.js';
+import { deferred, deferredPending, enterTurn, inTurn, leaveTurn } from './deferred.js';
 
 const tick = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
 
@@ -186,4 +186,30 @@ test("approxNow inside a turn is one reading until the turn's end, also for a ca
   }
   expect(inNext).toBeGreaterThanOrEqual(outside);
   expect(deferredPending()).toBe(false);
+});
+
+test('inTurn calls the method on its object as a turn: what it defers runs as it returns, and after a throw too', () => {
+  const log: string[] = [];
+  let ticks = 0;
+  const realNextTick = countTicks(() => ticks++);
+  class Reader {
+    constructor(readonly name: string) {}
+    read(this: Reader, d: string): void {
+      deferred((s: string) => log.push(s), `${this.name} step`);
+      log.push(`${this.name} read ${d}`);
+      if (d === 'bad') throw new Error('bad read');
+    }
+  }
+  const r = new Reader('r');
+  try {
+    inTurn(r.read, r, 'ok');
+    log.push('returned');
+    expect(() => inTurn(r.read, r, 'bad')).toThrow('bad read');
+    log.push('thrown');
+    expect(deferredPending()).toBe(false);
+  } finally {
+    process.nextTick = realNextTick;
+  }
+  expect(ticks).toBe(0);
+  expect(log).toEqual(['r read ok', 'r step', 'returned', 'r read bad', 'r step', 'thrown']);
 });

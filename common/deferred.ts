@@ -49,7 +49,8 @@ export function deferredPending(): boolean {
  * tick object per call, and the tick queue's loop runs once more. The steps still run after
  * the code that deferred them and before the promise callbacks of the same callback; they
  * run before ticks node queued during the callback (its stream's maybeReadMore), which
- * nothing orders a body's events against. Call leaveTurn() in a `finally`.
+ * nothing orders a body's events against. Callers use inTurn(), which calls leaveTurn() in a
+ * `finally`.
  */
 export function enterTurn(): void {
   depth++;
@@ -60,6 +61,20 @@ export function leaveTurn(): void {
   if (--depth === 0 && count > 0 && !scheduled) {
     scheduled = true;
     drain();
+  }
+}
+
+/**
+ * `fn.call(self, arg)` as a turn: enterTurn(), then leaveTurn() in a `finally`. What the
+ * proxy's socket callbacks and response hand-overs call, with a method and its object, so
+ * a call makes no closure.
+ */
+export function inTurn<S, A>(fn: (this: S, arg: A) => void, self: S, arg: A): void {
+  enterTurn();
+  try {
+    fn.call(self, arg);
+  } finally {
+    leaveTurn();
   }
 }
 

@@ -10,7 +10,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import { setDirectReads } from '../net/direct-reads.js';
-import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { inTurn } from '../../common/deferred.js';
 import type { Cancel } from '../../common/cancel.js';
 
 export interface H1ConnectionOptions {
@@ -100,14 +100,7 @@ export class H1Connection implements H1Handler {
   private readonly clock: Clock | undefined;
   /** The transport half-closes (a mux stream): see the class comment, and responseEnded() for a request body that outlives its response. */
   readonly halfClose: boolean;
-  private readonly onData = (d: Buffer): void => {
-    enterTurn();
-    try {
-      this.feed(d);
-    } finally {
-      leaveTurn();
-    }
-  };
+  private readonly onData = (d: Buffer): void => inTurn(this.feed, this, d);
   private readonly onEndEv = (): void => this.onSocketEnd();
   private readonly onDrainEv = (): void => this.drained();
   private readonly onErrorEv = (): void => void this.socket.destroy();

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { inTurn } from '../../common/deferred.js';
 import { setDirectReads } from '../net/direct-reads.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
@@ -108,16 +108,9 @@ export class H2ClientSession implements StreamHost {
     this.recvWindow = o.connectionWindowBytes;
     this.resetsLeft = o.resetBudget > 0 ? o.resetBudget : Infinity;
     // Each read straight to the frame reader (net/direct-reads.ts), its deferred steps run as it returns (common/deferred.ts).
-    const onData = (c: Buffer): void => {
-      enterTurn();
-      try {
-        this.onData(c);
-      } finally {
-        leaveTurn();
-      }
-    };
-    socket.on('data', onData);
-    setDirectReads(socket, onData);
+    const read = (c: Buffer): void => inTurn(this.onData, this, c);
+    socket.on('data', read);
+    setDirectReads(socket, read);
     socket.on('error', (e) => this.destroy(e));
     socket.on('close', () => this.destroy(new ProxyError('UPSTREAM_RESET', 'the app closed the connection')));
     this.write(PREFACE);

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { inTurn } from '../../common/deferred.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
@@ -790,15 +790,8 @@ function directPush(this: Fed, chunk: unknown): boolean {
   const s = this[SESSION];
   if (s === undefined) return false;
   if (chunk === null || chunk === undefined) s.destroy();
-  else {
-    // A turn of its own (common/deferred.ts): the steps this read defers run as it returns, no tick.
-    enterTurn();
-    try {
-      s.onData(chunk as Buffer);
-    } finally {
-      leaveTurn();
-    }
-  }
+  // A turn of its own (common/deferred.ts): the steps this read defers run as it returns, no tick.
+  else inTurn(s.onData, s, chunk as Buffer);
   return true;
 }
 

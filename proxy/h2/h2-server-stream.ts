@@ -1,5 +1,5 @@
 import { LeanBody } from '../http/lean-body.js';
-import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { inTurn } from '../../common/deferred.js';
 import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
@@ -75,15 +75,8 @@ export class H2ServerStream extends BodySender {
   }
 
   /** The service's answer. Arrow fields: the one `then` a stream costs (as http/h2-server.ts's Served). */
-  readonly onResponse = (res: ProxyResponse): void => {
-    // A turn of its own (common/deferred.ts): the response's deferred steps run as the write returns, no tick.
-    enterTurn();
-    try {
-      this.respond(res);
-    } finally {
-      leaveTurn();
-    }
-  };
+  // A turn of its own (common/deferred.ts): the response's deferred steps run as the write returns, no tick.
+  readonly onResponse = (res: ProxyResponse): void => inTurn(this.respond, this, res);
 
   readonly onFailure = (err: unknown): void => this.onResponse(errorResponse(err, this.req ?? { headers: {} }));
 

@@ -10,7 +10,7 @@ import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
-import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { inTurn } from '../../common/deferred.js';
 import { IDEMPOTENT } from './idempotent.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
 
@@ -557,12 +557,7 @@ class Conn implements H1Handler {
   }
 
   private onSocketData(d: Buffer): void {
-    enterTurn();
-    try {
-      this.read(d);
-    } finally {
-      leaveTurn();
-    }
+    inTurn(this.read, this, d);
   }
 
   private read(d: Buffer): void {

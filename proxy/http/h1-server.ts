@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { enterTurn, leaveTurn } from '../../common/deferred.js';
+import { inTurn } from '../../common/deferred.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
@@ -188,22 +188,8 @@ class ServedConnection implements H1ConnectionOptions {
   // A turn of their own (common/deferred.ts, enterTurn): the response's deferred steps (its
   // body's read and end, the layers' body-done records) run as the write returns, not on a
   // tick after every other promise callback of this pass.
-  private readonly onResponse = (res: ProxyResponse): void => {
-    enterTurn();
-    try {
-      this.respond(res);
-    } finally {
-      leaveTurn();
-    }
-  };
-  private readonly onFailure = (err: unknown): void => {
-    enterTurn();
-    try {
-      this.respond(errorResponse(err, { headers: this.pendingHeaders }));
-    } finally {
-      leaveTurn();
-    }
-  };
+  private readonly onResponse = (res: ProxyResponse): void => inTurn(this.respond, this, res);
+  private readonly onFailure = (err: unknown): void => inTurn(this.fail, this, err);
 
   constructor(
     private readonly server: H1Server,
@@ -265,6 +251,11 @@ class ServedConnection implements H1ConnectionOptions {
 
   onClose(): void {
     this.server.forget(this);
+  }
+
+  /** The service failed: its error response, through the one error mapping. */
+  private fail(err: unknown): void {
+    this.respond(errorResponse(err, { headers: this.pendingHeaders }));
   }
 
   private respond(res: ProxyResponse): void {

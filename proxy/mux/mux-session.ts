@@ -1,6 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
-import { deferred, enterTurn, leaveTurn } from '../../common/deferred.js';
+import { deferred, inTurn } from '../../common/deferred.js';
 import { setDirectReads } from '../net/direct-reads.js';
 import { CONTROL_PAYLOAD_BYTES, Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
@@ -131,14 +131,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.queued = 0;
       this.wake();
     });
-    const onData = (d: Buffer): void => {
-      enterTurn();
-      try {
-        this.deframer.push(d);
-      } finally {
-        leaveTurn();
-      }
-    };
+    const onData = (d: Buffer): void => inTurn(this.deframer.push, this.deframer, d);
     socket.on('data', onData);
     // Each read straight to the deframer (net/direct-reads.ts), not through the socket's Readable.
     setDirectReads(socket, onData);
