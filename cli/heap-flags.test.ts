@@ -223,3 +223,16 @@ test('the launchers\' flags make V8 compile on the main thread, with TurboFan on
   const atRunTime = modes([], `require('node:v8').setFlagsFromString('--no-concurrent-recompilation');${hot}`);
   expect(atRunTime.concurrent).toBeGreaterThan(0);
 });
+
+test('the launchers\' flags turn node 24\'s async context frame off, and every one of them starts node', () => {
+  // node's own reading of its options (--expose-internals): what the sidecar runs with.
+  const frame = (flags: readonly string[]): string => {
+    const r = spawnSync(process.execPath, [...flags, '--expose-internals', '-e', "console.log(require('internal/options').getOptionValue('--async-context-frame'))"], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    return r.stdout.trim();
+  };
+  expect(frame([])).toBe('true');
+  expect(SIDECAR_NODE_FLAGS).toContain('--no-async-context-frame');
+  expect(frame(SIDECAR_NODE_FLAGS)).toBe('false');
+});

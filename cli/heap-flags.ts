@@ -72,9 +72,25 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * are). No Maglev: V8's mid-tier compiler buys warm-up, not a proxy's steady state, whose
  * hot paths reach TurboFan; without it a sidecar touches less of node's binary and keeps
  * no Maglev code, 2-3 MB less resident memory after load at the same CPU per request
- * (docs/benchmarks.md, "Two memory experiments").
+ * (docs/benchmarks.md, "Two memory experiments"). No async context frame: node 24 keeps
+ * AsyncLocalStorage's context in V8's continuation-preserved data, which every callback
+ * node makes into JavaScript (a socket's read, a write's completion, an immediate) saves and
+ * restores, and every promise reaction carries; the proxy has no AsyncLocalStorage, so that
+ * is work for nothing on each of a request's callbacks and promises. Without the frame,
+ * AsyncLocalStorage (none in the proxy or its dependencies' paths it takes) would still
+ * work, through async_hooks. Same-run A/Bs at HTTP/1.1 saturation: 24 / 24 against 25 / 26
+ * and 25 / 26 against 26 / 28 µs per request per sidecar, gRPC 26 / 27 against 28 / 28;
+ * at 1000 requests/s within the noise (docs/benchmarks.md, "Issue 12, 2026-12-05 twelfth
+ * session"). Given only to a node that knows the flag (node 24; node 20 rejects it and
+ * would not start the sidecar), as the launchers start their sidecars with their own node.
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-allocation-site-pretenuring', '--no-concurrent-recompilation', '--no-maglev'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = [
+  '--max-semi-space-size=8',
+  '--no-allocation-site-pretenuring',
+  '--no-concurrent-recompilation',
+  '--no-maglev',
+  ...(process.allowedNodeEnvironmentFlags.has('--no-async-context-frame') ? ['--no-async-context-frame'] : []),
+];
 
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that `--max-semi-space-size=8` stops at. */
 export const NEW_SPACE_CAP_BYTES = 16 * 1024 * 1024;
