@@ -78,10 +78,10 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * restores, and every promise reaction carries; the proxy has no AsyncLocalStorage, so that
  * is work for nothing on each of a request's callbacks and promises. Without the frame,
  * AsyncLocalStorage (none in the proxy or its dependencies' paths it takes) would still
- * work, through async_hooks. Same-run A/Bs at HTTP/1.1 saturation: 24 / 24 against 25 / 26
- * and 25 / 26 against 26 / 28 µs per request per sidecar, gRPC 26 / 27 against 28 / 28;
- * at 1000 requests/s within the noise (docs/benchmarks.md, "Issue 12, 2026-12-05 twelfth
- * session"). Given only to a node that knows the flag (node 24; node 20 rejects it and
+ * work, through async_hooks. Same-run A/Bs at HTTP/1.1 saturation: 0-2 µs less per request
+ * per sidecar over four runs (24 / 24 against 25 / 26, 25 / 26 against 26 / 28, 23 / 23 both
+ * in the last); at gRPC's and at 1000 requests/s within the noise (docs/benchmarks.md,
+ * "Issue 12, 2026-12-05 twelfth session"): work removed rather than a measured gain. Given only to a node that knows the flag (node 24; node 20 rejects it and
  * would not start the sidecar), as the launchers start their sidecars with their own node.
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = [
