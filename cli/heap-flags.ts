@@ -81,8 +81,9 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * work, through async_hooks. Same-run A/Bs at HTTP/1.1 saturation: 0-2 µs less per request
  * per sidecar over four runs (24 / 24 against 25 / 26, 25 / 26 against 26 / 28, 23 / 23 both
  * in the last); at gRPC's and at 1000 requests/s within the noise (docs/benchmarks.md,
- * "Issue 12, 2026-12-05 twelfth session"): work removed rather than a measured gain. Given only to a node that knows the flag (node 24; node 20 rejects it and
- * would not start the sidecar), as the launchers start their sidecars with their own node.
+ * "Issue 12, 2026-12-05 twelfth session"): work removed rather than a measured gain. Given
+ * only to a node that knows the flag (node 24; node 20 rejects it and would not start the
+ * sidecar), as the launchers start their sidecars with their own node.
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = [
   '--max-semi-space-size=8',

@@ -140,9 +140,10 @@ test("an attempt cut short by the deadline does not replace the answer before it
   // A clock whose timers fire 1 ms before their time (as a 1 ms libuv timer can, its loop
   // time being stale): the attempt that waited out the rest of the 300 ms ends at 299.
   // An attempt's timer (its budget: 300, then 251 ms here; the pauses are 50 ms and the last
-  // 1 ms) fires only once the server has seen that attempt's request: the case is an attempt that reached the proxy
-  // and hung, and on a loaded machine a request can take longer than the clock's 20 ms to
-  // arrive (CI saw the second attempt cut short before its request was read: 1 hit).
+  // 1 ms) fires only once the server has seen that attempt's request: the case is an attempt
+  // that reached the proxy and hung, and on a loaded machine a request can take longer than
+  // the clock's 20 ms to arrive (CI saw the second attempt cut short before its request was
+  // read: 1 hit).
   let t = 0;
   let attempts = 0;
   const clock: Clock = {
