@@ -41,3 +41,65 @@ test('fields a Connection field lists are hop-by-hop: dropped, whatever their ca
   expect(fieldsToHeaders(['connection', 'x-a', 'x-a', '1', 'connection', 'X-B', 'x-b', '2', 'x-c', '3'])).toEqual({ 'x-c': '3' });
   expect(fieldsToHeaders(msg(''))).toEqual({ 'x-hop': '1', 'x-end': '2' });
 });
+
+/**
+ * The rules written out plainly (node's IncomingMessage for repeats, the hop-by-hop set,
+ * Connection's list, MeshLengths), field by field into a null-prototype map: what
+ * fieldsToHeaders must give, for heads with and without repeated names.
+ */
+function reference(fields: readonly string[], trailers: boolean, lengths: 'as-is' | 'from-mesh' | 'drop-mesh'): Record<string, string | string[]> {
+  const hop = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'proxy-authenticate', 'proxy-authorization', 'http2-settings', 'host'];
+  const single = ['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent'];
+  const listed: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === 'connection') listed.push(...fields[i + 1].split(',').map((t) => t.trim().toLowerCase()));
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (let i = 0; i < fields.length; i += 2) {
+    let k = fields[i];
+    let v = fields[i + 1];
+    if (lengths === 'from-mesh' && k === 'content-length') continue;
+    if (lengths !== 'as-is' && k === 'wren-content-length') {
+      if (lengths === 'drop-mesh' || !/^\d{1,15}$/.test(v)) continue;
+      k = 'content-length';
+    }
+    if (k === 'content-length' && v.includes(',')) v = v.split(',')[0].trim();
+    if (hop.includes(k) || listed.includes(k) || (trailers && k === 'content-length')) continue;
+    const prev = out[k];
+    if (prev === undefined) out[k] = k === 'set-cookie' ? [v] : v;
+    else if (Array.isArray(prev)) prev.push(v);
+    else if (!single.includes(k)) out[k] = `${prev}${k === 'cookie' ? '; ' : ', '}${v}`;
+  }
+  return out;
+}
+
+test('every message gets the map the plain rules give: random heads with and without repeated names, up to 40 fields, in each mode', () => {
+  // A fixed-seed generator (xorshift): the same heads every run.
+  let seed = 0x2545f491;
+  const rnd = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const names = ['content-type', 'content-length', 'wren-content-length', 'set-cookie', 'cookie', 'x-a', 'x-b', 'etag', 'connection', 'keep-alive', 'te', 'host', 'constructor', '__proto__', 'toString', 'x-forwarded-for'];
+  const values = ['1', '12', '12, 12', 'x-a', 'keep-alive, x-b', 'a=b', 'text/plain', '', 'constructor', '1e3'];
+  let distinct = 0;
+  for (let n = 0; n < 3000; n++) {
+    const fields: string[] = [];
+    const count = rnd(8) === 0 ? 17 + rnd(4) : rnd(9);
+    for (let i = 0; i < count; i++) fields.push(rnd(5) === 0 ? `x-${rnd(40)}` : names[rnd(names.length)], values[rnd(values.length)]);
+    const ks = fields.filter((_, i) => i % 2 === 0);
+    if (new Set(ks).size === ks.length) distinct++;
+    for (const lengths of ['as-is', 'from-mesh', 'drop-mesh'] as const) {
+      for (const trailers of [false, true]) {
+        const got = fieldsToHeaders(fields, trailers, lengths);
+        const want = reference(fields, trailers, lengths);
+        // Own fields only, in insertion order, and nothing on the prototype's names.
+        expect(Object.entries(got)).toEqual(Object.entries(want));
+        expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+      }
+    }
+  }
+  // Heads with every name once and heads with repeats, many of each.
+  expect(distinct).toBeGreaterThan(500);
+  expect(distinct).toBeLessThan(2500);
+});

@@ -112,3 +112,21 @@ test('wren_active_streams shows the requests in flight per direction once a dire
   expect(out).toContain('wren_active_streams{direction="inbound"} 3');
   expect(out).toContain('wren_active_streams{direction="outbound"} 0');
 });
+
+test('a label set hands back the series of exactly the values asked for, whichever of the four changes, and the same series for the same values', () => {
+  const set = local().forOutbound(undefined, undefined);
+  const asked: [('http' | 'grpc'), string, string, string][] = [
+    ['http', '200', '', '-'], ['http', '200', '', '-'], ['http', '503', '', '-'], ['http', '503', '', 'UF'],
+    ['grpc', '503', '', 'UF'], ['grpc', '200', '14', 'UF'], ['http', '200', '', '-'], ['grpc', '200', '14', 'UF'],
+  ];
+  const seen = new Map<string, RequestSeries>();
+  for (const [protocol, code, grpc, flags] of asked) {
+    // A new string each time, as String(status) gives per request: equal values, not the same string.
+    const s = set.series(protocol, String(Number(code)), grpc, flags);
+    expect(s.labels).toMatchObject({ request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags });
+    const key = `${protocol} ${code} ${grpc} ${flags}`;
+    if (seen.has(key)) expect(s).toBe(seen.get(key));
+    else seen.set(key, s);
+  }
+  expect(new Set(seen.values()).size).toBe(5);
+});
