@@ -68,15 +68,17 @@ describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
     const other = channel(pair().client, 'watch:50051');
     try {
       // Four watches of 1.5 s (past the 1 s connect timeout) on four connections: the bound per peer.
-      const watches = channels.map((c) => new Promise<number>((resolve) => {
+      // Each watch's status with its details and when it came: a failure says which error it was.
+      const started = Date.now();
+      const watches = channels.map((c) => new Promise<{ code: number; details: string; afterMs: number }>((resolve) => {
         const s = c.ServerStream({ message: 'w', count: 15, delayMs: 100 });
         s.on('data', () => undefined);
-        s.on('status', (st: grpc.StatusObject) => resolve(st.code));
+        s.on('status', (st: grpc.StatusObject) => resolve({ code: st.code, details: st.details, afterMs: Date.now() - started }));
         s.on('error', () => undefined);
       }));
       await new Promise((r) => setTimeout(r, 300));
       expect(await unary(other, { message: 'one more' })).toBe(0);
-      expect(await Promise.all(watches)).toEqual([0, 0, 0, 0]);
+      expect(await Promise.all(watches)).toEqual([0, 1, 2, 3].map(() => expect.objectContaining({ code: 0 })));
     } finally {
       for (const c of [...channels, other]) c.close();
     }
