@@ -42,12 +42,8 @@ const orUnknown = (v: string | undefined): string => (v ? v : UNKNOWN);
 export class LabelSet {
   readonly tcp: TcpLabels;
   private readonly full = new Map<string, RequestSeries>();
-  /** The last series `series` found, and its values. */
+  /** The last series `series` found (its labels hold the four values it was found by). */
   private last: RequestSeries | null = null;
-  private lastProtocol = '';
-  private lastCode = '';
-  private lastGrpc = '';
-  private lastFlags = '';
 
   constructor(private readonly base: Base) {
     this.tcp = inOrder(TCP_LABELS, { ...base, request_protocol: 'tcp', response_flags: '-' });
@@ -59,13 +55,17 @@ export class LabelSet {
 
   /**
    * The request metrics' series of these labels (request-series.ts: recorded without hashing the labels per request).
-   * The last series found is kept with its four values: a workload's responses mostly repeat
-   * one outcome, and the key string built, hashed and looked up per request was about 1 % of
-   * the outbound sidecar at HTTP/1.1 saturation (docs/benchmarks.md, "thirteenth session").
+   * The last series found is kept, and taken back when its labels hold the same four
+   * values: a workload's responses mostly repeat one outcome, and the key string built,
+   * hashed and looked up per request was about 1 % of the outbound sidecar at HTTP/1.1
+   * saturation (docs/benchmarks.md, "thirteenth session").
    */
   series(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestSeries {
     const last = this.last;
-    if (last !== null && code === this.lastCode && protocol === this.lastProtocol && flags === this.lastFlags && grpc === this.lastGrpc) return last;
+    if (last !== null) {
+      const l = last.labels;
+      if (l.response_code === code && l.request_protocol === protocol && l.response_flags === flags && l.grpc_response_status === grpc) return last;
+    }
     const key = `${protocol} ${code} ${grpc} ${flags}`;
     let s = this.full.get(key);
     if (s === undefined) {
@@ -74,10 +74,6 @@ export class LabelSet {
       if (this.full.size < 4096) this.full.set(key, s);
     }
     this.last = s;
-    this.lastProtocol = protocol;
-    this.lastCode = code;
-    this.lastGrpc = grpc;
-    this.lastFlags = flags;
     return s;
   }
 }
