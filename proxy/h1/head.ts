@@ -1,4 +1,4 @@
-import { MESH, type Headers } from '../http/headers.js';
+import { HOP_BY_HOP, MESH, type Headers } from '../http/headers.js';
 
 /** How the body of a message is delimited (RFC 9112 section 6.3). */
 export enum Body {
@@ -51,8 +51,6 @@ export class H1Head {
   }
 }
 
-/** Hop-by-hop fields (RFC 9110 section 7.6.1) never cross the proxy; as headers.ts. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'proxy-authenticate', 'proxy-authorization', 'http2-settings', 'host']);
 /** As node's IncomingMessage: a repeated single-valued field keeps its first value (RFC 9110 section 5.3). */
 const SINGLE = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent']);
 

@@ -113,6 +113,24 @@ describe('HpackEncoder octets', () => {
     expect(second.includes(Buffer.from('abc'))).toBe(true);
   });
 
+  it("with the peer's table: an indexed name outside the static table goes in with its name as a literal; a static field of a name not indexed is its static index", () => {
+    const enc = new HpackEncoder();
+    enc.setLimit(4096);
+    const dec = new HpackDecoder(4096);
+    const fields = [':method', 'POST', 'grpc-status', '0', 'x-trace-note', 'n'];
+    const first = enc.block(fields);
+    // After the two size updates: :method POST is static index 3 (1 0000011); grpc-status
+    // (not in the static table) is a literal with incremental indexing and a new name (0x40).
+    expect([...first.subarray(4, 6)]).toEqual([0x83, 0x40]);
+    expect(dec.decode(first)).toEqual(fields);
+    expect(dec.tableSize).toBe('grpc-status'.length + 1 + 32);
+    const second = enc.block(fields);
+    // :method POST again static 3, grpc-status 0 the newest dynamic entry (62), x-trace-note a literal without indexing, new name (0x00).
+    expect([...second.subarray(0, 3)]).toEqual([0x83, 0x80 | 62, 0x00]);
+    expect(dec.decode(second)).toEqual(fields);
+    expect(dec.tableSize).toBe('grpc-status'.length + 1 + 32);
+  });
+
   it('signals a lowered limit at the next block and evicts; a :path with a query, or an entry over 3/4 of the table, is not indexed', () => {
     const enc = new HpackEncoder();
     enc.setLimit(4096);

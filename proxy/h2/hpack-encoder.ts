@@ -39,6 +39,23 @@ const INDEXED_NAMES: ReadonlySet<string> = new Set([
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-client-cert', 'grpc-accept-encoding', 'grpc-encoding',
   'grpc-status', 'server', 'date', 'cache-control', 'content-encoding', 'vary', 'via',
 ]);
+/** What the encoder knows of a name: its static entry, and whether its fields go in the dynamic table. */
+interface KnownName {
+  readonly static: StaticName | undefined;
+  readonly indexed: boolean;
+}
+/**
+ * Every name of the static table or of INDEXED_NAMES, in one map: a field costs one look-up
+ * of its name (a set and a map took two, three with the dynamic table's: hash look-ups were
+ * 1.2-2 % of a sidecar at gRPC saturation, docs/benchmarks.md). A name not here is written
+ * as a literal, never indexed.
+ */
+const KNOWN_NAMES: ReadonlyMap<string, KnownName> = (() => {
+  const m = new Map<string, KnownName>();
+  for (const [name, st] of STATIC_BY_NAME) m.set(name, { static: st, indexed: INDEXED_NAMES.has(name) });
+  for (const name of INDEXED_NAMES) if (!m.has(name)) m.set(name, { static: undefined, indexed: true });
+  return m;
+})();
 /** Our table's largest size: the default SETTINGS_HEADER_TABLE_SIZE (RFC 9113 section 6.5.2), less if the peer says so. */
 const TABLE_MAX = 4096;
 /** An entry over this would push most of the table out: not indexed (nghttp2 keeps the same bound). */
@@ -168,15 +185,17 @@ export class HpackEncoder {
   }
 
   private field(out: Buffer, o: number, name: string, value: string): number {
-    if (this.limit === 0 || !INDEXED_NAMES.has(name)) return writeField(out, o, name, value);
-    const s = STATIC_BY_NAME.get(name);
+    const known = KNOWN_NAMES.get(name);
+    if (known === undefined) return writeLiteral(out, o, name, value);
+    const s = known.static;
+    if (this.limit === 0 || !known.indexed) return writeField(out, o, s, name, value);
     const whole = wholeIndex(s, value);
     if (whole !== undefined) return writeInteger(out, o, 0x80, 7, whole);
     const n = this.byName.get(name)?.get(value);
     // Indexed header field (section 6.1), a dynamic index: the newest entry is STATIC_LENGTH + 1 (section 2.3.3).
     if (n !== undefined) return writeInteger(out, o, 0x80, 7, STATIC_LENGTH + 1 + this.inserted - n);
     const size = entrySize(name, value);
-    if (size > ENTRY_MAX || size > this.limit || (name === ':path' && value.includes('?'))) return writeField(out, o, name, value);
+    if (size > ENTRY_MAX || size > this.limit || (name === ':path' && value.includes('?'))) return writeField(out, o, s, name, value);
     // Literal with incremental indexing (section 6.2.1): 01xxxxxx, the name a static index or a literal.
     if (s !== undefined) o = writeInteger(out, o, 0x40, 6, s.index);
     else {
@@ -301,27 +320,29 @@ function writeString(out: Buffer, o: number, s: string): number {
   return o + n;
 }
 
-function writeField(out: Buffer, o: number, name: string, value: string): number {
+/** A field without indexing (section 6.2.2): its static index if the static table holds it whole, else a literal naming `s`'s index or the name. */
+function writeField(out: Buffer, o: number, s: StaticName | undefined, name: string, value: string): number {
+  if (s === undefined) return writeLiteral(out, o, name, value);
   const room = out.length - o;
-  const s = STATIC_BY_NAME.get(name);
-  if (s !== undefined) {
-    const whole = wholeIndex(s, value);
-    if (whole !== undefined) {
-      if (room < integerLength(whole, 7)) throw new RangeError('hpack: output buffer too small');
-      // Indexed header field (section 6.1): 1xxxxxxx.
-      return writeInteger(out, o, 0x80, 7, whole);
-    }
-    if (room < integerLength(s.index, 4) + integerLength(value.length, 7) + value.length) {
-      throw new RangeError('hpack: output buffer too small');
-    }
-    // Literal without indexing, indexed name (section 6.2.2): 0000xxxx.
-    o = writeInteger(out, o, 0x00, 4, s.index);
-    return writeString(out, o, value);
+  const whole = wholeIndex(s, value);
+  if (whole !== undefined) {
+    if (room < integerLength(whole, 7)) throw new RangeError('hpack: output buffer too small');
+    // Indexed header field (section 6.1): 1xxxxxxx.
+    return writeInteger(out, o, 0x80, 7, whole);
   }
-  if (room < 1 + integerLength(name.length, 7) + name.length + integerLength(value.length, 7) + value.length) {
+  if (room < integerLength(s.index, 4) + integerLength(value.length, 7) + value.length) {
     throw new RangeError('hpack: output buffer too small');
   }
-  // Literal without indexing, new name (section 6.2.2): 0x00, name, value.
+  // Literal without indexing, indexed name (section 6.2.2): 0000xxxx.
+  o = writeInteger(out, o, 0x00, 4, s.index);
+  return writeString(out, o, value);
+}
+
+/** Literal without indexing, new name (section 6.2.2): 0x00, name, value. */
+function writeLiteral(out: Buffer, o: number, name: string, value: string): number {
+  if (out.length - o < 1 + integerLength(name.length, 7) + name.length + integerLength(value.length, 7) + value.length) {
+    throw new RangeError('hpack: output buffer too small');
+  }
   out[o++] = 0x00;
   o = writeString(out, o, name);
   return writeString(out, o, value);

@@ -8,7 +8,7 @@ export type Headers = Record<string, string | string[]>;
  * outright (RFC 9113 section 8.2.2), so they are dropped both ways. `te: trailers` is
  * the one allowed exception in HTTP/2 and gRPC relies on it.
  */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te',
   'proxy-authenticate', 'proxy-authorization', 'http2-settings', 'host',
 ]);
