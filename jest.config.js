@@ -2,6 +2,12 @@
 // project is "type": "module" and jest runs with --experimental-vm-modules (set by the
 // npm scripts). ts-jest transpiles each file in isolation; `npm run typecheck` does the
 // whole-program type check once instead of per test file.
+// Node 24 runs the tests (package.json engines). `node_modules/.bin/jest` run by hand starts
+// under whatever `node` is first on PATH; under node 20 the sidecars the suites start
+// in-process failed every HTTP/2 call between them, naming nothing of the cause.
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  throw new Error(`the tests need Node.js 24 or later, this is ${process.versions.node}: run them with npm test or npm run jest -- <paths>, which run the project's node (node_modules/.bin/node)`);
+}
 const tsJest = ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }];
 const common = {
   testEnvironment: 'node',

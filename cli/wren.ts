@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { nodeVersionProblem } from './node-version.js';
+
 type Out = (s: string) => void;
 type Command = (argv: string[], out: Out, err: Out) => Promise<number>;
 
@@ -36,6 +38,11 @@ Run 'wren <command> --help' for a command's options.
 export async function main(argv: string[]): Promise<number> {
   const out: Out = (s) => void process.stdout.write(s);
   const err: Out = (s) => void process.stderr.write(s);
+  const old = nodeVersionProblem(process.versions.node);
+  if (old !== null) {
+    err(old);
+    return 1;
+  }
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     out(USAGE);
