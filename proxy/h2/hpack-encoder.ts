@@ -45,10 +45,10 @@ interface KnownName {
   readonly indexed: boolean;
 }
 /**
- * Every name of the static table or of INDEXED_NAMES, in one map: a field costs one look-up
- * of its name (a set and a map took two, three with the dynamic table's: hash look-ups were
- * 1.2-2 % of a sidecar at gRPC saturation, docs/benchmarks.md). A name not here is written
- * as a literal, never indexed.
+ * Every name of the static table or of INDEXED_NAMES, in one map: a field's name costs one
+ * look-up before the dynamic table's own (a set and a map took two; the encoder's hash
+ * look-ups were 1.2-1.4 % of a sidecar at gRPC saturation, docs/benchmarks.md). A name not
+ * here is written as a literal, never indexed.
  */
 const KNOWN_NAMES: ReadonlyMap<string, KnownName> = (() => {
   const m = new Map<string, KnownName>();
