@@ -85,7 +85,7 @@ function newSpaceMbAfterLoad(mode: 'none' | 'apply' | 'launcher-flag'): number {
       process.stdout.write(String(ns.space_size / 1048576));
     };
     slice();`;
-  const args = [...(mode === 'launcher-flag' ? [SIDECAR_NODE_FLAGS[0]] : []), '--input-type=module', '-e', script];
+  const args = [...(mode === 'launcher-flag' ? SIDECAR_NODE_FLAGS.filter((f) => f.startsWith('--max-semi-space-size=')) : []), '--input-type=module', '-e', script];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 60_000 });
   if (r.status !== 0) throw new Error(r.stderr);
   return Number(r.stdout);

@@ -50,6 +50,9 @@ import { loadAddon } from '../proxy/net/original-dst.js';
  */
 export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40', '--no-allocation-site-pretenuring'];
 
+/** The launchers' young-generation cap, `--max-semi-space-size` in MB (SIDECAR_NODE_FLAGS). */
+const LAUNCHER_SEMI_SPACE_MB = 4;
+
 /**
  * Node flags every launcher of a sidecar gives node: the image's ENTRYPOINT (Dockerfile, so
  * the injected container has them), `wren demo`, the benchmarks and the tests' proxy
@@ -89,7 +92,7 @@ export const SIDECAR_HEAP_FLAGS: readonly string[] = ['--heap-growing-percent=40
  * sidecar), as the launchers start their sidecars with their own node.
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = [
-  '--max-semi-space-size=4',
+  `--max-semi-space-size=${LAUNCHER_SEMI_SPACE_MB}`,
   '--no-allocation-site-pretenuring',
   '--no-concurrent-recompilation',
   '--no-maglev',
@@ -97,7 +100,7 @@ export const SIDECAR_NODE_FLAGS: readonly string[] = [
 ];
 
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that the launchers' `--max-semi-space-size=4` stops at. */
-export const LAUNCHER_NEW_SPACE_BYTES = 8 * 1024 * 1024;
+export const LAUNCHER_NEW_SPACE_BYTES = 2 * LAUNCHER_SEMI_SPACE_MB * 1024 * 1024;
 
 /**
  * Where the run-time governor (a sidecar started without the launcher flag) stops the new

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { MIN_NODE_MAJOR, nodeVersionProblem } from './node-version.js';
 
 describe('nodeVersionProblem', () => {
@@ -14,6 +16,11 @@ describe('nodeVersionProblem', () => {
       expect(msg).toContain(`Node.js ${MIN_NODE_MAJOR} or later is needed, this is ${v}`);
       expect(msg).toContain('node_modules/.bin/node');
     }
+  });
+
+  it("is package.json's engines bound, the one npm states", () => {
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toBe(`>=${MIN_NODE_MAJOR}`);
   });
 
   it('refuses a version it cannot read', () => {

@@ -12,7 +12,7 @@ import { MIN_NODE_MAJOR } from '../cli/node-version.js';
 
 const WREN = join(process.cwd(), 'dist', 'cli', 'wren.js');
 
-/** Every `node` on PATH and the system's, with its major version, except the one running the tests. */
+/** The first `node` on PATH, or in /usr/bin or /usr/local/bin, older than MIN_NODE_MAJOR; null if none. */
 function olderNode(): string | null {
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/bin', '/usr/local/bin'];
   for (const d of dirs) {
