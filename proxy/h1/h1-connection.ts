@@ -9,7 +9,7 @@ import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, write
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
-import { setDirectReads } from '../net/direct-reads.js';
+import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { inTurn } from '../../common/deferred.js';
 import type { Cancel } from '../../common/cancel.js';
 
@@ -105,6 +105,8 @@ export class H1Connection implements H1Handler {
   private readonly onDrainEv = (): void => this.drained();
   private readonly onErrorEv = (): void => void this.socket.destroy();
   private readonly onCloseEv = (): void => this.onClose();
+  /** Reads are views of a buffer the next read overwrites (setSharedReads): what is kept past a read is copied. */
+  private readonly transient: boolean;
 
   constructor(
     readonly socket: Socket,
@@ -117,8 +119,10 @@ export class H1Connection implements H1Handler {
     this.since = this.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
-    // A virtual connection of the mesh multiplexer hands its bytes over directly (mux-stream.ts).
-    setDirectReads(socket, this.onData);
+    // A plain TCP socket reads into the thread's shared buffer; a virtual connection of the
+    // mesh multiplexer hands its bytes over directly (mux-stream.ts), as does a TLS socket.
+    this.transient = setSharedReads(socket, this.onData);
+    if (!this.transient) setDirectReads(socket, this.onData);
     socket.on('end', this.onEndEv);
     socket.on('drain', this.onDrainEv);
     socket.on('error', this.onErrorEv);
@@ -150,7 +154,7 @@ export class H1Connection implements H1Handler {
     }
     const n = this.parser.execute(d);
     if (n < d.length && this.parser.isPaused && !this.closed) {
-      this.rest = d.subarray(n);
+      this.rest = this.transient ? Buffer.from(d.subarray(n)) : d.subarray(n);
       this.socket.pause();
     }
   }
@@ -292,7 +296,7 @@ export class H1Connection implements H1Handler {
 
   onBody(chunk: Buffer): void {
     const b = this.ex?.body;
-    if (b && !b.push(chunk)) this.socket.pause();
+    if (b && !b.push(this.transient ? Buffer.from(chunk) : chunk)) this.socket.pause();
   }
 
   onTrailers(fields: string[]): void {
@@ -324,7 +328,7 @@ export class H1Connection implements H1Handler {
     const ex = this.ex;
     this.phase = Phase.Gone;
     if (ex !== null && !ex.ended) {
-      if (this.opts.onUpgrade && ex.head) this.opts.onUpgrade(ex.head, s, rest, ex);
+      if (this.opts.onUpgrade && ex.head) this.opts.onUpgrade(ex.head, s, this.transient ? Buffer.from(rest) : rest, ex);
       else ex.fail(new ProxyError('NOT_IMPLEMENTED', 'upgrades are not served here'));
     }
     // Bytes after the head stay in the socket until the callee reads them (a flowing socket

@@ -105,7 +105,7 @@ async function slowDigest(body: AsyncIterable<Buffer>): Promise<string> {
 const digest = (b: Buffer): string => `${b.length}:${createHash('sha256').update(b).digest('hex').slice(0, 16)}`;
 
 describe.each([false, true])('H1Server direct reads and turns (tls: %s)', (tls) => {
-  it('pipelined requests behind large bodies read with backpressure, bytes split at random: every body whole, every response in order', async () => {
+  it('pipelined requests behind large bodies read with backpressure, bytes split at random, three connections at once: every body whole, every response in order', async () => {
     const connectClient = await listen(async (req) => {
       const got = req.body === null ? '-' : await slowDigest(req.body as unknown as AsyncIterable<Buffer>);
       return text(`[${req.method} ${req.path} ${got}]`);
@@ -135,16 +135,25 @@ describe.each([false, true])('H1Server direct reads and turns (tls: %s)', (tls) 
         expected.push(`[GET /get${i} -]`);
       }
     }
-    const s = await connectClient();
+    // Three clients at once: over TCP every connection's reads land in one shared buffer
+    // (net/direct-reads.ts setSharedReads), so what one connection keeps past a read (a
+    // pipelined request held while the one before is answered, body bytes waiting for a
+    // slow reader) must survive the other connections' reads.
     const all = Buffer.concat(parts);
     const last = expected[expected.length - 1];
-    const result = collect(s, (got) => got.includes(last));
-    await writeSplit(s, all, tls ? 7 : 3);
-    const got = await result;
-    s.destroy();
-    const seen = [...got.matchAll(/\[[^\]]*\]/g)].map((m) => m[0]);
-    expect(seen).toEqual(expected);
-    expect(got.match(/HTTP\/1\.1 200 OK\r\n/g)).toHaveLength(expected.length);
+    const runs = [0, 1, 2].map(async (k) => {
+      const s = await connectClient();
+      const result = collect(s, (got) => got.includes(last));
+      await writeSplit(s, all, (tls ? 7 : 3) + 10 * k);
+      const got = await result;
+      s.destroy();
+      return got;
+    });
+    for (const got of await Promise.all(runs)) {
+      const seen = [...got.matchAll(/\[[^\]]*\]/g)].map((m) => m[0]);
+      expect(seen).toEqual(expected);
+      expect(got.match(/HTTP\/1\.1 200 OK\r\n/g)).toHaveLength(expected.length);
+    }
   });
 
   it("an upgrade's bytes (in the head's read, while the service decides, after the 101) reach the tunnel whole and in order", async () => {
@@ -174,6 +183,13 @@ describe.each([false, true])('H1Server direct reads and turns (tls: %s)', (tls) 
     // The head and the tunnel's first bytes in one write (one read), more while the service decides.
     s.write('GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nHELD-1|');
     await new Promise((r) => setTimeout(r, 5));
+    // Another connection's request while the service decides: over TCP its read lands in the
+    // buffer the first one's was read into (setSharedReads), so the held bytes must be a copy.
+    const other = await connectClient();
+    const otherDone = collect(other, (got) => got.includes('no upgrade'));
+    other.write(`GET /${'o'.repeat(200)} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    expect(await otherDone).toContain('no upgrade');
+    other.destroy();
     s.write('WAITING-2|');
     await new Promise((r) => setTimeout(r, 5));
     s.write('WAITING-3|');

@@ -1,5 +1,5 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { setDirectReads } from './direct-reads.js';
+import { setDirectReads, setSharedReads } from './direct-reads.js';
 
 /** A connected pair on port 0: the server side (read through setDirectReads) and the client writing to it. */
 async function pair(): Promise<{ server: Server; inner: Socket; outer: Socket }> {
@@ -144,4 +144,123 @@ test('TLS: a reader that pauses in a direct read gets no more until it resumes (
       expect(data.map((l) => l.slice(l.indexOf(':') + 1)).join('')).toBe('abcd');
     }
   }
+});
+
+describe('setSharedReads: an accepted TCP socket reads into the buffer the thread shares', () => {
+  test('each read is a view of one buffer, shared between sockets, handed to the reader directly; the end is still node\'s', async () => {
+    const a = await pair();
+    const b = await pair();
+    const views: Buffer[] = [];
+    const copies: string[] = [];
+    const events: Buffer[] = [];
+    for (const p of [a, b]) {
+      p.inner.on('data', (d: Buffer) => events.push(d));
+      expect(
+        setSharedReads(p.inner, (d) => {
+          views.push(d);
+          copies.push(`${p === a ? 'a' : 'b'}:${d.toString()}`);
+        }),
+      ).toBe(true);
+    }
+    a.outer.write('one');
+    await until(() => copies.length, 1);
+    b.outer.write('two!');
+    await until(() => copies.length, 2);
+    a.outer.write('three');
+    await until(() => copies.length, 3);
+    expect(copies).toEqual(['a:one', 'b:two!', 'a:three']);
+    expect(events).toEqual([]);
+    // One memory for all three reads: the second overwrote the first's bytes.
+    expect(new Set(views.map((v) => v.buffer)).size).toBe(1);
+    expect(views[0].toString()).not.toBe('one');
+    const ended = new Promise<boolean>((r) => a.inner.once('end', () => r(true)));
+    a.outer.end();
+    expect(await ended).toBe(true);
+    await close(a);
+    await close(b);
+  });
+
+  test('paused, the socket stops reading (the bytes wait in the kernel, not in the shared buffer); bytes put back with unshift meanwhile come first, as a data event of their own, then the reads, in order', async () => {
+    const a = await pair();
+    const b = await pair();
+    const got: string[] = [];
+    const fromEvents: string[] = [];
+    a.inner.on('data', (d: Buffer) => {
+      fromEvents.push(d.toString());
+      got.push(d.toString());
+    });
+    expect(setSharedReads(a.inner, (d) => void got.push(d.toString()))).toBe(true);
+    let other = 0;
+    expect(setSharedReads(b.inner, (d) => void (other += d.length))).toBe(true);
+    b.inner.resume();
+    a.outer.write('first');
+    await until(() => got.join('').length, 5);
+    a.inner.pause();
+    a.outer.write('third');
+    const held = Buffer.from('second');
+    a.inner.unshift(held);
+    // Another socket's reads land in the shared buffer while a's wait.
+    b.outer.write('x'.repeat(5000));
+    await until(() => other, 5000);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(got).toEqual(['first']);
+    expect(a.inner.readableLength).toBe(6);
+    a.inner.resume();
+    await until(() => got.join('').length, 16);
+    expect(got).toEqual(['first', 'second', 'third']);
+    expect(fromEvents).toEqual(['second']);
+    await close(a);
+    await close(b);
+  });
+
+  test('reads that come while nothing reads the socket yet are kept by the Readable as copies of their own', async () => {
+    const a = await pair();
+    const b = await pair();
+    expect(setSharedReads(a.inner, () => undefined)).toBe(true);
+    let other = 0;
+    expect(setSharedReads(b.inner, (d) => void (other += d.length))).toBe(true);
+    b.inner.resume();
+    // No data listener on a and never resumed: its reads go to the Readable.
+    a.outer.write('kept-1');
+    await until(() => a.inner.readableLength, 6);
+    b.outer.write('y'.repeat(3000));
+    await until(() => other, 3000);
+    a.outer.write('kept-2');
+    await until(() => a.inner.readableLength, 12);
+    expect((a.inner.read() as Buffer).toString()).toBe('kept-1kept-2');
+    await close(a);
+    await close(b);
+  });
+
+  test('null hands the reads back to the data events, each a buffer of its own', async () => {
+    const p = await pair();
+    const events: Buffer[] = [];
+    p.inner.on('data', (d: Buffer) => events.push(d));
+    expect(setSharedReads(p.inner, () => undefined)).toBe(true);
+    setDirectReads(p.inner, null);
+    p.outer.write('abc');
+    await until(() => events.length, 1);
+    p.outer.write('defg');
+    await until(() => events.length, 2);
+    expect(events.map((d) => d.toString())).toEqual(['abc', 'defg']);
+    await close(p);
+  });
+
+  test('a TLS socket and a socket-like stream are not set up (false): their reads stay as they were', async () => {
+    const { testServerCert } = await import('../../test/helpers/test-ca.js');
+    const { createServer: createTls, connect: tlsConnect } = await import('node:tls');
+    const pki = testServerCert(['localhost']);
+    const srv = createTls({ key: pki.key, cert: pki.cert });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<Socket>((r) => srv.once('secureConnection', r));
+    const c = tlsConnect({ port: (srv.address() as import('node:net').AddressInfo).port, host: '127.0.0.1', servername: 'localhost', ca: pki.ca });
+    c.on('error', () => undefined);
+    const s = await accepted;
+    expect(setSharedReads(s, () => undefined)).toBe(false);
+    const { PassThrough } = await import('node:stream');
+    expect(setSharedReads(new PassThrough() as unknown as Socket, () => undefined)).toBe(false);
+    c.destroy();
+    s.destroy();
+    await new Promise((r) => srv.close(r));
+  });
 });

@@ -46,3 +46,67 @@ export function setDirectReads(socket: Socket, fn: ((d: Buffer) => void) | null)
   s[SINK] = fn;
   s.push = directPush;
 }
+
+/**
+ * net.Socket's own keys for `onread` (lib/net.js kBuffer, kBufferCb, kBufferGen): a socket
+ * made with `onread` reads into the given buffer and calls the callback with the byte
+ * count, instead of allocating a Buffer per read. node offers `onread` to sockets it
+ * connects, not to the ones a server accepts; these keys, read off a socket made with it,
+ * set it up on an accepted one. Undefined when this node's sockets do not have them (the
+ * reads then stay node's own: sharedReads returns false).
+ */
+const ONREAD = ((): { buffer: symbol; callback: symbol; gen: symbol } | undefined => {
+  const probe = new Socket({ onread: { buffer: Buffer.alloc(1), callback: () => true } });
+  const keys = Object.getOwnPropertySymbols(probe);
+  const key = (d: string): symbol | undefined => keys.find((k) => k.description === d);
+  const buffer = key('kBuffer');
+  const callback = key('kBufferCb');
+  const gen = key('kBufferGen');
+  probe.destroy();
+  return buffer && callback && gen ? { buffer, callback, gen } : undefined;
+})();
+
+/**
+ * The read buffer of the thread's accepted TCP sockets (sharedReads). A read is handed on
+ * and consumed before the next one can land (libuv runs one read callback at a time), so
+ * one buffer serves every socket. 64 KiB is what node reads from TCP by default.
+ */
+const SHARED = Buffer.allocUnsafeSlow(64 * 1024);
+
+type Handle = { useUserBuffer?(b: Uint8Array): void };
+type OnRead = Pushing & { _handle: Handle | null } & Record<symbol, unknown>;
+
+/** The onread callback of a shared-buffer socket (called as a method of the socket). */
+function sharedRead(this: OnRead, n: number, buf: Buffer): boolean {
+  const view = buf.subarray(0, n);
+  const fn = this[SINK];
+  if (fn !== undefined && this.readableFlowing === true && this.readableLength === 0) {
+    fn(view);
+    return true;
+  }
+  // The Readable keeps what it is given: a copy, as the buffer is the next read's.
+  return readablePush.call(this, Buffer.from(view));
+}
+
+/**
+ * setDirectReads for an accepted plain TCP socket whose reader copies whatever it keeps
+ * past each call (a partial message, body bytes): the socket reads into one buffer shared
+ * by the thread's sockets and hands `fn` a view of it, so a read allocates no Buffer
+ * (node's per-read allocation: a 64 KiB malloc, shrunk, wrapped in an ArrayBuffer and freed
+ * by the garbage collector; about 1 µs a read, docs/benchmarks.md). What the Readable
+ * buffers (paused, or behind bytes put back) is copied, so 'data' listeners and pipes get
+ * buffers of their own, as before. Returns false, with nothing changed, for any other
+ * socket (TLS, a mux stream, one that reads into a buffer already): call setDirectReads.
+ * setDirectReads(socket, null) later hands the reads back to the 'data' events (copies).
+ */
+export function setSharedReads(socket: Socket, fn: (d: Buffer) => void): boolean {
+  const s = socket as unknown as OnRead;
+  const h = s._handle;
+  if (ONREAD === undefined || socket.constructor !== Socket || h === null || typeof h.useUserBuffer !== 'function' || s[ONREAD.buffer]) return false;
+  s[ONREAD.buffer] = SHARED;
+  s[ONREAD.callback] = sharedRead;
+  s[ONREAD.gen] = null;
+  h.useUserBuffer(SHARED);
+  s[SINK] = fn;
+  return true;
+}
