@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
-import { fakeApp, fakeH2cApp, type FakeApp } from './helpers/fake-app.js';
+import { fakeApp, fakeH2cApp, patternByte, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /** Two sidecars (client pod, server pod) and real backends, all on loopback. */
@@ -133,6 +133,32 @@ test('a 100 MB upload and a 100 MB download stream through intact', async () => 
   let n = 0;
   for await (const d of down.body) n += (d as Buffer).length;
   expect(n).toBe(size);
+}, 60_000);
+
+test('a patterned download crosses the mesh byte for byte while its reader stalls and other requests cross the same sidecars', async () => {
+  const size = 24 * 1024 * 1024;
+  const down = await undiciRequest(`http://127.0.0.1:${client.outboundPort}/pattern?bytes=${size}`, { headers: { host: 'web' } });
+  expect(down.statusCode).toBe(200);
+  let n = 0;
+  let wrong = -1;
+  let reads = 0;
+  for await (const d of down.body) {
+    if (++reads === 1) {
+      // The buffers on the way fill while other requests' reads land where this one's did.
+      await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < 20; i++) await (await undiciRequest(`http://127.0.0.1:${client.outboundPort}/pattern?bytes=${64 * 1024}`, { headers: { host: 'web' } })).body.arrayBuffer();
+    } else if (reads % 8 === 0) await new Promise((r) => setTimeout(r, 2));
+    const b = d as Buffer;
+    if (wrong < 0)
+      for (let k = 0; k < b.length; k++)
+        if (b[k] !== patternByte(n + k)) {
+          wrong = n + k;
+          break;
+        }
+    n += b.length;
+  }
+  expect(n).toBe(size);
+  expect(wrong).toBe(-1);
 }, 60_000);
 
 test('Expect: 100-continue is answered by the outbound sidecar (as Envoy does by default) and the body then crosses', async () => {

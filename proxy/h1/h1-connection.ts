@@ -119,10 +119,10 @@ export class H1Connection implements H1Handler {
     this.since = this.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
-    // A plain TCP socket reads into the thread's shared buffer; a virtual connection of the
-    // mesh multiplexer hands its bytes over directly (mux-stream.ts), as does a TLS socket.
-    this.transient = setSharedReads(socket, this.onData);
-    if (!this.transient) setDirectReads(socket, this.onData);
+    // A TCP or TLS socket reads into the thread's shared buffer; a virtual connection of the
+    // mesh multiplexer hands its payloads over directly (mux-stream.ts), views of its
+    // session's shared buffer when the session reads that way.
+    this.transient = setSharedReads(socket, this.onData) || setDirectReads(socket, this.onData);
     socket.on('end', this.onEndEv);
     socket.on('drain', this.onDrainEv);
     socket.on('error', this.onErrorEv);

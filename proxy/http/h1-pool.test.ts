@@ -544,3 +544,65 @@ describe('H1Pool', () => {
     expect(p.connections('127.0.0.1', a.port)).toBe(0);
   });
 });
+
+test("over a mux stream whose session reads into the thread's shared buffer, response body chunks are copies: a slow reader gets them whole while another stream's reads overwrite that buffer", async () => {
+  const { MuxTestPairs } = await import('../mux/mux-test-pair.js');
+  const pairs = new MuxTestPairs();
+  try {
+    const body = Buffer.alloc(300_000);
+    for (let k = 0; k < body.length; k++) body[k] = (k * 7 + (k >>> 10) * 13) & 0xff;
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    let noiseSent = 0;
+    const p = await pairs.pair({
+      onStream: (st) =>
+        st.once('data', (first: Buffer) => {
+          if (first.toString('latin1').startsWith('NOISE')) {
+            // Another virtual connection's bytes, a little at a time for as long as the test runs.
+            const pump = async (): Promise<void> => {
+              while (!st.destroyed && noiseSent < 4_000_000) {
+                st.write(Buffer.alloc(3000, 0x6e));
+                noiseSent += 3000;
+                await turn();
+              }
+            };
+            void pump();
+            return;
+          }
+          // The response in 2 KiB writes, one a turn: each a small frame, read as a view.
+          void (async () => {
+            st.write(`HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`);
+            for (let off = 0; off < body.length; off += 2048) {
+              st.write(body.subarray(off, off + 2048));
+              await turn();
+            }
+          })();
+        }),
+    });
+    expect(p.client.viewReads).toBe(true);
+    const noise = p.client.open()!;
+    let noiseGot = 0;
+    noise.on('data', (d: Buffer) => void (noiseGot += d.length));
+    noise.write('NOISE');
+    const hp = pool({
+      connect: () => {
+        const s = p.client.open()!;
+        process.nextTick(() => s.emit('connect'));
+        return s as unknown as Socket;
+      },
+    });
+    const res = await hp.request('peer', 80, request(), {});
+    const got: Buffer[] = [];
+    let reads = 0;
+    for await (const c of res.body as AsyncIterable<Buffer>) {
+      got.push(c);
+      // A slow reader: the chunks it has not taken wait in the body while the noise is read.
+      if (++reads % 4 === 0) await new Promise((r) => setTimeout(r, 3));
+    }
+    expect(noiseGot).toBeGreaterThan(100_000);
+    const all = Buffer.concat(got);
+    expect(all.length).toBe(body.length);
+    expect(all.equals(body)).toBe(true);
+  } finally {
+    pairs.close();
+  }
+});

@@ -401,6 +401,8 @@ class Conn implements H1Handler {
   private readonly connectTimeoutMs: number;
   /** The bytes being parsed are a view of the read buffer (onread): body chunks must be copied. */
   private inBuffer = false;
+  /** Every read is a view of a shared read buffer (a mux stream's payloads, setDirectReads): body chunks must be copied. */
+  private readonly viewReads: boolean;
   private readonly generation: number;
 
   constructor(
@@ -426,10 +428,11 @@ class Conn implements H1Handler {
     if (connectTimeoutMs > 0) s.setTimeout(connectTimeoutMs);
     s.once(pool.secure ? 'secureConnect' : 'connect', () => this.onConnect());
     // A connect function that ignored onread; a mesh multiplexer stream hands its payloads
-    // straight to onSocketData (setDirectReads): fresh buffers, so no copy as from onread's.
+    // straight to onSocketData (setDirectReads): views of its session's read buffer when the
+    // session reads into the shared one, copied in onBody as onread's are.
     const onData = (d: Buffer): void => this.onSocketData(d);
     s.on('data', onData);
-    setDirectReads(s, onData);
+    this.viewReads = setDirectReads(s, onData);
     s.on('drain', () => this.ex?.onDrain());
     s.on('end', () => this.onSocketEnd());
     s.on('error', (e) => this.close(e));
@@ -535,7 +538,7 @@ class Conn implements H1Handler {
   }
 
   onBody(chunk: Buffer): void {
-    if (!this.ex!.push(this.inBuffer ? copyOf(chunk) : chunk)) this.socket.pause();
+    if (!this.ex!.push(this.inBuffer || this.viewReads ? copyOf(chunk) : chunk)) this.socket.pause();
   }
 
   onTrailers(fields: string[]): void {

@@ -9,6 +9,7 @@ import { settledBody } from './settled-body.js';
 import { seededRandom, systemClock } from '../../common/clock.js';
 import { deferredPending } from '../../common/deferred.js';
 import { testPki } from '../../test/helpers/pki.js';
+import { MuxTestPairs } from '../mux/mux-test-pair.js';
 
 /*
  * The HTTP/1.1 server's reads go straight to the connection (net/direct-reads.ts) and its
@@ -24,18 +25,31 @@ const servers: Server[] = [];
 /** The server side of every connection, destroyed after each test (an upgraded one is no longer the H1Server's). */
 const accepted = new Set<Socket>();
 let h1: H1Server | null = null;
+let muxPairs: MuxTestPairs | null = null;
 
 afterEach(async () => {
   h1?.close();
   h1 = null;
+  muxPairs?.close();
+  muxPairs = null;
   for (const s of accepted) s.destroy();
   accepted.clear();
   for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
 });
 
-async function listen(service: HttpService, tls: boolean): Promise<() => Promise<Socket>> {
+/** TCP, TLS, or virtual connections of one mesh multiplexer session (every stream's reads land in the session's shared buffer). */
+type Transport = 'tcp' | 'tls' | 'mux';
+
+async function listen(service: HttpService, transport: Transport): Promise<() => Promise<Socket>> {
   const server = new H1Server({ service, maxHeaderBytes: 4096, clock: systemClock });
   h1 = server;
+  if (transport === 'mux') {
+    muxPairs = new MuxTestPairs();
+    const p = await muxPairs.pair({ window: 256 * 1024, onStream: (st) => server.serve(st as unknown as Socket) });
+    expect(p.server.viewReads).toBe(true);
+    return async () => p.client.open()! as unknown as Socket;
+  }
+  const tls = transport === 'tls';
   if (!tls) {
     const l = createServer({ allowHalfOpen: true }, (s) => (accepted.add(s), server.serve(s)));
     servers.push(l);
@@ -104,7 +118,7 @@ async function slowDigest(body: AsyncIterable<Buffer>): Promise<string> {
 
 const digest = (b: Buffer): string => `${b.length}:${createHash('sha256').update(b).digest('hex').slice(0, 16)}`;
 
-describe.each([false, true])('H1Server direct reads and turns (tls: %s)', (tls) => {
+describe.each(['tcp', 'tls', 'mux'] as const)('H1Server direct reads and turns (%s)', (tls) => {
   it('pipelined requests behind large bodies read with backpressure, bytes split at random, three connections at once: every body whole, every response in order', async () => {
     const connectClient = await listen(async (req) => {
       const got = req.body === null ? '-' : await slowDigest(req.body as unknown as AsyncIterable<Buffer>);
@@ -144,7 +158,7 @@ describe.each([false, true])('H1Server direct reads and turns (tls: %s)', (tls) 
     const runs = [0, 1, 2].map(async (k) => {
       const s = await connectClient();
       const result = collect(s, (got) => got.includes(last));
-      await writeSplit(s, all, (tls ? 7 : 3) + 10 * k);
+      await writeSplit(s, all, (tls === 'tls' ? 7 : tls === 'mux' ? 5 : 3) + 10 * k);
       const got = await result;
       s.destroy();
       return got;

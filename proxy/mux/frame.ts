@@ -74,14 +74,18 @@ export class Deframer {
   private need = HEADER_BYTES;
   private failed = false;
 
-  constructor(private readonly sink: FrameSink) {}
+  constructor(
+    private readonly sink: FrameSink,
+    /** The chunks pushed are views of a buffer the next read overwrites: a frame's start kept for the next read is copied. */
+    private readonly views = false,
+  ) {}
 
   push(chunk: Buffer): void {
     if (this.failed) return;
     let buf: Buffer;
     if (this.parts.length > 0) {
       // A frame arriving in pieces is copied once, when whole (not once per piece).
-      this.parts.push(chunk);
+      this.parts.push(this.views ? Buffer.from(chunk) : chunk);
       this.have += chunk.length;
       if (this.have < this.need) return;
       buf = Buffer.concat(this.parts, this.have);
@@ -103,7 +107,7 @@ export class Deframer {
       if (this.failed) return;
     }
     if (buf.length > 0) {
-      this.parts = [buf];
+      this.parts = [this.views ? Buffer.from(buf) : buf];
       this.have = buf.length;
       this.need = buf.length >= HEADER_BYTES ? HEADER_BYTES + buf.readUInt32BE(0) : HEADER_BYTES;
     }

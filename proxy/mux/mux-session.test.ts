@@ -458,3 +458,48 @@ test('refusals teach the client the peer\'s limit: no new stream beyond it, one 
   await tick();
   expect(client.full).toBe(false);
 });
+
+test("the session reads into the thread's shared buffer: frames cut by a read's end, and bytes a paused stream holds, stay whole while later reads overwrite it", async () => {
+  const served: MuxStream[] = [];
+  const p = await pair(1 << 20, (st) => served.push(st));
+  expect(p.client.viewReads).toBe(true);
+  expect(p.server.viewReads).toBe(true);
+  // Patterned bodies of uneven sizes on four streams, written together: frames of up to
+  // 64 KiB cross the reads' ends, and each read overwrites the buffer the one before used.
+  const bodies = [0, 1, 2, 3].map((i) => {
+    const b = Buffer.alloc(200_000 + i * 12_345);
+    for (let k = 0; k < b.length; k++) b[k] = (k * 7 + i * 13 + (k >> 9)) & 0xff;
+    return b;
+  });
+  const streams = bodies.map(() => p.client.open()!);
+  // A first byte on each opens its stream at the server.
+  for (const s of streams) s.write('x');
+  await new Promise((r) => setTimeout(r, 20));
+  expect(served).toHaveLength(4);
+  // Two readers wait (their payloads go to the Readable) while the others read as they come.
+  const got = bodies.map(() => [] as Buffer[]);
+  const ends = served.map((st, i) => {
+    st.on('data', (d: Buffer) => got[i].push(d));
+    if (i % 2 === 0) st.pause();
+    return new Promise<void>((r) => st.once('end', () => r()));
+  });
+  streams.forEach((s, i) => s.end(bodies[i]));
+  await new Promise((r) => setTimeout(r, 50));
+  for (const [i, st] of served.entries()) if (i % 2 === 0) st.resume();
+  await Promise.all(ends);
+  served.forEach((_, i) => expect(Buffer.concat(got[i]).equals(Buffer.concat([Buffer.from('x'), bodies[i]]))).toBe(true));
+});
+
+test('Deframer over views: the start of a frame kept for the next read is a copy (the buffer it came in is overwritten)', () => {
+  const got: string[] = [];
+  const d = new Deframer({ frame: (_t, _f, id, p) => void got.push(`${id}:${p.toString('latin1')}`), malformed: (w) => void got.push(w) }, true);
+  const wire = Buffer.concat([frameHeader(FrameType.Data, 0, 1, 5), Buffer.from('hello'), frameHeader(FrameType.Data, 0, 3, 6), Buffer.from('world!')]);
+  const shared = Buffer.alloc(64);
+  // The first read ends inside the second frame's payload, the second read lands where the first was.
+  wire.copy(shared, 0, 0, 20);
+  d.push(shared.subarray(0, 20));
+  shared.fill(0x7a);
+  wire.copy(shared, 0, 20);
+  d.push(shared.subarray(0, wire.length - 20));
+  expect(got).toEqual(['1:hello', '3:world!']);
+});

@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import { deferred, inTurn } from '../../common/deferred.js';
-import { setDirectReads } from '../net/direct-reads.js';
+import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { CONTROL_PAYLOAD_BYTES, Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
@@ -80,7 +80,9 @@ function resetError(msg: string): Error {
  */
 export class MuxSession implements StreamOwner, FrameSink {
   private readonly streams = new Map<number, MuxStream>();
-  private readonly deframer = new Deframer(this);
+  private readonly deframer: Deframer;
+  /** Reads are views of the thread's shared read buffer (setSharedReads): what outlives a read is copied. */
+  readonly viewReads: boolean;
   private nextId: number;
   /** Server: the highest stream id the peer has opened (new ones must be higher). */
   private lastPeerId = 0;
@@ -133,8 +135,12 @@ export class MuxSession implements StreamOwner, FrameSink {
     });
     const onData = (d: Buffer): void => inTurn(this.deframer.push, this.deframer, d);
     socket.on('data', onData);
-    // Each read straight to the deframer (net/direct-reads.ts), not through the socket's Readable.
-    setDirectReads(socket, onData);
+    // Each read straight to the deframer (net/direct-reads.ts), not through the socket's
+    // Readable, and into the thread's shared buffer: the deframer copies a frame cut by the
+    // read's end, the streams what their readers keep.
+    this.viewReads = setSharedReads(socket, onData);
+    if (!this.viewReads) setDirectReads(socket, onData);
+    this.deframer = new Deframer(this, this.viewReads);
     socket.on('error', (e) => this.close(e.message, e));
     socket.on('close', () => this.close(null));
     socket.on('end', () => this.close(null));

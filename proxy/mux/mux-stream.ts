@@ -8,6 +8,8 @@ export interface StreamOwner {
   readonly remotePort: number | undefined;
   /** The verified SPIFFE ID of the peer (server side; '' on the client side). */
   readonly peer: string;
+  /** DATA payloads are views of the session's read buffer, which the next read overwrites (net/direct-reads.ts setSharedReads). */
+  readonly viewReads: boolean;
   sendData(id: number, payload: Buffer, fin: boolean): void;
   /** sendData of text as latin1 bytes (one per character), without a buffer of its own. */
   sendLatin1(id: number, text: string): void;
@@ -116,7 +118,7 @@ export class MuxStream extends Duplex {
       if (sink !== null && this.readableFlowing === true && this.readableLength === 0 && !this.destroyed) {
         sink(payload);
         this.grant(payload.length);
-      } else if (this.push(payload)) this.grant(payload.length);
+      } else if (this.push(this.owner.viewReads ? Buffer.from(payload) : payload)) this.grant(payload.length);
       else this.owed += payload.length;
     }
     if (fin && !this.finReceived) {
@@ -128,10 +130,13 @@ export class MuxStream extends Duplex {
 
   /**
    * Hands DATA to `fn` directly, as net.Socket's `onread` does (null: the Readable's way
-   * again). The reader also listens to 'data', which gets what arrived while it was paused.
+   * again). The reader also listens to 'data', which gets what arrived while it was paused
+   * (copies of their own). True: `fn` gets views of the session's read buffer, and copies
+   * what it keeps past a call.
    */
-  setSink(fn: ((d: Buffer) => void) | null): void {
+  setSink(fn: ((d: Buffer) => void) | null): boolean {
     this.sink = fn;
+    return fn !== null && this.owner.viewReads;
   }
 
   /**

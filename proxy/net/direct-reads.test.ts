@@ -246,21 +246,39 @@ describe('setSharedReads: an accepted TCP socket reads into the buffer the threa
     await close(p);
   });
 
-  test('a TLS socket and a socket-like stream are not set up (false): their reads stay as they were', async () => {
+  test("a TLS socket's decrypted reads are views of the shared buffer too, whole and in order", async () => {
     const { testServerCert } = await import('../../test/helpers/test-ca.js');
     const { createServer: createTls, connect: tlsConnect } = await import('node:tls');
     const pki = testServerCert(['localhost']);
-    const srv = createTls({ key: pki.key, cert: pki.cert });
+    const views: Buffer[] = [];
+    let text = '';
+    const srv = createTls({ key: pki.key, cert: pki.cert }, (s) => {
+      expect(
+        setSharedReads(s, (d) => {
+          views.push(d);
+          text += d.toString();
+        }),
+      ).toBe(true);
+      s.on('data', () => undefined);
+    });
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const accepted = new Promise<Socket>((r) => srv.once('secureConnection', r));
     const c = tlsConnect({ port: (srv.address() as import('node:net').AddressInfo).port, host: '127.0.0.1', servername: 'localhost', ca: pki.ca });
     c.on('error', () => undefined);
-    const s = await accepted;
-    expect(setSharedReads(s, () => undefined)).toBe(false);
+    await new Promise((r) => c.once('secureConnect', r));
+    const sent = Array.from({ length: 20 }, (_, i) => `record-${i};`).join('');
+    for (let i = 0; i < 20; i++) {
+      c.write(`record-${i};`);
+      if (i % 5 === 4) await new Promise((r) => setTimeout(r, 5));
+    }
+    await until(() => text.length, sent.length);
+    expect(text).toBe(sent);
+    expect(new Set(views.map((v) => v.buffer)).size).toBe(1);
+    c.destroy();
+    await new Promise((r) => srv.close(r));
+  });
+
+  test('a socket-like stream is not set up (false): its reads stay as they were', async () => {
     const { PassThrough } = await import('node:stream');
     expect(setSharedReads(new PassThrough() as unknown as Socket, () => undefined)).toBe(false);
-    c.destroy();
-    s.destroy();
-    await new Promise((r) => srv.close(r));
   });
 });

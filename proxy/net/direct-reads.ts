@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 
 /** A socket-like stream that can hand its reads to one function directly (the mesh multiplexer's streams, proxy/mux/mux-stream.ts). */
 interface DirectReads {
-  setSink(fn: ((d: Buffer) => void) | null): void;
+  /** True: the payloads it hands on are views of its session's read buffer, which the next read overwrites. */
+  setSink(fn: ((d: Buffer) => void) | null): boolean;
 }
 
 const SINK = Symbol('wren.directReads');
@@ -32,19 +33,22 @@ function directPush(this: Pushing, chunk: unknown, encoding?: BufferEncoding): b
  * Has `socket` hand each read to `fn` directly, bypassing its Readable (null: its 'data'
  * events again): a mesh multiplexer stream by its sink, a node socket (TCP or TLS) by
  * directPush. The reader listens to 'data' too, which gets what arrived while it was paused.
+ * True when what `fn` gets are views of a buffer the next read overwrites (a mux stream of
+ * a session that reads with setSharedReads): the reader copies what it keeps past a call.
  */
-export function setDirectReads(socket: Socket, fn: ((d: Buffer) => void) | null): void {
+export function setDirectReads(socket: Socket, fn: ((d: Buffer) => void) | null): boolean {
   const s = socket as Pushing & Partial<DirectReads>;
   if (s.setSink !== undefined) return s.setSink(fn);
-  if (!(socket instanceof Socket)) return;
+  if (!(socket instanceof Socket)) return false;
   if (fn === null) {
-    if (s[SINK] === undefined) return;
+    if (s[SINK] === undefined) return false;
     s[SINK] = undefined;
     if (Object.hasOwn(s, 'push')) delete (s as Partial<Pushing>).push;
-    return;
+    return false;
   }
   s[SINK] = fn;
   s.push = directPush;
+  return false;
 }
 
 /**
@@ -67,9 +71,10 @@ const ONREAD = ((): { buffer: symbol; callback: symbol; gen: symbol } | undefine
 })();
 
 /**
- * The read buffer of the thread's accepted TCP sockets (sharedReads). A read is handed on
- * and consumed before the next one can land (libuv runs one read callback at a time), so
- * one buffer serves every socket. 64 KiB is what node reads from TCP by default.
+ * The read buffer of the thread's sockets that read with setSharedReads. A read is handed on
+ * and consumed before the next one can land (libuv runs one read callback at a time, and a
+ * TLS socket hands over its records one by one), so one buffer serves every socket. 64 KiB
+ * is what node reads from TCP at a time; a TLS record's plaintext is at most 16 KiB.
  */
 const SHARED = Buffer.allocUnsafeSlow(64 * 1024);
 
@@ -89,20 +94,22 @@ function sharedRead(this: OnRead, n: number, buf: Buffer): boolean {
 }
 
 /**
- * setDirectReads for an accepted plain TCP socket whose reader copies whatever it keeps
- * past each call (a partial message, body bytes): the socket reads into one buffer shared
- * by the thread's sockets and hands `fn` a view of it, so a read allocates no Buffer
- * (node's per-read allocation: a 64 KiB malloc, shrunk, wrapped in an ArrayBuffer and freed
- * by the garbage collector; about 1 µs a read, docs/benchmarks.md). What the Readable
- * buffers (paused, or behind bytes put back) is copied, so 'data' listeners and pipes get
- * buffers of their own, as before. Returns false, with nothing changed, for any other
- * socket (TLS, a mux stream, one that reads into a buffer already): call setDirectReads.
+ * setDirectReads for a node socket (TCP, or TLS: its decrypted bytes) whose reader copies
+ * whatever it keeps past each call (a partial message or frame, body bytes): the socket
+ * reads into one buffer shared by the thread's sockets and hands `fn` a view of it, so a
+ * read allocates no Buffer (node's per-read allocation: a malloc of up to 64 KiB, shrunk,
+ * wrapped in an ArrayBuffer and freed by the garbage collector; about 1 µs a read,
+ * docs/benchmarks.md). What the Readable buffers (paused, or behind bytes put back) is
+ * copied, so 'data' listeners and pipes get buffers of their own, as before. Returns false,
+ * with nothing changed, for anything else (a mux stream, a socket-like stream, a socket
+ * that reads into a buffer already, one without a handle yet): call setDirectReads.
  * setDirectReads(socket, null) later hands the reads back to the 'data' events (copies).
  */
 export function setSharedReads(socket: Socket, fn: (d: Buffer) => void): boolean {
   const s = socket as unknown as OnRead;
+  if (ONREAD === undefined || !(socket instanceof Socket)) return false;
   const h = s._handle;
-  if (ONREAD === undefined || socket.constructor !== Socket || h === null || typeof h.useUserBuffer !== 'function' || s[ONREAD.buffer]) return false;
+  if (h === null || typeof h.useUserBuffer !== 'function' || s[ONREAD.buffer]) return false;
   s[ONREAD.buffer] = SHARED;
   s[ONREAD.callback] = sharedRead;
   s[ONREAD.gen] = null;

@@ -6,11 +6,17 @@ import { createHash } from 'node:crypto';
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
+/** Byte i of a /pattern body: it changes along the body, so a byte from the wrong place is seen. */
+export function patternByte(i: number): number {
+  return (i * 7 + (i >>> 12) * 13) & 0xff;
+}
+
 /**
  * A backend app for tests. Routes:
  *   /echo         200 with JSON {method, path, headers, bodyBytes, sha256, trailers}
  *   /status/N     responds N
  *   /big?bytes=N  streams N bytes
+ *   /pattern?bytes=N  streams N bytes, byte i being patternByte(i), in writes of 1-8 KiB
  *   /slow?ms=N    waits N ms before responding
  *   /trailers     chunked body then trailer `x-checksum`
  *   /reset        sends headers and a little body, then destroys the connection
@@ -57,6 +63,24 @@ function handler(name: string, hits: { count: number }) {
           const n = Math.min(chunk.length, total - sent);
           sent += n;
           if (!res.write(chunk.subarray(0, n))) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      req.resume();
+      return pump();
+    }
+    if (url.pathname === '/pattern') {
+      // Byte i of the body is patternByte(i): a receiver can check every byte, not only the count.
+      const total = Number(url.searchParams.get('bytes') ?? 1024);
+      let sent = 0;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
+      const pump = () => {
+        while (sent < total) {
+          // Writes of 1-8 KiB: on the mesh hop each is a frame well inside one TLS record.
+          const c = Buffer.allocUnsafe(Math.min(1024 + ((sent * 13) % 7168), total - sent));
+          for (let k = 0; k < c.length; k++) c[k] = patternByte(sent + k);
+          sent += c.length;
+          if (!res.write(c)) return void res.once('drain', pump);
         }
         res.end();
       };
