@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark in one run, each printing its figures and its ratio
  * against a baseline measured in the same run. `npm run bench -- data-path` (or
- * `resilience`, `control-plane`, `tls`, `identity`, `soak`, `h1-codec`, `header-map`) runs one. Figures are medians/percentiles of one run on
+ * `resilience`, `control-plane`, `tls`, `identity`, `soak`, `h1-codec`, `header-map`, `socket-reads`) runs one. Figures are medians/percentiles of one run on
  * a noisy machine: compare ratios, not absolute numbers.
  */
 import { writeFile } from 'node:fs/promises';
@@ -20,6 +20,7 @@ const all: Record<string, () => Promise<Record<string, unknown>>> = {
   soak: async () => (await import('./soak.js')).runSoakBench(),
   'h1-codec': async () => (await import('./h1-codec.js')).runH1CodecBench(),
   'header-map': async () => (await import('./header-map.js')).runHeaderMapBench(),
+  'socket-reads': async () => (await import('./socket-reads.js')).runSocketReadsBench(),
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
