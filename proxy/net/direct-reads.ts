@@ -57,7 +57,7 @@ export function setDirectReads(socket: Socket, fn: ((d: Buffer) => void) | null)
  * count, instead of allocating a Buffer per read. node offers `onread` to sockets it
  * connects, not to the ones a server accepts; these keys, read off a socket made with it,
  * set it up on an accepted one. Undefined when this node's sockets do not have them (the
- * reads then stay node's own: sharedReads returns false).
+ * reads then stay node's own: setSharedReads returns false).
  */
 const ONREAD = ((): { buffer: symbol; callback: symbol; gen: symbol } | undefined => {
   const probe = new Socket({ onread: { buffer: Buffer.alloc(1), callback: () => true } });
@@ -98,8 +98,9 @@ function sharedRead(this: OnRead, n: number, buf: Buffer): boolean {
  * whatever it keeps past each call (a partial message or frame, body bytes): the socket
  * reads into one buffer shared by the thread's sockets and hands `fn` a view of it, so a
  * read allocates no Buffer (node's per-read allocation: a malloc of up to 64 KiB, shrunk,
- * wrapped in an ArrayBuffer and freed by the garbage collector; about 1 µs a read,
- * docs/benchmarks.md). What the Readable buffers (paused, or behind bytes put back) is
+ * wrapped in an ArrayBuffer and freed by the garbage collector: 0.1-0.3 µs a read in
+ * `npm run bench -- socket-reads`, and 3-4 % of an outbound sidecar's samples at HTTP/1.1
+ * saturation, docs/benchmarks.md). What the Readable buffers (paused, or behind bytes put back) is
  * copied, so 'data' listeners and pipes get buffers of their own, as before. Returns false,
  * with nothing changed, for anything else (a mux stream, a socket-like stream, a socket
  * that reads into a buffer already, one without a handle yet): call setDirectReads.
