@@ -270,3 +270,36 @@ async function until(cond: () => boolean, ms = 3000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+test("responses on two connections at once, read slowly, arrive byte for byte (the session reads into the thread's shared buffer: what it keeps is copied)", async () => {
+  const pattern = (n: number, seed: number): Buffer => {
+    const b = Buffer.alloc(n);
+    for (let k = 0; k < n; k++) b[k] = (k * 7 + seed * 31 + (k >>> 10) * 13) & 0xff;
+    return b;
+  };
+  handler = (s, h) => {
+    const body = pattern(250_000, Number(h['x-seed']));
+    s.respond({ ':status': 200 });
+    // 2 KiB writes, a turn apart: small DATA frames, each read alone or a few together.
+    let off = 0;
+    const next = (): void => {
+      if (off >= body.length) return void s.end();
+      s.write(body.subarray(off, (off += 2048)));
+      setImmediate(next);
+    };
+    next();
+  };
+  const got = await Promise.all(
+    [1, 2, 3, 4].map(async (seed) => {
+      const res = await client().request(port, request(), { 'x-seed': String(seed) });
+      const parts: Buffer[] = [];
+      let i = 0;
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        parts.push(c);
+        if (++i % 4 === 0) await new Promise((r) => setTimeout(r, 2));
+      }
+      return Buffer.concat(parts);
+    }),
+  );
+  got.forEach((b, i) => expect(b.equals(pattern(250_000, i + 1))).toBe(true));
+});

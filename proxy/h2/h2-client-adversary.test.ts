@@ -875,12 +875,13 @@ test('a frame trickled one byte per read costs copies in proportion to its size,
   const concat = Buffer.concat;
   let copied = 0;
   let reads = 0;
-  // Each read node makes of the socket is a call of its push (the session takes reads
-  // directly, net/direct-reads.ts, so they are no 'data' events).
-  const push = s.socket.push;
-  s.socket.push = function (this: typeof s.socket, chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (chunk !== null) reads++;
-    return push.call(this, chunk, encoding);
+  // Each read node makes of the socket reaches the session's onData (net/direct-reads.ts: a
+  // view of the thread's shared read buffer, no 'data' event).
+  const sess = s as unknown as { onData(c: Buffer): void };
+  const onData = sess.onData;
+  sess.onData = function (this: unknown, c: Buffer): void {
+    reads++;
+    onData.call(this, c);
   };
   Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
     const out = concat(list, total);
@@ -1028,4 +1029,59 @@ test('a 101 is not an interim response in HTTP/2 (RFC 9113 section 8.6): the res
   conn.socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200));
   expect((await next).status).toBe(200);
   expect(s.destroyed).toBe(false);
+});
+
+test("a frame cut by a read's end waits as a copy: another session's read, landing in the shared buffer meanwhile, does not change it", async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.setNoDelay(true);
+    c.socket.write(settings());
+  });
+  // Another app that answers a connection with 60 KB of bytes that are no HTTP/2.
+  const noisy = await rawApp((c) => void c.socket.write(Buffer.alloc(60_000, 0x21)));
+  const s = session(port);
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  const payload = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz'.repeat(6), 'latin1');
+  const data = frame(FRAME.DATA, FLAG.END_STREAM, 1, payload);
+  // The head and part of a DATA frame in one read: the part waits for the rest.
+  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), data.subarray(0, 9 + 100)]));
+  const res = await p;
+  const noise = async (): Promise<void> => {
+    await tick(30);
+    const other = session(noisy);
+    await new Promise<void>((r) => other.socket.once('close', () => r()));
+  };
+  // The rest in two reads, each after another session's read: the frame's parts wait across both.
+  await noise();
+  conn.socket.write(data.subarray(9 + 100, 9 + 150));
+  await noise();
+  conn.socket.write(data.subarray(9 + 150));
+  expect((await readAll(res)).toString('latin1')).toBe(payload.toString('latin1'));
+});
+
+test("a response header block's first fragment waits as a copy while another session's read lands in the shared buffer; its CONTINUATION completes the head", async () => {
+  let conn!: RawConn;
+  const port = await rawApp((c) => {
+    conn = c;
+    c.socket.setNoDelay(true);
+    c.socket.write(settings());
+  });
+  const noisy = await rawApp((c) => void c.socket.write(Buffer.alloc(60_000, 0x21)));
+  const s = session(port);
+  const p = s.request(request(), {});
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  const va = 'a'.repeat(120);
+  const vb = 'b'.repeat(120);
+  const block = headerBlock([[':status', '200'], ['x-a', va], ['x-b', vb]]);
+  conn.socket.write(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, 150)));
+  await tick(30);
+  const other = session(noisy);
+  await new Promise<void>((r) => other.socket.once('close', () => r()));
+  conn.socket.write(frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(150)));
+  const res = await p;
+  expect([res.status, res.headers['x-a'], res.headers['x-b']]).toEqual([200, va, vb]);
 });

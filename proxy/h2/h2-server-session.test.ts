@@ -372,3 +372,69 @@ test('a response waits for the client\'s window (SETTINGS_INITIAL_WINDOW_SIZE 0)
   expect(trailers.fields).toEqual(['grpc-status', '0']);
   expect(frames.filter((f) => f.type === FRAME.DATA).map((f) => f.payload.toString())).toEqual(['abcd', 'ef']);
 });
+
+test("request bodies from three clients at once, read slowly by the service, arrive byte for byte (the session reads into the thread's shared buffer: what it keeps is copied)", async () => {
+  const pattern = (n: number, seed: number): Buffer => {
+    const b = Buffer.alloc(n);
+    for (let k = 0; k < n; k++) b[k] = (k * 7 + seed * 31 + (k >>> 10) * 13) & 0xff;
+    return b;
+  };
+  service = async (req) => {
+    const parts: Buffer[] = [];
+    let i = 0;
+    for await (const c of req.body as AsyncIterable<Buffer>) {
+      parts.push(c);
+      // A slow reader: the chunks it has not taken wait in the body while other clients' reads land.
+      if (++i % 4 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    return answer(200, Buffer.concat(parts).toString('base64'));
+  };
+  const bodies = [1, 2, 3].map((seed) => pattern(200_000 + seed * 7_777, seed));
+  const results = await Promise.all(
+    bodies.map((b) => {
+      // 2 KiB writes: each a DATA frame of its own, several to a read.
+      const pieces: Buffer[] = [];
+      for (let off = 0; off < b.length; off += 2048) pieces.push(b.subarray(off, off + 2048));
+      return fetch(client(), { ':method': 'POST', ':path': '/', ':authority': 'x' }, Readable.from(pieces));
+    }),
+  );
+  results.forEach((r, i) => expect(Buffer.from(r.body.toString(), 'base64').equals(bodies[i])).toBe(true));
+});
+
+test("a frame cut by a read's end waits as a copy: another connection's read, landing in the shared buffer meanwhile, does not change it", async () => {
+  service = async (req) => answer(200, (await readAll(req.body!)).toString('latin1'));
+  const a = raw();
+  await new Promise((r) => a.sock.once('connect', r));
+  const payload = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz'.repeat(6), 'latin1');
+  const data = frame(FRAME.DATA, FLAG.END_STREAM, 1, payload);
+  // The head and half a DATA frame in one read: the half waits for the rest.
+  a.sock.write(Buffer.concat([clientStart(), rawRequest(1, 'x', '/', 'POST', false), data.subarray(0, 9 + 100)]));
+  await new Promise((r) => setTimeout(r, 30));
+  // Another connection's 60 KB read lands in the buffer the half was read into.
+  const b = raw();
+  b.sock.write(Buffer.alloc(60_000, 0x21));
+  await b.closed;
+  a.sock.write(data.subarray(9 + 100));
+  const head = await a.until((f) => f.type === FRAME.DATA && f.id === 1);
+  const body = Buffer.concat(a.frames.filter((f) => f.type === FRAME.DATA && f.id === 1).map((f) => f.payload));
+  expect(head.id).toBe(1);
+  expect(body.toString('latin1')).toBe(payload.toString('latin1'));
+});
+
+test("a header block's first fragment waits as a copy while another connection's read lands in the shared buffer; its CONTINUATION completes the request", async () => {
+  service = async (req) => answer(200, `${req.method} ${req.path} ${req.headers['x-a'] ?? '-'} ${req.headers['x-b'] ?? '-'}`);
+  const a = raw();
+  await new Promise((r) => a.sock.once('connect', r));
+  const va = 'a'.repeat(120);
+  const vb = 'b'.repeat(120);
+  const block = headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/fragmented/path'], [':authority', 'x'], ['x-a', va], ['x-b', vb]]);
+  a.sock.write(Buffer.concat([clientStart(), frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, 200))]));
+  await new Promise((r) => setTimeout(r, 30));
+  const b = raw();
+  b.sock.write(Buffer.alloc(60_000, 0x21));
+  await b.closed;
+  a.sock.write(frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(200)));
+  await a.until((f) => f.type === FRAME.DATA && f.id === 1);
+  const body = Buffer.concat(a.frames.filter((f) => f.type === FRAME.DATA && f.id === 1).map((f) => f.payload));
+  expect(body.toString()).toBe(`GET /fragmented/path ${va} ${vb}`);
+});

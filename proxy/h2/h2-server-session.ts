@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { inTurn } from '../../common/deferred.js';
+import { setSharedReads } from '../net/direct-reads.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
@@ -126,6 +127,8 @@ export class H2ServerSession implements ServerStreamHost {
   private owed = 0;
   /** Streams whose response body waits for our socket to drain (MAX_BUFFERED). */
   private readonly congested = new Set<H2ServerStream>();
+  /** Reads are views of the thread's shared read buffer (setSharedReads). */
+  private readonly views: boolean;
 
   constructor(
     readonly socket: Socket,
@@ -142,6 +145,10 @@ export class H2ServerSession implements ServerStreamHost {
     const peeked = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
     (socket as Fed)[SESSION] = this;
     socket.push = directPush;
+    // Into the thread's shared read buffer (net/direct-reads.ts): a frame's start, header
+    // fragments and DATA kept past a read are copied. Reads that node's Readable would have
+    // held come to directPush as copies.
+    this.views = setSharedReads(socket, (d) => inTurn(this.onData, this, d));
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     socket.on('drain', () => this.onDrain());
@@ -432,7 +439,7 @@ export class H2ServerSession implements ServerStreamHost {
       if (this.destroyed || this.calmed) return;
       if (this.owed > MAX_OWED) return this.flood();
     }
-    if (off < buf.length) this.pending = buf.subarray(off);
+    if (off < buf.length) this.pending = this.views ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
     if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
     if (this.ready.length > 0) this.dispatch();
   }
@@ -558,7 +565,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (st.recvWindow < 0) return st.cancel(H2_ERROR.FLOW_CONTROL_ERROR, new ProxyError('BAD_REQUEST', 'the client exceeded the stream window'));
     st.unacked += len;
     st.lastActive = this.generation;
-    st.onData(data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.views && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
     const b = st.body;
     // Given back at once while the reader keeps up; else when it reads (H2RequestBody._read).
     if (!st.closed && b !== null && b.readableLength < b.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
@@ -570,7 +577,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(b);
+      this.hdrParts.push(this.views ? Buffer.from(b) : b);
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);

@@ -89,8 +89,9 @@ function sharedRead(this: OnRead, n: number, buf: Buffer): boolean {
     fn(view);
     return true;
   }
-  // The Readable keeps what it is given: a copy, as the buffer is the next read's.
-  return readablePush.call(this, Buffer.from(view));
+  // A copy, as the buffer is the next read's, to the socket's push: the Readable's (which
+  // keeps it), or a reader's own that replaced it (h2-server-session.ts).
+  return this.push(Buffer.from(view));
 }
 
 /**
