@@ -1031,29 +1031,36 @@ test('a 101 is not an interim response in HTTP/2 (RFC 9113 section 8.6): the res
   expect(s.destroyed).toBe(false);
 });
 
-test("a frame cut by a read's end waits as a copy: another session's read, landing in the shared buffer meanwhile, does not change it", async () => {
+/**
+ * A request in flight on a raw app, and `noise()`: another session's read of 60 KB (an app
+ * that answers with bytes that are no HTTP/2), landing in the thread's shared read buffer.
+ */
+async function requestWithNoise(): Promise<{ conn: RawConn; response: Promise<ProxyResponse>; noise: () => Promise<void> }> {
   let conn!: RawConn;
   const port = await rawApp((c) => {
     conn = c;
     c.socket.setNoDelay(true);
     c.socket.write(settings());
   });
-  // Another app that answers a connection with 60 KB of bytes that are no HTTP/2.
   const noisy = await rawApp((c) => void c.socket.write(Buffer.alloc(60_000, 0x21)));
-  const s = session(port);
-  const p = s.request(request(), {});
+  const response = session(port).request(request(), {});
   await until(() => conn !== undefined);
   await conn.next(isHeaders(1));
-  const payload = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz'.repeat(6), 'latin1');
-  const data = frame(FRAME.DATA, FLAG.END_STREAM, 1, payload);
-  // The head and part of a DATA frame in one read: the part waits for the rest.
-  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), data.subarray(0, 9 + 100)]));
-  const res = await p;
   const noise = async (): Promise<void> => {
     await tick(30);
     const other = session(noisy);
     await new Promise<void>((r) => other.socket.once('close', () => r()));
   };
+  return { conn, response, noise };
+}
+
+test("a frame cut by a read's end waits as a copy: another session's read, landing in the shared buffer meanwhile, does not change it", async () => {
+  const { conn, response, noise } = await requestWithNoise();
+  const payload = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz'.repeat(6), 'latin1');
+  const data = frame(FRAME.DATA, FLAG.END_STREAM, 1, payload);
+  // The head and part of a DATA frame in one read: the part waits for the rest.
+  conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), data.subarray(0, 9 + 100)]));
+  const res = await response;
   // The rest in two reads, each after another session's read: the frame's parts wait across both.
   await noise();
   conn.socket.write(data.subarray(9 + 100, 9 + 150));
@@ -1063,25 +1070,13 @@ test("a frame cut by a read's end waits as a copy: another session's read, landi
 });
 
 test("a response header block's first fragment waits as a copy while another session's read lands in the shared buffer; its CONTINUATION completes the head", async () => {
-  let conn!: RawConn;
-  const port = await rawApp((c) => {
-    conn = c;
-    c.socket.setNoDelay(true);
-    c.socket.write(settings());
-  });
-  const noisy = await rawApp((c) => void c.socket.write(Buffer.alloc(60_000, 0x21)));
-  const s = session(port);
-  const p = s.request(request(), {});
-  await until(() => conn !== undefined);
-  await conn.next(isHeaders(1));
+  const { conn, response, noise } = await requestWithNoise();
   const va = 'a'.repeat(120);
   const vb = 'b'.repeat(120);
   const block = headerBlock([[':status', '200'], ['x-a', va], ['x-b', vb]]);
   conn.socket.write(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, 150)));
-  await tick(30);
-  const other = session(noisy);
-  await new Promise<void>((r) => other.socket.once('close', () => r()));
+  await noise();
   conn.socket.write(frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(150)));
-  const res = await p;
+  const res = await response;
   expect([res.status, res.headers['x-a'], res.headers['x-b']]).toEqual([200, va, vb]);
 });
