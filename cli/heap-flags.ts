@@ -113,7 +113,7 @@ export const LAUNCHER_NEW_SPACE_BYTES = 2 * LAUNCHER_SEMI_SPACE_MB * 1024 * 1024
 export const NEW_SPACE_CAP_BYTES = 2 * LAUNCHER_NEW_SPACE_BYTES;
 
 /** What applyHeapFlags reports for the young-generation cap it governs. */
-export const YOUNG_GENERATION_CAP = 'young generation capped at a 16 MB new space (run time)';
+export const YOUNG_GENERATION_CAP = `young generation capped at a ${NEW_SPACE_CAP_BYTES / (1024 * 1024)} MB new space (run time)`;
 
 /** With listener workers: every isolate's young generation kept at its start-up size (one process-wide flag). */
 export const WORKERS_YOUNG_GENERATION = '--semi-space-growth-factor=1';

@@ -106,7 +106,7 @@ export class H1Connection implements H1Handler {
   private readonly onErrorEv = (): void => void this.socket.destroy();
   private readonly onCloseEv = (): void => this.onClose();
   /** Reads are views of a buffer the next read overwrites (setSharedReads): what is kept past a read is copied. */
-  private readonly transient: boolean;
+  private readonly viewReads: boolean;
 
   constructor(
     readonly socket: Socket,
@@ -122,7 +122,7 @@ export class H1Connection implements H1Handler {
     // A TCP or TLS socket reads into the thread's shared buffer; a virtual connection of the
     // mesh multiplexer hands its payloads over directly (mux-stream.ts), views of its
     // session's shared buffer when the session reads that way.
-    this.transient = setSharedReads(socket, this.onData) || setDirectReads(socket, this.onData);
+    this.viewReads = setSharedReads(socket, this.onData) || setDirectReads(socket, this.onData);
     socket.on('end', this.onEndEv);
     socket.on('drain', this.onDrainEv);
     socket.on('error', this.onErrorEv);
@@ -154,7 +154,7 @@ export class H1Connection implements H1Handler {
     }
     const n = this.parser.execute(d);
     if (n < d.length && this.parser.isPaused && !this.closed) {
-      this.rest = this.transient ? Buffer.from(d.subarray(n)) : d.subarray(n);
+      this.rest = this.viewReads ? Buffer.from(d.subarray(n)) : d.subarray(n);
       this.socket.pause();
     }
   }
@@ -296,7 +296,7 @@ export class H1Connection implements H1Handler {
 
   onBody(chunk: Buffer): void {
     const b = this.ex?.body;
-    if (b && !b.push(this.transient ? Buffer.from(chunk) : chunk)) this.socket.pause();
+    if (b && !b.push(this.viewReads ? Buffer.from(chunk) : chunk)) this.socket.pause();
   }
 
   onTrailers(fields: string[]): void {
@@ -328,7 +328,7 @@ export class H1Connection implements H1Handler {
     const ex = this.ex;
     this.phase = Phase.Gone;
     if (ex !== null && !ex.ended) {
-      if (this.opts.onUpgrade && ex.head) this.opts.onUpgrade(ex.head, s, this.transient ? Buffer.from(rest) : rest, ex);
+      if (this.opts.onUpgrade && ex.head) this.opts.onUpgrade(ex.head, s, this.viewReads ? Buffer.from(rest) : rest, ex);
       else ex.fail(new ProxyError('NOT_IMPLEMENTED', 'upgrades are not served here'));
     }
     // Bytes after the head stay in the socket until the callee reads them (a flowing socket

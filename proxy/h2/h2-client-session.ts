@@ -80,7 +80,7 @@ export class H2ClientSession implements StreamHost {
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
   /** Reads are views of the thread's shared read buffer (setSharedReads): a frame's start, header fragments and DATA kept past a read are copied. */
-  private readonly views: boolean;
+  private readonly viewReads: boolean;
   private hdrBytes = 0;
   private resetsLeft: number;
   private pingSent = false;
@@ -112,8 +112,8 @@ export class H2ClientSession implements StreamHost {
     // Each read straight to the frame reader (net/direct-reads.ts), its deferred steps run as it returns (common/deferred.ts).
     const read = (c: Buffer): void => inTurn(this.onData, this, c);
     socket.on('data', read);
-    this.views = setSharedReads(socket, read);
-    if (!this.views) setDirectReads(socket, read);
+    this.viewReads = setSharedReads(socket, read);
+    if (!this.viewReads) setDirectReads(socket, read);
     socket.on('error', (e) => this.destroy(e));
     socket.on('close', () => this.destroy(new ProxyError('UPSTREAM_RESET', 'the app closed the connection')));
     this.write(PREFACE);
@@ -312,7 +312,7 @@ export class H2ClientSession implements StreamHost {
     if (this.pendingBytes > 0) {
       // Joined only once the frame is whole: joining at every read would copy a frame
       // trickled in byte by byte once per byte (16 KiB: 134 MB).
-      this.pending.push(this.views ? Buffer.from(chunk) : chunk);
+      this.pending.push(this.viewReads ? Buffer.from(chunk) : chunk);
       this.pendingBytes += chunk.length;
       if (this.pendingBytes < this.need) return;
       buf = Buffer.concat(this.pending, this.pendingBytes);
@@ -334,7 +334,7 @@ export class H2ClientSession implements StreamHost {
       if (this.destroyed) return;
     }
     if (off < buf.length) {
-      const rest = this.views ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
+      const rest = this.viewReads ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
       this.pending = [rest];
       this.pendingBytes = rest.length;
       // The loop has checked a whole header's length against the frame size limit.
@@ -439,7 +439,7 @@ export class H2ClientSession implements StreamHost {
       return st.fail(new ProxyError('UPSTREAM_PROTOCOL', 'the app exceeded the stream window'));
     }
     st.unacked += len;
-    st.onData(this.views && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.viewReads && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
     // Given back at once while the reader keeps up; else when it reads (H2ResponseBody._read).
     if (!st.closed && st.body !== null && st.body.readableLength < st.body.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
   }
@@ -455,7 +455,7 @@ export class H2ClientSession implements StreamHost {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(this.views ? Buffer.from(b) : b);
+      this.hdrParts.push(this.viewReads ? Buffer.from(b) : b);
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);

@@ -128,7 +128,7 @@ export class H2ServerSession implements ServerStreamHost {
   /** Streams whose response body waits for our socket to drain (MAX_BUFFERED). */
   private readonly congested = new Set<H2ServerStream>();
   /** Reads are views of the thread's shared read buffer (setSharedReads). */
-  private readonly views: boolean;
+  private readonly viewReads: boolean;
 
   constructor(
     readonly socket: Socket,
@@ -148,7 +148,7 @@ export class H2ServerSession implements ServerStreamHost {
     // Into the thread's shared read buffer (net/direct-reads.ts): a frame's start, header
     // fragments and DATA kept past a read are copied. Reads that node's Readable would have
     // held come to directPush as copies.
-    this.views = setSharedReads(socket, (d) => inTurn(this.onData, this, d));
+    this.viewReads = setSharedReads(socket, (d) => inTurn(this.onData, this, d));
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     socket.on('drain', () => this.onDrain());
@@ -439,7 +439,7 @@ export class H2ServerSession implements ServerStreamHost {
       if (this.destroyed || this.calmed) return;
       if (this.owed > MAX_OWED) return this.flood();
     }
-    if (off < buf.length) this.pending = this.views ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
+    if (off < buf.length) this.pending = this.viewReads ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
     if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
     if (this.ready.length > 0) this.dispatch();
   }
@@ -565,7 +565,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (st.recvWindow < 0) return st.cancel(H2_ERROR.FLOW_CONTROL_ERROR, new ProxyError('BAD_REQUEST', 'the client exceeded the stream window'));
     st.unacked += len;
     st.lastActive = this.generation;
-    st.onData(this.views && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.viewReads && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
     const b = st.body;
     // Given back at once while the reader keeps up; else when it reads (H2RequestBody._read).
     if (!st.closed && b !== null && b.readableLength < b.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
@@ -577,7 +577,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(this.views ? Buffer.from(b) : b);
+      this.hdrParts.push(this.viewReads ? Buffer.from(b) : b);
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);

@@ -63,8 +63,10 @@ export interface FrameSink {
 
 /**
  * Incremental frame reader: bytes from the connection in, whole frames out. Payloads are
- * views of what was read (node gives every read its own Buffer), copied only when a frame
- * spans reads.
+ * views of what was read (a Buffer node gave that read, or with `viewReads` the thread's
+ * shared read buffer, valid for the call only), copied only when a frame spans reads: its
+ * pieces are joined once it is whole, and with `viewReads` each piece is first copied as it
+ * waits, so such a frame's bytes are copied twice.
  */
 export class Deframer {
   /** The bytes of an incomplete frame, kept as they came: joined once the frame is whole. */
@@ -77,7 +79,7 @@ export class Deframer {
   constructor(
     private readonly sink: FrameSink,
     /** The chunks pushed are views of a buffer the next read overwrites: a frame's start kept for the next read is copied. */
-    private readonly views = false,
+    private readonly viewReads = false,
   ) {}
 
   push(chunk: Buffer): void {
@@ -85,7 +87,7 @@ export class Deframer {
     let buf: Buffer;
     if (this.parts.length > 0) {
       // A frame arriving in pieces is copied once, when whole (not once per piece).
-      this.parts.push(this.views ? Buffer.from(chunk) : chunk);
+      this.parts.push(this.viewReads ? Buffer.from(chunk) : chunk);
       this.have += chunk.length;
       if (this.have < this.need) return;
       buf = Buffer.concat(this.parts, this.have);
@@ -107,7 +109,7 @@ export class Deframer {
       if (this.failed) return;
     }
     if (buf.length > 0) {
-      this.parts = [this.views ? Buffer.from(buf) : buf];
+      this.parts = [this.viewReads ? Buffer.from(buf) : buf];
       this.have = buf.length;
       this.need = buf.length >= HEADER_BYTES ? HEADER_BYTES + buf.readUInt32BE(0) : HEADER_BYTES;
     }
