@@ -1,6 +1,6 @@
 /**
  * Benchmark backends, run as their own process: an HTTP/1.1 server answering a 100-byte
- * body (the issue's measurements), a gRPC server (the test echo service) on h2c, and a TCP
+ * body (the issue's measurements), or 1 MiB at /1m (the large-body load), a gRPC server (the test echo service) on h2c, and a TCP
  * echo server. Prints "ready H1PORT GRPCPORT TCPPORT".
  */
 import { createServer } from 'node:http';
@@ -11,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 
 const host = process.argv[2] ?? '127.0.0.1';
 const body = Buffer.from('hello from the benchmark backend\n'.padEnd(99, '.') + '\n');
+const large = Buffer.alloc(1024 * 1024, 'wren ');
 const h1 = createServer((req, res) => {
   req.resume();
-  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
-  res.end(body);
+  const b = req.url === '/1m' ? large : body;
+  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': b.length });
+  res.end(b);
 });
 h1.keepAliveTimeout = 60_000;
 await new Promise<void>((r) => h1.listen(0, host, () => r()));

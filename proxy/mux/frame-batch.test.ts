@@ -1,12 +1,12 @@
-import { FrameBatch, BATCH_MAX_BYTES } from './frame-batch.js';
+import { FrameBatch, BATCH_MAX_BYTES, BY_REFERENCE_BYTES } from './frame-batch.js';
 import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType } from './frame.js';
+import { frameRecorder } from './mux-test-pair.js';
 
 /** What a deframer makes of `bytes`: [type, flags, id, payload as latin1] per frame. */
 function frames(bytes: Buffer): [number, number, number, string][] {
-  const out: [number, number, number, string][] = [];
-  const d = new Deframer({ frame: (type, flags, id, payload) => void out.push([type, flags, id, payload.toString('latin1')]), malformed: (why) => void out.push([-1, 0, 0, why]) });
-  d.push(bytes);
-  return out;
+  const rec = frameRecorder();
+  new Deframer(rec).push(bytes);
+  return rec.frames;
 }
 
 test('frames laid out in one buffer are byte for byte what the frame functions make', () => {
@@ -52,7 +52,7 @@ test('a batch taken is never written again: the next one takes the rest of the s
   b.bytes(big);
   const last = b.take()!;
   expect(frames(last)).toEqual([
-    [FrameType.Window, 0, 0, '\u0000\u0000\u0000\u0001'],
+    [FrameType.Window, 0, 0, '00000001'],
     [FrameType.Data, 0, 9, 'z'.repeat(40_000)],
   ]);
   expect(first).toEqual(copy);
@@ -68,4 +68,35 @@ test('clear drops what was not taken; the bound a session hands over at is well 
   b.bytes(Buffer.from('yes'));
   expect(frames(b.take()!)).toEqual([[FrameType.Data, 0, 1, 'yes']]);
   expect(BATCH_MAX_BYTES).toBeGreaterThan(64 * 1024 + 10);
+});
+
+test('a long DATA payload is kept by reference, not copied: the batch is then a list of buffers that deframes to the same frames', () => {
+  const b = new FrameBatch();
+  const small = Buffer.from('head');
+  const large = Buffer.alloc(BY_REFERENCE_BYTES, 0x6c);
+  const larger = Buffer.alloc(64 * 1024, 0x4c);
+  b.dataFrame(0, 1, small);
+  b.dataFrame(0, 1, large);
+  b.control(FrameType.Window, 3, 9);
+  b.dataFrame(FLAG_FIN, 1, larger);
+  b.dataFrame(FLAG_FIN, 5, Buffer.alloc(0));
+  expect(b.hasPieces).toBe(true);
+  expect(b.length).toBe(4 * 10 + 14 + 4 + large.length + larger.length);
+  const pieces = b.takePieces();
+  // The long payloads are the caller's buffers themselves; the small one was copied into the slab.
+  expect(pieces.filter((p) => p === large || p === larger)).toHaveLength(2);
+  expect(pieces.some((p) => p === small)).toBe(false);
+  expect(frames(Buffer.concat(pieces))).toEqual([
+    [FrameType.Data, 0, 1, 'head' + 'l'.repeat(large.length)],
+    [FrameType.Window, 0, 3, '00000009'],
+    [FrameType.Data, FLAG_FIN, 1, 'L'.repeat(larger.length)],
+    [FrameType.Data, FLAG_FIN, 5, ''],
+  ]);
+  expect(b.length).toBe(0);
+  expect(b.hasPieces).toBe(false);
+  expect(b.take()).toBeNull();
+  // A payload under the bound is copied: a batch of one buffer again.
+  b.dataFrame(0, 7, Buffer.alloc(BY_REFERENCE_BYTES - 1, 0x61));
+  expect(b.hasPieces).toBe(false);
+  expect(frames(b.take()!)).toEqual([[FrameType.Data, 0, 7, 'a'.repeat(BY_REFERENCE_BYTES - 1)]]);
 });

@@ -4,6 +4,16 @@ import { CONTROL_PAYLOAD_BYTES, FrameType, HEADER_BYTES, writeControlFrame, writ
 const SLAB_BYTES = 16 * 1024;
 /** A batch this long is handed over at once, not kept to the end of the turn: a bulk transfer must not build megabyte buffers. */
 export const BATCH_MAX_BYTES = 256 * 1024;
+/**
+ * A DATA payload this long is not copied into the batch: the batch keeps a reference to it
+ * and hands the frames over as a list (takePieces). Copied, a bulk transfer's 16-64 KiB
+ * payloads outgrew the slab every few frames (a new slab of twice the batch, the batch
+ * copied into it): with the payload's own copy, 2.5 MiB of new buffers per MiB sent, each an
+ * ArrayBuffer that only a mark-compact frees once V8's external-memory limit is passed
+ * (docs/benchmarks.md, "Large bodies"). node's TLS socket joins a writev's buffers into one
+ * native buffer for SSL_write (a malloc, not an ArrayBuffer).
+ */
+export const BY_REFERENCE_BYTES = 8 * 1024;
 
 /**
  * The frames a multiplexer session writes in one turn of the event loop, laid out in one
@@ -22,9 +32,36 @@ export class FrameBatch {
   /** Where this batch starts in the slab, and its length. */
   private start = 0;
   private len = 0;
+  /** The frames so far when payloads are held by reference: slab slices and payloads in order (dataFrame). */
+  private pieces: Buffer[] = [];
+  private piecesBytes = 0;
 
   get length(): number {
-    return this.len;
+    return this.piecesBytes + this.len;
+  }
+
+  /** The batch holds payloads by reference: take it with takePieces, not take. */
+  get hasPieces(): boolean {
+    return this.piecesBytes > 0;
+  }
+
+  /**
+   * A whole DATA frame: a payload under BY_REFERENCE_BYTES is copied into the slab; a longer
+   * one is kept by reference (its owner must not change it until the batch is written).
+   */
+  dataFrame(flags: number, id: number, payload: Buffer): void {
+    const n = payload.length;
+    if (n < BY_REFERENCE_BYTES) {
+      this.dataHeader(flags, id, n);
+      if (n > 0) this.bytes(payload);
+      return;
+    }
+    const b = this.room(HEADER_BYTES);
+    writeFrameHeader(b, this.start + this.len, FrameType.Data, flags, id, n);
+    this.len += HEADER_BYTES;
+    const before = this.take()!;
+    this.pieces.push(before, payload);
+    this.piecesBytes += before.length + n;
   }
 
   /** A DATA frame's header for `length` payload bytes that the caller appends next. */
@@ -53,7 +90,17 @@ export class FrameBatch {
     this.len += HEADER_BYTES + CONTROL_PAYLOAD_BYTES;
   }
 
-  /** The batch's bytes (null when empty); the batch starts anew after them. */
+  /** The batch's buffers in order when it holds payloads by reference (hasPieces); the batch starts anew after them. */
+  takePieces(): Buffer[] {
+    const out = this.pieces;
+    const rest = this.take();
+    if (rest !== null) out.push(rest);
+    this.pieces = [];
+    this.piecesBytes = 0;
+    return out;
+  }
+
+  /** The batch's bytes (null when empty; not for a batch that hasPieces); the batch starts anew after them. */
   take(): Buffer | null {
     if (this.len === 0) return null;
     const out = this.slab!.subarray(this.start, this.start + this.len);
@@ -65,6 +112,8 @@ export class FrameBatch {
   /** Drops what was not taken (the session closed). */
   clear(): void {
     this.len = 0;
+    this.pieces = [];
+    this.piecesBytes = 0;
   }
 
   /** The slab, with `n` more bytes free after the batch (a batch that outgrows it moves to a larger one). */

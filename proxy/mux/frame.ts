@@ -56,69 +56,99 @@ export function controlFrame(type: FrameType, id: number, value: number): Buffer
 }
 
 export interface FrameSink {
-  frame(type: number, flags: number, id: number, payload: Buffer): void;
+  /**
+   * A piece of a DATA frame's payload, as it arrived: a frame that spans reads comes in
+   * pieces, in order, `fin` on the last piece of a frame with FIN; an empty frame is one
+   * empty piece. A piece is a view of the bytes pushed (valid for the call only when those
+   * are the thread's shared read buffer): the deframer never copies a payload.
+   */
+  data(id: number, piece: Buffer, fin: boolean): void;
+  /** A control frame (WINDOW, RESET, GOAWAY) and its u32. */
+  control(type: FrameType, id: number, value: number): void;
   /** The bytes are not frames (an unknown type, a payload over MAX_PAYLOAD, a bad control frame). */
   malformed(why: string): void;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /**
- * Incremental frame reader: bytes from the connection in, whole frames out. Payloads are
- * views of what was read (a Buffer node gave that read, or with `viewReads` the thread's
- * shared read buffer, valid for the call only), copied only when a frame spans reads: its
- * pieces are joined once it is whole, and with `viewReads` each piece is first copied as it
- * waits, so such a frame's bytes are copied twice.
+ * Incremental frame reader: bytes from the connection in, frames out. A DATA payload goes
+ * to the sink in pieces as its bytes arrive, each a view of what was pushed, as nghttp2
+ * hands a DATA frame's chunks to `on_data_chunk_recv_callback`: a 64 KiB frame spans four or
+ * more TLS reads, and joining it first cost a copy of every piece kept (the shared read
+ * buffer is overwritten by the next read) and a copy to join them, before the stream's own.
+ * Only a header (or a control frame) split between reads is copied, into 14 bytes kept here.
  */
 export class Deframer {
-  /** The bytes of an incomplete frame, kept as they came: joined once the frame is whole. */
-  private parts: Buffer[] = [];
-  private have = 0;
-  /** Bytes the incomplete frame needs (its header's, then header and payload). */
-  private need = HEADER_BYTES;
+  /** The start of a header or control frame split between reads. */
+  private readonly stage = Buffer.allocUnsafe(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
+  private staged = 0;
+  /** Payload bytes of the current DATA frame still to come (0: a header is next). */
+  private dataLeft = 0;
+  private dataId = 0;
+  private dataFin = false;
   private failed = false;
 
-  constructor(
-    private readonly sink: FrameSink,
-    /** The chunks pushed are views of a buffer the next read overwrites: a frame's start kept for the next read is copied. */
-    private readonly viewReads = false,
-  ) {}
+  constructor(private readonly sink: FrameSink) {}
 
   push(chunk: Buffer): void {
-    if (this.failed) return;
-    let buf: Buffer;
-    if (this.parts.length > 0) {
-      // A frame arriving in pieces is copied once, when whole (not once per piece).
-      this.parts.push(this.viewReads ? Buffer.from(chunk) : chunk);
-      this.have += chunk.length;
-      if (this.have < this.need) return;
-      buf = Buffer.concat(this.parts, this.have);
-      this.parts = [];
-      this.have = 0;
-    } else buf = chunk;
-    while (buf.length >= HEADER_BYTES) {
-      const len = buf.readUInt32BE(0);
-      const type = buf[4];
+    const n = chunk.length;
+    let off = 0;
+    while (off < n && !this.failed) {
+      if (this.dataLeft > 0) {
+        const take = Math.min(this.dataLeft, n - off);
+        this.dataLeft -= take;
+        this.sink.data(this.dataId, chunk.subarray(off, off + take), this.dataFin && this.dataLeft === 0);
+        off += take;
+        continue;
+      }
+      let b = chunk;
+      let at = off;
+      if (this.staged > 0 || n - off < HEADER_BYTES) {
+        // A header split between reads: gathered in the stage (a control frame's u32 too).
+        const need = this.staged >= HEADER_BYTES ? HEADER_BYTES + CONTROL_PAYLOAD_BYTES : HEADER_BYTES;
+        const take = Math.min(need - this.staged, n - off);
+        chunk.copy(this.stage, this.staged, off, off + take);
+        this.staged += take;
+        off += take;
+        if (this.staged < need) return;
+        b = this.stage;
+        at = 0;
+      }
+      const len = b.readUInt32BE(at);
+      const type = b[at + 4];
       if (len > MAX_PAYLOAD) return this.fail(`frame of ${len} bytes (the limit is ${MAX_PAYLOAD})`);
       if (type > FrameType.GoAway) return this.fail(`unknown frame type ${type}`);
       if (type !== FrameType.Data && len !== CONTROL_PAYLOAD_BYTES) return this.fail(`control frame of ${len} bytes`);
-      if (buf.length < HEADER_BYTES + len) break;
-      const payload = buf.subarray(HEADER_BYTES, HEADER_BYTES + len);
-      const flags = buf[5];
-      const id = buf.readUInt32BE(6);
-      buf = buf.subarray(HEADER_BYTES + len);
-      this.sink.frame(type, flags, id, payload);
-      if (this.failed) return;
-    }
-    if (buf.length > 0) {
-      this.parts = [this.viewReads ? Buffer.from(buf) : buf];
-      this.have = buf.length;
-      this.need = buf.length >= HEADER_BYTES ? HEADER_BYTES + buf.readUInt32BE(0) : HEADER_BYTES;
+      const id = b.readUInt32BE(at + 6);
+      if (type === FrameType.Data) {
+        const fin = (b[at + 5] & FLAG_FIN) !== 0;
+        if (b === chunk) off += HEADER_BYTES;
+        this.staged = 0;
+        if (len === 0) this.sink.data(id, EMPTY, fin);
+        else {
+          this.dataLeft = len;
+          this.dataId = id;
+          this.dataFin = fin;
+        }
+        continue;
+      }
+      if (b === chunk) {
+        if (n - off < HEADER_BYTES + CONTROL_PAYLOAD_BYTES) {
+          // The header is here, its u32 is not: both wait in the stage.
+          chunk.copy(this.stage, 0, off, n);
+          this.staged = n - off;
+          return;
+        }
+        off += HEADER_BYTES + CONTROL_PAYLOAD_BYTES;
+      } else if (this.staged < HEADER_BYTES + CONTROL_PAYLOAD_BYTES) continue; // the u32 is next
+      this.staged = 0;
+      this.sink.control(type as FrameType, id, b.readUInt32BE(at + HEADER_BYTES));
     }
   }
 
   private fail(why: string): void {
     this.failed = true;
-    this.parts = [];
-    this.have = 0;
     this.sink.malformed(why);
   }
 }

@@ -140,7 +140,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     // read's end, the streams what their readers keep.
     this.viewReads = setSharedReads(socket, onData);
     if (!this.viewReads) setDirectReads(socket, onData);
-    this.deframer = new Deframer(this, this.viewReads);
+    this.deframer = new Deframer(this);
     socket.on('error', (e) => this.close(e.message, e));
     socket.on('close', () => this.close(null));
     socket.on('end', () => this.close(null));
@@ -229,7 +229,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   goAway(): void {
     if (this.goingAway || this.closed) return;
     this.goingAway = true;
-    this.control(FrameType.GoAway, 0, 0);
+    this.sendControl(FrameType.GoAway, 0, 0);
     if (this.streams.size === 0) this.end();
   }
 
@@ -246,14 +246,12 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   // FrameSink
-  frame(type: number, flags: number, id: number, payload: Buffer): void {
-    if (type === FrameType.Data) return this.onData(id, payload, (flags & FLAG_FIN) !== 0);
-    const value = payload.readUInt32BE(0);
+  control(type: FrameType, id: number, value: number): void {
     if (type === FrameType.Window) {
       if (id !== 0) {
         const st = this.streams.get(id);
         if (st !== undefined && !st.onWindow(value)) {
-          this.control(FrameType.Reset, id, ResetCode.FlowControl);
+          this.sendControl(FrameType.Reset, id, ResetCode.FlowControl);
           st.onReset(resetError('stream window over 2^31-1 (flow-control error)'));
         }
         return;
@@ -302,7 +300,8 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.close(`protocol error: ${why}`);
   }
 
-  private onData(id: number, payload: Buffer, fin: boolean): void {
+  /** DATA, in pieces as it arrives (frame.ts): windows, stream opening and resets go by the piece. */
+  data(id: number, payload: Buffer, fin: boolean): void {
     // The connection's window first: a peer that overruns it breaks the protocol for all its streams.
     if (payload.length > this.connRecvWindow) return this.malformed(`${payload.length} bytes of DATA over the connection window (${this.connRecvWindow} left)`);
     this.connRecvWindow -= payload.length;
@@ -317,7 +316,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       if (this.o.client || id % 2 !== 1) return this.malformed(`DATA for unknown stream ${id}`);
       this.lastPeerId = id;
       if (this.goingAway || this.streams.size >= this.o.maxStreams) {
-        this.control(FrameType.Reset, id, ResetCode.Refused);
+        this.sendControl(FrameType.Reset, id, ResetCode.Refused);
         return this.grantConnection(payload.length);
       }
       s = new MuxStream(id, this, this.o.windowBytes);
@@ -325,7 +324,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.o.onStream?.(s);
     }
     if (!s.onData(payload, fin)) {
-      this.control(FrameType.Reset, id, ResetCode.FlowControl);
+      this.sendControl(FrameType.Reset, id, ResetCode.FlowControl);
       s.onReset(resetError('flow-control window exceeded'));
       this.grantConnection(payload.length);
     }
@@ -347,15 +346,14 @@ export class MuxSession implements StreamOwner, FrameSink {
     const g = this.connConsumed;
     this.connConsumed = 0;
     this.connRecvWindow += g;
-    this.control(FrameType.Window, 0, g);
+    this.sendControl(FrameType.Window, 0, g);
   }
 
   // StreamOwner
   sendData(id: number, payload: Buffer, fin: boolean): void {
     if (!this.writable()) return;
     this.connWindow -= payload.length;
-    this.batch.dataHeader(fin ? FLAG_FIN : 0, id, payload.length);
-    if (payload.length > 0) this.batch.bytes(payload);
+    this.batch.dataFrame(fin ? FLAG_FIN : 0, id, payload);
     this.wrote(HEADER_BYTES + payload.length);
   }
 
@@ -369,7 +367,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   sendWindow(id: number, bytes: number): void {
-    this.control(FrameType.Window, id, bytes);
+    this.sendControl(FrameType.Window, id, bytes);
   }
 
   blockedOnConnection(s: MuxStream): void {
@@ -377,7 +375,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   sendReset(id: number, code: number): void {
-    this.control(FrameType.Reset, id, code);
+    this.sendControl(FrameType.Reset, id, code);
   }
 
   removed(id: number): void {
@@ -387,7 +385,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     else this.emptied();
   }
 
-  private control(type: FrameType, id: number, value: number): void {
+  private sendControl(type: FrameType, id: number, value: number): void {
     if (!this.writable()) return;
     this.batch.control(type, id, value);
     this.wrote(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
@@ -440,8 +438,17 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.flush();
   }
 
-  /** Hands this turn's frames to the socket, in one write. */
+  /** Hands this turn's frames to the socket, in one write (a corked writev when the batch holds large payloads by reference). */
   flush(): void {
+    if (this.batch.hasPieces) {
+      const pieces = this.batch.takePieces();
+      if (!this.writable()) return;
+      const s = this.socket;
+      s.cork();
+      for (let i = 0; i < pieces.length; i++) s.write(pieces[i]);
+      s.uncork();
+      return;
+    }
     const b = this.batch.take();
     if (b !== null && this.writable()) this.socket.write(b);
   }

@@ -10,6 +10,7 @@ export interface StreamOwner {
   readonly peer: string;
   /** DATA payloads are views of the session's read buffer, which the next read overwrites (net/direct-reads.ts setSharedReads). */
   readonly viewReads: boolean;
+  /** A DATA frame. A long payload is kept by reference until written (frame-batch.ts): as a Writable's chunk, it is not the caller's to change. */
   sendData(id: number, payload: Buffer, fin: boolean): void;
   /** sendData of text as latin1 bytes (one per character), without a buffer of its own. */
   sendLatin1(id: number, text: string): void;

@@ -2,6 +2,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { MuxSession } from './mux-session.js';
 import type { MuxStream } from './mux-stream.js';
+import { FLAG_FIN, FrameType, type FrameSink } from './frame.js';
 
 /**
  * Two mux sessions over a real loopback TCP connection (the session uses only the socket
@@ -63,4 +64,34 @@ export const tick = (): Promise<unknown> => new Promise((r) => setImmediate(r));
 export async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !cond(); i++) await tick();
   if (!cond()) throw new Error(`condition not reached within 200 turns of the event loop: ${cond.toString()}`);
+}
+
+/**
+ * A deframer sink recording whole frames, [type, flags, id, payload] (latin1 for DATA, hex
+ * for a control frame's u32), for the framing tests: a DATA frame's pieces are joined until
+ * its FIN, another stream's piece or a control frame (frames of one stream back to back
+ * without FIN read as one). Pieces are read at the call, as the sink's contract says.
+ */
+export function frameRecorder(): FrameSink & { readonly frames: [number, number, number, string][] } {
+  const frames: [number, number, number, string][] = [];
+  let open: [number, number, number, string] | null = null;
+  return {
+    frames,
+    data(id, piece, fin) {
+      if (open === null || open[2] !== id) frames.push((open = [FrameType.Data, 0, id, '']));
+      open[3] += piece.toString('latin1');
+      if (fin) {
+        open[1] = FLAG_FIN;
+        open = null;
+      }
+    },
+    control(type, id, value) {
+      open = null;
+      frames.push([type, 0, id, (value >>> 0).toString(16).padStart(8, '0')]);
+    },
+    malformed(why) {
+      open = null;
+      frames.push([-1, 0, 0, why]);
+    },
+  };
 }
