@@ -1,3 +1,4 @@
+import { H2FrameReader, type H2FrameSink } from './frame-reader.js';
 import type { Socket } from 'node:net';
 import { inTurn } from '../../common/deferred.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
@@ -60,7 +61,7 @@ export function wasRefusedByApp(err: unknown): boolean {
  * client never needs is refused as the RFC says: PUSH_PROMISE (we disable push) is a
  * connection error.
  */
-export class H2ClientSession implements StreamHost {
+export class H2ClientSession implements StreamHost, H2FrameSink {
   /** Open streams by id: an IdTable, not a Map, which would keep every stream it ever held for the scavenger (common/id-table.ts). */
   private readonly streams = new IdTable<H2ClientStream>();
   private readonly waiting: H2ClientStream[] = [];
@@ -71,15 +72,15 @@ export class H2ClientSession implements StreamHost {
   readonly out: FrameWriter;
   private readonly decoder: HpackDecoder;
   private nextId = 1;
-  /** Bytes of an incomplete frame, in the reads they came in; joined once `need` bytes are here. */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private need = 0;
+  /** Frames in, whole (frame-reader.ts). */
+  private readonly reader = new H2FrameReader(this, DEFAULT_MAX_FRAME);
+  /** The frame being handled is the reader's own copy (it spanned reads), not a view of the read. */
+  private frameOwned = false;
   /** A header block being continued (CONTINUATION): its stream, flags and fragments. */
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
-  /** Reads are views of the thread's shared read buffer (setSharedReads): a frame's start, header fragments and DATA kept past a read are copied. */
+  /** Reads are views of the thread's shared read buffer (setSharedReads): a frame spanning reads is gathered (frame-reader.ts); header fragments and DATA of a read's own frames kept past it are copied. */
   private readonly viewReads: boolean;
   private hdrBytes = 0;
   private resetsLeft: number;
@@ -308,38 +309,19 @@ export class H2ClientSession implements StreamHost {
   }
 
   private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.pendingBytes > 0) {
-      // Joined only once the frame is whole: joining at every read would copy a frame
-      // trickled in byte by byte once per byte (16 KiB: 134 MB).
-      this.pending.push(this.viewReads ? Buffer.from(chunk) : chunk);
-      this.pendingBytes += chunk.length;
-      if (this.pendingBytes < this.need) return;
-      buf = Buffer.concat(this.pending, this.pendingBytes);
-      this.pending = [];
-      this.pendingBytes = 0;
-    }
-    let off = 0;
-    while (buf.length - off >= 9) {
-      const len = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2];
-      // We never raise SETTINGS_MAX_FRAME_SIZE (section 4.2).
-      if (len > DEFAULT_MAX_FRAME) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, `a frame of ${len} bytes`);
-      if (buf.length - off < 9 + len) break;
-      const type = buf[off + 3];
-      const flags = buf[off + 4];
-      const id = buf.readUInt32BE(off + 5) & MAX_WINDOW;
-      const payload = buf.subarray(off + 9, off + 9 + len);
-      off += 9 + len;
-      this.frame(type, flags, id, payload);
-      if (this.destroyed) return;
-    }
-    if (off < buf.length) {
-      const rest = this.viewReads ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
-      this.pending = [rest];
-      this.pendingBytes = rest.length;
-      // The loop has checked a whole header's length against the frame size limit.
-      this.need = rest.length < 9 ? 9 : 9 + ((rest[0] << 16) | (rest[1] << 8) | rest[2]);
-    }
+    this.reader.push(chunk);
+  }
+
+  // H2FrameSink
+  onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean {
+    this.frameOwned = owned;
+    this.frame(type, flags, id, payload);
+    return !this.destroyed;
+  }
+
+  onFrameTooLarge(length: number): void {
+    // We never raise SETTINGS_MAX_FRAME_SIZE (section 4.2).
+    this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, `a frame of ${length} bytes`);
   }
 
   private frame(type: number, flags: number, id: number, p: Buffer): void {
@@ -439,7 +421,7 @@ export class H2ClientSession implements StreamHost {
       return st.fail(new ProxyError('UPSTREAM_PROTOCOL', 'the app exceeded the stream window'));
     }
     st.unacked += len;
-    st.onData(this.viewReads && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.viewReads && !this.frameOwned && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
     // Given back at once while the reader keeps up; else when it reads (H2ResponseBody._read).
     if (!st.closed && st.body !== null && st.body.readableLength < st.body.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
   }
@@ -455,7 +437,7 @@ export class H2ClientSession implements StreamHost {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(this.viewReads ? Buffer.from(b) : b);
+      this.hdrParts.push(this.viewReads && !this.frameOwned ? Buffer.from(b) : b);
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);

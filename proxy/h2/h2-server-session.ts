@@ -10,6 +10,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { LimitName } from '../http/h2-session-guard.js';
 import { flushBlocked } from './body-sender.js';
+import { H2FrameReader, type H2FrameSink } from './frame-reader.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
@@ -79,7 +80,7 @@ const MAX_BUFFERED = 1 << 20;
  * MAX_SETTINGS), and its socket backpressure (MAX_BUFFERED): the app is untrusted.
  * proxy/h2/h2-server-adversary.test.ts compares our answers with node:http2's.
  */
-export class H2ServerSession implements ServerStreamHost {
+export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   /** Open streams by id: an IdTable, not a Map, which would keep every stream it ever held for the scavenger (common/id-table.ts). */
   private readonly streams = new IdTable<H2ServerStream>();
   private readonly blockedStreams = new Set<H2ServerStream>();
@@ -91,7 +92,10 @@ export class H2ServerSession implements ServerStreamHost {
   /** Preface bytes still to be checked; then the first frame must be SETTINGS (section 3.4). */
   private prefaceLeft = PREFACE.length;
   private settingsSeen = false;
-  private pending: Buffer | null = null;
+  /** Frames in, whole (frame-reader.ts). */
+  private readonly reader = new H2FrameReader(this, DEFAULT_MAX_FRAME);
+  /** The frame being handled is the reader's own copy (it spanned reads), not a view of the read. */
+  private frameOwned = false;
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
@@ -145,8 +149,8 @@ export class H2ServerSession implements ServerStreamHost {
     const peeked = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
     (socket as Fed)[SESSION] = this;
     socket.push = directPush;
-    // Into the thread's shared read buffer (net/direct-reads.ts): a frame's start, header
-    // fragments and DATA kept past a read are copied. Reads that node's Readable would have
+    // Into the thread's shared read buffer (net/direct-reads.ts): a frame spanning reads is
+    // gathered (frame-reader.ts); header fragments and DATA of a read's own frames are copied. Reads that node's Readable would have
     // held come to directPush as copies.
     this.viewReads = setSharedReads(socket, (d) => inTurn(this.onData, this, d));
     socket.on('error', () => this.destroy());
@@ -357,8 +361,8 @@ export class H2ServerSession implements ServerStreamHost {
   /** A header block is open (CONTINUATION awaited) or a HEADERS/CONTINUATION frame is only partly here. */
   private inHeaderBlock(): boolean {
     if (this.hdrStream !== 0) return true;
-    const p = this.pending;
-    return p !== null && p.length >= 4 && (p[3] === FRAME.HEADERS || p[3] === FRAME.CONTINUATION);
+    const t = this.reader.partialType;
+    return t === FRAME.HEADERS || t === FRAME.CONTINUATION;
   }
 
   private armSweep(): void {
@@ -412,36 +416,35 @@ export class H2ServerSession implements ServerStreamHost {
     if (this.destroyed || this.calmed) return;
     // All we wrote has left: the client is reading (what this read writes is corked, not counted yet).
     if (this.socket.writableLength === 0) this.owed = 0;
-    let buf = chunk;
-    if (this.pending !== null) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
-    }
     let off = 0;
     if (this.prefaceLeft > 0) {
       const start = PREFACE.length - this.prefaceLeft;
-      const n = Math.min(this.prefaceLeft, buf.length);
-      if (!buf.subarray(0, n).equals(PREFACE.subarray(start, start + n))) return this.destroy();
+      const n = Math.min(this.prefaceLeft, chunk.length);
+      if (!chunk.subarray(0, n).equals(PREFACE.subarray(start, start + n))) return this.destroy();
       this.prefaceLeft -= n;
       off = n;
     }
-    while (buf.length - off >= 9) {
-      const len = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2];
-      // We never raise SETTINGS_MAX_FRAME_SIZE (section 4.2).
-      if (len > DEFAULT_MAX_FRAME) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
-      if (buf.length - off < 9 + len) break;
-      const type = buf[off + 3];
-      const flags = buf[off + 4];
-      const id = buf.readUInt32BE(off + 5) & MAX_WINDOW;
-      const payload = buf.subarray(off + 9, off + 9 + len);
-      off += 9 + len;
-      this.frame(type, flags, id, payload);
-      if (this.destroyed || this.calmed) return;
-      if (this.owed > MAX_OWED) return this.flood();
-    }
-    if (off < buf.length) this.pending = this.viewReads ? Buffer.from(buf.subarray(off)) : buf.subarray(off);
+    if (off < chunk.length) this.reader.push(off === 0 ? chunk : chunk.subarray(off));
+    if (this.destroyed || this.calmed) return;
     if (this.o.headersTimeoutMs > 0 && this.inHeaderBlock()) this.armBlockTimer();
     if (this.ready.length > 0) this.dispatch();
+  }
+
+  // H2FrameSink
+  onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean {
+    this.frameOwned = owned;
+    this.frame(type, flags, id, payload);
+    if (this.destroyed || this.calmed) return false;
+    if (this.owed > MAX_OWED) {
+      this.flood();
+      return false;
+    }
+    return true;
+  }
+
+  onFrameTooLarge(): void {
+    // We never raise SETTINGS_MAX_FRAME_SIZE (section 4.2).
+    this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
   }
 
   /**
@@ -565,7 +568,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (st.recvWindow < 0) return st.cancel(H2_ERROR.FLOW_CONTROL_ERROR, new ProxyError('BAD_REQUEST', 'the client exceeded the stream window'));
     st.unacked += len;
     st.lastActive = this.generation;
-    st.onData(this.viewReads && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.viewReads && !this.frameOwned && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
     const b = st.body;
     // Given back at once while the reader keeps up; else when it reads (H2RequestBody._read).
     if (!st.closed && b !== null && b.readableLength < b.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
@@ -577,7 +580,7 @@ export class H2ServerSession implements ServerStreamHost {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(this.viewReads ? Buffer.from(b) : b);
+      this.hdrParts.push(this.viewReads && !this.frameOwned ? Buffer.from(b) : b);
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);

@@ -1,0 +1,91 @@
+/** The 9-byte frame header (RFC 9113 section 4.1): length u24, type, flags, stream id u31. */
+const HEADER = 9;
+const STREAM_ID_MASK = 0x7fffffff;
+
+/** Where an H2FrameReader's frames go. */
+export interface H2FrameSink {
+  /**
+   * A whole frame. `owned`: the payload is the reader's own copy (the frame spanned reads),
+   * else a view of the bytes pushed, valid for the call only when those are a shared read
+   * buffer. False: stop reading this push (the session closed or is shedding the peer).
+   */
+  onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean;
+  /** A frame longer than the limit (section 4.2: a FRAME_SIZE_ERROR), seen from its header. */
+  onFrameTooLarge(length: number): void;
+}
+
+/**
+ * Bytes of an HTTP/2 connection in, whole frames out. A frame within one read is handed on
+ * as a view of it; one that spans reads is gathered into one buffer of its exact size,
+ * allocated once its header is here (a header split between reads waits in 9 bytes of the
+ * reader's own): each byte of such a frame is copied once. Before, the server joined what
+ * it held with every read (a 16 KiB frame trickled in byte by byte: 134 MB copied), and both
+ * sessions copied each piece of a frame spanning the shared read buffer's reads, joined the
+ * pieces, then copied the DATA again for the stream.
+ */
+export class H2FrameReader {
+  private readonly head = Buffer.allocUnsafe(HEADER);
+  private headHave = 0;
+  /** The frame being gathered (header and payload), and how much of it is here. */
+  private partial: Buffer | null = null;
+  private have = 0;
+
+  constructor(
+    private readonly sink: H2FrameSink,
+    private readonly maxFrame: number,
+  ) {}
+
+  /** The type of the frame partly here, -1 when none is or its header has not come that far. */
+  get partialType(): number {
+    if (this.partial !== null) return this.partial[3];
+    return this.headHave >= 4 ? this.head[3] : -1;
+  }
+
+  push(chunk: Buffer): void {
+    const n = chunk.length;
+    let off = 0;
+    if (this.headHave > 0) {
+      off = Math.min(HEADER - this.headHave, n);
+      chunk.copy(this.head, this.headHave, 0, off);
+      this.headHave += off;
+      if (this.headHave < HEADER) return;
+      this.headHave = 0;
+      const len = (this.head[0] << 16) | (this.head[1] << 8) | this.head[2];
+      if (len > this.maxFrame) return this.sink.onFrameTooLarge(len);
+      this.partial = Buffer.allocUnsafe(HEADER + len);
+      this.head.copy(this.partial, 0);
+      this.have = HEADER;
+    }
+    if (this.partial !== null) {
+      const f = this.partial;
+      const take = Math.min(f.length - this.have, n - off);
+      chunk.copy(f, this.have, off, off + take);
+      this.have += take;
+      off += take;
+      if (this.have < f.length) return;
+      this.partial = null;
+      if (!this.deliver(f, 0, f.length - HEADER, true)) return;
+    }
+    while (n - off >= HEADER) {
+      const len = (chunk[off] << 16) | (chunk[off + 1] << 8) | chunk[off + 2];
+      if (len > this.maxFrame) return this.sink.onFrameTooLarge(len);
+      if (n - off < HEADER + len) {
+        this.partial = Buffer.allocUnsafe(HEADER + len);
+        chunk.copy(this.partial, 0, off, n);
+        this.have = n - off;
+        return;
+      }
+      if (!this.deliver(chunk, off, len, false)) return;
+      off += HEADER + len;
+    }
+    if (off < n) {
+      chunk.copy(this.head, 0, off, n);
+      this.headHave = n - off;
+    }
+  }
+
+  private deliver(b: Buffer, at: number, len: number, owned: boolean): boolean {
+    const id = b.readUInt32BE(at + 5) & STREAM_ID_MASK;
+    return this.sink.onFrame(b[at + 3], b[at + 4], id, b.subarray(at + HEADER, at + HEADER + len), owned);
+  }
+}
