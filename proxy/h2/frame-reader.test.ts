@@ -1,14 +1,8 @@
 import { H2FrameReader, type H2FrameSink } from './frame-reader.js';
+import { frameHeader } from './frames.js';
 
 /** A frame's bytes: 9-byte header (RFC 9113 section 4.1) and payload. */
-function frame(type: number, flags: number, id: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, payload]);
-}
+const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer => Buffer.concat([frameHeader(payload.length, type, flags, id), payload]);
 
 type Got = [number, number, number, string, boolean];
 
