@@ -6,15 +6,24 @@ const frame = (type: number, flags: number, id: number, payload: Buffer): Buffer
 
 type Got = [number, number, number, string, boolean];
 
-/** A sink that reads each payload at the call (as the contract says) and records whether it was a view of what was pushed. */
-function recorder(stopAfter = Infinity): H2FrameSink & { got: Got[]; tooLarge: number[]; views: number; pushed: Buffer } {
+/**
+ * A sink that reads each payload at the call (as the contract says) and records whether it
+ * was the reader's own copy (not a view of what was pushed), and whether `kept()` copied it.
+ */
+function recorder(stopAfter = Infinity): H2FrameSink & { got: Got[]; tooLarge: number[]; keptCopies: number; keptWrong: number; pushed: Buffer; reader: H2FrameReader | null } {
   const r = {
     got: [] as Got[],
     tooLarge: [] as number[],
-    views: 0,
+    keptCopies: 0,
+    keptWrong: 0,
     pushed: Buffer.alloc(0),
-    onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean {
-      if (!owned && payload.buffer === r.pushed.buffer) r.views++;
+    reader: null as H2FrameReader | null,
+    onFrame(type: number, flags: number, id: number, payload: Buffer): boolean {
+      const owned = payload.buffer !== r.pushed.buffer;
+      const kept = r.reader!.kept(payload);
+      if (kept !== payload) r.keptCopies++;
+      // A copy exactly for a non-empty view of a shared read; the same bytes either way.
+      if ((kept !== payload) !== (r.reader!.viewReads && !owned && payload.length > 0) || !kept.equals(payload)) r.keptWrong++;
       r.got.push([type, flags, id, payload.toString('latin1'), owned]);
       return r.got.length < stopAfter;
     },
@@ -23,6 +32,14 @@ function recorder(stopAfter = Infinity): H2FrameSink & { got: Got[]; tooLarge: n
     },
   };
   return r;
+}
+
+/** A reader over `r`; `viewReads`: the pushes are views of a shared read buffer. */
+function readerFor(r: ReturnType<typeof recorder>, viewReads = true): H2FrameReader {
+  const reader = new H2FrameReader(r, 16_384);
+  reader.viewReads = viewReads;
+  r.reader = reader;
+  return reader;
 }
 
 const wire = Buffer.concat([
@@ -45,7 +62,7 @@ test('the same frames however the reads cut them: views when within a read, the 
     // The reads land in one buffer, overwritten by each (the shared read buffer).
     const shared = Buffer.alloc(wire.length);
     const r = recorder();
-    const reader = new H2FrameReader(r, 16_384);
+    const reader = readerFor(r);
     for (const [from, to] of [[0, cut], [cut, wire.length]]) {
       shared.fill(0x7a);
       wire.copy(shared, 0, from, to);
@@ -63,7 +80,9 @@ test('the same frames however the reads cut them: views when within a read, the 
       start = end;
     }
     expect([cut, spanning]).toEqual([cut, inside]);
-    expect(r.views).toBe(expected.length - spanning);
+    // kept() copied the non-empty frames that were views, and only those.
+    expect(r.keptWrong).toBe(0);
+    expect(r.keptCopies).toBe(r.got.filter((g) => !g[4] && g[3].length > 0).length);
     expect(reader.partialType).toBe(-1);
   }
 });
@@ -73,7 +92,7 @@ test('a frame trickled in byte by byte is copied once: one buffer of its size, n
   for (let i = 0; i < payload.length; i++) payload[i] = i % 253;
   const bytes = frame(0, 1, 3, payload);
   const r = recorder();
-  const reader = new H2FrameReader(r, 16_384);
+  const reader = readerFor(r);
   const allocUnsafe = Buffer.allocUnsafe;
   const concat = Buffer.concat;
   let allocated = 0;
@@ -103,7 +122,7 @@ test('a frame over the limit is refused from its header, whole or split, and not
   const big = frame(0, 0, 1, Buffer.alloc(16_385));
   for (const cut of [0, 4, 9, 20]) {
     const r = recorder();
-    const reader = new H2FrameReader(r, 16_384);
+    const reader = readerFor(r);
     if (cut > 0) reader.push(big.subarray(0, cut));
     if (cut < 9) reader.push(big.subarray(cut, 9));
     expect([cut, r.tooLarge]).toEqual([cut, [16_385]]);
@@ -113,7 +132,7 @@ test('a frame over the limit is refused from its header, whole or split, and not
 
 test('partialType names the frame partly here once its type byte is', () => {
   const r = recorder();
-  const reader = new H2FrameReader(r, 16_384);
+  const reader = readerFor(r);
   const headers = frame(1, 0, 1, Buffer.from('abc'));
   reader.push(headers.subarray(0, 3));
   expect(reader.partialType).toBe(-1);
@@ -128,6 +147,16 @@ test('partialType names the frame partly here once its type byte is', () => {
 
 test('a sink that says stop gets no more frames of that read', () => {
   const r = recorder(2);
-  new H2FrameReader(r, 16_384).push(wire);
+  readerFor(r).push(wire);
   expect(r.got).toHaveLength(2);
+});
+
+test("over node's own reads (a Buffer each, not a shared one) kept() copies nothing", () => {
+  const r = recorder();
+  const reader = readerFor(r, false);
+  r.pushed = Buffer.from(wire);
+  reader.push(r.pushed);
+  expect(r.got).toHaveLength(expected.length);
+  expect(r.keptCopies).toBe(0);
+  expect(r.keptWrong).toBe(0);
 });

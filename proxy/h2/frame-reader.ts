@@ -1,15 +1,16 @@
+import { MAX_WINDOW } from './frames.js';
+
 /** The 9-byte frame header (RFC 9113 section 4.1): length u24, type, flags, stream id u31. */
 const HEADER = 9;
-const STREAM_ID_MASK = 0x7fffffff;
 
 /** Where an H2FrameReader's frames go. */
 export interface H2FrameSink {
   /**
-   * A whole frame. `owned`: the payload is the reader's own copy (the frame spanned reads),
-   * else a view of the bytes pushed, valid for the call only when those are a shared read
-   * buffer. False: stop reading this push (the session closed or is shedding the peer).
+   * A whole frame: a view of the bytes pushed, or of the reader's own copy when the frame
+   * spanned reads; what the sink keeps past the call goes through `kept()`. False: stop
+   * reading this push (the session closed or is shedding the peer).
    */
-  onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean;
+  onFrame(type: number, flags: number, id: number, payload: Buffer): boolean;
   /** A frame longer than the limit (section 4.2: a FRAME_SIZE_ERROR), seen from its header. */
   onFrameTooLarge(length: number): void;
 }
@@ -29,11 +30,23 @@ export class H2FrameReader {
   /** The frame being gathered (header and payload), and how much of it is here. */
   private partial: Buffer | null = null;
   private have = 0;
+  /** The frame being handed on is the reader's own copy (it spanned reads). */
+  private owned = false;
+  /** The bytes pushed are views of the thread's shared read buffer (setSharedReads), overwritten by the next read. */
+  viewReads = false;
 
   constructor(
     private readonly sink: H2FrameSink,
     private readonly maxFrame: number,
   ) {}
+
+  /**
+   * Part of the frame being handed on (a DATA payload, a header block fragment) as the sink
+   * may keep it past the call: itself, unless it is a view of the shared read buffer.
+   */
+  kept(b: Buffer): Buffer {
+    return this.viewReads && !this.owned && b.length > 0 ? Buffer.from(b) : b;
+  }
 
   /** The type of the frame partly here, -1 when none is or its header has not come that far. */
   get partialType(): number {
@@ -85,7 +98,8 @@ export class H2FrameReader {
   }
 
   private deliver(b: Buffer, at: number, len: number, owned: boolean): boolean {
-    const id = b.readUInt32BE(at + 5) & STREAM_ID_MASK;
-    return this.sink.onFrame(b[at + 3], b[at + 4], id, b.subarray(at + HEADER, at + HEADER + len), owned);
+    const id = b.readUInt32BE(at + 5) & MAX_WINDOW;
+    this.owned = owned;
+    return this.sink.onFrame(b[at + 3], b[at + 4], id, b.subarray(at + HEADER, at + HEADER + len));
   }
 }

@@ -74,14 +74,10 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   private nextId = 1;
   /** Frames in, whole (frame-reader.ts). */
   private readonly reader = new H2FrameReader(this, DEFAULT_MAX_FRAME);
-  /** The frame being handled is the reader's own copy (it spanned reads), not a view of the read. */
-  private frameOwned = false;
   /** A header block being continued (CONTINUATION): its stream, flags and fragments. */
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
-  /** Reads are views of the thread's shared read buffer (setSharedReads): a frame spanning reads is gathered (frame-reader.ts); header fragments and DATA of a read's own frames kept past it are copied. */
-  private readonly viewReads: boolean;
   private hdrBytes = 0;
   private resetsLeft: number;
   private pingSent = false;
@@ -113,8 +109,10 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     // Each read straight to the frame reader (net/direct-reads.ts), its deferred steps run as it returns (common/deferred.ts).
     const read = (c: Buffer): void => inTurn(this.onData, this, c);
     socket.on('data', read);
-    this.viewReads = setSharedReads(socket, read);
-    if (!this.viewReads) setDirectReads(socket, read);
+    // Into the thread's shared read buffer: a frame spanning reads is gathered, and what the
+    // session keeps of a read's own frames copied (frame-reader.ts).
+    this.reader.viewReads = setSharedReads(socket, read);
+    if (!this.reader.viewReads) setDirectReads(socket, read);
     socket.on('error', (e) => this.destroy(e));
     socket.on('close', () => this.destroy(new ProxyError('UPSTREAM_RESET', 'the app closed the connection')));
     this.write(PREFACE);
@@ -313,8 +311,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   }
 
   // H2FrameSink
-  onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean {
-    this.frameOwned = owned;
+  onFrame(type: number, flags: number, id: number, payload: Buffer): boolean {
     this.frame(type, flags, id, payload);
     return !this.destroyed;
   }
@@ -421,7 +418,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
       return st.fail(new ProxyError('UPSTREAM_PROTOCOL', 'the app exceeded the stream window'));
     }
     st.unacked += len;
-    st.onData(this.viewReads && !this.frameOwned && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.reader.kept(data), (flags & FLAG.END_STREAM) !== 0);
     // Given back at once while the reader keeps up; else when it reads (H2ResponseBody._read).
     if (!st.closed && st.body !== null && st.body.readableLength < st.body.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
   }
@@ -437,7 +434,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(this.viewReads && !this.frameOwned ? Buffer.from(b) : b);
+      this.hdrParts.push(this.reader.kept(b));
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);

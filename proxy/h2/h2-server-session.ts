@@ -94,8 +94,6 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   private settingsSeen = false;
   /** Frames in, whole (frame-reader.ts). */
   private readonly reader = new H2FrameReader(this, DEFAULT_MAX_FRAME);
-  /** The frame being handled is the reader's own copy (it spanned reads), not a view of the read. */
-  private frameOwned = false;
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
@@ -131,8 +129,6 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   private owed = 0;
   /** Streams whose response body waits for our socket to drain (MAX_BUFFERED). */
   private readonly congested = new Set<H2ServerStream>();
-  /** Reads are views of the thread's shared read buffer (setSharedReads). */
-  private readonly viewReads: boolean;
 
   constructor(
     readonly socket: Socket,
@@ -150,9 +146,9 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     (socket as Fed)[SESSION] = this;
     socket.push = directPush;
     // Into the thread's shared read buffer (net/direct-reads.ts): a frame spanning reads is
-    // gathered (frame-reader.ts); header fragments and DATA of a read's own frames are copied. Reads that node's Readable would have
-    // held come to directPush as copies.
-    this.viewReads = setSharedReads(socket, (d) => inTurn(this.onData, this, d));
+    // gathered, and what the session keeps of a read's own frames copied (frame-reader.ts).
+    // Reads that node's Readable would have held come to directPush as copies.
+    this.reader.viewReads = setSharedReads(socket, (d) => inTurn(this.onData, this, d));
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     socket.on('drain', () => this.onDrain());
@@ -431,8 +427,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   }
 
   // H2FrameSink
-  onFrame(type: number, flags: number, id: number, payload: Buffer, owned: boolean): boolean {
-    this.frameOwned = owned;
+  onFrame(type: number, flags: number, id: number, payload: Buffer): boolean {
     this.frame(type, flags, id, payload);
     if (this.destroyed || this.calmed) return false;
     if (this.owed > MAX_OWED) {
@@ -568,7 +563,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (st.recvWindow < 0) return st.cancel(H2_ERROR.FLOW_CONTROL_ERROR, new ProxyError('BAD_REQUEST', 'the client exceeded the stream window'));
     st.unacked += len;
     st.lastActive = this.generation;
-    st.onData(this.viewReads && !this.frameOwned && data.length > 0 ? Buffer.from(data) : data, (flags & FLAG.END_STREAM) !== 0);
+    st.onData(this.reader.kept(data), (flags & FLAG.END_STREAM) !== 0);
     const b = st.body;
     // Given back at once while the reader keeps up; else when it reads (H2RequestBody._read).
     if (!st.closed && b !== null && b.readableLength < b.readableHighWaterMark && st.unacked >= this.o.streamWindowBytes >>> 2) this.credit(st);
@@ -580,7 +575,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
-      this.hdrParts.push(this.viewReads && !this.frameOwned ? Buffer.from(b) : b);
+      this.hdrParts.push(this.reader.kept(b));
       return;
     }
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);
