@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Readable } from 'node:stream';
 import { request as undiciRequest, Agent as UndiciAgent } from 'undici';
 import { H1Connection, type H1ConnectionOptions, type H1ServerExchange } from './h1-connection.js';
+import { isLent, lentCopy } from '../net/body-buffers.js';
 
 const run = promisify(execFile);
 
@@ -195,4 +196,39 @@ describe('H1Connection against real clients', () => {
     await waitFor(() => aborted);
     expect(aborted).toBe(true);
   });
+});
+
+test('a lent body buffer (body-buffers.ts) written to the client goes back once node has written it: at once to an empty socket, at the drain after a backlog', async () => {
+  let exchange: H1ServerExchange | null = null;
+  await start({ onRequest: (ex) => void (exchange = ex) });
+  const c = connect(port, '127.0.0.1');
+  await once(c, 'connect');
+  c.pause();
+  c.write('GET /download HTTP/1.1\r\nhost: x\r\n\r\n');
+  for (let i = 0; i < 500 && exchange === null; i++) await new Promise((r) => setTimeout(r, 2));
+  const ex = exchange!;
+  const socket = ex.conn.socket;
+  ex.respond(200, { 'content-type': 'application/octet-stream' }, 1 << 30);
+  const first = lentCopy(Buffer.alloc(32 * 1024, 0x61));
+  expect(ex.write(first)).toBe(true);
+  expect(socket.writableLength).toBe(0);
+  expect(isLent(first)).toBe(false);
+  // The client does not read: once the kernel's buffers are full, node keeps what it could not write.
+  let last = first;
+  let lentBacklog = 0;
+  for (let i = 0; i < 10_000; i++) {
+    last = lentCopy(Buffer.alloc(32 * 1024, 0x62));
+    const ok = ex.write(last);
+    if (socket.writableLength > 0) lentBacklog++;
+    if (!ok) break;
+  }
+  expect(socket.writableLength).toBeGreaterThan(0);
+  expect(lentBacklog).toBeGreaterThan(0);
+  expect(isLent(last)).toBe(true);
+  // The client reads: the socket drains, and what it held goes back.
+  c.resume();
+  await once(socket, 'drain');
+  await new Promise((r) => setImmediate(r));
+  expect(isLent(last)).toBe(false);
+  c.destroy();
 });

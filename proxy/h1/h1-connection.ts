@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { LeanBody } from '../http/lean-body.js';
 import { H1Parser, type H1Handler } from './parser.js';
 import { Body, type H1Head } from './head.js';
@@ -10,6 +10,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
+import { isLent, releaseBody } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import type { Cancel } from '../../common/cancel.js';
 
@@ -107,6 +108,10 @@ export class H1Connection implements H1Handler {
   private readonly onCloseEv = (): void => this.onClose();
   /** Reads are views of a buffer the next read overwrites (setSharedReads): what is kept past a read is copied. */
   private readonly viewReads: boolean;
+  /** The socket is node's own (TCP or TLS), whose writableLength says whether node still holds bytes written (wroteBody). */
+  private readonly nodeSocket: boolean;
+  /** Lent body buffers written while the socket still had bytes to write (wroteBody). */
+  private held: Buffer[] | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -116,6 +121,7 @@ export class H1Connection implements H1Handler {
     this.reasons = opts.reasons === true;
     this.clock = opts.clock;
     this.halfClose = opts.halfClose === true;
+    this.nodeSocket = socket instanceof Socket;
     this.since = this.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
@@ -159,7 +165,28 @@ export class H1Connection implements H1Handler {
     }
   }
 
+  /**
+   * After a response body write: a lent body buffer (body-buffers.ts) goes back once node's
+   * socket holds none of the bytes written (writableLength 0: a TCP write that completed at
+   * once, or a later write or 'drain' that finds the socket empty). A mux stream's frames
+   * are handed back by its session after their write (mux-session.ts).
+   */
+  wroteBody(chunk: Buffer): void {
+    if (!this.nodeSocket) return;
+    if (this.socket.writableLength === 0) {
+      if (this.held !== null) this.releaseHeld();
+      releaseBody(chunk);
+    } else if (isLent(chunk)) (this.held ??= []).push(chunk);
+  }
+
+  private releaseHeld(): void {
+    const h = this.held!;
+    this.held = null;
+    for (let i = 0; i < h.length; i++) releaseBody(h[i]);
+  }
+
   private drained(): void {
+    if (this.held !== null && this.socket.writableLength === 0) this.releaseHeld();
     const ex = this.ex;
     if (ex === null) return;
     this.touch();
@@ -498,13 +525,19 @@ export class H1ServerExchange {
       return true;
     }
     this.conn.touch();
-    if (p === null) return this.chunked ? writeChunk(s, chunk) : s.write(chunk);
-    this.pending = null;
-    if (!this.chunked) return writeMessage(s, p, chunk);
-    s.cork();
-    s.write(p, 'latin1');
-    const ok = writeChunk(s, chunk);
-    s.uncork();
+    let ok: boolean;
+    if (p === null) ok = this.chunked ? writeChunk(s, chunk) : s.write(chunk);
+    else {
+      this.pending = null;
+      if (!this.chunked) ok = writeMessage(s, p, chunk);
+      else {
+        s.cork();
+        s.write(p, 'latin1');
+        ok = writeChunk(s, chunk);
+        s.uncork();
+      }
+    }
+    this.conn.wroteBody(chunk);
     return ok;
   }
 

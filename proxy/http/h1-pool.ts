@@ -10,6 +10,7 @@ import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
+import { lentCopy } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import { IDEMPOTENT } from './idempotent.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
@@ -105,13 +106,6 @@ const tcpConnect = (host: string, port: number, _peer: string, onread?: OnReadOp
  */
 const TCP_READ_BUFFER = 64 * 1024;
 const TLS_READ_BUFFER = 16 * 1024;
-
-/** A copy of a view of a connection's read buffer (the next read overwrites the buffer). */
-function copyOf(view: Buffer): Buffer {
-  const c = Buffer.allocUnsafe(view.length);
-  view.copy(c);
-  return c;
-}
 
 /** The body length a request head declares: its Content-Length, or -1 (chunked) without a usable one. */
 function declaredLength(v: string | string[] | undefined): number {
@@ -538,7 +532,10 @@ class Conn implements H1Handler {
   }
 
   onBody(chunk: Buffer): void {
-    if (!this.ex!.push(this.inBuffer || this.viewReads ? copyOf(chunk) : chunk)) this.socket.pause();
+    // A view of the read buffer, which the next read overwrites, is copied: into a block the
+    // response's last holder hands back (body-buffers.ts), as a response body is passed on
+    // whole and never kept for a replay.
+    if (!this.ex!.push(this.inBuffer || this.viewReads ? lentCopy(chunk) : chunk)) this.socket.pause();
   }
 
   onTrailers(fields: string[]): void {

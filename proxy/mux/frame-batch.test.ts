@@ -1,6 +1,7 @@
 import { FrameBatch, BATCH_MAX_BYTES, BY_REFERENCE_BYTES } from './frame-batch.js';
 import { controlFrame, Deframer, FLAG_FIN, frameHeader, FrameType } from './frame.js';
 import { frameRecorder } from './mux-test-pair.js';
+import { isLent, lentCopy, releaseBody } from '../net/body-buffers.js';
 
 /** What a deframer makes of `bytes`: [type, flags, id, payload as latin1] per frame. */
 function frames(bytes: Buffer): [number, number, number, string][] {
@@ -99,4 +100,20 @@ test('a long DATA payload is kept by reference, not copied: the batch is then a 
   b.dataFrame(0, 7, Buffer.alloc(BY_REFERENCE_BYTES - 1, 0x61));
   expect(b.hasPieces).toBe(false);
   expect(frames(b.take()!)).toEqual([[FrameType.Data, 0, 7, 'a'.repeat(BY_REFERENCE_BYTES - 1)]]);
+});
+
+test('a lent body buffer (body-buffers.ts) copied into the batch goes back at once; one kept by reference stays lent', () => {
+  const b = new FrameBatch();
+  const short = lentCopy(Buffer.alloc(BY_REFERENCE_BYTES - 1, 0x73));
+  const long = lentCopy(Buffer.alloc(BY_REFERENCE_BYTES, 0x6c));
+  b.dataFrame(0, 1, short);
+  b.dataFrame(0, 1, long);
+  expect(isLent(short)).toBe(false);
+  expect(isLent(long)).toBe(true);
+  // The short one's block is reused and overwritten: the batch's frame kept its own copy.
+  const next = lentCopy(Buffer.alloc(BY_REFERENCE_BYTES - 1, 0x78));
+  expect(next.buffer).toBe(short.buffer);
+  expect(frames(Buffer.concat(b.takePieces()))).toEqual([[FrameType.Data, 0, 1, 's'.repeat(short.length) + 'l'.repeat(long.length)]]);
+  releaseBody(next);
+  releaseBody(long);
 });

@@ -1,3 +1,4 @@
+import { releaseBody } from '../net/body-buffers.js';
 import { CONTROL_PAYLOAD_BYTES, FrameType, HEADER_BYTES, writeControlFrame, writeFrameHeader } from './frame.js';
 
 /** The first buffer a batch allocates: batches take consecutive slices of it (the next one allocates when it is used up). */
@@ -35,6 +36,8 @@ export class FrameBatch {
   /** The frames so far when payloads are held by reference: slab slices and payloads in order (dataFrame). */
   private pieces: Buffer[] = [];
   private piecesBytes = 0;
+  /** Lent body buffers whose last part is in this batch (releaseAfterWrite). */
+  private releases: Buffer[] | null = null;
 
   get length(): number {
     return this.piecesBytes + this.len;
@@ -46,14 +49,19 @@ export class FrameBatch {
   }
 
   /**
-   * A whole DATA frame: a payload under BY_REFERENCE_BYTES is copied into the slab; a longer
-   * one is kept by reference (its owner must not change it until the batch is written).
+   * A whole DATA frame: a payload under BY_REFERENCE_BYTES is copied into the slab (a lent
+   * body buffer, body-buffers.ts, then goes back at once); a longer one is kept by
+   * reference (its owner must not change it until the batch is written, and the session
+   * hands a lent one back after the write, mux-session.ts).
    */
   dataFrame(flags: number, id: number, payload: Buffer): void {
     const n = payload.length;
     if (n < BY_REFERENCE_BYTES) {
       this.dataHeader(flags, id, n);
-      if (n > 0) this.bytes(payload);
+      if (n > 0) {
+        this.bytes(payload);
+        releaseBody(payload);
+      }
       return;
     }
     const b = this.room(HEADER_BYTES);
@@ -109,8 +117,25 @@ export class FrameBatch {
     return out;
   }
 
+  /**
+   * `b`, a lent body buffer (body-buffers.ts) sent in parts, has its last part in this
+   * batch: its writer hands it back once the batch is written (takeReleases), since the
+   * parts before, kept by reference or waiting in the socket, are written by then too.
+   */
+  releaseAfterWrite(b: Buffer): void {
+    (this.releases ??= []).push(b);
+  }
+
+  /** The buffers releaseAfterWrite gave since the last call (null: none). */
+  takeReleases(): Buffer[] | null {
+    const r = this.releases;
+    this.releases = null;
+    return r;
+  }
+
   /** Drops what was not taken (the session closed). */
   clear(): void {
+    this.releases = null;
     this.len = 0;
     this.pieces = [];
     this.piecesBytes = 0;

@@ -2,7 +2,8 @@ import type { TLSSocket } from 'node:tls';
 import { Deframer, FrameType, FLAG_FIN, frameHeader, controlFrame, MAX_PAYLOAD } from './frame.js';
 import { MuxSession } from './mux-session.js';
 import type { MuxStream } from './mux-stream.js';
-import { frameRecorder, MuxTestPairs, tick } from './mux-test-pair.js';
+import { frameRecorder, MuxTestPairs, tick, until } from './mux-test-pair.js';
+import { isLent, lentCopy } from '../net/body-buffers.js';
 
 /** Real sockets on port 0 (the session uses only the socket API a TLS socket shares with TCP): mux-test-pair.ts. */
 const pairs = new MuxTestPairs();
@@ -514,4 +515,69 @@ test('Deframer over views: a header or control frame split between reads is kept
     d.push(shared.subarray(0, wire.length - cut));
     expect([cut, rec.frames]).toEqual([cut, expected]);
   }
+});
+
+test('lent body buffers written by reference go back only after the socket has written them, and the peer gets their bytes as they were', async () => {
+  const got: Buffer[] = [];
+  const p = await pair(1 << 20, (st) => st.on('data', (d: Buffer) => got.push(Buffer.from(d))));
+  const s = p.client.open()!;
+  const raw = p.raw as unknown as { _writev: (chunks: unknown, cb: (e?: Error | null) => void) => void };
+  // Hold the socket's write back: until its callback, node may still read the buffers.
+  const held: (() => void)[] = [];
+  const writev = raw._writev.bind(raw);
+  raw._writev = (chunks, cb) => void held.push(() => writev(chunks, cb));
+  const first = lentCopy(Buffer.alloc(32 * 1024, 0x41));
+  s.write(first);
+  await tick();
+  await tick();
+  expect(held).toHaveLength(1);
+  expect(isLent(first)).toBe(true);
+  // Not yet back: another copy of its size gets a block of its own.
+  const second = lentCopy(Buffer.alloc(32 * 1024, 0x42));
+  expect(second.buffer).not.toBe(first.buffer);
+  raw._writev = writev;
+  held.shift()!();
+  await until(() => !isLent(first));
+  s.write(second);
+  await until(() => !isLent(second));
+  // Both blocks are free again: the next copies reuse them and overwrite what was sent.
+  const third = lentCopy(Buffer.alloc(32 * 1024, 0x43));
+  expect([first.buffer, second.buffer]).toContain(third.buffer);
+  await until(() => got.reduce((n, d) => n + d.length, 0) === 64 * 1024);
+  const all = Buffer.concat(got);
+  expect(all.subarray(0, 32 * 1024).every((x) => x === 0x41)).toBe(true);
+  expect(all.subarray(32 * 1024).every((x) => x === 0x42)).toBe(true);
+});
+
+test('a lent body buffer sent in parts as the window opens goes back once its last part is written, and the peer gets it whole', async () => {
+  const got: Buffer[] = [];
+  const p = await pair(16 * 1024, (st) => st.on('data', (d: Buffer) => got.push(Buffer.from(d))));
+  const s = p.client.open()!;
+  const body = lentCopy(Buffer.from(Array.from({ length: 40 * 1024 }, (_, i) => (i * 7) & 0xff)));
+  const want = Buffer.from(body);
+  s.write(body);
+  await tick();
+  // The first 16 KiB left; the rest waits for the peer's window: the buffer is still needed.
+  expect(isLent(body)).toBe(true);
+  await until(() => got.reduce((n, d) => n + d.length, 0) === want.length);
+  await until(() => !isLent(body));
+  expect(Buffer.concat(got).equals(want)).toBe(true);
+  // Its block serves again.
+  expect(lentCopy(Buffer.alloc(40 * 1024, 1)).buffer).toBe(body.buffer);
+});
+
+test('a lent body buffer corked behind a head is joined with it into one frame, and goes back at once', async () => {
+  const got: Buffer[] = [];
+  const p = await pair(64 * 1024, (st) => st.on('data', (d: Buffer) => got.push(Buffer.from(d))));
+  const s = p.client.open()!;
+  const body = lentCopy(Buffer.alloc(20 * 1024, 0x62));
+  s.cork();
+  s.write('HTTP/1.1 200 OK\r\n\r\n', 'latin1');
+  s.write(body);
+  s.uncork();
+  expect(isLent(body)).toBe(false);
+  // Its block is reused and overwritten at once: the frame has its own copy.
+  lentCopy(Buffer.alloc(20 * 1024, 0x78));
+  await until(() => got.reduce((n, d) => n + d.length, 0) === 19 + 20 * 1024);
+  expect(Buffer.concat(got).toString('latin1')).toBe('HTTP/1.1 200 OK\r\n\r\n' + 'b'.repeat(20 * 1024));
 });

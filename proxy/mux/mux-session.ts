@@ -4,6 +4,7 @@ import { deferred, inTurn } from '../../common/deferred.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { CONTROL_PAYLOAD_BYTES, Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
+import { releaseBody } from '../net/body-buffers.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 
 /** ALPN protocol id of the mesh multiplexer. */
@@ -88,6 +89,14 @@ export class MuxSession implements StreamOwner, FrameSink {
   private lastPeerId = 0;
   /** This turn's frames, not yet handed to the socket. */
   private readonly batch = new FrameBatch();
+  /** What each write of a batch hands back after its callback (flush): its payloads held by reference and the lent buffers its frames end, oldest first. */
+  private readonly written: Buffer[][] = [];
+  private readonly piecesWritten = (err?: Error | null): void => {
+    // A failed write (the socket destroyed) may leave a buffer with node: let the garbage collector have them all.
+    if (err) return void (this.written.length = 0);
+    const pieces = this.written.shift();
+    if (pieces !== undefined) for (let i = 0; i < pieces.length; i++) releaseBody(pieces[i]);
+  };
   /** The batch's hand-over is queued for the end of this turn (setImmediate). */
   private flushQueued = false;
   /** Frames written since the last look at the batch on the tick queue (EARLY_FLUSH_FRAMES); -1: no look queued. */
@@ -350,10 +359,11 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   // StreamOwner
-  sendData(id: number, payload: Buffer, fin: boolean): void {
+  sendData(id: number, payload: Buffer, fin: boolean, ends?: Buffer): void {
     if (!this.writable()) return;
     this.connWindow -= payload.length;
     this.batch.dataFrame(fin ? FLAG_FIN : 0, id, payload);
+    if (ends !== undefined) this.batch.releaseAfterWrite(ends);
     this.wrote(HEADER_BYTES + payload.length);
   }
 
@@ -444,13 +454,25 @@ export class MuxSession implements StreamOwner, FrameSink {
       const pieces = this.batch.takePieces();
       if (!this.writable()) return;
       const s = this.socket;
+      const last = pieces.length - 1;
       s.cork();
-      for (let i = 0; i < pieces.length; i++) s.write(pieces[i]);
+      for (let i = 0; i < last; i++) s.write(pieces[i]);
+      // The write's callback says node is done with these buffers: the lent body buffers
+      // among them (body-buffers.ts) go back then. Callbacks come in write order.
+      s.write(pieces[last], this.piecesWritten);
+      const after = this.batch.takeReleases();
+      this.written.push(after === null ? pieces : pieces.concat(after));
       s.uncork();
       return;
     }
     const b = this.batch.take();
-    if (b !== null && this.writable()) this.socket.write(b);
+    const after = this.batch.takeReleases();
+    if (b === null || !this.writable()) return;
+    if (after === null) this.socket.write(b);
+    else {
+      this.socket.write(b, this.piecesWritten);
+      this.written.push(after);
+    }
   }
 
   private close(why: string | null, cause?: Error): void {

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import { isLent, releaseBody } from '../net/body-buffers.js';
 import { MAX_PAYLOAD, MAX_WINDOW } from './frame.js';
 
 /** What a stream needs from its session (proxy/mux/mux-session.ts). */
@@ -10,8 +11,12 @@ export interface StreamOwner {
   readonly peer: string;
   /** DATA payloads are views of the session's read buffer, which the next read overwrites (net/direct-reads.ts setSharedReads). */
   readonly viewReads: boolean;
-  /** A DATA frame. A long payload is kept by reference until written (frame-batch.ts): as a Writable's chunk, it is not the caller's to change. */
-  sendData(id: number, payload: Buffer, fin: boolean): void;
+  /**
+   * A DATA frame. A long payload is kept by reference until written (frame-batch.ts): as a
+   * Writable's chunk, it is not the caller's to change. `ends`: the lent body buffer whose
+   * last part `payload` is, handed back once this frame is written (body-buffers.ts).
+   */
+  sendData(id: number, payload: Buffer, fin: boolean, ends?: Buffer): void;
   /** sendData of text as latin1 bytes (one per character), without a buffer of its own. */
   sendLatin1(id: number, text: string): void;
   /** Connection-level flow control: bytes the peer lets us send on the whole connection now. */
@@ -50,7 +55,8 @@ export class MuxStream extends Duplex {
   /** Bytes we may still send. */
   private sendWindow: number;
   /** A write waiting for window: the rest of its bytes and its callback. */
-  private blocked: { rest: Buffer; cb: (e?: Error | null) => void } | null = null;
+  /** A write the windows held back: `buf` from `off` on is still to go. */
+  private blocked: { buf: Buffer; off: number; cb: (e?: Error | null) => void } | null = null;
   private finSent = false;
   private finReceived = false;
   private resetByPeer = false;
@@ -190,7 +196,7 @@ export class MuxStream extends Duplex {
     const b = this.blocked;
     if (b === null) return true;
     this.blocked = null;
-    this.sendSome(b.rest, b.cb);
+    this.sendSome(b.buf, b.cb, b.off);
     return true;
   }
 
@@ -216,21 +222,31 @@ export class MuxStream extends Duplex {
   override _writev(chunks: { chunk: Buffer }[], cb: (e?: Error | null) => void): void {
     // Corked writes (a request head and its body) leave as one frame: one TLS record.
     this.touch();
-    this.sendSome(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+    if (chunks.length === 1) return this.sendSome(chunks[0].chunk, cb);
+    const joined = Buffer.concat(chunks.map((c) => c.chunk));
+    // Copied: lent body buffers among them go back now (body-buffers.ts).
+    for (let i = 0; i < chunks.length; i++) releaseBody(chunks[i].chunk);
+    this.sendSome(joined, cb);
   }
 
-  private sendSome(buf: Buffer, cb: (e?: Error | null) => void): void {
-    let off = 0;
+  private sendSome(buf: Buffer, cb: (e?: Error | null) => void, from = 0): void {
+    let off = from;
     while (off < buf.length) {
       const room = Math.min(this.sendWindow, this.owner.connSendWindow);
       if (room <= 0) break;
       const n = Math.min(buf.length - off, room, MAX_PAYLOAD);
-      this.owner.sendData(this.id, off === 0 && n === buf.length ? buf : buf.subarray(off, off + n), false);
+      if (off === 0 && n === buf.length) this.owner.sendData(this.id, buf, false);
+      else {
+        // A buffer sent in parts: its last part's frame carries it, so that a lent body
+        // buffer goes back once every part has been written (body-buffers.ts).
+        const last = off + n === buf.length;
+        this.owner.sendData(this.id, buf.subarray(off, off + n), false, last && isLent(buf) ? buf : undefined);
+      }
       this.sendWindow -= n;
       off += n;
     }
     if (off === buf.length) return cb();
-    this.blocked = { rest: buf.subarray(off), cb };
+    this.blocked = { buf, off, cb };
     if (this.sendWindow > 0) this.owner.blockedOnConnection(this);
   }
 

@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto';
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
-/** Byte i of a /pattern body: it changes along the body, so a byte from the wrong place is seen. */
-export function patternByte(i: number): number {
-  return (i * 7 + (i >>> 12) * 13) & 0xff;
+/** Byte i of a /pattern body: it changes along the body, so a byte from the wrong place is seen; `seed` sets bodies apart. */
+export function patternByte(i: number, seed = 0): number {
+  return (i * 7 + (i >>> 12) * 13 + seed * 37) & 0xff;
 }
 
 /**
@@ -16,7 +16,7 @@ export function patternByte(i: number): number {
  *   /echo         200 with JSON {method, path, headers, bodyBytes, sha256, trailers}
  *   /status/N     responds N
  *   /big?bytes=N  streams N bytes
- *   /pattern?bytes=N  streams N bytes, byte i being patternByte(i), in writes of 1-8 KiB
+ *   /pattern?bytes=N[&seed=S]  streams N bytes, byte i being patternByte(i, S), in writes of 1-8 KiB
  *   /slow?ms=N    waits N ms before responding
  *   /trailers     chunked body then trailer `x-checksum`
  *   /reset        sends headers and a little body, then destroys the connection
@@ -72,13 +72,14 @@ function handler(name: string, hits: { count: number }) {
     if (url.pathname === '/pattern') {
       // Byte i of the body is patternByte(i): a receiver can check every byte, not only the count.
       const total = Number(url.searchParams.get('bytes') ?? 1024);
+      const seed = Number(url.searchParams.get('seed') ?? 0);
       let sent = 0;
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
       const pump = () => {
         while (sent < total) {
           // Writes of 1-8 KiB: on the mesh hop each is a frame well inside one TLS record.
           const c = Buffer.allocUnsafe(Math.min(1024 + ((sent * 13) % 7168), total - sent));
-          for (let k = 0; k < c.length; k++) c[k] = patternByte(sent + k);
+          for (let k = 0; k < c.length; k++) c[k] = patternByte(sent + k, seed);
           sent += c.length;
           if (!res.write(c)) return void res.once('drain', pump);
         }

@@ -1,0 +1,53 @@
+import { isLent, lentCopy, releaseBody } from './body-buffers.js';
+
+const view = (n: number, fill: number): Buffer => Buffer.alloc(n, fill);
+
+test('a lent copy holds the bytes of the view, which may then change; released, its block serves the next copy of its size', () => {
+  const v = view(10_000, 0x61);
+  const a = lentCopy(v);
+  v.fill(0x62); // the read buffer's next read
+  expect(a.equals(Buffer.alloc(10_000, 0x61))).toBe(true);
+  expect(isLent(a)).toBe(true);
+  releaseBody(a);
+  expect(isLent(a)).toBe(false);
+  const b = lentCopy(view(16 * 1024, 0x63));
+  expect(b.buffer).toBe(a.buffer);
+  expect(b.length).toBe(16 * 1024);
+  expect(b.every((x) => x === 0x63)).toBe(true);
+  // A 64 KiB read takes a block of the larger size, not the 16 KiB one released.
+  releaseBody(b);
+  const c = lentCopy(view(64 * 1024, 0x64));
+  expect(c.buffer).not.toBe(a.buffer);
+  expect(c.buffer.byteLength).toBe(64 * 1024);
+  releaseBody(c);
+});
+
+test('only the Buffer that was lent takes its block back, once: a slice of it, a second release and a plain buffer change nothing', () => {
+  const a = lentCopy(view(8192, 1));
+  releaseBody(a.subarray(0, 4096));
+  releaseBody(Buffer.from(a.buffer, 0, a.length)); // same memory, another Buffer
+  expect(isLent(a)).toBe(true);
+  // Still lent: the next copy must not get its block.
+  const b = lentCopy(view(8192, 2));
+  expect(b.buffer).not.toBe(a.buffer);
+  expect(a.every((x) => x === 1)).toBe(true);
+  releaseBody(a);
+  releaseBody(a);
+  // Released twice, but on the free list once: two copies now get two different blocks.
+  const c = lentCopy(view(8192, 3));
+  const d = lentCopy(view(8192, 4));
+  expect(c.buffer).toBe(a.buffer);
+  expect(d.buffer).not.toBe(a.buffer);
+  expect(c.every((x) => x === 3) && d.every((x) => x === 4)).toBe(true);
+  for (const x of [b, c, d]) releaseBody(x);
+});
+
+test('views under 4 KiB or over 64 KiB are plain copies, never lent', () => {
+  for (const n of [0, 100, 4095, 64 * 1024 + 1]) {
+    const v = view(n, 7);
+    const c = lentCopy(v);
+    expect(c.equals(v)).toBe(true);
+    expect(c.buffer === v.buffer && c.byteOffset === v.byteOffset).toBe(false);
+    expect(isLent(c)).toBe(false);
+  }
+});
