@@ -232,3 +232,40 @@ test('a lent body buffer (body-buffers.ts) written to the client goes back once 
   expect(isLent(last)).toBe(false);
   c.destroy();
 });
+
+test('on a TLS connection (whose writes complete on a later turn) a lent body buffer goes back at the next body write, so a keep-alive connection holds no more than its writes in flight', async () => {
+  const { testServerCert } = await import('../../test/helpers/test-ca.js');
+  const { createServer: createTls, connect: tlsConnect } = await import('node:tls');
+  const pki = testServerCert(['localhost']);
+  const exchanges: H1ServerExchange[] = [];
+  const srv = createTls({ key: pki.key, cert: pki.cert }, (s) => new H1Connection(s, { onRequest: (ex) => void exchanges.push(ex) }));
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const c = tlsConnect({ port: (srv.address() as AddressInfo).port, host: '127.0.0.1', servername: 'localhost', ca: pki.ca });
+  await once(c, 'secureConnect');
+  let got = 0;
+  c.on('data', (d: Buffer) => (got += d.length));
+  const turn = () => new Promise((r) => setImmediate(r));
+  const sent: Buffer[] = [];
+  for (let i = 0; i < 3; i++) {
+    c.write('GET /r HTTP/1.1\r\nhost: x\r\n\r\n');
+    for (let k = 0; k < 500 && exchanges.length <= i; k++) await new Promise((r) => setTimeout(r, 2));
+    const ex = exchanges[i];
+    ex.respond(200, {}, 2 * 40 * 1024);
+    for (let j = 0; j < 2; j++) {
+      const b = lentCopy(Buffer.alloc(40 * 1024, 0x61 + i));
+      ex.write(b);
+      // Still node's: a TLS write completes on a later turn.
+      expect(isLent(b)).toBe(true);
+      // Every earlier one went back once the socket had written it.
+      expect(sent.filter((x) => isLent(x))).toEqual([]);
+      sent.push(b);
+      await turn();
+      await turn();
+    }
+    ex.end();
+  }
+  for (let k = 0; k < 500 && got < 3 * (80 * 1024 + 40); k++) await new Promise((r) => setTimeout(r, 2));
+  c.destroy();
+  srv.close();
+});

@@ -167,9 +167,12 @@ export class H1Connection implements H1Handler {
 
   /**
    * After a response body write: a lent body buffer (body-buffers.ts) goes back once node's
-   * socket holds none of the bytes written (writableLength 0: a TCP write that completed at
-   * once, or a later write or 'drain' that finds the socket empty). A mux stream's frames
-   * are handed back by its session after their write (mux-session.ts).
+   * socket holds none of the bytes written: at once after a TCP write that completed, else
+   * when the next body write or 'drain' finds the socket empty (a TLS socket completes every
+   * write on a later turn, TLSWrap::OnStreamAfterWrite). So a connection holds at most the
+   * blocks of the writes still in node's hands. A chunk the serialiser copied went back
+   * already (serialize.ts). A mux stream's frames are handed back by its session after
+   * their write (mux-session.ts).
    */
   wroteBody(chunk: Buffer): void {
     if (!this.nodeSocket) return;
@@ -177,6 +180,11 @@ export class H1Connection implements H1Handler {
       if (this.held !== null) this.releaseHeld();
       releaseBody(chunk);
     } else if (isLent(chunk)) (this.held ??= []).push(chunk);
+  }
+
+  /** Before a response body write: what earlier writes held goes back if the socket has written it all. */
+  writingBody(): void {
+    if (this.held !== null && this.socket.writableLength === 0) this.releaseHeld();
   }
 
   private releaseHeld(): void {
@@ -525,6 +533,7 @@ export class H1ServerExchange {
       return true;
     }
     this.conn.touch();
+    this.conn.writingBody();
     let ok: boolean;
     if (p === null) ok = this.chunked ? writeChunk(s, chunk) : s.write(chunk);
     else {

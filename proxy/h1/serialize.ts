@@ -1,6 +1,7 @@
 import type { Headers } from '../http/headers.js';
 import { FIELD_VALUE, TARGET, TOKEN, allIn } from './chars.js';
 import { H1Error } from './h1-error.js';
+import { releaseBody } from '../net/body-buffers.js';
 import { NOT_KEPT_FIELDS } from './field-cache.js';
 
 /** Where serialised bytes go: a net.Socket or tls.TLSSocket (or a test's collector). */
@@ -106,6 +107,7 @@ export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): b
     const out = Buffer.allocUnsafe(head.length + body.length);
     out.write(head, 0, 'latin1');
     body.copy(out, head.length);
+    releaseBody(body); // copied: a lent body buffer (a response's, body-buffers.ts) goes back at once
     return sink.write(out);
   }
   sink.cork();
@@ -124,6 +126,7 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
     const out = Buffer.allocUnsafe(size.length + n + 2);
     out.write(size, 0, 'latin1');
     data.copy(out, size.length);
+    releaseBody(data);
     out[out.length - 2] = 0x0d;
     out[out.length - 1] = 0x0a;
     return sink.write(out);

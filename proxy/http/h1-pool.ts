@@ -10,7 +10,7 @@ import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
-import { lentCopy } from '../net/body-buffers.js';
+import { keepable, lentCopy } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import { IDEMPOTENT } from './idempotent.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
@@ -772,7 +772,7 @@ class Exchange {
       else {
         this.keptBytes += c.length;
         if (this.keptBytes > this.origin.pool.refusedReplayBytes) this.kept = null;
-        else kept.push(c);
+        else kept.push(keepable(c));
       }
     }
     const ok = this.chunked ? writeChunk(s, c) : s.write(c);

@@ -1,6 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { BodyStream } from '../http/exchange.js';
 import { ReplayableBody } from './replayable-body.js';
+import { lentCopy, releaseBody } from '../net/body-buffers.js';
 
 const drain = async (r: BodyStream): Promise<string> => {
   let s = '';
@@ -63,4 +64,20 @@ test('limit 0: the first attempt is the client body itself (no second stream); o
   expect(await drain(src)).toBe('abc');
   expect(body.started).toBe(true);
   expect(body.replayable).toBe(false);
+});
+
+test("a lent body buffer (body-buffers.ts) that the first attempt's writer hands back is replayed as it was: the replay keeps a copy", async () => {
+  const src = new PassThrough();
+  const body = new ReplayableBody(src, 64 * 1024);
+  const first = body.attempt();
+  const chunk = lentCopy(Buffer.alloc(8192, 0x61));
+  src.write(chunk);
+  const sent = await new Promise<Buffer>((r) => first.once('data', r));
+  expect(sent).toBe(chunk);
+  // The first attempt's writer is done with it: the block goes back and serves another copy.
+  releaseBody(sent);
+  expect(lentCopy(Buffer.alloc(8192, 0x7a)).buffer).toBe(chunk.buffer);
+  const second = body.attempt();
+  src.end();
+  expect(await drain(second)).toBe('a'.repeat(8192));
 });

@@ -1,4 +1,5 @@
 import { LeanBody } from '../http/lean-body.js';
+import { keepable } from '../net/body-buffers.js';
 import type { BodyStream } from '../http/exchange.js';
 
 /**
@@ -118,7 +119,7 @@ export class ReplayableBody {
     this.took = true;
     if (this.chunks) {
       if (this.size + c.length <= this.limit) {
-        this.chunks.push(c);
+        this.chunks.push(keepable(c));
         this.size += c.length;
       } else {
         this.chunks = null;

@@ -1,4 +1,4 @@
-import { isLent, lentCopy, releaseBody } from './body-buffers.js';
+import { isLent, keepable, lentCopy, releaseBody } from './body-buffers.js';
 
 const view = (n: number, fill: number): Buffer => Buffer.alloc(n, fill);
 
@@ -50,4 +50,16 @@ test('views under 4 KiB or over 64 KiB are plain copies, never lent', () => {
     expect(c.buffer === v.buffer && c.byteOffset === v.byteOffset).toBe(false);
     expect(isLent(c)).toBe(false);
   }
+});
+
+test('keepable gives a lent buffer as a copy of its own, anything else as it is', () => {
+  const a = lentCopy(view(8192, 5));
+  const k = keepable(a);
+  expect(k).not.toBe(a);
+  expect(k.buffer).not.toBe(a.buffer);
+  expect(k.equals(a)).toBe(true);
+  const plain = Buffer.alloc(8192, 6);
+  expect(keepable(plain)).toBe(plain);
+  expect(keepable(a.subarray(1))).not.toBe(k);
+  releaseBody(a);
 });

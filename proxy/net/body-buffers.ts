@@ -14,12 +14,15 @@
  * The contract, which keeps a block from being reused while its bytes are still wanted:
  * - `lentCopy` is used only where the copy is handed to exactly one reader, which passes it
  *   on whole and keeps no reference: a response body from an upstream connection
- *   (h1-pool.ts). Request bodies are never lent: the retry layer keeps them for a replay.
- * - `releaseBody` is called only by the last holder, once node no longer needs the bytes:
- *   the mux session after the socket's write callback for the frames that reference it
- *   (mux-session.ts), or after it copied the bytes into its frame batch (frame-batch.ts);
- *   the HTTP/1.1 server connection once its socket has nothing left to write
- *   (h1-connection.ts).
+ *   (h1-pool.ts). Request bodies are not lent: the retry layer keeps them for a replay (and
+ *   a holder that keeps a buffer while passing it on takes a `keepable` copy, so a lent one
+ *   reaching it by mistake stays whole).
+ * - Writing a lent buffer hands it over: `releaseBody` is called by the last holder once
+ *   node no longer needs the bytes: the mux session after the socket's write callback for
+ *   the frames that reference it (mux-session.ts), or as soon as its bytes were copied (into
+ *   the frame batch, frame-batch.ts; joined behind a head, mux-stream.ts; coalesced with a
+ *   head or chunk framing, serialize.ts); the HTTP/1.1 server connection once its socket
+ *   has nothing left to write (h1-connection.ts).
  * - Only the very Buffer that lentCopy returned is taken back: a slice of it (a payload
  *   split across frames, a read of part of a body) is not, and its block is then simply
  *   left to the garbage collector, as before. A second release of the same Buffer does
@@ -74,6 +77,15 @@ export function releaseBody(b: Buffer): void {
   if (block.byteLength === SMALL_BLOCK) {
     if (freeSmall.length < KEEP_SMALL) freeSmall.push(block);
   } else if (freeLarge.length < KEEP_LARGE) freeLarge.push(block);
+}
+
+/**
+ * `b`, or a copy of it if it is lent: for a holder that keeps a buffer while handing it on
+ * (a replay's copy of a request body, a mirror's), since a writer down the line may hand a
+ * lent buffer back. Request bodies are not lent today; this keeps that a choice, not a trap.
+ */
+export function keepable(b: Buffer): Buffer {
+  return lent.get(b.buffer as ArrayBuffer) === b ? Buffer.from(b) : b;
 }
 
 /** `b` came from lentCopy and has not been released. */

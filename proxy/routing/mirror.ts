@@ -3,6 +3,7 @@ import { settledBody } from '../http/settled-body.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Random } from '../../common/clock.js';
 import type { Mirror } from './port-routing.js';
+import { keepable } from '../net/body-buffers.js';
 import { Cancel } from '../../common/cancel.js';
 
 /** A mirrored request carries at most this much body; a bigger request is not mirrored (counted `body-too-large`). */
@@ -50,7 +51,7 @@ export function mirrorRequest(d: MirrorDeps, req: ProxyRequest, m: Mirror, send:
     if (chunks === null) return;
     size += c.length;
     if (size > max) chunks = null;
-    else chunks.push(c);
+    else chunks.push(keepable(c));
   });
   body.once('end', () => {
     if (chunks === null) return d.count('body-too-large');
