@@ -193,6 +193,34 @@ test('concurrent downloads of different bodies cross the mesh byte for byte whil
   expect(after.reused - before.reused).toBeGreaterThan(10 * (after.made - before.made));
 }, 60_000);
 
+test('concurrent uploads of different bodies cross the mesh byte for byte while the sidecars reuse their body buffers (body-buffers.ts)', async () => {
+  const before = bodyBufferStats();
+  const size = 6 * 1024 * 1024;
+  const upload = async (seed: number): Promise<{ bodyBytes: number; sha256: string; want: string }> => {
+    const part = Buffer.alloc(256 * 1024);
+    const want = createHash('sha256');
+    const parts: Buffer[] = [];
+    for (let off = 0; off < size; off += part.length) {
+      const p = Buffer.alloc(part.length);
+      for (let k = 0; k < p.length; k++) p[k] = patternByte(off + k, seed);
+      want.update(p);
+      parts.push(p);
+    }
+    const res = await undiciRequest(`http://127.0.0.1:${client.outboundPort}/echo`, {
+      method: 'POST',
+      headers: { host: 'web', 'content-type': 'application/octet-stream' },
+      body: Readable.from(parts),
+    });
+    const seen = (await res.body.json()) as { bodyBytes: number; sha256: string };
+    return { ...seen, want: want.digest('hex') };
+  };
+  const got = await Promise.all([1, 2, 3, 4].map(upload));
+  for (const g of got) expect({ bytes: g.bodyBytes, sha256: g.sha256 }).toEqual({ bytes: size, sha256: g.want });
+  const after = bodyBufferStats();
+  expect(after.reused - before.reused).toBeGreaterThan(200);
+  expect(after.reused - before.reused).toBeGreaterThan(10 * (after.made - before.made));
+}, 60_000);
+
 test('Expect: 100-continue is answered by the outbound sidecar (as Envoy does by default) and the body then crosses', async () => {
   const events: string[] = [];
   const echoed = await new Promise<{ status: number; json: { bodyBytes: number; headers: Record<string, string> } }>((resolve, reject) => {

@@ -10,7 +10,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
-import { isLent, releaseBody } from '../net/body-buffers.js';
+import { lentCopy, SocketReleases } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import type { Cancel } from '../../common/cancel.js';
 
@@ -108,10 +108,8 @@ export class H1Connection implements H1Handler {
   private readonly onCloseEv = (): void => this.onClose();
   /** Reads are views of a buffer the next read overwrites (setSharedReads): what is kept past a read is copied. */
   private readonly viewReads: boolean;
-  /** The socket is node's own (TCP or TLS), whose writableLength says whether node still holds bytes written (wroteBody). */
-  private readonly nodeSocket: boolean;
-  /** Lent body buffers written while the socket still had bytes to write (wroteBody). */
-  private held: Buffer[] | null = null;
+  /** Lent body buffers written to a node socket (TCP or TLS), until it has written them (null: a mux stream's session hands them back). */
+  private readonly releases: SocketReleases | null;
 
   constructor(
     readonly socket: Socket,
@@ -121,7 +119,7 @@ export class H1Connection implements H1Handler {
     this.reasons = opts.reasons === true;
     this.clock = opts.clock;
     this.halfClose = opts.halfClose === true;
-    this.nodeSocket = socket instanceof Socket;
+    this.releases = socket instanceof Socket ? new SocketReleases(socket) : null;
     this.since = this.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
@@ -165,36 +163,18 @@ export class H1Connection implements H1Handler {
     }
   }
 
-  /**
-   * After a response body write: a lent body buffer (body-buffers.ts) goes back once node's
-   * socket holds none of the bytes written: at once after a TCP write that completed, else
-   * when the next body write or 'drain' finds the socket empty (a TLS socket completes every
-   * write on a later turn, TLSWrap::OnStreamAfterWrite). So a connection holds at most the
-   * blocks of the writes still in node's hands. A chunk the serialiser copied went back
-   * already (serialize.ts). A mux stream's frames are handed back by its session after
-   * their write (mux-session.ts).
-   */
+  /** After a response body write: a lent body buffer goes back once node has written it (body-buffers.ts). A mux stream's frames are handed back by its session (mux-session.ts). */
   wroteBody(chunk: Buffer): void {
-    if (!this.nodeSocket) return;
-    if (this.socket.writableLength === 0) {
-      if (this.held !== null) this.releaseHeld();
-      releaseBody(chunk);
-    } else if (isLent(chunk)) (this.held ??= []).push(chunk);
+    this.releases?.wrote(chunk);
   }
 
   /** Before a response body write: what earlier writes held goes back if the socket has written it all. */
   writingBody(): void {
-    if (this.held !== null && this.socket.writableLength === 0) this.releaseHeld();
-  }
-
-  private releaseHeld(): void {
-    const h = this.held!;
-    this.held = null;
-    for (let i = 0; i < h.length; i++) releaseBody(h[i]);
+    this.releases?.settle();
   }
 
   private drained(): void {
-    if (this.held !== null && this.socket.writableLength === 0) this.releaseHeld();
+    this.releases?.settle();
     const ex = this.ex;
     if (ex === null) return;
     this.touch();
@@ -331,7 +311,9 @@ export class H1Connection implements H1Handler {
 
   onBody(chunk: Buffer): void {
     const b = this.ex?.body;
-    if (b && !b.push(this.viewReads ? Buffer.from(chunk) : chunk)) this.socket.pause();
+    // A view of the read buffer is copied, into a block that the body's last writer hands
+    // back (body-buffers.ts): holders that keep request bytes for a replay copy them.
+    if (b && !b.push(this.viewReads ? lentCopy(chunk) : chunk)) this.socket.pause();
   }
 
   onTrailers(fields: string[]): void {

@@ -1,4 +1,4 @@
-import { connect, type OnReadOpts, type Socket } from 'node:net';
+import { connect, Socket, type OnReadOpts } from 'node:net';
 import type { Agent } from 'node:http';
 import { LeanBody } from './lean-body.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
@@ -10,7 +10,7 @@ import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
-import { keepable, lentCopy } from '../net/body-buffers.js';
+import { keepable, lentCopy, SocketReleases } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import { IDEMPOTENT } from './idempotent.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
@@ -397,6 +397,8 @@ class Conn implements H1Handler {
   private inBuffer = false;
   /** Every read is a view of a shared read buffer (a mux stream's payloads, setDirectReads): body chunks must be copied. */
   private readonly viewReads: boolean;
+  /** Lent request body buffers written to a node socket (TCP or TLS), until it has written them (null: a mux stream's session hands them back). */
+  readonly releases: SocketReleases | null;
   private readonly generation: number;
 
   constructor(
@@ -427,7 +429,11 @@ class Conn implements H1Handler {
     const onData = (d: Buffer): void => this.onSocketData(d);
     s.on('data', onData);
     this.viewReads = setDirectReads(s, onData);
-    s.on('drain', () => this.ex?.onDrain());
+    this.releases = s instanceof Socket ? new SocketReleases(s) : null;
+    s.on('drain', () => {
+      this.releases?.settle();
+      this.ex?.onDrain();
+    });
     s.on('end', () => this.onSocketEnd());
     s.on('error', (e) => this.close(e));
     s.on('close', () => this.close(null));
@@ -775,10 +781,14 @@ class Exchange {
         else kept.push(keepable(c));
       }
     }
+    const releases = this.conn!.releases;
+    releases?.settle();
     const ok = this.chunked ? writeChunk(s, c) : s.write(c);
     // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
     // the head waits for it or for the turn's end; a declared length is complete here as a rule.
     if (!this.chunked) this.flushHead();
+    // A lent buffer (the request body's, body-buffers.ts) goes back once node has written it.
+    releases?.wrote(c);
     if (!ok) body.pause();
   }
 

@@ -1,4 +1,4 @@
-import { isLent, keepable, lentCopy, releaseBody } from './body-buffers.js';
+import { isLent, keepable, lentCopy, releaseBody, SocketReleases } from './body-buffers.js';
 
 const view = (n: number, fill: number): Buffer => Buffer.alloc(n, fill);
 
@@ -62,4 +62,30 @@ test('keepable gives a lent buffer as a copy of its own, anything else as it is'
   expect(keepable(plain)).toBe(plain);
   expect(keepable(a.subarray(1))).not.toBe(k);
   releaseBody(a);
+});
+
+test('SocketReleases: a buffer goes back once the socket holds nothing written: at once, or at the next write or drain that finds it empty', () => {
+  const socket = { writableLength: 0 };
+  const r = new SocketReleases(socket);
+  const a = lentCopy(view(8192, 1));
+  r.wrote(a);
+  expect(isLent(a)).toBe(false);
+  // Written while node still holds bytes: kept until the socket has written everything.
+  socket.writableLength = 100;
+  const b = lentCopy(view(8192, 2));
+  const c = lentCopy(view(8192, 3));
+  r.wrote(b);
+  r.settle();
+  r.wrote(c);
+  expect([isLent(b), isLent(c)]).toEqual([true, true]);
+  socket.writableLength = 0;
+  r.settle();
+  expect([isLent(b), isLent(c)]).toEqual([false, false]);
+  // A buffer that is not lent is never held.
+  socket.writableLength = 5;
+  r.wrote(Buffer.alloc(8192));
+  const d = lentCopy(view(8192, 4));
+  socket.writableLength = 0;
+  r.wrote(d);
+  expect(isLent(d)).toBe(false);
 });

@@ -1,5 +1,5 @@
 /**
- * Reusable buffers for response-body bytes that must outlive the read that brought them.
+ * Reusable buffers for body bytes that must outlive the read that brought them.
  *
  * A connection that reads into a shared buffer (direct-reads.ts) copies the body bytes it
  * hands on, since the next read overwrites them. Each copy used to be a new ArrayBuffer:
@@ -14,15 +14,18 @@
  * The contract, which keeps a block from being reused while its bytes are still wanted:
  * - `lentCopy` is used only where the copy is handed to exactly one reader, which passes it
  *   on whole and keeps no reference: a response body from an upstream connection
- *   (h1-pool.ts). Request bodies are not lent: the retry layer keeps them for a replay (and
- *   a holder that keeps a buffer while passing it on takes a `keepable` copy, so a lent one
- *   reaching it by mistake stays whole).
+ *   (h1-pool.ts), a request body from a client connection (h1-connection.ts). A holder that
+ *   keeps a buffer while passing it on takes a `keepable` copy: the retry layer's replay
+ *   (replayable-body.ts), a refused mesh stream's replay (h1-pool.ts), a mirror's body
+ *   (routing/mirror.ts).
  * - Writing a lent buffer hands it over: `releaseBody` is called by the last holder once
  *   node no longer needs the bytes: the mux session after the socket's write callback for
  *   the frames that reference it (mux-session.ts), or as soon as its bytes were copied (into
  *   the frame batch, frame-batch.ts; joined behind a head, mux-stream.ts; coalesced with a
- *   head or chunk framing, serialize.ts); the HTTP/1.1 server connection once its socket
- *   has nothing left to write (h1-connection.ts).
+ *   head or chunk framing, serialize.ts); the HTTP/1.1 server connection (a response) and
+ *   the pool's connection (a request) once their TCP or TLS socket has nothing left to
+ *   write (SocketReleases). Other writers (node:http2, the HTTP/2 sessions) never hand
+ *   back: their buffers are left to the garbage collector.
  * - Only the very Buffer that lentCopy returned is taken back: a slice of it (a payload
  *   split across frames, a read of part of a body) is not, and its block is then simply
  *   left to the garbage collector, as before. A second release of the same Buffer does
@@ -91,4 +94,38 @@ export function keepable(b: Buffer): Buffer {
 /** `b` came from lentCopy and has not been released. */
 export function isLent(b: Buffer): boolean {
   return lent.get(b.buffer as ArrayBuffer) === b;
+}
+
+/**
+ * The lent buffers written to one node socket (TCP or TLS), handed back once the socket
+ * holds none of the bytes written (writableLength 0): at once after a TCP write that
+ * completed, else when a later write or 'drain' finds it empty (a TLS socket completes every
+ * write on a later turn, TLSWrap::OnStreamAfterWrite, and 'drain' comes only past the
+ * high-water mark). So a connection holds at most the blocks of its writes still in node's
+ * hands. For a socket node writes (writableLength counts a write until its callback, after
+ * which libuv and TLS hold none of its bytes), not a mesh stream (its session hands back).
+ */
+export class SocketReleases {
+  private held: Buffer[] | null = null;
+
+  constructor(private readonly socket: { readonly writableLength: number }) {}
+
+  /** Before a body write (and at 'drain'): what earlier writes held goes back if the socket has written it all. */
+  settle(): void {
+    if (this.held !== null && this.socket.writableLength === 0) this.releaseHeld();
+  }
+
+  /** After writing `b`: it goes back now if the socket has written everything, else when it has. */
+  wrote(b: Buffer): void {
+    if (this.socket.writableLength === 0) {
+      if (this.held !== null) this.releaseHeld();
+      releaseBody(b);
+    } else if (isLent(b)) (this.held ??= []).push(b);
+  }
+
+  private releaseHeld(): void {
+    const h = this.held!;
+    this.held = null;
+    for (let i = 0; i < h.length; i++) releaseBody(h[i]);
+  }
 }
