@@ -1,6 +1,7 @@
 /**
  * Benchmark backends, run as their own process: an HTTP/1.1 server answering a 100-byte
- * body (the issue's measurements), or 1 MiB at /1m (the large-body load), a gRPC server
+ * body (the issue's measurements; to a POST once its body has all come: the upload load), or
+ * 1 MiB at /1m (the large-body load), a gRPC server
  * (the test echo service) on h2c, and a TCP echo server. Prints "ready H1PORT GRPCPORT TCPPORT".
  */
 import { createServer } from 'node:http';
@@ -15,8 +16,13 @@ const large = Buffer.alloc(1024 * 1024, 'wren ');
 const h1 = createServer((req, res) => {
   req.resume();
   const b = req.url === '/1m' ? large : body;
-  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': b.length });
-  res.end(b);
+  const answer = () => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': b.length });
+    res.end(b);
+  };
+  // An upload (the large-body POST load) is answered once all of it has come, as an app that uses it would.
+  if (req.method === 'POST') req.once('end', answer);
+  else answer();
 });
 h1.keepAliveTimeout = 60_000;
 await new Promise<void>((r) => h1.listen(0, host, () => r()));

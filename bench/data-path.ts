@@ -261,6 +261,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       { name: 'http1 saturation (32 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(h1Url(port), { connections: 32, seconds: SECONDS, host: 'web' }) },
       // Large bodies: frames that span reads, flow-control windows and the copies a body costs.
       { name: 'http1 1 MiB downloads (4 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(`${h1Url(port)}1m`, { connections: 4, seconds: SECONDS, host: 'web' }) },
+      { name: 'http1 1 MiB uploads (4 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(h1Url(port), { connections: 4, seconds: SECONDS, host: 'web', postBytes: 1 << 20 }) },
       { name: 'http1 sequential', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, clients: 1, streams: 1 }) },
       { name: 'http1 1000 rps bursty (10 conns)', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, clients: 10, streams: 1, rps: 100 }) },
       { name: 'http1 1000 rps paced (4 conns)', grpc: false, tool: 'h2load', run: (port) => pacedH2load(h1Url(port), { h1: true, n: 4, rate: 1000, seconds: SECONDS, headers: h1Headers }) },
