@@ -1,4 +1,4 @@
-import { isLent, keepable, lentCopy, releaseBody, SocketReleases } from './body-buffers.js';
+import { bodyBufferStats, isLent, keepable, lentCopy, releaseBody, SocketReleases } from './body-buffers.js';
 
 const view = (n: number, fill: number): Buffer => Buffer.alloc(n, fill);
 
@@ -88,4 +88,15 @@ test('SocketReleases: a buffer goes back once the socket holds nothing written: 
   socket.writableLength = 0;
   r.wrote(d);
   expect(isLent(d)).toBe(false);
+});
+
+test('after a burst the free list keeps at most 32 large blocks (2 MiB): the rest are left to the garbage collector', () => {
+  const burst = Array.from({ length: 40 }, () => lentCopy(view(64 * 1024, 9)));
+  for (const b of burst) releaseBody(b);
+  const before = bodyBufferStats();
+  const again = Array.from({ length: 40 }, () => lentCopy(view(64 * 1024, 10)));
+  const after = bodyBufferStats();
+  expect(after.reused - before.reused).toBe(32);
+  expect(after.made - before.made).toBe(8);
+  for (const b of again) releaseBody(b);
 });
