@@ -107,7 +107,7 @@ export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): b
     const out = Buffer.allocUnsafe(head.length + body.length);
     out.write(head, 0, 'latin1');
     body.copy(out, head.length);
-    releaseBody(body); // copied: a lent body buffer (a response's, body-buffers.ts) goes back at once
+    releaseBody(body); // copied: a lent body buffer (body-buffers.ts) goes back at once
     return sink.write(out);
   }
   sink.cork();

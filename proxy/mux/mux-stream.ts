@@ -54,8 +54,7 @@ export class MuxStream extends Duplex {
   private consumed = 0;
   /** Bytes we may still send. */
   private sendWindow: number;
-  /** A write waiting for window: the rest of its bytes and its callback. */
-  /** A write the windows held back: `buf` from `off` on is still to go. */
+  /** A write waiting for window: its buffer (`buf` from `off` on is still to go) and its callback. */
   private blocked: { buf: Buffer; off: number; cb: (e?: Error | null) => void } | null = null;
   private finSent = false;
   private finReceived = false;
