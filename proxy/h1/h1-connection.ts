@@ -5,7 +5,7 @@ import { Body, type H1Head } from './head.js';
 import type { H1Error } from './h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits } from './limits.js';
 import { reasonPhrase } from './reason-phrase.js';
-import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields } from './serialize.js';
+import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields, type H1Sink, COALESCE_BYTES } from './serialize.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
@@ -521,7 +521,11 @@ export class H1ServerExchange {
     else {
       this.pending = null;
       if (!this.chunked) ok = writeMessage(s, p, chunk);
-      else {
+      else if (chunk.length > COALESCE_BYTES && (s as H1Sink).batchesWrites === true) {
+        // A long chunk on a mux stream: the head as its own frame, not joined with it into a copy (serialize.ts H1Sink).
+        s.write(p, 'latin1');
+        ok = writeChunk(s, chunk);
+      } else {
         s.cork();
         s.write(p, 'latin1');
         ok = writeChunk(s, chunk);

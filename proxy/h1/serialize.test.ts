@@ -141,6 +141,21 @@ describe('writing bodies', () => {
     expect(none.text).toBe('H');
   });
 
+  it("on a sink whose turn's writes leave together (a mux stream) a long body is not corked beside its head, so it is not joined into a copy", () => {
+    const mux = Object.assign(new Sink(), { batchesWrites: true });
+    const body = Buffer.alloc(100_000, 0x61);
+    writeMessage(mux, 'H', body);
+    expect(mux.batches).toEqual([1, 1]);
+    expect(mux.writes[1]).toBe(body);
+    const chunk = Buffer.alloc(20_000, 0x62);
+    writeChunk(mux, chunk);
+    expect(mux.batches).toEqual([1, 1, 1, 1, 1]);
+    expect(mux.writes[3]).toBe(chunk);
+    // A short body still goes in one buffer with its head (one frame).
+    writeMessage(mux, 'H', Buffer.from('ok'));
+    expect(mux.batches).toHaveLength(6);
+  });
+
   it('chunks a body of unknown length and ends it with trailers (RFC 9112 section 7.1)', () => {
     const s = new Sink();
     s.write(responseHead(200, {}, -1, 0), 'latin1');

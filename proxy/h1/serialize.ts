@@ -9,6 +9,12 @@ export interface H1Sink {
   write(data: Buffer | string, encoding?: BufferEncoding): boolean;
   cork(): void;
   uncork(): void;
+  /**
+   * The sink's writes of one turn leave together anyway (a mesh multiplexer stream: its
+   * session's frame batch, proxy/mux/frame-batch.ts), so a head and a long body go as
+   * writes of their own: corked, they would be joined into a copy of the body.
+   */
+  readonly batchesWrites?: boolean;
 }
 
 /** Fields as the parser gives them (flat [name, value, ...]) or as the proxy's header map. */
@@ -20,7 +26,7 @@ export const HTTP10_PEER = 2; // the client spoke HTTP/1.0: no chunked, close-de
 export const CLOSE = 4; // close the connection after this response
 
 /** A body this size or smaller goes out in the head's buffer: one write, one syscall. */
-const COALESCE_MAX = 16 * 1024;
+export const COALESCE_BYTES = 16 * 1024;
 /** Methods sent without `content-length: 0` when they have no body (as node's http.request). */
 const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
@@ -98,17 +104,21 @@ export function lastChunk(trailers: Fields | undefined, inResponse: boolean): Bu
 }
 
 /**
- * A head and (optionally) a whole body. Up to COALESCE_MAX of body is copied into the
+ * A head and (optionally) a whole body. Up to COALESCE_BYTES of body is copied into the
  * head's buffer so the pair costs one write; a larger body goes corked beside it (one writev).
  */
 export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): boolean {
   if (body === null || body.length === 0) return sink.write(head, 'latin1');
-  if (body.length <= COALESCE_MAX) {
+  if (body.length <= COALESCE_BYTES) {
     const out = Buffer.allocUnsafe(head.length + body.length);
     out.write(head, 0, 'latin1');
     body.copy(out, head.length);
     releaseBody(body); // copied: a lent body buffer (body-buffers.ts) goes back at once
     return sink.write(out);
+  }
+  if (sink.batchesWrites === true) {
+    sink.write(head, 'latin1');
+    return sink.write(body);
   }
   sink.cork();
   sink.write(head, 'latin1');
@@ -122,7 +132,7 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
   const n = data.length;
   if (n === 0) return true;
   const size = `${n.toString(16)}\r\n`;
-  if (n <= COALESCE_MAX) {
+  if (n <= COALESCE_BYTES) {
     const out = Buffer.allocUnsafe(size.length + n + 2);
     out.write(size, 0, 'latin1');
     data.copy(out, size.length);
@@ -130,6 +140,11 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
     out[out.length - 2] = 0x0d;
     out[out.length - 1] = 0x0a;
     return sink.write(out);
+  }
+  if (sink.batchesWrites === true) {
+    sink.write(size, 'latin1');
+    sink.write(data);
+    return sink.write('\r\n', 'latin1');
   }
   sink.cork();
   sink.write(size, 'latin1');

@@ -81,6 +81,8 @@ export class MuxStream extends Duplex {
    */
   private sink: ((d: Buffer) => void) | null = null;
   readonly connecting = false;
+  /** A turn's writes leave in one frame batch (frame-batch.ts): the HTTP/1.1 serialiser need not cork a head and a long body together (serialize.ts H1Sink). */
+  readonly batchesWrites = true;
 
   constructor(
     readonly id: number,
