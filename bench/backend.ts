@@ -1,8 +1,8 @@
 /**
  * Benchmark backends, run as their own process: an HTTP/1.1 server answering a 100-byte
- * body (the issue's measurements; to a POST once its body has all come: the upload load), or
- * 1 MiB at /1m (the large-body load), a gRPC server
- * (the test echo service) on h2c, and a TCP echo server. Prints "ready H1PORT GRPCPORT TCPPORT".
+ * body (the issue's measurements; to a POST once its body has all come: the upload load),
+ * or 1 MiB at /1m (the large-body load), a gRPC server (the test echo service) on h2c, and
+ * a TCP echo server. Prints "ready H1PORT GRPCPORT TCPPORT".
  */
 import { createServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';

@@ -5,7 +5,7 @@ import { Body, type H1Head } from './head.js';
 import type { H1Error } from './h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits } from './limits.js';
 import { reasonPhrase } from './reason-phrase.js';
-import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields, type H1Sink, COALESCE_BYTES } from './serialize.js';
+import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields, headJoinsChunk } from './serialize.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
@@ -108,8 +108,8 @@ export class H1Connection implements H1Handler {
   private readonly onCloseEv = (): void => this.onClose();
   /** Reads are views of a buffer the next read overwrites (setSharedReads): what is kept past a read is copied. */
   private readonly viewReads: boolean;
-  /** Lent body buffers written to a node socket (TCP or TLS), until it has written them (null: a mux stream's session hands them back). */
-  private readonly releases: SocketReleases | null;
+  /** Lent response body buffers written to a node socket (TCP or TLS), until it has written them (null: a mux stream's session hands them back). */
+  readonly releases: SocketReleases | null;
 
   constructor(
     readonly socket: Socket,
@@ -161,16 +161,6 @@ export class H1Connection implements H1Handler {
       this.rest = this.viewReads ? Buffer.from(d.subarray(n)) : d.subarray(n);
       this.socket.pause();
     }
-  }
-
-  /** After a response body write: a lent body buffer goes back once node has written it (body-buffers.ts). A mux stream's frames are handed back by its session (mux-session.ts). */
-  wroteBody(chunk: Buffer): void {
-    this.releases?.wrote(chunk);
-  }
-
-  /** Before a response body write: what earlier writes held goes back if the socket has written it all. */
-  writingBody(): void {
-    this.releases?.settle();
   }
 
   private drained(): void {
@@ -515,24 +505,24 @@ export class H1ServerExchange {
       return true;
     }
     this.conn.touch();
-    this.conn.writingBody();
+    // A lent buffer (body-buffers.ts) goes back once node has written it: those of earlier
+    // writes now if the socket has, this one after the write.
+    const releases = this.conn.releases;
+    releases?.settle();
     let ok: boolean;
     if (p === null) ok = this.chunked ? writeChunk(s, chunk) : s.write(chunk);
     else {
       this.pending = null;
       if (!this.chunked) ok = writeMessage(s, p, chunk);
-      else if (chunk.length > COALESCE_BYTES && (s as H1Sink).batchesWrites === true) {
-        // A long chunk on a mux stream: the head as its own frame, not joined with it into a copy (serialize.ts H1Sink).
+      else {
+        const join = headJoinsChunk(s, chunk.length);
+        if (join) s.cork();
         s.write(p, 'latin1');
         ok = writeChunk(s, chunk);
-      } else {
-        s.cork();
-        s.write(p, 'latin1');
-        ok = writeChunk(s, chunk);
-        s.uncork();
+        if (join) s.uncork();
       }
     }
-    this.conn.wroteBody(chunk);
+    releases?.wrote(chunk);
     return ok;
   }
 

@@ -26,7 +26,7 @@ export const HTTP10_PEER = 2; // the client spoke HTTP/1.0: no chunked, close-de
 export const CLOSE = 4; // close the connection after this response
 
 /** A body this size or smaller goes out in the head's buffer: one write, one syscall. */
-export const COALESCE_BYTES = 16 * 1024;
+const COALESCE_BYTES = 16 * 1024;
 /** Methods sent without `content-length: 0` when they have no body (as node's http.request). */
 const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
@@ -104,6 +104,16 @@ export function lastChunk(trailers: Fields | undefined, inResponse: boolean): Bu
 }
 
 /**
+ * Whether a head goes out together with the body chunk of `n` bytes written after it: a
+ * short chunk shares its buffer (writeMessage, writeChunk), a long one is corked beside it
+ * (one writev), except on a sink whose writes of a turn leave together anyway (a mux
+ * stream, `batchesWrites`), where a cork would only join head and chunk into a copy.
+ */
+export function headJoinsChunk(sink: H1Sink, n: number): boolean {
+  return n <= COALESCE_BYTES || sink.batchesWrites !== true;
+}
+
+/**
  * A head and (optionally) a whole body. Up to COALESCE_BYTES of body is copied into the
  * head's buffer so the pair costs one write; a larger body goes corked beside it (one writev).
  */
@@ -116,7 +126,7 @@ export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): b
     releaseBody(body); // copied: a lent body buffer (body-buffers.ts) goes back at once
     return sink.write(out);
   }
-  if (sink.batchesWrites === true) {
+  if (!headJoinsChunk(sink, body.length)) {
     sink.write(head, 'latin1');
     return sink.write(body);
   }
@@ -141,7 +151,7 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
     out[out.length - 1] = 0x0a;
     return sink.write(out);
   }
-  if (sink.batchesWrites === true) {
+  if (!headJoinsChunk(sink, n)) {
     sink.write(size, 'latin1');
     sink.write(data);
     return sink.write('\r\n', 'latin1');

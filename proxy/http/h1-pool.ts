@@ -8,7 +8,7 @@ import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js';
-import { COALESCE_BYTES, lastChunk, requestHead, writeChunk, writeMessage, type H1Sink } from '../h1/serialize.js';
+import { headJoinsChunk, lastChunk, requestHead, writeChunk, writeMessage } from '../h1/serialize.js';
 import { setDirectReads } from '../net/direct-reads.js';
 import { keepable, lentCopy, SocketReleases } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
@@ -786,7 +786,7 @@ class Exchange {
     // A long first chunk does not join the held head on a socket whose turn's writes leave
     // together anyway (a mux stream): uncorked, the head goes as its own frame, not as a copy
     // of head and chunk (serialize.ts H1Sink). A short one still shares the head's frame.
-    if (this.held !== null && c.length > COALESCE_BYTES && (s as H1Sink).batchesWrites === true) this.flushHead();
+    if (this.held !== null && !headJoinsChunk(s, c.length)) this.flushHead();
     const ok = this.chunked ? writeChunk(s, c) : s.write(c);
     // Chunked: the last chunk usually follows in the same turn (a body that came whole), so
     // the head waits for it or for the turn's end; a declared length is complete here as a rule.

@@ -84,11 +84,11 @@ export function releaseBody(b: Buffer): void {
 
 /**
  * `b`, or a copy of it if it is lent: for a holder that keeps a buffer while handing it on
- * (a replay's copy of a request body, a mirror's), since a writer down the line may hand a
- * lent buffer back. Request bodies are not lent today; this keeps that a choice, not a trap.
+ * (a replay's copy of a request body, a mirror's), since a writer down the line hands a
+ * lent buffer back.
  */
 export function keepable(b: Buffer): Buffer {
-  return lent.get(b.buffer as ArrayBuffer) === b ? Buffer.from(b) : b;
+  return isLent(b) ? Buffer.from(b) : b;
 }
 
 /** `b` came from lentCopy and has not been released. */
