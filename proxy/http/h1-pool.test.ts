@@ -1,6 +1,7 @@
 import { createServer, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type OnReadOpts, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
 import { Readable } from 'node:stream';
 import { H1Pool } from './h1-pool.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
@@ -223,6 +224,21 @@ describe('H1Pool', () => {
     // With nothing open, the origin is forgotten (endpoints come and go).
     await new Promise((r) => setImmediate(r));
     expect((p as unknown as { origins: Map<string, unknown> }).origins.size).toBe(0);
+  });
+
+  it("a new origin's arrays have the maps of a used origin's, so the pool's optimised code takes it without a deoptimisation (object-array.ts)", async () => {
+    setFlagsFromString('--allow-natives-syntax');
+    const sameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
+    const a = await app((_req, res) => res.end('ok'));
+    const p = pool();
+    expect(await text(await send(p, a.port))).toBe('ok');
+    const origins = (p as unknown as { origins: Map<string, { idle: object[] }> }).origins;
+    const used = [...origins.values()][0].idle;
+    expect(used).toHaveLength(1); // the connection went back to it
+    // An origin made later (as one is after the pool forgot the last: the idle timeout).
+    const fresh = p.origin('127.0.0.1', 1).idle;
+    expect(fresh).toHaveLength(0);
+    expect(sameMap(fresh, used)).toBe(true);
   });
 
   it('resends a bodyless request once when a reused connection turns out closed, but not one with a body', async () => {

@@ -14,6 +14,7 @@ import { keepable, lentCopy, SocketReleases } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import { IDEMPOTENT } from './idempotent.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
+import { objectArray } from '../../common/object-array.js';
 
 export interface H1PoolOptions {
   /** Connections per origin (host:port); requests beyond it wait for one to be free. */
@@ -278,9 +279,11 @@ export class H1Pool {
 }
 
 class Origin {
-  readonly idle: Conn[] = [];
+  // Born in the elements kind of what they hold: an origin made again after a quiet spell
+  // must not deoptimise the pool's functions optimised on older origins (object-array.ts).
+  readonly idle: Conn[] = objectArray();
   readonly conns = new Set<Conn>();
-  private readonly waiting: Exchange[] = [];
+  private readonly waiting: Exchange[] = objectArray();
 
   constructor(
     readonly pool: H1Pool,
