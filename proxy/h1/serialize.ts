@@ -126,14 +126,11 @@ export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): b
     releaseBody(body); // copied: a lent body buffer (body-buffers.ts) goes back at once
     return sink.write(out);
   }
-  if (!headJoinsChunk(sink, body.length)) {
-    sink.write(head, 'latin1');
-    return sink.write(body);
-  }
-  sink.cork();
+  const join = headJoinsChunk(sink, body.length);
+  if (join) sink.cork();
   sink.write(head, 'latin1');
   const ok = sink.write(body);
-  sink.uncork();
+  if (join) sink.uncork();
   return ok;
 }
 
@@ -151,16 +148,12 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
     out[out.length - 1] = 0x0a;
     return sink.write(out);
   }
-  if (!headJoinsChunk(sink, n)) {
-    sink.write(size, 'latin1');
-    sink.write(data);
-    return sink.write('\r\n', 'latin1');
-  }
-  sink.cork();
+  const join = headJoinsChunk(sink, n);
+  if (join) sink.cork();
   sink.write(size, 'latin1');
   sink.write(data);
   const ok = sink.write('\r\n', 'latin1');
-  sink.uncork();
+  if (join) sink.uncork();
   return ok;
 }
 
