@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { constants, type PerformanceEntry } from 'node:perf_hooks';
@@ -238,3 +239,20 @@ test('the launchers\' flags turn node 24\'s async context frame off, and every o
   expect(SIDECAR_NODE_FLAGS).toContain('--no-async-context-frame');
   expect(frame(SIDECAR_NODE_FLAGS)).toBe('false');
 });
+
+test('the launchers\' flags turn V8\'s memory reducer off: after a full GC that left the heap smaller, a process without them has it scheduled at its next 8 s tick, a launched one never', async () => {
+  // A full GC after the old generation grew (from 0 at start-up) puts the memory reducer in
+  // its waiting state; its timer then fires kLongDelayMs (8 s) later and, traced, says what it
+  // decided ("Memory reducer: ...", deps/v8/src/heap/memory-reducer.cc). Without the reducer
+  // (V8 makes none when the isolate starts with --no-memory-reducer) there is no timer and no line.
+  const script = 'const live=[];for(let i=0;i<100;i++)live.push(new Array(20000).fill(i));let drop=[];for(let i=0;i<300;i++)drop.push(new Array(20000).fill(i));drop=null;globalThis.gc();setTimeout(()=>console.log(live.length),9500)';
+  const traced = async (flags: readonly string[]): Promise<string[]> => {
+    const { stdout } = await promisify(execFile)(process.execPath, [...flags, '--expose-gc', '--trace-memory-reducer', '-e', script], { encoding: 'utf8' });
+    expect(stdout.trim().split('\n').at(-1)).toBe('100');
+    return stdout.split('\n').filter((l) => l.includes('Memory reducer'));
+  };
+  const [bare, launched] = await Promise.all([traced([]), traced(SIDECAR_NODE_FLAGS)]);
+  expect(bare.length).toBeGreaterThan(0);
+  expect(SIDECAR_NODE_FLAGS).toContain('--no-memory-reducer');
+  expect(launched).toEqual([]);
+}, 30_000);

@@ -89,13 +89,25 @@ const LAUNCHER_SEMI_SPACE_MB = 4;
  * in the last); at gRPC's and at 1000 requests/s within the noise (docs/benchmarks.md,
  * "Issue 12, 2026-12-05 twelfth session"): work removed rather than a measured gain. Given
  * only to a node that knows the flag (node 24; node 20 rejects it and would not start the
- * sidecar), as the launchers start their sidecars with their own node.
+ * sidecar), as the launchers start their sidecars with their own node. No memory reducer:
+ * V8's memory reducer starts a full GC when it judges the isolate idle (a low allocation
+ * rate at one of its 8 s ticks) or 100 s after the last full GC whatever the load (its
+ * watchdog), and runs it to reduce the footprint, which is the one kind of GC that does not
+ * keep recently used maps alive (V8's map retention: `--retain-maps-for-n-gc`). The maps of
+ * a request's objects die with the last of them, and V8 throws away every optimised
+ * function that embeds one ("embedded weak objects cleared"): 25-28 functions per such GC in
+ * a benchmark run, recompiled on the main thread as traffic reaches them, tens of ms during
+ * which no request moves; the GCs the load itself triggers threw away none (10 in the
+ * inbound of the same run). The idle reclaimer below gives memory back when traffic stops
+ * (docs/benchmarks.md, "Issue 12, 2026-12-06 nineteenth session"). V8 reads it when the
+ * isolate starts, so it is a launcher flag only.
  */
 export const SIDECAR_NODE_FLAGS: readonly string[] = [
   `--max-semi-space-size=${LAUNCHER_SEMI_SPACE_MB}`,
   '--no-allocation-site-pretenuring',
   '--no-concurrent-recompilation',
   '--no-maglev',
+  '--no-memory-reducer',
   ...(process.allowedNodeEnvironmentFlags.has('--no-async-context-frame') ? ['--no-async-context-frame'] : []),
 ];
 
