@@ -14,7 +14,8 @@
  *  - routing (issue 15): a Wren pair whose client has a 10-rule HTTPRoute (and a 10-rule
  *    GRPCRoute) with a 90/10 split between two services on the same backend, the requests
  *    matching the last rule (WREN_BENCH_ROUTES=0 leaves it out)
- * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at 1000 requests/s.
+ * for HTTP/1.1 keep-alive and gRPC unary (h2c), at saturation and at 1000 requests/s, and
+ * HTTP/1.1 with a new connection per request.
  * Load generators are C programs (wrk, h2load: bench/load.ts); every proxy and the backend
  * run in their own process so CPU and RSS are per process (from /proc). A path or a load
  * that cannot run here is printed as "not measured: <why>", never left out.
@@ -113,6 +114,8 @@ interface Path {
   /** Why this path cannot carry gRPC / run at all. */
   readonly noGrpc?: string;
   readonly missing?: string;
+  /** Why this path cannot answer `Connection: close` requests (the closing loads). */
+  readonly noClose?: string;
 }
 
 /** A load: what program drives it, and how, against a port. */
@@ -121,6 +124,8 @@ interface Load {
   readonly grpc: boolean;
   readonly tool: 'wrk' | 'h2load';
   readonly run: (port: number) => Promise<LoadResult>;
+  /** Every request asks the server to close its connection after the response. */
+  readonly closes?: boolean;
 }
 
 export async function runDataPathBench(): Promise<Record<string, unknown>> {
@@ -240,8 +245,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       ...(variant ? [{ name: `wren pair ${variantName}`, procs: variant.procs, h1Port: variant.port, grpcPort: variant.port }] : []),
       ...(workers ? [{ name: `wren pair concurrency ${CONCURRENCY}`, procs: workers.procs, h1Port: workers.port, grpcPort: workers.port }] : []),
       { name: 'naive pair', procs: [naiveOut, naiveIn], h1Port: Number(naiveOut.match[1]), noGrpc: 'the naive pair is node:http/https, HTTP/1.1 only' },
-      { name: 'bytes pair', procs: [bytesOut, bytesIn], h1Port: Number(bytesOut.match[1]), noGrpc: 'the bytes pair forwards HTTP/1.1 with Content-Length only' },
-      { name: 'bytes mux pair', procs: [muxOut, muxIn], h1Port: Number(muxOut.match[1]), noGrpc: 'the bytes mux pair forwards HTTP/1.1 with Content-Length only' },
+      { name: 'bytes pair', procs: [bytesOut, bytesIn], h1Port: Number(bytesOut.match[1]), noGrpc: 'the bytes pair forwards HTTP/1.1 with Content-Length only', noClose: 'the bytes pair pools keep-alive connections and does not handle Connection: close' },
+      { name: 'bytes mux pair', procs: [muxOut, muxIn], h1Port: Number(muxOut.match[1]), noGrpc: 'the bytes mux pair forwards HTTP/1.1 with Content-Length only', noClose: 'the bytes mux pair pools keep-alive connections and does not handle Connection: close' },
       hap ? { name: 'haproxy pair', procs: hap.pids.map((pid) => ({ pid })), h1Port: hap.outboundPort, grpcPort: hap.grpcPort } : { name: 'haproxy pair', procs: [], missing: haproxyMissing },
     ];
     const idleRss = Object.fromEntries(paths.filter((p) => p.procs.length).map((p) => [p.name, p.procs.map((x) => statusKb(x.pid, 'VmRSS'))]));
@@ -262,6 +267,9 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       // Large bodies: frames that span reads, flow-control windows and the copies a body costs.
       { name: 'http1 1 MiB downloads (4 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(`${h1Url(port)}1m`, { connections: 4, seconds: SECONDS, host: 'web' }) },
       { name: 'http1 1 MiB uploads (4 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(h1Url(port), { connections: 4, seconds: SECONDS, host: 'web', postBytes: 1 << 20 }) },
+      // Connection churn: a client that does not keep connections alive pays an accept, a
+      // detection and a close in the outbound per request (docs/benchmarks.md, "A lead: a new connection costs").
+      { name: 'http1 new connection per request (16 conns)', grpc: false, tool: 'wrk', closes: true, run: (port) => wrk(h1Url(port), { connections: 16, seconds: SECONDS, host: 'web', close: true }) },
       { name: 'http1 sequential', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, clients: 1, streams: 1 }) },
       { name: 'http1 1000 rps bursty (10 conns)', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, clients: 10, streams: 1, rps: 100 }) },
       { name: 'http1 1000 rps paced (4 conns)', grpc: false, tool: 'h2load', run: (port) => pacedH2load(h1Url(port), { h1: true, n: 4, rate: 1000, seconds: SECONDS, headers: h1Headers }) },
@@ -277,7 +285,7 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     for (const load of loads) {
       const label = (p: Path) => `${load.name}: ${p.name}`;
       const picked = paths.filter((p) => !ONLY || ONLY.test(label(p)));
-      const why = (p: Path) => missingTools.get(load.tool) ?? p.missing ?? (load.grpc ? p.noGrpc : undefined);
+      const why = (p: Path) => missingTools.get(load.tool) ?? p.missing ?? (load.grpc ? p.noGrpc : undefined) ?? (load.closes ? p.noClose : undefined);
       const runnable = picked.filter((p) => !why(p));
       const runs = await interleave(ROUNDS, runnable.map((p) => [p.name, () => measure(() => load.run((load.grpc ? p.grpcPort : p.h1Port)!), p.procs)] as const));
       for (const p of picked) {

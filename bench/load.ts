@@ -87,12 +87,13 @@ export async function pacedH2load(url: string, o: { h1: boolean; n: number; rate
 const MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
 
 /** wrk at saturation with its HdrHistogram percentiles (`--latency`). */
-export async function wrk(url: string, o: { connections: number; seconds: number; host: string; postBytes?: number }): Promise<LoadResult> {
+export async function wrk(url: string, o: { connections: number; seconds: number; host: string; postBytes?: number; close?: boolean }): Promise<LoadResult> {
   // postBytes: every request a POST of that many bytes (wrk's Lua: wrk.body, sent with its Content-Length).
+  // close: every request says `Connection: close`, so the server closes after its response and wrk connects again (a connection per request).
   const dir = o.postBytes === undefined ? null : await mkdtemp(join(tmpdir(), 'wren-wrk-'));
   const script = dir === null ? [] : ['-s', join(dir, 'post.lua')];
   if (dir !== null) await writeFile(script[1], `wrk.method = "POST"\nwrk.body = string.rep("u", ${o.postBytes})\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
-  const { stdout: out } = await execFileAsync('wrk', ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...script, '-H', `Host: ${o.host}`, url], { encoding: 'utf8' }).finally(() => (dir === null ? undefined : rm(dir, { recursive: true, force: true })));
+  const { stdout: out } = await execFileAsync('wrk', ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', ...script, '-H', `Host: ${o.host}`, ...(o.close ? ['-H', 'Connection: close'] : []), url], { encoding: 'utf8' }).finally(() => (dir === null ? undefined : rm(dir, { recursive: true, force: true })));
   const pct = (p: number) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
     return m ? Number(m[1]) * MS[m[2]] : NaN;
