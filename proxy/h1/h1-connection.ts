@@ -133,6 +133,11 @@ export class H1Connection implements H1Handler {
     socket.on('close', this.onCloseEv);
   }
 
+  /** Bytes read before the connection took the socket (detection's, peek.ts peekTaking): parsed as a read. */
+  receive(head: Buffer): void {
+    this.onData(head);
+  }
+
   private now(): number {
     return this.clock === undefined ? 0 : this.clock.approxNow();
   }

@@ -105,13 +105,18 @@ export class H1Server {
     this.period = ms.length === 0 ? 0 : checkEvery(Math.min(...ms));
   }
 
-  /** Serves HTTP/1.1 on a connection whose first bytes are still to be read (put back by detection). */
-  serve(socket: Socket): void {
+  /**
+   * Serves HTTP/1.1 on a connection: its first bytes are still to be read (put back by
+   * detection), or `head`, what detection read and took (peek.ts peekTaking), is parsed
+   * first.
+   */
+  serve(socket: Socket, head?: Buffer): void {
     const c = new ServedConnection(this, socket);
     this.conns.add(c);
     if (this.draining) c.conn.closeWhenIdle();
     if (this.timer === null && this.period > 0) this.arm();
     socket.resume();
+    if (head !== undefined && head.length > 0) c.conn.receive(head);
   }
 
   /** Connections being served (not counting upgraded ones). */

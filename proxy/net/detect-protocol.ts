@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import { CR, LF, SP, TARGET, TOKEN } from '../h1/chars.js';
 import { DEFAULT_H1_LIMITS } from '../h1/limits.js';
-import { peek } from './peek.js';
+import { peek, peekTaking, type Peeked, type PeekDecision } from './peek.js';
 
 export type Detected = 'http1' | 'http2' | 'opaque' | 'timeout';
 
@@ -96,12 +96,22 @@ function lineBudget(len: number): 'http1' | 'need-more' {
  * nothing within the timeout is treated as opaque TCP (Linkerd's fallback, not an error).
  */
 export function detectProtocol(socket: Socket, timeoutMs: number, clock: Clock): Promise<Detected> {
-  return peek<Detected>(socket, timeoutMs, clock, {
-    decide: (buf) => {
-      const c = classifyPrefix(buf);
-      return c === 'need-more' ? null : c;
-    },
-    atEnd: () => 'opaque',
-    atTimeout: () => 'timeout',
-  });
+  return peek<Detected>(socket, timeoutMs, clock, DETECT);
 }
+
+/**
+ * detectProtocol() for a connection just accepted, the bytes read handed to the caller
+ * (peek.ts peekTaking): to H1Server.serve when it is HTTP/1.1, else put back (putBack).
+ */
+export function detectProtocolTaking(socket: Socket, timeoutMs: number, clock: Clock): Promise<Peeked<Detected>> {
+  return peekTaking<Detected>(socket, timeoutMs, clock, DETECT);
+}
+
+const DETECT: PeekDecision<Detected> = {
+  decide: (buf) => {
+    const c = classifyPrefix(buf);
+    return c === 'need-more' ? null : c;
+  },
+  atEnd: () => 'opaque',
+  atTimeout: () => 'timeout',
+};

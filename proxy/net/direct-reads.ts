@@ -106,10 +106,17 @@ function sharedRead(this: OnRead, n: number, buf: Buffer): boolean {
  * with nothing changed, for anything else (a mux stream, a socket-like stream, a socket
  * that reads into a buffer already, one without a handle yet): call setDirectReads.
  * setDirectReads(socket, null) later hands the reads back to the 'data' events (copies).
+ * On a socket that reads into the shared buffer already, it changes the reader.
  */
 export function setSharedReads(socket: Socket, fn: (d: Buffer) => void): boolean {
   const s = socket as unknown as OnRead;
   if (ONREAD === undefined || !(socket instanceof Socket)) return false;
+  // Already reading into the shared buffer (a listener's detection read the first bytes
+  // this way, peek.ts peekTaking): the reads go to the new reader from now on.
+  if (s[ONREAD.buffer] === SHARED && s[ONREAD.callback] === sharedRead) {
+    s[SINK] = fn;
+    return true;
+  }
   const h = s._handle;
   if (h === null || typeof h.useUserBuffer !== 'function' || s[ONREAD.buffer]) return false;
   s[ONREAD.buffer] = SHARED;

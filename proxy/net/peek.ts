@@ -1,5 +1,7 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import type { Clock } from '../../common/clock.js';
+import { setDirectReads, setSharedReads } from './direct-reads.js';
 
 export interface PeekDecision<T> {
   /** The bytes so far decide it, or null to read more. */
@@ -10,6 +12,14 @@ export interface PeekDecision<T> {
   readonly atTimeout: (buf: Buffer) => T;
 }
 
+/** A decision and the bytes read to make it, which the caller hands on (H1Server.serve) or puts back (putBack). */
+export interface Peeked<T> {
+  readonly result: T;
+  readonly head: Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
+
 /**
  * Reads the first bytes of a connection until `decide` knows what they are, then puts
  * them back (unshift) and pauses the socket, so whichever handler takes it (an HTTP
@@ -17,7 +27,7 @@ export interface PeekDecision<T> {
  */
 export function peek<T>(socket: Socket, timeoutMs: number, clock: Clock, d: PeekDecision<T>): Promise<T> {
   return new Promise((resolve) => {
-    let buf: Buffer = Buffer.alloc(0);
+    let buf: Buffer = EMPTY;
     let done = false;
     const finish = (r: T) => {
       if (done) return;
@@ -41,4 +51,107 @@ export function peek<T>(socket: Socket, timeoutMs: number, clock: Clock, d: Peek
     socket.once('end', onEnd);
     socket.once('close', onEnd);
   });
+}
+
+/**
+ * peek() for a connection just accepted, whose first bytes the caller takes instead of
+ * having them put back: a listener's detection, whose common outcome (HTTP/1.1) hands them
+ * straight to the codec's connection (H1Server.serve). It reads through the thread's
+ * shared read buffer (setSharedReads) with the socket flowing and no 'data' listener, so
+ * detection costs no Readable machinery: no resume tick, no unshift and no second flow of
+ * the same bytes through the stream (node's stream ticks were the largest part of a new
+ * connection's cost in a connection-per-request load, docs/benchmarks.md). The decision's
+ * bytes are a copy the caller owns. A caller that does not hand them to a reader that takes
+ * a shared-read socket must call putBack() before any other reader attaches.
+ *
+ * A socket that has read already (bytes buffered, or put back by an earlier peek), that is
+ * paused, or that cannot read into the shared buffer (a TLS socket, a socket-like stream)
+ * takes peek()'s path: its bytes are already put back and `head` is empty.
+ */
+export function peekTaking<T>(socket: Socket, timeoutMs: number, clock: Clock, d: PeekDecision<T>): Promise<Peeked<T>> {
+  if (!(socket instanceof Socket) || socket.readableLength > 0 || socket.readableFlowing === false || socket.destroyed) {
+    return peek(socket, timeoutMs, clock, d).then(asPeeked);
+  }
+  return new Promise((resolve) => {
+    const p = new SharedPeek(socket, clock, d, resolve);
+    if (!setSharedReads(socket, p.onRead)) {
+      p.done = true;
+      resolve(peek(socket, timeoutMs, clock, d).then(asPeeked));
+      return;
+    }
+    p.timer = clock.setTimeout(p.onTimeout, timeoutMs);
+    socket.once('end', p.onEnd);
+    socket.once('close', p.onEnd);
+    // Flowing before anything is read, so the reads go to the sink (direct-reads.ts) and
+    // no 'data' listener is needed; a handle that was not reading yet starts (net's resume
+    // with a read buffer), without the resume tick of a stream that was not flowing.
+    (socket as { readableFlowing: boolean | null }).readableFlowing = true; // Readable's setter (node's types call it read-only)
+    socket.resume();
+  });
+}
+
+/**
+ * Puts the bytes a peekTaking() read back in front of the stream, and leaves it paused with
+ * its reads going to the Readable (copies of the shared buffer, direct-reads.ts), as peek()
+ * leaves a socket: for the TLS server, HTTP/2, a TCP splice or another peek. Readable's own
+ * pause, not net's: net's also stops the handle reading (readStop) when the socket reads
+ * into a buffer, which peek()'s pause never did, and the consumers above take the socket
+ * as peek() left it.
+ */
+export function putBack(socket: Socket, head: Buffer): void {
+  setDirectReads(socket, null);
+  Readable.prototype.pause.call(socket);
+  if (head.length) socket.unshift(head);
+}
+
+function asPeeked<T>(result: T): Peeked<T> {
+  return { result, head: EMPTY };
+}
+
+/** One peekTaking(): its sink and listeners as methods of one object, not closures. */
+class SharedPeek<T> implements Peeked<T> {
+  buf: Buffer = EMPTY;
+  done = false;
+  result!: T;
+  timer: ReturnType<Clock['setTimeout']> | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly clock: Clock,
+    private readonly d: PeekDecision<T>,
+    private readonly resolve: (p: Peeked<T>) => void,
+  ) {}
+
+  /** A read: a view of the shared buffer, copied as it is kept. Reads after the decision (none before the caller's microtask can run) are kept too. */
+  readonly onRead = (view: Buffer): void => {
+    this.buf = this.buf.length === 0 ? Buffer.from(view) : Buffer.concat([this.buf, view]);
+    if (this.done) return;
+    const r = this.d.decide(this.buf);
+    if (r !== null) this.finish(r);
+  };
+
+  readonly onEnd = (): void => {
+    if (!this.done) this.finish(this.d.atEnd(this.buf));
+  };
+
+  readonly onTimeout = (): void => {
+    if (!this.done) this.finish(this.d.atTimeout(this.buf));
+  };
+
+  private finish(r: T): void {
+    this.done = true;
+    this.result = r;
+    const s = this.socket;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    s.removeListener('end', this.onEnd);
+    s.removeListener('close', this.onEnd);
+    // The bytes are the caller's from here: whatever else arrives before it takes the
+    // socket (within this turn's microtasks) is added to them, by onRead.
+    this.resolve(this);
+  }
+
+  /** Everything read, up to when the caller takes the socket. */
+  get head(): Buffer {
+    return this.buf;
+  }
 }

@@ -7,7 +7,8 @@ import type { Duplex } from 'node:stream';
 import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
-import { detectProtocol } from '../net/detect-protocol.js';
+import { detectProtocol, detectProtocolTaking, type Detected } from '../net/detect-protocol.js';
+import { putBack } from '../net/peek.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
 import { splice } from '../net/tcp-tunnel.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
@@ -173,10 +174,20 @@ export class OutboundListener {
       this.tcp(socket, dst);
       return;
     }
-    const detected = proto === 'http1' ? 'http1' : proto === 'http2' || proto === 'grpc' ? 'http2' : await detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock);
+    let detected: Detected;
+    let head: Buffer | undefined;
+    if (proto === 'http1') detected = 'http1';
+    else if (proto === 'http2' || proto === 'grpc') detected = 'http2';
+    else {
+      // The bytes detection read go to the HTTP/1.1 connection as they are; anything else gets them put back.
+      const p = await detectProtocolTaking(socket, this.d.detectTimeoutMs, this.d.clock);
+      detected = p.result;
+      head = p.head;
+      if (detected !== 'http1') putBack(socket, head);
+    }
     this.d.metrics.detect.inc({ direction: 'outbound', result: detected });
     if (detected === 'http1') {
-      this.h1.serve(socket);
+      this.h1.serve(socket, head);
     } else if (detected === 'http2' && this.d.http2Server === 'frames') {
       this.serveFrames(socket);
     } else if (detected === 'http2') {
