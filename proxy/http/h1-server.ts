@@ -14,6 +14,7 @@ import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import { Cancel, type CancelSignal } from '../../common/cancel.js';
+import { LiveSet, type LiveEntry } from '../../common/live-set.js';
 
 export interface H1ServerOptions {
   readonly service: HttpService;
@@ -92,7 +93,8 @@ function meshLimits(maxHeaderBytes: number): H1Limits {
  * connections (as node's connectionsCheckingInterval), not a timer per request.
  */
 export class H1Server {
-  private readonly conns = new Set<ServedConnection>();
+  /** Not a Set: a long-lived Set keeps the connections that left for the scavenger (common/live-set.ts). */
+  private readonly conns = new LiveSet<ServedConnection>();
   private timer: Timer | null = null;
   private draining = false;
   readonly limits: H1Limits;
@@ -112,7 +114,7 @@ export class H1Server {
    */
   serve(socket: Socket, head?: Buffer): void {
     const c = new ServedConnection(this, socket);
-    this.conns.add(c);
+    c.entry = this.conns.add(c);
     if (this.draining) c.conn.closeWhenIdle();
     if (this.timer === null && this.period > 0) this.arm();
     socket.resume();
@@ -144,7 +146,7 @@ export class H1Server {
 
   /** @internal */
   forget(c: ServedConnection): void {
-    this.conns.delete(c);
+    this.conns.delete(c.entry);
     if (this.conns.size === 0) this.disarm();
   }
 
@@ -179,6 +181,8 @@ export class H1Server {
  */
 class ServedConnection implements H1ConnectionOptions {
   readonly conn: H1Connection;
+  /** Its place in the server's connections (set by serve()). */
+  entry!: LiveEntry;
   readonly limits: H1Limits;
   readonly reasons = true;
   readonly clock: Clock;

@@ -33,6 +33,7 @@ import { H1Server } from '../http/h1-server.js';
 import type { TcpLabels } from '../metrics/workload-labels.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
+import { LiveSet } from '../../common/live-set.js';
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -99,11 +100,12 @@ export class InboundListener {
   private readonly plaintext: PlaintextInbound;
   /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
   private readonly tunnelled: PlaintextInbound;
-  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly sessions = new LiveSet<ServerHttp2Session>();
   /** HTTP/1.1 from peer sidecars: ALPN http/1.1 (protocol.meshHttp1 'h1') and the virtual connections of ALPN wren-mux/1 ('mux'), through the mTLS stack. */
   private readonly meshH1: H1Server;
   private readonly muxSessions = new Set<MuxSession>();
-  private readonly sockets = new Set<Socket>();
+  /** LiveSets, not Sets: a long-lived Set keeps the connections that left for the scavenger (common/live-set.ts). */
+  private readonly sockets = new LiveSet<Socket>();
   private inflight = 0;
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -124,8 +126,8 @@ export class InboundListener {
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
     this.secure.on('session', (s) => {
-      this.sessions.add(s);
-      s.on('close', () => this.sessions.delete(s));
+      const entry = this.sessions.add(s);
+      s.on('close', () => this.sessions.delete(entry));
       s.on('error', (e) => d.logger.debug('inbound session error', { error: e }));
       s.on('connect', () => s.setLocalWindowSize(L.http2InitialConnectionWindowBytes));
       guardH2Session(s, {
@@ -192,9 +194,9 @@ export class InboundListener {
       socket.destroy();
       return;
     }
-    this.sockets.add(socket);
+    const entry = this.sockets.add(socket);
     socket.once('close', () => {
-      this.sockets.delete(socket);
+      this.sockets.delete(entry);
       this.d.connections.release();
     });
     socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));

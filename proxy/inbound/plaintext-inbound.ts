@@ -17,6 +17,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import { parseTargetPort } from './target-port.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import { LiveSet } from '../../common/live-set.js';
 
 export interface PlaintextInboundDeps {
   readonly appAddress: string;
@@ -53,8 +54,9 @@ export class PlaintextInbound {
   private readonly dsts = new WeakMap<object, OriginalDst | undefined>();
   /** Peer identity per connection (a CONNECT stream's session peer); plaintext: none. */
   private readonly ids = new WeakMap<object, string>();
-  private readonly sessions = new Set<ServerHttp2Session>();
-  private readonly sockets = new Set<Socket>();
+  /** LiveSets, not Sets: a long-lived Set keeps the connections that left for the scavenger (common/live-set.ts). */
+  private readonly sessions = new LiveSet<ServerHttp2Session>();
+  private readonly sockets = new LiveSet<Socket>();
   private pendingDst: OriginalDst | undefined;
   private pendingId = '';
 
@@ -78,8 +80,8 @@ export class PlaintextInbound {
       // The session's `socket` is a stable proxy object: key the original destination by it.
       this.dsts.set(s.socket, this.pendingDst);
       this.ids.set(s.socket, this.pendingId);
-      this.sessions.add(s);
-      s.on('close', () => this.sessions.delete(s));
+      const entry = this.sessions.add(s);
+      s.on('close', () => this.sessions.delete(entry));
       s.on('error', (e) => d.logger.debug('plaintext inbound session error', { error: e }));
       // Unauthenticated callers: the same rapid-reset budget as the outbound listener's.
       guardH2Session(s, {
@@ -108,8 +110,8 @@ export class PlaintextInbound {
    * or a peer's CONNECT stream with the peer's `identity`.
    */
   handle(socket: Socket, kind: 'http1' | 'http2' | 'opaque' | 'timeout', dst: OriginalDst | undefined, identity = ''): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    const entry = this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(entry));
     if (kind === 'http1') {
       this.dsts.set(socket, dst);
       this.ids.set(socket, identity);

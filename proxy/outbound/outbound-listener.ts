@@ -28,6 +28,7 @@ import { tcpEntry } from '../access-log/entry.js';
 import { TcpConnector } from '../net/connector.js';
 import type { Endpoint } from '../../contract/model.js';
 import { Cancel } from '../../common/cancel.js';
+import { LiveSet } from '../../common/live-set.js';
 
 /** Istio's mesh-wide connectTimeout, which its PassthroughCluster uses too. */
 const DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
@@ -73,9 +74,10 @@ export class OutboundListener {
   private readonly h1: H1Server;
   private readonly h2: Http2Server;
   private readonly origDsts = new WeakMap<Socket, Destination>();
-  private readonly sockets = new Set<Socket>();
+  /** Not Sets: a long-lived Set keeps the connections that left for the scavenger (common/live-set.ts). */
+  private readonly sockets = new LiveSet<Socket>();
   /** Frame-level HTTP/2 sessions (http2Server 'frames'): told to drain (GOAWAY) on close. */
-  private readonly h2Sessions = new Set<H2ServerSession>();
+  private readonly h2Sessions = new LiveSet<H2ServerSession>();
   private readonly onLimit: (limit: LimitName) => void;
   private h2Dst: Destination | undefined;
   /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
@@ -157,9 +159,9 @@ export class OutboundListener {
       socket.destroy();
       return false;
     }
-    this.sockets.add(socket);
+    const entry = this.sockets.add(socket);
     socket.once('close', () => {
-      this.sockets.delete(socket);
+      this.sockets.delete(entry);
       this.d.connections.release();
     });
     socket.on('error', (e) => this.d.logger.debug('outbound client socket error', { error: e }));
@@ -217,8 +219,8 @@ export class OutboundListener {
       source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
       origDst: this.origDsts.get(socket),
     });
-    this.h2Sessions.add(s);
-    socket.once('close', () => this.h2Sessions.delete(s));
+    const entry = this.h2Sessions.add(s);
+    socket.once('close', () => this.h2Sessions.delete(entry));
   }
 
   /**
