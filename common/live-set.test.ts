@@ -49,7 +49,7 @@ test('iterating is over a copy: members deleted on the way (a connection closed 
  * Why the set exists: a long-lived set (old generation) with members coming and going, 16
  * at a time, as a listener's connections do. After 320 of them, nothing open beyond the 16,
  * two scavenges: what they promoted is what the set kept reachable for them. A Set keeps
- * every member it rehashed (its new tables are old-generation ones); measured beside it.
+ * every member (its rehashed tables chain from the old one); measured beside it.
  */
 test("members deleted from a long-lived set are not kept for the young generation's collector", () => {
   setFlagsFromString('--expose-gc');

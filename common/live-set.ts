@@ -3,10 +3,10 @@
  * connections, a server's served connections, its HTTP/2 sessions.
  *
  * Why not a Set: V8's Set is an OrderedHashTable, which rehashes into a new table once
- * deleted entries fill it, and a table that lives long is in the old generation, so the
- * table it rehashes into is allocated there too, with the members of the moment copied in;
- * the table it replaced keeps its successor and the members it held. For a scavenge every
- * member such a table ever held is live, until a mark-compact. A listener whose Set saw
+ * deleted entries fill it; the table it replaced keeps a pointer to its successor (for
+ * iterators) and the members it held. A Set that lives long is in the old generation, so
+ * the first table of that chain is too, and for a scavenge every table after it, and every
+ * member any of them held, is live, until a mark-compact. A listener whose Set saw
  * connections come and go had each closed connection (its socket, streams, parser, the
  * request it carried) promoted: 0.3-0.5 MB per scavenge under a connection-per-request
  * load, 10 MB more of old generation between mark-compacts (docs/benchmarks.md, "Issue
