@@ -38,7 +38,6 @@ afterAll(async () => {
   }
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Writes 64 KiB chunks into `s` as long as it takes them (up to 256 MiB); `count` sees each accepted write. */
 function flood(s: ClientHttp2Stream | import('node:http2').ServerHttp2Stream, count: (n: number) => void): void {
@@ -125,9 +124,12 @@ describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
     const before = p.backend.cancelled.length;
     const err = await new Promise<grpc.ServiceError | null>((resolve) => p.echo.Unary({ message: 'slow', delayMs: 3000 }, new grpc.Metadata(), { deadline: Date.now() + 300 }, (e: grpc.ServiceError | null) => resolve(e)));
     expect(err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    const streams = () => p.backend.started.filter((c) => c === 'client-stream').length;
+    const streamsBefore = streams();
     const call = p.echo.ClientStream(() => undefined);
     call.write({ payload: Buffer.alloc(1000) });
-    await sleep(100);
+    // Cancelled once the call is open at the backend (a cancel that overtakes the call leaves nothing there to cancel).
+    expect(await until(() => streams() > streamsBefore, 3000)).toBe(true);
     call.cancel();
     expect(await until(() => p.backend.cancelled.length >= before + 2, 3000)).toBe(true);
     expect(p.backend.cancelled.slice(before).sort()).toEqual(['client-stream', 'unary']);

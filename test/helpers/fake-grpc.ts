@@ -16,6 +16,8 @@ export function echoPackage(): { Echo: grpc.ServiceClientConstructor } {
 
 export interface FakeGrpc {
   readonly port: number;
+  /** Calls that reached the server, by type, in order ('unary', 'client-stream', 'server-stream', 'bidi'). */
+  readonly started: string[];
   readonly cancelled: string[];
   close(): Promise<void>;
 }
@@ -25,14 +27,16 @@ const callerOf = (md: grpc.Metadata): string => String(md.get('x-forwarded-clien
 /**
  * A gRPC backend with all four call types. `failCode` makes a call end with that status;
  * `delayMs` delays the (first) response; server-streams send `count` messages `delayMs` apart.
- * Cancellations seen by the server are recorded in `cancelled`.
+ * Calls that reached it are recorded in `started`, cancellations it saw in `cancelled`.
  */
 export async function fakeGrpc(): Promise<FakeGrpc> {
   const server = new grpc.Server(grpcOptions);
   const cancelled: string[] = [];
+  const started: string[] = [];
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const impl: Record<string, (call: any, cb?: any) => void> = {
     Unary(call, cb) {
+      started.push('unary');
       const r = call.request;
       call.on('cancelled', () => cancelled.push('unary'));
       const reply = () => {
@@ -46,6 +50,7 @@ export async function fakeGrpc(): Promise<FakeGrpc> {
       else reply();
     },
     ClientStream(call, cb) {
+      started.push('client-stream');
       let n = 0;
       let bytes = 0;
       call.on('data', (r: { payload: Buffer }) => {
@@ -56,6 +61,7 @@ export async function fakeGrpc(): Promise<FakeGrpc> {
       call.on('cancelled', () => cancelled.push('client-stream'));
     },
     ServerStream(call) {
+      started.push('server-stream');
       const r = call.request;
       let i = 0;
       call.on('cancelled', () => cancelled.push('server-stream'));
@@ -71,6 +77,7 @@ export async function fakeGrpc(): Promise<FakeGrpc> {
       next();
     },
     Bidi(call) {
+      started.push('bidi');
       call.on('data', (r: { message: string }) => call.write({ message: `echo ${r.message}`, caller: callerOf(call.metadata) }));
       call.on('end', () => call.end());
       call.on('cancelled', () => cancelled.push('bidi'));
@@ -80,7 +87,7 @@ export async function fakeGrpc(): Promise<FakeGrpc> {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
   );
-  return { port, cancelled, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
+  return { port, started, cancelled, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
 }
 
 function trailerMd(): grpc.Metadata {
