@@ -1,6 +1,7 @@
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createH2Server, connect as connectH2 } from 'node:http2';
 import { createServer as createTlsServer, connect as connectTls } from 'node:tls';
+import { text } from 'node:stream/consumers';
 import { FakeClock, systemClock } from '../../common/clock.js';
 import { detectProtocolTaking } from './detect-protocol.js';
 import { peek, peekTaking, putBack } from './peek.js';
@@ -125,10 +126,7 @@ test('after putBack the TLS server reads the ClientHello from the start (the han
   });
   const c = connectTls({ port, host: '127.0.0.1', rejectUnauthorized: false });
   c.on('error', () => {});
-  const chunks: Buffer[] = [];
-  c.on('data', (d: Buffer) => chunks.push(d));
-  await new Promise((r) => c.once('end', r));
-  expect(Buffer.concat(chunks).toString()).toBe('hello over tls');
+  expect(await text(c)).toBe('hello over tls');
   c.destroy();
   await closeServer(server);
 });
@@ -149,11 +147,7 @@ test("after putBack node's HTTP/2 server, which takes the socket's handle, serve
   });
   const session = connectH2(`http://127.0.0.1:${port}`);
   session.on('error', () => {});
-  const req = session.request({ ':path': '/' });
-  const chunks: Buffer[] = [];
-  req.on('data', (d: Buffer) => chunks.push(d));
-  await new Promise((r) => req.once('end', r));
-  expect(Buffer.concat(chunks).toString()).toBe('h2 ok');
+  expect(await text(session.request({ ':path': '/' }))).toBe('h2 ok');
   session.close();
   await closeServer(server);
 });

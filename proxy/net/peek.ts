@@ -1,4 +1,4 @@
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { Clock } from '../../common/clock.js';
 import { setDirectReads, setSharedReads } from './direct-reads.js';
@@ -69,25 +69,20 @@ export function peek<T>(socket: Socket, timeoutMs: number, clock: Clock, d: Peek
  * takes peek()'s path: its bytes are already put back and `head` is empty.
  */
 export function peekTaking<T>(socket: Socket, timeoutMs: number, clock: Clock, d: PeekDecision<T>): Promise<Peeked<T>> {
-  if (!(socket instanceof Socket) || socket.readableLength > 0 || socket.readableFlowing === false || socket.destroyed) {
+  let p!: SharedPeek<T>;
+  const taken = new Promise<Peeked<T>>((resolve) => (p = new SharedPeek(socket, clock, d, resolve)));
+  if (socket.readableLength > 0 || socket.readableFlowing === false || socket.destroyed || !setSharedReads(socket, p.onRead)) {
     return peek(socket, timeoutMs, clock, d).then(asPeeked);
   }
-  return new Promise((resolve) => {
-    const p = new SharedPeek(socket, clock, d, resolve);
-    if (!setSharedReads(socket, p.onRead)) {
-      p.done = true;
-      resolve(peek(socket, timeoutMs, clock, d).then(asPeeked));
-      return;
-    }
-    p.timer = clock.setTimeout(p.onTimeout, timeoutMs);
-    socket.once('end', p.onEnd);
-    socket.once('close', p.onEnd);
-    // Flowing before anything is read, so the reads go to the sink (direct-reads.ts) and
-    // no 'data' listener is needed; a handle that was not reading yet starts (net's resume
-    // with a read buffer), without the resume tick of a stream that was not flowing.
-    (socket as { readableFlowing: boolean | null }).readableFlowing = true; // Readable's setter (node's types call it read-only)
-    socket.resume();
-  });
+  p.timer = clock.setTimeout(p.onTimeout, timeoutMs);
+  socket.once('end', p.onEnd);
+  socket.once('close', p.onEnd);
+  // Flowing before anything is read, so the reads go to the sink (direct-reads.ts) and
+  // no 'data' listener is needed; a handle that was not reading yet starts (net's resume
+  // with a read buffer), without the resume tick of a stream that was not flowing.
+  (socket as { readableFlowing: boolean | null }).readableFlowing = true; // Readable's setter (node's types call it read-only)
+  socket.resume();
+  return taken;
 }
 
 /**
@@ -111,7 +106,7 @@ function asPeeked<T>(result: T): Peeked<T> {
 /** One peekTaking(): its sink and listeners as methods of one object, not closures. */
 class SharedPeek<T> implements Peeked<T> {
   buf: Buffer = EMPTY;
-  done = false;
+  private done = false;
   result!: T;
   timer: ReturnType<Clock['setTimeout']> | undefined;
 
