@@ -19,8 +19,16 @@ import { objectArray } from '../../common/object-array.js';
 export interface H1PoolOptions {
   /** Connections per origin (host:port); requests beyond it wait for one to be free. */
   readonly maxSockets?: number;
-  /** Idle connections close after this long, or 1 s before the server's `keep-alive: timeout` hint if sooner. */
+  /**
+   * Idle connections close after this long; a server's `Keep-Alive: timeout=N` hint replaces
+   * it for that connection, less 1 s of margin, up to maxIdleTimeoutMs.
+   */
   readonly idleTimeoutMs?: number;
+  /**
+   * The longest a server's keep-alive hint may keep an idle connection (undici's
+   * keepAliveMaxTimeout). Default: idleTimeoutMs, so a hint only shortens it.
+   */
+  readonly maxIdleTimeoutMs?: number;
   /** The idle timeout's time (default: the system clock). */
   readonly clock?: Clock;
   readonly maxHeaderBytes?: number;
@@ -106,6 +114,8 @@ const tcpConnect = (host: string, port: number, _peer: string, onread?: OnReadOp
  * default. Pages never written stay out of RSS, so an idle connection costs little.
  */
 const TCP_READ_BUFFER = 64 * 1024;
+/** Taken off a server's keep-alive hint: a request sent as the hinted time runs out would meet a closing connection. */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 const TLS_READ_BUFFER = 16 * 1024;
 
 /** The body length a request head declares: its Content-Length, or -1 (chunked) without a usable one. */
@@ -116,6 +126,16 @@ function declaredLength(v: string | string[] | undefined): number {
 }
 
 const POOLS = new WeakMap<Agent, H1Pool>();
+
+/**
+ * How long an app's (or an unmeshed endpoint's) keep-alive hint may keep an idle connection
+ * open: undici's keepAliveMaxTimeout, 10 minutes. Without a hint the pool's 4 s stand
+ * (below node's default server keepAliveTimeout of 5 s, so the app never closes a
+ * connection the pool is about to reuse: istio/istio#55138); an app that says it keeps
+ * connections longer (node's `Keep-Alive: timeout=60`) keeps its connections through quiet
+ * spells of up to a minute instead of being connected to again after each.
+ */
+const APP_MAX_IDLE_MS = 600_000;
 
 /**
  * A keep-alive HTTP/1.1 client: the proxy's way to send requests to a local app (and to
@@ -135,6 +155,7 @@ export class H1Pool {
   private readonly origins = new Map<string, Origin>();
   readonly maxSockets: number;
   readonly idleTimeoutMs: number;
+  readonly maxIdleTimeoutMs: number;
   readonly maxHeaderBytes: number;
   readonly limits: CodecLimits;
   readonly connectFn: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
@@ -155,6 +176,7 @@ export class H1Pool {
     this.clock = opts.clock ?? systemClock;
     this.maxSockets = opts.maxSockets ?? Infinity;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 4000;
+    this.maxIdleTimeoutMs = Math.max(this.idleTimeoutMs, opts.maxIdleTimeoutMs ?? 0);
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 16 * 1024;
     this.limits = { ...DEFAULT_H1_LIMITS, maxHeadBytes: this.maxHeaderBytes, maxHeaderCount: opts.maxHeaderCount ?? DEFAULT_H1_LIMITS.maxHeaderCount };
     this.connectFn = opts.connect ?? tcpConnect;
@@ -178,7 +200,7 @@ export class H1Pool {
   static of(agent: Agent): H1Pool {
     let pool = POOLS.get(agent);
     if (!pool) {
-      const p = new H1Pool({ maxSockets: agent.maxSockets });
+      const p = new H1Pool({ maxSockets: agent.maxSockets, maxIdleTimeoutMs: APP_MAX_IDLE_MS });
       const destroy = agent.destroy.bind(agent);
       agent.destroy = () => {
         p.destroy();
@@ -534,9 +556,11 @@ class Conn implements H1Handler {
     // Never asked to switch protocols (upgrades take h1-upgrade.ts): a 101 here is a broken server.
     if (st === 101 || head.upgrade) return this.close(new ProxyError('UPSTREAM_PROTOCOL', 'unexpected 101 Switching Protocols'));
     this.head = head;
+    // The server's hint for this connection (as undici takes it: less a margin for the time
+    // the next request takes to reach it), else the pool's own idle timeout.
     const hint = head.keepAliveTimeoutMs;
-    const max = this.origin.pool.idleTimeoutMs;
-    if (hint >= 0) this.idleMs = Math.max(0, Math.min(max, hint - 1000));
+    const pool = this.origin.pool;
+    this.idleMs = hint >= 0 ? Math.max(0, Math.min(pool.maxIdleTimeoutMs, hint - KEEP_ALIVE_MARGIN_MS)) : pool.idleTimeoutMs;
     this.ex!.onHead(head);
   }
 
