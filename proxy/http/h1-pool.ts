@@ -114,9 +114,10 @@ const tcpConnect = (host: string, port: number, _peer: string, onread?: OnReadOp
  * default. Pages never written stay out of RSS, so an idle connection costs little.
  */
 const TCP_READ_BUFFER = 64 * 1024;
+const TLS_READ_BUFFER = 16 * 1024;
+
 /** Taken off a server's keep-alive hint: a request sent as the hinted time runs out would meet a closing connection. */
 const KEEP_ALIVE_MARGIN_MS = 1000;
-const TLS_READ_BUFFER = 16 * 1024;
 
 /** The body length a request head declares: its Content-Length, or -1 (chunked) without a usable one. */
 function declaredLength(v: string | string[] | undefined): number {
