@@ -53,7 +53,10 @@ beforeAll(async () => {
     services: [
       meshService('legacy', 80, [{ appPort: slow.port, proxy: null }], breaker(100)),
       meshService('quick', 80, [{ appPort: quick.port, proxy: null }], breaker(100)),
-      meshService('strict', 80, [{ appPort: strict.port, proxy: null }], breaker(1)),
+      // A pending request waits for a free connection for at most the connect timeout: 5 s
+      // here, so the one that waits is served after the app's 600 ms even on a loaded machine
+      // (with the default 1 s, a CI run once timed it out).
+      meshService('strict', 80, [{ appPort: strict.port, proxy: null }], { policy: { ...breaker(1).policy, timeouts: { connectMs: 5000 } } }),
       meshService('pair', 80, [{ appPort: pair[0].port, proxy: null }, { appPort: pair[1].port, proxy: null }], {
         policy: { loadBalancer: { kind: 'round-robin' }, circuitBreaker: { maxConnections: 1, maxPendingRequests: 100, maxRequests: 100 } },
       }),
