@@ -543,33 +543,32 @@ describe('H1Pool', () => {
     const port = await rawApp((sock) =>
       sock.on('data', () => sock.write(`HTTP/1.1 200 OK\r\ncontent-length: 2\r\n${hint === undefined ? '' : `keep-alive: ${hint}\r\n`}\r\nok`)),
     );
-    const a = { port };
     const clock = new FakeClock();
     const p = pool({ clock, idleTimeoutMs: 100, maxIdleTimeoutMs: 10_000 });
-    expect(await text(await send(p, a.port))).toBe('ok');
+    expect(await text(await send(p, port))).toBe('ok');
     clock.advance(3999);
-    expect(p.connections('127.0.0.1', a.port)).toBe(1);
+    expect(p.connections('127.0.0.1', port)).toBe(1);
     clock.advance(1);
-    expect(p.connections('127.0.0.1', a.port)).toBe(0);
+    expect(p.connections('127.0.0.1', port)).toBe(0);
     // A hint past the cap: the cap.
     hint = 'timeout=60';
-    expect(await text(await send(p, a.port))).toBe('ok');
+    expect(await text(await send(p, port))).toBe('ok');
     clock.advance(9999);
-    expect(p.connections('127.0.0.1', a.port)).toBe(1);
+    expect(p.connections('127.0.0.1', port)).toBe(1);
     clock.advance(1);
-    expect(p.connections('127.0.0.1', a.port)).toBe(0);
+    expect(p.connections('127.0.0.1', port)).toBe(0);
     // The same connection's next response without a hint: the pool's 100 ms again.
-    expect(await text(await send(p, a.port))).toBe('ok');
+    expect(await text(await send(p, port))).toBe('ok');
     hint = undefined;
-    expect(await text(await send(p, a.port))).toBe('ok');
+    expect(await text(await send(p, port))).toBe('ok');
     clock.advance(100);
-    expect(p.connections('127.0.0.1', a.port)).toBe(0);
+    expect(p.connections('127.0.0.1', port)).toBe(0);
     // Without maxIdleTimeoutMs a hint only shortens.
     hint = 'timeout=60';
     const q = pool({ clock, idleTimeoutMs: 100 });
-    expect(await text(await send(q, a.port))).toBe('ok');
+    expect(await text(await send(q, port))).toBe('ok');
     clock.advance(100);
-    expect(q.connections('127.0.0.1', a.port)).toBe(0);
+    expect(q.connections('127.0.0.1', port)).toBe(0);
     // The pool on an http.Agent (the app's, unmeshed endpoints') takes hints up to 10 minutes (undici's keepAliveMaxTimeout).
     const agent = new Agent();
     expect(H1Pool.of(agent).maxIdleTimeoutMs).toBe(600_000);

@@ -38,7 +38,6 @@ afterAll(async () => {
   }
 });
 
-
 /** Writes 64 KiB chunks into `s` as long as it takes them (up to 256 MiB); `count` sees each accepted write. */
 function flood(s: ClientHttp2Stream | import('node:http2').ServerHttp2Stream, count: (n: number) => void): void {
   const chunk = Buffer.alloc(64 * 1024, 1);
