@@ -12,7 +12,9 @@ export interface H1Sink {
   /**
    * The sink's writes of one turn leave together anyway (a mesh multiplexer stream: its
    * session's frame batch, proxy/mux/frame-batch.ts), so a head and a long body go as
-   * writes of their own: corked, they would be joined into a copy of the body.
+   * writes of their own: corked, they would be joined into a copy of the body. Short
+   * corked writes it gathers into one frame, each byte copied once, into the batch: a head
+   * and a short body are corked there rather than copied into a buffer of their own.
    */
   readonly batchesWrites?: boolean;
 }
@@ -119,6 +121,7 @@ export function headJoinsChunk(sink: H1Sink, n: number): boolean {
  */
 export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): boolean {
   if (body === null || body.length === 0) return sink.write(head, 'latin1');
+  if (body.length <= COALESCE_BYTES && sink.batchesWrites === true) return corked(sink, head, body, null);
   if (body.length <= COALESCE_BYTES) {
     const out = Buffer.allocUnsafe(head.length + body.length);
     out.write(head, 0, 'latin1');
@@ -139,6 +142,7 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
   const n = data.length;
   if (n === 0) return true;
   const size = `${n.toString(16)}\r\n`;
+  if (n <= COALESCE_BYTES && sink.batchesWrites === true) return corked(sink, size, data, '\r\n');
   if (n <= COALESCE_BYTES) {
     const out = Buffer.allocUnsafe(size.length + n + 2);
     out.write(size, 0, 'latin1');
@@ -154,6 +158,16 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
   sink.write(data);
   const ok = sink.write('\r\n', 'latin1');
   if (join) sink.uncork();
+  return ok;
+}
+
+/** Text, bytes and (optionally) text again, corked: one frame on a sink that gathers corked writes (H1Sink batchesWrites). */
+function corked(sink: H1Sink, before: string, data: Buffer, after: string | null): boolean {
+  sink.cork();
+  sink.write(before, 'latin1');
+  let ok = sink.write(data);
+  if (after !== null) ok = sink.write(after, 'latin1');
+  sink.uncork();
   return ok;
 }
 

@@ -376,6 +376,21 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.wrote(HEADER_BYTES + text.length);
   }
 
+  sendParts(id: number, parts: readonly (string | Buffer)[], bytes: number): void {
+    if (!this.writable()) return;
+    this.connWindow -= bytes;
+    this.batch.dataHeader(0, id, bytes);
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i];
+      if (typeof p === 'string') this.batch.latin1(p);
+      else {
+        this.batch.bytes(p);
+        releaseBody(p);
+      }
+    }
+    this.wrote(HEADER_BYTES + bytes);
+  }
+
   sendWindow(id: number, bytes: number): void {
     this.sendControl(FrameType.Window, id, bytes);
   }

@@ -91,6 +91,50 @@ test('direct writes and Writable-path writes keep their order', async () => {
   expect(all.at(-1)).toBe('5');
 });
 
+test('corked writes are gathered, not queued in the Writable, and leave at the uncork as one DATA frame', async () => {
+  const { client, got, paths } = await sinkPair();
+  client.cork();
+  expect(client.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n', 'latin1')).toBe(true);
+  expect(client.write(Buffer.from([0x00, 0xff, 0x80, 0x41, 0x0a]))).toBe(true); // bytes a latin1 string could not carry as UTF-8
+  expect(client.write('\r\n', 'latin1')).toBe(true);
+  expect(client.writableLength).toBe(0); // held by the stream, not the Writable's queue
+  await tick();
+  expect(got).toEqual([]); // nothing leaves before the uncork
+  client.uncork();
+  await until(() => got.length === 1);
+  await tick();
+  expect(got).toEqual(['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\n\x00\xff\x80A\n\r\n']);
+  expect(paths).toEqual(['sink']);
+});
+
+test('gathered writes keep their order with those that take the Writable\'s way (a callback, a long buffer) and with end() while corked', async () => {
+  const { client, served, got } = await sinkPair();
+  client.cork();
+  client.write('a', 'latin1');
+  client.write(Buffer.from('b'));
+  const wrote = new Promise<void>((r) => client.write('c', () => r())); // a callback: the Writable's way, behind a and b
+  client.write(Buffer.alloc(9000, 'd')); // too long to gather
+  client.write('e', 'latin1');
+  client.uncork();
+  client.cork();
+  client.write('f', 'latin1');
+  client.end(); // uncorks: f, then the end
+  await wrote;
+  await until(() => served()?.readableEnded === true); // the peer read the end, after everything written
+  expect(got.join('')).toBe(`abc${'d'.repeat(9000)}ef`);
+});
+
+test('gathered writes beyond the stream\'s window wait for a grant, in order', async () => {
+  const { client, got } = await sinkPair(16);
+  client.cork();
+  client.write('x'.repeat(10), 'latin1');
+  client.write(Buffer.from('y'.repeat(10)));
+  client.uncork(); // 20 bytes against a 16-byte window: the Writable's way, sent as the reader grants
+  client.write('z');
+  await until(() => got.join('').length === 21);
+  expect(got.join('')).toBe(`${'x'.repeat(10)}${'y'.repeat(10)}z`);
+});
+
 test('a write after end() fails as on any stream (not sent directly)', async () => {
   const { client, got } = await sinkPair();
   client.end('last');

@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { isLent, releaseBody } from '../net/body-buffers.js';
+import { BY_REFERENCE_BYTES } from './frame-batch.js';
 import { MAX_PAYLOAD, MAX_WINDOW } from './frame.js';
 
 /** What a stream needs from its session (proxy/mux/mux-session.ts). */
@@ -19,6 +20,8 @@ export interface StreamOwner {
   sendData(id: number, payload: Buffer, fin: boolean, ends?: Buffer): void;
   /** sendData of text as latin1 bytes (one per character), without a buffer of its own. */
   sendLatin1(id: number, text: string): void;
+  /** One DATA frame of `bytes` bytes: `parts` in order (text as latin1), copied into the frame (a lent body buffer then goes back). */
+  sendParts(id: number, parts: readonly (string | Buffer)[], bytes: number): void;
   /** Connection-level flow control: bytes the peer lets us send on the whole connection now. */
   readonly connSendWindow: number;
   /** This stream waits for connection-level window (onWindow is called when it opens). */
@@ -83,6 +86,16 @@ export class MuxStream extends Duplex {
   readonly connecting = false;
   /** A turn's writes leave in one frame batch (frame-batch.ts): the HTTP/1.1 serialiser need not cork a head and a long body together (serialize.ts H1Sink). */
   readonly batchesWrites = true;
+  /**
+   * The writes made since a cork() that found nothing queued, in order (text kept as latin1
+   * strings), sent at the uncork as one DATA frame whose payload the session writes straight
+   * into its batch (null: not gathering). A corked Writable instead queued each write as a
+   * request of its own, made a Buffer of each string and joined them in _writev (Buffer.concat):
+   * two copies of every byte and a few objects per write, for the head, body chunk and tail
+   * of a chunked message (a gRPC call's request and response, h1-pool.ts and h1-connection.ts).
+   */
+  private gathered: (string | Buffer)[] | null = null;
+  private gatheredBytes = 0;
 
   constructor(
     readonly id: number,
@@ -154,6 +167,10 @@ export class MuxStream extends Duplex {
    * (order kept: a direct write is only taken when nothing is queued there).
    */
   override write(chunk: unknown, encoding?: BufferEncoding | ((error: Error | null | undefined) => void), cb?: (error: Error | null | undefined) => void): boolean {
+    if (this.gathered !== null) {
+      if (typeof encoding !== 'function' && cb === undefined && this.gather(chunk, encoding)) return true;
+      this.spill(); // corked: this write and the ones after it queue in the Writable, behind the gathered ones
+    }
     if (typeof encoding !== 'function' && cb === undefined && this.blocked === null && this.writableLength === 0 && this.writableCorked === 0 && !this.writableEnded && !this.destroyed) {
       // An HTTP/1.1 head (the codec writes latin1 text) goes into the session's frame batch as it is.
       const text = typeof chunk === 'string' && encoding === 'latin1' ? chunk : null;
@@ -168,6 +185,49 @@ export class MuxStream extends Duplex {
       }
     }
     return super.write(chunk, encoding as BufferEncoding, cb);
+  }
+
+  /** Gathers its writes until the matching uncork() when nothing is queued (gathered); else the Writable's cork. */
+  override cork(): void {
+    if (this.writableCorked === 0 && this.blocked === null && this.writableLength === 0 && !this.writableEnded && !this.destroyed) this.gathered = [];
+    super.cork();
+  }
+
+  override uncork(): void {
+    if (this.gathered !== null && this.writableCorked === 1) this.sendGathered();
+    super.uncork();
+  }
+
+  /** Keeps a corked write; false (nothing kept) for one that would make the frame too long to copy. */
+  private gather(chunk: unknown, encoding: BufferEncoding | undefined): boolean {
+    const part = typeof chunk === 'string' ? (encoding === 'latin1' ? chunk : Buffer.from(chunk, encoding ?? 'utf8')) : Buffer.isBuffer(chunk) ? chunk : null;
+    if (part === null || this.gatheredBytes + part.length >= BY_REFERENCE_BYTES) return false;
+    if (part.length > 0) {
+      this.gathered!.push(part);
+      this.gatheredBytes += part.length;
+    }
+    return true;
+  }
+
+  /** The gathered writes as one frame, or (beyond a window) into the Writable's queue, which the uncork then flushes. */
+  private sendGathered(): void {
+    const parts = this.gathered!;
+    const n = this.gatheredBytes;
+    if (n === 0 || this.destroyed || n > this.sendWindow || n > this.owner.connSendWindow) return this.spill();
+    this.gathered = null;
+    this.gatheredBytes = 0;
+    this.touch();
+    this.owner.sendParts(this.id, parts, n);
+    this.sendWindow -= n;
+  }
+
+  /** The gathered writes into the Writable's queue (corked), in order; gathering stops. */
+  private spill(): void {
+    const parts = this.gathered!;
+    this.gathered = null;
+    this.gatheredBytes = 0;
+    if (this.destroyed) return;
+    for (const p of parts) super.write(p, 'latin1'); // the encoding applies to the strings only
   }
 
   /**
@@ -259,6 +319,7 @@ export class MuxStream extends Duplex {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.clearTimer();
+    this.gathered = null;
     this.sink = null;
     const b = this.blocked;
     this.blocked = null;
