@@ -118,11 +118,12 @@ export function headJoinsChunk(sink: H1Sink, n: number): boolean {
 /**
  * A head and (optionally) a whole body. Up to COALESCE_BYTES of body is copied into the
  * head's buffer so the pair costs one write; a larger body goes corked beside it (one writev).
+ * On a sink that batches its writes the short body is corked beside the head instead: the
+ * sink gathers the two into one frame (H1Sink batchesWrites), a copy of its own would be one more.
  */
 export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): boolean {
   if (body === null || body.length === 0) return sink.write(head, 'latin1');
-  if (body.length <= COALESCE_BYTES && sink.batchesWrites === true) return corked(sink, head, body, null);
-  if (body.length <= COALESCE_BYTES) {
+  if (body.length <= COALESCE_BYTES && sink.batchesWrites !== true) {
     const out = Buffer.allocUnsafe(head.length + body.length);
     out.write(head, 0, 'latin1');
     body.copy(out, head.length);
@@ -137,13 +138,16 @@ export function writeMessage(sink: H1Sink, head: string, body: Buffer | null): b
   return ok;
 }
 
-/** One chunk of a chunked body (an empty buffer writes nothing: a zero-size chunk would end the body). */
+/**
+ * One chunk of a chunked body (an empty buffer writes nothing: a zero-size chunk would end
+ * the body): a short one copied into one buffer with its size line and CRLF, or, on a sink
+ * that batches its writes, corked beside them as writeMessage does.
+ */
 export function writeChunk(sink: H1Sink, data: Buffer): boolean {
   const n = data.length;
   if (n === 0) return true;
   const size = `${n.toString(16)}\r\n`;
-  if (n <= COALESCE_BYTES && sink.batchesWrites === true) return corked(sink, size, data, '\r\n');
-  if (n <= COALESCE_BYTES) {
+  if (n <= COALESCE_BYTES && sink.batchesWrites !== true) {
     const out = Buffer.allocUnsafe(size.length + n + 2);
     out.write(size, 0, 'latin1');
     data.copy(out, size.length);
@@ -158,16 +162,6 @@ export function writeChunk(sink: H1Sink, data: Buffer): boolean {
   sink.write(data);
   const ok = sink.write('\r\n', 'latin1');
   if (join) sink.uncork();
-  return ok;
-}
-
-/** Text, bytes and (optionally) text again, corked: one frame on a sink that gathers corked writes (H1Sink batchesWrites). */
-function corked(sink: H1Sink, before: string, data: Buffer, after: string | null): boolean {
-  sink.cork();
-  sink.write(before, 'latin1');
-  let ok = sink.write(data);
-  if (after !== null) ok = sink.write(after, 'latin1');
-  sink.uncork();
   return ok;
 }
 

@@ -171,15 +171,13 @@ export class MuxStream extends Duplex {
       if (typeof encoding !== 'function' && cb === undefined && this.gather(chunk, encoding)) return true;
       this.spill(); // corked: this write and the ones after it queue in the Writable, behind the gathered ones
     }
-    if (typeof encoding !== 'function' && cb === undefined && this.blocked === null && this.writableLength === 0 && this.writableCorked === 0 && !this.writableEnded && !this.destroyed) {
-      // An HTTP/1.1 head (the codec writes latin1 text) goes into the session's frame batch as it is.
-      const text = typeof chunk === 'string' && encoding === 'latin1' ? chunk : null;
-      const buf = text !== null ? null : typeof chunk === 'string' ? Buffer.from(chunk, encoding ?? 'utf8') : Buffer.isBuffer(chunk) ? chunk : null;
-      const n = text !== null ? text.length : buf !== null ? buf.length : 0;
+    if (typeof encoding !== 'function' && cb === undefined && this.writableCorked === 0 && this.nothingQueued()) {
+      const part = payloadOf(chunk, encoding);
+      const n = part === null ? 0 : part.length;
       if (n > 0 && n <= MAX_PAYLOAD && n <= this.sendWindow && n <= this.owner.connSendWindow) {
         this.touch();
-        if (text !== null) this.owner.sendLatin1(this.id, text);
-        else this.owner.sendData(this.id, buf!, false);
+        if (typeof part === 'string') this.owner.sendLatin1(this.id, part);
+        else this.owner.sendData(this.id, part!, false);
         this.sendWindow -= n;
         return true;
       }
@@ -189,8 +187,13 @@ export class MuxStream extends Duplex {
 
   /** Gathers its writes until the matching uncork() when nothing is queued (gathered); else the Writable's cork. */
   override cork(): void {
-    if (this.writableCorked === 0 && this.blocked === null && this.writableLength === 0 && !this.writableEnded && !this.destroyed) this.gathered = [];
+    if (this.writableCorked === 0 && this.nothingQueued()) this.gathered = [];
     super.cork();
+  }
+
+  /** Open for writing with nothing waiting (no write blocked on window, none in the Writable's queue): a write may leave ahead of the Writable. */
+  private nothingQueued(): boolean {
+    return this.blocked === null && this.writableLength === 0 && !this.writableEnded && !this.destroyed;
   }
 
   override uncork(): void {
@@ -200,7 +203,7 @@ export class MuxStream extends Duplex {
 
   /** Keeps a corked write; false (nothing kept) for one that would make the frame too long to copy. */
   private gather(chunk: unknown, encoding: BufferEncoding | undefined): boolean {
-    const part = typeof chunk === 'string' ? (encoding === 'latin1' ? chunk : Buffer.from(chunk, encoding ?? 'utf8')) : Buffer.isBuffer(chunk) ? chunk : null;
+    const part = payloadOf(chunk, encoding);
     if (part === null || this.gatheredBytes + part.length >= BY_REFERENCE_BYTES) return false;
     if (part.length > 0) {
       this.gathered!.push(part);
@@ -213,7 +216,7 @@ export class MuxStream extends Duplex {
   private sendGathered(): void {
     const parts = this.gathered!;
     const n = this.gatheredBytes;
-    if (n === 0 || this.destroyed || n > this.sendWindow || n > this.owner.connSendWindow) return this.spill();
+    if (n === 0 || n > this.sendWindow || n > this.owner.connSendWindow) return this.spill();
     this.gathered = null;
     this.gatheredBytes = 0;
     this.touch();
@@ -394,4 +397,14 @@ export class MuxStream extends Duplex {
 
 function onStreamTimer(s: MuxStream): void {
   s.timerFired();
+}
+
+/**
+ * A write's bytes as a frame payload: latin1 text as it is (an HTTP/1.1 head, which the
+ * session writes into its batch without a buffer of its own), other text encoded, a Buffer
+ * as it is; null for anything else (the Writable's way).
+ */
+function payloadOf(chunk: unknown, encoding: BufferEncoding | undefined): string | Buffer | null {
+  if (typeof chunk === 'string') return encoding === 'latin1' ? chunk : Buffer.from(chunk, encoding ?? 'utf8');
+  return Buffer.isBuffer(chunk) ? chunk : null;
 }
