@@ -1,3 +1,4 @@
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
 import { testPki } from './helpers/pki.js';
@@ -123,4 +124,45 @@ test('a malformed frame closes that peer connection and the listener keeps servi
   });
   expect(closed).toBe('closed');
   expect((await get('/echo')).status).toBe(200);
+});
+
+/** Writes `raw` on a new connection to the outbound listener at once; the response's status line, or '' if none came within `ms`. */
+function rawExchange(port: number, raw: string, ms: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    let got = '';
+    const done = (v: string) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(v);
+    };
+    const t = setTimeout(() => done(''), ms);
+    s.on('connect', () => s.write(raw));
+    s.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n\r\n')) done(got.slice(0, got.indexOf('\r\n')));
+    });
+    s.on('error', () => done(''));
+  });
+}
+
+test("requests that open virtual connections during the session's handshake are all answered, bodied ones among bodyless ones", async () => {
+  // A request with a body waits for the session's handshake before its first bytes; a bodyless
+  // one opened after it writes at once. The peer takes stream ids in the order they first
+  // appear on the wire, so the ids must appear in the order the streams were opened, or the
+  // bodied request is dropped as one for a closed stream and never answered (mux-session.ts open()).
+  const fresh = await startProxy({
+    pki,
+    serviceAccount: 'client',
+    config: { protocol: { meshHttp1: 'mux', meshHttp1MaxConnectionsPerPeer: 64 } },
+    services: [meshService('web', 80, [{ appPort: app.port, proxy: server }])],
+  });
+  try {
+    const post = 'POST /echo HTTP/1.1\r\nHost: web\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100);
+    const get = 'GET /name HTTP/1.1\r\nHost: web\r\n\r\n';
+    const all = await Promise.all(Array.from({ length: 16 }, (_, i) => rawExchange(fresh.outboundPort, i % 2 === 0 ? post : get, 5000)));
+    expect(all).toEqual(Array(16).fill('HTTP/1.1 200 OK'));
+  } finally {
+    await fresh.close();
+  }
 });

@@ -8,7 +8,9 @@
  *     length u32 | type u8 | flags u8 | stream id u32 | payload (length bytes)
  *
  * DATA carries bytes of a stream (FIN: the sender's half is done; the first DATA of an
- * unknown id opens the stream). WINDOW grants the peer more bytes to send on a stream
+ * unknown id opens the stream, and closes every lower id not yet seen, as a new HTTP/2
+ * stream id does, RFC 9113 section 5.1.1: a client opens its streams with an empty DATA
+ * frame each, in id order, MuxSession.open()). WINDOW grants the peer more bytes to send on a stream
  * (payload u32), as HTTP/2's WINDOW_UPDATE (RFC 9113 section 6.9). RESET aborts a stream
  * (payload u32 code). GOAWAY: no new streams on this connection (payload u32: the last
  * stream id the sender will serve), as HTTP/2's GOAWAY.

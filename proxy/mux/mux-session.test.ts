@@ -246,12 +246,13 @@ describe('MuxSession', () => {
     // As the HTTP/1.1 codec writes (latin1 text), and as a body's bytes come (a Buffer).
     for (const [i, s] of streams.entries()) s.write(i % 2 === 0 ? head : Buffer.from(head, 'latin1'), i % 2 === 0 ? 'latin1' : undefined);
     await tick();
-    // One write of one buffer: the ten frames back to back, nothing corked, no vector.
+    // One write of one buffer: the ten streams' opening frames (empty DATA, open()) and their
+    // ten frames back to back, nothing corked, no vector.
     expect(writes).toBe(1);
     expect(writevs).toBe(0);
     const rec = frameRecorder();
     new Deframer(rec).push(chunks[0]);
-    expect(rec.frames).toEqual(streams.map((s) => [FrameType.Data, 0, s.id, head]));
+    expect(rec.frames).toEqual([...streams.map((s) => [FrameType.Data, 0, s.id, '']), ...streams.map((s) => [FrameType.Data, 0, s.id, head])]);
   });
 });
 
@@ -329,6 +330,27 @@ describe('MuxSession: closed streams', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(served.map((x) => x.id)).toEqual([1, 3]);
     expect(got).toEqual([`1:POST / HTTP/1.1\r\ncontent-length: 100\r\n\r\nfirst part`, '3:x']);
+    expect(p.server.isClosed).toBe(false);
+  });
+
+  test('a stream opened first and written last is still a new stream at the peer: ids reach the wire in the order streams are opened', async () => {
+    // The outbound opens a virtual connection per request it cannot put on an idle one; a
+    // request with a body waits for the session's handshake, a bodyless one writes at once,
+    // so a stream opened later can write first. Its higher id must not make the peer take the
+    // earlier stream's lower one for a stream it has closed (RFC 9113 section 5.1.1).
+    const got = new Map<number, string>();
+    const p = await pair(64 * 1024, (st) => {
+      got.set(st.id, '');
+      st.on('data', (d: Buffer) => got.set(st.id, got.get(st.id) + d.toString('latin1')));
+    });
+    const first = p.client.open()!;
+    const second = p.client.open()!;
+    second.write('GET /second HTTP/1.1\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 30));
+    first.write('POST /first HTTP/1.1\r\ncontent-length: 4\r\n\r\nbody');
+    await until(() => (got.get(first.id) ?? '').endsWith('body'));
+    expect(got.get(first.id)).toBe('POST /first HTTP/1.1\r\ncontent-length: 4\r\n\r\nbody');
+    expect(got.get(second.id)).toBe('GET /second HTTP/1.1\r\n\r\n');
     expect(p.server.isClosed).toBe(false);
   });
 

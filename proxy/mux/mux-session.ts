@@ -7,6 +7,9 @@ import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { releaseBody } from '../net/body-buffers.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 
+/** The payload of the DATA frame that opens a stream (open()). */
+const EMPTY_PAYLOAD = Buffer.alloc(0);
+
 /** ALPN protocol id of the mesh multiplexer. */
 export const MUX_ALPN = 'wren-mux/1';
 
@@ -231,6 +234,12 @@ export class MuxSession implements StreamOwner, FrameSink {
     const s = new MuxStream(id, this, this.o.windowBytes);
     s.openBefore = this.streams.size;
     this.streams.set(id, s);
+    // The id's first use on the wire, now, in the order streams are opened: an empty DATA
+    // frame opens it at the peer. A peer takes a new id as closing every lower one it has not
+    // seen (data() below, as RFC 9113 section 5.1.1), and the stream's own first bytes may
+    // leave after those of a stream opened later (a request with a body waits for the
+    // session's handshake, a bodyless one does not): its request would be dropped unanswered.
+    this.sendData(id, EMPTY_PAYLOAD, false);
     return s;
   }
 
