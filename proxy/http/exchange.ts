@@ -98,6 +98,13 @@ export interface SettledBody {
   readonly settled: boolean;
 }
 
+/**
+ * Whether a writer may send `body` whole now: it is settled, or it has ended already. A
+ * body that has emitted its 'end' (node's Http2Stream ends an empty request body, HEADERS
+ * then an empty DATA with END_STREAM, before anyone reads it) has nothing more to give and
+ * no 'end' to come: a writer that waited for one would never finish the message.
+ */
 export function isSettled(body: BodyStream): boolean {
+  if (body.readableEnded) return true;
   return (body as BodyStream & Partial<SettledBody>).settled === true && !body.destroyed;
 }

@@ -73,6 +73,29 @@ test('pushed before anyone listens: every chunk, then end, then close, all after
   expect(log).toEqual(['attached', 'data a', 'data b', 'end', '_destroy null', 'close']);
 });
 
+test('an empty body ended before anyone reads it: no end until a reader comes, then end and close (a head and its end in one read)', async () => {
+  // The end of an empty body arrives with its head (HTTP/2 HEADERS then an empty DATA with
+  // END_STREAM, or trailers with no DATA): the writer attaches its listeners later, once the
+  // layers' promises settled. Readable emits 'end' only once someone reads or it flows; an
+  // 'end' emitted before would be lost and the exchange never finish.
+  const log = await same(async (b, l) => {
+    b.push(null);
+    await ticks();
+    l.push('waited');
+    listen(b, l);
+  });
+  expect(log).toEqual(['waited', 'end', '_destroy null', 'close']);
+  const unread = await same(async (b, l) => {
+    b.on('end', () => l.push('end'));
+    b.push(null);
+    await ticks();
+    l.push('still unread');
+    expect(b.readableEnded).toBe(false);
+    expect(b.read()).toBeNull();
+  });
+  expect(unread).toEqual(['still unread', 'end', '_destroy null']);
+});
+
 test('flowing, chunks pushed later are emitted as they come; the end is deferred past the push', async () => {
   const log = await same(async (b, l) => {
     listen(b, l);

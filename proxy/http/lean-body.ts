@@ -29,6 +29,7 @@ export interface BodyDone {
  * - a 'data' listener starts flowing unless paused; `resume()`/`pause()`, `isPaused()`;
  *   flowing, chunks are emitted one by one; `read()` paused gives everything buffered at once.
  * - 'end' once the input ended and every byte was read, deferred; then 'close' (autoDestroy).
+ *   An empty body too ends only once a reader flows or reads, never unheard before one comes.
  * - `destroy(err)`: `_destroy(err, cb)`, then 'error' (when cb gives one) and 'close',
  *   deferred; nothing is emitted after it but those.
  * - async iteration (destroying the body when the loop leaves early; over at once on a body
@@ -98,8 +99,14 @@ export class LeanBody extends EventEmitter {
       if (this.ended || this.destroyed) return false;
       this.ended = true;
       this.reading = false;
-      if (this.length === 0) this.scheduleEnd();
-      else if (this.readableFlowing === true) this.queueStep();
+      // The end is emitted once a reader takes it, as Readable's: flowing (a 'data' listener,
+      // resume()) or read(). An empty body's end often comes in the same read as its head,
+      // before the writer that will read it has attached its listeners: emitted now, it would
+      // be lost, and the exchange never finish.
+      if (this.readableFlowing === true) {
+        if (this.length === 0) this.scheduleEnd();
+        else this.queueStep();
+      }
       return false;
     }
     if (this.destroyed) return false;
