@@ -18,7 +18,8 @@ export interface CallerLimits {
 /**
  * Terminal inbound service: plaintext to the app on its port, in the protocol the
  * original client spoke (`wren-orig-proto`: requests upgraded to HTTP/2 between the
- * sidecars are downgraded back to HTTP/1.1 here), through the app's connectors
+ * sidecars are downgraded back to HTTP/1.1 here; the calling sidecar says HTTP/1.1 for an
+ * HTTP/2 request to a port declared `http1`), through the app's connectors
  * (app-connector.ts): its h2c session, its HTTP/1.1 pool.
  *
  * Fairness between callers (issue 11, item 5): all callers share one HTTP/2 session to

@@ -44,7 +44,8 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
       const limits = stateOf(req)?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
       if (ep.proxyPort !== null) {
-        const extra = lines.of(ep.port, req.origProto, peer);
+        const proto = upstreamProto(req);
+        const extra = lines.of(ep.port, proto, peer);
         // HTTP/2 (meshHttp2 mux): a virtual connection stands for a stream of the peer's
         // HTTP/2 session, not for a connection. The call holds a request slot (admission)
         // as a stream does; no connection slot, and beyond the pool's bound per peer it
@@ -53,7 +54,7 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
         // max_requests its streams). While the multiplexer session it needs is being
         // established it is a pending request, as one waiting for a peer session on h2
         // (the pool's sessionStreams: mesh-mux-pool.ts).
-        if (req.origProto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
+        if (proto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
         return mesh.h1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
       }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
@@ -63,8 +64,8 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
       ep.proxyPort === null
         ? undefined
         : peer === undefined
-          ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto }
-          : { [MESH.targetPort]: String(ep.port), [MESH.origProto]: req.origProto, [MESH.peer]: peer };
+          ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: upstreamProto(req) }
+          : { [MESH.targetPort]: String(ep.port), [MESH.origProto]: upstreamProto(req), [MESH.peer]: peer };
     // pick-endpoint connected the attempt (its connector's upstream): no look-up, no promise round trip.
     const up = stateOf(req)?.upstream;
     if (up?.kind === 'h2') return forwardH2(up.session, req, req.headers, extra);
@@ -117,7 +118,18 @@ function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string 
  */
 export function forwardWatchesSignal(mesh: MeshPools): (req: ProxyRequest, ep: Endpoint) => boolean {
   const via = meshPoolsOf(mesh);
-  return (req, ep) => req.upgrade === undefined && req.origProto !== 'TCP' && (req.origProto === 'HTTP/1.1' || stateOf(req)?.upstream?.kind === 'h2' || viaH1Pool(req, ep, via));
+  return (req, ep) => req.upgrade === undefined && req.origProto !== 'TCP' && (upstreamProto(req) === 'HTTP/1.1' || stateOf(req)?.upstream?.kind === 'h2' || viaH1Pool(req, ep, via));
+}
+
+/**
+ * The protocol the app gets a request in: the client's, except that an HTTP/2 request to a
+ * service port declared `http1` is sent as HTTP/1.1 (an app behind such a port speaks only
+ * HTTP/1.1; Istio's sidecars also speak the declared protocol to the app, where h2c would
+ * get a 502 from an HTTP/1.1 server). A port left to detection keeps the client's protocol,
+ * as Linkerd does.
+ */
+function upstreamProto(req: ProxyRequest): ProxyRequest['origProto'] {
+  return req.origProto === 'HTTP/2' && req.route?.port.protocol === 'http1' ? 'HTTP/1.1' : req.origProto;
 }
 
 /**
@@ -128,8 +140,9 @@ export function forwardWatchesSignal(mesh: MeshPools): (req: ProxyRequest, ep: E
  */
 export function viaH1Pool(req: ProxyRequest, ep: Endpoint, via: MeshVia): boolean {
   if (req.upgrade !== undefined) return false;
-  if (req.origProto === 'HTTP/1.1') return ep.proxyPort === null || via.h1;
-  return req.origProto === 'HTTP/2' && via.h2 && ep.proxyPort !== null;
+  const proto = upstreamProto(req);
+  if (proto === 'HTTP/1.1') return ep.proxyPort === null || via.h1;
+  return proto === 'HTTP/2' && via.h2 && ep.proxyPort !== null;
 }
 
 /**
