@@ -4,6 +4,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { rawHead, statusLine } from './helpers/raw-http.js';
 
 /**
  * limits.maxStreamsPerCaller holds a slot per request a caller has open to the app. A request
@@ -33,26 +34,9 @@ afterAll(async () => {
   await app.close();
 });
 
-/** A request on a connection of its own; the status line, or '' if none within `ms`. */
-function h1(path: string, ms = 3000): Promise<string> {
-  return new Promise((resolve) => {
-    const s = netConnect(client.outboundPort, '127.0.0.1');
-    let got = '';
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve('');
-    }, ms);
-    s.on('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: web\r\n\r\n`));
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      if (got.includes('\r\n')) {
-        clearTimeout(t);
-        s.destroy();
-        resolve(got.slice(0, got.indexOf('\r\n')));
-      }
-    });
-    s.on('error', () => undefined);
-  });
+/** A request on a connection of its own; the status line, or '' if none within 3 s. */
+function h1(path: string): Promise<string> {
+  return rawHead(client.outboundPort, `GET ${path} HTTP/1.1\r\nHost: web\r\n\r\n`, 3000).then(statusLine);
 }
 
 /** Requests that hang at the app, each on its own connection, until the returned function closes them. */

@@ -1,4 +1,3 @@
-import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
 import { testPki } from './helpers/pki.js';
@@ -8,6 +7,7 @@ import type { Proxy } from '../proxy/proxy.js';
 import { FrameType, frameHeader } from '../proxy/mux/frame.js';
 import { MUX_ALPN } from '../proxy/mux/mux-session.js';
 import { metric } from './helpers/admin-metric.js';
+import { rawHead, statusLine } from './helpers/raw-http.js';
 
 /**
  * HTTP/1.1 between sidecars on the mesh multiplexer (protocol.meshHttp1 'mux', ALPN
@@ -126,26 +126,6 @@ test('a malformed frame closes that peer connection and the listener keeps servi
   expect((await get('/echo')).status).toBe(200);
 });
 
-/** Writes `raw` on a new connection to the outbound listener at once; the response's status line, or '' if none came within `ms`. */
-function rawExchange(port: number, raw: string, ms: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = netConnect(port, '127.0.0.1');
-    let got = '';
-    const done = (v: string) => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(v);
-    };
-    const t = setTimeout(() => done(''), ms);
-    s.on('connect', () => s.write(raw));
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      if (got.includes('\r\n\r\n')) done(got.slice(0, got.indexOf('\r\n')));
-    });
-    s.on('error', () => done(''));
-  });
-}
-
 test("requests that open virtual connections during the session's handshake are all answered, bodied ones among bodyless ones", async () => {
   // A request with a body waits for the session's handshake before its first bytes; a bodyless
   // one opened after it writes at once. The peer takes stream ids in the order they first
@@ -160,7 +140,7 @@ test("requests that open virtual connections during the session's handshake are 
   try {
     const post = 'POST /echo HTTP/1.1\r\nHost: web\r\nContent-Length: 100\r\n\r\n' + 'x'.repeat(100);
     const get = 'GET /name HTTP/1.1\r\nHost: web\r\n\r\n';
-    const all = await Promise.all(Array.from({ length: 16 }, (_, i) => rawExchange(fresh.outboundPort, i % 2 === 0 ? post : get, 5000)));
+    const all = await Promise.all(Array.from({ length: 16 }, (_, i) => rawHead(fresh.outboundPort, i % 2 === 0 ? post : get, 5000).then(statusLine)));
     expect(all).toEqual(Array(16).fill('HTTP/1.1 200 OK'));
   } finally {
     await fresh.close();

@@ -71,7 +71,8 @@ export interface FrameSink {
   malformed(why: string): void;
 }
 
-const EMPTY = Buffer.alloc(0);
+/** An empty DATA payload: an empty frame read (the Deframer), a stream's opening frame and its FIN (mux-session.ts, mux-stream.ts). */
+export const EMPTY_PAYLOAD = Buffer.alloc(0);
 
 /**
  * Incremental frame reader: bytes from the connection in, frames out. A DATA payload goes
@@ -127,7 +128,7 @@ export class Deframer {
         const fin = (b[at + 5] & FLAG_FIN) !== 0;
         if (b === chunk) off += HEADER_BYTES;
         this.staged = 0;
-        if (len === 0) this.sink.data(id, EMPTY, fin);
+        if (len === 0) this.sink.data(id, EMPTY_PAYLOAD, fin);
         else {
           this.dataLeft = len;
           this.dataId = id;

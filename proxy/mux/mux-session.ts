@@ -2,13 +2,10 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import { deferred, inTurn } from '../../common/deferred.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
-import { CONTROL_PAYLOAD_BYTES, Deframer, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
+import { CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { releaseBody } from '../net/body-buffers.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
-
-/** The payload of the DATA frame that opens a stream (open()). */
-const EMPTY_PAYLOAD = Buffer.alloc(0);
 
 /** ALPN protocol id of the mesh multiplexer. */
 export const MUX_ALPN = 'wren-mux/1';

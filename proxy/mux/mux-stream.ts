@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { isLent, releaseBody } from '../net/body-buffers.js';
 import { BY_REFERENCE_BYTES } from './frame-batch.js';
-import { MAX_PAYLOAD, MAX_WINDOW } from './frame.js';
+import { EMPTY_PAYLOAD, MAX_PAYLOAD, MAX_WINDOW } from './frame.js';
 
 /** What a stream needs from its session (proxy/mux/mux-session.ts). */
 export interface StreamOwner {
@@ -316,7 +316,7 @@ export class MuxStream extends Duplex {
 
   override _final(cb: (e?: Error | null) => void): void {
     this.finSent = true;
-    this.owner.sendData(this.id, Buffer.alloc(0), true);
+    this.owner.sendData(this.id, EMPTY_PAYLOAD, true);
     cb();
   }
 

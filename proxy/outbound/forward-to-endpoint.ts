@@ -60,12 +60,13 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
       return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs);
     }
+    const origProto = upstreamProto(req);
     const extra: Headers | undefined =
       ep.proxyPort === null
         ? undefined
         : peer === undefined
-          ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: upstreamProto(req) }
-          : { [MESH.targetPort]: String(ep.port), [MESH.origProto]: upstreamProto(req), [MESH.peer]: peer };
+          ? { [MESH.targetPort]: String(ep.port), [MESH.origProto]: origProto }
+          : { [MESH.targetPort]: String(ep.port), [MESH.origProto]: origProto, [MESH.peer]: peer };
     // pick-endpoint connected the attempt (its connector's upstream): no look-up, no promise round trip.
     const up = stateOf(req)?.upstream;
     if (up?.kind === 'h2') return forwardH2(up.session, req, req.headers, extra);

@@ -22,3 +22,9 @@ export function rawHead(port: number, bytes: string, timeoutMs = 4000): Promise<
     s.write(bytes);
   });
 }
+
+/** The status line of what rawHead gave back ('' when nothing came). */
+export function statusLine(raw: string): string {
+  const end = raw.indexOf('\r\n');
+  return end < 0 ? raw : raw.slice(0, end);
+}
