@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { Protocol, Service, TrafficPolicy, Workload } from '../../contract/model.js';
 import { podWorkload, type PodMeta } from './pod-workload.js';
@@ -80,7 +81,31 @@ export const TRAFFIC_POLICY_VERSION = 'v1alpha1';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-const IP = /^[0-9a-fA-F.:]+$/;
+
+/**
+ * A Service's or an EndpointSlice's port protocol (core/v1 Protocol). The mesh carries
+ * TCP only: a UDP or SCTP port (kube-dns's 53/UDP beside its 53/TCP) is left out of the
+ * mesh model, as Istio leaves UDP ports to kube-proxy; only the TCP port of a number
+ * shared by two protocols becomes a mesh port.
+ */
+const portProto = literal(['TCP', 'UDP', 'SCTP'] as const, 'TCP');
+
+/**
+ * A Service's TCP port numbers are unique: the API server refuses two ports with the same
+ * number and protocol, but a manifest in a directory has no API server, and the proxies'
+ * parser refuses a Service with a port twice (contract/parse.ts). Refused here, alone and
+ * with its field path, such a Service cannot make every proxy refuse the update carrying
+ * it. (An EndpointSlice may list one target port under two names: its ports are not checked.)
+ */
+function uniqueTcpPorts(ports: readonly { readonly port: number; readonly protocol: string }[], specPath: string): void {
+  const seen = new Map<number, number>();
+  ports.forEach((p, i) => {
+    if (p.protocol !== 'TCP') return;
+    const first = seen.get(p.port);
+    if (first !== undefined) fail(`${specPath}.ports[${i}].port`, `duplicate TCP port ${p.port} (also ports[${first}])`);
+    seen.set(p.port, i);
+  });
+}
 
 /** A timestamp as JSON (string) or as the client library's Date. */
 const timestamp: Parser<string> = (raw) => (raw instanceof Date ? raw.toISOString() : typeof raw === 'string' ? raw : '');
@@ -120,7 +145,7 @@ export const parseK8sService: Parser<KService> = (raw, path) => {
           clusterIP: anyStr,
           clusterIPs: withDefault(arr(str()), [] as readonly string[]),
           ports: withDefault(
-            arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }), appProtocol: anyStr }, { allowUnknown: true })),
+            arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }), protocol: portProto, appProtocol: anyStr }, { allowUnknown: true })),
             [],
           ),
         },
@@ -129,12 +154,16 @@ export const parseK8sService: Parser<KService> = (raw, path) => {
     },
     { allowUnknown: true },
   )(raw, path);
+  uniqueTcpPorts(o.spec.ports, `${path ? path + '.' : ''}spec`);
   const ips = o.spec.clusterIPs.length > 0 ? o.spec.clusterIPs : o.spec.clusterIP ? [o.spec.clusterIP] : [];
   return Object.freeze({
     name: o.metadata.name,
     namespace: o.metadata.namespace,
-    clusterIPs: Object.freeze(ips.filter((ip) => IP.test(ip))),
-    ports: Object.freeze(o.spec.ports.map((p) => Object.freeze({ name: p.name, port: p.port, protocol: portProtocol(p.name, p.appProtocol) }))),
+    // "None" (headless) and anything else that is not an address are not cluster IPs.
+    clusterIPs: Object.freeze(ips.filter((ip) => isIP(ip) !== 0)),
+    ports: Object.freeze(
+      o.spec.ports.filter((p) => p.protocol === 'TCP').map((p) => Object.freeze({ name: p.name, port: p.port, protocol: portProtocol(p.name, p.appProtocol) })),
+    ),
     externalName: o.spec.type === 'ExternalName',
   });
 };
@@ -142,6 +171,7 @@ export const parseK8sService: Parser<KService> = (raw, path) => {
 /** EndpointSlice conditions: nil ready/serving mean "ready" (API docs); nil terminating means false. */
 const sliceEndpoint = obj(
   {
+    // Checked against the slice's addressType below (the proxies refuse a bad address).
     addresses: arr(str(), { min: 1 }),
     conditions: obj({ ready: optional(bool()), serving: optional(bool()), terminating: optional(bool()) }, { allowUnknown: true }),
     zone: str({ default: '' }),
@@ -155,17 +185,27 @@ export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
     {
       metadata: metadata(DNS_SUBDOMAIN),
       addressType: literal(['IPv4', 'IPv6', 'FQDN'] as const),
-      ports: withDefault(arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }) }, { allowUnknown: true })), []),
+      ports: withDefault(arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }), protocol: portProto }, { allowUnknown: true })), []),
       endpoints: withDefault(arr(sliceEndpoint), []),
     },
     { allowUnknown: true },
   )(raw, path);
+  // The API server validates each address against addressType (an IPv4 slice holds IPv4
+  // addresses, without leading zeros); a manifest in a directory is not validated by one,
+  // and one bad address would make every proxy refuse the update that carries it.
+  const family = o.addressType === 'IPv4' ? 4 : o.addressType === 'IPv6' ? 6 : 0;
+  if (family !== 0)
+    o.endpoints.forEach((e, i) =>
+      e.addresses.forEach((a, j) => {
+        if (isIP(a) !== family) fail(`${path ? path + '.' : ''}endpoints[${i}].addresses[${j}]`, `expected an ${o.addressType} address, got ${JSON.stringify(a)}`);
+      }),
+    );
   return Object.freeze({
     name: o.metadata.name,
     namespace: o.metadata.namespace,
     service: o.metadata.labels['kubernetes.io/service-name'] ?? '',
     addressType: o.addressType,
-    ports: Object.freeze(o.ports.map((p) => Object.freeze({ name: p.name, port: p.port }))),
+    ports: Object.freeze(o.ports.filter((p) => p.protocol === 'TCP').map((p) => Object.freeze({ name: p.name, port: p.port }))),
     endpoints: Object.freeze(
       o.endpoints.map((e) => {
         const ready = e.conditions.ready ?? true;

@@ -1,5 +1,6 @@
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import { endpointKey, serviceKey, type Endpoint, type Service, type ServicePort, type TrafficPolicy, type Workload } from '../../contract/model.js';
+import { serviceFromWire, serviceToWire } from '../../contract/discovery.js';
 import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objects.js';
 
 /**
@@ -27,7 +28,13 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  *   (creationTimestamp, then name) wins, as Gateway API resolves conflicts; the others, and
  *   policies naming no port of the Service, are reported;
  * - a MeshService with the same key as a Service wins over it (it is explicit); its
- *   inline spec.policy wins over a TrafficPolicy.
+ *   inline spec.policy wins over a TrafficPolicy;
+ * - the result goes through the proxies' own check of a service from the wire
+ *   (contract/discovery.ts serviceFromWire): a proxy refuses a whole update when one
+ *   service in it is invalid, so a service it would refuse is left out here, with a
+ *   warning naming the field, and every other service keeps flowing. The objects' parsers
+ *   (k8s-objects.ts) refuse what they can see alone; this catches what only the
+ *   translation puts together.
  */
 export interface TranslateInput {
   readonly trustDomain: string;
@@ -110,6 +117,18 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
 }
 
 export function translateService(input: TranslateInput): TranslateResult {
+  const r = translate(input);
+  if (!r.service) return r;
+  const key = serviceKey(r.service);
+  try {
+    serviceFromWire(serviceToWire(r.service), key);
+  } catch (e) {
+    return { service: null, warnings: [...r.warnings, `${key}: left out, the proxies would refuse it: ${(e as Error).message}`] };
+  }
+  return r;
+}
+
+function translate(input: TranslateInput): TranslateResult {
   const warnings: string[] = [];
   const { service: svc, meshService } = input;
   if (meshService) {
