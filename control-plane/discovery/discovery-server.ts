@@ -387,6 +387,7 @@ export class DiscoveryServer {
       s.ackedSeq = f.seq;
       s.ackedVersion = f.version;
       s.ackedView = f.view;
+      s.ackedRouteNs = f.routeNs;
       if (f.policyJson !== null) s.ackedPolicyJson = f.policyJson;
       if (f.trustKey !== null) s.ackedTrustKey = f.trustKey;
       if (f.telemetryJson !== null) s.ackedTelemetryJson = f.telemetryJson;
@@ -454,7 +455,7 @@ export class DiscoveryServer {
       if (entry.full || ej !== s.ackedEgressJson) egressJson = ej;
     } else if (trustDue && s.ackedSeq >= 0) {
       // Only the trust state is new: an otherwise empty delta at the version the proxy holds.
-      entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, full: false, bytes: null, response: null, withPolicy: new Map() };
+      entry = { seq: s.ackedSeq, version: s.ackedVersion, committedAt: this.o.clock.now(), nonce: `${s.ackedSeq}-${s.ackedSeq}-t${trust.generation}`, view: s.ackedView, routeNs: s.ackedRouteNs, full: false, bytes: null, response: null, withPolicy: new Map() };
     } else return;
     const withTrust = trust !== null && (entry.full || trustDue) ? trust : null;
     if (policyJson === null && telemetryJson === null && egressJson === null && withTrust === null && (!entry.bytes || !entry.response)) {
@@ -513,7 +514,11 @@ export class DiscoveryServer {
     // Subscribers in a namespace with consumer routes see other routes than the rest (GEP-1294): their own entries.
     const ns = s.sub?.identity.namespace ?? '';
     const routeNs = view.routes.consumerNamespaces.has(ns) ? ns : '*';
-    const key = `${s.filterId}|${routeNs}|${full ? 'full' : s.ackedSeq}`;
+    // A delta is from the view the subscriber ACKed, which its filter, seq and route namespace
+    // name: two subscribers that share those share the entry. The ACKed route namespace is
+    // not always the current one (a namespace's last consumer route deleted: '*' now), so
+    // it is part of the key, or a subscriber would take a delta made from another's view.
+    const key = `${s.filterId}|${routeNs}|${full ? 'full' : `${s.ackedSeq}|${s.ackedRouteNs}`}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
     const to = withRoutes(s.filter ? subset(view.services, s.filter) : view.services, view.routes, routeNs);
@@ -526,7 +531,7 @@ export class DiscoveryServer {
       response = isEmptyDelta(d) ? null : { version: view.version, nonce, full: false, baseVersion: s.ackedVersion, ...d };
     }
     const entry: Entry = {
-      seq: view.seq, version: view.version, committedAt: view.committedAt, nonce, view: to, full,
+      seq: view.seq, version: view.version, committedAt: view.committedAt, nonce, view: to, routeNs, full,
       response, bytes: response ? loadDiscoveryProto().encodeResponse(response) : null, withPolicy: new Map(),
     };
     this.cache.set(key, entry);

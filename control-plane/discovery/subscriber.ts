@@ -12,6 +12,8 @@ export interface Entry {
   readonly committedAt: number;
   readonly nonce: string;
   readonly view: ReadonlyMap<string, Service>;
+  /** The consumer-route namespace `view` was made for ('*': none of its own; discovery-server.ts entryFor). */
+  readonly routeNs: string;
   readonly full: boolean;
   /** null: nothing this subscriber watches changed. */
   readonly bytes: Buffer | null;
@@ -32,6 +34,8 @@ export interface Subscriber {
   ackedSeq: number;
   ackedVersion: string;
   ackedView: ReadonlyMap<string, Service>;
+  /** The route namespace of the view the proxy ACKed (Entry.routeNs): with ackedSeq and the filter, what names ackedView. */
+  ackedRouteNs: string;
   /** Inbound policy JSON the proxy ACKed (null: none yet). */
   ackedPolicyJson: string | null;
   /** Key of the trust state the proxy ACKed (null: none yet). */
@@ -71,7 +75,7 @@ export interface Subscriber {
 export function newSubscriber(id: number, call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, now: number): Subscriber {
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
-    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
+    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
     authPeer: null, authAnchor: null, podChecked: false, expiryTimer: null, closed: false,
