@@ -82,7 +82,11 @@ beforeAll(async () => {
   wsPort = l.port;
   wsClose = l.close;
   const policy = {
-    authorizationPolicies: [{ name: 'default/deny-mallory', action: 'DENY', rules: [{ from: [{ source: { principals: ['*/sa/mallory'] } }] }] }],
+    authorizationPolicies: [
+      { name: 'default/deny-mallory', action: 'DENY', rules: [{ from: [{ source: { principals: ['*/sa/mallory'] } }] }] },
+      // The upgrade's own fields, which the listeners keep out of the header map, are what the conditions read.
+      { name: 'default/no-ws', action: 'DENY', rules: [{ to: [{ operation: { paths: ['/no-ws*'] } }], when: [{ key: 'request.headers[upgrade]', values: ['websocket'] }] }] },
+    ],
   };
   server = await startProxy({ pki, serviceAccount: 'web', config: { policy } });
   const services = [
@@ -282,4 +286,24 @@ test('to an unmeshed endpoint the outbound alone applies the same rules', async 
   expect(conns[0].bytes).not.toMatch(/smuggled|sa\/admin|x-forwarded-client-cert/i);
   expect(conns[0].bytes).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/);
   expect(conns[1].beforeSwitch).toBe('');
+});
+
+// Last in the file: its plain request leaves a kept-alive connection to the raw app, which the tests above would take for a new one.
+test('a DENY on request.headers[upgrade] refuses the WebSocket upgrade (403), not the plain request to the same path', async () => {
+  const before = raw.conns.length;
+  const reply = await exchange(client, 'GET /no-ws HTTP/1.1\r\nHost: raw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframe-bytes');
+  expect(reply).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+  expect(reply.toLowerCase()).toContain('wren-authz-reason: deny-policy default/no-ws\r\n');
+  expect(reply).not.toContain('frame-bytes');
+  const status = await new Promise<number>((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${client.outboundPort}/no-ws`, { headers: { host: 'ws' } });
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('open', () => resolve(101));
+    ws.on('error', () => undefined);
+  });
+  expect(status).toBe(403);
+  await new Promise((r) => setTimeout(r, 100));
+  expect(raw.conns.length).toBe(before);
+  const plain = await exchange(client, 'GET /no-ws HTTP/1.1\r\nHost: raw\r\nConnection: close\r\n\r\n');
+  expect(plain).toMatch(/^HTTP\/1\.1 200 /);
 });

@@ -95,6 +95,26 @@ describe('conditions', () => {
   ])('%s', (_name, when, headers, want) => {
     expect(verdict(deny(when), http(WEB, 'GET', '/', headers))).toBe(want);
   });
+
+  // The listeners keep the connection's own fields out of the header map: these are read from the request.
+  const upgrade = (upgrade: string | undefined, authority = 'web.shop:80'): AuthzRequest => ({
+    principal: WEB, port: 8080, http: { method: 'GET', path: '/ws', headers: {}, authority, ...(upgrade === undefined ? {} : { upgrade }) },
+  });
+  test.each([
+    ['upgrade header of a WebSocket upgrade', 'request.headers[upgrade]', ['websocket'], 'websocket', 'deny'],
+    ['upgrade header, any upgrade', 'request.headers[Upgrade]', ['*'], 'websocket', 'deny'],
+    ['upgrade header, another protocol', 'request.headers[upgrade]', ['websocket'], 'connect-udp', 'allow'],
+    ['upgrade header of a plain request', 'request.headers[upgrade]', ['*'], undefined, 'allow'],
+    ['connection header of an upgrade', 'request.headers[connection]', ['upgrade'], 'websocket', 'deny'],
+    ['connection header of a plain request', 'request.headers[connection]', ['*'], undefined, 'allow'],
+  ])('%s', (_name, key, values, proto, want) => {
+    expect(verdict(deny([{ key, values }]), upgrade(proto))).toBe(want);
+  });
+
+  test('request.headers[host] reads the authority', () => {
+    const p = deny([{ key: 'request.headers[host]', values: ['admin.*'] }]);
+    expect([verdict(p, upgrade(undefined, 'admin.shop:80')), verdict(p, upgrade(undefined, 'web.shop:80'))]).toEqual(['deny', 'allow']);
+  });
 });
 
 describe('policy combination (Istio evaluation order)', () => {

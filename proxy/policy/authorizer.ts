@@ -38,7 +38,15 @@ export interface AuthzRequest {
   /** The workload port the request is for (0 when unknown). */
   readonly port: number;
   /** null for TCP. Header names are lower-case. */
-  readonly http: { readonly method: string; readonly path: string; readonly headers: Readonly<Record<string, string | readonly string[]>> } | null;
+  readonly http: {
+    readonly method: string;
+    readonly path: string;
+    readonly headers: Readonly<Record<string, string | readonly string[]>>;
+    /** The request's authority (HTTP/1.1 Host, HTTP/2 :authority): what `request.headers[host]` reads. */
+    readonly authority?: string;
+    /** An upgrade request's protocols (HTTP/1.1 Upgrade, extended CONNECT's :protocol): what `request.headers[upgrade]` reads. */
+    readonly upgrade?: string;
+  } | null;
   /** The request's verified JWT; absent or null: none (then `requestPrincipals` see ''). */
   readonly auth?: RequestAuth | null;
 }
@@ -78,6 +86,9 @@ interface Ctx {
   readonly method: string;
   readonly path: string;
   readonly headers: Readonly<Record<string, string | readonly string[]>> | null;
+  readonly authority: string;
+  /** '' when the request is no upgrade. */
+  readonly upgrade: string;
   readonly auth: RequestAuth | null;
 }
 
@@ -153,6 +164,23 @@ function headerValue(c: Ctx, name: string): string {
   return v === undefined ? '' : typeof v === 'string' ? v : v.join(',');
 }
 
+/**
+ * What `request.headers[NAME]` reads. The listeners take the connection's own fields out
+ * of the header map (RFC 9110 section 7.6.1: Connection and what it lists are for the
+ * immediate connection; Host is the request's authority), so these three are read from
+ * the request itself, as Envoy's filters see them: an upgrade request keeps `upgrade`
+ * (an HTTP/2 extended CONNECT's :protocol, turned into an HTTP/1.1-style upgrade as Envoy
+ * does) and `connection: upgrade`; any other request has neither (Envoy removes them
+ * before its filters); `host` is the authority. Without this a DENY on
+ * `request.headers[upgrade]` never matched, and WebSockets went through it.
+ */
+function headerReader(name: string): (c: Ctx) => string {
+  if (name === 'upgrade') return (c) => c.upgrade;
+  if (name === 'connection') return (c) => (c.upgrade === '' ? '' : 'upgrade');
+  if (name === 'host') return (c) => c.authority;
+  return (c) => headerValue(c, name);
+}
+
 const CLAIM_KEY = /^request\.auth\.claims((?:\[[^[\]]+\])+)$/;
 const EMPTY: readonly string[] = Object.freeze([]);
 
@@ -182,7 +210,7 @@ function compileCondition(w: AuthzCondition): Pred {
   const h = HEADER_KEY.exec(w.key);
   if (h) {
     const name = h[1].toLowerCase();
-    return positiveNegative(w.values, w.notValues, (c) => headerValue(c, name)) ?? always;
+    return positiveNegative(w.values, w.notValues, headerReader(name)) ?? always;
   }
   const get: (c: Ctx) => string =
     w.key === 'source.principal' ? (c) => c.principal : w.key === 'source.namespace' ? (c) => c.namespace : (c) => String(c.port);
@@ -276,6 +304,8 @@ export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer 
         method: req.http?.method ?? '',
         path: req.http ? normalizePath(req.http.path) : '',
         headers: req.http?.headers ?? null,
+        authority: req.http?.authority ?? '',
+        upgrade: req.http?.upgrade ?? '',
         auth: req.http ? (req.auth ?? null) : null,
       };
       const http = !!req.http;
