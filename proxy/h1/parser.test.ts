@@ -58,6 +58,11 @@ const REFUSED: [string, string, H1Reason, number][] = [
   // RFC 9112 section 2.2: only CRLF ends a line; a bare CR is invalid.
   ['a head line ended by a bare LF (2.2)', 'GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n', 'bare-lf', 400],
   ['a request line ended by a bare LF (2.2)', 'GET / HTTP/1.1\nHost: a\r\n\r\n', 'bare-lf', 400],
+  // RFC 9112 section 2.2: empty lines (CRLF) before the request-line are skipped, a lone CR is not one.
+  ['a lone CR before the request line (2.2)', '\rGET / HTTP/1.1\r\nHost: a\r\n\r\n', 'bare-cr', 400],
+  ['CR CR LF before the request line (2.2)', '\r\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n', 'bare-cr', 400],
+  ['CRLF then a lone CR before the request line (2.2)', '\r\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n', 'bare-cr', 400],
+  ['LF CR before the request line (2.2)', '\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n', 'bare-lf', 400],
   ['a head ended by LF LF (2.2)', 'GET / HTTP/1.1\r\nHost: a\r\n\n', 'bare-lf', 400],
   ['a bare CR inside a value (2.2)', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r2\r\n\r\n', 'bare-cr', 400],
   ['a bare CR before CRLF (2.2)', 'GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\r\n\r\n', 'bare-cr', 400],
@@ -86,7 +91,8 @@ const REFUSED: [string, string, H1Reason, number][] = [
   ['HTTP/1.2 (2.3)', 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', 'bad-version', 400],
   ['HTTP/2.0 in text (2.3)', 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', 'bad-version', 400],
   ['a lower-case version (2.3)', 'GET / http/1.1\r\nHost: a\r\n\r\n', 'bad-version', 400],
-  ['a request line without a version (3)', 'GET /\r\nHost: a\r\n\r\n', 'bad-start-line', 400],
+  ['a request line without a version: HTTP/0.9 (2.3, 3)', 'GET /\r\nHost: a\r\n\r\n', 'bad-version', 400],
+  ['HTTP/0.9 ended by a bare LF (2.2)', 'GET /\nHost: a\r\n\r\n', 'bare-lf', 400],
 ];
 
 describe('H1Parser requests: refused (RFC 9112 sections 6.3 and 11.2)', () => {

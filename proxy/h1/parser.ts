@@ -363,11 +363,15 @@ export class H1Parser {
   private requestLine(b: Buffer, s: number, e: number): void {
     let i = s;
     while (i < e && TOKEN[b[i]] === 1) i++;
-    if (i === s || i >= e || b[i] !== SP) return this.fail('bad-start-line', 'malformed method');
+    // A lone CR before the request-line (node's parser skips it) is not an empty line: RFC
+    // 9112 section 2.2 has a bare CR refused, and protocol detection sends it here for that.
+    if (i === s || i >= e || b[i] !== SP) return b[s] === CR ? this.fail('bare-cr', 'bare CR before the request-line') : this.fail('bad-start-line', 'malformed method');
     const h = this.head;
     h.method = methodOf(b, s, i);
     const t = ++i;
     while (i < e && TARGET[b[i]] === 1) i++;
+    // No version at all is HTTP/0.9 (RFC 1945), which node's parser still takes, header fields and all: not spoken here.
+    if (i >= e && i > t) return this.fail('bad-version', 'no HTTP-version (HTTP/0.9 is not supported)');
     if (i === t || i >= e || b[i] !== SP) return this.fail('bad-start-line', 'malformed request-target');
     h.target = equals(b, t, i, lastTarget) ? lastTarget : (lastTarget = latin1(b, t, i));
     i++;

@@ -18,6 +18,17 @@ describe('classifyPrefix', () => {
     ['GET /  HTTP/1.1\r\n'],
     ['GET / HTTP/2.0\r\n'],
     ['GET /whoami RTSP/1.0\r\n'],
+    // llhttp skips any run of CR and LF before a request line, lone CRs too (RFC 9112
+    // section 2.2 has those refused): the codec answers 400.
+    ['\rGET / HTTP/1.1\r\n'],
+    ['\r\r\r\nGET / HTTP/1.1\r\n'],
+    ['\n\rGET / HTTP/1.1\r\n'],
+    // HTTP/0.9 (no version), which llhttp takes with header fields after it: the codec answers 400.
+    ['GET /whoami\r\n'],
+    ['GET /whoami\n'],
+    ['PROPFIND  /dav\r\n'],
+    ['OPTIONS *\r\n'],
+    ['\rGET http://x/a\r\n'],
   ])('HTTP/1.x request line by grammar: %j', (s) => expect(c(s)).toBe('http1'));
 
   test('the HTTP/2 preface, and its prefixes wait', () => {
@@ -25,8 +36,7 @@ describe('classifyPrefix', () => {
     expect(c('PRI * HTTP/2.0\r\n')).toBe('need-more');
   });
 
-  test('every strict prefix of a request line waits for more', () => {
-    const line = '\r\nPROPFIND /a/b HTTP/1.1\r\n';
+  test.each(['\r\nPROPFIND /a/b HTTP/1.1\r\n', '\n\r\rGET /a/b\r\n'])('every strict prefix of a request line waits for more: %j', (line) => {
     for (let k = 1; k < line.length; k++) expect([k, c(line.slice(0, k))]).toEqual([k, 'need-more']);
   });
 
@@ -40,8 +50,16 @@ describe('classifyPrefix', () => {
     ['GET / HTTP/x.1'],
     ['SET key value\r\n'], // redis inline command
     ['GET / HTTP/1.1\rX'],
-    ['\rX'],
+    ['\r\x00'],
     [' GET / HTTP/1.1\r\n'],
+    ['\r GET / HTTP/1.1\r\n'],
+    // What llhttp refuses too: a CR not followed by LF after the target, a space then no version.
+    ['GET /a\r\r\n'],
+    ['GET /a \r\n'],
+    // memcached's text protocol: a version-less line whose method is not upper-case is no
+    // request to llhttp (it knows only upper-case methods).
+    ['get session:42\r\n'],
+    ['delete k\r\n'],
   ])('decided opaque at the first byte that breaks the grammar: %j', (s) => expect(c(s)).toBe('opaque'));
 
   test('a request line longer than the head limit is HTTP (the HTTP stack refuses it), not spliced', () => {

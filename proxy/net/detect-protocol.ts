@@ -11,6 +11,8 @@ const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
 const UPPER_A = 0x41;
 const UPPER_Z = 0x5a;
+const LOWER_A = 0x61;
+const LOWER_Z = 0x7a;
 const SLASH = 0x2f;
 const DOT = 0x2e;
 /** llhttp knows HTTP, RTSP and ICE; a longer name is not a version. */
@@ -29,12 +31,17 @@ const MAX_REQUEST_LINE = DEFAULT_H1_LIMITS.maxHeadBytes;
  * 'need-more' while the bytes are still a prefix of something recognisable.
  *
  * HTTP/1.x is recognised by its grammar, not a method list (as Envoy's http_inspector
- * parses it): empty lines first (RFC 9112 section 2.2: a server SHOULD skip them, and
- * node's parser does), then `token SP request-target SP HTTP/1.DIGIT CRLF` (RFC 9112
- * section 3), widened to what node's parser (llhttp) accepts as a request line: several
- * spaces, any `NAME/DIGIT.DIGIT` version. A method list let WebDAV (PROPFIND), QUERY or a leading CRLF through as
- * opaque, unparsed, so forged identity headers reached the app. The answer is 'opaque'
- * at the first byte that breaks the grammar, so a real opaque protocol is not delayed.
+ * parses it): `token SP request-target SP HTTP/1.DIGIT CRLF` (RFC 9112 section 3),
+ * widened to everything node's parser (llhttp) accepts as a request line, since that is
+ * what a Node app behind the sidecar parses: any run of CR and LF before it, several
+ * spaces, any `NAME/DIGIT.DIGIT` version, no version at all (HTTP/0.9). Whatever is
+ * classified HTTP goes to the h1 codec, which parses it or refuses it (400); whatever is
+ * classified opaque is spliced unparsed, so forged identity headers (XFCC, wren-*, JWT
+ * claim headers) would reach the app: a method list let WebDAV (PROPFIND), QUERY or a
+ * leading CRLF through that way, then a lone CR or a version-less line. The detector
+ * errs toward HTTP; test/sniff-llhttp-grammar.test.ts checks it against llhttp. The
+ * answer is 'opaque' at the first byte that breaks the grammar, so a real opaque
+ * protocol is not delayed.
  */
 export function classifyPrefix(buf: Buffer): Exclude<Detected, 'timeout'> | 'need-more' {
   const n = Math.min(buf.length, H2_PREFACE.length);
@@ -45,8 +52,11 @@ export function classifyPrefix(buf: Buffer): Exclude<Detected, 'timeout'> | 'nee
 function classifyRequestLine(b: Buffer): 'http1' | 'opaque' | 'need-more' {
   const e = b.length;
   let i = 0;
-  // Empty lines before the request line: CRLF, or a bare LF as node's parser tolerates.
-  while (i < e && (b[i] === LF || (b[i] === CR && (i + 1 >= e || b[i + 1] === LF)))) i++;
+  // Before the request line: RFC 9112 section 2.2 lets a server skip empty lines (CRLF),
+  // and llhttp skips any run of CR and LF, lone CRs included (`\rGET`, `\n\rGET`,
+  // `\r\rGET`). A lone CR is not a line ending (same section): the h1 codec refuses it
+  // with 400, but only if it sees the bytes, so they are classified HTTP, not opaque.
+  while (i < e && (b[i] === LF || b[i] === CR)) i++;
   const start = i;
   if (i >= e) return lineBudget(i);
   // method = token
@@ -54,6 +64,7 @@ function classifyRequestLine(b: Buffer): 'http1' | 'opaque' | 'need-more' {
   if (i === start) return 'opaque';
   if (i >= e) return lineBudget(i);
   if (b[i] !== SP) return 'opaque';
+  const methodEnd = i;
   // SP, or several: node's parser (llhttp) takes `GET  /x HTTP/1.1`, so the sidecar must
   // parse (and refuse) it too, never splice it to the app with forged identity headers.
   while (i < e && b[i] === SP) i++;
@@ -61,7 +72,9 @@ function classifyRequestLine(b: Buffer): 'http1' | 'opaque' | 'need-more' {
   const target = i;
   while (i < e && TARGET[b[i]] === 1) i++;
   if (i >= e) return lineBudget(i);
-  if (i === target || b[i] !== SP) return 'opaque';
+  if (i === target) return 'opaque';
+  if (b[i] === CR || b[i] === LF) return versionless(b, start, methodEnd, i);
+  if (b[i] !== SP) return 'opaque';
   while (i < e && b[i] === SP) i++;
   // The version: `HTTP/1.DIGIT` by RFC 9112, but llhttp also takes `HTTP/2.0`, `RTSP/1.0`,
   // `ICE/1.0`: any `NAME/DIGIT.DIGIT` is classified HTTP, and the h1 codec refuses the
@@ -79,9 +92,28 @@ function classifyRequestLine(b: Buffer): 'http1' | 'opaque' | 'need-more' {
   // CRLF; a bare LF too (RFC 9112 section 2.2 lets a recipient take it): calling it HTTP
   // fails closed, the HTTP stack refuses what it will not parse.
   if (++i >= e) return 'need-more';
+  return endOfLine(b, i);
+}
+
+/**
+ * `method SP request-target` then CR or LF at `i`: an HTTP/0.9 request line (RFC 1945
+ * section 4.1), which llhttp still accepts, header fields after it included. Wren does
+ * not speak HTTP/0.9 (RFC 9112 section 2.3 has a version in every request line): the h1
+ * codec refuses it with 400, so it is classified HTTP rather than spliced to an app that
+ * would parse it. Not when the method has a lower-case letter: llhttp knows only
+ * upper-case methods (and HTTP/0.9 had only GET), while text protocols such as
+ * memcached's (`get key\r\n`) look just like this.
+ */
+function versionless(b: Buffer, start: number, methodEnd: number, i: number): 'http1' | 'opaque' | 'need-more' {
+  for (let m = start; m < methodEnd; m++) if (b[m] >= LOWER_A && b[m] <= LOWER_Z) return 'opaque';
+  return endOfLine(b, i);
+}
+
+/** The end of a request line at `i`: CRLF, or a bare LF (llhttp takes it; the h1 codec refuses it, RFC 9112 section 2.2). */
+function endOfLine(b: Buffer, i: number): 'http1' | 'opaque' | 'need-more' {
   if (b[i] === LF) return 'http1';
   if (b[i] !== CR) return 'opaque';
-  if (++i >= e) return 'need-more';
+  if (++i >= b.length) return 'need-more';
   return b[i] === LF ? 'http1' : 'opaque';
 }
 
