@@ -81,27 +81,42 @@ export interface LoadedFile {
 const describe = (file: string, e: unknown): string =>
   e instanceof ConfigError ? `${file}: ${e.path || '<root>'}: ${e.problem}` : `${file}: ${(e as Error).message}`;
 
+/** The file as a whole is unreadable: nothing in it changes, it keeps all it had (the last good objects). */
+function keepAll(file: string, problems: readonly string[], previous: LoadedFile | undefined): LoadedFile {
+  return {
+    objects: previous?.objects ?? new Map(), errors: problems.map((e) => `${file}: ${e}`), ignored: previous?.ignored ?? [],
+    rejected: problems.map((reason) => ({ kind: '', namespace: '', name: '', path: '', reason, file })),
+  };
+}
+
 export function loadManifestFile(file: string, content: string, previous: LoadedFile | undefined): LoadedFile {
   const docs = parseAllDocuments(content);
   const list = Array.isArray(docs) ? docs : [docs];
   const syntax = list.flatMap((d) => d.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   // A file that is not even YAML (say, half-saved) changes nothing: keep all it had.
-  if (syntax.length > 0)
-    return {
-      objects: previous?.objects ?? new Map(), errors: syntax.map((e) => `${file}: ${e}`), ignored: previous?.ignored ?? [],
-      rejected: syntax.map((reason) => ({ kind: '', namespace: '', name: '', path: '', reason, file })),
-    };
+  if (syntax.length > 0) return keepAll(file, syntax, previous);
   const objects = new Map<string, ManifestObject>();
   const errors: string[] = [];
   const rejected: SourceRejection[] = [];
   const ignored: IgnoredObject[] = [];
   const raws: unknown[] = [];
-  for (const d of list) {
-    const v: unknown = d.toJS();
+  const unreadable: string[] = [];
+  list.forEach((d, i) => {
+    let v: unknown;
+    try {
+      v = d.toJS();
+    } catch (e) {
+      // Valid YAML that cannot become data: about 100 aliases or more (yaml's maxAliasCount,
+      // its guard against alias bombs) or a merge key to an undefined anchor. It is this
+      // file's problem alone, so it is handled as a syntax error is, not left to abort the scan.
+      unreadable.push(`YAML: document ${i + 1}: ${(e as Error).message.split('\n')[0]}`);
+      return;
+    }
     if (v && typeof v === 'object' && (v as { kind?: unknown }).kind === 'List' && Array.isArray((v as { items?: unknown }).items))
       raws.push(...(v as { items: unknown[] }).items);
     else raws.push(v);
-  }
+  });
+  if (unreadable.length > 0) return keepAll(file, unreadable, previous);
   for (const raw of raws) {
     if (!raw || typeof raw !== 'object') continue;
     const r = raw as { kind?: unknown; apiVersion?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
