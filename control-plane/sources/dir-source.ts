@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Timer } from '../../common/clock.js';
 import { translateCluster } from '../translate/translate.js';
 import { compileRoutes, type RouteStatus } from '../translate/route-compile.js';
@@ -19,6 +19,11 @@ import type { SourceRejection } from './source-rejection.js';
  * debounce (editors write in several steps); a periodic rescan catches what fs.watch
  * misses (network filesystems, some editors' rename dance, a watcher that died).
  * A rescan reads every file but re-parses only those whose content changed.
+ * The source is ready only after a scan of the directory succeeded: a directory that is
+ * missing or unreadable at start (a mistyped `dir:`, a mount not there yet) keeps it not
+ * ready, retried on the rescan schedule, since an empty view would wipe every proxy's
+ * config; one that becomes unreadable later keeps the last good view. Either way the
+ * problem is logged and listed with the rejections.
  */
 export interface DirSourceOptions extends SourceContext {
   readonly dir: string;
@@ -45,6 +50,9 @@ export class DirSource implements MeshSource {
   private currentRejected: readonly SourceRejection[] = [];
   private currentIgnored: readonly IgnoredObject[] = [];
   private currentRouteProblems: readonly string[] = [];
+  /** Why the last scan failed (the directory cannot be read); null after a scan that succeeded. */
+  private scanProblem: string | null = null;
+  private readonly syncWaiters: (() => void)[] = [];
   /** The version of each route the proxies accept: kept in force while a newer one is refused. */
   private lastGoodRoutes: ReadonlyMap<string, KRoute> = new Map();
   private readonly refusedRoutes: RefusedRoutes;
@@ -56,12 +64,17 @@ export class DirSource implements MeshSource {
 
   /** Current rejections (`file: path: problem`), also logged when they appear. */
   errors(): readonly string[] {
-    return this.currentErrors;
+    return this.scanProblem ? [`${this.display}: ${this.scanProblem}`, ...this.currentErrors] : this.currentErrors;
   }
 
   /** The same rejections by object: kind/namespace/name, field path, reason and file (GET /debug/rejected, `wren check`). */
   rejected(): readonly SourceRejection[] {
-    return this.currentRejected;
+    if (!this.scanProblem) return this.currentRejected;
+    return [{ kind: '', namespace: '', name: '', path: '', reason: this.scanProblem, file: this.display }, ...this.currentRejected];
+  }
+
+  private get display(): string {
+    return this.o.displayDir ?? this.o.dir;
   }
 
   /** Objects of kinds this source does not read (a Gateway, a Deployment, a typo in `kind`), by file. */
@@ -69,15 +82,41 @@ export class DirSource implements MeshSource {
     return this.currentIgnored;
   }
 
+  /** Resolves once a scan of the directory has succeeded and the store is marked ready (or on stop). */
   async start(): Promise<void> {
     this.stopped = false;
+    const synced = new Promise<void>((r) => this.syncWaiters.push(r));
     await this.rescan();
-    this.o.store.markReady();
-    if (this.o.watch !== false) this.startWatch();
     this.armRescan();
+    await synced;
+  }
+
+  private scanned(): void {
+    if (this.stopped) return;
+    const recovered = this.scanProblem !== null;
+    if (recovered) this.o.logger.info('directory readable again', { dir: resolve(this.o.dir) });
+    this.scanProblem = null;
+    if (this.o.store.ready && !recovered) return;
+    // The first good scan, or the first after the directory came back (maybe as a new directory: watch that one).
+    if (this.o.watch !== false) this.startWatch();
+    if (this.o.store.ready) return;
+    this.o.store.markReady();
+    for (const w of this.syncWaiters.splice(0)) w();
+  }
+
+  private scanFailed(e: Error): void {
+    const problem = `cannot read the directory: ${e.message}`;
+    // Once per distinct problem, not once per rescan.
+    if (problem !== this.scanProblem)
+      this.o.logger.error(this.o.store.ready ? 'directory scan failed; keeping the last good view' : 'directory scan failed; not ready until it succeeds', {
+        dir: resolve(this.o.dir), error: e.message, retryInMs: this.o.rescanMs ?? 2_000,
+      });
+    this.scanProblem = problem;
   }
 
   private startWatch(): void {
+    this.watcher?.close();
+    this.watcher = null;
     try {
       this.watcher = watch(this.o.dir, { recursive: true, persistent: false }, () => this.schedule());
       this.watcher.on('error', (e) => {
@@ -97,6 +136,7 @@ export class DirSource implements MeshSource {
     if (this.debounce) this.o.clock.clearTimeout(this.debounce);
     if (this.rescanTimer) this.o.clock.clearTimeout(this.rescanTimer);
     await this.scanning;
+    for (const w of this.syncWaiters.splice(0)) w();
   }
 
   private schedule(): void {
@@ -126,8 +166,9 @@ export class DirSource implements MeshSource {
         this.again = false;
         try {
           await this.scanOnce();
+          this.scanned();
         } catch (e) {
-          this.o.logger.error('directory scan failed; keeping the current view', { dir: this.o.dir, error: (e as Error).message });
+          this.scanFailed(e as Error);
         }
       } while (this.again && !this.stopped);
     })().finally(() => {
@@ -146,7 +187,7 @@ export class DirSource implements MeshSource {
         changed = true;
       }
     }
-    const display = this.o.displayDir ?? this.o.dir;
+    const display = this.display;
     for (const name of names) {
       let content: string;
       try {
