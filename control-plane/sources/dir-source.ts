@@ -55,6 +55,8 @@ export class DirSource implements MeshSource {
   private readonly syncWaiters: (() => void)[] = [];
   /** The version of each route the proxies accept: kept in force while a newer one is refused. */
   private lastGoodRoutes: ReadonlyMap<string, KRoute> = new Map();
+  /** The file each object in force was taken from: an object defined again elsewhere stays with it. */
+  private owners: ReadonlyMap<string, string> = new Map();
   private readonly refusedRoutes: RefusedRoutes;
 
   constructor(private readonly o: DirSourceOptions) {
@@ -206,7 +208,8 @@ export class DirSource implements MeshSource {
     }
     if (!changed && this.o.store.ready) return;
     this.currentIgnored = Object.freeze(names.flatMap((n) => this.files.get(n)?.loaded.ignored ?? []));
-    const merged = mergeManifests(names.filter((n) => this.files.has(n)).map((n) => [join(display, n), this.files.get(n)!.loaded]));
+    const merged = mergeManifests(names.filter((n) => this.files.has(n)).map((n) => [join(display, n), this.files.get(n)!.loaded]), this.owners);
+    this.owners = merged.owners;
     const { services, warnings } = translateCluster(merged.objects, this.o.trustDomain);
     for (const w of [...merged.errors, ...warnings]) this.o.logger.warn('manifest warning', { warning: w });
     this.currentErrors = Object.freeze([...[...this.files.values()].flatMap((f) => f.loaded.errors), ...merged.errors]);

@@ -1,4 +1,4 @@
-import { loadManifestFile } from './manifest-loader.js';
+import { loadManifestFile, mergeManifests } from './manifest-loader.js';
 
 const web = (address: string, extra = '') => `kind: MeshService
 metadata: { name: web, namespace: shop }
@@ -38,5 +38,48 @@ describe('YAML that parses but cannot become data is rejected like a syntax erro
     const f = loadManifestFile('mesh/web.yaml', web('10.0.0.2', manyAliases.split('\n').slice(0, 50).join('\n')), undefined);
     expect(f.errors).toEqual([]);
     expect(endpointsOfWeb(f)).toHaveLength(51);
+  });
+});
+
+describe('an object defined twice is kept once; the other definition is rejected, naming both places', () => {
+  const reason = (at: string, kept: string) => `${at}: MeshService shop/web is already defined in ${kept}, which stays in force; this one is ignored`;
+  const rejection = (file: string, at: string, kept: string) => ({ kind: 'MeshService', namespace: 'shop', name: 'web', path: 'metadata.name', reason: reason(at, kept), file });
+
+  test('in one file: the first document stays, the second is rejected', () => {
+    const f = loadManifestFile('mesh/web.yaml', `${web('10.0.0.1')}---\n${web('10.0.0.2')}`, undefined);
+    expect(endpointsOfWeb(f)).toEqual(['10.0.0.1']);
+    expect(f.rejected).toEqual([rejection('mesh/web.yaml', 'document 2', 'document 1 of this file')]);
+    expect(f.errors).toEqual([`mesh/web.yaml: metadata.name: ${reason('document 2', 'document 1 of this file')}`]);
+  });
+
+  test('in one kind: List, by its item', () => {
+    const item = (a: string) => `{ kind: MeshService, metadata: { name: web, namespace: shop }, spec: { ports: [{ name: http, port: 80, protocol: http1 }], endpoints: [{ address: ${a}, port: 8080 }] } }`;
+    const f = loadManifestFile('mesh/web.yaml', `${web('10.0.0.1')}---\nkind: List\nitems: [${item('10.0.0.2')}, ${item('10.0.0.3')}]\n`, undefined);
+    expect(endpointsOfWeb(f)).toEqual(['10.0.0.1']);
+    expect(f.rejected.map((r) => r.reason)).toEqual([reason('document 2, items[0]', 'document 1 of this file'), reason('document 2, items[1]', 'document 1 of this file')]);
+  });
+
+  const a = loadManifestFile('mesh/00-new.yaml', web('10.0.0.6'), undefined);
+  const b = loadManifestFile('mesh/web.yaml', `kind: Pod\nmetadata: { name: p, namespace: shop }\n---\n${web('10.0.0.1')}`, undefined);
+  const kept = (m: ReturnType<typeof mergeManifests>) => (m.objects.meshServices ?? []).map((s) => s.ports[0].endpoints[0].address);
+
+  test('across files with none in force yet: the first file by name', () => {
+    const m = mergeManifests([['mesh/00-new.yaml', a], ['mesh/web.yaml', b]]);
+    expect(kept(m)).toEqual(['10.0.0.6']);
+    expect(m.rejected).toEqual([rejection('mesh/web.yaml', 'document 2', 'mesh/00-new.yaml (document 1)')]);
+    expect(m.owners.get('MeshService/shop/web')).toBe('mesh/00-new.yaml');
+  });
+
+  test('across files: the one in force stays though a new file sorts first; the new one takes over once the other is gone', () => {
+    const established = mergeManifests([['mesh/web.yaml', b]]).owners;
+    const m = mergeManifests([['mesh/00-new.yaml', a], ['mesh/web.yaml', b]], established);
+    expect(kept(m)).toEqual(['10.0.0.1']);
+    expect(m.rejected).toEqual([rejection('mesh/00-new.yaml', 'document 1', 'mesh/web.yaml (document 2)')]);
+    expect(m.errors).toEqual([`mesh/00-new.yaml: metadata.name: ${reason('document 1', 'mesh/web.yaml (document 2)')}`]);
+    expect(m.owners.get('MeshService/shop/web')).toBe('mesh/web.yaml');
+    // Removed from web.yaml: the other definition is the only one, so it is the one in force.
+    const gone = mergeManifests([['mesh/00-new.yaml', a], ['mesh/web.yaml', loadManifestFile('mesh/web.yaml', '', undefined)]], m.owners);
+    expect(kept(gone)).toEqual(['10.0.0.6']);
+    expect(gone.rejected).toEqual([]);
   });
 });

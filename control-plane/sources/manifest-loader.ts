@@ -25,9 +25,11 @@ import { rejectionOf, type SourceRejection } from './source-rejection.js';
  * /debug/view) instead of dropping them without a word. Each object is validated
  * alone: a bad one is reported as `<file>: <field path>: <problem>` and, if the same
  * object (kind/namespace/name) was good in the previous version of the file, that
- * last good version is kept.
+ * last good version is kept. An object defined twice is kept once, as Kubernetes refuses a
+ * second create (AlreadyExists): in one file the first document wins; across files the one
+ * already in force (then the first file by name); the other is rejected, naming both.
  */
-export type ManifestObject =
+export type ManifestObject = { readonly at: string } & (
   | { kind: 'Service'; key: string; value: KService }
   | { kind: 'EndpointSlice'; key: string; value: KEndpointSlice }
   | { kind: 'Pod'; key: string; value: KPod }
@@ -41,7 +43,7 @@ export type ManifestObject =
   | { kind: 'HTTPRoute'; key: string; value: KRoute }
   | { kind: 'GRPCRoute'; key: string; value: KRoute }
   | { kind: 'ReferenceGrant'; key: string; value: KReferenceGrant }
-  | { kind: 'ExternalService'; key: string; value: ExternalService };
+  | { kind: 'ExternalService'; key: string; value: ExternalService });
 
 const PARSERS: Record<ManifestObject['kind'], Parser<unknown>> = {
   Service: parseK8sService,
@@ -99,7 +101,8 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
   const errors: string[] = [];
   const rejected: SourceRejection[] = [];
   const ignored: IgnoredObject[] = [];
-  const raws: unknown[] = [];
+  /** Each object with where it is in the file: `document 2` (counted from 1), `document 2, items[0]` in a List. */
+  const raws: { raw: unknown; at: string }[] = [];
   const unreadable: string[] = [];
   list.forEach((d, i) => {
     let v: unknown;
@@ -113,11 +116,12 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
       return;
     }
     if (v && typeof v === 'object' && (v as { kind?: unknown }).kind === 'List' && Array.isArray((v as { items?: unknown }).items))
-      raws.push(...(v as { items: unknown[] }).items);
-    else raws.push(v);
+      raws.push(...(v as { items: unknown[] }).items.map((raw, j) => ({ raw, at: `document ${i + 1}, items[${j}]` })));
+    else raws.push({ raw: v, at: `document ${i + 1}` });
   });
   if (unreadable.length > 0) return keepAll(file, unreadable, previous);
-  for (const raw of raws) {
+  const firstAt = new Map<string, string>();
+  for (const { raw, at } of raws) {
     if (!raw || typeof raw !== 'object') continue;
     const r = raw as { kind?: unknown; apiVersion?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
     const kind = r.kind as ManifestObject['kind'];
@@ -128,8 +132,17 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
       continue;
     }
     const key = `${kind}/${namespace}/${String(r.metadata?.name)}`;
+    const first = firstAt.get(key);
+    if (first !== undefined) {
+      // Not "the later one wins": an edit that pastes a second copy must not replace the one in force without a word.
+      const d = duplicate(file, key, at, `${first} of this file`);
+      errors.push(d.error);
+      rejected.push(d.rejection);
+      continue;
+    }
+    firstAt.set(key, at);
     try {
-      objects.set(key, { kind, key, value: PARSERS[kind](raw, '') } as ManifestObject);
+      objects.set(key, { kind, key, at, value: PARSERS[kind](raw, '') } as ManifestObject);
     } catch (e) {
       errors.push(describe(file, e));
       rejected.push(rejectionOf(kind, namespace, String(r.metadata?.name ?? ''), e, file));
@@ -140,13 +153,26 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
   return { objects, errors, rejected, ignored };
 }
 
-/** Merge files (in the order given) into one object set; a duplicate keeps the first and is reported. */
-export function mergeManifests(files: readonly [string, LoadedFile][]): {
+/** The object `key` at `at` in `file` is ignored: it is already defined at `kept`. */
+function duplicate(file: string, key: string, at: string, kept: string): { error: string; rejection: SourceRejection } {
+  const [kind, namespace, ...name] = key.split('/');
+  const reason = `${at}: ${kind} ${namespace}/${name.join('/')} is already defined in ${kept}, which stays in force; this one is ignored`;
+  return { error: `${file}: metadata.name: ${reason}`, rejection: { kind, namespace, name: name.join('/'), path: 'metadata.name', reason, file } };
+}
+
+/**
+ * Merge files (in the order given, sorted by name) into one object set. An object defined in
+ * several files is taken from the file that `established` says holds it now (the previous
+ * merge's `owners`) while that file still defines it, else from the first file; each other
+ * definition is rejected, naming both files.
+ */
+export function mergeManifests(files: readonly [string, LoadedFile][], established: ReadonlyMap<string, string> = new Map()): {
   objects: ClusterObjects & PolicyObjects & { routes: KRoute[]; referenceGrants: KReferenceGrant[] };
   errors: string[];
   rejected: SourceRejection[];
+  /** The file each object was taken from: pass it as the next merge's `established`. */
+  owners: Map<string, string>;
 } {
-  const seen = new Map<string, string>();
   const errors: string[] = [];
   const rejected: SourceRejection[] = [];
   const out = {
@@ -155,30 +181,39 @@ export function mergeManifests(files: readonly [string, LoadedFile][]): {
     telemetries: [] as KTelemetry[], routes: [] as KRoute[], referenceGrants: [] as KReferenceGrant[], rateLimitPolicies: [] as KRateLimitPolicy[],
     externalServices: [] as ExternalService[],
   };
+  const definitions = new Map<string, { file: string; o: ManifestObject }[]>();
   for (const [file, loaded] of files) {
     for (const o of loaded.objects.values()) {
-      const first = seen.get(o.key);
-      if (first) {
-        errors.push(`${file}: ${o.key} is also defined in ${first}; ignored here`);
-        const [kind, namespace, ...name] = o.key.split('/');
-        rejected.push({ kind, namespace, name: name.join('/'), path: '', reason: `also defined in ${first}; ignored here`, file });
-        continue;
-      }
-      seen.set(o.key, file);
-      if (o.kind === 'Service') out.services.push(o.value);
-      else if (o.kind === 'EndpointSlice') out.slices.push(o.value);
-      else if (o.kind === 'Pod') out.pods.push(o.value);
-      else if (o.kind === 'TrafficPolicy') out.policies.push(o.value);
-      else if (o.kind === 'PeerAuthentication') out.peerAuthentications.push(o.value);
-      else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
-      else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
-      else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
-      else if (o.kind === 'HTTPRoute' || o.kind === 'GRPCRoute') out.routes.push(o.value);
-      else if (o.kind === 'ReferenceGrant') out.referenceGrants.push(o.value);
-      else if (o.kind === 'RateLimitPolicy') out.rateLimitPolicies.push(o.value);
-      else if (o.kind === 'ExternalService') out.externalServices.push(o.value);
-      else out.meshServices.push(o.value);
+      const defs = definitions.get(o.key);
+      if (defs) defs.push({ file, o });
+      else definitions.set(o.key, [{ file, o }]);
     }
   }
-  return { objects: out, errors, rejected };
+  const owners = new Map<string, string>();
+  for (const [key, defs] of definitions) {
+    // The object in force stays, as Kubernetes refuses a second create: a new file that sorts first must not take it over.
+    const kept = defs.find((d) => d.file === established.get(key)) ?? defs[0];
+    owners.set(key, kept.file);
+    for (const d of defs) {
+      if (d === kept) continue;
+      const dup = duplicate(d.file, key, d.o.at, `${kept.file} (${kept.o.at})`);
+      errors.push(dup.error);
+      rejected.push(dup.rejection);
+    }
+    const o = kept.o;
+    if (o.kind === 'Service') out.services.push(o.value);
+    else if (o.kind === 'EndpointSlice') out.slices.push(o.value);
+    else if (o.kind === 'Pod') out.pods.push(o.value);
+    else if (o.kind === 'TrafficPolicy') out.policies.push(o.value);
+    else if (o.kind === 'PeerAuthentication') out.peerAuthentications.push(o.value);
+    else if (o.kind === 'AuthorizationPolicy') out.authorizationPolicies.push(o.value);
+    else if (o.kind === 'RequestAuthentication') out.requestAuthentications.push(o.value);
+    else if (o.kind === 'Telemetry') out.telemetries.push(o.value);
+    else if (o.kind === 'HTTPRoute' || o.kind === 'GRPCRoute') out.routes.push(o.value);
+    else if (o.kind === 'ReferenceGrant') out.referenceGrants.push(o.value);
+    else if (o.kind === 'RateLimitPolicy') out.rateLimitPolicies.push(o.value);
+    else if (o.kind === 'ExternalService') out.externalServices.push(o.value);
+    else out.meshServices.push(o.value);
+  }
+  return { objects: out, errors, rejected, owners };
 }
