@@ -96,7 +96,7 @@ export class DirSource implements MeshSource {
   private scanned(): void {
     if (this.stopped) return;
     const recovered = this.scanProblem !== null;
-    if (recovered) this.o.logger.info('directory readable again', { dir: resolve(this.o.dir) });
+    if (recovered) this.o.logger.info('directory scan succeeded again', { dir: resolve(this.o.dir) });
     this.scanProblem = null;
     if (this.o.store.ready && !recovered) return;
     // The first good scan, or the first after the directory came back (maybe as a new directory: watch that one).
@@ -107,7 +107,8 @@ export class DirSource implements MeshSource {
   }
 
   private scanFailed(e: Error): void {
-    const problem = `cannot read the directory: ${e.message}`;
+    // A file system error is the directory's (readdir: missing, not a directory, no permission); anything else is a bug of the scan itself.
+    const problem = (e as NodeJS.ErrnoException).code ? `cannot read the directory: ${e.message}` : `scan failed: ${e.message}`;
     // Once per distinct problem, not once per rescan.
     if (problem !== this.scanProblem)
       this.o.logger.error(this.o.store.ready ? 'directory scan failed; keeping the last good view' : 'directory scan failed; not ready until it succeeds', {
@@ -120,11 +121,13 @@ export class DirSource implements MeshSource {
     this.watcher?.close();
     this.watcher = null;
     try {
-      this.watcher = watch(this.o.dir, { recursive: true, persistent: false }, () => this.schedule());
-      this.watcher.on('error', (e) => {
+      const w = watch(this.o.dir, { recursive: true, persistent: false }, () => this.schedule());
+      this.watcher = w;
+      w.on('error', (e) => {
         this.o.logger.warn('directory watch failed; relying on periodic rescans', { dir: this.o.dir, error: e.message });
-        this.watcher?.close();
-        this.watcher = null;
+        w.close();
+        // A watcher replaced since (the directory came back) is not this one's to drop.
+        if (this.watcher === w) this.watcher = null;
       });
     } catch (e) {
       this.o.logger.warn('cannot watch directory; relying on periodic rescans', { dir: this.o.dir, error: (e as Error).message });
