@@ -447,6 +447,8 @@ export class Proxy {
     }
     if (inbound) {
       this.inboundPolicy = inbound;
+      // Plaintext byte streams (opaque TCP, switched upgrades) to a port now STRICT are closed; HTTP is judged per request.
+      this.inbound.policyChanged(inbound);
       this.rateLimiter.update(inbound.policy.rateLimits ?? []);
       this.jwks.retainOnly(inbound.policy.jwtRules);
       this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });

@@ -57,7 +57,12 @@ export const ERROR_TABLE = {
   // that refusals by policy are not counted as outages.
   EGRESS_REFUSED: { http: 502, grpc: 14 /* UNAVAILABLE, Envoy's mapping of 502 */, flag: 'NR', msg: 'the destination is outside the mesh and no ExternalService allows it (egress mode REGISTRY_ONLY)' },
   FORBIDDEN: { http: 403, grpc: 7 /* PERMISSION_DENIED */, flag: 'RBAC', msg: 'denied by authorization policy' },
-  UNAUTHENTICATED: { http: 401, grpc: 16, flag: 'RBAC', msg: 'a client certificate is required' },
+  // Plaintext on a port whose mTLS mode is STRICT (layers/strict-mtls.ts: a request on a
+  // connection accepted while the port was PERMISSIVE). 403, not 401: a 401 must carry a
+  // WWW-Authenticate challenge (RFC 9110 section 15.5.2) and no HTTP scheme asks for a
+  // client certificate; Linkerd answers an unauthorized request 403 as well. gRPC callers
+  // get UNAUTHENTICATED, what the status means there ("no valid authentication credentials").
+  UNAUTHENTICATED: { http: 403, grpc: 16 /* UNAUTHENTICATED */, flag: 'RBAC', msg: 'a client certificate is required' },
   // RequestAuthentication: a token that fails verification. Envoy's jwt_authn answers 401
   // with `www-authenticate: Bearer ... error="invalid_token"` (RFC 6750 section 3.1) and
   // sets no response flag (its details say jwt_authn_access_denied), hence '-'.

@@ -77,6 +77,12 @@ export interface ProxyResponse {
   readonly trailers: () => Headers | undefined;
   /** Set when the response was synthesized by the proxy for an error. */
   readonly proxyError?: string;
+  /**
+   * The client's connection ends after this response (a refusal that holds for every later
+   * request on it): HTTP/1.1 says `connection: close` and closes; HTTP/2 sends GOAWAY, so
+   * streams in flight finish and no new one is taken. Only the listeners' servers read it.
+   */
+  readonly closeConnection?: boolean;
 }
 
 export type HttpService = (req: ProxyRequest) => Promise<ProxyResponse>;

@@ -98,6 +98,8 @@ class Served {
   readonly onResponse = (out: ProxyResponse): void => {
     if (this.upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(this.stream, out, this.upgrade);
     else writeH2Response(this.stream, out);
+    // GOAWAY (Http2Session.close): this response and the streams in flight finish; later streams are refused by the session.
+    if (out.closeConnection === true) this.stream.session?.close();
   };
 
   readonly onFailure = (err: unknown): void => {

@@ -87,6 +87,8 @@ export interface InboundDeps {
  * connection to the app's port after authorizing it. Anything else is plaintext: refused
  * (closed and counted) when the target port is STRICT, the default; on a PERMISSIVE
  * port handed to the plaintext handler (HTTP/1.1, h2c or opaque TCP, no caller identity).
+ * A port that becomes STRICT later refuses each plaintext request on the connections
+ * already open (layers/strict-mtls.ts) and closes their byte streams (policyChanged()).
  *
  * The target port of a plaintext connection is its original destination (iptables
  * REDIRECT; SO_ORIGINAL_DST). mTLS peers name it per request (`wren-target-port`).
@@ -166,11 +168,11 @@ export class InboundListener {
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
     });
-    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
+    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n), unauthenticated: true });
     // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
     // them are dropped as from a plaintext caller (the CONNECT names the port), but the
     // caller is the session's authenticated peer (mutual_tls, XFCC, authorization).
-    this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n) });
+    this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n), unauthenticated: false });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
@@ -201,10 +203,11 @@ export class InboundListener {
     });
     socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));
     const dst = (this.d.originalDst ?? kernelOriginalDst)(socket);
-    const policy = this.d.policy();
-    const mode = policy.modeFor(dst?.port);
-    const kind = mode === 'PERMISSIVE' && dst && this.d.opaquePorts.has(dst.port) ? 'opaque' : await sniff(socket, this.d.detectTimeoutMs, this.d.clock);
+    const opaque = dst !== undefined && this.d.opaquePorts.has(dst.port) && this.d.policy().modeFor(dst.port) === 'PERMISSIVE';
+    const kind = opaque ? 'opaque' : await sniff(socket, this.d.detectTimeoutMs, this.d.clock);
     if (kind === 'closed') return void socket.destroy();
+    // Read after the sniff: a push during it (up to detectTimeoutMs) judges this connection.
+    const mode = this.d.policy().modeFor(dst?.port);
     if (kind === 'tls' || (kind === 'timeout' && mode === 'STRICT')) {
       // A silent client on a STRICT port may be a slow TLS client: the TLS server's own handshake timeout judges it.
       this.d.policyTelemetry.connection(true, 'accepted');
@@ -220,6 +223,15 @@ export class InboundListener {
     }
     this.d.policyTelemetry.connection(false, 'accepted');
     this.plaintext.handle(socket, kind, dst);
+  }
+
+  /**
+   * A new inbound policy is in force: the plaintext byte streams (opaque splices, switched
+   * upgrades) it makes STRICT are closed.
+   * Plaintext HTTP needs nothing here: each request reads the port's mode (layers/strict-mtls.ts).
+   */
+  policyChanged(policy: CompiledInboundPolicy): void {
+    this.plaintext.closeStrict(policy);
   }
 
   /**

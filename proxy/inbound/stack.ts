@@ -10,6 +10,7 @@ import { normalizePath } from '../layers/normalize-path.js';
 import { inboundTarget } from '../layers/inbound-target.js';
 import { clientIdentity } from '../layers/client-identity.js';
 import { authorize } from '../layers/authorize.js';
+import { strictMtls } from '../layers/strict-mtls.js';
 import { requestAuthn } from '../layers/request-authn.js';
 import { rateLimit } from '../layers/rate-limit.js';
 import type { RateLimiter } from '../ratelimit/rate-limiter.js';
@@ -69,6 +70,8 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       // Before anything reads the path: authorization judges the path the app will get.
       normalizePath(),
       inboundTarget(d.reservedPorts),
+      // Plaintext only: the port may have become STRICT since the connection was accepted.
+      ...(d.plaintext ? [strictMtls(d.policy, d.policyTelemetry)] : []),
       // The JWT first: authorize reads the request principal and claims it sets.
       requestAuthn(d.policy, d.policyTelemetry),
       authorize(d.policy, d.policyTelemetry),

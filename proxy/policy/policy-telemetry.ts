@@ -24,6 +24,8 @@ export interface DecisionContext {
  *   refused on STRICT ports;
  * - wren_authz_decisions_total{action, decision, policy}: one per authorized request or
  *   tunnel (when any policy applies), plus one `decision="audit"` per matching AUDIT policy.
+ * - wren_plaintext_strict_refused_total{protocol="http|tcp"}: plaintext traffic on
+ *   connections accepted while their port was PERMISSIVE, refused once it is STRICT;
  * - wren_jwt_denied_total{reason}: requests refused (401) by RequestAuthentication;
  * - wren_jwt_verified_total{issuer}: requests whose token was verified;
  * - wren_jwks_fetches_total{source, outcome="ok|error|rate-limited"}: JWKS loads.
@@ -37,6 +39,7 @@ export class PolicyTelemetry {
   private readonly connections: Counter<'tls' | 'outcome'>;
   private readonly decisions: Counter<'action' | 'decision' | 'policy'>;
   private readonly children = new Map<string, { inc(): void }>();
+  private readonly strictRefused: Counter<'protocol'>;
   private readonly jwtDenied: Counter<'reason'>;
   private readonly jwtVerified: Counter<'issuer'>;
   private readonly jwksFetches: Counter<'source' | 'outcome'>;
@@ -55,6 +58,12 @@ export class PolicyTelemetry {
       name: 'wren_authz_decisions_total',
       help: 'Inbound authorization decisions by deciding action and policy; decision="audit" counts AUDIT policy matches',
       labelNames: ['action', 'decision', 'policy'],
+      registers,
+    });
+    this.strictRefused = new Counter({
+      name: 'wren_plaintext_strict_refused_total',
+      help: 'Plaintext traffic on connections accepted while their port was PERMISSIVE, refused once the port is STRICT: http = a request answered 403 unauthenticated (its connection then closed), tcp = a plaintext byte stream (opaque splice, switched upgrade) closed when the policy changed',
+      labelNames: ['protocol'],
       registers,
     });
     this.jwtDenied = new Counter({
@@ -88,6 +97,17 @@ export class PolicyTelemetry {
 
   jwksFetch(source: string, outcome: JwksFetchOutcome): void {
     this.jwksFetches.inc({ source, outcome });
+  }
+
+  /**
+   * Plaintext refused on a connection opened before its port became STRICT: a request
+   * (`http`, with its method and path, never the query) or a byte stream closed (`tcp`:
+   * an opaque splice or a switched upgrade).
+   */
+  plaintextRefused(protocol: 'http' | 'tcp', port: number, peer: string | undefined, method?: string, path?: string): void {
+    this.strictRefused.inc({ protocol });
+    const where = { code: 'UNAUTHENTICATED', port, peer: peer ?? null, ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path: path.split('?')[0] } : {}) };
+    this.logger.info(protocol === 'http' ? 'plaintext request refused (mTLS STRICT)' : 'plaintext connection closed: its port is now mTLS STRICT', where);
   }
 
   connection(tls: boolean, outcome: ConnectionOutcome): void {
