@@ -545,7 +545,7 @@ export class H1ServerExchange {
 
   /**
    * An error becomes a response through the one error mapping (errorResponse: status,
-   * `wren-proxy-error`, its text body); after the head, the connection is dropped.
+   * the proxy-error header, its text body); after the head, the connection is dropped.
    */
   fail(err: unknown): void {
     if (this.ended) return;
