@@ -31,7 +31,6 @@ export const DEFAULT_LEAF_TTL_MS = DAY_MS;
 /** Istio's maximum workload certificate TTL is 90 days (mesh-anchors.md [I11]). */
 export const MAX_LEAF_TTL_MS = 90 * DAY_MS;
 export const CLOCK_SKEW_MS = 60_000;
-const MIN_RSA_BITS = 2048;
 
 export interface CaMaterial {
   readonly certPem: string;
@@ -216,9 +215,9 @@ export class CertificateAuthority {
     if (now < this.notBefore || now > this.notAfter)
       throw new PkiError('CA_NOT_VALID', `the CA certificate is not valid at ${now.toISOString()} (valid ${this.notBefore.toISOString()} to ${this.notAfter.toISOString()})`);
 
+    // Refuses oversized CSRs and keys outside the accepted set before verifying (csr-key-policy.ts).
     const csr = readCsr(csrPem);
     if (!csr.signatureValid) throw new PkiError('CSR_INVALID_SIGNATURE', 'the CSR signature does not verify with its public key');
-    if (csr.publicKeyBits < MIN_RSA_BITS) throw new PkiError('CSR_WEAK_KEY', `RSA keys must have at least ${MIN_RSA_BITS} bits, got ${csr.publicKeyBits}`);
     const { uris, dnsNames, ips, emails, other } = csr.sans;
     if (dnsNames.length + ips.length + emails.length + other > 0 || uris.length > 1)
       throw new PkiError(

@@ -5,6 +5,7 @@
  * can be longer than the 64 characters a CN may hold.
  */
 import forge from 'node-forge';
+import { checkCsrKeyAlgorithm, checkCsrRsaKey, MAX_CSR_PEM_LENGTH } from './csr-key-policy.js';
 import { PkiError } from './errors.js';
 import { privateKeyFromPem, publicKeyOf } from './keys.js';
 import { asForgeKey, nodeRsaSigner } from './signer.js';
@@ -48,14 +49,30 @@ interface AltName {
   ip?: string;
 }
 
-/** Parses a CSR and reports every SAN it asks for, across every extensionRequest attribute. */
+/**
+ * Parses a CSR and reports every SAN it asks for, across every extensionRequest attribute.
+ * Cheap checks come before the costly one (csr-key-policy.ts): the PEM's length, then the
+ * key's algorithm, size and exponent, and only then the signature, which node-forge
+ * verifies in pure JS on the event loop.
+ */
 export function readCsr(pem: string): ParsedCsr {
+  if (pem.length > MAX_CSR_PEM_LENGTH)
+    throw new PkiError('CSR_TOO_LARGE', `the CSR is ${pem.length} characters of PEM; at most ${MAX_CSR_PEM_LENGTH} are read`);
   let csr: ReturnType<typeof forge.pki.createCertificationRequest>;
   try {
-    csr = forge.pki.certificationRequestFromPem(pem);
+    // What forge.pki.certificationRequestFromPem does, split so the key is checked in between.
+    const msg = forge.pem.decode(pem)[0];
+    if (msg?.type !== 'CERTIFICATE REQUEST') throw new Error(`expected a CERTIFICATE REQUEST PEM block, got ${msg ? JSON.stringify(msg.type) : 'none'}`);
+    const der = forge.asn1.fromDer(msg.body);
+    checkCsrKeyAlgorithm(der);
+    csr = forge.pki.certificationRequestFromAsn1(der);
   } catch (e) {
+    if (e instanceof PkiError) throw e;
     throw new PkiError('CSR_MALFORMED', `cannot parse the CSR (an RSA PKCS#10 PEM is expected): ${(e as Error).message}`, { cause: e });
   }
+  const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
+  if (!publicKey || !('n' in publicKey)) throw new PkiError('CSR_MALFORMED', 'the CSR has no RSA public key');
+  checkCsrRsaKey(publicKey);
   const uris: string[] = [];
   const dnsNames: string[] = [];
   const ips: string[] = [];
@@ -81,8 +98,6 @@ export function readCsr(pem: string): ParsedCsr {
     // forge throws on a malformed signature block; that is a bad signature too.
     signatureValid = false;
   }
-  const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
-  if (!publicKey || !('n' in publicKey)) throw new PkiError('CSR_MALFORMED', 'the CSR has no RSA public key');
   return {
     sans: { uris, dnsNames, ips, emails, other },
     publicKeyPem: forge.pki.publicKeyToPem(publicKey),

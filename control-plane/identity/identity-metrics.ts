@@ -9,6 +9,8 @@ export type RefusalReason =
   | 'identity_mismatch'
   | 'invalid_request'
   | 'invalid_csr'
+  | 'unsupported_key'
+  | 'csr_too_large'
   | 'no_authenticator'
   | 'authenticator_unavailable'
   | 'ca_error';

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createCsr, generateKeyPair } from '../../certs/index.js';
@@ -12,10 +13,10 @@ const ID = 'spiffe://cluster.local/ns/shop/sa/web';
 const issuer = generateIssuer('cluster.local');
 const csrPem = createCsr(generateKeyPair().privateKeyPem, ID);
 
-function service(authenticator: Authenticator | null, certTtlMs?: number, logs: string[] = []): IdentityService {
+function service(authenticator: Authenticator | null, certTtlMs?: number, logs: string[] = [], registry = new Registry()): IdentityService {
   return new IdentityService({
     issuer, authenticator, certTtlMs, clock: new FakeClock(Date.now()), logger: createLogger({ sink: (l) => void logs.push(l), level: 'debug' }),
-    metrics: new IdentityMetrics(new Registry(), issuer),
+    metrics: new IdentityMetrics(registry, issuer),
   });
 }
 
@@ -43,6 +44,20 @@ describe('IdentityService', () => {
     expect(await status(service(proves('shop', 'web')), { identity: 'spiffe://cluster.local/web' })).toBe(grpc.status.INVALID_ARGUMENT);
     expect(await status(service(proves('shop', 'web')), { csrPem: '' })).toBe(grpc.status.INVALID_ARGUMENT);
     expect(await status(service(proves('shop', 'web')))).toBe(grpc.status.OK);
+  });
+
+  test('CSR key refusals have their own refusal reason', async () => {
+    const cases: [Authenticator, Partial<Parameters<IdentityService['certify']>[0]>, number, string][] = [
+      [proves('shop', 'web'), { csrPem: createCsr(generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).privateKey.export({ type: 'pkcs1', format: 'pem' }) as string, ID) }, grpc.status.OK, ''],
+      [proves('shop', 'web'), { csrPem: createCsr(generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs1', format: 'pem' }) as string, ID) }, grpc.status.INVALID_ARGUMENT, 'unsupported_key'],
+      [proves('shop', 'web'), { csrPem: csrPem + ' '.repeat(8192) }, grpc.status.INVALID_ARGUMENT, 'csr_too_large'],
+    ];
+    for (const [authenticator, req, code, reason] of cases) {
+      const registry = new Registry();
+      expect(await status(service(authenticator, undefined, [], registry), req)).toBe(code);
+      const refused = (await registry.getSingleMetric('wren_identity_certificates_refused_total')!.get()).values;
+      expect(refused.map((v) => [v.labels.reason, v.value])).toEqual(reason ? [[reason, 1]] : []);
+    }
   });
 
   test('requested lifetimes are honoured up to the configured one', async () => {

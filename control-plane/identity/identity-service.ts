@@ -50,8 +50,11 @@ export class CertifyError extends Error {
 /** CA refusals (certs/errors.ts) -> gRPC status. Asking for someone else's identity is a permission problem; a broken CSR is an argument problem. */
 function fromPkiError(e: PkiError): CertifyError {
   const denied: PkiErrorCode[] = ['CSR_IDENTITY_MISMATCH', 'TRUST_DOMAIN_MISMATCH'];
-  const invalid: PkiErrorCode[] = ['CSR_MALFORMED', 'CSR_INVALID_SIGNATURE', 'CSR_MISSING_SAN', 'CSR_EXTRA_SANS', 'CSR_WEAK_KEY', 'INVALID_TTL', 'INVALID_SPIFFE_ID'];
+  const invalid: PkiErrorCode[] = ['CSR_MALFORMED', 'CSR_INVALID_SIGNATURE', 'CSR_MISSING_SAN', 'CSR_EXTRA_SANS', 'INVALID_TTL', 'INVALID_SPIFFE_ID'];
   if (denied.includes(e.code)) return new CertifyError(grpc.status.PERMISSION_DENIED, 'identity_mismatch', e.message);
+  // Counted apart: a proxy with an unusual key, or someone probing what the CA verifies (certs/csr-key-policy.ts).
+  if (e.code === 'CSR_WEAK_KEY' || e.code === 'CSR_UNSUPPORTED_KEY') return new CertifyError(grpc.status.INVALID_ARGUMENT, 'unsupported_key', e.message);
+  if (e.code === 'CSR_TOO_LARGE') return new CertifyError(grpc.status.INVALID_ARGUMENT, 'csr_too_large', e.message);
   if (invalid.includes(e.code)) return new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_csr', e.message);
   return new CertifyError(grpc.status.UNAVAILABLE, 'ca_error', `the CA cannot sign: ${e.message}`);
 }
