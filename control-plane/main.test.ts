@@ -4,19 +4,26 @@ describe('wren control-plane identity flags', () => {
   test('defaults: TLS, generated root, 24 h certificates, namespace from POD_NAMESPACE', () => {
     const a = parseControlPlaneArgs([], { POD_NAMESPACE: 'mesh-system' });
     expect(a.insecure).toBe(false);
-    expect(a.identity).toEqual({ caDir: null, trustBundle: null, bootstrapTokens: null, certTtlMs: 24 * 3_600_000, namespace: 'mesh-system', writeTrustBundle: null });
+    expect(a.identity).toEqual({
+      caDir: null, trustBundle: null, bootstrapTokens: null, certTtlMs: 24 * 3_600_000, tokenReview: { timeoutMs: 5000, maxInFlight: 32 }, namespace: 'mesh-system', writeTrustBundle: null,
+    });
     expect(parseControlPlaneArgs([], {}).identity.namespace).toBe('wren-system');
   });
 
   test('every identity flag', () => {
     const a = parseControlPlaneArgs(
-      ['--ca-dir', '/var/run/wren/issuer', '--trust-bundle=/var/run/wren/trust/ca.crt', '--bootstrap-tokens', 't.yaml', '--cert-ttl', '90m', '--namespace', 'wren', '--write-trust-bundle', 'b.pem', '--insecure'],
+      [
+        '--ca-dir', '/var/run/wren/issuer', '--trust-bundle=/var/run/wren/trust/ca.crt', '--bootstrap-tokens', 't.yaml', '--cert-ttl', '90m', '--namespace', 'wren',
+        '--write-trust-bundle', 'b.pem', '--insecure', '--token-review-timeout', '1500ms', '--token-review-max-in-flight=8',
+      ],
       {},
     );
     expect(a.insecure).toBe(true);
     expect(a.identity).toEqual({
-      caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt', bootstrapTokens: 't.yaml', certTtlMs: 90 * 60_000, namespace: 'wren', writeTrustBundle: 'b.pem',
+      caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt', bootstrapTokens: 't.yaml', certTtlMs: 90 * 60_000,
+      tokenReview: { timeoutMs: 1500, maxInFlight: 8 }, namespace: 'wren', writeTrustBundle: 'b.pem',
     });
+    expect(parseControlPlaneArgs(['--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32 });
     expect(parseControlPlaneArgs(['--cert-ttl', '3s'], {}).identity.certTtlMs).toBe(3000);
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
   });
@@ -56,6 +63,10 @@ describe('wren control-plane identity flags', () => {
     [['--health-max-withdrawn-percent', '150'], /--health-max-withdrawn-percent: expected a number in 0\.\.100/],
     [['--health-withdrawal', 'maybe'], /--health-withdrawal: expected on or off/],
     [['--cert-ttl', 'forever'], /--cert-ttl: expected a duration/],
+    [['--token-review-timeout', '50ms'], /--token-review-timeout: expected a duration from 100ms to 5m/],
+    [['--token-review-timeout', '1h'], /--token-review-timeout: expected a duration/],
+    [['--token-review-max-in-flight', '0'], /--token-review-max-in-flight: expected a whole number in 1\.\.10000, got "0"/],
+    [['--token-review-max-in-flight', '2.5'], /--token-review-max-in-flight: expected a whole number/],
     [['--cert-ttl', '500ms'], /at least 1s/],
     [['--namespace', 'Wren'], /--namespace: expected a Kubernetes namespace name/],
     [['--trust-bundle', 'b.pem'], /--trust-bundle needs --ca-dir/],

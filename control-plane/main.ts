@@ -9,7 +9,7 @@ import type { Authenticator } from './identity/authenticator.js';
 import { BootstrapTokenAuthenticator } from './identity/bootstrap-token-authenticator.js';
 import { generateIssuer, type Issuer } from './identity/issuer.js';
 import { ReloadingIssuer } from './identity/issuer-reloader.js';
-import { TokenReviewAuthenticator } from './identity/token-review-authenticator.js';
+import { DEFAULT_TOKEN_REVIEW_LIMITS, TokenReviewAuthenticator, type TokenReviewLimits } from './identity/token-review-authenticator.js';
 import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
 import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from './health/withdrawal-settings.js';
@@ -32,6 +32,8 @@ export interface ControlPlaneArgs {
     readonly trustBundle: string | null;
     readonly bootstrapTokens: string | null;
     readonly certTtlMs: number;
+    /** Bounds on each TokenReview (--token-review-timeout, --token-review-max-in-flight). */
+    readonly tokenReview: TokenReviewLimits;
     /** The control plane's namespace (its serving SPIFFE ID): --namespace, else $POD_NAMESPACE, else wren-system. */
     readonly namespace: string;
     /** Write the trust bundle here once started (lets a local demo's proxies trust a generated root). */
@@ -82,6 +84,10 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
   --bootstrap-tokens FILE       authenticate proxies with tokens from FILE instead of TokenReview
                                 (TokenReview is used with --source kubernetes)
   --cert-ttl DURATION           workload certificate lifetime and maximum, e.g. 24h, 90m (default 24h)
+  --token-review-timeout DURATION  give up a TokenReview the API server has not answered
+                                after this long (default 5s; 100ms..5m)
+  --token-review-max-in-flight N  TokenReviews open at once; Certify calls beyond are refused
+                                RESOURCE_EXHAUSTED at once (default 32; 1..10000)
   --namespace NS                the control plane's namespace, for its serving identity
                                 spiffe://<td>/ns/NS/sa/wren-control-plane (default $POD_NAMESPACE or wren-system)
   --write-trust-bundle FILE     write the trust bundle to FILE once started
@@ -138,6 +144,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let trustBundle: string | null = null;
   let bootstrapTokens: string | null = null;
   let certTtlMs = 24 * 3_600_000;
+  let tokenReview: TokenReviewLimits = DEFAULT_TOKEN_REVIEW_LIMITS;
   let namespace = env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE;
   let writeTrustBundle: string | null = null;
   let insecure = false;
@@ -229,6 +236,21 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         certTtlMs = Number(m[1]) * DURATION_UNITS[m[2]];
         break;
       }
+      case '--token-review-timeout': {
+        const v = value();
+        const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(v);
+        const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]] : NaN;
+        if (!(ms >= 100 && ms <= 300_000)) throw new UsageError(`--token-review-timeout: expected a duration from 100ms to 5m like 5s, got ${JSON.stringify(v)}`);
+        tokenReview = { ...tokenReview, timeoutMs: ms };
+        break;
+      }
+      case '--token-review-max-in-flight': {
+        const v = value();
+        const n = /^\d+$/.test(v) ? Number(v) : NaN;
+        if (!(n >= 1 && n <= 10_000)) throw new UsageError(`--token-review-max-in-flight: expected a whole number in 1..10000, got ${JSON.stringify(v)}`);
+        tokenReview = { ...tokenReview, maxInFlight: n };
+        break;
+      }
       case '--namespace':
         namespace = value();
         if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace: expected a Kubernetes namespace name, got ${JSON.stringify(namespace)}`);
@@ -303,7 +325,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
     source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
-    identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, namespace, writeTrustBundle },
+    identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, tokenReview, namespace, writeTrustBundle },
   };
 }
 
@@ -334,7 +356,8 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
   }
   let authenticator: Authenticator | null = null;
   if (idArgs.bootstrapTokens) authenticator = BootstrapTokenAuthenticator.fromFile(idArgs.bootstrapTokens);
-  else if (kc) authenticator = TokenReviewAuthenticator.fromKubeConfig(kc);
+  // Each authenticator has its own bound: a flood of junk Certify tokens does not lock operators out of the admin pages.
+  else if (kc) authenticator = TokenReviewAuthenticator.fromKubeConfig(kc, { clock: systemClock, limits: idArgs.tokenReview });
   else logger.warn('no authenticator (--bootstrap-tokens FILE or --source kubernetes): Certify refuses every request', { code: 'NO_AUTHENTICATOR' });
   const cp = await ControlPlane.start({
     listen: args.listen,
@@ -346,7 +369,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     debounceMs: args.debounceMs,
     processMetrics: true,
     identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
-    adminAuthenticator: kc ? TokenReviewAuthenticator.fromKubeConfig(kc, { audiences: [ADMIN_TOKEN_AUDIENCE] }) : null,
+    adminAuthenticator: kc ? TokenReviewAuthenticator.fromKubeConfig(kc, { clock: systemClock, audiences: [ADMIN_TOKEN_AUDIENCE], limits: idArgs.tokenReview }) : null,
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,
     ...(args.egressMode ? { egressMode: args.egressMode } : {}),

@@ -36,7 +36,7 @@ beforeAll(async () => {
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: '0.0.0.0:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(7), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh'), rescanMs: 5_000 }),
-    adminAuthenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { audiences: [ADMIN_TOKEN_AUDIENCE] }),
+    adminAuthenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { clock: systemClock, audiences: [ADMIN_TOKEN_AUDIENCE] }),
   });
   await cp.whenReady();
   api.apply('pods', {

@@ -270,7 +270,7 @@ describe('Kubernetes source: the stream is bound to a pod of the certificate\'s 
       listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(4),
       logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
       source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
-      identity: { issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig()) },
+      identity: { issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { clock: systemClock }) },
       transport: 'tls',
     });
     await k8s.whenReady();

@@ -65,6 +65,12 @@ export class FakeKubeApi {
   interleaveStatusPatch: Record<string, unknown> | null = null;
   /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
   readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
+  /** While true, TokenReviews are read and never answered: an API server that accepts requests and hangs. */
+  holdTokenReviews = false;
+  /** Held TokenReviews whose client has not closed them yet. */
+  readonly heldTokenReviews = new Set<ServerResponse>();
+  /** TokenReviews received, answered or held. */
+  tokenReviewsReceived = 0;
   /** ServiceAccounts (namespace/name) a TokenRequest may mint for: the install's wren-cli by default. */
   readonly serviceAccounts = new Set<string>(['wren-system/wren-cli']);
   port = 0;
@@ -341,6 +347,13 @@ export class FakeKubeApi {
 
   /** TokenReview as the API server answers it: authenticated only for a known, unexpired token whose audiences meet spec.audiences. */
   private tokenReview(req: IncomingMessage, res: ServerResponse): void {
+    this.tokenReviewsReceived++;
+    if (this.holdTokenReviews) {
+      this.heldTokenReviews.add(res);
+      res.on('close', () => this.heldTokenReviews.delete(res));
+      req.resume();
+      return;
+    }
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {

@@ -89,7 +89,7 @@ beforeAll(async () => {
   api.tokens.set('tok-web-apiserver', { username: 'system:serviceaccount:shop:web', audiences: ['https://kubernetes.default.svc'] });
   api.tokens.set('tok-user', { username: 'alice', audiences: ['wren-identity'] });
 
-  cpK8s = await startCp({ issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig()) });
+  cpK8s = await startCp({ issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { clock: systemClock }) });
   cpBoot = await startCp({ issuer, authenticator: BootstrapTokenAuthenticator.fromFile(join(dir, 'tokens.yaml')), certTtlMs: 3_600_000 });
   k8sClient = clientFor(cpK8s);
   bootClient = clientFor(cpBoot);

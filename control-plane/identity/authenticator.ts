@@ -20,22 +20,35 @@ export interface Principal {
  */
 export type AuthErrorKind = 'unauthenticated' | 'unavailable';
 
+/**
+ * Why an `unavailable` check was not made, when a limit decided it (token-review-authenticator.ts):
+ * `timeout`, no answer within the time allowed; `overloaded`, too many checks in flight;
+ * `abandoned`, the caller went away (its call was cancelled or passed its deadline).
+ */
+export type AuthLimit = 'timeout' | 'overloaded' | 'abandoned';
+
 export class AuthError extends Error {
+  readonly limit: AuthLimit | null;
+
   constructor(
     readonly kind: AuthErrorKind,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; limit?: AuthLimit },
   ) {
     super(message, options);
     this.name = 'AuthError';
+    this.limit = options?.limit ?? null;
   }
 }
 
 export interface Authenticator {
   /** Short name for logs and metrics. */
   readonly name: string;
-  /** Resolves with the principal the token proves; rejects with AuthError. Never logs the token. */
-  authenticate(token: Buffer): Promise<Principal>;
+  /**
+   * Resolves with the principal the token proves; rejects with AuthError. Never logs the
+   * token. `signal`: the caller has gone away, give up (and free what the check holds).
+   */
+  authenticate(token: Buffer, signal?: AbortSignal): Promise<Principal>;
 }
 
 /** `system:serviceaccount:<ns>:<sa>` -> parts (the username Kubernetes gives service-account tokens). */

@@ -13,6 +13,9 @@ export type RefusalReason =
   | 'csr_too_large'
   | 'no_authenticator'
   | 'authenticator_unavailable'
+  | 'authenticator_timeout'
+  | 'authenticator_overloaded'
+  | 'cancelled'
   | 'ca_error';
 
 /**

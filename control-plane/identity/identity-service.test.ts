@@ -46,8 +46,11 @@ describe('IdentityService', () => {
     expect(await status(service(proves('shop', 'web')))).toBe(grpc.status.OK);
   });
 
-  test('CSR key refusals have their own refusal reason', async () => {
+  test('TokenReview limits and CSR key refusals have their own status and refusal reason', async () => {
     const cases: [Authenticator, Partial<Parameters<IdentityService['certify']>[0]>, number, string][] = [
+      [failsWith(new AuthError('unavailable', 'no answer within 5000 ms', { limit: 'timeout' })), {}, grpc.status.UNAVAILABLE, 'authenticator_timeout'],
+      [failsWith(new AuthError('unavailable', '32 in flight', { limit: 'overloaded' })), {}, grpc.status.RESOURCE_EXHAUSTED, 'authenticator_overloaded'],
+      [failsWith(new AuthError('unavailable', 'caller went away', { limit: 'abandoned' })), {}, grpc.status.CANCELLED, 'cancelled'],
       [proves('shop', 'web'), { csrPem: createCsr(generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).privateKey.export({ type: 'pkcs1', format: 'pem' }) as string, ID) }, grpc.status.OK, ''],
       [proves('shop', 'web'), { csrPem: createCsr(generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs1', format: 'pem' }) as string, ID) }, grpc.status.INVALID_ARGUMENT, 'unsupported_key'],
       [proves('shop', 'web'), { csrPem: csrPem + ' '.repeat(8192) }, grpc.status.INVALID_ARGUMENT, 'csr_too_large'],

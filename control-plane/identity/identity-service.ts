@@ -94,7 +94,12 @@ export class IdentityService {
         this.o.logger.warn('client certificate not accepted for renewal; the call needs a token', { reason: auth.reason, detail: auth.detail, peer: call.getPeer() });
       const t = this.o.tracing;
       const span = t?.certifyStarted(call.getPeer());
-      this.certify(call.request, call.getPeer(), auth?.ok ? auth.peer : null).then(
+      // grpc-js emits 'cancelled' when the client cancels, disconnects or its deadline passes:
+      // the TokenReview made for this call is then given up instead of kept open for nobody.
+      const gone = new AbortController();
+      call.once('cancelled', () => gone.abort());
+      if (call.cancelled) gone.abort();
+      this.certify(call.request, call.getPeer(), auth?.ok ? auth.peer : null, gone.signal).then(
         (r) => {
           if (span) t!.certified(span, String(call.request?.identity ?? ''), grpc.status.OK);
           cb(null, r);
@@ -107,10 +112,13 @@ export class IdentityService {
     },
   };
 
-  /** Issues or throws CertifyError. `peer` is only for logs; `client`: the identity the call's client certificate proves. */
-  async certify(req: CertifyRequest, peer = '', client: PeerIdentity | null = null): Promise<CertifyResponse> {
+  /**
+   * Issues or throws CertifyError. `peer` is only for logs; `client`: the identity the call's
+   * client certificate proves; `signal`: the call is gone, give up the token check.
+   */
+  async certify(req: CertifyRequest, peer = '', client: PeerIdentity | null = null, signal?: AbortSignal): Promise<CertifyResponse> {
     try {
-      return await this.certifyOrThrow(req, peer, client);
+      return await this.certifyOrThrow(req, peer, client, signal);
     } catch (e) {
       const err = e instanceof CertifyError ? e : new CertifyError(grpc.status.INTERNAL, 'ca_error', `internal error: ${(e as Error).message}`);
       this.o.metrics.refused.inc({ reason: err.reason });
@@ -120,7 +128,7 @@ export class IdentityService {
     }
   }
 
-  private async certifyOrThrow(req: CertifyRequest, peer: string, client: PeerIdentity | null): Promise<CertifyResponse> {
+  private async certifyOrThrow(req: CertifyRequest, peer: string, client: PeerIdentity | null, signal: AbortSignal | undefined): Promise<CertifyResponse> {
     let id: SpiffeId;
     try {
       id = parseSpiffeId(String(req.identity ?? ''));
@@ -140,7 +148,7 @@ export class IdentityService {
     const ttlMs = asked > 0 ? Math.min(asked, this.ttlMs) : this.ttlMs;
 
     // A renewal: the caller holds a current certificate of this identity (its key proved it in the handshake).
-    const principal = client?.spiffeId === req.identity ? { namespace: client.namespace, serviceAccount: client.serviceAccount, via: 'client-certificate' } : await this.authenticate(req);
+    const principal = client?.spiffeId === req.identity ? { namespace: client.namespace, serviceAccount: client.serviceAccount, via: 'client-certificate' } : await this.authenticate(req, signal);
     if (principal.namespace !== id.namespace || principal.serviceAccount !== id.serviceAccount)
       throw new CertifyError(
         grpc.status.PERMISSION_DENIED,
@@ -150,14 +158,19 @@ export class IdentityService {
     return this.sign(req, id, ttlMs, issuer, principal, peer);
   }
 
-  private async authenticate(req: CertifyRequest): Promise<Principal> {
+  private async authenticate(req: CertifyRequest, signal: AbortSignal | undefined): Promise<Principal> {
     if (!this.o.authenticator)
       throw new CertifyError(grpc.status.FAILED_PRECONDITION, 'no_authenticator', 'this control plane cannot check tokens (start it with --source kubernetes or --bootstrap-tokens FILE)');
     const token = Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? '');
     try {
-      return await this.o.authenticator.authenticate(token);
+      return await this.o.authenticator.authenticate(token, signal);
     } catch (e) {
       if (e instanceof AuthError && e.kind === 'unauthenticated') throw new CertifyError(grpc.status.UNAUTHENTICATED, 'unauthenticated', e.message);
+      // The TokenReview limits (token-review-authenticator.ts), each with its own reason so an alert can tell them apart.
+      const limit = e instanceof AuthError ? e.limit : null;
+      if (limit === 'timeout') throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_timeout', (e as Error).message);
+      if (limit === 'overloaded') throw new CertifyError(grpc.status.RESOURCE_EXHAUSTED, 'authenticator_overloaded', (e as Error).message);
+      if (limit === 'abandoned') throw new CertifyError(grpc.status.CANCELLED, 'cancelled', (e as Error).message);
       throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_unavailable', (e as Error).message);
     }
   }

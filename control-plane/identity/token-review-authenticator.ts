@@ -1,10 +1,52 @@
 import * as k8s from '@kubernetes/client-node';
+import type { Clock } from '../../common/clock.js';
 import { IDENTITY_TOKEN_AUDIENCE } from '../../contract/identity.js';
 import { AuthError, parseServiceAccountUsername, type Authenticator, type Principal } from './authenticator.js';
 
-/** The one call we need from AuthenticationV1Api (an interface so unit tests can drive it). */
+/**
+ * The one call we need from AuthenticationV1Api (an interface so unit tests can drive it).
+ * `signal` aborts the HTTP request; the promise then rejects.
+ */
 export interface TokenReviewApi {
-  createTokenReview(param: { body: k8s.V1TokenReview }): Promise<k8s.V1TokenReview>;
+  createTokenReview(body: k8s.V1TokenReview, signal: AbortSignal): Promise<k8s.V1TokenReview>;
+}
+
+/**
+ * How long a TokenReview may take and how many may be open at once. Anyone who can reach the
+ * gRPC port can make the control plane ask the API server about a junk token, so both are
+ * bounded: an API server that accepts requests and never answers (overloaded, half dead, a
+ * stuck proxy in between) would otherwise pin one request per Certify forever.
+ */
+export interface TokenReviewLimits {
+  /** The request is aborted after this long; the call is refused UNAVAILABLE (the proxy retries). */
+  readonly timeoutMs: number;
+  /** Reviews open at once; one more is refused at once (RESOURCE_EXHAUSTED) without asking the API server. */
+  readonly maxInFlight: number;
+}
+
+/**
+ * 5 s: a TokenReview is one authenticated POST the API server answers in milliseconds; 5 s
+ * is half the proxy's default Certify deadline (10 s, workload-identity.ts), so the refusal
+ * reaches the proxy, which retries with backoff. 32 in flight: at ~10 ms a review that is
+ * ~3,000 reviews/s, several times what the CA signs (~690/s, docs/identity.md "Measured").
+ */
+export const DEFAULT_TOKEN_REVIEW_LIMITS: TokenReviewLimits = Object.freeze({ timeoutMs: 5000, maxInFlight: 32 });
+
+export interface TokenReviewOptions {
+  readonly clock: Clock;
+  readonly audiences?: readonly string[];
+  readonly limits?: TokenReviewLimits;
+}
+
+/** Sets the request's abort signal; runs after the KubeConfig's authentication is applied. */
+function abortWith(signal: AbortSignal): k8s.ObservableMiddleware {
+  return {
+    pre: (ctx) => {
+      ctx.setSignal(signal);
+      return new k8s.Observable(Promise.resolve(ctx));
+    },
+    post: (res) => new k8s.Observable(Promise.resolve(res)),
+  };
 }
 
 const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
@@ -21,36 +63,43 @@ const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
  *    otherwise accept a token minted for anything (e.g. the default API-server audience);
  *  - status.user.username is `system:serviceaccount:<ns>:<sa>`.
  * The identity service then requires <ns>/<sa> to equal the identity requested.
+ *
+ * Each review is bounded (TokenReviewLimits): aborted after `timeoutMs`, or as soon as the
+ * caller's signal fires (its Certify was cancelled or passed its deadline), and refused
+ * without a request when `maxInFlight` are open. A slot is freed when its HTTP request has
+ * ended, not when the caller was answered, so the bound holds on what the API server sees.
  */
 export class TokenReviewAuthenticator implements Authenticator {
   readonly name = 'tokenreview';
   private readonly audiences: readonly string[];
+  private readonly limits: TokenReviewLimits;
+  private inFlight = 0;
 
   constructor(
     private readonly api: TokenReviewApi,
-    opts: { audiences?: readonly string[] } = {},
+    private readonly o: TokenReviewOptions,
   ) {
-    this.audiences = opts.audiences ?? [IDENTITY_TOKEN_AUDIENCE];
+    this.audiences = o.audiences ?? [IDENTITY_TOKEN_AUDIENCE];
+    this.limits = o.limits ?? DEFAULT_TOKEN_REVIEW_LIMITS;
+    if (!(this.limits.timeoutMs > 0) || !Number.isInteger(this.limits.maxInFlight) || this.limits.maxInFlight < 1)
+      throw new RangeError(`TokenReview limits: timeoutMs must be > 0 and maxInFlight an integer >= 1, got ${JSON.stringify(this.limits)}`);
   }
 
-  static fromKubeConfig(kc: k8s.KubeConfig, opts: { audiences?: readonly string[] } = {}): TokenReviewAuthenticator {
-    return new TokenReviewAuthenticator(kc.makeApiClient(k8s.AuthenticationV1Api), opts);
+  static fromKubeConfig(kc: k8s.KubeConfig, opts: TokenReviewOptions): TokenReviewAuthenticator {
+    const api = kc.makeApiClient(k8s.AuthenticationV1Api);
+    return new TokenReviewAuthenticator(
+      { createTokenReview: (body, signal) => api.createTokenReview({ body }, { middleware: [abortWith(signal)], middlewareMergeStrategy: 'append' }) },
+      opts,
+    );
   }
 
-  async authenticate(token: Buffer): Promise<Principal> {
+  async authenticate(token: Buffer, signal?: AbortSignal): Promise<Principal> {
     const text = token.toString('utf8').trim();
     if (text.length === 0) throw new AuthError('unauthenticated', 'no token was presented');
-    let review: k8s.V1TokenReview;
-    try {
-      review = await this.api.createTokenReview({
-        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: text, audiences: [...this.audiences] } },
-      });
-    } catch (e) {
-      // Any failure to get an answer is ours (API server down, RBAC missing), not the
-      // caller's: UNAVAILABLE, so the proxy retries rather than giving up on its token.
-      const code = (e as { code?: unknown }).code;
-      throw new AuthError('unavailable', `TokenReview failed${typeof code === 'number' ? ` (HTTP ${code})` : ''}: ${firstLine(e)}`, { cause: e });
-    }
+    if (signal?.aborted) throw new AuthError('unavailable', 'the caller went away before the TokenReview', { limit: 'abandoned' });
+    if (this.inFlight >= this.limits.maxInFlight)
+      throw new AuthError('unavailable', `${this.inFlight} TokenReviews are in flight, the most allowed (--token-review-max-in-flight): try again later`, { limit: 'overloaded' });
+    const review = await this.review({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: text, audiences: [...this.audiences] } }, signal);
     const st = review.status ?? {};
     if (st.authenticated !== true) throw new AuthError('unauthenticated', `the API server did not authenticate the token${st.error ? `: ${st.error}` : ''}`);
     const got = st.audiences ?? [];
@@ -64,6 +113,45 @@ export class TokenReviewAuthenticator implements Authenticator {
     if (!sa) throw new AuthError('unauthenticated', `the token belongs to ${JSON.stringify(username)}, not a service account`);
     const pod = st.user?.extra?.[POD_NAME_EXTRA]?.[0];
     return { ...sa, via: this.name, ...(pod ? { pod } : {}) };
+  }
+
+  /** One request, holding a slot until it has ended; answered at the timeout or the caller's abort, whichever comes first. */
+  private review(body: k8s.V1TokenReview, signal: AbortSignal | undefined): Promise<k8s.V1TokenReview> {
+    const abort = new AbortController();
+    this.inFlight++;
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const settle = (f: () => void): void => {
+        if (done) return;
+        done = true;
+        this.o.clock.clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        f();
+      };
+      const giveUp = (e: AuthError): void => {
+        settle(() => reject(e));
+        abort.abort(e);
+      };
+      const timer = this.o.clock.setTimeout(
+        () => giveUp(new AuthError('unavailable', `TokenReview: no answer from the API server within ${this.limits.timeoutMs} ms (--token-review-timeout)`, { limit: 'timeout' })),
+        this.limits.timeoutMs,
+      );
+      const onAbort = (): void => giveUp(new AuthError('unavailable', 'TokenReview abandoned: the caller went away (call cancelled or past its deadline)', { limit: 'abandoned' }));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // Through then(): a client that throws instead of rejecting still frees its slot.
+      Promise.resolve()
+        .then(() => this.api.createTokenReview(body, abort.signal))
+        .then(
+          (r) => settle(() => resolve(r)),
+          (e: unknown) => {
+            // Any failure to get an answer is ours (API server down, RBAC missing), not the
+            // caller's: UNAVAILABLE, so the proxy retries rather than giving up on its token.
+            const code = (e as { code?: unknown }).code;
+            settle(() => reject(new AuthError('unavailable', `TokenReview failed${typeof code === 'number' ? ` (HTTP ${code})` : ''}: ${firstLine(e)}`, { cause: e })));
+          },
+        )
+        .finally(() => this.inFlight--);
+    });
   }
 }
 
