@@ -57,4 +57,17 @@ describe('AdminAccess', () => {
     await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 'bad' });
     expect(auth.reviews).toBe(4);
   });
+
+  test('a token check given up on a TokenReview limit is a 403 and is counted by limit', async () => {
+    const counted: string[] = [];
+    const limited = { inc: ({ limit }: { limit: string }) => void counted.push(limit) };
+    const fails = (e: Error): Authenticator => ({ name: 'fake', authenticate: () => Promise.reject(e) });
+    for (const limit of ['timeout', 'overloaded'] as const) {
+      const a = new AdminAccess({ namespace: 'wren-system', authenticator: fails(new AuthError('unavailable', `limit ${limit}`, { limit })), clock: new FakeClock(), limited });
+      expect(await a.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': 'good' })).toContain(`the token was refused (limit ${limit})`);
+    }
+    const other = new AdminAccess({ namespace: 'wren-system', authenticator: fails(new AuthError('unavailable', 'API server down')), clock: new FakeClock(), limited });
+    await other.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': 'good' });
+    expect(counted).toEqual(['timeout', 'overloaded']);
+  });
 });

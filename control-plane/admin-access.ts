@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { Clock } from '../common/clock.js';
 import { ADMIN_TOKEN_AUDIENCE, ADMIN_TOKEN_HEADER } from '../contract/identity.js';
-import type { Authenticator } from './identity/authenticator.js';
+import { AuthError, type AuthLimit, type Authenticator } from './identity/authenticator.js';
 
 
 /** Open to any address: the kubelet's probes and Prometheus scrape the pod IP. */
@@ -27,7 +27,13 @@ export class AdminAccess {
   private readonly granted = new Map<string, number>();
 
   constructor(
-    private readonly o: { readonly namespace: string; readonly authenticator: Authenticator | null; readonly clock: Clock },
+    private readonly o: {
+      readonly namespace: string;
+      readonly authenticator: Authenticator | null;
+      readonly clock: Clock;
+      /** Counts checks a TokenReview limit gave up (token-review-authenticator.ts): every limit counts when it fires. */
+      readonly limited?: { inc(labels: { limit: AuthLimit }): void };
+    },
   ) {}
 
   /** Resolves null when the request may be served, else the reason for a 403. Never rejects. */
@@ -46,6 +52,7 @@ export class AdminAccess {
       const p = await this.o.authenticator.authenticate(Buffer.from(token, 'utf8'));
       if (p.namespace !== this.o.namespace) return `the token is of ServiceAccount ${p.namespace}/${p.serviceAccount}; ${path} answers ${how}`;
     } catch (e) {
+      if (e instanceof AuthError && e.limit) this.o.limited?.inc({ limit: e.limit });
       return `the token was refused (${(e as Error).message}); ${path} answers ${how}`;
     }
     if (this.granted.size >= CACHE_MAX) this.granted.delete(this.granted.keys().next().value!);

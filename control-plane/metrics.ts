@@ -65,6 +65,12 @@ export class ControlPlaneMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly adminTokenReviewsLimited = new Counter({
+    name: 'wren_cp_admin_token_reviews_limited_total',
+    help: "Admin-port token checks (x-wren-admin-token) given up on a TokenReview limit (limit: timeout, overloaded); the request got a 403",
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
   readonly services = new Gauge({ name: 'wren_cp_services', help: 'Services in the current mesh view', registers: [this.registry] });
   readonly endpoints = new Gauge({ name: 'wren_cp_endpoints', help: 'Ready endpoints in the current mesh view', registers: [this.registry] });
 
