@@ -28,6 +28,7 @@ import { UpstreamListener } from './outbound/upstream-listener.js';
 import { outboundStack } from './outbound/stack.js';
 import { outboundTcpStack } from './outbound/tcp-stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
+import { OpenTunnels } from './policy/open-tunnels.js';
 import { inboundStack } from './inbound/stack.js';
 import { AppConnector, APP_CONNECT_TIMEOUT_MS } from './inbound/app-connector.js';
 import { H2_HEADER_HARD_CAP_FACTOR } from './http/h2-server.js';
@@ -126,6 +127,8 @@ export class Proxy {
   private hasConfig = false;
   /** The local workload's inbound policy (mTLS modes, authorization), swapped atomically. */
   private inboundPolicy: CompiledInboundPolicy;
+  /** The inbound tunnels open to the app, re-authorized on each policy change (policy/open-tunnels.ts). */
+  private readonly tunnels: OpenTunnels;
   /** The inbound policy's rate limits; its buckets outlive policy pushes that leave a RateLimitPolicy unchanged. */
   private readonly rateLimiter: RateLimiter;
   /** JWKS of the RequestAuthentication rules in force, kept across policy updates. */
@@ -258,9 +261,10 @@ export class Proxy {
       { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }), shared: (shared ?? this.pool?.shared)?.buckets },
       this.inboundPolicy.policy.rateLimits ?? [],
     );
+    this.tunnels = new OpenTunnels(() => this.inboundPolicy, policyTelemetry);
     const inboundCommon = {
       ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock, this.appFrames), reservedPorts: reserved,
-      selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry,
+      selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry, tunnels: this.tunnels,
       maxStreamsPerCaller: config.limits.maxStreamsPerCaller, callerCounts: new CallerCounts(admission, column), rateLimiter: this.rateLimiter,
     };
     this.egressPolicy = new EgressPolicy(config.egress, undefined);
@@ -306,6 +310,7 @@ export class Proxy {
       plaintextHttp: inboundStack({ ...inboundCommon, plaintext: true }),
       policy: () => this.inboundPolicy,
       policyTelemetry,
+      tunnels: this.tunnels,
       detectTimeoutMs: config.protocol.detectTimeoutMs,
       opaquePorts: new Set(config.protocol.opaquePorts),
       originalDst: opts.inboundOriginalDst,
@@ -447,8 +452,10 @@ export class Proxy {
     }
     if (inbound) {
       this.inboundPolicy = inbound;
-      // Plaintext byte streams (opaque TCP, switched upgrades) to a port now STRICT are closed; HTTP is judged per request.
-      this.inbound.policyChanged(inbound);
+      // Open tunnels (CONNECT streams, opaque splices, switched upgrades) are judged again, as
+      // ztunnel does (istio/ztunnel#772): those it denies, or plaintext to a port now STRICT,
+      // are closed. HTTP requests need nothing here: each is judged as it arrives.
+      this.tunnels.policyChanged(inbound);
       this.rateLimiter.update(inbound.policy.rateLimits ?? []);
       this.jwks.retainOnly(inbound.policy.jwtRules);
       this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });

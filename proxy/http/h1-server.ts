@@ -54,8 +54,6 @@ export interface H1ServerOptions {
   readonly onLimit?: (limit: H1TimerLimit) => void;
   /** A request started (+1) or ended (-1): its response written, or its client gone. For graceful drain. */
   readonly onExchange?: (delta: 1 | -1) => void;
-  /** An upgrade was switched (101): the socket is a byte tunnel now, no longer served as HTTP. */
-  readonly onSwitched?: (socket: Socket) => void;
 }
 
 /** How often the timers are checked: often enough that a timeout fires within about 10 % of it. */
@@ -248,7 +246,7 @@ class ServedConnection implements H1ConnectionOptions {
     const ac = new Cancel();
     ex.controller = ac;
     const protocols = head.method === 'CONNECT' ? '' : withoutH2c(head.get('upgrade') ?? '');
-    serveUpgrade(this.server.opts.service, this.request(ex, head, protocols, ac), ex, socket, rest, this.writer, this.server.opts.onSwitched);
+    serveUpgrade(this.server.opts.service, this.request(ex, head, protocols, ac), ex, socket, rest, this.writer);
   }
 
   /** `Upgrade: h2c` alone is ignored, the request served as plain HTTP/1.1 (upgrade-protocols.ts). */

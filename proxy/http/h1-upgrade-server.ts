@@ -24,15 +24,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * refused at its head, 400.) A CONNECT from the app (forward-proxy use) is not carried by
  * the mesh: 403 from the one error table, on no endpoint's account.
  */
-export function serveUpgrade(
-  service: HttpService,
-  req: ProxyRequest,
-  ex: H1ServerExchange,
-  socket: Socket,
-  held: Buffer,
-  writer: H1ResponseWriter,
-  onSwitched?: (socket: Socket) => void,
-): void {
+export function serveUpgrade(service: HttpService, req: ProxyRequest, ex: H1ServerExchange, socket: Socket, held: Buffer, writer: H1ResponseWriter): void {
   const upgrade = req.upgrade ?? '';
   if (req.method === 'CONNECT') return writer.write(ex, errorResponse(new ProxyError('CONNECT_NOT_SUPPORTED', req.path), req));
   if (!PROTOCOLS.test(upgrade)) return writer.write(ex, errorResponse(new ProxyError('BAD_REQUEST', 'invalid Upgrade header'), req));
@@ -40,9 +32,7 @@ export function serveUpgrade(
     if (out.status === 101 && out.body) {
       if (ex.ended) return void out.body.destroy(); // the client went away meanwhile
       ex.conn.release();
-      switchProtocols(socket, out, upgrade, held);
-      onSwitched?.(socket);
-      return;
+      return switchProtocols(socket, out, upgrade, held);
     }
     writer.write(ex, out);
   };

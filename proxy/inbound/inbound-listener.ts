@@ -14,6 +14,7 @@ import type { TlsIdentity } from '../tls/tls-identity.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
+import type { OpenTunnels } from '../policy/open-tunnels.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { probeApp, tunnelToApp } from './app-tunnel.js';
 import { inboundTunnelLine } from '../access-log/tunnel-log.js';
@@ -77,6 +78,8 @@ export interface InboundDeps {
   readonly logger: Logger;
   /** Lines for opaque connections (app-tunnel.ts) and for those authorization refuses. */
   readonly accessLog?: AccessLog;
+  /** The open tunnels (CONNECT streams, opaque splices, switched upgrades), re-authorized on each policy change. */
+  readonly tunnels: OpenTunnels;
 }
 
 /**
@@ -88,7 +91,8 @@ export interface InboundDeps {
  * (closed and counted) when the target port is STRICT, the default; on a PERMISSIVE
  * port handed to the plaintext handler (HTTP/1.1, h2c or opaque TCP, no caller identity).
  * A port that becomes STRICT later refuses each plaintext request on the connections
- * already open (layers/strict-mtls.ts) and closes their byte streams (policyChanged()).
+ * already open (layers/strict-mtls.ts); byte tunnels (CONNECT streams, opaque splices,
+ * switched upgrades) are judged again by each new policy (policy/open-tunnels.ts).
  *
  * The target port of a plaintext connection is its original destination (iptables
  * REDIRECT; SO_ORIGINAL_DST). mTLS peers name it per request (`wren-target-port`).
@@ -168,11 +172,11 @@ export class InboundListener {
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
     });
-    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n), unauthenticated: true });
+    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
     // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
     // them are dropped as from a plaintext caller (the CONNECT names the port), but the
     // caller is the session's authenticated peer (mutual_tls, XFCC, authorization).
-    this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n), unauthenticated: false });
+    this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n) });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
@@ -223,15 +227,6 @@ export class InboundListener {
     }
     this.d.policyTelemetry.connection(false, 'accepted');
     this.plaintext.handle(socket, kind, dst);
-  }
-
-  /**
-   * A new inbound policy is in force: the plaintext byte streams (opaque splices, switched
-   * upgrades) it makes STRICT are closed.
-   * Plaintext HTTP needs nothing here: each request reads the port's mode (layers/strict-mtls.ts).
-   */
-  policyChanged(policy: CompiledInboundPolicy): void {
-    this.plaintext.closeStrict(policy);
   }
 
   /**
@@ -311,6 +306,9 @@ export class InboundListener {
       stream.once('close', cancel);
       return;
     }
+    // Admitted as {principal, port}: judged again with it by every later policy, closed at once if one denies it
+    // (whether its bytes are then spliced or decoded as HTTP, whose requests are also authorized one by one).
+    this.d.tunnels.add({ kind: 'tcp', authz: { principal, port, http: null }, plaintext: false, peer: stream.session.socket?.remoteAddress, end: stream });
     // reporter="destination": the caller's workload from the CONNECT stream's peer metadata (metrics/peer-metadata.ts).
     const peer = headers[MESH.peer];
     const labels = this.d.metrics.local.forInbound(principal, typeof peer === 'string' ? peer : undefined, principal !== '').tcp;

@@ -8,6 +8,7 @@ import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { OriginalDst } from '../net/original-dst.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
+import type { OpenTunnels } from '../policy/open-tunnels.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { tunnelToApp } from './app-tunnel.js';
 import { inboundTunnelLine } from '../access-log/tunnel-log.js';
@@ -35,11 +36,8 @@ export interface PlaintextInboundDeps {
   /** A request or tunnel started (+1) or ended (-1), for graceful drain. */
   readonly track: (delta: 1 | -1) => void;
   readonly accessLog?: AccessLog;
-  /**
-   * The callers are plaintext (no identity), not a peer's CONNECT stream: their byte
-   * streams (opaque splices, switched upgrades) are closed when their port becomes STRICT.
-   */
-  readonly unauthenticated: boolean;
+  /** The listener's open tunnels: opaque splices join them, re-authorized on each policy change (policy/open-tunnels.ts). */
+  readonly tunnels: OpenTunnels;
 }
 
 /**
@@ -62,8 +60,6 @@ export class PlaintextInbound {
   /** LiveSets, not Sets: a long-lived Set keeps the connections that left for the scavenger (common/live-set.ts). */
   private readonly sessions = new LiveSet<ServerHttp2Session>();
   private readonly sockets = new LiveSet<Socket>();
-  /** Plaintext byte streams (opaque splices, switched upgrades) and their target port, for closeStrict(). */
-  private readonly splices = new LiveSet<{ readonly socket: Socket; readonly port: number }>();
   private pendingDst: OriginalDst | undefined;
   private pendingId = '';
 
@@ -77,7 +73,6 @@ export class PlaintextInbound {
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: d.track,
-      onSwitched: d.unauthenticated ? (s) => this.switched(s) : undefined,
     });
     this.h2 = createH2Server({
       maxHeaderListPairs: H2_SERVER_MAX_FIELDS,
@@ -159,45 +154,10 @@ export class PlaintextInbound {
     }
     this.d.track(1);
     socket.once('close', () => this.d.track(-1));
-    if (this.d.unauthenticated) this.byteStream(socket, port);
+    // Judged again by every later policy (mTLS mode, authorization) for as long as it is open.
+    this.d.tunnels.add({ kind: 'tcp', authz: { principal: '', port, http: null }, plaintext: true, peer: socket.remoteAddress, end: socket });
     // Bytes the caller already sent stay buffered (the socket is paused) until the splice pipes them.
     tunnelToApp(this.d, port, socket, { failed: () => socket.destroy() }, this.d.metrics.local.forInbound('', undefined, false).tcp);
-  }
-
-  private byteStream(socket: Socket, port: number): void {
-    const entry = this.splices.add({ socket, port });
-    socket.once('close', () => this.splices.delete(entry));
-  }
-
-  /**
-   * A plaintext upgrade (WebSocket) the app switched: a byte stream from now on, closed
-   * like a splice if its port becomes STRICT. It was admitted as a request; if the port
-   * became STRICT while the app was answering, it is closed at once.
-   */
-  private switched(socket: Socket): void {
-    const port = this.dsts.get(socket)?.port;
-    if (port === undefined) return;
-    if (this.d.policy().modeFor(port) === 'STRICT') {
-      this.d.policyTelemetry.plaintextRefused('tcp', port, socket.remoteAddress);
-      socket.destroy();
-      return;
-    }
-    this.byteStream(socket, port);
-  }
-
-  /**
-   * A new policy: plaintext byte streams (opaque splices, switched upgrades) to a port
-   * that is now STRICT are closed. They have no request boundary at which to refuse the
-   * next request (HTTP is refused per request, layers/strict-mtls.ts), so this is Istio's
-   * answer: the plaintext filter chain is gone and its connections with it. Not for the
-   * peers' CONNECT streams (the instance over the mTLS stack): their caller is authenticated.
-   */
-  closeStrict(policy: CompiledInboundPolicy): void {
-    for (const s of this.splices.values()) {
-      if (policy.modeFor(s.port) !== 'STRICT') continue;
-      this.d.policyTelemetry.plaintextRefused('tcp', s.port, s.socket.remoteAddress);
-      s.socket.destroy();
-    }
   }
 
   /** GOAWAY to h2c sessions and close idle HTTP/1.1 connections. */

@@ -23,6 +23,7 @@ import type { CallerCounts } from '../net/shared-admission.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
+import type { OpenTunnels } from '../policy/open-tunnels.js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 
@@ -41,6 +42,8 @@ export interface InboundStackDeps {
   /** The workload's current inbound policy (read per request). */
   readonly policy: () => CompiledInboundPolicy;
   readonly policyTelemetry: PolicyTelemetry;
+  /** The listener's open tunnels, re-authorized on each policy change: upgrades the app switches join them. */
+  readonly tunnels: OpenTunnels;
   /** The workload's RateLimitPolicies' buckets (shared by both inbound stacks). */
   readonly rateLimiter: RateLimiter;
   /**
@@ -74,7 +77,7 @@ export function inboundStack(d: InboundStackDeps): HttpService {
       ...(d.plaintext ? [strictMtls(d.policy, d.policyTelemetry)] : []),
       // The JWT first: authorize reads the request principal and claims it sets.
       requestAuthn(d.policy, d.policyTelemetry),
-      authorize(d.policy, d.policyTelemetry),
+      authorize(d.policy, d.policyTelemetry, d.tunnels, d.plaintext === true),
       // After authorization: a refused caller takes no token.
       rateLimit(d.rateLimiter, d.metrics.rateLimited),
       requestId(),

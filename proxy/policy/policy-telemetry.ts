@@ -26,6 +26,9 @@ export interface DecisionContext {
  *   tunnel (when any policy applies), plus one `decision="audit"` per matching AUDIT policy.
  * - wren_plaintext_strict_refused_total{protocol="http|tcp"}: plaintext traffic on
  *   connections accepted while their port was PERMISSIVE, refused once it is STRICT;
+ * - wren_tunnels_closed_total{reason="authorization|mtls-strict", kind="tcp|upgrade"}: open
+ *   inbound tunnels closed when a new policy refused what they were admitted with
+ *   (policy/open-tunnels.ts);
  * - wren_jwt_denied_total{reason}: requests refused (401) by RequestAuthentication;
  * - wren_jwt_verified_total{issuer}: requests whose token was verified;
  * - wren_jwks_fetches_total{source, outcome="ok|error|rate-limited"}: JWKS loads.
@@ -40,6 +43,7 @@ export class PolicyTelemetry {
   private readonly decisions: Counter<'action' | 'decision' | 'policy'>;
   private readonly children = new Map<string, { inc(): void }>();
   private readonly strictRefused: Counter<'protocol'>;
+  private readonly tunnelsClosed: Counter<'reason' | 'kind'>;
   private readonly jwtDenied: Counter<'reason'>;
   private readonly jwtVerified: Counter<'issuer'>;
   private readonly jwksFetches: Counter<'source' | 'outcome'>;
@@ -64,6 +68,12 @@ export class PolicyTelemetry {
       name: 'wren_plaintext_strict_refused_total',
       help: 'Plaintext traffic on connections accepted while their port was PERMISSIVE, refused once the port is STRICT: http = a request answered 403 unauthenticated (its connection then closed), tcp = a plaintext byte stream (opaque splice, switched upgrade) closed when the policy changed',
       labelNames: ['protocol'],
+      registers,
+    });
+    this.tunnelsClosed = new Counter({
+      name: 'wren_tunnels_closed_total',
+      help: 'Open inbound tunnels (tcp: a peer\'s CONNECT stream or a plaintext opaque splice; upgrade: a switched WebSocket or extended CONNECT) closed because a new inbound policy refuses what they were admitted with: authorization = an AuthorizationPolicy now denies it, mtls-strict = plaintext on a port now STRICT',
+      labelNames: ['reason', 'kind'],
       registers,
     });
     this.jwtDenied = new Counter({
@@ -108,6 +118,21 @@ export class PolicyTelemetry {
     this.strictRefused.inc({ protocol });
     const where = { code: 'UNAUTHENTICATED', port, peer: peer ?? null, ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path: path.split('?')[0] } : {}) };
     this.logger.info(protocol === 'http' ? 'plaintext request refused (mTLS STRICT)' : 'plaintext connection closed: its port is now mTLS STRICT', where);
+  }
+
+  /**
+   * An open tunnel closed by a policy change: counted by reason, and for an authorization
+   * denial logged at info with the deciding policy (as a denied request is).
+   */
+  tunnelClosed(reason: 'authorization' | 'mtls-strict', kind: 'tcp' | 'upgrade', d: Decision | null, ctx: DecisionContext): void {
+    this.tunnelsClosed.inc({ reason, kind });
+    if (d === null) return; // mtls-strict: plaintextRefused() logged it
+    this.logger.info('open tunnel closed: the new policy denies it', {
+      code: 'FORBIDDEN', tunnel: kind, reason: d.reason, policy: d.policy || null, effectivePolicyId: d.effectivePolicyId || 'none',
+      principal: ctx.principal || '(unauthenticated)', port: ctx.port,
+      ...(ctx.method !== undefined ? { method: ctx.method } : {}),
+      ...(ctx.path !== undefined ? { path: ctx.path.split('?')[0] } : {}),
+    });
   }
 
   connection(tls: boolean, outcome: ConnectionOutcome): void {
