@@ -28,6 +28,7 @@ import { UpstreamListener } from './outbound/upstream-listener.js';
 import { outboundStack } from './outbound/stack.js';
 import { outboundTcpStack } from './outbound/tcp-stack.js';
 import { InboundListener } from './inbound/inbound-listener.js';
+import { OpenPassthroughs } from './egress/open-passthroughs.js';
 import { OpenTunnels } from './policy/open-tunnels.js';
 import { inboundStack } from './inbound/stack.js';
 import { AppConnector, APP_CONNECT_TIMEOUT_MS } from './inbound/app-connector.js';
@@ -129,6 +130,8 @@ export class Proxy {
   private inboundPolicy: CompiledInboundPolicy;
   /** The inbound tunnels open to the app, re-authorized on each policy change (policy/open-tunnels.ts). */
   private readonly tunnels: OpenTunnels;
+  /** The outbound connections egress control let through, judged again when the egress settings change. */
+  private readonly passthroughs: OpenPassthroughs;
   /** The inbound policy's rate limits; its buckets outlive policy pushes that leave a RateLimitPolicy unchanged. */
   private readonly rateLimiter: RateLimiter;
   /** JWKS of the RequestAuthentication rules in force, kept across policy updates. */
@@ -268,6 +271,7 @@ export class Proxy {
       maxStreamsPerCaller: config.limits.maxStreamsPerCaller, callerCounts: new CallerCounts(admission, column), rateLimiter: this.rateLimiter,
     };
     this.egressPolicy = new EgressPolicy(config.egress, undefined);
+    this.passthroughs = new OpenPassthroughs((c) => policyTelemetry.egressClosed(c));
     this.egressHttp = egressHttp({
       policy: () => this.egressPolicy, connectTimeoutMs: config.egress.connectTimeoutMs, maxHeaderBytes: config.limits.maxHeaderBytes,
       onRefused: () => this.metrics.egressRefused.inc({ protocol: 'http' }),
@@ -286,6 +290,7 @@ export class Proxy {
       routes: () => this.routes,
       originalDst: opts.originalDst,
       egress: () => this.egressPolicy,
+      passthroughs: this.passthroughs,
       passthroughConnectTimeoutMs: config.egress.connectTimeoutMs,
       tcp: outboundTcpStack({ ...common, routes: () => this.routes, clusters: () => this.clusters, peers: this.peers }),
       http: outboundStack({
@@ -447,8 +452,11 @@ export class Proxy {
     if (snapshot.egress) {
       const before = JSON.stringify(this.egressPolicy);
       this.egressPolicy = new EgressPolicy(this.config.egress, snapshot.egress);
-      if (JSON.stringify(this.egressPolicy) !== before)
+      if (JSON.stringify(this.egressPolicy) !== before) {
         this.logger.info('egress settings applied', { version: snapshot.version, mode: this.egressPolicy.mode, modeSource: this.egressPolicy.modeSource, externalServices: this.egressPolicy.services.map((e) => e.name) });
+        // Passthroughs the new settings refuse are closed, as the inbound's tunnels on a policy change.
+        this.passthroughs.egressChanged(this.egressPolicy);
+      }
     }
     if (inbound) {
       this.inboundPolicy = inbound;

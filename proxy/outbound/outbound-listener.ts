@@ -21,6 +21,7 @@ import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H2ServerSession } from '../h2/h2-server-session.js';
+import type { OpenPassthroughs } from '../egress/open-passthroughs.js';
 import type { EgressPolicy } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
@@ -57,6 +58,8 @@ export interface OutboundDeps {
   readonly originalDst?: (s: Socket) => OriginalDst | undefined;
   /** Egress control (proxy/egress); absent: every unknown destination passes through (ALLOW_ANY). */
   readonly egress?: () => EgressPolicy;
+  /** The connections egress control let through, judged again when the egress settings change. */
+  readonly passthroughs?: OpenPassthroughs;
   /** For the line of a connection egress control refused. */
   readonly accessLog?: AccessLog;
   /** Connect timeout of a passed-through connection (config egress.connectTimeoutMs; default 10 s, Istio's connectTimeout). */
@@ -251,6 +254,7 @@ export class OutboundListener {
     const allowed = (sni !== undefined && p.bySni(sni, dst.port)) || p.byAddress(dst.address, dst.port);
     if (allowed || p.mode === 'ALLOW_ANY') {
       this.passthrough(socket, dst, allowed ? 'external-service' : 'unknown-destination');
+      this.d.passthroughs?.add(socket, dst, sni);
       return;
     }
     const protocol = sni !== undefined ? 'tls' : 'tcp';

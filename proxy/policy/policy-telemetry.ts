@@ -5,6 +5,7 @@ import type { RecentDenial } from '../../contract/discovery.js';
 import type { Decision } from './authorizer.js';
 import type { JwtDenyReason } from './jwt-authenticator.js';
 import type { JwksFetchOutcome } from './jwks-source.js';
+import type { EgressClosed } from '../egress/open-passthroughs.js';
 
 export type ConnectionOutcome = 'accepted' | 'refused';
 
@@ -26,9 +27,9 @@ export interface DecisionContext {
  *   tunnel (when any policy applies), plus one `decision="audit"` per matching AUDIT policy.
  * - wren_plaintext_strict_refused_total{protocol="http|tcp"}: plaintext traffic on
  *   connections accepted while their port was PERMISSIVE, refused once it is STRICT;
- * - wren_tunnels_closed_total{reason="authorization|mtls-strict", kind="tcp|upgrade"}: open
- *   inbound tunnels closed when a new policy refused what they were admitted with
- *   (policy/open-tunnels.ts);
+ * - wren_tunnels_closed_total{reason="authorization|mtls-strict|egress", kind="tcp|upgrade|tls"}:
+ *   open tunnels closed when a new policy refused what they were admitted with: inbound
+ *   (policy/open-tunnels.ts) and, reason egress, outbound passthroughs (egress/open-passthroughs.ts);
  * - wren_jwt_denied_total{reason}: requests refused (401) by RequestAuthentication;
  * - wren_jwt_verified_total{issuer}: requests whose token was verified;
  * - wren_jwks_fetches_total{source, outcome="ok|error|rate-limited"}: JWKS loads.
@@ -72,7 +73,7 @@ export class PolicyTelemetry {
     });
     this.tunnelsClosed = new Counter({
       name: 'wren_tunnels_closed_total',
-      help: 'Open inbound tunnels (tcp: a peer\'s CONNECT stream or a plaintext opaque splice; upgrade: a switched WebSocket or extended CONNECT) closed because a new inbound policy refuses what they were admitted with: authorization = an AuthorizationPolicy now denies it, mtls-strict = plaintext on a port now STRICT',
+      help: 'Open tunnels closed because a new policy refuses what they were admitted with: inbound (tcp: a peer\'s CONNECT stream or a plaintext opaque splice; upgrade: a switched WebSocket or extended CONNECT) with reason authorization (an AuthorizationPolicy now denies it) or mtls-strict (plaintext on a port now STRICT); outbound passthroughs (tcp, tls) with reason egress (the egress settings no longer let the destination through)',
       labelNames: ['reason', 'kind'],
       registers,
     });
@@ -133,6 +134,12 @@ export class PolicyTelemetry {
       ...(ctx.method !== undefined ? { method: ctx.method } : {}),
       ...(ctx.path !== undefined ? { path: ctx.path.split('?')[0] } : {}),
     });
+  }
+
+  /** An outbound passthrough the new egress settings refuse, closed. */
+  egressClosed(c: EgressClosed): void {
+    this.tunnelsClosed.inc({ reason: 'egress', kind: c.sni !== undefined ? 'tls' : 'tcp' });
+    this.logger.info('open egress connection closed: the new egress settings refuse it', { code: 'EGRESS_REFUSED', dst: c.dst, sni: c.sni ?? null, mode: c.mode });
   }
 
   connection(tls: boolean, outcome: ConnectionOutcome): void {
