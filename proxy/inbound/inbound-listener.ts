@@ -1,13 +1,10 @@
-import { createServer as createH2Server, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
-import { MESH } from '../http/headers.js';
-import { detectProtocol } from '../net/detect-protocol.js';
-import { StreamSocket } from '../net/stream-socket.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { peerSpiffeId } from '../tls/peer-identity.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
@@ -15,23 +12,16 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import type { OpenTunnels } from '../policy/open-tunnels.js';
-import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
-import { probeApp, tunnelToApp } from './app-tunnel.js';
-import { inboundTunnelLine } from '../access-log/tunnel-log.js';
 import type { AccessLog } from '../access-log/access-log.js';
-import { refuseTunnel } from './refuse-tunnel.js';
-import { ProxyError } from '../errors/proxy-error.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
-import { plaintextRequest } from './plaintext-request.js';
+import { PeerConnect, sessionPeer } from './peer-connect.js';
 import { sniff } from './sniff.js';
-import { parseTargetPort } from './target-port.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H1Server } from '../http/h1-server.js';
-import type { TcpLabels } from '../metrics/workload-labels.js';
 import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
 import { LiveSet } from '../../common/live-set.js';
@@ -104,8 +94,8 @@ export class InboundListener {
   /** HTTP/2 over the verified TLS connections (ALPN h2). */
   private readonly secure: Http2Server;
   private readonly plaintext: PlaintextInbound;
-  /** HTTP found inside peers' CONNECT streams, through the mTLS stack (see tunnel()). */
-  private readonly tunnelled: PlaintextInbound;
+  /** Peers' CONNECT streams (peer-connect.ts). */
+  private readonly connects: PeerConnect;
   private readonly sessions = new LiveSet<ServerHttp2Session>();
   /** HTTP/1.1 from peer sidecars: ALPN http/1.1 (protocol.meshHttp1 'h1') and the virtual connections of ALPN wren-mux/1 ('mux'), through the mTLS stack. */
   private readonly meshH1: H1Server;
@@ -156,7 +146,7 @@ export class InboundListener {
       clock: d.clock,
       identityOf: (stream) => sessionPeer(stream),
       upgrades: true,
-      onConnect: (stream, headers) => this.tunnel(stream, headers),
+      onConnect: (stream, headers) => this.connects.handle(stream, headers),
     });
     // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
     // Drain is H1Server.closeIdle(): the HTTP/1.1 counterpart of GOAWAY (no further request on a connection, RFC 9112 section 9.6).
@@ -173,10 +163,7 @@ export class InboundListener {
       onExchange: (n) => this.track(n),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
-    // The bytes in a CONNECT stream are the peer app's, not its sidecar's: mesh headers in
-    // them are dropped as from a plaintext caller (the CONNECT names the port), but the
-    // caller is the session's authenticated peer (mutual_tls, XFCC, authorization).
-    this.tunnelled = new PlaintextInbound({ ...d, http: plaintextRequest()(d.http), track: (n) => this.track(n) });
+    this.connects = new PeerConnect({ ...d, track: (n) => this.track(n) });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }
@@ -273,86 +260,6 @@ export class InboundListener {
     this.meshH1.serve(socket);
   }
 
-  private tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    const port = parseTargetPort(headers[MESH.targetPort], this.d.reservedPorts);
-    if (port instanceof Error) {
-      refuseTunnel(stream, new ProxyError('BAD_REQUEST', port.message));
-      return;
-    }
-    // A stream whose session is already gone (node can still emit it) is a reset: nothing to serve.
-    if (!stream.session || stream.destroyed) return void stream.destroy();
-    const principal = sessionPeer(stream);
-    const { authorizer } = this.d.policy();
-    if (authorizer.active) {
-      const dec = authorizer.authorize({ principal, port, http: null });
-      this.d.policyTelemetry.decision(dec, { kind: 'tcp', principal, port });
-      if (!dec.allow) {
-        inboundTunnelLine(this.d.accessLog, stream, this.d.appAddress, port)?.denied(dec.reason);
-        refuseTunnel(stream, new ProxyError('FORBIDDEN', dec.reason), { [AUTHZ_REASON_HEADER]: dec.reason });
-        return;
-      }
-    }
-    if (headers[MESH.healthCheck] !== undefined) {
-      // A TCP health check from the peer sidecar: 200 once the app's port accepts a
-      // connection, which is then closed; counted apart from the istio_tcp_* metrics
-      // (nothing of the peer's reaches the app, so a forged one hides no traffic).
-      this.d.metrics.inboundHealthCheckMarked.inc({ source_principal: principal, probe_shape: 'true' });
-      const cancel = probeApp(this.d, port, (ok) => {
-        this.d.metrics.inboundHealthChecks.inc({ kind: 'tcp', response_code: ok ? '200' : '502' });
-        if (stream.destroyed || stream.closed) return;
-        if (ok) stream.respond({ ':status': 200 }, { endStream: true });
-        else refuseTunnel(stream, new ProxyError('CONNECT_REFUSED', `app port ${port}`));
-      });
-      stream.once('close', cancel);
-      return;
-    }
-    // Admitted as {principal, port}: judged again with it by every later policy, closed at once if one denies it
-    // (whether its bytes are then spliced or decoded as HTTP, whose requests are also authorized one by one).
-    this.d.tunnels.add({ kind: 'tcp', authz: { principal, port, http: null }, plaintext: false, peer: stream.session.socket?.remoteAddress, end: stream });
-    // reporter="destination": the caller's workload from the CONNECT stream's peer metadata (metrics/peer-metadata.ts).
-    const peer = headers[MESH.peer];
-    const labels = this.d.metrics.local.forInbound(principal, typeof peer === 'string' ? peer : undefined, principal !== '').tcp;
-    if (this.d.opaquePorts.has(port)) this.spliceToApp(stream, port, labels);
-    else this.decodeOrSplice(stream, port, principal, labels);
-  }
-
-  /**
-   * A CONNECT stream to a port this workload has not declared opaque: its bytes are
-   * sniffed like a plaintext connection's, and HTTP goes through the mTLS inbound stack
-   * (authorization, request id, XFCC from the session's peer), as Istio and Linkerd parse
-   * traffic to a non-opaque port whatever the peer claims. Otherwise a peer could write
-   * raw HTTP with a forged X-Forwarded-Client-Cert and the app would get it unparsed.
-   * Anything else (or silence until the detection timeout) is spliced as before.
-   */
-  private decodeOrSplice(stream: ServerHttp2Stream, port: number, principal: string, labels: TcpLabels): void {
-    stream.on('error', ignore);
-    void detectProtocol(stream as unknown as Socket, this.d.detectTimeoutMs, this.d.clock).then((kind) => {
-      this.d.metrics.detect.inc({ direction: 'inbound', result: kind });
-      if (stream.destroyed || stream.closed) return;
-      if (kind === 'http1' || kind === 'http2') {
-        stream.respond({ ':status': 200 });
-        const peer = stream.session?.socket;
-        this.tunnelled.handle(new StreamSocket(stream, peer?.remoteAddress, peer?.remotePort) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
-      } else {
-        this.spliceToApp(stream, port, labels);
-      }
-    });
-  }
-
-  private spliceToApp(stream: ServerHttp2Stream, port: number, labels: TcpLabels): void {
-    tunnelToApp(this.d, port, stream, {
-      connected: () => {
-        if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 200 });
-      },
-      failed: (e) => {
-        // The peer may have reset the stream while the app connect was pending.
-        if (stream.destroyed || stream.closed) return;
-        if (!stream.headersSent) refuseTunnel(stream, e);
-        else stream.destroy();
-      },
-    }, labels);
-  }
-
   address(): AddressInfo {
     return this.server.address() as AddressInfo;
   }
@@ -372,7 +279,7 @@ export class InboundListener {
     this.meshH1.closeIdle();
     for (const s of this.muxSessions) s.goAway();
     this.plaintext.drain();
-    this.tunnelled.drain();
+    this.connects.drain();
     if (this.inflight === 0) return true;
     return new Promise<boolean>((resolve) => {
       const t = this.d.clock.setTimeout(() => resolve(false), graceMs);
@@ -389,15 +296,7 @@ export class InboundListener {
     this.meshH1.close();
     for (const s of this.muxSessions) s.destroy();
     this.plaintext.close();
-    this.tunnelled.close();
+    this.connects.close();
     for (const s of this.sockets) s.destroy();
   }
-}
-
-const ignore = (): void => undefined;
-
-/** The mTLS peer of a stream's session; '' once the session is gone (node may still emit its streams). */
-function sessionPeer(stream: ServerHttp2Stream): string {
-  const socket = stream.session?.socket;
-  return socket ? peerSpiffeId(socket as TLSSocket) : '';
 }

@@ -48,7 +48,7 @@ export interface PlaintextInboundDeps {
  * The target port is always the connection's original destination, never a header.
  *
  * A second instance, over the mTLS stack, decodes the bytes of a peer's CONNECT stream
- * to a port that is not opaque (inbound-listener.ts): `handle` is then given the peer's
+ * to a port that is not opaque (peer-connect.ts): `handle` is then given the peer's
  * identity, which the requests carry (XFCC, authorization) as if sent over the session.
  */
 export class PlaintextInbound {
