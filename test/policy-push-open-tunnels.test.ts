@@ -1,6 +1,7 @@
 import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import { createServer } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
@@ -82,8 +83,8 @@ afterAll(async () => {
 
 beforeEach(() => push([]));
 
-function push(authorizationPolicies: Record<string, unknown>[]): void {
-  const inboundPolicy = parseInboundPolicy({ mtls: { mode: 'PERMISSIVE' }, authorizationPolicies }, 'policy');
+function push(authorizationPolicies: Record<string, unknown>[], jwtRules: Record<string, unknown>[] = []): void {
+  const inboundPolicy = parseInboundPolicy({ mtls: { mode: 'PERMISSIVE' }, authorizationPolicies, jwtRules }, 'policy');
   server.applySnapshot({ version: `v${Date.now()}`, source: 'test', services: server.snapshot.services, inboundPolicy });
 }
 
@@ -113,9 +114,9 @@ async function flows(t: Awaited<ReturnType<typeof meshTunnel>>, what: string): P
 }
 
 /** A WebSocket to `path` through `via` (or straight to the server's inbound, plaintext), open and echoing. */
-async function webSocket(port: number, path: string): Promise<{ ws: WebSocket; got: string[]; closed: () => boolean }> {
+async function webSocket(port: number, path: string, headers: Record<string, string> = {}): Promise<{ ws: WebSocket; got: string[]; closed: () => boolean }> {
   outboundDst = undefined;
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { host: 'ws' } });
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { host: 'ws', ...headers } });
   const got: string[] = [];
   let closed = false;
   ws.on('message', (m) => got.push(String(m)));
@@ -183,6 +184,27 @@ test('WebSockets from peers (multiplexed HTTP/1.1 and HTTP/2 extended CONNECT): 
   expect(await closedBy(server, 'authorization', 'upgrade')).toBe(before + 2);
   expect(logLine('default/no-chat')).toMatch(/"path":"\/chat"/);
   kept.ws.terminate();
+});
+
+test('a WebSocket admitted with a JWT is judged again with its verified token: a DENY on its request principal closes it, another user\'s stays', async () => {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const iss = 'https://issuer.example';
+  const jwtRules = [{ issuer: iss, jwks: JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] }) }];
+  const bearer = async (sub: string) => ({
+    authorization: `Bearer ${await new SignJWT({ sub }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setIssuer(iss).setExpirationTime('10m').sign(privateKey)}`,
+  });
+  push([], jwtRules);
+  const alice = await webSocket(client.outboundPort, '/chat', await bearer('alice'));
+  const bob = await webSocket(client.outboundPort, '/chat', await bearer('bob'));
+
+  // Only the token (verified when the upgrade was admitted) tells the two apart: same peer, port and path.
+  push([{ name: 'default/no-alice', action: 'DENY', rules: [{ from: [{ source: { requestPrincipals: [`${iss}/alice`] } }] }] }], jwtRules);
+  expect(await until(() => alice.closed(), 2000)).toBe(true);
+  bob.ws.send('two');
+  expect(await until(() => bob.got.includes('echo:two'), 3000)).toBe(true);
+  expect(bob.closed()).toBe(false);
+  expect(logLine('default/no-alice')).toBeDefined();
+  bob.ws.terminate();
 });
 
 test('plaintext on a PERMISSIVE port: an opaque splice and a WebSocket are closed when a push denies unauthenticated callers', async () => {
