@@ -11,7 +11,7 @@ import { LeanBody, type BodyDone } from '../http/lean-body.js';
  * `wren-proxy-error: overflow`, `wren_overflow_total`), never queued. Admission also
  * deposits into the retry budget. The slot is held until the response body ends.
  * An opaque TCP connection (origProto 'TCP') takes a connection slot instead (Envoy
- * max_connections), held until its tunnel (the response body) closes.
+ * max_connections), held until its tunnel (the response body) closes, and deposits too.
  */
 export const admission =
   (clusters: () => ClusterSet): HttpLayer =>
@@ -23,7 +23,7 @@ export const admission =
     if (!cluster) return Promise.reject(new ProxyError('NO_ENDPOINTS', `${route.service.name}.${route.service.namespace}:${route.port.port}`));
     // An opaque TCP connection is one of the cluster's connections for its whole life
     // (Envoy's TCP proxy: max_connections), not a request.
-    const adm = req.origProto === 'TCP' ? cluster.admitConnection('connections') : cluster.admit('request');
+    const adm = cluster.admit(req.origProto === 'TCP' ? 'tunnel' : 'request');
     if (adm instanceof ProxyError) return Promise.reject(adm);
     attachState(req, cluster);
     let p: Promise<ProxyResponse>;

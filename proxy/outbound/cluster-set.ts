@@ -14,8 +14,8 @@ export interface ClusterHandle {
   readonly name: string;
   update(endpoints: readonly Endpoint[]): void;
   updatePolicy(policy: TrafficPolicy): void;
-  /** 'request': once per downstream request; 'retry': once per retry (budget + max retries). */
-  admit(kind: 'request' | 'retry'): Admission | ProxyError;
+  /** 'request': once per downstream request; 'tunnel': once per opaque TCP connection (a connection slot); both pay into the retry budget; 'retry': once per retry (budget + max retries). */
+  admit(kind: 'request' | 'tunnel' | 'retry'): Admission | ProxyError;
   /**
    * Connection-pool admission (docs/resilience.md, "Connection limits"): 'connections'
    * (Envoy max_connections) is held while a connection opened for this cluster is open (a

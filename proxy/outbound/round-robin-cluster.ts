@@ -26,7 +26,7 @@ export class RoundRobinCluster implements ClusterHandle {
 
   updatePolicy(_policy: TrafficPolicy): void {}
 
-  admit(_kind: 'request' | 'retry'): Admission {
+  admit(_kind: 'request' | 'tunnel' | 'retry'): Admission {
     return FREE;
   }
 

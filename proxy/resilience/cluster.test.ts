@@ -220,6 +220,20 @@ describe('Cluster', () => {
     cluster.close();
   });
 
+  it('an opaque TCP connection takes a connection slot and pays into the retry budget its connect retries draw on', () => {
+    const p = policy({ circuitBreaker: { maxConnections: 2 }, retry: { budgetRatio: 0.5, budgetMinPerSecond: 0 } });
+    const { cluster } = setup(p);
+    const a = cluster.admit('tunnel');
+    const b = cluster.admit('tunnel');
+    expect((cluster.admit('tunnel') as ProxyError).code).toBe('OVERFLOW');
+    expect(cluster.snapshot().retryBudget.balance).toBe(1); // 2 connections × 50 %
+    const r = cluster.admit('retry');
+    expect(r).not.toBeInstanceOf(ProxyError);
+    for (const x of [a, b, r]) (x as { release(): void }).release();
+    expect(cluster.snapshot().limits.connections.active).toBe(0);
+    cluster.close();
+  });
+
   it('admits against limits and the retry budget, with metrics', async () => {
     const p = policy({ circuitBreaker: { maxRequests: 2, maxRetries: 1 }, retry: { budgetRatio: 0.5, budgetMinPerSecond: 0 } });
     const { cluster, registry } = setup(p);

@@ -178,12 +178,15 @@ export class Cluster {
 
   /**
    * Admission against the concurrency limits. 'request': one per downstream request, held
-   * until it ends (max requests), deposits into the retry budget. 'retry': one per retry,
-   * held for that attempt (max retries), withdraws from the retry budget.
+   * until it ends (max requests), deposits into the retry budget. 'tunnel': an opaque TCP
+   * connection, one of the cluster's connections for its whole life (Envoy's TCP proxy:
+   * max_connections), deposits too: its connect-failure retries withdraw from the same
+   * budget, which TCP alone would otherwise never fill (only the reserve would pay for them).
+   * 'retry': one per retry, held for that attempt (max retries), withdraws from the retry budget.
    */
-  admit(kind: 'request' | 'retry'): Admission | ProxyError {
-    if (kind === 'request') {
-      const a = this.limits.acquire('requests');
+  admit(kind: 'request' | 'tunnel' | 'retry'): Admission | ProxyError {
+    if (kind !== 'retry') {
+      const a = this.limits.acquire(kind === 'request' ? 'requests' : 'connections');
       if (!(a instanceof ProxyError)) this.budget.deposit();
       return a;
     }
