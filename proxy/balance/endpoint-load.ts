@@ -10,13 +10,16 @@
  * - reading the load decays the estimate towards zero (tower applies a zero-duration
  *   sample in `load()`), so an endpoint that stopped getting traffic because it looked
  *   slow is eventually retried: it cannot stay "slow" forever on stale data.
- * Cost = estimate × (in-flight + 1), so queueing also counts (tower `Cost`).
+ * Cost = estimate × (in-flight + 1), so queueing also counts (tower `Cost`): `inflight`
+ * is tower's pending count, raised when an attempt starts and lowered when it ends however
+ * it ends (tower's `Handle` is dropped on response, error or cancellation).
  */
 export class EndpointLoad {
   /** Requests started and not yet finished on this endpoint. */
   inflight = 0;
   private estimateMs: number;
   private updatedAt: number;
+  private hasSample = false;
 
   constructor(
     defaultRttMs: number,
@@ -29,8 +32,18 @@ export class EndpointLoad {
     this.updatedAt = now;
   }
 
+  /**
+   * Whether any sample has moved the estimate off the default RTT. Until then the estimate
+   * is only the default decayed since this load was created, which measures the endpoint's
+   * age, not its latency: PeakEwmaPicker compares two unsampled endpoints as equal.
+   */
+  get sampled(): boolean {
+    return this.hasSample;
+  }
+
   /** Record one RTT sample (ms to first byte). */
   observe(rttMs: number, now: number): void {
+    this.hasSample = true;
     const rtt = Math.max(0, rttMs);
     if (rtt > this.estimateMs) {
       this.estimateMs = rtt;
@@ -41,7 +54,7 @@ export class EndpointLoad {
     this.updatedAt = Math.max(this.updatedAt, now);
   }
 
-  /** Like `observe` but may only raise the estimate (used for failures; see Cluster). */
+  /** Like `observe` but may only raise the estimate (failures and cancellations; see Cluster.start). */
   observePeak(rttMs: number, now: number): void {
     if (rttMs > this.estimateMs) this.observe(rttMs, now);
   }

@@ -2,7 +2,7 @@ import { FakeClock, seededRandom } from '../../common/clock.js';
 import type { Host } from './balancer.js';
 import { EndpointLoad } from './endpoint-load.js';
 import { PeakEwmaBalancer } from './peak-ewma.js';
-import { makeHosts } from './test-hosts.js';
+import { countPicks, makeHosts } from './test-hosts.js';
 
 describe('EndpointLoad (tower peak EWMA)', () => {
   it('starts at the default RTT, jumps to a peak, decays towards lower samples', () => {
@@ -20,6 +20,19 @@ describe('EndpointLoad (tower peak EWMA)', () => {
     expect(l.rttMs(20_000)).toBeCloseTo(100 * Math.exp(-2), 6);
     l.inflight = 3;
     expect(l.cost(20_000)).toBeCloseTo(4 * 100 * Math.exp(-2), 6);
+  });
+
+  it('is sampled once a sample has moved the estimate: a sample below it, or a peak-only one above it', () => {
+    const l = new EndpointLoad(30, 10_000, 0);
+    l.observePeak(5, 0); // a fast failure or cancellation: no information, stays the default
+    expect(l.sampled).toBe(false);
+    expect(l.peekMs(0)).toBe(30);
+    l.observePeak(200, 0);
+    expect(l.sampled).toBe(true);
+    expect(l.peekMs(0)).toBe(200);
+    const m = new EndpointLoad(30, 10_000, 0);
+    m.observe(5, 1_000);
+    expect(m.sampled).toBe(true);
   });
 });
 
@@ -52,6 +65,34 @@ describe('PeakEwmaBalancer', () => {
     rtt.set(hosts[0].key, 10);
     const later = run(clock, picker, rtt, 6000, 10); // 60 s of traffic
     expect(later.get(hosts[0].key)! / 6000).toBeGreaterThan(0.2);
+  });
+
+  it('compares endpoints without samples as equal, whatever their age: P2C picks at random', () => {
+    // Loads created 5 s apart: their decayed defaults differ by creation time only. Before
+    // the fix the older endpoint won every pick (2000/2000).
+    const clock = new FakeClock(10_000);
+    const hosts = [...makeHosts([1], { now: 0 }), ...makeHosts([1, 1], { now: 5_000 }).slice(1)];
+    expect(hosts.map((h) => h.key)).toEqual(['10.0.0.1:80', '10.0.0.2:80']);
+    const picker = new PeakEwmaBalancer(clock, seededRandom(5)).build(hosts);
+    const counts = countPicks(() => picker.pick({}), 2000);
+    expect(counts.get(hosts[0].key)!).toBeGreaterThan(900);
+    expect(counts.get(hosts[1].key)!).toBeGreaterThan(900);
+    // Still unsampled, they compare on in-flight requests (and weight).
+    hosts[0].load.inflight = 1;
+    for (let i = 0; i < 20; i++) expect(picker.pick({})!.key).toBe(hosts[1].key);
+    hosts[0].load.inflight = 0;
+    // Once one has a sample the costs decide: a slow first sample loses.
+    hosts[1].load.observe(80, clock.now());
+    for (let i = 0; i < 20; i++) expect(picker.pick({})!.key).toBe(hosts[0].key);
+  });
+
+  it('weights bias the cost, they are not shares: at equal latency one request at a time, weight 3 of 3:1 gets every pick', () => {
+    const clock = new FakeClock(0);
+    const hosts = makeHosts([3, 1], { now: 0 });
+    const picker = new PeakEwmaBalancer(clock, seededRandom(9)).build(hosts);
+    const rtt = new Map(hosts.map((h) => [h.key, 5]));
+    const counts = run(clock, picker, rtt, 1000, 5);
+    expect(counts.get(hosts[0].key)).toBe(1000);
   });
 
   it('counts in-flight requests: cost = rtt × (inflight + 1)', () => {

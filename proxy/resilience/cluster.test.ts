@@ -206,6 +206,53 @@ describe('Cluster', () => {
     cluster.close();
   });
 
+  it('a cancelled attempt (deadline, client gone) feeds the time it was outstanding to the EWMA, as tower records a dropped request; no failure', () => {
+    const { cluster } = setup(policy(), 1);
+    const deadline = classify({ type: 'error', error: new ProxyError('DEADLINE_EXCEEDED') });
+    const gone = classify({ type: 'error', error: new ProxyError('CLIENT_CANCELLED') });
+    const done = cluster.start(ep(1));
+    // While outstanding it counts as load (tower's pending count): cost = estimate × (in-flight + 1).
+    expect(cluster.snapshot().endpoints[0]).toMatchObject({ inflight: 1, ewmaMs: 30 });
+    done(deadline, 200);
+    expect(cluster.snapshot().endpoints[0]).toMatchObject({ inflight: 0, ewmaMs: 200, failures: 0, successes: 0, timesEjected: 0 });
+    // Only a lower bound on the endpoint's latency: a quick cancellation never lowers the estimate.
+    cluster.start(ep(1))(gone, 2);
+    expect(cluster.snapshot().endpoints[0].ewmaMs).toBe(200);
+    // Neutral for outlier detection: many in a row eject nothing.
+    for (let i = 0; i < 10; i++) cluster.start(ep(1))(deadline, 200);
+    expect(cluster.snapshot().endpoints[0]).toMatchObject({ health: 'healthy', failures: 0, timesEjected: 0 });
+    cluster.close();
+  });
+
+  it.each([
+    ['hung endpoint listed first', 1],
+    ['healthy endpoint listed first', 2],
+  ])('a hung endpoint whose callers time out loses the traffic after a timeout (%s)', (_name, hungIndex) => {
+    // The integration test (test/resilience-hung-endpoint.test.ts) with a fake clock: every
+    // attempt on the hung endpoint ends by the caller's 200 ms deadline; the healthy one
+    // answers in 40 ms (above the 30 ms default, as a first call that opens a session does).
+    // Before the fix the hung endpoint never got a sample and took all 40 calls.
+    const { cluster, clock } = setup(policy(), 2);
+    const deadline = classify({ type: 'error', error: new ProxyError('DEADLINE_EXCEEDED') });
+    const hung = ep(hungIndex).address;
+    let hungCalls = 0;
+    for (let i = 0; i < 40; i++) {
+      const e = cluster.pick({}) as Endpoint;
+      const done = cluster.start(e);
+      if (e.address === hung) {
+        hungCalls++;
+        clock.advance(200);
+        done(deadline, 200);
+      } else {
+        clock.advance(40);
+        done(ok, 40);
+      }
+    }
+    expect(hungCalls).toBeGreaterThanOrEqual(1);
+    expect(hungCalls).toBeLessThanOrEqual(2);
+    cluster.close();
+  });
+
   it('start() counts in-flight requests and records exactly once', () => {
     const { cluster } = setup(policy(), 1);
     const done = cluster.start(ep(1));

@@ -242,7 +242,8 @@ export class Cluster {
 
   /**
    * An attempt starts on `endpoint`. The returned function records how it ended, once:
-   * the Outcome (from classify()) and the latency to first byte (ms) for the EWMA.
+   * the Outcome (from classify()) and the latency to first byte (ms) for the EWMA, or,
+   * for an attempt that ended before its response, the time it was outstanding.
    */
   start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void {
     const key = keyOfEndpoint(endpoint);
@@ -266,6 +267,16 @@ export class Cluster {
         // otherwise black-hole traffic); failures may only raise the estimate.
         load.observePeak(latencyMs, now);
         entry.failures++;
+      } else {
+        // Cancelled (the caller's timeout or gRPC deadline, the client gone, draining): tower's
+        // PeakEwma records the time until the request was dropped as an RTT sample (its
+        // `Handle` updates the estimate on drop, linkerd2-proxy's balancer included), so an
+        // endpoint that hangs until callers give up looks as slow as their patience. Without
+        // it a hung endpoint never gets a sample and keeps winning P2C. The time is only a
+        // lower bound on the endpoint's latency (after response headers: the time to them),
+        // so, like a failure, it may only raise the estimate. Still neutral for outlier
+        // detection and breakers (below; docs/resilience.md).
+        load.observePeak(latencyMs, now);
       }
       if (this.entries.get(key) !== entry) return; // removed meanwhile
       this.outlier.record(key, outcome);
