@@ -19,7 +19,8 @@ import { PeerPool, PEER_SESSION_HEADERS } from './outbound/peer-pool.js';
 import { meshH1Pool } from './outbound/mesh-h1-pool.js';
 import { AppH2Client } from './h2/app-h2-client.js';
 import { meshMuxPool } from './outbound/mesh-mux-pool.js';
-import type { H1Pool } from './http/h1-pool.js';
+import { H1Pool } from './http/h1-pool.js';
+import { EndpointDrain } from './outbound/endpoint-drain.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
 import { OutboundListener } from './outbound/outbound-listener.js';
 import { EgressPolicy } from './egress/egress-policy.js';
@@ -116,6 +117,8 @@ export class Proxy {
   private readonly meshH1: H1Pool | undefined;
   /** HTTP/2 and gRPC to peer sidecars when protocol.meshHttp2 is 'mux' (outbound/mesh-mux-pool.ts). */
   private readonly meshH2: H1Pool | undefined;
+  /** Closes the pooled connections to endpoints each snapshot removed from every cluster. */
+  private readonly endpointDrain: EndpointDrain;
   private readonly outbound: OutboundListener;
   /** Explicit upstreams (config `upstreams`): local ports bound to one service each. */
   private readonly upstreams: readonly UpstreamListener[];
@@ -238,6 +241,7 @@ export class Proxy {
             connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes,
           })
         : undefined;
+    this.endpointDrain = new EndpointDrain({ h1: H1Pool.of(this.outboundAgent), peers: this.peers, mesh: { h1: this.meshH1, h2: this.meshH2 } });
     const L = config.listeners;
     // The proxy's own ports, which a peer's target port may never name (proxy/inbound/target-port.ts):
     // its listeners and its explicit upstreams, whose bound ports are added once they listen
@@ -439,7 +443,10 @@ export class Proxy {
     const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy, this.jwtDeps) : null;
     // With workers the clusters (and their health checks) live in the workers only.
     if (this.pool) this.pool.applySnapshot(snapshot);
-    else this.clusters.apply(snapshot.services);
+    else {
+      this.clusters.apply(snapshot.services);
+      this.endpointDrain.applied(snapshot.services);
+    }
     this.routes = routes;
     this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     if (snapshot.telemetry) {

@@ -473,6 +473,36 @@ describe('H1Pool', () => {
     expect(a.connections.size).toBe(3);
   });
 
+  it('drain() closes the idle connections to an origin now and the busy ones after their exchange, giving their slots back; a queued request moves to a new connection', async () => {
+    const a = await app((req, res) => setTimeout(() => res.end('d'), req.url === '/slow' ? 200 : 0));
+    const closed = new Set<Socket>();
+    const p = pool({ maxSockets: 1 });
+    let held = 0;
+    const limits = { admitConnection: () => (held++, { release: () => void held-- }) };
+    const go = (path: string) => p.request('127.0.0.1', a.port, request({ path }), {}, limits, 1000).then(text);
+    await go('/idle');
+    const idle = [...a.connections][0];
+    expect(held).toBe(1);
+    p.drain('127.0.0.1', a.port);
+    await new Promise((r) => idle.once('close', r));
+    expect(held).toBe(0);
+    // Busy, with a request queued behind it (maxSockets 1).
+    const slow = go('/slow');
+    await new Promise((r) => setTimeout(r, 50));
+    const queued = go('/queued');
+    const busy = [...a.connections].find((c) => c !== idle)!;
+    busy.once('close', () => closed.add(busy));
+    p.drain('127.0.0.1', a.port);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed.has(busy)).toBe(false); // its exchange goes on
+    expect(await slow).toBe('d');
+    expect(await queued).toBe('d');
+    expect(closed.has(busy)).toBe(true);
+    expect(a.seen.find((x) => x.url === '/queued')!.socket).not.toBe(busy);
+    expect(a.connections.size).toBe(3);
+    expect(held).toBe(1); // the queued request's new connection, idle now
+  });
+
   it('adds the caller\'s extra field lines to the head as they are', async () => {
     const a = await app((_req, res) => res.end('e'));
     await text(await pool().request('127.0.0.1', a.port, request(), { 'x-a': '1' }, undefined, 0, '', 'wren-target-port: 8080\r\nwren-orig-proto: HTTP/1.1\r\n'));

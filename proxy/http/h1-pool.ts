@@ -74,6 +74,8 @@ export interface H1PoolOptions {
   readonly onIdleTimeout?: () => void;
   /** destroy() was called: whatever carries the connections (the mesh multiplexer's sessions) closes too. */
   readonly onDestroy?: () => void;
+  /** drain() was called for an origin: what carries its connections (a multiplexer session) drains too. */
+  readonly onDrain?: (host: string, port: number, peer: string) => void;
   /**
    * Cluster limits as the mesh's HTTP/2 sessions apply them (outbound/mesh-h1-pool.ts): a
    * new connection needs a connection slot (no first connection beyond the limit), and a
@@ -169,6 +171,7 @@ export class H1Pool {
   readonly strictLimits: boolean;
   readonly sessionStreams: H1PoolOptions['sessionStreams'];
   private readonly onDestroy: (() => void) | undefined;
+  private readonly onDrain: H1PoolOptions['onDrain'];
   readonly refusedReplayBytes: number;
   readonly meshH2: boolean;
   readonly clock: Clock;
@@ -190,6 +193,7 @@ export class H1Pool {
     this.strictLimits = opts.strictLimits ?? false;
     this.sessionStreams = opts.sessionStreams;
     this.onDestroy = opts.onDestroy;
+    this.onDrain = opts.onDrain;
     this.refusedReplayBytes = opts.refusedReplayBytes ?? 0;
     this.meshH2 = opts.meshH2 ?? false;
   }
@@ -292,6 +296,23 @@ export class H1Pool {
     for (const o of this.origins.values()) for (const c of o.idle.slice()) c.close(null);
   }
 
+  /**
+   * host:port (and peer) is no longer an endpoint of any cluster (outbound/endpoint-drain.ts):
+   * its idle connections close now and its busy ones once their exchange ends, giving back
+   * their cluster connection slots, as Envoy drains the connection pools of a host removed
+   * from discovery. Until then an idle keep-alive connection to an app that is gone held a
+   * maxConnections slot for as long as its keep-alive hint (up to APP_MAX_IDLE_MS). The
+   * origin is forgotten at once: a request there later (the endpoint back) starts afresh.
+   */
+  drain(host: string, port: number, peer = ''): void {
+    const origin = this.origins.get(peer === '' ? `${host}:${port}` : `${host}:${port}|${peer}`);
+    if (origin !== undefined) {
+      this.forget(origin);
+      origin.drain();
+    }
+    this.onDrain?.(host, port, peer);
+  }
+
   /** Close every connection (in-flight exchanges fail). The pool stays usable. */
   destroy(): void {
     for (const o of this.origins.values()) o.destroy();
@@ -307,6 +328,8 @@ class Origin {
   readonly idle: Conn[] = objectArray();
   readonly conns = new Set<Conn>();
   private readonly waiting: Exchange[] = objectArray();
+  /** drain(): no connection is reused; requests still queued here move to the live origin as connections close (acquire()). */
+  draining = false;
 
   constructor(
     readonly pool: H1Pool,
@@ -388,6 +411,11 @@ class Origin {
     if (next) this.acquire(next);
     // Endpoints come and go (pod IPs): an origin with nothing open is forgotten.
     else if (this.conns.size === 0) this.pool.forget(this);
+  }
+
+  drain(): void {
+    this.draining = true;
+    for (const c of this.idle.slice()) c.close(null);
   }
 
   destroy(): void {
@@ -637,7 +665,7 @@ class Conn implements H1Handler {
     ex.conn = null;
     ex.detach();
     // idleMs 0: the server's keep-alive hint leaves no safe time to reuse the connection.
-    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed || this.generation !== this.origin.pool.generation) return this.close(null);
+    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed || this.generation !== this.origin.pool.generation || this.origin.draining) return this.close(null);
     this.origin.release(this);
   }
 

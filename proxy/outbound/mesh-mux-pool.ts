@@ -128,6 +128,17 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       for (const s of sessions.values()) s.goAway();
       sessions.clear();
     },
+    // The peer is no longer in any cluster (outbound/endpoint-drain.ts): the pool has closed
+    // its idle virtual connections, the session takes no new one (GOAWAY) and ends with its
+    // last, as Envoy drains a removed host's HTTP/2 connections. It would otherwise stay up to
+    // the idle timeout (an hour by default) with nothing to close it.
+    onDrain: (host, port, peer) => {
+      const key = keyOf(host, port, peer);
+      const s = sessions.get(key);
+      if (s === undefined) return;
+      sessions.delete(key);
+      s.goAway();
+    },
   });
   o.tls.onRotate(() => {
     pool.retire();

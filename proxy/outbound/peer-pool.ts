@@ -136,6 +136,20 @@ export class PeerPool {
     return s;
   }
 
+  /**
+   * The endpoint's peer (or, unmeshed, the endpoint) is no longer in any cluster
+   * (outbound/endpoint-drain.ts): its session takes no new stream (GOAWAY), closes once its
+   * streams are done and then gives back the connection slot it holds, as Envoy drains the
+   * pools of a host removed from discovery. Without it, nothing ever closed that session.
+   */
+  drain(ep: Endpoint): void {
+    const key = keyOf(ep);
+    const s = this.sessions.get(key);
+    if (s === undefined) return;
+    this.sessions.delete(key);
+    s.then((x) => x.close(), () => undefined);
+  }
+
   /** Whether a session to the endpoint's peer is pooled, open or being opened (then get() opens nothing). */
   has(ep: Endpoint): boolean {
     return !this.closed && this.sessions.has(keyOf(ep));
