@@ -1,4 +1,5 @@
 import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
@@ -8,6 +9,7 @@ import { FrameType, frameHeader } from '../proxy/mux/frame.js';
 import { MUX_ALPN } from '../proxy/mux/mux-session.js';
 import { metric } from './helpers/admin-metric.js';
 import { rawHead, statusLine } from './helpers/raw-http.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 
 /**
  * HTTP/1.1 between sidecars on the mesh multiplexer (protocol.meshHttp1 'mux', ALPN
@@ -144,5 +146,41 @@ test("requests that open virtual connections during the session's handshake are 
     expect(all).toEqual(Array(16).fill('HTTP/1.1 200 OK'));
   } finally {
     await fresh.close();
+  }
+});
+
+// The same on every transport to a peer (h2 and h1 already gave up after the connect timeout).
+test.each(['mux', 'h1', 'h2'])("meshHttp1 %s: a peer session whose TLS handshake never finishes is given up at the connect timeout: the retry connects again and succeeds", async (mode) => {
+  // The first TCP connection to the peer is accepted and never answered (a wedged peer, a
+  // path that drops silently); later ones reach the server sidecar.
+  const held: Socket[] = [];
+  let accepted = 0;
+  const relay = createNetServer((s) => {
+    held.push(s);
+    s.on('error', () => undefined);
+    if (++accepted === 1) return;
+    const u = netConnect(server.inboundPort, '127.0.0.1');
+    held.push(u);
+    u.on('error', () => s.destroy());
+    s.on('error', () => u.destroy());
+    s.pipe(u).pipe(s);
+  });
+  const l = await listenOnLoopback(relay);
+  const peer = { inboundPort: l.port, tls: server.tls } as unknown as Proxy;
+  const policy = { timeouts: { connectMs: '300ms' }, outlierDetection: { enabled: false } };
+  const fresh = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { meshHttp1: mode } }, services: [meshService('web', 80, [{ appPort: app.port, proxy: peer }], { policy })] });
+  try {
+    // The attempt on the stuck connection times out; the retry (a connect failure is always
+    // retried) goes on a new connection, where mux's used to join the stuck session again.
+    const t0 = Date.now();
+    expect(statusLine(await rawHead(fresh.outboundPort, 'GET /name HTTP/1.1\r\nHost: web\r\n\r\n', 5000))).toBe('HTTP/1.1 200 OK');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(accepted).toBe(2);
+    expect(statusLine(await rawHead(fresh.outboundPort, 'GET /name HTTP/1.1\r\nHost: web\r\n\r\n', 5000))).toBe('HTTP/1.1 200 OK');
+    expect(accepted).toBe(2);
+  } finally {
+    await fresh.close();
+    for (const s of held) s.destroy();
+    await l.close();
   }
 });

@@ -54,9 +54,10 @@ export interface H1PoolOptions {
    * verifies the peer sidecar's SPIFFE ID (outbound/mesh-h1-pool.ts); `secure` says the
    * socket is a TLSSocket, ready at 'secureConnect'. It should pass `onread` on to
    * net.connect / tls.connect (the pool then reads into its own buffer, without 'data'
-   * events); a socket that emits 'data' instead works too.
+   * events); a socket that emits 'data' instead works too. `timeoutMs` is the connection's
+   * connect timeout (the mesh multiplexer bounds its session's handshake by it).
    */
-  readonly connect?: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
+  readonly connect?: (host: string, port: number, peer: string, onread?: OnReadOpts, timeoutMs?: number) => Socket;
   /**
    * Whether the transport takes another connection to host:port now (default: always, up to
    * maxSockets). The mesh multiplexer says no once the peer's stream limit is learnt and
@@ -161,7 +162,7 @@ export class H1Pool {
   readonly maxIdleTimeoutMs: number;
   readonly maxHeaderBytes: number;
   readonly limits: CodecLimits;
-  readonly connectFn: (host: string, port: number, peer: string, onread?: OnReadOpts) => Socket;
+  readonly connectFn: (host: string, port: number, peer: string, onread?: OnReadOpts, timeoutMs?: number) => Socket;
   readonly room: ((host: string, port: number, peer: string) => boolean) | undefined;
   readonly secure: boolean;
   readonly connectTimeoutMs: number;
@@ -472,7 +473,7 @@ class Conn implements H1Handler {
       buffer: Buffer.allocUnsafeSlow(pool.secure ? TLS_READ_BUFFER : TCP_READ_BUFFER),
       callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer), // true: pausing is onBody's
     };
-    const s = (this.socket = pool.connectFn(origin.host, origin.port, origin.peer, onread));
+    const s = (this.socket = pool.connectFn(origin.host, origin.port, origin.peer, onread, connectTimeoutMs));
     s.setNoDelay(true);
     // The connect timeout: until the transport is up, socket inactivity is the connect taking too long.
     if (connectTimeoutMs > 0) s.setTimeout(connectTimeoutMs);

@@ -255,9 +255,10 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.socket.end();
   }
 
-  destroy(): void {
+  /** Closes the connection now; its streams fail with `cause` (a lost connection without one). */
+  destroy(cause?: Error): void {
     this.socket.destroy();
-    this.close(null);
+    this.close(cause?.message ?? null, cause);
   }
 
   // FrameSink

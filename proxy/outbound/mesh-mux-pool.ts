@@ -5,6 +5,8 @@ import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
 import type { MuxStream } from '../mux/mux-stream.js';
 import { MAX_PAYLOAD } from '../mux/frame.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import { systemClock, type Clock, type Timer } from '../../common/clock.js';
 
 /**
  * What a request body may have written to a virtual connection before the peer can have
@@ -20,6 +22,8 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   readonly connectionWindowBytes: number;
   /** The pool carries HTTP/2 requests (protocol.meshHttp2 mux): H1PoolOptions.meshH2. */
   readonly meshH2?: boolean;
+  /** The handshake deadline's time (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /**
@@ -35,6 +39,7 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
  * (GOAWAY) and close once their streams have.
  */
 export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
+  const clock = o.clock ?? systemClock;
   const sessions = new Map<string, MuxSession>();
   /** Sessions whose handshake is done (the peer verified). */
   const ready = new WeakSet<MuxSession>();
@@ -46,11 +51,30 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     const s = sessions.get(key);
     return s === undefined || s.isClosed || s.goingAway ? undefined : s;
   };
-  const session = (host: string, port: number, identity: string): MuxSession => {
+  const session = (host: string, port: number, identity: string, timeoutMs: number): MuxSession => {
     const key = keyOf(host, port, identity);
     const known = live(key);
     if (known !== undefined && !known.full) return known;
     const tls = connectPeer(o.tls, host, port, identity, MUX_ALPN);
+    // The handshake's deadline: the connect timeout of the request that opens the session,
+    // as PeerPool bounds an HTTP/2 session's and Envoy its connections' (connect_timeout).
+    // Each virtual connection timed out on its own before, but the session stayed pooled
+    // while its handshake hung, and every later request joined it and timed out too: a peer
+    // that accepted TCP and never finished TLS was never connected to again. Destroyed, it
+    // fails its virtual connections with CONNECT_TIMEOUT (a connect failure, as on h1 and
+    // h2) and the next request opens a new session.
+    let deadline: Timer | null = null;
+    if (timeoutMs > 0) {
+      deadline = clock.setTimeout(() => {
+        deadline = null;
+        if (!ready.has(s)) s.destroy(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${timeoutMs} ms`));
+      }, timeoutMs);
+      deadline.unref?.();
+    }
+    const stopDeadline = (): void => {
+      if (deadline !== null) clock.clearTimeout(deadline);
+      deadline = null;
+    };
     const s: MuxSession = new MuxSession(tls, {
       client: true,
       windowBytes: o.windowBytes,
@@ -60,11 +84,13 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       // of its calls are cancelled the next one needs no new TLS handshake.
       idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
       onClose: () => {
+        stopDeadline();
         if (sessions.get(key) === s) sessions.delete(key);
       },
     });
     handshaking.set(s, []);
     tls.once('secureConnect', () => {
+      stopDeadline();
       ready.add(s);
       o.onConnection?.();
       const waiting = handshaking.get(s)!;
@@ -75,8 +101,8 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     return s;
   };
   // No onread: the pool's connection takes the stream's payloads directly (setDirectReads).
-  const connect = (host: string, port: number, identity: string): Socket => {
-    const sess = session(host, port, identity);
+  const connect = (host: string, port: number, identity: string, _onread?: unknown, timeoutMs = o.connectTimeoutMs): Socket => {
+    const sess = session(host, port, identity, timeoutMs);
     const stream = sess.open()!;
     // The pool waits for 'secureConnect' (the peer verified) before counting the connection up.
     // One listener per session, not per stream: a burst of streams during the handshake
