@@ -1,0 +1,50 @@
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { meshMuxPool } from './mesh-mux-pool.js';
+import { TlsIdentity } from '../tls/tls-identity.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import type { ProxyRequest } from '../http/exchange.js';
+import { FakeClock } from '../../common/clock.js';
+import { testPki } from '../../test/helpers/pki.js';
+
+const pki = testPki();
+
+function request(): ProxyRequest {
+  return {
+    method: 'GET', scheme: 'http', authority: 'web', path: '/', headers: {}, body: null, trailers: () => undefined,
+    origProto: 'HTTP/1.1', source: { address: '127.0.0.1', port: 1, identity: '' }, signal: new AbortController().signal, startedAt: 0,
+  };
+}
+
+test("a session whose TLS handshake is not done at the connect timeout is destroyed: its requests fail with CONNECT_TIMEOUT and the next one connects again", async () => {
+  // Accepts TCP and never answers the handshake (a wedged peer).
+  const accepted: Socket[] = [];
+  const server = createNetServer((s) => void accepted.push(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const clock = new FakeClock();
+  const tls = new TlsIdentity(pki.issue('default', 'client'));
+  const peer = pki.issue('default', 'web').spiffeId;
+  // The virtual connections' own connect timers are real ones (the socket's): a minute, far off.
+  const pool = meshMuxPool({ tls, maxConnectionsPerPeer: 8, connectTimeoutMs: 60_000, maxHeaderBytes: 16384, idleTimeoutMs: 0, windowBytes: 1 << 20, connectionWindowBytes: 1 << 20, clock });
+  try {
+    const first = pool.request('127.0.0.1', port, request(), {}, undefined, 0, peer).catch((e: unknown) => e);
+    const joined = pool.request('127.0.0.1', port, request(), {}, undefined, 0, peer).catch((e: unknown) => e);
+    for (let i = 0; i < 50 && accepted.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(accepted.length).toBe(1);
+    clock.advance(59_999);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(accepted[0].destroyed).toBe(false);
+    clock.advance(1);
+    for (const r of [await first, await joined]) expect((r as ProxyError).code).toBe('CONNECT_TIMEOUT');
+    // A new session: the stuck one is not joined again.
+    const next = pool.request('127.0.0.1', port, request(), {}, undefined, 0, peer).catch((e: unknown) => e);
+    for (let i = 0; i < 50 && accepted.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(accepted.length).toBe(2);
+    clock.advance(60_000);
+    expect(((await next) as ProxyError).code).toBe('CONNECT_TIMEOUT');
+  } finally {
+    pool.destroy();
+    for (const s of accepted) s.destroy();
+    await new Promise((r) => server.close(r));
+  }
+});
