@@ -91,7 +91,7 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
       { default: D.retry.retryOn as readonly never[] },
     ),
     retriableStatusCodes: arr(num({ int: true, min: 100, max: 599 }), { default: D.retry.retriableStatusCodes }),
-    attempts: num({ int: true, min: 1, max: 10, default: D.retry.attempts }),
+    attempts: num({ int: true, min: 0, max: 10, default: D.retry.attempts }),
     perTryTimeoutMs: duration(D.retry.perTryTimeoutMs),
     backoffBaseMs: duration(D.retry.backoffBaseMs),
     backoffMaxMs: duration(D.retry.backoffMaxMs),

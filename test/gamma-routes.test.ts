@@ -242,6 +242,14 @@ test('a rule retry (HTTPRouteRetry) overrides the policy: attempts on its codes,
   expect(seen() - before).toBe(1);
 });
 
+test('a rule retry on a 4xx code (409) retries it: retry.codes go the retriable-status-codes path, which a status below 500 used to skip', async () => {
+  useRoutes(httpRoute('retry-4xx', [{ retry: { attempts: 2, codes: [409] }, backendRefs: [ref('echo-v1')] }]));
+  const seen = () => http['echo-v1'].seen.filter((e) => e.path.includes('status=409')).length;
+  const before = seen();
+  expect((await get('/conflict?status=409')).status).toBe(409);
+  expect(seen() - before).toBe(3);
+});
+
 test('invalid and weight-0 backends: 500 ROUTE_BACKEND_INVALID', async () => {
   useRoutes(httpRoute('invalid', [
     { matches: [{ path: { type: 'PathPrefix', value: '/missing' } }], backendRefs: [ref('no-such-service')] },

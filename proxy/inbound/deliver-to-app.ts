@@ -3,7 +3,7 @@ import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.
 import { MESH, header, type Headers } from '../http/headers.js';
 import { forwardH2, wasRefused } from '../http/h2-forward.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
-import { ProxyError } from '../errors/proxy-error.js';
+import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
 import type { CallerCells, CallerCounts } from '../net/shared-admission.js';
 import { APP_CONNECT_TIMEOUT_MS, type AppConnector } from './app-connector.js';
 
@@ -52,7 +52,7 @@ export function deliverToApp(app: AppConnector, limits?: CallerLimits): HttpServ
       // caller's (made once per caller, not per request); no async frame.
       const up = app.h1.ready(app.endpoint(port));
       const p = up.pool.request(up.address, up.port, req, headers);
-      return slot ? p.then(slot.onResponse, slot.onError) : p;
+      return slot ? p.then(slot.onResponse, slot.onError) : p.then(fromApp);
     }
     return deliver(app, slot, req, headers, port);
   };
@@ -92,7 +92,7 @@ async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: Pro
     slot?.release();
     throw err;
   }
-  return slot ? slot.onResponse(res) : res;
+  return slot ? slot.onResponse(res) : fromApp(res);
 }
 
 /** The sidecars' own fields of a request, which the app never sees (x-forwarded-client-cert, also a mesh field, is for it). */
@@ -113,6 +113,29 @@ function forApp(h: Headers): Headers {
     else out[k] = h[k];
   }
   return out;
+}
+
+/**
+ * The fields only a sidecar writes on a response, which an app's response must not carry
+ * to the calling sidecar: PROXY_ERROR_HEADER (the caller reads it from a meshed endpoint as
+ * this sidecar's own failure to reach the app, a connect failure that is always safe to
+ * retry: peer-outcome.ts fromPeerSidecar; an app that could write it would have its POSTs
+ * replayed) and the mesh fields (`wren-upgraded` would make the caller take an ordinary
+ * response for a switched tunnel), as the outbound drops them from what its app sends
+ * (layers/strip-mesh-headers.ts).
+ */
+const NOT_FROM_APP: ReadonlySet<string> = new Set([...Object.values(MESH), PROXY_ERROR_HEADER]);
+
+/**
+ * The app's response without NOT_FROM_APP. The names of the response are looked up in the
+ * set (a few fields; the other way round is a megamorphic load per mesh name:
+ * layers/strip-mesh-headers.ts); a field is deleted only when an app sent one, so the
+ * usual response's map keeps its fast shape.
+ */
+function fromApp(res: ProxyResponse): ProxyResponse {
+  const h = res.headers;
+  for (const k in h) if (NOT_FROM_APP.has(k)) delete h[k];
+  return res;
 }
 
 const SLOT = Symbol('wren.caller-slot');
@@ -144,8 +167,9 @@ class CallerSlot {
     this.slots.release(this);
   }
 
-  /** The slot is held until the response body ends or closes (whichever first). */
+  /** The slot is held until the response body ends or closes (whichever first). The response leaves without NOT_FROM_APP. */
   readonly onResponse = (res: ProxyResponse): ProxyResponse => {
+    fromApp(res);
     const b = res.body as HeldBody | null;
     if (b) {
       b[SLOT] = this;

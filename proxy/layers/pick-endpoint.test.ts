@@ -124,3 +124,12 @@ test('no connector (an HTTP/1.1 pool that connects by itself): straight to the t
   expect(await svc(request('HTTP/1.1', c))).toBe(ok);
   expect(admitted).toEqual({ connections: 0, pending: 0, released: 0 });
 });
+
+test("a meshed endpoint's sidecar answering its own connect-refused: the cluster records the endpoint's local-origin connect failure, not an app's 502", async () => {
+  const { c, outcomes } = fakeCluster();
+  const refused: ProxyResponse = { status: 502, headers: { 'wren-proxy-error': 'connect-refused' }, body: null, trailers: () => undefined };
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => undefined })(() => Promise.resolve(refused));
+  await svc(request('HTTP/1.1', c));
+  expect(outcomes).toHaveLength(1);
+  expect(outcomes[0]).toMatchObject({ kind: 'failure', origin: 'local', reason: 'connect-refused', retryable: { alwaysSafe: true } });
+});

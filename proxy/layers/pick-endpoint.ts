@@ -6,6 +6,7 @@ import { keyOfEndpoint, portPolicy, type Endpoint } from '../../contract/model.j
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc } from '../http/headers.js';
 import { classify, type Outcome } from '../resilience/classify.js';
+import { fromPeerSidecar } from '../resilience/peer-outcome.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { attachState, stateOf, type ResilienceState } from './request-state.js';
 import { abortReason, raceSignal } from './race-signal.js';
@@ -178,7 +179,9 @@ class Attempt implements BodyDone {
   readonly onResponse = (res: ProxyResponse): ProxyResponse => {
     this.ttfb = this.clock.approxNow() - this.started;
     const grpcHead = header(res.headers, 'grpc-status');
-    this.headOutcome = classify({ type: 'response', status: res.status, grpcStatus: grpcHead === undefined ? undefined : Number(grpcHead) });
+    // A meshed endpoint's sidecar answering with its own error (its app refused or reset
+    // the connection) is that endpoint's local-origin failure, not its app's 502.
+    this.headOutcome = fromPeerSidecar(classify({ type: 'response', status: res.status, grpcStatus: grpcHead === undefined ? undefined : Number(grpcHead) }), res.headers, this.st.endpoint);
     const body = res.body as AttemptBody | null;
     if (!body) {
       this.done(this.headOutcome, this.ttfb);

@@ -53,6 +53,8 @@ export class ResilienceState {
   readonly tried = new TriedKeys();
   /** Clock time by which the whole request must finish (request timeout or gRPC deadline). */
   deadlineAt: number | undefined = undefined;
+  /** Which limit `deadlineAt` is (the timeouts layer's): what an attempt with less than 1 ms left fails with. */
+  deadlineCode: 'REQUEST_TIMEOUT' | 'DEADLINE_EXCEEDED' = 'DEADLINE_EXCEEDED';
   /** Set by pick-endpoint when an attempt fails with an error: how it was classified. */
   outcome: Outcome | undefined = undefined;
   /** Whether the failed attempt's request (headers or body bytes) may have reached the upstream. */

@@ -4,9 +4,10 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
 import { IDEMPOTENT } from '../http/idempotent.js';
-import { classify, retryDecision, type Outcome } from '../resilience/classify.js';
+import { classify, retriesSuccess, retryDecision, type Outcome } from '../resilience/classify.js';
+import { fromPeerSidecar } from '../resilience/peer-outcome.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
-import { formatGrpcTimeout } from '../resilience/grpc-timeout.js';
+import { deadlineSpent, formatGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { ReplayableBody } from './replayable-body.js';
 import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
 import type { RetryCause } from '../../contract/discovery.js';
@@ -54,12 +55,13 @@ export const retry =
     if (!st || !req.route) return inner(req);
     const policy = portPolicy(req.route.service, req.route.port).retry;
     // Keep a copy of the body only when a policy retry could need it: always-safe retries
-    // happen before any byte was read.
-    const body = req.body ? new ReplayableBody(req.body, policy.retryOn.length > 0 ? policy.maxBufferedBodyBytes : 0) : null;
+    // happen before any byte was read; with `attempts: 0` nothing is retried at all.
+    const body = req.body ? new ReplayableBody(req.body, policy.retryOn.length > 0 && policy.attempts > 0 ? policy.maxBufferedBodyBytes : 0) : null;
     const run = new RetryRun(clock, logger, inner, req, st, policy, body, onRetried);
-    // The common first attempt (no per-try timeout, no gRPC deadline to propagate): one
-    // `then`, no async frame; only a failed attempt goes on in the retry loop.
-    if (policy.perTryTimeoutMs <= 0 && attemptHeaders(req, 1, run.grpc, st.deadlineAt, 0, clock) === req.headers) {
+    // The common first attempt (no per-try timeout, no gRPC deadline to propagate, so the
+    // request's own headers: attemptHeaders): one `then`, no async frame; only an attempt
+    // that failed, or whose success the policy retries, goes on in the retry loop.
+    if (policy.perTryTimeoutMs <= 0 && !(run.grpc && st.deadlineAt !== undefined)) {
       const abody = body?.attempt() ?? null;
       const areq: ProxyRequest = abody === req.body ? req : { ...req, body: abody };
       let p: Promise<ProxyResponse>;
@@ -95,9 +97,9 @@ class RetryRun {
   }
 
   readonly onFirstResponse = (res: ProxyResponse): ProxyResponse | Promise<ProxyResponse> => {
-    const g = header(res.headers, 'grpc-status');
-    const outcome = classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) });
-    if (outcome.kind === 'success') {
+    const outcome = responseOutcome(res, this.st);
+    // A success that no `retryOn` condition names (the common case) is the answer.
+    if (outcome.kind === 'success' && !retriesSuccess(outcome, this.policy)) {
       this.body?.release();
       return res;
     }
@@ -128,6 +130,10 @@ class RetryRun {
           first = firstError = undefined;
         } else {
           const perTry = policy.perTryTimeoutMs;
+          const headers = attemptHeaders(req, attempt, this.grpc, st.deadlineAt, perTry, clock);
+          // Under 1 ms of the caller's deadline left (after a backoff, or the time since the
+          // timeouts layer): failed here, never forwarded with more time than is left.
+          if (headers === null) throw new PE(st.deadlineCode, 'less than 1 ms of the deadline was left for the attempt');
           let signal = req.signal;
           let timer: ReturnType<Clock['setTimeout']> | undefined;
           if (perTry > 0) {
@@ -135,14 +141,12 @@ class RetryRun {
             signal = ac.signal;
             timer = clock.setTimeout(() => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)), perTry);
           }
-          const headers = attemptHeaders(req, attempt, this.grpc, st.deadlineAt, perTry, clock);
           const abody = body?.attempt() ?? null;
           // The first attempt of a bodyless request without a per-try timeout is the request itself.
           const areq: ProxyRequest = headers === req.headers && abody === req.body && signal === req.signal ? req : { ...req, headers, body: abody, signal };
           try {
             res = await inner(areq);
-            const g = header(res.headers, 'grpc-status');
-            outcome = classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) });
+            outcome = responseOutcome(res, st);
           } catch (err) {
             error = toProxyError(err);
             outcome = st.outcome ?? classify({ type: 'error', error });
@@ -156,7 +160,7 @@ class RetryRun {
           if (res) return res;
           throw error;
         };
-        if (outcome.kind === 'success') {
+        if (outcome.kind === 'success' && !retriesSuccess(outcome, policy)) {
           this.report(attempt, 'success', '');
           return surface();
         }
@@ -203,9 +207,20 @@ class RetryRun {
   }
 }
 
+/**
+ * An attempt's response, classified (grpc-status of trailers-only headers; the trailers'
+ * come too late for a retry), and a meshed endpoint's sidecar's own error as the failure it
+ * stands for (peer-outcome.ts fromPeerSidecar: read for failures only).
+ */
+function responseOutcome(res: ProxyResponse, st: ResilienceState): Outcome {
+  const g = header(res.headers, 'grpc-status');
+  return fromPeerSidecar(classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) }), res.headers, st.endpoint);
+}
+
 const MAX_PROPAGATED_DEADLINE_MS = 2 ** 31 - 1;
 
-function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadlineAt: number | undefined, perTry: number, clock: Clock): Headers {
+/** The attempt's request headers, or null when the caller's deadline is spent (under 1 ms left: grpc-timeout.ts deadlineSpent). */
+function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadlineAt: number | undefined, perTry: number, clock: Clock): Headers | null {
   const deadline = grpc && deadlineAt !== undefined;
   if (attempt === 1 && !deadline) return req.headers;
   const h: Headers = { ...req.headers };
@@ -213,7 +228,9 @@ function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadl
   if (deadline) {
     // Propagate what is left of the caller's deadline (gRPC deadline propagation), or the
     // per-try timeout if that is shorter.
-    const left = perTry > 0 ? Math.min(deadlineAt - clock.now(), perTry) : deadlineAt - clock.now();
+    const remaining = deadlineAt - clock.now();
+    if (deadlineSpent(remaining)) return null;
+    const left = perTry > 0 ? Math.min(remaining, perTry) : remaining;
     // Past what a timer can hold (2^31-1 ms, 24.8 days) a deadline is no deadline: grpc-js
     // sends none for one (deadline.ts getRelativeTimeout: "treated as infinitely far in the
     // future"), and its server turns such a grpc-timeout into a timer that fires at once.

@@ -4,7 +4,7 @@ import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
-import { parseGrpcTimeout } from '../resilience/grpc-timeout.js';
+import { deadlineSpent, parseGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { stateOf } from './request-state.js';
 import { raceSignal } from './race-signal.js';
 import { linkedAbort } from '../../common/linked-abort.js';
@@ -76,10 +76,18 @@ async function withTimeouts(
   }
   const idleMs = policy.idleMs;
   if (budget === Infinity && idleMs <= 0) return inner(req);
+  // A deadline already spent on arrival (`grpc-timeout: 0m`, `1n`, `500u`: under 1 ms)
+  // fails here with DEADLINE_EXCEEDED, as a gRPC client fails a call whose deadline has
+  // passed without sending it; forwarding it would have to grant the upstream "1m", more
+  // than the caller left (the grpc-timeout the proxy writes, and its timers, are in ms).
+  if (deadlineSpent(budget)) throw new ProxyError(code, `${budget} ms left on arrival, under 1 ms`);
 
   const start = clock.now();
   const st = stateOf(req);
-  if (st && budget !== Infinity && !perTry) st.deadlineAt = start + budget;
+  if (st && budget !== Infinity && !perTry) {
+    st.deadlineAt = start + budget;
+    st.deadlineCode = code;
+  }
   // Aborted by the caller's signal or by our timers (not AbortSignal.any: common/linked-abort.ts).
   const ac = linkedAbort(req.signal);
   const signal = ac.signal;

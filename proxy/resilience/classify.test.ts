@@ -1,7 +1,7 @@
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { RetryPolicy } from '../../contract/model.js';
 import { ProxyError } from '../errors/proxy-error.js';
-import { classify, grpcToHttpStatus, retryDecision, type Outcome } from './classify.js';
+import { classify, grpcToHttpStatus, retriesSuccess, retryDecision, type Outcome } from './classify.js';
 
 const err = (code: ConstructorParameters<typeof ProxyError>[0], extra: { bytesSent?: boolean; refusedStream?: boolean } = {}) =>
   classify({ type: 'error', error: new ProxyError(code), ...extra });
@@ -143,4 +143,34 @@ test('a response outcome is made once per (status, grpc-status) and shared read-
   // Outside the cached range: classified as before, each time.
   expect(classify({ type: 'response', status: 200, grpcStatus: 99 })).toEqual(classify({ type: 'response', status: 200, grpcStatus: 99 }));
   expect(classify({ type: 'response', status: 200, grpcStatus: NaN }).kind).toBe('failure');
+});
+
+describe('retries on a success status (retriesSuccess) and attempts 0', () => {
+  const policy = (p: Partial<RetryPolicy> = {}): RetryPolicy => ({ ...DEFAULT_POLICY.retry, ...p });
+  const resp = (status: number, grpcStatus?: number): Outcome => classify({ type: 'response', status, grpcStatus });
+  const get = { attempt: 1, bodySent: true, idempotent: true, bodyBuffered: true };
+
+  it('a 4xx listed in retriableStatusCodes and gRPC CANCELLED / RESOURCE_EXHAUSTED named in retryOn; nothing for a 200 or the default policy', () => {
+    const codes = policy({ retryOn: ['retriable-status-codes'], retriableStatusCodes: [409, 503] });
+    expect(retriesSuccess(resp(409), codes)).toBe(true);
+    expect(retriesSuccess(resp(429), codes)).toBe(false);
+    expect(retriesSuccess(resp(200), codes)).toBe(false);
+    expect(retriesSuccess(resp(409), policy())).toBe(false);
+    expect(retriesSuccess(resp(200), policy({ retryOn: ['5xx'] }))).toBe(false);
+    const grpc = policy({ retryOn: ['resource-exhausted', 'cancelled'] });
+    expect(retriesSuccess(resp(200, 8), grpc)).toBe(true);
+    expect(retriesSuccess(resp(200, 1), grpc)).toBe(true);
+    expect(retriesSuccess(resp(200, 5), grpc)).toBe(false);
+    expect(retriesSuccess(resp(200, 0), grpc)).toBe(false);
+    // A success's reason names it, as a failure's does.
+    expect(resp(409)).toMatchObject({ kind: 'success', reason: 'http-409' });
+    expect(resp(200, 8)).toMatchObject({ kind: 'success', reason: 'grpc-resource-exhausted' });
+  });
+
+  it('attempts 0 retries nothing, the always-safe failures and idempotent-reset included (Istio: 0 disables retries)', () => {
+    const none = policy({ attempts: 0, retryOn: ['5xx', 'connect-failure', 'reset'] });
+    expect(retryDecision(err('CONNECT_REFUSED'), none, { ...get, bodySent: false })).toEqual({ retry: false, reason: 'attempts-exhausted' });
+    expect(retryDecision(err('UPSTREAM_RESET', { bytesSent: true }), none, { ...get, bodyless: true })).toEqual({ retry: false, reason: 'attempts-exhausted' });
+    expect(retryDecision(resp(503), none, get)).toEqual({ retry: false, reason: 'attempts-exhausted' });
+  });
 });

@@ -7,7 +7,9 @@ import type { ProxyError } from '../errors/proxy-error.js';
  * so they can never disagree about what a "failure" is.
  *
  * - success: the upstream answered with a non-5xx status (after mapping grpc-status to
- *   HTTP the way Envoy's router does for outlier detection).
+ *   HTTP the way Envoy's router does for outlier detection). Healthy for every mechanism,
+ *   but a policy may still retry it: a 4xx in `retriableStatusCodes`, gRPC CANCELLED or
+ *   RESOURCE_EXHAUSTED (Envoy's retriable-status-codes, x-envoy-retry-grpc-on).
  * - failure, origin 'upstream': the upstream itself answered 5xx or sent garbage.
  * - failure, origin 'local': the attempt failed at the connection level (connect refused
  *   / timed out, TLS, reset before a response): Envoy's "local origin" errors, tracked
@@ -39,7 +41,14 @@ export interface Retryability {
 }
 
 export type Outcome =
-  | { readonly kind: 'success'; readonly status: number | null; readonly grpcStatus: number | null; readonly retryable: Retryability }
+  | {
+      readonly kind: 'success';
+      /** As a failure's: `http-409`, `grpc-resource-exhausted`, for a success a policy retries (the why view). */
+      readonly reason: string;
+      readonly status: number | null;
+      readonly grpcStatus: number | null;
+      readonly retryable: Retryability;
+    }
   | {
       readonly kind: 'failure';
       readonly origin: 'upstream' | 'local';
@@ -118,11 +127,12 @@ function outcomeOf(httpStatus: number, grpcStatus?: number): Outcome {
   if (grpc !== null && GRPC_RETRY[grpc]) on.push(GRPC_RETRY[grpc]);
   on.push('retriable-status-codes');
   const retryable = retry(false, ...on);
-  if (effective < 500) return { kind: 'success', status: httpStatus, grpcStatus: grpc, retryable };
+  const reason = grpc !== null && grpc !== 0 ? `grpc-${GRPC_NAMES[grpc] ?? grpc}` : `http-${httpStatus}`;
+  if (effective < 500) return { kind: 'success', reason, status: httpStatus, grpcStatus: grpc, retryable };
   return {
     kind: 'failure',
     origin: 'upstream',
-    reason: grpc !== null && grpc !== 0 ? `grpc-${GRPC_NAMES[grpc] ?? grpc}` : `http-${httpStatus}`,
+    reason,
     gateway: GATEWAY.has(effective),
     status: httpStatus,
     grpcStatus: grpc,
@@ -185,9 +195,13 @@ export type RetryDecision = { readonly retry: true; readonly reason: string } | 
 
 /**
  * Whether to retry after `outcome`. `policy.attempts` is the number of retries allowed
- * (Istio HTTPRetry.attempts semantics), so the original plus up to `attempts` retries.
+ * (Istio HTTPRetry.attempts semantics), so the original plus up to `attempts` retries;
+ * 0 retries nothing, not even the always-safe failures below (Istio: `attempts: 0`
+ * disables retries, its default connect-failure retry included; Gateway API
+ * HTTPRouteRetry.attempts likewise). `outcome` may be a success that `retryOn` names (a
+ * 4xx in retriableStatusCodes, gRPC CANCELLED or RESOURCE_EXHAUSTED: retriesSuccess()).
  * Order of checks:
- * 1. cancelled → never; attempts exhausted → no;
+ * 1. cancelled → never; attempts exhausted (or 0) → no;
  * 2. a body that was sent and is not buffered cannot be replayed → no;
  * 3. always-safe outcomes (request never reached the app) → yes, regardless of retryOn
  *    and idempotency (Istio's default connect-failure,refused-stream; Linkerd);
@@ -213,6 +227,19 @@ export function retryDecision(outcome: Outcome, policy: RetryPolicy, ctx: RetryC
   if (!matched) return { retry: false, reason: outcome.kind === 'success' ? 'success' : 'not-retryable' };
   if (!ctx.idempotent && ctx.bodySent && !policy.retryNonIdempotent) return { retry: false, reason: 'non-idempotent' };
   return { retry: true, reason: matched };
+}
+
+/**
+ * Whether `policy` names a condition this successful response matches, so that it goes
+ * to retryDecision() rather than straight back to the client: a 4xx in
+ * retriableStatusCodes (Envoy's retriable-status-codes retries any listed status; the docs'
+ * 409), gRPC CANCELLED or RESOURCE_EXHAUSTED, which map below 500 (Envoy's
+ * x-envoy-retry-grpc-on). Every successful response asks: the default policy (empty
+ * `retryOn`) answers with one length check, others with a look at the one or two
+ * conditions a success can carry.
+ */
+export function retriesSuccess(outcome: Outcome, policy: RetryPolicy): boolean {
+  return policy.retryOn.length !== 0 && matchRetryOn(outcome, policy) !== null;
 }
 
 function matchRetryOn(outcome: Outcome, policy: RetryPolicy): string | null {

@@ -1,4 +1,4 @@
-import { formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.js';
+import { deadlineSpent, formatGrpcTimeout, parseGrpcTimeout } from './grpc-timeout.js';
 
 test('parses every unit of the gRPC spec', () => {
   expect(parseGrpcTimeout('2H')).toBe(7_200_000);
@@ -20,4 +20,10 @@ test('formats a remaining deadline rounded down, in a unit that fits 8 digits', 
   expect(formatGrpcTimeout(1e8 + 5)).toBe('100000S');
   expect(formatGrpcTimeout(1e11 * 1.5)).toBe('2500000M');
   expect(parseGrpcTimeout(formatGrpcTimeout(12_345))).toBe(12_345);
+});
+
+test('a deadline with less than 1 ms left is spent (0m, 1n, 500u), 1 ms is not', () => {
+  for (const raw of ['0m', '0n', '1n', '500u', '999999n']) expect([raw, deadlineSpent(parseGrpcTimeout(raw)!)]).toEqual([raw, true]);
+  for (const raw of ['1m', '1000u', '2S']) expect([raw, deadlineSpent(parseGrpcTimeout(raw)!)]).toEqual([raw, false]);
+  expect(deadlineSpent(-3)).toBe(true);
 });

@@ -15,9 +15,21 @@ export function parseGrpcTimeout(raw: string): number | null {
 }
 
 /**
+ * Whether a deadline with `leftMs` to go is spent: under 1 ms. The proxy writes
+ * grpc-timeout in whole milliseconds (below) and its timers fire in whole milliseconds
+ * (as grpc-js keeps deadlines), so less than 1 ms cannot be passed on without granting the
+ * upstream more than is left, nor enforced: the call fails locally with DEADLINE_EXCEEDED,
+ * as a gRPC client fails a call whose deadline has passed before sending it.
+ */
+export function deadlineSpent(leftMs: number): boolean {
+  return !(leftMs >= 1);
+}
+
+/**
  * Encode a remaining deadline for the upstream, rounded down so the upstream never gets
  * more time than is left, in the finest unit whose value fits in 8 digits. At least 1 ms
- * ("1m"), since the spec's value is positive; callers fail locally before that.
+ * ("1m"), since the spec's value is positive; callers fail locally before that
+ * (deadlineSpent: layers/timeouts.ts on arrival, layers/retry.ts for each attempt).
  */
 export function formatGrpcTimeout(ms: number): string {
   const v = Math.max(1, Math.floor(ms));
