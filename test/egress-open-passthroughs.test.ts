@@ -1,7 +1,7 @@
-import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
-import { listenOnLoopback } from './helpers/fake-app.js';
+import { recordingTcpApp, type RecordingTcpApp as EchoApp } from './helpers/recording-tcp-app.js';
 import { metric } from './helpers/admin-metric.js';
 import { until } from './helpers/until.js';
 import { parseEgressSettings } from '../contract/egress.js';
@@ -20,27 +20,8 @@ let proxy: Proxy;
 let denied: EchoApp, declared: EchoApp;
 let nextDst: { address: string; port: number } | undefined;
 
-interface EchoApp {
-  readonly port: number;
-  readonly conns: { data: string; closed: boolean }[];
-  close(): Promise<void>;
-}
-
-async function echoApp(): Promise<EchoApp> {
-  const conns: EchoApp['conns'] = [];
-  const srv = createNetServer((s: Socket) => {
-    const c = { data: '', closed: false };
-    conns.push(c);
-    s.on('data', (d: Buffer) => (c.data += d.toString('latin1')));
-    s.on('close', () => (c.closed = true));
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  return { ...(await listenOnLoopback(srv)), conns };
-}
-
 beforeAll(async () => {
-  [denied, declared] = await Promise.all([echoApp(), echoApp()]);
+  [denied, declared] = await Promise.all([recordingTcpApp(), recordingTcpApp()]);
   // No egress settings: ALLOW_ANY, everything outside the mesh is spliced through.
   proxy = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst });
 });

@@ -5,6 +5,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { recordingTcpApp, type RecordingTcpApp as TcpApp } from './helpers/recording-tcp-app.js';
 import { metric } from './helpers/admin-metric.js';
 import { until } from './helpers/until.js';
 import { parseInboundPolicy } from '../contract/parse.js';
@@ -30,28 +31,8 @@ let redirect = 0;
 const logs: string[] = [];
 
 /** An echo app that says hello, recording per connection what it got and whether it closed. */
-interface TcpApp {
-  readonly port: number;
-  readonly conns: { data: string; closed: boolean }[];
-  close(): Promise<void>;
-}
-
-async function tcpApp(): Promise<TcpApp> {
-  const conns: TcpApp['conns'] = [];
-  const srv = createNetServer((s: Socket) => {
-    const c = { data: '', closed: false };
-    conns.push(c);
-    s.on('data', (d: Buffer) => (c.data += d.toString('latin1')));
-    s.on('close', () => (c.closed = true));
-    s.on('error', () => undefined);
-    s.write('hi\n');
-    s.pipe(s);
-  });
-  return { ...(await listenOnLoopback(srv)), conns };
-}
-
 beforeAll(async () => {
-  tcp = await tcpApp();
+  tcp = await recordingTcpApp('hi\n');
   const http = createServer();
   wsServer = new WebSocketServer({ server: http });
   wsServer.on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${String(m)}`)));

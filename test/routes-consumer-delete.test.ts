@@ -5,6 +5,7 @@ import { startDirControlPlane, type DirControlPlane } from './helpers/dir-contro
 import { replaceFile } from './helpers/replace-file.js';
 import { subscriber } from './helpers/subscriber.js';
 import { waitFor } from './control-plane-harness.js';
+import { BATCH_CONSUMER_ROUTE_YAML } from './helpers/routes.js';
 
 const services = `apiVersion: v1
 kind: Service
@@ -24,22 +25,7 @@ spec:
   endpoints:
 ${addresses.map((a) => `    - { address: ${a}, port: 8080 }`).join('\n')}
 `;
-/** A consumer route (GEP-1294): batch's callers of reviews.shop go to reviews-v2. */
-const consumer = `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: { name: batch-reviews, namespace: batch }
-spec:
-  parentRefs: [{ group: "", kind: Service, name: reviews, namespace: shop }]
-  rules:
-    - backendRefs: [{ name: reviews-v2, namespace: shop, port: 9080 }]
----
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: { name: from-batch, namespace: shop }
-spec:
-  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: batch }]
-  to: [{ group: "", kind: Service }]
-`;
+const consumer = BATCH_CONSUMER_ROUTE_YAML;
 
 const routesOf = (c: DiscoveryClient): string[] =>
   (c.current()?.services.find((s) => s.name === 'reviews' && s.namespace === 'shop')?.routes ?? []).map((r) => `${r.namespace}/${r.name}`);

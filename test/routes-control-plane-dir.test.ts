@@ -8,6 +8,7 @@ import { waitFor } from './control-plane-harness.js';
 import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { replaceFile } from './helpers/replace-file.js';
 import { subscriber } from './helpers/subscriber.js';
+import { BATCH_CONSUMER_ROUTE_YAML } from './helpers/routes.js';
 
 /**
  * HTTPRoutes from the directory source to the discovery stream: what each subscriber gets
@@ -42,21 +43,7 @@ spec:
         - { name: reviews-v2, port: 9080, weight: ${v2} }
 `;
 
-const consumer = `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: { name: batch-reviews, namespace: batch }
-spec:
-  parentRefs: [{ group: "", kind: Service, name: reviews, namespace: shop }]
-  rules:
-    - backendRefs: [{ name: reviews-v2, namespace: shop, port: 9080 }]
----
-apiVersion: gateway.networking.k8s.io/v1beta1
-kind: ReferenceGrant
-metadata: { name: from-batch, namespace: shop }
-spec:
-  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: batch }]
-  to: [{ group: "", kind: Service }]
-`;
+const consumer = BATCH_CONSUMER_ROUTE_YAML;
 
 describe('routes from the directory source, pushed per subscriber namespace', () => {
   let plane: DirControlPlane;

@@ -44,3 +44,23 @@ export function compileRouteManifests(
   }
   return out;
 }
+
+/**
+ * A consumer route (GEP-1294) as a directory manifest: callers in namespace batch of
+ * reviews.shop go to reviews-v2.shop, with the ReferenceGrant in shop that lets it.
+ */
+export const BATCH_CONSUMER_ROUTE_YAML = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: batch-reviews, namespace: batch }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: reviews, namespace: shop }]
+  rules:
+    - backendRefs: [{ name: reviews-v2, namespace: shop, port: 9080 }]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: { name: from-batch, namespace: shop }
+spec:
+  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: batch }]
+  to: [{ group: "", kind: Service }]
+`;
