@@ -1,9 +1,9 @@
 import { request as httpRequest, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * The resilience machinery on the real data path: two sidecars over mTLS, backends that
@@ -49,15 +49,6 @@ async function backend(name: string, mode: Backend['mode'] = 'ok'): Promise<Back
   b.port = port;
   b.close = close;
   return b;
-}
-
-/** A port nothing listens on (connect refused). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 const pki = testPki();

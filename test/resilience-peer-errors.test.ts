@@ -1,10 +1,10 @@
 import { request as httpRequest, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * A meshed endpoint whose sidecar is up but whose app refuses or resets the connection (the
@@ -33,14 +33,6 @@ async function app(handle: (res: import('node:http').ServerResponse, req: import
   a.port = port;
   a.close = close;
   return a;
-}
-
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 const pki = testPki();

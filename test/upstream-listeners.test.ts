@@ -8,6 +8,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, fakeH2cApp, fakeTcpApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * Explicit upstreams (proxy config `upstreams`, Consul's local_bind_port): a client with
@@ -25,21 +26,12 @@ let echo: FakeApp, web: FakeApp, h2web: FakeApp, server: Proxy, client: Proxy;
 let redis: ChildProcess | undefined, redisPort = 0;
 const UP = { echo: 0, web: 1, webH2: 2, redis: 3, missing: 4 };
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
-
 beforeAll(async () => {
   echo = await fakeTcpApp('echo ready\n');
   web = await fakeApp('web-1');
   h2web = await fakeH2cApp('h2web');
   if (REDIS) {
-    redisPort = await freePort();
+    redisPort = await closedPort();
     redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       const up = await run('redis-cli', ['-p', String(redisPort), 'ping']).then((r) => r.stdout.trim() === 'PONG', () => false);

@@ -9,10 +9,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeMissing, installCommand, missing } from '../../scripts/test-prerequisites.mjs';
+import { closedPort } from './closed-port.js';
 
 export interface ScrapeTarget {
   /** host:port serving the metrics at `path` (default /metrics; a sidecar's metrics port serves /stats/prometheus). */
@@ -38,14 +38,6 @@ export function prometheusSkipReason(file: string): string | null {
   // Straight to stderr: jest drops the console output of a file whose tests are all skipped.
   process.stderr.write(`\n${'!'.repeat(78)}\n! ${file}: SKIPPED: ${reason}\n${'!'.repeat(78)}\n`);
   return reason;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 function configYaml(targets: readonly ScrapeTarget[], intervalS: number): string {
@@ -78,7 +70,7 @@ export class Prometheus {
     await writeFile(join(dir, 'prometheus.yml'), configYaml(targets, intervalS));
     let lastError = '';
     for (let attempt = 0; attempt < 3; attempt++) {
-      const port = await freePort();
+      const port = await closedPort();
       const child = spawn(
         'prometheus',
         [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
