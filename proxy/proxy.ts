@@ -345,7 +345,7 @@ export class Proxy {
       ready: () => this.readiness(),
       metrics: registryText,
       configDump: () => this.configDump(),
-      clusters: () => this.clusterStates(),
+      clusters: () => (pool ? pool.currentClusterStates() : this.clusterStates()),
       certs: () => this.certs(),
       drain: () => void this.drain(),
       debugRoute: (q) => explainRoute(this.routes, q),
@@ -392,7 +392,7 @@ export class Proxy {
     p.ports = { outbound: port('outbound'), inbound: port('inbound'), admin: port('admin'), metrics: port('metrics') };
     if (p.pool) {
       try {
-        const w = await p.pool.start();
+        const w = await p.pool.start({ admin: p.ports.admin, metrics: p.ports.metrics });
         p.ports = { ...p.ports, outbound: w.outbound, inbound: w.inbound };
         p.upstreamPortList = w.upstreams;
       } catch (e) {

@@ -14,7 +14,8 @@ export interface AdminDeps {
   readonly ready: () => { ready: boolean; reason: string };
   readonly metrics: () => Promise<{ contentType: string; body: string }>;
   readonly configDump: () => unknown;
-  readonly clusters: () => unknown;
+  /** With listener workers, asked of each of them (worker-pool.ts): a promise. */
+  readonly clusters: () => Record<string, unknown> | Promise<Record<string, unknown>>;
   readonly certs: () => unknown;
   readonly drain: () => void;
   /** /debug/route: [status, JSON] for a request described by the query (routing/explain-route.ts). */
@@ -106,7 +107,7 @@ export class AdminServer {
       case 'GET /config_dump':
         return json(res, this.d.configDump());
       case 'GET /clusters':
-        return json(res, this.d.clusters());
+        return json(res, await this.d.clusters());
       case 'GET /certs':
         return json(res, this.d.certs());
       case 'GET /debug/route': {

@@ -54,10 +54,15 @@ export class PromClusterMetrics implements ClusterMetrics {
     ]);
 
     const sources = this.sources;
+    // With listener workers (config concurrency > 1) each worker holds its own cluster state
+    // and /metrics merges their registries (worker-pool.ts): these gauges are one worker's
+    // view each, so they merge by max (the worst view: the most ejected endpoints, panic in
+    // any worker, the slowest EWMA, a breaker not closed in some worker), never by prom-client's
+    // default sum, which would read two open breakers (1 + 1) as half-open (2).
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: ClusterState) => void) => {
       if (registry.getSingleMetric(name)) return;
       new Gauge<L>({
-        name, help, labelNames, registers: [registry],
+        name, help, labelNames, registers: [registry], aggregator: 'max',
         collect() {
           this.reset();
           for (const snap of sources.values()) fill(this, snap());

@@ -28,6 +28,8 @@ export type ToWorker =
   | { readonly t: 'metrics'; readonly id: number }
   /** Its recent authorization denials and retries, for the StatsReport (the dashboard's "why" view). */
   | { readonly t: 'decisions'; readonly id: number }
+  /** Its clusters' current state, for GET /clusters (asked for when the admin port is asked). */
+  | { readonly t: 'clusters'; readonly id: number }
   | { readonly t: 'log-level'; readonly level: Level }
   | { readonly t: 'drain' }
   | { readonly t: 'close' };
@@ -46,6 +48,8 @@ export type FromWorker =
   | { readonly t: 'apply-failed'; readonly seq: number; readonly error: string }
   | { readonly t: 'metrics'; readonly id: number; readonly json: unknown }
   | { readonly t: 'decisions'; readonly id: number; readonly decisions: RecentDecisions }
+  | { readonly t: 'clusters'; readonly id: number; readonly clusters: Record<string, unknown> }
+  /** Its clusters' state after a health change (and once at start): what the HealthReport is built from. */
   | { readonly t: 'health'; readonly clusters: Record<string, unknown> }
   | { readonly t: 'log'; readonly line: string }
   | { readonly t: 'closed' };

@@ -41,8 +41,10 @@ if (proxy) {
       post({ t: 'apply-failed', seq, error: (e as Error).message });
     }
   };
-  if (data.snapshot) apply(data.snapshot.seq, data.snapshot.snapshot);
+  // Registered before the first snapshot is applied, so its clusters (a restarted worker's,
+  // or a static mesh's) reach the main thread at once and replace what it held for the slot.
   proxy.onHealthChange(() => post({ t: 'health', clusters: proxy.clusterStates() }));
+  if (data.snapshot) apply(data.snapshot.seq, data.snapshot.snapshot);
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'snapshot':
@@ -53,6 +55,8 @@ if (proxy) {
         return void proxy.metrics.registry.getMetricsAsJSON().then((json) => post({ t: 'metrics', id: m.id, json }));
       case 'decisions':
         return post({ t: 'decisions', id: m.id, decisions: proxy.ownDecisions() });
+      case 'clusters':
+        return post({ t: 'clusters', id: m.id, clusters: proxy.clusterStates() });
       case 'log-level':
         logger.level = m.level;
         return;

@@ -46,6 +46,8 @@ const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
 /** A worker that does not answer a scrape within this is left out of that scrape. */
 const SCRAPE_TIMEOUT_MS = 5000;
+/** GET /clusters waits this long for a worker's current state, then shows its last pushed one (an admin call must not hang). */
+const CLUSTERS_TIMEOUT_MS = 1000;
 /** How long close() waits for a worker to close its listeners before terminating it (drain: after the grace period). */
 const CLOSE_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT = { direction: 'workers', limit: 'worker-shutdown-timeout' } as const;
@@ -101,8 +103,14 @@ export class WorkerPool {
     o.limits.inc(STOP_TIMEOUT, 0);
   }
 
-  /** Starts every worker; rejects (ListenError) if one cannot bind, with the others stopped. */
-  async start(): Promise<WorkerPorts> {
+  /**
+   * Starts every worker; rejects (ListenError) if one cannot bind, with the others stopped.
+   * `main`: the ports the main thread bound (admin, metrics; port 0 resolved), which every
+   * worker refuses as a peer's target port like its own listeners' (proxy/inbound/target-port.ts).
+   */
+  async start(main: { readonly admin: number; readonly metrics: number }): Promise<WorkerPorts> {
+    const M = this.config.listeners;
+    this.config = { ...this.config, listeners: { ...M, admin: { ...M.admin, port: main.admin }, metrics: { ...M.metrics, port: main.metrics } } };
     const first = await this.spawn(this.slots[0]);
     // Resolve port 0 once: the siblings bind the port worker 0 got.
     const L = this.config.listeners;
@@ -152,6 +160,8 @@ export class WorkerPool {
             return this.scrapes.get(m.id)?.(m.json);
           case 'decisions':
             return this.scrapes.get(m.id)?.(m.decisions);
+          case 'clusters':
+            return this.scrapes.get(m.id)?.(m.clusters);
           case 'health':
             slot.clusters = m.clusters;
             return this.o.onHealthChange();
@@ -171,6 +181,12 @@ export class WorkerPool {
         slot.worker = null;
         slot.listening = false;
         slot.closed?.();
+        // Its clusters (ejections, open breakers) died with it: the HealthReport no longer
+        // carries them; the worker that takes the slot posts its own once it applies the config.
+        if (Object.keys(slot.clusters).length > 0) {
+          slot.clusters = {};
+          this.o.onHealthChange();
+        }
         if (this.closing || !wasListening) return;
         this.restartsTotal.inc();
         this.o.logger.error('listener worker exited; restarting it', { code: 'WORKER_EXITED', worker: slot.id, exitCode: code });
@@ -225,8 +241,21 @@ export class WorkerPool {
     return behind > 0 ? `${behind} of ${this.slots.length} listener workers applying the config` : null;
   }
 
+  /** The workers' clusters as of their last health change (for the HealthReport: health only moves with those). */
   clusterStates(): Record<string, unknown> {
     return mergeClusterStates(this.slots.map((s) => s.clusters));
+  }
+
+  /**
+   * GET /clusters: every listening worker is asked for its clusters' state now (in-flight
+   * counts, EWMA, limits move with every request, not with health changes) and the answers
+   * are merged (merge-cluster-states.ts). A worker that does not answer within 1 s is shown
+   * by its last pushed state.
+   */
+  async currentClusterStates(): Promise<Record<string, unknown>> {
+    const live = this.slots.filter((s) => s.worker && s.listening);
+    const answers = await Promise.all(live.map((s) => this.scrape(s.worker!, 'clusters', CLUSTERS_TIMEOUT_MS)));
+    return mergeClusterStates(live.map((s, i) => (answers[i] as Record<string, unknown> | null) ?? s.clusters));
   }
 
   /** Prometheus text: the main registry plus every worker's, summed (prom-client's cluster aggregation, for threads). */
@@ -248,13 +277,13 @@ export class WorkerPool {
     return (await Promise.all(this.slots.filter((s) => s.worker && s.listening).map((s) => this.scrape(s.worker!, 'decisions')))) as (RecentDecisions | null)[];
   }
 
-  private scrape(w: Worker, kind: 'metrics' | 'decisions' = 'metrics'): Promise<unknown> {
+  private scrape(w: Worker, kind: 'metrics' | 'decisions' | 'clusters' = 'metrics', timeoutMs = SCRAPE_TIMEOUT_MS): Promise<unknown> {
     const id = ++this.scrapeId;
     return new Promise((resolve) => {
       const t = this.o.clock.setTimeout(() => {
         this.scrapes.delete(id);
         resolve(null);
-      }, SCRAPE_TIMEOUT_MS);
+      }, timeoutMs);
       this.scrapes.set(id, (json) => {
         this.o.clock.clearTimeout(t);
         this.scrapes.delete(id);
