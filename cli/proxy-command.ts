@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
 import { formatSpiffeId } from '../certs/spiffe.js';
 import { systemClock, systemRandom } from '../common/clock.js';
-import { createLogger } from '../common/logger.js';
+import { createLogger, type Logger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
 import { hasProxyEnv, loadProxyConfig, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
 import { Proxy } from '../proxy/proxy.js';
@@ -33,9 +33,11 @@ Options:
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
-finish within shutdown.gracePeriod, outbound keeps serving meanwhile). The same from
-the pod: curl -X POST -H 'wren-admin: 1' http://127.0.0.1:15000/drain (admin actions
-need that header and come from localhost only).
+finish within shutdown.gracePeriod, outbound keeps serving meanwhile); during startup
+they stop it at once (exit 0). The same from the pod: curl -X POST -H 'wren-admin: 1'
+http://127.0.0.1:15000/drain (admin actions need that header and come from localhost
+only). More SIGTERMs during the drain are ignored; a second SIGINT exits at once (130).
+SIGHUP is ignored (no configuration reload).
 
 A listener that cannot bind (its port taken) stops the proxy at start: exit 1.
 `;
@@ -83,32 +85,84 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
   return runProxy(config, err);
 }
 
-/** Runs a proxy from a parsed config until SIGTERM/SIGINT or POST /drain. */
+/**
+ * Runs a proxy from a parsed config until SIGTERM/SIGINT or POST /drain.
+ *
+ * Signals, for the whole run (startup included):
+ * - The first SIGTERM or SIGINT stops the proxy gracefully: during startup at once (the
+ *   first-certificate wait and its retries are cancelled; exit 0, as after a drain), once
+ *   it serves by a drain bounded by shutdown.gracePeriod.
+ * - Later SIGTERMs are logged and ignored: the drain and its deadline go on (a stop signal
+ *   can be sent twice: `docker stop` or `kill` repeated, a process manager, an operator).
+ *   Istio's pilot-agent (signal.Notify, never reset) and linkerd2-proxy (tokio's handlers
+ *   stay installed) ignore repeats the same way; only the SIGKILL at the end of
+ *   terminationGracePeriodSeconds ends a draining sidecar early.
+ * - A second SIGINT (Ctrl-C twice, from a terminal) exits at once with 130 (128 + SIGINT),
+ *   the usual interactive convention; the kubelet never sends SIGINT.
+ * - SIGHUP is logged and ignored: there is no configuration reload, and a closing terminal
+ *   must not take the sidecar down (Envoy likewise "caught and eating SIGHUP").
+ */
 export async function runProxy(config: ProxyConfig, err: Out): Promise<number> {
   // Before the data path allocates anything: the young generation must not have grown yet.
   applyHeapFlags(process.execArgv, process.env.NODE_OPTIONS, undefined, undefined, config.concurrency > 1);
-  // The signal handlers go in first: a SIGTERM that lands between 'proxy started' and the
-  // wait for it (the kubelet, or a test that reacts to that line) must drain, not kill the
-  // process with the default action. Before the proxy is up a signal is remembered and
-  // honoured as soon as it is.
-  const signal: StopSignal = { requested: false, stop: null };
-  const onSignal = () => (signal.stop ? signal.stop() : (signal.requested = true));
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  // The signal handlers go in first, and stay for the whole run (process.on, not once:
+  // after a once handler fires, node's default action, exit at once, would be back). A
+  // SIGTERM that lands between 'proxy started' and the wait for it (the kubelet, or a test
+  // that reacts to that line) must drain, not kill the process.
+  const logger = createLogger({ level: config.log.level, base: { component: 'proxy' }, sink: (l) => err(l + '\n') });
+  const stop = new AbortController();
+  let sigints = 0;
+  const onStop = (name: 'SIGTERM' | 'SIGINT') => {
+    if (name === 'SIGINT' && ++sigints > 1) {
+      logger.warn('second SIGINT: exiting now, in-flight requests are cut', { signal: name });
+      process.exit(130);
+    }
+    const hint = name === 'SIGINT' ? { hint: 'SIGINT again exits at once' } : {};
+    if (!stop.signal.aborted) {
+      logger.info('stopping', { signal: name, ...hint });
+      stop.abort(new SignalStop(name));
+    } else logger.info('already stopping: signal ignored', { signal: name, ...hint });
+  };
+  const onSigterm = () => onStop('SIGTERM');
+  const onSigint = () => onStop('SIGINT');
+  const onSighup = () => logger.info('SIGHUP ignored: wren proxy has no configuration reload (SIGTERM drains)', { signal: 'SIGHUP' });
+  process.on('SIGTERM', onSigterm);
+  process.on('SIGINT', onSigint);
+  process.on('SIGHUP', onSighup);
   try {
-    return await startAndServe(config, err, signal);
+    return await startAndServe(config, err, stop.signal, logger);
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSigterm);
+    process.off('SIGINT', onSigint);
+    process.off('SIGHUP', onSighup);
   }
 }
 
-interface StopSignal {
-  requested: boolean;
-  stop: (() => void) | null;
+/** Why the proxy is stopping: the signal that said so. */
+class SignalStop extends Error {
+  constructor(readonly signal: string) {
+    super(`stopped by ${signal}`);
+  }
 }
 
-async function startAndServe(config: ProxyConfig, err: Out, signal: StopSignal): Promise<number> {
+/** How long a signal-ended startup waits for the event loop to empty before it exits anyway. */
+const STARTUP_STOP_EXIT_MS = 500;
+
+/**
+ * Startup ended by a signal: logged; exit 0, as after a drain (and as the control plane
+ * after SIGTERM). Nothing of the proxy runs yet, but grpc-js neither times out a TLS
+ * handshake nor abandons it when its channel closes: a control plane that accepts the
+ * connection and never answers (or a network that drops the SYN) would keep the process
+ * alive until the kubelet's SIGKILL. So the exit is forced if the event loop has not
+ * emptied by itself within STARTUP_STOP_EXIT_MS (an unref'd timer: it holds nothing open).
+ */
+function stoppedDuringStartup(stop: AbortSignal, logger: Logger, phase: string): number {
+  logger.info('stopped during startup', { signal: (stop.reason as SignalStop).signal, phase });
+  setTimeout(() => process.exit(0), STARTUP_STOP_EXIT_MS).unref();
+  return 0;
+}
+
+async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, logger: Logger): Promise<number> {
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
   let tls: TlsIdentity;
@@ -143,7 +197,7 @@ async function startAndServe(config: ProxyConfig, err: Out, signal: StopSignal):
     const cfg = c!;
     const id = config.identity;
     const spiffeId = formatSpiffeId({ trustDomain: id.trustDomain, namespace: id.namespace, serviceAccount: id.serviceAccount });
-    const logger = createLogger({ level: config.log.level, base: { component: 'identity', identity: spiffeId }, sink: (l) => err(l + '\n') });
+    const idLogger = createLogger({ level: config.log.level, base: { component: 'identity', identity: spiffeId }, sink: (l) => err(l + '\n') });
     if (!config.discovery.insecure) {
       let bundle: string;
       try {
@@ -161,18 +215,25 @@ async function startAndServe(config: ProxyConfig, err: Out, signal: StopSignal):
       readToken: cp!.tokenFromFile(cfg.tokenFile),
       clock: systemClock,
       random: systemRandom,
-      logger,
+      logger: idLogger,
       lifetimeMs: cfg.lifetimeMs,
       timeoutMs: cfg.timeoutMs,
       runDir: cfg.runDir,
     });
     try {
-      tls = await workload.obtain(cfg.startupTimeoutMs);
+      // A signal cancels the Certify call in flight and the retries (the default
+      // startupTimeoutMs, 60 s, is longer than the kubelet's default 30 s grace).
+      tls = await workload.obtain(cfg.startupTimeoutMs, stop);
     } catch (e) {
-      err(`wren proxy: ${(e as Error).message}\n`);
       certifyClient.close();
+      if (stop.aborted) return stoppedDuringStartup(stop, logger, 'waiting for the first certificate');
+      err(`wren proxy: ${(e as Error).message}\n`);
       return 1;
     }
+  }
+  if (stop.aborted) {
+    certifyClient?.close();
+    return stoppedDuringStartup(stop, logger, 'before listening');
   }
   let proxy: Proxy;
   try {
@@ -196,9 +257,11 @@ async function startAndServe(config: ProxyConfig, err: Out, signal: StopSignal):
   const discovery = address
     ? cp!.connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod, ...(cpCredentials ? { credentials: cpCredentials } : {}) })
     : null;
+  // A signal during Proxy.start is honoured now that it is up: the drain starts at once.
   await new Promise<void>((resolve) => {
-    signal.stop = () => void proxy.drain().then(resolve);
-    if (signal.requested) signal.stop();
+    const drain = () => void proxy.drain().then(resolve);
+    if (stop.aborted) drain();
+    else stop.addEventListener('abort', drain, { once: true });
     void proxy.drained.then(resolve);
   });
   workload?.stop();

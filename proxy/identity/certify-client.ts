@@ -4,8 +4,12 @@ import { credentialsGeneration } from './control-plane-credentials.js';
 
 type Unary = (req: CertifyRequest, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: CertifyResponse) => void) => grpc.ClientUnaryCall;
 
-/** The function the proxy's WorkloadIdentity calls; a CertifyClient's `certify`, or a fake in unit tests. */
-export type CertifyFn = (req: CertifyRequest, timeoutMs: number) => Promise<CertifyResponse>;
+/**
+ * The function the proxy's WorkloadIdentity calls; a CertifyClient's `certify`, or a fake in
+ * unit tests. `signal` cancels the call (a SIGTERM while the sidecar waits for its first
+ * certificate): it rejects with the signal's reason.
+ */
+export type CertifyFn = (req: CertifyRequest, timeoutMs: number, signal?: AbortSignal) => Promise<CertifyResponse>;
 
 /**
  * A wren.identity.v1 Identity client (contract/identity.proto).
@@ -33,9 +37,14 @@ export class CertifyClient {
     return new Client(this.address, this.credentials, this.options) as unknown as grpc.Client & { certify: Unary };
   }
 
-  /** One Certify call with a deadline; rejects with the grpc ServiceError (code + details). */
-  readonly certify: CertifyFn = (req, timeoutMs) =>
+  /**
+   * One Certify call with a deadline; rejects with the grpc ServiceError (code + details),
+   * or with `signal`'s reason once it aborts (the call is cancelled: nothing of it keeps
+   * the process alive).
+   */
+  readonly certify: CertifyFn = (req, timeoutMs, signal) =>
     new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
       const gen = credentialsGeneration(this.credentials);
       if (gen !== this.generation) {
         this.client.close();
@@ -43,7 +52,16 @@ export class CertifyClient {
         this.generation = gen;
       }
       const deadline = new Date(performance.timeOrigin + performance.now() + timeoutMs);
-      this.client.certify(req, new grpc.Metadata(), { deadline }, (e, r) => (e ? reject(e) : resolve(r!)));
+      const onAbort = () => {
+        reject(signal!.reason);
+        call.cancel();
+      };
+      const call = this.client.certify(req, new grpc.Metadata(), { deadline }, (e, r) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (e) reject(e);
+        else resolve(r!);
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
 
   close(): void {

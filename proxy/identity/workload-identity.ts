@@ -89,26 +89,45 @@ export class WorkloadIdentity {
   /**
    * The first certificate, retried with backoff for up to `timeoutMs`. Fails at once on
    * errors that a retry cannot fix (wrong identity, malformed request, no authenticator).
+   * `signal` stops it at once (a SIGTERM during startup): the Certify call in flight is
+   * cancelled, no retry is scheduled, and it rejects with the signal's reason.
    */
-  async obtain(timeoutMs: number): Promise<TlsIdentity> {
+  async obtain(timeoutMs: number, signal?: AbortSignal): Promise<TlsIdentity> {
     const deadline = this.o.clock.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted();
       try {
-        const got = await this.fetch();
+        const got = await this.fetch(signal);
         this.identity = new TlsIdentity(got.material);
         managers.set(this.identity, this);
         this.accept(got.validUntilMs, got.serial, 'certificate obtained');
         return this.identity;
       } catch (e) {
+        signal?.throwIfAborted();
         this.failed();
         const delay = retryDelay(attempt, 0, this.o.random, this.policy);
         const code = (e as { code?: unknown }).code;
         if ((typeof code === 'number' && PERMANENT.has(code)) || this.o.clock.now() + delay > deadline)
           throw new Error(`cannot obtain a certificate for ${this.o.spiffeId} from the control plane (${attempt + 1} attempt(s)): ${describe(e)}`, { cause: e });
         this.o.logger.warn('certify failed; retrying', { identity: this.o.spiffeId, error: describe(e), retryInMs: Math.round(delay) });
-        await new Promise<void>((r) => this.o.clock.setTimeout(r, delay));
+        await this.sleep(delay, signal);
       }
     }
+  }
+
+  /** Waits `ms`; rejects with `signal`'s reason as soon as it aborts, the timer cleared. */
+  private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        this.o.clock.clearTimeout(timer);
+        reject(signal!.reason);
+      };
+      const timer = this.o.clock.setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /** The WorkloadIdentity that obtained and renews `tls`, if one did. */
@@ -207,8 +226,9 @@ export class WorkloadIdentity {
   }
 
   /** Key -> CSR -> Certify -> checked material. Throws on any problem, changing nothing. */
-  private async fetch(): Promise<{ material: TlsMaterial; validUntilMs: number; serial: string }> {
+  private async fetch(signal?: AbortSignal): Promise<{ material: TlsMaterial; validUntilMs: number; serial: string }> {
     const keyPem = await (this.o.generateKey ?? (async () => (await generateKeyPairAsync()).privateKeyPem))();
+    signal?.throwIfAborted();
     const csrPem = createCsr(keyPem, this.o.spiffeId);
     let token: Buffer;
     try {
@@ -216,7 +236,7 @@ export class WorkloadIdentity {
     } catch (e) {
       throw new Error(`cannot read the identity token: ${(e as Error).message}`, { cause: e });
     }
-    const res = await this.o.certify({ identity: this.o.spiffeId, token, csrPem, requestedLifetimeMs: this.o.lifetimeMs ?? 0 }, this.o.timeoutMs ?? 10_000);
+    const res = await this.o.certify({ identity: this.o.spiffeId, token, csrPem, requestedLifetimeMs: this.o.lifetimeMs ?? 0 }, this.o.timeoutMs ?? 10_000, signal);
     const [leafPem, ...chain] = splitPemCerts(res.certChainPem ?? '');
     if (!leafPem) throw new Error('the control plane returned no certificate');
     const bundle = splitPemCerts(res.trustBundlePem ?? '');

@@ -17,6 +17,10 @@ export interface ProxyProcess {
   readonly spiffeId: string;
   /** Resident set size, MB (VmRSS). */
   rssMb(): number;
+  /** Sends `signal` to the sidecar process. */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves when the process has exited: its exit code, or the signal that ended it. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   close(): Promise<void>;
 }
 
@@ -58,6 +62,7 @@ export async function startProxyProcess(
     }),
   );
   const child: ChildProcess = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, ...nodeArgs, wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   let out = '';
   const ports = await new Promise<number[]>((resolve, reject) => {
     const started = /"msg":"proxy started".*?"outbound":(\d+),"inbound":(\d+),"admin":(\d+)/;
@@ -81,9 +86,11 @@ export async function startProxyProcess(
     adminPort: ports[2],
     spiffeId: m.spiffeId,
     rssMb: () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024,
+    kill: (signal) => void child.kill(signal),
+    exited,
     close: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
         child.once('exit', () => {
           clearTimeout(kill);
