@@ -180,6 +180,52 @@ describe('WorkloadIdentity', () => {
     expect((await got).spiffeId).toBe(ID);
   });
 
+  test('the first certificate: an abort (SIGTERM during startup) stops the retry wait at once, with its reason, and schedules nothing', async () => {
+    const down = rig();
+    down.fail(1000, 14);
+    const stop = new AbortController();
+    let outcome: unknown = null;
+    const p = down.wi.obtain(60_000, stop.signal).catch((e: unknown) => (outcome = e));
+    for (let i = 0; i < 100 && down.clock.pending() === 0; i++) await flush();
+    expect({ calls: down.calls.length, pending: down.clock.pending() }).toEqual({ calls: 1, pending: 1 });
+    const reason = new Error('SIGTERM');
+    stop.abort(reason);
+    for (let i = 0; i < 10 && outcome === null; i++) await flush();
+    expect(outcome).toBe(reason);
+    await p;
+    // The retry timer is gone: no more Certify calls, however long the clock runs.
+    expect(down.clock.pending()).toBe(0);
+    down.clock.advance(120_000);
+    await flush();
+    expect(down.calls).toHaveLength(1);
+    expect(down.wi.counts).toEqual({ success: 0, failure: 1 });
+  });
+
+  test('the first certificate: an abort during the Certify call rejects at once (the call is handed the signal) and is not a failure', async () => {
+    const clock = new FakeClock(Date.now());
+    const signals: (AbortSignal | undefined)[] = [];
+    const wi = new WorkloadIdentity({
+      spiffeId: ID, clock, random: seededRandom(3), logger: createLogger({ level: 'error', sink: () => undefined }),
+      readToken: async () => Buffer.from('token'), generateKey: async () => keys[0],
+      // A control plane that never answers: only the signal ends the call.
+      certify: (_req, _timeoutMs, signal) => {
+        signals.push(signal);
+        return new Promise((_resolve, reject) => signal?.addEventListener('abort', () => reject(signal.reason)));
+      },
+    });
+    const stop = new AbortController();
+    const p = wi.obtain(60_000, stop.signal);
+    for (let i = 0; i < 100 && signals.length === 0; i++) await flush();
+    expect(signals).toEqual([stop.signal]);
+    stop.abort(new Error('SIGTERM'));
+    await expect(p).rejects.toThrow('SIGTERM');
+    expect(wi.counts).toEqual({ success: 0, failure: 0 });
+    expect(clock.pending()).toBe(0);
+    // Already aborted: no Certify call at all.
+    await expect(wi.obtain(60_000, stop.signal)).rejects.toThrow('SIGTERM');
+    expect(signals).toHaveLength(1);
+  });
+
   test('metrics: expiry, next renewal and attempts by result, including those before attaching', async () => {
     const r = rig();
     r.fail(1);
