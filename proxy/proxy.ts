@@ -1,3 +1,4 @@
+import { untilIdle } from './net/until-idle.js';
 import { RecentRetries } from './stats/recent-retries.js';
 import { mergeDecisions, type RecentDecisions } from './stats/recent-decisions.js';
 import { TelemetrySource } from './telemetry/telemetry-settings.js';
@@ -550,21 +551,36 @@ export class Proxy {
 
   /**
    * Graceful shutdown (SIGTERM, POST /drain): readiness fails, the inbound listener stops
-   * accepting and sends GOAWAY, in-flight inbound requests finish within the grace
-   * period, while the outbound listener keeps serving the app; then everything closes.
+   * accepting and sends GOAWAY, while the outbound listener keeps serving the app (its
+   * idle connections told to close: outbound-listener.ts drain()); everything closes once
+   * no inbound request and no outbound request or tunnel is in flight, or when the grace
+   * period ends, whichever comes first. Istio's order (pilot-agent drains the inbound only
+   * and keeps Envoy serving outbound for terminationDrainDuration: an app still calls out
+   * while it shuts down) and Linkerd's (in-flight requests complete before the proxy exits).
+   * With listener workers, the process closes when every worker's drain is done.
    */
   drain(): Promise<void> {
     if (this.draining) return this.draining;
     this.logger.info('draining', { gracePeriodMs: this.config.shutdown.gracePeriodMs });
-    if (this.pool) {
-      this.draining = this.pool.drain(this.config.shutdown.gracePeriodMs).then(() => this.close());
-      return this.draining;
-    }
-    this.draining = this.inbound.drain(this.config.shutdown.gracePeriodMs).then(async (clean) => {
-      if (!clean) this.logger.warn('grace period ended with requests in flight', { code: 'DRAIN_TIMEOUT', inflight: this.inbound.streamsInFlight });
-      await this.close();
-    });
+    this.draining = (this.pool ? this.pool.drain(this.config.shutdown.gracePeriodMs) : this.quiesce()).then(() => this.close());
     return this.draining;
+  }
+
+  /**
+   * The drain without the close (a listener worker's: worker-main.ts, the pool closes every
+   * worker once all are done): resolves when the inbound has drained and no outbound request
+   * or tunnel is in flight, or at the end of the grace period.
+   */
+  async quiesce(): Promise<void> {
+    const graceMs = this.config.shutdown.gracePeriodMs;
+    const deadline = this.clock.now() + graceMs;
+    this.outbound.drain();
+    const inboundClean = await this.inbound.drain(graceMs);
+    const outboundBusy = (): number => (this.metrics.inFlight.outbound ?? 0) + this.outbound.tunnelsInFlight;
+    const outboundClean = await untilIdle(this.clock, outboundBusy, Math.max(0, deadline - this.clock.now()));
+    if (!inboundClean || !outboundClean) {
+      this.logger.warn('grace period ended with requests in flight', { code: 'DRAIN_TIMEOUT', inflight: this.inbound.streamsInFlight, outboundInflight: outboundBusy() });
+    }
   }
 
   get isDraining(): boolean {
@@ -573,6 +589,7 @@ export class Proxy {
 
   async close(): Promise<void> {
     await this.pool?.close();
+    this.tunnels.closeAll();
     this.inbound.close();
     this.peers.close();
     this.meshH1?.destroy();

@@ -136,6 +136,14 @@ export class H1Server {
     for (const c of this.conns) c.conn.closeWhenIdle();
   }
 
+  /**
+   * closeIdle() for the connections open now only: later ones are served as usual (the
+   * outbound listener's drain, which keeps serving the app).
+   */
+  closeOpenIdle(): void {
+    for (const c of this.conns) c.conn.closeWhenIdle();
+  }
+
   /** Drops every connection (their requests are cancelled). */
   close(): void {
     this.draining = true;

@@ -85,6 +85,9 @@ export class OutboundListener {
   private h2Dst: Destination | undefined;
   /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
   private readonly passthroughConnector: TcpConnector;
+  /** Opaque tunnels and passthroughs open (connecting or spliced): the drain waits for them (drain()). */
+  private tunnels = 0;
+  private readonly tunnelDone = (): void => void this.tunnels--;
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
@@ -281,13 +284,18 @@ export class OutboundListener {
    */
   private passthrough(socket: Socket, dst: Destination, reason: 'unknown-destination' | 'external-service'): void {
     this.d.metrics.passthrough.inc({ reason });
+    this.tunnels++;
     const ep: Endpoint = { address: dst.address, port: dst.port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
     this.passthroughConnector.connect(ep, this.d.passthroughConnectTimeoutMs ?? DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS).then(
       (up) => {
-        if (socket.destroyed) return void up.socket.destroy();
-        splice(socket, up.socket);
+        if (socket.destroyed) {
+          this.tunnels--;
+          return void up.socket.destroy();
+        }
+        splice(socket, up.socket, this.tunnelDone);
       },
       (err: unknown) => {
+        this.tunnels--;
         const e = toProxyError(err, 'CONNECT_FAILED');
         this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
         this.d.logger.debug('passthrough connect failed', { dst, code: e.code, detail: e.message });
@@ -312,21 +320,27 @@ export class OutboundListener {
     const onClose = () => ac.abort();
     socket.once('close', onClose);
     const req = tcpRequest(socket, dst, ac.signal, this.d.clock.now());
+    this.tunnels++;
     this.d.tcp(req).then(
       (res) => {
         socket.removeListener('close', onClose);
         const up = res.body as Duplex;
-        if (socket.destroyed) return void up.destroy();
+        if (socket.destroyed) {
+          this.tunnels--;
+          return void up.destroy();
+        }
         // reporter="source": the routed service and the endpoint pick-endpoint connected (its workload from the control plane).
         const labels = this.d.metrics.local.forOutbound(req.route, req.endpoint).tcp;
         this.d.metrics.tcpOpened.inc(labels);
         splice(socket, up, (b) => {
+          this.tunnels--;
           this.d.metrics.tcpClosed.inc(labels);
           this.d.metrics.tcpReceived.inc(labels, b.aToB);
           this.d.metrics.tcpSent.inc(labels, b.bToA);
         });
       },
       (err: unknown) => {
+        this.tunnels--;
         socket.removeListener('close', onClose);
         const e = toProxyError(err, 'INTERNAL');
         // Counted like an HTTP error response (record-metrics), a client that left (client-cancelled) too.
@@ -341,6 +355,27 @@ export class OutboundListener {
 
   address(): AddressInfo {
     return this.server.address() as AddressInfo;
+  }
+
+  /** Opaque tunnels and passthroughs in flight (HTTP requests are counted by record-metrics: ProxyMetrics.inFlight). */
+  get tunnelsInFlight(): number {
+    return this.tunnels;
+  }
+
+  /**
+   * The sidecar is draining: the listener keeps accepting and serving (the app still needs
+   * the mesh during its own shutdown: Istio keeps the outbound listeners up for
+   * terminationDrainDuration, draining the inbound only), new connections included; but
+   * the HTTP/1.1 connections open now close when idle (after their request in flight, its
+   * response saying `connection: close`), and HTTP/2 sessions get GOAWAY, so idle
+   * keep-alive connections neither hold the drain nor wait to be reset by the close.
+   */
+  drain(): void {
+    this.h1.closeOpenIdle();
+    for (const s of this.h2Sessions) {
+      s.close();
+      s.flush();
+    }
   }
 
   /** Stop accepting and drop every connection. */

@@ -76,6 +76,19 @@ export class OpenTunnels {
   }
 
   /**
+   * The sidecar closes (the end of its drain): every tunnel still open is closed, both sides
+   * at once. Closing only the caller's side left the app's socket open until the splice's
+   * 30 s half-close grace ran out, keeping the process alive past the kubelet's SIGKILL;
+   * ztunnel likewise force-closes the connections still open at its drain deadline.
+   */
+  closeAll(): void {
+    for (const t of this.open.values()) {
+      t.end.on('error', ignore);
+      t.end.destroy(new ProxyError('DRAINING', 'the sidecar is shutting down'));
+    }
+  }
+
+  /**
    * The app's answer to an upgrade admitted under `admittedUnder`. A 101 is a tunnel from
    * now on: tracked (null). If a push landed while the app was answering, it is judged by
    * the policy now in force first; refused, the app's side is closed and the verdict is

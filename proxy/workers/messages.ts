@@ -52,4 +52,6 @@ export type FromWorker =
   /** Its clusters' state after a health change (and once at start): what the HealthReport is built from. */
   | { readonly t: 'health'; readonly clusters: Record<string, unknown> }
   | { readonly t: 'log'; readonly line: string }
+  /** Its drain is done (nothing in flight, or the grace period is over); it closes when told to. */
+  | { readonly t: 'drained' }
   | { readonly t: 'closed' };

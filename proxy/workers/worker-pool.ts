@@ -167,6 +167,7 @@ export class WorkerPool {
             return this.o.onHealthChange();
           case 'log':
             return this.relay(slot.id, m.line);
+          case 'drained':
           case 'closed':
             return slot.closed?.();
         }
@@ -294,14 +295,19 @@ export class WorkerPool {
   }
 
   /**
-   * Every worker drains (inbound GOAWAY, in-flight requests finish within the grace period)
-   * and closes. A worker still running 5 s after the grace period (its event loop stuck, or
-   * a close that never ends) is terminated all the same, so a SIGTERM always ends the
-   * process before the kubelet's SIGKILL: logged (WORKER_STOP_TIMEOUT) and counted
+   * Every worker drains (inbound GOAWAY, in-flight requests finish within the grace period,
+   * its outbound keeps serving), and once all are drained every worker closes: a worker with
+   * nothing in flight must not close the outbound connections the app holds to it while
+   * another still drains (Istio keeps the whole outbound up until the drain is over). A
+   * worker not drained 5 s after the grace period (its event loop stuck), or not closed 5 s
+   * after being told to, is terminated all the same, so a SIGTERM always ends the process
+   * before the kubelet's SIGKILL: logged (WORKER_STOP_TIMEOUT) and counted
    * (wren_limit_exceeded_total{direction="workers",limit="worker-shutdown-timeout"}).
    */
-  drain(gracePeriodMs: number): Promise<void> {
-    return this.stopAll({ t: 'drain' }, gracePeriodMs + CLOSE_TIMEOUT_MS);
+  async drain(gracePeriodMs: number): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.slots.map((s) => this.stop(s, { t: 'drain' }, gracePeriodMs + CLOSE_TIMEOUT_MS, false)));
+    await this.close();
   }
 
   close(): Promise<void> {
@@ -311,26 +317,28 @@ export class WorkerPool {
   private async stopAll(m: ToWorker, timeoutMs: number): Promise<void> {
     this.closing = true;
     this.offRotate();
-    await Promise.all(
-      this.slots.map(async (s) => {
-        const w = s.worker;
-        if (!w) return;
-        await new Promise<void>((resolve) => {
-          const t = this.o.clock.setTimeout(() => {
-            this.o.limits.inc(STOP_TIMEOUT);
-            this.o.logger.error('a listener worker did not close in time; terminating it', { code: 'WORKER_STOP_TIMEOUT', worker: s.id, timeoutMs });
-            resolve();
-          }, timeoutMs);
-          s.closed = () => {
-            this.o.clock.clearTimeout(t);
-            resolve();
-          };
-          w.postMessage(m);
-        });
-        s.closed = null;
-        s.worker = null; // a second stop (drain, then close) has nothing left to wait for
-        await w.terminate();
-      }),
-    );
+    await Promise.all(this.slots.map((s) => this.stop(s, m, timeoutMs, true)));
+  }
+
+  /** Sends `m` and waits for the answer ('drained', 'closed') or the exit; terminated when it does not come in time, or at once with `terminate`. */
+  private async stop(s: Slot, m: ToWorker, timeoutMs: number, terminate: boolean): Promise<void> {
+    const w = s.worker;
+    if (!w) return;
+    const answered = await new Promise<boolean>((resolve) => {
+      const t = this.o.clock.setTimeout(() => {
+        this.o.limits.inc(STOP_TIMEOUT);
+        this.o.logger.error('a listener worker did not close in time; terminating it', { code: 'WORKER_STOP_TIMEOUT', worker: s.id, timeoutMs });
+        resolve(false);
+      }, timeoutMs);
+      s.closed = () => {
+        this.o.clock.clearTimeout(t);
+        resolve(true);
+      };
+      w.postMessage(m);
+    });
+    s.closed = null;
+    if (answered && !terminate && s.worker === w) return;
+    s.worker = null; // a second stop (drain, then close) has nothing left to wait for
+    await w.terminate();
   }
 }
