@@ -1,5 +1,5 @@
 import { request as httpRequest, Agent, createServer } from 'node:http';
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,5 +137,48 @@ test('concurrency 1: a mesh WebSocket still open at the deadline is closed on bo
     app.closeAllConnections();
     for (const u of upgraded) u.destroy();
     await new Promise((r) => app.close(r));
+  }
+}, 20_000);
+
+test('concurrency 1: an outbound opaque tunnel still open at the deadline is closed on both sides and the process exits then (not 30 s later)', async () => {
+  // The app's TCP peer keeps its side open (an echo server): only the sidecar can end the tunnel.
+  const held: Socket[] = [];
+  const echo = createNetServer((c) => {
+    held.push(c);
+    c.on('data', (d) => c.write(d));
+    c.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  const echoPort = (echo.address() as AddressInfo).port;
+  // An explicit upstream (no redirect in a test): its port, found free first.
+  const localPort = await new Promise<number>((r) => {
+    const t = createNetServer().listen(0, '127.0.0.1', () => {
+      const port = (t.address() as AddressInfo).port;
+      t.close(() => r(port));
+    });
+  });
+  const p = await startProxyProcess(pki, dir, 'tcpweb', {
+    shutdown: { gracePeriodMs: 1000 },
+    upstreams: [{ service: 'echo', port: 7000, localPort, localAddress: '127.0.0.1', protocol: 'opaque' }],
+    mesh: { services: [{ name: 'echo', namespace: 'default', ports: [{ port: 7000, protocol: 'opaque', endpoints: [{ address: '127.0.0.1', port: echoPort }] }] }] },
+  });
+  const s = netConnect(localPort, '127.0.0.1');
+  try {
+    let buf = '';
+    s.on('data', (d) => (buf += d));
+    s.on('error', () => undefined);
+    s.write('hello');
+    for (let i = 0; i < 100 && buf !== 'hello'; i++) await sleep(20);
+    expect(buf).toBe('hello');
+    const exited = sigterm(p);
+    // Still running 4 s after SIGTERM (1 s grace): -1.
+    const ms = await Promise.race([exited, sleep(4000).then(() => -1)]);
+    // The tunnel in flight held the drain to the deadline.
+    expect(ms).toBeGreaterThanOrEqual(900);
+  } finally {
+    s.destroy();
+    await p.close();
+    for (const c of held) c.destroy();
+    await new Promise((r) => echo.close(r));
   }
 }, 20_000);

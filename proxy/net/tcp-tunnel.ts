@@ -4,7 +4,12 @@ import type { Socket } from 'node:net';
 /**
  * Splices two duplex streams with backpressure both ways, counting bytes. Half-close
  * is propagated (end on one side ends the other's writable side); an error or reset
- * on either side destroys both, so neither end hangs.
+ * on either side destroys both, so neither end hangs. So does a side closed without a
+ * clean end (destroyed: an HTTP/2 stream torn down with its session at shutdown, a
+ * socket a close() dropped): nothing more can reach the other side through it, which
+ * is torn down at once, as Envoy's TCP proxy closes the downstream when the upstream
+ * connection goes away and ztunnel drops both halves of a tunnel at its drain deadline.
+ * Only a side that ended cleanly (half-closed) leaves the other its 30 s to finish.
  */
 export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: { aToB: number; bToA: number }) => void): void {
   const bytes = { aToB: 0, bToA: 0 };
@@ -26,10 +31,11 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: { aToB: n
   a.pipe(b);
   b.pipe(a);
   let closed = 0;
-  const onClose = () => {
+  const onClose = (side: Duplex) => () => {
     if (++closed === 2) finish();
+    else if (!side.readableEnded) destroyBoth();
     else setTimeout(() => (closed < 2 ? destroyBoth() : undefined), 30_000).unref();
   };
-  a.on('close', onClose);
-  b.on('close', onClose);
+  a.on('close', onClose(a));
+  b.on('close', onClose(b));
 }
