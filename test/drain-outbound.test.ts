@@ -33,9 +33,10 @@ afterAll(async () => {
 
 const otherService = () => ({ services: [{ name: 'other', namespace: 'default', ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port: other.port }] }] }] });
 
-function get(port: number, host: string, path: string, agent: Agent | false = false): Promise<{ status: number; error?: string }> {
+function get(port: number, host: string, path: string, agent: Agent | false = false, onConnection?: (h: string | undefined) => void): Promise<{ status: number; error?: string }> {
   return new Promise((resolve) => {
     httpRequest({ host: '127.0.0.1', port, path, headers: { host }, agent }, (res) => {
+      onConnection?.(res.headers.connection);
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
     })
@@ -60,6 +61,9 @@ test.each([1, 2])('concurrency %i, no inbound request in flight: the outbound re
     // An idle keep-alive connection of the app's: it must not hold the drain.
     expect(await get(p.outboundPort, 'other', '/name', keepAlive)).toEqual({ status: 200 });
     const inflight = Array.from({ length: 8 }, () => get(p.outboundPort, 'other', '/slow?ms=1000'));
+    // One more on a second keep-alive connection: answered, with `connection: close` (the drain asks the app to reconnect).
+    let connection: string | undefined;
+    const onKeepAlive = get(p.outboundPort, 'other', '/slow?ms=1000', keepAlive, (h) => (connection = h));
     await sleep(200);
     const exited = sigterm(p);
     await sleep(300);
@@ -67,6 +71,8 @@ test.each([1, 2])('concurrency %i, no inbound request in flight: the outbound re
     const during = await Promise.all(Array.from({ length: 4 }, () => get(p.outboundPort, 'other', '/name')));
     expect(await Promise.all(inflight)).toEqual(Array(8).fill({ status: 200 }));
     expect(during).toEqual(Array(4).fill({ status: 200 }));
+    expect(await onKeepAlive).toEqual({ status: 200 });
+    expect(connection).toBe('close');
     const ms = await exited;
     expect(ms).toBeGreaterThanOrEqual(700);
     expect(ms).toBeLessThan(4000);
