@@ -208,6 +208,31 @@ test('a crashed worker is logged, counted and restarted on the same port; the ot
   }
 });
 
+test('a worker that keeps dying soon after it listens is restarted after a delay that doubles (crash-loop backoff)', async () => {
+  const p = await startProxy({ pki, serviceAccount: 'crashloop', config: { concurrency: 2 }, services: [meshService('web', 80, [{ appPort: a.port, proxy: server }])] });
+  try {
+    await untilReady(p);
+    type Slot = { worker: { terminate(): Promise<number> } | null; listening: boolean };
+    const slot = (p as unknown as { pool: { slots: Slot[] } }).pool.slots[0];
+    // Five crashes, each of a worker up for a moment: the restarts wait 100, 200, 400, 800, 1600 ms.
+    const gaps: number[] = [];
+    for (let k = 0; k < 5; k++) {
+      const w = slot.worker!;
+      const t0 = Date.now();
+      await w.terminate();
+      const end = t0 + 15_000;
+      while (!(slot.worker && slot.worker !== w && slot.listening) && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+      gaps.push(Date.now() - t0);
+    }
+    // The fifth waits 1.6 s before its start (a restart without backoff waits 100 ms); the start itself takes a few hundred ms.
+    expect(gaps[4]).toBeGreaterThanOrEqual(1600);
+    expect(gaps[4]).toBeGreaterThan(gaps[0]);
+    expect(sample((await admin(p, '/metrics')).body, 'wren_worker_restarts_total', '')).toBe(5);
+  } finally {
+    await p.close();
+  }
+});
+
 test('drain: in-flight requests on the workers finish, then every worker stops listening', async () => {
   const slow = get('web', '/slow?ms=300');
   await new Promise((r) => setTimeout(r, 100));

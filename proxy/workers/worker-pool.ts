@@ -39,10 +39,19 @@ interface Slot {
   clusters: Record<string, unknown>;
   closed: (() => void) | null;
   restarts: number;
+  /** When its worker last began listening (the clock's ms): how long it stayed up decides whether a crash counts as a loop. */
+  upSince: number;
 }
 
-/** A crashed worker is restarted after this, doubling per failed start up to RESTART_MAX_MS. */
+/**
+ * A crashed worker is restarted after this, doubling per failed start, and per crash of a
+ * worker that had been up for less than RESTART_STABLE_MS, up to RESTART_MAX_MS: a worker
+ * that dies soon after it starts listening (a poison config, a request that crashes it
+ * every time) is in a crash loop and backs off like one, as the kubelet's CrashLoopBackOff
+ * does (it forgets the backoff only after a container has run for 10 minutes).
+ */
 const RESTART_MIN_MS = 100;
+const RESTART_STABLE_MS = 30_000;
 const RESTART_MAX_MS = 5000;
 /** A worker that does not answer a scrape within this is left out of that scrape. */
 const SCRAPE_TIMEOUT_MS = 5000;
@@ -89,7 +98,7 @@ export class WorkerPool {
   constructor(private readonly o: WorkerPoolOptions) {
     this.config = o.config;
     this.shared = sharedLimitsMemory(o.config, o.clock);
-    this.slots = Array.from({ length: o.count }, (_, id) => ({ id, worker: null, listening: false, applied: 0, clusters: {}, closed: null, restarts: 0 }));
+    this.slots = Array.from({ length: o.count }, (_, id) => ({ id, worker: null, listening: false, applied: 0, clusters: {}, closed: null, restarts: 0, upSince: 0 }));
     this.restartsTotal = new Counter({ name: 'wren_worker_restarts_total', help: 'Listener workers that exited unexpectedly and were restarted', registers: [o.registry] });
     const slots = this.slots;
     new Gauge({
@@ -143,7 +152,7 @@ export class WorkerPool {
           case 'listening':
             started = true;
             slot.listening = true;
-            slot.restarts = 0;
+            slot.upSince = this.o.clock.now();
             return resolve(m.ports);
           case 'start-failed':
             started = true;
@@ -189,6 +198,8 @@ export class WorkerPool {
           this.o.onHealthChange();
         }
         if (this.closing || !wasListening) return;
+        // Up long enough: this crash starts afresh; a short life keeps doubling the delay.
+        if (this.o.clock.now() - slot.upSince >= RESTART_STABLE_MS) slot.restarts = 0;
         this.restartsTotal.inc();
         this.o.logger.error('listener worker exited; restarting it', { code: 'WORKER_EXITED', worker: slot.id, exitCode: code });
         this.restart(slot);
