@@ -95,7 +95,8 @@ test('GET /clusters asks the workers: the sidecar\'s requests in flight and each
   let live: ClusterView | undefined;
   for (const end = Date.now() + 2000; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
     live = (await clusters())['live.default:80'];
-    if (live?.limits.requests.active === 4) break;
+    // A request is counted active when admitted, and in flight on its endpoint a moment later, once it has picked one.
+    if (live?.limits.requests.active === 4 && live.endpoints[0]?.inflight === 4) break;
   }
   expect(live?.limits.requests.active).toBe(4);
   expect(live?.endpoints.map((e) => [e.port, e.health, e.inflight, e.successes])).toEqual([[app.port, 'healthy', 4, done]]);
