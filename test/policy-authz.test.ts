@@ -99,6 +99,21 @@ describe('HTTP', () => {
     expect(app.hits.count).toBe(hits);
   });
 
+  test('a lower-case method is refused with 400 (an app that upper-cases would serve it as the method the policy refused), and the proxy keeps serving', async () => {
+    const hits = app.hits.count;
+    const raw = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const s = netConnect(frontend.outboundPort, '127.0.0.1', () => s.write('delete /name HTTP/1.1\r\nHost: checkout\r\n\r\n'));
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(raw).toContain('lower-case');
+    expect(app.hits.count).toBe(hits);
+    expect(await call(frontend, 'GET', '/name')).toMatchObject({ status: 200, body: 'checkout' });
+  });
+
   test('an identity no ALLOW policy names is refused (default deny once any ALLOW policy exists)', async () => {
     const hits = app.hits.count;
     expect(await call(tester, 'GET', '/name')).toMatchObject(forbidden('no-allow-policy-matched'));

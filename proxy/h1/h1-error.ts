@@ -12,6 +12,7 @@ const REASONS = {
   'trailers-too-large': 'RFC 9112 section 7.1.2',
   'bad-start-line': 'RFC 9112 sections 3 and 4',
   'bad-version': 'RFC 9112 section 2.3',
+  'lowercase-method': 'RFC 9110 section 9.1',
   'bare-lf': 'RFC 9112 section 2.2',
   'bare-cr': 'RFC 9112 section 2.2',
   'obs-fold': 'RFC 9112 section 5.2',

@@ -88,6 +88,9 @@ const REFUSED: [string, string, H1Reason, number][] = [
   // RFC 9112 sections 2.3 and 3: request line.
   ['two spaces in the request line (3)', 'GET  / HTTP/1.1\r\nHost: a\r\n\r\n', 'bad-start-line', 400],
   ['a method that is not a token (3.1)', 'G(T / HTTP/1.1\r\nHost: a\r\n\r\n', 'bad-start-line', 400],
+  // RFC 9110 section 9.1: methods are case-sensitive; a lower-case one is what an app that upper-cases would read as another method.
+  ['a lower-case method (RFC 9110 9.1)', 'delete / HTTP/1.1\r\nHost: a\r\n\r\n', 'lowercase-method', 400],
+  ['a mixed-case method (RFC 9110 9.1)', 'Get / HTTP/1.1\r\nHost: a\r\n\r\n', 'lowercase-method', 400],
   ['HTTP/1.2 (2.3)', 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', 'bad-version', 400],
   ['HTTP/2.0 in text (2.3)', 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', 'bad-version', 400],
   ['a lower-case version (2.3)', 'GET / http/1.1\r\nHost: a\r\n\r\n', 'bad-version', 400],
@@ -200,6 +203,10 @@ describe('H1Parser requests: accepted', () => {
     const v = c.messages[0].views[0];
     expect(v.buffer).toBe(buf.buffer);
     expect(v.byteOffset).toBe(buf.byteOffset + buf.length - 5);
+  });
+
+  it('accepts upper-case extension methods (RFC 9110 section 16.1: any token; none registered in lower case)', () => {
+    for (const m of ['PROPFIND', 'MKCALENDAR', 'BASELINE-CONTROL', 'XX_IN', 'M2']) expect(parse(`${m} / HTTP/1.1\r\nHost: a\r\n\r\n`).messages[0].head.method).toBe(m);
   });
 
   it('accepts identical repeated Content-Length values (RFC 9110 section 8.6) and a case-insensitive chunked', () => {

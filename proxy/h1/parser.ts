@@ -368,6 +368,11 @@ export class H1Parser {
     if (i === s || i >= e || b[i] !== SP) return b[s] === CR ? this.fail('bare-cr', 'bare CR before the request-line') : this.fail('bad-start-line', 'malformed method');
     const h = this.head;
     h.method = methodOf(b, s, i);
+    // Methods are case-sensitive (RFC 9110 section 9.1) and every registered one is upper
+    // case; an app that upper-cases what it gets (werkzeug, for one) would serve `delete` as
+    // DELETE after an AuthorizationPolicy or a route matched it as some other method. Refused,
+    // as node's parser and Envoy's (http-parser, Balsa without custom methods) refuse it.
+    if (hasLowerCase(b, s, i)) return this.fail('lowercase-method', `method ${JSON.stringify(h.method.slice(0, 32))} has lower-case letters`);
     const t = ++i;
     while (i < e && TARGET[b[i]] === 1) i++;
     // No version at all is HTTP/0.9 (RFC 1945), which node's parser still takes, header fields and all: not spoken here.
@@ -629,6 +634,11 @@ export class H1Parser {
 
 function isVersion(b: Buffer, i: number): boolean {
   return b[i] === 0x48 && b[i + 1] === 0x54 && b[i + 2] === 0x54 && b[i + 3] === 0x50 && b[i + 4] === 0x2f && b[i + 5] === 0x31 && b[i + 6] === 0x2e && (b[i + 7] === 0x31 || b[i + 7] === 0x30);
+}
+
+function hasLowerCase(b: Buffer, s: number, e: number): boolean {
+  for (let i = s; i < e; i++) if (b[i] >= 0x61 && b[i] <= 0x7a) return true;
+  return false;
 }
 
 /** The common methods as constants: no string made per request for them. */

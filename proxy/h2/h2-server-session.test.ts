@@ -165,6 +165,8 @@ test.each([
   ['no :path', [[':method', 'GET'], [':scheme', 'http'], [':authority', 'x']]],
   ['a :path not in origin form', [[':method', 'GET'], [':scheme', 'http'], [':path', 'x/y'], [':authority', 'x']]],
   ['a :method that is no token', [[':method', 'G T'], [':scheme', 'http'], [':path', '/'], [':authority', 'x']]],
+  // RFC 9110 section 9.1: case-sensitive, none registered in lower case (the HTTP/1.1 parser's lowercase-method).
+  ['a lower-case :method', [[':method', 'delete'], [':scheme', 'http'], [':path', '/'], [':authority', 'x']]],
   ['a duplicate :path', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':path', '/b'], [':authority', 'x']]],
   ['a value with a trailing space', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], ['x-a', 'v ']]],
   ['a connection-specific field', [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], ['connection', 'close']]],

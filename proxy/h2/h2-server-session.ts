@@ -814,9 +814,19 @@ function validName(n: string): boolean {
   return n.length > 0;
 }
 
-/** :method is a token (RFC 9110 section 9.1). */
+/**
+ * :method is a token (RFC 9110 section 9.1) without lower-case letters: methods are
+ * case-sensitive and every registered one is upper case, and an app that upper-cases what
+ * it gets would serve `delete` as the DELETE a policy or route did not see (the HTTP/1.1
+ * parser's `lowercase-method`).
+ */
 function validMethod(m: string): boolean {
-  return m.length > 0 && allIn(m, TOKEN);
+  if (m.length === 0 || !allIn(m, TOKEN)) return false;
+  for (let i = 0; i < m.length; i++) {
+    const c = m.charCodeAt(i);
+    if (c >= 0x61 && c <= 0x7a) return false;
+  }
+  return true;
 }
 
 /** scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1). */
