@@ -1,5 +1,5 @@
 import { createServer as createNetServer, type Server, type Socket, type AddressInfo } from 'node:net';
-import { createServer as createH2Server, type Http2Server } from 'node:http2';
+import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { Protocol } from '../../contract/model.js';
@@ -81,6 +81,8 @@ export class OutboundListener {
   private readonly sockets = new LiveSet<Socket>();
   /** Frame-level HTTP/2 sessions (http2Server 'frames'): told to drain (GOAWAY) on close. */
   private readonly h2Sessions = new LiveSet<H2ServerSession>();
+  /** node:http2 sessions (http2Server 'node'): told to drain (GOAWAY) likewise. */
+  private readonly nodeH2Sessions = new LiveSet<ServerHttp2Session>();
   private readonly onLimit: (limit: LimitName) => void;
   private h2Dst: Destination | undefined;
   /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
@@ -104,6 +106,8 @@ export class OutboundListener {
     this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
       s.on('connect', () => s.setLocalWindowSize(L.http2InitialConnectionWindowBytes));
+      const entry = this.nodeH2Sessions.add(s);
+      s.once('close', () => this.nodeH2Sessions.delete(entry));
       // The app is the untrusted side here: its connections carry the rapid-reset budget.
       guardH2Session(s, {
         clock: d.clock, onLimit, prematureResets: L.prematureResets,
@@ -372,10 +376,16 @@ export class OutboundListener {
    */
   drain(): void {
     this.h1.closeOpenIdle();
+    this.goAwayAll();
+  }
+
+  /** GOAWAY to every HTTP/2 session (RFC 9113 section 6.8): streams in flight finish, no new one is taken. */
+  private goAwayAll(): void {
     for (const s of this.h2Sessions) {
       s.close();
       s.flush();
     }
+    for (const s of this.nodeH2Sessions) s.close();
   }
 
   /** Stop accepting and drop every connection. */
@@ -383,10 +393,7 @@ export class OutboundListener {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.h1.close();
     // GOAWAY first (RFC 9113 section 6.8), so the app knows no stream past it was processed.
-    for (const s of this.h2Sessions) {
-      s.close();
-      s.flush();
-    }
+    this.goAwayAll();
     for (const s of this.sockets) s.destroy();
     await closed;
   }
