@@ -280,6 +280,7 @@ export class Proxy {
     this.egressHttp = egressHttp({
       policy: () => this.egressPolicy, connectTimeoutMs: config.egress.connectTimeoutMs, maxHeaderBytes: config.limits.maxHeaderBytes,
       onRefused: () => this.metrics.egressRefused.inc({ protocol: 'http' }),
+      onTlsPoolRetired: (reason) => this.metrics.egressTlsPoolsRetired.inc({ reason }),
     });
     this.outbound = new OutboundListener({
       ...common,
@@ -464,6 +465,8 @@ export class Proxy {
         this.logger.info('egress settings applied', { version: snapshot.version, mode: this.egressPolicy.mode, modeSource: this.egressPolicy.modeSource, externalServices: this.egressPolicy.services.map((e) => e.name) });
         // Passthroughs the new settings refuse are closed, as the inbound's tunnels on a policy change.
         this.passthroughs.egressChanged(this.egressPolicy);
+        // And the TLS origination pools of settings no longer declared are retired.
+        this.egressHttp.prune();
       }
     }
     if (inbound) {

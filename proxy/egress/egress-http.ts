@@ -17,7 +17,26 @@ export interface EgressHttpDeps {
   /** Connect timeout of a connection to an external host (config egress.connectTimeoutMs). */
   readonly connectTimeoutMs: number;
   readonly maxHeaderBytes: number;
+  /** wren_egress_tls_pools_retired_total{reason}: a TLS origination pool closed (prune(), or over MAX_TLS_POOLS). */
+  readonly onTlsPoolRetired?: (reason: 'policy' | 'limit') => void;
 }
+
+/**
+ * TLS origination pools kept at once. There is one per server name and CA, and a wildcard
+ * host (`*.example.com`) without a fixed `tls.sni` verifies each host under its own name, so
+ * an app calling many hosts would otherwise open pools without end; the one used least
+ * recently is retired.
+ */
+export const MAX_TLS_POOLS = 128;
+
+interface TlsPool {
+  readonly connector: H1Connector;
+  readonly pool: H1Pool;
+  /** The ExternalTls settings it was made for: `sni` and CA (prune() keeps those still declared). */
+  readonly settings: string;
+}
+
+const settingsOf = (t: ExternalTls): string => `${t.sni}\n${t.caCertificates}`;
 
 /** Endpoints are cached per address:port so the connectors' per-endpoint upstream cache holds. */
 const MAX_ENDPOINTS = 1024;
@@ -39,12 +58,19 @@ const MAX_ENDPOINTS = 1024;
  * Resolution is Istio's `resolution: NONE`: the address is the one the app resolved and
  * dialled, so the sidecar needs no DNS. Both ways go through the connector abstraction
  * (H1Connector over an HTTP/1.1 keep-alive pool: one plain pool, one TLS pool per
- * distinct sni/CA pair).
+ * server name and CA, at most MAX_TLS_POOLS, retired when the settings that made them go).
  */
-export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; destroy(): void } {
-  const pools: H1Pool[] = [new H1Pool({ connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes })];
-  const plain = new H1Connector(pools[0]);
-  const secure = new Map<string, H1Connector>();
+export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prune(): void; destroy(): void } {
+  const plainPool = new H1Pool({ connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes });
+  const plain = new H1Connector(plainPool);
+  /** By server name and settings, oldest first. */
+  const secure = new Map<string, TlsPool>();
+  /** No new request on its connections: idle ones close now, busy ones when their exchange ends (H1Pool.retire). */
+  const retire = (key: string, e: TlsPool, reason: 'policy' | 'limit'): void => {
+    secure.delete(key);
+    e.pool.retire();
+    d.onTlsPoolRetired?.(reason);
+  };
   const endpoints = new Map<string, Endpoint>();
   const endpoint = (address: string, port: number): Endpoint => {
     const key = `${address}|${port}`;
@@ -56,17 +82,26 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; dest
     return ep;
   };
   const tlsConnector = (t: ExternalTls, servername: string): H1Connector => {
-    const key = `${servername}\n${t.caCertificates}`;
-    let c = secure.get(key);
-    if (!c) {
-      const opts: ConnectionOptions = { servername, ALPNProtocols: ['http/1.1'], ...(t.caCertificates ? { ca: t.caCertificates } : {}) };
-      const connect = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket =>
-        tlsConnect({ ...opts, host, port, ...(onread ? { onread } : {}) } as ConnectionOptions);
-      const pool = new H1Pool({ connect, secure: true, connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes });
-      pools.push(pool);
-      secure.set(key, (c = new H1Connector(pool)));
+    const settings = settingsOf(t);
+    const key = `${servername}\n${settings}`;
+    const hit = secure.get(key);
+    if (hit) {
+      // Last used last: the limit retires the pool used least recently.
+      secure.delete(key);
+      secure.set(key, hit);
+      return hit.connector;
     }
-    return c;
+    if (secure.size >= MAX_TLS_POOLS) {
+      const [oldest, e] = secure.entries().next().value!;
+      retire(oldest, e, 'limit');
+    }
+    const opts: ConnectionOptions = { servername, ALPNProtocols: ['http/1.1'], ...(t.caCertificates ? { ca: t.caCertificates } : {}) };
+    const connect = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket =>
+      tlsConnect({ ...opts, host, port, ...(onread ? { onread } : {}) } as ConnectionOptions);
+    const pool = new H1Pool({ connect, secure: true, connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes });
+    const connector = new H1Connector(pool);
+    secure.set(key, { connector, pool, settings });
+    return connector;
   };
 
   const send = (req: ProxyRequest): Promise<ProxyResponse> => {
@@ -90,8 +125,21 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; dest
 
   return {
     layer: (inner) => (req) => (req.origDst?.egress === true ? send(req) : inner(req)),
+    /**
+     * The egress settings changed: the TLS origination pools whose settings (`sni`, CA) no
+     * ExternalService declares any more are retired, as Envoy drains the connection pools
+     * of a cluster that CDS changed or removed. A CA rotated out no longer verifies new
+     * connections' servers, and a pool no request can reach does not hold its sockets.
+     */
+    prune: () => {
+      const declared = new Set<string>();
+      for (const svc of d.policy().services) for (const port of svc.ports) if (port.tls) declared.add(settingsOf(port.tls));
+      for (const [key, e] of [...secure]) if (!declared.has(e.settings)) retire(key, e, 'policy');
+    },
     destroy: () => {
-      for (const p of pools) p.destroy();
+      plainPool.destroy();
+      for (const e of secure.values()) e.pool.destroy();
+      secure.clear();
     },
   };
 }

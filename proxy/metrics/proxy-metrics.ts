@@ -41,6 +41,7 @@ export class ProxyMetrics {
   readonly passthrough: Counter<'reason'>;
   /** Egress control (proxy/egress): traffic to an undeclared destination refused in REGISTRY_ONLY, by protocol (http, tls, tcp). */
   readonly egressRefused: Counter<'protocol'>;
+  readonly egressTlsPoolsRetired: Counter<'reason'>;
   readonly proxyErrors: Counter<'direction' | 'code'>;
   readonly peerConnections: Counter<'kind'>;
   readonly inboundHealthChecks: Counter<'kind' | 'response_code'>;
@@ -91,6 +92,7 @@ export class ProxyMetrics {
     this.detect = new Counter({ name: 'wren_protocol_detect_total', help: 'Protocol detection results (http1, http2, opaque, timeout, opaque-port)', labelNames: ['direction', 'result'], registers });
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
     this.egressRefused = new Counter({ name: 'wren_egress_refused_total', help: 'Outbound traffic to destinations no ExternalService declares, refused in REGISTRY_ONLY mode (http: 502 egress-refused; tls, tcp: connection closed)', labelNames: ['protocol'], registers });
+    this.egressTlsPoolsRetired = new Counter({ name: 'wren_egress_tls_pools_retired_total', help: 'TLS origination pools retired (idle connections closed, busy ones after their exchange): policy = their sni/CA no longer declared by any ExternalService, limit = over 128 pools, the least recently used', labelNames: ['reason'], registers });
     this.proxyErrors = new Counter({ name: 'wren_proxy_errors_total', help: 'Errors the proxy answered for, by stable code', labelNames: ['direction', 'code'], registers });
     this.peerConnections = new Counter({ name: 'wren_peer_connections_total', help: 'Connections opened to peers (mtls or plaintext)', labelNames: ['kind'], registers });
     this.inboundHealthChecks = new Counter({
