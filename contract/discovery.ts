@@ -198,6 +198,8 @@ export interface RecentDenial {
   effectivePolicyId?: string;
   /** no-allow-policy-matched: the ALLOW policies considered. */
   policiesConsidered?: string[];
+  /** '' a request or connection refused; 'tcp' / 'upgrade' an open tunnel closed because a policy push denies it ('' from an older proxy). */
+  closedTunnel?: string;
 }
 /** A request the proxy retried (contract/discovery.proto `RecentRetry`). */
 export interface RecentRetry {

@@ -130,6 +130,8 @@ test('mesh TCP tunnel: a DENY push for its caller closes it at once, both sides;
   expect(await closedBy(server, 'authorization', 'tcp')).toBe(before + 1);
   // Logged at info with the deciding policy and its rule.
   expect(logLine('default/deny-client')).toMatch(/"effectivePolicyId":"ns\[default\]-policy\[deny-client\]-rule\[0\]"/);
+  // And among the recent denials the dashboard's "why" view shows, marked as a tunnel closed.
+  expect(server.ownDecisions().denials.at(-1)).toMatchObject({ policy: 'default/deny-client', action: 'DENY', principal: client.tls.spiffeId, port: tcp.port, effectivePolicyId: 'ns[default]-policy[deny-client]-rule[0]', closedTunnel: 'tcp' });
   kept.socket.destroy();
 });
 

@@ -159,6 +159,13 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
     expect(s.denials().map((x) => [x.rule, x.effectivePolicyId])).toEqual([[2, 'ns[default]-policy[deny]-rule[2]'], [-1, '']]);
   });
 
+  test('a denial that closed an open tunnel says which kind; a request\'s, or an older proxy\'s, says none', () => {
+    const s = new StatsStore({ clock: new FakeClock(100_000) });
+    const d = { policy: 'default/deny', action: 'DENY', reason: 'deny-policy default/deny', principal: '', method: '', path: '', port: 7000, ageMs: 0 };
+    s.ingest(web, report('web', [], { recentDenials: [{ ...d, closedTunnel: 'tcp' }, { ...d, closedTunnel: '' }, d] }));
+    expect(s.denials().map((x) => x.closedTunnel)).toEqual(['tcp', '', '']);
+  });
+
   test('recent retries are kept per reporter (the newest 50), checked field by field, with the drops reported', () => {
     const clock = new FakeClock(100_000);
     const s = new StatsStore({ clock });

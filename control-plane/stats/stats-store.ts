@@ -204,6 +204,7 @@ export class StatsStore {
       // An older proxy sends no rule: -1 (none known), not rule 0.
       rule: str(d?.effectivePolicyId) === '' ? -1 : Math.trunc(Number(d?.rule) || 0), effectivePolicyId: str(d?.effectivePolicyId),
       policiesConsidered: (Array.isArray(d?.policiesConsidered) ? d.policiesConsidered : []).slice(0, 50).map(str),
+      closedTunnel: str(d?.closedTunnel),
     }));
     const droppedEdges = Number(r.droppedEdges) || 0;
     this.reporters.set(rkey, {

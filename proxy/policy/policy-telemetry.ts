@@ -128,6 +128,8 @@ export class PolicyTelemetry {
   tunnelClosed(reason: 'authorization' | 'mtls-strict', kind: 'tcp' | 'upgrade', d: Decision | null, ctx: DecisionContext): void {
     this.tunnelsClosed.inc({ reason, kind });
     if (d === null) return; // mtls-strict: plaintextRefused() logged it
+    // A denial like any other for the dashboard's "why" view, marked as a tunnel closed.
+    this.remember(d, ctx, kind);
     this.logger.info('open tunnel closed: the new policy denies it', {
       code: 'FORBIDDEN', tunnel: kind, reason: d.reason, policy: d.policy || null, effectivePolicyId: d.effectivePolicyId || 'none',
       principal: ctx.principal || '(unauthenticated)', port: ctx.port,
@@ -166,15 +168,19 @@ export class PolicyTelemetry {
       this.count('AUDIT', 'audit', name);
       this.logger.info('authorization audit', { policy: name, allowed: d.allow, ...where() });
     }
-    if (!d.allow && this.clock) {
-      // Only on a denial (already a log line): the allowed path pays nothing.
-      if (this.denials.length >= RECENT_DENIALS) this.denials.shift();
-      this.denials.push({
-        at: this.clock.now(), policy: d.policy, action: d.action, reason: d.reason, principal: ctx.principal, method: ctx.method ?? '', path: (ctx.path ?? '').split('?')[0], port: ctx.port,
-        rule: d.rule, effectivePolicyId: d.effectivePolicyId, policiesConsidered: [...d.considered],
-      });
-    }
+    // Only on a denial (already a log line): the allowed path pays nothing.
+    if (!d.allow) this.remember(d, ctx, '');
     if (!d.allow) this.logger.info('denied by authorization policy', { code: 'FORBIDDEN', reason: d.reason, policy: d.policy || null, effectivePolicyId: d.effectivePolicyId || 'none', ...where() });
+  }
+
+  /** A denial into the ring the stats report carries (StatsReport.recent_denials). */
+  private remember(d: Decision, ctx: DecisionContext, closedTunnel: '' | 'tcp' | 'upgrade'): void {
+    if (!this.clock) return;
+    if (this.denials.length >= RECENT_DENIALS) this.denials.shift();
+    this.denials.push({
+      at: this.clock.now(), policy: d.policy, action: d.action, reason: d.reason, principal: ctx.principal, method: ctx.method ?? '', path: (ctx.path ?? '').split('?')[0], port: ctx.port,
+      rule: d.rule, effectivePolicyId: d.effectivePolicyId, policiesConsidered: [...d.considered], closedTunnel,
+    });
   }
 
   /** The most recent denials, oldest first, each with how long ago it was (relative: the control plane's clock need not agree). */

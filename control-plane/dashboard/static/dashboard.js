@@ -163,7 +163,10 @@ async function why(view) {
   if (w.denials.length === 0) view.append(el('p', { class: 'empty', 'data-why': 'no-denials' }, 'No recent authorization denials.'));
   for (const d of w.denials) {
     const box = el('section', { class: 'why-denial', 'data-why': 'denial' });
-    box.append(el('h3', {}, `${d.at} ${d.workload} (${d.reporter}) denied ${d.method || 'a connection'} ${d.path || ''} on port ${d.port}`));
+    const what = d.closedTunnel
+      ? `closed an open ${d.closedTunnel === 'upgrade' ? `upgrade (${d.method} ${d.path})` : 'tunnel'} the new policy denies`
+      : `denied ${d.method || 'a connection'} ${d.path || ''}`;
+    box.append(el('h3', { 'data-field': 'what' }, `${d.at} ${d.workload} (${d.reporter}) ${what} on port ${d.port}`));
     box.append(el('p', {}, `caller ${d.principal || '(unauthenticated)'}: ${d.reason}${d.policy ? `, decided by ${d.policy} (${d.action})` : ''}`));
     if (d.effectivePolicyId) {
       box.append(el('p', { 'data-field': 'rule' }, `matched rule ${d.rule} of ${d.policy}: `, el('code', {}, d.effectivePolicyId)));
