@@ -10,6 +10,7 @@ import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { FakeClock } from '../common/clock.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { httpText } from './helpers/http-text.js';
 
 /**
  * Config `concurrency` (Envoy --concurrency): a sidecar whose listeners run in two worker
@@ -38,18 +39,7 @@ afterAll(async () => {
   await b.close();
 });
 
-function admin(p: Proxy, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port: p.adminPort, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
+const admin = (p: Proxy, path: string) => httpText(p.adminPort, path);
 
 async function untilReady(p: Proxy, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -63,16 +53,7 @@ async function untilReady(p: Proxy, timeoutMs = 10_000): Promise<void> {
 
 /** One request on a fresh connection (agent: false) to the client's outbound port, routed by Host. */
 function get(host: string, path = '/name'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port: client.outboundPort, path, headers: { host }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
+  return httpText(client.outboundPort, path, host);
 }
 
 /** A sample's value from the Prometheus text of GET /metrics (0 when absent). */
@@ -400,13 +381,10 @@ describe('the built CLI with concurrency 2', () => {
     await Promise.race([up, exit]);
     expect(started).not.toBeNull();
     const [outbound, adminPort] = [Number(started![1]), Number(started![3])];
-    const fetch = (port: number, path: string, host = 'nowhere') => new Promise<string>((resolve, reject) => {
-      httpRequest({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(`${res.statusCode} ${body}`));
-      }).on('error', reject).end();
-    });
+    const fetch = async (port: number, path: string, host = 'nowhere') => {
+      const r = await httpText(port, path, host);
+      return `${r.status} ${r.body}`;
+    };
     // Fresh connections, each a request with its own path (an unknown host: 404, logged as any request).
     const paths = Array.from({ length: CONNECTIONS }, (_, i) => `/last-${i}`);
     const replies = await Promise.all(paths.map((p) => fetch(outbound, p)));

@@ -7,6 +7,7 @@ import type { MeshSnapshot } from '../contract/model.js';
 import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { replaceFile } from './helpers/replace-file.js';
 import { subscriber } from './helpers/subscriber.js';
+import { servicesYaml } from './helpers/service-yaml.js';
 
 /**
  * ADV5-1 (found by adversary5): an HTTPRoute that the control plane validates and accepts (and that the Gateway
@@ -29,21 +30,7 @@ import { subscriber } from './helpers/subscriber.js';
  * RE2 and header names in istiod before pushing; Envoy's xDS rejects a bad
  * RouteConfiguration per resource, not the whole snapshot).
  */
-const services = `apiVersion: v1
-kind: Service
-metadata: { name: reviews, namespace: shop }
-spec: { clusterIP: 10.96.0.40, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
----
-apiVersion: v1
-kind: Service
-metadata: { name: reviews-v2, namespace: shop }
-spec: { clusterIP: 10.96.0.42, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
----
-apiVersion: v1
-kind: Service
-metadata: { name: ratings, namespace: shop }
-spec: { clusterIP: 10.96.0.50, ports: [{ name: http, port: 8080, targetPort: 8080 }] }
-`;
+const services = servicesYaml('shop', [['reviews', '10.96.0.40', 9080], ['reviews-v2', '10.96.0.42', 9080], ['ratings', '10.96.0.50', 8080]]);
 
 const route = (rule: string) => `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

@@ -6,17 +6,9 @@ import { replaceFile } from './helpers/replace-file.js';
 import { subscriber } from './helpers/subscriber.js';
 import { waitFor } from './control-plane-harness.js';
 import { BATCH_CONSUMER_ROUTE_YAML } from './helpers/routes.js';
+import { servicesYaml } from './helpers/service-yaml.js';
 
-const services = `apiVersion: v1
-kind: Service
-metadata: { name: reviews, namespace: shop }
-spec: { clusterIP: 10.96.0.40, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
----
-apiVersion: v1
-kind: Service
-metadata: { name: reviews-v2, namespace: shop }
-spec: { clusterIP: 10.96.0.42, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
-`;
+const services = servicesYaml('shop', [['reviews', '10.96.0.40', 9080], ['reviews-v2', '10.96.0.42', 9080]]);
 const other = (addresses: string[]) => `apiVersion: policy.wren.io/v1alpha1
 kind: MeshService
 metadata: { name: other, namespace: shop }

@@ -9,27 +9,14 @@ import { startDirControlPlane, type DirControlPlane } from './helpers/dir-contro
 import { replaceFile } from './helpers/replace-file.js';
 import { subscriber } from './helpers/subscriber.js';
 import { BATCH_CONSUMER_ROUTE_YAML } from './helpers/routes.js';
+import { servicesYaml } from './helpers/service-yaml.js';
 
 /**
  * HTTPRoutes from the directory source to the discovery stream: what each subscriber gets
  * in ServiceResource.routes_json (the proxy half decodes it; here it is checked as JSON of
  * contract/routes.ts objects), per subscriber namespace (consumer routes, GEP-1294).
  */
-const services = `apiVersion: v1
-kind: Service
-metadata: { name: reviews, namespace: shop }
-spec: { clusterIP: 10.96.0.40, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
----
-apiVersion: v1
-kind: Service
-metadata: { name: reviews-v1, namespace: shop }
-spec: { clusterIP: 10.96.0.41, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
----
-apiVersion: v1
-kind: Service
-metadata: { name: reviews-v2, namespace: shop }
-spec: { clusterIP: 10.96.0.42, ports: [{ name: http, port: 9080, targetPort: 9080 }] }
-`;
+const services = servicesYaml('shop', [['reviews', '10.96.0.40', 9080], ['reviews-v1', '10.96.0.41', 9080], ['reviews-v2', '10.96.0.42', 9080]]);
 
 const producer = (v1: number, v2: number, path = '/') => `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

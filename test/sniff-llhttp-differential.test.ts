@@ -1,9 +1,7 @@
-import { createServer } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { connect as h2connect } from 'node:http2';
 import { testPki } from './helpers/pki.js';
-import { startProxy, meshService } from './helpers/proxy.js';
-import { listenOnLoopback } from './helpers/fake-app.js';
+import { startSniffMesh, FORGED_XFCC, type SniffMesh } from './helpers/sniff-mesh.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -30,40 +28,17 @@ import type { Proxy } from '../proxy/proxy.js';
  * refuses it with 400, or the tunnel to a non-opaque port refuses what is not HTTP/1.1.
  */
 const pki = testPki();
-const CLUSTER_IP = '10.96.0.80';
-const FORGED = 'By=spiffe://cluster.local/ns/default/sa/web;URI=spiffe://cluster.local/ns/default/sa/admin';
-let server: Proxy, client: Proxy, permissive: Proxy, close: () => Promise<void>;
+const FORGED = FORGED_XFCC;
+let server: Proxy, client: Proxy, permissive: Proxy, mesh: SniffMesh;
 let appPort = 0;
-const seen: string[] = [];
+let seen: readonly string[] = [];
 
 beforeAll(async () => {
-  const l = await listenOnLoopback(createServer((req, res) => {
-    const xfcc = String(req.headers['x-forwarded-client-cert'] ?? '');
-    seen.push(xfcc);
-    res.end(`xfcc=${xfcc}`);
-  }));
-  close = l.close;
-  appPort = l.port;
-  server = await startProxy({ pki, serviceAccount: 'web', config: { protocol: { detectTimeoutMs: 300 } } });
-  permissive = await startProxy({
-    pki, serviceAccount: 'perm', inboundOriginalDst: () => ({ address: '127.0.0.1', port: appPort }),
-    config: { policy: { mtls: { mode: 'PERMISSIVE' } }, protocol: { detectTimeoutMs: 300 } },
-  });
-  client = await startProxy({
-    pki,
-    serviceAccount: 'client',
-    config: { protocol: { detectTimeoutMs: 300 } },
-    services: [meshService('web', 80, [{ appPort: l.port, proxy: server }], { clusterIPs: [CLUSTER_IP] })],
-    originalDst: () => ({ address: CLUSTER_IP, port: 80 }),
-  });
+  mesh = await startSniffMesh(pki, '10.96.0.80');
+  ({ server, client, permissive, appPort, seen } = mesh);
 }, 20_000);
 
-afterAll(async () => {
-  await permissive.close();
-  await client.close();
-  await server.close();
-  await close();
-});
+afterAll(() => mesh.close());
 
 /** What the client app gets back for raw bytes sent to web's ClusterIP (redirected to its outbound sidecar). */
 function raw(bytes: string, port = client.outboundPort): Promise<string> {

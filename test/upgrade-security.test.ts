@@ -124,6 +124,20 @@ function exchange(via: Proxy, data: string, ms = 1500, then?: (s: Socket, got: (
 
 const FORGED_XFCC = 'By=spiffe://cluster.local/ns/default/sa/web;URI=spiffe://cluster.local/ns/default/sa/admin';
 
+
+/** The status a real WebSocket client gets for `path` through an outbound (101 when it opens). */
+function webSocketStatus(port: number, path: string): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { host: 'ws' } });
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('open', () => {
+      resolve(101);
+      ws.close();
+    });
+    ws.on('error', () => undefined);
+  });
+}
+
 test('a forged identity and a pipelined request behind an Upgrade never reach the app', async () => {
   const before = raw.conns.length;
   const reply = await exchange(
@@ -198,13 +212,7 @@ test('authorization refuses an upgrade exactly like a plain request: 403 before 
   expect(reply).toContain(plain.body);
   expect(reply).not.toContain('frame-bytes');
   // A real WebSocket client is refused the same way.
-  const status = await new Promise<number>((resolve) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${mallory.outboundPort}/`, { headers: { host: 'ws' } });
-    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.on('open', () => resolve(101));
-    ws.on('error', () => undefined);
-  });
-  expect(status).toBe(403);
+  expect(await webSocketStatus(mallory.outboundPort, '/')).toBe(403);
   await new Promise((r) => setTimeout(r, 100));
   expect(raw.conns.length).toBe(before);
 });
@@ -295,13 +303,7 @@ test('a DENY on request.headers[upgrade] refuses the WebSocket upgrade (403), no
   expect(reply).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
   expect(reply.toLowerCase()).toContain('wren-authz-reason: deny-policy default/no-ws\r\n');
   expect(reply).not.toContain('frame-bytes');
-  const status = await new Promise<number>((resolve) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${client.outboundPort}/no-ws`, { headers: { host: 'ws' } });
-    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
-    ws.on('open', () => resolve(101));
-    ws.on('error', () => undefined);
-  });
-  expect(status).toBe(403);
+  expect(await webSocketStatus(client.outboundPort, '/no-ws')).toBe(403);
   await new Promise((r) => setTimeout(r, 100));
   expect(raw.conns.length).toBe(before);
   const plain = await exchange(client, 'GET /no-ws HTTP/1.1\r\nHost: raw\r\nConnection: close\r\n\r\n');

@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { httpText } from './helpers/http-text.js';
 import { connect as tlsConnect } from 'node:tls';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
@@ -39,18 +39,7 @@ afterAll(async () => {
   await app.close();
 });
 
-function http(port: number, path: string, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
-  });
-}
+const http = httpText;
 
 async function untilReady(x: Proxy): Promise<void> {
   for (const end = Date.now() + 10_000; (await http(x.adminPort, '/ready')).status !== 200; await new Promise((r) => setTimeout(r, 20))) {
