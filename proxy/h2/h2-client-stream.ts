@@ -61,7 +61,7 @@ export class H2ClientStream extends BodySender {
 
   /**
    * The request's abort listener (cancels the stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. an object
-   * listener is kept where scavenges cannot free it (h1-pool.ts, Exchange.onAbort).
+   * listener is kept where scavenges cannot free it (h1-pool-exchange.ts, Exchange.onAbort).
    */
   readonly onAbort = (): void => this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
 

@@ -1,7 +1,8 @@
 import type { Agent } from 'node:http';
 import type { Headers } from './headers.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
-import { H1Pool, type H1Limits } from './h1-pool.js';
+import { H1Pool } from './h1-pool.js';
+import type { H1Limits } from './h1-pool-options.js';
 
 /**
  * Sends a request as HTTP/1.1 on a kept-alive connection (used to deliver to a local app

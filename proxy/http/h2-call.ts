@@ -46,7 +46,7 @@ export class H2Call {
 
   /**
    * The request's abort listener (cancels the upstream stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. an object
-   * listener is kept where scavenges cannot free it (h1-pool.ts, Exchange.onAbort).
+   * listener is kept where scavenges cannot free it (h1-pool-exchange.ts, Exchange.onAbort).
    */
   readonly onAbort = (): void => this.stream.close(NGHTTP2_CANCEL);
 

@@ -14,9 +14,9 @@
  * The contract, which keeps a block from being reused while its bytes are still wanted:
  * - `lentCopy` is used only where the copy is handed to exactly one reader, which passes it
  *   on whole and keeps no reference: a response body from an upstream connection
- *   (h1-pool.ts), a request body from a client connection (h1-connection.ts). A holder that
+ *   (h1-pool-conn.ts), a request body from a client connection (h1-connection.ts). A holder that
  *   keeps a buffer while passing it on takes a `keepable` copy: the retry layer's replay
- *   (replayable-body.ts), a refused mesh stream's replay (h1-pool.ts), a mirror's body
+ *   (replayable-body.ts), a refused mesh stream's replay (h1-pool-exchange.ts), a mirror's body
  *   (routing/mirror.ts).
  * - Writing a lent buffer hands it over: `releaseBody` is called by the last holder once
  *   node no longer needs the bytes: the mux session after the socket's write callback for
@@ -36,7 +36,7 @@
 const LEND_MIN = 4 * 1024;
 /** A TLS record's plaintext, the most a TLS socket or a mesh stream's sink hands on at once. */
 const SMALL_BLOCK = 16 * 1024;
-/** What node reads from TCP at a time (h1-pool.ts TCP_READ_BUFFER). */
+/** What node reads from TCP at a time (h1-pool-conn.ts TCP_READ_BUFFER). */
 const LARGE_BLOCK = 64 * 1024;
 /** Free blocks kept per size: 1 MiB of small and 2 MiB of large ones at most stay after a burst. */
 const KEEP_SMALL = 64;

@@ -113,7 +113,7 @@ function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string 
 /**
  * Whether forwardToEndpoint settles as soon as the request's signal aborts, so the attempt
  * need not race it (pick-endpoint): a request that is not an upgrade goes on an HTTP/1.1
- * pool (its exchange rejects on abort: h1-pool.ts) or as an HTTP/2 call on the session
+ * pool (its exchange rejects on abort: h1-pool-exchange.ts) or as an HTTP/2 call on the session
  * pick-endpoint connected (the call resets its stream and rejects: h2-call.ts). An upgrade
  * to an unmeshed endpoint, and a session still being opened, are raced.
  */
