@@ -96,16 +96,18 @@ test('the inactivity timer is refreshed by direct writes and by reads handed to 
   client.write('x');
   await until(() => served !== null);
   const fired: string[] = [];
-  client.setTimeout(150, () => fired.push('client'));
-  served!.setTimeout(150, () => fired.push('served'));
-  // 600 ms of traffic, a byte every 50 ms: the client's writes are direct, the served stream's reads go to its sink.
-  for (let i = 0; i < 12; i++) {
+  // The timeout is ten times the gap between bytes: a loaded machine (CI ran this beside 2,000
+  // other tests) stretched a 50 ms sleep past a 150 ms timeout once.
+  client.setTimeout(500, () => fired.push('client'));
+  served!.setTimeout(500, () => fired.push('served'));
+  // 1.2 s of traffic, more than twice the timeout, a byte every 50 ms: the client's writes are direct, the served stream's reads go to its sink.
+  for (let i = 0; i < 24; i++) {
     client.write('y');
     await new Promise((r) => setTimeout(r, 50));
   }
   expect(fired).toEqual([]);
   // Then silence: both fire.
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 1000));
   expect(fired.sort()).toEqual(['client', 'served']);
 });
 
