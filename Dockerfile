@@ -55,5 +55,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "require('http').get({host:'127.0.0.1',port:process.env.WREN_ADMIN_PORT||15000,path:'/ready',timeout:2000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
 # The young generation's cap, compiling on the main thread and no memory reducer, read by V8 at start-up only, no allocation-site
 # pretenuring and no async context frame (cli/heap-flags.ts SIDECAR_NODE_FLAGS; test/dockerfile.test.ts keeps this line and that constant the same).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--no-allocation-site-pretenuring", "--no-concurrent-recompilation", "--no-maglev", "--no-memory-reducer", "--no-async-context-frame", "/app/dist/cli/wren.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--no-allocation-site-pretenuring", "--no-concurrent-recompilation", "--no-maglev", "--no-memory-reducer", "--no-async-context-frame", "--disable-sigusr1", "/app/dist/cli/wren.js"]
 CMD ["proxy"]

@@ -80,7 +80,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   // TLS by default, with a root CA generated in memory; it writes the trust bundle for the sidecars.
   const controlPlane = spawn(
     process.execPath,
-    [wren, 'control-plane', '--source', `dir:${meshDir}`, '--listen', cp.discovery, '--admin', cp.admin, '--bootstrap-tokens', tokensFile, '--write-trust-bundle', bundleFile],
+    [...SIDECAR_NODE_FLAGS.filter((f) => f === '--disable-sigusr1'), wren, 'control-plane', '--source', `dir:${meshDir}`, '--listen', cp.discovery, '--admin', cp.admin, '--bootstrap-tokens', tokensFile, '--write-trust-bundle', bundleFile],
     { stdio: ['ignore', 'inherit', stderr] },
   );
   const sidecars: ChildProcess[] = [];

@@ -109,6 +109,13 @@ export const SIDECAR_NODE_FLAGS: readonly string[] = [
   '--no-maglev',
   '--no-memory-reducer',
   ...(process.allowedNodeEnvironmentFlags.has('--no-async-context-frame') ? ['--no-async-context-frame'] : []),
+  // SIGUSR1 does not open node's inspector: with it, any process allowed to signal the
+  // sidecar (the same UID, `kubectl debug`, a root app in a pod that shares its process
+  // namespace) could attach on 127.0.0.1:9229 and read the workload's private key from the
+  // heap, and the control plane's CA key likewise (the image's ENTRYPOINT serves both).
+  // Keys never leave the process (docs/security.md); Envoy and linkerd2-proxy have no
+  // signal-started debugger either. node 22.14 / 23.7 and later; the signal is then ignored.
+  ...(process.allowedNodeEnvironmentFlags.has('--disable-sigusr1') ? ['--disable-sigusr1'] : []),
 ];
 
 /** The new space's size (both semi-spaces, as getHeapSpaceStatistics reports it) that the launchers' `--max-semi-space-size=4` stops at. */

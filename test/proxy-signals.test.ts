@@ -17,6 +17,7 @@ import { SIDECAR_NODE_FLAGS } from '../cli/heap-flags.js';
  *   handler let node's default action kill the sidecar at the second one);
  * - a second SIGINT (Ctrl-C twice) exits at once with 130;
  * - SIGHUP is ignored (Envoy: "caught and eating SIGHUP"): no drain, no exit;
+ * - SIGUSR1 opens no inspector (node's --disable-sigusr1 among the launch flags);
  * - a SIGTERM while the sidecar waits for its first certificate stops it at once, exit 0
  *   (it used to retry until identity.certify.startupTimeoutMs, then exit 1).
  */
@@ -137,6 +138,32 @@ test('SIGHUP is logged and ignored: no drain, the in-flight request finishes and
     expect(out.text).not.toMatch(/"msg":"draining"/);
   } finally {
     await closeAll(web, client);
+  }
+});
+
+test('SIGUSR1 opens no inspector (--disable-sigusr1): whoever may signal the sidecar cannot attach and read its key', async () => {
+  // The control: node without the flag opens one on SIGUSR1 (port 0: any free one), and says so on stderr.
+  const plain = spawn(process.execPath, ['--inspect-port=0', '-e', 'setTimeout(() => undefined, 10_000)'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const plainOut = new Output();
+  plain.stderr.setEncoding('latin1').on('data', plainOut.add);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    plain.kill('SIGUSR1');
+    await plainOut.until(/Debugger listening on ws:\/\//, 5000);
+  } finally {
+    plain.kill('SIGKILL');
+  }
+  const out = new Output();
+  const web = await startProxyProcess(pki, dir, 'usr1', {}, ['--inspect-port=0'], out.add);
+  try {
+    web.kill('SIGUSR1');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(out.text).not.toMatch(/Debugger listening/);
+    // Ignored, not fatal: the sidecar is still there and ready.
+    expect(await Promise.race([web.exited, new Promise((r) => setTimeout(() => r('running'), 100))])).toBe('running');
+    expect((await fetch(`http://127.0.0.1:${web.adminPort}/ready`)).status).toBe(200);
+  } finally {
+    await web.close();
   }
 });
 
