@@ -41,6 +41,18 @@ test('the table has CONNECTED (how long the stream has been up, by the control p
   expect(lines[1]).toMatch(/\s5s\s+2s ago\s+127\.0\.0\.1:15014$/);
 });
 
+test('what a proxy reports (its version, a NACK detail) is printed with its control characters escaped, never acted on by the terminal', () => {
+  const evil = '0.1.0\x1b]0;pwned\x07\x1b[2J\x1b]52;c;Y3VybA==\x07';
+  const text = formatProxyStatus([{
+    controlPlane: '127.0.0.1:15014', error: null,
+    status: { latestVersion: 'v3', ready: true, proxies: [row('web-0', { proxyVersion: evil, nack: { version: 'v3', detail: 'bad \x1b[31mred\u202e', agoMs: 0 } })] },
+  }], NOW);
+  // Nothing a terminal acts on but the table's own newlines.
+  expect([...text].filter((c) => c !== '\n' && (c < ' ' || (c >= '\x7f' && c <= '\x9f') || c === '\u202e'))).toEqual([]);
+  expect(text).toContain('0.1.0\\x1b]0;pwned\\x07\\x1b[2J');
+  expect(text).toContain('NACKED version v3: bad \\x1b[31mred\\u202e');
+});
+
 test('a control plane older than connectedForMs: the age comes from connectedSince and the local clock', () => {
   const old = Object.fromEntries(Object.entries(row('web-0', { connectedSince: new Date(NOW - 45_000).toISOString() })).filter(([k]) => k !== 'connectedForMs'));
   const text = formatProxyStatus([{ controlPlane: 'cp', error: null, status: { latestVersion: 'v3', ready: true, proxies: [old as unknown as ProxyStatusRow] } }], NOW);

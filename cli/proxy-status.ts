@@ -8,6 +8,7 @@
  * (control-plane/discovery/proxy-status.ts). Exit codes: 0 shown, 1 a replica
  * unreachable, 2 bad usage. docs/operations.md.
  */
+import { printable } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
@@ -99,7 +100,9 @@ export function ageText(ms: number): string {
 const connectedFor = (p: ProxyStatusRow, now: number): number =>
   typeof (p.connectedForMs as number | undefined) === 'number' ? p.connectedForMs : now - Date.parse(p.connectedSince);
 
-export function table(rows: readonly (readonly string[])[]): string {
+/** Rows as aligned columns; every cell printable (common/printable.ts): cells carry what proxies report. */
+export function table(cells: readonly (readonly string[])[]): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('   ')).join('\n') + '\n';
 }
@@ -119,7 +122,7 @@ export function formatProxyStatus(replicas: readonly ReplicaStatus[], now: numbe
     }
   }
   const body = rows.length === 1 ? 'no proxies connected\n' : table(rows);
-  return body + (notes.length ? `\n${notes.join('\n')}\n` : '');
+  return body + (notes.length ? `\n${notes.map(printable).join('\n')}\n` : '');
 }
 
 export async function proxyStatusCommand(argv: string[], out: Out, err: Out): Promise<number> {

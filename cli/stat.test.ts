@@ -53,6 +53,8 @@ describe('wren stat: rows', () => {
       + 'default    api      2       -        0.00   -            -            -            1         -\n',
     );
     expect(formatTable([], '30s')).toBe('No traffic reported in the last 30s.\n');
+    // A proxy's report is its own claim: a name with terminal escapes is printed escaped.
+    expect(formatTable([row({ name: 'api\x1b]0;pwned\x07' })], '1m').split('\n')[1]).toMatch(/^default\s+api\\x1b\]0;pwned\\x07\s+2\s/);
     expect(formatTable([row({ kind: 'edge', from: { workload: 'client', namespace: 'default' }, to: { service: 'web.default', workload: 'web' } })], '1m').split('\n')[1])
       .toMatch(/^default\/client\s+web\.default\s+2\s+98\.76%/);
   });

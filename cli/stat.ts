@@ -1,3 +1,4 @@
+import { printable } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
 import { addressed } from './control-plane-admin.js';
@@ -92,8 +93,10 @@ export function formatTable(rows: readonly StatRow[], window: string): string {
     const id = r.kind === 'edge' ? [`${r.from!.namespace}/${r.from!.workload}`, r.to!.service || 'unknown'] : r.kind === 'namespace' ? [r.name] : [r.namespace, r.name];
     lines.push([...id, String(r.reporters), pct(r.successRate), r.requestRate.toFixed(2), msf(r.latencyMs?.p50), msf(r.latencyMs?.p95), msf(r.latencyMs?.p99), String(r.tcp.open), pct(r.mtlsShare)]);
   }
-  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
-  return lines.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
+  // Names are what proxies report (printable: a proxy's claim could carry terminal escapes).
+  const cells = lines.map((l) => l.map(printable));
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((l) => l[i].length)));
+  return cells.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
 }
 
 async function fetchRows(admin: string, kind: string, window: string): Promise<StatRow[]> {

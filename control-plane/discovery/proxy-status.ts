@@ -1,3 +1,4 @@
+import { printable } from '../../common/printable.js';
 import { inboundPolicyFromJson } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import type { Issuer } from '../identity/issuer.js';
@@ -104,14 +105,14 @@ export function proxyStatusRow(s: Subscriber, now: number, latestVersion: string
     namespace: id.namespace,
     identity: id.spiffeId,
     authenticatedAs: s.authPeer?.spiffeId ?? null,
-    proxyVersion: s.sub!.proxyVersion ? String(s.sub!.proxyVersion).slice(0, 64) : null,
+    proxyVersion: s.sub!.proxyVersion ? printable(String(s.sub!.proxyVersion).slice(0, 64)) : null,
     status: syncStatus(s),
     ackedVersion: s.ackedVersion || null,
     sentVersion: s.lastSent?.version ?? null,
     latestVersion,
     pendingForMs: s.inflight ? Math.round(now - s.inflight.sentAt) : null,
     nacks: s.nacks,
-    nack: s.nackedSinceAck && s.lastNack ? { version: s.lastNack.version, detail: s.lastNack.detail, agoMs: Math.round(now - s.lastNack.at) } : null,
+    nack: s.nackedSinceAck && s.lastNack ? { version: printable(s.lastNack.version), detail: printable(s.lastNack.detail), agoMs: Math.round(now - s.lastNack.at) } : null,
     trustStateAcked: trustKey === null ? null : s.ackedTrustKey === trustKey,
     cert: certOf(s, anchors),
     connectedSince: new Date(s.connectedAt).toISOString(),

@@ -159,6 +159,13 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
     expect(s.denials().map((x) => [x.rule, x.effectivePolicyId])).toEqual([[2, 'ns[default]-policy[deny]-rule[2]'], [-1, '']]);
   });
 
+  test('reported strings are kept printable: a terminal escape in a proxy\'s claim is stored escaped', () => {
+    const s = new StatsStore({ clock: new FakeClock(100_000) });
+    const d = { policy: 'default/deny', action: 'DENY', reason: 'r', principal: '', method: 'GET', path: '/x\x1b]0;pwned\x07', port: 8080, ageMs: 0 };
+    s.ingest(web, report('web', [], { recentDenials: [d] }));
+    expect(s.denials()[0].path).toBe('/x\\x1b]0;pwned\\x07');
+  });
+
   test('a denial that closed an open tunnel says which kind; a request\'s, or an older proxy\'s, says none', () => {
     const s = new StatsStore({ clock: new FakeClock(100_000) });
     const d = { policy: 'default/deny', action: 'DENY', reason: 'deny-policy default/deny', principal: '', method: '', path: '', port: 7000, ageMs: 0 };

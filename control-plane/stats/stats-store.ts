@@ -1,3 +1,4 @@
+import { printable } from '../../common/printable.js';
 import type { Clock } from '../../common/clock.js';
 import type { EdgeStats, RecentDenial, RecentRetry, StatsReport } from '../../contract/discovery.js';
 import { histogramQuantile } from './histogram-quantile.js';
@@ -327,7 +328,8 @@ export class StatsStore {
 
 }
 
-const str = (v: unknown): string => String(v ?? '').slice(0, 300);
+/** A reported string, bounded and printable (common/printable.ts): a proxy's report is its own claim. */
+const str = (v: unknown): string => printable(String(v ?? '').slice(0, 300));
 
 /** A report's retries, checked field by field (a proxy's report is input), the newest MAX_RETRIES_PER_REPORTER. */
 function retryRows(raw: unknown, now: number, reporter: string, workload: string): RetryRow[] {
