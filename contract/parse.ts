@@ -292,7 +292,8 @@ export function checkPortKeys<T>(rec: Readonly<Record<string, T>>, path: string)
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const headerName: Parser<string> = map(str({ pattern: HEADER_NAME }), (v) => v.toLowerCase());
 const nonEmpty = str({ pattern: /^\S(.*\S)?$/ });
-export const JWKS_URI = /^https?:\/\/[^\s/?#]+[^\s]*$/;
+/** http(s), a host, no credentials in the authority (`user:password@`: fetch refuses them, and the URI is shown in logs and a metric label). */
+export const JWKS_URI = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/;
 
 /**
  * An inline JWKS (RFC 7517 section 5): a JSON object with a `keys` list of public keys.

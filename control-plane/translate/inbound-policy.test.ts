@@ -139,6 +139,8 @@ describe('RequestAuthentication', () => {
     [{ jwtRules: [{ issuer: 'https://a' }] }, 'spec.jwtRules[0]', 'one of jwksUri, jwks or jwksFile is required'],
     [{ jwtRules: [{ issuer: 'https://a', jwks: JWKS, jwksUri: 'https://a/k' }] }, 'spec.jwtRules[0]', 'only one of'],
     [{ jwtRules: [{ issuer: 'https://a', jwksUri: 'ftp://a/k' }] }, 'spec.jwtRules[0].jwksUri', 'expected to match'],
+    // Credentials in the authority: fetch refuses them, and the URI is shown in logs and on the metrics port.
+    [{ jwtRules: [{ issuer: 'https://a', jwksUri: 'https://svc:S3cr3t@a/k' }] }, 'spec.jwtRules[0].jwksUri', 'expected to match'],
     [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0].kty', 'symmetric keys'],
     [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"EC","d":"x"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0]', 'private key'],
     [{ jwtRules: [{ issuer: 'https://a', jwks: 'nope' }] }, 'spec.jwtRules[0].jwks', 'invalid JSON'],

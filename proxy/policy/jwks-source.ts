@@ -140,7 +140,28 @@ export class JwksSource {
 }
 
 /** GET a JWKS over plain HTTP(S) with a deadline (the proxy's own client, not the mesh: see docs/request-authentication.md). */
+/**
+ * A jwksUri as logs and the `source` label show it: without its query, which may carry an
+ * API key (`?key=...`). Credentials in the authority are refused by the parser
+ * (contract/parse.ts JWKS_URI); the metric is on the pod's metrics port, which Prometheus
+ * (and whoever reaches the pod) reads.
+ */
+export function uriShown(uri: string): string {
+  const q = uri.search(/[?#]/);
+  return q < 0 ? uri : `${uri.slice(0, q)}?…`;
+}
+
 function httpLoader(url: string, d: JwksDeps): Loader {
+  const load = fetchLoader(url, d);
+  // An error that quotes the URL (fetch's do) is logged with it as uriShown shows it.
+  return () =>
+    load().catch((e: unknown) => {
+      if (e instanceof Error && e.message.includes(url)) e.message = e.message.split(url).join(uriShown(url));
+      throw e;
+    });
+}
+
+function fetchLoader(url: string, d: JwksDeps): Loader {
   return async () => {
     const ac = new AbortController();
     const t = d.clock.setTimeout(() => ac.abort(new Error(`timed out after ${d.settings.fetchTimeoutMs} ms`)), d.settings.fetchTimeoutMs);
@@ -193,7 +214,7 @@ export class JwksRegistry {
     const key = JwksRegistry.key(r);
     let s = this.sources.get(key);
     if (!s) {
-      if (r.jwksUri) s = new JwksSource(`uri:${r.jwksUri}`, httpLoader(r.jwksUri, this.d), this.d);
+      if (r.jwksUri) s = new JwksSource(`uri:${uriShown(r.jwksUri)}`, httpLoader(r.jwksUri, this.d), this.d);
       else if (r.jwksFile) s = new JwksSource(`file:${r.jwksFile}`, () => readFile(r.jwksFile, 'utf8'), this.d);
       else s = new JwksSource('inline', null, this.d, r.jwks);
       this.sources.set(key, s);

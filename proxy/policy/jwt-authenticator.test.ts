@@ -6,10 +6,10 @@ import type { AddressInfo } from 'node:net';
 import { createHmac, randomUUID } from 'node:crypto';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { FakeClock } from '../../common/clock.js';
-import { silentLogger } from '../../common/logger.js';
+import { createLogger, silentLogger } from '../../common/logger.js';
 import { parseJwtRule } from '../../contract/parse.js';
 import { JwtAuthenticator, withoutParam, type AuthnResult } from './jwt-authenticator.js';
-import { JwksRegistry, type JwksFetchOutcome } from './jwks-source.js';
+import { JwksRegistry, uriShown, type JwksFetchOutcome } from './jwks-source.js';
 
 /**
  * Real keys and real tokens (jose), a fake clock for exp/nbf and the JWKS refresh
@@ -82,6 +82,26 @@ function setup(rule: Record<string, unknown>, o: { minRefetchIntervalMs?: number
   return { clock, registry, authn, run, fetches };
 }
 const reason = (r: AuthnResult) => (r.kind === 'denied' ? r.reason : r.kind);
+
+test('a jwksUri is labelled and logged without its query (it may carry an API key), and errors quoting it likewise', async () => {
+  expect(uriShown('https://idp.example.com/jwks.json?api_key=AKIA-SECRET')).toBe('https://idp.example.com/jwks.json?…');
+  expect(uriShown('https://idp.example.com/jwks.json')).toBe('https://idp.example.com/jwks.json');
+  const sources: string[] = [];
+  const lines: string[] = [];
+  const registry = new JwksRegistry({
+    clock: new FakeClock(NOW), logger: createLogger({ level: 'debug', sink: (l) => void lines.push(l) }),
+    settings: { refreshMs: 300_000, retryMs: 10_000, fetchTimeoutMs: 2_000, minRefetchIntervalMs: 30_000 },
+    onFetch: (source) => sources.push(source),
+  });
+  // A port nothing listens on: the fetch fails.
+  const uri = 'http://127.0.0.1:1/jwks.json?api_key=AKIA-SECRET';
+  const src = registry.sourceFor(parseJwtRule({ issuer: ISS, jwksUri: uri }, 'rule'));
+  await src.refresh();
+  expect(sources).toEqual(['uri:http://127.0.0.1:1/jwks.json?…']);
+  expect(lines.join('\n')).toContain('JWKS load failed');
+  expect(lines.join('\n')).not.toContain('AKIA-SECRET');
+  registry.close();
+});
 
 describe('verification', () => {
   test.each(['RS256', 'ES256', 'EdDSA'])('%s tokens are accepted, with the request principal <iss>/<sub>', async (alg) => {
