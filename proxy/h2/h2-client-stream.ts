@@ -1,5 +1,6 @@
 import { LeanBody } from '../http/lean-body.js';
 import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
+import { badField } from './field-check.js';
 import { isSettled } from '../http/exchange.js';
 import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
@@ -114,7 +115,7 @@ export class H2ClientStream extends BodySender {
     if (this.responded) {
       if (!endStream) return this.protocolError('trailers without END_STREAM');
       if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
-      const bad = badName(fields, 0);
+      const bad = badField(fields, 0, true);
       if (bad !== null) return this.protocolError(`${bad} in trailers`);
       const t = fieldsToHeaders(fields, true);
       dropMeshFields(t);
@@ -129,7 +130,9 @@ export class H2ClientStream extends BodySender {
     // Three digits (RFC 9110 section 15): Number() alone takes "2e2" for 200 and "1e2" for an interim 100.
     const status = Number(fields[1]);
     if (!(status >= 100 && status <= 999) || !/^[0-9]{3}$/.test(fields[1])) return this.protocolError(`invalid :status ${JSON.stringify(fields[1].slice(0, 16))}`);
-    const bad = badName(fields, 2);
+    // Names and values as nghttp2 checks them (RFC 9113 section 8.2.1): the app's response
+    // is written to the caller as it is, and a field the writer refuses would fail there.
+    const bad = badField(fields, 2, true);
     if (bad !== null) return this.protocolError(`${bad} after :status`);
     // HTTP/2 has no 101 (Switching Protocols): RFC 9113 section 8.6 makes it a malformed
     // response, not an interim one to skip (a final response after it would pass as the answer).
@@ -242,22 +245,6 @@ export class H2ClientStream extends BodySender {
   }
 }
 
-/**
- * Why a field name from `from` on makes the block malformed, or null: a pseudo-header, or
- * uppercase letters (RFC 9113 section 8.2.1; nghttp2 refuses both). An uppercase name would
- * also pass unseen by every check that matches lowercase names (content-length, hop-by-hop fields).
- */
-function badName(fields: readonly string[], from: number): string | null {
-  for (let i = from; i < fields.length; i += 2) {
-    const n = fields[i];
-    if (n.charCodeAt(0) === 58) return 'pseudo-header';
-    for (let j = 0; j < n.length; j++) {
-      const c = n.charCodeAt(j);
-      if (c >= 65 && c <= 90) return `uppercase field name ${JSON.stringify(n.slice(0, 64))}`;
-    }
-  }
-  return null;
-}
 
 /** The response's content-length: -1 when absent, -2 when not one decimal number (several must agree). */
 function contentLength(fields: readonly string[]): number {

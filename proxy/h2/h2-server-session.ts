@@ -5,6 +5,7 @@ import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { HOST, TARGET, TOKEN, allIn } from '../h1/chars.js';
+import { badField, validFieldName, validFieldValue } from './field-check.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -608,6 +609,10 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
 
   private onTrailers(st: H2ServerStream, fields: string[]): void {
     for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return st.malformed('pseudo-header in trailers');
+    // Checked as the head's fields are (section 8.2.1): a trailer the other side cannot
+    // write (node:http2's sendTrailers throws on a bad name) would fail there instead.
+    const bad = badField(fields, 0, false);
+    if (bad !== null) return st.malformed(`${bad} in trailers`);
     st.onTrailers(fields.length === 0 ? undefined : cleanTrailers(fieldsToHeaders(fields, true)));
   }
 
@@ -657,8 +662,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
         continue;
       }
       if (regular === fields.length) regular = i;
-      if (!validName(name)) return st.malformed('invalid field name');
-      if (!validValue(value)) return st.malformed(`invalid value of ${name}`);
+      if (!validFieldName(name)) return st.malformed('invalid field name');
+      if (!validFieldValue(value)) return st.malformed(`invalid value of ${name}`);
       if (CONNECTION_SPECIFIC.has(name)) return st.malformed(`connection-specific field ${name}`);
       if (name === 'te') {
         // A token, compared case-insensitively (RFC 9110 section 10.1.4), as nghttp2 does.
@@ -805,14 +810,6 @@ function headersTooLarge(limit: number, contentType: string | undefined): ProxyR
   return errorResponse(new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`), { headers: contentType !== undefined ? { 'content-type': contentType } : {} });
 }
 
-/** A field name: lowercase tchars (RFC 9113 section 8.2.1: uppercase makes the request malformed). */
-function validName(n: string): boolean {
-  for (let i = 0; i < n.length; i++) {
-    const c = n.charCodeAt(i);
-    if (c > 0x7f || TOKEN[c] !== 1 || (c >= 0x41 && c <= 0x5a)) return false;
-  }
-  return n.length > 0;
-}
 
 /**
  * :method is a token (RFC 9110 section 9.1) without lower-case letters: methods are
@@ -840,20 +837,6 @@ function validScheme(s: string): boolean {
   return s.length > 0;
 }
 
-/** A field value: no NUL, CR or LF, no leading or trailing whitespace (section 8.2.1). */
-function validValue(v: string): boolean {
-  const n = v.length;
-  if (n === 0) return true;
-  let c = v.charCodeAt(0);
-  if (c === 0x20 || c === 0x09) return false;
-  c = v.charCodeAt(n - 1);
-  if (c === 0x20 || c === 0x09) return false;
-  for (let i = 0; i < n; i++) {
-    c = v.charCodeAt(i);
-    if (c === 0 || c === 0x0a || c === 0x0d) return false;
-  }
-  return true;
-}
 
 /** content-length as a number, or -1 when it is not one decimal (section 8.1.1). */
 function parseLength(s: string): number {

@@ -140,7 +140,13 @@ function onTrailers(this: Streamed, t: IncomingHttpHeaders): void {
 
 function onWantTrailers(this: Streamed): void {
   const call = this[CALL];
-  this.sendTrailers(call?.req.trailers() ?? {});
+  try {
+    this.sendTrailers(call?.req.trailers() ?? {});
+  } catch {
+    // Trailers node:http2 cannot send (it throws on a bad name or value; the codecs refuse
+    // those where they arrive, h2/field-check.ts): the upstream stream is reset, not the process ended.
+    if (!this.destroyed) this.close(NGHTTP2_CANCEL);
+  }
 }
 
 const readablePush = Readable.prototype.push;

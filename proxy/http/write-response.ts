@@ -24,7 +24,7 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
   }
   const head = responseHead(res.status, res.headers);
   if (res.body === null) {
-    stream.respond(head, { endStream: true });
+    respond(stream, head, true, false);
     return;
   }
   const body = res.body;
@@ -35,7 +35,7 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
     // when there are some, and they are known now.
     const trailers = res.trailers();
     const withTrailers = trailers !== undefined && Object.keys(trailers).length > 0;
-    stream.respond(head, { waitForTrailers: withTrailers });
+    if (!respond(stream, head, false, withTrailers)) return void body.destroy();
     if (withTrailers) awaitTrailers(stream, res);
     const data = body.read() as Buffer | null; // everything buffered, and the end: 'end' follows
     if (data === null) stream.end();
@@ -43,9 +43,26 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
     body.resume();
     return;
   }
-  stream.respond(head, { waitForTrailers: true });
+  if (!respond(stream, head, false, true)) return void body.destroy();
   awaitTrailers(stream, res);
   relayH2Body(body, stream, onBodyError, true);
+}
+
+/**
+ * stream.respond(), or, when node:http2 refuses the head (it throws on a field name or
+ * value it cannot send), the stream reset with INTERNAL_ERROR (the client learns the
+ * response failed: RFC 9113 section 8.1.1) instead of an exception that would end the
+ * process. The codecs refuse such fields where they arrive (h2/field-check.ts, the
+ * HTTP/1.1 parser); this is the last line.
+ */
+function respond(stream: ServerHttp2Stream, head: ReturnType<typeof responseHead>, endStream: boolean, waitForTrailers: boolean): boolean {
+  try {
+    stream.respond(head, endStream ? { endStream } : { waitForTrailers });
+    return true;
+  } catch {
+    if (!stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    return false;
+  }
 }
 
 function awaitTrailers(stream: Written, res: ProxyResponse): void {
@@ -57,7 +74,12 @@ function awaitTrailers(stream: Written, res: ProxyResponse): void {
 function onWantTrailers(this: Written): void {
   const res = this[RES];
   this[RES] = undefined;
-  this.sendTrailers(res?.trailers() ?? {});
+  try {
+    this.sendTrailers(res?.trailers() ?? {});
+  } catch {
+    // Trailers node:http2 cannot send (respond() above says why this is the last line): a reset, not an exception.
+    if (!this.destroyed) this.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 /** Reset before the trailers were asked for: the response is no longer referenced from the stream. */
@@ -186,7 +208,14 @@ export class H1ResponseWriter {
     if (this.left > 0) return this.failed(new ProxyError('UPSTREAM_RESET', 'body shorter than its content-length'));
     const trailers = this.left < 0 || this.chunkedWithLength ? res.trailers() : undefined;
     this.detach();
-    ex.end(trailers);
+    try {
+      ex.end(trailers);
+    } catch (e) {
+      // The serialiser refused a trailer (h1/serialize.ts throws H1Error): this runs in the
+      // body's 'end' listener, where a throw would end the process. The connection is cut
+      // instead, so the client does not take the body for complete.
+      ex.fail(e instanceof Error ? e : new ProxyError('UPSTREAM_PROTOCOL', String(e)));
+    }
   }
 
   private failed(err: Error): void {
