@@ -88,3 +88,11 @@ test('errors: missing file (1), invalid YAML (1), bad flag (2)', async () => {
   expect(bad.err).toMatch(/wren inject: -:/);
   expect((await run(['--log-level', 'loud'])).code).toBe(2);
 });
+
+test('an annotation that is no string (an unquoted YAML number) is an error naming the field, not a stack trace', async () => {
+  const yaml = DEPLOY.replace('      labels: { app: web }', "      labels: { app: web }\n      annotations: { 'wren.io/skip-inbound-ports': 8080, 'wren.io/proxy-concurrency': 2 }");
+  const r = await run(['-'], yaml);
+  expect(r.code).toBe(1);
+  expect(r.err).toBe('wren inject: -: Deployment/web: spec.template.metadata.annotations["wren.io/skip-inbound-ports"]: expected a string, got number 8080 (quote it in YAML)\n');
+  expect(r.out).toBe('');
+});

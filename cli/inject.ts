@@ -93,7 +93,14 @@ export async function injectCommand(argv: string[], out: Out, err: Out, stdin: N
   for (const doc of docs) {
     const obj: unknown = doc.toJS();
     if (obj === null || obj === undefined) continue;
-    const r = injectWorkloads(obj, opts);
+    let r: ReturnType<typeof injectWorkloads>;
+    try {
+      r = injectWorkloads(obj, opts);
+    } catch (e) {
+      // A pod template the injector cannot read (control-plane/injector/pod-shape.ts): the field's path, no stack.
+      err(`wren inject: ${file}: ${(e as Error).message}\n`);
+      return 1;
+    }
     for (const line of r.report) err(`${line}\n`);
     injected += r.injected;
     // Untouched documents are re-emitted from their own syntax tree, keeping comments;

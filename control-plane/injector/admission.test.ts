@@ -29,6 +29,14 @@ test('warnings for malformed annotations are passed back to kubectl', () => {
   expect(mutate(review(p)).response?.warnings).toEqual(['wren.io/proxy-cpu-limit: ignoring malformed quantity "fast"']);
 });
 
+test('a pod the injector cannot read is refused with the field path (a 400 from the server), not a TypeError (a 500)', () => {
+  expect(() => mutate(review({ ...pod, metadata: { annotations: { 'wren.io/skip-inbound-ports': 8080 } } }))).toThrow(
+    new AdmissionError('request.object.metadata.annotations["wren.io/skip-inbound-ports"]: expected a string, got number 8080 (quote it in YAML)'),
+  );
+  expect(() => mutate(review({ ...pod, spec: { containers: 'app' } }))).toThrow(new AdmissionError('request.object.spec.containers: expected a list'));
+  expect(() => mutate(review({ ...pod, spec: { containers: [{ name: 3 }] } }))).toThrow(/request\.object\.spec\.containers\[0\]\.name: expected a string, got number 3/);
+});
+
 test('rejects what is not an AdmissionReview v1', () => {
   expect(() => mutate({ kind: 'Pod' })).toThrow(AdmissionError);
   expect(() => mutate({ ...review(pod), apiVersion: 'admission.k8s.io/v1beta1' })).toThrow(/only admission.k8s.io\/v1/);

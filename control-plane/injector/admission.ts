@@ -1,5 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { injectPod } from './inject-pod.js';
+import { podShapeProblem } from './pod-shape.js';
 import type { InjectOptions } from './options.js';
 
 /**
@@ -56,6 +57,9 @@ export function mutateWithReason(review: unknown, opts: Partial<InjectOptions> =
   if (req.operation !== undefined && req.operation !== 'CREATE') return reply({}, false, `operation ${req.operation}`);
   const pod = req.object as V1Pod | undefined;
   if (typeof pod !== 'object' || pod === null) return reply({}, false, 'request has no object');
+  // A clear 400 naming the field, not a TypeError's 500 (injector-server.ts).
+  const shape = podShapeProblem(pod);
+  if (shape !== null) throw new AdmissionError(`request.object.${shape}`);
   const res = injectPod(pod, opts);
   const warnings = res.warnings.length ? { warnings: res.warnings } : {};
   if (!res.injected || res.patch.length === 0) return reply(warnings, false, res.reason);

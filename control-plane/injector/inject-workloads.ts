@@ -1,5 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { injectPod } from './inject-pod.js';
+import { podShapeProblem } from './pod-shape.js';
 import { applyPatch } from './json-patch.js';
 import type { InjectOptions } from './options.js';
 
@@ -52,6 +53,8 @@ export function injectWorkloads(obj: unknown, opts: Partial<InjectOptions> = {})
   const id = `${o!.kind}/${o!.metadata?.name ?? '<unnamed>'}`;
   const template = getIn(obj, path) as V1Pod | undefined;
   if (!template || typeof template !== 'object') return { object: obj, report: [`${id}: skipped (no pod template)`], injected: 0 };
+  const shape = podShapeProblem(template);
+  if (shape !== null) throw new Error(`${id}: ${[...path, shape].join('.')}`);
   const res = injectPod(template, opts);
   const lines = [`${id}: ${res.injected ? 'injected' : 'skipped'} (${res.reason})`, ...res.warnings.map((w) => `${id}: warning: ${w}`)];
   if (!res.injected) return { object: obj, report: lines, injected: 0 };
