@@ -80,6 +80,13 @@ test('a token forwarded to the app (forwardOriginalToken) from ?auth= is not wri
   expect(JSON.stringify(line)).not.toContain(token.split('.')[2]);
 });
 
+test('a request refused before the JWT is read (400 from path normalization) does not write its ?token= to the inbound access log either', async () => {
+  const token = await jwt(ISS, 'checkout');
+  expect(await get(`/refused?token=${token}#fragment`)).toBe(400);
+  const line = await serverLog.find((e) => typeof e.path === 'string' && e.path.startsWith('/refused'));
+  expect(JSON.stringify(line)).not.toContain(token.split('.')[2]);
+});
+
 test('held: ?access_token= (the default location) is redacted', async () => {
   const token = await jwt(ISS, 'billing');
   await get(`/default?access_token=${token}`);

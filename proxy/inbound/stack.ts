@@ -63,7 +63,7 @@ export function inboundStack(d: InboundStackDeps): HttpService {
   return stack(
     [
       // The access log on top: it sees the response the client gets (a 403 RBAC too).
-      ...(d.accessLog ? [accessLog(d.accessLog, 'inbound', d.app.address)] : []),
+      ...(d.accessLog ? [accessLog(d.accessLog, 'inbound', d.app.address, () => d.policy().jwt?.tokenParams)] : []),
       // Metrics above errors: a synthetic error response (403 RBAC...) is counted too.
       // Only an mTLS peer (a sidecar) can mark a request as a health check.
       recordMetrics(d.metrics, 'inbound', d.clock, d.plaintext ? () => 'none' : () => 'mutual_tls', !d.plaintext),

@@ -20,10 +20,14 @@ import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
  * `appAddress` (inbound): where deliver-to-app sends, the line's upstream_host.
  */
 export const accessLog =
-  (log: AccessLog, direction: Direction, appAddress?: string): HttpLayer =>
+  (log: AccessLog, direction: Direction, appAddress?: string, tokenParams?: () => ReadonlySet<string> | undefined): HttpLayer =>
   (inner) =>
   (req) => {
     if (!log.sampled()) return inner(req);
+    // Where the workload's RequestAuthentication reads tokens from (the inbound's), known
+    // before any layer below runs: a request refused before request-authn (a 400 from path
+    // normalization, a 403 on a port made STRICT) carries its token in the query all the same.
+    if (tokenParams !== undefined && req.tokenParams === undefined && req.path.includes('?')) req.tokenParams = tokenParams();
     if (req.body) countBodyBytes(req.body);
     const rec = new Logged(log, direction, appAddress, req);
     let p: Promise<ProxyResponse>;
