@@ -300,13 +300,17 @@ export const JWKS_URI = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/;
  * Symmetric (`kty: oct`) and private keys are refused: a JWKS names public keys, and an
  * HMAC key in it would let anyone who can read the policy mint tokens.
  */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth'];
+
 export const parseJwksText: Parser<string> = (raw, path) => {
   const text = str()(raw, path);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    return fail(path, `expected a JSON Web Key Set (JSON), got invalid JSON (${(e as Error).message})`);
+    // V8's message quotes the text around the error ("... is not valid JSON"): only where it is, not what.
+    const at = /position (\d+)/.exec((e as Error).message)?.[1];
+    return fail(path, `expected a JSON Web Key Set (JSON), got invalid JSON${at !== undefined ? ` at position ${at}` : ''}`);
   }
   const keys = (doc as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys)) return fail(path, 'expected a JSON Web Key Set: an object with a "keys" list');
@@ -314,7 +318,8 @@ export const parseJwksText: Parser<string> = (raw, path) => {
     const key = k as Record<string, unknown> | null;
     if (!key || typeof key !== 'object' || typeof key.kty !== 'string') fail(`${path}.keys[${i}]`, 'expected a JWK with a "kty"');
     else if (key.kty === 'oct') fail(`${path}.keys[${i}].kty`, 'symmetric keys (kty "oct") are not accepted: a JWKS holds public keys');
-    else if ('d' in key) fail(`${path}.keys[${i}]`, 'is a private key; publish only the public part');
+    // Any private member (RFC 7518 sections 6.2.2, 6.3.2, 6.4: EC and OKP `d`; RSA `d`, `p`, `q`, `dp`, `dq`, `qi`, `oth`).
+    else if (PRIVATE_JWK_MEMBERS.some((m) => m in key)) fail(`${path}.keys[${i}]`, 'is a private key; publish only the public part');
   });
   return text;
 };

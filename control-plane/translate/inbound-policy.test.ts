@@ -1,5 +1,6 @@
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { ConfigError } from '../../common/schema.js';
+import { parseJwksText } from '../../contract/parse.js';
 import { resolveInboundPolicy, type PolicyObjects } from './inbound-policy.js';
 import {
   parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
@@ -144,6 +145,8 @@ describe('RequestAuthentication', () => {
     [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0].kty', 'symmetric keys'],
     [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"EC","d":"x"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0]', 'private key'],
     [{ jwtRules: [{ issuer: 'https://a', jwks: 'nope' }] }, 'spec.jwtRules[0].jwks', 'invalid JSON'],
+    // An RSA private key without `d` is still one (RFC 7518 section 6.3.2).
+    [{ jwtRules: [{ issuer: 'https://a', jwks: '{"keys":[{"kty":"RSA","n":"x","e":"AQAB","p":"x","q":"y"}]}' }] }, 'spec.jwtRules[0].jwks.keys[0]', 'private key'],
     [{ jwtRules: [rule('https://a'), rule('https://a')] }, 'spec.jwtRules[1].issuer', 'duplicate issuer'],
     [{ jwtRules: [{ ...rule('https://a'), fromHeaders: [{ prefix: 'Bearer ' }] }] }, 'spec.jwtRules[0].fromHeaders[0].name', 'expected a string'],
     [{ jwtRules: [{ ...rule('https://a'), outputClaimToHeaders: [{ header: 'x y', claim: 'sub' }] }] }, 'spec.jwtRules[0].outputClaimToHeaders[0].header', 'expected to match'],
@@ -165,4 +168,16 @@ describe('RequestAuthentication', () => {
     expect(r.jwtRules[0].fromHeaders).toEqual([{ name: 'x-jwt', prefix: '' }]);
     expect(r.jwtRules[0].outputClaimToHeaders).toEqual([{ header: 'x-sub', claim: 'sub' }]);
   });
+});
+
+test('an inline JWKS that is not JSON is refused without quoting it (it may hold a private key pasted by mistake)', () => {
+  let err: unknown;
+  try {
+    parseJwksText('{"keys":[{"kty":"RSA","d":"SECRETPART', 'jwks');
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ConfigError);
+  expect((err as ConfigError).problem).toMatch(/^expected a JSON Web Key Set \(JSON\), got invalid JSON( at position \d+)?$/);
+  expect(String((err as Error).message)).not.toContain('SECRETPART');
 });
