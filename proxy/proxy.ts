@@ -37,6 +37,7 @@ import { AppConnector, APP_CONNECT_TIMEOUT_MS } from './inbound/app-connector.js
 import { H2_HEADER_HARD_CAP_FACTOR } from './http/h2-server.js';
 import { AdminServer } from './admin/admin-server.js';
 import { MetricsServer } from './admin/metrics-server.js';
+import { AppProber } from './admin/app-prober.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
 import { RateLimiter } from './ratelimit/rate-limiter.js';
 import { JwksRegistry } from './policy/jwks-source.js';
@@ -337,6 +338,10 @@ export class Proxy {
       ? new MetricsServer({
           ...L.metrics, logger: this.logger, clock: this.clock, limits: config.limits, ready: () => this.readiness(), metrics: registryText,
           onLimit: (limit) => this.metrics.limits.inc({ direction: 'metrics', limit }),
+          appProbes: config.appProbes.size === 0 ? undefined : new AppProber({
+            probes: config.appProbes, address: config.app.address, clock: this.clock, logger: this.logger,
+            onResult: (probe, result) => this.metrics.appProbes.inc({ probe, result }),
+          }),
         })
       : null;
     this.admin = new AdminServer({
@@ -526,7 +531,11 @@ export class Proxy {
       identity: this.tls.spiffeId,
       certificates: tls.certFile ? 'files' : `control plane Certify (${this.config.identity.certify?.controlPlane ?? '?'})`,
       // File paths only; key material (and the token) is never dumped.
-      bootstrap: { ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined },
+      bootstrap: {
+        ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined,
+        // A probe header may carry a credential (Authorization): names only.
+        appProbes: Object.fromEntries([...rest.appProbes].map(([k, p]) => [k, p.kind === 'http' ? { ...p, headers: p.headers.map((h) => ({ name: h.name, value: '(redacted)' })) } : p])),
+      },
       services: this.routes.snapshot.services,
       inboundPolicy: this.inboundPolicy.policy,
       // The settings in force and the layer each field came from: local (config, annotations) > pushed (Telemetry resources) > default.

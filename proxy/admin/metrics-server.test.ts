@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { FakeClock } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import { MetricsServer } from './metrics-server.js';
+import type { AppProbeOutcome } from './app-prober.js';
 
 /**
  * The read-only scrape port on a real socket (port 0): what it serves, what it refuses,
@@ -11,6 +12,15 @@ import { MetricsServer } from './metrics-server.js';
 const clock = new FakeClock();
 const limits: string[] = [];
 let ready = { ready: true, reason: 'ready' };
+/** The app probes the server answers for (app-prober.ts is tested on its own): path → its next outcome. */
+const probeRuns: string[] = [];
+let releaseHung: () => void = () => undefined;
+const probes = new Map<string, () => Promise<AppProbeOutcome>>([
+  ['/app-health/web/readyz', async () => ({ result: 'success', reason: 'ok' })],
+  ['/app-health/web/livez', async () => ({ result: 'failure', reason: 'HTTP 500' })],
+  ['/app-health/web/startupz', async () => ({ result: 'timeout', reason: 'timed out after 1s' })],
+  ['/app-health/slow/readyz', () => new Promise((r) => (releaseHung = () => r({ result: 'success', reason: 'ok' })))],
+]);
 let server: MetricsServer;
 let port: number;
 
@@ -21,6 +31,7 @@ beforeAll(async () => {
     onLimit: (l) => void limits.push(l),
     ready: () => ready,
     metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'istio_requests_total{reporter="source"} 1\n' }),
+    appProbes: { has: (path) => probes.has(path), run: (path) => (probeRuns.push(path), probes.get(path)!()) },
   });
   port = (await server.listen()).port;
 });
@@ -54,6 +65,34 @@ test('nothing else: admin paths 404, other methods 405', async () => {
   }
   expect((await fetch(url('/drain'), { method: 'POST', headers: { 'wren-admin': '1' } })).status).toBe(404);
   expect((await fetch(url('/stats/prometheus'))).status).toBe(200);
+});
+
+test('GET /app-health/<container>/<kind> runs the app\'s probe: 200 when it passes, 503 with the reason when not; other app-health paths 404', async () => {
+  const answer = async (path: string, init?: RequestInit) => {
+    const r = await fetch(url(path), init);
+    return [r.status, await r.text()];
+  };
+  expect(await answer('/app-health/web/readyz')).toEqual([200, 'ok\n']);
+  expect(await answer('/app-health/web/livez')).toEqual([503, 'HTTP 500\n']);
+  expect(await answer('/app-health/web/startupz')).toEqual([503, 'timed out after 1s\n']);
+  expect(await answer('/app-health/web/readyz', { method: 'HEAD' })).toEqual([200, '']);
+  expect(probeRuns.splice(0)).toEqual(['/app-health/web/readyz', '/app-health/web/livez', '/app-health/web/startupz', '/app-health/web/readyz']);
+  for (const path of ['/app-health/other/readyz', '/app-health/web/readyz/', '/app-health/', '/app-health/web']) expect([path, (await fetch(url(path))).status]).toEqual([path, 404]);
+  expect(await answer('/app-health/web/readyz', { method: 'POST' })).toEqual([405, 'method POST not allowed on /app-health/web/readyz\n']);
+  expect(probeRuns).toEqual([]);
+});
+
+test('a client that leaves while its probe runs costs nothing more: the answer is dropped, the slot freed', async () => {
+  const s = connect(port, '127.0.0.1');
+  await once(s, 'connect');
+  s.write('GET /app-health/slow/readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+  for (let i = 0; i < 100 && probeRuns.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  expect(probeRuns.splice(0)).toEqual(['/app-health/slow/readyz']);
+  s.destroy();
+  await new Promise((r) => setTimeout(r, 20));
+  releaseHung();
+  expect((await fetch(url('/app-health/web/readyz'))).status).toBe(200);
+  probeRuns.splice(0);
 });
 
 const open = async (): Promise<Socket> => {

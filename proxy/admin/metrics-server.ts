@@ -4,6 +4,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
+import type { AppProber } from './app-prober.js';
 
 export interface MetricsServerDeps {
   readonly address: string;
@@ -19,6 +20,8 @@ export interface MetricsServerDeps {
   readonly ready: () => { ready: boolean; reason: string };
   /** Same registry output as the admin port's /metrics (aggregated over workers when concurrency > 1). */
   readonly metrics: () => Promise<{ contentType: string; body: string }>;
+  /** The app's rewritten kubelet probes (app-prober.ts); absent: none configured, every /app-health/ path is 404. */
+  readonly appProbes?: Pick<AppProber, 'has' | 'run'>;
 }
 
 /** Istio's merged-metrics path on 15020 (what the injector's prometheus.io/path annotation names), `/metrics` as an alias. */
@@ -29,8 +32,10 @@ const READY_PATH = '/healthz/ready';
  * The read-only Prometheus scrape port (Istio's 15020, Linkerd's 4191). The admin port
  * stays on localhost because it can drain the proxy and dumps its config; Prometheus in
  * a cluster scrapes the pod IP, so the metrics need a port of their own that serves
- * nothing else: GET/HEAD /stats/prometheus (/metrics) and /healthz/ready, any other path
- * 404, any other method 405. Not intercepted by iptables (iptables-rules.ts proxy-ports).
+ * nothing else: GET/HEAD /stats/prometheus (/metrics), /healthz/ready and the app's
+ * rewritten kubelet probes /app-health/<container>/<livez|readyz|startupz> (Istio's 15020
+ * serves them too; app-prober.ts runs them), any other path 404, any other method 405.
+ * Not intercepted by iptables (iptables-rules.ts proxy-ports), so kubelet reaches it.
  *
  * Bounded like the data-path listeners: connections over the limit are refused at accept
  * and a request head that has not arrived within the headers timeout (from accept)
@@ -90,13 +95,16 @@ export class MetricsServer {
   private route(req: IncomingMessage, res: ServerResponse): void {
     this.disarm(req.socket);
     const path = (req.url ?? '/').split('?')[0];
-    const known = METRICS_PATHS.has(path) || path === READY_PATH;
-    if (!known) return send(res, 404, 'text/plain', `not found: this port serves only GET /stats/prometheus and GET ${READY_PATH}\n`);
+    const probe = path.startsWith('/app-health/') && this.d.appProbes?.has(path) === true;
+    const known = METRICS_PATHS.has(path) || path === READY_PATH || probe;
+    if (!known) return send(res, 404, 'text/plain', `not found: this port serves only GET /stats/prometheus, GET ${READY_PATH} and the pod's GET /app-health/<container>/<probe>\n`);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', `method ${req.method} not allowed on ${path}\n`, { allow: 'GET, HEAD' });
     if (path === READY_PATH) {
       const r = this.d.ready();
       return send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
     }
+    // kubelet fails a probe on any status >= 400; 503 says the app (not this port) is unwell.
+    if (probe) return void this.d.appProbes!.run(path).then((o) => send(res, o.result === 'success' ? 200 : 503, 'text/plain', `${o.reason}\n`));
     this.d.metrics().then(
       (m) => send(res, 200, m.contentType, m.body),
       (e: Error) => send(res, 500, 'text/plain', `${e.message}\n`),

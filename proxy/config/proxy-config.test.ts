@@ -153,6 +153,29 @@ describe('in-cluster mode (the injector environment)', () => {
     expect(err({ ...env, WREN_CONTROL_PLANE_INSECURE: 'yes' })).toBe('environment: WREN_CONTROL_PLANE_INSECURE: expected true or false, got "yes"');
     expect(err({ ...env, WREN_TRUST_BUNDLE: undefined, WREN_CONTROL_PLANE_INSECURE: 'true' })).toBe('');
   });
+
+  test('WREN_APP_PROBES (the injector\'s rewritten kubelet probes): parsed once into typed probes; a bad value stops start-up naming the variable and the field', () => {
+    const err = (e: Record<string, string | undefined>) => {
+      try {
+        proxyConfigFromEnv(e);
+        return '';
+      } catch (x) {
+        expect(x).toBeInstanceOf(ConfigError);
+        return (x as Error).message;
+      }
+    };
+    expect(proxyConfigFromEnv(env).appProbes.size).toBe(0);
+    const probes = proxyConfigFromEnv({ ...env, WREN_APP_PROBES: JSON.stringify({ '/app-health/web/readyz': { kind: 'http', port: 8080, path: '/healthz', scheme: 'HTTP', timeoutSeconds: 2 }, '/app-health/web/livez': { kind: 'tcp', port: 8080, timeoutSeconds: 1 } }) }).appProbes;
+    expect([...probes]).toEqual([
+      ['/app-health/web/readyz', { kind: 'http', port: 8080, path: '/healthz', scheme: 'HTTP', headers: [], timeoutMs: 2000 }],
+      ['/app-health/web/livez', { kind: 'tcp', port: 8080, timeoutMs: 1000 }],
+    ]);
+    expect(err({ ...env, WREN_APP_PROBES: '{"/app-health/web/readyz":' })).toMatch(/^environment: WREN_APP_PROBES: expected JSON: /);
+    expect(err({ ...env, WREN_APP_PROBES: '{"/app-health/web/readyz":{"kind":"tcp","port":"http"}}' })).toBe('environment: WREN_APP_PROBES: ["/app-health/web/readyz"].port: expected a number, got "http"');
+    expect(err({ ...env, WREN_APP_PROBES: '[1]' })).toMatch(/^environment: WREN_APP_PROBES: expected an object keyed by/);
+    // The config file spells the same object `appProbes`.
+    expect(parseProxyConfig({ tls: files, appProbes: { '/app-health/a/startupz': { kind: 'grpc', port: 9090 } } }).appProbes.get('/app-health/a/startupz')).toEqual({ kind: 'grpc', port: 9090, service: '', timeoutMs: 1000 });
+  });
 });
 
 describe('upstreams (explicit local listeners, Consul-style)', () => {

@@ -9,6 +9,7 @@ import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import type { AccessLogFlush } from '../access-log/access-log.js';
 import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-config.js';
 import { parseEgressSettings, NO_EGRESS, type EgressSettings } from '../../contract/egress.js';
+import { APP_PROBES_ENV, parseAppProbes, type AppProbes } from '../../contract/app-probes.js';
 import {
   ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
@@ -109,11 +110,17 @@ export interface ProxyConfig {
     readonly outbound: ListenerAddress;
     readonly inbound: ListenerAddress;
     readonly admin: ListenerAddress;
-    /** Read-only Prometheus scrape port (Istio's 15020): /stats/prometheus and /healthz/ready only (proxy/admin/metrics-server.ts). */
+    /** Read-only Prometheus scrape port (Istio's 15020): /stats/prometheus, /healthz/ready and the app's rewritten kubelet probes (proxy/admin/metrics-server.ts). */
     readonly metrics: MetricsListener;
   };
   /** Where inbound traffic is delivered: the app in the same pod. */
   readonly app: { readonly address: string };
+  /**
+   * The app's kubelet probes the injector rewrote to the metrics port (contract/app-probes.ts;
+   * in a cluster WREN_APP_PROBES): `/app-health/<container>/<livez|readyz|startupz>` → the
+   * original probe, run against app.address (proxy/admin/app-prober.ts). Empty by default.
+   */
+  readonly appProbes: AppProbes;
   readonly protocol: {
     readonly detectTimeoutMs: number;
     /** Server-speaks-first ports: never wait for the client's first bytes. */
@@ -346,6 +353,7 @@ const shape = obj({
     metrics: obj({ enabled: bool(true), address: str({ default: '0.0.0.0' }), ipv6Address: str({ default: '::', pattern: IPV6_OR_EMPTY }), port: port(15020) }),
   }),
   app: obj({ address: str({ default: '127.0.0.1' }) }),
+  appProbes: parseAppProbes,
   protocol: obj({
     detectTimeoutMs: duration(1000),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
@@ -486,7 +494,7 @@ export function loadProxyConfig(file: string): ProxyConfig {
  * (control-plane/injector/sidecar.ts buildProxyContainer), as config fields.
  * `kind` says how the text becomes a value before the shared parser checks it.
  */
-export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean' | 'list'; readonly required?: boolean }[] = [
+export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean' | 'list' | 'json'; readonly required?: boolean }[] = [
   { name: 'POD_NAME', path: 'identity.pod' },
   { name: 'POD_NAMESPACE', path: 'identity.namespace', required: true },
   // Inbound traffic goes to the pod IP, not 127.0.0.1 (Istio since 1.10, from its INSTANCE_IP =
@@ -518,6 +526,8 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_ACCESS_LOG_SAMPLING', path: 'telemetry.accessLog.samplingPercent', kind: 'number' },
   { name: 'WREN_TRACING_COLLECTOR', path: 'tracing.collector.address' },
   { name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', path: 'tracing.collector.plaintext', kind: 'boolean' },
+  // The app's rewritten kubelet probes (Istio's ISTIO_KUBE_APP_PROBERS), a JSON object.
+  { name: APP_PROBES_ENV, path: 'appProbes', kind: 'json' },
 ];
 
 /** True when the environment looks like an injected pod (the injector always sets WREN_CONTROL_PLANE). */
@@ -543,6 +553,13 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
     if (v.kind === 'number' && /^\d+(\.\d+)?$/.test(text.trim())) value = Number(text.trim());
     if (v.kind === 'boolean' && /^(true|false)$/i.test(text.trim())) value = text.trim().toLowerCase() === 'true';
     if (v.kind === 'list') value = text.split(',').map((s) => s.trim()).filter(Boolean);
+    if (v.kind === 'json') {
+      try {
+        value = JSON.parse(text);
+      } catch (e) {
+        throw new ConfigError(v.name, `expected JSON: ${(e as Error).message}`, 'environment');
+      }
+    }
     const keys = v.path.split('.');
     let at = raw;
     for (const k of keys.slice(0, -1)) at = (at[k] ??= {}) as Record<string, unknown>;
@@ -552,7 +569,10 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
     return parseProxyConfig(raw, 'environment');
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    // A list item's path ("discovery.services[0]") names the variable holding the list.
+    // A list item's path ("discovery.services[0]") names the variable holding the list; a
+    // field inside a JSON variable is named after it (WREN_APP_PROBES: ["/app-health/web/readyz"].port: ...).
+    const json = PROXY_ENV.find((x) => x.kind === 'json' && e.path.startsWith(x.path) && /^[[.]|^$/.test(e.path.slice(x.path.length)));
+    if (json) throw new ConfigError(json.name, `${e.path.slice(json.path.length) ? `${e.path.slice(json.path.length)}: ` : ''}${e.problem}`, 'environment');
     const v = PROXY_ENV.find((x) => x.path === e.path.replace(/\[\d+\]$/, '')) ?? (e.path === 'identity.certify.trustBundleFile' ? PROXY_ENV.find((x) => x.name === 'WREN_TRUST_BUNDLE') : undefined);
     throw new ConfigError(v ? v.name : e.path, e.problem, 'environment');
   }

@@ -54,6 +54,8 @@ export class ProxyMetrics {
   readonly faultsInjected: Counter<'kind'>;
   /** Inbound requests refused by a RateLimitPolicy, by the bucket that refused: total, route, identity, override. */
   readonly rateLimited: Counter<'scope'>;
+  /** The app's kubelet probes the sidecar ran (proxy/admin/app-prober.ts), by `<container>/<kind>` and result. */
+  readonly appProbes: Counter<'probe' | 'result'>;
   private stopProcessMetrics: () => void = () => undefined;
 
   constructor(opts: { defaultMetrics?: boolean; local?: WorkloadLabels } = {}) {
@@ -126,6 +128,12 @@ export class ProxyMetrics {
       name: 'wren_route_mirror_requests_total',
       help: 'Requests copied by an HTTPRoute / GRPCRoute RequestMirror filter, by result (sent, failed, timeout, body-too-large, no-target, upgrade: not mirrored)',
       labelNames: ['result'],
+      registers,
+    });
+    this.appProbes = new Counter({
+      name: 'wren_app_probes_total',
+      help: 'The app\'s kubelet probes run by the sidecar for GET /app-health/<container>/<kind> on the metrics port, by probe (<container>/<livez|readyz|startupz>) and result (success, failure, timeout)',
+      labelNames: ['probe', 'result'],
       registers,
     });
     this.local.onPeerValuesLimit = () => this.limits.inc({ direction: 'inbound', limit: 'peer-metadata-values' });

@@ -75,6 +75,11 @@ function loadHealth(): Promise<{ grpc: GrpcModule; Health: HealthStubCtor }> {
   return loading;
 }
 
+/** Loads grpc-js and the health service now, so that a first check is not charged for it (app probes, app-prober.ts). */
+export function preloadGrpcHealth(): Promise<void> {
+  return loadHealth().then(() => undefined);
+}
+
 /** A gRPC health client for one endpoint (kept across probes; close it when the endpoint goes). */
 export class HealthClient {
   private stub: HealthStub | null = null;
@@ -83,15 +88,23 @@ export class HealthClient {
   constructor(private readonly target: ProbeTarget) {}
 
   async check(service: string, signal: AbortSignal): Promise<boolean> {
+    return (await this.status(service, signal)) === 'SERVING';
+  }
+
+  /**
+   * The HealthCheckResponse status (`SERVING`, `NOT_SERVING`, `UNKNOWN`, `SERVICE_UNKNOWN`)
+   * or why there is none (`grpc status 14 ...`, `cancelled`): the app probes report it.
+   */
+  async status(service: string, signal: AbortSignal): Promise<string> {
     const { grpc, Health } = await loadHealth();
-    if (this.closed || signal.aborted) return false;
+    if (this.closed || signal.aborted) return 'cancelled';
     const host = this.target.address.includes(':') ? `[${this.target.address}]` : this.target.address;
     this.stub ??= new Health(`${host}:${this.target.port}`, grpc.credentials.createInsecure());
     const stub = this.stub;
     return new Promise((resolve) => {
       const call = stub.Check({ service }, (err, res) => {
         signal.removeEventListener('abort', onAbort);
-        resolve(!err && res?.status === 'SERVING');
+        resolve(err ? `grpc status ${err.code} ${err.details}` : String(res?.status ?? 'UNKNOWN'));
       });
       const onAbort = () => call.cancel();
       signal.addEventListener('abort', onAbort);
