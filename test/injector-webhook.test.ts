@@ -86,7 +86,18 @@ describe('injection webhook over HTTPS', () => {
     expect(names(pod.spec.containers)).toEqual(['app']);
     expect(pod.spec.initContainers[1].restartPolicy).toBe('Always');
     expect(pod.metadata.annotations['wren.io/injected']).toBe('true');
+    // kubelet's probe goes to the sidecar's metrics port, which runs it against the app: port 8080 stays behind mTLS.
+    expect(pod.spec.containers[0].readinessProbe).toEqual({ httpGet: { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' } });
+    const env = pod.spec.initContainers[1].env.find((e: Json) => e.name === 'WREN_APP_PROBES');
+    expect(JSON.parse(env.value)).toEqual({ '/app-health/app/readyz': { kind: 'http', port: 8080, path: '/ready', scheme: 'HTTP', timeoutSeconds: 1 } });
+    expect(pod.spec.initContainers[0].args).not.toContain('--skip-inbound-ports');
+  });
+
+  test('wren.io/rewrite-app-probes "false": the probe port skips the redirect, and kubectl is warned that it bypasses mTLS and authorization', async () => {
+    const { response, pod } = await inject(native, makePod({ 'wren.io/rewrite-app-probes': 'false' }));
+    expect(pod.spec.containers[0].readinessProbe).toEqual({ httpGet: { path: '/ready', port: 8080 } });
     expect(arg(pod.spec.initContainers[0], '--skip-inbound-ports')).toBe('8080');
+    expect(response.warnings).toEqual(['wren.io/rewrite-app-probes "false": probe ports 8080 skip the sidecar, open to plaintext from the cluster without mTLS or authorization']);
   });
 
   test('injecting the patched pod again yields no patch (idempotent)', async () => {
@@ -104,7 +115,7 @@ describe('injection webhook over HTTPS', () => {
   test('port and CIDR exclusions', async () => {
     const { pod } = await inject(native, makePod({ 'wren.io/skip-inbound-ports': '22', 'wren.io/skip-outbound-ports': '5432', 'wren.io/skip-outbound-cidrs': '169.254.169.254/32' }));
     const init = pod.spec.initContainers[0];
-    expect(arg(init, '--skip-inbound-ports')).toBe('22,8080');
+    expect(arg(init, '--skip-inbound-ports')).toBe('22');
     expect(arg(init, '--skip-outbound-ports')).toBe('5432');
     expect(arg(init, '--skip-outbound-cidrs')).toBe('169.254.169.254/32');
   });

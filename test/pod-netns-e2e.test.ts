@@ -151,6 +151,8 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
   let cpMetrics: Map<string, number>;
   /** The server pod's metrics port as Prometheus reaches it: from outside the pod (the bridge), on the pod IP. */
   let scraped: { status: number; body: string }[];
+  /** kubelet's view from the node (the bridge): the rewritten probes on the pod IP:15020, and the app port itself in plaintext. */
+  let kubelet: { status: number; body: string }[];
   const pods = () => ({ a: p.injected.client, b: p.injected.server });
   /** Host directory of a pod's volume (what kubelet mounts at the injected mountPath). */
   const volume = (pod: V1Pod, name: string) => join(p.dir, 'kubelet', pod.metadata!.name!, name);
@@ -193,6 +195,11 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
     const [a, b] = await Promise.all([p.admin('a', ['/certs', '/config_dump']), p.admin('b', ['/certs', '/config_dump'])]);
     admin = { a: { certs: a[0], dump: a[1] }, b: { certs: b[0], dump: b[1] } };
     cpMetrics = await cp.metrics();
+    const app = containerOf(injected.server, 'app');
+    kubelet = await p.lab.httpGet(p.ns.br, [
+      ...[app.readinessProbe!, app.livenessProbe!].map((probe) => `http://${NET.server}:${probe.httpGet!.port}${probe.httpGet!.path}`),
+      `http://${NET.server}:8080/healthz`,
+    ]);
     scraped = await p.lab.httpGet(p.ns.br, ['/stats/prometheus', '/healthz/ready', '/config_dump'].map((path) => `http://${NET.server}:15020${path}`));
   }, 120_000);
 
@@ -207,6 +214,19 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
   test('Prometheus scrapes the injected sidecar on the pod IP:15020 (never redirected to 15006); nothing of the admin port there', () => {
     expect(scraped.map((r) => r.status)).toEqual([200, 200, 404]);
     expect(scraped[0].body).toMatch(/^istio_requests_total\{reporter="destination".*response_code="200".*\} [1-9]/m);
+  });
+
+  test('kubelet\'s probes, rewritten to the pod IP:15020, pass through the sidecar (UID 2102 reaches the app on the pod IP unredirected); the probed port itself stays behind STRICT mTLS', () => {
+    const app = containerOf(p.injected.server, 'app');
+    expect([app.readinessProbe!.httpGet, app.livenessProbe!.httpGet]).toEqual([
+      { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' },
+      { path: '/app-health/app/livez', port: 15020, scheme: 'HTTP' },
+    ]);
+    expect(kubelet.slice(0, 2)).toEqual([{ status: 200, body: 'ok\n' }, { status: 200, body: 'ok\n' }]);
+    // Plaintext from the node to the app's own port is redirected to 15006 and refused: no probe port was skipped.
+    expect(kubelet[2].status).not.toBe(200);
+    expect(kubelet[2].body).not.toContain(p.marks.reply);
+    expect(scraped[0].body).toMatch(/^wren_app_probes_total\{probe="app\/readyz",result="success"\} 1$/m);
   });
 
   test('each sidecar runs from the injected environment alone: no config file, mesh and certificate from the control plane', () => {

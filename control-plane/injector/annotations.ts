@@ -19,6 +19,8 @@ export const A = {
   skipInboundPorts: 'wren.io/skip-inbound-ports',
   skipOutboundPorts: 'wren.io/skip-outbound-ports',
   skipOutboundCidrs: 'wren.io/skip-outbound-cidrs',
+  /** "false": kubelet probes are not rewritten to the sidecar (Istio's sidecar.istio.io/rewriteAppHTTPProbers); their ports skip the inbound redirect. */
+  rewriteAppProbes: 'wren.io/rewrite-app-probes',
   /** The proxy's egress scope (its discovery.services): "name.namespace" keys, comma-separated. */
   egressServices: 'wren.io/egress-services',
   /** The proxy's telemetry section (docs/observability.md): trace sampling percent, access log on/off, log sampling percent. */

@@ -1,6 +1,6 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
-import { injectPod, probePorts } from './inject-pod.js';
+import { injectPod } from './inject-pod.js';
 import { applyPatch, type JsonPatchOp } from './json-patch.js';
 
 /** Apply with the real fast-json-patch library (validating every op), not our own applier. */
@@ -87,9 +87,12 @@ describe('injected pod (native sidecar)', () => {
   const proxy = find(out.spec?.initContainers, 'wren-proxy')!;
   const init = find(out.spec?.initContainers, 'wren-init')!;
 
-  test('init order: wren-init, wren-proxy, then the app init containers; app containers untouched', () => {
+  test('init order: wren-init, wren-proxy, then the app init containers; app containers untouched but for their probes', () => {
     expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['wren-init', 'wren-proxy', 'migrate']);
-    expect(out.spec?.containers).toEqual(p.spec?.containers);
+    const { readinessProbe: _r, livenessProbe: _l, ...rest } = out.spec!.containers[0];
+    const { readinessProbe: _r0, livenessProbe: _l0, ...rest0 } = p.spec!.containers[0];
+    expect(out.spec?.containers).toHaveLength(1);
+    expect(rest).toEqual(rest0);
     expect(out.metadata?.annotations).toEqual({
       team: 'x', 'wren.io/injected': 'true',
       // Prometheus' kubernetes_sd finds the sidecar's scrape port (Istio's annotations for 15020).
@@ -149,8 +152,15 @@ describe('injected pod (native sidecar)', () => {
     expect(init.restartPolicy).toBeUndefined();
   });
 
-  test('app probe ports (named and numeric) are skipped inbound so kubelet reaches the app', () => {
-    expect(argAfter(init.args, '--skip-inbound-ports')).toBe('8080,8081');
+  test('app probes (named and numeric ports) go to the sidecar\'s metrics port; no probe port skips the inbound redirect', () => {
+    expect(out.spec!.containers[0].readinessProbe).toEqual({ httpGet: { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' } });
+    expect(out.spec!.containers[0].livenessProbe).toEqual({ httpGet: { path: '/app-health/app/livez', port: 15020, scheme: 'HTTP' } });
+    expect(JSON.parse(proxy.env!.find((e) => e.name === 'WREN_APP_PROBES')!.value!)).toEqual({
+      '/app-health/app/readyz': { kind: 'http', port: 8080, path: '/ready', scheme: 'HTTP', timeoutSeconds: 1 },
+      '/app-health/app/livez': { kind: 'tcp', port: 8081, timeoutSeconds: 1 },
+    });
+    // The ports stay behind the sidecar: mTLS and authorization for every caller but the sidecar's own probes.
+    expect(init.args).not.toContain('--skip-inbound-ports');
   });
 });
 
@@ -176,7 +186,7 @@ describe('annotations', () => {
       },
     });
     const init = find(apply(p, injectPod(p).patch).spec?.initContainers, 'wren-init')!;
-    expect(argAfter(init.args, '--skip-inbound-ports')).toBe('22,4191,8080,8081');
+    expect(argAfter(init.args, '--skip-inbound-ports')).toBe('22,4191');
     expect(argAfter(init.args, '--skip-outbound-ports')).toBe('443,6000:6010');
     expect(argAfter(init.args, '--skip-outbound-cidrs')).toBe('10.0.0.0/8,169.254.169.254/32');
   });
@@ -295,7 +305,8 @@ describe('patch shape', () => {
     const withAnn = injectPod(pod({ annotations: { a: 'b' } })).patch;
     expect(withAnn).toContainEqual({ op: 'add', path: '/metadata/annotations/wren.io~1injected', value: 'true' });
     const bare = injectPod(pod()).patch;
-    expect(bare.map((o) => o.path)).toEqual(['/spec/initContainers', '/spec/volumes', '/metadata/annotations']);
+    // The probe replacements come first: they name the pod's own container indices, which the inserts shift.
+    expect(bare.map((o) => o.path)).toEqual(['/spec/containers/0/livenessProbe', '/spec/containers/0/readinessProbe', '/spec/initContainers', '/spec/volumes', '/metadata/annotations']);
   });
 
   test('our applier and fast-json-patch agree', () => {
@@ -311,21 +322,13 @@ describe('patch shape', () => {
   });
 });
 
-test('probePorts resolves named ports and ignores exec probes', () => {
-  expect(
-    probePorts([
-      { name: 'a', ports: [{ name: 'h', containerPort: 7000 }], livenessProbe: { httpGet: { port: 'h' as unknown as number } }, readinessProbe: { exec: { command: ['true'] } } },
-      { name: 'b', startupProbe: { grpc: { port: 9000 } } },
-    ]),
-  ).toEqual([7000, 9000]);
-});
-
 /**
  * An app's own native sidecar (an init container with restartPolicy Always, e.g. a log
- * shipper) is probed by kubelet like an app container (KEP-753); redirected to the proxy,
- * which demands mTLS, its probe would fail and the sidecar never become Ready (found by adversary4).
+ * shipper) is probed by kubelet like an app container (KEP-753): its probes are rewritten
+ * too, with the pod's indices even though wren-init and wren-proxy are inserted before it
+ * (found by adversary4 when its probes were redirected to the proxy and failed mTLS).
  */
-test('the probe ports of an app-owned native sidecar are left out of inbound redirection; a plain init container\'s are not looked at', () => {
+test('the probes of an app-owned native sidecar are rewritten at its shifted index; a plain init container\'s are not looked at', () => {
   const p: V1Pod = {
     metadata: { name: 'web-0', namespace: 'shop' },
     spec: {
@@ -343,8 +346,17 @@ test('the probe ports of an app-owned native sidecar are left out of inbound red
       containers: [{ name: 'app', image: 'web:1', readinessProbe: { httpGet: { path: '/healthz', port: 8080 as unknown as number } } }],
     },
   };
-  const res = injectPod(p, { namespaceLabels: { 'wren.io/inject': 'enabled' } });
-  expect(res.injected).toBe(true);
-  const init = find(apply(p, res.patch).spec!.initContainers, 'wren-init')!;
-  expect(argAfter(init.args, '--skip-inbound-ports')!.split(',')).toEqual(['8080', '9000', '9001']);
+  for (const nativeSidecars of [true, false]) {
+    const res = injectPod(p, { namespaceLabels: { 'wren.io/inject': 'enabled' }, nativeSidecars });
+    expect(res.injected).toBe(true);
+    const out = apply(p, res.patch);
+    expect(applyPatch(p, res.patch)).toEqual(out);
+    expect(find(out.spec!.initContainers, 'wren-init')!.args).not.toContain('--skip-inbound-ports');
+    expect(find(out.spec!.initContainers, 'migrate')!.readinessProbe).toEqual({ tcpSocket: { port: 7777 } });
+    const shipper = find(out.spec!.initContainers, 'log-shipper')!;
+    expect([shipper.readinessProbe?.httpGet?.path, shipper.startupProbe?.httpGet?.path, shipper.startupProbe?.tcpSocket]).toEqual(['/app-health/log-shipper/readyz', '/app-health/log-shipper/startupz', undefined]);
+    expect(find(out.spec!.containers, 'app')!.readinessProbe?.httpGet).toEqual({ path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' });
+    const proxy = find([...out.spec!.initContainers!, ...out.spec!.containers], 'wren-proxy')!;
+    expect(Object.keys(JSON.parse(proxy.env!.find((e) => e.name === 'WREN_APP_PROBES')!.value!))).toEqual(['/app-health/log-shipper/readyz', '/app-health/log-shipper/startupz', '/app-health/app/readyz']);
+  }
 });

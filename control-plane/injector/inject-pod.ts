@@ -1,10 +1,11 @@
-import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { A, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, quantityValue } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
 import { telemetryEnv } from './telemetry-annotations.js';
+import { rewriteProbes } from './probe-rewrite.js';
 
 export interface InjectResult {
   readonly patch: JsonPatchOp[];
@@ -38,26 +39,8 @@ function decide(pod: V1Pod, o: InjectOptions): { inject: boolean; reason: string
   return { inject: false, reason: 'not opted in' };
 }
 
-/**
- * Ports kubelet probes (HTTP, TCP, gRPC) on app containers. Kubelet connects from the
- * node to the pod IP, which the inbound rule would send to the proxy, and the proxy
- * demands mTLS that kubelet does not speak. Like Linkerd's proxy-init ignore list, we
- * leave those ports out of inbound redirection so kubelet reaches the app directly.
- */
-export function probePorts(containers: readonly V1Container[]): number[] {
-  const out = new Set<number>();
-  for (const c of containers) {
-    for (const p of [c.livenessProbe, c.readinessProbe, c.startupProbe] as (V1Probe | undefined)[]) {
-      const port = p?.httpGet?.port ?? p?.tcpSocket?.port ?? p?.grpc?.port;
-      if (port === undefined) continue;
-      const n = typeof port === 'number' ? port : /^\d+$/.test(port) ? Number(port) : c.ports?.find((cp) => cp.name === port)?.containerPort;
-      if (n !== undefined && n > 0) out.add(n);
-    }
-  }
-  return [...out].sort((a, b) => a - b);
-}
-
-function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interception {
+/** `probeBypass`: ports kubelet's probes reach directly, when they are not rewritten (probe-rewrite.ts). */
+function interception(pod: V1Pod, warnings: string[], probeBypass: readonly number[]): Interception {
   const ann = pod.metadata?.annotations ?? {};
   const list = <T>(key: string, parse: (s: string) => T[] | undefined): T[] => {
     const raw = ann[key];
@@ -66,10 +49,7 @@ function interception(pod: V1Pod, o: InjectOptions, warnings: string[]): Interce
     if (v === undefined) warnings.push(`${key}: ignoring malformed value ${JSON.stringify(raw)}`);
     return v ?? [];
   };
-  // kubelet probes a native sidecar (an init container with restartPolicy Always, KEP-753)
-  // like an app container, so the app's own native sidecars' probe ports are skipped too.
-  const probed = [...(pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'), ...(pod.spec?.containers ?? [])];
-  const inbound = [...list(A.skipInboundPorts, parsePortList), ...probePorts(probed).map(String)];
+  const inbound = [...list(A.skipInboundPorts, parsePortList), ...probeBypass.map(String)];
   return {
     skipInboundPorts: [...new Set(inbound)],
     skipOutboundPorts: list(A.skipOutboundPorts, parsePortList),
@@ -171,13 +151,15 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   const warnings: string[] = [];
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
   const spec = pod.spec!;
-  const ic = interception(pod, o, warnings);
+  const probes = rewriteProbes(pod, o.metricsPort, warnings);
+  const ic = interception(pod, warnings, probes.skipInboundPorts);
   const { resources, ...settings } = proxySettings(pod, o, warnings);
   if (spec.securityContext?.runAsUser === o.proxyUid || spec.containers.some((c) => c.securityContext?.runAsUser === o.proxyUid))
     warnings.push(`an app container runs as UID ${o.proxyUid}, the proxy's UID: its traffic bypasses the proxy`);
   const init = buildInitContainer(o, ic);
-  const proxy = buildProxyContainer(o, resources, settings);
-  const patch: JsonPatchOp[] = [];
+  const proxy = buildProxyContainer(o, resources, { ...settings, appProbes: probes.env });
+  // The probe replacements first: they use the pod's container indices, which the inserts below shift.
+  const patch: JsonPatchOp[] = [...probes.patch];
 
   // Native: [wren-init, wren-proxy, ...app init containers] so app init containers
   // already have a running proxy. Classic: wren-init first, proxy first app container.

@@ -1,6 +1,7 @@
 import type { V1Container, V1Volume } from '@kubernetes/client-node';
 import { INIT_CONTAINER, PROXY_CONTAINER } from './annotations.js';
 import type { InjectOptions, ProxyResources } from './options.js';
+import { APP_PROBES_ENV } from '../../contract/app-probes.js';
 
 /**
  * The containers and volumes the injector adds. Shapes follow Linkerd's proxy partials
@@ -93,6 +94,8 @@ export interface ProxyEnvSettings {
   readonly telemetryEnv?: readonly { readonly name: string; readonly value: string }[];
   /** WREN_WORKLOAD_NAME / _APP / _VERSION (translate/pod-workload.ts); '' values are left out. */
   readonly workload?: { readonly name: string; readonly app: string; readonly version: string };
+  /** WREN_APP_PROBES: the app's rewritten kubelet probes as JSON (probe-rewrite.ts); '' or absent: none. */
+  readonly appProbes?: string;
 }
 
 function workloadEnv(w: ProxyEnvSettings['workload']): { name: string; value: string }[] {
@@ -135,6 +138,7 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       ...(o.proxyTraceCollectorPlaintext ? [{ name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', value: 'true' }] : []),
       ...workloadEnv(s.workload),
       ...(s.telemetryEnv ?? []),
+      ...(s.appProbes ? [{ name: APP_PROBES_ENV, value: s.appProbes }] : []),
     ],
     // wren-metrics: what a PodMonitor or the prometheus.io/port annotation scrapes (Istio's http-envoy-prom 15090 / 15020).
     ports: [{ name: 'wren-inbound', containerPort: o.inboundPort, protocol: 'TCP' }, { name: 'wren-metrics', containerPort: o.metricsPort, protocol: 'TCP' }],

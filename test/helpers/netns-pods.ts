@@ -43,6 +43,8 @@ export const CLIENT_ID = `spiffe://${TD}/ns/${NAMESPACE}/sa/${SA.client}`;
 export const SERVER_ID = `spiffe://${TD}/ns/${NAMESPACE}/sa/${SA.server}`;
 /** The web pod's annotation: 7171 stays outside the mesh (the plaintext control). */
 const SERVER_ANNOTATIONS = { 'wren.io/skip-inbound-ports': '7171' };
+/** The web app's kubelet probes, on its API port and a TCP port: the injector rewrites them to the sidecar's 15020. */
+const SERVER_PROBES = { readinessProbe: { httpGet: { path: '/healthz', port: 8080 } }, livenessProbe: { tcpSocket: { port: 7070 } } };
 
 export type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 export interface RunResult {
@@ -115,7 +117,7 @@ export class TwoPods {
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { name: POD[which], namespace: NAMESPACE, labels: { 'wren.io/inject': 'enabled', app: SA[which] }, annotations },
-        spec: { serviceAccountName: SA[which], containers: [{ name: 'app', image: `${SA[which]}:1` }] },
+        spec: { serviceAccountName: SA[which], containers: [{ name: 'app', image: `${SA[which]}:1`, ...(which === 'server' ? SERVER_PROBES : {}) }] },
       } as V1Pod;
       const r = injectPod(pod, { wrenCommand: [NODE, WREN], namespaceLabels: {}, ...options });
       if (!r.injected) throw new Error(`injector did not inject ${POD[which]}: ${r.reason}`);
