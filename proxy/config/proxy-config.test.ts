@@ -14,6 +14,18 @@ function problem(raw: unknown): string {
   throw new Error('expected a ConfigError');
 }
 
+
+/** The message proxyConfigFromEnv refuses `e` with ('' when it takes it); always a ConfigError. */
+function envError(e: Record<string, string | undefined>): string {
+  try {
+    proxyConfigFromEnv(e);
+    return '';
+  } catch (x) {
+    expect(x).toBeInstanceOf(ConfigError);
+    return (x as Error).message;
+  }
+}
+
 describe('certificate source', () => {
   test('tls files, as before', () => {
     const c = parseProxyConfig({ tls: files });
@@ -133,46 +145,28 @@ describe('in-cluster mode (the injector environment)', () => {
   });
 
   test('errors name the environment variable', () => {
-    const err = (e: Record<string, string | undefined>) => {
-      try {
-        proxyConfigFromEnv(e);
-        return '';
-      } catch (x) {
-        expect(x).toBeInstanceOf(ConfigError);
-        return (x as Error).message;
-      }
-    };
-    expect(err({ ...env, WREN_ADMIN_PORT: 'admin' })).toBe('environment: WREN_ADMIN_PORT: expected a number, got "admin"');
-    expect(err({ ...env, WREN_INBOUND_PORT: '70000' })).toBe('environment: WREN_INBOUND_PORT: expected a number in 0..65535, got 70000');
-    expect(err({ ...env, POD_NAMESPACE: 'Shop' })).toMatch(/^environment: POD_NAMESPACE: expected to match/);
-    expect(err({ ...env, WREN_LOG_LEVEL: 'loud' })).toMatch(/^environment: WREN_LOG_LEVEL: expected one of debug, info, warn, error/);
-    expect(err({ ...env, WREN_TOKEN_FILE: undefined })).toBe('environment: WREN_TOKEN_FILE: required (the injector sets it; see docs/identity.md)');
-    expect(err({ ...env, WREN_TRUST_BUNDLE: '' })).toMatch(/^environment: WREN_TRUST_BUNDLE: required/);
-    expect(err({ ...env, WREN_TRUST_BUNDLE: 'not a pem' })).toMatch(/^environment: WREN_TRUST_BUNDLE: expected to match/);
-    expect(err({ ...env, WREN_CONTROL_PLANE: 'no-port' })).toMatch(/^environment: WREN_CONTROL_PLANE: expected to match/);
-    expect(err({ ...env, WREN_CONTROL_PLANE_INSECURE: 'yes' })).toBe('environment: WREN_CONTROL_PLANE_INSECURE: expected true or false, got "yes"');
-    expect(err({ ...env, WREN_TRUST_BUNDLE: undefined, WREN_CONTROL_PLANE_INSECURE: 'true' })).toBe('');
+    expect(envError({ ...env, WREN_ADMIN_PORT: 'admin' })).toBe('environment: WREN_ADMIN_PORT: expected a number, got "admin"');
+    expect(envError({ ...env, WREN_INBOUND_PORT: '70000' })).toBe('environment: WREN_INBOUND_PORT: expected a number in 0..65535, got 70000');
+    expect(envError({ ...env, POD_NAMESPACE: 'Shop' })).toMatch(/^environment: POD_NAMESPACE: expected to match/);
+    expect(envError({ ...env, WREN_LOG_LEVEL: 'loud' })).toMatch(/^environment: WREN_LOG_LEVEL: expected one of debug, info, warn, error/);
+    expect(envError({ ...env, WREN_TOKEN_FILE: undefined })).toBe('environment: WREN_TOKEN_FILE: required (the injector sets it; see docs/identity.md)');
+    expect(envError({ ...env, WREN_TRUST_BUNDLE: '' })).toMatch(/^environment: WREN_TRUST_BUNDLE: required/);
+    expect(envError({ ...env, WREN_TRUST_BUNDLE: 'not a pem' })).toMatch(/^environment: WREN_TRUST_BUNDLE: expected to match/);
+    expect(envError({ ...env, WREN_CONTROL_PLANE: 'no-port' })).toMatch(/^environment: WREN_CONTROL_PLANE: expected to match/);
+    expect(envError({ ...env, WREN_CONTROL_PLANE_INSECURE: 'yes' })).toBe('environment: WREN_CONTROL_PLANE_INSECURE: expected true or false, got "yes"');
+    expect(envError({ ...env, WREN_TRUST_BUNDLE: undefined, WREN_CONTROL_PLANE_INSECURE: 'true' })).toBe('');
   });
 
   test('WREN_APP_PROBES (the injector\'s rewritten kubelet probes): parsed once into typed probes; a bad value stops start-up naming the variable and the field', () => {
-    const err = (e: Record<string, string | undefined>) => {
-      try {
-        proxyConfigFromEnv(e);
-        return '';
-      } catch (x) {
-        expect(x).toBeInstanceOf(ConfigError);
-        return (x as Error).message;
-      }
-    };
     expect(proxyConfigFromEnv(env).appProbes.size).toBe(0);
     const probes = proxyConfigFromEnv({ ...env, WREN_APP_PROBES: JSON.stringify({ '/app-health/web/readyz': { kind: 'http', port: 8080, path: '/healthz', scheme: 'HTTP', timeoutSeconds: 2 }, '/app-health/web/livez': { kind: 'tcp', port: 8080, timeoutSeconds: 1 } }) }).appProbes;
     expect([...probes]).toEqual([
       ['/app-health/web/readyz', { kind: 'http', port: 8080, path: '/healthz', scheme: 'HTTP', headers: [], timeoutMs: 2000 }],
       ['/app-health/web/livez', { kind: 'tcp', port: 8080, timeoutMs: 1000 }],
     ]);
-    expect(err({ ...env, WREN_APP_PROBES: '{"/app-health/web/readyz":' })).toMatch(/^environment: WREN_APP_PROBES: expected JSON: /);
-    expect(err({ ...env, WREN_APP_PROBES: '{"/app-health/web/readyz":{"kind":"tcp","port":"http"}}' })).toBe('environment: WREN_APP_PROBES: ["/app-health/web/readyz"].port: expected a number, got "http"');
-    expect(err({ ...env, WREN_APP_PROBES: '[1]' })).toMatch(/^environment: WREN_APP_PROBES: expected an object keyed by/);
+    expect(envError({ ...env, WREN_APP_PROBES: '{"/app-health/web/readyz":' })).toMatch(/^environment: WREN_APP_PROBES: expected JSON: /);
+    expect(envError({ ...env, WREN_APP_PROBES: '{"/app-health/web/readyz":{"kind":"tcp","port":"http"}}' })).toBe('environment: WREN_APP_PROBES: ["/app-health/web/readyz"].port: expected a number, got "http"');
+    expect(envError({ ...env, WREN_APP_PROBES: '[1]' })).toMatch(/^environment: WREN_APP_PROBES: expected an object keyed by/);
     // The config file spells the same object `appProbes`.
     expect(parseProxyConfig({ tls: files, appProbes: { '/app-health/a/startupz': { kind: 'grpc', port: 9090 } } }).appProbes.get('/app-health/a/startupz')).toEqual({ kind: 'grpc', port: 9090, service: '', timeoutMs: 1000 });
   });
