@@ -37,11 +37,15 @@ export interface MuxSessionOptions {
   readonly client: boolean;
   /** Server: the peer's SPIFFE ID, verified by the handshake (the caller of every request). */
   readonly peer?: string;
-  /** Per-stream flow-control window, both directions (limits.http2InitialStreamWindowBytes). */
+  /** Per-stream flow-control window, both directions (limits.http2InitialStreamWindowBytes): what one stream's unread bytes may cost. */
   readonly windowBytes: number;
-  /** Connection-level window, both directions (limits.http2InitialConnectionWindowBytes): all streams' unread bytes together. */
+  /**
+   * Connection-level window, both directions (limits.http2InitialConnectionWindowBytes): the
+   * bytes in flight on the connection. It paces the streams together and bounds no memory:
+   * it is given back as DATA arrives (mux-stream.ts onData), as node:http2 does.
+   */
   readonly connectionWindowBytes: number;
-  /** Streams open at once (server: more are refused with RESET). */
+  /** Streams open at once (server: more are refused with RESET): with windowBytes, the bound on what the connection's unread bytes cost. */
   readonly maxStreams: number;
   /** Server: a peer opened a stream. */
   readonly onStream?: (s: MuxStream) => void;
@@ -106,7 +110,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   private firstTimer: NodeJS.Timeout | null = null;
   /** Bytes the peer may still send on the connection before we grant more. */
   private connRecvWindow: number;
-  /** Bytes consumed on the connection, not yet granted back (grantConnection). */
+  /** Bytes received on the connection (in a stream's buffer, or dropped), not yet granted back (grantConnection). */
   private connConsumed = 0;
   /** Bytes the peer lets us send on the connection. */
   private connWindow: number;
@@ -351,9 +355,12 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   /**
-   * Bytes received on the connection were consumed (or dropped): the peer may send as many
-   * again, granted once half the connection's window has been (nghttp2's rule; a grant per
-   * message would cost a frame each).
+   * Bytes received on the connection reached a stream's buffer (or were dropped): the peer
+   * may send as many again (WINDOW on stream 0, RFC 9113 section 6.9), granted once half the
+   * connection's window has been (nghttp2's rule; a grant per message would cost a frame
+   * each). Not when a reader consumes them: the stream windows bound what unread bytes
+   * cost (maxStreams × windowBytes), and a connection window held by stalled readers would
+   * stop every stream of the connection (mux-stream.ts).
    */
   private grantConnection(n: number): void {
     if (n <= 0 || this.closed) return;

@@ -28,7 +28,7 @@ export interface StreamOwner {
   blockedOnConnection(s: MuxStream): void;
   /** Grants the peer `bytes` more on this stream. */
   sendWindow(id: number, bytes: number): void;
-  /** `bytes` received on the connection were consumed, or dropped unread: the connection's window (batched there). */
+  /** `bytes` received on the connection reached a stream's buffer, or were dropped: the connection's window (batched there). */
   returnConnectionWindow(bytes: number): void;
   sendReset(id: number, code: number): void;
   removed(id: number): void;
@@ -41,10 +41,18 @@ export interface StreamOwner {
  * here is made per request.
  *
  * Flow control both ways, as HTTP/2's (RFC 9113 section 5.2): the sender sends at most
- * the window the receiver granted, for the stream and for the whole connection; the
- * receiver grants again what its reader consumed, so what waits in memory is bounded per
- * stream by its window plus the Duplex's buffer, and per connection by the connection's
- * window (plus each stream's buffer).
+ * the window the receiver granted, for the stream and for the whole connection. The
+ * receiver gives the connection's window back as DATA arrives in a stream's buffer, and
+ * the stream's only as its reader consumes it, as nghttp2's automatic flow control does
+ * for node:http2: what waits in memory is bounded per stream by its window plus the
+ * Duplex's buffer (what it took in while its reader was not behind), so per connection by
+ * its streams (maxStreams) × that, and a reader that stops holds its own stream's sender only: flow control is there for a
+ * receiver "unable to process data on one stream yet [that] wants to continue to process
+ * other streams in the same connection" (RFC 9113 section 5.2.2). Were the connection's
+ * window given back only as readers consume (as it was), a few streams whose readers
+ * stopped would hold all of it, and nothing more would cross the connection for any
+ * stream: the responses of every other request to that peer waited until the stalled ones
+ * timed out (head-of-line blocking).
  * destroy() before both halves ended resets the stream at the peer (RESET), as closing a
  * TCP socket with unread data resets it.
  */
@@ -135,6 +143,11 @@ export class MuxStream extends Duplex {
     this.accepted = true;
     if (payload.length > 0) {
       this.recvWindow -= payload.length;
+      // The connection's window comes back as the bytes arrive in this stream, whatever its
+      // reader does (when a receiver grants is its own choice, RFC 9113 section 5.2.1), as
+      // nghttp2's automatic flow control does for node:http2; the stream's window bounds
+      // what they cost (grant()).
+      this.owner.returnConnectionWindow(payload.length);
       const sink = this.sink;
       if (sink !== null && this.readableFlowing === true && this.readableLength === 0 && !this.destroyed) {
         sink(payload);
@@ -234,12 +247,12 @@ export class MuxStream extends Duplex {
   }
 
   /**
-   * Our reader took `n` bytes. The connection counts them at once; the stream grants them
-   * back once half its window is consumed, as nghttp2 sends WINDOW_UPDATE: a grant per
-   * message would be a frame, and at a low rate a write, of its own per response.
+   * Our reader took `n` bytes: the stream grants them back (WINDOW, RFC 9113 section 6.9)
+   * once half its window is consumed, as nghttp2 sends WINDOW_UPDATE: a grant per message
+   * would be a frame, and at a low rate a write, of its own per response. (The connection
+   * had them back on arrival, onData.)
    */
   private grant(n: number): void {
-    this.owner.returnConnectionWindow(n);
     if (this.destroyed || this.finReceived) return;
     this.consumed += n;
     if (this.consumed < this.window / 2) return;
@@ -328,8 +341,7 @@ export class MuxStream extends Duplex {
     this.blocked = null;
     b?.cb(err ?? new Error('stream destroyed'));
     if (!this.resetByPeer && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, 0);
-    // Bytes received and never granted back will never be read: the connection gets them back.
-    if (this.owed > 0) this.owner.returnConnectionWindow(this.owed);
+    // Bytes never read: the connection had them back on arrival (onData), the stream's window goes with it.
     this.owed = 0;
     this.owner.removed(this.id);
     cb(err);
