@@ -317,6 +317,93 @@ describe('MuxSession lifetime', () => {
   });
 });
 
+describe('MuxSession: the close timeout after our FIN (delayed close)', () => {
+  const CLOSE_MS = 100;
+
+  test('a stream we ended goes within the close timeout when the peer never ends its half: counted, its slot free, and a peer that sends nothing more is not reset', async () => {
+    const limits: string[] = [];
+    // Answers the request it read, and ends its half (as an HTTP/1.1 server after `connection: close`).
+    const p = await pairs.pair({ closeTimeoutMs: CLOSE_MS, onLimit: (l) => limits.push(l), onStream: (st) => st.once('data', () => st.end('bye')) });
+    const a = p.client.open()!;
+    const errors: Error[] = [];
+    a.on('error', (e) => errors.push(e));
+    const answer = readAll(a);
+    a.write('request');
+    // The peer reads our FIN and never sends its own: the stream held a slot of maxStreams for good.
+    expect(await answer).toBe('bye');
+    await untilMs(() => p.server.size === 0, 10_000);
+    expect(limits).toEqual(['delayed-close-timeout']);
+    // Let go quietly: a RESET would have made the peer drop what it had not read yet.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(errors).toEqual([]);
+    expect(a.destroyed).toBe(false);
+  });
+
+  test('a peer still sending after our FIN is reset at the close timeout', async () => {
+    const limits: string[] = [];
+    const p = await pairs.pair({ closeTimeoutMs: CLOSE_MS, onLimit: (l) => limits.push(l), onStream: (st) => {
+      st.resume();
+      st.end('bye');
+    } });
+    const a = p.client.open()!;
+    a.on('data', () => undefined);
+    // An upload that goes on after the answer and its FIN.
+    a.once('end', () => a.write('more of the upload'));
+    a.write('request');
+    let err: (Error & { code?: string }) | null = null;
+    a.once('error', (e) => (err = e));
+    await untilMs(() => err !== null, 10_000);
+    expect(err!.code).toBe('ECONNRESET');
+    expect(limits).toEqual(['delayed-close-timeout']);
+    expect(p.server.size).toBe(0);
+  });
+
+  test('a stream both sides ended whose reader never took the end goes at the close timeout, without a RESET and uncounted', async () => {
+    const limits: string[] = [];
+    let n = 0;
+    const p = await pairs.pair({ closeTimeoutMs: CLOSE_MS, onLimit: (l) => limits.push(l), onStream: (st) => {
+      if (n++ === 0) return; // the first keeps the client's connection open (a client closes it with its last stream)
+      st.pause(); // a closing HTTP/1.1 connection that paused with bytes held: never reads to the end
+      st.end('bye');
+    } });
+    p.client.open()!.write('x');
+    const a = p.client.open()!;
+    const errors: Error[] = [];
+    a.on('error', (e) => errors.push(e));
+    const answer = readAll(a);
+    a.end('request');
+    expect(await answer).toBe('bye');
+    await untilMs(() => p.server.size === 1, 10_000);
+    expect(limits).toEqual([]);
+    await new Promise((r) => a.destroyed ? r(null) : a.once('close', r));
+    expect(errors).toEqual([]);
+  });
+
+  test('a connection we ended (the idle GOAWAY) is destroyed when the peer never ends its side, counted; one the peer ends is not', async () => {
+    const limits: string[] = [];
+    const { raw, accepted } = await pairs.connection({ allowHalfOpen: true });
+    raw.on('data', () => undefined);
+    raw.on('error', () => undefined);
+    const srv = new MuxSession(accepted as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 50, closeTimeoutMs: CLOSE_MS, onLimit: (l) => limits.push(l) });
+    pairs.track(srv);
+    // GOAWAY and our FIN reach the peer, which keeps its side open for good.
+    await new Promise((r) => raw.once('end', r));
+    await untilMs(() => srv.isClosed, 10_000);
+    expect(limits).toEqual(['idle-connection-timeout', 'delayed-close-timeout']);
+    expect(accepted.destroyed).toBe(true);
+    raw.destroy();
+
+    // A peer that ends its side in turn closes the connection itself (its timer goes with it): nothing more is counted.
+    const { raw: raw2, accepted: accepted2 } = await pairs.connection();
+    raw2.on('data', () => undefined);
+    const srv2 = new MuxSession(accepted2 as unknown as TLSSocket, { client: false, windowBytes: 1024, connectionWindowBytes: 1 << 20, maxStreams: 10, idleTimeoutMs: 50, closeTimeoutMs: 30_000, onLimit: (l) => limits.push(l) });
+    pairs.track(srv2);
+    await new Promise((r) => raw2.once('close', r));
+    await untilMs(() => srv2.isClosed, 10_000);
+    expect(limits).toEqual(['idle-connection-timeout', 'delayed-close-timeout', 'idle-connection-timeout']);
+  });
+});
+
 describe('MuxSession: closed streams', () => {
   test("DATA in flight for a stream the server has closed is dropped, never read as a new stream's requests", async () => {
     const served: MuxStream[] = [];

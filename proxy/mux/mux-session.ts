@@ -28,9 +28,14 @@ const MAX_BACKLOG_BYTES = 4 << 20;
 const MAX_BACKLOG_FRAMES = 50_000;
 /** Frames one callback wrote from which they leave at its end rather than at the turn's check phase (MuxSession.wrote). */
 const EARLY_FLUSH_FRAMES = 4;
+/**
+ * After our FIN on a stream, or our end of the connection, the peer's time to end its half
+ * too (MuxSessionOptions.closeTimeoutMs): Envoy's delayed_close_timeout, 1 s by default.
+ */
+const CLOSE_TIMEOUT_MS = 1000;
 
-/** Why a session gave up on its peer: each counted (the listener's limit metric). */
-export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog';
+/** Why a session gave up on its peer (or on one of its streams): each counted (the listener's limit metric). */
+export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog' | 'delayed-close-timeout';
 
 export interface MuxSessionOptions {
   /** Client: opens streams (odd ids); server: accepts them (onStream). */
@@ -64,7 +69,14 @@ export interface MuxSessionOptions {
    */
   readonly resetBudget?: { readonly burst: number; readonly perSecond: number };
   readonly clock?: Clock;
-  /** A limit fired and the session closed (or, for the idle timeout, drained). */
+  /**
+   * After our FIN on a stream (its end()), or our end of the connection, the peer's time to
+   * end its half too (default CLOSE_TIMEOUT_MS; 0: no bound); then the stream goes (reset if
+   * the peer is still sending, mux-stream.ts closeTimedOut) or the socket is destroyed,
+   * counted by onLimit as 'delayed-close-timeout'.
+   */
+  readonly closeTimeoutMs?: number;
+  /** A limit fired and the session closed (or, for the idle timeout, drained; for the close timeout, let the stream go). */
   readonly onLimit?: (limit: MuxLimit) => void;
   /** The connection closed or broke the protocol (the reason, for the log). */
   readonly onClose?: (why: string | null) => void;
@@ -108,6 +120,11 @@ export class MuxSession implements StreamOwner, FrameSink {
   private closed = false;
   private emptyTimer: NodeJS.Timeout | null = null;
   private firstTimer: NodeJS.Timeout | null = null;
+  /** Armed when we end the connection (end()): the peer's time to end its side. */
+  private endTimer: NodeJS.Timeout | null = null;
+  /** What the socket still had to write when endTimer last fired (a flush still progressing earns more time). */
+  private endBacklog = 0;
+  readonly closeTimeoutMs: number;
   /** Bytes the peer may still send on the connection before we grant more. */
   private connRecvWindow: number;
   /** Bytes received on the connection (in a stream's buffer, or dropped), not yet granted back (grantConnection). */
@@ -137,6 +154,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
     this.peer = o.peer ?? '';
+    this.closeTimeoutMs = o.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
     this.connRecvWindow = o.connectionWindowBytes;
     this.connWindow = o.connectionWindowBytes;
     this.limit = o.maxStreams;
@@ -257,6 +275,27 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.goingAway = true;
     this.flush();
     this.socket.end();
+    // The peer ends its side in turn (its socket's 'end'), or is made to: a peer that never
+    // did kept the connection for good (after an idle GOAWAY too). Envoy's
+    // delayed_close_timeout, with its rule that a flush still under way restarts the timer.
+    const ms = this.closeTimeoutMs;
+    if (ms <= 0 || this.endTimer !== null || this.closed) return;
+    this.endBacklog = this.socket.writableLength;
+    this.endTimer = setTimeout(onEndTimer, ms, this);
+    this.endTimer.unref();
+  }
+
+  /** The close timeout after end() ran out: the socket goes, unless what it still writes is draining. */
+  endTimedOut(): void {
+    if (this.closed) return;
+    const left = this.socket.writableLength;
+    if (left > 0 && left < this.endBacklog) {
+      this.endBacklog = left;
+      return void this.endTimer!.refresh();
+    }
+    this.o.onLimit?.('delayed-close-timeout');
+    this.socket.destroy();
+    this.close(`the peer did not close the connection within ${this.closeTimeoutMs} ms of ours`);
   }
 
   /** Closes the connection now; its streams fail with `cause` (a lost connection without one). */
@@ -417,6 +456,10 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.sendControl(FrameType.Reset, id, code);
   }
 
+  closeTimedOut(): void {
+    this.o.onLimit?.('delayed-close-timeout');
+  }
+
   removed(id: number): void {
     this.streams.delete(id);
     if (this.streams.size > 0 || this.closed) return;
@@ -510,6 +553,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.batch.clear();
     if (this.emptyTimer !== null) clearTimeout(this.emptyTimer);
     if (this.firstTimer !== null) clearTimeout(this.firstTimer);
+    if (this.endTimer !== null) clearTimeout(this.endTimer);
     const err = cause ?? resetError(why ?? 'mesh connection closed');
     for (const s of [...this.streams.values()]) s.onReset(err);
     this.streams.clear();
@@ -523,4 +567,8 @@ function lookAtBatch(s: MuxSession): void {
 
 function flushBatch(s: MuxSession): void {
   s.flushed();
+}
+
+function onEndTimer(s: MuxSession): void {
+  s.endTimedOut();
 }

@@ -30,6 +30,10 @@ export interface StreamOwner {
   sendWindow(id: number, bytes: number): void;
   /** `bytes` received on the connection reached a stream's buffer, or were dropped: the connection's window (batched there). */
   returnConnectionWindow(bytes: number): void;
+  /** After our FIN, the peer's time to send its own before the stream goes (ms; 0: no bound). */
+  readonly closeTimeoutMs: number;
+  /** The peer did not end its half within closeTimeoutMs of our FIN (counted). */
+  closeTimedOut(): void;
   sendReset(id: number, code: number): void;
   removed(id: number): void;
 }
@@ -54,7 +58,8 @@ export interface StreamOwner {
  * stream: the responses of every other request to that peer waited until the stalled ones
  * timed out (head-of-line blocking).
  * destroy() before both halves ended resets the stream at the peer (RESET), as closing a
- * TCP socket with unread data resets it.
+ * TCP socket with unread data resets it. After our FIN (end()) the peer has the owner's
+ * closeTimeoutMs to end its half too (closeTimedOut()).
  */
 export class MuxStream extends Duplex {
   /** Bytes the peer may still send us before we grant more. */
@@ -69,7 +74,12 @@ export class MuxStream extends Duplex {
   private blocked: { buf: Buffer; off: number; cb: (e?: Error | null) => void } | null = null;
   private finSent = false;
   private finReceived = false;
-  private resetByPeer = false;
+  /** The peer needs no RESET when the stream goes: it reset it itself, or the stream was let go after our FIN (closeTimedOut). */
+  private noReset = false;
+  /** DATA came after our FIN: the peer is still sending (closeTimedOut resets it then). */
+  private dataAfterFin = false;
+  /** Armed at our FIN (_final): the stream must be gone by then (closeTimedOut). */
+  private closeTimer: NodeJS.Timeout | null = null;
   /**
    * The peer has shown it took this stream: it granted window on it or sent DATA. A peer
    * refuses a stream (RESET Refused) at its first DATA, before either, so a request body
@@ -148,6 +158,7 @@ export class MuxStream extends Duplex {
       // nghttp2's automatic flow control does for node:http2; the stream's window bounds
       // what they cost (grant()).
       this.owner.returnConnectionWindow(payload.length);
+      if (this.finSent) this.dataAfterFin = true;
       const sink = this.sink;
       if (sink !== null && this.readableFlowing === true && this.readableLength === 0 && !this.destroyed) {
         sink(payload);
@@ -279,7 +290,7 @@ export class MuxStream extends Duplex {
 
   /** RESET from the peer, or the session is gone. */
   onReset(err: Error): void {
-    this.resetByPeer = true;
+    this.noReset = true;
     this.destroy(err);
   }
 
@@ -330,17 +341,50 @@ export class MuxStream extends Duplex {
   override _final(cb: (e?: Error | null) => void): void {
     this.finSent = true;
     this.owner.sendData(this.id, EMPTY_PAYLOAD, true);
+    // Our half is done (the writes before it have all been handed to the session): the
+    // stream must be gone within the close timeout, as Envoy bounds the wait for a peer's
+    // FIN after it closes a connection (delayed_close_timeout). Without it a peer that never
+    // ends its half kept the stream, its reader (an HTTP/1.1 connection) and a slot of
+    // maxStreams for good. One timer per stream end, not per request.
+    const ms = this.owner.closeTimeoutMs;
+    if (ms > 0) {
+      this.closeTimer = setTimeout(onCloseTimer, ms, this);
+      this.closeTimer.unref();
+    }
     cb();
+  }
+
+  /**
+   * The close timeout after our FIN ran out with the stream still here. The peer that has
+   * not ended its half is counted (the owner's limit). A RESET makes the peer drop what it
+   * has not read yet (the last window of a response to a slow client), so it goes only to
+   * a peer still sending, or that left bytes here unread, as TCP's close() sends RST only
+   * over unread data; else the stream is let go quietly, the peer reading what it has at
+   * its own pace, and what it sends later is dropped as a closed stream's (mux-session.ts
+   * data()). A peer that did end its half, but whose bytes our reader never took to their
+   * end (a paused HTTP/1.1 connection that is closing), is let go too: both halves ended,
+   * no RESET.
+   */
+  closeTimedOut(): void {
+    this.closeTimer = null;
+    if (this.destroyed) return;
+    if (!this.finReceived) {
+      this.owner.closeTimedOut();
+      if (!this.dataAfterFin && this.readableLength === 0) this.noReset = true;
+    }
+    this.destroy();
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.clearTimer();
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.closeTimer = null;
     this.gathered = null;
     this.sink = null;
     const b = this.blocked;
     this.blocked = null;
     b?.cb(err ?? new Error('stream destroyed'));
-    if (!this.resetByPeer && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, 0);
+    if (!this.noReset && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, 0);
     // Bytes never read: the connection had them back on arrival (onData), the stream's window goes with it.
     this.owed = 0;
     this.owner.removed(this.id);
@@ -409,6 +453,10 @@ export class MuxStream extends Duplex {
 
 function onStreamTimer(s: MuxStream): void {
   s.timerFired();
+}
+
+function onCloseTimer(s: MuxStream): void {
+  s.closeTimedOut();
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { MuxSession } from './mux-session.js';
+import { MuxSession, type MuxLimit } from './mux-session.js';
 import type { MuxStream } from './mux-stream.js';
 import { FLAG_FIN, FrameType, type FrameSink } from './frame.js';
 
@@ -12,8 +12,8 @@ export class MuxTestPairs {
   private server: Server | null = null;
   private made: MuxSession[] = [];
 
-  /** A loopback TCP connection: the connecting end (`raw`) and the accepted one, both connected. */
-  async connection(): Promise<{ raw: Socket; accepted: Socket }> {
+  /** A loopback TCP connection: the connecting end (`raw`; `allowHalfOpen`: it does not end its side when the other does) and the accepted one, both connected. */
+  async connection(o: { allowHalfOpen?: boolean } = {}): Promise<{ raw: Socket; accepted: Socket }> {
     if (this.server === null) {
       const srv = createServer();
       await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -21,7 +21,7 @@ export class MuxTestPairs {
     }
     const server = this.server;
     const accepted = new Promise<Socket>((r) => server.once('connection', r));
-    const raw = connect((server.address() as { port: number }).port, '127.0.0.1');
+    const raw = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', allowHalfOpen: o.allowHalfOpen === true });
     await new Promise((r) => raw.once('connect', r));
     return { raw, accepted: await accepted };
   }
@@ -31,17 +31,19 @@ export class MuxTestPairs {
     this.made.push(...sessions);
   }
 
-  async pair(o: { window?: number; connWindow?: number; maxStreams?: number; onStream?: (s: MuxStream) => void } = {}): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
+  /** `closeTimeoutMs` for both sessions (default the sessions'); `onLimit`: the server's limits. */
+  async pair(o: { window?: number; connWindow?: number; maxStreams?: number; closeTimeoutMs?: number; onStream?: (s: MuxStream) => void; onLimit?: (l: MuxLimit) => void } = {}): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
     const { raw, accepted: s } = await this.connection();
     const window = o.window ?? 64 * 1024;
     const connWindow = o.connWindow ?? 1 << 20;
     const maxStreams = o.maxStreams ?? 100;
     // Every stream gets an error listener: the tests end by destroying the sessions.
     const quiet = (st: MuxStream | null) => st?.on('error', () => undefined) ?? null;
-    const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, connectionWindowBytes: connWindow, maxStreams });
+    const closeTimeoutMs = o.closeTimeoutMs;
+    const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, closeTimeoutMs });
     const open = client.open.bind(client);
     client.open = () => quiet(open());
-    const peer = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => o.onStream?.(quiet(st)!) });
+    const peer = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, closeTimeoutMs, onLimit: o.onLimit, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => o.onStream?.(quiet(st)!) });
     this.made.push(client, peer);
     return { client, server: peer, raw };
   }
