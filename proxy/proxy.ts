@@ -356,6 +356,9 @@ export class Proxy {
       certs: () => this.certs(),
       drain: () => void this.drain(),
       debugRoute: (q) => explainRoute(this.routes, q),
+      clock: this.clock,
+      delayedCloseMs: config.limits.delayedCloseTimeoutMs,
+      onLimit: (limit) => this.metrics.limits.inc({ direction: 'admin', limit }),
     });
     if (opts.staticMesh !== false) this.applySnapshot({ version: 'static', source: 'static-config', services: config.mesh.services });
   }

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { isLevel, type Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import { adminHostRefusal } from '../../common/admin-host.js';
+import { systemClock, type Clock } from '../../common/clock.js';
+import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
 
 export interface AdminDeps {
   readonly address: string;
@@ -20,6 +22,15 @@ export interface AdminDeps {
   readonly drain: () => void;
   /** /debug/route: [status, JSON] for a request described by the query (routing/explain-route.ts). */
   readonly debugRoute?: (q: { authority: string; path: string; method: string; headers: Record<string, string | string[]> }) => [number, unknown];
+  readonly clock?: Clock;
+  /**
+   * A response must be written with no more than this without progress, or its connection
+   * is destroyed (a client that does not read; limits.delayedCloseTimeoutMs, net/delayed-close.ts
+   * boundFlush). Default DEFAULT_DELAYED_CLOSE_MS; 0: off.
+   */
+  readonly delayedCloseMs?: number;
+  /** Counts the bound above firing (wren_limit_exceeded_total{direction="admin"}). */
+  readonly onLimit?: (limit: 'delayed-close-timeout') => void;
 }
 
 const ENDPOINTS: readonly [string, string, string][] = [
@@ -67,8 +78,13 @@ export class AdminServer {
   private readonly server: Server;
 
   constructor(private readonly d: AdminDeps) {
+    const clock = d.clock ?? systemClock;
+    const ms = d.delayedCloseMs ?? DEFAULT_DELAYED_CLOSE_MS;
+    const fired = (): void => d.onLimit?.('delayed-close-timeout');
     this.server = createServer((req, res) => {
-      this.route(req, res).catch((err: Error) => send(res, 500, 'text/plain', `${err.message}\n`));
+      this.route(req, res)
+        .catch((err: Error) => send(res, 500, 'text/plain', `${err.message}\n`))
+        .then(() => boundFlush(res, clock, ms, fired), () => undefined);
     });
   }
 

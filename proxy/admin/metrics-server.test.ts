@@ -21,6 +21,8 @@ const probes = new Map<string, () => Promise<AppProbeOutcome>>([
   ['/app-health/web/startupz', async () => ({ result: 'timeout', reason: 'timed out after 1s' })],
   ['/app-health/slow/readyz', () => new Promise((r) => (releaseHung = () => r({ result: 'success', reason: 'ok' })))],
 ]);
+const SMALL = 'istio_requests_total{reporter="source"} 1\n';
+let body = SMALL;
 let server: MetricsServer;
 let port: number;
 
@@ -30,7 +32,7 @@ beforeAll(async () => {
     limits: { requestHeadersTimeoutMs: 10_000, maxConnectionsPerListener: 3 },
     onLimit: (l) => void limits.push(l),
     ready: () => ready,
-    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'istio_requests_total{reporter="source"} 1\n' }),
+    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body }),
     appProbes: { has: (path) => probes.has(path), run: (path) => (probeRuns.push(path), probes.get(path)!()) },
   });
   port = (await server.listen()).port;
@@ -126,4 +128,27 @@ test('connections over maxConnectionsPerListener are refused at accept, counted'
   await Promise.all(held.map(closed));
   await new Promise((r) => setTimeout(r, 50));
   expect((await fetch(url('/stats/prometheus'))).status).toBe(200);
+});
+
+test('a scraper that does not read its response is let go once nothing moves for the delayed close (1 s), counted', async () => {
+  body = 'x'.repeat(32 << 20); // more than the kernel's buffers take
+  try {
+    const held = await open();
+    held.on('error', () => undefined);
+    held.pause();
+    held.write('GET /stats/prometheus HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 200 && !limits.includes('delayed-close-timeout'); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      clock.advance(1000);
+    }
+    expect(limits).toEqual(['delayed-close-timeout']);
+    held.destroy();
+  } finally {
+    body = SMALL;
+  }
+  // A scraper that reads is served whole, nothing more counted.
+  const ok = await fetch(url('/stats/prometheus'));
+  expect([ok.status, await ok.text()]).toEqual([200, SMALL]);
+  clock.advance(5000);
+  expect(limits).toEqual(['delayed-close-timeout']);
 });

@@ -5,6 +5,7 @@ import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { AppProber } from './app-prober.js';
+import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
 
 export interface MetricsServerDeps {
   readonly address: string;
@@ -12,10 +13,15 @@ export interface MetricsServerDeps {
   readonly port: number;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** The proxy's limits: the request head must arrive within requestHeadersTimeoutMs; at most maxConnectionsPerListener open. */
-  readonly limits: { readonly requestHeadersTimeoutMs: number; readonly maxConnectionsPerListener: number };
+  /**
+   * The proxy's limits: the request head must arrive within requestHeadersTimeoutMs; at most
+   * maxConnectionsPerListener open; the response written with no more than
+   * delayedCloseTimeoutMs (default DEFAULT_DELAYED_CLOSE_MS) without progress, or the
+   * connection is destroyed (a scraper that does not read must not hold a slot).
+   */
+  readonly limits: { readonly requestHeadersTimeoutMs: number; readonly maxConnectionsPerListener: number; readonly delayedCloseTimeoutMs?: number };
   /** Counts a limit firing (wren_limit_exceeded_total{direction="metrics"}). */
-  readonly onLimit: (limit: 'max-connections' | 'request-headers-timeout') => void;
+  readonly onLimit: (limit: 'max-connections' | 'request-headers-timeout' | 'delayed-close-timeout') => void;
   /** Same as the admin port's /ready. */
   readonly ready: () => { ready: boolean; reason: string };
   /** Same registry output as the admin port's /metrics (aggregated over workers when concurrency > 1). */
@@ -97,19 +103,28 @@ export class MetricsServer {
     const path = (req.url ?? '/').split('?')[0];
     const probe = path.startsWith('/app-health/') && this.d.appProbes?.has(path) === true;
     const known = METRICS_PATHS.has(path) || path === READY_PATH || probe;
-    if (!known) return send(res, 404, 'text/plain', `not found: this port serves only GET /stats/prometheus, GET ${READY_PATH} and the pod's GET /app-health/<container>/<probe>\n`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', `method ${req.method} not allowed on ${path}\n`, { allow: 'GET, HEAD' });
+    if (!known) return this.send(res, 404, 'text/plain', `not found: this port serves only GET /stats/prometheus, GET ${READY_PATH} and the pod's GET /app-health/<container>/<probe>\n`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.send(res, 405, 'text/plain', `method ${req.method} not allowed on ${path}\n`, { allow: 'GET, HEAD' });
     if (path === READY_PATH) {
       const r = this.d.ready();
-      return send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
+      return this.send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
     }
     // kubelet fails a probe on any status >= 400; 503 says the app (not this port) is unwell.
-    if (probe) return void this.d.appProbes!.run(path).then((o) => send(res, o.result === 'success' ? 200 : 503, 'text/plain', `${o.reason}\n`));
+    if (probe) return void this.d.appProbes!.run(path).then((o) => this.send(res, o.result === 'success' ? 200 : 503, 'text/plain', `${o.reason}\n`));
     this.d.metrics().then(
-      (m) => send(res, 200, m.contentType, m.body),
-      (e: Error) => send(res, 500, 'text/plain', `${e.message}\n`),
+      (m) => this.send(res, 200, m.contentType, m.body),
+      (e: Error) => this.send(res, 500, 'text/plain', `${e.message}\n`),
     );
   }
+
+  private send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+    if (res.destroyed) return;
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), connection: 'close', ...extra });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+    boundFlush(res, this.d.clock, this.d.limits.delayedCloseTimeoutMs ?? DEFAULT_DELAYED_CLOSE_MS, this.fired);
+  }
+
+  private readonly fired = (): void => this.d.onLimit('delayed-close-timeout');
 
   close(): Promise<void> {
     return new Promise((r) => {
@@ -121,9 +136,3 @@ export class MetricsServer {
 
 const HEADERS_TIMER = Symbol('metrics-headers-timer');
 type SocketWithTimer = Socket & { [HEADERS_TIMER]?: Timer };
-
-function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
-  if (res.destroyed) return;
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), connection: 'close', ...extra });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
-}

@@ -244,6 +244,7 @@ describe('abuse limits (docs/security.md)', () => {
       requestHeadersTimeoutMs: 10_000,
       idleConnectionTimeoutMs: 3_600_000,
       streamIdleTimeoutMs: 300_000,
+      delayedCloseTimeoutMs: 1000,
       maxConnectionsPerListener: 4096,
       prematureResets: { totalStreamCount: 500, minStreamLifetimeMs: 1000 },
       maxStreamsPerCaller: 100,
@@ -255,6 +256,9 @@ describe('abuse limits (docs/security.md)', () => {
   test('durations parse; bad values name the field path', () => {
     expect(parseProxyConfig({ tls: files, limits: { requestHeadersTimeoutMs: '2s', streamIdleTimeoutMs: 0 } }).limits).toMatchObject({ requestHeadersTimeoutMs: 2000, streamIdleTimeoutMs: 0 });
     expect(problem({ tls: files, limits: { idleConnectionTimeoutMs: 'soon' } })).toContain('limits.idleConnectionTimeoutMs');
+    expect(parseProxyConfig({ tls: files, limits: { delayedCloseTimeoutMs: '250ms' } }).limits.delayedCloseTimeoutMs).toBe(250);
+    expect(parseProxyConfig({ tls: files, limits: { delayedCloseTimeoutMs: 0 } }).limits.delayedCloseTimeoutMs).toBe(0);
+    expect(problem({ tls: files, limits: { delayedCloseTimeoutMs: -1 } })).toContain('limits.delayedCloseTimeoutMs');
     expect(problem({ tls: files, limits: { maxConnectionsPerListener: 0 } })).toContain('limits.maxConnectionsPerListener');
     expect(problem({ tls: files, limits: { prematureResets: { totalStreamCount: 1 } } })).toContain('limits.prematureResets.totalStreamCount');
     expect(problem({ tls: files, limits: { peerKeepalive: { every: '1s' } } })).toContain('limits.peerKeepalive.every');

@@ -251,6 +251,13 @@ export interface ProxyLimits {
   readonly idleConnectionTimeoutMs: number;
   /** A request/stream on which no byte moves either way for this long is reset (Envoy stream_idle_timeout, 5 min). */
   readonly streamIdleTimeoutMs: number;
+  /**
+   * After an HTTP/1.1 connection's last response (`connection: close`, an error response, a
+   * drain) the client has this long to close its side, then the socket is destroyed; while
+   * the response's last bytes are still being written, any progress starts the wait again
+   * (Envoy delayed_close_timeout, 1 s).
+   */
+  readonly delayedCloseTimeoutMs: number;
   /** Open connections per listener; more are refused at accept (Envoy max_downstream_connections). */
   readonly maxConnectionsPerListener: number;
   /**
@@ -371,6 +378,7 @@ const shape = obj({
     requestHeadersTimeoutMs: duration(10_000),
     idleConnectionTimeoutMs: duration(3_600_000),
     streamIdleTimeoutMs: duration(300_000),
+    delayedCloseTimeoutMs: duration(1000),
     maxConnectionsPerListener: num({ int: true, min: 1, default: 4096 }),
     prematureResets: obj({
       totalStreamCount: num({ int: true, min: 2, default: 500 }),

@@ -8,11 +8,12 @@ import { reasonPhrase } from './reason-phrase.js';
 import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields, headJoinsChunk } from './serialize.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
-import type { Clock } from '../../common/clock.js';
+import type { Clock, Timer } from '../../common/clock.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { lentCopy, SocketReleases } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
 import type { Cancel } from '../../common/cancel.js';
+import { DEFAULT_DELAYED_CLOSE_MS, unwritten } from '../net/delayed-close.js';
 
 export interface H1ConnectionOptions {
   /** Called once per request, at its head (the body streams after). Must answer through the exchange. */
@@ -38,8 +39,18 @@ export interface H1ConnectionOptions {
   readonly limits?: H1Limits;
   /** Standard reason phrases on status lines (as node:http sends them). Default: none. */
   readonly reasons?: boolean;
-  /** Read for the timestamps that checkTimers() compares; without it the timers are off. */
+  /** Read for the timestamps that checkTimers() compares, and arms the delayed close; without it the timers are off. */
   readonly clock?: Clock;
+  /**
+   * Once the connection has ended its side (a response with `connection: close`, an error
+   * response, a drain, the client's FIN), the client has this long to close its own before
+   * the socket is destroyed (Envoy's delayed_close_timeout); while our last bytes are still
+   * being written, each bit of progress starts the wait again. 0: off. Default
+   * DEFAULT_DELAYED_CLOSE_MS (with a clock).
+   */
+  readonly delayedCloseMs?: number;
+  /** A limit fired outside checkTimers(): the delayed close destroyed a socket the client kept open. */
+  onLimit?(limit: H1TimerLimit): void;
   /**
    * The client's FIN is a half-close, not its going away: whole requests are answered, then
    * the connection closes. For transports that have a separate "gone" signal (a mesh
@@ -64,8 +75,8 @@ export const Phase = {
   Gone: 3,
 } as const;
 
-/** Which timeout fired in checkTimers(). */
-export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'stream-idle-timeout';
+/** Which timeout fired in checkTimers(), or the delayed close (onLimit). */
+export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'stream-idle-timeout' | 'delayed-close-timeout';
 
 /**
  * Serves HTTP/1.1 on a socket with the codec: no IncomingMessage, ServerResponse or
@@ -83,6 +94,8 @@ export type H1TimerLimit = 'request-headers-timeout' | 'idle-connection-timeout'
  * says a FIN is only a half-close (`halfClose`: a mux stream, which has RESET for going
  * away): then whole requests are answered, pipelined ones in order, and the connection
  * closes after them (RFC 9112 section 9.6: "a client ... might close its sending side").
+ * Once the connection has ended its side, the client has `delayedCloseMs` to close its own
+ * (Envoy's delayed_close_timeout), then the socket is destroyed (endSocket()).
  */
 export class H1Connection implements H1Handler {
   private readonly parser: H1Parser;
@@ -99,6 +112,11 @@ export class H1Connection implements H1Handler {
   since = 0;
   readonly reasons: boolean;
   private readonly clock: Clock | undefined;
+  private readonly delayedCloseMs: number;
+  /** The delayed close (endSocket()): armed once our side has ended, cleared when the socket closes. */
+  private closeTimer: Timer | null = null;
+  /** What node held unwritten for the socket when the delayed close last looked (unwritten()). */
+  private closeBacklog = 0;
   /** The transport half-closes (a mux stream): see the class comment, and responseEnded() for a request body that outlives its response. */
   readonly halfClose: boolean;
   private readonly onData = (d: Buffer): void => inTurn(this.feed, this, d);
@@ -118,6 +136,7 @@ export class H1Connection implements H1Handler {
     this.parser = new H1Parser(this, false, opts.limits ?? DEFAULT_H1_LIMITS);
     this.reasons = opts.reasons === true;
     this.clock = opts.clock;
+    this.delayedCloseMs = opts.delayedCloseMs ?? DEFAULT_DELAYED_CLOSE_MS;
     this.halfClose = opts.halfClose === true;
     this.releases = socket instanceof Socket ? new SocketReleases(socket) : null;
     this.since = this.now();
@@ -194,7 +213,7 @@ export class H1Connection implements H1Handler {
     }
     this.closing = true;
     this.phase = Phase.Gone;
-    if (!this.socket.writableEnded) this.socket.end();
+    this.endSocket();
   }
 
   /** A half-closed client sends no more: a request cut short is 'truncated' (the error table), else the connection closes. */
@@ -203,12 +222,54 @@ export class H1Connection implements H1Handler {
     if (this.ex !== null) return; // its error response (or cut) closes the connection
     this.closing = true;
     this.phase = Phase.Gone;
-    if (!this.socket.writableEnded) this.socket.end();
+    this.endSocket();
+  }
+
+  /**
+   * Ends our side (a FIN once what is queued has been written) and arms the delayed close:
+   * a client that keeps its half open (or never reads our last bytes) must not hold the
+   * socket, and its place under the listener's connection cap, for good. Envoy's
+   * delayed_close_timeout: the client gets delayedCloseMs to close, the wait starting again
+   * while our last bytes are still being written and some moved since the last look. A
+   * timer of the connection's own, armed only once it is ending (never per request).
+   */
+  private endSocket(): void {
+    const s = this.socket;
+    if (!s.writableEnded) s.end();
+    const clock = this.clock;
+    if (clock === undefined || this.delayedCloseMs <= 0 || this.closeTimer !== null || this.closed || s.destroyed) return;
+    this.closeBacklog = unwritten(s);
+    this.closeTimer = clock.setTimeout(() => this.delayedClose(), this.delayedCloseMs);
+    this.closeTimer.unref?.();
+  }
+
+  private delayedClose(): void {
+    this.closeTimer = null;
+    const s = this.socket;
+    if (this.closed || s.destroyed) return;
+    if (!s.writableFinished) {
+      const left = unwritten(s);
+      if (left !== this.closeBacklog) {
+        this.closeBacklog = left;
+        this.closeTimer = this.clock!.setTimeout(() => this.delayedClose(), this.delayedCloseMs);
+        this.closeTimer.unref?.();
+        return;
+      }
+    }
+    this.opts.onLimit?.('delayed-close-timeout');
+    s.destroy();
+  }
+
+  private disarmClose(): void {
+    if (this.closeTimer === null) return;
+    this.clock!.clearTimeout(this.closeTimer);
+    this.closeTimer = null;
   }
 
   private onClose(): void {
     this.closed = true;
     this.phase = Phase.Gone;
+    this.disarmClose();
     const ex = this.ex;
     this.ex = null;
     if (ex && !ex.ended) ex.aborted();
@@ -251,7 +312,7 @@ export class H1Connection implements H1Handler {
     if (this.ex === null && !this.closed) {
       this.closing = true;
       this.phase = Phase.Gone;
-      this.socket.end();
+      this.endSocket();
     }
   }
 
@@ -260,6 +321,7 @@ export class H1Connection implements H1Handler {
     this.phase = Phase.Gone;
     this.closing = true;
     this.ex = null;
+    this.disarmClose();
     const s = this.socket;
     s.removeListener('data', this.onData);
     setDirectReads(s, null);
@@ -379,7 +441,7 @@ export class H1Connection implements H1Handler {
       if (!ex.requestEnded) ex.cutBody();
       this.closing = true;
       this.phase = Phase.Gone;
-      this.socket.end();
+      this.endSocket();
       // An upgrade not switched: the bytes held behind it are dropped, and the socket read on
       // to the client's FIN (paused, it would never see it: the connection, or a mux stream's
       // slot, would stay open for good).

@@ -262,7 +262,13 @@ export class Conn implements H1Handler {
 
   private onSocketEnd(): void {
     const ex = this.ex;
-    if (ex === null || this.ended) return;
+    // The server ended its side with no response due: the connection takes no more requests.
+    // A TCP or TLS socket closes by itself (allowHalfOpen false); a mesh multiplexer stream
+    // (allowHalfOpen) stayed half-open in the idle list, to be reused for a request the server
+    // never reads, and held the server's side until its delayed close destroyed it.
+    if (ex === null) return this.close(null);
+    // Its response is whole (a body still being sent, meshH2): exchangeDone does not reuse it.
+    if (this.ended) return;
     this.parser.finish(); // ends a close-delimited body; a cut-short response goes to onError
     if (this.ended && this.ex === ex) return this.complete(ex, false);
     // Nothing of a response arrived (finish() says nothing for an idle parser).
@@ -292,7 +298,7 @@ export class Conn implements H1Handler {
     ex.conn = null;
     ex.detach();
     // idleMs 0: the server's keep-alive hint leaves no safe time to reuse the connection.
-    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed || this.generation !== this.origin.pool.generation || this.origin.draining) return this.close(null);
+    if (!clean || this.head?.keepAlive !== true || !ex.sent || this.idleMs <= 0 || this.dead || this.socket.destroyed || this.socket.readableEnded || this.generation !== this.origin.pool.generation || this.origin.draining) return this.close(null);
     this.origin.release(this);
   }
 

@@ -241,6 +241,27 @@ describe('H1Pool', () => {
     expect(sameMap(fresh, used)).toBe(true);
   });
 
+  it('a connection whose server ended its side while idle is closed, not kept half-open and reused (a transport that half-closes, as a mesh stream)', async () => {
+    let accepted = 0;
+    let serverClosed = 0;
+    const port = await rawApp((s) => {
+      accepted++;
+      s.on('error', () => undefined);
+      s.on('close', () => serverClosed++);
+      // Answers one request (kept alive), then ends its side (a drain) and reads on.
+      s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    });
+    // allowHalfOpen, as a mux stream (mux-stream.ts): the server's FIN does not end our side by itself.
+    // Fake time: the pool's idle timeout (4 s) must not be what closes it.
+    const p = pool({ connect: (host, port) => netConnect({ host, port, allowHalfOpen: true }), clock: new FakeClock() });
+    expect(await text(await send(p, port))).toBe('ok');
+    for (let i = 0; i < 2000 && serverClosed === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(serverClosed).toBe(1);
+    // The next request takes a new connection, not the one the server ended.
+    expect(await text(await send(p, port))).toBe('ok');
+    expect(accepted).toBe(2);
+  });
+
   it('resends a bodyless request once when a reused connection turns out closed, but not one with a body', async () => {
     const port = await rawApp((s, n) => {
       s.once('data', () => {

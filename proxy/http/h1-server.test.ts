@@ -274,6 +274,45 @@ describe('H1Server', () => {
     expect(limits).toEqual(['request-headers-timeout', 'stream-idle-timeout']);
   });
 
+  it('delayed close: a client that keeps its half open after `connection: close` is destroyed after 1 s by default (or delayedCloseMs), reported, its connection forgotten', async () => {
+    const clock = new FakeClock();
+    await start(async () => text('ok'), { clock });
+    const halfOpen = async (): Promise<{ s: Socket; ended: Promise<unknown> }> => {
+      const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      s.on('error', () => undefined);
+      s.resume();
+      const ended = once(s, 'end');
+      await once(s, 'connect');
+      s.write('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      return { s, ended };
+    };
+    const a = await halfOpen();
+    await a.ended; // answered, and our side ended
+    expect(h1.connections).toBe(1);
+    await new Promise((r) => setTimeout(r, 20));
+    clock.advance(999);
+    await new Promise((r) => setTimeout(r, 20));
+    expect([h1.connections, limits]).toEqual([1, []]);
+    clock.advance(1);
+    while (h1.connections > 0) await new Promise((r) => setTimeout(r, 5));
+    expect(limits).toEqual(['delayed-close-timeout']);
+    a.s.destroy();
+    h1.close();
+    await new Promise((r) => listener.close(r));
+    limits.length = 0;
+    await start(async () => text('ok'), { clock, delayedCloseMs: 5000 });
+    const b = await halfOpen();
+    await b.ended;
+    await new Promise((r) => setTimeout(r, 20));
+    clock.advance(4999);
+    await new Promise((r) => setTimeout(r, 20));
+    expect([h1.connections, limits]).toEqual([1, []]);
+    clock.advance(1);
+    while (h1.connections > 0) await new Promise((r) => setTimeout(r, 5));
+    expect(limits).toEqual(['delayed-close-timeout']);
+    b.s.destroy();
+  });
+
   it('idle keep-alive connections close after the idle timeout; closeIdle() drains: idle closed now, in-flight finished with connection: close', async () => {
     const clock = new FakeClock();
     let release: (() => void) | undefined;

@@ -51,6 +51,13 @@ export interface H1ServerOptions {
   readonly idleTimeoutMs?: number;
   /** A request on whose connection no byte moves either way for this long is cut (0: off). */
   readonly streamIdleTimeoutMs?: number;
+  /**
+   * Once a connection has ended its side, the client has this long to close its own before
+   * the socket is destroyed (Envoy delayed_close_timeout; 0: off). Default
+   * DEFAULT_DELAYED_CLOSE_MS (H1ConnectionOptions.delayedCloseMs).
+   */
+  readonly delayedCloseMs?: number;
+  /** A timeout fired (the sweep's, or a connection's delayed close). */
   readonly onLimit?: (limit: H1TimerLimit) => void;
   /** A request started (+1) or ended (-1): its response written, or its client gone. For graceful drain. */
   readonly onExchange?: (delta: 1 | -1) => void;
@@ -195,6 +202,7 @@ class ServedConnection implements H1ConnectionOptions {
   readonly reasons = true;
   readonly clock: Clock;
   readonly halfClose: boolean;
+  readonly delayedCloseMs: number | undefined;
   private readonly source: ProxyRequest['source'];
   private readonly origDst: ProxyRequest['origDst'];
   private readonly writer = new H1ResponseWriter();
@@ -218,6 +226,7 @@ class ServedConnection implements H1ConnectionOptions {
     this.source = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: o.identityOf?.(socket) ?? '' };
     this.origDst = o.origDstOf?.(socket);
     this.halfClose = o.halfCloseOf?.(socket) ?? false;
+    this.delayedCloseMs = o.delayedCloseMs;
     this.conn = new H1Connection(socket, this);
   }
 
@@ -264,6 +273,10 @@ class ServedConnection implements H1ConnectionOptions {
 
   onClientError(err: H1Error): void {
     this.server.opts.onClientError?.(err);
+  }
+
+  onLimit(limit: H1TimerLimit): void {
+    this.server.opts.onLimit?.(limit);
   }
 
   onClose(): void {

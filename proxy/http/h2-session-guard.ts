@@ -8,6 +8,8 @@ export type LimitName =
   | 'request-headers-timeout'
   | 'idle-connection-timeout'
   | 'stream-idle-timeout'
+  // An HTTP/1.1 connection we ended whose client did not close its side in time (limits.delayedCloseTimeoutMs).
+  | 'delayed-close-timeout'
   | 'max-connections'
   | 'premature-resets'
   | 'max-streams-per-caller'

@@ -159,6 +159,7 @@ export class InboundListener {
       // requests are answered. On the TLS connections a FIN is the caller gone.
       halfCloseOf: (s) => s instanceof MuxStream,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+      delayedCloseMs: L.delayedCloseTimeoutMs,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: (n) => this.track(n),
     });

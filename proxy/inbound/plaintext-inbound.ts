@@ -71,6 +71,7 @@ export class PlaintextInbound {
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+      delayedCloseMs: L.delayedCloseTimeoutMs,
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
       onExchange: d.track,
     });

@@ -105,7 +105,7 @@ export class ProxyMetrics {
     });
     this.limits = new Counter({
       name: 'wren_limit_exceeded_total',
-      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, app-keepalive-timeout (the HTTP/2 session to the app did not answer a PING), peer-metadata-values, stats-report-edges: edges left out of a StatsReport, mesh-http1-connections-per-peer and mesh-http2-streams-per-peer: a request waited for a virtual connection to a peer sidecar, rate-limit-identity-buckets, shared-cluster-slots: a cluster counting its limits in its own worker, worker-shutdown-timeout: a listener worker terminated because it had not closed in time)',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, delayed-close-timeout (an HTTP/1.1 client did not close its side, or read our last bytes, in time after we ended ours), max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, app-keepalive-timeout (the HTTP/2 session to the app did not answer a PING), peer-metadata-values, stats-report-edges: edges left out of a StatsReport, mesh-http1-connections-per-peer and mesh-http2-streams-per-peer: a request waited for a virtual connection to a peer sidecar, rate-limit-identity-buckets, shared-cluster-slots: a cluster counting its limits in its own worker, worker-shutdown-timeout: a listener worker terminated because it had not closed in time)',
       labelNames: ['direction', 'limit'],
       registers,
     });

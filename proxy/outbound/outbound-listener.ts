@@ -100,6 +100,7 @@ export class OutboundListener {
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
+      delayedCloseMs: L.delayedCloseTimeoutMs,
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
       onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label }),
     });
