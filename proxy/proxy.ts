@@ -211,6 +211,8 @@ export class Proxy {
             maxHeaderListBytes: config.limits.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
             resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, keepalive,
             onKeepaliveTimeout: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-keepalive-timeout' }),
+            // The app is untrusted here as the app on the outbound is: its floods count as the frame-level server's do.
+            onLimit: (limit) => this.metrics.limits.inc({ direction: 'inbound', limit }),
           })
         : undefined;
     const meshOpts = {

@@ -5,6 +5,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { H2ClientSession, wasRefusedByApp } from './h2-client-session.js';
+import type { LimitName } from '../http/h2-session-guard.js';
 
 export interface AppH2ClientOptions {
   readonly address: string;
@@ -21,6 +22,8 @@ export interface AppH2ClientOptions {
   readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly onKeepaliveTimeout?: () => void;
   readonly onConnection?: () => void;
+  /** A session's flood guard fired (H2ClientSessionOptions.onLimit): the inbound counts it. */
+  readonly onLimit?: (limit: LimitName) => void;
 }
 
 /**
@@ -57,6 +60,7 @@ export class AppH2Client {
       maxHeaderListBytes: o.maxHeaderListBytes,
       resetBudget: o.resetBudget,
       onResetBudget: o.onResetBudget,
+      onLimit: o.onLimit,
       onRetired: (r) => {
         if (this.sessions.get(port) === r) this.sessions.delete(port);
       },

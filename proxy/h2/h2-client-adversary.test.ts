@@ -308,6 +308,95 @@ test('a flood of empty CONTINUATION frames (CVE-2024-27316 style) is a connectio
   expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/CONTINUATION/) });
 });
 
+/** Writes `batch` until the session is gone (or `rounds` batches), waiting for the socket's drain: the app does not read. */
+async function flood(conn: RawConn, s: H2ClientSession, batch: Buffer, rounds: number): Promise<void> {
+  for (let i = 0; i < rounds && !conn.socket.destroyed && !s.destroyed; i++) {
+    if (!conn.socket.write(batch)) await Promise.race([new Promise((r) => conn.socket.once('drain', r)), new Promise((r) => conn.socket.once('close', r))]);
+  }
+}
+
+describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"inbound\"}), named as the frame-level server's", () => {
+  test('unread PING ACKs with no request in flight: h2-unread-control-frames', async () => {
+    let conn!: RawConn;
+    const port = await settingsApp((c) => (conn = c));
+    const limits: string[] = [];
+    const s = session(port, { onLimit: (l) => void limits.push(l) });
+    await until(() => conn !== undefined);
+    await conn.next(isSettingsAck);
+    conn.socket.pause();
+    await flood(conn, s, Buffer.concat(Array.from({ length: 10_000 }, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)))), 100);
+    await until(() => s.destroyed, 10_000);
+    expect(limits).toEqual(['h2-unread-control-frames']);
+  });
+
+  test('unread SETTINGS ACKs: h2-unread-control-frames', async () => {
+    let conn!: RawConn;
+    const port = await rawApp((c) => (conn = c));
+    const limits: string[] = [];
+    const s = session(port, { onLimit: (l) => void limits.push(l) });
+    await until(() => conn !== undefined);
+    conn.socket.pause();
+    await flood(conn, s, Buffer.concat(Array.from({ length: 10_000 }, () => settings())), 200);
+    await until(() => s.destroyed, 10_000);
+    expect(limits).toEqual(['h2-unread-control-frames']);
+  });
+
+  test('a header block in empty CONTINUATION frames: h2-continuation-flood', async () => {
+    let conn!: RawConn;
+    const port = await settingsApp((c) => (conn = c));
+    const limits: string[] = [];
+    const s = session(port, { onLimit: (l) => void limits.push(l) });
+    const p = s.request(request(), {}).catch((e: unknown) => e);
+    await until(() => conn !== undefined);
+    await conn.next(isHeaders(1));
+    conn.socket.write(frame(FRAME.HEADERS, 0, 1, status200.subarray(0, 2)));
+    await flood(conn, s, Buffer.concat(Array.from({ length: 1000 }, () => frame(FRAME.CONTINUATION, 0, 1))), 100);
+    await until(() => s.destroyed, 5000);
+    expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/CONTINUATION/) });
+    expect(limits).toEqual(['h2-continuation-flood']);
+  });
+
+  test('a header block of more bytes than it may take (full CONTINUATION frames): h2-continuation-flood', async () => {
+    let conn!: RawConn;
+    const port = await settingsApp((c) => (conn = c));
+    const limits: string[] = [];
+    // maxHeaderListBytes 16 KiB: a block may take 2 x 16 KiB + one frame, 48 KiB.
+    const s = session(port, { onLimit: (l) => void limits.push(l) });
+    const p = s.request(request(), {}).catch((e: unknown) => e);
+    await until(() => conn !== undefined);
+    await conn.next(isHeaders(1));
+    const full = Buffer.alloc(16_384, 0x80);
+    conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, 0, 1, full), ...Array.from({ length: 5 }, () => frame(FRAME.CONTINUATION, 0, 1, full))]));
+    await until(() => s.destroyed, 5000);
+    expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/header block too large/) });
+    expect(limits).toEqual(['h2-continuation-flood']);
+  });
+
+  test('AppH2Client hands its onLimit to the sessions it opens', async () => {
+    let conn!: RawConn;
+    const port = await settingsApp((c) => (conn = c));
+    const limits: string[] = [];
+    const client = new AppH2Client({
+      address: '127.0.0.1', clock: systemClock, logger: silentLogger, connectTimeoutMs: 1000, streamWindowBytes: 65_536, connectionWindowBytes: 1 << 20, maxHeaderListBytes: 16_384, resetBudget: 0,
+      onLimit: (l) => void limits.push(l),
+    });
+    try {
+      const p = client.request(port, request(), {}).catch((e: unknown) => e);
+      await until(() => conn !== undefined);
+      await conn.next(isSettingsAck);
+      conn.socket.pause();
+      const batch = Buffer.concat(Array.from({ length: 10_000 }, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8))));
+      for (let i = 0; i < 100 && !conn.socket.destroyed && limits.length === 0; i++) {
+        if (!conn.socket.write(batch)) await Promise.race([new Promise((r) => conn.socket.once('drain', r)), new Promise((r) => conn.socket.once('close', r))]);
+      }
+      expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/ACKs unread/) });
+      expect(limits).toEqual(['h2-unread-control-frames']);
+    } finally {
+      client.close(0);
+    }
+  });
+});
+
 test('a response head in HEADERS and 8 small CONTINUATION frames (what nghttp2 accepts) is delivered', async () => {
   let conn!: RawConn;
   const port = await settingsApp((c) => (conn = c));

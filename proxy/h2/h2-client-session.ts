@@ -11,6 +11,7 @@ import { FrameWriter } from './frame-writer.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import { IdTable } from '../../common/id-table.js';
+import type { LimitName } from '../http/h2-session-guard.js';
 
 export interface H2ClientSessionOptions {
   /** Receive window per stream and for the connection (limits.http2Initial*WindowBytes). */
@@ -23,6 +24,14 @@ export interface H2ClientSessionOptions {
   readonly onResetBudget?: () => void;
   /** The session takes no new stream (GOAWAY, reset budget, connection gone): the pool opens another. */
   readonly onRetired: (s: H2ClientSession) => void;
+  /**
+   * A flood guard ended the session, named as the frame-level server's
+   * (h2-server-session.ts): `h2-unread-control-frames` (MAX_UNREAD_ACKS),
+   * `h2-continuation-flood` (a response header block in too many CONTINUATION frames, or
+   * too many bytes, which only CONTINUATIONs can carry). Counted whether or not a request
+   * was in flight (wren_limit_exceeded_total{direction="inbound"}).
+   */
+  readonly onLimit?: (limit: LimitName) => void;
 }
 
 /**
@@ -284,6 +293,13 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     this.destroy(new ProxyError('UPSTREAM_PROTOCOL', `HTTP/2 connection error from the app: ${why}`));
   }
 
+  /** A flood guard fired: counted, then GOAWAY ENHANCE_YOUR_CALM (a connection error), as the frame-level server's calm(). */
+  private calm(limit: LimitName, why: string): void {
+    if (this.destroyed) return;
+    this.o.onLimit?.(limit);
+    this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, why);
+  }
+
   private write(b: Buffer, done?: () => void): void {
     this.out.write(b, done);
   }
@@ -291,7 +307,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   /** An ACK the app asked for (PING, SETTINGS); false when too many are unread (the session is ending). */
   private ack(head: Buffer, payload?: Buffer): boolean {
     if (++this.acksOut > MAX_UNREAD_ACKS) {
-      this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, `over ${MAX_UNREAD_ACKS} PING or SETTINGS ACKs unread`);
+      this.calm('h2-unread-control-frames', `over ${MAX_UNREAD_ACKS} PING or SETTINGS ACKs unread`);
       return false;
     }
     if (payload === undefined) this.write(head, this.ackWritten);
@@ -426,11 +442,11 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
     this.hdrBytes += b.length;
     const limit = 2 * this.o.maxHeaderListBytes + DEFAULT_MAX_FRAME;
-    if (this.hdrBytes > limit) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'header block too large');
+    if (this.hdrBytes > limit) return this.calm('h2-continuation-flood', 'header block too large');
     // Frames count too: empty CONTINUATIONs add no bytes but cost a fragment and a turn each
     // (CVE-2024-27316). nghttp2 takes 8 (max_continuations); we take as many as full frames
     // of the largest block we accept need, and 8 more.
-    if (this.hdrParts.length > 8 + Math.ceil(limit / DEFAULT_MAX_FRAME)) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM, 'too many CONTINUATION frames');
+    if (this.hdrParts.length > 8 + Math.ceil(limit / DEFAULT_MAX_FRAME)) return this.calm('h2-continuation-flood', 'too many CONTINUATION frames');
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
