@@ -341,7 +341,8 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
     expect(limits).toEqual(['h2-unread-control-frames']);
   });
 
-  test('a header block in empty CONTINUATION frames: h2-continuation-flood', async () => {
+  /** A session counting its limits, with one request whose HEADERS the raw app has read. */
+  async function requestSent(): Promise<{ conn: RawConn; s: ReturnType<typeof session>; p: Promise<unknown>; limits: string[] }> {
     let conn!: RawConn;
     const port = await settingsApp((c) => (conn = c));
     const limits: string[] = [];
@@ -349,6 +350,11 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
     const p = s.request(request(), {}).catch((e: unknown) => e);
     await until(() => conn !== undefined);
     await conn.next(isHeaders(1));
+    return { conn, s, p, limits };
+  }
+
+  test('a header block in empty CONTINUATION frames: h2-continuation-flood', async () => {
+    const { conn, s, p, limits } = await requestSent();
     conn.socket.write(frame(FRAME.HEADERS, 0, 1, status200.subarray(0, 2)));
     await flood(conn, s, Buffer.concat(Array.from({ length: 1000 }, () => frame(FRAME.CONTINUATION, 0, 1))), 100);
     await until(() => s.destroyed, 5000);
@@ -357,14 +363,8 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
   });
 
   test('a header block of more bytes than it may take (full CONTINUATION frames): h2-continuation-flood', async () => {
-    let conn!: RawConn;
-    const port = await settingsApp((c) => (conn = c));
-    const limits: string[] = [];
     // maxHeaderListBytes 16 KiB: a block may take 2 x 16 KiB + one frame, 48 KiB.
-    const s = session(port, { onLimit: (l) => void limits.push(l) });
-    const p = s.request(request(), {}).catch((e: unknown) => e);
-    await until(() => conn !== undefined);
-    await conn.next(isHeaders(1));
+    const { conn, s, p, limits } = await requestSent();
     const full = Buffer.alloc(16_384, 0x80);
     conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, 0, 1, full), ...Array.from({ length: 5 }, () => frame(FRAME.CONTINUATION, 0, 1, full))]));
     await until(() => s.destroyed, 5000);
