@@ -329,6 +329,20 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
     expect(limits).toEqual(['h2-unread-control-frames']);
   });
 
+  test('a SETTINGS frame of more than 32 entries (each INITIAL_WINDOW_SIZE walks every stream): h2-settings-flood, the call fails', async () => {
+    const { conn, s, p, limits } = await requestSent();
+    conn.socket.write(settings(...Array.from({ length: 33 }, (): [number, number] => [SETTING_INITIAL_WINDOW_SIZE, 65_535])));
+    await until(() => s.destroyed, 5000);
+    expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/33 entries/) });
+    expect(limits).toEqual(['h2-settings-flood']);
+    // 32 are taken: the frame-level server's bound, node:http2's maxSettings.
+    const ok = await requestSent();
+    ok.conn.socket.write(settings(...Array.from({ length: 32 }, (): [number, number] => [SETTING_INITIAL_WINDOW_SIZE, 65_535])));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ok.s.destroyed).toBe(false);
+    expect(ok.limits).toEqual([]);
+  });
+
   test('unread SETTINGS ACKs: h2-unread-control-frames', async () => {
     let conn!: RawConn;
     const port = await rawApp((c) => (conn = c));

@@ -48,6 +48,8 @@ const SOCKET_BACKLOG_BYTES = 256 * 1024;
  * would otherwise have us buffer 17 bytes per 17-byte PING without end.
  */
 const MAX_UNREAD_ACKS = 1000;
+/** Entries in one SETTINGS frame (node:http2's maxSettings; the frame-level server's MAX_SETTINGS). */
+const MAX_SETTINGS = 32;
 
 /** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
 const REFUSED = new WeakSet<object>();
@@ -483,6 +485,10 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
       return;
     }
     if (p.length % 6 !== 0) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR, 'SETTINGS length');
+    // As the frame-level server's guard: each SETTINGS_INITIAL_WINDOW_SIZE walks every open
+    // stream, so a 16 KiB frame of 2730 of them against many streams is millions of updates
+    // for one read. node:http2 ends a connection whose SETTINGS has more than 32 entries.
+    if (p.length > 6 * MAX_SETTINGS) return this.calm('h2-settings-flood', `a SETTINGS frame of ${p.length / 6} entries (at most ${MAX_SETTINGS})`);
     for (let i = 0; i < p.length; i += 6) {
       const k = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
