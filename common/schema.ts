@@ -17,6 +17,17 @@ export class ConfigError extends Error {
 
 export type Parser<T> = (raw: unknown, path: string) => T;
 
+/**
+ * Where a JSON.parse failure is, without what: V8's message quotes the text around the
+ * error ("... is not valid JSON"), and the text may hold a secret (a key pasted into a
+ * JWKS, a probe's header), which would then reach logs and the control plane's
+ * /debug/rejected.
+ */
+export function jsonSyntaxProblem(e: unknown): string {
+  const at = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
+  return `invalid JSON${at !== undefined ? ` at position ${at}` : ''}`;
+}
+
 const show = (v: unknown): string => {
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + '...' : s;

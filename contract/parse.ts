@@ -7,7 +7,7 @@ import type {
 import { parseFaultInjection } from './parse-fault.js';
 import { parseRateLimitPolicy } from './parse-ratelimit.js';
 import {
-  arr, bool, duration, fail, literal, map, num, obj, optional, record, str, withDefault,
+  arr, bool, duration, fail, jsonSyntaxProblem, literal, map, num, obj, optional, record, str, withDefault,
   type Parser,
 } from '../common/schema.js';
 
@@ -308,9 +308,7 @@ export const parseJwksText: Parser<string> = (raw, path) => {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    // V8's message quotes the text around the error ("... is not valid JSON"): only where it is, not what.
-    const at = /position (\d+)/.exec((e as Error).message)?.[1];
-    return fail(path, `expected a JSON Web Key Set (JSON), got invalid JSON${at !== undefined ? ` at position ${at}` : ''}`);
+    return fail(path, `expected a JSON Web Key Set (JSON), got ${jsonSyntaxProblem(e)}`);
   }
   const keys = (doc as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys)) return fail(path, 'expected a JSON Web Key Set: an object with a "keys" list');

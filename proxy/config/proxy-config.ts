@@ -11,7 +11,7 @@ import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-confi
 import { parseEgressSettings, NO_EGRESS, type EgressSettings } from '../../contract/egress.js';
 import { APP_PROBES_ENV, parseAppProbes, type AppProbes } from '../../contract/app-probes.js';
 import {
-  ConfigError, arr, bool, duration, fail, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
+  ConfigError, arr, bool, duration, fail, jsonSyntaxProblem, literal, map, num, obj, optional, parseWith, port, record, str, withDefault, type Parser,
 } from '../../common/schema.js';
 
 /**
@@ -565,7 +565,7 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
       try {
         value = JSON.parse(text);
       } catch (e) {
-        throw new ConfigError(v.name, `expected JSON: ${(e as Error).message}`, 'environment');
+        throw new ConfigError(v.name, `expected JSON: ${jsonSyntaxProblem(e)}`, 'environment');
       }
     }
     const keys = v.path.split('.');

@@ -140,7 +140,7 @@ export class H1Server {
    */
   closeIdle(): void {
     this.draining = true;
-    for (const c of this.conns) c.conn.closeWhenIdle();
+    this.closeOpenIdle();
   }
 
   /**
