@@ -85,7 +85,7 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   retry: obj({
     retryOn: arr(
       literal([
-        '5xx', 'gateway-error', 'reset', 'connect-failure', 'refused-stream', 'retriable-status-codes',
+        '5xx', 'gateway-error', 'reset', 'connect-failure', 'refused-stream', 'per-try-timeout', 'retriable-status-codes',
         'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable',
       ] as const),
       { default: D.retry.retryOn as readonly never[] },

@@ -143,7 +143,17 @@ describe('route-rules layer', () => {
     expect(p.timeouts.requestMs).toBe(1500);
     // backendRequest also bounds the try's full response (GEP-1742): the backendRequestTimeout layer reads it here.
     expect(p.timeouts.backendRequestMs).toBe(500);
-    expect(p.retry).toMatchObject({ perTryTimeoutMs: 500, attempts: 3, retryOn: ['retriable-status-codes'], retriableStatusCodes: [503], minBackoffMs: 20 });
+    // GEP-1731: a rule retry also retries what never reached the app or was refused before
+    // processing (connect failure, REFUSED_STREAM, gRPC UNAVAILABLE / CANCELLED, as Istio
+    // compiles it) and a try that hit the backendRequest timeout.
+    expect(p.retry).toMatchObject({
+      perTryTimeoutMs: 500, attempts: 3, retriableStatusCodes: [503], minBackoffMs: 20,
+      retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'per-try-timeout', 'retriable-status-codes'],
+    });
+    // Without codes: the same failures, no status.
+    const noCodes = setup([{ name: 'r', rules: [{ backends: [backend('v1')], retry: { attempts: 1, codes: [], backoffMs: 0 } }] }]);
+    await noCodes.send('/');
+    expect(portPolicy(noCodes.seen[0].route!.service, noCodes.seen[0].route!.port).retry.retryOn).toEqual(['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'per-try-timeout']);
     expect(route.port.port).toBe(80);
     expect(route.port.endpoints).toBe(t.table.service('v1', 'default')!.ports[0].endpoints);
     // Without overrides the backend's own port object (its own policy) is used.

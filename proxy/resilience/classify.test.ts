@@ -104,6 +104,21 @@ describe('retryDecision', () => {
     expect(retryDecision(resp(503), policy(), { ...ctx, bodyless: true }).retry).toBe(false);
   });
 
+  it('a try that hit its per-try timeout matches `per-try-timeout` (a rule retry: GEP-1731), and no status condition', () => {
+    const timedOut = err('REQUEST_TIMEOUT', { bytesSent: true });
+    const p = policy({ retryOn: ['per-try-timeout'] });
+    expect(retryDecision(timedOut, p, ctx)).toEqual({ retry: true, reason: 'per-try-timeout' });
+    // A timeout is no 504 response: retriable-status-codes with 504 does not match it.
+    expect(retryDecision(timedOut, policy({ retryOn: ['retriable-status-codes'], retriableStatusCodes: [504] }), ctx).retry).toBe(false);
+    // per-try-timeout retries no response and no other failure.
+    expect(retryDecision(resp(504), p, ctx).retry).toBe(false);
+    expect(retryDecision(err('UPSTREAM_RESET', { bytesSent: true }), p, ctx).retry).toBe(false);
+    // A non-idempotent request that reached the upstream still needs retryNonIdempotent.
+    expect(retryDecision(timedOut, p, { ...ctx, idempotent: false })).toEqual({ retry: false, reason: 'non-idempotent' });
+    // The existing conditions keep their reasons.
+    expect(retryDecision(timedOut, policy({ retryOn: ['5xx', 'per-try-timeout'] }), ctx).reason).toBe('5xx');
+  });
+
   it('matches retriable status codes, including non-5xx ones', () => {
     const p = policy({ retryOn: ['retriable-status-codes'], retriableStatusCodes: [409, 503] });
     expect(retryDecision(resp(409), p, ctx)).toEqual({ retry: true, reason: 'retriable-status-codes' });

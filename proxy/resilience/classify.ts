@@ -23,6 +23,7 @@ export type RetryOn =
   | 'reset'
   | 'connect-failure'
   | 'refused-stream'
+  | 'per-try-timeout'
   | 'retriable-status-codes'
   | 'cancelled'
   | 'deadline-exceeded'
@@ -161,8 +162,14 @@ function classifyError(input: Extract<ClassifyInput, { type: 'error' }>): Outcom
       return local(error.label, retry(!sent, 'reset', '5xx', 'gateway-error'));
     case 'REQUEST_TIMEOUT':
       // Envoy maps an upstream timeout to 504 (local-origin "timeout" in split mode) and
-      // retries per-try timeouts on 5xx / gateway-error.
-      return local(error.label, retry(false, '5xx', 'gateway-error'));
+      // retries per-try timeouts on 5xx / gateway-error. `per-try-timeout` names this
+      // failure alone (no 5xx response with it): an HTTPRoute rule's retry retries the tries
+      // that hit its backendRequest timeout (GEP-1731: "any retry attempts which reach the
+      // configured BackendRequest timeout duration without a response SHOULD be canceled
+      // ... and the Gateway SHOULD schedule the next retry attempt"). The retry layer only
+      // sees a try's own timeout here: the request timeout, above it, aborts the request
+      // itself, which is never retried.
+      return local(error.label, retry(false, '5xx', 'gateway-error', 'per-try-timeout'));
     case 'IDLE_TIMEOUT':
       return local(error.label, NONE);
     case 'UPSTREAM_PROTOCOL':

@@ -94,11 +94,26 @@ function compileFilters(fs: readonly RouteFilter[], lookup: ServiceLookup): Comp
 }
 
 /**
+ * What an HTTPRoute rule's `retry` retries besides its `codes` (HTTPRouteRetry, GEP-1731):
+ * "Implementations SHOULD retry when a retry stanza is configured and the connection could
+ * not be established (...), or the backend explicitly rejected the request before
+ * processing it (e.g., HTTP/2 REFUSED_STREAM, gRPC UNAVAILABLE)", and a try that reached
+ * the BackendRequest timeout "SHOULD be canceled ... and the Gateway SHOULD schedule the
+ * next retry attempt" ("the retry-on-timeout behaviour as a default"). Istio compiles a
+ * rule retry to Envoy's `connect-failure,refused-stream,unavailable,cancelled,
+ * retriable-status-codes`; `per-try-timeout` is the timeout (classify.ts). Not `reset`: a
+ * connection reset after the request was sent may follow its processing, which the GEP says
+ * not to retry by default. Idempotency is the policy's as ever (retryNonIdempotent false).
+ */
+const RULE_RETRY_ON = Object.freeze(['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'per-try-timeout'] as const);
+
+/**
  * The rule's `timeouts` and `retry` in force instead of the backend port's TrafficPolicy
  * ones (HTTPRouteTimeouts: `request` bounds the whole request, retries included; the
- * `backendRequest` one try; HTTPRouteRetry: attempts = retries, codes, backoff as a floor). Carried as
- * a derived port object whose `policy` the resilience layers read through portPolicy(), so
- * they need no change; the cluster is found by name, so it is the backend's own.
+ * `backendRequest` one try; HTTPRouteRetry: attempts = retries, codes, backoff as a floor,
+ * and the failures of RULE_RETRY_ON). Carried as a derived port object whose `policy` the
+ * resilience layers read through portPolicy(), so they need no change; the cluster is
+ * found by name, so it is the backend's own.
  */
 function withRuleOverrides(t: Target, rule: RouteRule): Target {
   const { requestMs, backendRequestMs } = rule.timeouts;
@@ -109,7 +124,7 @@ function withRuleOverrides(t: Target, rule: RouteRule): Target {
     const r = rule.retry;
     retry = {
       ...retry,
-      retryOn: r.codes.length > 0 ? ['retriable-status-codes'] : [],
+      retryOn: r.codes.length > 0 ? [...RULE_RETRY_ON, 'retriable-status-codes'] : RULE_RETRY_ON,
       retriableStatusCodes: r.codes,
       attempts: r.attempts,
       // The cluster's jittered backoff still applies (its own policy); the rule's is a floor under it.

@@ -2,9 +2,10 @@ import { parseService } from '../../contract/parse.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { compileRouteManifests, type RouteManifest } from './routes.js';
 
-/** A backend service of the route suites: the app port behind the server sidecar, and the service's own TrafficPolicy if any. */
+/** A backend service of the route suites: the app port behind the server sidecar, its protocol (default http1), and the service's own TrafficPolicy if any. */
 export interface RoutedBackend {
   readonly port: number;
+  readonly protocol?: 'http1' | 'http2' | 'grpc';
   readonly policy?: Record<string, unknown>;
 }
 
@@ -12,7 +13,7 @@ export interface RoutedBackend {
  * The route suites' data path (HTTPRoutes on Service web:80, as test/gamma-routes.test.ts
  * builds it): a client sidecar given services by snapshot, a server sidecar in front of the
  * backends. `route(name, rules)` is an HTTPRoute whose parent is web:80; `use(...manifests)`
- * pushes to the client what the control plane would: one http1 service (port 80, namespace
+ * pushes to the client what the control plane would: one service (port 80, namespace
  * default) per backend, its one endpoint behind the server sidecar, with the routes
  * compileRouteManifests made for it, at a new snapshot version each time.
  */
@@ -29,7 +30,7 @@ export function webRoutes(client: () => Proxy, server: () => Proxy, backends: ()
       const s = server();
       const services = Object.entries(all).map(([name, b]) =>
         parseService({
-          name, ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port: b.port, proxyPort: s.inboundPort, identity: s.tls.spiffeId }] }], routes: routes.get(`${name}.default`),
+          name, ports: [{ port: 80, protocol: b.protocol ?? 'http1', endpoints: [{ address: '127.0.0.1', port: b.port, proxyPort: s.inboundPort, identity: s.tls.spiffeId }] }], routes: routes.get(`${name}.default`),
           ...(b.policy ? { policy: b.policy } : {}),
         }, name));
       client().applySnapshot({ version: String(++version), source: 'test', services });

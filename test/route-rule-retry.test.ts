@@ -1,0 +1,71 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Proxy } from '../proxy/proxy.js';
+import { testPki } from './helpers/pki.js';
+import { startProxy } from './helpers/proxy.js';
+import { echoClient, fakeGrpc, type EchoClient, type FakeGrpc } from './helpers/fake-grpc.js';
+import { httpEchoBackend, send, type EchoBackend } from './helpers/route-backends.js';
+import { webRoutes } from './helpers/web-routes.js';
+
+/**
+ * What an HTTPRoute rule's `retry` retries besides its `codes` (HTTPRouteRetry, GEP-1731;
+ * docs/traffic-management.md, Timeouts and retries): a try that reached the rule's
+ * `timeouts.backendRequest` ("SHOULD be canceled ... and the Gateway SHOULD schedule the
+ * next retry attempt"), and a request the backend "explicitly rejected ... before
+ * processing it (e.g., HTTP/2 REFUSED_STREAM, gRPC UNAVAILABLE)". A client sidecar with the
+ * routes, a server sidecar in front of the backends (test/helpers/web-routes.ts).
+ */
+const pki = testPki();
+let client: Proxy, server: Proxy;
+let echo: EchoBackend;
+let fake: FakeGrpc;
+let rpc: EchoClient;
+
+const { route: httpRoute, use: useRoutes } = webRoutes(() => client, () => server, () => ({
+  web: { port: echo.port }, echo: { port: echo.port }, 'grpc-app': { port: fake.port, protocol: 'grpc' },
+}));
+/** How many requests for `path` the echo backend received. */
+const tries = (path: string) => echo.seen.filter((e) => e.path === path).length;
+
+beforeAll(async () => {
+  echo = await httpEchoBackend('echo');
+  fake = await fakeGrpc();
+  server = await startProxy({ pki, serviceAccount: 'backend' });
+  client = await startProxy({ pki, serviceAccount: 'client', services: [] });
+  rpc = echoClient(client.outboundPort, 'web:80');
+});
+
+afterAll(async () => {
+  rpc.close();
+  await client.close();
+  await server.close();
+  await echo.close();
+  await fake.close();
+});
+
+test('a try that reaches timeouts.backendRequest is retried by the rule retry, whatever its codes (GEP-1731)', async () => {
+  // Before: the rule's retry compiled to `retryOn: [retriable-status-codes]` alone, which a
+  // timed-out try (no response, no status) never matches, so the backend saw one try and
+  // the caller a 504, even with codes [504].
+  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '150ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
+  const path = '/timed-out?delayMs=3000';
+  const r = await send(client.outboundPort, 'web', path);
+  expect({ status: r.status, error: r.headers['wren-proxy-error'], tries: tries(path) }).toEqual({ status: 504, error: 'request-timeout', tries: 3 });
+});
+
+test('the timeout retry keeps the idempotency rule: a POST that reached the backend is tried once', async () => {
+  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '150ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
+  const path = '/timed-out-post?delayMs=3000';
+  const r = await send(client.outboundPort, 'web', path, { method: 'POST' });
+  expect({ status: r.status, tries: tries(path) }).toEqual({ status: 504, tries: 1 });
+});
+
+test('a gRPC call answered UNAVAILABLE is retried by an HTTPRoute rule retry (lead L1)', async () => {
+  useRoutes(httpRoute('grpc', [{ retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'grpc-app', port: 80 }] }]));
+  const before = fake.started.length;
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => rpc.Unary({ message: 'x', failCode: grpc.status.UNAVAILABLE }, (e: grpc.ServiceError | null) => resolve(e)));
+  expect({ code: err?.code, calls: fake.started.length - before }).toEqual({ code: grpc.status.UNAVAILABLE, calls: 3 });
+  // A status the rule does not name (INTERNAL, 500 mapped; codes [503]) is not retried.
+  const before2 = fake.started.length;
+  const err2 = await new Promise<grpc.ServiceError | null>((resolve) => rpc.Unary({ message: 'x', failCode: grpc.status.INTERNAL }, (e: grpc.ServiceError | null) => resolve(e)));
+  expect({ code: err2?.code, calls: fake.started.length - before2 }).toEqual({ code: grpc.status.INTERNAL, calls: 1 });
+});
