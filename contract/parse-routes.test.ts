@@ -90,6 +90,57 @@ describe('route model validation (contract/parse-routes.ts)', () => {
     expect(err([route({ rules: [rule({ name: `${'a'.repeat(63)}.`.repeat(4) + 'ab' })] })])).toContain('routes[0].rules[0].name: at most 253 characters');
   });
 
+  describe('a rewrite or redirect path a request-target cannot carry is refused, naming the field and the character (adv10 F2)', () => {
+    const rewrite = (value: string, type = 'ReplaceFullPath') => [route({ rules: [rule({ matches: [{ path: { type: 'PathPrefix', value: '/p' } }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type, value } } }] })] })];
+    const redirect = (value: string, type = 'ReplaceFullPath') => [route({ rules: [rule({ backends: [], matches: [{ path: { type: 'PathPrefix', value: '/p' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type, value } } }] })] })];
+    test.each([
+      ['/a\x01b', 'character 2 (U+0001)'],
+      ['/a\rb', 'character 2 (U+000D)'],
+      ['/a\x7fb', 'character 2 (U+007F)'],
+      ['/caf\u00e9', 'character 4 (U+00E9)'],
+      ['/\u5f20', 'character 1 (U+5F20)'],
+      ['/a b', 'character 2 (U+0020)'],
+      ['/a\tb', 'character 2 (U+0009)'],
+      ['/a?b', "character 2 ('?')"],
+      ['/a#b', "character 2 ('#')"],
+      ['/100%', "character 4 ('%')"],
+      ['/a%zz', "character 2 ('%')"],
+      ['/a"b', "character 2 ('\"')"],
+      ['/a<b>', "character 2 ('<')"],
+      ['/a\\b', "character 2 ('\\')"],
+    ])('%j: %s', (value, why) => {
+      for (const type of ['ReplaceFullPath', 'ReplacePrefixMatch']) {
+        expect(err(rewrite(value, type))).toContain(`routes[0].rules[0].filters[0].urlRewrite.path.value: ${why}`);
+        expect(err(redirect(value, type))).toContain(`routes[0].rules[0].filters[0].requestRedirect.path.value: ${why}`);
+      }
+      // The same on a backend's filters, and for a path match (the CRD's CEL rule says so for those).
+      expect(err([route({ rules: [rule({ backends: [{ name: 'web', namespace: 'default', port: 80, filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', value } } }] }] })] })])).toContain('routes[0].rules[0].backends[0].filters[0].urlRewrite.path.value');
+      expect(err([route({ rules: [rule({ matches: [{ path: { type: 'Exact', value } }] })] })])).toContain(`routes[0].rules[0].matches[0].path.value: ${why}`);
+    });
+
+    test('what RFC 3986 allows in a path is taken: unreserved, sub-delims, :, @, / and %HH (UTF-8 text percent-encoded)', () => {
+      for (const value of ['/caf%C3%A9', "/a-b_c.d~e/!$&'()*+,;=:@x", '/%2f%2F%00', '/']) {
+        expect(parse(rewrite(value))[0].rules[0].filters[0]).toEqual({ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', value } } });
+        expect(parse(redirect(value))[0].rules[0].filters[0]).toMatchObject({ requestRedirect: { path: { type: 'ReplaceFullPath', value } } });
+      }
+    });
+
+    test('a rewrite or redirect hostname is a precise RFC 1123 hostname: no wildcard, no other character, at most 253 characters', () => {
+      const host = (hostname: string) => [
+        route({ rules: [rule({ filters: [{ type: 'URLRewrite', urlRewrite: { hostname } }] })] }),
+        route({ rules: [rule({ backends: [], filters: [{ type: 'RequestRedirect', requestRedirect: { hostname } }] })] }),
+      ];
+      for (const bad of ['*.example.com', 'exa mple.com', 'example.com\r\nx: y', 'caf\u00e9.example', 'Example.com', 'example.com:80', `${'a'.repeat(63)}.`.repeat(4) + 'ab']) {
+        const [rw, rd] = host(bad);
+        expect(err([rw])).toContain('routes[0].rules[0].filters[0].urlRewrite.hostname');
+        expect(err([rd])).toContain('routes[0].rules[0].filters[0].requestRedirect.hostname');
+      }
+      const [rw, rd] = host('api.example.com');
+      expect(parse([rw])[0].rules[0].filters[0]).toEqual({ type: 'URLRewrite', urlRewrite: { hostname: 'api.example.com' } });
+      expect(parse([rd])[0].rules[0].filters[0]).toMatchObject({ requestRedirect: { hostname: 'api.example.com' } });
+    });
+  });
+
   test('a nested quantifier is RE2 and allowed; no path makes its match backtrack exponentially (ADV5-6)', () => {
     const [r] = parse([route({ rules: [rule({ matches: [{ path: { type: 'RegularExpression', value: '/docs/([\\w-]+/?)*' } }] })] })]);
     const re = anchored(r.rules[0].matches[0].path!.value);

@@ -40,7 +40,17 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** RFC 9110 field value: visible characters, spaces and tabs; no CR/LF (header injection). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const HOSTNAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/**
+ * The Gateway API's PreciseHostname (a redirect's or rewrite's `hostname`): a lower-case
+ * RFC 1123 DNS subdomain of at most 253 characters, no wildcard. It goes into the Location
+ * header or the Host / `:authority` sent upstream as it is, so nothing else may get in: a
+ * wildcard `*.` is no host to send a request or a client to.
+ */
+const PRECISE_HOSTNAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const preciseHostname: Parser<string> = (raw, path) => {
+  const v = str({ pattern: PRECISE_HOSTNAME })(raw, path);
+  return v.length > 253 ? fail(path, 'at most 253 characters') : v;
+};
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 /** Lookbehind/lookahead and backreferences (numbered and named): not RE2, and the road to catastrophic backtracking. */
 const NOT_RE2 = /\(\?<?[=!]|\\[1-9]|\\k</;
@@ -66,9 +76,44 @@ const headerValue: Parser<string> = (raw, path) => {
   const v = str({ pattern: HEADER_VALUE })(raw, path);
   return v.length > MAX_VALUE ? fail(path, `longer than ${MAX_VALUE} characters`) : v;
 };
+/**
+ * An absolute path a request-target can carry as written: RFC 9112 section 3.2.1
+ * origin-form's absolute-path, segments of RFC 3986 section 3.3 pchar = unreserved /
+ * pct-encoded / sub-delims / ":" / "@". A path match compares with such a path (the Gateway
+ * API CRD's CEL rule checks the same characters there); a URLRewrite puts its path in the
+ * request line and a RequestRedirect in the Location header (a URI-reference, RFC 9110
+ * section 10.2.2), both as they are. The CRD bounds those only by length, so a control
+ * character, DEL, a space or non-ASCII text got in and failed every request the rule took
+ * (400 for the rewritten request line, blaming the client; 502 for the redirect's header) or
+ * went upstream as raw bytes (`/café`); here it is refused, naming the field and the
+ * character, and the control plane sets the route Accepted=False UnsupportedValue
+ * (control-plane/translate/route-compile.ts, one validator). Non-ASCII text is written
+ * percent-encoded (UTF-8): `/caf%C3%A9`.
+ */
+const ABS_PATH = /^\/(?:[-A-Za-z0-9._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*$/;
+const PCHAR = /^[-A-Za-z0-9._~!$&'()*+,;=:@/]$/;
+
+/** Why `v` is not an ABS_PATH: its first character a request-target cannot carry, as a code point (never the raw character). */
+function pathProblem(v: string): string {
+  if (!v.startsWith('/')) return "expected an absolute path starting with '/'";
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i];
+    if (c === '%' && /^%[0-9A-Fa-f]{2}/.test(v.slice(i, i + 3))) {
+      i += 2;
+      continue;
+    }
+    if (PCHAR.test(c)) continue;
+    const cp = v.codePointAt(i)!;
+    const shown = cp > 0x20 && cp < 0x7f ? `'${c}'` : `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+    return `character ${i} (${shown}) cannot be carried by a request path: RFC 3986 path characters (unreserved, sub-delims, ':', '@', '/') and %HH escapes only`;
+  }
+  return 'not an absolute path';
+}
+
 const absPath: Parser<string> = (raw, path) => {
-  const v = str({ pattern: /^\/[^\s?#]*$/ })(raw, path);
-  return v.length > MAX_PATH ? fail(path, `longer than ${MAX_PATH} characters`) : v;
+  const v = str()(raw, path);
+  if (v.length > MAX_PATH) return fail(path, `longer than ${MAX_PATH} characters`);
+  return ABS_PATH.test(v) ? v : fail(path, pathProblem(v));
 };
 
 const parsePathMatch: Parser<PathMatch> = (raw, path) => {
@@ -134,12 +179,12 @@ const filterPayload: { readonly [K in FilterType]: Parser<unknown> } = {
   ResponseHeaderModifier: parseHeaderModifier,
   RequestRedirect: obj({
     scheme: optional(literal(['http', 'https'] as const)),
-    hostname: optional(str({ pattern: HOSTNAME })),
+    hostname: optional(preciseHostname),
     port: optional(num({ int: true, min: 1, max: 65535 })),
     path: optional(parsePathModifier),
     statusCode: map(num({ int: true, default: 302 }), (n, p) => ([301, 302, 303, 307, 308].includes(n) ? n : fail(p, `expected one of 301, 302, 303, 307, 308, got ${n}`))),
   }),
-  URLRewrite: obj({ hostname: optional(str({ pattern: HOSTNAME })), path: optional(parsePathModifier) }),
+  URLRewrite: obj({ hostname: optional(preciseHostname), path: optional(parsePathModifier) }),
   RequestMirror: obj({ backend: parseBackendTarget, percent: num({ min: 0, max: 100, default: 100 }) }),
 };
 

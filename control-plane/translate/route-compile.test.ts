@@ -182,6 +182,24 @@ describe('one validator: a route the proxies would refuse is not pushed (ADV5-1)
     expect([...c.accepted.keys()]).toEqual([]);
   });
 
+  test.each([
+    ['URLRewrite ReplaceFullPath with a control character', { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/a\x01b' } } }, 'urlRewrite.path.value: character 2 (U+0001)'],
+    ['URLRewrite ReplacePrefixMatch with DEL', { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/v2\x7f' } } }, 'urlRewrite.path.value: character 3 (U+007F)'],
+    ['URLRewrite with non-ASCII text', { type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/café' } } }, 'urlRewrite.path.value: character 4 (U+00E9)'],
+    ['RequestRedirect ReplaceFullPath with a space', { type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplaceFullPath', replaceFullPath: '/a b' } } }, 'requestRedirect.path.value: character 2 (U+0020)'],
+  ])('a path the CRD takes (maxLength only) and no request-target can carry: %s (adv10 F2)', (_, filter, message) => {
+    // Valid for the CRD and the control plane's object parser; before, Accepted=True, and every request the rule took failed.
+    const backendRefs = filter.type === 'RequestRedirect' ? [] : toV1().rules[0].backendRefs;
+    const bad = http('r', 'shop', { parentRefs: [SERVICE_PARENT], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/api' } }], filters: [filter], backendRefs }] }, undefined, 3);
+    const first = compileRoutes([good], [], lookup);
+    const c = compileRoutes([bad], [], lookup, first.accepted);
+    expect(conditions(c, 'HTTPRoute/shop/r')).toEqual({ Accepted: 'False UnsupportedValue', ResolvedRefs: 'True ResolvedRefs' });
+    const accepted = c.statuses.get('HTTPRoute/shop/r')!.parents[0].conditions[0];
+    expect(accepted.message).toContain(`rules[0].filters[0].${message}`);
+    expect(accepted.message).toContain('its last accepted version stays in force');
+    expect(routesFor(c.view, 'reviews.shop', 'web')[0].rules[0].filters).toEqual([]);
+  });
+
   test('the last accepted version stays in force while the new one is refused; a fixed one replaces it', () => {
     const first = compileRoutes([good], [], lookup);
     expect(first.refused.size).toBe(0);
