@@ -34,7 +34,7 @@ function filterNames(f: CompiledFilters): string[] {
 export function explainRoute(table: RouteTable, q: RouteQuery): [number, unknown] {
   if (q.authority === '') return [400, { error: 'authority is required: /debug/route?authority=svc.ns:port&path=/x&method=GET&header=name:value' }];
   if (!q.path.startsWith('/')) return [400, { error: `path must start with "/", got ${JSON.stringify(q.path)}` }];
-  const req = { method: q.method, path: q.path, headers: q.headers };
+  const req = { method: q.method, path: q.path, headers: q.headers, authority: q.authority };
   const target = table.byAuthority(q.authority);
   if (!target) return [404, { request: req, authority: q.authority, result: 'no-route', reason: 'no service matches the authority (404 NR)' }];
   const service = `${target.service.name}.${target.service.namespace}`;

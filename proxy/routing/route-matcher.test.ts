@@ -21,8 +21,8 @@ function routing(kind: 'HTTPRoute' | 'GRPCRoute', routes: readonly (readonly Rec
   return pr;
 }
 
-const winner = (pr: PortRouting, path: string, o: { method?: string; headers?: Record<string, string>; grpc?: boolean } = {}): string | null =>
-  pr.matcher.match({ method: o.method ?? 'GET', path, headers: o.headers ?? {} }, o.grpc ?? false)?.rule.rule.name ?? null;
+const winner = (pr: PortRouting, path: string, o: { method?: string; headers?: Record<string, string>; grpc?: boolean; authority?: string } = {}): string | null =>
+  pr.matcher.match({ method: o.method ?? 'GET', path, headers: o.headers ?? {}, authority: o.authority ?? 'web' }, o.grpc ?? false)?.rule.rule.name ?? null;
 
 describe('route matcher: HTTPRoute precedence (HTTPRouteRule.matches, v1.6.1)', () => {
   test('Exact beats any prefix; the longest prefix beats shorter ones, whatever the order given', () => {
@@ -90,6 +90,23 @@ describe('route matcher: HTTPRoute precedence (HTTPRouteRule.matches, v1.6.1)', 
     expect(winner(pr, '/?k=b&k=a')).toBeNull();
   });
 
+  test('a header match on Host (any case) reads the request authority, which is never among the headers (adv10 F3)', () => {
+    const pr = routing('HTTPRoute', [[
+      { headers: [{ name: 'Host', value: 'web.shop' }] },
+      { headers: [{ type: 'RegularExpression', name: 'HOST', value: 'web(:80)?' }] },
+      { path: { type: 'PathPrefix', value: '/' } },
+    ]]);
+    expect(winner(pr, '/', { authority: 'web.shop' })).toBe('k0');
+    expect(winner(pr, '/', { authority: 'web:80' })).toBe('k1');
+    expect(winner(pr, '/', { authority: 'web' })).toBe('k1');
+    expect(winner(pr, '/', { authority: 'other' })).toBe('k2');
+    // No authority (HTTP/1.0 without Host): no Host to match; a `host` among the headers does not stand in for it.
+    expect(winner(pr, '/', { authority: '', headers: { host: 'web.shop' } })).toBe('k2');
+    // The explanation (/debug/route) says the same.
+    const ex = pr.matcher.explain({ method: 'GET', path: '/', headers: {}, authority: 'other' }, false);
+    expect(ex.results.map((r) => r.mismatch)).toEqual(['header host', 'header host', null]);
+  });
+
   test('a match of a rule is any of its matches (OR)', () => {
     const pr = routing('HTTPRoute', [[{ matches: [{ path: { type: 'Exact', value: '/x' } }, { headers: [{ name: 'h', value: '1' }] }] }]]);
     expect(winner(pr, '/x')).toBe('k0');
@@ -119,6 +136,12 @@ describe('route matcher: GRPCRoute precedence', () => {
     expect(winner(pr, '/pkg.Other/Echo', { grpc: true })).toBe('k4');
     expect(winner(pr, '/x.Y/Echo', { grpc: true })).toBe('k0');
     expect(winner(pr, '/x.Y/Z', { grpc: true })).toBeNull();
+  });
+
+  test('a header match on Host reads the :authority (adv10 F3)', () => {
+    const pr = routing('GRPCRoute', [[{ grpc: { type: 'Exact', service: 'pkg.Echo' }, headers: [{ name: 'host', value: 'echo:50051' }] }, { grpc: { type: 'Exact', service: 'pkg.Echo' } }]]);
+    expect(winner(pr, '/pkg.Echo/Say', { grpc: true, authority: 'echo:50051' })).toBe('k0');
+    expect(winner(pr, '/pkg.Echo/Say', { grpc: true, authority: 'echo' })).toBe('k1');
   });
 });
 

@@ -58,6 +58,12 @@ export interface MatchInput {
   readonly method: string;
   readonly path: string;
   readonly headers: Headers;
+  /**
+   * The request's Host (HTTP/1.1, or the absolute-form target's authority) or `:authority`
+   * (HTTP/2), which the listeners keep here and not in `headers`: a header match on `host`
+   * reads it ('' = none).
+   */
+  readonly authority: string;
 }
 
 const compileValue = (v: ValueMatch): CompiledValue => ({ name: v.name, exact: v.value, re: v.type === 'RegularExpression' ? anchored(v.value) : null });
@@ -168,7 +174,12 @@ function mismatch(c: Candidate<unknown>, req: MatchInput, query: URLSearchParams
   }
   for (let i = 0; i < c.headers.length; i++) {
     const h = c.headers[i];
-    const raw = req.headers[h.name];
+    // `host` is the request's authority: HTTP/2 has no Host field but `:authority`, which
+    // stands for it (RFC 9113 section 8.3.1), and the listeners keep either one in
+    // `authority`, not in `headers`. Envoy matches a `host` header matcher against
+    // `:authority` likewise (its HTTP/1.1 codec turns Host into `:authority`), so a rule
+    // matching on Host took no request at all before. Names are stored lower-case.
+    const raw = h.name === 'host' ? req.authority || undefined : req.headers[h.name];
     // Repeated fields compare as one comma-joined value (RFC 9110 section 5.3), as Envoy does.
     const v = raw === undefined ? undefined : typeof raw === 'string' ? raw : raw.join(',');
     if (v === undefined || !valueMatches(h, v)) return `header ${h.name}`;
