@@ -69,3 +69,12 @@ test('a gRPC call answered UNAVAILABLE is retried by an HTTPRoute rule retry (le
   const err2 = await new Promise<grpc.ServiceError | null>((resolve) => rpc.Unary({ message: 'x', failCode: grpc.status.INTERNAL }, (e: grpc.ServiceError | null) => resolve(e)));
   expect({ code: err2?.code, calls: fake.started.length - before2 }).toEqual({ code: grpc.status.INTERNAL, calls: 1 });
 });
+
+test('a POST answered with a listed code is not retried, a GET is (docs/traffic-management.md: retryNonIdempotent, lead L2)', async () => {
+  useRoutes(httpRoute('codes', [{ retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
+  const post = '/busy-post?status=503';
+  expect((await send(client.outboundPort, 'web', post, { method: 'POST' })).status).toBe(503);
+  const get = '/busy-get?status=503';
+  expect((await send(client.outboundPort, 'web', get)).status).toBe(503);
+  expect({ post: tries(post), get: tries(get) }).toEqual({ post: 1, get: 3 });
+});
