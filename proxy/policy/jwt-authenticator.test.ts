@@ -69,8 +69,16 @@ afterAll(() => new Promise<void>((r) => {
   jwksServer.close(() => r());
 }));
 
+/** A fake clock whose wall time can be stepped apart from its monotonic time (a suspended VM, an NTP step). */
+class SteppedClock extends FakeClock {
+  wallOffsetMs = 0;
+  override wallNow(): number {
+    return super.wallNow() + this.wallOffsetMs;
+  }
+}
+
 function setup(rule: Record<string, unknown>, o: { minRefetchIntervalMs?: number; cacheSize?: number } = {}) {
-  const clock = new FakeClock(NOW);
+  const clock = new SteppedClock(NOW);
   const fetches: JwksFetchOutcome[] = [];
   const registry = new JwksRegistry({
     clock, logger: silentLogger,
@@ -343,6 +351,22 @@ describe('verified-token cache', () => {
     expect(reason(await run(tok))).toBe('ok');
     clock.advance(2_000);
     expect(reason(await run(tok))).toBe('expired');
+  });
+
+  test('a hit checks exp and nbf against the wall clock, as a fresh verification does, not the monotonic one', async () => {
+    const { run, clock } = setup({ jwks: jwks(rsa) });
+    const tok = await token(rsa, {}, { exp: sec(NOW) + 300 });
+    expect(reason(await run(tok))).toBe('ok');
+    // The wall clock steps an hour ahead; the monotonic clock does not move (a VM resumed).
+    clock.wallOffsetMs = 3_600_000;
+    expect(reason(await run(await token(rsa, {}, { exp: sec(NOW) + 300 })))).toBe('expired'); // a token not in the cache
+    expect(reason(await run(tok))).toBe('expired'); // the cached one: expired 55 minutes ago too
+    // And the other way: a token not yet valid by the wall clock is not valid from the cache either.
+    clock.wallOffsetMs = 0;
+    const early = await token(rsa, {}, { nbf: sec(NOW) + 30 });
+    expect(reason(await run(early))).toBe('ok'); // within the skew
+    clock.wallOffsetMs = -3_600_000;
+    expect(reason(await run(early))).toBe('not-yet-valid');
   });
 
   test('the cache is bounded: the least recently used token is evicted first', async () => {

@@ -22,14 +22,15 @@ import { joseIfLoaded, loadJose } from './jose-module.js';
  * EdDSA; RFC 7518 section 3.1), only from the asymmetric algorithms below: never `none`,
  * never HMAC, so a public key can never be used as an HMAC secret (RFC 8725 section 2.1);
  * `iss` equal to the rule's issuer; `aud` one of its audiences (when it lists any); `exp`
- * and `nbf` (when present) against the injected clock with `clockSkewSec` of tolerance
- * (Envoy's default clock_skew_seconds is 60).
+ * and `nbf` (when present) against the injected clock's wall time (`wallNow()`, never the
+ * monotonic now()) with `clockSkewSec` of tolerance (Envoy's default clock_skew_seconds is 60).
  *
  * Verified tokens are cached (Envoy's jwt_authn does the same: JwtCacheConfig, default
  * 100 tokens), because a signature check costs hundreds of microseconds (RS256, ES256 and
  * EdDSA measured with jose at 0.3-0.9 ms on the shared test machine), more than the rest
- * of the request path. A hit still checks exp and nbf against the clock; the cache lives
- * in the compiled policy, so a policy update starts it afresh. Failures are not cached.
+ * of the request path. A hit still checks exp and nbf against the wall clock (as a fresh
+ * verification does); the cache lives in the compiled policy, so a policy update starts it
+ * afresh. Failures are not cached.
  */
 export const ALLOWED_ALGORITHMS = Object.freeze(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
 
@@ -234,7 +235,10 @@ export class JwtAuthenticator {
     if (key) {
       const hit = this.cache.get(key);
       if (hit) {
-        const now = this.clock.now() / 1000;
+        // The wall clock, as verifyFound's currentDate: exp and nbf are times since the epoch, and
+        // now() (monotonic, anchored at start) falls behind it when the system clock is stepped
+        // ahead (a suspended VM, an NTP step), which kept an expired token passing from here.
+        const now = this.clock.wallNow() / 1000;
         this.cache.delete(key);
         if ((hit.exp === undefined || now <= hit.exp + this.clockSkewSec) && (hit.nbf === undefined || now >= hit.nbf - this.clockSkewSec)) {
           this.cache.set(key, hit);
