@@ -287,7 +287,7 @@ export interface AuthzPolicy {
 export interface JwtHeaderLocation {
   /** Lower-case header name. */
   readonly name: string;
-  /** The exact prefix before the token ('' = none); a header without it is an invalid token. */
+  /** The prefix before the token ('' = none), matched case-sensitively; a value without it holds no token and is skipped (Envoy's extractor). */
   readonly prefix: string;
 }
 

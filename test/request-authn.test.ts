@@ -139,6 +139,20 @@ test('no token: allowed where no policy needs a request principal, 403 where one
   expect(await call('/echo')).toMatchObject({ status: 403, headers: expect.objectContaining({ 'wren-authz-reason': 'no-allow-policy-matched' }) });
 });
 
+// Found by review (adv9 D7): `Authorization: Basic ...` and a lower-case `bearer` scheme got
+// 401 malformed once a RequestAuthentication applied. Envoy's jwt_authn extractor skips a
+// value that does not contain the prefix (case-sensitively): the request goes on without a
+// request principal, so only a policy that needs one refuses it (403).
+test('a header without the "Bearer " prefix is no token: passed on without a principal, 403 only where a policy needs one', async () => {
+  const basic = { authorization: 'Basic dXNlcjpwYXNz' };
+  expect(await call('/name', basic)).toMatchObject({ status: 200, body: 'checkout' });
+  expect(await call('/echo', basic)).toMatchObject({ status: 403, headers: expect.objectContaining({ 'wren-authz-reason': 'no-allow-policy-matched' }) });
+  const lower = { authorization: `bearer ${await token(rsa)}` };
+  expect(await call('/echo', lower)).toMatchObject({ status: 403, headers: expect.objectContaining({ 'wren-authz-reason': 'no-allow-policy-matched' }) });
+  expect(await call('/name', lower)).toMatchObject({ status: 200, body: 'checkout' });
+  expect(await call('/name', { authorization: 'Bearer' })).toMatchObject({ status: 200, body: 'checkout' });
+});
+
 test('when request.auth.claims[groups]: admins pass, others are refused', async () => {
   expect(await call('/status/204', bearer(await token(rsa, { groups: ['users', 'admins'] })))).toMatchObject({ status: 204 });
   expect(await call('/status/204', bearer(await token(rsa, { groups: ['users'] })))).toMatchObject({ status: 403 });

@@ -181,18 +181,52 @@ describe('verification', () => {
 });
 
 describe('token locations', () => {
-  test('default: Authorization Bearer and ?access_token=; a header without the prefix is invalid; no token = none', async () => {
+  test('default: Authorization Bearer and ?access_token=; no token = none', async () => {
     const { authn } = setup({ jwks: jwks(rsa) });
     const tok = await token(rsa);
     expect((await authn.authenticate({}, '/'))).toEqual({ kind: 'none' });
     expect(reason(await authn.authenticate({}, `/x?a=1&access_token=${tok}`))).toBe('ok');
-    expect(reason(await authn.authenticate({ authorization: `Basic ${tok}` }, '/'))).toBe('malformed');
+  });
+
+  test('a header value without the prefix holds no token and is skipped, as Envoy\'s extractor does: the prefix is case-sensitive', async () => {
+    const { authn } = setup({ jwks: jwks(rsa) });
+    const tok = await token(rsa);
+    const none = { kind: 'none' };
+    expect(await authn.authenticate({ authorization: 'Basic dXNlcjpwYXNz' }, '/')).toEqual(none);
+    expect(await authn.authenticate({ authorization: `Basic ${tok}` }, '/')).toEqual(none);
+    expect(await authn.authenticate({ authorization: `bearer ${tok}` }, '/')).toEqual(none); // Envoy: value_str.find("Bearer "), case-sensitive
+    expect(await authn.authenticate({ authorization: `BEARER ${tok}` }, '/')).toEqual(none);
+    expect(await authn.authenticate({ authorization: 'Bearer' }, '/')).toEqual(none); // no "Bearer " (the trailing space) in it
+    // Skipped, so a token elsewhere is the request's token.
+    expect(reason(await authn.authenticate({ authorization: 'Basic dXNlcjpwYXNz' }, `/?access_token=${tok}`))).toBe('ok');
+  });
+
+  test('the prefix anywhere in the value; the token from the first base64url character after it to the end of the value (Envoy extractJWT)', async () => {
+    const { authn } = setup({ jwks: jwks(rsa) });
+    const tok = await token(rsa);
+    expect(reason(await authn.authenticate({ authorization: `Bearer ${tok}` }, '/'))).toBe('ok');
+    expect(reason(await authn.authenticate({ authorization: `Bearer   ${tok}` }, '/'))).toBe('ok');
+    expect(reason(await authn.authenticate({ authorization: `Token Bearer ${tok}` }, '/'))).toBe('ok');
+    // Anything after the token is part of it, and so no JWS (envoyproxy/envoy#25239).
+    expect(reason(await authn.authenticate({ authorization: `Bearer ${tok} .junk` }, '/'))).toBe('malformed');
+    expect(reason(await authn.authenticate({ authorization: `Bearer ${tok}, Basic dXNlcjpwYXNz` }, '/'))).toBe('malformed');
+    // Nothing token-like after the prefix: the whole value, no JWS either.
+    expect(reason(await authn.authenticate({ authorization: 'Bearer !!' }, '/'))).toBe('malformed');
+  });
+
+  test('a repeated token header is refused when any of its values holds a token (the app might read another one), skipped when none does', async () => {
+    const { authn } = setup({ jwks: jwks(rsa) });
+    const tok = await token(rsa);
+    expect(reason(await authn.authenticate({ authorization: [`Bearer ${tok}`, `bearer ${await token(rsa, { sub: 'mallory' })}`] }, '/'))).toBe('multiple-tokens');
+    expect(reason(await authn.authenticate({ authorization: [`Bearer ${tok}`, `Bearer ${tok}`] }, '/'))).toBe('multiple-tokens');
+    expect(await authn.authenticate({ authorization: ['Basic dXNlcjpwYXNz', 'Basic eDp5'] }, '/')).toEqual({ kind: 'none' });
   });
 
   test('fromHeaders and fromParams replace the defaults', async () => {
     const { authn } = setup({ jwks: jwks(rsa), fromHeaders: [{ name: 'X-Jwt', prefix: '' }], fromParams: ['t'] });
     const tok = await token(rsa);
     expect(reason(await authn.authenticate({ 'x-jwt': tok }, '/'))).toBe('ok');
+    expect(reason(await authn.authenticate({ 'x-jwt': `Bearer ${tok}` }, '/'))).toBe('malformed'); // no prefix: the whole value is the token
     expect(reason(await authn.authenticate({}, `/p?t=${tok}`))).toBe('ok');
     expect(await authn.authenticate({ authorization: `Bearer ${tok}` }, `/p?access_token=${tok}`)).toEqual({ kind: 'none' });
   });

@@ -11,10 +11,12 @@ import { joseIfLoaded, loadJose } from './jose-module.js';
  * request with a token is verified against the rule of its issuer and refused (401) when
  * anything is wrong with it. Compiled once per policy update.
  *
- * Token locations: a rule's fromHeaders (exact prefix; a header without it is an invalid
- * token, as Istio's JWTHeader documents) and fromParams; a rule with neither reads
- * `Authorization: Bearer <token>` and `?access_token=` (Envoy's JwtProvider defaults).
- * More than one distinct token in a request is refused: which one would the principal be?
+ * Token locations: a rule's fromHeaders (a value that does not contain the prefix,
+ * compared case-sensitively, holds no token and is skipped, as Envoy's extractor does:
+ * tokenIn) and fromParams; a rule with neither reads `Authorization: Bearer <token>` and
+ * `?access_token=` (Envoy's JwtProvider defaults). More than one distinct token in a
+ * request is refused: which one would the principal be? So is a repeated token header
+ * with a token in any of its values: the app might read another one.
  *
  * Verification (jose, imported when the first rule is compiled: jose-module.ts): the
  * signature with a key of the issuer's JWKS chosen by `kid`
@@ -156,6 +158,28 @@ export function withoutParam(path: string, name: string): string {
   return kept.length === 0 ? path.slice(0, q) : `${path.slice(0, q)}?${kept.join('&')}`;
 }
 
+/** RFC 4648 section 5 base64url, and the dot: the characters of a compact JWS. */
+const isJwtChar = (c: number): boolean =>
+  (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d /* - */ || c === 0x5f /* _ */ || c === 0x2e; /* . */
+
+/**
+ * The token in one value of a token header, or null when the value has none: Envoy's
+ * jwt_authn extractor (extractor.cc, `ExtractorImpl::extract` and `extractJWT`). With a
+ * prefix, the value must contain it, compared case-sensitively (`bearer x` and
+ * `Basic x` do not contain `Bearer `): a value without it is not a token and is skipped, so
+ * the request goes on without a request principal, as one without any token does. The
+ * token starts at the first base64url character after the prefix and runs to the end of
+ * the value (verification then refuses anything that is not exactly a compact JWS); with
+ * none there, the whole value, which is no JWS either. Without a prefix, the whole value.
+ */
+function tokenIn(value: string, prefix: string): string | null {
+  if (prefix === '') return value;
+  const at = value.indexOf(prefix);
+  if (at < 0) return null;
+  for (let i = at + prefix.length; i < value.length; i++) if (isJwtChar(value.charCodeAt(i))) return value.slice(i);
+  return value;
+}
+
 const strings = (v: unknown): readonly string[] =>
   typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 
@@ -209,9 +233,14 @@ export class JwtAuthenticator {
       for (const h of r.headers) {
         const v = headers[h.name];
         if (v === undefined) continue;
-        if (typeof v !== 'string') return 'multiple-tokens';
-        if (!v.startsWith(h.prefix)) return 'malformed';
-        const token = v.slice(h.prefix.length).trim();
+        let token: string | null = null;
+        if (typeof v === 'string') token = tokenIn(v, h.prefix);
+        else {
+          // A repeated header with a token in it: the proxy would verify one value and the
+          // app might read another (an unverified `bearer ...` the prefix skipped).
+          for (const one of v) if (tokenIn(one, h.prefix) !== null) return 'multiple-tokens';
+        }
+        if (token === null) continue;
         if (found && found.token !== token) return 'multiple-tokens';
         found ??= { token, header: h.name, param: null };
       }
