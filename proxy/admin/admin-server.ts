@@ -6,6 +6,7 @@ import { listenDualStack } from '../net/listen-dual-stack.js';
 import { adminHostRefusal } from '../../common/admin-host.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
+import { field, setField } from '../http/headers.js';
 
 export interface AdminDeps {
   readonly address: string;
@@ -134,8 +135,8 @@ export class AdminServer {
           if (colon <= 0) return json(res, { error: `header must be name:value, got ${JSON.stringify(h)}` }, 400);
           const name = h.slice(0, colon).trim().toLowerCase();
           const value = h.slice(colon + 1).trim();
-          const old = headers[name];
-          headers[name] = old === undefined ? value : [...(typeof old === 'string' ? [old] : old), value];
+          const old = field(headers, name);
+          setField(headers, name, old === undefined ? value : [...(typeof old === 'string' ? [old] : old), value]);
         }
         const [status, body] = this.d.debugRoute({
           authority: url.searchParams.get('authority') ?? '',

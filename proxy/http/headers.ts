@@ -37,7 +37,8 @@ function copyFields(raw: IncomingHttpHeaders | Record<string, unknown>, out: Hea
     if (v === undefined || k.charCodeAt(0) === 58 /* ':' */) continue;
     const name = k.toLowerCase();
     if (HOP_BY_HOP.has(name) || (listed && listed.has(name)) || (trailers && MESH_FIELDS.has(name))) continue;
-    out[name] = typeof v === 'string' ? v : Array.isArray(v) ? v.map(String) : String(v);
+    // setField: a `__proto__` field (node:http2 passes one on) stays a field, never the map's prototype.
+    setField(out, name, typeof v === 'string' ? v : Array.isArray(v) ? v.map(String) : String(v));
     n++;
   }
   return n;
@@ -64,8 +65,32 @@ export function appendFields(out: string[], h: Headers, except: Headers | undefi
   }
 }
 
-export function header(h: Headers, name: string): string | undefined {
+/**
+ * Field `name` of a header map: its own field only. Header maps are plain objects, so a
+ * plain `h[name]` with a name from config or a policy (`constructor`, `__proto__`: both
+ * valid field names) would find Object.prototype's member, a function or an object, on a
+ * request that has no such field. Every lookup of a configured name goes through here
+ * (the authorizer, the JWT extractor, route and fault matches, the hash header, header
+ * filters). The ownership check runs only when something was found: a field that is
+ * absent costs what `h[name]` does.
+ */
+export function field<V>(h: Readonly<Record<string, V>>, name: string): V | undefined {
   const v = h[name];
+  return v !== undefined && Object.hasOwn(h, name) ? v : undefined;
+}
+
+/**
+ * Sets field `name` as an own field: `__proto__` is a field like any other, never the
+ * prototype setter (which would drop a string and adopt an array as the map's prototype),
+ * as fieldsToHeaders (h1/head.ts) stores it.
+ */
+export function setField(h: Headers, name: string, v: string | string[]): void {
+  if (name === '__proto__') Object.defineProperty(h, name, { value: v, writable: true, enumerable: true, configurable: true });
+  else h[name] = v;
+}
+
+export function header(h: Headers, name: string): string | undefined {
+  const v = field(h, name);
   return Array.isArray(v) ? v[0] : v;
 }
 

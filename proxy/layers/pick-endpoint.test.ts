@@ -20,17 +20,21 @@ const ep = port.endpoints[0];
 function fakeCluster() {
   const admitted = { connections: 0, pending: 0, released: 0 };
   const outcomes: Outcome[] = [];
+  const hashKeys: unknown[] = [];
   const c = {
     name: 'db.default:5432',
     admitConnection: (kind: 'connections' | 'pending') => {
       admitted[kind]++;
       return { release: () => void admitted.released++ };
     },
-    pick: () => ep,
+    pick: (o: { hashKey: unknown }) => {
+      hashKeys.push(o.hashKey);
+      return ep;
+    },
     pinned: () => ep,
     start: () => (o: Outcome) => void outcomes.push(o),
   } as unknown as ClusterHandle;
-  return { c, admitted, outcomes };
+  return { c, admitted, outcomes, hashKeys };
 }
 
 function fakeConnector(ready: Upstream | undefined, opening = false) {
@@ -132,4 +136,21 @@ test("a meshed endpoint's sidecar answering its own connect-refused: the cluster
   await svc(request('HTTP/1.1', c));
   expect(outcomes).toHaveLength(1);
   expect(outcomes[0]).toMatchObject({ kind: 'failure', origin: 'local', reason: 'connect-refused', retryable: { alwaysSafe: true } });
+});
+
+// adv9 D6: header(req.headers, hashHeader) found Object.prototype's `constructor` (a function) as the hash key.
+test.each(['constructor', '__proto__'])('a hashHeader named %s hashes the request\'s own field, else the source address', async (name) => {
+  const hashed = parseService({ ...{ name: 'db', namespace: 'default' }, ports: [{ port: 5432, endpoints: [{ address: '10.0.0.1', port: 5432, proxyPort: 15006, identity: 'spiffe://td/ns/default/sa/db' }] }], policy: { loadBalancer: { kind: 'ring-hash', hashHeader: name } } }, 'svc');
+  const { c, hashKeys } = fakeCluster();
+  const f = fakeConnector({ kind: 'h2', session: {} } as Upstream);
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })(() => Promise.resolve(ok));
+  const req = (headers: Record<string, string>): ProxyRequest => {
+    const r = request('HTTP/2', c);
+    return { ...r, headers, route: { service: hashed, port: hashed.ports[0] } } as ProxyRequest;
+  };
+  for (const r of [req({}), req(Object.defineProperty({}, name, { value: 'user-1', enumerable: true }) as Record<string, string>)]) {
+    attachState(r, c);
+    await svc(r);
+  }
+  expect(hashKeys).toEqual(['10.0.0.9', 'user-1']);
 });

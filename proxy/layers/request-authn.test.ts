@@ -61,6 +61,19 @@ test('a valid token: the app gets the request principal, claim headers and no to
   expect(seen[0].headers).toEqual({ 'x-groups': 'a,b', 'x-tenant': 'acme' });
 });
 
+// adv9 D6: header maps and claims are plain objects: the names `__proto__` and `constructor`
+// are a header and a claim like any other, never Object.prototype's.
+test('output headers named __proto__ or constructor are set as fields; a claim named constructor is only the token\'s own', async () => {
+  const { send, seen } = setup({ outputClaimToHeaders: [{ header: '__proto__', claim: 'sub' }, { header: 'constructor', claim: 'tenant' }, { header: 'x-ctor', claim: 'constructor' }, { header: 'x-nested', claim: 'org.constructor' }] });
+  const res = await send({ authorization: `Bearer ${await sign({ tenant: 'acme', org: {} })}` });
+  expect(res.status).toBe(200);
+  const h = seen[0].headers;
+  expect(Object.getPrototypeOf(h)).toBe(Object.prototype);
+  expect(Object.hasOwn(h, '__proto__') && h['__proto__']).toBe('alice');
+  expect(Object.hasOwn(h, 'constructor') && h['constructor']).toBe('acme');
+  expect(Object.hasOwn(h, 'x-ctor') || Object.hasOwn(h, 'x-nested')).toBe(false);
+});
+
 test('forwardOriginalToken keeps it; outputPayloadToHeader carries the payload; a query token is removed from the path', async () => {
   const keep = setup({ forwardOriginalToken: true, outputPayloadToHeader: 'x-jwt-payload' });
   const tok = await sign({});

@@ -1,5 +1,6 @@
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { errorResponse } from '../errors/error-response.js';
+import { setField } from '../http/headers.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import { withoutParam, type AuthnResult, type JwtAuthenticator } from '../policy/jwt-authenticator.js';
@@ -13,10 +14,11 @@ const SAFE_VALUE = /^[\t\x20-\x7e]*$/;
 
 /** A claim as a header value: strings, numbers and booleans; lists of them joined with ','; anything else is not copied. */
 function claimText(claims: Readonly<Record<string, unknown>>, name: string): string | null {
-  let v: unknown = claims[name];
+  // Own claims only: a claim named `constructor` must not find Object.prototype's member.
+  let v: unknown = Object.hasOwn(claims, name) ? claims[name] : undefined;
   if (v === undefined && name.includes('.')) {
     v = claims;
-    for (const k of name.split('.')) v = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[k] : undefined;
+    for (const k of name.split('.')) v = v !== null && typeof v === 'object' && !Array.isArray(v) && Object.hasOwn(v, k) ? (v as Record<string, unknown>)[k] : undefined;
   }
   const one = (x: unknown): string | null => (typeof x === 'string' ? x : typeof x === 'number' || typeof x === 'boolean' ? String(x) : null);
   const s = Array.isArray(v) ? (v.every((x) => one(x) !== null) ? v.map(one).join(',') : null) : one(v);
@@ -28,9 +30,9 @@ function applyOk(jwt: JwtAuthenticator, req: ProxyRequest, res: Extract<AuthnRes
   req.requestAuth = res.auth;
   for (const c of rule.outputClaimToHeaders) {
     const v = claimText(res.auth.claims, c.claim);
-    if (v !== null) req.headers[c.header] = v;
+    if (v !== null) setField(req.headers, c.header, v);
   }
-  if (rule.outputPayloadToHeader) req.headers[rule.outputPayloadToHeader] = res.found.token.split('.')[1];
+  if (rule.outputPayloadToHeader) setField(req.headers, rule.outputPayloadToHeader, res.found.token.split('.')[1]);
   if (rule.forwardOriginalToken) return;
   // Every location any rule reads the token from, not only the one it was found in: the
   // same token may also be in the query string (extract() refused differing ones), where

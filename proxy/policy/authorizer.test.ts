@@ -111,6 +111,33 @@ describe('conditions', () => {
     expect(verdict(deny([{ key, values }]), upgrade(proto))).toBe(want);
   });
 
+  // adv9 D6: the header map is a plain object; `constructor` found Object.prototype's and
+  // `v.join is not a function` failed every request (500), even under an AUDIT-only policy.
+  test.each(['constructor', '__proto__', 'hasOwnProperty', 'toString'])('request.headers[%s] reads the request\'s own field only', (name) => {
+    const own = (v: string): Record<string, string> => Object.defineProperty({}, name.toLowerCase(), { value: v, enumerable: true }) as Record<string, string>;
+    for (const action of ['DENY', 'AUDIT', 'ALLOW']) {
+      for (const cond of [{ values: ['x'] }, { notValues: ['x'] }, { values: ['*'] }]) {
+        const a = compileAuthorizer([pol('shop/p', action, [{ when: [{ key: `request.headers[${name}]`, ...cond }] }])]);
+        expect(() => a.authorize(http(WEB))).not.toThrow();
+        expect(() => a.authorize(http(WEB, 'GET', '/', own('x')))).not.toThrow();
+      }
+    }
+    const p = deny([{ key: `request.headers[${name}]`, values: ['x'] }]);
+    expect([verdict(p, http(WEB)), verdict(p, http(WEB, 'GET', '/', own('x'))), verdict(p, http(WEB, 'GET', '/', own('y')))]).toEqual(['allow', 'deny', 'allow']);
+    const q = deny([{ key: `request.headers[${name}]`, notValues: ['x'] }]);
+    expect([verdict(q, http(WEB)), verdict(q, http(WEB, 'GET', '/', own('x')))]).toEqual(['deny', 'allow']);
+  });
+
+  test('request.auth.claims[constructor] reads the token\'s own claim only', () => {
+    const auth: RequestAuth = { principal: 'i/s', audiences: [], presenter: '', claims: JSON.parse('{"sub":"s","__proto__":"p","nested":{"a":"b"}}') as Record<string, unknown> };
+    const req = (a: RequestAuth): AuthzRequest => ({ principal: WEB, port: 8080, http: { method: 'GET', path: '/', headers: {} }, auth: a });
+    const d = (key: string, cond: Record<string, string[]>) => verdict(deny([{ key, ...cond }]), req(auth));
+    expect(d('request.auth.claims[constructor]', { notValues: ['*'] })).toBe('deny'); // no such claim
+    expect(d('request.auth.claims[nested][constructor]', { notValues: ['*'] })).toBe('deny');
+    expect(d('request.auth.claims[__proto__]', { values: ['p'] })).toBe('deny'); // a claim of that name
+    expect(d('request.auth.claims[nested][a]', { values: ['b'] })).toBe('deny');
+  });
+
   test('request.headers[host] reads the authority', () => {
     const p = deny([{ key: 'request.headers[host]', values: ['admin.*'] }]);
     expect([verdict(p, upgrade(undefined, 'admin.shop:80')), verdict(p, upgrade(undefined, 'web.shop:80'))]).toEqual(['deny', 'allow']);

@@ -1,4 +1,5 @@
 import type { AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource } from '../../contract/model.js';
+import { field } from '../http/headers.js';
 import { anyPattern, namespaceOf, normalizePath, stripSpiffe } from './match.js';
 
 /**
@@ -160,7 +161,8 @@ function compileOperation(o: AuthzOperation, http: boolean): Pred {
 const HEADER_KEY = /^request\.headers\[(.+)\]$/;
 
 function headerValue(c: Ctx, name: string): string {
-  const v = c.headers?.[name];
+  // Own fields only: `request.headers[constructor]` must not read Object.prototype's member.
+  const v = c.headers ? field(c.headers, name) : undefined;
   return v === undefined ? '' : typeof v === 'string' ? v : v.join(',');
 }
 
@@ -188,7 +190,7 @@ const EMPTY: readonly string[] = Object.freeze([]);
 function claimValues(auth: RequestAuth | null, path: readonly string[]): readonly string[] {
   let v: unknown = auth?.claims;
   for (const k of path) {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return EMPTY;
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.hasOwn(v, k)) return EMPTY;
     v = (v as Record<string, unknown>)[k];
   }
   return typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : EMPTY;

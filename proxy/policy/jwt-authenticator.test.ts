@@ -231,6 +231,15 @@ describe('token locations', () => {
     expect(await authn.authenticate({ authorization: `Bearer ${tok}` }, `/p?access_token=${tok}`)).toEqual({ kind: 'none' });
   });
 
+  // adv9 D6: headers[name] found Object.prototype's `constructor` on every request without
+  // that field, and refused it (multiple-tokens): every token-less request got 401.
+  test.each(['constructor', '__proto__'])('a fromHeaders location named %s reads the request\'s own field only', async (name) => {
+    const { authn } = setup({ jwks: jwks(rsa), fromHeaders: [{ name, prefix: '' }] });
+    expect(await authn.authenticate({ 'user-agent': 'x' }, '/')).toEqual({ kind: 'none' });
+    const headers = Object.defineProperty({}, name, { value: await token(rsa), enumerable: true }) as Record<string, string>;
+    expect(reason(await authn.authenticate(headers, '/'))).toBe('ok');
+  });
+
   test('two different tokens in one request are refused', async () => {
     const { authn } = setup({ jwks: jwks(rsa) });
     const [a, b] = [await token(rsa), await token(rsa, { sub: 'bob' })];

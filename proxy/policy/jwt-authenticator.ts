@@ -1,5 +1,6 @@
 import type { CryptoKey, JWTPayload, JWTVerifyGetKey, JWTVerifyResult } from 'jose';
 import type { Clock } from '../../common/clock.js';
+import { field } from '../http/headers.js';
 import type { JwtRule } from '../../contract/model.js';
 import type { RequestAuth } from './authorizer.js';
 import type { JwksRegistry, JwksSource } from './jwks-source.js';
@@ -231,7 +232,8 @@ export class JwtAuthenticator {
     const hasQuery = path.includes('?');
     for (const r of this.rules) {
       for (const h of r.headers) {
-        const v = headers[h.name];
+        // Own fields only: a location named `constructor` must not find Object.prototype's member.
+        const v = field(headers, h.name);
         if (v === undefined) continue;
         let token: string | null = null;
         if (typeof v === 'string') token = tokenIn(v, h.prefix);

@@ -8,6 +8,17 @@ describe('route filters', () => {
     expect(h).toEqual({ 'x-keep': 'k', 'x-set': 'new', 'x-new': 'n', 'x-add': 'a,b', 'x-multi': '1,2,3', 'x-fresh': 'f' });
   });
 
+  // adv9 D6: `add` read h[name] and found Object.prototype's `constructor` (TypeError: old.join), `set` of `__proto__` hit the prototype setter.
+  test('HTTPHeaderFilter: constructor and __proto__ are header names like any other', () => {
+    const h: Record<string, string | string[]> = { 'x-keep': 'k' };
+    modifyHeaders(h, { set: [{ name: '__proto__', value: 's' }], add: [{ name: 'constructor', value: 'a' }, { name: 'constructor', value: 'b' }, { name: '__proto__', value: 't' }], remove: [] });
+    expect(Object.getPrototypeOf(h)).toBe(Object.prototype);
+    expect({ ...h }).toEqual({ 'x-keep': 'k', ['__proto__']: 's,t', constructor: 'a,b' });
+    expect(Object.hasOwn(h, '__proto__')).toBe(true);
+    modifyHeaders(h, { set: [], add: [], remove: ['constructor', '__proto__'] });
+    expect(Object.keys(h)).toEqual(['x-keep']);
+  });
+
   // The spec's table (HTTPPathModifier.replacePrefixMatch): request path, prefix match, replacement, result.
   test.each([
     ['/foo/bar', '/foo', '/xyz', '/xyz/bar'],

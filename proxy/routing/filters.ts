@@ -1,5 +1,5 @@
 import type { HeaderModifier, PathModifier } from '../../contract/routes.js';
-import type { Headers } from '../http/headers.js';
+import { field, setField, type Headers } from '../http/headers.js';
 import type { Redirect } from './port-routing.js';
 
 /**
@@ -16,12 +16,13 @@ import type { Redirect } from './port-routing.js';
  */
 export function modifyHeaders(h: Headers, m: HeaderModifier): void {
   for (let i = 0; i < m.remove.length; i++) delete h[m.remove[i]];
-  for (let i = 0; i < m.set.length; i++) h[m.set[i].name.toLowerCase()] = m.set[i].value;
+  for (let i = 0; i < m.set.length; i++) setField(h, m.set[i].name.toLowerCase(), m.set[i].value);
   for (let i = 0; i < m.add.length; i++) {
     const name = m.add[i].name.toLowerCase();
     const v = m.add[i].value;
-    const old = h[name];
-    if (old === undefined) h[name] = v;
+    // Own fields only, set as own fields: `constructor` and `__proto__` are names like any other.
+    const old = field(h, name);
+    if (old === undefined) setField(h, name, v);
     else if (name === 'set-cookie') h[name] = typeof old === 'string' ? [old, v] : [...old, v];
     else if (name === 'cookie') h[name] = `${typeof old === 'string' ? old : old.join('; ')}; ${v}`;
     else h[name] = `${typeof old === 'string' ? old : old.join(',')},${v}`;

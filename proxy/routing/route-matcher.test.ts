@@ -107,6 +107,15 @@ describe('route matcher: HTTPRoute precedence (HTTPRouteRule.matches, v1.6.1)', 
     expect(ex.results.map((r) => r.mismatch)).toEqual(['header host', 'header host', null]);
   });
 
+  // adv9 D6: req.headers[name] found Object.prototype's `constructor` (TypeError: raw.join) on every request without it.
+  test.each(['constructor', '__proto__'])('a header match on %s reads the request\'s own field only', (name) => {
+    const pr = routing('HTTPRoute', [[{ headers: [{ name, value: 'x' }] }, { headers: [{ type: 'RegularExpression', name, value: '.*' }] }, { path: { type: 'PathPrefix', value: '/' } }]]);
+    const own = (v: string) => Object.defineProperty({}, name, { value: v, enumerable: true }) as Record<string, string>;
+    expect(winner(pr, '/')).toBe('k2');
+    expect(winner(pr, '/', { headers: own('x') })).toBe('k0');
+    expect(winner(pr, '/', { headers: own('y') })).toBe('k1');
+  });
+
   test('a match of a rule is any of its matches (OR)', () => {
     const pr = routing('HTTPRoute', [[{ matches: [{ path: { type: 'Exact', value: '/x' } }, { headers: [{ name: 'h', value: '1' }] }] }]]);
     expect(winner(pr, '/x')).toBe('k0');

@@ -1,6 +1,6 @@
 import type { RouteMatch, ServiceRoute, ValueMatch } from '../../contract/routes.js';
 import { anchored } from '../../contract/parse-routes.js';
-import type { Headers } from '../http/headers.js';
+import { field, type Headers } from '../http/headers.js';
 
 /**
  * The match side of HTTPRoute / GRPCRoute for one (service, port), compiled once per
@@ -179,7 +179,8 @@ function mismatch(c: Candidate<unknown>, req: MatchInput, query: URLSearchParams
     // `authority`, not in `headers`. Envoy matches a `host` header matcher against
     // `:authority` likewise (its HTTP/1.1 codec turns Host into `:authority`), so a rule
     // matching on Host took no request at all before. Names are stored lower-case.
-    const raw = h.name === 'host' ? req.authority || undefined : req.headers[h.name];
+    // Own fields only otherwise: a match on `constructor` must not find Object.prototype's.
+    const raw = h.name === 'host' ? req.authority || undefined : field(req.headers, h.name);
     // Repeated fields compare as one comma-joined value (RFC 9110 section 5.3), as Envoy does.
     const v = raw === undefined ? undefined : typeof raw === 'string' ? raw : raw.join(',');
     if (v === undefined || !valueMatches(h, v)) return `header ${h.name}`;
