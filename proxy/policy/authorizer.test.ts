@@ -87,6 +87,14 @@ describe('conditions', () => {
     ['header other value', [{ key: 'request.headers[x-debug]', values: ['1'] }], { 'x-debug': '0' }, 'allow'],
     ['header absent', [{ key: 'request.headers[x-debug]', values: ['*'] }], {}, 'allow'],
     ['header notValues, absent', [{ key: 'request.headers[x-token]', notValues: ['*'] }], {}, 'deny'],
+    // `*` on a header is Envoy's present_match (Istio matcher.HeaderMatcher): an empty value is there (adv9 D2).
+    ['header "*", present and empty', [{ key: 'request.headers[x-debug]', values: ['*'] }], { 'x-debug': '' }, 'deny'],
+    ['header "*", present', [{ key: 'request.headers[x-debug]', values: ['*'] }], { 'x-debug': '1' }, 'deny'],
+    ['header notValues "*", present and empty', [{ key: 'request.headers[x-token]', notValues: ['*'] }], { 'x-token': '' }, 'allow'],
+    ['header notValues "*", present', [{ key: 'request.headers[x-token]', notValues: ['*'] }], { 'x-token': 't' }, 'allow'],
+    ['header "*" among other values, present and empty', [{ key: 'request.headers[x-debug]', values: ['1', '*'] }], { 'x-debug': '' }, 'deny'],
+    ['header prefix, absent (no empty value to match)', [{ key: 'request.headers[x-a]', notValues: ['v*'] }], {}, 'deny'],
+    ['header suffix, present and empty', [{ key: 'request.headers[x-a]', values: ['*v'] }], { 'x-a': '' }, 'allow'],
     ['header prefix', [{ key: 'request.headers[user-agent]', values: ['curl/*'] }], { 'user-agent': 'curl/8.1' }, 'deny'],
     ['repeated header joined with commas', [{ key: 'request.headers[x-a]', values: ['1,2'] }], { 'x-a': ['1', '2'] }, 'deny'],
     ['all conditions must hold', [{ key: 'request.headers[x-a]', values: ['1'] }, { key: 'source.namespace', values: ['ops'] }], { 'x-a': '1' }, 'allow'],
@@ -109,6 +117,13 @@ describe('conditions', () => {
     ['connection header of a plain request', 'request.headers[connection]', ['*'], undefined, 'allow'],
   ])('%s', (_name, key, values, proto, want) => {
     expect(verdict(deny([{ key, values }]), upgrade(proto))).toBe(want);
+  });
+
+  test('a plain request has no upgrade or connection header: notValues ["*"] matches it, and an upgrade does not', () => {
+    for (const key of ['request.headers[upgrade]', 'request.headers[connection]']) {
+      const p = deny([{ key, notValues: ['*'] }]);
+      expect([verdict(p, upgrade(undefined)), verdict(p, upgrade('websocket'))]).toEqual(['deny', 'allow']);
+    }
   });
 
   // adv9 D6: the header map is a plain object; `constructor` found Object.prototype's and
@@ -136,6 +151,16 @@ describe('conditions', () => {
     expect(d('request.auth.claims[nested][constructor]', { notValues: ['*'] })).toBe('deny');
     expect(d('request.auth.claims[__proto__]', { values: ['p'] })).toBe('deny'); // a claim of that name
     expect(d('request.auth.claims[nested][a]', { values: ['b'] })).toBe('deny');
+  });
+
+  test('only headers read "*" as present: a string field keeps Istio\'s ".+" (non-empty), so an empty claim does not match', () => {
+    const req = (headers: Record<string, string>, claims: Record<string, unknown>): AuthzRequest => ({
+      principal: WEB, port: 8080, http: { method: 'GET', path: '/', headers }, auth: { principal: 'i/s', audiences: [''], presenter: '', claims },
+    });
+    expect(verdict(deny([{ key: 'request.headers[x-a]', values: ['*'] }]), req({ 'x-a': '' }, {}))).toBe('deny');
+    expect(verdict(deny([{ key: 'request.auth.claims[a]', values: ['*'] }]), req({}, { a: '' }))).toBe('allow');
+    expect(verdict(deny([{ key: 'request.auth.audiences', values: ['*'] }]), req({}, {}))).toBe('allow');
+    expect(verdict(deny([{ key: 'request.auth.presenter', values: ['*'] }]), req({}, {}))).toBe('allow');
   });
 
   test('request.headers[host] reads the authority', () => {

@@ -1,6 +1,6 @@
 import type { AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource } from '../../contract/model.js';
 import { field } from '../http/headers.js';
-import { anyPattern, namespaceOf, normalizePath, stripSpiffe } from './match.js';
+import { anyHeaderPattern, anyPattern, namespaceOf, normalizePath, stripSpiffe } from './match.js';
 
 /**
  * Istio AuthorizationPolicy evaluation (security/v1beta1/authorization_policy.proto),
@@ -113,6 +113,20 @@ function positiveNegative(values: readonly string[], notValues: readonly string[
   return ps.length === 0 ? null : all(ps);
 }
 
+/** A request header condition: `values` / `notValues` with the header matcher (`*`: the header is present). */
+function headerCondition(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string | undefined): Pred | null {
+  const ps: Pred[] = [];
+  if (values.length > 0) {
+    const m = anyHeaderPattern(values);
+    ps.push((c) => m(get(c)));
+  }
+  if (notValues.length > 0) {
+    const m = anyHeaderPattern(notValues);
+    ps.push((c) => !m(get(c)));
+  }
+  return ps.length === 0 ? null : all(ps);
+}
+
 /** The multi-valued form (audiences, list claims): `values` match when any item does; `notValues` when none does. */
 function positiveNegativeAny(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => readonly string[]): Pred | null {
   const ps: Pred[] = [];
@@ -160,10 +174,11 @@ function compileOperation(o: AuthzOperation, http: boolean): Pred {
 
 const HEADER_KEY = /^request\.headers\[(.+)\]$/;
 
-function headerValue(c: Ctx, name: string): string {
+/** The header's value (repeated fields joined with `,`, as Envoy's header matcher reads them); undefined when the request has none. */
+function headerValue(c: Ctx, name: string): string | undefined {
   // Own fields only: `request.headers[constructor]` must not read Object.prototype's member.
   const v = c.headers ? field(c.headers, name) : undefined;
-  return v === undefined ? '' : typeof v === 'string' ? v : v.join(',');
+  return v === undefined || typeof v === 'string' ? v : v.join(',');
 }
 
 /**
@@ -173,13 +188,13 @@ function headerValue(c: Ctx, name: string): string {
  * the request itself, as Envoy's filters see them: an upgrade request keeps `upgrade`
  * (an HTTP/2 extended CONNECT's :protocol, turned into an HTTP/1.1-style upgrade as Envoy
  * does) and `connection: upgrade`; any other request has neither (Envoy removes them
- * before its filters); `host` is the authority. Without this a DENY on
+ * before its filters: absent, not empty); `host` is the authority. Without this a DENY on
  * `request.headers[upgrade]` never matched, and WebSockets went through it.
  */
-function headerReader(name: string): (c: Ctx) => string {
-  if (name === 'upgrade') return (c) => c.upgrade;
-  if (name === 'connection') return (c) => (c.upgrade === '' ? '' : 'upgrade');
-  if (name === 'host') return (c) => c.authority;
+function headerReader(name: string): (c: Ctx) => string | undefined {
+  if (name === 'upgrade') return (c) => (c.upgrade === '' ? undefined : c.upgrade);
+  if (name === 'connection') return (c) => (c.upgrade === '' ? undefined : 'upgrade');
+  if (name === 'host') return (c) => (c.authority === '' ? undefined : c.authority);
   return (c) => headerValue(c, name);
 }
 
@@ -212,7 +227,7 @@ function compileCondition(w: AuthzCondition): Pred {
   const h = HEADER_KEY.exec(w.key);
   if (h) {
     const name = h[1].toLowerCase();
-    return positiveNegative(w.values, w.notValues, headerReader(name)) ?? always;
+    return headerCondition(w.values, w.notValues, headerReader(name)) ?? always;
   }
   const get: (c: Ctx) => string =
     w.key === 'source.principal' ? (c) => c.principal : w.key === 'source.namespace' ? (c) => c.namespace : (c) => String(c.port);

@@ -2,10 +2,17 @@
  * String matching for authorization rules, compiled once per policy update.
  *
  * Istio's forms (security/v1beta1/authorization_policy.proto, "Rule"): exact `abc`,
- * prefix `abc*`, suffix `*abc`, presence `*` (any non-empty value). contract/parse.ts
- * has already rejected every other use of `*`.
+ * prefix `abc*`, suffix `*abc`, and `*`. contract/parse.ts has already rejected every
+ * other use of `*`. What `*` means depends on the field, as in the Envoy config Istio
+ * generates (pilot/pkg/security/authz/model/matcher): for a string field (principals,
+ * namespaces, paths, methods, request principals, the `request.auth.*` values, ...) it is
+ * the regex `.+`, any non-empty value (anyPattern); for a request header it is
+ * `present_match`, the header is there, whatever its value, empty included
+ * (anyHeaderPattern).
  */
 export type StringMatcher = (value: string) => boolean;
+/** A request header's matcher: undefined is a header the request does not have. */
+export type HeaderMatcher = (value: string | undefined) => boolean;
 
 const never: StringMatcher = () => false;
 
@@ -29,6 +36,19 @@ export function anyPattern(patterns: readonly string[]): StringMatcher {
     for (const s of suffixes) if (v.endsWith(s)) return true;
     return false;
   };
+}
+
+/**
+ * One matcher for a list of patterns (ORed) on a request header, as Istio's
+ * matcher.HeaderMatcher: `*` is Envoy's present_match (a header sent with an empty value
+ * is there: a DENY on `x-debug: ["*"]` denies `x-debug:`, and `notValues: ["*"]` admits
+ * only requests without the header), and every other pattern matches the value of a header
+ * that is there; an absent header matches none (it is not an empty value).
+ */
+export function anyHeaderPattern(patterns: readonly string[]): HeaderMatcher {
+  if (patterns.includes('*')) return (v) => v !== undefined;
+  const m = anyPattern(patterns);
+  return (v) => v !== undefined && m(v);
 }
 
 const SPIFFE = 'spiffe://';
