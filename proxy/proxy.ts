@@ -267,7 +267,7 @@ export class Proxy {
       onFetch: (source, outcome) => policyTelemetry.jwksFetch(source, outcome),
     });
     this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
-    this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps);
+    this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps, config.identity.trustDomain);
     this.rateLimiter = new RateLimiter(
       { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }), shared: (shared ?? this.pool?.shared)?.buckets },
       this.inboundPolicy.policy.rateLimits ?? [],
@@ -452,7 +452,7 @@ export class Proxy {
 
   applySnapshot(snapshot: MeshSnapshot): void {
     const routes = new RouteTable(snapshot, this.config.identity.namespace);
-    const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy, this.jwtDeps) : null;
+    const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy, this.jwtDeps, this.config.identity.trustDomain) : null;
     // With workers the clusters (and their health checks) live in the workers only.
     if (this.pool) this.pool.applySnapshot(snapshot);
     else {

@@ -55,6 +55,42 @@ describe('source matching', () => {
   });
 });
 
+// adv9 D1: Istio reads a principal of trust domain cluster.local as the mesh's own trust
+// domain (Bundle.ReplaceTrustDomainAliases): with trust domain example.org, a DENY on
+// cluster.local/ns/shop/sa/web never matched the peer spiffe://example.org/ns/shop/sa/web.
+describe('trust domain: cluster.local is the mesh\'s', () => {
+  const TD_WEB = 'spiffe://example.org/ns/shop/sa/web';
+  const TD_ADMIN = 'spiffe://example.org/ns/ops/sa/admin';
+  const decide = (policies: AuthzPolicy[], req: AuthzRequest) => (compileAuthorizer(policies, { trustDomain: 'example.org' }).authorize(req).allow ? 'allow' : 'deny');
+  test.each([
+    ['principals, short form', { principals: ['cluster.local/ns/shop/sa/web'] }, TD_WEB, 'allow'],
+    ['principals, SPIFFE form', { principals: ['spiffe://cluster.local/ns/shop/sa/web'] }, TD_WEB, 'allow'],
+    ['principals, another account', { principals: ['cluster.local/ns/shop/sa/web'] }, TD_ADMIN, 'deny'],
+    ['principals, service-account prefix', { principals: ['cluster.local/ns/shop/sa/*'] }, TD_WEB, 'allow'],
+    ['principals, a peer of another trust domain', { principals: ['cluster.local/ns/shop/sa/web'] }, 'spiffe://other.org/ns/shop/sa/web', 'deny'],
+    ['principals, a cluster.local peer still matches it literally', { principals: ['cluster.local/ns/shop/sa/web'] }, WEB, 'allow'],
+    ['principals, the local trust domain written out', { principals: ['example.org/ns/shop/sa/web'] }, TD_WEB, 'allow'],
+    ['principals, the local trust domain does not stand for cluster.local', { principals: ['example.org/ns/shop/sa/web'] }, WEB, 'deny'],
+    ['notPrincipals', { notPrincipals: ['cluster.local/ns/shop/sa/web'] }, TD_WEB, 'deny'],
+    ['notPrincipals, others', { notPrincipals: ['cluster.local/ns/shop/sa/web'] }, TD_ADMIN, 'allow'],
+    ['a prefix that is not TD/ns/NS/sa/SA is kept as written (Istio)', { principals: ['cluster.local/ns/shop/*'] }, TD_WEB, 'deny'],
+    ['trust domain "*"', { principals: ['*/ns/shop/sa/web'] }, TD_WEB, 'allow'],
+  ])('%s', (_name, source, principal, want) => {
+    expect(decide([pol('shop/p', 'ALLOW', [{ from: [{ source }] }])], http(principal))).toBe(want);
+  });
+
+  test('the source.principal condition, values and notValues', () => {
+    const p = (cond: Record<string, string[]>) => [pol('shop/d', 'DENY', [{ when: [{ key: 'source.principal', ...cond }] }])];
+    expect([decide(p({ values: ['cluster.local/ns/shop/sa/web'] }), http(TD_WEB)), decide(p({ values: ['cluster.local/ns/shop/sa/web'] }), http(TD_ADMIN))]).toEqual(['deny', 'allow']);
+    expect([decide(p({ notValues: ['cluster.local/ns/shop/sa/web'] }), http(TD_WEB)), decide(p({ notValues: ['cluster.local/ns/shop/sa/web'] }), http(TD_ADMIN))]).toEqual(['allow', 'deny']);
+  });
+
+  test('TCP too, and without a trust domain the mesh\'s is cluster.local', () => {
+    expect(decide([pol('shop/d', 'DENY', [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'] } }] }])], tcp(TD_WEB))).toBe('deny');
+    expect(verdict([pol('shop/d', 'DENY', [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'] } }] }])], tcp(TD_WEB))).toBe('allow');
+  });
+});
+
 describe('operation matching', () => {
   const allow = (operation: unknown) => [pol('shop/p', 'ALLOW', [{ to: [{ operation }] }])];
   test.each([

@@ -1,6 +1,6 @@
 import type { AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource } from '../../contract/model.js';
 import { field } from '../http/headers.js';
-import { anyHeaderPattern, anyPattern, namespaceOf, normalizePath, stripSpiffe } from './match.js';
+import { anyHeaderPattern, anyPattern, CLUSTER_LOCAL, namespaceOf, normalizePath, stripSpiffe, withTrustDomains } from './match.js';
 
 /**
  * Istio AuthorizationPolicy evaluation (security/v1beta1/authorization_policy.proto),
@@ -100,14 +100,14 @@ const all = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? 
 const some = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.some((p) => p(c)));
 
 /** `values` must match (when given) and `notValues` must not (when given). */
-function positiveNegative(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string, map = (s: string) => s): Pred | null {
+function positiveNegative(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string): Pred | null {
   const ps: Pred[] = [];
   if (values.length > 0) {
-    const m = anyPattern(values.map(map));
+    const m = anyPattern(values);
     ps.push((c) => m(get(c)));
   }
   if (notValues.length > 0) {
-    const m = anyPattern(notValues.map(map));
+    const m = anyPattern(notValues);
     ps.push((c) => !m(get(c)));
   }
   return ps.length === 0 ? null : all(ps);
@@ -143,9 +143,12 @@ function positiveNegativeAny(values: readonly string[], notValues: readonly stri
 
 const push = (ps: Pred[], p: Pred | null) => (p ? ps.push(p) : undefined);
 
-function compileSource(s: AuthzSource, http: boolean): Pred {
+/** A policy's principal patterns as matched: without `spiffe://`, and a `cluster.local` one for every trust domain of the mesh (withTrustDomains). */
+type Principals = (patterns: readonly string[]) => readonly string[];
+
+function compileSource(s: AuthzSource, http: boolean, principals: Principals): Pred {
   const ps: Pred[] = [];
-  push(ps, positiveNegative(s.principals, s.notPrincipals, (c) => c.principal, stripSpiffe));
+  push(ps, positiveNegative(principals(s.principals), principals(s.notPrincipals), (c) => c.principal));
   push(ps, positiveNegative(s.namespaces, s.notNamespaces, (c) => c.namespace));
   if (s.unauthenticated !== undefined) {
     const want = s.unauthenticated;
@@ -222,16 +225,16 @@ function compileAuthCondition(w: AuthzCondition): Pred | null {
   return positiveNegative(w.values, w.notValues, (c) => c.auth?.presenter ?? '');
 }
 
-function compileCondition(w: AuthzCondition): Pred {
+function compileCondition(w: AuthzCondition, principals: Principals): Pred {
   if (w.key.startsWith(AUTH_PREFIX)) return compileAuthCondition(w) ?? always;
   const h = HEADER_KEY.exec(w.key);
   if (h) {
     const name = h[1].toLowerCase();
     return headerCondition(w.values, w.notValues, headerReader(name)) ?? always;
   }
-  const get: (c: Ctx) => string =
-    w.key === 'source.principal' ? (c) => c.principal : w.key === 'source.namespace' ? (c) => c.namespace : (c) => String(c.port);
-  return positiveNegative(w.values, w.notValues, get, w.key === 'source.principal' ? stripSpiffe : undefined) ?? always;
+  if (w.key === 'source.principal') return positiveNegative(principals(w.values), principals(w.notValues), (c) => c.principal) ?? always;
+  const get: (c: Ctx) => string = w.key === 'source.namespace' ? (c) => c.namespace : (c) => String(c.port);
+  return positiveNegative(w.values, w.notValues, get) ?? always;
 }
 
 const opUsesHttp = (o: AuthzOperation) => o.methods.length + o.notMethods.length + o.paths.length + o.notPaths.length > 0;
@@ -242,11 +245,11 @@ export const ruleUsesHttp = (r: AuthzRule): boolean =>
   r.to.some((t) => opUsesHttp(t.operation)) || r.when.some(condUsesHttp) || r.from.some((f) => sourceUsesHttp(f.source));
 
 /** null: the rule can never match (an ALLOW rule with HTTP-only fields, for TCP). */
-function compileRule(r: AuthzRule, http: boolean, action: AuthzAction): Pred | null {
+function compileRule(r: AuthzRule, http: boolean, action: AuthzAction, principals: Principals): Pred | null {
   if (!http && action === 'ALLOW' && ruleUsesHttp(r)) return null;
-  const from = some(r.from.map((f) => compileSource(f.source, http)));
+  const from = some(r.from.map((f) => compileSource(f.source, http, principals)));
   const to = some(r.to.map((t) => compileOperation(t.operation, http)));
-  const when = all(r.when.filter((w) => http || !condUsesHttp(w)).map(compileCondition));
+  const when = all(r.when.filter((w) => http || !condUsesHttp(w)).map((w) => compileCondition(w, principals)));
   return all([from, to, when].filter((p) => p !== always));
 }
 
@@ -254,11 +257,11 @@ function compileRule(r: AuthzRule, http: boolean, action: AuthzAction): Pred | n
 type RuleIndex = (c: Ctx) => number;
 const noRule: RuleIndex = () => -1;
 
-function compilePolicy(p: AuthzPolicy, http: boolean): RuleIndex {
+function compilePolicy(p: AuthzPolicy, http: boolean, principals: Principals): RuleIndex {
   const preds: Pred[] = [];
   const index: number[] = [];
   p.rules.forEach((r, i) => {
-    const pred = compileRule(r, http, p.action);
+    const pred = compileRule(r, http, p.action, principals);
     if (pred === null) return;
     preds.push(pred);
     index.push(i);
@@ -295,14 +298,25 @@ export function effectivePolicyId(policy: string, rule: number): string {
   return `ns[${slash >= 0 ? policy.slice(0, slash) : ''}]-policy[${slash >= 0 ? policy.slice(slash + 1) : policy}]-rule[${rule}]`;
 }
 
-export function compileAuthorizer(policies: readonly AuthzPolicy[]): Authorizer {
+export interface AuthorizerOptions {
+  /**
+   * The mesh's trust domain (the proxy's `identity.trustDomain`; default `cluster.local`):
+   * a principal written with trust domain `cluster.local` names that service account in
+   * it, as in Istio (withTrustDomains). Wren has no trust-domain aliases.
+   */
+  readonly trustDomain?: string;
+}
+
+export function compileAuthorizer(policies: readonly AuthzPolicy[], options: AuthorizerOptions = {}): Authorizer {
+  const trustDomains = [options.trustDomain ?? CLUSTER_LOCAL];
+  const principals: Principals = (patterns) => (patterns.length === 0 ? patterns : withTrustDomains(patterns.map(stripSpiffe), trustDomains));
   const of = (action: AuthzAction): Compiled[] =>
     policies
       .filter((p) => p.action === action)
       .map((p) => ({
         name: p.name,
-        http: compilePolicy(p, true),
-        tcp: compilePolicy(p, false),
+        http: compilePolicy(p, true, principals),
+        tcp: compilePolicy(p, false, principals),
         decisions: Object.freeze(p.rules.map((_, i) => decision(action !== 'DENY', action, p.name, `${action === 'DENY' ? 'deny' : 'allow'}-policy ${p.name}`, i))),
       }));
   const denies = of('DENY');

@@ -25,8 +25,13 @@ export class CompiledInboundPolicy {
   readonly jwt: JwtAuthenticator | null;
   private readonly modes: ReadonlyMap<number, MtlsMode>;
 
-  constructor(readonly policy: InboundPolicy, jwt?: JwtDeps) {
-    this.authorizer = compileAuthorizer(policy.authorizationPolicies);
+  /**
+   * `trustDomain`: the mesh's, the proxy's `identity.trustDomain` (default `cluster.local`),
+   * which a policy principal written with trust domain `cluster.local` stands for, as in
+   * Istio (match.ts withTrustDomains).
+   */
+  constructor(readonly policy: InboundPolicy, jwt?: JwtDeps, trustDomain?: string) {
+    this.authorizer = compileAuthorizer(policy.authorizationPolicies, { trustDomain });
     if (policy.jwtRules.length > 0 && !jwt) throw new Error('an inbound policy with jwtRules needs JWT dependencies');
     this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec, jwt.cacheSize) : null;
     this.modes = new Map(Object.entries(policy.portLevelMtls).map(([port, m]) => [Number(port), m.mode]));

@@ -60,6 +60,52 @@ const SPIFFE = 'spiffe://';
  */
 export const stripSpiffe = (s: string): string => (s.startsWith(SPIFFE) ? s.slice(SPIFFE.length) : s);
 
+/** The trust domain Istio reads as "this mesh's", whatever its own is (constants.DefaultClusterLocalDomain). */
+export const CLUSTER_LOCAL = 'cluster.local';
+
+/** Istio's trustdomain.stringMatch: either side may be the pattern (`*`, `abc*`, `*abc`). */
+function trustDomainMatch(a: string, list: readonly string[]): boolean {
+  const prefix = (s: string, p: string) => p.endsWith('*') && s.startsWith(p.slice(0, -1));
+  return list.some((s) => a === s || s === '*' || prefix(a, s) || prefix(s, a) || suffix(a, s) || suffix(s, a));
+}
+const suffix = (s: string, p: string): boolean => p.startsWith('*') && s.endsWith(p.slice(1));
+
+/**
+ * The principal patterns of a policy (already without `spiffe://`) for a mesh whose trust
+ * domains are `trustDomains` (the local one first, then its aliases): Istio's
+ * `Bundle.ReplaceTrustDomainAliases` (pilot/pkg/security/trustdomain/bundle.go), which
+ * istiod applies to `principals`, `notPrincipals` and the `source.principal` condition
+ * (model.MigrateTrustDomain). A principal `TD/ns/NS/sa/SA` whose trust domain is
+ * `cluster.local` or one of `trustDomains` stands for that service account in every one of
+ * `trustDomains`: it becomes one pattern per trust domain (a trust-domain pattern like
+ * `*-td` that matches one is kept as written for that one). Any other principal is kept
+ * as written: one with a trust domain `*`, one not of that five-part shape (a prefix
+ * `cluster.local/ns/shop/*`, a suffix `*sa/web`), one of a foreign trust domain.
+ *
+ * Wren adds one thing: a `cluster.local` principal also keeps its literal form when
+ * `cluster.local` is not among `trustDomains` (Istio drops it there). Wren's sidecars do
+ * not check a peer's trust domain against their own, only its chain to the trust bundle,
+ * so a peer of trust domain `cluster.local` (a proxy left at the default
+ * `identity.trustDomain` under a shared root) is possible, and a policy that named it
+ * literally before matches it still: a DENY denies at least what it did.
+ */
+export function withTrustDomains(principals: readonly string[], trustDomains: readonly string[]): readonly string[] {
+  const out: string[] = [];
+  const add = (p: string) => (out.includes(p) ? undefined : out.push(p));
+  for (const p of principals) {
+    const parts = p.split('/');
+    const td = parts[0];
+    if (parts.length !== 5 || td === '*' || !(td === CLUSTER_LOCAL || trustDomainMatch(td, trustDomains))) {
+      add(p);
+      continue;
+    }
+    const rest = p.slice(td.length);
+    for (const t of trustDomains) add(suffix(t, td) ? p : t + rest);
+    if (td === CLUSTER_LOCAL) add(p);
+  }
+  return out;
+}
+
 /** The namespace of a SPIFFE ID `spiffe://td/ns/NS/sa/SA` ('' when it has none, or the peer is unauthenticated). */
 export function namespaceOf(spiffeId: string): string {
   const m = /\/ns\/([^/]+)\/sa\//.exec(spiffeId);
