@@ -221,11 +221,13 @@ export class Proxy {
       onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
       onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }),
     };
+    // The mesh multiplexer's sessions: the peer's time to end its half after ours, as on every HTTP/1.1 connection.
+    const muxOpts = { ...meshOpts, closeTimeoutMs: config.limits.delayedCloseTimeoutMs };
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool(meshOpts)
         : config.protocol.meshHttp1 === 'mux'
-          ? meshMuxPool({ ...meshOpts, windowBytes: config.limits.http2InitialStreamWindowBytes, connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes })
+          ? meshMuxPool({ ...muxOpts, windowBytes: config.limits.http2InitialStreamWindowBytes, connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes })
           : undefined;
     // A pool of its own for HTTP/2: as many streams per peer as an HTTP/2 session would
     // carry (limits.maxConcurrentStreams, the peer's own bound per session), so long-lived
@@ -233,7 +235,7 @@ export class Proxy {
     this.meshH2 =
       config.protocol.meshHttp2 === 'mux'
         ? meshMuxPool({
-            ...meshOpts,
+            ...muxOpts,
             // The responses an HTTP/2 session takes (the peer's, to its app, is one): the
             // mesh's HTTP/1.1 measure of the same fields is smaller, 16 fields for the peer's own.
             maxHeaderBytes: PEER_SESSION_HEADERS.maxBytes,

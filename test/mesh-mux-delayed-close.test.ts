@@ -83,3 +83,61 @@ test("streams the inbound ended are let go when the peer never ends its half: co
   expect(text.get(next)).toMatch(/^HTTP\/1\.1 200 /);
   socket.destroy();
 }, 60_000);
+
+/**
+ * limits.delayedCloseTimeoutMs is the mux sessions' close timeout too (0: no bound), as the
+ * HTTP/1.1 connections' (found by an adversarial run, adv11: the sessions kept a fixed 1 s
+ * whatever the setting). One stream answered with `connection: close`; the peer never ends
+ * its half; when is it let go?
+ */
+describe('limits.delayedCloseTimeoutMs on mux streams', () => {
+  const COUNT = /wren_limit_exceeded_total\{direction="inbound",limit="delayed-close-timeout"\} (\d+)/;
+
+  /** A sidecar with the setting; resolves once the inbound has sent its FIN on the stream, with the time it arrived and the socket. */
+  async function finished(setting: number): Promise<{ proxy: Proxy; socket: TLSSocket; finAt: number }> {
+    const proxy = await startProxy({ pki, serviceAccount: 'web', config: { limits: { delayedCloseTimeoutMs: setting } } });
+    const m = pki.issue('default', 'caller');
+    const socket: TLSSocket = tlsConnect({ host: '127.0.0.1', port: proxy.inboundPort, ALPNProtocols: [MUX_ALPN], rejectUnauthorized: false, key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem });
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('secureConnect', r));
+    let finAt = 0;
+    let got = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      while (got.length >= 10 && got.length >= 10 + got.readUInt32BE(0)) {
+        const len = got.readUInt32BE(0);
+        if (got[4] === FrameType.Data && (got[5] & FLAG_FIN) !== 0) finAt = Date.now();
+        got = got.subarray(10 + len);
+      }
+    });
+    const port = (app.address() as AddressInfo).port;
+    socket.write(data(1, `GET / HTTP/1.1\r\nhost: web\r\nconnection: close\r\nwren-target-port: ${port}\r\nwren-orig-proto: HTTP/1.1\r\n\r\n`));
+    expect(await until(() => finAt > 0, 20_000)).toBe(true);
+    return { proxy, socket, finAt };
+  }
+
+  test('a longer setting holds the stream longer than the 1 s default', async () => {
+    const { proxy, socket, finAt } = await finished(2500);
+    try {
+      // Past the 1 s the sessions kept whatever the setting: not yet.
+      await new Promise((r) => setTimeout(r, Math.max(0, finAt + 1800 - Date.now())));
+      expect(await metric(proxy, COUNT)).toBe(0);
+      expect(await until(async () => (await metric(proxy, COUNT)) === 1, 10_000)).toBe(true);
+      expect(Date.now() - finAt).toBeGreaterThanOrEqual(2400);
+    } finally {
+      socket.destroy();
+      await proxy.close();
+    }
+  }, 30_000);
+
+  test('0 turns it off: the stream waits for the peer', async () => {
+    const { proxy, socket, finAt } = await finished(0);
+    try {
+      await new Promise((r) => setTimeout(r, Math.max(0, finAt + 2500 - Date.now())));
+      expect(await metric(proxy, COUNT)).toBe(0);
+    } finally {
+      socket.destroy();
+      await proxy.close();
+    }
+  }, 30_000);
+});

@@ -243,6 +243,8 @@ export class InboundListener {
       maxStreams: this.d.maxConcurrentStreams,
       idleTimeoutMs: this.d.limits.idleConnectionTimeoutMs,
       firstStreamTimeoutMs: this.d.limits.requestHeadersTimeoutMs,
+      // The peer's time to end its half after ours (0: no bound), as the HTTP/1.1 connections'.
+      closeTimeoutMs: this.d.limits.delayedCloseTimeoutMs,
       resetBudget: { burst: PEER_RESET_BURST, perSecond: PEER_RESET_RATE },
       clock: this.d.clock,
       onLimit: (limit) => this.d.metrics.limits.inc({ direction: 'inbound', limit }),

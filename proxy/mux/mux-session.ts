@@ -30,7 +30,8 @@ const MAX_BACKLOG_FRAMES = 50_000;
 const EARLY_FLUSH_FRAMES = 4;
 /**
  * After our FIN on a stream, or our end of the connection, the peer's time to end its half
- * too (MuxSessionOptions.closeTimeoutMs): Envoy's delayed_close_timeout, 1 s by default.
+ * too when MuxSessionOptions.closeTimeoutMs is not given (the sidecar gives
+ * limits.delayedCloseTimeoutMs, on both ends): Envoy's delayed_close_timeout, 1 s by default.
  */
 const CLOSE_TIMEOUT_MS = 1000;
 

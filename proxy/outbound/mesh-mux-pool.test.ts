@@ -1,10 +1,13 @@
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { meshMuxPool } from './mesh-mux-pool.js';
 import { TlsIdentity } from '../tls/tls-identity.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { ProxyRequest } from '../http/exchange.js';
 import { FakeClock } from '../../common/clock.js';
 import { testPki } from '../../test/helpers/pki.js';
+import { MUX_ALPN } from '../mux/mux-session.js';
+import { controlFrame, FrameType } from '../mux/frame.js';
 
 const pki = testPki();
 
@@ -48,3 +51,55 @@ test("a session whose TLS handshake is not done at the connect timeout is destro
     await new Promise((r) => server.close(r));
   }
 });
+
+/**
+ * A peer sidecar that takes the session and never ends its side (allowHalfOpen, reads and
+ * answers nothing): how long after the pool ends the session does it destroy the connection?
+ * The peer learns it by writing (a window grant every 20 ms), as a socket closed after its
+ * FIN sends nothing more until it gets bytes.
+ */
+async function endedSessionLife(closeTimeoutMs: number, waitMs: number): Promise<number | null> {
+  const m = pki.issue('default', 'web');
+  const conns: TLSSocket[] = [];
+  let endAt = 0;
+  let closedAfter: number | null = null;
+  const server = createTlsServer({ key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: [MUX_ALPN], allowHalfOpen: true }, (s) => {
+    conns.push(s);
+    s.on('error', () => undefined);
+    s.resume();
+    s.once('end', () => (endAt = Date.now()));
+    const grants = setInterval(() => s.write(controlFrame(FrameType.Window, 0, 1)), 20);
+    s.once('close', () => {
+      clearInterval(grants);
+      closedAfter = Date.now() - endAt;
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const pool = meshMuxPool({ tls: new TlsIdentity(pki.issue('default', 'client')), maxConnectionsPerPeer: 8, connectTimeoutMs: 60_000, maxHeaderBytes: 16384, idleTimeoutMs: 0, windowBytes: 1 << 20, connectionWindowBytes: 1 << 20, closeTimeoutMs });
+  try {
+    const pending = pool.request('127.0.0.1', port, request(), {}, undefined, 0, m.spiffeId).catch((e: unknown) => e);
+    for (let i = 0; i < 200 && conns.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(conns.length).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    // The pool closes: the session's last stream goes, then the session ends its side.
+    pool.destroy();
+    await pending;
+    for (let i = 0; i < 200 && endAt === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(endAt).toBeGreaterThan(0);
+    for (let t = 0; t < waitMs && closedAfter === null; t += 10) await new Promise((r) => setTimeout(r, 10));
+    return closedAfter;
+  } finally {
+    for (const s of conns) s.destroy();
+    await new Promise((r) => server.close(r));
+  }
+}
+
+test('the close timeout of its sessions is the one given (limits.delayedCloseTimeoutMs), 0 for none', async () => {
+  // 150 ms: destroyed well before the sessions' default 1 s.
+  const after = await endedSessionLife(150, 3000);
+  expect(after).not.toBeNull();
+  expect(after!).toBeLessThan(800);
+  // 0: no bound, the peer's side stays open.
+  expect(await endedSessionLife(0, 1500)).toBeNull();
+}, 20_000);

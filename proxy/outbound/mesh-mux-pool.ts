@@ -24,6 +24,12 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   readonly meshH2?: boolean;
   /** The handshake deadline's time (default: the system clock). */
   readonly clock?: Clock;
+  /**
+   * After the session ends its half of a stream or of the connection, the peer's time to end
+   * its own (limits.delayedCloseTimeoutMs; 0: no bound; default the session's 1 s):
+   * MuxSessionOptions.closeTimeoutMs.
+   */
+  readonly closeTimeoutMs?: number;
 }
 
 /**
@@ -83,6 +89,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       // Kept open without streams as long as an idle virtual connection would be: when all
       // of its calls are cancelled the next one needs no new TLS handshake.
       idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
+      closeTimeoutMs: o.closeTimeoutMs,
       onClose: () => {
         stopDeadline();
         if (sessions.get(key) === s) sessions.delete(key);
