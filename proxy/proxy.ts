@@ -221,8 +221,9 @@ export class Proxy {
       onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
       onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }),
     };
-    // The mesh multiplexer's sessions: the peer's time to end its half after ours, as on every HTTP/1.1 connection.
-    const muxOpts = { ...meshOpts, closeTimeoutMs: config.limits.delayedCloseTimeoutMs };
+    // The mesh multiplexer's sessions: the peer's time to end its half after ours, as on every
+    // HTTP/1.1 connection; PINGed as the HTTP/2 peer sessions are (limits.peerKeepalive).
+    const muxOpts = { ...meshOpts, closeTimeoutMs: config.limits.delayedCloseTimeoutMs, keepalive, onKeepaliveTimeout, clock: this.clock };
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool(meshOpts)

@@ -274,7 +274,11 @@ export interface ProxyLimits {
    * (wren_limit_exceeded_total{limit="rate-limit-identity-buckets"}). Default 10,000.
    */
   readonly rateLimitIdentityBuckets: number;
-  /** HTTP/2 PING on sessions to peers: a session that does not answer within timeoutMs is destroyed. */
+  /**
+   * PING every intervalMs on sessions to peers (HTTP/2, and the mesh multiplexer's on
+   * wren-mux/2, where any byte answers) and to the app: a session that does not answer
+   * within timeoutMs is destroyed.
+   */
   readonly peerKeepalive: { readonly intervalMs: number; readonly timeoutMs: number };
   /**
    * HTTP/2 receive windows (RFC 9113 §6.9.2) of every session the sidecar holds: the

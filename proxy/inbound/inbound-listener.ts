@@ -22,7 +22,7 @@ import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H1Server } from '../http/h1-server.js';
-import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
+import { isMuxAlpn, MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
 import { LiveSet } from '../../common/live-set.js';
 
@@ -97,7 +97,7 @@ export class InboundListener {
   /** Peers' CONNECT streams (peer-connect.ts). */
   private readonly connects: PeerConnect;
   private readonly sessions = new LiveSet<ServerHttp2Session>();
-  /** HTTP/1.1 from peer sidecars: ALPN http/1.1 (protocol.meshHttp1 'h1') and the virtual connections of ALPN wren-mux/1 ('mux'), through the mTLS stack. */
+  /** HTTP/1.1 from peer sidecars: ALPN http/1.1 (protocol.meshHttp1 'h1') and the virtual connections of ALPN wren-mux/2 or /1 ('mux'), through the mTLS stack. */
   private readonly meshH1: H1Server;
   private readonly muxSessions = new Set<MuxSession>();
   /** LiveSets, not Sets: a long-lived Set keeps the connections that left for the scavenger (common/live-set.ts). */
@@ -108,9 +108,10 @@ export class InboundListener {
 
   constructor(private readonly d: InboundDeps) {
     // ALPN h2: HTTP/2 (every peer offers it); http/1.1: peers whose HTTP/1.1 goes over
-    // pooled mTLS connections (protocol.meshHttp1 'h1'). A client certificate chaining to
-    // the trust bundle is required either way.
-    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', MUX_ALPN] }, (s) => this.secureConnection(s));
+    // pooled mTLS connections (protocol.meshHttp1 'h1'); wren-mux/2 and /1: the mesh
+    // multiplexer, /2 (with PING) first, as the server's order picks, and /1 for a caller of
+    // an older release. A client certificate chaining to the trust bundle is required either way.
+    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', ...MUX_ALPNS] }, (s) => this.secureConnection(s));
     this.secure = createH2Server({
       maxHeaderListPairs: H2_SERVER_MAX_FIELDS,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
@@ -151,7 +152,7 @@ export class InboundListener {
     // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
     // Drain is H1Server.closeIdle(): the HTTP/1.1 counterpart of GOAWAY (no further request on a connection, RFC 9112 section 9.6).
     // The same server for the virtual connections of a multiplexed mTLS connection (ALPN
-    // wren-mux/1): their caller is the session's verified peer.
+    // wren-mux/2 or /1): their caller is the session's verified peer.
     this.meshH1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, meshHeadroom: true, meshOrigProto: true, clock: d.clock,
       identityOf: (s) => (s instanceof MuxStream ? s.peer : peerSpiffeId(s as TLSSocket)),
@@ -228,7 +229,7 @@ export class InboundListener {
     if (!socket.authorized) return void socket.destroy();
     if (socket.alpnProtocol === 'h2') this.secure.emit('connection', socket);
     else if (socket.alpnProtocol === 'http/1.1') this.serveMeshH1(socket);
-    else if (socket.alpnProtocol === MUX_ALPN) this.serveMux(socket);
+    else if (isMuxAlpn(socket.alpnProtocol)) this.serveMux(socket);
     else socket.destroy();
   }
 
@@ -254,6 +255,8 @@ export class InboundListener {
         if (why !== null) this.d.logger.debug('inbound mux session closed', { reason: why });
       },
     });
+    // wren-mux/2: the caller's PINGs are answered (on /1 they would be malformed, as for the release before it).
+    if (socket.alpnProtocol === MUX_ALPN_2) session.usePing();
     this.muxSessions.add(session);
     if (this.draining) session.goAway();
   }

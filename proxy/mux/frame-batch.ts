@@ -91,10 +91,10 @@ export class FrameBatch {
     this.len += this.slab!.write(text, this.start + this.len, text.length, 'latin1');
   }
 
-  /** A whole control frame (WINDOW, RESET, GOAWAY): a header and one u32. */
-  control(type: FrameType, id: number, value: number): void {
+  /** A whole control frame (WINDOW, RESET, GOAWAY, PING): a header and one u32. */
+  control(type: FrameType, id: number, value: number, flags = 0): void {
     const b = this.room(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
-    writeControlFrame(b, this.start + this.len, type, id, value);
+    writeControlFrame(b, this.start + this.len, type, id, value, flags);
     this.len += HEADER_BYTES + CONTROL_PAYLOAD_BYTES;
   }
 

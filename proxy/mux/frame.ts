@@ -1,9 +1,9 @@
 /**
- * Frames of the mesh multiplexer (ALPN `wren-mux/1`, proxy/mux/mux-session.ts): many
- * virtual connections between two sidecars on one mTLS connection, as yamux or SSH
- * channels carry byte streams (HTTP/2's framing without its header compression and
- * stream semantics: each virtual connection carries HTTP/1.1 bytes, parsed by the codec
- * on both ends).
+ * Frames of the mesh multiplexer (ALPN `wren-mux/2`, or `wren-mux/1` with a peer of an older
+ * release; proxy/mux/mux-session.ts): many virtual connections between two sidecars on one
+ * mTLS connection, as yamux or SSH channels carry byte streams (HTTP/2's framing without its
+ * header compression and stream semantics: each virtual connection carries HTTP/1.1 bytes,
+ * parsed by the codec on both ends).
  *
  *     length u32 | type u8 | flags u8 | stream id u32 | payload (length bytes)
  *
@@ -13,16 +13,25 @@
  * frame each, in id order, MuxSession.open()). WINDOW grants the peer more bytes to send on a stream
  * (payload u32), as HTTP/2's WINDOW_UPDATE (RFC 9113 section 6.9). RESET aborts a stream
  * (payload u32 code). GOAWAY: no new streams on this connection (payload u32: the last
- * stream id the sender will serve), as HTTP/2's GOAWAY.
+ * stream id the sender will serve), as HTTP/2's GOAWAY. PING (`wren-mux/2` only; stream 0,
+ * payload u32 opaque; flag ACK): the receiver answers every PING without ACK with a PING
+ * with ACK and the same payload, as HTTP/2's PING (RFC 9113 section 6.7); the calling side
+ * sends one every limits.peerKeepalive interval and closes a connection on which nothing
+ * arrives within its timeout. `wren-mux/1` is the same without PING: a peer of an older
+ * release takes an unknown frame type as malformed, so PING goes only on a connection
+ * whose ALPN is `wren-mux/2` (Deframer.pings).
  */
 export const HEADER_BYTES = 10;
 export const MAX_PAYLOAD = 64 * 1024;
 /** HTTP/2's largest window (RFC 9113 section 6.9.1): a grant past it is a flow-control error. */
 export const MAX_WINDOW = 2 ** 31 - 1;
 
-export const FrameType = { Data: 0, Window: 1, Reset: 2, GoAway: 3 } as const;
+export const FrameType = { Data: 0, Window: 1, Reset: 2, GoAway: 3, Ping: 4 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+/** DATA: the sender's half of the stream is done. */
 export const FLAG_FIN = 1;
+/** PING: the answer to a PING (its payload echoed). */
+export const FLAG_ACK = 1;
 
 /** Codes carried by RESET. */
 export const ResetCode = { Cancel: 0, FlowControl: 1, Refused: 2, Protocol: 3 } as const;
@@ -38,9 +47,9 @@ export function writeFrameHeader(b: Buffer, at: number, type: FrameType, flags: 
 /** A control frame's payload: one u32. */
 export const CONTROL_PAYLOAD_BYTES = 4;
 
-/** Writes a whole control frame (WINDOW, RESET, GOAWAY) at `at` in `b`: a header and one u32. */
-export function writeControlFrame(b: Buffer, at: number, type: FrameType, id: number, value: number): void {
-  writeFrameHeader(b, at, type, 0, id, CONTROL_PAYLOAD_BYTES);
+/** Writes a whole control frame (WINDOW, RESET, GOAWAY, PING) at `at` in `b`: a header and one u32. */
+export function writeControlFrame(b: Buffer, at: number, type: FrameType, id: number, value: number, flags = 0): void {
+  writeFrameHeader(b, at, type, flags, id, CONTROL_PAYLOAD_BYTES);
   b.writeUInt32BE(value >>> 0, at + HEADER_BYTES);
 }
 
@@ -50,10 +59,10 @@ export function frameHeader(type: FrameType, flags: number, id: number, length: 
   return h;
 }
 
-/** A whole control frame (WINDOW, RESET, GOAWAY): a header and one u32. */
-export function controlFrame(type: FrameType, id: number, value: number): Buffer {
+/** A whole control frame (WINDOW, RESET, GOAWAY, PING): a header and one u32. */
+export function controlFrame(type: FrameType, id: number, value: number, flags = 0): Buffer {
   const f = Buffer.allocUnsafe(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
-  writeControlFrame(f, 0, type, id, value);
+  writeControlFrame(f, 0, type, id, value, flags);
   return f;
 }
 
@@ -65,8 +74,8 @@ export interface FrameSink {
    * are the thread's shared read buffer): the deframer never copies a payload.
    */
   data(id: number, piece: Buffer, fin: boolean): void;
-  /** A control frame (WINDOW, RESET, GOAWAY) and its u32. */
-  control(type: FrameType, id: number, value: number): void;
+  /** A control frame (WINDOW, RESET, GOAWAY; PING when Deframer.pings), its u32 and its flags. */
+  control(type: FrameType, id: number, value: number, flags: number): void;
   /** The bytes are not frames (an unknown type, a payload over MAX_PAYLOAD, a bad control frame). */
   malformed(why: string): void;
 }
@@ -91,6 +100,11 @@ export class Deframer {
   private dataId = 0;
   private dataFin = false;
   private failed = false;
+  /**
+   * The connection speaks `wren-mux/2`: PING is a frame type (MuxSession.usePing); on
+   * `wren-mux/1` it is an unknown one, as for a peer of the release before it.
+   */
+  pings = false;
 
   constructor(private readonly sink: FrameSink) {}
 
@@ -121,7 +135,7 @@ export class Deframer {
       const len = b.readUInt32BE(at);
       const type = b[at + 4];
       if (len > MAX_PAYLOAD) return this.fail(`frame of ${len} bytes (the limit is ${MAX_PAYLOAD})`);
-      if (type > FrameType.GoAway) return this.fail(`unknown frame type ${type}`);
+      if (type > FrameType.GoAway && (type !== FrameType.Ping || !this.pings)) return this.fail(`unknown frame type ${type}`);
       if (type !== FrameType.Data && len !== CONTROL_PAYLOAD_BYTES) return this.fail(`control frame of ${len} bytes`);
       const id = b.readUInt32BE(at + 6);
       if (type === FrameType.Data) {
@@ -146,7 +160,7 @@ export class Deframer {
         off += HEADER_BYTES + CONTROL_PAYLOAD_BYTES;
       } else if (this.staged < HEADER_BYTES + CONTROL_PAYLOAD_BYTES) continue; // the u32 is next
       this.staged = 0;
-      this.sink.control(type as FrameType, id, b.readUInt32BE(at + HEADER_BYTES));
+      this.sink.control(type as FrameType, id, b.readUInt32BE(at + HEADER_BYTES), b[at + 5]);
     }
   }
 

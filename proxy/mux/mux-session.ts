@@ -1,14 +1,32 @@
 import type { TLSSocket } from 'node:tls';
-import type { Clock } from '../../common/clock.js';
+import { systemClock, type Clock, type Timer } from '../../common/clock.js';
 import { deferred, inTurn } from '../../common/deferred.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
-import { CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
+import { CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_ACK, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { releaseBody } from '../net/body-buffers.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
 
-/** ALPN protocol id of the mesh multiplexer. */
+/**
+ * ALPN protocol id of the mesh multiplexer's first version (frame.ts: DATA, WINDOW, RESET,
+ * GOAWAY), which every release with the multiplexer speaks.
+ */
 export const MUX_ALPN = 'wren-mux/1';
+/**
+ * `wren-mux/1` and PING (frame.ts), for the caller's keepalive (MuxSessionOptions.keepalive).
+ * A peer of an older release knows only /1 and takes an unknown frame type as malformed
+ * (closing the connection), so a caller offers both, /2 first (MUX_ALPNS), and PINGs only
+ * on a connection that chose /2; the inbound takes both, /2 first.
+ */
+export const MUX_ALPN_2 = 'wren-mux/2';
+/** What a caller offers, the newest first (the inbound's list has them in the same order: the server's order picks). */
+export const MUX_ALPNS = [MUX_ALPN_2, MUX_ALPN] as const;
+export type MuxAlpn = (typeof MUX_ALPNS)[number];
+
+/** Whether a connection's ALPN protocol is one of the multiplexer's. */
+export function isMuxAlpn(p: string | false | null | undefined): p is MuxAlpn {
+  return p === MUX_ALPN_2 || p === MUX_ALPN;
+}
 
 /** Bytes waiting to be written to the socket above which streams send no more DATA until it drains. */
 const DATA_BACKLOG_BYTES = 1 << 20;
@@ -36,7 +54,7 @@ const EARLY_FLUSH_FRAMES = 4;
 const CLOSE_TIMEOUT_MS = 1000;
 
 /** Why a session gave up on its peer (or on one of its streams): each counted (the listener's limit metric). */
-export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog' | 'delayed-close-timeout';
+export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog' | 'delayed-close-timeout' | 'peer-keepalive-timeout';
 
 export interface MuxSessionOptions {
   /** Client: opens streams (odd ids); server: accepts them (onStream). */
@@ -77,6 +95,15 @@ export interface MuxSessionOptions {
    * counted by onLimit as 'delayed-close-timeout'.
    */
   readonly closeTimeoutMs?: number;
+  /**
+   * Client: once the connection speaks `wren-mux/2` (usePing), a PING every intervalMs
+   * while the session is open (limits.peerKeepalive); when no byte at all arrives within
+   * timeoutMs of one (its answer, or anything else: any byte shows the peer and the path
+   * are there), the session closes, counted by onLimit as 'peer-keepalive-timeout', and
+   * its streams fail as a lost connection. 0 in either: none. One timer per session, on
+   * `clock`.
+   */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
   /** A limit fired and the session closed (or, for the idle timeout, drained; for the close timeout, let the stream go). */
   readonly onLimit?: (limit: MuxLimit) => void;
   /** The connection closed or broke the protocol (the reason, for the log). */
@@ -126,6 +153,12 @@ export class MuxSession implements StreamOwner, FrameSink {
   /** What the socket still had to write when endTimer last fired (a flush still progressing earns more time). */
   private endBacklog = 0;
   readonly closeTimeoutMs: number;
+  /** The keepalive's one timer (MuxSessionOptions.keepalive): the next PING, or the deadline of the one sent. */
+  private pingTimer: Timer | null = null;
+  /** socket.bytesRead when the PING awaiting an answer went (-1: none awaiting): any byte read since is the peer. */
+  private readAtPing = -1;
+  /** The payload of the last PING sent. */
+  private pingSeq = 0;
   /** Bytes the peer may still send on the connection before we grant more. */
   private connRecvWindow: number;
   /** Bytes received on the connection (in a stream's buffer, or dropped), not yet granted back (grantConnection). */
@@ -274,6 +307,9 @@ export class MuxSession implements StreamOwner, FrameSink {
   private end(): void {
     // Ending: no new stream may start on it (a pool asking now must open another connection).
     this.goingAway = true;
+    // Nothing more is written after our FIN (a PING would be a write after end): the close
+    // timeout bounds the rest.
+    this.stopPings();
     this.flush();
     this.socket.end();
     // The peer ends its side in turn (its socket's 'end'), or is made to: a peer that never
@@ -306,7 +342,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   // FrameSink
-  control(type: FrameType, id: number, value: number): void {
+  control(type: FrameType, id: number, value: number, flags: number): void {
     if (type === FrameType.Window) {
       if (id !== 0) {
         const st = this.streams.get(id);
@@ -340,6 +376,12 @@ export class MuxSession implements StreamOwner, FrameSink {
     else if (type === FrameType.GoAway) {
       this.goingAway = true;
       if (this.streams.size === 0) this.end();
+    } else if (type === FrameType.Ping) {
+      // Only on wren-mux/2 (the deframer refuses the type otherwise). As HTTP/2 (RFC 9113
+      // section 6.7): on the connection, not a stream; answered with its payload unless it
+      // is an answer, which needs nothing more (its bytes were the keepalive's sign of life).
+      if (id !== 0) return this.malformed(`PING on stream ${id}`);
+      if ((flags & FLAG_ACK) === 0) this.sendPing(value, true);
     }
   }
 
@@ -474,6 +516,75 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.wrote(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
   }
 
+  private sendPing(value: number, ack: boolean): void {
+    // Not after our FIN (a PING crossing our end of the connection): a write after end.
+    if (!this.writable() || this.socket.writableEnded) return;
+    this.batch.control(FrameType.Ping, 0, value, ack ? FLAG_ACK : 0);
+    this.wrote(HEADER_BYTES + CONTROL_PAYLOAD_BYTES);
+  }
+
+  /**
+   * The connection speaks `wren-mux/2` (its ALPN; a client learns it at the handshake, a
+   * server at once): PING is a frame type, answered; a client with a keepalive starts it.
+   */
+  usePing(): void {
+    if (this.closed) return;
+    this.deframer.pings = true;
+    const ka = this.o.keepalive;
+    if (!this.o.client || ka === undefined || ka.intervalMs <= 0 || ka.timeoutMs <= 0 || this.pingTimer !== null || this.goingAway) return;
+    this.armPing(ka.intervalMs);
+  }
+
+  private armPing(ms: number): void {
+    const clock = this.o.clock ?? systemClock;
+    this.pingTimer = clock.setTimeout(this.pingTimerFired, ms);
+    this.pingTimer.unref?.();
+  }
+
+  private stopPings(): void {
+    this.readAtPing = -1;
+    if (this.pingTimer === null) return;
+    (this.o.clock ?? systemClock).clearTimeout(this.pingTimer);
+    this.pingTimer = null;
+  }
+
+  /**
+   * The keepalive's timer: the interval passed (a PING goes, and the peer has timeoutMs to
+   * send anything), or the PING's deadline. Judged by the connection's bytes read (a
+   * counter node keeps): any byte shows the peer and the path are there, the ACK or not,
+   * and the reads cost the keepalive nothing (no mark per read, no timer per request).
+   */
+  private readonly pingTimerFired = (): void => {
+    this.pingTimer = null;
+    if (this.closed || this.socket.destroyed) return;
+    const ka = this.o.keepalive!;
+    if (this.readAtPing < 0) {
+      this.readAtPing = this.socket.bytesRead;
+      this.pingSeq = (this.pingSeq + 1) >>> 0;
+      this.sendPing(this.pingSeq, false);
+      return this.armPing(ka.timeoutMs);
+    }
+    // The deadline. Bytes the peer sent in time may still wait to be read: a turn of the
+    // event loop that ran long (a GC pause, a burst of work) reaches its timers before its
+    // reads. The verdict waits for this turn's reads (the check phase comes after them).
+    if (this.socket.bytesRead === this.readAtPing) return void setImmediate(pingVerdict, this);
+    this.answered();
+  };
+
+  /** The peer sent something since the PING: the next one an interval after the last. */
+  private answered(): void {
+    const ka = this.o.keepalive!;
+    this.readAtPing = -1;
+    this.armPing(Math.max(0, ka.intervalMs - ka.timeoutMs));
+  }
+
+  /** The PING's deadline passed and this turn's reads are in: nothing from the peer means the connection is gone. */
+  pingJudged(): void {
+    if (this.closed || this.socket.destroyed || this.pingTimer !== null || this.readAtPing < 0) return;
+    if (this.socket.bytesRead !== this.readAtPing) return this.answered();
+    this.giveUp('peer-keepalive-timeout', `nothing from the peer within ${this.o.keepalive!.timeoutMs} ms of a PING`);
+  }
+
   private writable(): boolean {
     return !this.closed && !this.socket.destroyed;
   }
@@ -555,6 +666,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (this.emptyTimer !== null) clearTimeout(this.emptyTimer);
     if (this.firstTimer !== null) clearTimeout(this.firstTimer);
     if (this.endTimer !== null) clearTimeout(this.endTimer);
+    this.stopPings();
     const err = cause ?? resetError(why ?? 'mesh connection closed');
     for (const s of [...this.streams.values()]) s.onReset(err);
     this.streams.clear();
@@ -572,4 +684,8 @@ function flushBatch(s: MuxSession): void {
 
 function onEndTimer(s: MuxSession): void {
   s.endTimedOut();
+}
+
+function pingVerdict(s: MuxSession): void {
+  s.pingJudged();
 }

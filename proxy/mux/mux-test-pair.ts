@@ -1,6 +1,6 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { MuxSession, type MuxLimit } from './mux-session.js';
+import { MuxSession, type MuxLimit, type MuxSessionOptions } from './mux-session.js';
 import type { MuxStream } from './mux-stream.js';
 import { FLAG_FIN, FrameType, type FrameSink } from './frame.js';
 
@@ -31,8 +31,12 @@ export class MuxTestPairs {
     this.made.push(...sessions);
   }
 
-  /** `closeTimeoutMs` for both sessions (default the sessions'); `onLimit`: the server's limits. */
-  async pair(o: { window?: number; connWindow?: number; maxStreams?: number; closeTimeoutMs?: number; onStream?: (s: MuxStream) => void; onLimit?: (l: MuxLimit) => void } = {}): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
+  /**
+   * `closeTimeoutMs` for both sessions (default the sessions'); `onLimit`: the server's limits.
+   * `client`: more of the client's options (its keepalive, clock, limits); `pings`: which
+   * ends speak wren-mux/2 (usePing; default none, as on wren-mux/1).
+   */
+  async pair(o: { window?: number; connWindow?: number; maxStreams?: number; closeTimeoutMs?: number; onStream?: (s: MuxStream) => void; onLimit?: (l: MuxLimit) => void; client?: Partial<MuxSessionOptions>; pings?: { client: boolean; server: boolean } } = {}): Promise<{ client: MuxSession; server: MuxSession; raw: Socket }> {
     const { raw, accepted: s } = await this.connection();
     const window = o.window ?? 64 * 1024;
     const connWindow = o.connWindow ?? 1 << 20;
@@ -40,11 +44,13 @@ export class MuxTestPairs {
     // Every stream gets an error listener: the tests end by destroying the sessions.
     const quiet = (st: MuxStream | null) => st?.on('error', () => undefined) ?? null;
     const closeTimeoutMs = o.closeTimeoutMs;
-    const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, closeTimeoutMs });
+    const client = new MuxSession(raw as unknown as TLSSocket, { client: true, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, closeTimeoutMs, ...o.client });
     const open = client.open.bind(client);
     client.open = () => quiet(open());
     const peer = new MuxSession(s as unknown as TLSSocket, { client: false, windowBytes: window, connectionWindowBytes: connWindow, maxStreams, closeTimeoutMs, onLimit: o.onLimit, peer: 'spiffe://td/ns/a/sa/b', onStream: (st) => o.onStream?.(quiet(st)!) });
     this.made.push(client, peer);
+    if (o.pings?.client === true) client.usePing();
+    if (o.pings?.server === true) peer.usePing();
     return { client, server: peer, raw };
   }
 
@@ -87,9 +93,9 @@ export function frameRecorder(): FrameSink & { readonly frames: [number, number,
         open = null;
       }
     },
-    control(type, id, value) {
+    control(type, id, value, flags) {
       open = null;
-      frames.push([type, 0, id, (value >>> 0).toString(16).padStart(8, '0')]);
+      frames.push([type, flags, id, (value >>> 0).toString(16).padStart(8, '0')]);
     },
     malformed(why) {
       open = null;

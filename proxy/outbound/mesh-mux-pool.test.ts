@@ -3,10 +3,10 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { meshMuxPool } from './mesh-mux-pool.js';
 import { TlsIdentity } from '../tls/tls-identity.js';
 import { ProxyError } from '../errors/proxy-error.js';
-import type { ProxyRequest } from '../http/exchange.js';
+import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { FakeClock } from '../../common/clock.js';
 import { testPki } from '../../test/helpers/pki.js';
-import { MUX_ALPN } from '../mux/mux-session.js';
+import { MuxSession, MUX_ALPN, MUX_ALPN_2 } from '../mux/mux-session.js';
 import { controlFrame, FrameType } from '../mux/frame.js';
 
 const pki = testPki();
@@ -103,3 +103,99 @@ test('the close timeout of its sessions is the one given (limits.delayedCloseTim
   // 0: no bound, the peer's side stays open.
   expect(await endedSessionLife(0, 1500)).toBeNull();
 }, 20_000);
+
+/**
+ * A peer's inbound that speaks the multiplexer with the ALPN ids given (the release before
+ * wren-mux/2 listed only /1): each virtual connection answers its requests with `200 ok`;
+ * PINGs are known only on /2, as there (on /1 a PING is malformed and closes the connection).
+ */
+async function muxPeer(alpn: string[]): Promise<{ port: number; spiffeId: string; conns: TLSSocket[]; sessions: MuxSession[]; closes: (string | null)[]; close: () => Promise<void> }> {
+  const m = pki.issue('default', 'web');
+  const conns: TLSSocket[] = [];
+  const sessions: MuxSession[] = [];
+  const closes: (string | null)[] = [];
+  const server = createTlsServer({ key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: alpn }, (s) => {
+    conns.push(s);
+    s.on('error', () => undefined);
+    const session = new MuxSession(s, {
+      client: false, windowBytes: 1 << 20, connectionWindowBytes: 1 << 20, maxStreams: 100,
+      onClose: (why) => closes.push(why),
+      onStream: (st) => {
+        st.on('error', () => undefined);
+        let head = '';
+        st.on('data', (d: Buffer) => {
+          head += d.toString('latin1');
+          while (head.includes('\r\n\r\n')) {
+            head = head.slice(head.indexOf('\r\n\r\n') + 4);
+            st.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+          }
+        });
+      },
+    });
+    if (s.alpnProtocol === MUX_ALPN_2) session.usePing();
+    sessions.push(session);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port, spiffeId: m.spiffeId, conns, sessions, closes,
+    close: async () => {
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+async function statusOf(p: Promise<ProxyResponse>): Promise<number> {
+  const res = await p;
+  for await (const _ of res.body ?? []) void _;
+  return res.status;
+}
+
+describe('keepalive (limits.peerKeepalive) and the ALPN version', () => {
+  const keepalive = { intervalMs: 40, timeoutMs: 30 };
+  const poolFor = (timeouts: { n: number }) =>
+    meshMuxPool({ tls: new TlsIdentity(pki.issue('default', 'client')), maxConnectionsPerPeer: 8, connectTimeoutMs: 5000, maxHeaderBytes: 16384, idleTimeoutMs: 0, windowBytes: 1 << 20, connectionWindowBytes: 1 << 20, keepalive, onKeepaliveTimeout: () => timeouts.n++ });
+
+  test('to a peer of this release: wren-mux/2, PINGed while idle, answered, the one session kept', async () => {
+    const peer = await muxPeer([MUX_ALPN_2, MUX_ALPN]);
+    const timeouts = { n: 0 };
+    const pool = poolFor(timeouts);
+    try {
+      expect(await statusOf(pool.request('127.0.0.1', peer.port, request(), {}, undefined, 0, peer.spiffeId))).toBe(200);
+      expect(peer.conns.map((c) => c.alpnProtocol)).toEqual([MUX_ALPN_2]);
+      const read = peer.conns[0].bytesRead;
+      await new Promise((r) => setTimeout(r, 400));
+      // PINGs (14 bytes each) arrived while no request was made.
+      expect(peer.conns[0].bytesRead - read).toBeGreaterThanOrEqual(3 * 14);
+      expect(await statusOf(pool.request('127.0.0.1', peer.port, request(), {}, undefined, 0, peer.spiffeId))).toBe(200);
+      expect(peer.conns).toHaveLength(1);
+      expect(peer.closes).toEqual([]);
+      expect(timeouts.n).toBe(0);
+    } finally {
+      pool.destroy();
+      await peer.close();
+    }
+  });
+
+  test('to a peer of the release before (wren-mux/1 only): /1 chosen, no PING sent, its requests served on the one session', async () => {
+    const peer = await muxPeer([MUX_ALPN]);
+    const timeouts = { n: 0 };
+    const pool = poolFor(timeouts);
+    try {
+      for (let i = 0; i < 4; i++) {
+        expect(await statusOf(pool.request('127.0.0.1', peer.port, request(), {}, undefined, 0, peer.spiffeId))).toBe(200);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(peer.conns.map((c) => c.alpnProtocol)).toEqual([MUX_ALPN]);
+      // Idle: not a byte (a PING would close the connection as malformed).
+      const read = peer.conns[0].bytesRead;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(peer.conns[0].bytesRead).toBe(read);
+      expect(peer.closes).toEqual([]);
+      expect(timeouts.n).toBe(0);
+    } finally {
+      pool.destroy();
+      await peer.close();
+    }
+  });
+});

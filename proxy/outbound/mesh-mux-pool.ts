@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
-import { MuxSession, MUX_ALPN } from '../mux/mux-session.js';
+import { MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
 import type { MuxStream } from '../mux/mux-stream.js';
 import { MAX_PAYLOAD } from '../mux/frame.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
@@ -22,8 +22,16 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   readonly connectionWindowBytes: number;
   /** The pool carries HTTP/2 requests (protocol.meshHttp2 mux): H1PoolOptions.meshH2. */
   readonly meshH2?: boolean;
-  /** The handshake deadline's time (default: the system clock). */
+  /** The handshake deadline's and the keepalive's time (default: the system clock). */
   readonly clock?: Clock;
+  /**
+   * PING each session every intervalMs, closing it when nothing arrives within timeoutMs of
+   * one (limits.peerKeepalive, as PeerPool's HTTP/2 sessions): only on a session whose peer
+   * chose `wren-mux/2` (an older peer knows no PING). MuxSessionOptions.keepalive.
+   */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
+  /** A session closed by its keepalive (counted as limit="peer-keepalive-timeout"). */
+  readonly onKeepaliveTimeout?: () => void;
   /**
    * After the session ends its half of a stream or of the connection, the peer's time to end
    * its own (limits.delayedCloseTimeoutMs; 0: no bound; default the session's 1 s):
@@ -34,7 +42,7 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
 
 /**
  * HTTP/1.1 to peer sidecars on virtual connections multiplexed over one mTLS connection
- * per peer (config `protocol.meshHttp1: mux`, ALPN `wren-mux/1`; proxy/mux). The HTTP/1.1
+ * per peer (config `protocol.meshHttp1: mux`, ALPN `wren-mux/2` or /1; proxy/mux). The HTTP/1.1
  * pool is the one `h1` uses, with the same bound per peer (its connections are streams
  * here) and the same exchange rules; what changes is that a turn's requests to a peer
  * leave in one TLS record and one write, and its responses arrive the same way.
@@ -61,7 +69,8 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     const key = keyOf(host, port, identity);
     const known = live(key);
     if (known !== undefined && !known.full) return known;
-    const tls = connectPeer(o.tls, host, port, identity, MUX_ALPN);
+    // wren-mux/2 (PING: the keepalive) first; a peer of an older release picks /1.
+    const tls = connectPeer(o.tls, host, port, identity, MUX_ALPNS);
     // The handshake's deadline: the connect timeout of the request that opens the session,
     // as PeerPool bounds an HTTP/2 session's and Envoy its connections' (connect_timeout).
     // Each virtual connection timed out on its own before, but the session stayed pooled
@@ -90,6 +99,11 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       // of its calls are cancelled the next one needs no new TLS handshake.
       idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
       closeTimeoutMs: o.closeTimeoutMs,
+      keepalive: o.keepalive,
+      clock,
+      onLimit: (limit) => {
+        if (limit === 'peer-keepalive-timeout') o.onKeepaliveTimeout?.();
+      },
       onClose: () => {
         stopDeadline();
         if (sessions.get(key) === s) sessions.delete(key);
@@ -99,6 +113,11 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     tls.once('secureConnect', () => {
       stopDeadline();
       ready.add(s);
+      // A peer of this release chose wren-mux/2: the session answers PINGs and sends its own.
+      if (tls.alpnProtocol === MUX_ALPN_2) s.usePing();
+      // A peer of an older release (wren-mux/1) takes no PING: TCP keepalive at least finds a
+      // peer host gone (not a path that still acknowledges, as a frozen relay's).
+      else if (o.keepalive !== undefined && o.keepalive.intervalMs > 0) tls.setKeepAlive(true, o.keepalive.intervalMs);
       o.onConnection?.();
       const waiting = handshaking.get(s)!;
       handshaking.delete(s);

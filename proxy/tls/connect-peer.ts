@@ -11,10 +11,11 @@ import { ProxyError } from '../errors/proxy-error.js';
  * its endpoint advertises ('' accepts any workload of the bundle): PEER_IDENTITY
  * otherwise. Identity is the URI SAN (X.509-SVID), not a DNS name, so it is checked in
  * place of the hostname. `alpn`: what this connection will speak (`h2` for the peer
- * session, `http/1.1` for the mesh HTTP/1.1 pool). `onread`: decrypted bytes go to its
+ * session, `http/1.1` for the mesh HTTP/1.1 pool), or the versions of the mesh multiplexer
+ * offered, the newest first (the peer picks one: the socket's alpnProtocol). `onread`: decrypted bytes go to its
  * callback in its buffer instead of 'data' events (net.Socket's onread; the HTTP/1.1 pool).
  */
-export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1' | 'wren-mux/1', onread?: OnReadOpts): TLSSocket {
+export function connectPeer(tls: TlsIdentity, host: string, port: number, identity: string, alpn: 'h2' | 'http/1.1' | readonly ('wren-mux/2' | 'wren-mux/1')[], onread?: OnReadOpts): TLSSocket {
   // tls.connect takes net.Socket's `onread` when it creates the socket itself (documented
   // in node's tls.connect; @types/node does not declare it).
   const options: ConnectionOptions & { onread?: OnReadOpts } = {
@@ -22,7 +23,7 @@ export function connectPeer(tls: TlsIdentity, host: string, port: number, identi
     host,
     port,
     secureContext: tls.secureContext,
-    ALPNProtocols: [alpn],
+    ALPNProtocols: typeof alpn === 'string' ? [alpn] : [...alpn],
     rejectUnauthorized: true,
     checkServerIdentity: (_h: string, cert: PeerCertificate) => {
       const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);

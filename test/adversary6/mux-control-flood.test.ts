@@ -2,6 +2,8 @@ import { testPki } from '../helpers/pki.js';
 import { startProxy } from '../helpers/proxy.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { FrameType } from '../../proxy/mux/frame.js';
+import { MUX_ALPN_2 } from '../../proxy/mux/mux-session.js';
+import { metric } from '../helpers/admin-metric.js';
 import { RawMux } from './raw-mux.js';
 
 /**
@@ -57,4 +59,27 @@ test('a peer that never reads cannot make the sidecar queue replies without boun
   peer.close();
   // A bounded queue (nghttp2's is 10000 frames) stays far below 64 MB of heap.
   expect(grownMB).toBeLessThan(64);
+}, 60_000);
+
+test('a PING flood (wren-mux/2) from a peer that never reads is bounded the same way: the connection closed, counted', async () => {
+  const peer = await RawMux.open(pki, server.inboundPort, 'mallory', MUX_ALPN_2);
+  peer.socket.pause();
+  const closed = new Promise((r) => peer.socket.once('close', r));
+  const count = /wren_limit_exceeded_total\{direction="inbound",limit="mux-write-backlog"\} (\d+)/;
+  const before = await metric(server, count);
+  const batch = 10_000;
+  for (let sent = 0; sent < FRAMES && !peer.closed; sent += batch) {
+    // PING frames (stream 0, u32 payload) written in place, each answered with an ACK.
+    const b = Buffer.alloc(batch * 14);
+    for (let i = 0; i < batch; i++) {
+      b.writeUInt32BE(4, i * 14);
+      b[i * 14 + 4] = FrameType.Ping;
+      b.writeUInt32BE(sent + i, i * 14 + 10);
+    }
+    if (!peer.socket.write(b)) await Promise.race([new Promise((r) => peer.socket.once('drain', r)), closed]);
+  }
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
+  expect(peer.closed).toBe(true);
+  expect((await metric(server, count)) - before).toBe(1);
+  peer.close();
 }, 60_000);

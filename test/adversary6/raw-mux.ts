@@ -37,12 +37,13 @@ export class RawMux {
     });
   }
 
-  static open(pki: TestPki, port: number, sa = 'mallory'): Promise<RawMux> {
+  /** `alpn`: the multiplexer's version spoken (wren-mux/1 by default; /2 has PING). */
+  static open(pki: TestPki, port: number, sa = 'mallory', alpn: string = MUX_ALPN): Promise<RawMux> {
     const m = pki.issue('default', sa);
     return new Promise((resolve, reject) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port, ALPNProtocols: [MUX_ALPN], rejectUnauthorized: false, key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem });
+      const socket = tlsConnect({ host: '127.0.0.1', port, ALPNProtocols: [alpn], rejectUnauthorized: false, key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem });
       socket.once('error', reject);
-      socket.once('secureConnect', () => (socket.alpnProtocol === MUX_ALPN ? resolve(new RawMux(socket)) : reject(new Error(`alpn ${String(socket.alpnProtocol)}`))));
+      socket.once('secureConnect', () => (socket.alpnProtocol === alpn ? resolve(new RawMux(socket)) : reject(new Error(`alpn ${String(socket.alpnProtocol)}`))));
     });
   }
 
