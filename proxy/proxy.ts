@@ -218,12 +218,14 @@ export class Proxy {
     const meshOpts = {
       tls, maxConnectionsPerPeer: config.protocol.meshHttp1MaxConnectionsPerPeer, connectTimeoutMs: 1000, maxHeaderBytes: config.limits.maxHeaderBytes, onConnection: () => onConnection('mtls'),
       idleTimeoutMs: config.limits.idleConnectionTimeoutMs,
+      // h1: TCP keepalive on each connection; mux: PING (mesh-h1-pool.ts, mesh-mux-pool.ts).
+      keepalive,
       onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
       onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }),
     };
     // The mesh multiplexer's sessions: the peer's time to end its half after ours, as on every
     // HTTP/1.1 connection; PINGed as the HTTP/2 peer sessions are (limits.peerKeepalive).
-    const muxOpts = { ...meshOpts, closeTimeoutMs: config.limits.delayedCloseTimeoutMs, keepalive, onKeepaliveTimeout, clock: this.clock };
+    const muxOpts = { ...meshOpts, closeTimeoutMs: config.limits.delayedCloseTimeoutMs, onKeepaliveTimeout, clock: this.clock };
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool(meshOpts)

@@ -19,6 +19,15 @@ export interface MeshH1PoolOptions {
    */
   readonly idleTimeoutMs: number;
   readonly onConnection?: () => void;
+  /**
+   * limits.peerKeepalive. On `h1` (one exchange per TLS connection, no framing to carry a
+   * PING): TCP keepalive on each connection, its idle time intervalMs (then the kernel's
+   * probes, 1 s apart, 10 of them: libuv's), which finds a peer host gone or a path that
+   * drops everything. A path that still acknowledges (a frozen relay) it cannot see: those
+   * are caught by the request's timeouts and limits.streamIdleTimeoutMs only, as on Envoy's
+   * HTTP/1 upstreams. The mux pool PINGs instead (mesh-mux-pool.ts).
+   */
+  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
   /** A request waits because every connection to its peer is busy (the per-peer bound fired). */
   readonly onQueued?: () => void;
   /** An idle connection was closed by the idle timeout. */
@@ -50,7 +59,13 @@ export function meshIdleMs(ms: number): number {
  * old certificate: idle ones close at once, busy ones after their exchange.
  */
 export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
-  const connect = (host: string, port: number, identity: string, onread?: OnReadOpts): Socket => connectPeer(o.tls, host, port, identity, 'http/1.1', onread);
+  const keepaliveMs = o.keepalive !== undefined && o.keepalive.intervalMs > 0 ? o.keepalive.intervalMs : 0;
+  const connect = (host: string, port: number, identity: string, onread?: OnReadOpts): Socket => {
+    const s = connectPeer(o.tls, host, port, identity, 'http/1.1', onread);
+    // Once per connection, never per request; kept by node until the socket connects.
+    if (keepaliveMs > 0) s.setKeepAlive(true, keepaliveMs);
+    return s;
+  };
   const pool = new H1Pool({
     connect,
     secure: true,

@@ -25,12 +25,12 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** The handshake deadline's and the keepalive's time (default: the system clock). */
   readonly clock?: Clock;
   /**
-   * PING each session every intervalMs, closing it when nothing arrives within timeoutMs of
-   * one (limits.peerKeepalive, as PeerPool's HTTP/2 sessions): only on a session whose peer
-   * chose `wren-mux/2` (an older peer knows no PING). MuxSessionOptions.keepalive.
+   * A session closed by its keepalive, counted as limit="peer-keepalive-timeout". The
+   * keepalive (MeshH1PoolOptions.keepalive, limits.peerKeepalive) is a PING every
+   * intervalMs here, the session closed when nothing arrives within timeoutMs of one, as
+   * PeerPool's HTTP/2 sessions; only on a session whose peer chose `wren-mux/2` (an older
+   * peer knows no PING: TCP keepalive there). MuxSessionOptions.keepalive.
    */
-  readonly keepalive?: { readonly intervalMs: number; readonly timeoutMs: number };
-  /** A session closed by its keepalive (counted as limit="peer-keepalive-timeout"). */
   readonly onKeepaliveTimeout?: () => void;
   /**
    * After the session ends its half of a stream or of the connection, the peer's time to end
