@@ -20,6 +20,7 @@ import { PeerPool, PEER_SESSION_HEADERS } from './outbound/peer-pool.js';
 import { meshH1Pool } from './outbound/mesh-h1-pool.js';
 import { AppH2Client } from './h2/app-h2-client.js';
 import { meshMuxPool } from './outbound/mesh-mux-pool.js';
+import type { MuxLimit } from './mux/mux-session.js';
 import { H1Pool } from './http/h1-pool.js';
 import { EndpointDrain } from './outbound/endpoint-drain.js';
 import { MeshProbes } from './resilience/mesh-probes.js';
@@ -225,7 +226,15 @@ export class Proxy {
     };
     // The mesh multiplexer's sessions: the peer's time to end its half after ours, as on every
     // HTTP/1.1 connection; PINGed as the HTTP/2 peer sessions are (limits.peerKeepalive).
-    const muxOpts = { ...meshOpts, closeTimeoutMs: config.limits.delayedCloseTimeoutMs, onKeepaliveTimeout, clock: this.clock };
+    const muxOpts = {
+      ...meshOpts,
+      closeTimeoutMs: config.limits.delayedCloseTimeoutMs,
+      clock: this.clock,
+      onLimit: (limit: MuxLimit) => {
+        this.metrics.limits.inc({ direction: 'outbound', limit });
+        if (limit === 'peer-keepalive-timeout') this.logger.warn('mesh session did not answer a PING; closing it', { code: 'PEER_KEEPALIVE_TIMEOUT', timeoutMs: keepalive.timeoutMs });
+      },
+    };
     this.meshH1 =
       config.protocol.meshHttp1 === 'h1'
         ? meshH1Pool(meshOpts)

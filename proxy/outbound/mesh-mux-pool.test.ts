@@ -154,7 +154,7 @@ async function statusOf(p: Promise<ProxyResponse>): Promise<number> {
 describe('keepalive (limits.peerKeepalive) and the ALPN version', () => {
   const keepalive = { intervalMs: 40, timeoutMs: 30 };
   const poolFor = (timeouts: { n: number }) =>
-    meshMuxPool({ tls: new TlsIdentity(pki.issue('default', 'client')), maxConnectionsPerPeer: 8, connectTimeoutMs: 5000, maxHeaderBytes: 16384, idleTimeoutMs: 0, windowBytes: 1 << 20, connectionWindowBytes: 1 << 20, keepalive, onKeepaliveTimeout: () => timeouts.n++ });
+    meshMuxPool({ tls: new TlsIdentity(pki.issue('default', 'client')), maxConnectionsPerPeer: 8, connectTimeoutMs: 5000, maxHeaderBytes: 16384, idleTimeoutMs: 0, windowBytes: 1 << 20, connectionWindowBytes: 1 << 20, keepalive, onLimit: (limit) => { if (limit === 'peer-keepalive-timeout') timeouts.n++; } });
 
   test('to a peer of this release: wren-mux/2, PINGed while idle, answered, the one session kept', async () => {
     const peer = await muxPeer([MUX_ALPN_2, MUX_ALPN]);

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { H1Pool } from '../http/h1-pool.js';
 import { connectPeer } from '../tls/connect-peer.js';
-import { MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
+import { MuxSession, MUX_ALPN_2, MUX_ALPNS, type MuxLimit } from '../mux/mux-session.js';
 import type { MuxStream } from '../mux/mux-stream.js';
 import { MAX_PAYLOAD } from '../mux/frame.js';
 import { meshIdleMs, type MeshH1PoolOptions } from './mesh-h1-pool.js';
@@ -25,13 +25,16 @@ export interface MeshMuxPoolOptions extends MeshH1PoolOptions {
   /** The handshake deadline's and the keepalive's time (default: the system clock). */
   readonly clock?: Clock;
   /**
-   * A session closed by its keepalive, counted as limit="peer-keepalive-timeout". The
-   * keepalive (MeshH1PoolOptions.keepalive, limits.peerKeepalive) is a PING every
-   * intervalMs here, the session closed when nothing arrives within timeoutMs of one, as
-   * PeerPool's HTTP/2 sessions; only on a session whose peer chose `wren-mux/2` (an older
-   * peer knows no PING: TCP keepalive there). MuxSessionOptions.keepalive.
+   * A limit that closed a session or a stream of it: counted as wren_limit_exceeded_total
+   * {direction="outbound"} by the proxy, as the inbound counts its sessions'. What fires on
+   * this side: `peer-keepalive-timeout` (the keepalive, MeshH1PoolOptions.keepalive,
+   * limits.peerKeepalive: a PING every intervalMs, the session closed when nothing arrives
+   * within timeoutMs of one, as PeerPool's HTTP/2 sessions; only on a session whose peer
+   * chose `wren-mux/2`, an older peer knows no PING: TCP keepalive there),
+   * `delayed-close-timeout` (the peer kept its half open after ours) and `mux-write-backlog`
+   * (the peer stopped reading its connection). MuxSessionOptions.onLimit.
    */
-  readonly onKeepaliveTimeout?: () => void;
+  readonly onLimit?: (limit: MuxLimit) => void;
   /**
    * After the session ends its half of a stream or of the connection, the peer's time to end
    * its own (limits.delayedCloseTimeoutMs; 0: no bound; default the session's 1 s):
@@ -101,9 +104,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
       closeTimeoutMs: o.closeTimeoutMs,
       keepalive: o.keepalive,
       clock,
-      onLimit: (limit) => {
-        if (limit === 'peer-keepalive-timeout') o.onKeepaliveTimeout?.();
-      },
+      onLimit: o.onLimit,
       onClose: () => {
         stopDeadline();
         if (sessions.get(key) === s) sessions.delete(key);
