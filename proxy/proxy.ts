@@ -202,7 +202,9 @@ export class Proxy {
     // A Node (nghttp2) app drops a session past 1000 resets in a burst (rapid-reset guard);
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
-    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
+    // An app session that does not answer a keepalive PING, counted alike whichever client speaks to the app.
+    const onAppKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-keepalive-timeout' });
+    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, onKeepaliveTimeout: onAppKeepaliveTimeout, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
     this.appFrames =
       config.protocol.appHttp2 === 'frames'
         ? new AppH2Client({
@@ -211,7 +213,7 @@ export class Proxy {
             // The app's response heads: as much as the listeners' hard cap on request heads (h2-server.ts).
             maxHeaderListBytes: config.limits.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR,
             resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, keepalive,
-            onKeepaliveTimeout: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-keepalive-timeout' }),
+            onKeepaliveTimeout: onAppKeepaliveTimeout,
             // The app is untrusted here as the app on the outbound is: its floods count as the frame-level server's do.
             onLimit: (limit) => this.metrics.limits.inc({ direction: 'inbound', limit }),
           })
