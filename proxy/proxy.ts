@@ -430,10 +430,14 @@ export class Proxy {
     }
     if (!p.hasConfig && !opts.worker) {
       // Bounded wait for the first config: past it the proxy reports ready anyway (it can
-      // pass traffic through) rather than keep the pod out of service forever.
+      // pass traffic through) rather than keep the pod out of service forever. Counted
+      // (0 until then, so an alert can tell "never fired" from "not scraped").
+      const firstConfigTimeout = { direction: 'discovery', limit: 'first-config-timeout' } as const;
+      p.metrics.limits.inc(firstConfigTimeout, 0);
       const t = p.clock.setTimeout(() => {
         if (p.hasConfig) return;
-        p.logger.warn('no config from the control plane yet; reporting ready without it', { code: 'FIRST_CONFIG_TIMEOUT' });
+        p.logger.warn('no config from the control plane yet; reporting ready without it', { code: 'FIRST_CONFIG_TIMEOUT', firstConfigTimeoutMs: opts.config.discovery.firstConfigTimeoutMs });
+        p.metrics.limits.inc(firstConfigTimeout);
         p.hasConfig = true;
       }, opts.config.discovery.firstConfigTimeoutMs);
       t.unref?.();
