@@ -2,6 +2,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
 import { injectPod } from './inject-pod.js';
 import { applyPatch, type JsonPatchOp } from './json-patch.js';
+import { proxyConfigFromEnv } from '../../proxy/config/proxy-config.js';
 
 /** Apply with the real fast-json-patch library (validating every op), not our own applier. */
 const apply = (pod: V1Pod, patch: JsonPatchOp[]): V1Pod =>
@@ -161,6 +162,19 @@ describe('injected pod (native sidecar)', () => {
     });
     // The ports stay behind the sidecar: mTLS and authorization for every caller but the sidecar's own probes.
     expect(init.args).not.toContain('--skip-inbound-ports');
+  });
+
+  test('the sidecar it configures serves the rewritten probes: its env, as the proxy reads it, keeps the metrics listener on at the port kubelet probes', () => {
+    // What the downward API gives the proxy at run time.
+    const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
+    const withBundle = apply(p, injectPod(p, { trustBundlePem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' }).patch);
+    const sidecar = find(withBundle.spec?.initContainers, 'wren-proxy')!;
+    const env = Object.fromEntries((sidecar.env ?? []).map((e) => [e.name, e.value ?? downward[e.valueFrom!.fieldRef!.fieldPath]]));
+    const config = proxyConfigFromEnv(env);
+    expect([...config.appProbes.keys()].sort()).toEqual(['/app-health/app/livez', '/app-health/app/readyz']);
+    // No annotation and no variable turns the metrics listener off (the proxy refuses appProbes without it).
+    expect(config.listeners.metrics.enabled).toBe(true);
+    expect(config.listeners.metrics.port).toBe(withBundle.spec!.containers[0].readinessProbe!.httpGet!.port);
   });
 });
 

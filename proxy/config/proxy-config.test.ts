@@ -172,6 +172,17 @@ describe('in-cluster mode (the injector environment)', () => {
     // The config file spells the same object `appProbes`.
     expect(parseProxyConfig({ tls: files, appProbes: { '/app-health/a/startupz': { kind: 'grpc', port: 9090 } } }).appProbes.get('/app-health/a/startupz')).toEqual({ kind: 'grpc', port: 9090, service: '', timeoutMs: 1000 });
   });
+
+  test('appProbes with listeners.metrics.enabled: false is refused, naming both fields: only the metrics port serves the probes', () => {
+    const probes = { '/app-health/web/readyz': { kind: 'http', port: 8080, path: '/healthz' } };
+    expect(problem({ tls: files, appProbes: probes, listeners: { metrics: { enabled: false } } })).toBe(
+      'cfg: appProbes: the app probes are served on the metrics port, which listeners.metrics.enabled: false turns off: enable the metrics listener or remove appProbes',
+    );
+    // Either alone is fine.
+    expect(parseProxyConfig({ tls: files, listeners: { metrics: { enabled: false } } }).appProbes.size).toBe(0);
+    expect(parseProxyConfig({ tls: files, appProbes: probes }).listeners.metrics.enabled).toBe(true);
+    expect(parseProxyConfig({ tls: files, appProbes: {}, listeners: { metrics: { enabled: false } } }).listeners.metrics.enabled).toBe(false);
+  });
 });
 
 describe('upstreams (explicit local listeners, Consul-style)', () => {

@@ -437,7 +437,7 @@ const shape = obj({
   },
 });
 
-/** Cross-field rules: exactly one certificate source; certify's defaults. */
+/** Cross-field rules: exactly one certificate source; certify's defaults; upstream ports; app probes need the metrics port. */
 const parser: Parser<ProxyConfig> = map(shape, (c) => {
   const raw = c.identity.certify;
   if (c.tls && raw) fail('identity.certify', 'set either tls (certificate files) or identity.certify (certificates from the control plane), not both');
@@ -453,6 +453,9 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
     certify = Object.freeze({ ...raw, controlPlane: controlPlane! });
   }
   checkUpstreamPorts(c.upstreams, c.listeners);
+  // The rewritten kubelet probes are served on the metrics port only: without it nothing answers them.
+  if (c.appProbes.size > 0 && !c.listeners.metrics.enabled)
+    fail('appProbes', 'the app probes are served on the metrics port, which listeners.metrics.enabled: false turns off: enable the metrics listener or remove appProbes');
   return Object.freeze({
     ...c,
     identity: Object.freeze({ ...c.identity, certify, workload: workloadOf(c.identity) }),
