@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { injectWorkloads } from '../control-plane/injector/inject-workloads.js';
 import { DEFAULT_INJECT_OPTIONS, type InjectOptions } from '../control-plane/injector/options.js';
+import { CONTROL_PLANE_ADDRESS_PATTERN, TRUST_DOMAIN_PATTERN } from '../contract/identity.js';
+import { trustBundleProblem } from '../contract/trust-anchors.js';
 
 type Out = (s: string) => void;
 
@@ -24,9 +26,12 @@ Flags:
   --classic                 classic sidecar (first container + postStart await) for
                             clusters older than Kubernetes 1.29 (default: native sidecar)
   --image IMAGE             proxy image (default ${D.image})
-  --trust-domain TD         SPIFFE trust domain (default ${D.trustDomain})
-  --control-plane ADDR      control plane gRPC address (default ${D.controlPlaneAddress})
-  --trust-bundle FILE       PEM trust anchors to give the proxy
+  --trust-domain TD         SPIFFE trust domain (default ${D.trustDomain}): lowercase
+                            letters, digits, '.' and '-', as the proxy and control plane take it
+  --control-plane HOST:PORT control plane gRPC address (default ${D.controlPlaneAddress})
+  --trust-bundle FILE       PEM trust anchors (the mesh's root CA certificates) to give
+                            the proxy; without it the proxies refuse to start until
+                            WREN_TRUST_BUNDLE is set
   --log-level LEVEL         debug, info, warn, error (default ${D.logLevel})
   -h, --help                show this help
 `;
@@ -57,6 +62,13 @@ export async function injectCommand(argv: string[], out: Out, err: Out, stdin: N
     if (positionals.length > 1) throw new Error(`expected one FILE, got ${positionals.length}`);
     const lvl = values['log-level'];
     if (lvl !== undefined && !['debug', 'info', 'warn', 'error'].includes(lvl as string)) throw new Error(`--log-level: unknown level ${String(lvl)}`);
+    // The proxy's own rules (proxy/config/proxy-config.ts): a value it would refuse at start is refused here.
+    const td = values['trust-domain'];
+    if (td !== undefined && !TRUST_DOMAIN_PATTERN.test(td as string))
+      throw new Error(`--trust-domain: expected a trust domain (lowercase letters, digits, '.' and '-', e.g. cluster.local), got ${JSON.stringify(td)}`);
+    const cp = values['control-plane'];
+    if (cp !== undefined && !CONTROL_PLANE_ADDRESS_PATTERN.test(cp as string))
+      throw new Error(`--control-plane: expected HOST:PORT (e.g. ${D.controlPlaneAddress}), got ${JSON.stringify(cp)}`);
   } catch (e) {
     err(`wren inject: ${(e as Error).message}\n\n${USAGE}`);
     return 2;
@@ -80,6 +92,13 @@ export async function injectCommand(argv: string[], out: Out, err: Out, stdin: N
   } catch (e) {
     err(`wren inject: ${(e as Error).message}\n`);
     return 1;
+  }
+  if (values['trust-bundle']) {
+    const problem = trustBundleProblem(opts.trustBundlePem!);
+    if (problem) {
+      err(`wren inject: --trust-bundle: ${values['trust-bundle'] as string} ${problem}\n\n${USAGE}`);
+      return 2;
+    }
   }
   const docs = parseAllDocuments(text);
   if (!Array.isArray(docs)) return (err(`wren inject: ${file}: not YAML documents\n`), 1);
@@ -118,5 +137,7 @@ export async function injectCommand(argv: string[], out: Out, err: Out, stdin: N
   }
   out(parts.join('---\n'));
   err(`wren inject: ${injected} pod template(s) injected\n`);
+  if (injected > 0 && !opts.trustBundlePem)
+    err('wren inject: no --trust-bundle: WREN_TRUST_BUNDLE is empty, and the proxies refuse to start until it holds the mesh\'s root CA(s)\n');
   return 0;
 }

@@ -47,6 +47,15 @@ export const ADMIN_TOKEN_HEADER = 'x-wren-admin-token';
 export const CONTROL_PLANE_SERVICE_ACCOUNT = 'wren-control-plane';
 export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'wren-system';
 
+/**
+ * A trust domain as the proxy (identity.trustDomain, WREN_TRUST_DOMAIN), the control plane
+ * (--trust-domain) and `wren inject` (--trust-domain) all accept it: lowercase letters,
+ * digits, dots and dashes.
+ */
+export const TRUST_DOMAIN_PATTERN = /^[a-z0-9.-]+$/;
+/** The control plane's gRPC address as the proxy (discovery.controlPlane, WREN_CONTROL_PLANE) and `wren inject` (--control-plane) accept it: host:port. */
+export const CONTROL_PLANE_ADDRESS_PATTERN = /^[^\s:]+:\d+$/;
+
 /** spiffe://<td>/ns/<ns>/sa/wren-control-plane: what proxies expect the control plane to present. */
 export function controlPlaneSpiffeId(trustDomain: string, namespace = DEFAULT_CONTROL_PLANE_NAMESPACE): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${CONTROL_PLANE_SERVICE_ACCOUNT}`;

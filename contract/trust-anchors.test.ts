@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { certInfo, createIntermediateCa, createRootCa, issueWorkload, CertificateAuthority } from '../certs/index.js';
 import { loadDiscoveryProto, type DiscoveryResponse } from './discovery.js';
 import {
-  bundleFingerprints, certFingerprint, chainRootFingerprint, identityReportOf, normalizeFingerprint, parseTrustBundleState, trustMismatch,
+  bundleFingerprints, certFingerprint, chainRootFingerprint, identityReportOf, normalizeFingerprint, parseTrustBundleState, trustBundleProblem, trustMismatch,
 } from './trust-anchors.js';
 
 const TD = 'cluster.local';
@@ -84,4 +84,13 @@ test('on the wire: the trust state appended to shared response bytes decodes as 
   const stream = proto.service.Stream;
   const report = { trustAnchorFingerprints: [NEW], chainRootFingerprint: NEW, leafSerial: 'ab', notAfterMs: 1_700_000_000_000 };
   expect(stream.requestDeserialize(stream.requestSerialize({ identityReport: report }))).toMatchObject({ kind: 'identityReport', identityReport: report });
+});
+
+test('trustBundleProblem: one or more CA certificates (text around them allowed), nothing else', () => {
+  expect(trustBundleProblem(oldRoot.certPem)).toBeNull();
+  expect(trustBundleProblem(`# old root\n${oldRoot.certPem}# new root\n${newRoot.certPem}${inter.certPem}`)).toBeNull();
+  expect(trustBundleProblem('')).toBe('holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
+  expect(trustBundleProblem(leafOld.keyPem)).toBe('holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
+  expect(trustBundleProblem(`${oldRoot.certPem}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n`)).toBe('certificate 2 of 2 is not a valid X.509 certificate');
+  expect(trustBundleProblem(leafOld.certPem)).toMatch(/^certificate 1 of 1 \(URI:spiffe:\/\/cluster\.local\/ns\/a\/sa\/b\) is not a CA certificate/);
 });

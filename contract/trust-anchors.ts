@@ -19,6 +19,29 @@ export function bundleFingerprints(bundlePem: string): string[] {
   return [...new Set(splitPemCerts(bundlePem).map((p) => certFingerprint(p)))];
 }
 
+/**
+ * Why `text` cannot be a trust bundle, or null when it can: at least one PEM CERTIFICATE
+ * block, every block an X.509 CA certificate (an anchor signs; a leaf in the bundle is a
+ * mistake that verifies nothing). What `wren inject --trust-bundle` checks before it hands
+ * the text to every proxy (WREN_TRUST_BUNDLE).
+ */
+export function trustBundleProblem(text: string): string | null {
+  const blocks = splitPemCerts(text);
+  if (blocks.length === 0) return 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)';
+  for (const [i, b] of blocks.entries()) {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(b);
+    } catch {
+      return `certificate ${i + 1} of ${blocks.length} is not a valid X.509 certificate`;
+    }
+    // A workload certificate has an empty subject: its SPIFFE ID names it.
+    const name = (c.subject ?? '').replace(/\n/g, ', ') || c.subjectAltName || c.fingerprint256;
+    if (!c.ca) return `certificate ${i + 1} of ${blocks.length} (${name}) is not a CA certificate: a trust bundle holds the mesh's root CA(s)`;
+  }
+  return null;
+}
+
 const HEX64 = /^[0-9A-F]{64}$/;
 
 /**

@@ -4,7 +4,7 @@ import { ControlPlaneTracing } from './tracing.js';
 import { writePublicFile } from '../certs/index.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, isLevel, type Level, type Logger } from '../common/logger.js';
-import { ADMIN_TOKEN_AUDIENCE, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
+import { ADMIN_TOKEN_AUDIENCE, DEFAULT_CONTROL_PLANE_NAMESPACE, TRUST_DOMAIN_PATTERN } from '../contract/identity.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { BootstrapTokenAuthenticator } from './identity/bootstrap-token-authenticator.js';
 import { generateIssuer, type Issuer } from './identity/issuer.js';
@@ -200,7 +200,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       }
       case '--trust-domain':
         trustDomain = value();
-        if (!/^[a-z0-9.-]+$/.test(trustDomain)) throw new UsageError(`--trust-domain: expected a DNS name, got ${JSON.stringify(trustDomain)}`);
+        if (!TRUST_DOMAIN_PATTERN.test(trustDomain)) throw new UsageError(`--trust-domain: expected a DNS name, got ${JSON.stringify(trustDomain)}`);
         break;
       case '--log-level': {
         const v = value();
