@@ -48,7 +48,7 @@ const ownPodIp = new RegExp(`^(::ffff:)?${NET.server.replace(/\./g, '\\.')}$`);
 function dataPathTests(p: TwoPods, withControlPlane: boolean): void {
   test('the pods are wired as injected: init rules, sidecars as UID 2102, apps as other UIDs', () => {
     const init = containerOf(p.injected.server, 'wren-init');
-    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--metrics-port', '15020', '--ipv6', '--skip-inbound-ports', '7171']);
+    expect(init.args).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--admin-port', '15000', '--metrics-port', '15020', '--ipv6', '--skip-inbound-ports', '7171']);
     for (const n of [p.ns.a, p.ns.b]) {
       const save = inNs(n, ['iptables-save', '-t', 'nat']);
       expect(save).toMatch(/^-A WREN_OUTPUT -m owner --uid-owner 2102 .*-j RETURN$/m);

@@ -3,6 +3,7 @@ import fjp from 'fast-json-patch';
 import { injectPod } from './inject-pod.js';
 import { applyPatch, type JsonPatchOp } from './json-patch.js';
 import { proxyConfigFromEnv } from '../../proxy/config/proxy-config.js';
+import { iptablesCommand } from '../../cli/iptables.js';
 
 /** Apply with the real fast-json-patch library (validating every op), not our own applier. */
 const apply = (pod: V1Pod, patch: JsonPatchOp[]): V1Pod =>
@@ -147,8 +148,8 @@ describe('injected pod (native sidecar)', () => {
   });
 
   test('wren-init runs wren iptables as root with only NET_ADMIN and NET_RAW', () => {
-    // --metrics-port: Prometheus' connections to 15020 on the pod IP reach the proxy, not the inbound redirect.
-    expect(init.args?.slice(0, 10)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--metrics-port', '15020', '--ipv6']);
+    // --admin-port, --metrics-port: connections to the proxy's own ports on the pod IP reach the proxy, not the inbound redirect.
+    expect(init.args?.slice(0, 12)).toEqual(['iptables', '--proxy-uid', '2102', '--inbound-port', '15006', '--outbound-port', '15001', '--admin-port', '15000', '--metrics-port', '15020', '--ipv6']);
     expect(init.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, privileged: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] } });
     expect(init.restartPolicy).toBeUndefined();
   });
@@ -187,6 +188,28 @@ describe('classic sidecar (Kubernetes < 1.29)', () => {
     expect(proxy.restartPolicy).toBeUndefined();
     expect(proxy.startupProbe).toBeUndefined();
     expect(proxy.lifecycle?.postStart?.exec?.command).toEqual(['node', '/app/dist/cli/wren.js', 'proxy', 'await', '--admin-port', '15000', '--timeout', '120s']);
+  });
+});
+
+describe('the proxy\'s ports (InjectOptions)', () => {
+  test('every port the proxy is told reaches wren iptables: its rules exclude the proxy\'s own ports, not the defaults', async () => {
+    const ports = { inboundPort: 16006, outboundPort: 16001, adminPort: 16000, metricsPort: 16020 };
+    const out = apply(pod(), injectPod(pod(), ports).patch);
+    const init = find(out.spec?.initContainers, 'wren-init')!;
+    const proxy = find(out.spec?.initContainers, 'wren-proxy')!;
+    expect(proxy.env).toContainEqual({ name: 'WREN_ADMIN_PORT', value: '16000' });
+    expect(argAfter(init.args, '--admin-port')).toBe('16000');
+    // What the init container runs, as `wren iptables` reads it.
+    let rules = '';
+    expect(await iptablesCommand([...init.args!.slice(1), '--dry-run'], (t) => (rules += t), () => undefined)).toBe(0);
+    expect(rules).toMatch(/--dports 16000,16001,16006,16020 .*proxy-ports.* -j RETURN/);
+    expect(rules).not.toMatch(/1500[016]|15020/);
+  });
+
+  test('a port that is no real port (0, out of range) or is taken by another of them is refused, naming the option', () => {
+    expect(() => injectPod(pod(), { metricsPort: 0 })).toThrow('injector option metricsPort: expected a port 1..65535, got 0');
+    expect(() => injectPod(pod(), { adminPort: 70000 })).toThrow('injector option adminPort: expected a port 1..65535, got 70000');
+    expect(() => injectPod(pod(), { adminPort: 15020 })).toThrow('injector option metricsPort: 15020 is already adminPort');
   });
 });
 

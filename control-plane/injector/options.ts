@@ -73,10 +73,26 @@ export const DEFAULT_INJECT_OPTIONS: InjectOptions = Object.freeze({
   tokenExpirationSeconds: 3600,
 });
 
+const PORT_OPTIONS = ['inboundPort', 'outboundPort', 'adminPort', 'metricsPort'] as const;
+
+/**
+ * The defaults with `partial` over them. The proxy's four ports must be real, distinct
+ * ports (1..65535): each goes to the proxy (WREN_*_PORT), to `wren iptables` in the init
+ * container and, for the metrics port, into the rewritten kubelet probes, so a 0 (a
+ * port only known once bound) would leave the probes pointing at nothing.
+ */
 export function resolveInjectOptions(partial: Partial<InjectOptions> = {}): InjectOptions {
-  return Object.freeze({
+  const o: InjectOptions = Object.freeze({
     ...DEFAULT_INJECT_OPTIONS,
     ...partial,
     resources: Object.freeze({ ...DEFAULT_INJECT_OPTIONS.resources, ...(partial.resources ?? {}) }),
   });
+  const seen = new Map<number, string>();
+  for (const k of PORT_OPTIONS) {
+    const p = o[k];
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`injector option ${k}: expected a port 1..65535, got ${JSON.stringify(p)}`);
+    if (seen.has(p)) throw new Error(`injector option ${k}: ${p} is already ${seen.get(p)}`);
+    seen.set(p, k);
+  }
+  return o;
 }

@@ -42,6 +42,8 @@ export function buildInitContainer(o: InjectOptions, ic: Interception): V1Contai
     '--proxy-uid', String(o.proxyUid),
     '--inbound-port', String(o.inboundPort),
     '--outbound-port', String(o.outboundPort),
+    // The proxy's own ports are never redirected inbound: each one the proxy is told (WREN_*_PORT) is passed on.
+    '--admin-port', String(o.adminPort),
     '--metrics-port', String(o.metricsPort),
     // Always: the pod's IPs are not known at admission, so `wren iptables` decides in the
     // pod (ip6tables rules when it has an IPv6 address; docs/kubernetes.md, IPv6).
