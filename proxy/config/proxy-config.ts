@@ -127,9 +127,12 @@ export interface ProxyConfig {
     readonly opaquePorts: readonly number[];
     /**
      * How HTTP/1.1 requests travel to a peer sidecar (docs/configuration.md, Between sidecars):
-     * 'h1' as HTTP/1.1 over a bounded pool of mTLS connections per peer, one exchange at a
-     * time per connection (Istio's default); 'h2' as streams on the one multiplexed HTTP/2
-     * session per peer (Linkerd's). HTTP/2, gRPC, upgrades and TCP always take HTTP/2.
+     * 'mux' (the default) as HTTP/1.1 on virtual connections of the mesh multiplexer, many
+     * multiplexed on one mTLS connection per peer (proxy/mux/); 'h1' as HTTP/1.1 over a
+     * bounded pool of mTLS connections per peer, one exchange at a time per connection
+     * (Istio's default); 'h2' as streams on the one multiplexed HTTP/2 session per peer
+     * (Linkerd's). HTTP/2 and gRPC follow meshHttp2; upgrades and opaque TCP always take
+     * the HTTP/2 session.
      */
     readonly meshHttp1: 'h1' | 'h2' | 'mux';
     /**
@@ -142,16 +145,21 @@ export interface ProxyConfig {
     readonly meshHttp2: 'h2' | 'mux';
     /**
      * The HTTP/2 client the inbound delivers HTTP/2 and gRPC to its app with: 'frames', Wren's
-     * frame-level client (proxy/h2/), or 'node', node:http2 sessions.
+     * frame-level client (proxy/h2/; the default), or 'node', node:http2 sessions.
      */
     readonly appHttp2: 'frames' | 'node';
     /**
      * The HTTP/2 server the outbound listener serves the app's h2c (prior knowledge) with:
-     * 'frames', Wren's frame-level server (proxy/h2/h2-server-session.ts), or 'node',
-     * node:http2 (the default until the frame-level server has passed the outbound suites).
+     * 'frames', Wren's frame-level server (proxy/h2/h2-server-session.ts; the default), or
+     * 'node', node:http2.
      */
     readonly outboundHttp2: 'frames' | 'node';
-    /** 'h1' only: mTLS connections per peer sidecar; requests beyond wait for one (as the cluster's pending requests). */
+    /**
+     * meshHttp1 'h1' and 'mux': connections per peer sidecar ('h1': mTLS connections; 'mux':
+     * virtual connections on the multiplexer); requests beyond wait for one (as the
+     * cluster's pending requests), counted as limit="mesh-http1-connections-per-peer".
+     * Not used by 'h2', nor by meshHttp2 'mux', whose bound is limits.maxConcurrentStreams.
+     */
     readonly meshHttp1MaxConnectionsPerPeer: number;
   };
   readonly limits: ProxyLimits;
