@@ -7,7 +7,7 @@ import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap
 import { generateIssuer } from '../control-plane/identity/issuer.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
-import { proxyCommand } from './proxy-command.js';
+import { certificateIdentityProblem, proxyCommand } from './proxy-command.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const env = {
@@ -71,5 +71,18 @@ describe('wren proxy: the first certificate', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot obtain a certificate .* \([2-9] attempt\(s\)\): gRPC 14/);
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+});
+
+describe('certificateIdentityProblem (tls: files against identity)', () => {
+  const id = { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'web' } as Parameters<typeof certificateIdentityProblem>[0];
+  test('the same workload: none; a certificate for something else than a workload: named', () => {
+    expect(certificateIdentityProblem(id, 'spiffe://cluster.local/ns/default/sa/web', 'c.pem')).toBeNull();
+    expect(certificateIdentityProblem(id, 'spiffe://cluster.local/ns/default/sa/cart', 'c.pem')).toBe(
+      'identity.serviceAccount "web" does not match the certificate in tls.certFile c.pem, issued to spiffe://cluster.local/ns/default/sa/cart: set identity.serviceAccount to the certificate\'s, or use a certificate issued to spiffe://cluster.local/ns/default/sa/web',
+    );
+    expect(certificateIdentityProblem(id, 'spiffe://cluster.local/gateway', 'c.pem')).toBe(
+      'the certificate in tls.certFile c.pem is issued to spiffe://cluster.local/gateway, not a workload ID of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>',
+    );
   });
 });

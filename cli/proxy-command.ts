@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
-import { formatSpiffeId } from '../certs/spiffe.js';
+import { formatSpiffeId, parseSpiffeId } from '../certs/spiffe.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
@@ -162,6 +162,24 @@ function stoppedDuringStartup(stop: AbortSignal, logger: Logger, phase: string):
   return 0;
 }
 
+/**
+ * Why certificate files issued to `spiffeId` cannot serve `identity`, or null when they
+ * can. The proxy takes its namespace (routes, policy, metric labels, Subscribe) and trust
+ * domain from the config, and peers see the certificate: the two must name one workload.
+ */
+export function certificateIdentityProblem(identity: ProxyConfig['identity'], spiffeId: string, certFile: string): string | null {
+  let cert: { trustDomain: string; namespace: string; serviceAccount: string };
+  try {
+    cert = parseSpiffeId(spiffeId);
+  } catch {
+    return `the certificate in tls.certFile ${certFile} is issued to ${spiffeId}, not a workload ID of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`;
+  }
+  const fields = (['trustDomain', 'namespace', 'serviceAccount'] as const).filter((k) => identity[k] !== cert[k]);
+  if (fields.length === 0) return null;
+  const wanted = formatSpiffeId({ trustDomain: identity.trustDomain, namespace: identity.namespace, serviceAccount: identity.serviceAccount });
+  return `${fields.map((k) => `identity.${k} ${JSON.stringify(identity[k])}`).join(', ')} ${fields.length === 1 ? 'does' : 'do'} not match the certificate in tls.certFile ${certFile}, issued to ${spiffeId}: set ${fields.map((k) => `identity.${k}`).join(', ')} to the certificate's, or use a certificate issued to ${wanted}`;
+}
+
 async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, logger: Logger): Promise<number> {
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
@@ -190,6 +208,11 @@ async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, l
       tls = TlsIdentity.fromFiles(files);
     } catch (e) {
       err(`wren proxy: cannot load TLS material: ${(e as Error).message}\n`);
+      return 2;
+    }
+    const problem = certificateIdentityProblem(config.identity, tls.spiffeId, files.certFile);
+    if (problem) {
+      err(`wren proxy: ${problem}\n`);
       return 2;
     }
     cpCredentials = secureTo(tls.material.trustBundlePem);
