@@ -281,6 +281,7 @@ export class Proxy {
       logger: this.logger.child({ component: 'jwks' }),
       settings: { refreshMs: ra.jwksRefreshMs, retryMs: ra.jwksRetryMs, fetchTimeoutMs: ra.jwksFetchTimeoutMs, minRefetchIntervalMs: ra.jwksMinRefetchIntervalMs, maxBytes: ra.jwksMaxBytes },
       onFetch: (source, outcome) => policyTelemetry.jwksFetch(source, outcome),
+      onTimeout: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'jwks-fetch-timeout' }),
     });
     this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps, config.identity.trustDomain);

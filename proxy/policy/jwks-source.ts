@@ -34,8 +34,13 @@ export interface JwksSettings {
 export const JWKS_MAX_BYTES = 1 << 20;
 
 class JwksTooLarge extends Error {}
+/** requestAuthn.jwksFetchTimeoutMs fired: an `error` fetch, and counted apart (JwksDeps.onTimeout), as every timeout is. */
+class JwksTimeout extends Error {}
 
 export type JwksFetchOutcome = 'ok' | 'error' | 'too-large' | 'rate-limited';
+
+// fetch rejects with the abort reason, or (mid-body, some versions) an error caused by it.
+const causedBy = (e: unknown, k: typeof JwksTooLarge | typeof JwksTimeout): boolean => e instanceof k || (e instanceof Error && e.cause instanceof k);
 
 export interface JwksDeps {
   readonly clock: Clock;
@@ -43,6 +48,8 @@ export interface JwksDeps {
   readonly settings: JwksSettings;
   /** wren_jwks_fetches_total{source, outcome}. */
   readonly onFetch: (source: string, outcome: JwksFetchOutcome) => void;
+  /** A fetch gave up at settings.fetchTimeoutMs (also an `error` fetch): wren_limit_exceeded_total{limit="jwks-fetch-timeout"}. */
+  readonly onTimeout?: (source: string) => void;
 }
 
 type Loader = () => Promise<string>;
@@ -116,7 +123,8 @@ export class JwksSource {
       ok = true;
       this.d.onFetch(this.id, 'ok');
     } catch (e) {
-      this.d.onFetch(this.id, e instanceof JwksTooLarge ? 'too-large' : 'error');
+      this.d.onFetch(this.id, causedBy(e, JwksTooLarge) ? 'too-large' : 'error');
+      if (causedBy(e, JwksTimeout)) this.d.onTimeout?.(this.id);
       this.d.logger.warn('JWKS load failed; keeping the last good keys', { source: this.id, hasKeys: this.keys !== null, error: (e as Error).message });
     }
     this.schedule(ok ? this.d.settings.refreshMs : this.d.settings.retryMs);
@@ -164,7 +172,7 @@ function httpLoader(url: string, d: JwksDeps): Loader {
 function fetchLoader(url: string, d: JwksDeps): Loader {
   return async () => {
     const ac = new AbortController();
-    const t = d.clock.setTimeout(() => ac.abort(new Error(`timed out after ${d.settings.fetchTimeoutMs} ms`)), d.settings.fetchTimeoutMs);
+    const t = d.clock.setTimeout(() => ac.abort(new JwksTimeout(`timed out after ${d.settings.fetchTimeoutMs} ms`)), d.settings.fetchTimeoutMs);
     try {
       const res = await fetch(url, { signal: ac.signal, headers: { accept: 'application/json, application/jwk-set+json' }, redirect: 'error' });
       if (res.status !== 200) {
