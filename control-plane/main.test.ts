@@ -46,6 +46,16 @@ describe('wren control-plane identity flags', () => {
     expect(() => parseControlPlaneArgs(['--proxy-trace-collector', 'otel:4317'], {})).toThrow(/needs --webhook-listen/);
   });
 
+  test('a flag that would change nothing is refused: --kubeconfig without --source kubernetes, --webhook-cert-dir without --webhook-listen', () => {
+    expect(parseControlPlaneArgs(['--source', 'kubernetes', '--kubeconfig', '/k'], {}).source).toEqual({ kind: 'kubernetes', kubeconfig: '/k' });
+    expect(() => parseControlPlaneArgs(['--source', 'dir:./mesh', '--kubeconfig', '/k'], {})).toThrow('--kubeconfig is for --source kubernetes; with --source dir:PATH nothing reads it');
+    // The default source is dir:./mesh.
+    expect(() => parseControlPlaneArgs(['--kubeconfig', '/k'], {})).toThrow(/--kubeconfig is for --source kubernetes/);
+    expect(parseControlPlaneArgs(['--webhook-listen', '0.0.0.0:15017', '--webhook-cert-dir', '/certs'], {}).webhook).toMatchObject({ certDir: '/certs' });
+    expect(() => parseControlPlaneArgs(['--webhook-cert-dir', '/certs'], {})).toThrow('--webhook-cert-dir configures the injector webhook: it needs --webhook-listen HOST:PORT');
+    expect(() => parseControlPlaneArgs(['--webhook-listen', 'off', '--webhook-cert-dir', '/certs'], {})).toThrow(/needs --webhook-listen/);
+  });
+
   test('health-based withdrawal flags: defaults and every flag', () => {
     expect(parseControlPlaneArgs([], {}).healthWithdrawal).toEqual({ enabled: true, minReporters: 2, windowMs: 10_000, ttlMs: 30_000, maxWithdrawnPercent: 50 });
     const a = parseControlPlaneArgs(

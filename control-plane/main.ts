@@ -67,7 +67,8 @@ Options:
   --source kubernetes|dir:PATH  where services come from (default dir:./mesh)
                                 kubernetes: watch the API server (in-cluster or KUBECONFIG)
                                 dir:PATH: YAML manifests in PATH, re-read on change
-  --kubeconfig PATH             kubeconfig for --source kubernetes (default: in-cluster, then ~/.kube/config)
+  --kubeconfig PATH             kubeconfig for --source kubernetes (default: in-cluster, then ~/.kube/config);
+                                refused with --source dir:PATH
   --listen HOST:PORT            gRPC discovery address (default 127.0.0.1:15010)
   --admin HOST:PORT|off         admin HTTP: /ready /live /metrics /debug/proxies /debug/trust /debug/view
                                 (default 127.0.0.1:15014)
@@ -97,7 +98,7 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
 Sidecar injector (AdmissionReview v1 over HTTPS; see docs/kubernetes.md):
   --webhook-listen HOST:PORT|off  serve the mutating webhook (default off; in the cluster 0.0.0.0:15017)
   --webhook-cert-dir DIR        tls.crt/tls.key of its serving certificate, re-read when they
-                                change (default /var/run/wren/webhook)
+                                change (default /var/run/wren/webhook); needs --webhook-listen
   --proxy-trace-collector HOST:PORT  OTLP/gRPC collector for the injected sidecars' spans
                                 (WREN_TRACING_COLLECTOR; default none: sampling is still
                                 decided and propagated, no span is recorded)
@@ -150,6 +151,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let insecure = false;
   let webhookListen: string | null = null;
   let webhookCertDir = WEBHOOK_CERT_DIR;
+  let webhookCertDirGiven = false;
   let proxyTraceCollector = '';
   let proxyTracePlaintext = false;
   let help = false;
@@ -275,6 +277,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       }
       case '--webhook-cert-dir':
         webhookCertDir = value();
+        webhookCertDirGiven = true;
         break;
       case '--health-withdrawal': {
         const v = value();
@@ -315,6 +318,9 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
   }
+  // A flag that would change nothing is refused, not ignored: the operator meant something by it.
+  if (kubeconfig !== null && source.kind !== 'kubernetes') throw new UsageError('--kubeconfig is for --source kubernetes; with --source dir:PATH nothing reads it');
+  if (webhookCertDirGiven && !webhookListen) throw new UsageError('--webhook-cert-dir configures the injector webhook: it needs --webhook-listen HOST:PORT');
   if (source.kind === 'kubernetes') source = { kind: 'kubernetes', kubeconfig };
   if (trustBundle && !caDir) throw new UsageError('--trust-bundle needs --ca-dir (a generated root is its own bundle)');
   if (!traceCollector && (tracePlaintext || traceCa)) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca need --trace-collector');
