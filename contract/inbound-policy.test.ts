@@ -48,9 +48,21 @@ describe('parseInboundPolicy', () => {
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { verbs: ['GET'] } }] }] }] }, /operation\.verbs: unknown field/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'request.auth.claims[]', values: ['x'] }] }] }] }, /when\[0\]\.key: expected to match/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'source.namespace' }] }] }] }, /when\[0\]\.values: values or notValues must be set/],
+    // Values the authorizer could never match (adversarial review adv9): refused in the model form too.
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'destination.port', values: ['http'] }] }] }] }, /when\[0\]\.values\[0\]: a destination\.port value is a port number/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'destination.port', notValues: ['80*'] }] }] }] }, /when\[0\]\.notValues\[0\]: a destination\.port value/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { methods: ['get'] } }] }] }] }, /operation\.methods\[0\]: an HTTP method is matched exactly and is upper case/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { notMethods: ['Post*'] } }] }] }] }, /operation\.notMethods\[0\]: an HTTP method/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { paths: ['admin'] } }] }] }] }, /operation\.paths\[0\]: a path is matched against the request path, which starts with "\/"/],
+    [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { notPaths: ['/admin?x=1'] } }] }] }] }, /operation\.notPaths\[0\]: a path is matched/],
   ])('%j is rejected at its field path', (raw, want) => {
     expect(pathOf(raw)).toMatch(want);
   });
+});
+
+test('the model form keeps what the resource form refuses as a mistake: an empty source or operation means "any", a DENY without rules denies nothing', () => {
+  // The resolved policy the authorizer compiles (static `policy:`, the discovery stream); the CRD form refuses these (test/policy-manifests.test.ts).
+  expect(pathOf({ authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{ source: {} }], to: [{ operation: {} }] }] }, { name: 'a/c', action: 'DENY' }] })).toBe('ok');
 });
 
 describe('inbound policy on the wire', () => {

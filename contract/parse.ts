@@ -2,7 +2,7 @@ import { SocketAddress, isIP } from 'node:net';
 import { DEFAULT_POLICY } from './defaults.js';
 import { parseServiceRoutes } from './parse-routes.js';
 import type {
-  AuthzCondition, AuthzPolicy, AuthzRule, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, PushedTelemetry, Service, ServicePort, TrafficPolicy, Workload,
+  AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, Endpoint, InboundPolicy, JwtRule, MtlsMode, Protocol, PushedTelemetry, Service, ServicePort, TrafficPolicy, Workload,
 } from './model.js';
 import { parseFaultInjection } from './parse-fault.js';
 import { parseRateLimitPolicy } from './parse-ratelimit.js';
@@ -238,31 +238,121 @@ const portString: Parser<string> = map(str(), (v, path) => (PORT_STRING.test(v) 
 export const CONDITION_KEY =
   /^(request\.headers\[[!#$%&'*+.^_`|~0-9A-Za-z-]+\]|source\.principal|source\.namespace|destination\.port|request\.auth\.(principal|audiences|presenter)|request\.auth\.claims(\[[^[\]]+\])+)$/;
 
+/**
+ * `destination.port` is compared with the workload port as a string: a value that is no
+ * port number (`"http"`, `"80*"`, `"080"`) never matches, so a DENY on it would deny
+ * nothing. Istio refuses them too (security.ValidateAttribute: "bad port").
+ */
 const parseCondition: Parser<AuthzCondition> = map(
   obj({ key: str({ pattern: CONDITION_KEY }), values: patterns, notValues: patterns }),
-  (c, path) => (c.values.length === 0 && c.notValues.length === 0 ? fail(`${path}.values`, 'values or notValues must be set') : c),
+  (c, path) => {
+    if (c.values.length === 0 && c.notValues.length === 0) fail(`${path}.values`, 'values or notValues must be set');
+    if (c.key === 'destination.port')
+      for (const field of ['values', 'notValues'] as const)
+        c[field].forEach((v, i) => PORT_STRING.test(v) || fail(`${path}.${field}[${i}]`, `a destination.port value is a port number 1-65535 (no match forms), got ${JSON.stringify(v)}`));
+    return c;
+  },
 );
 
+/**
+ * HTTP methods as a request carries them: a token (RFC 9110 section 9.1) in upper case.
+ * Methods are case-sensitive and the codecs refuse a request whose method has a lower-case
+ * letter (docs/http1-codec.md, `lowercase-method`), so `get` (or `get*`) could never match:
+ * an ALLOW on it would allow nothing, a DENY deny nothing. Istio accepts any string; Wren
+ * refuses what can never match, with its path.
+ */
+const METHOD_CHARS = "[!#$%&'+.^_`|~0-9A-Z-]+";
+const METHOD_FORM = new RegExp(`^(\\*|\\*?${METHOD_CHARS}|${METHOD_CHARS}\\*)$`);
+const methodPatterns = arr(
+  map(matchPattern, (v, path) =>
+    METHOD_FORM.test(v) ? v : fail(path, `an HTTP method is matched exactly and is upper case (GET, not get); got ${JSON.stringify(v)}`),
+  ),
+  { default: [] },
+);
+
+/**
+ * Request paths as the authorizer sees them start with `/` (a request-target in no other
+ * form gets 400; absolute-form is reduced to its path) and carry no query or fragment
+ * (normalizePath removes them). So an exact or prefix path must start with `/`, and none
+ * may hold `?` or `#`: `admin` or `/admin?x=1` could never match. Suffix (`*.php`) and
+ * presence (`*`) forms need no `/`. Istio accepts these strings; Wren refuses what can
+ * never match, with its path.
+ */
+const PATH_FORM = /^(\*|\*[^*?#]+|\/[^*?#]*\*?)$/;
+const pathPatterns = arr(
+  map(matchPattern, (v, path) =>
+    PATH_FORM.test(v)
+      ? v
+      : fail(path, `a path is matched against the request path, which starts with "/" and has no query or fragment; got ${JSON.stringify(v)}`),
+  ),
+  { default: [] },
+);
+
+/**
+ * A list that is absent (matches anything) or holds at least one item. Istio refuses an
+ * explicit empty `from` / `to` ("`from` must not be empty"): written out, it is a mistake
+ * (a template that rendered nothing), and Wren would read it as "anything".
+ */
+const absentOrNonEmpty = <T>(item: Parser<T>, what: string): Parser<readonly T[]> => {
+  const list = arr(item);
+  return (raw, path) => {
+    if (raw === undefined) return Object.freeze([]) as readonly T[];
+    const out = list(raw, path);
+    return out.length > 0 ? out : fail(path, `must not be empty (leave it out to match any ${what})`);
+  };
+};
+
+const SOURCE_LISTS = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals'] as const;
+const OPERATION_LISTS = ['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+
+const sourceShape = obj({
+  principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()),
+  requestPrincipals: patterns, notRequestPrincipals: patterns,
+});
+const operationShape = obj({
+  ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: methodPatterns, notMethods: methodPatterns,
+  paths: pathPatterns, notPaths: pathPatterns,
+});
+
+/**
+ * A `source` or `operation` that restricts nothing would match every caller or request.
+ * Istio refuses it ("`from.source` must not be empty", "`to.operation` must not be
+ * empty"), and so does the resource form: it is what the API server leaves of a source
+ * whose only field was misspelt (`principal:` for `principals:`; unknown fields are pruned
+ * for clients without strict field validation), and read as "everyone" it would turn an
+ * ALLOW for one caller into an ALLOW for all (test/crd-pruning-authz.test.ts).
+ */
+const nonEmptySource: Parser<AuthzSource> = map(sourceShape, (s, path) =>
+  SOURCE_LISTS.some((k) => s[k].length > 0) || s.unauthenticated !== undefined
+    ? s
+    : fail(path, `must not be empty: set one of ${SOURCE_LISTS.join(', ')} or unauthenticated (an empty source would match every caller)`),
+);
+const nonEmptyOperation: Parser<AuthzOperation> = map(operationShape, (o, path) =>
+  OPERATION_LISTS.some((k) => o[k].length > 0) ? o : fail(path, `must not be empty: set one of ${OPERATION_LISTS.join(', ')} (an empty operation would match every request)`),
+);
+
+/**
+ * A rule in the model's spelling: the proxy's static `policy:` and the discovery stream's
+ * `inbound_policy`, the resolved form the authorizer compiles. Every value is one that can
+ * match (methods, paths, destination.port); an empty source, operation or list means
+ * "any", as the authorizer reads it.
+ */
 export const parseAuthzRule: Parser<AuthzRule> = obj({
-  from: arr(
-    obj({
-      source: required(
-        obj({
-          principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()),
-          requestPrincipals: patterns, notRequestPrincipals: patterns,
-        }),
-      ),
-    }),
-    { default: [] },
-  ),
-  to: arr(
-    obj({
-      operation: required(
-        obj({ ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: patterns, notMethods: patterns, paths: patterns, notPaths: patterns }),
-      ),
-    }),
-    { default: [] },
-  ),
+  from: arr(obj({ source: required(sourceShape) }), { default: [] }),
+  to: arr(obj({ operation: required(operationShape) }), { default: [] }),
+  when: arr(parseCondition, { default: [] }),
+});
+
+/**
+ * A rule as an AuthorizationPolicy resource writes it (the CRD form the control plane
+ * reads): parseAuthzRule's checks and Istio's ValidateAuthorizationPolicy's on top, each
+ * with its field path: `from` and `to`, when written, are not empty lists, and no `source`
+ * or `operation` is empty. manifests/crds/authorizationpolicy.yaml says the same, so the
+ * API server refuses them at `kubectl apply`.
+ */
+export const parseAuthzRuleResource: Parser<AuthzRule> = obj({
+  from: absentOrNonEmpty(obj({ source: required(nonEmptySource) }), 'source'),
+  to: absentOrNonEmpty(obj({ operation: required(nonEmptyOperation) }), 'operation'),
   when: arr(parseCondition, { default: [] }),
 });
 
@@ -272,6 +362,19 @@ export const AUTHZ_ACTIONS = ['ALLOW', 'DENY', 'AUDIT'] as const;
 export const parseAuthzAction: Parser<AuthzPolicy['action']> = (raw, path) =>
   raw === 'CUSTOM' ? fail(path, 'CUSTOM (external authorization) is not supported; use ALLOW, DENY or AUDIT') : literal(AUTHZ_ACTIONS, 'ALLOW')(raw, path);
 
+/**
+ * For the resource form. Istio refuses a DENY policy without rules ("DENY action without `rules` is meaningless
+ * as it will never be triggered"): it denies nothing, which is never what was meant (a
+ * template that rendered no rules, a misspelt `rules:` pruned by the API server). `rules:
+ * [{}]` denies everything.
+ */
+export function checkDenyHasRules<T extends { readonly action: AuthzPolicy['action']; readonly rules: readonly unknown[] }>(p: T, path: string): T {
+  return p.action === 'DENY' && p.rules.length === 0
+    ? fail(`${path ? `${path}.` : ''}rules`, 'a DENY policy needs rules: without any it would deny nothing (rules: [{}] denies every request)')
+    : p;
+}
+
+/** A policy in the model's spelling (parseAuthzRule): a DENY without rules denies nothing here; the resource form refuses it (checkDenyHasRules). */
 export const parseAuthzPolicy: Parser<AuthzPolicy> = obj({
   name: str({ pattern: /^\S+$/ }),
   action: parseAuthzAction,

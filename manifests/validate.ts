@@ -50,6 +50,14 @@ export interface CrdSchemas {
   find(apiVersion: string, kind: string): CrdSchema | undefined;
 }
 
+/** The CEL rule "one of these lists is non-empty, or one of these fields is set", as the CRDs write it. */
+function nonEmptyRule(lists: readonly string[], fields: readonly string[] = []): string {
+  return [...lists.map((l) => `(has(self.${l}) && size(self.${l}) > 0)`), ...fields.map((f) => `has(self.${f})`)].join(' || ');
+}
+const nonEmptySchema = (lists: readonly string[], fields: readonly string[] = []): Json => ({
+  anyOf: [...lists.map((l) => ({ required: [l], properties: { [l]: { minItems: 1 } } })), ...fields.map((f) => ({ required: [f] }))],
+});
+
 /** CEL rules our CRDs use, with their JSON Schema equivalent. */
 const PORT_KEY = '^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$';
 const KNOWN_CEL: Record<string, Json> = {
@@ -59,6 +67,17 @@ const KNOWN_CEL: Record<string, Json> = {
     if: { required: ['portLevelMtls'], properties: { portLevelMtls: { minProperties: 1 } } },
     then: { required: ['selector'], properties: { selector: { required: ['matchLabels'], properties: { matchLabels: { minProperties: 1 } } } } },
   },
+  // AuthorizationPolicy spec: a DENY policy has rules.
+  "!has(self.action) || self.action != 'DENY' || (has(self.rules) && size(self.rules) > 0)": {
+    if: { required: ['action'], properties: { action: { const: 'DENY' } } },
+    then: { required: ['rules'], properties: { rules: { minItems: 1 } } },
+  },
+  // AuthorizationPolicy source / operation: at least one non-empty restriction.
+  [nonEmptyRule(['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals'], ['unauthenticated'])]: nonEmptySchema(
+    ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals'],
+    ['unauthenticated'],
+  ),
+  [nonEmptyRule(['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'])]: nonEmptySchema(['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths']),
   // AuthorizationPolicy condition: at least one of values / notValues.
   '(has(self.values) && size(self.values) > 0) || (has(self.notValues) && size(self.notValues) > 0)': {
     if: { not: { required: ['notValues'], properties: { notValues: { minItems: 1 } } } },
@@ -82,6 +101,12 @@ function defaultCrdDir(): string {
   throw new Error(`cannot find manifests/crds next to ${here}`);
 }
 
+/** A junctor branch's schema without the `additionalProperties: false` toJsonSchema gives every node with properties. */
+function withoutClosedObject(schema: Json): Json {
+  const { additionalProperties: _closed, ...rest } = schema;
+  return rest;
+}
+
 /** Translate one Kubernetes structural schema node to JSON Schema (draft-07). */
 export function toJsonSchema(node: Json, path = '', celChecked = false): Json {
   const out: Json = {};
@@ -93,14 +118,16 @@ export function toJsonSchema(node: Json, path = '', celChecked = false): Json {
     } else if (k === 'items' || (k === 'additionalProperties' && typeof v === 'object')) {
       out[k] = toJsonSchema(v as Json, `${path}[]`, celChecked);
     } else if (k === 'anyOf' || k === 'allOf' || k === 'oneOf') {
-      out[k] = (v as Json[]).map((s) => toJsonSchema(s, path, celChecked));
+      // A branch only adds value validations to fields declared beside it (a structural schema's rule): never "no other fields".
+      out[k] = [...((out[k] as Json[] | undefined) ?? []), ...(v as Json[]).map((s) => withoutClosedObject(toJsonSchema(s, path, celChecked)))];
     } else if (k === 'x-kubernetes-validations' && celChecked) {
       continue;
     } else if (k === 'x-kubernetes-validations') {
       for (const { rule } of v as { rule: string }[]) {
         const eq = KNOWN_CEL[rule];
         if (!eq) throw new Error(`${path || '<root>'}: no offline equivalent for CEL rule ${rule}`);
-        Object.assign(out, eq);
+        // Each rule its own allOf member: two rules on one node (or a rule beside the node's own anyOf) must not overwrite each other.
+        out.allOf = [...((out.allOf as Json[] | undefined) ?? []), eq];
       }
     } else if (k === 'x-kubernetes-list-type' && v === 'set') {
       out.uniqueItems = true;
@@ -209,10 +236,17 @@ function explain(errors: ErrorObject[], data: unknown): { path: string; message:
     let path = toDotted(e.instancePath, data);
     let message = e.message ?? 'is invalid';
     if (e.keyword === 'type' && anyOfAt.has(e.instancePath) && /\/anyOf\/\d+\/type$/.test(e.schemaPath)) continue;
-    if (e.keyword === 'anyOf')
-      message = (e.schema as Json[]).every((b) => b.required)
-        ? `needs one of ${(e.schema as Json[]).map((b) => (b.required as string[]).join('+')).join(', ')}`
+    if (e.keyword === 'anyOf') {
+      const branches = e.schema as Json[];
+      // Branches that constrain fields (an AuthorizationPolicy condition's destination.port values): their own errors name the field.
+      if (branches.some((b) => b.properties) && !branches.every((b) => b.required)) continue;
+      message = branches.every((b) => b.required)
+        ? `needs one of ${branches.map((b) => (b.required as string[]).join('+')).join(', ')}`
         : 'must be integer milliseconds or a duration string like "250ms", "1s", "5m"';
+    }
+    // A branch's "must NOT be valid" (the condition key is destination.port) says nothing the sibling branch's error does not.
+    if (e.keyword === 'not' && /\/anyOf\/\d+\//.test(e.schemaPath)) continue;
+    if (e.keyword === 'pattern' && (e.parentSchema as Json | undefined)?.pattern === PORT_KEY) message = 'must be a port number 1-65535 (digits, no match forms)';
     if (e.keyword === 'oneOf') message = `needs exactly one of ${(e.schema as Json[]).map((b) => (b.required as string[] | undefined)?.join('+') ?? '?').join(', ')}`;
     if (e.keyword === 'required' && /\/(anyOf|oneOf)\/\d+\/required$/.test(e.schemaPath)) continue;
     if (e.keyword === 'required') {

@@ -97,3 +97,54 @@ test('an ALLOW scoped by unsupported targetRefs is refused, not applied to the w
   // { selector: null } = every workload in namespace shop.
   expect(accepted).toBe('refused');
 });
+
+/**
+ * Found by the adversarial review (adv9 D3): a MISSPELT field is pruned the same way. A
+ * source or operation whose only field was misspelt (`principal:` for `principals:`) is
+ * stored as `source: {}` / `operation: {}`, which matched every caller or request: an
+ * ALLOW for one caller became an ALLOW for everyone. Istio's validation refuses an empty
+ * source and operation ("`from.source` must not be empty"), and so do the CRD (at
+ * admission, after pruning) and the control plane's parser.
+ */
+const allowOnly = (spec: Json): Json => ({
+  apiVersion: 'policy.wren.io/v1alpha1',
+  kind: 'AuthorizationPolicy',
+  metadata: { name: 'only-frontend', namespace: 'shop' },
+  spec: { selector: { matchLabels: { app: 'admin' } }, action: 'ALLOW', ...spec },
+});
+
+/** What happens to the object after the API server pruned it: refused by the CRD, refused by the parser, or accepted as stored. */
+function afterPruning(obj: Json): { crd: string; parser: string; stored: unknown } {
+  const stored = prune(obj, crd!.openApi) as Json;
+  const v = validateResource(stored);
+  let parser = 'accepted';
+  try {
+    parseAuthorizationPolicyResource(stored, '');
+  } catch (e) {
+    parser = `refused at ${(e as { path?: string }).path}`;
+  }
+  return { crd: v.ok ? 'accepted' : `refused at ${v.errors.map((e) => e.path).join(', ')}`, parser, stored: stored.spec };
+}
+
+test.each([
+  ['source.principal', { from: [{ source: { principal: ['cluster.local/ns/shop/sa/frontend'] } }] }, 'spec.rules[0].from[0].source'],
+  ['source.namespace', { from: [{ source: { namespace: ['shop'] } }] }, 'spec.rules[0].from[0].source'],
+  ['source.requestPrincipal', { from: [{ source: { requestPrincipal: ['https://idp/alice'] } }] }, 'spec.rules[0].from[0].source'],
+  ['operation.path', { to: [{ operation: { path: ['/public/*'] } }] }, 'spec.rules[0].to[0].operation'],
+  ['operation.method', { to: [{ operation: { method: ['GET'] } }] }, 'spec.rules[0].to[0].operation'],
+  ['operation.port', { to: [{ operation: { port: ['8080'] } }] }, 'spec.rules[0].to[0].operation'],
+])('an ALLOW whose only restriction is misspelt (%s) is refused after pruning, not widened to everyone', (_field, rule, path) => {
+  const r = afterPruning(allowOnly({ rules: [rule] }));
+  expect({ crd: r.crd.startsWith(`refused at ${path}`), parser: r.parser }).toEqual({ crd: true, parser: `refused at ${path}` });
+});
+
+test('an ALLOW whose selector has a misspelt matchLabels is refused after pruning, not applied to the whole namespace', () => {
+  const obj = allowOnly({ rules: [{ from: [{ source: { namespaces: ['public'] } }] }] });
+  (obj.spec as Json).selector = { matchLabel: { app: 'admin' } };
+  expect(afterPruning(obj)).toMatchObject({ crd: 'refused at spec.selector', parser: 'refused at spec.selector' });
+});
+
+test('a DENY whose rules are misspelt is refused after pruning, not kept as a DENY that denies nothing', () => {
+  const obj = allowOnly({ action: 'DENY', rule: [{ from: [{ source: { namespaces: ['public'] } }] }] });
+  expect(afterPruning(obj)).toMatchObject({ crd: 'refused at spec.rules', parser: 'refused at spec.rules' });
+});

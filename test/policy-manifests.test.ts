@@ -69,8 +69,79 @@ describe('AuthorizationPolicy: CRD schema == parser', () => {
     ...[{ matchLabels: { app: 'a' } }, { matchLabels: {} }, {}, { matchLabels: { app: 1 } }, { matchExpressions: [] }].map(
       (s): [string, Json] => [`selector ${JSON.stringify(s)}`, resource('AuthorizationPolicy', { selector: s, rules: [{}] })],
     ),
+    // Istio's ValidateAuthorizationPolicy: what restricts nothing, or can never match, is refused by both (adversarial review: D3).
+    ...[undefined, [], [{}]].flatMap((rules) =>
+      ['DENY', 'AUDIT', 'ALLOW'].map((action): [string, Json] => [`${action} rules ${JSON.stringify(rules)}`, resource('AuthorizationPolicy', { action, ...(rules ? { rules } : {}) })]),
+    ),
+    ['from []', rule({ from: [], to: [{ operation: { paths: ['/x'] } }] })],
+    ['to []', rule({ from: [{ source: { namespaces: ['a'] } }], to: [] })],
+    ['source {}', rule({ from: [{ source: {} }] })],
+    ['operation {}', rule({ to: [{ operation: {} }] })],
+    ...['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals'].map((f): [string, Json] => [`source with only ${f}: []`, rule({ from: [{ source: { [f]: [] } }] })]),
+    ['source principals [] and namespaces', rule({ from: [{ source: { principals: [], namespaces: ['a'] } }] })],
+    ['source with only unauthenticated: false', rule({ from: [{ source: { unauthenticated: false } }] })],
+    ...['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'].map((f): [string, Json] => [`operation with only ${f}: []`, rule({ to: [{ operation: { [f]: [] } }] })]),
+    ...['values', 'notValues'].flatMap((f) =>
+      ['8080', '80*', '*', 'http', '080', '0', '65536'].map((v): [string, Json] => [`destination.port ${f} ${JSON.stringify(v)}`, rule({ when: [{ key: 'destination.port', [f]: [v] }] })]),
+    ),
+    ['destination.port values ["8080", "http"]', rule({ when: [{ key: 'destination.port', values: ['8080', 'http'] }] })],
+    ['source.namespace values ["80*"] (not a port key)', rule({ when: [{ key: 'source.namespace', values: ['80*'] }] })],
+    ...['methods', 'notMethods'].flatMap((f) =>
+      ['GET', 'get', 'Get', 'G*', '*ET', 'g*', 'PROPFIND', 'M-SEARCH', 'GET POST', 'GET\r'].map((v): [string, Json] => [`operation.${f} ${JSON.stringify(v)}`, rule({ to: [{ operation: { [f]: [v] } }] })]),
+    ),
+    ...['paths', 'notPaths'].flatMap((f) =>
+      ['/admin', '/', '/*', 'admin', 'admin*', '/admin?x=1', '/a#b', '*.php', '*?x=1', '*'].map((v): [string, Json] => [`operation.${f} ${JSON.stringify(v)}`, rule({ to: [{ operation: { [f]: [v] } }] })]),
+    ),
   ];
   test.each(cases)('%s', (_name, obj) => agree(obj));
+});
+
+/**
+ * Found by the adversarial review (adv9 D3). Istio's ValidateAuthorizationPolicy
+ * (pkg/config/validation) refuses an empty `from.source` / `to.operation`, an empty `from` /
+ * `to` list, a DENY without rules and a destination.port value that is no port; Wren also
+ * refuses method and path values the authorizer could never match. Each is refused by the
+ * CRD (so at `kubectl apply`) and by the control plane's parser, at the field named here.
+ */
+describe('AuthorizationPolicy: what restricts nothing, or never matches, is refused by both', () => {
+  const ap = (spec: Json) => resource('AuthorizationPolicy', spec);
+  const rule = (r: Json) => ap({ rules: [r] });
+  const refused: [string, Json, string][] = [
+    ['source {}', rule({ from: [{ source: {} }] }), 'spec.rules[0].from[0].source'],
+    ['source {principals: []}', rule({ from: [{ source: { principals: [] } }] }), 'spec.rules[0].from[0].source'],
+    ['operation {}', rule({ to: [{ operation: {} }] }), 'spec.rules[0].to[0].operation'],
+    ['operation {paths: [], methods: []}', rule({ to: [{ operation: { paths: [], methods: [] } }] }), 'spec.rules[0].to[0].operation'],
+    ['from []', rule({ from: [], to: [{ operation: { paths: ['/x'] } }] }), 'spec.rules[0].from'],
+    ['to []', rule({ from: [{ source: { namespaces: ['a'] } }], to: [] }), 'spec.rules[0].to'],
+    ['DENY without rules', ap({ action: 'DENY' }), 'spec.rules'],
+    ['DENY rules []', ap({ action: 'DENY', rules: [] }), 'spec.rules'],
+    ['selector {}', ap({ selector: {}, rules: [{}] }), 'spec.selector'],
+    ['destination.port values ["http"]', ap({ action: 'DENY', rules: [{ when: [{ key: 'destination.port', values: ['http'] }] }] }), 'spec.rules[0].when[0].values[0]'],
+    ['destination.port notValues ["80*"]', ap({ action: 'DENY', rules: [{ when: [{ key: 'destination.port', notValues: ['80*'] }] }] }), 'spec.rules[0].when[0].notValues[0]'],
+    ['methods ["get"]', ap({ action: 'DENY', rules: [{ to: [{ operation: { methods: ['get'] } }] }] }), 'spec.rules[0].to[0].operation.methods[0]'],
+    ['paths ["admin"]', ap({ action: 'DENY', rules: [{ to: [{ operation: { paths: ['admin'] } }] }] }), 'spec.rules[0].to[0].operation.paths[0]'],
+    ['notPaths ["/admin?debug=1"]', ap({ action: 'ALLOW', rules: [{ to: [{ operation: { notPaths: ['/admin?debug=1'] } }] }] }), 'spec.rules[0].to[0].operation.notPaths[0]'],
+  ];
+  test.each(refused)('%s', (_name, obj, path) => {
+    const { crd, parsed } = both(obj);
+    expect(parsed).toEqual({ ok: false, path });
+    expect(crd.ok).toBe(false);
+    expect(crd.paths.some((p) => p === path || p.startsWith(`${path}.`) || p.startsWith(`${path}[`))).toBe(true);
+  });
+
+  const accepted: [string, Json][] = [
+    ['rules [{}] (matches everything)', rule({})],
+    ['DENY rules [{}]', ap({ action: 'DENY', rules: [{}] })],
+    ['ALLOW without rules (matches nothing)', ap({})],
+    ['source with one empty list beside a set one', rule({ from: [{ source: { principals: [], namespaces: ['a'] } }] })],
+    ['source with only unauthenticated', rule({ from: [{ source: { unauthenticated: true } }] })],
+    ['destination.port values ["8080"]', rule({ when: [{ key: 'destination.port', values: ['8080'] }] })],
+    ['methods ["GET", "M-SEARCH", "G*"]', rule({ to: [{ operation: { methods: ['GET', 'M-SEARCH', 'G*'] } }] })],
+    ['paths ["/", "/api/*", "*.php", "*"]', rule({ to: [{ operation: { paths: ['/', '/api/*', '*.php', '*'] } }] })],
+  ];
+  test.each(accepted)('%s is accepted', (_name, obj) => {
+    expect(both(obj)).toEqual({ crd: { ok: true, paths: [] }, parsed: { ok: true } });
+  });
 });
 
 describe('PeerAuthentication: CRD schema == parser', () => {

@@ -92,7 +92,7 @@ test('a pushed AuthorizationPolicy applies to the next request on the connection
 });
 
 test('the Pod labels select policies, not the labels the proxy sent', async () => {
-  await replaceFile(join(dir, 'other.yaml'), authz('not-orders-deny-all', 'not-orders', '{}').replace('action: ALLOW', 'action: DENY'));
+  await replaceFile(join(dir, 'other.yaml'), authz('not-orders-deny-all', 'not-orders', '{ principals: ["*"] }').replace('action: ALLOW', 'action: DENY'));
   await replaceFile(join(dir, 'more.yaml'), authz('orders-ops', 'orders', '{ namespaces: [ops] }'));
   await waitFor(() => policyNames().includes('demo/orders-ops'), 'matching policy pushed');
   expect(policyNames()).toEqual(['demo/orders-allow', 'demo/orders-ops']);

@@ -1,5 +1,5 @@
 import type { AuthzPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
-import { checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRule, parseJwtRule } from '../../contract/parse.js';
+import { checkDenyHasRules, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule } from '../../contract/parse.js';
 import { arr, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
 
@@ -88,8 +88,20 @@ export const parsePeerAuthenticationResource: Parser<KPeerAuthentication> = (raw
   });
 };
 
+/**
+ * An AuthorizationPolicy's selector: as `selector`, but `selector: {}` is refused (omit it to
+ * select the whole namespace). It is what the API server leaves of a misspelt `matchLabels`
+ * (pruned for clients without strict field validation), and read as "every workload" it
+ * would spread an ALLOW meant for one workload to its whole namespace (the CRD says
+ * minProperties: 1).
+ */
+const authzSelector: Parser<Labels | null> = (raw, path) =>
+  raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0
+    ? fail(path, 'must not be empty: leave it out to select every workload of the namespace, or set matchLabels')
+    : selector(raw, path);
+
 export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (raw, path) => {
-  const spec = obj({ selector, action: parseAuthzAction, rules: arr(parseAuthzRule, { default: [] }) });
+  const spec = map(obj({ selector: authzSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }) }), checkDenyHasRules);
   const o = resource((v, p) => (v === undefined || v === null ? fail(p, 'is required') : spec(v, p)))(raw, path);
   return Object.freeze({
     namespace: o.metadata.namespace,
