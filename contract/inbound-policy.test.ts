@@ -55,6 +55,10 @@ describe('parseInboundPolicy', () => {
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { notMethods: ['Post*'] } }] }] }] }, /operation\.notMethods\[0\]: an HTTP method/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { paths: ['admin'] } }] }] }] }, /operation\.paths\[0\]: a path is matched against the request path, which starts with "\/"/],
     [{ authorizationPolicies: [{ name: 'a/b', rules: [{ to: [{ operation: { notPaths: ['/admin?x=1'] } }] }] }] }, /operation\.notPaths\[0\]: a path is matched/],
+    // A claim must not be written to a header the proxy keeps for itself.
+    [{ jwtRules: [{ issuer: 'https://a', jwksUri: 'https://a/k', outputClaimToHeaders: [{ header: 'X-Forwarded-Client-Cert', claim: 'sub' }] }] }, /^policy\.jwtRules\[0\]\.outputClaimToHeaders\[0\]\.header: "x-forwarded-client-cert" is a header the proxy keeps for itself/],
+    [{ jwtRules: [{ issuer: 'https://a', jwksUri: 'https://a/k', outputClaimToHeaders: [{ header: 'content-length', claim: 'sub' }] }] }, /outputClaimToHeaders\[0\]\.header: "content-length" is a header the proxy keeps/],
+    [{ jwtRules: [{ issuer: 'https://a', jwksUri: 'https://a/k', outputPayloadToHeader: 'wren-peer' }] }, /^policy\.jwtRules\[0\]\.outputPayloadToHeader: "wren-peer" is a header the proxy keeps/],
   ])('%j is rejected at its field path', (raw, want) => {
     expect(pathOf(raw)).toMatch(want);
   });

@@ -431,6 +431,27 @@ const unsetOr =
   (raw, path) =>
     raw === undefined || raw === null || raw === '' ? unset : p(raw, path);
 
+/**
+ * Headers a verified token's claims (outputClaimToHeaders) or payload (outputPayloadToHeader)
+ * may not be written to. The proxy sets them and removes the caller's copies from every
+ * request, so the name must not be one that frames or routes the request or belongs to the
+ * connection (RFC 9110 section 7.6.1, RFC 9112 section 6: a claim in `content-length` or
+ * `transfer-encoding` would reframe the request to the app, one in `host` re-address it),
+ * nor one of the mesh's own: `x-forwarded-client-cert` carries the caller's verified
+ * identity to the app (a claim there would let a token holder pose as any workload) and
+ * `wren-*` are the sidecars' (docs/request-authentication.md). Istio checks only that the
+ * name is a header name; Envoy keeps these headers for itself as well.
+ */
+export const RESERVED_OUTPUT_HEADERS: ReadonlySet<string> = new Set([
+  'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer',
+  'http2-settings', 'proxy-authenticate', 'proxy-authorization', 'x-forwarded-client-cert',
+]);
+const outputHeader: Parser<string> = map(headerName, (h, path) =>
+  RESERVED_OUTPUT_HEADERS.has(h) || h.startsWith('wren-')
+    ? fail(path, `${JSON.stringify(h)} is a header the proxy keeps for itself (message framing, the connection, or the mesh's own x-forwarded-client-cert and wren-*): choose another name`)
+    : h,
+);
+
 export const parseJwtRule: Parser<JwtRule> = map(
   obj({
     issuer: nonEmpty,
@@ -441,8 +462,8 @@ export const parseJwtRule: Parser<JwtRule> = map(
     fromHeaders: arr(obj({ name: headerName, prefix: str({ default: '' }) }), { default: [] }),
     fromParams: arr(str({ pattern: /^[A-Za-z0-9._~-]+$/ }), { default: [] }),
     forwardOriginalToken: bool(false),
-    outputClaimToHeaders: arr(obj({ header: headerName, claim: nonEmpty }), { default: [] }),
-    outputPayloadToHeader: unsetOr(headerName, ''),
+    outputClaimToHeaders: arr(obj({ header: outputHeader, claim: nonEmpty }), { default: [] }),
+    outputPayloadToHeader: unsetOr(outputHeader, ''),
   }),
   (r, path) => {
     const set = [r.jwks && 'jwks', r.jwksUri && 'jwksUri', r.jwksFile && 'jwksFile'].filter(Boolean);

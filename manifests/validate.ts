@@ -246,6 +246,7 @@ function explain(errors: ErrorObject[], data: unknown): { path: string; message:
     }
     // A branch's "must NOT be valid" (the condition key is destination.port) says nothing the sibling branch's error does not.
     if (e.keyword === 'not' && /\/anyOf\/\d+\//.test(e.schemaPath)) continue;
+    if (e.keyword === 'not') message = `is not allowed${(e.parentSchema as Json | undefined)?.description ? ` (${String((e.parentSchema as Json).description)})` : ''}`;
     if (e.keyword === 'pattern' && (e.parentSchema as Json | undefined)?.pattern === PORT_KEY) message = 'must be a port number 1-65535 (digits, no match forms)';
     if (e.keyword === 'oneOf') message = `needs exactly one of ${(e.schema as Json[]).map((b) => (b.required as string[] | undefined)?.join('+') ?? '?').join(', ')}`;
     if (e.keyword === 'required' && /\/(anyOf|oneOf)\/\d+\/required$/.test(e.schemaPath)) continue;

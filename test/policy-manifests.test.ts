@@ -4,6 +4,7 @@ import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../common/schema.js';
 import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../control-plane/translate/policy-objects.js';
 import { validateResource } from '../manifests/validate.js';
+import { RESERVED_OUTPUT_HEADERS } from '../contract/parse.js';
 
 /**
  * The PeerAuthentication and AuthorizationPolicy CRD schemas and the control plane's
@@ -185,12 +186,27 @@ describe('RequestAuthentication: CRD schema == parser', () => {
     ...['access_token', 'a b', ''].map((v): [string, Json] => [`fromParams ${JSON.stringify(v)}`, jr({ ...base, fromParams: [v] })]),
     ...[true, 'yes'].map((v): [string, Json] => [`forwardOriginalToken ${JSON.stringify(v)}`, jr({ ...base, forwardOriginalToken: v })]),
     ['outputClaimToHeaders without claim', jr({ ...base, outputClaimToHeaders: [{ header: 'x-a' }] })],
+    // Headers the proxy keeps for itself (adversarial review adv9): refused by both, in any case.
+    ...[...RESERVED_OUTPUT_HEADERS, 'wren-peer', 'wren-x', 'Host', 'Content-Length', 'X-Forwarded-Client-Cert', 'WREN-TARGET-PORT', 'x-wren-user', 'x-forwarded-for', 'hostname', 'tes', 'x-user'].flatMap((h): [string, Json][] => [
+      [`outputClaimToHeaders header ${JSON.stringify(h)}`, jr({ ...base, outputClaimToHeaders: [{ header: h, claim: 'sub' }] })],
+      [`outputPayloadToHeader ${JSON.stringify(h)}`, jr({ ...base, outputPayloadToHeader: h })],
+    ]),
     ['outputPayloadToHeader bad', jr({ ...base, outputPayloadToHeader: 'a b' })],
     ['unknown rule field', jr({ ...base, jwtHeaders: ['x'] })],
     ['unknown spec field', ra({ targetRef: {} })],
     ...[{ matchLabels: { app: 'a' } }, { matchLabels: { app: 1 } }].map((s): [string, Json] => [`selector ${JSON.stringify(s)}`, ra({ selector: s, jwtRules: [base] })]),
   ];
   test.each(cases)('%s', (_name, obj) => agree(obj));
+});
+
+test('a claim is never written to a header the proxy keeps for itself: the CRD and the parser refuse the same names', () => {
+  const JWKS = { issuer: 'https://id.example.com', jwksUri: 'https://id.example.com/jwks' };
+  const outcome = (header: string) => both(resource('RequestAuthentication', { jwtRules: [{ ...JWKS, outputClaimToHeaders: [{ header, claim: 'sub' }] }] }));
+  for (const h of [...RESERVED_OUTPUT_HEADERS, 'wren-target-port', 'X-Forwarded-Client-Cert', 'Content-Length']) {
+    const r = outcome(h);
+    expect({ h, crd: r.crd.ok, parsed: r.parsed }).toEqual({ h, crd: false, parsed: { ok: false, path: 'spec.jwtRules[0].outputClaimToHeaders[0].header' } });
+  }
+  expect(outcome('x-user').parsed.ok && outcome('x-user').crd.ok).toBe(true);
 });
 
 test('every example of the two kinds parses, every invalid one fails at the path in its comment', () => {
