@@ -305,14 +305,55 @@ const absentOrNonEmpty = <T>(item: Parser<T>, what: string): Parser<readonly T[]
 const SOURCE_LISTS = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'requestPrincipals', 'notRequestPrincipals'] as const;
 const OPERATION_LISTS = ['ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 
-const sourceShape = obj({
-  principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()),
-  requestPrincipals: patterns, notRequestPrincipals: patterns,
-});
-const operationShape = obj({
-  ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: methodPatterns, notMethods: methodPatterns,
-  paths: pathPatterns, notPaths: pathPatterns,
-});
+/**
+ * An Istio field Wren does not implement (`source.ipBlocks`, `operation.hosts`, `targetRefs`...).
+ * Absent or empty is Istio's "not set" and accepted; anything else is refused with its path.
+ * The CRD says the same (`maxItems: 0` / `maxProperties: 0`), so what `kubectl apply` takes
+ * is what the control plane enforces: a Helm value that renders `hosts: []` must not leave
+ * the whole policy unenforced. Declared rather than left out of the CRD: an undeclared
+ * field is pruned, and an ALLOW whose restriction was pruned allows more.
+ */
+export function unsupportedField(kind: 'list' | 'object', hint: string): Parser<undefined> {
+  return (raw, path) => {
+    if (raw === undefined) return undefined;
+    const isList = Array.isArray(raw);
+    const isObject = raw !== null && typeof raw === 'object' && !isList;
+    if (kind === 'list' ? !isList : !isObject) return fail(path, `expected ${kind === 'list' ? 'a list' : 'an object'}, got ${raw === null ? 'null' : typeof raw}`);
+    const empty = isList ? (raw as unknown[]).length === 0 : Object.keys(raw as object).length === 0;
+    return empty ? undefined : fail(path, `is not supported by Wren (${hint}); only an empty ${kind}, Istio's "not set", is accepted`);
+  };
+}
+
+/** The parsed object without the unsupported fields (always undefined): the model has no room for them. */
+function without<T extends object, K extends string>(keys: readonly K[]): (o: T) => Omit<T, K> {
+  return (o) => Object.freeze(Object.fromEntries(Object.entries(o).filter(([k]) => !(keys as readonly string[]).includes(k)))) as Omit<T, K>;
+}
+
+const UNSUPPORTED_SOURCE = ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'serviceAccounts', 'notServiceAccounts'] as const;
+const UNSUPPORTED_OPERATION = ['hosts', 'notHosts'] as const;
+const unsupportedSource = Object.fromEntries(UNSUPPORTED_SOURCE.map((k) => [k, unsupportedField('list', 'match callers by principals or namespaces')])) as Record<
+  (typeof UNSUPPORTED_SOURCE)[number],
+  Parser<undefined>
+>;
+const unsupportedOperation = Object.fromEntries(UNSUPPORTED_OPERATION.map((k) => [k, unsupportedField('list', 'the inbound sidecar serves one workload: match ports or paths')])) as Record<
+  (typeof UNSUPPORTED_OPERATION)[number],
+  Parser<undefined>
+>;
+
+const sourceShape: Parser<AuthzSource> = map(
+  obj({
+    principals: patterns, notPrincipals: patterns, namespaces: patterns, notNamespaces: patterns, unauthenticated: optional(bool()),
+    requestPrincipals: patterns, notRequestPrincipals: patterns, ...unsupportedSource,
+  }),
+  without(UNSUPPORTED_SOURCE),
+);
+const operationShape: Parser<AuthzOperation> = map(
+  obj({
+    ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: methodPatterns, notMethods: methodPatterns,
+    paths: pathPatterns, notPaths: pathPatterns, ...unsupportedOperation,
+  }),
+  without(UNSUPPORTED_OPERATION),
+);
 
 /**
  * A `source` or `operation` that restricts nothing would match every caller or request.

@@ -145,6 +145,46 @@ describe('AuthorizationPolicy: what restricts nothing, or never matches, is refu
   });
 });
 
+/**
+ * Found by the adversarial review (adv9 D4): the CRD accepted an empty list (or object) for
+ * the Istio fields Wren does not implement (`maxItems: 0`), the parser refused the field as
+ * unknown, so `kubectl apply` succeeded (a Helm value rendered `hosts: []`) and the policy
+ * was never enforced. Now both read empty as Istio's "not set" and refuse anything else.
+ */
+describe('AuthorizationPolicy: unsupported Istio fields, empty is "not set" for both', () => {
+  const ap = (spec: Json) => resource('AuthorizationPolicy', { selector: { matchLabels: { app: 'db' } }, ...spec });
+  const principals = { principals: ['cluster.local/ns/shop/sa/frontend'] };
+  const fields: [string, (v: unknown) => Json, unknown, unknown, string][] = [
+    ...['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks', 'serviceAccounts', 'notServiceAccounts'].map(
+      (f): [string, (v: unknown) => Json, unknown, unknown, string] => [
+        `source.${f}`, (v) => ap({ rules: [{ from: [{ source: { ...principals, [f]: v } }] }] }), [], ['10.0.0.0/8'], `spec.rules[0].from[0].source.${f}`,
+      ],
+    ),
+    ...['hosts', 'notHosts'].map((f): [string, (v: unknown) => Json, unknown, unknown, string] => [
+      `operation.${f}`, (v) => ap({ rules: [{ to: [{ operation: { paths: ['/api/*'], [f]: v } }] }] }), [], ['admin.internal'], `spec.rules[0].to[0].operation.${f}`,
+    ]),
+    ['targetRefs', (v) => ap({ targetRefs: v, rules: [{ from: [{ source: principals }] }] }), [], [{ kind: 'Service', group: '', name: 'db' }], 'spec.targetRefs'],
+    ['targetRef', (v) => ap({ targetRef: v, rules: [{ from: [{ source: principals }] }] }), {}, { kind: 'Service', group: '', name: 'db' }, 'spec.targetRef'],
+  ];
+  test.each(fields)('%s: empty is accepted by both and enforced as not set; set is refused by both', (_f, make, empty, set, path) => {
+    expect(both(make(empty))).toEqual({ crd: { ok: true, paths: [] }, parsed: { ok: true } });
+    const parsed = parseAuthorizationPolicyResource(make(empty), '');
+    expect(parsed.selector).toEqual({ app: 'db' });
+    // The model has no room for them: the rule is what it would be without the field.
+    expect(JSON.stringify(parsed.policy.rules)).not.toMatch(/ipBlocks|serviceAccounts|hosts|targetRef/i);
+    const refused = both(make(set));
+    expect(refused.parsed).toEqual({ ok: false, path });
+    expect(refused.crd.ok).toBe(false);
+    expect(refused.crd.paths.some((p) => p === path || p.startsWith(path))).toBe(true);
+  });
+
+  test('a source whose only field is an empty unsupported list restricts nothing: refused by both', () => {
+    const r = both(ap({ rules: [{ from: [{ source: { ipBlocks: [] } }] }] }));
+    expect(r.parsed).toEqual({ ok: false, path: 'spec.rules[0].from[0].source' });
+    expect(r.crd.ok).toBe(false);
+  });
+});
+
 describe('PeerAuthentication: CRD schema == parser', () => {
   const pa = (spec: unknown) => resource('PeerAuthentication', spec);
   const sel = { matchLabels: { app: 'a' } };

@@ -1,5 +1,5 @@
 import type { AuthzPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
-import { checkDenyHasRules, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule } from '../../contract/parse.js';
+import { checkDenyHasRules, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule, unsupportedField } from '../../contract/parse.js';
 import { arr, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
 
@@ -101,7 +101,14 @@ const authzSelector: Parser<Labels | null> = (raw, path) =>
     : selector(raw, path);
 
 export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (raw, path) => {
-  const spec = map(obj({ selector: authzSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }) }), checkDenyHasRules);
+  const spec = map(
+    obj({
+      selector: authzSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }),
+      // Istio's targetRef(s) (a Service or Gateway instead of a selector): empty is "not set", anything else refused, as the CRD.
+      targetRef: unsupportedField('object', 'use selector'), targetRefs: unsupportedField('list', 'use selector'),
+    }),
+    checkDenyHasRules,
+  );
   const o = resource((v, p) => (v === undefined || v === null ? fail(p, 'is required') : spec(v, p)))(raw, path);
   return Object.freeze({
     namespace: o.metadata.namespace,
