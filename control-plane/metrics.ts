@@ -37,6 +37,11 @@ export class ControlPlaneMetrics {
     labelNames: ['source'] as const,
     registers: [this.registry],
   });
+  readonly authzFailClosed = new Gauge({
+    name: 'wren_cp_authorization_policies_fail_closed',
+    help: 'AuthorizationPolicies refused with no last good version, enforced fail-closed (an ALLOW that matches nothing, a DENY of every request); /debug/rejected names them',
+    registers: [this.registry],
+  });
   readonly ignoredKinds = new Counter({
     name: 'wren_cp_ignored_kinds_total',
     help: 'Manifest kinds the source does not read (HTTPRoute, Deployment, a typo in kind), counted once per file version and kind',

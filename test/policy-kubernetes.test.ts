@@ -107,3 +107,38 @@ test('RateLimitPolicy: the selected limits are pushed; an invalid update keeps t
   api.delete('ratelimitpolicies', 'shop', 'web-limits');
   await waitFor(() => (policyOf(c)?.rateLimits ?? []).length === 0, 'delete pushed');
 });
+
+/**
+ * Found by the adversarial review (adv9 D5): the last good version of a refused object is the
+ * one the running control plane read. After a restart a refused AuthorizationPolicy has none
+ * and was simply absent: a workload whose only ALLOW it was became open to every caller. It
+ * is now enforced fail-closed for the workloads it selects, and says so.
+ */
+test('after a control-plane restart, a refused AuthorizationPolicy is enforced fail-closed; a valid version replaces it', async () => {
+  await cp.close(100);
+  api.apply('authorizationpolicies', allowFrontend(['http']));
+  cp = await startKubeControlPlane(api, { seed: 12, control: { admin: '127.0.0.1:0' } });
+  const c = subscribe('web-a');
+  const snap = await c.onFirstSnapshot();
+  // An ALLOW that matches nothing, for app=web in shop: the workload does not fall back to "no policy, allow all".
+  expect(snap.inboundPolicy!.authorizationPolicies).toEqual([{ name: 'shop/web-allow', action: 'ALLOW', rules: [] }]);
+  const rejected = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/rejected`)).json()) as { rejected: unknown[] };
+  expect(rejected.rejected).toEqual([
+    {
+      kind: 'AuthorizationPolicy', namespace: 'shop', name: 'web-allow', path: 'spec.rules[0].to[0].operation.ports[0]', reason: 'expected a port number 1-65535, got "http"',
+      failClosed: 'an ALLOW that matches nothing, for the workloads labelled app=web of namespace shop: they admit only what another ALLOW policy admits',
+    },
+  ]);
+  expect(await cp.metrics.registry.metrics()).toMatch(/^wren_cp_authorization_policies_fail_closed 1$/m);
+  const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { authorizationPolicies: { failClosed?: unknown }[] };
+  expect(view.authorizationPolicies[0].failClosed).toMatchObject({ refusal: 'spec.rules[0].to[0].operation.ports[0]: expected a port number 1-65535, got "http"' });
+
+  api.apply('authorizationpolicies', allowFrontend(['8443']));
+  await waitFor(() => policyOf(c)?.authorizationPolicies[0]?.rules.length === 1, 'valid version pushed');
+  expect(await cp.metrics.registry.metrics()).toMatch(/^wren_cp_authorization_policies_fail_closed 0$/m);
+  // Refused again while running: this time the last good version (8443) stays.
+  api.apply('authorizationpolicies', allowFrontend(['http']));
+  await waitFor(async () => /wren_cp_invalid_objects_total\{source="kubernetes"\} [2-9]/.test(await cp.metrics.registry.metrics()), 'second rejection counted');
+  await new Promise((r) => setTimeout(r, 50));
+  expect(policyOf(c)!.authorizationPolicies[0].rules[0].to[0].operation.ports).toEqual(['8443']);
+});

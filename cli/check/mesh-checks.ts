@@ -1,3 +1,4 @@
+import { printable } from '../../common/printable.js';
 import { short } from '../../contract/trust-anchors.js';
 import type { ProxyStatusRow } from '../../control-plane/discovery/proxy-status.js';
 import type { SourceRejection } from '../../control-plane/sources/source-rejection.js';
@@ -46,7 +47,7 @@ interface RejectedDoc {
 }
 
 const rejectionLine = (r: SourceRejection): string =>
-  `${r.kind ? `${r.kind} ${r.namespace}/${r.name}: ` : ''}${r.path ? `${r.path}: ` : ''}${r.reason}${r.file ? ` (${r.file})` : ''}`;
+  `${r.kind ? `${r.kind} ${r.namespace}/${r.name}: ` : ''}${r.path ? `${r.path}: ` : ''}${r.reason}${r.file ? ` (${r.file})` : ''}${r.failClosed ? `; no last good version, enforced fail-closed: ${r.failClosed}` : ''}`;
 
 /**
  * Every object the control plane's source read and rejects now (GET /debug/rejected): an
@@ -63,12 +64,14 @@ function sourceRejectionsCheck(up: readonly Replica[]): Promise<CheckOutcome> {
     if (byObject.size === 0) return ok('source-rejections', `the ${sources} source rejects no object`);
     const all = [...byObject.values()].sort((a, b) => `${a.kind}/${a.namespace}/${a.name}/${a.file}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}/${b.file}`));
     const names = [...new Set(all.map((r) => (r.kind ? `${r.kind} ${r.namespace}/${r.name}` : (r.file ?? '?'))))];
-    const lines = all.slice(0, MAX_LISTED).map(rejectionLine);
+    // Printable: a rejection quotes the object (a field name, a label), which its author chose.
+    const lines = all.slice(0, MAX_LISTED).map((r) => printable(rejectionLine(r)));
     if (all.length > MAX_LISTED) lines.push(`... and ${all.length - MAX_LISTED} more (GET /debug/rejected on the control plane's admin port)`);
     const dir = docs.some((d) => d.source.startsWith('dir:'));
+    const closed = all.filter((r) => r.failClosed).length;
     return fail(
       'source-rejections',
-      `the ${sources} source rejects ${all.length} object(s), so the last good version of each (if any) stays in force: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', ...' : ''}`,
+      `the ${sources} source rejects ${all.length} object(s), so the last good version of each (if any) stays in force${closed > 0 ? ` (${closed} AuthorizationPolicy object(s) without one are enforced fail-closed)` : ''}: ${printable(names.slice(0, 5).join(', '))}${names.length > 5 ? ', ...' : ''}`,
       dir
         ? 'fix the named field in that file (wren check --source dir:DIR checks the files before the control plane reads them); the control plane re-reads the directory'
         : 'fix the named field and apply the object again (kubectl apply); the control plane\'s log has each rejection too (wren_cp_invalid_objects_total counts them)',

@@ -3,6 +3,7 @@ import { portPolicy, type RetryPolicy, type Service } from '../../contract/model
 import type { DiscoveryServer } from '../discovery/discovery-server.js';
 import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { MeshStore } from '../store/mesh-store.js';
+import type { KAuthorizationPolicy } from '../translate/policy-objects.js';
 import { WINDOWS_MS, type RetryRow, type StatsStore, type WindowName } from '../stats/stats-store.js';
 
 export interface DashboardDeps {
@@ -115,7 +116,9 @@ function serviceDetail(d: DashboardDeps, svc: Service, window: WindowName) {
       };
     }),
   }));
-  const authz = d.store.view.policy.authorizationPolicies.filter((a) => a.namespace === svc.namespace).map((a) => ({ selector: a.selector, ...a.policy }));
+  const authz = d.store.view.policy.authorizationPolicies
+    .filter((a) => a.namespace === svc.namespace)
+    .map((a) => ({ selector: a.selector, ...a.policy, ...(a.failClosed ? { failClosed: a.failClosed } : {}) }));
   return {
     name: svc.name, namespace: svc.namespace, clusterIPs: svc.clusterIPs, ports, trafficPolicy: svc.policy, routes: serviceRoutes(d, key), authorizationPolicies: authz,
     stat: d.stats.stat('service', window).find((r) => r.name === svc.name && r.namespace === svc.namespace) ?? null,
@@ -149,6 +152,8 @@ function proxies(d: DashboardDeps) {
  */
 function why(d: DashboardDeps) {
   const policies = d.store.view.policy.authorizationPolicies;
+  // A refused policy enforced fail-closed says so (failClosedAuthorizationPolicy): the denial is its stand-in's.
+  const shown = (p: KAuthorizationPolicy) => (p.failClosed ? { ...p.policy, failClosed: p.failClosed } : p.policy);
   return {
     denials: d.stats.denials().map((x) => {
       const deciding = policies.find((p) => p.policy.name === x.policy);
@@ -158,10 +163,13 @@ function why(d: DashboardDeps) {
         deciding || x.action !== 'ALLOW'
           ? []
           : considered.length > 0
-            ? considered.map((name) => policies.find((p) => p.policy.name === name)?.policy ?? { name, action: 'ALLOW', rules: null })
-            : policies.filter((p) => p.policy.action === 'ALLOW' && p.namespace === ns).map((p) => p.policy);
+            ? considered.map((name) => {
+                const p = policies.find((q) => q.policy.name === name);
+                return p ? shown(p) : { name, action: 'ALLOW', rules: null };
+              })
+            : policies.filter((p) => p.policy.action === 'ALLOW' && p.namespace === ns).map(shown);
       const rule = x.rule ?? -1;
-      return { ...x, at: iso(x.at), decidingPolicy: deciding?.policy ?? null, matchedRule: deciding && rule >= 0 ? (deciding.policy.rules[rule] ?? null) : null, allowPoliciesNotMatched: unmatched };
+      return { ...x, at: iso(x.at), decidingPolicy: deciding ? shown(deciding) : null, matchedRule: deciding && rule >= 0 ? (deciding.policy.rules[rule] ?? null) : null, allowPoliciesNotMatched: unmatched };
     }),
     retries: d.stats.retries().map((x) => ({ ...x, at: iso(x.at), configuredBy: retryConfig(d, x) })),
     droppedRetries: d.stats.droppedRetries(),

@@ -6,7 +6,9 @@ import {
   TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION,
 } from '../translate/k8s-objects.js';
 import { parseRateLimitPolicyResource } from '../translate/ratelimit-objects.js';
-import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../translate/policy-objects.js';
+import {
+  failClosedAuthorizationPolicy, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
+} from '../translate/policy-objects.js';
 import { parseTelemetryResource } from '../translate/telemetry-objects.js';
 import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, GATEWAY_GROUP } from '../translate/route-objects.js';
 import { parseExternalServiceResource } from '../translate/external-service-objects.js';
@@ -34,7 +36,10 @@ import { rejectionOf, type SourceRejection } from './source-rejection.js';
  *   and jitter (100 ms -> 30 s) and count it in wren_cp_watch_restarts_total.
  * - An object that fails validation is logged and counted; the last good version stays.
  *   It is listed (rejected(): kind, namespace/name, field path, reason) until a valid
- *   version of it arrives or it is deleted: GET /debug/rejected, `wren check`.
+ *   version of it arrives or it is deleted: GET /debug/rejected, `wren check`. The last
+ *   good version is the one this process read: after a restart a refused AuthorizationPolicy
+ *   has none, and is enforced fail-closed instead (failClosedAuthorizationPolicy), as a new
+ *   object that is refused is.
  */
 export interface KubernetesSourceOptions extends SourceContext {
   readonly kubeConfig: k8s.KubeConfig;
@@ -132,7 +137,7 @@ export class KubernetesSource implements MeshSource {
     this.add('meshservices', crdPath('meshservices'), crd('meshservices', 'MeshService'), parseMeshService, idx.setMeshService.bind(idx));
     this.add(
       'authorizationpolicies', crdPath('authorizationpolicies'), crd('authorizationpolicies', 'AuthorizationPolicy'),
-      parseAuthorizationPolicyResource, idx.setAuthorizationPolicy.bind(idx),
+      parseAuthorizationPolicyResource, idx.setAuthorizationPolicy.bind(idx), failClosedAuthorizationPolicy,
     );
     this.add(
       'requestauthentications', crdPath('requestauthentications'), crd('requestauthentications', 'RequestAuthentication'),
@@ -172,7 +177,11 @@ export class KubernetesSource implements MeshSource {
     list: () => Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>,
     parse: Parser<T>,
     set: Setter<T>,
+    /** What stands in for a refused object with no last good version (an AuthorizationPolicy fails closed); absent: nothing. */
+    failClosed?: (raw: unknown, e: unknown) => (T & { readonly failClosed?: { readonly enforced: string } }) | null,
   ): void {
+    /** Keys whose version in the index is a good one (parsed), not a fail-closed stand-in. */
+    const good = new Set<string>();
     const r: Resource = { name, informer: undefined as unknown as k8s.ListWatch<k8s.KubernetesObject>, listed: false, connects: 0, attempt: 0, timer: null };
     const listFn = async (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> => {
       const l = await list();
@@ -203,19 +212,30 @@ export class KubernetesSource implements MeshSource {
       const key = `${name}/${ns}/${objName}`;
       try {
         set(ns, objName, parse(obj, ''));
+        good.add(key);
         this.rejections.delete(key);
       } catch (e) {
-        this.rejections.set(key, rejectionOf(KIND_OF[name] ?? name, ns, objName, e));
         this.o.metrics.invalidObjects.inc({ source: 'kubernetes' });
-        this.o.logger.warn('invalid object rejected; the last good version stays', { resource: name, object: `${ns}/${objName}`, error: (e as Error).message });
-        return;
+        // The last good version this process read stays; without one, a stand-in that fails closed (when the kind has one).
+        const stand = good.has(key) ? null : (failClosed?.(obj, e) ?? null);
+        this.rejections.set(key, rejectionOf(KIND_OF[name] ?? name, ns, objName, e, undefined, stand?.failClosed?.enforced));
+        if (!stand) {
+          this.o.logger.warn('invalid object rejected; the last good version stays', { resource: name, object: `${ns}/${objName}`, error: (e as Error).message });
+          return;
+        }
+        this.o.logger.warn('invalid object rejected with no last good version: enforced fail-closed', {
+          resource: name, object: `${ns}/${objName}`, error: (e as Error).message, enforced: stand.failClosed?.enforced,
+        });
+        set(ns, objName, stand);
       }
       this.committer.touch();
     };
     informer.on('add', upsert);
     informer.on('update', upsert);
     informer.on('delete', (obj) => {
-      this.rejections.delete(`${name}/${obj.metadata?.namespace ?? 'default'}/${obj.metadata?.name ?? ''}`);
+      const key = `${name}/${obj.metadata?.namespace ?? 'default'}/${obj.metadata?.name ?? ''}`;
+      this.rejections.delete(key);
+      good.delete(key);
       set(obj.metadata?.namespace ?? 'default', obj.metadata?.name ?? '', null);
       this.committer.touch();
     });

@@ -1,4 +1,5 @@
 import { loadManifestFile, mergeManifests } from './manifest-loader.js';
+import type { KAuthorizationPolicy } from '../translate/policy-objects.js';
 
 const web = (address: string, extra = '') => `kind: MeshService
 metadata: { name: web, namespace: shop }
@@ -81,5 +82,62 @@ describe('an object defined twice is kept once; the other definition is rejected
     const gone = mergeManifests([['mesh/00-new.yaml', a], ['mesh/web.yaml', loadManifestFile('mesh/web.yaml', '', undefined)]], m.owners);
     expect(kept(gone)).toEqual(['10.0.0.6']);
     expect(gone.rejected).toEqual([]);
+  });
+});
+
+/**
+ * Found by the adversarial review (adv9 D5): the last good version of a refused object is
+ * kept only in memory, so after a control-plane restart a refused AuthorizationPolicy was
+ * absent, and a workload whose only ALLOW it was became open to every caller. With no last
+ * good version, the refused policy is enforced fail-closed for the workloads it selects.
+ */
+describe('a refused AuthorizationPolicy with no last good version is enforced fail-closed', () => {
+  const policy = (rules: string) => `apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: only-frontend, namespace: shop }
+spec:
+  selector: { matchLabels: { app: db } }
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["cluster.local/ns/shop/sa/frontend"] } }]
+${rules}`;
+  const good = policy('');
+  const edited = policy('    - to: [{ operation: { paths: ["healthz"] } }]\n');
+  const inForce = (f: ReturnType<typeof loadManifestFile>) => f.objects.get('AuthorizationPolicy/shop/only-frontend')?.value as KAuthorizationPolicy | undefined;
+
+  test('while the control plane runs, the last good version stays', () => {
+    const v1 = loadManifestFile('mesh/authz.yaml', good, undefined);
+    const v2 = loadManifestFile('mesh/authz.yaml', edited, v1);
+    expect(inForce(v2)).toBe(inForce(v1));
+    expect(v2.rejected).toEqual([expect.not.objectContaining({ failClosed: expect.anything() })]);
+  });
+
+  test('after a restart (no previous version) the refused ALLOW is an ALLOW that matches nothing for app=db in shop', () => {
+    const v = loadManifestFile('mesh/authz.yaml', edited, undefined);
+    expect(inForce(v)).toMatchObject({ namespace: 'shop', selector: { app: 'db' }, policy: { name: 'shop/only-frontend', action: 'ALLOW', rules: [] }, failClosed: { enforced: expect.stringMatching(/^an ALLOW that matches nothing/) } });
+    expect(v.rejected).toEqual([
+      {
+        kind: 'AuthorizationPolicy', namespace: 'shop', name: 'only-frontend', path: 'spec.rules[1].to[0].operation.paths[0]', reason: expect.stringMatching(/^a path is matched/), file: 'mesh/authz.yaml',
+        failClosed: 'an ALLOW that matches nothing, for the workloads labelled app=db of namespace shop: they admit only what another ALLOW policy admits',
+      },
+    ]);
+    const merged = mergeManifests([['mesh/authz.yaml', v]]).objects.authorizationPolicies;
+    expect(merged.map((p) => [p.policy.name, p.policy.action, p.policy.rules.length])).toEqual([['shop/only-frontend', 'ALLOW', 0]]);
+  });
+
+  test('a stand-in is no good version: the next refused version is judged afresh (its selector), a valid one replaces it', () => {
+    const v1 = loadManifestFile('mesh/authz.yaml', edited, undefined);
+    const v2 = loadManifestFile('mesh/authz.yaml', edited.replace('app: db', 'app: cache'), v1);
+    expect(inForce(v2)?.selector).toEqual({ app: 'cache' });
+    const v3 = loadManifestFile('mesh/authz.yaml', good, v2);
+    expect(inForce(v3)).toMatchObject({ policy: { rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/frontend'] } }] }] } });
+    expect(inForce(v3)?.failClosed).toBeUndefined();
+    expect(v3.rejected).toEqual([]);
+  });
+
+  test('other kinds keep no stand-in: a refused new object is absent, as before', () => {
+    const v = loadManifestFile('mesh/peer.yaml', 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: p, namespace: shop }\nspec: { mtls: { mode: OFF } }\n', undefined);
+    expect(v.objects.size).toBe(0);
+    expect(v.rejected[0].failClosed).toBeUndefined();
   });
 });

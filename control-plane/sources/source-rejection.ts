@@ -17,11 +17,16 @@ export interface SourceRejection {
   readonly reason: string;
   /** The directory source's file (as its errors show it); absent for Kubernetes objects. */
   readonly file?: string;
+  /**
+   * Set when no last good version stays in force and the object is enforced fail-closed
+   * instead (an AuthorizationPolicy: failClosedAuthorizationPolicy): what is enforced.
+   */
+  readonly failClosed?: string;
 }
 
 /** A parser's error as a rejection of the object kind/namespace/name. */
-export function rejectionOf(kind: string, namespace: string, name: string, e: unknown, file?: string): SourceRejection {
+export function rejectionOf(kind: string, namespace: string, name: string, e: unknown, file?: string, failClosed?: string): SourceRejection {
   const path = e instanceof ConfigError ? e.path : '';
   const reason = e instanceof ConfigError ? e.problem : (e as Error)?.message ?? String(e);
-  return { kind, namespace, name, path, reason: reason.slice(0, 500), ...(file !== undefined ? { file } : {}) };
+  return { kind, namespace, name, path, reason: reason.slice(0, 500), ...(file !== undefined ? { file } : {}), ...(failClosed !== undefined ? { failClosed } : {}) };
 }

@@ -1,6 +1,8 @@
-import type { AuthzPolicy, JwtRule, MtlsMode } from '../../contract/model.js';
+import type { AuthzPolicy, AuthzRule, JwtRule, MtlsMode } from '../../contract/model.js';
+import { ROOT_NAMESPACE } from '../../contract/defaults.js';
+import { printable } from '../../common/printable.js';
 import { checkDenyHasRules, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule, unsupportedField } from '../../contract/parse.js';
-import { arr, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
+import { arr, ConfigError, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
 
 /**
@@ -31,6 +33,20 @@ export interface KAuthorizationPolicy {
   /** The model policy, named `namespace/name`. */
   readonly policy: AuthzPolicy;
   readonly createdAt: string;
+  /**
+   * Set on the stand-in for an object that was refused with no last good version to keep
+   * (failClosedAuthorizationPolicy): what is enforced instead, and why. Shown on
+   * /debug/view, /debug/rejected, the dashboard and `wren check`; never sent to proxies
+   * (they get `policy`, an ordinary ALLOW or DENY).
+   */
+  readonly failClosed?: FailClosed;
+}
+
+export interface FailClosed {
+  /** The refusal: `field.path: problem`. */
+  readonly refusal: string;
+  /** What is enforced, in words: `an ALLOW that matches nothing (...)`, `a DENY of every request (...)`. */
+  readonly enforced: string;
 }
 
 export interface KRequestAuthentication {
@@ -117,6 +133,66 @@ export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (r
     createdAt: o.metadata.creationTimestamp,
   });
 };
+
+const MATCH_EVERYTHING: AuthzRule = Object.freeze({ from: Object.freeze([]), to: Object.freeze([]), when: Object.freeze([]) });
+
+/**
+ * What stands in for an AuthorizationPolicy that was refused when there is no last good
+ * version of it to keep (the control plane just started, or the object is new): it fails
+ * closed, as Istio does with a rule it cannot translate (an ALLOW rule it cannot build is
+ * left out, a DENY rule it cannot build matches every request). Without this, a refused
+ * object was simply absent after a control-plane restart, and a workload whose only ALLOW
+ * policy it was became open to every caller.
+ *
+ * - scope: the object's namespace and, when its selector can be read, its selector; when
+ *   even the selector cannot be read, the whole namespace (for wren-system: the mesh), since
+ *   the workloads it was meant for are among them. A namespace that is no DNS label holds
+ *   no workload: then nothing (null).
+ * - a refused ALLOW becomes an ALLOW that matches nothing: the selected workloads admit only
+ *   what another ALLOW policy admits (none: every request is denied);
+ * - a refused DENY becomes a DENY of every request;
+ * - a refused AUDIT audits every request (AUDIT never decides);
+ * - an action that cannot be read (CUSTOM, a typo) becomes a DENY of every request.
+ *
+ * The name is the object's (`namespace/name`), so denials name it; `failClosed` says why.
+ */
+export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthorizationPolicy | null {
+  const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
+  const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
+  const namespace = m.namespace === undefined ? 'default' : m.namespace;
+  if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
+  // The proxy's parser takes any name without whitespace; a printable one, since logs and the CLI show it.
+  const name = typeof m.name === 'string' && /^[!-~]{1,253}$/.test(m.name) ? m.name : '(unnamed)';
+  const spec = (r.spec && typeof r.spec === 'object' && !Array.isArray(r.spec) ? r.spec : {}) as Record<string, unknown>;
+  const attempt = <T>(p: Parser<T>, v: unknown, path: string): T | Error => {
+    try {
+      return p(v, path);
+    } catch (err) {
+      return err as Error;
+    }
+  };
+  const sel = attempt(authzSelector, spec.selector, 'spec.selector');
+  const act = attempt(parseAuthzAction, spec.action, 'spec.action');
+  const selector = sel instanceof Error ? null : sel;
+  const action: AuthzPolicy['action'] = act instanceof Error ? 'DENY' : act;
+  const scope =
+    `${sel instanceof Error ? 'every workload (the selector cannot be read)' : selector ? `the workloads labelled ${printable(Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(','))}` : 'every workload'}` +
+    ` of namespace ${namespace}${namespace === ROOT_NAMESPACE ? ' (the root namespace: every namespace)' : ''}`;
+  const enforced =
+    action === 'ALLOW'
+      ? `an ALLOW that matches nothing, for ${scope}: they admit only what another ALLOW policy admits`
+      : action === 'AUDIT'
+        ? `an AUDIT of every request, for ${scope}`
+        : `a DENY of every request, for ${scope}${act instanceof Error ? ' (the action cannot be read)' : ''}`;
+  const refusal = e instanceof ConfigError ? `${e.path || '<root>'}: ${e.problem}` : String((e as Error)?.message ?? e);
+  return Object.freeze({
+    namespace,
+    selector,
+    policy: Object.freeze({ name: `${namespace}/${name}`, action, rules: Object.freeze(action === 'ALLOW' ? [] : [MATCH_EVERYTHING]) }),
+    createdAt: timestamp(m.creationTimestamp, 'metadata.creationTimestamp'),
+    failClosed: Object.freeze({ refusal: refusal.slice(0, 500), enforced }),
+  });
+}
 
 /**
  * Istio's RequestAuthentication (security/v1beta1/request_authentication.proto): which

@@ -174,6 +174,9 @@ async function why(view) {
     } else if (d.reason === 'no-allow-policy-matched') {
       box.append(el('p', { 'data-field': 'rule' }, 'no rule matched (default deny): no rule of these ALLOW policies matched'));
     }
+    // A policy the control plane refused, with no last good version, is enforced fail-closed: say so, it is the why.
+    for (const p of [d.decidingPolicy, ...d.allowPoliciesNotMatched].filter((x) => x && x.failClosed))
+      box.append(el('p', { class: 'state-ejected', 'data-field': 'fail-closed' }, `${p.name} was refused by the control plane (${p.failClosed.refusal}); enforced fail-closed: ${p.failClosed.enforced}`));
     if (d.decidingPolicy) box.append(el('details', {}, el('summary', {}, `${d.policy}, every rule`), el('pre', {}, JSON.stringify(d.decidingPolicy, null, 2))));
     else if (d.allowPoliciesNotMatched.length) box.append(el('pre', {}, JSON.stringify(d.allowPoliciesNotMatched, null, 2)));
     view.append(box);
