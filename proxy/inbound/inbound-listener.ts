@@ -6,7 +6,8 @@ import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
-import { peerSpiffeId } from '../tls/peer-identity.js';
+import { printable } from '../../common/printable.js';
+import { peerSpiffeId, trustDomainOf } from '../tls/peer-identity.js';
 import type { TlsIdentity } from '../tls/tls-identity.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
@@ -227,6 +228,18 @@ export class InboundListener {
    */
   private secureConnection(socket: TLSSocket): void {
     if (!socket.authorized) return void socket.destroy();
+    // A peer of another trust domain is no peer of this mesh, whatever CA in the bundle
+    // signed it (a bundle shared across meshes, an old anchor kept for rotation): Istio's
+    // sidecars validate the peer's trust domain (the local one and its aliases) for every
+    // inbound mTLS connection, and a policy principal names a service account only within
+    // one (docs/policy.md, "Trust domains"). A certificate without a SPIFFE ID has none.
+    const peerDomain = trustDomainOf(peerSpiffeId(socket));
+    const ownDomain = trustDomainOf(this.d.tls.spiffeId);
+    if (peerDomain === '' || peerDomain !== ownDomain) {
+      this.d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'foreign-trust-domain' });
+      this.d.logger.info('mTLS connection refused: the peer is not of this trust domain', { code: 'UNAUTHENTICATED', peerTrustDomain: printable(peerDomain), trustDomain: ownDomain });
+      return void socket.destroy();
+    }
     if (socket.alpnProtocol === 'h2') this.secure.emit('connection', socket);
     else if (socket.alpnProtocol === 'http/1.1') this.serveMeshH1(socket);
     else if (isMuxAlpn(socket.alpnProtocol)) this.serveMux(socket);

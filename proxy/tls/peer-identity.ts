@@ -29,3 +29,14 @@ export function peerSpiffeId(socket: TLSSocket): string {
   }
   return id;
 }
+
+/**
+ * The trust domain of a SPIFFE ID (`spiffe://TD/...`, SPIFFE ID spec section 2.1), or ''
+ * for anything else. Trust domains are lower case (the spec's allowed characters), so
+ * comparing them is comparing strings.
+ */
+export function trustDomainOf(id: string): string {
+  if (!id.startsWith('spiffe://')) return '';
+  const end = id.indexOf('/', 9);
+  return end < 0 ? id.slice(9) : id.slice(9, end);
+}
