@@ -154,3 +154,16 @@ test.each(['constructor', '__proto__'])('a hashHeader named %s hashes the reques
   }
   expect(hashKeys).toEqual(['10.0.0.9', 'user-1']);
 });
+
+// A hashHeader written `X-User` never matched: the codecs store field names lower-cased (RFC 9110 section 5.1: names are case-insensitive).
+test('a hashHeader given in any case hashes the request\'s field of that name', async () => {
+  const hashed = parseService({ ...{ name: 'db', namespace: 'default' }, ports: [{ port: 5432, endpoints: [{ address: '10.0.0.1', port: 5432, proxyPort: 15006, identity: 'spiffe://td/ns/default/sa/db' }] }], policy: { loadBalancer: { kind: 'ring-hash', hashHeader: 'X-User' } } }, 'svc');
+  expect(hashed.ports[0].policy?.loadBalancer.hashHeader ?? hashed.policy?.loadBalancer.hashHeader).toBe('x-user');
+  const { c, hashKeys } = fakeCluster();
+  const f = fakeConnector({ kind: 'h2', session: {} } as Upstream);
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })(() => Promise.resolve(ok));
+  const r = { ...request('HTTP/2', c), headers: { 'x-user': 'user-7' }, route: { service: hashed, port: hashed.ports[0] } } as ProxyRequest;
+  attachState(r, c);
+  await svc(r);
+  expect(hashKeys).toEqual(['user-7']);
+});
