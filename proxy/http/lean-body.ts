@@ -51,6 +51,13 @@ export class LeanBody extends EventEmitter {
   destroyed = false;
   closed = false;
   errored: Error | null = null;
+  /**
+   * Every byte pushed so far (istio_request_bytes / istio_response_bytes, the access log's
+   * byte counts: metrics/body-bytes.ts). A field of the body's own, where wrapping `push`
+   * per body gave each counted body an own property and two symbol keys: a second shape
+   * for every LeanBody the metrics saw, and a call through the wrapper per chunk.
+   */
+  pushedBytes = 0;
 
   private chunks: Buffer[] = [];
   private length = 0;
@@ -115,6 +122,7 @@ export class LeanBody extends EventEmitter {
       return false;
     }
     this.reading = false;
+    this.pushedBytes += chunk.length;
     // An empty chunk says nothing new: no look-ahead for it, or a producer that pushes one
     // from `_read` would be called again and again within one drain (Readable's look-ahead
     // stops when the length does not change).

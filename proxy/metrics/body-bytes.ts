@@ -1,4 +1,5 @@
 import type { BodyStream } from '../http/exchange.js';
+import { LeanBody } from '../http/lean-body.js';
 
 const BYTES = Symbol('wren.bodyBytes');
 const PUSH = Symbol('wren.bodyPush');
@@ -24,6 +25,8 @@ function countingPush(this: BodyStream & Counted, chunk: unknown, encoding?: Buf
 }
 
 export function countBodyBytes(body: BodyStream): void {
+  // A LeanBody counts its own (pushedBytes).
+  if (body instanceof LeanBody) return;
   const b = body as BodyStream & Partial<Counted>;
   if (b[PUSH] !== undefined) return;
   b[BYTES] = body.readableObjectMode ? 0 : body.readableLength;
@@ -33,5 +36,6 @@ export function countBodyBytes(body: BodyStream): void {
 
 /** The bytes counted so far (0 for no body or one not counted). */
 export function bodyBytes(body: BodyStream | null): number {
+  if (body instanceof LeanBody) return body.pushedBytes;
   return body ? ((body as BodyStream & Partial<Counted>)[BYTES] ?? 0) : 0;
 }
