@@ -71,11 +71,14 @@ export function appendFields(out: string[], h: Headers, except: Headers | undefi
  * valid field names) would find Object.prototype's member, a function or an object, on a
  * request that has no such field. Every lookup of a configured name goes through here
  * (the authorizer, the JWT extractor, route and fault matches, the hash header, header
- * filters). The ownership check runs only when something was found: a field that is
- * absent costs what `h[name]` does.
+ * filters). The ownership check runs only for what is not a string: a field that is absent,
+ * or a single value, costs what `h[name]` does.
  */
 export function field<V>(h: Readonly<Record<string, V>>, name: string): V | undefined {
   const v = h[name];
+  // A string is a field (Object.prototype has no string members): the common case pays a
+  // typeof, not the ownership look-up, on the request path.
+  if (typeof v === 'string') return v;
   return v !== undefined && Object.hasOwn(h, name) ? v : undefined;
 }
 
