@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki } from './helpers/pki.js';
+import { assertBuilt, builtWren, writeWorkloadFiles } from './helpers/proxy-process.js';
 
 /**
  * `wren proxy --config` with `tls:` files: the identity block must name the workload the
@@ -13,18 +13,14 @@ import { testPki } from './helpers/pki.js';
  * start-up with exit 2, naming the fields that differ and the certificate's SPIFFE ID;
  * the matching identity starts as before.
  */
-const root = join(import.meta.dirname, '..');
-const wren = join(root, 'dist', 'cli', 'wren.js');
+const wren = builtWren;
 const pki = testPki();
 let dir: string;
 
 beforeAll(async () => {
-  if (!existsSync(wren)) throw new Error(`${wren} is missing: run \`npm run build\` first`);
-  if (statSync(join(root, 'cli', 'proxy-command.ts')).mtimeMs > statSync(join(root, 'dist', 'cli', 'proxy-command.js')).mtimeMs)
-    throw new Error('dist/cli/proxy-command.js is older than cli/proxy-command.ts: run `npm run build` first');
+  assertBuilt(['cli/proxy-command.ts']);
   dir = await mkdtemp(join(tmpdir(), 'wren-cert-id-'));
-  const m = pki.issue('default', 'web');
-  await Promise.all([writeFile(join(dir, 'key.pem'), m.keyPem), writeFile(join(dir, 'cert.pem'), m.certChainPem), writeFile(join(dir, 'bundle.pem'), m.trustBundlePem)]);
+  await writeWorkloadFiles(pki, dir, 'web');
 });
 
 afterAll(() => rm(dir, { recursive: true, force: true }));

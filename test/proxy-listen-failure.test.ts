@@ -1,28 +1,24 @@
 import { spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki } from './helpers/pki.js';
+import { assertBuilt, builtWren, writeWorkloadFiles } from './helpers/proxy-process.js';
 
 /**
  * A listener that cannot bind stops `wren proxy` (issue 11, item 6): with each of its
  * ports taken in turn, the built CLI exits non-zero naming the listener, address and
  * port, and leaves nothing listening (the other two ports are free again at once).
  */
-const root = join(import.meta.dirname, '..');
-const wren = join(root, 'dist', 'cli', 'wren.js');
+const wren = builtWren;
 const pki = testPki();
 let dir: string;
 
 beforeAll(async () => {
-  if (!existsSync(wren)) throw new Error(`${wren} is missing: run \`npm run build\` first`);
-  if (statSync(join(root, 'proxy', 'proxy.ts')).mtimeMs > statSync(join(root, 'dist', 'proxy', 'proxy.js')).mtimeMs)
-    throw new Error('dist/proxy/proxy.js is older than proxy/proxy.ts: run `npm run build` first');
+  assertBuilt();
   dir = await mkdtemp(join(tmpdir(), 'wren-listen-'));
-  const m = pki.issue('default', 'web');
-  await Promise.all([writeFile(join(dir, 'key.pem'), m.keyPem), writeFile(join(dir, 'cert.pem'), m.certChainPem), writeFile(join(dir, 'bundle.pem'), m.trustBundlePem)]);
+  await writeWorkloadFiles(pki, dir, 'web');
 });
 
 afterAll(() => rm(dir, { recursive: true, force: true }));

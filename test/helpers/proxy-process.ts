@@ -24,10 +24,16 @@ export interface ProxyProcess {
   close(): Promise<void>;
 }
 
-/** Fails early when dist/ is missing or older than the proxy's sources (the test would run old code). */
-export function assertBuilt(): void {
+/** The built CLI (`dist/cli/wren.js`). */
+export const builtWren = wren;
+
+/**
+ * Fails early when dist/ is missing or older than the proxy's sources (the test would run
+ * old code); `also`: more sources (repository paths) the test depends on.
+ */
+export function assertBuilt(also: readonly string[] = []): void {
   if (!existsSync(wren)) throw new Error(`${wren} is missing: run \`npm run build\` first`);
-  for (const f of ['proxy/proxy.ts', 'proxy/http/h2-forward.ts', 'proxy/outbound/peer-pool.ts', 'proxy/config/proxy-config.ts']) {
+  for (const f of ['proxy/proxy.ts', 'proxy/http/h2-forward.ts', 'proxy/outbound/peer-pool.ts', 'proxy/config/proxy-config.ts', ...also]) {
     const js = join(root, 'dist', f.replace(/\.ts$/, '.js'));
     if (statSync(join(root, f)).mtimeMs > statSync(js).mtimeMs) throw new Error(`${js} is older than ${f}: run \`npm run build\` first`);
   }
@@ -37,6 +43,12 @@ export function assertBuilt(): void {
  * Starts `wren proxy` with certificate files issued by `pki`, every listener on port 0,
  * `config` merged over that (same spelling as the YAML file).
  */
+/** Writes `key.pem`, `cert.pem` and `bundle.pem` of a certificate `pki` issues to default/`serviceAccount` into `dir`. */
+export async function writeWorkloadFiles(pki: TestPki, dir: string, serviceAccount: string): Promise<void> {
+  const m = pki.issue('default', serviceAccount);
+  await Promise.all([writeFile(join(dir, 'key.pem'), m.keyPem), writeFile(join(dir, 'cert.pem'), m.certChainPem), writeFile(join(dir, 'bundle.pem'), m.trustBundlePem)]);
+}
+
 export async function startProxyProcess(
   pki: TestPki,
   dir: string,
