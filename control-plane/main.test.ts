@@ -53,7 +53,10 @@ describe('wren control-plane identity flags', () => {
     expect(() => parseControlPlaneArgs(['--kubeconfig', '/k'], {})).toThrow(/--kubeconfig is for --source kubernetes/);
     expect(parseControlPlaneArgs(['--webhook-listen', '0.0.0.0:15017', '--webhook-cert-dir', '/certs'], {}).webhook).toMatchObject({ certDir: '/certs' });
     expect(() => parseControlPlaneArgs(['--webhook-cert-dir', '/certs'], {})).toThrow('--webhook-cert-dir configures the injector webhook: it needs --webhook-listen HOST:PORT');
-    expect(() => parseControlPlaneArgs(['--webhook-listen', 'off', '--webhook-cert-dir', '/certs'], {})).toThrow(/needs --webhook-listen/);
+    // The install manifest passes both; turning the webhook off is editing the first to `off`
+    // (docs/kubernetes.md): that must not put the control plane in a crash loop (adv13 D3).
+    expect(parseControlPlaneArgs(['--webhook-listen=0.0.0.0:15017', '--webhook-listen', 'off', '--webhook-cert-dir', '/var/run/wren/webhook'], {}).webhook).toBeNull();
+    expect(parseControlPlaneArgs(['--webhook-listen', 'off', '--webhook-cert-dir', '/certs'], {}).webhook).toBeNull();
   });
 
   test('health-based withdrawal flags: defaults and every flag', () => {

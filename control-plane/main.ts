@@ -152,6 +152,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let webhookListen: string | null = null;
   let webhookCertDir = WEBHOOK_CERT_DIR;
   let webhookCertDirGiven = false;
+  let webhookOff = false;
   let proxyTraceCollector = '';
   let proxyTracePlaintext = false;
   let help = false;
@@ -266,6 +267,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--webhook-listen': {
         const v = value();
         webhookListen = v === 'off' ? null : v;
+        webhookOff = v === 'off';
         if (webhookListen) {
           try {
             splitListen(webhookListen);
@@ -320,7 +322,11 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   }
   // A flag that would change nothing is refused, not ignored: the operator meant something by it.
   if (kubeconfig !== null && source.kind !== 'kubernetes') throw new UsageError('--kubeconfig is for --source kubernetes; with --source dir:PATH nothing reads it');
-  if (webhookCertDirGiven && !webhookListen) throw new UsageError('--webhook-cert-dir configures the injector webhook: it needs --webhook-listen HOST:PORT');
+  // Except a webhook turned off explicitly (`--webhook-listen off`, docs/kubernetes.md): the
+  // install manifest passes both flags, and editing only the first is the documented way
+  // off; refused, it put the control plane in a crash loop. The directory is then unused
+  // by the operator's own choice.
+  if (webhookCertDirGiven && !webhookListen && !webhookOff) throw new UsageError('--webhook-cert-dir configures the injector webhook: it needs --webhook-listen HOST:PORT');
   if (source.kind === 'kubernetes') source = { kind: 'kubernetes', kubeconfig };
   if (trustBundle && !caDir) throw new UsageError('--trust-bundle needs --ca-dir (a generated root is its own bundle)');
   if (!traceCollector && (tracePlaintext || traceCa)) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca need --trace-collector');

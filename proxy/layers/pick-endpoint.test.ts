@@ -167,3 +167,17 @@ test('a hashHeader given in any case hashes the request\'s field of that name', 
   await svc(r);
   expect(hashKeys).toEqual(['user-7']);
 });
+
+// adv13: `host` is kept out of the headers (the request's authority), so a hashHeader `host` hashed every request by its source address.
+test('a hashHeader host hashes the request\'s authority', async () => {
+  const hashed = parseService({ ...{ name: 'db', namespace: 'default' }, ports: [{ port: 5432, endpoints: [{ address: '10.0.0.1', port: 5432, proxyPort: 15006, identity: 'spiffe://td/ns/default/sa/db' }] }], policy: { loadBalancer: { kind: 'ring-hash', hashHeader: 'Host' } } }, 'svc');
+  const { c, hashKeys } = fakeCluster();
+  const f = fakeConnector({ kind: 'h2', session: {} } as Upstream);
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock: new FakeClock(), connectorFor: () => f.connector })(() => Promise.resolve(ok));
+  for (const authority of ['tenant-a.example', '']) {
+    const r = { ...request('HTTP/1.1', c), authority, headers: {}, route: { service: hashed, port: hashed.ports[0] } } as ProxyRequest;
+    attachState(r, c);
+    await svc(r);
+  }
+  expect(hashKeys).toEqual(['tenant-a.example', '10.0.0.9']);
+});

@@ -70,7 +70,8 @@ export const pickEndpoint =
     }
     const policy = portPolicy(req.route!.service, req.route!.port);
     const hashHeader = policy.loadBalancer.hashHeader;
-    const hashKey = (hashHeader ? header(req.headers, hashHeader) : undefined) ?? req.source.address;
+    // `host` is the request's authority (HTTP/2 `:authority`), which the listeners keep apart from the headers, as for route matches.
+    const hashKey = (hashHeader ? (hashHeader === 'host' ? req.authority || undefined : header(req.headers, hashHeader)) : undefined) ?? req.source.address;
     st.outcome = undefined;
     st.sent = false;
     // A route pinned to one endpoint (a pod IP) is never balanced, retries included.

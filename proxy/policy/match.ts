@@ -83,11 +83,9 @@ const suffix = (s: string, p: string): boolean => p.startsWith('*') && s.endsWit
  * `cluster.local/ns/shop/*`, a suffix `*sa/web`), one of a foreign trust domain.
  *
  * Wren adds one thing: a `cluster.local` principal also keeps its literal form when
- * `cluster.local` is not among `trustDomains` (Istio drops it there). Wren's sidecars do
- * not check a peer's trust domain against their own, only its chain to the trust bundle,
- * so a peer of trust domain `cluster.local` (a proxy left at the default
- * `identity.trustDomain` under a shared root) is possible, and a policy that named it
- * literally before matches it still: a DENY denies at least what it did.
+ * `cluster.local` is not among `trustDomains` (Istio drops it there). It names no caller
+ * that reaches the app (the inbound refuses a peer of another trust domain than its own,
+ * inbound-listener.ts), and a DENY denies at least what it did.
  */
 export function withTrustDomains(principals: readonly string[], trustDomains: readonly string[]): readonly string[] {
   const out: string[] = [];
