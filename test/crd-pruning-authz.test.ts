@@ -1,5 +1,5 @@
 import { loadCrdSchemas, validateResource } from '../manifests/validate.js';
-import { parseAuthorizationPolicyResource } from '../control-plane/translate/policy-objects.js';
+import { parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource } from '../control-plane/translate/policy-objects.js';
 
 /**
  * Found by the adversary review (crd-pruning-widens-allow).
@@ -147,4 +147,28 @@ test('an ALLOW whose selector has a misspelt matchLabels is refused after prunin
 test('a DENY whose rules are misspelt is refused after pruning, not kept as a DENY that denies nothing', () => {
   const obj = allowOnly({ action: 'DENY', rule: [{ from: [{ source: { namespaces: ['public'] } }] }] });
   expect(afterPruning(obj)).toMatchObject({ crd: 'refused at spec.rules', parser: 'refused at spec.rules' });
+});
+
+/**
+ * The same misspelt `matchLabel:` on a PeerAuthentication or a RequestAuthentication: pruned
+ * to `selector: {}`, which was read as "no selector", so a workload's PERMISSIVE meant for one
+ * legacy workload (under a STRICT namespace) opened every workload of the namespace to
+ * plaintext. Refused by the CRD and the parser, as for an AuthorizationPolicy.
+ */
+test.each([
+  ['PeerAuthentication', parsePeerAuthenticationResource, { selector: { matchLabel: { app: 'legacy' } }, mtls: { mode: 'PERMISSIVE' } }],
+  ['RequestAuthentication', parseRequestAuthenticationResource, { selector: { matchLabel: { app: 'api' } }, jwtRules: [{ issuer: 'https://id.example.com', jwksUri: 'https://id.example.com/jwks' }] }],
+])('a %s whose selector has a misspelt matchLabels is refused after pruning, not applied to the whole namespace', (kind, parse, spec) => {
+  const schema = loadCrdSchemas().find('policy.wren.io/v1alpha1', kind);
+  expect(schema).toBeDefined();
+  const stored = prune({ apiVersion: 'policy.wren.io/v1alpha1', kind, metadata: { name: 'p', namespace: 'shop' }, spec }, schema!.openApi) as Json;
+  expect((stored.spec as Json).selector).toEqual({});
+  const v = validateResource(stored);
+  let parser = 'accepted';
+  try {
+    parse(stored, '');
+  } catch (e) {
+    parser = `refused at ${(e as { path?: string }).path}`;
+  }
+  expect({ crd: v.ok ? 'accepted' : v.errors.map((e) => e.path), parser }).toEqual({ crd: ['spec.selector'], parser: 'refused at spec.selector' });
 });

@@ -199,8 +199,39 @@ describe('PeerAuthentication: CRD schema == parser', () => {
     ['portLevelMtls with an empty selector', pa({ selector: { matchLabels: {} }, portLevelMtls: { '9090': { mode: 'STRICT' } } })],
     ['empty portLevelMtls without selector', pa({ portLevelMtls: {} })],
     ['unknown field', pa({ mtls: { mode: 'STRICT' }, mode: 'STRICT' })],
+    ...[{ matchLabels: { app: 'a' } }, { matchLabels: {} }, {}, { matchLabels: { app: 1 } }, { matchExpressions: [] }].map(
+      (s): [string, Json] => [`selector ${JSON.stringify(s)}`, pa({ selector: s, mtls: { mode: 'STRICT' } })],
+    ),
   ];
   test.each(cases)('%s', (_name, obj) => agree(obj));
+});
+
+/**
+ * `selector: {}` is what the API server stores of a misspelt `matchLabel:` (pruned for
+ * clients without strict field validation); read as "no selector" it widened a workload's
+ * PeerAuthentication (say PERMISSIVE for one legacy workload) or RequestAuthentication to
+ * the whole namespace. Refused by the CRD and the parser, as for AuthorizationPolicy.
+ */
+describe('PeerAuthentication and RequestAuthentication: an empty selector is refused by both', () => {
+  const jwt = { issuer: 'https://id.example.com', jwksUri: 'https://id.example.com/jwks' };
+  test.each([
+    ['PeerAuthentication', { selector: {}, mtls: { mode: 'PERMISSIVE' } }],
+    ['PeerAuthentication with portLevelMtls', { selector: {}, portLevelMtls: { '9090': { mode: 'PERMISSIVE' } } }],
+    ['RequestAuthentication', { selector: {}, jwtRules: [jwt] }],
+  ])('%s selector {}', (name, spec) => {
+    const { crd, parsed } = both(resource(name.split(' ')[0], spec));
+    expect(parsed).toEqual({ ok: false, path: 'spec.selector' });
+    expect(crd.ok).toBe(false);
+    expect(crd.paths).toContain('spec.selector');
+  });
+
+  test.each([
+    ['PeerAuthentication', { mtls: { mode: 'PERMISSIVE' } }],
+    ['PeerAuthentication', { selector: { matchLabels: {} }, mtls: { mode: 'PERMISSIVE' } }],
+    ['RequestAuthentication', { jwtRules: [jwt] }],
+  ])('%s without a selector (or with an empty matchLabels) is accepted by both: the whole namespace', (kind, spec) => {
+    expect(both(resource(kind, spec))).toEqual({ crd: { ok: true, paths: [] }, parsed: { ok: true } });
+  });
 });
 
 describe('RequestAuthentication: CRD schema == parser', () => {
@@ -234,7 +265,7 @@ describe('RequestAuthentication: CRD schema == parser', () => {
     ['outputPayloadToHeader bad', jr({ ...base, outputPayloadToHeader: 'a b' })],
     ['unknown rule field', jr({ ...base, jwtHeaders: ['x'] })],
     ['unknown spec field', ra({ targetRef: {} })],
-    ...[{ matchLabels: { app: 'a' } }, { matchLabels: { app: 1 } }].map((s): [string, Json] => [`selector ${JSON.stringify(s)}`, ra({ selector: s, jwtRules: [base] })]),
+    ...[{ matchLabels: { app: 'a' } }, { matchLabels: { app: 1 } }, { matchLabels: {} }, {}, { matchExpressions: [] }].map((s): [string, Json] => [`selector ${JSON.stringify(s)}`, ra({ selector: s, jwtRules: [base] })]),
   ];
   test.each(cases)('%s', (_name, obj) => agree(obj));
 });

@@ -1,7 +1,10 @@
 import { compileAuthorizer } from '../../proxy/policy/authorizer.js';
 import { inboundPolicyFromJson, inboundPolicyToJson } from '../../contract/discovery.js';
 import { resolveInboundPolicy } from './inbound-policy.js';
-import { failClosedAuthorizationPolicy, parseAuthorizationPolicyResource, type KAuthorizationPolicy } from './policy-objects.js';
+import { ConfigError } from '../../common/schema.js';
+import {
+  failClosedAuthorizationPolicy, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource, type KAuthorizationPolicy,
+} from './policy-objects.js';
 
 /**
  * Found by the adversarial review (adv9 D5): a refused AuthorizationPolicy with no last good
@@ -111,5 +114,35 @@ describe('a refused AuthorizationPolicy with no last good version fails closed f
   test('label values are shown printable in what is enforced', () => {
     const p = standIn(object({ selector: { matchLabels: { app: 'db\u001b]0;x\u0007' } }, action: 'DENY' }))!;
     expect(p.failClosed?.enforced).toContain('app=db\\x1b]0;x\\x07');
+  });
+});
+
+/**
+ * `selector: {}` is what the API server stores of a misspelt `matchLabel:`; read as "no
+ * selector" it spread a workload's policy to the whole namespace. Refused by each security
+ * kind's parser at spec.selector; an absent selector (or an empty matchLabels) is still the
+ * whole namespace.
+ */
+describe('an empty selector is refused by the PeerAuthentication, RequestAuthentication and AuthorizationPolicy parsers', () => {
+  const jwt = { issuer: 'https://id.example.com', jwksUri: 'https://id.example.com/jwks' };
+  const kinds: [string, (raw: unknown, path: string) => { selector: unknown }, Json][] = [
+    ['PeerAuthentication', parsePeerAuthenticationResource, { mtls: { mode: 'PERMISSIVE' } }],
+    ['RequestAuthentication', parseRequestAuthenticationResource, { jwtRules: [jwt] }],
+    ['AuthorizationPolicy', parseAuthorizationPolicyResource, { rules: [{}] }],
+  ];
+  const doc = (kind: string, spec: Json): Json => ({ apiVersion: 'policy.wren.io/v1alpha1', kind, metadata: { name: 'p', namespace: 'shop' }, spec });
+
+  test.each(kinds)('%s', (kind, parse, spec) => {
+    let error: unknown;
+    try {
+      parse(doc(kind, { ...spec, selector: {} }), '');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ path: 'spec.selector', problem: expect.stringMatching(/^must not be empty/) });
+    expect(parse(doc(kind, spec), '').selector).toBeNull();
+    expect(parse(doc(kind, { ...spec, selector: { matchLabels: {} } }), '').selector).toBeNull();
+    expect(parse(doc(kind, { ...spec, selector: { matchLabels: { app: 'db' } } }), '').selector).toEqual({ app: 'db' });
   });
 });

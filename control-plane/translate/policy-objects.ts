@@ -76,6 +76,19 @@ export const selector: Parser<Labels | null> = map(
 const PEER_MODES = [...MTLS_MODES, 'UNSET'] as readonly PeerMode[];
 const peerMode = literal(PEER_MODES, 'UNSET');
 
+/**
+ * The selector of an AuthorizationPolicy, a PeerAuthentication or a RequestAuthentication:
+ * as `selector`, but `selector: {}` is refused (omit it to select the whole namespace). It is
+ * what the API server leaves of a misspelt `matchLabels` (pruned for clients without strict
+ * field validation), and read as "every workload" it would spread an ALLOW, an mTLS mode or a
+ * token requirement meant for one workload to its whole namespace (the CRDs say
+ * minProperties: 1). Telemetry still reads `selector` (not a security policy).
+ */
+export const resourceSelector: Parser<Labels | null> = (raw, path) =>
+  raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0
+    ? fail(path, 'must not be empty: leave it out to select every workload of the namespace, or set matchLabels')
+    : selector(raw, path);
+
 /** Common envelope; `status` and other top-level fields the API server adds are allowed. */
 const resource = <S>(spec: Parser<S>) => obj({ apiVersion, kind: optional(str()), metadata, spec }, { allowUnknown: true });
 
@@ -83,7 +96,7 @@ export const parsePeerAuthenticationResource: Parser<KPeerAuthentication> = (raw
   const o = resource(
     withDefault(
       obj({
-        selector,
+        selector: resourceSelector,
         mtls: obj({ mode: peerMode }),
         portLevelMtls: map(record(obj({ mode: literal(PEER_MODES) })), checkPortKeys),
       }),
@@ -104,22 +117,10 @@ export const parsePeerAuthenticationResource: Parser<KPeerAuthentication> = (raw
   });
 };
 
-/**
- * An AuthorizationPolicy's selector: as `selector`, but `selector: {}` is refused (omit it to
- * select the whole namespace). It is what the API server leaves of a misspelt `matchLabels`
- * (pruned for clients without strict field validation), and read as "every workload" it
- * would spread an ALLOW meant for one workload to its whole namespace (the CRD says
- * minProperties: 1).
- */
-const authzSelector: Parser<Labels | null> = (raw, path) =>
-  raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0
-    ? fail(path, 'must not be empty: leave it out to select every workload of the namespace, or set matchLabels')
-    : selector(raw, path);
-
 export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (raw, path) => {
   const spec = map(
     obj({
-      selector: authzSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }),
+      selector: resourceSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }),
       // Istio's targetRef(s) (a Service or Gateway instead of a selector): empty is "not set", anything else refused, as the CRD.
       targetRef: unsupportedField('object', 'use selector'), targetRefs: unsupportedField('list', 'use selector'),
     }),
@@ -171,7 +172,7 @@ export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthor
       return err as Error;
     }
   };
-  const sel = attempt(authzSelector, spec.selector, 'spec.selector');
+  const sel = attempt(resourceSelector, spec.selector, 'spec.selector');
   const act = attempt(parseAuthzAction, spec.action, 'spec.action');
   const selector = sel instanceof Error ? null : sel;
   const action: AuthzPolicy['action'] = act instanceof Error ? 'DENY' : act;
@@ -208,7 +209,7 @@ const jwtRuleResource: Parser<JwtRule> = (raw, path) => {
 };
 
 export const parseRequestAuthenticationResource: Parser<KRequestAuthentication> = (raw, path) => {
-  const spec = obj({ selector, jwtRules: arr(jwtRuleResource, { default: [] }) });
+  const spec = obj({ selector: resourceSelector, jwtRules: arr(jwtRuleResource, { default: [] }) });
   const o = resource(withDefault(spec, { selector: null, jwtRules: [] }))(raw, path);
   const at = (k: string) => (path ? `${path}.${k}` : k);
   const seen = new Set<string>();
