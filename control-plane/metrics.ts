@@ -42,6 +42,11 @@ export class ControlPlaneMetrics {
     help: 'AuthorizationPolicies refused with no last good version, enforced fail-closed (an ALLOW that matches nothing, a DENY of every request); /debug/rejected names them',
     registers: [this.registry],
   });
+  readonly peerAuthnFailClosed = new Gauge({
+    name: 'wren_cp_peer_authentications_fail_closed',
+    help: 'PeerAuthentications refused with no last good version, enforced fail-closed (mTLS STRICT on every port of the workloads they select); /debug/rejected names them',
+    registers: [this.registry],
+  });
   readonly ignoredKinds = new Counter({
     name: 'wren_cp_ignored_kinds_total',
     help: 'Manifest kinds the source does not read (HTTPRoute, Deployment, a typo in kind), counted once per file version and kind',

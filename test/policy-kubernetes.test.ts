@@ -142,3 +142,36 @@ test('after a control-plane restart, a refused AuthorizationPolicy is enforced f
   await new Promise((r) => setTimeout(r, 50));
   expect(policyOf(c)!.authorizationPolicies[0].rules[0].to[0].operation.ports).toEqual(['8443']);
 });
+
+/**
+ * The same for a PeerAuthentication (left open by adv9 D5): after a restart a refused one had
+ * no last good version and was absent, so the mesh-wide PERMISSIVE applied to the workload it
+ * made STRICT. It is now enforced as mTLS STRICT on every port in its place, and says so.
+ */
+test('after a control-plane restart, a refused PeerAuthentication is enforced as STRICT; a valid version replaces it', async () => {
+  const web = (portLevelMtls: Record<string, unknown>) => ({ ...meta('PeerAuthentication', 'web', 'shop'), spec: { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'STRICT' }, portLevelMtls } });
+  await cp.close(100);
+  api.apply('peerauthentications', web({ http: { mode: 'PERMISSIVE' } }));
+  cp = await startKubeControlPlane(api, { seed: 13, control: { admin: '127.0.0.1:0' } });
+  const c = subscribe('web-a');
+  const snap = await c.onFirstSnapshot();
+  // Not the mesh-wide PERMISSIVE: STRICT on every port of app=web, the port the refused object opened included.
+  expect({ mtls: snap.inboundPolicy!.mtls, portLevelMtls: snap.inboundPolicy!.portLevelMtls }).toEqual({ mtls: { mode: 'STRICT' }, portLevelMtls: {} });
+  const enforced = 'mTLS STRICT on every port, for the workloads labelled app=web of namespace shop: plaintext is refused';
+  const rejected = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/rejected`)).json()) as { rejected: unknown[] };
+  expect(rejected.rejected).toEqual([
+    { kind: 'PeerAuthentication', namespace: 'shop', name: 'web', path: expect.stringMatching(/^spec\.portLevelMtls/), reason: expect.any(String), failClosed: enforced },
+  ]);
+  expect(await cp.metrics.registry.metrics()).toMatch(/^wren_cp_peer_authentications_fail_closed 1$/m);
+  const view = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/view`)).json()) as { peerAuthentications: { name: string; failClosed?: unknown }[] };
+  expect(view.peerAuthentications.find((p) => p.name === 'web')?.failClosed).toMatchObject({ enforced });
+
+  api.apply('peerauthentications', web({ '8080': { mode: 'PERMISSIVE' } }));
+  await waitFor(() => policyOf(c)?.portLevelMtls['8080']?.mode === 'PERMISSIVE', 'valid version pushed');
+  expect(await cp.metrics.registry.metrics()).toMatch(/^wren_cp_peer_authentications_fail_closed 0$/m);
+  // Refused again while running: this time the last good version stays.
+  api.apply('peerauthentications', web({ http: { mode: 'PERMISSIVE' } }));
+  await waitFor(async () => /wren_cp_invalid_objects_total\{source="kubernetes"\} [2-9]/.test(await cp.metrics.registry.metrics()), 'second rejection counted');
+  await new Promise((r) => setTimeout(r, 50));
+  expect(policyOf(c)!.portLevelMtls).toEqual({ '8080': { mode: 'PERMISSIVE' } });
+});

@@ -48,3 +48,30 @@ describe('wren check: every control-plane replica is judged, not one (ADV5-3)', 
     expect(r['trust-anchors']).toMatch(/^fail: the replicas hand out different trust bundles/);
   });
 });
+
+describe('wren check source-rejections: the refused objects enforced fail-closed are counted by kind', () => {
+  const rejecting = (rejected: unknown[]): Replica => ({
+    name: 'cp-0',
+    get: (path) => {
+      const body: Record<string, unknown> = { '/ready': 'ok', '/debug/proxy-status': { proxies: [] }, '/debug/rejected': { source: 'kubernetes', rejected } };
+      const b = body[path];
+      return Promise.resolve(b === undefined ? { status: 404, body: '' } : { status: 200, body: typeof b === 'string' ? b : JSON.stringify(b) });
+    },
+  });
+  const check = async (rejected: unknown[]) => (await meshChecks([rejecting(rejected)], now, 30)).find((c) => c.id === 'source-rejections')!;
+  const pa = { kind: 'PeerAuthentication', namespace: 'shop', name: 'strict', path: 'spec.selector', reason: 'is required', failClosed: 'mTLS STRICT on every port, for every workload of namespace shop: plaintext is refused' };
+  const ap = { kind: 'AuthorizationPolicy', namespace: 'shop', name: 'only', path: 'spec.action', reason: 'bad', failClosed: 'a DENY of every request, for every workload of namespace shop' };
+  const tp = { kind: 'TrafficPolicy', namespace: 'shop', name: 'tp', path: 'spec', reason: 'bad' };
+
+  test('a PeerAuthentication stand-in is named as such, beside an AuthorizationPolicy one', async () => {
+    const c = await check([pa, ap, tp]);
+    expect(c.message).toBe(
+      'the kubernetes source rejects 3 object(s), so the last good version of each (if any) stays in force (1 AuthorizationPolicy object(s), 1 PeerAuthentication object(s) without one are enforced fail-closed): AuthorizationPolicy shop/only, PeerAuthentication shop/strict, TrafficPolicy shop/tp',
+    );
+    expect(c.details).toContain(`PeerAuthentication shop/strict: spec.selector: is required; no last good version, enforced fail-closed: ${pa.failClosed}`);
+  });
+
+  test('none enforced fail-closed: no count', async () => {
+    expect((await check([tp])).message).toBe('the kubernetes source rejects 1 object(s), so the last good version of each (if any) stays in force: TrafficPolicy shop/tp');
+  });
+});

@@ -68,10 +68,13 @@ function sourceRejectionsCheck(up: readonly Replica[]): Promise<CheckOutcome> {
     const lines = all.slice(0, MAX_LISTED).map((r) => printable(rejectionLine(r)));
     if (all.length > MAX_LISTED) lines.push(`... and ${all.length - MAX_LISTED} more (GET /debug/rejected on the control plane's admin port)`);
     const dir = docs.some((d) => d.source.startsWith('dir:'));
-    const closed = all.filter((r) => r.failClosed).length;
+    // Per kind (AuthorizationPolicy, PeerAuthentication): how many are enforced fail-closed, having no last good version.
+    const closedByKind = new Map<string, number>();
+    for (const r of all) if (r.failClosed) closedByKind.set(r.kind, (closedByKind.get(r.kind) ?? 0) + 1);
+    const closed = [...closedByKind].sort((a, b) => a[0].localeCompare(b[0])).map(([kind, n]) => `${n} ${kind} object(s)`);
     return fail(
       'source-rejections',
-      `the ${sources} source rejects ${all.length} object(s), so the last good version of each (if any) stays in force${closed > 0 ? ` (${closed} AuthorizationPolicy object(s) without one are enforced fail-closed)` : ''}: ${printable(names.slice(0, 5).join(', '))}${names.length > 5 ? ', ...' : ''}`,
+      `the ${sources} source rejects ${all.length} object(s), so the last good version of each (if any) stays in force${closed.length > 0 ? ` (${printable(closed.join(', '))} without one are enforced fail-closed)` : ''}: ${printable(names.slice(0, 5).join(', '))}${names.length > 5 ? ', ...' : ''}`,
       dir
         ? 'fix the named field in that file (wren check --source dir:DIR checks the files before the control plane reads them); the control plane re-reads the directory'
         : 'fix the named field and apply the object again (kubectl apply); the control plane\'s log has each rejection too (wren_cp_invalid_objects_total counts them)',

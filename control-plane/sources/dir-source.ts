@@ -206,7 +206,7 @@ export class DirSource implements MeshSource {
       for (const err of loaded.errors) this.o.logger.warn('manifest rejected; the last good version stays', { error: err });
       for (const r of loaded.rejected)
         if (r.failClosed)
-          this.o.logger.warn('AuthorizationPolicy refused with no last good version: enforced fail-closed', {
+          this.o.logger.warn(`${r.kind} refused with no last good version: enforced fail-closed`, {
             object: `${r.namespace}/${r.name}`, file: r.file, path: r.path, error: r.reason, enforced: r.failClosed,
           });
       if (loaded.errors.length > 0) this.o.metrics.invalidObjects.inc({ source: 'dir' }, loaded.errors.length);
@@ -232,6 +232,7 @@ export class DirSource implements MeshSource {
     this.refusedRoutes.note(routes.refused);
     this.reportRouteStatus(routes.statuses);
     this.o.metrics.authzFailClosed.set(authorizationPolicies.filter((p) => p.failClosed).length);
+    this.o.metrics.peerAuthnFailClosed.set(peerAuthentications.filter((p) => p.failClosed).length);
     this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts }), routes.view);
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));

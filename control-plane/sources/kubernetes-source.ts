@@ -7,7 +7,7 @@ import {
 } from '../translate/k8s-objects.js';
 import { parseRateLimitPolicyResource } from '../translate/ratelimit-objects.js';
 import {
-  failClosedAuthorizationPolicy, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
+  failClosedAuthorizationPolicy, failClosedPeerAuthentication, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
 } from '../translate/policy-objects.js';
 import { parseTelemetryResource } from '../translate/telemetry-objects.js';
 import { parseGrpcRoute, parseHttpRoute, parseReferenceGrant, GATEWAY_GROUP } from '../translate/route-objects.js';
@@ -38,8 +38,9 @@ import { rejectionOf, type SourceRejection } from './source-rejection.js';
  *   It is listed (rejected(): kind, namespace/name, field path, reason) until a valid
  *   version of it arrives or it is deleted: GET /debug/rejected, `wren check`. The last
  *   good version is the one this process read: after a restart a refused AuthorizationPolicy
- *   has none, and is enforced fail-closed instead (failClosedAuthorizationPolicy), as a new
- *   object that is refused is.
+ *   or PeerAuthentication has none, and is enforced fail-closed instead
+ *   (failClosedAuthorizationPolicy, failClosedPeerAuthentication), as a new object that is
+ *   refused is.
  */
 export interface KubernetesSourceOptions extends SourceContext {
   readonly kubeConfig: k8s.KubeConfig;
@@ -132,7 +133,7 @@ export class KubernetesSource implements MeshSource {
     this.add('trafficpolicies', crdPath('trafficpolicies'), crd('trafficpolicies', 'TrafficPolicy'), parseTrafficPolicyResource, idx.setPolicy.bind(idx));
     this.add(
       'peerauthentications', crdPath('peerauthentications'), crd('peerauthentications', 'PeerAuthentication'),
-      parsePeerAuthenticationResource, idx.setPeerAuthentication.bind(idx),
+      parsePeerAuthenticationResource, idx.setPeerAuthentication.bind(idx), failClosedPeerAuthentication,
     );
     this.add('meshservices', crdPath('meshservices'), crd('meshservices', 'MeshService'), parseMeshService, idx.setMeshService.bind(idx));
     this.add(
@@ -177,7 +178,7 @@ export class KubernetesSource implements MeshSource {
     list: () => Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>,
     parse: Parser<T>,
     set: Setter<T>,
-    /** What stands in for a refused object with no last good version (an AuthorizationPolicy fails closed); absent: nothing. */
+    /** What stands in for a refused object with no last good version (an AuthorizationPolicy, a PeerAuthentication fails closed); absent: nothing. */
     failClosed?: (raw: unknown, e: unknown) => (T & { readonly failClosed?: { readonly enforced: string } }) | null,
   ): void {
     /** Keys whose version in the index is a good one (parsed), not a fail-closed stand-in. */

@@ -1,5 +1,5 @@
 import { loadManifestFile, mergeManifests } from './manifest-loader.js';
-import type { KAuthorizationPolicy } from '../translate/policy-objects.js';
+import type { KAuthorizationPolicy, KPeerAuthentication } from '../translate/policy-objects.js';
 
 const web = (address: string, extra = '') => `kind: MeshService
 metadata: { name: web, namespace: shop }
@@ -136,8 +136,55 @@ ${rules}`;
   });
 
   test('other kinds keep no stand-in: a refused new object is absent, as before', () => {
-    const v = loadManifestFile('mesh/peer.yaml', 'apiVersion: policy.wren.io/v1alpha1\nkind: PeerAuthentication\nmetadata: { name: p, namespace: shop }\nspec: { mtls: { mode: OFF } }\n', undefined);
+    const v = loadManifestFile('mesh/jwt.yaml', 'apiVersion: policy.wren.io/v1alpha1\nkind: RequestAuthentication\nmetadata: { name: p, namespace: shop }\nspec: { jwtRules: [{ issuer: "" }] }\n', undefined);
     expect(v.objects.size).toBe(0);
     expect(v.rejected[0].failClosed).toBeUndefined();
+  });
+});
+
+/**
+ * Left open by adv9 D5: a refused PeerAuthentication with no last good version was absent,
+ * so after a control-plane restart a namespace STRICT (refused) left the namespace to a
+ * mesh-wide PERMISSIVE. It is now enforced as STRICT in its place.
+ */
+describe('a refused PeerAuthentication with no last good version is enforced as STRICT', () => {
+  const peer = (spec: string) => `apiVersion: policy.wren.io/v1alpha1
+kind: PeerAuthentication
+metadata: { name: strict, namespace: shop }
+spec:
+${spec}`;
+  const good = peer('  mtls: { mode: STRICT }\n');
+  // portLevelMtls needs a selector: refused at spec.selector.
+  const edited = peer('  mtls: { mode: STRICT }\n  portLevelMtls: { "8080": { mode: STRICT } }\n');
+  const inForce = (f: ReturnType<typeof loadManifestFile>) => f.objects.get('PeerAuthentication/shop/strict')?.value as KPeerAuthentication | undefined;
+
+  test('while the control plane runs, the last good version stays', () => {
+    const v1 = loadManifestFile('mesh/peer.yaml', good, undefined);
+    const v2 = loadManifestFile('mesh/peer.yaml', edited.replace('STRICT }\n  port', 'PERMISSIVE }\n  port'), v1);
+    expect(inForce(v2)).toBe(inForce(v1));
+    expect(v2.rejected).toEqual([expect.not.objectContaining({ failClosed: expect.anything() })]);
+  });
+
+  test('after a restart (no previous version) the refused object is STRICT for every workload of shop', () => {
+    const v = loadManifestFile('mesh/peer.yaml', edited, undefined);
+    expect(inForce(v)).toMatchObject({ name: 'strict', namespace: 'shop', selector: null, mode: 'STRICT', failClosed: { refusal: expect.stringMatching(/^spec\.selector: /) } });
+    expect(inForce(v)?.portLevelMtls).toEqual({});
+    expect(v.rejected).toEqual([
+      {
+        kind: 'PeerAuthentication', namespace: 'shop', name: 'strict', path: 'spec.selector', reason: expect.stringMatching(/^is required when portLevelMtls is set/), file: 'mesh/peer.yaml',
+        failClosed: 'mTLS STRICT on every port, for every workload of namespace shop: plaintext is refused',
+      },
+    ]);
+    expect(mergeManifests([['mesh/peer.yaml', v]]).objects.peerAuthentications.map((p) => [p.name, p.mode, p.failClosed !== undefined])).toEqual([['strict', 'STRICT', true]]);
+  });
+
+  test('a stand-in is no good version: the next refused version is judged afresh, a valid one replaces it', () => {
+    const v1 = loadManifestFile('mesh/peer.yaml', edited, undefined);
+    const v2 = loadManifestFile('mesh/peer.yaml', edited.replace('spec:\n', 'spec:\n  selector: {}\n'), v1);
+    expect(inForce(v2)?.selector).toEqual({});
+    const v3 = loadManifestFile('mesh/peer.yaml', peer('  mtls: { mode: PERMISSIVE }\n'), v2);
+    expect(inForce(v3)).toMatchObject({ selector: null, mode: 'PERMISSIVE' });
+    expect(inForce(v3)?.failClosed).toBeUndefined();
+    expect(v3.rejected).toEqual([]);
   });
 });

@@ -8,7 +8,7 @@ import {
 } from '../translate/k8s-objects.js';
 import type { ClusterObjects } from '../translate/translate.js';
 import {
-  failClosedAuthorizationPolicy, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
+  failClosedAuthorizationPolicy, failClosedPeerAuthentication, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
   type KAuthorizationPolicy, type KPeerAuthentication, type KRequestAuthentication,
 } from '../translate/policy-objects.js';
 import type { PolicyObjects } from '../translate/inbound-policy.js';
@@ -25,9 +25,10 @@ import { rejectionOf, type SourceRejection } from './source-rejection.js';
  * /debug/view) instead of dropping them without a word. Each object is validated
  * alone: a bad one is reported as `<file>: <field path>: <problem>` and, if the same
  * object (kind/namespace/name) was good in the previous version of the file, that
- * last good version is kept. A refused AuthorizationPolicy with no last good version (the
- * control plane just started, or the object is new) is enforced fail-closed instead
- * (failClosedAuthorizationPolicy: its rejection says so in `failClosed`). An object defined twice is kept once, as Kubernetes refuses a
+ * last good version is kept. A refused AuthorizationPolicy or PeerAuthentication with no last
+ * good version (the control plane just started, or the object is new) is enforced
+ * fail-closed instead (failClosedAuthorizationPolicy, failClosedPeerAuthentication: its
+ * rejection says so in `failClosed`). An object defined twice is kept once, as Kubernetes refuses a
  * second create (AlreadyExists): in one file the first document wins; across files the one
  * already in force (then the first file by name); the other is rejected, naming both.
  */
@@ -149,16 +150,30 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
       errors.push(describe(file, e));
       const last = previous?.objects.get(key);
       // The last good version stays; a fail-closed stand-in is no good version: made again from this one.
-      const stand = last && !isFailClosed(last) ? null : kind === 'AuthorizationPolicy' ? failClosedAuthorizationPolicy(raw, e) : null;
-      rejected.push(rejectionOf(kind, namespace, String(r.metadata?.name ?? ''), e, file, stand?.failClosed?.enforced));
-      if (stand) objects.set(key, { kind: 'AuthorizationPolicy', key, at, value: stand });
+      const stand = last && !isFailClosed(last) ? null : standIn(kind, key, at, raw, e);
+      rejected.push(rejectionOf(kind, namespace, String(r.metadata?.name ?? ''), e, file, stand?.value.failClosed?.enforced));
+      if (stand) objects.set(key, stand);
       else if (last && !isFailClosed(last)) objects.set(key, last);
     }
   }
   return { objects, errors, rejected, ignored };
 }
 
-const isFailClosed = (o: ManifestObject): boolean => o.kind === 'AuthorizationPolicy' && o.value.failClosed !== undefined;
+const isFailClosed = (o: ManifestObject): boolean =>
+  (o.kind === 'AuthorizationPolicy' || o.kind === 'PeerAuthentication') && o.value.failClosed !== undefined;
+
+/** The fail-closed stand-in for a refused object of a kind that has one (AuthorizationPolicy, PeerAuthentication); else null. */
+function standIn(kind: string, key: string, at: string, raw: unknown, e: unknown): Extract<ManifestObject, { kind: 'AuthorizationPolicy' | 'PeerAuthentication' }> | null {
+  if (kind === 'AuthorizationPolicy') {
+    const value = failClosedAuthorizationPolicy(raw, e);
+    return value ? { kind, key, at, value } : null;
+  }
+  if (kind === 'PeerAuthentication') {
+    const value = failClosedPeerAuthentication(raw, e);
+    return value ? { kind, key, at, value } : null;
+  }
+  return null;
+}
 
 /** The object `key` at `at` in `file` is ignored: it is already defined at `kept`. */
 function duplicate(file: string, key: string, at: string, kept: string): { error: string; rejection: SourceRejection } {

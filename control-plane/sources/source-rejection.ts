@@ -19,7 +19,8 @@ export interface SourceRejection {
   readonly file?: string;
   /**
    * Set when no last good version stays in force and the object is enforced fail-closed
-   * instead (an AuthorizationPolicy: failClosedAuthorizationPolicy): what is enforced.
+   * instead (an AuthorizationPolicy: failClosedAuthorizationPolicy; a PeerAuthentication:
+   * failClosedPeerAuthentication): what is enforced.
    */
   readonly failClosed?: string;
 }

@@ -3,7 +3,8 @@ import { inboundPolicyFromJson, inboundPolicyToJson } from '../../contract/disco
 import { resolveInboundPolicy } from './inbound-policy.js';
 import { ConfigError } from '../../common/schema.js';
 import {
-  failClosedAuthorizationPolicy, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource, type KAuthorizationPolicy,
+  failClosedAuthorizationPolicy, failClosedPeerAuthentication, parseAuthorizationPolicyResource, parsePeerAuthenticationResource, parseRequestAuthenticationResource,
+  type KAuthorizationPolicy, type KPeerAuthentication,
 } from './policy-objects.js';
 
 /**
@@ -144,5 +145,106 @@ describe('an empty selector is refused by the PeerAuthentication, RequestAuthent
     expect(parse(doc(kind, spec), '').selector).toBeNull();
     expect(parse(doc(kind, { ...spec, selector: { matchLabels: {} } }), '').selector).toBeNull();
     expect(parse(doc(kind, { ...spec, selector: { matchLabels: { app: 'db' } } }), '').selector).toEqual({ app: 'db' });
+  });
+});
+
+/**
+ * Left open by adv9 D5: a refused PeerAuthentication with no last good version (the control
+ * plane restarted, or the object is new) was simply absent, so the enclosing level applied: a
+ * namespace STRICT refused under a mesh-wide PERMISSIVE left the namespace open to plaintext.
+ * It now stands in as mode STRICT on every port, at the object's level and age.
+ */
+describe('a refused PeerAuthentication with no last good version is enforced as STRICT in its place', () => {
+  const pa = (spec: unknown, metadata: Json = { name: 'strict', namespace: 'shop', creationTimestamp: '2026-01-02T00:00:00Z' }): Json => ({
+    apiVersion: 'policy.wren.io/v1alpha1', kind: 'PeerAuthentication', metadata, ...(spec === undefined ? {} : { spec }),
+  });
+  const good = (spec: Json, metadata: Json): KPeerAuthentication => parsePeerAuthenticationResource(pa(spec, metadata), '');
+  const meshPermissive = good({ mtls: { mode: 'PERMISSIVE' } }, { name: 'default', namespace: 'wren-system', creationTimestamp: '2026-01-01T00:00:00Z' });
+  const nsPermissive = good({ mtls: { mode: 'PERMISSIVE' } }, { name: 'open', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' });
+  function standInPa(obj: Json): KPeerAuthentication | null {
+    let error: unknown;
+    try {
+      parsePeerAuthenticationResource(obj, '');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeDefined();
+    return failClosedPeerAuthentication(obj, error);
+  }
+  /** What the workload's proxy gets: the resolved policy through the wire form, as { mode, ports }. */
+  function mtls(pas: readonly (KPeerAuthentication | null)[], labels: Record<string, string>, namespace = 'shop') {
+    const resolved = resolveInboundPolicy({ peerAuthentications: pas.filter((p) => p !== null), authorizationPolicies: [] }, { namespace, labels });
+    const wire = inboundPolicyFromJson(inboundPolicyToJson(resolved), 'inboundPolicy');
+    return { mode: wire.mtls.mode, ports: Object.fromEntries(Object.entries(wire.portLevelMtls).map(([k, v]) => [k, v.mode])) };
+  }
+  // The author meant STRICT; port-level modes need a selector, so the object is refused (the CEL rule, or a cluster without CEL: the parser).
+  const refusedNsStrict = pa({ mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'STRICT' } } });
+
+  test('a namespace STRICT refused under a mesh-wide PERMISSIVE: the namespace stays STRICT, not PERMISSIVE', () => {
+    const p = standInPa(refusedNsStrict)!;
+    expect(p).toMatchObject({ name: 'strict', namespace: 'shop', selector: null, mode: 'STRICT', createdAt: '2026-01-02T00:00:00Z' });
+    expect(p.portLevelMtls).toEqual({});
+    expect(p.failClosed).toEqual({
+      refusal: expect.stringMatching(/^spec\.selector: is required when portLevelMtls is set/),
+      enforced: 'mTLS STRICT on every port, for every workload of namespace shop: plaintext is refused',
+    });
+    expect(mtls([meshPermissive, p], { app: 'db' })).toEqual({ mode: 'STRICT', ports: {} });
+    // Without it: the mesh-wide PERMISSIVE applied.
+    expect(mtls([meshPermissive], { app: 'db' })).toEqual({ mode: 'PERMISSIVE', ports: {} });
+    // Other namespaces are not touched.
+    expect(mtls([meshPermissive, p], { app: 'db' }, 'other')).toEqual({ mode: 'PERMISSIVE', ports: {} });
+  });
+
+  test.each([['PERMISSIVE'], ['UNSET'], ['DISABLE'], ['strict']])('whatever mode the refused object said (%s), STRICT is enforced', (mode) => {
+    const p = standInPa(pa({ selector: { matchLabels: { app: 'db' } }, mtls: { mode }, portLevelMtls: { '9090': { mode: 'PERMISSIVE' }, http: { mode: 'PERMISSIVE' } } }))!;
+    expect(p).toMatchObject({ selector: { app: 'db' }, mode: 'STRICT' });
+    expect(p.portLevelMtls).toEqual({});
+    expect(p.failClosed?.enforced).toBe('mTLS STRICT on every port, for the workloads labelled app=db of namespace shop: plaintext is refused');
+    // Every port of the selected workloads, the ports the refused object made PERMISSIVE included; other workloads keep the namespace's mode.
+    expect(mtls([nsPermissive, p], { app: 'db' })).toEqual({ mode: 'STRICT', ports: {} });
+    expect(mtls([nsPermissive, p], { app: 'web' })).toEqual({ mode: 'PERMISSIVE', ports: {} });
+  });
+
+  test('it takes the object\'s place at its level and age: an older policy of the same level still wins, as over a valid version', () => {
+    const p = standInPa(refusedNsStrict)!;
+    const olderNs = good({ mtls: { mode: 'PERMISSIVE' } }, { name: 'older', namespace: 'shop', creationTimestamp: '2025-01-01T00:00:00Z' });
+    const valid = good({ mtls: { mode: 'STRICT' } }, { name: 'strict', namespace: 'shop', creationTimestamp: '2026-01-02T00:00:00Z' });
+    expect(mtls([olderNs, p], {})).toEqual(mtls([olderNs, valid], {}));
+    // A workload policy still overrides a namespace one, as it would the valid version.
+    const wl = good({ selector: { matchLabels: { app: 'legacy' } }, mtls: { mode: 'PERMISSIVE' } }, { name: 'legacy', namespace: 'shop' });
+    expect(mtls([p, wl], { app: 'legacy' })).toEqual(mtls([valid, wl], { app: 'legacy' }));
+    // No creationTimestamp: it counts as the oldest of its level (the stricter outcome).
+    expect(standInPa(pa({ mtls: { mode: 'STRIKT' } }, { name: 'x', namespace: 'shop' }))?.createdAt).toBe('');
+  });
+
+  test.each([
+    ['an empty selector', {}],
+    ['a misspelt matchLabels', { matchLabel: { app: 'legacy' } }],
+    ['matchExpressions', { matchExpressions: [{ key: 'app', operator: 'In', values: ['db'] }] }],
+    ['a label value that is no string', { matchLabels: { app: 1 } }],
+  ])('%s cannot be read: a workload policy for every workload of the namespace, which a namespace PERMISSIVE does not override', (_name, selector) => {
+    const p = standInPa(pa({ selector, mtls: { mode: 'STRICT' } }))!;
+    expect(p.selector).toEqual({});
+    expect(p.failClosed?.enforced).toBe('mTLS STRICT on every port, for every workload (the selector cannot be read) of namespace shop, as a workload policy: plaintext is refused');
+    expect(mtls([meshPermissive, nsPermissive, p], { app: 'anything' })).toEqual({ mode: 'STRICT', ports: {} });
+    expect(mtls([meshPermissive, nsPermissive, p], {}, 'other')).toEqual({ mode: 'PERMISSIVE', ports: {} });
+  });
+
+  test('in the root namespace: without a selector, or with one that cannot be read, mesh-wide; with a readable selector (ignored there) nothing', () => {
+    const root = { name: 'mesh', namespace: 'wren-system', creationTimestamp: '2025-01-01T00:00:00Z' };
+    for (const spec of [{ mtls: { mode: 'PERMISSIVE' }, mode: 'x' }, { selector: {}, mtls: { mode: 'STRICT' } }]) {
+      const p = standInPa(pa(spec, root))!;
+      expect(p).toMatchObject({ namespace: 'wren-system', selector: null, mode: 'STRICT' });
+      expect(p.failClosed?.enforced).toMatch(/^mTLS STRICT on every port, mesh-wide \(namespace wren-system: every namespace/);
+      expect(mtls([meshPermissive, p], {}, 'any')).toEqual({ mode: 'STRICT', ports: {} });
+    }
+    expect(standInPa(pa({ selector: { matchLabels: { app: 'db' } }, mtls: { mode: 'STRIKT' } }, root))).toBeNull();
+  });
+
+  test('a spec that is missing or no object: STRICT for the whole namespace; a namespace that is no DNS label: nothing', () => {
+    for (const spec of ['STRICT', []]) expect(standInPa(pa(spec))).toMatchObject({ selector: null, mode: 'STRICT' });
+    expect(standInPa(pa({ mtls: { mode: 'STRIKT' } }, { name: 'x', namespace: 'Shop' }))).toBeNull();
+    expect(standInPa(pa({ mtls: { mode: 'STRIKT' } }, { name: 'Bad Name', namespace: 'shop' }))?.name).toBe('(unnamed)');
+    expect(standInPa(pa({ mtls: { mode: 'STRIKT' } }, { name: 'x' }))?.namespace).toBe('default');
   });
 });

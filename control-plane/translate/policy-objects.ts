@@ -19,12 +19,23 @@ export type PeerMode = MtlsMode | 'UNSET';
 export interface KPeerAuthentication {
   readonly name: string;
   readonly namespace: string;
-  /** matchLabels; null (or empty) = every workload of the namespace. */
+  /**
+   * matchLabels; null = every workload of the namespace, as a namespace-wide (or, in the
+   * root namespace, mesh-wide) policy. Parsed objects never hold `{}`; a fail-closed
+   * stand-in whose selector cannot be read does: a workload-level policy selecting every
+   * workload of the namespace (failClosedPeerAuthentication).
+   */
   readonly selector: Labels | null;
   readonly mode: PeerMode;
   /** Per workload port; only honoured on workload-level (selector) policies, as in Istio. */
   readonly portLevelMtls: Readonly<Record<string, PeerMode>>;
   readonly createdAt: string;
+  /**
+   * Set on the stand-in for an object that was refused with no last good version to keep
+   * (failClosedPeerAuthentication): what is enforced instead (mTLS STRICT), and why. Shown on
+   * /debug/view, /debug/rejected and by `wren check`; proxies get the resolved mode.
+   */
+  readonly failClosed?: FailClosed;
 }
 
 export interface KAuthorizationPolicy {
@@ -192,6 +203,65 @@ export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthor
     policy: Object.freeze({ name: `${namespace}/${name}`, action, rules: Object.freeze(action === 'ALLOW' ? [] : [MATCH_EVERYTHING]) }),
     createdAt: timestamp(m.creationTimestamp, 'metadata.creationTimestamp'),
     failClosed: Object.freeze({ refusal: refusal.slice(0, 500), enforced }),
+  });
+}
+
+/**
+ * What stands in for a PeerAuthentication that was refused when there is no last good
+ * version of it to keep (the control plane just started, or the object is new): mode STRICT
+ * on every port, whatever the refused object said, in its place. Without this a refused
+ * object was simply absent, and the enclosing level applied: a namespace PeerAuthentication
+ * STRICT refused after a control-plane restart left its workloads to a mesh-wide PERMISSIVE.
+ *
+ * - the place: the object's namespace, its selector (read on its own) and its
+ *   creationTimestamp, so it is resolved at the object's level (mesh-wide, namespace,
+ *   workload) and age as the object itself would be: an older policy of that level still
+ *   wins, as it would over a valid version (its mode then did not count either).
+ * - a selector that cannot be read (`selector: {}`, `matchExpressions`, a label value that
+ *   is no string): it was meant for some workloads of the namespace, so the stand-in is a
+ *   workload-level policy for **every** workload of the namespace (selector `{}`): a
+ *   workload level overrides the namespace and mesh-wide levels, which a namespace-wide
+ *   stand-in would not. In the root namespace, where workload-level policies are ignored,
+ *   a mesh-wide one.
+ * - nothing (null) when the object could apply to no workload: a namespace that is no DNS
+ *   label, or a selector in the root namespace (ignored there, as in Istio).
+ * - portLevelMtls: none, so every port takes the stand-in's STRICT (a workload-level
+ *   stand-in also drops the PERMISSIVE ports the refused object may have listed).
+ *
+ * The name is the object's; `failClosed` says why.
+ */
+export function failClosedPeerAuthentication(raw: unknown, e: unknown): KPeerAuthentication | null {
+  const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
+  const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
+  const namespace = m.namespace === undefined ? 'default' : m.namespace;
+  if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
+  const name = typeof m.name === 'string' && /^[!-~]{1,253}$/.test(m.name) ? m.name : '(unnamed)';
+  const spec = (r.spec && typeof r.spec === 'object' && !Array.isArray(r.spec) ? r.spec : {}) as Record<string, unknown>;
+  let sel: Labels | null | Error;
+  try {
+    sel = resourceSelector(spec.selector, 'spec.selector');
+  } catch (err) {
+    sel = err as Error;
+  }
+  const root = namespace === ROOT_NAMESPACE;
+  if (root && sel !== null && !(sel instanceof Error)) return null;
+  const selector: Labels | null = sel instanceof Error ? (root ? null : Object.freeze({})) : sel;
+  const scope = root
+    ? `mesh-wide (namespace ${namespace}: every namespace${sel instanceof Error ? '; the selector cannot be read' : ''})`
+    : sel instanceof Error
+      ? `for every workload (the selector cannot be read) of namespace ${namespace}, as a workload policy`
+      : sel
+        ? `for the workloads labelled ${printable(Object.entries(sel).map(([k, v]) => `${k}=${v}`).join(','))} of namespace ${namespace}`
+        : `for every workload of namespace ${namespace}`;
+  const refusal = e instanceof ConfigError ? `${e.path || '<root>'}: ${e.problem}` : String((e as Error)?.message ?? e);
+  return Object.freeze({
+    name,
+    namespace,
+    selector,
+    mode: 'STRICT',
+    portLevelMtls: Object.freeze({}),
+    createdAt: timestamp(m.creationTimestamp, 'metadata.creationTimestamp'),
+    failClosed: Object.freeze({ refusal: refusal.slice(0, 500), enforced: `mTLS STRICT on every port, ${scope}: plaintext is refused` }),
   });
 }
 
