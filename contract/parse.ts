@@ -241,53 +241,35 @@ export const CONDITION_KEY =
 
 /**
  * `destination.port` is compared with the workload port as a string: a value that is no
- * port number (`"http"`, `"80*"`, `"080"`) never matches, so a DENY on it would deny
- * nothing. Istio refuses them too (security.ValidateAttribute: "bad port").
+ * port number (`"http"`, `"80*"`, `"080"`) never matches. Istio refuses them
+ * (security.ValidateAttribute: "bad port"), and so does the CRD; the parser reads them as
+ * what they are, a value that matches nothing, and authzNeverMatching reports them.
  */
 const parseCondition: Parser<AuthzCondition> = map(
   obj({ key: str({ pattern: CONDITION_KEY }), values: patterns, notValues: patterns }),
-  (c, path) => {
-    if (c.values.length === 0 && c.notValues.length === 0) fail(`${path}.values`, 'values or notValues must be set');
-    if (c.key === 'destination.port')
-      for (const field of ['values', 'notValues'] as const)
-        c[field].forEach((v, i) => PORT_STRING.test(v) || fail(`${path}.${field}[${i}]`, `a destination.port value is a port number 1-65535 (no match forms), got ${JSON.stringify(v)}`));
-    return c;
-  },
+  (c, path) => (c.values.length === 0 && c.notValues.length === 0 ? fail(`${path}.values`, 'values or notValues must be set') : c),
 );
 
 /**
  * HTTP methods as a request carries them: a token (RFC 9110 section 9.1) in upper case.
  * Methods are case-sensitive and the codecs refuse a request whose method has a lower-case
- * letter (docs/http1-codec.md, `lowercase-method`), so `get` (or `get*`) could never match:
- * an ALLOW on it would allow nothing, a DENY deny nothing. Istio accepts any string; Wren
- * refuses what can never match, with its path.
+ * letter (docs/http1-codec.md, `lowercase-method`), so `get` (or `get*`) can never match.
+ * Istio accepts any string. The CRD refuses other forms at `kubectl apply`; the parser
+ * accepts them as values that match nothing, as the release before did (an object stored
+ * before the CRD changed keeps its meaning), and authzNeverMatching reports them.
  */
 const METHOD_CHARS = "[!#$%&'+.^_`|~0-9A-Z-]+";
 const METHOD_FORM = new RegExp(`^(\\*|\\*?${METHOD_CHARS}|${METHOD_CHARS}\\*)$`);
-const methodPatterns = arr(
-  map(matchPattern, (v, path) =>
-    METHOD_FORM.test(v) ? v : fail(path, `an HTTP method is matched exactly and is upper case (GET, not get); got ${JSON.stringify(v)}`),
-  ),
-  { default: [] },
-);
 
 /**
  * Request paths as the authorizer sees them start with `/` (a request-target in no other
  * form gets 400; absolute-form is reduced to its path) and carry no query or fragment
- * (normalizePath removes them). So an exact or prefix path must start with `/`, and none
- * may hold `?` or `#`: `admin` or `/admin?x=1` could never match. Suffix (`*.php`) and
- * presence (`*`) forms need no `/`. Istio accepts these strings; Wren refuses what can
- * never match, with its path.
+ * (normalizePath removes them). So an exact or prefix path without the leading `/`, or
+ * any path with `?` or `#`, can never match (`admin`, `/admin?x=1`). Suffix (`*.php`) and
+ * presence (`*`) forms need no `/`. As for methods: the CRD refuses the other forms, the
+ * parser reads them as values that match nothing and authzNeverMatching reports them.
  */
 const PATH_FORM = /^(\*|\*[^*?#]+|\/[^*?#]*\*?)$/;
-const pathPatterns = arr(
-  map(matchPattern, (v, path) =>
-    PATH_FORM.test(v)
-      ? v
-      : fail(path, `a path is matched against the request path, which starts with "/" and has no query or fragment; got ${JSON.stringify(v)}`),
-  ),
-  { default: [] },
-);
 
 /**
  * A list that is absent (matches anything) or holds at least one item. Istio refuses an
@@ -350,8 +332,8 @@ const sourceShape: Parser<AuthzSource> = map(
 );
 const operationShape: Parser<AuthzOperation> = map(
   obj({
-    ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: methodPatterns, notMethods: methodPatterns,
-    paths: pathPatterns, notPaths: pathPatterns, ...unsupportedOperation,
+    ports: arr(portString, { default: [] }), notPorts: arr(portString, { default: [] }), methods: patterns, notMethods: patterns,
+    paths: patterns, notPaths: patterns, ...unsupportedOperation,
   }),
   without(UNSUPPORTED_OPERATION),
 );
@@ -375,9 +357,9 @@ const nonEmptyOperation: Parser<AuthzOperation> = map(operationShape, (o, path) 
 
 /**
  * A rule in the model's spelling: the proxy's static `policy:` and the discovery stream's
- * `inbound_policy`, the resolved form the authorizer compiles. Every value is one that can
- * match (methods, paths, destination.port); an empty source, operation or list means
- * "any", as the authorizer reads it.
+ * `inbound_policy`, the resolved form the authorizer compiles. A value that can never match
+ * (authzNeverMatching) is accepted and matches nothing; an empty source, operation or list
+ * means "any", as the authorizer reads it.
  */
 export const parseAuthzRule: Parser<AuthzRule> = obj({
   from: arr(obj({ source: required(sourceShape) }), { default: [] }),
@@ -405,18 +387,37 @@ export const parseAuthzAction: Parser<AuthzPolicy['action']> = (raw, path) =>
   raw === 'CUSTOM' ? fail(path, 'CUSTOM (external authorization) is not supported; use ALLOW, DENY or AUDIT') : literal(AUTHZ_ACTIONS, 'ALLOW')(raw, path);
 
 /**
- * For the resource form. Istio refuses a DENY policy without rules ("DENY action without `rules` is meaningless
- * as it will never be triggered"): it denies nothing, which is never what was meant (a
- * template that rendered no rules, a misspelt `rules:` pruned by the API server). `rules:
- * [{}]` denies everything.
+ * What in a policy can never match, as `path: problem` lines (warnings, not errors). Each
+ * has a meaning the authorizer enforces, the one the release before gave it: a DENY
+ * without rules denies nothing, and a method with a lower-case letter, a path without its
+ * leading `/` (or with `?` / `#`) or a destination.port value that is no port number
+ * matches no request. The CRD refuses them at `kubectl apply` (Istio refuses a DENY without
+ * rules and a bad port too); an object stored before, or written to the directory source,
+ * is read as it was and the control plane reports it (log line, `wren check`), since
+ * refusing it would enforce it fail-closed: a DENY of every request for what denied
+ * nothing.
  */
-export function checkDenyHasRules<T extends { readonly action: AuthzPolicy['action']; readonly rules: readonly unknown[] }>(p: T, path: string): T {
-  return p.action === 'DENY' && p.rules.length === 0
-    ? fail(`${path ? `${path}.` : ''}rules`, 'a DENY policy needs rules: without any it would deny nothing (rules: [{}] denies every request)')
-    : p;
+export function authzNeverMatching(p: { readonly action: AuthzPolicy['action']; readonly rules: readonly AuthzRule[] }, path: string): string[] {
+  const at = (k: string) => (path ? `${path}.${k}` : k);
+  const out: string[] = [];
+  if (p.action === 'DENY' && p.rules.length === 0) out.push(`${at('rules')}: a DENY policy without rules denies nothing (rules: [{}] denies every request)`);
+  p.rules.forEach((r, i) => {
+    r.to.forEach((t, j) => {
+      for (const f of ['methods', 'notMethods'] as const)
+        t.operation[f].forEach((v, k) => METHOD_FORM.test(v) || out.push(`${at(`rules[${i}].to[${j}].operation.${f}[${k}]`)}: ${JSON.stringify(v)} never matches: an HTTP method is matched exactly and is upper case (GET, not get)`));
+      for (const f of ['paths', 'notPaths'] as const)
+        t.operation[f].forEach((v, k) => PATH_FORM.test(v) || out.push(`${at(`rules[${i}].to[${j}].operation.${f}[${k}]`)}: ${JSON.stringify(v)} never matches: the request path starts with "/" and has no query or fragment`));
+    });
+    r.when.forEach((c, j) => {
+      if (c.key !== 'destination.port') return;
+      for (const f of ['values', 'notValues'] as const)
+        c[f].forEach((v, k) => PORT_STRING.test(v) || out.push(`${at(`rules[${i}].when[${j}].${f}[${k}]`)}: ${JSON.stringify(v)} never matches: a destination.port value is a port number 1-65535 (no match forms)`));
+    });
+  });
+  return out;
 }
 
-/** A policy in the model's spelling (parseAuthzRule): a DENY without rules denies nothing here; the resource form refuses it (checkDenyHasRules). */
+/** A policy in the model's spelling (parseAuthzRule): a DENY without rules denies nothing, as in the resource form (authzNeverMatching reports it). */
 export const parseAuthzPolicy: Parser<AuthzPolicy> = obj({
   name: str({ pattern: /^\S+$/ }),
   action: parseAuthzAction,

@@ -144,9 +144,16 @@ test('an ALLOW whose selector has a misspelt matchLabels is refused after prunin
   expect(afterPruning(obj)).toMatchObject({ crd: 'refused at spec.selector', parser: 'refused at spec.selector' });
 });
 
-test('a DENY whose rules are misspelt is refused after pruning, not kept as a DENY that denies nothing', () => {
+/**
+ * The CRD refuses it at `kubectl apply`. The parser reads a DENY without rules as what it
+ * is, a DENY that denies nothing (adv13 D1: refused, it was enforced fail-closed as a DENY of
+ * every request when the control plane started on one stored before the CRD changed), and
+ * reports it as a warning.
+ */
+test('a DENY whose rules are misspelt is refused after pruning by the CRD; the parser reads it as denying nothing, with a warning', () => {
   const obj = allowOnly({ action: 'DENY', rule: [{ from: [{ source: { namespaces: ['public'] } }] }] });
-  expect(afterPruning(obj)).toMatchObject({ crd: 'refused at spec.rules', parser: 'refused at spec.rules' });
+  expect(afterPruning(obj)).toMatchObject({ crd: 'refused at spec.rules', parser: 'accepted' });
+  expect(parseAuthorizationPolicyResource(prune(obj, crd!.openApi), '').warnings).toEqual([expect.stringMatching(/^spec\.rules: a DENY policy without rules denies nothing/)]);
 });
 
 /**

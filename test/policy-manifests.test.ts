@@ -19,11 +19,12 @@ const PARSERS: Record<string, (raw: unknown, path: string) => unknown> = {
 };
 const resource = (kind: string, spec: unknown): Json => ({ apiVersion: 'policy.wren.io/v1alpha1', kind, metadata: { name: 'p', namespace: 'demo' }, ...(spec === undefined ? {} : { spec }) });
 
-function both(obj: Json): { crd: { ok: boolean; paths: string[] }; parsed: { ok: boolean; path?: string } } {
+function both(obj: Json): { crd: { ok: boolean; paths: string[] }; parsed: { ok: boolean; path?: string; warnings?: string[] } } {
   const v = validateResource(obj);
-  let parsed: { ok: boolean; path?: string } = { ok: true };
+  let parsed: { ok: boolean; path?: string; warnings?: string[] } = { ok: true };
   try {
-    PARSERS[obj.kind as string](obj, '');
+    const out = PARSERS[obj.kind as string](obj, '') as { warnings?: string[] };
+    if (out.warnings) parsed = { ok: true, warnings: [...out.warnings] };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     parsed = { ok: false, path: e.path };
@@ -31,9 +32,22 @@ function both(obj: Json): { crd: { ok: boolean; paths: string[] }; parsed: { ok:
   return { crd: v.ok ? { ok: true, paths: [] } : { ok: false, paths: v.errors.map((e) => e.path) }, parsed };
 }
 
+/**
+ * Both accept, or both refuse at the same field; or the CRD refuses and the parser accepts
+ * with a warning at a field the CRD names: a value that can never match (a DENY without
+ * rules, a lower-case method, a path without "/", a destination.port that is no port) is
+ * refused at `kubectl apply`, and read as matching nothing by the control plane, as by the
+ * release before, so that an object stored before the CRD changed keeps its meaning instead
+ * of being enforced fail-closed (adv13 D1).
+ */
 function agree(obj: Json): void {
   const { crd, parsed } = both(obj);
-  expect({ ok: crd.ok, spec: obj.spec }).toEqual({ ok: parsed.ok, spec: obj.spec });
+  const warned = (parsed.warnings ?? []).map((w) => w.slice(0, w.indexOf(':')));
+  if (!crd.ok && parsed.ok && warned.length > 0) {
+    expect(warned.every((w) => crd.paths.some((p) => p === w || p.startsWith(`${w}.`) || p.startsWith(`${w}[`)))).toBe(true);
+    return;
+  }
+  expect({ ok: crd.ok, spec: obj.spec, warnings: [] }).toEqual({ ok: parsed.ok, spec: obj.spec, warnings: parsed.warnings ?? [] });
   if (!crd.ok && !parsed.ok) expect(crd.paths.some((p) => p === parsed.path || p.startsWith(`${parsed.path}.`))).toBe(true);
 }
 
@@ -114,18 +128,34 @@ describe('AuthorizationPolicy: what restricts nothing, or never matches, is refu
     ['operation {paths: [], methods: []}', rule({ to: [{ operation: { paths: [], methods: [] } }] }), 'spec.rules[0].to[0].operation'],
     ['from []', rule({ from: [], to: [{ operation: { paths: ['/x'] } }] }), 'spec.rules[0].from'],
     ['to []', rule({ from: [{ source: { namespaces: ['a'] } }], to: [] }), 'spec.rules[0].to'],
+    ['selector {}', ap({ selector: {}, rules: [{}] }), 'spec.selector'],
+  ];
+  test.each(refused)('%s', (_name, obj, path) => {
+    const { crd, parsed } = both(obj);
+    expect(parsed).toEqual({ ok: false, path });
+    expect(crd.ok).toBe(false);
+    expect(crd.paths.some((p) => p === path || p.startsWith(`${path}.`) || p.startsWith(`${path}[`))).toBe(true);
+  });
+
+  /**
+   * A value that can never match has a meaning that can be read: it matches nothing. The CRD
+   * refuses it at `kubectl apply` (feedback at apply time); the parser reads it as the release
+   * before did and reports it as a warning at its field, since refusing it would enforce the
+   * object fail-closed on every control-plane start: a DENY that denied nothing became a DENY
+   * of every request (adv13 D1).
+   */
+  const warned: [string, Json, string][] = [
     ['DENY without rules', ap({ action: 'DENY' }), 'spec.rules'],
     ['DENY rules []', ap({ action: 'DENY', rules: [] }), 'spec.rules'],
-    ['selector {}', ap({ selector: {}, rules: [{}] }), 'spec.selector'],
     ['destination.port values ["http"]', ap({ action: 'DENY', rules: [{ when: [{ key: 'destination.port', values: ['http'] }] }] }), 'spec.rules[0].when[0].values[0]'],
     ['destination.port notValues ["80*"]', ap({ action: 'DENY', rules: [{ when: [{ key: 'destination.port', notValues: ['80*'] }] }] }), 'spec.rules[0].when[0].notValues[0]'],
     ['methods ["get"]', ap({ action: 'DENY', rules: [{ to: [{ operation: { methods: ['get'] } }] }] }), 'spec.rules[0].to[0].operation.methods[0]'],
     ['paths ["admin"]', ap({ action: 'DENY', rules: [{ to: [{ operation: { paths: ['admin'] } }] }] }), 'spec.rules[0].to[0].operation.paths[0]'],
     ['notPaths ["/admin?debug=1"]', ap({ action: 'ALLOW', rules: [{ to: [{ operation: { notPaths: ['/admin?debug=1'] } }] }] }), 'spec.rules[0].to[0].operation.notPaths[0]'],
   ];
-  test.each(refused)('%s', (_name, obj, path) => {
+  test.each(warned)('%s: the CRD refuses it, the parser accepts it with a warning', (_name, obj, path) => {
     const { crd, parsed } = both(obj);
-    expect(parsed).toEqual({ ok: false, path });
+    expect(parsed).toEqual({ ok: true, warnings: [expect.stringMatching(new RegExp(`^${path.replace(/[.[\]]/g, '\\$&')}: `))] });
     expect(crd.ok).toBe(false);
     expect(crd.paths.some((p) => p === path || p.startsWith(`${path}.`) || p.startsWith(`${path}[`))).toBe(true);
   });
@@ -141,7 +171,7 @@ describe('AuthorizationPolicy: what restricts nothing, or never matches, is refu
     ['paths ["/", "/api/*", "*.php", "*"]', rule({ to: [{ operation: { paths: ['/', '/api/*', '*.php', '*'] } }] })],
   ];
   test.each(accepted)('%s is accepted', (_name, obj) => {
-    expect(both(obj)).toEqual({ crd: { ok: true, paths: [] }, parsed: { ok: true } });
+    expect(both(obj)).toEqual({ crd: { ok: true, paths: [] }, parsed: { ok: true } }); // and no warning
   });
 });
 
@@ -292,6 +322,9 @@ test('every example of the two kinds parses, every invalid one fails at the path
     const text = readFileSync(join(root, 'invalid', f), 'utf8');
     const want = /^# expect-error: (\S+)/m.exec(text)![1];
     const r = both(docs(join(root, 'invalid', f))[0]);
-    expect({ f, parsed: r.parsed }).toEqual({ f, parsed: { ok: false, path: want } });
+    // `# parser-warning: PATH`: the CRD refuses it, the control plane reads it (a value that never matches) with a warning at PATH.
+    const warning = /^# parser-warning: (\S+)/m.exec(text)?.[1];
+    if (warning !== undefined) expect({ f, parsed: r.parsed }).toEqual({ f, parsed: { ok: true, warnings: [expect.stringMatching(new RegExp(`^${warning.replace(/[.[\]]/g, '\\$&')}: `))] } });
+    else expect({ f, parsed: r.parsed }).toEqual({ f, parsed: { ok: false, path: want } });
   }
 });

@@ -204,6 +204,7 @@ export class DirSource implements MeshSource {
       if (prev && prev.content === content) continue;
       const loaded = loadManifestFile(join(display, name), content, prev?.loaded);
       for (const err of loaded.errors) this.o.logger.warn('manifest rejected; the last good version stays', { error: err });
+      for (const w of loaded.warnings) this.o.logger.warn('manifest accepted with values that never match', { warning: w });
       for (const r of loaded.rejected)
         if (r.failClosed)
           this.o.logger.warn(`${r.kind} refused with no last good version: enforced fail-closed`, {

@@ -212,7 +212,11 @@ export class KubernetesSource implements MeshSource {
       const objName = obj.metadata?.name ?? '';
       const key = `${name}/${ns}/${objName}`;
       try {
-        set(ns, objName, parse(obj, ''));
+        const v = parse(obj, '');
+        set(ns, objName, v);
+        // An AuthorizationPolicy with a value that can never match (authzNeverMatching): in force as written, reported.
+        const warnings = (v as { readonly warnings?: readonly string[] }).warnings ?? [];
+        if (warnings.length > 0) this.o.logger.warn('object accepted with values that never match', { resource: name, object: `${ns}/${objName}`, warnings });
         good.add(key);
         this.rejections.delete(key);
       } catch (e) {

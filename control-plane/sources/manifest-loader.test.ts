@@ -1,5 +1,8 @@
 import { loadManifestFile, mergeManifests } from './manifest-loader.js';
 import type { KAuthorizationPolicy, KPeerAuthentication } from '../translate/policy-objects.js';
+import { resolveInboundPolicy } from '../translate/inbound-policy.js';
+import { compileAuthorizer } from '../../proxy/policy/authorizer.js';
+import { inboundPolicyFromJson, inboundPolicyToJson } from '../../contract/discovery.js';
 
 const web = (address: string, extra = '') => `kind: MeshService
 metadata: { name: web, namespace: shop }
@@ -102,7 +105,8 @@ spec:
     - from: [{ source: { principals: ["cluster.local/ns/shop/sa/frontend"] } }]
 ${rules}`;
   const good = policy('');
-  const edited = policy('    - to: [{ operation: { paths: ["healthz"] } }]\n');
+  // Refused: an empty operation would match every request (what a pruned, misspelt field leaves).
+  const edited = policy('    - to: [{ operation: {} }]\n');
   const inForce = (f: ReturnType<typeof loadManifestFile>) => f.objects.get('AuthorizationPolicy/shop/only-frontend')?.value as KAuthorizationPolicy | undefined;
 
   test('while the control plane runs, the last good version stays', () => {
@@ -117,7 +121,7 @@ ${rules}`;
     expect(inForce(v)).toMatchObject({ namespace: 'shop', selector: { app: 'db' }, policy: { name: 'shop/only-frontend', action: 'ALLOW', rules: [] }, failClosed: { enforced: expect.stringMatching(/^an ALLOW that matches nothing/) } });
     expect(v.rejected).toEqual([
       {
-        kind: 'AuthorizationPolicy', namespace: 'shop', name: 'only-frontend', path: 'spec.rules[1].to[0].operation.paths[0]', reason: expect.stringMatching(/^a path is matched/), file: 'mesh/authz.yaml',
+        kind: 'AuthorizationPolicy', namespace: 'shop', name: 'only-frontend', path: 'spec.rules[1].to[0].operation', reason: expect.stringMatching(/^must not be empty/), file: 'mesh/authz.yaml',
         failClosed: 'an ALLOW that matches nothing, for the workloads labelled app=db of namespace shop: they admit only what another ALLOW policy admits',
       },
     ]);
@@ -186,5 +190,58 @@ ${spec}`;
     expect(inForce(v3)).toMatchObject({ selector: null, mode: 'PERMISSIVE' });
     expect(inForce(v3)?.failClosed).toBeUndefined();
     expect(v3.rejected).toEqual([]);
+  });
+});
+
+/**
+ * Found by the adversarial review (adv13 D1): objects the release before accepted, with a
+ * value that can never match, were refused by the next one and, on any control-plane start
+ * (the upgrade itself), enforced fail-closed: a DENY without rules in wren-system denied every
+ * request of the mesh, an ALLOW with one never-matching rule admitted nobody. They are read
+ * as before (the never-matching value matches nothing) and reported as warnings.
+ */
+describe('a control plane started on objects with values that never match enforces what the release before did', () => {
+  /** What the workload's proxy decides: the policies in force, resolved, through the wire form and compiled. */
+  const decide = (yaml: string, workload: { namespace: string; labels: Record<string, string> }, principal: string, method = 'GET', path = '/') => {
+    const f = loadManifestFile('mesh/authz.yaml', yaml, undefined); // a control plane that just started: no previous version
+    const objects = mergeManifests([['mesh/authz.yaml', f]]).objects;
+    const wire = inboundPolicyFromJson(inboundPolicyToJson(resolveInboundPolicy(objects, workload)), 'p');
+    const d = compileAuthorizer(wire.authorizationPolicies).authorize({ principal, port: 8080, http: { method, path, headers: {} } });
+    return { file: f, allow: d.allow };
+  };
+  const ap = (name: string, namespace: string, spec: string) => `apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:
+${spec}`;
+  const ledger = { namespace: 'payments', labels: { app: 'ledger' } };
+
+  test.each([
+    ['a DENY without rules in wren-system', ap('placeholder', 'wren-system', '  action: DENY\n'), 'spec.rules: a DENY policy without rules denies nothing'],
+    ['a DENY on methods ["get"] in wren-system', ap('no-lower-get', 'wren-system', '  action: DENY\n  rules: [{ to: [{ operation: { methods: ["get"] } }] }]\n'), 'spec.rules[0].to[0].operation.methods[0]: "get" never matches'],
+    ['a DENY on paths ["admin"] in wren-system', ap('no-admin', 'wren-system', '  action: DENY\n  rules: [{ to: [{ operation: { paths: ["admin"] } }] }]\n'), 'spec.rules[0].to[0].operation.paths[0]: "admin" never matches'],
+    ['a DENY when destination.port ["http"] in wren-system', ap('no-http', 'wren-system', '  action: DENY\n  rules: [{ when: [{ key: destination.port, values: ["http"] }] }]\n'), 'spec.rules[0].when[0].values[0]: "http" never matches'],
+  ])('%s denies nothing, with a warning', (_name, yaml, warning) => {
+    const { file, allow } = decide(yaml, ledger, 'spiffe://cluster.local/ns/payments/sa/web');
+    expect(allow).toBe(true);
+    expect(file.errors).toEqual([]);
+    expect(file.rejected).toEqual([]);
+    expect(file.warnings).toEqual([expect.stringContaining(`mesh/authz.yaml: AuthorizationPolicy wren-system/`)]);
+    expect(file.warnings[0]).toContain(warning);
+  });
+
+  test('an ALLOW with one valid rule and one that never matches still admits its legitimate caller, and only it', () => {
+    const yaml = ap('db-callers', 'shop', `  selector: { matchLabels: { app: db } }
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["cluster.local/ns/shop/sa/frontend"] } }]
+    - to: [{ operation: { methods: ["get"], paths: ["/public*"] } }]
+`);
+    const db = { namespace: 'shop', labels: { app: 'db' } };
+    const frontend = decide(yaml, db, 'spiffe://cluster.local/ns/shop/sa/frontend', 'POST', '/orders');
+    expect(frontend.allow).toBe(true);
+    expect(frontend.file.warnings).toEqual([expect.stringContaining('spec.rules[1].to[0].operation.methods[0]: "get" never matches')]);
+    // The never-matching rule admits nobody: GET /public from another caller is denied, as before.
+    expect(decide(yaml, db, 'spiffe://cluster.local/ns/public/sa/attacker', 'GET', '/public/x').allow).toBe(false);
   });
 });

@@ -81,6 +81,13 @@ export interface LoadedFile {
   /** The same problems, by object (kind/namespace/name, field path, reason). */
   readonly rejected: readonly SourceRejection[];
   readonly ignored: readonly IgnoredObject[];
+  /**
+   * Objects read and in force whose meaning is probably not what was meant: an
+   * AuthorizationPolicy with a value that can never match (its `warnings`), as
+   * `<file>: <Kind> <namespace>/<name>: <field path>: <problem>`. Logged by the directory
+   * source, printed by `wren check`; the object is enforced as written.
+   */
+  readonly warnings: readonly string[];
 }
 
 const describe = (file: string, e: unknown): string =>
@@ -89,7 +96,7 @@ const describe = (file: string, e: unknown): string =>
 /** The file as a whole is unreadable: nothing in it changes, it keeps all it had (the last good objects). */
 function keepAll(file: string, problems: readonly string[], previous: LoadedFile | undefined): LoadedFile {
   return {
-    objects: previous?.objects ?? new Map(), errors: problems.map((e) => `${file}: ${e}`), ignored: previous?.ignored ?? [],
+    objects: previous?.objects ?? new Map(), errors: problems.map((e) => `${file}: ${e}`), ignored: previous?.ignored ?? [], warnings: previous?.warnings ?? [],
     rejected: problems.map((reason) => ({ kind: '', namespace: '', name: '', path: '', reason, file })),
   };
 }
@@ -104,6 +111,7 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
   const errors: string[] = [];
   const rejected: SourceRejection[] = [];
   const ignored: IgnoredObject[] = [];
+  const warnings: string[] = [];
   /** Each object with where it is in the file: `document 2` (counted from 1), `document 2, items[0]` in a List. */
   const raws: { raw: unknown; at: string }[] = [];
   const unreadable: string[] = [];
@@ -145,7 +153,9 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
     }
     firstAt.set(key, at);
     try {
-      objects.set(key, { kind, key, at, value: PARSERS[kind](raw, '') } as ManifestObject);
+      const o = { kind, key, at, value: PARSERS[kind](raw, '') } as ManifestObject;
+      objects.set(key, o);
+      if (o.kind === 'AuthorizationPolicy') for (const w of o.value.warnings ?? []) warnings.push(`${file}: ${kind} ${namespace}/${String(r.metadata?.name)}: ${w}`);
     } catch (e) {
       errors.push(describe(file, e));
       const last = previous?.objects.get(key);
@@ -156,7 +166,7 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
       else if (last && !isFailClosed(last)) objects.set(key, last);
     }
   }
-  return { objects, errors, rejected, ignored };
+  return { objects, errors, rejected, ignored, warnings };
 }
 
 const isFailClosed = (o: ManifestObject): boolean =>

@@ -17,7 +17,8 @@ type Json = Record<string, unknown>;
 const object = (spec: unknown, metadata: Json = { name: 'only-frontend', namespace: 'shop' }): Json => ({
   apiVersion: 'policy.wren.io/v1alpha1', kind: 'AuthorizationPolicy', metadata, ...(spec === undefined ? {} : { spec }),
 });
-const refusedRule = { to: [{ operation: { paths: ['admin'] } }] };
+/** Refused: an empty operation would match every request (its intent cannot be read: a misspelt field the API server pruned). */
+const refusedRule = { to: [{ operation: {} }] };
 
 /** The stand-in for a refused object (it must be refused: the parser throws). */
 function standIn(obj: Json): KAuthorizationPolicy | null {
@@ -50,7 +51,7 @@ describe('a refused AuthorizationPolicy with no last good version fails closed f
     const p = standIn(allowFrontend())!;
     expect(p).toMatchObject({ namespace: 'shop', selector: db, policy: { name: 'shop/only-frontend', action: 'ALLOW', rules: [] } });
     expect(p.failClosed).toEqual({
-      refusal: expect.stringMatching(/^spec\.rules\[1\]\.to\[0\]\.operation\.paths\[0\]: a path is matched/),
+      refusal: expect.stringMatching(/^spec\.rules\[1\]\.to\[0\]\.operation: must not be empty/),
       enforced: 'an ALLOW that matches nothing, for the workloads labelled app=db of namespace shop: they admit only what another ALLOW policy admits',
     });
     expect(decide([p], db, attacker)).toEqual({ allow: false, reason: 'no-allow-policy-matched' });
@@ -63,14 +64,28 @@ describe('a refused AuthorizationPolicy with no last good version fails closed f
   });
 
   test('a refused DENY becomes a DENY of every request', () => {
-    const p = standIn(object({ selector: { matchLabels: db }, action: 'DENY', rules: [{ from: [{ source: { namespaces: ['public'] } }], when: [{ key: 'destination.port', values: ['postgres'] }] }] }))!;
+    const p = standIn(object({ selector: { matchLabels: db }, action: 'DENY', rules: [{ from: [{ source: { namespaces: ['public'] } }], when: [{ key: 'source.ip', values: ['10.0.0.1'] }] }] }))!;
     expect(p.policy).toEqual({ name: 'shop/only-frontend', action: 'DENY', rules: [{ from: [], to: [], when: [] }] });
     expect(p.failClosed?.enforced).toBe('a DENY of every request, for the workloads labelled app=db of namespace shop');
     expect(decide([p], db, frontend)).toEqual({ allow: false, reason: 'deny-policy shop/only-frontend' });
   });
 
-  test('a DENY refused for having no rules still fails closed (it was meant to deny something)', () => {
-    expect(standIn(object({ selector: { matchLabels: db }, action: 'DENY' }))?.policy.rules).toEqual([{ from: [], to: [], when: [] }]);
+  /**
+   * Found by the adversarial review (adv13 D1): what can never match has a meaning that can be
+   * read (it matches nothing) and was accepted by the release before; refused, it was enforced
+   * fail-closed on every control-plane start: a DENY without rules in wren-system denied the
+   * whole mesh. It is accepted, enforced as matching nothing, and reported as a warning.
+   */
+  test.each([
+    ['a DENY without rules', { action: 'DENY' }, 'spec.rules: a DENY policy without rules denies nothing'],
+    ['a DENY on methods ["get"]', { action: 'DENY', rules: [{ to: [{ operation: { methods: ['get'] } }] }] }, 'spec.rules[0].to[0].operation.methods[0]: "get" never matches'],
+    ['a DENY on paths ["admin"]', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['admin'] } }] }] }, 'spec.rules[0].to[0].operation.paths[0]: "admin" never matches'],
+    ['a DENY when destination.port ["http"]', { action: 'DENY', rules: [{ when: [{ key: 'destination.port', values: ['http'] }] }] }, 'spec.rules[0].when[0].values[0]: "http" never matches'],
+  ])('%s is not refused: it denies nothing, with a warning', (_name, spec, warning) => {
+    const p = parseAuthorizationPolicyResource(object(spec, { name: 'placeholder', namespace: 'wren-system' }), '');
+    expect(p.failClosed).toBeUndefined();
+    expect(p.warnings).toEqual([expect.stringContaining(warning)]);
+    expect(decide([p], db, frontend, 'shop')).toMatchObject({ allow: true });
   });
 
   test('a refused AUDIT audits every request and decides nothing', () => {
@@ -97,7 +112,7 @@ describe('a refused AuthorizationPolicy with no last good version fails closed f
   });
 
   test('in the root namespace the scope is every namespace, and the text says so', () => {
-    const p = standIn(object({ selector: { matchLabels: db }, action: 'DENY' }, { name: 'mesh-deny', namespace: 'wren-system' }))!;
+    const p = standIn(object({ selector: { matchLabels: db }, action: 'DENY', rules: [refusedRule] }, { name: 'mesh-deny', namespace: 'wren-system' }))!;
     expect(p.failClosed?.enforced).toMatch(/of namespace wren-system \(the root namespace: every namespace\)$/);
     expect(decide([p], db, frontend, 'shop')).toMatchObject({ allow: false });
   });
@@ -107,13 +122,13 @@ describe('a refused AuthorizationPolicy with no last good version fails closed f
   });
 
   test('a namespace that is no DNS label holds no workload: nothing stands in; a name that cannot be shown is "(unnamed)"', () => {
-    expect(standIn(object({ action: 'DENY' }, { name: 'x', namespace: 'Shop' }))).toBeNull();
-    expect(standIn(object({ action: 'DENY' }, { name: 'Bad Name', namespace: 'shop' }))?.policy.name).toBe('shop/(unnamed)');
-    expect(standIn(object({ action: 'DENY' }, { name: 'x' }))?.namespace).toBe('default');
+    expect(standIn(object({ action: 'DENY', rules: [refusedRule] }, { name: 'x', namespace: 'Shop' }))).toBeNull();
+    expect(standIn(object({ action: 'DENY', rules: [refusedRule] }, { name: 'Bad Name', namespace: 'shop' }))?.policy.name).toBe('shop/(unnamed)');
+    expect(standIn(object({ action: 'DENY', rules: [refusedRule] }, { name: 'x' }))?.namespace).toBe('default');
   });
 
   test('label values are shown printable in what is enforced', () => {
-    const p = standIn(object({ selector: { matchLabels: { app: 'db\u001b]0;x\u0007' } }, action: 'DENY' }))!;
+    const p = standIn(object({ selector: { matchLabels: { app: 'db\u001b]0;x\u0007' } }, action: 'DENY', rules: [refusedRule] }))!;
     expect(p.failClosed?.enforced).toContain('app=db\\x1b]0;x\\x07');
   });
 });

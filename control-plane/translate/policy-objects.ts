@@ -1,7 +1,7 @@
 import type { AuthzPolicy, AuthzRule, JwtRule, MtlsMode } from '../../contract/model.js';
 import { ROOT_NAMESPACE } from '../../contract/defaults.js';
 import { printable } from '../../common/printable.js';
-import { checkDenyHasRules, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule, unsupportedField } from '../../contract/parse.js';
+import { authzNeverMatching, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule, unsupportedField } from '../../contract/parse.js';
 import { arr, ConfigError, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
 
@@ -51,6 +51,13 @@ export interface KAuthorizationPolicy {
    * (they get `policy`, an ordinary ALLOW or DENY).
    */
   readonly failClosed?: FailClosed;
+  /**
+   * What in the object can never match (contract/parse.ts authzNeverMatching), as
+   * `spec.field.path: problem`: enforced as matching nothing, as the release before did,
+   * and reported (the sources' log line, `wren check`). Absent when there is none. Never
+   * sent to proxies.
+   */
+  readonly warnings?: readonly string[];
 }
 
 export interface FailClosed {
@@ -129,20 +136,20 @@ export const parsePeerAuthenticationResource: Parser<KPeerAuthentication> = (raw
 };
 
 export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (raw, path) => {
-  const spec = map(
-    obj({
-      selector: resourceSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }),
-      // Istio's targetRef(s) (a Service or Gateway instead of a selector): empty is "not set", anything else refused, as the CRD.
-      targetRef: unsupportedField('object', 'use selector'), targetRefs: unsupportedField('list', 'use selector'),
-    }),
-    checkDenyHasRules,
-  );
+  const spec = obj({
+    selector: resourceSelector, action: parseAuthzAction, rules: arr(parseAuthzRuleResource, { default: [] }),
+    // Istio's targetRef(s) (a Service or Gateway instead of a selector): empty is "not set", anything else refused, as the CRD.
+    targetRef: unsupportedField('object', 'use selector'), targetRefs: unsupportedField('list', 'use selector'),
+  });
   const o = resource((v, p) => (v === undefined || v === null ? fail(p, 'is required') : spec(v, p)))(raw, path);
+  // A DENY without rules, a method, path or destination.port that never matches: read as matching nothing, reported (not refused: see authzNeverMatching).
+  const warnings = authzNeverMatching(o.spec, path ? `${path}.spec` : 'spec');
   return Object.freeze({
     namespace: o.metadata.namespace,
     selector: o.spec.selector,
     policy: Object.freeze({ name: `${o.metadata.namespace}/${o.metadata.name}`, action: o.spec.action, rules: o.spec.rules }),
     createdAt: o.metadata.creationTimestamp,
+    ...(warnings.length > 0 ? { warnings: Object.freeze(warnings) } : {}),
   });
 };
 
