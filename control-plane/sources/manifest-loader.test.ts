@@ -245,3 +245,32 @@ ${spec}`;
     expect(decide(yaml, db, 'spiffe://cluster.local/ns/public/sa/attacker', 'GET', '/public/x').allow).toBe(false);
   });
 });
+
+/**
+ * Found by the adversarial review (adv13 D2): the same AuthorizationPolicy in a.yaml (refused)
+ * and b.yaml (valid): the merge kept a.yaml's fail-closed stand-in (the first file) and
+ * rejected the valid copy as a duplicate, so the frontend was denied.
+ */
+test('a parsed AuthorizationPolicy wins over a fail-closed stand-in for the same object in another file', () => {
+  const bad = `apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: only-frontend, namespace: shop }
+spec:
+  selector: { matchLabels: { app: db } }
+  action: ALLOW
+  rules: [{ from: [{ source: { principals: ["cluster.local/ns/shop/sa/frontend"] } }], to: [{ operation: {} }] }]
+`;
+  const good = bad.replace(', to: [{ operation: {} }]', '');
+  const a = loadManifestFile('mesh/a.yaml', bad, undefined);
+  const b = loadManifestFile('mesh/b.yaml', good, undefined);
+  expect((a.objects.get('AuthorizationPolicy/shop/only-frontend')?.value as KAuthorizationPolicy).failClosed).toBeDefined();
+  for (const established of [new Map<string, string>(), new Map([['AuthorizationPolicy/shop/only-frontend', 'mesh/a.yaml']])]) {
+    const m = mergeManifests([['mesh/a.yaml', a], ['mesh/b.yaml', b]], established);
+    expect(m.objects.authorizationPolicies).toEqual([b.objects.get('AuthorizationPolicy/shop/only-frontend')!.value]);
+    expect(m.owners.get('AuthorizationPolicy/shop/only-frontend')).toBe('mesh/b.yaml');
+    expect(m.errors).toEqual([expect.stringMatching(/^mesh\/a\.yaml: metadata\.name: .* already defined in mesh\/b\.yaml/)]);
+  }
+  // Two stand-ins, or two parsed copies: the first (or established) file, as before.
+  const m2 = mergeManifests([['mesh/a.yaml', a], ['mesh/c.yaml', loadManifestFile('mesh/c.yaml', bad, undefined)]]);
+  expect(m2.owners.get('AuthorizationPolicy/shop/only-frontend')).toBe('mesh/a.yaml');
+});

@@ -196,7 +196,8 @@ function duplicate(file: string, key: string, at: string, kept: string): { error
  * Merge files (in the order given, sorted by name) into one object set. An object defined in
  * several files is taken from the file that `established` says holds it now (the previous
  * merge's `owners`) while that file still defines it, else from the first file; each other
- * definition is rejected, naming both files.
+ * definition is rejected, naming both files. A parsed definition always wins over a
+ * fail-closed stand-in for a refused copy (the refused copy is still reported as refused).
  */
 export function mergeManifests(files: readonly [string, LoadedFile][], established: ReadonlyMap<string, string> = new Map()): {
   objects: ClusterObjects & PolicyObjects & { routes: KRoute[]; referenceGrants: KReferenceGrant[] };
@@ -224,7 +225,10 @@ export function mergeManifests(files: readonly [string, LoadedFile][], establish
   const owners = new Map<string, string>();
   for (const [key, defs] of definitions) {
     // The object in force stays, as Kubernetes refuses a second create: a new file that sorts first must not take it over.
-    const kept = defs.find((d) => d.file === established.get(key)) ?? defs[0];
+    // A parsed definition wins over a fail-closed stand-in (a refused copy in another file is no definition to keep).
+    const parsed = defs.filter((d) => !isFailClosed(d.o));
+    const pool = parsed.length > 0 ? parsed : defs;
+    const kept = pool.find((d) => d.file === established.get(key)) ?? pool[0];
     owners.set(key, kept.file);
     for (const d of defs) {
       if (d === kept) continue;
