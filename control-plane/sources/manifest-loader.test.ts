@@ -274,3 +274,24 @@ spec:
   const m2 = mergeManifests([['mesh/a.yaml', a], ['mesh/c.yaml', loadManifestFile('mesh/c.yaml', bad, undefined)]]);
   expect(m2.owners.get('AuthorizationPolicy/shop/only-frontend')).toBe('mesh/a.yaml');
 });
+
+/**
+ * Found by the adversarial review (adv13 lead): a refused AuthorizationPolicy whose
+ * metadata.namespace is YAML null (`namespace:` rendered empty) or "" got no stand-in (its
+ * namespace was no DNS label) while the loader filed it under `default`: the workloads it
+ * was meant for were left with no policy, open to every caller.
+ */
+test.each([['null', ''], ['""', '""']])('a refused AuthorizationPolicy with namespace %s is enforced fail-closed in default, where the loader files it', (_name, ns) => {
+  const yaml = `apiVersion: policy.wren.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: only-frontend, namespace: ${ns} }
+spec:
+  selector: { matchLabels: { app: db } }
+  action: ALLOW
+  rules: [{ from: [{ source: { principals: ["cluster.local/ns/default/sa/frontend"] } }], to: [{ operation: {} }] }]
+`;
+  const f = loadManifestFile('mesh/a.yaml', yaml, undefined);
+  expect([...f.objects.keys()]).toEqual(['AuthorizationPolicy/default/only-frontend']);
+  expect(f.objects.get('AuthorizationPolicy/default/only-frontend')?.value).toMatchObject({ namespace: 'default', selector: { app: 'db' }, policy: { name: 'default/only-frontend', action: 'ALLOW', rules: [] } });
+  expect(f.rejected).toEqual([expect.objectContaining({ namespace: 'default', name: 'only-frontend', failClosed: expect.stringMatching(/^an ALLOW that matches nothing, for the workloads labelled app=db of namespace default/) })]);
+});

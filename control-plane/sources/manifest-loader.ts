@@ -136,7 +136,8 @@ export function loadManifestFile(file: string, content: string, previous: Loaded
     if (!raw || typeof raw !== 'object') continue;
     const r = raw as { kind?: unknown; apiVersion?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
     const kind = r.kind as ManifestObject['kind'];
-    const namespace = typeof r.metadata?.namespace === 'string' ? r.metadata.namespace : 'default';
+    // Absent, YAML null (`namespace:` rendered empty) or "": `default`, as kubectl reads it; failClosedAuthorizationPolicy scopes a stand-in the same way.
+    const namespace = typeof r.metadata?.namespace === 'string' && r.metadata.namespace !== '' ? r.metadata.namespace : 'default';
     if (typeof kind !== 'string' || !Object.hasOwn(PARSERS, kind)) {
       const str = (v: unknown) => (typeof v === 'string' ? v : '');
       ignored.push({ file, kind: str(kind), apiVersion: str(r.apiVersion), namespace, name: str(r.metadata?.name) });

@@ -178,7 +178,8 @@ const MATCH_EVERYTHING: AuthzRule = Object.freeze({ from: Object.freeze([]), to:
 export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthorizationPolicy | null {
   const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
   const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
-  const namespace = m.namespace === undefined ? 'default' : m.namespace;
+  // As the directory source files it (manifest-loader): absent, YAML null (`namespace:` rendered empty) or "" is `default`.
+  const namespace = m.namespace === undefined || m.namespace === null || m.namespace === '' ? 'default' : m.namespace;
   if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
   // The proxy's parser takes any name without whitespace; a printable one, since logs and the CLI show it.
   const name = typeof m.name === 'string' && /^[!-~]{1,253}$/.test(m.name) ? m.name : '(unnamed)';
