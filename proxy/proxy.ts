@@ -301,6 +301,7 @@ export class Proxy {
       policy: () => this.egressPolicy, connectTimeoutMs: config.egress.connectTimeoutMs, maxHeaderBytes: config.limits.maxHeaderBytes,
       onRefused: () => this.metrics.egressRefused.inc({ protocol: 'http' }),
       onTlsPoolRetired: (reason) => this.metrics.egressTlsPoolsRetired.inc({ reason }),
+      clock: this.clock,
     });
     this.outbound = new OutboundListener({
       ...common,

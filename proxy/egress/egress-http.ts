@@ -1,3 +1,4 @@
+import type { Clock } from '../../common/clock.js';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { OnReadOpts, Socket } from 'node:net';
 import type { Endpoint } from '../../contract/model.js';
@@ -19,6 +20,8 @@ export interface EgressHttpDeps {
   readonly maxHeaderBytes: number;
   /** wren_egress_tls_pools_retired_total{reason}: a TLS origination pool closed (prune(), or over MAX_TLS_POOLS). */
   readonly onTlsPoolRetired?: (reason: 'policy' | 'limit') => void;
+  /** The pools' time (idle connections' timers); default the system clock. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -61,7 +64,7 @@ const MAX_ENDPOINTS = 1024;
  * server name and CA, at most MAX_TLS_POOLS, retired when the settings that made them go).
  */
 export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prune(): void; destroy(): void } {
-  const plainPool = new H1Pool({ connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes });
+  const plainPool = new H1Pool({ connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock });
   const plain = new H1Connector(plainPool);
   /** By server name and settings, oldest first. */
   const secure = new Map<string, TlsPool>();
@@ -98,7 +101,7 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prun
     const opts: ConnectionOptions = { servername, ALPNProtocols: ['http/1.1'], ...(t.caCertificates ? { ca: t.caCertificates } : {}) };
     const connect = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket =>
       tlsConnect({ ...opts, host, port, ...(onread ? { onread } : {}) } as ConnectionOptions);
-    const pool = new H1Pool({ connect, secure: true, connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes });
+    const pool = new H1Pool({ connect, secure: true, connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock });
     const connector = new H1Connector(pool);
     secure.set(key, { connector, pool, settings });
     return connector;
