@@ -153,6 +153,52 @@ export const parseAuthorizationPolicyResource: Parser<KAuthorizationPolicy> = (r
   });
 };
 
+/** A refused object's envelope as a stand-in reads it: its spec as an object, its name printable. */
+interface RefusedEnvelope {
+  readonly namespace: string;
+  readonly name: string;
+  readonly spec: Readonly<Record<string, unknown>>;
+  readonly createdAt: string;
+}
+
+/**
+ * What a fail-closed stand-in reads of a refused object, each field on its own: the
+ * namespace as the directory source files it (manifest-loader: absent, YAML null or ""
+ * is `default`), or null when it is no DNS label (no workload there); a name the logs and
+ * the CLI can show (the proxy's parser takes any without whitespace); the spec, or {}.
+ */
+function refusedEnvelope(raw: unknown, namespaceRule: 'absent' | 'empty'): RefusedEnvelope | null {
+  const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
+  const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
+  const unset = m.namespace === undefined || (namespaceRule === 'empty' && (m.namespace === null || m.namespace === ''));
+  const namespace = unset ? 'default' : m.namespace;
+  if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
+  return {
+    namespace,
+    name: typeof m.name === 'string' && /^[!-~]{1,253}$/.test(m.name) ? m.name : '(unnamed)',
+    spec: (r.spec && typeof r.spec === 'object' && !Array.isArray(r.spec) ? r.spec : {}) as Record<string, unknown>,
+    createdAt: timestamp(m.creationTimestamp, 'metadata.creationTimestamp'),
+  };
+}
+
+/** `p(v, path)`, or the error it threw: a stand-in reads each field of a refused spec on its own. */
+function attempt<T>(p: Parser<T>, v: unknown, path: string): T | Error {
+  try {
+    return p(v, path);
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+/** A selector's labels as `k=v,...`, printable (they are the object author's text). */
+const labelsText = (labels: Labels): string => printable(Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(','));
+
+/** The refusal as `field.path: problem`, at most 500 characters. */
+function refusalText(e: unknown): string {
+  const text = e instanceof ConfigError ? `${e.path || '<root>'}: ${e.problem}` : String((e as Error)?.message ?? e);
+  return text.slice(0, 500);
+}
+
 const MATCH_EVERYTHING: AuthzRule = Object.freeze({ from: Object.freeze([]), to: Object.freeze([]), when: Object.freeze([]) });
 
 /**
@@ -176,27 +222,15 @@ const MATCH_EVERYTHING: AuthzRule = Object.freeze({ from: Object.freeze([]), to:
  * The name is the object's (`namespace/name`), so denials name it; `failClosed` says why.
  */
 export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthorizationPolicy | null {
-  const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
-  const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
-  // As the directory source files it (manifest-loader): absent, YAML null (`namespace:` rendered empty) or "" is `default`.
-  const namespace = m.namespace === undefined || m.namespace === null || m.namespace === '' ? 'default' : m.namespace;
-  if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
-  // The proxy's parser takes any name without whitespace; a printable one, since logs and the CLI show it.
-  const name = typeof m.name === 'string' && /^[!-~]{1,253}$/.test(m.name) ? m.name : '(unnamed)';
-  const spec = (r.spec && typeof r.spec === 'object' && !Array.isArray(r.spec) ? r.spec : {}) as Record<string, unknown>;
-  const attempt = <T>(p: Parser<T>, v: unknown, path: string): T | Error => {
-    try {
-      return p(v, path);
-    } catch (err) {
-      return err as Error;
-    }
-  };
+  const env = refusedEnvelope(raw, 'empty');
+  if (env === null) return null;
+  const { namespace, spec } = env;
   const sel = attempt(resourceSelector, spec.selector, 'spec.selector');
   const act = attempt(parseAuthzAction, spec.action, 'spec.action');
   const selector = sel instanceof Error ? null : sel;
   const action: AuthzPolicy['action'] = act instanceof Error ? 'DENY' : act;
   const scope =
-    `${sel instanceof Error ? 'every workload (the selector cannot be read)' : selector ? `the workloads labelled ${printable(Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(','))}` : 'every workload'}` +
+    `${sel instanceof Error ? 'every workload (the selector cannot be read)' : selector ? `the workloads labelled ${labelsText(selector)}` : 'every workload'}` +
     ` of namespace ${namespace}${namespace === ROOT_NAMESPACE ? ' (the root namespace: every namespace)' : ''}`;
   const enforced =
     action === 'ALLOW'
@@ -204,13 +238,12 @@ export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthor
       : action === 'AUDIT'
         ? `an AUDIT of every request, for ${scope}`
         : `a DENY of every request, for ${scope}${act instanceof Error ? ' (the action cannot be read)' : ''}`;
-  const refusal = e instanceof ConfigError ? `${e.path || '<root>'}: ${e.problem}` : String((e as Error)?.message ?? e);
   return Object.freeze({
     namespace,
     selector,
-    policy: Object.freeze({ name: `${namespace}/${name}`, action, rules: Object.freeze(action === 'ALLOW' ? [] : [MATCH_EVERYTHING]) }),
-    createdAt: timestamp(m.creationTimestamp, 'metadata.creationTimestamp'),
-    failClosed: Object.freeze({ refusal: refusal.slice(0, 500), enforced }),
+    policy: Object.freeze({ name: `${namespace}/${env.name}`, action, rules: Object.freeze(action === 'ALLOW' ? [] : [MATCH_EVERYTHING]) }),
+    createdAt: env.createdAt,
+    failClosed: Object.freeze({ refusal: refusalText(e), enforced }),
   });
 }
 
@@ -239,18 +272,10 @@ export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthor
  * The name is the object's; `failClosed` says why.
  */
 export function failClosedPeerAuthentication(raw: unknown, e: unknown): KPeerAuthentication | null {
-  const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
-  const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
-  const namespace = m.namespace === undefined ? 'default' : m.namespace;
-  if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
-  const name = typeof m.name === 'string' && /^[!-~]{1,253}$/.test(m.name) ? m.name : '(unnamed)';
-  const spec = (r.spec && typeof r.spec === 'object' && !Array.isArray(r.spec) ? r.spec : {}) as Record<string, unknown>;
-  let sel: Labels | null | Error;
-  try {
-    sel = resourceSelector(spec.selector, 'spec.selector');
-  } catch (err) {
-    sel = err as Error;
-  }
+  const env = refusedEnvelope(raw, 'absent');
+  if (env === null) return null;
+  const { namespace } = env;
+  const sel = attempt(resourceSelector, env.spec.selector, 'spec.selector');
   const root = namespace === ROOT_NAMESPACE;
   if (root && sel !== null && !(sel instanceof Error)) return null;
   const selector: Labels | null = sel instanceof Error ? (root ? null : Object.freeze({})) : sel;
@@ -259,17 +284,16 @@ export function failClosedPeerAuthentication(raw: unknown, e: unknown): KPeerAut
     : sel instanceof Error
       ? `for every workload (the selector cannot be read) of namespace ${namespace}, as a workload policy`
       : sel
-        ? `for the workloads labelled ${printable(Object.entries(sel).map(([k, v]) => `${k}=${v}`).join(','))} of namespace ${namespace}`
+        ? `for the workloads labelled ${labelsText(sel)} of namespace ${namespace}`
         : `for every workload of namespace ${namespace}`;
-  const refusal = e instanceof ConfigError ? `${e.path || '<root>'}: ${e.problem}` : String((e as Error)?.message ?? e);
   return Object.freeze({
-    name,
+    name: env.name,
     namespace,
     selector,
     mode: 'STRICT',
     portLevelMtls: Object.freeze({}),
-    createdAt: timestamp(m.creationTimestamp, 'metadata.creationTimestamp'),
-    failClosed: Object.freeze({ refusal: refusal.slice(0, 500), enforced: `mTLS STRICT on every port, ${scope}: plaintext is refused` }),
+    createdAt: env.createdAt,
+    failClosed: Object.freeze({ refusal: refusalText(e), enforced: `mTLS STRICT on every port, ${scope}: plaintext is refused` }),
   });
 }
 
