@@ -295,3 +295,18 @@ spec:
   expect(f.objects.get('AuthorizationPolicy/default/only-frontend')?.value).toMatchObject({ namespace: 'default', selector: { app: 'db' }, policy: { name: 'default/only-frontend', action: 'ALLOW', rules: [] } });
   expect(f.rejected).toEqual([expect.objectContaining({ namespace: 'default', name: 'only-frontend', failClosed: expect.stringMatching(/^an ALLOW that matches nothing, for the workloads labelled app=db of namespace default/) })]);
 });
+
+/** The same for a PeerAuthentication: refused with a YAML null or "" namespace, it is STRICT in default, not absent. */
+test.each([['null', ''], ['""', '""']])('a refused PeerAuthentication with namespace %s is enforced as STRICT in default, where the loader files it', (_name, ns) => {
+  const yaml = `apiVersion: policy.wren.io/v1alpha1
+kind: PeerAuthentication
+metadata: { name: strict, namespace: ${ns} }
+spec:
+  mtls: { mode: STRICT }
+  portLevelMtls: { "8080": { mode: STRICT } }
+`;
+  const f = loadManifestFile('mesh/peer.yaml', yaml, undefined);
+  expect([...f.objects.keys()]).toEqual(['PeerAuthentication/default/strict']);
+  expect(f.objects.get('PeerAuthentication/default/strict')?.value).toMatchObject({ namespace: 'default', selector: null, mode: 'STRICT', failClosed: expect.anything() });
+  expect(f.rejected).toEqual([expect.objectContaining({ namespace: 'default', name: 'strict', failClosed: expect.stringMatching(/^mTLS STRICT on every port, for every workload of namespace default/) })]);
+});

@@ -167,11 +167,10 @@ interface RefusedEnvelope {
  * is `default`), or null when it is no DNS label (no workload there); a name the logs and
  * the CLI can show (the proxy's parser takes any without whitespace); the spec, or {}.
  */
-function refusedEnvelope(raw: unknown, namespaceRule: 'absent' | 'empty'): RefusedEnvelope | null {
+function refusedEnvelope(raw: unknown): RefusedEnvelope | null {
   const r = (raw && typeof raw === 'object' ? raw : {}) as { metadata?: Record<string, unknown>; spec?: unknown };
   const m = r.metadata && typeof r.metadata === 'object' ? r.metadata : {};
-  const unset = m.namespace === undefined || (namespaceRule === 'empty' && (m.namespace === null || m.namespace === ''));
-  const namespace = unset ? 'default' : m.namespace;
+  const namespace = m.namespace === undefined || m.namespace === null || m.namespace === '' ? 'default' : m.namespace;
   if (typeof namespace !== 'string' || !DNS_LABEL.test(namespace)) return null;
   return {
     namespace,
@@ -222,7 +221,7 @@ const MATCH_EVERYTHING: AuthzRule = Object.freeze({ from: Object.freeze([]), to:
  * The name is the object's (`namespace/name`), so denials name it; `failClosed` says why.
  */
 export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthorizationPolicy | null {
-  const env = refusedEnvelope(raw, 'empty');
+  const env = refusedEnvelope(raw);
   if (env === null) return null;
   const { namespace, spec } = env;
   const sel = attempt(resourceSelector, spec.selector, 'spec.selector');
@@ -272,7 +271,7 @@ export function failClosedAuthorizationPolicy(raw: unknown, e: unknown): KAuthor
  * The name is the object's; `failClosed` says why.
  */
 export function failClosedPeerAuthentication(raw: unknown, e: unknown): KPeerAuthentication | null {
-  const env = refusedEnvelope(raw, 'absent');
+  const env = refusedEnvelope(raw);
   if (env === null) return null;
   const { namespace } = env;
   const sel = attempt(resourceSelector, env.spec.selector, 'spec.selector');
