@@ -47,6 +47,11 @@ export class ControlPlaneMetrics {
     help: 'PeerAuthentications refused with no last good version, enforced fail-closed (mTLS STRICT on every port of the workloads they select); /debug/rejected names them',
     registers: [this.registry],
   });
+  /** Sets the two fail-closed gauges from the policy objects in force (both sources, every push). */
+  countFailClosed(policy: { readonly authorizationPolicies: readonly { readonly failClosed?: unknown }[]; readonly peerAuthentications: readonly { readonly failClosed?: unknown }[] }): void {
+    this.authzFailClosed.set(policy.authorizationPolicies.filter((p) => p.failClosed !== undefined).length);
+    this.peerAuthnFailClosed.set(policy.peerAuthentications.filter((p) => p.failClosed !== undefined).length);
+  }
   readonly ignoredKinds = new Counter({
     name: 'wren_cp_ignored_kinds_total',
     help: 'Manifest kinds the source does not read (HTTPRoute, Deployment, a typo in kind), counted once per file version and kind',

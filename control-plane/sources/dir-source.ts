@@ -232,8 +232,7 @@ export class DirSource implements MeshSource {
     this.lastGoodRoutes = routes.accepted;
     this.refusedRoutes.note(routes.refused);
     this.reportRouteStatus(routes.statuses);
-    this.o.metrics.authzFailClosed.set(authorizationPolicies.filter((p) => p.failClosed).length);
-    this.o.metrics.peerAuthnFailClosed.set(peerAuthentications.filter((p) => p.failClosed).length);
+    this.o.metrics.countFailClosed({ authorizationPolicies, peerAuthentications });
     this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts }), routes.view);
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));

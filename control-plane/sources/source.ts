@@ -60,10 +60,7 @@ export class IndexCommitter {
     const c = this.index.flush();
     for (const w of c.warnings) this.ctx.logger.warn('translation warning', { source: this.source, warning: w });
     this.ctx.store.apply(c.upserts, c.removes, c.policy, c.routes);
-    if (c.policy) {
-      this.ctx.metrics.authzFailClosed.set(c.policy.authorizationPolicies.filter((p) => p.failClosed).length);
-      this.ctx.metrics.peerAuthnFailClosed.set(c.policy.peerAuthentications.filter((p) => p.failClosed).length);
-    }
+    if (c.policy) this.ctx.metrics.countFailClosed(c.policy);
     if (c.refusedRoutes) this.refusedRoutes.note(c.refusedRoutes);
     if (c.routeStatus) this.onRoutes?.(c.routeStatus);
     const view = this.ctx.store.view.services;
