@@ -44,8 +44,8 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
     kind: literal(['peak-ewma', 'least-request', 'round-robin', 'random', 'ring-hash'] as const, D.loadBalancer.kind),
     ewmaDefaultRttMs: duration(D.loadBalancer.ewmaDefaultRttMs),
     ewmaDecayMs: duration(D.loadBalancer.ewmaDecayMs),
-    // A header name (RFC 9110 token) or '' (none), lower-cased as the codecs store names: `X-User` never matched.
-    hashHeader: map(str({ default: D.loadBalancer.hashHeader, pattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]*$/ }), (v) => v.toLowerCase()),
+    // '' (none) or a header name (headerName: RFC 9110 token, lower-cased as the codecs store names: `X-User` never matched).
+    hashHeader: map(str({ default: D.loadBalancer.hashHeader }), (v, path) => (v === '' ? v : headerName(v, path))),
     minRingSize: num({ int: true, min: 1, max: 8_388_608, default: D.loadBalancer.minRingSize }),
   }),
   outlierDetection: obj({
