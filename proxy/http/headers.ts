@@ -92,6 +92,17 @@ export function setField(h: Headers, name: string, v: string | string[]): void {
   else h[name] = v;
 }
 
+/**
+ * The field of a request that a configured name reads (a route's header match, a
+ * ring-hash header): `host` is the request's authority, which the listeners keep apart
+ * from its header map (HTTP/2's `:authority` stands for Host, RFC 9113 section 8.3.1, and
+ * Envoy matches a `host` matcher against `:authority`); any other name, its own field.
+ * Undefined when the request has none (no authority: HTTP/1.0 without Host).
+ */
+export function requestField(req: { readonly authority: string; readonly headers: Headers }, name: string): string | string[] | undefined {
+  return name === 'host' ? req.authority || undefined : field(req.headers, name);
+}
+
 export function header(h: Headers, name: string): string | undefined {
   const v = field(h, name);
   return Array.isArray(v) ? v[0] : v;

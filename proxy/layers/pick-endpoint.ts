@@ -4,7 +4,7 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ClusterSet } from '../outbound/cluster-set.js';
 import { keyOfEndpoint, portPolicy, type Endpoint } from '../../contract/model.js';
 import type { Clock } from '../../common/clock.js';
-import { header, isGrpc } from '../http/headers.js';
+import { header, isGrpc, requestField } from '../http/headers.js';
 import { classify, type Outcome } from '../resilience/classify.js';
 import { fromPeerSidecar } from '../resilience/peer-outcome.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
@@ -70,8 +70,9 @@ export const pickEndpoint =
     }
     const policy = portPolicy(req.route!.service, req.route!.port);
     const hashHeader = policy.loadBalancer.hashHeader;
-    // `host` is the request's authority (HTTP/2 `:authority`), which the listeners keep apart from the headers, as for route matches.
-    const hashKey = (hashHeader ? (hashHeader === 'host' ? req.authority || undefined : header(req.headers, hashHeader)) : undefined) ?? req.source.address;
+    // requestField: `host` is the request's authority, as for route matches.
+    const hashed = hashHeader ? requestField(req, hashHeader) : undefined;
+    const hashKey = (Array.isArray(hashed) ? hashed[0] : hashed) ?? req.source.address;
     st.outcome = undefined;
     st.sent = false;
     // A route pinned to one endpoint (a pod IP) is never balanced, retries included.

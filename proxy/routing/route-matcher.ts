@@ -1,6 +1,6 @@
 import type { RouteMatch, ServiceRoute, ValueMatch } from '../../contract/routes.js';
 import { anchored } from '../../contract/parse-routes.js';
-import { field, type Headers } from '../http/headers.js';
+import { requestField, type Headers } from '../http/headers.js';
 
 /**
  * The match side of HTTPRoute / GRPCRoute for one (service, port), compiled once per
@@ -174,13 +174,9 @@ function mismatch(c: Candidate<unknown>, req: MatchInput, query: URLSearchParams
   }
   for (let i = 0; i < c.headers.length; i++) {
     const h = c.headers[i];
-    // `host` is the request's authority: HTTP/2 has no Host field but `:authority`, which
-    // stands for it (RFC 9113 section 8.3.1), and the listeners keep either one in
-    // `authority`, not in `headers`. Envoy matches a `host` header matcher against
-    // `:authority` likewise (its HTTP/1.1 codec turns Host into `:authority`), so a rule
-    // matching on Host took no request at all before. Names are stored lower-case.
-    // Own fields only otherwise: a match on `constructor` must not find Object.prototype's.
-    const raw = h.name === 'host' ? req.authority || undefined : field(req.headers, h.name);
+    // `host` is the authority (a rule matching on Host took no request before); own fields
+    // only otherwise (a match on `constructor` must not find Object.prototype's). Names are lower-case.
+    const raw = requestField(req, h.name);
     // Repeated fields compare as one comma-joined value (RFC 9110 section 5.3), as Envoy does.
     const v = raw === undefined ? undefined : typeof raw === 'string' ? raw : raw.join(',');
     if (v === undefined || !valueMatches(h, v)) return `header ${h.name}`;
