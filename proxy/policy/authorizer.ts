@@ -99,47 +99,35 @@ const always: Pred = () => true;
 const all = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.every((p) => p(c)));
 const some = (ps: Pred[]): Pred => (ps.length === 0 ? always : ps.length === 1 ? ps[0] : (c) => ps.some((p) => p(c)));
 
-/** `values` must match (when given) and `notValues` must not (when given). */
-function positiveNegative(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string): Pred | null {
+/**
+ * `values` must match (when given) and `notValues` must not (when given), each with the
+ * matcher `matcherOf` builds from its patterns (once, at compile time).
+ */
+function valuesCondition<V>(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => V, matcherOf: (patterns: readonly string[]) => (v: V) => boolean): Pred | null {
   const ps: Pred[] = [];
   if (values.length > 0) {
-    const m = anyPattern(values);
+    const m = matcherOf(values);
     ps.push((c) => m(get(c)));
   }
   if (notValues.length > 0) {
-    const m = anyPattern(notValues);
+    const m = matcherOf(notValues);
     ps.push((c) => !m(get(c)));
   }
   return ps.length === 0 ? null : all(ps);
 }
 
-/** A request header condition: `values` / `notValues` with the header matcher (`*`: the header is present). */
-function headerCondition(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string | undefined): Pred | null {
-  const ps: Pred[] = [];
-  if (values.length > 0) {
-    const m = anyHeaderPattern(values);
-    ps.push((c) => m(get(c)));
-  }
-  if (notValues.length > 0) {
-    const m = anyHeaderPattern(notValues);
-    ps.push((c) => !m(get(c)));
-  }
-  return ps.length === 0 ? null : all(ps);
-}
+/** A single-valued field: Istio's patterns (`*`: any non-empty value). */
+const positiveNegative = (values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string): Pred | null => valuesCondition(values, notValues, get, anyPattern);
+
+/** A request header condition: the header matcher (`*`: the header is present). */
+const headerCondition = (values: readonly string[], notValues: readonly string[], get: (c: Ctx) => string | undefined): Pred | null => valuesCondition(values, notValues, get, anyHeaderPattern);
 
 /** The multi-valued form (audiences, list claims): `values` match when any item does; `notValues` when none does. */
-function positiveNegativeAny(values: readonly string[], notValues: readonly string[], get: (c: Ctx) => readonly string[]): Pred | null {
-  const ps: Pred[] = [];
-  if (values.length > 0) {
-    const m = anyPattern(values);
-    ps.push((c) => get(c).some(m));
-  }
-  if (notValues.length > 0) {
-    const m = anyPattern(notValues);
-    ps.push((c) => !get(c).some(m));
-  }
-  return ps.length === 0 ? null : all(ps);
-}
+const anyItem = (patterns: readonly string[]): ((vs: readonly string[]) => boolean) => {
+  const m = anyPattern(patterns);
+  return (vs) => vs.some(m);
+};
+const positiveNegativeAny = (values: readonly string[], notValues: readonly string[], get: (c: Ctx) => readonly string[]): Pred | null => valuesCondition(values, notValues, get, anyItem);
 
 const push = (ps: Pred[], p: Pred | null) => (p ? ps.push(p) : undefined);
 
