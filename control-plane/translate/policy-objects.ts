@@ -1,7 +1,8 @@
 import type { AuthzPolicy, AuthzRule, JwtRule, MtlsMode } from '../../contract/model.js';
 import { ROOT_NAMESPACE } from '../../contract/defaults.js';
 import { printable } from '../../common/printable.js';
-import { authzNeverMatching, checkPortKeys, MTLS_MODES, parseAuthzAction, parseAuthzRuleResource, parseJwtRule, unsupportedField } from '../../contract/parse.js';
+import { authzNeverMatching, parseAuthzAction, parseAuthzRuleResource, unsupportedField } from '../../contract/parse-authz.js';
+import { checkPortKeys, MTLS_MODES, parseJwtRule } from '../../contract/parse.js';
 import { arr, ConfigError, fail, literal, map, obj, optional, record, str, withDefault, type Parser } from '../../common/schema.js';
 import { TRAFFIC_POLICY_GROUP, TRAFFIC_POLICY_VERSION } from './k8s-objects.js';
 

@@ -1,4 +1,4 @@
-import { parseAuthzPolicy } from '../../contract/parse.js';
+import { parseAuthzPolicy } from '../../contract/parse-authz.js';
 import type { AuthzPolicy } from '../../contract/model.js';
 import { compileAuthorizer, type AuthzRequest, type RequestAuth } from './authorizer.js';
 
