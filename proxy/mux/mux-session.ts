@@ -170,6 +170,8 @@ export class MuxSession implements StreamOwner, FrameSink {
   /** Server: the peer's reset budget left, and when it was last refilled. */
   private resetTokens: number;
   private resetAt = 0;
+  /** Keepalive timers and the reset budget's refill (options.clock, else the system's). */
+  private readonly clock: Clock;
   /** Frames written since the socket last had nothing waiting (MAX_BACKLOG_FRAMES). */
   private queued = 0;
   /** Streams waiting for connection-level window, woken in order when it opens. */
@@ -185,6 +187,7 @@ export class MuxSession implements StreamOwner, FrameSink {
     private readonly o: MuxSessionOptions,
   ) {
     this.nextId = o.client ? 1 : 2;
+    this.clock = o.clock ?? systemClock;
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
     this.peer = o.peer ?? '';
@@ -389,7 +392,7 @@ export class MuxSession implements StreamOwner, FrameSink {
   private spendReset(): boolean {
     const b = this.o.resetBudget;
     if (b === undefined) return true;
-    const now = this.o.clock?.now() ?? 0;
+    const now = this.clock.now();
     this.resetTokens = Math.min(b.burst, this.resetTokens + ((now - this.resetAt) / 1000) * b.perSecond);
     this.resetAt = now;
     if (this.resetTokens < 1) return false;
@@ -536,15 +539,14 @@ export class MuxSession implements StreamOwner, FrameSink {
   }
 
   private armPing(ms: number): void {
-    const clock = this.o.clock ?? systemClock;
-    this.pingTimer = clock.setTimeout(this.pingTimerFired, ms);
+    this.pingTimer = this.clock.setTimeout(this.pingTimerFired, ms);
     this.pingTimer.unref?.();
   }
 
   private stopPings(): void {
     this.readAtPing = -1;
     if (this.pingTimer === null) return;
-    (this.o.clock ?? systemClock).clearTimeout(this.pingTimer);
+    this.clock.clearTimeout(this.pingTimer);
     this.pingTimer = null;
   }
 
