@@ -1,6 +1,5 @@
 import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { OnReadOpts } from 'node:net';
-import { X509Certificate } from 'node:crypto';
 import { spiffeIdOf } from './peer-identity.js';
 import type { TlsIdentity } from './tls-identity.js';
 import { ProxyError } from '../errors/proxy-error.js';
@@ -26,7 +25,7 @@ export function connectPeer(tls: TlsIdentity, host: string, port: number, identi
     ALPNProtocols: typeof alpn === 'string' ? [alpn] : [...alpn],
     rejectUnauthorized: true,
     checkServerIdentity: (_h: string, cert: PeerCertificate) => {
-      const got = spiffeIdOf(cert.raw ? new X509Certificate(cert.raw) : undefined);
+      const got = spiffeIdOf(cert);
       if (identity !== '' && got !== identity) return new ProxyError('PEER_IDENTITY', `expected ${identity}, got ${got || 'none'}`);
       return undefined;
     },

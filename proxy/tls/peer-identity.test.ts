@@ -1,0 +1,82 @@
+import { X509Certificate } from 'node:crypto';
+import forge from 'node-forge';
+import { createRootCa } from '../../certs/ca.js';
+import { generateKeyPair } from '../../certs/keys.js';
+import { asForgeKey, nodeRsaSigner } from '../../certs/signer.js';
+import { spiffeIdOf } from './peer-identity.js';
+
+/**
+ * The peer identity the sidecars authorize on (and write into x-forwarded-client-cert), from
+ * certificates a CA of the bundle could sign without the X509-SVID profile the mesh CA keeps
+ * to (found by adv16: any URI starting `spiffe://` was an identity, and a CA certificate
+ * could be the leaf). All are signed by a real root, as OpenSSL would verify them.
+ */
+const root = createRootCa({ trustDomain: 'cluster.local' });
+const rootCert = forge.pki.certificateFromPem(root.certPem);
+const key = forge.pki.privateKeyFromPem(generateKeyPair().privateKeyPem);
+const sign = asForgeKey(nodeRsaSigner(root.keyPem));
+
+type AltName = { type: number; value?: string; ip?: string };
+function cert(altNames: AltName[], o: { ca?: boolean; ku?: Record<string, boolean> } = {}): X509Certificate {
+  const c = forge.pki.createCertificate();
+  c.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
+  c.serialNumber = '01';
+  c.validity.notBefore = new Date(Date.now() - 60_000);
+  c.validity.notAfter = new Date(Date.now() + 3_600_000);
+  c.setSubject([]);
+  c.setIssuer(rootCert.subject.attributes);
+  c.setExtensions([
+    { name: 'basicConstraints', critical: true, cA: o.ca === true },
+    { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true, ...(o.ca ? { keyCertSign: true } : {}), ...o.ku },
+    { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
+    { name: 'subjectAltName', critical: true, altNames },
+  ]);
+  c.sign(sign, forge.md.sha256.create());
+  return new X509Certificate(forge.pki.certificateToPem(c));
+}
+const uri = (value: string): AltName => ({ type: 6, value });
+const dns = (value: string): AltName => ({ type: 2, value });
+const ID = 'spiffe://cluster.local/ns/default/sa/client';
+const ADMIN = 'spiffe://cluster.local/ns/default/sa/admin';
+
+test('an X509-SVID: its one URI SAN; other SAN types beside it do not matter (X509-SVID §2)', () => {
+  expect(spiffeIdOf(cert([uri(ID)]))).toBe(ID);
+  expect(spiffeIdOf(cert([dns('client.default.svc'), uri(ID), { type: 7, ip: '10.0.0.1' }]))).toBe(ID);
+  expect(spiffeIdOf(undefined)).toBe('');
+});
+
+test('a DNS name spelling ", URI:spiffe://…, " stays one DNS name (Node escapes its commas) and adds no URI', () => {
+  const forged = cert([dns(`x, URI:${ADMIN}, DNS:y`)]);
+  expect(spiffeIdOf(forged)).toBe('');
+  expect(spiffeIdOf(cert([uri(ID), dns(`x, URI:${ADMIN}`)]))).toBe(ID);
+});
+
+test('a URI that is no well-formed SPIFFE ID with a path is no identity (SPIFFE-ID §2)', () => {
+  for (const bad of [
+    `${ID};URI=${ADMIN}`,
+    'spiffe://cluster.local/ns/default/sa/../../ns/kube-system/sa/admin',
+    'spiffe://cluster.local/ns/default/sa/ad%6din',
+    `${ADMIN}/`,
+    'spiffe://cluster.local//ns/default/sa/admin',
+    'spiffe://cluster.local:443/ns/default/sa/admin',
+    'spiffe://user@cluster.local/ns/default/sa/admin',
+    `${ADMIN}?x=1`,
+    `${ADMIN}#x`,
+    'SPIFFE://cluster.local/ns/default/sa/admin',
+    'spiffe://Cluster.Local/ns/default/sa/admin',
+    'spiffe://cluster.local',
+    'https://cluster.local/ns/default/sa/admin',
+    `spiffe://cluster.local/ns/default/sa/a,${ADMIN}`,
+  ])
+    expect([bad, spiffeIdOf(cert([uri(bad)]))]).toEqual([bad, '']);
+});
+
+test('two URI SANs, or a CA certificate or one with keyCertSign/cRLSign presented as the leaf: no identity (X509-SVID §2, §5.2)', () => {
+  expect(spiffeIdOf(cert([uri(ID), uri(ADMIN)]))).toBe('');
+  expect(spiffeIdOf(cert([uri(ADMIN)], { ca: true }))).toBe('');
+  expect(spiffeIdOf(cert([uri(ADMIN)], { ku: { keyCertSign: true } }))).toBe('');
+  expect(spiffeIdOf(cert([uri(ADMIN)], { ku: { cRLSign: true } }))).toBe('');
+  expect(spiffeIdOf(new X509Certificate(root.certPem))).toBe('');
+  // Nor does what is no certificate at all.
+  expect(spiffeIdOf({ raw: Buffer.from('not DER') })).toBe('');
+});
