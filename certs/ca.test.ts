@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { constants, generateKeyPairSync, privateEncrypt } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -204,6 +204,35 @@ describe('CertificateAuthority', () => {
 
     test('garbage', () => {
       expect(issueError(rootCa, 'not a csr', WEB).code).toBe('CSR_MALFORMED');
+    });
+
+    test('a CSR signed with MD5 (no proof of possession; Go x509 and so istiod refuse it); SHA-1 and SHA-512 are signed', () => {
+      const signedWith = (algorithm: 'md5' | 'sha1' | 'sha512', oid: string): string => {
+        const k = forge.pki.privateKeyFromPem(key.privateKeyPem);
+        const csr = forge.pki.createCertificationRequest();
+        csr.publicKey = forge.pki.setRsaPublicKey(k.n, k.e);
+        csr.setSubject([]);
+        csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: WEB }] }] }]);
+        // RSASSA-PKCS1-v1_5 over DigestInfo(algorithm, digest) (RFC 8017 §9.2), made by OpenSSL.
+        const { asn1 } = forge;
+        const sign = (md: forge.md.MessageDigest): string => {
+          const info = asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+            asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+              asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(oid).getBytes()),
+              asn1.create(asn1.Class.UNIVERSAL, asn1.Type.NULL, false, ''),
+            ]),
+            asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, md.digest().getBytes()),
+          ]);
+          return privateEncrypt({ key: key.privateKeyPem, padding: constants.RSA_PKCS1_PADDING }, Buffer.from(asn1.toDer(info).getBytes(), 'binary')).toString('binary');
+        };
+        csr.sign(asForgeKey({ sign }), forge.md[algorithm].create());
+        return forge.pki.certificationRequestToPem(csr);
+      };
+      const md5 = issueError(rootCa, signedWith('md5', '1.2.840.113549.2.5'), WEB);
+      expect(md5.code).toBe('CSR_INVALID_SIGNATURE');
+      expect(md5.message).toContain('MD5');
+      expect(rootCa.issue(signedWith('sha1', '1.3.14.3.2.26'), { identity: WEB }).spiffeId).toBe(WEB);
+      expect(rootCa.issue(signedWith('sha512', '2.16.840.1.101.3.4.2.3'), { identity: WEB }).spiffeId).toBe(WEB);
     });
   });
 

@@ -43,6 +43,14 @@ export function createCsr(privateKeyPem: string, id: SpiffeId | string): string 
   return forge.pki.certificationRequestToPem(csr);
 }
 
+/**
+ * Signatures that are no proof of possession: MD5's collisions let a signature made over
+ * one request stand for another. Go's crypto/x509 refuses MD5 (and MD2) in
+ * CertificateRequest.CheckSignature, so istiod's CA does too; SHA-1 is still accepted there
+ * for CSRs, and here. (node-forge reads no MD2 signature: that CSR is CSR_MALFORMED.)
+ */
+const INSECURE_SIGNATURES: Readonly<Record<string, string>> = { '1.2.840.113549.1.1.4': 'MD5 (md5WithRSAEncryption)' };
+
 interface AltName {
   type: number;
   value?: string;
@@ -52,8 +60,8 @@ interface AltName {
 /**
  * Parses a CSR and reports every SAN it asks for, across every extensionRequest attribute.
  * Cheap checks come before the costly one (csr-key-policy.ts): the PEM's length, then the
- * key's algorithm, size and exponent, and only then the signature, which node-forge
- * verifies in pure JS on the event loop.
+ * key's algorithm, size and exponent, the signature's digest, and only then the signature,
+ * which node-forge verifies in pure JS on the event loop.
  */
 export function readCsr(pem: string): ParsedCsr {
   if (pem.length > MAX_CSR_PEM_LENGTH)
@@ -73,6 +81,8 @@ export function readCsr(pem: string): ParsedCsr {
   const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
   if (!publicKey || !('n' in publicKey)) throw new PkiError('CSR_MALFORMED', 'the CSR has no RSA public key');
   checkCsrRsaKey(publicKey);
+  const insecure = INSECURE_SIGNATURES[(csr as unknown as { signatureOid: string }).signatureOid];
+  if (insecure) throw new PkiError('CSR_INVALID_SIGNATURE', `the CSR is signed with ${insecure}, which proves no possession of the key: sign it with SHA-256`);
   const uris: string[] = [];
   const dnsNames: string[] = [];
   const ips: string[] = [];
