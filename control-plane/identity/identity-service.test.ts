@@ -73,6 +73,18 @@ describe('IdentityService', () => {
     expect(() => service(null, 10)).toThrow(/lifetime must be between/);
   });
 
+  test('renewal by certificate: the certificate must be current at the call, not only at its connection\'s handshake (adv16)', async () => {
+    const clock = new FakeClock(Date.now());
+    const logs: string[] = [];
+    const s = new IdentityService({ issuer, authenticator: failsWith(new AuthError('unauthenticated', 'no token was presented')), clock, logger: createLogger({ sink: (l) => void logs.push(l), level: 'debug' }), metrics: new IdentityMetrics(new Registry(), issuer) });
+    const client = { spiffeId: ID, namespace: 'shop', serviceAccount: 'web', notAfterMs: clock.wallNow() + 1000, serial: 'ab' };
+    const req = { identity: ID, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 };
+    expect((await s.certify(req, 'peer', client)).certChainPem).toContain('BEGIN CERTIFICATE');
+    clock.advance(1000);
+    await expect(s.certify(req, 'peer', client)).rejects.toMatchObject({ status: grpc.status.UNAUTHENTICATED });
+    expect(logs.join('\n')).toContain('client certificate expired');
+  });
+
   test('never logs the token', async () => {
     const logs: string[] = [];
     await status(service(proves('shop', 'cart'), undefined, logs));

@@ -25,10 +25,11 @@ export interface IdentityServiceOptions {
    * Renewal by certificate: a call whose TLS client certificate (verified against the
    * current bundle) proves the very identity it asks for is signed without a token, as
    * istiod's CA accepts a workload's own certificate for its CSR (Istio's
-   * ClientCertAuthenticator). The certificate must chain to an anchor of the bundle at the
-   * time of the call, not only at its connection's handshake (client-anchors.ts): a
-   * certificate of a removed root renews nothing, the call needs a token. Only meaningful over the control plane's own TLS, which asks
-   * for client certificates (serving-identity.ts).
+   * ClientCertAuthenticator). The certificate must chain to an anchor of the bundle, and be
+   * within its validity, at the time of the call, not only at its connection's handshake
+   * (client-anchors.ts): a certificate of a removed root, or one past its notAfter, renews
+   * nothing, the call needs a token. Only meaningful over the control plane's own TLS,
+   * which asks for client certificates (serving-identity.ts).
    */
   readonly acceptClientCertificates?: boolean;
 }
@@ -147,8 +148,17 @@ export class IdentityService {
       throw new CertifyError(grpc.status.INVALID_ARGUMENT, 'invalid_request', `requested_lifetime_ms must be 0 (default) or at least ${MIN_CERT_TTL_MS}, got ${req.requestedLifetimeMs}`);
     const ttlMs = asked > 0 ? Math.min(asked, this.ttlMs) : this.ttlMs;
 
-    // A renewal: the caller holds a current certificate of this identity (its key proved it in the handshake).
-    const principal = client?.spiffeId === req.identity ? { namespace: client.namespace, serviceAccount: client.serviceAccount, via: 'client-certificate' } : await this.authenticate(req, signal);
+    // A renewal: the caller holds a current certificate of this identity (its key proved it in
+    // the handshake). Current now, not only at that handshake: a connection outlives its
+    // certificate (nothing ends it), and without this an expired certificate renewed itself
+    // on a connection made before it expired, where the discovery stream on the same
+    // connection is refused 'certificate-expired' (discovery-server.ts). Then the token decides.
+    let renewal = client?.spiffeId === req.identity;
+    if (renewal && client!.notAfterMs <= this.o.clock.wallNow()) {
+      renewal = false;
+      this.o.logger.warn('client certificate expired; the call needs a token', { identity: client!.spiffeId, serial: client!.serial, notAfter: new Date(client!.notAfterMs).toISOString(), peer });
+    }
+    const principal = renewal ? { namespace: client!.namespace, serviceAccount: client!.serviceAccount, via: 'client-certificate' } : await this.authenticate(req, signal);
     if (principal.namespace !== id.namespace || principal.serviceAccount !== id.serviceAccount)
       throw new CertifyError(
         grpc.status.PERMISSION_DENIED,
