@@ -3,7 +3,7 @@ import { CertificateAuthority, createIntermediateCa, createRootCa, type CaMateri
 import { issueWorkload, type WorkloadCert } from './dev-mesh.js';
 import { generateKeyPair } from './keys.js';
 import { asForgeKey, nodeRsaSigner } from './signer.js';
-import { certInfo, checkPeerSpiffeId, spiffeIdOfCert, verifyChain } from './verify.js';
+import { certInfo, checkPeerSpiffeId, spiffeIdOfCert, spiffeIdOfLeaf, verifyChain } from './verify.js';
 
 const TD = 'cluster.local';
 const WEB = 'spiffe://cluster.local/ns/default/sa/web';
@@ -16,6 +16,7 @@ function handmade(opts: {
   issuer?: forge.pki.CertificateField[];
   altNames?: { type: number; value: string }[];
   ca?: boolean;
+  keyUsage?: Record<string, boolean>;
 }): string {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(opts.publicKeyPem);
@@ -26,6 +27,7 @@ function handmade(opts: {
   cert.setIssuer(opts.issuer ?? []);
   cert.setExtensions([
     { name: 'basicConstraints', cA: opts.ca ?? false },
+    ...(opts.keyUsage ? [{ name: 'keyUsage', ...opts.keyUsage }] : []),
     ...(opts.altNames ? [{ name: 'subjectAltName', altNames: opts.altNames }] : []),
   ]);
   cert.sign(asForgeKey(nodeRsaSigner(opts.signerKeyPem)), forge.md.sha256.create());
@@ -128,6 +130,24 @@ describe('verifyChain / spiffeIdOfCert / certInfo', () => {
     expect(() => spiffeIdOfCert(none)).toThrow(expect.objectContaining({ code: 'CERT_NO_SPIFFE_ID' }));
     const two = handmade({ publicKeyPem: k.publicKeyPem, signerKeyPem: k.privateKeyPem, altNames: [{ type: 6, value: WEB }, { type: 6, value: WEB }] });
     expect(() => spiffeIdOfCert(two)).toThrow(expect.objectContaining({ code: 'CERT_MULTIPLE_URIS' }));
+  });
+
+  test('a peer\'s certificate must be an X509-SVID leaf: no CA, no keyCertSign or cRLSign (X509-SVID §5.2; adv16)', () => {
+    const k = generateKeyPair();
+    const rootIssuer = forge.pki.certificateFromPem(root.certPem).subject.attributes;
+    const made = (o: { ca?: boolean; keyUsage?: Record<string, boolean> }) =>
+      handmade({ publicKeyPem: k.publicKeyPem, signerKeyPem: root.keyPem, issuer: rootIssuer, altNames: [{ type: 6, value: WEB }], ...o });
+    const caLeaf = made({ ca: true });
+    const certSigner = made({ keyUsage: { digitalSignature: true, keyCertSign: true } });
+    const crlSigner = made({ keyUsage: { digitalSignature: true, cRLSign: true } });
+    expect(spiffeIdOfLeaf(leaf.certPem)).toBe(WEB);
+    expect(spiffeIdOfLeaf(made({ keyUsage: { digitalSignature: true } }))).toBe(WEB);
+    for (const bad of [caLeaf, certSigner, crlSigner, root.certPem]) {
+      expect(() => spiffeIdOfLeaf(bad)).toThrow(expect.objectContaining({ code: 'CERT_NO_SPIFFE_ID' }));
+      expect(checkPeerSpiffeId(WEB)('', { raw: Buffer.from(bad.replace(/-----[^-]+-----|\s/g, ''), 'base64') })).toMatchObject({ code: 'PEER_IDENTITY_MISMATCH' });
+    }
+    expect(verifyChain(certSigner, [], [root.certPem])).toMatchObject({ ok: false, reason: expect.stringContaining('keyCertSign') });
+    expect(verifyChain(crlSigner, [], [root.certPem])).toMatchObject({ ok: false, reason: expect.stringContaining('cRLSign') });
   });
 
   test('certInfo', () => {

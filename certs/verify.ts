@@ -23,11 +23,39 @@ function urisOf(c: ReadCert): string[] {
 }
 
 /**
- * The SPIFFE ID in a certificate's single URI SAN. Accepts PEM text or DER bytes, so a
- * TLS peer's `getPeerCertificate().raw` can be passed directly.
+ * Why `c` cannot be an X509-SVID leaf, or null: X509-SVID §5.2 asks validators to refuse a
+ * leaf whose basicConstraints say CA, or whose keyUsage has keyCertSign or cRLSign (TLS
+ * stacks take a CA certificate as the end of a chain, so nothing else refuses it).
+ */
+function leafProfileProblem(c: ReadCert): string | null {
+  if (c.ext.basicConstraints?.ca) return 'it is a CA certificate (basicConstraints CA:true), not a leaf';
+  const usages = c.ext.keyUsage?.usages ?? [];
+  if (usages.includes('keyCertSign') || usages.includes('cRLSign')) return 'its keyUsage allows signing certificates or CRLs (keyCertSign/cRLSign), which a leaf may not';
+  return null;
+}
+
+/**
+ * The SPIFFE ID in a certificate's single URI SAN (a CA's too: its trust domain's ID).
+ * Accepts PEM text or DER bytes, so a TLS peer's `getPeerCertificate().raw` can be passed
+ * directly.
  */
 export function spiffeIdOfCert(cert: string | Buffer): string {
+  return spiffeIdOf(readCert(cert));
+}
+
+/**
+ * spiffeIdOfCert for a certificate that must be a workload's X509-SVID: a peer's, which TLS
+ * verified as a chain but not as a leaf. Throws PkiError('CERT_NO_SPIFFE_ID') for a CA
+ * certificate or one with keyCertSign/cRLSign (X509-SVID §5.2) too.
+ */
+export function spiffeIdOfLeaf(cert: string | Buffer): string {
   const c = readCert(cert);
+  const notLeaf = leafProfileProblem(c);
+  if (notLeaf) throw new PkiError('CERT_NO_SPIFFE_ID', `the certificate is no X509-SVID: ${notLeaf}`);
+  return spiffeIdOf(c);
+}
+
+function spiffeIdOf(c: ReadCert): string {
   const uris = urisOf(c);
   if (uris.length === 0) throw new PkiError('CERT_NO_SPIFFE_ID', 'the certificate has no URI SAN');
   if (uris.length > 1) throw new PkiError('CERT_MULTIPLE_URIS', `the certificate has ${uris.length} URI SANs; an X509-SVID has exactly one`);
@@ -52,7 +80,7 @@ export function checkPeerSpiffeId(
     if (!cert?.raw) return new PkiError('PEER_IDENTITY_MISMATCH', 'the peer presented no certificate');
     let id: string;
     try {
-      id = spiffeIdOfCert(cert.raw);
+      id = spiffeIdOfLeaf(cert.raw);
     } catch (e) {
       return new PkiError('PEER_IDENTITY_MISMATCH', `the peer certificate has no usable SPIFFE ID: ${(e as Error).message}`, { cause: e });
     }
@@ -107,6 +135,8 @@ function verifyOrThrow(leafPem: string, chainPems: readonly string[], bundlePems
   if (anchors.length === 0) throw new Reject('the trust bundle is empty');
 
   if (leaf.ext.basicConstraints?.ca) throw new Reject('the leaf certificate is a CA certificate');
+  const notLeaf = leafProfileProblem(leaf);
+  if (notLeaf) throw new Reject(`the leaf certificate is no X509-SVID: ${notLeaf}`);
   const uris = urisOf(leaf);
   if (uris.length !== 1) throw new Reject(`the leaf has ${uris.length} URI SANs; an X509-SVID has exactly one`);
   try {

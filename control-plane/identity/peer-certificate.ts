@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
-import { parseSpiffeId, spiffeIdOfCert } from '../../certs/index.js';
+import { parseSpiffeId, spiffeIdOfLeaf } from '../../certs/index.js';
 import type { ClientAnchors } from './client-anchors.js';
 
 /** A proxy's workload identity, proven by the client certificate of its TLS connection. */
@@ -57,7 +57,7 @@ export function peerIdentityOf(
   const anchor = anchors.anchorOf(certificate);
   if (anchor === null) return { ok: false, reason: 'untrusted-client-certificate', detail: 'the client certificate does not chain to an anchor of the current trust bundle' };
   try {
-    spiffeId = spiffeIdOfCert(cert.raw);
+    spiffeId = spiffeIdOfLeaf(cert.raw);
     const id = parseSpiffeId(spiffeId);
     if (id.trustDomain !== trustDomain) return { ok: false, reason: 'bad-client-certificate', detail: `the client certificate is for trust domain "${id.trustDomain}", not "${trustDomain}"` };
     const notAfterMs = new Date(cert.valid_to).getTime();
