@@ -236,6 +236,22 @@ describe('CertificateAuthority', () => {
     });
   });
 
+  test('the constructor refuses an issuer whose keyUsage lacks keyCertSign, whose leaves OpenSSL refuses (adv16)', () => {
+    const k = forge.pki.privateKeyFromPem(key.privateKeyPem);
+    const c = forge.pki.createCertificate();
+    c.publicKey = forge.pki.setRsaPublicKey(k.n, k.e);
+    c.serialNumber = '0c';
+    c.validity.notBefore = weekAgo;
+    c.validity.notAfter = new Date(Date.now() + DAY);
+    c.setSubject([{ name: 'commonName', value: 'no keyCertSign' }]);
+    c.setIssuer([{ name: 'commonName', value: 'no keyCertSign' }]);
+    c.setExtensions([{ name: 'basicConstraints', critical: true, cA: true }, { name: 'keyUsage', critical: true, digitalSignature: true }]);
+    c.sign(asForgeKey(nodeRsaSigner(key.privateKeyPem)), forge.md.sha256.create());
+    expect(() => new CertificateAuthority({ certPem: forge.pki.certificateToPem(c), keyPem: key.privateKeyPem, trustDomain: TD })).toThrow(
+      expect.objectContaining({ code: 'CA_INVALID', message: expect.stringContaining('keyCertSign') }),
+    );
+  });
+
   test('the constructor checks key, CA flag and trust domain', () => {
     expect(() => new CertificateAuthority({ certPem: root.certPem, keyPem: inter.keyPem, trustDomain: TD })).toThrow(
       expect.objectContaining({ code: 'CA_KEY_MISMATCH' }),

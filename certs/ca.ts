@@ -183,6 +183,10 @@ export class CertificateAuthority {
       throw new PkiError('CA_KEY_MISMATCH', 'the CA private key does not match the CA certificate');
     const bc = this.cert.getExtension('basicConstraints') as { cA?: boolean } | null;
     if (!bc?.cA) throw new PkiError('CA_INVALID', 'the CA certificate lacks basicConstraints CA:true');
+    // RFC 5280 §4.2.1.3 and X509-SVID §4.3: a keyUsage without keyCertSign forbids signing
+    // certificates, and OpenSSL (so every sidecar) refuses each leaf such a CA signs.
+    const ku = this.cert.getExtension('keyUsage') as { keyCertSign?: boolean } | null;
+    if (ku && !ku.keyCertSign) throw new PkiError('CA_INVALID', 'the CA certificate\'s keyUsage lacks keyCertSign: no verifier would accept the certificates it signs');
     const san = this.cert.getExtension('subjectAltName') as { altNames?: { type: number; value: string }[] } | null;
     for (const n of san?.altNames ?? []) {
       if (n.type !== 6 || !n.value.startsWith('spiffe://')) continue;
