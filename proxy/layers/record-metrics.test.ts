@@ -122,6 +122,20 @@ test('a gRPC status that is not a status code is not a label value', async () =>
   expect((await series(metrics, 'istio_requests_total'))[0].labels.grpc_response_status).toBe('unknown');
 });
 
+test('grpc_response_status is one of the 17 codes as a number is written, else unknown: an upstream cannot make a label value of each string of digits', async () => {
+  const { clock, metrics } = setup();
+  let sent = '';
+  const inner: HttpService = async () => ({ status: 200, headers: { 'content-type': 'application/grpc' }, body: null, trailers: () => ({ 'grpc-status': sent }) }) as ProxyResponse;
+  const svc = recordMetrics(metrics, 'outbound', clock)(inner);
+  for (const v of ['0', '00', '5', '05', '016', '16', '17', '99', '123456789012']) {
+    sent = v;
+    await svc(request({ headers: { 'content-type': 'application/grpc' } }, clock));
+  }
+  const got = Object.fromEntries((await series(metrics, 'istio_requests_total')).map((x) => [x.labels.grpc_response_status, x.value]));
+  // Envoy's getGrpcStatus: a number; past the last code (16) InvalidCode.
+  expect(got).toEqual({ '0': 2, '5': 2, '16': 2, unknown: 3 });
+});
+
 test('label objects are built once per (peer, response shape) and reused', async () => {
   const local = new WorkloadLabels({ name: 'web-v1', namespace: 'shop', app: 'web', version: 'v1' }, () => SELF);
   const a = local.forOutbound(route, ep);

@@ -118,8 +118,23 @@ function onBodyDone(this: BodyStream & { [DONE]?: Done }): void {
   if (d) finish(d, !this.readableEnded);
 }
 
-/** gRPC status codes are 0..16 (grpc/doc/statuscodes.md); anything else an upstream sent is not a label value. */
-const GRPC_STATUS = /^\d{1,2}$/;
+/** The label value of each gRPC status code, 0..16 (grpc/doc/statuscodes.md), one string each. */
+const GRPC_CODES: readonly string[] = Array.from({ length: 17 }, (_, i) => String(i));
+/** Digits, at most 9 (a number, not a string an upstream made up). */
+const DIGITS = /^[0-9]{1,9}$/;
+
+/**
+ * The grpc_response_status label of the `grpc-status` an upstream sent: one of the 17
+ * codes, written as a number is (`05` is code 5), else `unknown`. As Envoy reads it
+ * (Grpc::Common::getGrpcStatus: a number, and past the last known code InvalidCode), which
+ * Istio's metrics take. The upstream chooses this value: `00`..`99` made 110 label values
+ * where there are 17 codes, each a new series beside every status code (docs/observability.md).
+ */
+function grpcLabel(raw: string): string {
+  if (!DIGITS.test(raw)) return 'unknown';
+  const n = Number(raw);
+  return n < GRPC_CODES.length ? GRPC_CODES[n] : 'unknown';
+}
 
 /**
  * Envoy's response flags, the access log's (access-log/entry.ts flagsOf): the error table's
@@ -143,7 +158,7 @@ function finish(d: Done, cut = false): void {
   let grpc = '';
   if (d.protocol === 'grpc' || isGrpc(res.headers)) {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
-    grpc = raw === undefined ? '' : GRPC_STATUS.test(raw) ? raw : 'unknown';
+    grpc = raw === undefined ? '' : grpcLabel(raw);
   }
   // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
   d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), bodyBytes(res.body));
