@@ -4,7 +4,7 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { Endpoint, Service } from '../../contract/model.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { ProxyMetrics } from '../metrics/proxy-metrics.js';
-import { MAX_PEER_VALUES_PER_CALLER, WorkloadLabels } from '../metrics/workload-labels.js';
+import { MAX_OUTCOMES_PER_PEER, MAX_PEER_VALUES_PER_CALLER, WorkloadLabels } from '../metrics/workload-labels.js';
 import { recordMetrics } from './record-metrics.js';
 import { attachState } from './request-state.js';
 import type { ClusterHandle } from '../outbound/cluster-set.js';
@@ -134,6 +134,46 @@ test('grpc_response_status is one of the 17 codes as a number is written, else u
   const got = Object.fromEntries((await series(metrics, 'istio_requests_total')).map((x) => [x.labels.grpc_response_status, x.value]));
   // Envoy's getGrpcStatus: a number; past the last code (16) InvalidCode.
   expect(got).toEqual({ '0': 2, '5': 2, '16': 2, unknown: 3 });
+});
+
+test('an upstream answering ever other statuses cannot add series without end: past MAX_OUTCOMES_PER_PEER per peer, one overflow series, counted', async () => {
+  const { clock, metrics } = setup();
+  let status = 200;
+  let grpc = '0';
+  const inner: HttpService = async (req) => {
+    req.route = route;
+    req.endpoint = ep;
+    return { status, headers: { 'content-type': 'application/grpc', 'grpc-status': grpc }, body: null, trailers: () => undefined } as ProxyResponse;
+  };
+  const svc = recordMetrics(metrics, 'outbound', clock)(inner);
+  const over = 40;
+  // A malicious endpoint: a new (status, grpc-status) pair on every response.
+  for (let i = 0; i < MAX_OUTCOMES_PER_PEER + over; i++) {
+    status = 200 + Math.floor(i / 17);
+    grpc = String(i % 17);
+    await svc(request({}, clock));
+  }
+  const s = await series(metrics, 'istio_requests_total');
+  expect(s.length).toBe(MAX_OUTCOMES_PER_PEER + 1);
+  expect(s.find((x) => x.labels.response_code === 'unknown')).toMatchObject({ value: over, labels: { request_protocol: 'http', grpc_response_status: '', response_flags: '-', destination_workload: 'api-v2' } });
+  const limit = (await metrics.registry.getSingleMetricAsString('wren_limit_exceeded_total')).match(/direction="outbound",limit="request-series-per-peer"} (\d+)/);
+  expect(Number(limit?.[1])).toBe(over);
+  // The outcomes already counted keep their series; the bound is per label values, not per
+  // endpoint object (a push makes new ones): an equal endpoint gets no fresh budget.
+  status = 200;
+  grpc = '0';
+  await svc(request({}, clock));
+  const pushed = { ...ep };
+  const again: HttpService = async (req) => ((req.route = route), (req.endpoint = pushed), { status: 999, headers: {}, body: null, trailers: () => undefined }) as ProxyResponse;
+  await recordMetrics(metrics, 'outbound', clock)(again)(request({}, clock));
+  const after = await series(metrics, 'istio_requests_total');
+  expect(after.length).toBe(MAX_OUTCOMES_PER_PEER + 1);
+  expect(after.find((x) => x.labels.response_code === '200' && x.labels.grpc_response_status === '0')?.value).toBe(2);
+  expect(after.find((x) => x.labels.response_code === 'unknown')?.value).toBe(over + 1);
+  // Another peer has a budget of its own.
+  const other: HttpService = async () => ({ status: 418, headers: {}, body: null, trailers: () => undefined }) as ProxyResponse;
+  await recordMetrics(metrics, 'outbound', clock)(other)(request({}, clock));
+  expect((await series(metrics, 'istio_requests_total')).find((x) => x.labels.response_code === '418')?.labels.destination_service).toBe('unknown');
 });
 
 test('label objects are built once per (peer, response shape) and reused', async () => {

@@ -105,7 +105,7 @@ export class ProxyMetrics {
     });
     this.limits = new Counter({
       name: 'wren_limit_exceeded_total',
-      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, delayed-close-timeout (an HTTP/1.1 client did not close its side, or read our last bytes, in time after we ended ours), max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, app-keepalive-timeout (the HTTP/2 session to the app did not answer a PING), peer-metadata-values, stats-report-edges: edges left out of a StatsReport, mesh-http1-connections-per-peer and mesh-http2-streams-per-peer: a request waited for a virtual connection to a peer sidecar, rate-limit-identity-buckets, shared-cluster-slots: a cluster counting its limits in its own worker, worker-shutdown-timeout: a listener worker terminated because it had not closed in time, first-config-timeout (direction discovery): no config from the control plane within discovery.firstConfigTimeoutMs, the proxy reported ready without one, jwks-fetch-timeout: a JWKS fetch gave up at requestAuthn.jwksFetchTimeoutMs)',
+      help: 'Connections and streams closed by a limit (request-headers-timeout, idle-connection-timeout, stream-idle-timeout, delayed-close-timeout (an HTTP/1.1 client did not close its side, or read our last bytes, in time after we ended ours), max-connections, premature-resets, max-streams-per-caller, peer-keepalive-timeout, app-keepalive-timeout (the HTTP/2 session to the app did not answer a PING), peer-metadata-values, request-series-per-peer: a request counted in the overflow series of its peer (response_code="unknown"), which already has 256 (code, gRPC status, flags) series, stats-report-edges: edges left out of a StatsReport, mesh-http1-connections-per-peer and mesh-http2-streams-per-peer: a request waited for a virtual connection to a peer sidecar, rate-limit-identity-buckets, shared-cluster-slots: a cluster counting its limits in its own worker, worker-shutdown-timeout: a listener worker terminated because it had not closed in time, first-config-timeout (direction discovery): no config from the control plane within discovery.firstConfigTimeoutMs, the proxy reported ready without one, jwks-fetch-timeout: a JWKS fetch gave up at requestAuthn.jwksFetchTimeoutMs)',
       labelNames: ['direction', 'limit'],
       registers,
     });
@@ -137,6 +137,8 @@ export class ProxyMetrics {
       registers,
     });
     this.local.onPeerValuesLimit = () => this.limits.inc({ direction: 'inbound', limit: 'peer-metadata-values' });
+    const outcomesLimit = { inbound: { direction: 'inbound', limit: 'request-series-per-peer' }, outbound: { direction: 'outbound', limit: 'request-series-per-peer' } } as const;
+    this.local.onOutcomesLimit = (direction) => this.limits.inc(outcomesLimit[direction]);
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
   }
 

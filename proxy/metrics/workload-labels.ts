@@ -35,18 +35,49 @@ function inOrder<K extends string>(names: readonly K[], values: Record<K, string
 const orUnknown = (v: string | undefined): string => (v ? v : UNKNOWN);
 
 /**
+ * Distinct (protocol, response code, gRPC status, flags) series kept per (reporter, source,
+ * destination) label values. A workload pair really has a few dozen (the status codes its
+ * app uses, the 17 gRPC codes, the error table's flags); the values are the upstream's to
+ * choose, though (any status 100-999 beside any gRPC code), and each is four series (the
+ * counter and three histograms, 40 samples), kept for the proxy's life: one endpoint
+ * answering ever other statuses made the sidecars calling it grow by about 100,000 series.
+ * Past this, a new combination is counted in the label set's overflow series
+ * (response_code="unknown", grpc_response_status "unknown" for gRPC, response_flags "-") and in
+ * wren_limit_exceeded_total{limit="request-series-per-peer"} (docs/observability.md).
+ */
+export const MAX_OUTCOMES_PER_PEER = 256;
+
+/** The series of one (reporter, source, destination), shared by the label sets that have those values. */
+class Outcomes {
+  readonly byKey = new Map<string, RequestSeries>();
+  overflowHttp: RequestSeries | undefined;
+  overflowGrpc: RequestSeries | undefined;
+}
+
+/** Where a label set reports that it reached MAX_OUTCOMES_PER_PEER (the WorkloadLabels that made it). */
+interface OutcomesLimit {
+  onOutcomesLimit(direction: 'inbound' | 'outbound'): void;
+  outcomesOf(base: Base): Outcomes;
+}
+
+/**
  * The label values of one (reporter, source, destination): built once and kept, with the
  * full label objects of each (protocol, response code, gRPC status, flags) seen, so a
  * request's metrics reuse objects instead of building 19 labels again.
  */
 export class LabelSet {
   readonly tcp: TcpLabels;
-  private readonly full = new Map<string, RequestSeries>();
+  /** Shared with every label set of the same values, so the bound holds per series, not per object (endpoints are new objects on every push). */
+  private readonly outcomes: Outcomes;
   /** The last series `series` found (its labels hold the four values it was found by). */
   private last: RequestSeries | null = null;
 
-  constructor(private readonly base: Base) {
+  constructor(
+    private readonly base: Base,
+    private readonly limit: OutcomesLimit,
+  ) {
     this.tcp = inOrder(TCP_LABELS, { ...base, request_protocol: 'tcp', response_flags: '-' });
+    this.outcomes = limit.outcomesOf(base);
   }
 
   labels(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestLabels {
@@ -67,14 +98,23 @@ export class LabelSet {
       if (l.response_code === code && l.request_protocol === protocol && l.response_flags === flags && l.grpc_response_status === grpc) return last;
     }
     const key = `${protocol} ${code} ${grpc} ${flags}`;
-    let s = this.full.get(key);
+    const o = this.outcomes;
+    let s = o.byKey.get(key);
     if (s === undefined) {
-      s = new RequestSeries(inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags }));
-      // Bounded anyway (status codes, gRPC codes and flags are checked values), but say so.
-      if (this.full.size < 4096) this.full.set(key, s);
+      if (o.byKey.size >= MAX_OUTCOMES_PER_PEER) {
+        this.limit.onOutcomesLimit(this.base.reporter === 'source' ? 'outbound' : 'inbound');
+        // Not kept as `last`: the outcomes that have series stay on the fast path.
+        return protocol === 'grpc' ? (o.overflowGrpc ??= this.make('grpc', UNKNOWN, UNKNOWN, '-')) : (o.overflowHttp ??= this.make('http', UNKNOWN, '', '-'));
+      }
+      s = this.make(protocol, code, grpc, flags);
+      o.byKey.set(key, s);
     }
     this.last = s;
     return s;
+  }
+
+  private make(protocol: 'http' | 'grpc', code: string, grpc: string, flags: string): RequestSeries {
+    return new RequestSeries(inOrder(REQUEST_LABELS, { ...this.base, request_protocol: protocol, response_code: code, grpc_response_status: grpc, response_flags: flags }));
   }
 }
 
@@ -115,6 +155,10 @@ export class WorkloadLabels {
   private readonly believed = new Map<string, Set<string>>();
   /** Called when a caller's value is ignored for MAX_PEER_VALUES_PER_CALLER (ProxyMetrics counts it). */
   onPeerValuesLimit: () => void = () => undefined;
+  /** Called for each request counted in an overflow series for MAX_OUTCOMES_PER_PEER (ProxyMetrics counts it). */
+  onOutcomesLimit: (direction: 'inbound' | 'outbound') => void = () => undefined;
+  /** The series of each (reporter, source, destination) label values seen (as long-lived as prom-client's own series of them). */
+  private readonly outcomes = new Map<string, Outcomes>();
 
   constructor(
     readonly workload: { readonly name: string; readonly namespace: string; readonly app: string; readonly version: string },
@@ -122,6 +166,14 @@ export class WorkloadLabels {
     private readonly principal: () => string,
   ) {
     this.bareHeader = encodePeerMetadata(workload, undefined);
+  }
+
+  /** The one outcome table of these label values (LabelSet: made once per label set, not per request). */
+  outcomesOf(base: Base): Outcomes {
+    const key = JSON.stringify(Object.values(base));
+    let o = this.outcomes.get(key);
+    if (o === undefined) this.outcomes.set(key, (o = new Outcomes()));
+    return o;
   }
 
   /** The `wren-peer` value for a request to `service` (cached per service object). */
@@ -141,16 +193,16 @@ export class WorkloadLabels {
    * Istio's source reporter says connection_security_policy="unknown".
    */
   forOutbound(route: { readonly service: Service; readonly port: ServicePort } | undefined, ep: Endpoint | undefined): LabelSet {
-    if (!route) return (this.noRoute ??= new LabelSet(this.sourceBase(undefined, undefined)));
+    if (!route) return (this.noRoute ??= new LabelSet(this.sourceBase(undefined, undefined), this));
     let entry = this.outbound.get(route.port);
     if (!entry) {
       entry = { none: undefined, byEndpoint: new WeakMap() };
       this.outbound.set(route.port, entry);
     }
-    if (!ep) return (entry.none ??= new LabelSet(this.sourceBase(route.service, undefined)));
+    if (!ep) return (entry.none ??= new LabelSet(this.sourceBase(route.service, undefined), this));
     let set = entry.byEndpoint.get(ep);
     if (!set) {
-      set = new LabelSet(this.sourceBase(route.service, ep));
+      set = new LabelSet(this.sourceBase(route.service, ep), this);
       entry.byEndpoint.set(ep, set);
     }
     return set;
@@ -162,14 +214,14 @@ export class WorkloadLabels {
    * when its namespace is the one in the caller's SPIFFE ID.
    */
   forInbound(principal: string, peer: string | undefined, secure: boolean): LabelSet {
-    if (!secure) return (this.plaintextSet ??= new LabelSet(this.destinationBase('', undefined, 'none')));
+    if (!secure) return (this.plaintextSet ??= new LabelSet(this.destinationBase('', undefined, 'none'), this));
     // By identity, then by header value: two look-ups of the strings the request has,
     // instead of a key joined from both (a new string to build and hash per request).
     let byPeer = this.inbound.get(principal);
     const peerKey = peer ?? NO_PEER;
     let set = byPeer?.get(peerKey);
     if (!set) {
-      set = new LabelSet(this.destinationBase(principal, peer === undefined ? undefined : this.admit(principal, peer), 'mutual_tls'));
+      set = new LabelSet(this.destinationBase(principal, peer === undefined ? undefined : this.admit(principal, peer), 'mutual_tls'), this);
       if (this.inboundSets >= MAX_INBOUND_SETS) {
         this.inbound.clear();
         this.inboundSets = 0;
