@@ -36,6 +36,41 @@ export interface ControlPlaneIdentityOptions {
 }
 
 /**
+ * How long the gRPC port keeps a connection, and how many calls one may have open.
+ * grpc-js's defaults keep every connection for ever: one that never makes a call (the port
+ * takes clients without a certificate: a proxy's first Certify has none), one whose peer
+ * is gone without a FIN (the server never pings), and one holding any number of calls that
+ * never send their message (a Certify waits for its request). Each held its socket, TLS
+ * state and HTTP/2 session (and its calls) until the process ended. These are istiod's
+ * (`--keepaliveInterval 30s --keepaliveTimeout 10s --keepaliveMaxServerConnectionAge 30m`,
+ * grace 10 s); a proxy reconnects at once and gets a full snapshot, keeping its config
+ * meanwhile (docs/control-plane.md, Static stability).
+ */
+export interface GrpcConnectionLimits {
+  /** Ping a connection quiet this long (grpc.keepalive_time_ms)... */
+  readonly keepaliveMs: number;
+  /** ...and close it without an answer within this (grpc.keepalive_timeout_ms). */
+  readonly keepaliveTimeoutMs: number;
+  /** Close a connection with no call open for this long (grpc.max_connection_idle_ms). */
+  readonly maxIdleMs: number;
+  /** GOAWAY a connection this old (grpc.max_connection_age_ms, jittered by grpc-js)... */
+  readonly maxAgeMs: number;
+  /** ...and close it this long after, calls still open or not (grpc.max_connection_age_grace_ms). */
+  readonly maxAgeGraceMs: number;
+  /** Calls open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); a proxy has one or two. */
+  readonly maxConcurrentStreams: number;
+}
+
+export const DEFAULT_GRPC_CONNECTION_LIMITS: GrpcConnectionLimits = Object.freeze({
+  keepaliveMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+  maxIdleMs: 300_000,
+  maxAgeMs: 30 * 60_000,
+  maxAgeGraceMs: 10_000,
+  maxConcurrentStreams: 100,
+});
+
+/**
  * One control-plane replica: a source feeding a MeshStore, the discovery gRPC server
  * (plus, when configured, the identity service on the same gRPC server) and the admin
  * HTTP server. Replicas share nothing: each builds its view from the
@@ -80,6 +115,8 @@ export interface ControlPlaneOptions {
    * the audience `wren-admin`). Absent: those answer localhost only.
    */
   readonly adminAuthenticator?: Authenticator | null;
+  /** The gRPC port's connection limits (tests shorten them); absent fields: DEFAULT_GRPC_CONNECTION_LIMITS. */
+  readonly grpcConnections?: Partial<GrpcConnectionLimits>;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -158,10 +195,17 @@ export class ControlPlane {
   /** Binds both servers and starts the source; proxies get their first snapshot once the source has synced. */
   static async start(o: ControlPlaneOptions): Promise<ControlPlane> {
     const cp = new ControlPlane(o);
+    const c = { ...DEFAULT_GRPC_CONNECTION_LIMITS, ...o.grpcConnections };
     const server = new grpc.Server({
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       'grpc.max_send_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': c.keepaliveMs,
+      'grpc.keepalive_timeout_ms': c.keepaliveTimeoutMs,
+      'grpc.max_connection_idle_ms': c.maxIdleMs,
+      'grpc.max_connection_age_ms': c.maxAgeMs,
+      'grpc.max_connection_age_grace_ms': c.maxAgeGraceMs,
+      'grpc.max_concurrent_streams': c.maxConcurrentStreams,
     });
     server.addService(DiscoveryServer.definition(), cp.discovery.implementation);
     if (cp.identity) server.addService(IdentityService.definition(), cp.identity.implementation);
