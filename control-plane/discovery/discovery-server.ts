@@ -404,10 +404,12 @@ export class DiscoveryServer {
       s.inflight = null;
       s.nacks++;
       s.nackedSinceAck = true;
-      s.lastNack = { version: f.version, detail: req.nack.errorDetail, at: this.o.clock.now() };
+      // The proxy's words, kept (/debug/proxies) and logged per NACK: clipped as its other reports are (reportFromWire).
+      const detail = clipDetail(req.nack.errorDetail);
+      s.lastNack = { version: f.version, detail, at: this.o.clock.now() };
       this.o.metrics.nacks.inc();
       this.o.logger.warn('proxy NACKed a discovery response', {
-        id: s.id, identity: s.sub.identity.spiffeId, version: f.version, ackedVersion: s.ackedVersion, detail: req.nack.errorDetail, resync: req.nack.resync,
+        id: s.id, identity: s.sub.identity.spiffeId, version: f.version, ackedVersion: s.ackedVersion, detail, resync: req.nack.resync,
       });
       if (req.nack.resync) {
         s.forceFull = true;
@@ -537,6 +539,20 @@ export class DiscoveryServer {
     this.cache.set(key, entry);
     return entry;
   }
+}
+
+/**
+ * At most this much of a NACK's error_detail is kept and logged. A proxy's own details are a
+ * few hundred characters (the parser's message, discovery-client.ts); the field was taken
+ * whole (up to the 4 MiB a gRPC message may hold), stored per stream and written to the log
+ * on every NACK, and a NACK with `resync` is answered with a full snapshot, so one stream
+ * could log megabytes per round trip.
+ */
+export const MAX_NACK_DETAIL_CHARS = 2048;
+
+function clipDetail(v: unknown): string {
+  const d = String(v ?? '');
+  return d.length <= MAX_NACK_DETAIL_CHARS ? d : `${d.slice(0, MAX_NACK_DETAIL_CHARS)}... (${d.length - MAX_NACK_DETAIL_CHARS} more characters)`;
 }
 
 /** The services with the routes in force for subscribers in `ns` ('*': a namespace without consumer routes). Unrouted services stay the same objects. */
