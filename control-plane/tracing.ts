@@ -9,6 +9,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import { SpanBatcher, type BatchSettings, type DropReason } from '../proxy/tracing/span-batcher.js';
+import { MAX_SPAN_STRING } from '../proxy/tracing/tracing-config.js';
 import type { PushRecord } from './discovery/discovery-server.js';
 
 /** `--trace-collector` and friends (docs/control-plane.md, Tracing). */
@@ -70,6 +71,10 @@ export class ControlPlaneTracing {
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: 'wren-control-plane', [ATTR_K8S_NAMESPACE_NAME]: o.namespace }),
       sampler: new AlwaysOnSampler(),
       spanProcessors: [batcher],
+      // As the proxy's (span-recorder.ts): the queue is bounded in spans, so their strings must
+      // be too. A Subscribe's pod is the stream's to write (up to a 4 MiB message), and 2048
+      // queued subscription spans could hold gigabytes while a collector is slow.
+      spanLimits: { attributeValueLengthLimit: MAX_SPAN_STRING },
     });
     this.tracer = this.provider.getTracer('wren-control-plane');
   }

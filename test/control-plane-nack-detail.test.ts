@@ -10,7 +10,8 @@ import { MAX_NACK_DETAIL_CHARS } from '../control-plane/discovery/discovery-serv
 import { DirSource } from '../control-plane/sources/dir-source.js';
 
 /**
- * A NACK's error_detail is the proxy's to write: the control plane keeps at most
+ * What a discovery stream writes is logged clipped (as refuse() clips it): a Subscribe's pod
+ * and services, and a NACK's error_detail. A NACK's error_detail is the proxy's to write: the control plane keeps at most
  * MAX_NACK_DETAIL_CHARS of it (/debug/proxies) and logs no more, however much a stream
  * sends, and however often (a NACK with `resync` is answered with a full snapshot, which
  * the stream can NACK again). A real control plane and a raw discovery stream on loopback.
@@ -56,6 +57,23 @@ test('a NACK of megabytes is kept and logged clipped, on every round', async () 
   const [row] = cp.discovery.debugProxies() as { nacks: number; lastNack: { detail: string } }[];
   expect(row.nacks).toBe(3);
   expect(row.lastNack.detail).toBe(`${'x'.repeat(MAX_NACK_DETAIL_CHARS)}... (${huge.length - MAX_NACK_DETAIL_CHARS} more characters)`);
+  stream.cancel();
+  client.close();
+});
+
+test('a Subscribe of megabytes is logged clipped', async () => {
+  const { Client } = loadDiscoveryProto();
+  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  stream.on('error', () => undefined);
+  const first = new Promise((resolve) => stream.once('data', resolve));
+  const services = Array.from({ length: 50_000 }, (_, i) => `svc-${i}.shop`);
+  stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod: `web-${'0'.repeat(1_000_000)}`, labels: {} }, services, lastVersion: '' } });
+  await first;
+  const line = logs.find((l) => l.includes('proxy subscribed') && l.includes('web-000'))!;
+  expect(line.length).toBeLessThan(10_000);
+  const logged = (JSON.parse(line) as { services: string[] }).services;
+  expect([logged.length, logged[20]]).toEqual([21, '(49980 more)']);
   stream.cancel();
   client.close();
 });

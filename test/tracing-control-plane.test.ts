@@ -11,6 +11,7 @@ import type { MeshSource, SourceContext } from '../control-plane/sources/source.
 import { ControlPlaneTracing } from '../control-plane/tracing.js';
 import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../proxy/identity/control-plane-credentials.js';
+import { MAX_SPAN_STRING } from '../proxy/tracing/tracing-config.js';
 import { startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 import { otlpReceiver, type OtlpReceiver } from './helpers/otlp-receiver.js';
 
@@ -74,6 +75,16 @@ test('a subscription span ends with the first config; each push is its child', a
   expect(push.parentSpanId).toBe(sub.spanId);
   expect(push.traceId).toBe(sub.traceId);
   expect(push.attributes).toMatchObject({ 'wren.discovery.full': true });
+});
+
+test('a Subscribe of any size makes a span of bounded strings: the pod is the stream\'s to write, and the queue is bounded in spans', async () => {
+  const long = startProxy(`127.0.0.1:${cp.grpcPort}`, { pod: `p${'x'.repeat(100_000)}` });
+  try {
+    const [sub] = await receiver.waitFor(1, 10_000, (s) => s.name === 'wren.discovery.v1.Discovery/Subscribe' && String(s.attributes['wren.proxy.pod']).startsWith('default/px'));
+    expect(String(sub.attributes['wren.proxy.pod']).length).toBe(MAX_SPAN_STRING);
+  } finally {
+    await long.client.stop();
+  }
 });
 
 test('a collector that is down costs no Certify call, and the lost spans are counted in the control plane metrics', async () => {

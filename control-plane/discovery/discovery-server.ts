@@ -376,7 +376,12 @@ export class DiscoveryServer {
       const services = [...new Set(req.subscribe.services ?? [])].sort();
       s.filter = services.length > 0 ? new Set(services) : null;
       s.filterId = services.length > 0 ? services.join(',') : '*';
-      this.o.logger.info('proxy subscribed', { id: s.id, peer: s.peer, identity: id.spiffeId, pod: `${id.namespace}/${id.pod}`, services, authenticated: s.authPeer !== null });
+      // The stream's own words, clipped as refuse() clips them: a Subscribe may be a 4 MiB message.
+      this.o.logger.info('proxy subscribed', {
+        id: s.id, peer: s.peer, identity: String(id.spiffeId).slice(0, 300), pod: `${String(id.namespace).slice(0, 100)}/${String(id.pod).slice(0, 300)}`,
+        services: services.length <= 20 ? services.map((x) => String(x).slice(0, 300)) : [...services.slice(0, 20).map((x) => String(x).slice(0, 300)), `(${services.length - 20} more)`],
+        authenticated: s.authPeer !== null,
+      });
       this.o.tracing?.subscribed(s.id, id.spiffeId, `${id.namespace}/${id.pod}`);
       return this.pump(s);
     }
