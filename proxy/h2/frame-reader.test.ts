@@ -160,3 +160,32 @@ test("over node's own reads (a Buffer each, not a shared one) kept() copies noth
   expect(r.keptCopies).toBe(0);
   expect(r.keptWrong).toBe(0);
 });
+
+test('a sink that pauses gets no more frames until resume(): the rest of the read, and reads meanwhile, wait as a copy, in order', () => {
+  for (const cut of [9 + 6 + 3, 9 + 6 + 9 + 10, wire.length]) {
+    const shared = Buffer.alloc(wire.length);
+    const r = recorder();
+    const reader = readerFor(r);
+    // Paused at the second frame (the HEADERS), as the session pauses at a frame's end.
+    const onFrame = r.onFrame;
+    r.onFrame = (...a) => {
+      const more = onFrame(...a);
+      if (r.got.length !== 2) return more;
+      reader.pause();
+      return false;
+    };
+    for (const [from, to] of [[0, cut], [cut, wire.length]]) {
+      shared.fill(0x7a);
+      wire.copy(shared, 0, from, to);
+      r.pushed = shared;
+      reader.push(shared.subarray(0, to - from));
+    }
+    // The shared buffer is overwritten by the next read: what waits is the reader's own.
+    shared.fill(0x7a);
+    expect([cut, r.got.length]).toEqual([cut, 2]);
+    const held = reader.resume();
+    reader.push(held ?? Buffer.alloc(0));
+    expect([cut, r.got.map((g) => g.slice(0, 4))]).toEqual([cut, expected]);
+    expect(reader.resume()).toBeNull();
+  }
+});

@@ -8,7 +8,8 @@ export interface H2FrameSink {
   /**
    * A whole frame: a view of the bytes pushed, or of the reader's own copy when the frame
    * spanned reads; what the sink keeps past the call goes through `kept()`. False: stop
-   * reading this push (the session closed or is shedding the peer).
+   * reading this push (the session closed or is shedding the peer), or, after the sink
+   * called `pause()`, hold the rest of it for `resume()`.
    */
   onFrame(type: number, flags: number, id: number, payload: Buffer): boolean;
   /** A frame longer than the limit (section 4.2: a FRAME_SIZE_ERROR), seen from its header. */
@@ -34,6 +35,9 @@ export class H2FrameReader {
   private owned = false;
   /** The bytes pushed are views of the thread's shared read buffer (setSharedReads), overwritten by the next read. */
   viewReads = false;
+  /** The sink paused reading (pause()): what is pushed meanwhile, and the rest of the push it paused in, waits in `held`. */
+  private paused = false;
+  private held: Buffer | null = null;
 
   constructor(
     private readonly sink: H2FrameSink,
@@ -54,7 +58,25 @@ export class H2FrameReader {
     return this.headHave >= 4 ? this.head[3] : -1;
   }
 
+  /**
+   * From within onFrame (which then returns false): no frame more until resume(). The rest
+   * of the push, and any push meanwhile, is kept as a copy (a push may be a view of the
+   * shared read buffer); the frame being handed on is whole, so nothing is half-read.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Reading goes on: returns what was held, for the sink to push again (null: nothing). */
+  resume(): Buffer | null {
+    this.paused = false;
+    const h = this.held;
+    this.held = null;
+    return h;
+  }
+
   push(chunk: Buffer): void {
+    if (this.paused) return this.hold(chunk, 0);
     const n = chunk.length;
     let off = 0;
     if (this.headHave > 0) {
@@ -77,7 +99,7 @@ export class H2FrameReader {
       off += take;
       if (this.have < f.length) return;
       this.partial = null;
-      if (!this.deliver(f, 0, f.length - HEADER, true)) return;
+      if (!this.deliver(f, 0, f.length - HEADER, true)) return this.hold(chunk, off);
     }
     while (n - off >= HEADER) {
       const len = (chunk[off] << 16) | (chunk[off + 1] << 8) | chunk[off + 2];
@@ -88,13 +110,20 @@ export class H2FrameReader {
         this.have = n - off;
         return;
       }
-      if (!this.deliver(chunk, off, len, false)) return;
+      if (!this.deliver(chunk, off, len, false)) return this.hold(chunk, off + HEADER + len);
       off += HEADER + len;
     }
     if (off < n) {
       chunk.copy(this.head, 0, off, n);
       this.headHave = n - off;
     }
+  }
+
+  /** While paused: `chunk` from `from` on waits, copied, behind what waits already. */
+  private hold(chunk: Buffer, from: number): void {
+    if (!this.paused || from >= chunk.length) return;
+    const rest = chunk.subarray(from);
+    this.held = this.held === null ? Buffer.from(rest) : Buffer.concat([this.held, rest]);
   }
 
   private deliver(b: Buffer, at: number, len: number, owned: boolean): boolean {

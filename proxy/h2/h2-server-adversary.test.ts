@@ -1,12 +1,12 @@
 import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
 import { frameServer, type FrameServer } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { LimitName } from '../http/h2-session-guard.js';
-import { clientStart, frame, goawayCode, headerBlock, isGoaway, isRst, rawPeer, request as rawRequest, rstCode, rstStream, settings, word, FRAME, FLAG, PREFACE, type RawPeer } from '../../test/helpers/h2-frames.js';
+import { FrameReader, clientStart, frame, goawayCode, headerBlock, isGoaway, isRst, rawPeer, request as rawRequest, rstCode, rstStream, settings, word, FRAME, FLAG, PREFACE, type RawPeer } from '../../test/helpers/h2-frames.js';
 
 /**
  * The frame-level HTTP/2 server (the outbound's h2c from the app, protocol.outboundHttp2
@@ -426,6 +426,46 @@ describe('resource exhaustion', () => {
     const before = pulled;
     sock.resume();
     await waitFor(() => pulled > before + (4 << 20), 5000);
+  });
+
+  test('a client that pipelines requests and never reads the answers: its frames wait once our write buffer is full, and the rest are answered when it reads', async () => {
+    // Each request an 11-byte HEADERS frame (two HPACK dynamic-table indexes: :method CONNECT
+    // and a 4000-byte :authority), each answer a 4 KB 403 that echoes the authority. The
+    // answers close their streams at once, so SETTINGS_MAX_CONCURRENT_STREAMS bounds nothing,
+    // and the windows a client opens without reading bound nothing either.
+    over = { maxHeaderBytes: 16 * 1024, hardCapBytes: 64 * 1024 };
+    const sock = netConnect(port, '127.0.0.1');
+    raws.push(sock);
+    sock.on('error', () => undefined);
+    let answered = 0;
+    const reader = new FrameReader((type, flags) => {
+      if (type === FRAME.DATA && (flags & FLAG.END_STREAM) !== 0) answered++;
+    });
+    sock.on('data', (d: Buffer) => reader.push(d));
+    sock.pause();
+    const n = 20_000;
+    const authority = 'a'.repeat(4000);
+    // Literals with incremental indexing, names by static index (RFC 7541 section 6.2.1): :method (2), :authority (1).
+    const first = Buffer.concat([Buffer.from([0x42, 7]), Buffer.from('CONNECT'), Buffer.from([0x41, 0x7f, 0xa1, 0x1e]), Buffer.from(authority)]);
+    const frames = [PREFACE, settings([4, 0x7fffffff]), frame(FRAME.WINDOW_UPDATE, 0, 0, word(0x7fffffff - 65_535)), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, first)];
+    // Then the dynamic table's 62 (:authority, the newest) and 63 (:method CONNECT).
+    for (let i = 1; i < n; i++) frames.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 2 * i + 1, Buffer.from([0x80 | 62, 0x80 | 63])));
+    // 220 KB of requests, 80 MB of answers.
+    sock.write(Buffer.concat(frames));
+    let peak = 0;
+    let last = -1;
+    // Until the server's write buffer stops changing: it stopped reading, or read everything.
+    for (let now = 0; now !== last; ) {
+      last = now;
+      await sleep(300);
+      now = 0;
+      for (const s of sessions) now += s.socket.writableLength;
+      peak = Math.max(peak, now);
+    }
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThan(2 << 20);
+    sock.resume();
+    await waitFor(() => answered === n, 20_000);
   });
 });
 

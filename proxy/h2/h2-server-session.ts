@@ -57,7 +57,10 @@ const MAX_CONTINUATIONS = 8;
  * (CVE-2019-9512, CVE-2019-9515), and the connection ends, as nghttp2's max_outbound_ack.
  */
 const MAX_OWED = 1000;
-/** Response bytes waiting in our socket's buffer above which response bodies pause until it drains. */
+/**
+ * Response bytes waiting in our socket's buffer above which response bodies pause, and the
+ * client's frames stop being read, until it drains.
+ */
 const MAX_BUFFERED = 1 << 20;
 
 /**
@@ -130,6 +133,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   private owed = 0;
   /** Streams whose response body waits for our socket to drain (MAX_BUFFERED). */
   private readonly congested = new Set<H2ServerStream>();
+  /** The client's frames wait (socket paused, the rest of a read held by the reader) until our socket drains (MAX_BUFFERED). */
+  readsPaused = false;
 
   constructor(
     readonly socket: Socket,
@@ -141,8 +146,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     // Reads come to onData straight from the socket's push (what node's socket reads call),
     // not through its Readable: no buffering, 'data' event or maybeReadMore tick per read,
     // as the mesh multiplexer's direct reads (net/direct-reads.ts). Flow control is ours
-    // (section 5.2), and a frame is at most 16 KiB, so nothing needs the socket to pause.
-    // What detection peeked and put back is read first.
+    // (section 5.2), and a frame is at most 16 KiB: the socket pauses only while the client
+    // leaves our answers unread (pauseReads). What detection peeked and put back is read first.
     const peeked = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
     (socket as Fed)[SESSION] = this;
     socket.push = directPush;
@@ -196,11 +201,38 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
 
   private onDrain(): void {
     this.owed = 0;
-    if (this.congested.size === 0) return;
-    const waiting = [...this.congested];
-    this.congested.clear();
-    // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
-    for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.drained();
+    if (this.congested.size > 0) {
+      const waiting = [...this.congested];
+      this.congested.clear();
+      // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
+      for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.drained();
+    }
+    if (this.readsPaused) this.resumeReads();
+  }
+
+  /**
+   * More than MAX_BUFFERED of our answers wait in our socket: the client does not read them.
+   * Its frames are not read either until it does (the socket paused, the rest of the read
+   * held), as a server stops reading pipelined requests it cannot answer. Without this, a
+   * client that never reads had us buffer every answer: an 11-byte HEADERS (two HPACK
+   * indexes) made a 4 KB 403 that echoes its :authority, a settled response's stream closes
+   * at once so SETTINGS_MAX_CONCURRENT_STREAMS bounds nothing, and the windows a client
+   * opens without reading a byte bound nothing either (MAX_OWED counts control frames only).
+   * nghttp2 (node:http2's maxSessionMemory) and Envoy (max_outbound_frames) end such a
+   * connection; pausing serves a slow reader without dropping it.
+   */
+  private pauseReads(): void {
+    this.readsPaused = true;
+    this.reader.pause();
+    this.socket.pause();
+  }
+
+  private resumeReads(): void {
+    this.readsPaused = false;
+    const held = this.reader.resume();
+    // What was held first (it may pause reading again), then the socket.
+    if (held !== null) inTurn(this.onData, this, held);
+    if (!this.readsPaused && !this.destroyed) this.socket.resume();
   }
 
   /**
@@ -315,6 +347,12 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     this.write(wordsFrame(FRAME.GOAWAY, 0, 0, this.lastClientId, code));
     this.flush();
     this.socket.end();
+    // Read (and drop) again, so the close sends no TCP RST for bytes left unread.
+    if (this.readsPaused) {
+      this.readsPaused = false;
+      this.reader.resume();
+      this.socket.resume();
+    }
     const t = this.o.clock.setTimeout(() => this.destroy(), 1000);
     t.unref?.();
     this.socket.once('close', () => this.o.clock.clearTimeout(t));
@@ -433,6 +471,11 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (this.destroyed || this.calmed) return false;
     if (this.owed > MAX_OWED) {
       this.flood();
+      return false;
+    }
+    // Not within a header block: the headers timeout would count the wait against the client.
+    if (this.socket.writableLength > MAX_BUFFERED && this.hdrStream === 0) {
+      this.pauseReads();
       return false;
     }
     return true;
@@ -802,7 +845,9 @@ function directPush(this: Fed, chunk: unknown): boolean {
   if (chunk === null || chunk === undefined) s.destroy();
   // A turn of its own (common/deferred.ts): the steps this read defers run as it returns, no tick.
   else inTurn(s.onData, s, chunk as Buffer);
-  return true;
+  // Reads paused (pauseReads): false stops node's reading, where pause() alone would not (a
+  // socket that does not read into the shared buffer); the reader holds this one.
+  return !s.readsPaused;
 }
 
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
