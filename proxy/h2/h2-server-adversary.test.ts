@@ -357,6 +357,14 @@ describe('resource exhaustion', () => {
     expect(limits).toEqual(['h2-continuation-flood']);
   });
 
+  test('a header block of more bytes than it may take (full CONTINUATION frames) is counted as a flood too (wren_limit_exceeded_total)', async () => {
+    // The test server's hard cap is 8 KiB: a block may take 2 x 8 KiB + 16 KiB octets; three frames pass it.
+    const full = Buffer.alloc(16_384);
+    const bytes = Buffer.concat([start, frame(FRAME.HEADERS, FLAG.END_STREAM, 1, full), frame(FRAME.CONTINUATION, 0, 1, full), frame(FRAME.CONTINUATION, 0, 1, Buffer.alloc(1))]);
+    expect(await outcome(port, bytes)).toBe('goaway 11');
+    expect(limits).toEqual(['h2-continuation-flood']);
+  });
+
   test('a header block in more CONTINUATION frames than node:http2 takes is refused; one in a few is served', async () => {
     service = async () => answer(200, 'ok');
     const block = headerBlock(REQ);

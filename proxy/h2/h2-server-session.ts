@@ -615,7 +615,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
     this.hdrBytes += b.length;
-    if (this.hdrBytes > 2 * this.o.hardCapBytes + 16_384) return this.connectionError(H2_ERROR.ENHANCE_YOUR_CALM);
+    // Counted as the frame-level client counts it (only CONTINUATION frames can carry this many bytes).
+    if (this.hdrBytes > 2 * this.o.hardCapBytes + 16_384) return this.calm('h2-continuation-flood');
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
