@@ -357,6 +357,18 @@ describe('resource exhaustion', () => {
     expect(limits).toEqual(['h2-continuation-flood']);
   });
 
+  test('empty DATA frames in a row (CVE-2019-9518) end the connection at the second, as Envoy; one between frames with data is served', async () => {
+    service = async () => answer(200, 'ok');
+    const post = frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock(req([[':method', 'POST']])));
+    const empty = frame(FRAME.DATA, 0, 1);
+    const data = frame(FRAME.DATA, 0, 1, Buffer.from('x'));
+    const padded = frame(FRAME.DATA, 0x8, 1, Buffer.from([2, 0, 0]));
+    expect(await outcome(port, Buffer.concat([start, post, data, empty, data, empty, data, frame(FRAME.DATA, FLAG.END_STREAM, 1)]))).toBe('served');
+    expect(limits).toEqual([]);
+    expect(await outcome(port, Buffer.concat([start, post, data, empty, padded, data]))).toBe('goaway 11');
+    expect(limits).toEqual(['h2-empty-frames-flood']);
+  });
+
   test('a header block of more bytes than it may take (full CONTINUATION frames) is counted as a flood too (wren_limit_exceeded_total)', async () => {
     // The test server's hard cap is 8 KiB: a block may take 2 x 8 KiB + 16 KiB octets; three frames pass it.
     const full = Buffer.alloc(16_384);

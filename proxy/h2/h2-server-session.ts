@@ -52,6 +52,16 @@ const MAX_SETTINGS = 32;
 /** CONTINUATION frames a header block may take (nghttp2's max_continuations, node:http2's limit). */
 const MAX_CONTINUATIONS = 8;
 /**
+ * DATA frames in a row without data or END_STREAM (CVE-2019-9518, "empty frames flood"):
+ * they carry nothing, cost a frame's work each and keep their stream from the stream idle
+ * timeout. Envoy ends the connection at the second one
+ * (max_consecutive_inbound_frames_with_empty_payload, default 1), which is what an app in
+ * an Istio mesh already meets on its outbound connections; node:http2 counts them as
+ * invalid frames (maxSessionInvalidFrames). HEADERS and CONTINUATION without a block are
+ * the CONTINUATION guards' (MAX_CONTINUATIONS) and a malformed request's.
+ */
+const MAX_EMPTY_DATA = 1;
+/**
  * Frames we write in answer to the client's (PING and SETTINGS ACKs, RST_STREAMs) while it
  * has not read the ones before (our write buffer never emptied meanwhile): more is a flood
  * (CVE-2019-9512, CVE-2019-9515), and the connection ends, as nghttp2's max_outbound_ack.
@@ -104,6 +114,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   private hdrBytes = 0;
   /** CONTINUATION frames in the open header block. */
   private hdrFrames = 0;
+  /** Empty DATA frames without END_STREAM since the last frame with data or a header block fragment (MAX_EMPTY_DATA). */
+  private emptyData = 0;
   /** Highest stream id the client has opened (section 5.1.1). */
   private lastClientId = 0;
   sendWindow = DEFAULT_WINDOW;
@@ -586,6 +598,10 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
     // Flow control counts the whole payload, padding included (section 6.9.1).
     const len = p.length;
+    // Nothing but padding counts as empty, as Envoy counts it.
+    if ((flags & FLAG.END_STREAM) === 0 && (len === 0 || ((flags & FLAG.PADDED) !== 0 && len === p[0] + 1))) {
+      if (++this.emptyData > MAX_EMPTY_DATA) return this.calm('h2-empty-frames-flood');
+    } else this.emptyData = 0;
     this.recvWindow -= len;
     if (this.recvWindow < 0) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
     this.unacked += len;
@@ -614,6 +630,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   }
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
+    if (b.length > 0) this.emptyData = 0;
     this.hdrBytes += b.length;
     // Counted as the frame-level client counts it (only CONTINUATION frames can carry this many bytes).
     if (this.hdrBytes > 2 * this.o.hardCapBytes + 16_384) return this.calm('h2-continuation-flood');

@@ -16,10 +16,12 @@ export type LimitName =
   | 'peer-keepalive-timeout'
   // The frame-level server's flood guards (proxy/h2/h2-server-session.ts), nghttp2's limits:
   // answers (PING/SETTINGS ACKs, resets) a client does not read, a header block in more
-  // CONTINUATION frames than nghttp2 takes, a SETTINGS frame of more than 32 entries.
+  // CONTINUATION frames than nghttp2 takes, a SETTINGS frame of more than 32 entries, and
+  // Envoy's: empty DATA frames in a row (CVE-2019-9518).
   | 'h2-unread-control-frames'
   | 'h2-continuation-flood'
-  | 'h2-settings-flood';
+  | 'h2-settings-flood'
+  | 'h2-empty-frames-flood';
 
 export interface H2GuardOptions {
   readonly clock: Clock;
