@@ -538,6 +538,9 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
         if (b === null) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
         if ((flags & FLAG.PRIORITY) !== 0) {
           if (b.length < 5) return this.connectionError(H2_ERROR.FRAME_SIZE_ERROR);
+          // A stream cannot depend on itself (section 5.3.1): a stream error, which section 5.4
+          // lets us make the connection's, as nghttp2 (node:http2) does; the request goes nowhere.
+          if ((b.readUInt32BE(0) & MAX_WINDOW) === id) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
           b = b.subarray(5);
         }
         return this.headerFragment(id, (flags & FLAG.END_STREAM) !== 0, (flags & FLAG.END_HEADERS) !== 0, b);
