@@ -386,6 +386,18 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
     expect(limits).toEqual(['h2-continuation-flood']);
   });
 
+  test('empty DATA frames in a row (CVE-2019-9518): h2-empty-frames-flood at the second, as Envoy; one between frames with data is delivered', async () => {
+    const one = await requestSent();
+    one.conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), frame(FRAME.DATA, 0, 1, Buffer.from('a')), frame(FRAME.DATA, 0, 1), frame(FRAME.DATA, 0, 1, Buffer.from('b')), frame(FRAME.DATA, FLAG.END_STREAM, 1)]));
+    expect((await readAll((await one.p) as ProxyResponse)).toString()).toBe('ab');
+    expect(one.limits).toEqual([]);
+    const { conn, s, p, limits } = await requestSent();
+    conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, status200), frame(FRAME.DATA, 0, 1), frame(FRAME.DATA, 0x8, 1, Buffer.from([1, 0]))]));
+    await until(() => s.destroyed, 5000);
+    await expect(readAll((await p) as ProxyResponse)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+    expect(limits).toEqual(['h2-empty-frames-flood']);
+  });
+
   test('AppH2Client hands its onLimit to the sessions it opens', async () => {
     let conn!: RawConn;
     const port = await settingsApp((c) => (conn = c));

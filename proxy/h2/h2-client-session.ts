@@ -28,7 +28,8 @@ export interface H2ClientSessionOptions {
    * A flood guard ended the session, named as the frame-level server's
    * (h2-server-session.ts): `h2-unread-control-frames` (MAX_UNREAD_ACKS),
    * `h2-continuation-flood` (a response header block in too many CONTINUATION frames, or
-   * too many bytes, which only CONTINUATIONs can carry). Counted whether or not a request
+   * too many bytes, which only CONTINUATIONs can carry), `h2-empty-frames-flood` (empty
+   * DATA frames in a row, MAX_EMPTY_DATA). Counted whether or not a request
    * was in flight (wren_limit_exceeded_total{direction="inbound"}).
    */
   readonly onLimit?: (limit: LimitName) => void;
@@ -50,6 +51,12 @@ const SOCKET_BACKLOG_BYTES = 256 * 1024;
 const MAX_UNREAD_ACKS = 1000;
 /** Entries in one SETTINGS frame (node:http2's maxSettings; the frame-level server's MAX_SETTINGS). */
 const MAX_SETTINGS = 32;
+/**
+ * DATA frames in a row without data or END_STREAM (CVE-2019-9518): the frame-level server's
+ * MAX_EMPTY_DATA, Envoy's max_consecutive_inbound_frames_with_empty_payload (default 1),
+ * which Envoy applies to its upstream connections (an app in an Istio mesh meets it there).
+ */
+const MAX_EMPTY_DATA = 1;
 
 /** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
 const REFUSED = new WeakSet<object>();
@@ -90,6 +97,8 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
   private hdrBytes = 0;
+  /** Empty DATA frames without END_STREAM since the last frame with data or a header block fragment (MAX_EMPTY_DATA). */
+  private emptyData = 0;
   private resetsLeft: number;
   private pingSent = false;
   /** ACKs (PING, SETTINGS) not yet written to the kernel (MAX_UNREAD_ACKS). */
@@ -415,6 +424,10 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'DATA on stream 0');
     // Flow control counts the whole payload, padding included (section 6.9.1).
     const len = p.length;
+    // Nothing but padding counts as empty, as Envoy counts it.
+    if ((flags & FLAG.END_STREAM) === 0 && (len === 0 || ((flags & FLAG.PADDED) !== 0 && len === p[0] + 1))) {
+      if (++this.emptyData > MAX_EMPTY_DATA) return this.calm('h2-empty-frames-flood', 'empty DATA frames in a row (CVE-2019-9518)');
+    } else this.emptyData = 0;
     this.recvWindow -= len;
     if (this.recvWindow < 0) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'the connection window was exceeded');
     this.unacked += len;
@@ -442,6 +455,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   }
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
+    if (b.length > 0) this.emptyData = 0;
     this.hdrBytes += b.length;
     const limit = 2 * this.o.maxHeaderListBytes + DEFAULT_MAX_FRAME;
     if (this.hdrBytes > limit) return this.calm('h2-continuation-flood', 'header block too large');
