@@ -213,13 +213,14 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
 
   private onDrain(): void {
     this.owed = 0;
-    if (this.congested.size > 0) {
-      const waiting = [...this.congested];
-      this.congested.clear();
-      // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
-      for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.drained();
-    }
+    // The client's frames first, while the buffer is empty: resumed bodies fill it again at
+    // once, and frames read after that would each wait for another drain.
     if (this.readsPaused) this.resumeReads();
+    if (this.congested.size === 0) return;
+    const waiting = [...this.congested];
+    this.congested.clear();
+    // A stream the windows hold (blocked) resumes its body when WINDOW_UPDATE flushes it.
+    for (const st of waiting) if (!st.closed && !this.blockedStreams.has(st)) st.drained();
   }
 
   /**
