@@ -1,4 +1,4 @@
-import { badField, validFieldName, validFieldValue } from './field-check.js';
+import { badField, connectionField, validFieldName, validFieldValue } from './field-check.js';
 
 test('names: lowercase tokens only (RFC 9113 section 8.2.1, RFC 9110 section 5.1)', () => {
   for (const n of ['x-a', 'content-type', "a!#$%&'*+-.^_`|~0"]) expect(validFieldName(n)).toBe(true);
@@ -23,4 +23,11 @@ test('badField names the first bad field from an index on', () => {
   expect(badField([':status', '200', 'x-a', 'a\x01b'], 2, false)).toBeNull();
   expect(badField(['bad name', 'v'], 0, false)).toBe('invalid field name "bad name"');
   expect(badField([':path', '/'], 0, false)).toBe('pseudo-header ":path"');
+});
+
+test('connectionField names the first connection-specific field from an index on (RFC 9113 section 8.2.2)', () => {
+  for (const n of ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']) expect(connectionField([':status', '200', 'x-a', '1', n, 'v'], 2)).toBe(n);
+  expect(connectionField([':status', '200', 'te', 'trailers', 'te', 'Trailers'], 2)).toBeNull();
+  expect(connectionField([':status', '200', 'te', 'gzip'], 2)).toBe('te');
+  expect(connectionField(['connection', 'close', 'x-a', '1'], 2)).toBeNull();
 });

@@ -50,3 +50,21 @@ export function badField(fields: readonly string[], from: number, strict: boolea
   }
   return null;
 }
+
+/** Fields HTTP/2 forbids (RFC 9113 section 8.2.2): a message carrying one is malformed. */
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+/**
+ * The first connection-specific field from index `from` on (RFC 9113 section 8.2.2: those of
+ * CONNECTION_SPECIFIC, and te with any value but "trailers", compared as a token), or null.
+ * nghttp2 makes a response carrying one malformed, so an app's answer through Envoy or
+ * node:http2 is a 502; the writers' dropping hop-by-hop fields would have hidden it.
+ */
+export function connectionField(fields: readonly string[], from: number): string | null {
+  for (let i = from; i < fields.length; i += 2) {
+    const name = fields[i];
+    if (CONNECTION_SPECIFIC.has(name)) return name;
+    if (name === 'te' && fields[i + 1] !== 'trailers' && fields[i + 1].toLowerCase() !== 'trailers') return 'te';
+  }
+  return null;
+}

@@ -680,6 +680,21 @@ test('a response field name with uppercase letters is malformed (RFC 9113 sectio
   await expect(readAll(await trailers.res)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
 });
 
+test.each(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te'])('a response or trailers with the connection-specific field %s are malformed (RFC 9113 section 8.2.2), as nghttp2 makes them: never passed on without it', async (name) => {
+  const value = name === 'te' ? 'gzip' : 'close';
+  const { res, conn } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], [name, value]])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('body'))]));
+  await expect(res).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+  const trailers = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, status200), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock([[name, value]]))]));
+  await expect(readAll(await trailers.res)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+});
+
+test('te: trailers in a response is no connection-specific field', async () => {
+  const { res } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['te', 'trailers']])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('body'))]));
+  expect((await readAll(await res)).toString()).toBe('body');
+});
+
 /** What a writer that attaches its listeners late sees (h2-relay.ts, write-response.ts): 'end', 'error', or nothing at all. */
 function outcome(body: BodyStream): Promise<string> {
   return new Promise((resolve) => {

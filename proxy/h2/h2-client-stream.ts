@@ -1,6 +1,6 @@
 import { LeanBody } from '../http/lean-body.js';
 import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
-import { badField } from './field-check.js';
+import { badField, connectionField } from './field-check.js';
 import { isSettled } from '../http/exchange.js';
 import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
@@ -117,6 +117,8 @@ export class H2ClientStream extends BodySender {
       if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
       const bad = badField(fields, 0, true);
       if (bad !== null) return this.protocolError(`${bad} in trailers`);
+      const conn = connectionField(fields, 0);
+      if (conn !== null) return this.protocolError(`connection-specific field ${conn} in trailers (RFC 9113 section 8.2.2)`);
       const t = fieldsToHeaders(fields, true);
       dropMeshFields(t);
       for (const _ in t) {
@@ -134,6 +136,8 @@ export class H2ClientStream extends BodySender {
     // is written to the caller as it is, and a field the writer refuses would fail there.
     const bad = badField(fields, 2, true);
     if (bad !== null) return this.protocolError(`${bad} after :status`);
+    const conn = connectionField(fields, 2);
+    if (conn !== null) return this.protocolError(`connection-specific field ${conn} (RFC 9113 section 8.2.2)`);
     // HTTP/2 has no 101 (Switching Protocols): RFC 9113 section 8.6 makes it a malformed
     // response, not an interim one to skip (a final response after it would pass as the answer).
     if (status === 101) return this.protocolError('101 (Switching Protocols) in HTTP/2');

@@ -5,7 +5,7 @@ import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { HOST, TARGET, TOKEN, allIn } from '../h1/chars.js';
-import { badField, validFieldName, validFieldValue } from './field-check.js';
+import { CONNECTION_SPECIFIC, badField, validFieldName, validFieldValue } from './field-check.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -43,8 +43,6 @@ export interface H2ServerSessionOptions {
   readonly origDst: ProxyRequest['origDst'];
 }
 
-/** Fields HTTP/2 forbids (RFC 9113 section 8.2.2): a request carrying one is malformed. */
-const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** The most fields a request may have (node:http2's maxHeaderListPairs on the outbound). */
 const MAX_FIELDS = 512;
 /** Entries a SETTINGS frame may carry (node:http2's maxSettings default). */
