@@ -690,6 +690,18 @@ test.each(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 
   await expect(readAll(await trailers.res)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
 });
 
+test.each([['HEAD', '200'], ['GET', '204'], ['GET', '304']])('DATA with content on a response to %s with status %s is malformed (RFC 9110 section 6.4.1), as nghttp2 takes it; empty DATA with END_STREAM is not', async (method, status) => {
+  const { res, conn } = await answer(method, (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', status], ['content-length', '5']].slice(0, status === '204' ? 1 : 2) as [string, string][])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('hello'))]));
+  const r = await res.catch((e: unknown) => e);
+  if ('status' in (r as object)) await expect(readAll(r as ProxyResponse)).rejects.toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  else expect(r).toMatchObject({ code: 'UPSTREAM_PROTOCOL' });
+  const rst = await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1);
+  expect(rst.payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+  const empty = await answer(method, (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', status]])), frame(FRAME.DATA, FLAG.END_STREAM, id)]));
+  const ok = await empty.res;
+  expect([ok.status, (await readAll(ok)).length]).toEqual([Number(status), 0]);
+});
+
 test('te: trailers in a response is no connection-specific field', async () => {
   const { res } = await answer('GET', (id) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':status', '200'], ['te', 'trailers']])), frame(FRAME.DATA, FLAG.END_STREAM, id, Buffer.from('body'))]));
   expect((await readAll(await res)).toString()).toBe('body');

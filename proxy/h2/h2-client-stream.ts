@@ -47,6 +47,8 @@ export class H2ClientStream extends BodySender {
   body: H2ResponseBody | null = null;
   /** Response body bytes its content-length still allows; -1: not declared (or HEAD, 304: not a body's length). */
   private bodyLeft = -1;
+  /** The response has no content whatever it declares (HEAD, 204, 304): bodyLeft is 0. */
+  private noContent = false;
   trailers: Headers | undefined = undefined;
   private pausedBody: BodyStream | null = null;
   resolve!: (res: ProxyResponse) => void;
@@ -155,6 +157,12 @@ export class H2ClientStream extends BodySender {
       if (endStream && declared > 0) return this.protocolError('body shorter than its content-length');
       this.bodyLeft = declared;
     }
+    // No content after HEAD, 204 or 304 (RFC 9110 sections 6.4.1, 9.3.2, 15.3.5, 15.4.5):
+    // DATA carrying any is malformed, as nghttp2 (node:http2) takes it, not content to drop.
+    if (this.req.method === 'HEAD' || status === 204 || status === 304) {
+      this.noContent = true;
+      this.bodyLeft = 0;
+    }
     this.responded = true;
     const headers = fieldsToHeaders(fields.length === 2 ? [] : fields.slice(2));
     if (!endStream) {
@@ -170,7 +178,7 @@ export class H2ClientStream extends BodySender {
     const b = this.body;
     if (this.remoteEnded) return this.protocolError('DATA after the response ended', H2_ERROR.STREAM_CLOSED);
     if (b === null) return this.protocolError('DATA before the response head');
-    if (this.bodyLeft >= 0 && (this.bodyLeft -= data.length) < 0) return this.protocolError('body longer than its content-length');
+    if (this.bodyLeft >= 0 && (this.bodyLeft -= data.length) < 0) return this.protocolError(this.noContent ? `content in a ${this.req.method === 'HEAD' ? 'response to HEAD' : 'response that has none'}` : 'body longer than its content-length');
     if (data.length > 0) b.push(data);
     if (!endStream) return;
     if (this.bodyLeft > 0) return this.protocolError('body shorter than its content-length');
