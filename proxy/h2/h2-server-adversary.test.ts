@@ -1,7 +1,9 @@
+import { jest } from '@jest/globals';
 import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type IncomingHttpHeaders } from 'node:http2';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { H2ServerSession, type H2ServerSessionOptions } from './h2-server-session.js';
+import { IdTable } from '../../common/id-table.js';
 import { frameServer, type FrameServer } from './h2-server-test-options.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
@@ -416,6 +418,27 @@ describe('resource exhaustion', () => {
     sock.resume();
     await closed;
     expect(limits).toEqual(['h2-unread-control-frames']);
+  });
+
+  test('a SETTINGS frame of 32 SETTINGS_INITIAL_WINDOW_SIZE entries walks the open streams once, not once an entry; the windows end as the entries leave them', async () => {
+    service = () => new Promise(() => undefined);
+    const r = raw();
+    const open = Array.from({ length: 50 }, (_, i) => hang(2 * i + 1, true));
+    r.sock.write(Buffer.concat([start, ...open]));
+    await waitFor(() => [...sessions].some((s) => s.active === 50));
+    const walks = jest.spyOn(IdTable.prototype, 'values');
+    try {
+      // The windows go up to 2^31-1 - 65 535 + 65 535 on the way, and end at 1000.
+      r.sock.write(settings(...Array.from({ length: 32 }, (_, i): [number, number] => [4, i === 5 ? 0x7fffffff : i === 31 ? 1000 : 70_000 + i])));
+      await r.until((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0 && r.frames.filter((g) => g.type === FRAME.SETTINGS && (g.flags & FLAG.ACK) !== 0).length === 2);
+      expect(walks.mock.calls.length).toBeLessThanOrEqual(1);
+    } finally {
+      walks.mockRestore();
+    }
+    expect(r.frames.some(isGoaway)).toBe(false);
+    // One more past 2^31-1 at its highest, even if the last comes back down: a connection error (section 6.9.2).
+    r.sock.write(Buffer.concat([frame(FRAME.WINDOW_UPDATE, 0, 1, word(0x7fffffff - 1000)), settings([4, 1001], [4, 1000])]));
+    expect(goawayCode(await r.until(isGoaway))).toBe(3);
   });
 
   test('a SETTINGS frame of more than 32 entries is counted as a flood (wren_limit_exceeded_total)', async () => {

@@ -798,24 +798,36 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     // them against 1000 streams is millions of updates for one read. node:http2 ends a
     // connection whose SETTINGS has more than 32 entries (its maxSettings) likewise.
     if (p.length > 6 * MAX_SETTINGS) return this.calm('h2-settings-flood');
+    // SETTINGS_INITIAL_WINDOW_SIZE: the last value and the highest, for one walk below.
+    let windowTo = -1;
+    let windowPeak = -1;
     for (let i = 0; i < p.length; i += 6) {
       const k = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
       if (k === SETTING.INITIAL_WINDOW_SIZE) {
         if (v > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
-        // A change applies to every open stream's window (section 6.9.2).
-        const delta = v - this.peerInitialWindow;
-        this.peerInitialWindow = v;
-        for (const st of this.streams.values()) {
-          st.sendWindow += delta;
-          if (st.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
-        }
+        windowTo = v;
+        if (v > windowPeak) windowPeak = v;
       } else if (k === SETTING.MAX_FRAME_SIZE) {
         if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
         this.peerMaxFrame = v;
       } else if (k === SETTING.ENABLE_PUSH && v > 1) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
       else if (k === SETTING.HEADER_TABLE_SIZE) this.peerHeaderTable = v;
       // MAX_CONCURRENT_STREAMS: we push none.
+    }
+    if (windowTo >= 0) {
+      // Each value applies to every open stream's window in turn (section 6.9.2), so a stream
+      // ends at the last one, and passes 2^31-1 (a connection error) if it does at the highest:
+      // one walk a frame, where a walk an entry made 32 of a SETTINGS frame, 270 µs of CPU
+      // per 201-byte frame against 1000 open streams (adv14).
+      const base = this.peerInitialWindow;
+      const delta = windowTo - base;
+      const peak = windowPeak - base;
+      this.peerInitialWindow = windowTo;
+      for (const st of this.streams.values()) {
+        if (st.sendWindow + peak > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR);
+        st.sendWindow += delta;
+      }
     }
     // The encoder signals a change at the start of its next block (RFC 7541 section 4.2), which goes after this ACK.
     this.out.tableLimit(this.peerHeaderTable);
