@@ -6,6 +6,8 @@ import { systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
 import type { BodyStream, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
+import { jest } from '@jest/globals';
+import { IdTable } from '../../common/id-table.js';
 import { FLAG, FRAME, FrameReader, frame, headerBlock, settings, word } from '../../test/helpers/h2-frames.js';
 
 /**
@@ -341,6 +343,19 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
     await new Promise((r) => setTimeout(r, 100));
     expect(ok.s.destroyed).toBe(false);
     expect(ok.limits).toEqual([]);
+  });
+
+  test("32 SETTINGS_INITIAL_WINDOW_SIZE entries walk the open streams once, not once an entry (the frame-level server's fix, adv14 lead)", async () => {
+    const { conn, s } = await requestSent();
+    const walks = jest.spyOn(IdTable.prototype, 'values');
+    try {
+      conn.socket.write(settings(...Array.from({ length: 32 }, (_, i): [number, number] => [SETTING_INITIAL_WINDOW_SIZE, 70_000 + i])));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(walks.mock.calls.length).toBe(1);
+    } finally {
+      walks.mockRestore();
+    }
+    expect(s.destroyed).toBe(false);
   });
 
   test('unread SETTINGS ACKs: h2-unread-control-frames', async () => {

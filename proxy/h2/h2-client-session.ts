@@ -8,6 +8,7 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { flushBlocked } from './body-sender.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
+import { applyInitialWindow } from './initial-window.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
 import { HpackDecoder } from './hpack-decoder.js';
 import { IdTable } from '../../common/id-table.js';
@@ -503,18 +504,16 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     // stream, so a 16 KiB frame of 2730 of them against many streams is millions of updates
     // for one read. node:http2 ends a connection whose SETTINGS has more than 32 entries.
     if (p.length > 6 * MAX_SETTINGS) return this.calm('h2-settings-flood', `a SETTINGS frame of ${p.length / 6} entries (at most ${MAX_SETTINGS})`);
+    // SETTINGS_INITIAL_WINDOW_SIZE: the last value and the highest, for one walk (initial-window.ts).
+    let windowTo = -1;
+    let windowPeak = -1;
     for (let i = 0; i < p.length; i += 6) {
       const k = p.readUInt16BE(i);
       const v = p.readUInt32BE(i + 2);
       if (k === SETTING.INITIAL_WINDOW_SIZE) {
         if (v > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
-        // A change applies to every open stream's window (section 6.9.2).
-        const delta = v - this.peerInitialWindow;
-        this.peerInitialWindow = v;
-        for (const st of this.streams.values()) {
-          st.sendWindow += delta;
-          if (st.sendWindow > MAX_WINDOW) return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE took a stream window above 2^31-1');
-        }
+        windowTo = v;
+        if (v > windowPeak) windowPeak = v;
       } else if (k === SETTING.MAX_FRAME_SIZE) {
         if (v < DEFAULT_MAX_FRAME || v > 0xffffff) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = v;
@@ -522,6 +521,12 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
       // Only a client may enable push; from a server, 1 is a connection error too (RFC 9113 section 6.5.2).
       else if (k === SETTING.ENABLE_PUSH && v !== 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH from a server');
       else if (k === SETTING.HEADER_TABLE_SIZE) this.peerHeaderTable = v;
+    }
+    if (windowTo >= 0) {
+      const from = this.peerInitialWindow;
+      this.peerInitialWindow = windowTo;
+      if (!applyInitialWindow(this.streams.values(), from, windowTo, windowPeak))
+        return this.connectionError(H2_ERROR.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE took a stream window above 2^31-1');
     }
     // The encoder signals a change at the start of its next block (RFC 7541 section 4.2), which goes after this ACK.
     this.out.tableLimit(this.peerHeaderTable);
