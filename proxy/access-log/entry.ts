@@ -133,7 +133,10 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
   const attempts = st?.tried.size ?? (direction === 'inbound' ? 1 : 0);
   const ep = direction === 'outbound' ? endpointOf(req) : undefined;
   const flags = flagsOf(req, res.status, res.proxyError, o.cut, attempts);
-  const dc = flags.includes('DC') && o.cut;
+  // The client left before any response (the synthetic CANCELLED/499 never reached it):
+  // Envoy logs response code 0 and no byte sent, whether or not that response had a body.
+  const gone = res.proxyError === 'client-cancelled';
+  const dc = gone || (flags.includes('DC') && o.cut);
   const h = req.headers;
   const dst = req.origDst;
   return {
@@ -143,12 +146,12 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     path: cap(redactQuery(req.originalPath ?? req.path, req.tokenParams), MAX_PATH),
     protocol: req.origProto === 'TCP' ? null : req.origProto,
     // Envoy logs 0 when nothing reached the client: it left before the response.
-    response_code: dc && res.proxyError === 'client-cancelled' ? 0 : res.status,
+    response_code: gone ? 0 : res.status,
     response_flags: flags,
     response_code_details: dc ? 'downstream_remote_disconnect' : detailsOf(res),
     connection_termination_details: null,
     bytes_received: o.bytesReceived,
-    bytes_sent: o.bytesSent,
+    bytes_sent: gone ? 0 : o.bytesSent,
     duration: Math.max(0, Math.round(o.endedAt - req.startedAt)),
     upstream_service_time: res.proxyError === undefined ? Math.max(0, Math.round(o.headersAt - req.startedAt)) : null,
     x_forwarded_for: cap(header(h, 'x-forwarded-for'), MAX_HEADER_VALUE),

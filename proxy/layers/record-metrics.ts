@@ -155,6 +155,14 @@ function finish(d: Done, cut = false): void {
   const { metrics } = d;
   const res = d.res!;
   metrics.inFlight[d.direction]! -= 1;
+  // The client left before any response: the synthetic one (499, or a trailers-only
+  // CANCELLED) never reached it. Istio's stats filter says response_code
+  // `info.responseCode().value_or(0)`, i.e. "0", no gRPC status (none was sent and there is
+  // no HTTP status to infer one from) and 0 response bytes, as the access log's line does.
+  if (res.proxyError === CLIENT_CANCELLED) {
+    d.set!.series(d.protocol, '0', '', flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), 0);
+    return;
+  }
   let grpc = '';
   if (d.protocol === 'grpc' || isGrpc(res.headers)) {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
@@ -163,6 +171,9 @@ function finish(d: Done, cut = false): void {
   // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
   d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), bodyBytes(res.body));
 }
+
+/** The error label of a request the client cancelled (proxy/errors/proxy-error.ts CLIENT_CANCELLED). */
+const CLIENT_CANCELLED = 'client-cancelled';
 
 
 /** The gRPC health service's Check method (grpc/grpc health/v1/health.proto), what the gRPC probe calls. */
