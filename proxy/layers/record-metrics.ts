@@ -166,10 +166,37 @@ function finish(d: Done, cut = false): void {
   let grpc = '';
   if (d.protocol === 'grpc' || isGrpc(res.headers)) {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
-    grpc = raw === undefined ? '' : grpcLabel(raw);
+    grpc = raw === undefined ? grpcStatusOfHttp(res.status) : grpcLabel(raw);
   }
   // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
   d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), bodyBytes(res.body));
+}
+
+/**
+ * A gRPC call answered without any grpc-status (an HTTP error from something that is not a
+ * gRPC server, a body cut before its trailers): the status inferred from the HTTP status,
+ * as Envoy's Grpc::Common::getGrpcStatus does for Istio's grpc_response_status (trailers,
+ * then headers, then Utility::httpToGrpcStatus), the mapping of gRPC's
+ * doc/http-grpc-status-mapping.md: what the gRPC client itself reports.
+ */
+function grpcStatusOfHttp(status: number): string {
+  switch (status) {
+    case 400:
+      return '13'; // INTERNAL
+    case 401:
+      return '16'; // UNAUTHENTICATED
+    case 403:
+      return '7'; // PERMISSION_DENIED
+    case 404:
+      return '12'; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return '14'; // UNAVAILABLE
+    default:
+      return '2'; // UNKNOWN
+  }
 }
 
 /** The error label of a request the client cancelled (proxy/errors/proxy-error.ts CLIENT_CANCELLED). */
