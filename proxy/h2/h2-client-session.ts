@@ -5,6 +5,7 @@ import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
+import { abortReason } from '../layers/race-signal.js';
 import { flushBlocked } from './body-sender.js';
 import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
@@ -159,7 +160,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
       st.resolve = resolve;
       st.reject = reject;
       if (this.retired || this.destroyed) return reject(this.markRefused(new ProxyError('UPSTREAM_RESET', 'the session to the app takes no new stream')));
-      if (req.signal.aborted) return reject(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
+      if (req.signal.aborted) return reject(abortReason(req.signal));
       req.signal.addEventListener('abort', st.onAbort);
       if (this.streams.size >= this.peerMaxStreams) this.waiting.push(st);
       else this.open(st);

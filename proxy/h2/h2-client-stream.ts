@@ -5,6 +5,7 @@ import { isSettled } from '../http/exchange.js';
 import { dropMeshFields, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { abortReason } from '../layers/race-signal.js';
 import { StreamedResponse } from '../http/streamed-response.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
@@ -65,8 +66,12 @@ export class H2ClientStream extends BodySender {
   /**
    * The request's abort listener (cancels the stream, RFC 9113 section 8.7): a function, not this object with a handleEvent. an object
    * listener is kept where scavenges cannot free it (h1-pool-exchange.ts, Exchange.onAbort).
+   * The stream fails with the abort's reason (the client went away: CLIENT_CANCELLED, flag
+   * DC; a timeout: its own), not as an upstream reset: the app did not reset anything, and
+   * the inbound sidecar's metrics, access log and span would blame it (UR) for a call its
+   * caller cancelled, where Envoy says DC.
    */
-  readonly onAbort = (): void => this.cancel(new ProxyError('UPSTREAM_RESET', 'cancelled by the caller'));
+  readonly onAbort = (): void => this.cancel(abortReason(this.req.signal));
 
   /** Sends the body after the head (the session wrote HEADERS without END_STREAM). */
   sendBody(body: BodyStream): void {

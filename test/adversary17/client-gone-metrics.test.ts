@@ -59,3 +59,19 @@ test('gRPC: a call the client cancels before the response is response_code 0 wit
   const line = await lineOf(pair.clientLines, (l) => l.path === '/wren.test.Echo/Unary');
   expect(line).toMatchObject({ response_code: 0, response_flags: 'DC', bytes_sent: 0 });
 });
+
+test('gRPC to an HTTP/2 app: the server sidecar reports the call its caller cancelled as DC, not as an upstream reset (UR) of the app', async () => {
+  grpcApp.started.length = 0;
+  const c = echoClient(pair.client.outboundPort, 'echo.default.svc.cluster.local:9090');
+  await new Promise<void>((resolve) => {
+    const call = c.Unary({ message: 'second', delayMs: 5000 }, () => resolve());
+    const wait = () => (grpcApp.started.length > 0 ? call.cancel() : setTimeout(wait, 10));
+    wait();
+  });
+  c.close();
+  const grpcDst = (s: { labels: Record<string, string> }) => s.labels.request_protocol === 'grpc' && s.labels.response_flags !== '-';
+  const dst = (await until(pair.server, 'istio_requests_total', (s) => s.filter(grpcDst).reduce((n, x) => n + x.value, 0) >= 2)).filter(grpcDst);
+  expect(dst.map((s) => s.labels.response_flags)).toEqual(['DC']);
+  const line = await lineOf(pair.serverLines, (l) => l.path === '/wren.test.Echo/Unary' && l.response_flags !== 'DC');
+  expect(line).toBeUndefined();
+});
