@@ -42,13 +42,13 @@ export function tunnelToApp(
     ({ socket: up }) => {
       if (down.destroyed) return void up.destroy();
       hooks.connected?.();
-      d.metrics.tcpOpened.inc(labels);
-      splice(down, up, (b) => {
-        d.metrics.tcpClosed.inc(labels);
-        d.metrics.tcpReceived.inc(labels, b.aToB);
-        d.metrics.tcpSent.inc(labels, b.bToA);
-        line?.closed(b.aToB, b.bToA);
-      });
+      const flow = d.metrics.openTcpFlow(
+        labels,
+        splice(down, up, (b) => {
+          d.metrics.closeTcpFlow(flow);
+          line?.closed(b.aToB, b.bToA);
+        }),
+      );
     },
     (err: unknown) => {
       const e = toProxyError(err, 'CONNECT_FAILED');

@@ -2,7 +2,8 @@ import { registerLogDrops } from '../../common/log-drops-metric.js';
 import { Counter, Gauge, Histogram, Registry } from './prom.js';
 import { registerProcessMetrics } from './process-metrics.js';
 import { flushBuckets } from './request-series.js';
-import { REQUEST_LABELS, TCP_LABELS, WorkloadLabels, type RequestLabel, type TcpLabel } from './workload-labels.js';
+import { REQUEST_LABELS, TCP_LABELS, WorkloadLabels, type RequestLabel, type TcpLabel, type TcpLabels } from './workload-labels.js';
+import type { SplicedBytes } from '../net/tcp-tunnel.js';
 
 /** Istio's default buckets for istio_request_duration_milliseconds. */
 const DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
@@ -57,6 +58,8 @@ export class ProxyMetrics {
   /** The app's kubelet probes the sidecar ran (proxy/admin/app-prober.ts), by `<container>/<kind>` and result. */
   readonly appProbes: Counter<'probe' | 'result'>;
   private stopProcessMetrics: () => void = () => undefined;
+  /** Opaque TCP connections open now (openTcpFlow until closeTcpFlow). */
+  private readonly openTcp = new Set<TcpFlow>();
 
   constructor(opts: { defaultMetrics?: boolean; local?: WorkloadLabels } = {}) {
     const registers = [this.registry];
@@ -89,8 +92,13 @@ export class ProxyMetrics {
     });
     this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Opaque TCP connections opened', labelNames: tcp, registers });
     this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'Opaque TCP connections closed', labelNames: tcp, registers });
-    this.tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client side of opaque TCP connections (the response direction)', labelNames: tcp, registers });
-    this.tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client side of opaque TCP connections (the request direction)', labelNames: tcp, registers });
+    // The bytes of connections still open are added when the counters are read (TcpFlow).
+    const openFlows = this.openTcp;
+    const addOpen = () => {
+      for (const f of openFlows) f.report();
+    };
+    this.tcpSent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent to the client side of opaque TCP connections (the response direction), open connections included', labelNames: tcp, registers, collect: addOpen });
+    this.tcpReceived = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the client side of opaque TCP connections (the request direction), open connections included', labelNames: tcp, registers, collect: addOpen });
     this.detect = new Counter({ name: 'wren_protocol_detect_total', help: 'Protocol detection results (http1, http2, opaque, timeout, opaque-port)', labelNames: ['direction', 'result'], registers });
     this.passthrough = new Counter({ name: 'wren_passthrough_connections_total', help: 'Connections to unknown destinations passed through as plain TCP', labelNames: ['reason'], registers });
     this.egressRefused = new Counter({ name: 'wren_egress_refused_total', help: 'Outbound traffic to destinations no ExternalService declares, refused in REGISTRY_ONLY mode (http: 502 egress-refused; tls, tcp: connection closed)', labelNames: ['protocol'], registers });
@@ -142,8 +150,56 @@ export class ProxyMetrics {
     if (opts.defaultMetrics) this.stopProcessMetrics = registerProcessMetrics(this.registry);
   }
 
+  /**
+   * An opaque TCP connection is open (its upstream connected): counted in
+   * istio_tcp_connections_opened_total, and its bytes (`bytes`, the splice's live counts)
+   * reach the byte counters while it is open, at every read of them, not only when it
+   * closes. Istio's stats filter reports a connection's bytes periodically
+   * (tcp_reporting_duration) for the same reason: a connection that lives for hours (a
+   * database pool, a message broker, a WebSocket-like stream) would otherwise show no
+   * traffic at all until it closes, then its whole life's bytes in one scrape.
+   */
+  openTcpFlow(labels: TcpLabels, bytes: SplicedBytes): TcpFlow {
+    this.tcpOpened.inc(labels);
+    const f = new TcpFlow(this, labels, bytes);
+    this.openTcp.add(f);
+    return f;
+  }
+
+  /** The connection has closed: its last bytes counted, istio_tcp_connections_closed_total. */
+  closeTcpFlow(f: TcpFlow): void {
+    if (!this.openTcp.delete(f)) return;
+    f.report();
+    this.tcpClosed.inc(f.labels);
+  }
+
   /** Stops the process metrics' event-loop monitor and GC observer. */
   close(): void {
     this.stopProcessMetrics();
+  }
+}
+
+/** One open opaque TCP connection's byte counts, and what of them the counters have. */
+export class TcpFlow {
+  private received = 0;
+  private sent = 0;
+
+  constructor(
+    private readonly metrics: ProxyMetrics,
+    readonly labels: TcpLabels,
+    private readonly bytes: SplicedBytes,
+  ) {}
+
+  /** Adds the bytes carried since the last report (client to upstream: received; back: sent). */
+  report(): void {
+    const { aToB, bToA } = this.bytes;
+    if (aToB > this.received) {
+      this.metrics.tcpReceived.inc(this.labels, aToB - this.received);
+      this.received = aToB;
+    }
+    if (bToA > this.sent) {
+      this.metrics.tcpSent.inc(this.labels, bToA - this.sent);
+      this.sent = bToA;
+    }
   }
 }

@@ -10,9 +10,10 @@ import type { Socket } from 'node:net';
  * is torn down at once, as Envoy's TCP proxy closes the downstream when the upstream
  * connection goes away and ztunnel drops both halves of a tunnel at its drain deadline.
  * Only a side that ended cleanly (half-closed) leaves the other its 30 s to finish.
+ * Returns the byte counts, which go on counting until both sides have closed.
  */
-export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: { aToB: number; bToA: number }) => void): void {
-  const bytes = { aToB: 0, bToA: 0 };
+export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBytes) => void): SplicedBytes {
+  const bytes: SplicedBytes = { aToB: 0, bToA: 0 };
   a.on('data', (d: Buffer) => (bytes.aToB += d.length));
   b.on('data', (d: Buffer) => (bytes.bToA += d.length));
   let finished = false;
@@ -38,4 +39,11 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: { aToB: n
   };
   a.on('close', onClose(a));
   b.on('close', onClose(b));
+  return bytes;
+}
+
+/** The bytes a splice has carried each way so far (live: read it while the splice runs, as the istio_tcp_* byte counters do). */
+export interface SplicedBytes {
+  aToB: number;
+  bToA: number;
 }

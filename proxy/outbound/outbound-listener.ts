@@ -336,13 +336,13 @@ export class OutboundListener {
         }
         // reporter="source": the routed service and the endpoint pick-endpoint connected (its workload from the control plane).
         const labels = this.d.metrics.local.forOutbound(req.route, req.endpoint).tcp;
-        this.d.metrics.tcpOpened.inc(labels);
-        splice(socket, up, (b) => {
-          this.tunnels--;
-          this.d.metrics.tcpClosed.inc(labels);
-          this.d.metrics.tcpReceived.inc(labels, b.aToB);
-          this.d.metrics.tcpSent.inc(labels, b.bToA);
-        });
+        const flow = this.d.metrics.openTcpFlow(
+          labels,
+          splice(socket, up, () => {
+            this.tunnels--;
+            this.d.metrics.closeTcpFlow(flow);
+          }),
+        );
       },
       (err: unknown) => {
         this.tunnels--;
