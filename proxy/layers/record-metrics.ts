@@ -6,7 +6,7 @@ import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
-import { flagsOf } from '../access-log/entry.js';
+import { endpointOf, flagsOf } from '../access-log/entry.js';
 import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
 /**
@@ -87,7 +87,7 @@ class Done implements BodyDone {
     this.res = res;
     this.set =
       this.direction === 'outbound'
-        ? metrics.local.forOutbound(req.route, req.endpoint ?? stateOf(req)?.endpoint)
+        ? metrics.local.forOutbound(req.route, endpointOf(req))
         : metrics.local.forInbound(req.source.identity, this.peer, this.tlsMode() === 'mutual_tls' && req.source.identity !== '');
     if (res.proxyError) metrics.proxyErrors.inc({ direction: this.direction, code: res.proxyError });
     const body = res.body;

@@ -205,3 +205,29 @@ test('wren.response_flags is Envoy\'s, as the access log and the metric say: URX
   await t.shutdown();
   expect(spans[0].attributes['wren.response_flags']).toBe('URX');
 });
+
+test('after a retry, wren.destination.principal is the identity of the endpoint that answered (as wren.upstream.address), not the first attempt\'s', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  await t.ready;
+  const ep = (address: string, sa: string) => ({ address, port: 80, proxyPort: 15006, identity: `spiffe://cluster.local/ns/default/sa/${sa}`, weight: 1, zone: '', ready: true });
+  await traceRequests(t, 'client', new FakeClock())(async (req) => {
+    // The first attempt runs on the request itself (pick-endpoint sets req.endpoint); the retry on a copy, its endpoint on the state.
+    const st = attachState(req, {} as ClusterHandle);
+    req.endpoint = ep('10.0.0.1', 'dead');
+    st.tried.add('10.0.0.1:80').add('10.0.0.2:80');
+    st.endpoint = ep('10.0.0.2', 'alive');
+    return OK;
+  })(request({}));
+  await t.shutdown();
+  expect(spans[0].attributes['wren.upstream.address']).toBe('10.0.0.2:80');
+  expect(spans[0].attributes['wren.destination.principal']).toBe('spiffe://cluster.local/ns/default/sa/alive');
+});

@@ -12,7 +12,7 @@ import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import { extract, hasContext, inject, notSampledW3c, traceStateWithinLimits, W3C, type IncomingContext } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
 import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
-import { flagsOf } from '../access-log/entry.js';
+import { endpointOf, flagsOf } from '../access-log/entry.js';
 
 /**
  * A span per request (docs/observability.md, Tracing): CLIENT on the outbound side, SERVER
@@ -182,7 +182,9 @@ function endAttributes(t: MeshTracer, span: Span, req: ProxyRequest, kind: 'clie
     return;
   }
   span.setAttribute('wren.source.principal', t.selfIdentity());
-  if (req.endpoint?.identity) span.setAttribute('wren.destination.principal', req.endpoint.identity);
+  // The last attempt's endpoint (a retry's is on the state, not on the first attempt's request), as wren.upstream.address.
+  const ep = endpointOf(req);
+  if (ep?.identity) span.setAttribute('wren.destination.principal', ep.identity);
   if (req.route) span.setAttribute('wren.destination.service', `${req.route.service.name}.${req.route.service.namespace}`);
   const tried = stateOf(req)?.tried;
   if (tried && tried.size > 0) {

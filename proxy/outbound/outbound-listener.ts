@@ -25,7 +25,7 @@ import type { OpenPassthroughs } from '../egress/open-passthroughs.js';
 import type { EgressPolicy } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
-import { tcpEntry } from '../access-log/entry.js';
+import { endpointOf, tcpEntry } from '../access-log/entry.js';
 import { TcpConnector } from '../net/connector.js';
 import type { Endpoint } from '../../contract/model.js';
 import { Cancel } from '../../common/cancel.js';
@@ -335,7 +335,8 @@ export class OutboundListener {
           return void up.destroy();
         }
         // reporter="source": the routed service and the endpoint pick-endpoint connected (its workload from the control plane).
-        const labels = this.d.metrics.local.forOutbound(req.route, req.endpoint).tcp;
+        // The endpoint connected last: after a retried connect, not the first attempt's (still on `req`).
+        const labels = this.d.metrics.local.forOutbound(req.route, endpointOf(req)).tcp;
         const flow = this.d.metrics.openTcpFlow(
           labels,
           splice(socket, up, () => {
