@@ -2,7 +2,7 @@ import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Endpoint } from '../../contract/model.js';
 import { endpointKey } from '../../contract/model.js';
 import { header } from '../http/headers.js';
-import { responseFlag } from '../errors/proxy-error.js';
+import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { stateOf } from '../layers/request-state.js';
 import type { Upstream } from '../net/connector.js';
@@ -77,14 +77,33 @@ export interface Outcome {
  * UpstreamRetryLimitExceeded), DC (the downstream went away before the response ended) and
  * DI (the fault layer delayed the request).
  */
-export function flagsOf(req: ProxyRequest, status: number, proxyError: string | undefined, cut: boolean, attempts: number): string {
+export function flagsOf(req: ProxyRequest, status: number, proxyError: string | undefined, cut: boolean, attempts: number, cutBy?: string): string {
   let flags = responseFlag(proxyError);
   const add = (f: string) => (flags = flags === '-' ? f : flags.includes(f) ? flags : `${flags},${f}`);
   // DI (a fault delay was injected) comes before FI, RL, DC, URX in Envoy's flag order.
   if (req.faultDelayed) flags = flags === '-' ? 'DI' : flags === 'FI' ? 'DI,FI' : `${flags},DI`;
   if (attempts > 1 && (status >= 500 || (proxyError !== undefined && status !== 101))) add('URX');
-  if (cut && req.signal.aborted && flags !== 'DC') add('DC');
+  // A body the upstream side cut (reset, protocol error, idle or request timeout) has that
+  // error's flag (UR, UPE, SI, UT), never DC: the client's side is torn down because of it.
+  if (cutBy !== undefined) add(responseFlag(cutBy));
+  else if (cut && req.signal.aborted && flags !== 'DC') add('DC');
   return flags;
+}
+
+/**
+ * The error label of what cut a response body, when it was not the client leaving: the
+ * error the body was destroyed with (an upstream reset, `upstream-reset`; an idle timeout,
+ * `idle-timeout`...). Undefined for a body that ended, one destroyed without an error or
+ * for the client (CLIENT_CANCELLED): those are DC when the request's signal fired. Read
+ * only when the body was cut. Envoy says UR for a response its upstream reset mid-body
+ * (UpstreamRemoteReset), where the client's stream closing afterwards made it DC here.
+ */
+export function cutByOf(res: ProxyResponse, cut: boolean): string | undefined {
+  if (!cut) return undefined;
+  const err = (res.body as { readonly errored?: unknown } | null)?.errored;
+  if (err === null || err === undefined) return undefined;
+  const label = toProxyError(err, 'UPSTREAM_RESET').label;
+  return label === 'client-cancelled' ? undefined : label;
 }
 
 /** Envoy's response_code_details: via_upstream, the RBAC filter's deny detail, or the proxy error's code. */
@@ -132,11 +151,12 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
   const st = stateOf(req);
   const attempts = st?.tried.size ?? (direction === 'inbound' ? 1 : 0);
   const ep = direction === 'outbound' ? endpointOf(req) : undefined;
-  const flags = flagsOf(req, res.status, res.proxyError, o.cut, attempts);
+  const cutBy = cutByOf(res, o.cut);
+  const flags = flagsOf(req, res.status, res.proxyError, o.cut, attempts, cutBy);
   // The client left before any response (the synthetic CANCELLED/499 never reached it):
   // Envoy logs response code 0 and no byte sent, whether or not that response had a body.
   const gone = res.proxyError === 'client-cancelled';
-  const dc = gone || (flags.includes('DC') && o.cut);
+  const dc = gone || (cutBy === undefined && flags.includes('DC') && o.cut);
   const h = req.headers;
   const dst = req.origDst;
   return {
@@ -148,7 +168,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     // Envoy logs 0 when nothing reached the client: it left before the response.
     response_code: gone ? 0 : res.status,
     response_flags: flags,
-    response_code_details: dc ? 'downstream_remote_disconnect' : detailsOf(res),
+    response_code_details: dc ? 'downstream_remote_disconnect' : cutBy ?? detailsOf(res),
     connection_termination_details: null,
     bytes_received: o.bytesReceived,
     bytes_sent: gone ? 0 : o.bytesSent,

@@ -6,7 +6,7 @@ import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
-import { endpointOf, flagsOf } from '../access-log/entry.js';
+import { cutByOf, endpointOf, flagsOf } from '../access-log/entry.js';
 import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
 /**
@@ -145,8 +145,9 @@ function grpcLabel(raw: string): string {
 function flagsFor(d: Done, cut: boolean): string {
   const attempts = stateOf(d.req)?.tried.size ?? 0;
   const res = d.res!;
-  if (attempts < 2 && !(cut && d.req.signal.aborted) && d.req.faultDelayed !== true) return responseFlag(res.proxyError);
-  return flagsOf(d.req, res.status, res.proxyError, cut, attempts);
+  if (attempts < 2 && !cut && d.req.faultDelayed !== true) return responseFlag(res.proxyError);
+  // A cut body: the upstream's error (UR, UPE, SI, UT) when it cut it, else DC when the client left.
+  return flagsOf(d.req, res.status, res.proxyError, cut, attempts, cutByOf(res, cut));
 }
 
 function finish(d: Done, cut = false): void {
