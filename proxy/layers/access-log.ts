@@ -1,7 +1,7 @@
 import type { BodyStream, HttpLayer, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { httpEntry, type Direction } from '../access-log/entry.js';
-import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
+import { bodyBytes, countBodyBytes, countTunnelWrites, isTunnel, tunnelBytesWritten } from '../metrics/body-bytes.js';
 
 /**
  * One access log line per HTTP request (docs/observability.md, Access logs), written when
@@ -62,8 +62,10 @@ class Logged {
       this.write(this.headersAt, false, 0);
       return res;
     }
-    if (isTunnel(this.req, res)) countTunnel(body);
-    else countBodyBytes(body);
+    if (isTunnel(this.req, res)) {
+      countTunnel(body);
+      countTunnelWrites(body);
+    } else countBodyBytes(body);
     body[LOGGED] = this;
     // on, not once: each event fires at most once and the line is written once (no once() wrapper per request).
     body.on('end', onBodyDone);
@@ -77,7 +79,8 @@ class Logged {
   }
 
   private write(endedAt: number, cut: boolean, sent: number): void {
-    const o = { res: this.res!, headersAt: this.headersAt, endedAt, cut, bytesReceived: bodyBytes(this.req.body), bytesSent: sent };
+    // A tunnel's upload (what the client wrote into it) is the request's bytes too.
+    const o = { res: this.res!, headersAt: this.headersAt, endedAt, cut, bytesReceived: bodyBytes(this.req.body) + tunnelBytesWritten(this.res!.body), bytesSent: sent };
     this.log.write(httpEntry(this.direction, this.req, o, this.appAddress));
   }
 }
@@ -96,10 +99,6 @@ function onBodyDone(this: LoggedBody): void {
  * consumer takes them. `prependListener` does not switch it to flowing mode (unlike `on`).
  */
 const TUNNEL_BYTES = Symbol('wren.tunnelBytes');
-
-function isTunnel(req: ProxyRequest, res: ProxyResponse): boolean {
-  return res.status === 101 || (req.method === 'CONNECT' && res.status === 200);
-}
 
 function countTunnel(body: LoggedBody): void {
   body[TUNNEL_BYTES] = 0;

@@ -1,5 +1,5 @@
 import type { BodyStream, HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { bodyBytes, countBodyBytes } from '../metrics/body-bytes.js';
+import { bodyBytes, countBodyBytes, countTunnelWrites, isTunnel, tunnelBytesWritten } from '../metrics/body-bytes.js';
 import type { LabelSet } from '../metrics/workload-labels.js';
 import { stateOf } from './request-state.js';
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
@@ -93,6 +93,7 @@ class Done implements BodyDone {
     const body = res.body;
     if (body) {
       countBodyBytes(body);
+      if (isTunnel(req, res)) countTunnelWrites(body);
       if (body instanceof LeanBody) body.whenDone(this);
       else {
         (body as BodyStream & { [DONE]?: Done })[DONE] = this;
@@ -170,7 +171,8 @@ function finish(d: Done, cut = false): void {
     grpc = raw === undefined ? grpcStatusOfHttp(res.status) : grpcLabel(raw);
   }
   // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
-  d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), bodyBytes(res.body));
+  // A tunnel's upload (written into its body) is the request's bytes, as its download is the response's.
+  d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body) + tunnelBytesWritten(res.body), bodyBytes(res.body));
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import type { BodyStream } from '../http/exchange.js';
 import { LeanBody } from '../http/lean-body.js';
 
@@ -38,4 +39,45 @@ export function countBodyBytes(body: BodyStream): void {
 export function bodyBytes(body: BodyStream | null): number {
   if (body instanceof LeanBody) return body.pushedBytes;
   return body ? ((body as BodyStream & Partial<Counted>)[BYTES] ?? 0) : 0;
+}
+
+const WRITTEN = Symbol('wren.tunnelWritten');
+const WRITE = Symbol('wren.tunnelWrite');
+
+interface CountedTunnel {
+  [WRITTEN]: number;
+  [WRITE]: Writable['write'];
+}
+
+/**
+ * The upload side of a tunnel (an upgrade's 101, a CONNECT's 200: the response body is a
+ * Duplex whose writable side goes to the upstream, docs/observability.md): the bytes the
+ * client sends through it, counted as the listener writes them in (its splice pipes into
+ * `write`), by one shared function as countingPush. Without it a WebSocket's upload
+ * showed as 0 request bytes while its download was counted as response bytes.
+ */
+function countingWrite(this: Writable & CountedTunnel, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+  if (chunk !== null && chunk !== undefined) {
+    this[WRITTEN] += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : undefined) : ((chunk as Uint8Array).byteLength ?? 0);
+  }
+  return (this[WRITE] as (c: unknown, e?: unknown, cb?: unknown) => boolean).call(this, chunk, encoding, cb);
+}
+
+/** Starts counting what is written into a tunnel (once per tunnel, whoever asks first). */
+export function countTunnelWrites(tunnel: BodyStream): void {
+  const t = tunnel as unknown as Writable & Partial<CountedTunnel>;
+  if (typeof t.write !== 'function' || t[WRITE] !== undefined) return;
+  t[WRITTEN] = 0;
+  t[WRITE] = t.write;
+  t.write = countingWrite as Writable['write'];
+}
+
+/** The bytes written into a tunnel so far (0 for a body that is not a counted tunnel). */
+export function tunnelBytesWritten(body: BodyStream | null): number {
+  return body ? ((body as unknown as Partial<CountedTunnel>)[WRITTEN] ?? 0) : 0;
+}
+
+/** A response that is a tunnel: an upgrade's 101, or a CONNECT's 200 (its body the Duplex to the upstream). */
+export function isTunnel(req: { readonly method: string }, res: { readonly status: number }): boolean {
+  return res.status === 101 || (req.method === 'CONNECT' && res.status === 200);
 }
