@@ -231,3 +231,22 @@ test('after a retry, wren.destination.principal is the identity of the endpoint 
   expect(spans[0].attributes['wren.upstream.address']).toBe('10.0.0.2:80');
   expect(spans[0].attributes['wren.destination.principal']).toBe('spiffe://cluster.local/ns/default/sa/alive');
 });
+
+test('a method the HTTP conventions do not know is _OTHER and the span is named HTTP: a client cannot mint one span name per invented method', async () => {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  await t.ready;
+  for (const method of ['XQZ1', 'GET', 'PATCH']) await traceRequests(t, 'server', new FakeClock())(async () => OK)({ ...request({}), method });
+  await t.shutdown();
+  expect(spans.map((s) => [s.name, s.attributes['http.request.method'], s.attributes['http.request.method_original']])).toEqual([
+    ['HTTP', '_OTHER', 'XQZ1'], ['GET', 'GET', undefined], ['PATCH', 'PATCH', undefined],
+  ]);
+});

@@ -131,9 +131,19 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
   return res;
 }
 
-/** `{rpc.service}/{rpc.method}` for gRPC (RPC conventions), the method alone for HTTP (no route template is known). */
+/**
+ * The HTTP methods the OpenTelemetry HTTP conventions know (RFC 9110's and PATCH, RFC 5789).
+ * Any other method is `_OTHER` in http.request.method, the original in
+ * http.request.method_original, and the span is named `HTTP`: the method token is the
+ * client's choice (the HTTP/1.1 parser takes any upper-case token, HTTP/2 any :method), and
+ * a span name per invented method would give trace backends (Jaeger's operations, span-name
+ * indexes) as many operations as a client cares to send.
+ */
+const KNOWN_METHODS: ReadonlySet<string> = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
+
+/** `{rpc.service}/{rpc.method}` for gRPC (RPC conventions), the method alone for HTTP (no route template is known), `HTTP` for an unknown method. */
 function spanName(req: ProxyRequest, grpc: boolean): string {
-  return grpc ? rpcPath(req.path).slice(1) : req.method;
+  return grpc ? rpcPath(req.path).slice(1) : KNOWN_METHODS.has(req.method) ? req.method : 'HTTP';
 }
 
 /** `/{service}/{method}`: a gRPC(-Web) path up to any query string, which may carry a credential (`?access_token=`). */
@@ -148,11 +158,13 @@ function startAttributes(req: ProxyRequest, kind: 'client' | 'server', grpc: boo
   const hostPort = at < 0 ? req.authority : req.authority.slice(at + 1);
   const colon = hostPort.lastIndexOf(':');
   const hasPort = colon > 0 && !hostPort.endsWith(']');
+  const known = KNOWN_METHODS.has(req.method);
   const a: Attributes = {
-    [ATTR_HTTP_REQUEST_METHOD]: req.method,
+    [ATTR_HTTP_REQUEST_METHOD]: known ? req.method : '_OTHER',
     [ATTR_SERVER_ADDRESS]: hasPort ? hostPort.slice(0, colon) : hostPort,
     [ATTR_NETWORK_PROTOCOL_VERSION]: req.origProto === 'HTTP/2' ? '2' : '1.1',
   };
+  if (!known) a['http.request.method_original'] = req.method;
   if (hasPort) a[ATTR_SERVER_PORT] = Number(hostPort.slice(colon + 1));
   if (kind === 'client') a[ATTR_URL_FULL] = `${req.scheme}://${redactAuthority(req.authority)}${redactQuery(req.path)}`; // no credential of the query string in a span
   else {
