@@ -168,7 +168,7 @@ function finish(d: Done, cut = false): void {
   let grpc = '';
   if (d.protocol === 'grpc' || isGrpc(res.headers)) {
     const raw = header(res.headers, 'grpc-status') ?? header(res.trailers() ?? {}, 'grpc-status');
-    grpc = raw === undefined ? grpcStatusOfHttp(res.status) : grpcLabel(raw);
+    grpc = raw === undefined ? (isGrpcWeb(d.req.headers) ? '' : grpcStatusOfHttp(res.status)) : grpcLabel(raw);
   }
   // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
   // A tunnel's upload (written into its body) is the request's bytes, as its download is the response's.
@@ -200,6 +200,15 @@ function grpcStatusOfHttp(status: number): string {
     default:
       return '2'; // UNKNOWN
   }
+}
+
+/**
+ * gRPC-Web (`application/grpc-web`, `-web+proto`, `-web-text`) carries its status in a
+ * trailer frame inside the body, not in HTTP trailers: no status is read from it, and none
+ * is inferred from its HTTP 200 (which would make every such call UNKNOWN).
+ */
+function isGrpcWeb(h: ProxyRequest['headers']): boolean {
+  return header(h, 'content-type')?.startsWith('application/grpc-web') === true;
 }
 
 /** The error label of a request the client cancelled (proxy/errors/proxy-error.ts CLIENT_CANCELLED). */

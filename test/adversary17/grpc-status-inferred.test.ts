@@ -1,4 +1,5 @@
-import { createServer as createH2cServer } from 'node:http2';
+import { connect as h2connect, createServer as createH2cServer } from 'node:http2';
+
 import { listenOnLoopback } from '../helpers/fake-app.js';
 import { echoClient } from '../helpers/fake-grpc.js';
 import { obsPair, until, type ObsPair } from './obs-pair.js';
@@ -39,4 +40,20 @@ test('a gRPC call answered 503 without grpc-status is grpc_response_status 14 at
     const s = (await until(p, 'istio_requests_total', (x) => x.some(grpc503))).filter(grpc503);
     expect(s.map((x) => x.labels.grpc_response_status)).toEqual(['14']);
   }
+});
+
+test('a gRPC-Web call (its status in a frame of the body) gets no inferred status from its HTTP 200', async () => {
+  const session = h2connect(`http://127.0.0.1:${pair.client.outboundPort}`);
+  await new Promise<void>((resolve, reject) => {
+    const st = session.request({ ':method': 'POST', ':path': '/wren.test.Echo/Unary', ':authority': 'h2.default.svc.cluster.local:9091', 'content-type': 'application/grpc-web+proto', 'x-status': '200' });
+    st.on('response', (h) => expect(h[':status']).toBe(200));
+    st.resume();
+    st.on('end', () => resolve());
+    st.on('error', reject);
+    st.end(Buffer.alloc(5));
+  });
+  session.close();
+  const web200 = (s: { labels: Record<string, string> }) => s.labels.request_protocol === 'grpc' && s.labels.response_code === '200';
+  const s = (await until(pair.client, 'istio_requests_total', (x) => x.some(web200))).filter(web200);
+  expect(s.map((x) => x.labels.grpc_response_status)).toEqual(['']);
 });
