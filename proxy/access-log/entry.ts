@@ -216,9 +216,15 @@ export interface TcpFacts {
   readonly requestedServerName?: string;
 }
 
+/** An opaque TCP connection's flags: its failure's (NR, UH, UF, UO...), with URX when the connect was retried on several endpoints. */
+export function tcpFlagsOf(proxyError: string | undefined, attempts: number): string {
+  const flags = responseFlag(proxyError);
+  if (attempts > 1 && proxyError !== undefined && flags !== 'URX') return flags === '-' ? 'URX' : `${flags},URX`;
+  return flags;
+}
+
 export function tcpEntry(f: TcpFacts): AccessLogEntry {
-  let flags = responseFlag(f.proxyError);
-  if (f.attempts > 1 && f.proxyError !== undefined && flags !== 'URX') flags = flags === '-' ? 'URX' : `${flags},URX`;
+  const flags = tcpFlagsOf(f.proxyError, f.attempts);
   return {
     start_time: wallTime(f.startedAt),
     method: null,

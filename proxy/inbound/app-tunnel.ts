@@ -5,7 +5,7 @@ import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { TcpLabels } from '../metrics/workload-labels.js';
 import { splice } from '../net/tcp-tunnel.js';
 import { TcpConnector } from '../net/connector.js';
-import { toProxyError, type ProxyError } from '../errors/proxy-error.js';
+import { responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import { APP_CONNECT_TIMEOUT_MS } from './app-connector.js';
 import type { AccessLog } from '../access-log/access-log.js';
@@ -52,6 +52,7 @@ export function tunnelToApp(
     },
     (err: unknown) => {
       const e = toProxyError(err, 'CONNECT_FAILED');
+      d.metrics.tcpFailed(labels, responseFlag(e.label));
       d.logger.warn('inbound tunnel to app failed', { code: e.code, port, error: e.message });
       line?.failed(e);
       hooks.failed(e);

@@ -166,6 +166,19 @@ export class ProxyMetrics {
     return f;
   }
 
+  /**
+   * An opaque TCP connection that could not be opened (no route, no endpoint, connect
+   * failure, the app's port closed...): counted opened and closed at once with its flag
+   * (`response_flags`: NR, UH, UF, UO, URX...), as Istio's stats filter reports a connection
+   * that closes before its peer is known (opened and closed at its end, with Envoy's flags),
+   * so a TCP service whose endpoints all refuse shows its failures, not nothing.
+   */
+  tcpFailed(labels: TcpLabels, flags: string): void {
+    const l = flags === labels.response_flags ? labels : { ...labels, response_flags: flags };
+    this.tcpOpened.inc(l);
+    this.tcpClosed.inc(l);
+  }
+
   /** The connection has closed: its last bytes counted, istio_tcp_connections_closed_total. */
   closeTcpFlow(f: TcpFlow): void {
     if (!this.openTcp.delete(f)) return;

@@ -25,7 +25,8 @@ import type { OpenPassthroughs } from '../egress/open-passthroughs.js';
 import type { EgressPolicy } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
-import { endpointOf, tcpEntry } from '../access-log/entry.js';
+import { endpointOf, tcpEntry, tcpFlagsOf } from '../access-log/entry.js';
+import { stateOf } from '../layers/request-state.js';
 import { TcpConnector } from '../net/connector.js';
 import type { Endpoint } from '../../contract/model.js';
 import { Cancel } from '../../common/cancel.js';
@@ -351,6 +352,7 @@ export class OutboundListener {
         const e = toProxyError(err, 'INTERNAL');
         // Counted like an HTTP error response (record-metrics), a client that left (client-cancelled) too.
         this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+        this.d.metrics.tcpFailed(this.d.metrics.local.forOutbound(req.route, endpointOf(req)).tcp, tcpFlagsOf(e.label, stateOf(req)?.tried.size ?? 0));
         const fields = { code: e.code, flag: responseFlag(e.label), service: req.route ? serviceName(req) : undefined, dst, detail: e.message };
         if (e.code === 'NO_ROUTE') this.d.logger.info('closing opaque connection with no destination', fields);
         else if (!socket.destroyed) this.d.logger.warn('opaque connection failed', fields);

@@ -19,7 +19,8 @@ export interface ObsPair {
   close(): Promise<void>;
 }
 
-export type ServiceSpec = { name: string; port: number; appPort: number; extra?: Record<string, unknown> };
+/** `unmeshed`: the endpoint is the app itself, no server sidecar in front (proxyPort null). */
+export type ServiceSpec = { name: string; port: number; appPort: number; extra?: Record<string, unknown>; unmeshed?: boolean };
 
 export async function obsPair(services: readonly ServiceSpec[]): Promise<ObsPair> {
   const pki = testPki();
@@ -40,7 +41,7 @@ export async function obsPair(services: readonly ServiceSpec[]): Promise<ObsPair
   };
   (pair as { client: Proxy }).client = await startProxy({
     pki, serviceAccount: 'client', config: config('client', { name: 'client-v2', app: 'client', version: 'v2' }), accessLog: sink(clientLines),
-    services: services.map((s) => meshService(s.name, s.port, [{ appPort: s.appPort, proxy: server, workload: { name: 'web-v1', app: 'web', version: 'v1' } }], s.extra)),
+    services: services.map((s) => meshService(s.name, s.port, [{ appPort: s.appPort, proxy: s.unmeshed ? null : server, workload: { name: 'web-v1', app: 'web', version: 'v1' } }], s.extra)),
     originalDst: (_s: Socket) => pair.nextDst,
   });
   return pair;
