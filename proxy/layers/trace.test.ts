@@ -83,6 +83,22 @@ describe('trace layer: sampling and propagation (no collector)', () => {
     expect((await send(tracer(0), { traceparent: '00-nothex-zz-01' }))['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
 
+  test('a not-sampled context: a malformed traceparent beside it, or B3 headers that say otherwise, do not reach the app (W3C section 3.2)', async () => {
+    const OTHER = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+    // A valid B3 "no" beside a malformed traceparent: the traceparent says the B3 context.
+    let h = await send(tracer(100), { traceparent: 'garbage', b3: `${TID}-${SID}-0` });
+    expect([h['traceparent'], h['b3']]).toEqual([`00-${TID}-${SID}-00`, `${TID}-${SID}-0`]);
+    // A decision without ids: the malformed traceparent is dropped.
+    h = await send(tracer(100), { traceparent: 'garbage', b3: '0' });
+    expect(h['traceparent']).toBeUndefined();
+    // W3C wins, not sampled: the B3 headers that said sampled (another trace) now say its context.
+    h = await send(tracer(100), { traceparent: `00-${TID}-${SID}-00`, b3: `${OTHER}-${SID}-1`, 'x-b3-traceid': OTHER, 'x-b3-spanid': SID, 'x-b3-sampled': '1' });
+    expect([h['traceparent'], h['b3'], h['x-b3-traceid'], h['x-b3-sampled']]).toEqual([`00-${TID}-${SID}-00`, `${TID}-${SID}-0`, TID, '0']);
+    // B3 only, consistent: passed on untouched, no traceparent added.
+    h = await send(tracer(100), { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-sampled': '0' });
+    expect([h['traceparent'], h['x-b3-sampled']]).toEqual([undefined, '0']);
+  });
+
   test('an active health check between sidecars is not traced on the inbound side', async () => {
     expect((await send(tracer(100), { 'wren-health-check': '1' }, 'server'))['traceparent']).toBeUndefined();
   });

@@ -61,8 +61,12 @@ export const traceRequests =
     }
     // A tracestate travels only with the traceparent it belongs to, and only within its limits.
     if (ctx.traceState === undefined) dropTraceState(h);
-    // The caller said no: the headers already carry the decision on, unchanged.
-    if (ctx.sampled === false) return inner(req);
+    // The caller said no: the headers already carry the decision on, unchanged, unless
+    // they disagree with it (below).
+    if (ctx.sampled === false) {
+      if (ctx.formats !== W3C) notSampledAgreed(h, ctx);
+      return inner(req);
+    }
     if (ctx.sampled === undefined && !t.sample()) {
       // B3 ids with the decision deferred to us: decided no, and say so downstream.
       inject(h, ctx.traceId, ctx.spanId, false, ctx.formats | W3C);
@@ -78,6 +82,22 @@ export const traceRequests =
  */
 function dropTraceState(h: ProxyRequest['headers']): void {
   if (h['tracestate'] !== undefined) delete h['tracestate'];
+}
+
+/**
+ * A not-sampled context whose headers do not all say it: a malformed `traceparent` beside
+ * a valid B3 context (W3C Trace Context section 3.2: an invalid traceparent is ignored, so
+ * it must not reach the app as if it were one), or B3 headers beside the valid W3C context
+ * that won (they may say sampled, or name another trace, and a B3-only tracer in the app
+ * would follow them). Every format present is rewritten from the one context, as a
+ * composite propagator injects them; a B3-only context with no malformed traceparent is
+ * left as it came.
+ */
+function notSampledAgreed(h: ProxyRequest['headers'], ctx: IncomingContext): void {
+  if ((ctx.formats & W3C) === 0 && h['traceparent'] === undefined) return;
+  // A decision without ids (`b3: 0`): no traceparent can carry it, the malformed one goes.
+  if (ctx.traceId === '') return void delete h['traceparent'];
+  inject(h, ctx.traceId, ctx.spanId, false, ctx.formats | W3C);
 }
 
 /** A new trace that is not sampled: a not-sampled W3C context, so every later hop agrees (one string). */
