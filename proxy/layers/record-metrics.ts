@@ -172,7 +172,9 @@ function finish(d: Done, cut = false): void {
   }
   // The label set's series adds to prom-client's cells directly (metrics/request-series.ts).
   // A tunnel's upload (written into its body) is the request's bytes, as its download is the response's.
-  d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body) + tunnelBytesWritten(res.body), bodyBytes(res.body));
+  // (Read for a tunnel only: no property look-up on every other body.)
+  const upload = isTunnel(d.req, res) ? tunnelBytesWritten(res.body) : 0;
+  d.set!.series(d.protocol, String(res.status), grpc, flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body) + upload, bodyBytes(res.body));
 }
 
 /**
