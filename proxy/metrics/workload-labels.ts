@@ -118,6 +118,9 @@ export class LabelSet {
   }
 }
 
+/** Istio's names for traffic out of the mesh: let through, or refused (REGISTRY_ONLY). */
+export type EgressCluster = 'PassthroughCluster' | 'BlackHoleCluster';
+
 interface PortEntry {
   none: LabelSet | undefined;
   readonly byEndpoint: WeakMap<Endpoint, LabelSet>;
@@ -145,6 +148,7 @@ export const MAX_PEER_VALUES_PER_CALLER = 64;
 export class WorkloadLabels {
   private readonly outbound = new WeakMap<ServicePort, PortEntry>();
   private noRoute: LabelSet | undefined;
+  private readonly egressClusters = new Map<EgressCluster, LabelSet>();
   /** Inbound label sets by caller identity, then by its `wren-peer` value (NO_PEER: none); inboundSets counts them all. */
   private readonly inbound = new Map<string, Map<string, LabelSet>>();
   private inboundSets = 0;
@@ -204,6 +208,23 @@ export class WorkloadLabels {
     if (!set) {
       set = new LabelSet(this.sourceBase(route.service, ep), this);
       entry.byEndpoint.set(ep, set);
+    }
+    return set;
+  }
+
+  /**
+   * reporter="source" for opaque traffic to a destination outside the mesh, named as Istio
+   * names its clusters: `PassthroughCluster` (let through: ALLOW_ANY, or declared by an
+   * ExternalService) and `BlackHoleCluster` (refused in REGISTRY_ONLY), in
+   * destination_service_name, as Istio's stats filter labels that traffic (and Kiali draws
+   * those nodes); every other destination label is `unknown` (the address dialled is never
+   * a label value).
+   */
+  forEgress(cluster: EgressCluster): LabelSet {
+    let set = this.egressClusters.get(cluster);
+    if (!set) {
+      set = new LabelSet({ ...this.sourceBase(undefined, undefined), destination_service_name: cluster });
+      this.egressClusters.set(cluster, set);
     }
     return set;
   }

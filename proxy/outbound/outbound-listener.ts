@@ -90,7 +90,6 @@ export class OutboundListener {
   private readonly passthroughConnector: TcpConnector;
   /** Opaque tunnels and passthroughs open (connecting or spliced): the drain waits for them (drain()). */
   private tunnels = 0;
-  private readonly tunnelDone = (): void => void this.tunnels--;
 
   constructor(private readonly d: OutboundDeps) {
     const origDstOf = (s: Socket) => this.origDsts.get(s);
@@ -269,6 +268,8 @@ export class OutboundListener {
     const protocol = sni !== undefined ? 'tls' : 'tcp';
     this.d.metrics.egressRefused.inc({ protocol });
     this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: 'egress-refused' });
+    // In istio_tcp_* as Istio counts a connection to its BlackHoleCluster: opened and closed, with the flag of the access log's line.
+    this.d.metrics.tcpFailed(this.d.metrics.local.forEgress('BlackHoleCluster').tcp, tcpFlagsOf('egress-refused', 0));
     this.d.logger.info('egress refused: no ExternalService declares the destination', { dst, sni, protocol, mode: p.mode });
     const log = this.d.accessLog;
     if (log?.sampled()) {
@@ -292,18 +293,27 @@ export class OutboundListener {
     this.d.metrics.passthrough.inc({ reason });
     this.tunnels++;
     const ep: Endpoint = { address: dst.address, port: dst.port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
+    // istio_tcp_* as Istio counts its PassthroughCluster (workload-labels.ts forEgress): the bytes of traffic leaving the mesh too.
+    const labels = this.d.metrics.local.forEgress('PassthroughCluster').tcp;
     this.passthroughConnector.connect(ep, this.d.passthroughConnectTimeoutMs ?? DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS).then(
       (up) => {
         if (socket.destroyed) {
           this.tunnels--;
           return void up.socket.destroy();
         }
-        splice(socket, up.socket, this.tunnelDone);
+        const flow = this.d.metrics.openTcpFlow(
+          labels,
+          splice(socket, up.socket, () => {
+            this.tunnels--;
+            this.d.metrics.closeTcpFlow(flow);
+          }),
+        );
       },
       (err: unknown) => {
         this.tunnels--;
         const e = toProxyError(err, 'CONNECT_FAILED');
         this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+        this.d.metrics.tcpFailed(labels, tcpFlagsOf(e.label, 1));
         this.d.logger.debug('passthrough connect failed', { dst, code: e.code, detail: e.message });
         socket.destroy();
       },

@@ -1,0 +1,62 @@
+import { connect as netConnect } from 'node:net';
+import { fakeTcpApp, type FakeApp } from '../helpers/fake-app.js';
+import { closedPort } from '../helpers/closed-port.js';
+import { startProxy } from '../helpers/proxy.js';
+import { testPki } from '../helpers/pki.js';
+import type { Proxy } from '../../proxy/proxy.js';
+import { scrape, until } from './obs-pair.js';
+
+/**
+ * Opaque TCP leaving the mesh. Istio's stats filter counts it in istio_tcp_* under the
+ * clusters it goes through: destination_service_name="PassthroughCluster" when let
+ * through, "BlackHoleCluster" when refused in REGISTRY_ONLY (Kiali draws both). Wren
+ * counted passthrough connections in wren_passthrough_connections_total only: their
+ * bytes, and refused connections, were in no istio_tcp_* series.
+ */
+const pki = testPki();
+let app: FakeApp, open: Proxy, strict: Proxy;
+let nextDst: { address: string; port: number } | undefined;
+
+beforeAll(async () => {
+  app = await fakeTcpApp('outside says hi\n');
+  open = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst, config: { protocol: { detectTimeoutMs: 300 } } });
+  strict = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst, config: { egress: { mode: 'REGISTRY_ONLY', externalServices: [] }, protocol: { detectTimeoutMs: 300 } } });
+});
+
+afterAll(async () => {
+  await open.close();
+  await strict.close();
+  await app.close();
+});
+
+function dial(p: Proxy, port: number, send = ''): Promise<void> {
+  nextDst = { address: '127.0.0.1', port };
+  return new Promise<void>((resolve) => {
+    const s = netConnect({ host: '127.0.0.1', port: p.outboundPort });
+    s.on('error', () => undefined);
+    s.once('data', () => s.end(send));
+    s.on('close', () => resolve());
+    if (send === '') setTimeout(() => s.destroy(), 1000);
+  });
+}
+
+const of = async (p: Proxy, name: string, cluster: string) =>
+  (await until(p, name, (x) => x.some((s) => s.labels.destination_service_name === cluster))).filter((s) => s.labels.destination_service_name === cluster).map((s) => [s.labels.response_flags, s.value]);
+
+test('ALLOW_ANY: a passed-through connection and its bytes are in istio_tcp_* under PassthroughCluster; a refused connect is UF', async () => {
+  await dial(open, app.port, 'abcd');
+  expect(await of(open, 'istio_tcp_connections_opened_total', 'PassthroughCluster')).toEqual([['-', 1]]);
+  expect(await of(open, 'istio_tcp_connections_closed_total', 'PassthroughCluster')).toEqual([['-', 1]]);
+  expect(await of(open, 'istio_tcp_received_bytes_total', 'PassthroughCluster')).toEqual([['-', 4]]);
+  expect(await of(open, 'istio_tcp_sent_bytes_total', 'PassthroughCluster')).toEqual([['-', 'outside says hi\nabcd'.length]]);
+  await dial(open, await closedPort());
+  expect((await of(open, 'istio_tcp_connections_closed_total', 'PassthroughCluster')).sort()).toEqual([['-', 1], ['UF', 1]]);
+  const labels = (await scrape(open, 'istio_tcp_connections_opened_total'))[0].labels;
+  expect([labels.destination_service, labels.destination_workload, labels.reporter]).toEqual(['unknown', 'unknown', 'source']);
+});
+
+test('REGISTRY_ONLY: a refused connection is in istio_tcp_* under BlackHoleCluster, flag NR', async () => {
+  await dial(strict, app.port);
+  expect(await of(strict, 'istio_tcp_connections_opened_total', 'BlackHoleCluster')).toEqual([['NR', 1]]);
+  expect(await of(strict, 'istio_tcp_connections_closed_total', 'BlackHoleCluster')).toEqual([['NR', 1]]);
+});
