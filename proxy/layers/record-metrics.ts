@@ -87,7 +87,10 @@ class Done implements BodyDone {
     this.res = res;
     this.set =
       this.direction === 'outbound'
-        ? metrics.local.forOutbound(req.route, endpointOf(req))
+        ? req.route === undefined && req.origDst?.egress === true
+          ? // Out of the mesh (egress-http.ts): Istio's cluster names, as opaque egress (workload-labels.ts forEgress).
+            metrics.local.forEgress(res.proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster')
+          : metrics.local.forOutbound(req.route, endpointOf(req))
         : metrics.local.forInbound(req.source.identity, this.peer, this.tlsMode() === 'mutual_tls' && req.source.identity !== '');
     if (res.proxyError) metrics.proxyErrors.inc({ direction: this.direction, code: res.proxyError });
     const body = res.body;

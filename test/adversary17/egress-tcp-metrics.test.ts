@@ -1,4 +1,6 @@
 import { connect as netConnect } from 'node:net';
+import { request as httpRequest } from 'node:http';
+import { fakeApp } from '../helpers/fake-app.js';
 import { fakeTcpApp, type FakeApp } from '../helpers/fake-app.js';
 import { closedPort } from '../helpers/closed-port.js';
 import { startProxy } from '../helpers/proxy.js';
@@ -14,19 +16,22 @@ import { scrape, until } from './obs-pair.js';
  * bytes, and refused connections, were in no istio_tcp_* series.
  */
 const pki = testPki();
-let app: FakeApp, open: Proxy, strict: Proxy;
+let app: FakeApp, web: FakeApp, open: Proxy, strict: Proxy;
 let nextDst: { address: string; port: number } | undefined;
 
 beforeAll(async () => {
   app = await fakeTcpApp('outside says hi\n');
+  web = await fakeApp('outside');
   open = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst, config: { protocol: { detectTimeoutMs: 300 } } });
-  strict = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst, config: { egress: { mode: 'REGISTRY_ONLY', externalServices: [] }, protocol: { detectTimeoutMs: 300 } } });
+  const externalServices = [{ name: 'default/plain', hosts: ['plain.example.com'], ports: [{ number: web.port, protocol: 'HTTP' }] }];
+  strict = await startProxy({ pki, serviceAccount: 'client', originalDst: () => nextDst, config: { egress: { mode: 'REGISTRY_ONLY', externalServices }, protocol: { detectTimeoutMs: 300 } } });
 });
 
 afterAll(async () => {
   await open.close();
   await strict.close();
   await app.close();
+  await web.close();
 });
 
 function dial(p: Proxy, port: number, send = ''): Promise<void> {
@@ -59,4 +64,30 @@ test('REGISTRY_ONLY: a refused connection is in istio_tcp_* under BlackHoleClust
   await dial(strict, app.port);
   expect(await of(strict, 'istio_tcp_connections_opened_total', 'BlackHoleCluster')).toEqual([['NR', 1]]);
   expect(await of(strict, 'istio_tcp_connections_closed_total', 'BlackHoleCluster')).toEqual([['NR', 1]]);
+});
+
+/**
+ * The same for HTTP leaving the mesh (REGISTRY_ONLY looks into it): a declared host's
+ * requests under PassthroughCluster, a refused one (502 egress-refused) under
+ * BlackHoleCluster, where both were all `unknown` like a request that matched no route.
+ */
+test('REGISTRY_ONLY HTTP: a declared host is PassthroughCluster, a refused one BlackHoleCluster', async () => {
+  const get = (host: string) => {
+    nextDst = { address: '127.0.0.1', port: web.port };
+    return new Promise<number>((resolve, reject) => {
+      const q = httpRequest({ host: '127.0.0.1', port: strict.outboundPort, path: '/name', headers: { host }, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      q.on('error', reject);
+      q.end();
+    });
+  };
+  expect(await get('plain.example.com')).toBe(200);
+  expect(await get('evil.example.org')).toBe(502);
+  const s = await until(strict, 'istio_requests_total', (x) => x.length >= 2);
+  expect(s.map((x) => [x.labels.destination_service_name, x.labels.destination_service, x.labels.response_code, x.labels.response_flags]).sort()).toEqual([
+    ['BlackHoleCluster', 'unknown', '502', 'NR'],
+    ['PassthroughCluster', 'unknown', '200', '-'],
+  ]);
 });
