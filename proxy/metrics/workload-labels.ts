@@ -223,7 +223,7 @@ export class WorkloadLabels {
   forEgress(cluster: EgressCluster): LabelSet {
     let set = this.egressClusters.get(cluster);
     if (!set) {
-      set = new LabelSet({ ...this.sourceBase(undefined, undefined), destination_service_name: cluster });
+      set = new LabelSet({ ...this.sourceBase(undefined, undefined), destination_service_name: cluster }, this);
       this.egressClusters.set(cluster, set);
     }
     return set;
