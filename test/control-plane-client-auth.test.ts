@@ -10,6 +10,7 @@ import { controlPlaneSpiffeId } from '../contract/identity.js';
 import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
 import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
 import { ControlPlane } from '../control-plane/server.js';
+import { MAX_STREAMS_PER_POD } from '../control-plane/discovery/discovery-server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
 import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
@@ -226,6 +227,26 @@ test("a certificate of another identity naming this pod, or this pod with anothe
   const nsClaim = await open(credentials(web), [{ subscribe: { ...sub(WEB, 'web-0'), identity: { spiffeId: WEB, namespace: 'payments', pod: 'web-0', labels: {} } } }]);
   expect(nsClaim.code).toBe(grpc.status.PERMISSION_DENIED);
   expect(await refusals()).toMatchObject({ 'pod-mismatch': 1, 'labels-mismatch': 1, 'namespace-mismatch': 1 });
+});
+
+test('one pod holds at most MAX_STREAMS_PER_POD discovery streams: the next is RESOURCE_EXHAUSTED, counted; a closed one frees its place (adv15)', async () => {
+  const streamsOf = (pod: string) => cp.discovery.debugProxies().filter((p) => (p.identity as { pod?: string } | null)?.pod === pod).length;
+  const held: Outcome[] = [];
+  for (let i = 0; i < MAX_STREAMS_PER_POD; i++) held.push(await open(credentials(web), [{ subscribe: sub(WEB, 'web-limits') }]));
+  expect(held.map((o) => o.code)).toEqual(held.map(() => null));
+  const over = await open(credentials(web), [{ subscribe: sub(WEB, 'web-limits') }]);
+  expect({ code: over.code, response: over.response }).toEqual({ code: grpc.status.RESOURCE_EXHAUSTED, response: null });
+  expect(over.details).toBe(`pod shop/web-limits has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+  expect((await refusals())['streams-per-pod']).toBe(1);
+  // The bound is the pod's: another pod of the same identity is served.
+  const other = await open(credentials(web), [{ subscribe: sub(WEB, 'web-limits-2') }]);
+  expect(other.code).toBeNull();
+  other.stream.cancel();
+  held.pop()!.stream.cancel();
+  for (let i = 0; i < 100 && streamsOf('web-limits') > MAX_STREAMS_PER_POD - 1; i++) await new Promise((r) => setTimeout(r, 20));
+  const again = await open(credentials(web), [{ subscribe: sub(WEB, 'web-limits') }]);
+  expect(again.code).toBeNull();
+  for (const o of [...held, again]) o.stream.cancel();
 });
 
 test('Certify renews by certificate without a token; a certificate of another identity still needs one', async () => {

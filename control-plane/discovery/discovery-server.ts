@@ -112,8 +112,24 @@ export interface DiscoveryServerOptions {
 /** setTimeout's ceiling (2^31-1 ms, ~24.8 days): a later expiry is re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * Discovery streams one authenticated pod may hold at once. A sidecar holds one (its
+ * listener workers share it); a reconnect may overlap the stream it replaces until the
+ * connection's keepalive finds it gone. Each stream costs an encoded catalog for its own
+ * service filter (about 0.5 MB in a mesh of a few hundred services), so without a bound
+ * one workload certificate could hold any number (500 streams: +250 MiB, adv15). istiod
+ * bounds the rate of new connections instead (PILOT_MAX_REQUESTS_PER_SECOND). Past it the
+ * stream is refused RESOURCE_EXHAUSTED, counted as wren_cp_discovery_refused_total{reason="streams-per-pod"};
+ * the proxy retries with its backoff. In Kubernetes the pod must exist and run as the
+ * certificate's service account (client-auth.ts), so this bounds a certificate's streams
+ * by its service account's pods.
+ */
+export const MAX_STREAMS_PER_POD = 8;
+
 export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
+  /** Open streams per authenticated `namespace/pod` (MAX_STREAMS_PER_POD). */
+  private readonly podStreams = new Map<string, number>();
   private readonly cache = new Map<string, Entry>();
   private cacheSeq = -1;
   private nextId = 1;
@@ -322,6 +338,11 @@ export class DiscoveryServer {
     s.expiryTimer = null;
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
+    if (s.podKey !== null) {
+      const left = this.podStreams.get(s.podKey)! - 1;
+      if (left > 0) this.podStreams.set(s.podKey, left);
+      else this.podStreams.delete(s.podKey);
+    }
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
     this.o.withdrawal?.forget(s.id);
@@ -444,6 +465,12 @@ export class DiscoveryServer {
       // On the first push, not at Subscribe: only a synced view knows every pod.
       const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
+      const key = `${s.authPeer.namespace}/${s.sub.identity.pod}`;
+      const open = this.podStreams.get(key) ?? 0;
+      if (open >= MAX_STREAMS_PER_POD)
+        return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `pod ${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+      this.podStreams.set(key, open + 1);
+      s.podKey = key;
       s.podChecked = true;
     }
     const trust = this.trust?.current() ?? null;

@@ -67,6 +67,8 @@ export interface Subscriber {
   authAnchor: { readonly fingerprint: string; readonly certificate: X509Certificate } | null;
   /** The Subscribe's pod claim was checked against a synced view (client-auth.ts). */
   podChecked: boolean;
+  /** `namespace/pod` once the claim is checked: this stream counts against that pod's MAX_STREAMS_PER_POD. */
+  podKey: string | null;
   /** Ends the stream when the client certificate expires. */
   expiryTimer: Timer | null;
   closed: boolean;
@@ -78,7 +80,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podChecked: false, expiryTimer: null, closed: false,
+    authPeer: null, authAnchor: null, podChecked: false, podKey: null, expiryTimer: null, closed: false,
   };
 }
 
