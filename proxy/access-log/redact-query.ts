@@ -11,6 +11,7 @@ const SECRET_PARAMS: ReadonlySet<string> = new Set([
 ]);
 
 const REDACTED = 'REDACTED';
+const SEPARATORS = /([&;])/;
 
 function decodedName(raw: string): string {
   if (!raw.includes('%')) return raw;
@@ -30,9 +31,13 @@ function decodedName(raw: string): string {
 export function redactQuery(path: string, alsoSecret?: ReadonlySet<string>): string {
   const q = path.indexOf('?');
   if (q < 0) return path;
-  const parts = path.slice(q + 1).split('&');
+  // Parameters separated by `&`, or by `;` as the W3C's HTML 4 note suggested and some
+  // servers still read (Tomcat and Jetty's older parsers, Python's cgi before 3.10): a
+  // `?a=1;access_token=x` carries a token to such an app. The separators are kept
+  // (even indices are parameters).
+  const parts = path.slice(q + 1).split(SEPARATORS);
   let changed = false;
-  for (let i = 0; i < parts.length; i++) {
+  for (let i = 0; i < parts.length; i += 2) {
     const p = parts[i];
     const eq = p.indexOf('=');
     if (eq < 0) continue;
@@ -41,7 +46,7 @@ export function redactQuery(path: string, alsoSecret?: ReadonlySet<string>): str
     parts[i] = `${p.slice(0, eq + 1)}${REDACTED}`;
     changed = true;
   }
-  return changed ? `${path.slice(0, q + 1)}${parts.join('&')}` : path;
+  return changed ? `${path.slice(0, q + 1)}${parts.join('')}` : path;
 }
 
 /**
