@@ -83,6 +83,16 @@ export interface ProxyResponse {
    * streams in flight finish and no new one is taken. Only the listeners' servers read it.
    */
   readonly closeConnection?: boolean;
+  /**
+   * When the request had to wait for its connection (a new one being opened, or the pool
+   * full), the clock time that connection was up or free for it; -1 or absent when it went
+   * out on a connection at once. The
+   * latency pick-endpoint gives the balancer starts there: tower's PeakEwma (Linkerd's
+   * balancer) times a request from its call on an endpoint that is ready, its connection
+   * already established, so a new endpoint's first request is not charged the TLS
+   * handshake (under load, hundreds of ms, enough to keep it out of P2C for tens of seconds).
+   */
+  readonly sentAt?: number;
 }
 
 export type HttpService = (req: ProxyRequest) => Promise<ProxyResponse>;

@@ -127,7 +127,12 @@ export class Conn implements H1Handler {
     // every read and write (1.2 % of an inbound sidecar at HTTP/1.1 saturation, for the app's
     // connections), and the idle timeout needs none of that (idle()).
     if (this.connectTimeoutMs > 0) this.socket.setTimeout(0);
-    this.ex?.unwait(); // strictLimits, sessionStreams: no longer pending
+    const ex = this.ex;
+    if (ex !== null) {
+      ex.unwait(); // strictLimits, sessionStreams: no longer pending
+      // It waited for this connection: its latency for the balancer starts now (Exchange.sentAt).
+      ex.sentAt = this.origin.pool.clock.approxNow();
+    }
     this.origin.pool.onConnection?.();
     if (this.sendOnConnect) {
       this.sendOnConnect = false;

@@ -37,6 +37,12 @@ export class Exchange {
   queued = false;
   reused = false;
   sent = false;
+  /**
+   * When its connection came up, or a busy origin's connection was free for it, if it had to
+   * wait for either (ProxyResponse.sentAt: the balancer's latency starts there); -1 when it
+   * went out on a connection at once. Set by the connection (onConnect) and the origin's queue.
+   */
+  sentAt = -1;
   private responded = false;
   finished = false;
   private retried = false;
@@ -271,7 +277,7 @@ export class Exchange {
     if (head.body !== Body.None) this.body = new ResponseBody(this);
     // meshH2: the head's content-length frames the HTTP/1.1 message; the app's own is wren-content-length.
     const headers = fieldsToHeaders(head.fields, false, this.origin.pool.meshH2 ? 'from-mesh' : 'as-is');
-    this.resolve({ status: head.status, headers, body: this.body, trailers: this.getTrailers });
+    this.resolve({ status: head.status, headers, body: this.body, trailers: this.getTrailers, sentAt: this.sentAt });
   }
 
   private readonly getTrailers = (): Headers | undefined => this.trailers;

@@ -554,6 +554,21 @@ describe('H1Pool', () => {
     expect(dataEvents).toBe(0);
   });
 
+  it('a request that waited for its connection says when it was sent (sentAt, the balancer\'s latency start); one sent at once on a kept-alive connection does not', async () => {
+    const a = await app((_req, res) => res.end('ok'));
+    const clock = new FakeClock();
+    const p = pool({ clock });
+    const t0 = clock.now();
+    const first = send(p, a.port);
+    clock.advance(250); // the connection comes up on a later turn: it is 250 ms later when the request goes out
+    const res = await first;
+    expect(res.sentAt).toBe(t0 + 250);
+    expect(await text(res)).toBe('ok');
+    const again = await send(p, a.port);
+    expect(again.sentAt).toBe(-1);
+    expect(await text(again)).toBe('ok');
+  });
+
   it('closes a connection idleTimeoutMs after it last went idle, with one timer that re-checks when it fires', async () => {
     const a = await app((_req, res) => res.end('ok'));
     const clock = new FakeClock();

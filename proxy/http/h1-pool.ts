@@ -286,7 +286,10 @@ class Origin {
 
   private next(): Exchange | undefined {
     const ex = this.waiting.shift();
-    ex?.unwait();
+    if (ex === undefined) return undefined;
+    ex.unwait();
+    // It waited for a connection: its latency for the balancer starts now (Exchange.sentAt).
+    ex.sentAt = this.pool.clock.approxNow();
     return ex;
   }
 

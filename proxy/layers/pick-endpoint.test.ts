@@ -20,6 +20,7 @@ const ep = port.endpoints[0];
 function fakeCluster() {
   const admitted = { connections: 0, pending: 0, released: 0 };
   const outcomes: Outcome[] = [];
+  const latencies: number[] = [];
   const hashKeys: unknown[] = [];
   const c = {
     name: 'db.default:5432',
@@ -32,9 +33,12 @@ function fakeCluster() {
       return ep;
     },
     pinned: () => ep,
-    start: () => (o: Outcome) => void outcomes.push(o),
+    start: () => (o: Outcome, ms: number) => {
+      outcomes.push(o);
+      latencies.push(ms);
+    },
   } as unknown as ClusterHandle;
-  return { c, admitted, outcomes, hashKeys };
+  return { c, admitted, outcomes, latencies, hashKeys };
 }
 
 function fakeConnector(ready: Upstream | undefined, opening = false) {
@@ -180,4 +184,58 @@ test('a hashHeader host hashes the request\'s authority', async () => {
     await svc(r);
   }
   expect(hashKeys).toEqual(['tenant-a.example', '10.0.0.9']);
+});
+
+// tower's PeakEwma (Linkerd's balancer) times a request from its call on a ready endpoint:
+// the connection's setup is not the endpoint's latency. A new endpoint's first request
+// charged with a TLS handshake under load (hundreds of ms) stayed out of P2C for tens of seconds.
+test('the latency given to the balancer starts once the connector has connected, not at the pick', async () => {
+  const { c, latencies } = fakeCluster();
+  const clock = new FakeClock();
+  const f = fakeConnector(undefined);
+  const connected = f.connector.connect;
+  f.connector.connect = (e, t, conn) => {
+    clock.advance(200); // the handshake
+    return connected(e, t, conn);
+  };
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock, connectorFor: () => f.connector })(() => {
+    clock.advance(7);
+    return Promise.resolve(ok);
+  });
+  expect((await svc(request('HTTP/1.1', c))).status).toBe(200);
+  expect(latencies).toEqual([7]);
+});
+
+test("the latency given to the balancer starts at the pool's sentAt when the request waited for its connection", async () => {
+  const { c, latencies } = fakeCluster();
+  const clock = new FakeClock();
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock, connectorFor: () => undefined })(() => {
+    clock.advance(300);
+    const sentAt = clock.now();
+    clock.advance(5);
+    return Promise.resolve({ ...ok, sentAt });
+  });
+  await svc(request('HTTP/1.1', c));
+  // Sent at once (-1): from the pick.
+  const atOnce = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock, connectorFor: () => undefined })(() => {
+    clock.advance(4);
+    return Promise.resolve({ ...ok, sentAt: -1 });
+  });
+  await atOnce(request('HTTP/1.1', c));
+  expect(latencies).toEqual([5, 4]);
+});
+
+test('a connect that fails is charged its whole time (a slow refusal looks slow)', async () => {
+  const { c, latencies } = fakeCluster();
+  const clock = new FakeClock();
+  const f = fakeConnector(undefined);
+  f.fail(new ProxyError('CONNECT_FAILED'));
+  const connected = f.connector.connect;
+  f.connector.connect = (e, t, conn) => {
+    clock.advance(120);
+    return connected(e, t, conn);
+  };
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock, connectorFor: () => f.connector })(() => Promise.resolve(ok));
+  await expect(svc(request('HTTP/1.1', c))).rejects.toThrow();
+  expect(latencies).toEqual([120]);
 });

@@ -125,7 +125,7 @@ async function connectThenForward(d: PickEndpointDeps, inner: HttpService, req: 
   } finally {
     pending.release();
   }
-  attempt.connected = true;
+  attempt.sendsNow();
   return raced(inner, req, attempt, d.watchesSignal?.(req, ep) ?? false);
 }
 
@@ -142,7 +142,8 @@ async function raced(inner: HttpService, req: ProxyRequest, attempt: Attempt, wa
 
 /** One attempt's facts, from its start to its response body's end; reported to the cluster exactly once. */
 class Attempt implements BodyDone {
-  private readonly started: number;
+  /** From when the balancer's latency sample runs: the pick, or once connected (sendsNow), or the pool's ProxyResponse.sentAt. */
+  private started: number;
   private readonly done: (outcome: Outcome, latencyMs: number) => void;
   connected = false;
   ttfb = 0;
@@ -178,8 +179,15 @@ class Attempt implements BodyDone {
     throw this.failed(err);
   };
 
+  /** The connector opened the upstream: the request goes out now, and its latency sample starts here (ProxyResponse.sentAt). */
+  sendsNow(): void {
+    this.connected = true;
+    this.started = this.clock.approxNow();
+  }
+
   readonly onResponse = (res: ProxyResponse): ProxyResponse => {
-    this.ttfb = this.clock.approxNow() - this.started;
+    const sentAt = res.sentAt;
+    this.ttfb = this.clock.approxNow() - (sentAt !== undefined && sentAt > this.started ? sentAt : this.started);
     const grpcHead = header(res.headers, 'grpc-status');
     // A meshed endpoint's sidecar answering with its own error (its app refused or reset
     // the connection) is that endpoint's local-origin failure, not its app's 502.
