@@ -59,7 +59,8 @@ function routed(): number[] {
 async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<number> {
   const end = performance.now() + timeoutMs;
   while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    // With the client sidecar's endpoint state (EWMA, ejection, health): why traffic did not go where it was awaited.
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}; the client's clusters: ${client ? await (await fetch(`http://127.0.0.1:${client.adminPort}/clusters`)).text() : '(no client)'}`);
     await new Promise((r) => setTimeout(r, 1));
   }
   return performance.now();
