@@ -38,6 +38,11 @@ export class ClusterIndex {
   private readonly slices = new Map<string, Map<string, KEndpointSlice>>();
   private readonly sliceOwner = new Map<string, string>();
   private readonly pods = new Map<string, KPod>();
+  /**
+   * Pod (namespace/name) -> the EndpointSlices (namespace/name) whose current version lists
+   * it. Kept by the slices, not the pods: a pod deleted and created again under its name (a
+   * StatefulSet member) is still listed by its slice, and its arrival must re-translate it.
+   */
   private readonly podRefs = new Map<string, Set<string>>();
   private readonly policies = new Map<string, Map<string, KTrafficPolicy>>();
   private readonly policyOwner = new Map<string, string>();
@@ -154,6 +159,8 @@ export class ClusterIndex {
     const id = nsName(ns, name);
     const old = this.sliceOwner.get(id);
     if (old) {
+      const prev = this.slices.get(old)?.get(id);
+      if (prev) this.podRefsOf(prev, id, false);
       this.slices.get(old)?.delete(id);
       if (this.slices.get(old)?.size === 0) this.slices.delete(old);
       this.sliceOwner.delete(id);
@@ -166,12 +173,22 @@ export class ClusterIndex {
     m.set(id, slice);
     this.sliceOwner.set(id, key);
     this.dirty.add(key);
+    this.podRefsOf(slice, id, true);
+  }
+
+  /** Adds (or removes) slice `id` to (from) the refs of every pod its endpoints name. */
+  private podRefsOf(slice: KEndpointSlice, id: string, add: boolean): void {
     for (const ep of slice.endpoints) {
       if (!ep.pod) continue;
-      const pk = nsName(ns, ep.pod);
+      const pk = nsName(slice.namespace, ep.pod);
       let refs = this.podRefs.get(pk);
-      if (!refs) this.podRefs.set(pk, (refs = new Set()));
-      refs.add(key);
+      if (add) {
+        if (!refs) this.podRefs.set(pk, (refs = new Set()));
+        refs.add(id);
+      } else if (refs) {
+        refs.delete(id);
+        if (refs.size === 0) this.podRefs.delete(pk);
+      }
     }
   }
 
@@ -184,8 +201,10 @@ export class ClusterIndex {
     this.setPodServiceAccount(id, pod?.meshed ? pod.serviceAccount : null);
     // Only identity-relevant changes matter (pod status churns constantly).
     if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort) return;
-    for (const key of this.podRefs.get(id) ?? []) this.dirty.add(key);
-    if (!pod) this.podRefs.delete(id);
+    for (const sliceId of this.podRefs.get(id) ?? []) {
+      const key = this.sliceOwner.get(sliceId);
+      if (key) this.dirty.add(key);
+    }
   }
 
   setPolicy(ns: string, name: string, p: KTrafficPolicy | null): void {

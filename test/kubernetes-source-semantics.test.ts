@@ -1,0 +1,62 @@
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
+import { endpointSliceJson, FakeKubeApi, podJson, serviceJson } from './fake-kube-api.js';
+import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
+
+/**
+ * The Kubernetes source against API semantics the basic tests do not exercise: a pod
+ * recreated under the same name (a StatefulSet member) while the pods watch lags the
+ * EndpointSlices watch, a CRD that is not installed, a pod whose workload labels change.
+ * Fake API server at the HTTP level <- real client-node informers -> store -> real gRPC -> DiscoveryClient.
+ */
+describe('Kubernetes source: API semantics', () => {
+  let api: FakeKubeApi;
+  let cp: ControlPlane;
+  const proxies: TestProxy[] = [];
+
+  const start = async (): Promise<void> => {
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(7), logger: silentLogger,
+      source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+    });
+    await cp.whenReady();
+  };
+
+  beforeEach(async () => {
+    api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
+    api.apply('services', serviceJson('db', 'shop', [{ name: 'tcp-db', port: 5432 }]));
+    api.apply('pods', podJson('db-0', 'shop', 'db-sa', '10.0.0.1'));
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [{ ip: '10.0.0.1', pod: 'db-0' }]));
+  });
+
+  afterEach(async () => {
+    await Promise.all(proxies.splice(0).map((p) => p.client.stop()));
+    await cp.close(100);
+    await api.close();
+  });
+
+  const proxy = (): TestProxy => {
+    const p = startProxy(`127.0.0.1:${cp.grpcPort}`);
+    proxies.push(p);
+    return p;
+  };
+
+  test('a StatefulSet pod recreated under its name comes back, though its slice changed before the pods watch saw the old pod go', async () => {
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    expect(endpointsOf(p.client.current(), 'db.shop')).toEqual(['10.0.0.1:5432']);
+    // The EndpointSlice controller has already moved db-0 to the new pod's address (its
+    // watch is ahead), then the pods watch delivers the old pod's deletion and the new pod.
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [{ ip: '10.0.0.7', pod: 'db-0' }]));
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.7:5432', 'slice moved to the new address');
+    api.delete('pods', 'shop', 'db-0');
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').length === 0, 'held back while no pod db-0 is known');
+    api.apply('pods', podJson('db-0', 'shop', 'db-sa', '10.0.0.7'));
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.7:5432', 'the new db-0 is an endpoint again');
+    const ep = p.client.current()!.services.find((s) => s.name === 'db')!.ports[0].endpoints[0];
+    expect(ep.identity).toBe('spiffe://cluster.local/ns/shop/sa/db-sa');
+  });
+});
