@@ -59,4 +59,16 @@ describe('Kubernetes source: API semantics', () => {
     const ep = p.client.current()!.services.find((s) => s.name === 'db')!.ports[0].endpoints[0];
     expect(ep.identity).toBe('spiffe://cluster.local/ns/shop/sa/db-sa');
   });
+
+  test('a pod whose workload labels change (version relabelled) reaches the endpoints proxies have', async () => {
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    const workload = () => p.client.current()?.services.find((s) => s.name === 'db')?.ports[0].endpoints[0]?.workload;
+    expect(workload()).toMatchObject({ name: 'db-0', app: 'db', version: '' });
+    const pod = podJson('db-0', 'shop', 'db-sa', '10.0.0.1') as { metadata: { labels: Record<string, string> } };
+    pod.metadata.labels.version = 'v2';
+    api.apply('pods', pod);
+    await waitFor(() => workload()?.version === 'v2', 'the endpoint carries the new version label');
+  });
 });

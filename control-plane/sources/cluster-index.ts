@@ -30,6 +30,8 @@ export interface IndexChanges {
 }
 
 const nsName = (ns: string, name: string) => `${ns}/${name}`;
+const sameWorkload = (a: KPod, b: KPod): boolean =>
+  a.workload.name === b.workload.name && a.workload.app === b.workload.app && a.workload.version === b.workload.version;
 const svcKey = (ns: string, name: string) => `${name}.${ns}`;
 
 export class ClusterIndex {
@@ -199,8 +201,9 @@ export class ClusterIndex {
     else this.pods.delete(id);
     this.setPodLabels(id, pod?.meshed ? pod.labels : null);
     this.setPodServiceAccount(id, pod?.meshed ? pod.serviceAccount : null);
-    // Only identity-relevant changes matter (pod status churns constantly).
-    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort) return;
+    // Only what the endpoints carry matters (pod status churns constantly): identity, proxy
+    // port and workload (owner, app and version labels, which callers' metrics name).
+    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort && sameWorkload(old, pod)) return;
     for (const sliceId of this.podRefs.get(id) ?? []) {
       const key = this.sliceOwner.get(sliceId);
       if (key) this.dirty.add(key);
