@@ -71,4 +71,25 @@ describe('Kubernetes source: API semantics', () => {
     api.apply('pods', pod);
     await waitFor(() => workload()?.version === 'v2', 'the endpoint carries the new version label');
   });
+
+  test('a terminating endpoint its Service publishes as ready (publishNotReadyAddresses) keeps routing, as kube-proxy, Istio and Linkerd route it', async () => {
+    api.apply('pods', podJson('db-1', 'shop', 'db-sa', '10.0.0.2'));
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    // The EndpointSlice controller's conditions for a Service with publishNotReadyAddresses:
+    // ready stays true for a terminating pod (the override the API documents), serving true.
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [
+      { ip: '10.0.0.1', pod: 'db-0', ready: true, serving: true, terminating: true },
+      { ip: '10.0.0.2', pod: 'db-1' },
+    ]));
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').includes('10.0.0.2:5432'), 'slice update applied');
+    expect(endpointsOf(p.client.current(), 'db.shop')).toEqual(['10.0.0.1:5432', '10.0.0.2:5432']);
+    // Without the override a terminating pod is not ready, and leaves.
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [
+      { ip: '10.0.0.1', pod: 'db-0', ready: false, serving: true, terminating: true },
+      { ip: '10.0.0.2', pod: 'db-1' },
+    ]));
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.2:5432', 'terminating, not ready: removed');
+  });
 });

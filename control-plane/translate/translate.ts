@@ -10,8 +10,13 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  * Rules (cf. Linkerd's destination watcher, which drops endpoints whose
  * conditions.ready is false before streaming [L9 in mesh-anchors]; Istio does not send
  * unhealthy endpoints either [I14]):
- * - an endpoint routes only when conditions.ready is true (nil = true) and it is not
- *   terminating; every other endpoint is left out, so it disappears from proxies;
+ * - an endpoint routes only when conditions.ready is true (nil = true); every other endpoint
+ *   is left out, so it disappears from proxies. `terminating` alone does not remove it: the
+ *   EndpointSlice controller keeps ready false for a terminating pod, except for a Service
+ *   with publishNotReadyAddresses, whose owner asked for every pod, terminating ones too
+ *   (the API's EndpointConditions.ready: "should never be true for terminating endpoints,
+ *   except when ... overridden, for example ... publishNotReadyAddresses"); kube-proxy,
+ *   Istio (endpointHealthStatus: ready -> healthy) and Linkerd read ready alone as well;
  * - a Service port takes its endpoints from the EndpointSlice port of the same name
  *   (the slice port number is the pod's target port);
  * - a pod endpoint whose Pod is not known yet is held back (not sent as plaintext):
@@ -90,7 +95,7 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
     const sp = slice.ports.find((p) => p.name === portName);
     if (!sp) continue;
     for (const ep of slice.endpoints) {
-      if (!ep.ready || ep.terminating) continue;
+      if (!ep.ready) continue;
       let identity = '';
       let proxyPort: number | null = null;
       let workload: Workload | undefined;
