@@ -82,6 +82,15 @@ export class FakeKubeApi {
   readonly deniedAccess = new Set<string>();
   /** Single objects served as-is at their exact GET path (CRDs, webhook configurations, Secrets, ...). */
   readonly rawObjects = new Map<string, Record<string, unknown>>();
+  /**
+   * Resources whose API is not served (a CRD not installed, e.g. the Gateway API's): their
+   * list and watch answer 404 NotFound, as the API server answers for an unknown group or resource.
+   */
+  readonly missing = new Set<Resource>();
+  /** Resources the caller may not list or watch (RBAC): 403 Forbidden. */
+  readonly forbidden = new Set<Resource>();
+  /** While true, every list and watch answers 503 (an API server that is down or not ready yet). */
+  unavailable = false;
   /** The pods' proxy subresource: "namespace/name:port" -> "host:port" it forwards to (like the API server to the pod IP). */
   readonly podProxies = new Map<string, string>();
 
@@ -221,6 +230,10 @@ export class FakeKubeApi {
       return void res.end(JSON.stringify(status(404, 'NotFound', `no route for ${req.method} ${url.pathname}`)));
     }
     const { route, ns } = hit;
+    if (this.unavailable) return void json(res, 503, status(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
+    if (this.missing.has(route.resource)) return void json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    if (this.forbidden.has(route.resource))
+      return void json(res, 403, status(403, 'Forbidden', `${route.resource} is forbidden: User "system:serviceaccount:wren-system:wren-control-plane" cannot list resource "${route.resource}"`));
     const selector = (url.searchParams.get('labelSelector') ?? '').split(',').filter(Boolean).map((t) => t.split('='));
     const items = [...this.objects.get(route.resource)!.values()].filter(
       (o) => (!ns || o.metadata.namespace === ns) && selector.every(([k, v]) => (o.metadata.labels as Record<string, string> | undefined)?.[k] === v),

@@ -8,7 +8,9 @@ import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plan
 /**
  * The Kubernetes source against API semantics the basic tests do not exercise: a pod
  * recreated under the same name (a StatefulSet member) while the pods watch lags the
- * EndpointSlices watch, a CRD that is not installed, a pod whose workload labels change.
+ * EndpointSlices watch, a pod whose workload labels change, a terminating endpoint published as
+ * ready (publishNotReadyAddresses), an API server down at start and later, RBAC refusing one
+ * resource, a CRD that is not installed (the fake's `unavailable`, `forbidden`, `missing`).
  * Fake API server at the HTTP level <- real client-node informers -> store -> real gRPC -> DiscoveryClient.
  */
 describe('Kubernetes source: API semantics', () => {
@@ -91,5 +93,62 @@ describe('Kubernetes source: API semantics', () => {
       { ip: '10.0.0.2', pod: 'db-1' },
     ]));
     await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.2:5432', 'terminating, not ready: removed');
+  });
+
+  test('an API server down at start: not ready, then ready once it answers; down later: the last state stays and catches up', async () => {
+    api.unavailable = true;
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(7), logger: silentLogger,
+      source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+    });
+    const ready = async () => (await fetch(`http://127.0.0.1:${cp.adminPort}/ready`)).status;
+    await waitFor(() => api.requests.length > 20, 'lists tried');
+    expect(await ready()).toBe(503);
+    api.unavailable = false;
+    await cp.whenReady();
+    expect(await ready()).toBe(200);
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    expect(endpointsOf(p.client.current(), 'db.shop')).toEqual(['10.0.0.1:5432']);
+    // Down again, watches cut: proxies keep the last state, the control plane stays ready.
+    api.unavailable = true;
+    api.dropWatches();
+    api.apply('pods', podJson('db-1', 'shop', 'db-sa', '10.0.0.2'));
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [{ ip: '10.0.0.1', pod: 'db-0' }, { ip: '10.0.0.2', pod: 'db-1' }]));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await ready()).toBe(200);
+    expect(endpointsOf(p.client.current(), 'db.shop')).toEqual(['10.0.0.1:5432']);
+    api.unavailable = false;
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.1:5432,10.0.0.2:5432', 'caught up after the outage');
+  });
+
+  test('RBAC refusing one resource (403): not ready, since what it cannot read may deny traffic; ready once granted', async () => {
+    api.forbidden.add('authorizationpolicies');
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(7), logger: silentLogger,
+      source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
+    });
+    await waitFor(() => api.requests.filter((r) => r.path.endsWith('/authorizationpolicies')).length >= 3, 'the list retried');
+    expect((await fetch(`http://127.0.0.1:${cp.adminPort}/ready`)).status).toBe(503);
+    api.forbidden.delete('authorizationpolicies');
+    await cp.whenReady();
+    expect((await fetch(`http://127.0.0.1:${cp.adminPort}/ready`)).status).toBe(200);
+  });
+
+  test('a CRD that is not installed (no Gateway API) is asked for with growing backoff, not in a loop', async () => {
+    for (const r of ['httproutes', 'grpcroutes', 'referencegrants'] as const) api.missing.add(r);
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    // The source runs without routes; the missing resource is looked for again with the
+    // source's backoff (20 ms doubling to 200 ms here): over 1.5 s that is a few tries, not one every 20 ms.
+    const before = api.requests.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    const asked = api.requests.slice(before).filter((r) => r.path === '/apis/gateway.networking.k8s.io/v1/httproutes').length;
+    expect(asked).toBeGreaterThan(0);
+    expect(asked).toBeLessThanOrEqual(2 * Math.ceil(1500 / 100) + 2);
+    // Installed later, it is picked up: listed and watched.
+    api.missing.delete('httproutes');
+    await waitFor(() => api.watcherCount('httproutes') === 1, 'httproutes watched once the CRD exists');
   });
 });

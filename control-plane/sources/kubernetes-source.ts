@@ -34,6 +34,9 @@ import { rejectionOf, type SourceRejection } from './source-rejection.js';
  *   old version that may have been compacted (fewer 410 relists).
  * - On any other error ListWatch stops; we restart it with capped exponential backoff
  *   and jitter (100 ms -> 30 s) and count it in wren_cp_watch_restarts_total.
+ * - A CRD that is not installed (404 on the list: no Gateway API) is an empty list, so the
+ *   source becomes ready without those objects; it is not watched but listed again on that
+ *   backoff (its attempt count not reset by the empty list), until the CRD appears.
  * - An object that fails validation is logged and counted; the last good version stays.
  *   It is listed (rejected(): kind, namespace/name, field path, reason) until a valid
  *   version of it arrives or it is deleted: GET /debug/rejected, `wren check`. The last
@@ -49,11 +52,15 @@ export interface KubernetesSourceOptions extends SourceContext {
   readonly statusRetryMs?: number;
 }
 
-/** A Watch that always asks for bookmarks, and opens nothing once its source stopped. */
+/**
+ * A Watch that always asks for bookmarks, and opens nothing once its source stopped or while
+ * its resource is not served (its CRD not installed): the list just said 404, a watch would too.
+ */
 class BookmarkWatch extends k8s.Watch {
   constructor(
     config: k8s.KubeConfig,
     private readonly stopped: () => boolean,
+    private readonly notServed: () => boolean,
   ) {
     super(config);
   }
@@ -69,14 +76,29 @@ class BookmarkWatch extends k8s.Watch {
       done(new Error('source stopped'));
       return Promise.resolve(new AbortController());
     }
+    if (this.notServed()) {
+      done(new NotServedError());
+      return Promise.resolve(new AbortController());
+    }
     return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
   }
 }
+
+class NotServedError extends Error {
+  constructor() {
+    super('resource not served (CRD not installed)');
+  }
+}
+
+/** The empty lists standing for a resource whose CRD is not installed (404 on list). */
+const notServedLists = new WeakSet<object>();
 
 interface Resource {
   readonly name: string;
   readonly informer: k8s.ListWatch<k8s.KubernetesObject>;
   listed: boolean;
+  /** The last list answered 404 (CRD not installed): looked for again with backoff, not watched. */
+  notServed: boolean;
   connects: number;
   attempt: number;
   timer: Timer | null;
@@ -117,47 +139,48 @@ export class KubernetesSource implements MeshSource {
     this.add('services', '/api/v1/services', () => core.listServiceForAllNamespaces(), parseK8sService, idx.setService.bind(idx));
     this.add('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', () => disc.listEndpointSliceForAllNamespaces(), parseEndpointSlice, idx.setSlice.bind(idx));
     this.add('pods', '/api/v1/pods', () => core.listPodForAllNamespaces(), parsePod, idx.setPod.bind(idx));
-    const crd = (plural: string, kind: string, group = TRAFFIC_POLICY_GROUP, version = TRAFFIC_POLICY_VERSION) => async () => {
+    const crd = (plural: string, group = TRAFFIC_POLICY_GROUP, version = TRAFFIC_POLICY_VERSION) => async () => {
       try {
         return await custom.listClusterCustomObject({ group, version, plural });
       } catch (e) {
         // CRD not installed: run without these objects rather than never becoming ready.
         if ((e as { code?: number }).code === 404) {
-          this.o.logger.warn(`${kind} CRD not found; running without ${plural}`, {});
-          return { items: [], metadata: { resourceVersion: '' } };
+          const none = { items: [], metadata: { resourceVersion: '' } };
+          notServedLists.add(none);
+          return none;
         }
         throw e;
       }
     };
     const crdPath = (plural: string) => `/apis/${TRAFFIC_POLICY_GROUP}/${TRAFFIC_POLICY_VERSION}/${plural}`;
-    this.add('trafficpolicies', crdPath('trafficpolicies'), crd('trafficpolicies', 'TrafficPolicy'), parseTrafficPolicyResource, idx.setPolicy.bind(idx));
+    this.add('trafficpolicies', crdPath('trafficpolicies'), crd('trafficpolicies'), parseTrafficPolicyResource, idx.setPolicy.bind(idx));
     this.add(
-      'peerauthentications', crdPath('peerauthentications'), crd('peerauthentications', 'PeerAuthentication'),
+      'peerauthentications', crdPath('peerauthentications'), crd('peerauthentications'),
       parsePeerAuthenticationResource, idx.setPeerAuthentication.bind(idx), failClosedPeerAuthentication,
     );
-    this.add('meshservices', crdPath('meshservices'), crd('meshservices', 'MeshService'), parseMeshService, idx.setMeshService.bind(idx));
+    this.add('meshservices', crdPath('meshservices'), crd('meshservices'), parseMeshService, idx.setMeshService.bind(idx));
     this.add(
-      'authorizationpolicies', crdPath('authorizationpolicies'), crd('authorizationpolicies', 'AuthorizationPolicy'),
+      'authorizationpolicies', crdPath('authorizationpolicies'), crd('authorizationpolicies'),
       parseAuthorizationPolicyResource, idx.setAuthorizationPolicy.bind(idx), failClosedAuthorizationPolicy,
     );
     this.add(
-      'requestauthentications', crdPath('requestauthentications'), crd('requestauthentications', 'RequestAuthentication'),
+      'requestauthentications', crdPath('requestauthentications'), crd('requestauthentications'),
       parseRequestAuthenticationResource, idx.setRequestAuthentication.bind(idx),
     );
     this.add(
-      'ratelimitpolicies', crdPath('ratelimitpolicies'), crd('ratelimitpolicies', 'RateLimitPolicy'),
+      'ratelimitpolicies', crdPath('ratelimitpolicies'), crd('ratelimitpolicies'),
       parseRateLimitPolicyResource, idx.setRateLimitPolicy.bind(idx),
     );
-    this.add('telemetries', crdPath('telemetries'), crd('telemetries', 'Telemetry'), parseTelemetryResource, idx.setTelemetry.bind(idx));
+    this.add('telemetries', crdPath('telemetries'), crd('telemetries'), parseTelemetryResource, idx.setTelemetry.bind(idx));
     const gw = (version: string, plural: string) => `/apis/${GATEWAY_GROUP}/${version}/${plural}`;
-    this.add('httproutes', gw('v1', 'httproutes'), crd('httproutes', 'HTTPRoute', GATEWAY_GROUP, 'v1'), parseHttpRoute, (ns, n, r) => idx.setRoute('HTTPRoute', ns, n, r));
-    this.add('grpcroutes', gw('v1', 'grpcroutes'), crd('grpcroutes', 'GRPCRoute', GATEWAY_GROUP, 'v1'), parseGrpcRoute, (ns, n, r) => idx.setRoute('GRPCRoute', ns, n, r));
+    this.add('httproutes', gw('v1', 'httproutes'), crd('httproutes', GATEWAY_GROUP, 'v1'), parseHttpRoute, (ns, n, r) => idx.setRoute('HTTPRoute', ns, n, r));
+    this.add('grpcroutes', gw('v1', 'grpcroutes'), crd('grpcroutes', GATEWAY_GROUP, 'v1'), parseGrpcRoute, (ns, n, r) => idx.setRoute('GRPCRoute', ns, n, r));
     this.add(
-      'referencegrants', gw('v1beta1', 'referencegrants'), crd('referencegrants', 'ReferenceGrant', GATEWAY_GROUP, 'v1beta1'),
+      'referencegrants', gw('v1beta1', 'referencegrants'), crd('referencegrants', GATEWAY_GROUP, 'v1beta1'),
       parseReferenceGrant, idx.setReferenceGrant.bind(idx),
     );
     this.add(
-      'externalservices', crdPath('externalservices'), crd('externalservices', 'ExternalService'),
+      'externalservices', crdPath('externalservices'), crd('externalservices'),
       parseExternalServiceResource, idx.setExternalService.bind(idx),
     );
   }
@@ -183,9 +206,20 @@ export class KubernetesSource implements MeshSource {
   ): void {
     /** Keys whose version in the index is a good one (parsed), not a fail-closed stand-in. */
     const good = new Set<string>();
-    const r: Resource = { name, informer: undefined as unknown as k8s.ListWatch<k8s.KubernetesObject>, listed: false, connects: 0, attempt: 0, timer: null };
+    const r: Resource = { name, informer: undefined as unknown as k8s.ListWatch<k8s.KubernetesObject>, listed: false, notServed: false, connects: 0, attempt: 0, timer: null };
     const listFn = async (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> => {
       const l = await list();
+      if (notServedLists.has(l)) {
+        // CRD not installed: the source runs without these objects (empty list), and looks
+        // again with the error backoff (up to 30 s), its attempt count kept: resetting it
+        // here made every look a list and a watch, both 404, every 50-100 ms, forever.
+        if (!r.notServed) this.o.logger.warn(`${KIND_OF[name] ?? name} CRD not found; running without ${name} (looked for again with backoff)`, {});
+        r.notServed = true;
+      } else {
+        if (r.notServed) this.o.logger.info(`${KIND_OF[name] ?? name} CRD found; watching ${name}`, {});
+        r.notServed = false;
+        r.attempt = 0;
+      }
       // ListWatch adds the listed items right after this resolves: count the resource
       // as synced only after that (setImmediate runs after those microtasks).
       if (!r.listed)
@@ -193,7 +227,6 @@ export class KubernetesSource implements MeshSource {
           r.listed = true;
           this.checkSynced();
         });
-      r.attempt = 0;
       return l;
     };
     // ListWatch's own reconnect delay (1 s doubling to 30 s after a watch that ended with
@@ -203,7 +236,7 @@ export class KubernetesSource implements MeshSource {
         if (this.stopped) return resolve();
         setTimeout(resolve, ms).unref();
       });
-    const watch = new BookmarkWatch(this.o.kubeConfig, () => this.stopped);
+    const watch = new BookmarkWatch(this.o.kubeConfig, () => this.stopped, () => r.notServed);
     const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, watch, listFn, false, undefined, undefined, { delayFn });
     (r as { informer: k8s.ListWatch<k8s.KubernetesObject> }).informer = informer;
     const upsert = (obj: k8s.KubernetesObject): void => {
@@ -255,7 +288,8 @@ export class KubernetesSource implements MeshSource {
       if (this.stopped) return;
       const delay = backoffDelay(r.attempt++, this.o.random, this.o.backoff?.initialMs ?? 100, this.o.backoff?.maxMs ?? 30_000);
       this.o.metrics.watchRestarts.inc({ resource: name, reason: 'error' });
-      this.o.logger.warn('watch failed; restarting', { resource: name, error: (err as Error)?.message ?? String(err), retryInMs: Math.round(delay) });
+      if (err instanceof NotServedError) this.o.logger.debug('CRD still not installed; looking again', { resource: name, retryInMs: Math.round(delay) });
+      else this.o.logger.warn('watch failed; restarting', { resource: name, error: (err as Error)?.message ?? String(err), retryInMs: Math.round(delay) });
       r.timer = this.o.clock.setTimeout(() => {
         r.timer = null;
         if (!this.stopped) void informer.start();
