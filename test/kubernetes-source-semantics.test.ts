@@ -95,6 +95,15 @@ describe('Kubernetes source: API semantics', () => {
     await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.2:5432', 'terminating, not ready: removed');
   });
 
+  test('appProtocol decides a port protocol over its name, as in Istio: proxies get WebSocket-over-TLS as opaque', async () => {
+    api.apply('services', serviceJson('ws', 'shop', [{ name: 'http', port: 443, appProtocol: 'kubernetes.io/wss' }, { name: 'tcp-ws', port: 80, appProtocol: 'kubernetes.io/ws' }], '10.96.0.70'));
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    const ws = p.client.current()!.services.find((s) => s.name === 'ws')!;
+    expect(ws.ports.map((x) => [x.port, x.protocol])).toEqual([[443, 'opaque'], [80, 'http1']]);
+  });
+
   test('an API server down at start: not ready, then ready once it answers; down later: the last state stays and catches up', async () => {
     api.unavailable = true;
     cp = await ControlPlane.start({

@@ -95,3 +95,28 @@ describe('Kubernetes objects the mesh cannot carry', () => {
     expect(r.warnings).toEqual(['odd.shop: left out, the proxies would refuse it: odd.shop.ports[1].port: duplicate port 80']);
   });
 });
+
+describe('port protocol selection (Istio ConvertProtocol)', () => {
+  const protocols = (ports: { name: string; appProtocol?: string }[]): string[] =>
+    parseK8sService({ metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: '10.96.0.5', ports: ports.map((p, i) => ({ ...p, port: 8000 + i, protocol: 'TCP' })) } }, '').ports.map((p) => p.protocol);
+
+  test('appProtocol, when set, decides and the port name is not read', () => {
+    expect(protocols([
+      { name: 'http', appProtocol: 'kubernetes.io/wss' }, // WebSocket over TLS: the proxy sees TLS
+      { name: 'tcp-ws', appProtocol: 'kubernetes.io/ws' }, // WebSocket over cleartext: HTTP/1.1
+      { name: 'http-db', appProtocol: 'postgresql' }, // a protocol the mesh does not name: detected
+      { name: 'web', appProtocol: 'HTTP2' },
+      { name: 'grpc-api' },
+      { name: 'tcp-x', appProtocol: '' },
+    ])).toEqual(['opaque', 'http1', 'detect', 'http2', 'grpc', 'opaque']);
+  });
+
+  test('a port named like a property of Object (constructor) is detected, not a function', () => {
+    expect(protocols([{ name: 'constructor' }, { name: 'x', appProtocol: 'constructor' }])).toEqual(['detect', 'detect']);
+    const r = translateService({
+      trustDomain: 'cluster.local', slices: [], pod: () => undefined, policies: [],
+      service: parseK8sService({ metadata: { name: 'web', namespace: 'shop' }, spec: { clusterIP: '10.96.0.5', ports: [{ name: 'constructor', port: 80, protocol: 'TCP' }] } }, ''),
+    });
+    expect(r.service?.ports[0].protocol).toBe('detect');
+  });
+});

@@ -122,15 +122,25 @@ const metadata = (nameRe: RegExp) =>
     { allowUnknown: true },
   );
 
-/** Istio's convention `<proto>[-suffix]` for port names, after appProtocol (which wins). */
+/** A Map, not an object literal: a port named `constructor` must not find Object's constructor. */
+const PROTOCOLS: ReadonlyMap<string, Protocol> = new Map(Object.entries({
+  http: 'http1', 'kubernetes.io/http': 'http1', http2: 'http2', h2c: 'http2', 'kubernetes.io/h2c': 'http2',
+  grpc: 'grpc', tcp: 'opaque', opaque: 'opaque', 'wren.io/opaque': 'opaque', tls: 'opaque', https: 'opaque', mongo: 'opaque', redis: 'opaque', mysql: 'opaque',
+  // The Kubernetes standard appProtocols for WebSocket (KEP-3726): over cleartext it is
+  // HTTP/1.1 (an Upgrade), over TLS the proxy sees TLS (Istio: HTTP and HTTPS).
+  'kubernetes.io/ws': 'http1', 'kubernetes.io/wss': 'opaque',
+} satisfies Record<string, Protocol>));
+
+/**
+ * A port's protocol as Istio selects it (pilot kube ConvertProtocol): appProtocol when it is
+ * set, and then the port name is not read (a port named `http` with appProtocol
+ * `kubernetes.io/wss` carries TLS, not HTTP); else the port name. Either is read whole
+ * (`kubernetes.io/h2c`), else by its `<proto>[-suffix]` prefix (`http-web`, `grpc-api`); a
+ * protocol neither names is `detect` (Istio sniffs it).
+ */
 export function portProtocol(name: string, appProtocol: string | undefined): Protocol {
-  const table: Record<string, Protocol> = {
-    http: 'http1', 'kubernetes.io/http': 'http1', http2: 'http2', h2c: 'http2', 'kubernetes.io/h2c': 'http2',
-    grpc: 'grpc', tcp: 'opaque', opaque: 'opaque', 'wren.io/opaque': 'opaque', tls: 'opaque', https: 'opaque', mongo: 'opaque', redis: 'opaque', mysql: 'opaque',
-  };
-  if (appProtocol && table[appProtocol.toLowerCase()]) return table[appProtocol.toLowerCase()];
-  const prefix = name.toLowerCase().split('-')[0];
-  return table[prefix] ?? 'detect';
+  const from = (appProtocol || name).toLowerCase();
+  return PROTOCOLS.get(from) ?? PROTOCOLS.get(from.split('-')[0]) ?? 'detect';
 }
 
 const anyStr = optional(str());
