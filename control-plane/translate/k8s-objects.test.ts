@@ -65,6 +65,13 @@ describe('Kubernetes objects the mesh cannot carry', () => {
     expect(parseEndpointSlice(twice, '').ports.map((p) => p.name)).toEqual(['http', 'http-alt']);
   });
 
+  test('an EndpointSlice port without a number (valid: unrestricted) is left out, the slice and its other ports kept', () => {
+    const slice = { ...kubeDnsSlice(['10.244.0.5']), ports: [{ name: 'any', protocol: 'TCP' }, { name: 'http', port: 8080, protocol: 'TCP' }] };
+    const parsed = parseEndpointSlice(slice, '');
+    expect(parsed.ports).toEqual([{ name: 'http', port: 8080 }]);
+    expect(parsed.endpoints.map((e) => e.addresses)).toEqual([['10.244.0.5']]);
+  });
+
   test.each([
     ['10.0.0.300', 'IPv4'],
     ['010.000.000.004', 'IPv4'],

@@ -195,7 +195,10 @@ export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
     {
       metadata: metadata(DNS_SUBDOMAIN),
       addressType: literal(['IPv4', 'IPv6', 'FQDN'] as const),
-      ports: withDefault(arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }), protocol: portProto }, { allowUnknown: true })), []),
+      // A port without a number is valid ("ports are not restricted and must be interpreted
+      // in the context of the specific consumer", EndpointPort.port): the mesh, which dials
+      // a port, has none to dial, so that port is left out, not the whole slice refused.
+      ports: withDefault(arr(obj({ name: str({ default: '' }), port: optional(num({ int: true, min: 1, max: 65535 })), protocol: portProto }, { allowUnknown: true })), []),
       endpoints: withDefault(arr(sliceEndpoint), []),
     },
     { allowUnknown: true },
@@ -215,7 +218,7 @@ export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
     namespace: o.metadata.namespace,
     service: o.metadata.labels['kubernetes.io/service-name'] ?? '',
     addressType: o.addressType,
-    ports: Object.freeze(o.ports.filter((p) => p.protocol === 'TCP').map((p) => Object.freeze({ name: p.name, port: p.port }))),
+    ports: Object.freeze(o.ports.flatMap((p) => (p.protocol === 'TCP' && p.port !== undefined ? [Object.freeze({ name: p.name, port: p.port })] : []))),
     endpoints: Object.freeze(
       o.endpoints.map((e) => {
         const ready = e.conditions.ready ?? true;
