@@ -433,6 +433,8 @@ export function serviceJson(name: string, ns: string, ports: { name?: string; po
 export interface SliceEndpointSpec {
   ip: string;
   pod?: string;
+  /** targetRef.uid (the EndpointSlice controller always sets it): the pod's metadata.uid. */
+  podUid?: string;
   ready?: boolean;
   serving?: boolean;
   terminating?: boolean;
@@ -449,7 +451,7 @@ export function endpointSliceJson(name: string, ns: string, service: string, por
     endpoints: endpoints.map((e) => ({
       addresses: [e.ip],
       conditions: { ready: e.ready ?? true, serving: e.serving ?? e.ready ?? true, terminating: e.terminating ?? false },
-      ...(e.pod ? { targetRef: { kind: 'Pod', namespace: ns, name: e.pod } } : {}),
+      ...(e.pod ? { targetRef: { kind: 'Pod', namespace: ns, name: e.pod, ...(e.podUid ? { uid: e.podUid } : {}) } } : {}),
       ...(e.zone ? { zone: e.zone } : {}),
       nodeName: 'node-1',
     })),

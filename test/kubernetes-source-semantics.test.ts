@@ -62,6 +62,27 @@ describe('Kubernetes source: API semantics', () => {
     expect(ep.identity).toBe('spiffe://cluster.local/ns/shop/sa/db-sa');
   });
 
+  test('while a slice still names the previous incarnation of a pod (targetRef.uid), its old address is not sent with the new pod', async () => {
+    const uid = (name: string) => api.get('pods', 'shop', name)!.metadata.uid as string;
+    api.apply('services', serviceJson('other', 'shop', [{ name: 'http', port: 80 }], '10.96.0.80'));
+    api.apply('endpointslices', endpointSliceJson('other-x', 'shop', 'other', [{ name: 'http', port: 80 }], [{ ip: '10.0.9.1', pod: 'm-0' }]));
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [{ ip: '10.0.0.1', pod: 'db-0', podUid: uid('db-0') }]));
+    await start();
+    const p = proxy();
+    await p.client.onFirstSnapshot();
+    expect(endpointsOf(p.client.current(), 'db.shop')).toEqual(['10.0.0.1:5432']);
+    // The pods watch is ahead: db-0 was deleted (force) and created again, with a new uid and
+    // address; the slice still lists the old one at 10.0.0.1 (which may already be another pod's).
+    api.delete('pods', 'shop', 'db-0');
+    api.apply('pods', podJson('db-0', 'shop', 'db-sa', '10.0.0.7'));
+    api.apply('pods', podJson('m-0', 'shop', 'default', '10.0.9.1', false)); // same watch, later: db-0 was seen by then
+    await waitFor(() => endpointsOf(p.client.current(), 'other.shop').length === 1, 'marker pod seen');
+    expect(endpointsOf(p.client.current(), 'db.shop')).toEqual([]);
+    // The slice catches up: the new incarnation at its address.
+    api.apply('endpointslices', endpointSliceJson('db-x', 'shop', 'db', [{ name: 'tcp-db', port: 5432 }], [{ ip: '10.0.0.7', pod: 'db-0', podUid: uid('db-0') }]));
+    await waitFor(() => endpointsOf(p.client.current(), 'db.shop').join() === '10.0.0.7:5432', 'the new incarnation');
+  });
+
   test('a pod whose workload labels change (version relabelled) reaches the endpoints proxies have', async () => {
     await start();
     const p = proxy();

@@ -203,7 +203,7 @@ export class ClusterIndex {
     this.setPodServiceAccount(id, pod?.meshed ? pod.serviceAccount : null);
     // Only what the endpoints carry matters (pod status churns constantly): identity, proxy
     // port and workload (owner, app and version labels, which callers' metrics name).
-    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort && sameWorkload(old, pod)) return;
+    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort && old.uid === pod.uid && sameWorkload(old, pod)) return;
     for (const sliceId of this.podRefs.get(id) ?? []) {
       const key = this.sliceOwner.get(sliceId);
       if (key) this.dirty.add(key);

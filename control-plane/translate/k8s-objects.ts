@@ -31,6 +31,8 @@ export interface KSliceEndpoint {
   readonly zone: string;
   /** targetRef pod name, when the endpoint is a pod. */
   readonly pod: string | null;
+  /** targetRef.uid: which incarnation of that pod ('' when absent). */
+  readonly podUid: string;
 }
 
 export interface KEndpointSlice {
@@ -47,6 +49,8 @@ export interface KPod {
   readonly name: string;
   readonly namespace: string;
   readonly serviceAccount: string;
+  /** metadata.uid ('' when absent, as in a manifest): a pod created again under its name has a new one. */
+  readonly uid: string;
   readonly meshed: boolean;
   /** Inbound sidecar port when meshed. */
   readonly proxyPort: number | null;
@@ -107,6 +111,9 @@ function uniqueTcpPorts(ports: readonly { readonly port: number; readonly protoc
   });
 }
 
+/** A uid, read only to tell incarnations apart: anything but a string (a hand-written manifest's) is none, never a refusal. */
+const anyUid: Parser<string> = (raw) => (typeof raw === 'string' ? raw : '');
+
 /** A timestamp as JSON (string) or as the client library's Date. */
 const timestamp: Parser<string> = (raw) => (raw instanceof Date ? raw.toISOString() : typeof raw === 'string' ? raw : '');
 
@@ -118,6 +125,7 @@ const metadata = (nameRe: RegExp) =>
       labels: withDefault(record(str()), {} as Readonly<Record<string, string>>),
       annotations: withDefault(record(str()), {} as Readonly<Record<string, string>>),
       creationTimestamp: timestamp,
+      uid: anyUid,
     },
     { allowUnknown: true },
   );
@@ -185,7 +193,7 @@ const sliceEndpoint = obj(
     addresses: arr(str(), { min: 1 }),
     conditions: obj({ ready: optional(bool()), serving: optional(bool()), terminating: optional(bool()) }, { allowUnknown: true }),
     zone: str({ default: '' }),
-    targetRef: optional(obj({ kind: str({ default: '' }), name: str({ default: '' }) }, { allowUnknown: true })),
+    targetRef: optional(obj({ kind: str({ default: '' }), name: str({ default: '' }), uid: anyUid }, { allowUnknown: true })),
   },
   { allowUnknown: true },
 );
@@ -229,6 +237,7 @@ export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
           terminating: e.conditions.terminating ?? false,
           zone: e.zone,
           pod: e.targetRef && e.targetRef.kind === 'Pod' && e.targetRef.name ? e.targetRef.name : null,
+          podUid: e.targetRef?.uid ?? '',
         });
       }),
     ),
@@ -289,6 +298,7 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     name: o.metadata.name,
     namespace: o.metadata.namespace,
     serviceAccount: o.spec.serviceAccountName,
+    uid: o.metadata.uid,
     meshed,
     proxyPort: meshed ? (proxyPort ?? sidecar.ports.find((p) => p.name === MESH_INBOUND_PORT_NAME)?.containerPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
     labels: o.metadata.labels,

@@ -20,7 +20,8 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  * - a Service port takes its endpoints from the EndpointSlice port of the same name
  *   (the slice port number is the pod's target port);
  * - a pod endpoint whose Pod is not known yet is held back (not sent as plaintext):
- *   it appears as soon as the Pod arrives;
+ *   it appears as soon as the Pod arrives; so is one whose targetRef.uid names another
+ *   incarnation of the pod than the one known (the slice has not caught up yet);
  * - a pod endpoint carries the pod's workload (owner, app and version labels, as Istio
  *   names workloads: pod-workload.ts), so the caller's metrics name the destination workload;
  * - a meshed pod (one that has the wren-proxy sidecar: k8s-objects.ts parsePod; the opt-in
@@ -101,7 +102,11 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
       let workload: Workload | undefined;
       if (ep.pod) {
         const pod = input.pod(slice.namespace, ep.pod);
-        if (!pod) continue;
+        // Held back too while the slice still names an earlier incarnation of the pod (its
+        // targetRef.uid is not the known pod's): a pod deleted and created again under its
+        // name before the slice caught up; that address is the old pod's, maybe already
+        // another pod's, and must not be sent with the new pod's identity.
+        if (!pod || (ep.podUid !== '' && pod.uid !== '' && ep.podUid !== pod.uid)) continue;
         workload = pod.workload;
         if (pod.meshed) {
           identity = spiffeId(input.trustDomain, pod.namespace, pod.serviceAccount);
