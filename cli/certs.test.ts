@@ -108,6 +108,11 @@ describe('wren certs', () => {
     const unknown = await run('frobnicate');
     expect(unknown.code).toBe(2);
     expect(unknown.err).toContain('unknown command "frobnicate"');
+    // A name of Object.prototype is no command either (it was looked up through the prototype).
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const r = await run(name);
+      expect([name, r.code, r.err.includes(`unknown command ${JSON.stringify(name)}`)]).toEqual([name, 2, true]);
+    }
   });
 
   test.each([

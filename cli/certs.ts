@@ -201,7 +201,7 @@ export async function certsCommand(argv: string[], out: Out, err: Out): Promise<
     out(USAGE.group);
     return 0;
   }
-  const run = COMMANDS[sub];
+  const run = Object.hasOwn(COMMANDS, sub) ? COMMANDS[sub] : undefined;
   if (!run) {
     err(`wren certs: unknown command ${JSON.stringify(sub)}\n\n${USAGE.group}`);
     return 2;

@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     out(USAGE);
     return cmd ? 0 : 2;
   }
-  const entry = COMMANDS[cmd];
+  const entry = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!entry) {
     err(`wren: unknown command '${cmd}'\n\n${USAGE}`);
     return 2;

@@ -40,6 +40,11 @@ describe('re2ToJs: RE2 syntax keeps its RE2 meaning', () => {
 });
 
 describe('compileRouteRegex: linear time', () => {
+  test('a POSIX class name that is a property of every object ([:constructor:]) is refused as unknown, not compiled from Object.prototype', () => {
+    expect(() => compileRouteRegex('/a[[:constructor:]]')).toThrow(/\[:constructor:\] is not supported/);
+    expect(compileRouteRegex('/a[[:digit:]]').test('/a1')).toBe(true);
+  });
+
   test('patterns the linear engine cannot run are refused with the reason', () => {
     for (const p of ['(?=a)a', '(a)\\1', '[a-z]{2,300}', 'a{17}']) expect(() => compileRouteRegex(p)).toThrow(/linear time/);
     expect(compileRouteRegex('[a-z]{2,16}').test('abc')).toBe(true);

@@ -72,7 +72,7 @@ export function re2ToJs(re2: string): string {
       if (c === '[' && re2[i + 1] === ':') {
         const m = /^\[:(\^?)([a-z]+):\]/.exec(re2.slice(i));
         if (m) {
-          if (m[1] || !(m[2] in POSIX)) throw new Error(`[:${m[1]}${m[2]}:] is not supported`);
+          if (m[1] || !Object.hasOwn(POSIX, m[2])) throw new Error(`[:${m[1]}${m[2]}:] is not supported`);
           out += POSIX[m[2]];
           i += m[0].length - 1;
           continue;
