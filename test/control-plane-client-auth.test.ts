@@ -249,6 +249,22 @@ test('one pod holds at most MAX_STREAMS_PER_POD discovery streams: the next is R
   for (const o of [...held, again]) o.stream.cancel();
 });
 
+test('sidecars that name no pod (identity.pod is optional outside Kubernetes) are bounded per certificate, not 8 per namespace', async () => {
+  // Each sidecar has its own certificate: MAX_STREAMS_PER_POD + 1 of them, none naming a pod, are all served.
+  const certs: ClientCertificate[] = [];
+  for (let i = 0; i <= MAX_STREAMS_PER_POD; i++) certs.push(await certify(WEB, 'web'));
+  const held: Outcome[] = [];
+  for (const c of certs) held.push(await open(credentials(c), [{ subscribe: sub(WEB, '') }]));
+  expect(held.map((o) => o.details)).toEqual(held.map(() => ''));
+  // One certificate is still bounded.
+  for (let i = 1; i < MAX_STREAMS_PER_POD; i++) held.push(await open(credentials(certs[0]), [{ subscribe: sub(WEB, '') }]));
+  expect(held.map((o) => o.code)).toEqual(held.map(() => null));
+  const over = await open(credentials(certs[0]), [{ subscribe: sub(WEB, '') }]);
+  expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(over.details).toContain('no pod named');
+  for (const o of held) o.stream.cancel();
+}, 30_000);
+
 test('Certify renews by certificate without a token; a certificate of another identity still needs one', async () => {
   const renewed = await certify(WEB, 'web', credentials(web), 0, '');
   expect(renewed.certChainPem).toContain('BEGIN CERTIFICATE');

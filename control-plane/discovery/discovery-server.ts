@@ -465,10 +465,10 @@ export class DiscoveryServer {
       // On the first push, not at Subscribe: only a synced view knows every pod.
       const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
-      const key = `${s.authPeer.namespace}/${s.sub.identity.pod}`;
+      const key = streamsKey(s);
       const open = this.podStreams.get(key) ?? 0;
       if (open >= MAX_STREAMS_PER_POD)
-        return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `pod ${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+        return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
       this.podStreams.set(key, open + 1);
       s.podKey = key;
       s.podChecked = true;
@@ -571,6 +571,21 @@ export class DiscoveryServer {
     this.cache.set(key, entry);
     return entry;
   }
+}
+
+/**
+ * What MAX_STREAMS_PER_POD counts a stream against: its pod (`pod NS/NAME`), or, for a proxy
+ * that names none, its certificate. `identity.pod` is optional (POD_NAME, docs/identity.md):
+ * outside Kubernetes a sidecar may leave it empty, and a manifest directory checks no pod
+ * it does not list (client-auth.ts), so keyed by `NS/` every pod-less sidecar of a
+ * namespace shared one pod's 8 places and the ninth was refused for ever (it retries with
+ * its backoff and never gets a config). Each sidecar has its own certificate (its own key,
+ * its own Certify), so the bound stays one certificate's, as it was meant.
+ */
+function streamsKey(s: Subscriber): string {
+  const pod = s.sub!.identity.pod;
+  if (pod) return `pod ${s.authPeer!.namespace}/${pod}`;
+  return `certificate ${s.authPeer!.spiffeId} serial ${s.authPeer!.serial} (no pod named)`;
 }
 
 /**
