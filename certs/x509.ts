@@ -83,6 +83,15 @@ export function parseExtensions(der: Buffer): CertExtensions {
     const parts = e.value as forge.asn1.Asn1[];
     const oid = forge.asn1.derToOid(parts[0].value as string);
     const critical = parts.length === 3 && (parts[1].value as string).charCodeAt(0) !== 0;
+    // Only the extensions read below are decoded. Another's value is opaque here, as in
+    // OpenSSL and Go's crypto/x509: a private extension whose bytes are not DER (or a
+    // Certificate Transparency list, decoded for nothing) made the whole certificate
+    // unreadable, and a sidecar's peer (peer-identity.ts) lose the identity OpenSSL had
+    // verified the chain of. A critical one is still reported (unknownCritical).
+    if (!UNDERSTOOD.has(oid)) {
+      if (critical) out.unknownCritical.push(oid);
+      continue;
+    }
     const inner = parts[parts.length - 1].value as string;
     const value = fromDer(inner, { decodeBitStrings: false });
     if (oid === OID.basicConstraints) {
@@ -122,7 +131,6 @@ export function parseExtensions(der: Buffer): CertExtensions {
       const kid = (value.value as forge.asn1.Asn1[]).find((v) => v.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && v.type === 0);
       if (kid) out.authorityKeyIdentifier = hex(kid.value as string);
     }
-    if (critical && !UNDERSTOOD.has(oid)) out.unknownCritical.push(oid);
   }
   return out;
 }

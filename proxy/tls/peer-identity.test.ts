@@ -17,7 +17,7 @@ const key = forge.pki.privateKeyFromPem(generateKeyPair().privateKeyPem);
 const sign = asForgeKey(nodeRsaSigner(root.keyPem));
 
 type AltName = { type: number; value?: string; ip?: string };
-function cert(altNames: AltName[], o: { ca?: boolean; ku?: Record<string, boolean> } = {}): X509Certificate {
+function cert(altNames: AltName[], o: { ca?: boolean; ku?: Record<string, boolean>; extra?: { id: string; critical: boolean; value: string }[] } = {}): X509Certificate {
   const c = forge.pki.createCertificate();
   c.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
   c.serialNumber = '01';
@@ -30,6 +30,7 @@ function cert(altNames: AltName[], o: { ca?: boolean; ku?: Record<string, boolea
     { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true, ...(o.ca ? { keyCertSign: true } : {}), ...o.ku },
     { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
     { name: 'subjectAltName', critical: true, altNames },
+    ...(o.extra ?? []),
   ]);
   c.sign(sign, forge.md.sha256.create());
   return new X509Certificate(forge.pki.certificateToPem(c));
@@ -79,4 +80,10 @@ test('two URI SANs, or a CA certificate or one with keyCertSign/cRLSign presente
   expect(spiffeIdOf(new X509Certificate(root.certPem))).toBe('');
   // Nor does what is no certificate at all.
   expect(spiffeIdOf({ raw: Buffer.from('not DER') })).toBe('');
+});
+
+test('an extension the reader does not use is not decoded: a private one whose bytes are not DER (OpenSSL and Go take it as opaque) leaves the identity', () => {
+  // extnValue 01, 00 and ff ff: no DER value; forge's decoder threw, and the certificate had no identity at all.
+  for (const value of ['\x01', '', '\xff\xff'])
+    expect(spiffeIdOf(cert([uri(ID)], { extra: [{ id: '1.3.6.1.4.1.99999.1', critical: false, value }] }))).toBe(ID);
 });
