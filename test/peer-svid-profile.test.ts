@@ -35,7 +35,7 @@ const ADMIN = `spiffe://${TD}/ns/default/sa/admin`;
 const CLIENT = `spiffe://${TD}/ns/default/sa/client`;
 
 /** A leaf the root signs as asked: what a CA without the X509-SVID profile would issue. */
-function crafted(altNames: { type: number; value: string }[], o: { ca?: boolean; keyCertSign?: boolean } = {}): { key: string; cert: string } {
+function crafted(altNames: { type: number; value: string }[], o: { ca?: boolean; keyCertSign?: boolean; extra?: { id: string; value: string }[] } = {}): { key: string; cert: string } {
   const keyPem = generateKeyPair().privateKeyPem;
   const k = forge.pki.privateKeyFromPem(keyPem);
   const c = forge.pki.createCertificate();
@@ -50,6 +50,7 @@ function crafted(altNames: { type: number; value: string }[], o: { ca?: boolean;
     { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true, ...(o.ca || o.keyCertSign ? { keyCertSign: true } : {}) },
     { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
     { name: 'subjectAltName', critical: true, altNames },
+    ...(o.extra ?? []),
   ]);
   c.sign(asForgeKey(nodeRsaSigner(root.keyPem)), forge.md.sha256.create());
   return { key: keyPem, cert: forge.pki.certificateToPem(c) };
@@ -116,4 +117,9 @@ test('a URI SAN that is no SPIFFE ID, or a CA certificate as the leaf: refused a
   for (const c of bad) expect(await call(c)).toBe('refused');
   expect(await refused()).toBe(before + bad.length);
   expect(app.seen.length).toBe(seen);
+});
+
+test('an X509-SVID with a private extension whose value is no DER (OpenSSL verifies it, Go reads it as opaque) keeps its identity (adv18)', async () => {
+  const c = crafted([{ type: 6, value: CLIENT }], { extra: [{ id: '1.3.6.1.4.1.99999.1', value: '\x01' }] });
+  expect(await call(c)).toBe(`By=${server.tls.spiffeId};URI=${CLIENT}`);
 });
