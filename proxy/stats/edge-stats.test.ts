@@ -53,6 +53,17 @@ describe('edgeTable: the proxy\'s metrics folded into one cumulative row per edg
     expect(tcp).toMatchObject({ direction: 'outbound', peerWorkload: 'legacy', service: 'api.shop', tcpOpened: 3, tcpClosed: 1, mtls: false, success: 0 });
   });
 
+  test('a request its client cancelled before any response (response_code 0, DC) is no failure of the destination, as Linkerd classifies it; no response for another reason still is (adv18)', async () => {
+    const m = metrics();
+    const out = m.local.forOutbound(route, ep(API, 'api'));
+    m.requests.inc(out.labels('http', '200', '', '-'), 5);
+    m.requests.inc(out.labels('http', '0', '', 'DC'), 3); // the client left (was a 499, a success)
+    m.requests.inc(out.labels('grpc', '0', '', 'DC'), 1);
+    m.requests.inc(out.labels('http', '0', '', 'UF'), 1);
+    const [o] = edgeTable(await m.registry.metrics(), 10).edges;
+    expect(o).toMatchObject({ success: 9, failure: 1 });
+  });
+
   test('at most maxEdges edges, the busiest; the rest counted', async () => {
     const m = metrics();
     for (let n = 1; n <= 5; n++) m.requests.inc(m.local.forOutbound(route, ep(API, `api-${n}`)).labels('http', '200', '', '-'), n);

@@ -20,12 +20,18 @@ export interface EdgeTable {
 /**
  * Success or failure of a request series, as Linkerd classifies responses: a 5xx, no
  * response at all (response_code 0: a local failure, reset or timeout) or a gRPC status
- * other than OK is a failure; anything else a success.
+ * other than OK is a failure; anything else a success. A request its client cancelled
+ * before any response (response_code 0 with flag DC, Istio's labels for it since the
+ * metrics stopped counting the 499 nobody received) is no failure of the destination:
+ * Linkerd fixed counting cancellations as failures as a P0 bug (linkerd2#3281), and they
+ * were successes here while they were 499s, so a service whose callers give up (timeouts,
+ * long polls, navigation) would turn red on the topology.
  */
 function failed(l: Readonly<Record<string, string>>): boolean {
   const code = l['response_code'] ?? '';
+  if (code === '0') return !(l['response_flags'] ?? '').split(',').includes('DC');
   const grpc = l['grpc_response_status'] ?? '';
-  return code === '0' || code.startsWith('5') || (grpc !== '' && grpc !== '0');
+  return code.startsWith('5') || (grpc !== '' && grpc !== '0');
 }
 
 /** The edge of one series: who the other side is, from the reporter's point of view (Istio's labels, workload-labels.ts). */
