@@ -79,8 +79,10 @@ class Logged {
   }
 
   private write(endedAt: number, cut: boolean, sent: number): void {
-    // A tunnel's upload (what the client wrote into it) is the request's bytes too.
-    const o = { res: this.res!, headersAt: this.headersAt, endedAt, cut, bytesReceived: bodyBytes(this.req.body) + tunnelBytesWritten(this.res!.body), bytesSent: sent };
+    // A tunnel's upload (what the client wrote into it) is the request's bytes too (read for a tunnel only, as record-metrics does).
+    const res = this.res!;
+    const upload = isTunnel(this.req, res) ? tunnelBytesWritten(res.body) : 0;
+    const o = { res, headersAt: this.headersAt, endedAt, cut, bytesReceived: bodyBytes(this.req.body) + upload, bytesSent: sent };
     this.log.write(httpEntry(this.direction, this.req, o, this.appAddress));
   }
 }
