@@ -1,9 +1,7 @@
 import { connect as tlsConnect } from 'node:tls';
 import { connect as h2connect } from 'node:http2';
-import forge from 'node-forge';
 import { CertificateAuthority, createRootCa, issueWorkload } from '../certs/index.js';
-import { generateKeyPair } from '../certs/keys.js';
-import { asForgeKey, nodeRsaSigner } from '../certs/signer.js';
+import { craftLeaf, type AltName, type CraftOptions } from './helpers/crafted-leaf.js';
 import type { Proxy } from '../proxy/proxy.js';
 import type { TestPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
@@ -35,25 +33,9 @@ const ADMIN = `spiffe://${TD}/ns/default/sa/admin`;
 const CLIENT = `spiffe://${TD}/ns/default/sa/client`;
 
 /** A leaf the root signs as asked: what a CA without the X509-SVID profile would issue. */
-function crafted(altNames: { type: number; value: string }[], o: { ca?: boolean; keyCertSign?: boolean; extra?: { id: string; value: string }[] } = {}): { key: string; cert: string } {
-  const keyPem = generateKeyPair().privateKeyPem;
-  const k = forge.pki.privateKeyFromPem(keyPem);
-  const c = forge.pki.createCertificate();
-  c.publicKey = forge.pki.setRsaPublicKey(k.n, k.e);
-  c.serialNumber = '0a';
-  c.validity.notBefore = new Date(Date.now() - 60_000);
-  c.validity.notAfter = new Date(Date.now() + 3_600_000);
-  c.setSubject([]);
-  c.setIssuer(forge.pki.certificateFromPem(root.certPem).subject.attributes);
-  c.setExtensions([
-    { name: 'basicConstraints', critical: true, cA: o.ca === true },
-    { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true, ...(o.ca || o.keyCertSign ? { keyCertSign: true } : {}) },
-    { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
-    { name: 'subjectAltName', critical: true, altNames },
-    ...(o.extra ?? []),
-  ]);
-  c.sign(asForgeKey(nodeRsaSigner(root.keyPem)), forge.md.sha256.create());
-  return { key: keyPem, cert: forge.pki.certificateToPem(c) };
+function crafted(altNames: AltName[], o: CraftOptions = {}): { key: string; cert: string } {
+  const c = craftLeaf(root, altNames, { ...o, serial: '0a' });
+  return { key: c.keyPem, cert: c.certPem };
 }
 
 let server: Proxy, app: EchoBackend;

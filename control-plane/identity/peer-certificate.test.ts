@@ -1,8 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
 import { CertificateAuthority, createRootCa, issueWorkload } from '../../certs/index.js';
-import { generateKeyPair } from '../../certs/keys.js';
-import { asForgeKey, nodeRsaSigner } from '../../certs/signer.js';
+import { craftLeaf } from '../../test/helpers/crafted-leaf.js';
 import { peerIdentityOf } from './peer-certificate.js';
 
 /**
@@ -20,24 +18,7 @@ const call = (pem: string) => {
   return { getAuthContext: () => ({ transportSecurityType: 'ssl', sslPeerCertificate: { raw: x.raw, valid_to: x.validTo, serialNumber: x.serialNumber } as never }) };
 };
 
-function made(o: { ca?: boolean; keyCertSign?: boolean }): string {
-  const k = forge.pki.privateKeyFromPem(generateKeyPair().privateKeyPem);
-  const c = forge.pki.createCertificate();
-  c.publicKey = forge.pki.setRsaPublicKey(k.n, k.e);
-  c.serialNumber = '0b';
-  c.validity.notBefore = new Date(Date.now() - 60_000);
-  c.validity.notAfter = new Date(Date.now() + 3_600_000);
-  c.setSubject([]);
-  c.setIssuer(forge.pki.certificateFromPem(root.certPem).subject.attributes);
-  c.setExtensions([
-    { name: 'basicConstraints', critical: true, cA: o.ca === true },
-    { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true, keyCertSign: o.keyCertSign === true || o.ca === true },
-    { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
-    { name: 'subjectAltName', critical: true, altNames: [{ type: 6, value: ID }] },
-  ]);
-  c.sign(asForgeKey(nodeRsaSigner(root.keyPem)), forge.md.sha256.create());
-  return forge.pki.certificateToPem(c);
-}
+const made = (o: { ca?: boolean; keyCertSign?: boolean }): string => craftLeaf(root, [{ type: 6, value: ID }], { ...o, serial: '0b' }).certPem;
 
 test('a workload certificate proves its identity; a CA certificate or one with keyCertSign proves none', () => {
   const leaf = issueWorkload(new CertificateAuthority({ ...root, trustDomain: TD }), ID);

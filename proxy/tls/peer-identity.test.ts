@@ -1,8 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
 import { createRootCa } from '../../certs/ca.js';
-import { generateKeyPair } from '../../certs/keys.js';
-import { asForgeKey, nodeRsaSigner } from '../../certs/signer.js';
+import { craftLeaf, type AltName, type CraftOptions } from '../../test/helpers/crafted-leaf.js';
 import { spiffeIdOf } from './peer-identity.js';
 
 /**
@@ -12,28 +10,8 @@ import { spiffeIdOf } from './peer-identity.js';
  * could be the leaf). All are signed by a real root, as OpenSSL would verify them.
  */
 const root = createRootCa({ trustDomain: 'cluster.local' });
-const rootCert = forge.pki.certificateFromPem(root.certPem);
-const key = forge.pki.privateKeyFromPem(generateKeyPair().privateKeyPem);
-const sign = asForgeKey(nodeRsaSigner(root.keyPem));
-
-type AltName = { type: number; value?: string; ip?: string };
-function cert(altNames: AltName[], o: { ca?: boolean; ku?: Record<string, boolean>; extra?: { id: string; critical: boolean; value: string }[] } = {}): X509Certificate {
-  const c = forge.pki.createCertificate();
-  c.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  c.serialNumber = '01';
-  c.validity.notBefore = new Date(Date.now() - 60_000);
-  c.validity.notAfter = new Date(Date.now() + 3_600_000);
-  c.setSubject([]);
-  c.setIssuer(rootCert.subject.attributes);
-  c.setExtensions([
-    { name: 'basicConstraints', critical: true, cA: o.ca === true },
-    { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true, ...(o.ca ? { keyCertSign: true } : {}), ...o.ku },
-    { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
-    { name: 'subjectAltName', critical: true, altNames },
-    ...(o.extra ?? []),
-  ]);
-  c.sign(sign, forge.md.sha256.create());
-  return new X509Certificate(forge.pki.certificateToPem(c));
+function cert(altNames: AltName[], o: CraftOptions = {}): X509Certificate {
+  return new X509Certificate(craftLeaf(root, altNames, o).certPem);
 }
 const uri = (value: string): AltName => ({ type: 6, value });
 const dns = (value: string): AltName => ({ type: 2, value });
