@@ -33,6 +33,21 @@ function request(headers: Headers): ProxyRequest {
 
 const OK: ProxyResponse = { status: 200, headers: {}, body: null, trailers: () => undefined };
 
+/** A tracer sampling `percent` of new traces whose finished spans land in `spans` (no exporter process). */
+function recordingTracer(percent: number): { t: MeshTracer; spans: ReadableSpan[] } {
+  const spans: ReadableSpan[] = [];
+  const exporter: SpanExporter = {
+    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
+    shutdown: () => Promise.resolve(),
+  };
+  const t = new MeshTracer({
+    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: percent } }), random: seededRandom(1),
+    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
+    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
+  });
+  return { t, spans };
+}
+
 async function send(t: MeshTracer, headers: Headers, kind: 'client' | 'server' = 'client'): Promise<Headers> {
   let seen: Headers = {};
   const svc = traceRequests(t, kind, new FakeClock())(async (req) => {
@@ -105,16 +120,7 @@ describe('trace layer: sampling and propagation (no collector)', () => {
 });
 
 test('a token in the query string never reaches a span: url.full has its value redacted (OpenTelemetry HTTP conventions, url.full)', async () => {
-  const spans: ReadableSpan[] = [];
-  const exporter: SpanExporter = {
-    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
-    shutdown: () => Promise.resolve(),
-  };
-  const t = new MeshTracer({
-    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
-    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
-    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
-  });
+  const { t, spans } = recordingTracer(100);
   await t.ready; // the SDK loads on first use (span-recorder.ts)
   const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
   await traceRequests(t, 'client', new FakeClock())(async () => OK)({ ...request({}), path: `/orders?id=7&access_token=${jwt}` });
@@ -156,16 +162,7 @@ describe('tracestate belongs to the traceparent it came with (W3C Trace Context 
 });
 
 test('a caller cannot make a queued span as big as its request head: attribute values and the span name are capped', async () => {
-  const spans: ReadableSpan[] = [];
-  const exporter: SpanExporter = {
-    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
-    shutdown: () => Promise.resolve(),
-  };
-  const t = new MeshTracer({
-    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 0 } }), random: seededRandom(1),
-    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
-    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
-  });
+  const { t, spans } = recordingTracer(0);
   await t.ready; // the SDK loads on first use (span-recorder.ts)
   // The caller forces sampling (its decision is honoured) and sends a 60 kB path and authority.
   const big = 'a'.repeat(60_000);
@@ -181,16 +178,7 @@ test('a caller cannot make a queued span as big as its request head: attribute v
 });
 
 test('userinfo in the authority (user:password@host) never reaches a span (OpenTelemetry url.full: MUST NOT contain credentials)', async () => {
-  const spans: ReadableSpan[] = [];
-  const exporter: SpanExporter = {
-    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
-    shutdown: () => Promise.resolve(),
-  };
-  const t = new MeshTracer({
-    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
-    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
-    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
-  });
+  const { t, spans } = recordingTracer(100);
   await t.ready; // the SDK loads on first use (span-recorder.ts)
   for (const kind of ['client', 'server'] as const) await traceRequests(t, kind, new FakeClock())(async () => OK)({ ...request({}), authority: 'alice:s3cret@web:80' });
   await t.shutdown();
@@ -203,16 +191,7 @@ test('userinfo in the authority (user:password@host) never reaches a span (OpenT
 });
 
 test('wren.response_flags is Envoy\'s, as the access log and the metric say: URX after failed attempts on several endpoints', async () => {
-  const spans: ReadableSpan[] = [];
-  const exporter: SpanExporter = {
-    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
-    shutdown: () => Promise.resolve(),
-  };
-  const t = new MeshTracer({
-    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
-    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
-    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
-  });
+  const { t, spans } = recordingTracer(100);
   await t.ready; // the SDK loads on first use (span-recorder.ts)
   await traceRequests(t, 'client', new FakeClock())(async (req) => {
     attachState(req, {} as ClusterHandle).tried.add('10.0.0.1:80').add('10.0.0.2:80');
@@ -223,16 +202,7 @@ test('wren.response_flags is Envoy\'s, as the access log and the metric say: URX
 });
 
 test('after a retry, wren.destination.principal is the identity of the endpoint that answered (as wren.upstream.address), not the first attempt\'s', async () => {
-  const spans: ReadableSpan[] = [];
-  const exporter: SpanExporter = {
-    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
-    shutdown: () => Promise.resolve(),
-  };
-  const t = new MeshTracer({
-    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
-    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
-    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
-  });
+  const { t, spans } = recordingTracer(100);
   await t.ready;
   const ep = (address: string, sa: string) => ({ address, port: 80, proxyPort: 15006, identity: `spiffe://cluster.local/ns/default/sa/${sa}`, weight: 1, zone: '', ready: true });
   await traceRequests(t, 'client', new FakeClock())(async (req) => {
@@ -249,16 +219,7 @@ test('after a retry, wren.destination.principal is the identity of the endpoint 
 });
 
 test('a method the HTTP conventions do not know is _OTHER and the span is named HTTP: a client cannot mint one span name per invented method', async () => {
-  const spans: ReadableSpan[] = [];
-  const exporter: SpanExporter = {
-    export: (s, done) => { spans.push(...s); done({ code: ExportResultCode.SUCCESS }); },
-    shutdown: () => Promise.resolve(),
-  };
-  const t = new MeshTracer({
-    config: parseTracingConfig(undefined, 'tracing'), settings: new TelemetrySource({ ...NO_TELEMETRY_OVERRIDES, tracing: { samplingPercent: 100 } }), random: seededRandom(1),
-    clock: new FakeClock(), logger: createLogger({ level: 'error', sink: () => undefined }), registry: new Registry(), selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me',
-    appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' }, exporter,
-  });
+  const { t, spans } = recordingTracer(100);
   await t.ready;
   for (const method of ['XQZ1', 'GET', 'PATCH']) await traceRequests(t, 'server', new FakeClock())(async () => OK)({ ...request({}), method });
   await t.shutdown();
