@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
+import { scrape, type Series } from './helpers/admin-metric.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, fakeTcpApp, type FakeApp } from './helpers/fake-app.js';
@@ -55,22 +56,6 @@ afterAll(async () => {
   await grpcApp.close();
   await tcpApp.close();
 });
-
-type Series = { labels: Record<string, string>; value: number };
-
-/** The Prometheus text format's samples of `name`, labels parsed. */
-async function scrape(p: Proxy, name: string): Promise<Series[]> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const out: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    const labels: Record<string, string> = {};
-    for (const m of body.matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]] = m[2];
-    out.push({ labels, value: Number(line.slice(line.lastIndexOf(' ') + 1)) });
-  }
-  return out;
-}
 
 /** The series of `name` whose labels are exactly `labels`, waiting (bounded) for it: a sidecar counts when the response's last byte has gone. */
 async function exactly(p: Proxy, name: string, labels: Record<string, string>): Promise<Series | undefined> {

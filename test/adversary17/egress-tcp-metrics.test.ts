@@ -6,7 +6,8 @@ import { closedPort } from '../helpers/closed-port.js';
 import { startProxy } from '../helpers/proxy.js';
 import { testPki } from '../helpers/pki.js';
 import type { Proxy } from '../../proxy/proxy.js';
-import { scrape, until } from './obs-pair.js';
+import { scrape } from '../helpers/admin-metric.js';
+import { until } from './obs-pair.js';
 
 /**
  * Opaque TCP leaving the mesh. Istio's stats filter counts it in istio_tcp_* under the

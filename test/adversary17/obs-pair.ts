@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import type { Socket } from 'node:net';
+import { scrape, type Series } from '../helpers/admin-metric.js';
 import { testPki } from '../helpers/pki.js';
 import { startProxy, meshService } from '../helpers/proxy.js';
 import type { Proxy } from '../../proxy/proxy.js';
@@ -47,21 +48,6 @@ export async function obsPair(services: readonly ServiceSpec[]): Promise<ObsPair
   return pair;
 }
 
-export type Series = { labels: Record<string, string>; value: number };
-
-/** The samples of `name` in a sidecar's admin /metrics, labels parsed. */
-export async function scrape(p: Proxy, name: string): Promise<Series[]> {
-  const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
-  const out: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    const labels: Record<string, string> = {};
-    for (const m of body.matchAll(/([a-z_]+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]] = m[2];
-    out.push({ labels, value: Number(line.slice(line.lastIndexOf(' ') + 1)) });
-  }
-  return out;
-}
 
 /** Waits (bounded) until `pred` holds for the samples of `name`; returns them. */
 export async function until(p: Proxy, name: string, pred: (s: Series[]) => boolean): Promise<Series[]> {

@@ -5,7 +5,7 @@ import { closedPort } from '../helpers/closed-port.js';
 import { startProxy, meshService } from '../helpers/proxy.js';
 import { testPki } from '../helpers/pki.js';
 import type { Proxy } from '../../proxy/proxy.js';
-import { scrape } from './obs-pair.js';
+import { scrape } from '../helpers/admin-metric.js';
 
 /**
  * After a retry onto another endpoint, the request's destination_* labels (reporter

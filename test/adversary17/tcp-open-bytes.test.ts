@@ -1,6 +1,7 @@
 import { connect as netConnect } from 'node:net';
 import { fakeTcpApp, type FakeApp } from '../helpers/fake-app.js';
-import { obsPair, scrape, until, type ObsPair } from './obs-pair.js';
+import { scrape } from '../helpers/admin-metric.js';
+import { obsPair, until, type ObsPair } from './obs-pair.js';
 
 /**
  * istio_tcp_sent_bytes_total / istio_tcp_received_bytes_total of a connection still open.
