@@ -1,6 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import { parseSpiffeUri } from '../../certs/spiffe.js';
-import { parseExtensions } from '../../certs/x509.js';
+import { svidFacts } from './svid-der.js';
 
 /**
  * The SPIFFE ID of a peer's X509-SVID, or '' when the certificate is not one. OpenSSL has
@@ -18,24 +18,16 @@ import { parseExtensions } from '../../certs/x509.js';
  *    percent-encoding, no empty, "." or ".." segment; certs/spiffe.ts). It becomes the
  *    principal authorization matches and the `URI=` of x-forwarded-client-cert, whose
  *    `;`-separated fields a URI like `…/sa/b;URI=spiffe://…/sa/admin` would add to.
- * Read from the DER (~7 µs, once per connection): Node's X509Certificate exposes neither
- * keyUsage bits nor the SANs as values.
+ * Read from the DER once per connection (svid-der.ts): Node's X509Certificate exposes
+ * neither keyUsage bits nor the SANs as values.
  */
 export function spiffeIdOf(cert: { readonly raw?: Buffer } | undefined): string {
   if (!cert?.raw) return '';
-  let ext;
+  const facts = svidFacts(cert.raw);
+  if (facts === null || facts.ca || facts.signs || facts.uris.length !== 1) return '';
+  const uri = facts.uris[0];
   try {
-    ext = parseExtensions(cert.raw);
-  } catch {
-    return '';
-  }
-  if (ext.basicConstraints?.ca) return '';
-  const usages = ext.keyUsage?.usages;
-  if (usages && (usages.includes('keyCertSign') || usages.includes('cRLSign'))) return '';
-  const uris = ext.san?.uris;
-  if (uris?.length !== 1) return '';
-  try {
-    return parseSpiffeUri(uris[0]).segments.length > 0 ? uris[0] : '';
+    return parseSpiffeUri(uri).segments.length > 0 ? uri : '';
   } catch {
     return '';
   }
