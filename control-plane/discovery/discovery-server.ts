@@ -128,7 +128,7 @@ export const MAX_STREAMS_PER_POD = 8;
 
 export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
-  /** Open streams per authenticated `namespace/pod` (MAX_STREAMS_PER_POD). */
+  /** Open streams per authenticated pod, or certificate of a proxy that names none (MAX_STREAMS_PER_POD, streamsKey). */
   private readonly podStreams = new Map<string, number>();
   private readonly cache = new Map<string, Entry>();
   private cacheSeq = -1;
@@ -461,7 +461,7 @@ export class DiscoveryServer {
   private pump(s: Subscriber): void {
     if (s.closed || !s.sub || s.inflight || !this.o.store.ready) return;
     const view = this.o.store.view;
-    if (s.authPeer && !s.podChecked) {
+    if (s.authPeer && s.podKey === null) {
       // On the first push, not at Subscribe: only a synced view knows every pod.
       const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
@@ -471,7 +471,6 @@ export class DiscoveryServer {
         return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
       this.podStreams.set(key, open + 1);
       s.podKey = key;
-      s.podChecked = true;
     }
     const trust = this.trust?.current() ?? null;
     const trustDue = trust !== null && trust.key !== s.ackedTrustKey;

@@ -65,9 +65,11 @@ export interface Subscriber {
   authPeer: PeerIdentity | null;
   /** The current trust anchor (fingerprint) that certificate chains to, and the certificate, re-checked when the bundle changes. */
   authAnchor: { readonly fingerprint: string; readonly certificate: X509Certificate } | null;
-  /** The Subscribe's pod claim was checked against a synced view (client-auth.ts). */
-  podChecked: boolean;
-  /** `namespace/pod` once the claim is checked: this stream counts against that pod's MAX_STREAMS_PER_POD. */
+  /**
+   * Set once the Subscribe's pod claim was checked against a synced view (client-auth.ts):
+   * what the stream counts against for MAX_STREAMS_PER_POD (its pod, or its certificate when
+   * it names none; discovery-server.ts streamsKey). Null: not checked yet.
+   */
   podKey: string | null;
   /** Ends the stream when the client certificate expires. */
   expiryTimer: Timer | null;
@@ -80,7 +82,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podChecked: false, podKey: null, expiryTimer: null, closed: false,
+    authPeer: null, authAnchor: null, podKey: null, expiryTimer: null, closed: false,
   };
 }
 
