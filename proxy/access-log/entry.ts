@@ -2,7 +2,7 @@ import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Endpoint } from '../../contract/model.js';
 import { endpointKey } from '../../contract/model.js';
 import { header } from '../http/headers.js';
-import { responseFlag, toProxyError } from '../errors/proxy-error.js';
+import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError } from '../errors/proxy-error.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { stateOf } from '../layers/request-state.js';
 import type { Upstream } from '../net/connector.js';
@@ -103,7 +103,7 @@ export function cutByOf(res: ProxyResponse, cut: boolean): string | undefined {
   const err = (res.body as { readonly errored?: unknown } | null)?.errored;
   if (err === null || err === undefined) return undefined;
   const label = toProxyError(err, 'UPSTREAM_RESET').label;
-  return label === 'client-cancelled' ? undefined : label;
+  return label === CLIENT_CANCELLED_LABEL ? undefined : label;
 }
 
 /** Envoy's response_code_details: via_upstream, the RBAC filter's deny detail, or the proxy error's code. */
@@ -155,7 +155,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
   const flags = flagsOf(req, res.status, res.proxyError, o.cut, attempts, cutBy);
   // The client left before any response (the synthetic CANCELLED/499 never reached it):
   // Envoy logs response code 0 and no byte sent, whether or not that response had a body.
-  const gone = res.proxyError === 'client-cancelled';
+  const gone = res.proxyError === CLIENT_CANCELLED_LABEL;
   const dc = gone || (cutBy === undefined && flags.includes('DC') && o.cut);
   const h = req.headers;
   const dst = req.origDst;

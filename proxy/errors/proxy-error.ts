@@ -97,6 +97,9 @@ export class ProxyError extends Error {
   }
 }
 
+/** The label of CLIENT_CANCELLED: a response the client left before it was sent (metrics' response_code 0, the access log's DC). */
+export const CLIENT_CANCELLED_LABEL = 'client-cancelled';
+
 const FLAG_BY_LABEL: ReadonlyMap<string, string> = new Map(
   Object.entries(ERROR_TABLE).map(([code, e]) => [code.toLowerCase().replace(/_/g, '-'), e.flag]),
 );

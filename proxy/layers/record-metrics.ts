@@ -5,7 +5,7 @@ import { stateOf } from './request-state.js';
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
 import { header, isGrpc, MESH } from '../http/headers.js';
-import { responseFlag, toProxyError } from '../errors/proxy-error.js';
+import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError } from '../errors/proxy-error.js';
 import { cutByOf, endpointOf, flagsOf } from '../access-log/entry.js';
 import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
@@ -164,7 +164,7 @@ function finish(d: Done, cut = false): void {
   // CANCELLED) never reached it. Istio's stats filter says response_code
   // `info.responseCode().value_or(0)`, i.e. "0", no gRPC status (none was sent and there is
   // no HTTP status to infer one from) and 0 response bytes, as the access log's line does.
-  if (res.proxyError === CLIENT_CANCELLED) {
+  if (res.proxyError === CLIENT_CANCELLED_LABEL) {
     d.set!.series(d.protocol, '0', '', flagsFor(d, cut)).record(metrics, d.clock.now() - d.req.startedAt, bodyBytes(d.req.body), 0);
     return;
   }
@@ -215,9 +215,6 @@ function grpcStatusOfHttp(status: number): string {
 function isGrpcWeb(h: ProxyRequest['headers']): boolean {
   return header(h, 'content-type')?.startsWith('application/grpc-web') === true;
 }
-
-/** The error label of a request the client cancelled (proxy/errors/proxy-error.ts CLIENT_CANCELLED). */
-const CLIENT_CANCELLED = 'client-cancelled';
 
 
 /** The gRPC health service's Check method (grpc/grpc health/v1/health.proto), what the gRPC probe calls. */
