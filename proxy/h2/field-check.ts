@@ -64,7 +64,12 @@ export function connectionField(fields: readonly string[], from: number): string
   for (let i = from; i < fields.length; i += 2) {
     const name = fields[i];
     if (CONNECTION_SPECIFIC.has(name)) return name;
-    if (name === 'te' && fields[i + 1] !== 'trailers' && fields[i + 1].toLowerCase() !== 'trailers') return 'te';
+    if (name === 'te' && !teTrailers(fields[i + 1])) return 'te';
   }
   return null;
+}
+
+/** A te value HTTP/2 allows: `trailers`, a token compared case-insensitively (RFC 9110 section 10.1.4), as nghttp2 does. */
+export function teTrailers(value: string): boolean {
+  return value === 'trailers' || value.toLowerCase() === 'trailers';
 }

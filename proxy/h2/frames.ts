@@ -49,6 +49,25 @@ export const DEFAULT_WINDOW = 65_535;
 /** SETTINGS_MAX_FRAME_SIZE's initial value, and the most we accept (we never advertise more). */
 export const DEFAULT_MAX_FRAME = 16_384;
 
+/**
+ * DATA frames in a row without data or END_STREAM (CVE-2019-9518, "empty frames flood"):
+ * they carry nothing, cost a frame's work each and keep their stream from the stream idle
+ * timeout. Envoy ends the connection at the second one
+ * (max_consecutive_inbound_frames_with_empty_payload, default 1), which is what an app in
+ * an Istio mesh already meets on its outbound connections; node:http2 counts them as
+ * invalid frames (maxSessionInvalidFrames). HEADERS and CONTINUATION without a block are
+ * the CONTINUATION guards' (MAX_CONTINUATIONS) and a malformed request's.
+ */
+export const MAX_EMPTY_DATA = 1;
+
+/**
+ * A DATA frame that counts toward MAX_EMPTY_DATA: not the stream's end, and with no data,
+ * nothing but padding counting as none, as Envoy counts it.
+ */
+export function emptyDataFrame(flags: number, p: Buffer): boolean {
+  return (flags & FLAG.END_STREAM) === 0 && (p.length === 0 || ((flags & FLAG.PADDED) !== 0 && p.length === p[0] + 1));
+}
+
 /** A frame header followed by `payload` bytes of which the caller writes the rest. */
 export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
   const b = Buffer.allocUnsafe(9);

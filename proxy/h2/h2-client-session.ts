@@ -7,7 +7,7 @@ import type { Headers } from '../http/headers.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import { abortReason } from '../layers/race-signal.js';
 import { flushBlocked } from './body-sender.js';
-import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_EMPTY_DATA, MAX_WINDOW, PREFACE, SETTING, emptyDataFrame, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { applyInitialWindow } from './initial-window.js';
 import { H2ClientStream, type StreamHost } from './h2-client-stream.js';
@@ -53,12 +53,6 @@ const SOCKET_BACKLOG_BYTES = 256 * 1024;
 const MAX_UNREAD_ACKS = 1000;
 /** Entries in one SETTINGS frame (node:http2's maxSettings; the frame-level server's MAX_SETTINGS). */
 const MAX_SETTINGS = 32;
-/**
- * DATA frames in a row without data or END_STREAM (CVE-2019-9518): the frame-level server's
- * MAX_EMPTY_DATA, Envoy's max_consecutive_inbound_frames_with_empty_payload (default 1),
- * which Envoy applies to its upstream connections (an app in an Istio mesh meets it there).
- */
-const MAX_EMPTY_DATA = 1;
 
 /** Errors of streams the app never processed (RFC 9113 section 8.7): safe to send again. */
 const REFUSED = new WeakSet<object>();
@@ -426,8 +420,7 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR, 'DATA on stream 0');
     // Flow control counts the whole payload, padding included (section 6.9.1).
     const len = p.length;
-    // Nothing but padding counts as empty, as Envoy counts it.
-    if ((flags & FLAG.END_STREAM) === 0 && (len === 0 || ((flags & FLAG.PADDED) !== 0 && len === p[0] + 1))) {
+    if (emptyDataFrame(flags, p)) {
       if (++this.emptyData > MAX_EMPTY_DATA) return this.calm('h2-empty-frames-flood', 'empty DATA frames in a row (CVE-2019-9518)');
     } else this.emptyData = 0;
     this.recvWindow -= len;

@@ -5,14 +5,14 @@ import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { HOST, TARGET, TOKEN, allIn } from '../h1/chars.js';
-import { CONNECTION_SPECIFIC, badField, validFieldName, validFieldValue } from './field-check.js';
+import { CONNECTION_SPECIFIC, badField, teTrailers, validFieldName, validFieldValue } from './field-check.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { LimitName } from '../http/h2-session-guard.js';
 import { flushBlocked } from './body-sender.js';
 import { H2FrameReader, type H2FrameSink } from './frame-reader.js';
-import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_WINDOW, PREFACE, SETTING, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
+import { DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FLAG, FRAME, H2_ERROR, MAX_EMPTY_DATA, MAX_WINDOW, PREFACE, SETTING, emptyDataFrame, frameHeader, settingsFrame, stripPadding, wordsFrame } from './frames.js';
 import { FrameWriter } from './frame-writer.js';
 import { applyInitialWindow } from './initial-window.js';
 import { H2RequestBody, H2ServerStream, STREAM_REF, requestTrailers, type ServerStreamHost } from './h2-server-stream.js';
@@ -50,16 +50,6 @@ const MAX_FIELDS = 512;
 const MAX_SETTINGS = 32;
 /** CONTINUATION frames a header block may take (nghttp2's max_continuations, node:http2's limit). */
 const MAX_CONTINUATIONS = 8;
-/**
- * DATA frames in a row without data or END_STREAM (CVE-2019-9518, "empty frames flood"):
- * they carry nothing, cost a frame's work each and keep their stream from the stream idle
- * timeout. Envoy ends the connection at the second one
- * (max_consecutive_inbound_frames_with_empty_payload, default 1), which is what an app in
- * an Istio mesh already meets on its outbound connections; node:http2 counts them as
- * invalid frames (maxSessionInvalidFrames). HEADERS and CONTINUATION without a block are
- * the CONTINUATION guards' (MAX_CONTINUATIONS) and a malformed request's.
- */
-const MAX_EMPTY_DATA = 1;
 /**
  * Frames we write in answer to the client's (PING and SETTINGS ACKs, RST_STREAMs) while it
  * has not read the ones before (our write buffer never emptied meanwhile): more is a flood
@@ -601,8 +591,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (id === 0) return this.connectionError(H2_ERROR.PROTOCOL_ERROR);
     // Flow control counts the whole payload, padding included (section 6.9.1).
     const len = p.length;
-    // Nothing but padding counts as empty, as Envoy counts it.
-    if ((flags & FLAG.END_STREAM) === 0 && (len === 0 || ((flags & FLAG.PADDED) !== 0 && len === p[0] + 1))) {
+    if (emptyDataFrame(flags, p)) {
       if (++this.emptyData > MAX_EMPTY_DATA) return this.calm('h2-empty-frames-flood');
     } else this.emptyData = 0;
     this.recvWindow -= len;
@@ -730,8 +719,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
       if (!validFieldValue(value)) return st.malformed(`invalid value of ${name}`);
       if (CONNECTION_SPECIFIC.has(name)) return st.malformed(`connection-specific field ${name}`);
       if (name === 'te') {
-        // A token, compared case-insensitively (RFC 9110 section 10.1.4), as nghttp2 does.
-        if (value !== 'trailers' && value.toLowerCase() !== 'trailers') return st.malformed('te other than trailers');
+        if (!teTrailers(value)) return st.malformed('te other than trailers');
         te = true;
       } else if (name === 'host') host ??= value;
       else if (name === 'content-type') contentType ??= value;
