@@ -117,7 +117,9 @@ export function obj<S extends Shape>(shape: S, opts: { allowUnknown?: boolean } 
       return fail(path, `expected an object, got ${show(raw)}`);
     const rec = input as Record<string, unknown>;
     if (!opts.allowUnknown)
-      for (const k of Object.keys(rec)) if (!(k in shape)) fail(join(path, k), `unknown field (expected one of ${Object.keys(shape).join(', ')})`);
+      // Own keys only: `k in shape` found Object.prototype's members, so a `constructor`,
+      // `toString` or `__proto__` field passed as known and was then silently ignored.
+      for (const k of Object.keys(rec)) if (!Object.hasOwn(shape, k)) fail(join(path, k), `unknown field (expected one of ${Object.keys(shape).join(', ')})`);
     const out: Record<string, unknown> = {};
     for (const [k, p] of Object.entries(shape)) out[k] = p(rec[k], join(path, k));
     return Object.freeze(out) as Out<S>;
@@ -129,7 +131,13 @@ export function record<T>(value: Parser<T>): Parser<Readonly<Record<string, T>>>
     if (raw === undefined) return Object.freeze({});
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail(path, `expected a map, got ${show(raw)}`);
     const out: Record<string, T> = {};
-    for (const [k, v] of Object.entries(raw)) out[k] = value(v, join(path, k));
+    for (const [k, v] of Object.entries(raw)) {
+      const parsed = value(v, join(path, k));
+      // A `__proto__` key (JSON and YAML make it an own key) would hit the prototype setter:
+      // dropped, or the whole map's prototype replaced. An own entry like any other.
+      if (k === '__proto__') Object.defineProperty(out, k, { value: parsed, writable: true, enumerable: true, configurable: true });
+      else out[k] = parsed;
+    }
     return Object.freeze(out);
   };
 }

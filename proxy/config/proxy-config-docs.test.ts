@@ -1,0 +1,78 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { ConfigError } from '../../common/schema.js';
+import { createRootCa } from '../../certs/index.js';
+import { parseProxyConfig } from './proxy-config.js';
+
+/**
+ * docs/configuration.md against the parser: its example is a config the proxy takes, and
+ * every field the parser knows is documented somewhere under docs/ (a field nobody can
+ * find is as good as missing; one the docs name and the parser refuses is a broken promise).
+ */
+const docsDir = fileURLToPath(new URL('../../docs/', import.meta.url));
+/** The example's `caCertificates` is a placeholder; the parser reads the PEM, so a real one stands in. */
+const PEM = createRootCa({ trustDomain: 'docs.example' }).certPem;
+
+/** The first yaml block of docs/configuration.md, its PEM placeholder made a PEM; `tls` chosen over `identity.certify` (exactly one may be given). */
+function documentedExample(): Record<string, unknown> & { identity: Record<string, unknown> } {
+  const md = readFileSync(join(docsDir, 'configuration.md'), 'utf8');
+  const block = /```yaml\n([\s\S]*?)```/.exec(md);
+  if (!block) throw new Error('docs/configuration.md has no yaml block');
+  const doc = parse(block[1].replace('"-----BEGIN CERTIFICATE-----..."', JSON.stringify(PEM))) as Record<string, unknown> & { identity: Record<string, unknown> };
+  expect(doc.identity.certify).toBeDefined();
+  delete doc.identity.certify;
+  return doc;
+}
+
+type Path = readonly (string | number)[];
+
+function objectPaths(node: unknown, path: Path, out: Path[]): Path[] {
+  if (Array.isArray(node)) node.forEach((v, i) => objectPaths(v, [...path, i], out));
+  else if (node !== null && typeof node === 'object') {
+    out.push(path);
+    for (const [k, v] of Object.entries(node)) objectPaths(v, [...path, k], out);
+  }
+  return out;
+}
+
+const at = (o: unknown, p: Path): Record<string, unknown> => p.reduce<unknown>((x, k) => (x as Record<string | number, unknown>)[k], o) as Record<string, unknown>;
+
+/** The fields the parser knows at each object of the example: what it lists when that object gets a field it does not know. */
+function knownFields(): Set<string> {
+  const known = new Set<string>();
+  for (const p of objectPaths(documentedExample(), [], [])) {
+    const doc = documentedExample();
+    at(doc, p)['wren-probe-field'] = 1;
+    try {
+      parseProxyConfig(doc);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      const m = /unknown field \(expected one of ([^)]*)\)/.exec((e as Error).message);
+      // Maps keyed by the user's words (labels, probe paths) take any key; their values' own checks answer.
+      if (m) for (const k of m[1].split(', ')) known.add(k);
+    }
+  }
+  return known;
+}
+
+test("docs/configuration.md's example is a config the proxy takes", () => {
+  expect(() => parseProxyConfig(documentedExample())).not.toThrow();
+  const withCertify = documentedExample();
+  withCertify.identity.certify = {};
+  expect(() => parseProxyConfig(withCertify)).toThrow(ConfigError);
+});
+
+test('every field the proxy config parser knows is documented under docs/', () => {
+  const docs = readdirSync(docsDir)
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => readFileSync(join(docsDir, f), 'utf8'))
+    .join('\n');
+  const known = knownFields();
+  // The walk reaches the nested sections (routes, policies, egress), not just the top.
+  for (const k of ['identity', 'listeners', 'outlierDetection', 'backends', 'externalServices', 'rateLimits']) expect(known).toContain(k);
+  // Named as a YAML key (`name:`) or in backticks, as the docs write fields.
+  const undocumented = [...known].filter((k) => !new RegExp(`(^|[\\s{,\`.])${k}(:|\`)`, 'm').test(docs));
+  expect(undocumented).toEqual([]);
+});
