@@ -114,6 +114,33 @@ describe('trace layer: sampling and propagation (no collector)', () => {
     expect([h['traceparent'], h['x-b3-sampled']]).toEqual([undefined, '0']);
   });
 
+  test('a not-sampled context: B3 headers that agree with it pass on unchanged, x-b3-parentspanid included; only those that disagree are rewritten (B3 spec, Envoy)', async () => {
+    const PID = '1111111111111111';
+    const OTHER = 'aaaaaaaaaaaaaaaa';
+    const tp = `00-${TID}-${SID}-00`;
+    const multi = { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-sampled': '0', 'x-b3-parentspanid': PID };
+    const agreeing: Headers[] = [
+      { traceparent: tp, ...multi },
+      { traceparent: tp, b3: `${TID}-${SID}-0` },
+      { traceparent: tp, b3: `${TID}-${SID}-0-${PID}` },
+      { traceparent: tp, b3: '0', 'x-b3-sampled': '0' },
+      { traceparent: tp, b3: `${TID}-${SID}-0-${PID}`, ...multi },
+      // A 64-bit B3 trace id is the W3C one with its upper half zero.
+      { traceparent: `00-${'0'.repeat(16)}${TID.slice(16)}-${SID}-00`, ...multi, 'x-b3-traceid': TID.slice(16), b3: `${TID.slice(16)}-${SID}-0` },
+    ];
+    for (const h of agreeing) expect(await send(tracer(100), { ...h })).toEqual(h);
+    // x-b3-sampled disagrees, same span: only the decision is rewritten, the parent stays with its span.
+    expect(await send(tracer(100), { traceparent: tp, ...multi, 'x-b3-sampled': '1' })).toEqual({ traceparent: tp, ...multi });
+    // Another span: rewritten with the context's ids, and that span's parent goes with it.
+    expect(await send(tracer(100), { traceparent: tp, ...multi, 'x-b3-spanid': OTHER })).toEqual({ traceparent: tp, 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-sampled': '0' });
+    // b3 disagrees, x-b3-* agree: only b3 is rewritten.
+    expect(await send(tracer(100), { traceparent: tp, b3: `${TID}-${SID}-1`, ...multi })).toEqual({ traceparent: tp, b3: `${TID}-${SID}-0`, ...multi });
+    // A malformed b3 beside the W3C context does not reach the app as it came.
+    expect((await send(tracer(100), { traceparent: tp, b3: 'nonsense' }))['b3']).toBe(`${TID}-${SID}-0`);
+    // B3 ids with the decision deferred, decided no here: the caller's span goes on, with its parent.
+    expect(await send(tracer(0), { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-parentspanid': PID })).toEqual({ traceparent: tp, ...multi });
+  });
+
   test('an active health check between sidecars is not traced on the inbound side', async () => {
     expect((await send(tracer(100), { 'wren-health-check': '1' }, 'server'))['traceparent']).toBeUndefined();
   });

@@ -9,7 +9,9 @@ import { header, isGrpc, MESH } from '../http/headers.js';
 import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
-import { extract, hasContext, inject, notSampledW3c, traceStateWithinLimits, W3C, type IncomingContext } from '../tracing/propagation.js';
+import {
+  b3MultiAgrees, b3SingleAgrees, extract, hasContext, inject, injectB3Multi, notSampledW3c, traceStateWithinLimits, W3C, type IncomingContext,
+} from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
 import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
 import { endpointOf, flagsOf } from '../access-log/entry.js';
@@ -64,7 +66,7 @@ export const traceRequests =
     // The caller said no: the headers already carry the decision on, unchanged, unless
     // they disagree with it (below).
     if (ctx.sampled === false) {
-      if (ctx.formats !== W3C) notSampledAgreed(h, ctx);
+      if (ctx.formats !== W3C || h['b3'] !== undefined || hasB3Multi(h)) notSampledAgreed(h, ctx);
       return inner(req);
     }
     if (ctx.sampled === undefined && !t.sample()) {
@@ -87,17 +89,38 @@ function dropTraceState(h: ProxyRequest['headers']): void {
 /**
  * A not-sampled context whose headers do not all say it: a malformed `traceparent` beside
  * a valid B3 context (W3C Trace Context section 3.2: an invalid traceparent is ignored, so
- * it must not reach the app as if it were one), or B3 headers beside the valid W3C context
- * that won (they may say sampled, or name another trace, and a B3-only tracer in the app
- * would follow them). Every format present is rewritten from the one context, as a
- * composite propagator injects them; a B3-only context with no malformed traceparent is
- * left as it came.
+ * it must not reach the app as if it were one), or B3 headers beside the context that won
+ * that say sampled, name another trace or span, or are malformed (a B3-only tracer in the
+ * app would follow them). Only the headers that disagree are rewritten from the context;
+ * those that agree pass on as they came (`x-b3-parentspanid` and a `b3` parent id
+ * included), as Envoy and OpenTelemetry's propagators leave them. A B3-only context gets no
+ * `traceparent` it did not have. Off the common path (the agreeing W3C case never gets
+ * here: notSampledW3c), so the one canonical traceparent string built here is affordable.
  */
 function notSampledAgreed(h: ProxyRequest['headers'], ctx: IncomingContext): void {
-  if ((ctx.formats & W3C) === 0 && h['traceparent'] === undefined) return;
-  // A decision without ids (`b3: 0`): no traceparent can carry it, the malformed one goes.
-  if (ctx.traceId === '') return void delete h['traceparent'];
-  inject(h, ctx.traceId, ctx.spanId, false, ctx.formats | W3C);
+  if (ctx.traceId === '') {
+    // A decision without ids (`b3: 0`, `x-b3-sampled: 0`): no traceparent can carry it, the malformed one goes.
+    if (h['traceparent'] !== undefined) delete h['traceparent'];
+    if (h['b3'] !== undefined && h['b3'] !== '0') h['b3'] = '0';
+    // The x-b3-* decision says no too (their ids, if any, are not this context's to judge).
+    if (hasB3Multi(h) && (h['x-b3-flags'] !== undefined || (h['x-b3-sampled'] !== '0' && h['x-b3-sampled'] !== 'false'))) injectB3Decision(h);
+    return;
+  }
+  const tp = `00-${ctx.traceId}-${ctx.spanId}-00`;
+  if ((ctx.formats & W3C) === 0 && h['traceparent'] !== undefined) h['traceparent'] = tp;
+  const b3 = h['b3'];
+  if (b3 !== undefined && (typeof b3 !== 'string' || !b3SingleAgrees(b3, tp))) h['b3'] = `${ctx.traceId}-${ctx.spanId}-0`;
+  if (hasB3Multi(h) && !b3MultiAgrees(h, tp)) injectB3Multi(h, ctx.traceId, ctx.spanId, false);
+}
+
+function hasB3Multi(h: ProxyRequest['headers']): boolean {
+  return h['x-b3-traceid'] !== undefined || h['x-b3-spanid'] !== undefined || h['x-b3-sampled'] !== undefined || h['x-b3-flags'] !== undefined;
+}
+
+/** `x-b3-sampled: 0`: the decision, superseding `x-b3-flags`. */
+function injectB3Decision(h: ProxyRequest['headers']): void {
+  h['x-b3-sampled'] = '0';
+  if (h['x-b3-flags'] !== undefined) delete h['x-b3-flags'];
 }
 
 /** A new trace that is not sampled: a not-sampled W3C context, so every later hop agrees (one string). */

@@ -114,12 +114,68 @@ export function parseTraceparent(v: string): Parsed | undefined {
 
 /**
  * The common case of a request inside a trace that is not sampled: one valid traceparent
- * saying so and no B3 header. Answered without building the context (no allocation).
+ * saying so, and any B3 header beside it agreeing with it (same ids, not sampled: what an
+ * app forwarding both formats sends). Answered without building the context (char
+ * comparisons, no allocation), and such a request passes on unchanged, `x-b3-parentspanid`
+ * included, as Envoy and OpenTelemetry's propagators leave headers that carry the decision.
  */
 export function notSampledW3c(h: Headers): boolean {
   const tp = h['traceparent'];
-  return typeof tp === 'string' && h['b3'] === undefined && h['x-b3-traceid'] === undefined && h['x-b3-sampled'] === undefined && h['x-b3-flags'] === undefined
-    && validTraceparent(tp) && !sampledBit(tp);
+  if (typeof tp !== 'string' || !validTraceparent(tp) || sampledBit(tp)) return false;
+  const b3 = h['b3'];
+  return (b3 === undefined || (typeof b3 === 'string' && b3SingleAgrees(b3, tp))) && b3MultiAgrees(h, tp);
+}
+
+/**
+ * A `b3` value that says what the not-sampled traceparent `tp` says: the decision alone
+ * (`0`), or `{traceid}-{spanid}-0[-{parentspanid}]` with tp's ids (a 64-bit trace id being
+ * tp's with its upper half zero, as extraction pads it). Anything else, including upper-case
+ * or malformed ids, is rewritten from the context (B3 spec: ids are lower-hex).
+ */
+export function b3SingleAgrees(v: string, tp: string): boolean {
+  if (v === '0') return true;
+  const t = traceIdAgrees(v, 0, v.indexOf('-'), tp);
+  if (t < 0 || !sameChars(v, t + 1, tp, 36, 16) || v.charCodeAt(t + 17) !== 45 || v.charCodeAt(t + 18) !== 48) return false;
+  const n = t + 19;
+  return v.length === n || (v.length === n + 17 && v.charCodeAt(n) === 45 && hexLc(v, n + 1, n + 17));
+}
+
+/**
+ * The `x-b3-*` headers, if any, say what the not-sampled traceparent `tp` says: the
+ * decision `x-b3-sampled: 0` (or `false`), with no `x-b3-flags`, and either no ids or tp's
+ * trace and span ids. `x-b3-parentspanid` is the caller's and not compared.
+ */
+export function b3MultiAgrees(h: Headers, tp: string): boolean {
+  const tid = h['x-b3-traceid'];
+  const sid = h['x-b3-spanid'];
+  const smp = h['x-b3-sampled'];
+  if (tid === undefined && sid === undefined && smp === undefined && h['x-b3-flags'] === undefined) return true;
+  if (h['x-b3-flags'] !== undefined || (smp !== '0' && smp !== 'false')) return false;
+  if (tid === undefined && sid === undefined) return true;
+  return typeof tid === 'string' && typeof sid === 'string' && traceIdAgrees(tid, 0, tid.length, tp) === tid.length
+    && sid.length === 16 && sameChars(sid, 0, tp, 36, 16);
+}
+
+/**
+ * s[from..to) is tp's trace id (32 lower-hex) or its lower half with the upper half zero (a
+ * 64-bit B3 trace id): returns `to`, else -1.
+ */
+function traceIdAgrees(s: string, from: number, to: number, tp: string): number {
+  const n = to - from;
+  if (n === 32) return sameChars(s, from, tp, 3, 32) ? to : -1;
+  if (n === 16) return sameChars(tp, 3, ZERO16, 0, 16) && sameChars(s, from, tp, 19, 16) ? to : -1;
+  return -1;
+}
+
+/** A B3 trace id header naming the (padded, 128-bit) trace id. */
+function sameTrace(v: string | string[] | undefined, traceId: string): boolean {
+  return typeof v === 'string' && (v === traceId || (v.length === 16 && traceId.startsWith(ZERO16) && traceId.endsWith(v)));
+}
+
+function sameChars(a: string, aFrom: number, b: string, bFrom: number, n: number): boolean {
+  if (a.length < aFrom + n) return false;
+  for (let i = 0; i < n; i++) if (a.charCodeAt(aFrom + i) !== b.charCodeAt(bFrom + i)) return false;
+  return true;
 }
 
 /** 32 list members of at most 256 characters each (W3C Trace Context section 3.3.1.1), with their commas. */
@@ -199,12 +255,19 @@ function one(v: string | string[] | undefined): string | undefined {
 export function inject(h: Headers, traceId: string, spanId: string, sampled: boolean, formats: number): void {
   h['traceparent'] = `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
   if (formats & B3_SINGLE) h['b3'] = `${traceId}-${spanId}-${sampled ? '1' : '0'}`;
-  if (formats & B3_MULTI) {
-    h['x-b3-traceid'] = traceId;
-    h['x-b3-spanid'] = spanId;
-    h['x-b3-sampled'] = sampled ? '1' : '0';
-    // The parent id is the caller's concern and x-b3-flags is superseded by x-b3-sampled.
-    delete h['x-b3-parentspanid'];
-    delete h['x-b3-flags'];
-  }
+  if (formats & B3_MULTI) injectB3Multi(h, traceId, spanId, sampled);
+}
+
+/**
+ * The `x-b3-*` headers for a context. `x-b3-parentspanid` is the parent of the span named
+ * by `x-b3-spanid` (B3 spec): it stays while that span stays (a decision added to the
+ * caller's own ids), and goes with it when a new span, or another context's, replaces it.
+ * `x-b3-flags` is superseded by `x-b3-sampled`.
+ */
+export function injectB3Multi(h: Headers, traceId: string, spanId: string, sampled: boolean): void {
+  if (h['x-b3-parentspanid'] !== undefined && !(h['x-b3-spanid'] === spanId && sameTrace(h['x-b3-traceid'], traceId))) delete h['x-b3-parentspanid'];
+  h['x-b3-traceid'] = traceId;
+  h['x-b3-spanid'] = spanId;
+  h['x-b3-sampled'] = sampled ? '1' : '0';
+  if (h['x-b3-flags'] !== undefined) delete h['x-b3-flags'];
 }
