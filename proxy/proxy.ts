@@ -261,7 +261,8 @@ export class Proxy {
             connectionWindowBytes: config.limits.http2InitialConnectionWindowBytes,
           })
         : undefined;
-    this.endpointDrain = new EndpointDrain({ h1: H1Pool.of(this.outboundAgent), peers: this.peers, mesh: { h1: this.meshH1, h2: this.meshH2 } });
+    // The pool on the outbound's agent (unmeshed HTTP/1.1 endpoints): its limits counted as the outbound's.
+    this.endpointDrain = new EndpointDrain({ h1: H1Pool.of(this.outboundAgent, (limit) => this.metrics.limits.inc({ direction: 'outbound', limit })), peers: this.peers, mesh: { h1: this.meshH1, h2: this.meshH2 } });
     const L = config.listeners;
     // The proxy's own ports, which a peer's target port may never name (proxy/inbound/target-port.ts):
     // its listeners and its explicit upstreams, whose bound ports are added once they listen
@@ -291,7 +292,7 @@ export class Proxy {
     );
     this.tunnels = new OpenTunnels(() => this.inboundPolicy, policyTelemetry);
     const inboundCommon = {
-      ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock, this.appFrames), reservedPorts: reserved,
+      ...common, app: new AppConnector(config.app.address, this.appSessions, this.appAgent, this.clock, this.appFrames, (limit) => this.metrics.limits.inc({ direction: 'inbound', limit })), reservedPorts: reserved,
       selfIdentity: () => tls.spiffeId, policy: () => this.inboundPolicy, policyTelemetry, tunnels: this.tunnels,
       maxStreamsPerCaller: config.limits.maxStreamsPerCaller, callerCounts: new CallerCounts(admission, column), rateLimiter: this.rateLimiter,
     };

@@ -31,5 +31,17 @@ export const DEFAULT_H1_LIMITS: H1Limits = Object.freeze({
   maxChunkExtBytes: 1024,
 });
 
+/**
+ * Interim (1xx) responses a client to an app or endpoint takes before the final response
+ * to one request (the HTTP/1.1 pool, h1-pool-conn.ts, and the frame-level HTTP/2 client,
+ * h2/h2-client-stream.ts). RFC 9110 section 15.2 lets a server send "one or more", and sets
+ * no bound; without one an app answering a request with 100s or 103s forever holds the
+ * request and spends the sidecar's CPU on heads it drops. Envoy resets the stream on a
+ * second 100-Continue (envoyproxy/envoy#2567); a few 103 Early Hints and a 100 fit well
+ * under this. Past it the response is a protocol error: 502, UPSTREAM_PROTOCOL (UPE),
+ * counted in wren_limit_exceeded_total{limit="interim-responses"}.
+ */
+export const MAX_INTERIM_RESPONSES = 16;
+
 /** Longest chunk-size the parser accepts: 13 hex digits (< 2^52, exact in a double). */
 export const MAX_CHUNK_SIZE_DIGITS = 13;

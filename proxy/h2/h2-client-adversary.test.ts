@@ -2,6 +2,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { PassThrough, Readable } from 'node:stream';
 import { H2ClientSession, wasRefusedByApp, type H2ClientSessionOptions } from './h2-client-session.js';
 import { AppH2Client } from './app-h2-client.js';
+import { ProxyError } from '../errors/proxy-error.js';
 import { systemClock } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
 import type { BodyStream, ProxyRequest, ProxyResponse } from '../http/exchange.js';
@@ -1164,6 +1165,30 @@ test('RST_STREAM and WINDOW_UPDATE for streams we opened and closed are ignored 
   expect((await next).status).toBe(200);
   expect(conn.frames.some((f) => f.type === FRAME.GOAWAY)).toBe(false);
   expect(s.destroyed).toBe(false);
+});
+
+test('an app answering one request with 1xx without end: more than MAX_INTERIM_RESPONSES is a stream error (502 UPE, RST_STREAM PROTOCOL_ERROR), counted; the session goes on', async () => {
+  let conn!: RawConn;
+  const port = await settingsApp((c) => (conn = c));
+  const limits: string[] = [];
+  const s = session(port, { onLimit: (l) => limits.push(l) });
+  const hint = frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([[':status', '103'], ['link', '</a.css>; rel=preload']]));
+  const flooded = s.request(request(), {}).catch((e: unknown) => e);
+  await until(() => conn !== undefined);
+  await conn.next(isHeaders(1));
+  conn.socket.write(Buffer.concat([...Array.from({ length: 1000 }, () => hint), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, status200)]));
+  const err = await flooded;
+  expect(err).toBeInstanceOf(ProxyError);
+  expect((err as ProxyError).code).toBe('UPSTREAM_PROTOCOL');
+  expect((await conn.next((f) => f.type === FRAME.RST_STREAM && f.id === 1)).payload.readUInt32BE(0)).toBe(RST_CODE.PROTOCOL_ERROR);
+  expect(limits).toEqual(['interim-responses']);
+  // A few before the final response are skipped, on the same session.
+  const ok = s.request(request(), {});
+  await conn.next(isHeaders(3));
+  const hint3 = frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, headerBlock([[':status', '100']]));
+  conn.socket.write(Buffer.concat([...Array.from({ length: 16 }, () => hint3), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, status200)]));
+  expect((await ok).status).toBe(200);
+  expect(limits).toEqual(['interim-responses']);
 });
 
 test('a 101 is not an interim response in HTTP/2 (RFC 9113 section 8.6): the response is malformed, a 502 for its caller; the session goes on', async () => {

@@ -31,7 +31,8 @@ export interface H2ClientSessionOptions {
    * (h2-server-session.ts): `h2-unread-control-frames` (MAX_UNREAD_ACKS),
    * `h2-continuation-flood` (a response header block in too many CONTINUATION frames, or
    * too many bytes, which only CONTINUATIONs can carry), `h2-empty-frames-flood` (empty
-   * DATA frames in a row, MAX_EMPTY_DATA). Counted whether or not a request
+   * DATA frames in a row, MAX_EMPTY_DATA); and per stream `interim-responses` (more 1xx
+   * before a final response than MAX_INTERIM_RESPONSES: that stream alone fails). Counted whether or not a request
    * was in flight (wren_limit_exceeded_total{direction="inbound"}).
    */
   readonly onLimit?: (limit: LimitName) => void;
@@ -298,6 +299,10 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     this.write(wordsFrame(FRAME.GOAWAY, 0, 0, 0, code));
     this.flush();
     this.destroy(new ProxyError('UPSTREAM_PROTOCOL', `HTTP/2 connection error from the app: ${why}`));
+  }
+
+  limitExceeded(limit: LimitName): void {
+    this.o.onLimit?.(limit);
   }
 
   /** A flood guard fired: counted, then GOAWAY ENHANCE_YOUR_CALM (a connection error), as the frame-level server's calm(). */

@@ -9,6 +9,8 @@ import { abortReason } from '../layers/race-signal.js';
 import { StreamedResponse } from '../http/streamed-response.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
+import { MAX_INTERIM_RESPONSES } from '../h1/limits.js';
+import type { LimitName } from '../http/h2-session-guard.js';
 
 const STREAM = Symbol('wren.h2ClientStream');
 type Relayed = BodyStream & { [STREAM]?: H2ClientStream };
@@ -24,6 +26,8 @@ export interface StreamHost extends SendHost {
   markRefused(err: ProxyError): ProxyError;
   chargeReset(): void;
   closed(st: H2ClientStream): void;
+  /** A per-stream limit fired (counted as the session's flood guards are). */
+  limitExceeded(limit: LimitName): void;
 }
 
 /**
@@ -50,6 +54,8 @@ export class H2ClientStream extends BodySender {
   private bodyLeft = -1;
   /** The response has no content whatever it declares (HEAD, 204, 304): bodyLeft is 0. */
   private noContent = false;
+  /** Interim (1xx) responses so far (at most MAX_INTERIM_RESPONSES). */
+  private interim = 0;
   trailers: Headers | undefined = undefined;
   private pausedBody: BodyStream | null = null;
   resolve!: (res: ProxyResponse) => void;
@@ -150,7 +156,12 @@ export class H2ClientStream extends BodySender {
     if (status === 101) return this.protocolError('101 (Switching Protocols) in HTTP/2');
     if (status < 200) {
       // Interim responses (100, 103) are not passed on (RFC 9110 section 15.2); one with END_STREAM is malformed.
-      if (endStream) this.protocolError('interim response with END_STREAM');
+      if (endStream) return this.protocolError('interim response with END_STREAM');
+      if (++this.interim > MAX_INTERIM_RESPONSES) {
+        // An app answering with 1xx without end: a stream error (the session's other streams go on), as Envoy resets the stream.
+        this.session.limitExceeded('interim-responses');
+        return this.protocolError(`more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`);
+      }
       return;
     }
     // A content-length the DATA frames do not add up to makes the response malformed

@@ -10,7 +10,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import { H1Parser, type H1Handler } from '../h1/parser.js';
 import { fieldsToHeaders, type H1Head } from '../h1/head.js';
 import type { H1Error } from '../h1/h1-error.js';
-import type { H1Limits as CodecLimits } from '../h1/limits.js';
+import { MAX_INTERIM_RESPONSES, type H1Limits as CodecLimits } from '../h1/limits.js';
 import { setDirectReads } from '../net/direct-reads.js';
 import { lentCopy, SocketReleases } from '../net/body-buffers.js';
 import { inTurn } from '../../common/deferred.js';
@@ -35,6 +35,7 @@ interface ConnOrigin {
     readonly secure: boolean;
     readonly onConnection: (() => void) | undefined;
     readonly onIdleTimeout: (() => void) | undefined;
+    readonly onLimit: ((limit: 'interim-responses') => void) | undefined;
     readonly meshH2: boolean;
     readonly clock: Clock;
     readonly generation: number;
@@ -67,6 +68,8 @@ export class Conn implements H1Handler {
   private gotBytes = false;
   /** The parser ended the response in flight (it pauses there, so later bytes stay unread). */
   private ended = false;
+  /** Interim (1xx) responses to the exchange in flight (at most MAX_INTERIM_RESPONSES). */
+  private interim = 0;
   private idleMs: number;
   /** When the connection last became idle (the pool's clock). */
   private idleSince = 0;
@@ -187,6 +190,7 @@ export class Conn implements H1Handler {
     this.head = null;
     this.gotBytes = false;
     this.ended = false;
+    this.interim = 0;
     this.parser.setRequestMethod(ex.req.method);
     this.parser.resume();
     this.socket.resume();
@@ -213,7 +217,15 @@ export class Conn implements H1Handler {
   // H1Handler: the parser reports to the exchange in flight; the connection decides about reuse once it returns.
   onHead(head: H1Head): void {
     const st = head.status;
-    if (st < 200 && st !== 101) return; // interim (100 Continue, 103 Early Hints): the final response follows
+    if (st < 200 && st !== 101) {
+      // Interim (100 Continue, 103 Early Hints): the final response follows; a server that
+      // sends them without end is refused (h1/limits.ts MAX_INTERIM_RESPONSES).
+      if (++this.interim <= MAX_INTERIM_RESPONSES) return;
+      // No more of this read is parsed: the rest of its heads are the same flood.
+      this.parser.pause();
+      this.origin.pool.onLimit?.('interim-responses');
+      return this.close(new ProxyError('UPSTREAM_PROTOCOL', `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`));
+    }
     // Never asked to switch protocols (upgrades take h1-upgrade.ts): a 101 here is a broken server.
     if (st === 101 || head.upgrade) return this.close(new ProxyError('UPSTREAM_PROTOCOL', 'unexpected 101 Switching Protocols'));
     this.head = head;

@@ -64,6 +64,8 @@ export interface H1PoolOptions {
   readonly onQueued?: () => void;
   /** An idle connection was closed by the idle timeout (its metric). */
   readonly onIdleTimeout?: () => void;
+  /** A server sent more interim (1xx) responses to one request than MAX_INTERIM_RESPONSES (h1/limits.ts): wren_limit_exceeded_total. */
+  readonly onLimit?: (limit: 'interim-responses') => void;
   /** destroy() was called: whatever carries the connections (the mesh multiplexer's sessions) closes too. */
   readonly onDestroy?: () => void;
   /** drain() was called for an origin: what carries its connections (a multiplexer session) drains too. */

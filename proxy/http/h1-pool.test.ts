@@ -727,3 +727,33 @@ test("over a mux stream whose session reads into the thread's shared buffer, res
     pairs.close();
   }
 });
+
+describe('interim (1xx) responses (RFC 9110 section 15.2)', () => {
+  const interimApp = (n: number, line = 'HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n') =>
+    rawApp((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.write(line.repeat(n) + 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    });
+
+  test('a few are skipped and the final response delivered; more than MAX_INTERIM_RESPONSES to one request is a protocol error (502 UPE), counted once', async () => {
+    const limits: string[] = [];
+    const p = pool({ onLimit: (l) => limits.push(l) });
+    const few = await send(p, await interimApp(16, 'HTTP/1.1 100 Continue\r\n\r\n'));
+    expect([few.status, await text(few)]).toEqual([200, 'ok']);
+    // An app answering with 1xx without end (here a thousand in one read, then a 200 the client must not get).
+    const err = await send(p, await interimApp(1000)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).code).toBe('UPSTREAM_PROTOCOL');
+    expect((err as ProxyError).httpStatus).toBe(502);
+    expect(limits).toEqual(['interim-responses']);
+  });
+
+  test('the count is per request: a connection reused after a response with interim ones starts again', async () => {
+    const port = await rawApp((s) => {
+      s.on('error', () => undefined);
+      s.on('data', () => s.write('HTTP/1.1 100 Continue\r\n\r\n'.repeat(10) + 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    });
+    const p = pool({ onLimit: () => { throw new Error('no limit expected'); } });
+    for (let i = 0; i < 3; i++) expect(await text(await send(p, port))).toBe('ok');
+  });
+});

@@ -68,6 +68,7 @@ export class H1Pool {
   readonly onConnection: (() => void) | undefined;
   readonly onQueued: (() => void) | undefined;
   readonly onIdleTimeout: (() => void) | undefined;
+  onLimit: ((limit: 'interim-responses') => void) | undefined;
   readonly strictLimits: boolean;
   readonly sessionStreams: H1PoolOptions['sessionStreams'];
   private readonly onDestroy: (() => void) | undefined;
@@ -90,6 +91,7 @@ export class H1Pool {
     this.onConnection = opts.onConnection;
     this.onQueued = opts.onQueued;
     this.onIdleTimeout = opts.onIdleTimeout;
+    this.onLimit = opts.onLimit;
     this.strictLimits = opts.strictLimits ?? false;
     this.sessionStreams = opts.sessionStreams;
     this.onDestroy = opts.onDestroy;
@@ -100,9 +102,10 @@ export class H1Pool {
 
   /**
    * The pool that rides on an http.Agent the caller owns: maxSockets is the agent's,
-   * and `agent.destroy()` closes the pool's connections too.
+   * and `agent.destroy()` closes the pool's connections too. `onLimit` counts its limits
+   * (the first caller that gives one sets it: the proxy, for the app's and the outbound's agents).
    */
-  static of(agent: Agent): H1Pool {
+  static of(agent: Agent, onLimit?: H1PoolOptions['onLimit']): H1Pool {
     let pool = POOLS.get(agent);
     if (!pool) {
       const p = new H1Pool({ maxSockets: agent.maxSockets, maxIdleTimeoutMs: APP_MAX_IDLE_MS });
@@ -113,6 +116,7 @@ export class H1Pool {
       };
       POOLS.set(agent, (pool = p));
     }
+    if (onLimit !== undefined && pool.onLimit === undefined) pool.onLimit = onLimit;
     return pool;
   }
 

@@ -21,7 +21,9 @@ export type LimitName =
   | 'h2-unread-control-frames'
   | 'h2-continuation-flood'
   | 'h2-settings-flood'
-  | 'h2-empty-frames-flood';
+  | 'h2-empty-frames-flood'
+  // More 1xx before one final response than a client to an app or endpoint takes (h1/limits.ts MAX_INTERIM_RESPONSES).
+  | 'interim-responses';
 
 export interface H2GuardOptions {
   readonly clock: Clock;

@@ -33,10 +33,11 @@ export class AppConnector {
     agent: Agent,
     clock: Clock,
     frames?: AppH2Client,
+    onLimit?: (limit: 'interim-responses') => void,
   ) {
     this.frames = frames;
     this.h2 = new SessionConnector(sessions);
-    this.h1 = new H1Connector(H1Pool.of(agent));
+    this.h1 = new H1Connector(H1Pool.of(agent, onLimit));
     this.tcp = new TcpConnector({ clock });
   }
 
