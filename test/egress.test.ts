@@ -7,6 +7,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { testServerCert } from './helpers/test-ca.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { scrape, type Series } from './helpers/admin-metric.js';
 
 /**
  * Egress control (docs/traffic-management.md, Egress). The app's connections reach the
@@ -172,6 +173,47 @@ describe('REGISTRY_ONLY', () => {
   test('TCP to a declared address and port passes through', async () => {
     expect(await dialTcp(strict, tcpPort)).toBe('tcp says hi\n');
     expect(await metrics(strict)).toMatch(/wren_passthrough_connections_total\{reason="external-service"\} [1-9]/);
+  });
+});
+
+/**
+ * Istio labels ServiceEntry traffic with the entry's host (destination_service and
+ * destination_service_name) and namespace, its cluster `outbound|PORT||HOST`; only traffic
+ * that matches no entry is PassthroughCluster (BlackHoleCluster when refused). Wren labelled
+ * declared traffic PassthroughCluster like undeclared traffic, and logged no upstream_cluster
+ * for HTTP egress at all.
+ */
+describe('metrics labels and the access log name the declared ExternalService host', () => {
+  const series = async (p: Proxy, name: string, pred: (l: Record<string, string>) => boolean): Promise<Series[]> => {
+    for (let i = 0; i < 150; i++) {
+      const s = (await scrape(p, name)).filter((x) => pred(x.labels));
+      if (s.length > 0) return s;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return [];
+  };
+  const dstLabels = (l: Record<string, string>) => [l.destination_service, l.destination_service_name, l.destination_service_namespace, l.destination_workload, l.reporter];
+
+  test('HTTP: istio_requests_total under the host, namespace the ExternalService\'s; upstream_cluster outbound|PORT||HOST; a refused one BlackHoleCluster', async () => {
+    expect((await get(strict, plainPort, 'plain.example.com', '/labels')).status).toBe(200);
+    const s = await series(strict, 'istio_requests_total', (l) => l.destination_service === 'plain.example.com');
+    expect(s.map((x) => dstLabels(x.labels))).toEqual([['plain.example.com', 'plain.example.com', 'default', 'unknown', 'source']]);
+    expect((await get(strict, plainPort, 'evil.example.org', '/refused')).status).toBe(502);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(logLines().find((l) => l.path === '/labels')).toMatchObject({ upstream_cluster: `outbound|${plainPort}||plain.example.com` });
+    expect(logLines().find((l) => l.path === '/refused')).toMatchObject({ upstream_cluster: 'BlackHoleCluster', response_flags: 'NR' });
+    // REGISTRY_ONLY lets nothing undeclared through: no request is PassthroughCluster.
+    expect((await scrape(strict, 'istio_requests_total')).filter((x) => x.labels.destination_service_name === 'PassthroughCluster')).toEqual([]);
+  });
+
+  test('TLS by SNI and TCP by address: istio_tcp_* under the declared host (the wildcard as declared; TCP: the entry\'s first host)', async () => {
+    expect(await httpsGet(strict, httpsPort, 'api.example.com')).toMatch(/tls sni=api\.example\.com/);
+    expect(await dialTcp(strict, tcpPort)).toBe('tcp says hi\n');
+    const tls = await series(strict, 'istio_tcp_connections_opened_total', (l) => l.destination_service === '*.example.com');
+    expect(tls.map((x) => dstLabels(x.labels))).toEqual([['*.example.com', '*.example.com', 'default', 'unknown', 'source']]);
+    const tcp = await series(strict, 'istio_tcp_connections_closed_total', (l) => l.destination_service === 'db.example.com');
+    expect(tcp.map((x) => dstLabels(x.labels))).toEqual([['db.example.com', 'db.example.com', 'default', 'unknown', 'source']]);
+    expect((await scrape(strict, 'istio_tcp_connections_opened_total')).filter((x) => x.labels.destination_service_name === 'PassthroughCluster')).toEqual([]);
   });
 });
 

@@ -118,11 +118,18 @@ export function localAddressOf(up: Upstream | undefined): string | null {
   return s?.localAddress ? `${s.localAddress}:${s.localPort}` : null;
 }
 
-/** `outbound|PORT||svc.ns.svc.cluster.local` / `inbound|PORT||`, Istio's cluster names. */
-export function upstreamCluster(direction: Direction, req: ProxyRequest): string | null {
+/**
+ * `outbound|PORT||svc.ns.svc.cluster.local` / `inbound|PORT||`, Istio's cluster names; out
+ * of the mesh (egress-http.ts) `outbound|PORT||HOST` for an ExternalService host (a
+ * ServiceEntry's cluster), else `PassthroughCluster`, or `BlackHoleCluster` when refused
+ * (`proxyError`), as the metrics label the same request.
+ */
+export function upstreamCluster(direction: Direction, req: ProxyRequest, proxyError?: string): string | null {
   if (direction === 'inbound') return req.targetPort === undefined ? null : `inbound|${req.targetPort}||`;
   const r = req.route;
-  return r ? `outbound|${r.port.port}||${r.service.name}.${r.service.namespace}.svc.cluster.local` : null;
+  if (r) return `outbound|${r.port.port}||${r.service.name}.${r.service.namespace}.svc.cluster.local`;
+  if (req.origDst?.egress !== true) return null;
+  return req.external !== undefined ? req.external.cluster : proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster';
 }
 
 /** The endpoint the last attempt went to (pick-endpoint). */
@@ -179,7 +186,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
     request_id: cap(header(h, 'x-request-id'), MAX_HEADER_VALUE),
     authority: cap(redactAuthority(req.authority), MAX_HEADER_VALUE),
     upstream_host: ep ? endpointKey(ep) : appAddress !== undefined && req.targetPort !== undefined ? endpointKey({ address: appAddress, port: req.targetPort }) : null,
-    upstream_cluster: upstreamCluster(direction, req),
+    upstream_cluster: upstreamCluster(direction, req, res.proxyError),
     upstream_local_address: localAddressOf(st?.upstream),
     downstream_local_address: dst ? endpointKey(dst) : null,
     downstream_remote_address: endpointKey(req.source),

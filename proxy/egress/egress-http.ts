@@ -116,6 +116,8 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prun
       d.onRefused();
       return Promise.reject(new ProxyError('EGRESS_REFUSED', `${host || '(no host)'}:${dst.port}`));
     }
+    // Declared: the metrics and the access log name the ExternalService host, not PassthroughCluster.
+    if (match) req.external = match;
     const tls = match?.port.tls;
     if (req.upgrade !== undefined) {
       // An upgrade (WebSocket) becomes a tunnel on a connection of its own: plain only.

@@ -30,16 +30,16 @@ test('HTTP by host and port: exact over wildcard, the longest wildcard first, ne
 });
 
 test('TLS by SNI on HTTPS and TLS ports (case-insensitive); HTTP ports do not match SNI', () => {
-  expect(policy.bySni('API.example.com', 443)?.name).toBe('a/wild');
-  expect(policy.bySni('pushed.example.org', 8443)?.name).toBe('b/pushed');
+  expect(policy.bySni('API.example.com', 443)?.service.name).toBe('a/wild');
+  expect(policy.bySni('pushed.example.org', 8443)?.service.name).toBe('b/pushed');
   expect(policy.bySni('api.example.com', 80)).toBeUndefined();
   expect(policy.bySni('evil.org', 443)).toBeUndefined();
 });
 
 test('TCP by address (IPs, CIDRs, IPv4-mapped IPv6) and port', () => {
-  expect(policy.byAddress('10.20.3.4', 5432)?.name).toBe('a/db');
-  expect(policy.byAddress('::ffff:10.20.3.4', 5432)?.name).toBe('a/db');
-  expect(policy.byAddress('2001:db8::7', 5432)?.name).toBe('a/db');
+  expect(policy.byAddress('10.20.3.4', 5432)?.service.name).toBe('a/db');
+  expect(policy.byAddress('::ffff:10.20.3.4', 5432)?.service.name).toBe('a/db');
+  expect(policy.byAddress('2001:db8::7', 5432)?.service.name).toBe('a/db');
   expect(policy.byAddress('10.21.0.1', 5432)).toBeUndefined();
   expect(policy.byAddress('10.20.3.4', 5433)).toBeUndefined();
 });

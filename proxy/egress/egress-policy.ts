@@ -1,10 +1,34 @@
 import { BlockList, isIP } from 'node:net';
 import type { EgressMode, EgressSettings, ExternalPort, ExternalService } from '../../contract/egress.js';
 
-/** An HTTP port of an ExternalService that a request matched. */
-export interface HttpEgressMatch {
+/**
+ * A declared destination, as the metrics and the access log name traffic to it: Istio labels
+ * ServiceEntry traffic with the entry's host (destination_service and
+ * destination_service_name) and namespace (destination_service_namespace), its Envoy cluster
+ * being `outbound|PORT||HOST`; only traffic that matches no entry is PassthroughCluster (or
+ * BlackHoleCluster when refused). The host is the one declared (a wildcard as written, as
+ * Istio labels a `*.example.com` entry), never the name the request carried, so the label
+ * values are the declarations' and not the app's to multiply. Made once per declared
+ * (host, port) when the policy is compiled: a request allocates none.
+ */
+export interface ExternalDestination {
   readonly service: ExternalService;
+  /** The declared host that matched (TCP, matched by address: the entry's first host). */
+  readonly host: string;
+  /** The namespace of the ExternalService's `namespace/name`; '' when its name has none (declared in the proxy's config). */
+  readonly namespace: string;
+  /** Istio's cluster name for it: `outbound|PORT||HOST` (the access log's upstream_cluster). */
+  readonly cluster: string;
+}
+
+/** An HTTP port of an ExternalService that a request matched. */
+export interface HttpEgressMatch extends ExternalDestination {
   readonly port: ExternalPort;
+}
+
+function destination(service: ExternalService, port: ExternalPort, host: string): HttpEgressMatch {
+  const slash = service.name.indexOf('/');
+  return Object.freeze({ service, port, host, namespace: slash < 0 ? '' : service.name.slice(0, slash), cluster: `outbound|${port.number}||${host}` });
 }
 
 interface HostTable {
@@ -42,7 +66,7 @@ export class EgressPolicy {
   readonly modeSource: 'config' | 'control-plane' | 'default';
   private readonly http = new Map<number, HostTable>();
   private readonly tls = new Map<number, HostTable>();
-  private readonly addresses = new Map<number, { readonly service: ExternalService; readonly blocks: BlockList }[]>();
+  private readonly addresses = new Map<number, { readonly dest: ExternalDestination; readonly blocks: BlockList }[]>();
 
   constructor(local: EgressSettings, pushed: EgressSettings | undefined) {
     this.mode = local.mode ?? pushed?.mode ?? 'ALLOW_ANY';
@@ -51,17 +75,17 @@ export class EgressPolicy {
     for (const s of this.services) {
       const blocks = s.addresses.length ? blockList(s.addresses) : null;
       for (const p of s.ports) {
-        const m: HttpEgressMatch = { service: s, port: p };
         if (p.protocol === 'HTTP' || p.protocol === 'HTTPS' || p.protocol === 'TLS') {
           const byPort = p.protocol === 'HTTP' ? this.http : this.tls;
           let t = byPort.get(p.number);
           if (!t) byPort.set(p.number, (t = newTable()));
-          for (const h of s.hosts) addHost(t, h, m);
+          for (const h of s.hosts) addHost(t, h, destination(s, p, h));
         }
         if (blocks) {
           let l = this.addresses.get(p.number);
           if (!l) this.addresses.set(p.number, (l = []));
-          l.push({ service: s, blocks });
+          // An address carries no name: the entry's first host names it, as Istio's cluster for a TCP ServiceEntry port.
+          l.push({ dest: destination(s, p, s.hosts[0]), blocks });
         }
       }
     }
@@ -83,18 +107,18 @@ export class EgressPolicy {
     return lookup(this.http.get(port), host);
   }
 
-  /** The ExternalService whose HTTPS or TLS port on `port` declares the SNI's host. */
-  bySni(sni: string, port: number): ExternalService | undefined {
-    return lookup(this.tls.get(port), sni.toLowerCase())?.service;
+  /** The ExternalService host whose HTTPS or TLS port on `port` declares the SNI's host. */
+  bySni(sni: string, port: number): ExternalDestination | undefined {
+    return lookup(this.tls.get(port), sni.toLowerCase());
   }
 
   /** The ExternalService whose addresses hold the destination IP and that declares the port. */
-  byAddress(address: string, port: number): ExternalService | undefined {
+  byAddress(address: string, port: number): ExternalDestination | undefined {
     const l = this.addresses.get(port);
     if (!l) return undefined;
     const ip = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
     const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
-    for (const e of l) if (e.blocks.check(ip, family)) return e.service;
+    for (const e of l) if (e.blocks.check(ip, family)) return e.dest;
     return undefined;
   }
 

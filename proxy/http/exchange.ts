@@ -1,3 +1,4 @@
+import type { ExternalDestination } from '../egress/egress-policy.js';
 import type { Readable } from 'node:stream';
 import type { LeanBody } from './lean-body.js';
 import type { Headers } from './headers.js';
@@ -61,6 +62,13 @@ export interface ProxyRequest {
    * client sends after the head is held by the listener until the upstream answers 101.
    */
   readonly upgrade?: string;
+  /**
+   * Outbound, out of the mesh (`origDst.egress`): the ExternalService host the request
+   * matched (egress-http.ts), which its metrics labels and access log line name, as Istio
+   * names ServiceEntry traffic; absent: undeclared (PassthroughCluster, or BlackHoleCluster
+   * when refused).
+   */
+  external?: ExternalDestination;
   /** Outbound: the fault layer held the request back (TrafficPolicy fault delay): response flag DI. */
   faultDelayed?: boolean;
 }

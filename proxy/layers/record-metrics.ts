@@ -88,8 +88,11 @@ class Done implements BodyDone {
     this.set =
       this.direction === 'outbound'
         ? req.route === undefined && req.origDst?.egress === true
-          ? // Out of the mesh (egress-http.ts): Istio's cluster names, as opaque egress (workload-labels.ts forEgress).
-            metrics.local.forEgress(res.proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster')
+          ? // Out of the mesh (egress-http.ts): a declared ExternalService host as Istio labels a ServiceEntry's,
+            // else Istio's cluster names, as opaque egress (workload-labels.ts forExternal, forEgress).
+            req.external !== undefined
+            ? metrics.local.forExternal(req.external)
+            : metrics.local.forEgress(res.proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster')
           : metrics.local.forOutbound(req.route, endpointOf(req))
         : metrics.local.forInbound(req.source.identity, this.peer, this.tlsMode() === 'mutual_tls' && req.source.identity !== '');
     if (res.proxyError) metrics.proxyErrors.inc({ direction: this.direction, code: res.proxyError });

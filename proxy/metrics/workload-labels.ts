@@ -1,3 +1,4 @@
+import type { ExternalDestination } from '../egress/egress-policy.js';
 import type { Endpoint, Service, ServicePort } from '../../contract/model.js';
 import { encodePeerMetadata, parsePeerMetadata } from './peer-metadata.js';
 import { RequestSeries } from './request-series.js';
@@ -149,6 +150,7 @@ export class WorkloadLabels {
   private readonly outbound = new WeakMap<ServicePort, PortEntry>();
   private noRoute: LabelSet | undefined;
   private readonly egressClusters = new Map<EgressCluster, LabelSet>();
+  private readonly externals = new WeakMap<ExternalDestination, LabelSet>();
   /** Inbound label sets by caller identity, then by its `wren-peer` value (NO_PEER: none); inboundSets counts them all. */
   private readonly inbound = new Map<string, Map<string, LabelSet>>();
   private inboundSets = 0;
@@ -213,18 +215,34 @@ export class WorkloadLabels {
   }
 
   /**
-   * reporter="source" for opaque traffic to a destination outside the mesh, named as Istio
-   * names its clusters: `PassthroughCluster` (let through: ALLOW_ANY, or declared by an
-   * ExternalService) and `BlackHoleCluster` (refused in REGISTRY_ONLY), in
+   * reporter="source" for traffic to a destination outside the mesh that no ExternalService
+   * declares, named as Istio names its clusters: `PassthroughCluster` (let through:
+   * ALLOW_ANY) and `BlackHoleCluster` (refused in REGISTRY_ONLY), in
    * destination_service_name, as Istio's stats filter labels that traffic (and Kiali draws
    * those nodes); every other destination label is `unknown` (the address dialled is never
-   * a label value).
+   * a label value). Declared destinations are forExternal's.
    */
   forEgress(cluster: EgressCluster): LabelSet {
     let set = this.egressClusters.get(cluster);
     if (!set) {
       set = new LabelSet({ ...this.sourceBase(undefined, undefined), destination_service_name: cluster }, this);
       this.egressClusters.set(cluster, set);
+    }
+    return set;
+  }
+
+  /**
+   * reporter="source" for traffic to a host an ExternalService declares, as Istio labels
+   * ServiceEntry traffic: destination_service and destination_service_name the declared
+   * host (a wildcard as declared), destination_service_namespace the ExternalService's
+   * namespace; the workload labels `unknown` (no mesh workload answers). One label set per
+   * declared (host, port), made when first used (a WeakMap: a policy replaced takes its sets with it).
+   */
+  forExternal(dest: ExternalDestination): LabelSet {
+    let set = this.externals.get(dest);
+    if (!set) {
+      set = new LabelSet({ ...this.sourceBase(undefined, undefined), destination_service: dest.host, destination_service_name: dest.host, destination_service_namespace: orUnknown(dest.namespace) }, this);
+      this.externals.set(dest, set);
     }
     return set;
   }

@@ -22,7 +22,7 @@ import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { H2ServerSession } from '../h2/h2-server-session.js';
 import type { OpenPassthroughs } from '../egress/open-passthroughs.js';
-import type { EgressPolicy } from '../egress/egress-policy.js';
+import type { EgressPolicy, ExternalDestination } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { endpointOf, tcpEntry, tcpFlagsOf } from '../access-log/entry.js';
@@ -139,7 +139,7 @@ export class OutboundListener {
     const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
     if (dst && !route) {
       if (this.d.egress) return this.egress(socket, dst, this.d.egress());
-      this.passthrough(socket, dst, 'unknown-destination');
+      this.passthrough(socket, dst, undefined);
       return;
     }
     await this.serve(socket, route, dst, undefined);
@@ -259,9 +259,9 @@ export class OutboundListener {
       if (detected === 'opaque' && p.mode === 'REGISTRY_ONLY') sni = await peekSni(socket, this.d.detectTimeoutMs, this.d.clock);
       if (socket.destroyed) return;
     }
-    const allowed = (sni !== undefined && p.bySni(sni, dst.port)) || p.byAddress(dst.address, dst.port);
-    if (allowed || p.mode === 'ALLOW_ANY') {
-      this.passthrough(socket, dst, allowed ? 'external-service' : 'unknown-destination');
+    const allowed = (sni !== undefined ? p.bySni(sni, dst.port) : undefined) ?? p.byAddress(dst.address, dst.port);
+    if (allowed !== undefined || p.mode === 'ALLOW_ANY') {
+      this.passthrough(socket, dst, allowed);
       this.d.passthroughs?.add(socket, dst, sni);
       return;
     }
@@ -288,13 +288,16 @@ export class OutboundListener {
    * Spliced to where it was going, through the TCP connector like every other upstream:
    * the client's bytes wait in its socket until the upstream is connected. A connect that
    * fails or times out closes the client and counts wren_proxy_errors_total{code}.
+   * `external`: the ExternalService host that declares the destination (by SNI or address),
+   * which istio_tcp_* name as Istio names a ServiceEntry's traffic; undefined: an unknown
+   * destination let through (ALLOW_ANY), Istio's PassthroughCluster.
    */
-  private passthrough(socket: Socket, dst: Destination, reason: 'unknown-destination' | 'external-service'): void {
-    this.d.metrics.passthrough.inc({ reason });
+  private passthrough(socket: Socket, dst: Destination, external: ExternalDestination | undefined): void {
+    this.d.metrics.passthrough.inc({ reason: external !== undefined ? 'external-service' : 'unknown-destination' });
     this.tunnels++;
     const ep: Endpoint = { address: dst.address, port: dst.port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
-    // istio_tcp_* as Istio counts its PassthroughCluster (workload-labels.ts forEgress): the bytes of traffic leaving the mesh too.
-    const labels = this.d.metrics.local.forEgress('PassthroughCluster').tcp;
+    // istio_tcp_* as Istio counts a ServiceEntry's cluster or its PassthroughCluster (workload-labels.ts forExternal, forEgress): the bytes of traffic leaving the mesh too.
+    const labels = (external !== undefined ? this.d.metrics.local.forExternal(external) : this.d.metrics.local.forEgress('PassthroughCluster')).tcp;
     this.passthroughConnector.connect(ep, this.d.passthroughConnectTimeoutMs ?? DEFAULT_PASSTHROUGH_CONNECT_TIMEOUT_MS).then(
       (up) => {
         if (socket.destroyed) {

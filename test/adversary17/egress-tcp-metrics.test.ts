@@ -69,10 +69,11 @@ test('REGISTRY_ONLY: a refused connection is in istio_tcp_* under BlackHoleClust
 
 /**
  * The same for HTTP leaving the mesh (REGISTRY_ONLY looks into it): a declared host's
- * requests under PassthroughCluster, a refused one (502 egress-refused) under
- * BlackHoleCluster, where both were all `unknown` like a request that matched no route.
+ * requests under its ExternalService host (Istio's ServiceEntry labels; test/egress.test.ts),
+ * a refused one (502 egress-refused) under BlackHoleCluster, where both were all `unknown`
+ * like a request that matched no route.
  */
-test('REGISTRY_ONLY HTTP: a declared host is PassthroughCluster, a refused one BlackHoleCluster', async () => {
+test('REGISTRY_ONLY HTTP: a declared host is labelled with its ExternalService host (as Istio a ServiceEntry\'s), a refused one BlackHoleCluster', async () => {
   const get = (host: string) => {
     nextDst = { address: '127.0.0.1', port: web.port };
     return new Promise<number>((resolve, reject) => {
@@ -89,6 +90,6 @@ test('REGISTRY_ONLY HTTP: a declared host is PassthroughCluster, a refused one B
   const s = await until(strict, 'istio_requests_total', (x) => x.length >= 2);
   expect(s.map((x) => [x.labels.destination_service_name, x.labels.destination_service, x.labels.response_code, x.labels.response_flags]).sort()).toEqual([
     ['BlackHoleCluster', 'unknown', '502', 'NR'],
-    ['PassthroughCluster', 'unknown', '200', '-'],
+    ['plain.example.com', 'plain.example.com', '200', '-'],
   ]);
 });
