@@ -209,7 +209,7 @@ describe('metrics labels and the access log name the declared ExternalService ho
   test('TLS by SNI and TCP by address: istio_tcp_* under the declared host (the wildcard as declared; TCP: the entry\'s first host)', async () => {
     expect(await httpsGet(strict, httpsPort, 'api.example.com')).toMatch(/tls sni=api\.example\.com/);
     expect(await dialTcp(strict, tcpPort)).toBe('tcp says hi\n');
-    const tls = await series(strict, 'istio_tcp_connections_opened_total', (l) => l.destination_service === '*.example.com');
+    const tls = await series(strict, 'istio_tcp_connections_closed_total', (l) => l.destination_service === '*.example.com');
     expect(tls.map((x) => dstLabels(x.labels))).toEqual([['*.example.com', '*.example.com', 'default', 'unknown', 'source']]);
     const tcp = await series(strict, 'istio_tcp_connections_closed_total', (l) => l.destination_service === 'db.example.com');
     expect(tcp.map((x) => dstLabels(x.labels))).toEqual([['db.example.com', 'db.example.com', 'default', 'unknown', 'source']]);

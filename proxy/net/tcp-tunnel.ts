@@ -32,13 +32,20 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBy
   a.pipe(b);
   b.pipe(a);
   let closed = 0;
-  const onClose = (side: Duplex) => () => {
+  const onClose = (side: Duplex, other: Duplex) => () => {
     if (++closed === 2) finish();
     else if (!side.readableEnded) destroyBoth();
-    else setTimeout(() => (closed < 2 ? destroyBoth() : undefined), 30_000).unref();
+    else {
+      // Its pipe into the side now closed is gone, and the pipe paused it: bytes its peer
+      // still sends (a TLS client's close_notify alert after the server's) would sit unread
+      // in front of its end, so it would never close and would hold the connection for the
+      // 30 s. Read on, into nothing (there is nowhere left to send them), to see its end.
+      other.resume();
+      setTimeout(() => (closed < 2 ? destroyBoth() : undefined), 30_000).unref();
+    }
   };
-  a.on('close', onClose(a));
-  b.on('close', onClose(b));
+  a.on('close', onClose(a, b));
+  b.on('close', onClose(b, a));
   return bytes;
 }
 
