@@ -141,6 +141,18 @@ describe('trace layer: sampling and propagation (no collector)', () => {
     expect(await send(tracer(0), { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-parentspanid': PID })).toEqual({ traceparent: tp, ...multi });
   });
 
+  test('a sampled context passed on without a collector: headers that disagree with it are rewritten, those that agree pass unchanged', async () => {
+    const PID = '1111111111111111';
+    const tp = `00-${TID}-${SID}-01`;
+    const multi = { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-sampled': '1', 'x-b3-parentspanid': PID };
+    const agreeing: Headers = { traceparent: tp, b3: `${TID}-${SID}-d-${PID}`, ...multi };
+    expect(await send(tracer(0), { ...agreeing })).toEqual(agreeing);
+    // x-b3-sampled saying no beside the W3C yes: a B3-only tracer in the app would drop the trace.
+    expect(await send(tracer(0), { traceparent: tp, ...multi, 'x-b3-sampled': '0' })).toEqual({ traceparent: tp, ...multi });
+    // A malformed traceparent beside a sampled B3 context does not reach the app (W3C section 3.2).
+    expect(await send(tracer(0), { traceparent: 'garbage', b3: `${TID}-${SID}-1` })).toEqual({ traceparent: tp, b3: `${TID}-${SID}-1` });
+  });
+
   test('an active health check between sidecars is not traced on the inbound side', async () => {
     expect((await send(tracer(100), { 'wren-health-check': '1' }, 'server'))['traceparent']).toBeUndefined();
   });

@@ -66,7 +66,7 @@ export const traceRequests =
     // The caller said no: the headers already carry the decision on, unchanged, unless
     // they disagree with it (below).
     if (ctx.sampled === false) {
-      if (ctx.formats !== W3C || h['b3'] !== undefined || hasB3Multi(h)) notSampledAgreed(h, ctx);
+      if (otherFormats(h, ctx)) contextAgreed(h, ctx, false);
       return inner(req);
     }
     if (ctx.sampled === undefined && !t.sample()) {
@@ -87,17 +87,19 @@ function dropTraceState(h: ProxyRequest['headers']): void {
 }
 
 /**
- * A not-sampled context whose headers do not all say it: a malformed `traceparent` beside
- * a valid B3 context (W3C Trace Context section 3.2: an invalid traceparent is ignored, so
- * it must not reach the app as if it were one), or B3 headers beside the context that won
- * that say sampled, name another trace or span, or are malformed (a B3-only tracer in the
- * app would follow them). Only the headers that disagree are rewritten from the context;
- * those that agree pass on as they came (`x-b3-parentspanid` and a `b3` parent id
- * included), as Envoy and OpenTelemetry's propagators leave them. A B3-only context gets no
- * `traceparent` it did not have. Off the common path (the agreeing W3C case never gets
- * here: notSampledW3c), so the one canonical traceparent string built here is affordable.
+ * A context whose headers do not all say it: a malformed `traceparent` beside a valid B3
+ * context (W3C Trace Context section 3.2: an invalid traceparent is ignored, so it must not
+ * reach the app as if it were one), or B3 headers beside the context that won that say the
+ * other decision, name another trace or span, or are malformed (a B3-only tracer in the app
+ * would follow them). Only the headers that disagree are rewritten from the context; those
+ * that agree pass on as they came (`x-b3-parentspanid` and a `b3` parent id included), as
+ * Envoy and OpenTelemetry's propagators leave them. A B3-only context gets no `traceparent`
+ * it did not have. For a context passed on as it is: not sampled, or sampled with no
+ * collector to record a span (a recorded span rewrites every format with its own id). Off
+ * the common path (the agreeing not-sampled W3C case never gets here: notSampledW3c), so the
+ * one canonical traceparent string built here is affordable.
  */
-function notSampledAgreed(h: ProxyRequest['headers'], ctx: IncomingContext): void {
+function contextAgreed(h: ProxyRequest['headers'], ctx: IncomingContext, sampled: boolean): void {
   if (ctx.traceId === '') {
     // A decision without ids (`b3: 0`, `x-b3-sampled: 0`): no traceparent can carry it, the malformed one goes.
     if (h['traceparent'] !== undefined) delete h['traceparent'];
@@ -106,12 +108,16 @@ function notSampledAgreed(h: ProxyRequest['headers'], ctx: IncomingContext): voi
     if (hasB3Multi(h) && (h['x-b3-flags'] !== undefined || (h['x-b3-sampled'] !== '0' && h['x-b3-sampled'] !== 'false'))) injectB3Decision(h);
     return;
   }
-  const tp = `00-${ctx.traceId}-${ctx.spanId}-00`;
+  const flag = sampled ? '1' : '0';
+  const tp = `00-${ctx.traceId}-${ctx.spanId}-0${flag}`;
   if ((ctx.formats & W3C) === 0 && h['traceparent'] !== undefined) h['traceparent'] = tp;
   const b3 = h['b3'];
-  if (b3 !== undefined && (typeof b3 !== 'string' || !b3SingleAgrees(b3, tp))) h['b3'] = `${ctx.traceId}-${ctx.spanId}-0`;
-  if (hasB3Multi(h) && !b3MultiAgrees(h, tp)) injectB3Multi(h, ctx.traceId, ctx.spanId, false);
+  if (b3 !== undefined && (typeof b3 !== 'string' || !b3SingleAgrees(b3, tp, sampled))) h['b3'] = `${ctx.traceId}-${ctx.spanId}-${flag}`;
+  if (hasB3Multi(h) && !b3MultiAgrees(h, tp, sampled)) injectB3Multi(h, ctx.traceId, ctx.spanId, sampled);
 }
+
+/** Any header of the formats beside a lone W3C context: the agreement check is needed. */
+const otherFormats = (h: ProxyRequest['headers'], ctx: IncomingContext): boolean => ctx.formats !== W3C || h['b3'] !== undefined || hasB3Multi(h);
 
 function hasB3Multi(h: ProxyRequest['headers']): boolean {
   return h['x-b3-traceid'] !== undefined || h['x-b3-spanid'] !== undefined || h['x-b3-sampled'] !== undefined || h['x-b3-flags'] !== undefined;
@@ -135,7 +141,9 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
     // No collector: record nothing; a sampled context passes on as it came (a deferred B3
     // decision is made explicit), a new trace gets ids of its own.
     if (!parentTraceId) inject(req.headers, t.ids.traceId(), t.ids.spanId(), true, formats);
-    else if (ctx?.sampled === undefined) inject(req.headers, parentTraceId, ctx!.spanId, true, formats);
+    else if (ctx!.sampled === undefined) inject(req.headers, parentTraceId, ctx!.spanId, true, formats);
+    // Passed on as it came, but for headers that disagree with it (as a not-sampled one).
+    else if (otherFormats(req.headers, ctx!)) contextAgreed(req.headers, ctx!, true);
     return inner(req);
   }
   const grpc = isGrpc(req.headers);

@@ -123,34 +123,39 @@ export function notSampledW3c(h: Headers): boolean {
   const tp = h['traceparent'];
   if (typeof tp !== 'string' || !validTraceparent(tp) || sampledBit(tp)) return false;
   const b3 = h['b3'];
-  return (b3 === undefined || (typeof b3 === 'string' && b3SingleAgrees(b3, tp))) && b3MultiAgrees(h, tp);
+  return (b3 === undefined || (typeof b3 === 'string' && b3SingleAgrees(b3, tp, false))) && b3MultiAgrees(h, tp, false);
 }
 
 /**
- * A `b3` value that says what the not-sampled traceparent `tp` says: the decision alone
- * (`0`), or `{traceid}-{spanid}-0[-{parentspanid}]` with tp's ids (a 64-bit trace id being
- * tp's with its upper half zero, as extraction pads it). Anything else, including upper-case
- * or malformed ids, is rewritten from the context (B3 spec: ids are lower-hex).
+ * A `b3` value that says what the traceparent `tp` (its ids) and `sampled` say: the decision
+ * alone (`0`; `1` or `d`), or `{traceid}-{spanid}-{0|1|d}[-{parentspanid}]` with tp's ids (a
+ * 64-bit trace id being tp's with its upper half zero, as extraction pads it). Anything
+ * else, including upper-case or malformed ids, is rewritten from the context (B3 spec: ids
+ * are lower-hex).
  */
-export function b3SingleAgrees(v: string, tp: string): boolean {
-  if (v === '0') return true;
+export function b3SingleAgrees(v: string, tp: string, sampled: boolean): boolean {
+  if (v.length === 1) return sampledState(v.charCodeAt(0), sampled);
   const t = traceIdAgrees(v, 0, v.indexOf('-'), tp);
-  if (t < 0 || !sameChars(v, t + 1, tp, 36, 16) || v.charCodeAt(t + 17) !== 45 || v.charCodeAt(t + 18) !== 48) return false;
+  if (t < 0 || !sameChars(v, t + 1, tp, 36, 16) || v.charCodeAt(t + 17) !== 45 || !sampledState(v.charCodeAt(t + 18), sampled)) return false;
   const n = t + 19;
   return v.length === n || (v.length === n + 17 && v.charCodeAt(n) === 45 && hexLc(v, n + 1, n + 17));
 }
 
+/** A B3 sampling state (`0`, `1`, `d` debug) saying `sampled`. */
+const sampledState = (c: number, sampled: boolean): boolean => (sampled ? c === 49 || c === 100 : c === 48);
+
 /**
- * The `x-b3-*` headers, if any, say what the not-sampled traceparent `tp` says: the
- * decision `x-b3-sampled: 0` (or `false`), with no `x-b3-flags`, and either no ids or tp's
- * trace and span ids. `x-b3-parentspanid` is the caller's and not compared.
+ * The `x-b3-*` headers, if any, say what the traceparent `tp` (its ids) and `sampled` say:
+ * the decision `x-b3-sampled` (`0`/`false`; `1`/`true`), with no `x-b3-flags` (superseded),
+ * and either no ids or tp's trace and span ids. `x-b3-parentspanid` is the caller's and not
+ * compared.
  */
-export function b3MultiAgrees(h: Headers, tp: string): boolean {
+export function b3MultiAgrees(h: Headers, tp: string, sampled: boolean): boolean {
   const tid = h['x-b3-traceid'];
   const sid = h['x-b3-spanid'];
   const smp = h['x-b3-sampled'];
   if (tid === undefined && sid === undefined && smp === undefined && h['x-b3-flags'] === undefined) return true;
-  if (h['x-b3-flags'] !== undefined || (smp !== '0' && smp !== 'false')) return false;
+  if (h['x-b3-flags'] !== undefined || (sampled ? smp !== '1' && smp !== 'true' : smp !== '0' && smp !== 'false')) return false;
   if (tid === undefined && sid === undefined) return true;
   return typeof tid === 'string' && typeof sid === 'string' && traceIdAgrees(tid, 0, tid.length, tp) === tid.length
     && sid.length === 16 && sameChars(sid, 0, tp, 36, 16);
