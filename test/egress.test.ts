@@ -200,7 +200,8 @@ describe('metrics labels and the access log name the declared ExternalService ho
     expect(s.map((x) => dstLabels(x.labels))).toEqual([['plain.example.com', 'plain.example.com', 'default', 'unknown', 'source']]);
     expect((await get(strict, plainPort, 'evil.example.org', '/refused')).status).toBe(502);
     await new Promise((r) => setTimeout(r, 20));
-    expect(logLines().find((l) => l.path === '/labels')).toMatchObject({ upstream_cluster: `outbound|${plainPort}||plain.example.com` });
+    expect(logLines().find((l) => l.path === '/labels')).toMatchObject({ upstream_cluster: `outbound|${plainPort}||plain.example.com`, upstream_host: `127.0.0.1:${plainPort}` });
+    expect(logLines().find((l) => l.path === '/refused')).toMatchObject({ upstream_host: null });
     expect(logLines().find((l) => l.path === '/refused')).toMatchObject({ upstream_cluster: 'BlackHoleCluster', response_flags: 'NR' });
     // REGISTRY_ONLY lets nothing undeclared through: no request is PassthroughCluster.
     expect((await scrape(strict, 'istio_requests_total')).filter((x) => x.labels.destination_service_name === 'PassthroughCluster')).toEqual([]);

@@ -124,7 +124,10 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prun
       if (tls) return Promise.reject(new ProxyError('NOT_IMPLEMENTED', 'an HTTP upgrade to an ExternalService with TLS origination'));
       return upgradeH1(dst.address, dst.port, req, req.headers, d.maxHeaderBytes);
     }
-    const up = tls ? tlsConnector(tls, tls.sni || host).ready(endpoint(dst.address, tls.port)) : plain.ready(endpoint(dst.address, dst.port));
+    const ep = tls ? endpoint(dst.address, tls.port) : endpoint(dst.address, dst.port);
+    // The access log's upstream_host: where it went, as Envoy logs its PassthroughCluster's and a ServiceEntry cluster's host.
+    req.endpoint = ep;
+    const up = tls ? tlsConnector(tls, tls.sni || host).ready(ep) : plain.ready(ep);
     return up.pool.request(up.address, up.port, req, req.headers, undefined, d.connectTimeoutMs);
   };
 
