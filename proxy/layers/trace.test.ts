@@ -147,6 +147,10 @@ describe('trace layer: sampling and propagation (no collector)', () => {
     const multi = { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-sampled': '1', 'x-b3-parentspanid': PID };
     const agreeing: Headers = { traceparent: tp, b3: `${TID}-${SID}-d-${PID}`, ...multi };
     expect(await send(tracer(0), { ...agreeing })).toEqual(agreeing);
+    // Debug is sampled: x-b3-flags: 1 agrees, with or without x-b3-sampled.
+    const debug: Headers = { traceparent: tp, 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-flags': '1' };
+    expect(await send(tracer(0), { ...debug })).toEqual(debug);
+    expect(await send(tracer(0), { ...debug, 'x-b3-sampled': '1' })).toEqual({ ...debug, 'x-b3-sampled': '1' });
     // x-b3-sampled saying no beside the W3C yes: a B3-only tracer in the app would drop the trace.
     expect(await send(tracer(0), { traceparent: tp, ...multi, 'x-b3-sampled': '0' })).toEqual({ traceparent: tp, ...multi });
     // A malformed traceparent beside a sampled B3 context does not reach the app (W3C section 3.2).

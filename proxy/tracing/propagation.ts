@@ -146,8 +146,8 @@ const sampledState = (c: number, sampled: boolean): boolean => (sampled ? c === 
 
 /**
  * The `x-b3-*` headers, if any, say what the traceparent `tp` (its ids) and `sampled` say:
- * the decision `x-b3-sampled` (`0`/`false`; `1`/`true`), with no `x-b3-flags` (superseded),
- * and either no ids or tp's trace and span ids. `x-b3-parentspanid` is the caller's and not
+ * the decision `x-b3-sampled` (`0`/`false`; `1`/`true`, or debug `x-b3-flags: 1`), with no
+ * other `x-b3-flags`, and either no ids or tp's trace and span ids. `x-b3-parentspanid` is the caller's and not
  * compared.
  */
 export function b3MultiAgrees(h: Headers, tp: string, sampled: boolean): boolean {
@@ -155,7 +155,9 @@ export function b3MultiAgrees(h: Headers, tp: string, sampled: boolean): boolean
   const sid = h['x-b3-spanid'];
   const smp = h['x-b3-sampled'];
   if (tid === undefined && sid === undefined && smp === undefined && h['x-b3-flags'] === undefined) return true;
-  if (h['x-b3-flags'] !== undefined || (sampled ? smp !== '1' && smp !== 'true' : smp !== '0' && smp !== 'false')) return false;
+  const flags = h['x-b3-flags'];
+  // Debug (`x-b3-flags: 1`) is sampled: it agrees with a sampled context, alone or with x-b3-sampled: 1.
+  if (sampled ? (flags !== undefined && flags !== '1') || (smp === undefined ? flags === undefined : smp !== '1' && smp !== 'true') : flags !== undefined || (smp !== '0' && smp !== 'false')) return false;
   if (tid === undefined && sid === undefined) return true;
   return typeof tid === 'string' && typeof sid === 'string' && traceIdAgrees(tid, 0, tid.length, tp) === tid.length
     && sid.length === 16 && sameChars(sid, 0, tp, 36, 16);
