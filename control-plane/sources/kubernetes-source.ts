@@ -16,6 +16,7 @@ import { ClusterIndex } from './cluster-index.js';
 import { RouteStatusWriter } from './route-status-writer.js';
 import { backoffDelay, IndexCommitter, type MeshSource, type SourceContext } from './source.js';
 import { rejectionOf, type SourceRejection } from './source-rejection.js';
+import { stripUnusedFields } from './strip-fields.js';
 
 /**
  * Kubernetes source: list+watch informers (client-node's ListWatch, what makeInformer
@@ -44,6 +45,8 @@ import { rejectionOf, type SourceRejection } from './source-rejection.js';
  *   or PeerAuthentication has none, and is enforced fail-closed instead
  *   (failClosedAuthorizationPolicy, failClosedPeerAuthentication), as a new object that is
  *   refused is.
+ * - What the control plane never reads (managedFields, kubectl's last-applied annotation) is
+ *   dropped from every listed and watched object before the informer caches it (strip-fields.ts).
  */
 export interface KubernetesSourceOptions extends SourceContext {
   readonly kubeConfig: k8s.KubeConfig;
@@ -80,7 +83,8 @@ class BookmarkWatch extends k8s.Watch {
       done(new NotServedError());
       return Promise.resolve(new AbortController());
     }
-    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+    // Stripped before ListWatch caches the object (strip-fields.ts); a BOOKMARK's object carries only metadata.resourceVersion.
+    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, (phase, apiObj, watchObj) => callback(phase, stripUnusedFields(apiObj), watchObj), done);
   }
 }
 
@@ -209,6 +213,8 @@ export class KubernetesSource implements MeshSource {
     const r: Resource = { name, informer: undefined as unknown as k8s.ListWatch<k8s.KubernetesObject>, listed: false, notServed: false, connects: 0, attempt: 0, timer: null };
     const listFn = async (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> => {
       const l = await list();
+      // Before ListWatch caches the items (strip-fields.ts).
+      for (const item of l.items) stripUnusedFields(item);
       if (notServedLists.has(l)) {
         // CRD not installed: the source runs without these objects (empty list), and looks
         // again with the error backoff (up to 30 s), its attempt count kept: resetting it
