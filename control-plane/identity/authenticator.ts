@@ -11,6 +11,12 @@ export interface Principal {
   readonly via: string;
   /** The pod the token is bound to, when the authenticator knows it (bound SA tokens). */
   readonly pod?: string;
+  /**
+   * The token may be one secret shared by several workloads (a bootstrap token handed to a
+   * fleet of VMs), so it does not tell one caller from another: the Certify limit does not
+   * charge it as one workload (certify-limiter.ts).
+   */
+  readonly shared?: boolean;
 }
 
 /**

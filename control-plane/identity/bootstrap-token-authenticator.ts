@@ -88,6 +88,6 @@ export class BootstrapTokenAuthenticator implements Authenticator {
     let match: (typeof this.entries)[number] | undefined;
     for (const e of this.entries) if (timingSafeEqual(h, e.hash) && !match) match = e;
     if (!match) throw new AuthError('unauthenticated', 'unknown bootstrap token');
-    return { namespace: match.namespace, serviceAccount: match.serviceAccount, via: this.name };
+    return { namespace: match.namespace, serviceAccount: match.serviceAccount, via: this.name, shared: true };
   }
 }

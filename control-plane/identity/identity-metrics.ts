@@ -16,6 +16,7 @@ export type RefusalReason =
   | 'authenticator_timeout'
   | 'authenticator_overloaded'
   | 'cancelled'
+  | 'rate_limited'
   | 'ca_error';
 
 /**

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createCsr, generateKeyPair } from '../../certs/index.js';
@@ -6,6 +6,7 @@ import { FakeClock } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import { AuthError, type Authenticator } from './authenticator.js';
 import { IdentityMetrics } from './identity-metrics.js';
+import { CERTIFY_BURST, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
 import { CertifyError, IdentityService } from './identity-service.js';
 import { generateIssuer } from './issuer.js';
 
@@ -83,6 +84,66 @@ describe('IdentityService', () => {
     clock.advance(1000);
     await expect(s.certify(req, 'peer', client)).rejects.toMatchObject({ status: grpc.status.UNAUTHENTICATED });
     expect(logs.join('\n')).toContain('client certificate expired');
+  });
+
+  test('signatures per workload are bounded: a chain of renewals by certificate shares one bucket, RESOURCE_EXHAUSTED with a pushback past it (adv21)', async () => {
+    const clock = new FakeClock(Date.now());
+    const registry = new Registry();
+    const s = new IdentityService({
+      issuer, authenticator: proves('shop', 'web'), clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(registry, issuer),
+      acceptClientCertificates: false,
+    });
+    const req = { identity: ID, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 };
+    const peerOf = (r: { certChainPem: string }) => {
+      const c = new X509Certificate(r.certChainPem);
+      return { spiffeId: ID, namespace: 'shop', serviceAccount: 'web', notAfterMs: new Date(c.validTo).getTime(), serial: c.serialNumber };
+    };
+    // The first certificate by token, then each renewal presents the certificate just issued:
+    // keyed by serial, every new certificate would have come with a full bucket of its own.
+    let cert = await s.certify({ ...req, token: Buffer.from('token-of-pod-a') }, 'peer');
+    for (let i = 1; i < CERTIFY_BURST; i++) cert = await s.certify(req, 'peer', peerOf(cert));
+    const refused = await s.certify(req, 'peer', peerOf(cert)).then(() => null, (e: CertifyError) => e);
+    expect(refused).toMatchObject({ status: grpc.status.RESOURCE_EXHAUSTED, reason: 'rate_limited' });
+    // 24 h certificates: one more a minute.
+    expect(refused!.retryAfterMs).toBe(MAX_CERTIFY_REFILL_MS);
+    const counted = (await registry.getSingleMetric('wren_identity_certificates_refused_total')!.get()).values;
+    expect(counted.map((v) => [v.labels.reason, v.value])).toEqual([['rate_limited', 1]]);
+    // Another workload (its own token) is not affected.
+    expect((await s.certify({ ...req, token: Buffer.from('token-of-pod-b') }, 'peer')).certChainPem).toContain('BEGIN CERTIFICATE');
+    // Refilled after the pushback: the chain renews again, once.
+    clock.advance(refused!.retryAfterMs!);
+    cert = await s.certify(req, 'peer', peerOf(cert));
+    await expect(s.certify(req, 'peer', peerOf(cert))).rejects.toMatchObject({ reason: 'rate_limited' });
+  });
+
+  test('a renewal loop at the sidecar\'s own pace never meets the limit, even for short lifetimes', async () => {
+    const clock = new FakeClock(Date.now());
+    const ttl = 4000;
+    const s = new IdentityService({ issuer, authenticator: proves('shop', 'web'), certTtlMs: ttl, clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), issuer) });
+    const req = { identity: ID, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 };
+    let cert = await s.certify({ ...req, token: Buffer.from('token-of-pod-a') });
+    // The earliest a sidecar renews: 65% of the lifetime (renewal-schedule.ts: 70% ± 5%), and an
+    // early renewal on every other round (a trust change: trust-sync.ts) right after.
+    for (let i = 0; i < 20; i++) {
+      clock.advance(0.65 * ttl);
+      const c = new X509Certificate(cert.certChainPem);
+      const peer = { spiffeId: ID, namespace: 'shop', serviceAccount: 'web', notAfterMs: new Date(c.validTo).getTime(), serial: c.serialNumber };
+      cert = await s.certify(req, 'peer', peer);
+      if (i % 2 === 0) cert = await s.certify({ ...req, token: Buffer.from('token-of-pod-a') });
+    }
+    expect(cert.certChainPem).toContain('BEGIN CERTIFICATE');
+  });
+
+  test('a pod-bound token charges the pod; a bootstrap token (shared by a fleet) starts one chain per certificate', async () => {
+    const clock = new FakeClock(Date.now());
+    const podAuth: Authenticator = { name: 'fake', authenticate: async () => ({ namespace: 'shop', serviceAccount: 'web', via: 'tokenreview', pod: 'web-a' }) };
+    const mk = (a: Authenticator) => new IdentityService({ issuer, authenticator: a, clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), issuer) });
+    const byPod = mk(podAuth);
+    // Different tokens (the kubelet refreshes them), one pod.
+    for (let i = 0; i < CERTIFY_BURST; i++) await byPod.certify({ identity: ID, token: Buffer.from(`token-${i}`), csrPem, requestedLifetimeMs: 0 });
+    await expect(byPod.certify({ identity: ID, token: Buffer.from('token-x'), csrPem, requestedLifetimeMs: 0 })).rejects.toMatchObject({ reason: 'rate_limited' });
+    const shared = mk({ name: 'bootstrap', authenticate: async () => ({ namespace: 'shop', serviceAccount: 'web', via: 'bootstrap', shared: true }) });
+    for (let i = 0; i < 3 * CERTIFY_BURST; i++) await shared.certify({ identity: ID, token: Buffer.from('one-shared-secret'), csrPem, requestedLifetimeMs: 0 });
   });
 
   test('never logs the token', async () => {

@@ -4,6 +4,7 @@ import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type S
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
+import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST } from './certify-limiter.js';
 import { ClientAnchors } from './client-anchors.js';
 import { AuthError, type Authenticator, type Principal } from './authenticator.js';
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
@@ -32,7 +33,16 @@ export interface IdentityServiceOptions {
    * which asks for client certificates (serving-identity.ts).
    */
   readonly acceptClientCertificates?: boolean;
+  /**
+   * Signatures per workload (certify-limiter.ts): a burst (default 5) and one more per
+   * `refillMs` (default a quarter of the lifetime, at most a minute). Past it a call is refused
+   * RESOURCE_EXHAUSTED with grpc-retry-pushback-ms, counted as reason "rate_limited".
+   */
+  readonly certifyLimit?: { readonly burst?: number; readonly refillMs?: number };
 }
+
+/** gRPC's server pushback (gRFC A6): when the client may try again, in ms. */
+export const RETRY_PUSHBACK_MD = 'grpc-retry-pushback-ms';
 
 /** Shorter certificates would be renewed in a loop faster than a round trip is worth. */
 export const MIN_CERT_TTL_MS = 1000;
@@ -42,6 +52,8 @@ export class CertifyError extends Error {
     readonly status: grpc.status,
     readonly reason: RefusalReason,
     message: string,
+    /** Sent as grpc-retry-pushback-ms: when a retry can succeed (rate_limited). */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
     this.name = 'CertifyError';
@@ -71,12 +83,19 @@ function fromPkiError(e: PkiError): CertifyError {
 export class IdentityService {
   private readonly ttlMs: number;
   private readonly anchors: ClientAnchors | null;
+  readonly limiter: CertifyLimiter;
 
   constructor(private readonly o: IdentityServiceOptions) {
     this.anchors = o.acceptClientCertificates ? new ClientAnchors(o.issuer) : null;
     this.ttlMs = o.certTtlMs ?? DEFAULT_LEAF_TTL_MS;
     if (!(this.ttlMs >= MIN_CERT_TTL_MS) || this.ttlMs > o.issuer.ca.maxTtlMs)
       throw new PkiError('INVALID_TTL', `the certificate lifetime must be between ${MIN_CERT_TTL_MS} ms and ${o.issuer.ca.maxTtlMs} ms, got ${this.ttlMs}`);
+    this.limiter = new CertifyLimiter({
+      burst: o.certifyLimit?.burst ?? CERTIFY_BURST,
+      refillMs: o.certifyLimit?.refillMs ?? certifyRefillMs(this.ttlMs),
+      now: () => o.clock.now(),
+      wallNow: () => o.clock.wallNow(),
+    });
   }
 
   static definition(): grpc.ServiceDefinition {
@@ -107,7 +126,12 @@ export class IdentityService {
         },
         (e: CertifyError) => {
           if (span) t!.certified(span, String(call.request?.identity ?? ''), e.status, e.reason);
-          cb({ code: e.status, details: e.message });
+          let metadata: grpc.Metadata | undefined;
+          if (e.retryAfterMs !== null) {
+            metadata = new grpc.Metadata();
+            metadata.set(RETRY_PUSHBACK_MD, String(e.retryAfterMs));
+          }
+          cb({ code: e.status, details: e.message, ...(metadata ? { metadata } : {}) });
         },
       );
     },
@@ -165,7 +189,12 @@ export class IdentityService {
         'identity_mismatch',
         `the token proves ${principal.namespace}/${principal.serviceAccount}, but ${req.identity} was requested`,
       );
-    return this.sign(req, id, ttlMs, issuer, principal, peer);
+    // Charged before the CSR is even parsed: checking it is part of the work bounded.
+    const key = this.limiter.keyOf(principal, renewal ? client!.serial : null, Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? ''));
+    const wait = this.limiter.take(key);
+    if (wait !== null)
+      throw new CertifyError(grpc.status.RESOURCE_EXHAUSTED, 'rate_limited', `too many certificates for this workload (${key.split(' ')[0]}): try again in ${wait} ms`, wait);
+    return this.sign(req, id, ttlMs, issuer, principal, peer, key);
   }
 
   private async authenticate(req: CertifyRequest, signal: AbortSignal | undefined): Promise<Principal> {
@@ -185,7 +214,7 @@ export class IdentityService {
     }
   }
 
-  private sign(req: CertifyRequest, id: SpiffeId, ttlMs: number, issuer: Issuer, principal: Principal, peer: string): CertifyResponse {
+  private sign(req: CertifyRequest, id: SpiffeId, ttlMs: number, issuer: Issuer, principal: Principal, peer: string, key: string): CertifyResponse {
     const ca = issuer.ca;
     const t0 = this.o.clock.now();
     let issued;
@@ -197,6 +226,7 @@ export class IdentityService {
     }
     this.o.metrics.signDuration.observe((this.o.clock.now() - t0) / 1000);
     this.o.metrics.issued.inc();
+    this.limiter.issued(issued.serial, key, issued.notAfter.getTime());
     this.o.logger.info('certificate issued', {
       identity: issued.spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), via: principal.via, ...(principal.pod ? { pod: principal.pod } : {}), peer,
     });

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { CertificateAuthority, createCsr, createRootCa, generateKeyPair, readCsr } from '../../certs/index.js';
 import { FakeClock, seededRandom } from '../../common/clock.js';
@@ -19,8 +20,8 @@ interface Rig {
   wi: WorkloadIdentity;
   calls: CertifyRequest[];
   logs: string[];
-  /** Make the next N calls fail with this gRPC code. */
-  fail(n: number, code?: number): void;
+  /** Make the next N calls fail with this gRPC code (and trailers). */
+  fail(n: number, code?: number, metadata?: grpc.Metadata): void;
   /** Replace the answer (tampering tests). */
   tamper: ((r: CertifyResponse) => CertifyResponse) | null;
 }
@@ -31,11 +32,12 @@ function rig(): Rig {
   const logs: string[] = [];
   let failing = 0;
   let failCode = 14;
+  let failMetadata: grpc.Metadata | undefined;
   let token = 0;
   let key = 0;
   const r: Rig = {
     clock, calls, logs, tamper: null,
-    fail: (n, code = 14) => ((failing = n), (failCode = code)),
+    fail: (n, code = 14, metadata) => ((failing = n), (failCode = code), (failMetadata = metadata)),
     wi: new WorkloadIdentity({
       spiffeId: ID,
       clock,
@@ -47,7 +49,7 @@ function rig(): Rig {
         calls.push(req);
         if (failing > 0) {
           failing--;
-          throw Object.assign(new Error(`${failCode} failure`), { code: failCode, details: 'control plane says no' });
+          throw Object.assign(new Error(`${failCode} failure`), { code: failCode, details: 'control plane says no', metadata: failMetadata ?? new grpc.Metadata() });
         }
         const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: TTL, now: new Date(clock.now()) });
         const res = { certChainPem: w.certPem, trustBundlePem: root.certPem, validUntilMs: w.notAfter.getTime() };
@@ -118,6 +120,37 @@ describe('WorkloadIdentity', () => {
     // After the success the schedule is back to ~70% of a fresh lifetime.
     expect(delayNow(r)).toBeGreaterThan(0.6 * (r.wi.validUntil - r.clock.now()));
     expect(r.logs.filter((l) => l.includes('certificate renewal failed; retrying'))).toHaveLength(4);
+    r.wi.stop();
+  });
+
+  test('RESOURCE_EXHAUSTED with a pushback (the control plane\'s Certify limit): the retry waits at least that long, at startup and on renewal (adv21)', async () => {
+    const pushback = (ms: string): grpc.Metadata => {
+      const md = new grpc.Metadata();
+      md.set('grpc-retry-pushback-ms', ms);
+      return md;
+    };
+    const r = rig();
+    r.fail(1, grpc.status.RESOURCE_EXHAUSTED, pushback('20000'));
+    const t0 = r.clock.now();
+    const obtained = r.wi.obtain(60_000);
+    await flush();
+    await flush();
+    // The backoff alone would retry within a second; the pushback says 20 s.
+    r.clock.advance(19_000);
+    await flush();
+    expect(r.calls).toHaveLength(1);
+    r.clock.advance(1000);
+    await obtained;
+    expect(r.clock.now() - t0).toBeGreaterThanOrEqual(20_000);
+    expect(r.calls).toHaveLength(2);
+    r.wi.start();
+    r.fail(1, grpc.status.RESOURCE_EXHAUSTED, pushback('45000'));
+    await fire(r);
+    expect(delayNow(r)).toBeGreaterThanOrEqual(45_000);
+    // An absurd pushback is capped (5 min).
+    r.fail(1, grpc.status.RESOURCE_EXHAUSTED, pushback('999999999'));
+    await fire(r);
+    expect(delayNow(r)).toBeLessThanOrEqual(5 * 60_000);
     r.wi.stop();
   });
 

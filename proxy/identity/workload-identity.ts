@@ -39,6 +39,25 @@ export const tokenFromFile = (file: string) => (): Promise<Buffer> => readFile(f
 /** Which WorkloadIdentity keeps a TlsIdentity fresh (connectControlPlane finds it from the proxy's TlsIdentity). */
 const managers = new WeakMap<TlsIdentity, WorkloadIdentity>();
 
+/**
+ * The longest server pushback (grpc-retry-pushback-ms, gRFC A6) a retry waits for: the control
+ * plane's Certify rate limit sends when its next signature is free (at most a minute,
+ * control-plane/identity/certify-limiter.ts); a larger value is taken as this.
+ */
+export const MAX_PUSHBACK_MS = 5 * 60_000;
+
+/**
+ * The delay the server asked for before another try (RESOURCE_EXHAUSTED with
+ * grpc-retry-pushback-ms: its per-workload Certify limit), or 0. Retrying sooner is
+ * refused again: the backoff waits at least this long.
+ */
+export function pushbackMs(e: unknown): number {
+  const err = e as { code?: unknown; metadata?: { get?: (k: string) => unknown[] } };
+  if (err?.code !== grpcStatus.RESOURCE_EXHAUSTED || typeof err.metadata?.get !== 'function') return 0;
+  const v = Number(String(err.metadata.get('grpc-retry-pushback-ms')[0] ?? ''));
+  return Number.isFinite(v) && v > 0 ? Math.min(v, MAX_PUSHBACK_MS) : 0;
+}
+
 /** Errors that retrying with the same configuration cannot fix. */
 const PERMANENT = new Set<number>([grpcStatus.PERMISSION_DENIED, grpcStatus.INVALID_ARGUMENT, grpcStatus.FAILED_PRECONDITION]);
 
@@ -105,7 +124,7 @@ export class WorkloadIdentity {
       } catch (e) {
         signal?.throwIfAborted();
         this.failed();
-        const delay = retryDelay(attempt, 0, this.o.random, this.policy);
+        const delay = Math.max(retryDelay(attempt, 0, this.o.random, this.policy), pushbackMs(e));
         const code = (e as { code?: unknown }).code;
         if ((typeof code === 'number' && PERMANENT.has(code)) || this.o.clock.now() + delay > deadline)
           throw new Error(`cannot obtain a certificate for ${this.o.spiffeId} from the control plane (${attempt + 1} attempt(s)): ${describe(e)}`, { cause: e });
@@ -203,7 +222,8 @@ export class WorkloadIdentity {
       if (this.stopped) return;
       this.failed();
       const remaining = this.validUntilMs - this.o.clock.wallNow();
-      const delay = retryDelay(this.attempt++, remaining, this.o.random, this.policy);
+      // Not sooner than the control plane's pushback (its Certify limit): that try would be refused too.
+      const delay = Math.max(retryDelay(this.attempt++, remaining, this.o.random, this.policy), pushbackMs(e));
       const fields = { identity: this.o.spiffeId, error: describe(e), attempt: this.attempt, retryInMs: Math.round(delay), validForMs: Math.round(remaining) };
       if (remaining > 0) this.o.logger.warn('certificate renewal failed; retrying', fields);
       else this.o.logger.error('certificate expired and renewal keeps failing: new mTLS connections will fail', { ...fields, code: 'CERT_EXPIRED' });

@@ -1,0 +1,54 @@
+import { CertifyLimiter, certifyRefillMs, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
+
+describe('CertifyLimiter', () => {
+  const principal = { namespace: 'shop', serviceAccount: 'web', via: 'tokenreview' };
+
+  test('a token bucket per key: a burst, then one per refill interval, with the wait until the next', () => {
+    let now = 0;
+    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, now: () => now, wallNow: () => now });
+    expect([l.take('a'), l.take('a'), l.take('a')]).toEqual([null, null, null]);
+    expect(l.take('a')).toBe(1000);
+    expect(l.take('b')).toBeNull();
+    now += 400;
+    expect(l.take('a')).toBe(600);
+    now += 600;
+    expect(l.take('a')).toBeNull();
+    expect(l.take('a')).toBe(1000);
+  });
+
+  test('the refill follows the certificate lifetime, a minute at most', () => {
+    expect(certifyRefillMs(24 * 3_600_000)).toBe(MAX_CERTIFY_REFILL_MS);
+    expect(certifyRefillMs(4000)).toBe(1000);
+  });
+
+  test('keys: the pod of a bound token, the token otherwise, and a renewed certificate its issuer call\'s key until it expires', () => {
+    let wall = 1_000_000;
+    const l = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => wall });
+    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'))).toBe('pod shop/web-0');
+    const t1 = l.keyOf(principal, null, Buffer.from('t1'));
+    expect(t1).toMatch(/^token shop\/web [0-9a-f]{32}$/);
+    expect(t1).not.toContain('t1');
+    expect(l.keyOf(principal, null, Buffer.from('t2'))).not.toBe(t1);
+    // TLS reports 0A0B..., the CA wrote 0a0b...
+    l.issued('0a0bff', 'pod shop/web-0', wall + 5000);
+    expect(l.keyOf(principal, 'A0BFF', Buffer.alloc(0))).toBe('pod shop/web-0');
+    expect(l.keyOf(principal, 'ccdd', Buffer.alloc(0))).toBe('certificate shop/web serial ccdd');
+    wall += 5000;
+    expect(l.keyOf(principal, '0A0BFF', Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
+    const shared = { ...principal, via: 'bootstrap', shared: true };
+    expect(l.keyOf(shared, null, Buffer.from('s'))).not.toBe(l.keyOf(shared, null, Buffer.from('s')));
+  });
+
+  test('full buckets and expired lineages are dropped', () => {
+    let now = 0;
+    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, now: () => now, wallNow: () => now });
+    for (let i = 0; i < 100; i++) {
+      l.take(`k${i}`);
+      l.issued(`${i + 1}`, `k${i}`, now + 1500);
+    }
+    expect(l.size).toEqual({ buckets: 100, lineages: 100 });
+    now += 2000;
+    l.take('other');
+    expect(l.size).toEqual({ buckets: 1, lineages: 0 });
+  });
+});

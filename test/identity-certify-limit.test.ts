@@ -1,0 +1,118 @@
+import * as grpc from '@grpc/grpc-js';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCsr, generateKeyPair } from '../certs/index.js';
+import { seededRandom, systemClock, systemRandom } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { controlPlaneSpiffeId } from '../contract/identity.js';
+import { CERTIFY_BURST } from '../control-plane/identity/certify-limiter.js';
+import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
+import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
+import { ControlPlane } from '../control-plane/server.js';
+import { DirSource } from '../control-plane/sources/dir-source.js';
+import { CertifyClient } from '../proxy/identity/certify-client.js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate } from '../proxy/identity/control-plane-credentials.js';
+import { WorkloadIdentity } from '../proxy/identity/workload-identity.js';
+import { FakeKubeApi } from './fake-kube-api.js';
+import { waitFor } from './control-plane-harness.js';
+
+/**
+ * The Certify limit per workload (control-plane/identity/certify-limiter.ts) over the real
+ * path: TLS gRPC, tokens checked by TokenReview through @kubernetes/client-node against the
+ * fake API server (bound to pods web-0 and web-1), renewals by client certificate. Before it,
+ * one certificate renewing itself back to back got about 390 signatures a second (adv21).
+ */
+const TD = 'cluster.local';
+const WEB = `spiffe://${TD}/ns/shop/sa/web`;
+const TTL_MS = 2000;
+
+let dir: string;
+let api: FakeKubeApi;
+let issuer: Issuer;
+let cp: ControlPlane;
+const cps: ControlPlane[] = [];
+const clients: CertifyClient[] = [];
+
+async function startCp(certTtlMs: number): Promise<ControlPlane> {
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(1), logger: silentLogger,
+    source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
+    identity: { issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { clock: systemClock }), certTtlMs },
+    transport: 'tls',
+  });
+  cps.push(cp);
+  return cp;
+}
+
+async function refused(reason: string): Promise<number> {
+  const v = (await cp.metrics.registry.getSingleMetric('wren_identity_certificates_refused_total')!.get()).values;
+  return v.find((x) => x.labels.reason === reason)?.value ?? 0;
+}
+
+function client(): { c: CertifyClient; creds: grpc.ChannelCredentials } {
+  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
+  const c = new CertifyClient(`127.0.0.1:${cp.grpcPort}`, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  clients.push(c);
+  return { c, creds };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wren-certify-limit-'));
+  await mkdir(join(dir, 'mesh'));
+  api = await FakeKubeApi.start();
+  api.tokens.set('tok-web-0', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-0' });
+  api.tokens.set('tok-web-1', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-1' });
+  api.tokens.set('tok-web-2', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-2' });
+  issuer = generateIssuer(TD, new Date(Date.now() - 3_600_000));
+});
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  for (const c of cps) await c.kill();
+  await api?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('one certificate renewing itself back to back gets the burst, then RESOURCE_EXHAUSTED with grpc-retry-pushback-ms, counted; another pod is served', async () => {
+  await startCp(24 * 3_600_000);
+  const { c, creds } = client();
+  const keyPem = generateKeyPair().privateKeyPem;
+  const csrPem = createCsr(keyPem, WEB);
+  const first = await c.certify({ identity: WEB, token: Buffer.from('tok-web-0'), csrPem, requestedLifetimeMs: 0 }, 5000);
+  presentCertificate(creds, { keyPem, certChainPem: first.certChainPem });
+  const outcomes: (grpc.ServiceError | null)[] = [];
+  for (let i = 0; i < 3 * CERTIFY_BURST; i++)
+    outcomes.push(await c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e));
+  expect(outcomes.filter((o) => o === null)).toHaveLength(CERTIFY_BURST - 1);
+  const refusals = outcomes.filter((o) => o !== null);
+  expect(refusals.map((e) => e!.code)).toEqual(refusals.map(() => grpc.status.RESOURCE_EXHAUSTED));
+  const pushback = Number(refusals[0]!.metadata.get('grpc-retry-pushback-ms')[0]);
+  expect(pushback).toBeGreaterThan(0);
+  expect(pushback).toBeLessThanOrEqual(60_000);
+  expect(await refused('rate_limited')).toBe(refusals.length);
+  // The same pod with a new token (the kubelet refreshes it) is the same workload; another pod is not.
+  const again = await c.certify({ identity: WEB, token: Buffer.from('tok-web-0'), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
+  expect(again?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  const other = client().c;
+  expect((await other.certify({ identity: WEB, token: Buffer.from('tok-web-1'), csrPem, requestedLifetimeMs: 0 }, 5000)).certChainPem).toContain('BEGIN CERTIFICATE');
+});
+
+test('a sidecar renewing by its own schedule, by certificate, is never refused, even with --cert-ttl 2s', async () => {
+  await startCp(TTL_MS);
+  const { c, creds } = client();
+  const wi = new WorkloadIdentity({
+    spiffeId: WEB, certify: c.certify, readToken: async () => Buffer.from('tok-web-2'), clock: systemClock, random: systemRandom, logger: silentLogger,
+  });
+  const tls = await wi.obtain(10_000);
+  presentCertificate(creds, tls.material);
+  tls.onRotate(() => presentCertificate(creds, tls.material));
+  wi.start();
+  try {
+    await waitFor(() => wi.counts.success >= 2 * CERTIFY_BURST, `${2 * CERTIFY_BURST} certificates`, 20_000);
+  } finally {
+    wi.stop();
+  }
+  expect(wi.counts.failure).toBe(0);
+  expect(await refused('rate_limited')).toBe(0);
+}, 30_000);
