@@ -33,6 +33,8 @@ export interface WireEndpoint {
   ready: boolean;
   /** Absent/null: unknown. */
   workload?: WireWorkload | null;
+  /** Absent or empty: none. */
+  additionalAddresses?: string[];
 }
 export interface WireWorkload {
   name: string;
@@ -295,6 +297,7 @@ export function policyToJson(p: TrafficPolicy): string {
 export function endpointToWire(e: Endpoint): WireEndpoint {
   const w: WireEndpoint = { address: e.address, port: e.port, proxyPort: e.proxyPort ?? 0, identity: e.identity, weight: e.weight, zone: e.zone, ready: e.ready };
   if (e.workload) w.workload = { name: e.workload.name, namespace: e.workload.namespace, app: e.workload.app, version: e.workload.version };
+  if (e.additionalAddresses && e.additionalAddresses.length > 0) w.additionalAddresses = [...e.additionalAddresses];
   return w;
 }
 
@@ -326,6 +329,7 @@ function endpointRaw(w: WireEndpoint): Record<string, unknown> {
   if (w?.proxyPort) raw.proxyPort = w.proxyPort;
   if (w?.identity) raw.identity = w.identity;
   if (w?.workload?.name) raw.workload = w.workload;
+  if (Array.isArray(w?.additionalAddresses) && w.additionalAddresses.length > 0) raw.additionalAddresses = w.additionalAddresses;
   return raw;
 }
 

@@ -46,6 +46,13 @@ export interface Endpoint {
   readonly ready: boolean;
   /** The pod's workload (metrics' destination_workload...); absent: not a pod, or not known. */
   readonly workload?: Workload;
+  /**
+   * The same pod's addresses of the other IP family (a dual-stack pod: one endpoint, dialled at
+   * `address`; control-plane/translate/translate.ts), as Envoy's LbEndpoint additional_addresses.
+   * Never balanced to; a connection the app makes to one of them (a pod IP it dialled) is pinned
+   * to this endpoint at that address (proxy/outbound/route-table.ts). Absent: none.
+   */
+  readonly additionalAddresses?: readonly string[];
 }
 
 export type LoadBalancerKind = 'peak-ewma' | 'least-request' | 'round-robin' | 'random' | 'ring-hash';

@@ -159,6 +159,7 @@ export const parseEndpoint: Parser<Endpoint> = obj({
   zone: str({ default: '' }),
   ready: bool(true),
   workload: optional(parseWorkload),
+  additionalAddresses: optional(arr(ipAddress)),
 });
 
 const protocols: readonly Protocol[] = ['detect', 'http1', 'http2', 'grpc', 'opaque'];

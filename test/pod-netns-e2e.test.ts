@@ -182,8 +182,9 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
     p.companions.push(cp.proc);
     // The injector webhook is served by the control plane and hands out its address and trust bundle (control-plane/main.ts).
     const injected = p.inject({ trustDomain: TD, controlPlaneAddress: cp.address, trustBundlePem: cp.trustBundlePem });
-    // The pods are "created": the API server's view now has them, so their endpoints route (9: web's 4 ports per family, frontend's 1).
-    await cp.addPods([injected.client, injected.server], 9);
+    // The pods are "created": the API server's view now has them, so their endpoints route (5: web's 4 ports, frontend's 1;
+    // the dual-stack web pod is one endpoint per port, its IPv6 address carried along, control-plane/translate/translate.ts).
+    await cp.addPods([injected.client, injected.server], 5);
     await p.runInit();
     const serverUp = p.startServerApp();
     // Capture from before the sidecars start, so their Certify calls are on it.
@@ -249,12 +250,13 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
       expect(admin[which].dump.source).toBe(`control-plane:${cp.address}`);
       const web = (admin[which].dump.services as Json[]).find((s) => s.name === SA.server && s.namespace === NAMESPACE);
       expect(web).toMatchObject({ clusterIPs: [NET.webClusterIP] });
-      // Both families of the dual-stack web pod, one EndpointSlice each.
-      expect(web!.ports.map((x: Json) => [x.port, x.protocol, x.endpoints.map((e: Json) => [e.address, e.port, e.proxyPort, e.identity])])).toEqual([
-        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID], [NET6.server, 8080, 15006, SERVER_ID]]],
-        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID], [NET6.server, 9090, 15006, SERVER_ID]]],
-        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID], [NET6.server, 7070, 15006, SERVER_ID]]],
-        [8181, 'http1', [[NET.server, 8181, 15006, SERVER_ID], [NET6.server, 8181, 15006, SERVER_ID]]],
+      // The dual-stack web pod (one EndpointSlice per family) is one endpoint per port, at its IPv4 address (the
+      // Service's family), its IPv6 address carried along (control-plane/translate/translate.ts).
+      expect(web!.ports.map((x: Json) => [x.port, x.protocol, x.endpoints.map((e: Json) => [e.address, e.port, e.proxyPort, e.identity, e.additionalAddresses])])).toEqual([
+        [80, 'http1', [[NET.server, 8080, 15006, SERVER_ID, [NET6.server]]]],
+        [9090, 'grpc', [[NET.server, 9090, 15006, SERVER_ID, [NET6.server]]]],
+        [7070, 'opaque', [[NET.server, 7070, 15006, SERVER_ID, [NET6.server]]]],
+        [8181, 'http1', [[NET.server, 8181, 15006, SERVER_ID, [NET6.server]]]],
       ]);
       // POD_IP is where the sidecar delivers inbound traffic (Istio's INSTANCE_IP), not 127.0.0.1.
       expect(admin[which].dump.bootstrap.app).toEqual({ address: ip });

@@ -24,9 +24,13 @@ export const isEmptyDelta = (d: Delta): boolean =>
 export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   return (
     a.address === b.address && a.port === b.port && a.proxyPort === b.proxyPort && a.identity === b.identity &&
-    a.weight === b.weight && a.zone === b.zone && a.ready === b.ready && sameWorkload(a.workload, b.workload)
+    a.weight === b.weight && a.zone === b.zone && a.ready === b.ready && sameWorkload(a.workload, b.workload) &&
+    sameAddresses(a.additionalAddresses, b.additionalAddresses)
   );
 }
+
+const sameAddresses = (a: readonly string[] | undefined, b: readonly string[] | undefined): boolean =>
+  a === b || (a?.length ?? 0) === (b?.length ?? 0) && (a ?? []).every((x, i) => x === b![i]);
 
 const sameWorkload = (a: Workload | undefined, b: Workload | undefined): boolean =>
   a === b || (a !== undefined && b !== undefined && a.name === b.name && a.namespace === b.namespace && a.app === b.app && a.version === b.version);

@@ -21,6 +21,12 @@ export interface KService {
   readonly clusterIPs: readonly string[];
   readonly ports: readonly { readonly name: string; readonly port: number; readonly protocol: Protocol }[];
   readonly externalName: boolean;
+  /**
+   * The Service's primary IP family: its first cluster IP's, else spec.ipFamilies[0] (a headless
+   * Service), else absent. Of a dual-stack pod, the endpoint of this family is the one kept
+   * (translate.ts portEndpoints).
+   */
+  readonly primaryFamily?: 'IPv4' | 'IPv6';
 }
 
 export interface KSliceEndpoint {
@@ -162,6 +168,7 @@ export const parseK8sService: Parser<KService> = (raw, path) => {
           type: str({ default: 'ClusterIP' }),
           clusterIP: anyStr,
           clusterIPs: withDefault(arr(str()), [] as readonly string[]),
+          ipFamilies: withDefault(arr(str()), [] as readonly string[]),
           ports: withDefault(
             arr(obj({ name: str({ default: '' }), port: num({ int: true, min: 1, max: 65535 }), protocol: portProto, appProtocol: anyStr }, { allowUnknown: true })),
             [],
@@ -174,11 +181,15 @@ export const parseK8sService: Parser<KService> = (raw, path) => {
   )(raw, path);
   uniqueTcpPorts(o.spec.ports, `${path ? path + '.' : ''}spec`);
   const ips = o.spec.clusterIPs.length > 0 ? o.spec.clusterIPs : o.spec.clusterIP ? [o.spec.clusterIP] : [];
+  // "None" (headless) and anything else that is not an address are not cluster IPs.
+  const clusterIPs = Object.freeze(ips.filter((ip) => isIP(ip) !== 0));
+  const first = clusterIPs.length > 0 ? `IPv${isIP(clusterIPs[0])}` : o.spec.ipFamilies[0];
+  const primaryFamily = first === 'IPv4' || first === 'IPv6' ? first : undefined;
   return Object.freeze({
     name: o.metadata.name,
     namespace: o.metadata.namespace,
-    // "None" (headless) and anything else that is not an address are not cluster IPs.
-    clusterIPs: Object.freeze(ips.filter((ip) => isIP(ip) !== 0)),
+    clusterIPs,
+    ...(primaryFamily ? { primaryFamily } : {}),
     ports: Object.freeze(
       o.spec.ports.filter((p) => p.protocol === 'TCP').map((p) => Object.freeze({ name: p.name, port: p.port, protocol: portProtocol(p.name, p.appProtocol) })),
     ),

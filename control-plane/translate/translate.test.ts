@@ -41,10 +41,13 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
   test('only ready, non-terminating endpoints route; identities and proxy ports come from the pods', () => {
     expect(web.ports[0].endpoints).toEqual([
       // the workload from the pod's owner (ReplicaSet web-6d4cf56db6 of Deployment web) and its labels
-      { address: '10.244.1.5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'eu-west-1a', ready: true, workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' } },
+      // its IPv6 address (fd00:10:244::5, the IPv6 slice) is the same pod: one endpoint, of the Service's primary family (IPv4, its first cluster IP), the other address carried along
+      {
+        address: '10.244.1.5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'eu-west-1a', ready: true,
+        workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' }, additionalAddresses: ['fd00:10:244::5'],
+      },
       // conditions {} -> ready (nil means ready); its sidecar listens on the annotation wren.io/proxy-port; no owner: the pod is its own workload
       { address: '10.244.3.7', port: 8080, proxyPort: 15106, identity: 'spiffe://cluster.local/ns/shop/sa/web-canary', weight: 1, zone: 'eu-west-1c', ready: true, workload: { name: 'web-6d4cf56db6-pqrst', namespace: 'shop', app: 'web', version: '' } },
-      { address: 'fd00:10:244::5', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: '', ready: true, workload: { name: 'web', namespace: 'shop', app: 'web', version: 'v1' } },
     ]);
     // the IPv6 slice has no grpc-api port
     expect(web.ports[1].endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.244.1.5:9090', '10.244.3.7:9090']);
@@ -103,6 +106,40 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     const items = fixture.items.filter((o) => !(o.kind === 'Pod' && (o as unknown as { metadata: { name: string } }).metadata.name.endsWith('abcde')));
     const w = translateCluster(objects(items), 'cluster.local').services.find((s) => s.name === 'web')!;
     expect(w.ports[0].endpoints.map((e) => e.address)).toEqual(['10.244.3.7']);
+  });
+
+  test('dual-stack: one endpoint per pod and port, of the Service\'s primary family; a pod ready in the other family only keeps that one; one address per endpoint (adv21)', () => {
+    const svc = (clusterIPs: string[], ipFamilies: string[] = []) => ({
+      kind: 'Service', metadata: { name: 'api', namespace: 'shop' }, spec: { clusterIPs, ipFamilies, ports: [{ name: 'http', port: 80 }] },
+    });
+    const ep = (ip: string, pod?: string, ready = true) => ({ addresses: [ip], conditions: { ready }, ...(pod ? { targetRef: { kind: 'Pod', name: pod } } : {}) });
+    const slice = (name: string, addressType: string, endpoints: unknown[]) => ({
+      kind: 'EndpointSlice', metadata: { name, namespace: 'shop', labels: { 'kubernetes.io/service-name': 'api' } }, addressType, ports: [{ name: 'http', port: 8080 }], endpoints,
+    });
+    const pod = (name: string) => ({ kind: 'Pod', metadata: { name, namespace: 'shop' }, spec: { serviceAccountName: 'api', containers: [{ name: 'app' }] } });
+    const slices = [
+      // a dual-stack pod, a pod whose IPv4 endpoint is not ready (yet), an IPv4-only pod, and an address with no pod in each family
+      slice('api-v4', 'IPv4', [ep('10.0.0.1', 'a'), ep('10.0.0.2', 'b', false), ep('10.0.0.3', 'c'), ep('192.168.0.9')]),
+      slice('api-v6', 'IPv6', [ep('fd00::1', 'a'), ep('fd00::2', 'b'), ep('fd00::9')]),
+    ];
+    const endpoints = (service: unknown, more: unknown[] = []) =>
+      translateCluster(objects([service, ...slices, ...more, pod('a'), pod('b'), pod('c'), pod('d')] as { kind: string }[]), 'cluster.local').services[0].ports[0].endpoints;
+    const eps = (service: unknown, more: unknown[] = []) => endpoints(service, more).map((e) => e.address);
+    // The pod's other address is carried along (a connection to it is pinned to the pod, proxy/outbound/route-table.ts), never balanced to.
+    const others = (service: unknown, more: unknown[] = []) => Object.fromEntries(endpoints(service, more).filter((e) => e.additionalAddresses).map((e) => [e.address, e.additionalAddresses]));
+    expect(others(svc(['10.96.0.1', 'fd00:96::1']))).toEqual({ '10.0.0.1': ['fd00::1'] });
+    expect(others(svc(['fd00:96::1', '10.96.0.1']))).toEqual({ 'fd00::1': ['10.0.0.1'] });
+    expect(eps(svc(['10.96.0.1', 'fd00:96::1']))).toEqual(['10.0.0.1', '10.0.0.3', '192.168.0.9', 'fd00::2', 'fd00::9']);
+    // IPv6 first (an IPv6-primary cluster), or a headless Service by its ipFamilies
+    expect(eps(svc(['fd00:96::1', '10.96.0.1']))).toEqual(['10.0.0.3', '192.168.0.9', 'fd00::1', 'fd00::2', 'fd00::9']);
+    expect(eps(svc(['None'], ['IPv6', 'IPv4']))).toEqual(['10.0.0.3', '192.168.0.9', 'fd00::1', 'fd00::2', 'fd00::9']);
+    // No family named at all: IPv4
+    expect(eps(svc([]))).toEqual(['10.0.0.1', '10.0.0.3', '192.168.0.9', 'fd00::2', 'fd00::9']);
+    // Addresses of one endpoint are one endpoint ("fungible": the first is used, as kube-proxy does)
+    const multi = slice('api-v4-more', 'IPv4', [{ ...ep('10.0.0.4', 'd'), addresses: ['10.0.0.4', '10.0.0.44'] }]);
+    expect(eps(svc(['10.96.0.1']), [multi])).toContain('10.0.0.4');
+    expect(eps(svc(['10.96.0.1']), [multi])).not.toContain('10.0.0.44');
+    expect(others(svc(['10.96.0.1']), [multi])['10.0.0.4']).toEqual(['10.0.0.44']);
   });
 
   test('invalid objects are rejected with their field path', () => {

@@ -88,15 +88,50 @@ function withPortPolicies<P extends ServicePort>(ports: readonly P[], byPort: Ma
   return Object.freeze(ports.map((p) => (byPort.has(p.port) ? Object.freeze({ ...p, policy: byPort.get(p.port)! }) : p)));
 }
 
+/**
+ * One endpoint per pod and service port, as kube-proxy balances each pod once per family:
+ * - A dual-stack Service has an EndpointSlice per IP family, so a dual-stack pod is in two
+ *   slices (KEP-563: "2 single-family endpoints per backend pod"). Taken as two endpoints it
+ *   had twice a single-stack pod's share of the traffic, and counted twice in outlier
+ *   ejection and the mesh-wide health math (adv21). Such a pod is one endpoint, dialled at its
+ *   address of the Service's primary family (its first cluster IP's, IPv4 when it names none),
+ *   its other address carried along (Endpoint.additionalAddresses) so a connection the app
+ *   makes to that pod IP is still recognised as the pod's; a pod ready in the other family's
+ *   slice only is that one. As Istio since 1.23 (one IstioEndpoint with both addresses,
+ *   istio #51279; before, two endpoints as here); Linkerd keeps one family per dual-stack
+ *   Service (IPv4 unless IPv6 is enabled, then IPv6: linkerd2 #12428).
+ * - An endpoint's addresses are "fungible and clients may choose to only use the first"
+ *   (EndpointSlice API, kubernetes#106267); kube-proxy uses addresses[0]. Each address was an
+ *   endpoint of its own; the first is dialled now, the rest carried along as above.
+ * Endpoints that name no pod are not matched across families: nothing says two are one.
+ */
 function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
   const out = new Map<string, Endpoint>();
-  const slices = [...input.slices].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const primary = input.service?.primaryFamily ?? 'IPv4';
+  // The primary family's slices first: a pod met there is not taken again from the other family's.
+  const rank = (s: KEndpointSlice): number => (s.addressType === primary ? 0 : 1);
+  const slices = [...input.slices].sort((a, b) => rank(a) - rank(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  /** Pods that have an endpoint of the primary family for this port: its key in `out`. */
+  const inPrimary = new Map<string, string>();
+  /** An endpoint's other addresses: the rest of its own, and its pod's of the other family. */
+  const others = new Map<string, string[]>();
+  const addOthers = (key: string, addresses: readonly string[]): void => {
+    let l = others.get(key);
+    for (const a of addresses) if (a !== out.get(key)?.address && !l?.includes(a)) (l ??= []).push(a);
+    if (l) others.set(key, l);
+  };
   for (const slice of slices) {
     if (slice.addressType === 'FQDN') continue;
     const sp = slice.ports.find((p) => p.name === portName);
     if (!sp) continue;
+    const isPrimary = slice.addressType === primary;
     for (const ep of slice.endpoints) {
       if (!ep.ready) continue;
+      const primaryOfPod = ep.pod && !isPrimary ? inPrimary.get(ep.pod) : undefined;
+      if (primaryOfPod !== undefined) {
+        addOthers(primaryOfPod, ep.addresses);
+        continue;
+      }
       let identity = '';
       let proxyPort: number | null = null;
       let workload: Workload | undefined;
@@ -113,15 +148,21 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
           proxyPort = pod.proxyPort;
         }
       }
-      for (const address of ep.addresses) {
-        const e: Endpoint = Object.freeze(
-          workload
-            ? { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true, workload }
-            : { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true },
-        );
-        out.set(endpointKey(e), e);
-      }
+      const address = ep.addresses[0];
+      const e: Endpoint = Object.freeze(
+        workload
+          ? { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true, workload }
+          : { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true },
+      );
+      const key = endpointKey(e);
+      out.set(key, e);
+      if (ep.addresses.length > 1) addOthers(key, ep.addresses.slice(1));
+      if (ep.pod && isPrimary && !inPrimary.has(ep.pod)) inPrimary.set(ep.pod, key);
     }
+  }
+  for (const [key, l] of others) {
+    const e = out.get(key)!;
+    out.set(key, Object.freeze({ ...e, additionalAddresses: Object.freeze(l.sort()) }));
   }
   return [...out.values()].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
 }

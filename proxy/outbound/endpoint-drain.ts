@@ -39,7 +39,17 @@ export class EndpointDrain {
   /** The clusters now have these services' endpoints: drain the connections to those that are gone. */
   applied(services: readonly Service[]): void {
     const next = new Map<string, Endpoint>();
-    for (const s of services) for (const p of s.ports) for (const ep of p.endpoints) next.set(connectionKey(ep), ep);
+    for (const s of services)
+      for (const p of s.ports)
+        for (const ep of p.endpoints) {
+          next.set(connectionKey(ep), ep);
+          // A dual-stack pod's other address (pinned traffic dials it): drained with its pod.
+          if (ep.additionalAddresses)
+            for (const a of ep.additionalAddresses) {
+              const alt = { ...ep, address: a, additionalAddresses: undefined };
+              next.set(connectionKey(alt), alt);
+            }
+        }
     for (const [key, ep] of this.known) if (!next.has(key)) this.drain(ep);
     this.known = next;
   }

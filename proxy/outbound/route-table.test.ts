@@ -80,3 +80,18 @@ test('forRequest: a pod-IP destination wins over the Host; a ClusterIP destinati
   t.byDestination(dst);
   expect(t.byDestination(dst)?.endpoint?.address).toBe('10.244.0.1');
 });
+
+test('a dual-stack pod is one endpoint; a connection to its other address is pinned to it at that address (adv21)', () => {
+  const ep: Endpoint = {
+    address: '10.244.0.7', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: '', ready: true, additionalAddresses: ['fd00::7'],
+  };
+  const web: Service = { ...svc('web', 'shop', []), ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [ep] }] };
+  const t = new RouteTable({ version: '1', source: 'static', services: [web] }, 'shop');
+  expect(t.byAddress('10.244.0.7', 8080)?.endpoint).toBe(ep);
+  const pinned = t.byAddress('fd00::7', 8080)!;
+  expect(pinned.endpoint).toMatchObject({ address: 'fd00::7', port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web' });
+  expect(pinned.endpoint!.additionalAddresses).toBeUndefined();
+  expect(`${pinned.service.name}:${pinned.port.port}`).toBe('web:80');
+  // Balanced through the service: one endpoint.
+  expect(t.byAuthority('web.shop')!.port.endpoints).toEqual([ep]);
+});

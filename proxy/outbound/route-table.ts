@@ -64,6 +64,15 @@ export class RouteTable {
           // headless one, which is the one whose DNS hands out pod IPs.
           const old = this.byEndpoint.get(key);
           if (!old || (old.service.clusterIPs.length > 0 && s.clusterIPs.length === 0)) this.byEndpoint.set(key, Object.freeze({ service: s, port: p, endpoint: e }));
+          // A dual-stack pod's address of the other family (contract/model.ts): the app dialled it,
+          // so that pod at that address, as the same endpoint otherwise (identity, proxy port).
+          if (e.additionalAddresses)
+            for (const alt of e.additionalAddresses) {
+              const k = addrKey(alt, e.port);
+              const o = this.byEndpoint.get(k);
+              if (!o || (o.service.clusterIPs.length > 0 && s.clusterIPs.length === 0))
+                this.byEndpoint.set(k, Object.freeze({ service: s, port: p, endpoint: Object.freeze({ ...e, address: alt, additionalAddresses: undefined }) }));
+            }
         }
       }
     }

@@ -185,6 +185,20 @@ describe('Cluster', () => {
     cluster.close();
   });
 
+  it('pinned at a dual-stack pod\'s other address (adv21): that address, counted as the pod\'s endpoint; NO_ENDPOINTS once the pod is gone', () => {
+    const { cluster } = setup(policy({ circuitBreaker: { accrual: 'consecutive', consecutiveFailures: 3 }, outlierDetection: { enabled: false } }), 3);
+    const pod = ep(2, { additionalAddresses: ['fd00::2'] });
+    cluster.update([ep(1), pod, ep(3)]);
+    const viaV6 = { ...pod, address: 'fd00::2', additionalAddresses: undefined };
+    expect(cluster.pinned(viaV6)).toBe(viaV6);
+    for (let k = 0; k < 3; k++) cluster.start(cluster.pinned(viaV6) as Endpoint)(e503, 1);
+    expect(cluster.snapshot().endpoints.find((e) => e.address === pod.address)).toMatchObject({ health: 'breaker-open', failures: 3 });
+    expect(cluster.snapshot().endpoints).toHaveLength(3);
+    cluster.update([ep(1), ep(3)]);
+    expect((cluster.pinned(viaV6) as ProxyError).code).toBe('NO_ENDPOINTS');
+    cluster.close();
+  });
+
   it('pinned to an ejected endpoint: still that endpoint', () => {
     const { cluster } = setup(policy({ outlierDetection: { maxEjectionPercent: 100 } }), 3);
     for (let k = 0; k < 5; k++) cluster.start(ep(3))(e503, 1);

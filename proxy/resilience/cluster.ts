@@ -89,6 +89,8 @@ export class Cluster {
   private readonly meshProbes?: MeshProbes;
   private readonly onHealthChange: () => void;
   private readonly entries = new Map<string, Entry>();
+  /** A dual-stack pod's other address:port (Endpoint.additionalAddresses) -> its endpoint's key: pinned traffic to it is that endpoint's. */
+  private readonly alternates = new Map<string, string>();
   private hosts: Host[] = [];
   private balancer: EjectingBalancer;
   private picker: HealthAwarePicker;
@@ -139,6 +141,9 @@ export class Cluster {
     for (const [key, e] of this.entries) if (!next.has(key)) e.breaker?.close();
     this.entries.clear();
     for (const [k, e] of next) this.entries.set(k, e);
+    this.alternates.clear();
+    for (const ep of endpoints)
+      if (ep.additionalAddresses) for (const a of ep.additionalAddresses) this.alternates.set(endpointKey({ ...ep, address: a }), endpointKey(ep));
     this.hosts = [...next.values()].map((e) => e.host);
     this.outlier.setHosts(next.keys());
     this.updateChecker();
@@ -237,7 +242,11 @@ export class Cluster {
   pinned(endpoint: Endpoint): Endpoint | ProxyError {
     const key = endpointKey(endpoint);
     const e = this.entries.get(key);
-    return e ? e.host.endpoint : new ProxyError('NO_ENDPOINTS', `${key} is no longer an endpoint of ${this.name}`);
+    if (e) return e.host.endpoint;
+    // A dual-stack pod's other address: that pod, dialled where the client addressed it.
+    const alt = this.alternates.get(key);
+    if (alt !== undefined && this.entries.has(alt)) return endpoint;
+    return new ProxyError('NO_ENDPOINTS', `${key} is no longer an endpoint of ${this.name}`);
   }
 
   /**
@@ -247,8 +256,10 @@ export class Cluster {
    */
   start(endpoint: Endpoint): (outcome: Outcome, latencyMs: number) => void {
     const key = keyOfEndpoint(endpoint);
-    const entry = this.entries.get(key);
+    // A pod pinned at its other address (pinned()) counts as its endpoint.
+    const entry = this.entries.get(key) ?? (this.alternates.size > 0 ? this.entries.get(this.alternates.get(key) ?? '') : undefined);
     if (!entry) return NOOP_DONE;
+    const hostKey = entry.host.key;
     const load = entry.host.load;
     load.inflight++;
     const breaker = entry.breaker;
@@ -278,8 +289,8 @@ export class Cluster {
         // detection and breakers (below; docs/resilience.md).
         load.observePeak(latencyMs, now);
       }
-      if (this.entries.get(key) !== entry) return; // removed meanwhile
-      this.outlier.record(key, outcome);
+      if (this.entries.get(hostKey) !== entry) return; // removed meanwhile
+      this.outlier.record(hostKey, outcome);
       breaker?.record(outcome, probe);
       // Failures only (cheap on the hot path): a run of connect failures, or its end, is reported to the control plane.
       if (outcome.kind === 'failure' && outcome.origin === 'local' && CONNECT_FAILURES.has(outcome.reason)) {
