@@ -7,13 +7,14 @@ describe('CertifyLimiter', () => {
     let now = 0;
     const l = new CertifyLimiter({ burst: 3, refillMs: 1000, now: () => now, wallNow: () => now });
     expect([l.take('a'), l.take('a'), l.take('a')]).toEqual([null, null, null]);
-    expect(l.take('a')).toBe(1000);
+    expect(l.take('a')).toEqual({ retryAfterMs: 1000, first: true });
     expect(l.take('b')).toBeNull();
     now += 400;
-    expect(l.take('a')).toBe(600);
+    // Refused again before a signature: not the first (one log line per run of refusals).
+    expect(l.take('a')).toEqual({ retryAfterMs: 600, first: false });
     now += 600;
     expect(l.take('a')).toBeNull();
-    expect(l.take('a')).toBe(1000);
+    expect(l.take('a')).toEqual({ retryAfterMs: 1000, first: true });
   });
 
   test('the refill follows the certificate lifetime, a minute at most', () => {

@@ -28,6 +28,14 @@ interface Bucket {
   tokens: number;
   /** Monotonic ms at which `tokens` was computed. */
   at: number;
+  /** Refused since its last signature: the refusal was already logged. */
+  refused: boolean;
+}
+
+/** A refusal: when the next signature is free, and whether it is the key's first since its last signature (the one worth a log line). */
+export interface CertifyRefusal {
+  readonly retryAfterMs: number;
+  readonly first: boolean;
 }
 
 interface Lineage {
@@ -88,21 +96,24 @@ export class CertifyLimiter {
     return `token ${principal.namespace}/${principal.serviceAccount} ${createHash('sha256').update(token).digest('hex').slice(0, 32)}`;
   }
 
-  /** Takes one signature from `key`'s bucket: null when there was one, else the ms until there is. */
-  take(key: string): number | null {
+  /** Takes one signature from `key`'s bucket: null when there was one, else the refusal. */
+  take(key: string): CertifyRefusal | null {
     const now = this.o.now();
     this.sweep(now);
     const b = this.buckets.get(key);
     const tokens = b ? Math.min(this.burst, b.tokens + (now - b.at) / this.o.refillMs) : this.burst;
     if (tokens < 1) {
+      const first = !b!.refused;
       b!.tokens = tokens;
       b!.at = now;
-      return Math.ceil((1 - tokens) * this.o.refillMs);
+      b!.refused = true;
+      return { retryAfterMs: Math.ceil((1 - tokens) * this.o.refillMs), first };
     }
     if (b) {
       b.tokens = tokens - 1;
       b.at = now;
-    } else this.buckets.set(key, { tokens: tokens - 1, at: now });
+      b.refused = false;
+    } else this.buckets.set(key, { tokens: tokens - 1, at: now, refused: false });
     return null;
   }
 

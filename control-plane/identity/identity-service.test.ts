@@ -89,8 +89,9 @@ describe('IdentityService', () => {
   test('signatures per workload are bounded: a chain of renewals by certificate shares one bucket, RESOURCE_EXHAUSTED with a pushback past it (adv21)', async () => {
     const clock = new FakeClock(Date.now());
     const registry = new Registry();
+    const logs: string[] = [];
     const s = new IdentityService({
-      issuer, authenticator: proves('shop', 'web'), clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(registry, issuer),
+      issuer, authenticator: proves('shop', 'web'), clock, logger: createLogger({ sink: (l) => void logs.push(l) }), metrics: new IdentityMetrics(registry, issuer),
       acceptClientCertificates: false,
     });
     const req = { identity: ID, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 };
@@ -106,8 +107,11 @@ describe('IdentityService', () => {
     expect(refused).toMatchObject({ status: grpc.status.RESOURCE_EXHAUSTED, reason: 'rate_limited' });
     // 24 h certificates: one more a minute.
     expect(refused!.retryAfterMs).toBe(MAX_CERTIFY_REFILL_MS);
+    // A flood of refusals is counted, and logged once (not a line per call).
+    for (let i = 0; i < 50; i++) await s.certify(req, 'peer', peerOf(cert)).catch(() => undefined);
     const counted = (await registry.getSingleMetric('wren_identity_certificates_refused_total')!.get()).values;
-    expect(counted.map((v) => [v.labels.reason, v.value])).toEqual([['rate_limited', 1]]);
+    expect(counted.map((v) => [v.labels.reason, v.value])).toEqual([['rate_limited', 51]]);
+    expect(logs.filter((l) => l.includes('certificate refused'))).toHaveLength(1);
     // Another workload (its own token) is not affected.
     expect((await s.certify({ ...req, token: Buffer.from('token-of-pod-b') }, 'peer')).certChainPem).toContain('BEGIN CERTIFICATE');
     // Refilled after the pushback: the chain renews again, once.

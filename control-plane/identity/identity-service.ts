@@ -54,6 +54,8 @@ export class CertifyError extends Error {
     message: string,
     /** Sent as grpc-retry-pushback-ms: when a retry can succeed (rate_limited). */
     readonly retryAfterMs: number | null = null,
+    /** Counted but not logged: a workload's repeated rate_limited refusals are one log line until it is served again. */
+    readonly quiet = false,
   ) {
     super(message);
     this.name = 'CertifyError';
@@ -148,7 +150,8 @@ export class IdentityService {
       const err = e instanceof CertifyError ? e : new CertifyError(grpc.status.INTERNAL, 'ca_error', `internal error: ${(e as Error).message}`);
       this.o.metrics.refused.inc({ reason: err.reason });
       // The token is never logged; the requested identity and the reason are.
-      this.o.logger.warn('certificate refused', { identity: String(req?.identity ?? '').slice(0, 300), reason: err.reason, status: grpc.status[err.status], detail: err.message, peer });
+      if (!err.quiet)
+        this.o.logger.warn('certificate refused', { identity: String(req?.identity ?? '').slice(0, 300), reason: err.reason, status: grpc.status[err.status], detail: err.message, peer });
       throw err;
     }
   }
@@ -191,9 +194,12 @@ export class IdentityService {
       );
     // Charged before the CSR is even parsed: checking it is part of the work bounded.
     const key = this.limiter.keyOf(principal, renewal ? client!.serial : null, Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? ''));
-    const wait = this.limiter.take(key);
-    if (wait !== null)
-      throw new CertifyError(grpc.status.RESOURCE_EXHAUSTED, 'rate_limited', `too many certificates for this workload (${key.split(' ')[0]}): try again in ${wait} ms`, wait);
+    const refusal = this.limiter.take(key);
+    if (refusal !== null)
+      throw new CertifyError(
+        grpc.status.RESOURCE_EXHAUSTED, 'rate_limited', `too many certificates for this workload (${key.split(' ')[0]}): try again in ${refusal.retryAfterMs} ms`,
+        refusal.retryAfterMs, !refusal.first,
+      );
     return this.sign(req, id, ttlMs, issuer, principal, peer, key);
   }
 
