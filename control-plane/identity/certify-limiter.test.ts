@@ -52,4 +52,12 @@ describe('CertifyLimiter', () => {
     l.take('other');
     expect(l.size).toEqual({ buckets: 1, lineages: 0 });
   });
+
+  test('lineages are bounded: past the bound the oldest is dropped and its certificate becomes its own key', () => {
+    const l = new CertifyLimiter({ refillMs: 1000, maxLineages: 3, now: () => 0, wallNow: () => 0 });
+    for (let i = 1; i <= 4; i++) l.issued(`${i}`, `pod shop/web-${i}`, 10_000);
+    expect(l.size.lineages).toBe(3);
+    expect(l.keyOf(principal, '1', Buffer.alloc(0))).toBe('certificate shop/web serial 1');
+    expect(l.keyOf(principal, '4', Buffer.alloc(0))).toBe('pod shop/web-4');
+  });
 });

@@ -19,6 +19,15 @@ import type { Principal } from './authenticator.js';
 export const CERTIFY_BURST = 5;
 export const MAX_CERTIFY_REFILL_MS = 60_000;
 
+/**
+ * Lineages kept at most (about 150 bytes each): a certificate's lineage lives until its notAfter
+ * (24 h by default), and calls with a bootstrap token, which are not limited, each add one, so
+ * without a bound a token holder could grow the map for a day. A mesh keeps ~1.4 per pod (a
+ * certificate and the one that renewed it). Past it the oldest are dropped: such a
+ * certificate's renewals are charged to its serial (a bucket of its own).
+ */
+export const MAX_LINEAGES = 100_000;
+
 /** One signature back per this long, for certificates of `certTtlMs` (the control plane's lifetime; a shorter requested one does not speed it up). */
 export function certifyRefillMs(certTtlMs: number): number {
   return Math.max(1, Math.min(MAX_CERTIFY_REFILL_MS, Math.floor(certTtlMs / 4)));
@@ -47,6 +56,8 @@ interface Lineage {
 export interface CertifyLimiterOptions {
   readonly burst?: number;
   readonly refillMs: number;
+  /** Default MAX_LINEAGES. */
+  readonly maxLineages?: number;
   /** Monotonic ms (Clock.now). */
   readonly now: () => number;
   /** Wall-clock ms (Clock.wallNow), for certificates' notAfter. */
@@ -119,6 +130,8 @@ export class CertifyLimiter {
 
   /** A certificate with `serial`, valid until `notAfterMs` (wall clock), was issued to a call charged to `key`: its renewals are charged there too. */
   issued(serial: string, key: string, notAfterMs: number): void {
+    // Oldest first (insertion order): the one closest to expiry, or already renewed.
+    if (this.lineage.size >= (this.o.maxLineages ?? MAX_LINEAGES)) this.lineage.delete(this.lineage.keys().next().value!);
     this.lineage.set(normalSerial(serial), { key, until: notAfterMs });
   }
 
