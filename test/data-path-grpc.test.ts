@@ -118,6 +118,20 @@ test('a client cancelling a server stream cancels it at the backend', async () =
   expect(backend.cancelled.slice(before)).toContain('server-stream');
 });
 
+test('metadata far above the header limit gets RESOURCE_EXHAUSTED from the sidecar, not an HTTP 431 (UNKNOWN)', async () => {
+  // 100 KB is above the outbound's hard cap (4 x 16 KiB), where the header list is dropped
+  // unread; gRPC's HTTP-to-status mapping has no 431, so grpc-js made it UNKNOWN. With
+  // node:http2 toward the app (WREN_TEST_APP_HTTP2=node) nghttp2 resets such a stream itself
+  // (COMPRESSION_ERROR, INTERNAL at grpc-js) before Wren sees it: only the frame-level default is checked there.
+  for (const size of process.env['WREN_TEST_APP_HTTP2'] === 'node' ? [30_000] : [30_000, 100_000]) {
+    const md = new grpc.Metadata();
+    md.set('x-big', 'b'.repeat(size));
+    const r = await unary(echo, { message: 'x' }, {}, md);
+    expect([size, r.err?.code, r.err?.metadata.get('wren-proxy-error')]).toEqual([size, grpc.status.RESOURCE_EXHAUSTED, ['headers-too-large']]);
+  }
+  expect((await unary(echo, { message: 'still ok' })).res?.message).toBe('still ok');
+});
+
 test('an unreachable backend gives gRPC callers UNAVAILABLE with the proxy error', async () => {
   const r = await unary(down, { message: 'x' });
   expect(r.err?.code).toBe(grpc.status.UNAVAILABLE);

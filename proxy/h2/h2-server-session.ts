@@ -657,7 +657,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     this.lastClientId = id;
     if (this.draining) return this.reset(id, H2_ERROR.REFUSED_STREAM);
     if (this.streams.size >= this.o.maxConcurrentStreams) return this.reset(id, H2_ERROR.REFUSED_STREAM);
-    this.open(id, tooLarge ? null : fields, endStream);
+    if (tooLarge) this.open(id, fields.contentType ?? '', endStream);
+    else this.open(id, fields, endStream);
   }
 
   private onTrailers(st: H2ServerStream, fields: string[]): void {
@@ -670,7 +671,8 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   }
 
   /** A new request stream: validated (section 8.3.1), then handed to the service as a ProxyRequest. */
-  private open(id: number, fields: string[] | null, endStream: boolean): void {
+  /** `fields` a string: the list was over the hard cap and dropped; the string is its content-type ('' for none). */
+  private open(id: number, fields: string[] | string, endStream: boolean): void {
     const now = this.o.clock.now();
     const st = new H2ServerStream(this, id, now);
     st.lastActive = this.generation;
@@ -687,7 +689,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
       }
     }
     this.armSweep();
-    if (fields === null) return st.respond(headersTooLarge(this.o.hardCapBytes, undefined));
+    if (typeof fields === 'string') return st.respond(headersTooLarge(this.o.hardCapBytes, fields === '' ? undefined : fields));
     let method: string | undefined;
     let scheme: string | undefined;
     let authority: string | undefined;

@@ -29,8 +29,10 @@ const OVERFLOW = -2;
  * maxHeaderListBytes (RFC 9113 section 6.5.2: sum of name + value + 32 per field): when a
  * block's list exceeds it, decode() still decodes the whole block, applying its table size
  * updates and incremental-indexing insertions so the table stays in sync with the peer,
- * drops the fields past the limit, and returns HEADER_LIST_TOO_LARGE at the end; the
- * decoder remains usable for the next block (only the stream fails).
+ * drops the fields past the limit, and returns HEADER_LIST_TOO_LARGE at the end (carrying the
+ * block's content-type, so the refusal can be in the caller's protocol: gRPC's trailers-only
+ * RESOURCE_EXHAUSTED rather than a 431 that a gRPC client reads as UNKNOWN); the decoder
+ * remains usable for the next block (only the stream fails).
  */
 export class HpackDecoder {
   /** Current maximum size of the dynamic table, as last set by the peer (section 4.2). */
@@ -89,6 +91,7 @@ export class HpackDecoder {
     const end = block.length;
     let listBytes = 0;
     let tooLarge = false;
+    let contentType: string | undefined;
     let fieldSeen = false;
     this.pos = 0;
     while (this.pos < end) {
@@ -145,10 +148,16 @@ export class HpackDecoder {
       }
       fieldSeen = true;
       listBytes += name.length + value.length + ENTRY_OVERHEAD;
-      if (listBytes > this.maxHeaderListBytes) tooLarge = true;
-      else out.push(name, value);
+      if (listBytes <= this.maxHeaderListBytes) out.push(name, value);
+      else {
+        tooLarge = true;
+        if (name === 'content-type') contentType = value;
+      }
     }
-    return tooLarge ? new HpackError('header-list-too-large') : out;
+    if (!tooLarge) return out;
+    // The content-type may have come before the limit was passed: it is among `out` then.
+    if (contentType === undefined) for (let i = 0; i < out.length; i += 2) if (out[i] === 'content-type') contentType = out[i + 1];
+    return new HpackError('header-list-too-large', contentType);
   }
 
   private fail(reason: HpackError['reason']): HpackError {

@@ -34,7 +34,15 @@ export class HpackError {
   readonly code: 'COMPRESSION_ERROR' | 'HEADER_LIST_TOO_LARGE';
   readonly message: string;
 
-  constructor(readonly reason: HpackReason) {
+  /**
+   * HEADER_LIST_TOO_LARGE only: the block's content-type, kept although the list was
+   * dropped, so a server can still answer a gRPC caller in gRPC (HTTP 200 + grpc-status,
+   * PROTOCOL-HTTP2.md) instead of a 431 its client reads as UNKNOWN.
+   */
+  constructor(
+    readonly reason: HpackReason,
+    readonly contentType?: string,
+  ) {
     this.code = reason === 'header-list-too-large' ? 'HEADER_LIST_TOO_LARGE' : 'COMPRESSION_ERROR';
     this.message = `${this.code}: ${reason}: ${REASONS[reason]}`;
   }
