@@ -1,4 +1,4 @@
-import { PROXY_ERROR_HEADER, toProxyError } from './proxy-error.js';
+import { PROXY_ERROR_HEADER, toProxyError, type ProxyError } from './proxy-error.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { isGrpc, type Headers } from '../http/headers.js';
 import { settledBody } from '../http/settled-body.js';
@@ -22,6 +22,16 @@ export function errorResponse(err: unknown, req: Pick<ProxyRequest, 'headers'>):
   headers['content-type'] = 'text/plain; charset=utf-8';
   headers['content-length'] = String(Buffer.byteLength(text));
   return { status: e.httpStatus, headers, body: settledBody(Buffer.from(text)), trailers: () => undefined, proxyError: e.label };
+}
+
+/**
+ * The trailers that end a gRPC response whose headers already went out with `e`'s status
+ * (a body cut mid-way, a deadline after the headers): grpc-status, the percent-encoded
+ * grpc-message and the `wren-proxy-error` label, as Linkerd's "gRPC rescue" ends such a
+ * stream with a TRAILERS frame (grpc-status, grpc-message, l5d-proxy-error).
+ */
+export function grpcErrorTrailers(e: ProxyError): Headers {
+  return { 'grpc-status': String(e.grpcStatus), 'grpc-message': encodeGrpcMessage(e.message), [PROXY_ERROR_HEADER]: e.label };
 }
 
 /** grpc-message is percent-encoded (gRPC PROTOCOL-HTTP2.md, "Responses"). */

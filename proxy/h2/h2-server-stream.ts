@@ -2,8 +2,8 @@ import { LeanBody } from '../http/lean-body.js';
 import { inTurn } from '../../common/deferred.js';
 import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
-import type { Headers } from '../http/headers.js';
-import { errorResponse } from '../errors/error-response.js';
+import { isGrpc, type Headers } from '../http/headers.js';
+import { errorResponse, grpcErrorTrailers } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
@@ -62,6 +62,8 @@ export class H2ServerStream extends BodySender {
   req: ProxyRequest | null = null;
   /** The response being written: its trailers are read when the body ends. */
   private res: ProxyResponse | null = null;
+  /** The trailers that end a gRPC response whose body failed (bodyFailed), instead of the upstream's. */
+  private rescued: Headers | null = null;
   private resBody: BodyStream | null = null;
 
   constructor(
@@ -123,7 +125,7 @@ export class H2ServerStream extends BodySender {
   }
 
   protected outgoingTrailers(): Headers | undefined {
-    return this.res?.trailers();
+    return this.rescued ?? this.res?.trailers();
   }
 
   /**
@@ -139,6 +141,10 @@ export class H2ServerStream extends BodySender {
     this.localEnded = true;
     this.detachBody();
     this.res = null;
+    // A rescued gRPC response (bodyFailed): its upstream is gone, so the rest of the
+    // request has nowhere to go. RST_STREAM NO_ERROR right after the trailers, as a gRPC
+    // server ends a call before the client's END_STREAM (PROTOCOL-HTTP2.md, "Early Server Closure").
+    if (this.rescued !== null && !this.remoteEnded) return this.stopSending();
     // Our response is whole, the client's request may not be: the rest of its body still
     // goes upstream until it ends or is reset (RFC 9113 section 8.1 allows a response
     // before the request's end; node:http2 and the mesh hops keep reading too). A reset
@@ -192,6 +198,39 @@ export class H2ServerStream extends BodySender {
     this.fail(err);
   }
 
+  /**
+   * The upstream's response body failed before its end; the client must not take what it
+   * got for whole. A gRPC call gets the failure as its status, in trailers after what was
+   * relayed (grpc-status from the error table, UNAVAILABLE for a reset or a lost peer
+   * connection, with grpc-message and `wren-proxy-error`), as Linkerd's gRPC rescue does:
+   * a RST_STREAM INTERNAL_ERROR would reach the caller as INTERNAL (PROTOCOL-HTTP2.md,
+   * "Errors"), which gRPC clients and retry policies treat as not retryable, for what is a
+   * lost upstream. Anything else is reset with INTERNAL_ERROR.
+   */
+  bodyFailed(err: Error): void {
+    if (this.closed || this.localEnded) return;
+    const res = this.res;
+    if (res === null || this.req === null || !isGrpc(res.headers) || !isGrpc(this.req.headers)) {
+      return this.cancel(H2_ERROR.INTERNAL_ERROR, new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
+    }
+    this.rescued = grpcErrorTrailers(err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
+    const rb = this.resBody;
+    this.detachBody();
+    rb?.on('error', ignore);
+    this.write(EMPTY, true);
+  }
+
+  /**
+   * Our response is whole and the rest of the request has nowhere to go (its reader dropped
+   * it, the upstream is gone): RST_STREAM NO_ERROR, "stop sending" (RFC 9113 section 8.1).
+   * Not the client's doing, so not counted by the premature-reset budget.
+   */
+  stopSending(): void {
+    if (this.closed) return;
+    this.session.reset(this.id, H2_ERROR.NO_ERROR);
+    this.fail(new ProxyError('UPSTREAM_RESET', 'the response ended before the request'), false);
+  }
+
   /** Ours: a stream reset with `code` (stream idle timeout, the response body failed). */
   cancel(code: number, err: ProxyError): void {
     if (this.closed) return;
@@ -242,9 +281,9 @@ function onBodyEnd(this: Relayed): void {
   if (st !== undefined && !st.closed) st.write(EMPTY, true);
 }
 
-/** The upstream body failed before its end: the client must not take what it got for whole. */
+/** The upstream body failed before its end (bodyFailed). */
 function onBodyError(this: Relayed, err: Error): void {
-  this[STREAM]?.cancel(H2_ERROR.INTERNAL_ERROR, new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
+  this[STREAM]?.bodyFailed(err);
 }
 
 /** The request body: window is given back as it is read, so a slow upstream holds the client at one window. */

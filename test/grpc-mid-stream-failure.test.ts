@@ -1,0 +1,101 @@
+import * as grpc from '@grpc/grpc-js';
+import { connect as h2connect, constants, createServer as createH2cServer, type Http2Server } from 'node:http2';
+import { testPki } from './helpers/pki.js';
+import { startProxy, meshService } from './helpers/proxy.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
+import { echoPackage, grpcOptions, type EchoClient } from './helpers/fake-grpc.js';
+import type { Proxy } from '../proxy/proxy.js';
+
+/**
+ * Found by review (adv22): a gRPC response whose upstream failed after its headers (the app
+ * reset the stream, the server's sidecar went away mid-stream) reached the caller as
+ * RST_STREAM INTERNAL_ERROR, which gRPC maps to INTERNAL (PROTOCOL-HTTP2.md, "Errors"):
+ * a status clients and retry policies take for a bug in the server rather than a lost
+ * upstream. The caller's sidecar now ends such a call the way Linkerd's gRPC rescue does:
+ * trailers after what was relayed, grpc-status UNAVAILABLE with grpc-message and
+ * `wren-proxy-error`. The app is a raw HTTP/2 server, so that only the sidecars decide.
+ */
+const pki = testPki();
+let app: Http2Server, appClose: () => Promise<void>, client: Proxy, server: Proxy;
+const MESSAGES = 3;
+/** An empty EchoResponse, length-prefixed (uncompressed, length 0). */
+const EMPTY_MESSAGE = Buffer.alloc(5);
+let appStreamsClosed = 0;
+
+beforeAll(async () => {
+  app = createH2cServer();
+  app.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    stream.on('close', () => appStreamsClosed++);
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    for (let i = 0; i < MESSAGES; i++) stream.write(EMPTY_MESSAGE);
+    // After the messages went out the app's connection is lost: the response is cut.
+    setTimeout(() => stream.session?.destroy(), 50);
+  });
+  const listening = await listenOnLoopback(app);
+  appClose = listening.close;
+  server = await startProxy({ pki, serviceAccount: 'echo' });
+  // The frame-level server for the app's h2c (the default, pinned: WREN_TEST_APP_HTTP2=node
+  // would run node:http2 there, which still resets such a stream).
+  client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { outboundHttp2: 'frames' } }, services: [meshService('echo', 50051, [{ appPort: listening.port, proxy: server }], { protocol: 'grpc' })] });
+});
+
+afterAll(async () => {
+  await client.close();
+  await server.close();
+  await appClose();
+});
+
+test('a server stream cut after some messages ends with UNAVAILABLE in trailers, after the messages', async () => {
+  const { Echo } = echoPackage();
+  const c = new Echo(`127.0.0.1:${client.outboundPort}`, grpc.credentials.createInsecure(), { ...grpcOptions, 'grpc.default_authority': 'echo:50051' }) as EchoClient;
+  try {
+    const r = await new Promise<{ got: number; code?: number; details?: string; label?: unknown }>((resolve) => {
+      let got = 0;
+      const call = c.ServerStream({ message: 'm' });
+      call.on('data', () => got++);
+      call.on('error', (e: grpc.ServiceError) => resolve({ got, code: e.code, details: e.details, label: e.metadata.get('wren-proxy-error') }));
+      call.on('end', () => resolve({ got }));
+    });
+    expect([r.got, r.code, r.label]).toEqual([MESSAGES, grpc.status.UNAVAILABLE, ['upstream-reset']]);
+    expect(r.details).toMatch(/^the upstream reset the stream/);
+  } finally {
+    c.close();
+  }
+});
+
+test('the trailers are the end of the call: a caller still sending gets RST_STREAM NO_ERROR after them (Early Server Closure)', async () => {
+  const before = appStreamsClosed;
+  const s = h2connect(`http://127.0.0.1:${client.outboundPort}`);
+  try {
+    const req = s.request({ ':method': 'POST', ':path': '/wren.test.Echo/Bidi', ':authority': 'echo:50051', 'content-type': 'application/grpc', te: 'trailers' });
+    req.write(EMPTY_MESSAGE); // the request stays open
+    const out = await new Promise<{ trailers: Record<string, unknown>; rst: number }>((resolve) => {
+      let trailers: Record<string, unknown> = {};
+      req.on('trailers', (t) => (trailers = t));
+      req.on('error', () => undefined);
+      req.resume();
+      req.on('close', () => resolve({ trailers, rst: req.rstCode ?? -1 }));
+    });
+    expect([out.trailers['grpc-status'], out.trailers['wren-proxy-error'], out.rst]).toEqual(['14', 'upstream-reset', constants.NGHTTP2_NO_ERROR]);
+  } finally {
+    s.destroy();
+  }
+  expect(appStreamsClosed).toBeGreaterThan(before);
+});
+
+test('an HTTP/2 response that is not gRPC is still reset when its upstream fails mid-body', async () => {
+  const s = h2connect(`http://127.0.0.1:${client.outboundPort}`);
+  try {
+    // The app answers application/grpc whatever is asked: a caller that did not ask in gRPC is
+    // not given gRPC trailers it did not ask for; its stream is reset as before.
+    const req = s.request({ ':method': 'POST', ':path': '/x', ':authority': 'echo:50051', 'content-type': 'application/octet-stream' });
+    req.end();
+    req.resume();
+    req.on('error', () => undefined);
+    const rst = await new Promise<number>((resolve) => req.on('close', () => resolve(req.rstCode ?? -1)));
+    expect(rst).toBe(constants.NGHTTP2_INTERNAL_ERROR);
+  } finally {
+    s.destroy();
+  }
+});
