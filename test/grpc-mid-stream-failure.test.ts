@@ -99,3 +99,47 @@ test('an HTTP/2 response that is not gRPC is still reset when its upstream fails
     s.destroy();
   }
 });
+
+describe('an app that ends its response, then resets the stream while the caller still sends', () => {
+  // node:http2's stream.close(INTERNAL_ERROR) on a stream whose client still sends does
+  // both: END_STREAM (no trailers), then RST_STREAM INTERNAL_ERROR. Directly, the client
+  // learns at once (grpc-js: INTERNAL). Through the pair the reset was lost after the
+  // complete response (the upload read on and dropped, or left paused), so the caller's
+  // stream stayed half-open: a bidi call that never ended, until the stream idle timeout.
+  let resetApp: Http2Server, resetClose: () => Promise<void>, resetClient: Proxy;
+  beforeAll(async () => {
+    resetApp = createH2cServer();
+    resetApp.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      stream.write(EMPTY_MESSAGE);
+      setTimeout(() => stream.close(constants.NGHTTP2_INTERNAL_ERROR), 50);
+    });
+    const l = await listenOnLoopback(resetApp);
+    resetClose = l.close;
+    resetClient = await startProxy({ pki, serviceAccount: 'client', services: [meshService('echo', 50051, [{ appPort: l.port, proxy: server }], { protocol: 'grpc' })] });
+  });
+  afterAll(async () => {
+    await resetClient.close();
+    await resetClose();
+  });
+
+  test('the caller is reset, not left with a half-open stream', async () => {
+    const { Echo } = echoPackage();
+    const c = new Echo(`127.0.0.1:${resetClient.outboundPort}`, grpc.credentials.createInsecure(), { ...grpcOptions, 'grpc.default_authority': 'echo:50051' }) as EchoClient;
+    try {
+      const out = await new Promise<string>((resolve) => {
+        const call = c.Bidi();
+        call.on('data', () => undefined);
+        call.on('error', (e: grpc.ServiceError) => resolve(`error ${e.code}`));
+        call.on('end', () => resolve('end'));
+        call.write({ message: 'm' }); // and the call's side stays open
+        // Far below the stream idle timeout (5 min): only the reset ends the call in time.
+        setTimeout(() => resolve('still open'), 5000);
+      });
+      expect(out).toBe(`error ${grpc.status.INTERNAL}`);
+    } finally {
+      c.close();
+    }
+  }, 10_000);
+});

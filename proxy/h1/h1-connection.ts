@@ -486,6 +486,13 @@ class RequestBody extends LeanBody {
     this.ex.conn.readMore();
   }
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    // Failed by its reader after the whole response went out (the app reset the stream while
+    // the upload went on): the connection cannot take the rest, and on a mux stream, read on
+    // to the request's end (responseEnded), the caller's sidecar would never learn. Cut, so
+    // that it drops its upload and resets its caller.
+    // A mux stream only: a TCP connection closes after such a response anyway (responseEnded,
+    // nextRequest), and destroying it here could drop response bytes still in its buffer.
+    if (err !== null && !this.ex.cut && this.ex.ended && !this.ex.requestEnded && this.ex.conn.halfClose && !this.ex.conn.socket.destroyed) this.ex.conn.socket.destroy();
     // As node's IncomingMessage: the error of a body no one listens to (a service that has
     // not started reading it when the client goes away) is not emitted, or it would be an
     // unhandled 'error' event and take the process down.
@@ -502,6 +509,8 @@ export class H1ServerExchange {
   readonly body: RequestBody | null;
   trailers: string[] | null = null;
   requestEnded = false;
+  /** The connection cut the request body (cutBody, aborted), as opposed to its reader dropping it. */
+  cut = false;
   /** The response head is committed (maybe still held in `pending`). */
   headSent = false;
   ended = false;
@@ -627,6 +636,7 @@ export class H1ServerExchange {
 
   /** The request body will not be read to its end (its response is out): its reader sees an error, not a hang. */
   cutBody(): void {
+    this.cut = true;
     const b = this.body;
     if (b !== null && !b.readableEnded && !b.destroyed) b.destroy(new ProxyError('CLIENT_CANCELLED', 'the request body was cut after its response'));
   }
@@ -635,6 +645,7 @@ export class H1ServerExchange {
   aborted(err: Error = new ProxyError('CLIENT_CANCELLED')): void {
     if (this.ended) return;
     this.ended = true;
+    this.cut = true;
     this.body?.destroy(err);
     this.controller?.abort();
     this.onAbort?.();

@@ -256,9 +256,14 @@ export class H2ClientStream extends BodySender {
   /** Closes the stream with an error: a pending response rejects, an answered one's body is destroyed. */
   fail(err: Error): void {
     if (this.closed) return;
+    const upload = this.responded && this.remoteEnded && !this.localEnded ? this.req.body : null;
     this.close();
     if (!this.responded) this.reject(err);
     else if (this.body !== null && !this.remoteEnded) this.body.fail(err);
+    // The whole response came, then a reset with an error while the request was still being
+    // sent: the upload has nowhere to go. Dropped, so that the caller's side learns it
+    // (its stream reset) instead of sending into a stream no one reads until the stream idle timeout.
+    else if (upload !== null && !upload.destroyed && !upload.readableEnded) upload.destroy(err);
   }
 
   private close(): void {

@@ -306,8 +306,13 @@ export class H2RequestBody extends LeanBody implements SettledBody {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     // Dropped by its reader before the end (the upstream went away): the client stops sending.
     // Not when the stream is failing already (the client's RST_STREAM, the connection's end):
-    // no RST_STREAM answers one (RFC 9113 section 5.4.2), none goes before a GOAWAY.
-    if (!this.st.closed && !this.st.remoteEnded && !this.st.localEnded && !this.st.ac.signal.aborted) this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
+    // no RST_STREAM answers one (RFC 9113 section 5.4.2), none goes before a GOAWAY. After our
+    // whole response, RST_STREAM NO_ERROR ("stop sending", section 8.1): without it a client
+    // still sending kept a half-open stream no one read until the stream idle timeout.
+    if (!this.st.closed && !this.st.remoteEnded && !this.st.ac.signal.aborted) {
+      if (this.st.localEnded) this.st.stopSending();
+      else this.st.cancel(H2_ERROR.CANCEL, new ProxyError('UPSTREAM_RESET', 'request body dropped'));
+    }
     cb(err);
   }
 }

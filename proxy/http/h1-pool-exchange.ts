@@ -337,10 +337,15 @@ export class Exchange {
       this.origin.acquire(this, true);
       return;
     }
-    this.detach();
     const e = err ?? Object.assign(new Error('connection closed'), { code: 'ECONNRESET' });
+    // The whole response came and the upload was still going when the connection was lost:
+    // no one reads the rest, so it is dropped with the error (its sender learns: the
+    // caller's stream reset) rather than read and discarded for as long as the caller sends.
+    const upload = this.responded && this.finished && !this.sent ? this.req.body : null;
+    this.detach();
     if (!this.responded) this.reject(toProxyError(e));
     else if (!this.finished) this.body?.fail(toProxyError(e));
+    else if (upload !== null && !upload.destroyed && !upload.readableEnded) upload.destroy(toProxyError(e));
   }
 
   /** Abort (client cancelled) or pool shut down. */

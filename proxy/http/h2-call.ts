@@ -116,7 +116,15 @@ function onClose(this: Streamed): void {
   const call = this[CALL]!;
   this[CALL] = undefined;
   call.req.signal.removeEventListener('abort', call.onAbort);
-  if (call.forwarded && this.rstCode !== NGHTTP2_NO_ERROR) chargeReset(call.session);
+  if (call.forwarded && this.rstCode !== NGHTTP2_NO_ERROR) {
+    chargeReset(call.session);
+    // Reset with an error after a complete response while the request was still being sent:
+    // no retry can take the body (the response went out), so it is dropped with the error
+    // and its sender learns (the caller's stream reset), where the relay would leave it paused
+    // for good and a caller still sending (a gRPC bidi call) waiting on it.
+    const body = call.req.body;
+    if (call.complete && body !== null && !body.destroyed && !body.readableEnded) body.destroy(new ProxyError('UPSTREAM_RESET', `stream reset (code ${this.rstCode}) after the response, before the request's end`));
+  }
   // NO_ERROR after a complete response: the app wants no more of the request (RFC 9113
   // section 8.1); the relay drops the rest of the body instead of pausing it (h2-relay.ts).
   else if (call.complete) stopSending(this);
