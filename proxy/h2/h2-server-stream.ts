@@ -202,7 +202,7 @@ export class H2ServerStream extends BodySender {
    * The upstream's response body failed before its end; the client must not take what it
    * got for whole. A gRPC call gets the failure as its status, in trailers after what was
    * relayed (grpc-status from the error table, UNAVAILABLE for a reset or a lost peer
-   * connection, with grpc-message and `wren-proxy-error`), as Linkerd's gRPC rescue does:
+   * connection, with grpc-message and the proxy error label), as Linkerd's gRPC rescue does:
    * a RST_STREAM INTERNAL_ERROR would reach the caller as INTERNAL (PROTOCOL-HTTP2.md,
    * "Errors"), which gRPC clients and retry policies treat as not retryable, for what is a
    * lost upstream. Anything else is reset with INTERNAL_ERROR.
