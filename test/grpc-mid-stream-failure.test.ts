@@ -40,6 +40,12 @@ beforeAll(async () => {
   client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { outboundHttp2: 'frames' } }, services: [meshService('echo', 50051, [{ appPort: listening.port, proxy: server }], { protocol: 'grpc' })] });
 });
 
+/** A grpc-js Echo client through `sidecar`'s outbound listener. */
+function echoVia(sidecar: Proxy): EchoClient {
+  const { Echo } = echoPackage();
+  return new Echo(`127.0.0.1:${sidecar.outboundPort}`, grpc.credentials.createInsecure(), { ...grpcOptions, 'grpc.default_authority': 'echo:50051' }) as EchoClient;
+}
+
 afterAll(async () => {
   await client.close();
   await server.close();
@@ -47,8 +53,7 @@ afterAll(async () => {
 });
 
 test('a server stream cut after some messages ends with UNAVAILABLE in trailers, after the messages', async () => {
-  const { Echo } = echoPackage();
-  const c = new Echo(`127.0.0.1:${client.outboundPort}`, grpc.credentials.createInsecure(), { ...grpcOptions, 'grpc.default_authority': 'echo:50051' }) as EchoClient;
+  const c = echoVia(client);
   try {
     const r = await new Promise<{ got: number; code?: number; details?: string; label?: unknown }>((resolve) => {
       let got = 0;
@@ -125,8 +130,7 @@ describe('an app that ends its response, then resets the stream while the caller
   });
 
   test('the caller is reset, not left with a half-open stream', async () => {
-    const { Echo } = echoPackage();
-    const c = new Echo(`127.0.0.1:${resetClient.outboundPort}`, grpc.credentials.createInsecure(), { ...grpcOptions, 'grpc.default_authority': 'echo:50051' }) as EchoClient;
+    const c = echoVia(resetClient);
     try {
       const out = await new Promise<string>((resolve) => {
         const call = c.Bidi();
