@@ -46,13 +46,20 @@ function fromLatencies(rps: number, done: number, failed: number, sorted: readon
   return { rps, done, failed, p50: quantile(sorted, 0.5), p90: quantile(sorted, 0.9), p99: quantile(sorted, 0.99) };
 }
 
+/**
+ * The warm-up of a timed h2load run (`-D`): its requests are not in the figures h2load
+ * reports, so whoever counts the servers' CPU per request starts counting after it
+ * (bench/data-path.ts, measure).
+ */
+export const H2LOAD_WARM_UP_SECONDS = 1;
+
 /** One h2load run; percentiles come from its per-request log, not its summary. */
 export async function h2load(url: string, o: H2loadOptions): Promise<LoadResult & { lat: number[] }> {
   const dir = await mkdtemp(join(tmpdir(), 'wren-h2load-'));
   const log = join(dir, 'log.tsv');
   const args = [...(o.h1 ? ['--h1'] : []), '-c', String(o.clients), '-m', String(o.streams), '--log-file', log];
   if (o.spread && o.rps) args.push('-n', String(Math.round(o.rps * o.clients * o.seconds)), '-r', '1', '--rate-period=1ms');
-  else args.push('-D', String(o.seconds), '--warm-up-time=1');
+  else args.push('-D', String(o.seconds), `--warm-up-time=${H2LOAD_WARM_UP_SECONDS}`);
   if (o.rps) args.push(`--rps=${o.rps}`);
   for (const h of o.headers) args.push('-H', h);
   if (o.data) args.push('-d', o.data);
