@@ -1,6 +1,7 @@
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
-import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
+import { ProxyError } from '../errors/proxy-error.js';
+import { grpcErrorTrailers } from '../errors/error-response.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
@@ -143,7 +144,8 @@ async function withTimeouts(
     ac.abort(e);
     upstream.destroy();
     if (grpc && isGrpc(res.headers)) {
-      trailers = { 'grpc-status': String(e.grpcStatus), 'grpc-message': e.message, [PROXY_ERROR_HEADER]: e.label };
+      // The one gRPC error mapping (grpc-message percent-encoded, PROTOCOL-HTTP2.md "Responses").
+      trailers = grpcErrorTrailers(e);
       out.push(null);
     } else out.destroy(e);
   };
