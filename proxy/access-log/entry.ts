@@ -4,6 +4,7 @@ import { endpointKey } from '../../contract/model.js';
 import { header } from '../http/headers.js';
 import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError } from '../errors/proxy-error.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
+import { undeclaredEgressCluster } from '../metrics/workload-labels.js';
 import { stateOf } from '../layers/request-state.js';
 import type { Upstream } from '../net/connector.js';
 import { traceIdOf } from './trace-id.js';
@@ -129,7 +130,7 @@ export function upstreamCluster(direction: Direction, req: ProxyRequest, proxyEr
   const r = req.route;
   if (r) return `outbound|${r.port.port}||${r.service.name}.${r.service.namespace}.svc.cluster.local`;
   if (req.origDst?.egress !== true) return null;
-  return req.external !== undefined ? req.external.cluster : proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster';
+  return req.external !== undefined ? req.external.cluster : undeclaredEgressCluster(proxyError);
 }
 
 /** The endpoint the last attempt went to (pick-endpoint). */

@@ -1,6 +1,6 @@
 import type { BodyStream, HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { bodyBytes, countBodyBytes, countTunnelWrites, isTunnel, tunnelBytesWritten } from '../metrics/body-bytes.js';
-import type { LabelSet } from '../metrics/workload-labels.js';
+import { undeclaredEgressCluster, type LabelSet } from '../metrics/workload-labels.js';
 import { stateOf } from './request-state.js';
 import type { Direction, ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { Clock } from '../../common/clock.js';
@@ -92,7 +92,7 @@ class Done implements BodyDone {
             // else Istio's cluster names, as opaque egress (workload-labels.ts forExternal, forEgress).
             req.external !== undefined
             ? metrics.local.forExternal(req.external)
-            : metrics.local.forEgress(res.proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster')
+            : metrics.local.forEgress(undeclaredEgressCluster(res.proxyError))
           : metrics.local.forOutbound(req.route, endpointOf(req))
         : metrics.local.forInbound(req.source.identity, this.peer, this.tlsMode() === 'mutual_tls' && req.source.identity !== '');
     if (res.proxyError) metrics.proxyErrors.inc({ direction: this.direction, code: res.proxyError });

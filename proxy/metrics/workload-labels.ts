@@ -122,6 +122,11 @@ export class LabelSet {
 /** Istio's names for traffic out of the mesh: let through, or refused (REGISTRY_ONLY). */
 export type EgressCluster = 'PassthroughCluster' | 'BlackHoleCluster';
 
+/** The cluster of an HTTP request out of the mesh to no declared ExternalService, by its response's proxy error: refused (REGISTRY_ONLY) or let through. */
+export function undeclaredEgressCluster(proxyError: string | undefined): EgressCluster {
+  return proxyError === 'egress-refused' ? 'BlackHoleCluster' : 'PassthroughCluster';
+}
+
 interface PortEntry {
   none: LabelSet | undefined;
   readonly byEndpoint: WeakMap<Endpoint, LabelSet>;
