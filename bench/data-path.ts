@@ -51,6 +51,16 @@ const ONLY = process.env.WREN_BENCH_ONLY ? new RegExp(process.env.WREN_BENCH_ONL
 const ROUNDS = Math.max(1, Number(process.env.WREN_BENCH_ROUNDS ?? 3));
 /** WREN_BENCH_SECONDS=N: the length of one load (default 5). */
 const SECONDS = Math.max(1, Number(process.env.WREN_BENCH_SECONDS ?? 5));
+/**
+ * WREN_BENCH_WARM_UP_SECONDS=N (default 2, 0 for none): before a load's measured rounds,
+ * every path carries that load once for N s, unmeasured. A load's first round on a Node
+ * path compiles the code for its shape (h2load's header maps are not wrk's: 77 compile and
+ * deopt events in the first paced round after a saturated one, none by the fifth;
+ * docs/benchmarks.md, "Where the tail at 1000 requests/s comes from"), a start-up cost a
+ * sidecar that has served the shape before does not pay and HAProxy, with no JIT, never
+ * does. Every path gets the same pass, direct and HAProxy included.
+ */
+const WARM_UP_SECONDS = Math.max(0, Number(process.env.WREN_BENCH_WARM_UP_SECONDS ?? 2));
 /** WREN_BENCH_CONCURRENCY=N (N > 1): a second Wren pair whose sidecars run N listener workers (config `concurrency`), measured in the same run. */
 const CONCURRENCY = Number(process.env.WREN_BENCH_CONCURRENCY ?? 1);
 /** WREN_BENCH_TELEMETRY=0 skips the tracing and access-log pairs. */
@@ -133,7 +143,8 @@ interface Load {
   readonly name: string;
   readonly grpc: boolean;
   readonly tool: 'wrk' | 'h2load';
-  readonly run: (port: number) => Promise<LoadResult>;
+  /** One run of the load against `port` for `seconds` (SECONDS when measured, WARM_UP_SECONDS to warm up). */
+  readonly run: (port: number, seconds: number) => Promise<LoadResult>;
   /** Every request asks the server to close its connection after the response. */
   readonly closes?: boolean;
   /** The load starts with this long of warm-up whose requests it does not report (measure). */
@@ -270,24 +281,24 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
     const h1Url = (port: number) => `http://127.0.0.1:${port}/`;
     const h1Headers = [':authority: web'];
     const grpcUrl = (port: number) => `http://127.0.0.1:${port}/wren.test.Echo/Unary`;
-    const grpc = { h1: false, headers: ['content-type: application/grpc', 'te: trailers', ':authority: echo:50051'], data: grpcFrame, seconds: SECONDS };
-    const h1 = { h1: true, headers: h1Headers, seconds: SECONDS };
+    const grpc = { h1: false, headers: ['content-type: application/grpc', 'te: trailers', ':authority: echo:50051'], data: grpcFrame, };
+    const h1 = { h1: true, headers: h1Headers };
     // 1000 req/s over 16 connections with evenly spread arrivals (62.5 req/s each, started 1 ms apart).
     const spread16 = { clients: 16, streams: 1, rps: 1000 / 16, spread: true };
     const loads: Load[] = [
-      { name: 'http1 saturation (32 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(h1Url(port), { connections: 32, seconds: SECONDS, host: 'web' }) },
+      { name: 'http1 saturation (32 conns)', grpc: false, tool: 'wrk', run: (port, seconds) => wrk(h1Url(port), { connections: 32, seconds, host: 'web' }) },
       // Large bodies: frames that span reads, flow-control windows and the copies a body costs.
-      { name: 'http1 1 MiB downloads (4 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(`${h1Url(port)}1m`, { connections: 4, seconds: SECONDS, host: 'web' }) },
-      { name: 'http1 1 MiB uploads (4 conns)', grpc: false, tool: 'wrk', run: (port) => wrk(h1Url(port), { connections: 4, seconds: SECONDS, host: 'web', postBytes: 1 << 20 }) },
+      { name: 'http1 1 MiB downloads (4 conns)', grpc: false, tool: 'wrk', run: (port, seconds) => wrk(`${h1Url(port)}1m`, { connections: 4, seconds, host: 'web' }) },
+      { name: 'http1 1 MiB uploads (4 conns)', grpc: false, tool: 'wrk', run: (port, seconds) => wrk(h1Url(port), { connections: 4, seconds, host: 'web', postBytes: 1 << 20 }) },
       // Connection churn: a client that does not keep connections alive pays an accept, a
       // detection and a close in the outbound per request (docs/benchmarks.md, "A lead: a new connection costs").
-      { name: 'http1 new connection per request (16 conns)', grpc: false, tool: 'wrk', closes: true, run: (port) => wrk(h1Url(port), { connections: 16, seconds: SECONDS, host: 'web', close: true }) },
-      { name: 'http1 sequential', grpc: false, tool: 'h2load', warmUpMs: H2LOAD_WARM_UP_SECONDS * 1000, run: (port) => h2load(h1Url(port), { ...h1, clients: 1, streams: 1 }) },
-      { name: 'http1 1000 rps bursty (10 conns)', grpc: false, tool: 'h2load', warmUpMs: H2LOAD_WARM_UP_SECONDS * 1000, run: (port) => h2load(h1Url(port), { ...h1, clients: 10, streams: 1, rps: 100 }) },
-      { name: 'http1 1000 rps paced (4 conns)', grpc: false, tool: 'h2load', run: (port) => pacedH2load(h1Url(port), { h1: true, n: 4, rate: 1000, seconds: SECONDS, headers: h1Headers }) },
-      { name: 'http1 1000 rps (16 conns)', grpc: false, tool: 'h2load', run: (port) => h2load(h1Url(port), { ...h1, ...spread16 }) },
-      { name: 'grpc saturation', grpc: true, tool: 'h2load', warmUpMs: H2LOAD_WARM_UP_SECONDS * 1000, run: (port) => h2load(grpcUrl(port), { ...grpc, clients: 4, streams: 16 }) },
-      { name: 'grpc 1000 rps (16 conns)', grpc: true, tool: 'h2load', run: (port) => h2load(grpcUrl(port), { ...grpc, ...spread16 }) },
+      { name: 'http1 new connection per request (16 conns)', grpc: false, tool: 'wrk', closes: true, run: (port, seconds) => wrk(h1Url(port), { connections: 16, seconds, host: 'web', close: true }) },
+      { name: 'http1 sequential', grpc: false, tool: 'h2load', warmUpMs: H2LOAD_WARM_UP_SECONDS * 1000, run: (port, seconds) => h2load(h1Url(port), { ...h1, seconds, clients: 1, streams: 1 }) },
+      { name: 'http1 1000 rps bursty (10 conns)', grpc: false, tool: 'h2load', warmUpMs: H2LOAD_WARM_UP_SECONDS * 1000, run: (port, seconds) => h2load(h1Url(port), { ...h1, seconds, clients: 10, streams: 1, rps: 100 }) },
+      { name: 'http1 1000 rps paced (4 conns)', grpc: false, tool: 'h2load', run: (port, seconds) => pacedH2load(h1Url(port), { h1: true, n: 4, rate: 1000, seconds, headers: h1Headers }) },
+      { name: 'http1 1000 rps (16 conns)', grpc: false, tool: 'h2load', run: (port, seconds) => h2load(h1Url(port), { ...h1, seconds, ...spread16 }) },
+      { name: 'grpc saturation', grpc: true, tool: 'h2load', warmUpMs: H2LOAD_WARM_UP_SECONDS * 1000, run: (port, seconds) => h2load(grpcUrl(port), { ...grpc, seconds, clients: 4, streams: 16 }) },
+      { name: 'grpc 1000 rps (16 conns)', grpc: true, tool: 'h2load', run: (port, seconds) => h2load(grpcUrl(port), { ...grpc, seconds, ...spread16 }) },
     ];
 
     const rows: Row[] = [];
@@ -299,14 +310,16 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       const picked = paths.filter((p) => !ONLY || ONLY.test(label(p)));
       const why = (p: Path) => missingTools.get(load.tool) ?? p.missing ?? (load.grpc ? p.noGrpc : undefined) ?? (load.closes ? p.noClose : undefined);
       const runnable = picked.filter((p) => !why(p));
-      const runs = await interleave(ROUNDS, runnable.map((p) => [p.name, () => measure(() => load.run((load.grpc ? p.grpcPort : p.h1Port)!), p.procs, load.warmUpMs)] as const));
+      const port = (p: Path) => (load.grpc ? p.grpcPort : p.h1Port)!;
+      if (WARM_UP_SECONDS > 0) for (const p of runnable) await load.run(port(p), WARM_UP_SECONDS);
+      const runs = await interleave(ROUNDS, runnable.map((p) => [p.name, () => measure(() => load.run(port(p), SECONDS), p.procs, load.warmUpMs)] as const));
       for (const p of picked) {
         const notMeasured = why(p);
         rows.push(notMeasured ? { load: load.name, path: p.name, notMeasured } : { load: load.name, path: p.name, ...medianOf(runs.get(p.name)!, ['done', 'failed']) });
         if (!notMeasured && load.name.includes(' rps') && ROUNDS > 1) roundP99s.push(`${label(p)}: ${runs.get(p.name)!.map((r) => r.p99.toFixed(2)).join(' / ')}`);
       }
     }
-    console.log(`\n== data path: h2load/wrk on loopback, each row the median of ${ROUNDS} interleaved rounds of ${SECONDS} s ==`);
+    console.log(`\n== data path: h2load/wrk on loopback, each row the median of ${ROUNDS} interleaved rounds of ${SECONDS} s, after ${WARM_UP_SECONDS > 0 ? `an unmeasured ${WARM_UP_SECONDS} s warm-up of each path` : 'no warm-up'} ==`);
     printRows(rows);
     if (roundP99s.length > 0) console.log(`\np99 ms of each round, in the order run:\n${roundP99s.map((l) => `- ${l}`).join('\n')}`);
     const mb = (o: Record<string, number[]>) => Object.entries(o).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(0)).join('/')}`).join(', ');
