@@ -311,8 +311,8 @@ export async function runDataPathBench(): Promise<Record<string, unknown>> {
       const why = (p: Path) => missingTools.get(load.tool) ?? p.missing ?? (load.grpc ? p.noGrpc : undefined) ?? (load.closes ? p.noClose : undefined);
       const runnable = picked.filter((p) => !why(p));
       const port = (p: Path) => (load.grpc ? p.grpcPort : p.h1Port)!;
-      if (WARM_UP_SECONDS > 0) for (const p of runnable) await load.run(port(p), WARM_UP_SECONDS);
-      const runs = await interleave(ROUNDS, runnable.map((p) => [p.name, () => measure(() => load.run(port(p), SECONDS), p.procs, load.warmUpMs)] as const));
+      const warmUp = (p: Path) => (WARM_UP_SECONDS > 0 ? () => load.run(port(p), WARM_UP_SECONDS) : undefined);
+      const runs = await interleave(ROUNDS, runnable.map((p) => [p.name, () => measure(() => load.run(port(p), SECONDS), p.procs, load.warmUpMs), warmUp(p)] as const));
       for (const p of picked) {
         const notMeasured = why(p);
         rows.push(notMeasured ? { load: load.name, path: p.name, notMeasured } : { load: load.name, path: p.name, ...medianOf(runs.get(p.name)!, ['done', 'failed']) });

@@ -26,8 +26,13 @@ export function medianOf<T extends { readonly [K in keyof T]: number | readonly 
  * middle and last across the rounds: two identical Wren pairs measured in a fixed order
  * (direct, pair, pair) differed by 13 % at HTTP/1.1 saturation in favour of the second
  * (docs/benchmarks.md, "The order of the paths").
+ *
+ * `warmUp`, when given, runs once for each path before the first round and its result is
+ * dropped: a Node path's first run of a load compiles the code for that load's shapes
+ * (bench/data-path.ts, WREN_BENCH_WARM_UP_SECONDS).
  */
-export async function interleave<T>(rounds: number, paths: readonly (readonly [string, () => Promise<T>])[]): Promise<Map<string, T[]>> {
+export async function interleave<T>(rounds: number, paths: readonly (readonly [string, () => Promise<T>, (() => Promise<unknown>)?])[]): Promise<Map<string, T[]>> {
+  for (const [, , warmUp] of paths) if (warmUp) await warmUp();
   const runs = new Map<string, T[]>(paths.map(([name]) => [name, []]));
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < paths.length; i++) {

@@ -13,6 +13,15 @@ test('each round runs every path once, starting one path later than the round be
   expect(runs.get('haproxy')).toEqual([3, 5, 7, 12]);
 });
 
+test('a warm-up runs once per path before the first round, and its result is not a round', async () => {
+  const order: string[] = [];
+  const path = (name: string) => [name, async () => { order.push(name); return order.length; }, async () => { order.push(`warm ${name}`); return -1; }] as const;
+  const runs = await interleave(2, [path('direct'), path('wren')]);
+  expect(order).toEqual(['warm direct', 'warm wren', 'direct', 'wren', 'wren', 'direct']);
+  expect(runs.get('direct')).toEqual([3, 6]);
+  expect(runs.get('wren')).toEqual([4, 5]);
+});
+
 test('the median is a measured value: the middle one, the lower middle one for an even count', () => {
   expect(median([3, 1, 2])).toBe(2);
   expect(median([4, 1, 3, 2])).toBe(2);
