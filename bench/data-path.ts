@@ -52,15 +52,15 @@ const ROUNDS = Math.max(1, Number(process.env.WREN_BENCH_ROUNDS ?? 3));
 /** WREN_BENCH_SECONDS=N: the length of one load (default 5). */
 const SECONDS = Math.max(1, Number(process.env.WREN_BENCH_SECONDS ?? 5));
 /**
- * WREN_BENCH_WARM_UP_SECONDS=N (default 2, 0 for none): before a load's measured rounds,
- * every path carries that load once for N s, unmeasured. A load's first round on a Node
+ * WREN_BENCH_WARM_UP_SECONDS=N (default: one round's length, WREN_BENCH_SECONDS; 0 for
+ * none): before a load's measured rounds, every path carries that load once for N s, unmeasured. A load's first round on a Node
  * path compiles the code for its shape (h2load's header maps are not wrk's: 77 compile and
  * deopt events in the first paced round after a saturated one, none by the fifth;
  * docs/benchmarks.md, "Where the tail at 1000 requests/s comes from"), a start-up cost a
  * sidecar that has served the shape before does not pay and HAProxy, with no JIT, never
  * does. Every path gets the same pass, direct and HAProxy included.
  */
-const WARM_UP_SECONDS = Math.max(0, Number(process.env.WREN_BENCH_WARM_UP_SECONDS ?? 2));
+const WARM_UP_SECONDS = Math.max(0, Number(process.env.WREN_BENCH_WARM_UP_SECONDS ?? SECONDS));
 /** WREN_BENCH_CONCURRENCY=N (N > 1): a second Wren pair whose sidecars run N listener workers (config `concurrency`), measured in the same run. */
 const CONCURRENCY = Number(process.env.WREN_BENCH_CONCURRENCY ?? 1);
 /** WREN_BENCH_TELEMETRY=0 skips the tracing and access-log pairs. */
