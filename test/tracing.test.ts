@@ -157,6 +157,48 @@ describe('tracing across a sidecar pair', () => {
     expect(got['x-b3-sampled']).toBe('1');
   });
 
+  test('B3 multi-header: each hop\'s request names its parent in x-b3-parentspanid, the span the new one is the child of (B3 spec, as Envoy and Zipkin inject it)', async () => {
+    const traceId = '463ac35c9f6413ad48485a3953bb6124';
+    const r = await get(client.outboundPort, 'web', '/call', { 'x-b3-traceid': traceId, 'x-b3-spanid': '0020000000000001', 'x-b3-parentspanid': '0010000000000001', 'x-b3-sampled': '1' });
+    expect(r.status).toBe(200);
+    const { got, leaf: leafGot } = JSON.parse(r.body) as { got: Record<string, string>; leaf: Record<string, string> };
+    const spans = await receiver.waitFor(3, 10_000, ofTrace(traceId));
+    const c = spans.find((s) => s.kind === 'SPAN_KIND_CLIENT' && s.resource['service.name'] === 'client')!;
+    const sv = spans.find((s) => s.kind === 'SPAN_KIND_SERVER')!;
+    const c2 = spans.find((s) => s.kind === 'SPAN_KIND_CLIENT' && s.resource['service.name'] === 'web-app')!;
+    expect([c.parentSpanId, sv.parentSpanId, c2.parentSpanId]).toEqual(['0020000000000001', c.spanId, sv.spanId]);
+    // The app gets the SERVER span, child of the client sidecar's CLIENT span; the leaf the web sidecar's CLIENT span, child of the SERVER span.
+    expect(got).toMatchObject({ 'x-b3-traceid': traceId, 'x-b3-spanid': sv.spanId, 'x-b3-parentspanid': c.spanId, 'x-b3-sampled': '1' });
+    expect(leafGot).toMatchObject({ 'x-b3-traceid': traceId, 'x-b3-spanid': c2.spanId, 'x-b3-parentspanid': sv.spanId, 'x-b3-sampled': '1' });
+    expect(got.traceparent).toBe(`00-${traceId}-${sv.spanId}-01`);
+  });
+
+  test('B3 multi-header, not sampled: passed on unchanged to the leaf, the caller\'s x-b3-parentspanid included; no span', async () => {
+    const traceId = '463ac35c9f6413ad48485a3953bb6125';
+    const sent = { 'x-b3-traceid': traceId, 'x-b3-spanid': '0020000000000002', 'x-b3-parentspanid': '0010000000000002', 'x-b3-sampled': '0' };
+    const r = await get(client.outboundPort, 'web', '/call', sent);
+    const { got, leaf: leafGot } = JSON.parse(r.body) as { got: Record<string, string>; leaf: Record<string, string> };
+    expect(got).toMatchObject(sent);
+    expect(leafGot).toMatchObject(sent);
+    expect(leafGot.traceparent).toBeUndefined();
+    const after = await get(client.outboundPort, 'web', '/call');
+    await receiver.waitFor(3, 10_000, ofTrace(JSON.parse(after.body).got.traceparent.split('-')[1]));
+    expect(receiver.spans.filter(ofTrace(traceId))).toEqual([]);
+  });
+
+  test('W3C only: no B3 header appears on the way', async () => {
+    const traceId = '463ac35c9f6413ad48485a3953bb6126';
+    const r = await get(client.outboundPort, 'web', '/call', { traceparent: `00-${traceId}-0020000000000003-01` });
+    const { got, leaf: leafGot } = JSON.parse(r.body) as { got: Record<string, string>; leaf: Record<string, string> };
+    const spans = await receiver.waitFor(3, 10_000, ofTrace(traceId));
+    const sv = spans.find((s) => s.kind === 'SPAN_KIND_SERVER')!;
+    expect(got.traceparent).toBe(`00-${traceId}-${sv.spanId}-01`);
+    for (const h of TRACE_HEADERS.filter((n) => n !== 'traceparent')) {
+      expect(got[h]).toBeUndefined();
+      expect(leafGot[h]).toBeUndefined();
+    }
+  });
+
   test('sampled=0 is honoured by both sidecars and passed on unchanged, whatever the percent', async () => {
     const tp = '00-11111111111111111111111111111111-2222222222222222-00';
     const r = await get(client.outboundPort, 'web', '/call', { traceparent: tp });

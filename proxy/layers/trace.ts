@@ -149,7 +149,8 @@ async function traced(t: MeshTracer, kind: 'client' | 'server', clock: Clock, re
   const grpc = isGrpc(req.headers);
   const span = t.startSpan(kind, spanName(req, grpc), clock.now(), startAttributes(req, kind, grpc), parentTraceId, ctx?.spanId ?? '', ctx?.traceState);
   const sc = span.spanContext();
-  inject(req.headers, sc.traceId, sc.spanId, true, formats);
+  // The new span is the child of the caller's (B3 multi-header names it in x-b3-parentspanid).
+  inject(req.headers, sc.traceId, sc.spanId, true, formats, parentTraceId === '' ? '' : ctx!.spanId);
   let res: ProxyResponse;
   try {
     res = await inner(req);

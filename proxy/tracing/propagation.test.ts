@@ -106,4 +106,18 @@ describe('inject', () => {
     inject(s, TID, SID, false, W3C | B3_SINGLE);
     expect(s).toEqual({ traceparent: `00-${TID}-${SID}-00`, b3: `${TID}-${SID}-0` });
   });
+
+  test('x-b3-parentspanid names the parent of a new span, stays with the caller\'s own span, goes for a root span (B3 spec)', () => {
+    const PARENT = '0020000000000001';
+    const child: Headers = { 'x-b3-traceid': TID, 'x-b3-spanid': PARENT, 'x-b3-parentspanid': '0010000000000001', 'x-b3-sampled': '1' };
+    inject(child, TID, SID, true, W3C | B3_MULTI, PARENT);
+    expect(child).toEqual({ traceparent: `00-${TID}-${SID}-01`, 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-parentspanid': PARENT, 'x-b3-sampled': '1' });
+    // The caller's span kept (a deferred decision made): its parent stays, whatever is passed.
+    const own: Headers = { 'x-b3-traceid': TID, 'x-b3-spanid': SID, 'x-b3-parentspanid': PARENT };
+    inject(own, TID, SID, false, W3C | B3_MULTI);
+    expect(own['x-b3-parentspanid']).toBe(PARENT);
+    const root: Headers = { 'x-b3-sampled': '1', 'x-b3-parentspanid': PARENT };
+    inject(root, TID, SID, true, W3C | B3_MULTI);
+    expect(root['x-b3-parentspanid']).toBeUndefined();
+  });
 });

@@ -257,22 +257,29 @@ function one(v: string | string[] | undefined): string | undefined {
  * what OpenTelemetry and Envoy's OpenTelemetry tracer inject), plus each B3 format the
  * request arrived with, so a caller that speaks only B3 sees its format continued.
  * `tracestate` is forwarded untouched (W3C section 3.3: a vendor with no entry of its own
- * passes it on as received).
+ * passes it on as received). `parentSpanId` is the span `spanId` is the child of ('' for a
+ * root span, or when `spanId` is the caller's own): B3 multi-header carries it (below).
  */
-export function inject(h: Headers, traceId: string, spanId: string, sampled: boolean, formats: number): void {
+export function inject(h: Headers, traceId: string, spanId: string, sampled: boolean, formats: number, parentSpanId = ''): void {
   h['traceparent'] = `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
   if (formats & B3_SINGLE) h['b3'] = `${traceId}-${spanId}-${sampled ? '1' : '0'}`;
-  if (formats & B3_MULTI) injectB3Multi(h, traceId, spanId, sampled);
+  if (formats & B3_MULTI) injectB3Multi(h, traceId, spanId, sampled, parentSpanId);
 }
 
 /**
  * The `x-b3-*` headers for a context. `x-b3-parentspanid` is the parent of the span named
- * by `x-b3-spanid` (B3 spec): it stays while that span stays (a decision added to the
- * caller's own ids), and goes with it when a new span, or another context's, replaces it.
- * `x-b3-flags` is superseded by `x-b3-sampled`.
+ * by `x-b3-spanid` (B3 spec, https://github.com/openzipkin/b3-propagation: "may be present
+ * on a child span and must be absent on the root span"): it stays while that span stays (a decision
+ * added to the caller's own ids); when a new span replaces it, it names that span's parent
+ * (`parentSpanId`, the span the request came in with, as Envoy's Zipkin tracer and Brave
+ * inject it), and goes when there is none (a root span, or another context's span whose
+ * parent is not known). `x-b3-flags` is superseded by `x-b3-sampled`.
  */
-export function injectB3Multi(h: Headers, traceId: string, spanId: string, sampled: boolean): void {
-  if (h['x-b3-parentspanid'] !== undefined && !(h['x-b3-spanid'] === spanId && sameTrace(h['x-b3-traceid'], traceId))) delete h['x-b3-parentspanid'];
+export function injectB3Multi(h: Headers, traceId: string, spanId: string, sampled: boolean, parentSpanId = ''): void {
+  if (!(h['x-b3-spanid'] === spanId && sameTrace(h['x-b3-traceid'], traceId))) {
+    if (parentSpanId !== '') h['x-b3-parentspanid'] = parentSpanId;
+    else if (h['x-b3-parentspanid'] !== undefined) delete h['x-b3-parentspanid'];
+  }
   h['x-b3-traceid'] = traceId;
   h['x-b3-spanid'] = spanId;
   h['x-b3-sampled'] = sampled ? '1' : '0';
