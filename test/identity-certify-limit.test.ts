@@ -6,8 +6,9 @@ import { createCsr, generateKeyPair } from '../certs/index.js';
 import { seededRandom, systemClock, systemRandom } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { controlPlaneSpiffeId } from '../contract/identity.js';
-import { CERTIFY_BURST } from '../control-plane/identity/certify-limiter.js';
+import { BOOTSTRAP_TOKEN_BURST, CERTIFY_BURST } from '../control-plane/identity/certify-limiter.js';
 import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
+import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
 import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
@@ -116,3 +117,70 @@ test('a sidecar renewing by its own schedule, by certificate, is never refused, 
   expect(wi.counts.failure).toBe(0);
   expect(await refused('rate_limited')).toBe(0);
 }, 30_000);
+
+describe('bootstrap tokens', () => {
+  const T1 = 'bootstrap-token-one-0123456789';
+  const T2 = 'bootstrap-token-two-0123456789';
+  const CART = `spiffe://${TD}/ns/shop/sa/cart`;
+
+  async function startBootstrapCp(): Promise<ControlPlane> {
+    cp = await ControlPlane.start({
+      listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(1), logger: silentLogger,
+      source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
+      identity: {
+        issuer,
+        authenticator: new BootstrapTokenAuthenticator([{ token: T1, namespace: 'shop', serviceAccount: 'web' }, { token: T2, namespace: 'shop', serviceAccount: 'web' }]),
+        certTtlMs: 24 * 3_600_000,
+        // The default burst; a refill slower than the default second, so what the calls below get does not depend on how fast they run.
+        certifyLimit: { bootstrapToken: { refillMs: 60_000 } },
+      },
+      transport: 'tls',
+    });
+    cps.push(cp);
+    return cp;
+  }
+
+  const outcome = (p: Promise<unknown>): Promise<grpc.ServiceError | null> => p.then(() => null, (e: grpc.ServiceError) => e);
+
+  test('one token gets its fleet\'s burst, then RESOURCE_EXHAUSTED with pushback, counted: however it is spelled, whatever identity is asked, and for the certificates it got', async () => {
+    await startBootstrapCp();
+    const { c, creds } = client();
+    const keyPem = generateKeyPair().privateKeyPem;
+    const csrPem = createCsr(keyPem, WEB);
+    const first = await c.certify({ identity: WEB, token: Buffer.from(T1), csrPem, requestedLifetimeMs: 0 }, 5000);
+    const outcomes: (grpc.ServiceError | null)[] = [];
+    // The same secret as the authenticator reads it (trimmed), each spelling a would-be bucket of its own.
+    const spellings = [T1, `${T1}\n`, ` ${T1}`, `\t${T1} \r\n`];
+    // Five at a time, as a fleet booting together would call.
+    for (let i = 0; i < 2 * BOOTSTRAP_TOKEN_BURST; i += 5)
+      outcomes.push(...(await Promise.all(Array.from({ length: 5 }, (_, k) =>
+        outcome(c.certify({ identity: WEB, token: Buffer.from(spellings[(i + k) % spellings.length]), csrPem, requestedLifetimeMs: k % 2 === 0 ? 0 : 60_000 }, 5000))))));
+    expect(outcomes.filter((o) => o === null)).toHaveLength(BOOTSTRAP_TOKEN_BURST - 1);
+    const refusals = outcomes.filter((o) => o !== null);
+    expect(refusals.map((e) => e!.code)).toEqual(refusals.map(() => grpc.status.RESOURCE_EXHAUSTED));
+    const pushback = Number(refusals[0]!.metadata.get('grpc-retry-pushback-ms')[0]);
+    expect(pushback).toBeGreaterThan(0);
+    expect(pushback).toBeLessThanOrEqual(60_000);
+    expect(await refused('rate_limited')).toBe(refusals.length);
+    // Another identity: the token does not prove it, nothing is signed, the bucket is no fuller or emptier.
+    const other = await outcome(c.certify({ identity: CART, token: Buffer.from(T1), csrPem: createCsr(keyPem, CART), requestedLifetimeMs: 0 }, 5000));
+    expect(other?.code).toBe(grpc.status.PERMISSION_DENIED);
+    // A certificate the token got renews on the token's account, not on a full bucket of its own.
+    presentCertificate(creds, { keyPem, certChainPem: first.certChainPem });
+    expect((await outcome(c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000)))?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // Another token for the same workload is another bucket.
+    const second = client().c;
+    expect((await second.certify({ identity: WEB, token: Buffer.from(T2), csrPem, requestedLifetimeMs: 0 }, 5000)).certChainPem).toContain('BEGIN CERTIFICATE');
+  });
+
+  test('unknown tokens keep nothing in the limiter: its memory is the tokens that signed', async () => {
+    await startBootstrapCp();
+    const { c } = client();
+    const csrPem = createCsr(generateKeyPair().privateKeyPem, WEB);
+    const bad = await Promise.all(Array.from({ length: 200 }, (_, i) => outcome(c.certify({ identity: WEB, token: Buffer.from(`not-a-token-${i}-0123456789`), csrPem, requestedLifetimeMs: 0 }, 5000))));
+    expect(bad.map((e) => e?.code)).toEqual(bad.map(() => grpc.status.UNAUTHENTICATED));
+    expect(cp.identity!.limiter.size).toEqual({ buckets: 0, lineages: 0 });
+    await c.certify({ identity: WEB, token: Buffer.from(T1), csrPem, requestedLifetimeMs: 0 }, 5000);
+    expect(cp.identity!.limiter.size).toEqual({ buckets: 1, lineages: 1 });
+  });
+});

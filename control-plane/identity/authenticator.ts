@@ -13,10 +13,19 @@ export interface Principal {
   readonly pod?: string;
   /**
    * The token may be one secret shared by several workloads (a bootstrap token handed to a
-   * fleet of VMs), so it does not tell one caller from another: the Certify limit does not
-   * charge it as one workload (certify-limiter.ts).
+   * fleet of VMs), so it does not tell one caller from another: the Certify limit charges it
+   * as a fleet, with a bucket sized for one (certify-limiter.ts).
    */
   readonly shared?: boolean;
+}
+
+/**
+ * The token as every authenticator checks it: UTF-8, surrounding whitespace dropped (a token
+ * file's trailing newline). The Certify limit keys a token by the same text
+ * (certify-limiter.ts), so no spelling an authenticator takes for the token is a bucket of its own.
+ */
+export function presentedToken(token: Buffer): string {
+  return token.toString('utf8').trim();
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, arr, obj, parseWith, str, type Parser } from '../../common/schema.js';
-import { AuthError, type Authenticator, type Principal } from './authenticator.js';
+import { AuthError, presentedToken, type Authenticator, type Principal } from './authenticator.js';
 
 /**
  * Bootstrap tokens: a file of shared secrets, each naming the workload it proves, for
@@ -82,7 +82,7 @@ export class BootstrapTokenAuthenticator implements Authenticator {
   }
 
   async authenticate(token: Buffer): Promise<Principal> {
-    const presented = token.toString('utf8').trim();
+    const presented = presentedToken(token);
     if (presented.length === 0) throw new AuthError('unauthenticated', 'no token was presented');
     const h = digest(presented);
     let match: (typeof this.entries)[number] | undefined;

@@ -1,4 +1,4 @@
-import { CertifyLimiter, certifyRefillMs, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
+import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
 
 describe('CertifyLimiter', () => {
   const principal = { namespace: 'shop', serviceAccount: 'web', via: 'tokenreview' };
@@ -36,8 +36,28 @@ describe('CertifyLimiter', () => {
     expect(l.keyOf(principal, 'ccdd', Buffer.alloc(0))).toBe('certificate shop/web serial ccdd');
     wall += 5000;
     expect(l.keyOf(principal, '0A0BFF', Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
+    // A token as the authenticators read it (presentedToken): its spellings are one key.
+    expect(l.keyOf(principal, null, Buffer.from(' t1\r\n'))).toBe(t1);
     const shared = { ...principal, via: 'bootstrap', shared: true };
-    expect(l.keyOf(shared, null, Buffer.from('s'))).not.toBe(l.keyOf(shared, null, Buffer.from('s')));
+    const s = l.keyOf(shared, null, Buffer.from('s'));
+    expect(s).toMatch(/^bootstrap-token shop\/web [0-9a-f]{32}$/);
+    expect(l.keyOf(shared, null, Buffer.from('s\n'))).toBe(s);
+  });
+
+  test('a bootstrap token\'s bucket is sized for a fleet (20, one a second), and so is what its certificates renew', () => {
+    let now = 0;
+    const l = new CertifyLimiter({ refillMs: 60_000, now: () => now, wallNow: () => 1000 + now });
+    const key = l.keyOf({ ...principal, via: 'bootstrap', shared: true }, null, Buffer.from('secret'));
+    for (let i = 0; i < BOOTSTRAP_TOKEN_BURST; i++) expect(l.take(key)).toBeNull();
+    expect(l.take(key)).toEqual({ retryAfterMs: 1000, first: true });
+    l.issued('abc', key, 1000 + 86_400_000);
+    expect(l.take(l.keyOf(principal, 'ABC', Buffer.alloc(0)))).toEqual({ retryAfterMs: 1000, first: false });
+    now += 1000;
+    expect(l.take(key)).toBeNull();
+    // A workload's bucket is not: 5, then one a minute.
+    const pod = l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.alloc(0));
+    for (let i = 0; i < 5; i++) expect(l.take(pod)).toBeNull();
+    expect(l.take(pod)).toEqual({ retryAfterMs: 60_000, first: true });
   });
 
   test('full buckets and expired lineages are dropped', () => {

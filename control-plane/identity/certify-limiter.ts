@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Principal } from './authenticator.js';
+import { presentedToken, type Principal } from './authenticator.js';
 
 /**
  * How many signatures one workload may get at once, and how fast that allowance comes back
@@ -20,11 +20,23 @@ export const CERTIFY_BURST = 5;
 export const MAX_CERTIFY_REFILL_MS = 60_000;
 
 /**
+ * The bucket of one bootstrap token (Principal.shared), which a fleet of VMs may share: 20
+ * VMs booting together are served at once, and one more per second after them (a scale-out
+ * of 200 in about three minutes), the fleet's renewals included. A holder of the secret,
+ * however many calls it makes, gets no more: a signature takes ~2.5 ms (adv21: ~390 a
+ * second saturated the event loop), so one a second is under 1 % of it. Not the workload
+ * bucket's minute: a fleet sharing a token at that pace would boot 5 VMs, then one a minute.
+ * With certificates shorter than 4 s (--cert-ttl), the workload refill, if faster.
+ */
+export const BOOTSTRAP_TOKEN_BURST = 20;
+export const BOOTSTRAP_TOKEN_REFILL_MS = 1000;
+
+/**
  * Lineages kept at most (about 150 bytes each): a certificate's lineage lives until its notAfter
- * (24 h by default), and calls with a bootstrap token, which are not limited, each add one, so
- * without a bound a token holder could grow the map for a day. A mesh keeps ~1.4 per pod (a
- * certificate and the one that renewed it). Past it the oldest are dropped: such a
- * certificate's renewals are charged to its serial (a bucket of its own).
+ * (24 h by default), one per signature, so the map holds what the buckets let through in a
+ * lifetime. A mesh keeps ~1.4 per pod (a certificate and the one that renewed it). Past it the
+ * oldest are dropped: such a certificate's renewals are charged to its serial (a bucket of
+ * its own).
  */
 export const MAX_LINEAGES = 100_000;
 
@@ -33,7 +45,14 @@ export function certifyRefillMs(certTtlMs: number): number {
   return Math.max(1, Math.min(MAX_CERTIFY_REFILL_MS, Math.floor(certTtlMs / 4)));
 }
 
+/** A token bucket's size and the time one signature takes to come back. */
+export interface CertifyRate {
+  readonly burst: number;
+  readonly refillMs: number;
+}
+
 interface Bucket {
+  readonly rate: CertifyRate;
   tokens: number;
   /** Monotonic ms at which `tokens` was computed. */
   at: number;
@@ -56,6 +75,8 @@ interface Lineage {
 export interface CertifyLimiterOptions {
   readonly burst?: number;
   readonly refillMs: number;
+  /** A bootstrap token's bucket: default BOOTSTRAP_TOKEN_BURST, and BOOTSTRAP_TOKEN_REFILL_MS or `refillMs` if that is shorter. */
+  readonly sharedToken?: Partial<CertifyRate>;
   /** Default MAX_LINEAGES. */
   readonly maxLineages?: number;
   /** Monotonic ms (Clock.now). */
@@ -67,6 +88,9 @@ export interface CertifyLimiterOptions {
 /** TLS reports serials in upper case, the CA writes lower case, either may keep a leading zero. */
 const normalSerial = (s: string): string => s.toLowerCase().replace(/^0+/, '');
 
+/** The keys of bootstrap tokens' buckets begin so (and no other's: see keyOf). */
+const SHARED = 'bootstrap-token ';
+
 /**
  * The token buckets, one per key a call is charged to (keyOf):
  * - a token bound to a pod (TokenReview's authentication.kubernetes.io/pod-name): the pod,
@@ -74,25 +98,33 @@ const normalSerial = (s: string): string => s.toLowerCase().replace(/^0+/, '');
  * - another TokenReview token (a cluster whose TokenReview names no pod): that token, a
  *   pod's own projected token;
  * - a bootstrap token (Principal.shared: one secret a fleet of VMs may share, so it does not
- *   tell one sidecar from another): not charged as a whole, each certificate it gets starts a
- *   chain of its own (a call with it is bounded by the token check only, as before);
+ *   tell one sidecar from another): that token, in a bucket sized for a fleet
+ *   (BOOTSTRAP_TOKEN_BURST), every certificate it gets and their renewals included, so a
+ *   holder of the secret gets no more than the fleet's allowance however it calls;
+ * - a token is keyed as the authenticators check it (presentedToken: a trailing newline or a
+ *   leading space is the same token, not a full bucket of its own), and by the identity the
+ *   token proves, not the one asked for (another is refused before the limit, signing nothing);
  * - a renewal by client certificate: whatever the certificate it presents was charged to. A
  *   certificate's serial names no pod, and keyed by serial every renewal would start a full
  *   bucket of its own (renew, then renew with the new certificate...), so each certificate
  *   issued here inherits its caller's key until its notAfter (`issued`). A certificate this
  *   process did not issue (another replica, before a restart) is its own key.
  * Full buckets are dropped (a full bucket and no bucket are the same), and so are lineages of
- * expired certificates, so both maps stay within the workloads that certified lately.
+ * expired certificates, so both maps stay within the workloads that certified lately. A call
+ * is charged only once its token has proved the identity asked for: a token that proves
+ * nothing (unknown, expired, another identity) makes no bucket, so many bad tokens grow
+ * nothing here.
  */
 export class CertifyLimiter {
-  private readonly burst: number;
+  private readonly workload: CertifyRate;
+  private readonly shared: CertifyRate;
   private readonly buckets = new Map<string, Bucket>();
   private readonly lineage = new Map<string, Lineage>();
   private nextSweep = 0;
-  private chains = 0;
 
   constructor(private readonly o: CertifyLimiterOptions) {
-    this.burst = o.burst ?? CERTIFY_BURST;
+    this.workload = { burst: o.burst ?? CERTIFY_BURST, refillMs: o.refillMs };
+    this.shared = { burst: o.sharedToken?.burst ?? BOOTSTRAP_TOKEN_BURST, refillMs: o.sharedToken?.refillMs ?? Math.min(BOOTSTRAP_TOKEN_REFILL_MS, o.refillMs) };
   }
 
   /** The key a call is charged to: `renewedSerial` is the serial of the client certificate it renews by, or null for a token. */
@@ -103,8 +135,8 @@ export class CertifyLimiter {
       return l && l.until > this.o.wallNow() ? l.key : `certificate ${principal.namespace}/${principal.serviceAccount} serial ${serial}`;
     }
     if (principal.pod) return `pod ${principal.namespace}/${principal.pod}`;
-    if (principal.shared) return `chain ${principal.namespace}/${principal.serviceAccount} #${++this.chains}`;
-    return `token ${principal.namespace}/${principal.serviceAccount} ${createHash('sha256').update(token).digest('hex').slice(0, 32)}`;
+    const digest = createHash('sha256').update(presentedToken(token)).digest('hex').slice(0, 32);
+    return `${principal.shared ? SHARED : 'token '}${principal.namespace}/${principal.serviceAccount} ${digest}`;
   }
 
   /** Takes one signature from `key`'s bucket: null when there was one, else the refusal. */
@@ -112,19 +144,20 @@ export class CertifyLimiter {
     const now = this.o.now();
     this.sweep(now);
     const b = this.buckets.get(key);
-    const tokens = b ? Math.min(this.burst, b.tokens + (now - b.at) / this.o.refillMs) : this.burst;
+    const rate = b ? b.rate : key.startsWith(SHARED) ? this.shared : this.workload;
+    const tokens = b ? Math.min(rate.burst, b.tokens + (now - b.at) / rate.refillMs) : rate.burst;
     if (tokens < 1) {
       const first = !b!.refused;
       b!.tokens = tokens;
       b!.at = now;
       b!.refused = true;
-      return { retryAfterMs: Math.ceil((1 - tokens) * this.o.refillMs), first };
+      return { retryAfterMs: Math.ceil((1 - tokens) * rate.refillMs), first };
     }
     if (b) {
       b.tokens = tokens - 1;
       b.at = now;
       b.refused = false;
-    } else this.buckets.set(key, { tokens: tokens - 1, at: now, refused: false });
+    } else this.buckets.set(key, { rate, tokens: tokens - 1, at: now, refused: false });
     return null;
   }
 
@@ -143,8 +176,8 @@ export class CertifyLimiter {
   /** At most once per refill interval (at least a second): drop full buckets and lineages of expired certificates. */
   private sweep(now: number): void {
     if (now < this.nextSweep) return;
-    this.nextSweep = now + Math.max(1000, this.o.refillMs);
-    for (const [k, b] of this.buckets) if (b.tokens + (now - b.at) / this.o.refillMs >= this.burst) this.buckets.delete(k);
+    this.nextSweep = now + Math.max(1000, this.workload.refillMs);
+    for (const [k, b] of this.buckets) if (b.tokens + (now - b.at) / b.rate.refillMs >= b.rate.burst) this.buckets.delete(k);
     const wall = this.o.wallNow();
     for (const [s, l] of this.lineage) if (l.until <= wall) this.lineage.delete(s);
   }

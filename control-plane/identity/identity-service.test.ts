@@ -5,8 +5,9 @@ import { createCsr, generateKeyPair } from '../../certs/index.js';
 import { FakeClock } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import { AuthError, type Authenticator } from './authenticator.js';
+import { BootstrapTokenAuthenticator } from './bootstrap-token-authenticator.js';
 import { IdentityMetrics } from './identity-metrics.js';
-import { CERTIFY_BURST, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
+import { BOOTSTRAP_TOKEN_BURST, BOOTSTRAP_TOKEN_REFILL_MS, CERTIFY_BURST, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
 import { CertifyError, IdentityService } from './identity-service.js';
 import { generateIssuer } from './issuer.js';
 
@@ -138,7 +139,7 @@ describe('IdentityService', () => {
     expect(cert.certChainPem).toContain('BEGIN CERTIFICATE');
   });
 
-  test('a pod-bound token charges the pod; a bootstrap token (shared by a fleet) starts one chain per certificate', async () => {
+  test('a pod-bound token charges the pod; a bootstrap token (shared by a fleet) its fleet-sized bucket, however spelled, whatever identity is asked', async () => {
     const clock = new FakeClock(Date.now());
     const podAuth: Authenticator = { name: 'fake', authenticate: async () => ({ namespace: 'shop', serviceAccount: 'web', via: 'tokenreview', pod: 'web-a' }) };
     const mk = (a: Authenticator) => new IdentityService({ issuer, authenticator: a, clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), issuer) });
@@ -146,8 +147,19 @@ describe('IdentityService', () => {
     // Different tokens (the kubelet refreshes them), one pod.
     for (let i = 0; i < CERTIFY_BURST; i++) await byPod.certify({ identity: ID, token: Buffer.from(`token-${i}`), csrPem, requestedLifetimeMs: 0 });
     await expect(byPod.certify({ identity: ID, token: Buffer.from('token-x'), csrPem, requestedLifetimeMs: 0 })).rejects.toMatchObject({ reason: 'rate_limited' });
-    const shared = mk({ name: 'bootstrap', authenticate: async () => ({ namespace: 'shop', serviceAccount: 'web', via: 'bootstrap', shared: true }) });
-    for (let i = 0; i < 3 * CERTIFY_BURST; i++) await shared.certify({ identity: ID, token: Buffer.from('one-shared-secret'), csrPem, requestedLifetimeMs: 0 });
+    const tokens = new BootstrapTokenAuthenticator([{ token: 'one-shared-secret-0', namespace: 'shop', serviceAccount: 'web' }, { token: 'another-secret-000', namespace: 'shop', serviceAccount: 'web' }]);
+    const byToken = mk(tokens);
+    const other = `spiffe://${issuer.ca.trustDomain}/ns/shop/sa/cart`;
+    for (let i = 0; i < BOOTSTRAP_TOKEN_BURST; i++) {
+      await byToken.certify({ identity: ID, token: Buffer.from(i % 2 === 0 ? 'one-shared-secret-0\n' : ' one-shared-secret-0'), csrPem, requestedLifetimeMs: 0 });
+      // Asking for another identity signs nothing and is not a bucket of its own.
+      await expect(byToken.certify({ identity: other, token: Buffer.from('one-shared-secret-0'), csrPem, requestedLifetimeMs: 0 })).rejects.toMatchObject({ reason: 'identity_mismatch' });
+    }
+    await expect(byToken.certify({ identity: ID, token: Buffer.from('one-shared-secret-0'), csrPem, requestedLifetimeMs: 0 })).rejects.toMatchObject({ reason: 'rate_limited', retryAfterMs: BOOTSTRAP_TOKEN_REFILL_MS });
+    clock.advance(BOOTSTRAP_TOKEN_REFILL_MS);
+    await byToken.certify({ identity: ID, token: Buffer.from('one-shared-secret-0'), csrPem, requestedLifetimeMs: 0 });
+    expect((await byToken.certify({ identity: ID, token: Buffer.from('another-secret-000'), csrPem, requestedLifetimeMs: 0 })).certChainPem).toContain('BEGIN CERTIFICATE');
+    expect(byToken.limiter.size.buckets).toBe(2);
   });
 
   test('never logs the token', async () => {

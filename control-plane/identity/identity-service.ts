@@ -4,7 +4,7 @@ import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type S
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
-import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST } from './certify-limiter.js';
+import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST, type CertifyRate } from './certify-limiter.js';
 import { ClientAnchors } from './client-anchors.js';
 import { AuthError, type Authenticator, type Principal } from './authenticator.js';
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
@@ -35,10 +35,12 @@ export interface IdentityServiceOptions {
   readonly acceptClientCertificates?: boolean;
   /**
    * Signatures per workload (certify-limiter.ts): a burst (default 5) and one more per
-   * `refillMs` (default a quarter of the lifetime, at most a minute). Past it a call is refused
-   * RESOURCE_EXHAUSTED with grpc-retry-pushback-ms, counted as reason "rate_limited".
+   * `refillMs` (default a quarter of the lifetime, at most a minute); per bootstrap token,
+   * which a fleet may share, `bootstrapToken` (default a burst of 20, one more a second). Past
+   * it a call is refused RESOURCE_EXHAUSTED with grpc-retry-pushback-ms, counted as reason
+   * "rate_limited".
    */
-  readonly certifyLimit?: { readonly burst?: number; readonly refillMs?: number };
+  readonly certifyLimit?: { readonly burst?: number; readonly refillMs?: number; readonly bootstrapToken?: Partial<CertifyRate> };
 }
 
 /** gRPC's server pushback (gRFC A6): when the client may try again, in ms. */
@@ -95,6 +97,7 @@ export class IdentityService {
     this.limiter = new CertifyLimiter({
       burst: o.certifyLimit?.burst ?? CERTIFY_BURST,
       refillMs: o.certifyLimit?.refillMs ?? certifyRefillMs(this.ttlMs),
+      ...(o.certifyLimit?.bootstrapToken ? { sharedToken: o.certifyLimit.bootstrapToken } : {}),
       now: () => o.clock.now(),
       wallNow: () => o.clock.wallNow(),
     });

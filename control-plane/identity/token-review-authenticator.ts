@@ -1,7 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Clock } from '../../common/clock.js';
 import { IDENTITY_TOKEN_AUDIENCE } from '../../contract/identity.js';
-import { AuthError, parseServiceAccountUsername, type Authenticator, type Principal } from './authenticator.js';
+import { AuthError, parseServiceAccountUsername, presentedToken, type Authenticator, type Principal } from './authenticator.js';
 
 /**
  * The one call we need from AuthenticationV1Api (an interface so unit tests can drive it).
@@ -94,7 +94,7 @@ export class TokenReviewAuthenticator implements Authenticator {
   }
 
   async authenticate(token: Buffer, signal?: AbortSignal): Promise<Principal> {
-    const text = token.toString('utf8').trim();
+    const text = presentedToken(token);
     if (text.length === 0) throw new AuthError('unauthenticated', 'no token was presented');
     if (signal?.aborted) throw new AuthError('unavailable', 'the caller went away before the TokenReview', { limit: 'abandoned' });
     if (this.inFlight >= this.limits.maxInFlight)
