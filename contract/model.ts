@@ -420,3 +420,18 @@ export function keyOfEndpoint(e: Endpoint): string {
   if (k === undefined) KEYS.set(e, (k = endpointKey(e)));
   return k;
 }
+
+const NONE: readonly Endpoint[] = Object.freeze([]);
+
+/**
+ * A dual-stack endpoint at each of its other addresses (Endpoint.additionalAddresses, Envoy's
+ * LbEndpoint additional_addresses): the same pod, port, identity and proxy port, dialled
+ * there, with no addresses of its own. What pinned traffic to such an address routes to
+ * (route-table.ts), is charged to (resilience/cluster.ts) and keeps pooled connections to
+ * (endpoint-drain.ts). None, and no allocation, for an endpoint with one address.
+ */
+export function atOtherAddresses(e: Endpoint): readonly Endpoint[] {
+  const alts = e.additionalAddresses;
+  if (alts === undefined || alts.length === 0) return NONE;
+  return alts.map((address) => Object.freeze({ ...e, address, additionalAddresses: undefined }));
+}

@@ -1,4 +1,4 @@
-import type { Endpoint, Service } from '../../contract/model.js';
+import { atOtherAddresses, type Endpoint, type Service } from '../../contract/model.js';
 import type { H1Pool } from '../http/h1-pool.js';
 import type { PeerPool } from './peer-pool.js';
 import type { MeshPools } from './forward-to-endpoint.js';
@@ -44,11 +44,7 @@ export class EndpointDrain {
         for (const ep of p.endpoints) {
           next.set(connectionKey(ep), ep);
           // A dual-stack pod's other address (pinned traffic dials it): drained with its pod.
-          if (ep.additionalAddresses)
-            for (const a of ep.additionalAddresses) {
-              const alt = { ...ep, address: a, additionalAddresses: undefined };
-              next.set(connectionKey(alt), alt);
-            }
+          for (const alt of atOtherAddresses(ep)) next.set(connectionKey(alt), alt);
         }
     for (const [key, ep] of this.known) if (!next.has(key)) this.drain(ep);
     this.known = next;

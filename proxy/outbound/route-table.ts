@@ -1,4 +1,4 @@
-import type { Endpoint, MeshSnapshot, Service, ServicePort } from '../../contract/model.js';
+import { atOtherAddresses, type Endpoint, type MeshSnapshot, type Service, type ServicePort } from '../../contract/model.js';
 import { compilePortRouting, type PortRouting } from '../routing/port-routing.js';
 
 const AUTHORITY_CACHE_SIZE = 1024;
@@ -66,13 +66,11 @@ export class RouteTable {
           if (!old || (old.service.clusterIPs.length > 0 && s.clusterIPs.length === 0)) this.byEndpoint.set(key, Object.freeze({ service: s, port: p, endpoint: e }));
           // A dual-stack pod's address of the other family (contract/model.ts): the app dialled it,
           // so that pod at that address, as the same endpoint otherwise (identity, proxy port).
-          if (e.additionalAddresses)
-            for (const alt of e.additionalAddresses) {
-              const k = addrKey(alt, e.port);
-              const o = this.byEndpoint.get(k);
-              if (!o || (o.service.clusterIPs.length > 0 && s.clusterIPs.length === 0))
-                this.byEndpoint.set(k, Object.freeze({ service: s, port: p, endpoint: Object.freeze({ ...e, address: alt, additionalAddresses: undefined }) }));
-            }
+          for (const alt of atOtherAddresses(e)) {
+            const k = addrKey(alt.address, alt.port);
+            const o = this.byEndpoint.get(k);
+            if (!o || (o.service.clusterIPs.length > 0 && s.clusterIPs.length === 0)) this.byEndpoint.set(k, Object.freeze({ service: s, port: p, endpoint: alt }));
+          }
         }
       }
     }

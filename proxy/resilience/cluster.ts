@@ -1,6 +1,6 @@
 import type { Clock, Random } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import { endpointKey, keyOfEndpoint, type Endpoint, type TrafficPolicy } from '../../contract/model.js';
+import { atOtherAddresses, endpointKey, keyOfEndpoint, type Endpoint, type TrafficPolicy } from '../../contract/model.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Host, PickContext } from '../balance/balancer.js';
 import { createBalancer } from '../balance/create-balancer.js';
@@ -142,8 +142,7 @@ export class Cluster {
     this.entries.clear();
     for (const [k, e] of next) this.entries.set(k, e);
     this.alternates.clear();
-    for (const ep of endpoints)
-      if (ep.additionalAddresses) for (const a of ep.additionalAddresses) this.alternates.set(endpointKey({ ...ep, address: a }), endpointKey(ep));
+    for (const ep of endpoints) for (const alt of atOtherAddresses(ep)) this.alternates.set(endpointKey(alt), endpointKey(ep));
     this.hosts = [...next.values()].map((e) => e.host);
     this.outlier.setHosts(next.keys());
     this.updateChecker();
