@@ -26,7 +26,7 @@ describe('BootstrapTokenAuthenticator', () => {
     const json = await file('t.json', JSON.stringify({ tokens: [{ token: T1, namespace: 'default', serviceAccount: 'web' }] }));
     const a = BootstrapTokenAuthenticator.fromFile(yaml);
     expect(a.size).toBe(2);
-    // shared: a bootstrap token may be one secret a fleet shares; the Certify limit does not charge it as one workload (certify-limiter.ts).
+    // shared: a bootstrap token may be one secret a fleet shares; the Certify limit charges it as a fleet, with a bucket sized for one (certify-limiter.ts).
     expect(await a.authenticate(Buffer.from(T1))).toEqual({ namespace: 'default', serviceAccount: 'web', via: 'bootstrap', shared: true });
     expect(await a.authenticate(Buffer.from(`${T2}\n`))).toEqual({ namespace: 'shop', serviceAccount: 'cart', via: 'bootstrap', shared: true });
     expect(await BootstrapTokenAuthenticator.fromFile(json).authenticate(Buffer.from(T1))).toMatchObject({ serviceAccount: 'web' });
