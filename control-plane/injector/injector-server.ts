@@ -11,10 +11,41 @@ export interface InjectorServerOptions {
   readonly host?: string;
   readonly opts?: Partial<InjectOptions>;
   readonly logger?: Logger;
+  /** Bounds on what clients may hold (WEBHOOK_LIMITS); tests lower them. */
+  readonly limits?: Partial<WebhookLimits>;
 }
 
-/** AdmissionReview bodies are bounded by etcd's 1.5 MiB object limit plus envelope. */
-const MAX_BODY = 4 * 1024 * 1024;
+/**
+ * What one client, or all of them together, can make the webhook hold. It runs inside the
+ * control plane, next to identity and discovery, and 15017 is reachable from every pod (no
+ * client certificate: the API server presents none by default, and neither Istio's nor
+ * Linkerd's injector asks for one), so without bounds any pod could make the process buffer
+ * 4 MiB per connection for Node's default 300 s request timeout and have it OOM-killed,
+ * taking workload certificates and configuration down with the injector.
+ */
+export interface WebhookLimits {
+  /** AdmissionReview bodies are bounded by the API server's 3 MiB request limit plus envelope. */
+  readonly maxBodyBytes: number;
+  /** Request bodies being read, all connections together; past it a request gets 503. */
+  readonly maxBufferedBytes: number;
+  /**
+   * The whole request must arrive within this. The API server gives up on a webhook after
+   * its timeoutSeconds, at most 30 (admissionregistration.k8s.io/v1): a request still
+   * arriving after that is not the API server's.
+   */
+  readonly requestTimeoutMs: number;
+  /** The TLS handshake and then the request head, each within this. */
+  readonly headersTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+export const WEBHOOK_LIMITS: WebhookLimits = Object.freeze({
+  maxBodyBytes: 4 * 1024 * 1024,
+  maxBufferedBytes: 32 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  maxConnections: 1024,
+});
 
 /**
  * The TLS settings of the webhook's server. `setSecureContext` resets every option it is
@@ -33,12 +64,26 @@ export function webhookTlsOptions(tls: InjectorServerOptions['tls']): { cert: st
  */
 export function createInjectorServer(o: InjectorServerOptions): Server {
   const log = (o.logger ?? createLogger()).child({ component: 'injector' });
-  const server = createServer(webhookTlsOptions(o.tls), (req, res) => {
-    handle(req, res, o.opts ?? {}, log).catch((err: unknown) => {
-      log.error('injector request failed', { err });
-      if (!res.headersSent) send(res, 500, { error: 'internal error' });
-    });
-  });
+  const limits: WebhookLimits = { ...WEBHOOK_LIMITS, ...o.limits };
+  const buffered = { bytes: 0 };
+  const server = createServer(
+    {
+      ...webhookTlsOptions(o.tls),
+      handshakeTimeout: limits.headersTimeoutMs,
+      // Node requires headersTimeout <= requestTimeout.
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      requestTimeout: limits.requestTimeoutMs,
+      // How often Node checks the two timeouts above (default 30 s, which would double them).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    },
+    (req, res) => {
+      handle(req, res, o.opts ?? {}, log, limits, buffered).catch((err: unknown) => {
+        log.error('injector request failed', { err });
+        if (!res.headersSent) send(res, 500, { error: 'internal error' });
+      });
+    },
+  );
+  server.maxConnections = limits.maxConnections;
   server.listen(o.port ?? 15017, o.host ?? '0.0.0.0');
   return server;
 }
@@ -49,18 +94,53 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_BODY) return undefined;
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
+/** A refusal sent before the body was read to its end: `connection: close` makes Node close the connection after it instead of draining the rest. */
+function refuse(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  res.setHeader('connection', 'close');
+  send(res, status, body);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<InjectOptions>, log: Logger): Promise<void> {
+/**
+ * The body, counted against `buffered` (every request's bytes held at once) until the
+ * caller's `release`; 413 past maxBodyBytes (a declared content-length already), 503 past
+ * maxBufferedBytes.
+ */
+function readBody(req: IncomingMessage, limits: WebhookLimits, buffered: { bytes: number }): Promise<{ body: Buffer; release: () => void } | 413 | 503> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limits.maxBodyBytes) return Promise.resolve(413);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let held = 0;
+    const release = () => {
+      buffered.bytes -= held;
+      held = 0;
+    };
+    const done = (r: { body: Buffer; release: () => void } | 413 | 503 | Error) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      if (typeof r === 'object' && !(r instanceof Error)) return resolve(r);
+      release();
+      // Stop reading: the rest of an oversized or unaffordable body is never buffered.
+      req.pause();
+      if (r instanceof Error) reject(r);
+      else resolve(r);
+    };
+    const onData = (c: Buffer) => {
+      if (held + c.length > limits.maxBodyBytes) return done(413);
+      if (buffered.bytes + c.length > limits.maxBufferedBytes) return done(503);
+      buffered.bytes += c.length;
+      held += c.length;
+      chunks.push(c);
+    };
+    const onEnd = () => done({ body: Buffer.concat(chunks, held), release });
+    const onError = (e: Error) => done(e);
+    // Closed before the end (the client went away, or the request timeout fired).
+    const onClose = () => done(new Error('request closed before its body ended'));
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<InjectOptions>, log: Logger, limits: WebhookLimits, buffered: { bytes: number }): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
     res.writeHead(200, { 'content-type': 'text/plain' });
@@ -72,8 +152,27 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<I
     res.setHeader('allow', 'POST');
     return send(res, 405, { error: 'use POST' });
   }
-  const body = await readBody(req);
-  if (body === undefined) return send(res, 413, { error: `body over ${MAX_BODY} bytes` });
+  let read: Awaited<ReturnType<typeof readBody>>;
+  try {
+    read = await readBody(req, limits, buffered);
+  } catch (e) {
+    // The client is gone: nobody to answer.
+    log.debug('injector request ended early', { error: (e as Error).message });
+    return;
+  }
+  if (read === 413) return refuse(res, 413, { error: `body over ${limits.maxBodyBytes} bytes` });
+  if (read === 503) {
+    log.warn('injector busy: request bodies being read are at their limit', { maxBufferedBytes: limits.maxBufferedBytes });
+    return refuse(res, 503, { error: 'busy, retry' }, { 'retry-after': '1' });
+  }
+  try {
+    answer(read.body, res, opts, log);
+  } finally {
+    read.release();
+  }
+}
+
+function answer(body: Buffer, res: ServerResponse, opts: Partial<InjectOptions>, log: Logger): void {
   let review: unknown;
   try {
     review = JSON.parse(body.toString('utf8'));
