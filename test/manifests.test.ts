@@ -373,7 +373,8 @@ describe('install manifests', () => {
       if (e.operator === 'Exists') return has;
       return !has;
     });
-  const settings = [undefined, 'enabled', 'disabled'];
+  // 'false': a value that is neither (Istio's spelling); '': an empty label, no setting.
+  const settings = [undefined, 'enabled', 'disabled', 'false', ''];
   const matrix = settings.flatMap((ns) => settings.map((p) => [String(ns), String(p), ns, p] as const));
   test.each(matrix)('namespace %s, pod %s: webhook selection + injector == injectPod with namespace labels', (_a, _b, ns, p) => {
     const nsLabels: Record<string, string> = { 'kubernetes.io/metadata.name': 'demo', ...(ns ? { 'wren.io/inject': ns } : {}) };

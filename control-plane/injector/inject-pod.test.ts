@@ -1,6 +1,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import fjp from 'fast-json-patch';
 import { injectPod } from './inject-pod.js';
+import { mutate } from './admission.js';
 import { applyPatch, type JsonPatchOp } from './json-patch.js';
 import { proxyConfigFromEnv } from '../../proxy/config/proxy-config.js';
 import { iptablesCommand } from '../../cli/iptables.js';
@@ -63,6 +64,30 @@ describe('injectPod decisions', () => {
   test('a disabled namespace beats a pod that opts in', () => {
     const r = injectPod(pod({ labels: { 'wren.io/inject': 'enabled' } }), { namespaceLabels: { 'wren.io/inject': 'disabled' } });
     expect(r).toMatchObject({ injected: false, reason: 'namespace has wren.io/inject: disabled', patch: [] });
+  });
+
+  test('a pod value that is neither enabled nor disabled ("false", Istio\'s spelling) opts out, warned; in a cluster the namespace webhook sends it', () => {
+    for (const v of ['false', 'off', 'Disabled', 'no']) {
+      for (const where of ['labels', 'annotations'] as const) {
+        const p = pod({ [where]: { 'wren.io/inject': v } });
+        for (const r of [injectPod(p), injectPod(p, { namespaceLabels: { 'wren.io/inject': 'enabled' } })]) {
+          expect([v, where, r.injected, r.patch]).toEqual([v, where, false, []]);
+          expect(r.reason).toBe(`pod has wren.io/inject: ${JSON.stringify(v)}, not enabled`);
+          expect(r.warnings).toEqual([`wren.io/inject: ${JSON.stringify(v)} is neither enabled nor disabled; the pod is not injected`]);
+        }
+      }
+    }
+    // The AdmissionReview carries the warning to kubectl.
+    const review = mutate({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', operation: 'CREATE', object: pod({ labels: { 'wren.io/inject': 'false' } }) } });
+    expect(review.response).toEqual({ uid: 'u', allowed: true, warnings: ['wren.io/inject: "false" is neither enabled nor disabled; the pod is not injected'] });
+    // An empty value is no setting (as Istio reads it): the namespace decides.
+    expect(injectPod(pod({ labels: { 'wren.io/inject': '' } }), { namespaceLabels: { 'wren.io/inject': 'enabled' } })).toMatchObject({ injected: true, warnings: [] });
+  });
+
+  test('a namespace value that is neither is unset, as the webhooks\' selectors read it, warned', () => {
+    const r = injectPod(pod(), { namespaceLabels: { 'wren.io/inject': 'true' } });
+    expect(r).toMatchObject({ injected: false, reason: 'not opted in', warnings: ['namespace label wren.io/inject: ignoring "true" (expected enabled or disabled)'] });
+    expect(injectPod(pod({ labels: { 'wren.io/inject': 'enabled' } }), { namespaceLabels: { 'wren.io/inject': 'true' } }).injected).toBe(true);
   });
 
   test('without namespace labels (webhook mode) the selectors already decided', () => {

@@ -20,8 +20,14 @@ export interface InjectResult {
  * Opt-in rules, the same as the two webhooks in manifests/install/40-injector-webhook.yaml
  * (test/manifests.test.ts checks they agree): `disabled` on the pod or its namespace
  * always wins (as with Istio's namespace label); otherwise `enabled` on either opts in.
+ * A pod value that is neither (`"false"`, `"off"`, `"Disabled"`) opts out, with a warning:
+ * the pod asked for something other than the mesh, as Istio (any value but y/yes/true/on)
+ * and Linkerd (any value but enabled/ingress) read their pod-level setting. A namespace
+ * value that is neither is treated as unset, as the webhooks' selectors see it.
  */
-function decide(pod: V1Pod, o: InjectOptions): { inject: boolean; reason: string } {
+const INJECT_VALUES: readonly string[] = ['enabled', 'disabled'];
+
+function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boolean; reason: string } {
   const meta = pod.metadata ?? {};
   const spec = pod.spec;
   if (!spec) return { inject: false, reason: 'pod has no spec' };
@@ -29,8 +35,17 @@ function decide(pod: V1Pod, o: InjectOptions): { inject: boolean; reason: string
   if (all.some((c) => c.name === PROXY_CONTAINER) || meta.annotations?.[A.injected] !== undefined)
     return { inject: false, reason: 'already injected' };
   if (spec.hostNetwork) return { inject: false, reason: 'hostNetwork pods share the node network namespace' };
-  const podSetting = meta.labels?.[A.inject] ?? meta.annotations?.[A.inject];
-  const ns = o.namespaceLabels?.[A.inject];
+  // An empty value is no setting (Istio reads "" as unset too).
+  const podSetting = meta.labels?.[A.inject] || meta.annotations?.[A.inject] || undefined;
+  let ns = o.namespaceLabels?.[A.inject] || undefined;
+  if (ns !== undefined && !INJECT_VALUES.includes(ns)) {
+    warnings.push(`namespace label ${A.inject}: ignoring ${JSON.stringify(ns)} (expected enabled or disabled)`);
+    ns = undefined;
+  }
+  if (podSetting !== undefined && !INJECT_VALUES.includes(podSetting)) {
+    warnings.push(`${A.inject}: ${JSON.stringify(podSetting)} is neither enabled nor disabled; the pod is not injected`);
+    return { inject: false, reason: `pod has ${A.inject}: ${JSON.stringify(podSetting)}, not enabled` };
+  }
   if (podSetting === 'disabled') return { inject: false, reason: `pod has ${A.inject}: disabled` };
   if (ns === 'disabled') return { inject: false, reason: `namespace has ${A.inject}: disabled` };
   if (podSetting === 'enabled') return { inject: true, reason: `pod has ${A.inject}: enabled` };
@@ -147,8 +162,8 @@ function resourcePair(
  */
 export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): InjectResult {
   const o = resolveInjectOptions(partial);
-  const d = decide(pod, o);
   const warnings: string[] = [];
+  const d = decide(pod, o, warnings);
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
   const spec = pod.spec!;
   const probes = rewriteProbes(pod, o.metricsPort, warnings);

@@ -186,6 +186,8 @@ function answer(body: Buffer, res: ServerResponse, opts: Partial<InjectOptions>,
       namespace: r.namespace,
       pod: r.object?.metadata?.name || r.object?.metadata?.generateName,
       reason: out.reason,
+      // kubectl shows these for a pod it creates; a controller's pods (a Deployment's) have only this log.
+      ...(out.review.response?.warnings ? { warnings: out.review.response.warnings } : {}),
     });
     send(res, 200, out.review);
   } catch (e) {
