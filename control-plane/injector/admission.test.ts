@@ -37,6 +37,20 @@ test('a pod the injector cannot read is refused with the field path (a 400 from 
   expect(() => mutate(review({ ...pod, spec: { containers: [{ name: 3 }] } }))).toThrow(/request\.object\.spec\.containers\[0\]\.name: expected a string, got number 3/);
 });
 
+test('every other field the injector reads is checked too: no TypeError\'s message for a template without containers, a volume map, a probe path that is a number', () => {
+  const app = { name: 'app', image: 'a' };
+  const probe = (httpGet: unknown) => ({ ...pod, spec: { containers: [{ ...app, readinessProbe: { httpGet } }] } });
+  const cases: [unknown, string][] = [
+    [{ ...pod, spec: {} }, 'request.object.spec.containers: required (a list with at least the app container)'],
+    [{ ...pod, spec: { containers: [app], volumes: { data: {} } } }, 'request.object.spec.volumes: expected a list of objects'],
+    [probe({ port: 80, path: 5 }), 'request.object.spec.containers[0].readinessProbe.httpGet.path: expected a string, got number 5'],
+    [probe({ port: 80, httpHeaders: 'x-a: b' }), 'request.object.spec.containers[0].readinessProbe.httpGet.httpHeaders: expected a list'],
+    [probe({ port: 80, httpHeaders: [{ name: 'x-a', value: 1 }] }), 'request.object.spec.containers[0].readinessProbe.httpGet.httpHeaders[0]: expected {name, value} strings'],
+    [{ metadata: { ownerReferences: [null] }, spec: { containers: [app] } }, 'request.object.metadata.ownerReferences: expected a list of objects'],
+  ];
+  for (const [object, message] of cases) expect(() => mutate(review(object))).toThrow(new AdmissionError(message));
+});
+
 test('rejects what is not an AdmissionReview v1', () => {
   expect(() => mutate({ kind: 'Pod' })).toThrow(AdmissionError);
   expect(() => mutate({ ...review(pod), apiVersion: 'admission.k8s.io/v1beta1' })).toThrow(/only admission.k8s.io\/v1/);
