@@ -214,6 +214,18 @@ describe('classic sidecar (Kubernetes < 1.29)', () => {
     expect(proxy.startupProbe).toBeUndefined();
     expect(proxy.lifecycle?.postStart?.exec?.command).toEqual(['node', '/app/dist/cli/wren.js', 'proxy', 'await', '--admin-port', '15000', '--timeout', '120s']);
   });
+
+  test('kubectl logs / exec / cp still default to the app, not the proxy now first (kubectl.kubernetes.io/default-container, as Istio sets it); a pod\'s own choice is kept', () => {
+    expect(out.metadata?.annotations?.['kubectl.kubernetes.io/default-container']).toBe('app');
+    const own = pod({ annotations: { 'kubectl.kubernetes.io/default-container': 'helper' } });
+    const kept = apply(own, injectPod(own, { nativeSidecars: false }).patch);
+    expect(kept.metadata?.annotations?.['kubectl.kubernetes.io/default-container']).toBe('helper');
+    // No annotations at all: the whole-object add carries it.
+    const bare: V1Pod = { spec: { containers: [{ name: 'web', image: 'w' }] } };
+    expect(apply(bare, injectPod(bare, { nativeSidecars: false }).patch).metadata?.annotations?.['kubectl.kubernetes.io/default-container']).toBe('web');
+    // Native sidecars are init containers: spec.containers[0] is still the app, and nothing is added.
+    expect(apply(pod(), injectPod(pod()).patch).metadata?.annotations?.['kubectl.kubernetes.io/default-container']).toBeUndefined();
+  });
 });
 
 describe('the proxy\'s ports (InjectOptions)', () => {

@@ -187,7 +187,7 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   if (!spec.volumes) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
   else for (const v of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
 
-  const marks: Record<string, string> = { [A.injected]: 'true', ...prometheusAnnotations(pod, o) };
+  const marks: Record<string, string> = { [A.injected]: 'true', ...prometheusAnnotations(pod, o), ...defaultContainer(pod, o) };
   if (!pod.metadata?.annotations) {
     if (!pod.metadata) patch.unshift({ op: 'add', path: '/metadata', value: {} });
     patch.push({ op: 'add', path: '/metadata/annotations', value: marks });
@@ -195,6 +195,21 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
 
   return { patch, injected: true, reason: d.reason, warnings };
 }
+
+/**
+ * Classic mode makes the proxy spec.containers[0], the container `kubectl logs`, `exec`
+ * and `cp` pick without `-c`: the annotation kubectl reads first (KEP-2227) names the app's
+ * first container instead, as Istio's injector sets it (since 1.10, istio/istio#31180;
+ * its holdApplicationUntilProxyStarts puts its proxy first too). Native sidecars are init containers and leave
+ * containers[0] the app's, so nothing is added then; a pod that names one keeps it.
+ */
+function defaultContainer(pod: V1Pod, o: InjectOptions): Record<string, string> {
+  const first = pod.spec?.containers[0]?.name;
+  if (o.nativeSidecars || first === undefined || pod.metadata?.annotations?.[KUBECTL_DEFAULT_CONTAINER] !== undefined) return {};
+  return { [KUBECTL_DEFAULT_CONTAINER]: first };
+}
+
+const KUBECTL_DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
 
 /**
  * The annotations Prometheus' usual kubernetes_sd relabelling reads (Istio adds the
