@@ -372,6 +372,17 @@ describe('annotations', () => {
     const p = pod({ spec: { securityContext: { runAsUser: 2102 } } });
     expect(injectPod(p).warnings.join()).toMatch(/UID 2102/);
   });
+
+  test('the UID warning names each container that runs as the proxy\'s UID, init containers and native sidecars too, and a container\'s own runAsUser wins over the pod\'s', () => {
+    const app = { name: 'app', image: 'a' };
+    const shipper = { name: 'log-shipper', image: 's', restartPolicy: 'Always', securityContext: { runAsUser: 2102 } };
+    const r1 = injectPod({ spec: { initContainers: [shipper], containers: [app] } });
+    expect(r1.warnings).toEqual(['container log-shipper runs as UID 2102, the proxy\'s UID: its outbound traffic bypasses the proxy']);
+    const r2 = injectPod({ spec: { securityContext: { runAsUser: 2102 }, initContainers: [{ name: 'migrate', image: 'm' }], containers: [app, { name: 'own', image: 'o', securityContext: { runAsUser: 1000 } }] } });
+    expect(r2.warnings).toEqual(['containers migrate, app run as UID 2102, the proxy\'s UID: their outbound traffic bypasses the proxy']);
+    // Pod-level 2102 that every container overrides: nothing bypasses.
+    expect(injectPod({ spec: { securityContext: { runAsUser: 2102 }, containers: [{ ...app, securityContext: { runAsUser: 1000 } }] } }).warnings).toEqual([]);
+  });
 });
 
 describe('patch shape', () => {

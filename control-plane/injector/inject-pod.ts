@@ -169,8 +169,9 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   const probes = rewriteProbes(pod, o.metricsPort, warnings);
   const ic = interception(pod, warnings, probes.skipInboundPorts);
   const { resources, ...settings } = proxySettings(pod, o, warnings);
-  if (spec.securityContext?.runAsUser === o.proxyUid || spec.containers.some((c) => c.securityContext?.runAsUser === o.proxyUid))
-    warnings.push(`an app container runs as UID ${o.proxyUid}, the proxy's UID: its traffic bypasses the proxy`);
+  const asProxy = containersAsProxyUid(pod, o.proxyUid);
+  if (asProxy.length > 0)
+    warnings.push(`container${asProxy.length > 1 ? 's' : ''} ${asProxy.join(', ')} run${asProxy.length > 1 ? '' : 's'} as UID ${o.proxyUid}, the proxy's UID: ${asProxy.length > 1 ? 'their' : 'its'} outbound traffic bypasses the proxy`);
   const init = buildInitContainer(o, ic);
   const proxy = buildProxyContainer(o, resources, { ...settings, appProbes: probes.env });
   // The probe replacements first: they use the pod's container indices, which the inserts below shift.
@@ -194,6 +195,20 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
 
   return { patch, injected: true, reason: d.reason, warnings };
+}
+
+/**
+ * The pod's containers that run as the proxy's UID, whose outbound traffic the owner match
+ * of `wren iptables` lets past the redirect (Istio's 1337, Linkerd's 2102 caveat). A
+ * container's own runAsUser wins over the pod's (the API's rule); init containers count,
+ * the app's native sidecars for their whole life and the others while they run, in
+ * native mode after the proxy has started.
+ */
+function containersAsProxyUid(pod: V1Pod, uid: number): string[] {
+  const podUid = pod.spec?.securityContext?.runAsUser;
+  return [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]
+    .filter((c) => (c.securityContext?.runAsUser ?? podUid) === uid)
+    .map((c) => c.name);
 }
 
 /**
