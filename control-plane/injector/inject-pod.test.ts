@@ -373,6 +373,12 @@ describe('annotations', () => {
     expect(injectPod(p).warnings.join()).toMatch(/UID 2102/);
   });
 
+  test('a container port the proxy binds (inbound, outbound, admin, metrics) is warned about, naming the container; UDP is not', () => {
+    const p: V1Pod = { spec: { containers: [{ name: 'app', image: 'a', ports: [{ containerPort: 8080 }, { containerPort: 15020, name: 'metrics' }, { containerPort: 15006, protocol: 'UDP' }] }] } };
+    expect(injectPod(p).warnings).toEqual(['container app port 15020 is the proxy\'s metrics port: one of the two cannot listen on it, and connections to it reach the proxy']);
+    expect(injectPod(p, { metricsPort: 16020 }).warnings).toEqual([]);
+  });
+
   test('the UID warning names each container that runs as the proxy\'s UID, init containers and native sidecars too, and a container\'s own runAsUser wins over the pod\'s', () => {
     const app = { name: 'app', image: 'a' };
     const shipper = { name: 'log-shipper', image: 's', restartPolicy: 'Always', securityContext: { runAsUser: 2102 } };

@@ -169,6 +169,7 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   const probes = rewriteProbes(pod, o.metricsPort, warnings);
   const ic = interception(pod, warnings, probes.skipInboundPorts);
   const { resources, ...settings } = proxySettings(pod, o, warnings);
+  warnings.push(...portClashes(pod, o));
   const asProxy = containersAsProxyUid(pod, o.proxyUid);
   if (asProxy.length > 0)
     warnings.push(`container${asProxy.length > 1 ? 's' : ''} ${asProxy.join(', ')} run${asProxy.length > 1 ? '' : 's'} as UID ${o.proxyUid}, the proxy's UID: ${asProxy.length > 1 ? 'their' : 'its'} outbound traffic bypasses the proxy`);
@@ -195,6 +196,25 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
 
   return { patch, injected: true, reason: d.reason, warnings };
+}
+
+/**
+ * Container ports the proxy binds in the pod's shared network namespace (Istio lists its
+ * 15000-15090 as reserved for the same reason): the app's listener and the proxy's cannot
+ * both bind, so one of them fails with EADDRINUSE (the app, as the native sidecar starts
+ * first), and inbound connections to such a port reach the proxy, which never redirects
+ * its own ports. Warned, not refused, like the other settings a pod gets wrong.
+ */
+function portClashes(pod: V1Pod, o: InjectOptions): string[] {
+  const own = new Map<number, string>([[o.inboundPort, 'inbound'], [o.outboundPort, 'outbound'], [o.adminPort, 'admin'], [o.metricsPort, 'metrics']]);
+  const out: string[] = [];
+  for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])])
+    for (const p of c.ports ?? []) {
+      const what = own.get(p.containerPort);
+      if (what !== undefined && (p.protocol ?? 'TCP') === 'TCP')
+        out.push(`container ${c.name} port ${p.containerPort} is the proxy's ${what} port: one of the two cannot listen on it, and connections to it reach the proxy`);
+    }
+  return out;
 }
 
 /**
