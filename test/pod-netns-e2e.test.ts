@@ -201,7 +201,12 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
       ...[app.readinessProbe!, app.livenessProbe!].map((probe) => `http://${NET.server}:${probe.httpGet!.port}${probe.httpGet!.path}`),
       `http://${NET.server}:8080/healthz`,
     ]);
-    scraped = await p.lab.httpGet(p.ns.br, ['/stats/prometheus', '/healthz/ready', '/config_dump'].map((path) => `http://${NET.server}:15020${path}`));
+    // The proxy's own readinessProbe, as kubelet runs it (from the node, on the pod IP) once the startup probe passed.
+    const ready = containerOf(injected.server, 'wren-proxy').readinessProbe!.httpGet!;
+    scraped = await p.lab.httpGet(p.ns.br, [
+      ...['/stats/prometheus', '/healthz/ready', '/config_dump'].map((path) => `http://${NET.server}:15020${path}`),
+      `http://${NET.server}:${ready.port}${ready.path}`,
+    ]);
   }, 120_000);
 
   afterAll(async () => {
@@ -212,8 +217,8 @@ suite(title('in-cluster mode: certificates from the control plane (Certify), mes
 
   dataPathTests(p, true);
 
-  test('Prometheus scrapes the injected sidecar on the pod IP:15020 (never redirected to 15006); nothing of the admin port there', () => {
-    expect(scraped.map((r) => r.status)).toEqual([200, 200, 404]);
+  test('Prometheus scrapes the injected sidecar on the pod IP:15020 (never redirected to 15006); nothing of the admin port there; kubelet\'s readiness probe of the proxy passes there', () => {
+    expect(scraped.map((r) => r.status)).toEqual([200, 200, 404, 200]);
     expect(scraped[0].body).toMatch(/^istio_requests_total\{reporter="destination".*response_code="200".*\} [1-9]/m);
   });
 

@@ -147,6 +147,12 @@ describe('injected pod (native sidecar)', () => {
     expect(proxy.args).toEqual(['proxy']);
   });
 
+  test('after start-up kubelet keeps probing the proxy\'s readiness, on the metrics port (the admin port is loopback-only)', () => {
+    expect(proxy.readinessProbe).toEqual({ httpGet: { path: '/healthz/ready', port: 15020, scheme: 'HTTP' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 3 });
+    const classic = apply(pod(), injectPod(pod(), { nativeSidecars: false, metricsPort: 16020 }).patch).spec!.containers[0];
+    expect(classic.readinessProbe?.httpGet).toEqual({ path: '/healthz/ready', port: 16020, scheme: 'HTTP' });
+  });
+
   test('proxy runs as UID 2102, locked down, with default resources', () => {
     expect(proxy.securityContext).toMatchObject({ runAsUser: 2102, runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     expect(proxy.resources).toEqual({ requests: { cpu: '10m', memory: '20Mi' } });

@@ -14,6 +14,8 @@ export const TOKEN_DIR = '/var/run/secrets/wren.io/identity';
 export const PROXY_RUN_VOLUME = 'wren-proxy-run';
 export const PROXY_RUN_DIR = '/var/run/wren';
 export const INIT_RUN_VOLUME = 'wren-init-run';
+/** The metrics port's readiness path (proxy/admin/metrics-server.ts), Istio's /healthz/ready. */
+const READY_PATH = '/healthz/ready';
 
 export interface Interception {
   readonly skipInboundPorts: readonly string[];
@@ -158,6 +160,18 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
       { name: PROXY_RUN_VOLUME, mountPath: PROXY_RUN_DIR },
     ],
+    // After start-up kubelet keeps asking the proxy whether it can take traffic: its
+    // readiness (config received, not draining, every listener worker up: proxy.ts
+    // readiness) on the metrics port, which kubelet reaches on the pod IP (the admin port is
+    // loopback-only). Without it a draining proxy (POST /drain) or one whose worker is
+    // restarting left the pod Ready and its endpoints in every peer's balancer. Istio
+    // probes /healthz/ready on 15021, Linkerd /ready on 4191, the same way.
+    readinessProbe: {
+      httpGet: { path: READY_PATH, port: o.metricsPort, scheme: 'HTTP' },
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 3,
+    },
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
   if (o.nativeSidecars) {
