@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fjp from 'fast-json-patch';
 import { createLogger, silentLogger } from '../common/logger.js';
+import { systemClock } from '../common/clock.js';
 import { startInjectorWebhook, splitListen, type InjectorWebhook } from '../control-plane/injector/webhook-listener.js';
 import { callWebhook, WEBHOOK_HOST, type Json } from './helpers/webhook-client.js';
 
@@ -169,6 +170,39 @@ test('an optional Secret created after start: the webhook starts listening when 
   const port = await wh.whenListening();
   expect(port).toBeGreaterThan(0);
   expect((await admit(port, late.cert, 'late-1')).subject).toBe('late');
+});
+
+test('a certificate the API server would refuse (expired while loaded, or not naming the Service) is served but warned about, once per certificate and problem', async () => {
+  const mount = join(dir, 'dated');
+  const good = makeCert('dated');
+  writeSecretVolume(mount, 'v1', good);
+  const lines: string[] = [];
+  let wall = Date.now();
+  const clock = { ...systemClock, wallNow: () => wall };
+  const wh = await startInjectorWebhook({
+    listen: '127.0.0.1:0', certFile: join(mount, 'tls.crt'), keyFile: join(mount, 'tls.key'),
+    reloadIntervalMs: 60_000, clock, logger: createLogger({ sink: (l) => lines.push(l) }),
+  });
+  open.push(wh);
+  const warnings = () => lines.map((l) => JSON.parse(l)).filter((r) => r.level === 'warn').map((r) => r.msg as string);
+  expect(warnings()).toEqual([]);
+  // Two days later the one-day certificate has expired and cert-manager has not renewed it.
+  wall += 2 * 86_400_000;
+  expect(await wh.reload()).toBe(false);
+  expect(await wh.reload()).toBe(false);
+  expect(warnings()).toEqual([expect.stringMatching(/^webhook certificate expired at .*: the API server refuses it, and with failurePolicy Ignore pods are created without a proxy$/)]);
+  // A certificate for another name (the wrong Service, or an IP only) is installed, and warned about.
+  wall = Date.now();
+  const crt = join(dir, 'other-name.crt');
+  const key = join(dir, 'other-name.key');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=injector/O=other-name', '-addext', 'subjectAltName=DNS:injector.example', '-keyout', key, '-out', crt,
+  ], { stdio: 'pipe' });
+  writeSecretVolume(mount, 'v2', { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') });
+  expect(await wh.reload()).toBe(true);
+  expect(warnings()[1]).toBe(`webhook certificate does not name ${HOST} (subjectAltName DNS:injector.example): the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`);
+  expect(warnings()).toHaveLength(2);
 });
 
 test('start fails loudly on a broken pair or a taken port', async () => {

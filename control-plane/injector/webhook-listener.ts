@@ -34,7 +34,11 @@ export interface InjectorWebhookOptions {
   readonly clock?: Clock;
   /** How often the files are re-read (default 10 s; kubelet refreshes Secret volumes every ~60 s). */
   readonly reloadIntervalMs?: number;
+  /** The name the API server checks the certificate against: the webhook Service's (manifests/install/40-injector-webhook.yaml). */
+  readonly serviceHost?: string;
 }
+
+const WEBHOOK_SERVICE_HOST = 'wren-control-plane.wren-system.svc';
 
 export interface InjectorWebhook {
   /** The bound port once listening (the real one when asked for 0); 0 before. */
@@ -92,6 +96,29 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
     }
   };
 
+  /**
+   * What makes the API server refuse the serving certificate: a date outside its validity
+   * (cert-manager stopped renewing) or a name that is not the Service's. The webhook still
+   * serves it (nothing better is there), but every call then fails, and with failurePolicy
+   * Ignore pods are created without a proxy and nothing else says why: warned once per
+   * certificate and problem, at install and at each reload tick (a certificate expires
+   * while loaded).
+   */
+  const serviceHost = o.serviceHost ?? WEBHOOK_SERVICE_HOST;
+  let refusedWarned = '';
+  const checkRefusal = (cert: string) => {
+    const x = new X509Certificate(cert);
+    const now = clock.wallNow();
+    const problems = [
+      ...(now > x.validToDate.getTime() ? [`expired at ${x.validTo}`] : now < x.validFromDate.getTime() ? [`not valid before ${x.validFrom}`] : []),
+      ...(x.checkHost(serviceHost) === undefined ? [`does not name ${serviceHost} (subjectAltName ${x.subjectAltName ?? 'none'})`] : []),
+    ];
+    const key = `${x.fingerprint256} ${problems.join('; ')}`;
+    if (problems.length === 0 || key === refusedWarned) return;
+    refusedWarned = key;
+    log.warn(`webhook certificate ${problems.join(' and ')}: the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`, { certFile, ...describe(cert) });
+  };
+
   const describe = (cert: string) => {
     const x = new X509Certificate(cert);
     return { subject: x.subject.replace(/\n/g, ', '), subjectAltName: x.subjectAltName, notAfter: x.validTo, fingerprint256: x.fingerprint256 };
@@ -104,6 +131,7 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
     server = s;
     current = pair;
     log.info('injector webhook listening', { address: `${host}:${boundPort()}`, certFile, ...describe(pair.cert) });
+    checkRefusal(pair.cert);
     for (const w of waiters.splice(0)) w(boundPort());
   };
 
@@ -139,7 +167,10 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
       return false;
     }
     missingLogged = false;
-    if (current && pair.cert === current.cert && pair.key === current.key) return false;
+    if (current && pair.cert === current.cert && pair.key === current.key) {
+      checkRefusal(current.cert);
+      return false;
+    }
     if (!usable(pair)) return false;
     if (!server) {
       await start(pair);
@@ -148,6 +179,7 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
     server.setSecureContext(webhookTlsOptions(pair));
     current = pair;
     log.info('webhook certificate reloaded', { certFile, ...describe(pair.cert) });
+    checkRefusal(pair.cert);
     return true;
   };
 
