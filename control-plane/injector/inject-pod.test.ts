@@ -385,6 +385,25 @@ describe('annotations', () => {
     expect(injectPod(p, { metricsPort: 16020 }).warnings).toEqual([]);
   });
 
+  test('an httpGet lifecycle hook (which STRICT mTLS refuses from kubelet) is warned about, unless its port skips the redirect or it names a host; exec hooks are not', () => {
+    const hooks = (lifecycle: V1Container['lifecycle'], annotations: Record<string, string> = {}): V1Pod => ({
+      metadata: { annotations },
+      spec: { containers: [{ name: 'app', image: 'a', ports: [{ name: 'http', containerPort: 8080 }], lifecycle }] },
+    });
+    const pre = { preStop: { httpGet: { path: '/shutdown', port: 'http' as unknown as number } } };
+    expect(injectPod(hooks(pre)).warnings).toEqual([
+      'container app preStop httpGet on port "http": kubelet sends it in plaintext through the inbound redirect, which STRICT mTLS refuses (SIGTERM then follows at once); use an exec or sleep hook, or list the port in wren.io/skip-inbound-ports',
+    ]);
+    expect(injectPod(hooks({ postStart: { httpGet: { path: '/warm', port: 9000 } } })).warnings).toEqual([
+      'container app postStart httpGet on port 9000: kubelet sends it in plaintext through the inbound redirect, which STRICT mTLS refuses (the container is then killed); use an exec or sleep hook, or list the port in wren.io/skip-inbound-ports',
+    ]);
+    expect(injectPod(hooks(pre, { 'wren.io/skip-inbound-ports': '8000-8090' })).warnings).toEqual([]);
+    expect(injectPod(hooks({ preStop: { httpGet: { host: '10.0.0.9', port: 80 } } })).warnings).toEqual([]);
+    expect(injectPod(hooks({ preStop: { exec: { command: ['sleep', '5'] } } })).warnings).toEqual([]);
+    // The hook itself is left as written.
+    expect(injectPod(hooks(pre)).patch.some((op) => op.path.includes('lifecycle'))).toBe(false);
+  });
+
   test('the UID warning names each container that runs as the proxy\'s UID, init containers and native sidecars too, and a container\'s own runAsUser wins over the pod\'s', () => {
     const app = { name: 'app', image: 'a' };
     const shipper = { name: 'log-shipper', image: 's', restartPolicy: 'Always', securityContext: { runAsUser: 2102 } };

@@ -168,6 +168,7 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   const spec = pod.spec!;
   const probes = rewriteProbes(pod, o.metricsPort, warnings);
   const ic = interception(pod, warnings, probes.skipInboundPorts);
+  warnings.push(...httpHookWarnings(pod, ic.skipInboundPorts));
   const { resources, ...settings } = proxySettings(pod, o, warnings);
   warnings.push(...portClashes(pod, o));
   const asProxy = containersAsProxyUid(pod, o.proxyUid);
@@ -196,6 +197,35 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
 
   return { patch, injected: true, reason: d.reason, warnings };
+}
+
+/**
+ * kubelet's httpGet lifecycle hooks (postStart, preStop) go from the node to the pod IP
+ * like its probes, so the inbound redirect hands them to the sidecar, which refuses
+ * plaintext under STRICT mTLS, Wren's default: a failed postStart kills the container, a
+ * failed preStop is logged and SIGTERM follows at once, with no graceful shutdown. Istio
+ * rewrites them to its status port like probes (prestopz, poststartz); Wren does not,
+ * because its metrics port answers the whole cluster, and a hook is an action (often the
+ * app's shutdown) anyone could then trigger past mTLS and authorization. So they are left
+ * as they are and warned about, unless their port skips the redirect (or they name a host).
+ */
+function httpHookWarnings(pod: V1Pod, skipInbound: readonly string[]): string[] {
+  const skipped = (port: number) => skipInbound.some((r) => {
+    const [lo, hi = lo] = r.split(':').map(Number);
+    return port >= lo && port <= hi;
+  });
+  const out: string[] = [];
+  const hooked = [...(pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'), ...(pod.spec?.containers ?? [])];
+  for (const c of hooked)
+    for (const hook of ['postStart', 'preStop'] as const) {
+      const get = c.lifecycle?.[hook]?.httpGet;
+      if (!get || (get.host ?? '') !== '') continue;
+      const raw = get.port as number | string;
+      const port = typeof raw === 'number' ? raw : /^\d+$/.test(raw) ? Number(raw) : c.ports?.find((p) => p.name === raw)?.containerPort;
+      if (port !== undefined && skipped(port)) continue;
+      out.push(`container ${c.name} ${hook} httpGet on port ${JSON.stringify(raw)}: kubelet sends it in plaintext through the inbound redirect, which STRICT mTLS refuses${hook === 'postStart' ? ' (the container is then killed)' : ' (SIGTERM then follows at once)'}; use an exec or sleep hook, or list the port in ${A.skipInboundPorts}`);
+    }
+  return out;
 }
 
 /**
