@@ -51,6 +51,14 @@ test('every other field the injector reads is checked too: no TypeError\'s messa
   for (const [object, message] of cases) expect(() => mutate(review(object))).toThrow(new AdmissionError(message));
 });
 
+test('a pod in kube-system or wren-system is not injected even if a webhook configuration sends it (request.namespace, as the pod\'s own is often empty)', () => {
+  for (const namespace of ['kube-system', 'wren-system']) {
+    const out = mutateWithReason(review(pod, { namespace }));
+    expect([out.injected, out.reason, out.review.response]).toEqual([false, `pods in ${namespace} are never injected`, { uid: 'u-1', allowed: true }]);
+  }
+  expect(mutateWithReason(review(pod, { namespace: 'demo' })).injected).toBe(true);
+});
+
 test('rejects what is not an AdmissionReview v1', () => {
   expect(() => mutate({ kind: 'Pod' })).toThrow(AdmissionError);
   expect(() => mutate({ ...review(pod), apiVersion: 'admission.k8s.io/v1beta1' })).toThrow(/only admission.k8s.io\/v1/);

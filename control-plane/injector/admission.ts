@@ -60,7 +60,7 @@ export function mutateWithReason(review: unknown, opts: Partial<InjectOptions> =
   // A clear 400 naming the field, not a TypeError's 500 (injector-server.ts).
   const shape = podShapeProblem(pod);
   if (shape !== null) throw new AdmissionError(`request.object.${shape}`);
-  const res = injectPod(pod, opts);
+  const res = injectPod(pod, req.namespace ? { ...opts, namespace: req.namespace } : opts);
   const warnings = res.warnings.length ? { warnings: res.warnings } : {};
   if (!res.injected || res.patch.length === 0) return reply(warnings, false, res.reason);
   const patch = Buffer.from(JSON.stringify(res.patch)).toString('base64');

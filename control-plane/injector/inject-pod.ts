@@ -27,6 +27,14 @@ export interface InjectResult {
  */
 const INJECT_VALUES: readonly string[] = ['enabled', 'disabled'];
 
+/**
+ * Never injected, whatever their labels say (the webhooks' namespaceSelector leaves them
+ * out too): the cluster's own pods (kube-system: CoreDNS would wait for a proxy that waits
+ * for DNS to find its control plane) and Wren's control plane, which the proxies need to
+ * start. `linkerd inject` refuses kube-system the same way.
+ */
+const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'wren-system'];
+
 function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boolean; reason: string } {
   const meta = pod.metadata ?? {};
   const spec = pod.spec;
@@ -34,6 +42,8 @@ function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boo
   const all = [...(spec.initContainers ?? []), ...(spec.containers ?? [])];
   if (all.some((c) => c.name === PROXY_CONTAINER) || meta.annotations?.[A.injected] !== undefined)
     return { inject: false, reason: 'already injected' };
+  const namespace = o.namespace || meta.namespace;
+  if (namespace && SYSTEM_NAMESPACES.includes(namespace)) return { inject: false, reason: `pods in ${namespace} are never injected` };
   if (spec.hostNetwork) return { inject: false, reason: 'hostNetwork pods share the node network namespace' };
   // An empty value is no setting (Istio reads "" as unset too).
   const podSetting = meta.labels?.[A.inject] || meta.annotations?.[A.inject] || undefined;

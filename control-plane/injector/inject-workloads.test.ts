@@ -30,3 +30,13 @@ test('v1 List items are injected; other kinds pass through as the same object', 
   expect((r.object as typeof list).items[0]).toBe(svc);
   expect(injectWorkloads(svc).object).toBe(svc);
 });
+
+test('workloads in kube-system or wren-system are never injected, whatever their template says (as the webhooks never see them; linkerd inject refuses kube-system too)', () => {
+  for (const ns of ['kube-system', 'wren-system']) {
+    const d = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'coredns', namespace: ns }, spec: { template: { ...template, metadata: { labels: { 'wren.io/inject': 'enabled' } } } } };
+    const r = injectWorkloads(d);
+    expect(r).toEqual({ object: d, report: [`Deployment/coredns: skipped (pods in ${ns} are never injected)`], injected: 0 });
+  }
+  // Any other namespace, or none given: injected.
+  expect(injectWorkloads({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'shop' }, spec: { template } }).injected).toBe(1);
+});

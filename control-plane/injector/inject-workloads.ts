@@ -55,7 +55,8 @@ export function injectWorkloads(obj: unknown, opts: Partial<InjectOptions> = {})
   if (!template || typeof template !== 'object') return { object: obj, report: [`${id}: skipped (no pod template)`], injected: 0 };
   const shape = podShapeProblem(template);
   if (shape !== null) throw new Error(`${id}: ${[...path, shape].join('.')}`);
-  const res = injectPod(template, opts);
+  const namespace = o!.metadata?.namespace;
+  const res = injectPod(template, namespace ? { ...opts, namespace } : opts);
   const lines = [`${id}: ${res.injected ? 'injected' : 'skipped'} (${res.reason})`, ...res.warnings.map((w) => `${id}: warning: ${w}`)];
   if (!res.injected) return { object: obj, report: lines, injected: 0 };
   const patched = applyPatch(template, res.patch);

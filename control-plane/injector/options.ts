@@ -48,6 +48,12 @@ export interface InjectOptions {
    * decide), so only an explicit pod-level `disabled` or a previous injection stops it.
    */
   readonly namespaceLabels?: Readonly<Record<string, string>>;
+  /**
+   * The namespace the pod is created in, when known (the AdmissionReview's
+   * request.namespace; the workload's metadata.namespace in `wren inject`): a pod's own
+   * metadata.namespace is often empty at admission, and a pod template has none.
+   */
+  readonly namespace?: string;
 }
 
 export const WREN_IMAGE = 'wren:0.1.0';
