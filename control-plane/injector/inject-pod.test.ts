@@ -392,16 +392,20 @@ describe('annotations', () => {
     });
     const pre = { preStop: { httpGet: { path: '/shutdown', port: 'http' as unknown as number } } };
     expect(injectPod(hooks(pre)).warnings).toEqual([
-      'container app preStop httpGet on port "http": kubelet sends it in plaintext through the inbound redirect, which STRICT mTLS refuses (SIGTERM then follows at once); use an exec or sleep hook, or list the port in wren.io/skip-inbound-ports',
+      'container app preStop httpGet on port "http": kubelet\'s plaintext, which STRICT mTLS refuses (SIGTERM follows at once); use an exec or sleep hook, or wren.io/skip-inbound-ports',
     ]);
     expect(injectPod(hooks({ postStart: { httpGet: { path: '/warm', port: 9000 } } })).warnings).toEqual([
-      'container app postStart httpGet on port 9000: kubelet sends it in plaintext through the inbound redirect, which STRICT mTLS refuses (the container is then killed); use an exec or sleep hook, or list the port in wren.io/skip-inbound-ports',
+      'container app postStart httpGet on port 9000: kubelet\'s plaintext, which STRICT mTLS refuses (the container is killed); use an exec or sleep hook, or wren.io/skip-inbound-ports',
     ]);
     expect(injectPod(hooks(pre, { 'wren.io/skip-inbound-ports': '8000-8090' })).warnings).toEqual([]);
     expect(injectPod(hooks({ preStop: { httpGet: { host: '10.0.0.9', port: 80 } } })).warnings).toEqual([]);
     expect(injectPod(hooks({ preStop: { exec: { command: ['sleep', '5'] } } })).warnings).toEqual([]);
     // The hook itself is left as written.
     expect(injectPod(hooks(pre)).patch.some((op) => op.path.includes('lifecycle'))).toBe(false);
+    // The API server may truncate a warning past 256 characters: the remedy at its end survives the longest names.
+    const longest: V1Pod = { spec: { containers: [{ name: 'c'.repeat(63), image: 'a', ports: [{ name: 'p'.repeat(15), containerPort: 8080 }], lifecycle: { postStart: { httpGet: { path: '/', port: 'p'.repeat(15) as unknown as number } } } }] } };
+    const [w] = injectPod(longest).warnings;
+    expect([w.length <= 256, w.endsWith('wren.io/skip-inbound-ports')]).toEqual([true, true]);
   });
 
   test('the UID warning names each container that runs as the proxy\'s UID, init containers and native sidecars too, and a container\'s own runAsUser wins over the pod\'s', () => {

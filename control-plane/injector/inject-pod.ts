@@ -233,7 +233,7 @@ function httpHookWarnings(pod: V1Pod, skipInbound: readonly string[]): string[] 
       const raw = get.port as number | string;
       const port = typeof raw === 'number' ? raw : /^\d+$/.test(raw) ? Number(raw) : c.ports?.find((p) => p.name === raw)?.containerPort;
       if (port !== undefined && skipped(port)) continue;
-      out.push(`container ${c.name} ${hook} httpGet on port ${JSON.stringify(raw)}: kubelet sends it in plaintext through the inbound redirect, which STRICT mTLS refuses${hook === 'postStart' ? ' (the container is then killed)' : ' (SIGTERM then follows at once)'}; use an exec or sleep hook, or list the port in ${A.skipInboundPorts}`);
+      out.push(`container ${c.name} ${hook} httpGet on port ${JSON.stringify(raw)}: kubelet's plaintext, which STRICT mTLS refuses${hook === 'postStart' ? ' (the container is killed)' : ' (SIGTERM follows at once)'}; use an exec or sleep hook, or ${A.skipInboundPorts}`);
     }
   return out;
 }
