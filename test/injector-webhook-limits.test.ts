@@ -122,6 +122,18 @@ test('bodies being read are bounded all together: past the budget a request gets
   expect(ok.json?.response).toMatchObject({ uid: 'limits-1', allowed: true });
 });
 
+test('a body nesting arrays or objects past maxJsonDepth is refused before JSON.parse, which would hold the control plane\'s thread for seconds', async () => {
+  const port = await start();
+  const n = 1_000_000; // 2 MB of `[[[…]]]`: valid JSON, about 1.5 s of JSON.parse
+  const deep = await callWebhook(port, cert, 'POST', '/inject', '['.repeat(n) + ']'.repeat(n));
+  expect([deep.status, deep.json]).toEqual([400, { error: `body nests deeper than ${WEBHOOK_LIMITS.maxJsonDepth} levels` }]);
+  // Brackets inside strings are not nesting; a real AdmissionReview is well within the limit.
+  const inString = JSON.parse(review) as { request: { object: { metadata: Record<string, unknown> } } };
+  inString.request.object.metadata.annotations = { note: '['.repeat(1000) + '{'.repeat(1000) + '\\"' };
+  const ok = await callWebhook(port, cert, 'POST', '/inject', JSON.stringify(inString));
+  expect(ok.status).toBe(200);
+});
+
 test('a request whose body stalls is closed after the request timeout, not held for Node\'s default 300 s', async () => {
   const port = await start({ requestTimeoutMs: 1000 });
   const t = await open(port);
