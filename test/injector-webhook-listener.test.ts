@@ -203,6 +203,15 @@ test('a certificate the API server would refuse (expired while loaded, or not na
   expect(await wh.reload()).toBe(true);
   expect(warnings()[1]).toBe(`webhook certificate does not name ${HOST} (subjectAltName DNS:injector.example): the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`);
   expect(warnings()).toHaveLength(2);
+  // The name only in the subject CN: Go's x509 (the API server) ignores the CN since Go 1.15.
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', `/CN=${HOST}/O=cn-only`, '-keyout', key, '-out', crt,
+  ], { stdio: 'pipe' });
+  writeSecretVolume(mount, 'v3', { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') });
+  expect(await wh.reload()).toBe(true);
+  expect(warnings()[2]).toBe(`webhook certificate does not name ${HOST} (subjectAltName none): the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`);
+  expect(warnings()).toHaveLength(3);
 });
 
 test('start fails loudly on a broken pair or a taken port', async () => {

@@ -111,7 +111,8 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
     const now = clock.wallNow();
     const problems = [
       ...(now > x.validToDate.getTime() ? [`expired at ${x.validTo}`] : now < x.validFromDate.getTime() ? [`not valid before ${x.validFrom}`] : []),
-      ...(x.checkHost(serviceHost) === undefined ? [`does not name ${serviceHost} (subjectAltName ${x.subjectAltName ?? 'none'})`] : []),
+      // SANs only: the API server (Go's crypto/x509 since 1.15) ignores the subject CN, "x509: certificate relies on legacy Common Name field".
+      ...(x.checkHost(serviceHost, { subject: 'never' }) === undefined ? [`does not name ${serviceHost} (subjectAltName ${x.subjectAltName ?? 'none'})`] : []),
     ];
     const key = `${x.fingerprint256} ${problems.join('; ')}`;
     if (problems.length === 0 || key === refusedWarned) return;
