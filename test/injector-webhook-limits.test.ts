@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { createInjectorServer, WEBHOOK_LIMITS, type WebhookLimits } from '../control-plane/injector/injector-server.js';
-import { silentLogger } from '../common/logger.js';
+import { createLogger, silentLogger, type Logger } from '../common/logger.js';
 import { callWebhook, WEBHOOK_HOST } from './helpers/webhook-client.js';
 
 let dir: string;
@@ -46,8 +46,8 @@ afterEach(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function start(limits?: Partial<WebhookLimits>): Promise<number> {
-  const s = createInjectorServer({ tls: { cert, key }, port: 0, host: '127.0.0.1', logger: silentLogger, ...(limits ? { limits } : {}) });
+async function start(limits?: Partial<WebhookLimits>, logger: Logger = silentLogger): Promise<number> {
+  const s = createInjectorServer({ tls: { cert, key }, port: 0, host: '127.0.0.1', logger, ...(limits ? { limits } : {}) });
   servers.push(s);
   await once(s, 'listening');
   return (s.address() as AddressInfo).port;
@@ -98,7 +98,8 @@ test('a declared body over the limit is refused with 413 at once, before any of 
 });
 
 test('bodies being read are bounded all together: past the budget a request gets 503 with Retry-After, and the budget comes back', async () => {
-  const port = await start({ maxBodyBytes: 200 * 1024, maxBufferedBytes: 256 * 1024 });
+  const lines: string[] = [];
+  const port = await start({ maxBodyBytes: 200 * 1024, maxBufferedBytes: 256 * 1024 }, createLogger({ sink: (l) => lines.push(l) }));
   const chunk = Buffer.alloc(150 * 1024, 0x20);
   // Two clients each send 150 KiB of a 190 KiB body and stall: the first fits the 256 KiB budget, the second does not.
   const a = await open(port);
@@ -113,6 +114,14 @@ test('bodies being read are bounded all together: past the budget a request gets
   const rb = await answerOf(b, 3000);
   expect(rb.status).toBe(503);
   expect(rb.text.toLowerCase()).toContain('retry-after: 1');
+  // A second refusal in the same busy spell: logged once, not per refusal (a flood of them is no flood of log lines).
+  const c = await open(port);
+  c.write(head(190 * 1024));
+  c.write(chunk);
+  expect((await answerOf(c, 3000)).status).toBe(503);
+  expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((r) => r.level === 'warn').map((r) => r.msg)).toEqual([
+    'injector busy: request bodies being read are at their limit; refusing with 503 (the API server then creates pods without a proxy)',
+  ]);
   // The first client finishes its (non-JSON) body: 400, and its bytes are given back.
   a.end(Buffer.alloc(40 * 1024, 0x20));
   expect((await aAnswer).status).toBe(400);

@@ -91,7 +91,7 @@ export function webhookTlsOptions(tls: InjectorServerOptions['tls']): { cert: st
 export function createInjectorServer(o: InjectorServerOptions): Server {
   const log = (o.logger ?? createLogger()).child({ component: 'injector' });
   const limits: WebhookLimits = { ...WEBHOOK_LIMITS, ...o.limits };
-  const buffered = { bytes: 0 };
+  const buffered: Buffered = { bytes: 0, busyLogged: false };
   const server = createServer(
     {
       ...webhookTlsOptions(o.tls),
@@ -120,6 +120,12 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** Body bytes held by all requests together; busyLogged: the 503 was logged since they last were 0 (one line per busy spell, not per refusal). */
+interface Buffered {
+  bytes: number;
+  busyLogged: boolean;
+}
+
 /** A refusal sent before the body was read to its end: `connection: close` makes Node close the connection after it instead of draining the rest. */
 function refuse(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
@@ -132,7 +138,7 @@ function refuse(res: ServerResponse, status: number, body: unknown, headers: Rec
  * caller's `release`; 413 past maxBodyBytes (a declared content-length already), 503 past
  * maxBufferedBytes.
  */
-function readBody(req: IncomingMessage, limits: WebhookLimits, buffered: { bytes: number }): Promise<{ body: Buffer; release: () => void } | 413 | 503> {
+function readBody(req: IncomingMessage, limits: WebhookLimits, buffered: Buffered): Promise<{ body: Buffer; release: () => void } | 413 | 503> {
   const declared = Number(req.headers['content-length']);
   if (declared > limits.maxBodyBytes) return Promise.resolve(413);
   return new Promise((resolve, reject) => {
@@ -141,6 +147,7 @@ function readBody(req: IncomingMessage, limits: WebhookLimits, buffered: { bytes
     const release = () => {
       buffered.bytes -= held;
       held = 0;
+      if (buffered.bytes === 0) buffered.busyLogged = false;
     };
     const done = (r: { body: Buffer; release: () => void } | 413 | 503 | Error) => {
       req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
@@ -166,7 +173,7 @@ function readBody(req: IncomingMessage, limits: WebhookLimits, buffered: { bytes
   });
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<InjectOptions>, log: Logger, limits: WebhookLimits, buffered: { bytes: number }): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<InjectOptions>, log: Logger, limits: WebhookLimits, buffered: Buffered): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
     res.writeHead(200, { 'content-type': 'text/plain' });
@@ -188,7 +195,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<I
   }
   if (read === 413) return refuse(res, 413, { error: `body over ${limits.maxBodyBytes} bytes` });
   if (read === 503) {
-    log.warn('injector busy: request bodies being read are at their limit', { maxBufferedBytes: limits.maxBufferedBytes });
+    if (!buffered.busyLogged) log.warn('injector busy: request bodies being read are at their limit; refusing with 503 (the API server then creates pods without a proxy)', { maxBufferedBytes: limits.maxBufferedBytes });
+    buffered.busyLogged = true;
     return refuse(res, 503, { error: 'busy, retry' }, { 'retry-after': '1' });
   }
   try {
