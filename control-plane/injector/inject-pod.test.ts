@@ -103,6 +103,11 @@ describe('injectPod decisions', () => {
     expect(injectPod(classic, { nativeSidecars: false }).patch).toEqual([]);
   });
 
+  test('a static pod\'s mirror is never injected: kubelet runs the node\'s manifest, not the API object', () => {
+    const mirror = pod({ labels: { 'wren.io/inject': 'enabled' }, annotations: { 'kubernetes.io/config.mirror': '2c1b6a0e6d0f', 'kubernetes.io/config.source': 'file' } });
+    expect(injectPod(mirror)).toMatchObject({ injected: false, reason: 'a static pod\'s mirror: kubelet runs the node\'s manifest, not this spec', patch: [] });
+  });
+
   test('hostNetwork pods are never injected', () => {
     expect(injectPod(pod({ spec: { hostNetwork: true } })).injected).toBe(false);
   });

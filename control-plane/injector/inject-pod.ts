@@ -35,6 +35,9 @@ const INJECT_VALUES: readonly string[] = ['enabled', 'disabled'];
  */
 const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'wren-system'];
 
+/** The annotation kubelet sets on the API object of a static pod (pkg/kubelet/types: ConfigMirrorAnnotationKey). */
+const MIRROR_POD = 'kubernetes.io/config.mirror';
+
 function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boolean; reason: string } {
   const meta = pod.metadata ?? {};
   const spec = pod.spec;
@@ -45,6 +48,11 @@ function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boo
   const namespace = o.namespace || meta.namespace;
   if (namespace && SYSTEM_NAMESPACES.includes(namespace)) return { inject: false, reason: `pods in ${namespace} are never injected` };
   if (spec.hostNetwork) return { inject: false, reason: 'hostNetwork pods share the node network namespace' };
+  // A static pod's mirror (kubelet posts it for a manifest on the node): kubelet runs the
+  // manifest, never this spec, so a proxy added here would not run, yet the control plane
+  // would call the pod meshed; and the API server refuses a mirror pod with a service
+  // account token volume, so the static pod would not even show.
+  if (meta.annotations?.[MIRROR_POD] !== undefined) return { inject: false, reason: 'a static pod\'s mirror: kubelet runs the node\'s manifest, not this spec' };
   // An empty value is no setting (Istio reads "" as unset too).
   const podSetting = meta.labels?.[A.inject] || meta.annotations?.[A.inject] || undefined;
   let ns = o.namespaceLabels?.[A.inject] || undefined;
