@@ -108,6 +108,12 @@ describe('injectPod decisions', () => {
     expect(injectPod(mirror)).toMatchObject({ injected: false, reason: 'a static pod\'s mirror: kubelet runs the node\'s manifest, not this spec', patch: [] });
   });
 
+  test('a Windows pod (spec.os.name) is never injected: the API server would refuse the Linux security settings of the proxy and wren-init', () => {
+    const win = pod({ labels: { 'wren.io/inject': 'enabled' }, spec: { os: { name: 'windows' } } });
+    expect(injectPod(win)).toMatchObject({ injected: false, reason: 'spec.os.name is windows: the proxy runs on Linux only', patch: [] });
+    expect(injectPod(pod({ spec: { os: { name: 'linux' } } })).injected).toBe(true);
+  });
+
   test('hostNetwork pods are never injected', () => {
     expect(injectPod(pod({ spec: { hostNetwork: true } })).injected).toBe(false);
   });

@@ -48,6 +48,11 @@ function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boo
   const namespace = o.namespace || meta.namespace;
   if (namespace && SYSTEM_NAMESPACES.includes(namespace)) return { inject: false, reason: `pods in ${namespace} are never injected` };
   if (spec.hostNetwork) return { inject: false, reason: 'hostNetwork pods share the node network namespace' };
+  // The proxy and wren-init are Linux containers, and the API server refuses a pod whose
+  // spec.os.name is windows with Linux security settings on any container (runAsUser,
+  // capabilities, seccompProfile, readOnlyRootFilesystem: KEP-2802), so injecting would
+  // have blocked the pod.
+  if (spec.os?.name !== undefined && spec.os.name !== 'linux') return { inject: false, reason: `spec.os.name is ${spec.os.name}: the proxy runs on Linux only` };
   // A static pod's mirror (kubelet posts it for a manifest on the node): kubelet runs the
   // manifest, never this spec, so a proxy added here would not run, yet the control plane
   // would call the pod meshed; and the API server refuses a mirror pod with a service
