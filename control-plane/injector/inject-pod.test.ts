@@ -196,6 +196,10 @@ describe('injected pod (native sidecar)', () => {
     expect(init.restartPolicy).toBeUndefined();
   });
 
+  test('wren-init has a CPU and a memory limit, so a namespace whose ResourceQuota covers limits accepts it (the proxy\'s come from wren.io/proxy-*-limit)', () => {
+    expect(init.resources).toEqual({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '1', memory: '128Mi' } });
+  });
+
   test('app probes (named and numeric ports) go to the sidecar\'s metrics port; no probe port skips the inbound redirect', () => {
     expect(out.spec!.containers[0].readinessProbe).toEqual({ httpGet: { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' } });
     expect(out.spec!.containers[0].livenessProbe).toEqual({ httpGet: { path: '/app-health/app/livez', port: 15020, scheme: 'HTTP' } });

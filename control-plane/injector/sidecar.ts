@@ -59,7 +59,10 @@ export function buildInitContainer(o: InjectOptions, ic: Interception): V1Contai
     image: o.image,
     imagePullPolicy: o.imagePullPolicy,
     args,
-    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
+    // Both limits, as Istio's istio-init and Linkerd's proxy-init carry: a namespace whose
+    // ResourceQuota covers limits.cpu or limits.memory refuses any container without them,
+    // and no annotation reaches this container (the proxy's do: wren.io/proxy-*-limit).
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '1', memory: '128Mi' } },
     securityContext: {
       // Rewriting the pod's nat table needs root plus NET_ADMIN/NET_RAW, nothing more.
       runAsUser: 0,
