@@ -14,9 +14,11 @@ import type { Proxy } from '../proxy/proxy.js';
  * upstream. The caller's sidecar now ends such a call the way Linkerd's gRPC rescue does:
  * trailers after what was relayed, grpc-status UNAVAILABLE with grpc-message and
  * `wren-proxy-error`. The app is a raw HTTP/2 server, so that only the sidecars decide.
+ * With node:http2 as the outbound's server (protocol.outboundHttp2 node) the call was still
+ * reset (INTERNAL) until adv23: both servers now end it alike (write-response.ts).
  */
 const pki = testPki();
-let app: Http2Server, appClose: () => Promise<void>, client: Proxy, server: Proxy;
+let app: Http2Server, appClose: () => Promise<void>, client: Proxy, nodeClient: Proxy, h2Client: Proxy, server: Proxy;
 const MESSAGES = 3;
 /** An empty EchoResponse, length-prefixed (uncompressed, length 0). */
 const EMPTY_MESSAGE = Buffer.alloc(5);
@@ -36,9 +38,16 @@ beforeAll(async () => {
   appClose = listening.close;
   server = await startProxy({ pki, serviceAccount: 'echo' });
   // The frame-level server for the app's h2c (the default, pinned: WREN_TEST_APP_HTTP2=node
-  // would run node:http2 there, which still resets such a stream).
+  // would run node:http2 there, which nodeClient below does).
   client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { outboundHttp2: 'frames' } }, services: [meshService('echo', 50051, [{ appPort: listening.port, proxy: server }], { protocol: 'grpc' })] });
+  // node:http2 there (protocol.outboundHttp2 node): it reset such a call (INTERNAL) until adv23.
+  nodeClient = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { outboundHttp2: 'node' } }, services: [meshService('echo', 50051, [{ appPort: listening.port, proxy: server }], { protocol: 'grpc' })] });
+  // The pair on HTTP/2 between the sidecars (protocol.meshHttp2 h2): the server sidecar's
+  // node:http2 server rescues the call itself, and the caller's ends it after those trailers.
+  h2Client = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { outboundHttp2: 'frames', meshHttp2: 'h2' } }, services: [meshService('echo', 50051, [{ appPort: listening.port, proxy: server }], { protocol: 'grpc' })] });
 });
+/** The caller's sidecar by its outbound HTTP/2 server (protocol.outboundHttp2), and the pair on meshHttp2 h2. */
+const callers = (): [string, Proxy][] => [['frames', client], ['node', nodeClient], ['frames, meshHttp2 h2', h2Client]];
 
 /** A grpc-js Echo client through `sidecar`'s outbound listener. */
 function echoVia(sidecar: Proxy): EchoClient {
@@ -47,46 +56,52 @@ function echoVia(sidecar: Proxy): EchoClient {
 }
 
 afterAll(async () => {
+  await h2Client.close();
+  await nodeClient.close();
   await client.close();
   await server.close();
   await appClose();
 });
 
-test('a server stream cut after some messages ends with UNAVAILABLE in trailers, after the messages', async () => {
-  const c = echoVia(client);
-  try {
-    const r = await new Promise<{ got: number; code?: number; details?: string; label?: unknown }>((resolve) => {
-      let got = 0;
-      const call = c.ServerStream({ message: 'm' });
-      call.on('data', () => got++);
-      call.on('error', (e: grpc.ServiceError) => resolve({ got, code: e.code, details: e.details, label: e.metadata.get('wren-proxy-error') }));
-      call.on('end', () => resolve({ got }));
-    });
-    expect([r.got, r.code, r.label]).toEqual([MESSAGES, grpc.status.UNAVAILABLE, ['upstream-reset']]);
-    expect(r.details).toMatch(/^the upstream reset the stream/);
-  } finally {
-    c.close();
-  }
-});
+describe.each(['frames', 'node', 'frames, meshHttp2 h2'])('protocol.outboundHttp2 %s', (codec) => {
+  const caller = (): Proxy => new Map(callers()).get(codec)!;
 
-test('the trailers are the end of the call: a caller still sending gets RST_STREAM NO_ERROR after them (Early Server Closure)', async () => {
-  const before = appStreamsClosed;
-  const s = h2connect(`http://127.0.0.1:${client.outboundPort}`);
-  try {
-    const req = s.request({ ':method': 'POST', ':path': '/wren.test.Echo/Bidi', ':authority': 'echo:50051', 'content-type': 'application/grpc', te: 'trailers' });
-    req.write(EMPTY_MESSAGE); // the request stays open
-    const out = await new Promise<{ trailers: Record<string, unknown>; rst: number }>((resolve) => {
-      let trailers: Record<string, unknown> = {};
-      req.on('trailers', (t) => (trailers = t));
-      req.on('error', () => undefined);
-      req.resume();
-      req.on('close', () => resolve({ trailers, rst: req.rstCode ?? -1 }));
-    });
-    expect([out.trailers['grpc-status'], out.trailers['wren-proxy-error'], out.rst]).toEqual(['14', 'upstream-reset', constants.NGHTTP2_NO_ERROR]);
-  } finally {
-    s.destroy();
-  }
-  expect(appStreamsClosed).toBeGreaterThan(before);
+  test('a server stream cut after some messages ends with UNAVAILABLE in trailers, after the messages', async () => {
+    const c = echoVia(caller());
+    try {
+      const r = await new Promise<{ got: number; code?: number; details?: string; label?: unknown }>((resolve) => {
+        let got = 0;
+        const call = c.ServerStream({ message: 'm' });
+        call.on('data', () => got++);
+        call.on('error', (e: grpc.ServiceError) => resolve({ got, code: e.code, details: e.details, label: e.metadata.get('wren-proxy-error') }));
+        call.on('end', () => resolve({ got }));
+      });
+      expect([r.got, r.code, r.label]).toEqual([MESSAGES, grpc.status.UNAVAILABLE, ['upstream-reset']]);
+      expect(r.details).toMatch(/^the upstream reset the stream/);
+    } finally {
+      c.close();
+    }
+  });
+
+  test('the trailers are the end of the call: a caller still sending gets RST_STREAM NO_ERROR after them (Early Server Closure)', async () => {
+    const before = appStreamsClosed;
+    const s = h2connect(`http://127.0.0.1:${caller().outboundPort}`);
+    try {
+      const req = s.request({ ':method': 'POST', ':path': '/wren.test.Echo/Bidi', ':authority': 'echo:50051', 'content-type': 'application/grpc', te: 'trailers' });
+      req.write(EMPTY_MESSAGE); // the request stays open
+      const out = await new Promise<{ trailers: Record<string, unknown>; rst: number }>((resolve) => {
+        let trailers: Record<string, unknown> = {};
+        req.on('trailers', (t) => (trailers = t));
+        req.on('error', () => undefined);
+        req.resume();
+        req.on('close', () => resolve({ trailers, rst: req.rstCode ?? -1 }));
+      });
+      expect([out.trailers['grpc-status'], out.trailers['wren-proxy-error'], out.rst]).toEqual(['14', 'upstream-reset', constants.NGHTTP2_NO_ERROR]);
+    } finally {
+      s.destroy();
+    }
+    expect(appStreamsClosed).toBeGreaterThan(before);
+  });
 });
 
 test('an HTTP/2 response that is not gRPC is still reset when its upstream fails mid-body', async () => {

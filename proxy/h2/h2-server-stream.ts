@@ -4,7 +4,7 @@ import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../ht
 import { isSettled } from '../http/exchange.js';
 import { isGrpc, type Headers } from '../http/headers.js';
 import { errorResponse, grpcErrorTrailers } from '../errors/error-response.js';
-import { ProxyError } from '../errors/proxy-error.js';
+import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
 import { Cancel } from '../../common/cancel.js';
@@ -140,11 +140,13 @@ export class H2ServerStream extends BodySender {
   protected localEnd(): void {
     this.localEnded = true;
     this.detachBody();
+    const res = this.res;
     this.res = null;
-    // A rescued gRPC response (bodyFailed): its upstream is gone, so the rest of the
-    // request has nowhere to go. RST_STREAM NO_ERROR right after the trailers, as a gRPC
-    // server ends a call before the client's END_STREAM (PROTOCOL-HTTP2.md, "Early Server Closure").
-    if (this.rescued !== null && !this.remoteEnded) return this.stopSending();
+    // A rescued gRPC response (bodyFailed, or the peer sidecar's: its trailers carry the
+    // proxy error label): its upstream is gone, so the rest of the request has nowhere to
+    // go. RST_STREAM NO_ERROR right after the trailers, as a gRPC server ends a call before
+    // the client's END_STREAM (PROTOCOL-HTTP2.md, "Early Server Closure").
+    if (!this.remoteEnded && (this.rescued !== null || endedByProxyError(res))) return this.stopSending();
     // Our response is whole, the client's request may not be: the rest of its body still
     // goes upstream until it ends or is reset (RFC 9113 section 8.1 allows a response
     // before the request's end; node:http2 and the mesh hops keep reading too). A reset
@@ -268,6 +270,14 @@ export class H2ServerStream extends BodySender {
     this.queued = null;
     this.session.closed(this);
   }
+}
+
+/**
+ * The response ended with trailers a sidecar wrote for a failure (grpcErrorTrailers: the
+ * peer sidecar's gRPC rescue, relayed as they came): the call is over at its upstream.
+ */
+function endedByProxyError(res: ProxyResponse | null): boolean {
+  return res !== null && res.trailers()?.[PROXY_ERROR_HEADER] !== undefined;
 }
 
 function onBodyData(this: Relayed, chunk: Buffer): void {

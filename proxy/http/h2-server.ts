@@ -97,7 +97,7 @@ class Served {
    */
   readonly onResponse = (out: ProxyResponse): void => {
     if (this.upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(this.stream, out, this.upgrade);
-    else writeH2Response(this.stream, out);
+    else writeH2Response(this.stream, out, this.req?.headers);
     // GOAWAY (Http2Session.close): this response and the streams in flight finish; later streams are refused by the session.
     if (out.closeConnection === true) this.stream.session?.close();
   };

@@ -1,14 +1,19 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
 import type { H1ServerExchange } from '../h1/h1-connection.js';
 import { H1Error } from '../h1/h1-error.js';
-import { appendFields, MESH, type Headers } from './headers.js';
+import { appendFields, isGrpc, MESH, type Headers } from './headers.js';
 import { isSettled, type BodyStream, type ProxyResponse } from './exchange.js';
-import { ProxyError } from '../errors/proxy-error.js';
+import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
+import { grpcErrorTrailers } from '../errors/error-response.js';
 import { relayDestOf, relayH2Body } from './h2-relay.js';
 
 /** The response whose trailers a served stream sends when node asks ('wantTrailers'), until it closes. */
 const RES = Symbol('wren.h2Response');
-type Written = ServerHttp2Stream & { [RES]?: ProxyResponse };
+/** A streamed response's request headers: whether a failed body can end as a gRPC status (onBodyError). */
+const REQ = Symbol('wren.h2Request');
+/** The trailers a rescued gRPC response ends with instead of its upstream's (onBodyError). */
+const RESCUE = Symbol('wren.h2Rescue');
+type Written = ServerHttp2Stream & { [RES]?: ProxyResponse; [REQ]?: Headers; [RESCUE]?: Headers };
 
 /**
  * Writes a ProxyResponse to the downstream HTTP/2 client. Bodies are relayed with
@@ -17,7 +22,7 @@ type Written = ServerHttp2Stream & { [RES]?: ProxyResponse };
  * mistakes a truncated body for a complete one. The stream's listeners are module
  * functions finding the response through a symbol: no closure per response.
  */
-export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): void {
+export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse, reqHeaders?: Headers): void {
   if (stream.destroyed || stream.closed) {
     res.body?.destroy();
     return;
@@ -45,6 +50,7 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse): 
   }
   if (!respond(stream, head, false, true)) return void body.destroy();
   awaitTrailers(stream, res);
+  if (reqHeaders !== undefined) (stream as Written)[REQ] = reqHeaders;
   relayH2Body(body, stream, onBodyError, true);
 }
 
@@ -73,24 +79,57 @@ function awaitTrailers(stream: Written, res: ProxyResponse): void {
 
 function onWantTrailers(this: Written): void {
   const res = this[RES];
+  const rescue = this[RESCUE];
   this[RES] = undefined;
+  this[RESCUE] = undefined;
+  const trailers = rescue ?? res?.trailers() ?? {};
   try {
-    this.sendTrailers(res?.trailers() ?? {});
+    this.sendTrailers(trailers);
   } catch {
     // Trailers node:http2 cannot send (respond() above says why this is the last line): a reset, not an exception.
     if (!this.destroyed) this.close(constants.NGHTTP2_INTERNAL_ERROR);
+    return;
   }
+  // A rescued call (onBodyError, or the peer sidecar's: its trailers carry the proxy error
+  // label): its upstream is gone, so the rest of the request has nowhere to go. RST_STREAM
+  // NO_ERROR after the trailers, as a gRPC server ends a call before the client's
+  // END_STREAM (PROTOCOL-HTTP2.md, "Early Server Closure"). Not in this turn: nghttp2 drops
+  // trailers still queued when a RST_STREAM for their stream is submitted, so the reset
+  // waits for the session's write of this turn (a native immediate, which runs before the
+  // JavaScript ones).
+  if (trailers[PROXY_ERROR_HEADER] !== undefined && this.state.remoteClose !== 1) setImmediate(stopSendingAfterRescue, this);
+}
+
+function stopSendingAfterRescue(stream: ServerHttp2Stream): void {
+  if (!stream.destroyed && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
 }
 
 /** Reset before the trailers were asked for: the response is no longer referenced from the stream. */
 function onWrittenClose(this: Written): void {
   this[RES] = undefined;
+  this[REQ] = undefined;
+  this[RESCUE] = undefined;
 }
 
-/** The upstream body failed before its end: the client must not take what it got for whole. */
-function onBodyError(this: BodyStream): void {
-  const stream = relayDestOf(this);
-  if (stream !== undefined && !stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+/**
+ * The upstream body failed before its end: the client must not take what it got for whole.
+ * A gRPC call ends with the failure as its status in trailers after what was relayed, as
+ * the frame-level server's rescue does (h2/h2-server-stream.ts bodyFailed: the same
+ * trailers, grpcErrorTrailers, so both servers answer alike); anything else is reset with
+ * INTERNAL_ERROR.
+ */
+function onBodyError(this: BodyStream, err: Error): void {
+  const stream = relayDestOf(this) as Written | undefined;
+  if (stream === undefined || stream.destroyed) return;
+  const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`);
+  const res = stream[RES];
+  const req = stream[REQ];
+  if (res !== undefined && req !== undefined && !stream.writableEnded && isGrpc(res.headers) && isGrpc(req)) {
+    stream[RESCUE] = grpcErrorTrailers(e);
+    stream.end();
+    return;
+  }
+  stream.close(constants.NGHTTP2_INTERNAL_ERROR);
 }
 
 /**
