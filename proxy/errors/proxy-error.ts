@@ -77,24 +77,65 @@ export class ProxyError extends Error {
   readonly httpStatus: number;
   readonly grpcStatus: number;
   /**
+   * UPSTREAM_RESET by the upstream's own RST_STREAM: its HTTP/2 error code (RFC 9113
+   * section 7), carried to the caller's sidecar (across the mesh multiplexer as a RESET
+   * code, proxy/mux/frame.ts) so the caller gets what the code means (grpcStatusOfReset,
+   * h2ResetCodeFor) rather than a lost upstream. Undefined for a lost connection.
+   */
+  readonly resetCode: number | undefined;
+  /**
    * `httpStatus` / `grpcStatus` replace the table's statuses for a code whose status is
-   * configured (FAULT_ABORT: the TrafficPolicy's abort status); every other code uses the table's.
+   * configured (FAULT_ABORT: the TrafficPolicy's abort status); every other code uses the
+   * table's, except an upstream's reset with a `resetCode`, whose gRPC status is the one
+   * gRPC gives that code (grpcStatusOfReset).
    */
   constructor(
     readonly code: ErrorCode,
     detail?: string,
-    options?: { cause?: unknown; httpStatus?: number; grpcStatus?: number },
+    options?: { cause?: unknown; httpStatus?: number; grpcStatus?: number; resetCode?: number },
   ) {
     super(detail ? `${ERROR_TABLE[code].msg}: ${detail}` : ERROR_TABLE[code].msg, options);
     this.name = 'ProxyError';
+    this.resetCode = options?.resetCode;
     this.httpStatus = options?.httpStatus ?? ERROR_TABLE[code].http;
-    this.grpcStatus = options?.grpcStatus ?? ERROR_TABLE[code].grpc;
+    this.grpcStatus = options?.grpcStatus ?? (this.resetCode !== undefined && code === 'UPSTREAM_RESET' ? grpcStatusOfReset(this.resetCode) : ERROR_TABLE[code].grpc);
   }
 
   /** Header and metric label value: lower-case, dash-separated (`connect-refused`). */
   get label(): string {
     return this.code.toLowerCase().replace(/_/g, '-');
   }
+}
+
+/**
+ * The gRPC status of a call its server reset with `code` (an HTTP/2 error code), as gRPC's
+ * PROTOCOL-HTTP2.md ("Errors") maps RST_STREAM for a client: REFUSED_STREAM is UNAVAILABLE
+ * (nothing was processed), CANCEL is CANCELLED, ENHANCE_YOUR_CALM RESOURCE_EXHAUSTED,
+ * INADEQUATE_SECURITY PERMISSION_DENIED, every other code (NO_ERROR before the end
+ * included) INTERNAL. A caller behind the mesh sees what it would have seen calling the
+ * app directly, as Linkerd passes an upstream's reset code on (linkerd2-proxy#281).
+ */
+export function grpcStatusOfReset(code: number): number {
+  switch (code) {
+    case 0x7: return 14; // REFUSED_STREAM -> UNAVAILABLE
+    case 0x8: return 1; // CANCEL -> CANCELLED
+    case 0xb: return 8; // ENHANCE_YOUR_CALM -> RESOURCE_EXHAUSTED
+    case 0xc: return 7; // INADEQUATE_SECURITY -> PERMISSION_DENIED
+    default: return 13; // INTERNAL
+  }
+}
+
+/**
+ * The RST_STREAM code that ends a caller's (non-gRPC) HTTP/2 stream whose response failed
+ * after its head with `e`: the upstream's own code where it means the same to the caller
+ * (CANCEL, ENHANCE_YOUR_CALM, INADEQUATE_SECURITY: passed on, as Linkerd does), else
+ * INTERNAL_ERROR. Not NO_ERROR (a client could take the cut response for complete,
+ * envoyproxy/envoy#36200) nor REFUSED_STREAM (the response had started: the request was
+ * processed, and the caller must not take it as safe to retry, RFC 9113 section 8.7).
+ */
+export function h2ResetCodeFor(e: ProxyError): number {
+  const c = e.resetCode;
+  return c === 0x8 || c === 0xb || c === 0xc ? c : 0x2;
 }
 
 /** The label of CLIENT_CANCELLED: a response the client left before it was sent (metrics' response_code 0, the access log's DC). */
@@ -132,7 +173,9 @@ export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET
     case 'ERR_HTTP2_SESSION_ERROR':
     case 'ERR_HTTP2_GOAWAY_SESSION':
     case 'ERR_STREAM_PREMATURE_CLOSE':
-      return new ProxyError('UPSTREAM_RESET', detail, { cause: err });
+      // `resetCode`: the upstream's RST_STREAM code, where the error's maker knew it (a
+      // mesh multiplexer RESET that carries one, node:http2's stream error: http/h2-call.ts).
+      return new ProxyError('UPSTREAM_RESET', detail, { cause: err, resetCode: resetCodeOf(e) });
     case 'ERR_HTTP2_ERROR':
     case 'HPE_INVALID_CONSTANT':
     case 'HPE_INVALID_HEADER_TOKEN':
@@ -144,6 +187,15 @@ export function toProxyError(err: unknown, fallback: ErrorCode = 'UPSTREAM_RESET
         return new ProxyError('TLS_HANDSHAKE', detail, { cause: err });
       return new ProxyError(fallback, detail, { cause: err });
   }
+}
+
+/**
+ * The upstream's RST_STREAM code an error carries (ProxyError.resetCode, or the `resetCode`
+ * of a raw error whose maker knew it: a mesh multiplexer RESET, node:http2's stream error).
+ */
+export function resetCodeOf(err: unknown): number | undefined {
+  const c = (err as { resetCode?: unknown } | null | undefined)?.resetCode;
+  return typeof c === 'number' ? c : undefined;
 }
 
 export const PROXY_ERROR_HEADER = 'wren-proxy-error';

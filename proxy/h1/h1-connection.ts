@@ -7,7 +7,7 @@ import { DEFAULT_H1_LIMITS, type H1Limits } from './limits.js';
 import { reasonPhrase } from './reason-phrase.js';
 import { CLOSE, HTTP10_PEER, NO_BODY, lastChunk, responseHead, writeChunk, writeMessage, type Fields, headJoinsChunk } from './serialize.js';
 import { errorResponse } from '../errors/error-response.js';
-import { ProxyError } from '../errors/proxy-error.js';
+import { ProxyError, resetCodeOf } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { lentCopy, SocketReleases } from '../net/body-buffers.js';
@@ -623,7 +623,12 @@ export class H1ServerExchange {
     if (this.headSent) {
       // Cut: the client must not take a truncated response for a whole one.
       this.aborted(err instanceof Error ? err : undefined);
-      this.conn.socket.destroy();
+      // Cut by the upstream's own RST_STREAM: a mesh virtual connection's RESET carries its
+      // code to the caller's sidecar (mux-stream.ts resetForUpstream), where a socket would lose it.
+      const code = resetCodeOf(err);
+      const s = this.conn.socket as Socket & { resetForUpstream?(h2Code: number): void };
+      if (code !== undefined && s.resetForUpstream !== undefined) s.resetForUpstream(code);
+      else s.destroy();
       return;
     }
     const r = errorResponse(err, { headers: {} });

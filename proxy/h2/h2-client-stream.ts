@@ -210,7 +210,7 @@ export class H2ClientStream extends BodySender {
   /** RST_STREAM from the peer. */
   onReset(code: number): void {
     if (this.closed) return;
-    const err = new ProxyError('UPSTREAM_RESET', code === H2_ERROR.REFUSED_STREAM ? 'stream refused' : `stream reset (code ${code})`);
+    const err = new ProxyError('UPSTREAM_RESET', code === H2_ERROR.REFUSED_STREAM ? 'stream refused' : `stream reset (code ${code})`, { resetCode: code });
     if (code === H2_ERROR.REFUSED_STREAM && !this.responded) this.session.markRefused(err);
     // NO_ERROR: "stop sending" after a complete response (RFC 9113 section 8.1), not a failed
     // stream; node:http2's delivery does not charge it either (h2-call.ts).

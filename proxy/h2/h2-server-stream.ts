@@ -4,7 +4,7 @@ import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../ht
 import { isSettled } from '../http/exchange.js';
 import { isGrpc, type Headers } from '../http/headers.js';
 import { errorResponse, grpcErrorTrailers } from '../errors/error-response.js';
-import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
+import { h2ResetCodeFor, PROXY_ERROR_HEADER, ProxyError, resetCodeOf } from '../errors/proxy-error.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
 import { Cancel } from '../../common/cancel.js';
@@ -203,19 +203,23 @@ export class H2ServerStream extends BodySender {
   /**
    * The upstream's response body failed before its end; the client must not take what it
    * got for whole. A gRPC call gets the failure as its status, in trailers after what was
-   * relayed (grpc-status from the error table, UNAVAILABLE for a reset or a lost peer
-   * connection, with grpc-message and the proxy error label), as Linkerd's gRPC rescue does:
-   * a RST_STREAM INTERNAL_ERROR would reach the caller as INTERNAL (PROTOCOL-HTTP2.md,
-   * "Errors"), which gRPC clients and retry policies treat as not retryable, for what is a
-   * lost upstream. Anything else is reset with INTERNAL_ERROR.
+   * relayed (grpc-status from the error table, UNAVAILABLE for a lost peer connection, with
+   * grpc-message and the proxy error label), as Linkerd's gRPC rescue does: a RST_STREAM
+   * INTERNAL_ERROR would reach the caller as INTERNAL (PROTOCOL-HTTP2.md, "Errors"), which
+   * gRPC clients and retry policies treat as not retryable, for what is a lost upstream.
+   * An app's own RST_STREAM is its call's status as gRPC maps the code (CANCEL: CANCELLED,
+   * grpcStatusOfReset), what a caller of the app itself would get. Anything else is reset,
+   * with the app's code where it means the same to the caller (h2ResetCodeFor), else
+   * INTERNAL_ERROR.
    */
   bodyFailed(err: Error): void {
     if (this.closed || this.localEnded) return;
     const res = this.res;
+    const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`, { resetCode: resetCodeOf(err) });
     if (res === null || this.req === null || !isGrpc(res.headers) || !isGrpc(this.req.headers)) {
-      return this.cancel(H2_ERROR.INTERNAL_ERROR, new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
+      return this.cancel(h2ResetCodeFor(e), new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
     }
-    this.rescued = grpcErrorTrailers(err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
+    this.rescued = grpcErrorTrailers(e);
     const rb = this.resBody;
     this.detachBody();
     rb?.on('error', ignore);

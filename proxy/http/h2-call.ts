@@ -133,7 +133,21 @@ function onClose(this: Streamed): void {
 
 function onError(this: Streamed, err: unknown): void {
   const call = this[CALL];
+  // node:http2's error for a stream the app reset ("Stream closed with error code ...")
+  // names the code only in its text: it is carried for the one mapping (toProxyError), and
+  // this listener, the stream's first, runs before the response body's readers see the error.
+  if (call && (err as { code?: unknown } | null)?.code === 'ERR_HTTP2_STREAM_ERROR') (err as { resetCode?: number }).resetCode = peerResetCode(call.session, this);
   if (call && !call.responded) call.reject(classify(call, this, err));
+}
+
+/**
+ * The code of the app's RST_STREAM that closed `stream`, undefined if it was not the app's
+ * (its session lost or destroyed: node gives those streams a code of its own). A stream we
+ * reset ourselves (the request cancelled) has no reader left to mislead.
+ */
+function peerResetCode(session: ClientHttp2Session | undefined, stream: ClientHttp2Stream): number | undefined {
+  // The session, not stream.session: node lets go of that before the stream's error and 'close'.
+  return session === undefined || session.destroyed || session.closed ? undefined : stream.rstCode;
 }
 
 function onResponseHead(this: Streamed, head: IncomingHttpHeaders, flags: number): void {
@@ -179,13 +193,13 @@ function pushUnlessCut(this: Streamed, chunk: unknown, encoding?: BufferEncoding
   // Closed by our side (the request cancelled: its client gone, a timeout): not a cut.
   if (!this.closed || call?.req.signal.aborted === true) return readablePush.call(this, null);
   // Not ended here: node may be in the middle of closing the stream (a synchronous destroy would break it).
-  process.nextTick(failCut, this);
+  process.nextTick(failCut, this, call?.session);
   return false;
 }
 
-function failCut(stream: ClientHttp2Stream): void {
+function failCut(stream: ClientHttp2Stream, session: ClientHttp2Session | undefined): void {
   if (stream.errored !== null) return;
-  const e = new ProxyError('UPSTREAM_RESET', `response cut short: stream closed (code ${stream.rstCode}) before END_STREAM`);
+  const e = new ProxyError('UPSTREAM_RESET', `response cut short: stream closed (code ${stream.rstCode}) before END_STREAM`, { resetCode: peerResetCode(session, stream) });
   if (stream.destroyed) stream.emit('error', e);
   else stream.destroy(e);
 }
@@ -215,5 +229,5 @@ export function wasRefused(err: unknown): boolean {
 
 function classify(call: H2Call, stream: ClientHttp2Stream, err: unknown): ProxyError {
   if (call.forwarded && stream.rstCode === NGHTTP2_REFUSED_STREAM) return refused(new ProxyError('UPSTREAM_RESET', 'stream refused', { cause: err }));
-  return toProxyError(err ?? Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ECONNRESET' }));
+  return toProxyError(err ?? Object.assign(new Error(`stream closed (code ${stream.rstCode})`), { code: 'ECONNRESET', resetCode: peerResetCode(call.session, stream) }));
 }

@@ -3,7 +3,7 @@ import type { H1ServerExchange } from '../h1/h1-connection.js';
 import { H1Error } from '../h1/h1-error.js';
 import { appendFields, isGrpc, MESH, type Headers } from './headers.js';
 import { isSettled, type BodyStream, type ProxyResponse } from './exchange.js';
-import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
+import { h2ResetCodeFor, PROXY_ERROR_HEADER, ProxyError, resetCodeOf } from '../errors/proxy-error.js';
 import { grpcErrorTrailers } from '../errors/error-response.js';
 import { relayDestOf, relayH2Body } from './h2-relay.js';
 
@@ -116,12 +116,12 @@ function onWrittenClose(this: Written): void {
  * A gRPC call ends with the failure as its status in trailers after what was relayed, as
  * the frame-level server's rescue does (h2/h2-server-stream.ts bodyFailed: the same
  * trailers, grpcErrorTrailers, so both servers answer alike); anything else is reset with
- * INTERNAL_ERROR.
+ * the code the one mapping gives (h2ResetCodeFor: the app's own where it means the same).
  */
 function onBodyError(this: BodyStream, err: Error): void {
   const stream = relayDestOf(this) as Written | undefined;
   if (stream === undefined || stream.destroyed) return;
-  const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`);
+  const e = err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`, { resetCode: resetCodeOf(err) });
   const res = stream[RES];
   const req = stream[REQ];
   if (res !== undefined && req !== undefined && !stream.writableEnded && isGrpc(res.headers) && isGrpc(req)) {
@@ -129,7 +129,7 @@ function onBodyError(this: BodyStream, err: Error): void {
     stream.end();
     return;
   }
-  stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  stream.close(h2ResetCodeFor(e));
 }
 
 /**

@@ -33,8 +33,26 @@ export const FLAG_FIN = 1;
 /** PING: the answer to a PING (its payload echoed). */
 export const FLAG_ACK = 1;
 
-/** Codes carried by RESET. */
-export const ResetCode = { Cancel: 0, FlowControl: 1, Refused: 2, Protocol: 3 } as const;
+/**
+ * Codes carried by RESET. `UpstreamH2 + c`: the stream is reset because the sender's
+ * upstream (the app) reset its HTTP/2 stream with error code `c` (RFC 9113 section 7) after
+ * the response began, so the caller's sidecar can give its caller what `c` means (a gRPC
+ * CANCEL is CANCELLED, not a lost upstream: errors/proxy-error.ts grpcStatusOfReset). A
+ * peer of an older release takes such a code as any other reset (Cancel).
+ */
+export const ResetCode = { Cancel: 0, FlowControl: 1, Refused: 2, Protocol: 3, UpstreamH2: 0x100 } as const;
+/** The largest HTTP/2 error code a RESET carries (UpstreamH2 + code); RFC 9113's end at 0xd. */
+const MAX_CARRIED_H2_CODE = 0xff;
+
+/** The RESET code that carries an upstream's HTTP/2 error code `h2Code`. */
+export function upstreamResetCode(h2Code: number): number {
+  return ResetCode.UpstreamH2 + Math.min(h2Code >>> 0, MAX_CARRIED_H2_CODE);
+}
+
+/** The upstream's HTTP/2 error code a RESET code carries, if it carries one. */
+export function carriedH2Code(resetCode: number): number | undefined {
+  return resetCode >= ResetCode.UpstreamH2 && resetCode <= ResetCode.UpstreamH2 + MAX_CARRIED_H2_CODE ? resetCode - ResetCode.UpstreamH2 : undefined;
+}
 
 /** Writes a frame's header at `at` in `b` (the layout above): every writer of frames goes through it. */
 export function writeFrameHeader(b: Buffer, at: number, type: FrameType, flags: number, id: number, length: number): void {

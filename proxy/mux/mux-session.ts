@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
 import { deferred, inTurn } from '../../common/deferred.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
-import { CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_ACK, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
+import { carriedH2Code, CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_ACK, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { releaseBody } from '../net/body-buffers.js';
 import { MuxStream, type StreamOwner } from './mux-stream.js';
@@ -374,7 +374,10 @@ export class MuxSession implements StreamOwner, FrameSink {
         return st.onReset(Object.assign(resetError('stream refused by the peer (REFUSED_STREAM)'), { refusedStream: true }));
       }
       if (!this.o.client && !this.spendReset()) return this.giveUp('premature-resets', 'the peer reset streams past its budget');
-      return st.onReset(resetError(`stream reset by the peer (code ${value})`));
+      const h2Code = carriedH2Code(value);
+      if (h2Code === undefined) return st.onReset(resetError(`stream reset by the peer (code ${value})`));
+      // The peer's app reset its stream: its code goes on to the one error mapping (toProxyError).
+      return st.onReset(Object.assign(resetError(`stream reset by the peer's upstream (code ${h2Code})`), { resetCode: h2Code }));
     }
     else if (type === FrameType.GoAway) {
       this.goingAway = true;

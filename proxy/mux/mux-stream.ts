@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { isLent, releaseBody } from '../net/body-buffers.js';
 import { BY_REFERENCE_BYTES } from './frame-batch.js';
-import { EMPTY_PAYLOAD, MAX_PAYLOAD, MAX_WINDOW } from './frame.js';
+import { EMPTY_PAYLOAD, MAX_PAYLOAD, MAX_WINDOW, ResetCode, upstreamResetCode } from './frame.js';
 
 /** What a stream needs from its session (proxy/mux/mux-session.ts). */
 export interface StreamOwner {
@@ -76,6 +76,8 @@ export class MuxStream extends Duplex {
   private finReceived = false;
   /** The peer needs no RESET when the stream goes: it reset it itself, or the stream was let go after our FIN (closeTimedOut). */
   private noReset = false;
+  /** resetForUpstream's code: the RESET carries it instead of Cancel. */
+  private upstreamH2Code: number | undefined = undefined;
   /** DATA came after our FIN: the peer is still sending (closeTimedOut resets it then). */
   private dataAfterFin = false;
   /** Armed at our FIN (_final): the stream must be gone by then (closeTimedOut). */
@@ -384,7 +386,7 @@ export class MuxStream extends Duplex {
     const b = this.blocked;
     this.blocked = null;
     b?.cb(err ?? new Error('stream destroyed'));
-    if (!this.noReset && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, 0);
+    if (!this.noReset && !(this.finSent && this.finReceived)) this.owner.sendReset(this.id, this.upstreamH2Code === undefined ? ResetCode.Cancel : upstreamResetCode(this.upstreamH2Code));
     // Bytes never read: the connection had them back on arrival (onData), the stream's window goes with it.
     this.owed = 0;
     this.owner.removed(this.id);
@@ -447,6 +449,16 @@ export class MuxStream extends Duplex {
   /** A virtual connection has no RST of its own to send before destroying: RESET is what destroy() sends. */
   resetAndDestroy(): this {
     return this.destroy();
+  }
+
+  /**
+   * Destroys the stream because the response it carries was cut by its upstream's
+   * RST_STREAM with `h2Code`: the RESET carries the code to the caller's sidecar (frame.ts
+   * ResetCode.UpstreamH2), which ends its caller's stream with what the code means.
+   */
+  resetForUpstream(h2Code: number): void {
+    this.upstreamH2Code = h2Code;
+    this.destroy();
   }
 
 }

@@ -43,12 +43,14 @@ describe.each(['mux', 'h2'])('protocol.meshHttp2 %s', (t) => {
   // Never a clean end without grpc-status (which gRPC reads as a complete call). Since
   // adv22 the outbound ends such a call as Linkerd's gRPC rescue does: trailers after what
   // was relayed, with grpc-status and wren-proxy-error (test/grpc-mid-stream-failure.test.ts);
-  // since adv23 on node:http2 there too (WREN_TEST_APP_HTTP2=node).
-  test('a gRPC response cut before its trailers by RST_STREAM CANCEL: UNAVAILABLE in trailers, never a clean end without grpc-status', async () => {
+  // since adv23 on node:http2 there too (WREN_TEST_APP_HTTP2=node), and the status is what
+  // gRPC gives the app's own reset code, CANCEL: CANCELLED (PROTOCOL-HTTP2.md, "Errors";
+  // test/adversary23/h2-app-reset-code.test.ts), where it was UNAVAILABLE, a lost upstream.
+  test('a gRPC response cut before its trailers by RST_STREAM CANCEL: CANCELLED in trailers, never a clean end without grpc-status', async () => {
     mesh().handler = cutAfterData((s) => s.close(constants.NGHTTP2_CANCEL), { 'content-type': 'application/grpc' });
     const r = await h2request(mesh().client, { ':method': 'POST', ':path': '/pkg.Svc/Call', 'content-type': 'application/grpc', te: 'trailers' }, { body: Buffer.from([0, 0, 0, 0, 0]) });
     expect({ ended: r.ended, rstCode: r.rstCode, body: r.body.toString() }).toEqual({ ended: true, rstCode: 0, body: 'partial' });
-    expect(r.trailers).toMatchObject({ 'grpc-status': '14', 'wren-proxy-error': 'upstream-reset' });
+    expect(r.trailers).toMatchObject({ 'grpc-status': '1', 'wren-proxy-error': 'upstream-reset' });
     expect(r.trailers?.['grpc-message']).toEqual(expect.any(String));
   });
 
