@@ -204,7 +204,11 @@ export class Proxy {
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
     // An app session that does not answer a keepalive PING, counted alike whichever client speaks to the app.
     const onAppKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-keepalive-timeout' });
-    this.appSessions = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, onKeepaliveTimeout: onAppKeepaliveTimeout, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows });
+    this.appSessions = new PeerPool({
+      tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, onKeepaliveTimeout: onAppKeepaliveTimeout, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows,
+      // An app's 1xx flood on node:http2 (appHttp2 node), counted as the frame-level client's is.
+      onLimit: (limit) => this.metrics.limits.inc({ direction: 'inbound', limit }),
+    });
     this.appFrames =
       config.protocol.appHttp2 === 'frames'
         ? new AppH2Client({

@@ -6,9 +6,10 @@ import { isSettled, type BodyStream, type ProxyRequest, type ProxyResponse } fro
 import { releaseOnClose } from './release-on-close.js';
 import { StreamedResponse } from './streamed-response.js';
 import { relayDestOf, relayH2Body, stopSending } from './h2-relay.js';
-import { chargeReset } from './session-resets.js';
+import { chargeReset, countLimit } from './session-resets.js';
+import { MAX_INTERIM_RESPONSES } from '../h1/limits.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
 
 /** The call a stream carries, for the shared listeners below. */
 const CALL = Symbol('wren.h2Call');
@@ -32,6 +33,8 @@ export class H2Call {
   responded = false;
   /** The response's END_STREAM has arrived (a forwarded one's: pushUnlessCut sees it). */
   complete = false;
+  /** Interim (1xx) responses so far, a forwarded call's (at most MAX_INTERIM_RESPONSES). */
+  interim = 0;
   trailers: Headers | undefined = undefined;
   resolve!: (res: ProxyResponse) => void;
   reject!: (err: unknown) => void;
@@ -99,6 +102,7 @@ export function startH2Call(call: H2Call, out: OutgoingHttpHeaders | string[], h
     stream.on('close', onClose);
     stream.on('error', onError);
     stream.on('response', onResponseHead);
+    if (call.forwarded) stream.on('headers', onInterim);
     if (body === null) return;
     if (waitForTrailers) stream.on('wantTrailers', onWantTrailers);
     if (settled) {
@@ -153,6 +157,22 @@ function peerResetCode(session: ClientHttp2Session | undefined, stream: ClientHt
 function onResponseHead(this: Streamed, head: IncomingHttpHeaders, flags: number): void {
   const call = this[CALL];
   if (call) call.onResponse(call, head, (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
+}
+
+/**
+ * An interim (1xx) response: skipped, up to MAX_INTERIM_RESPONSES per request (h1/limits.ts).
+ * One more is the upstream's protocol error, as on HTTP/1.1 and on the frame-level client
+ * (h2/h2-client-stream.ts): its stream reset PROTOCOL_ERROR, a 502 upstream-protocol, so an
+ * app answering with 1xx without end holds neither the request nor the sidecar's CPU
+ * (nghttp2 takes any number of them; Envoy resets the stream on a second 100, envoyproxy/envoy#2567).
+ */
+function onInterim(this: Streamed): void {
+  const call = this[CALL];
+  if (call === undefined || call.responded || ++call.interim <= MAX_INTERIM_RESPONSES) return;
+  this.removeListener('headers', onInterim);
+  countLimit(call.session, 'interim-responses');
+  call.reject(new ProxyError('UPSTREAM_PROTOCOL', `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`));
+  if (!this.destroyed) this.close(NGHTTP2_PROTOCOL_ERROR);
 }
 
 function onTrailers(this: Streamed, t: IncomingHttpHeaders): void {

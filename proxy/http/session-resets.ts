@@ -30,3 +30,19 @@ export function chargeReset(session: ClientHttp2Session): void {
   const b = (session as Budgeted)[BUDGET];
   if (b && --b.left === 0) b.spent();
 }
+
+const LIMIT = Symbol('wren.sessionLimit');
+type Limited = ClientHttp2Session & { [LIMIT]?: (limit: 'interim-responses') => void };
+
+/**
+ * Counts a per-stream limit the upstream of `session` broke (wren_limit_exceeded_total): the
+ * app session pool sets it, as the frame-level client's sessions have their onLimit.
+ */
+export function setLimitCounter(session: ClientHttp2Session, onLimit: (limit: 'interim-responses') => void): void {
+  (session as Limited)[LIMIT] = onLimit;
+}
+
+/** A stream forwarded on `session` broke `limit` (called by forwardH2's call). */
+export function countLimit(session: ClientHttp2Session, limit: 'interim-responses'): void {
+  (session as Limited)[LIMIT]?.(limit);
+}

@@ -7,7 +7,7 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { systemClock, type Clock, type Timer } from '../../common/clock.js';
-import { setResetBudget } from '../http/session-resets.js';
+import { setLimitCounter, setResetBudget } from '../http/session-resets.js';
 
 export interface PeerPoolOptions {
   readonly tls: TlsIdentity;
@@ -27,6 +27,8 @@ export interface PeerPoolOptions {
   readonly resetBudget?: number;
   /** A session was retired for its reset budget. */
   readonly onResetBudget?: () => void;
+  /** A session's upstream broke a per-stream limit (more 1xx than MAX_INTERIM_RESPONSES: http/h2-call.ts). */
+  readonly onLimit?: (limit: 'interim-responses') => void;
   readonly clock?: Clock;
   /** Receive windows of the sessions (limits.http2Initial*WindowBytes); default 1 MiB per stream, 16 MiB per session. */
   readonly windows?: { readonly streamBytes: number; readonly connectionBytes: number };
@@ -121,6 +123,7 @@ export class PeerPool {
             if (!sess.destroyed) sess.destroy();
           });
           this.keepalive(sess, drop);
+          if (this.opts.onLimit !== undefined) setLimitCounter(sess, this.opts.onLimit);
           setResetBudget(sess, this.opts.resetBudget ?? 0, () => {
             this.opts.onResetBudget?.();
             drop();
