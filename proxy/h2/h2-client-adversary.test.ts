@@ -133,6 +133,18 @@ async function readAll(res: ProxyResponse): Promise<Buffer> {
 }
 
 const isHeaders = (id: number) => (f: Frame) => f.type === FRAME.HEADERS && f.id === id;
+
+/** A literal field without indexing, new name (RFC 7541 section 6.2.2), of any length (section 5.1 integers; headerBlock's take up to 126 octets). */
+function hpackLiteral(name: string, value: string): Buffer {
+  const int = (n: number): number[] => {
+    if (n < 127) return [n];
+    const out = [127];
+    for (n -= 127; n >= 128; n >>>= 7) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return out;
+  };
+  return Buffer.concat([Buffer.from([0, ...int(name.length)]), Buffer.from(name, 'latin1'), Buffer.from(int(value.length)), Buffer.from(value, 'latin1')]);
+}
 const isSettingsAck = (f: Frame): boolean => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0;
 const status200 = headerBlock([[':status', '200']]);
 
@@ -392,14 +404,38 @@ describe("the flood guards are counted (wren_limit_exceeded_total{direction=\"in
     expect(limits).toEqual(['h2-continuation-flood']);
   });
 
-  test('a header block of more bytes than it may take (full CONTINUATION frames): h2-continuation-flood', async () => {
-    // maxHeaderListBytes 16 KiB: a block may take 2 x 16 KiB + one frame, 48 KiB.
+  test('a header block in more full CONTINUATION frames than it may take: h2-continuation-flood', async () => {
+    // maxHeaderListBytes 16 KiB: a block may take the frames 2 x 16 KiB needs and 8 more, 11 CONTINUATIONs.
     const { conn, s, p, limits } = await requestSent();
     const full = Buffer.alloc(16_384, 0x80);
-    conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, 0, 1, full), ...Array.from({ length: 5 }, () => frame(FRAME.CONTINUATION, 0, 1, full))]));
+    conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, 0, 1, full), ...Array.from({ length: 12 }, () => frame(FRAME.CONTINUATION, 0, 1, full))]));
     await until(() => s.destroyed, 5000);
-    expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/header block too large/) });
+    expect(await p).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/too many CONTINUATION frames/) });
     expect(limits).toEqual(['h2-continuation-flood']);
+  });
+
+  // Found by review (adv23): a response header block of more than 2 x maxHeaderListBytes +
+  // 16 KiB octets was taken for a flood and ended the app session, failing every call on it.
+  // An oversize header list is its stream's error (RFC 9113 section 10.5.1), as nghttp2 (the
+  // node:http2 client, appHttp2 node) takes it: that call fails, the others go on.
+  test('a response header block over the limit in a few full frames fails only its call; another call on the session is answered', async () => {
+    let conn!: RawConn;
+    const port = await settingsApp((c) => (conn = c));
+    const limits: string[] = [];
+    const s = session(port, { onLimit: (l) => void limits.push(l) });
+    const big = s.request(request(), {}).catch((e: unknown) => e);
+    const other = s.request(request(), {});
+    await until(() => conn !== undefined);
+    await conn.next(isHeaders(3));
+    // 60 KB of fields (the list may take 16 KiB) in HEADERS and three CONTINUATIONs: over 2 x 16 KiB + 16 KiB.
+    const block = Buffer.concat([status200, hpackLiteral('x-big', 'a'.repeat(60_000))]);
+    const parts = [0, 1, 2, 3].map((i) => block.subarray(i * 16_384, (i + 1) * 16_384));
+    conn.socket.write(Buffer.concat(parts.map((b, i) => frame(i === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (i === 0 ? FLAG.END_STREAM : 0) | (i === 3 ? FLAG.END_HEADERS : 0), 1, b))));
+    expect(await big).toMatchObject({ code: 'UPSTREAM_PROTOCOL', message: expect.stringMatching(/response headers over/) });
+    conn.socket.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, status200), frame(FRAME.DATA, FLAG.END_STREAM, 3, Buffer.from('ok'))]));
+    expect((await readAll(await other)).toString()).toBe('ok');
+    expect(s.destroyed).toBe(false);
+    expect(limits).toEqual([]);
   });
 
   test('empty DATA frames in a row (CVE-2019-9518): h2-empty-frames-flood at the second, as Envoy; one between frames with data is delivered', async () => {

@@ -93,7 +93,6 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
-  private hdrBytes = 0;
   /** Empty DATA frames without END_STREAM since the last frame with data or a header block fragment (MAX_EMPTY_DATA). */
   private emptyData = 0;
   private resetsLeft: number;
@@ -456,13 +455,14 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
     if (b.length > 0) this.emptyData = 0;
-    this.hdrBytes += b.length;
-    const limit = 2 * this.o.maxHeaderListBytes + DEFAULT_MAX_FRAME;
-    if (this.hdrBytes > limit) return this.calm('h2-continuation-flood', 'header block too large');
-    // Frames count too: empty CONTINUATIONs add no bytes but cost a fragment and a turn each
-    // (CVE-2024-27316). nghttp2 takes 8 (max_continuations); we take as many as full frames
-    // of the largest block we accept need, and 8 more.
-    if (this.hdrParts.length > 8 + Math.ceil(limit / DEFAULT_MAX_FRAME)) return this.calm('h2-continuation-flood', 'too many CONTINUATION frames');
+    // The frames of a block are what is counted (CVE-2024-27316: empty CONTINUATIONs add no
+    // bytes but cost a fragment and a turn each). nghttp2 takes 8 (max_continuations); we
+    // take as many as full frames of 2 x the largest list we accept need, and 8 more, which
+    // bounds the block's octets too. Within that a block of any size is decoded (the dynamic
+    // table must stay in step) and an oversize list is its stream's error (RFC 9113 section
+    // 10.5.1), as nghttp2 takes it: a bound on octets of its own ended the session, every
+    // call on it, for one response with too many fields.
+    if (this.hdrParts.length > 8 + Math.ceil((2 * this.o.maxHeaderListBytes + DEFAULT_MAX_FRAME) / DEFAULT_MAX_FRAME)) return this.calm('h2-continuation-flood', 'too many CONTINUATION frames');
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
@@ -472,7 +472,6 @@ export class H2ClientSession implements StreamHost, H2FrameSink {
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);
     this.hdrStream = 0;
     this.hdrParts = [];
-    this.hdrBytes = 0;
     // Decoded whatever the stream: the dynamic table must stay in step (RFC 7541 section 2.2).
     const fields = this.decoder.decode(block);
     if (!Array.isArray(fields)) {

@@ -100,6 +100,23 @@ async function outcome(to: number, bytes: Buffer): Promise<string> {
 }
 
 const REQ: [string, string][] = [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'x']];
+
+/** An HPACK integer of `prefix` bits whose first byte carries `first` above them (RFC 7541 section 5.1). */
+function hpackInt(n: number, prefix: number, first = 0): Buffer {
+  const max = (1 << prefix) - 1;
+  if (n < max) return Buffer.from([first | n]);
+  const out = [first | max];
+  for (n -= max; n >= 128; n >>>= 7) out.push((n & 0x7f) | 0x80);
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/** A literal field without indexing, new name (section 6.2.2), whatever the lengths (headerBlock's take up to 126 octets). */
+function hpackLiteral(name: string, value: string): Buffer {
+  const n = Buffer.from(name, 'latin1');
+  const v = Buffer.from(value, 'latin1');
+  return Buffer.concat([Buffer.from([0]), hpackInt(n.length, 7), n, hpackInt(v.length, 7), v]);
+}
 /** The base request with `name` set to `value` (replaced if it is there, appended if not; null removes it). */
 function req(changes: [string, string | null][]): [string, string][] {
   const out: [string, string][] = REQ.map(([n, v]) => [n, v]);
@@ -374,12 +391,45 @@ describe('resource exhaustion', () => {
     expect(limits).toEqual(['h2-empty-frames-flood']);
   });
 
-  test('a header block of more bytes than it may take (full CONTINUATION frames) is counted as a flood too (wren_limit_exceeded_total)', async () => {
-    // The test server's hard cap is 8 KiB: a block may take 2 x 8 KiB + 16 KiB octets; three frames pass it.
+  test('a header block in full CONTINUATION frames past the 8 nghttp2 takes is a flood: the connection ends, counted (wren_limit_exceeded_total)', async () => {
     const full = Buffer.alloc(16_384);
-    const bytes = Buffer.concat([start, frame(FRAME.HEADERS, FLAG.END_STREAM, 1, full), frame(FRAME.CONTINUATION, 0, 1, full), frame(FRAME.CONTINUATION, 0, 1, Buffer.alloc(1))]);
-    expect(await outcome(port, bytes)).toBe('goaway 11');
+    const parts = [start, frame(FRAME.HEADERS, FLAG.END_STREAM, 1, full)];
+    for (let i = 0; i < 9; i++) parts.push(frame(FRAME.CONTINUATION, 0, 1, full));
+    expect(await outcome(port, Buffer.concat(parts))).toBe('goaway 11');
     expect(limits).toEqual(['h2-continuation-flood']);
+  });
+
+  // Found by review (adv23): a block of more than 2 x the hard cap + 16 KiB octets (here 40 KB
+  // in three frames, the test server's hard cap being 8 KiB) was taken for a CONTINUATION
+  // flood and ended the connection with every stream on it. An oversize header list is the
+  // stream's error (RFC 9113 section 10.5.1: 431, or a reset): nghttp2 and Envoy refuse
+  // that stream and the connection goes on; the flood guard is the frame count above.
+  test('a header block over the hard cap in a few full frames refuses only its stream (431); another stream on the connection is served, and a later one', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    service = async (q) => {
+      if (q.path === '/slow') await held;
+      return answer(200, 'ok');
+    };
+    const big = Buffer.concat([headerBlock(req([[':path', '/big']])), hpackLiteral('x-big', 'a'.repeat(40_000))]);
+    const r = raw();
+    r.sock.write(Buffer.concat([
+      start,
+      rawRequest(1, 'x', '/slow'),
+      frame(FRAME.HEADERS, FLAG.END_STREAM, 3, big.subarray(0, 16_384)),
+      frame(FRAME.CONTINUATION, 0, 3, big.subarray(16_384, 32_768)),
+      frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 3, big.subarray(32_768)),
+    ]));
+    const refused = await r.until((f) => f.type === FRAME.HEADERS && f.id === 3);
+    expect(refused.fields?.slice(0, 2)).toEqual([':status', '431']);
+    release();
+    const slow = await r.until((f) => f.type === FRAME.HEADERS && f.id === 1);
+    expect(slow.fields?.slice(0, 2)).toEqual([':status', '200']);
+    r.sock.write(rawRequest(5, 'x', '/after'));
+    const after = await r.until((f) => f.type === FRAME.HEADERS && f.id === 5);
+    expect(after.fields?.slice(0, 2)).toEqual([':status', '200']);
+    expect(r.frames.some(isGoaway)).toBe(false);
+    expect(limits).toEqual([]);
   });
 
   test('a header block in more CONTINUATION frames than node:http2 takes is refused; one in a few is served', async () => {

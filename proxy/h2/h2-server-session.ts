@@ -100,7 +100,6 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   private hdrStream = 0;
   private hdrEnd = false;
   private hdrParts: Buffer[] = [];
-  private hdrBytes = 0;
   /** CONTINUATION frames in the open header block. */
   private hdrFrames = 0;
   /** Empty DATA frames without END_STREAM since the last frame with data or a header block fragment (MAX_EMPTY_DATA). */
@@ -623,9 +622,12 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
 
   private headerFragment(id: number, endStream: boolean, endHeaders: boolean, b: Buffer): void {
     if (b.length > 0) this.emptyData = 0;
-    this.hdrBytes += b.length;
-    // Counted as the frame-level client counts it (only CONTINUATION frames can carry this many bytes).
-    if (this.hdrBytes > 2 * this.o.hardCapBytes + 16_384) return this.calm('h2-continuation-flood');
+    // No bound on the block's octets of its own: the frame count (MAX_CONTINUATIONS, the
+    // CONTINUATION flood guard) bounds what a block holds to 9 frames of DEFAULT_MAX_FRAME
+    // (144 KiB), and within that a block of any size is decoded (the dynamic table must stay
+    // in step) and an oversize list refused as its stream's error: a 431 (RFC 9113 section
+    // 10.5.1), as nghttp2 and Envoy refuse just that stream. A bound on octets here ended the
+    // connection, every other stream on it, for one request with too much metadata.
     if (!endHeaders) {
       this.hdrStream = id;
       this.hdrEnd = endStream;
@@ -635,7 +637,6 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     const block = this.hdrParts.length === 0 ? b : Buffer.concat([...this.hdrParts, b]);
     this.hdrStream = 0;
     this.hdrParts = [];
-    this.hdrBytes = 0;
     this.hdrFrames = 0;
     if (this.blockTimer !== null) {
       this.o.clock.clearTimeout(this.blockTimer);
