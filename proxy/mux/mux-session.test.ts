@@ -202,6 +202,28 @@ describe('MuxSession', () => {
     expect(await answer).toBe('still here');
   });
 
+  test("resetForUpstream(code): the peer's stream fails with the upstream's HTTP/2 code (resetCode), a plain reset carries none", async () => {
+    const errors: { message: string; resetCode?: number }[] = [];
+    const served: MuxStream[] = [];
+    const p = await pair(64 * 1024, (s) => {
+      served.push(s);
+      s.on('error', (e: Error & { resetCode?: number }) => errors.push({ message: e.message, resetCode: e.resetCode }));
+    });
+    const a = p.client.open()!;
+    const b = p.client.open()!;
+    a.write('x');
+    b.write('y');
+    await until(() => served.length === 2);
+    a.resetForUpstream(0x8); // CANCEL
+    await new Promise((r) => served[0].once('close', r));
+    b.destroy();
+    await new Promise((r) => served[1].once('close', r));
+    expect(errors).toEqual([
+      { message: "stream reset by the peer's upstream (code 8)", resetCode: 0x8 },
+      { message: 'stream reset by the peer (code 0)', resetCode: undefined },
+    ]);
+  });
+
   test('a lost connection fails every open stream as a connection reset', async () => {
     const p = await pair();
     const streams = [p.client.open()!, p.client.open()!];
