@@ -33,7 +33,8 @@ Options:
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
-finish within shutdown.gracePeriod, outbound keeps serving meanwhile); during startup
+finish within shutdown.gracePeriod, outbound keeps serving meanwhile and for at least
+shutdown.minDrain, default 5 s, as the app may still call out); during startup
 they stop it at once (exit 0). The same from the pod: curl -X POST -H 'wren-admin: 1'
 http://127.0.0.1:15000/drain (admin actions need that header and come from localhost
 only). More SIGTERMs during the drain are ignored; a second SIGINT exits at once (130).
@@ -281,8 +282,10 @@ async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, l
     ? cp!.connectControlPlane(proxy, { address, namespace: config.identity.namespace, pod: config.identity.pod, ...(cpCredentials ? { credentials: cpCredentials } : {}) })
     : null;
   // A signal during Proxy.start is honoured now that it is up: the drain starts at once.
+  // A signal's drain keeps the outbound up for shutdown.minDrainMs (the app got the same
+  // SIGTERM and may still call out); POST /drain's does not (Proxy.drain).
   await new Promise<void>((resolve) => {
-    const drain = () => void proxy.drain().then(resolve);
+    const drain = () => void proxy.drain({ minDrainMs: config.shutdown.minDrainMs }).then(resolve);
     if (stop.aborted) drain();
     else stop.addEventListener('abort', drain, { once: true });
     void proxy.drained.then(resolve);

@@ -602,25 +602,46 @@ export class Proxy {
    * and keeps Envoy serving outbound for terminationDrainDuration: an app still calls out
    * while it shuts down) and Linkerd's (in-flight requests complete before the proxy exits).
    * With listener workers, the process closes when every worker's drain is done.
+   *
+   * `minDrainMs` (a signal's drain: shutdown.minDrainMs): the close waits at least this
+   * long even with nothing in flight. A classic sidecar gets the kubelet's SIGTERM together
+   * with the app, which may only start calling out (flushing, deregistering) after it: an
+   * exit the moment nothing is in flight refused or reset those calls. Istio's pilot-agent
+   * keeps Envoy up for terminationDrainDuration (5 s) after SIGTERM, and with
+   * EXIT_ON_ZERO_ACTIVE_CONNECTIONS waits minDrainDuration before it looks at the
+   * connections; Linkerd's wait-before-exit is a preStop sleep. POST /drain passes none:
+   * it is asked for from inside the pod (a Job's app when it is done), not sent alongside
+   * the app's own stop.
    */
-  drain(): Promise<void> {
+  drain(opts: { readonly minDrainMs?: number } = {}): Promise<void> {
     if (this.draining) return this.draining;
-    this.logger.info('draining', { gracePeriodMs: this.config.shutdown.gracePeriodMs });
-    this.draining = (this.pool ? this.pool.drain(this.config.shutdown.gracePeriodMs) : this.quiesce()).then(() => this.close());
+    const minDrainMs = Math.min(opts.minDrainMs ?? 0, this.config.shutdown.gracePeriodMs);
+    this.logger.info('draining', { gracePeriodMs: this.config.shutdown.gracePeriodMs, minDrainMs });
+    this.draining = (this.pool ? this.pool.drain(this.config.shutdown.gracePeriodMs, minDrainMs) : this.quiesce(minDrainMs)).then(() => this.close());
     return this.draining;
   }
 
   /**
    * The drain without the close (a listener worker's: worker-main.ts, the pool closes every
    * worker once all are done): resolves when the inbound has drained and no outbound request
-   * or tunnel is in flight, or at the end of the grace period.
+   * or tunnel is in flight, but not before `minDrainMs`; or at the end of the grace period.
    */
-  async quiesce(): Promise<void> {
+  async quiesce(minDrainMs = 0): Promise<void> {
     const graceMs = this.config.shutdown.gracePeriodMs;
-    const deadline = this.clock.now() + graceMs;
+    const start = this.clock.now();
+    const deadline = start + graceMs;
     this.outbound.drain();
     const inboundClean = await this.inbound.drain(graceMs);
     const outboundBusy = (): number => (this.metrics.inFlight.outbound ?? 0) + this.outbound.tunnelsInFlight;
+    const minLeft = start + Math.min(minDrainMs, graceMs) - this.clock.now();
+    if (minLeft > 0) {
+      // The outbound serves new connections and requests meanwhile (outbound-listener.ts drain()).
+      this.logger.info('minimum drain: outbound keeps serving the app', { minDrainMs, leftMs: minLeft, outboundInflight: outboundBusy() });
+      await new Promise<void>((r) => this.clock.setTimeout(r, minLeft));
+      // Connections the app opened since the signal: told to close once idle too, so they
+      // neither wait for the close nor are cut under a request by it.
+      this.outbound.drain();
+    }
     const outboundClean = await untilIdle(this.clock, outboundBusy, Math.max(0, deadline - this.clock.now()));
     if (!inboundClean || !outboundClean) {
       this.logger.warn('grace period ended with requests in flight', { code: 'DRAIN_TIMEOUT', inflight: this.inbound.streamsInFlight, outboundInflight: outboundBusy() });

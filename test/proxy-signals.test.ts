@@ -74,7 +74,8 @@ function get(port: number, host: string, path: string): Promise<{ status: number
  */
 async function meshWithInflight(name: string, concurrency: number, holdMs: number) {
   const out = new Output();
-  const web = await startProxyProcess(pki, dir, `${name}-web`, { shutdown: { gracePeriodMs: 10_000 }, concurrency }, [], out.add);
+  // No minimum drain (test/drain-min-duration.test.ts has it): the exit follows the request in flight.
+  const web = await startProxyProcess(pki, dir, `${name}-web`, { shutdown: { gracePeriodMs: 10_000, minDrainMs: 0 }, concurrency }, [], out.add);
   const client = await startProxyProcess(pki, dir, `${name}-client`, {
     mesh: { services: [{ name: 'app', ports: [{ port: 80, protocol: 'http1', endpoints: [{ address: '127.0.0.1', port: app.port, proxyPort: web.inboundPort, identity: web.spiffeId }] }] }] },
   });

@@ -303,6 +303,32 @@ describe('requestAuthn (JWT verification, docs/request-authentication.md)', () =
   });
 });
 
+describe('shutdown (the drain after SIGTERM / POST /drain)', () => {
+  test('minDrainMs defaults to 5 s (Istio\'s terminationDrainDuration), or the grace period when that is shorter', () => {
+    expect(parseProxyConfig({ tls: files }).shutdown).toEqual({ gracePeriodMs: 30_000, minDrainMs: 5000 });
+    expect(parseProxyConfig({ tls: files, shutdown: { gracePeriodMs: '2s' } }).shutdown).toEqual({ gracePeriodMs: 2000, minDrainMs: 2000 });
+    expect(parseProxyConfig({ tls: files, shutdown: { gracePeriodMs: '20s', minDrainMs: '0s' } }).shutdown).toEqual({ gracePeriodMs: 20_000, minDrainMs: 0 });
+    expect(parseProxyConfig({ tls: files, shutdown: { gracePeriodMs: '20s', minDrainMs: '20s' } }).shutdown.minDrainMs).toBe(20_000);
+  });
+
+  test('an explicit minDrainMs longer than the grace period is refused: the grace period bounds the whole drain', () => {
+    expect(problem({ tls: files, shutdown: { gracePeriodMs: '10s', minDrainMs: '15s' } })).toBe(
+      'cfg: shutdown.minDrainMs: 15000 ms is longer than shutdown.gracePeriodMs (10000 ms), which bounds the whole drain: lower it or raise the grace period',
+    );
+    expect(problem({ tls: files, shutdown: { minDrainMs: 'soon' } })).toMatch(/^cfg: shutdown\.minDrainMs: expected a duration/);
+  });
+
+  test('in-cluster: WREN_SHUTDOWN_GRACE_PERIOD and WREN_SHUTDOWN_MIN_DRAIN (the injector sets them from terminationGracePeriodSeconds and the sidecar mode)', () => {
+    const env = {
+      POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
+    };
+    expect(proxyConfigFromEnv(env).shutdown).toEqual({ gracePeriodMs: 30_000, minDrainMs: 5000 });
+    expect(proxyConfigFromEnv({ ...env, WREN_SHUTDOWN_GRACE_PERIOD: '25s', WREN_SHUTDOWN_MIN_DRAIN: '0s' }).shutdown).toEqual({ gracePeriodMs: 25_000, minDrainMs: 0 });
+    expect(() => proxyConfigFromEnv({ ...env, WREN_SHUTDOWN_GRACE_PERIOD: '3s', WREN_SHUTDOWN_MIN_DRAIN: '5s' })).toThrow(/^environment: WREN_SHUTDOWN_MIN_DRAIN: 5000 ms is longer than/);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_SHUTDOWN_GRACE_PERIOD: 'long' })).toThrow(/^environment: WREN_SHUTDOWN_GRACE_PERIOD: expected a duration/);
+  });
+});
+
 describe('concurrency (worker threads, Envoy --concurrency)', () => {
   test('default 1 (the main thread serves); an integer 1..64 otherwise', () => {
     expect(parseProxyConfig({ tls: files }).concurrency).toBe(1);

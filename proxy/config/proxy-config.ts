@@ -163,7 +163,18 @@ export interface ProxyConfig {
     readonly meshHttp1MaxConnectionsPerPeer: number;
   };
   readonly limits: ProxyLimits;
-  readonly shutdown: { readonly gracePeriodMs: number };
+  readonly shutdown: {
+    /** The longest a drain lasts (SIGTERM, POST /drain): then whatever is in flight is cut. */
+    readonly gracePeriodMs: number;
+    /**
+     * After SIGTERM/SIGINT the outbound keeps serving the app at least this long, even with
+     * nothing in flight (Istio's terminationDrainDuration, 5 s): a classic sidecar gets its
+     * SIGTERM together with the app, which may still call out while it shuts down. Never
+     * more than gracePeriodMs (unset: 5 s or the grace period, the shorter). 0: exit as soon
+     * as nothing is in flight (native sidecars: the app has exited before the signal).
+     */
+    readonly minDrainMs: number;
+  };
   readonly log: { readonly level: 'debug' | 'info' | 'warn' | 'error' };
   readonly discovery: {
     readonly controlPlane: string | undefined;
@@ -404,7 +415,7 @@ const shape = obj({
     http2InitialStreamWindowBytes: num({ int: true, min: 65_535, max: 2 ** 31 - 1, default: 1 << 20 }),
     http2InitialConnectionWindowBytes: num({ int: true, min: 65_535, max: 2 ** 31 - 1, default: 16 << 20 }),
   }),
-  shutdown: obj({ gracePeriodMs: duration(30_000) }),
+  shutdown: obj({ gracePeriodMs: duration(30_000), minDrainMs: optional(duration()) }),
   log: obj({ level: literal(['debug', 'info', 'warn', 'error'] as const, 'info') }),
   discovery: obj({
     controlPlane: optional(str({ pattern: HOST_PORT })),
@@ -445,7 +456,7 @@ const shape = obj({
   },
 });
 
-/** Cross-field rules: exactly one certificate source; certify's defaults; upstream ports; app probes need the metrics port. */
+/** Cross-field rules: exactly one certificate source; certify's defaults; upstream ports; the minimum drain within the grace period; app probes need the metrics port. */
 const parser: Parser<ProxyConfig> = map(shape, (c) => {
   const raw = c.identity.certify;
   if (c.tls && raw) fail('identity.certify', 'set either tls (certificate files) or identity.certify (certificates from the control plane), not both');
@@ -461,6 +472,7 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
     certify = Object.freeze({ ...raw, controlPlane: controlPlane! });
   }
   checkUpstreamPorts(c.upstreams, c.listeners);
+  const shutdown = shutdownOf(c.shutdown);
   // The rewritten kubelet probes are served on the metrics port only: without it nothing answers them.
   if (c.appProbes.size > 0 && !c.listeners.metrics.enabled)
     fail('appProbes', 'the app probes are served on the metrics port, which listeners.metrics.enabled: false turns off: enable the metrics listener or remove appProbes');
@@ -468,9 +480,24 @@ const parser: Parser<ProxyConfig> = map(shape, (c) => {
     ...c,
     identity: Object.freeze({ ...c.identity, certify, workload: workloadOf(c.identity) }),
     tls: c.tls ?? Object.freeze({}),
+    shutdown,
     discovery: Object.freeze({ ...c.discovery, controlPlaneIdentity: c.discovery.controlPlaneIdentity ?? controlPlaneSpiffeId(c.identity.trustDomain) }),
   }) as ProxyConfig;
 });
+
+/** Istio's terminationDrainDuration default: how long a signalled sidecar keeps its outbound up, at least. */
+const DEFAULT_MIN_DRAIN_MS = 5000;
+
+/**
+ * The minimum drain fits in the grace period: the grace period bounds the whole drain (and
+ * is what is kept below the kubelet's terminationGracePeriodSeconds), so a minimum past it
+ * could never be honoured. Unset, it is the default or the grace period, the shorter.
+ */
+function shutdownOf(s: { gracePeriodMs: number; minDrainMs: number | undefined }): ProxyConfig['shutdown'] {
+  if (s.minDrainMs !== undefined && s.minDrainMs > s.gracePeriodMs)
+    fail('shutdown.minDrainMs', `${s.minDrainMs} ms is longer than shutdown.gracePeriodMs (${s.gracePeriodMs} ms), which bounds the whole drain: lower it or raise the grace period`);
+  return Object.freeze({ gracePeriodMs: s.gracePeriodMs, minDrainMs: s.minDrainMs ?? Math.min(DEFAULT_MIN_DRAIN_MS, s.gracePeriodMs) });
+}
 
 /** app/version unset: the workload's labels (Istio reads the same two pairs; '' when absent). */
 function workloadOf(id: { labels: Readonly<Record<string, string>>; workload: { name: string; app?: string; version?: string } }): ProxyConfig['identity']['workload'] {
@@ -537,6 +564,9 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_ADMIN_PORT', path: 'listeners.admin.port', kind: 'number' },
   { name: 'WREN_METRICS_PORT', path: 'listeners.metrics.port', kind: 'number' },
   { name: 'WREN_CONCURRENCY', path: 'concurrency', kind: 'number' },
+  // Durations ("25s"): the injector derives them from the pod's terminationGracePeriodSeconds and its sidecar mode.
+  { name: 'WREN_SHUTDOWN_GRACE_PERIOD', path: 'shutdown.gracePeriodMs' },
+  { name: 'WREN_SHUTDOWN_MIN_DRAIN', path: 'shutdown.minDrainMs' },
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
   { name: 'WREN_MESH_HTTP2', path: 'protocol.meshHttp2' },

@@ -31,7 +31,8 @@ export type ToWorker =
   /** Its clusters' current state, for GET /clusters (asked for when the admin port is asked). */
   | { readonly t: 'clusters'; readonly id: number }
   | { readonly t: 'log-level'; readonly level: Level }
-  | { readonly t: 'drain' }
+  /** minDrainMs: the signal's minimum drain (Proxy.quiesce), 0 for POST /drain. */
+  | { readonly t: 'drain'; readonly minDrainMs: number }
   | { readonly t: 'close' };
 
 export interface WorkerPorts {

@@ -64,7 +64,7 @@ if (proxy) {
         // Drained, not closed: the pool closes every worker once all are drained, so a worker
         // with nothing in flight does not close the outbound connections the app holds to it
         // while another still drains (worker-pool.ts drain()).
-        return void proxy.quiesce().then(() => post({ t: 'drained' }));
+        return void proxy.quiesce(m.minDrainMs).then(() => post({ t: 'drained' }));
       case 'close':
         return void proxy.close().then(() => post({ t: 'closed' }));
     }

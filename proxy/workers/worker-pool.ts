@@ -314,10 +314,12 @@ export class WorkerPool {
    * after being told to, is terminated all the same, so a SIGTERM always ends the process
    * before the kubelet's SIGKILL: logged (WORKER_STOP_TIMEOUT) and counted
    * (wren_limit_exceeded_total{direction="workers",limit="worker-shutdown-timeout"}).
+   * `minDrainMs` (at most the grace period): each worker keeps its outbound up at least
+   * that long (Proxy.quiesce).
    */
-  async drain(gracePeriodMs: number): Promise<void> {
+  async drain(gracePeriodMs: number, minDrainMs = 0): Promise<void> {
     this.closing = true;
-    await Promise.all(this.slots.map((s) => this.stop(s, { t: 'drain' }, gracePeriodMs + CLOSE_TIMEOUT_MS, false)));
+    await Promise.all(this.slots.map((s) => this.stop(s, { t: 'drain', minDrainMs }, gracePeriodMs + CLOSE_TIMEOUT_MS, false)));
     await this.close();
   }
 

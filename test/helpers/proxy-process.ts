@@ -67,7 +67,8 @@ export async function startProxyProcess(
       identity: { namespace: 'default', serviceAccount, trustDomain: pki.trustDomain },
       tls: { certFile: f('cert.pem'), keyFile: f('key.pem'), trustBundleFile: f('bundle.pem') },
       listeners: { outbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, inbound: { address: '127.0.0.1', ipv6Address: '', port: 0 }, admin: { address: '127.0.0.1', port: 0 }, metrics: { address: '127.0.0.1', ipv6Address: '', port: 0 } },
-      shutdown: { gracePeriodMs: 500 },
+      // No minimum drain unless a test asks (its own shutdown replaces this): a SIGTERM'd sidecar exits as soon as it is idle.
+      shutdown: { gracePeriodMs: 500, minDrainMs: 0 },
       // WREN_TEST_APP_HTTP2 as in helpers/proxy.ts (a test's own protocol settings still win).
       ...(process.env['WREN_TEST_APP_HTTP2'] ? { protocol: { appHttp2: process.env['WREN_TEST_APP_HTTP2'], outboundHttp2: process.env['WREN_TEST_APP_HTTP2'] } } : {}),
       ...config,
