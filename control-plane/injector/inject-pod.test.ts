@@ -225,6 +225,33 @@ describe('injected pod (native sidecar)', () => {
   });
 });
 
+describe('the sidecar\'s drain (shutdown.gracePeriodMs, shutdown.minDrainMs) from the pod', () => {
+  const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
+  const bundle = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  /** The proxy container's config, as the proxy reads its env at run time. */
+  const shutdownOf = (p: V1Pod, nativeSidecars: boolean) => {
+    const out = apply(p, injectPod(p, { nativeSidecars, trustBundlePem: bundle }).patch);
+    const c = [...(out.spec?.initContainers ?? []), ...(out.spec?.containers ?? [])].find((x) => x.name === 'wren-proxy')!;
+    return proxyConfigFromEnv(Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? downward[e.valueFrom!.fieldRef!.fieldPath]]))).shutdown;
+  };
+
+  test('the drain ends before the kubelet\'s SIGKILL: the pod\'s terminationGracePeriodSeconds less 5 s (less a fifth under 25 s); 30 s when unset', () => {
+    expect(shutdownOf(pod(), false).gracePeriodMs).toBe(25_000);
+    expect(shutdownOf(pod({ spec: { terminationGracePeriodSeconds: 120 } }), false).gracePeriodMs).toBe(115_000);
+    expect(shutdownOf(pod({ spec: { terminationGracePeriodSeconds: 10 } }), false).gracePeriodMs).toBe(8000);
+    expect(shutdownOf(pod({ spec: { terminationGracePeriodSeconds: 0 } }), false).gracePeriodMs).toBe(0);
+  });
+
+  test('classic: the outbound keeps serving the app (SIGTERM\'d with it) for the 5 s minimum drain, or the grace period when shorter', () => {
+    expect(shutdownOf(pod(), false).minDrainMs).toBe(5000);
+    expect(shutdownOf(pod({ spec: { terminationGracePeriodSeconds: 5 } }), false)).toEqual({ gracePeriodMs: 4000, minDrainMs: 4000 });
+  });
+
+  test('native: no minimum drain, the app containers have exited before the kubelet stops the sidecar', () => {
+    expect(shutdownOf(pod(), true)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 0 });
+  });
+});
+
 describe('classic sidecar (Kubernetes < 1.29)', () => {
   const out = apply(pod(), injectPod(pod(), { nativeSidecars: false }).patch);
   test('proxy is the first app container with a postStart await hook', () => {

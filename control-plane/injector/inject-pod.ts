@@ -139,7 +139,32 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
   // The workload name from the pod's owner references at admission (as Istio's injector
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
   const workload = podWorkload(pod.metadata ?? {});
-  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, workload, telemetryEnv: telemetryEnv(ann, warnings) };
+  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, workload, telemetryEnv: telemetryEnv(ann, warnings), shutdown: shutdownSettings(pod, o) };
+}
+
+/** The kubelet's default terminationGracePeriodSeconds (core/v1 PodSpec). */
+const KUBELET_GRACE_SECONDS = 30;
+/** How long before the kubelet's SIGKILL the drain ends, at most: the close, the last access-log and span flush. */
+const KILL_MARGIN_MS = 5000;
+
+/**
+ * The proxy's drain from the pod's terminationGracePeriodSeconds and the sidecar mode
+ * (docs/operations.md, Sidecar shutdown). The drain must end before the kubelet's SIGKILL,
+ * which comes terminationGracePeriodSeconds after the pod's deletion whatever is in flight
+ * (Istio's #34855: its terminationDrainDuration and the pod's grace period disagreed): the
+ * grace period is the pod's less 5 s, or less a fifth of it when it is under 25 s.
+ * The minimum drain keeps a classic sidecar's outbound up after SIGTERM, which the kubelet
+ * sends the app and the proxy at once, for the app's own shutdown (the proxy's default,
+ * 5 s or the grace period, the shorter, as Istio's terminationDrainDuration). A native
+ * sidecar is stopped only once every app container has exited (KEP-753: sidecars are
+ * terminated after the main containers, in reverse order), so nothing is left to call out
+ * through it: 0, it exits as soon as it is idle.
+ */
+function shutdownSettings(pod: V1Pod, o: InjectOptions): NonNullable<ProxyEnvSettings['shutdown']> {
+  const t = pod.spec?.terminationGracePeriodSeconds;
+  const podMs = (typeof t === 'number' && Number.isFinite(t) && t >= 0 ? t : KUBELET_GRACE_SECONDS) * 1000;
+  const graceMs = Math.max(0, Math.round(podMs - Math.min(KILL_MARGIN_MS, podMs / 5)));
+  return { gracePeriod: `${graceMs}ms`, ...(o.nativeSidecars ? { minDrain: '0s' } : {}) };
 }
 
 /**

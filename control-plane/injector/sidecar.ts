@@ -103,6 +103,8 @@ export interface ProxyEnvSettings {
   readonly workload?: { readonly name: string; readonly app: string; readonly version: string };
   /** WREN_APP_PROBES: the app's rewritten kubelet probes as JSON (probe-rewrite.ts); '' or absent: none. */
   readonly appProbes?: string;
+  /** WREN_SHUTDOWN_GRACE_PERIOD / WREN_SHUTDOWN_MIN_DRAIN (inject-pod.ts shutdownSettings); minDrain absent: the proxy's default. */
+  readonly shutdown?: { readonly gracePeriod: string; readonly minDrain?: string };
 }
 
 function workloadEnv(w: ProxyEnvSettings['workload']): { name: string; value: string }[] {
@@ -137,6 +139,8 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       { name: 'WREN_OUTBOUND_PORT', value: String(o.outboundPort) },
       { name: 'WREN_ADMIN_PORT', value: String(o.adminPort) },
       { name: 'WREN_METRICS_PORT', value: String(o.metricsPort) },
+      ...(s.shutdown ? [{ name: 'WREN_SHUTDOWN_GRACE_PERIOD', value: s.shutdown.gracePeriod }] : []),
+      ...(s.shutdown?.minDrain === undefined ? [] : [{ name: 'WREN_SHUTDOWN_MIN_DRAIN', value: s.shutdown.minDrain }]),
       ...(s.concurrency === undefined ? [] : [{ name: 'WREN_CONCURRENCY', value: String(s.concurrency) }]),
       ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
       ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
