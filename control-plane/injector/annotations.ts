@@ -14,6 +14,8 @@ export const A = {
   memoryLimit: 'wren.io/proxy-memory-limit',
   logLevel: 'wren.io/proxy-log-level',
   concurrency: 'wren.io/proxy-concurrency',
+  /** The classic sidecar's minimum drain after SIGTERM (the proxy's shutdown.minDrainMs; Istio's terminationDrainDuration, Linkerd's proxy-wait-before-exit-seconds). */
+  minDrain: 'wren.io/proxy-min-drain',
   meshHttp1: 'wren.io/mesh-http1',
   meshHttp2: 'wren.io/mesh-http2',
   skipInboundPorts: 'wren.io/skip-inbound-ports',

@@ -250,6 +250,20 @@ describe('the sidecar\'s drain (shutdown.gracePeriodMs, shutdown.minDrainMs) fro
   test('native: no minimum drain, the app containers have exited before the kubelet stops the sidecar', () => {
     expect(shutdownOf(pod(), true)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 0 });
   });
+
+  test('wren.io/proxy-min-drain sets it in either mode; past the grace period it is the grace period, with a warning; malformed, ignored with a warning', () => {
+    const annotated = (v: string, spec: Partial<V1Pod['spec']> = {}) => pod({ annotations: { 'wren.io/proxy-min-drain': v }, spec });
+    expect(shutdownOf(annotated('20s'), false)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 20_000 });
+    expect(shutdownOf(annotated('1500ms'), true)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 1500 });
+    const long = annotated('40s');
+    expect(injectPod(long, { nativeSidecars: false }).warnings).toContainEqual(expect.stringMatching(/^wren\.io\/proxy-min-drain: "40s" is longer than the proxy's grace period \(25s/));
+    expect(shutdownOf(long, false)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 25_000 });
+    expect(shutdownOf(annotated('40s', { terminationGracePeriodSeconds: 60 }), false)).toEqual({ gracePeriodMs: 55_000, minDrainMs: 40_000 });
+    for (const bad of ['20', 'soon', '-1s', '2h']) {
+      expect(injectPod(annotated(bad), { nativeSidecars: false }).warnings).toContainEqual(`wren.io/proxy-min-drain: ignoring ${JSON.stringify(bad)} (expected a duration like "10s", "500ms" or "1m")`);
+      expect(shutdownOf(annotated(bad), false).minDrainMs).toBe(5000);
+    }
+  });
 });
 
 describe('classic sidecar (Kubernetes < 1.29)', () => {

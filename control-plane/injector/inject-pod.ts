@@ -139,7 +139,7 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
   // The workload name from the pod's owner references at admission (as Istio's injector
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
   const workload = podWorkload(pod.metadata ?? {});
-  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, workload, telemetryEnv: telemetryEnv(ann, warnings), shutdown: shutdownSettings(pod, o) };
+  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, workload, telemetryEnv: telemetryEnv(ann, warnings), shutdown: shutdownSettings(pod, o, warnings) };
 }
 
 /** The kubelet's default terminationGracePeriodSeconds (core/v1 PodSpec). */
@@ -160,11 +160,25 @@ const KILL_MARGIN_MS = 5000;
  * terminated after the main containers, in reverse order), so nothing is left to call out
  * through it: 0, it exits as soon as it is idle.
  */
-function shutdownSettings(pod: V1Pod, o: InjectOptions): NonNullable<ProxyEnvSettings['shutdown']> {
+function shutdownSettings(pod: V1Pod, o: InjectOptions, warnings: string[]): NonNullable<ProxyEnvSettings['shutdown']> {
   const t = pod.spec?.terminationGracePeriodSeconds;
   const podMs = (typeof t === 'number' && Number.isFinite(t) && t >= 0 ? t : KUBELET_GRACE_SECONDS) * 1000;
   const graceMs = Math.max(0, Math.round(podMs - Math.min(KILL_MARGIN_MS, podMs / 5)));
-  return { gracePeriod: `${graceMs}ms`, ...(o.nativeSidecars ? { minDrain: '0s' } : {}) };
+  const gracePeriod = `${graceMs}ms`;
+  // wren.io/proxy-min-drain (an app that shuts down for longer than 5 s, Linkerd's
+  // proxy-wait-before-exit-seconds): honoured in both modes, as asked; never past the grace
+  // period, which the proxy would refuse at start (a crash-looping sidecar, not a warning).
+  const a = pod.metadata?.annotations?.[A.minDrain];
+  if (a !== undefined) {
+    const m = /^(\d{1,6})(ms|s|m)$/.exec(a.trim());
+    const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'] : undefined;
+    if (ms === undefined) warnings.push(`${A.minDrain}: ignoring ${JSON.stringify(a)} (expected a duration like "10s", "500ms" or "1m")`);
+    else if (ms > graceMs) {
+      warnings.push(`${A.minDrain}: ${JSON.stringify(a)} is longer than the proxy's grace period (${graceMs / 1000}s, from terminationGracePeriodSeconds), so the minimum drain is ${graceMs / 1000}s: raise terminationGracePeriodSeconds`);
+      return { gracePeriod, minDrain: gracePeriod };
+    } else return { gracePeriod, minDrain: `${ms}ms` };
+  }
+  return { gracePeriod, ...(o.nativeSidecars ? { minDrain: '0s' } : {}) };
 }
 
 /**
