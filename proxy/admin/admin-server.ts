@@ -44,7 +44,7 @@ const ENDPOINTS: readonly [string, string, string][] = [
   ['GET', '/certs', 'workload identity, certificate serial and expiry, trust anchors (JSON)'],
   ['GET', '/debug/route?authority=&path=&method=&header=n:v', 'which HTTPRoute/GRPCRoute rule and backend a request would take, and why (JSON)'],
   ['POST', '/logging?level=debug|info|warn|error', 'change the log level (needs `wren-admin: 1`, from localhost)'],
-  ['POST', '/drain', 'graceful shutdown, same as SIGTERM (needs `wren-admin: 1`, from localhost)'],
+  ['POST', '/drain', 'graceful shutdown as SIGTERM, without its minimum drain (needs `wren-admin: 1`, from localhost)'],
 ];
 
 /** The header every admin action (POST) must carry. */
