@@ -112,7 +112,8 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
       // IPv4 only: the pods share ::1, so IPv6 sockets on the standard ports would collide.
       listeners: { outbound: { address: ip, ipv6Address: '', port: 15001 }, inbound: { address: ip, ipv6Address: '', port: 15006 }, admin: { address: ip, port: 15000 }, metrics: { address: ip, ipv6Address: '', port: 15020 } },
       app: { address: ip },
-      shutdown: { gracePeriodMs: '5s' },
+      // No minimum drain: the demo's apps have no shutdown of their own that calls out, and Ctrl-C should stop the mesh at once.
+      shutdown: { gracePeriodMs: '5s', minDrainMs: '0s' },
       // No static mesh: /ready stays 503 until the control plane's first snapshot.
       // Stats every 2 s (default 10 s) so `wren stat` and the dashboard follow the demo's traffic closely.
       discovery: { controlPlane: cp.discovery, firstConfigTimeoutMs: '15s', statsReport: { intervalMs: '2s' } },
