@@ -430,12 +430,20 @@ export class DiscoveryServer {
       s.inflight = null;
       s.nacks++;
       s.nackedSinceAck = true;
+      // A response at the ACKed seq carries only the trust state (pump's second branch): the
+      // proxy refuses that state itself. Sent again it would be NACKed again, once per round
+      // trip for as long as the stream lives (a proxy whose parser rejects the CA's state, one
+      // that NACKs everything); xDS resends a NACKed resource only when it changes, and so
+      // does this: not on this stream until the CA's state changes.
+      const refusedTrust = f.trustKey !== null && f.seq === s.ackedSeq && !f.full;
+      if (refusedTrust) s.nackedTrustKey = f.trustKey;
       // The proxy's words, kept (/debug/proxies) and logged per NACK: clipped as its other reports are (reportFromWire).
       const detail = clipDetail(req.nack.errorDetail);
       s.lastNack = { version: f.version, detail, at: this.o.clock.now() };
       this.o.metrics.nacks.inc();
       this.o.logger.warn('proxy NACKed a discovery response', {
         id: s.id, identity: s.sub.identity.spiffeId, version: f.version, ackedVersion: s.ackedVersion, detail, resync: req.nack.resync,
+        ...(refusedTrust ? { withheld: 'the trust state (refused on its own): not resent until it changes' } : {}),
       });
       if (req.nack.resync) {
         s.forceFull = true;
@@ -473,7 +481,9 @@ export class DiscoveryServer {
       s.podKey = key;
     }
     const trust = this.trust?.current() ?? null;
-    const trustDue = trust !== null && trust.key !== s.ackedTrustKey;
+    // A trust state the proxy refused on its own (nackedTrustKey) is not due: deltas go out
+    // without it, so the proxy still takes config changes. A full always carries it (contract).
+    const trustDue = trust !== null && trust.key !== s.ackedTrustKey && trust.key !== s.nackedTrustKey;
     let entry: Entry;
     let policyJson: string | null = null;
     let telemetryJson: string | null = null;

@@ -40,6 +40,12 @@ export interface Subscriber {
   ackedPolicyJson: string | null;
   /** Key of the trust state the proxy ACKed (null: none yet). */
   ackedTrustKey: string | null;
+  /**
+   * Key of a trust state the proxy NACKed when it came alone (an otherwise empty delta):
+   * it refuses that state itself, so it is not sent again on this stream until the CA's
+   * state changes (discovery-server.ts pump; null: none).
+   */
+  nackedTrustKey: string | null;
   /** Telemetry settings JSON the proxy ACKed (null: none yet). */
   ackedTelemetryJson: string | null;
   /** Egress settings JSON the proxy ACKed (null: none yet). */
@@ -79,7 +85,7 @@ export interface Subscriber {
 export function newSubscriber(id: number, call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, now: number): Subscriber {
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
-    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
+    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
     authPeer: null, authAnchor: null, podKey: null, expiryTimer: null, closed: false,
