@@ -119,3 +119,18 @@ test('a trust state the proxy NACKs on its own is not resent in a loop; the next
   const next = await waitFor(() => responses.slice(before).find((r) => r.trustBundle), 'the next trust state');
   expect(carriesConfig(next)).toBe(false);
 });
+
+test('a full snapshot NACKed with resync is not resent at once; the next change goes out as a full snapshot', async () => {
+  // A stream that NACKs every response asking for a resync (a broken or hostile proxy).
+  const { responses } = open((r) => nack(r, true));
+  await waitFor(async () => responses.length === 1 && (await nacksTotal()) === 1, 'the first snapshot NACKed');
+  expect(responses[0].full).toBe(true);
+  await writeFile(join(dir, 'mesh', 'web.yaml'), service(8081));
+  const next = await waitFor(() => responses.find((r) => r.version !== responses[0].version), 'the snapshot of the change');
+  // Nothing went out between the NACK and the change: not the NACKed snapshot again.
+  expect(responses.indexOf(next)).toBe(1);
+  expect(next.full).toBe(true);
+  expect(next.services[0].ports[0].endpoints.map((e) => e.port)).toEqual([8081]);
+  await waitFor(async () => (await nacksTotal()) === 2, 'the second NACK');
+  expect(cp.discovery.debugProxies()[0]).toMatchObject({ nacks: 2, ackedVersion: null });
+});

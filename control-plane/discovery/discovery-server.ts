@@ -445,10 +445,12 @@ export class DiscoveryServer {
         id: s.id, identity: s.sub.identity.spiffeId, version: f.version, ackedVersion: s.ackedVersion, detail, resync: req.nack.resync,
         ...(refusedTrust ? { withheld: 'the trust state (refused on its own): not resent until it changes' } : {}),
       });
-      if (req.nack.resync) {
-        s.forceFull = true;
-        return this.pump(s);
-      }
+      if (req.nack.resync) s.forceFull = true;
+      // `resync` asks for a full snapshot instead of a delta: sent at once for a NACKed delta.
+      // A NACKed full is already that; sending it again at once made a stream that NACKs
+      // every response with `resync` get the whole catalog once per round trip for as long
+      // as it lived (and a NACK log line each time). It gets the next full when the view changes.
+      if (req.nack.resync && !f.full) return this.pump(s);
       s.nackedSeq = f.seq;
       // A change committed while the NACKed response was in flight found the subscriber busy
       // and was not sent; pump() sends it now (and never the NACKed content again: only a
