@@ -139,6 +139,14 @@ export interface Ejection {
   reason: string;
   ejectedForMs: number;
 }
+/**
+ * The most entries of a HealthReport the control plane keeps (the rest are counted and
+ * dropped, control-plane/discovery/health-reports.ts), and so the most a proxy sends: a
+ * report of every endpoint of a large mesh could pass the 4 MiB a control plane takes in
+ * one message (grpc-js's default receive limit), which ends the whole discovery stream.
+ * 10 000 entries are at most ~2.5 MB (Kubernetes names, IPv6 addresses).
+ */
+export const MAX_REPORTED_ENDPOINTS = 10_000;
 export type EjectionKind = 'outlier-ejection' | 'health-check-failed' | 'breaker-open' | 'connect-failure';
 export interface HealthReport {
   ejected: Ejection[];

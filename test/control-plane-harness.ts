@@ -27,7 +27,7 @@ export interface TestProxy {
 
 export function startProxy(
   address: string,
-  opts: { pod?: string; services?: string[]; logger?: Logger; seed?: number; backoff?: { initialMs?: number; maxMs?: number } } = {},
+  opts: { pod?: string; services?: string[]; logger?: Logger; seed?: number; backoff?: { initialMs?: number; maxMs?: number }; onHealthReportClipped?: (dropped: number) => void } = {},
 ): TestProxy {
   const p: TestProxy = {
     applied: [],
@@ -43,6 +43,7 @@ export function startProxy(
     random: seededRandom(opts.seed ?? 1),
     logger: opts.logger ?? silentLogger,
     backoff: opts.backoff ?? { initialMs: 50, maxMs: 500 },
+    ...(opts.onHealthReportClipped ? { onHealthReportClipped: opts.onHealthReportClipped } : {}),
     apply: (s) => {
       const why = p.reject?.(s);
       if (why) throw new Error(why);

@@ -1,4 +1,4 @@
-import type { Ejection, EjectionKind } from '../../contract/discovery.js';
+import { MAX_REPORTED_ENDPOINTS, type Ejection, type EjectionKind } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 
 /**
@@ -9,9 +9,9 @@ import type { Service } from '../../contract/model.js';
  * service the reporter holds (its ACKed view, or the response in flight), a port of that
  * service, and an endpoint of that port. Everything else is dropped and counted: a forged
  * or stale entry must not count toward withdrawing an endpoint mesh-wide (the follow-up
- * to this, issue 14, acts on these reports). Strings are bounded, and so is the list.
+ * to this, issue 14, acts on these reports). Strings are bounded, and so is the list
+ * (MAX_REPORTED_ENDPOINTS, which proxies also send no more than).
  */
-export const MAX_REPORTED_ENDPOINTS = 10_000;
 
 const KINDS: ReadonlySet<string> = new Set<EjectionKind>(['outlier-ejection', 'health-check-failed', 'breaker-open', 'connect-failure']);
 

@@ -79,6 +79,7 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
     ...(opts.credentials?._isSecure() ? { channelOptions: CONTROL_PLANE_CHANNEL_OPTIONS } : {}),
     apply: (snapshot) => proxy.applySnapshot(snapshot),
     onTrustBundle: (state) => sync.onPush(state),
+    onHealthReportClipped: (n) => proxy.metrics.limits.inc({ direction: 'discovery', limit: 'health-report-endpoints' }, n),
   });
   const startup = controlPlaneStartupTrustOf(opts.credentials);
   const startupTrustAnchorFingerprints = startup ? bundleFingerprints(startup) : [];

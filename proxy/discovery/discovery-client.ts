@@ -3,7 +3,7 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { WREN_VERSION } from '../../common/version.js';
 import {
-  loadDiscoveryProto,
+  loadDiscoveryProto, MAX_REPORTED_ENDPOINTS,
   type DiscoveryRequest, type DiscoveryResponse, type Ejection, type IdentityReport,
   type StatsReport, type TrustBundleState,
 } from '../../contract/discovery.js';
@@ -32,6 +32,8 @@ export interface DiscoveryClientOptions {
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Called with the CA's trust state whenever an accepted response carries it (validated; a malformed one is NACKed). */
   readonly onTrustBundle?: (state: TrustBundleState) => void;
+  /** Called with the number of entries a HealthReport left out (over MAX_REPORTED_ENDPOINTS). */
+  readonly onHealthReportClipped?: (dropped: number) => void;
 }
 
 type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
@@ -63,6 +65,8 @@ export class DiscoveryClient {
   /** The egress settings last pushed (undefined: none yet). */
   private egress: EgressSettings | undefined = undefined;
   private ejections: Ejection[] = [];
+  /** The last HealthReport was clipped (logged once per spell). */
+  private healthClipped = false;
   private identityReport: IdentityReport | null = null;
   private readonly stopHooks: (() => void)[] = [];
   private first: { promise: Promise<MeshSnapshot>; resolve: (s: MeshSnapshot) => void; reject: (e: Error) => void };
@@ -136,9 +140,21 @@ export class DiscoveryClient {
     this.first.reject(new Error('discovery client stopped'));
   }
 
-  /** The proxy's passive-health view, shown on the control plane's /debug/proxies. Resent after reconnects. */
+  /**
+   * The proxy's passive-health view, shown on the control plane's /debug/proxies. Resent after reconnects.
+   * At most MAX_REPORTED_ENDPOINTS entries, the first ones: the control plane keeps no more,
+   * and a longer list could pass the 4 MiB it takes in one message, which ends the stream;
+   * the reconnect would resend it on the first response and lose the stream again, a full
+   * snapshot per round, for as long as that many endpoints stayed unhealthy.
+   */
   reportEjections(list: readonly Ejection[]): void {
-    this.ejections = list.map((e) => ({ ...e }));
+    const dropped = Math.max(0, list.length - MAX_REPORTED_ENDPOINTS);
+    if (dropped > 0) {
+      this.o.onHealthReportClipped?.(dropped);
+      if (!this.healthClipped) this.o.logger.warn('health report clipped: the control plane keeps no more entries', { unhealthy: list.length, sent: MAX_REPORTED_ENDPOINTS, dropped });
+    }
+    this.healthClipped = dropped > 0;
+    this.ejections = list.slice(0, MAX_REPORTED_ENDPOINTS).map((e) => ({ ...e }));
     this.send({ health: { ejected: this.ejections } });
   }
 
