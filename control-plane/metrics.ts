@@ -25,6 +25,11 @@ export class ControlPlaneMetrics {
     registers: [this.registry],
   });
   readonly nacks = new Counter({ name: 'wren_cp_nacks_total', help: 'Discovery responses NACKed by proxies', registers: [this.registry] });
+  readonly responseCacheEvictions = new Counter({
+    name: 'wren_cp_discovery_response_cache_evictions_total',
+    help: 'Computed discovery responses dropped from the shared cache before the view changed, because it held more than 64 MiB (MAX_RESPONSE_CACHE_BYTES)',
+    registers: [this.registry],
+  });
   readonly watchRestarts = new Counter({
     name: 'wren_cp_watch_restarts_total',
     help: 'Kubernetes watch restarts (relists after 410 Gone, reconnects after errors), by resource',

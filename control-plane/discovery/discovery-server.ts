@@ -126,11 +126,25 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export const MAX_STREAMS_PER_POD = 8;
 
+/**
+ * The most bytes of computed responses kept for sharing (entryFor's cache, and the copies
+ * with per-subscriber parts). The cache lived until the next change of the view, keyed by
+ * the subscriber's service filter, which a Subscribe chooses: in a quiet mesh, streams opened
+ * and cancelled with a new filter each (a subset of the catalog each time) left one encoded
+ * response each, without bound (a 1.3 MB catalog: 130 MB per 100 streams). Past it the
+ * oldest entries are dropped (wren_cp_discovery_response_cache_evictions_total); one
+ * change's shared responses (one per filter in use) fit well within it.
+ */
+export const MAX_RESPONSE_CACHE_BYTES = 64 * 1024 * 1024;
+
 export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
   /** Open streams per authenticated pod, or certificate of a proxy that names none (MAX_STREAMS_PER_POD, streamsKey). */
   private readonly podStreams = new Map<string, number>();
   private readonly cache = new Map<string, Entry>();
+  /** The cached entries, oldest first, with their key and the bytes they hold (MAX_RESPONSE_CACHE_BYTES). */
+  private readonly cached = new Map<Entry, { readonly key: string; bytes: number }>();
+  private cachedBytes = 0;
   private cacheSeq = -1;
   private nextId = 1;
   private readonly pushListeners = new Set<(p: PushRecord) => void>();
@@ -529,6 +543,7 @@ export class DiscoveryServer {
           ...(egressJson !== null ? [encodeEgressSuffix(egressJson)] : []),
         ];
         entry.withPolicy.set(key, (b = parts.length === 1 ? entry.bytes : Buffer.concat(parts)));
+        if (b !== entry.bytes) this.noteCached(entry, b.length);
       }
       bytes = b;
       response = b === entry.bytes ? entry.response : { ...entry.response, ...extras };
@@ -552,6 +567,8 @@ export class DiscoveryServer {
   private entryFor(s: Subscriber, view: StoreView): Entry {
     if (this.cacheSeq !== view.seq) {
       this.cache.clear();
+      this.cached.clear();
+      this.cachedBytes = 0;
       this.cacheSeq = view.seq;
     }
     const changed = s.forceFull || s.ackedSeq < 0 ? null : this.o.store.changedSince(s.ackedSeq);
@@ -580,7 +597,28 @@ export class DiscoveryServer {
       response, bytes: response ? loadDiscoveryProto().encodeResponse(response) : null, withPolicy: new Map(),
     };
     this.cache.set(key, entry);
+    this.cached.set(entry, { key, bytes: 0 });
+    this.noteCached(entry, entry.bytes?.length ?? 0);
     return entry;
+  }
+
+  /**
+   * Counts `n` more bytes held by a cached entry, and drops the oldest entries while the
+   * cache holds more than MAX_RESPONSE_CACHE_BYTES. A dropped entry is only no longer shared:
+   * a stream it is in flight on keeps it, and the next subscriber in its place computes it again.
+   */
+  private noteCached(entry: Entry, n: number): void {
+    const c = this.cached.get(entry);
+    if (!c) return; // not cached (an only-trust delta), or already dropped
+    c.bytes += n;
+    this.cachedBytes += n;
+    for (const [old, o] of this.cached) {
+      if (this.cachedBytes <= MAX_RESPONSE_CACHE_BYTES || old === entry) break;
+      this.cached.delete(old);
+      this.cache.delete(o.key);
+      this.cachedBytes -= o.bytes;
+      this.o.metrics.responseCacheEvictions.inc();
+    }
   }
 }
 
