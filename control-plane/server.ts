@@ -8,7 +8,7 @@ import { StatsStore } from './stats/stats-store.js';
 import { StatsMetrics } from './stats/stats-metrics.js';
 import { startAdminServer } from './admin-server.js';
 import { AdminAccess } from './admin-access.js';
-import { DiscoveryServer } from './discovery/discovery-server.js';
+import { DiscoveryServer, MAX_RESPONSE_BYTES } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import { EndpointWithdrawal } from './health/endpoint-withdrawal.js';
 import { WithdrawalMetrics } from './health/withdrawal-metrics.js';
@@ -201,7 +201,7 @@ export class ControlPlane {
     const server = new grpc.Server({
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-      'grpc.max_send_message_length': 64 * 1024 * 1024,
+      'grpc.max_send_message_length': MAX_RESPONSE_BYTES,
       'grpc.keepalive_time_ms': c.keepaliveMs,
       'grpc.keepalive_timeout_ms': c.keepaliveTimeoutMs,
       'grpc.max_connection_idle_ms': c.maxIdleMs,

@@ -105,6 +105,8 @@ export interface DiscoveryServerOptions {
   readonly stats?: { ingest(reporter: { pod: string; namespace: string; identity: string; workload: string }, report: StatsReport): void };
   /** Acts on HealthReports (mesh-wide withdrawal, control-plane/health/); without it reports are only kept and shown. */
   readonly withdrawal?: EndpointWithdrawal;
+  /** The largest response written (default MAX_RESPONSE_BYTES; the gRPC server's max send must be at least this). */
+  readonly maxResponseBytes?: number;
   /** A SERVER span per subscription (control-plane/tracing.ts), when a collector is configured; pushes are traced through onPush. */
   readonly tracing?: { subscribed(subscriber: number, identity: string, pod: string): void; dropped(subscriber: number): void };
 }
@@ -136,6 +138,19 @@ export const MAX_STREAMS_PER_POD = 8;
  * change's shared responses (one per filter in use) fit well within it.
  */
 export const MAX_RESPONSE_CACHE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The largest discovery response written: what a proxy takes in one message
+ * (grpc.max_receive_message_length, proxy/discovery/discovery-client.ts) and the gRPC
+ * server's max send (server.ts). A bigger one (a catalog of about a million endpoints, for a
+ * proxy that watches everything) was cut by grpc-js with "Sent message larger than max",
+ * and the control plane neither logged nor counted it. It now ends the stream itself with
+ * RESOURCE_EXHAUSTED, a detail that says what to narrow, the refusal counted
+ * (wren_cp_discovery_refused_total{reason="response-too-large"}) and logged; the proxy
+ * keeps its last good config and retries with its backoff (a response it could not read
+ * is no better).
+ */
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
@@ -552,6 +567,10 @@ export class DiscoveryServer {
       response = { version: entry.version, nonce: entry.nonce, full: false, baseVersion: s.ackedVersion, services: [], removedServices: [], endpointDeltas: [], ...extras };
       bytes = loadDiscoveryProto().encodeResponse(response);
     }
+    const max = this.o.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+    if (bytes.length > max)
+      return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'response-too-large',
+        `the ${entry.full ? 'full' : 'delta'} response for this proxy is ${bytes.length} bytes, over the ${max} a discovery response may be; narrow the services it watches (discovery.services)`);
     s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null, telemetryJson, egressJson };
     s.call.write(bytes);
     s.lastSent = { version: entry.version, at: s.inflight.sentAt };
