@@ -49,7 +49,7 @@ afterAll(async () => {
   await cp?.kill();
 });
 
-test('reports of the most entries kept, against a service of 20,000 endpoints, do not cost the control plane a scan of the service per entry', async () => {
+test('reports of the most entries kept, against a service of 20,000 endpoints, are each checked entry by entry: the endpoints it was sent are found, the others rejected', async () => {
   const { Client } = loadDiscoveryProto();
   client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
   const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
@@ -66,15 +66,12 @@ test('reports of the most entries kept, against a service of 20,000 endpoints, d
   // And one it was: found as before.
   const known: Ejection[] = [{ service: 'web.shop', servicePort: 80, address: endpoints[19_999].address, port: 8080, kind: 'connect-failure', reason: '', ejectedForMs: 0 }];
   const reports = 3;
-  const started = performance.now();
   for (let i = 0; i < reports; i++) stream.write({ health: { ejected: [...unknown.slice(1), ...known] } });
   const rejections = () => logs.filter((l) => l.includes('health report names endpoints the proxy cannot observe'));
   await waitFor(() => rejections().length === reports, 'the reports handled', 20_000);
-  const tookMs = performance.now() - started;
   for (const l of rejections()) expect((JSON.parse(l) as { rejected: number }).rejected).toBe(MAX_REPORTED_ENDPOINTS - 1);
   expect((cp.discovery.debugProxies()[0] as { ejections: Ejection[] }).ejections.map((e) => e.address)).toEqual([endpoints[19_999].address]);
-  // Scanning, each report cost about two seconds of the only thread (6 s here); indexed, what
-  // is left is mostly decoding the messages (~0.2 s each).
-  expect(tookMs).toBeLessThan(2500);
+  // What a report costs is counted, not timed, in control-plane/discovery/health-reports.test.ts
+  // (speed is the benchmarks' to measure): scanning, each report here took about two seconds.
   stream.cancel();
 });
