@@ -80,6 +80,26 @@ describe('StatsStore: windows over cumulative reports, on the injected clock', (
     expect(e).toMatchObject({ from: { workload: 'client', namespace: 'default' }, to: { service: 'cache.default', workload: 'cache' }, tcp: { open: 3, openedRate: 1 }, mtlsShare: 0, successRate: null, latencyMs: null });
   });
 
+  test('a namespace row keeps its HTTP latency when one of its workloads carried only opaque TCP (its proxy reports no bucket bounds)', () => {
+    const clock = new FakeClock(0);
+    const s = new StatsStore({ clock });
+    const cache = { pod: 'cache-0', namespace: 'default', identity: 'spiffe://cluster.local/ns/default/sa/cache', workload: 'cache' };
+    // The cache sidecar has served opaque TCP only: its metrics have no request histogram, so
+    // its reports carry no bounds and one (+Inf) bucket per edge. It reports first.
+    const tcpIn = (n: number) => edge({ direction: 'inbound', peerWorkload: 'client', peerIdentity: client.identity, service: 'cache.default', destinationWorkload: 'cache', tcpOpened: n, tcpClosed: n, latencyBuckets: [0] });
+    const httpIn = (n: number) => edge({ direction: 'inbound', peerWorkload: 'client', peerIdentity: client.identity, success: n, latencyBuckets: [n, 0, 0, 0] });
+    s.ingest(cache, report('cache', [tcpIn(0)], { latencyBoundsMs: [] }));
+    s.ingest(web, report('web', [httpIn(0)]));
+    clock.advance(10_000);
+    s.ingest(cache, report('cache', [tcpIn(5)], { latencyBoundsMs: [] }));
+    s.ingest(web, report('web', [httpIn(100)]));
+    const webRow = s.stat('workload', '1m').find((r) => r.name === 'web')!;
+    expect(webRow.latencyMs).not.toBeNull();
+    const [ns] = s.stat('namespace', '1m');
+    expect(ns).toMatchObject({ name: 'default', reporters: 2, requestRate: 10 });
+    expect(ns.latencyMs).toEqual(webRow.latencyMs);
+  });
+
   test('bounded: series past maxSeries and malformed edges are dropped and counted', () => {
     const clock = new FakeClock(0);
     const limits: [string, number][] = [];

@@ -89,6 +89,12 @@ function addTo(a: Acc, s: StatsSeries, d: WindowDelta): void {
   }
   a.tcpOpened += d.tcpOpened + d.tcpOpen;
   a.tcpOpen += d.tcpOpen;
+  // A series with no latency observed in the window adds nothing to the histogram, and must
+  // not pick its bucket bounds: a proxy that has carried no HTTP request reports no bounds
+  // at all (opaque TCP only, or idle), and taking its [] first would make every other
+  // series of the row look incompatible and drop its latency (a namespace row holding an
+  // opaque-TCP workload showed no latency at all).
+  if (!d.buckets.some((c) => c > 0)) return;
   if (a.bounds === null) {
     a.bounds = s.bounds;
     a.buckets = [...d.buckets];
