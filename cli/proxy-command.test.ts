@@ -7,6 +7,7 @@ import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap
 import { generateIssuer } from '../control-plane/identity/issuer.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
+import { writeDevMesh } from '../certs/dev-mesh.js';
 import { certificateIdentityProblem, proxyCommand } from './proxy-command.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -31,6 +32,47 @@ describe('wren proxy in-cluster mode', () => {
     const none = await run([], {});
     expect(none.code).toBe(2);
     expect(none.err).toContain('--config FILE is required');
+  });
+});
+
+describe('wren proxy --check reads what a start would refuse (exit 2), not only the YAML', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'wren-proxy-check-'));
+    await writeDevMesh(dir, { trustDomain: 'cluster.local', workloads: [{ namespace: 'default', serviceAccount: 'web' }] });
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  async function check(name: string, cfg: Record<string, unknown>) {
+    const f = join(dir, name);
+    await writeFile(f, JSON.stringify(cfg));
+    return run(['--config', f, '--check']);
+  }
+  const tls = (over: Record<string, string> = {}) => ({ certFile: join(dir, 'web.default.crt'), keyFile: join(dir, 'web.default.key'), trustBundleFile: join(dir, 'ca.crt'), ...over });
+
+  test('tls: files that fit identity.* pass', async () => {
+    expect(await check('ok.json', { identity: { namespace: 'default', serviceAccount: 'web' }, tls: tls() })).toEqual({ code: 0, out: 'configuration ok: 0 static service(s), certificates from files\n', err: '' });
+  });
+
+  test('a certificate issued to another workload than identity.* is refused, as at start', async () => {
+    const r = await check('other.json', { identity: { namespace: 'default', serviceAccount: 'client' }, tls: tls() });
+    expect(r).toMatchObject({ code: 2, out: '' });
+    expect(r.err).toContain('identity.serviceAccount "client" does not match the certificate in tls.certFile');
+  });
+
+  test('missing certificate files and a key that does not fit are refused', async () => {
+    const missing = await check('missing.json', { identity: { namespace: 'default', serviceAccount: 'web' }, tls: tls({ certFile: join(dir, 'nope.crt') }) });
+    expect(missing).toMatchObject({ code: 2, out: '' });
+    expect(missing.err).toMatch(/^wren proxy: cannot load TLS material: ENOENT/);
+    const wrongKey = await check('key.json', { identity: { namespace: 'default', serviceAccount: 'web' }, tls: tls({ keyFile: join(dir, 'ca.key') }) });
+    expect(wrongKey).toMatchObject({ code: 2, out: '' });
+    expect(wrongKey.err).toMatch(/^wren proxy: cannot load TLS material: /);
+  });
+
+  test('identity.certify: an unreadable trustBundleFile is refused', async () => {
+    const r = await check('certify.json', { identity: { namespace: 'default', serviceAccount: 'web', certify: { controlPlane: '127.0.0.1:15010', tokenFile: join(dir, 'token'), trustBundleFile: join(dir, 'nope.pem') } } });
+    expect(r).toMatchObject({ code: 2, out: '' });
+    expect(r.err).toMatch(/^wren proxy: cannot read identity.certify.trustBundleFile: ENOENT/);
   });
 });
 

@@ -29,7 +29,9 @@ certificate from the control plane (Identity/Certify), renewing it before expiry
 
 Options:
   --config FILE   proxy configuration (YAML); see docs/configuration.md
-  --check         parse and validate the configuration, print the result, and exit
+  --check         validate the configuration and the files a start reads first (tls:
+                  certificate, key and bundle, and that the certificate is identity.*'s;
+                  identity.certify's trust bundle), print the result, and exit (0, or 2)
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
@@ -80,6 +82,14 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
     throw e;
   }
   if (values.check) {
+    // What a start would refuse with exit 2 before binding anything, --check refuses too:
+    // the certificate files (readable, a key that fits, a SPIFFE ID matching identity.*)
+    // and the Certify trust bundle, not only the YAML.
+    const problem = startupFileProblem(config);
+    if (problem) {
+      err(`wren proxy: ${problem}\n`);
+      return 2;
+    }
     out(`configuration ok: ${describeConfig(config)}\n`);
     return 0;
   }
@@ -181,6 +191,43 @@ export function certificateIdentityProblem(identity: ProxyConfig['identity'], sp
   return `${fields.map((k) => `identity.${k} ${JSON.stringify(identity[k])}`).join(', ')} ${fields.length === 1 ? 'does' : 'do'} not match the certificate in tls.certFile ${certFile}, issued to ${spiffeId}: set ${fields.map((k) => `identity.${k}`).join(', ')} to the certificate's, or use a certificate issued to ${wanted}`;
 }
 
+/**
+ * The workload certificate from `tls:` files, or why it cannot serve: the files unreadable,
+ * a key that does not fit, or a certificate issued to another workload than identity.*.
+ * Start-up and `--check` both refuse these with exit 2.
+ */
+function tlsFromFiles(config: ProxyConfig, files: NonNullable<ReturnType<typeof tlsFilesOf>>): TlsIdentity | { problem: string } {
+  let tls: TlsIdentity;
+  try {
+    tls = TlsIdentity.fromFiles(files);
+  } catch (e) {
+    return { problem: `cannot load TLS material: ${(e as Error).message}` };
+  }
+  const problem = certificateIdentityProblem(config.identity, tls.spiffeId, files.certFile);
+  return problem ? { problem } : tls;
+}
+
+/** The PEM that verifies the control plane for Certify (inline, or read from its file), or why it cannot be read. */
+function certifyTrustBundle(cfg: NonNullable<ProxyConfig['identity']['certify']>): string | { problem: string } {
+  try {
+    return cfg.trustBundlePem ?? readFileSync(cfg.trustBundleFile!, 'utf8');
+  } catch (e) {
+    return { problem: `cannot read identity.certify.trustBundleFile: ${(e as Error).message}` };
+  }
+}
+
+/** What start-up would refuse in the files it reads before listening (see startAndServe), or null. */
+function startupFileProblem(config: ProxyConfig): string | null {
+  const files = tlsFilesOf(config);
+  if (files) {
+    const tls = tlsFromFiles(config, files);
+    return tls instanceof TlsIdentity ? null : tls.problem;
+  }
+  if (config.discovery.insecure) return null;
+  const bundle = certifyTrustBundle(config.identity.certify!);
+  return typeof bundle === 'string' ? null : bundle.problem;
+}
+
 async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, logger: Logger): Promise<number> {
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
@@ -205,17 +252,12 @@ async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, l
   let cpCredentials: grpc.ChannelCredentials | undefined;
   const secureTo = (bundlePem: string) => (!cp || config.discovery.insecure ? undefined : cp.controlPlaneCredentials(bundlePem, config.discovery.controlPlaneIdentity));
   if (files) {
-    try {
-      tls = TlsIdentity.fromFiles(files);
-    } catch (e) {
-      err(`wren proxy: cannot load TLS material: ${(e as Error).message}\n`);
+    const loaded = tlsFromFiles(config, files);
+    if (!(loaded instanceof TlsIdentity)) {
+      err(`wren proxy: ${loaded.problem}\n`);
       return 2;
     }
-    const problem = certificateIdentityProblem(config.identity, tls.spiffeId, files.certFile);
-    if (problem) {
-      err(`wren proxy: ${problem}\n`);
-      return 2;
-    }
+    tls = loaded;
     cpCredentials = secureTo(tls.material.trustBundlePem);
   } else {
     const cfg = c!;
@@ -223,11 +265,9 @@ async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, l
     const spiffeId = formatSpiffeId({ trustDomain: id.trustDomain, namespace: id.namespace, serviceAccount: id.serviceAccount });
     const idLogger = createLogger({ level: config.log.level, base: { component: 'identity', identity: spiffeId }, sink: (l) => err(l + '\n') });
     if (!config.discovery.insecure) {
-      let bundle: string;
-      try {
-        bundle = cfg.trustBundlePem ?? readFileSync(cfg.trustBundleFile!, 'utf8');
-      } catch (e) {
-        err(`wren proxy: cannot read identity.certify.trustBundleFile: ${(e as Error).message}\n`);
+      const bundle = certifyTrustBundle(cfg);
+      if (typeof bundle !== 'string') {
+        err(`wren proxy: ${bundle.problem}\n`);
         return 2;
       }
       cpCredentials = secureTo(bundle);
