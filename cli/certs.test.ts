@@ -74,6 +74,23 @@ describe('wren certs', () => {
     }
   });
 
+  test('dev-mesh refuses to replace a CA already in the directory without --force, as ca does', async () => {
+    const meshDir = join(dir, 'mesh-again');
+    expect((await run('dev-mesh', '--out', meshDir, '--workload', 'default/web')).code).toBe(0);
+    const caKey = readFileSync(join(meshDir, 'ca.key'), 'utf8');
+    const webCrt = readFileSync(join(meshDir, 'web.default.crt'), 'utf8');
+    const again = await run('dev-mesh', '--out', meshDir, '--workload', 'default/client');
+    expect(again.code).toBe(1);
+    expect(again.err).toContain('ca.key already exists; pass --force');
+    expect(readFileSync(join(meshDir, 'ca.key'), 'utf8')).toBe(caKey);
+    expect(existsSync(join(meshDir, 'client.default.crt'))).toBe(false);
+    const forced = await run('dev-mesh', '--out', meshDir, '--workload', 'default/web', '--force');
+    expect(forced).toMatchObject({ code: 0, err: '' });
+    expect(readFileSync(join(meshDir, 'ca.key'), 'utf8')).not.toBe(caKey);
+    expect(readFileSync(join(meshDir, 'web.default.crt'), 'utf8')).not.toBe(webCrt);
+    expect((await run('dev-mesh', '--help')).out).toContain('--force');
+  });
+
   test('inspect prints certInfo as JSON', async () => {
     const meshDir = join(dir, 'mesh');
     const r = await run('inspect', join(meshDir, 'web.default.crt'));

@@ -70,6 +70,7 @@ Flags:
   --workload NS/SA        a workload's namespace and service account (required, repeatable)
   --trust-domain TD       SPIFFE trust domain (default ${DEFAULT_TD})
   --ttl DURATION          workload certificate lifetime (default 24h)
+  --force                 replace a CA already in DIR (ca.key)
   -h, --help              show this help
 `,
   inspect: `Usage: wren certs inspect FILE
@@ -158,7 +159,7 @@ async function cmdIssue(argv: string[], out: Out): Promise<number> {
 }
 
 async function cmdDevMesh(argv: string[], out: Out): Promise<number> {
-  const { values } = parse('dev-mesh', argv, { out: str, 'trust-domain': str, workload: { type: 'string', multiple: true }, ttl: str });
+  const { values } = parse('dev-mesh', argv, { out: str, 'trust-domain': str, workload: { type: 'string', multiple: true }, ttl: str, force: { type: 'boolean' } });
   required(values, 'out', 'workload');
   const workloads = (values.workload as string[]).map((w) => {
     const m = /^([^/]+)\/([^/]+)$/.exec(w);
@@ -167,6 +168,10 @@ async function cmdDevMesh(argv: string[], out: Out): Promise<number> {
   });
   const ttlMs = parseDuration('ttl', values.ttl as string | undefined, DEFAULT_LEAF_TTL_MS);
   const td = (values['trust-domain'] as string | undefined) ?? DEFAULT_TD;
+  // A fresh CA over an existing one leaves every certificate it issued untrusted: refused
+  // without --force, as `wren certs ca` refuses it.
+  const keyFile = join(values.out as string, CA_KEY_FILE);
+  if (existsSync(keyFile) && !values.force) throw new Error(`${keyFile} already exists; pass --force to replace the CA (every certificate it issued becomes untrusted)`);
   const res = await writeDevMesh(values.out as string, { trustDomain: td, workloads, ttlMs });
   out(`wrote ${res.caCertFile} and ${res.caKeyFile} (mode 0600)\n`);
   for (const w of res.workloads) out(`${w.spiffeId}: ${w.certFile} ${w.keyFile}\n`);
