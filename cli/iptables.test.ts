@@ -34,6 +34,23 @@ test('--metrics-port: the proxy metrics port is excluded from inbound capture (d
   expect((await run(['--dry-run', '--metrics-port', 'x'])).code).toBe(2);
 });
 
+test('--dry-run --cleanup prints the removal of the chains and jumps, not the rules it would install', async () => {
+  const r = await run(['--dry-run', '--cleanup']);
+  expect(r.code).toBe(0);
+  expect(r.out.split('\n')).toEqual([
+    '# iptables-restore --noflush',
+    '*nat',
+    '-D PREROUTING -m comment --comment wren/inbound -j WREN_INBOUND',
+    '-D OUTPUT -m comment --comment wren/outbound -j WREN_OUTPUT',
+    '-F WREN_INBOUND',
+    '-F WREN_OUTPUT',
+    '-X WREN_INBOUND',
+    '-X WREN_OUTPUT',
+    'COMMIT',
+    '',
+  ]);
+});
+
 test('--dry-run --ipv6 --iptables-mode legacy prints both families for the legacy back end', async () => {
   const r = await run(['--dry-run', '--ipv6', '--iptables-mode', 'legacy', '--skip-outbound-cidrs', '10.0.0.0/8,fd00::/8']);
   expect(r.code).toBe(0);

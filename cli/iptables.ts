@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { parseCidrList, parsePortList } from '../control-plane/injector/annotations.js';
 import { applyIptables, binaries, cleanupIptables, createExec, podHasIpv6, type ApplyMethod, type IptablesMode } from '../proxy/intercept/iptables.js';
-import { DEFAULT_INTERCEPT, renderApply, type Family, type InterceptOptions } from '../proxy/intercept/iptables-rules.js';
+import { DEFAULT_INTERCEPT, parseNatSave, renderApply, renderCleanup, type Family, type InterceptOptions } from '../proxy/intercept/iptables-rules.js';
 
 type Out = (s: string) => void;
 
@@ -33,7 +33,8 @@ Flags:
                                IPv6 address (global or ULA, on an interface other than lo);
                                a pod without one is left IPv4-only (IPv6 CIDRs only go there)
   --netns NAME                 run inside network namespace NAME (ip netns exec), e.g. from a CNI plugin
-  --dry-run                    print the rules (iptables-restore input) and change nothing
+  --dry-run                    print the rules (iptables-restore input) and change nothing;
+                               with --cleanup, the input that removes them
   --cleanup                    remove the WREN_* chains and the jumps into them
   -h, --help                   show this help
 `;
@@ -111,7 +112,9 @@ export async function iptablesCommand(argv: string[], out: Out, err: Out): Promi
   }
   const families: Family[] = values.ipv6 ? [4, 6] : [4];
   if (values['dry-run']) {
-    for (const f of families) out(`# ${binaries(mode, f).restore} --noflush\n${renderApply(rules, f)}`);
+    // --cleanup's input depends on what is installed, which a dry run does not read (it
+    // needs no privilege): it shows the removal of what this command installs.
+    for (const f of families) out(`# ${binaries(mode, f).restore} --noflush\n${values.cleanup ? renderCleanup(parseNatSave(renderApply(rules, f))) : renderApply(rules, f)}`);
     return 0;
   }
   const exec = createExec(values.netns ? ['ip', 'netns', 'exec', values.netns] : []);
