@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { hostname } from 'node:os';
-import { addressed } from './control-plane-admin.js';
+import { addressed, hostPort } from './control-plane-admin.js';
 
 test('addressed: a DNS name becomes the address it resolves to (the admin port answers only IP literals and localhost, ADV5-14); the rest is left as given', async () => {
   expect(await addressed('127.0.0.1:15014')).toBe('127.0.0.1:15014');
@@ -9,4 +9,38 @@ test('addressed: a DNS name becomes the address it resolves to (the admin port a
   const ip = await lookup(hostname()).then((a) => a.address, () => null);
   if (ip !== null) expect(await addressed(`${hostname()}:15014`)).toBe(`${ip.includes(':') ? `[${ip}]` : ip}:15014`);
   await expect(addressed('no-such-host.invalid:15014')).rejects.toThrow();
+});
+
+describe('a malformed control-plane or proxy address is a usage error (exit 2) naming the flag, before anything is reached', () => {
+  async function run(cmd: (a: string[], o: (s: string) => void, e: (s: string) => void) => Promise<number>, ...args: string[]) {
+    let out = '';
+    let err = '';
+    const code = await cmd(args, (s) => (out += s), (s) => (err += s));
+    return { code, out, err };
+  }
+  test.each([
+    ['check', ['--admin', 'nope'], "--admin: 'nope' is not HOST:PORT"],
+    ['check', ['--admin', '127.0.0.1:99999'], "--admin: '127.0.0.1:99999' is not HOST:PORT"],
+    ['proxy-status', ['--control-plane', 'nope'], "--control-plane: 'nope' is not HOST:PORT"],
+    ['proxy-status', ['--control-plane', '127.0.0.1:1', '--kubernetes'], '--control-plane and --kubernetes are exclusive'],
+    ['proxy-status', ['--timeout', '0'], "--timeout: '0' is not a number of seconds"],
+    ['proxy-config', ['web-0', 'clusters', '--admin', 'nope'], "--admin: 'nope' is not HOST:PORT"],
+    ['proxy-config', ['web-0', 'clusters', '--control-plane', 'a b:1'], "--control-plane: 'a b:1' is not HOST:PORT"],
+  ])('wren %s %j', async (name, args, message) => {
+    const cmd = name === 'check' ? (await import('./check/check-command.js')).checkCommand
+      : name === 'proxy-status' ? (await import('./proxy-status.js')).proxyStatusCommand
+        : (await import('./proxy-config.js')).proxyConfigCommand;
+    const r = await run(cmd, ...(args as string[]));
+    expect(r).toMatchObject({ code: 2, out: '' });
+    expect(r.err).toContain(`wren ${name}: ${message as string}`);
+    expect(r.err).toContain('Usage: wren');
+  });
+});
+
+test('hostPort: HOST:PORT, an IPv6 literal bracketed', () => {
+  expect(hostPort('127.0.1.254:15014', '--x')).toEqual({ host: '127.0.1.254', port: 15014 });
+  expect(hostPort('[::1]:15014', '--x')).toEqual({ host: '::1', port: 15014 });
+  expect(hostPort('wren-control-plane.wren-system:15014', '--x')).toEqual({ host: 'wren-control-plane.wren-system', port: 15014 });
+  expect(() => hostPort('::1:15014', '--x')).toThrow("--x: '::1:15014' is not HOST:PORT");
+  expect(() => hostPort('host:0', '--x')).toThrow(/is not HOST:PORT/);
 });

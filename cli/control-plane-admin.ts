@@ -35,11 +35,20 @@ export async function addressed(address: string): Promise<string> {
   return `${ip.includes(':') ? `[${ip}]` : ip}:${m[2]}`;
 }
 
+/**
+ * HOST:PORT (an IPv6 literal bracketed), or throws naming the flag: the commands check every
+ * address while they parse their arguments, so a malformed one is a usage error (exit 2),
+ * never a failure to reach something (1) or a stack trace.
+ */
+export function hostPort(address: string, flag: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) throw new Error(`${flag}: '${address}' is not HOST:PORT`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
 export function directReplica(address: string, timeoutMs: number): Replica {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  if (!m) throw new Error(`'${address}' is not HOST:PORT`);
-  const host = m[1].replace(/^\[|\]$/g, '');
-  const port = Number(m[2]);
+  const { host, port } = hostPort(address, 'address');
   return {
     name: address,
     // A DNS name is resolved here and the address sent as Host (addressed(), above).
@@ -129,6 +138,13 @@ export function timeoutMsOf(v: string | undefined): number {
   const n = Number(v ?? '5');
   if (!Number.isFinite(n) || n <= 0 || n > 600) throw new Error(`--timeout: '${v}' is not a number of seconds in (0, 600]`);
   return Math.round(n * 1000);
+}
+
+/** The TARGET_OPTIONS' usage errors (exit 2): a bad --timeout or address, exclusive flags. */
+export function checkTargetArgs(v: { 'control-plane'?: string[]; kubernetes?: boolean; kubeconfig?: string; timeout?: string }): void {
+  timeoutMsOf(v.timeout);
+  for (const a of v['control-plane'] ?? []) hostPort(a, '--control-plane');
+  if ((v.kubernetes || v.kubeconfig) && v['control-plane']?.length) throw new Error('--control-plane and --kubernetes are exclusive');
 }
 
 export async function replicasFrom(

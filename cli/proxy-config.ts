@@ -12,7 +12,7 @@ import { short } from '../contract/trust-anchors.js';
 import type { InboundPolicy, Service } from '../contract/model.js';
 import type { ServiceRoute } from '../contract/routes.js';
 import type { ProxyConfigDump } from '../control-plane/discovery/proxy-status.js';
-import { directReplica, replicasFrom, replicaJson, TARGET_OPTIONS, TARGET_USAGE, timeoutMsOf } from './control-plane-admin.js';
+import { checkTargetArgs, directReplica, hostPort, replicasFrom, replicaJson, TARGET_OPTIONS, TARGET_USAGE, timeoutMsOf } from './control-plane-admin.js';
 import { table, untilText } from './proxy-status.js';
 
 type Out = (s: string) => void;
@@ -130,6 +130,8 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
     kind = a.positionals[1] as Kind;
     if (v.output !== 'table' && v.output !== 'json') throw new Error(`--output: '${v.output}' is not table or json`);
     if (v.admin && (v['control-plane']?.length || v.kubernetes || v.kubeconfig)) throw new Error('--admin reads the proxy itself: not with --control-plane / --kubernetes');
+    if (v.admin) hostPort(v.admin, '--admin');
+    checkTargetArgs(v);
   } catch (e) {
     err(`wren proxy-config: ${(e as Error).message}\n\n${USAGE}`);
     return 2;

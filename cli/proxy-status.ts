@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
 import type { ProxyStatusRow } from '../control-plane/discovery/proxy-status.js';
-import { replicaJson, replicasFrom, TARGET_OPTIONS, TARGET_USAGE } from './control-plane-admin.js';
+import { checkTargetArgs, replicaJson, replicasFrom, TARGET_OPTIONS, TARGET_USAGE } from './control-plane-admin.js';
 
 type Out = (s: string) => void;
 
@@ -130,6 +130,7 @@ export async function proxyStatusCommand(argv: string[], out: Out, err: Out): Pr
   try {
     v = parseArgs({ args: argv, options: { ...TARGET_OPTIONS, output: { type: 'string', default: 'table' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
     if (v.output !== 'table' && v.output !== 'json') throw new Error(`--output: '${v.output}' is not table or json`);
+    checkTargetArgs(v);
   } catch (e) {
     err(`wren proxy-status: ${(e as Error).message}\n\n${USAGE}`);
     return 2;

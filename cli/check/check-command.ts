@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { systemClock } from '../../common/clock.js';
-import { CONTROL_PLANE_NAMESPACE, directReplica, kubeReplicas, timeoutMsOf } from '../control-plane-admin.js';
+import { CONTROL_PLANE_NAMESPACE, directReplica, hostPort, kubeReplicas, timeoutMsOf } from '../control-plane-admin.js';
 import { KubeHttp } from '../kube-http.js';
 import { fail, formatOutcomes, skipped, type CheckOutcome } from './check-result.js';
 import { expectedCrds, installPermissions } from './expected.js';
@@ -62,6 +62,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
     if (local && (v.pre || v.kubeconfig)) throw new Error('--source / --admin (local mode) and --pre / --kubeconfig (Kubernetes mode) are exclusive');
     if (!/^\d{1,4}$/.test(v['min-days'] ?? '')) throw new Error(`--min-days: '${v['min-days']}' is not a whole number of days`);
     timeoutMsOf(v.timeout);
+    for (const a of v.admin ?? []) hostPort(a, '--admin');
   } catch (e) {
     err(`wren check: ${(e as Error).message}\n\n${USAGE}`);
     return 2;
