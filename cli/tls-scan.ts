@@ -12,7 +12,10 @@ import { parseArgs } from 'node:util';
  *  - client authentication: no certificate, a certificate from another CA, and an
  *    expired one are all refused (STRICT);
  *  - renegotiation: refused (RFC 7540 §9.2.1 forbids it under HTTP/2);
- *  - ALPN: only h2 is negotiated.
+ *  - ALPN: a client offering only protocols the listener does not speak is refused in the
+ *    handshake (RFC 7301 §3.2, no_application_protocol), not served something it did not
+ *    ask for. (The inbound port speaks h2, http/1.1 and wren-mux: docs/configuration.md,
+ *    "Between sidecars"; an http/1.1-only client is accepted by design.)
  * "Accepted" means the server answered our HTTP/2 preface with its SETTINGS frame: with
  * TLS 1.3 a client finishes its handshake before the server has checked the client's
  * certificate, so a completed handshake alone proves nothing.
@@ -78,6 +81,25 @@ function probe(o: ScanOptions, extra: ConnectionOptions, keepOpen = false): Prom
   });
 }
 
+/** ALPN is settled in the handshake: a listener that refuses the protocols offered aborts it with alert 120, so "accepted" here is a completed handshake. */
+const UNKNOWN_ALPN = 'spdy/3.1';
+const read = (f: string) => readFileSync(f, 'utf8');
+
+function probeUnknownAlpn(o: ScanOptions, cert: ConnectionOptions): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: o.host, port: o.port, ca: o.caPem, ...cert, ALPNProtocols: [UNKNOWN_ALPN], servername: undefined, checkServerIdentity: () => undefined });
+    const finish = (r: ProbeResult) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish({ result: 'refused', detail: 'no answer (timeout)' }), o.timeoutMs ?? 2000);
+    socket.once('secureConnect', () => finish({ result: 'accepted', detail: `${socket.getProtocol()} alpn=${socket.alpnProtocol || 'none'}` }));
+    socket.once('error', (e: Error & { code?: string }) => finish({ result: 'refused', detail: `${e.code ?? ''} ${e.message}`.trim() }));
+    socket.once('close', () => finish({ result: 'refused', detail: 'connection closed' }));
+  });
+}
+
 const finding = (check: string, expected: 'accepted' | 'refused', r: ProbeResult): Finding => ({
   check, expected, result: r.result, detail: r.detail, ok: r.result === expected || (expected === 'refused' && r.result === 'untestable'),
 });
@@ -103,7 +125,7 @@ export async function scanTls(o: ScanOptions): Promise<Finding[]> {
   for (const v of ['TLSv1.2', 'TLSv1.3'] as const) out.push(finding(`no client certificate (${v})`, 'refused', await probe(o, { minVersion: v, maxVersion: v })));
   if (o.foreignClient) out.push(finding('client certificate from another CA', 'refused', await probe(o, { cert: o.foreignClient.certPem, key: o.foreignClient.keyPem })));
   if (o.expiredClient) out.push(finding('expired client certificate', 'refused', await probe(o, { cert: o.expiredClient.certPem, key: o.expiredClient.keyPem })));
-  out.push(finding('ALPN http/1.1 only', 'refused', await probe(o, { ...cert, ALPNProtocols: ['http/1.1'] })));
+  out.push(finding(`ALPN ${UNKNOWN_ALPN} only (not spoken)`, 'refused', await probeUnknownAlpn(o, cert)));
   out.push(await renegotiation(o, cert));
   return out;
 }
@@ -134,19 +156,26 @@ async function renegotiation(o: ScanOptions, cert: ConnectionOptions): Promise<F
   return finding('client-initiated renegotiation', 'refused', r);
 }
 
-export const TLS_SCAN_USAGE = `Usage: wren tls-scan HOST:PORT --ca FILE --cert FILE --key FILE [--foreign-cert FILE --foreign-key FILE] [--json]
+export const TLS_SCAN_USAGE = `Usage: wren tls-scan HOST:PORT --ca FILE --cert FILE --key FILE [--foreign-cert FILE --foreign-key FILE]
+                     [--expired-cert FILE --expired-key FILE] [--json]
 
 Probes a Wren inbound (mTLS) port: TLS versions, every TLS 1.2 cipher suite one at a
-time, client-certificate enforcement, renegotiation and ALPN. Exits 1 when a check fails.
---cert/--key is a workload certificate the listener should accept; --foreign-* one from
-another CA that it must refuse.
+time, client-certificate enforcement, renegotiation and ALPN. Exits 1 when a check fails,
+2 on bad usage.
+  --ca FILE                         trust anchors that verify the listener's certificate
+  --cert FILE, --key FILE           a workload certificate the listener should accept
+  --foreign-cert, --foreign-key     one from another CA, which it must refuse (optional)
+  --expired-cert, --expired-key     an expired one from its own CA, which it must refuse (optional)
+  --json                            the findings as JSON
+  -h, --help                        show this help
 `;
 
 export async function tlsScanCommand(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: {
-      ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, 'foreign-cert': { type: 'string' }, 'foreign-key': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, 'foreign-cert': { type: 'string' }, 'foreign-key': { type: 'string' },
+      'expired-cert': { type: 'string' }, 'expired-key': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     } });
   } catch (e) {
     err(`wren tls-scan: ${(e as Error).message}\n\n${TLS_SCAN_USAGE}`);
@@ -162,11 +191,25 @@ export async function tlsScanCommand(argv: string[], out: (s: string) => void, e
     err(`wren tls-scan: HOST:PORT, --ca, --cert and --key are required\n\n${TLS_SCAN_USAGE}`);
     return 2;
   }
-  const read = (f: string) => readFileSync(f, 'utf8');
-  const findings = await scanTls({
-    host: m[1], port: Number(m[2]), caPem: read(v.ca), client: { certPem: read(v.cert), keyPem: read(v.key) },
-    foreignClient: v['foreign-cert'] && v['foreign-key'] ? { certPem: read(v['foreign-cert']), keyPem: read(v['foreign-key']) } : undefined,
-  });
+  // A certificate without its key (or the reverse) would silently skip its check.
+  for (const p of ['foreign', 'expired'] as const) {
+    if (Boolean(v[`${p}-cert`]) !== Boolean(v[`${p}-key`])) {
+      err(`wren tls-scan: --${p}-cert and --${p}-key go together\n\n${TLS_SCAN_USAGE}`);
+      return 2;
+    }
+  }
+  const pair = (certFile: string | undefined, keyFile: string | undefined) => (certFile && keyFile ? { certPem: read(certFile), keyPem: read(keyFile) } : undefined);
+  let options: ScanOptions;
+  try {
+    options = {
+      host: m[1], port: Number(m[2]), caPem: read(v.ca), client: { certPem: read(v.cert), keyPem: read(v.key) },
+      foreignClient: pair(v['foreign-cert'], v['foreign-key']), expiredClient: pair(v['expired-cert'], v['expired-key']),
+    };
+  } catch (e) {
+    err(`wren tls-scan: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const findings = await scanTls(options);
   if (v.json) out(`${JSON.stringify(findings, null, 2)}\n`);
   else for (const f of findings) out(`${f.ok ? 'PASS' : 'FAIL'}  ${f.check.padEnd(48)} expected ${f.expected.padEnd(8)} got ${f.result.padEnd(10)} ${f.detail}\n`);
   return findings.every((f) => f.ok) ? 0 : 1;
