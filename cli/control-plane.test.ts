@@ -14,6 +14,8 @@ describe('wren control-plane', () => {
     const err = sink();
     expect(await controlPlaneCommand(['--help'], out, err)).toBe(0);
     expect(out.text()).toMatch(/--source kubernetes\|dir:PATH/);
+    // Every path the admin port serves (its 404 lists the same), the dashboard and /api/ included.
+    for (const p of ['/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/rejected', '/dashboard/', '/api/stat', '/api/why']) expect(out.text()).toContain(p);
     expect(err.text()).toBe('');
   });
 

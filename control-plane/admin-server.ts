@@ -9,6 +9,12 @@ import { listen } from '../common/listen.js';
 import { adminHostRefusal } from '../common/admin-host.js';
 import type { Clock } from '../common/clock.js';
 import type { StatsStore } from './stats/stats-store.js';
+
+/** What the admin port serves (its 404 lists them; `wren control-plane --help` too). */
+export const ADMIN_PATHS: readonly string[] = [
+  '/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/debug/rejected',
+  '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why',
+];
 import { dashboardApi } from './dashboard/dashboard-api.js';
 import { dashboardAsset } from './dashboard/dashboard-assets.js';
 import type { SourceRejection } from './sources/source-rejection.js';
@@ -145,7 +151,7 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {
         });
         return res.end(asset.body);
       }
-      return json(404, { error: 'not found', paths: ['/live', '/ready', '/metrics', '/debug/proxies', '/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/trust', '/debug/view', '/debug/rejected', '/dashboard/', '/api/stat', '/api/topology', '/api/services/NAME.NAMESPACE', '/api/proxies', '/api/why'] });
+      return json(404, { error: 'not found', paths: ADMIN_PATHS });
     }
   }
 }

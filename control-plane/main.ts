@@ -13,6 +13,7 @@ import { DEFAULT_TOKEN_REVIEW_LIMITS, TokenReviewAuthenticator, type TokenReview
 import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
 import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from './health/withdrawal-settings.js';
+import { ADMIN_PATHS } from './admin-server.js';
 import { ControlPlane, splitHostPort } from './server.js';
 import { ConfigError } from '../common/schema.js';
 import { DirSource } from './sources/dir-source.js';
@@ -58,6 +59,21 @@ export interface ControlPlaneArgs {
   readonly help: boolean;
 }
 
+/** `paths` as lines indented by `indent`, at most `width` wide. */
+function wrapPaths(paths: readonly string[], indent: number, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const p of paths) {
+    if (line && indent + line.length + 1 + p.length > width) {
+      lines.push(line);
+      line = '';
+    }
+    line = line ? `${line} ${p}` : p;
+  }
+  if (line) lines.push(line);
+  return lines.map((l) => ' '.repeat(indent) + l).join('\n');
+}
+
 export const CONTROL_PLANE_USAGE = `Usage: wren control-plane [options]
 
 Serves mesh discovery (wren.discovery.v1) and workload certificates (wren.identity.v1)
@@ -70,8 +86,8 @@ Options:
   --kubeconfig PATH             kubeconfig for --source kubernetes (default: in-cluster, then ~/.kube/config);
                                 refused with --source dir:PATH
   --listen HOST:PORT            gRPC discovery address (default 127.0.0.1:15010)
-  --admin HOST:PORT|off         admin HTTP: /ready /live /metrics /debug/proxies /debug/trust /debug/view
-                                (default 127.0.0.1:15014)
+  --admin HOST:PORT|off         admin HTTP (default 127.0.0.1:15014; docs/control-plane.md, Admin):
+${wrapPaths(ADMIN_PATHS, 32, 100)}
   --trust-domain NAME           SPIFFE trust domain of endpoint identities (default cluster.local)
   --debounce-ms N               coalesce bursts of changes for N ms before pushing (default 2)
 
