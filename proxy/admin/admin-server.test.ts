@@ -51,3 +51,12 @@ test('a client that does not read its response is let go once nothing moves for 
   clock.advance(5000);
   expect(limits).toEqual([]);
 });
+
+test('GET / lists the endpoints, each description in one column apart from its path (the longest path included)', async () => {
+  const res = await fetch(`http://127.0.0.1:${port}/`);
+  expect(res.status).toBe(200);
+  const lines = (await res.text()).trimEnd().split('\n');
+  expect(lines.find((l) => l.includes('/debug/route'))).toMatch(/^GET {2}\/debug\/route\?authority=&path=&method=&header=n:v {2,}which HTTPRoute/);
+  const column = (l: string) => /^\S+\s+\S+\s+/.exec(l)![0].length;
+  expect(new Set(lines.map(column)).size).toBe(1);
+});

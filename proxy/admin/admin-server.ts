@@ -47,6 +47,10 @@ const ENDPOINTS: readonly [string, string, string][] = [
   ['POST', '/drain', 'graceful shutdown as SIGTERM, without its minimum drain (needs `wren-admin: 1`, from localhost)'],
 ];
 
+/** GET /: one line per endpoint, the descriptions in one column past the longest path. */
+const PATH_WIDTH = Math.max(...ENDPOINTS.map(([, p]) => p.length)) + 2;
+const ENDPOINT_LIST = ENDPOINTS.map(([m, p, d]) => `${m.padEnd(5)}${p.padEnd(PATH_WIDTH)}${d}`).join('\n') + '\n';
+
 /** The header every admin action (POST) must carry. */
 const ADMIN_ACTION_HEADER = 'wren-admin';
 
@@ -110,7 +114,7 @@ export class AdminServer {
     }
     switch (key) {
       case 'GET /':
-        return send(res, 200, 'text/plain', ENDPOINTS.map(([m, p, d]) => `${m.padEnd(5)}${p.padEnd(42)}${d}`).join('\n') + '\n');
+        return send(res, 200, 'text/plain', ENDPOINT_LIST);
       case 'GET /ready': {
         const r = this.d.ready();
         return send(res, r.ready ? 200 : 503, 'text/plain', `${r.reason}\n`);
