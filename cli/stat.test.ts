@@ -28,6 +28,10 @@ describe('wren stat: arguments', () => {
     expect(await statCommand(['--interval', '10ms'], () => undefined, (s) => void (err += s))).toBe(2);
     expect(err).toMatch(/^wren stat: --interval: at least 100ms\n\nUsage: wren stat/);
     expect(await statCommand(['-o', 'yaml'], () => undefined, () => undefined)).toBe(2);
+    // A malformed address is bad usage too, not 'cannot reach the control plane' (exit 1).
+    err = '';
+    expect(await statCommand(['--control-plane', 'a b'], () => undefined, (s) => void (err += s))).toBe(2);
+    expect(err).toMatch(/^wren stat: --control-plane: 'a b' is not HOST:PORT\n\nUsage: wren stat/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { printable } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
-import { addressed } from './control-plane-admin.js';
+import { addressed, hostPort } from './control-plane-admin.js';
 
 type Out = (s: string) => void;
 
@@ -142,6 +142,7 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
     if (values.window !== '30s' && values.window !== '1m') throw new StatUsageError(`--window: 30s or 1m, got ${JSON.stringify(values.window)}`);
     if (values.output !== 'table' && values.output !== 'json') throw new StatUsageError(`--output: table or json, got ${JSON.stringify(values.output)}`);
     intervalMs = parseInterval(values.interval);
+    hostPort(values['control-plane'], '--control-plane');
     sel = selection(positionals, values);
   } catch (e) {
     err(`wren stat: ${(e as Error).message}\n\n${STAT_USAGE}`);
