@@ -41,6 +41,9 @@ Options:
 `;
 
 /** `wren demo`: the local mesh, started with one command. */
+
+/** How the demo's hints run wren (see "Try it"). */
+const WREN_CMD = 'node_modules/.bin/node dist/cli/wren.js';
 export async function demoCommand(argv: string[], out: Out, err: Out): Promise<number> {
   let values: { smoke?: boolean; help?: boolean; 'base-ip'?: string };
   try {
@@ -212,6 +215,9 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   const { proxyStatusCommand } = await import('./proxy-status.js');
   out(`\nwren proxy-status --control-plane ${cp.admin}\n`);
   if ((await proxyStatusCommand(['--control-plane', cp.admin], out, out)) !== 0) failures++;
+  // The wren commands as a user types them from the checkout: node_modules/.bin/node is the
+  // Node 24 that `npm ci` installs; the machine's own `node` may be older (README: 20 is
+  // enough for npm), and wren refuses it (cli/node-version.ts names the same command).
   out(`
 Try it:
   curl -x http://${pods.client}:15001 http://web/            # via the client's sidecar (mTLS between pods)
@@ -220,10 +226,10 @@ Try it:
   curl http://${pods.client}:15000/clusters                  # the client sidecar's endpoints
   curl http://${pods.web}:15000/metrics | grep istio_requests_total
   open ${dashboard}     # the dashboard: topology, services, proxies, why
-  node dist/cli/wren.js stat --watch --control-plane ${cp.ip}:15014   # traffic per service and workload
+  ${WREN_CMD} stat --watch --control-plane ${cp.ip}:15014   # traffic per service and workload
   curl http://${cp.ip}:15014/debug/proxies    # what the control plane sent each sidecar
-  node dist/cli/wren.js proxy-config client-0.default clusters --control-plane ${cp.admin}   # what the client sidecar has
-  node dist/cli/wren.js check --admin ${cp.admin}            # control plane, trust, every proxy synced
+  ${WREN_CMD} proxy-config client-0.default clusters --control-plane ${cp.admin}   # what the client sidecar has
+  ${WREN_CMD} check --admin ${cp.admin}            # control plane, trust, every proxy synced
   curl http://${pods.client}:15000/certs                     # the client sidecar's certificate (from Certify)
   curl -s http://${pods.client}:15000/config_dump | jq .telemetry   # trace sampling, access logs, and who set them
   curl -s http://${cp.ip}:15014/metrics | grep wren_identity # certificates issued / refused

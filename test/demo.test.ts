@@ -31,6 +31,11 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   clearTimeout(kill);
   const report = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
   expect({ code, passed: /^smoke test passed$/m.test(stdout), report }).toEqual({ code: 0, passed: true, report });
+  // The hints run wren with the checkout's Node 24, not the machine's `node`, which may be
+  // older (README: 20 is enough for npm) and which wren refuses.
+  const hints = stdout.slice(stdout.indexOf('\nTry it:'));
+  expect(hints).toMatch(/^ {2}node_modules\/\.bin\/node dist\/cli\/wren\.js stat --watch /m);
+  expect(hints).not.toMatch(/^ {2}node dist\/cli\/wren\.js/m);
   expect(stdout).toContain(`from control-plane:${base}.254:15010`);
   expect(stdout).toMatch(/client sidecar config: version \S+-\d+ from control-plane:/);
   expect(stdout).toMatch(/live edit of \S+web\.yaml reached the client sidecar in \d+ ms/);
