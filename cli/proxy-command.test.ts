@@ -69,6 +69,16 @@ describe('wren proxy --check reads what a start would refuse (exit 2), not only 
     expect(wrongKey.err).toMatch(/^wren proxy: cannot load TLS material: /);
   });
 
+  test('an unreadable tracing.collector.tls file is refused naming its field, by --check and by a start (no stack trace)', async () => {
+    const cfg = { identity: { namespace: 'default', serviceAccount: 'web' }, tls: tls(), tracing: { collector: { address: 'otel:4317', tls: { caFile: join(dir, 'otel-ca.pem') } } } };
+    const r = await check('tracing.json', cfg);
+    expect(r).toMatchObject({ code: 2, out: '' });
+    expect(r.err).toMatch(/^wren proxy: cannot read tracing\.collector\.tls\.caFile: ENOENT[^\n]*otel-ca\.pem'\n$/);
+    const start = await run(['--config', join(dir, 'tracing.json')]);
+    expect(start).toMatchObject({ code: 2, out: '' });
+    expect(start.err).toBe(r.err);
+  });
+
   test('identity.certify: an unreadable trustBundleFile is refused', async () => {
     const r = await check('certify.json', { identity: { namespace: 'default', serviceAccount: 'web', certify: { controlPlane: '127.0.0.1:15010', tokenFile: join(dir, 'token'), trustBundleFile: join(dir, 'nope.pem') } } });
     expect(r).toMatchObject({ code: 2, out: '' });

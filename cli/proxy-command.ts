@@ -31,7 +31,8 @@ Options:
   --config FILE   proxy configuration (YAML); see docs/configuration.md
   --check         validate the configuration and the files a start reads first (tls:
                   certificate, key and bundle, and that the certificate is identity.*'s;
-                  identity.certify's trust bundle), print the result, and exit (0, or 2)
+                  identity.certify's trust bundle; tracing.collector.tls), print the
+                  result, and exit (0, or 2)
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
@@ -83,8 +84,8 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
   }
   if (values.check) {
     // What a start would refuse with exit 2 before binding anything, --check refuses too:
-    // the certificate files (readable, a key that fits, a SPIFFE ID matching identity.*)
-    // and the Certify trust bundle, not only the YAML.
+    // the certificate files (readable, a key that fits, a SPIFFE ID matching identity.*),
+    // the Certify trust bundle and the span collector's TLS files, not only the YAML.
     const problem = startupFileProblem(config);
     if (problem) {
       err(`wren proxy: ${problem}\n`);
@@ -216,8 +217,29 @@ function certifyTrustBundle(cfg: NonNullable<ProxyConfig['identity']['certify']>
   }
 }
 
+/**
+ * Why a file of `tracing.collector.tls` cannot be read, or null. The span exporter reads
+ * them when the proxy starts; checked here first so that a missing one is a one-line
+ * error naming its field (exit 2), at start and by --check, not an exception out of Proxy.start.
+ */
+function tracingFileProblem(config: ProxyConfig): string | null {
+  const tls = config.tracing.collector?.tls;
+  for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
+    const file = tls?.[field];
+    if (file === undefined) continue;
+    try {
+      readFileSync(file);
+    } catch (e) {
+      return `cannot read tracing.collector.tls.${field}: ${(e as Error).message}`;
+    }
+  }
+  return null;
+}
+
 /** What start-up would refuse in the files it reads before listening (see startAndServe), or null. */
 function startupFileProblem(config: ProxyConfig): string | null {
+  const tracing = tracingFileProblem(config);
+  if (tracing) return tracing;
   const files = tlsFilesOf(config);
   if (files) {
     const tls = tlsFromFiles(config, files);
@@ -229,6 +251,11 @@ function startupFileProblem(config: ProxyConfig): string | null {
 }
 
 async function startAndServe(config: ProxyConfig, err: Out, stop: AbortSignal, logger: Logger): Promise<number> {
+  const tracingProblem = tracingFileProblem(config);
+  if (tracingProblem) {
+    err(`wren proxy: ${tracingProblem}\n`);
+    return 2;
+  }
   const files = tlsFilesOf(config);
   const c = config.identity.certify;
   let tls: TlsIdentity;
