@@ -42,6 +42,9 @@ Options:
 
 /** `wren demo`: the local mesh, started with one command. */
 
+/** `--base-ip`: three decimal octets, each 0-255 (the pods are .1 .2 .3, the control plane .254). */
+const isBaseIp = (s: string): boolean => /^\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(s) && s.split('.').every((o) => Number(o) <= 255);
+
 /** How the demo's hints run wren (see "Try it"). */
 const WREN_CMD = 'node_modules/.bin/node dist/cli/wren.js';
 export async function demoCommand(argv: string[], out: Out, err: Out): Promise<number> {
@@ -57,9 +60,29 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     return 0;
   }
   const base = values['base-ip'] ?? '127.0.1';
+  if (!isBaseIp(base)) {
+    err(`wren demo: --base-ip: expected the first three octets of an IPv4 address (e.g. 127.0.2), got ${JSON.stringify(base)}\n\n${USAGE}`);
+    return 2;
+  }
   const pods = { client: `${base}.1`, web: `${base}.2`, cache: `${base}.3` };
   const upstream = { cache: { address: pods.client, port: 16379 }, web: { address: pods.client, port: 18080 } };
   let failures = 0;
+  // The apps bind first, before anything is written or spawned: their ports taken (another
+  // demo running on these addresses) is the usual way a demo cannot start, and it says so.
+  const bindApp = async <S>(what: string, host: string, port: number, start: (h: string, p: number) => Promise<S>): Promise<S | string> =>
+    start(host, port).catch((e: Error & { code?: string }) =>
+      `wren demo: cannot start the ${what} on ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'the address is in use (another demo running? stop it, or use --base-ip for other addresses)' : e.message}\n`);
+  const app = await bindApp('web app', pods.web, 8080, startWebApp);
+  if (typeof app === 'string') {
+    err(app);
+    return 1;
+  }
+  const cache = await bindApp('cache', pods.cache, 6379, startDemoCache);
+  if (typeof cache === 'string') {
+    app.close();
+    err(cache);
+    return 1;
+  }
   const dir = await mkdtemp(join(tmpdir(), 'wren-demo-'));
   // One bootstrap token per workload (docs/identity.md): the control plane's token file,
   // and each sidecar's own token file, all 0600. No private key is ever written.
@@ -69,8 +92,6 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
   await writeSecretFile(tokensFile, stringify({ tokens: Object.keys(pods).map((name) => ({ token: tokens[name], namespace: 'default', serviceAccount: name })) }));
   for (const name of Object.keys(pods)) await writeSecretFile(join(dir, `${name}.token`), tokens[name]);
   const bundleFile = join(dir, 'trust-bundle.pem');
-  const app = await startWebApp(pods.web, 8080);
-  const cache = await startDemoCache(pods.cache, 6379);
   const meshDir = join(dir, 'mesh');
   await mkdir(meshDir);
   const webFile = join(meshDir, 'web.yaml');
