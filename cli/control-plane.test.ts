@@ -15,6 +15,8 @@ describe('wren control-plane', () => {
     expect(await controlPlaneCommand(['--help'], out, err)).toBe(0);
     expect(out.text()).toMatch(/--source kubernetes\|dir:PATH/);
     // Every path the admin port serves (its 404 lists the same), the dashboard and /api/ included.
+    // The kubeconfig order is client-node's loadFromDefault (KUBECONFIG, ~/.kube/config, in-cluster), not in-cluster first.
+    expect(out.text()).toContain('default: KUBECONFIG, then ~/.kube/config,');
     for (const p of ['/debug/proxy-status', '/debug/proxy-config', '/debug/health', '/debug/rejected', '/dashboard/', '/api/stat', '/api/why']) expect(out.text()).toContain(p);
     expect(err.text()).toBe('');
   });

@@ -81,9 +81,10 @@ to proxies over gRPC (TLS by default).
 
 Options:
   --source kubernetes|dir:PATH  where services come from (default dir:./mesh)
-                                kubernetes: watch the API server (in-cluster or KUBECONFIG)
+                                kubernetes: watch the API server (kubeconfig as --kubeconfig says)
                                 dir:PATH: YAML manifests in PATH, re-read on change
-  --kubeconfig PATH             kubeconfig for --source kubernetes (default: in-cluster, then ~/.kube/config);
+  --kubeconfig PATH             kubeconfig for --source kubernetes (default: KUBECONFIG, then ~/.kube/config,
+                                then the in-cluster service account, as kubectl and client-go look);
                                 refused with --source dir:PATH
   --listen HOST:PORT            gRPC discovery address (default 127.0.0.1:15010)
   --admin HOST:PORT|off         admin HTTP (default 127.0.0.1:15014; docs/control-plane.md, Admin):
