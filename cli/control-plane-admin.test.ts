@@ -1,4 +1,7 @@
 import { lookup } from 'node:dns/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { addressed, hostPort } from './control-plane-admin.js';
 
@@ -43,4 +46,19 @@ test('hostPort: HOST:PORT, an IPv6 literal bracketed', () => {
   expect(hostPort('wren-control-plane.wren-system:15014', '--x')).toEqual({ host: 'wren-control-plane.wren-system', port: 15014 });
   expect(() => hostPort('::1:15014', '--x')).toThrow("--x: '::1:15014' is not HOST:PORT");
   expect(() => hostPort('host:0', '--x')).toThrow(/is not HOST:PORT/);
+});
+
+test('--kubernetes against an API server that cannot be used names the server and where the kubeconfig came from', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'wren-kubeconfig-'));
+  try {
+    const kubeconfig = join(dir, 'config');
+    // Plain HTTP, as client-node's fallback cluster (http://localhost:8080) is when no kubeconfig is found.
+    await writeFile(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{ name: c, cluster: { server: "http://127.0.0.1:1" } }]\nusers: [{ name: u, user: {} }]\ncontexts: [{ name: x, context: { cluster: c, user: u } }]\ncurrent-context: x\n');
+    let err = '';
+    const code = await (await import('./proxy-status.js')).proxyStatusCommand(['--kubeconfig', kubeconfig], () => undefined, (s) => void (err += s));
+    expect(code).toBe(1);
+    expect(err).toMatch(/^wren proxy-status: cannot list the control-plane pods through the Kubernetes API server http:\/\/127\.0\.0\.1:1: .+ \(the kubeconfig: --kubeconfig, else KUBECONFIG, ~\/\.kube\/config, in-cluster\)\n$/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -96,7 +96,11 @@ async function adminToken(kube: KubeHttp, namespace: string): Promise<string | n
 
 /** Every running control-plane pod, reached through /api/v1/namespaces/NS/pods/NAME:PORT/proxy/. */
 export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAMESPACE, port = CONTROL_PLANE_ADMIN_PORT): Promise<Replica[]> {
-  const pods = await kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`);
+  // Name the server: the bare error of a kubeconfig that leads nowhere says nothing of where
+  // (with none at all, client-node falls back to http://localhost:8080 and refuses plain HTTP).
+  const pods = await kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`).catch((e: Error) => {
+    throw new Error(`cannot list the control-plane pods through the Kubernetes API server ${kube.server}: ${e.message} (the kubeconfig: --kubeconfig, else KUBECONFIG, ~/.kube/config, in-cluster)`, { cause: e });
+  });
   const token = pods?.items.length ? await adminToken(kube, namespace) : null;
   const headers: Record<string, string> = token ? { [ADMIN_TOKEN_HEADER]: token } : {};
   return (pods?.items ?? [])
