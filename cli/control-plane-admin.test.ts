@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import { addressed, hostPort } from './control-plane-admin.js';
+import { addressed, hostPort, timeoutMsOf } from './control-plane-admin.js';
 
 test('addressed: a DNS name becomes the address it resolves to (the admin port answers only IP literals and localhost, ADV5-14); the rest is left as given', async () => {
   expect(await addressed('127.0.0.1:15014')).toBe('127.0.0.1:15014');
@@ -61,4 +61,21 @@ test('--kubernetes against an API server that cannot be used names the server an
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('--timeout: seconds or a duration, for every command that reads the control plane (each used to refuse the other form)', async () => {
+  expect([timeoutMsOf(undefined), timeoutMsOf('5'), timeoutMsOf('0.5'), timeoutMsOf('5s'), timeoutMsOf('500ms'), timeoutMsOf('1m')]).toEqual([5000, 5000, 500, 5000, 500, 60_000]);
+  for (const bad of ['0', '0s', 'x', '5h', '-1', '601', '11m']) expect(() => timeoutMsOf(bad)).toThrow(/^--timeout: .* is not a number of seconds or a duration/);
+  // The forms each command's help or docs showed are accepted by all of them (stopped by the next error, not by --timeout).
+  const runs: [string, (a: string[], o: (s: string) => void, e: (s: string) => void) => Promise<number>, string[]][] = [
+    ['proxy-status', (await import('./proxy-status.js')).proxyStatusCommand, ['--output', 'yaml']],
+    ['check', (await import('./check/check-command.js')).checkCommand, ['--output', 'yaml']],
+    ['trust-anchors', (await import('./trust-anchors.js')).trustAnchorsCommand, ['check', '--admin', '127.0.0.1:1']],
+  ];
+  for (const [name, cmd, rest] of runs)
+    for (const t of ['5', '5s']) {
+      let err = '';
+      expect(await cmd([...rest, '--timeout', t], () => undefined, (s) => void (err += s))).toBe(2);
+      expect([name, t, err.split('\n')[0]]).not.toEqual([name, t, expect.stringContaining('--timeout')]);
+    }
 });

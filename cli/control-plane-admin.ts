@@ -136,12 +136,18 @@ export const TARGET_USAGE = `  --control-plane HOST:PORT  a control-plane admin 
   --kubeconfig PATH          kubeconfig for --kubernetes (implies it; default: KUBECONFIG,
                              ~/.kube/config, in-cluster)
   --namespace NS             the control plane's namespace (default ${CONTROL_PLANE_NAMESPACE})
-  --timeout SECONDS          per request (default 5)`;
+  --timeout SECONDS          per request: 5, or a duration (500ms, 5s, 1m); default 5`;
 
+/**
+ * `--timeout`: seconds (`5`, `0.5`) or a duration (`500ms`, `5s`, `1m`), as every wren
+ * command that reads the control plane takes it (`wren proxy await` and `wren
+ * trust-anchors` documented durations, the others seconds: each refused the other's form).
+ */
 export function timeoutMsOf(v: string | undefined): number {
-  const n = Number(v ?? '5');
-  if (!Number.isFinite(n) || n <= 0 || n > 600) throw new Error(`--timeout: '${v}' is not a number of seconds in (0, 600]`);
-  return Math.round(n * 1000);
+  const m = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m)?$/.exec(v ?? '5');
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
+  if (!(ms > 0 && ms <= 600_000)) throw new Error(`--timeout: '${v}' is not a number of seconds or a duration (500ms, 5s, 1m) in (0, 10m]`);
+  return Math.round(ms);
 }
 
 /** The TARGET_OPTIONS' usage errors (exit 2): a bad --timeout or address, exclusive flags. */

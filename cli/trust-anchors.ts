@@ -11,6 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { splitPemCerts } from '../certs/index.js';
 import { normalizeFingerprint, short } from '../contract/trust-anchors.js';
+import { timeoutMsOf } from './control-plane-admin.js';
 import type { DebugTrustProxy } from '../control-plane/discovery/subscriber.js';
 
 type Out = (s: string) => void;
@@ -32,7 +33,7 @@ check: is every proxy connected to these control-plane replicas ready for the ne
 Options:
   --admin HOST:PORT     a control-plane admin address, HOST an IP or localhost (repeat for every replica)
   --allow-empty         ready even when no proxy is connected (default: not ready)
-  --timeout DURATION    per request, e.g. 5s (default 5s)
+  --timeout DURATION    per request, e.g. 5s or 500ms (a bare number is seconds; default 5s)
   --json                machine-readable output
   -h, --help            show this help
 
@@ -176,11 +177,13 @@ async function fetchDump(admin: string, timeoutMs: number): Promise<TrustDump> {
   return body;
 }
 
+/** The same --timeout as the other commands that read the control plane: a duration, or seconds. */
 function parseTimeout(v: string | undefined): number {
-  if (v === undefined) return 5000;
-  const m = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(v);
-  if (!m) throw new UsageError(`--timeout: expected a duration like 500ms or 5s, got ${JSON.stringify(v)}`);
-  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+  try {
+    return timeoutMsOf(v);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 async function check(argv: string[], out: Out, err: Out): Promise<number> {

@@ -38,7 +38,7 @@ Local mode (a mesh without Kubernetes, e.g. npm run mesh):
 Options:
   --min-days N               certificates (anchors, issuer, webhook) must be valid for N
                              more days (default 7)
-  --timeout SECONDS          per request (default 5)
+  --timeout SECONDS          per request: 5, or a duration (500ms, 5s, 1m); default 5
   --output text|json         (default text)
   -h, --help                 show this help
 
