@@ -79,3 +79,16 @@ test('--timeout: seconds or a duration, for every command that reads the control
       expect([name, t, err.split('\n')[0]]).not.toEqual([name, t, expect.stringContaining('--timeout')]);
     }
 });
+
+test('-o is --output in proxy-status, proxy-config and check, as in wren stat', async () => {
+  const cmds = [
+    (await import('./proxy-status.js')).proxyStatusCommand,
+    (await import('./proxy-config.js')).proxyConfigCommand,
+    (await import('./check/check-command.js')).checkCommand,
+  ];
+  for (const [cmd, args] of [[cmds[0], []], [cmds[1], ['web-0', 'certs']], [cmds[2], []]] as const) {
+    let err = '';
+    expect(await cmd([...args, '-o', 'yaml'], () => undefined, (s) => void (err += s))).toBe(2);
+    expect(err.split('\n')[0]).toMatch(/: --output: 'yaml' is not (table|text) or json$/);
+  }
+});

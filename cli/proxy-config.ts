@@ -31,7 +31,7 @@ Options:
   --admin HOST:PORT          read the proxy's own admin port (/config_dump, /certs)
                              instead of the control plane
 ${TARGET_USAGE}
-  --output table|json        (default table)
+  -o, --output table|json    (default table)
   -h, --help                 show this help
 
 Exit codes: 0 shown, 1 the proxy not found or unreachable, 2 bad usage.
@@ -118,7 +118,7 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
   let pod;
   let kind: Kind;
   try {
-    const a = parseArgs({ args: argv, allowPositionals: true, options: { ...TARGET_OPTIONS, admin: { type: 'string' }, output: { type: 'string', default: 'table' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+    const a = parseArgs({ args: argv, allowPositionals: true, options: { ...TARGET_OPTIONS, admin: { type: 'string' }, output: { type: 'string', short: 'o', default: 'table' }, help: { type: 'boolean', short: 'h' } }, strict: true });
     v = a.values;
     if (v.help) {
       out(USAGE);

@@ -23,7 +23,7 @@ One row per proxy connected to the control plane: sync status, versions, certifi
 
 Options:
 ${TARGET_USAGE}
-  --output table|json        (default table)
+  -o, --output table|json    (default table)
   -h, --help                 show this help
 
 STATUS: SYNCED (ACKed the last config sent), STALE (a config is sent and not ACKed yet,
@@ -128,7 +128,7 @@ export function formatProxyStatus(replicas: readonly ReplicaStatus[], now: numbe
 export async function proxyStatusCommand(argv: string[], out: Out, err: Out): Promise<number> {
   let v;
   try {
-    v = parseArgs({ args: argv, options: { ...TARGET_OPTIONS, output: { type: 'string', default: 'table' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
+    v = parseArgs({ args: argv, options: { ...TARGET_OPTIONS, output: { type: 'string', short: 'o', default: 'table' }, help: { type: 'boolean', short: 'h' } }, strict: true }).values;
     if (v.output !== 'table' && v.output !== 'json') throw new Error(`--output: '${v.output}' is not table or json`);
     checkTargetArgs(v);
   } catch (e) {

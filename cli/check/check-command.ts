@@ -39,7 +39,7 @@ Options:
   --min-days N               certificates (anchors, issuer, webhook) must be valid for N
                              more days (default 7)
   --timeout SECONDS          per request: 5, or a duration (500ms, 5s, 1m); default 5
-  --output text|json         (default text)
+  -o, --output text|json     (default text)
   -h, --help                 show this help
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad usage.
@@ -53,7 +53,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
       options: {
         pre: { type: 'boolean', default: false }, kubeconfig: { type: 'string' }, namespace: { type: 'string', default: CONTROL_PLANE_NAMESPACE },
         source: { type: 'string' }, admin: { type: 'string', multiple: true }, 'min-days': { type: 'string', default: '7' },
-        timeout: { type: 'string', default: '5' }, output: { type: 'string', default: 'text' }, help: { type: 'boolean', short: 'h' },
+        timeout: { type: 'string', default: '5' }, output: { type: 'string', short: 'o', default: 'text' }, help: { type: 'boolean', short: 'h' },
       },
     }).values;
     if (v.output !== 'text' && v.output !== 'json') throw new Error(`--output: '${v.output}' is not text or json`);
