@@ -139,7 +139,15 @@ describe('wren certs', () => {
     [['issue', '--ca-dir', '/tmp/x', '--namespace', 'a', '--service-account', 'b', '--out', '/tmp/y', '--ttl', 'forever'], '--ttl: expected a duration'],
     [['dev-mesh', '--out', '/tmp/x'], 'missing required flag: --workload'],
     [['dev-mesh', '--out', '/tmp/x', '--workload', 'just-a-name'], 'expected NAMESPACE/SERVICE-ACCOUNT'],
-    [['dev-mesh', '--out', '/tmp/x', '--workload', 'BAD NS/sa'], 'invalid SPIFFE ID'],
+    [['dev-mesh', '--out', '/tmp/x', '--workload', 'BAD NS/sa'], '--workload: "BAD NS" is not a namespace name'],
+    // What SPIFFE allows but no Wren sidecar or control plane takes (contract/identity.ts): refused, nothing written
+    // (under /dev/null, so that even a CLI that accepted them could write nothing).
+    [['dev-mesh', '--out', '/dev/null/x', '--workload', 'default/web', '--trust-domain', 'my_td'], '--trust-domain: "my_td" is not a trust domain (lowercase letters, digits, "." and "-"), as wren proxy and wren control-plane take it'],
+    [['ca', '--out', '/dev/null/x', '--trust-domain', 'Prod.Example'], '--trust-domain: "Prod.Example" is not a trust domain'],
+    [['dev-mesh', '--out', '/dev/null/x', '--workload', 'shop_1/web'], '--workload: "shop_1" is not a namespace name'],
+    [['dev-mesh', '--out', '/dev/null/x', '--workload', 'default/Web'], '--workload: "Web" is not a service account name'],
+    [['issue', '--ca-dir', '/dev/null/x', '--namespace', 'A_B', '--service-account', 'b', '--out', '/dev/null/y'], '--namespace: "A_B" is not a namespace name'],
+    [['issue', '--ca-dir', '/dev/null/x', '--namespace', 'a', '--service-account', 'b_c', '--out', '/dev/null/y'], '--service-account: "b_c" is not a service account name'],
     [['inspect'], 'missing FILE'],
     [['inspect', 'a', 'b'], 'unexpected argument "b"'],
   ])('%j exits 2 with a clear message', async (argv, msg) => {

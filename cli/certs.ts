@@ -13,6 +13,7 @@ import { CA_CERT_FILE, CA_KEY_FILE, loadCaDir, writePublicFile, writeSecretFile 
 import { certInfo } from '../certs/verify.js';
 import { splitPemCerts } from '../certs/x509.js';
 import { duration } from '../common/schema.js';
+import { NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, TRUST_DOMAIN_PATTERN } from '../contract/identity.js';
 
 type Out = (s: string) => void;
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
@@ -117,11 +118,25 @@ function required(values: Record<string, unknown>, ...flags: string[]): void {
 
 const str = { type: 'string' } as const;
 
+/**
+ * The names a certificate is issued to, refused here unless the proxy and the control plane
+ * take them (contract/identity.ts): SPIFFE allows more (upper case in a path, '_' in a trust
+ * domain), but a certificate for spiffe://my_td/... is one no Wren sidecar can be configured
+ * to present.
+ */
+function checkName(flag: string, value: string | undefined, pattern: RegExp, what: string): void {
+  if (value !== undefined && !pattern.test(value)) throw new UsageError(`--${flag}: ${JSON.stringify(value)} is not ${what}, as wren proxy and wren control-plane take it`);
+}
+const checkTrustDomain = (v: string | undefined) => checkName('trust-domain', v, TRUST_DOMAIN_PATTERN, 'a trust domain (lowercase letters, digits, "." and "-")');
+const checkNamespace = (flag: string, v: string) => checkName(flag, v, NAMESPACE_PATTERN, 'a namespace name (lowercase letters, digits and "-", starting and ending with a letter or digit)');
+const checkServiceAccount = (flag: string, v: string) => checkName(flag, v, SERVICE_ACCOUNT_PATTERN, 'a service account name (lowercase letters, digits, "." and "-")');
+
 async function cmdCa(argv: string[], out: Out): Promise<number> {
   const { values } = parse('ca', argv, { out: str, 'trust-domain': str, validity: str, force: { type: 'boolean' } });
   required(values, 'out');
   const dir = values.out as string;
   const td = (values['trust-domain'] as string | undefined) ?? DEFAULT_TD;
+  checkTrustDomain(td);
   const validityMs = parseDuration('validity', values.validity as string | undefined, DEFAULT_ROOT_VALIDITY_MS);
   const keyFile = join(dir, CA_KEY_FILE);
   if (existsSync(keyFile) && !values.force) throw new Error(`${keyFile} already exists; pass --force to replace the CA (every issued certificate becomes untrusted)`);
@@ -145,6 +160,9 @@ async function cmdIssue(argv: string[], out: Out): Promise<number> {
     'trust-domain': str,
   });
   required(values, 'ca-dir', 'namespace', 'service-account', 'out');
+  checkTrustDomain(values['trust-domain'] as string | undefined);
+  checkNamespace('namespace', values.namespace as string);
+  checkServiceAccount('service-account', values['service-account'] as string);
   const ttlMs = parseDuration('ttl', values.ttl as string | undefined, DEFAULT_LEAF_TTL_MS);
   const ca = await loadCaDir(values['ca-dir'] as string, values['trust-domain'] as string | undefined);
   const ns = values.namespace as string;
@@ -164,10 +182,13 @@ async function cmdDevMesh(argv: string[], out: Out): Promise<number> {
   const workloads = (values.workload as string[]).map((w) => {
     const m = /^([^/]+)\/([^/]+)$/.exec(w);
     if (!m) throw new UsageError(`--workload: expected NAMESPACE/SERVICE-ACCOUNT, got ${JSON.stringify(w)}`);
+    checkNamespace('workload', m[1]);
+    checkServiceAccount('workload', m[2]);
     return { namespace: m[1], serviceAccount: m[2] };
   });
   const ttlMs = parseDuration('ttl', values.ttl as string | undefined, DEFAULT_LEAF_TTL_MS);
   const td = (values['trust-domain'] as string | undefined) ?? DEFAULT_TD;
+  checkTrustDomain(td);
   // A fresh CA over an existing one leaves every certificate it issued untrusted: refused
   // without --force, as `wren certs ca` refuses it.
   const keyFile = join(values.out as string, CA_KEY_FILE);

@@ -53,6 +53,10 @@ export const DEFAULT_CONTROL_PLANE_NAMESPACE = 'wren-system';
  * digits, dots and dashes.
  */
 export const TRUST_DOMAIN_PATTERN = /^[a-z0-9.-]+$/;
+/** A workload's namespace as the proxy takes it (identity.namespace, POD_NAMESPACE): a Kubernetes namespace name, an RFC 1123 label. */
+export const NAMESPACE_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A workload's service account as the proxy takes it (identity.serviceAccount, WREN_SERVICE_ACCOUNT). */
+export const SERVICE_ACCOUNT_PATTERN = /^[a-z0-9.-]+$/;
 /** The control plane's gRPC address as the proxy (discovery.controlPlane, WREN_CONTROL_PLANE) and `wren inject` (--control-plane) accept it: host:port. */
 export const CONTROL_PLANE_ADDRESS_PATTERN = /^[^\s:]+:\d+$/;
 

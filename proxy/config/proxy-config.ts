@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
 import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
-import { CONTROL_PLANE_ADDRESS_PATTERN, controlPlaneSpiffeId, TRUST_DOMAIN_PATTERN } from '../../contract/identity.js';
+import { CONTROL_PLANE_ADDRESS_PATTERN, controlPlaneSpiffeId, NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, TRUST_DOMAIN_PATTERN } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import type { AccessLogFlush } from '../access-log/access-log.js';
 import { parseTracingConfig, type TracingConfig } from '../tracing/tracing-config.js';
@@ -323,7 +323,6 @@ const IPV6_OR_EMPTY = /^$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/;
 const listener = (address: string, ipv6Address: string, p: number): Parser<ListenerAddress> =>
   obj({ address: str({ default: address }), ipv6Address: str({ default: ipv6Address, pattern: IPV6_OR_EMPTY }), port: port(p) });
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** A Kubernetes label value (what the workload's app and version are), or ''. */
 const LABEL_VALUE = /^$|^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const HOST_PORT = CONTROL_PLANE_ADDRESS_PATTERN;
@@ -352,8 +351,8 @@ export const DEFAULT_OPAQUE_PORTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 1121
 const shape = obj({
   identity: obj({
     trustDomain: str({ default: 'cluster.local', pattern: TRUST_DOMAIN_PATTERN }),
-    namespace: str({ default: 'default', pattern: DNS_LABEL }),
-    serviceAccount: str({ default: 'default', pattern: /^[a-z0-9.-]+$/ }),
+    namespace: str({ default: 'default', pattern: NAMESPACE_PATTERN }),
+    serviceAccount: str({ default: 'default', pattern: SERVICE_ACCOUNT_PATTERN }),
     pod: str({ default: '' }),
     labels: record(str()),
     workload: obj({
