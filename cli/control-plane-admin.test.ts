@@ -27,6 +27,10 @@ describe('a malformed control-plane or proxy address is a usage error (exit 2) n
     ['proxy-status', ['--control-plane', 'nope'], "--control-plane: 'nope' is not HOST:PORT"],
     ['proxy-status', ['--control-plane', '127.0.0.1:1', '--kubernetes'], '--control-plane and --kubernetes are exclusive'],
     ['proxy-status', ['--timeout', '0'], "--timeout: '0' is not a number of seconds"],
+    // --namespace finds the control-plane pods through the API server; elsewhere it would be ignored.
+    ['proxy-status', ['--namespace', 'mesh-system'], '--namespace is where the control-plane pods are found in Kubernetes mode'],
+    ['proxy-config', ['web-0', 'certs', '--admin', '127.0.0.1:15000', '--namespace', 'mesh-system'], '--namespace is where the control-plane pods are found'],
+    ['check', ['--admin', '127.0.0.1:15014', '--namespace', 'mesh-system'], '--source / --admin (local mode) and --pre / --kubeconfig / --namespace (Kubernetes mode) are exclusive'],
     ['proxy-config', ['web-0', 'clusters', '--admin', 'nope'], "--admin: 'nope' is not HOST:PORT"],
     ['proxy-config', ['web-0', 'clusters', '--control-plane', 'a b:1'], "--control-plane: 'a b:1' is not HOST:PORT"],
   ])('wren %s %j', async (name, args, message) => {

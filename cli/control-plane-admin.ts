@@ -126,7 +126,7 @@ export const TARGET_OPTIONS = {
   'control-plane': { type: 'string', multiple: true },
   kubernetes: { type: 'boolean', default: false },
   kubeconfig: { type: 'string' },
-  namespace: { type: 'string', default: CONTROL_PLANE_NAMESPACE },
+  namespace: { type: 'string' },
   timeout: { type: 'string', default: '5' },
 } as const;
 
@@ -151,10 +151,12 @@ export function timeoutMsOf(v: string | undefined): number {
 }
 
 /** The TARGET_OPTIONS' usage errors (exit 2): a bad --timeout or address, exclusive flags. */
-export function checkTargetArgs(v: { 'control-plane'?: string[]; kubernetes?: boolean; kubeconfig?: string; timeout?: string }): void {
+export function checkTargetArgs(v: { 'control-plane'?: string[]; kubernetes?: boolean; kubeconfig?: string; namespace?: string; timeout?: string }): void {
   timeoutMsOf(v.timeout);
   for (const a of v['control-plane'] ?? []) hostPort(a, '--control-plane');
   if ((v.kubernetes || v.kubeconfig) && v['control-plane']?.length) throw new Error('--control-plane and --kubernetes are exclusive');
+  // Read only to find the control-plane pods: given without Kubernetes mode it would be ignored.
+  if (v.namespace !== undefined && !(v.kubernetes || v.kubeconfig)) throw new Error('--namespace is where the control-plane pods are found in Kubernetes mode: give --kubernetes (or --kubeconfig) with it');
 }
 
 export async function replicasFrom(

@@ -51,7 +51,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
     v = parseArgs({
       args: argv, strict: true,
       options: {
-        pre: { type: 'boolean', default: false }, kubeconfig: { type: 'string' }, namespace: { type: 'string', default: CONTROL_PLANE_NAMESPACE },
+        pre: { type: 'boolean', default: false }, kubeconfig: { type: 'string' }, namespace: { type: 'string' },
         source: { type: 'string' }, admin: { type: 'string', multiple: true }, 'min-days': { type: 'string', default: '7' },
         timeout: { type: 'string', default: '5' }, output: { type: 'string', short: 'o', default: 'text' }, help: { type: 'boolean', short: 'h' },
       },
@@ -59,7 +59,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
     if (v.output !== 'text' && v.output !== 'json') throw new Error(`--output: '${v.output}' is not text or json`);
     if (v.source !== undefined && !v.source.startsWith('dir:')) throw new Error(`--source: '${v.source}' is not dir:DIR`);
     const local = v.source !== undefined || (v.admin?.length ?? 0) > 0;
-    if (local && (v.pre || v.kubeconfig)) throw new Error('--source / --admin (local mode) and --pre / --kubeconfig (Kubernetes mode) are exclusive');
+    if (local && (v.pre || v.kubeconfig || v.namespace !== undefined)) throw new Error('--source / --admin (local mode) and --pre / --kubeconfig / --namespace (Kubernetes mode) are exclusive');
     if (!/^\d{1,4}$/.test(v['min-days'] ?? '')) throw new Error(`--min-days: '${v['min-days']}' is not a whole number of days`);
     timeoutMsOf(v.timeout);
     for (const a of v.admin ?? []) hostPort(a, '--admin');
