@@ -96,3 +96,9 @@ test('-o is --output in proxy-status, proxy-config and check, as in wren stat', 
     expect(err.split('\n')[0]).toMatch(/: --output: 'yaml' is not (table|text) or json$/);
   }
 });
+
+test('the target options\' help says --namespace is for --kubernetes (elsewhere it is refused)', async () => {
+  let out = '';
+  await (await import('./proxy-status.js')).proxyStatusCommand(['--help'], (s) => void (out += s), () => undefined);
+  expect(out).toContain("--namespace NS             with --kubernetes: the control plane's namespace");
+});

@@ -135,7 +135,7 @@ export const TARGET_USAGE = `  --control-plane HOST:PORT  a control-plane admin 
   --kubernetes               reach every control-plane pod through the Kubernetes API server
   --kubeconfig PATH          kubeconfig for --kubernetes (implies it; default: KUBECONFIG,
                              ~/.kube/config, in-cluster)
-  --namespace NS             the control plane's namespace (default ${CONTROL_PLANE_NAMESPACE})
+  --namespace NS             with --kubernetes: the control plane's namespace (default ${CONTROL_PLANE_NAMESPACE})
   --timeout SECONDS          per request: 5, or a duration (500ms, 5s, 1m); default 5`;
 
 /**

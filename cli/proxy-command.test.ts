@@ -23,6 +23,13 @@ async function run(argv: string[], e: Record<string, string | undefined> = {}): 
   return { code, out, err };
 }
 
+test('--help names the config fields as they are spelt (shutdown.gracePeriodMs)', async () => {
+  const r = await run(['--help']);
+  expect(r.code).toBe(0);
+  expect(r.out).toContain('within shutdown.gracePeriodMs,');
+  expect(r.out).not.toMatch(/shutdown\.gracePeriod[^M]/);
+});
+
 describe('wren proxy in-cluster mode', () => {
   test('no --config: the injector environment is the config', async () => {
     expect(await run(['--check'], env)).toEqual({ code: 0, out: 'configuration ok: control plane cp.wren-system.svc:15010, certificates from cp.wren-system.svc:15010\n', err: '' });

@@ -36,8 +36,8 @@ Options:
   -h, --help      show this help
 
 Signals: SIGTERM/SIGINT drain gracefully (inbound stops accepting, in-flight requests
-finish within shutdown.gracePeriod, outbound keeps serving meanwhile and for at least
-shutdown.minDrain, default 5 s, as the app may still call out); during startup
+finish within shutdown.gracePeriodMs, outbound keeps serving meanwhile and for at least
+shutdown.minDrainMs, default 5 s, as the app may still call out); during startup
 they stop it at once (exit 0). The same from the pod: curl -X POST -H 'wren-admin: 1'
 http://127.0.0.1:15000/drain (admin actions need that header and come from localhost
 only). More SIGTERMs during the drain are ignored; a second SIGINT exits at once (130).
