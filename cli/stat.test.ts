@@ -25,9 +25,13 @@ describe('wren stat: arguments', () => {
 
   test('usage errors exit 2 and print the usage', async () => {
     let err = '';
-    expect(await statCommand(['--interval', '10ms'], () => undefined, (s) => void (err += s))).toBe(2);
+    expect(await statCommand(['--watch', '--interval', '10ms'], () => undefined, (s) => void (err += s))).toBe(2);
     expect(err).toMatch(/^wren stat: --interval: at least 100ms\n\nUsage: wren stat/);
     expect(await statCommand(['-o', 'yaml'], () => undefined, () => undefined)).toBe(2);
+    // --interval without --watch would be ignored: refused.
+    err = '';
+    expect(await statCommand(['--interval', '5s'], () => undefined, (s) => void (err += s))).toBe(2);
+    expect(err).toMatch(/^wren stat: --interval: only with --watch \(-w\)\n\nUsage: wren stat/);
     // A malformed address is bad usage too, not 'cannot reach the control plane' (exit 1).
     err = '';
     expect(await statCommand(['--control-plane', 'a b'], () => undefined, (s) => void (err += s))).toBe(2);

@@ -131,7 +131,7 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
       args: argv, allowPositionals: true, strict: true,
       options: {
         from: { type: 'string' }, to: { type: 'string' }, namespace: { type: 'string', short: 'n' }, window: { type: 'string', default: '1m' },
-        watch: { type: 'boolean', short: 'w' }, interval: { type: 'string', default: '2s' }, output: { type: 'string', short: 'o', default: 'table' },
+        watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, output: { type: 'string', short: 'o', default: 'table' },
         'control-plane': { type: 'string', default: DEMO_CONTROL_PLANE_ADMIN }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -141,7 +141,9 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
     }
     if (values.window !== '30s' && values.window !== '1m') throw new StatUsageError(`--window: 30s or 1m, got ${JSON.stringify(values.window)}`);
     if (values.output !== 'table' && values.output !== 'json') throw new StatUsageError(`--output: table or json, got ${JSON.stringify(values.output)}`);
-    intervalMs = parseInterval(values.interval);
+    // Without --watch nothing repeats: an --interval there would be ignored, so it is refused.
+    if (values.interval !== undefined && !values.watch) throw new StatUsageError('--interval: only with --watch (-w)');
+    intervalMs = parseInterval(values.interval ?? '2s');
     hostPort(values['control-plane'], '--control-plane');
     sel = selection(positionals, values);
   } catch (e) {
