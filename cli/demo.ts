@@ -161,7 +161,7 @@ export async function demoCommand(argv: string[], out: Out, err: Out): Promise<n
     await stopAll();
     return 1;
   }
-  out(`\nWren demo mesh is up (files in ${dir}${values.smoke ? ', removed on exit' : ''}).\n\n`);
+  out(`\nWren demo mesh is up (files in ${dir}, removed on exit).\n\n`);
   const dump = parseJson<{ version?: string; source?: string }>((await adminGet(pods.client, 15000, '/config_dump')).body) ?? {};
   out(`client sidecar config: version ${dump.version} from ${dump.source}\n`);
   if (dump.source !== `control-plane:${cp.discovery}`) failures++;
@@ -268,12 +268,19 @@ The mesh is defined by the manifests in ${meshDir}/:
     out(failures === 0 ? 'smoke test passed\n' : `smoke test FAILED (${failures} failed check(s))\n`);
     return failures === 0 ? 0 : 1;
   }
-  out('\nCtrl-C stops the mesh.\n');
-  await new Promise<void>((r) => {
+  // The handlers go in before the line that invites the signal: one that lands between the
+  // two (a script that reacts to the line) would otherwise meet node's default action and
+  // kill the demo alone, leaving its control plane and sidecars running.
+  const stopped = new Promise<void>((r) => {
     process.once('SIGINT', r);
     process.once('SIGTERM', r);
   });
+  out('\nCtrl-C stops the mesh.\n');
+  await stopped;
   await stopAll();
+  // As --smoke does: every run made a fresh directory (bootstrap tokens included), which
+  // nothing reads once its control plane, whose CA lived in memory, has stopped.
+  await rm(dir, { recursive: true, force: true });
   return 0;
 }
 

@@ -53,3 +53,35 @@ test('wren demo --smoke runs the mesh on the control plane and passes', async ()
   expect(stdout).toContain(`client -> cache through the upstream port ${base}.1:16379 (opaque TCP, Redis protocol): +PONG | +OK | $22 hello through the mesh`);
   expect(stdout).toMatch(new RegExp(`(redis-cli -h ${base.replace(/\./g, '\\.')}\\.1 -p 16379 ping|PING.*16379)`));
 }, 60_000);
+
+test('wren demo (interactive) stops on Ctrl-C and removes its directory, as --smoke does', async () => {
+  const base = `127.${randomInt(10, 250)}.10`;
+  const child = spawn(process.execPath, [wren, 'demo', '--base-ip', base], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.resume();
+  const kill = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 50_000);
+  try {
+    // Up once it says how to stop it; an exit before that is a failure.
+    const up = await new Promise<boolean>((resolve) => {
+      const onData = () => {
+        if (!stdout.includes('Ctrl-C stops the mesh.')) return;
+        child.stdout.off('data', onData);
+        resolve(true);
+      };
+      child.stdout.on('data', onData);
+      child.once('exit', () => resolve(false));
+    });
+    expect({ up, stdout }).toMatchObject({ up: true });
+    const dir = /files in (\S+), removed on exit\)/.exec(stdout)?.[1];
+    expect(dir && existsSync(dir)).toBe(true);
+    process.kill(child.pid!, 'SIGINT');
+    const code = await new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', (c) => r(c))));
+    expect(code).toBe(0);
+    expect(existsSync(dir!)).toBe(false);
+  } finally {
+    clearTimeout(kill);
+    // A failed expectation above must not leave the mesh running: the whole group goes.
+    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+  }
+}, 60_000);
