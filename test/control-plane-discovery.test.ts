@@ -6,21 +6,9 @@ import type { Endpoint, Service } from '../contract/model.js';
 import { diffViews } from '../control-plane/discovery/delta.js';
 import type { PushRecord } from '../control-plane/discovery/discovery-server.js';
 import { ControlPlane } from '../control-plane/server.js';
-import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
 import type { MeshStore } from '../control-plane/store/mesh-store.js';
 import { applyResponse } from '../proxy/discovery/apply-response.js';
-import { endpointsOf, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
-
-/** A source the test drives by hand: it writes straight into the store. */
-class ManualSource implements MeshSource {
-  readonly name = 'manual';
-  constructor(readonly ctx: SourceContext, private readonly initial: Service[]) {}
-  async start(): Promise<void> {
-    this.ctx.store.apply(this.initial, []);
-    this.ctx.store.markReady();
-  }
-  async stop(): Promise<void> {}
-}
+import { endpointsOf, startProxy, waitFor, type TestProxy, ManualSource } from './control-plane-harness.js';
 
 const ep = (i: number, extra: Partial<Endpoint> = {}): Endpoint => ({
   address: `10.1.${Math.floor(i / 250)}.${(i % 250) + 1}`, port: 8080, proxyPort: 15006,

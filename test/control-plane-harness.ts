@@ -1,9 +1,30 @@
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger, type Logger } from '../common/logger.js';
-import type { MeshSnapshot } from '../contract/model.js';
+import { DEFAULT_POLICY } from '../contract/defaults.js';
+import type { Endpoint, MeshSnapshot, Service } from '../contract/model.js';
+import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
 import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 
 /** Shared helpers for the control-plane integration tests (real gRPC on loopback). */
+
+/** A source the test drives by hand: it writes straight into the store. */
+export class ManualSource implements MeshSource {
+  readonly name = 'manual';
+  constructor(readonly ctx: SourceContext, private readonly initial: Service[]) {}
+  async start(): Promise<void> {
+    this.ctx.store.apply(this.initial, []);
+    this.ctx.store.markReady();
+  }
+  async stop(): Promise<void> {}
+}
+
+/** web.shop:80 with `count` ready endpoints (10.x.y.z:8080), for tests of what a large service costs. */
+export function largeService(count: number): Service {
+  const endpoints: Endpoint[] = Array.from({ length: count }, (_, i) => ({
+    address: `10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'a', ready: true,
+  }));
+  return { name: 'web', namespace: 'shop', clusterIPs: ['10.96.0.1'], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints }] };
+}
 
 export async function waitFor<T>(fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, what: string, timeoutMs = 8000): Promise<T> {
   const end = Date.now() + timeoutMs;

@@ -1,12 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { createLogger } from '../common/logger.js';
-import { DEFAULT_POLICY } from '../contract/defaults.js';
 import { loadDiscoveryProto, MAX_REPORTED_ENDPOINTS, type DiscoveryRequest, type DiscoveryResponse, type Ejection } from '../contract/discovery.js';
-import type { Endpoint, Service } from '../contract/model.js';
 import { ControlPlane } from '../control-plane/server.js';
-import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
-import { waitFor } from './control-plane-harness.js';
+import { waitFor, ManualSource, largeService } from './control-plane-harness.js';
 
 /**
  * A HealthReport is checked entry by entry against the endpoints the reporter was sent
@@ -16,20 +13,8 @@ import { waitFor } from './control-plane-harness.js';
  * push (health-based withdrawal included). Any stream may send reports back to back. A real
  * control plane and a raw discovery stream on loopback.
  */
-class ManualSource implements MeshSource {
-  readonly name = 'manual';
-  constructor(readonly ctx: SourceContext, private readonly initial: Service[]) {}
-  async start(): Promise<void> {
-    this.ctx.store.apply(this.initial, []);
-    this.ctx.store.markReady();
-  }
-  async stop(): Promise<void> {}
-}
-
-const endpoints: Endpoint[] = Array.from({ length: 20_000 }, (_, i) => ({
-  address: `10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'a', ready: true,
-}));
-const web: Service = { name: 'web', namespace: 'shop', clusterIPs: ['10.96.0.1'], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints }] };
+const web = largeService(20_000);
+const endpoints = web.ports[0].endpoints;
 
 let cp: ControlPlane;
 let client: grpc.Client | null = null;

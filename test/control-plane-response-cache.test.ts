@@ -1,13 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
-import { DEFAULT_POLICY } from '../contract/defaults.js';
 import { loadDiscoveryProto, type DiscoveryRequest } from '../contract/discovery.js';
-import type { Endpoint, Service } from '../contract/model.js';
 import { MAX_RESPONSE_CACHE_BYTES } from '../control-plane/discovery/discovery-server.js';
 import type { Entry } from '../control-plane/discovery/subscriber.js';
 import { ControlPlane } from '../control-plane/server.js';
-import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
+import { ManualSource, largeService } from './control-plane-harness.js';
 
 /**
  * The discovery server computes a response once per (service filter, ...) and shares it
@@ -16,20 +14,7 @@ import type { MeshSource, SourceContext } from '../control-plane/sources/source.
  * left one encoded response each. A real control plane and raw discovery streams on loopback;
  * what the cache holds is read from the server (it is not on the wire).
  */
-class ManualSource implements MeshSource {
-  readonly name = 'manual';
-  constructor(readonly ctx: SourceContext, private readonly initial: Service[]) {}
-  async start(): Promise<void> {
-    this.ctx.store.apply(this.initial, []);
-    this.ctx.store.markReady();
-  }
-  async stop(): Promise<void> {}
-}
-
-const endpoints: Endpoint[] = Array.from({ length: 20_000 }, (_, i) => ({
-  address: `10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, port: 8080, proxyPort: 15006, identity: 'spiffe://cluster.local/ns/shop/sa/web', weight: 1, zone: 'a', ready: true,
-}));
-const web: Service = { name: 'web', namespace: 'shop', clusterIPs: ['10.96.0.1'], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints }] };
+const web = largeService(20_000);
 
 let cp: ControlPlane;
 let client: grpc.Client | null = null;
