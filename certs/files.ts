@@ -5,7 +5,7 @@
  * leaves either the old file or the new one.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CertificateAuthority } from './ca.js';
 import { PkiError } from './errors.js';
@@ -15,8 +15,30 @@ import { readCert, splitPemCerts } from './x509.js';
 export const CA_CERT_FILE = 'ca.crt';
 export const CA_KEY_FILE = 'ca.key';
 
+/**
+ * `dir` and the directories above it that are missing, mode 0700, one level at a time. Not
+ * node's `mkdir(..., { recursive: true })`: under a directory that refuses new entries with
+ * ENOENT (`/proc`) it never returns, retrying at 100 % CPU (`wren certs ca --out /proc/x`
+ * hung that way). Here a parent that cannot be made fails with its own error.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { mode: 0o700 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && (await stat(dir)).isDirectory()) return;
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw e;
+    await makeDirs(parent);
+    // The parent is there now: a second ENOENT (a file system that takes no new entry) is the answer.
+    await mkdir(dir, { mode: 0o700 }).catch((e2: NodeJS.ErrnoException) => {
+      if (e2.code !== 'EEXIST') throw e2;
+    });
+  }
+}
+
 async function atomicWrite(path: string, data: string, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await makeDirs(dirname(path));
   const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
   try {
     await writeFile(tmp, data, { mode, flag: 'wx' });

@@ -91,6 +91,18 @@ describe('wren certs', () => {
     expect((await run('dev-mesh', '--help')).out).toContain('--force');
   });
 
+  test('ca into a directory no one can make (under /proc) fails with the error that says why, instead of spinning forever', async () => {
+    // node's mkdir({ recursive: true }) never returns there (it retries the ENOENT at 100 % CPU).
+    const r = await Promise.race([
+      run('ca', '--out', '/proc/wren-no-such/dir'),
+      new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref()),
+    ]);
+    expect(r).not.toBe('hung');
+    expect(r).toMatchObject({ code: 1 });
+    expect((r as { err: string }).err).toMatch(/ENOENT.*\/proc\/wren-no-such/);
+    expect(existsSync('/proc/wren-no-such')).toBe(false);
+  });
+
   test('inspect prints certInfo as JSON', async () => {
     const meshDir = join(dir, 'mesh');
     const r = await run('inspect', join(meshDir, 'web.default.crt'));
