@@ -31,6 +31,10 @@ describe('a malformed control-plane or proxy address is a usage error (exit 2) n
     ['proxy-status', ['--namespace', 'mesh-system'], '--namespace is where the control-plane pods are found in Kubernetes mode'],
     ['proxy-config', ['web-0', 'certs', '--admin', '127.0.0.1:15000', '--namespace', 'mesh-system'], '--namespace is where the control-plane pods are found'],
     ['check', ['--admin', '127.0.0.1:15014', '--namespace', 'mesh-system'], '--source / --admin (local mode) and --pre / --kubeconfig / --namespace (Kubernetes mode) are exclusive'],
+    // Flags a mode never reads: refused, not taken and ignored.
+    ['check', ['--pre', '--min-days', '30'], '--min-days: --pre checks no certificate'],
+    ['check', ['--source', 'dir:/nonexistent', '--min-days', '30'], '--min-days and --timeout go with --admin: --source alone only reads the manifests'],
+    ['check', ['--source', 'dir:/nonexistent', '--timeout', '2s'], '--min-days and --timeout go with --admin: --source alone only reads the manifests'],
     ['proxy-config', ['web-0', 'clusters', '--admin', 'nope'], "--admin: 'nope' is not HOST:PORT"],
     ['proxy-config', ['web-0', 'clusters', '--control-plane', 'a b:1'], "--control-plane: 'a b:1' is not HOST:PORT"],
   ])('wren %s %j', async (name, args, message) => {

@@ -37,8 +37,9 @@ Local mode (a mesh without Kubernetes, e.g. npm run mesh):
 
 Options:
   --min-days N               certificates (anchors, issuer, webhook) must be valid for N
-                             more days (default 7)
+                             more days (default 7; not with --pre, nor --source alone)
   --timeout SECONDS          per request: 5, or a duration (500ms, 5s, 1m); default 5
+                             (not with --source alone: it reads files only)
   -o, --output text|json     (default text)
   -h, --help                 show this help
 
@@ -52,16 +53,21 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
       args: argv, strict: true,
       options: {
         pre: { type: 'boolean', default: false }, kubeconfig: { type: 'string' }, namespace: { type: 'string' },
-        source: { type: 'string' }, admin: { type: 'string', multiple: true }, 'min-days': { type: 'string', default: '7' },
-        timeout: { type: 'string', default: '5' }, output: { type: 'string', short: 'o', default: 'text' }, help: { type: 'boolean', short: 'h' },
+        source: { type: 'string' }, admin: { type: 'string', multiple: true }, 'min-days': { type: 'string' },
+        timeout: { type: 'string' }, output: { type: 'string', short: 'o', default: 'text' }, help: { type: 'boolean', short: 'h' },
       },
     }).values;
     if (v.output !== 'text' && v.output !== 'json') throw new Error(`--output: '${v.output}' is not text or json`);
     if (v.source !== undefined && !v.source.startsWith('dir:')) throw new Error(`--source: '${v.source}' is not dir:DIR`);
     const local = v.source !== undefined || (v.admin?.length ?? 0) > 0;
     if (local && (v.pre || v.kubeconfig || v.namespace !== undefined)) throw new Error('--source / --admin (local mode) and --pre / --kubeconfig / --namespace (Kubernetes mode) are exclusive');
-    if (!/^\d{1,4}$/.test(v['min-days'] ?? '')) throw new Error(`--min-days: '${v['min-days']}' is not a whole number of days`);
-    timeoutMsOf(v.timeout);
+    // Given where nothing reads it, a flag would be taken and ignored: --pre checks no
+    // certificate, and --source alone reads files, asking nothing of anyone.
+    if (v['min-days'] !== undefined && v.pre) throw new Error('--min-days: --pre checks no certificate');
+    const filesOnly = v.source !== undefined && (v.admin?.length ?? 0) === 0;
+    if (filesOnly && (v['min-days'] !== undefined || v.timeout !== undefined)) throw new Error('--min-days and --timeout go with --admin: --source alone only reads the manifests');
+    if (!/^\d{1,4}$/.test(v['min-days'] ?? '7')) throw new Error(`--min-days: '${v['min-days']}' is not a whole number of days`);
+    timeoutMsOf(v.timeout ?? '5');
     for (const a of v.admin ?? []) hostPort(a, '--admin');
   } catch (e) {
     err(`wren check: ${(e as Error).message}\n\n${USAGE}`);
@@ -71,8 +77,8 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
     out(USAGE);
     return 0;
   }
-  const timeoutMs = timeoutMsOf(v.timeout);
-  const minDays = Number(v['min-days']);
+  const timeoutMs = timeoutMsOf(v.timeout ?? '5');
+  const minDays = Number(v['min-days'] ?? '7');
   const now = () => systemClock.wallNow();
   const outcomes: CheckOutcome[] = [];
   if (v.source !== undefined || v.admin?.length) {
