@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:net';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
 import { formatTable, selectRows, selection, statCommand } from './stat.js';
 
@@ -37,6 +38,27 @@ describe('wren stat: arguments', () => {
     expect(await statCommand(['--control-plane', 'a b'], () => undefined, (s) => void (err += s))).toBe(2);
     expect(err).toMatch(/^wren stat: --control-plane: 'a b' is not HOST:PORT\n\nUsage: wren stat/);
   });
+});
+
+test('--timeout bounds each request to the control plane (5 s without it), as in the other commands that read it', async () => {
+  // A control plane that takes the connection and never answers.
+  const held: import('node:net').Socket[] = [];
+  const server: Server = createServer((s) => void held.push(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  try {
+    let err = '';
+    const started = Date.now();
+    expect(await statCommand(['--control-plane', `127.0.0.1:${port}`, '--timeout', '300ms'], () => undefined, (s) => void (err += s))).toBe(1);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(err).toMatch(/^wren stat: cannot reach the control plane at 127\.0\.0\.1:\d+ \(.*time/i);
+    err = '';
+    expect(await statCommand(['--timeout', '0'], () => undefined, (s) => void (err += s))).toBe(2);
+    expect(err).toMatch(/^wren stat: --timeout: '0' is not a number of seconds/);
+  } finally {
+    for (const s of held) s.destroy();
+    server.close();
+  }
 });
 
 describe('wren stat: rows', () => {

@@ -1,7 +1,7 @@
 import { printable } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
-import { addressed, hostPort } from './control-plane-admin.js';
+import { addressed, hostPort, timeoutMsOf } from './control-plane-admin.js';
 
 type Out = (s: string) => void;
 
@@ -28,6 +28,7 @@ Options:
   --interval DURATION    with --watch: 1s, 500ms... (default 2s)
   -o, --output table|json   (default table)
   --control-plane ADDR   the control plane's admin address (default ${DEMO_CONTROL_PLANE_ADMIN}, the local demo's)
+  --timeout SECONDS      per request: 5, or a duration (500ms, 5s, 1m); default 5
   -h, --help
 `;
 
@@ -99,12 +100,12 @@ export function formatTable(rows: readonly StatRow[], window: string): string {
   return cells.map((l) => l.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
 }
 
-async function fetchRows(admin: string, kind: string, window: string): Promise<StatRow[]> {
+async function fetchRows(admin: string, kind: string, window: string, timeoutMs: number): Promise<StatRow[]> {
   let url: string;
   let res: Response;
   try {
     url = `http://${await addressed(admin)}/api/stat?kind=${kind}&window=${window}`;
-    res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     throw new Error(`cannot reach the control plane at ${admin} (${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}); is it running? (--control-plane ADDR)`, { cause: e });
   }
@@ -126,13 +127,14 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
   let values, positionals;
   let sel: Selection;
   let intervalMs: number;
+  let timeoutMs: number;
   try {
     ({ values, positionals } = parseArgs({
       args: argv, allowPositionals: true, strict: true,
       options: {
         from: { type: 'string' }, to: { type: 'string' }, namespace: { type: 'string', short: 'n' }, window: { type: 'string', default: '1m' },
         watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, output: { type: 'string', short: 'o', default: 'table' },
-        'control-plane': { type: 'string', default: DEMO_CONTROL_PLANE_ADMIN }, help: { type: 'boolean', short: 'h' },
+        'control-plane': { type: 'string', default: DEMO_CONTROL_PLANE_ADMIN }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }));
     if (values.help) {
@@ -145,13 +147,15 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
     if (values.interval !== undefined && !values.watch) throw new StatUsageError('--interval: only with --watch (-w)');
     intervalMs = parseInterval(values.interval ?? '2s');
     hostPort(values['control-plane'], '--control-plane');
+    // As proxy-status, proxy-config and check take it (control-plane-admin.ts).
+    timeoutMs = timeoutMsOf(values.timeout);
     sel = selection(positionals, values);
   } catch (e) {
     err(`wren stat: ${(e as Error).message}\n\n${STAT_USAGE}`);
     return 2;
   }
   const once = async (): Promise<void> => {
-    const tables = await Promise.all(sel.kinds.map(async (k) => selectRows(await fetchRows(values['control-plane'], k, values.window), sel)));
+    const tables = await Promise.all(sel.kinds.map(async (k) => selectRows(await fetchRows(values['control-plane'], k, values.window, timeoutMs), sel)));
     if (values.output === 'json') out(JSON.stringify({ window: values.window, rows: tables.flat() }) + '\n');
     else out(tables.map((t) => formatTable(t, values.window)).join('\n'));
   };
