@@ -76,8 +76,14 @@ describe('wren proxy configuration errors', () => {
     expect(r2.err).toContain('listeners.outbound.adress: unknown field');
     const r3 = await run(base + 'protocol: { detectTimeoutMs: soon }\n');
     expect(r3.err).toContain('protocol.detectTimeoutMs: expected a duration');
-    const ok = await run(base);
-    expect(ok.code).toBe(0);
+    // --check reads the certificate files as a start would: a good config names real ones.
+    const files = await mkdtemp(join(tmpdir(), 'wren-cfg-tls-'));
+    const w = pki.issue('default', 'web');
+    await writeFile(join(files, 'cert.pem'), w.certChainPem);
+    await writeFile(join(files, 'key.pem'), w.keyPem, { mode: 0o600 });
+    await writeFile(join(files, 'ca.pem'), pki.bundlePem);
+    const ok = await run(`identity: { namespace: default, serviceAccount: web }\ntls: { certFile: ${join(files, 'cert.pem')}, keyFile: ${join(files, 'key.pem')}, trustBundleFile: ${join(files, 'ca.pem')} }\n`);
+    expect(ok).toEqual({ code: 0, err: '' });
   });
 
   test('missing --config and unknown flags exit 2 with usage', async () => {
