@@ -48,11 +48,12 @@ let serving: { cert: string };
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 /** A self-signed certificate for `host` (as an operator or cert-manager makes); with `ca`, signed by that one's key instead. */
-function selfSigned(name: string, days: number, host = HOST, ca?: string): { cert: string } {
+/** `san: false`: the host in the subject CN only, as certificates were made before Go 1.15. */
+function selfSigned(name: string, days: number, host = HOST, ca?: string, san = true): { cert: string } {
   const crt = join(dir, `${name}.crt`);
   execFileSync('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', String(days),
-    '-subj', `/CN=${host}/O=${name}`, '-addext', `subjectAltName=DNS:${host}`, '-keyout', join(dir, `${name}.key`), '-out', crt,
+    '-subj', `/CN=${host}/O=${name}`, ...(san ? ['-addext', `subjectAltName=DNS:${host}`] : []), '-keyout', join(dir, `${name}.key`), '-out', crt,
     ...(ca ? ['-CA', join(dir, `${ca}.crt`), '-CAkey', join(dir, `${ca}.key`)] : []),
   ], { stdio: 'pipe' });
   return { cert: execFileSync('cat', [crt], { encoding: 'utf8' }) };
@@ -170,6 +171,11 @@ test.each<[string, () => void, string, RegExp, string[]?]>([
     const other = selfSigned('elsewhere', 365, 'injector.example.org');
     api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(other.cert)));
     api.rawObjects.set(SECRET_PATH, { data: { 'tls.crt': b64(other.cert) } });
+  }, 'webhook-cert', /does not name wren-control-plane\.wren-system\.svc/],
+  // The API server (Go's crypto/x509 since 1.15) ignores the subject CN: a certificate naming the Service there only is refused.
+  ['webhook-cert (the name in the subject CN only)', () => {
+    const cnOnly = selfSigned('cn-only', 365, HOST, 'serving', false);
+    api.rawObjects.set(SECRET_PATH, { data: { 'tls.crt': b64(cnOnly.cert) } });
   }, 'webhook-cert', /does not name wren-control-plane\.wren-system\.svc/],
   ['control-plane (its admin port unreachable)', () => void api.podProxies.clear(), 'control-plane', /HTTP 503/, ['source-rejections', 'control-plane-debug']],
 ])('%s fails alone, with a hint and a docs link; exit 1', async (_name, breakIt, id, message, alsoFailing = []) => {

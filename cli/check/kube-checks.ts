@@ -4,6 +4,7 @@ import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SELECTOR } from '../control-plan
 import type { KubeHttp } from '../kube-http.js';
 import { daysLeft, fail, guarded, ok, skipped, type CheckOutcome } from './check-result.js';
 import type { ExpectedCrd, InstallPermission } from './expected.js';
+import { namesHost, webhookServiceHost } from '../../control-plane/injector/webhook-service.js';
 
 /**
  * The Kubernetes half of `wren check`: the API server, its version and clock, what the
@@ -16,8 +17,6 @@ export const MIN_KUBERNETES = { major: 1, minor: 29 };
 export const MAX_CLOCK_SKEW_MS = 5_000;
 export const WEBHOOK_CONFIGURATION = 'wren-sidecar-injector';
 export const WEBHOOK_SECRET = 'wren-webhook-tls';
-/** The DNS name the injector's serving certificate must carry: its Service in the control plane's namespace. */
-const webhookHost = (namespace: string): string => `wren-control-plane.${namespace}.svc`;
 
 export interface KubeCtx {
   readonly kube: KubeHttp;
@@ -163,7 +162,7 @@ const pemOf = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
 
 /** The webhook configuration's caBundle (valid now), and the serving certificate in its Secret (chains to it, names the Service, not about to expire). */
 export async function webhookChecks(c: KubeCtx, namespace = CONTROL_PLANE_NAMESPACE): Promise<CheckOutcome[]> {
-  const host = webhookHost(namespace);
+  const host = webhookServiceHost(namespace);
   let ca: X509Certificate | null = null;
   const config = await guarded('webhook', 'could not read the MutatingWebhookConfiguration', async () => {
     const w = await c.kube.getJson<{ webhooks?: { name: string; clientConfig?: { caBundle?: string } }[] }>(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION}`);
@@ -195,7 +194,7 @@ export async function webhookChecks(c: KubeCtx, namespace = CONTROL_PLANE_NAMESP
     const cert = new X509Certificate(splitPemCerts(pemOf(s.data['tls.crt']))[0] ?? '');
     const left = daysLeft(Date.parse(cert.validTo), c.now());
     if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) return fail('webhook-cert', `the serving certificate is not signed by the webhook's caBundle: the API server will refuse the injector's TLS`, 'set caBundle to the CA that signed wren-webhook-tls, or re-issue the certificate');
-    if (!cert.checkHost(host)) return fail('webhook-cert', `the serving certificate does not name ${host}`, `re-issue it with the DNS name ${host}`);
+    if (!namesHost(cert, host)) return fail('webhook-cert', `the serving certificate does not name ${host}`, `re-issue it with the DNS name ${host}`);
     if (left < c.minDays) return fail('webhook-cert', left < 0 ? `the serving certificate expired on ${cert.validTo}` : `the serving certificate expires in ${left} day(s) (< ${c.minDays})`, 'renew wren-webhook-tls (the control plane reloads it)');
     return ok('webhook-cert', `serving certificate for ${host} valid for ${left} more days`);
   });

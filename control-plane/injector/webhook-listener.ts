@@ -18,6 +18,7 @@ import { systemClock, type Clock, type Timer } from '../../common/clock.js';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { createInjectorServer, webhookTlsOptions } from './injector-server.js';
 import type { InjectOptions } from './options.js';
+import { namesHost, webhookServiceHost } from './webhook-service.js';
 
 export const WEBHOOK_LISTEN = '0.0.0.0:15017';
 export const WEBHOOK_CERT_DIR = '/var/run/wren/webhook';
@@ -38,7 +39,7 @@ export interface InjectorWebhookOptions {
   readonly serviceHost?: string;
 }
 
-const WEBHOOK_SERVICE_HOST = 'wren-control-plane.wren-system.svc';
+const WEBHOOK_SERVICE_HOST = webhookServiceHost('wren-system');
 
 export interface InjectorWebhook {
   /** The bound port once listening (the real one when asked for 0); 0 before. */
@@ -111,8 +112,7 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
     const now = clock.wallNow();
     const problems = [
       ...(now > x.validToDate.getTime() ? [`expired at ${x.validTo}`] : now < x.validFromDate.getTime() ? [`not valid before ${x.validFrom}`] : []),
-      // SANs only: the API server (Go's crypto/x509 since 1.15) ignores the subject CN, "x509: certificate relies on legacy Common Name field".
-      ...(x.checkHost(serviceHost, { subject: 'never' }) === undefined ? [`does not name ${serviceHost} (subjectAltName ${x.subjectAltName ?? 'none'})`] : []),
+      ...(!namesHost(x, serviceHost) ? [`does not name ${serviceHost} (subjectAltName ${x.subjectAltName ?? 'none'})`] : []),
     ];
     const key = `${x.fingerprint256} ${problems.join('; ')}`;
     if (problems.length === 0 || key === refusedWarned) return;
