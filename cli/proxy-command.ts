@@ -12,6 +12,7 @@ import { TlsIdentity } from '../proxy/tls/tls-identity.js';
 import type { CertifyClient } from '../proxy/identity/certify-client.js';
 import type { WorkloadIdentity } from '../proxy/identity/workload-identity.js';
 import { applyHeapFlags } from './heap-flags.js';
+import { readCollectorTls } from '../proxy/tracing/tracing-config.js';
 
 type Out = (s: string) => void;
 
@@ -218,22 +219,19 @@ function certifyTrustBundle(cfg: NonNullable<ProxyConfig['identity']['certify']>
 }
 
 /**
- * Why a file of `tracing.collector.tls` cannot be read, or null. The span exporter reads
- * them when the proxy starts; checked here first so that a missing one is a one-line
- * error naming its field (exit 2), at start and by --check, not an exception out of Proxy.start.
+ * Why a file of `tracing.collector.tls` cannot be read, or null: the span exporter reads them
+ * when the proxy starts (readCollectorTls); checked here first so that a missing one is a
+ * one-line error naming its field (exit 2), at start and by --check, not an exception out of Proxy.start.
  */
 function tracingFileProblem(config: ProxyConfig): string | null {
-  const tls = config.tracing.collector?.tls;
-  for (const field of ['caFile', 'certFile', 'keyFile'] as const) {
-    const file = tls?.[field];
-    if (file === undefined) continue;
-    try {
-      readFileSync(file);
-    } catch (e) {
-      return `cannot read tracing.collector.tls.${field}: ${(e as Error).message}`;
-    }
+  const collector = config.tracing.collector;
+  if (collector === undefined) return null;
+  try {
+    readCollectorTls(collector.tls);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
   }
-  return null;
 }
 
 /** What start-up would refuse in the files it reads before listening (see startAndServe), or null. */

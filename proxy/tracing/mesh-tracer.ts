@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Attributes, Span } from '@opentelemetry/api';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Clock, Random } from '../../common/clock.js';
@@ -8,7 +7,7 @@ import type { TelemetrySource } from '../telemetry/telemetry-settings.js';
 import type { DropReason } from './span-batcher.js';
 import type { CollectorCredentials, SpanRecorder } from './span-recorder.js';
 import { TraceIds } from './trace-ids.js';
-import { MAX_SPAN_STRING, type TracingConfig } from './tracing-config.js';
+import { MAX_SPAN_STRING, readCollectorTls, type TracingConfig } from './tracing-config.js';
 
 export interface MeshTracerOptions {
   readonly config: TracingConfig;
@@ -68,10 +67,8 @@ export class MeshTracer {
       this.ready = Promise.resolve();
       return;
     }
-    // Read here, synchronously: an unreadable file fails start-up with its name, as before the SDK was loaded lazily.
-    const read = (f: string | undefined) => (f === undefined ? null : readFileSync(f));
-    const credentials: CollectorCredentials | undefined =
-      o.exporter || !collector ? undefined : { plaintext: collector.plaintext, ca: read(collector.tls.caFile), key: read(collector.tls.keyFile), cert: read(collector.tls.certFile) };
+    // Read here, synchronously: an unreadable file fails start-up with its field's name, as before the SDK was loaded lazily.
+    const credentials: CollectorCredentials | undefined = o.exporter || !collector ? undefined : { plaintext: collector.plaintext, ...readCollectorTls(collector.tls) };
     const log = o.logger.child({ component: 'tracing' });
     let warned = false;
     const onDropped = (reason: DropReason, n: number) => {

@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, parseWith } from '../../common/schema.js';
-import { parseTracingConfig } from './tracing-config.js';
+import { parseTracingConfig, readCollectorTls } from './tracing-config.js';
 
 const parse = (raw: unknown) => parseWith(parseTracingConfig, raw, 'test');
 
@@ -25,4 +28,15 @@ describe('tracing config', () => {
     expect(() => parse(raw)).toThrow(ConfigError);
     expect(() => parse(raw)).toThrow(message);
   });
+});
+
+test('readCollectorTls reads the files given, and an unreadable one is an error naming its field', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'wren-collector-tls-'));
+  try {
+    writeFileSync(join(dir, 'ca.pem'), 'CA');
+    expect(readCollectorTls({ caFile: join(dir, 'ca.pem'), certFile: undefined, keyFile: undefined })).toEqual({ ca: Buffer.from('CA'), cert: null, key: null });
+    expect(() => readCollectorTls({ caFile: join(dir, 'ca.pem'), certFile: join(dir, 'missing.pem'), keyFile: join(dir, 'missing.key') })).toThrow(/^cannot read tracing\.collector\.tls\.certFile: ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

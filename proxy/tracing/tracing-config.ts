@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { bool, duration, fail, map, num, obj, optional, str, type Parser } from '../../common/schema.js';
 import type { BatchSettings } from './span-batcher.js';
 
@@ -22,6 +23,25 @@ export interface CollectorConfig {
   /** Plaintext gRPC; only when set (default: TLS, verified by `tls.caFile` or the system roots). */
   readonly plaintext: boolean;
   readonly tls: { readonly caFile: string | undefined; readonly certFile: string | undefined; readonly keyFile: string | undefined };
+}
+
+/**
+ * The collector's TLS files (`tracing.collector.tls`), read: null for a file not given. A
+ * file that cannot be read throws an error naming its field, which `wren proxy` turns into
+ * a one-line config error (exit 2), at start and by --check, and an embedded Proxy.start
+ * passes on as it is.
+ */
+export function readCollectorTls(tls: CollectorConfig['tls']): { readonly ca: Buffer | null; readonly cert: Buffer | null; readonly key: Buffer | null } {
+  const read = (field: 'caFile' | 'certFile' | 'keyFile'): Buffer | null => {
+    const file = tls[field];
+    if (file === undefined) return null;
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(`cannot read tracing.collector.tls.${field}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  return { ca: read('caFile'), cert: read('certFile'), key: read('keyFile') };
 }
 
 export const parseTracingConfig: Parser<TracingConfig> = map(
