@@ -13,6 +13,7 @@ import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
 import { meshedPodYaml } from './helpers/meshed-pod.js';
+import { swappableIssuer } from './control-plane-harness.js';
 
 /**
  * Adversarial review of control-plane mTLS (issue #14.1): the trust anchor a proxy's
@@ -28,20 +29,6 @@ const WEB = `spiffe://${TD}/ns/shop/sa/web`;
 const TOKEN = 'bootstrap-token-web-0123456789abcdef';
 const MESH = meshedPodYaml('web-0', 'shop', 'web', { app: 'web' });
 const SUBSCRIBE = { subscribe: { identity: { spiffeId: WEB, namespace: 'shop', pod: 'web-0', labels: {} }, services: [], lastVersion: '' } } as DiscoveryRequest;
-
-/** An issuer the test swaps, as issuer-reloader.ts does on a file change. */
-function swappable(first: Issuer): { issuer: Issuer; swap(next: Issuer): void } {
-  let cur = first;
-  const subs = new Set<() => void>();
-  const issuer: Issuer = {
-    get ca() { return cur.ca; },
-    get trustBundlePem() { return cur.trustBundlePem; },
-    get source() { return cur.source; },
-    snapshot: () => cur,
-    onChange: (fn) => (subs.add(fn), () => void subs.delete(fn)),
-  };
-  return { issuer, swap: (next) => { cur = next; for (const f of subs) f(); } };
-}
 
 /** The same CA handing out another bundle (the rotation's "add" and "remove" steps). */
 const withBundle = (i: Issuer, ...bundle: Issuer[]): Issuer => ({ ca: i.ca, trustBundlePem: bundle.map((b) => b.trustBundlePem).join(''), source: 'test' });
@@ -140,7 +127,7 @@ test('removing the root a discovery stream\'s certificate chains to ends that st
   const oldRoot = generateIssuer(TD);
   const newRoot = generateIssuer(TD);
   // Rotation's middle step: both roots trusted.
-  const sw = swappable(withBundle(newRoot, oldRoot, newRoot));
+  const sw = swappableIssuer(withBundle(newRoot, oldRoot, newRoot));
   const { cp, address } = await controlPlane(sw.issuer);
   const both = oldRoot.trustBundlePem + newRoot.trustBundlePem;
   const oldLeaf = leafOf(oldRoot);
@@ -175,7 +162,7 @@ test('removing the root a discovery stream\'s certificate chains to ends that st
 test('a new stream on the connection authenticated before the root was removed is refused: the handshake verdict is not reused', async () => {
   const oldRoot = generateIssuer(TD);
   const newRoot = generateIssuer(TD);
-  const sw = swappable(withBundle(newRoot, oldRoot, newRoot));
+  const sw = swappableIssuer(withBundle(newRoot, oldRoot, newRoot));
   const { cp, address } = await controlPlane(sw.issuer);
   const c = creds(oldRoot.trustBundlePem + newRoot.trustBundlePem, leafOf(oldRoot));
   // One channel, so every stream rides the one HTTP/2 connection made while the old root was trusted.
@@ -201,7 +188,7 @@ test('a new stream on the connection authenticated before the root was removed i
 test('Certify renewal by a certificate of a removed root, on a connection made before the removal, is refused; the token still works', async () => {
   const oldRoot = generateIssuer(TD);
   const newRoot = generateIssuer(TD);
-  const sw = swappable(withBundle(newRoot, oldRoot, newRoot));
+  const sw = swappableIssuer(withBundle(newRoot, oldRoot, newRoot));
   const { address } = await controlPlane(sw.issuer);
   const c = creds(oldRoot.trustBundlePem + newRoot.trustBundlePem, leafOf(oldRoot));
   const channel = new grpc.Channel(address, c, CONTROL_PLANE_CHANNEL_OPTIONS);
@@ -233,7 +220,7 @@ test("a leaf of the previous issuing intermediate still authenticates while its 
     ca: new CertificateAuthority({ certPem: inter.certPem, keyPem: inter.keyPem, trustDomain: TD }), trustBundlePem: root.certPem, source: 'test',
   });
   const first = issuerOf(createIntermediateCa(root, { trustDomain: TD }));
-  const sw = swappable(first);
+  const sw = swappableIssuer(first);
   const { cp, address } = await controlPlane(sw.issuer);
   const leaf = leafOf(first);
   sw.swap(issuerOf(createIntermediateCa(root, { trustDomain: TD })));

@@ -2,10 +2,25 @@ import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { DEFAULT_POLICY } from '../contract/defaults.js';
 import type { Endpoint, MeshSnapshot, Service } from '../contract/model.js';
+import type { Issuer } from '../control-plane/identity/issuer.js';
 import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
 import { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
 
 /** Shared helpers for the control-plane integration tests (real gRPC on loopback). */
+
+/** An issuer the test swaps, as issuer-reloader.ts does on a file change. */
+export function swappableIssuer(first: Issuer): { issuer: Issuer; swap(next: Issuer): void } {
+  let cur = first;
+  const subs = new Set<() => void>();
+  const issuer: Issuer = {
+    get ca() { return cur.ca; },
+    get trustBundlePem() { return cur.trustBundlePem; },
+    get source() { return cur.source; },
+    snapshot: () => cur,
+    onChange: (fn) => (subs.add(fn), () => void subs.delete(fn)),
+  };
+  return { issuer, swap: (next) => { cur = next; for (const f of subs) f(); } };
+}
 
 /** A source the test drives by hand: it writes straight into the store. */
 export class ManualSource implements MeshSource {

@@ -6,10 +6,10 @@ import { seededRandom, systemClock } from '../common/clock.js';
 import { createLogger } from '../common/logger.js';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
 import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
-import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
+import { generateIssuer } from '../control-plane/identity/issuer.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
-import { waitFor } from './control-plane-harness.js';
+import { swappableIssuer, waitFor } from './control-plane-harness.js';
 
 /**
  * A proxy that NACKs must not make the control plane resend in a loop (xDS: a NACKed
@@ -22,23 +22,9 @@ const SUBSCRIBE = { subscribe: { identity: { spiffeId: WEB, namespace: 'shop', p
 const service = (port: number): string =>
   `kind: MeshService\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http1 }]\n  endpoints: [{ address: 127.0.0.1, port: ${port} }]\n`;
 
-/** An issuer the test swaps, as issuer-reloader.ts does on a file change. */
-function swappable(first: Issuer): { issuer: Issuer; swap(next: Issuer): void } {
-  let cur = first;
-  const subs = new Set<() => void>();
-  const issuer: Issuer = {
-    get ca() { return cur.ca; },
-    get trustBundlePem() { return cur.trustBundlePem; },
-    get source() { return cur.source; },
-    snapshot: () => cur,
-    onChange: (fn) => (subs.add(fn), () => void subs.delete(fn)),
-  };
-  return { issuer, swap: (next) => { cur = next; for (const f of subs) f(); } };
-}
-
 let dir: string;
 let cp: ControlPlane;
-let sw: ReturnType<typeof swappable>;
+let sw: ReturnType<typeof swappableIssuer>;
 const logs: string[] = [];
 const closers: { close(): void }[] = [];
 
@@ -47,7 +33,7 @@ beforeEach(async () => {
   await writeFile(join(dir, 'tokens.yaml'), 'tokens:\n  - { token: bootstrap-token-web-0123456789abcdef, namespace: shop, serviceAccount: web }\n');
   await mkdir(join(dir, 'mesh'));
   await writeFile(join(dir, 'mesh', 'web.yaml'), service(8080));
-  sw = swappable(generateIssuer('cluster.local'));
+  sw = swappableIssuer(generateIssuer('cluster.local'));
   logs.length = 0;
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(7),
