@@ -55,7 +55,12 @@ const H2_PREFACE = Buffer.concat([
 /** Client-side errors: our OpenSSL could not even offer what we asked for. */
 const LOCAL_ERRORS = /NO_PROTOCOLS_AVAILABLE|NO_CIPHERS_AVAILABLE|NO_CIPHER_MATCH|unsupported protocol|no cipher match|NO_SUITABLE_SIGNATURE/i;
 
-function probe(o: ScanOptions, extra: ConnectionOptions, keepOpen = false): Promise<ProbeResult> {
+/**
+ * One connection with `extra`: accepted once the server answers the HTTP/2 preface with
+ * SETTINGS, or, with `handshakeOnly`, once the TLS handshake completes (what an ALPN check
+ * asks: the protocol is settled there).
+ */
+function probe(o: ScanOptions, extra: ConnectionOptions, keepOpen = false, handshakeOnly = false): Promise<ProbeResult> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (r: ProbeResult) => {
@@ -67,7 +72,10 @@ function probe(o: ScanOptions, extra: ConnectionOptions, keepOpen = false): Prom
     };
     const socket = connect({ host: o.host, port: o.port, ca: o.caPem, ALPNProtocols: ['h2'], servername: undefined, checkServerIdentity: () => undefined, ...extra });
     const timer = setTimeout(() => finish({ result: 'refused', detail: 'no answer (timeout)' }), o.timeoutMs ?? 2000);
-    socket.once('secureConnect', () => socket.write(H2_PREFACE));
+    socket.once('secureConnect', () => {
+      if (handshakeOnly) finish({ result: 'accepted', detail: `${socket.getProtocol()} alpn=${socket.alpnProtocol || 'none'}` });
+      else socket.write(H2_PREFACE);
+    });
     socket.once('data', (d: Buffer) => {
       // Frame type 4 = SETTINGS (RFC 7540 §6.5): the server accepted us as an HTTP/2 peer.
       if (d.length >= 9 && d[3] === 4) finish({ result: 'accepted', detail: `${socket.getProtocol()} ${socket.getCipher()?.name} alpn=${socket.alpnProtocol}`, socket });
@@ -85,20 +93,6 @@ function probe(o: ScanOptions, extra: ConnectionOptions, keepOpen = false): Prom
 const UNKNOWN_ALPN = 'spdy/3.1';
 const read = (f: string) => readFileSync(f, 'utf8');
 
-function probeUnknownAlpn(o: ScanOptions, cert: ConnectionOptions): Promise<ProbeResult> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: o.host, port: o.port, ca: o.caPem, ...cert, ALPNProtocols: [UNKNOWN_ALPN], servername: undefined, checkServerIdentity: () => undefined });
-    const finish = (r: ProbeResult) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(r);
-    };
-    const timer = setTimeout(() => finish({ result: 'refused', detail: 'no answer (timeout)' }), o.timeoutMs ?? 2000);
-    socket.once('secureConnect', () => finish({ result: 'accepted', detail: `${socket.getProtocol()} alpn=${socket.alpnProtocol || 'none'}` }));
-    socket.once('error', (e: Error & { code?: string }) => finish({ result: 'refused', detail: `${e.code ?? ''} ${e.message}`.trim() }));
-    socket.once('close', () => finish({ result: 'refused', detail: 'connection closed' }));
-  });
-}
 
 const finding = (check: string, expected: 'accepted' | 'refused', r: ProbeResult): Finding => ({
   check, expected, result: r.result, detail: r.detail, ok: r.result === expected || (expected === 'refused' && r.result === 'untestable'),
@@ -125,7 +119,7 @@ export async function scanTls(o: ScanOptions): Promise<Finding[]> {
   for (const v of ['TLSv1.2', 'TLSv1.3'] as const) out.push(finding(`no client certificate (${v})`, 'refused', await probe(o, { minVersion: v, maxVersion: v })));
   if (o.foreignClient) out.push(finding('client certificate from another CA', 'refused', await probe(o, { cert: o.foreignClient.certPem, key: o.foreignClient.keyPem })));
   if (o.expiredClient) out.push(finding('expired client certificate', 'refused', await probe(o, { cert: o.expiredClient.certPem, key: o.expiredClient.keyPem })));
-  out.push(finding(`ALPN ${UNKNOWN_ALPN} only (not spoken)`, 'refused', await probeUnknownAlpn(o, cert)));
+  out.push(finding(`ALPN ${UNKNOWN_ALPN} only (not spoken)`, 'refused', await probe(o, { ...cert, ALPNProtocols: [UNKNOWN_ALPN] }, false, true)));
   out.push(await renegotiation(o, cert));
   return out;
 }
