@@ -383,6 +383,7 @@ export class Proxy {
       debugRoute: (q) => explainRoute(this.routes, q),
       clock: this.clock,
       delayedCloseMs: config.limits.delayedCloseTimeoutMs,
+      limits: config.limits,
       onLimit: (limit) => this.metrics.limits.inc({ direction: 'admin', limit }),
     });
     if (opts.staticMesh !== false) this.applySnapshot({ version: 'static', source: 'static-config', services: config.mesh.services });

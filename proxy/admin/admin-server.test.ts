@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { FakeClock } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
@@ -23,6 +23,7 @@ beforeAll(async () => {
     metrics: async () => ({ contentType: 'text/plain', body }),
     configDump: () => ({}), clusters: () => ({}), certs: () => ({}), drain: () => undefined,
     clock, onLimit: (l) => void limits.push(l),
+    limits: { requestHeadersTimeoutMs: 0, maxConnectionsPerListener: 4096 },
   });
   port = (await admin.listen()).port;
 });
@@ -59,4 +60,76 @@ test('GET / lists the endpoints, each description in one column apart from its p
   expect(lines.find((l) => l.includes('/debug/route'))).toMatch(/^GET {2}\/debug\/route\?authority=&path=&method=&header=n:v {2,}which HTTPRoute/);
   const column = (l: string) => /^\S+\s+\S+\s+/.exec(l)![0].length;
   expect(new Set(lines.map(column)).size).toBe(1);
+});
+
+/** An admin port of its own (connection cap 3, headers timeout 10 s), its limits counted in `counted`. */
+async function bounded(): Promise<{ port: number; clock: FakeClock; counted: string[]; close: () => Promise<void> }> {
+  const clock = new FakeClock();
+  const counted: string[] = [];
+  const a = new AdminServer({
+    address: '127.0.0.1', port: 0, logger: createLogger({ level: 'error', sink: () => undefined }),
+    ready: () => ({ ready: true, reason: 'ready' }), metrics: async () => ({ contentType: 'text/plain', body: SMALL }),
+    configDump: () => ({}), clusters: () => ({}), certs: () => ({}), drain: () => undefined,
+    clock, onLimit: (l) => void counted.push(l), limits: { requestHeadersTimeoutMs: 10_000, maxConnectionsPerListener: 3 },
+  });
+  return { port: (await a.listen()).port, clock, counted, close: () => a.close() };
+}
+
+const open = async (port: number): Promise<Socket> => {
+  const s = connect(port, '127.0.0.1');
+  s.on('error', () => undefined);
+  await once(s, 'connect');
+  return s;
+};
+const closed = (s: Socket) => (s.destroyed || s.readableEnded ? Promise.resolve() : once(s, 'close').then(() => undefined));
+/** Lets the server see what the sockets did (accept, the bytes sent) before the fake clock moves. */
+const settle = () => new Promise((r) => setTimeout(r, 50));
+
+/*
+ * Every container of the pod shares the loopback the admin port binds, so it is bounded
+ * like the metrics port: before, it took every connection offered (node's server has no
+ * cap) and a silent one stayed until node's 60 s headersTimeout, counted nowhere.
+ */
+test('connections over maxConnectionsPerListener are refused at accept, counted; the admin port serves again once they close', async () => {
+  const { port, counted, close } = await bounded();
+  const held = await Promise.all([open(port), open(port), open(port)]);
+  await settle();
+  const extra = await open(port);
+  await closed(extra);
+  expect(counted).toEqual(['max-connections']);
+  held.forEach((s) => s.destroy());
+  await Promise.all(held.map(closed));
+  await settle();
+  expect((await fetch(`http://127.0.0.1:${port}/ready`)).status).toBe(200);
+  await close();
+});
+
+test('a request head that does not arrive within requestHeadersTimeoutMs closes the connection, counted; so does a keep-alive connection\'s next one', async () => {
+  const { port, clock, counted: limits, close } = await bounded();
+  const s = await open(port);
+  s.write('GET /ready HTTP/1.1\r\nHost: localhost\r\n');
+  await settle();
+  clock.advance(9_999);
+  expect(s.destroyed).toBe(false);
+  clock.advance(1);
+  await closed(s);
+  expect(limits).toEqual(['request-headers-timeout']);
+
+  // Kept alive after a response: the next head has the same time from the response's end.
+  limits.length = 0;
+  const k = await open(port);
+  let got = '';
+  k.on('data', (d: Buffer) => (got += d.toString()));
+  k.write('GET /live HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  for (let i = 0; i < 100 && !got.includes('live\n'); i++) await settle();
+  expect(got).toMatch(/^HTTP\/1\.1 200/);
+  expect(limits).toEqual([]);
+  k.write('GET /live HTTP/1.1\r\n');
+  await settle();
+  clock.advance(9_999);
+  expect(k.destroyed).toBe(false);
+  clock.advance(1);
+  await closed(k);
+  expect(limits).toEqual(['request-headers-timeout']);
+  await close();
 });

@@ -7,6 +7,7 @@ import { adminHostRefusal } from '../../common/admin-host.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
 import { field, setField } from '../http/headers.js';
+import { BoundedAccept, type AcceptLimit, type AcceptLimits } from './bounded-accept.js';
 
 export interface AdminDeps {
   readonly address: string;
@@ -30,8 +31,13 @@ export interface AdminDeps {
    * boundFlush). Default DEFAULT_DELAYED_CLOSE_MS; 0: off.
    */
   readonly delayedCloseMs?: number;
-  /** Counts the bound above firing (wren_limit_exceeded_total{direction="admin"}). */
-  readonly onLimit?: (limit: 'delayed-close-timeout') => void;
+  /**
+   * The proxy's limits.requestHeadersTimeoutMs (a request head must arrive within it from
+   * accept or from the previous response) and limits.maxConnectionsPerListener (bounded-accept.ts).
+   */
+  readonly limits: AcceptLimits;
+  /** Counts the bounds above firing (wren_limit_exceeded_total{direction="admin"}). */
+  readonly onLimit?: (limit: AcceptLimit | 'delayed-close-timeout') => void;
 }
 
 const ENDPOINTS: readonly [string, string, string][] = [
@@ -81,20 +87,25 @@ function actionRefusal(req: IncomingMessage): string | null {
  */
 export class AdminServer {
   private readonly server: Server;
+  private readonly accepted: BoundedAccept;
 
   constructor(private readonly d: AdminDeps) {
     const clock = d.clock ?? systemClock;
     const ms = d.delayedCloseMs ?? DEFAULT_DELAYED_CLOSE_MS;
     const fired = (): void => d.onLimit?.('delayed-close-timeout');
     this.server = createServer((req, res) => {
+      const socket = req.socket;
+      this.accepted.headArrived(socket);
+      res.once('finish', () => this.accepted.responseDone(socket));
       this.route(req, res)
         .catch((err: Error) => send(res, 500, 'text/plain', `${err.message}\n`))
         .then(() => boundFlush(res, clock, ms, fired), () => undefined);
     });
+    this.accepted = new BoundedAccept(this.server, d.limits, clock, (l) => d.onLimit?.(l));
   }
 
   listen(): Promise<AddressInfo> {
-    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
+    return listenDualStack(this.accepted.server, this.d.port, this.d.address, this.d.ipv6Address ?? '', this.d.logger);
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -169,8 +180,8 @@ export class AdminServer {
 
   close(): Promise<void> {
     return new Promise((r) => {
-      this.server.close(() => r());
-      this.server.closeAllConnections();
+      this.accepted.server.close(() => r());
+      this.accepted.destroyAll();
     });
   }
 }

@@ -1,11 +1,12 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createHttpServer } from '../../common/node-http.js';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Clock, Timer } from '../../common/clock.js';
+import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { AppProber } from './app-prober.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
+import { BoundedAccept } from './bounded-accept.js';
 
 export interface MetricsServerDeps {
   readonly address: string;
@@ -51,55 +52,21 @@ const READY_PATH = '/healthz/ready';
  * beyond reading the registry.
  */
 export class MetricsServer {
-  private readonly server: Server;
   private readonly http: HttpServer;
-  private readonly sockets = new Set<Socket>();
+  private readonly accepted: BoundedAccept;
 
   constructor(private readonly d: MetricsServerDeps) {
     this.http = createHttpServer({ maxHeaderSize: 8192 }, (req, res) => this.route(req, res));
     this.http.on('clientError', (_e, socket: Socket) => socket.destroy());
-    this.server = createServer({ noDelay: true }, (s) => this.accept(s));
+    this.accepted = new BoundedAccept(this.http, d.limits, d.clock, d.onLimit);
   }
 
   listen(): Promise<AddressInfo> {
-    return listenDualStack(this.server, this.d.port, this.d.address, this.d.ipv6Address, this.d.logger);
-  }
-
-  private accept(socket: Socket): void {
-    if (this.sockets.size >= this.d.limits.maxConnectionsPerListener) {
-      this.d.onLimit('max-connections');
-      socket.destroy();
-      return;
-    }
-    this.sockets.add(socket);
-    socket.on('error', () => undefined);
-    this.armHeadersTimer(socket);
-    socket.once('close', () => {
-      this.sockets.delete(socket);
-      this.disarm(socket);
-    });
-    this.http.emit('connection', socket);
-  }
-
-  /** The request head must arrive within the timeout from accept (Envoy request_headers_timeout; 0 = off). */
-  private armHeadersTimer(socket: Socket): void {
-    const ms = this.d.limits.requestHeadersTimeoutMs;
-    if (ms <= 0 || socket.destroyed) return;
-    const t = this.d.clock.setTimeout(() => {
-      this.d.onLimit('request-headers-timeout');
-      socket.destroy();
-    }, ms);
-    (socket as SocketWithTimer)[HEADERS_TIMER] = t;
-  }
-
-  private disarm(socket: Socket): void {
-    const t = (socket as SocketWithTimer)[HEADERS_TIMER];
-    if (t !== undefined) this.d.clock.clearTimeout(t);
-    (socket as SocketWithTimer)[HEADERS_TIMER] = undefined;
+    return listenDualStack(this.accepted.server, this.d.port, this.d.address, this.d.ipv6Address, this.d.logger);
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
-    this.disarm(req.socket);
+    this.accepted.headArrived(req.socket);
     const path = (req.url ?? '/').split('?')[0];
     const probe = path.startsWith('/app-health/') && this.d.appProbes?.has(path) === true;
     const known = METRICS_PATHS.has(path) || path === READY_PATH || probe;
@@ -128,11 +95,8 @@ export class MetricsServer {
 
   close(): Promise<void> {
     return new Promise((r) => {
-      this.server.close(() => r());
-      for (const s of this.sockets) s.destroy();
+      this.accepted.server.close(() => r());
+      this.accepted.destroyAll();
     });
   }
 }
-
-const HEADERS_TIMER = Symbol('metrics-headers-timer');
-type SocketWithTimer = Socket & { [HEADERS_TIMER]?: Timer };
