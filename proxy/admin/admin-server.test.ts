@@ -133,3 +133,42 @@ test('a request head that does not arrive within requestHeadersTimeoutMs closes 
   expect(limits).toEqual(['request-headers-timeout']);
   await close();
 });
+
+/** One request written as is on its own connection; the raw response. */
+function raw(request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('error', reject);
+    s.on('end', () => resolve(out));
+    s.write(request.replace('\r\n', '\r\nConnection: close\r\n'));
+  });
+}
+
+test('HEAD is answered as GET without the body; a 405 names the methods the endpoint takes (RFC 9110 sections 9.3.2, 15.5.6)', async () => {
+  const head = await fetch(`http://127.0.0.1:${port}/ready`, { method: 'HEAD' });
+  expect([head.status, head.headers.get('content-length'), await head.text()]).toEqual([200, '6', '']);
+  expect((await fetch(`http://127.0.0.1:${port}/config_dump`, { method: 'HEAD' })).status).toBe(200);
+  for (const [method, path, allow] of [['GET', '/drain', 'POST'], ['HEAD', '/logging', 'POST'], ['PUT', '/ready', 'GET, HEAD'], ['DELETE', '/config_dump', 'GET, HEAD']]) {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { method });
+    expect([method, path, r.status, r.headers.get('allow')]).toEqual([method, path, 405, allow]);
+  }
+});
+
+test('a malformed request target or two Host headers is a 400 saying why, and the port keeps serving; an absolute-form target\'s authority is checked as its Host', async () => {
+  // (node's parser itself refuses an authority-form target with GET: 400 too.)
+  for (const target of ['http://[', 'http://localhost:99999/ready', '*']) {
+    const r = await raw(`GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+    expect([target, r.split('\r\n')[0]]).toEqual([target, 'HTTP/1.1 400 Bad Request']);
+    expect(r).toMatch(/request target/);
+  }
+  const twoHosts = await raw('GET /ready HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n');
+  expect(twoHosts).toMatch(/^HTTP\/1\.1 400 [^]*more than one Host/);
+  // RFC 9112 section 3.2.2: the target's authority is the request's, whatever Host says.
+  expect(await raw('GET http://evil.example/certs HTTP/1.1\r\nHost: localhost\r\n\r\n')).toMatch(/^HTTP\/1\.1 403 [^]*DNS rebinding/);
+  expect(await raw('GET http://127.0.0.1/ready HTTP/1.1\r\nHost: localhost\r\n\r\n')).toMatch(/^HTTP\/1\.1 200 [^]*ready/);
+  // An origin-form target is a path: `//config_dump` is not a URL naming the host config_dump.
+  expect(await raw('GET //config_dump HTTP/1.1\r\nHost: localhost\r\n\r\n')).toMatch(/^HTTP\/1\.1 404 /);
+  expect((await fetch(`http://127.0.0.1:${port}/live`)).status).toBe(200);
+});

@@ -109,9 +109,13 @@ export class AdminServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const key = `${req.method} ${url.pathname}`;
-    const badHost = adminHostRefusal(req.headers.host);
+    const target = requestTarget(req);
+    if (typeof target === 'string') return send(res, 400, 'text/plain', `${target}\n`);
+    const { url, host } = target;
+    // HEAD is GET without the content (RFC 9110 section 9.3.2; every general-purpose server
+    // supports both, section 9.1): node writes no body for a HEAD request, the headers stay.
+    const key = `${req.method === 'HEAD' ? 'GET' : req.method} ${url.pathname}`;
+    const badHost = adminHostRefusal(host);
     if (badHost) {
       this.d.logger.warn('admin request refused', { code: 'FORBIDDEN', path: url.pathname, peer: req.socket.remoteAddress, reason: badHost });
       return send(res, 403, 'text/plain', `${badHost}\n`);
@@ -171,10 +175,13 @@ export class AdminServer {
       case 'POST /drain':
         this.d.drain();
         return send(res, 202, 'text/plain', 'draining\n');
-      default:
-        if (ENDPOINTS.some(([, p]) => p.split('?')[0] === url.pathname))
-          return send(res, 405, 'text/plain', `method ${req.method} not allowed on ${url.pathname}\n`);
+      default: {
+        // A 405 names the methods the resource has (RFC 9110 section 15.5.6: it MUST send Allow).
+        const allowed = ENDPOINTS.filter(([, p]) => p.split('?')[0] === url.pathname).map(([m]) => (m === 'GET' ? 'GET, HEAD' : m));
+        if (allowed.length > 0)
+          return send(res, 405, 'text/plain', `method ${req.method} not allowed on ${url.pathname}\n`, { allow: allowed.join(', ') });
         return send(res, 404, 'text/plain', `no admin endpoint ${url.pathname}; GET / lists them\n`);
+      }
     }
   }
 
@@ -186,9 +193,37 @@ export class AdminServer {
   }
 }
 
-function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
   res.end(body);
+}
+
+/**
+ * The request's URL and the authority it names, or why it is answered 400 (as the control
+ * plane's admin port answers a malformed target: a bad request is the client's, not a 500).
+ * - More than one Host is a 400 (RFC 9112 section 3.2); node keeps only the first.
+ * - An origin-form target (`/path?query`) is the path as sent: `//config_dump` is a path
+ *   (404), not a scheme-relative URL naming a host `config_dump`.
+ * - An absolute-form target (`http://host/path`) names the authority itself, and a server
+ *   takes it over the Host header (RFC 9112 section 3.2.2), so the DNS-rebinding check reads it.
+ * - Anything else (`*`, authority-form, a target URL cannot parse) is a 400.
+ */
+function requestTarget(req: IncomingMessage): { url: URL; host: string | undefined } | string {
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return 'more than one Host header (RFC 9112 section 3.2)';
+  const raw = req.url ?? '/';
+  const shown = JSON.stringify(raw.length > 200 ? `${raw.slice(0, 200)}…` : raw);
+  try {
+    if (raw.startsWith('/')) return { url: new URL(`http://admin${raw}`), host: req.headers.host };
+    if (/^https?:\/\//i.test(raw)) {
+      const url = new URL(raw);
+      return { url, host: url.host };
+    }
+  } catch {
+    return `malformed request target ${shown}`;
+  }
+  return `unsupported request target ${shown}: the admin port takes a path (/ready) or an http:// URL`;
 }
 
 function json(res: ServerResponse, v: unknown, status = 200): void {
