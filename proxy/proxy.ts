@@ -41,7 +41,7 @@ import { MetricsServer } from './admin/metrics-server.js';
 import { AppProber } from './admin/app-prober.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
 import { RateLimiter } from './ratelimit/rate-limiter.js';
-import { JwksRegistry } from './policy/jwks-source.js';
+import { JwksRegistry, policyShown } from './policy/jwks-source.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
 import type { AddressInfo, Socket } from 'node:net';
@@ -566,11 +566,13 @@ export class Proxy {
       // File paths only; key material (and the token) is never dumped.
       bootstrap: {
         ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined,
+        // A jwksUri's query may carry an API key: shown as the logs show it (jwks-source.ts uriShown).
+        policy: policyShown(rest.policy),
         // A probe header may carry a credential (Authorization): names only.
         appProbes: Object.fromEntries([...rest.appProbes].map(([k, p]) => [k, p.kind === 'http' ? { ...p, headers: p.headers.map((h) => ({ name: h.name, value: '(redacted)' })) } : p])),
       },
       services: this.routes.snapshot.services,
-      inboundPolicy: this.inboundPolicy.policy,
+      inboundPolicy: policyShown(this.inboundPolicy.policy),
       // The settings in force and the layer each field came from: local (config, annotations) > pushed (Telemetry resources) > default.
       telemetry: this.telemetry.explain(),
       // The egress mode in force (and where it came from) and every ExternalService, the config's and the pushed ones.

@@ -159,6 +159,17 @@ export function uriShown(uri: string): string {
   return q < 0 ? uri : `${uri.slice(0, q)}?…`;
 }
 
+/**
+ * The policy as the admin /config_dump (and so `wren proxy-config --admin`) shows it: each
+ * jwksUri as uriShown shows it. The admin port is the pod's, but what it dumps is read by
+ * whoever debugs the pod and pasted into tickets; the key stays in the RequestAuthentication.
+ */
+export function policyShown<P extends { readonly jwtRules?: readonly { readonly jwksUri: string }[] }>(p: P): P {
+  const rules = p.jwtRules;
+  if (!rules?.some((r) => uriShown(r.jwksUri) !== r.jwksUri)) return p;
+  return { ...p, jwtRules: rules.map((r) => ({ ...r, jwksUri: uriShown(r.jwksUri) })) };
+}
+
 function httpLoader(url: string, d: JwksDeps): Loader {
   const load = fetchLoader(url, d);
   // An error that quotes the URL (fetch's do) is logged with it as uriShown shows it.
