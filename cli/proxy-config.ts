@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util';
 import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
+import { printable } from '../common/printable.js';
 import type { InboundPolicy, Service } from '../contract/model.js';
 import type { ServiceRoute } from '../contract/routes.js';
 import type { ProxyConfigDump } from '../control-plane/discovery/proxy-status.js';
@@ -75,8 +76,15 @@ export function fromAdmin(dump: AdminDump, certs: AdminCerts | null, admin: stri
   };
 }
 
+/**
+ * The text of one view. Every value in it is the proxy's claim (read from its admin port,
+ * or what it reported to the control plane), so text outside the table's cells goes through
+ * printable() as the cells do: a compromised sidecar's escape sequences are shown, never
+ * run by the operator's terminal.
+ */
 export function formatView(v: ProxyView, kind: Kind, now: number): string {
-  const head = `# from ${v.from}, config version ${v.version ?? '-'}\n`;
+  const p = (s: unknown): string => printable(String(s));
+  const head = `# from ${p(v.from)}, config version ${p(v.version ?? '-')}\n`;
   switch (kind) {
     case 'clusters': {
       const rows = [['SERVICE', 'PORT', 'PROTOCOL', 'LB', 'ENDPOINTS', 'READY', 'MTLS']];
@@ -96,19 +104,20 @@ export function formatView(v: ProxyView, kind: Kind, now: number): string {
       return head + (rows.length === 1 ? 'no routes (requests are routed by authority only)\n' : table(rows));
     }
     case 'policy': {
-      const p = v.policy;
-      if (p === null) return head + 'no inbound policy received yet\n';
-      if (typeof p === 'string') return head + `inbound policy: ${p}\ntelemetry: ${JSON.stringify(v.telemetry)}\n`;
-      const ip = p as InboundPolicy;
-      const ports = Object.entries(ip.portLevelMtls ?? {}).map(([k, m]) => `${k}=${m.mode}`);
-      const authz = (ip.authorizationPolicies ?? []).map((a) => `  ${a.action.padEnd(6)} ${a.name} (${a.rules.length} rule${a.rules.length === 1 ? '' : 's'})`);
-      return head + `mTLS: ${ip.mtls?.mode ?? '-'}${ports.length ? ` (ports: ${ports.join(', ')})` : ''}\nauthorization policies: ${authz.length || 'none'}\n${authz.map((l) => l + '\n').join('')}JWT rules: ${(ip.jwtRules ?? []).length}\ntelemetry: ${JSON.stringify(v.telemetry)}\n`;
+      const pol = v.policy;
+      if (pol === null) return head + 'no inbound policy received yet\n';
+      const telemetry = p(JSON.stringify(v.telemetry));
+      if (typeof pol === 'string') return head + `inbound policy: ${p(pol)}\ntelemetry: ${telemetry}\n`;
+      const ip = pol as InboundPolicy;
+      const ports = Object.entries(ip.portLevelMtls ?? {}).map(([k, m]) => `${p(k)}=${p(m.mode)}`);
+      const authz = (ip.authorizationPolicies ?? []).map((a) => `  ${p(a.action).padEnd(6)} ${p(a.name)} (${a.rules.length} rule${a.rules.length === 1 ? '' : 's'})`);
+      return head + `mTLS: ${p(ip.mtls?.mode ?? '-')}${ports.length ? ` (ports: ${ports.join(', ')})` : ''}\nauthorization policies: ${authz.length || 'none'}\n${authz.map((l) => l + '\n').join('')}JWT rules: ${(ip.jwtRules ?? []).length}\ntelemetry: ${telemetry}\n`;
     }
     case 'certs': {
       const c = v.cert;
       if (!c) return head + 'no certificate reported\n';
-      const root = c.chainRoot === null ? '' : `chains to: ${c.chainRoot ? short(c.chainRoot) : 'none of its anchors'}${c.chainsToCurrentAnchor === null ? '' : c.chainsToCurrentAnchor ? ' (a current trust anchor)' : ' (NOT a current trust anchor)'}\n`;
-      return head + `identity: ${c.identity ?? '-'}\nserial: ${c.serial}\nnot after: ${c.notAfter ?? '-'} (${untilText(c.notAfter, now)})\n${root}trusts: ${c.trusts.map(short).join(', ') || 'nothing'}\n`;
+      const root = c.chainRoot === null ? '' : `chains to: ${c.chainRoot ? p(short(c.chainRoot)) : 'none of its anchors'}${c.chainsToCurrentAnchor === null ? '' : c.chainsToCurrentAnchor ? ' (a current trust anchor)' : ' (NOT a current trust anchor)'}\n`;
+      return head + `identity: ${p(c.identity ?? '-')}\nserial: ${p(c.serial)}\nnot after: ${p(c.notAfter ?? '-')} (${p(untilText(c.notAfter, now))})\n${root}trusts: ${c.trusts.map((t) => p(short(t))).join(', ') || 'nothing'}\n`;
     }
   }
 }
@@ -146,7 +155,7 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
       for (const r of await replicasFrom(v)) {
         const res = await r.get(`/debug/proxy-config?pod=${encodeURIComponent(`${pod.namespace}/${pod.name}`)}`).catch((e: Error) => ({ status: 0, body: e.message }));
         if (res.status === 200) views.push(...(JSON.parse(res.body) as { proxies: ProxyConfigDump[] }).proxies.map((d) => fromControlPlane(d, r.name)));
-        else if (res.status !== 404) errors.push(`${r.name}: ${res.status ? `HTTP ${res.status} ` : ''}${res.body.trim().slice(0, 200)}`);
+        else if (res.status !== 404) errors.push(`${r.name}: ${res.status ? `HTTP ${res.status} ` : ''}${printable(res.body.trim().slice(0, 200))}`);
       }
       if (views.length === 0) {
         err(`wren proxy-config: no proxy of pod ${pod.namespace}/${pod.name} is connected to the control plane${errors.length ? ` (${errors.join('; ')})` : ''}\n`);
@@ -154,7 +163,8 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
       }
     }
   } catch (e) {
-    err(`wren proxy-config: ${(e as Error).message}\n`);
+    // The message may quote what the proxy answered (replicaJson: its status and body).
+    err(`wren proxy-config: ${printable((e as Error).message)}\n`);
     return 1;
   }
   if (v.output === 'json') {
