@@ -121,3 +121,25 @@ test('jwtRules survive the wire: model -> JSON -> the parser the proxy validates
   );
   expect(inboundPolicyFromJson(inboundPolicyToJson(withJwt), 'wire')).toEqual(withJwt);
 });
+
+/*
+ * A refused jwksUri is quoted in the refusal, which the control plane logs and lists
+ * (/debug/rejected, `wren check`) and `wren proxy` prints for its own config: a password in
+ * its userinfo, or a key in its query, was quoted with it (adv32).
+ */
+test.each([
+  ['https://svc:S3cr3t-pw@idp.example.com/jwks', 'S3cr3t-pw', '"https://REDACTED@idp.example.com/jwks"', 'no credentials'],
+  ['ftp://u:S3cr3t-pw@idp.example.com/k', 'S3cr3t-pw', '"ftp://REDACTED@idp.example.com/k"', 'no credentials'],
+  ['https://idp.example.com/jwks?api_key=S3cr3t-key x', 'S3cr3t-key', '"https://idp.example.com/jwks?…"', 'expected to match'],
+])('a refused jwksUri %s is quoted without its credentials', (jwksUri, secret, shown, why) => {
+  let problem = '';
+  try {
+    parseInboundPolicy({ mtls: { mode: 'STRICT' }, jwtRules: [{ issuer: 'https://a', jwksUri }] }, 'policy');
+  } catch (e) {
+    problem = (e as Error).message;
+  }
+  expect(problem).toContain('policy.jwtRules[0].jwksUri');
+  expect(problem).toContain(shown);
+  expect(problem).toContain(why);
+  expect(problem).not.toContain(secret);
+});

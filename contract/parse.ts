@@ -232,6 +232,22 @@ const nonEmpty = str({ pattern: /^\S(.*\S)?$/ });
 export const JWKS_URI = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/;
 
 /**
+ * A jwksUri. The refusal never quotes what would be a credential: a `user:password@` is
+ * what the pattern refuses, and a refusal is logged by the control plane, listed in its
+ * /debug/rejected and `wren check`, and printed by `wren proxy` for its own config, so the
+ * value is shown with its userinfo as `REDACTED@` (the access log's spelling) and without
+ * its query (an API key; how the proxy's logs show a jwksUri, jwks-source.ts uriShown).
+ */
+const jwksUri: Parser<string> = (raw, path) => {
+  if (typeof raw !== 'string' || JWKS_URI.test(raw)) return str()(raw, path);
+  const credentials = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(raw);
+  const shown = raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1REDACTED@').replace(/[?#][^]*$/, '?…');
+  const got = JSON.stringify(shown.length > 100 ? `${shown.slice(0, 100)}…` : shown);
+  const why = credentials ? ' (no credentials, user:password@: the proxy fetches it anonymously and shows it in logs and metrics)' : '';
+  return fail(path, `expected to match ${JWKS_URI}${why}, got ${got}`);
+};
+
+/**
  * An inline JWKS (RFC 7517 section 5): a JSON object with a `keys` list of public keys.
  * Symmetric (`kty: oct`) and private keys are refused: a JWKS names public keys, and an
  * HMAC key in it would let anyone who can read the policy mint tokens.
@@ -289,7 +305,7 @@ export const parseJwtRule: Parser<JwtRule> = map(
   obj({
     issuer: nonEmpty,
     audiences: arr(nonEmpty, { default: [] }),
-    jwksUri: unsetOr(str({ pattern: JWKS_URI }), ''),
+    jwksUri: unsetOr(jwksUri, ''),
     jwks: unsetOr(parseJwksText, ''),
     jwksFile: unsetOr(str({ pattern: /^\/\S+$/ }), ''),
     fromHeaders: arr(obj({ name: headerName, prefix: str({ default: '' }) }), { default: [] }),
