@@ -49,3 +49,9 @@ test('errors name the key and the field', () => {
   expect(problem({ '/app-health/web/readyz': { kind: 'http', port: 80, httpHeaders: [{ name: 'X A', value: 'v' }] } })).toMatch(/\.httpHeaders\[0\]\.name: expected to match/);
   expect(problem({ '/app-health/web/readyz': { kind: 'http', port: 80, httpHeaders: [{ name: 'X', value: 'a\nb' }] } })).toMatch(/\.httpHeaders\[0\]\.value: expected to match/);
 });
+
+test('a refused probe header value is not quoted: it may be a credential, and the refusal goes to the pod\'s log (adv32)', () => {
+  const p = problem({ '/app-health/web/readyz': { kind: 'http', port: 80, httpHeaders: [{ name: 'Authorization', value: 'Bearer S3cr3t-token\n' }] } });
+  expect(p).toMatch(/\.httpHeaders\[0\]\.value: expected to match .* with "\\n" at character 19$/);
+  expect(p).not.toContain('S3cr3t');
+});

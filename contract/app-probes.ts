@@ -63,6 +63,17 @@ const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** RFC 9110 field-value: visible characters, space and tab; no CR, LF or NUL (Node refuses them too). */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/**
+ * A probe header's value, refused without quoting it: it may be a credential (an
+ * `Authorization`; /config_dump shows probe header values redacted), and the refusal is
+ * printed by `wren proxy` at start, into the pod's log.
+ */
+const headerValue: Parser<string> = (raw, path) => {
+  const v = str()(raw, path);
+  const bad = v.search(/[^\t\x20-\x7e\x80-\xff]/);
+  return bad < 0 ? v : fail(path, `expected to match ${HEADER_VALUE}, got a value (not shown: it may be a credential) with ${JSON.stringify(v[bad])} at character ${bad}`);
+};
+
 const port = num({ int: true, min: 1, max: 65535 });
 /** kubelet's default and minimum are 1 s; a day is far beyond any probe period. */
 const timeoutSeconds = num({ int: true, min: 1, max: 86_400, default: 1 });
@@ -72,7 +83,7 @@ const http = obj({
   port,
   path: str({ default: '/', pattern: PROBE_TARGET }),
   scheme: literal(['HTTP', 'HTTPS'] as const, 'HTTP'),
-  httpHeaders: arr(obj({ name: str({ pattern: HEADER_NAME }), value: str({ pattern: HEADER_VALUE }) }), { default: [] }),
+  httpHeaders: arr(obj({ name: str({ pattern: HEADER_NAME }), value: headerValue }), { default: [] }),
   timeoutSeconds,
 });
 const tcp = obj({ kind: literal(['tcp'] as const), port, timeoutSeconds });
