@@ -106,3 +106,41 @@ test('the target options\' help says --namespace is for --kubernetes (elsewhere 
   await (await import('./proxy-status.js')).proxyStatusCommand(['--help'], (s) => void (out += s), () => undefined);
   expect(out).toContain("--namespace NS             with --kubernetes: the control plane's namespace");
 });
+
+/*
+ * --timeout is "per request", but it was node's socket idle timeout: an admin port (a
+ * compromised pod's, read with `wren proxy-config --admin`) that sends a byte now and then
+ * kept the command waiting for ever, and one that sends without end grew its memory until
+ * V8's string limit threw. Now the whole answer must arrive within the timeout, and an
+ * answer over MAX_ADMIN_ANSWER_BYTES is refused (adv32).
+ */
+test('directReplica: an answer that trickles past --timeout, or grows past the bound, is an error naming the address', async () => {
+  const { createServer } = await import('node:http');
+  const { directReplica, MAX_ADMIN_ANSWER_BYTES } = await import('./control-plane-admin.js');
+  const timers: NodeJS.Timeout[] = [];
+  const server = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    if (req.url === '/big') {
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      const more = (): void => {
+        while (!res.destroyed && res.write(chunk));
+        if (!res.destroyed) res.once('drain', more);
+      };
+      return more();
+    }
+    timers.push(setInterval(() => res.write(' '), 50));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  try {
+    const t0 = Date.now();
+    await expect(directReplica(address, 400).get('/trickle')).rejects.toThrow(`no complete answer from ${address} within 400 ms`);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(MAX_ADMIN_ANSWER_BYTES).toBe(256 << 20);
+    await expect(directReplica(address, 60_000, 4 << 20).get('/big')).rejects.toThrow(`the answer from ${address} is larger than 4 MiB`);
+  } finally {
+    timers.forEach(clearInterval);
+    server.closeAllConnections();
+    server.close();
+  }
+}, 30_000);

@@ -47,7 +47,14 @@ export function hostPort(address: string, flag: string): { host: string; port: n
   return { host: m[1].replace(/^\[|\]$/g, ''), port };
 }
 
-export function directReplica(address: string, timeoutMs: number): Replica {
+/**
+ * The largest answer the CLI reads from an admin port: far above any mesh's config dump
+ * (tens of MiB for 10,000 services), below V8's longest string (about 512 Mi characters),
+ * past which reading on threw a RangeError out of the command.
+ */
+export const MAX_ADMIN_ANSWER_BYTES = 256 << 20;
+
+export function directReplica(address: string, timeoutMs: number, maxBytes = MAX_ADMIN_ANSWER_BYTES): Replica {
   const { host, port } = hostPort(address, 'address');
   return {
     name: address,
@@ -55,15 +62,27 @@ export function directReplica(address: string, timeoutMs: number): Replica {
     get: async (path) => {
       const ip = isIP(host) || host === 'localhost' ? host : (await lookup(host)).address;
       return new Promise((resolve, reject) => {
-        const req = request({ host: ip, port, path, timeout: timeoutMs, headers: { host: `${ip.includes(':') ? `[${ip}]` : ip}:${port}` } }, (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (body += d));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        const req = request({ host: ip, port, path, headers: { host: `${ip.includes(':') ? `[${ip}]` : ip}:${port}` } }, (res) => {
+          const chunks: Buffer[] = [];
+          let bytes = 0;
+          res.on('data', (d: Buffer) => {
+            bytes += d.length;
+            if (bytes > maxBytes) return req.destroy(new Error(`the answer from ${address} is larger than ${maxBytes >> 20} MiB`));
+            chunks.push(d);
+          });
+          res.on('end', () => {
+            clearTimeout(deadline);
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
+          });
           res.on('error', reject);
         });
-        req.on('timeout', () => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)));
-        req.on('error', reject);
+        // --timeout bounds the whole request, the answer's last byte included: a socket idle
+        // timeout let an admin port that sends a byte now and then hold the command for ever.
+        const deadline = setTimeout(() => req.destroy(new Error(`no complete answer from ${address} within ${timeoutMs} ms`)), timeoutMs);
+        req.on('error', (e) => {
+          clearTimeout(deadline);
+          reject(e);
+        });
         req.end();
       });
     },
