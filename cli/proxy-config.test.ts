@@ -57,3 +57,18 @@ test('--admin: what the proxy answers is printed with the characters a terminal 
     server.close();
   }
 });
+
+test('--admin: an answer that is JSON but not a config dump is exit 1 saying so, not a stack trace (adv32)', async () => {
+  const { createServer } = await import('node:http');
+  const { proxyConfigCommand } = await import('./proxy-config.js');
+  const server = createServer((_req, res) => void res.writeHead(200).end(JSON.stringify({ version: 'v1', services: [{ name: 'a', namespace: 'b', ports: [{ port: 80 }] }] })));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const admin = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  try {
+    const err: string[] = [];
+    expect(await proxyConfigCommand(['web-0', 'clusters', '--admin', admin], () => undefined, (s) => void err.push(s))).toBe(1);
+    expect(err.join('')).toMatch(new RegExp(`^wren proxy-config: cannot show what proxy admin ${admin} answered: not a clusters view this CLI reads \\(.+\\)\\n$`));
+  } finally {
+    server.close();
+  }
+});

@@ -167,9 +167,18 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
     err(`wren proxy-config: ${printable((e as Error).message)}\n`);
     return 1;
   }
-  if (v.output === 'json') {
-    const pick = (x: ProxyView) => ({ from: x.from, version: x.version, ...(kind === 'clusters' ? { services: x.services } : kind === 'routes' ? { routes: Object.fromEntries(x.services.filter((s) => s.routes?.length).map((s) => [`${s.name}.${s.namespace}`, s.routes])) } : kind === 'policy' ? { policy: x.policy, telemetry: x.telemetry } : { cert: x.cert }) });
-    out(JSON.stringify(views.map(pick), null, 2) + '\n');
-  } else out(views.map((x) => formatView(x, kind, systemClock.wallNow())).join('\n'));
+  let text: string;
+  try {
+    if (v.output === 'json') {
+      const pick = (x: ProxyView) => ({ from: x.from, version: x.version, ...(kind === 'clusters' ? { services: x.services } : kind === 'routes' ? { routes: Object.fromEntries(x.services.filter((s) => s.routes?.length).map((s) => [`${s.name}.${s.namespace}`, s.routes])) } : kind === 'policy' ? { policy: x.policy, telemetry: x.telemetry } : { cert: x.cert }) });
+      text = JSON.stringify(views.map(pick), null, 2) + '\n';
+    } else text = views.map((x) => formatView(x, kind, systemClock.wallNow())).join('\n');
+  } catch (e) {
+    // The answer parsed as JSON but is not the shape of a config dump (another server on
+    // that port, another version, a proxy that lies): said so, not a stack trace.
+    err(`wren proxy-config: cannot show what ${printable(views.map((x) => x.from).join(', '))} answered: not a ${kind} view this CLI reads (${printable((e as Error).message)})\n`);
+    return 1;
+  }
+  out(text);
   return 0;
 }
