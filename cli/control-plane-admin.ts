@@ -78,7 +78,7 @@ export function directReplica(address: string, timeoutMs: number, maxBytes = MAX
         });
         // --timeout bounds the whole request, the answer's last byte included: a socket idle
         // timeout let an admin port that sends a byte now and then hold the command for ever.
-        const deadline = setTimeout(() => req.destroy(new Error(`no complete answer from ${address} within ${timeoutMs} ms`)), timeoutMs);
+        const deadline = setTimeout(() => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)), timeoutMs);
         req.on('error', (e) => {
           clearTimeout(deadline);
           reject(e);
