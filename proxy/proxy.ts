@@ -42,6 +42,7 @@ import { AppProber } from './admin/app-prober.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
 import { RateLimiter } from './ratelimit/rate-limiter.js';
 import { JwksRegistry, policyShown } from './policy/jwks-source.js';
+import { redactQuery } from './access-log/redact-query.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
 import type { AddressInfo, Socket } from 'node:net';
@@ -568,8 +569,9 @@ export class Proxy {
         ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined,
         // A jwksUri's query may carry an API key: shown as the logs show it (jwks-source.ts uriShown).
         policy: policyShown(rest.policy),
-        // A probe header may carry a credential (Authorization): names only.
-        appProbes: Object.fromEntries([...rest.appProbes].map(([k, p]) => [k, p.kind === 'http' ? { ...p, headers: p.headers.map((h) => ({ name: h.name, value: '(redacted)' })) } : p])),
+        // A probe header may carry a credential (Authorization): names only. So may its path's
+        // query (?access_token=): redacted as the access log redacts it.
+        appProbes: Object.fromEntries([...rest.appProbes].map(([k, p]) => [k, p.kind === 'http' ? { ...p, path: redactQuery(p.path), headers: p.headers.map((h) => ({ name: h.name, value: '(redacted)' })) } : p])),
       },
       services: this.routes.snapshot.services,
       inboundPolicy: policyShown(this.inboundPolicy.policy),

@@ -12,6 +12,8 @@ import type { Proxy } from '../proxy/proxy.js';
  * `source` label of wren_jwks_fetches_total show it without its query (jwks-source.ts
  * uriShown). The admin /config_dump, which `wren proxy-config --admin` prints, showed it
  * whole, in the local policy (bootstrap.policy) and in the policy in force (inboundPolicy).
+ * The same for a kubelet probe's path: its credential query parameters are shown as the
+ * access log shows them (REDACTED), as its header values are.
  * A real sidecar, its JWKS URL a local server that answers 500 (so the fetch is logged),
  * fetched for a token a calling sidecar forwards.
  */
@@ -31,7 +33,9 @@ beforeAll(async () => {
   jwksUri = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json?api_key=${SECRET}`;
   const policy = { mtls: { mode: 'STRICT' }, jwtRules: [{ issuer: 'https://id.example.com', jwksUri }] };
   app = await fakeApp('checkout');
-  proxy = await startProxy({ pki, serviceAccount: 'checkout', logs, config: { policy, requestAuthn: { jwksRetryMs: '1h' } } });
+  // A kubelet probe whose path carries a token in its query (the access log's credential parameters).
+  const appProbes = { '/app-health/checkout/readyz': { kind: 'http', port: 8080, path: `/healthz?access_token=${SECRET}&x=1`, httpHeaders: [{ name: 'Authorization', value: `Bearer ${SECRET}` }] } };
+  proxy = await startProxy({ pki, serviceAccount: 'checkout', logs, config: { policy, appProbes, requestAuthn: { jwksRetryMs: '1h' } } });
   client = await startProxy({ pki, serviceAccount: 'web', services: [meshService('checkout', 80, [{ appPort: app.port, proxy }])] });
 });
 
@@ -57,6 +61,7 @@ test('no admin response, CLI output or log line carries the query of a jwksUri; 
   const dump = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/config_dump`)).text();
   const shown = jwksUri.replace(/\?.*/, '?…');
   expect(JSON.parse(dump)).toMatchObject({ inboundPolicy: { jwtRules: [{ jwksUri: shown }] }, bootstrap: { policy: { jwtRules: [{ jwksUri: shown }] } } });
+  expect(JSON.parse(dump)).toMatchObject({ bootstrap: { appProbes: { '/app-health/checkout/readyz': { path: '/healthz?access_token=REDACTED&x=1', headers: [{ name: 'Authorization', value: '(redacted)' }] } } } });
   const out: string[] = [];
   expect(await proxyConfigCommand(['checkout', 'policy', '--admin', `127.0.0.1:${proxy.adminPort}`, '-o', 'json'], (s) => void out.push(s), (s) => void out.push(s))).toBe(0);
   expect(out.join('')).toContain(shown);
