@@ -5,6 +5,7 @@ import { mutate } from './admission.js';
 import { applyPatch, type JsonPatchOp } from './json-patch.js';
 import { proxyConfigFromEnv } from '../../proxy/config/proxy-config.js';
 import { iptablesCommand } from '../../cli/iptables.js';
+import { duration } from '../../common/schema.js';
 
 /** Apply with the real fast-json-patch library (validating every op), not our own applier. */
 const apply = (pod: V1Pod, patch: JsonPatchOp[]): V1Pod =>
@@ -259,9 +260,20 @@ describe('the sidecar\'s drain (shutdown.gracePeriodMs, shutdown.minDrainMs) fro
     expect(injectPod(long, { nativeSidecars: false }).warnings).toContainEqual(expect.stringMatching(/^wren\.io\/proxy-min-drain: "40s" is longer than the proxy's grace period \(25s/));
     expect(shutdownOf(long, false)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 25_000 });
     expect(shutdownOf(annotated('40s', { terminationGracePeriodSeconds: 60 }), false)).toEqual({ gracePeriodMs: 55_000, minDrainMs: 40_000 });
-    for (const bad of ['20', 'soon', '-1s', '2h']) {
-      expect(injectPod(annotated(bad), { nativeSidecars: false }).warnings).toContainEqual(`wren.io/proxy-min-drain: ignoring ${JSON.stringify(bad)} (expected a duration like "10s", "500ms" or "1m")`);
+    for (const bad of ['soon', '-1s', '2 s', '5d', '']) {
+      expect(injectPod(annotated(bad), { nativeSidecars: false }).warnings).toContainEqual(`wren.io/proxy-min-drain: ignoring ${JSON.stringify(bad)} (expected a duration like "250ms", "1s", "5m" or milliseconds, got ${JSON.stringify(bad.trim())})`);
       expect(shutdownOf(annotated(bad), false).minDrainMs).toBe(5000);
+    }
+  });
+
+  test('wren.io/proxy-min-drain takes the config\'s one duration grammar (common/schema duration()): what shutdown.minDrainMs accepts, the annotation does', () => {
+    const annotated = (v: string) => pod({ annotations: { 'wren.io/proxy-min-drain': v }, spec: { terminationGracePeriodSeconds: 7200 } });
+    // Each was refused ("ignoring ...") by the injector's own narrower grammar, though valid config.
+    for (const [v, ms] of [['1.5s', 1500], ['1h', 3_600_000], ['2500', 2500], ['2500.5', 2500.5], ['1234567ms', 1_234_567], [' 20s ', 20_000]] as const) {
+      expect(injectPod(annotated(v), { nativeSidecars: false }).warnings).toEqual([]);
+      expect(shutdownOf(annotated(v), false).minDrainMs).toBe(ms);
+      // The same value as the config reads it (a bare number there is a YAML number).
+      expect(duration()(/^[\d.]+$/.test(v) ? Number(v) : v.trim(), 'shutdown.minDrainMs')).toBe(ms);
     }
   });
 });

@@ -6,6 +6,7 @@ import { podWorkload } from '../translate/pod-workload.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
 import { telemetryEnv } from './telemetry-annotations.js';
 import { rewriteProbes } from './probe-rewrite.js';
+import { ConfigError, duration } from '../../common/schema.js';
 
 export interface InjectResult {
   readonly patch: JsonPatchOp[];
@@ -170,15 +171,31 @@ function shutdownSettings(pod: V1Pod, o: InjectOptions, warnings: string[]): Non
   // period, which the proxy would refuse at start (a crash-looping sidecar, not a warning).
   const a = pod.metadata?.annotations?.[A.minDrain];
   if (a !== undefined) {
-    const m = /^(\d{1,6})(ms|s|m)$/.exec(a.trim());
-    const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2] as 'ms' | 's' | 'm'] : undefined;
-    if (ms === undefined) warnings.push(`${A.minDrain}: ignoring ${JSON.stringify(a)} (expected a duration like "10s", "500ms" or "1m")`);
-    else if (ms > graceMs) {
+    const ms = annotationDuration(a, A.minDrain, warnings);
+    if (ms !== undefined && ms > graceMs) {
       warnings.push(`${A.minDrain}: ${JSON.stringify(a)} is longer than the proxy's grace period (${graceMs / 1000}s, from terminationGracePeriodSeconds), so the minimum drain is ${graceMs / 1000}s: raise terminationGracePeriodSeconds`);
       return { gracePeriod, minDrain: gracePeriod };
-    } else return { gracePeriod, minDrain: `${ms}ms` };
+    }
+    if (ms !== undefined) return { gracePeriod, minDrain: `${ms}ms` };
   }
   return { gracePeriod, ...(o.nativeSidecars ? { minDrain: '0s' } : {}) };
+}
+
+/**
+ * A duration annotation read with the config's one grammar (common/schema.ts duration():
+ * "250ms", "1.5s", "5m", "1h"), so a value valid in the proxy's shutdown.minDrainMs is valid
+ * here; a bare number is milliseconds, as the config's YAML number is. Malformed: undefined,
+ * with a warning naming the annotation and the grammar's own problem.
+ */
+function annotationDuration(raw: string, key: string, warnings: string[]): number | undefined {
+  const text = raw.trim();
+  try {
+    return duration()(/^\d+(\.\d+)?$/.test(text) ? Number(text) : text, key);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    warnings.push(`${key}: ignoring ${JSON.stringify(raw)} (${e.problem})`);
+    return undefined;
+  }
 }
 
 /**
