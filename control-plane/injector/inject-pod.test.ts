@@ -266,6 +266,32 @@ describe('the sidecar\'s drain (shutdown.gracePeriodMs, shutdown.minDrainMs) fro
     }
   });
 
+  test('classic: an app container\'s preStop sleep (which holds back its SIGTERM, not the proxy\'s) is added to the minimum drain; capped at the grace period with a warning', () => {
+    const hooked = (preStop: object, spec: Partial<V1Pod['spec']> = {}, annotations?: Record<string, string>) => {
+      const p = pod({ spec, ...(annotations ? { annotations } : {}) });
+      p.spec!.containers.push({ name: 'worker', image: 'w:1', lifecycle: { preStop } as V1Container['lifecycle'] });
+      return p;
+    };
+    // kubelet runs the app's 15 s sleep, then SIGTERMs it; the app's own shutdown (5 s, the proxy's default) follows.
+    expect(shutdownOf(hooked({ sleep: { seconds: 15 } }), false)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 20_000 });
+    expect(shutdownOf(hooked({ exec: { command: ['sleep', '10'] } }), false).minDrainMs).toBe(15_000);
+    expect(shutdownOf(hooked({ exec: { command: ['/bin/sh', '-c', 'sleep 12s && kill -TERM 1'] } }), false).minDrainMs).toBe(17_000);
+    // A hook whose length cannot be read leaves the proxy's default.
+    expect(shutdownOf(hooked({ exec: { command: ['/app/stop'] } }), false).minDrainMs).toBe(5000);
+    expect(shutdownOf(hooked({ exec: { command: ['sh', '-c', 'curl -X POST localhost/stop; sleep 5'] } }), false).minDrainMs).toBe(5000);
+    // Past the grace period: the grace period, with a warning naming the container.
+    const long = hooked({ sleep: { seconds: 25 } });
+    expect(shutdownOf(long, false)).toEqual({ gracePeriodMs: 25_000, minDrainMs: 25_000 });
+    expect(injectPod(long, { nativeSidecars: false }).warnings).toContainEqual(expect.stringMatching(/^container worker's preStop sleep \(25s\) and the app's shutdown after it need a minimum drain of 30s, longer than the proxy's grace period \(25s/));
+    expect(shutdownOf(hooked({ sleep: { seconds: 25 } }, { terminationGracePeriodSeconds: 60 }), false).minDrainMs).toBe(30_000);
+    // Native: the kubelet stops the sidecar only after the app containers exited, preStop included.
+    expect(shutdownOf(hooked({ sleep: { seconds: 15 } }), true).minDrainMs).toBe(0);
+    // The annotation wins, warned when shorter than the sleep.
+    const shortAnn = hooked({ sleep: { seconds: 15 } }, {}, { 'wren.io/proxy-min-drain': '8s' });
+    expect(shutdownOf(shortAnn, false).minDrainMs).toBe(8000);
+    expect(injectPod(shortAnn, { nativeSidecars: false }).warnings).toContainEqual('wren.io/proxy-min-drain: "8s" is shorter than container worker\'s preStop sleep (15s): the proxy\'s outbound closes before that container is even sent SIGTERM');
+  });
+
   test('wren.io/proxy-min-drain takes the config\'s one duration grammar (common/schema duration()): what shutdown.minDrainMs accepts, the annotation does', () => {
     const annotated = (v: string) => pod({ annotations: { 'wren.io/proxy-min-drain': v }, spec: { terminationGracePeriodSeconds: 7200 } });
     // Each was refused ("ignoring ...") by the injector's own narrower grammar, though valid config.

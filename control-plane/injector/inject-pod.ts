@@ -1,4 +1,4 @@
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { A, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, quantityValue } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
@@ -170,15 +170,69 @@ function shutdownSettings(pod: V1Pod, o: InjectOptions, warnings: string[]): Non
   // proxy-wait-before-exit-seconds): honoured in both modes, as asked; never past the grace
   // period, which the proxy would refuse at start (a crash-looping sidecar, not a warning).
   const a = pod.metadata?.annotations?.[A.minDrain];
+  // Classic: the kubelet runs each container's preStop hook before its SIGTERM, all
+  // containers at once (kuberuntime killContainer), so the proxy, which has none, is
+  // SIGTERM'd while the app is still in its preStop: an app sleeping 15 s there (the usual
+  // wait for endpoint removal) was SIGTERM'd 10 s after the proxy's 5 s minimum drain had
+  // closed its outbound, and its own shutdown calls failed. Istio's terminationDrainDuration
+  // and Linkerd's proxy-wait-before-exit-seconds are fixed values the user must raise; the
+  // sleep is in the spec, so the default covers it: the longest sleep plus the proxy's own
+  // 5 s for the app's shutdown after its SIGTERM.
+  const sleep = o.nativeSidecars ? undefined : longestPreStopSleep(pod);
   if (a !== undefined) {
     const ms = annotationDuration(a, A.minDrain, warnings);
     if (ms !== undefined && ms > graceMs) {
       warnings.push(`${A.minDrain}: ${JSON.stringify(a)} is longer than the proxy's grace period (${graceMs / 1000}s, from terminationGracePeriodSeconds), so the minimum drain is ${graceMs / 1000}s: raise terminationGracePeriodSeconds`);
       return { gracePeriod, minDrain: gracePeriod };
     }
-    if (ms !== undefined) return { gracePeriod, minDrain: `${ms}ms` };
+    if (ms !== undefined) {
+      if (sleep && ms < sleep.ms)
+        warnings.push(`${A.minDrain}: ${JSON.stringify(a)} is shorter than container ${sleep.container}'s preStop sleep (${sleep.ms / 1000}s): the proxy's outbound closes before that container is even sent SIGTERM`);
+      return { gracePeriod, minDrain: `${ms}ms` };
+    }
   }
-  return { gracePeriod, ...(o.nativeSidecars ? { minDrain: '0s' } : {}) };
+  if (o.nativeSidecars) return { gracePeriod, minDrain: '0s' };
+  if (!sleep) return { gracePeriod };
+  const wanted = sleep.ms + DEFAULT_MIN_DRAIN_MS;
+  if (wanted > graceMs)
+    warnings.push(`container ${sleep.container}'s preStop sleep (${sleep.ms / 1000}s) and the app's shutdown after it need a minimum drain of ${wanted / 1000}s, longer than the proxy's grace period (${graceMs / 1000}s, from terminationGracePeriodSeconds), so the proxy's outbound stays up ${graceMs / 1000}s: raise terminationGracePeriodSeconds`);
+  return { gracePeriod, minDrain: `${Math.min(wanted, graceMs)}ms` };
+}
+
+/** The proxy's own default minimum drain (proxy-config.ts DEFAULT_MIN_DRAIN_MS; Istio's terminationDrainDuration). */
+const DEFAULT_MIN_DRAIN_MS = 5000;
+
+/** `sleep 15`, `/bin/sleep 15s`: what a preStop's shell runs first, in seconds (coreutils sleep's plain and `s` forms). */
+const SLEEP_WORDS = /^\s*(?:exec\s+)?(?:\/usr)?(?:\/bin\/)?sleep\s+(\d+(?:\.\d+)?)s?(?:\s*(?:$|[;&|]))/;
+const SHELLS = /^(?:\/usr)?(?:\/bin\/)?(?:sh|bash|ash|dash)$/;
+
+/**
+ * How long an app container's preStop hook holds back its SIGTERM, when the spec says: the
+ * `sleep` action (KEP-3960), an exec of `sleep N`, or a shell's `-c "sleep N; ..."`. Other
+ * hooks (an httpGet, another command) have no length the injector can read.
+ */
+function preStopSleepMs(c: V1Container): number | undefined {
+  const hook = c.lifecycle?.preStop;
+  if (!hook) return undefined;
+  const seconds = hook.sleep?.seconds;
+  if (typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0) return seconds * 1000;
+  const cmd = hook.exec?.command;
+  if (!Array.isArray(cmd) || cmd.length === 0) return undefined;
+  const [bin, ...args] = cmd;
+  let text: string | undefined;
+  if (/^(?:\/usr)?(?:\/bin\/)?sleep$/.test(bin) && args.length === 1) text = `sleep ${args[0]}`;
+  else if (SHELLS.test(bin) && args.length === 2 && args[0] === '-c') text = args[1];
+  const m = text === undefined ? null : SLEEP_WORDS.exec(text);
+  return m ? Number(m[1]) * 1000 : undefined;
+}
+
+function longestPreStopSleep(pod: V1Pod): { container: string; ms: number } | undefined {
+  let best: { container: string; ms: number } | undefined;
+  for (const c of pod.spec?.containers ?? []) {
+    const ms = preStopSleepMs(c);
+    if (ms !== undefined && (!best || ms > best.ms)) best = { container: c.name, ms };
+  }
+  return best;
 }
 
 /**
