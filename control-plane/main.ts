@@ -49,6 +49,8 @@ export interface ControlPlaneArgs {
     /** Where injected sidecars send their spans (--proxy-trace-collector; '' = nowhere). */
     readonly proxyTraceCollector: string;
     readonly proxyTraceCollectorPlaintext: boolean;
+    /** How sidecars are injected (--sidecar-mode): native (Kubernetes >= 1.29) or classic; a pod's wren.io/sidecar-mode wins. */
+    readonly sidecarMode: 'native' | 'classic';
   } | null;
   /** Mesh-wide health-based withdrawal (docs/control-plane.md). */
   readonly healthWithdrawal: WithdrawalSettings;
@@ -120,6 +122,10 @@ Sidecar injector (AdmissionReview v1 over HTTPS; see docs/kubernetes.md):
                                 (WREN_TRACING_COLLECTOR; default none: sampling is still
                                 decided and propagated, no span is recorded)
   --proxy-trace-collector-plaintext  the sidecars reach it in plaintext (default TLS, system roots)
+  --sidecar-mode native|classic  native: the proxy is an init container with restartPolicy Always
+                                (default; needs Kubernetes 1.29+, older API servers refuse the
+                                pod); classic: the first app container, for 1.28 and older.
+                                A pod's wren.io/sidecar-mode annotation wins
 
 Health-based withdrawal (proxies' HealthReports take an endpoint out mesh-wide; docs/control-plane.md):
   --health-withdrawal on|off    act on reports (default on; off: keep and show them only)
@@ -172,6 +178,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let webhookOff = false;
   let proxyTraceCollector = '';
   let proxyTracePlaintext = false;
+  let sidecarMode: 'native' | 'classic' | null = null;
   let help = false;
   let traceCollector: string | null = null;
   let tracePlaintext = false;
@@ -327,6 +334,12 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--proxy-trace-collector-plaintext':
         proxyTracePlaintext = true;
         break;
+      case '--sidecar-mode': {
+        const v = value();
+        if (v !== 'native' && v !== 'classic') throw new UsageError(`--sidecar-mode: expected native or classic, got ${JSON.stringify(v)}`);
+        sidecarMode = v;
+        break;
+      }
       case '--trace-collector-plaintext':
         tracePlaintext = true;
         break;
@@ -349,10 +362,11 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   if (!traceCollector && (tracePlaintext || traceCa)) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca need --trace-collector');
   if (proxyTracePlaintext && !proxyTraceCollector) throw new UsageError('--proxy-trace-collector-plaintext needs --proxy-trace-collector');
   if ((proxyTraceCollector || proxyTracePlaintext) && !webhookListen) throw new UsageError('--proxy-trace-collector configures injected sidecars: it needs --webhook-listen');
+  if (sidecarMode !== null && !webhookListen && !webhookOff) throw new UsageError('--sidecar-mode configures injected sidecars: it needs --webhook-listen');
   if (tracePlaintext && traceCa) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca are exclusive');
   return {
     source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
-    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext } : null,
+    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'native' } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, tokenReview, namespace, writeTrustBundle },
   };
@@ -430,6 +444,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
           get trustBundlePem() { return issuer.trustBundlePem; },
           proxyTraceCollector: args.webhook.proxyTraceCollector,
           proxyTraceCollectorPlaintext: args.webhook.proxyTraceCollectorPlaintext,
+          nativeSidecars: args.webhook.sidecarMode === 'native',
         },
         logger,
       });

@@ -14,6 +14,11 @@ export const A = {
   memoryLimit: 'wren.io/proxy-memory-limit',
   logLevel: 'wren.io/proxy-log-level',
   concurrency: 'wren.io/proxy-concurrency',
+  /**
+   * "native" or "classic": this pod's sidecar mode, over the injector's (--sidecar-mode;
+   * Istio's sidecar.istio.io/nativeSidecar). Native sidecars need Kubernetes 1.29+.
+   */
+  sidecarMode: 'wren.io/sidecar-mode',
   /** The classic sidecar's minimum drain after SIGTERM (the proxy's shutdown.minDrainMs; Istio's terminationDrainDuration, Linkerd's proxy-wait-before-exit-seconds). */
   minDrain: 'wren.io/proxy-min-drain',
   meshHttp1: 'wren.io/mesh-http1',

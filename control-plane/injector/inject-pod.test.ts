@@ -328,6 +328,27 @@ describe('classic sidecar (Kubernetes < 1.29)', () => {
   });
 });
 
+describe('wren.io/sidecar-mode: one pod\'s mode over the injector\'s (--sidecar-mode; Istio\'s sidecar.istio.io/nativeSidecar)', () => {
+  const mode = (v: string) => pod({ annotations: { 'wren.io/sidecar-mode': v } });
+  const where = (p: V1Pod, native: boolean) => {
+    const out = apply(p, injectPod(p, { nativeSidecars: native }).patch);
+    return { init: out.spec?.initContainers?.map((c) => c.name), containers: out.spec?.containers.map((c) => c.name) };
+  };
+  test('classic on a native injector: the proxy is the first app container, with its postStart await', () => {
+    expect(where(mode('classic'), true)).toEqual({ init: ['wren-init'], containers: ['wren-proxy', 'app'] });
+    const out = apply(mode('classic'), injectPod(mode('classic')).patch);
+    expect(out.spec!.containers[0].lifecycle?.postStart?.exec?.command).toContain('await');
+    expect(out.metadata?.annotations?.['kubectl.kubernetes.io/default-container']).toBe('app');
+  });
+  test('native on a classic injector (--sidecar-mode classic): an init container with restartPolicy Always', () => {
+    expect(where(mode('native'), false)).toEqual({ init: ['wren-init', 'wren-proxy'], containers: ['app'] });
+  });
+  test('another value is ignored with a warning; the injector\'s mode applies', () => {
+    expect(injectPod(mode('Classic'), { nativeSidecars: true }).warnings).toContain('wren.io/sidecar-mode: ignoring "Classic" (expected native or classic); the injector\'s native mode applies');
+    expect(where(mode('Classic'), true)).toEqual({ init: ['wren-init', 'wren-proxy'], containers: ['app'] });
+  });
+});
+
 describe('the proxy\'s ports (InjectOptions)', () => {
   test('every port the proxy is told reaches wren iptables: its rules exclude the proxy\'s own ports, not the defaults', async () => {
     const ports = { inboundPort: 16006, outboundPort: 16001, adminPort: 16000, metricsPort: 16020 };

@@ -294,10 +294,11 @@ function resourcePair(
  * (idempotent: the proxy container and the `wren.io/injected` annotation are markers).
  */
 export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): InjectResult {
-  const o = resolveInjectOptions(partial);
+  const resolved = resolveInjectOptions(partial);
   const warnings: string[] = [];
-  const d = decide(pod, o, warnings);
+  const d = decide(pod, resolved, warnings);
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
+  const o = sidecarMode(pod, resolved, warnings);
   const spec = pod.spec!;
   const probes = rewriteProbes(pod, o.metricsPort, warnings);
   const ic = interception(pod, warnings, probes.skipInboundPorts);
@@ -330,6 +331,22 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
 
   return { patch, injected: true, reason: d.reason, warnings };
+}
+
+/**
+ * The pod's wren.io/sidecar-mode over the injector's nativeSidecars (--sidecar-mode), as
+ * Istio's sidecar.istio.io/nativeSidecar overrides its ENABLE_NATIVE_SIDECARS: one workload
+ * can go classic (a cluster whose nodes are older than its API server, software that
+ * expects the proxy among spec.containers) or native while the rest stays as installed.
+ */
+function sidecarMode(pod: V1Pod, o: InjectOptions, warnings: string[]): InjectOptions {
+  const v = pod.metadata?.annotations?.[A.sidecarMode];
+  if (v === undefined) return o;
+  if (v !== 'native' && v !== 'classic') {
+    warnings.push(`${A.sidecarMode}: ignoring ${JSON.stringify(v)} (expected native or classic); the injector's ${o.nativeSidecars ? 'native' : 'classic'} mode applies`);
+    return o;
+  }
+  return Object.freeze({ ...o, nativeSidecars: v === 'native' });
 }
 
 /**
