@@ -29,6 +29,47 @@ test('warnings for malformed annotations are passed back to kubectl', () => {
   expect(mutate(review(p)).response?.warnings).toEqual(['wren.io/proxy-cpu-limit: ignoring malformed quantity "fast"']);
 });
 
+/** The pod as the API server stores it: the response's patch applied with fast-json-patch (every op validated). */
+const patched = (object: unknown): { metadata?: { annotations?: Record<string, string> }; spec?: unknown } => {
+  const r = mutate(review(object)).response!;
+  return r.patch ? fjp.applyPatch(structuredClone(object), JSON.parse(Buffer.from(r.patch, 'base64').toString('utf8')), true, false).newDocument as never : object as never;
+};
+const owned = { name: 'web-7d9c', kind: 'ReplicaSet', apiVersion: 'apps/v1', uid: 'r-1', controller: true };
+
+test('a controller\'s pod keeps the warnings in wren.io/inject-warnings: the API server returns them to the ReplicaSet controller, not the user', () => {
+  const p = { ...pod, metadata: { generateName: 'web-7d9c-', ownerReferences: [owned], annotations: { 'wren.io/proxy-cpu-limit': 'fast', 'wren.io/proxy-log-level': 'loud' } } };
+  const out = patched(p);
+  expect(out.metadata?.annotations?.['wren.io/inject-warnings']).toBe('wren.io/proxy-cpu-limit: ignoring malformed quantity "fast"\nwren.io/proxy-log-level: ignoring "loud" (expected debug, info, warn or error)');
+  expect(out.metadata?.annotations?.['wren.io/injected']).toBe('true');
+  // No warning, no annotation.
+  expect(patched(pod).metadata?.annotations?.['wren.io/inject-warnings']).toBeUndefined();
+});
+
+test('a pod not injected because of what it asked keeps the warning saying why, whether it had annotations or not', () => {
+  const asked = { ...pod, metadata: { generateName: 'web-', ownerReferences: [owned], labels: { 'wren.io/inject': 'false' } } };
+  const res = mutateWithReason(review(asked));
+  expect(res.injected).toBe(false);
+  const out = patched(asked);
+  expect(out.metadata?.annotations).toEqual({ 'wren.io/inject-warnings': 'wren.io/inject: "false" is neither enabled nor disabled; the pod is not injected' });
+  expect(out.spec).toEqual(pod.spec);
+  const withAnnotations = { ...asked, metadata: { ...asked.metadata, annotations: { team: 'a' } } };
+  expect(patched(withAnnotations).metadata?.annotations).toEqual({ team: 'a', 'wren.io/inject-warnings': expect.stringMatching(/^wren\.io\/inject: "false"/) });
+});
+
+test('the warnings annotation is bounded: long warnings cut, the rest counted, and none when the pod\'s annotations are near the API server\'s 256 KiB', () => {
+  const long = 'x'.repeat(3000);
+  const p = { ...pod, metadata: { annotations: { 'wren.io/skip-inbound-ports': long, 'wren.io/skip-outbound-ports': long, 'wren.io/skip-outbound-cidrs': long, 'wren.io/egress-services': `${long}!`, 'wren.io/proxy-cpu-limit': long, 'wren.io/proxy-memory-limit': long, 'wren.io/proxy-concurrency': long, 'wren.io/proxy-log-level': long, 'wren.io/mesh-http1': long, 'wren.io/mesh-http2': long } } };
+  expect(mutate(review(p)).response?.warnings?.length).toBe(10);
+  const value = patched(p).metadata!.annotations!['wren.io/inject-warnings'];
+  expect(value.length).toBeLessThanOrEqual(4000 + 50);
+  const lines = value.split('\n');
+  expect(lines.every((l) => l.length <= 500)).toBe(true);
+  expect(lines[lines.length - 1]).toMatch(/^\(\d+ more in the control plane's log\)$/);
+  const full = { ...pod, metadata: { annotations: { big: 'y'.repeat(255 * 1024), 'wren.io/proxy-cpu-limit': 'fast' } } };
+  expect(patched(full).metadata?.annotations?.['wren.io/inject-warnings']).toBeUndefined();
+  expect(patched(full).metadata?.annotations?.['wren.io/injected']).toBe('true');
+});
+
 test('a pod the injector cannot read is refused with the field path (a 400 from the server), not a TypeError (a 500)', () => {
   expect(() => mutate(review({ ...pod, metadata: { annotations: { 'wren.io/skip-inbound-ports': 8080 } } }))).toThrow(
     new AdmissionError('request.object.metadata.annotations["wren.io/skip-inbound-ports"]: expected a string, got number 8080 (quote it in YAML)'),

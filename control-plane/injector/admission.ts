@@ -2,6 +2,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { injectPod } from './inject-pod.js';
 import { podShapeProblem } from './pod-shape.js';
 import type { InjectOptions } from './options.js';
+import { A } from './annotations.js';
+import { escapePointer, type JsonPatchOp } from './json-patch.js';
 
 /**
  * AdmissionReview v1 for the mutating webhook
@@ -62,9 +64,46 @@ export function mutateWithReason(review: unknown, opts: Partial<InjectOptions> =
   if (shape !== null) throw new AdmissionError(`request.object.${shape}`);
   const res = injectPod(pod, req.namespace ? { ...opts, namespace: req.namespace } : opts);
   const warnings = res.warnings.length ? { warnings: res.warnings } : {};
-  if (!res.injected || res.patch.length === 0) return reply(warnings, false, res.reason);
-  const patch = Buffer.from(JSON.stringify(res.patch)).toString('base64');
-  return reply({ patchType: 'JSONPatch', patch, ...warnings }, true, res.reason);
+  const ops = [...res.patch, ...warningsAnnotation(pod, res.injected, res.warnings)];
+  if (ops.length === 0) return reply(warnings, res.injected, res.reason);
+  const patch = Buffer.from(JSON.stringify(ops)).toString('base64');
+  return reply({ patchType: 'JSONPatch', patch, ...warnings }, res.injected, res.reason);
+}
+
+/** What the warnings annotation holds at most; the rest is in the control plane's `injected` / `not injected` log line. */
+const MAX_WARNINGS_CHARS = 4000;
+/** One warning's share: a malformed annotation is quoted in its warning, and may be long. */
+const MAX_WARNING_CHARS = 500;
+/** apimachinery ValidateAnnotationsSize: all of an object's keys and values together (TotalAnnotationSizeLimitB). */
+const ANNOTATIONS_LIMIT_BYTES = 256 * 1024;
+
+/**
+ * The admission warnings as a pod annotation (wren.io/inject-warnings, one a line). The API
+ * server returns a webhook's warnings to whoever made the request, and for a pod a
+ * Deployment, a Job or a StatefulSet creates that is the controller, which drops them: the
+ * user who wrote the bad annotation never sees them (Linkerd records an Event on the
+ * workload instead; an annotation needs no RBAC and no write outside the admission, so
+ * the webhook keeps sideEffects: None). Kept within the API server's limit on a pod's
+ * annotations, which would otherwise refuse the pod the warnings are about.
+ */
+function warningsAnnotation(pod: V1Pod, injected: boolean, warnings: readonly string[]): JsonPatchOp[] {
+  if (warnings.length === 0) return [];
+  const lines: string[] = [];
+  let size = 0;
+  for (const w of warnings) {
+    const line = w.length > MAX_WARNING_CHARS ? `${w.slice(0, MAX_WARNING_CHARS - 1)}…` : w;
+    if (size + line.length + 1 > MAX_WARNINGS_CHARS) break;
+    lines.push(line);
+    size += line.length + 1;
+  }
+  if (lines.length < warnings.length) lines.push(`(${warnings.length - lines.length} more in the control plane's log)`);
+  const value = lines.join('\n');
+  const existing = Object.entries(pod.metadata?.annotations ?? {}).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  // 1 KiB for the injector's own marks (wren.io/injected, prometheus.io/*, the default container).
+  if (existing + Buffer.byteLength(A.injectWarnings) + Buffer.byteLength(value) + 1024 > ANNOTATIONS_LIMIT_BYTES) return [];
+  // An injected pod's patch has made metadata.annotations already (inject-pod.ts marks).
+  if (injected || pod.metadata?.annotations) return [{ op: 'add', path: `/metadata/annotations/${escapePointer(A.injectWarnings)}`, value }];
+  return [...(pod.metadata ? [] : [{ op: 'add' as const, path: '/metadata', value: {} }]), { op: 'add', path: '/metadata/annotations', value: { [A.injectWarnings]: value } }];
 }
 
 export function mutate(review: unknown, opts: Partial<InjectOptions> = {}): AdmissionReview {

@@ -8,6 +8,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 export const A = {
   inject: 'wren.io/inject',
   injected: 'wren.io/injected',
+  /** Set by the webhook: its admission warnings, one a line, where a controller's pod keeps them (admission.ts). */
+  injectWarnings: 'wren.io/inject-warnings',
   cpuRequest: 'wren.io/proxy-cpu-request',
   memoryRequest: 'wren.io/proxy-memory-request',
   cpuLimit: 'wren.io/proxy-cpu-limit',

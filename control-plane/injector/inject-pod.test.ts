@@ -80,7 +80,11 @@ describe('injectPod decisions', () => {
     }
     // The AdmissionReview carries the warning to kubectl.
     const review = mutate({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', operation: 'CREATE', object: pod({ labels: { 'wren.io/inject': 'false' } }) } });
-    expect(review.response).toEqual({ uid: 'u', allowed: true, warnings: ['wren.io/inject: "false" is neither enabled nor disabled; the pod is not injected'] });
+    expect(review.response).toEqual({ uid: 'u', allowed: true, patchType: 'JSONPatch', patch: expect.any(String), warnings: ['wren.io/inject: "false" is neither enabled nor disabled; the pod is not injected'] });
+    // Its only op keeps the warning on the pod (wren.io/inject-warnings), for a controller's pod whose warnings nobody sees.
+    expect(JSON.parse(Buffer.from(review.response!.patch!, 'base64').toString('utf8'))).toEqual([
+      { op: 'add', path: '/metadata/annotations', value: { 'wren.io/inject-warnings': 'wren.io/inject: "false" is neither enabled nor disabled; the pod is not injected' } },
+    ]);
     // An empty value is no setting (as Istio reads it): the namespace decides.
     expect(injectPod(pod({ labels: { 'wren.io/inject': '' } }), { namespaceLabels: { 'wren.io/inject': 'enabled' } })).toMatchObject({ injected: true, warnings: [] });
   });

@@ -221,7 +221,7 @@ function answer(body: Buffer, res: ServerResponse, opts: Partial<InjectOptions>,
       namespace: r.namespace,
       pod: r.object?.metadata?.name || r.object?.metadata?.generateName,
       reason: out.reason,
-      // kubectl shows these for a pod it creates; a controller's pods (a Deployment's) have only this log.
+      // kubectl shows these for a pod it creates; a controller's pods (a Deployment's) have them in wren.io/inject-warnings (admission.ts), cut to its bound, and here in full.
       ...(out.review.response?.warnings ? { warnings: out.review.response.warnings } : {}),
     });
     send(res, 200, out.review);
