@@ -120,7 +120,7 @@ test('bodies being read are bounded all together: past the budget a request gets
   c.write(chunk);
   expect((await answerOf(c, 3000)).status).toBe(503);
   expect(lines.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((r) => r.level === 'warn').map((r) => r.msg)).toEqual([
-    'injector busy: request bodies being read are at their limit; refusing with 503 (the API server then creates pods without a proxy)',
+    'injector busy: request bodies being read are at their limit; refusing with 503 (the API server then refuses the pod, failurePolicy Fail, and its controller retries; with Ignore it starts without a proxy)',
   ]);
   // The first client finishes its (non-JSON) body: 400, and its bytes are given back.
   a.end(Buffer.alloc(40 * 1024, 0x20));

@@ -190,7 +190,7 @@ test('a certificate the API server would refuse (expired while loaded, or not na
   wall += 2 * 86_400_000;
   expect(await wh.reload()).toBe(false);
   expect(await wh.reload()).toBe(false);
-  expect(warnings()).toEqual([expect.stringMatching(/^webhook certificate expired at .*: the API server refuses it, and with failurePolicy Ignore pods are created without a proxy$/)]);
+  expect(warnings()).toEqual([expect.stringMatching(/^webhook certificate expired at .*: the API server refuses it, so pods that ask for the mesh are refused \(failurePolicy Fail; with Ignore they start without a proxy\)$/)]);
   // A certificate for another name (the wrong Service, or an IP only) is installed, and warned about.
   wall = Date.now();
   const crt = join(dir, 'other-name.crt');
@@ -201,7 +201,7 @@ test('a certificate the API server would refuse (expired while loaded, or not na
   ], { stdio: 'pipe' });
   writeSecretVolume(mount, 'v2', { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') });
   expect(await wh.reload()).toBe(true);
-  expect(warnings()[1]).toBe(`webhook certificate does not name ${HOST} (subjectAltName DNS:injector.example): the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`);
+  expect(warnings()[1]).toBe(`webhook certificate does not name ${HOST} (subjectAltName DNS:injector.example): the API server refuses it, so pods that ask for the mesh are refused (failurePolicy Fail; with Ignore they start without a proxy)`);
   expect(warnings()).toHaveLength(2);
   // The name only in the subject CN: Go's x509 (the API server) ignores the CN since Go 1.15.
   execFileSync('openssl', [
@@ -210,7 +210,7 @@ test('a certificate the API server would refuse (expired while loaded, or not na
   ], { stdio: 'pipe' });
   writeSecretVolume(mount, 'v3', { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') });
   expect(await wh.reload()).toBe(true);
-  expect(warnings()[2]).toBe(`webhook certificate does not name ${HOST} (subjectAltName none): the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`);
+  expect(warnings()[2]).toBe(`webhook certificate does not name ${HOST} (subjectAltName none): the API server refuses it, so pods that ask for the mesh are refused (failurePolicy Fail; with Ignore they start without a proxy)`);
   expect(warnings()).toHaveLength(3);
 });
 

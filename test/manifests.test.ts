@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
@@ -358,8 +359,32 @@ describe('install manifests', () => {
     expect(mwc.webhooks.length).toBe(2);
     for (const w of mwc.webhooks) {
       expect(w.clientConfig.service).toEqual({ name: 'wren-control-plane', namespace: 'wren-system', path: '/inject', port: 443 });
-      expect(w).toMatchObject({ failurePolicy: 'Ignore', sideEffects: 'None', admissionReviewVersions: ['v1'], timeoutSeconds: 10, reinvocationPolicy: 'Never' });
+      expect(w).toMatchObject({ failurePolicy: 'Fail', sideEffects: 'None', admissionReviewVersions: ['v1'], timeoutSeconds: 10, reinvocationPolicy: 'Never' });
       expect(w.rules).toEqual([{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }]);
+    }
+  });
+
+  test('failurePolicy Fail (STRICT mTLS: no pod that asked for the mesh runs outside it) never applies to kube-system or wren-system', () => {
+    for (const w of mwc.webhooks) expect(w.namespaceSelector.matchExpressions).toContainEqual({ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'wren-system'] });
+    // The control plane's own pods opt out too, should a namespace selector ever send them.
+    expect(byKind('Deployment')[0].spec.template.metadata.labels['wren.io/inject']).toBe('disabled');
+  });
+
+  test('the injector-fail-open component turns both webhooks to failurePolicy Ignore at install (kubectl kustomize, offline)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wren-fail-open-'));
+    try {
+      const rel = relative(dir, ROOT);
+      writeFileSync(join(dir, 'kustomization.yaml'), `resources: [${rel}]\ncomponents: [${rel}/components/injector-fail-open]\n`);
+      const r = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 30_000 });
+      if (r.error) throw new Error(`kubectl is not installed (apt-get install kubernetes-client): ${r.error.message}`);
+      expect(r.stderr).toBe('');
+      const built = parseAllDocuments(r.stdout).map((d) => d.toJS() as Json);
+      const hooks = built.find((o) => o.kind === 'MutatingWebhookConfiguration')!.webhooks;
+      expect(hooks.map((w: Json) => [w.name, w.failurePolicy])).toEqual([['namespace.sidecar-injector.wren.io', 'Ignore'], ['object.sidecar-injector.wren.io', 'Ignore']]);
+      // Nothing else changes.
+      expect(hooks.map((w: Json) => ({ ...w, failurePolicy: 'Fail' }))).toEqual(mwc.webhooks);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -195,7 +195,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: Partial<I
   }
   if (read === 413) return refuse(res, 413, { error: `body over ${limits.maxBodyBytes} bytes` });
   if (read === 503) {
-    if (!buffered.busyLogged) log.warn('injector busy: request bodies being read are at their limit; refusing with 503 (the API server then creates pods without a proxy)', { maxBufferedBytes: limits.maxBufferedBytes });
+    if (!buffered.busyLogged) log.warn('injector busy: request bodies being read are at their limit; refusing with 503 (the API server then refuses the pod, failurePolicy Fail, and its controller retries; with Ignore it starts without a proxy)', { maxBufferedBytes: limits.maxBufferedBytes });
     buffered.busyLogged = true;
     return refuse(res, 503, { error: 'busy, retry' }, { 'retry-after': '1' });
   }

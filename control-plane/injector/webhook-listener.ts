@@ -100,8 +100,9 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
   /**
    * What makes the API server refuse the serving certificate: a date outside its validity
    * (cert-manager stopped renewing) or a name that is not the Service's. The webhook still
-   * serves it (nothing better is there), but every call then fails, and with failurePolicy
-   * Ignore pods are created without a proxy and nothing else says why: warned once per
+   * serves it (nothing better is there), but every call then fails: pods that ask for the
+   * mesh are refused (failurePolicy Fail, the install's) or start without a proxy (Ignore),
+   * and the API server's error names no certificate file: warned once per
    * certificate and problem, at install and at each reload tick (a certificate expires
    * while loaded).
    */
@@ -117,7 +118,7 @@ export async function startInjectorWebhook(o: InjectorWebhookOptions = {}): Prom
     const key = `${x.fingerprint256} ${problems.join('; ')}`;
     if (problems.length === 0 || key === refusedWarned) return;
     refusedWarned = key;
-    log.warn(`webhook certificate ${problems.join(' and ')}: the API server refuses it, and with failurePolicy Ignore pods are created without a proxy`, { certFile, ...describe(cert) });
+    log.warn(`webhook certificate ${problems.join(' and ')}: the API server refuses it, so pods that ask for the mesh are refused (failurePolicy Fail; with Ignore they start without a proxy)`, { certFile, ...describe(cert) });
   };
 
   const describe = (cert: string) => {
