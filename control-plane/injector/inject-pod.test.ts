@@ -482,6 +482,17 @@ describe('annotations', () => {
     expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
+  test('a wren.io/ annotation nothing reads (a misspelt key) is warned about, naming the nearest key; the known ones, the control plane\'s wren.io/proxy-port included, are not', () => {
+    const p = pod({ annotations: { 'wren.io/skip-inbound-port': '8080', 'wren.io/proxy-memory-limits': '1Gi', 'wren.io/colour': 'blue', 'wren.io/proxy-port': '15006', 'example.com/x': 'y' } });
+    expect(injectPod(p).warnings).toEqual([
+      'wren.io/skip-inbound-port: unknown annotation, ignored (did you mean wren.io/skip-inbound-ports?)',
+      'wren.io/proxy-memory-limits: unknown annotation, ignored (did you mean wren.io/proxy-memory-limit?)',
+      'wren.io/colour: unknown annotation, ignored',
+    ]);
+    // Not injected: nothing it says matters, nothing is warned.
+    expect(injectPod(pod({ labels: { 'wren.io/inject': 'disabled' }, annotations: { 'wren.io/colour': 'blue' } })).warnings).toEqual([]);
+  });
+
   test('malformed values are ignored with warnings, never block the pod', () => {
     const p = pod({ annotations: { 'wren.io/proxy-memory-request': 'lots', 'wren.io/skip-outbound-ports': '443,http', 'wren.io/proxy-log-level': 'loud', 'wren.io/skip-outbound-cidrs': '10.0.0.0/33' } });
     const r = injectPod(p);

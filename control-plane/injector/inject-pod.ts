@@ -3,6 +3,7 @@ import { A, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, qua
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
+import { MESH_PROXY_PORT_ANNOTATION } from '../translate/k8s-objects.js';
 import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
 import { telemetryEnv } from './telemetry-annotations.js';
 import { rewriteProbes } from './probe-rewrite.js';
@@ -299,6 +300,7 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   const d = decide(pod, resolved, warnings);
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
   const o = sidecarMode(pod, resolved, warnings);
+  warnings.push(...unknownAnnotations(pod));
   const spec = pod.spec!;
   const probes = rewriteProbes(pod, o.metricsPort, warnings);
   const ic = interception(pod, warnings, probes.skipInboundPorts);
@@ -331,6 +333,40 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   } else for (const [k, v] of Object.entries(marks)) patch.push({ op: 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
 
   return { patch, injected: true, reason: d.reason, warnings };
+}
+
+/** Every wren.io/ annotation something reads on a pod: the injector's, and the control plane's proxy port (translate/k8s-objects.ts). */
+const KNOWN_ANNOTATIONS: ReadonlySet<string> = new Set([...Object.values(A), MESH_PROXY_PORT_ANNOTATION]);
+
+/**
+ * A wren.io/ annotation nothing reads: a misspelt key (`wren.io/skip-inbound-port`,
+ * `wren.io/proxy-memory-limits`) was dropped in silence, the pod injected as if it were not
+ * there, its ports redirected or its limit unset. Warned, naming the nearest key (at most
+ * 3 edits away), as istioctl analyze warns of unknown Istio annotations.
+ */
+function unknownAnnotations(pod: V1Pod): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(pod.metadata?.annotations ?? {})) {
+    if (!key.startsWith('wren.io/') || KNOWN_ANNOTATIONS.has(key)) continue;
+    let best: { key: string; d: number } | undefined;
+    for (const k of KNOWN_ANNOTATIONS) {
+      const d = editDistance(key, k);
+      if (d <= 3 && (!best || d < best.d)) best = { key: k, d };
+    }
+    out.push(`${key}: unknown annotation, ignored${best ? ` (did you mean ${best.key}?)` : ''}`);
+  }
+  return out;
+}
+
+/** Levenshtein distance (insert, delete, substitute), for the suggestion above; keys are short. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
 }
 
 /**
