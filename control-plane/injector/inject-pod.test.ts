@@ -119,6 +119,12 @@ describe('injectPod decisions', () => {
     expect(injectPod(pod({ spec: { os: { name: 'linux' } } })).injected).toBe(true);
   });
 
+  test('a pod that selects Windows nodes (nodeSelector kubernetes.io/os, without spec.os) is never injected: a Windows node cannot run the Linux proxy', () => {
+    const win = pod({ labels: { 'wren.io/inject': 'enabled' }, spec: { nodeSelector: { 'kubernetes.io/os': 'windows' } } });
+    expect(injectPod(win)).toMatchObject({ injected: false, reason: 'nodeSelector kubernetes.io/os is windows: the proxy runs on Linux only', patch: [] });
+    expect(injectPod(pod({ spec: { nodeSelector: { 'kubernetes.io/os': 'linux', disk: 'ssd' } } })).injected).toBe(true);
+  });
+
   test('hostNetwork pods are never injected', () => {
     expect(injectPod(pod({ spec: { hostNetwork: true } })).injected).toBe(false);
   });

@@ -37,6 +37,9 @@ const INJECT_VALUES: readonly string[] = ['enabled', 'disabled'];
  */
 const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'wren-system'];
 
+/** The node label kubelet sets from its GOOS (k8s.io/api/core/v1 LabelOSStable). */
+const NODE_OS_LABEL = 'kubernetes.io/os';
+
 /** The annotation kubelet sets on the API object of a static pod (pkg/kubelet/types: ConfigMirrorAnnotationKey). */
 const MIRROR_POD = 'kubernetes.io/config.mirror';
 
@@ -55,6 +58,12 @@ function decide(pod: V1Pod, o: InjectOptions, warnings: string[]): { inject: boo
   // capabilities, seccompProfile, readOnlyRootFilesystem: KEP-2802), so injecting would
   // have blocked the pod.
   if (spec.os?.name !== undefined && spec.os.name !== 'linux') return { inject: false, reason: `spec.os.name is ${spec.os.name}: the proxy runs on Linux only` };
+  // spec.os is optional, and most Windows workloads only select Windows nodes (the way the
+  // Kubernetes docs' Windows guide shows): injected, such a pod was scheduled there with two
+  // Linux images, which a Windows node cannot run, so it never started.
+  const nodeOs = spec.nodeSelector?.[NODE_OS_LABEL];
+  if (nodeOs !== undefined && nodeOs !== 'linux') return { inject: false, reason: `nodeSelector ${NODE_OS_LABEL} is ${nodeOs}: the proxy runs on Linux only` };
+
   // A static pod's mirror (kubelet posts it for a manifest on the node): kubelet runs the
   // manifest, never this spec, so a proxy added here would not run, yet the control plane
   // would call the pod meshed; and the API server refuses a mirror pod with a service
