@@ -1,5 +1,5 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { A, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, quantityValue } from './annotations.js';
+import { A, INIT_CONTAINER, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, quantityValue } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
@@ -308,6 +308,12 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   const warnings: string[] = [];
   const d = decide(pod, resolved, warnings);
   if (!d.inject) return { patch: [], injected: false, reason: d.reason, warnings };
+  // A container of the pod's own with a name the injector adds: the API server would refuse
+  // the injected pod for the duplicate name (spec.initContainers[0].name: Duplicate value).
+  if ([...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].some((c) => c.name === INIT_CONTAINER)) {
+    warnings.push(`container ${INIT_CONTAINER}: the name of the injector's init container; rename it for the pod to be injected`);
+    return { patch: [], injected: false, reason: `the pod has a container named ${INIT_CONTAINER}`, warnings };
+  }
   const o = sidecarMode(pod, resolved, warnings);
   warnings.push(...unknownAnnotations(pod));
   const spec = pod.spec!;
