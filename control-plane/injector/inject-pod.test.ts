@@ -125,12 +125,14 @@ describe('injectPod decisions', () => {
     expect(injectPod(pod({ spec: { nodeSelector: { 'kubernetes.io/os': 'linux', disk: 'ssd' } } })).injected).toBe(true);
   });
 
-  test('a pod with its own container named wren-init is not injected, warned: the API server would refuse the duplicate name', () => {
+  test('a pod with its own container named wren-init, or a volume named as one the injector adds, is not injected, warned: the API server would refuse the duplicate name', () => {
     for (const spec of [{ initContainers: [{ name: 'wren-init', image: 'x' }] }, { containers: [{ name: 'app', image: 'a' }, { name: 'wren-init', image: 'x' }] }]) {
       const r = injectPod(pod({ spec }));
       expect(r).toMatchObject({ injected: false, reason: 'the pod has a container named wren-init', patch: [] });
       expect(r.warnings).toEqual(['container wren-init: the name of the injector\'s init container; rename it for the pod to be injected']);
     }
+    const vol = injectPod(pod({ spec: { volumes: [{ name: 'data', emptyDir: {} }, { name: 'wren-proxy-run', emptyDir: {} }] } }));
+    expect(vol).toMatchObject({ injected: false, reason: 'the pod has a volume named wren-proxy-run', patch: [], warnings: ['volume wren-proxy-run: the name of a volume the injector adds; rename it for the pod to be injected'] });
     // Not asked to be injected: nothing to say.
     expect(injectPod(pod({ labels: { 'wren.io/inject': 'disabled' }, spec: { initContainers: [{ name: 'wren-init', image: 'x' }] } })).warnings).toEqual([]);
   });

@@ -4,7 +4,7 @@ import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
 import { MESH_PROXY_PORT_ANNOTATION } from '../translate/k8s-objects.js';
-import { buildInitContainer, buildProxyContainer, buildVolumes, type Interception, type ProxyEnvSettings } from './sidecar.js';
+import { buildInitContainer, buildProxyContainer, buildVolumes, INIT_RUN_VOLUME, PROXY_RUN_VOLUME, TOKEN_VOLUME, type Interception, type ProxyEnvSettings } from './sidecar.js';
 import { telemetryEnv } from './telemetry-annotations.js';
 import { rewriteProbes } from './probe-rewrite.js';
 import { ConfigError, duration } from '../../common/schema.js';
@@ -36,6 +36,9 @@ const INJECT_VALUES: readonly string[] = ['enabled', 'disabled'];
  * start. `linkerd inject` refuses kube-system the same way.
  */
 const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'wren-system'];
+
+/** The volumes buildVolumes adds. */
+const INJECTED_VOLUMES: readonly string[] = [TOKEN_VOLUME, PROXY_RUN_VOLUME, INIT_RUN_VOLUME];
 
 /** The node label kubelet sets from its GOOS (k8s.io/api/core/v1 LabelOSStable). */
 const NODE_OS_LABEL = 'kubernetes.io/os';
@@ -313,6 +316,12 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
   if ([...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].some((c) => c.name === INIT_CONTAINER)) {
     warnings.push(`container ${INIT_CONTAINER}: the name of the injector's init container; rename it for the pod to be injected`);
     return { patch: [], injected: false, reason: `the pod has a container named ${INIT_CONTAINER}`, warnings };
+  }
+  // Likewise a volume (spec.volumes[3].name: Duplicate value).
+  const ownVolume = (pod.spec!.volumes ?? []).find((v) => INJECTED_VOLUMES.includes(v.name));
+  if (ownVolume) {
+    warnings.push(`volume ${ownVolume.name}: the name of a volume the injector adds; rename it for the pod to be injected`);
+    return { patch: [], injected: false, reason: `the pod has a volume named ${ownVolume.name}`, warnings };
   }
   const o = sidecarMode(pod, resolved, warnings);
   warnings.push(...unknownAnnotations(pod));
