@@ -270,7 +270,7 @@ const container = obj(
  * as the injector names it, either a classic container or a native sidecar (an init
  * container with restartPolicy Always). The opt-in label or annotation only asks the
  * injector, which can decline (namespace disabled, hostNetwork, kube-system) or never be
- * called (webhook down with failurePolicy Ignore, annotation-only opt-in the objectSelector
+ * called (webhook down under the injector-fail-open component's failurePolicy Ignore, annotation-only opt-in the objectSelector
  * cannot see); a pod advertised as meshed without a proxy would be dialled on 15006 with
  * mTLS and be unreachable. Istio and Linkerd decide the same way, from the injected proxy
  * container. The same rule holds for manifests on disk (the directory source): a Pod

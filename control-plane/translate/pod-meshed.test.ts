@@ -8,8 +8,8 @@ import { parsePod } from './k8s-objects.js';
  *
  * What a user does: labels a pod `wren.io/inject: enabled` (the documented opt-in) and the
  * pod ends up WITHOUT a sidecar, in any of the ways the injector itself documents:
- *  - the webhook was unreachable when the pod was created: failurePolicy Ignore
- *    (manifests/install/40-injector-webhook.yaml: "pods still start, just without the proxy");
+ *  - the webhook was unreachable when the pod was created, under failurePolicy Ignore
+ *    (manifests/components/injector-fail-open; the install's Fail refuses such a pod);
  *  - its namespace is labelled `wren.io/inject: disabled` ("disabled on the namespace always
  *    wins", inject-pod.ts decide());
  *  - it is a hostNetwork pod, or in kube-system / wren-system (never injected, docs/kubernetes.md
