@@ -361,6 +361,8 @@ describe('wren.io/sidecar-mode: one pod\'s mode over the injector\'s (--sidecar-
     const out = apply(mode('classic'), injectPod(mode('classic')).patch);
     expect(out.spec!.containers[0].lifecycle?.postStart?.exec?.command).toContain('await');
     expect(out.metadata?.annotations?.['kubectl.kubernetes.io/default-container']).toBe('app');
+    // The drain follows the pod's mode: a classic sidecar keeps the proxy's 5 s minimum (no WREN_SHUTDOWN_MIN_DRAIN), not the native 0s.
+    expect(out.spec!.containers[0].env?.find((e) => e.name === 'WREN_SHUTDOWN_MIN_DRAIN')).toBeUndefined();
   });
   test('native on a classic injector (--sidecar-mode classic): an init container with restartPolicy Always', () => {
     expect(where(mode('native'), false)).toEqual({ init: ['wren-init', 'wren-proxy'], containers: ['app'] });
