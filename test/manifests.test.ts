@@ -370,6 +370,14 @@ describe('install manifests', () => {
     expect(byKind('Deployment')[0].spec.template.metadata.labels['wren.io/inject']).toBe('disabled');
   });
 
+  test('a control-plane replica keeps serving the webhook until its endpoint is gone: a preStop sleep before SIGTERM closes it, within the grace period', () => {
+    const [dep] = byKind('Deployment');
+    const c = dep.spec.template.spec.containers[0];
+    expect(c.lifecycle?.preStop?.exec?.command).toEqual(['sleep', '5']);
+    // The sleep, then ControlPlane.close's 5 s gRPC grace, before the kubelet's SIGKILL.
+    expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(5 + 5 + 5);
+  });
+
   test('the injector-fail-open component turns both webhooks to failurePolicy Ignore at install (kubectl kustomize, offline)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'wren-fail-open-'));
     try {
