@@ -1,4 +1,4 @@
-import { isQuantity, parseCidrList, parsePortList } from './annotations.js';
+import { isQuantity, parseCidrList, parsePortList, quantityValue } from './annotations.js';
 import { injectPod } from './inject-pod.js';
 
 test('parsePortList accepts ports and ascending ranges, rejects the rest', () => {
@@ -35,4 +35,14 @@ test('parseCidrList keeps IPv4-mapped and compressed IPv6 forms', () => {
 test('isQuantity follows resource.Quantity syntax', () => {
   for (const ok of ['10m', '1', '0.5', '64Mi', '1Gi', '2e3', '100k']) expect(isQuantity(ok)).toBe(true);
   for (const bad of ['lots', '10 m', 'Mi', '1MB', '']) expect(isQuantity(bad)).toBe(false);
+});
+
+test('quantityValue reads the exa suffixes as exa, not as an exponent: 1E is 1e18, 1Ei 2^60', () => {
+  expect(quantityValue('1E')).toBe(1e18);
+  expect(quantityValue('2Ei')).toBe(2 * 2 ** 60);
+  expect(quantityValue('2e3')).toBe(2000);
+  expect(quantityValue('5E-1')).toBe(0.5);
+  // Read as 1 and NaN, they were compared wrongly: a 1Ei memory limit was "negative" and ignored, a 1E CPU limit sat below a 2-CPU request.
+  const res = injectPod({ metadata: { annotations: { 'wren.io/proxy-memory-limit': '1Ei', 'wren.io/proxy-cpu-request': '2', 'wren.io/proxy-cpu-limit': '1E' } }, spec: { containers: [{ name: 'app', image: 'a' }] } });
+  expect(res.warnings).toEqual([]);
 });

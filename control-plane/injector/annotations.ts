@@ -59,7 +59,8 @@ export function quantityValue(s: string): number | undefined {
   const m = QUANTITY.exec(s);
   if (!m) return undefined;
   const [, num, , suffix] = m;
-  if (/^[eE]/.test(suffix)) return Number(num) * 10 ** Number(suffix.slice(1)) * (s.startsWith('-') ? -1 : 1);
+  // An exponent has digits; a bare E or Ei is the exa suffix (1E = 1e18, 1Ei = 2^60), not an exponent of 0 or NaN.
+  if (/^[eE][+-]?\d+$/.test(suffix)) return Number(num) * 10 ** Number(suffix.slice(1)) * (s.startsWith('-') ? -1 : 1);
   return Number(num) * SUFFIX[suffix] * (s.startsWith('-') ? -1 : 1);
 }
 
