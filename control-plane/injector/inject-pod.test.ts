@@ -509,6 +509,11 @@ describe('annotations', () => {
       'wren.io/proxy-memory-limits: unknown annotation, ignored (did you mean wren.io/proxy-memory-limit?)',
       'wren.io/colour: unknown annotation, ignored',
     ]);
+    // Bounded: ten named, the rest counted.
+    const many = Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`wren.io/x${i}`, 'v']));
+    const w = injectPod(pod({ annotations: many })).warnings;
+    expect(w).toHaveLength(11);
+    expect(w[10]).toBe('15 more unknown wren.io/ annotations, ignored');
     // Not injected: nothing it says matters, nothing is warned.
     expect(injectPod(pod({ labels: { 'wren.io/inject': 'disabled' }, annotations: { 'wren.io/colour': 'blue' } })).warnings).toEqual([]);
   });

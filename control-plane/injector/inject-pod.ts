@@ -369,18 +369,25 @@ const KNOWN_ANNOTATIONS: ReadonlySet<string> = new Set([...Object.values(A), MES
  * 3 edits away), as istioctl analyze warns of unknown Istio annotations.
  */
 function unknownAnnotations(pod: V1Pod): string[] {
-  const out: string[] = [];
-  for (const key of Object.keys(pod.metadata?.annotations ?? {})) {
-    if (!key.startsWith('wren.io/') || KNOWN_ANNOTATIONS.has(key)) continue;
+  const unknown = Object.keys(pod.metadata?.annotations ?? {}).filter((key) => key.startsWith('wren.io/') && !KNOWN_ANNOTATIONS.has(key));
+  // Bounded work on the control plane's one thread: a pod may carry ~800 long keys within
+  // the API server's 256 KiB, and each suggestion is an edit distance to every known key.
+  const out = unknown.slice(0, MAX_UNKNOWN_WARNED).map((key) => {
     let best: { key: string; d: number } | undefined;
-    for (const k of KNOWN_ANNOTATIONS) {
-      const d = editDistance(key, k);
-      if (d <= 3 && (!best || d < best.d)) best = { key: k, d };
-    }
-    out.push(`${key}: unknown annotation, ignored${best ? ` (did you mean ${best.key}?)` : ''}`);
-  }
+    if (key.length <= MAX_SUGGESTED_KEY)
+      for (const k of KNOWN_ANNOTATIONS) {
+        const d = editDistance(key, k);
+        if (d <= 3 && (!best || d < best.d)) best = { key: k, d };
+      }
+    return `${key}: unknown annotation, ignored${best ? ` (did you mean ${best.key}?)` : ''}`;
+  });
+  if (unknown.length > MAX_UNKNOWN_WARNED) out.push(`${unknown.length - MAX_UNKNOWN_WARNED} more unknown wren.io/ annotations, ignored`);
   return out;
 }
+
+const MAX_UNKNOWN_WARNED = 10;
+/** Longer keys get no suggestion: every known key is under 40 characters, and 3 edits cannot bridge the rest. */
+const MAX_SUGGESTED_KEY = 48;
 
 /** Levenshtein distance (insert, delete, substitute), for the suggestion above; keys are short. */
 function editDistance(a: string, b: string): number {
