@@ -192,13 +192,15 @@ test('a certificate the API server would refuse (expired while loaded, or not na
   expect(await wh.reload()).toBe(false);
   expect(warnings()).toEqual([expect.stringMatching(/^webhook certificate expired at .*: the API server refuses it, so pods that ask for the mesh are refused \(failurePolicy Fail; with Ignore they start without a proxy\)$/)]);
   // A certificate for another name (the wrong Service, or an IP only) is installed, and warned about.
-  wall = Date.now();
   const crt = join(dir, 'other-name.crt');
   const key = join(dir, 'other-name.key');
   execFileSync('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
     '-subj', '/CN=injector/O=other-name', '-addext', 'subjectAltName=DNS:injector.example', '-keyout', key, '-out', crt,
   ], { stdio: 'pipe' });
+  // The clock is read after openssl: its notBefore is the second openssl ran in, which is
+  // later than a clock read before it when the call crosses a second ("not valid before").
+  wall = Date.now();
   writeSecretVolume(mount, 'v2', { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') });
   expect(await wh.reload()).toBe(true);
   expect(warnings()[1]).toBe(`webhook certificate does not name ${HOST} (subjectAltName DNS:injector.example): the API server refuses it, so pods that ask for the mesh are refused (failurePolicy Fail; with Ignore they start without a proxy)`);
@@ -208,6 +210,7 @@ test('a certificate the API server would refuse (expired while loaded, or not na
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
     '-subj', `/CN=${HOST}/O=cn-only`, '-keyout', key, '-out', crt,
   ], { stdio: 'pipe' });
+  wall = Date.now();
   writeSecretVolume(mount, 'v3', { cert: readFileSync(crt, 'utf8'), key: readFileSync(key, 'utf8') });
   expect(await wh.reload()).toBe(true);
   expect(warnings()[2]).toBe(`webhook certificate does not name ${HOST} (subjectAltName none): the API server refuses it, so pods that ask for the mesh are refused (failurePolicy Fail; with Ignore they start without a proxy)`);
