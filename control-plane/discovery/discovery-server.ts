@@ -70,7 +70,9 @@ import type { EgressMode } from '../../contract/egress.js';
  * IdentityReport) belong to the workload that holds the key. The stream ends
  * (UNAUTHENTICATED) when its certificate expires; the proxy reconnects with its renewed
  * one. Every refusal is counted (wren_cp_discovery_refused_total{reason}) and logged with
- * the peer address, the claimed and the proven identity, never the certificate.
+ * the peer address, the claimed and the proven identity, never the certificate; so are the
+ * protocol errors that end a stream (subscribe-twice, bad-spiffe-id, not-subscribed), which
+ * a client with no certificate at all (plaintext) can cause.
  */
 export interface PushRecord {
   readonly subscriber: number;
@@ -384,13 +386,12 @@ export class DiscoveryServer {
     this.o.metrics.reportedUnhealthy.set(n);
   }
 
-  private fail(s: Subscriber, code: grpc.status, details: string): void {
-    this.o.logger.warn('discovery stream rejected', { peer: s.peer, details });
-    s.call.emit('error', { code, details });
-    this.drop(s);
-  }
-
-  /** A client-authentication refusal: counted, logged (identities and serial only), the stream ended with `code`. */
+  /**
+   * Every refusal of a stream (client authentication, a protocol error, a bound): counted by
+   * `reason` (a fixed word from this file and client-auth.ts / peer-certificate.ts, never the
+   * stream's own text, so the label's values stay few), logged (identities, serial and the
+   * claim clipped; never the certificate or a token), the stream ended with `code`.
+   */
   private refuse(s: Subscriber, code: grpc.status, reason: string, detail: string): void {
     this.o.metrics.discoveryRefused.inc({ reason });
     this.o.logger.warn('discovery stream refused', {
@@ -417,9 +418,9 @@ export class DiscoveryServer {
     if (s.closed) return;
     s.lastSeenAt = this.o.clock.now();
     if ('subscribe' in req && req.subscribe) {
-      if (s.sub) return this.fail(s, grpc.status.FAILED_PRECONDITION, 'subscribe sent twice on one stream');
+      if (s.sub) return this.refuse(s, grpc.status.FAILED_PRECONDITION, 'subscribe-twice', 'subscribe sent twice on one stream');
       const id = req.subscribe.identity;
-      if (!id || !id.spiffeId.startsWith('spiffe://')) return this.fail(s, grpc.status.INVALID_ARGUMENT, 'subscribe.identity.spiffeId must be a SPIFFE ID');
+      if (!id || !String(id.spiffeId ?? '').startsWith('spiffe://')) return this.refuse(s, grpc.status.INVALID_ARGUMENT, 'bad-spiffe-id', 'subscribe.identity.spiffeId must be a SPIFFE ID');
       s.sub = req.subscribe;
       const refused = s.authPeer ? checkIdentityClaim(s.authPeer, req.subscribe) : null;
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
@@ -435,7 +436,7 @@ export class DiscoveryServer {
       this.o.tracing?.subscribed(s.id, id.spiffeId, `${id.namespace}/${id.pod}`);
       return this.pump(s);
     }
-    if (!s.sub) return this.fail(s, grpc.status.FAILED_PRECONDITION, 'the first message must be subscribe');
+    if (!s.sub) return this.refuse(s, grpc.status.FAILED_PRECONDITION, 'not-subscribed', 'the first message must be subscribe');
     if ('ack' in req && req.ack) {
       const f = s.inflight;
       if (!f || req.ack.nonce !== f.nonce) return; // stale or unknown: ignore (xDS semantics)

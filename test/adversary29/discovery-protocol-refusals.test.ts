@@ -1,0 +1,69 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { seededRandom, systemClock } from '../../common/clock.js';
+import { createLogger } from '../../common/logger.js';
+import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
+import { ControlPlane } from '../../control-plane/server.js';
+import { DirSource } from '../../control-plane/sources/dir-source.js';
+
+/**
+ * The stream's protocol errors (Subscribe twice, a Subscribe without a SPIFFE ID, a first
+ * message that is no Subscribe) ended the stream through a path of their own that counted
+ * nothing: a client could make the control plane refuse streams at any rate and no metric
+ * showed it. Each is now counted in wren_cp_discovery_refused_total with a fixed reason
+ * and logged as every other refusal. A real control plane and raw discovery streams on loopback.
+ */
+let dir: string;
+let cp: ControlPlane;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'wren-adv29-refusals-'));
+  await writeFile(join(dir, 'web.yaml'), 'kind: MeshService\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http1 }]\n  endpoints: [{ address: 127.0.0.1, port: 8080 }]\n');
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(5),
+    logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
+    source: (ctx) => new DirSource({ ...ctx, dir }),
+  });
+  await cp.whenReady();
+});
+
+afterAll(async () => {
+  await cp?.kill();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const subscribe = (spiffeId: string): DiscoveryRequest => ({
+  subscribe: { identity: { spiffeId, namespace: 'shop', pod: 'web-0', labels: {} }, services: [], lastVersion: '' },
+});
+
+/** Writes `messages` on a new stream and resolves with the status it ends with. */
+async function endedWith(messages: DiscoveryRequest[]): Promise<grpc.StatusObject> {
+  const { Client } = loadDiscoveryProto();
+  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  stream.on('data', () => undefined);
+  const status = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+  stream.on('error', () => undefined);
+  for (const m of messages) stream.write(m);
+  try {
+    return await status;
+  } finally {
+    client.close();
+  }
+}
+
+test.each([
+  ['subscribe-twice', [subscribe('spiffe://cluster.local/ns/shop/sa/web'), subscribe('spiffe://cluster.local/ns/shop/sa/web')], grpc.status.FAILED_PRECONDITION],
+  ['bad-spiffe-id', [subscribe('web')], grpc.status.INVALID_ARGUMENT],
+  ['not-subscribed', [{ ack: { version: 'x', nonce: 'y' } }], grpc.status.FAILED_PRECONDITION],
+] as const)('%s: the stream ends, counted under its reason and logged', async (reason, messages, code) => {
+  const before = logs.length;
+  const st = await endedWith([...messages]);
+  expect(st.code).toBe(code);
+  expect(await cp.metrics.registry.getSingleMetricAsString('wren_cp_discovery_refused_total')).toContain(`wren_cp_discovery_refused_total{reason="${reason}"} 1`);
+  const line = logs.slice(before).find((l) => l.includes('discovery stream refused'));
+  expect(JSON.parse(line!)).toMatchObject({ reason, code: grpc.status[code] });
+});
