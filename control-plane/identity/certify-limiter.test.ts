@@ -22,26 +22,28 @@ describe('CertifyLimiter', () => {
     expect(certifyRefillMs(4000)).toBe(1000);
   });
 
-  test('keys: the pod of a bound token, the token otherwise, and a renewed certificate its issuer call\'s key until it expires', () => {
+  test('keys: the pod of a bound token, the service account of another TokenReview token, and a renewed certificate its issuer call\'s key until it expires', () => {
     let wall = 1_000_000;
     const l = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => wall });
     expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'))).toBe('pod shop/web-0');
+    // A token bound to no pod: one key per service account, whatever the token (a new one is minted at will).
     const t1 = l.keyOf(principal, null, Buffer.from('t1'));
-    expect(t1).toMatch(/^token shop\/web [0-9a-f]{32}$/);
-    expect(t1).not.toContain('t1');
-    expect(l.keyOf(principal, null, Buffer.from('t2'))).not.toBe(t1);
+    expect(t1).toBe('service-account shop/web');
+    expect(l.keyOf(principal, null, Buffer.from('t2'))).toBe(t1);
     // TLS reports 0A0B..., the CA wrote 0a0b...
     l.issued('0a0bff', 'pod shop/web-0', wall + 5000);
     expect(l.keyOf(principal, 'A0BFF', Buffer.alloc(0))).toBe('pod shop/web-0');
     expect(l.keyOf(principal, 'ccdd', Buffer.alloc(0))).toBe('certificate shop/web serial ccdd');
     wall += 5000;
     expect(l.keyOf(principal, '0A0BFF', Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
-    // A token as the authenticators read it (presentedToken): its spellings are one key.
-    expect(l.keyOf(principal, null, Buffer.from(' t1\r\n'))).toBe(t1);
     const shared = { ...principal, via: 'bootstrap', shared: true };
-    const s = l.keyOf(shared, null, Buffer.from('s'));
+    const s = l.keyOf(shared, null, Buffer.from('sekrit'));
     expect(s).toMatch(/^bootstrap-token shop\/web [0-9a-f]{32}$/);
-    expect(l.keyOf(shared, null, Buffer.from('s\n'))).toBe(s);
+    expect(s).not.toContain('sekrit');
+    // A token as the authenticators read it (presentedToken): its spellings are one key.
+    expect(l.keyOf(shared, null, Buffer.from('sekrit\n'))).toBe(s);
+    expect(l.keyOf(shared, null, Buffer.from(' sekrit\r\n'))).toBe(s);
+    expect(l.keyOf(shared, null, Buffer.from('sekrit2'))).not.toBe(s);
   });
 
   test('a bootstrap token\'s bucket is sized for a fleet (20, one a second), and so is what its certificates renew', () => {

@@ -20,7 +20,8 @@ export const CERTIFY_BURST = 5;
 export const MAX_CERTIFY_REFILL_MS = 60_000;
 
 /**
- * The bucket of one bootstrap token (Principal.shared), which a fleet of VMs may share: 20
+ * The bucket of one bootstrap token (Principal.shared), which a fleet of VMs may share, and of
+ * one service account's TokenReview tokens bound to no pod (keyOf): 20
  * VMs booting together are served at once, and one more per second after them (a scale-out
  * of 200 in about three minutes), the fleet's renewals included. A holder of the secret,
  * however many calls it makes, gets no more: a signature takes ~2.5 ms (adv21: ~390 a
@@ -90,13 +91,20 @@ const normalSerial = (s: string): string => s.toLowerCase().replace(/^0+/, '');
 
 /** The keys of bootstrap tokens' buckets begin so (and no other's: see keyOf). */
 const SHARED = 'bootstrap-token ';
+/** The keys of service accounts' buckets (TokenReview tokens bound to no pod) begin so; they take the fleet rate too. */
+const SERVICE_ACCOUNT = 'service-account ';
 
 /**
  * The token buckets, one per key a call is charged to (keyOf):
  * - a token bound to a pod (TokenReview's authentication.kubernetes.io/pod-name): the pod,
  *   which is also what the discovery server bounds streams by (MAX_STREAMS_PER_POD);
- * - another TokenReview token (a cluster whose TokenReview names no pod): that token, a
- *   pod's own projected token;
+ * - another TokenReview token (bound to no pod: a legacy Secret token, or one from the
+ *   TokenRequest API without a bound object, `kubectl create token SA`): its service
+ *   account, in a bucket sized for a fleet as a bootstrap token's. Keyed by the token, as it
+ *   was, every new token came with a full bucket, and whoever may create tokens for the
+ *   service account (or holds its Secret token and the TokenRequest right) mints them at
+ *   will: the limit held nothing. A sidecar's own projected token is bound to its pod (the
+ *   previous case), so a mesh's sidecars never share this bucket;
  * - a bootstrap token (Principal.shared: one secret a fleet of VMs may share, so it does not
  *   tell one sidecar from another): that token, in a bucket sized for a fleet
  *   (BOOTSTRAP_TOKEN_BURST), every certificate it gets and their renewals included, so a
@@ -135,8 +143,9 @@ export class CertifyLimiter {
       return l && l.until > this.o.wallNow() ? l.key : `certificate ${principal.namespace}/${principal.serviceAccount} serial ${serial}`;
     }
     if (principal.pod) return `pod ${principal.namespace}/${principal.pod}`;
+    if (!principal.shared) return `${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`;
     const digest = createHash('sha256').update(presentedToken(token)).digest('hex').slice(0, 32);
-    return `${principal.shared ? SHARED : 'token '}${principal.namespace}/${principal.serviceAccount} ${digest}`;
+    return `${SHARED}${principal.namespace}/${principal.serviceAccount} ${digest}`;
   }
 
   /** Takes one signature from `key`'s bucket: null when there was one, else the refusal. */
@@ -144,7 +153,7 @@ export class CertifyLimiter {
     const now = this.o.now();
     this.sweep(now);
     const b = this.buckets.get(key);
-    const rate = b ? b.rate : key.startsWith(SHARED) ? this.shared : this.workload;
+    const rate = b ? b.rate : key.startsWith(SHARED) || key.startsWith(SERVICE_ACCOUNT) ? this.shared : this.workload;
     const tokens = b ? Math.min(rate.burst, b.tokens + (now - b.at) / rate.refillMs) : rate.burst;
     if (tokens < 1) {
       const first = !b!.refused;

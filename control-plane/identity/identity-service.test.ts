@@ -10,6 +10,8 @@ import { IdentityMetrics } from './identity-metrics.js';
 import { BOOTSTRAP_TOKEN_BURST, BOOTSTRAP_TOKEN_REFILL_MS, CERTIFY_BURST, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
 import { CertifyError, IdentityService } from './identity-service.js';
 import { generateIssuer } from './issuer.js';
+import { TokenReviewAuthenticator, type TokenReviewApi } from './token-review-authenticator.js';
+import { IDENTITY_TOKEN_AUDIENCE } from '../../contract/identity.js';
 
 const ID = 'spiffe://cluster.local/ns/shop/sa/web';
 const issuer = generateIssuer('cluster.local');
@@ -23,6 +25,8 @@ function service(authenticator: Authenticator | null, certTtlMs?: number, logs: 
 }
 
 const proves = (namespace: string, serviceAccount: string): Authenticator => ({ name: 'fake', authenticate: async () => ({ namespace, serviceAccount, via: 'fake' }) });
+/** TokenReview of a pod-bound token: the pod is named by the token (`token-of-pod-a`: the pod a). */
+const provesPod: Authenticator = { name: 'fake', authenticate: async (t) => ({ namespace: 'shop', serviceAccount: 'web', via: 'tokenreview', pod: t.toString().replace(/^token-of-/, '') }) };
 const failsWith = (e: Error): Authenticator => ({ name: 'fake', authenticate: async () => Promise.reject(e) });
 
 async function status(s: IdentityService, req: Partial<Parameters<IdentityService['certify']>[0]> = {}): Promise<number> {
@@ -92,7 +96,7 @@ describe('IdentityService', () => {
     const registry = new Registry();
     const logs: string[] = [];
     const s = new IdentityService({
-      issuer, authenticator: proves('shop', 'web'), clock, logger: createLogger({ sink: (l) => void logs.push(l) }), metrics: new IdentityMetrics(registry, issuer),
+      issuer, authenticator: provesPod, clock, logger: createLogger({ sink: (l) => void logs.push(l) }), metrics: new IdentityMetrics(registry, issuer),
       acceptClientCertificates: false,
     });
     const req = { identity: ID, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 };
@@ -160,6 +164,26 @@ describe('IdentityService', () => {
     await byToken.certify({ identity: ID, token: Buffer.from('one-shared-secret-0'), csrPem, requestedLifetimeMs: 0 });
     expect((await byToken.certify({ identity: ID, token: Buffer.from('another-secret-000'), csrPem, requestedLifetimeMs: 0 })).certChainPem).toContain('BEGIN CERTIFICATE');
     expect(byToken.limiter.size.buckets).toBe(2);
+  });
+
+  test('TokenReview tokens bound to no pod charge their service account, a fleet-sized bucket: a new token is no new bucket (adv29)', async () => {
+    const clock = new FakeClock(Date.now());
+    // The real authenticator over a fake API server that vouches for any token, bound to no pod
+    // (`kubectl create token web`: the TokenRequest API mints as many as its caller asks).
+    const api: TokenReviewApi = {
+      createTokenReview: async () => ({ status: { authenticated: true, audiences: [IDENTITY_TOKEN_AUDIENCE], user: { username: 'system:serviceaccount:shop:web' } } }),
+    };
+    const registry = new Registry();
+    const s = new IdentityService({
+      issuer, authenticator: new TokenReviewAuthenticator(api, { clock }), clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(registry, issuer),
+    });
+    const call = (i: number) => s.certify({ identity: ID, token: Buffer.from(`minted-token-${i}`), csrPem, requestedLifetimeMs: 0 });
+    for (let i = 0; i < BOOTSTRAP_TOKEN_BURST; i++) await call(i);
+    await expect(call(BOOTSTRAP_TOKEN_BURST)).rejects.toMatchObject({ reason: 'rate_limited', retryAfterMs: BOOTSTRAP_TOKEN_REFILL_MS });
+    await expect(call(BOOTSTRAP_TOKEN_BURST + 1)).rejects.toMatchObject({ reason: 'rate_limited' });
+    expect(s.limiter.size.buckets).toBe(1);
+    clock.advance(BOOTSTRAP_TOKEN_REFILL_MS);
+    expect((await call(1000)).certChainPem).toContain('BEGIN CERTIFICATE');
   });
 
   test('never logs the token', async () => {
