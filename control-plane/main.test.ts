@@ -6,6 +6,7 @@ describe('wren control-plane identity flags', () => {
     expect(a.insecure).toBe(false);
     expect(a.identity).toEqual({
       caDir: null, trustBundle: null, bootstrapTokens: null, certTtlMs: 24 * 3_600_000, tokenReview: { timeoutMs: 5000, maxInFlight: 32 }, namespace: 'mesh-system', writeTrustBundle: null,
+      certifyLimit: {},
     });
     expect(parseControlPlaneArgs([], {}).identity.namespace).toBe('wren-system');
   });
@@ -21,11 +22,16 @@ describe('wren control-plane identity flags', () => {
     expect(a.insecure).toBe(true);
     expect(a.identity).toEqual({
       caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt', bootstrapTokens: 't.yaml', certTtlMs: 90 * 60_000,
-      tokenReview: { timeoutMs: 1500, maxInFlight: 8 }, namespace: 'wren', writeTrustBundle: 'b.pem',
+      tokenReview: { timeoutMs: 1500, maxInFlight: 8 }, namespace: 'wren', writeTrustBundle: 'b.pem', certifyLimit: {},
     });
     expect(parseControlPlaneArgs(['--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32 });
     expect(parseControlPlaneArgs(['--cert-ttl', '3s'], {}).identity.certTtlMs).toBe(3000);
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
+  });
+
+  test('the Certify limit from flags (adv29: it was only settable embedded): per workload and per fleet', () => {
+    expect(parseControlPlaneArgs(['--certify-burst', '10', '--certify-refill=30s'], {}).identity.certifyLimit).toEqual({ burst: 10, refillMs: 30_000 });
+    expect(parseControlPlaneArgs(['--certify-fleet-burst', '100', '--certify-fleet-refill', '200ms'], {}).identity.certifyLimit).toEqual({ bootstrapToken: { burst: 100, refillMs: 200 } });
   });
 
   test('tracing flags: off by default; a collector with TLS or plaintext; the dependent flags alone are refused', () => {
@@ -92,6 +98,11 @@ describe('wren control-plane identity flags', () => {
     [['--token-review-max-in-flight', '0'], /--token-review-max-in-flight: expected a whole number in 1\.\.10000, got "0"/],
     [['--token-review-max-in-flight', '2.5'], /--token-review-max-in-flight: expected a whole number/],
     [['--cert-ttl', '500ms'], /at least 1s/],
+    [['--certify-burst', '0'], /^--certify-burst: expected a number in 1\.\.100000, got 0$/],
+    [['--certify-burst', 'lots'], /^--certify-burst: expected a number, got "lots"$/],
+    [['--certify-refill', '0s'], /^--certify-refill: expected a duration from 1ms to 24h, got 0 ms$/],
+    [['--certify-fleet-burst', '2.5'], /^--certify-fleet-burst: expected a number, got "2.5"$|^--certify-fleet-burst: expected an integer/],
+    [['--certify-fleet-refill', 'soon'], /^--certify-fleet-refill: expected a duration/],
     [['--namespace', 'Wren'], /--namespace: expected a Kubernetes namespace name/],
     [['--trust-bundle', 'b.pem'], /--trust-bundle needs --ca-dir/],
     [['--ca-dir'], /--ca-dir needs a value/],

@@ -7,6 +7,7 @@ import { createLogger, isLevel, type Level, type Logger } from '../common/logger
 import { ADMIN_TOKEN_AUDIENCE, DEFAULT_CONTROL_PLANE_NAMESPACE, TRUST_DOMAIN_PATTERN } from '../contract/identity.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { BootstrapTokenAuthenticator } from './identity/bootstrap-token-authenticator.js';
+import { CERTIFY_LIMIT_FIELDS, type CertifyLimitSettings } from './identity/certify-limit-settings.js';
 import { generateIssuer, type Issuer } from './identity/issuer.js';
 import { ReloadingIssuer } from './identity/issuer-reloader.js';
 import { DEFAULT_TOKEN_REVIEW_LIMITS, TokenReviewAuthenticator, type TokenReviewLimits } from './identity/token-review-authenticator.js';
@@ -35,6 +36,8 @@ export interface ControlPlaneArgs {
     readonly certTtlMs: number;
     /** Bounds on each TokenReview (--token-review-timeout, --token-review-max-in-flight). */
     readonly tokenReview: TokenReviewLimits;
+    /** The Certify limit (--certify-burst, --certify-refill, --certify-fleet-burst, --certify-fleet-refill); {}: the defaults. */
+    readonly certifyLimit: CertifyLimitSettings;
     /** The control plane's namespace (its serving SPIFFE ID): --namespace, else $POD_NAMESPACE, else wren-system. */
     readonly namespace: string;
     /** Write the trust bundle here once started (lets a local demo's proxies trust a generated root). */
@@ -108,6 +111,11 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
                                 after this long (default 5s; 100ms..5m)
   --token-review-max-in-flight N  TokenReviews open at once; Certify calls beyond are refused
                                 RESOURCE_EXHAUSTED at once (default 32; 1..10000)
+  --certify-burst N             certificates one workload (a pod) may get at once (default 5; 1..100000)
+  --certify-refill DURATION     one more per this long (default a quarter of --cert-ttl, at most 1m; 1ms..24h)
+  --certify-fleet-burst N       the same for a fleet's bucket: a bootstrap token, or a service account's
+                                TokenReview tokens bound to no pod (default 20)
+  --certify-fleet-refill DURATION  (default 1s, or --certify-refill if shorter)
   --namespace NS                the control plane's namespace, for its serving identity
                                 spiffe://<td>/ns/NS/sa/wren-control-plane (default $POD_NAMESPACE or wren-system)
   --write-trust-bundle FILE     write the trust bundle to FILE once started
@@ -169,6 +177,15 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let bootstrapTokens: string | null = null;
   let certTtlMs = 24 * 3_600_000;
   let tokenReview: TokenReviewLimits = DEFAULT_TOKEN_REVIEW_LIMITS;
+  const certify: { burst?: number; refillMs?: number } = {};
+  const fleet: { burst?: number; refillMs?: number } = {};
+  const certifyField = (into: { burst?: number; refillMs?: number }, k: keyof typeof CERTIFY_LIMIT_FIELDS, flag: string, raw: unknown): void => {
+    try {
+      into[k] = CERTIFY_LIMIT_FIELDS[k](raw, flag);
+    } catch (e) {
+      throw e instanceof ConfigError ? new UsageError(e.message) : e;
+    }
+  };
   let namespace = env.POD_NAMESPACE || DEFAULT_CONTROL_PLANE_NAMESPACE;
   let writeTrustBundle: string | null = null;
   let insecure = false;
@@ -278,6 +295,22 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         tokenReview = { ...tokenReview, maxInFlight: n };
         break;
       }
+      case '--certify-burst': {
+        const v = value();
+        certifyField(certify, 'burst', flag, /^\d+$/.test(v) ? Number(v) : v);
+        break;
+      }
+      case '--certify-refill':
+        certifyField(certify, 'refillMs', flag, value());
+        break;
+      case '--certify-fleet-burst': {
+        const v = value();
+        certifyField(fleet, 'burst', flag, /^\d+$/.test(v) ? Number(v) : v);
+        break;
+      }
+      case '--certify-fleet-refill':
+        certifyField(fleet, 'refillMs', flag, value());
+        break;
       case '--namespace':
         namespace = value();
         if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace: expected a Kubernetes namespace name, got ${JSON.stringify(namespace)}`);
@@ -368,7 +401,10 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
     source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'native' } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
-    identity: { caDir, trustBundle, bootstrapTokens, certTtlMs, tokenReview, namespace, writeTrustBundle },
+    identity: {
+      caDir, trustBundle, bootstrapTokens, certTtlMs, tokenReview, namespace, writeTrustBundle,
+      certifyLimit: { ...certify, ...(Object.keys(fleet).length > 0 ? { bootstrapToken: fleet } : {}) },
+    },
   };
 }
 
@@ -411,7 +447,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     logger,
     debounceMs: args.debounceMs,
     processMetrics: true,
-    identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace },
+    identity: { issuer, authenticator, certTtlMs: idArgs.certTtlMs, namespace: idArgs.namespace, certifyLimit: idArgs.certifyLimit },
     adminAuthenticator: kc ? TokenReviewAuthenticator.fromKubeConfig(kc, { clock: systemClock, audiences: [ADMIN_TOKEN_AUDIENCE], limits: idArgs.tokenReview }) : null,
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,

@@ -17,6 +17,7 @@ import { parseWithdrawalSettings } from './health/withdrawal-settings.js';
 import { controlPlaneSpiffeId, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { IdentityMetrics } from './identity/identity-metrics.js';
+import { parseCertifyLimit } from './identity/certify-limit-settings.js';
 import { IdentityService, type IdentityServiceOptions } from './identity/identity-service.js';
 import type { Issuer } from './identity/issuer.js';
 import { ServingIdentity } from './identity/serving-identity.js';
@@ -33,7 +34,11 @@ export interface ControlPlaneIdentityOptions {
   readonly certTtlMs?: number;
   /** Namespace of the control plane's service account, for its serving SPIFFE ID (default wren-system). */
   readonly namespace?: string;
-  /** The Certify limit per workload and per bootstrap token (IdentityServiceOptions.certifyLimit); absent: the defaults. */
+  /**
+   * The Certify limit per workload and per fleet (IdentityServiceOptions.certifyLimit; the CLI's
+   * --certify-* flags); absent: the defaults. Checked at start, errors name
+   * identity.certifyLimit.FIELD.
+   */
   readonly certifyLimit?: IdentityServiceOptions['certifyLimit'];
 }
 
@@ -176,7 +181,8 @@ export class ControlPlane {
       const serveTls = o.transport === 'tls' && !o.credentials;
       const metrics = new IdentityMetrics(this.metrics.registry, id.issuer);
       // Over our own TLS (which asks for client certificates) a proxy may renew with its current certificate instead of a token.
-      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics, acceptClientCertificates: serveTls, tracing: o.tracing, ...(id.certifyLimit ? { certifyLimit: id.certifyLimit } : {}) });
+      const certifyLimit = parseCertifyLimit(id.certifyLimit, 'identity.certifyLimit');
+      this.identity = new IdentityService({ issuer: id.issuer, authenticator: id.authenticator, certTtlMs: id.certTtlMs, clock: o.clock, logger, metrics, acceptClientCertificates: serveTls, tracing: o.tracing, certifyLimit });
       if (serveTls) {
         const spiffeId = controlPlaneSpiffeId(id.issuer.ca.trustDomain, id.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE);
         this.serving = new ServingIdentity({ issuer: id.issuer, spiffeId, ttlMs: this.identity.certTtlMs, clock: o.clock, random: o.random, logger });

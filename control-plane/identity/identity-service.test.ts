@@ -171,7 +171,7 @@ describe('IdentityService', () => {
     // The real authenticator over a fake API server that vouches for any token, bound to no pod
     // (`kubectl create token web`: the TokenRequest API mints as many as its caller asks).
     const api: TokenReviewApi = {
-      createTokenReview: async () => ({ status: { authenticated: true, audiences: [IDENTITY_TOKEN_AUDIENCE], user: { username: 'system:serviceaccount:shop:web' } } }),
+      createTokenReview: async (body) => ({ ...body, status: { authenticated: true, audiences: [IDENTITY_TOKEN_AUDIENCE], user: { username: 'system:serviceaccount:shop:web' } } }),
     };
     const registry = new Registry();
     const s = new IdentityService({

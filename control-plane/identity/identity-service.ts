@@ -4,7 +4,8 @@ import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type S
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
-import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST, type CertifyRate } from './certify-limiter.js';
+import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST } from './certify-limiter.js';
+import { parseCertifyLimit, type CertifyLimitSettings } from './certify-limit-settings.js';
 import { ClientAnchors } from './client-anchors.js';
 import { AuthError, type Authenticator, type Principal } from './authenticator.js';
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
@@ -40,7 +41,7 @@ export interface IdentityServiceOptions {
    * it a call is refused RESOURCE_EXHAUSTED with grpc-retry-pushback-ms, counted as reason
    * "rate_limited".
    */
-  readonly certifyLimit?: { readonly burst?: number; readonly refillMs?: number; readonly bootstrapToken?: Partial<CertifyRate> };
+  readonly certifyLimit?: CertifyLimitSettings;
 }
 
 /** gRPC's server pushback (gRFC A6): when the client may try again, in ms. */
@@ -94,10 +95,12 @@ export class IdentityService {
     this.ttlMs = o.certTtlMs ?? DEFAULT_LEAF_TTL_MS;
     if (!(this.ttlMs >= MIN_CERT_TTL_MS) || this.ttlMs > o.issuer.ca.maxTtlMs)
       throw new PkiError('INVALID_TTL', `the certificate lifetime must be between ${MIN_CERT_TTL_MS} ms and ${o.issuer.ca.maxTtlMs} ms, got ${this.ttlMs}`);
+    // Checked here (errors name certifyLimit.FIELD): a burst of 0 refused every call, a NaN refill never refilled.
+    const limit = parseCertifyLimit(o.certifyLimit, 'certifyLimit');
     this.limiter = new CertifyLimiter({
-      burst: o.certifyLimit?.burst ?? CERTIFY_BURST,
-      refillMs: o.certifyLimit?.refillMs ?? certifyRefillMs(this.ttlMs),
-      ...(o.certifyLimit?.bootstrapToken ? { sharedToken: o.certifyLimit.bootstrapToken } : {}),
+      burst: limit.burst ?? CERTIFY_BURST,
+      refillMs: limit.refillMs ?? certifyRefillMs(this.ttlMs),
+      ...(limit.bootstrapToken ? { sharedToken: limit.bootstrapToken } : {}),
       now: () => o.clock.now(),
       wallNow: () => o.clock.wallNow(),
     });
