@@ -161,6 +161,27 @@ export interface IdentityReport {
   /** The roots of its configured bundle (what it verifies the control plane with after a restart); absent or [] = unknown. */
   startupTrustAnchorFingerprints?: string[];
 }
+/**
+ * The most a control plane takes in one message from a proxy: grpc-js's default receive limit
+ * (grpc.max_receive_message_length), set explicitly on the control plane's server
+ * (control-plane/server.ts). A bigger message ends the whole discovery stream
+ * RESOURCE_EXHAUSTED (grpc-js refuses it before the application sees it), so every report a
+ * proxy sends stays well under it: HealthReport by MAX_REPORTED_ENDPOINTS, StatsReport by
+ * MAX_STATS_REPORT_BYTES.
+ */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/**
+ * The most bytes a StatsReport is encoded to (the DiscoveryRequest that carries it), half of
+ * MAX_REQUEST_BYTES. discovery.statsReport.maxEdges allows 10,000 edges, and an edge's labels
+ * are Kubernetes names (up to 253 characters each): such a report was several MiB, over the
+ * limit, and ended the stream at every report (adv29). The reporter leaves out the quietest
+ * edges until it fits (proxy/stats/stats-reporter.ts), as it leaves out those over maxEdges:
+ * a report is the proxy's whole cumulative state (the control plane rates each series from
+ * consecutive reports, stats-store.ts), so it is trimmed, never split; the edges left out are
+ * counted in droppedEdges. Envoy's gRPC sinks bound what they send by bytes the same way
+ * (the access-log service's buffer_size_bytes).
+ */
+export const MAX_STATS_REPORT_BYTES = 2 * 1024 * 1024;
 /** The proxy's traffic per edge, cumulative counters (contract/discovery.proto `StatsReport`). */
 export interface StatsReport {
   workload: string;
@@ -254,6 +275,8 @@ export interface DiscoveryProto {
   readonly Client: grpc.ServiceClientConstructor;
   readonly encodeResponse: (r: DiscoveryResponse) => Buffer;
   readonly decodeResponse: (b: Buffer) => DiscoveryResponse;
+  /** A request as the proxy's stream writes it (its size: MAX_STATS_REPORT_BYTES). */
+  readonly encodeRequest: (r: DiscoveryRequest) => Buffer;
 }
 
 let loaded: DiscoveryProto | undefined;
@@ -269,6 +292,7 @@ export function loadDiscoveryProto(): DiscoveryProto {
     Client,
     encodeResponse: (r) => method.responseSerialize(r),
     decodeResponse: (b) => method.responseDeserialize(b) as DiscoveryResponse,
+    encodeRequest: (r) => method.requestSerialize(r),
   };
   return loaded;
 }

@@ -15,6 +15,7 @@ import { WithdrawalMetrics } from './health/withdrawal-metrics.js';
 import { overlayWithdrawals } from './health/withdrawal-overlay.js';
 import { parseWithdrawalSettings } from './health/withdrawal-settings.js';
 import { controlPlaneSpiffeId, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
+import { MAX_REQUEST_BYTES } from '../contract/discovery.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { IdentityMetrics } from './identity/identity-metrics.js';
 import { parseCertifyLimit } from './identity/certify-limit-settings.js';
@@ -208,6 +209,8 @@ export class ControlPlane {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       'grpc.max_send_message_length': MAX_RESPONSE_BYTES,
+      // grpc-js's default, said here: what proxies keep their reports under (contract/discovery.ts MAX_REQUEST_BYTES).
+      'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
       'grpc.keepalive_time_ms': c.keepaliveMs,
       'grpc.keepalive_timeout_ms': c.keepaliveTimeoutMs,
       'grpc.max_connection_idle_ms': c.maxIdleMs,

@@ -119,6 +119,7 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
     workload: { name: proxy.config.identity.workload.name, namespace: proxy.config.identity.namespace }, intervalMs: cfg.intervalMs, maxEdges: cfg.maxEdges,
     startedAt: proxy.startedAt,
     onDropped: (n) => proxy.metrics.limits.inc({ direction: 'outbound', limit: 'stats-report-edges' }, n),
+    onTrimmed: (n) => proxy.metrics.limits.inc({ direction: 'outbound', limit: 'stats-report-bytes' }, n),
   });
   stats.start();
   client.onStop(() => stats.close());

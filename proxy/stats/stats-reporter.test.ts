@@ -1,6 +1,6 @@
 import { FakeClock } from '../../common/clock.js';
-import { silentLogger } from '../../common/logger.js';
-import type { StatsReport } from '../../contract/discovery.js';
+import { createLogger, silentLogger } from '../../common/logger.js';
+import { loadDiscoveryProto, type StatsReport } from '../../contract/discovery.js';
 import { StatsReporter } from './stats-reporter.js';
 import type { RecentDecisions } from './recent-decisions.js';
 
@@ -53,6 +53,32 @@ describe('StatsReporter', () => {
     clock.advance(600_000);
     await settle();
     expect(sent).toHaveLength(0);
+  });
+
+  test('a report over maxBytes encoded leaves out its quietest edges, counted, and says so once per run (adv29)', async () => {
+    const sent: StatsReport[] = [];
+    const trimmed: number[] = [];
+    const logs: string[] = [];
+    const reporter = (maxBytes: number) => new StatsReporter({
+      clock: new FakeClock(0), logger: createLogger({ sink: (l) => void logs.push(l) }), metricsText: async () => TEXT,
+      recentDecisions: async () => ({ denials: [], retries: [], droppedRetries: 0 }), workload: { name: 'web', namespace: 'ns' }, startedAt: 0,
+      send: (x) => void sent.push(x), intervalMs: 1_000, maxEdges: 10, onDropped: () => undefined, onTrimmed: (n) => void trimmed.push(n), maxBytes,
+    });
+    // Nothing fits: the report goes out without edges, all of them counted.
+    await reporter(0).report();
+    expect([sent[0].edges, sent[0].droppedEdges, trimmed]).toEqual([[], 2, [2]]);
+    const envelope = loadDiscoveryProto().encodeRequest({ stats: sent[0] }).length;
+    sent.length = 0;
+    trimmed.length = 0;
+    logs.length = 0;
+    // Room for the envelope and one edge (about 50 bytes), not two: the busiest is kept.
+    const one = reporter(envelope + 80);
+    await one.report();
+    await one.report();
+    expect(sent.map((x) => [x.edges.map((e) => e.peerWorkload), x.droppedEdges])).toEqual([[['a'], 1], [['a'], 1]]);
+    expect(trimmed).toEqual([1, 1]);
+    expect(logs.filter((l) => l.includes('stats report trimmed'))).toHaveLength(1);
+    for (const x of sent) expect(loadDiscoveryProto().encodeRequest({ stats: x }).length).toBeLessThanOrEqual(envelope + 80);
   });
 
   test('edges over maxEdges are left out, said in the report and counted', async () => {
