@@ -85,6 +85,12 @@ export class ControlPlaneMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly reportsLimited = new Counter({
+    name: 'wren_cp_discovery_reports_limited_total',
+    help: 'Reports a proxy sent faster than its per-stream budget (REPORT_BUDGET: a burst of 10, then 5 a second per kind), dropped unread (kind: stats, health, identity)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
   readonly adminTokenReviewsLimited = new Counter({
     name: 'wren_cp_admin_token_reviews_limited_total',
     help: "Admin-port token checks (x-wren-admin-token) given up on a TokenReview limit (limit: timeout, overloaded); the request got a 403",

@@ -15,7 +15,7 @@ import { routesFor, type RouteView } from '../translate/route-compile.js';
 import { checkIdentityClaim, checkPodClaim } from './client-auth.js';
 import { diffViews, isEmptyDelta } from './delta.js';
 import { healthRows, validateHealthReport, type HealthRow } from './health-reports.js';
-import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type Subscriber } from './subscriber.js';
+import { debugProxy, debugTrustProxy, newSubscriber, reportFromWire, type DebugTrustProxy, type Entry, type ReportKind, type Subscriber } from './subscriber.js';
 import { currentAnchors, proxyConfigDump, proxyStatusRow, type ProxyConfigDump, type ProxyStatusRow } from './proxy-status.js';
 import { TrustPush, type TrustPushOptions, type TrustPushState } from './trust-push.js';
 import { encodePolicySuffix, WorkloadPolicies } from './workload-policy.js';
@@ -109,6 +109,8 @@ export interface DiscoveryServerOptions {
   readonly withdrawal?: EndpointWithdrawal;
   /** The largest response written (default MAX_RESPONSE_BYTES; the gRPC server's max send must be at least this). */
   readonly maxResponseBytes?: number;
+  /** Reports per stream and kind (REPORT_BUDGET); absent fields: the default. */
+  readonly reportBudget?: Partial<ReportBudget>;
   /** A SERVER span per subscription (control-plane/tracing.ts), when a collector is configured; pushes are traced through onPush. */
   readonly tracing?: { subscribed(subscriber: number, identity: string, pod: string): void; dropped(subscriber: number): void };
 }
@@ -154,6 +156,30 @@ export const MAX_RESPONSE_CACHE_BYTES = 64 * 1024 * 1024;
  */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/** A token bucket's size and refill, in reports. */
+export interface ReportBudget {
+  readonly burst: number;
+  readonly perSecond: number;
+}
+
+/**
+ * How many reports of each kind (StatsReport, HealthReport, IdentityReport) one stream may
+ * send: a burst of 10, then 5 a second. Every report is CPU on the control plane's one event
+ * loop (a StatsReport of 10,000 edges is validated and folded edge by edge, a HealthReport
+ * checked entry by entry against what the proxy was sent), and nothing bounded how fast a
+ * stream sent them: a proxy, or anything holding a workload certificate, could send them as
+ * fast as it could write and every other proxy's pushes waited behind them (adv29). An honest
+ * proxy sends a StatsReport every discovery.statsReport.intervalMs (10 s by default), a
+ * HealthReport at most once a second (health-reporter.ts) and an IdentityReport per rotation:
+ * well within it. Past it a report is dropped unread (counted,
+ * wren_cp_discovery_reports_limited_total{kind}, and logged once per run of drops per stream
+ * and kind); the stream stays up. Each report replaces the proxy's previous one and stats
+ * are cumulative, so the next report within budget loses nothing. Envoy's local rate limit
+ * and gRPC servers' per-stream message limits are the same token bucket; istiod bounds
+ * only new connections per second (PILOT_MAX_REQUESTS_PER_SECOND).
+ */
+export const REPORT_BUDGET: ReportBudget = Object.freeze({ burst: 10, perSecond: 5 });
+
 export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
   /** Open streams per authenticated pod, or certificate of a proxy that names none (MAX_STREAMS_PER_POD, streamsKey). */
@@ -172,8 +198,12 @@ export class DiscoveryServer {
   private readonly trust: TrustPush | null;
   private readonly unsubscribeTrust: () => void;
   private readonly anchors: ClientAnchors | null;
+  private readonly reportBudget: ReportBudget;
 
   constructor(private readonly o: DiscoveryServerOptions) {
+    this.reportBudget = { ...REPORT_BUDGET, ...o.reportBudget };
+    if (!(this.reportBudget.burst >= 1) || !(this.reportBudget.perSecond > 0))
+      throw new RangeError(`reportBudget: burst must be >= 1 and perSecond > 0, got ${JSON.stringify(this.reportBudget)}`);
     if (o.clientAuth && !o.issuer) throw new Error('client authentication needs the issuer (its trust bundle is what client certificates must chain to)');
     this.anchors = o.clientAuth && o.issuer ? new ClientAnchors(o.issuer) : null;
     this.policies = new WorkloadPolicies(o.rootNamespace);
@@ -490,12 +520,34 @@ export class DiscoveryServer {
     // Reports are attributed to the stream's identity: with client authentication, only to the one its certificate proves.
     if (this.o.clientAuth && s.authPeer?.spiffeId !== s.sub.identity.spiffeId)
       return this.refuse(s, grpc.status.PERMISSION_DENIED, 'identity-mismatch', 'reports on a stream not bound to a certificate of this identity');
+    const kind: ReportKind | null = 'health' in req && req.health ? 'health' : 'identityReport' in req && req.identityReport ? 'identity' : 'stats' in req && req.stats ? 'stats' : null;
+    if (kind === null || !this.reportAllowed(s, kind)) return;
     if ('health' in req && req.health) return this.onHealthReport(s, req.health.ejected);
     if ('identityReport' in req && req.identityReport) s.identityReport = { report: reportFromWire(req.identityReport), at: this.o.clock.now() };
     if ('stats' in req && req.stats) {
       const id = s.sub.identity;
       this.o.stats?.ingest({ pod: String(id.pod).slice(0, 300), namespace: String(id.namespace).slice(0, 100), identity: id.spiffeId, workload: String(req.stats.workload || id.pod).slice(0, 300) }, req.stats);
     }
+  }
+
+  /** Takes one report of `kind` from the stream's budget (REPORT_BUDGET): false, counted and logged once per run, when there is none. */
+  private reportAllowed(s: Subscriber, kind: ReportKind): boolean {
+    const now = this.o.clock.now();
+    const b = (s.reportBuckets[kind] ??= { tokens: this.reportBudget.burst, at: now, limited: false });
+    b.tokens = Math.min(this.reportBudget.burst, b.tokens + (Math.max(0, now - b.at) * this.reportBudget.perSecond) / 1000);
+    b.at = now;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      b.limited = false;
+      return true;
+    }
+    this.o.metrics.reportsLimited.inc({ kind });
+    if (!b.limited)
+      this.o.logger.warn('proxy sends reports faster than its budget; they are dropped until it slows down', {
+        id: s.id, peer: s.peer, identity: String(s.sub?.identity.spiffeId ?? '').slice(0, 300), kind, burst: this.reportBudget.burst, perSecond: this.reportBudget.perSecond,
+      });
+    b.limited = true;
+    return false;
   }
 
   private pump(s: Subscriber): void {

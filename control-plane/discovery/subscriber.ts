@@ -80,6 +80,18 @@ export interface Subscriber {
   /** Ends the stream when the client certificate expires. */
   expiryTimer: Timer | null;
   closed: boolean;
+  /** The stream's report budget per kind (discovery-server.ts REPORT_BUDGET), made at its first report of that kind. */
+  reportBuckets: Partial<Record<ReportKind, ReportBucket>>;
+}
+
+/** The reports a proxy sends on its stream, each with a budget of its own (discovery-server.ts). */
+export type ReportKind = 'stats' | 'health' | 'identity';
+
+/** A token bucket: `tokens` as of `at` (the control plane's clock); `limited`: a report was dropped since the last one taken (logged once per run). */
+export interface ReportBucket {
+  tokens: number;
+  at: number;
+  limited: boolean;
 }
 
 export function newSubscriber(id: number, call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, now: number): Subscriber {
@@ -88,7 +100,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podKey: null, expiryTimer: null, closed: false,
+    authPeer: null, authAnchor: null, podKey: null, expiryTimer: null, closed: false, reportBuckets: {},
   };
 }
 
