@@ -156,6 +156,16 @@ export const MAX_RESPONSE_CACHE_BYTES = 64 * 1024 * 1024;
  */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * The longest SPIFFE ID a Subscribe may claim, in bytes (SPIFFE-ID §2.3, "Maximum SPIFFE ID
+ * Length": implementations must take 2048 and should not make longer ones). Without client
+ * authentication the claim is the stream's own word, and it is kept per stream (/debug/proxies,
+ * the stats store's reporters) and written into the log line of every HealthReport and NACK:
+ * a 4 MiB claim made each of those a 4 MiB line (adv29). With client authentication it must
+ * equal the certificate's, which the CA bounds the same way.
+ */
+export const MAX_SPIFFE_ID_BYTES = 2048;
+
 /** A token bucket's size and refill, in reports. */
 export interface ReportBudget {
   readonly burst: number;
@@ -451,6 +461,9 @@ export class DiscoveryServer {
       if (s.sub) return this.refuse(s, grpc.status.FAILED_PRECONDITION, 'subscribe-twice', 'subscribe sent twice on one stream');
       const id = req.subscribe.identity;
       if (!id || !String(id.spiffeId ?? '').startsWith('spiffe://')) return this.refuse(s, grpc.status.INVALID_ARGUMENT, 'bad-spiffe-id', 'subscribe.identity.spiffeId must be a SPIFFE ID');
+      const idBytes = Buffer.byteLength(id.spiffeId);
+      if (idBytes > MAX_SPIFFE_ID_BYTES)
+        return this.refuse(s, grpc.status.INVALID_ARGUMENT, 'bad-spiffe-id', `subscribe.identity.spiffeId is ${idBytes} bytes; a SPIFFE ID is at most ${MAX_SPIFFE_ID_BYTES} bytes`);
       s.sub = req.subscribe;
       const refused = s.authPeer ? checkIdentityClaim(s.authPeer, req.subscribe) : null;
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
