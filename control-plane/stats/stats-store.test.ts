@@ -1,6 +1,6 @@
 import { FakeClock } from '../../common/clock.js';
 import type { EdgeStats, StatsReport } from '../../contract/discovery.js';
-import { StatsStore } from './stats-store.js';
+import { MAX_REPORTER_DETAIL_CHARS, StatsStore } from './stats-store.js';
 
 const BOUNDS = [10, 100, 1000];
 const web = { pod: 'web-0', namespace: 'default', identity: 'spiffe://cluster.local/ns/default/sa/web', workload: 'web' };
@@ -231,4 +231,49 @@ test('a reporter holds at most maxSeriesPerReporter series; pruned ones give the
   clock.advance(6 * 60_000);
   store.ingest(who, rep(['t1', 't2', 't3']));
   expect(store.seriesCount).toBe(3);
+});
+
+describe('StatsStore: what one reporter, or many, can make it keep (adv29)', () => {
+  test('at most maxReporters reporters: a report from one more is dropped and counted; a known one still reports', () => {
+    const clock = new FakeClock(0);
+    const limits: [string, number][] = [];
+    const s = new StatsStore({ clock, maxReporters: 3, onLimit: (l, n) => void limits.push([l, n]) });
+    for (let i = 0; i < 5; i++) s.ingest({ ...web, pod: `pod-${i}` }, report('web', []));
+    expect(s.reporterList().map((r) => r.pod)).toEqual(['default/pod-0', 'default/pod-1', 'default/pod-2']);
+    expect(limits).toEqual([['reporters', 1], ['reporters', 1]]);
+    clock.advance(1000);
+    s.ingest({ ...web, pod: 'pod-1' }, report('web', []));
+    expect(s.reporterList().find((r) => r.pod === 'default/pod-1')!.lastReportAt).toBe(1000);
+    // Forgotten after five minutes: room again.
+    clock.advance(5 * 60_000 + 1);
+    s.ingest({ ...web, pod: 'pod-9' }, report('web', []));
+    expect(s.reporterList().map((r) => r.pod)).toEqual(['default/pod-9']);
+  });
+
+  test('the default bound is 10,000 reporters', () => {
+    const s = new StatsStore({ clock: new FakeClock(0) });
+    for (let i = 0; i < 10_100; i++) s.ingest({ ...web, pod: `pod-${i}` }, report('web', []));
+    expect(s.reporterList()).toHaveLength(10_000);
+  });
+
+  test('a reporter\'s denials and retries are kept within MAX_REPORTER_DETAIL_CHARS, the newest first, the rest counted', () => {
+    const limits: [string, number][] = [];
+    const s = new StatsStore({ clock: new FakeClock(0), onLimit: (l, n) => void limits.push([l, n]) });
+    const big = 'p'.repeat(300);
+    const denial = (i: number) => ({ ageMs: 20 - i, policy: `d${i}`, action: 'DENY', reason: 'r', principal: big, method: 'GET', path: big, port: 80, rule: 0, effectivePolicyId: 'x', policiesConsidered: Array.from({ length: 50 }, () => big), closedTunnel: '' });
+    const retry = (i: number) => ({ ageMs: 50 - i, service: `s${i}`, port: 80, route: big, method: 'GET', path: big, attempts: 20, causes: Array.from({ length: 20 }, () => ({ outcome: big, retryOn: big })), result: big, stopped: big });
+    s.ingest(web, report('web', [], { recentDenials: Array.from({ length: 20 }, (_, i) => denial(i)), recentRetries: Array.from({ length: 50 }, (_, i) => retry(i)) }));
+    expect(JSON.stringify(s.denials()).length).toBeLessThanOrEqual(MAX_REPORTER_DETAIL_CHARS / 2 + 2);
+    expect(JSON.stringify(s.retries()).length).toBeLessThanOrEqual(MAX_REPORTER_DETAIL_CHARS / 2 + 2);
+    // The newest kept (denials and retries are newest first).
+    expect(s.denials()[0].policy).toBe('d19');
+    expect(s.retries()[0].service).toBe('s49');
+    const [[limit, n]] = limits;
+    expect(limit).toBe('reporter-detail');
+    expect(n).toBe(20 - s.denials().length + 50 - s.retries().length);
+    // An honest report's are kept whole.
+    limits.length = 0;
+    s.ingest(client, report('client', [], { recentDenials: [{ ...denial(0), principal: 'spiffe://cluster.local/ns/default/sa/x', path: '/a', policiesConsidered: ['ns[default]-policy[allow-web]'] }] }));
+    expect(limits).toEqual([]);
+  });
 });

@@ -21,11 +21,33 @@ export interface StatsStoreOptions {
    * `stats.maxEdges` (200 by default) edges.
    */
   readonly maxSeriesPerReporter?: number;
-  /** Called for each limit that fires: 'series' (maxSeries), 'series-per-proxy' (maxSeriesPerReporter), 'invalid-edges' (a report's edges dropped as malformed or over MAX_EDGES_PER_REPORT). */
-  readonly onLimit?: (limit: 'series' | 'series-per-proxy' | 'invalid-edges', n: number) => void;
+  /**
+   * At most this many reporters (pods) are kept (default 10,000): a report from one more is
+   * dropped whole and counted ('reporters'). A reporter is kept five minutes after its last
+   * report whether or not it holds series, with its recent denials and retries, and its key is
+   * the pod its stream claims: without a bound, streams claiming a new pod name each (a
+   * source that lists no pods checks no claim, and plaintext checks nothing) grew the map
+   * without limit (adv29).
+   */
+  readonly maxReporters?: number;
+  /**
+   * Called for each limit that fires: 'series' (maxSeries), 'series-per-proxy' (maxSeriesPerReporter), 'invalid-edges' (a report's edges dropped as
+   * malformed or over MAX_EDGES_PER_REPORT), 'reporters' (maxReporters: a report dropped), 'reporter-detail' (denials and retries left out for MAX_REPORTER_DETAIL_CHARS).
+   */
+  readonly onLimit?: (limit: 'series' | 'series-per-proxy' | 'invalid-edges' | 'reporters' | 'reporter-detail', n: number) => void;
   /** Called after each report, with the number of series kept. */
   readonly onIngest?: (series: number) => void;
 }
+
+/**
+ * The most characters of recent denials and retries kept per reporter (as JSON), half for
+ * each list, the newest first. Each was bounded only in entries (20 denials of up to 50
+ * policies of 300 characters, 50 retries of up to 20 causes): about a million characters
+ * per reporter, kept five minutes. An honest proxy's are a few kilobytes (a denial names the
+ * few policies considered); past the bound the oldest entries are left out and counted
+ * ('reporter-detail').
+ */
+export const MAX_REPORTER_DETAIL_CHARS = 32 * 1024;
 
 /** Per-report cap (the proxy's own default is 200; discovery.statsReport.maxEdges at most 10,000). */
 export const MAX_EDGES_PER_REPORT = 10_000;
@@ -151,12 +173,14 @@ export class StatsStore {
   private readonly reporters = new Map<string, { reporter: Reporter; at: number; droppedEdges: number; denials: DenialRow[]; retries: RetryRow[]; droppedRetries: number; complete: boolean }>();
   private readonly maxSeries: number;
   private readonly maxPerReporter: number;
+  private readonly maxReporters: number;
   /** Series held per reporter key, for maxSeriesPerReporter. */
   private readonly perReporter = new Map<string, number>();
 
   constructor(private readonly o: StatsStoreOptions) {
     this.maxSeries = o.maxSeries ?? 20_000;
     this.maxPerReporter = o.maxSeriesPerReporter ?? (o.maxSeries === undefined ? 2_000 : this.maxSeries);
+    this.maxReporters = o.maxReporters ?? 10_000;
   }
 
   /** Takes one report from `reporter`. Malformed edges are dropped and counted; nothing else is lost. */
@@ -164,6 +188,10 @@ export class StatsStore {
     const now = this.o.clock.now();
     this.prune(now);
     const rkey = `${reporter.namespace}/${reporter.pod}`;
+    if (!this.reporters.has(rkey) && this.reporters.size >= this.maxReporters) {
+      this.o.onLimit?.('reporters', 1);
+      return;
+    }
     const bounds = Array.isArray(r.latencyBoundsMs) ? r.latencyBoundsMs.slice(0, MAX_BOUNDS).map(Number) : [];
     const boundsOk = bounds.every((b, i) => Number.isFinite(b) && b > 0 && (i === 0 || b > bounds[i - 1]));
     const edges = Array.isArray(r.edges) ? r.edges : [];
@@ -214,8 +242,11 @@ export class StatsStore {
       closedTunnel: str(d?.closedTunnel),
     }));
     const droppedEdges = Number(r.droppedEdges) || 0;
+    const retries = retryRows(r.recentRetries, now, rkey, reporter.workload);
+    const detailDropped = newestWithin(denials, MAX_REPORTER_DETAIL_CHARS / 2) + newestWithin(retries, MAX_REPORTER_DETAIL_CHARS / 2);
+    if (detailDropped > 0) this.o.onLimit?.('reporter-detail', detailDropped);
     this.reporters.set(rkey, {
-      reporter, at: now, droppedEdges, denials, retries: retryRows(r.recentRetries, now, rkey, reporter.workload), droppedRetries: Number(r.droppedRetries) || 0,
+      reporter, at: now, droppedEdges, denials, retries, droppedRetries: Number(r.droppedRetries) || 0,
       complete: droppedEdges === 0 && invalid === 0 && overCap === 0 && overReporterCap === 0,
     });
     this.o.onIngest?.(this.series.size);
@@ -332,6 +363,21 @@ export class StatsStore {
     else this.perReporter.delete(rkey);
   }
 
+}
+
+/** Drops the oldest (first) entries of `rows` until the rest are at most `chars` as JSON; returns how many. */
+function newestWithin(rows: unknown[], chars: number): number {
+  let total = 0;
+  let keep = rows.length;
+  for (let i = rows.length - 1; i >= 0; i--) {
+    total += JSON.stringify(rows[i]).length + 1;
+    if (total > chars) break;
+    keep = i;
+  }
+  if (total <= chars) return 0;
+  const dropped = keep;
+  rows.splice(0, dropped);
+  return dropped;
 }
 
 /** A reported string, bounded and printable (common/printable.ts): a proxy's report is its own claim. */
