@@ -139,7 +139,8 @@ export const MAX_STREAMS_PER_POD = 8;
  * and cancelled with a new filter each (a subset of the catalog each time) left one encoded
  * response each, without bound (a 1.3 MB catalog: 130 MB per 100 streams). Past it the
  * oldest entries are dropped (wren_cp_discovery_response_cache_evictions_total); one
- * change's shared responses (one per filter in use) fit well within it.
+ * change's shared responses (one per filter in use) fit well within it. An entry's key (the
+ * filter, as its service names joined) is counted with its bytes.
  */
 export const MAX_RESPONSE_CACHE_BYTES = 64 * 1024 * 1024;
 
@@ -683,7 +684,9 @@ export class DiscoveryServer {
     };
     this.cache.set(key, entry);
     this.cached.set(entry, { key, bytes: 0 });
-    this.noteCached(entry, entry.bytes?.length ?? 0);
+    // The key counts too: it holds the Subscribe's whole filter, up to a 4 MiB message of names
+    // that may match nothing (a response of a few bytes under a key of megabytes; adv29).
+    this.noteCached(entry, (entry.bytes?.length ?? 0) + key.length);
     return entry;
   }
 
