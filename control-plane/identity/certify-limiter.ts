@@ -80,6 +80,8 @@ export interface CertifyLimiterOptions {
   readonly sharedToken?: Partial<CertifyRate>;
   /** Default MAX_LINEAGES. */
   readonly maxLineages?: number;
+  /** Called when a lineage is dropped for MAX_LINEAGES (wren_identity_certify_lineages_dropped_total): its certificate renews from a bucket of its own. */
+  readonly onLineageDropped?: () => void;
   /** Monotonic ms (Clock.now). */
   readonly now: () => number;
   /** Wall-clock ms (Clock.wallNow), for certificates' notAfter. */
@@ -173,7 +175,12 @@ export class CertifyLimiter {
   /** A certificate with `serial`, valid until `notAfterMs` (wall clock), was issued to a call charged to `key`: its renewals are charged there too. */
   issued(serial: string, key: string, notAfterMs: number): void {
     // Oldest first (insertion order): the one closest to expiry, or already renewed.
-    if (this.lineage.size >= (this.o.maxLineages ?? MAX_LINEAGES)) this.lineage.delete(this.lineage.keys().next().value!);
+    // Counted: a dropped lineage is a certificate whose renewals get a full bucket of their own,
+    // which a flood of signatures (a fleet's bucket, many pods) could aim at (adv29).
+    if (this.lineage.size >= (this.o.maxLineages ?? MAX_LINEAGES)) {
+      this.lineage.delete(this.lineage.keys().next().value!);
+      this.o.onLineageDropped?.();
+    }
     this.lineage.set(normalSerial(serial), { key, until: notAfterMs });
   }
 

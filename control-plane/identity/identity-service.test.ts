@@ -7,7 +7,7 @@ import { createLogger } from '../../common/logger.js';
 import { AuthError, type Authenticator } from './authenticator.js';
 import { BootstrapTokenAuthenticator } from './bootstrap-token-authenticator.js';
 import { IdentityMetrics } from './identity-metrics.js';
-import { BOOTSTRAP_TOKEN_BURST, BOOTSTRAP_TOKEN_REFILL_MS, CERTIFY_BURST, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
+import { BOOTSTRAP_TOKEN_BURST, BOOTSTRAP_TOKEN_REFILL_MS, CERTIFY_BURST, MAX_CERTIFY_REFILL_MS, MAX_LINEAGES } from './certify-limiter.js';
 import { CertifyError, IdentityService } from './identity-service.js';
 import { generateIssuer } from './issuer.js';
 import { TokenReviewAuthenticator, type TokenReviewApi } from './token-review-authenticator.js';
@@ -184,6 +184,14 @@ describe('IdentityService', () => {
     expect(s.limiter.size.buckets).toBe(1);
     clock.advance(BOOTSTRAP_TOKEN_REFILL_MS);
     expect((await call(1000)).certChainPem).toContain('BEGIN CERTIFICATE');
+  });
+
+  test('lineages dropped past MAX_LINEAGES are counted (adv29: a limit without a metric)', async () => {
+    const registry = new Registry();
+    const s = service(proves('shop', 'web'), undefined, [], registry);
+    for (let i = 0; i <= MAX_LINEAGES + 2; i++) s.limiter.issued(i.toString(16), 'pod shop/web-0', Date.now() + 60_000);
+    expect(s.limiter.size.lineages).toBe(MAX_LINEAGES);
+    expect(await registry.getSingleMetricAsString('wren_identity_certify_lineages_dropped_total')).toMatch(/_total 3$/m);
   });
 
   test('never logs the token', async () => {

@@ -103,6 +103,7 @@ export class IdentityService {
       ...(limit.bootstrapToken ? { sharedToken: limit.bootstrapToken } : {}),
       now: () => o.clock.now(),
       wallNow: () => o.clock.wallNow(),
+      onLineageDropped: () => o.metrics.lineagesDropped.inc(),
     });
   }
 
