@@ -69,6 +69,9 @@ describe('certificate source', () => {
     expect(parseProxyConfig({ tls: files, discovery: { statsReport: { intervalMs: '0s', maxEdges: 5 } } }).discovery.statsReport).toEqual({ intervalMs: 0, maxEdges: 5 });
     expect(problem({ tls: files, discovery: { statsReport: { maxEdges: 0 } } })).toMatch(/^cfg: discovery\.statsReport\.maxEdges: /);
     expect(problem({ tls: files, discovery: { statsReport: { intervalMs: 'soon' } } })).toMatch(/^cfg: discovery\.statsReport\.intervalMs: /);
+    // Faster than the control plane takes reports (5 a second per stream): refused, not dropped there (adv29).
+    expect(problem({ tls: files, discovery: { statsReport: { intervalMs: '10ms' } } })).toBe('cfg: discovery.statsReport.intervalMs: expected 0 (never) or at least 200ms (what the control plane takes, at most 5 reports a second), got 10 ms');
+    expect(parseProxyConfig({ tls: files, discovery: { statsReport: { intervalMs: '200ms' } } }).discovery.statsReport.intervalMs).toBe(200);
   });
 
   test('exactly one of tls and identity.certify, with field-path errors', () => {

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
 import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
+import { MIN_STATS_REPORT_INTERVAL_MS } from '../../contract/discovery.js';
 import { CONTROL_PLANE_ADDRESS_PATTERN, controlPlaneSpiffeId, NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, TRUST_DOMAIN_PATTERN } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import type { AccessLogFlush } from '../access-log/access-log.js';
@@ -424,7 +425,11 @@ const shape = obj({
     services: arr(str({ pattern: SERVICE_KEY }), { default: [] }),
     // At most 16: the clusters announce only the first 16 connect failures in a row (cluster.ts).
     healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 16, default: 2 }) }),
-    statsReport: obj({ intervalMs: duration(10_000), maxEdges: num({ int: true, min: 1, max: 10_000, default: 200 }) }),
+    statsReport: obj({
+      intervalMs: map(duration(10_000), (ms, path) =>
+        ms === 0 || ms >= MIN_STATS_REPORT_INTERVAL_MS ? ms : fail(path, `expected 0 (never) or at least ${MIN_STATS_REPORT_INTERVAL_MS}ms (what the control plane takes, at most 5 reports a second), got ${ms} ms`)),
+      maxEdges: num({ int: true, min: 1, max: 10_000, default: 200 }),
+    }),
   }),
   mesh: obj({ services: parseServices }),
   policy: withDefault(parseInboundPolicy, DEFAULT_INBOUND_POLICY),
