@@ -16,6 +16,7 @@ import { overlayWithdrawals } from './health/withdrawal-overlay.js';
 import { parseWithdrawalSettings } from './health/withdrawal-settings.js';
 import { controlPlaneSpiffeId, DEFAULT_CONTROL_PLANE_NAMESPACE } from '../contract/identity.js';
 import { MAX_REQUEST_BYTES } from '../contract/discovery.js';
+import { num, obj, optional, parseWith, type Parser } from '../common/schema.js';
 import type { Authenticator } from './identity/authenticator.js';
 import { IdentityMetrics } from './identity/identity-metrics.js';
 import { parseCertifyLimit } from './identity/certify-limit-settings.js';
@@ -76,6 +77,18 @@ export const DEFAULT_GRPC_CONNECTION_LIMITS: GrpcConnectionLimits = Object.freez
   maxAgeMs: 30 * 60_000,
   maxAgeGraceMs: 10_000,
   maxConcurrentStreams: 100,
+});
+
+/**
+ * ControlPlaneOptions.grpcConnections, checked at start with errors naming the field
+ * (`grpcConnections.keepaliveMs: ...`). They went to grpc-js as given, which arms its
+ * timers with them, and Node takes a NaN or negative delay as 1 ms (adv29). Whole
+ * milliseconds from 1, at most 2^31-1 (setTimeout's ceiling).
+ */
+const ms = num({ int: true, min: 1, max: 2 ** 31 - 1 });
+const grpcConnectionsParser: Parser<Partial<GrpcConnectionLimits>> = obj({
+  keepaliveMs: optional(ms), keepaliveTimeoutMs: optional(ms), maxIdleMs: optional(ms), maxAgeMs: optional(ms), maxAgeGraceMs: optional(ms),
+  maxConcurrentStreams: optional(num({ int: true, min: 1, max: 2 ** 31 - 1 })),
 });
 
 /**
@@ -203,8 +216,9 @@ export class ControlPlane {
 
   /** Binds both servers and starts the source; proxies get their first snapshot once the source has synced. */
   static async start(o: ControlPlaneOptions): Promise<ControlPlane> {
+    const given = parseWith((r) => grpcConnectionsParser(r, 'grpcConnections'), o.grpcConnections);
     const cp = new ControlPlane(o);
-    const c = { ...DEFAULT_GRPC_CONNECTION_LIMITS, ...o.grpcConnections };
+    const c = { ...DEFAULT_GRPC_CONNECTION_LIMITS, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
     const server = new grpc.Server({
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
