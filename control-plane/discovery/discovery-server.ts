@@ -273,7 +273,7 @@ export class DiscoveryServer {
     return healthRows(
       [...this.subs]
         .filter((s) => s.sub && s.healthReportedAt > 0)
-        .map((s) => ({ identity: s.sub!.identity.spiffeId, pod: `${s.sub!.identity.namespace}/${s.sub!.identity.pod}`, at: s.healthReportedAt, ejections: s.ejections })),
+        .map((s) => ({ identity: s.sub!.identity.spiffeId, pod: claimedPod(s.sub!.identity), at: s.healthReportedAt, ejections: s.ejections })),
     );
   }
 
@@ -294,10 +294,10 @@ export class DiscoveryServer {
       });
     }
     this.countReported();
-    const reporter = s.authPeer ? this.reporterOf(s, s.authPeer) : `${s.sub.identity.spiffeId} ${s.sub.identity.namespace}/${s.sub.identity.pod}`;
+    const reporter = s.authPeer ? this.reporterOf(s, s.authPeer) : `${s.sub.identity.spiffeId} ${claimedPod(s.sub.identity)}`;
     this.o.withdrawal?.report(s.id, reporter, v.accepted);
     this.o.logger.info('health report', {
-      id: s.id, identity: s.sub.identity.spiffeId, pod: `${s.sub.identity.namespace}/${s.sub.identity.pod}`, unhealthy: v.accepted.length,
+      id: s.id, identity: s.sub.identity.spiffeId, pod: claimedPod(s.sub.identity), unhealthy: v.accepted.length,
       endpoints: v.accepted.slice(0, 10).map((e) => `${e.service}:${e.servicePort} ${e.address}:${e.port} ${e.kind}${e.reason ? ` (${e.reason})` : ''}`),
     });
   }
@@ -438,7 +438,7 @@ export class DiscoveryServer {
     this.o.logger.warn('discovery stream refused', {
       code: grpc.status[code], reason, detail, peer: s.peer,
       ...(s.authPeer ? { certificate: s.authPeer.spiffeId, serial: s.authPeer.serial } : {}),
-      ...(s.sub ? { claimed: String(s.sub.identity.spiffeId).slice(0, 300), pod: `${String(s.sub.identity.namespace).slice(0, 100)}/${String(s.sub.identity.pod).slice(0, 300)}` } : {}),
+      ...(s.sub ? { claimed: String(s.sub.identity.spiffeId).slice(0, 300), pod: claimedPod(s.sub.identity) } : {}),
     });
     s.call.emit('error', { code, details: detail });
     this.drop(s);
@@ -473,11 +473,11 @@ export class DiscoveryServer {
       s.filterId = services.length > 0 ? services.join(',') : '*';
       // The stream's own words, clipped as refuse() clips them: a Subscribe may be a 4 MiB message.
       this.o.logger.info('proxy subscribed', {
-        id: s.id, peer: s.peer, identity: String(id.spiffeId).slice(0, 300), pod: `${String(id.namespace).slice(0, 100)}/${String(id.pod).slice(0, 300)}`,
+        id: s.id, peer: s.peer, identity: String(id.spiffeId).slice(0, 300), pod: claimedPod(id),
         services: services.length <= 20 ? services.map((x) => String(x).slice(0, 300)) : [...services.slice(0, 20).map((x) => String(x).slice(0, 300)), `(${services.length - 20} more)`],
         authenticated: s.authPeer !== null,
       });
-      this.o.tracing?.subscribed(s.id, id.spiffeId, `${id.namespace}/${id.pod}`);
+      this.o.tracing?.subscribed(s.id, id.spiffeId, claimedPod(id));
       return this.pump(s);
     }
     if (!s.sub) return this.refuse(s, grpc.status.FAILED_PRECONDITION, 'not-subscribed', 'the first message must be subscribe');
@@ -733,6 +733,17 @@ function streamsKey(s: Subscriber): string {
  * could log megabytes per round trip.
  */
 export const MAX_NACK_DETAIL_CHARS = 2048;
+
+/**
+ * A stream's claimed pod as `namespace/pod`, clipped as refuse() clips it, for what is logged,
+ * traced or counted as a health reporter. Without client authentication (and with a source
+ * that lists no pods) the claim is only checked to be a string: a Subscribe may name a pod of
+ * megabytes, and every HealthReport's log line, the subscription's span and each withdrawal's
+ * reporters carried it whole (adv29). Names in Kubernetes are at most 253 characters.
+ */
+function claimedPod(id: { readonly namespace: string; readonly pod: string }): string {
+  return `${String(id.namespace ?? '').slice(0, 100)}/${String(id.pod ?? '').slice(0, 300)}`;
+}
 
 function clipDetail(v: unknown): string {
   const d = String(v ?? '');

@@ -8,6 +8,7 @@ import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } fro
 import { MAX_SPIFFE_ID_BYTES } from '../../control-plane/discovery/discovery-server.js';
 import { ControlPlane } from '../../control-plane/server.js';
 import { DirSource } from '../../control-plane/sources/dir-source.js';
+import { waitFor } from '../control-plane-harness.js';
 
 /**
  * A Subscribe's spiffe_id was only checked to start with spiffe://, so without client
@@ -15,7 +16,8 @@ import { DirSource } from '../../control-plane/sources/dir-source.js';
  * plane then kept (/debug/proxies, the stats store's reporter) and wrote whole into a log
  * line per HealthReport and per NACK. The SPIFFE ID spec bounds an ID at 2048 bytes
  * (SPIFFE-ID §2.3, "Maximum SPIFFE ID Length"); a longer one is refused bad-spiffe-id, counted
- * and logged clipped.
+ * and logged clipped. The claimed pod is clipped (not refused: a Subscribe of megabytes is
+ * still served, control-plane-nack-detail.test.ts) in what a HealthReport logs and counts.
  */
 let dir: string;
 let cp: ControlPlane;
@@ -69,6 +71,25 @@ test('an ID of exactly 2048 bytes is taken', async () => {
   const prefix = 'spiffe://cluster.local/ns/shop/sa/';
   stream.write({ subscribe: { identity: { spiffeId: prefix + 'x'.repeat(MAX_SPIFFE_ID_BYTES - prefix.length), namespace: 'shop', pod: 'web-0', labels: {} }, services: [], lastVersion: '' } });
   expect((await first).full).toBe(true);
+  stream.cancel();
+  client.close();
+});
+
+test('a claimed pod of megabytes is clipped in what a HealthReport logs and in the reporter it counts as', async () => {
+  const { Client } = loadDiscoveryProto();
+  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  stream.on('error', () => undefined);
+  const first = new Promise<DiscoveryResponse>((resolve) => stream.once('data', resolve));
+  const pod = `web-${'0'.repeat(1_000_000)}`;
+  stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod, labels: {} }, services: [], lastVersion: '' } });
+  await first;
+  const before = logs.length;
+  stream.write({ health: { ejected: [{ service: 'web.shop', servicePort: 80, address: '127.0.0.1', port: 8080, kind: 'connect-failure', reason: 'refused', ejectedForMs: 1 }] } });
+  await waitFor(() => logs.slice(before).some((l) => l.includes('health report')), 'the health report logged');
+  for (const l of logs.slice(before)) expect(l.length).toBeLessThan(10_000);
+  const [row] = cp.discovery.debugHealth();
+  expect(row.reporters.map((r) => r.pod.length)).toEqual(['shop/'.length + 300]);
   stream.cancel();
   client.close();
 });
