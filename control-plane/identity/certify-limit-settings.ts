@@ -7,8 +7,9 @@ import type { CertifyRate } from './certify-limiter.js';
  * `identity.certifyLimit` of ControlPlane.start) and as `wren control-plane`'s flags set them
  * (--certify-burst, --certify-refill, --certify-fleet-burst, --certify-fleet-refill). Checked
  * once at the edge, errors naming the field (`identity.certifyLimit.burst: ...`) or the flag:
- * a burst of 0 refused every Certify, and a refill of 0 or NaN made the bucket never refill
- * or refill at once, silently. Absent fields: the defaults.
+ * a burst of 0 refused every Certify (INTERNAL: the limiter read a bucket it never made), and
+ * a refill of 0 or NaN turned the limit off (the bucket full again at once), silently.
+ * Absent fields: the defaults.
  */
 export interface CertifyLimitSettings {
   /** Signatures one workload gets at once (default CERTIFY_BURST). */

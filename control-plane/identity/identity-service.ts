@@ -95,7 +95,7 @@ export class IdentityService {
     this.ttlMs = o.certTtlMs ?? DEFAULT_LEAF_TTL_MS;
     if (!(this.ttlMs >= MIN_CERT_TTL_MS) || this.ttlMs > o.issuer.ca.maxTtlMs)
       throw new PkiError('INVALID_TTL', `the certificate lifetime must be between ${MIN_CERT_TTL_MS} ms and ${o.issuer.ca.maxTtlMs} ms, got ${this.ttlMs}`);
-    // Checked here (errors name certifyLimit.FIELD): a burst of 0 refused every call, a NaN refill never refilled.
+    // Checked here (errors name certifyLimit.FIELD): a burst of 0 refused every call, a refill of 0 or NaN turned the limit off.
     const limit = parseCertifyLimit(o.certifyLimit, 'certifyLimit');
     this.limiter = new CertifyLimiter({
       burst: limit.burst ?? CERTIFY_BURST,

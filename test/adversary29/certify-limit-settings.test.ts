@@ -12,7 +12,7 @@ import { DirSource } from '../../control-plane/sources/dir-source.js';
 /**
  * The Certify limit (control-plane/identity/certify-limiter.ts) could only be set through the
  * embedded API, and nothing checked it there: a burst of 0 refused every Certify, a refill of
- * NaN never refilled, silently. `wren control-plane` now takes --certify-burst,
+ * 0 or NaN turned the limit off, silently. `wren control-plane` now takes --certify-burst,
  * --certify-refill, --certify-fleet-burst and --certify-fleet-refill, and the embedded
  * options are checked at start with errors that name the field.
  */
