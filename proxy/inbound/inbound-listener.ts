@@ -16,7 +16,7 @@ import type { OpenTunnels } from '../policy/open-tunnels.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { PlaintextInbound } from './plaintext-inbound.js';
 import { PeerConnect, sessionPeer } from './peer-connect.js';
-import { sniff } from './sniff.js';
+import { sniff, type Sniffed } from './sniff.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
@@ -26,6 +26,11 @@ import { H1Server } from '../http/h1-server.js';
 import { isMuxAlpn, MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
 import { LiveSet } from '../../common/live-set.js';
+
+/** wren_protocol_detect_total's labels for what the inbound port's sniff decided: one object each, not one per connection. */
+const INBOUND_DETECT: Readonly<Record<Sniffed | 'opaque-port', { readonly direction: 'inbound'; readonly result: string }>> = Object.freeze(
+  Object.fromEntries((['tls', 'http1', 'http2', 'opaque', 'timeout', 'closed', 'opaque-port'] as const).map((r) => [r, Object.freeze({ direction: 'inbound', result: r })])) as Record<Sniffed | 'opaque-port', { direction: 'inbound'; result: string }>,
+);
 
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
@@ -199,6 +204,8 @@ export class InboundListener {
     const dst = (this.d.originalDst ?? kernelOriginalDst)(socket);
     const opaque = dst !== undefined && this.d.opaquePorts.has(dst.port) && this.d.policy().modeFor(dst.port) === 'PERMISSIVE';
     const kind = opaque ? 'opaque' : await sniff(socket, this.d.detectTimeoutMs, this.d.clock);
+    // Counted as the outbound's detection and the CONNECT streams' are (protocol.detectTimeoutMs firing is result="timeout").
+    this.d.metrics.detect.inc(opaque ? INBOUND_DETECT['opaque-port'] : INBOUND_DETECT[kind]);
     if (kind === 'closed') return void socket.destroy();
     // Read after the sniff: a push during it (up to detectTimeoutMs) judges this connection.
     const mode = this.d.policy().modeFor(dst?.port);
