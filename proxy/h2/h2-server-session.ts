@@ -39,6 +39,8 @@ export interface H2ServerSessionOptions {
   /** Rapid-reset budget (CVE-2023-44487), as http/h2-session-guard.ts; null: none. */
   readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number } | null;
   readonly onLimit: (limit: LimitName) => void;
+  /** A request answered here before the service sees it: the 431 above maxHeaderBytes (or the hard cap), counted as the HTTP/1.1 server's client errors are. */
+  readonly onClientError?: (err: ProxyError) => void;
   /** Where the connection's requests came from and were going (shared by every request, read only). */
   readonly source: ProxyRequest['source'];
   readonly origDst: ProxyRequest['origDst'];
@@ -662,6 +664,13 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     else this.open(id, fields, endStream);
   }
 
+  /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping, counted (onClientError); the request is not read. */
+  private headersTooLarge(limit: number, contentType: string | undefined): ProxyResponse {
+    const err = new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`);
+    this.o.onClientError?.(err);
+    return errorResponse(err, { headers: contentType !== undefined ? { 'content-type': contentType } : {} });
+  }
+
   private onTrailers(st: H2ServerStream, fields: string[]): void {
     for (let i = 0; i < fields.length; i += 2) if (fields[i].charCodeAt(0) === 58) return st.malformed('pseudo-header in trailers');
     // Checked as the head's fields are (section 8.2.1): a trailer the other side cannot
@@ -690,7 +699,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
       }
     }
     this.armSweep();
-    if (typeof fields === 'string') return st.respond(headersTooLarge(this.o.hardCapBytes, fields === '' ? undefined : fields));
+    if (typeof fields === 'string') return st.respond(this.headersTooLarge(this.o.hardCapBytes, fields === '' ? undefined : fields));
     let method: string | undefined;
     let scheme: string | undefined;
     let authority: string | undefined;
@@ -745,7 +754,7 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     // The authority (RFC 9113 section 8.3.1: :authority, else Host) is required and is a host[:port] (RFC 3986 section 3.2.2).
     const target = authority ?? host;
     if (target === undefined || target.length === 0 || !allIn(target, HOST)) return st.malformed('no valid :authority or host');
-    if (size > this.o.maxHeaderBytes) return st.respond(headersTooLarge(this.o.maxHeaderBytes, contentType));
+    if (size > this.o.maxHeaderBytes) return st.respond(this.headersTooLarge(this.o.maxHeaderBytes, contentType));
     if (method === 'CONNECT') {
       // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
       return st.respond(errorResponse(new ProxyError('CONNECT_NOT_SUPPORTED', authority ?? ''), { headers: {} }));
@@ -865,10 +874,6 @@ function directPush(this: Fed, chunk: unknown): boolean {
   return !s.readsPaused;
 }
 
-/** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
-function headersTooLarge(limit: number, contentType: string | undefined): ProxyResponse {
-  return errorResponse(new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`), { headers: contentType !== undefined ? { 'content-type': contentType } : {} });
-}
 
 
 /**

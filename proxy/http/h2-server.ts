@@ -31,6 +31,12 @@ export interface H2HandlerOptions {
    * SETTINGS_MAX_HEADER_LIST_SIZE should be a looser hard cap so we see the request.
    */
   readonly maxHeaderBytes?: number;
+  /**
+   * A request answered here, before the listener's layers (so neither their metrics nor the
+   * access log see it): the 431 above maxHeaderBytes. Counted by the listener as the
+   * HTTP/1.1 server's client errors are (wren_proxy_errors_total{code}).
+   */
+  readonly onClientError?: (err: ProxyError) => void;
 }
 
 /** How much slack the HTTP/2 session setting leaves above maxHeaderBytes, so oversized requests reach us and get a 431 body. */
@@ -54,7 +60,7 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
     // reset budget would otherwise be spent on our behalf. The session guard counts it.
     if (stream.closed || stream.destroyed) return void stream.on('error', ignore);
     if (opts.maxHeaderBytes !== undefined && rawHeaders && headerListSize(rawHeaders) > opts.maxHeaderBytes) {
-      tooLarge(stream, opts.maxHeaderBytes, headers);
+      tooLarge(stream, opts.maxHeaderBytes, headers, opts.onClientError);
       return;
     }
     if (headers[':method'] === 'CONNECT') {
@@ -232,9 +238,11 @@ function refuse(stream: ServerHttp2Stream, e: ProxyError): void {
 }
 
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
-function tooLarge(stream: ServerHttp2Stream, limit: number, h: IncomingHttpHeaders): void {
+function tooLarge(stream: ServerHttp2Stream, limit: number, h: IncomingHttpHeaders, onClientError: ((err: ProxyError) => void) | undefined): void {
   releaseOnClose(stream);
   stream.on('error', ignore);
   const ct = h['content-type'];
-  writeH2Response(stream, errorResponse(new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`), { headers: ct ? { 'content-type': String(ct) } : {} }));
+  const err = new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`);
+  onClientError?.(err);
+  writeH2Response(stream, errorResponse(err, { headers: ct ? { 'content-type': String(ct) } : {} }));
 }

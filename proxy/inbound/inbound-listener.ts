@@ -19,6 +19,7 @@ import { PeerConnect, sessionPeer } from './peer-connect.js';
 import { sniff, type Sniffed } from './sniff.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
+import type { ProxyError } from '../errors/proxy-error.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
@@ -147,8 +148,11 @@ export class InboundListener {
       // 'close' fires once per stream: a shared handler added with on() (no once() wrapper, no closure per stream).
       stream.on('close', this.untrack);
     });
+    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
+    const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
     attachH2Handler(this.secure, {
       maxHeaderBytes: d.maxHeaderBytes,
+      onClientError,
       service: d.http,
       clock: d.clock,
       identityOf: (stream) => sessionPeer(stream),
@@ -167,7 +171,7 @@ export class InboundListener {
       halfCloseOf: (s) => s instanceof MuxStream,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
-      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
+      onClientError,
       onExchange: (n) => this.track(n),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });

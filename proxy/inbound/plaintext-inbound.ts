@@ -68,11 +68,13 @@ export class PlaintextInbound {
     // HTTP/1.1 upgrades go through the plaintext inbound layers like any request (h1-upgrade-server.ts).
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
+    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
+    const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
-      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label }),
+      onClientError,
       onExchange: d.track,
     });
     this.h2 = createH2Server({
@@ -100,6 +102,7 @@ export class PlaintextInbound {
     });
     attachH2Handler(this.h2, {
       maxHeaderBytes: d.maxHeaderBytes,
+      onClientError,
       service: d.http,
       clock: d.clock,
       origDstOf,

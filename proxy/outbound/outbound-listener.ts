@@ -11,7 +11,7 @@ import { detectProtocol, detectProtocolTaking, type Detected } from '../net/dete
 import { putBack } from '../net/peek.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
 import { splice } from '../net/tcp-tunnel.js';
-import { responseFlag, toProxyError } from '../errors/proxy-error.js';
+import { responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
 import { tcpRequest } from './tcp-request.js';
@@ -85,6 +85,8 @@ export class OutboundListener {
   /** node:http2 sessions (http2Server 'node'): told to drain (GOAWAY) likewise. */
   private readonly nodeH2Sessions = new LiveSet<ServerHttp2Session>();
   private readonly onLimit: (limit: LimitName) => void;
+  /** A request its HTTP server answered before the layers (400/431/501): wren_proxy_errors_total{direction="outbound",code}. */
+  private readonly onClientError: (e: ProxyError) => void;
   private h2Dst: Destination | undefined;
   /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
   private readonly passthroughConnector: TcpConnector;
@@ -96,13 +98,14 @@ export class OutboundListener {
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     this.onLimit = onLimit;
+    this.onClientError = (e) => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
     // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
-      onClientError: (e) => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label }),
+      onClientError: this.onClientError,
     });
     this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
@@ -119,7 +122,8 @@ export class OutboundListener {
       // emit('connection') in serve(), which sets h2Dst for just that call.
       if (this.h2Dst) this.origDsts.set(s.socket as Socket, this.h2Dst);
     });
-    attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes });
+    // Its 431s (limits.maxHeaderBytes) are answered before the layers: counted as the HTTP/1.1 server's are.
+    attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes, onClientError: this.onClientError });
     // allowHalfOpen: a client's FIN must not end our side at once, or a TCP client that
     // half-closes after its request (`nc -N`, shutdown(SHUT_WR)) loses the reply; the
     // tunnel relays the FIN instead (splice), and the HTTP servers handle it themselves.
@@ -227,6 +231,7 @@ export class OutboundListener {
       // The app is the untrusted side here: its connections carry the rapid-reset budget.
       prematureResets: L.prematureResets,
       onLimit: this.onLimit,
+      onClientError: this.onClientError,
       source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' },
       origDst: this.origDsts.get(socket),
     });
