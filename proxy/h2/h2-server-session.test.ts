@@ -243,6 +243,8 @@ test('streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused with REFUSED_ST
   sock.write(Buffer.concat([rawRequest(1, 'x'), rawRequest(3, 'x'), rawRequest(5, 'x')]));
   expect(rstCode(await until(isRst(5)))).toBe(constants.NGHTTP2_REFUSED_STREAM);
   expect(frames.some((f) => f.type === FRAME.RST_STREAM && f.id !== 5)).toBe(false);
+  // The limit firing is counted (wren_limit_exceeded_total{limit="max-concurrent-streams"}), as every listener limit is.
+  expect(limits).toEqual(['max-concurrent-streams']);
 });
 
 test('rapid reset: streams reset in the read that opened them reach no service; the budget ends with GOAWAY ENHANCE_YOUR_CALM', async () => {

@@ -659,7 +659,11 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (id <= this.lastClientId) return; // a stream already closed (we reset it): nothing more to do
     this.lastClientId = id;
     if (this.draining) return this.reset(id, H2_ERROR.REFUSED_STREAM);
-    if (this.streams.size >= this.o.maxConcurrentStreams) return this.reset(id, H2_ERROR.REFUSED_STREAM);
+    if (this.streams.size >= this.o.maxConcurrentStreams) {
+      // RFC 9113 section 5.1.2: a stream past the advertised limit is refused, and the limit counted.
+      this.o.onLimit('max-concurrent-streams');
+      return this.reset(id, H2_ERROR.REFUSED_STREAM);
+    }
     if (tooLarge) this.open(id, fields.contentType ?? '', endStream);
     else this.open(id, fields, endStream);
   }

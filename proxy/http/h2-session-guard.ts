@@ -11,6 +11,9 @@ export type LimitName =
   // An HTTP/1.1 connection we ended whose client did not close its side in time (limits.delayedCloseTimeoutMs).
   | 'delayed-close-timeout'
   | 'max-connections'
+  // A stream past limits.maxConcurrentStreams refused (REFUSED_STREAM): counted where Wren's own
+  // code refuses it (the frame-level server, the mesh multiplexer's); node:http2 refuses inside nghttp2, unseen.
+  | 'max-concurrent-streams'
   | 'premature-resets'
   | 'max-streams-per-caller'
   | 'peer-keepalive-timeout'

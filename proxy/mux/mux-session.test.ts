@@ -263,6 +263,18 @@ describe('MuxSession', () => {
     expect(p.server.size).toBe(1);
   });
 
+  test('a stream refused beyond maxStreams (limits.maxConcurrentStreams on the inbound) is counted as max-concurrent-streams', async () => {
+    const limits: string[] = [];
+    const p = await pairs.pair({ maxStreams: 1, onStream: () => undefined, onLimit: (l) => limits.push(l) });
+    const a = p.client.open()!;
+    a.write('x');
+    await until(() => p.server.size === 1);
+    p.raw.write(Buffer.concat([frameHeader(FrameType.Data, 0, 99, 1), Buffer.from('y')]));
+    await until(() => limits.length > 0);
+    expect(limits).toEqual(['max-concurrent-streams']);
+    expect(p.server.size).toBe(1);
+  });
+
   test("a turn's frames from every stream leave in one write", async () => {
     const p = await pair(64 * 1024, () => undefined);
     const streams = Array.from({ length: 10 }, () => p.client.open()!);

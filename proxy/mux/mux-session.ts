@@ -54,7 +54,7 @@ const EARLY_FLUSH_FRAMES = 4;
 const CLOSE_TIMEOUT_MS = 1000;
 
 /** Why a session gave up on its peer (or on one of its streams): each counted (the listener's limit metric). */
-export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog' | 'delayed-close-timeout' | 'peer-keepalive-timeout';
+export type MuxLimit = 'request-headers-timeout' | 'idle-connection-timeout' | 'premature-resets' | 'mux-write-backlog' | 'delayed-close-timeout' | 'peer-keepalive-timeout' | 'max-concurrent-streams';
 
 export interface MuxSessionOptions {
   /** Client: opens streams (odd ids); server: accepts them (onStream). */
@@ -424,6 +424,8 @@ export class MuxSession implements StreamOwner, FrameSink {
       if (this.o.client || id % 2 !== 1) return this.malformed(`DATA for unknown stream ${id}`);
       this.lastPeerId = id;
       if (this.goingAway || this.streams.size >= this.o.maxStreams) {
+        // Past maxStreams (limits.maxConcurrentStreams) counted; a stream refused by a drain is no limit.
+        if (!this.goingAway) this.o.onLimit?.('max-concurrent-streams');
         this.sendControl(FrameType.Reset, id, ResetCode.Refused);
         return this.grantConnection(payload.length);
       }
