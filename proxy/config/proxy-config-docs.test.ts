@@ -76,3 +76,34 @@ test('every field the proxy config parser knows is documented under docs/', () =
   const undocumented = [...known].filter((k) => !new RegExp(`(^|[\\s{,\`.])${k}(:|\`)`, 'm').test(docs));
   expect(undocumented).toEqual([]);
 });
+
+/**
+ * The example's values are the defaults (what "default" means on that page), except the
+ * illustrative ones listed here: a default changed in the parser and not on the page, or
+ * the reverse, fails. The mesh, policy, upstreams, appProbes and ExternalServices are
+ * examples of their own models, not defaults.
+ */
+test("docs/configuration.md's example values are the parser's defaults, bar the illustrative ones", () => {
+  const doc = documentedExample();
+  delete (doc.egress as Record<string, unknown>).externalServices;
+  const example = parseProxyConfig(doc) as unknown as Record<string, unknown>;
+  const defaults = parseProxyConfig({ tls: doc.tls }) as unknown as Record<string, unknown>;
+  const examples = ['mesh', 'policy', 'upstreams', 'appProbes', 'egress.externalServices'];
+  const differ: string[] = [];
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Map);
+  const walk = (a: unknown, b: unknown, p: string): void => {
+    if (examples.includes(p)) return;
+    if (isObject(a) && isObject(b)) {
+      for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[k], b[k], p ? `${p}.${k}` : k);
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) differ.push(p);
+  };
+  walk(example, defaults, '');
+  expect(differ.sort()).toEqual([
+    // Who the example workload is: no default names a workload.
+    'discovery.controlPlane', 'identity.labels.app', 'identity.pod', 'identity.serviceAccount',
+    'identity.workload.app', 'identity.workload.name', 'identity.workload.version',
+    // Optional: unset leaves them to the control plane (egress mode, telemetry) or off (the collector);
+    // the example shows the effective defaults its comments name, or a value.
+    'egress.mode', 'telemetry.accessLog.enabled', 'telemetry.accessLog.samplingPercent', 'telemetry.tracing.samplingPercent', 'tracing.collector',
+  ].sort());
+});
