@@ -1,4 +1,4 @@
-import { constants, type Http2Session, type Http2Stream, type ServerHttp2Session } from 'node:http2';
+import { constants, type Http2Session, type Http2Stream, type IncomingHttpHeaders, type ServerHttp2Session } from 'node:http2';
 import type { Clock, Timer } from '../../common/clock.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = constants;
@@ -162,7 +162,7 @@ function armCheck(g: Guard): void {
   g.check.unref?.();
 }
 
-function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
+function onStream(this: ServerHttp2Session, stream: Http2Stream, headers: IncomingHttpHeaders): void {
   const g = GUARDS.get(this);
   if (!g) return;
   g.active++;
@@ -175,7 +175,11 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream): void {
   if (g.timerLimit === 'request-headers-timeout') clear(g);
   (stream as Guarded)[GUARD] = g;
   if (g.o.prematureResets) (stream as Guarded)[STARTED] = g.o.clock.now();
-  if (g.o.streamIdleTimeoutMs > 0) {
+  // A CONNECT stream (RFC 9113 section 8.5) is an opaque TCP connection between sidecars, not a
+  // request: it lives as long as its ends keep it (docs/resilience.md), as Envoy's tcp_proxy is
+  // not bound by the HTTP stream_idle_timeout. An extended CONNECT (RFC 8441, an upgrade) is a
+  // request until its 101: writeH2Switch lifts the timeout there.
+  if (g.o.streamIdleTimeoutMs > 0 && (headers[':method'] !== 'CONNECT' || headers[':protocol'] !== undefined)) {
     stream.setTimeout(g.o.streamIdleTimeoutMs);
     stream.on('timeout', onStreamTimeout);
   }

@@ -67,5 +67,8 @@ export function writeH2Switch(stream: ServerHttp2Stream, res: ProxyResponse, req
   const { upgrade, ...rest } = res.headers;
   const protocol = (Array.isArray(upgrade) ? upgrade[0] : upgrade) ?? requested;
   stream.respond({ ...rest, ':status': 200, [MESH.upgraded]: protocol });
+  // Switched: a tunnel now, with no idle timeout (docs/security.md), so the session guard's
+  // stream idle timeout (limits.streamIdleTimeoutMs, armed while this was a request) is lifted.
+  stream.setTimeout(0);
   splice(stream, tunnel);
 }
