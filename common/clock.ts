@@ -42,6 +42,17 @@ export type Random = () => number;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
+ * A configured delay for Node's own setTimeout where a LongTimer does not fit (a timer that is
+ * refresh()ed, or armed with an argument to spare a closure per stream): at most 24.8 days, as
+ * Node truncates a socket's and an HTTP/2 stream's setTimeout, instead of the 1 ms Node's
+ * setTimeout makes of a longer one. A timer that re-arms for what is left (mux-stream.ts) still
+ * keeps the whole delay.
+ */
+export function nodeTimerMs(ms: number): number {
+  return ms > MAX_TIMER_MS ? MAX_TIMER_MS : ms;
+}
+
+/**
  * A timer longer than Node can arm: a chain of maximal ones, re-armed until the whole
  * delay has passed. Durations come from config and clients (a 720h idle timeout, a
  * 30-day gRPC deadline, a 90-day certificate renewed at 70 %), and Node would otherwise

@@ -1,5 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import { systemClock, type Clock, type Timer } from '../../common/clock.js';
+import { nodeTimerMs, systemClock, type Clock, type Timer } from '../../common/clock.js';
 import { deferred, inTurn } from '../../common/deferred.js';
 import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { carriedH2Code, CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_ACK, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
@@ -191,7 +191,8 @@ export class MuxSession implements StreamOwner, FrameSink {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
     this.peer = o.peer ?? '';
-    this.closeTimeoutMs = o.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
+    // Armed with Node's setTimeout here and per stream (mux-stream.ts _final): a config's "720h" must not become 1 ms.
+    this.closeTimeoutMs = nodeTimerMs(o.closeTimeoutMs ?? CLOSE_TIMEOUT_MS);
     this.connRecvWindow = o.connectionWindowBytes;
     this.connWindow = o.connectionWindowBytes;
     this.limit = o.maxStreams;
@@ -218,7 +219,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.firstTimer = setTimeout(() => {
         this.firstTimer = null;
         if (this.lastPeerId === 0) this.giveUp('request-headers-timeout', `no stream within ${first} ms`);
-      }, first);
+      }, nodeTimerMs(first));
       this.firstTimer.unref();
     }
   }
@@ -270,7 +271,7 @@ export class MuxSession implements StreamOwner, FrameSink {
       if (this.o.client) return this.end();
       this.o.onLimit?.('idle-connection-timeout');
       this.goAway();
-    }, ms);
+    }, nodeTimerMs(ms));
     this.emptyTimer.unref();
   }
 

@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
+import { nodeTimerMs } from '../../common/clock.js';
 import { isLent, releaseBody } from '../net/body-buffers.js';
 import { BY_REFERENCE_BYTES } from './frame-batch.js';
 import { EMPTY_PAYLOAD, MAX_PAYLOAD, MAX_WINDOW, ResetCode, upstreamResetCode } from './frame.js';
@@ -413,7 +414,8 @@ export class MuxStream extends Duplex {
 
   private arm(ms: number): void {
     this.expired = false;
-    this.timer = setTimeout(onStreamTimer, ms, this);
+    // At most 24.8 days a time: timerFired re-arms for what is left, so a longer timeout still holds whole.
+    this.timer = setTimeout(onStreamTimer, nodeTimerMs(ms), this);
     this.timer.unref();
   }
 
