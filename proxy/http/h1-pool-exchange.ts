@@ -6,6 +6,7 @@
  * origin only by the shapes below, so neither file imports the other's values or types.
  */
 
+import { nodeTimerMs } from '../../common/clock.js';
 import type { Socket } from 'node:net';
 import { LeanBody } from './lean-body.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
@@ -96,7 +97,8 @@ export class Exchange {
       return false;
     }
     this.pending = p;
-    this.waitTimer = setTimeout(() => this.fail(new ProxyError('OVERFLOW', `no connection to the endpoint was free within ${this.waitMs} ms`)), this.waitMs);
+    // nodeTimerMs: a policy's "720h" connect timeout must not become Node's 1 ms.
+    this.waitTimer = setTimeout(() => this.fail(new ProxyError('OVERFLOW', `no connection to the endpoint was free within ${this.waitMs} ms`)), nodeTimerMs(this.waitMs));
     return true;
   }
 

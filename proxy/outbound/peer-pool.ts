@@ -6,7 +6,7 @@ import { connectPeer } from '../tls/connect-peer.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
-import { systemClock, type Clock, type Timer } from '../../common/clock.js';
+import { nodeTimerMs, systemClock, type Clock, type Timer } from '../../common/clock.js';
 import { setLimitCounter, setResetBudget } from '../http/session-resets.js';
 
 export interface PeerPoolOptions {
@@ -224,7 +224,8 @@ export class PeerPool {
         socket?.destroy();
         reject(err instanceof ProxyError ? err : toProxyError(err, 'CONNECT_FAILED'));
       };
-      const timer = setTimeout(() => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${timeoutMs} ms`)), timeoutMs);
+      // nodeTimerMs: a policy's "720h" connect timeout must not become Node's 1 ms.
+      const timer = setTimeout(() => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${timeoutMs} ms`)), nodeTimerMs(timeoutMs));
       timer.unref();
       if (identity !== null) {
         socket = connectPeer(this.opts.tls, host, port, identity, 'h2');
