@@ -73,7 +73,7 @@ const noTrailers = (): undefined => undefined;
  * 8192 characters by W3C), b3 forms, x-request-id, x-forwarded-for, wren-target-port,
  * wren-orig-proto, wren-peer, wren-attempt, grpc-timeout.
  */
-const MESH_HEAD_HEADROOM = { fields: 16, bytes: 12 * 1024 } as const;
+export const MESH_HEAD_HEADROOM = { fields: 16, bytes: 12 * 1024 } as const;
 
 /**
  * The mesh server's limits: what a peer's outbound accepted, plus MESH_HEAD_HEADROOM. Its

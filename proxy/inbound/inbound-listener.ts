@@ -23,7 +23,7 @@ import type { ProxyError } from '../errors/proxy-error.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
-import { H1Server } from '../http/h1-server.js';
+import { H1Server, MESH_HEAD_HEADROOM } from '../http/h1-server.js';
 import { isMuxAlpn, MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
 import { LiveSet } from '../../common/live-set.js';
@@ -151,7 +151,10 @@ export class InboundListener {
     // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
     const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
     attachH2Handler(this.secure, {
-      maxHeaderBytes: d.maxHeaderBytes,
+      // A peer sidecar's request head is one its outbound accepted within maxHeaderBytes, plus
+      // the fields that sidecar added (x-request-id, traceparent, wren-target-port, ...): the
+      // room the mesh HTTP/1.1 server leaves for them too (h1-server.ts meshLimits).
+      maxHeaderBytes: d.maxHeaderBytes + MESH_HEAD_HEADROOM.bytes,
       onClientError,
       service: d.http,
       clock: d.clock,
