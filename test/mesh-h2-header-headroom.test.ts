@@ -1,7 +1,7 @@
-import { connect as h2connect } from 'node:http2';
+import { connect as h2connect, createServer as createH2Server } from 'node:http2';
 import { testPki } from './helpers/pki.js';
 import { meshService, startProxy } from './helpers/proxy.js';
-import { fakeH2cApp, type FakeApp } from './helpers/fake-app.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -16,24 +16,36 @@ import type { Proxy } from '../proxy/proxy.js';
  * multiplexer (meshHttp2 mux) therefore did: h2 now leaves the same.
  */
 const pki = testPki();
-let app: FakeApp;
+/** An h2c app that takes any number of fields (node:http2's own default is 128) and answers 404. */
+let app: { port: number; close(): Promise<void> };
 let server: Proxy;
 const clients: Proxy[] = [];
+let wide: Proxy;
+const wideClients: Proxy[] = [];
 
 beforeAll(async () => {
-  app = await fakeH2cApp();
+  const h2 = createH2Server({ maxHeaderListPairs: 4096, maxHeaderSize: 1 << 20 } as Parameters<typeof createH2Server>[0]);
+  h2.on('stream', (st) => st.respond({ ':status': 404 }, { endStream: true }));
+  app = await listenOnLoopback(h2);
   server = await startProxy({ pki, serviceAccount: 'web' });
+  // Room for many fields under the byte limit (each costs 32 bytes more than its text).
+  wide = await startProxy({ pki, serviceAccount: 'wide', config: { limits: { maxHeaderBytes: 64 * 1024 } } });
   for (const meshHttp2 of ['h2', 'mux']) {
     clients.push(await startProxy({
       pki, serviceAccount: `client-${meshHttp2}`,
       services: [meshService('web', 80, [{ appPort: app.port, proxy: server }], { protocol: 'http2' })],
       config: { protocol: { meshHttp2 } },
     }));
+    wideClients.push(await startProxy({
+      pki, serviceAccount: `wide-client-${meshHttp2}`,
+      services: [meshService('web', 80, [{ appPort: app.port, proxy: wide }], { protocol: 'http2' })],
+      config: { protocol: { meshHttp2 }, limits: { maxHeaderBytes: 64 * 1024 } },
+    }));
   }
 });
 
 afterAll(async () => {
-  await Promise.all([...clients, server].map((p) => p.close()));
+  await Promise.all([...clients, ...wideClients, server, wide].map((p) => p.close()));
   await app.close();
 });
 
@@ -63,5 +75,10 @@ describe.each([['h2', 0], ['mux', 1]] as const)('protocol.meshHttp2 %s', (_name,
     const c = clients[i];
     expect(await ask(c, 16_384)).toBe('404');
     expect(await ask(c, 16_385)).toBe('431 headers-too-large');
+  });
+
+  test("a request of 512 header fields (the HTTP/2 listeners' most, pseudo-headers included) reaches the app", async () => {
+    const many = Object.fromEntries(Array.from({ length: 507 }, (_, k) => [`x-f${k}`, 'v']));
+    expect(await ask(wideClients[i], 1000, many)).toBe('404');
   });
 });

@@ -120,7 +120,8 @@ export class InboundListener {
     // an older release. A client certificate chaining to the trust bundle is required either way.
     this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', ...MUX_ALPNS] }, (s) => this.secureConnection(s));
     this.secure = createH2Server({
-      maxHeaderListPairs: H2_SERVER_MAX_FIELDS,
+      // A peer's request: what its outbound took (H2_SERVER_MAX_FIELDS) and the fields its sidecar added (h1-server.ts MESH_HEAD_HEADROOM).
+      maxHeaderListPairs: H2_SERVER_MAX_FIELDS + MESH_HEAD_HEADROOM.fields,
       // enableConnectProtocol: HTTP/1.1 upgrades arrive as extended CONNECT streams (RFC 8441).
       settings: { maxConcurrentStreams: d.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: d.limits.http2InitialStreamWindowBytes, enableConnectProtocol: true },
       streamResetBurst: PEER_RESET_BURST,
