@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { ConfigError } from '../../common/schema.js';
 import { createRootCa } from '../../certs/index.js';
-import { parseProxyConfig } from './proxy-config.js';
+import { parseProxyConfig, PROXY_ENV } from './proxy-config.js';
 
 /**
  * docs/configuration.md against the parser: its example is a config the proxy takes, and
@@ -106,4 +106,11 @@ test("docs/configuration.md's example values are the parser's defaults, bar the 
     // the example shows the effective defaults its comments name, or a value.
     'egress.mode', 'telemetry.accessLog.enabled', 'telemetry.accessLog.samplingPercent', 'telemetry.tracing.samplingPercent', 'tracing.collector',
   ].sort());
+});
+
+test("docs/configuration.md's in-cluster section names exactly the environment variables the proxy reads (PROXY_ENV)", () => {
+  const md = readFileSync(join(docsDir, 'configuration.md'), 'utf8');
+  const section = md.slice(md.indexOf('## In-cluster mode (environment)'));
+  const named = new Set([...section.matchAll(/`((?:WREN|POD)_[A-Z0-9_]+)`/g)].map((m) => m[1]));
+  expect([...named].sort()).toEqual(PROXY_ENV.map((v) => v.name).sort());
 });
