@@ -80,3 +80,13 @@ export const DEFAULT_INBOUND_POLICY: InboundPolicy = Object.freeze({
 
 /** Policies in this namespace without a selector are mesh-wide (Istio's root namespace, here the control plane's). */
 export const ROOT_NAMESPACE = 'wren-system';
+
+/**
+ * The shortest discovery.statsReport.intervalMs a proxy takes (besides 0, never): the control
+ * plane takes at most 5 reports of a kind a second per stream, past a burst
+ * (control-plane/discovery/discovery-server.ts REPORT_BUDGET), so a shorter interval would
+ * only have its reports dropped there. Here, not in discovery.ts: the proxy's config parser
+ * reads it, and discovery.ts loads grpc-js, which a sidecar on a file config never loads
+ * (test/sidecar-module-loads.test.ts).
+ */
+export const MIN_STATS_REPORT_INTERVAL_MS = 200;

@@ -182,13 +182,6 @@ export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
  * (the access-log service's buffer_size_bytes).
  */
 export const MAX_STATS_REPORT_BYTES = 2 * 1024 * 1024;
-/**
- * The shortest discovery.statsReport.intervalMs a proxy takes (besides 0, never): the control
- * plane takes at most 5 reports of a kind a second per stream, past a burst
- * (control-plane/discovery/discovery-server.ts REPORT_BUDGET), so a shorter interval would
- * only have its reports dropped there.
- */
-export const MIN_STATS_REPORT_INTERVAL_MS = 200;
 /** The proxy's traffic per edge, cumulative counters (contract/discovery.proto `StatsReport`). */
 export interface StatsReport {
   workload: string;
