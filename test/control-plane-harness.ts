@@ -63,7 +63,7 @@ export interface TestProxy {
 
 export function startProxy(
   address: string,
-  opts: { pod?: string; services?: string[]; logger?: Logger; seed?: number; backoff?: { initialMs?: number; maxMs?: number }; onHealthReportClipped?: (dropped: number) => void } = {},
+  opts: { pod?: string; serviceAccount?: string; services?: string[]; logger?: Logger; seed?: number; backoff?: { initialMs?: number; maxMs?: number }; onHealthReportClipped?: (dropped: number) => void } = {},
 ): TestProxy {
   const p: TestProxy = {
     applied: [],
@@ -73,7 +73,7 @@ export function startProxy(
   };
   const client = new DiscoveryClient({
     address,
-    identity: { spiffeId: `spiffe://cluster.local/ns/default/sa/${opts.pod ?? 'client'}`, namespace: 'default', pod: opts.pod ?? 'client-0' },
+    identity: { spiffeId: `spiffe://cluster.local/ns/default/sa/${opts.serviceAccount ?? opts.pod ?? 'client'}`, namespace: 'default', pod: opts.pod ?? 'client-0' },
     services: opts.services,
     clock: systemClock,
     random: seededRandom(opts.seed ?? 1),
