@@ -34,6 +34,13 @@ export interface Picker {
 export interface Balancer {
   readonly kind: LoadBalancerKind;
   build(hosts: readonly Host[]): Picker;
+  /**
+   * A picker over `usable`, a subset of `all` (the hosts left after health filtering), laid
+   * out as if it were over `all`: for a balancer whose placement depends on the whole set
+   * (ring-hash), so that a host leaving `usable` (ejected, failing checks) moves only the
+   * requests it had. Absent: build(usable).
+   */
+  buildWithin?(all: readonly Host[], usable: readonly Host[]): Picker;
 }
 
 export const EMPTY_PICKER: Picker = Object.freeze({ size: 0, pick: () => null });

@@ -28,7 +28,26 @@ export class RingHashBalancer implements Balancer {
 
   build(hosts: readonly Host[]): Picker {
     if (hosts.length === 0) return EMPTY_PICKER;
-    return new RingPicker(Object.freeze([...hosts]), this.random, Math.min(Math.max(1, this.minRingSize), MAX_RING_SIZE));
+    return new RingPicker(Object.freeze([...hosts]), this.random, this.ringSize());
+  }
+
+  /**
+   * The ring of every counted host, on which the hosts that are not `usable` (ejected,
+   * failing health checks, breaker open) are walked past, as a retry walks past the hosts
+   * it tried. A ring of the usable hosts alone would have its points per weight unit set by
+   * their count: at a power-of-two boundary (8 hosts -> 7 at the default 1024 points) every
+   * host's points halve or double, and one ejection moved about half of all keys, then
+   * again when the host came back. Here only the keys of the host that left move, each to
+   * the next usable host clockwise (about 1/N), and come back with it.
+   */
+  buildWithin(all: readonly Host[], usable: readonly Host[]): Picker {
+    if (usable.length === 0) return EMPTY_PICKER;
+    if (usable.length === all.length) return this.build(usable);
+    return new RingPicker(Object.freeze([...all]), this.random, this.ringSize(), Object.freeze([...usable]));
+  }
+
+  private ringSize(): number {
+    return Math.min(Math.max(1, this.minRingSize), MAX_RING_SIZE);
   }
 }
 
@@ -36,13 +55,22 @@ export class RingPicker implements Picker {
   readonly size: number;
   private readonly hashes: Uint32Array;
   private readonly owners: Int32Array;
+  /** Per ring host (by index): whether it may be picked; null: all may. */
+  private readonly allowed: Uint8Array | null;
 
   constructor(
     private readonly hosts: readonly Host[],
     private readonly random: Random,
     minRingSize: number,
+    /** The hosts that may be picked, a subset of `hosts` (buildWithin); absent: all of them. */
+    private readonly usable: readonly Host[] = hosts,
   ) {
-    this.size = hosts.length;
+    this.size = usable.length;
+    if (usable === hosts) this.allowed = null;
+    else {
+      const set = new Set(usable);
+      this.allowed = Uint8Array.from(hosts, (h) => (set.has(h) ? 1 : 0));
+    }
     const minWeight = Math.min(...hosts.map((h) => h.endpoint.weight));
     const units = hosts.map((h) => h.endpoint.weight / minWeight);
     const totalUnits = units.reduce((a, b) => a + b, 0);
@@ -77,13 +105,17 @@ export class RingPicker implements Picker {
   }
 
   pick(ctx: PickContext): Host | null {
-    if (ctx.hashKey === undefined) return randomAllowed(this.hosts, ctx, this.random);
+    if (ctx.hashKey === undefined) return randomAllowed(this.usable, ctx, this.random);
     const n = this.hashes.length;
+    const allowed = this.allowed;
     let i = this.lowerBound(hash32(ctx.hashKey));
-    // Walk clockwise past excluded hosts (a retry goes to the next host on the ring).
+    // Walk clockwise past excluded hosts (a retry goes to the next host on the ring) and
+    // past those that may not be picked (buildWithin).
     for (let step = 0; step < n; step++, i++) {
       if (i === n) i = 0;
-      const h = this.hosts[this.owners[i]];
+      const o = this.owners[i];
+      if (allowed !== null && allowed[o] === 0) continue;
+      const h = this.hosts[o];
       if (!isExcluded(h, ctx)) return h;
     }
     return null;

@@ -1,5 +1,6 @@
 import { seededRandom } from '../../common/clock.js';
 import type { Host } from '../balance/balancer.js';
+import { RingHashBalancer } from '../balance/ring-hash.js';
 import { RoundRobinBalancer } from '../balance/round-robin.js';
 import { makeHosts } from '../balance/test-hosts.js';
 import { EjectingBalancer, type Eligibility } from './ejecting-balancer.js';
@@ -42,5 +43,38 @@ describe('EjectingBalancer', () => {
     expect(picker.size).toBe(0);
     expect(picker.counts.blocked).toBe(2);
     expect(picker.pick({})).toBeNull();
+  });
+
+  it('ring hash: ejecting one of 8 hosts moves only its keys, to their next host on the ring, and they come back when it returns', () => {
+    // Built over the healthy hosts alone, the ring halved every host's points at 8 -> 7
+    // (the points per weight unit are a power of two: 128 for 8 hosts, 256 for 7), and
+    // about half of all keys changed host on one ejection, and again on its return.
+    const hosts = makeHosts(Array(8).fill(1));
+    const health = new Map<Host, Eligibility>(hosts.map((h) => [h, 'healthy']));
+    const b = new EjectingBalancer(new RingHashBalancer(seededRandom(1), 1024), { eligibility: (h) => health.get(h)! }, 50);
+    const keys = Array.from({ length: 4000 }, (_, i) => `user-${i}`);
+    const owner = (p: ReturnType<typeof b.build>) => keys.map((k) => p.pick({ hashKey: k })!.key);
+    const full = b.build(hosts);
+    const before = owner(full);
+    health.set(hosts[5], 'degraded');
+    const ejected = b.build(hosts);
+    expect(ejected.panic).toBe(false);
+    expect(ejected.size).toBe(7);
+    const during = owner(ejected);
+    let moved = 0;
+    keys.forEach((_, i) => {
+      if (before[i] === hosts[5].key) {
+        moved++;
+        expect(during[i]).not.toBe(hosts[5].key);
+        // Where a retry that excluded the ejected host would have gone: the next host clockwise.
+        expect(during[i]).toBe(full.pick({ hashKey: keys[i], exclude: new Set([hosts[5].key]) })!.key);
+      } else expect(during[i]).toBe(before[i]);
+    });
+    expect(moved / keys.length).toBeGreaterThan(0.06);
+    expect(moved / keys.length).toBeLessThan(0.2);
+    // Without a hash key: a random usable host, never the ejected one.
+    expect(Array.from({ length: 200 }, () => ejected.pick({})!.key)).not.toContain(hosts[5].key);
+    health.set(hosts[5], 'healthy');
+    expect(owner(b.build(hosts))).toEqual(before);
   });
 });

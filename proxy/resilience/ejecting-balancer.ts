@@ -49,12 +49,14 @@ export class EjectingBalancer implements Balancer {
   build(hosts: readonly Host[]): HealthAwarePicker {
     const healthy: Host[] = [];
     const degraded: Host[] = [];
+    const counted: Host[] = [];
     let blocked = 0;
     let total = 0;
     for (const h of hosts) {
       const e = this.health.eligibility(h);
       if (e === 'excluded') continue;
       total++;
+      counted.push(h);
       if (e === 'healthy') healthy.push(h);
       else if (e === 'degraded') degraded.push(h);
       else blocked++;
@@ -63,7 +65,9 @@ export class EjectingBalancer implements Balancer {
     // Keep the caller's host order in panic mode so ring positions and RR order are stable.
     const usable = panic ? new Set([...healthy, ...degraded]) : null;
     const chosen = usable ? hosts.filter((h) => usable.has(h)) : healthy;
-    const picker = this.inner.build(chosen);
+    // A ring (ring-hash) is laid out over every counted host and walks past the others, so
+    // an ejection moves only the ejected host's keys (RingHashBalancer.buildWithin).
+    const picker = this.inner.buildWithin ? this.inner.buildWithin(counted, chosen) : this.inner.build(chosen);
     const counts: HealthCounts = Object.freeze({ total, healthy: healthy.length, degraded: degraded.length, blocked });
     return { size: picker.size, panic, counts, pick: (ctx: PickContext) => picker.pick(ctx) };
   }
