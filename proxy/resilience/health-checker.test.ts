@@ -64,6 +64,26 @@ describe('HealthChecker', () => {
     expect(rec.changes[1]).toEqual(['a', true]);
   });
 
+  it('a target whose identity or sidecar port changes while unhealthy stays unhealthy until it passes again, and says so when it does (adv34)', async () => {
+    // It was restarted as a fresh target, healthy, without a word: the Cluster still held
+    // it unhealthy, and passing probes never announced it back, so it stayed out for good.
+    let status = 503;
+    const server = http.createServer((_req, res) => res.writeHead(status).end());
+    servers.push(server);
+    const port = await listen(server);
+    const rec = recorder();
+    checker = new HealthChecker(policy({ unhealthyThreshold: 1, healthyThreshold: 1 }), systemClock, rec.events);
+    checker.update([{ key: 'a', address: '127.0.0.1', port, identity: 'spiffe://td/ns/default/sa/old' }]);
+    await waitFor(() => rec.changes.length === 1);
+    expect(rec.changes).toEqual([['a', false]]);
+    status = 200;
+    checker.update([{ key: 'a', address: '127.0.0.1', port, identity: 'spiffe://td/ns/default/sa/new' }]);
+    expect(checker.isHealthy('a')).toBe(false);
+    await waitFor(() => rec.changes.length === 2);
+    expect(rec.changes[1]).toEqual(['a', true]);
+    expect(checker.isHealthy('a')).toBe(true);
+  });
+
   it('HTTP: a response slower than the timeout is a failure', async () => {
     const server = http.createServer(() => undefined); // never answers
     servers.push(server);

@@ -62,13 +62,20 @@ export class HealthChecker {
   /** Check exactly these targets: new ones start now, removed ones stop. */
   update(specs: readonly HealthTargetSpec[]): void {
     const keep = new Map(specs.map((s) => [s.key, s]));
+    /** Targets restarted for a changed sidecar port or identity while unhealthy. */
+    let unhealthy: Set<string> | undefined;
     for (const [key, st] of this.targets) {
       const spec = keep.get(key);
-      if (!spec || !sameTarget(spec, st.spec)) this.stop(key, st);
+      if (!spec || !sameTarget(spec, st.spec)) {
+        this.stop(key, st);
+        // Restarted, it keeps its health: the owner (Cluster) was told it is unhealthy and
+        // hears only of changes, so a restart as healthy would leave it out for good.
+        if (spec && !st.healthy) (unhealthy ??= new Set()).add(key);
+      }
     }
     for (const spec of keep.values()) {
       if (this.targets.has(spec.key)) continue;
-      const st: TargetState = { spec, healthy: true, successes: 0, failures: 0, timer: null, abort: null, grpc: null, closed: false };
+      const st: TargetState = { spec, healthy: !unhealthy?.has(spec.key), successes: 0, failures: 0, timer: null, abort: null, grpc: null, closed: false };
       this.targets.set(spec.key, st);
       this.schedule(st, 0);
     }
