@@ -16,7 +16,7 @@ const apps: { name: string; slow: boolean; hits: number; seen: IncomingHttpHeade
 
 beforeAll(async () => {
   for (const [name, slow] of [['slow-a', true], ['fast-b', false], ['slow-c', true], ['slow-d', true]] as const) {
-    const app = { name, slow, hits: 0, seen: [] as IncomingHttpHeaders[], port: 0, close: async () => undefined };
+    const app = { name, slow, hits: 0, seen: [] as IncomingHttpHeaders[], port: 0, close: (): Promise<void> => Promise.resolve() };
     const server = createServer((req, res) => {
       app.hits++;
       app.seen.push(req.headers);

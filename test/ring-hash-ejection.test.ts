@@ -17,7 +17,7 @@ const apps: { name: string; failing: boolean; close(): Promise<void>; port: numb
 
 beforeAll(async () => {
   for (let i = 0; i < 8; i++) {
-    const app = { name: `app-${i}`, failing: false, port: 0, close: async () => undefined };
+    const app = { name: `app-${i}`, failing: false, port: 0, close: (): Promise<void> => Promise.resolve() };
     const server = createServer((req, res) => {
       req.resume();
       req.on('end', () => {
