@@ -236,7 +236,7 @@ export const JWKS_URI = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/;
  * what the pattern refuses, and a refusal is logged by the control plane, listed in its
  * /debug/rejected and `wren check`, and printed by `wren proxy` for its own config, so the
  * value is shown with its userinfo as `REDACTED@` (the access log's spelling) and without
- * its query (an API key; how the proxy's logs show a jwksUri, jwks-source.ts uriShown).
+ * its query (an API key; how the proxy's logs show a jwksUri, contract/jwks-uri-shown.ts uriShown).
  */
 const jwksUri: Parser<string> = (raw, path) => {
   if (typeof raw !== 'string' || JWKS_URI.test(raw)) return str()(raw, path);

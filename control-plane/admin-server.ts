@@ -9,6 +9,7 @@ import { listen } from '../common/listen.js';
 import { adminHostRefusal } from '../common/admin-host.js';
 import type { Clock } from '../common/clock.js';
 import type { StatsStore } from './stats/stats-store.js';
+import { jwksUriHidden } from '../contract/jwks-uri-shown.js';
 
 /** What the admin port serves (its 404 lists them; `wren control-plane --help` too). */
 export const ADMIN_PATHS: readonly string[] = [
@@ -82,7 +83,10 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
 
 function sendJson(res: ServerResponse, code: number, body: unknown): void {
   res.writeHead(code, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body, null, 2) + '\n');
+  // Every page, in whatever shape it carries a policy (a proxy's ACKed inbound policy, the
+  // view's RequestAuthentications, /api/proxies): a jwksUri without its query, which may
+  // carry an API key (contract/jwks-uri-shown.ts; the proxy's /config_dump shows it so).
+  res.end(JSON.stringify(body, jwksUriHidden, 2) + '\n');
 }
 
 function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {

@@ -41,7 +41,8 @@ import { MetricsServer } from './admin/metrics-server.js';
 import { AppProber } from './admin/app-prober.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
 import { RateLimiter } from './ratelimit/rate-limiter.js';
-import { JwksRegistry, policyShown } from './policy/jwks-source.js';
+import { JwksRegistry } from './policy/jwks-source.js';
+import { policyShown } from '../contract/jwks-uri-shown.js';
 import { redactQuery } from './access-log/redact-query.js';
 import { PolicyTelemetry } from './policy/policy-telemetry.js';
 import type { OriginalDst } from './net/original-dst.js';
@@ -567,7 +568,7 @@ export class Proxy {
       // File paths only; key material (and the token) is never dumped.
       bootstrap: {
         ...rest, tls: tls.certFile ? { certFile: tls.certFile, trustBundleFile: tls.trustBundleFile } : undefined, mesh: undefined,
-        // A jwksUri's query may carry an API key: shown as the logs show it (jwks-source.ts uriShown).
+        // A jwksUri's query may carry an API key: shown as the logs show it (contract/jwks-uri-shown.ts uriShown).
         policy: policyShown(rest.policy),
         // A probe header may carry a credential (Authorization): names only. So may its path's
         // query (?access_token=): redacted as the access log redacts it.

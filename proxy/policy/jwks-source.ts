@@ -5,6 +5,7 @@ import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { parseJwksText } from '../../contract/parse.js';
 import type { JwtRule } from '../../contract/model.js';
+import { uriShown } from '../../contract/jwks-uri-shown.js';
 
 /**
  * The public keys of one JWT issuer: inline (static), a file, or a URL. Remote and file
@@ -148,28 +149,6 @@ export class JwksSource {
 }
 
 /** GET a JWKS over plain HTTP(S) with a deadline (the proxy's own client, not the mesh: see docs/request-authentication.md). */
-/**
- * A jwksUri as logs and the `source` label show it: without its query, which may carry an
- * API key (`?key=...`). Credentials in the authority are refused by the parser
- * (contract/parse.ts JWKS_URI); the metric is on the pod's metrics port, which Prometheus
- * (and whoever reaches the pod) reads.
- */
-export function uriShown(uri: string): string {
-  const q = uri.search(/[?#]/);
-  return q < 0 ? uri : `${uri.slice(0, q)}?…`;
-}
-
-/**
- * The policy as the admin /config_dump (and so `wren proxy-config --admin`) shows it: each
- * jwksUri as uriShown shows it. The admin port is the pod's, but what it dumps is read by
- * whoever debugs the pod and pasted into tickets; the key stays in the RequestAuthentication.
- */
-export function policyShown<P extends { readonly jwtRules?: readonly { readonly jwksUri: string }[] }>(p: P): P {
-  const rules = p.jwtRules;
-  if (!rules?.some((r) => uriShown(r.jwksUri) !== r.jwksUri)) return p;
-  return { ...p, jwtRules: rules.map((r) => ({ ...r, jwksUri: uriShown(r.jwksUri) })) };
-}
-
 function httpLoader(url: string, d: JwksDeps): Loader {
   const load = fetchLoader(url, d);
   // An error that quotes the URL (fetch's do) is logged with it as uriShown shows it.

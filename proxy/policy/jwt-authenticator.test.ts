@@ -9,7 +9,8 @@ import { FakeClock } from '../../common/clock.js';
 import { createLogger, silentLogger } from '../../common/logger.js';
 import { parseJwtRule } from '../../contract/parse.js';
 import { JwtAuthenticator, withoutParam, type AuthnResult } from './jwt-authenticator.js';
-import { JwksRegistry, uriShown, type JwksFetchOutcome } from './jwks-source.js';
+import { JwksRegistry, type JwksFetchOutcome } from './jwks-source.js';
+import { uriShown } from '../../contract/jwks-uri-shown.js';
 
 /**
  * Real keys and real tokens (jose), a fake clock for exp/nbf and the JWKS refresh
