@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 
 /**
@@ -32,4 +33,33 @@ export function adminHostRefusal(host: string | undefined): string | null {
     if (name === 'localhost' || isIP(name) === 4) return null;
   }
   return `the admin port answers only requests for localhost or an IP address, not Host: ${host} (DNS rebinding protection; use http://127.0.0.1:PORT/)`;
+}
+
+/**
+ * The request's URL and the authority it names, or why it is answered 400 (a bad
+ * request is the client's, not a 500). Shared by both admin ports (the proxy's and the
+ * control plane's), so both read a request's target and authority the same way.
+ * - More than one Host is a 400 (RFC 9112 section 3.2); node keeps only the first.
+ * - An origin-form target (`/path?query`) is the path as sent: `//config_dump` is a path
+ *   (404), not a scheme-relative URL naming a host `config_dump`.
+ * - An absolute-form target (`http://host/path`) names the authority itself, and a server
+ *   takes it over the Host header (RFC 9112 section 3.2.2), so the DNS-rebinding check reads it.
+ * - Anything else (`*`, authority-form, a target URL cannot parse) is a 400.
+ */
+export function requestTarget(req: IncomingMessage): { url: URL; host: string | undefined } | string {
+  let hosts = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return 'more than one Host header (RFC 9112 section 3.2)';
+  const raw = req.url ?? '/';
+  const shown = JSON.stringify(raw.length > 200 ? `${raw.slice(0, 200)}…` : raw);
+  try {
+    if (raw.startsWith('/')) return { url: new URL(`http://admin${raw}`), host: req.headers.host };
+    if (/^https?:\/\//i.test(raw)) {
+      const url = new URL(raw);
+      return { url, host: url.host };
+    }
+  } catch {
+    return `malformed request target ${shown}`;
+  }
+  return `unsupported request target ${shown}: the admin port takes a path (/ready) or an http:// URL`;
 }

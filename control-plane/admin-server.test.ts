@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { connect } from 'node:net';
 import { systemClock } from '../common/clock.js';
 import { AdminAccess } from './admin-access.js';
 import { startAdminServer, type AdminDeps } from './admin-server.js';
@@ -52,6 +53,28 @@ afterAll(async () => {
 
 const get = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${port}${path}`, init).then(async (r) => ({ status: r.status, headers: r.headers, body: await r.text() }));
 
+/** One raw HTTP/1.1 exchange: what the server answered (status line and headers, body), the connection closed by the client after a short read. */
+function raw(request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => s.write(request));
+    let got = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      got += d;
+      if (/\r\n\r\n/.test(got)) {
+        const m = /content-length: (\d+)/i.exec(got);
+        const head = got.indexOf('\r\n\r\n') + 4;
+        if (!m || got.length - head >= Number(m[1])) {
+          s.destroy();
+          resolve(got);
+        }
+      }
+    });
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+}
+
 test("no debug page or /api/ answer shows a jwksUri's query (an API key): the URI is shown up to it, as the proxy's /config_dump shows it", async () => {
   for (const path of ['/debug/proxy-config?pod=shop/web-0', '/debug/proxies', '/debug/view', '/api/proxies', '/api/proxies/shop%2Fweb-0']) {
     const r = await get(path);
@@ -59,4 +82,38 @@ test("no debug page or /api/ answer shows a jwksUri's query (an API key): the UR
     expect([path, r.body.includes(SECRET)]).toEqual([path, false]);
     expect([path, r.body.includes('https://id.example.com/jwks.json?…')]).toEqual([path, true]);
   }
+});
+
+test('a request with two Host headers is a 400, whichever comes first: node keeps only the first, so a second could carry a rebinding name past the check', async () => {
+  const both = await raw('GET /debug/view HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n');
+  expect(both).toMatch(/^HTTP\/1\.1 400 /);
+  expect(both).toContain('more than one Host header');
+  expect(both).not.toContain('"services"');
+});
+
+test('an absolute-form target names the authority the DNS-rebinding check reads (RFC 9112 section 3.2.2), not the Host header', async () => {
+  const r = await raw('GET http://evil.example:15014/debug/view HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  expect(r).toMatch(/^HTTP\/1\.1 403 /);
+  expect(r).toContain('DNS rebinding');
+  const ok = await raw(`GET http://127.0.0.1:${port}/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+  expect(ok).toMatch(/^HTTP\/1\.1 200 /);
+});
+
+test("an origin-form target starting '//' is a path (404), not a URL naming a host; '*' and authority-form are 400", async () => {
+  const dbl = await raw('GET //debug/view HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  expect(dbl).toMatch(/^HTTP\/1\.1 404 /);
+  for (const target of ['*', '127.0.0.1:15014']) {
+    const r = await raw(`OPTIONS ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    expect([target, r.split('\r\n')[0]]).toEqual([target, 'HTTP/1.1 400 Bad Request']);
+  }
+});
+
+test('a method other than GET and HEAD is a 405 naming them in Allow (RFC 9110 section 15.5.6); HEAD answers the headers of GET; the port keeps serving', async () => {
+  for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+    const r = await get('/debug/view', { method });
+    expect([method, r.status, r.headers.get('allow')]).toEqual([method, 405, 'GET, HEAD']);
+  }
+  const head = await get('/debug/view', { method: 'HEAD' });
+  expect([head.status, head.headers.get('content-type'), head.body]).toEqual([200, 'application/json', '']);
+  expect((await get('/live')).status).toBe(200);
 });

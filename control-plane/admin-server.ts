@@ -6,7 +6,7 @@ import type { EndpointWithdrawal } from './health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
 import { listen } from '../common/listen.js';
-import { adminHostRefusal } from '../common/admin-host.js';
+import { adminHostRefusal, requestTarget } from '../common/admin-host.js';
 import type { Clock } from '../common/clock.js';
 import type { StatsStore } from './stats/stats-store.js';
 import { jwksUriHidden } from '../contract/jwks-uri-shown.js';
@@ -55,17 +55,18 @@ export interface AdminDeps {
 
 export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://admin');
-    } catch {
-      return sendJson(res, 400, { error: 'malformed request target' });
-    }
+    // The target and the authority it names, read as the proxy's admin port reads them: two
+    // Host headers, `*` or authority-form are a 400; an absolute-form target's authority is
+    // the one checked (RFC 9112 section 3.2.2); `//x` is a path (common/admin-host.ts).
+    const target = requestTarget(req);
+    if (typeof target === 'string') return sendJson(res, 400, { error: target });
+    const { url } = target;
     // DNS rebinding: only localhost or an IP literal as Host (kubelet probes and
     // Prometheus scrapes use the pod IP); see common/admin-host.ts.
-    const badHost = adminHostRefusal(req.headers.host);
+    const badHost = adminHostRefusal(target.host);
     if (badHost) return sendJson(res, 403, { error: badHost });
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method not allowed' });
+    // Every path is read-only: a 405 names the methods it has (RFC 9110 section 15.5.6: it MUST send Allow).
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: `method ${req.method} not allowed: the admin port is read-only (GET, HEAD)` }, { allow: 'GET, HEAD' });
     // Debug pages, /api/ and the dashboard: localhost or an administrator's token (admin-access.ts).
     void d.access.refusal(url.pathname, req.socket.remoteAddress, req.headers).then((refused) => {
       if (refused) return sendJson(res, 403, { error: refused });
@@ -81,8 +82,8 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
   return { server, port: (await listen(server, port, host)).port };
 }
 
-function sendJson(res: ServerResponse, code: number, body: unknown): void {
-  res.writeHead(code, { 'content-type': 'application/json' });
+function sendJson(res: ServerResponse, code: number, body: unknown, extra: Record<string, string> = {}): void {
+  res.writeHead(code, { 'content-type': 'application/json', ...extra });
   // Every page, in whatever shape it carries a policy (a proxy's ACKed inbound policy, the
   // view's RequestAuthentications, /api/proxies): a jwksUri without its query, which may
   // carry an API key (contract/jwks-uri-shown.ts; the proxy's /config_dump shows it so).

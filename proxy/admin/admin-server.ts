@@ -3,7 +3,7 @@ import { createServer } from '../../common/node-http.js';
 import type { AddressInfo } from 'node:net';
 import { isLevel, type Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
-import { adminHostRefusal } from '../../common/admin-host.js';
+import { adminHostRefusal, requestTarget } from '../../common/admin-host.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
 import { field, setField } from '../http/headers.js';
@@ -196,34 +196,6 @@ export class AdminServer {
 function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
   res.end(body);
-}
-
-/**
- * The request's URL and the authority it names, or why it is answered 400 (as the control
- * plane's admin port answers a malformed target: a bad request is the client's, not a 500).
- * - More than one Host is a 400 (RFC 9112 section 3.2); node keeps only the first.
- * - An origin-form target (`/path?query`) is the path as sent: `//config_dump` is a path
- *   (404), not a scheme-relative URL naming a host `config_dump`.
- * - An absolute-form target (`http://host/path`) names the authority itself, and a server
- *   takes it over the Host header (RFC 9112 section 3.2.2), so the DNS-rebinding check reads it.
- * - Anything else (`*`, authority-form, a target URL cannot parse) is a 400.
- */
-function requestTarget(req: IncomingMessage): { url: URL; host: string | undefined } | string {
-  let hosts = 0;
-  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase() === 'host') hosts++;
-  if (hosts > 1) return 'more than one Host header (RFC 9112 section 3.2)';
-  const raw = req.url ?? '/';
-  const shown = JSON.stringify(raw.length > 200 ? `${raw.slice(0, 200)}…` : raw);
-  try {
-    if (raw.startsWith('/')) return { url: new URL(`http://admin${raw}`), host: req.headers.host };
-    if (/^https?:\/\//i.test(raw)) {
-      const url = new URL(raw);
-      return { url, host: url.host };
-    }
-  } catch {
-    return `malformed request target ${shown}`;
-  }
-  return `unsupported request target ${shown}: the admin port takes a path (/ready) or an http:// URL`;
 }
 
 function json(res: ServerResponse, v: unknown, status = 200): void {
