@@ -1,8 +1,7 @@
-import type { Server } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { systemClock } from '../common/clock.js';
 import { AdminAccess } from './admin-access.js';
-import { startAdminServer, type AdminDeps } from './admin-server.js';
+import { startAdminServer, type AdminDeps, type AdminServerHandle } from './admin-server.js';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
@@ -17,9 +16,10 @@ const SECRET = 'AKIA-CP-ADMIN-SECRET';
 const JWKS_URI = `https://id.example.com/jwks.json?api_key=${SECRET}`;
 const policy = { mtls: { mode: 'STRICT' }, portLevelMtls: {}, authorizationPolicies: [], jwtRules: [{ issuer: 'https://id.example.com', jwksUri: JWKS_URI, audiences: [] }] };
 
-let server: Server;
+let server: AdminServerHandle;
 let port: number;
 let metrics: ControlPlaneMetrics;
+let deps: AdminDeps;
 
 beforeAll(async () => {
   metrics = new ControlPlaneMetrics();
@@ -38,18 +38,16 @@ beforeAll(async () => {
     debugTrust: () => ({ controlPlane: null, proxies: [] }),
   } as unknown as DiscoveryServer;
   const stats = { reporterList: () => [], stat: () => [], edges: () => [], denials: () => [], retries: () => [], droppedRetries: () => 0 } as unknown as StatsStore;
-  const deps: AdminDeps = {
+  deps = {
     store: { view, ready: true } as unknown as MeshStore, metrics, discovery, stats, clock: systemClock, draining: () => false,
     sourceErrors: () => [], sourceIgnored: () => [], sourceName: 'test', sourceRejected: () => [],
     access: new AdminAccess({ namespace: 'wren-system', authenticator: null, clock: systemClock }),
   };
-  ({ server, port } = await startAdminServer('127.0.0.1', 0, deps));
+  server = await startAdminServer('127.0.0.1', 0, deps);
+  port = server.port;
 });
 
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+afterAll(() => server.close());
 
 const get = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${port}${path}`, init).then(async (r) => ({ status: r.status, headers: r.headers, body: await r.text() }));
 
@@ -116,4 +114,60 @@ test('a method other than GET and HEAD is a 405 naming them in Allow (RFC 9110 s
   const head = await get('/debug/view', { method: 'HEAD' });
   expect([head.status, head.headers.get('content-type'), head.body]).toEqual([200, 'application/json', '']);
   expect((await get('/live')).status).toBe(200);
+});
+
+describe('limits (common/bounded-accept.ts): each has a default, fires a metric, and the port keeps serving', () => {
+  let small: AdminServerHandle;
+  let m: ControlPlaneMetrics;
+  beforeAll(async () => {
+    m = new ControlPlaneMetrics();
+    small = await startAdminServer('127.0.0.1', 0, { ...deps, metrics: m, limits: { maxConnectionsPerListener: 2, requestHeadersTimeoutMs: 300 } });
+  });
+  afterAll(() => small.close());
+  const count = async (limit: string) => (await m.adminLimitExceeded.get()).values.find((v) => v.labels.limit === limit)?.value ?? 0;
+  const open = () => new Promise<Socket>((resolve, reject) => {
+    const s = connect(small.port, '127.0.0.1', () => resolve(s));
+    s.on('error', reject);
+  });
+  /** What the socket receives until it closes (resolves when it closes). */
+  const untilClosed = (s: Socket) => new Promise<string>((resolve) => {
+    let got = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => void (got += d));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(got));
+  });
+
+  test('a connection over the cap is closed at accept, unanswered, and counted; one under it is served', async () => {
+    const idle = [await open(), await open()];
+    const over = await open();
+    const answer = untilClosed(over);
+    over.write('GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    expect(await answer).toBe('');
+    expect(await count('max-connections')).toBe(1);
+    // Once one closes, a new connection is served again (the server sees the close a moment after this client does).
+    idle[0].destroy();
+    let served = '';
+    for (let i = 0; i < 100 && !served; i++) {
+      const ok = await open();
+      const got = untilClosed(ok);
+      ok.write('GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+      served = await got;
+      if (!served) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(served).toMatch(/^HTTP\/1\.1 200 /);
+    idle[1].destroy();
+  });
+
+  test('a request head not complete within the timeout has its connection closed and counted (node alone would wait 60 s)', async () => {
+    const slow = await open();
+    const closed = untilClosed(slow);
+    slow.write('GET /live HTTP/1.1\r\nHost: 127.');
+    const t0 = Date.now();
+    const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open after 5 s'), 5_000))]);
+    expect(outcome).toBe('closed');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(await count('request-headers-timeout')).toBe(1);
+    slow.destroy();
+  });
 });

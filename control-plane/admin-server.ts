@@ -1,4 +1,4 @@
-import type { Server, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { createServer } from '../common/node-http.js';
 import type { AdminAccess } from './admin-access.js';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
@@ -7,7 +7,8 @@ import type { ControlPlaneMetrics } from './metrics.js';
 import type { MeshStore } from './store/mesh-store.js';
 import { listen } from '../common/listen.js';
 import { adminHostRefusal, requestTarget } from '../common/admin-host.js';
-import type { Clock } from '../common/clock.js';
+import { systemClock, type Clock } from '../common/clock.js';
+import { BoundedAccept, type AcceptLimit, type AcceptLimits } from '../common/bounded-accept.js';
 import type { StatsStore } from './stats/stats-store.js';
 import { jwksUriHidden } from '../contract/jwks-uri-shown.js';
 
@@ -51,10 +52,32 @@ export interface AdminDeps {
   readonly clock?: Clock;
   /** Who may read what is not /live, /ready or /metrics. */
   readonly access: AdminAccess;
+  /** Default DEFAULT_ADMIN_LIMITS; each counted when it fires (wren_cp_admin_limit_exceeded_total{limit}). */
+  readonly limits?: AcceptLimits;
 }
 
-export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<{ server: Server; port: number }> {
+/**
+ * The admin port's connection cap and request-head timeout (common/bounded-accept.ts, as the
+ * proxy's admin and metrics ports have). The port binds the pod's addresses in a cluster:
+ * without a cap anyone who reaches it could hold as many idle sockets as the process may open
+ * (node's http server has no cap), and the gRPC port's accepts would then fail with EMFILE;
+ * node's own headersTimeout (60 s, checked every 30 s) lets a slow-header client hold each
+ * for a minute. 256 connections is far beyond kubelet, Prometheus and a few operators' CLIs
+ * and dashboards; 10 s for a request head is the proxy's limits.requestHeadersTimeoutMs default.
+ */
+export const DEFAULT_ADMIN_LIMITS: AcceptLimits = { maxConnectionsPerListener: 256, requestHeadersTimeoutMs: 10_000 };
+
+/** The running admin port; close() stops accepting and drops every open connection. */
+export interface AdminServerHandle {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<AdminServerHandle> {
   const server = createServer((req, res) => {
+    const socket = req.socket;
+    accepted.headArrived(socket);
+    res.once('finish', () => accepted.responseDone(socket));
     // The target and the authority it names, read as the proxy's admin port reads them: two
     // Host headers, `*` or authority-form are a 400; an absolute-form target's authority is
     // the one checked (RFC 9112 section 3.2.2); `//x` is a path (common/admin-host.ts).
@@ -79,7 +102,16 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
       }
     });
   });
-  return { server, port: (await listen(server, port, host)).port };
+  const accepted = new BoundedAccept(server, d.limits ?? DEFAULT_ADMIN_LIMITS, d.clock ?? systemClock, (l: AcceptLimit) => d.metrics.adminLimitExceeded.inc({ limit: l }));
+  const bound = (await listen(accepted.server, port, host)).port;
+  return {
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        accepted.server.close(() => resolve());
+        accepted.destroyAll();
+      }),
+  };
 }
 
 function sendJson(res: ServerResponse, code: number, body: unknown, extra: Record<string, string> = {}): void {

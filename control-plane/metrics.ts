@@ -91,6 +91,12 @@ export class ControlPlaneMetrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly adminLimitExceeded = new Counter({
+    name: 'wren_cp_admin_limit_exceeded_total',
+    help: 'Admin-port connections dropped on a limit (limit: max-connections, at accept over the cap; request-headers-timeout, no complete request head in time)',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
   readonly adminTokenReviewsLimited = new Counter({
     name: 'wren_cp_admin_token_reviews_limited_total',
     help: "Admin-port token checks (x-wren-admin-token) given up on a TokenReview limit (limit: timeout, overloaded); the request got a 403",

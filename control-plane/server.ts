@@ -1,12 +1,11 @@
 import type { EgressMode } from '../contract/egress.js';
-import type { Server as HttpServer } from 'node:http';
 import type { ControlPlaneTracing } from './tracing.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Clock, Random } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import { StatsStore } from './stats/stats-store.js';
 import { StatsMetrics } from './stats/stats-metrics.js';
-import { startAdminServer } from './admin-server.js';
+import { startAdminServer, type AdminServerHandle } from './admin-server.js';
 import { AdminAccess } from './admin-access.js';
 import { DiscoveryServer, MAX_RESPONSE_BYTES } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
@@ -165,7 +164,7 @@ export class ControlPlane {
   /** The control plane's own serving certificate, when transport is 'tls'. */
   readonly serving: ServingIdentity | null = null;
   private grpcServer: grpc.Server | null = null;
-  private admin: HttpServer | null = null;
+  private admin: AdminServerHandle | null = null;
   private draining = false;
   /** Servers started next to this control plane (the injector webhook), closed with it. */
   private readonly companions: (() => Promise<void>)[] = [];
@@ -251,7 +250,7 @@ export class ControlPlane {
         access: new AdminAccess({ namespace: o.identity?.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE, authenticator: o.adminAuthenticator ?? null, clock: o.clock, limited: cp.metrics.adminTokenReviewsLimited }),
         sourceRejected: () => cp.source.rejected?.() ?? [],
       });
-      cp.admin = a.server;
+      cp.admin = a;
       cp.adminPort = a.port;
     }
     cp.sourceStarted = cp.source.start().catch((e: Error) => o.logger.error('source failed to start', { source: cp.source.name, error: e.message }));
@@ -288,8 +287,7 @@ export class ControlPlane {
     await this.source.stop();
     await this.sourceStarted;
     this.stopWithdrawal();
-    this.admin?.closeAllConnections();
-    this.admin?.close();
+    void this.admin?.close();
     await this.o.tracing?.shutdown();
   }
 
@@ -316,13 +314,7 @@ export class ControlPlane {
     await this.source.stop();
     await this.sourceStarted;
     this.stopWithdrawal();
-    if (this.admin) {
-      const a = this.admin;
-      await new Promise<void>((resolve) => {
-        a.close(() => resolve());
-        a.closeAllConnections();
-      });
-    }
+    await this.admin?.close();
     await this.o.tracing?.shutdown();
   }
 }

@@ -7,7 +7,7 @@ import { adminHostRefusal, requestTarget } from '../../common/admin-host.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
 import { field, setField } from '../http/headers.js';
-import { BoundedAccept, type AcceptLimit, type AcceptLimits } from './bounded-accept.js';
+import { BoundedAccept, type AcceptLimit, type AcceptLimits } from '../../common/bounded-accept.js';
 
 export interface AdminDeps {
   readonly address: string;

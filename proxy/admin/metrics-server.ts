@@ -6,7 +6,7 @@ import type { Logger } from '../../common/logger.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { AppProber } from './app-prober.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
-import { BoundedAccept } from './bounded-accept.js';
+import { BoundedAccept } from '../../common/bounded-accept.js';
 
 export interface MetricsServerDeps {
   readonly address: string;

@@ -1,6 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Clock, Timer } from '../../common/clock.js';
+import type { Clock, Timer } from './clock.js';
 
 /** The two bounds the admin and metrics ports share with the data-path listeners (config `limits`). */
 export interface AcceptLimits {
@@ -15,12 +15,13 @@ export type AcceptLimit = 'max-connections' | 'request-headers-timeout';
 /**
  * A plain listener handing its connections to a node:http server, with the bounds node's
  * server lacks or keeps coarse: a connection cap (node's has none by default) and a
- * request-head timeout on the proxy's clock (node's headersTimeout is 60 s, checked every
+ * request-head timeout on the owner's clock (node's headersTimeout is 60 s, checked every
  * 30 s, and counted nowhere). Each is counted by `onLimit` when it fires, as Envoy's
  * max_downstream_connections and request_headers_timeout are in its listener stats.
  * Used by the metrics port (pod IP) and the admin port (localhost, but every container of
  * the pod shares that loopback: without a cap, any of them could hold as many sockets as
- * the process may open, and the data path's accepts would then fail).
+ * the process may open, and the data path's accepts would then fail), and by the control
+ * plane's admin port (the pod's addresses; control-plane/admin-server.ts DEFAULT_ADMIN_LIMITS).
  */
 export class BoundedAccept {
   readonly server: Server;
