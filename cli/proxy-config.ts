@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
-import { printable } from '../common/printable.js';
+import { printable, printableJson } from '../common/printable.js';
 import type { InboundPolicy, Service } from '../contract/model.js';
 import type { ServiceRoute } from '../contract/routes.js';
 import type { ProxyConfigDump } from '../control-plane/discovery/proxy-status.js';
@@ -171,7 +171,7 @@ export async function proxyConfigCommand(argv: string[], out: Out, err: Out): Pr
   try {
     if (v.output === 'json') {
       const pick = (x: ProxyView) => ({ from: x.from, version: x.version, ...(kind === 'clusters' ? { services: x.services } : kind === 'routes' ? { routes: Object.fromEntries(x.services.filter((s) => s.routes?.length).map((s) => [`${s.name}.${s.namespace}`, s.routes])) } : kind === 'policy' ? { policy: x.policy, telemetry: x.telemetry } : { cert: x.cert }) });
-      text = JSON.stringify(views.map(pick), null, 2) + '\n';
+      text = printableJson(views.map(pick), 2) + '\n';
     } else text = views.map((x) => formatView(x, kind, systemClock.wallNow())).join('\n');
   } catch (e) {
     // The answer parsed as JSON but is not the shape of a config dump (another server on

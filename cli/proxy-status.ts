@@ -8,7 +8,7 @@
  * (control-plane/discovery/proxy-status.ts). Exit codes: 0 shown, 1 a replica
  * unreachable, 2 bad usage. docs/operations.md.
  */
-import { printable } from '../common/printable.js';
+import { printable, printableJson } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import { systemClock } from '../common/clock.js';
 import { short } from '../contract/trust-anchors.js';
@@ -151,6 +151,6 @@ export async function proxyStatusCommand(argv: string[], out: Out, err: Out): Pr
     return 1;
   }
   const status = await fetchProxyStatus(replicas);
-  out(v.output === 'json' ? JSON.stringify({ controlPlanes: status }, null, 2) + '\n' : formatProxyStatus(status, systemClock.wallNow()));
+  out(v.output === 'json' ? printableJson({ controlPlanes: status }, 2) + '\n' : formatProxyStatus(status, systemClock.wallNow()));
   return status.some((s) => s.error) ? 1 : 0;
 }

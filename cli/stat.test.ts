@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:net';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
+import { createServer as createHttpServer } from '../common/node-http.js';
 import { formatTable, selectRows, selection, statCommand } from './stat.js';
 
 const row = (over: Partial<StatRow>): StatRow => ({
@@ -88,4 +89,30 @@ describe('wren stat: rows', () => {
     expect(formatTable([row({ kind: 'edge', from: { workload: 'client', namespace: 'default' }, to: { service: 'web.default', workload: 'web' } })], '1m').split('\n')[1])
       .toMatch(/^default\/client\s+web\.default\s+2\s+98\.76%/);
   });
+});
+
+/** A control plane answering /api/stat with `body` and `status` (names come from proxies' reports: a compromised one's claim). */
+async function fakeControlPlane(status: number, body: unknown): Promise<{ addr: string; close: () => void }> {
+  const server = createHttpServer((_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { addr: `127.0.0.1:${(server.address() as { port: number }).port}`, close: () => server.close() };
+}
+
+// eslint-disable-next-line no-control-regex
+const TERMINAL_ACTS_ON = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+
+test('-o json writes C1 and bidi controls from the control plane as \\u escapes (JSON.stringify leaves them raw): the same JSON, nothing a terminal acts on', async () => {
+  const name = 'web\x9b2J\u202egnp.exe\x7f';
+  const cp = await fakeControlPlane(200, { rows: [row({ name })] });
+  try {
+    let out = '';
+    expect(await statCommand(['svc', '--control-plane', cp.addr, '-o', 'json'], (s) => void (out += s), () => undefined)).toBe(0);
+    expect(out).not.toMatch(TERMINAL_ACTS_ON);
+    expect((JSON.parse(out) as { rows: { name: string }[] }).rows[0].name).toBe(name);
+  } finally {
+    cp.close();
+  }
 });

@@ -1,4 +1,4 @@
-import { printable } from '../common/printable.js';
+import { printable, printableJson } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
 import { addressed, hostPort, timeoutMsOf } from './control-plane-admin.js';
@@ -156,7 +156,7 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
   }
   const once = async (): Promise<void> => {
     const tables = await Promise.all(sel.kinds.map(async (k) => selectRows(await fetchRows(values['control-plane'], k, values.window, timeoutMs), sel)));
-    if (values.output === 'json') out(JSON.stringify({ window: values.window, rows: tables.flat() }) + '\n');
+    if (values.output === 'json') out(printableJson({ window: values.window, rows: tables.flat() }) + '\n');
     else out(tables.map((t) => formatTable(t, values.window)).join('\n'));
   };
   try {

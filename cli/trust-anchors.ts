@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { splitPemCerts } from '../certs/index.js';
 import { normalizeFingerprint, short } from '../contract/trust-anchors.js';
 import { timeoutMsOf } from './control-plane-admin.js';
+import { printableJson } from '../common/printable.js';
 import type { DebugTrustProxy } from '../control-plane/discovery/subscriber.js';
 
 type Out = (s: string) => void;
@@ -222,7 +223,7 @@ async function check(argv: string[], out: Out, err: Out): Promise<number> {
     }
   }
   const result = evaluate(dumps, criteria);
-  out(values.json ? JSON.stringify(result, null, 2) + '\n' : render(result));
+  out(values.json ? printableJson(result, 2) + '\n' : render(result));
   return result.ready ? 0 : 1;
 }
 

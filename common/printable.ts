@@ -21,3 +21,17 @@ const escape = (c: string): string => {
 export function printable(s: string): string {
   return s.replace(UNPRINTABLE, escape);
 }
+
+/** What JSON.stringify leaves raw (it escapes C0 only): DEL, C1 and the bidi controls. */
+const JSON_UNPRINTABLE = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `JSON.stringify(v, null, space)` with every character a terminal would act on written as
+ * a JSON `\uXXXX` escape: the same JSON to a parser (RFC 8259 section 7), nothing for a
+ * terminal to act on. JSON.stringify escapes C0 but writes DEL, C1 (U+009B is CSI on
+ * terminals that take 8-bit controls) and U+202E as they are, so `-o json` of what a proxy or
+ * a manifest supplied goes through this, as the table output goes through printable().
+ */
+export function printableJson(v: unknown, space?: number): string {
+  return JSON.stringify(v, null, space).replace(JSON_UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

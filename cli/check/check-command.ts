@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { systemClock } from '../../common/clock.js';
+import { printableJson } from '../../common/printable.js';
 import { CONTROL_PLANE_NAMESPACE, directReplica, hostPort, kubeReplicas, timeoutMsOf } from '../control-plane-admin.js';
 import { KubeHttp } from '../kube-http.js';
 import { fail, formatOutcomes, skipped, type CheckOutcome } from './check-result.js';
@@ -85,7 +86,7 @@ export async function checkCommand(argv: string[], out: Out, err: Out): Promise<
     if (v.source !== undefined) outcomes.push(await manifestsCheck(v.source.slice('dir:'.length)));
     if (v.admin?.length) outcomes.push(...(await meshChecks(v.admin.map((a) => directReplica(a, timeoutMs)), now, minDays)));
   } else outcomes.push(...(await kubernetesChecks(v.kubeconfig ?? null, v.namespace ?? CONTROL_PLANE_NAMESPACE, v.pre ?? false, { now, minDays, timeoutMs })));
-  out(v.output === 'json' ? JSON.stringify({ ok: outcomes.every((o) => o.status !== 'fail'), checks: outcomes }, null, 2) + '\n' : formatOutcomes(outcomes));
+  out(v.output === 'json' ? printableJson({ ok: outcomes.every((o) => o.status !== 'fail'), checks: outcomes }, 2) + '\n' : formatOutcomes(outcomes));
   return outcomes.some((o) => o.status === 'fail') ? 1 : 0;
 }
 
