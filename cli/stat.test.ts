@@ -116,3 +116,15 @@ test('-o json writes C1 and bidi controls from the control plane as \\u escapes 
     cp.close();
   }
 });
+
+test("a control plane's error message is printed with what a terminal acts on as escapes (ESC, C1, bidi), not raw", async () => {
+  const cp = await fakeControlPlane(403, { error: 'denied\x1b]52;c;cHduZWQ=\x07\x9b2J\u202e' });
+  try {
+    let err = '';
+    expect(await statCommand(['svc', '--control-plane', cp.addr], () => undefined, (s) => void (err += s))).toBe(1);
+    expect(err).toContain('403 denied\\x1b]52;c;cHduZWQ=\\x07\\x9b2J\\u202e');
+    expect(err.slice(0, -1)).not.toMatch(TERMINAL_ACTS_ON);
+  } finally {
+    cp.close();
+  }
+});

@@ -175,7 +175,8 @@ export async function statCommand(argv: string[], out: Out, err: Out, o: { signa
     }
     return 0;
   } catch (e) {
-    err(`wren stat: ${(e as Error).message}\n`);
+    // The message may quote the control plane's answer (its `error`): printable, as the cells are.
+    err(`wren stat: ${printable((e as Error).message)}\n`);
     return 1;
   }
 }
