@@ -169,3 +169,14 @@ describe('route model validation (contract/parse-routes.ts)', () => {
     );
   });
 });
+
+test("a refused header value is never quoted (it may be a credential: a filter's Authorization, a match on an API key); the refusal names the character and where", () => {
+  const secret = 'Bearer sk-live-0123456789abcdef';
+  // A YAML block scalar (`value: |`) keeps its trailing newline: the commonest way a good token is refused.
+  const set = err([route({ rules: [rule({ filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'authorization', value: `${secret}\n` }] } }] })] })]);
+  expect(set).toBe('routes[0].rules[0].filters[0].requestHeaderModifier.set[0].value: a header value takes visible characters, spaces and tabs (RFC 9110 section 5.5), got U+000A at character 32 of 32 (the value is not shown: it may be a credential)');
+  const match = err([route({ rules: [rule({ matches: [{ headers: [{ name: 'x-api-key', value: `k-${secret}\r\n` }] }] })] })]);
+  expect(match).toContain('routes[0].rules[0].matches[0].headers[0].value: a header value takes visible characters');
+  for (const m of [set, match]) expect(m).not.toContain('sk-live');
+  expect(err([route({ rules: [rule({ matches: [{ headers: [{ name: 'x', value: 7 }] }] })] })])).toContain('expected a string');
+});

@@ -72,8 +72,21 @@ export const regexSource: Parser<string> = (raw, path) => {
 export const anchored = compileRouteRegex;
 
 const headerName: Parser<string> = map(str({ pattern: HEADER_NAME }), (v) => v.toLowerCase());
+/**
+ * A header value, refused without quoting it: a filter's value or a match's may be a
+ * credential (`Authorization: Bearer ...`, an API key), and a refusal is logged, listed on
+ * the control plane's /debug/rejected and printed by `wren check`. The refusal names the
+ * first character not allowed and where it is (a YAML block scalar's trailing newline is
+ * the usual one), which is all a fix needs.
+ */
 const headerValue: Parser<string> = (raw, path) => {
-  const v = str({ pattern: HEADER_VALUE })(raw, path);
+  const v = str()(raw, path);
+  if (!HEADER_VALUE.test(v)) {
+    const at = [...v].findIndex((c) => !HEADER_VALUE.test(c));
+    const c = [...v][at];
+    const code = `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    return fail(path, `a header value takes visible characters, spaces and tabs (RFC 9110 section 5.5), got ${code} at character ${at + 1} of ${[...v].length} (the value is not shown: it may be a credential)`);
+  }
   return v.length > MAX_VALUE ? fail(path, `longer than ${MAX_VALUE} characters`) : v;
 };
 /**
