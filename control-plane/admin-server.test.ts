@@ -121,7 +121,7 @@ describe('limits (common/bounded-accept.ts): each has a default, fires a metric,
   let m: ControlPlaneMetrics;
   beforeAll(async () => {
     m = new ControlPlaneMetrics();
-    small = await startAdminServer('127.0.0.1', 0, { ...deps, metrics: m, limits: { maxConnectionsPerListener: 2, requestHeadersTimeoutMs: 300 } });
+    small = await startAdminServer('127.0.0.1', 0, { ...deps, metrics: m, limits: { maxConnectionsPerListener: 2, requestHeadersTimeoutMs: 300, delayedCloseMs: 300 } });
   });
   afterAll(() => small.close());
   const count = async (limit: string) => (await m.adminLimitExceeded.get()).values.find((v) => v.labels.limit === limit)?.value ?? 0;
@@ -158,6 +158,37 @@ describe('limits (common/bounded-accept.ts): each has a default, fires a metric,
     expect(served).toMatch(/^HTTP\/1\.1 200 /);
     idle[1].destroy();
   });
+
+  test('a response the client does not read is dropped once it stops moving for delayedCloseMs, and counted; node alone would hold it (and the page) for ever', async () => {
+    // A /debug/view of a large mesh: far more than the kernel's socket buffers take.
+    const big = { version: 'v1', services: new Map([['big.shop', { name: 'x'.repeat(32 << 20), namespace: 'shop' }]]), routes: { byService: new Map() }, policy: { peerAuthentications: [], authorizationPolicies: [] } };
+    const mb = new ControlPlaneMetrics();
+    const h = await startAdminServer('127.0.0.1', 0, { ...deps, metrics: mb, store: { view: big, ready: true } as unknown as MeshStore, limits: { maxConnectionsPerListener: 8, requestHeadersTimeoutMs: 0, delayedCloseMs: 300 } });
+    try {
+      const s = connect(h.port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      s.pause(); // reads nothing: the server's writes stall
+      let received = 0;
+      const closed = new Promise<void>((resolve) => {
+        s.on('data', (b: Buffer) => void (received += b.length));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve());
+      });
+      s.write('GET /debug/view HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      const count = async () => (await mb.adminLimitExceeded.get()).values.find((v) => v.labels.limit === 'delayed-close-timeout')?.value ?? 0;
+      // The server's side: the limit fires (it is the event awaited, up to 8 s).
+      for (let i = 0; i < 160 && (await count()) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await count()).toBe(1);
+      // The client's: reading again, it gets what had been sent and then the end, never the whole page.
+      s.resume();
+      await closed;
+      expect(received).toBeGreaterThan(0);
+      expect(received).toBeLessThan(32 << 20);
+      s.destroy();
+    } finally {
+      await h.close();
+    }
+  }, 20_000);
 
   test('a request head not complete within the timeout has its connection closed and counted (node alone would wait 60 s)', async () => {
     const slow = await open();

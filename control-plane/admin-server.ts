@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { boundFlush } from '../proxy/net/delayed-close.js';
 import { createServer } from '../common/node-http.js';
 import type { AdminAccess } from './admin-access.js';
 import type { DiscoveryServer } from './discovery/discovery-server.js';
@@ -53,7 +54,7 @@ export interface AdminDeps {
   /** Who may read what is not /live, /ready or /metrics. */
   readonly access: AdminAccess;
   /** Default DEFAULT_ADMIN_LIMITS; each counted when it fires (wren_cp_admin_limit_exceeded_total{limit}). */
-  readonly limits?: AcceptLimits;
+  readonly limits?: AdminLimits;
 }
 
 /**
@@ -65,7 +66,21 @@ export interface AdminDeps {
  * for a minute. 256 connections is far beyond kubelet, Prometheus and a few operators' CLIs
  * and dashboards; 10 s for a request head is the proxy's limits.requestHeadersTimeoutMs default.
  */
-export const DEFAULT_ADMIN_LIMITS: AcceptLimits = { maxConnectionsPerListener: 256, requestHeadersTimeoutMs: 10_000 };
+export interface AdminLimits extends AcceptLimits {
+  /**
+   * An answered response must make progress (the client reading it) within this, or its
+   * connection is destroyed (proxy/net/delayed-close.ts boundFlush, Envoy's delayed close); 0: off.
+   */
+  readonly delayedCloseMs: number;
+}
+
+type AdminLimit = AcceptLimit | 'delayed-close-timeout';
+
+/**
+ * The delayed-close bound is 5 s, not the proxy's 1 s: an operator's `kubectl port-forward`
+ * or the API server's pod proxy may pause a large /debug/view for a moment; progress restarts it.
+ */
+export const DEFAULT_ADMIN_LIMITS: AdminLimits = { maxConnectionsPerListener: 256, requestHeadersTimeoutMs: 10_000, delayedCloseMs: 5_000 };
 
 /** The running admin port; close() stops accepting and drops every open connection. */
 export interface AdminServerHandle {
@@ -74,35 +89,22 @@ export interface AdminServerHandle {
 }
 
 export async function startAdminServer(host: string, port: number, d: AdminDeps): Promise<AdminServerHandle> {
+  const limits = d.limits ?? DEFAULT_ADMIN_LIMITS;
+  const clock = d.clock ?? systemClock;
+  const fired = (limit: AdminLimit): void => d.metrics.adminLimitExceeded.inc({ limit });
   const server = createServer((req, res) => {
     const socket = req.socket;
     accepted.headArrived(socket);
     res.once('finish', () => accepted.responseDone(socket));
-    // The target and the authority it names, read as the proxy's admin port reads them: two
-    // Host headers, `*` or authority-form are a 400; an absolute-form target's authority is
-    // the one checked (RFC 9112 section 3.2.2); `//x` is a path (common/admin-host.ts).
-    const target = requestTarget(req);
-    if (typeof target === 'string') return sendJson(res, 400, { error: target });
-    const { url } = target;
-    // DNS rebinding: only localhost or an IP literal as Host (kubelet probes and
-    // Prometheus scrapes use the pod IP); see common/admin-host.ts.
-    const badHost = adminHostRefusal(target.host);
-    if (badHost) return sendJson(res, 403, { error: badHost });
-    // Every path is read-only: a 405 names the methods it has (RFC 9110 section 15.5.6: it MUST send Allow).
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: `method ${req.method} not allowed: the admin port is read-only (GET, HEAD)` }, { allow: 'GET, HEAD' });
-    // Debug pages, /api/ and the dashboard: localhost or an administrator's token (admin-access.ts).
-    void d.access.refusal(url.pathname, req.socket.remoteAddress, req.headers).then((refused) => {
-      if (refused) return sendJson(res, 403, { error: refused });
-      try {
-        serve(url, res, d);
-      } catch (e) {
-        // A bug in one page answers 500; it never takes the control plane down.
-        if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message });
-        else res.destroy();
-      }
-    });
+    // Once answered, the response must drain without stalling (boundFlush): a client that
+    // does not read would otherwise hold its socket, and a /debug/view of the whole mesh
+    // with it, for ever.
+    void answer(req, res, d).then(
+      () => boundFlush(res, clock, limits.delayedCloseMs, () => fired('delayed-close-timeout')),
+      () => res.destroy(),
+    );
   });
-  const accepted = new BoundedAccept(server, d.limits ?? DEFAULT_ADMIN_LIMITS, d.clock ?? systemClock, (l: AcceptLimit) => d.metrics.adminLimitExceeded.inc({ limit: l }));
+  const accepted = new BoundedAccept(server, limits, clock, fired);
   const bound = (await listen(accepted.server, port, host)).port;
   return {
     port: bound,
@@ -112,6 +114,31 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
         accepted.destroyAll();
       }),
   };
+}
+
+async function answer(req: IncomingMessage, res: ServerResponse, d: AdminDeps): Promise<void> {
+  // The target and the authority it names, read as the proxy's admin port reads them: two
+  // Host headers, `*` or authority-form are a 400; an absolute-form target's authority is
+  // the one checked (RFC 9112 section 3.2.2); `//x` is a path (common/admin-host.ts).
+  const target = requestTarget(req);
+  if (typeof target === 'string') return sendJson(res, 400, { error: target });
+  const { url } = target;
+  // DNS rebinding: only localhost or an IP literal as Host (kubelet probes and
+  // Prometheus scrapes use the pod IP); see common/admin-host.ts.
+  const badHost = adminHostRefusal(target.host);
+  if (badHost) return sendJson(res, 403, { error: badHost });
+  // Every path is read-only: a 405 names the methods it has (RFC 9110 section 15.5.6: it MUST send Allow).
+  if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: `method ${req.method} not allowed: the admin port is read-only (GET, HEAD)` }, { allow: 'GET, HEAD' });
+  // Debug pages, /api/ and the dashboard: localhost or an administrator's token (admin-access.ts).
+  const refused = await d.access.refusal(url.pathname, req.socket.remoteAddress, req.headers);
+  if (refused) return sendJson(res, 403, { error: refused });
+  try {
+    await serve(url, res, d);
+  } catch (e) {
+    // A bug in one page answers 500; it never takes the control plane down.
+    if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message });
+    else res.destroy();
+  }
 }
 
 function sendJson(res: ServerResponse, code: number, body: unknown, extra: Record<string, string> = {}): void {
@@ -134,14 +161,13 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {
       return res.end(ok ? 'ready\n' : d.draining() ? 'draining\n' : 'source not synced\n');
     }
     case '/metrics':
-      d.metrics.registry.metrics().then(
+      return d.metrics.registry.metrics().then(
         (text) => {
           res.writeHead(200, { 'content-type': d.metrics.registry.contentType });
           res.end(text);
         },
         (e: Error) => json(500, { error: e.message }),
       );
-      return;
     case '/debug/proxies':
       return json(200, { version: d.store.view.version, proxies: d.discovery.debugProxies() });
     case '/debug/proxy-status':

@@ -93,7 +93,7 @@ export class ControlPlaneMetrics {
   });
   readonly adminLimitExceeded = new Counter({
     name: 'wren_cp_admin_limit_exceeded_total',
-    help: 'Admin-port connections dropped on a limit (limit: max-connections, at accept over the cap; request-headers-timeout, no complete request head in time)',
+    help: 'Admin-port connections dropped on a limit (limit: max-connections, at accept over the cap; request-headers-timeout, no complete request head in time; delayed-close-timeout, a response the client stopped reading)',
     labelNames: ['limit'] as const,
     registers: [this.registry],
   });
