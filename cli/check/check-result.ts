@@ -1,3 +1,5 @@
+import { printable } from '../../common/printable.js';
+
 /**
  * One line of `wren check`: ✓ or ✗ (or - when it could not run because an earlier
  * check failed), what was found, and on a failure a hint and the section of
@@ -36,8 +38,11 @@ export async function guarded(id: string, hint: string, run: () => Promise<Check
 const MARK: Record<CheckStatus, string> = { ok: '✓', fail: '✗', skipped: '-' };
 
 export function formatOutcomes(outcomes: readonly CheckOutcome[]): string {
+  // Messages and details quote what control planes, proxies and the API server answered
+  // (a not-ready replica's body, a NACK, an error): every one printable, in one place.
+  const p = printable;
   const lines = outcomes.map((o) =>
-    `${MARK[o.status]} ${o.id}: ${o.message}${(o.details ?? []).map((d) => `\n    - ${d}`).join('')}${o.status === 'fail' ? `\n    hint: ${o.hint}\n    see:  ${o.docs}` : ''}`);
+    `${MARK[o.status]} ${o.id}: ${p(o.message)}${(o.details ?? []).map((d) => `\n    - ${p(d)}`).join('')}${o.status === 'fail' ? `\n    hint: ${p(o.hint)}\n    see:  ${o.docs}` : ''}`);
   const failed = outcomes.filter((o) => o.status === 'fail').length;
   const skippedN = outcomes.filter((o) => o.status === 'skipped').length;
   return `${lines.join('\n')}\n\n${failed === 0 ? `Status check results are ✓ (${outcomes.length} checks)` : `${failed} check(s) failed${skippedN ? `, ${skippedN} skipped` : ''}`}\n`;

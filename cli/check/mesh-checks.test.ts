@@ -1,4 +1,5 @@
 import { meshChecks } from './mesh-checks.js';
+import { formatOutcomes } from './check-result.js';
 import type { Replica } from '../control-plane-admin.js';
 
 /** A replica answering the admin paths meshChecks reads, with this /debug/trust. */
@@ -74,4 +75,12 @@ describe('wren check source-rejections: the refused objects enforced fail-closed
   test('none enforced fail-closed: no count', async () => {
     expect((await check([tp])).message).toBe('the kubernetes source rejects 1 object(s), so the last good version of each (if any) stays in force: TrafficPolicy shop/tp');
   });
+});
+
+test("what a replica answered is printed with what a terminal acts on as escapes: a not-ready replica's body (or any server's at --admin) cannot set the window title or the clipboard", async () => {
+  const hostile: Replica = { name: 'cp-0', get: () => Promise.resolve({ status: 503, body: 'draining\x1b]52;c;cHduZWQ=\x07\x9b2J\u202e' }) };
+  const text = formatOutcomes(await meshChecks([hostile], now, 30));
+  expect(text).toContain('cp-0: HTTP 503 draining\\x1b]52;c;cHduZWQ=\\x07\\x9b2J\\u202e');
+  // eslint-disable-next-line no-control-regex
+  expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
 });
