@@ -119,6 +119,17 @@ describe('the command', () => {
     expect(JSON.parse(ok.out)).toMatchObject({ ready: true, phase: 'trusted', root: NEW });
   });
 
+  test("a proxy's claimed identity and pod (Subscribe, the proxy's word without client certificates) are printed with what a terminal acts on as escapes", async () => {
+    const evil = { ...proxy('b', [OLD], OLD), identity: 'spiffe://x\x1b]52;c;cHduZWQ=\x07', pod: 'default/b\x9b2J\u202e' };
+    body = dump([OLD, NEW], OLD, [evil]);
+    const r = await run('check', '--admin', admin, '--root', NEW);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('spiffe://x\\x1b]52;c;cHduZWQ=\\x07');
+    expect(r.out).toContain('default/b\\x9b2J\\u202e');
+    // eslint-disable-next-line no-control-regex
+    expect(r.out + r.err).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+  });
+
   test('usage errors exit 2; an unreachable replica exits 1', async () => {
     expect((await run('check', '--root', NEW)).code).toBe(2);
     expect((await run('check', '--admin', admin)).code).toBe(2);

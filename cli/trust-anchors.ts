@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { splitPemCerts } from '../certs/index.js';
 import { normalizeFingerprint, short } from '../contract/trust-anchors.js';
 import { timeoutMsOf } from './control-plane-admin.js';
-import { printableJson } from '../common/printable.js';
+import { printable, printableJson } from '../common/printable.js';
 import type { DebugTrustProxy } from '../control-plane/discovery/subscriber.js';
 
 type Out = (s: string) => void;
@@ -163,11 +163,12 @@ const yn = (v: boolean | null): string => (v === null ? '-' : v ? 'yes' : 'no');
 function render(r: CheckResult): string {
   const rows = [['PROXY', 'POD', ...(r.root ? ['TRUSTS NEW', 'USES NEW', 'RESTART-SAFE'] : []), ...(r.old ? ['USES OLD', 'TRUSTS OLD'] : []), 'CERT EXPIRES']];
   for (const p of r.proxies)
-    rows.push([p.identity ?? '?', p.pod ?? '?', ...(r.root ? [yn(p.trustsRoot), yn(p.usesRoot), yn(p.restartSafe)] : []), ...(r.old ? [yn(p.usesOld), yn(p.trustsOld)] : []), p.reported ? (p.notAfter ?? '?') : '(no report)']);
+    rows.push([printable(p.identity ?? '?'), printable(p.pod ?? '?'), ...(r.root ? [yn(p.trustsRoot), yn(p.usesRoot), yn(p.restartSafe)] : []), ...(r.old ? [yn(p.usesOld), yn(p.trustsOld)] : []), p.reported ? (p.notAfter ?? '?') : '(no report)']);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   const table = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
   const cps = r.controlPlanes.map((c) => `control plane ${c.admin}: ${[c.handsOutRoot !== null ? `hands out new root: ${yn(c.handsOutRoot)}` : '', c.signsUnderRoot !== null ? `signs under new root: ${yn(c.signsUnderRoot)}` : '', c.handsOutOld !== null ? `hands out old root: ${yn(c.handsOutOld)}` : ''].filter(Boolean).join(', ')}`);
-  return `${cps.join('\n')}\n\n${table}\n\n${r.summary}\n`;
+  // Identities and pods are the proxies' claims (and the summary names them): every line printable.
+  return `${cps.join('\n')}\n\n${table}\n\n${r.summary}\n`.split('\n').map(printable).join('\n');
 }
 
 async function fetchDump(admin: string, timeoutMs: number): Promise<TrustDump> {
