@@ -42,7 +42,7 @@ export function formatOutcomes(outcomes: readonly CheckOutcome[]): string {
   // (a not-ready replica's body, a NACK, an error): every one printable, in one place.
   const p = printable;
   const lines = outcomes.map((o) =>
-    `${MARK[o.status]} ${o.id}: ${p(o.message)}${(o.details ?? []).map((d) => `\n    - ${p(d)}`).join('')}${o.status === 'fail' ? `\n    hint: ${p(o.hint)}\n    see:  ${o.docs}` : ''}`);
+    `${MARK[o.status]} ${o.id}: ${p(o.message)}${(o.details ?? []).map((d) => `\n    - ${p(d)}`).join('')}${o.status === 'fail' ? `\n    hint: ${p(String(o.hint))}\n    see:  ${o.docs}` : ''}`);
   const failed = outcomes.filter((o) => o.status === 'fail').length;
   const skippedN = outcomes.filter((o) => o.status === 'skipped').length;
   return `${lines.join('\n')}\n\n${failed === 0 ? `Status check results are ✓ (${outcomes.length} checks)` : `${failed} check(s) failed${skippedN ? `, ${skippedN} skipped` : ''}`}\n`;
