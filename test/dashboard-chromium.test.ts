@@ -122,8 +122,13 @@ suite('the dashboard in headless Chromium', () => {
       });
       // And a retry whose path and cause are markup: the why page shows it as a row of text.
       const retried = { ageMs: 0, service: 'api.default', port: 80, route: '', method: 'GET', path: `/${evil}`, attempts: 2, causes: [{ outcome: evil, retryOn: '5xx' }], result: 'success', stopped: '' };
+      // And a denial whose every string is markup (a proxy's claim: "why was it denied" shows it as text).
+      const denied = {
+        ageMs: 0, policy: evil, action: 'DENY', reason: evil, principal: `spiffe://cluster.local/ns/default/sa/${evil}`, method: evil, path: `/${evil}`, port: 80,
+        rule: 0, effectivePolicyId: evil, policiesConsidered: [evil], closedTunnel: '',
+      };
       const report = (success: number) => ({
-        workload: evil, workloadNamespace: 'default', latencyBoundsMs: [10], edges: [edge(success)], droppedEdges: 0, recentDenials: [], intervalMs: 250, recentRetries: [retried], droppedRetries: 0,
+        workload: evil, workloadNamespace: 'default', latencyBoundsMs: [10], edges: [edge(success)], droppedEdges: 0, recentDenials: [denied], intervalMs: 250, recentRetries: [retried], droppedRetries: 0,
       });
       raw.client.reportStats(report(0));
       await new Promise((r) => setTimeout(r, 300));
@@ -141,6 +146,8 @@ suite('the dashboard in headless Chromium', () => {
       expect(await text('tr[data-why="retry"] [data-field="causes"]')).toBe(`${evil}: 5xx`);
       expect(await text('tr[data-why="retry"] [data-field="attempts"]')).toBe('2');
       expect(await text('tr[data-why="retry"] [data-field="configured-by"]')).toMatch(/^the TrafficPolicy of api\.default: \d+ attempts/);
+      await waitFor(async () => ((await text('main')) ?? '').includes(`matched rule 0 of ${evil}: ${evil}`), 'the evil denial', 10_000);
+      expect(await page.$$eval('section[data-why="denial"] [data-field="what"]', (hs) => hs.map((h) => h.textContent))).toContainEqual(expect.stringContaining(`${evil} (default/evil) denied ${evil} /${evil} on port 80`));
       expect(await page.$$('img')).toHaveLength(0);
       expect(await page.evaluate('typeof window.__pwned')).toBe('undefined');
       await shot('why-retry');
