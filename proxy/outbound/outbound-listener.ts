@@ -2,7 +2,6 @@ import { createServer as createNetServer, type Server, type Socket, type Address
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { Protocol } from '../../contract/model.js';
 import type { Duplex } from 'node:stream';
 import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
@@ -25,10 +24,10 @@ import type { OpenPassthroughs } from '../egress/open-passthroughs.js';
 import type { EgressPolicy, ExternalDestination } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
-import { endpointOf, tcpEntry, tcpFlagsOf } from '../access-log/entry.js';
+import { endpointOf, tcpEntry, tcpFlagsOf, type TcpFacts } from '../access-log/entry.js';
 import { stateOf } from '../layers/request-state.js';
 import { TcpConnector } from '../net/connector.js';
-import type { Endpoint } from '../../contract/model.js';
+import { endpointKey, type Endpoint, type Protocol } from '../../contract/model.js';
 import { Cancel } from '../../common/cancel.js';
 import { LiveSet } from '../../common/live-set.js';
 
@@ -143,7 +142,7 @@ export class OutboundListener {
     const route = dst ? this.d.routes().byAddress(dst.address, dst.port) : undefined;
     if (dst && !route) {
       if (this.d.egress) return this.egress(socket, dst, this.d.egress());
-      this.passthrough(socket, dst, undefined);
+      this.passthrough(socket, dst, undefined, this.d.clock.now(), undefined);
       return;
     }
     await this.serve(socket, route, dst, undefined);
@@ -266,7 +265,7 @@ export class OutboundListener {
     }
     const allowed = (sni !== undefined ? p.bySni(sni, dst.port) : undefined) ?? p.byAddress(dst.address, dst.port);
     if (allowed !== undefined || p.mode === 'ALLOW_ANY') {
-      this.passthrough(socket, dst, allowed);
+      this.passthrough(socket, dst, allowed, startedAt, sni);
       this.d.passthroughs?.add(socket, dst, sni);
       return;
     }
@@ -297,8 +296,12 @@ export class OutboundListener {
    * which istio_tcp_* name as Istio names a ServiceEntry's traffic; undefined: an unknown
    * destination let through (ALLOW_ANY), Istio's PassthroughCluster.
    */
-  private passthrough(socket: Socket, dst: Destination, external: ExternalDestination | undefined): void {
+  private passthrough(socket: Socket, dst: Destination, external: ExternalDestination | undefined, startedAt: number, sni: string | undefined): void {
     this.d.metrics.passthrough.inc({ reason: external !== undefined ? 'external-service' : 'unknown-destination' });
+    // Logged as Envoy's TCP proxy logs its PassthroughCluster (or ServiceEntry cluster)
+    // connections: one draw per connection, nothing more when off or not sampled.
+    // The addresses are read now: a socket that has closed no longer has them.
+    const logged = this.d.accessLog?.sampled() === true ? { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, identity: '' } : null;
     this.tunnels++;
     const ep: Endpoint = { address: dst.address, port: dst.port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
     // istio_tcp_* as Istio counts a ServiceEntry's cluster or its PassthroughCluster (workload-labels.ts forExternal, forEgress): the bytes of traffic leaving the mesh too.
@@ -309,23 +312,44 @@ export class OutboundListener {
           this.tunnels--;
           return void up.socket.destroy();
         }
+        const upLocal = logged !== null && up.socket.localAddress ? `${up.socket.localAddress}:${up.socket.localPort}` : null;
         const flow = this.d.metrics.openTcpFlow(
           labels,
-          splice(socket, up.socket, () => {
+          splice(socket, up.socket, (bytes) => {
             this.tunnels--;
             this.d.metrics.closeTcpFlow(flow);
+            if (logged !== null) this.logPassthrough(logged, dst, external, startedAt, sni, undefined, bytes.aToB, bytes.bToA, upLocal);
           }),
         );
       },
       (err: unknown) => {
         this.tunnels--;
         const e = toProxyError(err, 'CONNECT_FAILED');
+        if (logged !== null) this.logPassthrough(logged, dst, external, startedAt, sni, e.label, 0, 0, null);
         this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
         this.d.metrics.tcpFailed(labels, tcpFlagsOf(e.label, 1));
         this.d.logger.debug('passthrough connect failed', { dst, code: e.code, detail: e.message });
         socket.destroy();
       },
     );
+  }
+
+  /**
+   * The line of a connection let out of the mesh (docs/observability.md, Access logs):
+   * `upstream_cluster` the ExternalService's `outbound|PORT||HOST` or `PassthroughCluster`,
+   * the bytes both ways as istio_tcp_* count them, `UF` (or the connect error's flag) when
+   * the destination could not be reached.
+   */
+  private logPassthrough(
+    downstream: TcpFacts['downstream'], dst: Destination, external: ExternalDestination | undefined, startedAt: number, sni: string | undefined,
+    proxyError: string | undefined, bytesReceived: number, bytesSent: number, upstreamLocal: string | null,
+  ): void {
+    this.d.accessLog!.write(tcpEntry({
+      direction: 'outbound', startedAt, endedAt: this.d.clock.now(),
+      downstream, downstreamLocal: dst, upstreamHost: endpointKey(dst), upstreamCluster: external?.cluster ?? 'PassthroughCluster', upstreamIdentity: null, upstreamLocal,
+      proxyError, attempts: 1, bytesReceived, bytesSent,
+      ...(sni !== undefined ? { requestedServerName: sni } : {}),
+    }));
   }
 
   /**
