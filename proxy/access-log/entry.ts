@@ -52,7 +52,12 @@ export interface AccessLogEntry {
 
 export type Direction = 'inbound' | 'outbound';
 
-/** Caps: a client controls these values, a line must stay bounded. */
+/**
+ * Caps: a client controls these values, a line must stay bounded. The method too (an
+ * HTTP/1.1 request line or an HTTP/2 `:method` may carry any token up to the header limit)
+ * and a ClientHello's SNI (the parser takes a name up to the 16 KiB record; a DNS name is at
+ * most 253 characters).
+ */
 const MAX_PATH = 1024;
 const MAX_HEADER_VALUE = 256;
 
@@ -169,7 +174,7 @@ export function httpEntry(direction: Direction, req: ProxyRequest, o: Outcome, a
   const dst = req.origDst;
   return {
     start_time: wallTime(req.startedAt),
-    method: req.method,
+    method: cap(req.method, MAX_HEADER_VALUE),
     // Credentials in the query string (?access_token=...) are redacted before the cap.
     path: cap(redactQuery(req.originalPath ?? req.path, req.tokenParams), MAX_PATH),
     protocol: req.origProto === 'TCP' ? null : req.origProto,
@@ -256,7 +261,7 @@ export function tcpEntry(f: TcpFacts): AccessLogEntry {
     upstream_local_address: f.upstreamLocal,
     downstream_local_address: f.downstreamLocal ? endpointKey(f.downstreamLocal) : null,
     downstream_remote_address: endpointKey(f.downstream),
-    requested_server_name: f.requestedServerName ?? null,
+    requested_server_name: cap(f.requestedServerName, MAX_HEADER_VALUE),
     route_name: null,
     upstream_transport_failure_reason: null,
     trace_id: null,
