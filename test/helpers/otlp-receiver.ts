@@ -58,9 +58,9 @@ function flatten(kvs: KeyValue[]): Record<string, Value> {
 /**
  * An OTLP/gRPC collector for tests: a grpc-js server implementing
  * opentelemetry.proto.collector.trace.v1.TraceService/Export from the official protos
- * (test/fixtures/otlp), on loopback port 0, plaintext, keeping every span it receives.
+ * (test/fixtures/otlp), on loopback port 0, plaintext (or with `credentials`), keeping every span it receives.
  */
-export async function otlpReceiver(): Promise<OtlpReceiver> {
+export async function otlpReceiver(credentials: ServerCredentials = ServerCredentials.createInsecure()): Promise<OtlpReceiver> {
   const def = loadSync(join(PROTOS, 'opentelemetry/proto/collector/trace/v1/trace_service.proto'), {
     includeDirs: [PROTOS], longs: String, enums: String, defaults: true, oneofs: true,
   });
@@ -86,7 +86,7 @@ export async function otlpReceiver(): Promise<OtlpReceiver> {
       notify();
     },
   });
-  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', credentials, (e, p) => (e ? rej(e) : res(p))));
   return {
     address: `127.0.0.1:${port}`,
     spans,
