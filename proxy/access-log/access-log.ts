@@ -2,7 +2,9 @@ import type { Writable } from 'node:stream';
 import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { TelemetrySource } from '../telemetry/telemetry-settings.js';
 import { Counter, type Registry } from '../metrics/prom.js';
-import type { AccessLogEntry } from './entry.js';
+import { refusedRequestEntry, type AccessLogEntry } from './entry.js';
+import { CLIENT_CANCELLED_LABEL, type ProxyError } from '../errors/proxy-error.js';
+import type { ProxyRequest } from '../http/exchange.js';
 
 /**
  * Bytes the sink may hold unwritten before lines are dropped. Node writes stdout to a pipe
@@ -117,6 +119,16 @@ export class AccessLog {
     if (!s.enabled) return false;
     const p = s.samplingPercent;
     return p >= 100 || (p > 0 && this.d.random() * 100 < p);
+  }
+
+  /**
+   * A request the HTTP/1.1 codec refused (h1-server.ts onClientError): its line when
+   * sampled (refusedRequestEntry). A client that left mid-head (CLIENT_CANCELLED) made no
+   * request and gets none, as Envoy logs none for a connection closed before a full head.
+   */
+  refused(err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): void {
+    if (err.label === CLIENT_CANCELLED_LABEL || !this.sampled()) return;
+    this.write(refusedRequestEntry(err, this.d.clock.now(), source, origDst));
   }
 
   /**

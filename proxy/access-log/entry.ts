@@ -2,7 +2,7 @@ import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import type { Endpoint } from '../../contract/model.js';
 import { endpointKey } from '../../contract/model.js';
 import { header } from '../http/headers.js';
-import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError } from '../errors/proxy-error.js';
+import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
 import { undeclaredEgressCluster } from '../metrics/workload-labels.js';
 import { stateOf } from '../layers/request-state.js';
@@ -268,5 +268,23 @@ export function tcpEntry(f: TcpFacts): AccessLogEntry {
     downstream_peer_identity: f.downstream.identity || null,
     upstream_peer_identity: f.upstreamIdentity,
     upstream_request_attempt_count: f.attempts,
+  };
+}
+
+/**
+ * The line of a request the HTTP/1.1 codec refused before it became a request (a malformed
+ * head, an invalid request-target: 400, 431, 501 from the error table), which no layer
+ * sees: Envoy logs such a request with its codec error's status, flag `DPE`
+ * (DownstreamProtocolError) and `response_code_details` naming the error. Nothing of the
+ * malformed head is logged (it did not parse); `response_code_details` is the error's label.
+ */
+export function refusedRequestEntry(err: ProxyError, at: number, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): AccessLogEntry {
+  return {
+    ...tcpEntry({
+      direction: 'inbound', startedAt: at, endedAt: at, downstream: source, downstreamLocal: origDst,
+      upstreamHost: null, upstreamCluster: null, upstreamIdentity: null, upstreamLocal: null, proxyError: err.label, attempts: 0, bytesReceived: 0, bytesSent: 0,
+    }),
+    protocol: 'HTTP/1.1',
+    response_code: err.httpStatus,
   };
 }

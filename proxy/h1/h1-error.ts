@@ -22,6 +22,8 @@ const REASONS = {
   'missing-host': 'RFC 9112 section 3.2',
   'multiple-host': 'RFC 9112 section 3.2',
   'bad-host': 'RFC 9112 section 3.2',
+  // A request-target neither origin-form, `*` nor an absolute-form the URL parser takes (h1-server.ts).
+  'bad-target': 'RFC 9112 section 3.2',
   'bad-content-length': 'RFC 9112 section 6.3 item 5',
   'content-length-mismatch': 'RFC 9110 section 8.6, RFC 9112 section 6.3 item 5',
   'cl-and-te': 'RFC 9112 sections 6.3 item 3 and 11.2',

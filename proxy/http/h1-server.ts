@@ -8,10 +8,9 @@ import { withoutH2c } from './upgrade-protocols.js';
 import { H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from './h2-server.js';
 import { H1Connection, type H1ConnectionOptions, type H1ServerExchange, type H1TimerLimit } from '../h1/h1-connection.js';
 import { fieldsToHeaders, type H1Head } from '../h1/head.js';
-import type { H1Error } from '../h1/h1-error.js';
+import { H1Error } from '../h1/h1-error.js';
 import { DEFAULT_H1_LIMITS, type H1Limits } from '../h1/limits.js';
 import { errorResponse } from '../errors/error-response.js';
-import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import { Cancel, type CancelSignal } from '../../common/cancel.js';
 import { LiveSet, type LiveEntry } from '../../common/live-set.js';
@@ -43,8 +42,12 @@ export interface H1ServerOptions {
    * app gets it in HTTP/2 again (deliver-to-app.ts).
    */
   readonly meshOrigProto?: boolean;
-  /** A malformed request, answered 4xx from the error table: for metrics (err.label, err.reason). */
-  readonly onClientError?: (err: H1Error) => void;
+  /**
+   * A malformed request, answered 4xx from the error table (the codec's H1Error, or an
+   * invalid request-target): for metrics and the access log, with the connection's client
+   * and original destination. It never reaches the layers (no ProxyRequest is served).
+   */
+  readonly onClientError?: (err: H1Error, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => void;
   /** Each request's head must arrive within this (0: off). Envoy request_headers_timeout. */
   readonly headersTimeoutMs?: number;
   /** A kept-alive connection with no request for this long is closed (0: off). */
@@ -247,7 +250,12 @@ class ServedConnection implements H1ConnectionOptions {
       // A target that is neither origin-form nor `*` (an absolute-form the URL parser
       // refuses, `http://web:abc/x`, is kept as sent) has no path to forward: 400 (RFC 9112
       // section 3.2), never a request for another resource.
-      p = validTarget(req) ? o.service(req) : Promise.reject(new ProxyError('BAD_REQUEST', 'invalid request-target (RFC 9112 section 3.2)'));
+      if (validTarget(req)) p = o.service(req);
+      else {
+        const err = new H1Error('bad-target', false, 'invalid request-target');
+        o.onClientError?.(err, this.source, this.origDst);
+        p = Promise.reject(err);
+      }
     } catch (err) {
       p = Promise.reject(err);
     }
@@ -272,7 +280,7 @@ class ServedConnection implements H1ConnectionOptions {
   }
 
   onClientError(err: H1Error): void {
-    this.server.opts.onClientError?.(err);
+    this.server.opts.onClientError?.(err, this.source, this.origDst);
   }
 
   onLimit(limit: H1TimerLimit): void {

@@ -175,7 +175,10 @@ export class InboundListener {
       halfCloseOf: (s) => s instanceof MuxStream,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
-      onClientError,
+      onClientError: (e, source, origDst) => {
+        onClientError(e);
+        d.accessLog?.refused(e, source, origDst);
+      },
       onExchange: (n) => this.track(n),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });

@@ -74,7 +74,10 @@ export class PlaintextInbound {
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
-      onClientError,
+      onClientError: (e, source, origDst) => {
+        onClientError(e);
+        d.accessLog?.refused(e, source, origDst);
+      },
       onExchange: d.track,
     });
     this.h2 = createH2Server({

@@ -104,7 +104,10 @@ export class OutboundListener {
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
-      onClientError: this.onClientError,
+      onClientError: (e, source, origDst) => {
+        this.onClientError(e);
+        d.accessLog?.refused(e, source, origDst);
+      },
     });
     this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
