@@ -27,7 +27,7 @@ beforeAll(async () => {
   plane = await startDirControlPlane({ prefix: 'wren-adv31-edges-', trustDomain: pki.trustDomain, seed: 32, mesh: { 'a.yaml': meshServiceYaml('a', ep), 'b.yaml': meshServiceYaml('b', ep) }, dirSource: { rescanMs: 5_000 } });
   client = await startProxy({
     pki, serviceAccount: 'web', controlPlane: `127.0.0.1:${plane.cp.grpcPort}`,
-    config: { discovery: { statsReport: { intervalMs: '100ms', maxEdges: 1 } } },
+    config: { discovery: { statsReport: { intervalMs: '200ms', maxEdges: 1 } } },
   });
   await waitFor(async () => (await fetch(`http://127.0.0.1:${client.adminPort}/ready`)).ok, 'client proxy configured');
 });
