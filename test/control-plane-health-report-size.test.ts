@@ -1,13 +1,9 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { createLogger } from '../common/logger.js';
 import type { Ejection } from '../contract/discovery.js';
 import { MAX_REPORTED_ENDPOINTS } from '../contract/discovery.js';
 import { ControlPlane } from '../control-plane/server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
 import { startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
+import { shopWebControlPlane } from './helpers/discovery-stream.js';
+import type { DirControlPlane } from './helpers/dir-control-plane.js';
 
 /**
  * A HealthReport travels on the discovery stream, and the control plane takes messages of
@@ -18,26 +14,19 @@ import { startProxy, waitFor, type TestProxy } from './control-plane-harness.js'
  * stream again, for as long as the outage lasted. The control plane keeps at most
  * MAX_REPORTED_ENDPOINTS entries of a report anyway; the proxy now sends no more.
  */
-let dir: string;
 let cp: ControlPlane;
 let proxy: TestProxy | null = null;
 const logs: string[] = [];
+let mesh: DirControlPlane | undefined;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'wren-cp-health-size-'));
-  await writeFile(join(dir, 'web.yaml'), 'kind: MeshService\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http1 }]\n  endpoints: [{ address: 127.0.0.1, port: 8080 }]\n');
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(5),
-    logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
-    source: (ctx) => new DirSource({ ...ctx, dir }),
-  });
-  await cp.whenReady();
+  mesh = await shopWebControlPlane('wren-cp-health-size-', logs);
+  ({ cp } = mesh);
 });
 
 afterAll(async () => {
   await proxy?.client.stop();
-  await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.kill();
 });
 
 test('a health report of more endpoints than the control plane keeps is sent clipped to what it keeps, and the stream stays', async () => {

@@ -1,13 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { createLogger } from '../common/logger.js';
-import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
+import { type DiscoveryResponse } from '../contract/discovery.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { MAX_NACK_DETAIL_CHARS } from '../control-plane/discovery/discovery-server.js';
-import { DirSource } from '../control-plane/sources/dir-source.js';
+import { shopWebControlPlane, discoveryStream, shopWebYaml } from './helpers/discovery-stream.js';
+import type { DirControlPlane } from './helpers/dir-control-plane.js';
 
 /**
  * What a discovery stream writes is logged clipped (as refuse() clips it): a Subscribe's pod
@@ -16,32 +13,22 @@ import { DirSource } from '../control-plane/sources/dir-source.js';
  * sends, and however often (the stream NACKs every snapshot, asking for a resync, and the
  * view changes after each). A real control plane and a raw discovery stream on loopback.
  */
-const webYaml = (port: number): string =>
-  `kind: MeshService\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http1 }]\n  endpoints: [{ address: 127.0.0.1, port: ${port} }]\n`;
 let dir: string;
 let cp: ControlPlane;
 const logs: string[] = [];
+let mesh: DirControlPlane | undefined;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'wren-cp-nack-'));
-  await writeFile(join(dir, 'web.yaml'), webYaml(8080));
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(5),
-    logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
-    source: (ctx) => new DirSource({ ...ctx, dir }),
-  });
-  await cp.whenReady();
+  mesh = await shopWebControlPlane('wren-cp-nack-', logs);
+  ({ cp, dir } = mesh);
 });
 
 afterAll(async () => {
-  await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.kill();
 });
 
 test('a NACK of megabytes is kept and logged clipped, on every round', async () => {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const { client, stream } = discoveryStream(cp.grpcPort);
   const huge = 'x'.repeat(2_000_000);
   let rounds = 0;
   const done = new Promise<void>((resolve) => {
@@ -49,7 +36,7 @@ test('a NACK of megabytes is kept and logged clipped, on every round', async () 
       if (++rounds > 3) return resolve();
       stream.write({ nack: { version: r.version, nonce: r.nonce, errorDetail: huge, resync: true } });
       // A NACKed full snapshot goes out again only when the view changes (control-plane-nack-loops.test.ts): change it.
-      void writeFile(join(dir, 'web.yaml'), webYaml(8080 + rounds));
+      void writeFile(join(dir, 'web.yaml'), shopWebYaml(8080 + rounds));
     });
   });
   stream.on('error', () => undefined);
@@ -66,9 +53,7 @@ test('a NACK of megabytes is kept and logged clipped, on every round', async () 
 });
 
 test('a Subscribe of megabytes is logged clipped', async () => {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const { client, stream } = discoveryStream(cp.grpcPort);
   stream.on('error', () => undefined);
   const first = new Promise((resolve) => stream.once('data', resolve));
   const services = Array.from({ length: 50_000 }, (_, i) => `svc-${i}.shop`);

@@ -1,12 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { seededRandom, systemClock } from '../../common/clock.js';
-import { createLogger } from '../../common/logger.js';
-import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
+import { type DiscoveryRequest } from '../../contract/discovery.js';
 import { ControlPlane } from '../../control-plane/server.js';
-import { DirSource } from '../../control-plane/sources/dir-source.js';
+import { shopWebControlPlane, discoveryStream } from '../helpers/discovery-stream.js';
+import type { DirControlPlane } from '../helpers/dir-control-plane.js';
 
 /**
  * The stream's protocol errors (Subscribe twice, a Subscribe without a SPIFFE ID, a first
@@ -15,24 +11,17 @@ import { DirSource } from '../../control-plane/sources/dir-source.js';
  * showed it. Each is now counted in wren_cp_discovery_refused_total with a fixed reason
  * and logged as every other refusal. A real control plane and raw discovery streams on loopback.
  */
-let dir: string;
 let cp: ControlPlane;
 const logs: string[] = [];
+let mesh: DirControlPlane | undefined;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'wren-adv29-refusals-'));
-  await writeFile(join(dir, 'web.yaml'), 'kind: MeshService\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http1 }]\n  endpoints: [{ address: 127.0.0.1, port: 8080 }]\n');
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(5),
-    logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
-    source: (ctx) => new DirSource({ ...ctx, dir }),
-  });
-  await cp.whenReady();
+  mesh = await shopWebControlPlane('wren-adv29-refusals-', logs);
+  ({ cp } = mesh);
 });
 
 afterAll(async () => {
-  await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.kill();
 });
 
 const subscribe = (spiffeId: string): DiscoveryRequest => ({
@@ -41,9 +30,7 @@ const subscribe = (spiffeId: string): DiscoveryRequest => ({
 
 /** Writes `messages` on a new stream and resolves with the status it ends with. */
 async function endedWith(messages: DiscoveryRequest[]): Promise<grpc.StatusObject> {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const { client, stream } = discoveryStream(cp.grpcPort);
   stream.on('data', () => undefined);
   const status = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
   stream.on('error', () => undefined);

@@ -1,14 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { seededRandom, systemClock } from '../../common/clock.js';
-import { createLogger } from '../../common/logger.js';
-import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../../contract/discovery.js';
+import { type DiscoveryResponse } from '../../contract/discovery.js';
 import { MAX_SPIFFE_ID_BYTES } from '../../control-plane/discovery/discovery-server.js';
 import { ControlPlane } from '../../control-plane/server.js';
-import { DirSource } from '../../control-plane/sources/dir-source.js';
 import { waitFor } from '../control-plane-harness.js';
+import { shopWebControlPlane, discoveryStream } from '../helpers/discovery-stream.js';
+import type { DirControlPlane } from '../helpers/dir-control-plane.js';
 
 /**
  * A Subscribe's spiffe_id was only checked to start with spiffe://, so without client
@@ -19,30 +15,21 @@ import { waitFor } from '../control-plane-harness.js';
  * and logged clipped. The claimed pod is clipped (not refused: a Subscribe of megabytes is
  * still served, control-plane-nack-detail.test.ts) in what a HealthReport logs and counts.
  */
-let dir: string;
 let cp: ControlPlane;
 const logs: string[] = [];
+let mesh: DirControlPlane | undefined;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'wren-adv29-spiffe-'));
-  await writeFile(join(dir, 'web.yaml'), 'kind: MeshService\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ name: http, port: 80, protocol: http1 }]\n  endpoints: [{ address: 127.0.0.1, port: 8080 }]\n');
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(5),
-    logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }),
-    source: (ctx) => new DirSource({ ...ctx, dir }),
-  });
-  await cp.whenReady();
+  mesh = await shopWebControlPlane('wren-adv29-spiffe-', logs);
+  ({ cp } = mesh);
 });
 
 afterAll(async () => {
-  await cp?.kill();
-  await rm(dir, { recursive: true, force: true });
+  await mesh?.kill();
 });
 
 test('a Subscribe claiming a SPIFFE ID over 2048 bytes is refused, counted, and logged clipped', async () => {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const { client, stream } = discoveryStream(cp.grpcPort);
   stream.on('error', () => undefined);
   // Either the stream ends, or it is served (a first response): no waiting out a timeout.
   const status = new Promise<{ code: grpc.status | 'served'; details: string }>((resolve) => {
@@ -63,9 +50,7 @@ test('a Subscribe claiming a SPIFFE ID over 2048 bytes is refused, counted, and 
 });
 
 test('an ID of exactly 2048 bytes is taken', async () => {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const { client, stream } = discoveryStream(cp.grpcPort);
   stream.on('error', () => undefined);
   const first = new Promise<DiscoveryResponse>((resolve) => stream.once('data', resolve));
   const prefix = 'spiffe://cluster.local/ns/shop/sa/';
@@ -76,9 +61,7 @@ test('an ID of exactly 2048 bytes is taken', async () => {
 });
 
 test('a claimed pod of megabytes is clipped in what a HealthReport logs and in the reporter it counts as', async () => {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const { client, stream } = discoveryStream(cp.grpcPort);
   stream.on('error', () => undefined);
   const first = new Promise<DiscoveryResponse>((resolve) => stream.once('data', resolve));
   const pod = `web-${'0'.repeat(1_000_000)}`;
