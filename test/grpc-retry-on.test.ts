@@ -1,9 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { Ticker, type TickerClient } from './helpers/ticker-service.js';
 
 /**
  * gRPC retries by grpc-status on real sockets (adv34): a grpc-js client through the
@@ -13,12 +12,6 @@ import type { Proxy } from '../proxy/proxy.js';
  * in grpc-timeout; without, the UNAVAILABLE is the answer. RESOURCE_EXHAUSTED (429 once
  * mapped, a success for outlier detection) is retried only when named.
  */
-const PROTO = fileURLToPath(new URL('./fixtures/resilience.proto', import.meta.url));
-const { Ticker } = (grpc.loadPackageDefinition(protoLoader.loadSync(PROTO, { defaults: true })) as unknown as {
-  wren: { resilience: { Ticker: grpc.ServiceClientConstructor } };
-}).wren.resilience;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type TickerClient = grpc.Client & Record<string, any>;
 
 const pki = testPki();
 let client: Proxy;

@@ -1,12 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { connect as h2connect, createServer as createH2cServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { parseGrpcTimeout } from '../proxy/resilience/grpc-timeout.js';
+import { Ticker, type TickerClient } from './helpers/ticker-service.js';
 
 /**
  * gRPC deadlines and long-lived streams through the outbound resilience layers. The
@@ -14,12 +13,6 @@ import { parseGrpcTimeout } from '../proxy/resilience/grpc-timeout.js';
  * would enforce the deadline itself) and is reached unmeshed, so DEADLINE_EXCEEDED can
  * only come from the client's sidecar.
  */
-const PROTO = fileURLToPath(new URL('./fixtures/resilience.proto', import.meta.url));
-const { Ticker } = (grpc.loadPackageDefinition(protoLoader.loadSync(PROTO, { defaults: true })) as unknown as {
-  wren: { resilience: { Ticker: grpc.ServiceClientConstructor } };
-}).wren.resilience;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type TickerClient = grpc.Client & Record<string, any>;
 
 const pki = testPki();
 let client: Proxy, server: Proxy;
