@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream';
 import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { TelemetrySource } from '../telemetry/telemetry-settings.js';
 import { Counter, type Registry } from '../metrics/prom.js';
-import { refusedRequestEntry, type AccessLogEntry } from './entry.js';
+import { refusedRequestEntry, type AccessLogEntry, type RefusedProtocol } from './entry.js';
 import { CLIENT_CANCELLED_LABEL, type ProxyError } from '../errors/proxy-error.js';
 import type { ProxyRequest } from '../http/exchange.js';
 
@@ -122,13 +122,17 @@ export class AccessLog {
   }
 
   /**
-   * A request the HTTP/1.1 codec refused (h1-server.ts onClientError): its line when
-   * sampled (refusedRequestEntry). A client that left mid-head (CLIENT_CANCELLED) made no
-   * request and gets none, as Envoy logs none for a connection closed before a full head.
+   * A request refused before the layers: the HTTP/1.1 codec's (h1-server.ts onClientError)
+   * and its 408 request-headers timeout (onHeadersTimeout), the HTTP/2 servers' (h2-server.ts
+   * refuse() and its 431, h2-server-session.ts malformed streams): its line when sampled
+   * (refusedRequestEntry). A client that left mid-head (CLIENT_CANCELLED) made no request
+   * and gets none, as Envoy logs none for a connection closed before a full head. `status`
+   * is what the client got: 0 for a stream reset without a response (a malformed HTTP/2
+   * request, RFC 9113 section 8.1.1), as Envoy logs a reset stream.
    */
-  refused(err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): void {
+  refused(err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], protocol: RefusedProtocol = 'HTTP/1.1', status: number = err.httpStatus): void {
     if (err.label === CLIENT_CANCELLED_LABEL || !this.sampled()) return;
-    this.write(refusedRequestEntry(err, this.d.clock.now(), source, origDst));
+    this.write(refusedRequestEntry(err, this.d.clock.now(), source, origDst, protocol, status));
   }
 
   /**

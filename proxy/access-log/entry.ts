@@ -271,20 +271,25 @@ export function tcpEntry(f: TcpFacts): AccessLogEntry {
   };
 }
 
+/** The protocol a refused request came in (the access log's `protocol`). */
+export type RefusedProtocol = 'HTTP/1.1' | 'HTTP/2';
+
 /**
- * The line of a request the HTTP/1.1 codec refused before it became a request (a malformed
- * head, an invalid request-target: 400, 431, 501 from the error table), which no layer
- * sees: Envoy logs such a request with its codec error's status, flag `DPE`
- * (DownstreamProtocolError) and `response_code_details` naming the error. Nothing of the
- * malformed head is logged (it did not parse); `response_code_details` is the error's label.
+ * The line of a request refused before it became a request for the layers, which no layer
+ * sees: the HTTP/1.1 codec's (a malformed head, an invalid request-target: 400, 431, 501
+ * from the error table; the 408 request-headers timeout) and the HTTP/2 servers' (a
+ * malformed stream, reset; 400/431 answered before the layers). Envoy logs such a request
+ * with its codec error's status, flag `DPE` (DownstreamProtocolError) and
+ * `response_code_details` naming the error. Nothing of the head is logged (it did not
+ * parse, or was refused for what it held); `response_code_details` is the error's label.
  */
-export function refusedRequestEntry(err: ProxyError, at: number, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): AccessLogEntry {
+export function refusedRequestEntry(err: ProxyError, at: number, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], protocol: RefusedProtocol, status: number): AccessLogEntry {
   return {
     ...tcpEntry({
       direction: 'inbound', startedAt: at, endedAt: at, downstream: source, downstreamLocal: origDst,
       upstreamHost: null, upstreamCluster: null, upstreamIdentity: null, upstreamLocal: null, proxyError: err.label, attempts: 0, bytesReceived: 0, bytesSent: 0,
     }),
-    protocol: 'HTTP/1.1',
-    response_code: err.httpStatus,
+    protocol,
+    response_code: status,
   };
 }

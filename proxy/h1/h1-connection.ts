@@ -52,6 +52,12 @@ export interface H1ConnectionOptions {
   /** A limit fired outside checkTimers(): the delayed close destroyed a socket the client kept open. */
   onLimit?(limit: H1TimerLimit): void;
   /**
+   * checkTimers() answered 408: part of a head came, not all of it in time (Envoy
+   * request_headers_timeout). For the access log: no request reached the service. A
+   * connection that sent nothing is closed without an answer and is not reported.
+   */
+  onHeadersTimeout?(err: ProxyError): void;
+  /**
    * The client's FIN is a half-close, not its going away: whole requests are answered, then
    * the connection closes. For transports that have a separate "gone" signal (a mesh
    * multiplexer stream's RESET). Default false: on TCP a FIN cannot be told from a client
@@ -290,7 +296,11 @@ export class H1Connection implements H1Handler {
         if (headersMs <= 0 || age < headersMs || this.closing) return null;
         this.phase = Phase.Gone;
         if (this.parser.idle && this.ex === null) this.socket.destroy();
-        else this.failConnection(new ProxyError('HEADERS_TIMEOUT', `after ${headersMs} ms`));
+        else {
+          const err = new ProxyError('HEADERS_TIMEOUT', `after ${headersMs} ms`);
+          this.failConnection(err);
+          this.opts.onHeadersTimeout?.(err);
+        }
         return 'request-headers-timeout';
       case Phase.Idle:
         if (idleMs <= 0 || age < idleMs) return null;

@@ -39,8 +39,14 @@ export interface H2ServerSessionOptions {
   /** Rapid-reset budget (CVE-2023-44487), as http/h2-session-guard.ts; null: none. */
   readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number } | null;
   readonly onLimit: (limit: LimitName) => void;
-  /** A request answered here before the service sees it: the 431 above maxHeaderBytes (or the hard cap), counted as the HTTP/1.1 server's client errors are. */
-  readonly onClientError?: (err: ProxyError) => void;
+  /**
+   * A request refused here before the service sees it: the 431 above maxHeaderBytes (or the
+   * hard cap), a plain CONNECT, a malformed head (its stream reset PROTOCOL_ERROR, RFC 9113
+   * section 8.1.1), with the connection's client and original destination (`status`: what
+   * the client got, 0 for a reset). Counted and logged by the listener as the HTTP/1.1
+   * server's client errors are (wren_proxy_errors_total{code}, AccessLog.refused()).
+   */
+  readonly onClientError?: (err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], status: number) => void;
   /** Where the connection's requests came from and were going (shared by every request, read only). */
   readonly source: ProxyRequest['source'];
   readonly origDst: ProxyRequest['origDst'];
@@ -671,8 +677,16 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
   /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping, counted (onClientError); the request is not read. */
   private headersTooLarge(limit: number, contentType: string | undefined): ProxyResponse {
     const err = new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`);
-    this.o.onClientError?.(err);
+    this.o.onClientError?.(err, this.o.source, this.o.origDst, err.httpStatus);
     return errorResponse(err, { headers: contentType !== undefined ? { 'content-type': contentType } : {} });
+  }
+
+  /**
+   * A request refused before the service saw it (a malformed head, reset; a plain CONNECT,
+   * answered): counted and logged by the listener (onClientError).
+   */
+  refused(err: ProxyError, status: number): void {
+    this.o.onClientError?.(err, this.o.source, this.o.origDst, status);
   }
 
   private onTrailers(st: H2ServerStream, fields: string[]): void {
@@ -761,7 +775,9 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     if (size > this.o.maxHeaderBytes) return st.respond(this.headersTooLarge(this.o.maxHeaderBytes, contentType));
     if (method === 'CONNECT') {
       // A plain CONNECT (forward-proxy use) is the caller's error, answered before any endpoint is picked.
-      return st.respond(errorResponse(new ProxyError('CONNECT_NOT_SUPPORTED', authority ?? ''), { headers: {} }));
+      const err = new ProxyError('CONNECT_NOT_SUPPORTED', authority ?? '');
+      this.refused(err, err.httpStatus);
+      return st.respond(errorResponse(err, { headers: {} }));
     }
     if (contentLength !== undefined) {
       const n = parseLength(contentLength);

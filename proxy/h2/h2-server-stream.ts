@@ -26,6 +26,8 @@ export interface ServerStreamHost extends SendHost {
   congestedFor(st: H2ServerStream): boolean;
   credit(st: H2ServerStream): void;
   closed(st: H2ServerStream): void;
+  /** A request refused before the service saw it (a malformed head): counted and logged. */
+  refused(err: ProxyError, status: number): void;
 }
 
 /**
@@ -190,8 +192,11 @@ export class H2ServerStream extends BodySender {
     // Counted by the premature-reset budget once the request went on (a body that breaks its
     // content-length, bad trailers), as node:http2's reset of a stream it announced is: else
     // a client gets the upstream to open and cancel requests without limit. A head that is
-    // malformed reached nobody (node:http2 never announced such a stream either).
-    this.fail(new ProxyError('BAD_REQUEST', why), this.req !== null);
+    // malformed reached nobody (node:http2 never announced such a stream either): it is
+    // counted and logged here as the HTTP/1.1 codec's refusals are (reset: no status).
+    const err = new ProxyError('BAD_REQUEST', why);
+    if (this.req === null) this.session.refused(err, 0);
+    this.fail(err, this.req !== null);
   }
 
   /** RST_STREAM from the client, or the connection lost. */

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { inTurn } from '../../common/deferred.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
+import type { ProxyError } from '../errors/proxy-error.js';
 import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
@@ -62,6 +63,12 @@ export interface H1ServerOptions {
   readonly delayedCloseMs?: number;
   /** A timeout fired (the sweep's, or a connection's delayed close). */
   readonly onLimit?: (limit: H1TimerLimit) => void;
+  /**
+   * A partial head timed out and was answered 408 (headersTimeoutMs; also counted by
+   * onLimit as request-headers-timeout), with the connection's client and original
+   * destination: for the access log (AccessLog.refused()), as no request reached the layers.
+   */
+  readonly onHeadersTimeout?: (err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => void;
   /** A request started (+1) or ended (-1): its response written, or its client gone. For graceful drain. */
   readonly onExchange?: (delta: 1 | -1) => void;
 }
@@ -285,6 +292,10 @@ class ServedConnection implements H1ConnectionOptions {
 
   onLimit(limit: H1TimerLimit): void {
     this.server.opts.onLimit?.(limit);
+  }
+
+  onHeadersTimeout(err: ProxyError): void {
+    this.server.opts.onHeadersTimeout?.(err, this.source, this.origDst);
   }
 
   onClose(): void {

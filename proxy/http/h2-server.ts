@@ -33,10 +33,13 @@ export interface H2HandlerOptions {
   readonly maxHeaderBytes?: number;
   /**
    * A request answered here, before the listener's layers (so neither their metrics nor the
-   * access log see it): the 431 above maxHeaderBytes. Counted by the listener as the
-   * HTTP/1.1 server's client errors are (wren_proxy_errors_total{code}).
+   * access log see it): the 431 above maxHeaderBytes and refuse()'s 400-style answers
+   * (extended CONNECT or an h2c upgrade where not accepted, a plain CONNECT where tunnels
+   * are not served), with the connection's client and original destination. Counted and
+   * logged by the listener as the HTTP/1.1 server's client errors are
+   * (wren_proxy_errors_total{code}, AccessLog.refused()).
    */
-  readonly onClientError?: (err: ProxyError) => void;
+  readonly onClientError?: (err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => void;
 }
 
 /** How much slack the HTTP/2 session setting leaves above maxHeaderBytes, so oversized requests reach us and get a 431 body. */
@@ -60,21 +63,21 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
     // reset budget would otherwise be spent on our behalf. The session guard counts it.
     if (stream.closed || stream.destroyed) return void stream.on('error', ignore);
     if (opts.maxHeaderBytes !== undefined && rawHeaders && headerListSize(rawHeaders) > opts.maxHeaderBytes) {
-      tooLarge(stream, opts.maxHeaderBytes, headers, opts.onClientError);
+      tooLarge(opts, stream, opts.maxHeaderBytes, headers);
       return;
     }
     if (headers[':method'] === 'CONNECT') {
       if (headers[':protocol'] !== undefined) {
-        if (!opts.upgrades) return refuse(stream, new ProxyError('BAD_REQUEST', 'extended CONNECT is not accepted here'));
+        if (!opts.upgrades) return refuse(opts, stream, new ProxyError('BAD_REQUEST', 'extended CONNECT is not accepted here'));
         // An h2c "upgrade" would hide HTTP/2 requests from the inbound's layers (upgrade-protocols.ts).
-        if (withoutH2c(String(headers[':protocol'])) !== String(headers[':protocol'])) return refuse(stream, new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
+        if (withoutH2c(String(headers[':protocol'])) !== String(headers[':protocol'])) return refuse(opts, stream, new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
       } else if (opts.onConnect) {
         opts.onConnect(stream, headers);
         return;
       } else {
         // A plain CONNECT where tunnels are not served (the outbound: forward-proxy use) is
         // the caller's error, answered before any endpoint is picked or blamed.
-        return refuse(stream, new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
+        return refuse(opts, stream, new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
       }
     }
     try {
@@ -231,18 +234,29 @@ function connectionOf(opts: H2HandlerOptions, stream: ServerHttp2Stream): Connec
   return conn;
 }
 
-function refuse(stream: ServerHttp2Stream, e: ProxyError): void {
+/**
+ * A request answered before the layers, through the one error mapping: counted and logged
+ * by the listener (onClientError), as the HTTP/1.1 codec's refusals are.
+ */
+function refuse(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError): void {
   releaseOnClose(stream);
   stream.on('error', ignore);
+  clientError(opts, stream, e);
   writeH2Response(stream, errorResponse(e, { headers: {} }));
 }
 
+function clientError(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError): void {
+  if (opts.onClientError === undefined) return;
+  const conn = connectionOf(opts, stream);
+  opts.onClientError(e, conn.source, conn.origDst);
+}
+
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
-function tooLarge(stream: ServerHttp2Stream, limit: number, h: IncomingHttpHeaders, onClientError: ((err: ProxyError) => void) | undefined): void {
+function tooLarge(opts: H2HandlerOptions, stream: ServerHttp2Stream, limit: number, h: IncomingHttpHeaders): void {
   releaseOnClose(stream);
   stream.on('error', ignore);
   const ct = h['content-type'];
   const err = new ProxyError('HEADERS_TOO_LARGE', `limit is ${limit} bytes`);
-  onClientError?.(err);
+  clientError(opts, stream, err);
   writeH2Response(stream, errorResponse(err, { headers: ct ? { 'content-type': String(ct) } : {} }));
 }

@@ -3,7 +3,7 @@ import { createServer as createNetServer, type AddressInfo, type Server, type So
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { HttpService } from '../http/exchange.js';
+import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { printable } from '../../common/printable.js';
@@ -151,12 +151,19 @@ export class InboundListener {
     });
     // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
     const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
+    // The HTTP/2 handler's refusals: counted and logged as the HTTP/1.1 codec's are.
+    const onH2ClientError = (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): void => {
+      onClientError(e);
+      d.accessLog?.refused(e, source, origDst, 'HTTP/2');
+    };
+    // A 408 is counted by onLimit (request-headers-timeout); its line is written here.
+    const onHeadersTimeout = d.accessLog ? (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => d.accessLog!.refused(e, source, origDst) : undefined;
     attachH2Handler(this.secure, {
       // A peer sidecar's request head is one its outbound accepted within maxHeaderBytes, plus
       // the fields that sidecar added (x-request-id, traceparent, wren-target-port, ...): the
       // room the mesh HTTP/1.1 server leaves for them too (h1-server.ts meshLimits).
       maxHeaderBytes: d.maxHeaderBytes + MESH_HEAD_HEADROOM.bytes,
-      onClientError,
+      onClientError: onH2ClientError,
       service: d.http,
       clock: d.clock,
       identityOf: (stream) => sessionPeer(stream),
@@ -179,6 +186,7 @@ export class InboundListener {
         onClientError(e);
         d.accessLog?.refused(e, source, origDst);
       },
+      onHeadersTimeout,
       onExchange: (n) => this.track(n),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });

@@ -2,7 +2,7 @@ import { createServer as createH2Server, type Http2Server, type ServerHttp2Sessi
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { HttpService } from '../http/exchange.js';
+import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
@@ -70,6 +70,13 @@ export class PlaintextInbound {
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
     // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
     const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
+    // The HTTP/2 handler's refusals: counted and logged as the HTTP/1.1 codec's are.
+    const onH2ClientError = (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): void => {
+      onClientError(e);
+      d.accessLog?.refused(e, source, origDst, 'HTTP/2');
+    };
+    // A 408 is counted by onLimit (request-headers-timeout); its line is written here.
+    const onHeadersTimeout = d.accessLog ? (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => d.accessLog!.refused(e, source, origDst) : undefined;
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
@@ -78,6 +85,7 @@ export class PlaintextInbound {
         onClientError(e);
         d.accessLog?.refused(e, source, origDst);
       },
+      onHeadersTimeout,
       onExchange: d.track,
     });
     this.h2 = createH2Server({
@@ -105,7 +113,7 @@ export class PlaintextInbound {
     });
     attachH2Handler(this.h2, {
       maxHeaderBytes: d.maxHeaderBytes,
-      onClientError,
+      onClientError: onH2ClientError,
       service: d.http,
       clock: d.clock,
       origDstOf,

@@ -85,7 +85,8 @@ export class OutboundListener {
   private readonly nodeH2Sessions = new LiveSet<ServerHttp2Session>();
   private readonly onLimit: (limit: LimitName) => void;
   /** A request its HTTP server answered before the layers (400/431/501): wren_proxy_errors_total{direction="outbound",code}. */
-  private readonly onClientError: (e: ProxyError) => void;
+  /** An HTTP/2 request refused before the layers (h2-server.ts, h2-server-session.ts): counted and logged. */
+  private readonly onClientError: (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], status?: number) => void;
   private h2Dst: Destination | undefined;
   /** Passed-through connections: a new socket each, with the connect timeout (net/connector.ts). */
   private readonly passthroughConnector: TcpConnector;
@@ -97,7 +98,13 @@ export class OutboundListener {
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     this.onLimit = onLimit;
-    this.onClientError = (e) => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+    // A request refused before the layers (the HTTP/1.1 codec's 400/431/501, the HTTP/2
+    // servers' 400/431 and malformed streams): counted and logged the same way for both.
+    const count = (e: ProxyError): void => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
+    this.onClientError = (e, source, origDst, status) => {
+      count(e);
+      d.accessLog?.refused(e, source, origDst, 'HTTP/2', status);
+    };
     // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
@@ -105,9 +112,11 @@ export class OutboundListener {
       delayedCloseMs: L.delayedCloseTimeoutMs,
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
       onClientError: (e, source, origDst) => {
-        this.onClientError(e);
+        count(e);
         d.accessLog?.refused(e, source, origDst);
       },
+      // A 408 is counted by onLimit (request-headers-timeout); its line is written here.
+      onHeadersTimeout: d.accessLog ? (e, source, origDst) => d.accessLog!.refused(e, source, origDst) : undefined,
     });
     this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
