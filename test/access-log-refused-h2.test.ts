@@ -130,3 +130,27 @@ test('access logging off: the same refusals are counted and write no line', asyn
     if (!closed) await p.close();
   }
 });
+
+test.each([
+  ['frame-level', () => frames, () => framesLog],
+  ['node:http2', () => node, () => nodeLog],
+])('an HTTP/2 head over maxHeaderBytes on the %s server: its 431 has a line (counted before, logged now)', async (_name, p, log) => {
+  const { status, localPort } = await new Promise<{ status: number; localPort: number }>((resolve, reject) => {
+    const c = h2Connect(`http://127.0.0.1:${p().outboundPort}`);
+    c.on('error', reject);
+    c.once('connect', () => {
+      const localPort = c.socket.localPort ?? 0;
+      const req = c.request({ ':path': '/x', ':authority': 'web', 'x-big': 'a'.repeat(20_000) });
+      req.on('error', reject);
+      req.on('response', (h) => {
+        c.destroy();
+        resolve({ status: Number(h[':status']), localPort });
+      });
+      req.end();
+    });
+  });
+  expect(status).toBe(431);
+  expect(await log().find((e) => e['downstream_remote_address'] === `127.0.0.1:${localPort}`)).toMatchObject({
+    protocol: 'HTTP/2', response_code: 431, response_flags: 'DPE', response_code_details: 'headers-too-large', method: null, path: null,
+  });
+});
