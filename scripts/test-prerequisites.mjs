@@ -41,6 +41,8 @@ export const PREREQUISITES = Object.freeze([
   { need: 'file:/usr/include/stdio.h', pkg: 'libc6-dev', for: 'the SO_ORIGINAL_DST native addon' },
   // Certificates checked by a second implementation; webhook test certificates.
   { need: 'openssl', pkg: 'openssl', for: 'identity and injector webhook tests' },
+  { need: 'curl', pkg: 'curl', for: 'HTTP/1.1 codec tests (a real client: pipelining, Expect: 100-continue)' },
+  { need: 'nghttp', pkg: 'nghttp2-client', for: 'HTTP/2 refusal access-log test (a real HTTP/2 client sending a malformed head)' },
   { need: 'file:/etc/ssl/certs/ca-certificates.crt', pkg: 'ca-certificates', for: 'HTTPS clients' },
   // The manifests test builds the kustomization offline (client side only).
   { need: 'kubectl', pkg: 'kubernetes-client', for: 'manifests test (kubectl kustomize)' },
