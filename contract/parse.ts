@@ -99,7 +99,12 @@ export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
     backoffMaxMs: duration(D.retry.backoffMaxMs),
     budgetRatio: num({ min: 0, max: 1, default: D.retry.budgetRatio }),
     budgetMinPerSecond: num({ min: 0, default: D.retry.budgetMinPerSecond }),
-    budgetTtlMs: duration(D.retry.budgetTtlMs),
+    // Finagle's RetryBudget requires a TTL of 1 to 60 seconds: 0 kept no deposits, so every
+    // retry was refused (always-safe ones included), and a long window lets a burst of
+    // retries spend credit deposited minutes earlier.
+    budgetTtlMs: map(duration(D.retry.budgetTtlMs), (ms, path) =>
+      ms >= 1000 && ms <= 60_000 ? ms : fail(path, `expected a duration from 1s to 60s (Finagle RetryBudget ttl), got ${ms}`),
+    ),
     retryNonIdempotent: bool(D.retry.retryNonIdempotent),
     maxBufferedBodyBytes: count(D.retry.maxBufferedBodyBytes),
   }),
