@@ -14,7 +14,18 @@ import type { StatsStore } from './stats/stats-store.js';
  */
 const SECRET = 'AKIA-CP-ADMIN-SECRET';
 const JWKS_URI = `https://id.example.com/jwks.json?api_key=${SECRET}`;
-const policy = { mtls: { mode: 'STRICT' }, portLevelMtls: {}, authorizationPolicies: [], jwtRules: [{ issuer: 'https://id.example.com', jwksUri: JWKS_URI, audiences: [] }] };
+const HEADER_KEY = 'static-api-key-7f3a9c';
+const CLAIM_VALUE = 'tenant-secret-claim-41d2';
+/** An accepted AuthorizationPolicy whose conditions carry a static key (a header) and a claim value. */
+const authz = {
+  name: 'shop/keyed', action: 'ALLOW',
+  rules: [{ from: [], to: [], when: [
+    { key: 'request.headers[x-api-key]', values: [HEADER_KEY, `${HEADER_KEY}-old`], notValues: [] },
+    { key: 'request.auth.claims[tenant][id]', values: [], notValues: [CLAIM_VALUE] },
+    { key: 'source.namespace', values: ['shop'], notValues: [] },
+  ] }],
+};
+const policy = { mtls: { mode: 'STRICT' }, portLevelMtls: {}, authorizationPolicies: [authz], jwtRules: [{ issuer: 'https://id.example.com', jwksUri: JWKS_URI, audiences: [] }] };
 
 let server: AdminServerHandle;
 let port: number;
@@ -24,9 +35,9 @@ let deps: AdminDeps;
 beforeAll(async () => {
   metrics = new ControlPlaneMetrics();
   const view = {
-    version: 'v1', services: new Map(), routes: { byService: new Map() },
+    version: 'v1', services: new Map([['web.shop', { name: 'web', namespace: 'shop', clusterIPs: [], ports: [], policy: null }]]), routes: { byService: new Map() },
     policy: {
-      peerAuthentications: [], authorizationPolicies: [], externalServices: [],
+      peerAuthentications: [], authorizationPolicies: [{ namespace: 'shop', selector: {}, policy: authz }], externalServices: [],
       requestAuthentications: [{ name: 'jwt', namespace: 'shop', selector: {}, jwtRules: policy.jwtRules }],
     },
   };
@@ -37,7 +48,7 @@ beforeAll(async () => {
     debugHealth: () => [],
     debugTrust: () => ({ controlPlane: null, proxies: [] }),
   } as unknown as DiscoveryServer;
-  const stats = { reporterList: () => [], stat: () => [], edges: () => [], denials: () => [], retries: () => [], droppedRetries: () => 0 } as unknown as StatsStore;
+  const stats = { reporterList: () => [], stat: () => [], edges: () => [], denials: () => [{ policy: 'shop/keyed', reporter: 'shop/web-0', action: 'DENY', rule: 0, at: 0 }], retries: () => [], droppedRetries: () => 0 } as unknown as StatsStore;
   deps = {
     store: { view, ready: true } as unknown as MeshStore, metrics, discovery, stats, clock: systemClock, draining: () => false,
     sourceErrors: () => [], sourceIgnored: () => [], sourceName: 'test', sourceRejected: () => [],
@@ -80,6 +91,21 @@ test("no debug page or /api/ answer shows a jwksUri's query (an API key): the UR
     expect([path, r.body.includes(SECRET)]).toEqual([path, false]);
     expect([path, r.body.includes('https://id.example.com/jwks.json?…')]).toEqual([path, true]);
   }
+});
+
+test("no debug page or /api/ answer shows the values of an AuthorizationPolicy's request.headers[...] or request.auth.claims[...] condition (a static API key): their key and count stay, other conditions stay verbatim", async () => {
+  for (const path of ['/debug/proxy-config?pod=shop/web-0', '/debug/proxies', '/debug/view', '/api/proxies', '/api/services/web.shop', '/api/why']) {
+    const r = await get(path);
+    expect([path, r.status]).toEqual([path, 200]);
+    expect([path, r.body.includes(HEADER_KEY), r.body.includes(CLAIM_VALUE)]).toEqual([path, false, false]);
+    expect([path, r.body.includes('request.headers[x-api-key]')]).toEqual([path, true]);
+  }
+  const view = JSON.parse((await get('/debug/view')).body) as { authorizationPolicies: { policy: typeof authz }[] };
+  expect(view.authorizationPolicies[0].policy.rules[0].when).toEqual([
+    { key: 'request.headers[x-api-key]', values: ['<hidden>', '<hidden>'], notValues: [] },
+    { key: 'request.auth.claims[tenant][id]', values: [], notValues: ['<hidden>'] },
+    { key: 'source.namespace', values: ['shop'], notValues: [] },
+  ]);
 });
 
 test('a request with two Host headers is a 400, whichever comes first: node keeps only the first, so a second could carry a rebinding name past the check', async () => {

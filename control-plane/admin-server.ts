@@ -11,7 +11,7 @@ import { adminHostRefusal, requestTarget } from '../common/admin-host.js';
 import { systemClock, type Clock } from '../common/clock.js';
 import { BoundedAccept, type AcceptLimit, type AcceptLimits } from '../common/bounded-accept.js';
 import type { StatsStore } from './stats/stats-store.js';
-import { jwksUriHidden } from '../contract/jwks-uri-shown.js';
+import { secretsHidden } from '../contract/jwks-uri-shown.js';
 
 /** What the admin port serves (its 404 lists them; `wren control-plane --help` too). */
 export const ADMIN_PATHS: readonly string[] = [
@@ -144,9 +144,11 @@ async function answer(req: IncomingMessage, res: ServerResponse, d: AdminDeps): 
 function sendJson(res: ServerResponse, code: number, body: unknown, extra: Record<string, string> = {}): void {
   res.writeHead(code, { 'content-type': 'application/json', ...extra });
   // Every page, in whatever shape it carries a policy (a proxy's ACKed inbound policy, the
-  // view's RequestAuthentications, /api/proxies): a jwksUri without its query, which may
-  // carry an API key (contract/jwks-uri-shown.ts; the proxy's /config_dump shows it so).
-  res.end(JSON.stringify(body, jwksUriHidden, 2) + '\n');
+  // view's RequestAuthentications and AuthorizationPolicies, /api/services, /api/why): a
+  // jwksUri without its query, which may carry an API key (the proxy's /config_dump shows it
+  // so), and no value of a request.headers[...] / request.auth.claims[...] condition, which may
+  // be a static API key (contract/jwks-uri-shown.ts).
+  res.end(JSON.stringify(body, secretsHidden, 2) + '\n');
 }
 
 function serve(url: URL, res: ServerResponse, d: AdminDeps): unknown {
