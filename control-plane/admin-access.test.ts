@@ -70,4 +70,26 @@ describe('AdminAccess', () => {
     await other.refusal('/debug/view', EXTERNAL, { 'x-wren-admin-token': 'good' });
     expect(counted).toEqual(['timeout', 'overloaded']);
   });
+
+  test('a granted token dropped from the full cache (256) before its minute is counted, and is reviewed again; an expired one makes room uncounted', async () => {
+    const known: Record<string, Principal> = {};
+    for (let i = 0; i < 300; i++) known[`t${i}`] = admin;
+    const auth = tokens(known);
+    const clock = new FakeClock();
+    let evicted = 0;
+    const a = new AdminAccess({ namespace: 'wren-system', authenticator: auth, clock, evicted: { inc: () => void evicted++ } });
+    for (let i = 0; i < 256; i++) expect(await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': `t${i}` })).toBeNull();
+    expect(evicted).toBe(0);
+    // The 257th evicts t0, the oldest grant, still within its minute.
+    await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 't256' });
+    expect(evicted).toBe(1);
+    const reviews = auth.reviews;
+    await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': 't0' });
+    expect(auth.reviews).toBe(reviews + 1);
+    expect(evicted).toBe(2);
+    // Once every grant has expired, new ones take the expired ones' room: nothing live is dropped.
+    clock.advance(60_001);
+    for (let i = 1; i < 40; i++) await a.refusal('/api/why', EXTERNAL, { 'x-wren-admin-token': `t${256 + i}` });
+    expect(evicted).toBe(2);
+  });
 });

@@ -33,6 +33,12 @@ export class AdminAccess {
       readonly clock: Clock;
       /** Counts checks a TokenReview limit gave up (token-review-authenticator.ts): every limit counts when it fires. */
       readonly limited?: { inc(labels: { limit: AuthLimit }): void };
+      /**
+       * Counts grants dropped from the full cache before their minute was up
+       * (wren_cp_admin_token_cache_evictions_total): each costs a TokenReview on the token's next
+       * request, so a steady rate says more than CACHE_MAX distinct tokens are in use a minute.
+       */
+      readonly evicted?: { inc(): void };
     },
   ) {}
 
@@ -55,9 +61,25 @@ export class AdminAccess {
       if (e instanceof AuthError && e.limit) this.o.limited?.inc({ limit: e.limit });
       return `the token was refused (${(e as Error).message}); ${path} answers ${how}`;
     }
-    if (this.granted.size >= CACHE_MAX) this.granted.delete(this.granted.keys().next().value!);
+    this.makeRoom(now);
     this.granted.set(token, now + CACHE_TTL_MS);
     return null;
+  }
+
+  /**
+   * Every grant lasts CACHE_TTL_MS from its insertion, so the map's order is expiry order:
+   * expired grants at the front go first, uncounted; only when CACHE_MAX live ones remain is
+   * the oldest dropped, and counted.
+   */
+  private makeRoom(now: number): void {
+    for (const [t, until] of this.granted) {
+      if (this.granted.size < CACHE_MAX) return;
+      if (until > now) break;
+      this.granted.delete(t);
+    }
+    if (this.granted.size < CACHE_MAX) return;
+    this.granted.delete(this.granted.keys().next().value!);
+    this.o.evicted?.inc();
   }
 }
 

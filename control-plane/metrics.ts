@@ -103,6 +103,11 @@ export class ControlPlaneMetrics {
     labelNames: ['limit'] as const,
     registers: [this.registry],
   });
+  readonly adminTokenCacheEvictions = new Counter({
+    name: 'wren_cp_admin_token_cache_evictions_total',
+    help: 'Granted admin tokens (x-wren-admin-token) dropped from the full cache (256) before their 60 s were up; each costs a TokenReview on its next request',
+    registers: [this.registry],
+  });
   readonly services = new Gauge({ name: 'wren_cp_services', help: 'Services in the current mesh view', registers: [this.registry] });
   readonly endpoints = new Gauge({ name: 'wren_cp_endpoints', help: 'Ready endpoints in the current mesh view', registers: [this.registry] });
 

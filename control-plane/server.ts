@@ -247,7 +247,7 @@ export class ControlPlane {
       const a = await startAdminServer(host, port, {
         store: cp.store, metrics: cp.metrics, discovery: cp.discovery, withdrawal: cp.withdrawal, stats: cp.stats, clock: o.clock, draining: () => cp.draining,
         sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
-        access: new AdminAccess({ namespace: o.identity?.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE, authenticator: o.adminAuthenticator ?? null, clock: o.clock, limited: cp.metrics.adminTokenReviewsLimited }),
+        access: new AdminAccess({ namespace: o.identity?.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE, authenticator: o.adminAuthenticator ?? null, clock: o.clock, limited: cp.metrics.adminTokenReviewsLimited, evicted: cp.metrics.adminTokenCacheEvictions }),
         sourceRejected: () => cp.source.rejected?.() ?? [],
       });
       cp.admin = a;
