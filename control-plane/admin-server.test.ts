@@ -228,3 +228,35 @@ describe('limits (common/bounded-accept.ts): each has a default, fires a metric,
     slow.destroy();
   });
 });
+
+test('/debug/view is rendered once per mesh view and source state (a large mesh takes a second of the event loop to render): a repeat is served the same rendering; a new view, readiness or source error renders anew', async () => {
+  let renders = 0;
+  /** Counts how often the page walks the view's services, which every rendering does. */
+  class CountingMap<K, V> extends Map<K, V> {
+    override values(): MapIterator<V> {
+      renders++;
+      return super.values();
+    }
+  }
+  const viewOf = (version: string) => ({ version, services: new CountingMap(), routes: { byService: new Map() }, policy: { peerAuthentications: [], authorizationPolicies: [] } });
+  const store = { view: viewOf('v1'), ready: true };
+  let errors: string[] = [];
+  const own = await startAdminServer('127.0.0.1', 0, { ...deps, store: store as unknown as MeshStore, sourceErrors: () => [...errors] });
+  const view = async () => JSON.parse(await (await fetch(`http://127.0.0.1:${own.port}/debug/view`)).text()) as { version: string; ready: boolean; errors: string[] };
+  try {
+    for (let i = 0; i < 5; i++) expect(await view()).toMatchObject({ version: 'v1', ready: true, errors: [] });
+    expect(renders).toBe(1);
+    store.view = viewOf('v2');
+    expect(await view()).toMatchObject({ version: 'v2' });
+    expect(await view()).toMatchObject({ version: 'v2' });
+    expect(renders).toBe(2);
+    errors = ['web.yaml: bad'];
+    expect(await view()).toMatchObject({ version: 'v2', errors: ['web.yaml: bad'] });
+    store.ready = false;
+    expect(await view()).toMatchObject({ version: 'v2', ready: false });
+    expect(await view()).toMatchObject({ version: 'v2', ready: false, errors: ['web.yaml: bad'] });
+    expect(renders).toBe(4);
+  } finally {
+    await own.close();
+  }
+});
