@@ -51,6 +51,16 @@ describe('parseInboundPolicy', () => {
   ])('%j is rejected at its field path', (raw, want) => {
     expect(pathOf(raw)).toMatch(want);
   });
+
+  test("a condition value in no supported match form is refused without quoting it (a request.headers[x-api-key] value is a key): the '*' is named by its position; another field's value is still quoted", () => {
+    for (const f of ['values', 'notValues']) {
+      const got = pathOf({ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'request.headers[x-api-key]', [f]: ['sk-live*7f3a9c'] }] }] }] });
+      expect(got).toMatch(new RegExp(`when\\[0\\]\\.${f}\\[0\\]: only exact "x", prefix "x\\*", suffix "\\*x" and presence "\\*" matches are supported, got a value \\(not shown: it may be a credential\\) with "\\*" at character 8 of 14`));
+      expect(got).not.toContain('sk-live');
+    }
+    expect(pathOf({ authorizationPolicies: [{ name: 'a/b', rules: [{ when: [{ key: 'request.auth.claims[k]', values: [''] }] }] }] })).toMatch(/when\[0\]\.values\[0\]: an empty value matches nothing/);
+    expect(pathOf({ authorizationPolicies: [{ name: 'a/b', rules: [{ from: [{ source: { principals: ['td/ns/*/sa/x'] } }] }] }] })).toContain('"td/ns/*/sa/x"');
+  });
 });
 
 /**

@@ -23,6 +23,21 @@ const matchPattern: Parser<string> = map(str(), (v, path) =>
   MATCH_FORM.test(v) ? v : fail(path, `only exact "x", prefix "x*", suffix "*x" and presence "*" matches are supported, got ${JSON.stringify(v)}`),
 );
 const patterns = arr(matchPattern, { default: [] });
+/**
+ * A condition's values as matchPattern reads them, but a refused one is not quoted: a
+ * `request.headers[x-api-key]` or `request.auth.claims[...]` value is often a static key,
+ * and the reason is shown on the control plane's /debug/rejected and /debug/view, in
+ * `wren check` and in logs. The misplaced `*` (the first one not leading) is named by its
+ * position, as parse-routes.ts names a bad header value's character.
+ */
+const conditionPattern: Parser<string> = map(str(), (v, path) => {
+  if (MATCH_FORM.test(v)) return v;
+  const chars = [...v];
+  const star = chars.indexOf('*', 1);
+  if (star < 0) return fail(path, 'an empty value matches nothing: use "*" for presence');
+  return fail(path, `only exact "x", prefix "x*", suffix "*x" and presence "*" matches are supported, got a value (not shown: it may be a credential) with "*" at character ${star + 1} of ${chars.length}`);
+});
+const conditionPatterns = arr(conditionPattern, { default: [] });
 /** A port number 1-65535 written as a string without leading zeros (Istio's `ports: ["8080"]`, portLevelMtls keys). */
 export const PORT_STRING = /^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$/;
 const portString: Parser<string> = map(str(), (v, path) => (PORT_STRING.test(v) ? v : fail(path, `expected a port number 1-65535, got ${JSON.stringify(v)}`)));
@@ -42,7 +57,7 @@ export const CONDITION_KEY =
  * what they are, a value that matches nothing, and authzNeverMatching reports them.
  */
 const parseCondition: Parser<AuthzCondition> = map(
-  obj({ key: str({ pattern: CONDITION_KEY }), values: patterns, notValues: patterns }),
+  obj({ key: str({ pattern: CONDITION_KEY }), values: conditionPatterns, notValues: conditionPatterns }),
   (c, path) => (c.values.length === 0 && c.notValues.length === 0 ? fail(`${path}.values`, 'values or notValues must be set') : c),
 );
 
