@@ -31,7 +31,10 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
   jwksUri = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json?api_key=${SECRET}`;
-  const policy = { mtls: { mode: 'STRICT' }, jwtRules: [{ issuer: 'https://id.example.com', jwksUri }] };
+  // A static API key in an AuthorizationPolicy condition (AUDIT: it decides nothing here):
+  // the admin port shows the condition, its key and how many values, not the values.
+  const authorizationPolicies = [{ name: 'api-key', action: 'AUDIT', rules: [{ when: [{ key: 'request.headers[x-api-key]', values: [SECRET] }] }] }];
+  const policy = { mtls: { mode: 'STRICT' }, jwtRules: [{ issuer: 'https://id.example.com', jwksUri }], authorizationPolicies };
   app = await fakeApp('checkout');
   // A kubelet probe whose path carries a token in its query (the access log's credential parameters).
   const appProbes = { '/app-health/checkout/readyz': { kind: 'http', port: 8080, path: `/healthz?access_token=${SECRET}&x=1`, httpHeaders: [{ name: 'Authorization', value: `Bearer ${SECRET}` }] } };
@@ -61,6 +64,7 @@ test('no admin response, CLI output or log line carries the query of a jwksUri; 
   const dump = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/config_dump`)).text();
   const shown = jwksUri.replace(/\?.*/, '?…');
   expect(JSON.parse(dump)).toMatchObject({ inboundPolicy: { jwtRules: [{ jwksUri: shown }] }, bootstrap: { policy: { jwtRules: [{ jwksUri: shown }] } } });
+  expect(JSON.parse(dump)).toMatchObject({ inboundPolicy: { authorizationPolicies: [{ name: 'api-key', rules: [{ when: [{ key: 'request.headers[x-api-key]', values: ['<hidden>'] }] }] }] } });
   expect(JSON.parse(dump)).toMatchObject({ bootstrap: { appProbes: { '/app-health/checkout/readyz': { path: '/healthz?access_token=REDACTED&x=1', headers: [{ name: 'Authorization', value: '(redacted)' }] } } } });
   const out: string[] = [];
   expect(await proxyConfigCommand(['checkout', 'policy', '--admin', `127.0.0.1:${proxy.adminPort}`, '-o', 'json'], (s) => void out.push(s), (s) => void out.push(s))).toBe(0);

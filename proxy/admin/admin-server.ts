@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../../common/clock.js';
 import { boundFlush, DEFAULT_DELAYED_CLOSE_MS } from '../net/delayed-close.js';
 import { field, setField } from '../http/headers.js';
 import { BoundedAccept, type AcceptLimit, type AcceptLimits } from '../../common/bounded-accept.js';
+import { secretsHidden } from '../../contract/jwks-uri-shown.js';
 
 export interface AdminDeps {
   readonly address: string;
@@ -198,6 +199,13 @@ function send(res: ServerResponse, status: number, type: string, body: string, e
   res.end(body);
 }
 
+/**
+ * Every JSON answer through the one replacer the control plane's admin port uses
+ * (contract/jwks-uri-shown.ts secretsHidden): a jwksUri without its query, and the values of
+ * an AuthorizationPolicy condition on request.headers[...] or request.auth.claims[...] (a
+ * static API key) hidden one for one, whichever answer carries them (/config_dump's local
+ * and in-force policy, /debug/route).
+ */
 function json(res: ServerResponse, v: unknown, status = 200): void {
-  send(res, status, 'application/json', JSON.stringify(v, null, 2) + '\n');
+  send(res, status, 'application/json', JSON.stringify(v, secretsHidden, 2) + '\n');
 }
