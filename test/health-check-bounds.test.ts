@@ -5,6 +5,7 @@ import { HealthChecker } from '../proxy/resilience/health-checker.js';
 import { validateResource } from '../manifests/validate.js';
 import { parseTrafficPolicyResource } from '../control-plane/translate/k8s-objects.js';
 import type { HealthCheckPolicy } from '../contract/model.js';
+import { trafficPolicyRefusals } from './helpers/traffic-policy-refusals.js';
 
 /**
  * Health-check bounds (found by adversary4).
@@ -113,17 +114,7 @@ test.each(['healthz', '/healthz\r\nx-injected: 1'])('path %j is refused, or prob
 });
 
 /** The CRD (what the API server answers) and the control plane's parser both refuse, naming the field. */
-function refusals(policy: Record<string, unknown>): { crd: unknown; parser: string } {
-  const r = { ...tp({}), spec: { targetRef: { kind: 'Service', name: 'web' }, policy } };
-  const crd = validateResource(r);
-  let parser = 'admitted';
-  try {
-    parseTrafficPolicyResource(r, '');
-  } catch (e) {
-    parser = (e as Error).message;
-  }
-  return { crd: crd.ok ? 'admitted' : crd.errors, parser };
-}
+const refusals = (policy: Record<string, unknown>) => trafficPolicyRefusals(policy, 'hc');
 
 test.each([
   [{ healthCheck: { kind: 'tcp', intervalMs: '0ms' } }, 'spec.policy.healthCheck.intervalMs', 'must be a duration greater than 0 like "250ms", "1s", "5m", "1h"', 'expected a duration greater than 0, got 0'],

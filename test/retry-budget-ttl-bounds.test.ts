@@ -1,5 +1,4 @@
-import { parseTrafficPolicyResource } from '../control-plane/translate/k8s-objects.js';
-import { validateResource } from '../manifests/validate.js';
+import { trafficPolicyRefusals } from './helpers/traffic-policy-refusals.js';
 
 /**
  * Retry budget TTL bounds (found by a review).
@@ -13,22 +12,7 @@ import { validateResource } from '../manifests/validate.js';
  * (`ttl` between 1 and 60 seconds); anything else is refused with its field path by the
  * CRD and by the parser.
  */
-function refusals(retry: Record<string, unknown>): { crd: unknown; parser: string } {
-  const r = {
-    apiVersion: 'policy.wren.io/v1alpha1',
-    kind: 'TrafficPolicy',
-    metadata: { name: 'rb', namespace: 'shop' },
-    spec: { targetRef: { kind: 'Service', name: 'web' }, policy: { retry } },
-  };
-  const crd = validateResource(r);
-  let parser = 'admitted';
-  try {
-    parseTrafficPolicyResource(r, '');
-  } catch (e) {
-    parser = (e as Error).message;
-  }
-  return { crd: crd.ok ? 'admitted' : crd.errors, parser };
-}
+const refusals = (retry: Record<string, unknown>) => trafficPolicyRefusals({ retry }, 'rb');
 
 const PATH = 'spec.policy.retry.budgetTtlMs';
 
