@@ -154,3 +154,24 @@ test.each([
     protocol: 'HTTP/2', response_code: 431, response_flags: 'DPE', response_code_details: 'headers-too-large', method: null, path: null,
   });
 });
+
+test('a plain CONNECT on a PERMISSIVE port\'s plaintext HTTP/2 (tunnels are for mTLS peers): a 400, counted and logged', async () => {
+  const log = new LogCapture();
+  const p = await startProxy({
+    pki, serviceAccount: 'db', accessLog: log,
+    inboundOriginalDst: () => ({ address: '127.0.0.1', port: 9 }),
+    config: { ...on, policy: { mtls: { mode: 'PERMISSIVE' } } },
+  });
+  try {
+    const inbound = async () => (await scrape(p, 'wren_proxy_errors_total')).find((s) => s.labels['direction'] === 'inbound' && s.labels['code'] === 'bad-request')?.value ?? 0;
+    const before = await inbound();
+    const { status, localPort } = await plainConnect(p.inboundPort);
+    expect(status).toBe(400);
+    expect(await inbound()).toBe(before + 1);
+    expect(await log.find((e) => e['downstream_remote_address'] === `127.0.0.1:${localPort}`)).toMatchObject({
+      protocol: 'HTTP/2', response_code: 400, response_flags: 'DPE', response_code_details: 'bad-request', method: null, path: null,
+    });
+  } finally {
+    await p.close();
+  }
+});

@@ -26,6 +26,13 @@ export interface H2HandlerOptions {
   /** Streams with :method CONNECT (opaque TCP tunnels between sidecars). */
   readonly onConnect?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
   /**
+   * Without onConnect, a plain CONNECT is refused through refuse() (counted and logged as
+   * onClientError says) with CONNECT_NOT_SUPPORTED (the outbound: no forward-proxy use), or
+   * with BAD_REQUEST and this message where tunnels exist but not on this server (the
+   * plaintext inbound: they are for mTLS peers).
+   */
+  readonly connectRefusal?: string;
+  /**
    * Header list limit, answered with a 431 whose body names it. Measured as HTTP/2 does
    * (RFC 9113 §6.5.2: name + value + 32 octets per field); the session's own
    * SETTINGS_MAX_HEADER_LIST_SIZE should be a looser hard cap so we see the request.
@@ -77,7 +84,7 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
       } else {
         // A plain CONNECT where tunnels are not served (the outbound: forward-proxy use) is
         // the caller's error, answered before any endpoint is picked or blamed.
-        return refuse(opts, stream, new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
+        return refuse(opts, stream, opts.connectRefusal !== undefined ? new ProxyError('BAD_REQUEST', opts.connectRefusal) : new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
       }
     }
     try {

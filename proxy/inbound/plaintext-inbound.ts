@@ -13,7 +13,6 @@ import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { tunnelToApp } from './app-tunnel.js';
 import { inboundTunnelLine } from '../access-log/tunnel-log.js';
 import type { AccessLog } from '../access-log/access-log.js';
-import { refuseTunnel } from './refuse-tunnel.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { parseTargetPort } from './target-port.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
@@ -118,8 +117,9 @@ export class PlaintextInbound {
       clock: d.clock,
       origDstOf,
       identityOf: (stream) => (stream.session ? this.ids.get(stream.session.socket) : undefined) ?? '',
-      // Opaque tunnels are for peer sidecars over mTLS only.
-      onConnect: (stream) => refuseTunnel(stream, new ProxyError('BAD_REQUEST', 'a CONNECT tunnel needs an mTLS peer')),
+      // Opaque tunnels are for peer sidecars over mTLS only: refused, counted and logged as
+      // the handler's other refusals (it answered through refuseTunnel, counted nowhere).
+      connectRefusal: 'a CONNECT tunnel needs an mTLS peer',
     });
   }
 
