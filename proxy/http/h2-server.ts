@@ -4,7 +4,7 @@ import { writeH2Switch } from './h2-upgrade.js';
 import { withoutH2c } from './upgrade-protocols.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { writeH2Response } from './write-response.js';
-import { errorResponse } from '../errors/error-response.js';
+import { errorResponse, tunnelRefusal } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { releaseOnClose } from './release-on-close.js';
 import type { Clock } from '../../common/clock.js';
@@ -84,7 +84,8 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
       } else {
         // A plain CONNECT where tunnels are not served (the outbound: forward-proxy use) is
         // the caller's error, answered before any endpoint is picked or blamed.
-        return refuse(opts, stream, opts.connectRefusal !== undefined ? new ProxyError('BAD_REQUEST', opts.connectRefusal) : new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
+        if (opts.connectRefusal !== undefined) return refuse(opts, stream, new ProxyError('BAD_REQUEST', opts.connectRefusal), true);
+        return refuse(opts, stream, new ProxyError('CONNECT_NOT_SUPPORTED', String(headers[':authority'] ?? '')));
       }
     }
     try {
@@ -245,11 +246,12 @@ function connectionOf(opts: H2HandlerOptions, stream: ServerHttp2Stream): Connec
  * A request answered before the layers, through the one error mapping: counted and logged
  * by the listener (onClientError), as the HTTP/1.1 codec's refusals are.
  */
-function refuse(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError): void {
+/** `tunnel`: answered as every refused tunnel is (tunnelRefusal: status and wren-proxy-error, no body). */
+function refuse(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError, tunnel = false): void {
   releaseOnClose(stream);
   stream.on('error', ignore);
   clientError(opts, stream, e);
-  writeH2Response(stream, errorResponse(e, { headers: {} }));
+  writeH2Response(stream, tunnel ? tunnelRefusal(e) : errorResponse(e, { headers: {} }));
 }
 
 function clientError(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError): void {
