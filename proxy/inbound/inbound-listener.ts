@@ -3,7 +3,7 @@ import { createServer as createNetServer, type AddressInfo, type Server, type So
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { HttpService, ProxyRequest } from '../http/exchange.js';
+import type { HttpService } from '../http/exchange.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { printable } from '../../common/printable.js';
@@ -19,7 +19,6 @@ import { PeerConnect, sessionPeer } from './peer-connect.js';
 import { sniff, type Sniffed } from './sniff.js';
 import { listenDualStack } from '../net/listen-dual-stack.js';
 import type { ListenOptions } from '../../common/listen.js';
-import type { ProxyError } from '../errors/proxy-error.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
@@ -27,6 +26,7 @@ import { H1Server, MESH_HEAD_HEADROOM } from '../http/h1-server.js';
 import { isMuxAlpn, MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
 import { LiveSet } from '../../common/live-set.js';
+import { refusalReporters } from '../access-log/refusal-reporters.js';
 
 /** wren_protocol_detect_total's labels for what the inbound port's sniff decided: one object each, not one per connection. */
 const INBOUND_DETECT: Readonly<Record<Sniffed | 'opaque-port', { readonly direction: 'inbound'; readonly result: string }>> = Object.freeze(
@@ -149,21 +149,14 @@ export class InboundListener {
       // 'close' fires once per stream: a shared handler added with on() (no once() wrapper, no closure per stream).
       stream.on('close', this.untrack);
     });
-    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
-    const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
-    // The HTTP/2 handler's refusals: counted and logged as the HTTP/1.1 codec's are.
-    const onH2ClientError = (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): void => {
-      onClientError(e);
-      d.accessLog?.refused(e, source, origDst, 'HTTP/2');
-    };
-    // A 408 is counted by onLimit (request-headers-timeout); its line is written here.
-    const onHeadersTimeout = d.accessLog ? (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => d.accessLog!.refused(e, source, origDst) : undefined;
+    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501), or a 408.
+    const refused = refusalReporters('inbound', d.metrics, d.accessLog);
     attachH2Handler(this.secure, {
       // A peer sidecar's request head is one its outbound accepted within maxHeaderBytes, plus
       // the fields that sidecar added (x-request-id, traceparent, wren-target-port, ...): the
       // room the mesh HTTP/1.1 server leaves for them too (h1-server.ts meshLimits).
       maxHeaderBytes: d.maxHeaderBytes + MESH_HEAD_HEADROOM.bytes,
-      onClientError: onH2ClientError,
+      onClientError: refused.h2,
       service: d.http,
       clock: d.clock,
       identityOf: (stream) => sessionPeer(stream),
@@ -182,11 +175,8 @@ export class InboundListener {
       halfCloseOf: (s) => s instanceof MuxStream,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
-      onClientError: (e, source, origDst) => {
-        onClientError(e);
-        d.accessLog?.refused(e, source, origDst);
-      },
-      onHeadersTimeout,
+      onClientError: refused.h1,
+      onHeadersTimeout: refused.headersTimeout,
       onExchange: (n) => this.track(n),
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });

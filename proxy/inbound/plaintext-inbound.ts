@@ -2,7 +2,7 @@ import { createServer as createH2Server, type Http2Server, type ServerHttp2Sessi
 import type { Socket } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import type { HttpService, ProxyRequest } from '../http/exchange.js';
+import type { HttpService } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
@@ -13,11 +13,11 @@ import type { PolicyTelemetry } from '../policy/policy-telemetry.js';
 import { tunnelToApp } from './app-tunnel.js';
 import { inboundTunnelLine } from '../access-log/tunnel-log.js';
 import type { AccessLog } from '../access-log/access-log.js';
-import { ProxyError } from '../errors/proxy-error.js';
 import { parseTargetPort } from './target-port.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { LiveSet } from '../../common/live-set.js';
+import { refusalReporters } from '../access-log/refusal-reporters.js';
 
 export interface PlaintextInboundDeps {
   readonly appAddress: string;
@@ -67,24 +67,14 @@ export class PlaintextInbound {
     // HTTP/1.1 upgrades go through the plaintext inbound layers like any request (h1-upgrade-server.ts).
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
-    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501).
-    const onClientError = (e: ProxyError) => d.metrics.proxyErrors.inc({ direction: 'inbound', code: e.label });
-    // The HTTP/2 handler's refusals: counted and logged as the HTTP/1.1 codec's are.
-    const onH2ClientError = (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']): void => {
-      onClientError(e);
-      d.accessLog?.refused(e, source, origDst, 'HTTP/2');
-    };
-    // A 408 is counted by onLimit (request-headers-timeout); its line is written here.
-    const onHeadersTimeout = d.accessLog ? (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => d.accessLog!.refused(e, source, origDst) : undefined;
+    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501), or a 408.
+    const refused = refusalReporters('inbound', d.metrics, d.accessLog);
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf, identityOf: (s) => this.ids.get(s) ?? '',
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
-      onClientError: (e, source, origDst) => {
-        onClientError(e);
-        d.accessLog?.refused(e, source, origDst);
-      },
-      onHeadersTimeout,
+      onClientError: refused.h1,
+      onHeadersTimeout: refused.headersTimeout,
       onExchange: d.track,
     });
     this.h2 = createH2Server({
@@ -112,7 +102,7 @@ export class PlaintextInbound {
     });
     attachH2Handler(this.h2, {
       maxHeaderBytes: d.maxHeaderBytes,
-      onClientError: onH2ClientError,
+      onClientError: refused.h2,
       service: d.http,
       clock: d.clock,
       origDstOf,

@@ -24,6 +24,7 @@ import type { OpenPassthroughs } from '../egress/open-passthroughs.js';
 import type { EgressPolicy, ExternalDestination } from '../egress/egress-policy.js';
 import { peekSni } from '../egress/peek-sni.js';
 import type { AccessLog } from '../access-log/access-log.js';
+import { refusalReporters } from '../access-log/refusal-reporters.js';
 import { endpointOf, tcpEntry, tcpFlagsOf, type TcpFacts } from '../access-log/entry.js';
 import { stateOf } from '../layers/request-state.js';
 import { TcpConnector } from '../net/connector.js';
@@ -100,23 +101,16 @@ export class OutboundListener {
     this.onLimit = onLimit;
     // A request refused before the layers (the HTTP/1.1 codec's 400/431/501, the HTTP/2
     // servers' 400/431 and malformed streams): counted and logged the same way for both.
-    const count = (e: ProxyError): void => d.metrics.proxyErrors.inc({ direction: 'outbound', code: e.label });
-    this.onClientError = (e, source, origDst, status) => {
-      count(e);
-      d.accessLog?.refused(e, source, origDst, 'HTTP/2', status);
-    };
+    const refused = refusalReporters('outbound', d.metrics, d.accessLog);
+    this.onClientError = refused.h2;
     // HTTP/1.1 upgrades (WebSocket) go through the outbound layers like any request (h1-upgrade-server.ts).
     this.h1 = new H1Server({
       service: d.http, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, origDstOf,
       headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs, onLimit,
       delayedCloseMs: L.delayedCloseTimeoutMs,
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
-      onClientError: (e, source, origDst) => {
-        count(e);
-        d.accessLog?.refused(e, source, origDst);
-      },
-      // A 408 is counted by onLimit (request-headers-timeout); its line is written here.
-      onHeadersTimeout: d.accessLog ? (e, source, origDst) => d.accessLog!.refused(e, source, origDst) : undefined,
+      onClientError: refused.h1,
+      onHeadersTimeout: refused.headersTimeout,
     });
     this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
