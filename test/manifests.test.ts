@@ -22,6 +22,31 @@ const docsOf = (file: string): Json[] => parseAllDocuments(readFileSync(file, 'u
 const installDocs = walk(join(ROOT, 'install')).flatMap(docsOf);
 const byKind = (kind: string) => installDocs.filter((d) => d.kind === kind);
 
+/**
+ * Why `kubectl kustomize` here cannot build a kustomize Component (`components:`, kustomize
+ * 3.7 / kubectl 1.21 and later), or null when it can. Debian bookworm's kubernetes-client is
+ * kubectl 1.20, whose bundled kustomize (v2.0.3) refuses the field: the test that builds
+ * manifests/components/injector-fail-open is then reported as skipped with this reason,
+ * never passed. Feature-probed, not version-parsed: an empty kustomization that names no
+ * component either builds or fails on the field.
+ */
+function componentsSkipReason(): string | null {
+  const dir = mkdtempSync(join(tmpdir(), 'wren-kustomize-probe-'));
+  try {
+    writeFileSync(join(dir, 'kustomization.yaml'), 'resources: []\ncomponents: []\n');
+    const r = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 30_000 });
+    if (r.error || !/unknown field "components"/.test(r.stderr)) return null; // a missing kubectl fails the test itself, as the others here
+    const version = spawnSync('kubectl', ['version', '--client', '--short'], { encoding: 'utf8', timeout: 30_000 }).stdout.trim().split('\n')[0];
+    const reason = `this kubectl (${version || 'unknown version'}) bundles a kustomize without components (kustomize >= 3.7, kubectl >= 1.21); Debian bookworm's kubernetes-client is 1.20: install a newer kubectl to run it`;
+    // Straight to stderr, as the other skips: jest shows no reason for a skipped test.
+    process.stderr.write(`\n${'!'.repeat(78)}\n! test/manifests.test.ts: injector-fail-open component test SKIPPED: ${reason}\n${'!'.repeat(78)}\n`);
+    return reason;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const testComponents = componentsSkipReason() ? test.skip : test;
+
 describe('every YAML file', () => {
   test.each(walk(ROOT).map((f) => relative(ROOT, f)))('%s parses', (file) => {
     const docs = parseAllDocuments(readFileSync(join(ROOT, file), 'utf8'));
@@ -378,7 +403,7 @@ describe('install manifests', () => {
     expect(dep.spec.template.spec.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(5 + 5 + 5);
   });
 
-  test('the injector-fail-open component turns both webhooks to failurePolicy Ignore at install (kubectl kustomize, offline)', () => {
+  testComponents('the injector-fail-open component turns both webhooks to failurePolicy Ignore at install (kubectl kustomize, offline)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'wren-fail-open-'));
     try {
       const rel = relative(dir, ROOT);
