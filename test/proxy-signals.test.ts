@@ -118,7 +118,9 @@ test('a second SIGINT (Ctrl-C twice) exits at once with 130, without waiting for
     const t0 = Date.now();
     web.kill('SIGINT');
     expect(await web.exited).toEqual({ code: 130, signal: null });
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // Well before the drain could end (the app holds the request 8 s); under 2 s on a quiet
+    // machine, 2.9 s was seen with the suite and other work sharing 2 CPUs.
+    expect(Date.now() - t0).toBeLessThan(6000);
     expect(out.text).toMatch(/"msg":"second SIGINT: exiting now/);
     // The request the forced exit cut fails at the client's sidecar.
     expect((await inflight).status).toBeGreaterThanOrEqual(500);
