@@ -37,6 +37,7 @@ import { inboundStack } from './inbound/stack.js';
 import { AppConnector, APP_CONNECT_TIMEOUT_MS } from './inbound/app-connector.js';
 import { H2_HEADER_HARD_CAP_FACTOR } from './http/h2-server.js';
 import { AdminServer } from './admin/admin-server.js';
+import { certificateReadiness, registerReadinessGauge, type Readiness } from './admin/readiness.js';
 import { MetricsServer } from './admin/metrics-server.js';
 import { AppProber } from './admin/app-prober.js';
 import { CompiledInboundPolicy, type JwtDeps } from './policy/compiled-policy.js';
@@ -86,6 +87,8 @@ export interface ProxyOptions {
   /** Where access log lines go (default process.stdout); tests capture them. */
   readonly accessLogSink?: Writable;
 }
+
+const READY: Readiness = { ready: true, reason: 'ready', code: 'ready' };
 
 /**
  * One sidecar: outbound listener, inbound listener and admin port around a config that
@@ -388,6 +391,8 @@ export class Proxy {
       limits: config.limits,
       onLimit: (limit) => this.metrics.limits.inc({ direction: 'admin', limit }),
     });
+    // The main thread answers /ready; a listener worker's registry would only repeat it.
+    if (!opts.worker) registerReadinessGauge(this.metrics.registry, () => this.readiness());
     if (opts.staticMesh !== false) this.applySnapshot({ version: 'static', source: 'static-config', services: config.mesh.services });
   }
 
@@ -550,12 +555,15 @@ export class Proxy {
     return this.upstreamPortList ?? this.upstreams.map((u) => u.address().port);
   }
 
-  private readiness(): { ready: boolean; reason: string } {
-    if (this.draining) return { ready: false, reason: 'draining' };
-    if (!this.hasConfig) return { ready: false, reason: 'waiting for the first config' };
+  private readiness(): Readiness {
+    if (this.draining) return { ready: false, reason: 'draining', code: 'draining' };
+    // The workers share this thread's TlsIdentity material (rotations are sent to them), so its notAfter is theirs.
+    const certificate = certificateReadiness(this.tls.notAfterMs, this.clock.wallNow());
+    if (certificate) return certificate;
+    if (!this.hasConfig) return { ready: false, reason: 'waiting for the first config', code: 'waiting-for-config' };
     const workers = this.pool?.notReady();
-    if (workers) return { ready: false, reason: workers };
-    return { ready: true, reason: 'ready' };
+    if (workers) return { ready: false, reason: workers, code: 'workers-not-ready' };
+    return READY;
   }
 
   private configDump(): unknown {

@@ -43,7 +43,7 @@ export interface AdminDeps {
 
 const ENDPOINTS: readonly [string, string, string][] = [
   ['GET', '/', 'this list'],
-  ['GET', '/ready', '200 once config has arrived and while not draining, else 503'],
+  ['GET', '/ready', '200 once config has arrived, while not draining and the certificate has not expired, else 503 with the reason'],
   ['GET', '/live', '200 while the process runs'],
   ['GET', '/metrics', 'Prometheus metrics'],
   ['GET', '/config_dump', 'effective configuration (JSON)'],

@@ -36,11 +36,13 @@ export class TlsIdentity {
   private current: TlsMaterial;
   private leafCert: X509Certificate;
   private id: string;
+  private notAfter: number;
 
   constructor(material: TlsMaterial) {
     this.current = material;
     this.leafCert = new X509Certificate(material.certChainPem);
     this.id = spiffeIdOf(this.leafCert);
+    this.notAfter = this.leafCert.validToDate.getTime();
     this.opts = TlsIdentity.options(material);
     this.ctx = createSecureContext(this.opts);
   }
@@ -63,6 +65,7 @@ export class TlsIdentity {
     const ctx = createSecureContext(opts);
     this.leafCert = new X509Certificate(material.certChainPem);
     this.id = spiffeIdOf(this.leafCert);
+    this.notAfter = this.leafCert.validToDate.getTime();
     this.current = material;
     this.opts = opts;
     this.ctx = ctx;
@@ -85,6 +88,11 @@ export class TlsIdentity {
   /** Our own SPIFFE ID, read from the leaf certificate. */
   get spiffeId(): string {
     return this.id;
+  }
+
+  /** The leaf's notAfter, epoch ms (read once per rotation: readiness asks on every probe). */
+  get notAfterMs(): number {
+    return this.notAfter;
   }
 
   leaf(): X509Certificate {
