@@ -202,6 +202,20 @@ describe('tracestate belongs to the traceparent it came with (W3C Trace Context 
     expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-00`, tracestate: [half, half] }))['tracestate']).toBeUndefined();
     expect((await send(tracer(0), { traceparent: `00-${TID}-${SID}-00`, tracestate: 'a=1,b=2' }))['tracestate']).toBe('a=1,b=2');
   });
+
+  test('a tracestate that is not a valid list (W3C section 3.3.1: 33 members, a duplicated key, a malformed member) is not forwarded; one too long is truncated (3.3.1.5)', async () => {
+    const k = (n: number) => Array.from({ length: n }, (_, i) => `k${i}=${i}`).join(',');
+    const long = Array.from({ length: 31 }, (_, i) => `${'k'.repeat(250)}${String(i).padStart(6, '0')}=${'v'.repeat(256)}`);
+    // Both paths: sampled (the context is built) and the not-sampled fast path.
+    for (const flags of ['01', '00']) {
+      const tp = `00-${TID}-${SID}-${flags}`;
+      const fwd = async (tracestate: string | string[]) => (await send(tracer(0), { traceparent: tp, tracestate }))['tracestate'];
+      expect([flags, await fwd(k(32))]).toEqual([flags, k(32)]);
+      for (const bad of [k(33), [k(16), k(17)], 'a=1,a=2', 'a=1,Bad=2', 'a=1,b', 'a=1,b=x=y']) expect([flags, bad, await fwd(bad)]).toEqual([flags, bad, undefined]);
+      const truncated = await fwd(long.join(','));
+      expect([flags, truncated]).toEqual([flags, long.slice(0, 15).join(',')]);
+    }
+  });
 });
 
 test('a caller cannot make a queued span as big as its request head: attribute values and the span name are capped', async () => {

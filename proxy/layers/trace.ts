@@ -10,7 +10,7 @@ import { responseFlag, toProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
 import type { MeshTracer } from '../tracing/mesh-tracer.js';
 import {
-  b3MultiAgrees, b3SingleAgrees, extract, hasContext, inject, injectB3Multi, notSampledW3c, traceStateWithinLimits, W3C, type IncomingContext,
+  b3MultiAgrees, b3SingleAgrees, extract, hasContext, inject, injectB3Multi, notSampledW3c, forwardTraceState, W3C, type IncomingContext,
 } from '../tracing/propagation.js';
 import { stateOf } from './request-state.js';
 import { redactAuthority, redactQuery } from '../access-log/redact-query.js';
@@ -48,9 +48,9 @@ export const traceRequests =
       return inner(req);
     }
     // Inside a trace that is not sampled (every request after a first hop that drew no):
-    // untouched, but for a tracestate past the list limits, dropped as on every other path.
+    // untouched, but for a tracestate that is not a valid list or is too long, treated as on every other path.
     if (notSampledW3c(h)) {
-      if (h['tracestate'] !== undefined && !traceStateWithinLimits(h['tracestate'])) dropTraceState(h);
+      forwardTraceState(h);
       return inner(req);
     }
     const ctx = extract(h);
@@ -61,8 +61,9 @@ export const traceRequests =
       notSampled(t, h);
       return inner(req);
     }
-    // A tracestate travels only with the traceparent it belongs to, and only within its limits.
+    // A tracestate travels only with the traceparent it belongs to, and only as a valid list within its limits.
     if (ctx.traceState === undefined) dropTraceState(h);
+    else forwardTraceState(h);
     // The caller said no: the headers already carry the decision on, unchanged, unless
     // they disagree with it (below).
     if (ctx.sampled === false) {
@@ -80,7 +81,7 @@ export const traceRequests =
 /**
  * A tracestate is the vendor data of the traceparent it came with (W3C Trace Context
  * section 3.3: a vendor that cannot parse traceparent must not parse or propagate
- * tracestate): a new trace, a B3-only context or one over the list limits does not carry it on.
+ * tracestate): a new trace, a B3-only context, or one that is not a valid list (trace-state.ts), does not carry it on.
  */
 function dropTraceState(h: ProxyRequest['headers']): void {
   if (h['tracestate'] !== undefined) delete h['tracestate'];

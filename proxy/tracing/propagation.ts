@@ -1,4 +1,5 @@
 import type { Headers } from '../http/headers.js';
+import { checkTraceState } from './trace-state.js';
 
 /**
  * Trace-context propagation formats a request can carry, as bits: W3C Trace Context
@@ -185,23 +186,25 @@ function sameChars(a: string, aFrom: number, b: string, bFrom: number, n: number
   return true;
 }
 
-/** 32 list members of at most 256 characters each (W3C Trace Context section 3.3.1.1), with their commas. */
-const MAX_TRACESTATE = 8192;
-
+/** The request's tracestate as one list, when it is one to forward (trace-state.ts); undefined otherwise. */
 function traceStateOf(h: Headers): string | undefined {
   const ts = h['tracestate'];
-  // Several tracestate fields combine as one list (W3C section 3.3.1.1).
-  const s = Array.isArray(ts) ? ts.join(',') : ts;
-  // Longer is not forwarded.
-  return s !== undefined && s.length > 0 && s.length <= MAX_TRACESTATE ? s : undefined;
+  const v = ts === undefined ? undefined : checkTraceState(ts);
+  return v === undefined || typeof v === 'string' ? v : v.join(',');
 }
 
-/** True when a tracestate header (one field or several) stays within the list limits; no allocation for one field. */
-export function traceStateWithinLimits(ts: string | readonly string[]): boolean {
-  if (typeof ts === 'string') return ts.length <= MAX_TRACESTATE;
-  let n = ts.length - 1;
-  for (const f of ts) n += f.length;
-  return n <= MAX_TRACESTATE;
+/**
+ * Leaves the request's `tracestate` as W3C Trace Context has it forwarded (trace-state.ts):
+ * untouched when it is a valid list within the limits, truncated by whole entries when it
+ * is longer, removed when it is not a valid list (33 members, a duplicated key, a malformed
+ * member) or has no members.
+ */
+export function forwardTraceState(h: Headers): void {
+  const ts = h['tracestate'];
+  if (ts === undefined) return;
+  const v = checkTraceState(ts);
+  if (v === undefined) delete h['tracestate'];
+  else if (v !== ts) h['tracestate'] = v as string;
 }
 
 /** `b3: {TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]` or a decision alone (`0`, `1`, `d`). */
@@ -256,8 +259,8 @@ function one(v: string | string[] | undefined): string | undefined {
  * Writes a context into the request forwarded: `traceparent` always (W3C for new traces,
  * what OpenTelemetry and Envoy's OpenTelemetry tracer inject), plus each B3 format the
  * request arrived with, so a caller that speaks only B3 sees its format continued.
- * `tracestate` is forwarded untouched (W3C section 3.3: a vendor with no entry of its own
- * passes it on as received). `parentSpanId` is the span `spanId` is the child of ('' for a
+ * `tracestate` is left as forwardTraceState made it (W3C section 3.5: a vendor with no entry
+ * of its own passes it on as received). `parentSpanId` is the span `spanId` is the child of ('' for a
  * root span, or when `spanId` is the caller's own): B3 multi-header carries it (below).
  */
 export function inject(h: Headers, traceId: string, spanId: string, sampled: boolean, formats: number, parentSpanId = ''): void {
