@@ -7,7 +7,7 @@ import type { TelemetrySource } from '../telemetry/telemetry-settings.js';
 import type { DropReason } from './span-batcher.js';
 import type { CollectorCredentials, SpanRecorder } from './span-recorder.js';
 import { TraceIds } from './trace-ids.js';
-import { MAX_SPAN_STRING, readCollectorTls, type TracingConfig } from './tracing-config.js';
+import { MAX_SPAN_STRING, otlpEnvNames, readCollectorTls, type TracingConfig } from './tracing-config.js';
 
 export interface MeshTracerOptions {
   readonly config: TracingConfig;
@@ -70,6 +70,9 @@ export class MeshTracer {
     // Read here, synchronously: an unreadable file fails start-up with its field's name, as before the SDK was loaded lazily.
     const credentials: CollectorCredentials | undefined = o.exporter || !collector ? undefined : { plaintext: collector.plaintext, ...readCollectorTls(collector.tls) };
     const log = o.logger.child({ component: 'tracing' });
+    // Names only: a _HEADERS value carries a collector's credentials.
+    const ignored = o.exporter ? [] : otlpEnvNames();
+    if (ignored.length > 0) log.warn('OTEL_EXPORTER_OTLP_* environment variables are ignored: the collector is tracing.collector of the proxy config', { code: 'OTLP_ENV_IGNORED', variables: ignored, collector: collector!.address });
     let warned = false;
     const onDropped = (reason: DropReason, n: number) => {
       dropped.inc({ reason }, n);

@@ -44,6 +44,21 @@ export function readCollectorTls(tls: CollectorConfig['tls']): { readonly ca: Bu
   return { ca: read('caFile'), cert: read('certFile'), key: read('keyFile') };
 }
 
+/**
+ * The OpenTelemetry OTLP exporter's environment variables (OTEL_EXPORTER_OTLP_ENDPOINT,
+ * _HEADERS, _CERTIFICATE, _CLIENT_KEY, _CLIENT_CERTIFICATE, _INSECURE, _COMPRESSION,
+ * _TIMEOUT, and each _TRACES_ one). The sidecar's collector is its config's
+ * `tracing.collector` alone (span-recorder.ts hides these from the exporter), as Istio's
+ * Envoy takes its collector from the mesh config and never from the environment; OTel
+ * SDK configuration gives explicit configuration precedence over the environment.
+ */
+export const OTLP_ENV_PREFIX = 'OTEL_EXPORTER_OTLP_';
+
+/** The names (never the values: a _HEADERS one carries credentials) of the OTLP exporter variables set in `env`. */
+export function otlpEnvNames(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.keys(env).filter((k) => k.startsWith(OTLP_ENV_PREFIX)).sort();
+}
+
 export const parseTracingConfig: Parser<TracingConfig> = map(
   obj({
     collector: optional(
