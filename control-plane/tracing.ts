@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, BasicTracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_K8S_NAMESPACE_NAME, ATTR_RPC_METHOD, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
@@ -9,7 +8,8 @@ import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import { SpanBatcher, type BatchSettings, type DropReason } from '../proxy/tracing/span-batcher.js';
-import { MAX_SPAN_STRING } from '../proxy/tracing/tracing-config.js';
+import { otlpTraceExporter } from '../proxy/tracing/otlp-exporter.js';
+import { MAX_SPAN_STRING, otlpEnvNames } from '../proxy/tracing/tracing-config.js';
 import type { PushRecord } from './discovery/discovery-server.js';
 
 /** `--trace-collector` and friends (docs/control-plane.md, Tracing). */
@@ -55,8 +55,12 @@ export class ControlPlaneTracing {
 
   constructor(o: ControlPlaneTracingOptions) {
     const creds = o.plaintext ? credentials.createInsecure() : credentials.createSsl(o.caFile ? readFileSync(o.caFile) : null);
-    const exporter = o.exporter ?? new OTLPTraceExporter({ url: `${o.plaintext ? 'http' : 'https'}://${o.collector}`, credentials: creds, timeoutMillis: BATCH.exportTimeoutMs });
+    // --trace-collector alone, as the sidecars' tracing.collector (proxy/tracing/otlp-exporter.ts).
+    const exporter = o.exporter ?? otlpTraceExporter(o.collector, o.plaintext, creds, BATCH.exportTimeoutMs);
     const log = o.logger.child({ component: 'tracing' });
+    // Names only: a _HEADERS value carries a collector's credentials.
+    const ignored = o.exporter ? [] : otlpEnvNames();
+    if (ignored.length > 0) log.warn('OTEL_EXPORTER_OTLP_* environment variables are ignored: the collector is --trace-collector', { code: 'OTLP_ENV_IGNORED', variables: ignored, collector: o.collector });
     let warned = false;
     const batcher = new SpanBatcher(exporter, BATCH, o.clock, (reason: DropReason, n: number) => {
       this.counters?.dropped.inc({ reason }, n);

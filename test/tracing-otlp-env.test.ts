@@ -3,14 +3,16 @@ import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { createLogger } from '../common/logger.js';
+import { ControlPlaneTracing } from '../control-plane/tracing.js';
 import { NO_TELEMETRY_OVERRIDES, TelemetrySource } from '../proxy/telemetry/telemetry-settings.js';
 import { MeshTracer } from '../proxy/tracing/mesh-tracer.js';
 import { parseTracingConfig } from '../proxy/tracing/tracing-config.js';
 import { otlpReceiver, type OtlpReceiver } from './helpers/otlp-receiver.js';
 
 /**
- * The sidecar's span exporter goes where its config's tracing.collector says, with what it
- * says, whatever OTEL_EXPORTER_OTLP_* the container's environment holds (an operator or a
+ * The sidecar's span exporter goes where its config's tracing.collector says (the control
+ * plane's where --trace-collector says), with what it says, whatever OTEL_EXPORTER_OTLP_* the
+ * container's environment holds (an operator or a
  * policy that sets them on every container of a pod, for the app): explicit configuration
  * wins (OpenTelemetry SDK configuration), as Istio's sidecar takes its collector from the mesh
  * config alone. A real OTLP/gRPC exporter to real collectors (docs/observability.md, Tracing).
@@ -67,10 +69,39 @@ afterAll(async () => {
   await theirs.close();
 });
 
+/** What the configured collector saw of the one export expected: no header, compression or timeout of the environment's. */
+function expectOnlyConfig(timeoutFloorMs: number): void {
+  expect(theirs.exports.count).toBe(0);
+  expect(ours.calls.map((c) => c.path)).toEqual(['/opentelemetry.proto.collector.trace.v1.TraceService/Export']);
+  expect(ours.calls[0].bytes).toBeGreaterThan(5);
+  const h = ours.calls[0].headers;
+  for (const header of ['authorization', 'x-tenant', 'x-api-key']) expect([header, h[header]]).toEqual([header, undefined]);
+  // Not gzip: the config sets no compression.
+  expect(h['grpc-encoding'] ?? 'identity').toBe('identity');
+  // The deadline left (gRPC PROTOCOL-HTTP2.md Timeout) is the config's, not the environment's 1 ms.
+  const [, n, unit] = /^(\d+)([HMSmun])$/.exec(String(h['grpc-timeout']))!;
+  expect(Number(n) * { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 }[unit]!).toBeGreaterThan(timeoutFloorMs);
+}
+
+function expectNamesLogged(logs: string[], collector: string): void {
+  const warned = logs.filter((l) => l.includes('OTLP_ENV_IGNORED'));
+  expect(warned).toHaveLength(1);
+  expect(JSON.parse(warned[0])).toMatchObject({ level: 'warn', code: 'OTLP_ENV_IGNORED', variables: Object.keys(ENV).sort(), collector });
+  // Header values carry credentials: never logged.
+  for (const secret of ['vendor-secret', 's3cret-key', 'acme']) expect(logs.join('\n')).not.toContain(secret);
+}
+
+/** The environment is the container's as it was: only the exporter did not see it. */
+const envAsSet = () => Object.fromEntries(Object.keys(ENV).map((k) => [k, process.env[k]]));
+
 async function counted(registry: Registry, name: string): Promise<number> {
   const m = await registry.getSingleMetric(name)?.get();
   return (m?.values ?? []).reduce((n, v) => n + v.value, 0);
 }
+
+beforeEach(() => {
+  ours.calls.length = 0;
+});
 
 test('tracing.collector wins over OTEL_EXPORTER_OTLP_*: endpoint, headers, compression and timeout of the environment are not used, and only their names are logged', async () => {
   const logs: string[] = [];
@@ -82,26 +113,22 @@ test('tracing.collector wins over OTEL_EXPORTER_OTLP_*: endpoint, headers, compr
     registry, selfIdentity: () => 'spiffe://cluster.local/ns/default/sa/me', appAddress: '127.0.0.1', resource: { service: 'me', namespace: 'default', pod: '' },
   });
   await t.ready;
-  // The environment is the container's as it was: only the exporter did not see it.
-  expect(Object.fromEntries(Object.keys(ENV).map((k) => [k, process.env[k]]))).toEqual(ENV);
+  expect(envAsSet()).toEqual(ENV);
   t.startSpan('client', 'GET', Date.now(), {}, '', '', undefined).end();
   await t.shutdown();
-
-  expect(theirs.exports.count).toBe(0);
-  expect(ours.calls.map((c) => c.path)).toEqual(['/opentelemetry.proto.collector.trace.v1.TraceService/Export']);
-  expect(ours.calls[0].bytes).toBeGreaterThan(5);
-  const h = ours.calls[0].headers;
-  for (const header of ['authorization', 'x-tenant', 'x-api-key']) expect([header, h[header]]).toEqual([header, undefined]);
-  // Not gzip: the config sets no compression.
-  expect(h['grpc-encoding'] ?? 'identity').toBe('identity');
-  // The deadline left (gRPC PROTOCOL-HTTP2.md Timeout) is the config's 30 s, not the environment's 1 ms.
-  const [, n, unit] = /^(\d+)([HMSmun])$/.exec(String(h['grpc-timeout']))!;
-  expect(Number(n) * { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 }[unit]!).toBeGreaterThan(20_000);
+  // The config's export timeout is 30 s.
+  expectOnlyConfig(20_000);
   expect([await counted(registry, 'wren_trace_spans_exported_total'), await counted(registry, 'wren_trace_spans_dropped_total')]).toEqual([1, 0]);
+  expectNamesLogged(logs, ours.address);
+});
 
-  const warned = logs.filter((l) => l.includes('OTLP_ENV_IGNORED'));
-  expect(warned).toHaveLength(1);
-  expect(JSON.parse(warned[0])).toMatchObject({ level: 'warn', code: 'OTLP_ENV_IGNORED', variables: Object.keys(ENV).sort(), collector: ours.address });
-  // Header values carry credentials: never logged.
-  for (const secret of ['vendor-secret', 's3cret-key', 'acme']) expect(logs.join('\n')).not.toContain(secret);
+test('the control plane\'s spans likewise go to --trace-collector alone', async () => {
+  const logs: string[] = [];
+  const cpt = new ControlPlaneTracing({ collector: ours.address, plaintext: true, caFile: null, namespace: 'wren-system', clock: systemClock, logger: createLogger({ level: 'info', sink: (l) => void logs.push(l) }) });
+  expect(envAsSet()).toEqual(ENV);
+  cpt.certified(cpt.certifyStarted('127.0.0.1:1'), 'spiffe://cluster.local/ns/shop/sa/web', 0);
+  await cpt.shutdown();
+  // The control plane's export timeout is 10 s.
+  expectOnlyConfig(5_000);
+  expectNamesLogged(logs, ours.address);
 });

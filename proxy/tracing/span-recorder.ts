@@ -1,14 +1,14 @@
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, TraceFlags, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
 import { TraceState } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, BasicTracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ATTR_K8S_NAMESPACE_NAME, ATTR_K8S_POD_NAME, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Clock } from '../../common/clock.js';
 import { SpanBatcher, type DropReason } from './span-batcher.js';
 import type { TraceIds } from './trace-ids.js';
-import { MAX_SPAN_STRING, OTLP_ENV_PREFIX, type TracingConfig } from './tracing-config.js';
+import { otlpTraceExporter } from './otlp-exporter.js';
+import { MAX_SPAN_STRING, type TracingConfig } from './tracing-config.js';
 
 /** The collector's TLS files, read by MeshTracer at start (an unreadable one fails start-up with its name). */
 export interface CollectorCredentials {
@@ -74,34 +74,7 @@ export class SpanRecorder {
   }
 }
 
-/**
- * The OTLP/gRPC exporter to `tracing.collector`, configured by it alone. The exporter
- * (@opentelemetry/otlp-grpc-exporter-base, convertLegacyOtlpGrpcOptions) falls back to the
- * OTEL_EXPORTER_OTLP_* variables for whatever its options leave out and merges their headers
- * into every export's metadata: a _HEADERS variable meant for another collector (the app's
- * vendor API key, set on every container of the pod by an operator or a policy) would go to
- * the mesh's collector, and a _COMPRESSION one would gzip what a collector may not accept.
- * So the address, TLS and timeout are passed, compression is set (none), and the variables are
- * hidden while it is built: it reads them in its constructor only (the headers, endpoint,
- * compression and timeout at once; the TLS files and _INSECURE only when no credentials are
- * given, never here), and the constructor runs synchronously, so nothing else sees the
- * environment without them (a listener worker's process.env is its own thread's copy).
- * MeshTracer logs their names at start. test/tracing-otlp-env.test.ts holds this to a real collector.
- */
-/** CompressionAlgorithm.NONE of @opentelemetry/otlp-exporter-base (the exporter's dependency, not ours). */
-const NO_COMPRESSION = 'none' as NonNullable<NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>['compression']>;
-
-function otlpExporter(address: string, c: CollectorCredentials, timeoutMs: number): OTLPTraceExporter {
+function otlpExporter(address: string, c: CollectorCredentials, timeoutMs: number): SpanExporter {
   const creds: ChannelCredentials = c.plaintext ? credentials.createInsecure() : credentials.createSsl(c.ca, c.key, c.cert);
-  const hidden: [string, string][] = [];
-  for (const k of Object.keys(process.env)) {
-    if (!k.startsWith(OTLP_ENV_PREFIX)) continue;
-    hidden.push([k, process.env[k]!]);
-    delete process.env[k];
-  }
-  try {
-    return new OTLPTraceExporter({ url: `${c.plaintext ? 'http' : 'https'}://${address}`, credentials: creds, timeoutMillis: timeoutMs, compression: NO_COMPRESSION });
-  } finally {
-    for (const [k, v] of hidden) process.env[k] = v;
-  }
+  return otlpTraceExporter(address, c.plaintext, creds, timeoutMs);
 }
