@@ -734,3 +734,49 @@ test('a lent body buffer corked behind a head is joined with it into one frame, 
   await until(() => got.reduce((n, d) => n + d.length, 0) === 19 + 20 * 1024);
   expect(Buffer.concat(got).toString('latin1')).toBe('HTTP/1.1 200 OK\r\n\r\n' + 'b'.repeat(20 * 1024));
 });
+
+describe('MuxSession: the reset budget (CVE-2023-44487 backstop)', () => {
+  /** A server session with a budget of 3 resets and no refill, and a raw client socket writing frames to it. */
+  async function budgeted(): Promise<{ server: MuxSession; raw: import('node:net').Socket; limits: string[]; opened: number[] }> {
+    const { raw, accepted } = await pairs.connection();
+    const limits: string[] = [];
+    const opened: number[] = [];
+    const server = new MuxSession(accepted as unknown as TLSSocket, {
+      client: false, windowBytes: 64 * 1024, connectionWindowBytes: 1 << 20, maxStreams: 100, peer: 'spiffe://td/ns/a/sa/b',
+      resetBudget: { burst: 3, perSecond: 0 },
+      onLimit: (l) => limits.push(l),
+      onStream: (st) => {
+        opened.push(st.id);
+        st.on('error', () => undefined);
+      },
+    });
+    pairs.track(server);
+    return { server, raw, limits, opened };
+  }
+
+  /** Streams 1, 3, ... opened with a byte each, then reset by the client with `code`, all in one write. */
+  function openAndReset(n: number, code: number): Buffer {
+    const parts: Buffer[] = [];
+    for (let i = 0; i < n; i++) parts.push(frameHeader(FrameType.Data, 0, 1 + 2 * i, 1), Buffer.from('G'));
+    for (let i = 0; i < n; i++) parts.push(controlFrame(FrameType.Reset, 1 + 2 * i, code));
+    return Buffer.concat(parts);
+  }
+
+  test('a client resetting its streams past the budget loses the session', async () => {
+    const { server, raw, limits } = await budgeted();
+    raw.write(openAndReset(5, 0));
+    await until(() => server.isClosed);
+    expect(limits).toEqual(['premature-resets']);
+  });
+
+  test('a client resetting its own streams with REFUSED spends the budget too: a refusal is the server\'s word, not the caller\'s', async () => {
+    // REFUSED from a server tells its client the stream was never processed (RFC 9113
+    // section 8.7). From a client it means nothing more than a cancel, and was taken as a
+    // refusal on the server too: it skipped the budget, so rapid reset went unbounded.
+    const { server, raw, limits, opened } = await budgeted();
+    raw.write(openAndReset(5, 2 /* ResetCode.Refused */));
+    await until(() => server.isClosed);
+    expect(opened.length).toBeGreaterThan(3);
+    expect(limits).toEqual(['premature-resets']);
+  });
+});

@@ -363,7 +363,11 @@ export class MuxSession implements StreamOwner, FrameSink {
     if (type === FrameType.Reset) {
       const st = this.streams.get(id);
       if (st === undefined) return;
-      if (value === ResetCode.Refused) {
+      // Only a server refuses a stream (it is the one that did not process it): on the
+      // server, a client's RESET with REFUSED is a reset like any other, and spends the
+      // budget below. Taken as a refusal there too, it skipped the budget, and a peer
+      // resetting its streams with that code had rapid reset without bound (CVE-2023-44487).
+      if (value === ResetCode.Refused && this.o.client) {
         // Never processed (RFC 9113 section 8.7: safe to retry whatever the method): the
         // retry layer sees REFUSED_STREAM, and this connection takes no more than the peer
         // did. The peer refused it with its limit's worth open, of the streams we had open
