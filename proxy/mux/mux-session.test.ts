@@ -739,6 +739,7 @@ describe('MuxSession: the reset budget (CVE-2023-44487 backstop)', () => {
   /** A server session with a budget of 3 resets and no refill, and a raw client socket writing frames to it. */
   async function budgeted(): Promise<{ server: MuxSession; raw: import('node:net').Socket; limits: string[]; opened: number[] }> {
     const { raw, accepted } = await pairs.connection();
+    raw.on('error', () => undefined); // the server's destroy resets the connection under our unread or unsent bytes
     const limits: string[] = [];
     const opened: number[] = [];
     const server = new MuxSession(accepted as unknown as TLSSocket, {
@@ -779,4 +780,29 @@ describe('MuxSession: the reset budget (CVE-2023-44487 backstop)', () => {
     expect(opened.length).toBeGreaterThan(3);
     expect(limits).toEqual(['premature-resets']);
   });
+
+  test('a client that makes the server reset its streams (DATA after its FIN or past the window, a window past 2^31-1) spends the budget as if it reset them itself', async () => {
+    // Either frees the stream's slot and cuts its request at the app as a RESET does, so it
+    // is rapid reset by another name (Envoy takes invalid messaging on a stream as a
+    // connection error by default, stream_error_on_invalid_http_messaging).
+    for (const breach of ['after-fin', 'past-window', 'window-overflow'] as const) {
+      const { server, raw, limits, opened } = await budgeted();
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 5; i++) {
+        const id = 1 + 2 * i;
+        if (breach === 'after-fin') parts.push(frameHeader(FrameType.Data, FLAG_FIN, id, 1), Buffer.from('G'), frameHeader(FrameType.Data, 0, id, 1), Buffer.from('x'));
+        else if (breach === 'window-overflow') parts.push(frameHeader(FrameType.Data, 0, id, 1), Buffer.from('G'), controlFrame(FrameType.Window, id, 0x7fffffff));
+        else {
+          // Nobody reads the stream: it takes its 64 KiB window and its buffer's 64 KiB
+          // (the window granted back as the buffer fills), and no more.
+          const frame = Buffer.concat([frameHeader(FrameType.Data, 0, id, MAX_PAYLOAD), Buffer.alloc(MAX_PAYLOAD, 0x61)]);
+          parts.push(frame, frame, frame);
+        }
+      }
+      raw.write(Buffer.concat(parts));
+      await until(() => server.isClosed);
+      expect({ breach, opened: opened.length > 3, limits }).toEqual({ breach, opened: true, limits: ['premature-resets'] });
+    }
+  });
 });
+

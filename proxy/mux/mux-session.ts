@@ -5,7 +5,7 @@ import { setDirectReads, setSharedReads } from '../net/direct-reads.js';
 import { carriedH2Code, CONTROL_PAYLOAD_BYTES, Deframer, EMPTY_PAYLOAD, FLAG_ACK, FLAG_FIN, FrameType, HEADER_BYTES, MAX_WINDOW, ResetCode, type FrameSink } from './frame.js';
 import { BATCH_MAX_BYTES, FrameBatch } from './frame-batch.js';
 import { releaseBody } from '../net/body-buffers.js';
-import { MuxStream, type StreamOwner } from './mux-stream.js';
+import { MuxStream, StreamData, type StreamOwner } from './mux-stream.js';
 
 /**
  * ALPN protocol id of the mesh multiplexer's first version (frame.ts: DATA, WINDOW, RESET,
@@ -353,6 +353,7 @@ export class MuxSession implements StreamOwner, FrameSink {
         if (st !== undefined && !st.onWindow(value)) {
           this.sendControl(FrameType.Reset, id, ResetCode.FlowControl);
           st.onReset(resetError('stream window over 2^31-1 (flow-control error)'));
+          this.peerBrokeStream();
         }
         return;
       }
@@ -438,11 +439,26 @@ export class MuxSession implements StreamOwner, FrameSink {
       this.streams.set(id, s);
       this.o.onStream?.(s);
     }
-    if (!s.onData(payload, fin)) {
+    const taken = s.onData(payload, fin);
+    if (taken === StreamData.Taken) return;
+    if (taken === StreamData.OverWindow) {
       this.sendControl(FrameType.Reset, id, ResetCode.FlowControl);
       s.onReset(resetError('flow-control window exceeded'));
       this.grantConnection(payload.length);
     }
+    this.peerBrokeStream();
+  }
+
+  /**
+   * The peer broke a stream's rules and the stream was reset for it (DATA past its window or
+   * after its FIN, a window grant past 2^31-1): as its own RESET would, this frees the
+   * stream's slot and cuts its request at the app, so it spends the reset budget. Else a
+   * peer had rapid reset (CVE-2023-44487) without bound by breaking streams instead of
+   * resetting them (Envoy takes invalid messaging on a stream as a connection error by
+   * default: stream_error_on_invalid_http_messaging).
+   */
+  private peerBrokeStream(): void {
+    if (!this.o.client && !this.spendReset()) this.giveUp('premature-resets', 'the peer broke streams past its reset budget');
   }
 
   returnConnectionWindow(n: number): void {

@@ -5,6 +5,16 @@ import { isLent, releaseBody } from '../net/body-buffers.js';
 import { BY_REFERENCE_BYTES } from './frame-batch.js';
 import { EMPTY_PAYLOAD, MAX_PAYLOAD, MAX_WINDOW, ResetCode, upstreamResetCode } from './frame.js';
 
+/** What MuxStream.onData made of a DATA payload. */
+export const StreamData = {
+  Taken: 0,
+  /** More than the window we granted (a flow-control error): the session resets the stream. */
+  OverWindow: 1,
+  /** DATA after the peer's FIN (STREAM_CLOSED): the stream has reset itself. */
+  AfterFin: 2,
+} as const;
+export type StreamData = (typeof StreamData)[keyof typeof StreamData];
+
 /** What a stream needs from its session (proxy/mux/mux-session.ts). */
 export interface StreamOwner {
   readonly remoteAddress: string | undefined;
@@ -141,16 +151,20 @@ export class MuxStream extends Duplex {
     return this.owner.peer;
   }
 
-  /** DATA from the peer. False: more than the window we granted (a flow-control error). */
-  onData(payload: Buffer, fin: boolean): boolean {
-    if (payload.length > this.recvWindow) return false;
+  /**
+   * DATA from the peer: StreamData.Taken, or how the peer broke the stream's rules (the
+   * session resets the stream for OverWindow; AfterFin has reset it already), which the
+   * session counts against the peer's reset budget.
+   */
+  onData(payload: Buffer, fin: boolean): StreamData {
+    if (payload.length > this.recvWindow) return StreamData.OverWindow;
     if (this.finReceived && payload.length > 0) {
       // The peer's half had ended (RFC 9113 section 5.1, half-closed (remote): STREAM_CLOSED).
       // Checked before either read path: the sink would hand the bytes to the parser as more
       // requests, where a push after EOF resets the stream.
       this.owner.returnConnectionWindow(payload.length);
       this.destroy(Object.assign(new Error('DATA after the stream ended (FIN)'), { code: 'ECONNRESET' }));
-      return true;
+      return StreamData.AfterFin;
     }
     this.touch();
     this.accepted = true;
@@ -173,7 +187,7 @@ export class MuxStream extends Duplex {
       this.finReceived = true;
       this.push(null);
     }
-    return true;
+    return StreamData.Taken;
   }
 
   /**
