@@ -73,6 +73,19 @@ test('a half-sent HTTP/2 HEADERS frame on the mTLS port: the connection closes',
   expect(await limitCount(proxy, 'inbound', 'request-headers-timeout')).toBe(before + 1);
 });
 
+test('a TLS handshake that never finishes on the mTLS port: the connection closes within the request-headers timeout', async () => {
+  // The start of a ClientHello (a handshake record header and two bytes of it), then
+  // nothing: a slowloris on the handshake. Node's TLS server gives a handshake 120 s by
+  // default, so 4096 such connections (maxConnectionsPerListener), 35 a second, kept the
+  // inbound listener full while every other wait on it is bounded by 10 s.
+  const before = await limitCount(proxy, 'inbound', 'tls-handshake-timeout');
+  const s = netConnect({ host: '127.0.0.1', port: proxy.inboundPort });
+  s.once('connect', () => s.write(Buffer.from([0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00])));
+  const r = await held(s, 5000);
+  expect(r.closed).toBe(true);
+  expect(await limitCount(proxy, 'inbound', 'tls-handshake-timeout')).toBe(before + 1);
+});
+
 test('an idle h2c connection on the outbound port is closed after the idle timeout', async () => {
   const before = await limitCount(proxy, 'outbound', 'idle-connection-timeout');
   const session = h2connect(`http://127.0.0.1:${proxy.outboundPort}`);

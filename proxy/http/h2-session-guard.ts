@@ -10,6 +10,8 @@ export type LimitName =
   | 'stream-idle-timeout'
   // An HTTP/1.1 connection we ended whose client did not close its side in time (limits.delayedCloseTimeoutMs).
   | 'delayed-close-timeout'
+  // A TLS handshake on the inbound mTLS listener not finished within limits.requestHeadersTimeoutMs.
+  | 'tls-handshake-timeout'
   | 'max-connections'
   // A stream past limits.maxConcurrentStreams refused (REFUSED_STREAM): counted where Wren's own
   // code refuses it (the frame-level server, the mesh multiplexer's); node:http2 refuses inside nghttp2, unseen.

@@ -1,7 +1,7 @@
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
-import type { Clock } from '../../common/clock.js';
+import { nodeTimerMs, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
@@ -118,7 +118,17 @@ export class InboundListener {
     // pooled mTLS connections (protocol.meshHttp1 'h1'); wren-mux/2 and /1: the mesh
     // multiplexer, /2 (with PING) first, as the server's order picks, and /1 for a caller of
     // an older release. A client certificate chaining to the trust bundle is required either way.
-    this.tlsServer = createTlsServer({ ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', ...MUX_ALPNS] }, (s) => this.secureConnection(s));
+    //
+    // The handshake must end within limits.requestHeadersTimeoutMs, as a first request head
+    // or HTTP/2 stream must after it: Node's TLS server gives it 120 s by default, and a
+    // client that starts a ClientHello and stalls (or says nothing on a STRICT port) kept a
+    // connection of maxConnectionsPerListener that long, so 35 connections a second held
+    // the listener full. 0 (no bound on heads) keeps Node's 120 s for the handshake.
+    const handshakeMs = d.limits.requestHeadersTimeoutMs;
+    this.tlsServer = createTlsServer(
+      { ...d.tls.contextOptions, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1', ...MUX_ALPNS], ...(handshakeMs > 0 ? { handshakeTimeout: nodeTimerMs(handshakeMs) } : {}) },
+      (s) => this.secureConnection(s),
+    );
     this.secure = createH2Server({
       // A peer's request: what its outbound took (H2_SERVER_MAX_FIELDS) and the fields its sidecar added (h1-server.ts MESH_HEAD_HEADROOM).
       maxHeaderListPairs: H2_SERVER_MAX_FIELDS + MESH_HEAD_HEADROOM.fields,
@@ -140,7 +150,13 @@ export class InboundListener {
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
       });
     });
-    this.tlsServer.on('tlsClientError', (err) => {
+    this.tlsServer.on('tlsClientError', (err, socket) => {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
+        // A limit, not a refused peer: counted as the other timeouts of the listener are.
+        onLimit('tls-handshake-timeout');
+        d.logger.debug('inbound TLS handshake timed out', { timeoutMs: handshakeMs, peer: socket.remoteAddress });
+        return void socket.destroy();
+      }
       d.metrics.proxyErrors.inc({ direction: 'inbound', code: 'tls-handshake' });
       d.logger.info('inbound TLS handshake refused', { code: 'TLS_HANDSHAKE', error: err.message });
     });
