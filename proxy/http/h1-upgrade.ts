@@ -5,7 +5,7 @@ import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import type { Headers } from './headers.js';
 import { H1Parser } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
-import { DEFAULT_H1_LIMITS } from '../h1/limits.js';
+import { DEFAULT_H1_LIMITS, MAX_INTERIM_RESPONSES } from '../h1/limits.js';
 import { requestHead } from '../h1/serialize.js';
 import { withoutH2c } from './upgrade-protocols.js';
 
@@ -19,7 +19,14 @@ import { withoutH2c } from './upgrade-protocols.js';
  * (framed by the codec's H1Parser) after which the connection is closed: the server was
  * asked to upgrade it, so it is not reused.
  */
-export function upgradeH1(host: string, port: number, req: ProxyRequest, head: Headers, maxHeaderBytes = 16 * 1024): Promise<ProxyResponse> {
+export function upgradeH1(
+  host: string,
+  port: number,
+  req: ProxyRequest,
+  head: Headers,
+  maxHeaderBytes = 16 * 1024,
+  onLimit?: (limit: 'interim-responses') => void,
+): Promise<ProxyResponse> {
   return new Promise((resolve, reject) => {
     // Defence in depth: the listeners already drop h2c (upgrade-protocols.ts); it never reaches an app.
     if (req.upgrade !== undefined && withoutH2c(req.upgrade) !== req.upgrade) return reject(new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
@@ -39,6 +46,8 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
     let trailers: Headers | undefined;
     let switchHeaders: Headers = {};
     let finished = false;
+    /** Interim (1xx) responses before the answer, at most MAX_INTERIM_RESPONSES. */
+    let interim = 0;
     const fail = (err: unknown) => {
       socket.destroy();
       if (!responded) reject(toProxyError(err ?? Object.assign(new Error('connection closed'), { code: 'ECONNRESET' })));
@@ -49,7 +58,13 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
     const parser = new H1Parser(
       {
         onHead: (h: H1Head) => {
-          if (h.status < 200 && h.status !== 101) return; // interim: the final answer follows
+          if (h.status < 200 && h.status !== 101) {
+            // Interim: the final answer follows. A server that sends them without end is
+            // refused, as the pool refuses it for a plain request (h1-pool-conn.ts).
+            if (++interim <= MAX_INTERIM_RESPONSES) return;
+            onLimit?.('interim-responses');
+            return fail(new ProxyError('UPSTREAM_PROTOCOL', `more than ${MAX_INTERIM_RESPONSES} interim (1xx) responses`));
+          }
           responded = true;
           if (h.status === 101) {
             switched = true;

@@ -33,7 +33,7 @@ export class AppConnector {
     agent: Agent,
     clock: Clock,
     frames?: AppH2Client,
-    onLimit?: (limit: 'interim-responses') => void,
+    readonly onLimit?: (limit: 'interim-responses') => void,
   ) {
     this.frames = frames;
     this.h2 = new SessionConnector(sessions);

@@ -10,7 +10,7 @@ import { upgradeH1 } from '../http/h1-upgrade.js';
 import { upgradeH2 } from '../http/h2-upgrade.js';
 import { stateOf } from '../layers/request-state.js';
 import { portPolicy } from '../../contract/model.js';
-import type { H1Pool } from '../http/h1-pool.js';
+import { H1Pool } from '../http/h1-pool.js';
 import type { WorkloadLabels } from '../metrics/workload-labels.js';
 
 /**
@@ -38,7 +38,7 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
     if (!ep) return Promise.reject(new ProxyError('NO_ENDPOINTS'));
     // Peer metadata for the peer sidecar's metrics (metrics/peer-metadata.ts): to meshed endpoints only.
     const peer = local && ep.proxyPort !== null ? local.peerHeader(req.route?.service) : undefined;
-    if (req.upgrade !== undefined) return upgrade(peers, ep, req, peer);
+    if (req.upgrade !== undefined) return upgrade(peers, agent, ep, req, peer);
     if (viaH1Pool(req, ep, via)) {
       const route = req.route;
       const limits = stateOf(req)?.cluster;
@@ -100,8 +100,9 @@ class MeshFieldLines {
   }
 }
 
-function upgrade(peers: PeerPool, ep: Endpoint, req: ProxyRequest, peer: string | undefined): Promise<ProxyResponse> {
-  if (ep.proxyPort === null) return upgradeH1(ep.address, ep.port, req, req.headers);
+function upgrade(peers: PeerPool, agent: Agent, ep: Endpoint, req: ProxyRequest, peer: string | undefined): Promise<ProxyResponse> {
+  // Its limits counted as the outbound's HTTP/1.1 pool to unmeshed endpoints counts them (an endpoint's 1xx flood).
+  if (ep.proxyPort === null) return upgradeH1(ep.address, ep.port, req, req.headers, undefined, H1Pool.of(agent).onLimit);
   const extra: Headers = peer === undefined ? { [MESH.targetPort]: String(ep.port) } : { [MESH.targetPort]: String(ep.port), [MESH.peer]: peer };
   const up = stateOf(req)?.upstream;
   if (up?.kind === 'h2') return upgradeH2(up.session, req, req.headers, extra);
