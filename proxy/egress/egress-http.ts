@@ -122,7 +122,7 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prun
     if (req.upgrade !== undefined) {
       // An upgrade (WebSocket) becomes a tunnel on a connection of its own: plain only.
       if (tls) return Promise.reject(new ProxyError('NOT_IMPLEMENTED', 'an HTTP upgrade to an ExternalService with TLS origination'));
-      return upgradeH1(dst.address, dst.port, req, req.headers, d.maxHeaderBytes);
+      return upgradeH1(dst.address, dst.port, req, req.headers, { maxHeaderBytes: d.maxHeaderBytes, connectTimeoutMs: d.connectTimeoutMs });
     }
     const ep = tls ? endpoint(dst.address, tls.port) : endpoint(dst.address, dst.port);
     // The access log's upstream_host: where it went, as Envoy logs its PassthroughCluster's and a ServiceEntry cluster's host.

@@ -8,6 +8,7 @@ import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import { DEFAULT_H1_LIMITS, MAX_INTERIM_RESPONSES } from '../h1/limits.js';
 import { requestHead } from '../h1/serialize.js';
 import { withoutH2c } from './upgrade-protocols.js';
+import { nodeTimerMs } from '../../common/clock.js';
 
 /**
  * Sends an upgrade request (`req.upgrade`) as HTTP/1.1 on a connection of its own (an
@@ -19,14 +20,23 @@ import { withoutH2c } from './upgrade-protocols.js';
  * (framed by the codec's H1Parser) after which the connection is closed: the server was
  * asked to upgrade it, so it is not reused.
  */
-export function upgradeH1(
-  host: string,
-  port: number,
-  req: ProxyRequest,
-  head: Headers,
-  maxHeaderBytes = 16 * 1024,
-  onLimit?: (limit: 'interim-responses') => void,
-): Promise<ProxyResponse> {
+export interface UpgradeH1Options {
+  /** The response head's bound (default 16 KiB). */
+  readonly maxHeaderBytes?: number;
+  /**
+   * The TCP connection must be up within this (0 or absent: no bound of its own), as a
+   * pooled request's connection must (the cluster's timeouts.connectMs): a 504
+   * connect-timeout then. An endpoint that drops SYNs otherwise held the upgrade for the
+   * kernel's retries, over 2 minutes on Linux.
+   */
+  readonly connectTimeoutMs?: number;
+  /** Counts a limit that fired (more than MAX_INTERIM_RESPONSES 1xx). */
+  readonly onLimit?: (limit: 'interim-responses') => void;
+}
+
+export function upgradeH1(host: string, port: number, req: ProxyRequest, head: Headers, o: UpgradeH1Options = {}): Promise<ProxyResponse> {
+  const maxHeaderBytes = o.maxHeaderBytes ?? 16 * 1024;
+  const onLimit = o.onLimit;
   return new Promise((resolve, reject) => {
     // Defence in depth: the listeners already drop h2c (upgrade-protocols.ts); it never reaches an app.
     if (req.upgrade !== undefined && withoutH2c(req.upgrade) !== req.upgrade) return reject(new ProxyError('BAD_REQUEST', 'h2c upgrade is not supported'));
@@ -127,6 +137,19 @@ export function upgradeH1(
     socket.on('end', onEnd);
     socket.on('error', fail);
     socket.on('close', onClose);
-    socket.once('connect', () => socket.write(text, 'latin1'));
+    const connectMs = o.connectTimeoutMs ?? 0;
+    const onConnectTimeout = () => fail(new ProxyError('CONNECT_TIMEOUT', `${host}:${port} after ${connectMs} ms`));
+    if (connectMs > 0) {
+      socket.setTimeout(nodeTimerMs(connectMs));
+      socket.once('timeout', onConnectTimeout);
+    }
+    socket.once('connect', () => {
+      // Connected: the bound was the connection's; the answer is the request timeouts' (layers/timeouts.ts).
+      if (connectMs > 0) {
+        socket.setTimeout(0);
+        socket.removeListener('timeout', onConnectTimeout);
+      }
+      socket.write(text, 'latin1');
+    });
   });
 }

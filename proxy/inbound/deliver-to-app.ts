@@ -72,7 +72,7 @@ async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: Pro
   try {
     if (req.upgrade !== undefined) {
       // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers, on a connection of its own.
-      res = await upgradeH1(app.address, port, req, headers, undefined, app.onLimit);
+      res = await upgradeH1(app.address, port, req, headers, { connectTimeoutMs: APP_CONNECT_TIMEOUT_MS, onLimit: app.onLimit });
     } else if (app.frames !== undefined) {
       // The frame-level client retries a refused stream itself.
       res = await app.frames.request(port, req, headers);

@@ -102,7 +102,12 @@ class MeshFieldLines {
 
 function upgrade(peers: PeerPool, agent: Agent, ep: Endpoint, req: ProxyRequest, peer: string | undefined): Promise<ProxyResponse> {
   // Its limits counted as the outbound's HTTP/1.1 pool to unmeshed endpoints counts them (an endpoint's 1xx flood).
-  if (ep.proxyPort === null) return upgradeH1(ep.address, ep.port, req, req.headers, undefined, H1Pool.of(agent).onLimit);
+  if (ep.proxyPort === null) {
+    const route = req.route;
+    // The cluster's connect timeout, as a pooled request to the endpoint has (the pool's pending wait, connectMs).
+    const connectTimeoutMs = route ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
+    return upgradeH1(ep.address, ep.port, req, req.headers, { connectTimeoutMs, onLimit: H1Pool.of(agent).onLimit });
+  }
   const extra: Headers = peer === undefined ? { [MESH.targetPort]: String(ep.port) } : { [MESH.targetPort]: String(ep.port), [MESH.peer]: peer };
   const up = stateOf(req)?.upstream;
   if (up?.kind === 'h2') return upgradeH2(up.session, req, req.headers, extra);
