@@ -111,6 +111,28 @@ test.each(['RS256', 'ES256', 'EdDSA'])('a %s token is accepted; the app sees the
   expect(seen.authorization).toBeUndefined();
 });
 
+test('a claim header sent as a request trailer never reaches the app: the sidecar writes it, as a header only', async () => {
+  // The trailer section comes after the body, past authentication: a caller's own copy of
+  // a claim header there went on to the app, which may merge trailers into its view of the
+  // request (as the mesh fields are dropped from trailers for: http/headers.ts dropMeshFields).
+  const t = await token(rsa, { groups: ['buyers'] });
+  const r = await new Promise<Reply>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: client.outboundPort, path: '/echo', method: 'POST', headers: { host: 'checkout', ...bearer(t), 'transfer-encoding': 'chunked' } }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.write('payload');
+    req.addTrailers({ 'x-user-groups': 'admins', 'x-kept': 'yes' });
+    req.end();
+  });
+  expect(r.status).toBe(200);
+  const seen = JSON.parse(r.body) as { headers: Record<string, string>; trailers: Record<string, string> };
+  expect(seen.headers['x-user-groups']).toBe('buyers');
+  expect(seen.trailers).toEqual({ 'x-kept': 'yes' });
+});
+
 test('expired, not yet valid, wrong audience, wrong issuer, alg none and HS256 confusion: 401, the app never sees them', async () => {
   const hits = app.hits.count;
   const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');

@@ -1,6 +1,6 @@
 import type { HttpLayer, HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { errorResponse } from '../errors/error-response.js';
-import { setField } from '../http/headers.js';
+import { setField, type Headers } from '../http/headers.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
 import { withoutParam, type AuthnResult, type JwtAuthenticator } from '../policy/jwt-authenticator.js';
@@ -44,9 +44,35 @@ function applyOk(jwt: JwtAuthenticator, req: ProxyRequest, res: Extract<AuthnRes
 }
 
 async function authenticate(jwt: JwtAuthenticator, req: ProxyRequest): Promise<AuthnResult> {
-  // Claim headers are the proxy's to write: a caller's own copies never reach the app.
+  // Claim headers are the proxy's to write: a caller's own copies never reach the app,
+  // as header fields or as trailer fields.
   for (const h of jwt.outputHeaders) delete req.headers[h];
+  if (jwt.outputHeaders.length > 0) withoutClaimTrailers(req, jwt.outputHeaders);
   return jwt.authenticate(req.headers, req.path);
+}
+
+/**
+ * Drops `names` from the request's trailer section when it is read (it arrives after the
+ * body, past authentication). A caller's claim header sent as a trailer went on to the app,
+ * which may merge trailers into its view of the request (RFC 9110 section 6.5.1 lets a
+ * recipient discard trailer fields; the mesh fields are dropped for the same reason,
+ * http/headers.ts dropMeshFields). Read through `this`, as the request's own is: a later
+ * layer's `{ ...req }` copy keeps both. A function per request, on workloads whose
+ * RequestAuthentication writes claim headers only.
+ */
+function withoutClaimTrailers(req: ProxyRequest, names: readonly string[]): void {
+  const own = req.trailers;
+  (req as { trailers: ProxyRequest['trailers'] }).trailers = function (this: ProxyRequest): Headers | undefined {
+    const t = own.call(this);
+    if (t === undefined) return t;
+    let out: Headers | undefined;
+    for (const k in t) {
+      if (names.includes(k)) continue;
+      out ??= {};
+      setField(out, k, t[k]);
+    }
+    return out;
+  };
 }
 
 /**
