@@ -186,4 +186,14 @@ export class Deframer {
     this.failed = true;
     this.sink.malformed(why);
   }
+
+  /**
+   * The connection is gone (its session closed): the rest of the bytes pushed, this read's
+   * included, are not read. A session that gave up on its peer in the middle of a read (a
+   * reset budget spent, a window overrun) otherwise went on opening the streams of the
+   * frames behind it, each served with nobody to answer or reset it.
+   */
+  stop(): void {
+    this.failed = true;
+  }
 }

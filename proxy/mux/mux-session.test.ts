@@ -804,5 +804,19 @@ describe('MuxSession: the reset budget (CVE-2023-44487 backstop)', () => {
       expect({ breach, opened: opened.length > 3, limits }).toEqual({ breach, opened: true, limits: ['premature-resets'] });
     }
   });
+
+  test('frames after the session gave up, in the same read, open no stream: nothing more reaches the app', async () => {
+    // The budget runs out at the 4th RESET; the streams opened behind it in the same write
+    // were still served (onStream: an HTTP/1.1 server each, and their requests to the app)
+    // by a session already closed, since the deframer read its buffer to the end.
+    const { server, raw, limits, opened } = await budgeted();
+    const late: Buffer[] = [];
+    for (let id = 11; id <= 19; id += 2) late.push(frameHeader(FrameType.Data, 0, id, 1), Buffer.from('G'));
+    raw.write(Buffer.concat([openAndReset(5, 0), ...late]));
+    await until(() => server.isClosed);
+    await tick();
+    expect(limits).toEqual(['premature-resets']);
+    expect(opened).toEqual([1, 3, 5, 7, 9]);
+  });
 });
 

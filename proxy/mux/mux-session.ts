@@ -690,6 +690,8 @@ export class MuxSession implements StreamOwner, FrameSink {
   private close(why: string | null, cause?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    // Not a frame more: those behind the one that closed it, in the same read, included.
+    this.deframer.stop();
     this.batch.clear();
     if (this.emptyTimer !== null) clearTimeout(this.emptyTimer);
     if (this.firstTimer !== null) clearTimeout(this.firstTimer);
