@@ -55,6 +55,7 @@ import { loadAddon } from './net/original-dst.js';
 import { WorkerPool } from './workers/worker-pool.js';
 import type { SharedLimitsMemory } from './workers/shared-limits.js';
 import { SharedCounters } from './resilience/shared-counters.js';
+import { SharedOutliers } from './resilience/shared-outliers.js';
 import { admissionMemory, CallerCounts, ListenerConnections } from './net/shared-admission.js';
 import { MeshTracer } from './tracing/mesh-tracer.js';
 
@@ -156,6 +157,8 @@ export class Proxy {
   private draining: Promise<void> | null = null;
   private ports = { outbound: 0, inbound: 0, admin: 0, metrics: 0 };
   private readonly healthListeners = new Set<() => void>();
+  /** A listener worker's: tells the other workers of an ejection or uneject it decided (worker-main.ts). */
+  private outlierAnnounce: (cluster: string, endpoint: string) => void = () => undefined;
   /**
    * concurrency > 1, main thread: the listener workers, which bind and serve the data path
    * (this thread's own listeners are built but never bound); null otherwise, where this
@@ -196,8 +199,13 @@ export class Proxy {
     const admission = shared?.admission ?? admissionMemory(1, false);
     const column = shared ? opts.worker!.id : 0;
     const connections = (listener: 'outbound' | 'inbound') => new ListenerConnections(admission, listener, column, config.limits.maxConnectionsPerListener);
+    // And outlier detection: an endpoint's consecutive failures and its ejection are the sidecar's, each decision announced to the other workers.
+    const outliers = shared && {
+      table: new SharedOutliers(shared.outliers, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'shared-outlier-slots' })),
+      announce: (cluster: string, endpoint: string) => this.outlierAnnounce(cluster, endpoint),
+    };
     const resilient: ClusterFactory = (name, policy) =>
-      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged(), counters });
+      new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged(), counters, outliers });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);
     const onConnection = (kind: 'mtls' | 'plaintext') => this.metrics.peerConnections.inc({ kind });
     const keepalive = config.limits.peerKeepalive;
@@ -479,6 +487,16 @@ export class Proxy {
   onHealthChange(fn: () => void): () => void {
     this.healthListeners.add(fn);
     return () => void this.healthListeners.delete(fn);
+  }
+
+  /** A listener worker: `fn` is told of every ejection or uneject this worker decides for the sidecar (one at a time: the last set wins). */
+  onOutlierChange(fn: (cluster: string, endpoint: string) => void): void {
+    this.outlierAnnounce = fn;
+  }
+
+  /** A listener worker: another worker ejected or unejected `endpoint` of `cluster` for the sidecar. */
+  outlierChanged(cluster: string, endpoint: string): void {
+    this.clusters.byName(cluster)?.outlierChanged?.(endpoint);
   }
 
   private healthChanged(): void {

@@ -26,7 +26,8 @@ beforeAll(async () => {
   p = await startProxy({
     pki, serviceAccount: 'client', config: { concurrency: 2 },
     services: [
-      meshService('dead', 80, [{ appPort: DEAD, proxy: null }], { protocol: 'http1', policy: { loadBalancer: { kind: 'peak-ewma' }, circuitBreaker: BREAKER } }),
+      // Outlier detection off: its ejections are the sidecar's and outlive a worker (shared-outliers.ts); what dies with a worker is its breakers.
+      meshService('dead', 80, [{ appPort: DEAD, proxy: null }], { protocol: 'http1', policy: { loadBalancer: { kind: 'peak-ewma' }, circuitBreaker: BREAKER, outlierDetection: { enabled: false } } }),
       meshService('idle', 80, [{ appPort: app.port, proxy: null }], { protocol: 'http1', policy: { loadBalancer: { kind: 'peak-ewma' } } }),
       meshService('live', 80, [{ appPort: app.port, proxy: null }], { protocol: 'http1' }),
     ],

@@ -36,6 +36,8 @@ export interface ClusterHandle {
   /** Delay before retry number `retry` (1-based). */
   backoff(retry: number): number;
   snapshot(): unknown;
+  /** Another listener worker ejected or unejected `endpoint` (an endpointKey) for the sidecar (resilience Cluster only). */
+  outlierChanged?(endpoint: string): void;
   close(): void;
 }
 
@@ -82,6 +84,10 @@ export class ClusterSet {
 
   get(s: Service, p: ServicePort): ClusterHandle | undefined {
     return this.byPort.get(p) ?? this.clusters.get(clusterName(s, p));
+  }
+
+  byName(name: string): ClusterHandle | undefined {
+    return this.clusters.get(name);
   }
 
   entries(): IterableIterator<[string, ClusterHandle]> {

@@ -17,6 +17,7 @@ import type { MeshProbes } from './mesh-probes.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
 import { RetryBudget } from './retry-budget.js';
 import type { CounterCells, SharedCounters } from './shared-counters.js';
+import type { SharedOutliers } from './shared-outliers.js';
 
 /**
  * One upstream cluster (a service port, e.g. "web.default:80"): the facade the data path
@@ -55,6 +56,12 @@ export interface ClusterOptions {
   readonly onHealthChange?: () => void;
   /** Where the concurrency limits count (listener workers: the sidecar's counters, shared); default: this cluster's own. */
   readonly counters?: SharedCounters;
+  /**
+   * Listener workers: outlier detection's per-endpoint state in the sidecar's table, and
+   * `announce`, which tells the other workers this one ejected or unejected an endpoint
+   * (they call outlierChanged). Default: this cluster's own.
+   */
+  readonly outliers?: { readonly table: SharedOutliers; readonly announce: (cluster: string, endpoint: string) => void };
 }
 
 interface Entry {
@@ -115,7 +122,11 @@ export class Cluster {
     this.onHealthChange = opts.onHealthChange ?? (() => undefined);
     this.balancer = this.makeBalancer();
     this.picker = this.balancer.build([]);
-    this.outlier = new OutlierDetector(this.policy.outlierDetection, this.clock, this.random);
+    const o = opts.outliers;
+    this.outlier = new OutlierDetector(
+      this.policy.outlierDetection, this.clock, this.random,
+      o && { table: o.table, cluster: this.name, announce: (endpoint) => o.announce(this.name, endpoint) },
+    );
     this.outlier.onEvent((e) => this.onOutlierEvent(e));
     this.shared = opts.counters?.cellsFor(this.name);
     this.limits = new ConcurrencyLimits(this.policy.circuitBreaker, (l) => this.metrics?.overflow(this.name, l), this.shared);
@@ -301,6 +312,11 @@ export class Cluster {
     };
   }
 
+  /** Another listener worker ejected or unejected `endpoint` for the sidecar: this one follows (OutlierDetector.sync). */
+  outlierChanged(endpoint: string): void {
+    this.outlier.sync(endpoint);
+  }
+
   /** Delay before retry number `attempt` (1-based), full jitter (Envoy 25 ms base, 250 ms cap). */
   backoff(attempt: number): number {
     return fullJitterBackoff(attempt, this.policy.retry.backoffBaseMs, this.policy.retry.backoffMaxMs, this.random);
@@ -378,6 +394,8 @@ export class Cluster {
     }
     this.dirty = true;
     this.onHealthChange();
+    // Logged by the worker that decided it; the others follow it quietly (one line per ejection, not one per worker).
+    if (e.remote) return;
     if (e.type === 'ejected') {
       this.logger?.warn('endpoint ejected', { endpoint: e.endpoint, reason: e.reason, until: new Date(e.until).toISOString(), timesEjected: e.timesEjected });
     } else {

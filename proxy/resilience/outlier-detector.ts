@@ -1,6 +1,10 @@
 import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import type { Outcome } from './classify.js';
+import {
+  BACKOFF, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, GATEWAY, HEALTHY, leaseSeconds, LOCAL, privateSlot, REASON, renew, STATE, TIMES,
+  TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
+} from './shared-outliers.js';
 
 /**
  * Passive health checking with Envoy's outlier-detection semantics
@@ -26,6 +30,15 @@ import type { Outcome } from './classify.js';
  *
  * The detector is a state machine per host (healthy ⇄ ejected) that reports typed
  * events to listeners (metrics, logs, the Cluster that rebuilds its picker).
+ *
+ * Each host's consecutive counters and ejection state (times ejected, backoff, until when)
+ * are in a slot (shared-outliers.ts): its own with `concurrency` 1; with listener workers,
+ * the sidecar's table, which every worker's detector of the cluster updates with atomics,
+ * as Envoy's workers update one host monitor per host and its main thread ejects for all
+ * of them. A worker that sees a threshold crossed claims the ejection (compare-exchange),
+ * so it happens once; uneject, the backoff and maxEjectionPercent are the sidecar's too.
+ * Still per worker: the success-rate and failure-percentage counts (each sweep evaluates
+ * its own worker's last interval; what it ejects, it ejects for the sidecar).
  */
 export type EjectionReason =
   | 'consecutive-5xx'
@@ -37,8 +50,11 @@ export type EjectionReason =
 export type OutlierEvent =
   /** A detector fired; `action` says what came of it (Envoy ejections_detected_* vs enforced). */
   | { readonly type: 'detected'; readonly endpoint: string; readonly reason: EjectionReason; readonly action: 'ejected' | 'not-enforced' | 'overflow' }
-  | { readonly type: 'ejected'; readonly endpoint: string; readonly reason: EjectionReason; readonly until: number; readonly timesEjected: number }
-  | { readonly type: 'unejected'; readonly endpoint: string; readonly cause: 'timeout' | 'health-check' | 'disabled' };
+  /** `remote`: another listener worker ejected it for the sidecar and this one follows (only with workers). */
+  | { readonly type: 'ejected'; readonly endpoint: string; readonly reason: EjectionReason; readonly until: number; readonly timesEjected: number; readonly remote?: true }
+  | { readonly type: 'unejected'; readonly endpoint: string; readonly cause: UnejectCause; readonly remote?: true };
+
+export type UnejectCause = 'timeout' | 'health-check' | 'disabled';
 
 export interface HostOutlierState {
   readonly ejected: boolean;
@@ -55,23 +71,52 @@ class Bucket {
   total = 0;
 }
 
+/** Where an endpoint's outlier state is shared, when listener workers share it (shared-outliers.ts). */
+export interface SharedOutlierOptions {
+  readonly table: SharedOutliers;
+  /** The cluster's name: with the endpoint's key, the slot's name. */
+  readonly cluster: string;
+  /** This thread ejected or unejected `endpoint` for the sidecar: tell the other workers (they call sync()). */
+  readonly announce: (endpoint: string) => void;
+}
+
+const REASONS: readonly EjectionReason[] = ['consecutive-5xx', 'consecutive-gateway-failure', 'consecutive-local-origin-failure', 'success-rate', 'failure-percentage'];
+const CAUSES: readonly UnejectCause[] = ['timeout', 'health-check', 'disabled'];
+
 class HostMonitor {
-  consecutive5xx = 0;
-  consecutiveGateway = 0;
-  consecutiveLocal = 0;
-  /** [current, previous] success-rate buckets; external origin and (split mode) local origin. */
+  /** [current, previous] success-rate buckets; external origin and (split mode) local origin. These stay in this thread. */
   ext: [Bucket, Bucket] = [new Bucket(), new Bucket()];
   local: [Bucket, Bucket] = [new Bucket(), new Bucket()];
+  /** This thread's view of the slot's state, what the picker is built from (changed only with an event). */
   ejected = false;
-  ejectedAt = 0;
-  ejectionMs = 0;
-  backoff = 0;
-  timesEjected = 0;
-  lastUnejectedAt: number | null = null;
-  lastReason: EjectionReason | null = null;
+  /** The slot's cells and times, and where this host's begin in them. */
+  cells!: Int32Array;
+  times!: Float64Array;
+  c = 0;
+  t = 0;
+  /** The slot was CHANGING at this thread's last sweep. */
+  changing = false;
+
+  constructor(public slot: OutlierSlot) {
+    this.at(slot);
+  }
+
+  at(slot: OutlierSlot): void {
+    this.slot = slot;
+    this.cells = slot.memory.cells;
+    this.times = slot.memory.times;
+    this.c = slot.slot * CELLS;
+    this.t = slot.slot * TIMES;
+  }
+
+  shared(): number {
+    return Atomics.load(this.cells, this.c + STATE);
+  }
 
   resetConsecutive(): void {
-    this.consecutive5xx = this.consecutiveGateway = this.consecutiveLocal = 0;
+    Atomics.store(this.cells, this.c + C5XX, 0);
+    Atomics.store(this.cells, this.c + GATEWAY, 0);
+    Atomics.store(this.cells, this.c + LOCAL, 0);
   }
 }
 
@@ -79,12 +124,13 @@ export class OutlierDetector {
   private readonly hosts = new Map<string, HostMonitor>();
   private readonly listeners = new Set<(e: OutlierEvent) => void>();
   private timer: Timer | null = null;
-  private ejectedCount = 0;
 
   constructor(
     private policy: OutlierPolicy,
     private readonly clock: Clock,
     private readonly random: Random,
+    /** Listener workers: each endpoint's counters and ejection in the sidecar's table; without, in this detector. */
+    private readonly shared?: SharedOutlierOptions,
   ) {
     this.arm();
   }
@@ -94,20 +140,28 @@ export class OutlierDetector {
     return () => this.listeners.delete(fn);
   }
 
-  /** Track exactly these hosts: new ones start healthy, removed ones are forgotten. */
+  /**
+   * Track exactly these hosts: new ones start as their shared slot has them (healthy, or
+   * ejected by another worker already), removed ones are forgotten here (their slot keeps
+   * its state until its lease runs out, shared-outliers.ts).
+   */
   setHosts(keys: Iterable<string>): void {
     const keep = new Set(keys);
-    for (const [k, m] of this.hosts) {
-      if (keep.has(k)) continue;
-      if (m.ejected) this.ejectedCount--;
-      this.hosts.delete(k);
+    for (const k of this.hosts.keys()) if (!keep.has(k)) this.hosts.delete(k);
+    for (const k of keep) {
+      if (this.hosts.has(k)) continue;
+      const m = new HostMonitor(this.slotFor(k));
+      m.ejected = m.shared() === EJECTED;
+      this.hosts.set(k, m);
     }
-    for (const k of keep) if (!this.hosts.has(k)) this.hosts.set(k, new HostMonitor());
   }
 
   updatePolicy(policy: OutlierPolicy): void {
     const rearm = policy.intervalMs !== this.policy.intervalMs || policy.enabled !== this.policy.enabled;
+    const enabling = policy.enabled && !this.policy.enabled;
     this.policy = policy;
+    // Off for a while, its slots' leases may have run out: renewed before anything is recorded in them.
+    if (enabling) this.renewSlots();
     if (!policy.enabled) for (const [k, m] of this.hosts) if (m.ejected) this.uneject(k, m, 'disabled');
     if (rearm) this.arm();
   }
@@ -119,12 +173,13 @@ export class OutlierDetector {
   state(key: string): HostOutlierState | null {
     const m = this.hosts.get(key);
     if (!m) return null;
+    const reason = Atomics.load(m.cells, m.c + REASON);
     return {
       ejected: m.ejected,
-      ejectedUntil: m.ejected ? m.ejectedAt + m.ejectionMs : null,
-      timesEjected: m.timesEjected,
-      backoff: m.backoff,
-      lastReason: m.lastReason,
+      ejectedUntil: m.ejected ? m.times[m.t + EJECTED_AT] + m.times[m.t + EJECTION_MS] : null,
+      timesEjected: Atomics.load(m.cells, m.c + TIMES_EJECTED),
+      backoff: Atomics.load(m.cells, m.c + BACKOFF),
+      lastReason: reason > 0 ? REASONS[reason - 1] : null,
     };
   }
 
@@ -133,11 +188,13 @@ export class OutlierDetector {
     const m = this.hosts.get(key);
     if (!m || !this.policy.enabled || outcome.kind === 'cancelled') return;
     const p = this.policy;
+    const { cells, c } = m;
     if (outcome.kind === 'failure' && outcome.origin === 'local') {
       if (p.splitExternalLocalOriginErrors) {
         m.local[0].total++;
-        if (++m.consecutiveLocal === p.consecutiveLocalOriginFailure) {
-          m.consecutiveLocal = 0;
+        // One thread sees the count reach the threshold (the add returns what was there before it).
+        if (Atomics.add(cells, c + LOCAL, 1) + 1 === p.consecutiveLocalOriginFailure) {
+          Atomics.store(cells, c + LOCAL, 0);
           this.consecutive(key, m, 'consecutive-local-origin-failure', 100);
         }
         return;
@@ -150,7 +207,8 @@ export class OutlierDetector {
       // The upstream answered, so the connection worked: a local-origin success.
       m.local[0].total++;
       m.local[0].success++;
-      m.consecutiveLocal = 0;
+      // Written only when there is something to reset: the success path reads, it does not write shared memory.
+      if (Atomics.load(cells, c + LOCAL) !== 0) Atomics.store(cells, c + LOCAL, 0);
     }
     this.putResponse(key, m, outcome.kind === 'success', outcome.kind === 'failure' && outcome.gateway);
   }
@@ -161,12 +219,29 @@ export class OutlierDetector {
     if (m?.ejected) this.uneject(key, m, 'health-check');
   }
 
+  /**
+   * Another worker ejected or unejected `key` for the sidecar (its announce, relayed by
+   * the main thread): take the slot's state as this thread's, with the event it makes.
+   */
+  sync(key: string): void {
+    const m = this.hosts.get(key);
+    if (m) this.follow(key, m);
+  }
+
   /** The interval sweep; runs from the timer, public so tests and tools can drive it. */
   tick(): void {
     if (!this.policy.enabled) return;
     const now = this.clock.now();
+    this.renewSlots();
     for (const [k, m] of this.hosts) {
-      if (m.ejected && now - m.ejectedAt >= m.ejectionMs) this.uneject(k, m, 'timeout');
+      // A change takes microseconds; one still there a whole interval later was cut short
+      // (its worker terminated in the middle of it): the state it started from is restored.
+      const changing = m.shared() === CHANGING;
+      if (changing && m.changing) Atomics.compareExchange(m.cells, m.c + STATE, CHANGING, m.ejected ? EJECTED : HEALTHY);
+      m.changing = changing;
+      // A missed announcement is caught here: the slot's state is the one that counts.
+      this.follow(k, m);
+      if (m.ejected && now - m.times[m.t + EJECTED_AT] >= m.times[m.t + EJECTION_MS]) this.uneject(k, m, 'timeout');
       // The bucket written during the last interval becomes the one evaluated.
       for (const b of [m.ext, m.local]) {
         b.reverse();
@@ -175,8 +250,18 @@ export class OutlierDetector {
     }
     this.successRateEjections('ext');
     if (this.policy.splitExternalLocalOriginErrors) this.successRateEjections('local');
+    // One decrement per interval for the sidecar, however many workers sweep: the first
+    // sweep in a new interval (clock ms / interval) takes it.
+    const sweep = (Math.floor(now / this.policy.intervalMs) % 0x40000000) + 1;
     for (const m of this.hosts.values()) {
-      if (!m.ejected && m.lastUnejectedAt !== null && now - m.lastUnejectedAt >= this.policy.intervalMs && m.backoff > 0) m.backoff--;
+      const { cells, c } = m;
+      const last = Atomics.load(cells, c + DECAY_TICK);
+      if (m.ejected || last === sweep || Atomics.load(cells, c + BACKOFF) === 0) continue;
+      const unejectedAt = m.times[m.t + UNEJECTED_AT];
+      if (Number.isNaN(unejectedAt) || now - unejectedAt < this.policy.intervalMs) continue;
+      if (Atomics.compareExchange(cells, c + DECAY_TICK, last, sweep) !== last) continue;
+      const b = Atomics.load(cells, c + BACKOFF);
+      if (b > 0) Atomics.compareExchange(cells, c + BACKOFF, b, b - 1);
     }
   }
 
@@ -184,6 +269,19 @@ export class OutlierDetector {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.timer = null;
     this.listeners.clear();
+  }
+
+  private slotFor(key: string): OutlierSlot {
+    const s = this.shared;
+    return s ? s.table.acquire(s.cluster, key, this.clock.now(), leaseSeconds(this.policy.intervalMs)) : privateSlot();
+  }
+
+  /** Renews this detector's shared slots; a slot taken over meanwhile is acquired again (its state is then the slot's). */
+  private renewSlots(): void {
+    if (!this.shared) return;
+    const now = this.clock.now();
+    const lease = leaseSeconds(this.policy.intervalMs);
+    for (const [k, m] of this.hosts) if (!renew(m.slot, now, lease)) m.at(this.slotFor(k));
   }
 
   private arm(): void {
@@ -200,29 +298,32 @@ export class OutlierDetector {
 
   private putResponse(key: string, m: HostMonitor, success: boolean, gateway: boolean): void {
     const p = this.policy;
+    const { cells, c } = m;
     m.ext[0].total++;
     if (success) {
       m.ext[0].success++;
-      m.consecutive5xx = m.consecutiveGateway = 0;
+      // Loads, and a store only when a streak is there to end: the common success costs two reads.
+      if (Atomics.load(cells, c + C5XX) !== 0) Atomics.store(cells, c + C5XX, 0);
+      if (Atomics.load(cells, c + GATEWAY) !== 0) Atomics.store(cells, c + GATEWAY, 0);
       return;
     }
     if (gateway) {
-      if (++m.consecutiveGateway === p.consecutiveGatewayFailure) {
-        m.consecutiveGateway = 0;
+      if (Atomics.add(cells, c + GATEWAY, 1) + 1 === p.consecutiveGatewayFailure) {
+        Atomics.store(cells, c + GATEWAY, 0);
         this.consecutive(key, m, 'consecutive-gateway-failure', p.enforcingConsecutiveGatewayFailure);
       }
-    } else {
-      m.consecutiveGateway = 0;
+    } else if (Atomics.load(cells, c + GATEWAY) !== 0) {
+      Atomics.store(cells, c + GATEWAY, 0);
     }
-    if (++m.consecutive5xx === p.consecutive5xx) {
-      m.consecutive5xx = 0;
+    if (Atomics.add(cells, c + C5XX, 1) + 1 === p.consecutive5xx) {
+      Atomics.store(cells, c + C5XX, 0);
       this.consecutive(key, m, 'consecutive-5xx', 100);
     }
   }
 
   private consecutive(key: string, m: HostMonitor, reason: EjectionReason, enforcing: number): void {
-    // Envoy ignores consecutive detections for a host that is already ejected.
-    if (!m.ejected) this.eject(key, m, reason, enforcing);
+    // Envoy ignores consecutive detections for a host that is already ejected (here: by any worker).
+    if (!m.ejected && m.shared() === HEALTHY) this.eject(key, m, reason, enforcing);
   }
 
   private successRateEjections(origin: 'ext' | 'local'): void {
@@ -249,10 +350,22 @@ export class OutlierDetector {
     }
   }
 
+  /** The cluster's hosts ejected for the sidecar (and any one being ejected or unejected right now). */
+  private ejectedCount(): number {
+    let n = 0;
+    for (const m of this.hosts.values()) if (m.shared() !== HEALTHY) n++;
+    return n;
+  }
+
   private eject(key: string, m: HostMonitor, reason: EjectionReason, enforcing: number): void {
+    // Already ejected by another worker (the sweep's own counts found it too; its announcement is on its way).
+    if (m.shared() !== HEALTHY) {
+      this.follow(key, m);
+      return;
+    }
     const p = this.policy;
-    const percentAfter = (100 * (this.ejectedCount + 1)) / this.hosts.size;
-    if (percentAfter > p.maxEjectionPercent && this.ejectedCount > 0) {
+    const overflow = (count: number) => (100 * count) / this.hosts.size > p.maxEjectionPercent && count > 1;
+    if (overflow(this.ejectedCount() + 1)) {
       this.emit({ type: 'detected', endpoint: key, reason, action: 'overflow' });
       return;
     }
@@ -260,29 +373,68 @@ export class OutlierDetector {
       this.emit({ type: 'detected', endpoint: key, reason, action: 'not-enforced' });
       return;
     }
+    const { cells, c, times, t } = m;
+    // The sidecar's ejection, claimed once: another worker that got there first has ejected it.
+    if (Atomics.compareExchange(cells, c + STATE, HEALTHY, CHANGING) !== HEALTHY) {
+      this.follow(key, m);
+      return;
+    }
+    // Claimed, then counted (as shared-admission.ts adds, then checks): two workers ejecting
+    // two hosts at once each count the other's claim, so maxEjectionPercent is never
+    // exceeded; at worst both step back and the next detection ejects.
+    if (overflow(this.ejectedCount())) {
+      Atomics.store(cells, c + STATE, HEALTHY);
+      this.emit({ type: 'detected', endpoint: key, reason, action: 'overflow' });
+      return;
+    }
     const now = this.clock.now();
     const base = p.baseEjectionTimeMs;
     const max = Math.max(p.maxEjectionTimeMs, base);
     const jitter = Math.floor(this.random() * (p.maxEjectionTimeJitterMs + 1));
-    if (m.backoff * base < max + base) m.backoff++;
-    m.ejected = true;
-    m.ejectedAt = now;
-    m.ejectionMs = Math.min(base * m.backoff, max) + jitter;
-    m.timesEjected++;
-    m.lastReason = reason;
+    let backoff = Atomics.load(cells, c + BACKOFF);
+    if (backoff * base < max + base) backoff++;
+    Atomics.store(cells, c + BACKOFF, backoff);
+    times[t + EJECTED_AT] = now;
+    times[t + EJECTION_MS] = Math.min(base * backoff, max) + jitter;
+    const timesEjected = Atomics.add(cells, c + TIMES_EJECTED, 1) + 1;
+    Atomics.store(cells, c + REASON, REASONS.indexOf(reason) + 1);
     m.resetConsecutive();
-    this.ejectedCount++;
+    // Published: a thread that reads EJECTED reads the times written before it.
+    Atomics.store(cells, c + STATE, EJECTED);
+    m.ejected = true;
     this.emit({ type: 'detected', endpoint: key, reason, action: 'ejected' });
-    this.emit({ type: 'ejected', endpoint: key, reason, until: now + m.ejectionMs, timesEjected: m.timesEjected });
+    this.emit({ type: 'ejected', endpoint: key, reason, until: now + times[t + EJECTION_MS], timesEjected });
+    this.shared?.announce(key);
   }
 
-  private uneject(key: string, m: HostMonitor, cause: 'timeout' | 'health-check' | 'disabled'): void {
-    m.ejected = false;
-    m.lastUnejectedAt = this.clock.now();
+  private uneject(key: string, m: HostMonitor, cause: UnejectCause): void {
+    const { cells, c } = m;
+    if (Atomics.compareExchange(cells, c + STATE, EJECTED, CHANGING) !== EJECTED) {
+      // Another worker unejected it (or is doing so): its state, once published, is this thread's.
+      this.follow(key, m);
+      return;
+    }
+    m.times[m.t + UNEJECTED_AT] = this.clock.now();
+    Atomics.store(cells, c + CAUSE, CAUSES.indexOf(cause));
     // Envoy resets the counters so a host near a threshold is not re-ejected at once.
     m.resetConsecutive();
-    this.ejectedCount--;
+    Atomics.store(cells, c + STATE, HEALTHY);
+    m.ejected = false;
     this.emit({ type: 'unejected', endpoint: key, cause });
+    this.shared?.announce(key);
+  }
+
+  /** Takes the slot's published state (not one being changed: its announcement follows) as this thread's view. */
+  private follow(key: string, m: HostMonitor): void {
+    const s = m.shared();
+    if (s === CHANGING || (s === EJECTED) === m.ejected) return;
+    m.ejected = s === EJECTED;
+    if (m.ejected) {
+      const st = this.state(key)!;
+      this.emit({ type: 'ejected', endpoint: key, reason: st.lastReason ?? 'consecutive-5xx', until: st.ejectedUntil!, timesEjected: st.timesEjected, remote: true });
+    } else {
+      this.emit({ type: 'unejected', endpoint: key, cause: CAUSES[Atomics.load(m.cells, m.c + CAUSE)] ?? 'timeout', remote: true });
+    }
   }
 
   private emit(e: OutlierEvent): void {

@@ -16,7 +16,8 @@ test('per endpoint: each worker\'s counts summed, its estimates at the worst, ac
   const limits = { requests: { active: 7, max: 1024 } };
   const at = (health: string, n: number, ewmaMs: number, activeHealthy: boolean) =>
     ep('a', health, { inflight: n, successes: 10 * n, failures: n, timesEjected: health === 'ejected' ? 1 : 0, ewmaMs, consecutiveConnectFailures: n, activeHealthy });
-  const w0 = { 'web.default:80': { panic: false, limits, endpoints: [at('healthy', 1, 40, true)] } };
+  // timesEjected is the sidecar's (shared-outliers.ts): both workers show the one ejection, which is one, not two.
+  const w0 = { 'web.default:80': { panic: false, limits, endpoints: [{ ...at('healthy', 1, 40, true), timesEjected: 1 }] } };
   const w1 = { 'web.default:80': { panic: true, limits, endpoints: [at('ejected', 2, 25, false)] } };
   expect(mergeClusterStates([w0, w1])).toEqual({
     'web.default:80': { panic: true, limits, endpoints: [ep('a', 'ejected', { inflight: 3, successes: 30, failures: 3, timesEjected: 1, ewmaMs: 40, consecutiveConnectFailures: 2, activeHealthy: false })] },

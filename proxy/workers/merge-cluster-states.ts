@@ -10,9 +10,13 @@ interface ClusterLike {
 }
 
 /** Per-endpoint counts each worker keeps of its own traffic: the sidecar's are their sum. */
-const SUMMED = ['inflight', 'successes', 'failures', 'timesEjected'] as const;
-/** Per-endpoint estimates each worker makes alone: the worst (highest) is shown. */
-const WORST = ['ewmaMs', 'consecutiveConnectFailures'] as const;
+const SUMMED = ['inflight', 'successes', 'failures'] as const;
+/**
+ * Per-endpoint estimates each worker makes alone: the worst (highest) is shown. And
+ * `timesEjected`, the sidecar's in every worker (shared-outliers.ts): the highest is that
+ * count (or, for an endpoint beyond the shared table, the worker that ejected it most).
+ */
+const WORST = ['ewmaMs', 'consecutiveConnectFailures', 'timesEjected'] as const;
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 
@@ -29,15 +33,17 @@ function mergeEndpoint(views: EndpointLike[]): EndpointLike {
 
 /**
  * GET /clusters and the HealthReport over N workers: each worker keeps its own cluster
- * state (balancer, EWMA, outlier detection, like Envoy's per-worker load balancers), so
+ * state (balancer, EWMA, breakers, like Envoy's per-worker load balancers; outlier
+ * ejections are the sidecar's and the same in every worker, shared-outliers.ts), so
  * the merged view of a cluster is the first worker's, with `panic` if any worker is in
  * panic, and per endpoint:
  * - `health` (and `ejectedUntil`, `lastEjectionReason`, `breaker` with it): the first
  *   state that is not `healthy`, so an endpoint any worker keeps out of balancing is
  *   reported as out (the union of the workers' ejections), which is what the control
  *   plane's deregistration needs; `activeHealthy` only if every worker's checks pass;
- * - `inflight`, `successes`, `failures`, `timesEjected`: summed (each worker counts its own);
- * - `ewmaMs`, `consecutiveConnectFailures`: the highest (each worker estimates alone).
+ * - `inflight`, `successes`, `failures`: summed (each worker counts its own);
+ * - `ewmaMs`, `consecutiveConnectFailures`: the highest (each worker estimates alone);
+ *   `timesEjected`: the highest (the sidecar's count, which every worker shows).
  * A cluster's `limits` and `retryBudget` are the sidecar's in every worker's state
  * (shared-limits.ts), so the first worker's are the whole sidecar's.
  */

@@ -31,6 +31,8 @@ export type ToWorker =
   /** Its clusters' current state, for GET /clusters (asked for when the admin port is asked). */
   | { readonly t: 'clusters'; readonly id: number }
   | { readonly t: 'log-level'; readonly level: Level }
+  /** Another worker ejected or unejected `endpoint` of `cluster` for the sidecar (shared-outliers.ts): follow it. */
+  | { readonly t: 'outlier'; readonly cluster: string; readonly endpoint: string }
   /** minDrainMs: the signal's minimum drain (Proxy.quiesce), 0 for POST /drain. */
   | { readonly t: 'drain'; readonly minDrainMs: number }
   | { readonly t: 'close' };
@@ -53,6 +55,8 @@ export type FromWorker =
   /** Its clusters' state after a health change (and once at start): what the HealthReport is built from. */
   | { readonly t: 'health'; readonly clusters: Record<string, unknown> }
   | { readonly t: 'log'; readonly line: string }
+  /** It ejected or unejected `endpoint` of `cluster` for the sidecar: relayed to the other workers. */
+  | { readonly t: 'outlier'; readonly cluster: string; readonly endpoint: string }
   /** Its drain is done (nothing in flight, or the grace period is over); it closes when told to. */
   | { readonly t: 'drained' }
   | { readonly t: 'closed' };

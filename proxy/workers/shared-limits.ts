@@ -3,6 +3,7 @@ import type { ProxyConfig } from '../config/proxy-config.js';
 import { bucketMemory, type BucketMemory } from '../ratelimit/shared-buckets.js';
 import { counterMemory, type CounterMemory } from '../resilience/shared-counters.js';
 import { admissionMemory, type AdmissionMemory } from '../net/shared-admission.js';
+import { outlierMemory, type OutlierMemory } from '../resilience/shared-outliers.js';
 
 /**
  * The limits the listener workers hold together (config `concurrency` > 1): the
@@ -12,15 +13,18 @@ import { admissionMemory, type AdmissionMemory } from '../net/shared-admission.j
  * worker in its WorkerData (a restarted worker gets the same memory). They are keyed by
  * name (policy and bucket, cluster), not by snapshot, so a snapshot that changes a
  * cluster's limits or a policy's other fields keeps the counts and tokens already there.
- * What stays per worker: connection pools, EWMA, outlier detection, health checks, the
- * retry budget (docs/configuration.md, concurrency).
+ * Outlier detection's per-endpoint state (consecutive counters, ejections) is here too,
+ * so an ejection is the sidecar's (shared-outliers.ts). What stays per worker: connection
+ * pools, EWMA, the success-rate counts, breakers, health checks (docs/configuration.md,
+ * concurrency).
  */
 export interface SharedLimitsMemory {
   readonly buckets: BucketMemory;
   readonly counters: CounterMemory;
   readonly admission: AdmissionMemory;
+  readonly outliers: OutlierMemory;
 }
 
 export function sharedLimitsMemory(config: ProxyConfig, clock: Clock): SharedLimitsMemory {
-  return { buckets: bucketMemory(config.limits.rateLimitIdentityBuckets, clock, true), counters: counterMemory(config.concurrency, true), admission: admissionMemory(config.concurrency, true) };
+  return { buckets: bucketMemory(config.limits.rateLimitIdentityBuckets, clock, true), counters: counterMemory(config.concurrency, true), admission: admissionMemory(config.concurrency, true), outliers: outlierMemory(true) };
 }

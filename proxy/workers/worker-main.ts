@@ -44,6 +44,8 @@ if (proxy) {
   // Registered before the first snapshot is applied, so its clusters (a restarted worker's,
   // or a static mesh's) reach the main thread at once and replace what it held for the slot.
   proxy.onHealthChange(() => post({ t: 'health', clusters: proxy.clusterStates() }));
+  // An ejection or uneject this worker decided for the sidecar: the main thread relays it to the others.
+  proxy.onOutlierChange((cluster, endpoint) => post({ t: 'outlier', cluster, endpoint }));
   if (data.snapshot) apply(data.snapshot.seq, data.snapshot.snapshot);
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
@@ -57,6 +59,8 @@ if (proxy) {
         return post({ t: 'decisions', id: m.id, decisions: proxy.ownDecisions() });
       case 'clusters':
         return post({ t: 'clusters', id: m.id, clusters: proxy.clusterStates() });
+      case 'outlier':
+        return proxy.outlierChanged(m.cluster, m.endpoint);
       case 'log-level':
         logger.level = m.level;
         return;

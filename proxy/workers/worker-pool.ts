@@ -176,6 +176,10 @@ export class WorkerPool {
             return this.o.onHealthChange();
           case 'log':
             return this.relay(slot.id, m.line);
+          case 'outlier':
+            // Envoy posts a consecutive-error detection to its main thread, which ejects for every worker; here the worker ejected, and the others are told.
+            for (const s of this.slots) if (s !== slot) s.worker?.postMessage(m satisfies ToWorker);
+            return;
           case 'drained':
           case 'closed':
             return slot.closed?.();

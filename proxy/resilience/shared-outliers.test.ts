@@ -1,0 +1,190 @@
+import { FakeClock, seededRandom } from '../../common/clock.js';
+import { DEFAULT_POLICY } from '../../contract/defaults.js';
+import type { OutlierPolicy } from '../../contract/model.js';
+import { classify } from './classify.js';
+import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
+import { CHANGING, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
+
+/**
+ * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
+ * one cluster over one shared table, as two workers hold them, each announcing its
+ * decisions to the other (what worker-pool.ts relays). An endpoint's consecutive
+ * failures and its ejection are the sidecar's, as Envoy's per-cluster detector is the
+ * process's (outlier_detection_impl.cc: workers count in the host monitor's atomics, the
+ * main thread ejects for all of them).
+ */
+const ok = classify({ type: 'response', status: 200 });
+const e500 = classify({ type: 'response', status: 500 });
+
+function workers(over: Partial<OutlierPolicy> = {}, hosts = ['a'], memory: OutlierMemory = outlierMemory(true, 64), onFull: () => void = () => undefined) {
+  const clock = new FakeClock(0);
+  const policy = { ...DEFAULT_POLICY.outlierDetection, ...over };
+  const announced: string[] = [];
+  const ds: OutlierDetector[] = [];
+  const events: OutlierEvent[][] = [[], []];
+  for (const w of [0, 1]) {
+    const table = new SharedOutliers(memory, onFull);
+    const d = new OutlierDetector(policy, clock, seededRandom(w + 1), {
+      table, cluster: 'web.default:80',
+      // The main thread relays it to the other worker.
+      announce: (endpoint) => {
+        announced.push(`${w}:${endpoint}`);
+        ds[1 - w]!.sync(endpoint);
+      },
+    });
+    d.setHosts(hosts);
+    d.onEvent((e) => events[w]!.push(e));
+    ds.push(d);
+  }
+  return { clock, ds: ds as [OutlierDetector, OutlierDetector], events, announced, close: () => ds.forEach((d) => d.close()) };
+}
+
+describe('shared outlier detection (two workers, one table)', () => {
+  it('consecutive5xx counts failures over both workers: the 5th in all ejects, in both', () => {
+    const { ds: [w0, w1], events, announced, close } = workers();
+    for (const d of [w0, w1, w0, w1]) d.record('a', e500);
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    w0.record('a', e500); // the 5th for the sidecar: 3 seen by worker 0, 2 by worker 1
+    expect(w0.isEjected('a')).toBe(true);
+    expect(w1.isEjected('a')).toBe(true);
+    // Decided once (one detection counted, one log line), followed by the other worker.
+    expect(events[0]).toEqual([
+      { type: 'detected', endpoint: 'a', reason: 'consecutive-5xx', action: 'ejected' },
+      { type: 'ejected', endpoint: 'a', reason: 'consecutive-5xx', until: 30_000, timesEjected: 1 },
+    ]);
+    expect(events[1]).toEqual([{ type: 'ejected', endpoint: 'a', reason: 'consecutive-5xx', until: 30_000, timesEjected: 1, remote: true }]);
+    expect(announced).toEqual(['0:a']);
+    expect(w1.state('a')).toEqual(w0.state('a'));
+    close();
+  });
+
+  it("a success in either worker ends the streak the other was counting", () => {
+    const { ds: [w0, w1], close } = workers();
+    for (let i = 0; i < 4; i++) w0.record('a', e500);
+    w1.record('a', ok);
+    for (let i = 0; i < 4; i++) w0.record('a', e500);
+    expect(w0.isEjected('a')).toBe(false);
+    w1.record('a', e500);
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    close();
+  });
+
+  it('maxEjectionPercent holds over the sidecar: an endpoint one worker ejected counts in the other', () => {
+    const hosts = ['a', 'b', 'c', 'd', 'e'];
+    const { ds: [w0, w1], events, close } = workers({ maxEjectionPercent: 20 }, hosts);
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    for (let i = 0; i < 5; i++) w1.record('b', e500);
+    expect(hosts.filter((h) => w0.isEjected(h))).toEqual(['a']);
+    expect(hosts.filter((h) => w1.isEjected(h))).toEqual(['a']);
+    expect(events[1]).toContainEqual({ type: 'detected', endpoint: 'b', reason: 'consecutive-5xx', action: 'overflow' });
+    close();
+  });
+
+  it('the ejection ends once for the sidecar: one sweep unejects, the other worker follows; the backoff decays once per interval', () => {
+    const { clock, ds: [w0, w1], events, announced, close } = workers();
+    for (let i = 0; i < 5; i++) w1.record('a', e500); // 30 s
+    clock.advance(30_000); // both sweep at 10, 20, 30 s: the first at 30 s unejects
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    expect(announced).toHaveLength(2);
+    expect([...events[0]!, ...events[1]!].filter((e) => e.type === 'unejected')).toEqual([
+      expect.objectContaining({ type: 'unejected', endpoint: 'a', cause: 'timeout' }),
+      expect.objectContaining({ type: 'unejected', endpoint: 'a', cause: 'timeout', remote: true }),
+    ]);
+    for (let i = 0; i < 5; i++) w0.record('a', e500); // 60 s: the backoff is the sidecar's
+    expect(w1.state('a')).toMatchObject({ ejected: true, ejectedUntil: 90_000, backoff: 2, timesEjected: 2 });
+    clock.advance(60_000); // unejected at 90 s
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    expect(w0.state('a')!.backoff).toBe(2);
+    // Two workers sweep every interval; the backoff drops by one per interval, not one per worker.
+    clock.advance(10_000);
+    expect(w0.state('a')!.backoff).toBe(1);
+    expect(w1.state('a')!.backoff).toBe(1);
+    clock.advance(10_000);
+    expect(w0.state('a')!.backoff).toBe(0);
+    close();
+  });
+
+  it('an active health check passing in one worker unejects for both', () => {
+    const { ds: [w0, w1], close } = workers();
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    w1.healthCheckPassed('a');
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    close();
+  });
+
+  it('a missed announcement is caught by the next sweep; a worker that learns of an endpoint later finds it ejected', () => {
+    const memory = outlierMemory(true, 64);
+    const { clock, ds: [w0], close } = workers({}, ['a'], memory);
+    const late = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(3), { table: new SharedOutliers(memory), cluster: 'web.default:80', announce: () => undefined });
+    late.setHosts(['b']);
+    const deaf = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(4), { table: new SharedOutliers(memory), cluster: 'web.default:80', announce: () => undefined });
+    deaf.setHosts(['a']);
+    const heard: OutlierEvent[] = [];
+    deaf.onEvent((e) => heard.push(e));
+    for (let i = 0; i < 5; i++) w0.record('a', e500); // neither `late` nor `deaf` is told
+    expect(deaf.isEjected('a')).toBe(false);
+    deaf.tick();
+    expect(deaf.isEjected('a')).toBe(true);
+    expect(heard).toEqual([{ type: 'ejected', endpoint: 'a', reason: 'consecutive-5xx', until: 30_000, timesEjected: 1, remote: true }]);
+    deaf.close();
+    expect(late.isEjected('a')).toBe(false); // it does not track a yet
+    late.setHosts(['a', 'b']);
+    expect(late.isEjected('a')).toBe(true);
+    late.setHosts(['b']);
+    late.setHosts(['b', 'a']);
+    expect(late.isEjected('a')).toBe(true);
+    late.close();
+    close();
+  });
+
+  it('a full table keeps an endpoint in its worker (counted); a slot whose lease ran out is taken over, zeroed', () => {
+    const memory = outlierMemory(true, 1);
+    let full = 0;
+    const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory, () => full++);
+    expect(full).toBe(0);
+    // Endpoint b finds no room: per worker, counted once per worker.
+    w0.setHosts(['a', 'b']);
+    w1.setHosts(['a', 'b']);
+    expect(full).toBe(2);
+    for (const d of [w0, w1, w0, w1, w0]) d.record('b', e500);
+    expect(w0.isEjected('b') || w1.isEjected('b')).toBe(false);
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    expect(w1.isEjected('a')).toBe(true);
+    close();
+    // Nobody sweeps a's slot any more (its cluster is gone): after its lease (3 × 10 s + 60 s), c takes it over, healthy.
+    clock.advance(91_000);
+    const d = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(3), { table: new SharedOutliers(memory, () => full++), cluster: 'api.default:80', announce: () => undefined });
+    d.setHosts(['c']);
+    expect(full).toBe(2);
+    expect(d.state('c')).toMatchObject({ ejected: false, timesEjected: 0, backoff: 0 });
+    for (let i = 0; i < 4; i++) d.record('c', e500);
+    expect(d.isEjected('c')).toBe(false); // the counters were zeroed too
+    d.record('c', e500);
+    expect(d.isEjected('c')).toBe(true);
+    d.close();
+  });
+
+  it('a change cut short (its worker terminated in the middle of it) is undone after a whole interval', () => {
+    const memory = outlierMemory(true, 1);
+    const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory);
+    Atomics.store(memory.cells, STATE, CHANGING); // slot 0: a's
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    expect(w0.isEjected('a')).toBe(false);
+    clock.advance(20_000); // seen CHANGING at 10 s, still at 20 s: restored
+    for (let i = 0; i < 5; i++) w1.record('a', e500);
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    close();
+  });
+
+  it('without a table (concurrency 1) each detector counts alone', () => {
+    const clock = new FakeClock(0);
+    const [a, b] = [1, 2].map((s) => new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(s)));
+    a!.setHosts(['x']);
+    b!.setHosts(['x']);
+    for (let i = 0; i < 5; i++) a!.record('x', e500);
+    expect(a!.isEjected('x')).toBe(true);
+    expect(b!.isEjected('x')).toBe(false);
+    a!.close();
+    b!.close();
+  });
+});

@@ -1,0 +1,178 @@
+import { sharedKey } from '../workers/shared-key.js';
+
+/**
+ * The memory of outlier detection's per-endpoint state (outlier-detector.ts): one slot
+ * per (cluster, endpoint) holding the consecutive-failure counters, the ejection state
+ * (ejected or not, since when, for how long, times ejected, backoff, last reason) and a
+ * lease. With `concurrency` 1 every endpoint has its own one-slot plain buffers
+ * (privateSlot); with listener workers the main thread makes one table of
+ * SharedArrayBuffers at start and posts it to every worker (shared-limits.ts), so an
+ * endpoint's ejection is the sidecar's, as in Envoy: its outlier detector is one per
+ * cluster for the process, workers update each host's monitor (the consecutive counters
+ * are atomics; source/common/upstream/outlier_detection_impl.cc putHttpResponseCode), and
+ * crossing a threshold is posted to the main thread, which ejects the host for every
+ * worker (notifyMainThreadConsecutiveError → onConsecutiveErrorWorker → ejectHost).
+ *
+ * Here the worker that crosses the threshold claims the ejection itself with a
+ * compare-exchange on the slot's state (HEALTHY → CHANGING), writes the ejection's times
+ * and publishes it (→ EJECTED); the other workers learn of it by a message relayed by the
+ * main thread (OutlierDetector `announce`; rare: one per ejection or uneject, never one per
+ * request), and every sweep reads the shared state again in case a message was missed.
+ *
+ * Slots: open addressing over WINDOW slots from the key's home; a key is never removed,
+ * but a slot whose lease ran out (none of its holders swept it for 3 intervals + 60 s:
+ * the endpoint left every worker's config, or outlier detection was turned off for it)
+ * is taken over by the next key that finds no room, so pod churn never fills the table.
+ * A key that finds neither room nor an expired slot keeps its state in its own thread
+ * (per worker, as before), counted by the caller.
+ */
+export interface OutlierMemory {
+  /** Per slot: the key of "cluster\nendpoint" (shared-key.ts), 0n while empty. */
+  readonly keys: BigInt64Array;
+  /** Per slot: CELLS int32 cells (counters, state, lease). */
+  readonly cells: Int32Array;
+  /** Per slot: TIMES float64 cells (clock ms), written only by the thread holding the slot's state at CHANGING. */
+  readonly times: Float64Array;
+}
+
+/** int32 cells of a slot. */
+export const C5XX = 0;
+export const GATEWAY = 1;
+export const LOCAL = 2;
+/** HEALTHY, EJECTED, or CHANGING while one thread writes an ejection or uneject. */
+export const STATE = 3;
+export const TIMES_EJECTED = 4;
+export const BACKOFF = 5;
+/** Index in EJECTION_REASONS of the last ejection's reason, + 1 (0: never ejected). */
+export const REASON = 6;
+/** Index in UNEJECT_CAUSES of the last uneject's cause. */
+export const CAUSE = 7;
+/** The sweep number (clock ms / interval, + 1) of the last backoff decrement: one per interval for the sidecar. */
+export const DECAY_TICK = 8;
+/** Seconds (clock) when a holder last swept the slot, and the lease in seconds. */
+const SEEN = 9;
+const LEASE = 10;
+export const CELLS = 11;
+/** float64 cells of a slot. */
+export const EJECTED_AT = 0;
+export const EJECTION_MS = 1;
+/** NaN: never unejected. */
+export const UNEJECTED_AT = 2;
+export const TIMES = 3;
+
+export const HEALTHY = 0;
+export const EJECTED = 1;
+export const CHANGING = 2;
+
+/** Endpoint slots of the shared table; an endpoint beyond them keeps its outlier state in its own worker. */
+const ENDPOINT_SLOTS = 16384;
+/** Slots looked at per key. */
+const WINDOW = 64;
+
+export function outlierMemory(shared: boolean, slots = ENDPOINT_SLOTS): OutlierMemory {
+  const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+  const times = new Float64Array(buf(slots * TIMES * 8));
+  for (let s = 0; s < slots; s++) times[s * TIMES + UNEJECTED_AT] = NaN;
+  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * CELLS * 4)), times };
+}
+
+/** Where one endpoint's outlier state is: slot `slot` of `memory` (a private one-slot memory: slot 0, key 0n). */
+export interface OutlierSlot {
+  readonly memory: OutlierMemory;
+  readonly slot: number;
+  /** The slot's key while this thread holds it; 0n for a private slot. */
+  readonly key: bigint;
+}
+
+/** One endpoint's state kept in its own thread (concurrency 1, or no room in the shared table). */
+export function privateSlot(): OutlierSlot {
+  return { memory: outlierMemory(false, 1), slot: 0, key: 0n };
+}
+
+/** Lease of a slot (s): three sweeps missed, and a minute more (a slow event loop is not a departure). */
+export function leaseSeconds(intervalMs: number): number {
+  return Math.ceil((3 * intervalMs) / 1000) + 60;
+}
+
+/** This thread's view of the shared table. */
+export class SharedOutliers {
+  private readonly mask: number;
+
+  constructor(
+    private readonly memory: OutlierMemory,
+    /** No slot for an endpoint: its state stays in its thread (wren_limit_exceeded_total{limit="shared-outlier-slots"}). */
+    private readonly onFull: () => void = () => undefined,
+  ) {
+    this.mask = memory.keys.length - 1;
+  }
+
+  /**
+   * The slot of `endpoint` in `cluster`: the one already keyed so (its state, as the other
+   * workers left it), else an empty one or one whose lease ran out (zeroed: a new
+   * endpoint starts healthy), else a private slot.
+   */
+  acquire(cluster: string, endpoint: string, nowMs: number, leaseS: number): OutlierSlot {
+    const key = sharedKey(`${cluster}\n${endpoint}`);
+    const { keys, cells } = this.memory;
+    const now = Math.floor(nowMs / 1000);
+    const start = Number(BigInt.asUintN(32, key)) & this.mask;
+    // Twice at most: an empty slot another thread took for another key between the look and the claim.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let empty = -1;
+      let expired = -1;
+      for (let n = 0; n < WINDOW && n <= this.mask; n++) {
+        const j = (start + n) & this.mask;
+        const k = Atomics.load(keys, j);
+        if (k === key) return this.hold(j, key, now, leaseS);
+        if (k === 0n) {
+          empty = j; // keys are never cleared, so the key is not further on
+          break;
+        }
+        if (expired < 0 && now - Atomics.load(cells, j * CELLS + SEEN) > Atomics.load(cells, j * CELLS + LEASE)) expired = j;
+      }
+      if (empty >= 0) {
+        const was = Atomics.compareExchange(keys, empty, 0n, key);
+        if (was === 0n || was === key) return this.hold(empty, key, now, leaseS);
+        continue;
+      }
+      if (expired >= 0) {
+        const old = Atomics.load(keys, expired);
+        if (Atomics.compareExchange(keys, expired, old, key) === old) {
+          this.zero(expired);
+          return this.hold(expired, key, now, leaseS);
+        }
+        continue;
+      }
+      break;
+    }
+    this.onFull();
+    return privateSlot();
+  }
+
+  private hold(j: number, key: bigint, now: number, leaseS: number): OutlierSlot {
+    Atomics.store(this.memory.cells, j * CELLS + SEEN, now);
+    Atomics.store(this.memory.cells, j * CELLS + LEASE, leaseS);
+    return { memory: this.memory, slot: j, key };
+  }
+
+  private zero(j: number): void {
+    const { cells, times } = this.memory;
+    for (let c = 0; c < CELLS; c++) Atomics.store(cells, j * CELLS + c, 0);
+    times[j * TIMES + EJECTED_AT] = 0;
+    times[j * TIMES + EJECTION_MS] = 0;
+    times[j * TIMES + UNEJECTED_AT] = NaN;
+  }
+}
+
+/**
+ * A sweep of a held slot: the lease renewed, and whether it is still this key's (false:
+ * it expired and was taken over; the holder acquires again).
+ */
+export function renew(s: OutlierSlot, nowMs: number, leaseS: number): boolean {
+  if (s.key === 0n) return true;
+  const { keys, cells } = s.memory;
+  if (Atomics.load(keys, s.slot) !== s.key) return false;
+  Atomics.store(cells, s.slot * CELLS + SEEN, Math.floor(nowMs / 1000));
+  Atomics.store(cells, s.slot * CELLS + LEASE, leaseS);
+  return true;
+}
