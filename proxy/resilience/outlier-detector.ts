@@ -2,8 +2,8 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import type { Outcome } from './classify.js';
 import {
-  BACKOFF, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, GATEWAY, HEALTHY, leaseSeconds, LOCAL, privateSlot, REASON, renew, STATE, TIMES,
-  TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
+  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, GATEWAY, HEALTHY, leaseSeconds, LOCAL, LOCAL_SUCCESS,
+  LOCAL_TOTAL, privateSlot, REASON, renew, STATE, TIMES, TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
 } from './shared-outliers.js';
 
 /**
@@ -37,8 +37,10 @@ import {
  * as Envoy's workers update one host monitor per host and its main thread ejects for all
  * of them. A worker that sees a threshold crossed claims the ejection (compare-exchange),
  * so it happens once; uneject, the backoff and maxEjectionPercent are the sidecar's too.
- * Still per worker: the success-rate and failure-percentage counts (each sweep evaluates
- * its own worker's last interval; what it ejects, it ejects for the sidecar).
+ * The success-rate buckets are shared the same way (every worker adds to the current one)
+ * and each interval is evaluated once, by the first worker to sweep in it (Envoy: its
+ * main thread's interval timer swaps the buckets and runs the success-rate and
+ * failure-percentage detectors over every worker's counts).
  */
 export type EjectionReason =
   | 'consecutive-5xx'
@@ -66,11 +68,6 @@ export interface HostOutlierState {
   readonly lastReason: EjectionReason | null;
 }
 
-class Bucket {
-  success = 0;
-  total = 0;
-}
-
 /** Where an endpoint's outlier state is shared, when listener workers share it (shared-outliers.ts). */
 export interface SharedOutlierOptions {
   readonly table: SharedOutliers;
@@ -83,10 +80,10 @@ export interface SharedOutlierOptions {
 const REASONS: readonly EjectionReason[] = ['consecutive-5xx', 'consecutive-gateway-failure', 'consecutive-local-origin-failure', 'success-rate', 'failure-percentage'];
 const CAUSES: readonly UnejectCause[] = ['timeout', 'health-check', 'disabled'];
 
+/** A host's success-rate bucket cells, per origin. */
+const ORIGIN = { ext: { success: EXT_SUCCESS, total: EXT_TOTAL }, local: { success: LOCAL_SUCCESS, total: LOCAL_TOTAL } } as const;
+
 class HostMonitor {
-  /** [current, previous] success-rate buckets; external origin and (split mode) local origin. These stay in this thread. */
-  ext: [Bucket, Bucket] = [new Bucket(), new Bucket()];
-  local: [Bucket, Bucket] = [new Bucket(), new Bucket()];
   /** This thread's view of the slot's state, what the picker is built from (changed only with an event). */
   ejected = false;
   /** The slot's cells and times, and where this host's begin in them. */
@@ -113,6 +110,18 @@ class HostMonitor {
     return Atomics.load(this.cells, this.c + STATE);
   }
 
+  /**
+   * Closes the current success-rate bucket (read it at `closed`) and opens the other,
+   * zeroed before it is made current so that no count lands in it before.
+   */
+  swap(): void {
+    const { cells, c } = this;
+    const closed = Atomics.load(cells, c + BUCKET);
+    const next = 1 - closed;
+    for (const k of [EXT_SUCCESS, EXT_TOTAL, LOCAL_SUCCESS, LOCAL_TOTAL]) Atomics.store(cells, c + k + next, 0);
+    Atomics.store(cells, c + BUCKET, next);
+  }
+
   resetConsecutive(): void {
     Atomics.store(this.cells, this.c + C5XX, 0);
     Atomics.store(this.cells, this.c + GATEWAY, 0);
@@ -124,6 +133,8 @@ export class OutlierDetector {
   private readonly hosts = new Map<string, HostMonitor>();
   private readonly listeners = new Set<(e: OutlierEvent) => void>();
   private timer: Timer | null = null;
+  /** The cluster's own slot: its DECAY_TICK cell is the number of the last interval evaluated, for the sidecar. */
+  private sweeps: OutlierSlot;
 
   constructor(
     private policy: OutlierPolicy,
@@ -132,6 +143,7 @@ export class OutlierDetector {
     /** Listener workers: each endpoint's counters and ejection in the sidecar's table; without, in this detector. */
     private readonly shared?: SharedOutlierOptions,
   ) {
+    this.sweeps = this.slotFor('');
     this.arm();
   }
 
@@ -191,7 +203,7 @@ export class OutlierDetector {
     const { cells, c } = m;
     if (outcome.kind === 'failure' && outcome.origin === 'local') {
       if (p.splitExternalLocalOriginErrors) {
-        m.local[0].total++;
+        Atomics.add(cells, c + LOCAL_TOTAL + Atomics.load(cells, c + BUCKET), 1);
         // One thread sees the count reach the threshold (the add returns what was there before it).
         if (Atomics.add(cells, c + LOCAL, 1) + 1 === p.consecutiveLocalOriginFailure) {
           Atomics.store(cells, c + LOCAL, 0);
@@ -205,8 +217,9 @@ export class OutlierDetector {
     }
     if (p.splitExternalLocalOriginErrors) {
       // The upstream answered, so the connection worked: a local-origin success.
-      m.local[0].total++;
-      m.local[0].success++;
+      const b = Atomics.load(cells, c + BUCKET);
+      Atomics.add(cells, c + LOCAL_TOTAL + b, 1);
+      Atomics.add(cells, c + LOCAL_SUCCESS + b, 1);
       // Written only when there is something to reset: the success path reads, it does not write shared memory.
       if (Atomics.load(cells, c + LOCAL) !== 0) Atomics.store(cells, c + LOCAL, 0);
     }
@@ -242,24 +255,26 @@ export class OutlierDetector {
       // A missed announcement is caught here: the slot's state is the one that counts.
       this.follow(k, m);
       if (m.ejected && now - m.times[m.t + EJECTED_AT] >= m.times[m.t + EJECTION_MS]) this.uneject(k, m, 'timeout');
-      // The bucket written during the last interval becomes the one evaluated.
-      for (const b of [m.ext, m.local]) {
-        b.reverse();
-        b[0].success = b[0].total = 0;
-      }
     }
-    this.successRateEjections('ext');
-    if (this.policy.splitExternalLocalOriginErrors) this.successRateEjections('local');
-    // One decrement per interval for the sidecar, however many workers sweep: the first
-    // sweep in a new interval (clock ms / interval) takes it.
+    // One evaluation and one backoff decrement per interval for the sidecar, however many
+    // workers sweep: the first sweep in a new interval (clock ms / interval) does them.
     const sweep = (Math.floor(now / this.policy.intervalMs) % 0x40000000) + 1;
+    if (this.claim(this.sweeps, sweep)) {
+      // The bucket every worker wrote during the last interval becomes the one evaluated.
+      for (const m of this.hosts.values()) m.swap();
+      this.successRateEjections('ext');
+      if (this.policy.splitExternalLocalOriginErrors) this.successRateEjections('local');
+    } else {
+      // Another worker evaluated the interval; an endpoint beyond the shared table has only this worker's counts, which start again.
+      for (const m of this.hosts.values()) if (m.slot.key === 0n) m.swap();
+    }
     for (const m of this.hosts.values()) {
       const { cells, c } = m;
       const last = Atomics.load(cells, c + DECAY_TICK);
       if (m.ejected || last === sweep || Atomics.load(cells, c + BACKOFF) === 0) continue;
       const unejectedAt = m.times[m.t + UNEJECTED_AT];
       if (Number.isNaN(unejectedAt) || now - unejectedAt < this.policy.intervalMs) continue;
-      if (Atomics.compareExchange(cells, c + DECAY_TICK, last, sweep) !== last) continue;
+      if (!this.claim(m.slot, sweep)) continue;
       const b = Atomics.load(cells, c + BACKOFF);
       if (b > 0) Atomics.compareExchange(cells, c + BACKOFF, b, b - 1);
     }
@@ -269,6 +284,14 @@ export class OutlierDetector {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.timer = null;
     this.listeners.clear();
+  }
+
+  /** Takes interval `sweep` for `slot` (its DECAY_TICK): true for the first thread to ask, false if it was taken already. */
+  private claim(slot: OutlierSlot, sweep: number): boolean {
+    const cells = slot.memory.cells;
+    const i = slot.slot * CELLS + DECAY_TICK;
+    const last = Atomics.load(cells, i);
+    return last !== sweep && Atomics.compareExchange(cells, i, last, sweep) === last;
   }
 
   private slotFor(key: string): OutlierSlot {
@@ -282,6 +305,7 @@ export class OutlierDetector {
     const now = this.clock.now();
     const lease = leaseSeconds(this.policy.intervalMs);
     for (const [k, m] of this.hosts) if (!renew(m.slot, now, lease)) m.at(this.slotFor(k));
+    if (!renew(this.sweeps, now, lease)) this.sweeps = this.slotFor('');
   }
 
   private arm(): void {
@@ -299,9 +323,10 @@ export class OutlierDetector {
   private putResponse(key: string, m: HostMonitor, success: boolean, gateway: boolean): void {
     const p = this.policy;
     const { cells, c } = m;
-    m.ext[0].total++;
+    const b = Atomics.load(cells, c + BUCKET);
+    Atomics.add(cells, c + EXT_TOTAL + b, 1);
     if (success) {
-      m.ext[0].success++;
+      Atomics.add(cells, c + EXT_SUCCESS + b, 1);
       // Loads, and a store only when a streak is there to end: the common success costs two reads.
       if (Atomics.load(cells, c + C5XX) !== 0) Atomics.store(cells, c + C5XX, 0);
       if (Atomics.load(cells, c + GATEWAY) !== 0) Atomics.store(cells, c + GATEWAY, 0);
@@ -331,13 +356,16 @@ export class OutlierDetector {
     if (this.hosts.size < p.successRateMinimumHosts && this.hosts.size < p.failurePercentageMinimumHosts) return;
     const sr: { key: string; m: HostMonitor; rate: number }[] = [];
     const fp: { key: string; m: HostMonitor; rate: number }[] = [];
+    const cell = ORIGIN[origin];
     for (const [key, m] of this.hosts) {
       if (m.ejected) continue;
-      const b = m[origin][1];
-      if (b.total === 0) continue;
-      const rate = (b.success * 100) / b.total;
-      if (b.total >= p.successRateRequestVolume) sr.push({ key, m, rate });
-      if (b.total >= p.failurePercentageRequestVolume) fp.push({ key, m, rate });
+      // The bucket just closed (swap()): every worker's requests of the last interval.
+      const closed = 1 - Atomics.load(m.cells, m.c + BUCKET);
+      const total = Atomics.load(m.cells, m.c + cell.total + closed);
+      if (total === 0) continue;
+      const rate = (Atomics.load(m.cells, m.c + cell.success + closed) * 100) / total;
+      if (total >= p.successRateRequestVolume) sr.push({ key, m, rate });
+      if (total >= p.failurePercentageRequestVolume) fp.push({ key, m, rate });
     }
     if (sr.length > 0 && sr.length >= p.successRateMinimumHosts) {
       const threshold = successRateThreshold(sr.map((h) => h.rate), p.successRateStdevFactor);

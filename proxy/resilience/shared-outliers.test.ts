@@ -3,7 +3,7 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
-import { CHANGING, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
+import { CELLS, CHANGING, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
 
 /**
  * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
@@ -104,6 +104,34 @@ describe('shared outlier detection (two workers, one table)', () => {
     close();
   });
 
+  it("success rate is evaluated once per interval over both workers' requests: 60 + 60 per host reach a request volume of 100", () => {
+    const hosts = ['a', 'b', 'c', 'd', 'e'];
+    const { clock, ds: [w0, w1], events, close } = workers({}, hosts);
+    for (const d of [w0, w1]) {
+      for (const h of hosts) for (let i = 0; i < 60; i++) d.record(h, h === 'e' && i % 2 === 0 ? e500 : ok);
+    }
+    clock.advance(10_000); // both sweep; the first evaluates the interval for the sidecar
+    // mean 90, σ 20: below 90 − 1.9 × 20 = 52 is e's 50 %.
+    expect(hosts.filter((h) => w0.isEjected(h))).toEqual(['e']);
+    expect(hosts.filter((h) => w1.isEjected(h))).toEqual(['e']);
+    const detected = [...events[0]!, ...events[1]!].filter((e) => e.type === 'detected');
+    expect(detected).toEqual([{ type: 'detected', endpoint: 'e', reason: 'success-rate', action: 'ejected' }]);
+    close();
+  });
+
+  it('each interval is counted from nothing, in whichever worker', () => {
+    const { clock, ds: [w0, w1], close } = workers({ enforcingFailurePercentage: 100, failurePercentageMinimumHosts: 1, failurePercentageRequestVolume: 50, consecutive5xx: 0 });
+    for (let n = 0; n < 3; n++) {
+      for (let i = 0; i < 30; i++) (i % 2 ? w0 : w1).record('a', e500); // 30 an interval: under the volume of 50, over it if a bucket kept the one before's
+      clock.advance(10_000);
+    }
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    for (let i = 0; i < 50; i++) (i % 2 ? w0 : w1).record('a', e500);
+    clock.advance(10_000);
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    close();
+  });
+
   it('an active health check passing in one worker unejects for both', () => {
     const { ds: [w0, w1], close } = workers();
     for (let i = 0; i < 5; i++) w0.record('a', e500);
@@ -138,7 +166,7 @@ describe('shared outlier detection (two workers, one table)', () => {
   });
 
   it('a full table keeps an endpoint in its worker (counted); a slot whose lease ran out is taken over, zeroed', () => {
-    const memory = outlierMemory(true, 1);
+    const memory = outlierMemory(true, 2); // the cluster's slot and a's
     let full = 0;
     const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory, () => full++);
     expect(full).toBe(0);
@@ -165,9 +193,10 @@ describe('shared outlier detection (two workers, one table)', () => {
   });
 
   it('a change cut short (its worker terminated in the middle of it) is undone after a whole interval', () => {
-    const memory = outlierMemory(true, 1);
+    const memory = outlierMemory(true, 64);
     const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory);
-    Atomics.store(memory.cells, STATE, CHANGING); // slot 0: a's
+    const a = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot;
+    Atomics.store(memory.cells, a * CELLS + STATE, CHANGING);
     for (let i = 0; i < 5; i++) w0.record('a', e500);
     expect(w0.isEjected('a')).toBe(false);
     clock.advance(20_000); // seen CHANGING at 10 s, still at 20 s: restored

@@ -2,9 +2,10 @@ import { sharedKey } from '../workers/shared-key.js';
 
 /**
  * The memory of outlier detection's per-endpoint state (outlier-detector.ts): one slot
- * per (cluster, endpoint) holding the consecutive-failure counters, the ejection state
- * (ejected or not, since when, for how long, times ejected, backoff, last reason) and a
- * lease. With `concurrency` 1 every endpoint has its own one-slot plain buffers
+ * per (cluster, endpoint) holding the consecutive-failure counters, the success-rate
+ * buckets, the ejection state (ejected or not, since when, for how long, times ejected,
+ * backoff, last reason) and a lease; and one per cluster, whose DECAY_TICK cell says which
+ * interval was last evaluated (one evaluation per interval for the sidecar). With `concurrency` 1 every endpoint has its own one-slot plain buffers
  * (privateSlot); with listener workers the main thread makes one table of
  * SharedArrayBuffers at start and posts it to every worker (shared-limits.ts), so an
  * endpoint's ejection is the sidecar's, as in Envoy: its outlier detector is one per
@@ -52,7 +53,18 @@ export const DECAY_TICK = 8;
 /** Seconds (clock) when a holder last swept the slot, and the lease in seconds. */
 const SEEN = 9;
 const LEASE = 10;
-export const CELLS = 11;
+/**
+ * The success-rate buckets: which of the two is being written (0 or 1), and per origin
+ * (external, local) the requests that succeeded and all requests, two cells each (bucket
+ * 0, bucket 1). Every worker adds to the current one; the sweep that evaluates the
+ * interval makes the other current (zeroed first) and reads the one it closed.
+ */
+export const BUCKET = 11;
+export const EXT_SUCCESS = 12;
+export const EXT_TOTAL = 14;
+export const LOCAL_SUCCESS = 16;
+export const LOCAL_TOTAL = 18;
+export const CELLS = 20;
 /** float64 cells of a slot. */
 export const EJECTED_AT = 0;
 export const EJECTION_MS = 1;

@@ -13,9 +13,9 @@ import { outlierMemory, type OutlierMemory } from '../resilience/shared-outliers
  * worker in its WorkerData (a restarted worker gets the same memory). They are keyed by
  * name (policy and bucket, cluster), not by snapshot, so a snapshot that changes a
  * cluster's limits or a policy's other fields keeps the counts and tokens already there.
- * Outlier detection's per-endpoint state (consecutive counters, ejections) is here too,
- * so an ejection is the sidecar's (shared-outliers.ts). What stays per worker: connection
- * pools, EWMA, the success-rate counts, breakers, health checks (docs/configuration.md,
+ * Outlier detection's per-endpoint state (consecutive counters, success-rate buckets,
+ * ejections) is here too, so an ejection is the sidecar's (shared-outliers.ts). What stays
+ * per worker: connection pools, EWMA, breakers, health checks (docs/configuration.md,
  * concurrency).
  */
 export interface SharedLimitsMemory {
