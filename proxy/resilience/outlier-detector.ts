@@ -111,8 +111,8 @@ class HostMonitor {
   }
 
   /**
-   * Closes the current success-rate bucket (read it at `closed`) and opens the other,
-   * zeroed before it is made current so that no count lands in it before.
+   * Closes the current success-rate bucket (the one successRateEjections then reads) and
+   * opens the other, zeroed before it is made current so that no count is lost in the zeroing.
    */
   swap(): void {
     const { cells, c } = this;
