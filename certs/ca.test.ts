@@ -8,7 +8,8 @@ import { CertificateAuthority, CLOCK_SKEW_MS, createIntermediateCa, createRootCa
 import { createCsr } from './csr.js';
 import { generateKeyPair } from './keys.js';
 import { asForgeKey, nodeRsaSigner } from './signer.js';
-import { certInfo, verifyChain } from './verify.js';
+import { certInfo, spiffeIdOfLeaf, verifyChain } from './verify.js';
+import { readCert } from './x509.js';
 
 const TD = 'cluster.local';
 const WEB = 'spiffe://cluster.local/ns/default/sa/web';
@@ -117,6 +118,19 @@ describe('CertificateAuthority', () => {
     expect(Math.abs(info.notBefore.getTime() - (now.getTime() - CLOCK_SKEW_MS))).toBeLessThan(1000);
     expect(Math.abs(info.notAfter.getTime() - (now.getTime() + DAY))).toBeLessThan(1000);
     expect(info.notAfter).toEqual(leaf.notAfter);
+  });
+
+  test('the Certify limit\'s state: a non-critical Netscape Comment, read back, shown by openssl, verified as any leaf; printable ASCII only', () => {
+    const state = `wren certify-limit v1 2.000 1800000000000 pod default/${'w'.repeat(253)}`;
+    const leaf = rootCa.issue(createCsr(key.privateKeyPem, WEB), { identity: WEB, certifyState: state });
+    expect(readCert(leaf.certPem).ext).toMatchObject({ certifyState: state, unknownCritical: [] });
+    expect(spiffeIdOfLeaf(leaf.certPem)).toBe(WEB);
+    expect(openssl('verify', '-purpose', 'sslclient', '-CAfile', join(dir, 'root.crt'), file('state.crt', leaf.certPem))).toContain(': OK');
+    expect(openssl('x509', '-in', join(dir, 'state.crt'), '-noout', '-text')).toMatch(/Netscape Comment:\s*\n\s+wren certify-limit v1 2\.000 /);
+    // Text an IA5String cannot hold is left out, not written mangled.
+    expect(readCert(rootCa.issue(createCsr(key.privateKeyPem, WEB), { identity: WEB, certifyState: 'pod default/wé' }).certPem).ext.certifyState).toBeUndefined();
+    expect(rootCa.keyedDigest('tok')).toBe(rootCa.keyedDigest('tok'));
+    expect(rootCa.keyedDigest('tok')).not.toBe(interCa.keyedDigest('tok'));
   });
 
   test('serials are random, positive and 128-bit sized', () => {

@@ -13,13 +13,14 @@
  * stale clock, and backdating a freshly issued, 24-hour certificate by one minute widens
  * nothing an attacker can use (the key was only just created).
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, createPrivateKey, hkdfSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
 import { readCsr } from './csr.js';
 import { PkiError } from './errors.js';
 import { generateKeyPair, privateKeyFromPem, publicKeyOf, samePublicKey } from './keys.js';
 import { asForgeKey, nodeRsaSigner, type ForgeSigner } from './signer.js';
 import { parseSpiffeUri, toSpiffeId, trustDomainId, validateTrustDomain, type SpiffeId } from './spiffe.js';
+import { CERTIFY_STATE_OID } from './x509.js';
 
 const DAY_MS = 24 * 3_600_000;
 /** Istio's self-signed root lives 10 years (mesh-anchors.md [I11]). */
@@ -156,6 +157,8 @@ export interface IssueOptions {
   readonly identity: SpiffeId | string;
   readonly ttlMs?: number;
   readonly now?: Date;
+  /** Written into the leaf as the non-critical CERTIFY_STATE_OID (nsComment) extension, an IA5String (printable ASCII only): the Certify limit's state, for whichever replica the certificate renews at. */
+  readonly certifyState?: string;
 }
 
 export class CertificateAuthority {
@@ -169,6 +172,7 @@ export class CertificateAuthority {
   private readonly cert: forge.pki.Certificate;
   private readonly signer: ForgeSigner;
   private readonly keyId: string;
+  private readonly digestKey: Buffer;
 
   constructor(opts: { certPem: string; keyPem: string; chainPems?: string[]; trustDomain: string; maxTtlMs?: number }) {
     this.trustDomain = validateTrustDomain(opts.trustDomain);
@@ -201,6 +205,19 @@ export class CertificateAuthority {
     this.notAfter = this.cert.validity.notAfter;
     this.maxTtlMs = opts.maxTtlMs ?? MAX_LEAF_TTL_MS;
     this.keyId = keyIdOf(this.cert);
+    // HKDF (RFC 5869) from the CA key: every replica holding this CA derives the same key, and nobody else can.
+    const der = createPrivateKey(opts.keyPem).export({ type: 'pkcs8', format: 'der' });
+    this.digestKey = Buffer.from(hkdfSync('sha256', der, '', 'wren keyed digest v1', 32));
+  }
+
+  /**
+   * HMAC-SHA256 of `data` under a key derived from this CA's private key, hex: a digest of a
+   * secret (a bootstrap token) that may be written into a certificate every peer sees without
+   * letting anyone test guesses of the secret against it, and that every replica sharing the
+   * CA computes alike.
+   */
+  keyedDigest(data: string): string {
+    return createHmac('sha256', this.digestKey).update(data).digest('hex');
   }
 
   /**
@@ -254,6 +271,10 @@ export class CertificateAuthority {
       { name: 'subjectKeyIdentifier' },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.keyId },
       { name: 'subjectAltName', critical: true, altNames: [{ type: 6, value: want.uri }] },
+      // The value given whole: forge's own nsComment writer stops at 128 characters.
+      ...(opts.certifyState === undefined || !/^[\x20-\x7e]{1,1000}$/.test(opts.certifyState)
+        ? []
+        : [{ id: CERTIFY_STATE_OID, critical: false, value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.IA5STRING, false, opts.certifyState) }]),
     ]);
     cert.sign(asForgeKey(this.signer), forge.md.sha256.create());
     return {

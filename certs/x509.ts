@@ -16,6 +16,17 @@ const OID = {
   authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
 } as const;
+/**
+ * The leaf extension the control plane's Certify limit writes its state into
+ * (control-plane/identity/certify-limiter.ts: the bucket a certificate is charged to and what
+ * was left in it), so that any replica sharing the CA reads it back from a renewal's client
+ * certificate: Netscape's comment extension (nsComment), an IA5String of free text that
+ * OpenSSL's own configuration writes and every verifier ignores, never critical (RFC 5280
+ * §4.2). Not a private OID: Wren has no enterprise number, and one made from a UUID (2.25.x,
+ * X.667) has a 128-bit arc that node-forge cannot write and Go's crypto/x509 refuses to parse,
+ * which would make the whole certificate unreadable to a Go peer.
+ */
+export const CERTIFY_STATE_OID = '2.16.840.1.113730.1.13';
 export const EKU = { serverAuth: '1.3.6.1.5.5.7.3.1', clientAuth: '1.3.6.1.5.5.7.3.2' } as const;
 /** Extensions whose meaning verifyChain enforces; any other critical extension fails validation. */
 const UNDERSTOOD = new Set<string>(Object.values(OID));
@@ -40,6 +51,8 @@ export interface CertExtensions {
   san?: { critical: boolean; uris: string[]; dnsNames: string[]; ips: string[]; emails: string[]; other: number };
   subjectKeyIdentifier?: string;
   authorityKeyIdentifier?: string;
+  /** The CERTIFY_STATE_OID (nsComment) extension's text, when present and not critical. */
+  certifyState?: string;
   /** OIDs of critical extensions not in the list above. */
   unknownCritical: string[];
 }
@@ -88,6 +101,16 @@ export function parseExtensions(der: Buffer): CertExtensions {
     // Certificate Transparency list, decoded for nothing) made the whole certificate
     // unreadable, and a sidecar's peer (peer-identity.ts) lose the identity OpenSSL had
     // verified the chain of. A critical one is still reported (unknownCritical).
+    if (oid === CERTIFY_STATE_OID && !critical) {
+      // Read only if it is what the CA writes (an IA5String); anything else is ignored as an unknown extension would be.
+      try {
+        const v = fromDer(parts[parts.length - 1].value as string, { decodeBitStrings: false });
+        if (v.tagClass === forge.asn1.Class.UNIVERSAL && v.type === forge.asn1.Type.IA5STRING) out.certifyState = v.value as string;
+      } catch {
+        // Not DER: as an unknown extension, opaque.
+      }
+      continue;
+    }
     if (!UNDERSTOOD.has(oid)) {
       if (critical) out.unknownCritical.push(oid);
       continue;

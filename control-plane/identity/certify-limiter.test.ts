@@ -1,11 +1,15 @@
-import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
+import { createHmac } from 'node:crypto';
+import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, encodeCertifyState, MAX_CERTIFY_REFILL_MS, parseCertifyState } from './certify-limiter.js';
+
+/** A CA's keyedDigest stand-in. */
+const tokenDigest = (t: string): string => createHmac('sha256', 'ca key').update(t).digest('hex');
 
 describe('CertifyLimiter', () => {
   const principal = { namespace: 'shop', serviceAccount: 'web', via: 'tokenreview' };
 
   test('a token bucket per key: a burst, then one per refill interval, with the wait until the next', () => {
     let now = 0;
-    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, now: () => now, wallNow: () => now });
+    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, tokenDigest, now: () => now, wallNow: () => now });
     expect([l.take('a'), l.take('a'), l.take('a')]).toEqual([null, null, null]);
     expect(l.take('a')).toEqual({ retryAfterMs: 1000, first: true });
     expect(l.take('b')).toBeNull();
@@ -22,23 +26,20 @@ describe('CertifyLimiter', () => {
     expect(certifyRefillMs(4000)).toBe(1000);
   });
 
-  test('keys: the pod of a bound token, the service account of another TokenReview token, and a renewed certificate its issuer call\'s key until it expires', () => {
-    let wall = 1_000_000;
-    const l = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => wall });
+  test('keys: the pod of a bound token, the service account of another TokenReview token, and a renewal what its certificate carries (else its serial)', () => {
+    const l = new CertifyLimiter({ refillMs: 1000, tokenDigest, now: () => 0, wallNow: () => 0 });
     expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'))).toBe('pod shop/web-0');
     // A token bound to no pod: one key per service account, whatever the token (a new one is minted at will).
     const t1 = l.keyOf(principal, null, Buffer.from('t1'));
     expect(t1).toBe('service-account shop/web');
     expect(l.keyOf(principal, null, Buffer.from('t2'))).toBe(t1);
-    // TLS reports 0A0B..., the CA wrote 0a0b...
-    l.issued('0a0bff', 'pod shop/web-0', wall + 5000);
-    expect(l.keyOf(principal, 'A0BFF', Buffer.alloc(0))).toBe('pod shop/web-0');
-    expect(l.keyOf(principal, 'ccdd', Buffer.alloc(0))).toBe('certificate shop/web serial ccdd');
-    wall += 5000;
-    expect(l.keyOf(principal, '0A0BFF', Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
+    // What the certificate carries, whichever replica signed it; without it, its serial (TLS reports 0A0B..., the CA wrote 0a0b...).
+    expect(l.keyOf(principal, { serial: 'A0BFF', state: { key: 'pod shop/web-0', tokens: 2, atWallMs: 0 } }, Buffer.alloc(0))).toBe('pod shop/web-0');
+    expect(l.keyOf(principal, { serial: '0A0BFF', state: null }, Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
     const shared = { ...principal, via: 'bootstrap', shared: true };
     const s = l.keyOf(shared, null, Buffer.from('sekrit'));
-    expect(s).toMatch(/^bootstrap-token shop\/web [0-9a-f]{32}$/);
+    // The CA's keyed digest, not a plain hash a peer reading the certificate could test guesses against.
+    expect(s).toBe(`bootstrap-token shop/web ${tokenDigest('sekrit').slice(0, 32)}`);
     expect(s).not.toContain('sekrit');
     // A token as the authenticators read it (presentedToken): its spellings are one key.
     expect(l.keyOf(shared, null, Buffer.from('sekrit\n'))).toBe(s);
@@ -46,14 +47,45 @@ describe('CertifyLimiter', () => {
     expect(l.keyOf(shared, null, Buffer.from('sekrit2'))).not.toBe(s);
   });
 
+  test('the state a certificate carries: written and read back; text it did not write is no state', () => {
+    const st = { key: `bootstrap-token shop/web ${'a'.repeat(32)}`, tokens: 2.5, atWallMs: 1_800_000_000_123 };
+    expect(parseCertifyState(encodeCertifyState(st))).toEqual(st);
+    expect(parseCertifyState(encodeCertifyState({ key: 'pod shop/web-0', tokens: -0.2, atWallMs: 5 }))).toEqual({ key: 'pod shop/web-0', tokens: 0, atWallMs: 5 });
+    expect(encodeCertifyState(st)).toBe(`wren certify-limit v1 2.500 1800000000123 ${st.key}`);
+    for (const bad of [undefined, '', '1 2 pod a/b', 'wren certify-limit v1 x 1 pod a/b', 'wren certify-limit v1 1 2 cluster-admin a/b', 'wren certify-limit v1 1 2 pod a/b\nsecond line', `wren certify-limit v1 1 2 pod ${'x'.repeat(700)}`])
+      expect(parseCertifyState(bad)).toBeNull();
+  });
+
+  test('a bucket holds no more than the certificate renewing says was left, refilled since (another replica signed it)', () => {
+    let now = 0;
+    let wall = 1_000_000;
+    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, tokenDigest, now: () => now, wallNow: () => wall });
+    // Signed elsewhere with one left, just now: one signature here, not a fresh burst of 5.
+    const carried = { key: 'pod shop/web-0', tokens: 1, atWallMs: wall };
+    expect(l.take(carried.key, carried)).toBeNull();
+    expect(l.stateOf(carried.key)).toEqual({ key: carried.key, tokens: 0, atWallMs: wall });
+    expect(l.take(carried.key, { ...carried, tokens: 0 })).toEqual({ retryAfterMs: 1000, first: true });
+    // Nothing left when signed, and no bucket here yet: refused, from what the certificate says.
+    expect(l.take('pod shop/web-1', { key: 'pod shop/web-1', tokens: 0.5, atWallMs: wall })).toEqual({ retryAfterMs: 500, first: true });
+    // Refilled since it was signed (wall clock), up to the burst; a signer's clock ahead refills nothing.
+    now += 2000;
+    wall += 2000;
+    expect(l.take('pod shop/web-2', { key: 'pod shop/web-2', tokens: 0, atWallMs: wall - 2000 })).toBeNull();
+    expect(l.stateOf('pod shop/web-2').tokens).toBe(1);
+    expect(l.take('pod shop/web-3', { key: 'pod shop/web-3', tokens: 0.5, atWallMs: wall + 60_000 })).toEqual({ retryAfterMs: 500, first: true });
+    // A certificate saying more than this bucket has left takes no more than the bucket.
+    for (let i = 0; i < 5; i++) l.take('pod shop/web-4');
+    expect(l.take('pod shop/web-4', { key: 'pod shop/web-4', tokens: 5, atWallMs: wall })).toEqual({ retryAfterMs: 1000, first: true });
+  });
+
   test('a bootstrap token\'s bucket is sized for a fleet (20, one a second), and so is what its certificates renew', () => {
     let now = 0;
-    const l = new CertifyLimiter({ refillMs: 60_000, now: () => now, wallNow: () => 1000 + now });
+    const l = new CertifyLimiter({ refillMs: 60_000, tokenDigest, now: () => now, wallNow: () => 1000 + now });
     const key = l.keyOf({ ...principal, via: 'bootstrap', shared: true }, null, Buffer.from('secret'));
     for (let i = 0; i < BOOTSTRAP_TOKEN_BURST; i++) expect(l.take(key)).toBeNull();
     expect(l.take(key)).toEqual({ retryAfterMs: 1000, first: true });
-    l.issued('abc', key, 1000 + 86_400_000);
-    expect(l.take(l.keyOf(principal, 'ABC', Buffer.alloc(0)))).toEqual({ retryAfterMs: 1000, first: false });
+    // A certificate it got carries its key: its renewal is charged there.
+    expect(l.take(l.keyOf(principal, { serial: 'ABC', state: l.stateOf(key) }, Buffer.alloc(0)))).toEqual({ retryAfterMs: 1000, first: false });
     now += 1000;
     expect(l.take(key)).toBeNull();
     // A workload's bucket is not: 5, then one a minute.
@@ -62,24 +94,13 @@ describe('CertifyLimiter', () => {
     expect(l.take(pod)).toEqual({ retryAfterMs: 60_000, first: true });
   });
 
-  test('full buckets and expired lineages are dropped', () => {
+  test('full buckets are dropped', () => {
     let now = 0;
-    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, now: () => now, wallNow: () => now });
-    for (let i = 0; i < 100; i++) {
-      l.take(`k${i}`);
-      l.issued(`${i + 1}`, `k${i}`, now + 1500);
-    }
-    expect(l.size).toEqual({ buckets: 100, lineages: 100 });
+    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, tokenDigest, now: () => now, wallNow: () => now });
+    for (let i = 0; i < 100; i++) l.take(`k${i}`);
+    expect(l.size).toEqual({ buckets: 100 });
     now += 2000;
     l.take('other');
-    expect(l.size).toEqual({ buckets: 1, lineages: 0 });
-  });
-
-  test('lineages are bounded: past the bound the oldest is dropped and its certificate becomes its own key', () => {
-    const l = new CertifyLimiter({ refillMs: 1000, maxLineages: 3, now: () => 0, wallNow: () => 0 });
-    for (let i = 1; i <= 4; i++) l.issued(`${i}`, `pod shop/web-${i}`, 10_000);
-    expect(l.size.lineages).toBe(3);
-    expect(l.keyOf(principal, '1', Buffer.alloc(0))).toBe('certificate shop/web serial 1');
-    expect(l.keyOf(principal, '4', Buffer.alloc(0))).toBe('pod shop/web-4');
+    expect(l.size).toEqual({ buckets: 1 });
   });
 });

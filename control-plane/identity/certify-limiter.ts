@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { presentedToken, type Principal } from './authenticator.js';
 
 /**
@@ -32,15 +31,6 @@ export const MAX_CERTIFY_REFILL_MS = 60_000;
 export const BOOTSTRAP_TOKEN_BURST = 20;
 export const BOOTSTRAP_TOKEN_REFILL_MS = 1000;
 
-/**
- * Lineages kept at most (about 150 bytes each): a certificate's lineage lives until its notAfter
- * (24 h by default), one per signature, so the map holds what the buckets let through in a
- * lifetime. A mesh keeps ~1.4 per pod (a certificate and the one that renewed it). Past it the
- * oldest are dropped: such a certificate's renewals are charged to its serial (a bucket of
- * its own).
- */
-export const MAX_LINEAGES = 100_000;
-
 /** One signature back per this long, for certificates of `certTtlMs` (the control plane's lifetime; a shorter requested one does not speed it up). */
 export function certifyRefillMs(certTtlMs: number): number {
   return Math.max(1, Math.min(MAX_CERTIFY_REFILL_MS, Math.floor(certTtlMs / 4)));
@@ -67,10 +57,36 @@ export interface CertifyRefusal {
   readonly first: boolean;
 }
 
-interface Lineage {
+/**
+ * What a certificate carries of the limit (the CERTIFY_STATE_OID extension, certs/x509.ts), as the
+ * replica that signed it left it: the key its signature was charged to, the signatures left in
+ * that bucket after it, and when (wall-clock ms). Signed by the CA, so any replica sharing the CA
+ * may believe it.
+ */
+export interface CarriedState {
   readonly key: string;
-  /** Wall-clock ms: the certificate's notAfter, after which it renews nothing. */
-  readonly until: number;
+  readonly tokens: number;
+  readonly atWallMs: number;
+}
+
+/** Begins the extension's text, which `openssl x509 -text` shows as the certificate's "Netscape Comment". */
+const STATE_PREFIX = 'wren certify-limit v1 ';
+
+/** The extension's text: `wren certify-limit v1 <tokens left> <wall ms> <key>` (the key last: it has spaces). */
+export function encodeCertifyState(s: CarriedState): string {
+  return `${STATE_PREFIX}${Math.max(0, s.tokens).toFixed(3)} ${Math.floor(s.atWallMs)} ${s.key}`;
+}
+
+/** null for text this limiter did not write (the certificate is then keyed by its serial). */
+export function parseCertifyState(text: string | undefined): CarriedState | null {
+  const m = text?.startsWith(STATE_PREFIX) ? /^(\d{1,9}(?:\.\d{1,3})?) (\d{1,15}) ((?:pod|service-account|bootstrap-token|certificate) [\x21-\x7e][\x20-\x7e]{0,600})$/.exec(text.slice(STATE_PREFIX.length)) : null;
+  return m ? { tokens: Number(m[1]), atWallMs: Number(m[2]), key: m[3] } : null;
+}
+
+/** The client certificate a renewal presents: its serial, and the limit's state it carries (null: issued without one). */
+export interface RenewedBy {
+  readonly serial: string;
+  readonly state: CarriedState | null;
 }
 
 export interface CertifyLimiterOptions {
@@ -78,13 +94,15 @@ export interface CertifyLimiterOptions {
   readonly refillMs: number;
   /** A bootstrap token's bucket: default BOOTSTRAP_TOKEN_BURST, and BOOTSTRAP_TOKEN_REFILL_MS or `refillMs` if that is shorter. */
   readonly sharedToken?: Partial<CertifyRate>;
-  /** Default MAX_LINEAGES. */
-  readonly maxLineages?: number;
-  /** Called when a lineage is dropped for MAX_LINEAGES (wren_identity_certify_lineages_dropped_total): its certificate renews from a bucket of its own. */
-  readonly onLineageDropped?: () => void;
+  /**
+   * A bootstrap token's digest in its key (the key is written into certificates every peer
+   * sees): the issuing CA's keyedDigest, so replicas sharing the CA agree on it and the
+   * certificate lets nobody test guesses of the token.
+   */
+  readonly tokenDigest: (token: string) => string;
   /** Monotonic ms (Clock.now). */
   readonly now: () => number;
-  /** Wall-clock ms (Clock.wallNow), for certificates' notAfter. */
+  /** Wall-clock ms (Clock.wallNow), for the state certificates carry (another replica's monotonic clock means nothing here). */
   readonly wallNow: () => number;
 }
 
@@ -114,13 +132,23 @@ const SERVICE_ACCOUNT = 'service-account ';
  * - a token is keyed as the authenticators check it (presentedToken: a trailing newline or a
  *   leading space is the same token, not a full bucket of its own), and by the identity the
  *   token proves, not the one asked for (another is refused before the limit, signing nothing);
- * - a renewal by client certificate: whatever the certificate it presents was charged to. A
- *   certificate's serial names no pod, and keyed by serial every renewal would start a full
- *   bucket of its own (renew, then renew with the new certificate...), so each certificate
- *   issued here inherits its caller's key until its notAfter (`issued`). A certificate this
- *   process did not issue (another replica, before a restart) is its own key.
- * Full buckets are dropped (a full bucket and no bucket are the same), and so are lineages of
- * expired certificates, so both maps stay within the workloads that certified lately. A call
+ * - a renewal by client certificate: whatever the certificate it presents was charged to,
+ *   which the certificate itself says (CarriedState, written by the replica that signed it,
+ *   signed by the CA): a certificate's serial names no pod, and keyed by serial every renewal
+ *   would start a full bucket of its own (renew, then renew with the new certificate...). It
+ *   was a map of the serials this process issued, so a certificate another replica issued (or
+ *   this one before a restart) was a key of its own, and a sidecar renewing at two replicas
+ *   in turn got a full bucket at each renewal: no limit at all (adv41). A certificate without
+ *   the state (issued by an older control plane, `wren certs`) is keyed by its serial, once:
+ *   what it renews carries the state.
+ * The carried state also says what was left in the bucket when the certificate was signed:
+ * a replica starts a bucket it does not have from there (refilled since), and never holds
+ * more than it, so a sidecar renewing at one replica then another spends one budget. Each
+ * replica still keeps its own buckets (no shared state): a caller that sends its token, or
+ * an older certificate, to each of N replicas gets at most N budgets, as Envoy's local rate
+ * limit is per instance.
+ * Full buckets are dropped (a full bucket and no bucket are the same), so the map stays
+ * within the workloads that certified lately. A call
  * is charged only once its token has proved the identity asked for: a token that proves
  * nothing (unknown, expired, another identity) makes no bucket, so many bad tokens grow
  * nothing here.
@@ -129,7 +157,6 @@ export class CertifyLimiter {
   private readonly workload: CertifyRate;
   private readonly shared: CertifyRate;
   private readonly buckets = new Map<string, Bucket>();
-  private readonly lineage = new Map<string, Lineage>();
   private nextSweep = 0;
 
   constructor(private readonly o: CertifyLimiterOptions) {
@@ -137,31 +164,33 @@ export class CertifyLimiter {
     this.shared = { burst: o.sharedToken?.burst ?? BOOTSTRAP_TOKEN_BURST, refillMs: o.sharedToken?.refillMs ?? Math.min(BOOTSTRAP_TOKEN_REFILL_MS, o.refillMs) };
   }
 
-  /** The key a call is charged to: `renewedSerial` is the serial of the client certificate it renews by, or null for a token. */
-  keyOf(principal: Principal, renewedSerial: string | null, token: Buffer): string {
-    if (renewedSerial !== null) {
-      const serial = normalSerial(renewedSerial);
-      const l = this.lineage.get(serial);
-      return l && l.until > this.o.wallNow() ? l.key : `certificate ${principal.namespace}/${principal.serviceAccount} serial ${serial}`;
-    }
+  /** The key a call is charged to: `renewedBy`, the client certificate it renews by, or null for a token. */
+  keyOf(principal: Principal, renewedBy: RenewedBy | null, token: Buffer): string {
+    if (renewedBy !== null) return renewedBy.state?.key ?? `certificate ${principal.namespace}/${principal.serviceAccount} serial ${normalSerial(renewedBy.serial)}`;
     if (principal.pod) return `pod ${principal.namespace}/${principal.pod}`;
     if (!principal.shared) return `${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`;
-    const digest = createHash('sha256').update(presentedToken(token)).digest('hex').slice(0, 32);
-    return `${SHARED}${principal.namespace}/${principal.serviceAccount} ${digest}`;
+    return `${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.tokenDigest(presentedToken(token)).slice(0, 32)}`;
   }
 
-  /** Takes one signature from `key`'s bucket: null when there was one, else the refusal. */
-  take(key: string): CertifyRefusal | null {
+  /**
+   * Takes one signature from `key`'s bucket: null when there was one, else the refusal.
+   * `carried`: the state the renewing certificate carries (for this key), which the bucket never exceeds.
+   */
+  take(key: string, carried: CarriedState | null = null): CertifyRefusal | null {
     const now = this.o.now();
     this.sweep(now);
     const b = this.buckets.get(key);
     const rate = b ? b.rate : key.startsWith(SHARED) || key.startsWith(SERVICE_ACCOUNT) ? this.shared : this.workload;
-    const tokens = b ? Math.min(rate.burst, b.tokens + (now - b.at) / rate.refillMs) : rate.burst;
+    let tokens = b ? Math.min(rate.burst, b.tokens + (now - b.at) / rate.refillMs) : rate.burst;
+    // Refilled since it was signed; a clock behind the signer's refills nothing, not less than nothing.
+    if (carried !== null) tokens = Math.min(tokens, rate.burst, carried.tokens + Math.max(0, this.o.wallNow() - carried.atWallMs) / rate.refillMs);
     if (tokens < 1) {
-      const first = !b!.refused;
-      b!.tokens = tokens;
-      b!.at = now;
-      b!.refused = true;
+      const first = b ? !b.refused : true;
+      if (b) {
+        b.tokens = tokens;
+        b.at = now;
+        b.refused = true;
+      } else this.buckets.set(key, { rate, tokens, at: now, refused: true });
       return { retryAfterMs: Math.ceil((1 - tokens) * rate.refillMs), first };
     }
     if (b) {
@@ -172,29 +201,21 @@ export class CertifyLimiter {
     return null;
   }
 
-  /** A certificate with `serial`, valid until `notAfterMs` (wall clock), was issued to a call charged to `key`: its renewals are charged there too. */
-  issued(serial: string, key: string, notAfterMs: number): void {
-    // Oldest first (insertion order): the one closest to expiry, or already renewed.
-    // Counted: a dropped lineage is a certificate whose renewals get a full bucket of their own,
-    // which a flood of signatures (a fleet's bucket, many pods) could aim at (adv29).
-    if (this.lineage.size >= (this.o.maxLineages ?? MAX_LINEAGES)) {
-      this.lineage.delete(this.lineage.keys().next().value!);
-      this.o.onLineageDropped?.();
-    }
-    this.lineage.set(normalSerial(serial), { key, until: notAfterMs });
+  /** What a certificate signed for `key` just now carries (after take): the key and what is left in its bucket. */
+  stateOf(key: string): CarriedState {
+    const b = this.buckets.get(key);
+    return { key, tokens: b ? Math.max(0, b.tokens + (this.o.now() - b.at) / b.rate.refillMs) : 0, atWallMs: this.o.wallNow() };
   }
 
-  /** How many buckets (not full) and lineages (certificates not expired) are kept. */
-  get size(): { readonly buckets: number; readonly lineages: number } {
-    return { buckets: this.buckets.size, lineages: this.lineage.size };
+  /** How many buckets (not full) are kept. */
+  get size(): { readonly buckets: number } {
+    return { buckets: this.buckets.size };
   }
 
-  /** At most once per refill interval (at least a second): drop full buckets and lineages of expired certificates. */
+  /** At most once per refill interval (at least a second): drop full buckets. */
   private sweep(now: number): void {
     if (now < this.nextSweep) return;
     this.nextSweep = now + Math.max(1000, this.workload.refillMs);
     for (const [k, b] of this.buckets) if (b.tokens + (now - b.at) / b.rate.refillMs >= b.rate.burst) this.buckets.delete(k);
-    const wall = this.o.wallNow();
-    for (const [s, l] of this.lineage) if (l.until <= wall) this.lineage.delete(s);
   }
 }

@@ -28,7 +28,6 @@ export class IdentityMetrics {
   readonly issued: Counter<string>;
   readonly refused: Counter<'reason'>;
   readonly signDuration: Histogram<string>;
-  readonly lineagesDropped: Counter<string>;
 
   constructor(registry: Registry, issuer: Issuer) {
     const registers = [registry];
@@ -37,11 +36,6 @@ export class IdentityMetrics {
       name: 'wren_identity_certificates_refused_total',
       help: 'Certify calls refused, by reason',
       labelNames: ['reason'] as const,
-      registers,
-    });
-    this.lineagesDropped = new Counter({
-      name: 'wren_identity_certify_lineages_dropped_total',
-      help: 'Certificate lineages the Certify limit dropped past its bound (100,000): such a certificate renews from a bucket of its own instead of its caller\'s',
       registers,
     });
     this.signDuration = new Histogram({

@@ -4,7 +4,7 @@ import { DEFAULT_LEAF_TTL_MS, parseSpiffeId, PkiError, type PkiErrorCode, type S
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
-import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST } from './certify-limiter.js';
+import { CertifyLimiter, certifyRefillMs, CERTIFY_BURST, encodeCertifyState, parseCertifyState } from './certify-limiter.js';
 import { parseCertifyLimit, type CertifyLimitSettings } from './certify-limit-settings.js';
 import { ClientAnchors } from './client-anchors.js';
 import { AuthError, type Authenticator, type Principal } from './authenticator.js';
@@ -101,9 +101,10 @@ export class IdentityService {
       burst: limit.burst ?? CERTIFY_BURST,
       refillMs: limit.refillMs ?? certifyRefillMs(this.ttlMs),
       ...(limit.bootstrapToken ? { sharedToken: limit.bootstrapToken } : {}),
+      // The CA of the moment (issuer-reloader.ts): a replica sharing it digests a token alike.
+      tokenDigest: (token) => issuerSnapshot(o.issuer).ca.keyedDigest(token),
       now: () => o.clock.now(),
       wallNow: () => o.clock.wallNow(),
-      onLineageDropped: () => o.metrics.lineagesDropped.inc(),
     });
   }
 
@@ -200,8 +201,9 @@ export class IdentityService {
         `the token proves ${principal.namespace}/${principal.serviceAccount}, but ${req.identity} was requested`,
       );
     // Charged before the CSR is even parsed: checking it is part of the work bounded.
-    const key = this.limiter.keyOf(principal, renewal ? client!.serial : null, Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? ''));
-    const refusal = this.limiter.take(key);
+    const carried = renewal ? parseCertifyState(client!.certifyState ?? undefined) : null;
+    const key = this.limiter.keyOf(principal, renewal ? { serial: client!.serial, state: carried } : null, Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? ''));
+    const refusal = this.limiter.take(key, carried);
     if (refusal !== null)
       throw new CertifyError(
         grpc.status.RESOURCE_EXHAUSTED, 'rate_limited', `too many certificates for this workload (${key.split(' ')[0]}): try again in ${refusal.retryAfterMs} ms`,
@@ -232,14 +234,14 @@ export class IdentityService {
     const t0 = this.o.clock.now();
     let issued;
     try {
-      issued = ca.issue(req.csrPem, { identity: id, ttlMs, now: new Date(this.o.clock.wallNow()) });
+      // The limit's state goes with the certificate, for whichever replica it renews at (certify-limiter.ts).
+      issued = ca.issue(req.csrPem, { identity: id, ttlMs, now: new Date(this.o.clock.wallNow()), certifyState: encodeCertifyState(this.limiter.stateOf(key)) });
     } catch (e) {
       if (e instanceof PkiError) throw fromPkiError(e);
       throw e;
     }
     this.o.metrics.signDuration.observe((this.o.clock.now() - t0) / 1000);
     this.o.metrics.issued.inc();
-    this.limiter.issued(issued.serial, key, issued.notAfter.getTime());
     this.o.logger.info('certificate issued', {
       identity: issued.spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), via: principal.via, ...(principal.pod ? { pod: principal.pod } : {}), peer,
     });

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { parseSpiffeId, spiffeIdOfLeaf } from '../../certs/index.js';
+import { parseExtensions } from '../../certs/x509.js';
 import type { ClientAnchors } from './client-anchors.js';
 
 /** A proxy's workload identity, proven by the client certificate of its TLS connection. */
@@ -12,6 +13,8 @@ export interface PeerIdentity {
   readonly notAfterMs: number;
   /** Lower-case hex, for logs (never the certificate itself). */
   readonly serial: string;
+  /** The Certify limit's state the certificate carries (certs/x509.ts CERTIFY_STATE_OID), or null. */
+  readonly certifyState?: string | null;
 }
 
 /** Why a call carries no usable identity. Also the `reason` label of the refusal metrics. */
@@ -61,7 +64,7 @@ export function peerIdentityOf(
     const id = parseSpiffeId(spiffeId);
     if (id.trustDomain !== trustDomain) return { ok: false, reason: 'bad-client-certificate', detail: `the client certificate is for trust domain "${id.trustDomain}", not "${trustDomain}"` };
     const notAfterMs = new Date(cert.valid_to).getTime();
-    return { ok: true, anchor, certificate, peer: { spiffeId, namespace: id.namespace, serviceAccount: id.serviceAccount, notAfterMs: Number.isFinite(notAfterMs) ? notAfterMs : 0, serial: String(cert.serialNumber ?? '').toLowerCase() } };
+    return { ok: true, anchor, certificate, peer: { spiffeId, namespace: id.namespace, serviceAccount: id.serviceAccount, notAfterMs: Number.isFinite(notAfterMs) ? notAfterMs : 0, serial: String(cert.serialNumber ?? '').toLowerCase(), certifyState: parseExtensions(cert.raw).certifyState ?? null } };
   } catch (e) {
     return { ok: false, reason: 'bad-client-certificate', detail: `the client certificate is not a workload X509-SVID: ${(e as Error).message}` };
   }
