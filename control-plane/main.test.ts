@@ -103,11 +103,28 @@ describe('wren control-plane identity flags', () => {
     [['--certify-refill', '0s'], /^--certify-refill: expected a duration from 1ms to 24h, got 0 ms$/],
     [['--certify-fleet-burst', '2.5'], /^--certify-fleet-burst: expected a number, got "2.5"$|^--certify-fleet-burst: expected an integer/],
     [['--certify-fleet-refill', 'soon'], /^--certify-fleet-refill: expected a duration/],
+    [['--report-burst', '0'], /^--report-burst: expected a number in 1\.\.10000, got 0$/],
+    [['--report-burst', '1.5'], /^--report-burst: expected an integer in 1\.\.10000, got 1\.5$/],
+    [['--report-rate', 'fast'], /^--report-rate: expected a number, got "fast"$/],
+    [['--report-rate', '0'], /^--report-rate: expected a number in 0\.001\.\.1000, got 0$/],
+    [['--stats-max-series', '-3'], /^--stats-max-series: expected a number, got "-3"$/],
+    [['--stats-max-series-per-proxy', '0'], /^--stats-max-series-per-proxy: expected a number in 1\.\.10000000, got 0$/],
+    [['--stats-max-reporters', '2000000'], /^--stats-max-reporters: expected a number in 1\.\.1000000, got 2000000$/],
+    [['--stats-max-reporters'], /^--stats-max-reporters needs a value$/],
     [['--namespace', 'Wren'], /--namespace: expected a Kubernetes namespace name/],
     [['--trust-bundle', 'b.pem'], /--trust-bundle needs --ca-dir/],
     [['--ca-dir'], /--ca-dir needs a value/],
   ])('usage error %j', (argv, msg) => {
     expect(() => parseControlPlaneArgs(argv, {})).toThrow(msg);
+  });
+});
+
+describe('wren control-plane report flags (adv41: settable only embedded)', () => {
+  test('unset: the defaults; each flag its field', () => {
+    expect(parseControlPlaneArgs([], {}).reports).toEqual({ budget: {}, stats: {} });
+    expect(parseControlPlaneArgs([
+      '--report-burst', '20', '--report-rate=0.5', '--stats-max-series', '50000', '--stats-max-series-per-proxy=500', '--stats-max-reporters', '20000',
+    ], {}).reports).toEqual({ budget: { burst: 20, perSecond: 0.5 }, stats: { maxSeries: 50_000, maxSeriesPerReporter: 500, maxReporters: 20_000 } });
   });
 });
 

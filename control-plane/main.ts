@@ -17,6 +17,8 @@ import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from '
 import { ADMIN_PATHS } from './admin-server.js';
 import { ControlPlane, splitHostPort } from './server.js';
 import { ConfigError } from '../common/schema.js';
+import type { ReportBudget } from './discovery/discovery-server.js';
+import { REPORT_LIMIT_FIELDS, type StatsLimits } from './report-limit-settings.js';
 import { DirSource } from './sources/dir-source.js';
 import { KubernetesSource } from './sources/kubernetes-source.js';
 
@@ -61,6 +63,8 @@ export interface ControlPlaneArgs {
   readonly tracing: { readonly collector: string; readonly plaintext: boolean; readonly caFile: string | null } | null;
   /** Mesh-wide egress mode pushed to every proxy (--egress-mode); null: not set (proxies default to ALLOW_ANY). */
   readonly egressMode: EgressMode | null;
+  /** What the control plane takes of the proxies' reports (--report-burst, --report-rate, --stats-max-*); {}: the defaults. */
+  readonly reports: { readonly budget: Partial<ReportBudget>; readonly stats: StatsLimits };
   readonly help: boolean;
 }
 
@@ -143,6 +147,15 @@ Health-based withdrawal (proxies' HealthReports take an endpoint out mesh-wide; 
   --health-max-withdrawn-percent P  never withdraw more than P % of a service port's ready
                                 endpoints (default 50, Envoy's panic threshold)
 
+Proxies' reports (StatsReport, HealthReport, IdentityReport on the discovery stream; docs/control-plane.md):
+  --report-burst N              reports of each kind one stream may send at once (default 10; 1..10000);
+                                past the budget they are dropped unread and counted
+  --report-rate N               then this many a second (default 5; 0.001..1000)
+  --stats-max-series N          edge series the stats store keeps (default 20000; 1..10000000)
+  --stats-max-series-per-proxy N  of them from one proxy (default 2000, or --stats-max-series
+                                if only that is given; 1..10000000)
+  --stats-max-reporters N       proxies whose stats are kept (default 10000; 1..1000000)
+
 Tracing of Certify calls and discovery subscriptions/pushes (docs/control-plane.md; default off):
   --trace-collector HOST:PORT   OTLP/gRPC collector to export the spans to
   --trace-collector-plaintext   plaintext gRPC to it (default TLS)
@@ -182,6 +195,16 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   const certifyField = (into: { burst?: number; refillMs?: number }, k: keyof typeof CERTIFY_LIMIT_FIELDS, flag: string, raw: unknown): void => {
     try {
       into[k] = CERTIFY_LIMIT_FIELDS[k](raw, flag);
+    } catch (e) {
+      throw e instanceof ConfigError ? new UsageError(e.message) : e;
+    }
+  };
+  const budget: { burst?: number; perSecond?: number } = {};
+  const statsLimits: { maxSeries?: number; maxSeriesPerReporter?: number; maxReporters?: number } = {};
+  /** A number flag through its field's parser (the flag is the path): the same bounds as the embedded option. */
+  const reportField = <K extends keyof typeof REPORT_LIMIT_FIELDS>(k: K, flag: string, v: string): number => {
+    try {
+      return REPORT_LIMIT_FIELDS[k](/^\d+(\.\d+)?$/.test(v) ? Number(v) : v, flag);
     } catch (e) {
       throw e instanceof ConfigError ? new UsageError(e.message) : e;
     }
@@ -311,6 +334,21 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--certify-fleet-refill':
         certifyField(fleet, 'refillMs', flag, value());
         break;
+      case '--report-burst':
+        budget.burst = reportField('burst', flag, value());
+        break;
+      case '--report-rate':
+        budget.perSecond = reportField('perSecond', flag, value());
+        break;
+      case '--stats-max-series':
+        statsLimits.maxSeries = reportField('maxSeries', flag, value());
+        break;
+      case '--stats-max-series-per-proxy':
+        statsLimits.maxSeriesPerReporter = reportField('maxSeriesPerReporter', flag, value());
+        break;
+      case '--stats-max-reporters':
+        statsLimits.maxReporters = reportField('maxReporters', flag, value());
+        break;
       case '--namespace':
         namespace = value();
         if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace: expected a Kubernetes namespace name, got ${JSON.stringify(namespace)}`);
@@ -399,6 +437,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   if (tracePlaintext && traceCa) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca are exclusive');
   return {
     source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
+    reports: { budget: { ...budget }, stats: { ...statsLimits } },
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'native' } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: {
@@ -451,6 +490,8 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     adminAuthenticator: kc ? TokenReviewAuthenticator.fromKubeConfig(kc, { clock: systemClock, audiences: [ADMIN_TOKEN_AUDIENCE], limits: idArgs.tokenReview }) : null,
     transport: args.insecure ? 'insecure' : 'tls',
     healthWithdrawal: args.healthWithdrawal,
+    reportBudget: args.reports.budget,
+    statsLimits: args.reports.stats,
     ...(args.egressMode ? { egressMode: args.egressMode } : {}),
     ...(args.tracing ? { tracing: new ControlPlaneTracing({ ...args.tracing, namespace: idArgs.namespace, clock: systemClock, logger }) } : {}),
     source: (ctx) => {

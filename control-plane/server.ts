@@ -19,6 +19,8 @@ import { num, obj, optional, parseWith, type Parser } from '../common/schema.js'
 import type { Authenticator } from './identity/authenticator.js';
 import { IdentityMetrics } from './identity/identity-metrics.js';
 import { parseCertifyLimit } from './identity/certify-limit-settings.js';
+import { parseReportBudget, parseStatsLimits, type StatsLimits } from './report-limit-settings.js';
+import type { ReportBudget } from './discovery/discovery-server.js';
 import { IdentityService, type IdentityServiceOptions } from './identity/identity-service.js';
 import type { Issuer } from './identity/issuer.js';
 import { ServingIdentity } from './identity/serving-identity.js';
@@ -137,6 +139,17 @@ export interface ControlPlaneOptions {
   readonly adminAuthenticator?: Authenticator | null;
   /** The gRPC port's connection limits (tests shorten them); absent fields: DEFAULT_GRPC_CONNECTION_LIMITS. */
   readonly grpcConnections?: Partial<GrpcConnectionLimits>;
+  /**
+   * Reports per discovery stream and kind (discovery-server.ts REPORT_BUDGET; --report-burst,
+   * --report-rate); absent fields: the default. Checked at start, errors name reportBudget.FIELD.
+   */
+  readonly reportBudget?: Partial<ReportBudget>;
+  /**
+   * The stats store's bounds (report-limit-settings.ts; --stats-max-series,
+   * --stats-max-series-per-proxy, --stats-max-reporters); absent fields: the defaults. Checked
+   * at start, errors name statsLimits.FIELD.
+   */
+  readonly statsLimits?: StatsLimits;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -180,7 +193,10 @@ export class ControlPlane {
       settings: parseWithdrawalSettings(o.healthWithdrawal), clock: o.clock, logger: o.logger, metrics: new WithdrawalMetrics(this.metrics.registry),
     });
     const statsMetrics = new StatsMetrics(this.metrics.registry);
-    this.stats = new StatsStore({ clock: o.clock, onLimit: (limit, n) => statsMetrics.dropped.inc({ limit }, n), onIngest: (series) => {
+    // Checked here, errors naming the field: a NaN bound in the store compared false and kept everything.
+    const statsLimits = parseStatsLimits(o.statsLimits, 'statsLimits');
+    const reportBudget = parseReportBudget(o.reportBudget, 'reportBudget');
+    this.stats = new StatsStore({ clock: o.clock, ...statsLimits, onLimit: (limit, n) => statsMetrics.dropped.inc({ limit }, n), onIngest: (series) => {
       statsMetrics.reports.inc();
       statsMetrics.series.set(series);
     } });
@@ -205,6 +221,7 @@ export class ControlPlane {
     const clientAuth = this.serving ? { trustDomain: o.identity!.issuer.ca.trustDomain, podsAuthoritative: this.source.name === 'kubernetes' } : undefined;
     this.discovery = new DiscoveryServer({
       store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, stats: this.stats, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing, egressMode: o.egressMode,
+      reportBudget,
     });
     if (o.tracing) {
       o.tracing.registerMetrics(this.metrics.registry);
