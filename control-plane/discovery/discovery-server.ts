@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { isIP } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport } from '../../contract/discovery.js';
@@ -133,6 +134,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export const MAX_STREAMS_PER_POD = 8;
 
 /**
+ * Plaintext discovery (`--insecure`, no client authentication: meant for tests and a
+ * debugging session) has no certificate to bound by, so it bounds what a stream says and
+ * where it comes from. A stream claiming a pod counts against that claimed pod
+ * (MAX_STREAMS_PER_POD, refused `streams-per-pod` as with mTLS): a sidecar in a reconnect
+ * loop holds no more there than here. A claim costs nothing to make, though, so what bounds
+ * a client is its source address: at most this many streams from one (refused
+ * `streams-per-address`), the catalogs of 8 pods' worth of sidecars (a node's pods each have
+ * their own address; a hostNetwork or SNATed client shares one). Loopback is exempt: every
+ * local process has that one address (the test suites and the benchmark open hundreds of
+ * plaintext streams from 127.0.0.1), and whoever runs there can do more than open streams.
+ * Until 2026-12-07 (adv41) plaintext streams were bounded by nothing, unlike mTLS ones
+ * (istiod's plaintext port 15010 is still under its connection rate limit, PILOT_MAX_REQUESTS_PER_SECOND).
+ */
+export const MAX_PLAINTEXT_STREAMS_PER_ADDRESS = 64;
+
+/**
  * The most bytes of computed responses kept for sharing (entryFor's cache, and the copies
  * with per-subscriber parts). The cache lived until the next change of the view, keyed by
  * the subscriber's service filter, which a Subscribe chooses: in a quiet mesh, streams opened
@@ -195,6 +212,8 @@ export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
   /** Open streams per authenticated pod, or certificate of a proxy that names none (MAX_STREAMS_PER_POD, streamsKey). */
   private readonly podStreams = new Map<string, number>();
+  /** Open plaintext streams per source address (MAX_PLAINTEXT_STREAMS_PER_ADDRESS; loopback not counted). */
+  private readonly addressStreams = new Map<string, number>();
   private readonly cache = new Map<string, Entry>();
   /** The cached entries, oldest first, with their key and the bytes they hold (MAX_RESPONSE_CACHE_BYTES). */
   private readonly cached = new Map<Entry, { readonly key: string; bytes: number }>();
@@ -410,11 +429,8 @@ export class DiscoveryServer {
     s.expiryTimer = null;
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
-    if (s.podKey !== null) {
-      const left = this.podStreams.get(s.podKey)! - 1;
-      if (left > 0) this.podStreams.set(s.podKey, left);
-      else this.podStreams.delete(s.podKey);
-    }
+    if (s.podKey !== null) release(this.podStreams, s.podKey);
+    if (s.addressKey !== null) release(this.addressStreams, s.addressKey);
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
     this.o.withdrawal?.forget(s.id);
@@ -567,16 +583,30 @@ export class DiscoveryServer {
   private pump(s: Subscriber): void {
     if (s.closed || !s.sub || s.inflight || !this.o.store.ready) return;
     const view = this.o.store.view;
-    if (s.authPeer && s.podKey === null) {
-      // On the first push, not at Subscribe: only a synced view knows every pod.
-      const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
-      if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
-      const key = streamsKey(s);
-      const open = this.podStreams.get(key) ?? 0;
-      if (open >= MAX_STREAMS_PER_POD)
+    if (!s.streamsCounted) {
+      let key: string | null;
+      let address: string | null = null;
+      if (s.authPeer) {
+        // On the first push, not at Subscribe: only a synced view knows every pod.
+        const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
+        if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
+        key = streamsKey(s);
+      } else {
+        // Plaintext (no client authentication): the pod the stream claims, if any, and its source address.
+        key = s.sub.identity.pod ? `claimed pod ${claimedPod(s.sub.identity)}` : null;
+        address = sourceAddress(s.peer);
+      }
+      const open = key === null ? 0 : (this.podStreams.get(key) ?? 0);
+      if (key !== null && open >= MAX_STREAMS_PER_POD)
         return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
-      this.podStreams.set(key, open + 1);
+      const fromAddress = address === null ? 0 : (this.addressStreams.get(address) ?? 0);
+      if (address !== null && fromAddress >= MAX_PLAINTEXT_STREAMS_PER_ADDRESS)
+        return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-address', `${address} has ${fromAddress} plaintext discovery streams open, at most ${MAX_PLAINTEXT_STREAMS_PER_ADDRESS}`);
+      if (key !== null) this.podStreams.set(key, open + 1);
+      if (address !== null) this.addressStreams.set(address, fromAddress + 1);
       s.podKey = key;
+      s.addressKey = address;
+      s.streamsCounted = true;
     }
     const trust = this.trust?.current() ?? null;
     // A trust state the proxy refused on its own (nackedTrustKey) is not due: deltas go out
@@ -719,6 +749,24 @@ export class DiscoveryServer {
  * its backoff and never gets a config). Each sidecar has its own certificate (its own key,
  * its own Certify), so the bound stays one certificate's, as it was meant.
  */
+/** One fewer stream open under `key`. */
+function release(counts: Map<string, number>, key: string): void {
+  const left = (counts.get(key) ?? 0) - 1;
+  if (left > 0) counts.set(key, left);
+  else counts.delete(key);
+}
+
+/**
+ * The address a plaintext stream comes from (grpc-js's getPeer: `ADDRESS:PORT`, an IPv6
+ * address unbracketed), an IPv4-mapped IPv6 address as its IPv4; null for loopback or an
+ * address it cannot tell (MAX_PLAINTEXT_STREAMS_PER_ADDRESS).
+ */
+function sourceAddress(peer: string): string | null {
+  const address = peer.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  if (isIP(address) === 0 || address.startsWith('127.') || address === '::1') return null;
+  return address;
+}
+
 function streamsKey(s: Subscriber): string {
   const pod = s.sub!.identity.pod;
   if (pod) return `pod ${s.authPeer!.namespace}/${pod}`;

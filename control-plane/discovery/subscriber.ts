@@ -74,9 +74,13 @@ export interface Subscriber {
   /**
    * Set once the Subscribe's pod claim was checked against a synced view (client-auth.ts):
    * what the stream counts against for MAX_STREAMS_PER_POD (its pod, or its certificate when
-   * it names none; discovery-server.ts streamsKey). Null: not checked yet.
+   * it names none; discovery-server.ts streamsKey; on plaintext, the pod it claims). Null: none.
    */
   podKey: string | null;
+  /** The source address a plaintext stream counts against (MAX_PLAINTEXT_STREAMS_PER_ADDRESS); null: none (mTLS, loopback). */
+  addressKey: string | null;
+  /** The stream was counted (podKey and addressKey set) at its first push. */
+  streamsCounted: boolean;
   /** Ends the stream when the client certificate expires. */
   expiryTimer: Timer | null;
   closed: boolean;
@@ -100,7 +104,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podKey: null, expiryTimer: null, closed: false, reportBuckets: {},
+    authPeer: null, authAnchor: null, podKey: null, addressKey: null, streamsCounted: false, expiryTimer: null, closed: false, reportBuckets: {},
   };
 }
 

@@ -1,0 +1,96 @@
+import * as grpc from '@grpc/grpc-js';
+import { networkInterfaces } from 'node:os';
+import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
+import { MAX_PLAINTEXT_STREAMS_PER_ADDRESS, MAX_STREAMS_PER_POD } from '../control-plane/discovery/discovery-server.js';
+import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
+import { shopWebYaml } from './helpers/discovery-stream.js';
+import { waitFor } from './control-plane-harness.js';
+
+/**
+ * A plaintext control plane (`--insecure`: no client certificates) bounded no one's
+ * discovery streams, where an mTLS one holds a pod to MAX_STREAMS_PER_POD (adv15): each
+ * stream costs an encoded catalog, so anything reaching the port could hold any number
+ * (adv41). Plaintext streams now count against the pod they claim (MAX_STREAMS_PER_POD) and,
+ * since a claim costs nothing, their source address (MAX_PLAINTEXT_STREAMS_PER_ADDRESS;
+ * loopback exempt). Real plaintext gRPC streams; the address limit over this host's own
+ * non-loopback address (skipped without one).
+ */
+type Stream = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+
+let mesh: DirControlPlane | undefined;
+const clients: grpc.Client[] = [];
+
+beforeAll(async () => {
+  mesh = await startDirControlPlane({
+    prefix: 'wren-plaintext-limits-', trustDomain: 'cluster.local', seed: 41, mesh: { 'web.yaml': shopWebYaml(8080) },
+    // Every address: the address limit is shown over a non-loopback one.
+    control: { admin: null, listen: '0.0.0.0:0' },
+  });
+});
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await mesh?.kill();
+});
+
+/** The host's first non-loopback IPv4 address, or null. */
+const hostAddress = (): string | null =>
+  Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address ?? null;
+
+const refusals = async (): Promise<Record<string, number>> =>
+  Object.fromEntries((await mesh!.cp.metrics.registry.getSingleMetric('wren_cp_discovery_refused_total')!.get()).values.map((v) => [v.labels.reason, v.value]));
+
+/** A plaintext stream to `host` claiming `pod`: its first response, or the status it ended with. */
+function open(host: string, pod: string): { stream: Stream; outcome: Promise<DiscoveryResponse | grpc.StatusObject> } {
+  const { Client } = loadDiscoveryProto();
+  const client = new Client(`${host}:${mesh!.cp.grpcPort}`, grpc.credentials.createInsecure());
+  clients.push(client);
+  const stream = (client as unknown as { Stream(): Stream }).Stream();
+  stream.on('error', () => undefined);
+  const outcome = new Promise<DiscoveryResponse | grpc.StatusObject>((resolve) => {
+    stream.once('data', resolve);
+    stream.once('status', resolve);
+  });
+  stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod, labels: {} }, services: [], lastVersion: '' } });
+  return { stream, outcome };
+}
+
+const served = (o: DiscoveryResponse | grpc.StatusObject): boolean => 'version' in o;
+
+test('streams claiming one pod: MAX_STREAMS_PER_POD served, the next RESOURCE_EXHAUSTED (streams-per-pod), counted; a closed one frees its place', async () => {
+  const held: Stream[] = [];
+  for (let i = 0; i < MAX_STREAMS_PER_POD; i++) {
+    const s = open('127.0.0.1', 'web-0');
+    expect(served(await s.outcome)).toBe(true);
+    held.push(s.stream);
+  }
+  const over = (await open('127.0.0.1', 'web-0').outcome) as grpc.StatusObject;
+  expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(over.details).toBe(`claimed pod shop/web-0 has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+  expect((await refusals())['streams-per-pod']).toBe(1);
+  // Another pod, and a stream claiming none, from loopback: served.
+  expect(served(await open('127.0.0.1', 'web-1').outcome)).toBe(true);
+  expect(served(await open('127.0.0.1', '').outcome)).toBe(true);
+  held.pop()!.cancel();
+  const before = mesh!.cp.discovery.subscriberCount;
+  await waitFor(() => mesh!.cp.discovery.subscriberCount < before, 'the cancelled stream dropped');
+  expect(served(await open('127.0.0.1', 'web-0').outcome)).toBe(true);
+  for (const s of held) s.cancel();
+});
+
+const address = hostAddress();
+(address ? test : test.skip)(`one source address (not loopback): MAX_PLAINTEXT_STREAMS_PER_ADDRESS served, each claiming a pod of its own, the next RESOURCE_EXHAUSTED (streams-per-address)${address ? '' : ' [skipped: no non-loopback IPv4 address on this host]'}`, async () => {
+  const held: Stream[] = [];
+  for (let i = 0; i < MAX_PLAINTEXT_STREAMS_PER_ADDRESS; i++) {
+    const s = open(address!, `addr-${i}`);
+    expect(served(await s.outcome)).toBe(true);
+    held.push(s.stream);
+  }
+  const over = (await open(address!, 'addr-new').outcome) as grpc.StatusObject;
+  expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(over.details).toBe(`${address} has ${MAX_PLAINTEXT_STREAMS_PER_ADDRESS} plaintext discovery streams open, at most ${MAX_PLAINTEXT_STREAMS_PER_ADDRESS}`);
+  expect((await refusals())['streams-per-address']).toBe(1);
+  // Loopback is not that address: served.
+  expect(served(await open('127.0.0.1', 'addr-new').outcome)).toBe(true);
+  for (const s of held) s.cancel();
+}, 30_000);
