@@ -14,7 +14,14 @@ import { ManualSource, largeService } from './control-plane-harness.js';
  * left one encoded response each. A real control plane and raw discovery streams on loopback;
  * what the cache holds is read from the server (it is not on the wire).
  */
-const web = largeService(20_000);
+// ~1 MB per response, as 3,400 endpoints whose identity names a service account of 253
+// characters (the most a Kubernetes name has) rather than 20,000 with a short one: the bound
+// counts bytes, and encoding costs per endpoint, so the 70 streams below (over 64 MiB of
+// responses, which the bound needs) took 20-26 s of the 30 s timeout on a loaded 2-CPU CI
+// machine encoding 1.4 million endpoints; ~240,000 make the same bytes.
+const sa = `web-${'a'.repeat(249)}`;
+const big = largeService(3_400);
+const web = { ...big, ports: big.ports.map((p) => ({ ...p, endpoints: p.endpoints.map((e) => ({ ...e, identity: `spiffe://cluster.local/ns/shop/sa/${sa}` })) })) };
 
 let cp: ControlPlane;
 let client: grpc.Client | null = null;
