@@ -37,14 +37,20 @@ function send(h: Record<string, string>): Promise<{ status: number; err: string 
     st.on('response', (r) => {
       status = Number(r[':status']);
       err = r['wren-proxy-error'] as string | undefined;
+      // A refused CONNECT leaves nothing to send: end our half so the stream closes when the
+      // answer has ended. The proxy answers with END_STREAM and no RST_STREAM(NO_ERROR) (RFC
+      // 9113 §8.1 makes that a MAY), so a CONNECT left open waited out the 5 s below each
+      // time, 25 s of the test's 30 s.
+      if (status >= 200) st.end();
     });
     st.on('error', () => undefined);
     st.resume();
+    const t = setTimeout(() => st.close(), 5000);
     st.on('close', () => {
+      clearTimeout(t);
       s.close();
       resolve({ status, err });
     });
-    setTimeout(() => st.close(), 5000);
   });
 }
 
