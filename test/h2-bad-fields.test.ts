@@ -115,23 +115,32 @@ async function rawExchange(port: number, frames: readonly Buffer[], untilTypes: 
 
 const running = async (p: ProxyProcess | null): Promise<boolean> =>
   p === null || (await Promise.race([p.exited.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 300))]));
+/** Both still running 300 ms on (watched side by side: one 300 ms wait, not one per process). */
+const bothRunning = async (a: ProxyProcess | null, b: ProxyProcess): Promise<[boolean, boolean]> => Promise.all([running(a), running(b)]);
 
 describe.each(['mux', 'h2'] as const)('between the sidecars: %s', (meshHttp2) => {
+  // One pair of sidecar processes for the five answers (starting two processes per test was
+  // most of this file's 32 s in CI): each answer must leave both serving, which every test
+  // checks after its own call, so a sidecar that a bad field broke fails that test (and the
+  // ones after it), as a crash would have before.
+  let web: ProxyProcess | null = null;
+  let client: ProxyProcess;
+  beforeAll(async () => {
+    ({ web, client } = await pair(`${meshHttp2}-answers`, meshHttp2));
+  });
+  afterAll(async () => {
+    await Promise.all([client?.close(), web?.close()]);
+  });
+
   test.each(['/trailer-ctl', '/trailer-crlf', '/trailer-name', '/head-name', '/head-ctl'])('an app answering %s: the call fails cleanly, no bad field reaches the client, both sidecars keep serving', async (path) => {
-    const { web, client } = await pair(`${meshHttp2}${path.replace('/', '-')}`, meshHttp2);
-    try {
-      const bad = await get(client.outboundPort, path);
-      // Refused where it arrived (a stream error on the app's session): a failed call, or a
-      // 502; never the field itself.
-      expect(bad.trailers?.['x-bad']).toBeUndefined();
-      expect(bad.trailers?.['bad name']).toBeUndefined();
-      expect(bad.status === 0 || bad.status === 502).toBe(true);
-      expect(await running(web)).toBe(true);
-      expect(await running(client)).toBe(true);
-      expect(await get(client.outboundPort, '/')).toMatchObject({ status: 200 });
-    } finally {
-      await Promise.all([client.close(), web?.close()]);
-    }
+    const bad = await get(client.outboundPort, path);
+    // Refused where it arrived (a stream error on the app's session): a failed call, or a
+    // 502; never the field itself.
+    expect(bad.trailers?.['x-bad']).toBeUndefined();
+    expect(bad.trailers?.['bad name']).toBeUndefined();
+    expect(bad.status === 0 || bad.status === 502).toBe(true);
+    expect(await bothRunning(web, client)).toEqual([true, true]);
+    expect(await get(client.outboundPort, '/')).toMatchObject({ status: 200 });
   });
 });
 
@@ -154,8 +163,7 @@ test('a request field value with a control character (node:http2 serves it) is r
     const head = headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'web'], ['x-a', 'a\x01b']]);
     const frames = await rawExchange(client.outboundPort, [frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, head)], [FRAME.HEADERS, FRAME.RST_STREAM]);
     expect(frames.some((f) => (f.type === FRAME.HEADERS || f.type === FRAME.RST_STREAM) && f.id === 1)).toBe(true);
-    expect(await running(web)).toBe(true);
-    expect(await running(client)).toBe(true);
+    expect(await bothRunning(web, client)).toEqual([true, true]);
     expect(await get(client.outboundPort, '/')).toMatchObject({ status: 200 });
   } finally {
     await Promise.all([client.close(), web?.close()]);
