@@ -6,6 +6,7 @@ import { parseService } from '../../contract/parse.js';
 import { testPki } from '../helpers/pki.js';
 import { startProxy } from '../helpers/proxy.js';
 import { compileRouteManifests } from '../helpers/routes.js';
+import { scrape } from '../helpers/admin-metric.js';
 
 /**
  * ADV5-13: a WebSocket through a route with a RequestMirror leaves a WebSocket open to the
@@ -62,8 +63,14 @@ test('ADV5-13: the mirror of a WebSocket upgrade does not outlive the mirror\'s 
     ws.close();
     await new Promise((r) => ws.once('close', r));
   }
-  // Past the mirror's 10 s cancel, and every client long gone.
-  await new Promise((r) => setTimeout(r, 11_500));
+  // Until the three mirrors are decided (wren_route_mirror_requests_total, one count each:
+  // `upgrade` when not mirrored, at once; `timeout` at the 10 s cancel; `sent` when a mirrored
+  // tunnel ended) and none is open on the mirror target, or 11.5 s, past the mirror's 10 s
+  // cancel with every client long gone: the fixed 11.5 s sleep this replaces was most of the
+  // test's 12 s, for a decision made when the upgrade is routed.
+  const decided = async (): Promise<number> => (await scrape(client, 'wren_route_mirror_requests_total')).reduce((n, s) => n + s.value, 0);
+  const end = Date.now() + 11_500;
+  while (!((await decided()) >= 3 && mirrorOpen === 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
   // On main: 3 (one per client WebSocket, still open), with wren_route_mirror_requests_total{result="timeout"} 3.
   expect(mirrorOpen).toBe(0);
 }, 40_000);
