@@ -205,13 +205,15 @@ export class WorkerPool {
         // Up long enough: this crash starts afresh; a short life keeps doubling the delay.
         if (this.o.clock.now() - slot.upSince >= RESTART_STABLE_MS) slot.restarts = 0;
         this.restartsTotal.inc();
-        this.o.logger.error('listener worker exited; restarting it', { code: 'WORKER_EXITED', worker: slot.id, exitCode: code });
-        this.restart(slot);
+        const delay = this.restart(slot);
+        // The delay is logged (as the kubelet's "back-off 1.6s restarting"): a crash loop reads off it.
+        this.o.logger.error('listener worker exited; restarting it', { code: 'WORKER_EXITED', worker: slot.id, exitCode: code, restartInMs: delay });
       });
     });
   }
 
-  private restart(slot: Slot): void {
+  /** Starts the slot's worker again after the crash-loop delay, which it returns. */
+  private restart(slot: Slot): number {
     const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** slot.restarts++);
     this.o.clock.setTimeout(() => {
       if (this.closing) return;
@@ -220,6 +222,7 @@ export class WorkerPool {
         this.restart(slot);
       });
     }, delay);
+    return delay;
   }
 
   /** A worker's log line, re-emitted through the main logger (its level and sink). */
