@@ -2,7 +2,8 @@ import type { InboundPolicy, TrafficPolicy } from './model.js';
 
 /**
  * Defaults, with where each comes from (see shared/reference/mesh-anchors.md):
- * - balancer: Linkerd's peak-EWMA P2C, default RTT 30 ms, decay 10 s; ring min 1024 (Envoy).
+ * - balancer: Linkerd's peak-EWMA P2C, default RTT 30 ms, decay 10 s; ring min 1024, max 8M
+ *   entries (Envoy RingHash).
  * - outlier detection: Envoy's outlier_detection defaults (interval 10 s, base ejection
  *   30 s, max 300 s, 10 % max ejection, 5 consecutive 5xx, success rate 5 hosts / 100 req
  *   / 1.9 sigma, failure percentage 85 % enforcing 0); panic threshold 50 % (Envoy).
@@ -12,7 +13,7 @@ import type { InboundPolicy, TrafficPolicy } from './model.js';
  * - timeouts: connect 1 s (Linkerd outbound), request off so streams live.
  */
 export const DEFAULT_POLICY: TrafficPolicy = Object.freeze({
-  loadBalancer: Object.freeze({ kind: 'peak-ewma', ewmaDefaultRttMs: 30, ewmaDecayMs: 10_000, hashHeader: '', minRingSize: 1024 }),
+  loadBalancer: Object.freeze({ kind: 'peak-ewma', ewmaDefaultRttMs: 30, ewmaDecayMs: 10_000, hashHeader: '', minRingSize: 1024, maxRingSize: 8_388_608 }),
   outlierDetection: Object.freeze({
     enabled: true,
     intervalMs: 10_000,

@@ -64,7 +64,9 @@ export interface LoadBalancerPolicy {
   readonly ewmaDecayMs: number;
   /** ring-hash: hash on this request header; '' hashes on the source address. */
   readonly hashHeader: string;
+  /** ring-hash: Envoy RingHash minimum_ring_size / maximum_ring_size (entries); min <= max. */
   readonly minRingSize: number;
+  readonly maxRingSize: number;
 }
 
 /** Envoy outlier_detection semantics and defaults (envoy/config/cluster/v3/outlier_detection.proto). */

@@ -33,6 +33,9 @@ const positiveDuration = (def: number) => map(duration(def), (ms, path) => (ms >
  * is the request target, origin-form, so it starts with "/" (RFC 9112 section 3.2.1); for
  * grpc it names the service, with or without a leading "/" (health-checker.ts).
  */
+/** Envoy refuses a RingHash with minimum_ring_size > maximum_ring_size (ring_hash_lb.cc); so do we. */
+const ringSizesInOrder = <T extends { readonly minRingSize: number; readonly maxRingSize: number }>(lb: T, path: string): T =>
+  lb.minRingSize > lb.maxRingSize ? fail(`${path}.minRingSize`, `must not exceed maxRingSize (${lb.maxRingSize}), got ${lb.minRingSize}`) : lb;
 const healthCheckPath = map(str({ default: '/' }), (p, path) =>
   /^[!-~]*$/.test(p) ? p : fail(path, `expected visible ASCII only (no spaces, CR or LF), got ${JSON.stringify(p)}`),
 );
@@ -41,14 +44,15 @@ const httpPathStartsWithSlash = <T extends { readonly kind: string; readonly pat
 
 export const parseTrafficPolicy: Parser<TrafficPolicy> = obj({
   fault: optional(parseFaultInjection),
-  loadBalancer: obj({
+  loadBalancer: map(obj({
     kind: literal(['peak-ewma', 'least-request', 'round-robin', 'random', 'ring-hash'] as const, D.loadBalancer.kind),
     ewmaDefaultRttMs: duration(D.loadBalancer.ewmaDefaultRttMs),
     ewmaDecayMs: duration(D.loadBalancer.ewmaDecayMs),
     // '' (none) or a header name (headerName: RFC 9110 token, lower-cased as the codecs store names: `X-User` never matched).
     hashHeader: map(str({ default: D.loadBalancer.hashHeader }), (v, path) => (v === '' ? v : headerName(v, path))),
     minRingSize: num({ int: true, min: 1, max: 8_388_608, default: D.loadBalancer.minRingSize }),
-  }),
+    maxRingSize: num({ int: true, min: 1, max: 8_388_608, default: D.loadBalancer.maxRingSize }),
+  }), ringSizesInOrder),
   outlierDetection: obj({
     enabled: bool(D.outlierDetection.enabled),
     intervalMs: positiveDuration(D.outlierDetection.intervalMs),

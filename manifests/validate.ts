@@ -88,6 +88,11 @@ const KNOWN_CEL: Record<string, Json> = {
     if: { required: ['kind'], properties: { kind: { const: 'http' } } },
     then: { properties: { path: { pattern: '^/' } } },
   },
+  // TrafficPolicy loadBalancer: minRingSize <= maxRingSize, either defaulted (Envoy refuses
+  // minimum_ring_size > maximum_ring_size); the defaults are contract/defaults.ts's.
+  '(has(self.minRingSize) ? self.minRingSize : 1024) <= (has(self.maxRingSize) ? self.maxRingSize : 8388608)': {
+    ringSizesInOrder: { min: 1024, max: 8388608 },
+  },
   // RequestAuthentication jwtRule: exactly one key source.
   '[has(self.jwks), has(self.jwksUri), has(self.jwksFile)].filter(x, x).size() == 1': {
     oneOf: [{ required: ['jwks'] }, { required: ['jwksUri'] }, { required: ['jwksFile'] }],
@@ -177,6 +182,19 @@ function newAjv(): Ajv {
           self.errors.push({ keyword: 'uniqueKeys', instancePath: `${cxt?.instancePath ?? ''}/${i}/${keys[0]}`, message: `duplicate ${keys.join('/')} ${keys.map((k) => JSON.stringify((item as Json)[k])).join('/')} (also at [${first}])`, params: {} });
         else seen.set(id, i);
       });
+      return self.errors.length === 0;
+    },
+  });
+  // The TrafficPolicy loadBalancer rule above (CEL compares two fields; JSON Schema cannot).
+  ajv.addKeyword({
+    keyword: 'ringSizesInOrder',
+    type: 'object',
+    errors: true,
+    validate: function ringSizesInOrder(defaults: { min: number; max: number }, data: Json, _parent?: unknown, cxt?: { instancePath: string }) {
+      const self = ringSizesInOrder as unknown as { errors: Partial<ErrorObject>[] };
+      const min = typeof data.minRingSize === 'number' ? data.minRingSize : defaults.min;
+      const max = typeof data.maxRingSize === 'number' ? data.maxRingSize : defaults.max;
+      self.errors = min <= max ? [] : [{ keyword: 'ringSizesInOrder', instancePath: `${cxt?.instancePath ?? ''}/minRingSize`, message: `must not exceed maxRingSize (${max}), got ${min}`, params: {} }];
       return self.errors.length === 0;
     },
   });

@@ -19,6 +19,6 @@ export function createBalancer(policy: LoadBalancerPolicy, deps: { clock: Clock;
     case 'random':
       return new RandomBalancer(deps.random);
     case 'ring-hash':
-      return new RingHashBalancer(deps.random, policy.minRingSize);
+      return new RingHashBalancer(deps.random, policy.minRingSize, policy.maxRingSize);
   }
 }

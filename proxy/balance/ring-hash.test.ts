@@ -1,8 +1,38 @@
-import { seededRandom } from '../../common/clock.js';
-import { RingHashBalancer, type RingPicker } from './ring-hash.js';
+import { FakeClock, seededRandom } from '../../common/clock.js';
+import { parseTrafficPolicy } from '../../contract/parse.js';
+import { createBalancer } from './create-balancer.js';
+import type { Host, Picker } from './balancer.js';
+import { entriesPerHost, RingHashBalancer, type RingPicker } from './ring-hash.js';
 import { makeHosts } from './test-hosts.js';
 
 const keys = Array.from({ length: 5000 }, (_, i) => `user-${i}`);
+/** Enough keys to see 1/N of them move at N = 1,024 (about 50). */
+const manyKeys = Array.from({ length: 50_000 }, (_, i) => `k${i}`);
+
+const ring = (hosts: readonly Host[], minRingSize = 1024, maxRingSize?: number): RingPicker =>
+  new RingHashBalancer(seededRandom(1), minRingSize, maxRingSize).build(hosts) as RingPicker;
+
+/** Share of `keyList` each host gets, by host key. */
+function shares(picker: Picker, keyList: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const k of keyList) {
+    const h = picker.pick({ hashKey: k })!;
+    counts.set(h.key, (counts.get(h.key) ?? 0) + 1);
+  }
+  for (const [k, c] of counts) counts.set(k, c / keyList.length);
+  return counts;
+}
+
+/** The keys whose host differs between two pickers, as [key, before, after]. */
+function moves(before: Picker, after: Picker, keyList: readonly string[]): [string, string, string][] {
+  const out: [string, string, string][] = [];
+  for (const k of keyList) {
+    const was = before.pick({ hashKey: k })!.key;
+    const now = after.pick({ hashKey: k })!.key;
+    if (was !== now) out.push([k, was, now]);
+  }
+  return out;
+}
 
 describe('RingHashBalancer', () => {
   it('maps the same key to the same host, across rebuilds too', () => {
@@ -17,43 +47,129 @@ describe('RingHashBalancer', () => {
   });
 
   it('builds at least minRingSize points, proportional to weight', () => {
-    const picker = new RingHashBalancer(seededRandom(1), 1024).build(makeHosts([1, 3])) as RingPicker;
+    const picker = ring(makeHosts([1, 3]));
     expect(picker.ringSize).toBeGreaterThanOrEqual(1024);
     expect(picker.ringSize).toBeLessThan(2048);
   });
 
   it('spreads keys evenly and by weight', () => {
     const hosts = makeHosts([1, 1, 2]);
-    const picker = new RingHashBalancer(seededRandom(1), 1024).build(hosts);
-    const counts = new Map<string, number>();
-    for (const k of keys) {
-      const h = picker.pick({ hashKey: k })!;
-      counts.set(h.key, (counts.get(h.key) ?? 0) + 1);
-    }
-    [0.25, 0.25, 0.5].forEach((share, i) => expect(Math.abs(counts.get(hosts[i].key)! / keys.length - share)).toBeLessThan(0.06));
+    const counts = shares(ring(hosts), keys);
+    [0.25, 0.25, 0.5].forEach((share, i) => expect(Math.abs(counts.get(hosts[i].key)! - share)).toBeLessThan(0.06));
   });
 
   it('removing one of N hosts moves only the keys it owned (~1/N)', () => {
     const hosts = makeHosts(Array(10).fill(1));
-    const before = new RingHashBalancer(seededRandom(1), 1024).build(hosts);
+    const before = ring(hosts);
     const removed = hosts[3];
-    const after = new RingHashBalancer(seededRandom(1), 1024).build(hosts.filter((h) => h !== removed));
-    let moved = 0;
-    for (const k of keys) {
-      const was = before.pick({ hashKey: k })!.key;
-      const now = after.pick({ hashKey: k })!.key;
-      if (was !== now) {
-        moved++;
-        expect(was).toBe(removed.key); // nothing else moves
+    const after = ring(hosts.filter((h) => h !== removed));
+    const moved = moves(before, after, keys);
+    for (const [, was] of moved) expect(was).toBe(removed.key); // nothing else moves
+    expect(moved.length / keys.length).toBeGreaterThan(0.05);
+    expect(moved.length / keys.length).toBeLessThan(0.15);
+  });
+
+  // The counts where a ring scaled to the host count changes every host's entries: a ring
+  // rounded to powers of two halved them between 7 and 8, 63 and 64, 1023 and 1024 hosts
+  // (about half of all keys moved); Envoy's exact scaling changes them at every count
+  // (about 2/N), and goes from 2 entries per host to 1 between 1023 and 1024.
+  const boundaries = [7, 8, 63, 64, 1023];
+
+  it('adding one host at counts around powers of two moves only keys to it, about 1/N', () => {
+    const failures: string[] = [];
+    for (const n of boundaries) {
+      const hosts = makeHosts(Array(n + 1).fill(1));
+      const before = ring(hosts.slice(0, n));
+      const after = ring(hosts);
+      const moved = moves(before, after, manyKeys);
+      const fraction = moved.length / manyKeys.length;
+      const elsewhere = moved.filter(([, , now]) => now !== hosts[n].key).length;
+      if (fraction >= 2.5 / (n + 1) || fraction < 0.3 / (n + 1) || elsewhere > 0) {
+        failures.push(`${n} -> ${n + 1}: ${(fraction * 100).toFixed(2)} % moved (1/N = ${(100 / (n + 1)).toFixed(2)} %), ${elsewhere} not to the new host`);
       }
     }
-    expect(moved / keys.length).toBeGreaterThan(0.05);
-    expect(moved / keys.length).toBeLessThan(0.15);
+    expect(failures).toEqual([]);
+  });
+
+  it('removing one host at counts around powers of two moves only its keys, about 1/N', () => {
+    const failures: string[] = [];
+    for (const n of boundaries.map((b) => b + 1)) {
+      const hosts = makeHosts(Array(n).fill(1));
+      const removed = hosts[n >> 1];
+      const before = ring(hosts);
+      const after = ring(hosts.filter((h) => h !== removed));
+      const moved = moves(before, after, manyKeys);
+      const fraction = moved.length / manyKeys.length;
+      const elsewhere = moved.filter(([, was]) => was !== removed.key).length;
+      if (fraction >= 2.5 / n || fraction < 0.3 / n || elsewhere > 0) {
+        failures.push(`${n} -> ${n - 1}: ${(fraction * 100).toFixed(2)} % moved (1/N = ${(100 / n).toFixed(2)} %), ${elsewhere} not from the removed host`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('changing one host weight moves only keys to that host', () => {
+    // 7 hosts of weight 1, then one of them at weight 2: 7 -> 8 weight units.
+    const hosts = makeHosts(Array(7).fill(1));
+    const heavier = makeHosts([1, 1, 1, 2, 1, 1, 1]);
+    const moved = moves(ring(hosts), ring(heavier), manyKeys);
+    expect(moved.filter(([, , now]) => now !== heavier[3].key)).toEqual([]);
+    expect(moved.length / manyKeys.length).toBeLessThan(2.5 / 8);
+  });
+
+  it('gives equal-weight hosts equal shares of the keys, within 35 %', () => {
+    // 160 entries a host spread its share by about ±8 %; 50,000 keys over 256 hosts add ±7 % of sampling.
+    for (const n of [64, 256]) {
+      const hosts = makeHosts(Array(n).fill(1));
+      const got = shares(ring(hosts), manyKeys);
+      const off = hosts.filter((h) => Math.abs((got.get(h.key) ?? 0) * n - 1) > 0.35).length;
+      expect({ n, off }).toEqual({ n, off: 0 });
+    }
+  });
+
+  it('gives hosts shares in proportion to their weights', () => {
+    const weights = Array.from({ length: 32 }, (_, i) => 1 + (i % 4)); // 1, 2, 3, 4, 1, 2 ...
+    const hosts = makeHosts(weights);
+    const total = weights.reduce((a, b) => a + b, 0);
+    const got = shares(ring(hosts), manyKeys);
+    const off = hosts.filter((h, i) => Math.abs((got.get(h.key) ?? 0) / (weights[i] / total) - 1) > 0.3);
+    expect(off.map((h) => h.key)).toEqual([]);
+    // Entries exactly in proportion: 160 per unit of the lightest weight.
+    expect(entriesPerHost([1, 2, 3, 4], 1024)).toEqual([160, 320, 480, 640]);
+    expect(entriesPerHost([2, 4, 6, 8], 1024)).toEqual([160, 320, 480, 640]);
+  });
+
+  it('keeps the ring at least minRingSize and at most max(minRingSize + N, 160 N) entries', () => {
+    for (const n of [1, 2, 5, 7, 64, 1024, 3000]) {
+      const size = ring(makeHosts(Array(n).fill(1))).ringSize;
+      expect({ n, atLeastMin: size >= 1024, bounded: size <= Math.max(1024 + n, 160 * n) }).toEqual({ n, atLeastMin: true, bounded: true });
+    }
+    // A larger minimum scales a few hosts up as Envoy does (ceil(min / N) entries each).
+    expect(ring(makeHosts([1, 1, 1]), 10_000).ringSize).toBe(3 * 3334);
+  });
+
+  it('caps the ring at maxRingSize, one entry per host at least (Envoy maximum_ring_size)', () => {
+    expect(ring(makeHosts(Array(100).fill(1)), 1024, 4096).ringSize).toBe(100 * 40);
+    expect(entriesPerHost([1, 1_000_000], 1024)).toEqual([8, 8_388_599]);
+    expect(entriesPerHost([1, 1, 1], 1024, 2)).toEqual([1, 1, 1]);
+    // minRingSize above maxRingSize: the maximum wins.
+    expect(entriesPerHost([1, 1], 8192, 4096)).toEqual([2048, 2048]);
+  });
+
+  it('takes minRingSize and maxRingSize from the policy, and refuses a minimum above the maximum', () => {
+    const policy = (loadBalancer: object) => parseTrafficPolicy({ loadBalancer: { kind: 'ring-hash', ...loadBalancer } }, 'spec.policy').loadBalancer;
+    expect(policy({})).toMatchObject({ minRingSize: 1024, maxRingSize: 8_388_608 });
+    const deps = { clock: new FakeClock(0), random: seededRandom(1) };
+    const capped = createBalancer(policy({ maxRingSize: 4096 }), deps).build(makeHosts(Array(100).fill(1))) as RingPicker;
+    expect(capped.ringSize).toBe(4000);
+    const raised = createBalancer(policy({ minRingSize: 10_000 }), deps).build(makeHosts([1, 1, 1])) as RingPicker;
+    expect(raised.ringSize).toBe(3 * 3334);
+    expect(() => policy({ minRingSize: 4096, maxRingSize: 1024 })).toThrow(/spec\.policy\.loadBalancer\.minRingSize: must not exceed maxRingSize \(1024\), got 4096/);
   });
 
   it('walks to the next host on the ring for excluded hosts; random without a key', () => {
     const hosts = makeHosts([1, 1, 1]);
-    const picker = new RingHashBalancer(seededRandom(1), 1024).build(hosts);
+    const picker = ring(hosts);
     const first = picker.pick({ hashKey: 'k' })!;
     const second = picker.pick({ hashKey: 'k', exclude: new Set([first.key]) })!;
     expect(second.key).not.toBe(first.key);
@@ -61,5 +177,19 @@ describe('RingHashBalancer', () => {
     expect(picker.pick({ hashKey: 'k', exclude: new Set(hosts.map((h) => h.key)) })).toBeNull();
     const seen = new Set(Array.from({ length: 200 }, () => picker.pick({})!.key));
     expect(seen.size).toBe(3);
+  });
+
+  it('lays the ring over every counted host; an unusable one only hands its keys to the next', () => {
+    const hosts = makeHosts(Array(8).fill(1));
+    const balancer = new RingHashBalancer(seededRandom(1), 1024);
+    const full = balancer.build(hosts) as RingPicker;
+    const ejected = hosts[2];
+    const within = balancer.buildWithin(hosts, hosts.filter((h) => h !== ejected)) as RingPicker;
+    expect(within.size).toBe(7);
+    expect(within.ringSize).toBe(full.ringSize);
+    const moved = moves(full, within, manyKeys.slice(0, 20_000));
+    expect(moved.filter(([, was]) => was !== ejected.key)).toEqual([]);
+    expect(moved.length).toBeGreaterThan(0);
+    expect(moves(full, balancer.build(hosts), manyKeys.slice(0, 20_000))).toEqual([]);
   });
 });
