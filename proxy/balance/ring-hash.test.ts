@@ -2,6 +2,7 @@ import { FakeClock, seededRandom } from '../../common/clock.js';
 import { parseTrafficPolicy } from '../../contract/parse.js';
 import { createBalancer } from './create-balancer.js';
 import type { Host, Picker } from './balancer.js';
+import { splitMix64Fill, xxHash64 } from './hash.js';
 import { entriesPerHost, RingHashBalancer, type RingPicker } from './ring-hash.js';
 import { makeHosts } from './test-hosts.js';
 
@@ -165,6 +166,31 @@ describe('RingHashBalancer', () => {
     const raised = createBalancer(policy({ minRingSize: 10_000 }), deps).build(makeHosts([1, 1, 1])) as RingPicker;
     expect(raised.ringSize).toBe(3 * 3334);
     expect(() => policy({ minRingSize: 4096, maxRingSize: 1024 })).toThrow(/spec\.policy\.loadBalancer\.minRingSize: must not exceed maxRingSize \(1024\), got 4096/);
+  });
+
+  it('sends a key to the owner of the first entry at or after its xxHash64, wrapping past the last (brute force)', () => {
+    const hosts = makeHosts([1, 2, 1, 3, 1]);
+    const counts = entriesPerHost(hosts.map((h) => h.endpoint.weight), 1024);
+    const total = counts.reduce((a, b) => a + b, 0);
+    const out = new Uint32Array(2);
+    const seeds = new Uint32Array(2 * hosts.length);
+    hosts.forEach((h, o) => {
+      xxHash64(h.key, out);
+      seeds.set(out, 2 * o);
+    });
+    const [hi, lo, owners] = [new Uint32Array(total), new Uint32Array(total), new Int32Array(total)];
+    splitMix64Fill(seeds, counts, hi, lo, owners);
+    const entries = Array.from(owners, (owner, k) => ({ at: (BigInt(hi[k]) << 32n) | BigInt(lo[k]), owner })).sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    const picker = ring(hosts);
+    let wrapped = 0;
+    for (const key of keys) {
+      xxHash64(key, out);
+      const at = (BigInt(out[0]) << 32n) | BigInt(out[1]);
+      const next = entries.find((e) => e.at >= at);
+      if (!next) wrapped++;
+      expect(picker.pick({ hashKey: key })!.key).toBe(hosts[(next ?? entries[0]).owner].key);
+    }
+    expect(wrapped).toBeGreaterThan(0);
   });
 
   it('walks to the next host on the ring for excluded hosts; random without a key', () => {

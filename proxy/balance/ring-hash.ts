@@ -86,12 +86,20 @@ export class RingHashBalancer implements Balancer {
   }
 }
 
-/** A sorted ring: entry k is at position hi[k]:lo[k] (64 bits) and belongs to hosts[owners[k]]. */
+/**
+ * A sorted ring: entry k is at position hi[k]:lo[k] (64 bits) and belongs to
+ * hosts[owners[k]]. `index[p]` is the first entry whose top INDEX_BITS bits are p or more
+ * (index[2^INDEX_BITS] = the entry count), so a pick searches only its own slice: about 40
+ * entries at 1,024 hosts instead of 163,840, whose 18 probes were mostly cache misses.
+ */
 interface RingLayout {
   readonly hi: Uint32Array;
   readonly lo: Uint32Array;
   readonly owners: Int32Array;
+  readonly index: Uint32Array;
 }
+
+const INDEX_BITS = 12;
 
 /** Entries per host (see RingHashBalancer): Envoy's floors, libketama's 160 per unit above them, Envoy's cap. */
 export function entriesPerHost(weights: readonly number[], minRingSize: number, maxRingSize: number = MAX_RING_SIZE): number[] {
@@ -141,7 +149,13 @@ function buildLayout(hosts: readonly Host[], minRingSize: number, maxRingSize: n
   radixPass(hi2, lo2, owners2, hi, lo, owners, 11, bucket);
   radixPass(hi, lo, owners, hi2, lo2, owners2, 22, bucket);
   orderTies(hi2, lo2, owners2);
-  return { hi: hi2, lo: lo2, owners: owners2 };
+  const index = new Uint32Array((1 << INDEX_BITS) + 1);
+  let k = 0;
+  for (let p = 0; p <= 1 << INDEX_BITS; p++) {
+    while (k < total && hi2[k] >>> (32 - INDEX_BITS) < p) k++;
+    index[p] = k;
+  }
+  return { hi: hi2, lo: lo2, owners: owners2, index };
 }
 
 const RADIX = 1 << 11;
@@ -244,10 +258,12 @@ export class RingPicker implements Picker {
 
   /** The first entry at or after position h:l, wrapping to 0 (Envoy's chooseHost). */
   private lowerBound(h: number, l: number): number {
-    const hi = this.layout.hi;
-    const lo = this.layout.lo;
-    let a = 0;
-    let b = hi.length;
+    const { hi, lo, index } = this.layout;
+    // Entries before index[p] are below h's slice and those from index[p + 1] on above it,
+    // so the answer is in [index[p], index[p + 1]].
+    const p = h >>> (32 - INDEX_BITS);
+    let a = index[p];
+    let b = index[p + 1];
     while (a < b) {
       const mid = (a + b) >>> 1;
       if (hi[mid] < h || (hi[mid] === h && lo[mid] < l)) a = mid + 1;
