@@ -6,7 +6,8 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describeMissing, installCommand, missing } from '../../scripts/test-prerequisites.mjs';
 
 export const sh = (args: string[]): string => execFileSync(args[0], args.slice(1), { stdio: 'pipe' }).toString();
@@ -129,6 +130,29 @@ export interface SpawnOptions {
   readonly mounts?: readonly Mount[];
 }
 
+/** The checkout the tests run from: the apps and sidecars they start as other UIDs read it. */
+const CHECKOUT = resolve(import.meta.dirname, '..', '..');
+
+/**
+ * The topmost directory on the way to the checkout that other users cannot search, or null.
+ * A root user's checkout on a fresh Debian machine is in root's own home (/root is 0700), where
+ * an app or a sidecar started as UID 1000 or 2102 could not read node, the built code or the
+ * modules (`Cannot read package config /root/package.json: permission denied`). Such a process
+ * gets, in its own mount namespace only, a 0711 tmpfs over that directory with the checkout
+ * bound back at its path (withMounts): it reaches the checkout and nothing else of the
+ * directory; nothing changes on the host.
+ */
+function blockedAncestor(dir: string): string | null {
+  const parts = dir.split('/').filter(Boolean);
+  // The checkout itself is not looked at: hiding it would not help.
+  for (let i = 1; i < parts.length; i++) {
+    const p = `/${parts.slice(0, i).join('/')}`;
+    if ((statSync(p).mode & 0o001) === 0) return p;
+  }
+  return null;
+}
+const BLOCKED = blockedAncestor(CHECKOUT);
+
 const underRun = (p: string): string | null => {
   const m = /^\/(?:var\/)?run(\/.*)?$/.exec(p);
   return m && !(m[1] ?? '').split('/').includes('..') ? `/run${m[1] ?? ''}` : null;
@@ -139,7 +163,7 @@ const underRun = (p: string): string | null => {
  * parameters carry every path, so nothing is quoted into the script). `mount -n`: libmount
  * would otherwise create /run/mount/utab on the host before the tmpfs hides /run.
  */
-function withMounts(mounts: readonly Mount[], argv: string[]): string[] {
+function withMounts(mounts: readonly Mount[], argv: string[], blocked: string | null = null): string[] {
   const lines = ['set -e', 'mount -n -t tmpfs -o mode=0755,size=16m wren-pod-run /run'];
   const params: string[] = [];
   for (const m of mounts) {
@@ -150,6 +174,18 @@ function withMounts(mounts: readonly Mount[], argv: string[]): string[] {
     // ${N}, not $N: $10 would be ${1}0.
     lines.push(`mkdir -p "\${${t}}"`, `mount -n --bind "\${${s}}" "\${${t}}"`);
     if (m.readOnly) lines.push(`mount -n -o remount,bind,ro "\${${t}}"`);
+  }
+  if (blocked) {
+    // After the volumes (their sources may be under `blocked`): the checkout kept aside in
+    // this namespace's /run, `blocked` hidden under a searchable tmpfs, the checkout back.
+    const [b, c] = [params.push(blocked), params.push(CHECKOUT)];
+    lines.push(
+      'mkdir -p /run/.wren-checkout',
+      `mount -n --bind "\${${c}}" /run/.wren-checkout`,
+      `mount -n -t tmpfs -o mode=0711,size=1m wren-traverse "\${${b}}"`,
+      `mkdir -p "\${${c}}"`,
+      `mount -n --bind /run/.wren-checkout "\${${c}}"`,
+    );
   }
   // unset PWD: the shell exported it; the process gets exactly the environment it was given.
   lines.push(`shift ${params.length}`, 'unset PWD', 'exec "$@"');
@@ -194,7 +230,8 @@ export class NetnsLab {
     const asUser = o.uid === undefined ? [] : ['setpriv', `--reuid=${o.uid}`, `--regid=${o.uid}`, '--clear-groups', '--'];
     // A minimal environment: no proxy variables (grpc-js honours http_proxy) or other host state leaks in.
     const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...(o.env ?? {}) };
-    const cmd = o.mounts?.length ? withMounts(o.mounts, [...asUser, ...argv]) : [...asUser, ...argv];
+    const blocked = o.uid === undefined ? null : BLOCKED;
+    const cmd = o.mounts?.length || blocked ? withMounts(o.mounts ?? [], [...asUser, ...argv], blocked) : [...asUser, ...argv];
     const child = spawn('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'pipe', 'pipe'], env, ...(o.cwd ? { cwd: o.cwd } : {}) });
     const p = new NsProcess(name, child);
     this.procs.push(p);
