@@ -77,7 +77,7 @@ const ticker = (authority: string): TickerClient => {
   return c;
 };
 
-test('a raw gRPC request with grpc-timeout 100m to a hanging backend gets DEADLINE_EXCEEDED from the sidecar in about 100 ms', async () => {
+test('a raw gRPC request with grpc-timeout 500m to a hanging backend gets DEADLINE_EXCEEDED from the sidecar in about 500 ms', async () => {
   const seenBefore = hangSeen.length;
   const session = h2connect(`http://127.0.0.1:${client.outboundPort}`);
   try {
@@ -88,7 +88,9 @@ test('a raw gRPC request with grpc-timeout 100m to a hanging backend gets DEADLI
       ':authority': 'hang:50051',
       'content-type': 'application/grpc',
       te: 'trailers',
-      'grpc-timeout': '100m',
+      // 500 ms, not 100: the backend must see the request (to show what was propagated) before
+      // the deadline, and with the suite sharing 2 CPUs the hop took over 100 ms once.
+      'grpc-timeout': '500m',
     });
     stream.end(Buffer.from([0, 0, 0, 0, 0]));
     const headers = await new Promise<IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
@@ -98,18 +100,18 @@ test('a raw gRPC request with grpc-timeout 100m to a hanging backend gets DEADLI
     expect(headers[':status']).toBe(200);
     expect(headers['grpc-status']).toBe('4');
     expect(headers['wren-proxy-error']).toBe('deadline-exceeded');
-    expect(took).toBeGreaterThanOrEqual(80);
-    expect(took).toBeLessThan(1000);
+    expect(took).toBeGreaterThanOrEqual(480);
+    expect(took).toBeLessThan(1500);
     // The deadline was propagated (what was left of it) and the upstream stream cancelled.
     const rec = hangSeen[seenBefore];
     const propagated = parseGrpcTimeout(String(rec.headers['grpc-timeout']));
     expect(propagated).not.toBeNull();
     expect(propagated!).toBeGreaterThan(0);
-    expect(propagated!).toBeLessThanOrEqual(100);
+    expect(propagated!).toBeLessThanOrEqual(500);
     const end = Date.now() + 1000;
     while (rec.closedAt === undefined && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     expect(rec.closedAt).toBeDefined();
-    expect(rec.closedAt! - t0).toBeLessThan(1000);
+    expect(rec.closedAt! - t0).toBeLessThan(1500);
   } finally {
     session.close();
   }
