@@ -102,7 +102,7 @@ test.each([1, 2])('concurrency %i, default settings, nothing in flight at SIGTER
   } finally {
     await p.close();
   }
-}, 20_000);
+}, 30_000); // two workers' start on a loaded machine, then the 5 s drain: 20 s ran out once
 
 test('shutdown.minDrainMs 0 (the injector\'s choice for a native sidecar, whose app has exited before the signal): SIGTERM with nothing in flight exits at once', async () => {
   const { p } = await start('min0', { shutdown: { gracePeriodMs: 10_000, minDrainMs: 0 } });
