@@ -65,7 +65,7 @@ function get(): Promise<number> {
   });
 }
 
-test(`through a 4 s rapid-reset flood neither sidecar process exceeds ${RSS_LIMIT_MB} MB resident, and both serve after it`, async () => {
+test(`through a rapid-reset flood of over 20,000 streams (4 s rounds) neither sidecar process exceeds ${RSS_LIMIT_MB} MB resident, and both serve after it`, async () => {
   expect(await get()).toBe(200);
   const before = [client.rssMb(), web.rssMb()];
   const peak = [...before];
@@ -73,14 +73,21 @@ test(`through a 4 s rapid-reset flood neither sidecar process exceeds ${RSS_LIMI
     peak[0] = Math.max(peak[0], client.rssMb());
     peak[1] = Math.max(peak[1], web.rssMb());
   }, 50);
-  let attack;
+  // 4 s rounds until the flood passes 20,000 streams (one round sends 100,000-215,000 on a
+  // quiet machine, 9,500 was seen with the suite and other work sharing 2 CPUs), at most 20 s.
+  const attack: Awaited<ReturnType<typeof rapidResetAttack>> = { statuses: [], results: [] };
+  let streams = 0;
   try {
-    attack = await rapidResetAttack(client.outboundPort, HOST, get);
+    for (const end = Date.now() + 20_000; streams <= 20_000 && Date.now() < end; ) {
+      const round = await rapidResetAttack(client.outboundPort, HOST, get);
+      attack.statuses.push(...round.statuses);
+      attack.results.push(...round.results);
+      streams = attack.results.reduce((n, r) => n + r.streams, 0);
+    }
   } finally {
     clearInterval(sample);
   }
   const after = [client.rssMb(), web.rssMb()];
-  const streams = attack.results.reduce((n, r) => n + r.streams, 0);
   console.log(`rapid reset, ${streams} streams: RSS MB client ${before[0].toFixed(0)} -> peak ${peak[0].toFixed(0)} -> ${after[0].toFixed(0)}, web ${before[1].toFixed(0)} -> peak ${peak[1].toFixed(0)} -> ${after[1].toFixed(0)}`);
   // The flood happened and the defence ran: abusive connections closed with ENHANCE_YOUR_CALM.
   expect(streams).toBeGreaterThan(20_000);
@@ -89,4 +96,4 @@ test(`through a 4 s rapid-reset flood neither sidecar process exceeds ${RSS_LIMI
   expect(peak[0]).toBeLessThan(RSS_LIMIT_MB);
   expect(peak[1]).toBeLessThan(RSS_LIMIT_MB);
   expect(await get()).toBe(200);
-}, 40_000);
+}, 60_000);
