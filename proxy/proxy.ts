@@ -221,6 +221,7 @@ export class Proxy {
       tls, connectTimeoutMs: 1000, logger: this.logger, keepalive, onKeepaliveTimeout: onAppKeepaliveTimeout, clock: this.clock, resetBudget: APP_SESSION_RESET_BUDGET, onResetBudget, windows,
       // An app's 1xx flood on node:http2 (appHttp2 node), counted as the frame-level client's is.
       onLimit: (limit) => this.metrics.limits.inc({ direction: 'inbound', limit }),
+      fromApp: true,
     });
     this.appFrames =
       config.protocol.appHttp2 === 'frames'

@@ -2,7 +2,7 @@ import { LeanBody } from '../http/lean-body.js';
 import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { badField, connectionField } from './field-check.js';
 import { isSettled } from '../http/exchange.js';
-import { dropMeshFields, type Headers } from '../http/headers.js';
+import { dropNotFromApp, type Headers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { abortReason } from '../layers/race-signal.js';
@@ -133,7 +133,8 @@ export class H2ClientStream extends BodySender {
       const conn = connectionField(fields, 0);
       if (conn !== null) return this.protocolError(`connection-specific field ${conn} in trailers (RFC 9113 section 8.2.2)`);
       const t = fieldsToHeaders(fields, true);
-      dropMeshFields(t);
+      // This client reaches the local app only (app-h2-client.ts): its trailers lose every field only a sidecar writes.
+      dropNotFromApp(t);
       for (const _ in t) {
         this.trailers = t;
         break;

@@ -17,6 +17,7 @@ import { inTurn } from '../../common/deferred.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Slot } from './h1-pool-options.js';
 import type { Exchange } from './h1-pool-exchange.js';
+import { dropNotFromApp } from './headers.js';
 
 /**
  * What a connection uses of its origin and pool (h1-pool.ts Origin, H1Pool). A shape, not
@@ -36,6 +37,7 @@ interface ConnOrigin {
     readonly onConnection: (() => void) | undefined;
     readonly onIdleTimeout: (() => void) | undefined;
     readonly onLimit: ((limit: 'interim-responses') => void) | undefined;
+    readonly fromApp: boolean;
     readonly meshH2: boolean;
     readonly clock: Clock;
     readonly generation: number;
@@ -246,6 +248,7 @@ export class Conn implements H1Handler {
 
   onTrailers(fields: string[]): void {
     const t = fieldsToHeaders(fields, true);
+    if (this.origin.pool.fromApp) dropNotFromApp(t);
     for (const _ in t) return void (this.ex!.trailers = t);
   }
 

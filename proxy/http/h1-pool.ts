@@ -69,6 +69,11 @@ export class H1Pool {
   readonly onQueued: (() => void) | undefined;
   readonly onIdleTimeout: (() => void) | undefined;
   onLimit: ((limit: 'interim-responses') => void) | undefined;
+  /**
+   * The servers are the local app (the inbound's pool, set by AppConnector): the trailers
+   * of a response lose the fields only a sidecar writes (headers.ts dropNotFromApp).
+   */
+  fromApp = false;
   readonly strictLimits: boolean;
   readonly sessionStreams: H1PoolOptions['sessionStreams'];
   private readonly onDestroy: (() => void) | undefined;

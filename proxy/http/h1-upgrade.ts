@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
-import type { Headers } from './headers.js';
+import { dropNotFromApp, type Headers } from './headers.js';
 import { H1Parser } from '../h1/parser.js';
 import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import { DEFAULT_H1_LIMITS, MAX_INTERIM_RESPONSES } from '../h1/limits.js';
@@ -32,6 +32,8 @@ export interface UpgradeH1Options {
   readonly connectTimeoutMs?: number;
   /** Counts a limit that fired (more than MAX_INTERIM_RESPONSES 1xx). */
   readonly onLimit?: (limit: 'interim-responses') => void;
+  /** The server is the local app: its trailers lose the fields only a sidecar writes (headers.ts dropNotFromApp). */
+  readonly fromApp?: boolean;
 }
 
 export function upgradeH1(host: string, port: number, req: ProxyRequest, head: Headers, o: UpgradeH1Options = {}): Promise<ProxyResponse> {
@@ -93,6 +95,7 @@ export function upgradeH1(host: string, port: number, req: ProxyRequest, head: H
         },
         onTrailers: (fields) => {
           const t = fieldsToHeaders(fields, true);
+          if (o.fromApp === true) dropNotFromApp(t);
           if (Object.keys(t).length > 0) trailers = t;
         },
         onEnd: () => {

@@ -1,12 +1,12 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { Readable } from 'node:stream';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
-import { cleanTrailers, type Headers } from './headers.js';
+import { cleanTrailers, dropNotFromApp, type Headers } from './headers.js';
 import { isSettled, type BodyStream, type ProxyRequest, type ProxyResponse } from './exchange.js';
 import { releaseOnClose } from './release-on-close.js';
 import { StreamedResponse } from './streamed-response.js';
 import { relayDestOf, relayH2Body, stopSending } from './h2-relay.js';
-import { chargeReset, countLimit } from './session-resets.js';
+import { chargeReset, countLimit, isFromApp } from './session-resets.js';
 import { MAX_INTERIM_RESPONSES } from '../h1/limits.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = constants;
@@ -177,7 +177,16 @@ function onInterim(this: Streamed): void {
 
 function onTrailers(this: Streamed, t: IncomingHttpHeaders): void {
   const call = this[CALL];
-  if (call) call.trailers = cleanTrailers(t);
+  if (call === undefined) return;
+  const out = cleanTrailers(t);
+  // From the local app (the app session pool's sessions): without the fields only a sidecar writes either.
+  if (out !== undefined && isFromApp(call.session)) dropNotFromApp(out);
+  call.trailers = out !== undefined && hasField(out) ? out : undefined;
+}
+
+function hasField(h: Headers): boolean {
+  for (const _ in h) return true;
+  return false;
 }
 
 function onWantTrailers(this: Streamed): void {

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { PROXY_ERROR_HEADER } from '../errors/proxy-error.js';
 
 /** Plain header map: lower-case names, no pseudo-headers, no hop-by-hop fields. */
 export type Headers = Record<string, string | string[]>;
@@ -159,6 +160,26 @@ export const MESH = {
 } as const;
 
 const MESH_FIELDS: ReadonlySet<string> = new Set(Object.values(MESH));
+
+/**
+ * The fields only a sidecar writes on a response, which an app's response (head or
+ * trailers) must not carry to the calling sidecar: the mesh fields and PROXY_ERROR_HEADER
+ * (inbound/deliver-to-app.ts says why). Unlike the mesh fields, PROXY_ERROR_HEADER is a
+ * sidecar's trailer field too (grpcErrorTrailers: a rescued gRPC call), so only the
+ * app-facing clients drop it from trailers.
+ */
+export const NOT_FROM_APP: ReadonlySet<string> = new Set([...MESH_FIELDS, PROXY_ERROR_HEADER]);
+
+/**
+ * An app's trailers without NOT_FROM_APP, on every client that reaches the app (the
+ * HTTP/1.1 pool's and an upgrade's chunked trailers, both HTTP/2 clients): a
+ * `wren-proxy-error` trailer from the app would make the calling sidecar take the response
+ * for its peer's gRPC rescue and reset the rest of the request (http/write-response.ts,
+ * h2/h2-server-stream.ts endedByProxyError). Called only when trailers arrived.
+ */
+export function dropNotFromApp(h: Headers): void {
+  for (const k in h) if (NOT_FROM_APP.has(k)) delete h[k];
+}
 
 export function isGrpc(h: Headers): boolean {
   const ct = header(h, 'content-type');

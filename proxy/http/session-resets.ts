@@ -46,3 +46,16 @@ export function setLimitCounter(session: ClientHttp2Session, onLimit: (limit: 'i
 export function countLimit(session: ClientHttp2Session, limit: 'interim-responses'): void {
   (session as Limited)[LIMIT]?.(limit);
 }
+
+const FROM_APP = Symbol('wren.fromApp');
+type FromApp = ClientHttp2Session & { [FROM_APP]?: true };
+
+/** The session reaches the local app (the app session pool marks it): its responses' trailers lose NOT_FROM_APP (headers.ts). */
+export function markFromApp(session: ClientHttp2Session): void {
+  (session as FromApp)[FROM_APP] = true;
+}
+
+/** Whether `session` reaches the local app (markFromApp). */
+export function isFromApp(session: ClientHttp2Session): boolean {
+  return (session as FromApp)[FROM_APP] === true;
+}

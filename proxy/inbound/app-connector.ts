@@ -37,7 +37,9 @@ export class AppConnector {
   ) {
     this.frames = frames;
     this.h2 = new SessionConnector(sessions);
-    this.h1 = new H1Connector(H1Pool.of(agent, onLimit));
+    const pool = H1Pool.of(agent, onLimit);
+    pool.fromApp = true;
+    this.h1 = new H1Connector(pool);
     this.tcp = new TcpConnector({ clock });
   }
 

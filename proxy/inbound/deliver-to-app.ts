@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { MESH, header, type Headers } from '../http/headers.js';
+import { MESH, NOT_FROM_APP, header, type Headers } from '../http/headers.js';
 import { forwardH2, wasRefused } from '../http/h2-forward.js';
 import { upgradeH1 } from '../http/h1-upgrade.js';
-import { PROXY_ERROR_HEADER, ProxyError } from '../errors/proxy-error.js';
+import { ProxyError } from '../errors/proxy-error.js';
 import type { CallerCells, CallerCounts } from '../net/shared-admission.js';
 import { APP_CONNECT_TIMEOUT_MS, type AppConnector } from './app-connector.js';
 
@@ -72,7 +72,7 @@ async function deliver(app: AppConnector, slot: CallerSlot | undefined, req: Pro
   try {
     if (req.upgrade !== undefined) {
       // An upgrade reaches the app as an HTTP/1.1 head rebuilt from the filtered headers, on a connection of its own.
-      res = await upgradeH1(app.address, port, req, headers, { connectTimeoutMs: APP_CONNECT_TIMEOUT_MS, onLimit: app.onLimit });
+      res = await upgradeH1(app.address, port, req, headers, { connectTimeoutMs: APP_CONNECT_TIMEOUT_MS, onLimit: app.onLimit, fromApp: true });
     } else if (app.frames !== undefined) {
       // The frame-level client retries a refused stream itself.
       res = await app.frames.request(port, req, headers);
@@ -115,16 +115,16 @@ function forApp(h: Headers): Headers {
   return out;
 }
 
-/**
- * The fields only a sidecar writes on a response, which an app's response must not carry
- * to the calling sidecar: PROXY_ERROR_HEADER (the caller reads it from a meshed endpoint as
- * this sidecar's own failure to reach the app, a connect failure that is always safe to
- * retry: peer-outcome.ts fromPeerSidecar; an app that could write it would have its POSTs
- * replayed) and the mesh fields (`wren-upgraded` would make the caller take an ordinary
- * response for a switched tunnel), as the outbound drops them from what its app sends
- * (layers/strip-mesh-headers.ts).
+/*
+ * NOT_FROM_APP (http/headers.ts): the fields only a sidecar writes on a response, which an
+ * app's response must not carry to the calling sidecar: PROXY_ERROR_HEADER (the caller
+ * reads it from a meshed endpoint as this sidecar's own failure to reach the app, a connect
+ * failure that is always safe to retry: peer-outcome.ts fromPeerSidecar; an app that could
+ * write it would have its POSTs replayed) and the mesh fields (`wren-upgraded` would make
+ * the caller take an ordinary response for a switched tunnel), as the outbound drops them
+ * from what its app sends (layers/strip-mesh-headers.ts). The app's trailers lose them in
+ * the clients that read them (dropNotFromApp), when there are some: no per-response work here.
  */
-const NOT_FROM_APP: ReadonlySet<string> = new Set([...Object.values(MESH), PROXY_ERROR_HEADER]);
 
 /**
  * The app's response without NOT_FROM_APP. The names of the response are looked up in the

@@ -7,7 +7,7 @@ import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 import type { Logger } from '../../common/logger.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { nodeTimerMs, systemClock, type Clock, type Timer } from '../../common/clock.js';
-import { setLimitCounter, setResetBudget } from '../http/session-resets.js';
+import { markFromApp, setLimitCounter, setResetBudget } from '../http/session-resets.js';
 
 export interface PeerPoolOptions {
   readonly tls: TlsIdentity;
@@ -29,6 +29,8 @@ export interface PeerPoolOptions {
   readonly onResetBudget?: () => void;
   /** A session's upstream broke a per-stream limit (more 1xx than MAX_INTERIM_RESPONSES: http/h2-call.ts). */
   readonly onLimit?: (limit: 'interim-responses') => void;
+  /** The sessions reach the local app (the app session pool): their responses' trailers lose the fields only a sidecar writes. */
+  readonly fromApp?: boolean;
   readonly clock?: Clock;
   /** Receive windows of the sessions (limits.http2Initial*WindowBytes); default 1 MiB per stream, 16 MiB per session. */
   readonly windows?: { readonly streamBytes: number; readonly connectionBytes: number };
@@ -124,6 +126,7 @@ export class PeerPool {
           });
           this.keepalive(sess, drop);
           if (this.opts.onLimit !== undefined) setLimitCounter(sess, this.opts.onLimit);
+          if (this.opts.fromApp === true) markFromApp(sess);
           setResetBudget(sess, this.opts.resetBudget ?? 0, () => {
             this.opts.onResetBudget?.();
             drop();
