@@ -321,6 +321,7 @@ export class Proxy {
       onRefused: () => this.metrics.egressRefused.inc({ protocol: 'http' }),
       onTlsPoolRetired: (reason) => this.metrics.egressTlsPoolsRetired.inc({ reason }),
       clock: this.clock,
+      onLimit: (limit) => this.metrics.limits.inc({ direction: 'outbound', limit }),
     });
     this.outbound = new OutboundListener({
       ...common,

@@ -22,6 +22,12 @@ export interface EgressHttpDeps {
   readonly onTlsPoolRetired?: (reason: 'policy' | 'limit') => void;
   /** The pools' time (idle connections' timers); default the system clock. */
   readonly clock?: Clock;
+  /**
+   * A destination broke a per-request limit (more 1xx than MAX_INTERIM_RESPONSES, on a
+   * pooled request or an upgrade): wren_limit_exceeded_total{direction="outbound"}, as
+   * the outbound's other upstreams count it.
+   */
+  readonly onLimit?: (limit: 'interim-responses') => void;
 }
 
 /**
@@ -64,7 +70,7 @@ const MAX_ENDPOINTS = 1024;
  * server name and CA, at most MAX_TLS_POOLS, retired when the settings that made them go).
  */
 export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prune(): void; destroy(): void } {
-  const plainPool = new H1Pool({ connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock });
+  const plainPool = new H1Pool({ connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, onLimit: d.onLimit });
   const plain = new H1Connector(plainPool);
   /** By server name and settings, oldest first. */
   const secure = new Map<string, TlsPool>();
@@ -101,7 +107,7 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prun
     const opts: ConnectionOptions = { servername, ALPNProtocols: ['http/1.1'], ...(t.caCertificates ? { ca: t.caCertificates } : {}) };
     const connect = (host: string, port: number, _peer: string, onread?: OnReadOpts): Socket =>
       tlsConnect({ ...opts, host, port, ...(onread ? { onread } : {}) } as ConnectionOptions);
-    const pool = new H1Pool({ connect, secure: true, connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock });
+    const pool = new H1Pool({ connect, secure: true, connectTimeoutMs: d.connectTimeoutMs, maxHeaderBytes: d.maxHeaderBytes, clock: d.clock, onLimit: d.onLimit });
     const connector = new H1Connector(pool);
     secure.set(key, { connector, pool, settings });
     return connector;
@@ -122,7 +128,7 @@ export function egressHttp(d: EgressHttpDeps): { readonly layer: HttpLayer; prun
     if (req.upgrade !== undefined) {
       // An upgrade (WebSocket) becomes a tunnel on a connection of its own: plain only.
       if (tls) return Promise.reject(new ProxyError('NOT_IMPLEMENTED', 'an HTTP upgrade to an ExternalService with TLS origination'));
-      return upgradeH1(dst.address, dst.port, req, req.headers, { maxHeaderBytes: d.maxHeaderBytes, connectTimeoutMs: d.connectTimeoutMs });
+      return upgradeH1(dst.address, dst.port, req, req.headers, { maxHeaderBytes: d.maxHeaderBytes, connectTimeoutMs: d.connectTimeoutMs, onLimit: d.onLimit });
     }
     const ep = tls ? endpoint(dst.address, tls.port) : endpoint(dst.address, dst.port);
     // The access log's upstream_host: where it went, as Envoy logs its PassthroughCluster's and a ServiceEntry cluster's host.
