@@ -211,7 +211,9 @@ export class Proxy {
     const keepalive = config.limits.peerKeepalive;
     const onKeepaliveTimeout = () => this.metrics.limits.inc({ direction: 'outbound', limit: 'peer-keepalive-timeout' });
     const windows = { streamBytes: config.limits.http2InitialStreamWindowBytes, connectionBytes: config.limits.http2InitialConnectionWindowBytes };
-    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock, windows });
+    // A peer sidecar's 1xx flood (more than MAX_INTERIM_RESPONSES) is counted as any upstream's, on every mesh transport.
+    const onPeerResponseLimit = (limit: 'interim-responses') => this.metrics.limits.inc({ direction: 'outbound', limit });
+    this.peers = new PeerPool({ tls, connectTimeoutMs: 1000, logger: this.logger, onConnection, keepalive, onKeepaliveTimeout, clock: this.clock, windows, onLimit: onPeerResponseLimit });
     // A Node (nghttp2) app drops a session past 1000 resets in a burst (rapid-reset guard);
     // retire ours at half that, so relayed cancellations never cost other callers' streams.
     const onResetBudget = () => this.metrics.limits.inc({ direction: 'inbound', limit: 'app-session-reset-budget' });
@@ -243,6 +245,7 @@ export class Proxy {
       keepalive,
       onIdleTimeout: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-idle-connection-timeout' }),
       onQueued: () => this.metrics.limits.inc({ direction: 'outbound', limit: 'mesh-http1-connections-per-peer' }),
+      onResponseLimit: onPeerResponseLimit,
     };
     // The mesh multiplexer's sessions: the peer's time to end its half after ours, as on every
     // HTTP/1.1 connection; PINGed as the HTTP/2 peer sessions are (limits.peerKeepalive).

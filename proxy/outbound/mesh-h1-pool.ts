@@ -32,6 +32,12 @@ export interface MeshH1PoolOptions {
   readonly onQueued?: () => void;
   /** An idle connection was closed by the idle timeout. */
   readonly onIdleTimeout?: () => void;
+  /**
+   * A peer's response broke a per-request limit of the pool (more 1xx than
+   * MAX_INTERIM_RESPONSES: H1PoolOptions.onLimit): wren_limit_exceeded_total
+   * {direction="outbound"}, as the other upstreams count it.
+   */
+  readonly onResponseLimit?: (limit: 'interim-responses') => void;
 }
 
 /** Node's timers stop at 2^31 - 1 ms (24.8 days): "never" is that. */
@@ -76,6 +82,7 @@ export function meshH1Pool(o: MeshH1PoolOptions): H1Pool {
     onConnection: o.onConnection,
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,
+    onLimit: o.onResponseLimit,
     strictLimits: true,
   });
   o.tls.onRotate(() => pool.retire());

@@ -175,6 +175,7 @@ export function meshMuxPool(o: MeshMuxPoolOptions): H1Pool {
     idleTimeoutMs: meshIdleMs(o.idleTimeoutMs),
     onQueued: o.onQueued,
     onIdleTimeout: o.onIdleTimeout,
+    onLimit: o.onResponseLimit,
     strictLimits: true,
     // Sessions outlive their last stream (idleTimeoutMs): closing the pool closes them.
     onDestroy: () => {
