@@ -56,6 +56,27 @@ describe('CertifyLimiter', () => {
       expect(parseCertifyState(bad)).toBeNull();
   });
 
+  test('every key a certificate is charged to is one it can carry and read back, however long its names (adv47)', () => {
+    const l = new CertifyLimiter({ refillMs: 1000, tokenDigest, now: () => 0, wallNow: () => 1000 });
+    // A bootstrap token's namespace and service account are bounded only by the SPIFFE ID's 2048 bytes.
+    const long = { namespace: 'n'.repeat(1000), serviceAccount: 's'.repeat(1000), via: 'bootstrap' };
+    const keys = [
+      l.keyOf({ ...long, shared: true }, null, Buffer.from('sekrit')),
+      l.keyOf(long, null, Buffer.alloc(0)),
+      l.keyOf({ ...long, pod: 'p'.repeat(300) }, null, Buffer.alloc(0)),
+      l.keyOf(long, { serial: 'ABC', state: null }, Buffer.alloc(0)),
+      l.keyOf({ ...principal, pod: 'pod\u00e9\n' }, null, Buffer.alloc(0)),
+    ];
+    for (const key of keys) expect(parseCertifyState(encodeCertifyState({ key, tokens: 1, atWallMs: 5 }))).toEqual({ key, tokens: 1, atWallMs: 5 });
+    expect(new Set(keys).size).toBe(keys.length);
+    // The kind (which sets the rate) is kept; another token or service account is another key.
+    expect(keys.map((k) => k.split(' ')[0])).toEqual(['bootstrap-token', 'service-account', 'pod', 'certificate', 'pod']);
+    expect(l.keyOf({ ...long, shared: true }, null, Buffer.from('sekrit2'))).not.toBe(keys[0]);
+    expect(l.keyOf({ ...long, serviceAccount: 's'.repeat(999) }, null, Buffer.alloc(0))).not.toBe(keys[1]);
+    // Short keys as before.
+    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.alloc(0))).toBe('pod shop/web-0');
+  });
+
   test('a bucket holds no more than the certificate renewing says was left, refilled since (another replica signed it)', () => {
     let now = 0;
     let wall = 1_000_000;

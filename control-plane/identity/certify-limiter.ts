@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { presentedToken, type Principal } from './authenticator.js';
 
 /**
@@ -77,10 +78,29 @@ export function encodeCertifyState(s: CarriedState): string {
   return `${STATE_PREFIX}${Math.max(0, s.tokens).toFixed(3)} ${Math.floor(s.atWallMs)} ${s.key}`;
 }
 
+/** The longest key a certificate carries (and parseCertifyState reads back); keyOf digests a longer one. */
+const MAX_KEY_LENGTH = 600;
+/** A key parseCertifyState reads back: its kind, a space, then printable ASCII (what the CA writes into an IA5String). */
+const KEY = /^(?:pod|service-account|bootstrap-token|certificate) [\x21-\x7e][\x20-\x7e]*$/;
+
 /** null for text this limiter did not write (the certificate is then keyed by its serial). */
 export function parseCertifyState(text: string | undefined): CarriedState | null {
-  const m = text?.startsWith(STATE_PREFIX) ? /^(\d{1,9}(?:\.\d{1,3})?) (\d{1,15}) ((?:pod|service-account|bootstrap-token|certificate) [\x21-\x7e][\x20-\x7e]{0,600})$/.exec(text.slice(STATE_PREFIX.length)) : null;
-  return m ? { tokens: Number(m[1]), atWallMs: Number(m[2]), key: m[3] } : null;
+  const m = text?.startsWith(STATE_PREFIX) ? /^(\d{1,9}(?:\.\d{1,3})?) (\d{1,15}) (.+)$/.exec(text.slice(STATE_PREFIX.length)) : null;
+  return m && m[3].length <= MAX_KEY_LENGTH && KEY.test(m[3]) ? { tokens: Number(m[1]), atWallMs: Number(m[2]), key: m[3] } : null;
+}
+
+/**
+ * A key every certificate signed for it can carry: one too long (a bootstrap token's
+ * namespace and service account are bounded only by the SPIFFE ID's 2048 bytes, so its key
+ * could be ~2,100 characters) or not printable ASCII is its kind and a SHA-256 of it. Such a
+ * key was written whole (or, past the CA's 1000 characters, not at all), read back as no
+ * state, and every renewal was keyed by its certificate's serial: a full bucket for each new
+ * certificate, no limit (adv47). Nothing in the key is secret (a token is already its
+ * keyed digest), so a plain hash serves, and every replica computes it alike.
+ */
+function carriable(key: string): string {
+  if (key.length <= MAX_KEY_LENGTH && KEY.test(key)) return key;
+  return `${key.slice(0, key.indexOf(' '))} sha256 ${createHash('sha256').update(key).digest('hex')}`;
 }
 
 /** The client certificate a renewal presents: its serial, and the limit's state it carries (null: issued without one). */
@@ -166,10 +186,11 @@ export class CertifyLimiter {
 
   /** The key a call is charged to: `renewedBy`, the client certificate it renews by, or null for a token. */
   keyOf(principal: Principal, renewedBy: RenewedBy | null, token: Buffer): string {
-    if (renewedBy !== null) return renewedBy.state?.key ?? `certificate ${principal.namespace}/${principal.serviceAccount} serial ${normalSerial(renewedBy.serial)}`;
-    if (principal.pod) return `pod ${principal.namespace}/${principal.pod}`;
-    if (!principal.shared) return `${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`;
-    return `${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.tokenDigest(presentedToken(token)).slice(0, 32)}`;
+    if (renewedBy?.state) return renewedBy.state.key;
+    if (renewedBy) return carriable(`certificate ${principal.namespace}/${principal.serviceAccount} serial ${normalSerial(renewedBy.serial)}`);
+    if (principal.pod) return carriable(`pod ${principal.namespace}/${principal.pod}`);
+    if (!principal.shared) return carriable(`${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`);
+    return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.tokenDigest(presentedToken(token)).slice(0, 32)}`);
   }
 
   /**

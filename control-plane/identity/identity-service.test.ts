@@ -127,6 +127,31 @@ describe('IdentityService', () => {
     await expect(s.certify(req, 'peer', peerOf(cert))).rejects.toMatchObject({ reason: 'rate_limited' });
   });
 
+  test('a chain of renewals is bounded whatever the length of the names in its key: a bootstrap token for a long namespace and service account (adv47)', async () => {
+    // 2 x 300 characters: the key (bootstrap-token ns/sa digest) was longer than the state's
+    // parser reads, so each renewal was keyed by its certificate's serial, a full bucket each.
+    const ns = 'n'.repeat(300);
+    const sa = 's'.repeat(300);
+    const id = `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
+    const csr = createCsr(generateKeyPair().privateKeyPem, id);
+    const token = 'long-names-token-0123456789';
+    const s = new IdentityService({
+      issuer, authenticator: new BootstrapTokenAuthenticator([{ token, namespace: ns, serviceAccount: sa }]), clock: new FakeClock(Date.now()),
+      logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), issuer),
+    });
+    const req = { identity: id, token: Buffer.alloc(0), csrPem: csr, requestedLifetimeMs: 0 };
+    const peerOf = (r: { certChainPem: string }) => {
+      const c = new X509Certificate(r.certChainPem);
+      return { spiffeId: id, namespace: ns, serviceAccount: sa, notAfterMs: new Date(c.validTo).getTime(), serial: c.serialNumber, certifyState: parseExtensions(c.raw).certifyState };
+    };
+    let cert = await s.certify({ ...req, token: Buffer.from(token) });
+    for (let i = 1; i < BOOTSTRAP_TOKEN_BURST; i++) cert = await s.certify(req, 'peer', peerOf(cert));
+    await expect(s.certify(req, 'peer', peerOf(cert))).rejects.toMatchObject({ status: grpc.status.RESOURCE_EXHAUSTED, reason: 'rate_limited', retryAfterMs: BOOTSTRAP_TOKEN_REFILL_MS });
+    // The token itself shares the bucket.
+    await expect(s.certify({ ...req, token: Buffer.from(token) })).rejects.toMatchObject({ reason: 'rate_limited' });
+    expect(s.limiter.size.buckets).toBe(1);
+  });
+
   test('a renewal loop at the sidecar\'s own pace never meets the limit, even for short lifetimes', async () => {
     const clock = new FakeClock(Date.now());
     const ttl = 4000;
