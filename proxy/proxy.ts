@@ -200,10 +200,10 @@ export class Proxy {
     const column = shared ? opts.worker!.id : 0;
     const connections = (listener: 'outbound' | 'inbound') => new ListenerConnections(admission, listener, column, config.limits.maxConnectionsPerListener);
     // And outlier detection: an endpoint's consecutive failures and its ejection are the sidecar's, each decision announced to the other workers.
-    const outliers = shared && {
-      table: new SharedOutliers(shared.outliers, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'shared-outlier-slots' })),
-      announce: (cluster: string, endpoint: string) => this.outlierAnnounce(cluster, endpoint),
-    };
+    const outlierTable = shared && new SharedOutliers(shared.outliers, () => this.metrics.limits.inc({ direction: 'outbound', limit: 'shared-outlier-slots' }), opts.worker!.id);
+    // In the place of a worker that exited: what it tracked, this one takes up again as its config comes.
+    outlierTable?.forgetHolds();
+    const outliers = outlierTable && { table: outlierTable, announce: (cluster: string, endpoint: string) => this.outlierAnnounce(cluster, endpoint) };
     const resilient: ClusterFactory = (name, policy) =>
       new Cluster({ name, policy, clock: this.clock, random: this.random, metrics: clusterMetrics, logger: this.logger, meshProbes, onHealthChange: () => this.healthChanged(), counters, outliers });
     this.clusters = new ClusterSet(opts.clusterFactory ?? resilient);

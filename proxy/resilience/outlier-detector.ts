@@ -154,15 +154,19 @@ export class OutlierDetector {
 
   /**
    * Track exactly these hosts: new ones start as their shared slot has them (healthy, or
-   * ejected by another worker already), removed ones are forgotten here (their slot keeps
-   * its state until its lease runs out, shared-outliers.ts).
+   * ejected by another worker already; anew if no worker tracked them, SharedOutliers.hold),
+   * removed ones are forgotten here.
    */
   setHosts(keys: Iterable<string>): void {
     const keep = new Set(keys);
-    for (const k of this.hosts.keys()) if (!keep.has(k)) this.hosts.delete(k);
+    for (const [k, m] of this.hosts) {
+      if (keep.has(k)) continue;
+      this.shared?.table.release(m.slot);
+      this.hosts.delete(k);
+    }
     for (const k of keep) {
       if (this.hosts.has(k)) continue;
-      const m = new HostMonitor(this.slotFor(k));
+      const m = new HostMonitor(this.heldSlotFor(k));
       m.ejected = m.shared() === EJECTED;
       this.hosts.set(k, m);
     }
@@ -284,6 +288,8 @@ export class OutlierDetector {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.timer = null;
     this.listeners.clear();
+    for (const m of this.hosts.values()) this.shared?.table.release(m.slot);
+    this.hosts.clear();
   }
 
   /** Takes interval `sweep` for `slot` (its DECAY_TICK): true for the first thread to ask, false if it was taken already. */
@@ -299,12 +305,19 @@ export class OutlierDetector {
     return s ? s.table.acquire(s.cluster, key, this.clock.now(), leaseSeconds(this.policy.intervalMs)) : privateSlot();
   }
 
+  /** An endpoint's slot, counted as held by this detector (release gives it back). */
+  private heldSlotFor(key: string): OutlierSlot {
+    const slot = this.slotFor(key);
+    this.shared?.table.hold(slot);
+    return slot;
+  }
+
   /** Renews this detector's shared slots; a slot taken over meanwhile is acquired again (its state is then the slot's). */
   private renewSlots(): void {
     if (!this.shared) return;
     const now = this.clock.now();
     const lease = leaseSeconds(this.policy.intervalMs);
-    for (const [k, m] of this.hosts) if (!renew(m.slot, now, lease)) m.at(this.slotFor(k));
+    for (const [k, m] of this.hosts) if (!renew(m.slot, now, lease)) m.at(this.heldSlotFor(k));
     if (!renew(this.sweeps, now, lease)) this.sweeps = this.slotFor('');
   }
 

@@ -23,7 +23,7 @@ function workers(over: Partial<OutlierPolicy> = {}, hosts = ['a'], memory: Outli
   const ds: OutlierDetector[] = [];
   const events: OutlierEvent[][] = [[], []];
   for (const w of [0, 1]) {
-    const table = new SharedOutliers(memory, onFull);
+    const table = new SharedOutliers(memory, onFull, w);
     const d = new OutlierDetector(policy, clock, seededRandom(w + 1), {
       table, cluster: 'web.default:80',
       // The main thread relays it to the other worker.
@@ -143,9 +143,9 @@ describe('shared outlier detection (two workers, one table)', () => {
   it('a missed announcement is caught by the next sweep; a worker that learns of an endpoint later finds it ejected', () => {
     const memory = outlierMemory(true, 64);
     const { clock, ds: [w0], close } = workers({}, ['a'], memory);
-    const late = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(3), { table: new SharedOutliers(memory), cluster: 'web.default:80', announce: () => undefined });
+    const late = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(3), { table: new SharedOutliers(memory, undefined, 2), cluster: 'web.default:80', announce: () => undefined });
     late.setHosts(['b']);
-    const deaf = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(4), { table: new SharedOutliers(memory), cluster: 'web.default:80', announce: () => undefined });
+    const deaf = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(4), { table: new SharedOutliers(memory, undefined, 3), cluster: 'web.default:80', announce: () => undefined });
     deaf.setHosts(['a']);
     const heard: OutlierEvent[] = [];
     deaf.onEvent((e) => heard.push(e));
@@ -163,6 +163,63 @@ describe('shared outlier detection (two workers, one table)', () => {
     expect(late.isEjected('a')).toBe(true);
     late.close();
     close();
+  });
+
+  it('an endpoint every worker dropped starts healthy when it comes back (a new pod at a reused address), as with concurrency 1 and in Envoy (adv47)', () => {
+    const { clock, ds: [w0, w1], events, close } = workers({}, ['a', 'b', 'c']);
+    // Ejected three times (each after the last one ended):
+    for (const ms of [30_000, 60_000]) {
+      for (let i = 0; i < 5; i++) w0.record('a', e500);
+      expect(w1.isEjected('a')).toBe(true);
+      clock.advance(ms);
+    }
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    expect(w0.state('a')).toMatchObject({ ejected: true, timesEjected: 3, backoff: 3, lastReason: 'consecutive-5xx' });
+    // Its pod is deleted: every worker's config drops it; a new pod gets its address before the ejection ends.
+    for (const d of [w0, w1]) d.setHosts(['b', 'c']);
+    clock.advance(1000);
+    for (const d of [w0, w1]) d.setHosts(['a', 'b', 'c']);
+    // Envoy removes a host's monitor with the host (outlier_detection_impl.cc, the member update
+    // callback), and a detector of concurrency 1 makes a new one: the new endpoint is healthy.
+    const single = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(9));
+    single.setHosts(['a']);
+    for (const d of [w0, w1, single]) {
+      expect(d.isEjected('a')).toBe(false);
+      expect(d.state('a')).toEqual({ ejected: false, ejectedUntil: null, timesEjected: 0, backoff: 0, lastReason: null });
+    }
+    // And its streak starts from nothing: four failures do not eject it, the fifth does, for 30 s (backoff 1).
+    events[0]!.length = 0;
+    for (let i = 0; i < 4; i++) w1.record('a', e500);
+    expect(w0.isEjected('a')).toBe(false);
+    w1.record('a', e500);
+    expect(w0.state('a')).toMatchObject({ ejected: true, timesEjected: 1, backoff: 1, ejectedUntil: clock.now() + 30_000 });
+    // Dropped by one worker only (its config is a moment behind), it keeps the sidecar's state when it comes back.
+    w1.setHosts(['b', 'c']);
+    w1.setHosts(['a', 'b', 'c']);
+    expect(w1.state('a')).toMatchObject({ ejected: true, timesEjected: 1 });
+    single.close();
+    close();
+  });
+
+  it('a worker that exits keeps an ejection the others track, and what it tracked is not held for ever by it (adv47)', () => {
+    const memory = outlierMemory(true, 64);
+    const { clock, ds: [w0, w1] } = workers({}, ['a', 'b', 'c'], memory);
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    // Worker 0 exits without a word (no setHosts, no close); worker 1 still tracks a.
+    const table = new SharedOutliers(memory, undefined, 0);
+    table.forgetHolds();
+    const w0b = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(5), { table, cluster: 'web.default:80', announce: () => undefined });
+    w0b.setHosts(['a', 'b', 'c']);
+    expect(w0b.state('a')).toMatchObject({ ejected: true, timesEjected: 1 });
+    // It exits too, and this time a's pod goes while worker 0 is away: its successor starts with a config without a.
+    table.forgetHolds();
+    const w0c = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(6), { table, cluster: 'web.default:80', announce: () => undefined });
+    w0c.setHosts(['b', 'c']);
+    w1.setHosts(['b', 'c']);
+    // A new pod comes at a's address: nobody tracked a, so it starts anew.
+    for (const d of [w0c, w1]) d.setHosts(['a', 'b', 'c']);
+    for (const d of [w0c, w1]) expect(d.state('a')).toMatchObject({ ejected: false, timesEjected: 0, backoff: 0 });
+    for (const d of [w0, w0b, w0c, w1]) d.close();
   });
 
   it('a full table keeps an endpoint in its worker (counted); a slot whose lease ran out is taken over, zeroed', () => {

@@ -34,6 +34,15 @@ export interface OutlierMemory {
   readonly cells: Int32Array;
   /** Per slot: TIMES float64 cells (clock ms), written only by the thread holding the slot's state at CHANGING. */
   readonly times: Float64Array;
+  /**
+   * Per slot: the workers whose detector tracks its endpoint now (bit `id`, setHosts; at most
+   * 64 workers). The first to take it up while no other does starts it anew (hold): an
+   * endpoint that left every worker's config and came back (a new pod at a reused address)
+   * starts healthy, as a new host gets a new monitor in Envoy and with `concurrency` 1. A
+   * worker's bits outlive it until the worker that takes its place starts (forgetHolds), so
+   * an ejection the others still track survives its restart, and nothing it held leaks.
+   */
+  readonly holders: BigInt64Array;
 }
 
 /** int32 cells of a slot. */
@@ -85,7 +94,7 @@ export function outlierMemory(shared: boolean, slots = ENDPOINT_SLOTS): OutlierM
   const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
   const times = new Float64Array(buf(slots * TIMES * 8));
   for (let s = 0; s < slots; s++) times[s * TIMES + UNEJECTED_AT] = NaN;
-  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * CELLS * 4)), times };
+  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * CELLS * 4)), times, holders: new BigInt64Array(buf(slots * 8)) };
 }
 
 /** Where one endpoint's outlier state is: slot `slot` of `memory` (a private one-slot memory: slot 0, key 0n). */
@@ -109,13 +118,42 @@ export function leaseSeconds(intervalMs: number): number {
 /** This thread's view of the shared table. */
 export class SharedOutliers {
   private readonly mask: number;
+  /** This worker's bit in OutlierMemory.holders. */
+  private readonly bit: bigint;
 
   constructor(
     private readonly memory: OutlierMemory,
     /** No slot for an endpoint: its state stays in its thread (wren_limit_exceeded_total{limit="shared-outlier-slots"}). */
     private readonly onFull: () => void = () => undefined,
+    /** The listener worker's id (0..63), its bit in OutlierMemory.holders. */
+    worker = 0,
   ) {
     this.mask = memory.keys.length - 1;
+    this.bit = BigInt.asIntN(64, 1n << BigInt(worker));
+  }
+
+  /**
+   * A worker starting in the place of one that exited: the endpoints its predecessor tracked
+   * are no longer tracked by it (what this one tracks, it takes up again as its config comes).
+   */
+  forgetHolds(): void {
+    for (let j = 0; j <= this.mask; j++) Atomics.and(this.memory.holders, j, ~this.bit);
+  }
+
+  /**
+   * This worker's detector takes up `s`'s endpoint (OutlierDetector.setHosts); the first
+   * while no other does zeroes its state, left from an endpoint of the same key that every
+   * worker dropped.
+   */
+  hold(s: OutlierSlot): void {
+    if (s.key === 0n || s.memory !== this.memory) return;
+    if (Atomics.or(this.memory.holders, s.slot, this.bit) === 0n) this.zero(s.slot, true);
+  }
+
+  /** This worker's detector no longer tracks `s`'s endpoint (dropped from its config, or closed); nothing if the slot is another key's now. */
+  release(s: OutlierSlot): void {
+    if (s.key === 0n || s.memory !== this.memory || Atomics.load(this.memory.keys, s.slot) !== s.key) return;
+    Atomics.and(this.memory.holders, s.slot, ~this.bit);
   }
 
   /**
@@ -135,7 +173,7 @@ export class SharedOutliers {
       for (let n = 0; n < WINDOW && n <= this.mask; n++) {
         const j = (start + n) & this.mask;
         const k = Atomics.load(keys, j);
-        if (k === key) return this.hold(j, key, now, leaseS);
+        if (k === key) return this.lease(j, key, now, leaseS);
         if (k === 0n) {
           empty = j; // keys are never cleared, so the key is not further on
           break;
@@ -144,14 +182,16 @@ export class SharedOutliers {
       }
       if (empty >= 0) {
         const was = Atomics.compareExchange(keys, empty, 0n, key);
-        if (was === 0n || was === key) return this.hold(empty, key, now, leaseS);
+        if (was === 0n || was === key) return this.lease(empty, key, now, leaseS);
         continue;
       }
       if (expired >= 0) {
         const old = Atomics.load(keys, expired);
+        // Its holders cleared before the key is ours: a worker finding the new key right after holds it from then on.
+        Atomics.store(this.memory.holders, expired, 0n);
         if (Atomics.compareExchange(keys, expired, old, key) === old) {
           this.zero(expired);
-          return this.hold(expired, key, now, leaseS);
+          return this.lease(expired, key, now, leaseS);
         }
         continue;
       }
@@ -161,15 +201,16 @@ export class SharedOutliers {
     return privateSlot();
   }
 
-  private hold(j: number, key: bigint, now: number, leaseS: number): OutlierSlot {
+  private lease(j: number, key: bigint, now: number, leaseS: number): OutlierSlot {
     Atomics.store(this.memory.cells, j * CELLS + SEEN, now);
     Atomics.store(this.memory.cells, j * CELLS + LEASE, leaseS);
     return { memory: this.memory, slot: j, key };
   }
 
-  private zero(j: number): void {
+  /** A new endpoint's state; `leased`: the lease is kept (a holder renews it). */
+  private zero(j: number, leased = false): void {
     const { cells, times } = this.memory;
-    for (let c = 0; c < CELLS; c++) Atomics.store(cells, j * CELLS + c, 0);
+    for (let c = 0; c < CELLS; c++) if (!leased || (c !== SEEN && c !== LEASE)) Atomics.store(cells, j * CELLS + c, 0);
     times[j * TIMES + EJECTED_AT] = 0;
     times[j * TIMES + EJECTION_MS] = 0;
     times[j * TIMES + UNEJECTED_AT] = NaN;
