@@ -9,7 +9,7 @@ import type { Clock } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
 import { SpanBatcher, type BatchSettings, type DropReason } from '../proxy/tracing/span-batcher.js';
 import { otlpTraceExporter } from '../proxy/tracing/otlp-exporter.js';
-import { MAX_SPAN_STRING, otlpEnvNames } from '../proxy/tracing/tracing-config.js';
+import { SPAN_LIMITS, otlpEnvNames } from '../proxy/tracing/tracing-config.js';
 import type { PushRecord } from './discovery/discovery-server.js';
 
 /** `--trace-collector` and friends (docs/control-plane.md, Tracing). */
@@ -77,8 +77,9 @@ export class ControlPlaneTracing {
       spanProcessors: [batcher],
       // As the proxy's (span-recorder.ts): the queue is bounded in spans, so their strings must
       // be too. A Subscribe's pod is the stream's to write (up to a 4 MiB message), and 2048
-      // queued subscription spans could hold gigabytes while a collector is slow.
-      spanLimits: { attributeValueLengthLimit: MAX_SPAN_STRING },
+      // queued subscription spans could hold gigabytes while a collector is slow. All of them,
+      // whatever OTEL_*_LIMIT the environment holds.
+      spanLimits: { ...SPAN_LIMITS },
     });
     this.tracer = this.provider.getTracer('wren-control-plane');
   }

@@ -8,7 +8,7 @@ import type { Clock } from '../../common/clock.js';
 import { SpanBatcher, type DropReason } from './span-batcher.js';
 import type { TraceIds } from './trace-ids.js';
 import { otlpTraceExporter } from './otlp-exporter.js';
-import { MAX_SPAN_STRING, type TracingConfig } from './tracing-config.js';
+import { SPAN_LIMITS, type TracingConfig } from './tracing-config.js';
 
 /** The collector's TLS files, read by MeshTracer at start (an unreadable one fails start-up with its name). */
 export interface CollectorCredentials {
@@ -54,8 +54,9 @@ export class SpanRecorder {
       idGenerator: { generateTraceId: () => ids.traceId(), generateSpanId: () => ids.spanId() },
       spanProcessors: [this.batcher],
       // The path and authority come from the client: a span must stay small whatever it
-      // sends, or the queue's bound in spans (maxQueueSize) would not bound its memory.
-      spanLimits: { attributeValueLengthLimit: MAX_SPAN_STRING },
+      // sends, or the queue's bound in spans (maxQueueSize) would not bound its memory. Every
+      // limit is given, so that no OTEL_*_LIMIT variable of the pod changes them (SPAN_LIMITS).
+      spanLimits: { ...SPAN_LIMITS },
     });
     this.tracer = this.provider.getTracer('wren-proxy');
   }

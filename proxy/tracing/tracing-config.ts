@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { bool, duration, fail, map, num, obj, optional, str, type Parser } from '../../common/schema.js';
+import type { SpanLimits } from '@opentelemetry/sdk-trace-base';
 import type { BatchSettings } from './span-batcher.js';
 
 /**
@@ -10,6 +11,25 @@ import type { BatchSettings } from './span-batcher.js';
  */
 /** Longest string attribute value and span name (characters), as the access log caps its path. */
 export const MAX_SPAN_STRING = 1024;
+
+/**
+ * The span limits of the sidecar's and the control plane's tracer providers, every one given.
+ * @opentelemetry/sdk-trace-base (loadDefaultConfig, reconfigureLimits) takes a limit left out
+ * from OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT,
+ * OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, OTEL_SPAN_EVENT_COUNT_LIMIT and the like: variables
+ * set on every container of a pod for the app's own SDK would otherwise drop or cut the
+ * attributes of the mesh's spans (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=1 leaves one). Wren's
+ * config alone says what it exports, as for the exporter (otlp-exporter.ts). The counts are
+ * the OpenTelemetry specification's defaults (128); strings are capped at MAX_SPAN_STRING.
+ */
+export const SPAN_LIMITS: Readonly<Required<SpanLimits>> = {
+  attributeValueLengthLimit: MAX_SPAN_STRING,
+  attributeCountLimit: 128,
+  linkCountLimit: 128,
+  eventCountLimit: 128,
+  attributePerEventCountLimit: 128,
+  attributePerLinkCountLimit: 128,
+};
 
 export interface TracingConfig extends BatchSettings {
   readonly collector: CollectorConfig | undefined;
