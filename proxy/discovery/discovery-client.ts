@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Clock, Random, Timer } from '../../common/clock.js';
+import { NO_ENV_PROXY } from '../../common/grpc-env-proxy.js';
 import type { Logger } from '../../common/logger.js';
 import { WREN_VERSION } from '../../common/version.js';
 import {
@@ -117,6 +118,8 @@ export class DiscoveryClient {
       'grpc.max_reconnect_backoff_ms': 5_000,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       ...(this.o.channelOptions ?? {}),
+      // Never an environment's proxy, TLS or not (common/grpc-env-proxy.ts).
+      ...NO_ENV_PROXY,
     });
     return this.client;
   }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { NO_ENV_PROXY } from '../../common/grpc-env-proxy.js';
 import { loadIdentityProto, type CertifyRequest, type CertifyResponse } from '../../contract/identity.js';
 import { credentialsGeneration } from './control-plane-credentials.js';
 
@@ -34,7 +35,9 @@ export class CertifyClient {
 
   private open(): grpc.Client & { certify: Unary } {
     const { Client } = loadIdentityProto();
-    return new Client(this.address, this.credentials, this.options) as unknown as grpc.Client & { certify: Unary };
+    // Whatever the options (the insecure channel of discovery.insecure has none): never an
+    // environment's proxy (common/grpc-env-proxy.ts).
+    return new Client(this.address, this.credentials, { ...this.options, ...NO_ENV_PROXY }) as unknown as grpc.Client & { certify: Unary };
   }
 
   /**

@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { checkPeerSpiffeId } from '../../certs/index.js';
+import { NO_ENV_PROXY } from '../../common/grpc-env-proxy.js';
 
 /** What the proxy presents to the control plane: its workload key and certificate chain. */
 export interface ClientCertificate {
@@ -142,6 +143,6 @@ export function controlPlaneStartupTrustOf(creds: grpc.ChannelCredentials | unde
  * IP address. The SPIFFE check above ignores the name either way. A channel of its own
  * subchannels: grpc-js otherwise shares connections between channels with equal
  * credentials, and a channel made to present a renewed certificate would ride the old
- * connection (and its old handshake).
+ * connection (and its old handshake). Never through a proxy of the environment (NO_ENV_PROXY).
  */
-export const CONTROL_PLANE_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': 'wren-control-plane', 'grpc.use_local_subchannel_pool': 1 };
+export const CONTROL_PLANE_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': 'wren-control-plane', 'grpc.use_local_subchannel_pool': 1, ...NO_ENV_PROXY };

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { NO_ENV_PROXY } from '../../common/grpc-env-proxy.js';
 import { request as httpRequest } from '../../common/node-http.js';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +50,7 @@ type GrpcModule = typeof import('@grpc/grpc-js');
 type HealthStub = import('@grpc/grpc-js').Client & {
   Check(req: { service: string }, cb: (err: import('@grpc/grpc-js').ServiceError | null, res?: { status: string }) => void): import('@grpc/grpc-js').ClientUnaryCall;
 };
-type HealthStubCtor = new (addr: string, creds: import('@grpc/grpc-js').ChannelCredentials) => HealthStub;
+type HealthStubCtor = new (addr: string, creds: import('@grpc/grpc-js').ChannelCredentials, options: import('@grpc/grpc-js').ChannelOptions) => HealthStub;
 
 /** The .proto sits beside this file in the repo; from dist/proxy/resilience it is three levels up. */
 function protoPath(): string {
@@ -99,7 +100,9 @@ export class HealthClient {
     const { grpc, Health } = await loadHealth();
     if (this.closed || signal.aborted) return 'cancelled';
     const host = this.target.address.includes(':') ? `[${this.target.address}]` : this.target.address;
-    this.stub ??= new Health(`${host}:${this.target.port}`, grpc.credentials.createInsecure());
+    // A probe goes to the endpoint (or the app) itself, never through an environment's proxy
+    // (common/grpc-env-proxy.ts; Envoy's health checks ignore HTTP_PROXY too).
+    this.stub ??= new Health(`${host}:${this.target.port}`, grpc.credentials.createInsecure(), NO_ENV_PROXY);
     const stub = this.stub;
     return new Promise((resolve) => {
       const call = stub.Check({ service }, (err, res) => {

@@ -1,5 +1,7 @@
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { withoutEnvProxy } from '../../common/grpc-env-proxy.js';
 import { OTLP_ENV_PREFIX } from './tracing-config.js';
 
 /** CompressionAlgorithm.NONE of @opentelemetry/otlp-exporter-base (the exporter's dependency, not ours). */
@@ -20,17 +22,29 @@ const NO_COMPRESSION = 'none' as NonNullable<NonNullable<ConstructorParameters<t
  * environment without them (a listener worker's process.env is its own thread's copy).
  * The callers log the names of those set (otlpEnvNames). test/tracing-otlp-env.test.ts holds
  * this to a collector that sees the request's headers.
+ *
+ * Nor does it go through a proxy the environment names (grpc_proxy, https_proxy, http_proxy:
+ * common/grpc-env-proxy.ts). The exporter takes no channel options, and makes its channel
+ * inside `export` (GrpcExporterTransport.send, synchronously: on the first export, and again
+ * after it dropped a channel that timed out), so each export runs with those variables
+ * hidden. test/grpc-env-proxy.test.ts holds this to a proxy that sees no connection.
  */
-export function otlpTraceExporter(address: string, plaintext: boolean, credentials: ChannelCredentials, timeoutMs: number): OTLPTraceExporter {
+export function otlpTraceExporter(address: string, plaintext: boolean, credentials: ChannelCredentials, timeoutMs: number): SpanExporter {
   const hidden: [string, string][] = [];
   for (const k of Object.keys(process.env)) {
     if (!k.startsWith(OTLP_ENV_PREFIX)) continue;
     hidden.push([k, process.env[k]!]);
     delete process.env[k];
   }
+  let exporter: OTLPTraceExporter;
   try {
-    return new OTLPTraceExporter({ url: `${plaintext ? 'http' : 'https'}://${address}`, credentials, timeoutMillis: timeoutMs, compression: NO_COMPRESSION });
+    exporter = new OTLPTraceExporter({ url: `${plaintext ? 'http' : 'https'}://${address}`, credentials, timeoutMillis: timeoutMs, compression: NO_COMPRESSION });
   } finally {
     for (const [k, v] of hidden) process.env[k] = v;
   }
+  return {
+    export: (spans, done) => withoutEnvProxy(() => exporter.export(spans, done)),
+    shutdown: () => exporter.shutdown(),
+    forceFlush: () => exporter.forceFlush(),
+  };
 }
