@@ -2,7 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCsr, generateKeyPair } from '../certs/index.js';
+import { createCsr, generateKeyPair, splitPemCerts } from '../certs/index.js';
+import { readCert } from '../certs/x509.js';
 import { seededRandom, systemClock, systemRandom } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { controlPlaneSpiffeId } from '../contract/identity.js';
@@ -131,6 +132,11 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
     return { c, creds };
   });
   let cert = await channels[0].c.certify({ identity: WEB, token: Buffer.from('tok-web-3'), csrPem, requestedLifetimeMs: 0 }, 5000);
+  // The state is in the certificate every TLS peer of the sidecar reads: it names the pod only
+  // as a keyed digest (of the CA's key, which both replicas hold), never web-3 in the clear.
+  const stateOf = (pem: string): string => readCert(splitPemCerts(pem)[0]).ext.certifyState ?? '';
+  const podKey = /^wren certify-limit v1 \d+(?:\.\d+)? \d+ (pod shop\/web [0-9a-f]{32})$/.exec(stateOf(cert.certChainPem))?.[1];
+  expect([stateOf(cert.certChainPem), podKey]).toEqual([expect.not.stringContaining('web-3'), expect.any(String)]);
   const outcomes: (grpc.ServiceError | null)[] = [];
   for (let i = 1; i <= 3 * CERTIFY_BURST; i++) {
     // Each renewal at the other replica, by the newest certificate (the one the other issued).
@@ -142,6 +148,8 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
       outcomes.push(null);
     } else outcomes.push(r);
   }
+  // The other replica's certificate carries the same key.
+  expect(stateOf(cert.certChainPem)).toMatch(new RegExp(` ${podKey}$`));
   // Keyed by the serials each replica issued, every renewal at the other one was a full bucket: all 15 signed.
   expect(outcomes.filter((o) => o === null)).toHaveLength(CERTIFY_BURST - 1);
   expect(outcomes.filter((o) => o !== null).map((e) => e!.code)).toEqual(Array(2 * CERTIFY_BURST + 1).fill(grpc.status.RESOURCE_EXHAUSTED));

@@ -2,14 +2,14 @@ import { createHmac } from 'node:crypto';
 import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, encodeCertifyState, MAX_CERTIFY_REFILL_MS, parseCertifyState } from './certify-limiter.js';
 
 /** A CA's keyedDigest stand-in. */
-const tokenDigest = (t: string): string => createHmac('sha256', 'ca key').update(t).digest('hex');
+const keyedDigest = (t: string): string => createHmac('sha256', 'ca key').update(t).digest('hex');
 
 describe('CertifyLimiter', () => {
   const principal = { namespace: 'shop', serviceAccount: 'web', via: 'tokenreview' };
 
   test('a token bucket per key: a burst, then one per refill interval, with the wait until the next', () => {
     let now = 0;
-    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, tokenDigest, now: () => now, wallNow: () => now });
+    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => now });
     expect([l.take('a'), l.take('a'), l.take('a')]).toEqual([null, null, null]);
     expect(l.take('a')).toEqual({ retryAfterMs: 1000, first: true });
     expect(l.take('b')).toBeNull();
@@ -27,19 +27,27 @@ describe('CertifyLimiter', () => {
   });
 
   test('keys: the pod of a bound token, the service account of another TokenReview token, and a renewal what its certificate carries (else its serial)', () => {
-    const l = new CertifyLimiter({ refillMs: 1000, tokenDigest, now: () => 0, wallNow: () => 0 });
-    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'))).toBe('pod shop/web-0');
+    const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 0 });
+    // The pod's name only as the CA's keyed digest: the key is in a certificate every peer reads.
+    const pod = l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'));
+    expect(pod).toBe(`pod shop/web ${keyedDigest('pod shop/web-0').slice(0, 32)}`);
+    expect(pod).not.toContain('web-0');
+    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t2'))).toBe(pod);
+    expect(l.keyOf({ ...principal, pod: 'web-1' }, null, Buffer.from('t1'))).not.toBe(pod);
+    expect(l.keyOf({ ...principal, namespace: 'other', pod: 'web-0' }, null, Buffer.from('t1'))).not.toContain(pod.split(' ')[2]);
     // A token bound to no pod: one key per service account, whatever the token (a new one is minted at will).
     const t1 = l.keyOf(principal, null, Buffer.from('t1'));
     expect(t1).toBe('service-account shop/web');
     expect(l.keyOf(principal, null, Buffer.from('t2'))).toBe(t1);
     // What the certificate carries, whichever replica signed it; without it, its serial (TLS reports 0A0B..., the CA wrote 0a0b...).
-    expect(l.keyOf(principal, { serial: 'A0BFF', state: { key: 'pod shop/web-0', tokens: 2, atWallMs: 0 } }, Buffer.alloc(0))).toBe('pod shop/web-0');
+    expect(l.keyOf(principal, { serial: 'A0BFF', state: { key: pod, tokens: 2, atWallMs: 0 } }, Buffer.alloc(0))).toBe(pod);
+    // A certificate signed before keys were digests names the pod: its renewal is charged to the pod's key as it is now (and carries that).
+    expect(l.keyOf(principal, { serial: 'A0BFF', state: { key: 'pod shop/web-0', tokens: 2, atWallMs: 0 } }, Buffer.alloc(0))).toBe(pod);
     expect(l.keyOf(principal, { serial: '0A0BFF', state: null }, Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
     const shared = { ...principal, via: 'bootstrap', shared: true };
     const s = l.keyOf(shared, null, Buffer.from('sekrit'));
     // The CA's keyed digest, not a plain hash a peer reading the certificate could test guesses against.
-    expect(s).toBe(`bootstrap-token shop/web ${tokenDigest('sekrit').slice(0, 32)}`);
+    expect(s).toBe(`bootstrap-token shop/web ${keyedDigest('sekrit').slice(0, 32)}`);
     expect(s).not.toContain('sekrit');
     // A token as the authenticators read it (presentedToken): its spellings are one key.
     expect(l.keyOf(shared, null, Buffer.from('sekrit\n'))).toBe(s);
@@ -57,7 +65,7 @@ describe('CertifyLimiter', () => {
   });
 
   test('every key a certificate is charged to is one it can carry and read back, however long its names (adv47)', () => {
-    const l = new CertifyLimiter({ refillMs: 1000, tokenDigest, now: () => 0, wallNow: () => 1000 });
+    const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 1000 });
     // A bootstrap token's namespace and service account are bounded only by the SPIFFE ID's 2048 bytes.
     const long = { namespace: 'n'.repeat(1000), serviceAccount: 's'.repeat(1000), via: 'bootstrap' };
     const keys = [
@@ -74,13 +82,13 @@ describe('CertifyLimiter', () => {
     expect(l.keyOf({ ...long, shared: true }, null, Buffer.from('sekrit2'))).not.toBe(keys[0]);
     expect(l.keyOf({ ...long, serviceAccount: 's'.repeat(999) }, null, Buffer.alloc(0))).not.toBe(keys[1]);
     // Short keys as before.
-    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.alloc(0))).toBe('pod shop/web-0');
+    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.alloc(0))).toBe(`pod shop/web ${keyedDigest('pod shop/web-0').slice(0, 32)}`);
   });
 
   test('a bucket holds no more than the certificate renewing says was left, refilled since (another replica signed it)', () => {
     let now = 0;
     let wall = 1_000_000;
-    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, tokenDigest, now: () => now, wallNow: () => wall });
+    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => wall });
     // Signed elsewhere with one left, just now: one signature here, not a fresh burst of 5.
     const carried = { key: 'pod shop/web-0', tokens: 1, atWallMs: wall };
     expect(l.take(carried.key, carried)).toBeNull();
@@ -101,7 +109,7 @@ describe('CertifyLimiter', () => {
 
   test('a bootstrap token\'s bucket is sized for a fleet (20, one a second), and so is what its certificates renew', () => {
     let now = 0;
-    const l = new CertifyLimiter({ refillMs: 60_000, tokenDigest, now: () => now, wallNow: () => 1000 + now });
+    const l = new CertifyLimiter({ refillMs: 60_000, keyedDigest, now: () => now, wallNow: () => 1000 + now });
     const key = l.keyOf({ ...principal, via: 'bootstrap', shared: true }, null, Buffer.from('secret'));
     for (let i = 0; i < BOOTSTRAP_TOKEN_BURST; i++) expect(l.take(key)).toBeNull();
     expect(l.take(key)).toEqual({ retryAfterMs: 1000, first: true });
@@ -117,7 +125,7 @@ describe('CertifyLimiter', () => {
 
   test('full buckets are dropped', () => {
     let now = 0;
-    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, tokenDigest, now: () => now, wallNow: () => now });
+    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => now });
     for (let i = 0; i < 100; i++) l.take(`k${i}`);
     expect(l.size).toEqual({ buckets: 100 });
     now += 2000;

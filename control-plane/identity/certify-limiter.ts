@@ -115,11 +115,12 @@ export interface CertifyLimiterOptions {
   /** A bootstrap token's bucket: default BOOTSTRAP_TOKEN_BURST, and BOOTSTRAP_TOKEN_REFILL_MS or `refillMs` if that is shorter. */
   readonly sharedToken?: Partial<CertifyRate>;
   /**
-   * A bootstrap token's digest in its key (the key is written into certificates every peer
-   * sees): the issuing CA's keyedDigest, so replicas sharing the CA agree on it and the
-   * certificate lets nobody test guesses of the token.
+   * What stands for a bootstrap token or a pod's name in a key (the key is written into
+   * certificates every peer sees): the issuing CA's keyedDigest, so replicas sharing the CA
+   * agree on it, and the certificate names no pod and lets nobody test guesses of a token or
+   * of a pod's name.
    */
-  readonly tokenDigest: (token: string) => string;
+  readonly keyedDigest: (data: string) => string;
   /** Monotonic ms (Clock.now). */
   readonly now: () => number;
   /** Wall-clock ms (Clock.wallNow), for the state certificates carry (another replica's monotonic clock means nothing here). */
@@ -129,6 +130,10 @@ export interface CertifyLimiterOptions {
 /** TLS reports serials in upper case, the CA writes lower case, either may keep a leading zero. */
 const normalSerial = (s: string): string => s.toLowerCase().replace(/^0+/, '');
 
+/** The keys of pods' buckets begin so: `pod NS/SA DIGEST` (podKey). */
+const POD = 'pod ';
+/** A pod's key as certificates issued before 2026-12-07 carry it, the pod's name in the clear: `pod NS/NAME`. */
+const CLEAR_POD_KEY = /^pod ([^ /]+)\/([^ /]+)$/;
 /** The keys of bootstrap tokens' buckets begin so (and no other's: see keyOf). */
 const SHARED = 'bootstrap-token ';
 /** The keys of service accounts' buckets (TokenReview tokens bound to no pod) begin so; they take the fleet rate too. */
@@ -137,7 +142,12 @@ const SERVICE_ACCOUNT = 'service-account ';
 /**
  * The token buckets, one per key a call is charged to (keyOf):
  * - a token bound to a pod (TokenReview's authentication.kubernetes.io/pod-name): the pod,
- *   which is also what the discovery server bounds streams by (MAX_STREAMS_PER_POD);
+ *   which is also what the discovery server bounds streams by (MAX_STREAMS_PER_POD). The key
+ *   names its namespace and service account (the certificate's SPIFFE ID names them anyway)
+ *   and a keyed digest of its name, not the name: every TLS peer of the sidecar reads the
+ *   key in its certificate, and a pod's name (a Deployment's name and a hash) is not the
+ *   peer's to know, nor to confirm a guess of. Every replica sharing the CA derives the same
+ *   digest, so they still agree on the pod's key;
  * - another TokenReview token (bound to no pod: a legacy Secret token, or one from the
  *   TokenRequest API without a bound object, `kubectl create token SA`): its service
  *   account, in a bucket sized for a fleet as a bootstrap token's. Keyed by the token, as it
@@ -186,11 +196,22 @@ export class CertifyLimiter {
 
   /** The key a call is charged to: `renewedBy`, the client certificate it renews by, or null for a token. */
   keyOf(principal: Principal, renewedBy: RenewedBy | null, token: Buffer): string {
-    if (renewedBy?.state) return renewedBy.state.key;
-    if (renewedBy) return carriable(`certificate ${principal.namespace}/${principal.serviceAccount} serial ${normalSerial(renewedBy.serial)}`);
-    if (principal.pod) return carriable(`pod ${principal.namespace}/${principal.pod}`);
+    if (renewedBy !== null) {
+      const carried = renewedBy.state?.key;
+      if (carried === undefined) return carriable(`certificate ${principal.namespace}/${principal.serviceAccount} serial ${normalSerial(renewedBy.serial)}`);
+      // Signed before pods' keys were digests: the same pod's key as it is now, so that what
+      // it renews no longer names the pod (and its token and its certificates share a bucket).
+      const clear = CLEAR_POD_KEY.exec(carried);
+      return clear ? carriable(this.podKey(clear[1], principal.serviceAccount, clear[2])) : carried;
+    }
+    if (principal.pod) return carriable(this.podKey(principal.namespace, principal.serviceAccount, principal.pod));
     if (!principal.shared) return carriable(`${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`);
-    return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.tokenDigest(presentedToken(token)).slice(0, 32)}`);
+    return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.keyedDigest(presentedToken(token)).slice(0, 32)}`);
+  }
+
+  /** `pod NS/SA DIGEST`: 128 bits of the keyed digest of the pod's namespace and name (as a bootstrap token's). */
+  private podKey(namespace: string, serviceAccount: string, pod: string): string {
+    return `${POD}${namespace}/${serviceAccount} ${this.o.keyedDigest(`${POD}${namespace}/${pod}`).slice(0, 32)}`;
   }
 
   /**
