@@ -1,4 +1,7 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { createCsr, generateKeyPair } from '../certs/index.js';
@@ -19,6 +22,8 @@ import { parseTracingConfig } from '../proxy/tracing/tracing-config.js';
 import { startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 import { grpcHealthApp, type GrpcHealthApp } from './helpers/health-app.js';
 import { otlpReceiver, type OtlpReceiver } from './helpers/otlp-receiver.js';
+import { testPki } from './helpers/pki.js';
+import { assertBuilt, startProxyProcess, type ProxyProcess } from './helpers/proxy-process.js';
 
 /**
  * A pod-wide grpc_proxy / https_proxy / http_proxy (set on every container of a pod for the
@@ -123,6 +128,25 @@ test('Certify (TLS options and discovery.insecure\'s none), discovery, a gRPC he
   // The environment is as it was: only the channels did not use it.
   expect([process.env.grpc_proxy, process.env.https_proxy, process.env.http_proxy]).toEqual(Array(3).fill(`http://127.0.0.1:${(outside.address() as { port: number }).port}`));
 });
+
+test('a `wren proxy` process started with those variables (the built CLI) subscribes to the control plane direct', async () => {
+  assertBuilt(['proxy/discovery/discovery-client.ts', 'common/grpc-env-proxy.ts']);
+  const dir = await mkdtemp(join(tmpdir(), 'wren-env-proxy-'));
+  let sidecarProcess: ProxyProcess | undefined;
+  try {
+    // The test's environment, the proxy variables included, given to the child explicitly (jest's process.env is the sandbox's own).
+    sidecarProcess = await startProxyProcess(testPki(), dir, 'env-proxied', {
+      discovery: { controlPlane: `127.0.0.1:${cp.grpcPort}`, insecure: true },
+      tracing: { collector: { address: receiver.address, plaintext: true } },
+    }, [], undefined, { ...process.env });
+    const id = sidecarProcess.spiffeId;
+    await receiver.waitFor(1, 20_000, (s) => s.name === 'wren.discovery.v1.Discovery/Subscribe' && s.attributes['wren.proxy.identity'] === id);
+    expect(reached).toHaveLength(0);
+  } finally {
+    await sidecarProcess?.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 30_000);
 
 test('(the environment\'s proxy is live: a grpc-js channel that does not opt out connects to it)', async () => {
   const client = new grpc.Client(`127.0.0.1:${app.port}`, grpc.credentials.createInsecure());

@@ -56,6 +56,8 @@ export async function startProxyProcess(
   config: Record<string, unknown> = {},
   nodeArgs: readonly string[] = [],
   onOutput?: (text: string) => void,
+  /** The child's environment (default: the runner's own; a test's process.env is its sandbox's copy, which a child does not get). */
+  env?: NodeJS.ProcessEnv,
 ): Promise<ProxyProcess> {
   const m = pki.issue('default', serviceAccount);
   const f = (n: string) => join(dir, `${serviceAccount}-${n}`);
@@ -74,7 +76,7 @@ export async function startProxyProcess(
       ...config,
     }),
   );
-  const child: ChildProcess = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, ...nodeArgs, wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, ...nodeArgs, wren, 'proxy', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
   let out = '';
   const ports = await new Promise<number[]>((resolve, reject) => {
