@@ -8,9 +8,9 @@
  * names the target or the channel sets `grpc.enable_http_proxy: 0`. A pod-wide HTTP(S)_PROXY
  * is common in corporate clusters, set on every container of a pod for the app's calls out;
  * it must not carry the mesh's certificate signing, discovery or probes to an outside proxy
- * (which would see, and could refuse or delay, the mesh's control traffic). Envoy ignores
- * HTTP_PROXY for its xDS, health-check and tracing connections (Istio's pilot-agent
- * likewise), and so does Linkerd's proxy. docs/architecture.md, Environment proxies.
+ * (which would see, and could refuse or delay, the mesh's control traffic). Envoy, Istio's
+ * data plane, reads no proxy from the environment: its xDS, health-check and tracing
+ * connections go where its bootstrap says. docs/kubernetes.md, `HTTP_PROXY` and friends in the pod.
  */
 export const NO_ENV_PROXY = { 'grpc.enable_http_proxy': 0 } as const;
 

@@ -29,8 +29,8 @@ import { assertBuilt, startProxyProcess, type ProxyProcess } from './helpers/pro
  * A pod-wide grpc_proxy / https_proxy / http_proxy (set on every container of a pod for the
  * app's calls out, common in corporate clusters) must not carry the mesh's own gRPC: Certify,
  * discovery, gRPC health probes and the OTLP trace exports of the sidecar and the control
- * plane go direct (common/grpc-env-proxy.ts; Envoy and Linkerd's proxy ignore HTTP_PROXY for
- * their control traffic). The "proxy" is a real TCP listener that counts and drops what
+ * plane go direct (common/grpc-env-proxy.ts; Envoy reads no proxy from the environment
+ * either). The "proxy" is a real TCP listener that counts and drops what
  * reaches it; the last test shows grpc-js does send a channel there when nothing says not to.
  */
 class OneService implements MeshSource {

@@ -101,7 +101,7 @@ export class HealthClient {
     if (this.closed || signal.aborted) return 'cancelled';
     const host = this.target.address.includes(':') ? `[${this.target.address}]` : this.target.address;
     // A probe goes to the endpoint (or the app) itself, never through an environment's proxy
-    // (common/grpc-env-proxy.ts; Envoy's health checks ignore HTTP_PROXY too).
+    // (common/grpc-env-proxy.ts; Envoy's health checks read no proxy from the environment either).
     this.stub ??= new Health(`${host}:${this.target.port}`, grpc.credentials.createInsecure(), NO_ENV_PROXY);
     const stub = this.stub;
     return new Promise((resolve) => {
