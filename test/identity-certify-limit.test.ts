@@ -160,6 +160,24 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
   }
 });
 
+test('a certificate signed when the state named its pod (`pod shop/web-4`) renews into one that does not, from what it had left', async () => {
+  await startCp(24 * 3_600_000);
+  const { c, creds } = client();
+  const keyPem = generateKeyPair().privateKeyPem;
+  const csrPem = createCsr(keyPem, WEB);
+  // As a control plane before 2026-12-07 wrote it: one signature left.
+  const old = issuer.ca.issue(csrPem, { identity: WEB, ttlMs: 3_600_000, certifyState: `wren certify-limit v1 1.000 ${Date.now()} pod shop/web-4` });
+  presentCertificate(creds, { keyPem, certChainPem: old.certPem + old.chainPems.join('') });
+  const renewed = await c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000);
+  const state = readCert(splitPemCerts(renewed.certChainPem)[0]).ext.certifyState ?? '';
+  expect(state).toMatch(/^wren certify-limit v1 0(?:\.\d+)? \d+ pod shop\/web [0-9a-f]{32}$/);
+  expect(state).not.toContain('web-4');
+  // The budget went with it: nothing left, by that certificate or by the new one.
+  presentCertificate(creds, { keyPem, certChainPem: renewed.certChainPem });
+  const again = await c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
+  expect(again?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+});
+
 describe('bootstrap tokens', () => {
   const T1 = 'bootstrap-token-one-0123456789';
   const T2 = 'bootstrap-token-two-0123456789';
