@@ -173,7 +173,7 @@ export const NOT_FROM_APP: ReadonlySet<string> = new Set([...MESH_FIELDS, PROXY_
 /**
  * An app's trailers without NOT_FROM_APP, on every client that reaches the app (the
  * HTTP/1.1 pool's and an upgrade's chunked trailers, both HTTP/2 clients): a
- * `wren-proxy-error` trailer from the app would make the calling sidecar take the response
+ * wren-proxy-error trailer from the app would make the calling sidecar take the response
  * for its peer's gRPC rescue and reset the rest of the request (http/write-response.ts,
  * h2/h2-server-stream.ts endedByProxyError). Called only when trailers arrived.
  */
