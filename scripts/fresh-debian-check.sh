@@ -44,7 +44,8 @@ cp -a "$NPM_DIR" "$R/usr/lib/node_modules/npm"
 ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$R/usr/bin/npm"
 ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$R/usr/bin/npx"
 [ -f /root/.npmrc ] && cp /root/.npmrc "$R/root/.npmrc"
-cp /etc/resolv.conf "$R/etc/resolv.conf"
+# The machine's name and how it resolves are the machine's, not the image's (a chroot shares the host's name).
+cp /etc/resolv.conf /etc/hosts "$R/etc/"
 cp -a /usr/local/share/ca-certificates/. "$R/usr/local/share/ca-certificates/" 2>/dev/null || true
 cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 

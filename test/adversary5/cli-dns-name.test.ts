@@ -23,16 +23,23 @@ import { DirSource } from '../../control-plane/sources/dir-source.js';
  */
 let dir: string;
 let cp: ControlPlane;
-/** A DNS name of this host that is not `localhost` and resolves to loopback (the machine's own name), or null. */
-const name: string | null = await (async () => {
+/**
+ * A DNS name of this host that is not `localhost` and resolves to a loopback address (the
+ * machine's own name: 127.0.0.1 in many VMs' /etc/hosts, 127.0.1.1 in Debian's), with that
+ * address, where the control plane listens; or null, and the test is skipped saying why.
+ */
+const named: { name: string; address: string } | null = await (async () => {
   const h = hostname();
-  return h !== 'localhost' && (await lookup(h, { family: 4 }).then((a) => a.address, () => '')) === '127.0.0.1' ? h : null;
+  const address = await lookup(h, { family: 4 }).then((a) => a.address, () => '');
+  return h !== 'localhost' && address.startsWith('127.') ? { name: h, address } : null;
 })();
+const name = named?.name ?? null;
+if (!named) process.stderr.write(`\n! test/adversary5/cli-dns-name.test.ts: ADV5-14 SKIPPED: this host's name (${hostname()}) does not resolve to a loopback address (add it to /etc/hosts), so the control plane has no DNS name here\n`);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'wren-adv5-dns-'));
   cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: '127.0.0.1:0', trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
+    listen: `${named?.address ?? '127.0.0.1'}:0`, admin: `${named?.address ?? '127.0.0.1'}:0`, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(3), logger: silentLogger,
     source: (ctx) => new DirSource({ ...ctx, dir, watchDebounceMs: 10, rescanMs: 5_000 }),
   });
   await cp.whenReady();
