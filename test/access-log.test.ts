@@ -1,6 +1,7 @@
 import { request as httpRequest, createServer, type IncomingHttpHeaders } from 'node:http';
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { testPki } from './helpers/pki.js';
+import { refusedPort } from './helpers/refused-port.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, fakeTcpApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
 import { LogCapture } from './helpers/log-capture.js';
@@ -25,10 +26,7 @@ beforeAll(async () => {
   [app, tcpApp, lockedApp] = await Promise.all([fakeApp('web'), fakeTcpApp('hello from tcp\n'), fakeTcpApp('never seen\n')]);
   const failer = () => listenOnLoopback(createServer((_q, s) => { s.writeHead(503); s.end('failing on cue'); }));
   [failing, failing2] = await Promise.all([failer(), failer()]);
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-  refused = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
+  refused = await refusedPort();
   const policy = {
     authorizationPolicies: [
       { name: 'default/deny-admin', action: 'DENY', rules: [{ to: [{ operation: { ports: [String(app.port)], paths: ['/admin'] } }] }] },

@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { testPki } from './helpers/pki.js';
+import { refusedPort } from './helpers/refused-port.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 
@@ -29,10 +29,7 @@ const TOKEN = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.c2VjcmV0LXNpZ25hdHVyZQ';
 
 beforeAll(async () => {
   // A port nothing listens on: the endpoint refuses connections.
-  const probe = createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-  const refused = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
+  const refused = await refusedPort();
   client = await startProxy({
     pki,
     serviceAccount: 'client',
