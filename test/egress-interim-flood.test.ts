@@ -1,10 +1,11 @@
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { type AddressInfo, type Server } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { testServerCert } from './helpers/test-ca.js';
 import { metric } from './helpers/admin-metric.js';
+import { interimUpgradeServer, upgradeStatus as probeUpgrade } from './helpers/upgrade-probe.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -34,26 +35,6 @@ const listen = async (s: Server): Promise<number> => {
   return (s.address() as AddressInfo).port;
 };
 
-/** An upgrade destination: FLOOD interim responses, each in a write of its own, then the 101. */
-function interimUpgradeServer(): Server {
-  return createNetServer((s: Socket) => {
-    s.on('error', () => undefined);
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      if (!buf.includes('\r\n\r\n')) return;
-      buf = '';
-      let i = 0;
-      const next = (): void => {
-        if (s.destroyed) return;
-        if (i++ < FLOOD) return void s.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n', () => setImmediate(next));
-        s.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
-      };
-      next();
-    });
-  });
-}
-
 beforeAll(async () => {
   const flood = (_req: unknown, res: import('node:http').ServerResponse): void => {
     for (let i = 0; i < FLOOD; i++) res.writeProcessing();
@@ -61,7 +42,7 @@ beforeAll(async () => {
   };
   plain = createHttpServer(flood);
   https = createHttpsServer({ cert: cert.cert, key: cert.key }, flood);
-  upgrade = interimUpgradeServer();
+  upgrade = interimUpgradeServer(() => FLOOD);
   [plainPort, httpsPort, upgradePort] = await Promise.all([listen(plain), listen(https), listen(upgrade)]);
   const externalServices = [
     { name: 'default/plain', hosts: ['plain.example.com'], ports: [{ number: plainPort, protocol: 'HTTP' }, { number: upgradePort, protocol: 'HTTP' }] },
@@ -94,20 +75,7 @@ function get(dstPort: number, host: string): Promise<string> {
 /** An upgrade (WebSocket) the app sends to `host`, redirected from dst: the status line and the proxy error label. */
 function upgradeStatus(dstPort: number, host: string): Promise<string> {
   nextDst = { address: '127.0.0.1', port: dstPort };
-  return new Promise((resolve, reject) => {
-    const s = netConnect({ host: '127.0.0.1', port: proxy.outboundPort });
-    let got = '';
-    s.on('error', reject);
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      s.destroy();
-      const label = /\r\nwren-proxy-error: ([^\r]*)/i.exec(got.slice(0, end));
-      resolve(`${got.slice(0, got.indexOf('\r\n'))}${label ? ` ${label[1]}` : ''}`);
-    });
-    s.write(`GET / HTTP/1.1\r\nhost: ${host}\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n`);
-  });
+  return probeUpgrade(proxy.outboundPort, host);
 }
 
 test.each([

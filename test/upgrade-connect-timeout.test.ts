@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
+import { upgradeStatus } from './helpers/upgrade-probe.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -50,22 +51,8 @@ afterAll(async () => {
 
 test('an upgrade to an endpoint that never completes the TCP handshake fails after the connect timeout: 504 connect-timeout', async () => {
   const t0 = Date.now();
-  const answer = await new Promise<string>((resolve, reject) => {
-    const s = netConnect({ host: '127.0.0.1', port: client.outboundPort });
-    let got = '';
-    const t = setTimeout(() => (s.destroy(), resolve(`no answer in 8 s`)), 8000);
-    s.on('error', reject);
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      clearTimeout(t);
-      s.destroy();
-      const label = /\r\nwren-proxy-error: ([^\r]*)/i.exec(got.slice(0, end));
-      resolve(`${got.slice(0, got.indexOf('\r\n'))}${label ? ` ${label[1]}` : ''}`);
-    });
-    s.write('GET /ws HTTP/1.1\r\nhost: gone\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
-  });
+  const answer = await upgradeStatus(client.outboundPort, 'gone', '/ws', 8000);
+
   expect(answer).toBe('HTTP/1.1 504 Gateway Timeout connect-timeout');
   expect(Date.now() - t0).toBeLessThan(5000);
 });

@@ -1,7 +1,8 @@
-import { connect as netConnect, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { metric } from './helpers/admin-metric.js';
+import { interimUpgradeServer, upgradeStatus } from './helpers/upgrade-probe.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -16,51 +17,10 @@ import type { Proxy } from '../proxy/proxy.js';
 const pki = testPki();
 let app: Server, appPort: number, server: Proxy, client: Proxy;
 
-/** `/flood`: 100 interim responses before the 101; `/few`: 3. Each in a write of its own, as a streaming server sends them. */
-function interimApp(): Server {
-  return createNetServer((s: Socket) => {
-    s.on('error', () => undefined);
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      if (!buf.includes('\r\n\r\n')) return;
-      const n = buf.startsWith('GET /flood ') ? 100 : 3;
-      buf = '';
-      let i = 0;
-      const next = (): void => {
-        if (s.destroyed) return;
-        if (i++ < n) return void s.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n', () => setImmediate(next));
-        s.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n');
-      };
-      next();
-    });
-  });
-}
-
-/** The status line the client gets for an upgrade of `path` (its first line), and the proxy error label if any. */
-function upgradeStatus(port: number, host: string, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = netConnect({ host: '127.0.0.1', port });
-    let got = '';
-    const t = setTimeout(() => (s.destroy(), resolve(`no answer in 5 s: ${JSON.stringify(got.slice(0, 200))}`)), 5000);
-    s.on('error', reject);
-    s.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      clearTimeout(t);
-      s.destroy();
-      const label = /\r\nwren-proxy-error: ([^\r]*)/i.exec(got.slice(0, end));
-      resolve(`${got.slice(0, got.indexOf('\r\n'))}${label ? ` ${label[1]}` : ''}`);
-    });
-    s.write(`GET ${path} HTTP/1.1\r\nhost: ${host}\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n`);
-  });
-}
-
 const counter = (direction: string) => new RegExp(`wren_limit_exceeded_total\\{direction="${direction}",limit="interim-responses"\\} (\\d+)`);
 
 beforeAll(async () => {
-  app = interimApp();
+  app = interimUpgradeServer((head) => (head.startsWith('GET /flood ') ? 100 : 3));
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
   appPort = (app.address() as { port: number }).port;
   server = await startProxy({ pki, serviceAccount: 'web' });
