@@ -9,6 +9,7 @@ import { metric } from './helpers/admin-metric.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { FLAG_FIN, FrameType, frameHeader } from '../proxy/mux/frame.js';
 import { MUX_ALPN } from '../proxy/mux/mux-session.js';
+import { frameReader } from './adversary6/raw-mux.js';
 
 /**
  * The calling sidecar's pools to peer sidecars (meshHttp1 mux and h1, meshHttp2 h2) refused
@@ -29,21 +30,15 @@ const tlsOpts = { key: cert.keyPem, cert: cert.certChainPem, ca: cert.trustBundl
 /** A peer of the multiplexer: every request head is answered with FLOOD 103s, then a 200, in one DATA frame. */
 function muxPeer(): TlsServer {
   return createTlsServer({ ...tlsOpts, ALPNProtocols: [MUX_ALPN] }, (s) => {
-    let pending = Buffer.alloc(0);
     s.on('error', () => undefined);
-    s.on('data', (d: Buffer) => {
-      pending = Buffer.concat([pending, d]);
-      while (pending.length >= 10 && pending.length >= 10 + pending.readUInt32BE(0)) {
-        const len = pending.readUInt32BE(0);
-        const type = pending[4];
-        const id = pending.readUInt32BE(6);
-        const text = pending.toString('latin1', 10, 10 + len);
-        pending = pending.subarray(10 + len);
-        if (type !== FrameType.Data || !text.includes('\r\n\r\n')) continue;
+    s.on(
+      'data',
+      frameReader(({ type, id, payload }) => {
+        if (type !== FrameType.Data || !payload.toString('latin1').includes('\r\n\r\n')) return;
         const body = Buffer.from(`${'HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n'.repeat(FLOOD)}HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok`, 'latin1');
         s.write(Buffer.concat([frameHeader(FrameType.Data, FLAG_FIN, id, body.length), body]));
-      }
-    });
+      }),
+    );
   });
 }
 

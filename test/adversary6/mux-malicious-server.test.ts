@@ -6,6 +6,7 @@ import { startProxy, meshService } from '../helpers/proxy.js';
 import type { Proxy } from '../../proxy/proxy.js';
 import { FLAG_FIN, FrameType, frameHeader } from '../../proxy/mux/frame.js';
 import { MUX_ALPN } from '../../proxy/mux/mux-session.js';
+import { frameReader } from './raw-mux.js';
 
 /**
  * A peer sidecar (valid certificate for the endpoint's identity) answering with frames no
@@ -24,22 +25,16 @@ function answer(s: TLSSocket, id: number, fin: boolean): void {
 beforeAll(async () => {
   const m = pki.issue('default', 'web');
   evil = createTlsServer({ key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, requestCert: true, rejectUnauthorized: true, ALPNProtocols: [MUX_ALPN] }, (s) => {
-    let pending = Buffer.alloc(0);
     s.on('error', () => undefined);
-    s.on('data', (d: Buffer) => {
-      pending = Buffer.concat([pending, d]);
-      while (pending.length >= 10 && pending.length >= 10 + pending.readUInt32BE(0)) {
-        const len = pending.readUInt32BE(0);
-        const type = pending[4];
-        const id = pending.readUInt32BE(6);
-        const text = pending.toString('latin1', 10, 10 + len);
-        pending = pending.subarray(10 + len);
-        if (type === FrameType.Data && text.includes('\r\n\r\n')) {
+    s.on(
+      'data',
+      frameReader(({ type, id, payload }) => {
+        if (type === FrameType.Data && payload.toString('latin1').includes('\r\n\r\n')) {
           answer(s, id, false);
           after(s, id);
         }
-      }
-    });
+      }),
+    );
   });
   await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
   const fakePeer = { inboundPort: (evil.address() as AddressInfo).port, tls: { spiffeId: m.spiffeId } } as unknown as Proxy;

@@ -11,23 +11,35 @@ export interface RawFrame {
   readonly payload: Buffer;
 }
 
+/**
+ * A `data` listener that cuts a hand-written peer's byte stream into the multiplexer's
+ * frames (a 10-byte header: length, type, flags, stream id; then the payload) and hands
+ * each whole frame to `onFrame`; partial frames wait for the next read.
+ */
+export function frameReader(onFrame: (f: RawFrame) => void): (d: Buffer) => void {
+  let pending = Buffer.alloc(0);
+  return (d) => {
+    pending = Buffer.concat([pending, d]);
+    while (pending.length >= 10 && pending.length >= 10 + pending.readUInt32BE(0)) {
+      const len = pending.readUInt32BE(0);
+      onFrame({ type: pending[4], flags: pending[5], id: pending.readUInt32BE(6), payload: pending.subarray(10, 10 + len) });
+      pending = pending.subarray(10 + len);
+    }
+  };
+}
+
 /** A mux peer written by hand (the attacker holds a valid mesh certificate), frames in and out. */
 export class RawMux {
   readonly frames: RawFrame[] = [];
   bytesRead = 0;
   closed = false;
-  private pending = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
 
   private constructor(readonly socket: TLSSocket) {
+    const read = frameReader((f) => this.frames.push(f));
     socket.on('data', (d: Buffer) => {
       this.bytesRead += d.length;
-      this.pending = Buffer.concat([this.pending, d]);
-      while (this.pending.length >= 10 && this.pending.length >= 10 + this.pending.readUInt32BE(0)) {
-        const len = this.pending.readUInt32BE(0);
-        this.frames.push({ type: this.pending[4], flags: this.pending[5], id: this.pending.readUInt32BE(6), payload: this.pending.subarray(10, 10 + len) });
-        this.pending = this.pending.subarray(10 + len);
-      }
+      read(d);
       this.wake();
     });
     socket.on('error', () => undefined);
