@@ -4,27 +4,21 @@ import { createCsr, generateKeyPair } from '../certs/index.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { DEFAULT_POLICY } from '../contract/defaults.js';
+import type { Service } from '../contract/model.js';
 import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
 import { generateIssuer } from '../control-plane/identity/issuer.js';
 import { ControlPlane } from '../control-plane/server.js';
-import type { MeshSource, SourceContext } from '../control-plane/sources/source.js';
 import { ControlPlaneTracing } from '../control-plane/tracing.js';
 import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../proxy/identity/control-plane-credentials.js';
 import { MAX_SPAN_STRING } from '../proxy/tracing/tracing-config.js';
-import { startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
+import { ManualSource, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 import { otlpReceiver, type OtlpReceiver } from './helpers/otlp-receiver.js';
 
 /** The control plane's own spans (--trace-collector): Certify calls, discovery subscriptions and pushes, to a real OTLP receiver. */
-class OneService implements MeshSource {
-  readonly name = 'manual';
-  constructor(readonly ctx: SourceContext) {}
-  async start(): Promise<void> {
-    this.ctx.store.apply([{ name: 'web', namespace: 'shop', clusterIPs: [], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [] }] }], []);
-    this.ctx.store.markReady();
-  }
-  async stop(): Promise<void> {}
-}
+
+/** web.shop:80 with no endpoints: the one service these control planes serve. */
+const WEB_SHOP: Service = { name: 'web', namespace: 'shop', clusterIPs: [], policy: DEFAULT_POLICY, ports: [{ name: 'http', port: 80, protocol: 'http1', endpoints: [] }] };
 
 const TOKEN = 'bootstrap-token-for-web-0123456789';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -37,7 +31,7 @@ beforeAll(async () => {
   receiver = await otlpReceiver();
   cp = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(1), logger: silentLogger,
-    source: (ctx) => new OneService(ctx),
+    source: (ctx) => new ManualSource(ctx, [WEB_SHOP]),
     identity: { issuer: generateIssuer('cluster.local'), authenticator: new BootstrapTokenAuthenticator([{ token: TOKEN, namespace: 'shop', serviceAccount: 'web' }]) },
     transport: 'insecure',
     tracing: new ControlPlaneTracing({ collector: receiver.address, plaintext: true, caFile: null, namespace: 'wren-system', clock: systemClock, logger: silentLogger }),
@@ -98,7 +92,7 @@ test('a collector that is down costs no Certify call, and the lost spans are cou
   await new Promise<void>((r) => closed.close(() => r()));
   const down = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(2), logger: silentLogger,
-    source: (ctx) => new OneService(ctx),
+    source: (ctx) => new ManualSource(ctx, [WEB_SHOP]),
     identity: { issuer: generateIssuer('cluster.local'), authenticator: new BootstrapTokenAuthenticator([{ token: TOKEN, namespace: 'shop', serviceAccount: 'web' }]) },
     transport: 'insecure',
     tracing: new ControlPlaneTracing({ collector: `127.0.0.1:${port}`, plaintext: true, caFile: null, namespace: 'wren-system', clock: systemClock, logger: silentLogger }),
