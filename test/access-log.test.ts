@@ -1,7 +1,7 @@
 import { request as httpRequest, createServer, type IncomingHttpHeaders } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { testPki } from './helpers/pki.js';
-import { refusedPort } from './helpers/refused-port.js';
+import { closedPort } from './helpers/closed-port.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, fakeTcpApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
 import { LogCapture } from './helpers/log-capture.js';
@@ -26,7 +26,7 @@ beforeAll(async () => {
   [app, tcpApp, lockedApp] = await Promise.all([fakeApp('web'), fakeTcpApp('hello from tcp\n'), fakeTcpApp('never seen\n')]);
   const failer = () => listenOnLoopback(createServer((_q, s) => { s.writeHead(503); s.end('failing on cue'); }));
   [failing, failing2] = await Promise.all([failer(), failer()]);
-  refused = await refusedPort();
+  refused = await closedPort();
   const policy = {
     authorizationPolicies: [
       { name: 'default/deny-admin', action: 'DENY', rules: [{ to: [{ operation: { ports: [String(app.port)], paths: ['/admin'] } }] }] },

@@ -1,5 +1,4 @@
 import { request as httpRequest, Agent } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { mkdtemp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { metric } from './helpers/admin-metric.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * The whole mesh on loopback, with nothing faked: a control plane reading a directory of
@@ -128,10 +128,7 @@ beforeAll(async () => {
   }
   await writeWeb([{ pod: 0 }]);
   // A free port for the control plane, which is started only after the client sidecar.
-  const probe = createNetServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-  cpPort = (probe.address() as AddressInfo).port;
-  await new Promise((r) => probe.close(r));
+  cpPort = await closedPort();
   client = await startProxy({
     pki, serviceAccount: 'client', logs, controlPlane: `127.0.0.1:${cpPort}`,
     discoveryBackoff: { initialMs: 50, maxMs: 1000 },

@@ -8,6 +8,7 @@ import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import { assertBuilt, startProxyProcess, type ProxyProcess } from './helpers/proxy-process.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * The drain and the app's outbound traffic (docs/operations.md, Shutdown): a real `wren
@@ -158,12 +159,7 @@ test('concurrency 1: an outbound opaque tunnel still open at the deadline is clo
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   const echoPort = (echo.address() as AddressInfo).port;
   // An explicit upstream (no redirect in a test): its port, found free first.
-  const localPort = await new Promise<number>((r) => {
-    const t = createNetServer().listen(0, '127.0.0.1', () => {
-      const port = (t.address() as AddressInfo).port;
-      t.close(() => r(port));
-    });
-  });
+  const localPort = await closedPort();
   const p = await startProxyProcess(pki, dir, 'tcpweb', {
     shutdown: { gracePeriodMs: 1000 },
     upstreams: [{ service: 'echo', port: 7000, localPort, localAddress: '127.0.0.1', protocol: 'opaque' }],

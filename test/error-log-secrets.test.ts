@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { testPki } from './helpers/pki.js';
-import { refusedPort } from './helpers/refused-port.js';
+import { closedPort } from './helpers/closed-port.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import type { Proxy } from '../proxy/proxy.js';
 
@@ -29,7 +29,7 @@ const TOKEN = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.c2VjcmV0LXNpZ25hdHVyZQ';
 
 beforeAll(async () => {
   // A port nothing listens on: the endpoint refuses connections.
-  const refused = await refusedPort();
+  const refused = await closedPort();
   client = await startProxy({
     pki,
     serviceAccount: 'client',

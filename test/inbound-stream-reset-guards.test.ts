@@ -1,9 +1,9 @@
 import { connect as h2connect, type ClientHttp2Session, type Http2SecureServer, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import { createServer as createNetServer } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { fakeApp, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * The inbound survives streams that are already gone when it handles them (seen under
@@ -21,10 +21,7 @@ const onUncaught = (e: unknown) => uncaught.push(e);
 beforeAll(async () => {
   app = await fakeApp('web');
   // A port nobody listens on: the app connect fails (ECONNREFUSED) after the peer reset.
-  const probe = createNetServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  deadPort = (probe.address() as { port: number }).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  deadPort = await closedPort();
   server = await startProxy({ pki, serviceAccount: 'web' });
   opaqueServer = await startProxy({ pki, serviceAccount: 'web', config: { protocol: { opaquePorts: [deadPort] } } });
   process.on('uncaughtException', onUncaught);

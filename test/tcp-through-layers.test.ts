@@ -3,6 +3,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { fakeTcpApp, listenOnLoopback, type FakeApp } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /**
  * Opaque TCP takes the HTTP stack's route → admission → retry → pick layers
@@ -33,9 +34,7 @@ beforeAll(async () => {
   blackhole = { port: bh.port };
   closers.push(bh.close);
   // A port nobody listens on: connects are refused.
-  const gone = await listenOnLoopback(createNetServer());
-  refusedPort = gone.port;
-  await gone.close();
+  refusedPort = await closedPort();
   const noOutlier = { outlierDetection: { enabled: false } };
   client = await startProxy({
     pki,

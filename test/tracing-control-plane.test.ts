@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { createCsr, generateKeyPair } from '../certs/index.js';
 import { seededRandom, systemClock } from '../common/clock.js';
@@ -14,6 +13,7 @@ import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../proxy/identity/control-plane-c
 import { MAX_SPAN_STRING } from '../proxy/tracing/tracing-config.js';
 import { ManualSource, startProxy, waitFor, type TestProxy } from './control-plane-harness.js';
 import { otlpReceiver, type OtlpReceiver } from './helpers/otlp-receiver.js';
+import { closedPort } from './helpers/closed-port.js';
 
 /** The control plane's own spans (--trace-collector): Certify calls, discovery subscriptions and pushes, to a real OTLP receiver. */
 
@@ -86,10 +86,7 @@ test('a Subscribe of any size makes a span of bounded strings: the pod is the st
 
 test('a collector that is down costs no Certify call, and the lost spans are counted in the control plane metrics', async () => {
   // A port nobody listens on: every export is refused.
-  const closed = createServer();
-  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-  const port = (closed.address() as { port: number }).port;
-  await new Promise<void>((r) => closed.close(() => r()));
+  const port = await closedPort();
   const down = await ControlPlane.start({
     listen: '127.0.0.1:0', admin: null, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(2), logger: silentLogger,
     source: (ctx) => new ManualSource(ctx, [WEB_SHOP]),

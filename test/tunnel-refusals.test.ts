@@ -1,10 +1,9 @@
 import { connect as h2connect, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
-import { createServer as createNetServer } from 'node:net';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
-import { listenOnLoopback } from './helpers/fake-app.js';
 import { ERROR_TABLE, type ErrorCode } from '../proxy/errors/proxy-error.js';
 import type { Proxy } from '../proxy/proxy.js';
+import { closedPort as freeClosedPort } from './helpers/closed-port.js';
 
 /**
  * The inbound's answers to CONNECT streams it gives no tunnel (a peer's opaque TCP, a
@@ -17,9 +16,7 @@ let server: Proxy;
 let closedPort: number;
 
 beforeAll(async () => {
-  const gone = await listenOnLoopback(createNetServer());
-  closedPort = gone.port;
-  await gone.close();
+  closedPort = await freeClosedPort();
   server = await startProxy({
     pki,
     serviceAccount: 'web',

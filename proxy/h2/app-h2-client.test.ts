@@ -9,6 +9,7 @@ import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
 import type { Headers } from '../http/headers.js';
 import { ProxyError } from '../errors/proxy-error.js';
+import { closedPort } from '../../test/helpers/closed-port.js';
 
 /**
  * The frame-level HTTP/2 client against a real node:http2 server (what apps run): heads,
@@ -255,10 +256,7 @@ test('an interim 103 is skipped; the final response is delivered', async () => {
 });
 
 test('a refused connection fails with CONNECT_REFUSED; an app that never answers PING is dropped', async () => {
-  const free = netServer();
-  await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
-  const freePort = (free.address() as AddressInfo).port;
-  await new Promise((r) => free.close(r));
+  const freePort = await closedPort();
   await expect(client().request(freePort, request(), {})).rejects.toMatchObject({ code: 'CONNECT_REFUSED' });
   // A TCP server that accepts and reads but never speaks HTTP/2.
   const mute: Server = netServer((s: Socket) => s.on('data', () => undefined));
