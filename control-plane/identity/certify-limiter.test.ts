@@ -107,6 +107,23 @@ describe('CertifyLimiter', () => {
     expect(l.take('pod shop/web-4', { key: 'pod shop/web-4', tokens: 5, atWallMs: wall })).toEqual({ retryAfterMs: 1000, first: true });
   });
 
+  test('what is left is carried rounded down: a replica continuing a budget gets no part of a signature it did not have', () => {
+    expect(encodeCertifyState({ key: 'pod a/b c', tokens: 0.9996, atWallMs: 1 })).toBe('wren certify-limit v1 0.999 1 pod a/b c');
+    expect(encodeCertifyState({ key: 'pod a/b c', tokens: 4.99999, atWallMs: 1 })).toBe('wren certify-limit v1 4.999 1 pod a/b c');
+    for (const t of [0, 0.001, 0.3, 0.57, 1, 1.005, 2.5, 4.9995, 5]) expect(parseCertifyState(encodeCertifyState({ key: 'pod a/b c', tokens: t, atWallMs: 1 }))!.tokens).toBeLessThanOrEqual(t);
+    // The time no earlier than it was (an earlier one is refill not earned).
+    expect(encodeCertifyState({ key: 'pod a/b c', tokens: 1, atWallMs: 1000.2 })).toBe('wren certify-limit v1 1.000 1001 pod a/b c');
+    // Replica A signs with 0.9996 left; B, at once, continues from the certificate: nothing to sign with.
+    let now = 0;
+    const a = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => 5000 + now });
+    const b = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => 5000 + now });
+    for (let i = 0; i < 5; i++) expect(a.take('pod shop/web a')).toBeNull();
+    now += 999.6;
+    expect(a.take('pod shop/web a')).toEqual({ retryAfterMs: 1, first: true });
+    const carried = parseCertifyState(encodeCertifyState(a.stateOf('pod shop/web a')))!;
+    expect(b.take(carried.key, carried)).toMatchObject({ first: true });
+  });
+
   test('a bootstrap token\'s bucket is sized for a fleet (20, one a second), and so is what its certificates renew', () => {
     let now = 0;
     const l = new CertifyLimiter({ refillMs: 60_000, keyedDigest, now: () => now, wallNow: () => 1000 + now });

@@ -73,9 +73,17 @@ export interface CarriedState {
 /** Begins the extension's text, which `openssl x509 -text` shows as the certificate's "Netscape Comment". */
 const STATE_PREFIX = 'wren certify-limit v1 ';
 
-/** The extension's text: `wren certify-limit v1 <tokens left> <wall ms> <key>` (the key last: it has spaces). */
+/**
+ * The extension's text: `wren certify-limit v1 <tokens left> <wall ms> <key>` (the key last: it
+ * has spaces). Both rounded so that the next replica is owed no more than the bucket had: what
+ * is left down to the thousandth (toFixed(3) rounded 0.9996 up to `1.000`, a whole signature
+ * the bucket did not have, and each hop between replicas could round up again), the time up
+ * to the millisecond (an earlier time would be refill not yet earned: with a 1 ms refill, most
+ * of a signature).
+ */
 export function encodeCertifyState(s: CarriedState): string {
-  return `${STATE_PREFIX}${Math.max(0, s.tokens).toFixed(3)} ${Math.floor(s.atWallMs)} ${s.key}`;
+  const left = Math.floor(Math.max(0, s.tokens) * 1000) / 1000;
+  return `${STATE_PREFIX}${left.toFixed(3)} ${Math.ceil(s.atWallMs)} ${s.key}`;
 }
 
 /** The longest key a certificate carries (and parseCertifyState reads back); keyOf digests a longer one. */
