@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, encodeCertifyState, MAX_CERTIFY_REFILL_MS, parseCertifyState } from './certify-limiter.js';
+import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, encodeCertifyState, MAX_CERTIFY_REFILL_MS, MAX_STATE_SKEW_MS, parseCertifyState } from './certify-limiter.js';
 
 /** A CA's keyedDigest stand-in. */
 const keyedDigest = (t: string): string => createHmac('sha256', 'ca key').update(t).digest('hex');
@@ -101,10 +101,37 @@ describe('CertifyLimiter', () => {
     wall += 2000;
     expect(l.take('pod shop/web-2', { key: 'pod shop/web-2', tokens: 0, atWallMs: wall - 2000 })).toBeNull();
     expect(l.stateOf('pod shop/web-2').tokens).toBe(1);
-    expect(l.take('pod shop/web-3', { key: 'pod shop/web-3', tokens: 0.5, atWallMs: wall + 60_000 })).toEqual({ retryAfterMs: 500, first: true });
+    // Nor does the pushback count the refill from now: not before our clock reaches the timestamp.
+    expect(l.take('pod shop/web-3', { key: 'pod shop/web-3', tokens: 0.5, atWallMs: wall + 60_000 })).toEqual({ retryAfterMs: 60_500, first: true });
     // A certificate saying more than this bucket has left takes no more than the bucket.
     for (let i = 0; i < 5; i++) l.take('pod shop/web-4');
     expect(l.take('pod shop/web-4', { key: 'pod shop/web-4', tokens: 5, atWallMs: wall })).toEqual({ retryAfterMs: 1000, first: true });
+  });
+
+  test('a signer\'s clock ahead of ours: nothing refilled before its timestamp, and a pushback that waits for it (never shorter than the refill needs)', () => {
+    let now = 0;
+    let wall = 1_000_000;
+    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => wall });
+    const advance = (ms: number): void => {
+      now += ms;
+      wall += ms;
+    };
+    // Signed 30 s ahead of our clock with nothing left: a signature is free when our clock shows 31 s more.
+    const carried = { key: 'pod shop/web-0', tokens: 0, atWallMs: wall + 30_000 };
+    const r = l.take(carried.key, carried);
+    expect(r).toEqual({ retryAfterMs: 31_000, first: true });
+    // The pushback is honest: a retry just before it is refused, one at it is served.
+    advance(r!.retryAfterMs - 1);
+    expect(l.take(carried.key, carried)).toMatchObject({ retryAfterMs: expect.any(Number) });
+    advance(1);
+    expect(l.take(carried.key, carried)).toBeNull();
+    // A signer whose clock ran an hour ahead holds a pod off no longer than the skew allowed (MAX_STATE_SKEW_MS) and the refill.
+    const far = { key: 'pod shop/web-1', tokens: 0.25, atWallMs: wall + 3_600_000 };
+    expect(l.take(far.key, far)).toEqual({ retryAfterMs: MAX_STATE_SKEW_MS + 750, first: true });
+    advance(MAX_STATE_SKEW_MS + 750);
+    expect(l.take(far.key, far)).toBeNull();
+    // Behind our clock: refilled since, nothing to wait for beyond the refill.
+    expect(l.take('pod shop/web-2', { key: 'pod shop/web-2', tokens: 0, atWallMs: wall - 400 })).toEqual({ retryAfterMs: 600, first: true });
   });
 
   test('what is left is carried rounded down: a replica continuing a budget gets no part of a signature it did not have', () => {

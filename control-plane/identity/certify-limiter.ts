@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { CLOCK_SKEW_MS } from '../../certs/ca.js';
 import { presentedToken, type Principal } from './authenticator.js';
 
 /**
@@ -109,6 +110,40 @@ export function parseCertifyState(text: string | undefined): CarriedState | null
 function carriable(key: string): string {
   if (key.length <= MAX_KEY_LENGTH && KEY.test(key)) return key;
   return `${key.slice(0, key.indexOf(' '))} sha256 ${createHash('sha256').update(key).digest('hex')}`;
+}
+
+/**
+ * How far ahead of this replica's clock a carried timestamp is believed: the skew certificates
+ * already allow (certs/ca.ts CLOCK_SKEW_MS, notBefore backdated by it). A later one (a signer
+ * whose clock ran far ahead) counts as this far ahead, so that replica's certificates cannot
+ * hold a pod's renewals off for as long as its clock was wrong.
+ */
+export const MAX_STATE_SKEW_MS = CLOCK_SKEW_MS;
+
+/**
+ * What a carried state is worth at `wallMs` (this replica's clock): what was left, refilled
+ * since its timestamp, and, below one signature, how long until one. Time is counted on this
+ * replica's clock from the signer's timestamp and never backwards: a timestamp ahead of our
+ * clock (the signer's clock is ahead of ours) has refilled nothing yet, and the wait includes
+ * the time until our clock reaches it. Before 2026-12-07 the pushback was the refill alone,
+ * counted from now: a sidecar that waited it out was refused again, for as long as the clocks
+ * differed.
+ *
+ * A timestamp more than MAX_STATE_SKEW_MS ahead counts as that far ahead, and only for a key
+ * this replica has no bucket for yet (`first`): the bucket it then makes keeps what is owed,
+ * so a signer whose clock ran hours ahead holds a pod's renewals off for at most the allowance
+ * and the refill, not until our clock catches up with its (null: this replica's own record
+ * of the key governs).
+ *
+ * The other way round (our clock ahead of the signer's) credits the skew as refill: at most
+ * skew/refill signatures, which no replica can see; the clocks must be synchronised anyway for
+ * certificates' validity (docs/identity.md).
+ */
+function carriedNow(c: CarriedState, wallMs: number, rate: CertifyRate, first: boolean): { tokens: number; waitMs: number } | null {
+  if (c.atWallMs > wallMs + MAX_STATE_SKEW_MS && !first) return null;
+  const at = Math.min(c.atWallMs, wallMs + MAX_STATE_SKEW_MS);
+  const tokens = Math.min(rate.burst, c.tokens + Math.max(0, wallMs - at) / rate.refillMs);
+  return { tokens, waitMs: tokens < 1 ? Math.max(0, at - wallMs) + (1 - tokens) * rate.refillMs : 0 };
 }
 
 /** The client certificate a renewal presents: its serial, and the limit's state it carries (null: issued without one). */
@@ -232,16 +267,27 @@ export class CertifyLimiter {
     const b = this.buckets.get(key);
     const rate = b ? b.rate : key.startsWith(SHARED) || key.startsWith(SERVICE_ACCOUNT) ? this.shared : this.workload;
     let tokens = b ? Math.min(rate.burst, b.tokens + (now - b.at) / rate.refillMs) : rate.burst;
-    // Refilled since it was signed; a clock behind the signer's refills nothing, not less than nothing.
-    if (carried !== null) tokens = Math.min(tokens, rate.burst, carried.tokens + Math.max(0, this.o.wallNow() - carried.atWallMs) / rate.refillMs);
-    if (tokens < 1) {
+    // How long until this bucket has one signature: its own refill...
+    let waitMs = tokens < 1 ? (1 - tokens) * rate.refillMs : 0;
+    const c = carried === null ? null : carriedNow(carried, this.o.wallNow(), rate, b === undefined);
+    if (c !== null) {
+      tokens = Math.min(tokens, c.tokens);
+      // ...and the certificate's, which starts only at its timestamp when that is ahead of our clock.
+      waitMs = Math.max(waitMs, c.waitMs);
+    }
+    // A billionth of a signature spared: the float sums of refill and owed time (owed below) may land just under 1 at the pushback.
+    if (tokens < 1 - 1e-9) {
       const first = b ? !b.refused : true;
+      // Kept as what is owed, the wait included (below zero while a timestamp ahead of our clock
+      // is still to come): the bucket alone then makes the same pushback, when a later call
+      // presents the token, or a certificate it no longer believes (carriedNow).
+      const owed = 1 - waitMs / rate.refillMs;
       if (b) {
-        b.tokens = tokens;
+        b.tokens = owed;
         b.at = now;
         b.refused = true;
-      } else this.buckets.set(key, { rate, tokens, at: now, refused: true });
-      return { retryAfterMs: Math.ceil((1 - tokens) * rate.refillMs), first };
+      } else this.buckets.set(key, { rate, tokens: owed, at: now, refused: true });
+      return { retryAfterMs: Math.max(1, Math.ceil(waitMs)), first };
     }
     if (b) {
       b.tokens = tokens - 1;
