@@ -63,8 +63,8 @@ export class FakeKubeApi {
    * resourceVersion, MODIFIED event), then the PATCH is handled against the newer object.
    */
   interleaveStatusPatch: Record<string, unknown> | null = null;
-  /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired. */
-  readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string }>();
+  /** Tokens TokenReview knows: token -> who it proves, its audiences, whether it has expired, the pod (name, UID) it is bound to. */
+  readonly tokens = new Map<string, { username: string; audiences: string[]; expired?: boolean; pod?: string; podUid?: string }>();
   /** While true, TokenReviews are read and never answered: an API server that accepts requests and hangs. */
   holdTokenReviews = false;
   /** Held TokenReviews whose client has not closed them yet. */
@@ -378,7 +378,7 @@ export class FakeKubeApi {
         ? { authenticated: false, error: t ? 'token has expired' : 'invalid bearer token' }
         : audiences.length === 0
           ? { authenticated: false, error: 'token audiences are invalid for the target audiences' }
-          : { authenticated: true, audiences, user: { username: t.username, uid: 'uid-1', groups: ['system:serviceaccounts'], ...(t.pod ? { extra: { 'authentication.kubernetes.io/pod-name': [t.pod] } } : {}) } };
+          : { authenticated: true, audiences, user: { username: t.username, uid: 'uid-1', groups: ['system:serviceaccounts'], ...(t.pod ? { extra: { 'authentication.kubernetes.io/pod-name': [t.pod], ...(t.podUid ? { 'authentication.kubernetes.io/pod-uid': [t.podUid] } : {}) } } : {}) } };
       res.writeHead(201, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: {}, spec: review.spec, status }));
     });

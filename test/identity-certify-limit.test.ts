@@ -67,6 +67,9 @@ beforeAll(async () => {
   api.tokens.set('tok-web-1', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-1' });
   api.tokens.set('tok-web-2', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-2' });
   api.tokens.set('tok-web-3', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-3' });
+  // A StatefulSet's pod db-0, then db-0 created again: the same name, another UID.
+  api.tokens.set('tok-db-0-first', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'db-0', podUid: '3f0e2c4a-0000-4000-8000-00000000000a' });
+  api.tokens.set('tok-db-0-again', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'db-0', podUid: '3f0e2c4a-0000-4000-8000-00000000000b' });
   issuer = generateIssuer(TD, new Date(Date.now() - 3_600_000));
 });
 
@@ -176,6 +179,19 @@ test('a certificate signed when the state named its pod (`pod shop/web-4`) renew
   presentCertificate(creds, { keyPem, certChainPem: renewed.certChainPem });
   const again = await c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
   expect(again?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+});
+
+test('a StatefulSet\'s pod created again under its name (TokenReview names another pod-uid) starts with a full budget, not what its predecessor left', async () => {
+  await startCp(24 * 3_600_000);
+  const { c } = client();
+  const csrPem = createCsr(generateKeyPair().privateKeyPem, WEB);
+  const call = (token: string): Promise<grpc.ServiceError | null> =>
+    c.certify({ identity: WEB, token: Buffer.from(token), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
+  for (let i = 0; i < CERTIFY_BURST; i++) expect(await call('tok-db-0-first')).toBeNull();
+  expect((await call('tok-db-0-first'))?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  // Keyed by namespace and name, the new pod was refused at start: its sidecar waited out the old pod's budget.
+  for (let i = 0; i < CERTIFY_BURST; i++) expect(await call('tok-db-0-again')).toBeNull();
+  expect((await call('tok-db-0-again'))?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
 });
 
 describe('bootstrap tokens', () => {

@@ -12,6 +12,11 @@ export interface Principal {
   /** The pod the token is bound to, when the authenticator knows it (bound SA tokens). */
   readonly pod?: string;
   /**
+   * That pod's metadata.uid (TokenReview's authentication.kubernetes.io/pod-uid): which
+   * instance of the name, since a StatefulSet's pod created again has the same name.
+   */
+  readonly podUid?: string;
+  /**
    * The token may be one secret shared by several workloads (a bootstrap token handed to a
    * fleet of VMs), so it does not tell one caller from another: the Certify limit charges it
    * as a fleet, with a bucket sized for one (certify-limiter.ts).

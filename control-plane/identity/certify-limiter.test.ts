@@ -64,6 +64,25 @@ describe('CertifyLimiter', () => {
       expect(parseCertifyState(bad)).toBeNull();
   });
 
+  test('a pod is its instance: the UID TokenReview names with the pod, not the name alone (a StatefulSet\'s pod created again), and the same under any CA', () => {
+    const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 0 });
+    const web0 = { ...principal, pod: 'web-0', podUid: '5c1b0a6e-0000-4000-8000-000000000001' };
+    const key = l.keyOf(web0, null, Buffer.from('t1'));
+    expect(key).toMatch(/^pod shop\/web [0-9a-f]{32}$/);
+    expect(key).not.toContain('web-0');
+    expect(key).not.toContain(web0.podUid);
+    // The same instance, whatever token it presents: one key.
+    expect(l.keyOf(web0, null, Buffer.from('t2'))).toBe(key);
+    // The pod created again under the same name: another UID, another key (a full bucket).
+    expect(l.keyOf({ ...web0, podUid: '5c1b0a6e-0000-4000-8000-000000000002' }, null, Buffer.from('t1'))).not.toBe(key);
+    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'))).not.toBe(key);
+    // A replica under another CA (a rotated issuer, another HMAC key) derives the same key.
+    const rotated = new CertifyLimiter({ refillMs: 1000, keyedDigest: (t) => createHmac('sha256', 'the next CA key').update(t).digest('hex'), now: () => 0, wallNow: () => 0 });
+    expect(rotated.keyOf(web0, null, Buffer.alloc(0))).toBe(key);
+    // The renewal of a certificate that carries it is charged to it.
+    expect(rotated.keyOf(principal, { serial: 'ab', state: { key, tokens: 1, atWallMs: 0 } }, Buffer.alloc(0))).toBe(key);
+  });
+
   test('every key a certificate is charged to is one it can carry and read back, however long its names (adv47)', () => {
     const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 1000 });
     // A bootstrap token's namespace and service account are bounded only by the SPIFFE ID's 2048 bytes.

@@ -158,7 +158,7 @@ export interface CertifyLimiterOptions {
   /** A bootstrap token's bucket: default BOOTSTRAP_TOKEN_BURST, and BOOTSTRAP_TOKEN_REFILL_MS or `refillMs` if that is shorter. */
   readonly sharedToken?: Partial<CertifyRate>;
   /**
-   * What stands for a bootstrap token or a pod's name in a key (the key is written into
+   * What stands for a bootstrap token, or a pod's name when its UID is not known, in a key (the key is written into
    * certificates every peer sees): the issuing CA's keyedDigest, so replicas sharing the CA
    * agree on it, and the certificate names no pod and lets nobody test guesses of a token or
    * of a pod's name.
@@ -184,13 +184,13 @@ const SERVICE_ACCOUNT = 'service-account ';
 
 /**
  * The token buckets, one per key a call is charged to (keyOf):
- * - a token bound to a pod (TokenReview's authentication.kubernetes.io/pod-name): the pod,
- *   which is also what the discovery server bounds streams by (MAX_STREAMS_PER_POD). The key
- *   names its namespace and service account (the certificate's SPIFFE ID names them anyway)
- *   and a keyed digest of its name, not the name: every TLS peer of the sidecar reads the
- *   key in its certificate, and a pod's name (a Deployment's name and a hash) is not the
- *   peer's to know, nor to confirm a guess of. Every replica sharing the CA derives the same
- *   digest, so they still agree on the pod's key;
+ * - a token bound to a pod (TokenReview's authentication.kubernetes.io/pod-name and pod-uid):
+ *   the pod instance (podKey; the discovery server bounds streams per pod too,
+ *   MAX_STREAMS_PER_POD). The key names its namespace and service account (the certificate's
+ *   SPIFFE ID names them anyway) and a digest of its name and UID, not the name: every TLS peer
+ *   of the sidecar reads the key in its certificate, and a pod's name (a Deployment's name and
+ *   a hash) is not the peer's to know, nor to confirm a guess of. Every replica derives the
+ *   same digest, under any CA, so they agree on the pod's key;
  * - another TokenReview token (bound to no pod: a legacy Secret token, or one from the
  *   TokenRequest API without a bound object, `kubectl create token SA`): its service
  *   account, in a bucket sized for a fleet as a bootstrap token's. Keyed by the token, as it
@@ -245,16 +245,32 @@ export class CertifyLimiter {
       // Signed before pods' keys were digests: the same pod's key as it is now, so that what
       // it renews no longer names the pod (and its token and its certificates share a bucket).
       const clear = CLEAR_POD_KEY.exec(carried);
-      return clear ? carriable(this.podKey(clear[1], principal.serviceAccount, clear[2])) : carried;
+      return clear ? carriable(this.podKey(clear[1], principal.serviceAccount, clear[2], undefined)) : carried;
     }
-    if (principal.pod) return carriable(this.podKey(principal.namespace, principal.serviceAccount, principal.pod));
+    if (principal.pod) return carriable(this.podKey(principal.namespace, principal.serviceAccount, principal.pod, principal.podUid));
     if (!principal.shared) return carriable(`${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`);
     return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.keyedDigest(presentedToken(token)).slice(0, 32)}`);
   }
 
-  /** `pod NS/SA DIGEST`: 128 bits of the keyed digest of the pod's namespace and name (as a bootstrap token's). */
-  private podKey(namespace: string, serviceAccount: string, pod: string): string {
-    return `${POD}${namespace}/${serviceAccount} ${this.o.keyedDigest(`${POD}${namespace}/${pod}`).slice(0, 32)}`;
+  /**
+   * `pod NS/SA DIGEST`, 128 bits of a digest of the pod instance: its namespace, name and UID
+   * (TokenReview's authentication.kubernetes.io/pod-uid). The UID, not the name alone: a
+   * StatefulSet's pod deleted and created again has the same name and namespace, and keyed by
+   * them the new pod started from its predecessor's bucket (refused at start if the old one
+   * had spent it), while a new pod of a Deployment (a new name) started full. A UID is another
+   * pod, with a full bucket; the same pod's every token names the same UID, so it cannot start
+   * over. A plain SHA-256, not the CA's keyed digest: the UID is random (122 bits), so the
+   * digest lets no peer reading the certificate test guesses of the pod's name, and it is the
+   * same under every CA, so a rotated issuer (another HMAC key) does not give the pod's token
+   * a key apart from the one its certificates, signed before, carry: two buckets, one budget
+   * more. Without a UID (an API server that reports only the name) the CA's keyed digest of
+   * the namespace and name, as before 2026-12-07.
+   */
+  private podKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined): string {
+    const digest = uid
+      ? createHash('sha256').update(`${POD}${namespace}/${pod} uid ${uid}`).digest('hex')
+      : this.o.keyedDigest(`${POD}${namespace}/${pod}`);
+    return `${POD}${namespace}/${serviceAccount} ${digest.slice(0, 32)}`;
   }
 
   /**

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { createCsr, generateKeyPair } from '../../certs/index.js';
+import { createCsr, generateKeyPair, splitPemCerts } from '../../certs/index.js';
 import { parseExtensions } from '../../certs/x509.js';
 import { FakeClock } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
@@ -10,7 +10,7 @@ import { BootstrapTokenAuthenticator } from './bootstrap-token-authenticator.js'
 import { IdentityMetrics } from './identity-metrics.js';
 import { BOOTSTRAP_TOKEN_BURST, BOOTSTRAP_TOKEN_REFILL_MS, CERTIFY_BURST, MAX_CERTIFY_REFILL_MS } from './certify-limiter.js';
 import { CertifyError, IdentityService } from './identity-service.js';
-import { generateIssuer } from './issuer.js';
+import { generateIssuer, type Issuer } from './issuer.js';
 import { TokenReviewAuthenticator, type TokenReviewApi } from './token-review-authenticator.js';
 import { IDENTITY_TOKEN_AUDIENCE } from '../../contract/identity.js';
 
@@ -211,6 +211,64 @@ describe('IdentityService', () => {
     expect(s.limiter.size.buckets).toBe(1);
     clock.advance(BOOTSTRAP_TOKEN_REFILL_MS);
     expect((await call(1000)).certChainPem).toContain('BEGIN CERTIFICATE');
+  });
+
+  test('a StatefulSet\'s pod created again (same name, same namespace, another UID) starts with a full budget; the same pod cannot start over', async () => {
+    const clock = new FakeClock(Date.now());
+    // TokenReview answers with the pod's name and UID (`token-of-NAME-UID`).
+    const podAuth: Authenticator = {
+      name: 'fake', authenticate: async (t) => {
+        const [, pod, podUid] = /^token-of-(.+)-(uid\d+)/.exec(t.toString())!;
+        return { namespace: 'shop', serviceAccount: 'web', via: 'tokenreview', pod, podUid };
+      },
+    };
+    const s = new IdentityService({ issuer, authenticator: podAuth, clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), issuer) });
+    const req = { identity: ID, csrPem, requestedLifetimeMs: 0 };
+    const peerOf = (r: { certChainPem: string }) => {
+      const c = new X509Certificate(r.certChainPem);
+      return { spiffeId: ID, namespace: 'shop', serviceAccount: 'web', notAfterMs: new Date(c.validTo).getTime(), serial: c.serialNumber, certifyState: parseExtensions(c.raw).certifyState };
+    };
+    // db-0 spends its budget, by its tokens and its certificates.
+    let cert = await s.certify({ ...req, token: Buffer.from('token-of-db-0-uid1') });
+    for (let i = 1; i < CERTIFY_BURST; i++) cert = await s.certify({ ...req, token: Buffer.alloc(0) }, 'peer', peerOf(cert));
+    await expect(s.certify({ ...req, token: Buffer.from('token-of-db-0-uid1-refreshed') })).rejects.toMatchObject({ reason: 'rate_limited' });
+    await expect(s.certify({ ...req, token: Buffer.alloc(0) }, 'peer', peerOf(cert))).rejects.toMatchObject({ reason: 'rate_limited' });
+    // The pod is deleted and the StatefulSet creates db-0 again: keyed by the name, it was refused at start.
+    let next = await s.certify({ ...req, token: Buffer.from('token-of-db-0-uid2') });
+    for (let i = 1; i < CERTIFY_BURST; i++) next = await s.certify({ ...req, token: Buffer.alloc(0) }, 'peer', peerOf(next));
+    await expect(s.certify({ ...req, token: Buffer.from('token-of-db-0-uid2') })).rejects.toMatchObject({ reason: 'rate_limited' });
+    // Its certificates carry a key of their own, not the predecessor's.
+    expect(peerOf(next).certifyState!.split(' ').slice(-1)).not.toEqual(peerOf(cert).certifyState!.split(' ').slice(-1));
+  });
+
+  test('an issuer rotated to another CA (the old root still in the bundle): the pod\'s token and the certificates the old CA signed are one budget, not one each', async () => {
+    const clock = new FakeClock(Date.now());
+    const old = generateIssuer('cluster.local');
+    const next = generateIssuer('cluster.local');
+    // What issuer-reloader.ts hands out after the swap: the new CA, both roots in the bundle.
+    let current: Issuer = old;
+    const rotating: Issuer = {
+      get ca() { return current.ca; }, get trustBundlePem() { return current.trustBundlePem; }, source: 'test', snapshot: () => current,
+    };
+    const podAuth: Authenticator = { name: 'fake', authenticate: async () => ({ namespace: 'shop', serviceAccount: 'web', via: 'tokenreview', pod: 'web-5d8f9', podUid: '8e2f0c1a-1111-4222-8333-444455556666' }) };
+    const s = new IdentityService({ issuer: rotating, authenticator: podAuth, clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), old) });
+    const req = { identity: ID, csrPem, requestedLifetimeMs: 0 };
+    const peerOf = (r: { certChainPem: string }) => {
+      const c = new X509Certificate(splitPemCerts(r.certChainPem)[0]);
+      return { spiffeId: ID, namespace: 'shop', serviceAccount: 'web', notAfterMs: new Date(c.validTo).getTime(), serial: c.serialNumber, certifyState: parseExtensions(c.raw).certifyState };
+    };
+    let cert = await s.certify({ ...req, token: Buffer.from('t') });
+    for (let i = 1; i < CERTIFY_BURST - 1; i++) cert = await s.certify({ ...req, token: Buffer.alloc(0) }, 'peer', peerOf(cert));
+    current = { ca: next.ca, trustBundlePem: old.trustBundlePem + next.trustBundlePem, source: 'test' };
+    // One signature left, by either: the token (the CA's new HMAC key made it a key of its own, a full bucket)...
+    const byToken = await s.certify({ ...req, token: Buffer.from('t') });
+    expect(new X509Certificate(splitPemCerts(byToken.certChainPem)[0]).verify(new X509Certificate(next.ca.certPem).publicKey)).toBe(true);
+    await expect(s.certify({ ...req, token: Buffer.alloc(0) }, 'peer', peerOf(cert))).rejects.toMatchObject({ reason: 'rate_limited' });
+    await expect(s.certify({ ...req, token: Buffer.from('t') })).rejects.toMatchObject({ reason: 'rate_limited' });
+    // ...or a certificate of the old CA, at a replica that has no bucket for the pod yet (it restarted with the new CA): what it carries is honoured.
+    const fresh = new IdentityService({ issuer: current, authenticator: podAuth, clock, logger: createLogger({ sink: () => undefined }), metrics: new IdentityMetrics(new Registry(), next) });
+    await fresh.certify({ ...req, token: Buffer.alloc(0) }, 'peer', peerOf(cert));
+    await expect(fresh.certify({ ...req, token: Buffer.from('t') })).rejects.toMatchObject({ reason: 'rate_limited' });
   });
 
   test('never logs the token', async () => {

@@ -37,6 +37,15 @@ describe('TokenReviewAuthenticator', () => {
     expect(fake.asked).toEqual([{ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: 'the.jwt.token', audiences: ['wren-identity'] } }]);
   });
 
+  test('a pod-bound token names its pod instance: the UID as well as the name (a StatefulSet\'s pod created again has the same name)', async () => {
+    const extra = { 'authentication.kubernetes.io/pod-name': ['web-0'], 'authentication.kubernetes.io/pod-uid': ['0b7a1f7e-3c2d-4e5f-8a9b-1c2d3e4f5a6b'] };
+    expect(await authn(api(sa('system:serviceaccount:shop:web', ['wren-identity'], extra))).authenticate(Buffer.from('t')))
+      .toEqual({ namespace: 'shop', serviceAccount: 'web', via: 'tokenreview', pod: 'web-0', podUid: '0b7a1f7e-3c2d-4e5f-8a9b-1c2d3e4f5a6b' });
+    // A UID without a pod name is no pod.
+    expect(await authn(api(sa('system:serviceaccount:shop:web', ['wren-identity'], { 'authentication.kubernetes.io/pod-uid': ['u'] }))).authenticate(Buffer.from('t')))
+      .toEqual({ namespace: 'shop', serviceAccount: 'web', via: 'tokenreview' });
+  });
+
   test('refuses unauthenticated tokens, tokens whose audience is not confirmed, and non-service-account users', async () => {
     expect((await refusal(authn(api({ authenticated: false, error: 'token has expired' })))).message).toContain('token has expired');
     // An API server that ignores spec.audiences answers with the token's own audience (or none).

@@ -49,7 +49,13 @@ function abortWith(signal: AbortSignal): k8s.ObservableMiddleware {
   };
 }
 
+/**
+ * What the API server's service-account authenticator puts in a pod-bound token's user info
+ * (k8s.io/apiserver/pkg/authentication/serviceaccount, PodNameKey and PodUIDKey): the name and
+ * the UID of the pod the token is bound to, from the token's kubernetes.io.pod claims.
+ */
 const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
+const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
 
 /**
  * Kubernetes service-account tokens, checked by the API server (POST
@@ -112,7 +118,8 @@ export class TokenReviewAuthenticator implements Authenticator {
     const sa = parseServiceAccountUsername(username);
     if (!sa) throw new AuthError('unauthenticated', `the token belongs to ${JSON.stringify(username)}, not a service account`);
     const pod = st.user?.extra?.[POD_NAME_EXTRA]?.[0];
-    return { ...sa, via: this.name, ...(pod ? { pod } : {}) };
+    const podUid = pod ? st.user?.extra?.[POD_UID_EXTRA]?.[0] : undefined;
+    return { ...sa, via: this.name, ...(pod ? { pod } : {}), ...(podUid ? { podUid } : {}) };
   }
 
   /** One request, holding a slot until it has ended; answered at the timeout or the caller's abort, whichever comes first. */
