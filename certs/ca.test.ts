@@ -133,6 +133,25 @@ describe('CertificateAuthority', () => {
     expect(rootCa.keyedDigest('tok')).not.toBe(interCa.keyedDigest('tok'));
   });
 
+  test('a CSR asking for the Certify limit\'s extension (a forged, full budget) gets only the state the control plane gives, or none', () => {
+    const forged = 'wren certify-limit v1 5.000 9999999999999 pod default/web 00000000000000000000000000000000';
+    const k = forge.pki.privateKeyFromPem(key.privateKeyPem);
+    const csr = forge.pki.createCertificationRequest();
+    csr.publicKey = forge.pki.setRsaPublicKey(k.n, k.e);
+    csr.setAttributes([{ name: 'extensionRequest', extensions: [
+      { name: 'subjectAltName', altNames: [{ type: 6, value: WEB }] },
+      { id: '2.16.840.1.113730.1.13', critical: false, value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.IA5STRING, false, forged) },
+    ] }]);
+    csr.sign(asForgeKey(nodeRsaSigner(key.privateKeyPem)), forge.md.sha256.create());
+    const pem = forge.pki.certificationRequestToPem(csr);
+    // The request does carry it (what a workload could send)...
+    expect(pemToDer(pem).includes(forged)).toBe(true);
+    // ...and the CA writes its own profile only.
+    expect(readCert(rootCa.issue(pem, { identity: WEB }).certPem).ext.certifyState).toBeUndefined();
+    const given = 'wren certify-limit v1 0.000 1800000000000 pod default/web 0123456789abcdef0123456789abcdef';
+    expect(readCert(rootCa.issue(pem, { identity: WEB, certifyState: given }).certPem).ext.certifyState).toBe(given);
+  });
+
   test('serials are random, positive and 128-bit sized', () => {
     const serials = [1, 2, 3].map(() => rootCa.issue(createCsr(key.privateKeyPem, WEB), { identity: WEB }).serial);
     expect(new Set(serials).size).toBe(3);

@@ -135,6 +135,7 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
     return { c, creds };
   });
   let cert = await channels[0].c.certify({ identity: WEB, token: Buffer.from('tok-web-3'), csrPem, requestedLifetimeMs: 0 }, 5000);
+  const firstCert = cert;
   // The state is in the certificate every TLS peer of the sidecar reads: it names the pod only
   // as a keyed digest (of the CA's key, which both replicas hold), never web-3 in the clear.
   const stateOf = (pem: string): string => readCert(splitPemCerts(pem)[0]).ext.certifyState ?? '';
@@ -156,11 +157,26 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
   // Keyed by the serials each replica issued, every renewal at the other one was a full bucket: all 15 signed.
   expect(outcomes.filter((o) => o === null)).toHaveLength(CERTIFY_BURST - 1);
   expect(outcomes.filter((o) => o !== null).map((e) => e!.code)).toEqual(Array(2 * CERTIFY_BURST + 1).fill(grpc.status.RESOURCE_EXHAUSTED));
-  // What the chain spent is in each replica's bucket for the pod: its token gets nothing more at either.
-  for (const { c } of channels) {
+  // What the chain spent is in each replica's bucket for the pod: its token gets nothing more at
+  // either, nor its first certificate (which says 4 were left): an older certificate is worth no
+  // more than the replica's own record of the key.
+  for (const { c, creds } of channels) {
     const byToken = await c.certify({ identity: WEB, token: Buffer.from('tok-web-3'), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
     expect(byToken?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    presentCertificate(creds, { keyPem, certChainPem: firstCert.certChainPem });
+    const byOlder = await c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
+    expect(byOlder?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   }
+  expect(stateOf(firstCert.certChainPem)).toMatch(/^wren certify-limit v1 4\.\d{3} /);
+  // A replica with no record of the pod (a third one, or one restarted) believes what the
+  // certificate says: that replica's budget at most, as the pod's token would get there.
+  const third = await startCp(24 * 3_600_000);
+  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
+  const c3 = new CertifyClient(`127.0.0.1:${third.grpcPort}`, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  clients.push(c3);
+  presentCertificate(creds, { keyPem, certChainPem: firstCert.certChainPem });
+  const atThird = await c3.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000);
+  expect(stateOf(atThird.certChainPem)).toMatch(new RegExp(`^wren certify-limit v1 3\\.\\d{3} \\d+ ${podKey}$`));
 });
 
 test('a certificate signed when the state named its pod (`pod shop/web-4`) renews into one that does not, from what it had left', async () => {
