@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +70,7 @@ beforeAll(async () => {
   api.tokens.set('tok-web-3', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'web-3' });
   // A StatefulSet's pod db-0, then db-0 created again: the same name, another UID.
   api.tokens.set('tok-db-0-first', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'db-0', podUid: '3f0e2c4a-0000-4000-8000-00000000000a' });
+  api.tokens.set('tok-db-1', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'db-1', podUid: '3f0e2c4a-0000-4000-8000-00000000001a' });
   api.tokens.set('tok-db-0-again', { username: 'system:serviceaccount:shop:web', audiences: ['wren-identity'], pod: 'db-0', podUid: '3f0e2c4a-0000-4000-8000-00000000000b' });
   issuer = generateIssuer(TD, new Date(Date.now() - 3_600_000));
 });
@@ -98,7 +100,8 @@ test('one certificate renewing itself back to back gets the burst, then RESOURCE
   expect(pushback).toBeLessThanOrEqual(60_000);
   expect(await refused('rate_limited')).toBe(refusals.length);
   // The same pod with a new token (the kubelet refreshes it) is the same workload; another pod is not.
-  const again = await c.certify({ identity: WEB, token: Buffer.from('tok-web-0'), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
+  // (On a channel of its own: `c` presents the certificate, and the call would renew by it.)
+  const again = await client().c.certify({ identity: WEB, token: Buffer.from('tok-web-0'), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
   expect(again?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   const other = client().c;
   expect((await other.certify({ identity: WEB, token: Buffer.from('tok-web-1'), csrPem, requestedLifetimeMs: 0 }, 5000)).certChainPem).toContain('BEGIN CERTIFICATE');
@@ -160,8 +163,11 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
   // What the chain spent is in each replica's bucket for the pod: its token gets nothing more at
   // either, nor its first certificate (which says 4 were left): an older certificate is worth no
   // more than the replica's own record of the key.
-  for (const { c, creds } of channels) {
-    const byToken = await c.certify({ identity: WEB, token: Buffer.from('tok-web-3'), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
+  for (const [i, { c, creds }] of channels.entries()) {
+    // The token on a channel that presents no certificate (these present one: the call would renew by it).
+    const tokenOnly = new CertifyClient(`127.0.0.1:${replicas[i].grpcPort}`, controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD)), CONTROL_PLANE_CHANNEL_OPTIONS);
+    clients.push(tokenOnly);
+    const byToken = await tokenOnly.certify({ identity: WEB, token: Buffer.from('tok-web-3'), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
     expect(byToken?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     presentCertificate(creds, { keyPem, certChainPem: firstCert.certChainPem });
     const byOlder = await c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000).then(() => null, (e: grpc.ServiceError) => e);
@@ -208,6 +214,49 @@ test('a StatefulSet\'s pod created again under its name (TokenReview names anoth
   // Keyed by namespace and name, the new pod was refused at start: its sidecar waited out the old pod's budget.
   for (let i = 0; i < CERTIFY_BURST; i++) expect(await call('tok-db-0-again')).toBeNull();
   expect((await call('tok-db-0-again'))?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+});
+
+test('an issuer rotated to a new CA while the control plane runs (the old root still in the bundle): the pod\'s certificates of the old CA renew from what they carry, and its token shares that bucket', async () => {
+  const next = generateIssuer(TD, new Date(Date.now() - 3_600_000));
+  const bundle = issuer.trustBundlePem + next.trustBundlePem;
+  // As issuer-reloader.ts swaps it: a snapshot per call, listeners told after the swap.
+  let current: Issuer = { ca: issuer.ca, trustBundlePem: bundle, source: 'test' };
+  const listeners = new Set<() => void>();
+  const rotating: Issuer = {
+    get ca() { return current.ca; }, get trustBundlePem() { return current.trustBundlePem; }, source: 'test', snapshot: () => current,
+    onChange: (fn) => (listeners.add(fn), () => void listeners.delete(fn)),
+  };
+  cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(1), logger: silentLogger,
+    source: (ctx) => new DirSource({ ...ctx, dir: join(dir, 'mesh') }),
+    identity: { issuer: rotating, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { clock: systemClock }), certTtlMs: 24 * 3_600_000 },
+    transport: 'tls',
+  });
+  cps.push(cp);
+  const creds = controlPlaneCredentials(bundle, controlPlaneSpiffeId(TD));
+  const c = new CertifyClient(`127.0.0.1:${cp.grpcPort}`, creds, CONTROL_PLANE_CHANNEL_OPTIONS);
+  clients.push(c);
+  const keyPem = generateKeyPair().privateKeyPem;
+  const csrPem = createCsr(keyPem, WEB);
+  const byCert = (certChainPem: string) => {
+    presentCertificate(creds, { keyPem, certChainPem });
+    return c.certify({ identity: WEB, token: Buffer.alloc(0), csrPem, requestedLifetimeMs: 0 }, 5000);
+  };
+  // The token on a channel of its own, which presents no certificate (one that did would renew by it).
+  const tokenOnly = new CertifyClient(`127.0.0.1:${cp.grpcPort}`, controlPlaneCredentials(bundle, controlPlaneSpiffeId(TD)), CONTROL_PLANE_CHANNEL_OPTIONS);
+  clients.push(tokenOnly);
+  const byToken = () => tokenOnly.certify({ identity: WEB, token: Buffer.from('tok-db-1'), csrPem, requestedLifetimeMs: 0 }, 5000);
+  let cert = await byToken();
+  for (let i = 1; i < CERTIFY_BURST - 1; i++) cert = await byCert(cert.certChainPem);
+  current = { ca: next.ca, trustBundlePem: bundle, source: 'test' };
+  for (const fn of listeners) fn();
+  // One signature left: the old CA's certificate is believed and spends it; the new certificate is the new CA's.
+  const last = await byCert(cert.certChainPem);
+  expect(new X509Certificate(splitPemCerts(last.certChainPem)[0]).checkIssued(new X509Certificate(next.ca.certPem))).toBe(true);
+  // Neither the pod's token (under the new CA's HMAC key, a bucket of its own before) nor the new certificate gets more.
+  const refused = (p: Promise<unknown>) => p.then(() => null, (e: grpc.ServiceError) => e.code);
+  expect(await refused(byToken())).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(await refused(byCert(last.certChainPem))).toBe(grpc.status.RESOURCE_EXHAUSTED);
 });
 
 describe('bootstrap tokens', () => {
