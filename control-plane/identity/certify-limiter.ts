@@ -158,10 +158,10 @@ export interface CertifyLimiterOptions {
   /** A bootstrap token's bucket: default BOOTSTRAP_TOKEN_BURST, and BOOTSTRAP_TOKEN_REFILL_MS or `refillMs` if that is shorter. */
   readonly sharedToken?: Partial<CertifyRate>;
   /**
-   * What stands for a bootstrap token, or a pod's name when its UID is not known, in a key (the key is written into
-   * certificates every peer sees): the issuing CA's keyedDigest, so replicas sharing the CA
-   * agree on it, and the certificate names no pod and lets nobody test guesses of a token or
-   * of a pod's name.
+   * What stands for a bootstrap token, or a pod's name when its UID is not known, in a key
+   * (the key is written into certificates every peer sees): the issuing CA's keyedDigest, so
+   * replicas sharing the CA agree on it, and the certificate names no pod and lets nobody test
+   * guesses of a token or of a pod's name.
    */
   readonly keyedDigest: (data: string) => string;
   /** Monotonic ms (Clock.now). */
@@ -291,7 +291,8 @@ export class CertifyLimiter {
       // ...and the certificate's, which starts only at its timestamp when that is ahead of our clock.
       waitMs = Math.max(waitMs, c.waitMs);
     }
-    // A billionth of a signature spared: the float sums of refill and owed time (owed below) may land just under 1 at the pushback.
+    // A billionth of a signature spared: the float sums of refill and owed time (owed, below)
+    // may land just under 1 at the very pushback, which would refuse the retry it announced.
     if (tokens < 1 - 1e-9) {
       const first = b ? !b.refused : true;
       // Kept as what is owed, the wait included (below zero while a timestamp ahead of our clock
