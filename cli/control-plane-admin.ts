@@ -3,6 +3,7 @@ import { request } from '../common/node-http.js';
 import { isIP } from 'node:net';
 import { KubeHttp } from './kube-http.js';
 import { ADMIN_TOKEN_AUDIENCE, ADMIN_TOKEN_HEADER } from '../contract/identity.js';
+import { DEFAULT_RETRY_AFTER, honourRetryAfter, type Answer, type RetryAfterPolicy } from './retry-after.js';
 
 /**
  * Reaching the control plane's admin port (15014) from the CLI: directly (`--control-plane
@@ -19,6 +20,12 @@ export const CONTROL_PLANE_ADMIN_PORT = 15014;
 export interface Replica {
   /** HOST:PORT, or namespace/pod in Kubernetes mode. */
   readonly name: string;
+  /**
+   * One answer to GET `path`. A 429 or 503 with Retry-After (the control plane's render
+   * budget, the API server's priority and fairness) is asked again after the wait it names,
+   * within DEFAULT_RETRY_AFTER (cli/retry-after.ts); past those bounds it rejects with a
+   * RetryAfterExhausted that says so.
+   */
   get(path: string): Promise<{ status: number; body: string }>;
 }
 
@@ -54,39 +61,47 @@ export function hostPort(address: string, flag: string): { host: string; port: n
  */
 export const MAX_ADMIN_ANSWER_BYTES = 256 << 20;
 
-export function directReplica(address: string, timeoutMs: number, maxBytes = MAX_ADMIN_ANSWER_BYTES): Replica {
+export function directReplica(address: string, timeoutMs: number, maxBytes = MAX_ADMIN_ANSWER_BYTES, retry: RetryAfterPolicy = DEFAULT_RETRY_AFTER): Replica {
   const { host, port } = hostPort(address, 'address');
   return {
     name: address,
     // A DNS name is resolved here and the address sent as Host (addressed(), above).
-    get: async (path) => {
-      const ip = isIP(host) || host === 'localhost' ? host : (await lookup(host)).address;
-      return new Promise((resolve, reject) => {
-        const req = request({ host: ip, port, path, headers: { host: `${ip.includes(':') ? `[${ip}]` : ip}:${port}` } }, (res) => {
-          const chunks: Buffer[] = [];
-          let bytes = 0;
-          res.on('data', (d: Buffer) => {
-            bytes += d.length;
-            if (bytes > maxBytes) return req.destroy(new Error(`the answer from ${address} is larger than ${maxBytes >> 20} MiB`));
-            chunks.push(d);
-          });
-          res.on('end', () => {
-            clearTimeout(deadline);
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
-          });
-          res.on('error', reject);
-        });
-        // --timeout bounds the whole request, the answer's last byte included: a socket idle
-        // timeout let an admin port that sends a byte now and then hold the command for ever.
-        const deadline = setTimeout(() => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms`)), timeoutMs);
-        req.on('error', (e) => {
-          clearTimeout(deadline);
-          reject(e);
-        });
-        req.end();
-      });
-    },
+    get: (path) => honourRetryAfter(`${address}${path}`, () => getOnce(path), retry),
   };
+
+  async function getOnce(path: string): Promise<Answer> {
+    const ip = isIP(host) || host === 'localhost' ? host : (await lookup(host)).address;
+    return new Promise((resolve, reject) => {
+      const req = request({ host: ip, port, path, headers: { host: `${ip.includes(':') ? `[${ip}]` : ip}:${port}` } }, (res) => {
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        res.on('data', (d: Buffer) => {
+          bytes += d.length;
+          if (bytes > maxBytes) return req.destroy(new Error(`the answer from ${address} is larger than ${maxBytes >> 20} MiB`));
+          chunks.push(d);
+        });
+        res.on('end', () => {
+          clearTimeout(deadline);
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), ...retryAfterOf(res.headers['retry-after']) });
+        });
+        res.on('error', reject);
+      });
+      // --timeout bounds the whole request, the answer's last byte included: a socket idle
+      // timeout let an admin port that sends a byte now and then hold the command for ever.
+      const deadline = setTimeout(() => req.destroy(new Error(`no answer from ${address} within ${timeoutMs} ms (--timeout)`)), timeoutMs);
+      req.on('error', (e) => {
+        clearTimeout(deadline);
+        reject(e);
+      });
+      req.end();
+    });
+  }
+}
+
+/** The Retry-After header, when there is one, as an Answer's field. */
+function retryAfterOf(h: string | string[] | undefined): { retryAfter?: string } {
+  const v = Array.isArray(h) ? h[0] : h;
+  return v === undefined ? {} : { retryAfter: v };
 }
 
 interface PodList {
@@ -114,7 +129,7 @@ async function adminToken(kube: KubeHttp, namespace: string): Promise<string | n
 }
 
 /** Every running control-plane pod, reached through /api/v1/namespaces/NS/pods/NAME:PORT/proxy/. */
-export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAMESPACE, port = CONTROL_PLANE_ADMIN_PORT): Promise<Replica[]> {
+export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAMESPACE, port = CONTROL_PLANE_ADMIN_PORT, retry: RetryAfterPolicy = DEFAULT_RETRY_AFTER): Promise<Replica[]> {
   // Name the server: the bare error of a kubeconfig that leads nowhere says nothing of where
   // (with none at all, client-node falls back to http://localhost:8080 and refuses plain HTTP).
   const pods = await kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`).catch((e: Error) => {
@@ -126,10 +141,12 @@ export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAM
     .filter((p) => p.status?.phase === 'Running')
     .map((p) => ({
       name: `${namespace}/${p.metadata.name}`,
-      get: async (path: string) => {
-        const r = await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${p.metadata.name}:${port}/proxy${path}`, undefined, headers);
-        return { status: r.status, body: r.body };
-      },
+      // The pod proxy passes the admin port's status and Retry-After through; a 429 from the API server itself carries its own.
+      get: (path: string) =>
+        honourRetryAfter(`${namespace}/${p.metadata.name}${path}`, async () => {
+          const r = await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${p.metadata.name}:${port}/proxy${path}`, undefined, headers);
+          return { status: r.status, body: r.body, ...(r.retryAfter === undefined ? {} : { retryAfter: r.retryAfter }) };
+        }, retry),
     }));
 }
 

@@ -14,6 +14,8 @@ export interface KubeResponse {
   readonly body: string;
   /** The response's Date header, parsed (NaN when absent). */
   readonly dateMs: number;
+  /** The Retry-After header, when there is one (a 429 of API Priority and Fairness, or a pod's through the proxy subresource). */
+  readonly retryAfter?: string;
 }
 
 export class KubeHttp {
@@ -50,7 +52,8 @@ export class KubeHttp {
       const req = send(opts, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), dateMs: Date.parse(String(res.headers.date ?? '')) }));
+        const retryAfter = res.headers['retry-after'];
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), dateMs: Date.parse(String(res.headers.date ?? '')), ...(retryAfter === undefined ? {} : { retryAfter }) }));
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new Error(`no answer from ${this.server} within ${this.timeoutMs} ms`)));

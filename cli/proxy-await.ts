@@ -10,6 +10,7 @@ import { request } from '../common/node-http.js';
 import { parseArgs } from 'node:util';
 import { systemClock, type Clock } from '../common/clock.js';
 import { duration, parseWith } from '../common/schema.js';
+import { retryAfterMs } from './retry-after.js';
 
 type Out = (s: string) => void;
 
@@ -79,6 +80,8 @@ interface Probe {
   status: number;
   detail: string;
   timedOut?: boolean;
+  /** The answer's Retry-After header, if any. */
+  retryAfter?: string;
 }
 
 /** One GET /ready: the status and the first line of the body, or the connection error. */
@@ -97,7 +100,8 @@ function probe(a: AwaitArgs, clock: Clock, timeoutMs: number): Promise<Probe> {
       res.on('data', (d: string) => {
         if (body.length < 512) body += d;
       });
-      res.on('end', () => finish({ status: res.statusCode ?? 0, detail: body.trim().split('\n')[0] ?? '' }));
+      const ra = res.headers['retry-after'];
+      res.on('end', () => finish({ status: res.statusCode ?? 0, detail: body.trim().split('\n')[0] ?? '', ...(ra === undefined ? {} : { retryAfter: ra }) }));
       res.on('error', (e) => finish({ status: 0, detail: e.message }));
     });
     // A proxy that accepts but never answers must not stall the probe past its deadline.
@@ -148,7 +152,10 @@ export async function proxyAwaitCommand(argv: string[], out: Out, err: Out, deps
     }
     const left = deadline - clock.now();
     if (left <= 0) break;
-    await sleep(clock, Math.min(a.intervalMs, left));
+    // A 429/503 with Retry-After (RFC 9110 section 10.2.3) asks for a longer pause than
+    // --interval: honoured, within what is left of --timeout (which bounds the attempts).
+    const asked = r.status === 429 || r.status === 503 ? (retryAfterMs(r.retryAfter, clock.wallNow()) ?? 0) : 0;
+    await sleep(clock, Math.min(Math.max(a.intervalMs, asked), left));
     if (deadline - clock.now() <= 0) break;
   }
   const lastSeen = last.status ? `HTTP ${last.status}${last.detail ? ` (${last.detail})` : ''}` : last.detail;

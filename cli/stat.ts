@@ -1,7 +1,8 @@
 import { printable, printableJson } from '../common/printable.js';
 import { parseArgs } from 'node:util';
 import type { StatRow } from '../control-plane/stats/stats-store.js';
-import { addressed, hostPort, timeoutMsOf } from './control-plane-admin.js';
+import { directReplica, hostPort, timeoutMsOf } from './control-plane-admin.js';
+import { RetryAfterExhausted } from './retry-after.js';
 
 type Out = (s: string) => void;
 
@@ -101,17 +102,27 @@ export function formatTable(rows: readonly StatRow[], window: string): string {
 }
 
 async function fetchRows(admin: string, kind: string, window: string, timeoutMs: number): Promise<StatRow[]> {
-  let url: string;
-  let res: Response;
+  const path = `/api/stat?kind=${kind}&window=${window}`;
+  let res: { status: number; body: string };
   try {
-    url = `http://${await addressed(admin)}/api/stat?kind=${kind}&window=${window}`;
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    // directReplica: the address resolved and sent as Host, --timeout over the whole answer,
+    // and a 429/503 with Retry-After (the render budget) waited out within bounds.
+    res = await directReplica(admin, timeoutMs).get(path);
   } catch (e) {
-    throw new Error(`cannot reach the control plane at ${admin} (${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}); is it running? (--control-plane ADDR)`, { cause: e });
+    if (e instanceof RetryAfterExhausted) throw e;
+    throw new Error(`cannot reach the control plane at ${admin} (${(e as Error).message}); is it running? (--control-plane ADDR)`, { cause: e });
   }
-  const body = (await res.json().catch(() => null)) as { rows?: StatRow[]; error?: string } | null;
-  if (!res.ok || !body?.rows) throw new Error(`${url}: ${res.status} ${body?.error ?? 'unexpected answer'}`);
+  const body = parsed<{ rows?: StatRow[]; error?: string }>(res.body);
+  if (res.status !== 200 || !body?.rows) throw new Error(`http://${admin}${path}: ${res.status} ${body?.error ?? 'unexpected answer'}`);
   return body.rows;
+}
+
+function parsed<T>(text: string): T | null {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return null;
+  }
 }
 
 function parseInterval(s: string): number {

@@ -11,7 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { splitPemCerts } from '../certs/index.js';
 import { normalizeFingerprint, short } from '../contract/trust-anchors.js';
-import { timeoutMsOf } from './control-plane-admin.js';
+import { directReplica, timeoutMsOf } from './control-plane-admin.js';
 import { printable, printableJson } from '../common/printable.js';
 import type { DebugTrustProxy } from '../control-plane/discovery/subscriber.js';
 
@@ -172,9 +172,11 @@ function render(r: CheckResult): string {
 }
 
 async function fetchDump(admin: string, timeoutMs: number): Promise<TrustDump> {
-  const res = await fetch(`http://${admin}/debug/trust`, { signal: AbortSignal.timeout(timeoutMs) });
+  // directReplica: --timeout over the whole answer, a DNS name sent as its address, and a
+  // 429/503 with Retry-After waited out within bounds (cli/retry-after.ts).
+  const res = await directReplica(admin, timeoutMs).get('/debug/trust');
   if (res.status !== 200) throw new Error(`GET /debug/trust answered ${res.status}`);
-  const body = (await res.json()) as TrustDump;
+  const body = JSON.parse(res.body) as TrustDump;
   if (!body || !Array.isArray(body.proxies)) throw new Error('GET /debug/trust: unexpected body (a control plane older than trust-anchor checks?)');
   return body;
 }

@@ -24,10 +24,30 @@ const rate = (v) => `${Number(v).toFixed(2)} rps`;
 const ms = (v) => (v === null || v === undefined ? '-' : `${Number(v).toFixed(1)} ms`);
 const link = (href, text) => el('a', { href }, text);
 
+/** The longest pause a Retry-After makes the page take before it refreshes again. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/**
+ * The wait a 429/503's Retry-After asks for, in ms (delay-seconds or an HTTP-date, RFC 9110
+ * section 10.2.3), at most MAX_RETRY_AFTER_MS; null without a usable one.
+ */
+function retryAfterMs(res) {
+  if (res.status !== 429 && res.status !== 503) return null;
+  const v = (res.headers.get('retry-after') || '').trim();
+  // eslint-disable-next-line no-restricted-properties -- the browser has no injected Clock; an HTTP-date is wall time
+  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : /[A-Za-z]/.test(v) ? Date.parse(v) - Date.now() : NaN;
+  return Number.isNaN(ms) ? null : Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
+}
+
 async function api(path) {
   const sep = path.includes('?') ? '&' : '?';
   const res = await fetch(`${path}${sep}window=${encodeURIComponent(windowParam())}`, { headers: { accept: 'application/json' } });
-  if (!res.ok) throw new Error(`${path}: ${res.status} ${(await res.json().catch(() => ({}))).error || ''}`);
+  if (!res.ok) {
+    const e = new Error(`${path}: ${res.status} ${(await res.json().catch(() => ({}))).error || ''}`);
+    // The control plane's render budget (or a proxy in front) asks the page to come back later.
+    e.retryAfterMs = retryAfterMs(res);
+    throw e;
+  }
   return res.json();
 }
 
@@ -220,17 +240,28 @@ async function render() {
   const mine = ++generation;
   const next = el('main', { id: 'view' });
   const status = document.getElementById('status');
+  let pause = REFRESH_MS;
+  let keep = false;
   try {
     await route()(next);
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
-    next.append(el('p', { class: 'state-ejected' }, `Cannot load: ${e.message}`));
-    status.textContent = 'error';
+    if (typeof e.retryAfterMs === 'number') {
+      // 429/503 with Retry-After: the control plane is busy rendering (its render budget).
+      // Keep what is shown and come back when it says, not every 2 s (which would only be
+      // refused again and add to its load).
+      pause = Math.max(REFRESH_MS, e.retryAfterMs);
+      keep = true;
+      status.textContent = `control plane busy; retrying in ${Math.ceil(pause / 1000)} s`;
+    } else {
+      next.append(el('p', { class: 'state-ejected' }, `Cannot load: ${e.message}`));
+      status.textContent = 'error';
+    }
   }
   if (mine !== generation) return; // a newer render started meanwhile
-  document.getElementById('view').replaceWith(next);
+  if (!keep) document.getElementById('view').replaceWith(next);
   if (timer) window.clearTimeout(timer);
-  timer = window.setTimeout(render, REFRESH_MS);
+  timer = window.setTimeout(render, pause);
 }
 
 window.addEventListener('hashchange', render);

@@ -1,0 +1,72 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { statCommand } from '../cli/stat.js';
+import { proxyStatusCommand } from '../cli/proxy-status.js';
+import { proxyAwaitCommand } from '../cli/proxy-await.js';
+
+/**
+ * The CLI against an admin port that answers 429 / 503 with Retry-After (the control
+ * plane's render budget, the API server's priority and fairness, a busy proxy): each
+ * command asks again after the wait, within its bounds, and says so when it gives up
+ * (cli/retry-after.ts; docs/operations.md, Busy answers). Real HTTP, a stub server whose
+ * answers the test plans.
+ */
+describe('commands that poll an admin port honour 429/503 + Retry-After, within bounds', () => {
+  let stub: Server;
+  let port: number;
+  /** What the stub answers next, per path: a list consumed in order, the last one repeated. */
+  const plan = new Map<string, { status: number; retryAfter?: string; body: string }[]>();
+  const hits = new Map<string, number>();
+  beforeAll(async () => {
+    stub = createServer((req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      hits.set(path, (hits.get(path) ?? 0) + 1);
+      const list = plan.get(path) ?? [{ status: 404, body: '{}' }];
+      const a = list.length > 1 ? list.shift()! : list[0];
+      res.writeHead(a.status, { 'content-type': 'application/json', ...(a.retryAfter ? { 'retry-after': a.retryAfter } : {}) });
+      res.end(a.body);
+    });
+    await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
+    port = (stub.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise((r) => stub.close(r)));
+
+  test('wren proxy-status: a 429 with Retry-After: 1 is asked again and shown', async () => {
+    plan.set('/debug/proxy-status', [{ status: 429, retryAfter: '1', body: '{"error":"slow down"}' }, { status: 200, body: JSON.stringify({ latestVersion: 'v1', ready: true, proxies: [] }) }]);
+    hits.clear();
+    let out = '';
+    let err = '';
+    expect(await proxyStatusCommand(['--control-plane', `127.0.0.1:${port}`], (s) => void (out += s), (s) => void (err += s))).toBe(0);
+    expect(hits.get('/debug/proxy-status')).toBe(2);
+    expect(out).toMatch(/no proxies connected/);
+  });
+
+  test('a server that keeps refusing: the command gives up after the bounded attempts with a message saying so (exit 1)', async () => {
+    plan.set('/debug/proxy-status', [{ status: 503, retryAfter: '1', body: '{"error":"busy"}' }]);
+    hits.clear();
+    let out = '';
+    expect(await proxyStatusCommand(['--control-plane', `127.0.0.1:${port}`, '-o', 'json'], (s) => void (out += s), () => undefined)).toBe(1);
+    expect(hits.get('/debug/proxy-status')).toBe(4);
+    expect(out).toMatch(/still HTTP 503 with Retry-After: 1 after 4 attempt\(s\) and 3 s of waiting .*: the server is overloaded, try again later/);
+  }, 15_000);
+
+  test('a Retry-After longer than the CLI waits at once: given up at once, saying how long the server asked', async () => {
+    plan.set('/api/stat', [{ status: 503, retryAfter: '120', body: '{"error":"busy"}' }]);
+    hits.clear();
+    let err = '';
+    expect(await statCommand(['svc', '--control-plane', `127.0.0.1:${port}`], () => undefined, (s) => void (err += s))).toBe(1);
+    expect(hits.get('/api/stat')).toBe(1);
+    expect(err).toBe(`wren stat: 127.0.0.1:${port}/api/stat?kind=service&window=1m: HTTP 503 with Retry-After: 120, longer than the 10 s the CLI waits at once: the server is overloaded, try again later\n`);
+  });
+
+  test('wren proxy await: a 503 with Retry-After: 1 makes it pause 1 s, not --interval (100 ms), before asking again', async () => {
+    plan.set('/ready', [{ status: 503, retryAfter: '1', body: 'busy' }, { status: 200, body: 'ready' }]);
+    hits.clear();
+    let out = '';
+    const started = Date.now();
+    expect(await proxyAwaitCommand(['--admin-port', String(port), '--timeout', '10s'], (s) => void (out += s), () => undefined)).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(hits.get('/ready')).toBe(2);
+    expect(out).toMatch(/answered 200 after \d+ ms \(2 attempts\)/);
+  });
+});
