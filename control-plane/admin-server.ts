@@ -20,6 +20,7 @@ export const ADMIN_PATHS: readonly string[] = [
 ];
 import { dashboardApi } from './dashboard/dashboard-api.js';
 import { dashboardAsset } from './dashboard/dashboard-assets.js';
+import { budgetedPage, DEFAULT_RENDER_BUDGET, RenderBudget, retryAfterSeconds, type RenderBudgetSettings } from './dashboard/render-budget.js';
 import type { SourceRejection } from './sources/source-rejection.js';
 
 /**
@@ -55,6 +56,10 @@ export interface AdminDeps {
   readonly access: AdminAccess;
   /** Default DEFAULT_ADMIN_LIMITS; each counted when it fires (wren_cp_admin_limit_exceeded_total{limit}). */
   readonly limits?: AdminLimits;
+  /** The /api/ pages' render budget (--admin-render-budget, --admin-render-threshold; dashboard/render-budget.ts); default DEFAULT_RENDER_BUDGET. */
+  readonly renderBudget?: RenderBudgetSettings;
+  /** What render times and refusals are measured with (ms, monotonic); default the clock's now. Tests make a render "take" a given time. */
+  readonly renderNow?: () => number;
 }
 
 /**
@@ -93,6 +98,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
   const clock = d.clock ?? systemClock;
   const fired = (limit: AdminLimit): void => d.metrics.adminLimitExceeded.inc({ limit });
   const rendered = new RenderedView();
+  const budget = new RenderBudget(d.renderBudget ?? DEFAULT_RENDER_BUDGET, d.renderNow ?? (() => clock.now()), d.metrics.registry);
   const server = createServer((req, res) => {
     const socket = req.socket;
     accepted.headArrived(socket);
@@ -100,7 +106,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
     // Once answered, the response must drain without stalling (boundFlush): a client that
     // does not read would otherwise hold its socket, and a /debug/view of the whole mesh
     // with it, for ever.
-    void answer(req, res, d, rendered).then(
+    void answer(req, res, d, rendered, budget).then(
       () => boundFlush(res, clock, limits.delayedCloseMs, () => fired('delayed-close-timeout')),
       () => res.destroy(),
     );
@@ -117,7 +123,7 @@ export async function startAdminServer(host: string, port: number, d: AdminDeps)
   };
 }
 
-async function answer(req: IncomingMessage, res: ServerResponse, d: AdminDeps, rendered: RenderedView): Promise<void> {
+async function answer(req: IncomingMessage, res: ServerResponse, d: AdminDeps, rendered: RenderedView, budget: RenderBudget): Promise<void> {
   // The target and the authority it names, read as the proxy's admin port reads them: two
   // Host headers, `*` or authority-form are a 400; an absolute-form target's authority is
   // the one checked (RFC 9112 section 3.2.2); `//x` is a path (common/admin-host.ts).
@@ -134,7 +140,7 @@ async function answer(req: IncomingMessage, res: ServerResponse, d: AdminDeps, r
   const refused = await d.access.refusal(url.pathname, req.socket.remoteAddress, req.headers);
   if (refused) return sendJson(res, 403, { error: refused });
   try {
-    await serve(url, res, d, rendered);
+    await serve(url, res, d, rendered, budget);
   } catch (e) {
     // A bug in one page answers 500; it never takes the control plane down.
     if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message });
@@ -194,7 +200,7 @@ class RenderedView {
   }
 }
 
-function serve(url: URL, res: ServerResponse, d: AdminDeps, rendered: RenderedView): unknown {
+function serve(url: URL, res: ServerResponse, d: AdminDeps, rendered: RenderedView, budget: RenderBudget): unknown {
   const json = (code: number, body: unknown): void => sendJson(res, code, body);
   switch (url.pathname) {
     case '/live':
@@ -238,8 +244,24 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps, rendered: RenderedVi
       return res.end(rendered.get(d));
     default: {
       if (d.stats && d.clock && url.pathname.startsWith('/api/')) {
+        const page = budgetedPage(url.pathname);
+        const refused = page === null ? null : budget.refusal(page);
+        if (refused) {
+          // The render budget (dashboard/render-budget.ts): the last render of this page was
+          // long, so it rests for a multiple of that; the CLI and the dashboard come back after Retry-After.
+          return sendJson(res, 503, { error: `busy: ${page} took ${Math.round(refused.renderMs)} ms to render and is served again in ${Math.ceil(refused.forMs)} ms (the admin render budget, --admin-render-budget)` }, {
+            'retry-after': String(retryAfterSeconds(refused.forMs)), 'cache-control': 'no-store',
+          });
+        }
+        const started = budget.now();
         const a = dashboardApi(url.pathname, url.searchParams, { store: d.store, discovery: d.discovery, withdrawal: d.withdrawal, stats: d.stats, clock: d.clock });
-        if (a) return json(a.status, a.body);
+        if (a) {
+          // The render is the aggregation and its JSON text: both synchronous, both on the loop.
+          const text = renderJson(a.body);
+          if (page !== null) budget.record(page, budget.now() - started);
+          res.writeHead(a.status, { 'content-type': 'application/json' });
+          return res.end(text);
+        }
       }
       const asset = d.stats && url.pathname.startsWith('/dashboard') ? dashboardAsset(url.pathname) : null;
       if (asset) {

@@ -136,3 +136,18 @@ describe('wren control-plane --egress-mode', () => {
     expect(() => parseControlPlaneArgs(['--egress-mode', 'registry_only'], {})).toThrow('--egress-mode: expected ALLOW_ANY or REGISTRY_ONLY, got "registry_only"');
   });
 });
+
+describe('wren control-plane --admin-render-budget / --admin-render-threshold (the /api/ pages\' render budget)', () => {
+  test('default 4 × a render of 100 ms or more; off; a factor and a threshold', () => {
+    expect(parseControlPlaneArgs([], {}).adminRenderBudget).toEqual({ factor: 4, thresholdMs: 100 });
+    expect(parseControlPlaneArgs(['--admin-render-budget', 'off'], {}).adminRenderBudget).toEqual({ factor: 0, thresholdMs: 100 });
+    expect(parseControlPlaneArgs(['--admin-render-budget=10', '--admin-render-threshold', '1s'], {}).adminRenderBudget).toEqual({ factor: 10, thresholdMs: 1000 });
+  });
+  test('bad values and a budget without an admin port are usage errors', () => {
+    expect(() => parseControlPlaneArgs(['--admin-render-budget', '0'], {})).toThrow('--admin-render-budget: expected a factor in 1..100 or off, got "0"');
+    expect(() => parseControlPlaneArgs(['--admin-render-budget', '101'], {})).toThrow(/expected a factor in 1\.\.100/);
+    expect(() => parseControlPlaneArgs(['--admin-render-threshold', '0ms'], {})).toThrow('--admin-render-threshold: expected a duration from 1ms to 10s like 100ms, got "0ms"');
+    expect(() => parseControlPlaneArgs(['--admin-render-threshold', '100'], {})).toThrow(/--admin-render-threshold/);
+    expect(() => parseControlPlaneArgs(['--admin', 'off', '--admin-render-budget', '4'], {})).toThrow(/need it \(not --admin off\)/);
+  });
+});

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
 import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from './health/withdrawal-settings.js';
 import { ADMIN_PATHS } from './admin-server.js';
+import { DEFAULT_RENDER_BUDGET, type RenderBudgetSettings } from './dashboard/render-budget.js';
 import { ControlPlane, splitHostPort } from './server.js';
 import { ConfigError } from '../common/schema.js';
 import type { ReportBudget } from './discovery/discovery-server.js';
@@ -27,6 +28,8 @@ export interface ControlPlaneArgs {
   readonly source: { readonly kind: 'kubernetes'; readonly kubeconfig: string | null } | { readonly kind: 'dir'; readonly path: string };
   readonly listen: string;
   readonly admin: string | null;
+  /** The admin port's render budget for /api/ (--admin-render-budget, --admin-render-threshold). */
+  readonly adminRenderBudget: RenderBudgetSettings;
   readonly trustDomain: string;
   readonly logLevel: Level;
   readonly debounceMs: number;
@@ -98,6 +101,10 @@ Options:
   --listen HOST:PORT            gRPC discovery address (default 127.0.0.1:15010)
   --admin HOST:PORT|off         admin HTTP (default 127.0.0.1:15014; docs/control-plane.md, Admin):
 ${wrapPaths(ADMIN_PATHS, 32, 100)}
+  --admin-render-budget N|off   refuse an /api/ page (dashboard, wren stat) for N times its last render
+                                when that took --admin-render-threshold or more: 503 with Retry-After,
+                                which the CLI and the dashboard wait out (default 4; 1..100; off: never)
+  --admin-render-threshold DURATION  the render time that starts the budget (default 100ms; 1ms..10s)
   --trust-domain NAME           SPIFFE trust domain of endpoint identities (default cluster.local)
   --debounce-ms N               coalesce bursts of changes for N ms before pushing (default 2)
 
@@ -182,6 +189,8 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let kubeconfig: string | null = null;
   let listen = '127.0.0.1:15010';
   let admin: string | null = '127.0.0.1:15014';
+  let renderBudget: { factor: number; thresholdMs: number } = { ...DEFAULT_RENDER_BUDGET };
+  let renderFlags = false;
   let trustDomain = 'cluster.local';
   let logLevel: Level = 'info';
   let debounceMs = 2;
@@ -263,6 +272,23 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         const v = value();
         admin = v === 'off' ? null : v;
         if (admin) splitHostPort(admin);
+        break;
+      }
+      case '--admin-render-budget': {
+        const v = value();
+        const n = /^\d+(\.\d+)?$/.test(v) ? Number(v) : NaN;
+        if (v !== 'off' && !(n >= 1 && n <= 100)) throw new UsageError(`--admin-render-budget: expected a factor in 1..100 or off, got ${JSON.stringify(v)}`);
+        renderBudget = { ...renderBudget, factor: v === 'off' ? 0 : n };
+        renderFlags = true;
+        break;
+      }
+      case '--admin-render-threshold': {
+        const v = value();
+        const m = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(v);
+        const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]] : NaN;
+        if (!(ms >= 1 && ms <= 10_000)) throw new UsageError(`--admin-render-threshold: expected a duration from 1ms to 10s like 100ms, got ${JSON.stringify(v)}`);
+        renderBudget = { ...renderBudget, thresholdMs: ms };
+        renderFlags = true;
         break;
       }
       case '--trust-domain':
@@ -435,8 +461,9 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   if ((proxyTraceCollector || proxyTracePlaintext) && !webhookListen) throw new UsageError('--proxy-trace-collector configures injected sidecars: it needs --webhook-listen');
   if (sidecarMode !== null && !webhookListen && !webhookOff) throw new UsageError('--sidecar-mode configures injected sidecars: it needs --webhook-listen');
   if (tracePlaintext && traceCa) throw new UsageError('--trace-collector-plaintext and --trace-collector-ca are exclusive');
+  if (renderFlags && admin === null) throw new UsageError('--admin-render-budget and --admin-render-threshold configure the admin port: they need it (not --admin off)');
   return {
-    source, listen, admin, trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
+    source, listen, admin, adminRenderBudget: Object.freeze(renderBudget), trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
     reports: { budget: { ...budget }, stats: { ...statsLimits } },
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'native' } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
@@ -480,6 +507,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
   const cp = await ControlPlane.start({
     listen: args.listen,
     admin: args.admin,
+    adminRenderBudget: args.adminRenderBudget,
     trustDomain: args.trustDomain,
     clock: systemClock,
     random: systemRandom,

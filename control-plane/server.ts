@@ -6,6 +6,7 @@ import type { Logger } from '../common/logger.js';
 import { StatsStore } from './stats/stats-store.js';
 import { StatsMetrics } from './stats/stats-metrics.js';
 import { startAdminServer, type AdminServerHandle } from './admin-server.js';
+import type { RenderBudgetSettings } from './dashboard/render-budget.js';
 import { AdminAccess } from './admin-access.js';
 import { DiscoveryServer, MAX_RESPONSE_BYTES } from './discovery/discovery-server.js';
 import { ControlPlaneMetrics } from './metrics.js';
@@ -103,6 +104,8 @@ export interface ControlPlaneOptions {
   readonly listen: string;
   /** host:port for the admin server; null = none. */
   readonly admin: string | null;
+  /** The admin port's render budget for its /api/ pages (--admin-render-budget; dashboard/render-budget.ts); absent: DEFAULT_RENDER_BUDGET. */
+  readonly adminRenderBudget?: RenderBudgetSettings;
   readonly trustDomain: string;
   readonly clock: Clock;
   readonly random: Random;
@@ -266,6 +269,7 @@ export class ControlPlane {
         sourceErrors: () => cp.source.errors?.() ?? [], sourceIgnored: () => cp.source.ignored?.() ?? [], sourceName: cp.source.name,
         access: new AdminAccess({ namespace: o.identity?.namespace ?? DEFAULT_CONTROL_PLANE_NAMESPACE, authenticator: o.adminAuthenticator ?? null, clock: o.clock, limited: cp.metrics.adminTokenReviewsLimited, evicted: cp.metrics.adminTokenCacheEvictions }),
         sourceRejected: () => cp.source.rejected?.() ?? [],
+        ...(o.adminRenderBudget ? { renderBudget: o.adminRenderBudget } : {}),
       });
       cp.admin = a;
       cp.adminPort = a.port;
