@@ -43,12 +43,13 @@ describe('wren control-plane identity flags', () => {
     expect(() => parseControlPlaneArgs(['--trace-collector', 'otel:4317', '--trace-collector-plaintext', '--trace-collector-ca', '/ca.pem'], {})).toThrow(/exclusive/);
   });
 
-  test('--sidecar-mode: native (default) or classic, for API servers before 1.29; a webhook option', () => {
+  test('--sidecar-mode: auto (default: by the API server\'s version), native, or classic for API servers before 1.29; a webhook option', () => {
     const w = (args: string[]) => parseControlPlaneArgs(['--webhook-listen', '0.0.0.0:15017', ...args], {}).webhook;
-    expect(w([])?.sidecarMode).toBe('native');
+    expect(w([])?.sidecarMode).toBe('auto');
     expect(w(['--sidecar-mode', 'classic'])?.sidecarMode).toBe('classic');
     expect(w(['--sidecar-mode=native'])?.sidecarMode).toBe('native');
-    expect(() => w(['--sidecar-mode', 'legacy'])).toThrow('--sidecar-mode: expected native or classic, got "legacy"');
+    expect(w(['--sidecar-mode=auto'])?.sidecarMode).toBe('auto');
+    expect(() => w(['--sidecar-mode', 'legacy'])).toThrow('--sidecar-mode: expected auto, native or classic, got "legacy"');
     expect(() => parseControlPlaneArgs(['--sidecar-mode', 'classic'], {})).toThrow(/--sidecar-mode configures injected sidecars: it needs --webhook-listen/);
     // Beside an explicit --webhook-listen off, as --webhook-cert-dir: the manifest's other flags stay.
     expect(parseControlPlaneArgs(['--webhook-listen', 'off', '--sidecar-mode', 'classic'], {}).webhook).toBeNull();

@@ -13,6 +13,7 @@ import { ReloadingIssuer } from './identity/issuer-reloader.js';
 import { DEFAULT_TOKEN_REVIEW_LIMITS, TokenReviewAuthenticator, type TokenReviewLimits } from './identity/token-review-authenticator.js';
 import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
+import { AutoSidecarMode, SIDECAR_MODES, type SidecarMode } from './injector/sidecar-mode.js';
 import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from './health/withdrawal-settings.js';
 import { ADMIN_PATHS } from './admin-server.js';
 import { DEFAULT_RENDER_BUDGET, type RenderBudgetSettings } from './dashboard/render-budget.js';
@@ -57,8 +58,12 @@ export interface ControlPlaneArgs {
     /** Where injected sidecars send their spans (--proxy-trace-collector; '' = nowhere). */
     readonly proxyTraceCollector: string;
     readonly proxyTraceCollectorPlaintext: boolean;
-    /** How sidecars are injected (--sidecar-mode): native (Kubernetes >= 1.29) or classic; a pod's wren.io/sidecar-mode wins. */
-    readonly sidecarMode: 'native' | 'classic';
+    /**
+     * How sidecars are injected (--sidecar-mode): native (Kubernetes >= 1.29), classic, or
+     * auto (the default: native when the API server's /version is 1.29 or newer, read at start
+     * and every 5 min; injector/sidecar-mode.ts); a pod's wren.io/sidecar-mode wins.
+     */
+    readonly sidecarMode: SidecarMode;
   } | null;
   /** Mesh-wide health-based withdrawal (docs/control-plane.md). */
   readonly healthWithdrawal: WithdrawalSettings;
@@ -141,9 +146,12 @@ Sidecar injector (AdmissionReview v1 over HTTPS; see docs/kubernetes.md):
                                 (WREN_TRACING_COLLECTOR; default none: sampling is still
                                 decided and propagated, no span is recorded)
   --proxy-trace-collector-plaintext  the sidecars reach it in plaintext (default TLS, system roots)
-  --sidecar-mode native|classic  native: the proxy is an init container with restartPolicy Always
-                                (default; needs Kubernetes 1.29+, older API servers refuse the
-                                pod); classic: the first app container, for 1.28 and older.
+  --sidecar-mode auto|native|classic  native: the proxy is an init container with restartPolicy
+                                Always (needs Kubernetes 1.29+, older API servers refuse the pod);
+                                classic: the first app container, for 1.28 and older; auto (default):
+                                native when the API server's /version is 1.29 or newer (read at
+                                start and every 5 min), else classic, and classic while it cannot
+                                be read (--source dir:PATH has no API server: native).
                                 A pod's wren.io/sidecar-mode annotation wins
 
 Health-based withdrawal (proxies' HealthReports take an endpoint out mesh-wide; docs/control-plane.md):
@@ -227,7 +235,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let webhookOff = false;
   let proxyTraceCollector = '';
   let proxyTracePlaintext = false;
-  let sidecarMode: 'native' | 'classic' | null = null;
+  let sidecarMode: SidecarMode | null = null;
   let help = false;
   let traceCollector: string | null = null;
   let tracePlaintext = false;
@@ -433,8 +441,8 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         break;
       case '--sidecar-mode': {
         const v = value();
-        if (v !== 'native' && v !== 'classic') throw new UsageError(`--sidecar-mode: expected native or classic, got ${JSON.stringify(v)}`);
-        sidecarMode = v;
+        if (!(SIDECAR_MODES as readonly string[]).includes(v)) throw new UsageError(`--sidecar-mode: expected auto, native or classic, got ${JSON.stringify(v)}`);
+        sidecarMode = v as SidecarMode;
         break;
       }
       case '--trace-collector-plaintext':
@@ -465,7 +473,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   return {
     source, listen, admin, adminRenderBudget: Object.freeze(renderBudget), trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
     reports: { budget: { ...budget }, stats: { ...statsLimits } },
-    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'native' } : null,
+    webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'auto' } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: {
       caDir, trustBundle, bootstrapTokens, certTtlMs, tokenReview, namespace, writeTrustBundle,
@@ -539,6 +547,15 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     }
     if (idArgs.writeTrustBundle) await writePublicFile(idArgs.writeTrustBundle, issuer.trustBundlePem);
     if (args.webhook) {
+      const mode = args.webhook.sidecarMode;
+      // auto needs an API server to ask; a directory source has none (tests, demos): native, the offline default (`wren inject`).
+      let auto: AutoSidecarMode | null = null;
+      if (mode === 'auto' && kc) {
+        const versions = kc.makeApiClient(k8s.VersionApi);
+        const a = (auto = new AutoSidecarMode({ readVersion: () => versions.getCode(), clock: systemClock, logger, registry: cp.metrics.registry }));
+        await a.start();
+        cp.addCompanion(async () => a.stop());
+      }
       const webhook = await startInjectorWebhook({
         listen: args.webhook.listen,
         certFile: join(args.webhook.certDir, 'tls.crt'),
@@ -549,7 +566,8 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
           get trustBundlePem() { return issuer.trustBundlePem; },
           proxyTraceCollector: args.webhook.proxyTraceCollector,
           proxyTraceCollectorPlaintext: args.webhook.proxyTraceCollectorPlaintext,
-          nativeSidecars: args.webhook.sidecarMode === 'native',
+          // A getter, read per admission request: auto's answer changes when the cluster is upgraded.
+          get nativeSidecars() { return auto ? auto.nativeSidecars : mode !== 'classic'; },
         },
         logger,
       });

@@ -76,6 +76,10 @@ export class FakeKubeApi {
   port = 0;
   /** GET /version. */
   version: { major: string; minor: string; gitVersion: string } = { major: '1', minor: '31', gitVersion: 'v1.31.2' };
+  /** While true, GET /version answers 503 (an API server that is not serving yet). */
+  versionUnavailable = false;
+  /** GET /version requests received. */
+  versionReads = 0;
   /** Added to this server's clock in the Date header of every response (clock-skew tests). */
   dateOffsetMs = 0;
   /** SelfSubjectAccessReview answers allowed=false for these "verb resource[/subresource][.group][ namespace]" keys. */
@@ -214,7 +218,11 @@ export class FakeKubeApi {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams) });
     if (this.dateOffsetMs !== 0) res.setHeader('date', new Date(Date.now() + this.dateOffsetMs).toUTCString());
-    if (req.method === 'GET' && url.pathname === '/version') return void json(res, 200, this.version);
+    if (req.method === 'GET' && url.pathname === '/version') {
+      this.versionReads++;
+      if (this.versionUnavailable) return void json(res, 503, status(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
+      return void json(res, 200, this.version);
+    }
     if (req.method === 'POST' && url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') return void this.accessReview(req, res);
     const raw = req.method === 'GET' ? this.rawObjects.get(url.pathname) : undefined;
     if (raw) return void json(res, 200, raw);

@@ -352,7 +352,7 @@ describe('install manifests', () => {
     // Every replica signs with the operator's issuer (not a generated root) and serves the webhook from the mounted Secret.
     expect(args.identity).toMatchObject({ caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt' });
     // The install turns tracing off in injected sidecars until the operator names a collector (docs/observability.md).
-    expect(args.webhook).toEqual({ listen: '0.0.0.0:15017', certDir: '/var/run/wren/webhook', proxyTraceCollector: '', proxyTraceCollectorPlaintext: false, sidecarMode: 'native' });
+    expect(args.webhook).toEqual({ listen: '0.0.0.0:15017', certDir: '/var/run/wren/webhook', proxyTraceCollector: '', proxyTraceCollectorPlaintext: false, sidecarMode: 'auto' });
     const mounts = Object.fromEntries(c.volumeMounts.map((m: { name: string; mountPath: string }) => [m.mountPath, m.name]));
     expect(mounts).toMatchObject({ '/var/run/wren/issuer': 'issuer', '/var/run/wren/webhook': 'webhook-tls', '/var/run/wren/trust': 'trust-bundle' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/ready', port: 15014 });

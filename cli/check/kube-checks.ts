@@ -42,7 +42,7 @@ export async function apiChecks(c: KubeCtx): Promise<{ reachable: boolean; outco
   const min = `${MIN_KUBERNETES.major}.${MIN_KUBERNETES.minor}`;
   if (!Number.isFinite(major) || !Number.isFinite(minor)) out.push(fail('kubernetes-version', `the API server reports no usable version (${JSON.stringify(v).slice(0, 100)})`, `Wren needs Kubernetes >= ${min}`));
   else if (major < MIN_KUBERNETES.major || (major === MIN_KUBERNETES.major && minor < MIN_KUBERNETES.minor))
-    out.push(fail('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} is older than ${min}`, `upgrade the cluster to >= ${min} (native sidecars, the default injection mode, need it), or run the control plane with --sidecar-mode classic`));
+    out.push(fail('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} is older than ${min}`, `upgrade the cluster to >= ${min} for native sidecars: until then the default --sidecar-mode auto injects classic ones (with their limits, docs/kubernetes.md) and --sidecar-mode native has every injected pod refused; --sidecar-mode classic says so explicitly`));
   else out.push(ok('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} (>= ${min})`));
   if (!Number.isFinite(r.dateMs)) out.push(fail('clock-skew', 'the API server sent no Date header', 'a proxy in front of the API server strips it; compare the clocks by hand'));
   else {
