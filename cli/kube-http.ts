@@ -1,6 +1,7 @@
 import { request as httpRequest } from '../common/node-http.js';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import * as k8s from '@kubernetes/client-node';
+import { honourRetryAfter } from './retry-after.js';
 
 /**
  * Raw requests to the Kubernetes API server with a kubeconfig's credentials (TLS, token,
@@ -62,9 +63,13 @@ export class KubeHttp {
     });
   }
 
-  /** GET a JSON object; null on 404, an Error naming the status otherwise. */
+  /**
+   * GET a JSON object; null on 404, an Error naming the status otherwise. A 429 with
+   * Retry-After (API Priority and Fairness rejecting a request it has no seat for) is asked
+   * again after that wait, within cli/retry-after.ts's bounds, as client-go does.
+   */
   async getJson<T>(path: string): Promise<T | null> {
-    const r = await this.request('GET', path);
+    const r = await honourRetryAfter(`${this.server}${path}`, () => this.request('GET', path));
     if (r.status === 404) return null;
     if (r.status !== 200) throw new Error(`GET ${path}: HTTP ${r.status}${statusMessage(r.body)}`);
     return JSON.parse(r.body) as T;

@@ -75,7 +75,7 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms % 1000 === 0 ?
  * `get()` again while it answers 429/503 with a usable Retry-After, within `policy`.
  * `what` names the request in the error ("127.0.1.254:15014/api/stat").
  */
-export async function honourRetryAfter(what: string, get: () => Promise<Answer>, policy: RetryAfterPolicy = DEFAULT_RETRY_AFTER, deps: RetryAfterDeps = {}): Promise<Answer> {
+export async function honourRetryAfter<A extends Answer>(what: string, get: () => Promise<A>, policy: RetryAfterPolicy = DEFAULT_RETRY_AFTER, deps: RetryAfterDeps = {}): Promise<A> {
   const sleep = deps.sleep ?? ((ms: number) => sleepReal(ms));
   const now = deps.now ?? (() => systemClock.wallNow());
   let waited = 0;

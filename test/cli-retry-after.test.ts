@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { statCommand } from '../cli/stat.js';
 import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { proxyAwaitCommand } from '../cli/proxy-await.js';
+import { KubeHttp } from '../cli/kube-http.js';
+import * as k8s from '@kubernetes/client-node';
 
 /**
  * The CLI against an admin port that answers 429 / 503 with Retry-After (the control
@@ -68,5 +70,17 @@ describe('commands that poll an admin port honour 429/503 + Retry-After, within 
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(hits.get('/ready')).toBe(2);
     expect(out).toMatch(/answered 200 after \d+ ms \(2 attempts\)/);
+  });
+
+  test('the API server\'s own 429 (API Priority and Fairness) on a GET the CLI makes through it is asked again after Retry-After', async () => {
+    plan.set('/api/v1/namespaces/wren-system/pods', [{ status: 429, retryAfter: '1', body: '{"kind":"Status","code":429}' }, { status: 200, body: '{"items":[]}' }]);
+    hits.clear();
+    const kc = new k8s.KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'stub', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }], users: [{ name: 'u' }],
+      contexts: [{ name: 'c', cluster: 'stub', user: 'u' }], currentContext: 'c',
+    });
+    expect(await new KubeHttp(kc, 5000).getJson('/api/v1/namespaces/wren-system/pods')).toEqual({ items: [] });
+    expect(hits.get('/api/v1/namespaces/wren-system/pods')).toBe(2);
   });
 });
