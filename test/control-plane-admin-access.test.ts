@@ -9,6 +9,7 @@ import { TokenReviewAuthenticator } from '../control-plane/identity/token-review
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
 import { FakeKubeApi } from './fake-kube-api.js';
+import { adminGet } from './helpers/admin-get.js';
 
 /**
  * The control plane's admin port as installed (`--admin=0.0.0.0:15014`): the kubelet and
@@ -56,7 +57,7 @@ afterAll(async () => {
 });
 
 const get = (host: string, path: string, token?: string) =>
-  fetch(`http://${host}:${cp.adminPort}${path}`, { headers: token ? { 'x-wren-admin-token': token } : {} }).then(async (r) => ({ status: r.status, body: await r.text() }));
+  adminGet(`http://${host}:${cp.adminPort}${path}`, { headers: token ? { 'x-wren-admin-token': token } : {} }).then(async (r) => ({ status: r.status, body: await r.text() }));
 const PROTECTED = ['/debug/view', '/debug/proxies', '/debug/trust', '/debug/proxy-status', '/api/why', '/api/topology', '/dashboard/'];
 
 maybe('from another address: probes and metrics open, debug pages, /api/ and the dashboard 403 naming the way in; loopback serves them', async () => {

@@ -8,6 +8,7 @@ import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
 import { statusOf } from './helpers/status-of.js';
+import { adminGet } from './helpers/admin-get.js';
 
 /**
  * The dashboard's "why" view end to end (docs/operations.md, Dashboard): real sidecars on
@@ -85,7 +86,7 @@ spec:
   // Ready once the caller routes to api and api's sidecar has the policies (a first snapshot may predate them).
   const routeInForce = async () => JSON.stringify(await (await fetch(`http://127.0.0.1:${client.adminPort}/debug/route?authority=api.default.svc.cluster.local&path=/routed/x`)).json()).includes('default.api-route.routed');
   await waitFor(async () => ((await routeInForce()) && (await call('/ok')) === 200 && (await call('/secret')) === 403 ? true : null), 'api routed and its policies in force', 10_000);
-  const why = async () => (await (await fetch(`http://127.0.0.1:${cp.adminPort}/api/why`)).json()) as { denials: Denial[]; retries: Retry[]; droppedRetries: number };
+  const why = async () => (await (await adminGet(`http://127.0.0.1:${cp.adminPort}/api/why`)).json()) as { denials: Denial[]; retries: Retry[]; droppedRetries: number };
   return {
     client, server, call, why, cpAdminPort: cp.adminPort,
     async close() {
@@ -143,7 +144,7 @@ describe.each([1, 2])('concurrency %i', (concurrency) => {
     // The client's proxy says how many of its retries it could not report: none here.
     expect((await mesh.why()).droppedRetries).toBe(0);
     // The service page lists the route that configured it.
-    const page = (await (await fetch(`http://127.0.0.1:${mesh.cpAdminPort}/api/services/api.default`)).json()) as { routes: { kind: string; name: string; appliesTo: string; rules: { name: string }[] }[] };
+    const page = (await (await adminGet(`http://127.0.0.1:${mesh.cpAdminPort}/api/services/api.default`)).json()) as { routes: { kind: string; name: string; appliesTo: string; rules: { name: string }[] }[] };
     expect(page.routes.map((r) => [r.kind, r.name, r.appliesTo, r.rules.map((x) => x.name)])).toEqual([['HTTPRoute', 'api-route', 'every caller (producer route)', ['routed', '']]]);
   });
 });

@@ -10,6 +10,7 @@ import { meshedPodYaml } from './helpers/meshed-pod.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy, meshService } from './helpers/proxy.js';
 import { replaceFile } from './helpers/replace-file.js';
+import { adminGet } from './helpers/admin-get.js';
 
 /**
  * Found by the adversarial review (adv9 D5, r8-last-good-restart). The last good version of
@@ -103,7 +104,7 @@ test('a control plane that starts with the only ALLOW policy refused enforces it
   expect(c.details).toEqual([expect.stringMatching(new RegExp(`^AuthorizationPolicy demo/only-frontend: spec\\.rules\\[1\\]\\.to\\[0\\]\\.operation\\.path: .* \\(mesh/authz\\.yaml\\); no last good version, enforced fail-closed: ${failClosed}$`))]);
   expect(await plane.cp.metrics.registry.metrics()).toMatch(/^wren_cp_authorization_policies_fail_closed 1$/m);
   // The dashboard's service view lists the stand-in with what it enforces and why.
-  const view = (await (await fetch(`http://127.0.0.1:${plane.cp.adminPort}/api/services/orders.demo`)).json()) as { authorizationPolicies: unknown[] };
+  const view = (await (await adminGet(`http://127.0.0.1:${plane.cp.adminPort}/api/services/orders.demo`)).json()) as { authorizationPolicies: unknown[] };
   expect(view.authorizationPolicies).toEqual([
     { selector: { app: 'orders' }, name: 'demo/only-frontend', action: 'ALLOW', rules: [], failClosed: { refusal: expect.stringMatching(/^spec\.rules\[1\]\.to\[0\]\.operation\.path: /), enforced: failClosed } },
   ]);

@@ -3,6 +3,7 @@ import { statCommand } from '../cli/stat.js';
 import { waitFor } from './control-plane-harness.js';
 import { testPki } from './helpers/pki.js';
 import { startStatsMesh, type StatsMesh } from './helpers/stats-mesh.js';
+import { adminGet } from './helpers/admin-get.js';
 
 /**
  * `wren stat` end to end: real sidecars on loopback report their traffic to a real control
@@ -95,11 +96,11 @@ test('bad input: usage errors exit 2, an unreachable control plane exits 1, bad 
   let err = '';
   expect(await statCommand(['--control-plane', '127.0.0.1:1'], () => undefined, (s) => void (err += s))).toBe(1);
   expect(err).toMatch(/cannot reach the control plane at 127\.0\.0\.1:1/);
-  const res = await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/stat?kind=pods`);
+  const res = await adminGet(`http://127.0.0.1:${mesh.cp.adminPort}/api/stat?kind=pods`);
   expect(res.status).toBe(400);
-  expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/stat?window=2h`)).status).toBe(400);
-  expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/services/nope.default`)).status).toBe(404);
-  expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/api/nope`)).status).toBe(404);
+  expect((await adminGet(`http://127.0.0.1:${mesh.cp.adminPort}/api/stat?window=2h`)).status).toBe(400);
+  expect((await adminGet(`http://127.0.0.1:${mesh.cp.adminPort}/api/services/nope.default`)).status).toBe(404);
+  expect((await adminGet(`http://127.0.0.1:${mesh.cp.adminPort}/api/nope`)).status).toBe(404);
   expect((await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/dashboard/secret.txt`)).status).toBe(404);
   const page = await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/dashboard/`);
   expect(page.status).toBe(200);
