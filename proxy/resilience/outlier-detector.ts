@@ -38,7 +38,8 @@ import {
  * of them. A worker that sees a threshold crossed claims the ejection (compare-exchange),
  * so it happens once; uneject, the backoff and maxEjectionPercent are the sidecar's too.
  * The success-rate buckets are shared the same way (every worker adds to the current one)
- * and each interval is evaluated once, by the first worker to sweep in it (Envoy: its
+ * and each interval is evaluated once, by the first worker to sweep in it (every worker
+ * sweeps at the clock's interval boundaries, arm()) (Envoy: its
  * main thread's interval timer swaps the buckets and runs the success-rate and
  * failure-percentage detectors over every worker's counts).
  */
@@ -292,12 +293,23 @@ export class OutlierDetector {
     this.hosts.clear();
   }
 
-  /** Takes interval `sweep` for `slot` (its DECAY_TICK): true for the first thread to ask, false if it was taken already. */
+  /**
+   * Takes interval `sweep` for `slot` (its DECAY_TICK): true for the first thread to ask,
+   * false if it was taken already or the interval after it was. A worker that read the clock
+   * just before a boundary and claims just after another worker took the new interval would
+   * otherwise take the old one back, evaluating a window of microseconds, and leave the new
+   * one to be taken (evaluated) a second time. Any other number is taken: after an
+   * `intervalMs` change the numbers count another unit, and are neither earlier nor later.
+   */
   private claim(slot: OutlierSlot, sweep: number): boolean {
     const cells = slot.memory.cells;
     const i = slot.slot * CELLS + DECAY_TICK;
-    const last = Atomics.load(cells, i);
-    return last !== sweep && Atomics.compareExchange(cells, i, last, sweep) === last;
+    const next = (sweep % 0x40000000) + 1;
+    for (;;) {
+      const last = Atomics.load(cells, i);
+      if (last === sweep || last === next) return false;
+      if (Atomics.compareExchange(cells, i, last, sweep) === last) return true;
+    }
   }
 
   private slotFor(key: string): OutlierSlot {
@@ -321,15 +333,28 @@ export class OutlierDetector {
     if (!renew(this.sweeps, now, lease)) this.sweeps = this.slotFor('');
   }
 
+  /**
+   * The next sweep, at the next interval boundary of the clock (a multiple of `intervalMs`),
+   * not one interval after this detector was made: every worker's detector of the cluster
+   * then sweeps at the same moments, and the first of them evaluates the interval that just
+   * ended, so every window evaluated is one interval long, as under Envoy's one interval
+   * timer per cluster. Timers armed one interval after each worker made its detector (a
+   * restart, a config applied a moment apart) had the first worker to sweep in an interval
+   * evaluate from the last evaluation in another worker's phase: a window of a fraction of
+   * the interval, under the request volume, its traffic never evaluated. Node's timers may
+   * fire a millisecond early; a sweep that reads the clock just short of the boundary
+   * evaluates nothing (claim()) and the next one is armed for the moment left.
+   */
   private arm(): void {
     if (this.timer) this.clock.clearTimeout(this.timer);
     this.timer = null;
-    if (!this.policy.enabled || this.policy.intervalMs <= 0) return;
+    const interval = this.policy.intervalMs;
+    if (!this.policy.enabled || interval <= 0) return;
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
       this.tick();
       this.arm();
-    }, this.policy.intervalMs);
+    }, interval - (this.clock.now() % interval));
     this.timer.unref?.();
   }
 

@@ -1,9 +1,10 @@
+import { Worker } from 'node:worker_threads';
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
-import { CELLS, CHANGING, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
+import { BUCKET, CELLS, CHANGING, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
 
 /**
  * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
@@ -262,6 +263,57 @@ describe('shared outlier detection (two workers, one table)', () => {
     close();
   });
 
+  it('workers sweep at the interval boundaries, whenever each made its detector: every window evaluated is one interval of traffic (adv49)', () => {
+    // Worker 0 made its detector at 9 s; worker 1 at 20.5 s (a restart, a config applied later).
+    // Swept one interval after that, worker 0 evaluated at 19 s and 29 s and worker 1 at 30.5 s:
+    // the window [29 s, 30.5 s) (15 requests), then [30.5 s, 40.5 s) (95): under the volume of
+    // 100 both times, so an interval of failures was never evaluated whole.
+    const memory = outlierMemory(true, 64);
+    const clock = new FakeClock(0);
+    const policy = { ...DEFAULT_POLICY.outlierDetection, consecutive5xx: 0, enforcingFailurePercentage: 100, failurePercentageMinimumHosts: 1, failurePercentageRequestVolume: 100, failurePercentageThreshold: 50 };
+    const ds: OutlierDetector[] = [];
+    const make = (w: number) => {
+      const d = new OutlierDetector(policy, clock, seededRandom(w + 1), { table: new SharedOutliers(memory, undefined, w), cluster: 'web.default:80', announce: (e) => ds.filter((o) => o !== d).forEach((o) => o.sync(e)) });
+      d.setHosts(['a']);
+      ds.push(d);
+      return d;
+    };
+    clock.advance(9_000);
+    const w0 = make(0);
+    clock.advance(11_500);
+    const w1 = make(1);
+    // 10 requests a second from 20.5 s: successes until 30 s, failures from 30 s to 40 s.
+    for (let t = 20_550; t < 40_000; t += 100) {
+      clock.advance(t - clock.now());
+      (t % 200 < 100 ? w0 : w1).record('a', t < 30_000 ? ok : e500);
+    }
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    clock.advance(40_001 - clock.now()); // the sweep at 40 s evaluates [30 s, 40 s): 100 failures
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    for (const d of ds) d.close();
+  });
+
+  it('a sweep that read the clock just before a boundary evaluates nothing once another worker took the new interval, and that one is not evaluated again (adv49)', () => {
+    // Two workers' views of one clock: worker 0 read it a millisecond before worker 1.
+    const memory = outlierMemory(true, 64);
+    const [c0, c1] = [new FakeClock(0), new FakeClock(0)];
+    const policy = { ...DEFAULT_POLICY.outlierDetection, consecutive5xx: 0, enforcingFailurePercentage: 100, failurePercentageMinimumHosts: 1, failurePercentageRequestVolume: 100, failurePercentageThreshold: 50 };
+    const [w0, w1] = [c0, c1].map((clock, w) => {
+      const d = new OutlierDetector(policy, clock, seededRandom(w + 1), { table: new SharedOutliers(memory, undefined, w), cluster: 'web.default:80', announce: () => undefined });
+      d.setHosts(['a']);
+      return d;
+    }) as [OutlierDetector, OutlierDetector];
+    c0.advance(19_999);
+    c1.advance(20_000); // worker 1's sweep at 20 s evaluates [10 s, 20 s): nothing
+    for (let i = 0; i < 100; i++) w1.record('a', e500); // in [20 s, 30 s)
+    w0.tick(); // read 19.999 s: interval 1, evaluated at 10 s already
+    w1.tick(); // 20 s again: interval 2, evaluated already
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    c0.advance(10_001);
+    expect(w0.isEjected('a')).toBe(true); // at 30 s, over the whole interval
+    for (const d of [w0, w1]) d.close();
+  });
+
   it('without a table (concurrency 1) each detector counts alone', () => {
     const clock = new FakeClock(0);
     const [a, b] = [1, 2].map((s) => new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(s)));
@@ -273,4 +325,48 @@ describe('shared outlier detection (two workers, one table)', () => {
     a!.close();
     b!.close();
   });
+
+  it('two worker threads sweeping the same interval at the same moment evaluate it once: one ejection, from every request counted once (adv49; runs dist/)', async () => {
+    // Per round a new cluster (its own slots) of five hosts; each thread records 60 requests
+    // per host (e fails half), then both threads sweep the interval's end together. Evaluated
+    // twice, the second sweep zeroes the bucket the first reads (or reads an empty one).
+    const ROUNDS = 200;
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      Promise.all([import(workerData.detector), import(workerData.table), import(workerData.clock)]).then(([{ OutlierDetector }, { SharedOutliers }, { FakeClock, seededRandom }]) => {
+        const { memory, go, w, rounds, policy } = workerData;
+        const table = new SharedOutliers(memory, undefined, w);
+        const hosts = ['a', 'b', 'c', 'd', 'e'];
+        const meet = (n) => { Atomics.add(go, 0, 1); while (Atomics.load(go, 0) < n); };
+        const detected = [];
+        for (let r = 0; r < rounds; r++) {
+          const clock = new FakeClock(0);
+          const d = new OutlierDetector(policy, clock, seededRandom(w + 1), { table, cluster: 'c' + r, announce: () => undefined });
+          d.onEvent((e) => { if (e.type === 'detected') detected.push(r + ':' + e.endpoint + ':' + e.action); });
+          d.setHosts(hosts);
+          for (const h of hosts) for (let i = 0; i < 60; i++) d.record(h, h === 'e' && i % 2 === 0 ? { kind: 'failure', origin: 'upstream', gateway: false } : { kind: 'success' });
+          meet(4 * r + 2);
+          clock.advance(10_000);
+          meet(4 * r + 4);
+          d.close();
+        }
+        parentPort.postMessage(detected);
+      });`;
+    const dist = (f: string) => new URL(`../../dist/${f}`, import.meta.url).href;
+    const memory = outlierMemory(true);
+    const go = new Int32Array(new SharedArrayBuffer(4));
+    const policy = { ...DEFAULT_POLICY.outlierDetection };
+    const run = (w: number) =>
+      new Promise<string[]>((resolve, reject) => {
+        const worker = new Worker(src, { eval: true, workerData: { detector: dist('proxy/resilience/outlier-detector.js'), table: dist('proxy/resilience/shared-outliers.js'), clock: dist('common/clock.js'), memory, go, w, rounds: ROUNDS, policy } });
+        worker.once('message', (m: string[]) => void worker.terminate().then(() => resolve(m)));
+        worker.once('error', reject);
+      });
+    const detected = (await Promise.all([run(0), run(1)])).flat().sort();
+    expect(detected).toEqual(Array.from({ length: ROUNDS }, (_, r) => `${r}:e:ejected`).sort());
+    // And every host's buckets were swapped once (a second swap makes the first bucket current again, zeroed).
+    const table = new SharedOutliers(memory);
+    const swapped = Array.from({ length: ROUNDS }, (_, r) => ['a', 'b', 'c', 'd', 'e'].map((h) => memory.cells[table.acquire(`c${r}`, h, 0, 90).slot * CELLS + BUCKET])).flat();
+    expect(swapped).toEqual(swapped.map(() => 1));
+  }, 60_000);
 });
