@@ -4,7 +4,7 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
-import { BUCKET, CELLS, CHANGING, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
+import { BUCKET, CELLS, CHANGING, EXT_TOTAL, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
 
 /**
  * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
@@ -368,5 +368,43 @@ describe('shared outlier detection (two workers, one table)', () => {
     const table = new SharedOutliers(memory);
     const swapped = Array.from({ length: ROUNDS }, (_, r) => ['a', 'b', 'c', 'd', 'e'].map((h) => memory.cells[table.acquire(`c${r}`, h, 0, 90).slot * CELLS + BUCKET])).flat();
     expect(swapped).toEqual(swapped.map(() => 1));
+  }, 60_000);
+
+  it("two worker threads taking up a new endpoint at once both count from its start: the first one's zeroing never wipes what the second recorded (adv49; runs dist/)", async () => {
+    // Per round a new cluster: both threads make its detector, take up endpoint x together
+    // (one snapshot applied by both) and record 50 requests each. Zeroed by the first holder
+    // after the second had taken it up and recorded, about one round in twenty lost counts.
+    const ROUNDS = 1000;
+    const N = 50;
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      Promise.all([import(workerData.detector), import(workerData.table), import(workerData.clock)]).then(([{ OutlierDetector }, { SharedOutliers }, { FakeClock, seededRandom }]) => {
+        const { memory, go, w, rounds, n, policy } = workerData;
+        const table = new SharedOutliers(memory, undefined, w);
+        const meet = (k) => { Atomics.add(go, 0, 1); while (Atomics.load(go, 0) < k); };
+        const clock = new FakeClock(0);
+        for (let r = 0; r < rounds; r++) {
+          const d = new OutlierDetector(policy, clock, seededRandom(w + 1), { table, cluster: 'c' + r, announce: () => undefined });
+          meet(4 * r + 2);
+          d.setHosts(['x']);
+          for (let i = 0; i < n; i++) d.record('x', { kind: 'success' });
+          meet(4 * r + 4); // both recorded before either lets go (the last to let go leaves it to be zeroed)
+          d.close();
+        }
+        parentPort.postMessage(0);
+      });`;
+    const dist = (f: string) => new URL(`../../dist/${f}`, import.meta.url).href;
+    const memory = outlierMemory(true);
+    const go = new Int32Array(new SharedArrayBuffer(4));
+    const run = (w: number) =>
+      new Promise<void>((resolve, reject) => {
+        const worker = new Worker(src, { eval: true, workerData: { detector: dist('proxy/resilience/outlier-detector.js'), table: dist('proxy/resilience/shared-outliers.js'), clock: dist('common/clock.js'), memory, go, w, rounds: ROUNDS, n: N, policy: DEFAULT_POLICY.outlierDetection } });
+        worker.once('message', () => void worker.terminate().then(() => resolve()));
+        worker.once('error', reject);
+      });
+    await Promise.all([run(0), run(1)]);
+    const table = new SharedOutliers(memory);
+    const totals = Array.from({ length: ROUNDS }, (_, r) => memory.cells[table.acquire(`c${r}`, 'x', 0, 90).slot * CELLS + EXT_TOTAL]);
+    expect(totals.filter((t) => t !== 2 * N)).toEqual([]);
   }, 60_000);
 });

@@ -73,7 +73,14 @@ export const EXT_SUCCESS = 12;
 export const EXT_TOTAL = 14;
 export const LOCAL_SUCCESS = 16;
 export const LOCAL_TOTAL = 18;
-export const CELLS = 20;
+/**
+ * Held (1) by a thread zeroing the slot for a new endpoint (hold(), a takeover in acquire()),
+ * so that no other worker takes the slot up, and records into it, until the zeroing is done.
+ */
+const LOCK = 20;
+export const CELLS = 21;
+/** Spins waiting for a slot's LOCK (held for a few stores) before going on without it: its holder was terminated in the middle. */
+const LOCK_SPINS = 1 << 20;
 /** float64 cells of a slot. */
 export const EJECTED_AT = 0;
 export const EJECTION_MS = 1;
@@ -147,7 +154,13 @@ export class SharedOutliers {
    */
   hold(s: OutlierSlot): void {
     if (s.key === 0n || s.memory !== this.memory) return;
+    // Under the slot's lock: a worker that took it up a moment after this one (and so does
+    // not zero it) records into it only once the zeroing is done. Without it, the first
+    // holder's zeroing wiped what a second worker recorded right after its own hold (the
+    // requests of both workers applying one snapshot: adv49).
+    this.lock(s.slot);
     if (Atomics.or(this.memory.holders, s.slot, this.bit) === 0n) this.zero(s.slot, true);
+    this.unlock(s.slot);
   }
 
   /** This worker's detector no longer tracks `s`'s endpoint (dropped from its config, or closed); nothing if the slot is another key's now. */
@@ -187,12 +200,14 @@ export class SharedOutliers {
       }
       if (expired >= 0) {
         const old = Atomics.load(keys, expired);
-        // Its holders cleared before the key is ours: a worker finding the new key right after holds it from then on.
+        // Its holders cleared before the key is ours, and zeroed before any worker finding
+        // the new key holds it (hold() waits for the lock) and records into it.
+        this.lock(expired);
         Atomics.store(this.memory.holders, expired, 0n);
-        if (Atomics.compareExchange(keys, expired, old, key) === old) {
-          this.zero(expired);
-          return this.lease(expired, key, now, leaseS);
-        }
+        const won = Atomics.compareExchange(keys, expired, old, key) === old;
+        if (won) this.zero(expired);
+        this.unlock(expired);
+        if (won) return this.lease(expired, key, now, leaseS);
         continue;
       }
       break;
@@ -207,10 +222,19 @@ export class SharedOutliers {
     return { memory: this.memory, slot: j, key };
   }
 
+  private lock(j: number): void {
+    const cells = this.memory.cells;
+    for (let n = 0; n < LOCK_SPINS && Atomics.compareExchange(cells, j * CELLS + LOCK, 0, 1) !== 0; n++);
+  }
+
+  private unlock(j: number): void {
+    Atomics.store(this.memory.cells, j * CELLS + LOCK, 0);
+  }
+
   /** A new endpoint's state; `leased`: the lease is kept (a holder renews it). */
   private zero(j: number, leased = false): void {
     const { cells, times } = this.memory;
-    for (let c = 0; c < CELLS; c++) if (!leased || (c !== SEEN && c !== LEASE)) Atomics.store(cells, j * CELLS + c, 0);
+    for (let c = 0; c < CELLS; c++) if (c !== LOCK && (!leased || (c !== SEEN && c !== LEASE))) Atomics.store(cells, j * CELLS + c, 0);
     times[j * TIMES + EJECTED_AT] = 0;
     times[j * TIMES + EJECTION_MS] = 0;
     times[j * TIMES + UNEJECTED_AT] = NaN;
