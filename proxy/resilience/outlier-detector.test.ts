@@ -24,6 +24,19 @@ function setup(over: Partial<OutlierPolicy> = {}, hosts = ['a'], random: Random 
 }
 
 describe('OutlierDetector: consecutive failures', () => {
+  it('a streak already past a threshold the policy lowered is complete at its next failure (adv49)', () => {
+    for (const [field, outcome, reason] of [['consecutive5xx', e500, 'consecutive-5xx'], ['consecutiveGatewayFailure', e503, 'consecutive-gateway-failure'], ['consecutiveLocalOriginFailure', refused, 'consecutive-local-origin-failure']] as const) {
+      const policy = { ...DEFAULT_POLICY.outlierDetection, consecutive5xx: 0, consecutiveGatewayFailure: 0, consecutiveLocalOriginFailure: 0, enforcingConsecutiveGatewayFailure: 100 };
+      const { d, feed, ejections } = setup({ ...policy, [field]: 10 });
+      feed('a', outcome, 7);
+      d.updatePolicy({ ...policy, [field]: 5 });
+      expect(d.isEjected('a')).toBe(false);
+      feed('a', outcome);
+      expect(ejections()).toEqual([expect.objectContaining({ endpoint: 'a', reason })]);
+      d.close();
+    }
+  });
+
   it('ejects on the 5th consecutive 5xx and unejects on the first tick after base time', () => {
     const { clock, d, events, feed } = setup();
     clock.advance(5_000);

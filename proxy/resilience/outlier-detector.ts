@@ -209,11 +209,7 @@ export class OutlierDetector {
     if (outcome.kind === 'failure' && outcome.origin === 'local') {
       if (p.splitExternalLocalOriginErrors) {
         Atomics.add(cells, c + LOCAL_TOTAL + Atomics.load(cells, c + BUCKET), 1);
-        // One thread sees the count reach the threshold (the add returns what was there before it).
-        if (Atomics.add(cells, c + LOCAL, 1) + 1 === p.consecutiveLocalOriginFailure) {
-          Atomics.store(cells, c + LOCAL, 0);
-          this.consecutive(key, m, 'consecutive-local-origin-failure', 100);
-        }
+        if (streak(cells, c + LOCAL, p.consecutiveLocalOriginFailure)) this.consecutive(key, m, 'consecutive-local-origin-failure', 100);
         return;
       }
       // Not split: Envoy maps connect failures/timeouts/resets to 503/504.
@@ -371,17 +367,11 @@ export class OutlierDetector {
       return;
     }
     if (gateway) {
-      if (Atomics.add(cells, c + GATEWAY, 1) + 1 === p.consecutiveGatewayFailure) {
-        Atomics.store(cells, c + GATEWAY, 0);
-        this.consecutive(key, m, 'consecutive-gateway-failure', p.enforcingConsecutiveGatewayFailure);
-      }
+      if (streak(cells, c + GATEWAY, p.consecutiveGatewayFailure)) this.consecutive(key, m, 'consecutive-gateway-failure', p.enforcingConsecutiveGatewayFailure);
     } else if (Atomics.load(cells, c + GATEWAY) !== 0) {
       Atomics.store(cells, c + GATEWAY, 0);
     }
-    if (Atomics.add(cells, c + C5XX, 1) + 1 === p.consecutive5xx) {
-      Atomics.store(cells, c + C5XX, 0);
-      this.consecutive(key, m, 'consecutive-5xx', 100);
-    }
+    if (streak(cells, c + C5XX, p.consecutive5xx)) this.consecutive(key, m, 'consecutive-5xx', 100);
   }
 
   private consecutive(key: string, m: HostMonitor, reason: EjectionReason, enforcing: number): void {
@@ -506,6 +496,22 @@ export class OutlierDetector {
   private emit(e: OutlierEvent): void {
     for (const fn of this.listeners) fn(e);
   }
+}
+
+/**
+ * One more failure in the streak counter `cells[i]`: true for the one thread whose failure
+ * completes a streak of `threshold` (0: the detector is off), the counter then starting again.
+ * At the threshold or past it: a streak longer than the threshold is one whose threshold
+ * updatePolicy() lowered while it ran (the counters are kept over a policy change), and it
+ * is complete at its next failure. Envoy tests `++consecutive_5xx_ == threshold`, but its
+ * cluster, counters and all, is made anew when its outlier_detection changes; here a streak
+ * already past a lowered threshold never equalled it again, and the endpoint, failing every
+ * request, was never ejected until a success ended the streak. The thread that swaps the
+ * count for 0 and finds it complete detects, so two threads crossing together detect once.
+ */
+function streak(cells: Int32Array, i: number, threshold: number): boolean {
+  if (threshold <= 0 || Atomics.add(cells, i, 1) + 1 < threshold) return false;
+  return Atomics.exchange(cells, i, 0) >= threshold;
 }
 
 /**
