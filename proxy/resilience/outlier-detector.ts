@@ -174,13 +174,46 @@ export class OutlierDetector {
   }
 
   updatePolicy(policy: OutlierPolicy): void {
-    const rearm = policy.intervalMs !== this.policy.intervalMs || policy.enabled !== this.policy.enabled;
-    const enabling = policy.enabled && !this.policy.enabled;
+    const was = this.policy;
     this.policy = policy;
-    // Off for a while, its slots' leases may have run out: renewed before anything is recorded in them.
-    if (enabling) this.renewSlots();
-    if (!policy.enabled) for (const [k, m] of this.hosts) if (m.ejected) this.uneject(k, m, 'disabled');
-    if (rearm) this.arm();
+    if (!policy.enabled) this.letGo();
+    else if (!was.enabled) this.takeUp();
+    // The leases renewed now for the new interval: renewed next at its next sweep, up to a new
+    // (longer) interval away, they would run out before it, and another endpoint take the slots over.
+    else if (policy.intervalMs !== was.intervalMs) this.renewSlots();
+    if (policy.intervalMs !== was.intervalMs || policy.enabled !== was.enabled) this.arm();
+  }
+
+  /**
+   * Detection turned off: every host is let back in (`disabled`), and with listener workers the
+   * shared slots are given back; the hosts keep plain ones of their own meanwhile. A detector
+   * that kept them held them without sweeping, so their leases ran out and other endpoints
+   * took them over, and its state() then showed those endpoints' ejections as its hosts'.
+   */
+  private letGo(): void {
+    for (const [k, m] of this.hosts) {
+      if (m.ejected) this.uneject(k, m, 'disabled');
+      // Still out: another worker was changing the shared state; this one lets it in all the same.
+      if (m.ejected) {
+        m.ejected = false;
+        this.emit({ type: 'unejected', endpoint: k, cause: 'disabled' });
+      }
+      if (!this.shared) continue;
+      this.shared.table.release(m.slot);
+      m.at(privateSlot());
+      m.changing = false;
+    }
+    if (this.shared) this.sweeps = privateSlot();
+  }
+
+  /** Detection turned on again: the hosts take their shared slots up (as new hosts, setHosts), as the other workers left them. */
+  private takeUp(): void {
+    if (!this.shared) return;
+    this.sweeps = this.slotFor('');
+    for (const [k, m] of this.hosts) {
+      m.at(this.heldSlotFor(k));
+      this.follow(k, m);
+    }
   }
 
   isEjected(key: string): boolean {
@@ -308,9 +341,10 @@ export class OutlierDetector {
     }
   }
 
+  /** A shared slot only while detection is on (letGo). */
   private slotFor(key: string): OutlierSlot {
     const s = this.shared;
-    return s ? s.table.acquire(s.cluster, key, this.clock.now(), leaseSeconds(this.policy.intervalMs)) : privateSlot();
+    return s && this.policy.enabled ? s.table.acquire(s.cluster, key, this.clock.now(), leaseSeconds(this.policy.intervalMs)) : privateSlot();
   }
 
   /** An endpoint's slot, counted as held by this detector (release gives it back). */

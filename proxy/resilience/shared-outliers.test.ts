@@ -314,6 +314,74 @@ describe('shared outlier detection (two workers, one table)', () => {
     for (const d of [w0, w1]) d.close();
   });
 
+  describe('a live slot is never taken over, and a detector that is off holds none (adv49)', () => {
+    const detector = (memory: OutlierMemory, clock: FakeClock, cluster: string, hosts: string[], over: Partial<OutlierPolicy> = {}, onFull = () => undefined, worker = 0) => {
+      const d = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection, ...over }, clock, seededRandom(1), { table: new SharedOutliers(memory, onFull, worker), cluster, announce: () => undefined });
+      d.setHosts(hosts);
+      return d;
+    };
+
+    it('past 2^31 s of the clock (January 2038) a lease is still counted from its last renewal', () => {
+      const memory = outlierMemory(true, 2); // web's slot and a's
+      const clock = new FakeClock(2 ** 31 * 1000 + 5_000);
+      const web = detector(memory, clock, 'web.default:80', ['a']);
+      for (let i = 0; i < 5; i++) web.record('a', e500);
+      clock.advance(1_000);
+      let full = 0;
+      const api = detector(memory, clock, 'api.default:80', ['c'], {}, () => full++);
+      expect(full).toBe(2); // api's slot and c's: no room, a's lease is 89 s from its end
+      expect(web.state('a')).toMatchObject({ ejected: true, timesEjected: 1 });
+      for (const d of [web, api]) d.close();
+    });
+
+    it("a detector that is off takes no slot, and never shows another endpoint's state as its own", () => {
+      const memory = outlierMemory(true, 2);
+      const clock = new FakeClock(0);
+      const off = detector(memory, clock, 'web.default:80', ['a'], { enabled: false });
+      let full = 0;
+      const api = detector(memory, clock, 'api.default:80', ['c'], {}, () => full++);
+      expect(full).toBe(0); // the slots are api's and c's at once
+      for (let i = 0; i < 5; i++) api.record('c', e500);
+      clock.advance(100_000);
+      expect(off.state('a')).toEqual({ ejected: false, ejectedUntil: null, timesEjected: 0, backoff: 0, lastReason: null });
+      for (const d of [off, api]) d.close();
+    });
+
+    it('turned off, it follows no other worker; turned on again, its hosts take their shared slots up, as the other workers left them', () => {
+      const memory = outlierMemory(true, 64);
+      const clock = new FakeClock(0);
+      const policy = { ...DEFAULT_POLICY.outlierDetection };
+      const w0 = detector(memory, clock, 'web.default:80', ['a']);
+      const w1 = detector(memory, clock, 'web.default:80', ['a'], {}, undefined, 1);
+      const events: OutlierEvent[] = [];
+      w0.onEvent((e) => events.push(e));
+      w0.updatePolicy({ ...policy, enabled: false });
+      for (let i = 0; i < 5; i++) w1.record('a', e500); // w1's config is still the old one
+      w0.sync('a'); // w1's announcement, relayed: detection is off in w0, which keeps sending to a
+      expect(w0.isEjected('a')).toBe(false);
+      w0.updatePolicy(policy);
+      expect(w0.state('a')).toMatchObject({ ejected: true, timesEjected: 1 });
+      expect(events).toEqual([expect.objectContaining({ type: 'ejected', endpoint: 'a', remote: true })]);
+      for (const d of [w0, w1]) d.close();
+    });
+
+    it('a longer interval renews the leases for it at once: an ejection is not taken over before the next sweep', () => {
+      const memory = outlierMemory(true, 2);
+      const clock = new FakeClock(0);
+      const policy = { ...DEFAULT_POLICY.outlierDetection, baseEjectionTimeMs: 300_000 };
+      const web = detector(memory, clock, 'web.default:80', ['a'], policy);
+      for (let i = 0; i < 5; i++) web.record('a', e500);
+      clock.advance(5_000);
+      web.updatePolicy({ ...policy, intervalMs: 600_000 }); // next sweep at 600 s
+      clock.advance(95_000); // 100 s: 90 s after the lease of the 10 s interval was last renewed
+      let full = 0;
+      const api = detector(memory, clock, 'api.default:80', ['c'], {}, () => full++);
+      expect(full).toBe(2);
+      expect(web.state('a')).toMatchObject({ ejected: true, timesEjected: 1 });
+      for (const d of [web, api]) d.close();
+    });
+  });
+
   it('without a table (concurrency 1) each detector counts alone', () => {
     const clock = new FakeClock(0);
     const [a, b] = [1, 2].map((s) => new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(s)));

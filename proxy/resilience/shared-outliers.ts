@@ -22,8 +22,10 @@ import { sharedKey } from '../workers/shared-key.js';
  *
  * Slots: open addressing over WINDOW slots from the key's home; a key is never removed,
  * but a slot whose lease ran out (none of its holders swept it for 3 intervals + 60 s:
- * the endpoint left every worker's config, or outlier detection was turned off for it)
- * is taken over by the next key that finds no room, so pod churn never fills the table.
+ * the endpoint left every worker's config, or its workers were terminated) is taken over
+ * by the next key that finds no room, so pod churn never fills the table. A detector
+ * whose detection is off holds no slot (OutlierDetector.letGo), and a change of interval
+ * renews its leases at once, so a slot a detector holds is never taken over from it.
  * A key that finds neither room nor an expired slot keeps its state in its own thread
  * (per worker, as before), counted by the caller.
  */
@@ -59,7 +61,13 @@ export const REASON = 6;
 export const CAUSE = 7;
 /** The sweep number (clock ms / interval, + 1) of the last backoff decrement: one per interval for the sidecar. */
 export const DECAY_TICK = 8;
-/** Seconds (clock) when a holder last swept the slot, and the lease in seconds. */
+/**
+ * Seconds (clock) when a holder last swept the slot, and the lease in seconds. The clock's
+ * seconds (epoch-based in production: common/clock.ts) pass 2^31 in January 2038 and are
+ * stored modulo 2^32 (Int32Array), so their age is taken modulo 2^32 too (acquire()):
+ * subtracted as they were, every lease would read as run out, and a live slot (an ejection)
+ * be taken over by the next endpoint that found no room.
+ */
 const SEEN = 9;
 const LEASE = 10;
 /**
@@ -191,7 +199,7 @@ export class SharedOutliers {
           empty = j; // keys are never cleared, so the key is not further on
           break;
         }
-        if (expired < 0 && now - Atomics.load(cells, j * CELLS + SEEN) > Atomics.load(cells, j * CELLS + LEASE)) expired = j;
+        if (expired < 0 && ((now - Atomics.load(cells, j * CELLS + SEEN)) | 0) > Atomics.load(cells, j * CELLS + LEASE)) expired = j;
       }
       if (empty >= 0) {
         const was = Atomics.compareExchange(keys, empty, 0n, key);
