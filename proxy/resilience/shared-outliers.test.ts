@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { FakeClock, seededRandom } from '../../common/clock.js';
+import { FakeClock, seededRandom, systemClock } from '../../common/clock.js';
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
@@ -475,4 +475,27 @@ describe('shared outlier detection (two workers, one table)', () => {
     const totals = Array.from({ length: ROUNDS }, (_, r) => memory.cells[table.acquire(`c${r}`, 'x', 0, 90).slot * CELLS + EXT_TOTAL]);
     expect(totals.filter((t) => t !== 2 * N)).toEqual([]);
   }, 60_000);
+
+  it("the times in the table are on one time line in every thread: a worker started later (a restarted one) reads the main thread's clock (adv49; runs dist/)", async () => {
+    // systemClock.now() is performance.timeOrigin + performance.now(). Node gives every
+    // worker the process's time origin (nodejs/node#46588; the HTML spec would give a
+    // worker its own, taken from the wall clock when it starts), so an ejection's start
+    // written by one worker is read on the same monotonic line by the others and by a
+    // worker started after a wall-clock step. Should Node follow the spec, this fails, and
+    // the workers need the main thread's origin passed to them (WorkerData) instead.
+    await new Promise((r) => setTimeout(r, 200));
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.clock).then(({ systemClock }) => parentPort.postMessage({ origin: performance.timeOrigin, now: systemClock.now() }));`;
+    const before = systemClock.now();
+    const seen = await new Promise<{ origin: number; now: number }>((resolve, reject) => {
+      const worker = new Worker(src, { eval: true, workerData: { clock: new URL('../../dist/common/clock.js', import.meta.url).href } });
+      worker.once('message', (m: { origin: number; now: number }) => void worker.terminate().then(() => resolve(m)));
+      worker.once('error', reject);
+    });
+    const after = systemClock.now();
+    expect(seen.origin).toBe(performance.timeOrigin);
+    expect(seen.now).toBeGreaterThanOrEqual(before);
+    expect(seen.now).toBeLessThanOrEqual(after);
+  });
 });
