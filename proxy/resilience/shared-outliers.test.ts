@@ -315,7 +315,7 @@ describe('shared outlier detection (two workers, one table)', () => {
   });
 
   describe('a live slot is never taken over, and a detector that is off holds none (adv49)', () => {
-    const detector = (memory: OutlierMemory, clock: FakeClock, cluster: string, hosts: string[], over: Partial<OutlierPolicy> = {}, onFull = () => undefined, worker = 0) => {
+    const detector = (memory: OutlierMemory, clock: FakeClock, cluster: string, hosts: string[], over: Partial<OutlierPolicy> = {}, onFull: () => void = () => undefined, worker = 0) => {
       const d = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection, ...over }, clock, seededRandom(1), { table: new SharedOutliers(memory, onFull, worker), cluster, announce: () => undefined });
       d.setHosts(hosts);
       return d;
