@@ -41,6 +41,18 @@ export interface Balancer {
    * requests it had. Absent: build(usable).
    */
   buildWithin?(all: readonly Host[], usable: readonly Host[]): Picker;
+  /** The ring of the last picker built (ring-hash; null before the first or when it had no host): its gauges. */
+  ring?(): RingStats | null;
+}
+
+/**
+ * A hash ring's shape, Envoy's `cluster.<name>.ring_hash_lb.{size,min_hashes_per_host,
+ * max_hashes_per_host}` gauges: its entries, and the fewest and most entries one host has.
+ */
+export interface RingStats {
+  readonly size: number;
+  readonly minHashesPerHost: number;
+  readonly maxHashesPerHost: number;
 }
 
 export const EMPTY_PICKER: Picker = Object.freeze({ size: 0, pick: () => null });

@@ -1,5 +1,5 @@
 import type { Random } from '../../common/clock.js';
-import { EMPTY_PICKER, isExcluded, randomAllowed, type Balancer, type Host, type PickContext, type Picker } from './balancer.js';
+import { EMPTY_PICKER, isExcluded, randomAllowed, type Balancer, type Host, type PickContext, type Picker, type RingStats } from './balancer.js';
 import { splitMix64Fill, xxHash64 } from './hash.js';
 
 /** Envoy's ring-hash upper bound (RingHash maximum_ring_size: default 8M entries, also its limit). */
@@ -48,6 +48,8 @@ export class RingHashBalancer implements Balancer {
   readonly kind = 'ring-hash' as const;
   /** The last layout built and the (key, weight) list it was built for; ejections reuse it. */
   private last: { readonly ids: readonly string[]; readonly layout: RingLayout } | null = null;
+  /** The ring of the last picker built; null while it had no host. */
+  private current: RingStats | null = null;
 
   constructor(
     private readonly random: Random,
@@ -56,9 +58,16 @@ export class RingHashBalancer implements Balancer {
   ) {}
 
   build(hosts: readonly Host[]): Picker {
-    if (hosts.length === 0) return EMPTY_PICKER;
+    if (hosts.length === 0) {
+      this.current = null;
+      return EMPTY_PICKER;
+    }
     const frozen = Object.freeze([...hosts]);
     return new RingPicker(frozen, this.layout(frozen), this.random);
+  }
+
+  ring(): RingStats | null {
+    return this.current;
   }
 
   /**
@@ -70,7 +79,11 @@ export class RingHashBalancer implements Balancer {
    * so an ejection or an unejection reuses it and only changes which hosts may be picked.
    */
   buildWithin(all: readonly Host[], usable: readonly Host[]): Picker {
-    if (usable.length === 0) return EMPTY_PICKER;
+    if (usable.length === 0) {
+      // No host may be picked, but the ring (laid out when one may again) is the same.
+      this.current = all.length === 0 ? null : ringStats(entriesPerHost(all.map((h) => h.endpoint.weight), this.minRingSize, this.maxRingSize));
+      return EMPTY_PICKER;
+    }
     if (usable.length === all.length) return this.build(usable);
     const frozen = Object.freeze([...all]);
     return new RingPicker(frozen, this.layout(frozen), this.random, Object.freeze([...usable]));
@@ -79,9 +92,13 @@ export class RingHashBalancer implements Balancer {
   private layout(hosts: readonly Host[]): RingLayout {
     const ids = hosts.map((h) => `${h.key} ${h.endpoint.weight}`);
     const last = this.last;
-    if (last !== null && last.ids.length === ids.length && last.ids.every((id, i) => id === ids[i])) return last.layout;
+    if (last !== null && last.ids.length === ids.length && last.ids.every((id, i) => id === ids[i])) {
+      this.current = last.layout.stats;
+      return last.layout;
+    }
     const layout = buildLayout(hosts, this.minRingSize, this.maxRingSize);
     this.last = { ids, layout };
+    this.current = layout.stats;
     return layout;
   }
 }
@@ -97,6 +114,7 @@ interface RingLayout {
   readonly lo: Uint32Array;
   readonly owners: Int32Array;
   readonly index: Uint32Array;
+  readonly stats: RingStats;
 }
 
 const INDEX_BITS = 12;
@@ -118,6 +136,19 @@ export function entriesPerHost(weights: readonly number[], minRingSize: number, 
   return weights.map((w) => Math.max(1, Math.floor((scaled * w) / minWeight)));
 }
 
+/** A ring's entries and the fewest and most one host has, from its entries per host. */
+function ringStats(counts: readonly number[]): RingStats {
+  let size = 0;
+  let fewest = Infinity;
+  let most = 0;
+  for (const c of counts) {
+    size += c;
+    if (c < fewest) fewest = c;
+    if (c > most) most = c;
+  }
+  return Object.freeze({ size, minHashesPerHost: fewest, maxHashesPerHost: most });
+}
+
 const seed = new Uint32Array(2);
 
 function buildLayout(hosts: readonly Host[], minRingSize: number, maxRingSize: number): RingLayout {
@@ -126,8 +157,8 @@ function buildLayout(hosts: readonly Host[], minRingSize: number, maxRingSize: n
     minRingSize,
     maxRingSize,
   );
-  let total = 0;
-  for (const c of counts) total += c;
+  const stats = ringStats(counts);
+  const total = stats.size;
   const hi = new Uint32Array(total);
   const lo = new Uint32Array(total);
   const owners = new Int32Array(total);
@@ -155,7 +186,7 @@ function buildLayout(hosts: readonly Host[], minRingSize: number, maxRingSize: n
     while (k < total && hi2[k] >>> (32 - INDEX_BITS) < p) k++;
     index[p] = k;
   }
-  return { hi: hi2, lo: lo2, owners: owners2, index };
+  return { hi: hi2, lo: lo2, owners: owners2, index, stats };
 }
 
 const RADIX = 1 << 11;

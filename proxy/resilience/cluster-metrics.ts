@@ -72,6 +72,16 @@ export class PromClusterMetrics implements ClusterMetrics {
     gauge('wren_outlier_ejected_endpoints', 'Endpoints currently ejected', ['cluster'], (g, s) =>
       g.set({ cluster: s.name }, s.endpoints.filter((e) => e.ejectedUntil !== null).length));
     gauge('wren_cluster_panic', '1 while the cluster balances in panic mode', ['cluster'], (g, s) => g.set({ cluster: s.name }, s.panic ? 1 : 0));
+    // Envoy's cluster.<name>.ring_hash_lb.* gauges, for ring-hash clusters only (one series each per cluster).
+    gauge('wren_ring_hash_lb_size', 'Entries on the hash ring (balancer ring-hash)', ['cluster'], (g, s) => {
+      if (s.ring) g.set({ cluster: s.name }, s.ring.size);
+    });
+    gauge('wren_ring_hash_lb_min_hashes_per_host', 'Fewest ring entries one endpoint has (balancer ring-hash)', ['cluster'], (g, s) => {
+      if (s.ring) g.set({ cluster: s.name }, s.ring.minHashesPerHost);
+    });
+    gauge('wren_ring_hash_lb_max_hashes_per_host', 'Most ring entries one endpoint has (balancer ring-hash)', ['cluster'], (g, s) => {
+      if (s.ring) g.set({ cluster: s.name }, s.ring.maxHashesPerHost);
+    });
     gauge('wren_endpoint_breaker_state', 'Failure-accrual breaker: 0 closed, 1 open, 2 half-open', ['cluster', 'endpoint'], (g, s) => {
       for (const e of s.endpoints) if (e.breaker) g.set({ cluster: s.name, endpoint: e.key }, BREAKER_VALUE[e.breaker.state]);
     });

@@ -1,4 +1,5 @@
 import type { LoadBalancerKind } from '../../contract/model.js';
+import type { RingStats } from '../balance/balancer.js';
 import type { LimitName } from './concurrency-limits.js';
 import type { BreakerState } from './endpoint-breaker.js';
 import type { EjectionReason } from './outlier-detector.js';
@@ -37,4 +38,6 @@ export interface ClusterState {
   readonly endpoints: readonly EndpointState[];
   readonly limits: Readonly<Record<LimitName, { readonly active: number; readonly max: number }>>;
   readonly retryBudget: { readonly balance: number };
+  /** The hash ring (balancer ring-hash; null for the others, or before it has an endpoint): Envoy's ring_hash_lb gauges. */
+  readonly ring: RingStats | null;
 }

@@ -63,6 +63,30 @@ describe('Cluster', () => {
     cluster.close();
   });
 
+  it("reports a ring-hash cluster's ring as Envoy's ring_hash_lb gauges: its size, the fewest and most entries one endpoint has (adv49)", async () => {
+    const registry = new Registry();
+    const metrics = new PromClusterMetrics(registry);
+    const ring = new Cluster({ name: 'web.default:80', policy: policy({ loadBalancer: { kind: 'ring-hash' } }), clock: new FakeClock(), random: seededRandom(7), metrics });
+    const rr = new Cluster({ name: 'api.default:80', policy: policy(), clock: new FakeClock(), random: seededRandom(7), metrics });
+    // Weights 1, 1, 2: 4 units, 1024 / 4 = 256 entries per unit (over libketama's 160).
+    ring.update([ep(1), ep(2), ep(3, { weight: 2 })]);
+    rr.update([ep(1), ep(2)]);
+    const web = { cluster: 'web.default:80' };
+    expect(await metric(registry, 'wren_ring_hash_lb_size')).toEqual([{ labels: web, value: 1024 }]);
+    expect(await metric(registry, 'wren_ring_hash_lb_min_hashes_per_host')).toEqual([{ labels: web, value: 256 }]);
+    expect(await metric(registry, 'wren_ring_hash_lb_max_hashes_per_host')).toEqual([{ labels: web, value: 512 }]);
+    expect(ring.snapshot().ring).toEqual({ size: 1024, minHashesPerHost: 256, maxHashesPerHost: 512 });
+    expect(rr.snapshot().ring).toBeNull();
+    // An ejection keeps the ring (its keys walk past the endpoint); an endpoint more changes it: 5 units, 205 per unit.
+    for (let i = 0; i < 5; i++) ring.start(ep(3, { weight: 2 }))(e503, 3);
+    expect(ring.snapshot().ring).toEqual({ size: 1024, minHashesPerHost: 256, maxHashesPerHost: 512 });
+    ring.update([ep(1), ep(2), ep(3, { weight: 2 }), ep(4)]);
+    expect(await metric(registry, 'wren_ring_hash_lb_size')).toEqual([{ labels: web, value: 1025 }]);
+    ring.update([]);
+    expect(await metric(registry, 'wren_ring_hash_lb_size')).toEqual([]);
+    for (const c of [ring, rr]) c.close();
+  });
+
   it('skips excluded endpoints, but reuses one when all were tried', () => {
     const { cluster, eps } = setup(policy(), 2);
     const first = cluster.pick({}) as Endpoint;

@@ -359,6 +359,7 @@ export class Cluster {
       endpoints,
       limits: this.limits.snapshot(),
       retryBudget: { balance: this.budget.balance() },
+      ring: this.balancer.inner.ring?.() ?? null,
     };
   }
 
