@@ -228,7 +228,13 @@ export class InboundListener {
     socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));
     const dst = (this.d.originalDst ?? kernelOriginalDst)(socket);
     const opaque = dst !== undefined && this.d.opaquePorts.has(dst.port) && this.d.policy().modeFor(dst.port) === 'PERMISSIVE';
+    // Half-open until the sniff decides: a plaintext client's FIN (its request sent, `nc -N`,
+    // shutdown(SHUT_WR)) must reach the app through the splice with our side still open for
+    // the reply, not end our side at once (the listener's default) and close the connection
+    // before the app was even dialled. TLS and HTTP take the socket back as before (below).
+    socket.allowHalfOpen = true;
     const kind = opaque ? 'opaque' : await sniff(socket, this.d.detectTimeoutMs, this.d.clock);
+    if (kind === 'tls' || kind === 'http1' || kind === 'http2') socket.allowHalfOpen = false;
     // Counted as the outbound's detection and the CONNECT streams' are (protocol.detectTimeoutMs firing is result="timeout").
     this.d.metrics.detect.inc(opaque ? INBOUND_DETECT['opaque-port'] : INBOUND_DETECT[kind]);
     if (kind === 'closed') return void socket.destroy();

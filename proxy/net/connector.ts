@@ -7,7 +7,12 @@ import type { H1Pool } from '../http/h1-pool.js';
 import { ProxyError, toProxyError } from '../errors/proxy-error.js';
 
 const ignore = (): void => undefined;
-const dialTcp = (host: string, port: number): Socket => netConnect({ host, port });
+/**
+ * Opaque TCP only (a tunnel's upstream): allowHalfOpen, so an upstream's FIN is relayed to
+ * the client (splice) and the client may go on sending, rather than Node ending our side
+ * at once and turning a half-close into a full one (RFC 9293 section 3.6).
+ */
+const dialTcp = (host: string, port: number): Socket => netConnect({ host, port, allowHalfOpen: true });
 
 /**
  * What a connector hands back: the thing a request, an upgrade or a tunnel is then sent

@@ -21,11 +21,41 @@ export interface Peeked<T> {
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * The bytes a peek read from a stream whose end (the client's FIN, a CONNECT stream's
+ * END_STREAM) came before a decision: they cannot be put back (Readable refuses an
+ * unshift after 'end' with ERR_STREAM_UNSHIFT_AFTER_END_EVENT and destroys the stream,
+ * so `printf ping | nc -N` lost its bytes and the reply), so they wait here for the
+ * splice that takes the stream (tcp-tunnel.ts splice: written to the other side before
+ * the end is relayed). A decision at the end is always opaque: only a splice follows.
+ */
+const endedHeads = new WeakMap<object, Buffer>();
+
+/** Puts `buf` back in front of the stream, or keeps it for the splice when the stream has ended (endedHeads). */
+function giveBack(socket: Socket, buf: Buffer): void {
+  if (!buf.length) return;
+  if (!socket.readableEnded) return void socket.unshift(buf);
+  const kept = endedHeads.get(socket);
+  endedHeads.set(socket, kept ? Buffer.concat([kept, buf]) : buf);
+}
+
+/** The bytes read before the stream's end and not put back (endedHeads), once: the splice writes them first. */
+export function takeEndedHead(stream: object): Buffer | undefined {
+  const head = endedHeads.get(stream);
+  if (head) endedHeads.delete(stream);
+  return head;
+}
+
+/**
  * Reads the first bytes of a connection until `decide` knows what they are, then puts
  * them back (unshift) and pauses the socket, so whichever handler takes it (an HTTP
  * parser, the TLS server, a TCP splice) reads the stream from its start.
  */
 export function peek<T>(socket: Socket, timeoutMs: number, clock: Clock, d: PeekDecision<T>): Promise<T> {
+  // Ended already (a second peek, after a first one saw the end): no 'end' comes again, decide on what was read.
+  if (socket.readableEnded) {
+    const head = endedHeads.get(socket) ?? EMPTY;
+    return Promise.resolve(d.decide(head) ?? d.atEnd(head));
+  }
   return new Promise((resolve) => {
     let buf: Buffer = EMPTY;
     let done = false;
@@ -37,7 +67,7 @@ export function peek<T>(socket: Socket, timeoutMs: number, clock: Clock, d: Peek
       socket.removeListener('end', onEnd);
       socket.removeListener('close', onEnd);
       socket.pause();
-      if (buf.length) socket.unshift(buf);
+      giveBack(socket, buf);
       resolve(r);
     };
     const onData = (chunk: Buffer) => {
@@ -71,7 +101,7 @@ export function peek<T>(socket: Socket, timeoutMs: number, clock: Clock, d: Peek
 export function peekTaking<T>(socket: Socket, timeoutMs: number, clock: Clock, d: PeekDecision<T>): Promise<Peeked<T>> {
   let p!: SharedPeek<T>;
   const taken = new Promise<Peeked<T>>((resolve) => (p = new SharedPeek(socket, clock, d, resolve)));
-  if (socket.readableLength > 0 || socket.readableFlowing === false || socket.destroyed || !setSharedReads(socket, p.onRead)) {
+  if (socket.readableLength > 0 || socket.readableFlowing === false || socket.destroyed || socket.readableEnded || !setSharedReads(socket, p.onRead)) {
     return peek(socket, timeoutMs, clock, d).then(asPeeked);
   }
   p.timer = clock.setTimeout(p.onTimeout, timeoutMs);
@@ -96,7 +126,7 @@ export function peekTaking<T>(socket: Socket, timeoutMs: number, clock: Clock, d
 export function putBack(socket: Socket, head: Buffer): void {
   setDirectReads(socket, null);
   Readable.prototype.pause.call(socket);
-  if (head.length) socket.unshift(head);
+  giveBack(socket, head);
 }
 
 function asPeeked<T>(result: T): Peeked<T> {

@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { takeEndedHead } from './peek.js';
 
 /**
  * Splices two duplex streams with backpressure both ways, counting bytes. Half-close
@@ -29,6 +30,12 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBy
   };
   a.on('error', destroyBoth);
   b.on('error', destroyBoth);
+  // What the client sent before a FIN that came during detection (peek.ts endedHeads) goes first; the pipe then relays the FIN.
+  const head = takeEndedHead(a);
+  if (head) {
+    bytes.aToB += head.length;
+    b.write(head);
+  }
   a.pipe(b);
   b.pipe(a);
   let closed = 0;
