@@ -28,9 +28,15 @@ import { MuxStream } from '../mux/mux-stream.js';
 import { LiveSet } from '../../common/live-set.js';
 import { refusalReporters } from '../access-log/refusal-reporters.js';
 
-/** wren_protocol_detect_total's labels for what the inbound port's sniff decided: one object each, not one per connection. */
+/**
+ * wren_protocol_detect_total's labels for what the inbound port's sniff decided: one object
+ * each, not one per connection. 'stalled' (bytes, then silence until detectTimeoutMs) is
+ * the timer firing as 'timeout' is, counted under it as the outbound and CONNECT streams count it.
+ */
 const INBOUND_DETECT: Readonly<Record<Sniffed | 'opaque-port', { readonly direction: 'inbound'; readonly result: string }>> = Object.freeze(
-  Object.fromEntries((['tls', 'http1', 'http2', 'opaque', 'timeout', 'closed', 'opaque-port'] as const).map((r) => [r, Object.freeze({ direction: 'inbound', result: r })])) as Record<Sniffed | 'opaque-port', { direction: 'inbound'; result: string }>,
+  Object.fromEntries(
+    (['tls', 'http1', 'http2', 'opaque', 'timeout', 'stalled', 'closed', 'opaque-port'] as const).map((r) => [r, Object.freeze({ direction: 'inbound', result: r === 'stalled' ? 'timeout' : r })]),
+  ) as Record<Sniffed | 'opaque-port', { direction: 'inbound'; result: string }>,
 );
 
 /**
@@ -254,7 +260,8 @@ export class InboundListener {
       return;
     }
     this.d.policyTelemetry.connection(false, 'accepted');
-    this.plaintext.handle(socket, kind, dst);
+    // Stalled bytes are not a request line nor a preface: opaque plaintext.
+    this.plaintext.handle(socket, kind === 'stalled' ? 'opaque' : kind, dst);
   }
 
   /**
