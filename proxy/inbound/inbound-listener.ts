@@ -240,7 +240,6 @@ export class InboundListener {
     // before the app was even dialled. TLS and HTTP take the socket back as before (below).
     socket.allowHalfOpen = true;
     const kind = opaque ? 'opaque' : await sniff(socket, this.d.detectTimeoutMs, this.d.clock);
-    if (kind === 'tls' || kind === 'http1' || kind === 'http2') socket.allowHalfOpen = false;
     // Counted as the outbound's detection and the CONNECT streams' are (protocol.detectTimeoutMs firing is result="timeout").
     this.d.metrics.detect.inc(opaque ? INBOUND_DETECT['opaque-port'] : INBOUND_DETECT[kind]);
     if (kind === 'closed') return void socket.destroy();
@@ -248,6 +247,8 @@ export class InboundListener {
     const mode = this.d.policy().modeFor(dst?.port);
     if (kind === 'tls' || (kind === 'timeout' && mode === 'STRICT')) {
       // A silent client on a STRICT port may be a slow TLS client: the TLS server's own handshake timeout judges it.
+      // Not half-open: the TLS socket takes the setting over (node:tls), and a FIN there is the peer gone.
+      socket.allowHalfOpen = false;
       this.d.policyTelemetry.connection(true, 'accepted');
       this.tlsServer.emit('connection', socket);
       return;
@@ -260,6 +261,8 @@ export class InboundListener {
       return;
     }
     this.d.policyTelemetry.connection(false, 'accepted');
+    // The HTTP servers handle a FIN themselves, as before; opaque plaintext stays half-open for the splice.
+    if (kind === 'http1' || kind === 'http2') socket.allowHalfOpen = false;
     // Stalled bytes are not a request line nor a preface: opaque plaintext.
     this.plaintext.handle(socket, kind === 'stalled' ? 'opaque' : kind, dst);
   }
