@@ -64,9 +64,11 @@ export function parseSni(b: Buffer): string | null | 'need-more' {
 /**
  * Reads (without consuming: peek puts the bytes back) the connection's ClientHello and
  * returns its SNI; undefined when the bytes are not a ClientHello, it has no SNI, or it
- * did not arrive within `timeoutMs`.
+ * did not arrive within `timeoutMs`. `onTimeout` is told when the timer decided (a client
+ * that began a TLS record and stalled, or sent it slower than the timeout), for the
+ * caller to count: the connection is then matched as if it had no SNI.
  */
-export function peekSni(socket: Socket, timeoutMs: number, clock: Clock): Promise<string | undefined> {
+export function peekSni(socket: Socket, timeoutMs: number, clock: Clock, onTimeout?: () => void): Promise<string | undefined> {
   const sni = peek<string | undefined>(socket, timeoutMs, clock, {
     decide: (buf) => {
       const r = parseSni(buf);
@@ -74,7 +76,10 @@ export function peekSni(socket: Socket, timeoutMs: number, clock: Clock): Promis
       return r ?? '';
     },
     atEnd: () => '',
-    atTimeout: () => '',
+    atTimeout: () => {
+      onTimeout?.();
+      return '';
+    },
   }).then((s) => (s === '' ? undefined : s));
   // Protocol detection left the socket paused with its bytes put back: let them flow again
   // (peek's listener is attached already; peek pauses the socket once more when it decides).

@@ -85,6 +85,8 @@ export class OutboundListener {
   /** node:http2 sessions (http2Server 'node'): told to drain (GOAWAY) likewise. */
   private readonly nodeH2Sessions = new LiveSet<ServerHttp2Session>();
   private readonly onLimit: (limit: LimitName) => void;
+  /** A ClientHello egress control waited for did not come whole within protocol.detectTimeoutMs. */
+  private readonly onHelloTimeout = (): void => this.d.metrics.limits.inc({ direction: 'outbound', limit: 'client-hello-timeout' });
   /** A request its HTTP server answered before the layers (400/431/501): wren_proxy_errors_total{direction="outbound",code}. */
   /** An HTTP/2 request refused before the layers (h2-server.ts, h2-server-session.ts): counted and logged. */
   private readonly onClientError: (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], status?: number) => void;
@@ -266,7 +268,8 @@ export class OutboundListener {
         this.h1.serve(socket);
         return;
       }
-      if (detected === 'opaque' && p.mode === 'REGISTRY_ONLY') sni = await peekSni(socket, this.d.detectTimeoutMs, this.d.clock);
+      // The ClientHello has protocol.detectTimeoutMs of its own; the timer firing is counted (limit="client-hello-timeout").
+      if (detected === 'opaque' && p.mode === 'REGISTRY_ONLY') sni = await peekSni(socket, this.d.detectTimeoutMs, this.d.clock, this.onHelloTimeout);
       if (socket.destroyed) return;
     }
     const allowed = (sni !== undefined ? p.bySni(sni, dst.port) : undefined) ?? p.byAddress(dst.address, dst.port);
