@@ -17,6 +17,7 @@ import { parseTargetPort } from './target-port.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { LiveSet } from '../../common/live-set.js';
+import { CLIENT_CANCELLED_LABEL } from '../errors/proxy-error.js';
 import { refusalReporters } from '../access-log/refusal-reporters.js';
 
 export interface PlaintextInboundDeps {
@@ -141,6 +142,8 @@ export class PlaintextInbound {
   }
 
   private tcp(socket: Socket, dst: OriginalDst | undefined): void {
+    // Reset during the sniff: nothing to dial the app for, counted as a client that left (as the outbound's tcp()).
+    if (socket.destroyed) return void this.d.metrics.proxyErrors.inc({ direction: 'inbound', code: CLIENT_CANCELLED_LABEL });
     const port = this.targetOf(dst);
     if (port === null) {
       this.d.logger.info('closing plaintext connection with no target port', { code: 'BAD_REQUEST' });

@@ -10,7 +10,7 @@ import { detectProtocol, detectProtocolTaking, type Detected } from '../net/dete
 import { putBack } from '../net/peek.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
 import { splice } from '../net/tcp-tunnel.js';
-import { responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
+import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
 import { tcpRequest } from './tcp-request.js';
@@ -373,6 +373,14 @@ export class OutboundListener {
    * connection: TCP has no way to say more.
    */
   private tcp(socket: Socket, dst: Destination | undefined): void {
+    if (socket.destroyed) {
+      // The client left (a reset) while detection read its first bytes: its 'close' has
+      // fired already, so the abort below never would, and the stack would connect an
+      // upstream (and retry the connect) for nobody. Counted as a client that left a
+      // request: wren_proxy_errors_total{code="client-cancelled"}.
+      this.d.metrics.proxyErrors.inc({ direction: 'outbound', code: CLIENT_CANCELLED_LABEL });
+      return;
+    }
     const ac = new Cancel();
     const onClose = () => ac.abort();
     socket.once('close', onClose);
