@@ -8,9 +8,9 @@ import type { Proxy } from '../proxy/proxy.js';
 
 /**
  * limits.streamIdleTimeoutMs is a request's bound ("a request on which no byte moves either
- * way this long is cut", Envoy's stream_idle_timeout); an opaque TCP connection has none: it
- * lives as long as its peers keep it (docs/resilience.md: "Not applied: request and idle
- * timeouts"; Envoy's tcp_proxy has its own idle_timeout, not the HTTP one). Between sidecars
+ * way this long is cut", Envoy's stream_idle_timeout); an opaque TCP connection has its own,
+ * limits.tcpIdleTimeoutMs (1 h, Envoy's tcp_proxy idle_timeout, test/tcp-idle-timeout.test.ts),
+ * not the HTTP one (docs/resilience.md: "Not applied: request timeouts and the stream idle timeout"). Between sidecars
  * the connection is an HTTP/2 CONNECT stream on the mTLS session, and the server sidecar's
  * session guard armed the stream idle timeout on every stream, CONNECT included: an idle
  * database or Redis connection through the mesh was cut after 5 minutes of quiet, counted

@@ -271,6 +271,12 @@ export interface ProxyLimits {
   /** A request/stream on which no byte moves either way for this long is reset (Envoy stream_idle_timeout, 5 min). */
   readonly streamIdleTimeoutMs: number;
   /**
+   * An opaque TCP connection (outbound, egress passthrough, a peer's CONNECT stream or a
+   * plaintext one to the app) or an upgraded one after its 101 on which no byte moves either
+   * way for this long is closed (Envoy tcp_proxy idle_timeout, 1 h).
+   */
+  readonly tcpIdleTimeoutMs: number;
+  /**
    * After an HTTP/1.1 connection's last response (`connection: close`, an error response, a
    * drain) the client has this long to close its side, then the socket is destroyed; while
    * the response's last bytes are still being written, any progress starts the wait again
@@ -400,6 +406,7 @@ const shape = obj({
     requestHeadersTimeoutMs: duration(10_000),
     idleConnectionTimeoutMs: duration(3_600_000),
     streamIdleTimeoutMs: duration(300_000),
+    tcpIdleTimeoutMs: duration(3_600_000),
     delayedCloseTimeoutMs: duration(1000),
     maxConnectionsPerListener: num({ int: true, min: 1, default: 4096 }),
     prematureResets: obj({

@@ -8,6 +8,8 @@ export type LimitName =
   | 'request-headers-timeout'
   | 'idle-connection-timeout'
   | 'stream-idle-timeout'
+  // A tunnel (opaque TCP, an upgrade after its 101) with no byte either way for limits.tcpIdleTimeoutMs.
+  | 'tcp-idle-timeout'
   // An HTTP/1.1 connection we ended whose client did not close its side in time (limits.delayedCloseTimeoutMs).
   | 'delayed-close-timeout'
   // A TLS handshake on the inbound mTLS listener not finished within limits.requestHeadersTimeoutMs.

@@ -1,6 +1,18 @@
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
+import { nodeTimerMs, type Clock, type Timer } from '../../common/clock.js';
 import { takeEndedHead } from './peek.js';
+
+/**
+ * A tunnel on which no byte moves either way for `ms` is closed, both sides, and `fired`
+ * is told (wren_limit_exceeded_total{limit="tcp-idle-timeout"}): Envoy's TCP proxy
+ * `idle_timeout` (1 h by default, as Istio leaves it; limits.tcpIdleTimeoutMs). 0: none.
+ */
+export interface SpliceIdle {
+  readonly ms: number;
+  readonly clock: Clock;
+  readonly fired: () => void;
+}
 
 /**
  * Splices two duplex streams with backpressure both ways, counting bytes. Half-close
@@ -13,14 +25,25 @@ import { takeEndedHead } from './peek.js';
  * Only a side that ended cleanly (half-closed) leaves the other its 30 s to finish.
  * Returns the byte counts, which go on counting until both sides have closed.
  */
-export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBytes) => void): SplicedBytes {
+export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBytes) => void, idle?: SpliceIdle): SplicedBytes {
   const bytes: SplicedBytes = { aToB: 0, bToA: 0 };
-  a.on('data', (d: Buffer) => (bytes.aToB += d.length));
-  b.on('data', (d: Buffer) => (bytes.bToA += d.length));
+  // The idle clock: a byte read on either side is a byte moving (what is read is written to the other).
+  const watch = idle !== undefined && idle.ms > 0 ? idle : undefined;
+  let lastMoved = watch?.clock.approxNow() ?? 0;
+  a.on('data', (d: Buffer) => {
+    bytes.aToB += d.length;
+    if (watch) lastMoved = watch.clock.approxNow();
+  });
+  b.on('data', (d: Buffer) => {
+    bytes.bToA += d.length;
+    if (watch) lastMoved = watch.clock.approxNow();
+  });
   let finished = false;
+  let idleTimer: Timer | undefined;
   const finish = () => {
     if (finished) return;
     finished = true;
+    if (idleTimer !== undefined) watch!.clock.clearTimeout(idleTimer);
     onDone?.(bytes);
   };
   const destroyBoth = () => {
@@ -28,6 +51,23 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBy
     b.destroy();
     finish();
   };
+  // One timer per tunnel, not one per chunk: when it fires it re-arms for what is left of
+  // the window since the last byte, and only a whole quiet window closes the tunnel.
+  const checkIdle = (): void => {
+    idleTimer = undefined;
+    if (finished) return;
+    const quiet = watch!.clock.now() - lastMoved;
+    if (quiet >= watch!.ms) {
+      watch!.fired();
+      return destroyBoth();
+    }
+    armIdle(watch!.ms - quiet);
+  };
+  const armIdle = (ms: number): void => {
+    idleTimer = watch!.clock.setTimeout(checkIdle, nodeTimerMs(ms));
+    idleTimer.unref?.();
+  };
+  if (watch) armIdle(watch.ms);
   a.on('error', destroyBoth);
   b.on('error', destroyBoth);
   // What the client sent before a FIN that came during detection (peek.ts endedHeads) goes first; the pipe then relays the FIN.

@@ -9,7 +9,7 @@ import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from
 import { detectProtocol, detectProtocolTaking, type Detected } from '../net/detect-protocol.js';
 import { putBack } from '../net/peek.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
-import { splice } from '../net/tcp-tunnel.js';
+import { splice, type SpliceIdle } from '../net/tcp-tunnel.js';
 import { CLIENT_CANCELLED_LABEL, responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { RouteTable, Route, Destination } from './route-table.js';
@@ -87,6 +87,8 @@ export class OutboundListener {
   private readonly onLimit: (limit: LimitName) => void;
   /** A ClientHello egress control waited for did not come whole within protocol.detectTimeoutMs. */
   private readonly onHelloTimeout = (): void => this.d.metrics.limits.inc({ direction: 'outbound', limit: 'client-hello-timeout' });
+  /** Every tunnel's idle bound (limits.tcpIdleTimeoutMs), one object for all of them. */
+  private readonly tcpIdle: SpliceIdle;
   /** A request its HTTP server answered before the layers (400/431/501): wren_proxy_errors_total{direction="outbound",code}. */
   /** An HTTP/2 request refused before the layers (h2-server.ts, h2-server-session.ts): counted and logged. */
   private readonly onClientError: (e: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], status?: number) => void;
@@ -101,6 +103,7 @@ export class OutboundListener {
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     this.onLimit = onLimit;
+    this.tcpIdle = { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: () => onLimit('tcp-idle-timeout') };
     // A request refused before the layers (the HTTP/1.1 codec's 400/431/501, the HTTP/2
     // servers' 400/431 and malformed streams): counted and logged the same way for both.
     const refused = refusalReporters('outbound', d.metrics, d.accessLog);
@@ -328,7 +331,7 @@ export class OutboundListener {
             this.tunnels--;
             this.d.metrics.closeTcpFlow(flow);
             if (logged !== null) this.logPassthrough(logged, dst, external, startedAt, sni, undefined, bytes.aToB, bytes.bToA, upLocal);
-          }),
+          }, this.tcpIdle),
         );
       },
       (err: unknown) => {
@@ -402,7 +405,7 @@ export class OutboundListener {
           splice(socket, up, () => {
             this.tunnels--;
             this.d.metrics.closeTcpFlow(flow);
-          }),
+          }, this.tcpIdle),
         );
       },
       (err: unknown) => {
