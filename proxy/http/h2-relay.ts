@@ -90,8 +90,14 @@ function onDestClose(this: Dest): void {
   this[SRC] = undefined;
   if (src === undefined) return;
   (src as Src)[DEST] = undefined;
-  if (this[DESTROY_SRC] === true) src.destroy();
-  else if (!src.readableEnded) {
+  if (this[DESTROY_SRC] === true) {
+    // A response body that ended is let be: its upstream stream may still carry the rest
+    // of the request (RFC 9113 section 8.1: a response before the request's end), and
+    // node:http2 resets a client stream destroyed before its END_STREAM went out with
+    // RST_STREAM NO_ERROR in its place, which the next hop must take for a cut upload.
+    // It closes once the request ends, or is cancelled with the request (h2-call.ts onAbort).
+    if (!src.readableEnded) src.destroy();
+  } else if (!src.readableEnded) {
     // Closed before the body's end (a reset, a refused stream): the body is let go of,
     // paused, with nothing of this relay left on it, so a retry can send it again from
     // where it stands (replayable-body.ts) as after an unpipe(). Unless the peer asked
