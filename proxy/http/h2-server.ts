@@ -1,3 +1,4 @@
+import { subscribe } from 'node:diagnostics_channel';
 import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { cleanHeaders, cleanTrailers, header, MESH, type Headers } from './headers.js';
 import { writeH2Switch } from './h2-upgrade.js';
@@ -148,12 +149,32 @@ function onServedAborted(this: ServedStream): void {
  * client that resets its stream after a complete response, its upload still going (RFC
  * 9113 section 8.1 lets it), gets the same push(null) without one. The stream's rstCode
  * is set by then: a reset other than NO_ERROR cancels upstream before the relays below,
- * which listen after this one, take the end for the body's.
+ * which listen after this one, take the end for the body's. A reset NO_ERROR is caught as
+ * the stream closes (onNodeStreamClosed).
  */
 function onServedEnd(this: ServedStream): void {
   const code = this.rstCode;
   if (code !== undefined && code !== constants.NGHTTP2_NO_ERROR) this[SERVED]?.ac.abort();
 }
+
+/**
+ * A served stream closing before its request body ended, whatever the code: cancel
+ * upstream. RST_STREAM NO_ERROR from the client after our complete response, its upload
+ * still going, leaves the stream as its END_STREAM would (node's onStreamClose pushes
+ * null, no 'aborted', rstCode 0, the same 'end'), so the truncated upload reached the app
+ * as a whole one. Here (node's closeStream, before that push) the body has not ended;
+ * after a real END_STREAM it has. Envoy resets the upstream on any downstream reset; RFC
+ * 9113 section 8.1 lets only the server end a request early with NO_ERROR. Our own close
+ * before the body's end (the stop-sending after a rescued gRPC call) has nowhere to send
+ * the rest either. The channel publishes for node:http2 server streams only: the
+ * frame-level server (proxy/h2) has no such gap (H2ServerStream.onReset fails the body).
+ */
+function onNodeStreamClosed(msg: unknown): void {
+  const stream = (msg as { stream: ServedStream & { _readableState?: { ended: boolean } } }).stream;
+  const st = stream[SERVED];
+  if (st !== undefined && stream._readableState?.ended === false) st.ac.abort();
+}
+subscribe('http2.server.stream.close', onNodeStreamClosed);
 
 function onServedTrailers(this: ServedStream, t: IncomingHttpHeaders): void {
   const st = this[SERVED];

@@ -28,6 +28,8 @@ export interface H2Mesh {
   readonly transport: Transport;
   readonly server: Proxy;
   readonly client: Proxy;
+  /** The app's own port (behind `server`). */
+  readonly appPort: number;
   /** What the app does with the next streams (default: 200 "ok"). */
   handler: AppHandler;
   /** Streams the app has seen close, with how (rstCode 0: ended cleanly both ways). */
@@ -60,6 +62,7 @@ export async function startH2Mesh(pki: TestPki, transport: Transport, o: { reado
   });
   const l = await listenOnLoopback(app);
   const protocol = { meshHttp2: transport };
+  mesh.appPort = l.port;
   mesh.server = await startProxy({ pki, serviceAccount: 'app', config: { protocol, ...o.server } });
   mesh.client = await startProxy({
     pki, serviceAccount: 'client', config: { protocol, ...o.client },
