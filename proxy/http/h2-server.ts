@@ -235,6 +235,20 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
   p.then(st.onResponse, st.onFailure);
 }
 
+/**
+ * A request node:http2 reset as malformed before announcing it (h2-session-guard.ts
+ * onUnseenStreams): the error the frame-level server counts and logs for its own
+ * (h2-server-session.ts malformed(): BAD_REQUEST, reset, no status).
+ */
+export function nodeMalformed(): ProxyError {
+  return new ProxyError('BAD_REQUEST', 'malformed request reset by node:http2 (RFC 9113 section 8.1.1)');
+}
+
+/** A connection's client as a request's `source` (what connectionOf() finds from a stream). */
+export function socketSource(socket: { readonly remoteAddress?: string; readonly remotePort?: number } | undefined, identity: string): ProxyRequest['source'] {
+  return { address: socket?.remoteAddress ?? '', port: socket?.remotePort ?? 0, identity };
+}
+
 /** What every request on a connection shares: who sent it and where it was going. */
 interface Connection {
   readonly source: ProxyRequest['source'];

@@ -16,7 +16,8 @@ export type LimitName =
   | 'tls-handshake-timeout'
   | 'max-connections'
   // A stream past limits.maxConcurrentStreams refused (REFUSED_STREAM): counted where Wren's own
-  // code refuses it (the frame-level server, the mesh multiplexer's); node:http2 refuses inside nghttp2, unseen.
+  // code refuses it (the frame-level server, the mesh multiplexer's), and on node:http2's
+  // servers when a stream it never announced went by while the limit's streams were open.
   | 'max-concurrent-streams'
   | 'premature-resets'
   | 'max-streams-per-caller'
@@ -43,6 +44,16 @@ export interface H2GuardOptions {
   /** Rapid-reset budget (CVE-2023-44487); null: none (the inbound's sidecar peers relay many callers' cancellations). */
   readonly prematureResets: { readonly totalStreamCount: number; readonly minStreamLifetimeMs: number } | null;
   readonly onLimit: (limit: LimitName) => void;
+  /**
+   * Streams nghttp2 opened and reset itself (RST_STREAM PROTOCOL_ERROR) before node announced
+   * them, i.e. malformed requests (RFC 9113 section 8.1.1: an upper-case field name, a
+   * connection-specific field, a pseudo-header out of place...) and heads over node's own
+   * field cap: called once per run of them, with the connection's refusal reporter, so they
+   * are counted and logged as the frame-level server's malformed streams are.
+   */
+  readonly onUnseenStreams?: () => void;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS as advertised: streams nghttp2 refused past it are that limit, not malformed. */
+  readonly maxConcurrentStreams?: number;
 }
 
 interface Guard {
@@ -112,6 +123,7 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
   };
   GUARDS.set(session, g);
   const gone = () => {
+    unseenBefore(g, 0);
     clearAll(g);
     if (!session.destroyed) session.destroy();
     // A destroyed session can still hold streams Node failed to let go of (their RST
@@ -122,6 +134,9 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
   // no RST_STREAM) can arrive, so streams blocked on flow control could never finish.
   session.socket.once('end', gone);
   session.socket.once('close', gone);
+  // A client leaving with GOAWAY (nghttp, curl): node closes the session on it, and its
+  // last processed stream id goes with it, before the socket ends.
+  session.once('goaway', () => unseenBefore(g, 0));
   session.once('close', () => clearAll(g));
   arm(g, o.headersTimeoutMs, 'request-headers-timeout');
   armCheck(g);
@@ -169,10 +184,15 @@ function armCheck(g: Guard): void {
 function onStream(this: ServerHttp2Session, stream: Http2Stream, headers: IncomingHttpHeaders): void {
   const g = GUARDS.get(this);
   if (!g) return;
+  const id = stream.id ?? 0;
+  // Node announces a read's streams in order, so odd ids skipped since the last one were
+  // opened by nghttp2 and reset by it (a client's ids go up by two: RFC 9113 section
+  // 5.1.1 lets it skip some, which no client does; a run counts once, so skipping cannot
+  // make counts or log lines out of nothing).
+  if (id > g.lastSeenId + 2) unseenBefore(g, id);
   g.active++;
   g.streams.add(stream);
   g.sawStream = true;
-  const id = stream.id ?? 0;
   if (id > g.lastSeenId) g.lastSeenId = id;
   // The idle timer stays armed while streams come and go (no timer per request): when it
   // fires it finds the session busy, or idle for less than the timeout, and acts on that.
@@ -189,6 +209,26 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream, headers: Incomi
   }
   // `on`, not `once` (no wrapper closure per stream): 'close' comes once, and release-on-close.ts drops it.
   stream.on('close', onStreamClose);
+}
+
+/**
+ * Streams nghttp2 opened since the last one node announced and never announced itself
+ * (their ids below `next`, or, with `next` 0, as the connection ends: up to nghttp2's last
+ * processed stream id): reset by nghttp2 as malformed, or refused past the concurrency
+ * limit while that many were open. A header block still open as the client leaves looks
+ * the same and is counted too; one the headers timeout closed was counted as that.
+ */
+function unseenBefore(g: Guard, next: number): void {
+  const s = g.session;
+  if (next === 0) {
+    if (s.destroyed) return;
+    const last = s.state.lastProcStreamID ?? 0;
+    if (last <= g.lastSeenId) return;
+    g.lastSeenId = last;
+  }
+  const max = g.o.maxConcurrentStreams;
+  if (max !== undefined && g.active >= max) g.o.onLimit('max-concurrent-streams');
+  else g.o.onUnseenStreams?.();
 }
 
 function onStreamTimeout(this: Http2Stream): void {
@@ -246,6 +286,7 @@ function arm(g: Guard, ms: number, limit: LimitName): void {
       // Streams came and went since it was armed: idle for less than the timeout so far.
       const left = g.idleSince + g.o.idleTimeoutMs - g.o.clock.now();
       if (left > 0) return arm(g, left, limit);
+      unseenBefore(g, 0);
     }
     g.o.onLimit(limit);
     g.session.close();

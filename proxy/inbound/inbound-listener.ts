@@ -4,7 +4,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import { nodeTimerMs, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
-import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS, nodeMalformed, socketSource } from '../http/h2-server.js';
 import { originalDst as kernelOriginalDst, type OriginalDst } from '../net/original-dst.js';
 import { printable } from '../../common/printable.js';
 import { peerSpiffeId, trustDomainOf } from '../tls/peer-identity.js';
@@ -146,6 +146,8 @@ export class InboundListener {
     d.tls.onRotate(() => this.tlsServer.setSecureContext(d.tls.contextOptions));
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
+    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501), or a 408.
+    const refused = refusalReporters('inbound', d.metrics, d.accessLog);
     this.secure.on('session', (s) => {
       const entry = this.sessions.add(s);
       s.on('close', () => this.sessions.delete(entry));
@@ -154,6 +156,9 @@ export class InboundListener {
       guardH2Session(s, {
         clock: d.clock, onLimit, prematureResets: null,
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+        maxConcurrentStreams: d.maxConcurrentStreams,
+        // Malformed streams nghttp2 reset itself: counted and logged as the frame-level server's.
+        onUnseenStreams: () => refused.h2(nodeMalformed(), socketSource(s.socket, peerSpiffeId(s.socket as TLSSocket)), undefined, 0),
       });
     });
     this.tlsServer.on('tlsClientError', (err, socket) => {
@@ -171,8 +176,6 @@ export class InboundListener {
       // 'close' fires once per stream: a shared handler added with on() (no once() wrapper, no closure per stream).
       stream.on('close', this.untrack);
     });
-    // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501), or a 408.
-    const refused = refusalReporters('inbound', d.metrics, d.accessLog);
     attachH2Handler(this.secure, {
       // A peer sidecar's request head is one its outbound accepted within maxHeaderBytes, plus
       // the fields that sidecar added (x-request-id, traceparent, wren-target-port, ...): the

@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import type { HttpService } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
-import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS, nodeMalformed, socketSource } from '../http/h2-server.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { OriginalDst } from '../net/original-dst.js';
 import type { CompiledInboundPolicy } from '../policy/compiled-policy.js';
@@ -94,6 +94,9 @@ export class PlaintextInbound {
       guardH2Session(s, {
         clock: d.clock, onLimit, prematureResets: L.prematureResets,
         headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+        maxConcurrentStreams: d.maxConcurrentStreams,
+        // Malformed streams nghttp2 reset itself: counted and logged as the frame-level server's.
+        onUnseenStreams: () => refused.h2(nodeMalformed(), socketSource(s.socket, this.ids.get(s.socket) ?? ''), this.dsts.get(s.socket), 0),
       });
     });
     const untrack = (): void => d.track(-1);

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import type { Duplex } from 'node:stream';
 import type { HttpService, ProxyRequest } from '../http/exchange.js';
 import { H1Server } from '../http/h1-server.js';
-import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from '../http/h2-server.js';
+import { attachH2Handler, H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS, nodeMalformed, socketSource } from '../http/h2-server.js';
 import { detectProtocol, detectProtocolTaking, type Detected } from '../net/detect-protocol.js';
 import { putBack } from '../net/peek.js';
 import { originalDst, type OriginalDst } from '../net/original-dst.js';
@@ -123,14 +123,17 @@ export class OutboundListener {
       const entry = this.nodeH2Sessions.add(s);
       s.once('close', () => this.nodeH2Sessions.delete(entry));
       // The app is the untrusted side here: its connections carry the rapid-reset budget.
-      guardH2Session(s, {
-        clock: d.clock, onLimit, prematureResets: L.prematureResets,
-        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
-      });
       // Requests see the session's socket, a Proxy around the accepted one (node:http2), so
       // the destination is filed under it too; the session is created synchronously by
       // emit('connection') in serve(), which sets h2Dst for just that call.
       if (this.h2Dst) this.origDsts.set(s.socket as Socket, this.h2Dst);
+      guardH2Session(s, {
+        clock: d.clock, onLimit, prematureResets: L.prematureResets,
+        headersTimeoutMs: L.requestHeadersTimeoutMs, idleTimeoutMs: L.idleConnectionTimeoutMs, streamIdleTimeoutMs: L.streamIdleTimeoutMs,
+        maxConcurrentStreams: L.maxConcurrentStreams,
+        // Malformed streams nghttp2 reset itself: counted and logged as the frame-level server's (h2-server-session.ts).
+        onUnseenStreams: () => this.onClientError(nodeMalformed(), socketSource(s.socket, ''), this.origDsts.get(s.socket as Socket), 0),
+      });
     });
     // Its 431s (limits.maxHeaderBytes) are answered before the layers: counted as the HTTP/1.1 server's are.
     attachH2Handler(this.h2, { service: d.http, clock: d.clock, origDstOf, maxHeaderBytes: d.maxHeaderBytes, onClientError: this.onClientError });
