@@ -138,6 +138,7 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
   // last processed stream id goes with it, before the socket ends.
   session.once('goaway', () => unseenBefore(g, 0));
   session.once('close', () => clearAll(g));
+  session.on('error', onSessionError);
   arm(g, o.headersTimeoutMs, 'request-headers-timeout');
   armCheck(g);
   session.on('stream', onStream);
@@ -229,6 +230,29 @@ function unseenBefore(g: Guard, next: number): void {
   const max = g.o.maxConcurrentStreams;
   if (max !== undefined && g.active >= max) g.o.onLimit('max-concurrent-streams');
   else g.o.onUnseenStreams?.();
+}
+
+/** nghttp2's own flood errors (nghttp2.h): the frame-level server's limits of the same name. */
+const NGHTTP2_ERR_FLOODED = -904;
+const NGHTTP2_ERR_TOO_MANY_CONTINUATIONS = -905;
+
+/**
+ * node:http2 ends a session for the floods nghttp2 and node guard against themselves, with
+ * an 'error' and nothing else: counted here under the limits the frame-level server
+ * (proxy/h2/h2-server-session.ts) counts for the same floods, so a flood shows the same on
+ * every listener. Answers a client does not read (PING and SETTINGS ACKs, RST_STREAMs:
+ * nghttp2's NGHTTP2_ERR_FLOODED, CVE-2019-9512/9515), a header block in too many
+ * CONTINUATION frames (CVE-2024-27316), and node's invalid-frame cap (maxSessionInvalidFrames,
+ * 1000), which empty DATA frames in a row hit (CVE-2019-9518). Other errors are the
+ * connection's own, not a limit.
+ */
+function onSessionError(this: ServerHttp2Session, err: unknown): void {
+  const g = GUARDS.get(this);
+  if (g === undefined) return;
+  const e = err as { code?: unknown; errno?: unknown } | null;
+  if (e?.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') g.o.onLimit('h2-empty-frames-flood');
+  else if (e?.errno === NGHTTP2_ERR_FLOODED) g.o.onLimit('h2-unread-control-frames');
+  else if (e?.errno === NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) g.o.onLimit('h2-continuation-flood');
 }
 
 function onStreamTimeout(this: Http2Stream): void {
