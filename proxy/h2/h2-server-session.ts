@@ -5,7 +5,7 @@ import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
 import { HOST, TARGET, TOKEN, allIn } from '../h1/chars.js';
-import { CONNECTION_SPECIFIC, badField, teTrailers, validFieldName, validFieldValue } from './field-check.js';
+import { CONNECTION_SPECIFIC, badField, connectionField, teTrailers, validFieldName, validFieldValue } from './field-check.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -695,6 +695,11 @@ export class H2ServerSession implements ServerStreamHost, H2FrameSink {
     // write (node:http2's sendTrailers throws on a bad name) would fail there instead.
     const bad = badField(fields, 0, false);
     if (bad !== null) return st.malformed(`${bad} in trailers`);
+    // Connection-specific fields make any field section malformed (section 8.2.2), and a
+    // malformed request is not forwarded (section 8.1.1): nghttp2 resets such trailers'
+    // stream too. Dropped as hop-by-hop on the way, they let the request reach the app whole.
+    const conn = connectionField(fields, 0);
+    if (conn !== null) return st.malformed(`connection-specific field ${conn} in trailers`);
     st.onTrailers(fields.length === 0 ? undefined : cleanTrailers(fieldsToHeaders(fields, true)));
   }
 
