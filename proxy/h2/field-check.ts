@@ -73,3 +73,18 @@ export function connectionField(fields: readonly string[], from: number): string
 export function teTrailers(value: string): boolean {
   return value === 'trailers' || value.toLowerCase() === 'trailers';
 }
+
+/**
+ * :method is a token (RFC 9110 section 9.1) without lower-case letters: methods are
+ * case-sensitive and every registered one is upper case, and an app that upper-cases what
+ * it gets would serve `delete` as the DELETE a policy or route did not see (the HTTP/1.1
+ * parser's `lowercase-method`). nghttp2 checks only the token: the node:http2 servers check
+ * this themselves (http/h2-server.ts).
+ */
+export function validMethod(m: string): boolean {
+  for (let i = 0; i < m.length; i++) {
+    const c = m.charCodeAt(i);
+    if (c > 0x7f || TOKEN[c] !== 1 || (c >= 0x61 && c <= 0x7a)) return false;
+  }
+  return m.length > 0;
+}

@@ -4,8 +4,8 @@ import { setSharedReads } from '../net/direct-reads.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from '../http/exchange.js';
 import { cleanTrailers } from '../http/headers.js';
 import { fieldsToHeaders } from '../h1/head.js';
-import { HOST, TARGET, TOKEN, allIn } from '../h1/chars.js';
-import { CONNECTION_SPECIFIC, badField, connectionField, teTrailers, validFieldName, validFieldValue } from './field-check.js';
+import { HOST, TARGET, allIn } from '../h1/chars.js';
+import { CONNECTION_SPECIFIC, badField, connectionField, teTrailers, validFieldName, validFieldValue, validMethod } from './field-check.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import type { Clock, Timer } from '../../common/clock.js';
@@ -900,21 +900,6 @@ function directPush(this: Fed, chunk: unknown): boolean {
 }
 
 
-
-/**
- * :method is a token (RFC 9110 section 9.1) without lower-case letters: methods are
- * case-sensitive and every registered one is upper case, and an app that upper-cases what
- * it gets would serve `delete` as the DELETE a policy or route did not see (the HTTP/1.1
- * parser's `lowercase-method`).
- */
-function validMethod(m: string): boolean {
-  if (m.length === 0 || !allIn(m, TOKEN)) return false;
-  for (let i = 0; i < m.length; i++) {
-    const c = m.charCodeAt(i);
-    if (c >= 0x61 && c <= 0x7a) return false;
-  }
-  return true;
-}
 
 /** scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 section 3.1). */
 function validScheme(s: string): boolean {

@@ -10,6 +10,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import { releaseOnClose } from './release-on-close.js';
 import type { Clock } from '../../common/clock.js';
 import { Cancel } from '../../common/cancel.js';
+import { validMethod } from '../h2/field-check.js';
 
 const ignore = (): void => undefined;
 
@@ -47,7 +48,7 @@ export interface H2HandlerOptions {
    * logged by the listener as the HTTP/1.1 server's client errors are
    * (wren_proxy_errors_total{code}, AccessLog.refused()).
    */
-  readonly onClientError?: (err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => void;
+  readonly onClientError?: (err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst'], status?: number) => void;
 }
 
 /** How much slack the HTTP/2 session setting leaves above maxHeaderBytes, so oversized requests reach us and get a 431 body. */
@@ -70,6 +71,11 @@ export function attachH2Handler(server: Http2Server | Http2SecureServer, opts: H
     // processed): nothing to answer, and nothing is relayed to the upstream, whose own
     // reset budget would otherwise be spent on our behalf. The session guard counts it.
     if (stream.closed || stream.destroyed) return void stream.on('error', ignore);
+    // nghttp2 checks :method only as a token: a lower-case one (`delete`) went on to the
+    // layers, which match DELETE, and to an app that upper-cases it (the HTTP/1.1 parser's
+    // `lowercase-method` says why). Malformed, as on the frame-level server.
+    const m = headers[':method'];
+    if (typeof m === 'string' && !validMethod(m)) return malformed(opts, stream, 'a :method with a lower-case letter');
     if (opts.maxHeaderBytes !== undefined && rawHeaders && headerListSize(rawHeaders) > opts.maxHeaderBytes) {
       tooLarge(opts, stream, opts.maxHeaderBytes, headers);
       return;
@@ -190,6 +196,9 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
   const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
   // An upgrade's stream is not read until the app has switched protocols (writeH2Switch).
   const upgrade = h[':protocol'] === undefined ? undefined : String(h[':protocol']);
+  // The method of a peer's upgrade is a field (h2-upgrade.ts): checked as a :method is.
+  const orig = upgrade === undefined ? undefined : h[MESH.origMethod];
+  if (orig !== undefined && (typeof orig !== 'string' || !validMethod(orig))) return malformed(opts, stream, `an invalid ${MESH.origMethod}`);
   const st = new Served(stream, upgrade);
   stream[SERVED] = st;
   releaseOnClose(stream);
@@ -289,10 +298,21 @@ function refuse(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError
   writeH2Response(stream, tunnel ? tunnelRefusal(e) : errorResponse(e, { headers: {} }));
 }
 
-function clientError(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError): void {
+function clientError(opts: H2HandlerOptions, stream: ServerHttp2Stream, e: ProxyError, status?: number): void {
   if (opts.onClientError === undefined) return;
   const conn = connectionOf(opts, stream);
-  opts.onClientError(e, conn.source, conn.origDst);
+  opts.onClientError(e, conn.source, conn.origDst, status);
+}
+
+/**
+ * A malformed request (RFC 9113 section 8.1.1) node:http2 let through: a stream error
+ * PROTOCOL_ERROR, counted and logged as the frame-level server's (bad-request, no status).
+ */
+function malformed(opts: H2HandlerOptions, stream: ServerHttp2Stream, why: string): void {
+  releaseOnClose(stream);
+  stream.on('error', ignore);
+  clientError(opts, stream, new ProxyError('BAD_REQUEST', why), 0);
+  if (!stream.destroyed) stream.close(constants.NGHTTP2_PROTOCOL_ERROR);
 }
 
 /** 431 (gRPC: RESOURCE_EXHAUSTED) through the one error mapping; the request is not read. */
