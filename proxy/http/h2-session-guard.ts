@@ -73,6 +73,8 @@ interface Guard {
   sawStream: boolean;
   /** Highest stream id Node has announced with 'stream' (its header block is complete). */
   lastSeenId: number;
+  /** Open streams once that one was announced: nghttp2 refuses a later stream for the concurrency limit only if they were that many. */
+  activeAtSeen: number;
   /** A stream id whose header block nghttp2 has begun but not finished, and how many checks saw it so. */
   pendingId: number;
   pendingChecks: number;
@@ -116,6 +118,7 @@ export function guardH2Session(session: ServerHttp2Session, o: H2GuardOptions): 
     idleSince: 0,
     sawStream: false,
     lastSeenId: 0,
+    activeAtSeen: 0,
     pendingId: 0,
     pendingChecks: 0,
     check: null,
@@ -194,7 +197,10 @@ function onStream(this: ServerHttp2Session, stream: Http2Stream, headers: Incomi
   g.active++;
   g.streams.add(stream);
   g.sawStream = true;
-  if (id > g.lastSeenId) g.lastSeenId = id;
+  if (id > g.lastSeenId) {
+    g.lastSeenId = id;
+    g.activeAtSeen = g.active;
+  }
   // The idle timer stays armed while streams come and go (no timer per request): when it
   // fires it finds the session busy, or idle for less than the timeout, and acts on that.
   if (g.timerLimit === 'request-headers-timeout') clear(g);
@@ -227,8 +233,10 @@ function unseenBefore(g: Guard, next: number): void {
     if (last <= g.lastSeenId) return;
     g.lastSeenId = last;
   }
+  // Refused past the limit (REFUSED_STREAM) only if the streams open when the last one was
+  // announced were the limit's: none opened since (node announced none), some may have closed.
   const max = g.o.maxConcurrentStreams;
-  if (max !== undefined && g.active >= max) g.o.onLimit('max-concurrent-streams');
+  if (max !== undefined && g.activeAtSeen >= max) g.o.onLimit('max-concurrent-streams');
   else g.o.onUnseenStreams?.();
 }
 

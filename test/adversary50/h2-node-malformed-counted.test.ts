@@ -126,3 +126,28 @@ test('the mTLS inbound (node:http2): a peer\'s malformed requests are counted in
     await p.close();
   }
 });
+
+test('a stream node:http2 refused past maxConcurrentStreams is that limit, not a malformed request', async () => {
+  const p = await startProxy({ pki, serviceAccount: 'client', config: { protocol: { outboundHttp2: 'node' }, limits: { maxConcurrentStreams: 2 } } });
+  try {
+    const limits = async () => (await scrape(p, 'wren_limit_exceeded_total')).find((s) => s.labels['direction'] === 'outbound' && s.labels['limit'] === 'max-concurrent-streams')?.value ?? 0;
+    const [bad, refusedBefore] = [await proxyErrors(p, 'outbound'), await limits()];
+    const sock = netConnect(p.outboundPort, '127.0.0.1');
+    sock.on('error', () => undefined);
+    const frames: { type: number; id: number; code?: number }[] = [];
+    const reader = new FrameReader((type, _flags, id, pl) => frames.push({ type, id, code: type === FRAME.RST_STREAM ? pl.readUInt32BE(0) : undefined }));
+    sock.on('data', (d: Buffer) => reader.push(d));
+    // Two uploads left open (answered, their request bodies never ended), then a third: refused.
+    const post = (id: number) => frame(FRAME.HEADERS, FLAG.END_HEADERS, id, headerBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/open'], [':authority', 'web']]));
+    sock.write(Buffer.concat([clientStart(), post(1), post(3), post(5)]));
+    expect(await until(() => frames.some((f) => f.type === FRAME.RST_STREAM && f.id === 5), 3000)).toBe(true);
+    // The first upload ends; the next stream is served, and the one refused between is counted as what it was.
+    sock.write(Buffer.concat([frame(FRAME.DATA, FLAG.END_STREAM, 1), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 7, head('/next'))]));
+    expect(await until(() => frames.some((f) => f.type === FRAME.HEADERS && f.id === 7), 3000)).toBe(true);
+    expect(await until(async () => (await limits()) === refusedBefore + 1, 2000)).toBe(true);
+    expect(await proxyErrors(p, 'outbound')).toBe(bad);
+    sock.destroy();
+  } finally {
+    await p.close();
+  }
+});
