@@ -14,7 +14,8 @@ import { startH2Mesh, h2request, type H2Mesh } from './h2-mesh.js';
  */
 const pki = testPki();
 const meshes = new Map<string, H2Mesh>();
-const policy = { retry: { retryOn: ['unavailable'], attempts: 2, backoffBaseMs: '1ms' }, timeouts: { requestMs: '400ms' } };
+// A route timeout the slow call reaches, long enough that no other call does on a loaded machine (400 ms did: a cold first call).
+const policy = { retry: { retryOn: ['unavailable'], attempts: 2, backoffBaseMs: '1ms' }, timeouts: { requestMs: '2s' } };
 beforeAll(async () => {
   for (const t of ['mux', 'h2'] as const) meshes.set(t, await startH2Mesh(pki, t, { policy }));
 });
