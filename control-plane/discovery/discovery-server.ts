@@ -5,6 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
+import { certifiedPod } from '../identity/certify-limiter.js';
 import { ClientAnchors } from '../identity/client-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
 import { peerIdentityOf, type PeerIdentity } from '../identity/peer-certificate.js';
@@ -740,15 +741,6 @@ export class DiscoveryServer {
   }
 }
 
-/**
- * What MAX_STREAMS_PER_POD counts a stream against: its pod (`pod NS/NAME`), or, for a proxy
- * that names none, its certificate. `identity.pod` is optional (POD_NAME, docs/identity.md):
- * outside Kubernetes a sidecar may leave it empty, and a manifest directory checks no pod
- * it does not list (client-auth.ts), so keyed by `NS/` every pod-less sidecar of a
- * namespace shared one pod's 8 places and the ninth was refused for ever (it retries with
- * its backoff and never gets a config). Each sidecar has its own certificate (its own key,
- * its own Certify), so the bound stays one certificate's, as it was meant.
- */
 /** One fewer stream open under `key`. */
 function release(counts: Map<string, number>, key: string): void {
   const left = (counts.get(key) ?? 0) - 1;
@@ -767,7 +759,27 @@ function sourceAddress(peer: string): string | null {
   return address;
 }
 
+/**
+ * What MAX_STREAMS_PER_POD counts a stream against: the pod instance its certificate was
+ * signed for, when the certificate says so (a token bound to a pod got it or its chain:
+ * certify-limiter.ts certifiedPod, a digest of the pod's namespace, name and UID), else the
+ * pod its Subscribe names (`pod NS/NAME`), or, for a proxy that names none, its certificate.
+ * The certificate's pod first: a Subscribe may name any pod of the certificate's service
+ * account (client-auth.ts cannot tell which of them holds the key), so counted by the name,
+ * one pod's sidecar holding 8 streams that named a sibling refused the sibling's own stream
+ * for as long as it liked (it never got a config), and a StatefulSet's pod created again
+ * under its name was refused while its predecessor's streams (a node gone, a connection
+ * not yet found dead) still counted (adv53). The UID is in the digest: the new pod is
+ * another key. `identity.pod` is optional (POD_NAME, docs/identity.md):
+ * outside Kubernetes a sidecar may leave it empty, and a manifest directory checks no pod
+ * it does not list (client-auth.ts), so keyed by `NS/` every pod-less sidecar of a
+ * namespace shared one pod's 8 places and the ninth was refused for ever (it retries with
+ * its backoff and never gets a config). Each sidecar has its own certificate (its own key,
+ * its own Certify), so the bound stays one certificate's, as it was meant.
+ */
 function streamsKey(s: Subscriber): string {
+  const certified = certifiedPod(s.authPeer!.certifyState);
+  if (certified !== null) return `the pod this certificate was issued to (${certified})`;
   const pod = s.sub!.identity.pod;
   if (pod) return `pod ${s.authPeer!.namespace}/${pod}`;
   return `certificate ${s.authPeer!.spiffeId} serial ${s.authPeer!.serial} (no pod named)`;

@@ -99,6 +99,18 @@ export function parseCertifyState(text: string | undefined): CarriedState | null
 }
 
 /**
+ * The pod instance a certificate was signed for, as its Certify limit key says (`pod NS/SA
+ * DIGEST`, or `pod NS/NAME` from before the key was a digest), or null when it names no pod
+ * (a bootstrap token's, a service account's, a certificate's serial, no state). Signed by the
+ * CA, so unlike a Subscribe's pod name it is not the holder's to choose: the discovery server
+ * bounds streams by it (MAX_STREAMS_PER_POD).
+ */
+export function certifiedPod(certifyStateText: string | null | undefined): string | null {
+  const key = parseCertifyState(certifyStateText ?? undefined)?.key;
+  return key?.startsWith(POD) ? key : null;
+}
+
+/**
  * A key every certificate signed for it can carry: one too long (a bootstrap token's
  * namespace and service account are bounded only by the SPIFFE ID's 2048 bytes, so its key
  * could be ~2,100 characters) or not printable ASCII is its kind and a SHA-256 of it. Such a
