@@ -94,3 +94,22 @@ const address = hostAddress();
   expect(served(await open('127.0.0.1', 'addr-new').outcome)).toBe(true);
   for (const s of held) s.cancel();
 }, 30_000);
+
+(address ? test : test.skip)(`streams claiming a pod from another address do not take that pod's own places: the claim counts per source address (adv53)${address ? '' : ' [skipped: no non-loopback IPv4 address on this host]'}`, async () => {
+  // The previous test's 64 streams from this address, cancelled: gone first.
+  await waitFor(() => mesh!.cp.discovery.subscriberCount <= 10, 'the previous test\'s streams dropped');
+  const held: Stream[] = [];
+  for (let i = 0; i < MAX_STREAMS_PER_POD; i++) {
+    const s = open(address!, 'victim-0');
+    expect(served(await s.outcome)).toBe(true);
+    held.push(s.stream);
+  }
+  // The pod's own sidecar (here from loopback): served, where before it read `claimed pod shop/victim-0 has 8 discovery streams open`.
+  const own = open('127.0.0.1', 'victim-0');
+  expect(served(await own.outcome)).toBe(true);
+  // The claimant's next stream claiming it, from the same address: refused, as before.
+  const over = (await open(address!, 'victim-0').outcome) as grpc.StatusObject;
+  expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(over.details).toBe(`claimed pod shop/victim-0 from ${address} has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+  for (const s of [...held, own.stream]) s.cancel();
+}, 30_000);

@@ -137,9 +137,12 @@ export const MAX_STREAMS_PER_POD = 8;
 /**
  * Plaintext discovery (`--insecure`, no client authentication: meant for tests and a
  * debugging session) has no certificate to bound by, so it bounds what a stream says and
- * where it comes from. A stream claiming a pod counts against that claimed pod
- * (MAX_STREAMS_PER_POD, refused `streams-per-pod` as with mTLS): a sidecar in a reconnect
- * loop holds no more there than here. A claim costs nothing to make, though, so what bounds
+ * where it comes from. A stream claiming a pod counts against that claimed pod from its
+ * source address (MAX_STREAMS_PER_POD, refused `streams-per-pod` as with mTLS): a sidecar in
+ * a reconnect loop holds no more there than here. Per address because a claim proves
+ * nothing: counted by the claim alone, anything reaching the port held a pod's 8 places with
+ * streams claiming it and that pod's sidecar, from its own address, was refused for as long
+ * as they stayed open (adv53). Loopback streams share one count per claim. A claim costs nothing to make, though, so what bounds
  * a client is its source address: at most this many streams from one (refused
  * `streams-per-address`), the catalogs of 8 pods' worth of sidecars (a node's pods each have
  * their own address; a hostNetwork or SNATed client shares one). Loopback is exempt: every
@@ -593,9 +596,12 @@ export class DiscoveryServer {
         if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
         key = streamsKey(s);
       } else {
-        // Plaintext (no client authentication): the pod the stream claims, if any, and its source address.
-        key = s.sub.identity.pod ? `claimed pod ${claimedPod(s.sub.identity)}` : null;
+        // Plaintext (no client authentication): the pod the stream claims, if any, from its
+        // source address, and that address. The claim per address: a claim proves nothing, and
+        // counted by the claim alone, 8 streams from anywhere claiming a pod refused that pod's
+        // own sidecar for as long as they stayed open (adv53).
         address = sourceAddress(s.peer);
+        key = s.sub.identity.pod ? `claimed pod ${claimedPod(s.sub.identity)}${address === null ? '' : ` from ${address}`}` : null;
       }
       const open = key === null ? 0 : (this.podStreams.get(key) ?? 0);
       if (key !== null && open >= MAX_STREAMS_PER_POD)
