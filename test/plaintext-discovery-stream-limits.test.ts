@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { networkInterfaces } from 'node:os';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
-import { MAX_PLAINTEXT_STREAMS_PER_ADDRESS, MAX_STREAMS_PER_POD } from '../control-plane/discovery/discovery-server.js';
+import { MAX_PLAINTEXT_STREAMS_PER_ADDRESS, MAX_STREAMS_PER_POD, MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../control-plane/discovery/discovery-server.js';
 import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { shopWebYaml } from './helpers/discovery-stream.js';
 import { waitFor } from './control-plane-harness.js';
@@ -41,7 +41,7 @@ const refusals = async (): Promise<Record<string, number>> =>
   Object.fromEntries((await mesh!.cp.metrics.registry.getSingleMetric('wren_cp_discovery_refused_total')!.get()).values.map((v) => [v.labels.reason, v.value]));
 
 /** A plaintext stream to `host` claiming `pod`: its first response, or the status it ended with. */
-function open(host: string, pod: string): { stream: Stream; outcome: Promise<DiscoveryResponse | grpc.StatusObject> } {
+function open(host: string, pod: string, more: { services?: string[]; labels?: Record<string, string> } = {}): { stream: Stream; outcome: Promise<DiscoveryResponse | grpc.StatusObject> } {
   const { Client } = loadDiscoveryProto();
   const client = new Client(`${host}:${mesh!.cp.grpcPort}`, grpc.credentials.createInsecure());
   clients.push(client);
@@ -51,7 +51,7 @@ function open(host: string, pod: string): { stream: Stream; outcome: Promise<Dis
     stream.once('data', resolve);
     stream.once('status', resolve);
   });
-  stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod, labels: {} }, services: [], lastVersion: '' } });
+  stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod, labels: more.labels ?? {} }, services: more.services ?? [], lastVersion: '' } });
   return { stream, outcome };
 }
 
@@ -112,4 +112,24 @@ const address = hostAddress();
   expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   expect(over.details).toBe(`claimed pod shop/victim-0 from ${address} has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
   for (const s of [...held, own.stream]) s.cancel();
+}, 30_000);
+
+test('a Subscribe naming more than MAX_SUBSCRIBE_SERVICES services or claiming more than MAX_SUBSCRIBE_LABELS labels: INVALID_ARGUMENT (subscribe-too-large), counted; at the bounds, served (adv53)', async () => {
+  // Distinct keys that match nothing: each was kept, with a Set of them and their join, for the stream's life.
+  const keys = (n: number): string[] => Array.from({ length: n }, (_, i) => `s${i.toString(36)}.ns`);
+  const labels = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}`, 'v']));
+  const before = (await refusals())['subscribe-too-large'] ?? 0;
+  const many = (await open('127.0.0.1', '', { services: keys(MAX_SUBSCRIBE_SERVICES + 1) }).outcome) as grpc.StatusObject;
+  expect({ code: many.code, details: many.details }).toEqual({
+    code: grpc.status.INVALID_ARGUMENT,
+    details: `subscribe.services names ${MAX_SUBSCRIBE_SERVICES + 1} services, at most ${MAX_SUBSCRIBE_SERVICES}; watch every service (an empty list) instead`,
+  });
+  const labelled = (await open('127.0.0.1', '', { labels: labels(MAX_SUBSCRIBE_LABELS + 1) }).outcome) as grpc.StatusObject;
+  expect({ code: labelled.code, details: labelled.details }).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: `subscribe.identity.labels has more than ${MAX_SUBSCRIBE_LABELS} labels` });
+  expect((await refusals())['subscribe-too-large']).toBe(before + 2);
+  const atBounds = open('127.0.0.1', '', { services: [...keys(MAX_SUBSCRIBE_SERVICES - 1), 'web.shop'], labels: labels(MAX_SUBSCRIBE_LABELS) });
+  const r = await atBounds.outcome;
+  expect(served(r)).toBe(true);
+  expect((r as DiscoveryResponse).services.map((x) => `${x.name}.${x.namespace}`)).toEqual(['web.shop']);
+  atBounds.stream.cancel();
 }, 30_000);

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { isIP } from 'node:net';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
-import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport } from '../../contract/discovery.js';
+import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport, type Subscribe } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
 import { certifiedPod } from '../identity/certify-limiter.js';
@@ -187,6 +187,24 @@ export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
  * equal the certificate's, which the CA bounds the same way.
  */
 export const MAX_SPIFFE_ID_BYTES = 2048;
+
+/**
+ * The most service keys one Subscribe may name, and the most labels it may claim. A proxy's
+ * filter is its egress list (discovery.services, from the wren.io/egress-services
+ * annotation, which Kubernetes bounds with all of a pod's annotations to 256 KiB: at most
+ * ~50,000 `name.namespace` keys of a few characters, a list no one writes by hand) and its
+ * labels are its pod's. A Subscribe was bounded only by the 4 MiB a gRPC message may be, and
+ * each stream keeps its filter (the keys, a Set of them, their sorted join as the cache key)
+ * for as long as it lives: one Subscribe naming 600,000 distinct short keys held ~44 MB of
+ * the control plane's heap and took seconds of its one event loop (every other proxy's push
+ * waited), and a pod holds 8 streams, a plaintext client on loopback any number (adv53,
+ * /work/adv53/filter-mem.mjs). Past either the stream is refused INVALID_ARGUMENT
+ * (`subscribe-too-large`) before anything of it is kept. Istio's Sidecar egress hosts are
+ * bounded only by the object's size; Envoy's delta xDS bounds a subscription's resource
+ * names by the message size, as this did.
+ */
+export const MAX_SUBSCRIBE_SERVICES = 16_384;
+export const MAX_SUBSCRIBE_LABELS = 1024;
 
 /** A token bucket's size and refill, in reports. */
 export interface ReportBudget {
@@ -485,6 +503,8 @@ export class DiscoveryServer {
       const idBytes = Buffer.byteLength(id.spiffeId);
       if (idBytes > MAX_SPIFFE_ID_BYTES)
         return this.refuse(s, grpc.status.INVALID_ARGUMENT, 'bad-spiffe-id', `subscribe.identity.spiffeId is ${idBytes} bytes; a SPIFFE ID is at most ${MAX_SPIFFE_ID_BYTES} bytes`);
+      const tooLarge = subscribeTooLarge(req.subscribe);
+      if (tooLarge !== null) return this.refuse(s, grpc.status.INVALID_ARGUMENT, 'subscribe-too-large', tooLarge);
       s.sub = req.subscribe;
       const refused = s.authPeer ? checkIdentityClaim(s.authPeer, req.subscribe) : null;
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
@@ -789,6 +809,16 @@ function streamsKey(s: Subscriber): string {
   const pod = s.sub!.identity.pod;
   if (pod) return `pod ${s.authPeer!.namespace}/${pod}`;
   return `certificate ${s.authPeer!.spiffeId} serial ${s.authPeer!.serial} (no pod named)`;
+}
+
+/** Why a Subscribe is over MAX_SUBSCRIBE_SERVICES or MAX_SUBSCRIBE_LABELS, or null. Counted as they arrive, nothing copied. */
+function subscribeTooLarge(sub: Subscribe): string | null {
+  const services = Array.isArray(sub.services) ? sub.services.length : 0;
+  if (services > MAX_SUBSCRIBE_SERVICES) return `subscribe.services names ${services} services, at most ${MAX_SUBSCRIBE_SERVICES}; watch every service (an empty list) instead`;
+  const labels = sub.identity?.labels;
+  let n = 0;
+  if (labels && typeof labels === 'object') for (const _ in labels) if (++n > MAX_SUBSCRIBE_LABELS) return `subscribe.identity.labels has more than ${MAX_SUBSCRIBE_LABELS} labels`;
+  return null;
 }
 
 /**
