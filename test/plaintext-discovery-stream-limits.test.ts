@@ -2,6 +2,10 @@ import * as grpc from '@grpc/grpc-js';
 import { networkInterfaces } from 'node:os';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
 import { MAX_PLAINTEXT_STREAMS_PER_ADDRESS, MAX_STREAMS_PER_POD, MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../control-plane/discovery/discovery-server.js';
+import { seededRandom, systemClock } from '../common/clock.js';
+import { silentLogger } from '../common/logger.js';
+import { ControlPlane } from '../control-plane/server.js';
+import type { SourceContext } from '../control-plane/sources/source.js';
 import { startDirControlPlane, type DirControlPlane } from './helpers/dir-control-plane.js';
 import { shopWebYaml } from './helpers/discovery-stream.js';
 import { waitFor } from './control-plane-harness.js';
@@ -132,4 +136,38 @@ test('a Subscribe naming more than MAX_SUBSCRIBE_SERVICES services or claiming m
   expect(served(r)).toBe(true);
   expect((r as DiscoveryResponse).services.map((x) => `${x.name}.${x.namespace}`)).toEqual(['web.shop']);
   atBounds.stream.cancel();
+}, 30_000);
+
+test('streams opened before the source has synced are counted at Subscribe: the 9th claiming one pod is refused at once, the 8 are served once it syncs (adv53)', async () => {
+  let ctx: SourceContext | undefined;
+  const cp = await ControlPlane.start({
+    listen: '127.0.0.1:0', admin: null, logger: silentLogger, trustDomain: 'cluster.local', clock: systemClock, random: seededRandom(53),
+    // Never synced until the test says so (an API server the control plane cannot list from yet).
+    source: (c) => ((ctx = c), { name: 'unsynced', start: async () => undefined, stop: async () => undefined }),
+  });
+  const streams: Stream[] = [];
+  try {
+    const { Client } = loadDiscoveryProto();
+    const outcomes = Array.from({ length: MAX_STREAMS_PER_POD + 1 }, () => {
+      const client = new Client(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+      clients.push(client);
+      const stream = (client as unknown as { Stream(): Stream }).Stream();
+      streams.push(stream);
+      stream.on('error', () => undefined);
+      stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod: 'early-0', labels: {} }, services: [], lastVersion: '' } });
+      return new Promise<DiscoveryResponse | grpc.StatusObject>((resolve) => {
+        stream.once('data', resolve);
+        stream.once('status', resolve);
+      });
+    });
+    // Exactly one is refused, before any sync (which of them: the order their Subscribes arrived in).
+    const first = (await Promise.race(outcomes)) as grpc.StatusObject;
+    expect({ code: first.code, details: first.details }).toEqual({ code: grpc.status.RESOURCE_EXHAUSTED, details: `claimed pod shop/early-0 has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}` });
+    ctx!.store.markReady();
+    const all = await Promise.all(outcomes);
+    expect(all.filter(served)).toHaveLength(MAX_STREAMS_PER_POD);
+  } finally {
+    for (const s of streams) s.cancel();
+    await cp.kill();
+  }
 }, 30_000);

@@ -517,6 +517,7 @@ export class DiscoveryServer {
         services: services.length <= 20 ? services.map((x) => String(x).slice(0, 300)) : [...services.slice(0, 20).map((x) => String(x).slice(0, 300)), `(${services.length - 20} more)`],
         authenticated: s.authPeer !== null,
       });
+      if (!this.countStream(s)) return;
       this.o.tracing?.subscribed(s.id, id.spiffeId, claimedPod(id));
       return this.pump(s);
     }
@@ -604,37 +605,52 @@ export class DiscoveryServer {
     return false;
   }
 
+  /**
+   * Counts a subscribed stream against its pod and, on plaintext, its source address
+   * (MAX_STREAMS_PER_POD, MAX_PLAINTEXT_STREAMS_PER_ADDRESS); false when it was refused. At
+   * Subscribe, not at the first push: a stream's first push waits for a synced view, and
+   * counted only then, streams opened while the source had not synced (a control plane
+   * starting, an API server it cannot list from) were bounded by nothing, each holding its
+   * Subscribe, for as long as the sync took (adv53).
+   */
+  private countStream(s: Subscriber): boolean {
+    let key: string | null;
+    let address: string | null = null;
+    if (s.authPeer) key = streamsKey(s);
+    else {
+      // Plaintext (no client authentication): the pod the stream claims, if any, from its
+      // source address, and that address. The claim per address: a claim proves nothing, and
+      // counted by the claim alone, 8 streams from anywhere claiming a pod refused that pod's
+      // own sidecar for as long as they stayed open (adv53).
+      address = sourceAddress(s.peer);
+      key = s.sub!.identity.pod ? `claimed pod ${claimedPod(s.sub!.identity)}${address === null ? '' : ` from ${address}`}` : null;
+    }
+    const open = key === null ? 0 : (this.podStreams.get(key) ?? 0);
+    if (key !== null && open >= MAX_STREAMS_PER_POD) {
+      this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+      return false;
+    }
+    const fromAddress = address === null ? 0 : (this.addressStreams.get(address) ?? 0);
+    if (address !== null && fromAddress >= MAX_PLAINTEXT_STREAMS_PER_ADDRESS) {
+      this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-address', `${address} has ${fromAddress} plaintext discovery streams open, at most ${MAX_PLAINTEXT_STREAMS_PER_ADDRESS}`);
+      return false;
+    }
+    if (key !== null) this.podStreams.set(key, open + 1);
+    if (address !== null) this.addressStreams.set(address, fromAddress + 1);
+    s.podKey = key;
+    s.addressKey = address;
+    return true;
+  }
+
   private pump(s: Subscriber): void {
     if (s.closed || !s.sub || s.inflight || !this.o.store.ready) return;
     const view = this.o.store.view;
-    if (!s.streamsCounted) {
-      let key: string | null;
-      let address: string | null = null;
-      if (s.authPeer) {
-        // On the first push, not at Subscribe: only a synced view knows every pod.
-        const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
-        if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
-        key = streamsKey(s);
-      } else {
-        // Plaintext (no client authentication): the pod the stream claims, if any, from its
-        // source address, and that address. The claim per address: a claim proves nothing, and
-        // counted by the claim alone, 8 streams from anywhere claiming a pod refused that pod's
-        // own sidecar for as long as they stayed open (adv53).
-        address = sourceAddress(s.peer);
-        key = s.sub.identity.pod ? `claimed pod ${claimedPod(s.sub.identity)}${address === null ? '' : ` from ${address}`}` : null;
-      }
-      const open = key === null ? 0 : (this.podStreams.get(key) ?? 0);
-      if (key !== null && open >= MAX_STREAMS_PER_POD)
-        return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
-      const fromAddress = address === null ? 0 : (this.addressStreams.get(address) ?? 0);
-      if (address !== null && fromAddress >= MAX_PLAINTEXT_STREAMS_PER_ADDRESS)
-        return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-address', `${address} has ${fromAddress} plaintext discovery streams open, at most ${MAX_PLAINTEXT_STREAMS_PER_ADDRESS}`);
-      if (key !== null) this.podStreams.set(key, open + 1);
-      if (address !== null) this.addressStreams.set(address, fromAddress + 1);
-      s.podKey = key;
-      s.addressKey = address;
-      s.streamsCounted = true;
+    if (!s.podClaimChecked && s.authPeer) {
+      // On the first push, not at Subscribe: only a synced view knows every pod.
+      const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
+      if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
     }
+    s.podClaimChecked = true;
     const trust = this.trust?.current() ?? null;
     // A trust state the proxy refused on its own (nackedTrustKey) is not due: deltas go out
     // without it, so the proxy still takes config changes. A full always carries it (contract).

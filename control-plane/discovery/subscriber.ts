@@ -72,15 +72,15 @@ export interface Subscriber {
   /** The current trust anchor (fingerprint) that certificate chains to, and the certificate, re-checked when the bundle changes. */
   authAnchor: { readonly fingerprint: string; readonly certificate: X509Certificate } | null;
   /**
-   * Set once the Subscribe's pod claim was checked against a synced view (client-auth.ts):
-   * what the stream counts against for MAX_STREAMS_PER_POD (its pod, or its certificate when
-   * it names none; discovery-server.ts streamsKey; on plaintext, the pod it claims). Null: none.
+   * Set at Subscribe: what the stream counts against for MAX_STREAMS_PER_POD (the pod its
+   * certificate was issued to, its claimed pod, or its certificate when it names none;
+   * discovery-server.ts streamsKey; on plaintext, the pod it claims from its address). Null: none.
    */
   podKey: string | null;
   /** The source address a plaintext stream counts against (MAX_PLAINTEXT_STREAMS_PER_ADDRESS); null: none (mTLS, loopback). */
   addressKey: string | null;
-  /** The stream was counted (podKey and addressKey set) at its first push. */
-  streamsCounted: boolean;
+  /** Its pod claim was checked against a synced view (client-auth.ts checkPodClaim), at its first push. */
+  podClaimChecked: boolean;
   /** Ends the stream when the client certificate expires. */
   expiryTimer: Timer | null;
   closed: boolean;
@@ -104,7 +104,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podKey: null, addressKey: null, streamsCounted: false, expiryTimer: null, closed: false, reportBuckets: {},
+    authPeer: null, authAnchor: null, podKey: null, addressKey: null, podClaimChecked: false, expiryTimer: null, closed: false, reportBuckets: {},
   };
 }
 
