@@ -354,10 +354,17 @@ export class DiscoveryServer {
    *   (a SPIFFE ID names a service account), and one certificate claiming two sibling pods
    *   must not count twice;
    * - a pod the view does not know (a source that lists no pods): the certificate.
-   * Two certificates claiming two sibling pods of one service account still count twice:
-   * only certificates bound to a pod (not issued today) could tell those apart.
+   * But first, a certificate bound to a pod (signed for a pod-bound token, or renewed from
+   * one: certify-limiter.ts certifiedPod, the pod instance's namespace, name and UID) is
+   * that pod, whatever pod its streams claim: until 2026-12-07 (adv53) one pod's sidecar
+   * with two certificates (Certify signs a pod five at once) claiming two sibling pods of
+   * its service account was two reporters, and withdrew an endpoint mesh-wide alone.
+   * Certificates bound to no pod (a bootstrap token's, `wren certs`) claiming two sibling
+   * pods still count twice.
    */
   private reporterOf(s: Subscriber, peer: PeerIdentity): string {
+    const certified = certifiedPod(peer.certifyState);
+    if (certified !== null) return `${peer.spiffeId} certified:${certified}`;
     const id = s.sub!.identity;
     const pod = `${id.namespace}/${id.pod}`;
     const bySerial = `${peer.spiffeId} serial:${peer.serial}`;
