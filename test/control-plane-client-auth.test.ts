@@ -238,8 +238,9 @@ test('one pod holds at most MAX_STREAMS_PER_POD discovery streams: the next is R
   expect({ code: over.code, response: over.response }).toEqual({ code: grpc.status.RESOURCE_EXHAUSTED, response: null });
   expect(over.details).toBe(`pod shop/web-limits has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
   expect((await refusals())['streams-per-pod']).toBe(1);
-  // The bound is the pod's: another pod of the same identity is served.
-  const other = await open(credentials(web), [{ subscribe: sub(WEB, 'web-limits-2') }]);
+  // The bound is the pod's: another pod of the same identity is served (with a certificate of
+  // its own: web's is at its own 8 too, its certificate's bound, adv53).
+  const other = await open(credentials(await certify(WEB, 'web')), [{ subscribe: sub(WEB, 'web-limits-2') }]);
   expect(other.code).toBeNull();
   other.stream.cancel();
   held.pop()!.stream.cancel();
@@ -263,6 +264,22 @@ test('sidecars that name no pod (identity.pod is optional outside Kubernetes) ar
   expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   expect(over.details).toContain('no pod named');
   for (const o of held) o.stream.cancel();
+}, 30_000);
+
+test('one certificate claiming a new pod the directory does not list on each stream is still bounded: 8 streams per certificate (adv53)', async () => {
+  // A bootstrap token's certificate names no pod; the directory lists web-0 only, so any other name is let through.
+  const c = await certify(WEB, 'web');
+  const held: Outcome[] = [];
+  for (let i = 0; i < MAX_STREAMS_PER_POD; i++) held.push(await open(credentials(c), [{ subscribe: sub(WEB, `ghost-${i}`) }]));
+  expect(held.map((o) => o.code)).toEqual(held.map(() => null));
+  // Before: served, and so on for every new name (8 streams per made-up pod, each an encoded catalog).
+  const over = await open(credentials(c), [{ subscribe: sub(WEB, `ghost-${MAX_STREAMS_PER_POD}`) }]);
+  expect(over.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+  expect(over.details).toMatch(new RegExp(`^certificate ${WEB} serial [0-9a-f]+ has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}$`));
+  // Another certificate claiming one of those pods: served (the pod's own count is 1).
+  const other = await open(credentials(await certify(WEB, 'web')), [{ subscribe: sub(WEB, 'ghost-0') }]);
+  expect(other.code).toBeNull();
+  for (const o of [...held, other]) o.stream.cancel();
 }, 30_000);
 
 test('Certify renews by certificate without a token; a certificate of another identity still needs one', async () => {

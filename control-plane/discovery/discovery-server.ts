@@ -5,7 +5,7 @@ import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport, type Subscribe } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
-import { certifiedPod } from '../identity/certify-limiter.js';
+import { certifiedPod, parseCertifyState } from '../identity/certify-limiter.js';
 import { ClientAnchors } from '../identity/client-anchors.js';
 import type { Issuer } from '../identity/issuer.js';
 import { peerIdentityOf, type PeerIdentity } from '../identity/peer-certificate.js';
@@ -459,6 +459,7 @@ export class DiscoveryServer {
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
     if (s.podKey !== null) release(this.podStreams, s.podKey);
+    if (s.certKey !== null) release(this.podStreams, s.certKey);
     if (s.addressKey !== null) release(this.addressStreams, s.addressKey);
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
@@ -622,9 +623,13 @@ export class DiscoveryServer {
    */
   private countStream(s: Subscriber): boolean {
     let key: string | null;
+    let cert: string | null = null;
     let address: string | null = null;
-    if (s.authPeer) key = streamsKey(s);
-    else {
+    if (s.authPeer) {
+      key = streamsKey(s);
+      cert = parseCertifyState(s.authPeer.certifyState ?? undefined) !== null ? certificateKey(s.authPeer) : null;
+      if (cert === key) cert = null;
+    } else {
       // Plaintext (no client authentication): the pod the stream claims, if any, from its
       // source address, and that address. The claim per address: a claim proves nothing, and
       // counted by the claim alone, 8 streams from anywhere claiming a pod refused that pod's
@@ -634,7 +639,13 @@ export class DiscoveryServer {
     }
     const open = key === null ? 0 : (this.podStreams.get(key) ?? 0);
     if (key !== null && open >= MAX_STREAMS_PER_POD) {
-      this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+      const unnamed = s.authPeer !== null && key === certificateKey(s.authPeer) ? ' (no pod named)' : '';
+      this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${key.slice(0, 300)}${unnamed} has ${open} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
+      return false;
+    }
+    const ofCert = cert === null ? 0 : (this.podStreams.get(cert) ?? 0);
+    if (cert !== null && ofCert >= MAX_STREAMS_PER_POD) {
+      this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${cert.slice(0, 300)} has ${ofCert} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
       return false;
     }
     const fromAddress = address === null ? 0 : (this.addressStreams.get(address) ?? 0);
@@ -643,8 +654,10 @@ export class DiscoveryServer {
       return false;
     }
     if (key !== null) this.podStreams.set(key, open + 1);
+    if (cert !== null) this.podStreams.set(cert, ofCert + 1);
     if (address !== null) this.addressStreams.set(address, fromAddress + 1);
     s.podKey = key;
+    s.certKey = cert;
     s.addressKey = address;
     return true;
   }
@@ -831,7 +844,21 @@ function streamsKey(s: Subscriber): string {
   if (certified !== null) return `the pod this certificate was issued to (${certified})`;
   const pod = s.sub!.identity.pod;
   if (pod) return `pod ${s.authPeer!.namespace}/${pod}`;
-  return `certificate ${s.authPeer!.spiffeId} serial ${s.authPeer!.serial} (no pod named)`;
+  return certificateKey(s.authPeer!);
+}
+
+/**
+ * A certificate's own count, which every authenticated stream with a certificate from Certify
+ * (it carries the limit's state) also takes (MAX_STREAMS_PER_POD): Certify signed it for one
+ * caller's key, and one sidecar holds one stream. Counted only by the pod it claims, a
+ * certificate bound to no pod (a bootstrap token's) in a mesh whose source does not list the
+ * pod (a manifest directory checks only the pods it lists, client-auth.ts) held 8 streams per
+ * made-up pod name, any number in all, each an encoded catalog (adv53; adv15 measured 500
+ * streams at 250 MiB). Not a certificate from files (`wren certs`, no state): one may be
+ * mounted into every replica of a workload, and those count by pod only, as before.
+ */
+function certificateKey(peer: PeerIdentity): string {
+  return `certificate ${peer.spiffeId} serial ${peer.serial}`;
 }
 
 /** Why a Subscribe is over MAX_SUBSCRIBE_SERVICES or MAX_SUBSCRIBE_LABELS, or null. Counted as they arrive, nothing copied. */
