@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DiscoveryResponse } from '../contract/discovery.js';
 import { ControlPlane } from '../control-plane/server.js';
-import { MAX_NACK_DETAIL_CHARS } from '../control-plane/discovery/discovery-server.js';
+import { MAX_NACK_DETAIL_CHARS, MAX_SUBSCRIBE_SERVICES } from '../control-plane/discovery/discovery-server.js';
 import { shopWebControlPlane, discoveryStream, shopWebYaml } from './helpers/discovery-stream.js';
 import type { DirControlPlane } from './helpers/dir-control-plane.js';
 
@@ -56,13 +56,14 @@ test('a Subscribe of megabytes is logged clipped', async () => {
   const { client, stream } = discoveryStream(cp.grpcPort);
   stream.on('error', () => undefined);
   const first = new Promise((resolve) => stream.once('data', resolve));
-  const services = Array.from({ length: 50_000 }, (_, i) => `svc-${i}.shop`);
+  // As many as a Subscribe may name (a longer list is refused before it is logged: subscribe-too-large).
+  const services = Array.from({ length: MAX_SUBSCRIBE_SERVICES }, (_, i) => `svc-${i}.shop`);
   stream.write({ subscribe: { identity: { spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', namespace: 'shop', pod: `web-${'0'.repeat(1_000_000)}`, labels: {} }, services, lastVersion: '' } });
   await first;
   const line = logs.find((l) => l.includes('proxy subscribed') && l.includes('web-000'))!;
   expect(line.length).toBeLessThan(10_000);
   const logged = (JSON.parse(line) as { services: string[] }).services;
-  expect([logged.length, logged[20]]).toEqual([21, '(49980 more)']);
+  expect([logged.length, logged[20]]).toEqual([21, `(${MAX_SUBSCRIBE_SERVICES - 20} more)`]);
   stream.cancel();
   client.close();
 });
