@@ -97,11 +97,12 @@ export function withDefault<T>(p: Parser<T>, def: T): Parser<T> {
   return (raw, path) => (raw === undefined || raw === null ? def : p(raw, path));
 }
 
-export function arr<T>(item: Parser<T>, opts: { default?: readonly T[]; min?: number } = {}): Parser<readonly T[]> {
+export function arr<T>(item: Parser<T>, opts: { default?: readonly T[]; min?: number; max?: number } = {}): Parser<readonly T[]> {
   return (raw, path) => {
     if (raw === undefined && opts.default !== undefined) return opts.default;
     if (!Array.isArray(raw)) return fail(path, `expected a list, got ${show(raw)}`);
     if (opts.min !== undefined && raw.length < opts.min) return fail(path, `expected at least ${opts.min} item(s)`);
+    if (opts.max !== undefined && raw.length > opts.max) return fail(path, `expected at most ${opts.max} items, got ${raw.length}`);
     return Object.freeze(raw.map((v, i) => item(v, join(path, i))));
   };
 }

@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type DiscoveryResponse } from '../contract/discovery.js';
+import { MAX_SUBSCRIBE_SERVICES, type DiscoveryResponse } from '../contract/discovery.js';
 import { ControlPlane } from '../control-plane/server.js';
-import { MAX_NACK_DETAIL_CHARS, MAX_SUBSCRIBE_SERVICES } from '../control-plane/discovery/discovery-server.js';
+import { MAX_NACK_DETAIL_CHARS } from '../control-plane/discovery/discovery-server.js';
 import { shopWebControlPlane, discoveryStream, shopWebYaml } from './helpers/discovery-stream.js';
 import type { DirControlPlane } from './helpers/dir-control-plane.js';
 

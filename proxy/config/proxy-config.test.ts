@@ -1,4 +1,5 @@
 import { ConfigError } from '../../common/schema.js';
+import { MAX_SUBSCRIBE_SERVICES } from '../../contract/discovery.js';
 import { hasProxyEnv, parseProxyConfig, proxyConfigFromEnv, tlsFilesOf } from './proxy-config.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -91,6 +92,10 @@ describe('certificate source', () => {
     expect(parseProxyConfig({ tls: files, discovery: { services: ['web.shop', 'redis.data'] } }).discovery.services).toEqual(['web.shop', 'redis.data']);
     expect(problem({ tls: files, discovery: { services: ['web'] } })).toMatch(/^cfg: discovery\.services\[0\]: expected to match/);
     expect(problem({ tls: files, discovery: { services: 'web.shop' } })).toMatch(/^cfg: discovery\.services: expected/);
+    // More than the control plane takes in a Subscribe (MAX_SUBSCRIBE_SERVICES): refused here, not by the control plane on every reconnect.
+    const keys = (n: number) => Array.from({ length: n }, (_, i) => `s${i}.shop`);
+    expect(parseProxyConfig({ tls: files, discovery: { services: keys(MAX_SUBSCRIBE_SERVICES) } }).discovery.services).toHaveLength(MAX_SUBSCRIBE_SERVICES);
+    expect(problem({ tls: files, discovery: { services: keys(MAX_SUBSCRIBE_SERVICES + 1) } })).toBe(`cfg: discovery.services: expected at most ${MAX_SUBSCRIBE_SERVICES} items, got ${MAX_SUBSCRIBE_SERVICES + 1}`);
   });
 });
 

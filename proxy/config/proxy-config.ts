@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
 import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY, MIN_STATS_REPORT_INTERVAL_MS } from '../../contract/defaults.js';
+import { MAX_SUBSCRIBE_SERVICES } from '../../contract/discovery.js';
 import { CONTROL_PLANE_ADDRESS_PATTERN, controlPlaneSpiffeId, NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, TRUST_DOMAIN_PATTERN } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import type { AccessLogFlush } from '../access-log/access-log.js';
@@ -428,7 +429,8 @@ const shape = obj({
     firstConfigTimeoutMs: duration(30_000),
     insecure: bool(false),
     controlPlaneIdentity: optional(str({ pattern: /^spiffe:\/\/[^/]+\/.+/ })),
-    services: arr(str({ pattern: SERVICE_KEY }), { default: [] }),
+    // At most what the control plane takes in a Subscribe: a longer list is refused there, for ever.
+    services: arr(str({ pattern: SERVICE_KEY }), { default: [], max: MAX_SUBSCRIBE_SERVICES }),
     // At most 16: the clusters announce only the first 16 connect failures in a row (cluster.ts).
     healthReport: obj({ connectFailures: num({ int: true, min: 0, max: 16, default: 2 }) }),
     statsReport: obj({
