@@ -5,7 +5,7 @@ describe('wren control-plane identity flags', () => {
     const a = parseControlPlaneArgs([], { POD_NAMESPACE: 'mesh-system' });
     expect(a.insecure).toBe(false);
     expect(a.identity).toEqual({
-      caDir: null, trustBundle: null, bootstrapTokens: null, certTtlMs: 24 * 3_600_000, tokenReview: { timeoutMs: 5000, maxInFlight: 32 }, namespace: 'mesh-system', writeTrustBundle: null,
+      caDir: null, trustBundle: null, bootstrapTokens: null, certTtlMs: 24 * 3_600_000, tokenReview: { timeoutMs: 5000, maxInFlight: 32, maxInFlightPerSource: 8 }, namespace: 'mesh-system', writeTrustBundle: null,
       certifyLimit: {},
     });
     expect(parseControlPlaneArgs([], {}).identity.namespace).toBe('wren-system');
@@ -15,16 +15,16 @@ describe('wren control-plane identity flags', () => {
     const a = parseControlPlaneArgs(
       [
         '--ca-dir', '/var/run/wren/issuer', '--trust-bundle=/var/run/wren/trust/ca.crt', '--bootstrap-tokens', 't.yaml', '--cert-ttl', '90m', '--namespace', 'wren',
-        '--write-trust-bundle', 'b.pem', '--insecure', '--token-review-timeout', '1500ms', '--token-review-max-in-flight=8',
+        '--write-trust-bundle', 'b.pem', '--insecure', '--token-review-timeout', '1500ms', '--token-review-max-in-flight=8', '--token-review-max-in-flight-per-source', '3',
       ],
       {},
     );
     expect(a.insecure).toBe(true);
     expect(a.identity).toEqual({
       caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt', bootstrapTokens: 't.yaml', certTtlMs: 90 * 60_000,
-      tokenReview: { timeoutMs: 1500, maxInFlight: 8 }, namespace: 'wren', writeTrustBundle: 'b.pem', certifyLimit: {},
+      tokenReview: { timeoutMs: 1500, maxInFlight: 8, maxInFlightPerSource: 3 }, namespace: 'wren', writeTrustBundle: 'b.pem', certifyLimit: {},
     });
-    expect(parseControlPlaneArgs(['--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32 });
+    expect(parseControlPlaneArgs(['--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32, maxInFlightPerSource: 8 });
     expect(parseControlPlaneArgs(['--cert-ttl', '3s'], {}).identity.certTtlMs).toBe(3000);
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
   });
@@ -98,6 +98,7 @@ describe('wren control-plane identity flags', () => {
     [['--token-review-timeout', '1h'], /--token-review-timeout: expected a duration/],
     [['--token-review-max-in-flight', '0'], /--token-review-max-in-flight: expected a whole number in 1\.\.10000, got "0"/],
     [['--token-review-max-in-flight', '2.5'], /--token-review-max-in-flight: expected a whole number/],
+    [['--token-review-max-in-flight-per-source', '0'], /--token-review-max-in-flight-per-source: expected a whole number in 1\.\.10000, got "0"/],
     [['--cert-ttl', '500ms'], /at least 1s/],
     [['--certify-burst', '0'], /^--certify-burst: expected a number in 1\.\.100000, got 0$/],
     [['--certify-burst', 'lots'], /^--certify-burst: expected a number, got "lots"$/],

@@ -127,6 +127,9 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
                                 after this long (default 5s; 100ms..5m)
   --token-review-max-in-flight N  TokenReviews open at once; Certify calls beyond are refused
                                 RESOURCE_EXHAUSTED at once (default 32; 1..10000)
+  --token-review-max-in-flight-per-source N  of those, open at once for one caller address
+                                (a pod IP; loopback not counted), beyond refused the same way
+                                (default 8; 1..10000)
   --certify-burst N             certificates one workload (a pod) may get at once (default 5; 1..100000)
   --certify-refill DURATION     one more per this long (default a quarter of --cert-ttl, at most 1m; 1ms..24h)
   --certify-fleet-burst N       the same for a fleet's bucket: a bootstrap token, or a service account's
@@ -350,6 +353,13 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
         const n = /^\d+$/.test(v) ? Number(v) : NaN;
         if (!(n >= 1 && n <= 10_000)) throw new UsageError(`--token-review-max-in-flight: expected a whole number in 1..10000, got ${JSON.stringify(v)}`);
         tokenReview = { ...tokenReview, maxInFlight: n };
+        break;
+      }
+      case '--token-review-max-in-flight-per-source': {
+        const v = value();
+        const n = /^\d+$/.test(v) ? Number(v) : NaN;
+        if (!(n >= 1 && n <= 10_000)) throw new UsageError(`--token-review-max-in-flight-per-source: expected a whole number in 1..10000, got ${JSON.stringify(v)}`);
+        tokenReview = { ...tokenReview, maxInFlightPerSource: n };
         break;
       }
       case '--certify-burst': {

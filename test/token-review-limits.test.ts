@@ -10,6 +10,7 @@ import { TokenReviewAuthenticator, type TokenReviewLimits } from '../control-pla
 import { CertifyClient } from '../proxy/identity/certify-client.js';
 import { FakeKubeApi } from './fake-kube-api.js';
 import { until } from './helpers/until.js';
+import { networkInterfaces } from 'node:os';
 
 /**
  * TokenReview's bounds end to end (the adversarial run's B3): Certify over real gRPC, the
@@ -39,7 +40,7 @@ interface Rig {
   close(): void;
 }
 
-async function rig(limits: TokenReviewLimits): Promise<Rig> {
+async function rig(limits: TokenReviewLimits, host = '127.0.0.1'): Promise<Rig> {
   api.tokenReviewsReceived = 0;
   const clock = new FakeClock(Date.now());
   const registry = new Registry();
@@ -47,8 +48,8 @@ async function rig(limits: TokenReviewLimits): Promise<Rig> {
   const service = new IdentityService({ issuer, authenticator, clock, logger: silentLogger, metrics: new IdentityMetrics(registry, issuer) });
   const server = new grpc.Server();
   server.addService(IdentityService.definition(), service.implementation);
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  const client = new CertifyClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const client = new CertifyClient(`${host}:${port}`, grpc.credentials.createInsecure());
   return {
     clock,
     client,
@@ -68,7 +69,7 @@ const certify = (r: Rig, i: number, deadlineMs: number): Promise<string> =>
   );
 
 test('40 junk-token Certify calls whose deadlines pass: 32 TokenReviews are opened and all are closed at the deadline, 8 calls are refused at once', async () => {
-  const r = await rig({ timeoutMs: 5000, maxInFlight: 32 });
+  const r = await rig({ timeoutMs: 5000, maxInFlight: 32, maxInFlightPerSource: 8 });
   try {
     // 3 s deadlines: every review must reach the API server before its call gives up, which
     // with 1 s only 3 of 32 did once, the suite and other work sharing 2 CPUs.
@@ -87,7 +88,7 @@ test('40 junk-token Certify calls whose deadlines pass: 32 TokenReviews are open
 });
 
 test('a TokenReview with no answer is given up at the timeout: UNAVAILABLE, counted, the HTTP request closed', async () => {
-  const r = await rig({ timeoutMs: 5000, maxInFlight: 32 });
+  const r = await rig({ timeoutMs: 5000, maxInFlight: 32, maxInFlightPerSource: 8 });
   try {
     const call = certify(r, 0, 20_000);
     expect(await until(() => api.heldTokenReviews.size === 1, 5000)).toBe(true);
@@ -110,7 +111,7 @@ test('a TokenReview with no answer is given up at the timeout: UNAVAILABLE, coun
 });
 
 test('beyond maxInFlight a Certify is refused RESOURCE_EXHAUSTED at once, without a TokenReview', async () => {
-  const r = await rig({ timeoutMs: 5000, maxInFlight: 2 });
+  const r = await rig({ timeoutMs: 5000, maxInFlight: 2, maxInFlightPerSource: 2 });
   try {
     const open = [certify(r, 0, 20_000), certify(r, 1, 20_000)];
     expect(await until(() => api.heldTokenReviews.size === 2, 5000)).toBe(true);
@@ -121,6 +122,32 @@ test('beyond maxInFlight a Certify is refused RESOURCE_EXHAUSTED at once, withou
     expect(await r.refused('authenticator_overloaded')).toBe(1);
     r.clock.advance(5000);
     expect(await Promise.all(open)).toEqual(['UNAVAILABLE', 'UNAVAILABLE']);
+  } finally {
+    r.close();
+  }
+});
+
+/** This host's first non-loopback IPv4 address: calls from it are counted by address (loopback is not). */
+const hostAddress = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address ?? null;
+const withAddress = hostAddress ? test : test.skip;
+if (!hostAddress) console.warn('token-review-limits: skipped the per-address test: this host has no non-loopback IPv4 address');
+
+withAddress('one caller address gets at most maxInFlightPerSource TokenReviews: junk tokens from one pod cannot take every slot and refuse every other pod', async () => {
+  const r = await rig({ timeoutMs: 5000, maxInFlight: 32, maxInFlightPerSource: 4 }, hostAddress!);
+  try {
+    const open = Array.from({ length: 4 }, (_, i) => certify(r, i, 20_000));
+    expect(await until(() => api.tokenReviewsReceived === 4, 5000)).toBe(true);
+    // Two more from the same address: refused at once, no TokenReview, its own reason.
+    expect(await Promise.all([certify(r, 10, 20_000), certify(r, 11, 20_000)])).toEqual(['RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED']);
+    expect(api.tokenReviewsReceived).toBe(4);
+    expect(await r.refused('authenticator_source_overloaded')).toBe(2);
+    expect(await r.refused('authenticator_overloaded')).toBe(0);
+    // The held reviews end at the timeout; then the address has its share again.
+    r.clock.advance(5000);
+    expect(await Promise.all(open)).toEqual(['UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE']);
+    void certify(r, 20, 20_000);
+    expect(await until(() => api.tokenReviewsReceived === 5, 5000)).toBe(true);
+    r.clock.advance(5000);
   } finally {
     r.close();
   }

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { isIP } from 'node:net';
+import { sourceAddress } from '../source-address.js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport, type Subscribe, MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../../contract/discovery.js';
@@ -792,16 +792,6 @@ function release(counts: Map<string, number>, key: string): void {
   else counts.delete(key);
 }
 
-/**
- * The address a plaintext stream comes from (grpc-js's getPeer: `ADDRESS:PORT`, an IPv6
- * address unbracketed), an IPv4-mapped IPv6 address as its IPv4; null for loopback or an
- * address it cannot tell (MAX_PLAINTEXT_STREAMS_PER_ADDRESS).
- */
-function sourceAddress(peer: string): string | null {
-  const address = peer.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
-  if (isIP(address) === 0 || address.startsWith('127.') || address === '::1') return null;
-  return address;
-}
 
 /**
  * What MAX_STREAMS_PER_POD counts a stream against: the pod instance its certificate was

@@ -43,9 +43,10 @@ export type AuthErrorKind = 'unauthenticated' | 'unavailable';
 /**
  * Why an `unavailable` check was not made, when a limit decided it (token-review-authenticator.ts):
  * `timeout`, no answer within the time allowed; `overloaded`, too many checks in flight;
- * `abandoned`, the caller went away (its call was cancelled or passed its deadline).
+ * `abandoned`, the caller went away (its call was cancelled or passed its deadline);
+ * `source-overloaded`, the caller's address has its share of the checks in flight.
  */
-export type AuthLimit = 'timeout' | 'overloaded' | 'abandoned';
+export type AuthLimit = 'timeout' | 'overloaded' | 'abandoned' | 'source-overloaded';
 
 export class AuthError extends Error {
   readonly limit: AuthLimit | null;
@@ -67,8 +68,10 @@ export interface Authenticator {
   /**
    * Resolves with the principal the token proves; rejects with AuthError. Never logs the
    * token. `signal`: the caller has gone away, give up (and free what the check holds).
+   * `source`: the caller's address (a pod IP), for a per-caller share of what the check
+   * costs; absent or null: not one to share by (loopback, unknown).
    */
-  authenticate(token: Buffer, signal?: AbortSignal): Promise<Principal>;
+  authenticate(token: Buffer, signal?: AbortSignal, source?: string | null): Promise<Principal>;
 }
 
 /** `system:serviceaccount:<ns>:<sa>` -> parts (the username Kubernetes gives service-account tokens). */

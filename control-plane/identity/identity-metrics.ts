@@ -15,6 +15,7 @@ export type RefusalReason =
   | 'authenticator_unavailable'
   | 'authenticator_timeout'
   | 'authenticator_overloaded'
+  | 'authenticator_source_overloaded'
   | 'cancelled'
   | 'rate_limited'
   | 'ca_error';

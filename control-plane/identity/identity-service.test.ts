@@ -271,6 +271,24 @@ describe('IdentityService', () => {
     await expect(fresh.certify({ ...req, token: Buffer.from('t') })).rejects.toMatchObject({ reason: 'rate_limited' });
   });
 
+  test('refusals a client causes at will (junk tokens) are all counted but logged at most 10 a second per reason, the next line saying how many were left out', async () => {
+    const clock = new FakeClock(Date.now());
+    const registry = new Registry();
+    const logs: string[] = [];
+    const s = new IdentityService({ issuer, authenticator: failsWith(new AuthError('unauthenticated', 'bad token')), clock, logger: createLogger({ sink: (l) => void logs.push(l) }), metrics: new IdentityMetrics(registry, issuer) });
+    const req = { identity: ID, token: Buffer.from('junk'), csrPem, requestedLifetimeMs: 0 };
+    for (let i = 0; i < 30; i++) await s.certify(req, 'peer').catch(() => undefined);
+    const counted = (await registry.getSingleMetric('wren_identity_certificates_refused_total')!.get()).values;
+    expect(counted.map((v) => [v.labels.reason, v.value])).toEqual([['unauthenticated', 30]]);
+    const refusals = () => logs.filter((l) => l.includes('certificate refused')).map((l) => JSON.parse(l) as { reason: string; suppressed?: number });
+    expect(refusals()).toHaveLength(10);
+    expect(refusals().every((l) => l.suppressed === undefined)).toBe(true);
+    clock.advance(1000);
+    await s.certify(req, 'peer').catch(() => undefined);
+    expect(refusals()).toHaveLength(11);
+    expect(refusals()[10]).toMatchObject({ reason: 'unauthenticated', suppressed: 20 });
+  });
+
   test('never logs the token', async () => {
     const logs: string[] = [];
     await status(service(proves('shop', 'cart'), undefined, logs));

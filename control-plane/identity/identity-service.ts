@@ -11,6 +11,8 @@ import { AuthError, type Authenticator, type Principal } from './authenticator.j
 import type { IdentityMetrics, RefusalReason } from './identity-metrics.js';
 import { issuerSnapshot, type Issuer } from './issuer.js';
 import { peerIdentityOf, type PeerIdentity } from './peer-certificate.js';
+import { sourceAddress } from '../source-address.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 
 export interface IdentityServiceOptions {
   readonly issuer: Issuer;
@@ -89,8 +91,11 @@ export class IdentityService {
   private readonly ttlMs: number;
   private readonly anchors: ClientAnchors | null;
   readonly limiter: CertifyLimiter;
+  /** The 'certificate refused' lines, at most 10 a second per reason. */
+  private readonly refusalLog: LogThrottle;
 
   constructor(private readonly o: IdentityServiceOptions) {
+    this.refusalLog = new LogThrottle(o.clock);
     this.anchors = o.acceptClientCertificates ? new ClientAnchors(o.issuer) : null;
     this.ttlMs = o.certTtlMs ?? DEFAULT_LEAF_TTL_MS;
     if (!(this.ttlMs >= MIN_CERT_TTL_MS) || this.ttlMs > o.issuer.ca.maxTtlMs)
@@ -157,9 +162,14 @@ export class IdentityService {
     } catch (e) {
       const err = e instanceof CertifyError ? e : new CertifyError(grpc.status.INTERNAL, 'ca_error', `internal error: ${(e as Error).message}`);
       this.o.metrics.refused.inc({ reason: err.reason });
-      // The token is never logged; the requested identity and the reason are.
-      if (!err.quiet)
-        this.o.logger.warn('certificate refused', { identity: String(req?.identity ?? '').slice(0, 300), reason: err.reason, status: grpc.status[err.status], detail: err.message, peer });
+      // The token is never logged; the requested identity and the reason are. At most 10
+      // lines a second per reason: anyone who reaches the port can have calls refused at
+      // will (junk tokens), and the metric above counts every one.
+      const dropped = err.quiet ? null : this.refusalLog.admit(err.reason);
+      if (dropped !== null)
+        this.o.logger.warn('certificate refused', {
+          identity: String(req?.identity ?? '').slice(0, 300), reason: err.reason, status: grpc.status[err.status], detail: err.message, peer, ...(dropped > 0 ? { suppressed: dropped } : {}),
+        });
       throw err;
     }
   }
@@ -193,7 +203,7 @@ export class IdentityService {
       renewal = false;
       this.o.logger.warn('client certificate expired; the call needs a token', { identity: client!.spiffeId, serial: client!.serial, notAfter: new Date(client!.notAfterMs).toISOString(), peer });
     }
-    const principal = renewal ? { namespace: client!.namespace, serviceAccount: client!.serviceAccount, via: 'client-certificate' } : await this.authenticate(req, signal);
+    const principal = renewal ? { namespace: client!.namespace, serviceAccount: client!.serviceAccount, via: 'client-certificate' } : await this.authenticate(req, signal, sourceAddress(peer));
     if (principal.namespace !== id.namespace || principal.serviceAccount !== id.serviceAccount)
       throw new CertifyError(
         grpc.status.PERMISSION_DENIED,
@@ -212,18 +222,19 @@ export class IdentityService {
     return this.sign(req, id, ttlMs, issuer, principal, peer, key);
   }
 
-  private async authenticate(req: CertifyRequest, signal: AbortSignal | undefined): Promise<Principal> {
+  private async authenticate(req: CertifyRequest, signal: AbortSignal | undefined, source: string | null): Promise<Principal> {
     if (!this.o.authenticator)
       throw new CertifyError(grpc.status.FAILED_PRECONDITION, 'no_authenticator', 'this control plane cannot check tokens (start it with --source kubernetes or --bootstrap-tokens FILE)');
     const token = Buffer.isBuffer(req.token) ? req.token : Buffer.from(req.token ?? '');
     try {
-      return await this.o.authenticator.authenticate(token, signal);
+      return await this.o.authenticator.authenticate(token, signal, source);
     } catch (e) {
       if (e instanceof AuthError && e.kind === 'unauthenticated') throw new CertifyError(grpc.status.UNAUTHENTICATED, 'unauthenticated', e.message);
       // The TokenReview limits (token-review-authenticator.ts), each with its own reason so an alert can tell them apart.
       const limit = e instanceof AuthError ? e.limit : null;
       if (limit === 'timeout') throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_timeout', (e as Error).message);
       if (limit === 'overloaded') throw new CertifyError(grpc.status.RESOURCE_EXHAUSTED, 'authenticator_overloaded', (e as Error).message);
+      if (limit === 'source-overloaded') throw new CertifyError(grpc.status.RESOURCE_EXHAUSTED, 'authenticator_source_overloaded', (e as Error).message);
       if (limit === 'abandoned') throw new CertifyError(grpc.status.CANCELLED, 'cancelled', (e as Error).message);
       throw new CertifyError(grpc.status.UNAVAILABLE, 'authenticator_unavailable', (e as Error).message);
     }

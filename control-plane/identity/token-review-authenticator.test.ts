@@ -95,7 +95,7 @@ function watch<T>(p: Promise<T>): { state: 'pending' | 'resolved' | 'rejected'; 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('TokenReview limits (fake time)', () => {
-  const limits = { timeoutMs: 5000, maxInFlight: 2 };
+  const limits = { timeoutMs: 5000, maxInFlight: 2, maxInFlightPerSource: 2 };
 
   test('a review the API server does not answer is given up after timeoutMs: the caller gets limit "timeout" and the request is aborted', async () => {
     const c = new FakeClock();
@@ -141,6 +141,33 @@ describe('TokenReview limits (fake time)', () => {
     expect(open).toHaveLength(3);
   });
 
+  test('one caller address has at most maxInFlightPerSource of the reviews open; others still get theirs; callers with no address (loopback) are not counted by address; a slot comes back when its request ends', async () => {
+    const c = new FakeClock();
+    const { api, open } = hanging(false);
+    const a = new TokenReviewAuthenticator(api, { clock: c, limits: { timeoutMs: 5000, maxInFlight: 6, maxInFlightPerSource: 2 } });
+    const flood = [watch(a.authenticate(Buffer.from('j1'), undefined, '10.0.0.9')), watch(a.authenticate(Buffer.from('j2'), undefined, '10.0.0.9'))];
+    await tick();
+    const third = watch(a.authenticate(Buffer.from('j3'), undefined, '10.0.0.9'));
+    await tick();
+    expect(third).toMatchObject({ state: 'rejected', error: { kind: 'unavailable', limit: 'source-overloaded', message: expect.stringContaining('from 10.0.0.9') } });
+    expect(open).toHaveLength(2);
+    // Another pod, and a loopback caller (no address), still get theirs.
+    const other = watch(a.authenticate(Buffer.from('p1'), undefined, '10.0.0.7'));
+    const local = [watch(a.authenticate(Buffer.from('l1'), undefined, null)), watch(a.authenticate(Buffer.from('l2'))), watch(a.authenticate(Buffer.from('l3')))];
+    await tick();
+    expect([other, ...local].map((w) => w.state)).toEqual(['pending', 'pending', 'pending', 'pending']);
+    expect(open).toHaveLength(6);
+    expect(flood.map((w) => w.state)).toEqual(['pending', 'pending']);
+    // One of the flooding address's requests ends: it may have one more open.
+    open[0].answer({ authenticated: false });
+    await tick();
+    expect(flood[0].state).toBe('rejected');
+    const again = watch(a.authenticate(Buffer.from('j4'), undefined, '10.0.0.9'));
+    await tick();
+    expect(again.state).toBe('pending');
+    expect(open).toHaveLength(7);
+  });
+
   test('the caller going away abandons the review (limit "abandoned") and aborts its request', async () => {
     const c = new FakeClock();
     const { api, open } = hanging(true);
@@ -160,7 +187,8 @@ describe('TokenReview limits (fake time)', () => {
   });
 
   test('limits are checked', () => {
-    expect(() => new TokenReviewAuthenticator(hanging(true).api, { clock, limits: { timeoutMs: 0, maxInFlight: 1 } })).toThrow(RangeError);
-    expect(() => new TokenReviewAuthenticator(hanging(true).api, { clock, limits: { timeoutMs: 1000, maxInFlight: 0.5 } })).toThrow(RangeError);
+    expect(() => new TokenReviewAuthenticator(hanging(true).api, { clock, limits: { timeoutMs: 0, maxInFlight: 1, maxInFlightPerSource: 1 } })).toThrow(RangeError);
+    expect(() => new TokenReviewAuthenticator(hanging(true).api, { clock, limits: { timeoutMs: 1000, maxInFlight: 0.5, maxInFlightPerSource: 1 } })).toThrow(RangeError);
+    expect(() => new TokenReviewAuthenticator(hanging(true).api, { clock, limits: { timeoutMs: 1000, maxInFlight: 1, maxInFlightPerSource: 0 } })).toThrow(RangeError);
   });
 });

@@ -22,6 +22,12 @@ export interface TokenReviewLimits {
   readonly timeoutMs: number;
   /** Reviews open at once; one more is refused at once (RESOURCE_EXHAUSTED) without asking the API server. */
   readonly maxInFlight: number;
+  /**
+   * Of those, open at once for one caller address (a pod IP; loopback is not counted):
+   * without it one client sending junk tokens as fast as they are refused held every slot,
+   * and every pod's Certify was refused `authenticator_overloaded` for as long as it went on.
+   */
+  readonly maxInFlightPerSource: number;
 }
 
 /**
@@ -30,7 +36,7 @@ export interface TokenReviewLimits {
  * reaches the proxy, which retries with backoff. 32 in flight: at ~10 ms a review that is
  * ~3,000 reviews/s, several times what the CA signs (~690/s, docs/identity.md "Measured").
  */
-export const DEFAULT_TOKEN_REVIEW_LIMITS: TokenReviewLimits = Object.freeze({ timeoutMs: 5000, maxInFlight: 32 });
+export const DEFAULT_TOKEN_REVIEW_LIMITS: TokenReviewLimits = Object.freeze({ timeoutMs: 5000, maxInFlight: 32, maxInFlightPerSource: 8 });
 
 export interface TokenReviewOptions {
   readonly clock: Clock;
@@ -80,6 +86,8 @@ export class TokenReviewAuthenticator implements Authenticator {
   private readonly audiences: readonly string[];
   private readonly limits: TokenReviewLimits;
   private inFlight = 0;
+  /** Reviews open per caller address (only addresses with some open: at most maxInFlight keys). */
+  private readonly bySource = new Map<string, number>();
 
   constructor(
     private readonly api: TokenReviewApi,
@@ -87,8 +95,8 @@ export class TokenReviewAuthenticator implements Authenticator {
   ) {
     this.audiences = o.audiences ?? [IDENTITY_TOKEN_AUDIENCE];
     this.limits = o.limits ?? DEFAULT_TOKEN_REVIEW_LIMITS;
-    if (!(this.limits.timeoutMs > 0) || !Number.isInteger(this.limits.maxInFlight) || this.limits.maxInFlight < 1)
-      throw new RangeError(`TokenReview limits: timeoutMs must be > 0 and maxInFlight an integer >= 1, got ${JSON.stringify(this.limits)}`);
+    if (!(this.limits.timeoutMs > 0) || !Number.isInteger(this.limits.maxInFlight) || this.limits.maxInFlight < 1 || !Number.isInteger(this.limits.maxInFlightPerSource) || this.limits.maxInFlightPerSource < 1)
+      throw new RangeError(`TokenReview limits: timeoutMs must be > 0, maxInFlight and maxInFlightPerSource integers >= 1, got ${JSON.stringify(this.limits)}`);
   }
 
   static fromKubeConfig(kc: k8s.KubeConfig, opts: TokenReviewOptions): TokenReviewAuthenticator {
@@ -99,13 +107,16 @@ export class TokenReviewAuthenticator implements Authenticator {
     );
   }
 
-  async authenticate(token: Buffer, signal?: AbortSignal): Promise<Principal> {
+  async authenticate(token: Buffer, signal?: AbortSignal, source?: string | null): Promise<Principal> {
     const text = presentedToken(token);
     if (text.length === 0) throw new AuthError('unauthenticated', 'no token was presented');
     if (signal?.aborted) throw new AuthError('unavailable', 'the caller went away before the TokenReview', { limit: 'abandoned' });
     if (this.inFlight >= this.limits.maxInFlight)
       throw new AuthError('unavailable', `${this.inFlight} TokenReviews are in flight, the most allowed (--token-review-max-in-flight): try again later`, { limit: 'overloaded' });
-    const review = await this.review({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: text, audiences: [...this.audiences] } }, signal);
+    const mine = source ? (this.bySource.get(source) ?? 0) : 0;
+    if (source && mine >= this.limits.maxInFlightPerSource)
+      throw new AuthError('unavailable', `${mine} TokenReviews from ${source} are in flight, the most one address may have (--token-review-max-in-flight-per-source): try again later`, { limit: 'source-overloaded' });
+    const review = await this.review({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: text, audiences: [...this.audiences] } }, signal, source ?? null);
     const st = review.status ?? {};
     if (st.authenticated !== true) throw new AuthError('unauthenticated', `the API server did not authenticate the token${st.error ? `: ${st.error}` : ''}`);
     const got = st.audiences ?? [];
@@ -123,9 +134,10 @@ export class TokenReviewAuthenticator implements Authenticator {
   }
 
   /** One request, holding a slot until it has ended; answered at the timeout or the caller's abort, whichever comes first. */
-  private review(body: k8s.V1TokenReview, signal: AbortSignal | undefined): Promise<k8s.V1TokenReview> {
+  private review(body: k8s.V1TokenReview, signal: AbortSignal | undefined, source: string | null): Promise<k8s.V1TokenReview> {
     const abort = new AbortController();
     this.inFlight++;
+    if (source) this.bySource.set(source, (this.bySource.get(source) ?? 0) + 1);
     return new Promise((resolve, reject) => {
       let done = false;
       const settle = (f: () => void): void => {
@@ -157,7 +169,14 @@ export class TokenReviewAuthenticator implements Authenticator {
             settle(() => reject(new AuthError('unavailable', `TokenReview failed${typeof code === 'number' ? ` (HTTP ${code})` : ''}: ${firstLine(e)}`, { cause: e })));
           },
         )
-        .finally(() => this.inFlight--);
+        .finally(() => {
+          this.inFlight--;
+          if (source) {
+            const left = this.bySource.get(source)! - 1;
+            if (left === 0) this.bySource.delete(source);
+            else this.bySource.set(source, left);
+          }
+        });
     });
   }
 }
