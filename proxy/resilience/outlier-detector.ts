@@ -2,8 +2,8 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import type { Outcome } from './classify.js';
 import {
-  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, GATEWAY, HEALTHY, leaseSeconds, LOCAL, LOCAL_SUCCESS,
-  LOCAL_TOTAL, privateSlot, REASON, renew, STATE, TIMES, TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
+  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, GATEWAY, GENERATION, HEALTHY, leaseSeconds, LOCAL,
+  LOCAL_SUCCESS, LOCAL_TOTAL, privateSlot, REASON, renew, STATE, STATE_MASK, TIMES, TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
 } from './shared-outliers.js';
 
 /**
@@ -92,8 +92,8 @@ class HostMonitor {
   times!: Float64Array;
   c = 0;
   t = 0;
-  /** The slot was CHANGING at this thread's last sweep. */
-  changing = false;
+  /** The slot's STATE word (with its generation) if it was CHANGING at this thread's last sweep, else -1 (never a word: state 3). */
+  changing = -1;
 
   constructor(public slot: OutlierSlot) {
     this.at(slot);
@@ -105,10 +105,37 @@ class HostMonitor {
     this.times = slot.memory.times;
     this.c = slot.slot * CELLS;
     this.t = slot.slot * TIMES;
+    this.changing = -1;
+  }
+
+  /** The STATE cell: state and generation (shared-outliers.ts). */
+  word(): number {
+    return Atomics.load(this.cells, this.c + STATE);
   }
 
   shared(): number {
-    return Atomics.load(this.cells, this.c + STATE);
+    return this.word() & STATE_MASK;
+  }
+
+  /**
+   * Enters CHANGING from `from` (the next generation): the CHANGING word this thread now
+   * holds, or -1 when the state is not `from`, or, with `expected`, when the cell is no longer
+   * that exact word (another change was made since it was read).
+   */
+  begin(from: number, expected?: number): number {
+    const i = this.c + STATE;
+    for (;;) {
+      const w = expected ?? Atomics.load(this.cells, i);
+      if ((w & STATE_MASK) !== from) return -1;
+      const next = ((w & ~STATE_MASK) + GENERATION) | CHANGING;
+      if (Atomics.compareExchange(this.cells, i, w, next) === w) return next;
+      if (expected !== undefined) return -1;
+    }
+  }
+
+  /** Ends the change begun as `changing` (begin()), publishing `state`: a thread that reads it reads the times written before. */
+  end(changing: number, state: number): void {
+    Atomics.store(this.cells, this.c + STATE, (changing & ~STATE_MASK) | state);
   }
 
   /**
@@ -201,7 +228,6 @@ export class OutlierDetector {
       if (!this.shared) continue;
       this.shared.table.release(m.slot);
       m.at(privateSlot());
-      m.changing = false;
     }
     if (this.shared) this.sweeps = privateSlot();
   }
@@ -283,12 +309,28 @@ export class OutlierDetector {
     for (const [k, m] of this.hosts) {
       // A change takes microseconds; one still there a whole interval later was cut short
       // (its worker terminated in the middle of it): the state it started from is restored.
-      const changing = m.shared() === CHANGING;
-      if (changing && m.changing) Atomics.compareExchange(m.cells, m.c + STATE, CHANGING, m.ejected ? EJECTED : HEALTHY);
-      m.changing = changing;
+      // The same change: the same word, generation and all. Workers sweep at the same moments
+      // (arm()) and the sweeps' own unejects are changes, so CHANGING at two sweeps in a row
+      // was often two live changes, and restoring over the second let another worker claim the
+      // slot while its owner still wrote it (two ejections at once; adv54). The exchange is of
+      // that word, so it can only undo the change that stopped.
+      const w = m.word();
+      const changing = (w & STATE_MASK) === CHANGING ? w : -1;
+      if (changing !== -1 && changing === m.changing) {
+        Atomics.compareExchange(m.cells, m.c + STATE, changing, (changing & ~STATE_MASK) | (m.ejected ? EJECTED : HEALTHY));
+        m.changing = -1;
+      } else {
+        m.changing = changing;
+      }
       // A missed announcement is caught here: the slot's state is the one that counts.
       this.follow(k, m);
-      if (m.ejected && now - m.times[m.t + EJECTED_AT] >= m.times[m.t + EJECTION_MS]) this.uneject(k, m, 'timeout');
+      // The ejection whose times are read is the one uneject() ends: its exact word is
+      // exchanged, so an ejection another worker ended and a new one it began since the read
+      // (the same EJECTED state, a later generation) is left to run its time (ABA; adv54).
+      const ejection = m.word();
+      if (m.ejected && (ejection & STATE_MASK) === EJECTED && now - m.times[m.t + EJECTED_AT] >= m.times[m.t + EJECTION_MS]) {
+        this.uneject(k, m, 'timeout', ejection);
+      }
     }
     // One evaluation and one backoff decrement per interval for the sidecar, however many
     // workers sweep: the first sweep in a new interval (clock ms / interval) does them.
@@ -465,7 +507,8 @@ export class OutlierDetector {
     }
     const { cells, c, times, t } = m;
     // The sidecar's ejection, claimed once: another worker that got there first has ejected it.
-    if (Atomics.compareExchange(cells, c + STATE, HEALTHY, CHANGING) !== HEALTHY) {
+    const changing = m.begin(HEALTHY);
+    if (changing === -1) {
       this.follow(key, m);
       return;
     }
@@ -473,7 +516,7 @@ export class OutlierDetector {
     // two hosts at once each count the other's claim, so maxEjectionPercent is never
     // exceeded; at worst both step back and the next detection ejects.
     if (overflow(this.ejectedCount())) {
-      Atomics.store(cells, c + STATE, HEALTHY);
+      m.end(changing, HEALTHY);
       this.emit({ type: 'detected', endpoint: key, reason, action: 'overflow' });
       return;
     }
@@ -490,17 +533,19 @@ export class OutlierDetector {
     Atomics.store(cells, c + REASON, REASONS.indexOf(reason) + 1);
     m.resetConsecutive();
     // Published: a thread that reads EJECTED reads the times written before it.
-    Atomics.store(cells, c + STATE, EJECTED);
+    m.end(changing, EJECTED);
     m.ejected = true;
     this.emit({ type: 'detected', endpoint: key, reason, action: 'ejected' });
     this.emit({ type: 'ejected', endpoint: key, reason, until: now + times[t + EJECTION_MS], timesEjected });
     this.shared?.announce(key);
   }
 
-  private uneject(key: string, m: HostMonitor, cause: UnejectCause): void {
+  /** `ejection`: the STATE word of the ejection to end (the one whose times were read), else whichever there is. */
+  private uneject(key: string, m: HostMonitor, cause: UnejectCause, ejection?: number): void {
     const { cells, c } = m;
-    if (Atomics.compareExchange(cells, c + STATE, EJECTED, CHANGING) !== EJECTED) {
-      // Another worker unejected it (or is doing so): its state, once published, is this thread's.
+    const changing = m.begin(EJECTED, ejection);
+    if (changing === -1) {
+      // Another worker unejected it (or is doing so, or ejected it anew): its state, once published, is this thread's.
       this.follow(key, m);
       return;
     }
@@ -508,7 +553,7 @@ export class OutlierDetector {
     Atomics.store(cells, c + CAUSE, CAUSES.indexOf(cause));
     // Envoy resets the counters so a host near a threshold is not re-ejected at once.
     m.resetConsecutive();
-    Atomics.store(cells, c + STATE, HEALTHY);
+    m.end(changing, HEALTHY);
     m.ejected = false;
     this.emit({ type: 'unejected', endpoint: key, cause });
     this.shared?.announce(key);

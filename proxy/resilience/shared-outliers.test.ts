@@ -4,7 +4,7 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
-import { BUCKET, CELLS, CHANGING, EXT_TOTAL, outlierMemory, SharedOutliers, STATE, type OutlierMemory } from './shared-outliers.js';
+import { BUCKET, CELLS, CHANGING, EJECTED, EJECTED_AT, EJECTION_MS, EXT_TOTAL, outlierMemory, SharedOutliers, STATE, STATE_MASK, TIMES, UNEJECTED_AT, type OutlierMemory } from './shared-outliers.js';
 
 /**
  * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
@@ -260,6 +260,90 @@ describe('shared outlier detection (two workers, one table)', () => {
     clock.advance(20_000); // seen CHANGING at 10 s, still at 20 s: restored
     for (let i = 0; i < 5; i++) w1.record('a', e500);
     expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    close();
+  });
+
+  /**
+   * A table whose times array runs `hook.at` once, the first time the cell `hook.cell` is read
+   * (get) or written (set): another worker's steps placed exactly between two of this one's
+   * (a read and the exchange that acts on it, or a change's writes), where threads would race.
+   */
+  function hookedMemory() {
+    const base = outlierMemory(true, 64);
+    const hook: { cell: number; on: 'get' | 'set'; at: (() => void) | null } = { cell: -1, on: 'get', at: null };
+    const fire = (on: 'get' | 'set', p: string | symbol) => {
+      if (hook.at === null || hook.on !== on || p !== String(hook.cell)) return;
+      const at = hook.at;
+      hook.at = null;
+      at();
+    };
+    const times = new Proxy(base.times, {
+      get(t, p) {
+        const v = Reflect.get(t, p, t) as unknown;
+        fire('get', p);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+      set(t, p, v) {
+        fire('set', p);
+        return Reflect.set(t, p, v, t);
+      },
+    });
+    const memory: OutlierMemory = { ...base, times };
+    const slot = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot;
+    return { memory, hook, slot, state: () => Atomics.load(memory.cells, slot * CELLS + STATE) & STATE_MASK };
+  }
+
+  it("a sweep's timeout uneject ends only the ejection whose times it read: one another worker ended and began anew in between runs its time (ABA; adv54)", () => {
+    const { memory, hook, slot, state } = hookedMemory();
+    const { clock, ds: [w0, w1], events, close } = workers({}, ['a'], memory);
+    for (let i = 0; i < 5; i++) w0.record('a', e500); // ejected at 0 for 30 s
+    clock.advance(25_000);
+    // Worker 0's sweep at 30 s reads the ejection's times (run out); before its exchange,
+    // worker 1's health check unejects the endpoint and 5 failures eject it again (for 60 s).
+    hook.cell = slot * TIMES + EJECTION_MS; // read last
+    hook.on = 'get';
+    hook.at = () => {
+      w1.healthCheckPassed('a');
+      for (let i = 0; i < 5; i++) w1.record('a', e500);
+      expect(w1.state('a')).toMatchObject({ ejected: true, ejectedUntil: 90_000, timesEjected: 2 });
+    };
+    clock.advance(5_000);
+    expect(hook.at).toBeNull(); // the sweep ran into it
+    // The new ejection stands, in both workers, until its own time is up.
+    expect(state()).toBe(EJECTED);
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    expect([...events[0], ...events[1]].filter((e) => e.type === 'unejected' && e.cause === 'timeout')).toEqual([]);
+    clock.advance(59_999);
+    expect(w0.isEjected('a')).toBe(true);
+    clock.advance(1);
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    close();
+  });
+
+  it("a change under way at two sweeps in a row is two changes, not one cut short: the second is not undone over its worker (adv54)", () => {
+    const { memory, hook, slot, state } = hookedMemory();
+    const { clock, ds: [w0, w1], events, announced, close } = workers({ baseEjectionTimeMs: 10_000 }, ['a'], memory);
+    // Worker 1 sweeps while worker 0 writes its ejection (at 0), and again while worker 0's
+    // sweep at 10 s writes its uneject: the sweeps of all workers are at the same moments.
+    const sweepDuringChange = () => {
+      w1.tick();
+      expect(state()).toBe(CHANGING); // worker 0's change is left alone
+    };
+    hook.cell = slot * TIMES + EJECTED_AT;
+    hook.on = 'set';
+    hook.at = sweepDuringChange;
+    for (let i = 0; i < 5; i++) w0.record('a', e500);
+    expect(hook.at).toBeNull();
+    expect(w1.isEjected('a')).toBe(true);
+    hook.cell = slot * TIMES + UNEJECTED_AT;
+    hook.at = sweepDuringChange;
+    clock.advance(10_000);
+    expect(hook.at).toBeNull();
+    // Unejected once, by worker 0; worker 1 followed it (restored over it, it had taken the
+    // ejection for a stuck change and ended it again itself: two unejects, two log lines).
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    expect(announced).toEqual(['0:a', '0:a']);
+    expect(events[1].filter((e) => e.type === 'unejected')).toEqual([{ type: 'unejected', endpoint: 'a', cause: 'timeout', remote: true }]);
     close();
   });
 

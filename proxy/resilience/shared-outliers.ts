@@ -51,8 +51,19 @@ export interface OutlierMemory {
 export const C5XX = 0;
 export const GATEWAY = 1;
 export const LOCAL = 2;
-/** HEALTHY, EJECTED, or CHANGING while one thread writes an ejection or uneject. */
+/**
+ * The state (HEALTHY, EJECTED, or CHANGING while one thread writes an ejection or uneject) in
+ * the low two bits (STATE_MASK), and above them a generation: the number of changes begun
+ * (modulo 2^30), added to by the compare-exchange that enters CHANGING. A thread that read
+ * the cell and acts on what it read compare-exchanges that exact word, so a change made by
+ * another thread in between (an uneject and a new ejection: the same state again) fails its
+ * exchange instead of being taken for the one it read (ABA), and a CHANGING word seen at two
+ * sweeps is the same change, not two that happened to be under way at both (outlier-detector.ts).
+ */
 export const STATE = 3;
+export const STATE_MASK = 3;
+/** What one change adds to the STATE cell (the generation, above STATE_MASK). */
+export const GENERATION = 4;
 export const TIMES_EJECTED = 4;
 export const BACKOFF = 5;
 /** Index in EJECTION_REASONS of the last ejection's reason, + 1 (0: never ejected). */
