@@ -4,11 +4,11 @@ import type { Balancer } from './balancer.js';
 import { LeastRequestBalancer } from './least-request.js';
 import { PeakEwmaBalancer } from './peak-ewma.js';
 import { RandomBalancer } from './random.js';
-import { RingHashBalancer } from './ring-hash.js';
+import { RingHashBalancer, type RingBackground } from './ring-hash.js';
 import { RoundRobinBalancer } from './round-robin.js';
 
-/** The Balancer for a policy (`loadBalancer.kind`). */
-export function createBalancer(policy: LoadBalancerPolicy, deps: { clock: Clock; random: Random }): Balancer {
+/** The Balancer for a policy (`loadBalancer.kind`); `background`: where a ring-hash balancer builds a large ring off the request path. */
+export function createBalancer(policy: LoadBalancerPolicy, deps: { clock: Clock; random: Random; background?: RingBackground }): Balancer {
   switch (policy.kind) {
     case 'peak-ewma':
       return new PeakEwmaBalancer(deps.clock, deps.random);
@@ -19,6 +19,6 @@ export function createBalancer(policy: LoadBalancerPolicy, deps: { clock: Clock;
     case 'random':
       return new RandomBalancer(deps.random);
     case 'ring-hash':
-      return new RingHashBalancer(deps.random, policy.minRingSize, policy.maxRingSize);
+      return new RingHashBalancer(deps.random, policy.minRingSize, policy.maxRingSize, deps.background);
   }
 }

@@ -254,12 +254,13 @@ const GL = 0x7f4a7c15;
  * from it, hashing the host's address once instead of one string per entry.
  *
  * For each seed o (`seeds[2o]` high, `seeds[2o + 1]` low) writes outputs 0 .. counts[o] - 1
- * to the next counts[o] places of `hi`/`lo`, and o to the same places of `owners`. One loop
+ * to the next counts[o] places of `hi`/`lo`, and o + `firstOwner` to the same places of `owners`
+ * (a ring built in steps fills a range of hosts at a time). One loop
  * of local arithmetic over every entry, no calls: a ring of 1,024 hosts has 163,840
  * entries, and V8 optimizes a long loop (on-stack replacement) long before it optimizes a
  * function called once per host: the first ring a process built took twice as long.
  */
-export function splitMix64Fill(seeds: Uint32Array, counts: readonly number[], hi: Uint32Array, lo: Uint32Array, owners: Int32Array): void {
+export function splitMix64Fill(seeds: Uint32Array, counts: readonly number[], hi: Uint32Array, lo: Uint32Array, owners: Int32Array, firstOwner = 0): void {
   let o = 0;
   let left = counts.length > 0 ? counts[0] : 0;
   let zh = seeds[0];
@@ -272,7 +273,7 @@ export function splitMix64Fill(seeds: Uint32Array, counts: readonly number[], hi
       zl = seeds[2 * o + 1];
     }
     left--;
-    owners[k] = o;
+    owners[k] = o + firstOwner;
     // z += γ (the Weyl sequence: the i-th value is seed + (i + 1) × γ)
     zl += GL;
     zh = (zh + GH + (zl > 0xffffffff ? 1 : 0)) >>> 0;

@@ -3,7 +3,9 @@ import type net from 'node:net';
 import { Registry } from 'prom-client';
 import { FakeClock, seededRandom, systemClock } from '../../common/clock.js';
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
-import type { Endpoint, TrafficPolicy } from '../../contract/model.js';
+import { endpointKey, type Endpoint, type TrafficPolicy } from '../../contract/model.js';
+import { EndpointLoad } from '../balance/endpoint-load.js';
+import { RingHashBalancer } from '../balance/ring-hash.js';
 import { ProxyError } from '../errors/proxy-error.js';
 import { classify } from './classify.js';
 import { Cluster } from './cluster.js';
@@ -366,6 +368,102 @@ describe('Cluster', () => {
     const first = (cluster.pick({ hashKey: 'session-42' }) as Endpoint).address;
     for (let i = 0; i < 20; i++) expect((cluster.pick({ hashKey: 'session-42' }) as Endpoint).address).toBe(first);
     cluster.close();
+  });
+
+  describe('a large hash ring is built off the request path, the ring it replaces serving meanwhile (adv54)', () => {
+    // 200 endpoints: 32,000 entries, over the 16,384 built at once.
+    const eps = (from: number, n: number) => Array.from({ length: n }, (_, i) => ep(0, { address: `10.2.${(from + i) >> 8}.${(from + i) & 255}` }));
+    const keys = Array.from({ length: 500 }, (_, i) => `user-${i}`);
+    function hashed() {
+      const turns: (() => void)[] = [];
+      const cluster = new Cluster({ name: 'web.default:80', policy: policy({ loadBalancer: { kind: 'ring-hash' } }), clock: new FakeClock(), random: seededRandom(7), defer: (fn) => turns.push(fn) });
+      const owner = (key: string) => {
+        const e = cluster.pick({ hashKey: key });
+        if (e instanceof ProxyError) throw e;
+        return e.address;
+      };
+      /** Runs the queued turns; how many there were. */
+      const drain = () => {
+        let n = 0;
+        for (let fn = turns.shift(); fn; fn = turns.shift()) {
+          n++;
+          fn();
+        }
+        return n;
+      };
+      return { cluster, turns, owner, drain };
+    }
+    /** Each key's endpoint on a ring built at once over `set` (a balancer without a background: the rings of before adv54). */
+    function reference(set: Endpoint[]): Map<string, string> {
+      const ring = new RingHashBalancer(seededRandom(7), 1024).build(set.map((e) => ({ key: endpointKey(e), endpoint: e, load: new EndpointLoad(30, 10_000, 0) })));
+      return new Map(keys.map((k) => [k, ring.pick({ hashKey: k })!.endpoint.address]));
+    }
+
+    it('a pick during the build gets a current endpoint at once, a key whose endpoint stays keeps it, and the new ring takes over when built', () => {
+      const before = eps(0, 200);
+      // 20 endpoints leave, 10 come.
+      const after = [...before.slice(20), ...eps(200, 10)];
+      const { cluster, turns, owner, drain } = hashed();
+      cluster.update(before);
+      // The first ring: picks are random over the endpoints until it is built.
+      const first = owner('user-1');
+      expect(before.map((e) => e.address)).toContain(first);
+      expect(turns.length).toBe(1);
+      expect(drain()).toBeGreaterThanOrEqual(4); // built a few steps at a time, over several turns
+      const old = new Map(keys.map((k) => [k, owner(k)]));
+      expect(old).toEqual(reference(before));
+
+      cluster.update(after);
+      const current = new Set(after.map((e) => e.address));
+      const gone = new Set(before.slice(0, 20).map((e) => e.address));
+      const check = () => {
+        for (const k of keys) {
+          const o = owner(k);
+          expect(current.has(o)).toBe(true);
+          // The old ring: a key stays where it was unless its endpoint left.
+          if (!gone.has(old.get(k)!)) expect(o).toBe(old.get(k));
+        }
+      };
+      check(); // nothing was built in the pick: it is queued
+      expect(turns.length).toBe(1);
+      for (let i = 0; i < 3; i++) turns.shift()!();
+      check();
+      expect(turns.length).toBe(1);
+      expect(drain()).toBeGreaterThan(0);
+      // Built: the ring over the new set, as one built at once (the same keys move as before this change).
+      expect(new Map(keys.map((k) => [k, owner(k)]))).toEqual(reference(after));
+      cluster.close();
+    });
+
+    it('a build superseded by a newer endpoint change is abandoned: only the latest set is built', () => {
+      const latest = eps(0, 210);
+      const fresh = hashed();
+      fresh.cluster.update(latest);
+      fresh.cluster.pick({});
+      const whole = fresh.drain(); // the turns of one build of the latest set
+      fresh.cluster.close();
+      const { cluster, turns, owner, drain } = hashed();
+      cluster.update(eps(0, 200));
+      cluster.pick({});
+      drain();
+      cluster.update(eps(0, 220));
+      cluster.pick({});
+      for (let i = 0; i < 3; i++) turns.shift()!();
+      cluster.update(latest);
+      cluster.pick({});
+      // The first build's next turn stops (one turn); the second's are those of a whole build.
+      expect(drain()).toBe(whole + 1);
+      expect(new Map(keys.map((k) => [k, owner(k)]))).toEqual(reference(latest));
+      expect(cluster.snapshot().ring).toEqual({ size: 210 * 160, minHashesPerHost: 160, maxHashesPerHost: 160 });
+      cluster.close();
+      // Closed: no turn is queued any more.
+      const c2 = hashed();
+      c2.cluster.update(eps(0, 200));
+      c2.cluster.pick({});
+      c2.cluster.close();
+      c2.turns.shift()!();
+      expect(c2.turns.length).toBe(0);
+    });
   });
 
   it('exports EWMA and breaker gauges per endpoint; close() stops exporting and clears timers', async () => {

@@ -5,6 +5,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import type { Host, PickContext } from '../balance/balancer.js';
 import { createBalancer } from '../balance/create-balancer.js';
 import { EndpointLoad } from '../balance/endpoint-load.js';
+import type { RingBackground } from '../balance/ring-hash.js';
 import { fullJitterBackoff } from './backoff.js';
 import type { Outcome } from './classify.js';
 import type { ClusterMetrics } from './cluster-metrics.js';
@@ -24,7 +25,9 @@ import type { SharedOutliers } from './shared-outliers.js';
  * calls for every request. It owns the endpoint set and all per-endpoint state (EWMA and
  * in-flight, outlier ejection, failure-accrual breaker, active health), the concurrency
  * limits and the retry budget, and keeps an immutable picker that is rebuilt lazily on
- * the first pick after anything that changes eligibility.
+ * the first pick after anything that changes eligibility. A large hash ring is the exception:
+ * it is built over later turns of the event loop (`defer`) while picks use the ring it
+ * replaces (RingHashBalancer), so no request waits for it.
  *
  * Call pattern for one downstream request:
  *   const adm = cluster.admit('request');            // OVERFLOW? fail fast
@@ -62,6 +65,11 @@ export interface ClusterOptions {
    * (they call outlierChanged). Default: this cluster's own.
    */
   readonly outliers?: { readonly table: SharedOutliers; readonly announce: (cluster: string, endpoint: string) => void };
+  /**
+   * Runs `fn` on a later turn of the event loop (default setImmediate): where a large ring
+   * (ring-hash) is built, a few milliseconds a turn, while picks use the ring it replaces.
+   */
+  readonly defer?: (fn: () => void) => void;
 }
 
 interface Entry {
@@ -84,6 +92,8 @@ const CONNECT_FAILURES: ReadonlySet<string> = new Set(['connect-refused', 'conne
 const CONNECT_FAILURES_ANNOUNCED = 16;
 
 const NOOP_DONE = (): void => undefined;
+
+const onNextTurn = (fn: () => void): void => void setImmediate(fn);
 
 export class Cluster {
   readonly name: string;
@@ -109,6 +119,9 @@ export class Cluster {
   private budget: RetryBudget;
   private checker: HealthChecker | null = null;
   private readonly untrack: () => void;
+  /** Where a ring-hash balancer builds a large ring (RingBackground); stops with close(). */
+  private readonly background: RingBackground;
+  private closed = false;
 
   constructor(opts: ClusterOptions) {
     this.name = opts.name;
@@ -120,6 +133,17 @@ export class Cluster {
     this.runHealthChecks = opts.activeHealthChecks ?? true;
     this.meshProbes = opts.meshProbes;
     this.onHealthChange = opts.onHealthChange ?? (() => undefined);
+    const defer = opts.defer ?? onNextTurn;
+    this.background = {
+      defer: (fn) => {
+        if (!this.closed) defer(fn);
+      },
+      now: () => this.clock.now(),
+      // The next pick takes the new ring up (RingHashBalancer.layout finds it built).
+      ready: () => {
+        this.dirty = true;
+      },
+    };
     this.balancer = this.makeBalancer();
     this.picker = this.balancer.build([]);
     const o = opts.outliers;
@@ -364,6 +388,7 @@ export class Cluster {
   }
 
   close(): void {
+    this.closed = true;
     this.outlier.close();
     for (const e of this.entries.values()) e.breaker?.close();
     this.checker?.close();
@@ -405,7 +430,7 @@ export class Cluster {
   }
 
   private makeBalancer(): EjectingBalancer {
-    const inner = createBalancer(this.policy.loadBalancer, { clock: this.clock, random: this.random });
+    const inner = createBalancer(this.policy.loadBalancer, { clock: this.clock, random: this.random, background: this.background });
     return new EjectingBalancer(inner, { eligibility: (h) => this.eligibility(h) }, this.policy.outlierDetection.panicThresholdPercent);
   }
 
