@@ -218,4 +218,32 @@ describe('RingHashBalancer', () => {
     expect(moved.length).toBeGreaterThan(0);
     expect(moves(full, balancer.build(hosts), manyKeys.slice(0, 20_000))).toEqual([]);
   });
+
+  it('a ring built in the background, a step at a time, is the ring built at once: uneven weights, scaled to a cap (adv54)', () => {
+    const random = seededRandom(5);
+    const hosts = makeHosts(Array.from({ length: 300 }, () => 1 + Math.floor(random() * 5)));
+    const clock = new FakeClock();
+    for (const max of [undefined, 20_000]) {
+      const turns: (() => void)[] = [];
+      let ready = 0;
+      const bg = new RingHashBalancer(seededRandom(1), 1024, max, { defer: (fn) => turns.push(fn), now: () => clock.now(), ready: () => ready++ });
+      const during = bg.build(hosts);
+      expect(turns.length).toBe(1); // nothing built yet: picks are random meanwhile
+      expect(bg.ring()).toBeNull();
+      expect(during.pick({ hashKey: 'user-1' })).not.toBeNull();
+      let n = 0;
+      for (let fn = turns.shift(); fn; fn = turns.shift()) {
+        n++;
+        fn();
+      }
+      expect(n).toBeGreaterThan(1);
+      expect(ready).toBe(1);
+      const built = bg.build(hosts) as RingPicker;
+      const sync = new RingHashBalancer(seededRandom(1), 1024, max);
+      const once = sync.build(hosts) as RingPicker;
+      expect(built.ringSize).toBe(once.ringSize);
+      expect(bg.ring()).toEqual(sync.ring());
+      expect(moves(once, built, keys)).toEqual([]);
+    }
+  });
 });
