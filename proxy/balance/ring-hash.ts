@@ -77,6 +77,20 @@ export class RingHashBalancer implements Balancer {
   }
 
   /**
+   * This balancer replaces `previous` (a policy change remade it: another hash header, EWMA
+   * decay or panic threshold): it keeps the ring laid out, which depends only on the
+   * endpoints and the ring sizes, so the keys stay where they were and no request is placed
+   * at random while a ring of the same endpoints is built again.
+   */
+  takeOver(previous: RingHashBalancer): void {
+    if (previous.minRingSize !== this.minRingSize || previous.maxRingSize !== this.maxRingSize) return;
+    this.last = previous.last;
+    this.current = previous.current;
+    // A build under way there stops; this one builds the ring it is asked for (meanwhile over `last`).
+    previous.job = null;
+  }
+
+  /**
    * The ring of every counted host, on which the hosts that are not `usable` (ejected,
    * failing health checks, breaker open) are walked past, as a retry walks past the hosts
    * it tried. A ring of the usable hosts alone would be laid out anew at each ejection (as

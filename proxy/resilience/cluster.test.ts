@@ -435,6 +435,18 @@ describe('Cluster', () => {
       cluster.close();
     });
 
+    it('a policy change that remakes the balancer (EWMA decay, panic threshold) keeps the ring: no random picks while it is built again', () => {
+      const { cluster, turns, owner, drain } = hashed();
+      const set = eps(0, 200);
+      cluster.update(set);
+      cluster.pick({});
+      drain();
+      cluster.updatePolicy(policy({ loadBalancer: { kind: 'ring-hash', ewmaDecayMs: 20_000 }, outlierDetection: { panicThresholdPercent: 30 } }));
+      expect(new Map(keys.map((k) => [k, owner(k)]))).toEqual(reference(set));
+      expect(turns.length).toBe(0);
+      cluster.close();
+    });
+
     it('a build superseded by a newer endpoint change is abandoned: only the latest set is built', () => {
       const latest = eps(0, 210);
       const fresh = hashed();

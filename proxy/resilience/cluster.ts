@@ -5,7 +5,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import type { Host, PickContext } from '../balance/balancer.js';
 import { createBalancer } from '../balance/create-balancer.js';
 import { EndpointLoad } from '../balance/endpoint-load.js';
-import type { RingBackground } from '../balance/ring-hash.js';
+import { RingHashBalancer, type RingBackground } from '../balance/ring-hash.js';
 import { fullJitterBackoff } from './backoff.js';
 import type { Outcome } from './classify.js';
 import type { ClusterMetrics } from './cluster-metrics.js';
@@ -189,7 +189,10 @@ export class Cluster {
     this.policy = policy;
     const changed = <K extends keyof TrafficPolicy>(k: K) => JSON.stringify(old[k]) !== JSON.stringify(policy[k]);
     if (changed('loadBalancer') || old.outlierDetection.panicThresholdPercent !== policy.outlierDetection.panicThresholdPercent) {
+      const was = this.balancer.inner;
       this.balancer = this.makeBalancer();
+      // A ring of the same endpoints and sizes is kept (built again, it was random picks meanwhile at a large size).
+      if (this.balancer.inner instanceof RingHashBalancer && was instanceof RingHashBalancer) this.balancer.inner.takeOver(was);
       for (const e of this.entries.values()) e.host.load.setDecay(policy.loadBalancer.ewmaDecayMs);
     }
     this.outlier.updatePolicy(policy.outlierDetection);
