@@ -2,7 +2,7 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import type { Outcome } from './classify.js';
 import {
-  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, GATEWAY, GENERATION, HEALTHY, leaseSeconds, LOCAL,
+  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, FROM_EJECTED, GATEWAY, GENERATION, HEALTHY, leaseSeconds, LOCAL,
   LOCAL_SUCCESS, LOCAL_TOTAL, privateSlot, REASON, renew, STATE, STATE_MASK, TIMES, TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
 } from './shared-outliers.js';
 
@@ -127,7 +127,7 @@ class HostMonitor {
     for (;;) {
       const w = expected ?? Atomics.load(this.cells, i);
       if ((w & STATE_MASK) !== from) return -1;
-      const next = ((w & ~STATE_MASK) + GENERATION) | CHANGING;
+      const next = ((w & ~(STATE_MASK | FROM_EJECTED)) + GENERATION) | (from === EJECTED ? FROM_EJECTED : 0) | CHANGING;
       if (Atomics.compareExchange(this.cells, i, w, next) === w) return next;
       if (expected !== undefined) return -1;
     }
@@ -135,7 +135,7 @@ class HostMonitor {
 
   /** Ends the change begun as `changing` (begin()), publishing `state`: a thread that reads it reads the times written before. */
   end(changing: number, state: number): void {
-    Atomics.store(this.cells, this.c + STATE, (changing & ~STATE_MASK) | state);
+    Atomics.store(this.cells, this.c + STATE, (changing & ~(STATE_MASK | FROM_EJECTED)) | state);
   }
 
   /**
@@ -317,7 +317,10 @@ export class OutlierDetector {
       const w = m.word();
       const changing = (w & STATE_MASK) === CHANGING ? w : -1;
       if (changing !== -1 && changing === m.changing) {
-        Atomics.compareExchange(m.cells, m.c + STATE, changing, (changing & ~STATE_MASK) | (m.ejected ? EJECTED : HEALTHY));
+        // The state the change began from (its word says), not this thread's view of it, which
+        // is stale in a worker that took the endpoint up during the change (setHosts: healthy).
+        const from = (changing & FROM_EJECTED) !== 0 ? EJECTED : HEALTHY;
+        Atomics.compareExchange(m.cells, m.c + STATE, changing, (changing & ~(STATE_MASK | FROM_EJECTED)) | from);
         m.changing = -1;
       } else {
         m.changing = changing;

@@ -4,7 +4,7 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
-import { BUCKET, CELLS, CHANGING, EJECTED, EJECTED_AT, EJECTION_MS, EXT_TOTAL, outlierMemory, SharedOutliers, STATE, STATE_MASK, TIMES, UNEJECTED_AT, type OutlierMemory } from './shared-outliers.js';
+import { BUCKET, CELLS, CHANGING, EJECTED, EJECTED_AT, EJECTION_MS, EXT_TOTAL, FROM_EJECTED, GENERATION, outlierMemory, SharedOutliers, STATE, STATE_MASK, TIMES, UNEJECTED_AT, type OutlierMemory } from './shared-outliers.js';
 
 /**
  * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
@@ -344,6 +344,30 @@ describe('shared outlier detection (two workers, one table)', () => {
     expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
     expect(announced).toEqual(['0:a', '0:a']);
     expect(events[1].filter((e) => e.type === 'unejected')).toEqual([{ type: 'unejected', endpoint: 'a', cause: 'timeout', remote: true }]);
+    close();
+  });
+
+  it('a change cut short is undone to the state it began from, not to what the sweeping worker saw: one that took the endpoint up meanwhile restores the ejection (adv54)', () => {
+    const memory = outlierMemory(true, 64);
+    const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory);
+    for (let i = 0; i < 5; i++) w0.record('a', e500); // ejected at 0 for 30 s
+    const cell = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot * CELLS + STATE;
+    // Worker 0 is terminated in the middle of an uneject (CHANGING, begun from EJECTED), and
+    // the worker started in its place takes the endpoint up: it sees no ejection (healthy).
+    w0.close();
+    const word = Atomics.load(memory.cells, cell);
+    Atomics.store(memory.cells, cell, ((word & ~(STATE_MASK | FROM_EJECTED)) + GENERATION) | FROM_EJECTED | CHANGING);
+    const w2 = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(3), { table: new SharedOutliers(memory, undefined, 2), cluster: 'web.default:80', announce: (e) => w1.sync(e) });
+    w2.setHosts(['a']);
+    expect(w2.isEjected('a')).toBe(false);
+    w2.tick();
+    w2.tick(); // the same change at two sweeps: cut short
+    expect(Atomics.load(memory.cells, cell) & STATE_MASK).toBe(EJECTED);
+    expect(w1.isEjected('a') && w2.isEjected('a')).toBe(true);
+    // The ejection ends as any does: at its time, announced.
+    clock.advance(30_000);
+    expect(w1.isEjected('a') || w2.isEjected('a')).toBe(false);
+    w2.close();
     close();
   });
 

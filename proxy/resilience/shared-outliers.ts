@@ -53,8 +53,9 @@ export const GATEWAY = 1;
 export const LOCAL = 2;
 /**
  * The state (HEALTHY, EJECTED, or CHANGING while one thread writes an ejection or uneject) in
- * the low two bits (STATE_MASK), and above them a generation: the number of changes begun
- * (modulo 2^30), added to by the compare-exchange that enters CHANGING. A thread that read
+ * the low two bits (STATE_MASK), while CHANGING the state it began from (FROM_EJECTED), and
+ * above them a generation: the number of changes begun (modulo 2^29), added to by the
+ * compare-exchange that enters CHANGING. A thread that read
  * the cell and acts on what it read compare-exchanges that exact word, so a change made by
  * another thread in between (an uneject and a new ejection: the same state again) fails its
  * exchange instead of being taken for the one it read (ABA), and a CHANGING word seen at two
@@ -62,8 +63,10 @@ export const LOCAL = 2;
  */
 export const STATE = 3;
 export const STATE_MASK = 3;
-/** What one change adds to the STATE cell (the generation, above STATE_MASK). */
-export const GENERATION = 4;
+/** Set in a CHANGING word whose change began from EJECTED (an uneject): the state to restore if it was cut short. */
+export const FROM_EJECTED = 4;
+/** What one change adds to the STATE cell (the generation, above STATE_MASK and FROM_EJECTED). */
+export const GENERATION = 8;
 export const TIMES_EJECTED = 4;
 export const BACKOFF = 5;
 /** Index in EJECTION_REASONS of the last ejection's reason, + 1 (0: never ejected). */
