@@ -10,6 +10,15 @@ describe('retryAfterMs (RFC 9110 section 10.2.3: delay-seconds or HTTP-date)', (
     expect(retryAfterMs('Mon, 07 Dec 2026 20:00:05 GMT', now)).toBe(5000);
     expect(retryAfterMs('Mon, 07 Dec 2026 19:59:00 GMT', now)).toBe(0);
   });
+  test('the three HTTP-date forms of RFC 9110 section 5.6.7, asctime as UTC whatever the local zone', () => {
+    expect(retryAfterMs('Sunday, 06-Dec-26 20:00:07 GMT', Date.parse('2026-12-06T20:00:00Z'))).toBe(7000);
+    expect(retryAfterMs('Mon Dec  7 20:00:09 2026', now)).toBe(9000);
+  });
+  test('what Date.parse takes but is no HTTP-date: undefined (ignored), not a wait', () => {
+    // "x 5" is 2001-05-01 to V8 (no wait at all); a parenthesised comment hides any characters.
+    for (const bad of ['x 5', 'Mon, 07 Dec 2026 20:00:05 GMT (\x9b2J)', '2026-12-07T20:00:05Z', 'Mon, 07 Dec 2026 20:00:05 +0000', 'tomorrow 5'])
+      expect(retryAfterMs(bad, now)).toBeUndefined();
+  });
   test('absent or malformed: undefined (ignored)', () => {
     expect(retryAfterMs(undefined, now)).toBeUndefined();
     for (const bad of ['', '-1', '1.5', 'soon', '1e3']) expect(retryAfterMs(bad, now)).toBeUndefined();

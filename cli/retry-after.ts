@@ -11,6 +11,7 @@
  */
 import { setTimeout as sleepReal } from 'node:timers/promises';
 import { systemClock } from '../common/clock.js';
+import { printable } from '../common/printable.js';
 
 export interface RetryAfterPolicy {
   /** Requests in all, the first included. */
@@ -37,18 +38,30 @@ export interface Answer {
 }
 
 /**
+ * The three forms of an HTTP-date a recipient must accept (RFC 9110 section 5.6.7):
+ * IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), the obsolete RFC 850 form ("Sunday,
+ * 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994", which is UTC though it
+ * says no zone). Matched before Date.parse, which takes almost anything: "x 5" is a date in
+ * 2001 to it, a parenthesised comment of any characters is skipped, and an asctime date is
+ * read in the local time zone (hours off, east or west of UTC).
+ */
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)';
+const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)';
+const IMF_FIXDATE = new RegExp(`^${DAY}, \\d{2} ${MONTH} \\d{4} \\d{2}:\\d{2}:\\d{2} GMT$`);
+const RFC850_DATE = new RegExp(`^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), \\d{2}-${MONTH}-\\d{2} \\d{2}:\\d{2}:\\d{2} GMT$`);
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} [ \\d]\\d \\d{2}:\\d{2}:\\d{2} \\d{4}$`);
+
+/**
  * The wait a Retry-After value asks for, in ms: delay-seconds (a non-negative integer) or
- * an HTTP-date (RFC 9110 section 5.6.7) less `nowMs`, never below 0. undefined when the
- * value is neither (a malformed header is ignored, as RFC 9110 section 10.2.3 lets a
- * recipient do).
+ * an HTTP-date (RFC 9110 section 5.6.7, the three forms above) less `nowMs`, never below 0.
+ * undefined when the value is neither (a malformed header is ignored, as RFC 9110 section
+ * 10.2.3 lets a recipient do): the 429/503 is then the answer.
  */
 export function retryAfterMs(value: string | undefined, nowMs: number): number | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
   if (/^\d+$/.test(v)) return Number(v) * 1000;
-  // An HTTP-date is an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") or one of two obsolete forms; a bare number is not one.
-  if (!/[A-Za-z]/.test(v)) return undefined;
-  const at = Date.parse(v);
+  const at = IMF_FIXDATE.test(v) || RFC850_DATE.test(v) ? Date.parse(v) : ASCTIME_DATE.test(v) ? Date.parse(`${v} GMT`) : NaN;
   return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
 }
 
@@ -84,7 +97,8 @@ export async function honourRetryAfter<A extends Answer>(what: string, get: () =
     if (a.status !== 429 && a.status !== 503) return a;
     const ms = retryAfterMs(a.retryAfter, now());
     if (ms === undefined) return a;
-    const said = `HTTP ${a.status} with Retry-After: ${a.retryAfter!.trim()}`;
+    // The header is the server's text, echoed to a terminal: escaped (common/printable.ts).
+    const said = `HTTP ${a.status} with Retry-After: ${printable(a.retryAfter!.trim())}`;
     if (ms > policy.maxWaitMs)
       throw new RetryAfterExhausted(`${what}: ${said}, longer than the ${seconds(policy.maxWaitMs)} the CLI waits at once: the server is overloaded, try again later`, a);
     if (attempt >= policy.maxAttempts || waited + ms > policy.maxTotalWaitMs)

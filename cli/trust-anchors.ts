@@ -221,7 +221,8 @@ async function check(argv: string[], out: Out, err: Out): Promise<number> {
     try {
       dumps.push({ admin, dump: await fetchDump(admin, timeoutMs) });
     } catch (e) {
-      err(`wren trust-anchors check: cannot read ${admin}/debug/trust: ${(e as Error).message}\n`);
+      // The message can carry the server's text (a JSON.parse error quotes the body): escaped.
+      err(`wren trust-anchors check: cannot read ${admin}/debug/trust: ${printable((e as Error).message)}\n`);
       return 1;
     }
   }

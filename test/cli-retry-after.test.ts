@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { statCommand } from '../cli/stat.js';
 import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { proxyAwaitCommand } from '../cli/proxy-await.js';
+import { trustAnchorsCommand } from '../cli/trust-anchors.js';
 import { KubeHttp } from '../cli/kube-http.js';
 import * as k8s from '@kubernetes/client-node';
 
@@ -59,6 +60,28 @@ describe('commands that poll an admin port honour 429/503 + Retry-After, within 
     expect(await statCommand(['svc', '--control-plane', `127.0.0.1:${port}`], () => undefined, (s) => void (err += s))).toBe(1);
     expect(hits.get('/api/stat')).toBe(1);
     expect(err).toBe(`wren stat: 127.0.0.1:${port}/api/stat?kind=service&window=1m: HTTP 503 with Retry-After: 120, longer than the 10 s the CLI waits at once: the server is overloaded, try again later\n`);
+  });
+
+  // eslint-disable-next-line no-control-regex
+  const TERMINAL_ACTS_ON = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+
+  test('a Retry-After that is no HTTP-date (RFC 9110 section 5.6.7) is no request to wait, and none of the server\'s text reaches the terminal raw', async () => {
+    // Date.parse skips a parenthesised comment, so this was a date in 2094 to the CLI: too long
+    // a wait, and the header (C1 CSI, U+009B, which Node's parser lets through) echoed raw.
+    plan.set('/debug/trust', [{ status: 503, retryAfter: 'Sun, 06 Nov 2094 08:49:37 GMT (\x9b2J)', body: '{"error":"busy"}' }]);
+    hits.clear();
+    let err = '';
+    expect(await trustAnchorsCommand(['check', '--admin', `127.0.0.1:${port}`, '--old', 'ab'.repeat(32)], () => undefined, (s) => void (err += s))).toBe(1);
+    expect(hits.get('/debug/trust')).toBe(1);
+    expect(err).toBe(`wren trust-anchors check: cannot read 127.0.0.1:${port}/debug/trust: GET /debug/trust answered 503\n`);
+  });
+
+  test('wren trust-anchors check: a body that is not JSON is quoted by the parse error, escaped', async () => {
+    plan.set('/debug/trust', [{ status: 200, body: '\x9b2J\u202e' }]);
+    let err = '';
+    expect(await trustAnchorsCommand(['check', '--admin', `127.0.0.1:${port}`, '--old', 'ab'.repeat(32)], () => undefined, (s) => void (err += s))).toBe(1);
+    expect(err).toMatch(/^wren trust-anchors check: cannot read .*\\x9b2J\\u202e/);
+    expect(err.slice(0, -1)).not.toMatch(TERMINAL_ACTS_ON);
   });
 
   test('wren proxy await: a 503 with Retry-After: 1 makes it pause 1 s, not --interval (100 ms), before asking again', async () => {
