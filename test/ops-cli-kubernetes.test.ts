@@ -193,6 +193,23 @@ test.each<[string, () => void, string, RegExp, string[]?]>([
   if (id === 'webhook') expect(checks.find((x) => x.id === 'webhook-cert')!.status).toBe('skipped');
 });
 
+test('kubernetes-version reads the version as the injector\'s --sidecar-mode auto does (injector/sidecar-mode.ts): gitVersion when minor is empty, and a body that is no object is a failed check, not a crash', async () => {
+  // A provider that leaves major/minor empty: the injector reads v1.30 from gitVersion and injects native sidecars; check must not call it unusable.
+  api.version = { major: '', minor: '', gitVersion: 'v1.30.4-gke.1' };
+  let r = await check();
+  expect(r.failed).toEqual([]);
+  expect(msg(r.checks, 'kubernetes-version')).toBe('Kubernetes v1.30.4-gke.1 (>= 1.29)');
+  api.version = { major: '1', minor: '', gitVersion: 'v1.28.9' };
+  r = await check();
+  expect(r.failed).toEqual(['kubernetes-version']);
+  expect(msg(r.checks, 'kubernetes-version')).toMatch(/v1\.28\.9 is older than 1\.29/);
+  (api as { version: unknown }).version = null;
+  r = await check();
+  expect(r.code).toBe(1);
+  expect(r.failed).toEqual(['kubernetes-version']);
+  expect(msg(r.checks, 'kubernetes-version')).toBe('the API server reports no usable version (null)');
+});
+
 test('certificate validity is judged by the wall clock: after the system clock stepped forward, a CA minted just now is valid', async () => {
   // The wall clock jumps 5 minutes ahead of this process's monotonic time (an NTP or
   // hypervisor step in a long process's life). Another process then mints a CA whose

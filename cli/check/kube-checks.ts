@@ -5,6 +5,7 @@ import type { KubeHttp } from '../kube-http.js';
 import { daysLeft, fail, guarded, ok, skipped, type CheckOutcome } from './check-result.js';
 import type { ExpectedCrd, InstallPermission } from './expected.js';
 import { namesHost, webhookServiceHost } from '../../control-plane/injector/webhook-service.js';
+import { NATIVE_SIDECARS_SINCE, parseKubernetesVersion, runsNativeSidecars } from '../../control-plane/injector/sidecar-mode.js';
 
 /**
  * The Kubernetes half of `wren check`: the API server, its version and clock, what the
@@ -12,7 +13,7 @@ import { namesHost, webhookServiceHost } from '../../control-plane/injector/webh
  * injector webhook. The mesh half (trust, proxies) is mesh-checks.ts, over the control
  * plane's admin port reached through the API server. docs/operations.md.
  */
-export const MIN_KUBERNETES = { major: 1, minor: 29 };
+export const MIN_KUBERNETES = NATIVE_SIDECARS_SINCE;
 /** |API server Date - local clock| above this fails: certificates and tokens carry validity times. */
 export const MAX_CLOCK_SKEW_MS = 5_000;
 export const WEBHOOK_CONFIGURATION = 'wren-sidecar-injector';
@@ -36,14 +37,22 @@ export async function apiChecks(c: KubeCtx): Promise<{ reachable: boolean; outco
   }
   const t1 = c.now();
   const out: CheckOutcome[] = [ok('kubernetes-api', `the API server ${c.kube.server} answers`)];
-  const v = JSON.parse(r.body) as { major?: string; minor?: string; gitVersion?: string };
-  const major = parseInt(v.major ?? '', 10);
-  const minor = parseInt(v.minor ?? '', 10); // "29+" on some providers
+  // Read as the injector's --sidecar-mode auto reads it (a decorated minor like "29+", else
+  // gitVersion), so the check and the injector agree on the cluster's version; a body that
+  // is not JSON, or JSON that is not an object, carries no version (and throws nothing).
+  let v: unknown;
+  try {
+    v = JSON.parse(r.body);
+  } catch {
+    v = r.body;
+  }
+  const parsed = parseKubernetesVersion(v);
+  const gitVersion = typeof v === 'object' && v !== null && typeof (v as { gitVersion?: unknown }).gitVersion === 'string' ? (v as { gitVersion: string }).gitVersion : undefined;
   const min = `${MIN_KUBERNETES.major}.${MIN_KUBERNETES.minor}`;
-  if (!Number.isFinite(major) || !Number.isFinite(minor)) out.push(fail('kubernetes-version', `the API server reports no usable version (${JSON.stringify(v).slice(0, 100)})`, `Wren needs Kubernetes >= ${min}`));
-  else if (major < MIN_KUBERNETES.major || (major === MIN_KUBERNETES.major && minor < MIN_KUBERNETES.minor))
-    out.push(fail('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} is older than ${min}`, `upgrade the cluster to >= ${min} for native sidecars: until then the default --sidecar-mode auto injects classic ones (with their limits, docs/kubernetes.md) and --sidecar-mode native has every injected pod refused; --sidecar-mode classic says so explicitly`));
-  else out.push(ok('kubernetes-version', `Kubernetes ${v.gitVersion ?? `${major}.${minor}`} (>= ${min})`));
+  if (!parsed) out.push(fail('kubernetes-version', `the API server reports no usable version (${(JSON.stringify(v) ?? String(v)).slice(0, 100)})`, `Wren needs Kubernetes >= ${min}`));
+  else if (!runsNativeSidecars(parsed))
+    out.push(fail('kubernetes-version', `Kubernetes ${gitVersion ?? `${parsed.major}.${parsed.minor}`} is older than ${min}`, `upgrade the cluster to >= ${min} for native sidecars: until then the default --sidecar-mode auto injects classic ones (with their limits, docs/kubernetes.md) and --sidecar-mode native has every injected pod refused; --sidecar-mode classic says so explicitly`));
+  else out.push(ok('kubernetes-version', `Kubernetes ${gitVersion ?? `${parsed.major}.${parsed.minor}`} (>= ${min})`));
   if (!Number.isFinite(r.dateMs)) out.push(fail('clock-skew', 'the API server sent no Date header', 'a proxy in front of the API server strips it; compare the clocks by hand'));
   else {
     // Date has whole seconds: compare with the local time range of the request, widened by 1 s.

@@ -7,6 +7,9 @@ test('parseKubernetesVersion: major/minor, a decorated minor ("29+"), else gitVe
   expect(parseKubernetesVersion({ major: '1', minor: '29+' })).toEqual({ major: 1, minor: 29 });
   expect(parseKubernetesVersion({ major: '', minor: '', gitVersion: 'v1.30.1-eks-1' })).toEqual({ major: 1, minor: 30 });
   expect(parseKubernetesVersion({ gitVersion: 'unknown' })).toBeUndefined();
+  // An answer that is no object (a proxy's page, JSON null) carries no version, and throws nothing.
+  for (const v of [null, 'v1.30.0', 130, [], { major: {}, minor: '30' }]) expect(parseKubernetesVersion(v)).toBeUndefined();
+  expect(parseKubernetesVersion({ major: 1, minor: 30 })).toEqual({ major: 1, minor: 30 });
   expect([[1, 28], [1, 29], [1, 35], [2, 0]].map(([major, minor]) => runsNativeSidecars({ major, minor }))).toEqual([false, true, true, true]);
 });
 

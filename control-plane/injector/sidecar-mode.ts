@@ -36,13 +36,17 @@ export interface KubernetesVersion {
 
 /**
  * major.minor of a /version answer, or undefined when it carries none. Providers decorate
- * minor ("29+" on GKE and EKS); gitVersion ("v1.29.3-eks-…") is the fallback.
+ * minor ("29+" on GKE and EKS); gitVersion ("v1.29.3-eks-…") is the fallback. `wren check`
+ * reads the version with this too, so it and the injector never disagree on a cluster's
+ * version; an answer that is not an object (null, a string) carries none.
  */
-export function parseKubernetesVersion(v: KubernetesVersion): { major: number; minor: number } | undefined {
-  const major = parseInt(v.major ?? '', 10);
-  const minor = parseInt(v.minor ?? '', 10);
+export function parseKubernetesVersion(v: unknown): { major: number; minor: number } | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { major: ma, minor: mi, gitVersion } = v as Record<string, unknown>;
+  const major = typeof ma === 'string' || typeof ma === 'number' ? parseInt(String(ma), 10) : NaN;
+  const minor = typeof mi === 'string' || typeof mi === 'number' ? parseInt(String(mi), 10) : NaN;
   if (Number.isFinite(major) && Number.isFinite(minor)) return { major, minor };
-  const m = /^v?(\d+)\.(\d+)/.exec(v.gitVersion ?? '');
+  const m = typeof gitVersion === 'string' ? /^v?(\d+)\.(\d+)/.exec(gitVersion) : null;
   return m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
 }
 
