@@ -13,7 +13,7 @@ import { ReloadingIssuer } from './identity/issuer-reloader.js';
 import { DEFAULT_TOKEN_REVIEW_LIMITS, TokenReviewAuthenticator, type TokenReviewLimits } from './identity/token-review-authenticator.js';
 import { join } from 'node:path';
 import { startInjectorWebhook, splitListen, WEBHOOK_CERT_DIR } from './injector/webhook-listener.js';
-import { AutoSidecarMode, SIDECAR_MODES, type SidecarMode } from './injector/sidecar-mode.js';
+import { AutoSidecarMode, SIDECAR_MODES, versionReader, type SidecarMode } from './injector/sidecar-mode.js';
 import { DEFAULT_WITHDRAWAL, WITHDRAWAL_FIELDS, type WithdrawalSettings } from './health/withdrawal-settings.js';
 import { ADMIN_PATHS } from './admin-server.js';
 import { DEFAULT_RENDER_BUDGET, type RenderBudgetSettings } from './dashboard/render-budget.js';
@@ -561,8 +561,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
       // auto needs an API server to ask; a directory source has none (tests, demos): native, the offline default (`wren inject`).
       let auto: AutoSidecarMode | null = null;
       if (mode === 'auto' && kc) {
-        const versions = kc.makeApiClient(k8s.VersionApi);
-        const a = (auto = new AutoSidecarMode({ readVersion: () => versions.getCode(), clock: systemClock, logger, registry: cp.metrics.registry }));
+        const a = (auto = new AutoSidecarMode({ readVersion: versionReader(kc), clock: systemClock, logger, registry: cp.metrics.registry }));
         await a.start();
         cp.addCompanion(async () => a.stop());
       }

@@ -80,6 +80,10 @@ export class FakeKubeApi {
   versionUnavailable = false;
   /** GET /version requests received. */
   versionReads = 0;
+  /** While true, GET /version is read and never answered: an API server that accepts the request and hangs. */
+  holdVersion = false;
+  /** Held GET /version requests whose client has not closed them yet. */
+  readonly heldVersions = new Set<ServerResponse>();
   /** Added to this server's clock in the Date header of every response (clock-skew tests). */
   dateOffsetMs = 0;
   /** SelfSubjectAccessReview answers allowed=false for these "verb resource[/subresource][.group][ namespace]" keys. */
@@ -220,6 +224,11 @@ export class FakeKubeApi {
     if (this.dateOffsetMs !== 0) res.setHeader('date', new Date(Date.now() + this.dateOffsetMs).toUTCString());
     if (req.method === 'GET' && url.pathname === '/version') {
       this.versionReads++;
+      if (this.holdVersion) {
+        this.heldVersions.add(res);
+        res.on('close', () => this.heldVersions.delete(res));
+        return;
+      }
       if (this.versionUnavailable) return void json(res, 503, status(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
       return void json(res, 200, this.version);
     }

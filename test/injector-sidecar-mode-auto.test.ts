@@ -136,3 +136,28 @@ test('--sidecar-mode native / classic: the version is not asked, and the flag de
   }
   expect(api.versionReads).toBe(reads);
 });
+
+test('a /version that is accepted and never answered: the webhook starts after the 5 s bound with classic sidecars, and the read given up on is closed, not left open', async () => {
+  api.version = { major: '1', minor: '31', gitVersion: 'v1.31.2' };
+  api.holdVersion = true;
+  const reads = api.versionReads;
+  const started = performance.now();
+  const { cp, port, lines } = await controlPlane();
+  try {
+    expect(performance.now() - started).toBeGreaterThanOrEqual(4900);
+    expect(api.versionReads).toBe(reads + 1);
+    expect(shape(await admit(port, makePod()))).toBe('classic');
+    expect(lines).toContainEqual(expect.objectContaining({ code: 'KUBERNETES_VERSION_UNKNOWN', msg: expect.stringMatching(/GET \/version: no answer within 5000 ms/) }));
+    // The request given up on ends (client-node sets no timeout of its own): else each period
+    // left one more request open on the hung API server. Awaited: its close event, or 2 s.
+    const held = [...api.heldVersions];
+    await Promise.all(held.map((res) => new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('the /version request given up on is still open 2 s later')), 2000);
+      res.once('close', () => (clearTimeout(t), resolve()));
+    })));
+    expect(api.heldVersions.size).toBe(0);
+  } finally {
+    await cp.close();
+    api.holdVersion = false;
+  }
+}, 20_000);

@@ -18,10 +18,11 @@ function setup() {
   const clock = new FakeClock();
   const registry = new Registry();
   const lines: { level: string; msg: string }[] = [];
+  const signals: AbortSignal[] = [];
   let next: () => Promise<KubernetesVersion> = async () => ({ major: '1', minor: '28', gitVersion: 'v1.28.1' });
   let reads = 0;
   const auto = new AutoSidecarMode({
-    readVersion: () => (reads++, next()), clock, registry, intervalMs: 60_000, timeoutMs: 5000,
+    readVersion: (signal) => (reads++, signals.push(signal), next()), clock, registry, intervalMs: 60_000, timeoutMs: 5000,
     logger: createLogger({ level: 'debug', sink: (l) => void lines.push(JSON.parse(l) as { level: string; msg: string }) }),
   });
   const errors = async () => (await registry.getSingleMetricAsString('wren_cp_injector_version_errors_total')).split('\n').filter((l) => !l.startsWith('#')).join('\n');
@@ -30,7 +31,7 @@ function setup() {
     clock.advance(ms);
     for (let i = 0; i < 5; i++) await Promise.resolve();
   };
-  return { clock, auto, lines, errors, advance, reads: () => reads, answer: (f: () => Promise<KubernetesVersion>) => void (next = f) };
+  return { clock, auto, lines, errors, advance, reads: () => reads, signals: () => signals, answer: (f: () => Promise<KubernetesVersion>) => void (next = f) };
 }
 
 test('re-read every interval: a cluster upgraded from 1.28 to 1.29 gets native sidecars for new pods without a restart', async () => {
@@ -87,4 +88,19 @@ test('a /version that never answers is given up after timeoutMs: classic, and th
   expect(await s.errors()).toBe('wren_cp_injector_version_errors_total{reason="unreachable"} 1');
   expect(s.lines[0].msg).toMatch(/GET \/version: no answer within 5000 ms/);
   s.auto.stop();
+});
+
+test('a read given up on (timeoutMs) is aborted, and stop() aborts the read in flight: no request is left open', async () => {
+  const s = setup();
+  s.answer(() => new Promise(() => undefined));
+  const started = s.auto.start();
+  expect(s.signals()[0].aborted).toBe(false);
+  await s.advance(5000);
+  await started;
+  expect(s.signals()[0].aborted).toBe(true);
+  await s.advance(60_000);
+  expect(s.signals()).toHaveLength(2);
+  expect(s.signals()[1].aborted).toBe(false);
+  s.auto.stop();
+  expect(s.signals()[1].aborted).toBe(true);
 });

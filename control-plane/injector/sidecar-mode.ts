@@ -18,6 +18,7 @@
  * request failed, and flipping the mode on a blip would give one Deployment's pods
  * different shapes. A pod's wren.io/sidecar-mode annotation still wins (inject-pod.ts).
  */
+import * as k8s from '@kubernetes/client-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
@@ -56,8 +57,12 @@ export function runsNativeSidecars(v: { major: number; minor: number }): boolean
 }
 
 export interface AutoSidecarModeOptions {
-  /** GET /version of the API server (VersionApi.getCode). */
-  readonly readVersion: () => Promise<KubernetesVersion>;
+  /**
+   * GET /version of the API server (VersionApi.getCode; versionReader below), aborted by
+   * `signal`: a read given up on (timeoutMs) or stopped must end its request, not leave it
+   * open on an API server that accepted it and never answers.
+   */
+  readonly readVersion: (signal: AbortSignal) => Promise<KubernetesVersion>;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly registry: Registry;
@@ -73,6 +78,8 @@ export const AUTO_SIDECAR_MODE_INTERVAL_MS = 5 * 60_000;
 export class AutoSidecarMode {
   private version: { major: number; minor: number; gitVersion: string } | undefined;
   private timer: Timer | undefined;
+  /** The read in flight, aborted by stop(). */
+  private reading: AbortController | undefined;
   private stopped = false;
   private failing = false;
   private readonly errors: Counter<'reason'>;
@@ -114,6 +121,7 @@ export class AutoSidecarMode {
   stop(): void {
     this.stopped = true;
     if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.reading?.abort(new Error('stopped'));
   }
 
   /** One read of /version; never throws. */
@@ -121,10 +129,17 @@ export class AutoSidecarMode {
     const timeoutMs = this.o.timeoutMs ?? 5000;
     let t: Timer | undefined;
     let v: KubernetesVersion;
+    // Given up on after timeoutMs, the request is aborted too: Promise.race alone left it open
+    // (client-node sets no timeout), one more socket on a hung API server every intervalMs.
+    const reading = (this.reading = new AbortController());
     try {
       v = await Promise.race([
-        this.o.readVersion(),
-        new Promise<never>((_, reject) => (t = this.o.clock.setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
+        this.o.readVersion(reading.signal),
+        new Promise<never>((_, reject) => (t = this.o.clock.setTimeout(() => {
+          const e = new Error(`no answer within ${timeoutMs} ms`);
+          reading.abort(e);
+          reject(e);
+        }, timeoutMs))),
       ]);
     } catch (e) {
       // client-node's ApiException carries the status in `code` and a message of several lines (body, headers): one line here.
@@ -132,6 +147,7 @@ export class AutoSidecarMode {
       return this.failed('unreachable', typeof code === 'number' ? `HTTP ${code}` : String((e as Error).message).split('\n')[0]);
     } finally {
       if (t) this.o.clock.clearTimeout(t);
+      if (this.reading === reading) this.reading = undefined;
     }
     const parsed = parseKubernetesVersion(v ?? {});
     if (!parsed) return this.failed('no-version', `the answer carries no version (${JSON.stringify(v).slice(0, 120)})`);
@@ -164,4 +180,21 @@ export class AutoSidecarMode {
     this.timer = this.o.clock.setTimeout(() => void this.refresh().then(() => this.schedule()), this.o.intervalMs ?? AUTO_SIDECAR_MODE_INTERVAL_MS);
     this.timer.unref?.();
   }
+}
+
+/**
+ * GET /version through client-node's VersionApi, aborted by the signal: the request
+ * context's signal, set by a middleware that runs after the KubeConfig's authentication is
+ * applied. getCode's first argument is the (empty) request parameters, the options second.
+ */
+export function versionReader(kc: k8s.KubeConfig): (signal: AbortSignal) => Promise<KubernetesVersion> {
+  const api = kc.makeApiClient(k8s.VersionApi);
+  const abortWith = (signal: AbortSignal): k8s.ObservableMiddleware => ({
+    pre: (ctx) => {
+      ctx.setSignal(signal);
+      return new k8s.Observable(Promise.resolve(ctx));
+    },
+    post: (res) => new k8s.Observable(Promise.resolve(res)),
+  });
+  return (signal) => api.getCode({}, { middleware: [abortWith(signal)], middlewareMergeStrategy: 'append' });
 }
