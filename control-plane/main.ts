@@ -577,6 +577,8 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
           proxyTraceCollectorPlaintext: args.webhook.proxyTraceCollectorPlaintext,
           // A getter, read per admission request: auto's answer changes when the cluster is upgraded.
           get nativeSidecars() { return auto ? auto.nativeSidecars : mode !== 'classic'; },
+          // Read per admission request too: a pod annotated native on a cluster auto read as older than 1.29 is warned.
+          get olderThanNativeSidecars() { return auto?.kubernetesVersion !== undefined && !auto.nativeSidecars ? auto.kubernetesVersion : undefined; },
         },
         logger,
       });

@@ -102,7 +102,12 @@ test.each([
     expect(lines).toContainEqual(expect.objectContaining({ level: 'info', msg: expect.stringMatching(new RegExp(`^--sidecar-mode auto: Kubernetes ${gitVersion.replace(/\./g, '\\.')}: injecting ${want}`)) }));
     // A pod's annotation still wins over what auto chose.
     const other = want === 'native' ? 'classic' : 'native';
-    expect(shape(await admit(port, makePod({ 'wren.io/sidecar-mode': other })))).toBe(other);
+    const annotated = await admit(port, makePod({ 'wren.io/sidecar-mode': other }));
+    expect(shape(annotated)).toBe(other);
+    // Native asked for on a cluster auto read as older than 1.29: given, with an admission warning (kept in wren.io/inject-warnings).
+    const warned = (annotated.metadata.annotations as Record<string, string>)['wren.io/inject-warnings'] ?? '';
+    if (other === 'native') expect(warned).toContain(`wren.io/sidecar-mode: native on Kubernetes ${gitVersion}, older than 1.29: its API server refuses an init container with probes (FailedCreate)`);
+    else expect(warned).not.toMatch(/sidecar-mode/);
   } finally {
     await cp.close();
   }

@@ -413,6 +413,10 @@ function sidecarMode(pod: V1Pod, o: InjectOptions, warnings: string[]): InjectOp
     warnings.push(`${A.sidecarMode}: ignoring ${JSON.stringify(v)} (expected native or classic); the injector's ${o.nativeSidecars ? 'native' : 'classic'} mode applies`);
     return o;
   }
+  // The annotation wins, but on a cluster --sidecar-mode auto read as older than 1.29 the
+  // pod's creator is told what it asked for (docs/kubernetes.md, Choosing the sidecar mode).
+  if (v === 'native' && o.olderThanNativeSidecars !== undefined)
+    warnings.push(`${A.sidecarMode}: native on Kubernetes ${o.olderThanNativeSidecars}, older than 1.29: its API server refuses an init container with probes (FailedCreate) unless the SidecarContainers feature gate is on; annotate classic, or remove the annotation for the injector's classic mode`);
   return Object.freeze({ ...o, nativeSidecars: v === 'native' });
 }
 

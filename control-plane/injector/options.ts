@@ -20,6 +20,13 @@ export interface InjectOptions {
    * alive. false: classic first container plus a postStart `wren proxy await` hook.
    */
   readonly nativeSidecars: boolean;
+  /**
+   * The API server's version when `--sidecar-mode auto` read one older than 1.29
+   * (injector/sidecar-mode.ts): a pod whose wren.io/sidecar-mode asks for native sidecars is
+   * still given them (the annotation wins, as Istio's sidecar.istio.io/nativeSidecar does),
+   * with an admission warning saying what that cluster does with them. Undefined otherwise.
+   */
+  readonly olderThanNativeSidecars?: string;
   readonly proxyUid: number;
   readonly inboundPort: number;
   readonly outboundPort: number;
