@@ -5,6 +5,7 @@ import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { proxyAwaitCommand } from '../cli/proxy-await.js';
 import { trustAnchorsCommand } from '../cli/trust-anchors.js';
 import { KubeHttp } from '../cli/kube-http.js';
+import { apiChecks } from '../cli/check/kube-checks.js';
 import * as k8s from '@kubernetes/client-node';
 
 /**
@@ -105,5 +106,14 @@ describe('commands that poll an admin port honour 429/503 + Retry-After, within 
     });
     expect(await new KubeHttp(kc, 5000).getJson('/api/v1/namespaces/wren-system/pods')).toEqual({ items: [] });
     expect(hits.get('/api/v1/namespaces/wren-system/pods')).toBe(2);
+    // wren check's first request, GET /version, too: a 429 there had failed kubernetes-api and skipped every other check.
+    plan.set('/version', [{ status: 429, retryAfter: '1', body: '{"kind":"Status","code":429}' }, { status: 200, body: '{"major":"1","minor":"30","gitVersion":"v1.30.2"}' }]);
+    const api = await apiChecks({ kube: new KubeHttp(kc, 5000), now: () => Date.now(), minDays: 7 });
+    expect(api.reachable).toBe(true);
+    expect(api.outcomes.slice(0, 2).map((o) => [o.id, o.status, o.message])).toEqual([
+      ['kubernetes-api', 'ok', `the API server http://127.0.0.1:${port} answers`],
+      ['kubernetes-version', 'ok', 'Kubernetes v1.30.2 (>= 1.29)'],
+    ]);
+    expect(hits.get('/version')).toBe(2);
   });
 });

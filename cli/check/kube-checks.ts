@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { splitPemCerts } from '../../certs/index.js';
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SELECTOR } from '../control-plane-admin.js';
 import type { KubeHttp } from '../kube-http.js';
+import { honourRetryAfter } from '../retry-after.js';
 import { daysLeft, fail, guarded, ok, skipped, type CheckOutcome } from './check-result.js';
 import type { ExpectedCrd, InstallPermission } from './expected.js';
 import { namesHost, webhookServiceHost } from '../../control-plane/injector/webhook-service.js';
@@ -27,10 +28,13 @@ export interface KubeCtx {
 
 /** GET /version: reachable, version supported, clock skew (its Date header). */
 export async function apiChecks(c: KubeCtx): Promise<{ reachable: boolean; outcomes: CheckOutcome[] }> {
-  const t0 = c.now();
+  let t0 = c.now();
   let r;
   try {
-    r = await c.kube.request('GET', '/version');
+    // A 429 with Retry-After (API Priority and Fairness: /version is in no exempt flow schema)
+    // is asked again within cli/retry-after.ts's bounds, as getJson's reads are. The clock
+    // skew is judged against the answered request's time range, not one widened by the wait.
+    r = await honourRetryAfter(`${c.kube.server}/version`, () => ((t0 = c.now()), c.kube.request('GET', '/version')));
     if (r.status !== 200) throw new Error(`GET /version: HTTP ${r.status}`);
   } catch (e) {
     return { reachable: false, outcomes: [fail('kubernetes-api', `cannot reach the API server ${c.kube.server}: ${(e as Error).message}`, 'check the kubeconfig context (kubectl config current-context) and that the cluster is up')] };
