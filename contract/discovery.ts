@@ -102,6 +102,8 @@ export interface TrustBundleState {
 }
 export interface WireInboundPolicy {
   policyJson: string;
+  /** Absent from an older control plane (and when empty): the proxy's static protocol.opaquePorts only. */
+  opaquePorts?: number[];
 }
 export interface WorkloadIdentity {
   spiffeId: string;
@@ -446,7 +448,8 @@ const DEFAULT_INBOUND_JSON = JSON.stringify(withoutEmptyLists(DEFAULT_INBOUND_PO
 export function inboundPolicyToJson(p: InboundPolicy): string {
   let s = inboundJsonCache.get(p);
   if (s === undefined) {
-    s = JSON.stringify(withoutEmptyLists(p));
+    // opaquePorts travel beside the JSON (InboundPolicyResource.opaque_ports), never in it.
+    s = JSON.stringify(withoutEmptyLists(p.opaquePorts === undefined ? p : { ...p, opaquePorts: undefined }));
     if (s === DEFAULT_INBOUND_JSON) s = '';
     inboundJsonCache.set(p, s);
   }
@@ -463,6 +466,19 @@ export function inboundPolicyFromJson(json: string, path: string): InboundPolicy
     throw new Error(`${path}: invalid JSON (${(e as Error).message})`, { cause: e });
   }
   return parseInboundPolicy(raw, path);
+}
+
+/**
+ * The pushed opaque ports (InboundPolicyResource.opaque_ports) on the policy they came with:
+ * each a port number (1..65535), kept sorted and unique; none: the policy as it is. Throws
+ * naming `path` (the response is NACKed, as for an invalid policy).
+ */
+export function withOpaquePorts(p: InboundPolicy, ports: readonly number[] | undefined, path: string): InboundPolicy {
+  if (!ports || ports.length === 0) return p;
+  ports.forEach((n, i) => {
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${path}[${i}]: expected a port number (1..65535), got ${JSON.stringify(n)}`);
+  });
+  return Object.freeze({ ...p, opaquePorts: Object.freeze([...new Set(ports)].sort((a, b) => a - b)) });
 }
 
 // ---- telemetry ---------------------------------------------------------------------------

@@ -107,7 +107,7 @@ describe('inbound policy on the wire', () => {
     // Absent means "no policy in this response"; present-but-empty means the defaults.
     expect(proto.decodeResponse(base).inboundPolicy ?? null).toBeNull();
     const dflt = proto.decodeResponse(Buffer.concat([base, proto.encodeResponse({ inboundPolicy: { policyJson: '' } } as never)]));
-    expect(dflt.inboundPolicy).toEqual({ policyJson: '' });
+    expect(dflt.inboundPolicy).toEqual({ policyJson: '', opaquePorts: [] }); // no opaque ports: decoded as none
   });
 
   test('Subscribe carries the workload labels', () => {

@@ -378,6 +378,13 @@ export interface InboundPolicy {
   readonly jwtRules: readonly JwtRule[];
   /** The RateLimitPolicies that select the workload, by name; absent or empty: no rate limiting. */
   readonly rateLimits?: readonly RateLimitPolicy[];
+  /**
+   * Workload ports a Service selecting it declares opaque (server-first protocols: MySQL,
+   * SMTP...), which the inbound splices unsniffed besides its static protocol.opaquePorts.
+   * Carried beside the policy JSON (InboundPolicyResource.opaque_ports), never in it: not
+   * a field of the static `policy:` config. Absent or empty: the static list only.
+   */
+  readonly opaquePorts?: readonly number[];
 }
 
 /** A versioned snapshot of everything one proxy needs. */

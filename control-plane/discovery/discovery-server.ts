@@ -520,6 +520,7 @@ export class DiscoveryServer {
       s.ackedView = f.view;
       s.ackedRouteNs = f.routeNs;
       if (f.policyJson !== null) s.ackedPolicyJson = f.policyJson;
+      if (f.opaquePorts !== null) s.ackedOpaquePorts = f.opaquePorts;
       if (f.trustKey !== null) s.ackedTrustKey = f.trustKey;
       if (f.telemetryJson !== null) s.ackedTelemetryJson = f.telemetryJson;
       if (f.egressJson !== null) s.ackedEgressJson = f.egressJson;
@@ -659,12 +660,21 @@ export class DiscoveryServer {
     const trustDue = trust !== null && trust.key !== s.ackedTrustKey && trust.key !== s.nackedTrustKey;
     let entry: Entry;
     let policyJson: string | null = null;
+    let opaquePorts: readonly number[] = [];
+    let opaqueKey: string | null = null;
     let telemetryJson: string | null = null;
     let egressJson: string | null = null;
     if (view.seq !== s.ackedSeq && view.seq > s.nackedSeq) {
       entry = this.entryFor(s, view);
       const pj = this.policies.jsonFor(view.policy, s.sub.identity);
-      if (entry.full || pj !== s.ackedPolicyJson) policyJson = pj;
+      // The opaque ports ride with the policy (InboundPolicyResource): either changing sends both.
+      const op = this.policies.opaquePortsFor(view.policy, s.sub.identity);
+      const ok = op.join();
+      if (entry.full || pj !== s.ackedPolicyJson || ok !== s.ackedOpaquePorts) {
+        policyJson = pj;
+        opaquePorts = op;
+        opaqueKey = ok;
+      }
       const tj = this.telemetries.jsonFor(view.policy, s.sub.identity);
       if (entry.full || tj !== s.ackedTelemetryJson) telemetryJson = tj;
       const ej = this.egress.jsonFor(view.policy);
@@ -683,18 +693,18 @@ export class DiscoveryServer {
     let bytes: Buffer;
     let response: DiscoveryResponse;
     const extras = {
-      ...(policyJson !== null ? { inboundPolicy: { policyJson } } : {}),
+      ...(policyJson !== null ? { inboundPolicy: { policyJson, opaquePorts: [...opaquePorts] } } : {}),
       ...(withTrust ? { trustBundle: withTrust.wire } : {}),
       ...(telemetryJson !== null ? { telemetry: { overridesJson: telemetryJson } } : {}),
       ...(egressJson !== null ? { egress: { egressJson } } : {}),
     };
     if (entry.bytes && entry.response) {
-      const key = `${policyJson ?? '-'}|${withTrust?.key ?? '-'}|${telemetryJson ?? '-'}|${egressJson ?? '-'}`;
+      const key = `${policyJson ?? '-'}|${opaqueKey ?? '-'}|${withTrust?.key ?? '-'}|${telemetryJson ?? '-'}|${egressJson ?? '-'}`;
       let b = entry.withPolicy.get(key);
       if (!b) {
         const parts = [
           entry.bytes,
-          ...(policyJson !== null ? [encodePolicySuffix(policyJson)] : []),
+          ...(policyJson !== null ? [encodePolicySuffix(policyJson, opaquePorts)] : []),
           ...(withTrust ? [withTrust.suffix] : []),
           ...(telemetryJson !== null ? [encodeTelemetrySuffix(telemetryJson)] : []),
           ...(egressJson !== null ? [encodeEgressSuffix(egressJson)] : []),
@@ -713,7 +723,7 @@ export class DiscoveryServer {
     if (bytes.length > max)
       return this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'response-too-large',
         `the ${entry.full ? 'full' : 'delta'} response for this proxy is ${bytes.length} bytes, over the ${max} a discovery response may be; narrow the services it watches (discovery.services)`);
-    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, trustKey: withTrust?.key ?? null, telemetryJson, egressJson };
+    s.inflight = { ...entry, sentAt: this.o.clock.now(), policyJson, opaquePorts: opaqueKey, trustKey: withTrust?.key ?? null, telemetryJson, egressJson };
     s.call.write(bytes);
     s.lastSent = { version: entry.version, at: s.inflight.sentAt };
     const kind = entry.full ? 'full' : 'delta';

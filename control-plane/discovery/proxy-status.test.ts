@@ -4,8 +4,8 @@ import { proxyStatusRow, syncStatus } from './proxy-status.js';
 import { newSubscriber, type Entry, type Subscriber } from './subscriber.js';
 
 const call = { getPeer: () => 'ipv4:127.0.0.1:5000' } as unknown as grpc.ServerDuplexStream<DiscoveryRequest, Buffer>;
-const entry = (version: string): Entry & { sentAt: number; policyJson: null; trustKey: null; telemetryJson: null; egressJson: null } => ({
-  seq: 1, version, committedAt: 0, nonce: 'n', view: new Map(), routeNs: '*', full: true, bytes: null, response: null, withPolicy: new Map(), sentAt: 1_000, policyJson: null, trustKey: null, telemetryJson: null, egressJson: null,
+const entry = (version: string): Entry & { sentAt: number; policyJson: null; opaquePorts: null; trustKey: null; telemetryJson: null; egressJson: null } => ({
+  seq: 1, version, committedAt: 0, nonce: 'n', view: new Map(), routeNs: '*', full: true, bytes: null, response: null, withPolicy: new Map(), sentAt: 1_000, policyJson: null, opaquePorts: null, trustKey: null, telemetryJson: null, egressJson: null,
 });
 
 function subscribed(): Subscriber {

@@ -38,6 +38,8 @@ export interface Subscriber {
   ackedRouteNs: string;
   /** Inbound policy JSON the proxy ACKed (null: none yet). */
   ackedPolicyJson: string | null;
+  /** The opaque ports sent with it (joined with ','; null: none yet). */
+  ackedOpaquePorts: string | null;
   /** Key of the trust state the proxy ACKed (null: none yet). */
   ackedTrustKey: string | null;
   /**
@@ -51,7 +53,7 @@ export interface Subscriber {
   /** Egress settings JSON the proxy ACKed (null: none yet). */
   ackedEgressJson: string | null;
   /** policyJson / trustKey / telemetryJson: what this response carries besides services, null when it carries none. */
-  inflight: (Entry & { sentAt: number; policyJson: string | null; trustKey: string | null; telemetryJson: string | null; egressJson: string | null }) | null;
+  inflight: (Entry & { sentAt: number; policyJson: string | null; opaquePorts: string | null; trustKey: string | null; telemetryJson: string | null; egressJson: string | null }) | null;
   nackedSeq: number;
   /** The last response written: its version and when (null: none yet). For /debug/proxy-status. */
   lastSent: { readonly version: string; readonly at: number } | null;
@@ -103,7 +105,7 @@ export interface ReportBucket {
 export function newSubscriber(id: number, call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>, now: number): Subscriber {
   return {
     id, call, peer: call.getPeer(), connectedAt: now, sub: null, filter: null, filterId: '*',
-    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
+    ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedOpaquePorts: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
     authPeer: null, authAnchor: null, podKey: null, certKey: null, addressKey: null, podClaimChecked: false, expiryTimer: null, closed: false, reportBuckets: {},

@@ -28,15 +28,26 @@ export class WorkloadPolicies {
     }
     return json;
   }
+
+  /**
+   * The subscriber's pod's target ports its Services declare opaque (PolicyView.podOpaquePorts,
+   * translate/opaque-ports.ts), sent beside its policy; none when the source does not know the pod.
+   */
+  opaquePortsFor(view: PolicyView, id: WorkloadIdentity): readonly number[] {
+    const namespace = /\/ns\/([^/]+)\//.exec(id.spiffeId)?.[1] ?? id.namespace;
+    return view.podOpaquePorts?.get(`${namespace}/${id.pod}`) ?? NO_PORTS;
+  }
 }
 
+const NO_PORTS: readonly number[] = Object.freeze([]);
+
 /**
- * The inbound policy as an encoded DiscoveryResponse holding only field 8. Appended to a
+ * The inbound policy (with the opaque ports beside it) as an encoded DiscoveryResponse holding only field 8. Appended to a
  * response's shared bytes it sets that field: a protobuf parser merges concatenated
  * messages, a later singular field winning (protobuf encoding guide, "Last One Wins";
  * here the shared part never sets field 8). So the per-subscriber policy rides on the
  * very bytes every subscriber shares, without re-encoding the services.
  */
-export function encodePolicySuffix(policyJson: string): Buffer {
-  return loadDiscoveryProto().encodeResponse({ inboundPolicy: { policyJson } } as Parameters<ReturnType<typeof loadDiscoveryProto>['encodeResponse']>[0]);
+export function encodePolicySuffix(policyJson: string, opaquePorts: readonly number[]): Buffer {
+  return loadDiscoveryProto().encodeResponse({ inboundPolicy: { policyJson, opaquePorts: [...opaquePorts] } } as Parameters<ReturnType<typeof loadDiscoveryProto>['encodeResponse']>[0]);
 }

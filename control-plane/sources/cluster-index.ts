@@ -5,6 +5,7 @@ import type { KAuthorizationPolicy, KPeerAuthentication, KRequestAuthentication,
 import type { KTelemetry } from '../translate/telemetry-objects.js';
 import type { KRateLimitPolicy } from '../translate/ratelimit-objects.js';
 import { translateService } from '../translate/translate.js';
+import { opaqueTargetPorts } from '../translate/opaque-ports.js';
 import { compileRoutes, type RouteStatus, type RouteView } from '../translate/route-compile.js';
 import type { KReferenceGrant, KRoute } from '../translate/route-objects.js';
 import type { PolicyView } from '../store/mesh-store.js';
@@ -19,7 +20,7 @@ export interface IndexChanges {
   readonly upserts: Service[];
   readonly removes: string[];
   readonly warnings: string[];
-  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication, a RateLimitPolicy, a Telemetry or a meshed pod's labels changed. */
+  /** Set when a PeerAuthentication, an AuthorizationPolicy, a RequestAuthentication, a RateLimitPolicy, a Telemetry, a meshed pod's labels or its opaque ports changed. */
   readonly policy?: PolicyView;
   /** Set when a route, a ReferenceGrant or (with routes present) a Service changed: the recompiled routes. */
   readonly routes?: RouteView;
@@ -58,6 +59,10 @@ export class ClusterIndex {
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
+  /** Of meshed pods, the target ports their Services declare opaque (translate/opaque-ports.ts); none: left out. */
+  private readonly podOpaquePorts = new Map<string, readonly number[]>();
+  /** Pods whose opaque ports may have changed (a slice listing them, their Service, or their meshed state did): recomputed at flush(). */
+  private readonly portsDirty = new Set<string>();
   private policyDirty = false;
   private readonly routes = new Map<string, KRoute>();
   private readonly referenceGrants = new Map<string, KReferenceGrant>();
@@ -68,7 +73,7 @@ export class ClusterIndex {
   constructor(private readonly trustDomain: string) {}
 
   get hasDirty(): boolean {
-    return this.dirty.size > 0 || this.policyDirty || this.routesDirty;
+    return this.dirty.size > 0 || this.policyDirty || this.routesDirty || this.portsDirty.size > 0;
   }
 
   /** HTTPRoute and GRPCRoute objects (`kind` tells which map key they take). */
@@ -145,6 +150,8 @@ export class ClusterIndex {
     if (s) this.services.set(key, s);
     else this.services.delete(key);
     this.dirty.add(key);
+    // A port's declared protocol may have changed: the opaque ports of the pods it selects.
+    for (const slice of this.slices.get(key)?.values() ?? []) for (const ep of slice.endpoints) if (ep.pod) this.portsDirty.add(nsName(slice.namespace, ep.pod));
     // Parents and backendRefs resolve against Services (and their ports).
     if (this.routes.size > 0) this.routesDirty = true;
   }
@@ -183,6 +190,7 @@ export class ClusterIndex {
     for (const ep of slice.endpoints) {
       if (!ep.pod) continue;
       const pk = nsName(slice.namespace, ep.pod);
+      this.portsDirty.add(pk);
       let refs = this.podRefs.get(pk);
       if (add) {
         if (!refs) this.podRefs.set(pk, (refs = new Set()));
@@ -201,6 +209,7 @@ export class ClusterIndex {
     else this.pods.delete(id);
     this.setPodLabels(id, pod?.meshed ? pod.labels : null);
     this.setPodServiceAccount(id, pod?.meshed ? pod.serviceAccount : null);
+    if ((old?.meshed ?? false) !== (pod?.meshed ?? false)) this.portsDirty.add(id);
     // Only what the endpoints carry matters (pod status churns constantly): identity, proxy
     // port and workload (owner, app and version labels, which callers' metrics name).
     if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort && old.uid === pod.uid && sameWorkload(old, pod)) return;
@@ -241,6 +250,28 @@ export class ClusterIndex {
     return { routes: c.view, routeStatus: { routes, statuses: c.statuses }, refusedRoutes: c.refused };
   }
 
+  /** The opaque ports of the pods marked since the last flush, from the slices that list them now. */
+  private refreshOpaquePorts(): void {
+    for (const id of this.portsDirty) {
+      let ports: readonly number[] = [];
+      if (this.podLabels.has(id)) {
+        const declared: (readonly [KService | undefined, KEndpointSlice])[] = [];
+        for (const sliceId of this.podRefs.get(id) ?? []) {
+          const key = this.sliceOwner.get(sliceId);
+          const slice = key === undefined ? undefined : this.slices.get(key)?.get(sliceId);
+          if (slice) declared.push([this.services.get(key!), slice]);
+        }
+        ports = opaqueTargetPorts(id.slice(id.indexOf('/') + 1), declared);
+      }
+      const old = this.podOpaquePorts.get(id);
+      if ((old?.join() ?? '') === ports.join()) continue;
+      if (ports.length === 0) this.podOpaquePorts.delete(id);
+      else this.podOpaquePorts.set(id, ports);
+      this.policyDirty = true;
+    }
+    this.portsDirty.clear();
+  }
+
   /** Re-translate the dirty services. */
   flush(): IndexChanges {
     const out: IndexChanges = { upserts: [], removes: [], warnings: [] };
@@ -258,6 +289,7 @@ export class ClusterIndex {
       else out.removes.push(key);
     }
     this.dirty.clear();
+    this.refreshOpaquePorts();
     const withRoutes = this.routesDirty ? { ...out, ...this.compileRoutes() } : out;
     this.routesDirty = false;
     if (!this.policyDirty) return withRoutes;
@@ -273,6 +305,7 @@ export class ClusterIndex {
         externalServices: Object.freeze([...this.externalServices.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
+        podOpaquePorts: new Map(this.podOpaquePorts),
       }),
     };
   }

@@ -3,6 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Timer } from '../../common/clock.js';
 import { translateCluster } from '../translate/translate.js';
+import { opaquePortsByPod } from '../translate/opaque-ports.js';
 import { compileRoutes, type RouteStatus } from '../translate/route-compile.js';
 import { loadManifestFile, mergeManifests, type IgnoredObject, type LoadedFile } from './manifest-loader.js';
 import type { MeshSource, SourceContext } from './source.js';
@@ -226,6 +227,7 @@ export class DirSource implements MeshSource {
     const meshedPods = (merged.objects.pods ?? []).filter((p) => p.meshed);
     const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
+    const podOpaquePorts = new Map([...opaquePortsByPod(merged.objects.services ?? [], merged.objects.slices ?? [])].filter(([k]) => podServiceAccounts.has(k as `${string}/${string}`)));
     const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices } = merged.objects;
     const byKey = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s] as const));
     const routes = compileRoutes(merged.objects.routes, merged.objects.referenceGrants, (ns, name) => byKey.get(`${ns}/${name}`), this.lastGoodRoutes);
@@ -233,7 +235,7 @@ export class DirSource implements MeshSource {
     this.refusedRoutes.note(routes.refused);
     this.reportRouteStatus(routes.statuses);
     this.o.metrics.countFailClosed({ authorizationPolicies, peerAuthentications });
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts }), routes.view);
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts, podOpaquePorts }), routes.view);
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }

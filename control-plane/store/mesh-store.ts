@@ -28,10 +28,17 @@ export interface PolicyView extends PolicyObjects {
    * (control-plane/discovery/client-auth.ts).
    */
   readonly podServiceAccounts: ReadonlyMap<string, string>;
+  /**
+   * Of the same pods, the target ports their Services declare opaque (translate/opaque-ports.ts),
+   * pushed with each one's inbound policy; a pod with none is left out. Absent (a source that
+   * does not compute them): none.
+   */
+  readonly podOpaquePorts?: ReadonlyMap<string, readonly number[]>;
 }
 
 export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], requestAuthentications: [], podLabels: new Map(), podServiceAccounts: new Map() });
 
+const NO_PORTS: ReadonlyMap<string, readonly number[]> = new Map();
 const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Cheap equality: sources keep unchanged objects by reference, so a re-read that changed nothing is equal. */
@@ -44,6 +51,13 @@ export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
   if (!sameList(a.externalServices ?? [], b.externalServices ?? [])) return false;
   if (a.podLabels.size !== b.podLabels.size || a.podServiceAccounts.size !== b.podServiceAccounts.size) return false;
   for (const [k, v] of a.podServiceAccounts) if (b.podServiceAccounts.get(k) !== v) return false;
+  const ap = a.podOpaquePorts ?? NO_PORTS;
+  const bp = b.podOpaquePorts ?? NO_PORTS;
+  if (ap.size !== bp.size) return false;
+  for (const [k, v] of ap) {
+    const w = bp.get(k);
+    if (w === undefined || (w !== v && w.join() !== v.join())) return false;
+  }
   for (const [k, v] of a.podLabels) {
     const w = b.podLabels.get(k);
     if (w === undefined || (w !== v && JSON.stringify(w) !== JSON.stringify(v))) return false;

@@ -1,5 +1,5 @@
 import { egressFromJson, type EgressSettings } from '../../contract/egress.js';
-import { endpointFromWire, inboundPolicyFromJson, serviceFromWire, telemetryFromJson, type DiscoveryResponse } from '../../contract/discovery.js';
+import { endpointFromWire, inboundPolicyFromJson, serviceFromWire, telemetryFromJson, withOpaquePorts, type DiscoveryResponse } from '../../contract/discovery.js';
 import { DEFAULT_INBOUND_POLICY } from '../../contract/defaults.js';
 import { endpointKey, serviceKey, type Endpoint, type InboundPolicy, type PushedTelemetry, type Service } from '../../contract/model.js';
 
@@ -63,11 +63,12 @@ export function applyResponse(
 
 /**
  * The proxy's inbound policy after a response: a full response carries it (absent means
- * the defaults), a delta only when it changed (absent means unchanged). Validated by
+ * the defaults), a delta only when it changed (absent means unchanged), with the opaque
+ * ports pushed beside it (none from an older control plane). Validated by
  * parseInboundPolicy; throws (so the response is NACKed) when invalid.
  */
 export function applyInboundPolicy(current: InboundPolicy | null, r: DiscoveryResponse): InboundPolicy {
-  if (r.inboundPolicy) return inboundPolicyFromJson(r.inboundPolicy.policyJson ?? '', 'inboundPolicy');
+  if (r.inboundPolicy) return withOpaquePorts(inboundPolicyFromJson(r.inboundPolicy.policyJson ?? '', 'inboundPolicy'), r.inboundPolicy.opaquePorts, 'inboundPolicy.opaquePorts');
   if (r.full || !current) return DEFAULT_INBOUND_POLICY;
   return current;
 }

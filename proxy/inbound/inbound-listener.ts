@@ -72,7 +72,7 @@ export interface InboundDeps {
   readonly policyTelemetry: PolicyTelemetry;
   /** How long a connection may stay silent before it is judged (protocol.detectTimeoutMs). */
   readonly detectTimeoutMs: number;
-  /** Server-speaks-first ports: on a PERMISSIVE port plaintext is assumed at once. */
+  /** Server-speaks-first ports (static; with policy().opaquePorts, the pushed ones): on a PERMISSIVE port plaintext is assumed at once. */
   readonly opaquePorts: ReadonlySet<number>;
   /** Where a redirected connection was going (SO_ORIGINAL_DST by default; tests stand in for iptables). */
   readonly originalDst?: (s: Socket) => OriginalDst | undefined;
@@ -236,7 +236,9 @@ export class InboundListener {
     });
     socket.on('error', (e) => this.d.logger.debug('inbound socket error', { error: e }));
     const dst = (this.d.originalDst ?? kernelOriginalDst)(socket);
-    const opaque = dst !== undefined && this.d.opaquePorts.has(dst.port) && this.d.policy().modeFor(dst.port) === 'PERMISSIVE';
+    const policy = this.d.policy();
+    // Opaque by the static list or the Services' declaration the control plane pushed (peer-connect.ts handle()).
+    const opaque = dst !== undefined && (this.d.opaquePorts.has(dst.port) || policy.opaquePorts.has(dst.port)) && policy.modeFor(dst.port) === 'PERMISSIVE';
     // Half-open until the sniff decides: a plaintext client's FIN (its request sent, `nc -N`,
     // shutdown(SHUT_WR)) must reach the app through the splice with our side still open for
     // the reply, not end our side at once (the listener's default) and close the connection

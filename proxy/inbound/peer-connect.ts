@@ -20,7 +20,7 @@ export interface PeerConnectDeps extends Omit<PlaintextInboundDeps, 'http'> {
   readonly http: PlaintextInboundDeps['http'];
   /** How long a CONNECT stream to a port not declared opaque may stay silent before it is spliced. */
   readonly detectTimeoutMs: number;
-  /** Server-speaks-first ports: spliced unparsed. */
+  /** Server-speaks-first ports (static protocol.opaquePorts): spliced unparsed, as are those the control plane pushes (policy().opaquePorts). */
   readonly opaquePorts: ReadonlySet<number>;
 }
 
@@ -82,7 +82,10 @@ export class PeerConnect {
     // reporter="destination": the caller's workload from the CONNECT stream's peer metadata (metrics/peer-metadata.ts).
     const peer = headers[MESH.peer];
     const labels = this.d.metrics.local.forInbound(principal, typeof peer === 'string' ? peer : undefined, principal !== '').tcp;
-    if (this.d.opaquePorts.has(port)) this.spliceToApp(stream, port, labels);
+    // Opaque by this workload's own config or its Services' declaration as the control plane
+    // pushed it (Istio's inbound takes each port's protocol from the Services that select the
+    // pod): a server-first app (MySQL, SMTP) greets at once instead of after the detection timeout.
+    if (this.d.opaquePorts.has(port) || this.d.policy().opaquePorts.has(port)) this.spliceToApp(stream, port, labels);
     else this.decodeOrSplice(stream, port, principal, labels);
   }
 

@@ -24,6 +24,12 @@ export class CompiledInboundPolicy {
   /** null when no RequestAuthentication selects the workload: requests skip JWT work entirely. */
   readonly jwt: JwtAuthenticator | null;
   private readonly modes: ReadonlyMap<number, MtlsMode>;
+  /**
+   * Workload ports the control plane says a Service declares opaque (InboundPolicy.opaquePorts):
+   * the inbound splices them unsniffed, as its static protocol.opaquePorts. The control plane's
+   * word, never the peer's: a peer cannot make a port opaque to get raw HTTP past the sidecar.
+   */
+  readonly opaquePorts: ReadonlySet<number>;
 
   /**
    * `trustDomain`: the mesh's, the proxy's `identity.trustDomain` (default `cluster.local`),
@@ -35,6 +41,7 @@ export class CompiledInboundPolicy {
     if (policy.jwtRules.length > 0 && !jwt) throw new Error('an inbound policy with jwtRules needs JWT dependencies');
     this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec, jwt.cacheSize) : null;
     this.modes = new Map(Object.entries(policy.portLevelMtls).map(([port, m]) => [Number(port), m.mode]));
+    this.opaquePorts = new Set(policy.opaquePorts);
   }
 
   /** The mode for a workload port (the port-level override, else the workload's mode); undefined port: the workload's mode. */
