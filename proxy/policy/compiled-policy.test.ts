@@ -12,6 +12,13 @@ test('mode per port: the port-level override, else the workload mode', () => {
   expect(new CompiledInboundPolicy(DEFAULT_INBOUND_POLICY).modeFor(80)).toBe('STRICT');
 });
 
+test('pushed opaque ports: a set the inbound consults, shown in the log summary', () => {
+  const p = new CompiledInboundPolicy({ ...DEFAULT_INBOUND_POLICY, opaquePorts: [3306, 6000] });
+  expect([p.opaquePorts.has(6000), p.opaquePorts.has(80)]).toEqual([true, false]);
+  expect(p.summary()).toBe('STRICT authz=0 jwt=0 opaque=3306,6000');
+  expect(new CompiledInboundPolicy(DEFAULT_INBOUND_POLICY).opaquePorts.size).toBe(0);
+});
+
 test('patterns: exact, prefix, suffix, presence', () => {
   const m = anyPattern(['a', 'pre*', '*suf']);
   expect(['a', 'prefix', 'pre', 'the-suf', 'b', ''].map(m)).toEqual([true, true, true, true, false, false]);

@@ -49,9 +49,10 @@ export class CompiledInboundPolicy {
     return (port !== undefined ? this.modes.get(port) : undefined) ?? this.policy.mtls.mode;
   }
 
-  /** One line for logs: `STRICT 9090=PERMISSIVE authz=2`. */
+  /** One line for logs: `STRICT 9090=PERMISSIVE authz=2` (then `ratelimits=N`, `opaque=3306,6000` when there are any). */
   summary(): string {
     const ports = [...this.modes].map(([p, m]) => `${p}=${m}`);
-    return [this.policy.mtls.mode, ...ports, `authz=${this.policy.authorizationPolicies.length}`, `jwt=${this.policy.jwtRules.length}`].concat(this.policy.rateLimits?.length ? [`ratelimits=${this.policy.rateLimits.length}`] : []).join(' ');
+    return [this.policy.mtls.mode, ...ports, `authz=${this.policy.authorizationPolicies.length}`, `jwt=${this.policy.jwtRules.length}`].concat(this.policy.rateLimits?.length ? [`ratelimits=${this.policy.rateLimits.length}`] : [])
+      .concat(this.opaquePorts.size > 0 ? [`opaque=${[...this.opaquePorts].join(',')}`] : []).join(' ');
   }
 }
