@@ -1,7 +1,7 @@
 import type { InboundPolicy } from '../contract/model.js';
 import type { ControlPlane } from '../control-plane/server.js';
 import type { DiscoveryClient } from '../proxy/discovery/discovery-client.js';
-import { FakeKubeApi, podJson } from './fake-kube-api.js';
+import { endpointSliceJson, FakeKubeApi, podJson, serviceJson } from './fake-kube-api.js';
 import { waitFor } from './control-plane-harness.js';
 import { startKubeControlPlane } from './helpers/kube-control-plane.js';
 import { subscriber } from './helpers/subscriber.js';
@@ -174,4 +174,19 @@ test('after a control-plane restart, a refused PeerAuthentication is enforced as
   await waitFor(async () => /wren_cp_invalid_objects_total\{source="kubernetes"\} [2-9]/.test(await cp.metrics.registry.metrics()), 'second rejection counted');
   await new Promise((r) => setTimeout(r, 50));
   expect(policyOf(c)!.portLevelMtls).toEqual({ '8080': { mode: 'PERMISSIVE' } });
+});
+
+test('a pod gets the target ports its Services declare opaque with its policy (Kubernetes source), and loses one a Service then declares HTTP', async () => {
+  const c = subscribe('web-a');
+  await c.onFirstSnapshot();
+  // A server-first port declared opaque by appProtocol, with a named targetPort the slice resolves to 3307 for this pod.
+  api.apply('services', serviceJson('web', 'shop', [{ name: 'db', port: 3306, appProtocol: 'mysql' }, { name: 'http', port: 80, targetPort: 8080 }]));
+  api.apply('endpointslices', endpointSliceJson('web-1', 'shop', 'web', [{ name: 'db', port: 3307 }, { name: 'http', port: 8080 }], [{ ip: '10.0.0.1', pod: 'web-a' }]));
+  await waitFor(() => policyOf(c)?.opaquePorts?.join() === '3307', 'opaque port pushed');
+  // The policy itself is unchanged: only the opaque ports were pushed anew.
+  expect(policyOf(c)).toMatchObject({ mtls: { mode: 'PERMISSIVE' }, portLevelMtls: { '9090': { mode: 'STRICT' } } });
+  // Another Service selecting the pod declares the same target port HTTP: the safe side, sniffed.
+  api.apply('services', serviceJson('web-admin', 'shop', [{ name: 'http-admin', port: 80, targetPort: 3307 }], '10.96.0.11'));
+  api.apply('endpointslices', endpointSliceJson('web-admin-1', 'shop', 'web-admin', [{ name: 'http-admin', port: 3307 }], [{ ip: '10.0.0.1', pod: 'web-a' }]));
+  await waitFor(() => policyOf(c) !== undefined && (policyOf(c)!.opaquePorts ?? []).length === 0, 'opaque port withdrawn');
 });
