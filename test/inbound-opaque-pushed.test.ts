@@ -110,8 +110,18 @@ function timeToGreeting(port: number): Promise<{ ms: number; line: string }> {
   });
 }
 
-test('the pushed opaque ports: the app\'s port the Service declares opaque, not its HTTP port', () => {
+test('the pushed opaque ports: the app\'s port the Service declares opaque, not its HTTP port; the control plane shows what the proxy ACKed', async () => {
   expect(server.policy.opaquePorts).toEqual([greet.port]);
+  const admin = `http://127.0.0.1:${plane.cp.adminPort}`;
+  await waitFor(async () => {
+    const rows = ((await (await fetch(`${admin}/debug/proxies`)).json()) as { proxies: { identity: { pod: string }; inboundOpaquePorts: number[] }[] }).proxies;
+    return rows.find((r) => r.identity.pod === 'db-0')?.inboundOpaquePorts.join() === String(greet.port);
+  }, '/debug/proxies shows the ACKed opaque ports');
+  const dump = (await (await fetch(`${admin}/debug/proxy-config?pod=demo/db-0`)).json()) as { proxies: { policy: { opaquePorts?: number[] } }[] };
+  expect(dump.proxies[0].policy.opaquePorts).toEqual([greet.port]);
+  // As the proxy's own /config_dump shows its policy in force.
+  const own = (await (await fetch(`http://127.0.0.1:${server.adminPort}/config_dump`)).json()) as { inboundPolicy: { opaquePorts?: number[] } };
+  expect(own.inboundPolicy.opaquePorts).toEqual([greet.port]);
 });
 
 test('a server-first app behind two sidecars greets at once on a port its Service declares opaque (not after the inbound detection timeout)', async () => {

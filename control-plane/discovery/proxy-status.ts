@@ -1,5 +1,5 @@
 import { printable } from '../../common/printable.js';
-import { inboundPolicyFromJson } from '../../contract/discovery.js';
+import { inboundPolicyFromJson, withOpaquePorts } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
 import type { Issuer } from '../identity/issuer.js';
 import { issuerTrust } from '../identity/trust-state.js';
@@ -121,6 +121,9 @@ export function proxyStatusRow(s: Subscriber, now: number, latestVersion: string
   };
 }
 
+/** The opaque ports the proxy ACKed with its policy (Subscriber.ackedOpaquePorts, joined with ','). */
+const ackedOpaquePorts = (s: Subscriber): number[] => (s.ackedOpaquePorts ? s.ackedOpaquePorts.split(',').map(Number) : []);
+
 const parsed = (json: string | null, empty: string): unknown => (json === null ? null : json === '' ? empty : (JSON.parse(json) as unknown));
 
 export function proxyConfigDump(s: Subscriber, anchors: ReadonlySet<string> | null): ProxyConfigDump {
@@ -133,7 +136,8 @@ export function proxyConfigDump(s: Subscriber, anchors: ReadonlySet<string> | nu
     services,
     routes: Object.fromEntries(services.filter((x) => x.routes?.length).map((x) => [`${x.name}.${x.namespace}`, x.routes])),
     // '' on the wire is the defaults: shown expanded, as the proxy's own /config_dump does.
-    policy: s.ackedPolicyJson === null ? null : inboundPolicyFromJson(s.ackedPolicyJson, 'inboundPolicy'),
+    // With the opaque ports sent beside it, as the proxy's /config_dump shows its policy.
+    policy: s.ackedPolicyJson === null ? null : withOpaquePorts(inboundPolicyFromJson(s.ackedPolicyJson, 'inboundPolicy'), ackedOpaquePorts(s), 'opaquePorts'),
     telemetry: parsed(s.ackedTelemetryJson, 'none'),
     cert: certOf(s, anchors),
   };

@@ -135,6 +135,8 @@ export function debugProxy(s: Subscriber, now: number): Record<string, unknown> 
     connectedForMs: Math.round(now - s.connectedAt),
     ackedVersion: s.ackedVersion || null,
     inboundPolicy: s.ackedPolicyJson === null ? null : s.ackedPolicyJson === '' ? 'default' : (JSON.parse(s.ackedPolicyJson) as unknown),
+    /** The target ports its Services declare opaque, ACKed with the policy (its inbound splices them unsniffed). */
+    inboundOpaquePorts: s.ackedOpaquePorts ? s.ackedOpaquePorts.split(',').map(Number) : [],
     telemetry: s.ackedTelemetryJson === null ? null : s.ackedTelemetryJson === '' ? 'none' : (JSON.parse(s.ackedTelemetryJson) as unknown),
     egress: s.ackedEgressJson === null ? null : s.ackedEgressJson === '' ? 'none' : (JSON.parse(s.ackedEgressJson) as unknown),
     inflightVersion: s.inflight?.version ?? null,
