@@ -1,17 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
-import { createCsr, generateKeyPair } from '../certs/index.js';
-import { seededRandom, systemClock } from '../common/clock.js';
-import { createLogger } from '../common/logger.js';
-import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
-import { controlPlaneSpiffeId } from '../contract/identity.js';
+import type { DiscoveryRequest, DiscoveryResponse } from '../contract/discovery.js';
 import { MAX_STREAMS_PER_POD } from '../control-plane/discovery/discovery-server.js';
-import { generateIssuer, type Issuer } from '../control-plane/identity/issuer.js';
-import { TokenReviewAuthenticator } from '../control-plane/identity/token-review-authenticator.js';
-import { ControlPlane } from '../control-plane/server.js';
-import { KubernetesSource } from '../control-plane/sources/kubernetes-source.js';
-import { CertifyClient } from '../proxy/identity/certify-client.js';
-import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials, presentCertificate, type ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
+import type { ClientCertificate } from '../proxy/identity/control-plane-credentials.js';
 import { FakeKubeApi, podJson } from './fake-kube-api.js';
+import { startKubeTlsControlPlane, type KubeTlsControlPlane } from './helpers/kube-tls-control-plane.js';
 
 /**
  * MAX_STREAMS_PER_POD over TLS counted a stream against the pod its Subscribe names, and a
@@ -29,10 +21,7 @@ const TD = 'cluster.local';
 const WEB_SA = `spiffe://${TD}/ns/shop/sa/web-sa`;
 
 let api: FakeKubeApi;
-let cp: ControlPlane;
-let issuer: Issuer;
-let address: string;
-const clients: grpc.Client[] = [];
+let plane: KubeTlsControlPlane;
 
 beforeAll(async () => {
   api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
@@ -42,41 +31,15 @@ beforeAll(async () => {
   api.tokens.set('tok-web-1', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-1', podUid: 'uid-web-1' });
   // web-0 deleted and created again by its StatefulSet: the same name, another UID.
   api.tokens.set('tok-web-0-again', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-0', podUid: 'uid-web-0-second' });
-  issuer = generateIssuer(TD);
-  cp = await ControlPlane.start({
-    listen: '127.0.0.1:0', admin: null, trustDomain: TD, clock: systemClock, random: seededRandom(53),
-    logger: createLogger({ level: 'error', sink: () => undefined }),
-    source: (ctx) => new KubernetesSource({ ...ctx, kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }),
-    identity: { issuer, authenticator: TokenReviewAuthenticator.fromKubeConfig(api.kubeConfig(), { clock: systemClock }) },
-    transport: 'tls',
-  });
-  await cp.whenReady();
-  address = `127.0.0.1:${cp.grpcPort}`;
+  plane = await startKubeTlsControlPlane(api, 53);
 }, 30_000);
 
 afterAll(async () => {
-  for (const c of clients) c.close();
-  await cp?.kill();
+  await plane?.close();
   await api?.close();
 });
 
-function credentials(cert?: ClientCertificate): grpc.ChannelCredentials {
-  const creds = controlPlaneCredentials(issuer.trustBundlePem, controlPlaneSpiffeId(TD));
-  if (cert) presentCertificate(creds, cert);
-  return creds;
-}
-
-/** A certificate from Certify with `token` (bound to a pod by the fake API server's TokenReview). */
-async function certify(token: string): Promise<ClientCertificate> {
-  const keyPem = generateKeyPair().privateKeyPem;
-  const c = new CertifyClient(address, credentials(), CONTROL_PLANE_CHANNEL_OPTIONS);
-  try {
-    const r = await c.certify({ identity: WEB_SA, token: Buffer.from(token), csrPem: createCsr(keyPem, WEB_SA), requestedLifetimeMs: 0 }, 10_000);
-    return { keyPem, certChainPem: r.certChainPem };
-  } finally {
-    c.close();
-  }
-}
+const certify = (token: string, presenting?: ClientCertificate): Promise<ClientCertificate> => plane.certify(WEB_SA, token, presenting);
 
 interface Outcome {
   readonly code: grpc.status | null;
@@ -86,10 +49,7 @@ interface Outcome {
 
 /** A discovery stream presenting `cert` and naming `pod`: its first response (code null) or the status it ended with. */
 function subscribe(cert: ClientCertificate, pod: string): Promise<Outcome> {
-  const { Client } = loadDiscoveryProto();
-  const client = new Client(address, credentials(cert), CONTROL_PLANE_CHANNEL_OPTIONS);
-  clients.push(client);
-  const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> }).Stream();
+  const stream = plane.stream(cert);
   return new Promise((resolve) => {
     stream.once('data', () => resolve({ code: null, details: '', stream }));
     stream.once('error', (e: grpc.ServiceError) => resolve({ code: e.code, details: e.details, stream }));
@@ -98,10 +58,10 @@ function subscribe(cert: ClientCertificate, pod: string): Promise<Outcome> {
 }
 
 async function drop(held: Outcome[]): Promise<void> {
-  const before = cp.discovery.subscriberCount;
+  const before = plane.cp.discovery.subscriberCount;
   for (const o of held) o.stream.cancel();
-  for (let i = 0; i < 200 && cp.discovery.subscriberCount > before - held.length; i++) await new Promise((r) => setTimeout(r, 10));
-  expect(cp.discovery.subscriberCount).toBe(before - held.length);
+  for (let i = 0; i < 200 && plane.cp.discovery.subscriberCount > before - held.length; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(plane.cp.discovery.subscriberCount).toBe(before - held.length);
 }
 
 test('a pod holding 8 streams that name a sibling pod of its service account does not starve the sibling; it is itself bounded', async () => {
@@ -120,16 +80,7 @@ test('a pod holding 8 streams that name a sibling pod of its service account doe
     expect(over.details).toMatch(new RegExp(`^the pod this certificate was issued to \\(pod shop/web-sa [0-9a-f]{32}\\) has ${MAX_STREAMS_PER_POD} discovery streams open, at most ${MAX_STREAMS_PER_POD}$`));
   }
   // A certificate it renews by its certificate is the same pod's: no 8 more.
-  const renewed = await (async () => {
-    const keyPem = generateKeyPair().privateKeyPem;
-    const c = new CertifyClient(address, credentials(web1), CONTROL_PLANE_CHANNEL_OPTIONS);
-    try {
-      const r = await c.certify({ identity: WEB_SA, token: Buffer.alloc(0), csrPem: createCsr(keyPem, WEB_SA), requestedLifetimeMs: 0 }, 10_000);
-      return { keyPem, certChainPem: r.certChainPem };
-    } finally {
-      c.close();
-    }
-  })();
+  const renewed = await certify('', web1);
   expect((await subscribe(renewed, 'web-1')).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
   await drop([...held, own]);
 }, 30_000);
