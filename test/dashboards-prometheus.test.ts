@@ -84,7 +84,7 @@ function tcpExchange(text: string): Promise<string> {
 async function traffic(): Promise<void> {
   for (let i = 0; i < 10; i++) expect(await get('/name', 'web')).toBe(200);
   for (const code of [404, 503]) for (let i = 0; i < 3; i++) expect(await get(`/status/${code}`, 'web')).toBe(code);
-  expect(await get('/slow?ms=2000', 'web')).toBe(504);
+  expect(await get('/slow?ms=4000', 'web')).toBe(504);
   for (let i = 0; i < 2; i++) expect(await get('/name', 'gone')).toBeGreaterThanOrEqual(500); // nothing listens: the client sidecar answers
   for (let i = 0; i < 5; i++) expect(await unary()).toBe(grpc.status.OK);
   for (let i = 0; i < 2; i++) expect(await unary(grpc.status.NOT_FOUND)).toBe(grpc.status.NOT_FOUND);
@@ -112,8 +112,9 @@ beforeAll(async () => {
     serviceAccount: 'client',
     config: { identity: identity('client', FRONTEND) },
     services: [
-      // A 500 ms request timeout: /slow?ms=2000 makes the client sidecar answer 504 (UT) for a service the server also reports.
-      meshService('web', 80, [{ appPort: web.port, proxy: server }], { policy: { timeouts: { requestMs: 500 } } }),
+      // A 2 s request timeout: /slow?ms=4000 makes the client sidecar answer 504 (UT) for a service the server also reports.
+      // (500 ms was reached by a plain /name once, on a fresh machine loaded with other suites.)
+      meshService('web', 80, [{ appPort: web.port, proxy: server }], { policy: { timeouts: { requestMs: 2000 } } }),
       meshService('echo', 50051, [{ appPort: backend.port, proxy: server }], { protocol: 'grpc' }),
       meshService('redis', 6379, [{ appPort: tcp.port, proxy: server }], { clusterIPs: [TCP_IP], protocol: 'opaque' }),
       // No sidecar, nothing listening: the client sidecar's connect fails (a response flag, UF or URX).

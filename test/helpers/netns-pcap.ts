@@ -147,8 +147,10 @@ export interface Capture {
  * Resolves once tcpdump says it is listening, so no packet sent afterwards is missed.
  */
 export function startCapture(ns: string, iface: string, filter = 'tcp'): Promise<Capture> {
-  // -U/--immediate-mode: hand over every packet at once; -Z root: stay root (stdout, no file to chown).
-  const child = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-s', '0', '-U', '--immediate-mode', '-Z', 'root', '-w', '-', filter], {
+  // -U/--immediate-mode: hand over every packet at once; -B 32768: a 32 MiB kernel buffer, so a
+  // tcpdump a loaded machine schedules late drops nothing (the default 2 MiB dropped 4 packets once,
+  // a fresh machine running other suites); -Z root: stay root (stdout, no file to chown).
+  const child = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-s', '0', '-U', '--immediate-mode', '-B', '32768', '-Z', 'root', '-w', '-', filter], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const chunks: Buffer[] = [];
