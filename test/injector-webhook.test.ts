@@ -10,6 +10,7 @@ import { parseAllDocuments } from 'yaml';
 import { injectCommand } from '../cli/inject.js';
 import { createInjectorServer } from '../control-plane/injector/injector-server.js';
 import { silentLogger } from '../common/logger.js';
+import { proxyConfigFromEnv } from '../proxy/config/proxy-config.js';
 import { callWebhook, WEBHOOK_HOST, type Json } from './helpers/webhook-client.js';
 
 
@@ -118,6 +119,20 @@ describe('injection webhook over HTTPS', () => {
     expect(arg(init, '--skip-inbound-ports')).toBe('22');
     expect(arg(init, '--skip-outbound-ports')).toBe('5432');
     expect(arg(init, '--skip-outbound-cidrs')).toBe('169.254.169.254/32');
+  });
+
+  test('wren.io/opaque-ports: the injected sidecar\'s env, as the proxy reads it, makes the pod\'s list its protocol.opaquePorts; a malformed value is a warning, the pod is still injected', async () => {
+    const { response, pod } = await inject(native, makePod({ 'wren.io/opaque-ports': '4222,8000-8002' }));
+    expect(response.warnings).toBeUndefined();
+    const proxy = pod.spec.initContainers[1];
+    const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
+    const env = Object.fromEntries(proxy.env.map((e: Json) => [e.name, e.value ?? downward[e.valueFrom.fieldRef.fieldPath]]));
+    expect(proxyConfigFromEnv({ ...env, WREN_TRUST_BUNDLE: cert }).protocol.opaquePorts).toEqual([4222, 8000, 8001, 8002]);
+
+    const bad = await inject(native, makePod({ 'wren.io/opaque-ports': '4222,nats' }));
+    expect(bad.response.warnings).toEqual(['wren.io/opaque-ports: ignoring "4222,nats" ("nats" is not a port or a range like 8000-8010; expected ports and ranges, comma-separated, like "3306,5432,8000-8010"); the proxy\'s default opaque ports apply']);
+    expect(names(bad.pod.spec.initContainers)).toEqual(['wren-init', 'wren-proxy']);
+    expect(bad.pod.spec.initContainers[1].env.map((e: Json) => e.name)).not.toContain('WREN_OPAQUE_PORTS');
   });
 
   test('classic mode: proxy first container with postStart await', async () => {

@@ -32,6 +32,12 @@ export const A = {
   rewriteAppProbes: 'wren.io/rewrite-app-probes',
   /** The proxy's egress scope (its discovery.services): "name.namespace" keys, comma-separated. */
   egressServices: 'wren.io/egress-services',
+  /**
+   * Server-speaks-first ports of this pod, spliced by its inbound without sniffing: the
+   * proxy's protocol.opaquePorts, replacing its default list (Linkerd's
+   * config.linkerd.io/opaque-ports; parseOpaquePorts).
+   */
+  opaquePorts: 'wren.io/opaque-ports',
   /** The proxy's telemetry section (docs/observability.md): trace sampling percent, access log on/off, log sampling percent. */
   tracingSampling: 'wren.io/tracing-sampling',
   accessLog: 'wren.io/access-log',
@@ -79,6 +85,41 @@ export function parsePortList(raw: string): string[] | undefined {
     out.push(lo === hi ? String(lo) : `${lo}:${hi}`);
   }
   return out;
+}
+
+/**
+ * At most this many ports in wren.io/opaque-ports once its ranges are expanded: the list
+ * becomes an environment variable of the proxy and a set it holds, so `1-65535` would be a
+ * 380 KB variable (the API server's limit on all of a pod's annotations is 256 KiB, and
+ * containers' environments are not free). A pod with that many server-first ports skips
+ * them inbound (wren.io/skip-inbound-ports) instead.
+ */
+const MAX_OPAQUE_PORTS = 1024;
+
+/**
+ * wren.io/opaque-ports: "3306,5432,8000-8010" → [3306, 5432, 8000, ..., 8010], sorted and
+ * without repeats, as Linkerd reads config.linkerd.io/opaque-ports (ports and `a-b`
+ * ranges, comma-separated). "" → []: no opaque ports of the pod's own. A string saying
+ * what is wrong when an item is not a port 1-65535 or an ascending range, or when the
+ * items add up to more than MAX_OPAQUE_PORTS ports.
+ */
+export function parseOpaquePorts(raw: string): number[] | string {
+  const ports = new Set<number>();
+  // Every item counted in full, repeats too, before it is expanded: the work is bounded
+  // by MAX_OPAQUE_PORTS whatever the value (`1-1024` ten thousand times is refused at once).
+  let total = 0;
+  for (const item of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(item);
+    if (!m) return `${JSON.stringify(item)} is not a port or a range like 8000-8010`;
+    const lo = Number(m[1]);
+    const hi = m[2] === undefined ? lo : Number(m[2]);
+    if (lo < 1 || hi > 65535) return `${JSON.stringify(item)}: ports are 1 to 65535`;
+    if (hi < lo) return `${JSON.stringify(item)}: a range goes from the lower port to the higher`;
+    total += hi - lo + 1;
+    if (total > MAX_OPAQUE_PORTS) return `more than ${MAX_OPAQUE_PORTS} ports`;
+    for (let p = lo; p <= hi; p++) ports.add(p);
+  }
+  return [...ports].sort((a, b) => a - b);
 }
 
 const SERVICE_KEY = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -502,6 +502,41 @@ describe('annotations', () => {
     expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
+  test('wren.io/opaque-ports becomes the proxy\'s protocol.opaquePorts (WREN_OPAQUE_PORTS), replacing its default list as Linkerd\'s config.linkerd.io/opaque-ports does; ranges expand; "" is none', () => {
+    const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
+    const bundle = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const injected = (annotations: Record<string, string>) => {
+      const p = pod({ annotations });
+      const r = injectPod(p, { trustBundlePem: bundle });
+      const c = find(apply(p, r.patch).spec?.initContainers, 'wren-proxy')!;
+      const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? downward[e.valueFrom!.fieldRef!.fieldPath]]));
+      return { warnings: r.warnings, env: env.WREN_OPAQUE_PORTS, opaque: proxyConfigFromEnv(env).protocol.opaquePorts };
+    };
+    const ok = injected({ 'wren.io/opaque-ports': ' 5432, 3306,8000-8003,3306 ' });
+    expect(ok).toEqual({ warnings: [], env: '3306,5432,8000,8001,8002,8003', opaque: [3306, 5432, 8000, 8001, 8002, 8003] });
+    // Not the default's 6379: the pod's list is the whole list.
+    expect(ok.opaque).not.toContain(6379);
+    expect(injected({ 'wren.io/opaque-ports': '' })).toEqual({ warnings: [], env: '', opaque: [] });
+    // No annotation: no variable, the proxy's default.
+    expect(injected({})).toEqual({ warnings: [], env: undefined, opaque: [25, 587, 3306, 4444, 5432, 6379, 9300, 11211] });
+    // The bound: 1024 ports at most, every item counted in full (a repeated range too).
+    expect(injected({ 'wren.io/opaque-ports': '10000-11023' }).opaque).toHaveLength(1024);
+    for (const [bad, why] of [
+      ['mysql', '"mysql" is not a port or a range like 8000-8010'],
+      ['3306;5432', '"3306;5432" is not a port or a range like 8000-8010'],
+      ['8010-8000', '"8010-8000": a range goes from the lower port to the higher'],
+      ['0', '"0": ports are 1 to 65535'],
+      ['65536', '"65536": ports are 1 to 65535'],
+      ['1-65535', 'more than 1024 ports'],
+      ['10000-11023,11024', 'more than 1024 ports'],
+      [Array(40).fill('1-100').join(','), 'more than 1024 ports'],
+    ]) {
+      const r = injected({ 'wren.io/opaque-ports': bad });
+      expect(r.warnings).toEqual([`wren.io/opaque-ports: ignoring ${JSON.stringify(bad)} (${why}; expected ports and ranges, comma-separated, like "3306,5432,8000-8010"); the proxy's default opaque ports apply`]);
+      expect([r.env, r.opaque]).toEqual([undefined, [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]]);
+    }
+  });
+
   test('a wren.io/ annotation nothing reads (a misspelt key) is warned about, naming the nearest key; the known ones, the control plane\'s wren.io/proxy-port included, are not', () => {
     const p = pod({ annotations: { 'wren.io/skip-inbound-port': '8080', 'wren.io/proxy-memory-limits': '1Gi', 'wren.io/colour': 'blue', 'wren.io/proxy-port': '15006', 'example.com/x': 'y' } });
     expect(injectPod(p).warnings).toEqual([

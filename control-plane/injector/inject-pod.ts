@@ -1,5 +1,5 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { A, INIT_CONTAINER, PROXY_CONTAINER, parseCidrList, parsePortList, parseServiceList, quantityValue } from './annotations.js';
+import { A, INIT_CONTAINER, PROXY_CONTAINER, parseCidrList, parseOpaquePorts, parsePortList, parseServiceList, quantityValue } from './annotations.js';
 import { escapePointer, type JsonPatchOp } from './json-patch.js';
 import { resolveInjectOptions, type InjectOptions, type ProxyResources } from './options.js';
 import { podWorkload } from '../translate/pod-workload.js';
@@ -150,10 +150,23 @@ function proxySettings(pod: V1Pod, o: InjectOptions, warnings: string[]): { reso
     if (m2 === 'h2' || m2 === 'mux') meshHttp2 = m2;
     else warnings.push(`${A.meshHttp2}: ignoring ${JSON.stringify(m2)} (expected mux or h2)`);
   }
+  // The pod's server-first ports (the proxy's protocol.opaquePorts). They replace the
+  // proxy's default list, as Linkerd's config.linkerd.io/opaque-ports replaces its
+  // proxy.opaquePorts default (pkg/inject: the injector adds the default annotation only to
+  // a pod that has none of its own): a pod whose app speaks HTTP on 4444 or 6379 can take
+  // that port out, and "" leaves none of its own. Ports a Service declares opaque are still
+  // pushed by the control plane on top (translate/opaque-ports.ts).
+  let opaquePorts: readonly number[] | undefined;
+  const op = ann[A.opaquePorts];
+  if (op !== undefined) {
+    const ports = parseOpaquePorts(op);
+    if (typeof ports !== 'string') opaquePorts = ports;
+    else warnings.push(`${A.opaquePorts}: ignoring ${JSON.stringify(op)} (${ports}; expected ports and ranges, comma-separated, like "3306,5432,8000-8010"); the proxy's default opaque ports apply`);
+  }
   // The workload name from the pod's owner references at admission (as Istio's injector
   // sets ISTIO_META_WORKLOAD_NAME), app/version from its labels: the proxy's own metric labels.
   const workload = podWorkload(pod.metadata ?? {});
-  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, workload, telemetryEnv: telemetryEnv(ann, warnings), shutdown: shutdownSettings(pod, o, warnings) };
+  return { resources, logLevel, concurrency, egress, meshHttp1, meshHttp2, opaquePorts, workload, telemetryEnv: telemetryEnv(ann, warnings), shutdown: shutdownSettings(pod, o, warnings) };
 }
 
 /** The kubelet's default terminationGracePeriodSeconds (core/v1 PodSpec). */

@@ -97,6 +97,8 @@ export interface ProxyEnvSettings {
   readonly meshHttp1: 'h1' | 'h2' | 'mux' | undefined;
   /** WREN_MESH_HTTP2; undefined: the proxy's default. */
   readonly meshHttp2: 'h2' | 'mux' | undefined;
+  /** WREN_OPAQUE_PORTS from wren.io/opaque-ports, replacing the proxy's default list ([]: none, sent as ""); undefined: the proxy's default. */
+  readonly opaquePorts?: readonly number[];
   /** WREN_TRACING_SAMPLING, WREN_ACCESS_LOG, WREN_ACCESS_LOG_SAMPLING from the telemetry annotations (telemetry-annotations.ts). */
   readonly telemetryEnv?: readonly { readonly name: string; readonly value: string }[];
   /** WREN_WORKLOAD_NAME / _APP / _VERSION (translate/pod-workload.ts); '' values are left out. */
@@ -145,6 +147,7 @@ export function buildProxyContainer(o: InjectOptions, r: ProxyResources, s: Prox
       ...(s.egress.length > 0 ? [{ name: 'WREN_EGRESS_SERVICES', value: s.egress.join(',') }] : []),
       ...(s.meshHttp1 === undefined ? [] : [{ name: 'WREN_MESH_HTTP1', value: s.meshHttp1 }]),
       ...(s.meshHttp2 === undefined ? [] : [{ name: 'WREN_MESH_HTTP2', value: s.meshHttp2 }]),
+      ...(s.opaquePorts === undefined ? [] : [{ name: 'WREN_OPAQUE_PORTS', value: s.opaquePorts.join(',') }]),
       ...(o.proxyTraceCollector === '' ? [] : [{ name: 'WREN_TRACING_COLLECTOR', value: o.proxyTraceCollector }]),
       ...(o.proxyTraceCollectorPlaintext ? [{ name: 'WREN_TRACING_COLLECTOR_PLAINTEXT', value: 'true' }] : []),
       ...workloadEnv(s.workload),

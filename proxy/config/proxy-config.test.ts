@@ -388,6 +388,17 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP2: 'h1' })).toThrow(/WREN_MESH_HTTP2/);
   });
 
+  test('in-cluster: WREN_OPAQUE_PORTS (the injector sets it from wren.io/opaque-ports) replaces protocol.opaquePorts; "" is none, not unset', () => {
+    const env = {
+      POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
+    };
+    expect(proxyConfigFromEnv(env).protocol.opaquePorts).toEqual([25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);
+    expect(proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '3306, 8000' }).protocol.opaquePorts).toEqual([3306, 8000]);
+    expect(proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '' }).protocol.opaquePorts).toEqual([]);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '3306,mysql' })).toThrow(/^environment: WREN_OPAQUE_PORTS: /);
+    expect(() => proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '70000' })).toThrow(/^environment: WREN_OPAQUE_PORTS: /);
+  });
+
   test('in-cluster: WREN_TRACING_COLLECTOR and WREN_TRACING_COLLECTOR_PLAINTEXT (tracing.collector)', () => {
     const env = {
       POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',

@@ -556,7 +556,7 @@ export function loadProxyConfig(file: string): ProxyConfig {
  * (control-plane/injector/sidecar.ts buildProxyContainer), as config fields.
  * `kind` says how the text becomes a value before the shared parser checks it.
  */
-export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean' | 'list' | 'json'; readonly required?: boolean }[] = [
+export const PROXY_ENV: readonly { readonly name: string; readonly path: string; readonly kind?: 'number' | 'boolean' | 'list' | 'ports' | 'json'; readonly required?: boolean }[] = [
   { name: 'POD_NAME', path: 'identity.pod' },
   { name: 'POD_NAMESPACE', path: 'identity.namespace', required: true },
   // Inbound traffic goes to the pod IP, not 127.0.0.1 (Istio since 1.10, from its INSTANCE_IP =
@@ -582,6 +582,8 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_EGRESS_SERVICES', path: 'discovery.services', kind: 'list' },
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
   { name: 'WREN_MESH_HTTP2', path: 'protocol.meshHttp2' },
+  // wren.io/opaque-ports: replaces the default list; "" is the pod's "none" (the annotation's empty value), not unset.
+  { name: 'WREN_OPAQUE_PORTS', path: 'protocol.opaquePorts', kind: 'ports' },
   { name: 'WREN_WORKLOAD_NAME', path: 'identity.workload.name' },
   { name: 'WREN_WORKLOAD_APP', path: 'identity.workload.app' },
   { name: 'WREN_WORKLOAD_VERSION', path: 'identity.workload.version' },
@@ -609,7 +611,7 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
   const raw: Record<string, unknown> = { identity: { certify: {} } };
   for (const v of PROXY_ENV) {
     const text = env[v.name];
-    if (text === undefined || text === '') {
+    if (text === undefined || (text === '' && v.kind !== 'ports')) {
       if (v.required) throw new ConfigError(v.name, 'required (the injector sets it; see docs/identity.md)', 'environment');
       continue;
     }
@@ -618,6 +620,8 @@ export function proxyConfigFromEnv(env: Readonly<Record<string, string | undefin
     if (v.kind === 'number' && /^\d+(\.\d+)?$/.test(text.trim())) value = Number(text.trim());
     if (v.kind === 'boolean' && /^(true|false)$/i.test(text.trim())) value = text.trim().toLowerCase() === 'true';
     if (v.kind === 'list') value = text.split(',').map((s) => s.trim()).filter(Boolean);
+    // Anything not digits stays text, for the parser's error to name the variable.
+    if (v.kind === 'ports') value = text.split(',').map((s) => s.trim()).filter(Boolean).map((s) => (/^\d{1,5}$/.test(s) ? Number(s) : s));
     if (v.kind === 'json') {
       try {
         value = JSON.parse(text);
