@@ -367,7 +367,8 @@ export class Proxy {
       policyTelemetry,
       tunnels: this.tunnels,
       detectTimeoutMs: config.protocol.detectTimeoutMs,
-      opaquePorts: new Set(config.protocol.opaquePorts),
+      // The pod's own (wren.io/opaque-ports) when set: how it is reached, not what it calls.
+      opaquePorts: new Set(config.protocol.inboundOpaquePorts ?? config.protocol.opaquePorts),
       originalDst: opts.inboundOriginalDst,
     });
     const pool = this.pool;

@@ -121,13 +121,13 @@ describe('injection webhook over HTTPS', () => {
     expect(arg(init, '--skip-outbound-cidrs')).toBe('169.254.169.254/32');
   });
 
-  test('wren.io/opaque-ports: the injected sidecar\'s env, as the proxy reads it, makes the pod\'s list its protocol.opaquePorts; a malformed value is a warning, the pod is still injected', async () => {
+  test('wren.io/opaque-ports: the injected sidecar\'s env, as the proxy reads it, makes the pod\'s list its inbound\'s protocol.inboundOpaquePorts; a malformed value is a warning, the pod is still injected', async () => {
     const { response, pod } = await inject(native, makePod({ 'wren.io/opaque-ports': '4222,8000-8002' }));
     expect(response.warnings).toBeUndefined();
     const proxy = pod.spec.initContainers[1];
     const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
     const env = Object.fromEntries(proxy.env.map((e: Json) => [e.name, e.value ?? downward[e.valueFrom.fieldRef.fieldPath]]));
-    expect(proxyConfigFromEnv({ ...env, WREN_TRUST_BUNDLE: cert }).protocol.opaquePorts).toEqual([4222, 8000, 8001, 8002]);
+    expect(proxyConfigFromEnv({ ...env, WREN_TRUST_BUNDLE: cert }).protocol.inboundOpaquePorts).toEqual([4222, 8000, 8001, 8002]);
 
     const bad = await inject(native, makePod({ 'wren.io/opaque-ports': '4222,nats' }));
     expect(bad.response.warnings).toEqual(['wren.io/opaque-ports: ignoring "4222,nats" ("nats" is not a port or a range like 8000-8010; expected ports and ranges, comma-separated, like "3306,5432,8000-8010"); the proxy\'s default opaque ports apply']);

@@ -502,7 +502,7 @@ describe('annotations', () => {
     expect(find(apply(bad, r.patch).spec?.initContainers, 'wren-proxy')!.env?.find((e) => e.name === 'WREN_EGRESS_SERVICES')).toBeUndefined();
   });
 
-  test('wren.io/opaque-ports becomes the proxy\'s protocol.opaquePorts (WREN_OPAQUE_PORTS), replacing its default list as Linkerd\'s config.linkerd.io/opaque-ports does; ranges expand; "" is none', () => {
+  test('wren.io/opaque-ports becomes the proxy\'s inbound list, protocol.inboundOpaquePorts (WREN_OPAQUE_PORTS), replacing its default list as Linkerd\'s config.linkerd.io/opaque-ports does; ranges expand; "" is none', () => {
     const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
     const bundle = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
     const injected = (annotations: Record<string, string>) => {
@@ -510,7 +510,9 @@ describe('annotations', () => {
       const r = injectPod(p, { trustBundlePem: bundle });
       const c = find(apply(p, r.patch).spec?.initContainers, 'wren-proxy')!;
       const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? downward[e.valueFrom!.fieldRef!.fieldPath]]));
-      return { warnings: r.warnings, env: env.WREN_OPAQUE_PORTS, opaque: proxyConfigFromEnv(env).protocol.opaquePorts };
+      // The list the inbound splices by (its own when the annotation set one, else the defaults both ways use).
+      const protocol = proxyConfigFromEnv(env).protocol;
+      return { warnings: r.warnings, env: env.WREN_OPAQUE_PORTS, opaque: protocol.inboundOpaquePorts ?? protocol.opaquePorts };
     };
     const ok = injected({ 'wren.io/opaque-ports': ' 5432, 3306,8000-8003,3306 ' });
     expect(ok).toEqual({ warnings: [], env: '3306,5432,8000,8001,8002,8003', opaque: [3306, 5432, 8000, 8001, 8002, 8003] });

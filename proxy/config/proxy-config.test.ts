@@ -388,13 +388,15 @@ describe('concurrency (worker threads, Envoy --concurrency)', () => {
     expect(() => proxyConfigFromEnv({ ...env, WREN_MESH_HTTP2: 'h1' })).toThrow(/WREN_MESH_HTTP2/);
   });
 
-  test('in-cluster: WREN_OPAQUE_PORTS (the injector sets it from wren.io/opaque-ports) replaces protocol.opaquePorts; "" is none, not unset', () => {
+  test('in-cluster: WREN_OPAQUE_PORTS (the injector sets it from wren.io/opaque-ports) is the inbound\'s list (protocol.inboundOpaquePorts), the outbound keeps protocol.opaquePorts; "" is none, not unset', () => {
     const env = {
       POD_NAMESPACE: 'shop', WREN_SERVICE_ACCOUNT: 'web', WREN_CONTROL_PLANE: 'cp:15010', WREN_TRUST_BUNDLE: PEM, WREN_TOKEN_FILE: '/t',
     };
-    expect(proxyConfigFromEnv(env).protocol.opaquePorts).toEqual([25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);
-    expect(proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '3306, 8000' }).protocol.opaquePorts).toEqual([3306, 8000]);
-    expect(proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '' }).protocol.opaquePorts).toEqual([]);
+    const DEFAULTS = [25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
+    expect(proxyConfigFromEnv(env).protocol).toMatchObject({ opaquePorts: DEFAULTS, inboundOpaquePorts: undefined });
+    // The pod's own list decides how it is reached; what it calls keeps the defaults (a call to MySQL on 3306 never waits).
+    expect(proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '3306, 8000' }).protocol).toMatchObject({ opaquePorts: DEFAULTS, inboundOpaquePorts: [3306, 8000] });
+    expect(proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '' }).protocol).toMatchObject({ opaquePorts: DEFAULTS, inboundOpaquePorts: [] });
     expect(() => proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '3306,mysql' })).toThrow(/^environment: WREN_OPAQUE_PORTS: /);
     expect(() => proxyConfigFromEnv({ ...env, WREN_OPAQUE_PORTS: '70000' })).toThrow(/^environment: WREN_OPAQUE_PORTS: /);
   });

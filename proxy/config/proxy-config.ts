@@ -127,6 +127,13 @@ export interface ProxyConfig {
     /** Server-speaks-first ports: never wait for the client's first bytes. */
     readonly opaquePorts: readonly number[];
     /**
+     * The inbound's own server-speaks-first ports, when they differ from opaquePorts (which
+     * then decides the outbound only): what the pod annotation wren.io/opaque-ports sets,
+     * as Linkerd's config.linkerd.io/opaque-ports is about how the pod is reached, not about
+     * what it calls. Absent: opaquePorts, both ways.
+     */
+    readonly inboundOpaquePorts?: readonly number[];
+    /**
      * How HTTP/1.1 requests travel to a peer sidecar (docs/configuration.md, Between sidecars):
      * 'mux' (the default) as HTTP/1.1 on virtual connections of the mesh multiplexer, many
      * multiplexed on one mTLS connection per peer (proxy/mux/); 'h1' as HTTP/1.1 over a
@@ -393,6 +400,7 @@ const shape = obj({
   protocol: obj({
     detectTimeoutMs: duration(1000),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
+    inboundOpaquePorts: optional(arr(num({ int: true, min: 1, max: 65535 }))),
     // h1 by the numbers (docs/benchmarks.md, "HTTP/1.1 between sidecars"): less CPU and half the RSS per sidecar.
     meshHttp1: literal(['h1', 'h2', 'mux'] as const, 'mux'),
     // mux by the numbers (docs/benchmarks.md, "gRPC on the mesh multiplexer").
@@ -583,7 +591,7 @@ export const PROXY_ENV: readonly { readonly name: string; readonly path: string;
   { name: 'WREN_MESH_HTTP1', path: 'protocol.meshHttp1' },
   { name: 'WREN_MESH_HTTP2', path: 'protocol.meshHttp2' },
   // wren.io/opaque-ports: replaces the default list; "" is the pod's "none" (the annotation's empty value), not unset.
-  { name: 'WREN_OPAQUE_PORTS', path: 'protocol.opaquePorts', kind: 'ports' },
+  { name: 'WREN_OPAQUE_PORTS', path: 'protocol.inboundOpaquePorts', kind: 'ports' },
   { name: 'WREN_WORKLOAD_NAME', path: 'identity.workload.name' },
   { name: 'WREN_WORKLOAD_APP', path: 'identity.workload.app' },
   { name: 'WREN_WORKLOAD_VERSION', path: 'identity.workload.version' },
