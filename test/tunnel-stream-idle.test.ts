@@ -15,7 +15,8 @@ import type { Proxy } from '../proxy/proxy.js';
  * session guard armed the stream idle timeout on every stream, CONNECT included: an idle
  * database or Redis connection through the mesh was cut after 5 minutes of quiet, counted
  * as limit="stream-idle-timeout". The same for an upgrade (WebSocket) once the app's 101 is
- * through: "After the 101 the tunnel has no request or idle timeout" (docs/security.md).
+ * through: after the 101 the tunnel has no request timeout, and limits.tcpIdleTimeoutMs, not the
+ * stream idle timeout, bounds its quiet (docs/security.md; test/upgrade-idle-timeout.test.ts).
  */
 const pki = testPki();
 let app: FakeApp;

@@ -5,6 +5,7 @@ import type { ProxyError } from '../errors/proxy-error.js';
 import { dropMeshFields, MESH, type Headers } from './headers.js';
 import { H1ResponseWriter } from './write-response.js';
 import { serveUpgrade } from './h1-upgrade-server.js';
+import type { SpliceIdle } from '../net/tcp-tunnel.js';
 import { withoutH2c } from './upgrade-protocols.js';
 import { H2_HEADER_HARD_CAP_FACTOR, H2_SERVER_MAX_FIELDS } from './h2-server.js';
 import { H1Connection, type H1ConnectionOptions, type H1ServerExchange, type H1TimerLimit } from '../h1/h1-connection.js';
@@ -71,6 +72,12 @@ export interface H1ServerOptions {
   readonly onHeadersTimeout?: (err: ProxyError, source: ProxyRequest['source'], origDst: ProxyRequest['origDst']) => void;
   /** A request started (+1) or ended (-1): its response written, or its client gone. For graceful drain. */
   readonly onExchange?: (delta: 1 | -1) => void;
+  /**
+   * The idle bound of an upgrade's tunnel after its 101 (limits.tcpIdleTimeoutMs, Envoy's
+   * idle_timeout on an upgraded connection), the listener's one object for all its tunnels:
+   * read only when a connection switches protocols. Absent: no idle bound.
+   */
+  readonly tunnelIdle?: SpliceIdle;
 }
 
 /** How often the timers are checked: often enough that a timeout fires within about 10 % of it. */
@@ -278,7 +285,8 @@ class ServedConnection implements H1ConnectionOptions {
     const ac = new Cancel();
     ex.controller = ac;
     const protocols = head.method === 'CONNECT' ? '' : withoutH2c(head.get('upgrade') ?? '');
-    serveUpgrade(this.server.opts.service, this.request(ex, head, protocols, ac), ex, socket, rest, this.writer);
+    const o = this.server.opts;
+    serveUpgrade(o.service, this.request(ex, head, protocols, ac), ex, socket, rest, this.writer, o.tunnelIdle);
   }
 
   /** `Upgrade: h2c` alone is ignored, the request served as plain HTTP/1.1 (upgrade-protocols.ts). */

@@ -5,7 +5,7 @@ import type { H1ResponseWriter } from './write-response.js';
 import type { H1ServerExchange } from '../h1/h1-connection.js';
 import { errorResponse } from '../errors/error-response.js';
 import { ProxyError } from '../errors/proxy-error.js';
-import { splice } from '../net/tcp-tunnel.js';
+import { splice, type SpliceIdle } from '../net/tcp-tunnel.js';
 
 /** A list of protocol tokens (RFC 9110 section 7.8: `protocol-name ["/" protocol-version]`, comma-separated). */
 const PROTOCOLS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:\/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)?)*$/;
@@ -22,9 +22,11 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * answer is written as an ordinary response and the connection is closed, the held bytes
  * dropped: they never reach anyone as a request. (An upgrade request with a body was
  * refused at its head, 400.) A CONNECT from the app (forward-proxy use) is not carried by
- * the mesh: 403 from the one error table, on no endpoint's account.
+ * the mesh: 403 from the one error table, on no endpoint's account. After the 101 the
+ * tunnel has the listener's idle bound (`idle`: limits.tcpIdleTimeoutMs), as an opaque
+ * TCP connection has.
  */
-export function serveUpgrade(service: HttpService, req: ProxyRequest, ex: H1ServerExchange, socket: Socket, held: Buffer, writer: H1ResponseWriter): void {
+export function serveUpgrade(service: HttpService, req: ProxyRequest, ex: H1ServerExchange, socket: Socket, held: Buffer, writer: H1ResponseWriter, idle?: SpliceIdle): void {
   const upgrade = req.upgrade ?? '';
   if (req.method === 'CONNECT') return writer.write(ex, errorResponse(new ProxyError('CONNECT_NOT_SUPPORTED', req.path), req));
   if (!PROTOCOLS.test(upgrade)) return writer.write(ex, errorResponse(new ProxyError('BAD_REQUEST', 'invalid Upgrade header'), req));
@@ -32,7 +34,7 @@ export function serveUpgrade(service: HttpService, req: ProxyRequest, ex: H1Serv
     if (out.status === 101 && out.body) {
       if (ex.ended) return void out.body.destroy(); // the client went away meanwhile
       ex.conn.release();
-      return switchProtocols(socket, out, upgrade, held);
+      return switchProtocols(socket, out, upgrade, held, idle);
     }
     writer.write(ex, out);
   };
@@ -45,7 +47,7 @@ export function serveUpgrade(service: HttpService, req: ProxyRequest, ex: H1Serv
   p.then(answer, (err: unknown) => answer(errorResponse(err, req)));
 }
 
-function switchProtocols(socket: Socket, res: ProxyResponse, requested: string, held: Buffer): void {
+function switchProtocols(socket: Socket, res: ProxyResponse, requested: string, held: Buffer, idle: SpliceIdle | undefined): void {
   const tunnel = res.body as Duplex;
   if (socket.destroyed) return void tunnel.destroy();
   const upgrade = res.headers['upgrade'];
@@ -59,5 +61,5 @@ function switchProtocols(socket: Socket, res: ProxyResponse, requested: string, 
   text += `connection: Upgrade\r\nupgrade: ${BAD_VALUE.test(protocol) ? requested : protocol}\r\n\r\n`;
   socket.write(text, 'latin1');
   if (held.length) tunnel.write(held);
-  splice(socket, tunnel);
+  splice(socket, tunnel, undefined, idle);
 }

@@ -2,6 +2,7 @@ import { subscribe } from 'node:diagnostics_channel';
 import { constants, type Http2Server, type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { cleanHeaders, cleanTrailers, header, MESH, type Headers } from './headers.js';
 import { writeH2Switch } from './h2-upgrade.js';
+import type { SpliceIdle } from '../net/tcp-tunnel.js';
 import { withoutH2c } from './upgrade-protocols.js';
 import type { HttpService, ProxyRequest, ProxyResponse } from './exchange.js';
 import { writeH2Response } from './write-response.js';
@@ -25,6 +26,11 @@ export interface H2HandlerOptions {
    * advertises SETTINGS_ENABLE_CONNECT_PROTOCOL (the mTLS inbound); elsewhere refused.
    */
   readonly upgrades?: boolean;
+  /**
+   * The idle bound of an upgrade's tunnel once the app switched protocols
+   * (limits.tcpIdleTimeoutMs), the listener's one object for all its tunnels. Absent: none.
+   */
+  readonly tunnelIdle?: SpliceIdle;
   /** Streams with :method CONNECT (opaque TCP tunnels between sidecars). */
   readonly onConnect?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
   /**
@@ -113,6 +119,8 @@ class Served {
   constructor(
     private readonly stream: ServedStream,
     private readonly upgrade: string | undefined,
+    /** The listener's tunnel idle bound, for an upgrade only (undefined on an ordinary request). */
+    private readonly idle: SpliceIdle | undefined,
   ) {}
 
   /**
@@ -120,7 +128,7 @@ class Served {
    * async function awaiting the service cost two promises and its frame).
    */
   readonly onResponse = (out: ProxyResponse): void => {
-    if (this.upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(this.stream, out, this.upgrade);
+    if (this.upgrade !== undefined && out.status === 101 && out.body) writeH2Switch(this.stream, out, this.upgrade, this.idle);
     else writeH2Response(this.stream, out, this.req?.headers);
     // GOAWAY (Http2Session.close): this response and the streams in flight finish; later streams are refused by the session.
     if (out.closeConnection === true) this.stream.session?.close();
@@ -199,7 +207,7 @@ function handle(opts: H2HandlerOptions, stream: ServedStream, h: IncomingHttpHea
   // The method of a peer's upgrade is a field (h2-upgrade.ts): checked as a :method is.
   const orig = upgrade === undefined ? undefined : h[MESH.origMethod];
   if (orig !== undefined && (typeof orig !== 'string' || !validMethod(orig))) return malformed(opts, stream, `an invalid ${MESH.origMethod}`);
-  const st = new Served(stream, upgrade);
+  const st = new Served(stream, upgrade, upgrade === undefined ? undefined : opts.tunnelIdle);
   stream[SERVED] = st;
   releaseOnClose(stream);
   // An error always ends in 'close' (Http2Stream.destroy), which aborts: the error itself needs no handler.

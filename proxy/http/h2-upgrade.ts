@@ -4,7 +4,7 @@ import { ProxyError } from '../errors/proxy-error.js';
 import { cleanHeaders, MESH, type Headers } from './headers.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import { H2Call, startH2Call } from './h2-call.js';
-import { splice } from '../net/tcp-tunnel.js';
+import { splice, type SpliceIdle } from '../net/tcp-tunnel.js';
 import { withoutH2c } from './upgrade-protocols.js';
 
 /**
@@ -56,9 +56,10 @@ const noTrailers = (): undefined => undefined;
 /**
  * The inbound's answer to an extended CONNECT whose app switched protocols: 200 with
  * `wren-upgraded` and the app's 101 headers, then the stream and the app connection are
- * spliced. Only now are the peer's bytes read.
+ * spliced. Only now are the peer's bytes read. The tunnel has the listener's idle bound
+ * (`idle`: limits.tcpIdleTimeoutMs), as an opaque TCP connection has.
  */
-export function writeH2Switch(stream: ServerHttp2Stream, res: ProxyResponse, requested: string): void {
+export function writeH2Switch(stream: ServerHttp2Stream, res: ProxyResponse, requested: string, idle?: SpliceIdle): void {
   const tunnel = res.body as Duplex;
   if (stream.destroyed || stream.closed) {
     tunnel.destroy();
@@ -67,8 +68,9 @@ export function writeH2Switch(stream: ServerHttp2Stream, res: ProxyResponse, req
   const { upgrade, ...rest } = res.headers;
   const protocol = (Array.isArray(upgrade) ? upgrade[0] : upgrade) ?? requested;
   stream.respond({ ...rest, ':status': 200, [MESH.upgraded]: protocol });
-  // Switched: a tunnel now, with no idle timeout (docs/security.md), so the session guard's
-  // stream idle timeout (limits.streamIdleTimeoutMs, armed while this was a request) is lifted.
+  // Switched: a tunnel now, bound by the TCP idle timeout (limits.tcpIdleTimeoutMs) as an
+  // opaque tunnel is, so the session guard's stream idle timeout (limits.streamIdleTimeoutMs,
+  // armed while this was a request) is lifted.
   stream.setTimeout(0);
-  splice(stream, tunnel);
+  splice(stream, tunnel, undefined, idle);
 }

@@ -50,7 +50,7 @@ export function tunnelToApp(
         splice(down, up, (b) => {
           d.metrics.closeTcpFlow(flow);
           line?.closed(b.aToB, b.bToA);
-        }, { ms: d.limits.tcpIdleTimeoutMs, clock: d.clock, fired: () => d.metrics.limits.inc({ direction: 'inbound', limit: 'tcp-idle-timeout' }) }),
+        }, { ms: d.limits.tcpIdleTimeoutMs, clock: d.clock, fired: (limit) => d.metrics.limits.inc({ direction: 'inbound', limit }) }),
       );
     },
     (err: unknown) => {

@@ -22,6 +22,7 @@ import type { ListenOptions } from '../../common/listen.js';
 import type { ProxyLimits } from '../config/proxy-config.js';
 import type { ListenerConnections } from '../net/shared-admission.js';
 import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
+import type { SpliceIdle } from '../net/tcp-tunnel.js';
 import { H1Server, MESH_HEAD_HEADROOM } from '../http/h1-server.js';
 import { isMuxAlpn, MuxSession, MUX_ALPN_2, MUX_ALPNS } from '../mux/mux-session.js';
 import { MuxStream } from '../mux/mux-stream.js';
@@ -146,6 +147,9 @@ export class InboundListener {
     d.tls.onRotate(() => this.tlsServer.setSecureContext(d.tls.contextOptions));
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
+    // An upgrade's tunnel after the 101 (a peer's extended CONNECT, or an upgrade on a mesh
+    // HTTP/1.1 connection) is bound as an opaque one is: one object for all of them.
+    const tunnelIdle: SpliceIdle = { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: onLimit };
     // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501), or a 408.
     const refused = refusalReporters('inbound', d.metrics, d.accessLog);
     this.secure.on('session', (s) => {
@@ -186,6 +190,7 @@ export class InboundListener {
       clock: d.clock,
       identityOf: (stream) => sessionPeer(stream),
       upgrades: true,
+      tunnelIdle,
       onConnect: (stream, headers) => this.connects.handle(stream, headers),
     });
     // HTTP/1.1 from a peer sidecar: the same mTLS stack, the peer's SPIFFE ID from its handshake.
@@ -203,6 +208,7 @@ export class InboundListener {
       onClientError: refused.h1,
       onHeadersTimeout: refused.headersTimeout,
       onExchange: (n) => this.track(n),
+      tunnelIdle,
     });
     this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
     this.connects = new PeerConnect({ ...d, track: (n) => this.track(n) });

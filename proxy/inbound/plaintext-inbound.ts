@@ -77,6 +77,8 @@ export class PlaintextInbound {
       onClientError: refused.h1,
       onHeadersTimeout: refused.headersTimeout,
       onExchange: d.track,
+      // An upgrade's tunnel after the 101 is bound as an opaque one is (limits.tcpIdleTimeoutMs).
+      tunnelIdle: { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: onLimit },
     });
     this.h2 = createH2Server({
       maxHeaderListPairs: H2_SERVER_MAX_FIELDS,

@@ -5,13 +5,16 @@ import { takeEndedHead } from './peek.js';
 
 /**
  * A tunnel on which no byte moves either way for `ms` is closed, both sides, and `fired`
- * is told (wren_limit_exceeded_total{limit="tcp-idle-timeout"}): Envoy's TCP proxy
- * `idle_timeout` (1 h by default, as Istio leaves it; limits.tcpIdleTimeoutMs). 0: none.
+ * is told 'tcp-idle-timeout' (wren_limit_exceeded_total{limit="tcp-idle-timeout"}): Envoy's
+ * TCP proxy `idle_timeout` (1 h by default, as Istio leaves it; limits.tcpIdleTimeoutMs).
+ * 0: none. A listener makes one and shares it among its tunnels (opaque TCP and upgrades
+ * after their 101 alike).
  */
 export interface SpliceIdle {
   readonly ms: number;
   readonly clock: Clock;
-  readonly fired: () => void;
+  /** A limit hit, as counted in wren_limit_exceeded_total{limit}. */
+  readonly fired: (limit: 'tcp-idle-timeout') => void;
 }
 
 /**
@@ -58,7 +61,7 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBy
     if (finished) return;
     const quiet = watch!.clock.now() - lastMoved;
     if (quiet >= watch!.ms) {
-      watch!.fired();
+      watch!.fired('tcp-idle-timeout');
       return destroyBoth();
     }
     armIdle(watch!.ms - quiet);

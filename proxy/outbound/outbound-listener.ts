@@ -103,7 +103,7 @@ export class OutboundListener {
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'outbound', limit });
     this.onLimit = onLimit;
-    this.tcpIdle = { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: () => onLimit('tcp-idle-timeout') };
+    this.tcpIdle = { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: onLimit };
     // A request refused before the layers (the HTTP/1.1 codec's 400/431/501, the HTTP/2
     // servers' 400/431 and malformed streams): counted and logged the same way for both.
     const refused = refusalReporters('outbound', d.metrics, d.accessLog);
@@ -116,6 +116,8 @@ export class OutboundListener {
       // A request the codec refused (400/431/501 from the error table) never reaches the layers that count errors.
       onClientError: refused.h1,
       onHeadersTimeout: refused.headersTimeout,
+      // An upgrade's tunnel after the 101 is bound as the opaque ones are.
+      tunnelIdle: this.tcpIdle,
     });
     this.h2 = createH2Server({ maxHeaderListPairs: H2_SERVER_MAX_FIELDS, settings: { maxConcurrentStreams: L.maxConcurrentStreams, maxHeaderListSize: d.maxHeaderBytes * H2_HEADER_HARD_CAP_FACTOR, initialWindowSize: L.http2InitialStreamWindowBytes } });
     this.h2.on('session', (s) => {
