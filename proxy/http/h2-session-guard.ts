@@ -10,6 +10,8 @@ export type LimitName =
   | 'stream-idle-timeout'
   // A tunnel (opaque TCP, an upgrade after its 101) with no byte either way for limits.tcpIdleTimeoutMs.
   | 'tcp-idle-timeout'
+  // A tunnel one side of which half-closed and whose other side did not close within 30 s (tcp-tunnel.ts).
+  | 'tcp-half-close-timeout'
   // An HTTP/1.1 connection we ended whose client did not close its side in time (limits.delayedCloseTimeoutMs).
   | 'delayed-close-timeout'
   // A TLS handshake on the inbound mTLS listener not finished within limits.requestHeadersTimeoutMs.

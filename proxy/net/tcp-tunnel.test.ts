@@ -1,5 +1,6 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { splice } from './tcp-tunnel.js';
+import { systemClock } from '../../common/clock.js';
 
 const servers: Server[] = [];
 const sockets: Socket[] = [];
@@ -48,4 +49,60 @@ test('when the upstream has closed, the client\'s last bytes and FIN are read: t
   const outcome = await Promise.race([finished, new Promise<'held'>((r) => setTimeout(() => r('held'), 4000))]);
   expect(outcome).not.toBe('held');
   expect(got).toBe('bye\n');
+});
+
+/**
+ * One side half-closed (the upstream ended and closed) and the other never closes its own:
+ * after the wait the splice leaves it (30 s; SpliceIdle.halfCloseMs here) both are destroyed,
+ * and the limit is told, as wren_limit_exceeded_total{limit="tcp-half-close-timeout"}.
+ * Before, the teardown was counted nowhere: a client that never closed looked like any
+ * connection that ended well.
+ */
+test('a client that never closes after the upstream half-closed is torn down after the wait, counted as tcp-half-close-timeout', async () => {
+  const upstreamPort = await listen(createServer((s) => s.end('bye\n')));
+  const fired: string[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const proxyPort = await listen(
+    createServer({ allowHalfOpen: true }, (a) => {
+      sockets.push(a);
+      const b = connect({ host: '127.0.0.1', port: upstreamPort });
+      sockets.push(b);
+      // ms 0: no idle bound, so only the half-close wait can end it.
+      splice(a, b, () => done(), { ms: 0, clock: systemClock, fired: (limit) => fired.push(limit), halfCloseMs: 200 });
+    }),
+  );
+  // Half-open allowed and never ended: the client keeps its side open after the FIN.
+  const client = connect({ host: '127.0.0.1', port: proxyPort, allowHalfOpen: true });
+  sockets.push(client);
+  client.on('error', () => undefined);
+  let got = '';
+  client.on('data', (d: Buffer) => (got += d.toString()));
+  const start = performance.now();
+  const outcome = await Promise.race([finished.then(() => 'done'), new Promise<'held'>((r) => setTimeout(() => r('held'), 4000))]);
+  expect(outcome).toBe('done');
+  expect(performance.now() - start).toBeGreaterThanOrEqual(150);
+  expect(fired).toEqual(['tcp-half-close-timeout']);
+  expect(got).toBe('bye\n');
+});
+
+test('a client that closes after the upstream half-closed ends the splice with no limit counted', async () => {
+  const upstreamPort = await listen(createServer((s) => s.end('bye\n')));
+  const fired: string[] = [];
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const proxyPort = await listen(
+    createServer({ allowHalfOpen: true }, (a) => {
+      sockets.push(a);
+      const b = connect({ host: '127.0.0.1', port: upstreamPort });
+      sockets.push(b);
+      splice(a, b, () => done(), { ms: 0, clock: systemClock, fired: (limit) => fired.push(limit), halfCloseMs: 2000 });
+    }),
+  );
+  const client = connect({ host: '127.0.0.1', port: proxyPort, allowHalfOpen: true });
+  sockets.push(client);
+  client.on('end', () => client.end());
+  client.resume();
+  await finished;
+  expect(fired).toEqual([]);
 });

@@ -3,18 +3,24 @@ import type { Socket } from 'node:net';
 import { nodeTimerMs, type Clock, type Timer } from '../../common/clock.js';
 import { takeEndedHead } from './peek.js';
 
+/** How long the other side has to finish once one side half-closed (ended cleanly) before both are destroyed. */
+const HALF_CLOSE_TIMEOUT_MS = 30_000;
+
 /**
  * A tunnel on which no byte moves either way for `ms` is closed, both sides, and `fired`
  * is told 'tcp-idle-timeout' (wren_limit_exceeded_total{limit="tcp-idle-timeout"}): Envoy's
  * TCP proxy `idle_timeout` (1 h by default, as Istio leaves it; limits.tcpIdleTimeoutMs).
  * 0: none. A listener makes one and shares it among its tunnels (opaque TCP and upgrades
- * after their 101 alike).
+ * after their 101 alike). When the wait after a half-close runs out (`halfCloseMs`,
+ * HALF_CLOSE_TIMEOUT_MS by default), `fired` is told 'tcp-half-close-timeout'.
  */
 export interface SpliceIdle {
   readonly ms: number;
   readonly clock: Clock;
   /** A limit hit, as counted in wren_limit_exceeded_total{limit}. */
-  readonly fired: (limit: 'tcp-idle-timeout') => void;
+  readonly fired: (limit: 'tcp-idle-timeout' | 'tcp-half-close-timeout') => void;
+  /** The wait after a half-close; HALF_CLOSE_TIMEOUT_MS unless a test sets it. */
+  readonly halfCloseMs?: number;
 }
 
 /**
@@ -25,7 +31,8 @@ export interface SpliceIdle {
  * socket a close() dropped): nothing more can reach the other side through it, which
  * is torn down at once, as Envoy's TCP proxy closes the downstream when the upstream
  * connection goes away and ztunnel drops both halves of a tunnel at its drain deadline.
- * Only a side that ended cleanly (half-closed) leaves the other its 30 s to finish.
+ * Only a side that ended cleanly (half-closed) leaves the other its 30 s to finish
+ * (SpliceIdle.halfCloseMs), counted as limit="tcp-half-close-timeout" when it runs out.
  * Returns the byte counts, which go on counting until both sides have closed.
  */
 export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBytes) => void, idle?: SpliceIdle): SplicedBytes {
@@ -82,6 +89,12 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBy
   a.pipe(b);
   b.pipe(a);
   let closed = 0;
+  // The other side did not close within the wait after a half-close: counted, then torn down.
+  const halfCloseExpired = (): void => {
+    if (closed >= 2 || finished) return;
+    idle?.fired('tcp-half-close-timeout');
+    destroyBoth();
+  };
   const onClose = (side: Duplex, other: Duplex) => () => {
     if (++closed === 2) finish();
     else if (!side.readableEnded) destroyBoth();
@@ -91,7 +104,7 @@ export function splice(a: Socket | Duplex, b: Duplex, onDone?: (bytes: SplicedBy
       // in front of its end, so it would never close and would hold the connection for the
       // 30 s. Read on, into nothing (there is nowhere left to send them), to see its end.
       other.resume();
-      setTimeout(() => (closed < 2 ? destroyBoth() : undefined), 30_000).unref();
+      setTimeout(halfCloseExpired, idle?.halfCloseMs ?? HALF_CLOSE_TIMEOUT_MS).unref();
     }
   };
   a.on('close', onClose(a, b));
