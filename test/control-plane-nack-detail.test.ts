@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MAX_SUBSCRIBE_SERVICES, type DiscoveryResponse } from '../contract/discovery.js';
+import type { DiscoveryResponse } from '../contract/discovery.js';
+import { MAX_SUBSCRIBE_SERVICES } from '../contract/subscribe-limits.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { MAX_NACK_DETAIL_CHARS } from '../control-plane/discovery/discovery-server.js';
 import { shopWebControlPlane, discoveryStream, shopWebYaml } from './helpers/discovery-stream.js';

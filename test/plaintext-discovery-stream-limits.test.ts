@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { networkInterfaces } from 'node:os';
 import { loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse } from '../contract/discovery.js';
-import { MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../contract/discovery.js';
+import { MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../contract/subscribe-limits.js';
 import { MAX_PLAINTEXT_STREAMS_PER_ADDRESS, MAX_STREAMS_PER_POD } from '../control-plane/discovery/discovery-server.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';

@@ -1,5 +1,5 @@
 import { ConfigError } from '../../common/schema.js';
-import { MAX_SUBSCRIBE_SERVICES } from '../../contract/discovery.js';
+import { MAX_SUBSCRIBE_SERVICES } from '../../contract/subscribe-limits.js';
 import { hasProxyEnv, parseProxyConfig, proxyConfigFromEnv, tlsFilesOf } from './proxy-config.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseInboundPolicy, parseServices } from '../../contract/parse.js';
 import type { InboundPolicy, Service } from '../../contract/model.js';
 import { DEFAULT_INBOUND_POLICY, MIN_STATS_REPORT_INTERVAL_MS } from '../../contract/defaults.js';
-import { MAX_SUBSCRIBE_SERVICES } from '../../contract/discovery.js';
+import { MAX_SUBSCRIBE_SERVICES } from '../../contract/subscribe-limits.js';
 import { CONTROL_PLANE_ADDRESS_PATTERN, controlPlaneSpiffeId, NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, TRUST_DOMAIN_PATTERN } from '../../contract/identity.js';
 import type { TelemetryOverrides } from '../telemetry/telemetry-settings.js';
 import type { AccessLogFlush } from '../access-log/access-log.js';
