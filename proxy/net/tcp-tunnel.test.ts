@@ -58,7 +58,12 @@ test('when the upstream has closed, the client\'s last bytes and FIN are read: t
  * Before, the teardown was counted nowhere: a client that never closed looked like any
  * connection that ended well.
  */
-test('a client that never closes after the upstream half-closed is torn down after the wait, counted as tcp-half-close-timeout', async () => {
+/**
+ * A client through a splice to an upstream that says `bye` and ends at once; the splice has
+ * no idle bound (ms 0), so only the half-close wait (`halfCloseMs`) can end it. The client
+ * allows half-open and has ended nothing.
+ */
+async function halfClosedUpstream(halfCloseMs: number): Promise<{ client: Socket; finished: Promise<void>; fired: string[] }> {
   const upstreamPort = await listen(createServer((s) => s.end('bye\n')));
   const fired: string[] = [];
   let done!: () => void;
@@ -68,13 +73,17 @@ test('a client that never closes after the upstream half-closed is torn down aft
       sockets.push(a);
       const b = connect({ host: '127.0.0.1', port: upstreamPort });
       sockets.push(b);
-      // ms 0: no idle bound, so only the half-close wait can end it.
-      splice(a, b, () => done(), { ms: 0, clock: systemClock, fired: (limit) => fired.push(limit), halfCloseMs: 200 });
+      splice(a, b, () => done(), { ms: 0, clock: systemClock, fired: (limit) => fired.push(limit), halfCloseMs });
     }),
   );
-  // Half-open allowed and never ended: the client keeps its side open after the FIN.
   const client = connect({ host: '127.0.0.1', port: proxyPort, allowHalfOpen: true });
   sockets.push(client);
+  return { client, finished, fired };
+}
+
+test('a client that never closes after the upstream half-closed is torn down after the wait, counted as tcp-half-close-timeout', async () => {
+  // The client keeps its side open after the FIN.
+  const { client, finished, fired } = await halfClosedUpstream(200);
   client.on('error', () => undefined);
   let got = '';
   client.on('data', (d: Buffer) => (got += d.toString()));
@@ -87,20 +96,7 @@ test('a client that never closes after the upstream half-closed is torn down aft
 });
 
 test('a client that closes after the upstream half-closed ends the splice with no limit counted', async () => {
-  const upstreamPort = await listen(createServer((s) => s.end('bye\n')));
-  const fired: string[] = [];
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  const proxyPort = await listen(
-    createServer({ allowHalfOpen: true }, (a) => {
-      sockets.push(a);
-      const b = connect({ host: '127.0.0.1', port: upstreamPort });
-      sockets.push(b);
-      splice(a, b, () => done(), { ms: 0, clock: systemClock, fired: (limit) => fired.push(limit), halfCloseMs: 2000 });
-    }),
-  );
-  const client = connect({ host: '127.0.0.1', port: proxyPort, allowHalfOpen: true });
-  sockets.push(client);
+  const { client, finished, fired } = await halfClosedUpstream(2000);
   client.on('end', () => client.end());
   client.resume();
   await finished;
