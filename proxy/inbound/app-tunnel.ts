@@ -3,11 +3,10 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/logger.js';
 import type { ProxyMetrics } from '../metrics/proxy-metrics.js';
 import type { TcpLabels } from '../metrics/workload-labels.js';
-import { splice } from '../net/tcp-tunnel.js';
+import { splice, type SpliceIdle } from '../net/tcp-tunnel.js';
 import { TcpConnector } from '../net/connector.js';
 import { responseFlag, toProxyError, type ProxyError } from '../errors/proxy-error.js';
 import type { Clock } from '../../common/clock.js';
-import type { ProxyLimits } from '../config/proxy-config.js';
 import { APP_CONNECT_TIMEOUT_MS } from './app-connector.js';
 import type { AccessLog } from '../access-log/access-log.js';
 import { inboundTunnelLine } from '../access-log/tunnel-log.js';
@@ -17,8 +16,8 @@ export interface AppTunnelDeps {
   readonly metrics: ProxyMetrics;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** limits.tcpIdleTimeoutMs: the tunnel closes after this long with no byte either way. */
-  readonly limits: Pick<ProxyLimits, 'tcpIdleTimeoutMs'>;
+  /** The listener's idle bound for every tunnel (limits.tcpIdleTimeoutMs): one object, not one per tunnel. */
+  readonly tunnelIdle: SpliceIdle;
   /** The access log: a line per connection when it closes (in the listeners' deps from proxy.ts). */
   readonly accessLog?: AccessLog;
 }
@@ -50,7 +49,7 @@ export function tunnelToApp(
         splice(down, up, (b) => {
           d.metrics.closeTcpFlow(flow);
           line?.closed(b.aToB, b.bToA);
-        }, { ms: d.limits.tcpIdleTimeoutMs, clock: d.clock, fired: (limit) => d.metrics.limits.inc({ direction: 'inbound', limit }) }),
+        }, d.tunnelIdle),
       );
     },
     (err: unknown) => {

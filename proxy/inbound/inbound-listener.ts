@@ -147,8 +147,8 @@ export class InboundListener {
     d.tls.onRotate(() => this.tlsServer.setSecureContext(d.tls.contextOptions));
     const L = d.limits;
     const onLimit = (limit: LimitName) => d.metrics.limits.inc({ direction: 'inbound', limit });
-    // An upgrade's tunnel after the 101 (a peer's extended CONNECT, or an upgrade on a mesh
-    // HTTP/1.1 connection) is bound as an opaque one is: one object for all of them.
+    // Every tunnel of the listener (a peer's CONNECT or extended CONNECT, an upgrade on a mesh
+    // or plaintext HTTP/1.1 connection, plaintext opaque TCP) has this idle bound: one object for all of them.
     const tunnelIdle: SpliceIdle = { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: onLimit };
     // A request the HTTP/1.1 codec or the HTTP/2 handler answered before the layers (400/431/501), or a 408.
     const refused = refusalReporters('inbound', d.metrics, d.accessLog);
@@ -210,8 +210,8 @@ export class InboundListener {
       onExchange: (n) => this.track(n),
       tunnelIdle,
     });
-    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n) });
-    this.connects = new PeerConnect({ ...d, track: (n) => this.track(n) });
+    this.plaintext = new PlaintextInbound({ ...d, http: d.plaintextHttp, track: (n) => this.track(n), tunnelIdle });
+    this.connects = new PeerConnect({ ...d, track: (n) => this.track(n), tunnelIdle });
     // Small HTTP/2 frames must not wait for Nagle (with delayed ACKs that is up to 40 ms).
     this.server = createNetServer({ noDelay: true }, (s) => void this.accept(s));
   }

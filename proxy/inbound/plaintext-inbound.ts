@@ -19,6 +19,7 @@ import { guardH2Session, type LimitName } from '../http/h2-session-guard.js';
 import { LiveSet } from '../../common/live-set.js';
 import { CLIENT_CANCELLED_LABEL } from '../errors/proxy-error.js';
 import { refusalReporters } from '../access-log/refusal-reporters.js';
+import type { SpliceIdle } from '../net/tcp-tunnel.js';
 
 export interface PlaintextInboundDeps {
   readonly appAddress: string;
@@ -38,6 +39,8 @@ export interface PlaintextInboundDeps {
   readonly accessLog?: AccessLog;
   /** The listener's open tunnels: opaque splices join them, re-authorized on each policy change (policy/open-tunnels.ts). */
   readonly tunnels: OpenTunnels;
+  /** The listener's idle bound for its tunnels (limits.tcpIdleTimeoutMs): opaque splices and upgrades after their 101. */
+  readonly tunnelIdle: SpliceIdle;
 }
 
 /**
@@ -78,7 +81,7 @@ export class PlaintextInbound {
       onHeadersTimeout: refused.headersTimeout,
       onExchange: d.track,
       // An upgrade's tunnel after the 101 is bound as an opaque one is (limits.tcpIdleTimeoutMs).
-      tunnelIdle: { ms: L.tcpIdleTimeoutMs, clock: d.clock, fired: onLimit },
+      tunnelIdle: d.tunnelIdle,
     });
     this.h2 = createH2Server({
       maxHeaderListPairs: H2_SERVER_MAX_FIELDS,
