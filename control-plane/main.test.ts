@@ -27,6 +27,7 @@ describe('wren control-plane identity flags', () => {
     expect(parseControlPlaneArgs(['--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32, maxInFlightPerSource: 8 });
     expect(parseControlPlaneArgs(['--cert-ttl', '3s'], {}).identity.certTtlMs).toBe(3000);
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
+    expect(parseControlPlaneArgs(['--cert-ttl', '90d'], {}).identity.certTtlMs).toBe(90 * 86_400_000);
   });
 
   test('the Certify limit from flags (adv29: it was only settable embedded): per workload and per fleet', () => {
@@ -100,6 +101,9 @@ describe('wren control-plane identity flags', () => {
     [['--token-review-max-in-flight', '2.5'], /--token-review-max-in-flight: expected a whole number/],
     [['--token-review-max-in-flight-per-source', '0'], /--token-review-max-in-flight-per-source: expected a whole number in 1\.\.10000, got "0"/],
     [['--cert-ttl', '500ms'], /at least 1s/],
+    // Past the CA's 90 days the flag was taken and the start failed later (exit 1, no flag named).
+    [['--cert-ttl', '91d'], /^--cert-ttl: expected a duration of at least 1s and at most 90d/],
+    [['--cert-ttl', '2200h'], /^--cert-ttl: expected a duration of at least 1s and at most 90d/],
     [['--certify-burst', '0'], /^--certify-burst: expected a number in 1\.\.100000, got 0$/],
     [['--certify-burst', 'lots'], /^--certify-burst: expected a number, got "lots"$/],
     [['--certify-refill', '0s'], /^--certify-refill: expected a duration from 1ms to 24h, got 0 ms$/],

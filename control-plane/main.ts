@@ -1,7 +1,7 @@
 import { EGRESS_MODES, type EgressMode } from '../contract/egress.js';
 import * as k8s from '@kubernetes/client-node';
 import { ControlPlaneTracing } from './tracing.js';
-import { writePublicFile } from '../certs/index.js';
+import { MAX_LEAF_TTL_MS, writePublicFile } from '../certs/index.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, isLevel, type Level, type Logger } from '../common/logger.js';
 import { ADMIN_TOKEN_AUDIENCE, DEFAULT_CONTROL_PLANE_NAMESPACE, TRUST_DOMAIN_PATTERN } from '../contract/identity.js';
@@ -122,7 +122,7 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
                                 when they change (trust-anchor rotation, no restart)
   --bootstrap-tokens FILE       authenticate proxies with tokens from FILE instead of TokenReview
                                 (TokenReview is used with --source kubernetes)
-  --cert-ttl DURATION           workload certificate lifetime and maximum, e.g. 24h, 90m (default 24h)
+  --cert-ttl DURATION           workload certificate lifetime and maximum, e.g. 24h, 90m (default 24h; 1s..90d)
   --token-review-timeout DURATION  give up a TokenReview the API server has not answered
                                 after this long (default 5s; 100ms..5m)
   --token-review-max-in-flight N  TokenReviews open at once; Certify calls beyond are refused
@@ -336,8 +336,11 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--cert-ttl': {
         const v = value();
         const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v);
-        if (!m || !(Number(m[1]) * DURATION_UNITS[m[2]] >= 1000)) throw new UsageError(`--cert-ttl: expected a duration of at least 1s like 24h, 90m, 30s, got ${JSON.stringify(v)}`);
-        certTtlMs = Number(m[1]) * DURATION_UNITS[m[2]];
+        const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]] : NaN;
+        // At most the CA's 90 days (Istio's maximum workload TTL), checked here: past it the flag
+        // was taken and the start failed later, exit 1, with a message that named no flag.
+        if (!(ms >= 1000 && ms <= MAX_LEAF_TTL_MS)) throw new UsageError(`--cert-ttl: expected a duration of at least 1s and at most 90d (the CA signs no longer) like 24h, 90m, 30s, got ${JSON.stringify(v)}`);
+        certTtlMs = ms;
         break;
       }
       case '--token-review-timeout': {
