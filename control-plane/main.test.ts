@@ -14,7 +14,7 @@ describe('wren control-plane identity flags', () => {
   test('every identity flag', () => {
     const a = parseControlPlaneArgs(
       [
-        '--ca-dir', '/var/run/wren/issuer', '--trust-bundle=/var/run/wren/trust/ca.crt', '--bootstrap-tokens', 't.yaml', '--cert-ttl', '90m', '--namespace', 'wren',
+        '--source', 'kubernetes', '--ca-dir', '/var/run/wren/issuer', '--trust-bundle=/var/run/wren/trust/ca.crt', '--bootstrap-tokens', 't.yaml', '--cert-ttl', '90m', '--namespace', 'wren',
         '--write-trust-bundle', 'b.pem', '--insecure', '--token-review-timeout', '1500ms', '--token-review-max-in-flight=8', '--token-review-max-in-flight-per-source', '3',
       ],
       {},
@@ -24,7 +24,7 @@ describe('wren control-plane identity flags', () => {
       caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt', bootstrapTokens: 't.yaml', certTtlMs: 90 * 60_000,
       tokenReview: { timeoutMs: 1500, maxInFlight: 8, maxInFlightPerSource: 3 }, namespace: 'wren', writeTrustBundle: 'b.pem', certifyLimit: {},
     });
-    expect(parseControlPlaneArgs(['--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32, maxInFlightPerSource: 8 });
+    expect(parseControlPlaneArgs(['--source=kubernetes', '--token-review-timeout', '2m'], {}).identity.tokenReview).toEqual({ timeoutMs: 120_000, maxInFlight: 32, maxInFlightPerSource: 8 });
     expect(parseControlPlaneArgs(['--cert-ttl', '3s'], {}).identity.certTtlMs).toBe(3000);
     expect(parseControlPlaneArgs(['--cert-ttl', '2d'], {}).identity.certTtlMs).toBe(2 * 86_400_000);
     expect(parseControlPlaneArgs(['--cert-ttl', '90d'], {}).identity.certTtlMs).toBe(90 * 86_400_000);
@@ -76,6 +76,17 @@ describe('wren control-plane identity flags', () => {
     // (docs/kubernetes.md): that must not put the control plane in a crash loop (adv13 D3).
     expect(parseControlPlaneArgs(['--webhook-listen=0.0.0.0:15017', '--webhook-listen', 'off', '--webhook-cert-dir', '/var/run/wren/webhook'], {}).webhook).toBeNull();
     expect(parseControlPlaneArgs(['--webhook-listen', 'off', '--webhook-cert-dir', '/certs'], {}).webhook).toBeNull();
+  });
+
+  test('--token-review-* without --source kubernetes is refused: a directory source makes no TokenReview, so the flags bounded nothing', () => {
+    expect(() => parseControlPlaneArgs(['--token-review-timeout', '2s'], {})).toThrow(
+      '--token-review-timeout: TokenReviews are made with --source kubernetes only; with --source dir:PATH nothing reads it',
+    );
+    expect(() => parseControlPlaneArgs(['--source', 'dir:./mesh', '--bootstrap-tokens', 't.yaml', '--token-review-max-in-flight', '4', '--token-review-max-in-flight-per-source=2'], {})).toThrow(
+      '--token-review-max-in-flight, --token-review-max-in-flight-per-source: TokenReviews are made with --source kubernetes only; with --source dir:PATH nothing reads them',
+    );
+    // With the API server, the admin port's TokenReviews take them even beside --bootstrap-tokens.
+    expect(parseControlPlaneArgs(['--source', 'kubernetes', '--bootstrap-tokens', 't.yaml', '--token-review-max-in-flight', '4'], {}).identity.tokenReview.maxInFlight).toBe(4);
   });
 
   test('health-based withdrawal flags: defaults and every flag', () => {

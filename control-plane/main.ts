@@ -129,7 +129,7 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
                                 RESOURCE_EXHAUSTED at once (default 32; 1..10000)
   --token-review-max-in-flight-per-source N  of those, open at once for one caller address
                                 (a pod IP; loopback not counted), beyond refused the same way
-                                (default 8; 1..10000)
+                                (default 8; 1..10000). The --token-review-* flags need --source kubernetes
   --certify-burst N             certificates one workload (a pod) may get at once (default 5; 1..100000)
   --certify-refill DURATION     one more per this long (default a quarter of --cert-ttl, at most 1m; 1ms..24h)
   --certify-fleet-burst N       the same for a fleet's bucket: a bootstrap token, or a service account's
@@ -210,6 +210,8 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   let bootstrapTokens: string | null = null;
   let certTtlMs = 24 * 3_600_000;
   let tokenReview: TokenReviewLimits = DEFAULT_TOKEN_REVIEW_LIMITS;
+  /** The --token-review-* flags given: only TokenReviews read them, and only --source kubernetes makes any. */
+  const tokenReviewFlags: string[] = [];
   const certify: { burst?: number; refillMs?: number } = {};
   const fleet: { burst?: number; refillMs?: number } = {};
   const certifyField = (into: { burst?: number; refillMs?: number }, k: keyof typeof CERTIFY_LIMIT_FIELDS, flag: string, raw: unknown): void => {
@@ -345,6 +347,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       }
       case '--token-review-timeout': {
         const v = value();
+        tokenReviewFlags.push(flag);
         const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(v);
         const ms = m ? Number(m[1]) * DURATION_UNITS[m[2]] : NaN;
         if (!(ms >= 100 && ms <= 300_000)) throw new UsageError(`--token-review-timeout: expected a duration from 100ms to 5m like 5s, got ${JSON.stringify(v)}`);
@@ -353,6 +356,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       }
       case '--token-review-max-in-flight': {
         const v = value();
+        tokenReviewFlags.push(flag);
         const n = /^\d+$/.test(v) ? Number(v) : NaN;
         if (!(n >= 1 && n <= 10_000)) throw new UsageError(`--token-review-max-in-flight: expected a whole number in 1..10000, got ${JSON.stringify(v)}`);
         tokenReview = { ...tokenReview, maxInFlight: n };
@@ -360,6 +364,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       }
       case '--token-review-max-in-flight-per-source': {
         const v = value();
+        tokenReviewFlags.push(flag);
         const n = /^\d+$/.test(v) ? Number(v) : NaN;
         if (!(n >= 1 && n <= 10_000)) throw new UsageError(`--token-review-max-in-flight-per-source: expected a whole number in 1..10000, got ${JSON.stringify(v)}`);
         tokenReview = { ...tokenReview, maxInFlightPerSource: n };
@@ -470,6 +475,10 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   }
   // A flag that would change nothing is refused, not ignored: the operator meant something by it.
   if (kubeconfig !== null && source.kind !== 'kubernetes') throw new UsageError('--kubeconfig is for --source kubernetes; with --source dir:PATH nothing reads it');
+  // Both TokenReview authenticators (Certify's, the admin port's) are built from the API
+  // server's kubeconfig: with a directory source there is none, and these flags bounded nothing.
+  if (tokenReviewFlags.length > 0 && source.kind !== 'kubernetes')
+    throw new UsageError(`${[...new Set(tokenReviewFlags)].join(', ')}: TokenReviews are made with --source kubernetes only; with --source dir:PATH nothing reads ${tokenReviewFlags.length > 1 ? 'them' : 'it'}`);
   // Except a webhook turned off explicitly (`--webhook-listen off`, docs/kubernetes.md): the
   // install manifest passes both flags, and editing only the first is the documented way
   // off; refused, it put the control plane in a crash loop. The directory is then unused
