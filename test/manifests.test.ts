@@ -353,6 +353,13 @@ describe('install manifests', () => {
     expect(args.identity).toMatchObject({ caDir: '/var/run/wren/issuer', trustBundle: '/var/run/wren/trust/ca.crt' });
     // The install turns tracing off in injected sidecars until the operator names a collector (docs/observability.md).
     expect(args.webhook).toEqual({ listen: '0.0.0.0:15017', certDir: '/var/run/wren/webhook', proxyTraceCollector: '', proxyTraceCollectorPlaintext: false, sidecarMode: 'auto' });
+    // Every variable the container is given is one the control plane reads (its flags' parser
+    // is where it reads the environment): POD_NAME was set and read by nothing.
+    const read = new Set<string>();
+    const env = new Proxy({} as Record<string, string | undefined>, { get: (_t, k) => (typeof k === 'string' && read.add(k), undefined) });
+    parseControlPlaneArgs(c.args.slice(1), env);
+    expect(c.env.map((e: { name: string }) => e.name).filter((n: string) => !read.has(n))).toEqual([]);
+    expect(c.env.map((e: { name: string }) => e.name)).toEqual(['POD_NAMESPACE']);
     const mounts = Object.fromEntries(c.volumeMounts.map((m: { name: string; mountPath: string }) => [m.mountPath, m.name]));
     expect(mounts).toMatchObject({ '/var/run/wren/issuer': 'issuer', '/var/run/wren/webhook': 'webhook-tls', '/var/run/wren/trust': 'trust-bundle' });
     expect(c.readinessProbe.httpGet).toEqual({ path: '/ready', port: 15014 });
