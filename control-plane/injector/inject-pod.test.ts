@@ -6,6 +6,7 @@ import { applyPatch, type JsonPatchOp } from './json-patch.js';
 import { proxyConfigFromEnv } from '../../proxy/config/proxy-config.js';
 import { iptablesCommand } from '../../cli/iptables.js';
 import { duration } from '../../common/schema.js';
+import { parsePod } from '../translate/k8s-objects.js';
 
 /** Apply with the real fast-json-patch library (validating every op), not our own applier. */
 const apply = (pod: V1Pod, patch: JsonPatchOp[]): V1Pod =>
@@ -671,4 +672,46 @@ test('the probes of an app-owned native sidecar are rewritten at its shifted ind
     const proxy = find([...out.spec!.initContainers!, ...out.spec!.containers], 'wren-proxy')!;
     expect(Object.keys(JSON.parse(proxy.env!.find((e) => e.name === 'WREN_APP_PROBES')!.value!))).toEqual(['/app-health/log-shipper/readyz', '/app-health/log-shipper/startupz', '/app-health/app/readyz']);
   }
+});
+
+describe('wren.io/proxy-port: the sidecar listens where the control plane sends peers (adv64: it was read by the control plane only)', () => {
+  const downward: Record<string, string> = { 'metadata.name': 'web-1', 'metadata.namespace': 'demo', 'status.podIP': '10.0.0.5', 'spec.serviceAccountName': 'web' };
+  const bundle = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const injectedWith = (value: string) => {
+    const p = pod({ annotations: { 'wren.io/proxy-port': value } });
+    const r = injectPod(p, { trustBundlePem: bundle });
+    const out = apply(p, r.patch);
+    const sidecar = find(out.spec?.initContainers, 'wren-proxy')!;
+    const env = Object.fromEntries((sidecar.env ?? []).map((e) => [e.name, e.value ?? downward[e.valueFrom!.fieldRef!.fieldPath]]));
+    return {
+      warnings: r.warnings,
+      // Where the proxy listens (its env, read as the proxy reads it), what the container declares, where the init container redirects.
+      listens: proxyConfigFromEnv(env).listeners.inbound.port,
+      declared: sidecar.ports?.find((x) => x.name === 'wren-inbound')?.containerPort,
+      redirected: Number(argAfter(find(out.spec?.initContainers, 'wren-init')!.args, '--inbound-port')),
+      // Where the control plane sends peers: its own reading of the injected pod.
+      advertised: ((): number | string | null => {
+        try {
+          return parsePod(out, '').proxyPort;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      })(),
+    };
+  };
+
+  test('a port: the proxy listens on it, declares it and is redirected to it, and the control plane advertises the same', () => {
+    expect(injectedWith('16006')).toEqual({ warnings: [], listens: 16006, declared: 16006, redirected: 16006, advertised: 16006 });
+    expect(injectedWith('15006')).toEqual({ warnings: [], listens: 15006, declared: 15006, redirected: 15006, advertised: 15006 });
+  });
+
+  test('not a port, or another proxy port: warned, the sidecar keeps 15006', () => {
+    const bad = injectedWith('inbound');
+    expect(bad.warnings).toEqual(['wren.io/proxy-port: ignoring "inbound" (expected a port number 1-65535); the proxy listens on 15006']);
+    expect([bad.listens, bad.declared, bad.redirected]).toEqual([15006, 15006, 15006]);
+    expect(bad.advertised).toBe('metadata.annotations["wren.io/proxy-port"]: expected a port number, got "inbound"');
+    const admin = injectedWith('15000');
+    expect(admin.warnings).toEqual(["wren.io/proxy-port: ignoring 15000, the proxy's admin port; the proxy listens on 15006: remove the annotation or choose another port"]);
+    expect([admin.listens, admin.declared, admin.redirected]).toEqual([15006, 15006, 15006]);
+  });
 });

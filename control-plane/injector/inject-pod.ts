@@ -336,7 +336,7 @@ export function injectPod(pod: V1Pod, partial: Partial<InjectOptions> = {}): Inj
     warnings.push(`volume ${ownVolume.name}: the name of a volume the injector adds; rename it for the pod to be injected`);
     return { patch: [], injected: false, reason: `the pod has a volume named ${ownVolume.name}`, warnings };
   }
-  const o = sidecarMode(pod, resolved, warnings);
+  const o = proxyPort(pod, sidecarMode(pod, resolved, warnings), warnings);
   warnings.push(...unknownAnnotations(pod));
   const spec = pod.spec!;
   const probes = rewriteProbes(pod, o.metricsPort, warnings);
@@ -431,6 +431,33 @@ function sidecarMode(pod: V1Pod, o: InjectOptions, warnings: string[]): InjectOp
   if (v === 'native' && o.olderThanNativeSidecars !== undefined)
     warnings.push(`${A.sidecarMode}: native on Kubernetes ${o.olderThanNativeSidecars}, older than 1.29: its API server refuses an init container with probes (FailedCreate) unless the SidecarContainers feature gate is on; annotate classic, or remove the annotation for the injector's classic mode`);
   return Object.freeze({ ...o, nativeSidecars: v === 'native' });
+}
+
+/**
+ * wren.io/proxy-port: the port the pod's proxy takes inbound connections on. The control
+ * plane sends peers to it before the sidecar's `wren-inbound` container port
+ * (translate/k8s-objects.ts), so the injector makes the sidecar it adds listen there: the
+ * proxy's WREN_INBOUND_PORT, its container port and the init container's redirect, as
+ * Linkerd's config.linkerd.io/proxy-inbound-port moves its proxy. Until 2026-12-07 (adv64)
+ * the injector read it only to know the key: the sidecar listened on 15006 while the
+ * control plane told every peer the annotated port, where nothing listened. A value the
+ * control plane reads as no port, or one of the proxy's other ports, is warned and left.
+ */
+function proxyPort(pod: V1Pod, o: InjectOptions, warnings: string[]): InjectOptions {
+  const v = pod.metadata?.annotations?.[MESH_PROXY_PORT_ANNOTATION];
+  if (v === undefined) return o;
+  // Number(), as the control plane reads it: the two agree on every value.
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) {
+    warnings.push(`${MESH_PROXY_PORT_ANNOTATION}: ignoring ${JSON.stringify(v)} (expected a port number 1-65535); the proxy listens on ${o.inboundPort}`);
+    return o;
+  }
+  const other = ([['outbound', o.outboundPort], ['admin', o.adminPort], ['metrics', o.metricsPort]] as const).find(([, p]) => p === n);
+  if (other) {
+    warnings.push(`${MESH_PROXY_PORT_ANNOTATION}: ignoring ${n}, the proxy's ${other[0]} port; the proxy listens on ${o.inboundPort}: remove the annotation or choose another port`);
+    return o;
+  }
+  return n === o.inboundPort ? o : Object.freeze({ ...o, inboundPort: n });
 }
 
 /**
