@@ -305,7 +305,10 @@ export class Proxy {
       onFetch: (source, outcome) => policyTelemetry.jwksFetch(source, outcome),
       onTimeout: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'jwks-fetch-timeout' }),
     });
-    this.jwtDeps = { registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize };
+    this.jwtDeps = {
+      registry: this.jwks, clock: this.clock, clockSkewSec: ra.clockSkewMs / 1000, cacheSize: ra.jwtCacheSize,
+      onCacheEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'jwt-cache-size' }),
+    };
     this.inboundPolicy = new CompiledInboundPolicy(config.policy ?? DEFAULT_INBOUND_POLICY, this.jwtDeps, config.identity.trustDomain);
     this.rateLimiter = new RateLimiter(
       { clock: this.clock, maxIdentityBuckets: config.limits.rateLimitIdentityBuckets, onEvict: () => this.metrics.limits.inc({ direction: 'inbound', limit: 'rate-limit-identity-buckets' }), shared: (shared ?? this.pool?.shared)?.buckets },

@@ -82,3 +82,23 @@ test('requestAuthn.jwksMaxBytes: a fetched JWKS larger than it is refused (no ke
   const text = await (await fetch(`http://127.0.0.1:${small.adminPort}/metrics`)).text();
   expect(text).toMatch(/^wren_jwks_fetches_total\{[^}]*outcome="too-large"[^}]*\} [1-9]/m);
 });
+
+test('requestAuthn.jwtCacheSize: a full cache drops the least recently used token, counted as limit="jwt-cache-size"; the default 100 drops none of three, 0 caches nothing', async () => {
+  const jwks = JSON.stringify({ keys: [jwk] });
+  const one = await sidecar({ jwks }, { jwtCacheSize: 1 });
+  const def = await sidecar({ jwks }, {});
+  const off = await sidecar({ jwks }, { jwtCacheSize: 0 });
+  // Three distinct tokens (three expiry times), each sent twice: a hit changes nothing.
+  const tokens = await Promise.all([600, 601, 602].map((s) => token(nowSec() + s)));
+  for (const p of [one, def, off]) for (const t of [...tokens, ...tokens]) expect(await get(p, t)).toBe(200);
+  const evicted = async (p: Proxy): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${p.adminPort}/metrics`)).text();
+    const m = /^wren_limit_exceeded_total\{[^}]*limit="jwt-cache-size"[^}]*\} (\d+)/m.exec(text);
+    if (m) expect(m[0]).toContain('direction="inbound"');
+    return m ? Number(m[1]) : 0;
+  };
+  // Size 1: every new token evicts the one before; the second round misses again (the cache holds the last only).
+  expect(await evicted(one)).toBe(5);
+  expect(await evicted(def)).toBe(0);
+  expect(await evicted(off)).toBe(0);
+});

@@ -11,6 +11,8 @@ export interface JwtDeps {
   readonly clockSkewSec: number;
   /** Verified tokens kept per policy version (0 = no cache). */
   readonly cacheSize: number;
+  /** A verified token dropped from a full cache for a new one (wren_limit_exceeded_total{limit="jwt-cache-size"}). */
+  readonly onCacheEvict?: () => void;
 }
 
 /**
@@ -39,7 +41,7 @@ export class CompiledInboundPolicy {
   constructor(readonly policy: InboundPolicy, jwt?: JwtDeps, trustDomain?: string) {
     this.authorizer = compileAuthorizer(policy.authorizationPolicies, { trustDomain });
     if (policy.jwtRules.length > 0 && !jwt) throw new Error('an inbound policy with jwtRules needs JWT dependencies');
-    this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec, jwt.cacheSize) : null;
+    this.jwt = policy.jwtRules.length > 0 && jwt ? new JwtAuthenticator(policy.jwtRules, jwt.registry, jwt.clock, jwt.clockSkewSec, jwt.cacheSize, jwt.onCacheEvict) : null;
     this.modes = new Map(Object.entries(policy.portLevelMtls).map(([port, m]) => [Number(port), m.mode]));
     this.opaquePorts = new Set(policy.opaquePorts);
   }

@@ -205,6 +205,8 @@ export class JwtAuthenticator {
     private readonly clock: Clock,
     private readonly clockSkewSec: number = DEFAULT_CLOCK_SKEW_SEC,
     private readonly cacheSize = 100,
+    /** A token dropped from the full cache: counted, as every limit is when it fires (a cache too small for the callers re-verifies every request). */
+    private readonly onCacheEvict?: () => void,
   ) {
     this.rules = rules.map((rule) => {
       const implicit = rule.fromHeaders.length === 0 && rule.fromParams.length === 0;
@@ -279,7 +281,10 @@ export class JwtAuthenticator {
     }
     const res = await this.verifyFound(found);
     if (key && res.kind === 'ok') {
-      if (this.cache.size >= this.cacheSize) this.cache.delete(this.cache.keys().next().value as string);
+      if (this.cache.size >= this.cacheSize) {
+        this.cache.delete(this.cache.keys().next().value as string);
+        this.onCacheEvict?.();
+      }
       this.cache.set(key, { ok: res, exp: res.auth.claims.exp as number | undefined, nbf: res.auth.claims.nbf as number | undefined });
     }
     return res;
