@@ -40,6 +40,23 @@ describe('wren proxy in-cluster mode', () => {
     expect(none.code).toBe(2);
     expect(none.err).toContain('--config FILE is required');
   });
+
+  test('--config beside the injector environment: the file is the config, and the variables it leaves unread are named (adv64: dropped silently)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wren-proxy-env-'));
+    try {
+      const f = join(dir, 'p.json');
+      await writeFile(f, JSON.stringify({ identity: { namespace: 'shop', serviceAccount: 'web', certify: { tokenFile: '/t' } }, discovery: { controlPlane: 'other:15010', insecure: true } }));
+      const both = await run(['--config', f, '--check'], { ...env, WREN_LOG_LEVEL: 'debug' });
+      expect(both).toEqual({
+        code: 0,
+        out: 'configuration ok: control plane other:15010, certificates from other:15010 (plaintext to the control plane)\n',
+        err: `wren proxy: --config ${f} is the configuration; the in-cluster environment beside it is not read (WREN_SERVICE_ACCOUNT, WREN_CONTROL_PLANE, WREN_TRUST_BUNDLE, WREN_TOKEN_FILE, WREN_LOG_LEVEL)\n`,
+      });
+      expect((await run(['--config', f, '--check'], {})).err).toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('wren proxy --check reads what a start would refuse (exit 2), not only the YAML', () => {

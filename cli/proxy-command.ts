@@ -5,7 +5,7 @@ import { formatSpiffeId, parseSpiffeId } from '../certs/spiffe.js';
 import { systemClock, systemRandom } from '../common/clock.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { ConfigError } from '../common/schema.js';
-import { hasProxyEnv, loadProxyConfig, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
+import { hasProxyEnv, loadProxyConfig, PROXY_ENV, proxyConfigFromEnv, tlsFilesOf, type ProxyConfig } from '../proxy/config/proxy-config.js';
 import { Proxy } from '../proxy/proxy.js';
 import { ListenError } from '../common/listen.js';
 import { TlsIdentity } from '../proxy/tls/tls-identity.js';
@@ -82,6 +82,14 @@ export async function proxyCommand(argv: string[], out: Out, err: Out, env: Read
       return 2;
     }
     throw e;
+  }
+  // The file is the whole configuration: an injector's environment beside it is read by
+  // nothing, so a sidecar whose command was given --config (a pod spec edited by hand, a
+  // debugging session) would silently drop its pod's WREN_* settings. Said once, not refused:
+  // the file is the operator's explicit choice.
+  if (values.config && hasProxyEnv(env)) {
+    const ignored = PROXY_ENV.filter((v) => v.name.startsWith('WREN_') && env[v.name] !== undefined).map((v) => v.name);
+    err(`wren proxy: --config ${values.config} is the configuration; the in-cluster environment beside it is not read (${ignored.join(', ')})\n`);
   }
   if (values.check) {
     // What a start would refuse with exit 2 before binding anything, --check refuses too:
