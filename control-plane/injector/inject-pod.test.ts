@@ -709,9 +709,10 @@ describe('wren.io/proxy-port: the sidecar listens where the control plane sends 
     const bad = injectedWith('inbound');
     expect(bad.warnings).toEqual(['wren.io/proxy-port: ignoring "inbound" (expected a port number 1-65535); the proxy listens on 15006']);
     expect([bad.listens, bad.declared, bad.redirected]).toEqual([15006, 15006, 15006]);
-    expect(bad.advertised).toBe('metadata.annotations["wren.io/proxy-port"]: expected a port number, got "inbound"');
+    // The control plane reads the declared port, so it sends peers where the proxy listens.
+    expect(bad.advertised).toBe(15006);
     const admin = injectedWith('15000');
     expect(admin.warnings).toEqual(["wren.io/proxy-port: ignoring 15000, the proxy's admin port; the proxy listens on 15006: remove the annotation or choose another port"]);
-    expect([admin.listens, admin.declared, admin.redirected]).toEqual([15006, 15006, 15006]);
+    expect([admin.listens, admin.declared, admin.redirected, admin.advertised]).toEqual([15006, 15006, 15006, 15006]);
   });
 });

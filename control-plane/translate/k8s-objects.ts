@@ -274,8 +274,8 @@ const container = obj(
  * cannot see); a pod advertised as meshed without a proxy would be dialled on 15006 with
  * mTLS and be unreachable. Istio and Linkerd decide the same way, from the injected proxy
  * container. The same rule holds for manifests on disk (the directory source): a Pod
- * manifest declares its containers. The inbound port: annotation wren.io/proxy-port, else
- * the sidecar's `wren-inbound` container port, else 15006.
+ * manifest declares its containers. The inbound port: the sidecar's `wren-inbound` container
+ * port, else the annotation wren.io/proxy-port, else 15006.
  */
 export const parsePod: Parser<KPod> = (raw, path) => {
   const o = obj(
@@ -294,24 +294,29 @@ export const parsePod: Parser<KPod> = (raw, path) => {
   )(raw, path);
   const owners = obj({ ownerReferences: withDefault(arr(ownerRef), []) }, { allowUnknown: true })((raw as { metadata?: unknown })?.metadata ?? {}, `${path ? path + '.' : ''}metadata`);
   const ann = o.metadata.annotations;
-  const portAnn = ann[MESH_PROXY_PORT_ANNOTATION];
-  let proxyPort: number | null = null;
-  if (portAnn !== undefined) {
-    const n = Number(portAnn);
-    if (!Number.isInteger(n) || n < 1 || n > 65535) fail(`${path ? path + '.' : ''}metadata.annotations["${MESH_PROXY_PORT_ANNOTATION}"]`, `expected a port number, got ${JSON.stringify(portAnn)}`);
-    proxyPort = n;
-  }
   const sidecar =
     o.spec.containers.find((c) => c.name === MESH_PROXY_CONTAINER) ??
     o.spec.initContainers.find((c) => c.name === MESH_PROXY_CONTAINER && c.restartPolicy === 'Always');
   const meshed = sidecar !== undefined;
+  // The sidecar's declared port is where its proxy listens: the injector puts the annotation's
+  // port there, or keeps 15006 when it refuses the value (a proxy port of its own: peers sent to
+  // the annotation's 15000 would reach the admin port). The annotation serves a sidecar that
+  // declares none (a hand-written manifest), as Linkerd reads its proxy container's port.
+  const declared = sidecar?.ports.find((p) => p.name === MESH_INBOUND_PORT_NAME)?.containerPort;
+  const portAnn = ann[MESH_PROXY_PORT_ANNOTATION];
+  let proxyPort: number | null = null;
+  if (portAnn !== undefined && (!meshed || declared === undefined)) {
+    const n = Number(portAnn);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) fail(`${path ? path + '.' : ''}metadata.annotations["${MESH_PROXY_PORT_ANNOTATION}"]`, `expected a port number, got ${JSON.stringify(portAnn)}`);
+    proxyPort = n;
+  }
   return Object.freeze({
     name: o.metadata.name,
     namespace: o.metadata.namespace,
     serviceAccount: o.spec.serviceAccountName,
     uid: o.metadata.uid,
     meshed,
-    proxyPort: meshed ? (proxyPort ?? sidecar.ports.find((p) => p.name === MESH_INBOUND_PORT_NAME)?.containerPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
+    proxyPort: meshed ? (declared ?? proxyPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
     labels: o.metadata.labels,
     workload: workloadOf(o.metadata.name, o.metadata.namespace, o.metadata.labels, owners.ownerReferences),
   });

@@ -74,8 +74,15 @@ test('a wren-proxy init container that is not a native sidecar (no restartPolicy
   expect(parsePod(p, '')).toMatchObject({ meshed: false, proxyPort: null });
 });
 
-test('the wren.io/proxy-port annotation wins over the sidecar\'s port, and alone meshes nothing', () => {
-  const annotated = (spec: Partial<V1Pod['spec']>): V1Pod => ({ ...pod(spec), metadata: { ...pod().metadata, annotations: { 'wren.io/proxy-port': '15200' } } });
-  expect(parsePod(annotated({ containers: [{ name: 'wren-proxy', ports: [{ name: 'wren-inbound', containerPort: 15106 }] }, { name: 'app' }] }), '')).toMatchObject({ meshed: true, proxyPort: 15200 });
+test('the sidecar\'s declared wren-inbound port wins over the wren.io/proxy-port annotation, which serves a sidecar that declares none; alone it meshes nothing', () => {
+  const annotated = (spec: Partial<V1Pod['spec']>, value = '15200'): V1Pod => ({ ...pod(spec), metadata: { ...pod().metadata, annotations: { 'wren.io/proxy-port': value } } });
+  // The injector declares where its proxy listens: the annotation's port, or 15006 when it refused the value.
+  expect(parsePod(annotated({ containers: [{ name: 'wren-proxy', ports: [{ name: 'wren-inbound', containerPort: 15106 }] }, { name: 'app' }] }), '')).toMatchObject({ meshed: true, proxyPort: 15106 });
+  // A refused value (the admin port, or no port) beside a declared port: the declared one, and the pod is not refused.
+  expect(parsePod(annotated({ containers: [{ name: 'wren-proxy', ports: [{ name: 'wren-inbound', containerPort: 15006 }] }] }, '15000'), '')).toMatchObject({ meshed: true, proxyPort: 15006 });
+  expect(parsePod(annotated({ containers: [{ name: 'wren-proxy', ports: [{ name: 'wren-inbound', containerPort: 15006 }] }] }, 'inbound'), '')).toMatchObject({ meshed: true, proxyPort: 15006 });
+  // A sidecar that declares no port: the annotation, checked.
+  expect(parsePod(annotated({ containers: [{ name: 'wren-proxy' }, { name: 'app' }] }), '')).toMatchObject({ meshed: true, proxyPort: 15200 });
+  expect(() => parsePod(annotated({ containers: [{ name: 'wren-proxy' }] }, 'inbound'), '')).toThrow('metadata.annotations["wren.io/proxy-port"]: expected a port number, got "inbound"');
   expect(parsePod(annotated({}), '')).toMatchObject({ meshed: false, proxyPort: null });
 });

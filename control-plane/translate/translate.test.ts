@@ -91,7 +91,7 @@ describe('translate (pure): Kubernetes objects -> mesh model', () => {
     expect(r.warnings).toEqual(['web.shop:9090: 2 TrafficPolicies target it; web-grpc-old (oldest) wins over web-grpc']);
   });
 
-  test('a pod is meshed when it has the sidecar (native or classic); its proxy port: annotation wren.io/proxy-port, else the sidecar\'s, else 15006', () => {
+  test('a pod is meshed when it has the sidecar (native or classic); its proxy port: the sidecar\'s declared port, else annotation wren.io/proxy-port, else 15006', () => {
     const pods = objects(fixture.items).pods;
     expect(pods.map((p) => [p.name.slice(-5), p.meshed, p.proxyPort, p.serviceAccount])).toEqual([
       ['abcde', true, 15006, 'web'], // native sidecar: init container wren-proxy, restartPolicy Always

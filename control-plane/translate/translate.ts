@@ -26,7 +26,7 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  *   names workloads: pod-workload.ts), so the caller's metrics name the destination workload;
  * - a meshed pod (one that has the wren-proxy sidecar: k8s-objects.ts parsePod; the opt-in
  *   label alone is a request the injector may not have honoured) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
- *   and proxyPort (annotation `wren.io/proxy-port`, else the sidecar's, else 15006); an unmeshed pod gives '' and null;
+ *   and proxyPort (the sidecar's `wren-inbound` port, else annotation `wren.io/proxy-port`, else 15006); an unmeshed pod gives '' and null;
  * - TrafficPolicy: a policy without `ports` is the Service's (every port); one with `ports`
  *   applies to the ports it names only, and there it wins over the Service's policy (the more
  *   specific target wins, as a Gateway API policy with a sectionName overrides one for the
