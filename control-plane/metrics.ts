@@ -81,7 +81,7 @@ export class ControlPlaneMetrics {
   });
   readonly discoveryRefused = new Counter({
     name: 'wren_cp_discovery_refused_total',
-    help: 'Discovery streams refused (reason: subscribe-twice, bad-spiffe-id, not-subscribed: a protocol error; subscribe-too-large: over MAX_SUBSCRIBE_SERVICES or MAX_SUBSCRIBE_LABELS; response-too-large; client authentication: no-client-certificate, bad-client-certificate, untrusted-client-certificate, trust-anchor-removed, identity-mismatch, namespace-mismatch, unknown-pod, pod-mismatch, labels-mismatch, certificate-expired, streams-per-pod: the pod already holds MAX_STREAMS_PER_POD streams (on plaintext, the pod the stream claims); streams-per-address: a plaintext stream\'s source address already holds MAX_PLAINTEXT_STREAMS_PER_ADDRESS)',
+    help: 'Discovery streams refused (reason: subscribe-twice, bad-spiffe-id, not-subscribed: a protocol error; subscribe-too-large: over MAX_SUBSCRIBE_SERVICES or MAX_SUBSCRIBE_LABELS; response-too-large; client authentication: no-client-certificate, bad-client-certificate, untrusted-client-certificate, trust-anchor-removed, identity-mismatch, namespace-mismatch, unknown-pod, pod-mismatch, pod-not-certified: a certificate bound to a pod names another, labels-mismatch, certificate-expired, streams-per-pod: the pod already holds MAX_STREAMS_PER_POD streams (on plaintext, the pod the stream claims); streams-per-address: a plaintext stream\'s source address already holds MAX_PLAINTEXT_STREAMS_PER_ADDRESS)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

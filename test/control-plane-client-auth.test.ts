@@ -362,12 +362,16 @@ describe('Kubernetes source: the stream is bound to a pod of the certificate\'s 
   });
 
   test('a pod the watch has just seen is served (the proxy retries until then)', async () => {
-    expect((await subscribeAs('web-b')).code).toBe(grpc.status.PERMISSION_DENIED);
+    // web-b's own certificate (its token is bound to it): web-a's may name web-a only (adv59).
+    api.tokens.set('tok-web-b', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-b' });
+    const webB = await certify(WEB_SA, 'web-sa', credentials(), 0, 'tok-web-b');
+    const subscribeB = () => open(credentials(webB), [{ subscribe: { identity: { spiffeId: WEB_SA, namespace: 'shop', pod: 'web-b', labels: {} }, services: [], lastVersion: '' } }]);
+    expect((await subscribeB()).code).toBe(grpc.status.PERMISSION_DENIED);
     api.apply('pods', podJson('web-b', 'shop', 'web-sa', '10.0.0.4'));
-    let o = await subscribeAs('web-b');
+    let o = await subscribeB();
     for (let i = 0; i < 50 && o.code !== null; i++) {
       await new Promise((r) => setTimeout(r, 50));
-      o = await subscribeAs('web-b');
+      o = await subscribeB();
     }
     expect(o.code).toBeNull();
     o.stream.cancel();

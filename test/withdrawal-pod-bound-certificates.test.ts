@@ -14,7 +14,9 @@ import { startKubeTlsControlPlane, type KubeTlsControlPlane } from './helpers/ku
  * withdrew a healthy endpoint from every proxy alone (minReporters 2). A certificate now
  * carries the pod instance it was signed for (its Certify limit key), and that is the
  * reporter (adv53). Real control plane on the fake API server (Kubernetes source,
- * TokenReview with pod-bound tokens), real grpc-js streams and HealthReports.
+ * TokenReview with pod-bound tokens), real grpc-js streams and HealthReports. Since adv59 a
+ * pod-bound certificate cannot claim a sibling at all (`pod-not-certified`); a pod's several
+ * certificates claiming their own pod are still one reporter.
  */
 const TD = 'cluster.local';
 const WEB_SA = `spiffe://${TD}/ns/shop/sa/web-sa`;
@@ -25,7 +27,10 @@ let plane: KubeTlsControlPlane;
 beforeAll(async () => {
   api = await FakeKubeApi.start({ bookmarkIntervalMs: 100 });
   for (const [i, pod] of ['web-0', 'web-1', 'web-2'].entries()) {
-    api.apply('pods', podJson(pod, 'shop', 'web-sa', `10.0.0.${i + 1}`));
+    // The pod's UID as its token names it (TokenReview's pod-uid): the pod instance a certificate is bound to.
+    const p = podJson(pod, 'shop', 'web-sa', `10.0.0.${i + 1}`) as { metadata: Record<string, unknown> };
+    p.metadata.uid = `uid-${pod}`;
+    api.apply('pods', p);
     api.tokens.set(`tok-${pod}`, { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod, podUid: `uid-${pod}` });
   }
   api.apply('services', serviceJson('api', 'shop', [{ name: 'http', port: 80, targetPort: 8080 }]));
@@ -61,21 +66,23 @@ const podReporter = (pod: string): string => `${WEB_SA} certified:pod shop/web-s
 
 const lie = { health: { ejected: [{ service: 'api.shop', servicePort: 80, address: '10.0.1.1', port: 8080, kind: 'outlier-ejection' as const, reason: 'consecutive-5xx', ejectedForMs: 500 }] } };
 
-test('one pod with two certificates claiming two sibling pods is one reporter: the endpoint is withdrawn only when another pod reports it too', async () => {
-  // web-1 is hostile: two certificates from its own token (Certify's burst), one stream each, claiming web-0 and web-1.
+test('one pod with two certificates is one reporter, and cannot claim a sibling: the endpoint is withdrawn only when another pod reports it too', async () => {
+  // web-1 is hostile: two certificates from its own token (Certify's burst), one stream each.
   const [a, b] = await Promise.all([certify('tok-web-1'), certify('tok-web-1')]);
-  const s1 = await stream(a, 'web-0');
+  // Claiming its sibling web-0 is refused (adv59: before, it was served, its reports filed under web-0).
+  await expect(stream(a, 'web-0')).rejects.toMatchObject({ details: expect.stringMatching(/^the client certificate was issued to another pod than shop\/web-0/) });
+  const s1 = await stream(a, 'web-1');
   const s2 = await stream(b, 'web-1');
   s1.write(lie);
   s2.write(lie);
-  await waitFor(() => plane.cp.discovery.debugHealth().length > 0 && JSON.stringify(plane.cp.discovery.debugHealth()).includes('shop/web-1') && JSON.stringify(plane.cp.discovery.debugHealth()).includes('shop/web-0'), 'both reports recorded');
+  await waitFor(() => plane.cp.discovery.debugHealth()[0]?.reporters.length === 2, 'both reports recorded');
   // An honest pod (web-2, its own certificate) sees the same failure.
   const s3 = await stream(await certify('tok-web-2'), 'web-2');
   s3.write(lie);
   await waitFor(() => plane.cp.withdrawal.debug().decisions.some((d) => d.action === 'withdrawn'), 'a withdrawal');
   // Before: withdrawn on web-1's word alone, its two streams the two reporters (…/sa/web-sa pod:shop/web-0, pod:shop/web-1).
   const first = plane.cp.withdrawal.debug().decisions.find((d) => d.action === 'withdrawn')!;
-  // Now: web-1 (whichever pods its streams claim) and web-2, each the pod instance its certificates were signed for.
+  // Now: web-1 (both its certificates) and web-2, each the pod instance its certificates were signed for.
   expect(first.reporters).toEqual([podReporter('web-1'), podReporter('web-2')].sort());
   for (const s of [s1, s2, s3]) s.cancel();
 }, 30_000);

@@ -8,7 +8,7 @@ import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
 import { certifiedPod, parseCertifyState } from '../identity/certify-limiter.js';
 import { ClientAnchors } from '../identity/client-anchors.js';
-import type { Issuer } from '../identity/issuer.js';
+import { issuerSnapshot, type Issuer } from '../identity/issuer.js';
 import { peerIdentityOf, type PeerIdentity } from '../identity/peer-certificate.js';
 import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
@@ -68,7 +68,8 @@ import type { EgressMode } from '../../contract/egress.js';
  * stream ends (UNAUTHENTICATED, 'trust-anchor-removed'); the proxy reconnects with its
  * renewed certificate. Its
  * Subscribe must name that identity, its namespace, and a pod of that service account with
- * the labels it claims (client-auth.ts; PERMISSION_DENIED otherwise), so what a stream
+ * the labels it claims, and for a certificate bound to a pod that very pod (client-auth.ts;
+ * PERMISSION_DENIED otherwise), so what a stream
  * receives (its own workload's inbound policy) and the reports it sends (HealthReport,
  * IdentityReport) belong to the workload that holds the key. The stream ends
  * (UNAUTHENTICATED) when its certificate expires; the proxy reconnects with its renewed
@@ -651,7 +652,9 @@ export class DiscoveryServer {
     const view = this.o.store.view;
     if (!s.podClaimChecked && s.authPeer) {
       // On the first push, not at Subscribe: only a synced view knows every pod.
-      const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative);
+      const certified = certifiedPod(s.authPeer.certifyState);
+      const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative,
+        certified === null ? null : { key: certified, keyedDigest: (data) => issuerSnapshot(this.o.issuer!).ca.keyedDigest(data) });
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
     }
     s.podClaimChecked = true;

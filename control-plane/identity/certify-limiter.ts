@@ -111,6 +111,46 @@ export function certifiedPod(certifyStateText: string | null | undefined): strin
 }
 
 /**
+ * `pod NS/SA DIGEST`, 128 bits of a digest of the pod instance: its namespace, name and UID
+ * (TokenReview's authentication.kubernetes.io/pod-uid). The UID, not the name alone: a
+ * StatefulSet's pod deleted and created again has the same name and namespace, and keyed by
+ * them the new pod started from its predecessor's bucket (refused at start if the old one
+ * had spent it), while a new pod of a Deployment (a new name) started full. A UID is another
+ * pod, with a full bucket; the same pod's every token names the same UID, so it cannot start
+ * over. A plain SHA-256, not the CA's keyed digest: the UID is random (122 bits), so the
+ * digest lets no peer reading the certificate test guesses of the pod's name, and it is the
+ * same under every CA, so a rotated issuer (another HMAC key) does not give the pod's token
+ * a key apart from the one its certificates, signed before, carry: two buckets, one budget
+ * more. Without a UID (an API server that reports only the name) the CA's keyed digest of
+ * the namespace and name, as before 2026-12-07.
+ */
+function podKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined, keyedDigest: (data: string) => string): string {
+  const digest = uid ? createHash('sha256').update(`${POD}${namespace}/${pod} uid ${uid}`).digest('hex') : keyedDigest(`${POD}${namespace}/${pod}`);
+  return `${POD}${namespace}/${serviceAccount} ${digest.slice(0, 32)}`;
+}
+
+/** The key a certificate bound to the pod `namespace/pod` (with `uid`, when its token named one) carries: podKey, as carriable. */
+function podInstanceKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined, keyedDigest: (data: string) => string): string {
+  return carriable(podKey(namespace, serviceAccount, pod, uid, keyedDigest));
+}
+
+/**
+ * Whether `certified` (certifiedPod of a certificate) is the key of the pod `namespace/pod`
+ * of `serviceAccount`: the instance with `uid` (the pod's metadata.uid as the source knows
+ * it), or the name alone, for a certificate whose token named no UID (an API server that
+ * reports only the pod's name), or the name in the clear (certificates signed before
+ * 2026-12-07). What the discovery server checks a Subscribe's pod against
+ * (client-auth.ts checkPodClaim): a Subscribe names a pod, but only the certificate's key,
+ * signed by the CA, says which pod holds the key.
+ */
+export function isCertifiedPod(certified: string, namespace: string, serviceAccount: string, pod: string, uid: string | undefined, keyedDigest: (data: string) => string): boolean {
+  const clear = CLEAR_POD_KEY.exec(certified);
+  if (clear) return clear[1] === namespace && clear[2] === pod;
+  if (uid && certified === podInstanceKey(namespace, serviceAccount, pod, uid, keyedDigest)) return true;
+  return certified === podInstanceKey(namespace, serviceAccount, pod, undefined, keyedDigest);
+}
+
+/**
  * A key every certificate signed for it can carry: one too long (a bootstrap token's
  * namespace and service account are bounded only by the SPIFFE ID's 2048 bytes, so its key
  * could be ~2,100 characters) or not printable ASCII is its kind and a SHA-256 of it. Such a
@@ -264,25 +304,8 @@ export class CertifyLimiter {
     return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.keyedDigest(presentedToken(token)).slice(0, 32)}`);
   }
 
-  /**
-   * `pod NS/SA DIGEST`, 128 bits of a digest of the pod instance: its namespace, name and UID
-   * (TokenReview's authentication.kubernetes.io/pod-uid). The UID, not the name alone: a
-   * StatefulSet's pod deleted and created again has the same name and namespace, and keyed by
-   * them the new pod started from its predecessor's bucket (refused at start if the old one
-   * had spent it), while a new pod of a Deployment (a new name) started full. A UID is another
-   * pod, with a full bucket; the same pod's every token names the same UID, so it cannot start
-   * over. A plain SHA-256, not the CA's keyed digest: the UID is random (122 bits), so the
-   * digest lets no peer reading the certificate test guesses of the pod's name, and it is the
-   * same under every CA, so a rotated issuer (another HMAC key) does not give the pod's token
-   * a key apart from the one its certificates, signed before, carry: two buckets, one budget
-   * more. Without a UID (an API server that reports only the name) the CA's keyed digest of
-   * the namespace and name, as before 2026-12-07.
-   */
   private podKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined): string {
-    const digest = uid
-      ? createHash('sha256').update(`${POD}${namespace}/${pod} uid ${uid}`).digest('hex')
-      : this.o.keyedDigest(`${POD}${namespace}/${pod}`);
-    return `${POD}${namespace}/${serviceAccount} ${digest.slice(0, 32)}`;
+    return podKey(namespace, serviceAccount, pod, uid, this.o.keyedDigest);
   }
 
   /**

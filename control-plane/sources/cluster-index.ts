@@ -59,6 +59,7 @@ export class ClusterIndex {
   /** Labels of meshed pods only: they are the ones that run proxies (and unmeshed churn costs nothing). */
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
+  private readonly podUids = new Map<string, string>();
   /** Of meshed pods, the target ports their Services declare opaque (translate/opaque-ports.ts); none: left out. */
   private readonly podOpaquePorts = new Map<string, readonly number[]>();
   /** Pods whose opaque ports may have changed (a slice listing them, their Service, or their meshed state did): recomputed at flush(). */
@@ -145,6 +146,13 @@ export class ClusterIndex {
     this.policyDirty = true;
   }
 
+  private setPodUid(id: string, uid: string | null): void {
+    if ((this.podUids.get(id) ?? null) === uid) return;
+    if (uid === null) this.podUids.delete(id);
+    else this.podUids.set(id, uid);
+    this.policyDirty = true;
+  }
+
   setService(ns: string, name: string, s: KService | null): void {
     const key = svcKey(ns, name);
     if (s) this.services.set(key, s);
@@ -209,6 +217,7 @@ export class ClusterIndex {
     else this.pods.delete(id);
     this.setPodLabels(id, pod?.meshed ? pod.labels : null);
     this.setPodServiceAccount(id, pod?.meshed ? pod.serviceAccount : null);
+    this.setPodUid(id, pod?.meshed && pod.uid ? pod.uid : null);
     if ((old?.meshed ?? false) !== (pod?.meshed ?? false)) this.portsDirty.add(id);
     // Only what the endpoints carry matters (pod status churns constantly): identity, proxy
     // port and workload (owner, app and version labels, which callers' metrics name).
@@ -305,6 +314,7 @@ export class ClusterIndex {
         externalServices: Object.freeze([...this.externalServices.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
+        podUids: new Map(this.podUids),
         podOpaquePorts: new Map(this.podOpaquePorts),
       }),
     };

@@ -227,6 +227,7 @@ export class DirSource implements MeshSource {
     const meshedPods = (merged.objects.pods ?? []).filter((p) => p.meshed);
     const podLabels = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.labels] as const));
     const podServiceAccounts = new Map(meshedPods.map((p) => [`${p.namespace}/${p.name}`, p.serviceAccount] as const));
+    const podUids = new Map(meshedPods.filter((p) => p.uid).map((p) => [`${p.namespace}/${p.name}`, p.uid] as const));
     const podOpaquePorts = new Map([...opaquePortsByPod(merged.objects.services ?? [], merged.objects.slices ?? [])].filter(([k]) => podServiceAccounts.has(k as `${string}/${string}`)));
     const { peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices } = merged.objects;
     const byKey = new Map(services.map((s) => [`${s.namespace}/${s.name}`, s] as const));
@@ -235,7 +236,7 @@ export class DirSource implements MeshSource {
     this.refusedRoutes.note(routes.refused);
     this.reportRouteStatus(routes.statuses);
     this.o.metrics.countFailClosed({ authorizationPolicies, peerAuthentications });
-    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts, podOpaquePorts }), routes.view);
+    this.o.store.replaceAll(services, Object.freeze({ peerAuthentications, authorizationPolicies, requestAuthentications, telemetries, rateLimitPolicies, externalServices, podLabels, podServiceAccounts, podUids, podOpaquePorts }), routes.view);
     this.o.metrics.services.set(services.length);
     this.o.metrics.endpoints.set(services.reduce((n, s) => n + s.ports.reduce((m, p) => m + p.endpoints.length, 0), 0));
   }

@@ -29,6 +29,13 @@ export interface PolicyView extends PolicyObjects {
    */
   readonly podServiceAccounts: ReadonlyMap<string, string>;
   /**
+   * Of the same pods, their metadata.uid ("namespace/name" -> uid; a pod without one, as in a
+   * hand-written manifest, is left out): which instance of the name a certificate bound to a
+   * pod was signed for (its Certify key digests namespace, name and UID; client-auth.ts
+   * checkPodClaim). Absent (a source that does not read them): none.
+   */
+  readonly podUids?: ReadonlyMap<string, string>;
+  /**
    * Of the same pods, the target ports their Services declare opaque (translate/opaque-ports.ts),
    * pushed with each one's inbound policy; a pod with none is left out. Absent (a source that
    * does not compute them): none.
@@ -39,6 +46,7 @@ export interface PolicyView extends PolicyObjects {
 export const EMPTY_POLICY_VIEW: PolicyView = Object.freeze({ peerAuthentications: [], authorizationPolicies: [], requestAuthentications: [], podLabels: new Map(), podServiceAccounts: new Map() });
 
 const NO_PORTS: ReadonlyMap<string, readonly number[]> = new Map();
+const NO_UIDS: ReadonlyMap<string, string> = new Map();
 const sameList = <T>(a: readonly T[], b: readonly T[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Cheap equality: sources keep unchanged objects by reference, so a re-read that changed nothing is equal. */
@@ -51,6 +59,10 @@ export function samePolicyView(a: PolicyView, b: PolicyView): boolean {
   if (!sameList(a.externalServices ?? [], b.externalServices ?? [])) return false;
   if (a.podLabels.size !== b.podLabels.size || a.podServiceAccounts.size !== b.podServiceAccounts.size) return false;
   for (const [k, v] of a.podServiceAccounts) if (b.podServiceAccounts.get(k) !== v) return false;
+  const au = a.podUids ?? NO_UIDS;
+  const bu = b.podUids ?? NO_UIDS;
+  if (au.size !== bu.size) return false;
+  for (const [k, v] of au) if (bu.get(k) !== v) return false;
   const ap = a.podOpaquePorts ?? NO_PORTS;
   const bp = b.podOpaquePorts ?? NO_PORTS;
   if (ap.size !== bp.size) return false;
