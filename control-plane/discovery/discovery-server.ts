@@ -218,7 +218,7 @@ export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
   /** Open streams per authenticated pod, or certificate of a proxy that names none (MAX_STREAMS_PER_POD, streamsKey). */
   private readonly podStreams = new Map<string, number>();
-  /** Open plaintext streams per source address (MAX_PLAINTEXT_STREAMS_PER_ADDRESS; loopback not counted). */
+  /** Open plaintext streams per source address, an IPv6 one's /64 (source-address.ts; MAX_PLAINTEXT_STREAMS_PER_ADDRESS; loopback not counted). */
   private readonly addressStreams = new Map<string, number>();
   private readonly cache = new Map<string, Entry>();
   /** The cached entries, oldest first, with their key and the bytes they hold (MAX_RESPONSE_CACHE_BYTES). */
