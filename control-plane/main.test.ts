@@ -35,6 +35,12 @@ describe('wren control-plane identity flags', () => {
     expect(parseControlPlaneArgs(['--certify-fleet-burst', '100', '--certify-fleet-refill', '200ms'], {}).identity.certifyLimit).toEqual({ bootstrapToken: { burst: 100, refillMs: 200 } });
   });
 
+  test('--discovery-max-streams-per-fleet (adv59): absent by default (the server\'s 256), an integer from 1', () => {
+    expect(parseControlPlaneArgs([], {}).maxDiscoveryStreamsPerFleet).toBeUndefined();
+    expect(parseControlPlaneArgs(['--discovery-max-streams-per-fleet', '1000'], {}).maxDiscoveryStreamsPerFleet).toBe(1000);
+    expect(() => parseControlPlaneArgs(['--discovery-max-streams-per-fleet', '0'], {})).toThrow(/--discovery-max-streams-per-fleet/);
+  });
+
   test('tracing flags: off by default; a collector with TLS or plaintext; the dependent flags alone are refused', () => {
     expect(parseControlPlaneArgs([], {}).tracing).toBeNull();
     expect(parseControlPlaneArgs(['--trace-collector', 'otel:4317', '--trace-collector-ca', '/ca.pem'], {}).tracing).toEqual({ collector: 'otel:4317', plaintext: false, caFile: '/ca.pem' });

@@ -73,6 +73,8 @@ export interface ControlPlaneArgs {
   readonly egressMode: EgressMode | null;
   /** What the control plane takes of the proxies' reports (--report-burst, --report-rate, --stats-max-*); {}: the defaults. */
   readonly reports: { readonly budget: Partial<ReportBudget>; readonly stats: StatsLimits };
+  /** --discovery-max-streams-per-fleet; absent: the default (discovery-server.ts DEFAULT_MAX_STREAMS_PER_FLEET). */
+  readonly maxDiscoveryStreamsPerFleet?: number;
   readonly help: boolean;
 }
 
@@ -173,6 +175,9 @@ Proxies' reports (StatsReport, HealthReport, IdentityReport on the discovery str
   --stats-max-series-per-proxy N  of them from one proxy (default 2000, or --stats-max-series
                                 if only that is given; 1..10000000)
   --stats-max-reporters N       proxies whose stats are kept (default 10000; 1..1000000)
+  --discovery-max-streams-per-fleet N  discovery streams the certificates of one bootstrap token
+                                (or of a service account's tokens bound to no pod) hold at once;
+                                beyond, refused RESOURCE_EXHAUSTED (default 256; 1..1000000)
 
 Tracing of Certify calls and discovery subscriptions/pushes (docs/control-plane.md; default off):
   --trace-collector HOST:PORT   OTLP/gRPC collector to export the spans to
@@ -223,6 +228,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   };
   const budget: { burst?: number; perSecond?: number } = {};
   const statsLimits: { maxSeries?: number; maxSeriesPerReporter?: number; maxReporters?: number } = {};
+  let maxStreamsPerFleet: number | undefined;
   /** A number flag through its field's parser (the flag is the path): the same bounds as the embedded option. */
   const reportField = <K extends keyof typeof REPORT_LIMIT_FIELDS>(k: K, flag: string, v: string): number => {
     try {
@@ -401,6 +407,9 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
       case '--stats-max-reporters':
         statsLimits.maxReporters = reportField('maxReporters', flag, value());
         break;
+      case '--discovery-max-streams-per-fleet':
+        maxStreamsPerFleet = reportField('maxStreamsPerFleet', flag, value());
+        break;
       case '--namespace':
         namespace = value();
         if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--namespace: expected a Kubernetes namespace name, got ${JSON.stringify(namespace)}`);
@@ -495,6 +504,7 @@ export function parseControlPlaneArgs(argv: readonly string[], env: Readonly<Rec
   return {
     source, listen, admin, adminRenderBudget: Object.freeze(renderBudget), trustDomain, logLevel, debounceMs, insecure, help, egressMode, healthWithdrawal: Object.freeze(health),
     reports: { budget: { ...budget }, stats: { ...statsLimits } },
+    ...(maxStreamsPerFleet !== undefined ? { maxDiscoveryStreamsPerFleet: maxStreamsPerFleet } : {}),
     webhook: webhookListen ? { listen: webhookListen, certDir: webhookCertDir, proxyTraceCollector, proxyTraceCollectorPlaintext: proxyTracePlaintext, sidecarMode: sidecarMode ?? 'auto' } : null,
     tracing: traceCollector ? { collector: traceCollector, plaintext: tracePlaintext, caFile: traceCa } : null,
     identity: {
@@ -550,6 +560,7 @@ export async function startControlPlane(args: ControlPlaneArgs, logger: Logger =
     healthWithdrawal: args.healthWithdrawal,
     reportBudget: args.reports.budget,
     statsLimits: args.reports.stats,
+    ...(args.maxDiscoveryStreamsPerFleet !== undefined ? { maxDiscoveryStreamsPerFleet: args.maxDiscoveryStreamsPerFleet } : {}),
     ...(args.egressMode ? { egressMode: args.egressMode } : {}),
     ...(args.tracing ? { tracing: new ControlPlaneTracing({ ...args.tracing, namespace: idArgs.namespace, clock: systemClock, logger }) } : {}),
     source: (ctx) => {

@@ -33,6 +33,8 @@ export const REPORT_LIMIT_FIELDS = {
   maxSeries: count(10_000_000),
   maxSeriesPerReporter: count(10_000_000),
   maxReporters: count(1_000_000),
+  /** Discovery streams of one fleet's certificates (discovery-server.ts DEFAULT_MAX_STREAMS_PER_FLEET; --discovery-max-streams-per-fleet). */
+  maxStreamsPerFleet: count(1_000_000),
 } as const;
 
 const budgetParser: Parser<Partial<ReportBudget>> = obj({ burst: optional(REPORT_LIMIT_FIELDS.burst), perSecond: optional(REPORT_LIMIT_FIELDS.perSecond) });

@@ -20,7 +20,7 @@ import { num, obj, optional, parseWith, type Parser } from '../common/schema.js'
 import type { Authenticator } from './identity/authenticator.js';
 import { IdentityMetrics } from './identity/identity-metrics.js';
 import { parseCertifyLimit } from './identity/certify-limit-settings.js';
-import { parseReportBudget, parseStatsLimits, type StatsLimits } from './report-limit-settings.js';
+import { parseReportBudget, REPORT_LIMIT_FIELDS, parseStatsLimits, type StatsLimits } from './report-limit-settings.js';
 import type { ReportBudget } from './discovery/discovery-server.js';
 import { IdentityService, type IdentityServiceOptions } from './identity/identity-service.js';
 import type { Issuer } from './identity/issuer.js';
@@ -153,6 +153,12 @@ export interface ControlPlaneOptions {
    * at start, errors name statsLimits.FIELD.
    */
   readonly statsLimits?: StatsLimits;
+  /**
+   * Discovery streams the certificates of one bootstrap token (or of a service account's
+   * tokens bound to no pod) may hold at once (discovery-server.ts DEFAULT_MAX_STREAMS_PER_FLEET,
+   * 256; --discovery-max-streams-per-fleet). Checked at start, 1 to 1,000,000.
+   */
+  readonly maxDiscoveryStreamsPerFleet?: number;
 }
 
 export function splitHostPort(s: string): { host: string; port: number } {
@@ -199,6 +205,7 @@ export class ControlPlane {
     // Checked here, errors naming the field: a NaN bound in the store compared false and kept everything.
     const statsLimits = parseStatsLimits(o.statsLimits, 'statsLimits');
     const reportBudget = parseReportBudget(o.reportBudget, 'reportBudget');
+    const maxStreamsPerFleet = o.maxDiscoveryStreamsPerFleet === undefined ? undefined : parseWith((r) => REPORT_LIMIT_FIELDS.maxStreamsPerFleet(r, 'maxDiscoveryStreamsPerFleet'), o.maxDiscoveryStreamsPerFleet);
     this.stats = new StatsStore({ clock: o.clock, ...statsLimits, onLimit: (limit, n) => statsMetrics.dropped.inc({ limit }, n), onIngest: (series) => {
       statsMetrics.reports.inc();
       statsMetrics.series.set(series);
@@ -225,6 +232,7 @@ export class ControlPlane {
     this.discovery = new DiscoveryServer({
       store: this.store, metrics: this.metrics, clock: o.clock, logger: o.logger, withdrawal: this.withdrawal, stats: this.stats, ...(o.identity ? { issuer: o.identity.issuer } : {}), ...(clientAuth ? { clientAuth } : {}), tracing: o.tracing, egressMode: o.egressMode,
       reportBudget,
+      ...(maxStreamsPerFleet !== undefined ? { maxStreamsPerFleet } : {}),
     });
     if (o.tracing) {
       o.tracing.registerMetrics(this.metrics.registry);

@@ -6,7 +6,7 @@ import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type Discovery
 import { MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../../contract/subscribe-limits.js';
 import type { Service } from '../../contract/model.js';
 import { short } from '../../contract/trust-anchors.js';
-import { certifiedPod, parseCertifyState } from '../identity/certify-limiter.js';
+import { certifiedFleet, certifiedPod, parseCertifyState } from '../identity/certify-limiter.js';
 import { ClientAnchors } from '../identity/client-anchors.js';
 import { issuerSnapshot, type Issuer } from '../identity/issuer.js';
 import { peerIdentityOf, type PeerIdentity } from '../identity/peer-certificate.js';
@@ -113,6 +113,8 @@ export interface DiscoveryServerOptions {
   readonly withdrawal?: EndpointWithdrawal;
   /** The largest response written (default MAX_RESPONSE_BYTES; the gRPC server's max send must be at least this). */
   readonly maxResponseBytes?: number;
+  /** Streams the certificates of one fleet (a bootstrap token, or a service account's tokens bound to no pod) may hold at once (default DEFAULT_MAX_STREAMS_PER_FLEET). */
+  readonly maxStreamsPerFleet?: number;
   /** Reports per stream and kind (REPORT_BUDGET); absent fields: the default. */
   readonly reportBudget?: Partial<ReportBudget>;
   /** A SERVER span per subscription (control-plane/tracing.ts), when a collector is configured; pushes are traced through onPush. */
@@ -135,6 +137,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * by its service account's pods.
  */
 export const MAX_STREAMS_PER_POD = 8;
+
+/**
+ * Discovery streams the certificates of one fleet may hold at once, all together: a bootstrap
+ * token (one secret a fleet of VMs may share), or a service account's TokenReview tokens bound
+ * to no pod, the keys Certify charges a fleet's bucket to (certify-limiter.ts certifiedFleet,
+ * written into every certificate signed for them and renewed from them). Each certificate
+ * holds at most MAX_STREAMS_PER_POD streams, but such a token gets a new certificate per
+ * Certify (a burst of 20, then one a second: --certify-fleet-burst/-refill), so one holder of
+ * the token minted certificates for 8 streams each, thousands an hour, each an encoded catalog
+ * (adv59). 256: a fleet of a couple of hundred VMs, each holding one stream, with room for
+ * reconnects overlapping; a larger fleet raises it (--discovery-max-streams-per-fleet) or is
+ * given several tokens. Past it the stream is refused RESOURCE_EXHAUSTED, counted as
+ * wren_cp_discovery_refused_total{reason="streams-per-fleet"}; the proxy retries with its
+ * backoff. Pods' own certificates (a projected token bound to the pod) are bounded per pod.
+ */
+export const DEFAULT_MAX_STREAMS_PER_FLEET = 256;
 
 /**
  * Plaintext discovery (`--insecure`, no client authentication: meant for tests and a
@@ -218,6 +236,9 @@ export class DiscoveryServer {
   private readonly subs = new Set<Subscriber>();
   /** Open streams per authenticated pod, or certificate of a proxy that names none (MAX_STREAMS_PER_POD, streamsKey). */
   private readonly podStreams = new Map<string, number>();
+  /** Open authenticated streams per fleet (maxStreamsPerFleet, certifiedFleet). */
+  private readonly fleetStreams = new Map<string, number>();
+  private readonly maxStreamsPerFleet: number;
   /** Open plaintext streams per source address, an IPv6 one's /64 (source-address.ts; MAX_PLAINTEXT_STREAMS_PER_ADDRESS; loopback not counted). */
   private readonly addressStreams = new Map<string, number>();
   private readonly cache = new Map<string, Entry>();
@@ -240,6 +261,9 @@ export class DiscoveryServer {
     this.reportBudget = { ...REPORT_BUDGET, ...o.reportBudget };
     if (!(this.reportBudget.burst >= 1) || !(this.reportBudget.perSecond > 0))
       throw new RangeError(`reportBudget: burst must be >= 1 and perSecond > 0, got ${JSON.stringify(this.reportBudget)}`);
+    this.maxStreamsPerFleet = o.maxStreamsPerFleet ?? DEFAULT_MAX_STREAMS_PER_FLEET;
+    if (!Number.isInteger(this.maxStreamsPerFleet) || this.maxStreamsPerFleet < 1)
+      throw new RangeError(`maxStreamsPerFleet must be an integer >= 1, got ${o.maxStreamsPerFleet}`);
     if (o.clientAuth && !o.issuer) throw new Error('client authentication needs the issuer (its trust bundle is what client certificates must chain to)');
     this.anchors = o.clientAuth && o.issuer ? new ClientAnchors(o.issuer) : null;
     this.policies = new WorkloadPolicies(o.rootNamespace);
@@ -444,6 +468,7 @@ export class DiscoveryServer {
     this.o.metrics.subscribers.set(this.subs.size);
     if (s.podKey !== null) release(this.podStreams, s.podKey);
     if (s.certKey !== null) release(this.podStreams, s.certKey);
+    if (s.fleetKey !== null) release(this.fleetStreams, s.fleetKey);
     if (s.addressKey !== null) release(this.addressStreams, s.addressKey);
     // A gone proxy's report goes with it (a reconnect resends the current one).
     if (s.ejections.length > 0) this.countReported();
@@ -599,8 +624,9 @@ export class DiscoveryServer {
   }
 
   /**
-   * Counts a subscribed stream against its pod and, on plaintext, its source address
-   * (MAX_STREAMS_PER_POD, MAX_PLAINTEXT_STREAMS_PER_ADDRESS); false when it was refused. At
+   * Counts a subscribed stream against its pod, its certificate's fleet if any and, on
+   * plaintext, its source address (MAX_STREAMS_PER_POD, maxStreamsPerFleet,
+   * MAX_PLAINTEXT_STREAMS_PER_ADDRESS); false when it was refused. At
    * Subscribe, not at the first push: a stream's first push waits for a synced view, and
    * counted only then, streams opened while the source had not synced (a control plane
    * starting, an API server it cannot list from) were bounded by nothing, each holding its
@@ -610,8 +636,10 @@ export class DiscoveryServer {
     let key: string | null;
     let cert: string | null = null;
     let address: string | null = null;
+    let fleet: string | null = null;
     if (s.authPeer) {
       key = streamsKey(s);
+      fleet = certifiedFleet(s.authPeer.certifyState);
       cert = parseCertifyState(s.authPeer.certifyState ?? undefined) !== null ? certificateKey(s.authPeer) : null;
       if (cert === key) cert = null;
     } else {
@@ -633,6 +661,13 @@ export class DiscoveryServer {
       this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-pod', `${cert.slice(0, 300)} has ${ofCert} discovery streams open, at most ${MAX_STREAMS_PER_POD}`);
       return false;
     }
+    const ofFleet = fleet === null ? 0 : (this.fleetStreams.get(fleet) ?? 0);
+    if (fleet !== null && ofFleet >= this.maxStreamsPerFleet) {
+      const what = fleet.startsWith('bootstrap-token ') ? 'bootstrap token' : "service account's tokens bound to no pod";
+      this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-fleet',
+        `the certificates of this ${what} (${fleet.slice(0, 300)}) hold ${ofFleet} discovery streams, at most ${this.maxStreamsPerFleet} (--discovery-max-streams-per-fleet)`);
+      return false;
+    }
     const fromAddress = address === null ? 0 : (this.addressStreams.get(address) ?? 0);
     if (address !== null && fromAddress >= MAX_PLAINTEXT_STREAMS_PER_ADDRESS) {
       this.refuse(s, grpc.status.RESOURCE_EXHAUSTED, 'streams-per-address', `${address} has ${fromAddress} plaintext discovery streams open, at most ${MAX_PLAINTEXT_STREAMS_PER_ADDRESS}`);
@@ -641,6 +676,8 @@ export class DiscoveryServer {
     if (key !== null) this.podStreams.set(key, open + 1);
     if (cert !== null) this.podStreams.set(cert, ofCert + 1);
     if (address !== null) this.addressStreams.set(address, fromAddress + 1);
+    if (fleet !== null) this.fleetStreams.set(fleet, ofFleet + 1);
+    s.fleetKey = fleet;
     s.podKey = key;
     s.certKey = cert;
     s.addressKey = address;

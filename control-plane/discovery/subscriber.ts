@@ -81,6 +81,8 @@ export interface Subscriber {
   podKey: string | null;
   /** The certificate an authenticated stream also counts against (MAX_STREAMS_PER_POD, discovery-server.ts certificateKey), when podKey is not already it; null: none. */
   certKey: string | null;
+  /** The fleet (bootstrap token, unbound service-account tokens) an authenticated stream's certificate was issued for (maxStreamsPerFleet); null: none. */
+  fleetKey: string | null;
   /** The source address a plaintext stream counts against (MAX_PLAINTEXT_STREAMS_PER_ADDRESS); null: none (mTLS, loopback). */
   addressKey: string | null;
   /** Its pod claim was checked against a synced view (client-auth.ts checkPodClaim), at its first push. */
@@ -108,7 +110,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedOpaquePorts: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podKey: null, certKey: null, addressKey: null, podClaimChecked: false, expiryTimer: null, closed: false, reportBuckets: {},
+    authPeer: null, authAnchor: null, podKey: null, certKey: null, fleetKey: null, addressKey: null, podClaimChecked: false, expiryTimer: null, closed: false, reportBuckets: {},
   };
 }
 

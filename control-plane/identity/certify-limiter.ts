@@ -111,6 +111,19 @@ export function certifiedPod(certifyStateText: string | null | undefined): strin
 }
 
 /**
+ * The fleet a certificate was signed for, as its Certify limit key says: a bootstrap token
+ * (`bootstrap-token NS/SA DIGEST`) or a service account's TokenReview tokens bound to no pod
+ * (`service-account NS/SA`), the keys that share the fleet's bucket; null for any other (a
+ * pod's, a certificate's serial, no state). One such token gets a certificate per Certify, for
+ * any number of callers: the discovery server bounds their streams together
+ * (DEFAULT_MAX_STREAMS_PER_FLEET), not 8 per certificate.
+ */
+export function certifiedFleet(certifyStateText: string | null | undefined): string | null {
+  const key = parseCertifyState(certifyStateText ?? undefined)?.key;
+  return key !== undefined && (key.startsWith(SHARED) || key.startsWith(SERVICE_ACCOUNT)) ? key : null;
+}
+
+/**
  * `pod NS/SA DIGEST`, 128 bits of a digest of the pod instance: its namespace, name and UID
  * (TokenReview's authentication.kubernetes.io/pod-uid). The UID, not the name alone: a
  * StatefulSet's pod deleted and created again has the same name and namespace, and keyed by
