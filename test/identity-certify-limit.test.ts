@@ -140,7 +140,7 @@ test('two replicas sharing the CA: a sidecar renewing at one then the other spen
   let cert = await channels[0].c.certify({ identity: WEB, token: Buffer.from('tok-web-3'), csrPem, requestedLifetimeMs: 0 }, 5000);
   const firstCert = cert;
   // The state is in the certificate every TLS peer of the sidecar reads: it names the pod only
-  // as a keyed digest (of the CA's key, which both replicas hold), never web-3 in the clear.
+  // as a digest (the same under every CA: its token named no UID here), never web-3 in the clear.
   const stateOf = (pem: string): string => readCert(splitPemCerts(pem)[0]).ext.certifyState ?? '';
   const podKey = /^wren certify-limit v1 \d+(?:\.\d+)? \d+ (pod shop\/web [0-9a-f]{32})$/.exec(stateOf(cert.certChainPem))?.[1];
   expect([stateOf(cert.certChainPem), podKey]).toEqual([expect.not.stringContaining('web-3'), expect.any(String)]);

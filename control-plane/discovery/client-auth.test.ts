@@ -39,7 +39,7 @@ describe('checkPodClaim', () => {
 
 describe('checkPodClaim with a certificate bound to a pod (adv59)', () => {
   // The keys Certify writes into the certificates it signs for pod-bound tokens (certify-limiter.ts keyOf).
-  const limiter = new CertifyLimiter({ refillMs: 1000, keyedDigest: (d) => createHmac('sha256', 'ca-key').update(d).digest('hex'), now: () => 0, wallNow: () => 0 });
+  const limiter = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => 0 });
   const keyedDigest = (d: string): string => createHmac('sha256', 'ca-key').update(d).digest('hex');
   const keyOfPod = (pod: string, podUid?: string): string =>
     limiter.keyOf({ namespace: 'shop', serviceAccount: 'web', via: 'kubernetes', pod, ...(podUid ? { podUid } : {}) }, null, Buffer.from('tok'));
@@ -66,6 +66,10 @@ describe('checkPodClaim with a certificate bound to a pod (adv59)', () => {
     expect(checkPodClaim(peer, sub('web-1'), twoPods, true, bound('web-0'))?.reason).toBe('pod-not-certified');
     expect(checkPodClaim(peer, sub('web-0'), twoPods, true, { key: 'pod shop/web-0', keyedDigest })).toBeNull();
     expect(checkPodClaim(peer, sub('web-1'), twoPods, true, { key: 'pod shop/web-0', keyedDigest })?.reason).toBe('pod-not-certified');
+    // Signed before 2026-12-07 (adv59) for a token that named no UID: the CA's keyed digest of the name.
+    const legacy = `pod shop/web ${keyedDigest('pod shop/web-0').slice(0, 32)}`;
+    expect(checkPodClaim(peer, sub('web-0'), twoPods, true, { key: legacy, keyedDigest })).toBeNull();
+    expect(checkPodClaim(peer, sub('web-1'), twoPods, true, { key: legacy, keyedDigest })?.reason).toBe('pod-not-certified');
   });
 
   test('a source that does not list the pod (directory mesh): a pod-bound certificate still names only its own pod', () => {

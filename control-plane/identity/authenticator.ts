@@ -22,6 +22,12 @@ export interface Principal {
    * as a fleet, with a bucket sized for one (certify-limiter.ts).
    */
   readonly shared?: boolean;
+  /**
+   * For a shared token, what stands for it in the Certify limit's key (bootstrap-token-id.ts:
+   * the same at every replica and under every CA, and no help to anyone guessing the token).
+   * Absent: the limiter derives it from the token.
+   */
+  readonly sharedId?: string;
 }
 
 /**

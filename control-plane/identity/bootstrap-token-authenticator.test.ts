@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../common/schema.js';
 import { AuthError } from './authenticator.js';
+import { bootstrapTokenIdSync } from './bootstrap-token-id.js';
 import { BootstrapTokenAuthenticator } from './bootstrap-token-authenticator.js';
 
 const T1 = 'token-one-aaaaaaaaaaaaaaaa';
@@ -27,8 +28,9 @@ describe('BootstrapTokenAuthenticator', () => {
     const a = BootstrapTokenAuthenticator.fromFile(yaml);
     expect(a.size).toBe(2);
     // shared: a bootstrap token may be one secret a fleet shares; the Certify limit charges it as a fleet, with a bucket sized for one (certify-limiter.ts).
-    expect(await a.authenticate(Buffer.from(T1))).toEqual({ namespace: 'default', serviceAccount: 'web', via: 'bootstrap', shared: true });
-    expect(await a.authenticate(Buffer.from(`${T2}\n`))).toEqual({ namespace: 'shop', serviceAccount: 'cart', via: 'bootstrap', shared: true });
+    // sharedId: what stands for the token in the Certify limit's key (bootstrap-token-id.ts), the same under every CA.
+    expect(await a.authenticate(Buffer.from(T1))).toEqual({ namespace: 'default', serviceAccount: 'web', via: 'bootstrap', shared: true, sharedId: bootstrapTokenIdSync('default', 'web', T1) });
+    expect(await a.authenticate(Buffer.from(`${T2}\n`))).toEqual({ namespace: 'shop', serviceAccount: 'cart', via: 'bootstrap', shared: true, sharedId: bootstrapTokenIdSync('shop', 'cart', T2) });
     expect(await BootstrapTokenAuthenticator.fromFile(json).authenticate(Buffer.from(T1))).toMatchObject({ serviceAccount: 'web' });
   });
 

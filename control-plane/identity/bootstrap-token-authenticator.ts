@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, arr, obj, parseWith, str, type Parser } from '../../common/schema.js';
 import { AuthError, presentedToken, type Authenticator, type Principal } from './authenticator.js';
+import { bootstrapTokenId } from './bootstrap-token-id.js';
 
 /**
  * Bootstrap tokens: a file of shared secrets, each naming the workload it proves, for
@@ -17,7 +18,9 @@ import { AuthError, presentedToken, type Authenticator, type Principal } from '.
  * instead of printing the secret. Only SHA-256 digests are kept in memory, and a lookup
  * compares the caller's digest with every entry using crypto.timingSafeEqual, without
  * stopping at the first match, so timing reveals neither which entry matched nor how
- * many bytes did. Tokens are never logged.
+ * many bytes did. Tokens are never logged. A matched entry also gets its Certify limit id
+ * (bootstrap-token-id.ts, scrypt, computed once off the event loop and kept), which stands for
+ * the token in the keys its certificates carry.
  */
 export interface BootstrapTokenEntry {
   readonly token: string;
@@ -48,6 +51,8 @@ const digest = (b: Buffer | string): Buffer => createHash('sha256').update(b).di
 export class BootstrapTokenAuthenticator implements Authenticator {
   readonly name = 'bootstrap';
   private readonly entries: readonly { readonly hash: Buffer; readonly namespace: string; readonly serviceAccount: string }[];
+  /** Per entry, its Certify limit id (bootstrap-token-id.ts), computed at its first match: scrypt is dear, a token file long. */
+  private readonly ids = new Map<number, Promise<string>>();
 
   constructor(entries: readonly BootstrapTokenEntry[]) {
     const seen = new Set<string>();
@@ -85,9 +90,15 @@ export class BootstrapTokenAuthenticator implements Authenticator {
     const presented = presentedToken(token);
     if (presented.length === 0) throw new AuthError('unauthenticated', 'no token was presented');
     const h = digest(presented);
-    let match: (typeof this.entries)[number] | undefined;
-    for (const e of this.entries) if (timingSafeEqual(h, e.hash) && !match) match = e;
-    if (!match) throw new AuthError('unauthenticated', 'unknown bootstrap token');
-    return { namespace: match.namespace, serviceAccount: match.serviceAccount, via: this.name, shared: true };
+    let index = -1;
+    for (let i = 0; i < this.entries.length; i++) if (timingSafeEqual(h, this.entries[i].hash) && index < 0) index = i;
+    if (index < 0) throw new AuthError('unauthenticated', 'unknown bootstrap token');
+    const match = this.entries[index];
+    let id = this.ids.get(index);
+    if (!id) {
+      this.ids.set(index, (id = bootstrapTokenId(match.namespace, match.serviceAccount, presented)));
+      id.catch(() => this.ids.delete(index));
+    }
+    return { namespace: match.namespace, serviceAccount: match.serviceAccount, via: this.name, shared: true, sharedId: await id };
   }
 }

@@ -1,15 +1,16 @@
-import { createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { bootstrapTokenIdSync } from './bootstrap-token-id.js';
 import { BOOTSTRAP_TOKEN_BURST, CertifyLimiter, certifyRefillMs, encodeCertifyState, MAX_CERTIFY_REFILL_MS, MAX_STATE_SKEW_MS, parseCertifyState } from './certify-limiter.js';
 
-/** A CA's keyedDigest stand-in. */
-const keyedDigest = (t: string): string => createHmac('sha256', 'ca key').update(t).digest('hex');
+/** A pod's digest as the key carries it without a UID (a plain SHA-256 of namespace and name, the same under every CA). */
+const nameDigest = (t: string): string => createHash('sha256').update(t).digest('hex');
 
 describe('CertifyLimiter', () => {
   const principal = { namespace: 'shop', serviceAccount: 'web', via: 'tokenreview' };
 
   test('a token bucket per key: a burst, then one per refill interval, with the wait until the next', () => {
     let now = 0;
-    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => now });
+    const l = new CertifyLimiter({ burst: 3, refillMs: 1000, now: () => now, wallNow: () => now });
     expect([l.take('a'), l.take('a'), l.take('a')]).toEqual([null, null, null]);
     expect(l.take('a')).toEqual({ retryAfterMs: 1000, first: true });
     expect(l.take('b')).toBeNull();
@@ -27,10 +28,10 @@ describe('CertifyLimiter', () => {
   });
 
   test('keys: the pod of a bound token, the service account of another TokenReview token, and a renewal what its certificate carries (else its serial)', () => {
-    const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 0 });
-    // The pod's name only as the CA's keyed digest: the key is in a certificate every peer reads.
+    const l = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => 0 });
+    // The pod's name only as a digest: the key is in a certificate every peer reads.
     const pod = l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'));
-    expect(pod).toBe(`pod shop/web ${keyedDigest('pod shop/web-0').slice(0, 32)}`);
+    expect(pod).toBe(`pod shop/web ${nameDigest('pod shop/web-0').slice(0, 32)}`);
     expect(pod).not.toContain('web-0');
     expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t2'))).toBe(pod);
     expect(l.keyOf({ ...principal, pod: 'web-1' }, null, Buffer.from('t1'))).not.toBe(pod);
@@ -46,8 +47,9 @@ describe('CertifyLimiter', () => {
     expect(l.keyOf(principal, { serial: '0A0BFF', state: null }, Buffer.alloc(0))).toBe('certificate shop/web serial a0bff');
     const shared = { ...principal, via: 'bootstrap', shared: true };
     const s = l.keyOf(shared, null, Buffer.from('sekrit'));
-    // The CA's keyed digest, not a plain hash a peer reading the certificate could test guesses against.
-    expect(s).toBe(`bootstrap-token shop/web ${keyedDigest('sekrit').slice(0, 32)}`);
+    // Its scrypt id (bootstrap-token-id.ts), not a plain hash a peer reading the certificate could test guesses against quickly.
+    expect(s).toBe(`bootstrap-token shop/web ${bootstrapTokenIdSync('shop', 'web', 'sekrit')}`);
+    expect(s).not.toContain(nameDigest('sekrit').slice(0, 32));
     expect(s).not.toContain('sekrit');
     // A token as the authenticators read it (presentedToken): its spellings are one key.
     expect(l.keyOf(shared, null, Buffer.from('sekrit\n'))).toBe(s);
@@ -65,7 +67,7 @@ describe('CertifyLimiter', () => {
   });
 
   test('a pod is its instance: the UID TokenReview names with the pod, not the name alone (a StatefulSet\'s pod created again), and the same under any CA', () => {
-    const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 0 });
+    const l = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => 0 });
     const web0 = { ...principal, pod: 'web-0', podUid: '5c1b0a6e-0000-4000-8000-000000000001' };
     const key = l.keyOf(web0, null, Buffer.from('t1'));
     expect(key).toMatch(/^pod shop\/web [0-9a-f]{32}$/);
@@ -76,15 +78,15 @@ describe('CertifyLimiter', () => {
     // The pod created again under the same name: another UID, another key (a full bucket).
     expect(l.keyOf({ ...web0, podUid: '5c1b0a6e-0000-4000-8000-000000000002' }, null, Buffer.from('t1'))).not.toBe(key);
     expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.from('t1'))).not.toBe(key);
-    // A replica under another CA (a rotated issuer, another HMAC key) derives the same key.
-    const rotated = new CertifyLimiter({ refillMs: 1000, keyedDigest: (t) => createHmac('sha256', 'the next CA key').update(t).digest('hex'), now: () => 0, wallNow: () => 0 });
+    // Another replica (under any CA) derives the same key.
+    const rotated = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => 0 });
     expect(rotated.keyOf(web0, null, Buffer.alloc(0))).toBe(key);
     // The renewal of a certificate that carries it is charged to it.
     expect(rotated.keyOf(principal, { serial: 'ab', state: { key, tokens: 1, atWallMs: 0 } }, Buffer.alloc(0))).toBe(key);
   });
 
   test('every key a certificate is charged to is one it can carry and read back, however long its names (adv47)', () => {
-    const l = new CertifyLimiter({ refillMs: 1000, keyedDigest, now: () => 0, wallNow: () => 1000 });
+    const l = new CertifyLimiter({ refillMs: 1000, now: () => 0, wallNow: () => 1000 });
     // A bootstrap token's namespace and service account are bounded only by the SPIFFE ID's 2048 bytes.
     const long = { namespace: 'n'.repeat(1000), serviceAccount: 's'.repeat(1000), via: 'bootstrap' };
     const keys = [
@@ -101,13 +103,13 @@ describe('CertifyLimiter', () => {
     expect(l.keyOf({ ...long, shared: true }, null, Buffer.from('sekrit2'))).not.toBe(keys[0]);
     expect(l.keyOf({ ...long, serviceAccount: 's'.repeat(999) }, null, Buffer.alloc(0))).not.toBe(keys[1]);
     // Short keys as before.
-    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.alloc(0))).toBe(`pod shop/web ${keyedDigest('pod shop/web-0').slice(0, 32)}`);
+    expect(l.keyOf({ ...principal, pod: 'web-0' }, null, Buffer.alloc(0))).toBe(`pod shop/web ${nameDigest('pod shop/web-0').slice(0, 32)}`);
   });
 
   test('a bucket holds no more than the certificate renewing says was left, refilled since (another replica signed it)', () => {
     let now = 0;
     let wall = 1_000_000;
-    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => wall });
+    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, now: () => now, wallNow: () => wall });
     // Signed elsewhere with one left, just now: one signature here, not a fresh burst of 5.
     const carried = { key: 'pod shop/web-0', tokens: 1, atWallMs: wall };
     expect(l.take(carried.key, carried)).toBeNull();
@@ -130,7 +132,7 @@ describe('CertifyLimiter', () => {
   test('a signer\'s clock ahead of ours: nothing refilled before its timestamp, and a pushback that waits for it (never shorter than the refill needs)', () => {
     let now = 0;
     let wall = 1_000_000;
-    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => wall });
+    const l = new CertifyLimiter({ burst: 5, refillMs: 1000, now: () => now, wallNow: () => wall });
     const advance = (ms: number): void => {
       now += ms;
       wall += ms;
@@ -161,8 +163,8 @@ describe('CertifyLimiter', () => {
     expect(encodeCertifyState({ key: 'pod a/b c', tokens: 1, atWallMs: 1000.2 })).toBe('wren certify-limit v1 1.000 1001 pod a/b c');
     // Replica A signs with 0.9996 left; B, at once, continues from the certificate: nothing to sign with.
     let now = 0;
-    const a = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => 5000 + now });
-    const b = new CertifyLimiter({ burst: 5, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => 5000 + now });
+    const a = new CertifyLimiter({ burst: 5, refillMs: 1000, now: () => now, wallNow: () => 5000 + now });
+    const b = new CertifyLimiter({ burst: 5, refillMs: 1000, now: () => now, wallNow: () => 5000 + now });
     for (let i = 0; i < 5; i++) expect(a.take('pod shop/web a')).toBeNull();
     now += 999.6;
     expect(a.take('pod shop/web a')).toEqual({ retryAfterMs: 1, first: true });
@@ -172,7 +174,7 @@ describe('CertifyLimiter', () => {
 
   test('a bootstrap token\'s bucket is sized for a fleet (20, one a second), and so is what its certificates renew', () => {
     let now = 0;
-    const l = new CertifyLimiter({ refillMs: 60_000, keyedDigest, now: () => now, wallNow: () => 1000 + now });
+    const l = new CertifyLimiter({ refillMs: 60_000, now: () => now, wallNow: () => 1000 + now });
     const key = l.keyOf({ ...principal, via: 'bootstrap', shared: true }, null, Buffer.from('secret'));
     for (let i = 0; i < BOOTSTRAP_TOKEN_BURST; i++) expect(l.take(key)).toBeNull();
     expect(l.take(key)).toEqual({ retryAfterMs: 1000, first: true });
@@ -188,7 +190,7 @@ describe('CertifyLimiter', () => {
 
   test('full buckets are dropped', () => {
     let now = 0;
-    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, keyedDigest, now: () => now, wallNow: () => now });
+    const l = new CertifyLimiter({ burst: 2, refillMs: 1000, now: () => now, wallNow: () => now });
     for (let i = 0; i < 100; i++) l.take(`k${i}`);
     expect(l.size).toEqual({ buckets: 100 });
     now += 2000;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CLOCK_SKEW_MS } from '../../certs/ca.js';
 import { presentedToken, type Principal } from './authenticator.js';
+import { bootstrapTokenIdSync } from './bootstrap-token-id.js';
 
 /**
  * How many signatures one workload may get at once, and how fast that allowance comes back
@@ -134,33 +135,42 @@ export function certifiedFleet(certifyStateText: string | null | undefined): str
  * digest lets no peer reading the certificate test guesses of the pod's name, and it is the
  * same under every CA, so a rotated issuer (another HMAC key) does not give the pod's token
  * a key apart from the one its certificates, signed before, carry: two buckets, one budget
- * more. Without a UID (an API server that reports only the name) the CA's keyed digest of
- * the namespace and name, as before 2026-12-07.
+ * more. Without a UID (an API server that reports only the name) a plain SHA-256 of the
+ * namespace and name too: it was the CA's keyed digest, so a rotated issuer split such a pod's
+ * budget as it had split every pod's (until 2026-12-07, adv59). Such a key lets a peer confirm
+ * a guess of the pod's name, which its hostname and anyone who may list pods know anyway;
+ * TokenReview names the UID with the pod wherever it names the pod (Kubernetes 1.21+ bound
+ * tokens), so this is the rare case.
  */
-function podKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined, keyedDigest: (data: string) => string): string {
-  const digest = uid ? createHash('sha256').update(`${POD}${namespace}/${pod} uid ${uid}`).digest('hex') : keyedDigest(`${POD}${namespace}/${pod}`);
+function podKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined): string {
+  const digest = createHash('sha256').update(uid ? `${POD}${namespace}/${pod} uid ${uid}` : `${POD}${namespace}/${pod}`).digest('hex');
   return `${POD}${namespace}/${serviceAccount} ${digest.slice(0, 32)}`;
 }
 
 /** The key a certificate bound to the pod `namespace/pod` (with `uid`, when its token named one) carries: podKey, as carriable. */
-function podInstanceKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined, keyedDigest: (data: string) => string): string {
-  return carriable(podKey(namespace, serviceAccount, pod, uid, keyedDigest));
+function podInstanceKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined): string {
+  return carriable(podKey(namespace, serviceAccount, pod, uid));
+}
+
+/** A no-UID pod's key as certificates signed before 2026-12-07 (adv59) carry it: the signing CA's keyed digest of the name. */
+function legacyPodKey(namespace: string, serviceAccount: string, pod: string, keyedDigest: (data: string) => string): string {
+  return carriable(`${POD}${namespace}/${serviceAccount} ${keyedDigest(`${POD}${namespace}/${pod}`).slice(0, 32)}`);
 }
 
 /**
  * Whether `certified` (certifiedPod of a certificate) is the key of the pod `namespace/pod`
  * of `serviceAccount`: the instance with `uid` (the pod's metadata.uid as the source knows
  * it), or the name alone, for a certificate whose token named no UID (an API server that
- * reports only the pod's name), or the name in the clear (certificates signed before
- * 2026-12-07). What the discovery server checks a Subscribe's pod against
+ * reports only the pod's name), or the name as certificates signed before 2026-12-07
+ * carry it (in the clear, or the current CA's keyed digest of it: `keyedDigest`). What the discovery server checks a Subscribe's pod against
  * (client-auth.ts checkPodClaim): a Subscribe names a pod, but only the certificate's key,
  * signed by the CA, says which pod holds the key.
  */
 export function isCertifiedPod(certified: string, namespace: string, serviceAccount: string, pod: string, uid: string | undefined, keyedDigest: (data: string) => string): boolean {
   const clear = CLEAR_POD_KEY.exec(certified);
   if (clear) return clear[1] === namespace && clear[2] === pod;
-  if (uid && certified === podInstanceKey(namespace, serviceAccount, pod, uid, keyedDigest)) return true;
-  return certified === podInstanceKey(namespace, serviceAccount, pod, undefined, keyedDigest);
+  if (uid && certified === podInstanceKey(namespace, serviceAccount, pod, uid)) return true;
+  return certified === podInstanceKey(namespace, serviceAccount, pod, undefined) || certified === legacyPodKey(namespace, serviceAccount, pod, keyedDigest);
 }
 
 /**
@@ -170,7 +180,7 @@ export function isCertifiedPod(certified: string, namespace: string, serviceAcco
  * key was written whole (or, past the CA's 1000 characters, not at all), read back as no
  * state, and every renewal was keyed by its certificate's serial: a full bucket for each new
  * certificate, no limit (adv47). Nothing in the key is secret (a token is already its
- * keyed digest), so a plain hash serves, and every replica computes it alike.
+ * scrypt id, bootstrap-token-id.ts), so a plain hash serves, and every replica computes it alike.
  */
 function carriable(key: string): string {
   if (key.length <= MAX_KEY_LENGTH && KEY.test(key)) return key;
@@ -222,13 +232,6 @@ export interface CertifyLimiterOptions {
   readonly refillMs: number;
   /** A bootstrap token's bucket: default BOOTSTRAP_TOKEN_BURST, and BOOTSTRAP_TOKEN_REFILL_MS or `refillMs` if that is shorter. */
   readonly sharedToken?: Partial<CertifyRate>;
-  /**
-   * What stands for a bootstrap token, or a pod's name when its UID is not known, in a key
-   * (the key is written into certificates every peer sees): the issuing CA's keyedDigest, so
-   * replicas sharing the CA agree on it, and the certificate names no pod and lets nobody test
-   * guesses of a token or of a pod's name.
-   */
-  readonly keyedDigest: (data: string) => string;
   /** Monotonic ms (Clock.now). */
   readonly now: () => number;
   /** Wall-clock ms (Clock.wallNow), for the state certificates carry (another replica's monotonic clock means nothing here). */
@@ -266,7 +269,10 @@ const SERVICE_ACCOUNT = 'service-account ';
  * - a bootstrap token (Principal.shared: one secret a fleet of VMs may share, so it does not
  *   tell one sidecar from another): that token, in a bucket sized for a fleet
  *   (BOOTSTRAP_TOKEN_BURST), every certificate it gets and their renewals included, so a
- *   holder of the secret gets no more than the fleet's allowance however it calls;
+ *   holder of the secret gets no more than the fleet's allowance however it calls. The token
+ *   stands in the key as its scrypt id (bootstrap-token-id.ts), the same under every CA: it
+ *   was the CA's keyed digest, and a rotated issuer gave the token a full bucket beside the
+ *   one its earlier certificates renew from (until 2026-12-07, adv59);
  * - a token is keyed as the authenticators check it (presentedToken: a trailing newline or a
  *   leading space is the same token, not a full bucket of its own), and by the identity the
  *   token proves, not the one asked for (another is refused before the limit, signing nothing);
@@ -314,11 +320,13 @@ export class CertifyLimiter {
     }
     if (principal.pod) return carriable(this.podKey(principal.namespace, principal.serviceAccount, principal.pod, principal.podUid));
     if (!principal.shared) return carriable(`${SERVICE_ACCOUNT}${principal.namespace}/${principal.serviceAccount}`);
-    return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${this.o.keyedDigest(presentedToken(token)).slice(0, 32)}`);
+    // The token's id (bootstrap-token-id.ts), as the authenticator computed it, else computed here.
+    const id = principal.sharedId ?? bootstrapTokenIdSync(principal.namespace, principal.serviceAccount, presentedToken(token));
+    return carriable(`${SHARED}${principal.namespace}/${principal.serviceAccount} ${id}`);
   }
 
   private podKey(namespace: string, serviceAccount: string, pod: string, uid: string | undefined): string {
-    return podKey(namespace, serviceAccount, pod, uid, this.o.keyedDigest);
+    return podKey(namespace, serviceAccount, pod, uid);
   }
 
   /**

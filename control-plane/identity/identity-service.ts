@@ -106,8 +106,6 @@ export class IdentityService {
       burst: limit.burst ?? CERTIFY_BURST,
       refillMs: limit.refillMs ?? certifyRefillMs(this.ttlMs),
       ...(limit.bootstrapToken ? { sharedToken: limit.bootstrapToken } : {}),
-      // The CA of the moment (issuer-reloader.ts): a replica sharing it digests a token or a pod's name alike.
-      keyedDigest: (data) => issuerSnapshot(o.issuer).ca.keyedDigest(data),
       now: () => o.clock.now(),
       wallNow: () => o.clock.wallNow(),
     });
