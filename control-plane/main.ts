@@ -130,7 +130,7 @@ Identity (wren.identity.v1 Certify, on the same gRPC port; see docs/identity.md)
   --token-review-max-in-flight N  TokenReviews open at once; Certify calls beyond are refused
                                 RESOURCE_EXHAUSTED at once (default 32; 1..10000)
   --token-review-max-in-flight-per-source N  of those, open at once for one caller address
-                                (a pod IP; loopback not counted), beyond refused the same way
+                                (a pod IP, an IPv6 caller's /64; loopback not counted), beyond refused the same way
                                 (default 8; 1..10000). The --token-review-* flags need --source kubernetes
   --certify-burst N             certificates one workload (a pod) may get at once (default 5; 1..100000)
   --certify-refill DURATION     one more per this long (default a quarter of --cert-ttl, at most 1m; 1ms..24h)

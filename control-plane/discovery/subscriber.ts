@@ -83,7 +83,7 @@ export interface Subscriber {
   certKey: string | null;
   /** The fleet (bootstrap token, unbound service-account tokens) an authenticated stream's certificate was issued for (maxStreamsPerFleet); null: none. */
   fleetKey: string | null;
-  /** The source address a plaintext stream counts against (MAX_PLAINTEXT_STREAMS_PER_ADDRESS); null: none (mTLS, loopback). */
+  /** The source address a plaintext stream counts against, an IPv6 one's /64 (source-address.ts; MAX_PLAINTEXT_STREAMS_PER_ADDRESS); null: none (mTLS, loopback). */
   addressKey: string | null;
   /** Its pod claim was checked against a synced view (client-auth.ts checkPodClaim), at its first push. */
   podClaimChecked: boolean;
