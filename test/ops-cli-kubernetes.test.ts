@@ -149,7 +149,8 @@ test('a healthy cluster: every check ✓, exit 0; text has one line per check', 
 });
 
 test.each<[string, () => void, string, RegExp, string[]?]>([
-  ['kubernetes-version', () => void (api.version = { major: '1', minor: '27', gitVersion: 'v1.27.9' }), 'kubernetes-version', /v1\.27\.9 is older than 1\.29/],
+  // Below the oldest Kubernetes Wren runs on at all (the Gateway API CRDs it ships need 1.26).
+  ['kubernetes-version', () => void (api.version = { major: '1', minor: '25', gitVersion: 'v1.25.16' }), 'kubernetes-version', /v1\.25\.16 is older than 1\.26, the oldest Wren supports/],
   ['clock-skew', () => void (api.dateOffsetMs = 60_000), 'clock-skew', /differ by (59|60|61) s/],
   ['rbac', () => void api.deniedAccess.add('get pods/proxy wren-system'), 'rbac', /you may not: get pods\/proxy in wren-system/],
   ['crds (missing)', () => void api.rawObjects.delete(CRD_PATH + 'telemetries.policy.wren.io'), 'crds', /telemetries\.policy\.wren\.io is not installed/],
@@ -186,11 +187,39 @@ test.each<[string, () => void, string, RegExp, string[]?]>([
   const c = checks.find((x) => x.id === id)!;
   expect(c.message).toMatch(message);
   expect(c.hint).toEqual(expect.any(String));
-  // An older cluster can run the mesh in classic mode; the hint says how, not only "upgrade".
-  if (id === 'kubernetes-version') expect(c.hint).toMatch(/--sidecar-mode classic/);
+  if (id === 'kubernetes-version') expect(c.hint).toMatch(/>= 1\.26/);
   expect(c.docs).toBe(`docs/operations.md#check-${id}`);
   // What depends on a failed check is skipped, not failed twice.
   if (id === 'webhook') expect(checks.find((x) => x.id === 'webhook-cert')!.status).toBe('skipped');
+});
+
+test('kubernetes-version below 1.29 (and at least 1.26) is a warning, ‼, not a failure: --sidecar-mode auto, the default, injects classic sidecars there, and wren check exits 0', async () => {
+  api.version = { major: '1', minor: '27', gitVersion: 'v1.27.9' };
+  const r = await check();
+  expect(r.code).toBe(0);
+  expect(r.failed).toEqual([]);
+  const c = r.checks.find((x) => x.id === 'kubernetes-version')!;
+  expect(c.status).toBe('warn');
+  expect(c.message).toBe("Kubernetes v1.27.9 is older than 1.29: the injector's default --sidecar-mode auto injects classic sidecars");
+  // The hint says what runs and what is refused there, not only "upgrade".
+  expect(c.hint).toMatch(/--sidecar-mode native.*refused/);
+  expect(c.hint).toMatch(/--sidecar-mode classic/);
+  expect(c.docs).toBe('docs/operations.md#check-kubernetes-version');
+  const json = await run(checkCommand, '--kubeconfig', kubeconfig, '--output', 'json');
+  expect(json.code).toBe(0);
+  expect((JSON.parse(json.out) as { ok: boolean }).ok).toBe(true);
+  const text = await run(checkCommand, '--kubeconfig', kubeconfig);
+  expect(text.code).toBe(0);
+  expect(text.out).toContain("‼ kubernetes-version: Kubernetes v1.27.9 is older than 1.29: the injector's default --sidecar-mode auto injects classic sidecars\n    hint: classic sidecars run");
+  expect(text.out).toContain('\n    see:  docs/operations.md#check-kubernetes-version\n');
+  expect(text.out).toContain('Status check results are ✓ (14 checks, 1 warning(s))');
+  // --pre too: the cluster can be installed on.
+  const pre = await check('--pre');
+  expect(pre.code).toBe(0);
+  expect(pre.checks.find((x) => x.id === 'kubernetes-version')!.status).toBe('warn');
+  // A decorated minor reads as the injector reads it: 1.26 is the oldest supported.
+  api.version = { major: '1', minor: '26+', gitVersion: 'v1.26.15-eks-1' };
+  expect((await check()).checks.find((x) => x.id === 'kubernetes-version')!.status).toBe('warn');
 });
 
 test('kubernetes-version reads the version as the injector\'s --sidecar-mode auto does (injector/sidecar-mode.ts): gitVersion when minor is empty, and a body that is no object is a failed check, not a crash', async () => {
@@ -201,8 +230,13 @@ test('kubernetes-version reads the version as the injector\'s --sidecar-mode aut
   expect(msg(r.checks, 'kubernetes-version')).toBe('Kubernetes v1.30.4-gke.1 (>= 1.29)');
   api.version = { major: '1', minor: '', gitVersion: 'v1.28.9' };
   r = await check();
-  expect(r.failed).toEqual(['kubernetes-version']);
+  expect(r.failed).toEqual([]);
+  expect(r.checks.find((c) => c.id === 'kubernetes-version')!.status).toBe('warn');
   expect(msg(r.checks, 'kubernetes-version')).toMatch(/v1\.28\.9 is older than 1\.29/);
+  api.version = { major: '1', minor: '', gitVersion: 'v1.24.17' };
+  r = await check();
+  expect(r.failed).toEqual(['kubernetes-version']);
+  expect(msg(r.checks, 'kubernetes-version')).toMatch(/v1\.24\.17 is older than 1\.26/);
   (api as { version: unknown }).version = null;
   r = await check();
   expect(r.code).toBe(1);

@@ -3,7 +3,7 @@ import { splitPemCerts } from '../../certs/index.js';
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SELECTOR } from '../control-plane-admin.js';
 import type { KubeHttp } from '../kube-http.js';
 import { honourRetryAfter } from '../retry-after.js';
-import { daysLeft, fail, guarded, ok, skipped, type CheckOutcome } from './check-result.js';
+import { daysLeft, fail, guarded, ok, skipped, warn, type CheckOutcome } from './check-result.js';
 import type { ExpectedCrd, InstallPermission } from './expected.js';
 import { namesHost, webhookServiceHost } from '../../control-plane/injector/webhook-service.js';
 import { NATIVE_SIDECARS_SINCE, parseKubernetesVersion, runsNativeSidecars } from '../../control-plane/injector/sidecar-mode.js';
@@ -14,7 +14,20 @@ import { NATIVE_SIDECARS_SINCE, parseKubernetesVersion, runsNativeSidecars } fro
  * injector webhook. The mesh half (trust, proxies) is mesh-checks.ts, over the control
  * plane's admin port reached through the API server. docs/operations.md.
  */
-export const MIN_KUBERNETES = NATIVE_SIDECARS_SINCE;
+/**
+ * The oldest Kubernetes Wren runs on at all: the Gateway API CRDs it ships (bundle v1.6.1,
+ * manifests/crds/gateway-*.yaml) support 1.26 and newer (Gateway API's minimum since v1.1,
+ * restated for v1.4: their CEL validation rules), as do Wren's own CRDs'
+ * x-kubernetes-validations. Below it `kubernetes-version` fails.
+ */
+export const MIN_KUBERNETES = { major: 1, minor: 26 } as const;
+/**
+ * From here on the injector's default --sidecar-mode auto injects native sidecars. Between
+ * MIN_KUBERNETES and this it injects classic ones, which run (with their limits,
+ * docs/kubernetes.md): `kubernetes-version` warns (‼) there and does not fail the command.
+ */
+export const NATIVE_KUBERNETES = NATIVE_SIDECARS_SINCE;
+const atLeast = (v: { major: number; minor: number }, min: { major: number; minor: number }) => v.major > min.major || (v.major === min.major && v.minor >= min.minor);
 /** |API server Date - local clock| above this fails: certificates and tokens carry validity times. */
 export const MAX_CLOCK_SKEW_MS = 5_000;
 export const WEBHOOK_CONFIGURATION = 'wren-sidecar-injector';
@@ -53,10 +66,17 @@ export async function apiChecks(c: KubeCtx): Promise<{ reachable: boolean; outco
   const parsed = parseKubernetesVersion(v);
   const gitVersion = typeof v === 'object' && v !== null && typeof (v as { gitVersion?: unknown }).gitVersion === 'string' ? (v as { gitVersion: string }).gitVersion : undefined;
   const min = `${MIN_KUBERNETES.major}.${MIN_KUBERNETES.minor}`;
+  const native = `${NATIVE_KUBERNETES.major}.${NATIVE_KUBERNETES.minor}`;
+  const shown = parsed ? gitVersion ?? `${parsed.major}.${parsed.minor}` : '';
   if (!parsed) out.push(fail('kubernetes-version', `the API server reports no usable version (${(JSON.stringify(v) ?? String(v)).slice(0, 100)})`, `Wren needs Kubernetes >= ${min}`));
+  else if (!atLeast(parsed, MIN_KUBERNETES))
+    out.push(fail('kubernetes-version', `Kubernetes ${shown} is older than ${min}, the oldest Wren supports`, `upgrade the cluster to >= ${min} (the Gateway API CRDs Wren ships need it), >= ${native} for native sidecars`));
+  // 1.26 to 1.28: the default --sidecar-mode auto injects classic sidecars, which run; a
+  // warning (linkerd check's ‼), not a failure that would have `wren check` exit 1 on a
+  // cluster the mesh works on. Only --sidecar-mode native (or pods annotated native) is refused there.
   else if (!runsNativeSidecars(parsed))
-    out.push(fail('kubernetes-version', `Kubernetes ${gitVersion ?? `${parsed.major}.${parsed.minor}`} is older than ${min}`, `upgrade the cluster to >= ${min} for native sidecars: until then the default --sidecar-mode auto injects classic ones (with their limits, docs/kubernetes.md) and --sidecar-mode native has every injected pod refused; --sidecar-mode classic says so explicitly`));
-  else out.push(ok('kubernetes-version', `Kubernetes ${gitVersion ?? `${parsed.major}.${parsed.minor}`} (>= ${min})`));
+    out.push(warn('kubernetes-version', `Kubernetes ${shown} is older than ${native}: the injector's default --sidecar-mode auto injects classic sidecars`, `classic sidecars run with their limits (docs/kubernetes.md, What is added); --sidecar-mode native, or a pod annotated wren.io/sidecar-mode: native, is refused here; --sidecar-mode classic says so explicitly; upgrade to >= ${native} for native sidecars`));
+  else out.push(ok('kubernetes-version', `Kubernetes ${shown} (>= ${native})`));
   if (!Number.isFinite(r.dateMs)) out.push(fail('clock-skew', 'the API server sent no Date header', 'a proxy in front of the API server strips it; compare the clocks by hand'));
   else {
     // Date has whole seconds: compare with the local time range of the request, widened by 1 s.
