@@ -254,11 +254,19 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps, rendered: RenderedVi
           });
         }
         const started = budget.now();
-        const a = dashboardApi(url.pathname, url.searchParams, { store: d.store, discovery: d.discovery, withdrawal: d.withdrawal, stats: d.stats, clock: d.clock });
-        if (a) {
+        let a: ReturnType<typeof dashboardApi>;
+        let text: string;
+        try {
+          a = dashboardApi(url.pathname, url.searchParams, { store: d.store, discovery: d.discovery, withdrawal: d.withdrawal, stats: d.stats, clock: d.clock });
           // The render is the aggregation and its JSON text: both synchronous, both on the loop.
-          const text = renderJson(a.body);
+          text = a ? renderJson(a.body) : '';
+        } finally {
+          // Counted whether it answered or threw (answer() makes a throw a 500): a render that
+          // spends 2 s of the loop and then fails cost the loop as much as one that succeeds,
+          // and uncounted it could be asked again at once, as often as a caller likes.
           if (page !== null) budget.record(page, budget.now() - started);
+        }
+        if (a) {
           res.writeHead(a.status, { 'content-type': 'application/json' });
           return res.end(text);
         }

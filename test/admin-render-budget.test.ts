@@ -23,7 +23,7 @@ const row: StatRow = {
 let server: AdminServerHandle;
 let metrics: ControlPlaneMetrics;
 /** Virtual time added to the real monotonic clock; each stat() render adds `renderMs` to it. */
-const time = { skew: 0, renderMs: 0 };
+const time = { skew: 0, renderMs: 0, throws: false };
 
 beforeAll(async () => {
   metrics = new ControlPlaneMetrics();
@@ -33,6 +33,7 @@ beforeAll(async () => {
     reporterList: () => [], edges: () => [], denials: () => [], retries: () => [], droppedRetries: () => 0,
     stat: () => {
       time.skew += time.renderMs;
+      if (time.throws) throw new Error('aggregation failed');
       return [row];
     },
   } as unknown as StatsStore;
@@ -61,6 +62,28 @@ test('a 300 ms render of /api/stat: the next request is 503 with Retry-After: 2 
   expect((await get('/api/why')).status).toBe(200);
   expect((await get('/ready')).status).toBe(200);
   // The refusal ends: virtual time moves past it.
+  time.skew += 2000;
+  expect((await get('/api/stat?kind=service')).status).toBe(200);
+});
+
+test('a render that throws after 300 ms is counted against the budget too: the 500 is followed by a 503 with Retry-After, not by another render at once', async () => {
+  time.skew += 60_000; // past any refusal of the tests above
+  time.renderMs = 300;
+  time.throws = true;
+  let failed;
+  try {
+    failed = await get('/api/stat?kind=service');
+  } finally {
+    time.renderMs = 0;
+    time.throws = false;
+  }
+  expect(failed.status).toBe(500);
+  expect(JSON.parse(failed.body).error).toBe('aggregation failed');
+  const before = Number(await refusedCount());
+  const refused = await get('/api/stat?kind=service');
+  expect(refused.status).toBe(503);
+  expect(refused.retryAfter).toBe('2');
+  expect(Number(await refusedCount())).toBe(before + 1);
   time.skew += 2000;
   expect((await get('/api/stat?kind=service')).status).toBe(200);
 });
