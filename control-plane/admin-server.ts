@@ -244,7 +244,7 @@ function serve(url: URL, res: ServerResponse, d: AdminDeps, rendered: RenderedVi
       return res.end(rendered.get(d));
     default: {
       if (d.stats && d.clock && url.pathname.startsWith('/api/')) {
-        const page = budgetedPage(url.pathname);
+        const page = budgetedPage(url.pathname, url.searchParams);
         const refused = page === null ? null : budget.refusal(page);
         if (refused) {
           // The render budget (dashboard/render-budget.ts): the last render of this page was

@@ -22,6 +22,7 @@ const row: StatRow = {
 
 let server: AdminServerHandle;
 let metrics: ControlPlaneMetrics;
+let stats: { edges: () => unknown[]; [k: string]: unknown };
 /** Virtual time added to the real monotonic clock; each stat() render adds `renderMs` to it. */
 const time = { skew: 0, renderMs: 0, throws: false };
 
@@ -29,16 +30,16 @@ beforeAll(async () => {
   metrics = new ControlPlaneMetrics();
   const view = { version: 'v1', services: new Map(), routes: { byService: new Map() }, policy: { peerAuthentications: [], authorizationPolicies: [], externalServices: [], requestAuthentications: [] } };
   const discovery = { debugProxies: () => [], proxyStatus: () => [], debugHealth: () => [], debugTrust: () => ({ controlPlane: null, proxies: [] }) } as unknown as DiscoveryServer;
-  const stats = {
+  stats = {
     reporterList: () => [], edges: () => [], denials: () => [], retries: () => [], droppedRetries: () => 0,
     stat: () => {
       time.skew += time.renderMs;
       if (time.throws) throw new Error('aggregation failed');
       return [row];
     },
-  } as unknown as StatsStore;
+  };
   server = await startAdminServer('127.0.0.1', 0, {
-    store: { view, ready: true } as unknown as MeshStore, metrics, discovery, stats, clock: systemClock, draining: () => false,
+    store: { view, ready: true } as unknown as MeshStore, metrics, discovery, stats: stats as unknown as StatsStore, clock: systemClock, draining: () => false,
     sourceErrors: () => [], sourceIgnored: () => [], sourceName: 'test',
     access: new AdminAccess({ namespace: 'wren-system', authenticator: null, clock: systemClock }),
     renderNow: () => performance.now() + time.skew,
@@ -48,7 +49,7 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 const get = (path: string) => fetch(`http://127.0.0.1:${server.port}${path}`).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.text() }));
-const refusedCount = async () => (await metrics.registry.getSingleMetricAsString('wren_cp_admin_render_refused_total')).match(/page="\/api\/stat"} (\d+)/)?.[1] ?? '0';
+const refusedCount = async (page = '/api/stat?kind=service') => (await metrics.registry.getSingleMetricAsString('wren_cp_admin_render_refused_total')).match(new RegExp(`page="${page.replace(/[?/]/g, '\\$&')}"} (\\d+)`))?.[1] ?? '0';
 
 test('a 300 ms render of /api/stat: the next request is 503 with Retry-After: 2 (4 × 300 ms, rounded up) and counted; other pages are served', async () => {
   time.renderMs = 300;
@@ -57,13 +58,41 @@ test('a 300 ms render of /api/stat: the next request is 503 with Retry-After: 2 
   const refused = await get('/api/stat?kind=service');
   expect(refused.status).toBe(503);
   expect(refused.retryAfter).toBe('2');
-  expect(JSON.parse(refused.body).error).toMatch(/^busy: \/api\/stat took 30\d ms to render and is served again in \d+ ms/);
+  expect(JSON.parse(refused.body).error).toMatch(/^busy: \/api\/stat\?kind=service took 30\d ms to render and is served again in \d+ ms/);
   expect(await refusedCount()).toBe('1');
   expect((await get('/api/why')).status).toBe(200);
   expect((await get('/ready')).status).toBe(200);
   // The refusal ends: virtual time moves past it.
   time.skew += 2000;
   expect((await get('/api/stat?kind=service')).status).toBe(200);
+});
+
+test('each /api/stat kind has its own budget: a slow kind=edge refuses kind=edge, not kind=service or kind=workload', async () => {
+  time.skew += 60_000; // past any refusal of the tests above
+  time.renderMs = 300;
+  // edges() is the edge kind's aggregation: it "takes" 300 ms, as stat() does.
+  const edges = stats.edges;
+  stats.edges = () => {
+    time.skew += time.renderMs;
+    return [];
+  };
+  try {
+    expect((await get('/api/stat?kind=edge')).status).toBe(200);
+  } finally {
+    time.renderMs = 0;
+    stats.edges = edges;
+  }
+  const refused = await get('/api/stat?kind=edge&window=30s');
+  expect(refused.status).toBe(503);
+  expect(JSON.parse(refused.body).error).toMatch(/^busy: \/api\/stat\?kind=edge took 30\d ms/);
+  expect(await refusedCount('/api/stat?kind=edge')).toBe('1');
+  const before = await refusedCount();
+  expect((await get('/api/stat?kind=service')).status).toBe(200);
+  expect((await get('/api/stat')).status).toBe(200);
+  expect((await get('/api/stat?kind=workload')).status).toBe(200);
+  expect(await refusedCount()).toBe(before);
+  // A kind the page refuses is a 400 (never budgeted under a name the caller chose).
+  expect((await get('/api/stat?kind=pods')).status).toBe(400);
 });
 
 test('a render that throws after 300 ms is counted against the budget too: the 500 is followed by a 503 with Retry-After, not by another render at once', async () => {

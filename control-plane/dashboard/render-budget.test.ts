@@ -43,7 +43,11 @@ describe('RenderBudget: a page whose render took >= threshold is refused for fac
 });
 
 test('budgetedPage: the /api/ pages, one page per family; nothing else', () => {
-  expect(budgetedPage('/api/stat')).toBe('/api/stat');
+  // /api/stat: one page per kind (no kind is service, as the page reads it); a kind the page refuses is one page, whatever it says.
+  expect(budgetedPage('/api/stat')).toBe('/api/stat?kind=service');
+  expect(['service', 'workload', 'namespace', 'edge'].map((k) => budgetedPage('/api/stat', new URLSearchParams({ kind: k, window: '30s' }))))
+    .toEqual(['/api/stat?kind=service', '/api/stat?kind=workload', '/api/stat?kind=namespace', '/api/stat?kind=edge']);
+  for (const k of ['pods', '', 'edge&x', 'x'.repeat(1000)]) expect(budgetedPage('/api/stat', new URLSearchParams({ kind: k }))).toBe('/api/stat');
   expect(budgetedPage('/api/services/web.shop')).toBe('/api/services');
   expect(budgetedPage('/api/proxies/shop/web-0')).toBe('/api/proxies/POD');
   expect(budgetedPage('/api/proxies')).toBe('/api/proxies');

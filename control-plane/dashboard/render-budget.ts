@@ -10,7 +10,8 @@ import { Counter, type Registry } from 'prom-client';
  * wren_cp_admin_render_refused_total{page}. So a page costs at most 1 / (1 + factor) of the
  * loop however often it is asked for (20 % with the default 4), while a cheap render (a small
  * mesh: well under 100 ms) is never refused. Pages are budgeted apart, so a slow
- * /api/topology does not refuse the /api/why a dashboard asks for beside it. This is the
+ * /api/topology does not refuse the /api/why a dashboard asks for beside it (and each kind
+ * of /api/stat is a page: budgetedPage). This is the
  * budget Envoy's overload manager applies to whole listeners, here per page; the CLI and the
  * dashboard wait out the Retry-After (cli/retry-after.ts, dashboard.js).
  */
@@ -23,13 +24,29 @@ export interface RenderBudgetSettings {
 
 export const DEFAULT_RENDER_BUDGET: RenderBudgetSettings = Object.freeze({ factor: 4, thresholdMs: 100 });
 
+/** The kinds /api/stat aggregates (dashboard-api.ts), each budgeted as its own page. */
+const STAT_KINDS: ReadonlySet<string> = new Set(['service', 'workload', 'namespace', 'edge']);
+
 /**
  * The page a request path is budgeted as, or null for a path the budget does not cover
  * (/live, /ready, /metrics, /debug/*: cheap, or already rendered once per config version).
  * /api/services/NAME and /api/proxies/POD are one page each: their cost is the same whatever the name.
+ *
+ * /api/stat is one page per kind (`/api/stat?kind=edge`; no kind is `service`, as the page
+ * reads it): the kinds aggregate different series into different groups (service: the
+ * outbound series by service; workload and namespace: the inbound ones by reporter; edge:
+ * the outbound ones by caller and callee, a key built per series), so one kind's render
+ * time does not predict another's, and a slow `wren stat edges` refused the cheap `wren stat
+ * svc` beside it. Each kind still takes at most 1 / (1 + factor) of the loop, as each page
+ * does. A kind the page refuses (a 400, never slow) is `/api/stat`: the pages budgeted stay
+ * these few names, whatever a caller sends (they key a map and label a metric).
  */
-export function budgetedPage(pathname: string): string | null {
-  if (pathname === '/api/stat' || pathname === '/api/topology' || pathname === '/api/why' || pathname === '/api/proxies') return pathname;
+export function budgetedPage(pathname: string, query?: URLSearchParams): string | null {
+  if (pathname === '/api/stat') {
+    const kind = query?.get('kind') ?? 'service';
+    return STAT_KINDS.has(kind) ? `/api/stat?kind=${kind}` : pathname;
+  }
+  if (pathname === '/api/topology' || pathname === '/api/why' || pathname === '/api/proxies') return pathname;
   if (pathname.startsWith('/api/services/')) return '/api/services';
   if (pathname.startsWith('/api/proxies/')) return '/api/proxies/POD';
   return null;
