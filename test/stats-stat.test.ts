@@ -105,7 +105,11 @@ test('bad input: usage errors exit 2, an unreachable control plane exits 1, bad 
   const page = await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/dashboard/`);
   expect(page.status).toBe(200);
   expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'; script-src 'self';/);
-  expect(await page.text()).toContain('<script src="dashboard.js" defer></script>');
+  expect(await page.text()).toContain('<script type="module" src="dashboard.js"></script>');
+  // The module it imports, the Retry-After parser shared with the CLI (common/http-retry-after.ts), from the same origin.
+  const shared = await fetch(`http://127.0.0.1:${mesh.cp.adminPort}/dashboard/retry-after.js`);
+  expect([shared.status, shared.headers.get('content-type')]).toEqual([200, 'text/javascript; charset=utf-8']);
+  expect(await shared.text()).toMatch(/^export function retryAfterMs\(value, nowMs\)/m);
   // The DNS-rebinding guard covers the dashboard too.
   const rebinding = await new Promise<number>((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port: mesh.cp.adminPort, path: '/dashboard/', headers: { host: 'evil.example:15014' } }, (res) => {

@@ -2,8 +2,11 @@
 // The Wren dashboard: reads the control plane's /api/ JSON and draws it with DOM calls only.
 // Every value from the mesh (names come from manifests) goes in as text (textContent,
 // setAttribute), never as markup, so a name cannot inject HTML; the page's CSP allows no
-// inline script either. Refreshes every 2 s.
-'use strict';
+// inline script either. Refreshes every 2 s. An ES module (strict), loaded by index.html.
+
+// Retry-After read as the CLI reads it (RFC 9110 section 10.2.3, the three HTTP-date forms
+// only): common/http-retry-after.ts, served compiled by the admin port.
+import { retryAfterMs as retryAfterValueMs } from './retry-after.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const REFRESH_MS = 2000;
@@ -29,14 +32,15 @@ const MAX_RETRY_AFTER_MS = 60_000;
 
 /**
  * The wait a 429/503's Retry-After asks for, in ms (delay-seconds or an HTTP-date, RFC 9110
- * section 10.2.3), at most MAX_RETRY_AFTER_MS; null without a usable one.
+ * section 10.2.3), at most MAX_RETRY_AFTER_MS; null without a usable one. Not Date.parse on
+ * whatever has a letter in it: that took "x 5" for a date in 2001 and a comment of any
+ * characters, and read an asctime date in the browser's zone, hours off.
  */
 function retryAfterMs(res) {
   if (res.status !== 429 && res.status !== 503) return null;
-  const v = (res.headers.get('retry-after') || '').trim();
   // eslint-disable-next-line no-restricted-properties -- the browser has no injected Clock; an HTTP-date is wall time
-  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : /[A-Za-z]/.test(v) ? Date.parse(v) - Date.now() : NaN;
-  return Number.isNaN(ms) ? null : Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
+  const ms = retryAfterValueMs(res.headers.get('retry-after'), Date.now());
+  return ms === undefined ? null : Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
 async function api(path) {
