@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'puppeteer-core';
 import { dashboardAsset } from '../control-plane/dashboard/dashboard-assets.js';
+import { waitFor } from './control-plane-harness.js';
 import { chromiumSkipReason } from './helpers/chromium.js';
 
 /**
@@ -116,6 +117,63 @@ suite('the dashboard and Retry-After, in headless Chromium', () => {
       answers.set('/api/topology', () => ({ status: 200, body: TOPOLOGY }));
       await page.waitForFunction(statusStarts('updated'), { timeout: 10_000 });
     }
+  }, 30_000);
+
+  const viewText = () => page.$eval('#view', (e) => e.textContent ?? '');
+  const note = () => page.$eval('#stale', (e) => ({ kind: e.getAttribute('data-stale'), text: e.textContent ?? '' })).catch(() => null);
+
+  test('a refused navigation does not leave the old page under the new address: it says the page was refused and when it is asked again', async () => {
+    await page.goto(base, { waitUntil: 'load' });
+    await page.waitForFunction(statusStarts('updated'), { timeout: 10_000 });
+    expect(await viewText()).toContain('service web.shop');
+    answers.set('/api/why', () => ({ status: 503, headers: { 'retry-after': '5' }, body: { error: 'busy: /api/why took 1250 ms to render' } }));
+    await page.evaluate(`window.location.hash = '#/why'`);
+    await page.waitForSelector('#stale[data-stale="refused"]', { timeout: 10_000 });
+    const refusedAt = Date.now();
+    // The topology is gone: what is shown is the refusal of the page asked for.
+    expect(await viewText()).not.toContain('web.shop');
+    expect((await note())!.text).toMatch(/^Not loaded: #\/why \(window 30s\): the control plane refused it \(HTTP 503: busy: \/api\/why took 1250 ms to render\); retrying at \S.* \(in 5 s\)\.$/);
+    expect(await status()).toMatch(/^control plane busy; retrying in 5 s \(at /);
+    answers.set('/api/why', () => ({ status: 200, body: WHY }));
+    await page.waitForFunction(`document.querySelector('#view h2')?.textContent === 'Why was it denied?'`, { timeout: 10_000 });
+    expect(await note()).toBeNull();
+    // Asked again after the Retry-After, not at the 2 s refresh.
+    const whys = asked.filter((a) => a.path === '/api/why');
+    expect(whys).toHaveLength(2);
+    expect(whys[1].at - refusedAt).toBeGreaterThanOrEqual(4_000);
+    // Another window is another page too.
+    answers.set('/api/why', () => ({ status: 429, headers: { 'retry-after': '3' }, body: {} }));
+    await page.select('#window', '1m');
+    await page.waitForSelector('#stale[data-stale="refused"]', { timeout: 10_000 });
+    expect((await note())!.text).toMatch(/^Not loaded: #\/why \(window 1m\): the control plane refused it \(HTTP 429\); retrying at .* \(in 3 s\)\.$/);
+    expect(await viewText()).not.toContain('Why was it denied?');
+    answers.set('/api/why', () => ({ status: 200, body: WHY }));
+    await page.waitForFunction(statusStarts('updated'), { timeout: 10_000 });
+    await page.select('#window', '30s');
+  }, 40_000);
+
+  test('a refused refresh keeps the page shown, marked stale with the time it was loaded, and says when it is asked again; the next load clears it', async () => {
+    await page.goto(base, { waitUntil: 'load' });
+    await page.waitForFunction(statusStarts('updated'), { timeout: 10_000 });
+    const loadedAt = /updated (.*)$/.exec(await status())![1];
+    answers.set('/api/topology', () => ({ status: 503, headers: { 'retry-after': '4' }, body: { error: 'busy' } }));
+    await page.waitForSelector('#stale[data-stale="stale"]', { timeout: 10_000 });
+    const n = await note();
+    expect(n!.text).toMatch(/^Stale: shown as loaded at .*; the refresh was refused: the control plane refused it \(HTTP 503: busy\); retrying at .* \(in 4 s\)\.$/);
+    // The time it was loaded, in the form the status line gave it ("updated 11:22:33 PM").
+    const at = /^Stale: shown as loaded at (.*?); /.exec(n!.text)![1];
+    expect(at.length).toBe(loadedAt.length);
+    expect(await viewText()).toContain('service web.shop');
+    expect(await page.$eval('#view', (e) => e.classList.contains('stale'))).toBe(true);
+    // Refused again (the retry after 4 s): still one note, not two.
+    const refusals = asked.filter((a) => a.path === '/api/topology').length;
+    await waitFor(async () => asked.filter((a) => a.path === '/api/topology').length > refusals, 'the retry', 10_000);
+    await page.waitForFunction(statusStarts('control plane busy'), { timeout: 10_000 });
+    expect(await page.$$eval('#view .stale-note', (ns) => ns.length)).toBe(1);
+    answers.set('/api/topology', () => ({ status: 200, body: TOPOLOGY }));
+    await page.waitForFunction(`document.getElementById('stale') === null`, { timeout: 10_000 });
+    expect(await page.$eval('#view', (e) => e.classList.contains('stale'))).toBe(false);
+    expect(await viewText()).toContain('service web.shop');
   }, 30_000);
 
   test('no page error', () => {

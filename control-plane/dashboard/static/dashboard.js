@@ -47,7 +47,10 @@ async function api(path) {
   const sep = path.includes('?') ? '&' : '?';
   const res = await fetch(`${path}${sep}window=${encodeURIComponent(windowParam())}`, { headers: { accept: 'application/json' } });
   if (!res.ok) {
-    const e = new Error(`${path}: ${res.status} ${(await res.json().catch(() => ({}))).error || ''}`);
+    const reason = (await res.json().catch(() => ({}))).error || '';
+    const e = new Error(`${path}: ${res.status} ${reason}`);
+    e.status = res.status;
+    e.reason = String(reason);
     // The control plane's render budget (or a proxy in front) asks the page to come back later.
     e.retryAfterMs = retryAfterMs(res);
     throw e;
@@ -240,30 +243,72 @@ function route() {
   return topology;
 }
 
+/** What the view shows: the page (hash and window) and when it was loaded; null before the first. */
+let shown = null;
+const pageKey = () => `${window.location.hash.replace(/^#/, '') || '/'} ${windowParam()}`;
+const clockTime = (t) => new Date(t).toLocaleTimeString();
+
+/**
+ * Said on the page when the control plane refuses it (429/503 with Retry-After): what is
+ * shown and when it is asked again. A refused refresh keeps the page with a note that it is
+ * stale (as of its last load); a refused navigation (another page, or another window) does
+ * not leave the old page under the new address as if it were the one asked for.
+ */
+function refusalNote(kind, e, retryAt, pause) {
+  const why = `the control plane refused it (HTTP ${e.status}${e.reason ? `: ${e.reason}` : ''})`;
+  const when = `retrying at ${clockTime(retryAt)} (in ${Math.ceil(pause / 1000)} s)`;
+  return el('p', { id: 'stale', class: 'stale-note', 'data-stale': kind, role: 'alert' },
+    kind === 'stale'
+      ? `Stale: shown as loaded at ${clockTime(shown.at)}; the refresh was refused: ${why}; ${when}.`
+      : `Not loaded: ${window.location.hash || '#/'} (window ${windowParam()}): ${why}; ${when}.`);
+}
+
 async function render() {
   const mine = ++generation;
+  const key = pageKey();
   const next = el('main', { id: 'view' });
   const status = document.getElementById('status');
   let pause = REFRESH_MS;
-  let keep = false;
+  let refused = null;
+  let loaded = false;
   try {
     await route()(next);
-    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    loaded = true;
   } catch (e) {
-    if (typeof e.retryAfterMs === 'number') {
-      // 429/503 with Retry-After: the control plane is busy rendering (its render budget).
-      // Keep what is shown and come back when it says, not every 2 s (which would only be
-      // refused again and add to its load).
-      pause = Math.max(REFRESH_MS, e.retryAfterMs);
-      keep = true;
-      status.textContent = `control plane busy; retrying in ${Math.ceil(pause / 1000)} s`;
-    } else {
-      next.append(el('p', { class: 'state-ejected' }, `Cannot load: ${e.message}`));
-      status.textContent = 'error';
-    }
+    if (typeof e.retryAfterMs === 'number') refused = e;
+    else next.append(el('p', { class: 'state-ejected' }, `Cannot load: ${e.message}`));
   }
   if (mine !== generation) return; // a newer render started meanwhile
-  if (!keep) document.getElementById('view').replaceWith(next);
+  // eslint-disable-next-line no-restricted-properties -- the browser has no injected Clock; the times shown are wall time
+  const now = Date.now();
+  if (loaded) {
+    shown = { key, at: now };
+    status.textContent = `updated ${clockTime(now)}`;
+    document.getElementById('view').replaceWith(next);
+  } else if (refused) {
+    // 429/503 with Retry-After: the control plane is busy rendering (its render budget).
+    // Come back when it says, not every 2 s (which would only be refused again and add to
+    // its load), and say on the page what is shown and when it is asked again.
+    pause = Math.max(REFRESH_MS, refused.retryAfterMs);
+    const retryAt = now + pause;
+    status.textContent = `control plane busy; retrying in ${Math.ceil(pause / 1000)} s (at ${clockTime(retryAt)})`;
+    const view = document.getElementById('view');
+    if (shown && shown.key === key) {
+      // A refresh of the page shown: keep it, marked stale.
+      document.getElementById('stale')?.remove();
+      view.classList.add('stale');
+      view.prepend(refusalNote('stale', refused, retryAt, pause));
+    } else {
+      // A navigation: the page shown is another one; show the refusal instead.
+      shown = null;
+      next.append(refusalNote('refused', refused, retryAt, pause));
+      view.replaceWith(next);
+    }
+  } else {
+    shown = null;
+    status.textContent = 'error';
+    document.getElementById('view').replaceWith(next);
+  }
   if (timer) window.clearTimeout(timer);
   timer = window.setTimeout(render, pause);
 }
