@@ -120,7 +120,8 @@ const CLI_SERVICE_ACCOUNT = 'wren-cli';
  * cannot be minted (RBAC, an older install): the control plane's 403 then says why.
  */
 async function adminToken(kube: KubeHttp, namespace: string): Promise<string | null> {
-  const r = await kube.request('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${CLI_SERVICE_ACCOUNT}/token`, {
+  // A 429 with Retry-After (API Priority and Fairness) is asked again (KubeHttp.create).
+  const r = await kube.create(`/api/v1/namespaces/${namespace}/serviceaccounts/${CLI_SERVICE_ACCOUNT}/token`, {
     apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: [ADMIN_TOKEN_AUDIENCE], expirationSeconds: 600 },
   }).catch(() => null);
   if (!r || (r.status !== 200 && r.status !== 201)) return null;

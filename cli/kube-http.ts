@@ -1,7 +1,7 @@
 import { request as httpRequest } from '../common/node-http.js';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import { honourRetryAfter } from './retry-after.js';
+import { DEFAULT_RETRY_AFTER, honourRetryAfter, type RetryAfterPolicy } from './retry-after.js';
 
 /**
  * Raw requests to the Kubernetes API server with a kubeconfig's credentials (TLS, token,
@@ -20,6 +20,10 @@ export interface KubeResponse {
 }
 
 export class KubeHttp {
+  /** 429/503 answers with Retry-After this client waited out and asked again (getJson and create alike). */
+  throttledRetries = 0;
+  private readonly counted = { onWait: (): void => void this.throttledRetries++ };
+
   constructor(
     readonly kc: k8s.KubeConfig,
     private readonly timeoutMs: number,
@@ -69,10 +73,22 @@ export class KubeHttp {
    * again after that wait, within cli/retry-after.ts's bounds, as client-go does.
    */
   async getJson<T>(path: string): Promise<T | null> {
-    const r = await honourRetryAfter(`${this.server}${path}`, () => this.request('GET', path));
+    const r = await honourRetryAfter(`${this.server}${path}`, () => this.request('GET', path), DEFAULT_RETRY_AFTER, this.counted);
     if (r.status === 404) return null;
     if (r.status !== 200) throw new Error(`GET ${path}: HTTP ${r.status}${statusMessage(r.body)}`);
     return JSON.parse(r.body) as T;
+  }
+
+  /**
+   * POST a request that stores nothing (SelfSubjectAccessReview, TokenRequest: the API
+   * server answers and keeps no object, so asking again duplicates nothing). A 429 with
+   * Retry-After (API Priority and Fairness rejects before executing) or a 503 with one is
+   * asked again after the wait within `retry` (cli/retry-after.ts: 4 requests, 10 s a wait,
+   * 30 s in all), as client-go's rest client retries it for any verb; past the bounds a
+   * RetryAfterExhausted says what the server asked and how long the CLI waited.
+   */
+  create(path: string, body: unknown, retry: RetryAfterPolicy = DEFAULT_RETRY_AFTER): Promise<KubeResponse> {
+    return honourRetryAfter(`POST ${this.server}${path}`, () => this.request('POST', path, body), retry, this.counted);
   }
 }
 

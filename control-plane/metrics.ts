@@ -1,10 +1,13 @@
 import { registerLogDrops } from '../common/log-drops-metric.js';
+import { registerKubeWriteRetries } from './kube-write-retry.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** The control plane's Prometheus metrics, on its own registry (several instances can live in one test process). */
 export class ControlPlaneMetrics {
   readonly registry = new Registry();
   readonly logLinesDropped = registerLogDrops(this.registry);
+  /** wren_cp_kube_write_retries_total: TokenReviews answered 429 + Retry-After, retried or given up (kube-write-retry.ts). */
+  readonly kubeWriteRetries = registerKubeWriteRetries(this.registry);
   readonly subscribers = new Gauge({ name: 'wren_cp_subscribers', help: 'Proxies with an open discovery stream', registers: [this.registry] });
   readonly pushes = new Counter({
     name: 'wren_cp_pushes_total',

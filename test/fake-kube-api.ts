@@ -99,6 +99,14 @@ export class FakeKubeApi {
   readonly forbidden = new Set<Resource>();
   /** While true, every list and watch answers 503 (an API server that is down or not ready yet). */
   unavailable = false;
+  /**
+   * API Priority and Fairness rejecting requests it has no seat for: "METHOD path" -> how
+   * many of the next such requests answer 429 TooManyRequests with this Retry-After (the
+   * API server's Status body), before they are served again. Each 429 sent is counted in `throttledSent`.
+   */
+  readonly throttle = new Map<string, { count: number; retryAfter: string }>();
+  /** 429s sent by `throttle`, per "METHOD path". */
+  readonly throttledSent = new Map<string, number>();
   /** The pods' proxy subresource: "namespace/name:port" -> "host:port" it forwards to (like the API server to the pod IP). */
   readonly podProxies = new Map<string, string>();
 
@@ -222,6 +230,16 @@ export class FakeKubeApi {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams) });
     if (this.dateOffsetMs !== 0) res.setHeader('date', new Date(Date.now() + this.dateOffsetMs).toUTCString());
+    const throttleKey = `${req.method} ${url.pathname}`;
+    const throttled = this.throttle.get(throttleKey);
+    if (throttled && throttled.count > 0) {
+      throttled.count--;
+      this.throttledSent.set(throttleKey, (this.throttledSent.get(throttleKey) ?? 0) + 1);
+      // The body is drained first (as the API server reads the request before answering).
+      req.resume();
+      res.setHeader('retry-after', throttled.retryAfter);
+      return void json(res, 429, status(429, 'TooManyRequests', 'Too many requests, please try again later.'));
+    }
     if (req.method === 'GET' && url.pathname === '/version') {
       this.versionReads++;
       if (this.holdVersion) {

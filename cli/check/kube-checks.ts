@@ -93,7 +93,8 @@ interface Ssar { readonly verb: string; readonly group: string; readonly resourc
 async function denied(c: KubeCtx, asks: readonly Ssar[]): Promise<string[]> {
   const answers = await Promise.all(
     asks.map(async (a) => {
-      const r = await c.kube.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
+      // A 429 with Retry-After (API Priority and Fairness) is asked again (KubeHttp.create).
+      const r = await c.kube.create('/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
         apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview',
         spec: { resourceAttributes: { verb: a.verb, group: a.group, resource: a.resource, ...(a.subresource ? { subresource: a.subresource } : {}), ...(a.namespace ? { namespace: a.namespace } : {}) } },
       });

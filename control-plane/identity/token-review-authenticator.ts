@@ -1,6 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Clock } from '../../common/clock.js';
 import { IDENTITY_TOKEN_AUDIENCE } from '../../contract/identity.js';
+import { DEFAULT_KUBE_WRITE_RETRY, retryThrottled, type KubeWriteRetryPolicy } from '../kube-write-retry.js';
 import { AuthError, parseServiceAccountUsername, presentedToken, type Authenticator, type Principal } from './authenticator.js';
 
 /**
@@ -42,6 +43,11 @@ export interface TokenReviewOptions {
   readonly clock: Clock;
   readonly audiences?: readonly string[];
   readonly limits?: TokenReviewLimits;
+  /**
+   * A 429 with Retry-After (API Priority and Fairness) is asked again within these bounds
+   * and the review's timeoutMs (kube-write-retry.ts); default DEFAULT_KUBE_WRITE_RETRY.
+   */
+  readonly retry?: KubeWriteRetryPolicy;
 }
 
 /** Sets the request's abort signal; runs after the KubeConfig's authentication is applied. */
@@ -157,9 +163,14 @@ export class TokenReviewAuthenticator implements Authenticator {
       );
       const onAbort = (): void => giveUp(new AuthError('unavailable', 'TokenReview abandoned: the caller went away (call cancelled or past its deadline)', { limit: 'abandoned' }));
       signal?.addEventListener('abort', onAbort, { once: true });
-      // Through then(): a client that throws instead of rejecting still frees its slot.
+      // Through then(): a client that throws instead of rejecting still frees its slot. A 429
+      // with Retry-After is asked again (kube-write-retry.ts) holding the slot, within the
+      // timeout: the wait ends when the review is given up (timeout, caller gone).
+      const deadlineMs = this.o.clock.now() + this.limits.timeoutMs;
       Promise.resolve()
-        .then(() => this.api.createTokenReview(body, abort.signal))
+        .then(() => retryThrottled('TokenReview', () => this.api.createTokenReview(body, abort.signal), {
+          clock: this.o.clock, policy: this.o.retry ?? DEFAULT_KUBE_WRITE_RETRY, deadlineMs, signal: abort.signal,
+        }))
         .then(
           (r) => settle(() => resolve(r)),
           (e: unknown) => {
