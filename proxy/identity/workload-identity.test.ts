@@ -6,7 +6,7 @@ import { FakeClock, seededRandom } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import type { CertifyRequest, CertifyResponse } from '../../contract/identity.js';
 import { DEFAULT_RENEWAL_POLICY as P } from './renewal-schedule.js';
-import { WorkloadIdentity } from './workload-identity.js';
+import { MAX_NOT_YET_VALID_MS, WorkloadIdentity } from './workload-identity.js';
 
 const ID = 'spiffe://cluster.local/ns/shop/sa/web';
 const TTL = 60_000;
@@ -26,7 +26,8 @@ interface Rig {
   tamper: ((r: CertifyResponse) => CertifyResponse) | null;
 }
 
-function rig(): Rig {
+/** `caAheadMs`: how far the control plane's (the CA's) clock runs ahead of the proxy's. */
+function rig(o: { caAheadMs?: number } = {}): Rig {
   const clock = new FakeClock(Date.now());
   const calls: CertifyRequest[] = [];
   const logs: string[] = [];
@@ -51,7 +52,7 @@ function rig(): Rig {
           failing--;
           throw Object.assign(new Error(`${failCode} failure`), { code: failCode, details: 'control plane says no', metadata: failMetadata ?? new grpc.Metadata() });
         }
-        const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: TTL, now: new Date(clock.now()) });
+        const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: TTL, now: new Date(clock.now() + (o.caAheadMs ?? 0)) });
         const res = { certChainPem: w.certPem, trustBundlePem: root.certPem, validUntilMs: w.notAfter.getTime() };
         return r.tamper ? r.tamper(res) : res;
       },
@@ -306,5 +307,62 @@ describe('WorkloadIdentity', () => {
     r.wi.stop();
     r.wi.renewSoon(0, 'stopped');
     expect(r.wi.nextRenewalAt).toBeNull();
+  });
+
+  test('a certificate valid from a little later (the CA clock ahead by more than the 1-minute backdating) is kept and used from its notBefore, at start and on renewal, without another signature', async () => {
+    // 90 s ahead: every certificate the CA signs starts 30 s after the proxy's now, however
+    // often it is asked again, so refusing it and retrying never got one (adv63).
+    const r = rig({ caAheadMs: 90_000 });
+    let outcome: unknown = null;
+    const giveUp = new AbortController();
+    const p = r.wi.obtain(60_000, giveUp.signal).then((t) => (outcome = t), (e: unknown) => (outcome = e));
+    for (let i = 0; i < 100 && r.clock.pending() === 0; i++) await flush();
+    expect(r.calls).toHaveLength(1);
+    r.clock.advance(29_000); // notBefore is 30 s away (floored to the second: 29 to 30 s)
+    for (let i = 0; i < 100 && r.clock.pending() === 0; i++) await flush();
+    r.clock.advance(1_000);
+    for (let i = 0; i < 100 && outcome === null; i++) await flush();
+    giveUp.abort(new Error('no certificate within 30 s'));
+    await p;
+    expect(outcome).not.toBeInstanceOf(Error);
+    expect(outcome).toBe(r.wi.tls);
+    expect(r.wi.tls.leaf().validFromDate.getTime()).toBeLessThanOrEqual(r.clock.now());
+    expect({ calls: r.calls.length, counts: r.wi.counts }).toEqual({ calls: 1, counts: { success: 1, failure: 0 } });
+    expect(r.logs.some((l) => l.includes('"code":"CERT_NOT_YET_VALID"'))).toBe(true);
+    // Renewal: the new certificate is held until its notBefore; the old one serves meanwhile.
+    r.wi.start();
+    const old = serialOf(r.wi);
+    r.clock.advance(delayNow(r));
+    for (let i = 0; i < 100 && r.clock.pending() === 0; i++) await flush();
+    expect(r.calls).toHaveLength(2);
+    expect(serialOf(r.wi)).toBe(old);
+    const installAt = r.wi.nextRenewalAt!;
+    expect(installAt - r.clock.now()).toBeGreaterThan(28_000);
+    expect(installAt - r.clock.now()).toBeLessThanOrEqual(30_000);
+    r.clock.advance(installAt - r.clock.now());
+    await r.wi.settled();
+    expect(serialOf(r.wi)).not.toBe(old);
+    expect({ calls: r.calls.length, counts: r.wi.counts }).toEqual({ calls: 2, counts: { success: 2, failure: 0 } });
+    // And the next renewal is ~70% of what is left of it by the proxy's clock.
+    const remaining = r.wi.validUntil - r.clock.now();
+    expect(delayNow(r)).toBeGreaterThanOrEqual(0.65 * remaining - 1);
+    expect(delayNow(r)).toBeLessThanOrEqual(0.75 * remaining + 1);
+    // stop() while a certificate waits for its notBefore: nothing is installed later, no timer is left.
+    r.clock.advance(delayNow(r));
+    for (let i = 0; i < 100 && r.clock.pending() === 0; i++) await flush();
+    expect(r.calls).toHaveLength(3);
+    const kept = serialOf(r.wi);
+    r.wi.stop();
+    await r.wi.settled();
+    expect(r.clock.pending()).toBe(0);
+    r.clock.advance(60_000);
+    await flush();
+    expect(serialOf(r.wi)).toBe(kept);
+  });
+
+  test('a certificate valid only more than 5 minutes from now (a CA clock far off) is refused, as before, with the skew named', async () => {
+    const r = rig({ caAheadMs: MAX_NOT_YET_VALID_MS + 2 * 60_000 });
+    await expect(r.wi.obtain(1)).rejects.toThrow(/not yet valid .*\(it starts 3[56][0-9] s after this proxy's clock: is the control plane's clock ahead\?/);
+    expect(r.wi.counts).toEqual({ success: 0, failure: 1 });
   });
 });

@@ -58,6 +58,18 @@ export function pushbackMs(e: unknown): number {
   return Number.isFinite(v) && v > 0 ? Math.min(v, MAX_PUSHBACK_MS) : 0;
 }
 
+/**
+ * How far in the future a new certificate's notBefore may be and still be taken: it is then
+ * held until notBefore and used from then. The CA backdates notBefore by a minute
+ * (certs/ca.ts); a control plane whose clock runs further ahead than that signs certificates
+ * that start after the proxy's now, and every one it signs on a retry does too, so refusing
+ * them never got a certificate (Linkerd's proxy refuses them the same way, CertNotValidYet,
+ * linkerd/linkerd2#6427; istiod backdates 2 minutes, istio/istio#32176). Peers judge
+ * notBefore by their own clocks, so the certificate is not presented before it. Further
+ * ahead than this the control plane's clock is taken as broken: refused, as before.
+ */
+export const MAX_NOT_YET_VALID_MS = 5 * 60_000;
+
 /** Errors that retrying with the same configuration cannot fix. */
 const PERMANENT = new Set<number>([grpcStatus.PERMISSION_DENIED, grpcStatus.INVALID_ARGUMENT, grpcStatus.FAILED_PRECONDITION]);
 
@@ -78,6 +90,8 @@ export class WorkloadIdentity {
   private nextAtMs: number | null = null;
   private inflight: Promise<void> | null = null;
   private stopped = false;
+  /** Aborted by stop(): ends the wait of a renewed certificate for its notBefore. */
+  private halt = new AbortController();
   private metrics: ProxyIdentityMetrics | null = null;
   private readonly tallies = { success: 0, failure: 0 };
 
@@ -117,6 +131,7 @@ export class WorkloadIdentity {
       signal?.throwIfAborted();
       try {
         const got = await this.fetch(signal);
+        await this.untilValid(got, signal);
         this.identity = new TlsIdentity(got.material);
         managers.set(this.identity, this);
         this.accept(got.validUntilMs, got.serial, 'certificate obtained');
@@ -173,11 +188,13 @@ export class WorkloadIdentity {
   start(): void {
     if (!this.identity) throw new Error('obtain() the first certificate before start()');
     this.stopped = false;
+    if (this.halt.signal.aborted) this.halt = new AbortController();
     this.schedule(refreshDelay(this.o.clock.wallNow(), this.validUntilMs, this.o.random, this.policy));
   }
 
   stop(): void {
     this.stopped = true;
+    this.halt.abort(new Error('stopped'));
     if (this.timer) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
     this.nextAtMs = null;
@@ -214,6 +231,8 @@ export class WorkloadIdentity {
     try {
       const got = await this.fetch();
       if (this.stopped) return;
+      await this.untilValid(got, this.halt.signal);
+      if (this.stopped) return;
       this.tls.rotate(got.material);
       this.attempt = 0;
       this.accept(got.validUntilMs, got.serial, 'certificate renewed');
@@ -231,6 +250,22 @@ export class WorkloadIdentity {
     }
   }
 
+  /**
+   * Waits until `got` is valid by this proxy's clock (its notBefore within
+   * MAX_NOT_YET_VALID_MS: fetch() refused anything further). Meanwhile the certificate in
+   * use keeps serving, and nextRenewalAt says when the new one will be installed.
+   */
+  private async untilValid(got: { validFromMs: number; serial: string }, signal: AbortSignal | undefined): Promise<void> {
+    const early = got.validFromMs - this.o.clock.wallNow();
+    if (early <= 0) return;
+    this.o.logger.warn('the control plane\'s clock is ahead of this one: the new certificate is valid only from its notBefore, and is used from then', {
+      code: 'CERT_NOT_YET_VALID', identity: this.o.spiffeId, serial: got.serial, notBefore: new Date(got.validFromMs).toISOString(), inMs: Math.round(early),
+    });
+    this.nextAtMs = this.o.clock.now() + early;
+    this.metrics?.nextRenewal.set(this.nextAtMs / 1000);
+    await this.sleep(early, signal);
+  }
+
   private accept(validUntilMs: number, serial: string, msg: string): void {
     this.validUntilMs = validUntilMs;
     this.tallies.success++;
@@ -246,7 +281,7 @@ export class WorkloadIdentity {
   }
 
   /** Key -> CSR -> Certify -> checked material. Throws on any problem, changing nothing. */
-  private async fetch(signal?: AbortSignal): Promise<{ material: TlsMaterial; validUntilMs: number; serial: string }> {
+  private async fetch(signal?: AbortSignal): Promise<{ material: TlsMaterial; validUntilMs: number; validFromMs: number; serial: string }> {
     const keyPem = await (this.o.generateKey ?? (async () => (await generateKeyPairAsync()).privateKeyPem))();
     signal?.throwIfAborted();
     const csrPem = createCsr(keyPem, this.o.spiffeId);
@@ -260,15 +295,20 @@ export class WorkloadIdentity {
     const [leafPem, ...chain] = splitPemCerts(res.certChainPem ?? '');
     if (!leafPem) throw new Error('the control plane returned no certificate');
     const bundle = splitPemCerts(res.trustBundlePem ?? '');
-    const v = verifyChain(leafPem, chain, bundle, new Date(this.o.clock.wallNow()));
-    if (!v.ok) throw new Error(`the certificate from the control plane does not verify against its trust bundle: ${v.reason}`);
-    if (v.spiffeId !== this.o.spiffeId) throw new Error(`the control plane certified ${v.spiffeId}, not ${this.o.spiffeId}`);
     const leaf = new X509Certificate(leafPem);
+    const now = this.o.clock.wallNow();
+    const validFromMs = leaf.validFromDate.getTime();
+    // Checked as of its notBefore when that is a little ahead (MAX_NOT_YET_VALID_MS): the caller waits for it.
+    const at = validFromMs > now && validFromMs - now <= MAX_NOT_YET_VALID_MS ? validFromMs : now;
+    const v = verifyChain(leafPem, chain, bundle, new Date(at));
+    if (!v.ok) throw new Error(`the certificate from the control plane does not verify against its trust bundle: ${v.reason}${validFromMs > now ? ` (it starts ${Math.round((validFromMs - now) / 1000)} s after this proxy's clock: is the control plane's clock ahead?)` : ''}`);
+    if (v.spiffeId !== this.o.spiffeId) throw new Error(`the control plane certified ${v.spiffeId}, not ${this.o.spiffeId}`);
     const ours = createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
     if (!ours.equals(leaf.publicKey.export({ type: 'spki', format: 'der' }))) throw new Error('the certificate from the control plane is not for our key');
     return {
       material: { keyPem, certChainPem: [leafPem, ...chain].join(''), trustBundlePem: bundle.join('') },
       validUntilMs: new Date(leaf.validTo).getTime(),
+      validFromMs,
       serial: leaf.serialNumber.toLowerCase(),
     };
   }
