@@ -6,7 +6,7 @@ import { FakeClock, seededRandom } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import type { CertifyRequest, CertifyResponse } from '../../contract/identity.js';
 import { DEFAULT_RENEWAL_POLICY as P } from './renewal-schedule.js';
-import { MAX_NOT_YET_VALID_MS, WorkloadIdentity } from './workload-identity.js';
+import { MAX_NOT_YET_VALID_MS, WALL_CHECK_MS, WorkloadIdentity } from './workload-identity.js';
 
 const ID = 'spiffe://cluster.local/ns/shop/sa/web';
 const TTL = 60_000;
@@ -26,9 +26,21 @@ interface Rig {
   tamper: ((r: CertifyResponse) => CertifyResponse) | null;
 }
 
+/**
+ * A FakeClock whose wall clock can jump ahead of its monotonic one: what a suspend (a laptop
+ * running kind asleep, a VM paused or live-migrated) does, when CLOCK_MONOTONIC, which
+ * Node's timers run on, stops and the wall clock is set right on resume.
+ */
+class SuspendableClock extends FakeClock {
+  skipped = 0;
+  override wallNow(): number {
+    return super.wallNow() + this.skipped;
+  }
+}
+
 /** `caAheadMs`: how far the control plane's (the CA's) clock runs ahead of the proxy's. */
-function rig(o: { caAheadMs?: number } = {}): Rig {
-  const clock = new FakeClock(Date.now());
+function rig(o: { caAheadMs?: number; ttlMs?: number } = {}): Rig & { clock: SuspendableClock } {
+  const clock = new SuspendableClock(Date.now());
   const calls: CertifyRequest[] = [];
   const logs: string[] = [];
   let failing = 0;
@@ -36,7 +48,7 @@ function rig(o: { caAheadMs?: number } = {}): Rig {
   let failMetadata: grpc.Metadata | undefined;
   let token = 0;
   let key = 0;
-  const r: Rig = {
+  const r: Rig & { clock: SuspendableClock } = {
     clock, calls, logs, tamper: null,
     fail: (n, code = 14, metadata) => ((failing = n), (failCode = code), (failMetadata = metadata)),
     wi: new WorkloadIdentity({
@@ -52,7 +64,7 @@ function rig(o: { caAheadMs?: number } = {}): Rig {
           failing--;
           throw Object.assign(new Error(`${failCode} failure`), { code: failCode, details: 'control plane says no', metadata: failMetadata ?? new grpc.Metadata() });
         }
-        const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: TTL, now: new Date(clock.now() + (o.caAheadMs ?? 0)) });
+        const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: o.ttlMs ?? TTL, now: new Date(clock.wallNow() + (o.caAheadMs ?? 0)) });
         const res = { certChainPem: w.certPem, trustBundlePem: root.certPem, validUntilMs: w.notAfter.getTime() };
         return r.tamper ? r.tamper(res) : res;
       },
@@ -364,5 +376,32 @@ describe('WorkloadIdentity', () => {
     const r = rig({ caAheadMs: MAX_NOT_YET_VALID_MS + 2 * 60_000 });
     await expect(r.wi.obtain(1)).rejects.toThrow(/not yet valid .*\(it starts 3[56][0-9] s after this proxy's clock: is the control plane's clock ahead\?/);
     expect(r.wi.counts).toEqual({ success: 0, failure: 1 });
+  });
+
+  test('a suspend longer than the time to the renewal (the monotonic clock stopped, the wall clock did not): it renews within a minute of waking, not hours later with an expired certificate', async () => {
+    // ztunnel's open istio/ztunnel#1481; dapr (dapr/dapr#7565) and cert-manager
+    // (cert-manager/cert-manager#8464) check the wall clock every minute, as this does.
+    const r = rig({ ttlMs: 24 * 3_600_000 });
+    await r.wi.obtain(10_000);
+    r.wi.start();
+    const serial = serialOf(r.wi);
+    expect(delayNow(r)).toBeGreaterThan(15 * 3_600_000); // ~70% of 24 h
+    // Asleep for a day: the certificate expired meanwhile by the wall clock; no timer moved.
+    r.clock.skipped = 25 * 3_600_000;
+    expect(r.wi.tls.notAfterMs).toBeLessThan(r.clock.wallNow());
+    r.clock.advance(WALL_CHECK_MS);
+    for (let i = 0; i < 100 && r.calls.length < 2; i++) await flush();
+    await r.wi.settled();
+    expect(r.calls).toHaveLength(2);
+    expect(serialOf(r.wi)).not.toBe(serial);
+    expect(r.wi.tls.notAfterMs).toBeGreaterThan(r.clock.wallNow());
+    // The metric is a wall-clock timestamp: ~70% of the new lifetime from the (woken) wall clock.
+    const registry = new Registry();
+    r.wi.attachMetrics(registry);
+    const next = Number(/^wren_identity_cert_next_renewal_timestamp_seconds (\S+)$/m.exec(await registry.metrics())![1]) * 1000;
+    expect(next - r.clock.wallNow()).toBeGreaterThan(15 * 3_600_000);
+    expect(next - r.clock.wallNow()).toBeLessThan(19 * 3_600_000);
+    r.wi.stop();
+    expect(r.clock.pending()).toBe(0);
   });
 });

@@ -70,6 +70,9 @@ export function pushbackMs(e: unknown): number {
  */
 export const MAX_NOT_YET_VALID_MS = 5 * 60_000;
 
+/** The renewal timer looks at the wall clock at least this often (WorkloadIdentity.arm: a suspend stops the timers' clock). */
+export const WALL_CHECK_MS = 60_000;
+
 /** Errors that retrying with the same configuration cannot fix. */
 const PERMANENT = new Set<number>([grpcStatus.PERMISSION_DENIED, grpcStatus.INVALID_ARGUMENT, grpcStatus.FAILED_PRECONDITION]);
 
@@ -88,6 +91,8 @@ export class WorkloadIdentity {
   private attempt = 0;
   private timer: Timer | null = null;
   private nextAtMs: number | null = null;
+  /** nextAtMs by the wall clock (arm()). */
+  private dueWallMs = 0;
   private inflight: Promise<void> | null = null;
   private stopped = false;
   /** Aborted by stop(): ends the wait of a renewed certificate for its notBefore. */
@@ -212,18 +217,35 @@ export class WorkloadIdentity {
     if (this.tallies.success) m.renewals.inc({ result: 'success' }, this.tallies.success);
     if (this.tallies.failure) m.renewals.inc({ result: 'failure' }, this.tallies.failure);
     if (this.validUntilMs) m.expiry.set(this.validUntilMs / 1000);
-    if (this.nextAtMs !== null) m.nextRenewal.set(this.nextAtMs / 1000);
+    if (this.nextAtMs !== null) m.nextRenewal.set(this.dueWallMs / 1000);
     this.metrics = m;
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.nextAtMs = this.o.clock.now() + delayMs;
-    this.metrics?.nextRenewal.set(this.nextAtMs / 1000);
+    this.dueWallMs = this.o.clock.wallNow() + delayMs;
+    this.metrics?.nextRenewal.set(this.dueWallMs / 1000);
+    this.arm();
+  }
+
+  /**
+   * The renewal is due when either clock says so: the monotonic one (timers run on it, and
+   * a wall clock stepped back must not postpone it) or the wall clock (certificates expire
+   * by it). During a suspend CLOCK_MONOTONIC stops and the wall clock is set right on
+   * resume, so a single timer of the whole delay fired hours after the certificate had
+   * expired (istio/ztunnel#1481). Armed for at most WALL_CHECK_MS at a time, it looks
+   * again, as dapr (dapr/dapr#7565) and cert-manager (cert-manager/cert-manager#8464) do.
+   */
+  private arm(): void {
+    const left = Math.min(this.nextAtMs! - this.o.clock.now(), this.dueWallMs - this.o.clock.wallNow());
+    const due = left <= 0;
     this.timer = this.o.clock.setTimeout(() => {
       this.timer = null;
+      if (this.stopped) return;
+      if (!due) return this.arm();
       this.inflight = this.renew().finally(() => (this.inflight = null));
-    }, delayMs);
+    }, due ? 0 : Math.min(left, WALL_CHECK_MS));
     this.timer.unref?.();
   }
 
@@ -262,7 +284,8 @@ export class WorkloadIdentity {
       code: 'CERT_NOT_YET_VALID', identity: this.o.spiffeId, serial: got.serial, notBefore: new Date(got.validFromMs).toISOString(), inMs: Math.round(early),
     });
     this.nextAtMs = this.o.clock.now() + early;
-    this.metrics?.nextRenewal.set(this.nextAtMs / 1000);
+    this.dueWallMs = got.validFromMs;
+    this.metrics?.nextRenewal.set(this.dueWallMs / 1000);
     await this.sleep(early, signal);
   }
 
