@@ -169,6 +169,10 @@ test('a crashed worker is logged, counted and restarted on the same port; the ot
     // The pool is private: reach one worker thread the way a crash would end it.
     const slots = (p as unknown as { pool: { slots: { worker: { terminate(): Promise<number> } | null }[] } }).pool.slots;
     await slots[0].worker!.terminate();
+    // Not ready until the replacement listens (its restart waits 100 ms, then it loads the
+    // whole sidecar); the other worker takes the connections meanwhile.
+    expect(await admin(p, '/ready')).toEqual({ status: 503, body: expect.stringContaining('1 of 2 listener workers not listening') });
+    expect((await httpText(port, '/name', 'web')).status).toBe(200);
     // A new worker thread loads the whole sidecar: seconds on a loaded 2-CPU machine (5 s was missed once beside other suites).
     const end = Date.now() + 15_000;
     while (sample((await admin(p, '/metrics')).body, 'wren_workers_listening', '') !== 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
