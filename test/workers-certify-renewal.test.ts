@@ -136,6 +136,17 @@ test('every Certify renewal reaches both workers: fresh connections after it are
   expect(m).not.toMatch(/^wren_identity_cert_renewals_total\{result="failure"\} [1-9]/m);
 }, 60_000);
 
+test('no admin page of the sidecar (the main thread, which holds the key the workers are sent) shows key material', async () => {
+  const pages = ['/', '/ready', '/live', '/metrics', '/config_dump', '/clusters', '/certs', '/debug/route?authority=web&path=/', '/nowhere'];
+  for (const page of pages) {
+    const r = await admin(page);
+    expect({ page, key: /PRIVATE KEY|keyPem|"key"\s*:/i.test(r.body) }).toEqual({ page, key: false });
+  }
+  // /config_dump names the certificates' source, and /certs the public certificate only.
+  expect((await admin('/config_dump')).body).toContain('control plane Certify');
+  expect(JSON.parse((await admin('/certs')).body)).toEqual(expect.objectContaining({ identity: `spiffe://${TD}/ns/default/sa/web`, serial: expect.any(String) }));
+});
+
 test('the private key of no renewal is in the logs, and the run dir holds only public certificates', async () => {
   expect(output).toMatch(/"msg":"certificate renewed"/);
   // Logs at debug level, the workers' lines relayed through the main thread's logger.
