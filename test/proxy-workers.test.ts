@@ -223,6 +223,40 @@ test('a worker that keeps dying soon after it listens is restarted after a delay
   }
 });
 
+test('config pushes while a worker is down and while its replacement starts: every worker applies each version once, in order, and serves the newest', async () => {
+  const logs: string[] = [];
+  const web = (app: FakeApp) => meshService('web', 80, [{ appPort: app.port, proxy: server }]);
+  const p = await startProxy({ pki, serviceAccount: 'pushes', logs, config: { concurrency: 2 }, services: [web(a)] });
+  try {
+    await untilReady(p);
+    type Slot = { worker: { terminate(): Promise<number> } | null; listening: boolean };
+    const slot = (p as unknown as { pool: { slots: Slot[] } }).pool.slots[0];
+    const old = slot.worker!;
+    await old.terminate();
+    // Down (its restart waits 100 ms): version 2 reaches worker 1 only; the replacement starts with it.
+    p.applySnapshot({ version: '2', source: 'test', services: [web(a)] });
+    const end = Date.now() + 15_000;
+    while (!(slot.worker && slot.worker !== old) && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
+    expect(slot.listening).toBe(false);
+    // Starting (not listening yet): versions 3 and 4 are queued for it, after the one it started with.
+    p.applySnapshot({ version: '3', source: 'test', services: [web(b)] });
+    p.applySnapshot({ version: '4', source: 'test', services: [web(b), meshService('api', 80, [{ appPort: b.port, proxy: server }])] });
+    await untilReady(p, 15_000);
+    const applied = new Map<number, string[]>();
+    for (const l of logs.map((x) => JSON.parse(x) as { msg: string; worker?: number; version?: string })) {
+      if (l.msg === 'config applied' && l.worker !== undefined) applied.set(l.worker, [...(applied.get(l.worker) ?? []), l.version!]);
+    }
+    // Worker 0's list holds the thread that was terminated (1) and its replacement (2, 3, 4).
+    expect(Object.fromEntries(applied)).toEqual({ 0: ['1', '2', '3', '4'], 1: ['1', '2', '3', '4'] });
+    const before = await perWorker(p);
+    const got = await Promise.all(Array.from({ length: CONNECTIONS }, () => httpText(p.outboundPort, '/name', 'api')));
+    expect(got.map((r) => `${r.status} ${r.body}`)).toEqual(Array(CONNECTIONS).fill('200 b'));
+    expect(Math.min(...delta(await perWorker(p), before))).toBeGreaterThan(0);
+  } finally {
+    await p.close();
+  }
+});
+
 test('drain: in-flight requests on the workers finish, then every worker stops listening', async () => {
   const slow = get('web', '/slow?ms=300');
   await new Promise((r) => setTimeout(r, 100));
