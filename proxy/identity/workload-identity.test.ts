@@ -404,4 +404,30 @@ describe('WorkloadIdentity', () => {
     r.wi.stop();
     expect(r.clock.pending()).toBe(0);
   });
+
+  test('renewSoon (a trust push) never brings a retry before the control plane\'s pushback: that try would be refused again', async () => {
+    const r = rig({ ttlMs: 3_600_000 });
+    await r.wi.obtain(10_000);
+    r.wi.start();
+    const md = new grpc.Metadata();
+    md.set('grpc-retry-pushback-ms', '30000');
+    r.fail(1, grpc.status.RESOURCE_EXHAUSTED, md);
+    await fire(r);
+    expect(r.calls).toHaveLength(2);
+    const t0 = r.clock.now();
+    expect(r.wi.nextRenewalAt! - t0).toBeGreaterThanOrEqual(30_000);
+    r.wi.renewSoon(0, 'trust bundle changed');
+    expect(r.wi.nextRenewalAt! - t0).toBeGreaterThanOrEqual(30_000);
+    r.clock.advance(29_000);
+    await flush();
+    expect(r.calls).toHaveLength(2);
+    r.clock.advance(r.wi.nextRenewalAt! - r.clock.now());
+    await r.wi.settled();
+    expect(r.calls).toHaveLength(3);
+    expect(r.wi.counts).toEqual({ success: 2, failure: 1 });
+    // Once the pushback is over, renewSoon brings a renewal forward as ever.
+    r.wi.renewSoon(500, 'trust bundle changed');
+    expect(r.wi.nextRenewalAt).toBe(r.clock.now() + 500);
+    r.wi.stop();
+  });
 });

@@ -93,6 +93,8 @@ export class WorkloadIdentity {
   private nextAtMs: number | null = null;
   /** nextAtMs by the wall clock (arm()). */
   private dueWallMs = 0;
+  /** Until when (clock.now()) the control plane asked not to be called again (grpc-retry-pushback-ms of its last refusal). */
+  private pushbackUntilMs = 0;
   private inflight: Promise<void> | null = null;
   private stopped = false;
   /** Aborted by stop(): ends the wait of a renewed certificate for its notBefore. */
@@ -177,16 +179,20 @@ export class WorkloadIdentity {
   /**
    * Renew within `delayMs` instead of at the scheduled time (the control plane's trust
    * state changed: proxy/identity/trust-sync.ts). A renewal already running, or one
-   * scheduled sooner, is kept. No-op before start() or after stop().
+   * scheduled sooner, is kept; nor is a retry brought before the end of the control plane's
+   * pushback (its Certify limit refused the last try: a sooner one is refused again). No-op
+   * before start() or after stop().
    */
   renewSoon(delayMs: number, reason: string): void {
     if (this.stopped || !this.identity || this.inflight || !this.timer) return;
-    const at = this.o.clock.now() + Math.max(0, delayMs);
+    const now = this.o.clock.now();
+    const delay = Math.max(0, delayMs, this.pushbackUntilMs - now);
+    const at = now + delay;
     if (this.nextAtMs !== null && this.nextAtMs <= at) return;
-    this.o.logger.info('renewing the certificate early', { identity: this.o.spiffeId, reason, inMs: Math.round(Math.max(0, delayMs)) });
+    this.o.logger.info('renewing the certificate early', { identity: this.o.spiffeId, reason, inMs: Math.round(delay) });
     this.o.clock.clearTimeout(this.timer);
     this.timer = null;
-    this.schedule(Math.max(0, delayMs));
+    this.schedule(delay);
   }
 
   /** Starts the renewal loop (after obtain()). */
@@ -264,7 +270,9 @@ export class WorkloadIdentity {
       this.failed();
       const remaining = this.validUntilMs - this.o.clock.wallNow();
       // Not sooner than the control plane's pushback (its Certify limit): that try would be refused too.
-      const delay = Math.max(retryDelay(this.attempt++, remaining, this.o.random, this.policy), pushbackMs(e));
+      const pushback = pushbackMs(e);
+      if (pushback > 0) this.pushbackUntilMs = this.o.clock.now() + pushback;
+      const delay = Math.max(retryDelay(this.attempt++, remaining, this.o.random, this.policy), pushback);
       const fields = { identity: this.o.spiffeId, error: describe(e), attempt: this.attempt, retryInMs: Math.round(delay), validForMs: Math.round(remaining) };
       if (remaining > 0) this.o.logger.warn('certificate renewal failed; retrying', fields);
       else this.o.logger.error('certificate expired and renewal keeps failing: new mTLS connections will fail', { ...fields, code: 'CERT_EXPIRED' });
