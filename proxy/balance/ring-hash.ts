@@ -1,6 +1,7 @@
 import type { Random } from '../../common/clock.js';
 import { EMPTY_PICKER, isExcluded, randomAllowed, type Balancer, type Host, type PickContext, type Picker, type RingStats } from './balancer.js';
 import { splitMix64Fill, xxHash64 } from './hash.js';
+import { RandomBalancer } from './random.js';
 
 /** Envoy's ring-hash upper bound (RingHash maximum_ring_size: default 8M entries, also its limit). */
 export const MAX_RING_SIZE = 8_388_608;
@@ -52,6 +53,8 @@ export class RingHashBalancer implements Balancer {
   private current: RingStats | null = null;
   /** The layout being built in the background for `ids`; null when none is. */
   private job: { readonly ids: readonly string[] } | null = null;
+  /** Weighted random picks while a cluster's first ring is built (meanwhile()). */
+  private readonly standIn: RandomBalancer;
 
   constructor(
     private readonly random: Random,
@@ -59,7 +62,9 @@ export class RingHashBalancer implements Balancer {
     private readonly maxRingSize: number = MAX_RING_SIZE,
     /** Where a large ring is built off the request path (RingBackground); without, every ring is built at once. */
     private readonly background?: RingBackground,
-  ) {}
+  ) {
+    this.standIn = new RandomBalancer(random);
+  }
 
   build(hosts: readonly Host[]): Picker {
     if (hosts.length === 0) {
@@ -164,11 +169,12 @@ export class RingHashBalancer implements Balancer {
    * The picker while the ring over `usable`'s set is being built: the last ring built, with
    * each of its hosts that is still usable (the current Host for its key) picked as before and
    * the others (gone, or not usable) walked past, as an ejected host is; a host new to the set
-   * gets hashed keys once the new ring takes over (random picks meanwhile, as without a key).
-   * This is Envoy's behaviour on a membership change: the worker keeps the ring it has until
-   * the new one, built off the request path, replaces it (ThreadAwareLoadBalancerBase). With
-   * no ring yet, or none of its hosts usable, picks are random over `usable` (Envoy: random
-   * without a hash key) for those milliseconds.
+   * gets hashed keys once the new ring takes over. This is Envoy's behaviour on a membership
+   * change: the worker keeps the ring it has until the new one, built off the request path,
+   * replaces it (ThreadAwareLoadBalancerBase). With no ring yet, or none of its hosts usable,
+   * picks are random over `usable` for those milliseconds, in proportion to the hosts'
+   * weights as the ring's own shares are (RandomBalancer's weighted picker; an unweighted
+   * stand-in gave a host of weight 9 the share of a host of weight 1 until the ring was built).
    */
   private meanwhile(usable: readonly Host[]): Picker {
     const last = this.last;
@@ -187,7 +193,7 @@ export class RingHashBalancer implements Balancer {
       }
     }
     this.current = null;
-    return new RandomPicker(usable, this.random);
+    return this.standIn.build(usable);
   }
 }
 
@@ -222,22 +228,6 @@ const MAX_STEPS_PER_TURN = 16;
 
 function sameIds(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((id, i) => id === b[i]);
-}
-
-/** Random picks over `hosts` (a ring's stand-in while the first one is built). */
-class RandomPicker implements Picker {
-  readonly size: number;
-
-  constructor(
-    private readonly hosts: readonly Host[],
-    private readonly random: Random,
-  ) {
-    this.size = hosts.length;
-  }
-
-  pick(ctx: PickContext): Host | null {
-    return randomAllowed(this.hosts, ctx, this.random);
-  }
 }
 
 /**
