@@ -4,7 +4,7 @@ import { createBalancer } from './create-balancer.js';
 import type { Host, Picker } from './balancer.js';
 import { splitMix64Fill, xxHash64 } from './hash.js';
 import { entriesPerHost, RingHashBalancer, type RingPicker } from './ring-hash.js';
-import { makeHosts } from './test-hosts.js';
+import { countPicks, makeHosts } from './test-hosts.js';
 
 const keys = Array.from({ length: 5000 }, (_, i) => `user-${i}`);
 /** Enough keys to see 1/N of them move at N = 1,024 (about 50). */
@@ -273,5 +273,18 @@ describe('RingHashBalancer while a ring is built in the background', () => {
     // Retries still walk past the endpoints tried.
     const tried = new Set(hosts.slice(1).map((h) => h.key));
     expect(standIn.pick({ hashKey: 'k', exclude: tried })!.key).toBe(hosts[0].key);
+  });
+});
+
+describe('RingPicker without a hash key', () => {
+  it('picks a random point on the ring (Envoy), so in proportion to the weights; ejected hosts are walked past (adv62)', () => {
+    const hosts = makeHosts([1, 3, 1, 3]);
+    const balancer = new RingHashBalancer(seededRandom(7), 1024);
+    const got = countPicks(() => balancer.build(hosts).pick({}), 20_000);
+    // Weights 1:3:1:3 over 8 units; 160 entries per unit, each share within about ±8 %.
+    hosts.forEach((h, i) => expect({ host: i, share: Math.abs(got.get(h.key)! / 20_000 / (h.endpoint.weight / 8) - 1) < 0.15 }).toEqual({ host: i, share: true }));
+    const within = balancer.buildWithin(hosts, [hosts[0], hosts[1], hosts[2]]);
+    const ejected = countPicks(() => within.pick({ exclude: new Set([hosts[0].key]) }), 2000);
+    expect([...ejected.keys()].sort()).toEqual([hosts[1].key, hosts[2].key].sort());
   });
 });

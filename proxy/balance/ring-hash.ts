@@ -1,5 +1,5 @@
 import type { Random } from '../../common/clock.js';
-import { EMPTY_PICKER, isExcluded, randomAllowed, type Balancer, type Host, type PickContext, type Picker, type RingStats } from './balancer.js';
+import { EMPTY_PICKER, isExcluded, type Balancer, type Host, type PickContext, type Picker, type RingStats } from './balancer.js';
 import { splitMix64Fill, xxHash64 } from './hash.js';
 import { RandomBalancer } from './random.js';
 
@@ -43,7 +43,8 @@ const KETAMA_ENTRIES = 160;
  * would cost a string and a full xxHash64 (about 0.2 µs) for each of 163,840 entries at
  * 1,024 hosts, several times the whole build.
  *
- * Without a hash key the pick is random (Envoy does the same).
+ * Without a hash key the pick is at a random point on the ring (Envoy does the same), so in
+ * proportion to the hosts' weights.
  */
 export class RingHashBalancer implements Balancer {
   readonly kind = 'ring-hash' as const;
@@ -413,6 +414,7 @@ function orderTies(hi: Uint32Array, lo: Uint32Array, owners: Int32Array, from: n
 
 /** The request key's ring position (hashed per pick into this buffer: no allocation). */
 const keyHash = new Uint32Array(2);
+const TWO_32 = 4_294_967_296;
 
 export class RingPicker implements Picker {
   readonly size: number;
@@ -424,7 +426,7 @@ export class RingPicker implements Picker {
     private readonly layout: RingLayout,
     private readonly random: Random,
     /** The hosts that may be picked, a subset of `hosts` (buildWithin); absent: all of them. */
-    private readonly usable: readonly Host[] = hosts,
+    usable: readonly Host[] = hosts,
   ) {
     this.size = usable.length;
     if (usable === hosts) this.allowed = null;
@@ -440,12 +442,20 @@ export class RingPicker implements Picker {
   }
 
   pick(ctx: PickContext): Host | null {
-    if (ctx.hashKey === undefined) return randomAllowed(this.usable, ctx, this.random);
     const owners = this.layout.owners;
     const n = owners.length;
     const allowed = this.allowed;
-    xxHash64(ctx.hashKey, keyHash);
-    let i = this.lowerBound(keyHash[0], keyHash[1]);
+    let i: number;
+    if (ctx.hashKey === undefined) {
+      // No key: a random point on the ring, as Envoy takes a random 64-bit hash then
+      // (ThreadAwareLoadBalancerBase::LoadBalancerImpl::chooseHost: `hash ? *hash :
+      // random_.random()`), so a host is picked in proportion to its entries, its weight.
+      // A uniform pick over the hosts gave a host of weight 9 the share of one of weight 1.
+      i = this.lowerBound((this.random() * TWO_32) >>> 0, (this.random() * TWO_32) >>> 0);
+    } else {
+      xxHash64(ctx.hashKey, keyHash);
+      i = this.lowerBound(keyHash[0], keyHash[1]);
+    }
     // Walk clockwise past excluded hosts (a retry goes to the next host on the ring) and
     // past those that may not be picked (buildWithin).
     for (let step = 0; step < n; step++, i++) {
