@@ -258,6 +258,82 @@ describe('RingHashBalancer while a ring is built in the background', () => {
     return { clock, turns, balancer, ready: () => ready };
   }
 
+  /**
+   * Endpoint sets that change one endpoint at a time: set i is endpoints i .. i+size-1 of a
+   * list (each change adds one and removes the oldest), of weight 1.
+   */
+  function churn(size: number, changes: number): Host[][] {
+    const list = Array.from({ length: size + changes }, (_, i) => {
+      const [h] = makeHosts([1]);
+      return { ...h, key: `10.1.${i >> 8}.${i & 255}:80` };
+    });
+    return Array.from({ length: changes + 1 }, (_, i) => list.slice(i, i + size));
+  }
+
+  /**
+   * The newest of `sets[from..to]` whose ring `picker` serves (null: none): the picks of a
+   * ring built at once over that set, with the endpoints that left since walked past.
+   */
+  const rings = new Map<readonly Host[], RingHashBalancer>();
+  function served(picker: Picker, sets: readonly Host[][], from: number, to: number): number | null {
+    const now = new Set(sets[to].map((h) => h.key));
+    const sample = keys.slice(0, 300);
+    for (let j = to; j >= Math.max(0, from); j--) {
+      // One balancer per set: its layout is built once, and reused by buildWithin.
+      let balancer = rings.get(sets[j]);
+      if (balancer === undefined) rings.set(sets[j], (balancer = new RingHashBalancer(seededRandom(1), 1024)));
+      const ring = balancer.buildWithin(sets[j], sets[j].filter((h) => now.has(h.key)));
+      if (sample.every((k) => ring.pick({ hashKey: k })?.key === picker.pick({ hashKey: k })?.key)) return j;
+    }
+    return null;
+  }
+
+  it('endpoints changing faster than a ring is built: builds still finish, and the ring served is never more than a few changes behind (adv62)', () => {
+    // 130 endpoints (20,800 entries, built in the background): 3 turns per build, and a
+    // change at every turn, on a clock that never moves (so the count bound alone is at
+    // work). Before: each change abandoned the build under way, no ring was ever finished,
+    // and every pick was the stand-in's (random) for as long as the changes went on.
+    const sets = churn(130, 40);
+    const { turns, balancer, ready } = background();
+    const lags: number[] = [];
+    for (let i = 0; i < sets.length; i++) {
+      balancer.build(sets[i]);
+      turns.shift()?.();
+      if (i < 12) continue;
+      const picker = balancer.build(sets[i]);
+      const j = served(picker, sets, i - 12, i);
+      lags.push(j === null ? Infinity : i - j);
+    }
+    expect(ready()).toBeGreaterThan(5);
+    // At most two builds abandoned in a row (2 changes), then one finishes (3) and the
+    // newest set is built next (3): at most 8 changes behind, whatever the churn lasts.
+    expect(Math.max(...lags)).toBeLessThanOrEqual(8);
+    // Once the changes stop, the newest set's ring is served, exactly as one built at once.
+    for (let fn = turns.shift(); fn; fn = turns.shift()) fn();
+    const last = sets[sets.length - 1];
+    expect(moves(new RingHashBalancer(seededRandom(1), 1024).build(last), balancer.build(last), keys)).toEqual([]);
+  });
+
+  it('a build under way for longer than the bound is not abandoned for a newer set: it finishes, then the newer one is built (adv62)', () => {
+    const sets = churn(130, 2);
+    const { clock, turns, balancer, ready } = background();
+    balancer.build(sets[0]);
+    turns.shift()!();
+    // One change early on abandons the build (the first of a run)...
+    balancer.build(sets[1]);
+    turns.shift()!();
+    turns.shift()!(); // the abandoned build's turn ends there
+    // ...but when set 2 comes, the ring served has been behind for 300 ms: set 1's build carries on.
+    clock.advance(300);
+    balancer.build(sets[2]);
+    while (ready() === 0) turns.shift()!();
+    expect(ready()).toBe(1);
+    expect(served(balancer.build(sets[2]), sets, 0, 2)).toBe(1);
+    for (let fn = turns.shift(); fn; fn = turns.shift()) fn();
+    expect(ready()).toBe(2);
+    expect(served(balancer.build(sets[2]), sets, 0, 2)).toBe(2);
+  });
+
   it("a cluster's first ring, until it is built: picks in proportion to the endpoints' weights, as the ring's (adv62)", () => {
     // 60 endpoints of weight 1 and 60 of weight 3: 38,400 entries, built in the background.
     const hosts = makeHosts([...Array(60).fill(1), ...Array(60).fill(3)]);

@@ -54,6 +54,12 @@ export class RingHashBalancer implements Balancer {
   private current: RingStats | null = null;
   /** The layout being built in the background for `ids`; null when none is. */
   private job: { readonly ids: readonly string[] } | null = null;
+  /** The newest endpoint set, built once `job` (which carries on: startBuild) is done; null when `job` is the newest. */
+  private queued: RingSet | null = null;
+  /** Builds abandoned for a newer set since a ring was last finished (startBuild). */
+  private abandoned = 0;
+  /** Clock ms since which the ring served has been behind the endpoints: the first wanted set not built. */
+  private behindSince = 0;
   /** Weighted random picks while a cluster's first ring is built (meanwhile()). */
   private readonly standIn: RandomBalancer;
 
@@ -71,6 +77,7 @@ export class RingHashBalancer implements Balancer {
     if (hosts.length === 0) {
       this.current = null;
       this.job = null;
+      this.queued = null;
       return EMPTY_PICKER;
     }
     const frozen = Object.freeze([...hosts]);
@@ -94,6 +101,7 @@ export class RingHashBalancer implements Balancer {
     this.current = previous.current;
     // A build under way there stops; this one builds the ring it is asked for (meanwhile over `last`).
     previous.job = null;
+    previous.queued = null;
   }
 
   /**
@@ -124,6 +132,7 @@ export class RingHashBalancer implements Balancer {
     if (last !== null && sameIds(last.ids, ids)) {
       this.current = last.layout.stats;
       this.job = null;
+      this.queued = null;
       return last.layout;
     }
     const counts = entriesPerHost(hosts.map((h) => h.endpoint.weight), this.minRingSize, this.maxRingSize);
@@ -131,24 +140,50 @@ export class RingHashBalancer implements Balancer {
     const bg = this.background;
     if (bg === undefined || stats.size <= SYNC_RING_ENTRIES) {
       this.job = null;
+      this.queued = null;
       const layout = finish(layoutSteps(hosts, counts, stats));
       this.last = { ids, hosts, layout };
       this.current = stats;
       return layout;
     }
-    if (this.job === null || !sameIds(this.job.ids, ids)) this.startBuild(bg, ids, hosts, counts, stats);
+    const job = this.job;
+    if (job === null) {
+      this.abandoned = 0;
+      this.behindSince = bg.now();
+      this.startBuild(bg, { ids, hosts, counts, stats, since: this.behindSince });
+    } else if (sameIds(job.ids, ids)) {
+      this.queued = null;
+    } else if (this.queued === null || !sameIds(this.queued.ids, ids)) {
+      const set = { ids, hosts, counts, stats, since: bg.now() };
+      if (this.abandoned < MAX_ABANDONED_BUILDS && bg.now() - this.behindSince < MAX_BEHIND_MS) {
+        this.abandoned++;
+        this.queued = null;
+        this.startBuild(bg, set);
+      } else if (this.queued === null) this.queued = set;
+      else this.queued = { ...set, since: this.queued.since };
+    }
     return null;
   }
 
   /**
    * Builds the layout a few steps per turn of the event loop (bg.defer), then tells the
    * owner (bg.ready), whose next pick takes it up (layout() finds it). A newer endpoint set
-   * replaces `job`, and the turns of the one it replaced stop: only the latest set is built.
+   * replaces `job`, and the turns of the one it replaced stop, while builds are seldom
+   * superseded: fewer than MAX_ABANDONED_BUILDS abandoned since a ring was last finished,
+   * and the ring served behind the endpoints for less than MAX_BEHIND_MS. Past either, the
+   * build under way carries on, the newest set waits in `queued`, and its build starts as
+   * soon as that one is done. Endpoints that change faster than a ring is built (a rollout
+   * of a large Deployment) restarted the build at every change before, so no ring was ever
+   * finished: the old one (or the stand-in's random picks) was served for as long as the
+   * changes went on, the endpoints added meanwhile got no hashed key at all. Now the ring
+   * served is at most a few builds behind, as Envoy's, which is built anew at each host set
+   * change (RingHashLoadBalancer, ThreadAwareLoadBalancerBase::refresh), never skipped.
    */
-  private startBuild(bg: RingBackground, ids: readonly string[], hosts: readonly Host[], counts: readonly number[], stats: RingStats): void {
+  private startBuild(bg: RingBackground, set: RingSet): void {
+    const { ids, hosts } = set;
     const job = { ids };
     this.job = job;
-    const steps = layoutSteps(hosts, counts, stats);
+    const steps = layoutSteps(hosts, set.counts, set.stats);
     const turn = (): void => {
       if (this.job !== job) return;
       const start = bg.now();
@@ -157,6 +192,14 @@ export class RingHashBalancer implements Balancer {
         if (r.done === true) {
           this.job = null;
           this.last = { ids, hosts, layout: r.value };
+          const next = this.queued;
+          this.queued = null;
+          if (next !== null) {
+            // The newest set has been waiting since it came: the served ring is behind since then.
+            this.abandoned = 0;
+            this.behindSince = next.since;
+            this.startBuild(bg, next);
+          }
           bg.ready();
           return;
         }
@@ -209,6 +252,27 @@ export interface RingBackground {
   now(): number;
   ready(): void;
 }
+
+/** An endpoint set to build a ring over, and since when (clock ms) it has been wanted. */
+interface RingSet {
+  readonly ids: readonly string[];
+  readonly hosts: readonly Host[];
+  readonly counts: readonly number[];
+  readonly stats: RingStats;
+  readonly since: number;
+}
+
+/**
+ * A background build is abandoned for a newer endpoint set at most this many times in a row
+ * (since a ring was last finished); the next one carries on to the end (startBuild).
+ */
+const MAX_ABANDONED_BUILDS = 2;
+/**
+ * Nor once the ring served has been behind the endpoints this long (ms): a build of a
+ * 1,024-endpoint ring takes some 20 turns, tens of ms on a busy event loop; a larger ring
+ * (or a slower loop) takes longer than two changes may be apart.
+ */
+const MAX_BEHIND_MS = 250;
 
 /**
  * Rings up to this many entries (about 100 equal hosts) are built at once, in about a
