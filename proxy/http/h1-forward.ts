@@ -2,7 +2,7 @@ import type { Agent } from 'node:http';
 import type { Headers } from './headers.js';
 import type { ProxyRequest, ProxyResponse } from './exchange.js';
 import { H1Pool } from './h1-pool.js';
-import type { H1Limits } from './h1-pool-options.js';
+import type { ConnectionWait, H1Limits } from './h1-pool-options.js';
 
 /**
  * Sends a request as HTTP/1.1 on a kept-alive connection (used to deliver to a local app
@@ -10,8 +10,8 @@ import type { H1Limits } from './h1-pool-options.js';
  * the H1Pool riding on `agent` (its maxSockets; `agent.destroy()` closes them). The body
  * streams with backpressure; request trailers are forwarded when the body is chunked.
  * `limits` (an unmeshed endpoint's cluster) bound the connections and the requests waiting
- * for one, for at most `waitMs`.
+ * for one, for at most `waitMs`. `wait` is told when the request waits for a connection (H1Pool.request).
  */
-export function forwardH1(agent: Agent, host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs?: number): Promise<ProxyResponse> {
-  return H1Pool.of(agent).request(host, port, req, head, limits, waitMs);
+export function forwardH1(agent: Agent, host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs?: number, wait?: ConnectionWait): Promise<ProxyResponse> {
+  return H1Pool.of(agent).request(host, port, req, head, limits, waitMs, '', '', wait);
 }

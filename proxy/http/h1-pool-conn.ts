@@ -137,6 +137,7 @@ export class Conn implements H1Handler {
       ex.unwait(); // strictLimits, sessionStreams: no longer pending
       // It waited for this connection: its latency for the balancer starts now (Exchange.sentAt).
       ex.sentAt = this.origin.pool.clock.approxNow();
+      ex.hasConnection();
     }
     this.origin.pool.onConnection?.();
     if (this.sendOnConnect) {
@@ -200,6 +201,10 @@ export class Conn implements H1Handler {
     // (refused, timed out, the peer's identity wrong) has then consumed none of it, and the
     // retry layer can send the request to another endpoint (Envoy retries connect-failure
     // whatever the body). A bodyless head can wait in the socket's buffer.
+    // Its per-try timers (Exchange.connWait) stop while this connection comes up, and start
+    // again once it is (onConnect).
+    if (this.connected) ex.hasConnection();
+    else ex.waitsForConnection();
     if (this.connected || ex.req.body === null) ex.send(this.socket);
     else this.sendOnConnect = true;
   }

@@ -16,7 +16,7 @@ import { Body, fieldsToHeaders, type H1Head } from '../h1/head.js';
 import { headJoinsChunk, lastChunk, writeChunk, writeMessage } from '../h1/serialize.js';
 import { keepable, type SocketReleases } from '../net/body-buffers.js';
 import { IDEMPOTENT } from './idempotent.js';
-import type { H1Limits, Slot } from './h1-pool-options.js';
+import type { ConnectionWait, H1Limits, Slot } from './h1-pool-options.js';
 
 /** What an exchange uses of its connection (h1-pool-conn.ts Conn), which imports this file. */
 interface ExchangeConn {
@@ -55,6 +55,8 @@ export class Exchange {
   waitMs = 0;
   private pending: Slot | null = null;
   private waitTimer: NodeJS.Timeout | null = null;
+  /** Told when this request waits for a connection and when it has one (H1Pool.request's `wait`); null: nobody asks. */
+  connWait: ConnectionWait | null = null;
   readonly isHead: boolean;
 
   constructor(
@@ -114,6 +116,19 @@ export class Exchange {
     }
     this.pending = p;
     return true;
+  }
+
+  /** It waits for a connection: a new one coming up (its TLS handshake too), or one of a busy origin's to be free. */
+  waitsForConnection(): void {
+    this.connWait?.waitsForConnection();
+  }
+
+  /** It has its connection (connected, or free for it): told once. */
+  hasConnection(): void {
+    const w = this.connWait;
+    if (w === null) return;
+    this.connWait = null;
+    w.connected();
   }
 
   /** Out of the wait queue (given a connection, re-queued, failed): the pending slot goes back. */

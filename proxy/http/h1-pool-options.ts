@@ -101,3 +101,13 @@ export interface Slot {
 export interface H1Limits {
   admitConnection(kind: 'connections' | 'pending'): Slot | Error;
 }
+
+/**
+ * What the layers above an attempt are told of its wait for a connection (the per-try
+ * timers: layers/request-state.ts ResilienceState): the exchange waits for one (a new
+ * connection coming up, its TLS handshake, or a busy origin's to be free), then has one.
+ */
+export interface ConnectionWait {
+  waitsForConnection(): void;
+  connected(): void;
+}

@@ -15,7 +15,7 @@ import { DEFAULT_H1_LIMITS, type H1Limits as CodecLimits } from '../h1/limits.js
 import { requestHead } from '../h1/serialize.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { objectArray } from '../../common/object-array.js';
-import type { H1Limits, H1PoolOptions, Slot } from './h1-pool-options.js';
+import type { ConnectionWait, H1Limits, H1PoolOptions, Slot } from './h1-pool-options.js';
 import { Conn } from './h1-pool-conn.js';
 import { Exchange } from './h1-pool-exchange.js';
 
@@ -130,8 +130,10 @@ export class H1Pool {
    * local delivery. `peer`: the identity the connection must present (part of the origin:
    * connections to the same address for different identities are never shared). `extra`:
    * field lines added to the head as they are (the mesh headers, built by the caller).
+   * `wait`: told when the request waits for a connection and when it has one (the attempt's
+   * per-try timers stop meanwhile: layers/request-state.ts TryTimer).
    */
-  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = ''): Promise<ProxyResponse> {
+  request(host: string, port: number, req: ProxyRequest, head: Headers, limits?: H1Limits, waitMs = 0, peer = '', extra = '', wait?: ConnectionWait): Promise<ProxyResponse> {
     return new Promise((resolve, reject) => {
       const declared = declaredLength(head['content-length']);
       let bodyLength = req.body === null ? 0 : declared;
@@ -151,6 +153,7 @@ export class H1Pool {
       const ex = new Exchange(req, text, bodyLength < 0, resolve, reject, origin);
       if (limits) ex.limit(limits, waitMs);
       else ex.waitMs = waitMs;
+      if (wait !== undefined) ex.connWait = wait;
       origin.acquire(ex);
     });
   }
@@ -275,6 +278,7 @@ class Origin {
     if (this.pool.sessionStreams === undefined && !ex.wait()) return;
     this.waiting.push(ex);
     ex.queued = true;
+    ex.waitsForConnection();
   }
 
   /**

@@ -7,7 +7,7 @@ import type { ClusterHandle, ClusterSet } from '../outbound/cluster-set.js';
 import type { Connector, Upstream } from '../net/connector.js';
 import type { Outcome } from '../resilience/classify.js';
 import { pickEndpoint } from './pick-endpoint.js';
-import { attachState, stateOf } from './request-state.js';
+import { attachState, stateOf, TryTimer } from './request-state.js';
 
 /** pick-endpoint over fake connectors and a fake cluster: when it connects, what it admits, what it records. */
 const service = parseService(
@@ -238,4 +238,32 @@ test('a connect that fails is charged its whole time (a slow refusal looks slow)
   const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock, connectorFor: () => f.connector })(() => Promise.resolve(ok));
   await expect(svc(request('HTTP/1.1', c))).rejects.toThrow();
   expect(latencies).toEqual([120]);
+});
+
+test("the attempt's per-try timers stop while it connects, and start again from zero once connected (Envoy onPoolReady; adv62)", async () => {
+  const { c } = fakeCluster();
+  const clock = new FakeClock();
+  let up: ((u: Upstream) => void) | undefined;
+  const connector: Connector = { ready: () => undefined, opening: () => false, connect: () => new Promise<Upstream>((r) => (up = r)) };
+  const req = request('HTTP/2', c);
+  const st = stateOf(req)!;
+  let fired = 0;
+  st.newTry();
+  st.addTryTimer(new TryTimer(clock, 100, () => fired++));
+  let forwardedAt = -1;
+  const svc = pickEndpoint({ clusters: () => ({}) as ClusterSet, clock, connectorFor: () => connector })(() => {
+    forwardedAt = clock.now();
+    return Promise.resolve(ok);
+  });
+  const t0 = clock.now();
+  const res = svc(req);
+  clock.advance(300); // the peer's handshake
+  expect(fired).toBe(0);
+  up!({ kind: 'h2', session: {} } as Upstream);
+  await res;
+  expect(forwardedAt - t0).toBe(300);
+  clock.advance(99);
+  expect(fired).toBe(0);
+  clock.advance(1);
+  expect(fired).toBe(1);
 });

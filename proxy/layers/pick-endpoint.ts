@@ -118,6 +118,8 @@ async function connectThenForward(d: PickEndpointDeps, inner: HttpService, req: 
     connection = c;
   }
   const attempt = new Attempt(req, st, d.clock, ep);
+  // The per-try timers wait with the request (the connect timeout bounds the connect): request-state.ts TryTimer.
+  st.waitsForConnection();
   try {
     st.upstream = await raceSignal<Upstream>(connector.connect(ep, connectMs, connection), req.signal, closeLate);
   } catch (err) {
@@ -125,6 +127,7 @@ async function connectThenForward(d: PickEndpointDeps, inner: HttpService, req: 
   } finally {
     pending.release();
   }
+  st.connected();
   attempt.sendsNow();
   return raced(inner, req, attempt, d.watchesSignal?.(req, ep) ?? false);
 }

@@ -3,6 +3,7 @@ import type { ClusterHandle } from '../outbound/cluster-set.js';
 import type { Outcome } from '../resilience/classify.js';
 import type { Upstream } from '../net/connector.js';
 import type { Endpoint } from '../../contract/model.js';
+import type { Clock, Timer } from '../../common/clock.js';
 
 /**
  * The endpoint keys one request has tried, in order. Almost every request makes one
@@ -69,8 +70,91 @@ export class ResilienceState {
    * stays on the copy): the metrics' destination_* labels and the access log's upstream host.
    */
   endpoint: Endpoint | undefined = undefined;
+  /**
+   * The current attempt's per-try timers (the retry layer's perTryTimeoutMs, an HTTPRoute
+   * rule's `timeouts.backendRequest`), armed as the attempt starts and stopped while it
+   * waits for a connection (waitsForConnection), then started again, from zero, once it has
+   * one (connected). Envoy starts the per-try timeout when the request has its connection
+   * (router/upstream_request.cc onPoolReady: setupPerTryTimeout), the connect timeout
+   * bounding the wait before it, and GEP-1742 times `backendRequest` "from when the request
+   * first starts being sent". Timed from the attempt's start, a try that waited out the
+   * peer sidecar's TLS handshake on a loaded machine timed out without reaching the app, and
+   * was retried as if the app had been slow (test/route-rule-retry.test.ts saw 2 tries of 3).
+   * null while none is armed: the common request pays one comparison per wait.
+   */
+  private tryTimers: TryTimer[] | null = null;
 
   constructor(readonly cluster: ClusterHandle) {}
+
+  /** A new attempt: the last one's timers are its own (cleared by their layers) and forgotten here. */
+  newTry(): void {
+    this.tryTimers = null;
+  }
+
+  /** A per-try timer of the current attempt (TryTimer), stopped while it waits for a connection. */
+  addTryTimer(t: TryTimer): void {
+    if (this.tryTimers === null) this.tryTimers = [t];
+    else this.tryTimers.push(t);
+  }
+
+  /** The attempt waits for a connection (ConnectionWait, h1-pool-options.ts): its per-try timers stop. */
+  waitsForConnection(): void {
+    const ts = this.tryTimers;
+    if (ts !== null) for (const t of ts) t.pause();
+  }
+
+  /** The attempt has its connection: its per-try timers stopped meanwhile start again, from zero. */
+  connected(): void {
+    const ts = this.tryTimers;
+    if (ts === null) return;
+    this.tryTimers = null;
+    for (const t of ts) t.resume();
+  }
+
+  /** Whether a layer below must say when the attempt waits for a connection (forward-to-endpoint passes this state to the pool then). */
+  get timesTry(): boolean {
+    return this.tryTimers !== null;
+  }
+}
+
+/**
+ * A per-try timer: fires `fire` `ms` after it was armed, or after it was last resumed
+ * (ResilienceState.connected) if it was paused (the attempt waited for a connection).
+ */
+export class TryTimer {
+  private timer: Timer | null = null;
+  private done = false;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly ms: number,
+    private readonly fire: () => void,
+  ) {
+    this.timer = clock.setTimeout(this.onTimer, ms);
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    if (this.done) return;
+    this.done = true;
+    this.fire();
+  };
+
+  pause(): void {
+    if (this.timer === null) return;
+    this.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  resume(): void {
+    if (this.timer === null && !this.done) this.timer = this.clock.setTimeout(this.onTimer, this.ms);
+  }
+
+  /** The attempt is over: the timer never fires. */
+  clear(): void {
+    this.done = true;
+    this.pause();
+  }
 }
 
 const STATE = Symbol('wren.resilience');

@@ -13,7 +13,7 @@ import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
 import type { RetryCause } from '../../contract/discovery.js';
 
 type RetryPolicy = TrafficPolicy['retry'];
-import { stateOf, type ResilienceState } from './request-state.js';
+import { stateOf, TryTimer, type ResilienceState } from './request-state.js';
 import { sleep } from './race-signal.js';
 import { linkedAbort } from '../../common/linked-abort.js';
 
@@ -45,7 +45,9 @@ export type RetryObserver = (req: ProxyRequest, attempts: number, causes: readon
  * gRPC calls are retried on the `retryOn` conditions whatever their method (all gRPC is
  * POST): as in gRPC's own retry design (gRFC A6) naming the status codes is the opt-in.
  * The per-try timeout covers one attempt up to its response headers, so it never cuts a
- * stream once it has started; the idle timeout is for that.
+ * stream once it has started; the idle timeout is for that. It does not run while the
+ * attempt waits for a connection (a new one, its TLS handshake, or a free one): as Envoy's
+ * per_try_timeout, it starts over once the request has one (request-state.ts TryTimer).
  */
 export const retry =
   (clock: Clock, logger?: Logger, onRetried?: RetryObserver): HttpLayer =>
@@ -135,11 +137,14 @@ class RetryRun {
           // timeouts layer): failed here, never forwarded with more time than is left.
           if (headers === null) throw new PE(st.deadlineCode, 'less than 1 ms of the deadline was left for the attempt');
           let signal = req.signal;
-          let timer: ReturnType<Clock['setTimeout']> | undefined;
+          let timer: TryTimer | undefined;
+          st.newTry();
           if (perTry > 0) {
             const ac = linkedAbort(req.signal);
             signal = ac.signal;
-            timer = clock.setTimeout(() => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)), perTry);
+            // Stopped while the attempt waits for a connection (request-state.ts TryTimer).
+            timer = new TryTimer(clock, perTry, () => ac.abort(new PE('REQUEST_TIMEOUT', `per-try timeout ${perTry} ms`)));
+            st.addTryTimer(timer);
           }
           const abody = body?.attempt() ?? null;
           // The first attempt of a bodyless request without a per-try timeout is the request itself.
@@ -151,7 +156,7 @@ class RetryRun {
             error = toProxyError(err);
             outcome = st.outcome ?? classify({ type: 'error', error });
           } finally {
-            if (timer) clock.clearTimeout(timer);
+            timer?.clear();
             held?.release();
             held = null;
           }

@@ -6,7 +6,7 @@ import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
 import { deadlineSpent, parseGrpcTimeout } from '../resilience/grpc-timeout.js';
-import { stateOf } from './request-state.js';
+import { stateOf, TryTimer } from './request-state.js';
 import { raceSignal } from './race-signal.js';
 import { linkedAbort } from '../../common/linked-abort.js';
 import { RelayedBody } from '../http/relayed-body.js';
@@ -38,7 +38,8 @@ export const timeouts =
 /**
  * An HTTPRoute rule's `timeouts.backendRequest`, below the retry layer so it bounds each
  * try: "the time from when the request first starts being sent from the gateway to when
- * the full response has been received from the backend" (HTTPRouteTimeouts, GEP-1742). So,
+ * the full response has been received from the backend" (HTTPRouteTimeouts, GEP-1742): not
+ * while the try waits for a connection (request-state.ts TryTimer). So,
  * unlike the per-try timeout of a TrafficPolicy (Envoy's per_try_timeout, which stops at
  * the response headers), it keeps running over the response body: before the headers it
  * fails the try (REQUEST_TIMEOUT, which the retry layer may retry), after them it ends the
@@ -93,6 +94,7 @@ async function withTimeouts(
   const ac = linkedAbort(req.signal);
   const signal = ac.signal;
   let deadlineTimer: Timer | null = null;
+  let tryTimer: TryTimer | null = null;
   let idleTimer: Timer | null = null;
   let active = true;
   let onFire: (e: ProxyError) => void = (e) => ac.abort(e);
@@ -103,15 +105,24 @@ async function withTimeouts(
   const clear = () => {
     active = false;
     if (deadlineTimer) clock.clearTimeout(deadlineTimer);
+    tryTimer?.clear();
     if (idleTimer) clock.clearTimeout(idleTimer);
     deadlineTimer = idleTimer = null;
+    tryTimer = null;
   };
   const touch = () => {
     if (idleMs <= 0 || !active) return;
     if (idleTimer) clock.clearTimeout(idleTimer);
     idleTimer = clock.setTimeout(() => fire(new ProxyError('IDLE_TIMEOUT', `no activity for ${idleMs} ms`)), idleMs);
   };
-  if (budget !== Infinity) deadlineTimer = clock.setTimeout(() => fire(new ProxyError(code, `after ${budget} ms`)), budget);
+  if (budget !== Infinity) {
+    const onDeadline = () => fire(new ProxyError(code, `after ${budget} ms`));
+    // One try's (backendRequest): stopped while the try waits for a connection, as the retry
+    // layer's per-try timeout is (request-state.ts TryTimer; GEP-1742: "from when the request
+    // first starts being sent").
+    if (perTry && st) st.addTryTimer((tryTimer = new TryTimer(clock, budget, onDeadline)));
+    else deadlineTimer = clock.setTimeout(onDeadline, budget);
+  }
   touch();
   let reqBody = req.body;
   if (reqBody && idleMs > 0) {

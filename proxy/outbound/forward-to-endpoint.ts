@@ -41,8 +41,11 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
     if (req.upgrade !== undefined) return upgrade(peers, agent, ep, req, peer);
     if (viaH1Pool(req, ep, via)) {
       const route = req.route;
-      const limits = stateOf(req)?.cluster;
+      const st = stateOf(req);
+      const limits = st?.cluster;
       const waitMs = route && limits ? portPolicy(route.service, route.port).timeouts.connectMs : undefined;
+      // An attempt with per-try timers: the pool says when it waits for a connection (request-state.ts TryTimer).
+      const wait = st !== undefined && st.timesTry ? st : undefined;
       if (ep.proxyPort !== null) {
         const proto = upstreamProto(req);
         const extra = lines.of(ep.port, proto, peer);
@@ -54,11 +57,11 @@ export function forwardToEndpoint(peers: PeerPool, agent: Agent, mesh: MeshPools
         // max_requests its streams). While the multiplexer session it needs is being
         // established it is a pending request, as one waiting for a peer session on h2
         // (the pool's sessionStreams: mesh-mux-pool.ts).
-        if (proto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
-        return mesh.h1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra);
+        if (proto === 'HTTP/2') return mesh.h2!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra, wait);
+        return mesh.h1!.request(ep.address, ep.proxyPort, req, req.headers, limits, waitMs, ep.identity, extra, wait);
       }
       if (!route || !limits) return forwardH1(agent, ep.address, ep.port, req, req.headers);
-      return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs);
+      return forwardH1(agent, ep.address, ep.port, req, req.headers, limits, waitMs, wait);
     }
     const origProto = upstreamProto(req);
     const extra: Headers | undefined =

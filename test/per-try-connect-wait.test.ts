@@ -1,0 +1,75 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Proxy } from '../proxy/proxy.js';
+import { testPki } from './helpers/pki.js';
+import { startProxy } from './helpers/proxy.js';
+import { httpEchoBackend, send, type EchoBackend } from './helpers/route-backends.js';
+import { webRoutes } from './helpers/web-routes.js';
+
+/**
+ * A try's per-try timeout (here an HTTPRoute rule's `timeouts.backendRequest`) does not run
+ * while the try waits for its connection to the peer sidecar: it starts once the request
+ * has one, as Envoy's per_try_timeout does (router/upstream_request.cc onPoolReady) and as
+ * GEP-1742 times backendRequest ("from when the request first starts being sent"). The
+ * connect timeout bounds the wait. test/route-rule-retry.test.ts failed under load with 2
+ * tries of 3: its first try waited out the sidecars' first mTLS handshake (hundreds of ms
+ * on a loaded machine) past the 150 ms, so it timed out without reaching the app. Here the
+ * handshake is held back on purpose, by a relay in front of the server sidecar that
+ * forwards a connection only after HOLD_MS.
+ */
+const pki = testPki();
+const HOLD_MS = 400;
+let client: Proxy, server: Proxy;
+let echo: EchoBackend;
+let relay: Server;
+const relayed = new Set<Socket>();
+
+/** The server sidecar as the client reaches it: through the relay. */
+const viaRelay = (): Proxy => Object.create(server, { inboundPort: { value: (relay.address() as AddressInfo).port } }) as Proxy;
+const { route: httpRoute, use: useRoutes } = webRoutes(() => client, viaRelay, () => ({ web: { port: echo.port }, echo: { port: echo.port } }));
+const tries = (path: string) => echo.seen.filter((e) => e.path === path).length;
+
+beforeAll(async () => {
+  echo = await httpEchoBackend('echo');
+  server = await startProxy({ pki, serviceAccount: 'backend' });
+  client = await startProxy({ pki, serviceAccount: 'client', services: [] });
+  relay = createServer((down) => {
+    relayed.add(down);
+    down.on('error', () => undefined);
+    down.on('close', () => relayed.delete(down));
+    // What the client sends meanwhile (its ClientHello) waits in the paused socket.
+    setTimeout(() => {
+      if (down.destroyed) return;
+      const up = connect(server.inboundPort, '127.0.0.1');
+      relayed.add(up);
+      up.on('error', () => down.destroy());
+      up.on('close', () => {
+        relayed.delete(up);
+        down.destroy();
+      });
+      down.on('close', () => up.destroy());
+      down.pipe(up).pipe(down);
+    }, HOLD_MS);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+});
+
+afterAll(async () => {
+  await client.close();
+  for (const s of relayed) s.destroy();
+  await new Promise<void>((r) => relay.close(() => r()));
+  await server.close();
+  await echo.close();
+});
+
+test("a try's per-try timeout starts once it has its connection: the first try, held up by the peer's mTLS handshake, still reaches the app (adv62)", async () => {
+  // 150 ms a try, 2 retries, an app that answers in 3 s: every try times out, and each one
+  // reaches the app, the first after the 400 ms its connection took. Before, the first
+  // try's 150 ms ran out during the handshake: 2 tries (or 1) reached the app, not 3.
+  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '150ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
+  const path = '/held-handshake?delayMs=3000';
+  const started = performance.now();
+  const r = await send(client.outboundPort, 'web', path);
+  expect({ status: r.status, error: r.headers['wren-proxy-error'], tries: tries(path) }).toEqual({ status: 504, error: 'request-timeout', tries: 3 });
+  // The connection's wait and three whole tries.
+  expect(performance.now() - started).toBeGreaterThanOrEqual(HOLD_MS + 3 * 150 - 5);
+});
