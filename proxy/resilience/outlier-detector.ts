@@ -2,8 +2,8 @@ import type { Clock, Random, Timer } from '../../common/clock.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import type { Outcome } from './classify.js';
 import {
-  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, FROM_EJECTED, GATEWAY, GENERATION, HEALTHY, leaseSeconds, LOCAL,
-  LOCAL_SUCCESS, LOCAL_TOTAL, privateSlot, REASON, renew, STATE, STATE_MASK, TIMES, TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
+  BACKOFF, BUCKET, C5XX, CAUSE, CELLS, CHANGING, DECAY_TICK, EJECTED, EJECTED_AT, EJECTION_MS, EXT_SUCCESS, EXT_TOTAL, FROM_EJECTED, GATEWAY, GENERATION, GENERATION_BITS, HEALTHY, leaseSeconds, LOCAL,
+  LOCAL_SUCCESS, LOCAL_TOTAL, privateSlot, REASON, renew, STATE_MASK, TIMES, TIMES_EJECTED, UNEJECTED_AT, type OutlierSlot, type SharedOutliers,
 } from './shared-outliers.js';
 
 /**
@@ -84,16 +84,26 @@ const CAUSES: readonly UnejectCause[] = ['timeout', 'health-check', 'disabled'];
 /** A host's success-rate bucket cells, per origin. */
 const ORIGIN = { ext: { success: EXT_SUCCESS, total: EXT_TOTAL }, local: { success: LOCAL_SUCCESS, total: LOCAL_TOTAL } } as const;
 
+/** No state word (its state bits 3 are none of HEALTHY, EJECTED, CHANGING). */
+const NO_WORD = -1n;
+
+/** The state (HEALTHY, EJECTED, CHANGING) of a state word. */
+function stateOf(word: bigint): number {
+  return Number(word & STATE_MASK);
+}
+
 class HostMonitor {
   /** This thread's view of the slot's state, what the picker is built from (changed only with an event). */
   ejected = false;
-  /** The slot's cells and times, and where this host's begin in them. */
+  /** The slot's cells, state words and times, and where this host's are in them. */
   cells!: Int32Array;
+  states!: BigInt64Array;
   times!: Float64Array;
   c = 0;
+  s = 0;
   t = 0;
-  /** The slot's STATE word (with its generation) if it was CHANGING at this thread's last sweep, else -1 (never a word: state 3). */
-  changing = -1;
+  /** The slot's state word (with its generation) if it was CHANGING at this thread's last sweep, else NO_WORD. */
+  changing = NO_WORD;
 
   constructor(public slot: OutlierSlot) {
     this.at(slot);
@@ -102,40 +112,42 @@ class HostMonitor {
   at(slot: OutlierSlot): void {
     this.slot = slot;
     this.cells = slot.memory.cells;
+    this.states = slot.memory.states;
     this.times = slot.memory.times;
     this.c = slot.slot * CELLS;
+    this.s = slot.slot;
     this.t = slot.slot * TIMES;
-    this.changing = -1;
+    this.changing = NO_WORD;
   }
 
-  /** The STATE cell: state and generation (shared-outliers.ts). */
-  word(): number {
-    return Atomics.load(this.cells, this.c + STATE);
+  /** The state word: state and generation (shared-outliers.ts). */
+  word(): bigint {
+    return Atomics.load(this.states, this.s);
   }
 
   shared(): number {
-    return this.word() & STATE_MASK;
+    return stateOf(this.word());
   }
 
   /**
    * Enters CHANGING from `from` (the next generation): the CHANGING word this thread now
-   * holds, or -1 when the state is not `from`, or, with `expected`, when the cell is no longer
-   * that exact word (another change was made since it was read).
+   * holds, or NO_WORD when the state is not `from`, or, with `expected`, when the word is no
+   * longer that exact word (another change was made since it was read).
    */
-  begin(from: number, expected?: number): number {
-    const i = this.c + STATE;
+  begin(from: number, expected?: bigint): bigint {
     for (;;) {
-      const w = expected ?? Atomics.load(this.cells, i);
-      if ((w & STATE_MASK) !== from) return -1;
-      const next = ((w & ~(STATE_MASK | FROM_EJECTED)) + GENERATION) | (from === EJECTED ? FROM_EJECTED : 0) | CHANGING;
-      if (Atomics.compareExchange(this.cells, i, w, next) === w) return next;
-      if (expected !== undefined) return -1;
+      const w = expected ?? Atomics.load(this.states, this.s);
+      if (stateOf(w) !== from) return NO_WORD;
+      // The generation wraps at 2^61 (asIntN: the word the cell holds, its sign bit included).
+      const next = BigInt.asIntN(64, ((w & GENERATION_BITS) + GENERATION) | (from === EJECTED ? FROM_EJECTED : 0n) | BigInt(CHANGING));
+      if (Atomics.compareExchange(this.states, this.s, w, next) === w) return next;
+      if (expected !== undefined) return NO_WORD;
     }
   }
 
   /** Ends the change begun as `changing` (begin()), publishing `state`: a thread that reads it reads the times written before. */
-  end(changing: number, state: number): void {
-    Atomics.store(this.cells, this.c + STATE, (changing & ~(STATE_MASK | FROM_EJECTED)) | state);
+  end(changing: bigint, state: number): void {
+    Atomics.store(this.states, this.s, (changing & GENERATION_BITS) | BigInt(state));
   }
 
   /**
@@ -315,13 +327,13 @@ export class OutlierDetector {
       // slot while its owner still wrote it (two ejections at once; adv54). The exchange is of
       // that word, so it can only undo the change that stopped.
       const w = m.word();
-      const changing = (w & STATE_MASK) === CHANGING ? w : -1;
-      if (changing !== -1 && changing === m.changing) {
+      const changing = stateOf(w) === CHANGING ? w : NO_WORD;
+      if (changing !== NO_WORD && changing === m.changing) {
         // The state the change began from (its word says), not this thread's view of it, which
         // is stale in a worker that took the endpoint up during the change (setHosts: healthy).
-        const from = (changing & FROM_EJECTED) !== 0 ? EJECTED : HEALTHY;
-        Atomics.compareExchange(m.cells, m.c + STATE, changing, (changing & ~(STATE_MASK | FROM_EJECTED)) | from);
-        m.changing = -1;
+        const from = (changing & FROM_EJECTED) !== 0n ? EJECTED : HEALTHY;
+        Atomics.compareExchange(m.states, m.s, changing, (changing & GENERATION_BITS) | BigInt(from));
+        m.changing = NO_WORD;
       } else {
         m.changing = changing;
       }
@@ -331,7 +343,7 @@ export class OutlierDetector {
       // exchanged, so an ejection another worker ended and a new one it began since the read
       // (the same EJECTED state, a later generation) is left to run its time (ABA; adv54).
       const ejection = m.word();
-      if (m.ejected && (ejection & STATE_MASK) === EJECTED && now - m.times[m.t + EJECTED_AT] >= m.times[m.t + EJECTION_MS]) {
+      if (m.ejected && stateOf(ejection) === EJECTED && now - m.times[m.t + EJECTED_AT] >= m.times[m.t + EJECTION_MS]) {
         this.uneject(k, m, 'timeout', ejection);
       }
     }
@@ -511,7 +523,7 @@ export class OutlierDetector {
     const { cells, c, times, t } = m;
     // The sidecar's ejection, claimed once: another worker that got there first has ejected it.
     const changing = m.begin(HEALTHY);
-    if (changing === -1) {
+    if (changing === NO_WORD) {
       this.follow(key, m);
       return;
     }
@@ -544,10 +556,10 @@ export class OutlierDetector {
   }
 
   /** `ejection`: the STATE word of the ejection to end (the one whose times were read), else whichever there is. */
-  private uneject(key: string, m: HostMonitor, cause: UnejectCause, ejection?: number): void {
+  private uneject(key: string, m: HostMonitor, cause: UnejectCause, ejection?: bigint): void {
     const { cells, c } = m;
     const changing = m.begin(EJECTED, ejection);
-    if (changing === -1) {
+    if (changing === NO_WORD) {
       // Another worker unejected it (or is doing so, or ejected it anew): its state, once published, is this thread's.
       this.follow(key, m);
       return;

@@ -4,7 +4,7 @@ import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { OutlierPolicy } from '../../contract/model.js';
 import { classify } from './classify.js';
 import { OutlierDetector, type OutlierEvent } from './outlier-detector.js';
-import { BUCKET, CELLS, CHANGING, EJECTED, EJECTED_AT, EJECTION_MS, EXT_TOTAL, FROM_EJECTED, GENERATION, outlierMemory, SharedOutliers, STATE, STATE_MASK, TIMES, UNEJECTED_AT, type OutlierMemory } from './shared-outliers.js';
+import { BUCKET, CELLS, CHANGING, EJECTED, EJECTED_AT, EJECTION_MS, EXT_TOTAL, FROM_EJECTED, GENERATION, outlierMemory, SharedOutliers, STATE_MASK, TIMES, UNEJECTED_AT, type OutlierMemory } from './shared-outliers.js';
 
 /**
  * Outlier detection with listener workers (config `concurrency` > 1): two detectors of
@@ -254,7 +254,7 @@ describe('shared outlier detection (two workers, one table)', () => {
     const memory = outlierMemory(true, 64);
     const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory);
     const a = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot;
-    Atomics.store(memory.cells, a * CELLS + STATE, CHANGING);
+    Atomics.store(memory.states, a, BigInt(CHANGING));
     for (let i = 0; i < 5; i++) w0.record('a', e500);
     expect(w0.isEjected('a')).toBe(false);
     clock.advance(20_000); // seen CHANGING at 10 s, still at 20 s: restored
@@ -290,7 +290,7 @@ describe('shared outlier detection (two workers, one table)', () => {
     });
     const memory: OutlierMemory = { ...base, times };
     const slot = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot;
-    return { memory, hook, slot, state: () => Atomics.load(memory.cells, slot * CELLS + STATE) & STATE_MASK };
+    return { memory, hook, slot, state: () => Number(Atomics.load(memory.states, slot) & STATE_MASK) };
   }
 
   it("a sweep's timeout uneject ends only the ejection whose times it read: one another worker ended and began anew in between runs its time (ABA; adv54)", () => {
@@ -317,6 +317,59 @@ describe('shared outlier detection (two workers, one table)', () => {
     expect(w0.isEjected('a')).toBe(true);
     clock.advance(1);
     expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    close();
+  });
+
+  it("a word read before exactly 2^29 changes by others is not the word after them: the generation does not come round there (adv62)", () => {
+    const { memory, hook, slot, state } = hookedMemory();
+    const { clock, ds: [w0, w1], events, close } = workers({}, ['a'], memory);
+    for (let i = 0; i < 5; i++) w0.record('a', e500); // ejected at 0 for 30 s
+    clock.advance(25_000);
+    // Worker 0's sweep at 30 s reads the ejection (run out); before its exchange, the other
+    // workers make 2^29 changes (unejects and ejections), the last a new ejection for 60 s:
+    // the same state, 2^29 generations on. In an int32 cell (29 bits of generation) that was
+    // the very word worker 0 had read, so its exchange went through and ended the new
+    // ejection at once.
+    hook.cell = slot * TIMES + EJECTION_MS;
+    hook.on = 'get';
+    hook.at = () => {
+      memory.times[slot * TIMES + EJECTED_AT] = 30_000;
+      memory.times[slot * TIMES + EJECTION_MS] = 60_000;
+      Atomics.add(memory.states, slot, GENERATION << 29n);
+    };
+    clock.advance(5_000);
+    expect(hook.at).toBeNull(); // the sweep ran into it
+    expect(state()).toBe(EJECTED);
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
+    expect([...events[0], ...events[1]].filter((e) => e.type === 'unejected')).toEqual([]);
+    close();
+  });
+
+  it('the generation comes round at 2^61 changes: ejections, unejects and a change cut short work through it (adv62)', () => {
+    const memory = outlierMemory(true, 64);
+    const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory);
+    const a = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot;
+    const word = () => Atomics.load(memory.states, a);
+    const generation = () => BigInt.asUintN(61, word() >> 3n);
+    const LAST = (1n << 61n) - 1n;
+    // Healthy at the last generation but one.
+    Atomics.store(memory.states, a, BigInt.asIntN(64, (LAST - 1n) << 3n));
+    for (let i = 0; i < 5; i++) w0.record('a', e500); // an ejection: the last generation
+    expect({ generation: generation(), state: Number(word() & STATE_MASK) }).toEqual({ generation: LAST, state: EJECTED });
+    expect(w1.isEjected('a')).toBe(true);
+    clock.advance(30_000); // its uneject: round to generation 0
+    expect({ generation: generation(), state: Number(word() & STATE_MASK) }).toEqual({ generation: 0n, state: 0 });
+    expect(w0.isEjected('a') || w1.isEjected('a')).toBe(false);
+    for (let i = 0; i < 5; i++) w1.record('a', e500);
+    expect({ generation: generation(), state: Number(word() & STATE_MASK) }).toEqual({ generation: 1n, state: EJECTED });
+    // A change cut short at the last generation (an uneject begun, its worker gone) is undone
+    // to the ejection at the second sweep that sees it, as anywhere else.
+    Atomics.store(memory.states, a, BigInt.asIntN(64, (LAST << 3n) | FROM_EJECTED | BigInt(CHANGING)));
+    w1.tick();
+    expect(Number(word() & STATE_MASK)).toBe(CHANGING);
+    w1.tick();
+    expect({ generation: generation(), state: Number(word() & STATE_MASK) }).toEqual({ generation: LAST, state: EJECTED });
+    expect(w0.isEjected('a') && w1.isEjected('a')).toBe(true);
     close();
   });
 
@@ -351,18 +404,18 @@ describe('shared outlier detection (two workers, one table)', () => {
     const memory = outlierMemory(true, 64);
     const { clock, ds: [w0, w1], close } = workers({}, ['a'], memory);
     for (let i = 0; i < 5; i++) w0.record('a', e500); // ejected at 0 for 30 s
-    const cell = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot * CELLS + STATE;
+    const cell = new SharedOutliers(memory).acquire('web.default:80', 'a', 0, 90).slot;
     // Worker 0 is terminated in the middle of an uneject (CHANGING, begun from EJECTED), and
     // the worker started in its place takes the endpoint up: it sees no ejection (healthy).
     w0.close();
-    const word = Atomics.load(memory.cells, cell);
-    Atomics.store(memory.cells, cell, ((word & ~(STATE_MASK | FROM_EJECTED)) + GENERATION) | FROM_EJECTED | CHANGING);
+    const word = Atomics.load(memory.states, cell);
+    Atomics.store(memory.states, cell, ((word & ~(STATE_MASK | FROM_EJECTED)) + GENERATION) | FROM_EJECTED | BigInt(CHANGING));
     const w2 = new OutlierDetector({ ...DEFAULT_POLICY.outlierDetection }, clock, seededRandom(3), { table: new SharedOutliers(memory, undefined, 2), cluster: 'web.default:80', announce: (e) => w1.sync(e) });
     w2.setHosts(['a']);
     expect(w2.isEjected('a')).toBe(false);
     w2.tick();
     w2.tick(); // the same change at two sweeps: cut short
-    expect(Atomics.load(memory.cells, cell) & STATE_MASK).toBe(EJECTED);
+    expect(Number(Atomics.load(memory.states, cell) & STATE_MASK)).toBe(EJECTED);
     expect(w1.isEjected('a') && w2.isEjected('a')).toBe(true);
     // The ejection ends as any does: at its time, announced.
     clock.advance(30_000);

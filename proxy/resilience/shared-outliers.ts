@@ -32,8 +32,14 @@ import { sharedKey } from '../workers/shared-key.js';
 export interface OutlierMemory {
   /** Per slot: the key of "cluster\nendpoint" (shared-key.ts), 0n while empty. */
   readonly keys: BigInt64Array;
-  /** Per slot: CELLS int32 cells (counters, state, lease). */
+  /** Per slot: CELLS int32 cells (counters, lease). */
   readonly cells: Int32Array;
+  /**
+   * Per slot: the state word (below), 64 bits so that its generation cannot come round
+   * again while a thread holds a word it read: 2^61 changes, 73 years at a change every
+   * nanosecond. In an int32 cell it had 29 bits, and came round every 2^29 changes.
+   */
+  readonly states: BigInt64Array;
   /** Per slot: TIMES float64 cells (clock ms), written only by the thread holding the slot's state at CHANGING. */
   readonly times: Float64Array;
   /**
@@ -47,34 +53,37 @@ export interface OutlierMemory {
   readonly holders: BigInt64Array;
 }
 
+/**
+ * A slot's state word (OutlierMemory.states): the state (HEALTHY, EJECTED, or CHANGING while
+ * one thread writes an ejection or uneject) in the low two bits (STATE_MASK), while CHANGING
+ * the state it began from (FROM_EJECTED), and above them a generation: the number of
+ * changes begun (modulo 2^61), added to by the compare-exchange that enters CHANGING. A
+ * thread that read the word and acts on what it read compare-exchanges that exact word, so
+ * a change made by another thread in between (an uneject and a new ejection: the same state
+ * again) fails its exchange instead of being taken for the one it read (ABA), and a CHANGING
+ * word seen at two sweeps is the same change, not two that happened to be under way at both
+ * (outlier-detector.ts). The generation must not come round while a word is held: it did
+ * every 2^29 changes when the word was an int32 cell (until 2026-12-07, adv62), so a
+ * thread that read a word and acted after exactly 2^29 changes by others (or a sweep that
+ * saw CHANGING 2^29 changes apart) took the new word for the one it had read.
+ */
+export const STATE_MASK = 3n;
+/** Set in a CHANGING word whose change began from EJECTED (an uneject): the state to restore if it was cut short. */
+export const FROM_EJECTED = 4n;
+/** What one change adds to the state word (the generation, above STATE_MASK and FROM_EJECTED). */
+export const GENERATION = 8n;
 /** int32 cells of a slot. */
 export const C5XX = 0;
 export const GATEWAY = 1;
 export const LOCAL = 2;
-/**
- * The state (HEALTHY, EJECTED, or CHANGING while one thread writes an ejection or uneject) in
- * the low two bits (STATE_MASK), while CHANGING the state it began from (FROM_EJECTED), and
- * above them a generation: the number of changes begun (modulo 2^29), added to by the
- * compare-exchange that enters CHANGING. A thread that read
- * the cell and acts on what it read compare-exchanges that exact word, so a change made by
- * another thread in between (an uneject and a new ejection: the same state again) fails its
- * exchange instead of being taken for the one it read (ABA), and a CHANGING word seen at two
- * sweeps is the same change, not two that happened to be under way at both (outlier-detector.ts).
- */
-export const STATE = 3;
-export const STATE_MASK = 3;
-/** Set in a CHANGING word whose change began from EJECTED (an uneject): the state to restore if it was cut short. */
-export const FROM_EJECTED = 4;
-/** What one change adds to the STATE cell (the generation, above STATE_MASK and FROM_EJECTED). */
-export const GENERATION = 8;
-export const TIMES_EJECTED = 4;
-export const BACKOFF = 5;
+export const TIMES_EJECTED = 3;
+export const BACKOFF = 4;
 /** Index in EJECTION_REASONS of the last ejection's reason, + 1 (0: never ejected). */
-export const REASON = 6;
+export const REASON = 5;
 /** Index in UNEJECT_CAUSES of the last uneject's cause. */
-export const CAUSE = 7;
+export const CAUSE = 6;
 /** The sweep number (clock ms / interval, + 1) of the last backoff decrement: one per interval for the sidecar. */
-export const DECAY_TICK = 8;
+export const DECAY_TICK = 7;
 /**
  * Seconds (clock) when a holder last swept the slot, and the lease in seconds. The clock's
  * seconds (epoch-based in production: common/clock.ts) pass 2^31 in January 2038 and are
@@ -82,25 +91,25 @@ export const DECAY_TICK = 8;
  * subtracted as they were, every lease would read as run out, and a live slot (an ejection)
  * be taken over by the next endpoint that found no room.
  */
-const SEEN = 9;
-const LEASE = 10;
+const SEEN = 8;
+const LEASE = 9;
 /**
  * The success-rate buckets: which of the two is being written (0 or 1), and per origin
  * (external, local) the requests that succeeded and all requests, two cells each (bucket
  * 0, bucket 1). Every worker adds to the current one; the sweep that evaluates the
  * interval makes the other current (zeroed first) and reads the one it closed.
  */
-export const BUCKET = 11;
-export const EXT_SUCCESS = 12;
-export const EXT_TOTAL = 14;
-export const LOCAL_SUCCESS = 16;
-export const LOCAL_TOTAL = 18;
+export const BUCKET = 10;
+export const EXT_SUCCESS = 11;
+export const EXT_TOTAL = 13;
+export const LOCAL_SUCCESS = 15;
+export const LOCAL_TOTAL = 17;
 /**
  * Held (1) by a thread zeroing the slot for a new endpoint (hold(), a takeover in acquire()),
  * so that no other worker takes the slot up, and records into it, until the zeroing is done.
  */
-const LOCK = 20;
-export const CELLS = 21;
+const LOCK = 19;
+export const CELLS = 20;
 /** Spins waiting for a slot's LOCK (held for a few stores) before going on without it: its holder was terminated in the middle. */
 const LOCK_SPINS = 1 << 20;
 /** float64 cells of a slot. */
@@ -113,6 +122,8 @@ export const TIMES = 3;
 export const HEALTHY = 0;
 export const EJECTED = 1;
 export const CHANGING = 2;
+/** The generation part of a state word: all but STATE_MASK and FROM_EJECTED. */
+export const GENERATION_BITS = ~(STATE_MASK | FROM_EJECTED);
 
 /** Endpoint slots of the shared table; an endpoint beyond them keeps its outlier state in its own worker. */
 const ENDPOINT_SLOTS = 16384;
@@ -123,7 +134,7 @@ export function outlierMemory(shared: boolean, slots = ENDPOINT_SLOTS): OutlierM
   const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
   const times = new Float64Array(buf(slots * TIMES * 8));
   for (let s = 0; s < slots; s++) times[s * TIMES + UNEJECTED_AT] = NaN;
-  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * CELLS * 4)), times, holders: new BigInt64Array(buf(slots * 8)) };
+  return { keys: new BigInt64Array(buf(slots * 8)), cells: new Int32Array(buf(slots * CELLS * 4)), states: new BigInt64Array(buf(slots * 8)), times, holders: new BigInt64Array(buf(slots * 8)) };
 }
 
 /** Where one endpoint's outlier state is: slot `slot` of `memory` (a private one-slot memory: slot 0, key 0n). */
@@ -257,6 +268,9 @@ export class SharedOutliers {
   private zero(j: number, leased = false): void {
     const { cells, times } = this.memory;
     for (let c = 0; c < CELLS; c++) if (c !== LOCK && (!leased || (c !== SEEN && c !== LEASE))) Atomics.store(cells, j * CELLS + c, 0);
+    // Healthy, at the next generation: a word read before (another endpoint's) never matches again.
+    const states = this.memory.states;
+    Atomics.store(states, j, BigInt.asIntN(64, (Atomics.load(states, j) & GENERATION_BITS) + GENERATION));
     times[j * TIMES + EJECTED_AT] = 0;
     times[j * TIMES + EJECTION_MS] = 0;
     times[j * TIMES + UNEJECTED_AT] = NaN;
