@@ -46,15 +46,20 @@ test('a try that reaches timeouts.backendRequest is retried by the rule retry, w
   // Before: the rule's retry compiled to `retryOn: [retriable-status-codes]` alone, which a
   // timed-out try (no response, no status) never matches, so the backend saw one try and
   // the caller a 504, even with codes [504].
-  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '150ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
-  const path = '/timed-out?delayMs=3000';
+  // Each try's 500 ms run from when it has its connection to the server sidecar (the mTLS
+  // handshake, 100 to 400 ms of the first try on a loaded machine, is not counted since
+  // adv62: test/per-try-connect-wait.test.ts), and cover its way on to the app: up to 130 ms
+  // seen on a loaded machine, where 150 ms a try left too little (2 tries of 3 once).
+  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '500ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
+  const path = '/timed-out?delayMs=5000';
   const r = await send(client.outboundPort, 'web', path);
   expect({ status: r.status, error: r.headers['wren-proxy-error'], tries: tries(path) }).toEqual({ status: 504, error: 'request-timeout', tries: 3 });
 });
 
 test('the timeout retry keeps the idempotency rule: a POST that reached the backend is tried once', async () => {
-  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '150ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
-  const path = '/timed-out-post?delayMs=3000';
+  // 500 ms, as above: the try must reach the app before its time is up.
+  useRoutes(httpRoute('slow', [{ timeouts: { backendRequest: '500ms' }, retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'echo', port: 80 }] }]));
+  const path = '/timed-out-post?delayMs=5000';
   const r = await send(client.outboundPort, 'web', path, { method: 'POST' });
   expect({ status: r.status, tries: tries(path) }).toEqual({ status: 504, tries: 1 });
 });
