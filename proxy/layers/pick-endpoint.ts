@@ -88,7 +88,7 @@ export const pickEndpoint =
     st.upstream = ready;
     if (connector !== undefined && ready === undefined) return connectThenForward(d, inner, req, st, ep, connector, policy.timeouts.connectMs);
     const attempt = new Attempt(req, st, d.clock, ep);
-    attempt.connected = true;
+    attempt.goesOut();
     if (!d.watchesSignal?.(req, ep)) return raced(inner, req, attempt);
     // The common case: the service below watches the signal, so no race and no async frame:
     // one promise (this `then`), its handlers the attempt's.
@@ -184,8 +184,20 @@ class Attempt implements BodyDone {
 
   /** The connector opened the upstream: the request goes out now, and its latency sample starts here (ProxyResponse.sentAt). */
   sendsNow(): void {
-    this.connected = true;
+    this.goesOut();
     this.started = this.clock.approxNow();
+  }
+
+  /**
+   * The request goes to its upstream now: until the attempt settles (failed() says what
+   * reached it), the request state says it may have been sent. A layer above may settle the
+   * attempt first (a per-try timeout's race: timeouts.ts backendRequest), and the retry layer
+   * then decides on this: it read "not sent" before, and tried a POST that had reached the
+   * app again (on an HTTP/2 session, whose call settles a turn after the abort).
+   */
+  goesOut(): void {
+    this.connected = true;
+    this.st.sent = true;
   }
 
   readonly onResponse = (res: ProxyResponse): ProxyResponse => {
