@@ -153,6 +153,15 @@ describe('REGISTRY_ONLY', () => {
     expect(await metrics(strict)).toMatch(new RegExp(`wren_passthrough_connections_total\\{reason="external-service"\\} ${Number(before) + 1}\\b`));
   });
 
+  test('a fully qualified name (trailing dot) is the same host by SNI as by Host: a real TLS client with SNI `api.example.com.` passes, as `plain.example.com.` does in a Host', async () => {
+    // RFC 6066 section 3 spells the HostName without the dot, but node's TLS client (as
+    // OpenSSL's) sends what the app gave it; before, the SNI was refused while the Host passed.
+    expect(await get(strict, plainPort, 'plain.example.com.', '/fqdn')).toMatchObject({ status: 200, body: 'plain host=plain.example.com. path=/fqdn' });
+    expect(await httpsGet(strict, httpsPort, 'api.example.com.')).toMatch(/^HTTP\/1\.1 200[\s\S]*tls sni=api\.example\.com\. host=api\.example\.com\. path=\/secure$/);
+    // Two dots are no host name: still refused.
+    expect(await httpsGet(strict, httpsPort, 'api.example.com..')).not.toMatch(/^HTTP\/1\.1 200/);
+  });
+
   test('TLS origination: the app speaks plain HTTP, the sidecar connects with TLS to tls.port, verified with the test CA', async () => {
     expect(await get(strict, ORIGINATION_PORT, 'api.example.com', '/v1')).toMatchObject({ status: 200, body: 'tls sni=api.example.com host=api.example.com path=/v1' });
   });

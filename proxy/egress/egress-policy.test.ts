@@ -36,6 +36,13 @@ test('TLS by SNI on HTTPS and TLS ports (case-insensitive); HTTP ports do not ma
   expect(policy.bySni('evil.org', 443)).toBeUndefined();
 });
 
+test('an SNI with a trailing dot (a fully qualified name) matches as the same name without it, as a Host does; two dots match nothing', () => {
+  expect(policy.bySni('pushed.example.org.', 8443)?.service.name).toBe('b/pushed');
+  expect(policy.bySni('API.example.com.', 443)?.service.name).toBe('a/wild');
+  expect(policy.bySni('pushed.example.org..', 8443)).toBeUndefined();
+  expect(policy.bySni('.', 443)).toBeUndefined();
+});
+
 test('TCP by address (IPs, CIDRs, IPv4-mapped IPv6) and port', () => {
   expect(policy.byAddress('10.20.3.4', 5432)?.service.name).toBe('a/db');
   expect(policy.byAddress('::ffff:10.20.3.4', 5432)?.service.name).toBe('a/db');

@@ -107,9 +107,15 @@ export class EgressPolicy {
     return lookup(this.http.get(port), host);
   }
 
-  /** The ExternalService host whose HTTPS or TLS port on `port` declares the SNI's host. */
+  /**
+   * The ExternalService host whose HTTPS or TLS port on `port` declares the SNI's host.
+   * One trailing dot is dropped first, as from a Host (egress-http.ts, route-table.ts):
+   * RFC 6066 section 3 spells a HostName without it, but clients send what the app gave
+   * them (node's tls.connect and OpenSSL pass `example.com.` through as it is), and the
+   * fully qualified name is the same host, so it matches the same declaration.
+   */
   bySni(sni: string, port: number): ExternalDestination | undefined {
-    return lookup(this.tls.get(port), sni.toLowerCase());
+    return lookup(this.tls.get(port), withoutTrailingDot(sni.toLowerCase()));
   }
 
   /** The ExternalService whose addresses hold the destination IP and that declares the port. */
@@ -126,6 +132,11 @@ export class EgressPolicy {
   toJSON(): unknown {
     return { mode: this.mode, modeSource: this.modeSource, externalServices: this.services };
   }
+}
+
+/** `example.com.` -> `example.com`: one dot, as the Host's is dropped; `example.com..` keeps one and matches nothing. */
+function withoutTrailingDot(host: string): string {
+  return host.endsWith('.') ? host.slice(0, -1) : host;
 }
 
 function blockList(addresses: readonly string[]): BlockList {
