@@ -75,6 +75,14 @@ describe('certificate source', () => {
     expect(parseProxyConfig({ tls: files, discovery: { statsReport: { intervalMs: '200ms' } } }).discovery.statsReport.intervalMs).toBe(200);
   });
 
+  test('protocol.detectTimeoutMs: at least 100 ms; 0 (a timer firing at once: every plaintext client judged silent, spliced unparsed) is refused with its field path', () => {
+    expect(parseProxyConfig({ tls: files }, 'cfg').protocol.detectTimeoutMs).toBe(1000);
+    expect(parseProxyConfig({ tls: files, protocol: { detectTimeoutMs: '100ms' } }, 'cfg').protocol.detectTimeoutMs).toBe(100);
+    expect(problem({ tls: files, protocol: { detectTimeoutMs: 0 } })).toMatch(/^cfg: protocol\.detectTimeoutMs: expected at least 100ms .*got 0 ms$/);
+    expect(problem({ tls: files, protocol: { detectTimeoutMs: '0s' } })).toMatch(/^cfg: protocol\.detectTimeoutMs: expected at least 100ms/);
+    expect(problem({ tls: files, protocol: { detectTimeoutMs: 99 } })).toMatch(/^cfg: protocol\.detectTimeoutMs: /);
+  });
+
   test('exactly one of tls and identity.certify, with field-path errors', () => {
     expect(problem({})).toBe('cfg: tls: required: either tls (certFile, keyFile, trustBundleFile) or identity.certify');
     expect(problem({ tls: files, identity: { certify: { controlPlane: 'x:1', tokenFile: '/t' } }, discovery: { insecure: true } })).toMatch(/^cfg: identity\.certify: set either tls/);

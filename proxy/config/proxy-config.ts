@@ -16,6 +16,14 @@ import {
 } from '../../common/schema.js';
 
 /**
+ * The least protocol.detectTimeoutMs taken. Istio takes any protocolDetectionTimeout of 1 ms
+ * or more (0 there means no timeout, wait for ever); here 0 meant a timer firing at once, so
+ * every plaintext client looked silent. 100 ms leaves a loaded node time to read a
+ * client's first segment; a server-first port that cannot wait that long is declared opaque.
+ */
+const MIN_DETECT_TIMEOUT_MS = 100;
+
+/**
  * The proxy's own configuration (bootstrap): identity, where its certificate comes from,
  * listeners, protocol handling and either a static mesh or a control-plane address.
  * Parsed once here; the rest of the proxy only sees the readonly result.
@@ -398,7 +406,11 @@ const shape = obj({
   app: obj({ address: str({ default: '127.0.0.1' }) }),
   appProbes: parseAppProbes,
   protocol: obj({
-    detectTimeoutMs: duration(1000),
+    // At least MIN_DETECT_TIMEOUT_MS: a timer that fires before an ordinary client's first
+    // segment is read decides "silent" for every plaintext request (0 fired at once), and a
+    // silent connection is spliced to the app as server-first TCP (docs/security.md).
+    detectTimeoutMs: map(duration(1000), (ms, path) =>
+      ms >= MIN_DETECT_TIMEOUT_MS ? ms : fail(path, `expected at least ${MIN_DETECT_TIMEOUT_MS}ms (shorter, an ordinary client's first bytes can come after the timer, and a connection judged silent is spliced to the app unparsed); declare server-first ports in protocol.opaquePorts instead, got ${ms} ms`)),
     opaquePorts: arr(num({ int: true, min: 1, max: 65535 }), { default: DEFAULT_OPAQUE_PORTS }),
     inboundOpaquePorts: optional(arr(num({ int: true, min: 1, max: 65535 }))),
     // h1 by the numbers (docs/benchmarks.md, "HTTP/1.1 between sidecars"): less CPU and half the RSS per sidecar.

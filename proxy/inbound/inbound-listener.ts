@@ -40,6 +40,9 @@ const INBOUND_DETECT: Readonly<Record<Sniffed | 'opaque-port', { readonly direct
   ) as Record<Sniffed | 'opaque-port', { direction: 'inbound'; result: string }>,
 );
 
+/** wren_limit_exceeded_total's labels for a connection closed after a stalled start of HTTP: one object, not one per connection. */
+const DETECT_TIMEOUT_CLOSED = Object.freeze({ direction: 'inbound', limit: 'detect-timeout' } as const);
+
 /**
  * nghttp2 ends a server session with INTERNAL_ERROR once its peer resets more than 1000
  * streams in a burst or 33 a second after it (its CVE-2023-44487 guard). A peer sidecar
@@ -271,11 +274,22 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    if (kind === 'stalled') {
+      // The start of a request line or of the h2 preface (`G`, `GET /x HT`), then nothing
+      // until the timer: spliced as opaque TCP, the rest of that request would reach the
+      // app unparsed (a forged x-forwarded-client-cert, no per-request authorization).
+      // Istio and Linkerd fall back to TCP here; Wren closes it (docs/security.md, "A
+      // detection timeout after the start of HTTP is closed"). Only bytes that could still
+      // be HTTP get here: anything else was decided opaque at its first byte.
+      this.d.metrics.limits.inc(DETECT_TIMEOUT_CLOSED);
+      this.d.logger.debug('plaintext connection closed: the start of an HTTP request, then nothing within protocol.detectTimeoutMs', { port: dst?.port ?? null, peer: socket.remoteAddress });
+      socket.destroy();
+      return;
+    }
     this.d.policyTelemetry.connection(false, 'accepted');
     // The HTTP servers handle a FIN themselves, as before; opaque plaintext stays half-open for the splice.
     if (kind === 'http1' || kind === 'http2') socket.allowHalfOpen = false;
-    // Stalled bytes are not a request line nor a preface: opaque plaintext.
-    this.plaintext.handle(socket, kind === 'stalled' ? 'opaque' : kind, dst);
+    this.plaintext.handle(socket, kind, dst);
   }
 
   /**

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { MESH } from '../http/headers.js';
-import { detectProtocol } from '../net/detect-protocol.js';
+import { detectProtocol, STALL_APART } from '../net/detect-protocol.js';
 import { StreamSocket } from '../net/stream-socket.js';
 import { peerSpiffeId } from '../tls/peer-identity.js';
 import { AUTHZ_REASON_HEADER } from '../layers/authorize.js';
@@ -99,9 +99,17 @@ export class PeerConnect {
    */
   private decodeOrSplice(stream: ServerHttp2Stream, port: number, principal: string, labels: TcpLabels): void {
     stream.on('error', ignore);
-    void detectProtocol(stream as unknown as Socket, this.d.detectTimeoutMs, this.d.clock).then((kind) => {
-      this.d.metrics.detect.inc({ direction: 'inbound', result: kind });
+    void detectProtocol(stream as unknown as Socket, this.d.detectTimeoutMs, this.d.clock, STALL_APART).then((kind) => {
+      this.d.metrics.detect.inc({ direction: 'inbound', result: kind === 'stalled' ? 'timeout' : kind });
       if (stream.destroyed || stream.closed) return;
+      if (kind === 'stalled') {
+        // The start of an HTTP request line or preface, then nothing until the timer: spliced,
+        // the rest of it would reach the app unparsed (a forged XFCC from the peer's app). Refused
+        // as the plaintext inbound closes it (docs/security.md), counted the same way.
+        this.d.metrics.limits.inc({ direction: 'inbound', limit: 'detect-timeout' });
+        refuseTunnel(stream, new ProxyError('BAD_REQUEST', 'the start of an HTTP request, then nothing within protocol.detectTimeoutMs'));
+        return;
+      }
       if (kind === 'http1' || kind === 'http2') {
         stream.respond({ ':status': 200 });
         const peer = stream.session?.socket;

@@ -126,9 +126,13 @@ function lineBudget(len: number): 'http1' | 'need-more' {
  * Reads the first bytes of a connection to decide its protocol, then puts them back
  * (unshift) so the chosen handler sees the stream from its start. A client that says
  * nothing within the timeout is treated as opaque TCP (Linkerd's fallback, not an error).
+ * With STALL_APART, a timeout after bytes that were still a prefix of a request line or
+ * of the h2 preface is 'stalled', for a caller that must not splice them (the inbound).
  */
-export function detectProtocol(socket: Socket, timeoutMs: number, clock: Clock): Promise<Detected> {
-  return peek<Detected>(socket, timeoutMs, clock, DETECT);
+export function detectProtocol(socket: Socket, timeoutMs: number, clock: Clock): Promise<Detected>;
+export function detectProtocol(socket: Socket, timeoutMs: number, clock: Clock, d: typeof STALL_APART): Promise<Detected | 'stalled'>;
+export function detectProtocol(socket: Socket, timeoutMs: number, clock: Clock, d: PeekDecision<Detected | 'stalled'> = DETECT): Promise<Detected | 'stalled'> {
+  return peek<Detected | 'stalled'>(socket, timeoutMs, clock, d);
 }
 
 /**
@@ -146,4 +150,10 @@ const DETECT: PeekDecision<Detected> = {
   },
   atEnd: () => 'opaque',
   atTimeout: () => 'timeout',
+};
+
+/** DETECT, but a timeout after bytes (a prefix of HTTP: anything else was decided at once) is 'stalled'. */
+export const STALL_APART: PeekDecision<Detected | 'stalled'> = {
+  ...DETECT,
+  atTimeout: (buf) => (buf.length > 0 ? 'stalled' : 'timeout'),
 };

@@ -8,7 +8,8 @@ import type { Proxy } from '../../proxy/proxy.js';
 
 /**
  * A plaintext client on the inbound port that sends one byte that could start a request
- * line (`G`) and then stalls: the sniff decides when protocol.detectTimeoutMs fires, and
+ * line (`G`) and then stalls: the sniff decides when protocol.detectTimeoutMs fires (and
+ * the connection is closed, test/inbound-detect-stall-closed.test.ts), and
  * that firing is counted as wren_protocol_detect_total{direction="inbound",result="timeout"},
  * as the outbound and peers' CONNECT streams count a stall. Before, the inbound counted it
  * as result="opaque", as if the bytes had decided, so a flood of one-byte stallers holding
@@ -53,12 +54,14 @@ async function stall(p: Proxy): Promise<string> {
   return got;
 }
 
-test('PERMISSIVE: the stalled connection is spliced to the app after the timeout, counted as result="timeout"', async () => {
+test('PERMISSIVE: the stalled connection is closed after the timeout (never spliced: the G could start a request), counted as result="timeout"', async () => {
   const [timeouts, opaque] = [await detected(permissive, 'timeout'), await detected(permissive, 'opaque')];
-  // The app's greeting (and the echo of the G, which the splice delivered).
-  expect(await stall(permissive)).toMatch(/^greeting\n/);
+  const closed = await sample(permissive, 'wren_limit_exceeded_total', { direction: 'inbound', limit: 'detect-timeout' });
+  // Closed unanswered: the app was never dialled (its greeting would have come back).
+  expect(await stall(permissive)).toBe('');
   expect(await detected(permissive, 'timeout')).toBe(timeouts + 1);
   expect(await detected(permissive, 'opaque')).toBe(opaque);
+  expect(await sample(permissive, 'wren_limit_exceeded_total', { direction: 'inbound', limit: 'detect-timeout' })).toBe(closed + 1);
 });
 
 test('STRICT: the stalled plaintext connection is refused after the timeout, counted as a timeout and a plaintext refusal', async () => {

@@ -1,0 +1,141 @@
+import { connect as h2connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
+import { once } from 'node:events';
+import { testPki } from './helpers/pki.js';
+import { startProxy } from './helpers/proxy.js';
+import { recordingTcpApp, type RecordingTcpApp } from './helpers/recording-tcp-app.js';
+import { scrape } from './helpers/admin-metric.js';
+import { until } from './helpers/until.js';
+import type { Proxy } from '../proxy/proxy.js';
+
+/**
+ * A client that sends the start of an HTTP request line (`GET /whoami HT`), waits out
+ * protocol.detectTimeoutMs, then sends the rest with a forged x-forwarded-client-cert: the
+ * sniff decided on its timer, and the connection was spliced to the app as opaque TCP, so
+ * the forged header (and anything the HTTP layers strip or authorize) reached the app
+ * unparsed. Now such a connection is closed (counted as limit="detect-timeout") on a
+ * PERMISSIVE plaintext port and on a peer's CONNECT stream to a port not declared opaque;
+ * a port declared opaque is still spliced, and a silent client (server-first) still is too.
+ */
+const pki = testPki();
+const DETECT_MS = 150;
+const FORGED = 'x-forwarded-client-cert: By=spiffe://cluster.local/ns/default/sa/web;URI=spiffe://cluster.local/ns/default/sa/admin\r\n';
+let app: RecordingTcpApp, opaqueApp: RecordingTcpApp;
+let permissive: Proxy, strict: Proxy;
+let dstPort = 0;
+
+beforeAll(async () => {
+  app = await recordingTcpApp();
+  opaqueApp = await recordingTcpApp();
+  const protocol = { detectTimeoutMs: DETECT_MS, opaquePorts: [opaqueApp.port] };
+  permissive = await startProxy({
+    pki, serviceAccount: 'web', inboundOriginalDst: () => ({ address: '127.0.0.1', port: dstPort }),
+    config: { policy: { mtls: { mode: 'PERMISSIVE' } }, protocol },
+  });
+  strict = await startProxy({ pki, serviceAccount: 'web', config: { protocol } });
+});
+
+afterAll(async () => {
+  await Promise.all([permissive.close(), strict.close()]);
+  await Promise.all([app.close(), opaqueApp.close()]);
+});
+
+async function sample(p: Proxy, name: string, want: Record<string, string>): Promise<number> {
+  return (await scrape(p, name)).find((s) => Object.entries(want).every(([k, v]) => s.labels[k] === v))?.value ?? 0;
+}
+const closedByTimer = (p: Proxy) => sample(p, 'wren_limit_exceeded_total', { direction: 'inbound', limit: 'detect-timeout' });
+const timeouts = (p: Proxy) => sample(p, 'wren_protocol_detect_total', { direction: 'inbound', result: 'timeout' });
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Plaintext to the PERMISSIVE port: the first part, a wait past the timeout, the rest; resolves when the proxy closes, with what came back. */
+async function stalledPlaintext(first: string, rest: string): Promise<{ got: string; closed: boolean }> {
+  const s = netConnect(permissive.inboundPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  let got = '';
+  let closed = false;
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  s.on('close', () => (closed = true));
+  await once(s, 'connect');
+  s.write(first);
+  await delay(DETECT_MS * 3);
+  if (!closed) s.write(rest);
+  await until(() => closed || got.length > 0, 3000);
+  s.destroy();
+  return { got, closed };
+}
+
+test('PERMISSIVE plaintext: a request line begun, the timer, then a forged XFCC: closed, counted, the app never gets a byte', async () => {
+  dstPort = app.port;
+  const [closedBefore, timeoutsBefore, conns] = [await closedByTimer(permissive), await timeouts(permissive), app.conns.length];
+  const r = await stalledPlaintext('GET /whoami HT', `TP/1.1\r\nhost: web\r\n${FORGED}\r\n`);
+  expect(r).toEqual({ got: '', closed: true });
+  expect(await closedByTimer(permissive)).toBe(closedBefore + 1);
+  expect(await timeouts(permissive)).toBe(timeoutsBefore + 1);
+  // Nothing was dialled at the app, so no forged header reached it.
+  expect(app.conns.length).toBe(conns);
+  expect(app.conns.some((c) => c.data.includes('x-forwarded-client-cert'))).toBe(false);
+});
+
+test('PERMISSIVE plaintext: a prefix of the h2 preface then the timer is closed the same way', async () => {
+  dstPort = app.port;
+  const before = await closedByTimer(permissive);
+  const r = await stalledPlaintext('PRI * HTTP/2', '.0\r\n\r\nSM\r\n\r\n');
+  expect(r).toEqual({ got: '', closed: true });
+  expect(await closedByTimer(permissive)).toBe(before + 1);
+});
+
+test('a port declared opaque is still spliced at once (no detection), whatever its bytes', async () => {
+  dstPort = opaqueApp.port;
+  const before = await closedByTimer(permissive);
+  const s = netConnect(permissive.inboundPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  await once(s, 'connect');
+  s.write('GET /x HT');
+  await delay(DETECT_MS * 2);
+  s.write('TP/1.1\r\n');
+  // The echo app returns both parts: the connection was spliced.
+  expect(await until(() => got === 'GET /x HTTP/1.1\r\n', 3000)).toBe(true);
+  s.destroy();
+  expect(await closedByTimer(permissive)).toBe(before);
+});
+
+test('a silent client (server-speaks-first) is still spliced after the timeout: its first bytes reach the app', async () => {
+  dstPort = app.port;
+  const s = netConnect(permissive.inboundPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  await once(s, 'connect');
+  await delay(DETECT_MS * 3);
+  s.write('\x00\x01binary');
+  expect(await until(() => got === '\x00\x01binary', 3000)).toBe(true);
+  s.destroy();
+});
+
+test('a peer\'s CONNECT stream to a port not declared opaque: the start of a request line, the timer, the rest: refused with 400, counted, the app never gets a byte', async () => {
+  const m = pki.issue('default', 'mallory');
+  const session = h2connect(`https://127.0.0.1:${strict.inboundPort}`, { key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, rejectUnauthorized: false });
+  session.on('error', () => undefined);
+  try {
+    const [before, conns] = [await closedByTimer(strict), app.conns.length];
+    const st = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${app.port}`, 'wren-target-port': String(app.port) });
+    st.on('error', () => undefined);
+    let status = 0;
+    let error = '';
+    st.on('response', (h) => {
+      status = Number(h[':status']);
+      error = String(h['wren-proxy-error'] ?? '');
+    });
+    st.write('GET /whoami HT');
+    await delay(DETECT_MS * 3);
+    if (!st.destroyed) st.write(`TP/1.1\r\nhost: web\r\n${FORGED}\r\n`);
+    expect(await until(() => status !== 0, 3000)).toBe(true);
+    expect({ status, error }).toEqual({ status: 400, error: 'bad-request' });
+    expect(await closedByTimer(strict)).toBe(before + 1);
+    expect(app.conns.length).toBe(conns);
+  } finally {
+    session.destroy();
+  }
+});
