@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import { connect as h2connect } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { once } from 'node:events';
@@ -6,9 +7,14 @@ import { startProxy } from './helpers/proxy.js';
 import { recordingTcpApp, type RecordingTcpApp } from './helpers/recording-tcp-app.js';
 import { scrape } from './helpers/admin-metric.js';
 import { until } from './helpers/until.js';
+import { listenOnLoopback } from './helpers/fake-app.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
+ * (And a client that says nothing until the timer and then sends a whole request: the app
+ * is dialled, but its first bytes are judged before anything is spliced, so the request
+ * goes through the HTTP layers; a server-first app that greets first is spliced.)
+ *
  * A client that sends the start of an HTTP request line (`GET /whoami HT`), waits out
  * protocol.detectTimeoutMs, then sends the rest with a forged x-forwarded-client-cert: the
  * sniff decided on its timer, and the connection was spliced to the app as opaque TCP, so
@@ -21,12 +27,19 @@ const pki = testPki();
 const DETECT_MS = 150;
 const FORGED = 'x-forwarded-client-cert: By=spiffe://cluster.local/ns/default/sa/web;URI=spiffe://cluster.local/ns/default/sa/admin\r\n';
 let app: RecordingTcpApp, opaqueApp: RecordingTcpApp;
+/** An HTTP app: the x-forwarded-client-cert each request arrived with. */
+let web: { port: number; close(): Promise<void> };
+const seenXfcc: string[] = [];
 let permissive: Proxy, strict: Proxy;
 let dstPort = 0;
 
 beforeAll(async () => {
   app = await recordingTcpApp();
   opaqueApp = await recordingTcpApp();
+  web = await listenOnLoopback(createServer((req, res) => {
+    seenXfcc.push(String(req.headers['x-forwarded-client-cert'] ?? ''));
+    res.end('web');
+  }));
   const protocol = { detectTimeoutMs: DETECT_MS, opaquePorts: [opaqueApp.port] };
   permissive = await startProxy({
     pki, serviceAccount: 'web', inboundOriginalDst: () => ({ address: '127.0.0.1', port: dstPort }),
@@ -37,7 +50,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([permissive.close(), strict.close()]);
-  await Promise.all([app.close(), opaqueApp.close()]);
+  await Promise.all([app.close(), opaqueApp.close(), web.close()]);
 });
 
 async function sample(p: Proxy, name: string, want: Record<string, string>): Promise<number> {
@@ -138,4 +151,60 @@ test('a peer\'s CONNECT stream to a port not declared opaque: the start of a req
   } finally {
     session.destroy();
   }
+});
+
+test('PERMISSIVE plaintext: silent past the timer, then a whole request with a forged XFCC: served through the HTTP layers (the XFCC dropped), not spliced', async () => {
+  dstPort = web.port;
+  const s = netConnect(permissive.inboundPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  await once(s, 'connect');
+  await delay(DETECT_MS * 3);
+  s.write(`GET /late HTTP/1.1\r\nhost: web\r\n${FORGED}connection: close\r\n\r\n`);
+  expect(await until(() => /\r\n\r\nweb$/.test(got), 3000)).toBe(true);
+  s.destroy();
+  expect(got).toMatch(/^HTTP\/1\.1 200 /);
+  // A plaintext caller has no identity: the sidecar sent no XFCC, and never the forged one.
+  expect(seenXfcc).toEqual(['']);
+});
+
+test('a peer\'s CONNECT stream silent past the timer, then raw HTTP with a forged XFCC: parsed through the mTLS stack (the session peer\'s XFCC)', async () => {
+  const m = pki.issue('default', 'mallory');
+  const session = h2connect(`https://127.0.0.1:${strict.inboundPort}`, { key: m.keyPem, cert: m.certChainPem, ca: m.trustBundlePem, rejectUnauthorized: false });
+  session.on('error', () => undefined);
+  try {
+    const st = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${web.port}`, 'wren-target-port': String(web.port) });
+    st.on('error', () => undefined);
+    let got = '';
+    st.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    await delay(DETECT_MS * 3);
+    st.write(`GET /late HTTP/1.1\r\nhost: web\r\n${FORGED}connection: close\r\n\r\n`);
+    expect(await until(() => /\r\n\r\nweb$/.test(got), 3000)).toBe(true);
+    expect(got).toMatch(/^HTTP\/1\.1 200 /);
+    const xfcc = seenXfcc[seenXfcc.length - 1];
+    expect(xfcc).toContain(m.spiffeId);
+    expect(xfcc).not.toContain('sa/admin');
+  } finally {
+    session.destroy();
+  }
+});
+
+test('PERMISSIVE plaintext: silent past the timer, then the start of a request line that stalls again: closed, counted, no byte spliced to the app', async () => {
+  dstPort = app.port;
+  const [before, conns] = [await closedByTimer(permissive), app.conns.length];
+  const s = netConnect(permissive.inboundPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  let closed = false;
+  s.on('close', () => (closed = true));
+  await once(s, 'connect');
+  await delay(DETECT_MS * 3);
+  s.write('GET /whoami HT');
+  await delay(DETECT_MS * 3);
+  if (!closed) s.write(`TP/1.1\r\nhost: web\r\n${FORGED}\r\n`);
+  expect(await until(() => closed, 3000)).toBe(true);
+  expect(await closedByTimer(permissive)).toBe(before + 1);
+  // The app was dialled for the silent client (it might have spoken first), and got nothing.
+  expect(await until(() => app.conns.length === conns + 1 && app.conns[conns].closed, 3000)).toBe(true);
+  expect(app.conns[conns].data).toBe('');
 });

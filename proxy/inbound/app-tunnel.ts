@@ -35,7 +35,16 @@ export function tunnelToApp(
   d: AppTunnelDeps,
   port: number,
   down: Duplex,
-  hooks: { readonly connected?: () => void; readonly failed: (err: ProxyError) => void },
+  hooks: {
+    readonly connected?: () => void;
+    readonly failed: (err: ProxyError) => void;
+    /**
+     * Called with the app's socket once connected, before anything is spliced: `splice()`
+     * goes on, or the caller destroys `up` and takes `down` elsewhere (a silent client that
+     * then spoke HTTP, plaintext-inbound.ts afterSilence()).
+     */
+    readonly beforeSplice?: (up: Duplex, splice: () => void) => void;
+  },
   labels: TcpLabels,
 ): void {
   const ep = { address: d.appAddress, port, proxyPort: null, identity: '', weight: 1, zone: '', ready: true };
@@ -44,13 +53,17 @@ export function tunnelToApp(
     ({ socket: up }) => {
       if (down.destroyed) return void up.destroy();
       hooks.connected?.();
-      const flow = d.metrics.openTcpFlow(
-        labels,
-        splice(down, up, (b) => {
-          d.metrics.closeTcpFlow(flow);
-          line?.closed(b.aToB, b.bToA);
-        }, d.tunnelIdle),
-      );
+      const go = (): void => {
+        const flow = d.metrics.openTcpFlow(
+          labels,
+          splice(down, up, (b) => {
+            d.metrics.closeTcpFlow(flow);
+            line?.closed(b.aToB, b.bToA);
+          }, d.tunnelIdle),
+        );
+      };
+      if (hooks.beforeSplice) hooks.beforeSplice(up, go);
+      else go();
     },
     (err: unknown) => {
       const e = toProxyError(err, 'CONNECT_FAILED');

@@ -1,4 +1,6 @@
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { firstSpeaker } from '../net/first-speaker.js';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { MESH } from '../http/headers.js';
@@ -112,16 +114,60 @@ export class PeerConnect {
       }
       if (kind === 'http1' || kind === 'http2') {
         stream.respond({ ':status': 200 });
-        const peer = stream.session?.socket;
-        this.tunnelled.handle(new StreamSocket(stream, peer?.remoteAddress, peer?.remotePort) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
+        this.decode(stream, kind, port, principal);
       } else {
-        this.spliceToApp(stream, port, labels);
+        this.spliceToApp(stream, port, labels, kind === 'timeout' ? principal : undefined);
       }
     });
   }
 
-  private spliceToApp(stream: ServerHttp2Stream, port: number, labels: TcpLabels): void {
+  /** HTTP in a CONNECT stream, through the mTLS stack as the session's peer (the stream answered 200 already). */
+  private decode(stream: ServerHttp2Stream, kind: 'http1' | 'http2', port: number, principal: string): void {
+    const peer = stream.session?.socket;
+    this.tunnelled.handle(new StreamSocket(stream, peer?.remoteAddress, peer?.remotePort) as unknown as Socket, kind, { address: this.d.appAddress, port }, principal);
+  }
+
+  /**
+   * A CONNECT stream silent through detection: the app is dialled (and the stream answered
+   * 200), but its first bytes, if they come before the app's, are judged as first bytes
+   * are (plaintext-inbound.ts afterSilence()): HTTP goes through the mTLS stack, the start
+   * of a request that stalls again is closed, anything else is spliced.
+   */
+  private async afterSilence(stream: ServerHttp2Stream, up: Duplex, port: number, principal: string, go: () => void): Promise<void> {
+    const who = await firstSpeaker(stream, up, this.d.tunnelIdle);
+    if (who === 'idle') {
+      this.d.tunnelIdle.fired('tcp-idle-timeout');
+      stream.destroy();
+      up.destroy();
+      return;
+    }
+    // Gone before either spoke (a reset, the app closing): the splice would never see its close.
+    if (who === 'end' && (stream.destroyed || up.destroyed)) {
+      stream.destroy();
+      up.destroy();
+      return;
+    }
+    if (who !== 'client') return go();
+    const judged = detectProtocol(stream as unknown as Socket, this.d.detectTimeoutMs, this.d.clock, STALL_APART);
+    stream.resume();
+    const kind = await judged;
+    if (stream.destroyed || stream.closed) return void up.destroy();
+    this.d.metrics.detect.inc({ direction: 'inbound', result: kind === 'stalled' ? 'timeout' : kind });
+    if (kind === 'opaque' || kind === 'timeout') return go();
+    up.destroy();
+    if (kind === 'stalled') {
+      this.d.metrics.limits.inc({ direction: 'inbound', limit: 'detect-timeout' });
+      stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    this.decode(stream, kind, port, principal);
+  }
+
+  /** `silentPrincipal`: the stream said nothing through detection (afterSilence()); its peer. */
+  private spliceToApp(stream: ServerHttp2Stream, port: number, labels: TcpLabels, silentPrincipal?: string): void {
+    const beforeSplice = silentPrincipal !== undefined ? (up: Duplex, go: () => void) => void this.afterSilence(stream, up, port, silentPrincipal, go) : undefined;
     tunnelToApp(this.d, port, stream, {
+      ...(beforeSplice ? { beforeSplice } : {}),
       connected: () => {
         if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 200 });
       },

@@ -20,6 +20,9 @@ import { LiveSet } from '../../common/live-set.js';
 import { CLIENT_CANCELLED_LABEL } from '../errors/proxy-error.js';
 import { refusalReporters } from '../access-log/refusal-reporters.js';
 import type { SpliceIdle } from '../net/tcp-tunnel.js';
+import type { Duplex } from 'node:stream';
+import { firstSpeaker } from '../net/first-speaker.js';
+import { detectProtocol, STALL_APART } from '../net/detect-protocol.js';
 
 export interface PlaintextInboundDeps {
   readonly appAddress: string;
@@ -41,6 +44,8 @@ export interface PlaintextInboundDeps {
   readonly tunnels: OpenTunnels;
   /** The listener's idle bound for its tunnels (limits.tcpIdleTimeoutMs): opaque splices and upgrades after their 101. */
   readonly tunnelIdle: SpliceIdle;
+  /** protocol.detectTimeoutMs: a client silent through detection whose first bytes come later is given it again (afterSilence()). */
+  readonly detectTimeoutMs: number;
 }
 
 /**
@@ -140,7 +145,7 @@ export class PlaintextInbound {
       this.pendingDst = undefined;
       this.pendingId = '';
     } else {
-      this.tcp(socket, dst);
+      this.tcp(socket, dst, kind === 'timeout');
     }
   }
 
@@ -149,7 +154,7 @@ export class PlaintextInbound {
     return port instanceof Error ? null : port;
   }
 
-  private tcp(socket: Socket, dst: OriginalDst | undefined): void {
+  private tcp(socket: Socket, dst: OriginalDst | undefined, silent = false): void {
     // Reset during the sniff: nothing to dial the app for, counted as a client that left (as the outbound's tcp()).
     if (socket.destroyed) return void this.d.metrics.proxyErrors.inc({ direction: 'inbound', code: CLIENT_CANCELLED_LABEL });
     const port = this.targetOf(dst);
@@ -173,7 +178,52 @@ export class PlaintextInbound {
     // Judged again by every later policy (mTLS mode, authorization) for as long as it is open.
     this.d.tunnels.add({ kind: 'tcp', authz: { principal: '', port, http: null }, plaintext: true, peer: socket.remoteAddress, end: socket });
     // Bytes the caller already sent stay buffered (the socket is paused) until the splice pipes them.
-    tunnelToApp(this.d, port, socket, { failed: () => socket.destroy() }, this.d.metrics.local.forInbound('', undefined, false).tcp);
+    const beforeSplice = silent ? (up: Duplex, go: () => void) => void this.afterSilence(socket, up, dst, go) : undefined;
+    tunnelToApp(this.d, port, socket, { failed: () => socket.destroy(), ...(beforeSplice ? { beforeSplice } : {}) }, this.d.metrics.local.forInbound('', undefined, false).tcp);
+  }
+
+  /**
+   * A client that said nothing through protocol detection (a server-speaks-first protocol,
+   * or a client that connected early and waits) is dialled through to the app, but nothing
+   * is spliced before the first byte from either side. The app speaking first is the
+   * server-first protocol: spliced. The client speaking first had bytes detection never saw:
+   * judged now as first bytes are, so an HTTP request sent after the timer goes through the
+   * HTTP layers (header rules, per-request authorization) instead of reaching the app
+   * unparsed with a forged XFCC, and the start of one that stalls again is closed
+   * (docs/security.md). Opaque bytes are spliced, as before.
+   */
+  private async afterSilence(socket: Socket, up: Duplex, dst: OriginalDst | undefined, go: () => void): Promise<void> {
+    const who = await firstSpeaker(socket, up, this.d.tunnelIdle);
+    if (who === 'idle') {
+      this.d.tunnelIdle.fired('tcp-idle-timeout');
+      socket.destroy();
+      up.destroy();
+      return;
+    }
+    // Gone before either spoke (a reset, the app closing): the splice would never see its close.
+    if (who === 'end' && (socket.destroyed || up.destroyed)) {
+      socket.destroy();
+      up.destroy();
+      return;
+    }
+    if (who !== 'client') return go();
+    const judged = detectProtocol(socket, this.d.detectTimeoutMs, this.d.clock, STALL_APART);
+    // firstSpeaker() left it paused with its first bytes put back: let them flow to the peek.
+    socket.resume();
+    const kind = await judged;
+    if (socket.destroyed) return void up.destroy();
+    this.d.metrics.detect.inc({ direction: 'inbound', result: kind === 'stalled' ? 'timeout' : kind });
+    if (kind === 'opaque' || kind === 'timeout') return go();
+    // Not a byte of it went to the app: its connection is dropped unused.
+    up.destroy();
+    if (kind === 'stalled') {
+      this.d.metrics.limits.inc({ direction: 'inbound', limit: 'detect-timeout' });
+      socket.destroy();
+      return;
+    }
+    // The HTTP servers handle a FIN themselves (inbound-listener.ts accept()).
+    socket.allowHalfOpen = false;
+    this.handle(socket, kind, dst, this.ids.get(socket) ?? '');
   }
 
   /** GOAWAY to h2c sessions and close idle HTTP/1.1 connections. */
