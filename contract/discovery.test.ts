@@ -1,7 +1,13 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { DEFAULT_POLICY } from './defaults.js';
 import type { Service } from './model.js';
 import {
-  endpointFromWire, fullResponse, loadDiscoveryProto, policyToJson, serviceFromWire, serviceToWire, snapshotFromFullResponse,
+  endpointFromWire, fullResponse, loadDiscoveryProto, LOADER_OPTIONS, policyToJson, serviceFromWire, serviceToWire, snapshotFromFullResponse,
+  type DiscoveryResponse,
 } from './discovery.js';
 
 const svc: Service = {
@@ -78,5 +84,50 @@ describe('discovery contract converters', () => {
     expect(() => endpointFromWire({ ...ep, workload: { name: 'web', namespace: 'shop', app: 'a b{}', version: '' } }, 'e')).toThrow(/^e\.workload\.app: /);
     expect(() => endpointFromWire({ ...ep, workload: { name: 'Web/x', namespace: 'shop', app: '', version: '' } }, 'e')).toThrow(/^e\.workload\.name: /);
     expect(endpointFromWire({ ...ep, workload: { name: 'web', namespace: 'shop', app: '', version: '' } }, 'e').workload).toEqual({ name: 'web', namespace: 'shop', app: '', version: '' });
+  });
+});
+
+/**
+ * The proto without Endpoint.opaque (field 10): what a proxy or control plane of the release
+ * before it was built with. Its (de)serializers, as grpc-js would use them.
+ */
+function protoWithoutOpaque(): { encode: (r: DiscoveryResponse) => Buffer; decode: (b: Buffer) => DiscoveryResponse } {
+  const text = readFileSync(join(process.cwd(), 'contract/discovery.proto'), 'utf8');
+  const old = text.replace(/^\s*bool opaque = 10;\n/m, '');
+  expect(old).not.toBe(text);
+  const dir = mkdtempSync(join(tmpdir(), 'wren-proto-'));
+  try {
+    writeFileSync(join(dir, 'discovery.proto'), old);
+    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(join(dir, 'discovery.proto'), LOADER_OPTIONS)) as unknown as { wren: { discovery: { v1: { Discovery: grpc.ServiceClientConstructor } } } };
+    const m = pkg.wren.discovery.v1.Discovery.service.Stream;
+    return { encode: (r) => m.responseSerialize(r), decode: (b) => m.responseDeserialize(b) as DiscoveryResponse };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('Endpoint.opaque (a pod\'s own wren.io/opaque-ports, pushed to callers)', () => {
+  const opaqueSvc: Service = {
+    ...svc,
+    ports: [{ ...svc.ports[0], endpoints: [{ ...svc.ports[0].endpoints[0], opaque: true }, svc.ports[0].endpoints[1]] }],
+  };
+
+  test('travels on the wire and back; absent when not declared', () => {
+    const proto = loadDiscoveryProto();
+    const back = snapshotFromFullResponse(proto.decodeResponse(proto.encodeResponse(fullResponse('v', 'n', [opaqueSvc]))), 'cp').services[0];
+    expect(back.ports[0].endpoints[0].opaque).toBe(true);
+    expect(back.ports[0].endpoints[1].opaque).toBeUndefined();
+    expect(serviceToWire(svc).ports[0].endpoints[0].opaque).toBeUndefined();
+  });
+
+  test('wire-compatible both ways: an older proxy decodes the new field as unknown and skips it; an older control plane\'s endpoints are not opaque', () => {
+    const current = loadDiscoveryProto();
+    const old = protoWithoutOpaque();
+    // New control plane -> old proxy: decoded without error, everything else intact.
+    const seenByOld = old.decode(current.encodeResponse(fullResponse('v', 'n', [opaqueSvc])));
+    expect(snapshotFromFullResponse(seenByOld, 'cp').services[0]).toEqual(svc);
+    // Old control plane -> new proxy: no field 10, so not opaque.
+    const fromOld = current.decodeResponse(old.encode(fullResponse('v', 'n', [svc]) as DiscoveryResponse));
+    expect(snapshotFromFullResponse(fromOld, 'cp').services[0].ports[0].endpoints.map((e) => e.opaque ?? false)).toEqual([false, false]);
   });
 });

@@ -35,6 +35,8 @@ export interface WireEndpoint {
   workload?: WireWorkload | null;
   /** Absent or empty: none. */
   additionalAddresses?: string[];
+  /** Endpoint.opaque; false (the proto3 default, and all an older control plane sends): not declared. */
+  opaque?: boolean;
 }
 export interface WireWorkload {
   name: string;
@@ -333,6 +335,7 @@ export function endpointToWire(e: Endpoint): WireEndpoint {
   const w: WireEndpoint = { address: e.address, port: e.port, proxyPort: e.proxyPort ?? 0, identity: e.identity, weight: e.weight, zone: e.zone, ready: e.ready };
   if (e.workload) w.workload = { name: e.workload.name, namespace: e.workload.namespace, app: e.workload.app, version: e.workload.version };
   if (e.additionalAddresses && e.additionalAddresses.length > 0) w.additionalAddresses = [...e.additionalAddresses];
+  if (e.opaque) w.opaque = true;
   return w;
 }
 
@@ -365,6 +368,7 @@ function endpointRaw(w: WireEndpoint): Record<string, unknown> {
   if (w?.identity) raw.identity = w.identity;
   if (w?.workload?.name) raw.workload = w.workload;
   if (Array.isArray(w?.additionalAddresses) && w.additionalAddresses.length > 0) raw.additionalAddresses = w.additionalAddresses;
+  if (w?.opaque === true) raw.opaque = true;
   return raw;
 }
 

@@ -53,6 +53,14 @@ export interface Endpoint {
    * to this endpoint at that address (proxy/outbound/route-table.ts). Absent: none.
    */
   readonly additionalAddresses?: readonly string[];
+  /**
+   * The pod declares this port (`port`) opaque, server-speaks-first, with its own annotation
+   * `wren.io/opaque-ports` (its sidecar's inbound splices it unsniffed): a caller treats a
+   * connection to it as opaque TCP without waiting for the client's first bytes, as
+   * Linkerd's destination service hints a pod's opaque ports with its endpoints. Absent: not
+   * declared (the caller's own protocol.opaquePorts and the Service's protocol decide).
+   */
+  readonly opaque?: boolean;
 }
 
 export type LoadBalancerKind = 'peak-ewma' | 'least-request' | 'round-robin' | 'random' | 'ring-hash';

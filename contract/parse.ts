@@ -169,6 +169,7 @@ export const parseEndpoint: Parser<Endpoint> = obj({
   ready: bool(true),
   workload: optional(parseWorkload),
   additionalAddresses: optional(arr(ipAddress)),
+  opaque: optional(bool()),
 });
 
 const protocols: readonly Protocol[] = ['detect', 'http1', 'http2', 'grpc', 'opaque'];

@@ -25,7 +25,7 @@ export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   return (
     a.address === b.address && a.port === b.port && a.proxyPort === b.proxyPort && a.identity === b.identity &&
     a.weight === b.weight && a.zone === b.zone && a.ready === b.ready && sameWorkload(a.workload, b.workload) &&
-    sameAddresses(a.additionalAddresses, b.additionalAddresses)
+    sameAddresses(a.additionalAddresses, b.additionalAddresses) && (a.opaque ?? false) === (b.opaque ?? false)
   );
 }
 

@@ -220,8 +220,9 @@ export class ClusterIndex {
     this.setPodUid(id, pod?.meshed && pod.uid ? pod.uid : null);
     if ((old?.meshed ?? false) !== (pod?.meshed ?? false)) this.portsDirty.add(id);
     // Only what the endpoints carry matters (pod status churns constantly): identity, proxy
-    // port and workload (owner, app and version labels, which callers' metrics name).
-    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort && old.uid === pod.uid && sameWorkload(old, pod)) return;
+    // port, workload (owner, app and version labels, which callers' metrics name) and the
+    // ports it declares opaque (Endpoint.opaque).
+    if (old && pod && old.meshed === pod.meshed && old.serviceAccount === pod.serviceAccount && old.proxyPort === pod.proxyPort && old.uid === pod.uid && sameWorkload(old, pod) && old.opaquePorts.join() === pod.opaquePorts.join()) return;
     for (const sliceId of this.podRefs.get(id) ?? []) {
       const key = this.sliceOwner.get(sliceId);
       if (key) this.dirty.add(key);

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { DEFAULT_POLICY } from '../../contract/defaults.js';
 import type { Protocol, Service, TrafficPolicy, Workload } from '../../contract/model.js';
 import { podWorkload, type PodMeta } from './pod-workload.js';
+import { A, parseOpaquePorts } from '../injector/annotations.js';
 import { parseEndpoint, parseService, parseTrafficPolicy } from '../../contract/parse.js';
 import {
   arr, bool, fail, literal, num, obj, optional, record, str, withDefault,
@@ -64,6 +65,12 @@ export interface KPod {
   readonly labels: Readonly<Record<string, string>>;
   /** The pod's workload (owner, app, version labels; pod-workload.ts), for the endpoints' metrics labels. */
   readonly workload: Workload;
+  /**
+   * The ports the pod declares opaque itself (annotation wren.io/opaque-ports), sorted; []:
+   * none. Its endpoints on them carry Endpoint.opaque, so callers skip detection there
+   * (podOpaquePorts()).
+   */
+  readonly opaquePorts: readonly number[];
 }
 
 export interface KTrafficPolicy {
@@ -83,6 +90,8 @@ export interface KTrafficPolicy {
  * its inbound port's name; test/meshed-pods.test.ts checks an injected pod parses as meshed.
  */
 const MESH_PROXY_CONTAINER = 'wren-proxy';
+/** The proxy's environment variable for protocol.inboundOpaquePorts (proxy/config/proxy-config.ts), as the injector sets it. */
+const OPAQUE_PORTS_ENV = 'WREN_OPAQUE_PORTS';
 const MESH_INBOUND_PORT_NAME = 'wren-inbound';
 export const MESH_PROXY_PORT_ANNOTATION = 'wren.io/proxy-port';
 export const DEFAULT_INBOUND_PROXY_PORT = 15006;
@@ -256,14 +265,47 @@ export const parseEndpointSlice: Parser<KEndpointSlice> = (raw, path) => {
 };
 
 /** The containers a pod's sidecar is recognised by: name, restartPolicy (native sidecar), ports. */
+/**
+ * A container's env as name -> value pairs, leniently: this is read for one variable of one
+ * container, and a value the API server would have refused (a YAML number in a manifest on
+ * disk) must not reject the whole pod, as it did not before env was read.
+ */
+const envVars: Parser<readonly { readonly name: string; readonly value?: string }[]> = (raw) =>
+  Array.isArray(raw)
+    ? raw.flatMap((e: unknown) => {
+      const v = e as { name?: unknown; value?: unknown } | null;
+      return typeof v?.name === 'string' ? [{ name: v.name, ...(typeof v.value === 'string' ? { value: v.value } : {}) }] : [];
+    })
+    : [];
+
 const container = obj(
   {
     name: str({ default: '' }),
     restartPolicy: anyStr,
     ports: withDefault(arr(obj({ name: str({ default: '' }), containerPort: num({ int: true, min: 1, max: 65535 }) }, { allowUnknown: true })), []),
+    // Only the injected proxy's WREN_OPAQUE_PORTS is read (podOpaquePorts()); a valueFrom has no value.
+    env: envVars,
   },
   { allowUnknown: true },
 );
+
+/**
+ * The ports a pod declares opaque itself: what its sidecar splices unsniffed besides the
+ * ports its Services declare. The injected proxy's WREN_OPAQUE_PORTS when it has one (the
+ * injector's reading of wren.io/opaque-ports when the pod was created: a container's
+ * environment never changes, so this is what the running sidecar does); else the
+ * annotation, parsed as the injector parses it (injector/annotations.ts parseOpaquePorts;
+ * a malformed value declares nothing, as the injector then leaves the proxy's defaults), so
+ * a pod without the sidecar, or one annotated after it started, still tells its callers
+ * which of its ports speak first. The proxy's default list is not sent: every caller has it.
+ */
+function podOpaquePorts(annotation: string | undefined, sidecar: { readonly env: readonly { readonly name: string; readonly value?: string }[] } | undefined): readonly number[] {
+  const env = sidecar?.env.find((e) => e.name === OPAQUE_PORTS_ENV)?.value;
+  const raw = env ?? annotation;
+  if (raw === undefined) return Object.freeze([]);
+  const ports = parseOpaquePorts(raw);
+  return Object.freeze(typeof ports === 'string' ? [] : ports);
+}
 
 /**
  * A pod is meshed when it HAS the sidecar, not when it asked for one: the proxy container
@@ -319,6 +361,7 @@ export const parsePod: Parser<KPod> = (raw, path) => {
     proxyPort: meshed ? (declared ?? proxyPort ?? DEFAULT_INBOUND_PROXY_PORT) : null,
     labels: o.metadata.labels,
     workload: workloadOf(o.metadata.name, o.metadata.namespace, o.metadata.labels, owners.ownerReferences),
+    opaquePorts: podOpaquePorts(ann[A.opaquePorts], sidecar),
   });
 };
 

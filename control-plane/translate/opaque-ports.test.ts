@@ -71,3 +71,37 @@ test('the Kubernetes source index keeps each meshed pod\'s opaque ports as Servi
   idx.setSlice('demo', 'db-1', slice('db-1', 'db', [{ name: 'greet', port: 16000 }], []));
   expect(idx.flush().policy?.podOpaquePorts?.size).toBe(0);
 });
+
+/**
+ * A pod's own wren.io/opaque-ports: pushed to callers with its endpoints (Endpoint.opaque),
+ * so their outbound skips detection to those ports (proxy/outbound/route-table.ts).
+ */
+describe('a pod\'s own opaque ports (wren.io/opaque-ports) on its endpoints', () => {
+  const podWith = (annotations: Record<string, string>, injected = true) => {
+    const p = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'db-0', namespace: 'demo', labels: { 'wren.io/inject': 'enabled' }, annotations }, spec: { containers: [{ name: 'app', image: 'x' }] } };
+    return parsePod(injected ? withSidecar(p) : p, '');
+  };
+
+  test('read as the injector reads it; the injected proxy\'s WREN_OPAQUE_PORTS wins (what the running sidecar splices); a malformed value declares nothing', () => {
+    expect(podWith({ 'wren.io/opaque-ports': '4222,8000-8002' }).opaquePorts).toEqual([4222, 8000, 8001, 8002]);
+    expect(podWith({}).opaquePorts).toEqual([]);
+    expect(podWith({ 'wren.io/opaque-ports': 'mysql' }).opaquePorts).toEqual([]);
+    // Not injected: the annotation still says which ports of the pod speak first.
+    expect(podWith({ 'wren.io/opaque-ports': '4222' }, false).opaquePorts).toEqual([4222]);
+    // Annotated after the sidecar started (env from the annotation at creation): the env is what runs.
+    const injected = withSidecar({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'db-0', namespace: 'demo', labels: { 'wren.io/inject': 'enabled' }, annotations: { 'wren.io/opaque-ports': '4222' } }, spec: { containers: [{ name: 'app', image: 'x' }] } });
+    const later = { ...injected, metadata: { ...injected.metadata, annotations: { ...injected.metadata.annotations, 'wren.io/opaque-ports': '9000' } } };
+    expect(parsePod(later, '').opaquePorts).toEqual([4222]);
+  });
+
+  test('the index re-translates the pod\'s Services when its opaque ports change: the endpoint on a declared port carries opaque, the others not', () => {
+    const idx = new ClusterIndex('cluster.local');
+    idx.setPod('demo', 'db-0', podWith({ 'wren.io/opaque-ports': '16000' }));
+    idx.setService('demo', 'db', service('db', [{ name: 'greet', port: 6000 }, { name: 'http', port: 80 }]));
+    idx.setSlice('demo', 'db-1', slice('db-1', 'db', [{ name: 'greet', port: 16000 }, { name: 'http', port: 8080 }], ['db-0']));
+    const eps = (c: ReturnType<ClusterIndex['flush']>) => c.upserts[0].ports.map((p) => p.endpoints.map((e) => e.opaque ?? false));
+    expect(eps(idx.flush())).toEqual([[true], [false]]);
+    idx.setPod('demo', 'db-0', podWith({}));
+    expect(eps(idx.flush())).toEqual([[false], [false]]);
+  });
+});

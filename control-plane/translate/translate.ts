@@ -27,6 +27,8 @@ import type { KEndpointSlice, KPod, KService, KTrafficPolicy } from './k8s-objec
  * - a meshed pod (one that has the wren-proxy sidecar: k8s-objects.ts parsePod; the opt-in
  *   label alone is a request the injector may not have honoured) gives identity `spiffe://<td>/ns/<ns>/sa/<serviceAccount>`
  *   and proxyPort (the sidecar's `wren-inbound` port, else annotation `wren.io/proxy-port`, else 15006); an unmeshed pod gives '' and null;
+ * - an endpoint whose port the pod declares opaque itself (wren.io/opaque-ports; k8s-objects.ts
+ *   podOpaquePorts) carries `opaque`, so callers treat it as opaque TCP without detection;
  * - TrafficPolicy: a policy without `ports` is the Service's (every port); one with `ports`
  *   applies to the ports it names only, and there it wins over the Service's policy (the more
  *   specific target wins, as a Gateway API policy with a sectionName overrides one for the
@@ -135,6 +137,7 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
       let identity = '';
       let proxyPort: number | null = null;
       let workload: Workload | undefined;
+      let opaque = false;
       if (ep.pod) {
         const pod = input.pod(slice.namespace, ep.pod);
         // Held back too while the slice still names an earlier incarnation of the pod (its
@@ -143,17 +146,18 @@ function portEndpoints(portName: string, input: TranslateInput): Endpoint[] {
         // another pod's, and must not be sent with the new pod's identity.
         if (!pod || (ep.podUid !== '' && pod.uid !== '' && ep.podUid !== pod.uid)) continue;
         workload = pod.workload;
+        // The pod declares this target port opaque itself (wren.io/opaque-ports): callers skip detection to it.
+        opaque = pod.opaquePorts.includes(sp.port);
         if (pod.meshed) {
           identity = spiffeId(input.trustDomain, pod.namespace, pod.serviceAccount);
           proxyPort = pod.proxyPort;
         }
       }
       const address = ep.addresses[0];
-      const e: Endpoint = Object.freeze(
-        workload
-          ? { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true, workload }
-          : { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true },
-      );
+      const base = workload
+        ? { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true, workload }
+        : { address, port: sp.port, proxyPort, identity, weight: 1, zone: ep.zone, ready: true };
+      const e: Endpoint = Object.freeze(opaque ? { ...base, opaque } : base);
       const key = endpointKey(e);
       out.set(key, e);
       if (ep.addresses.length > 1) addOthers(key, ep.addresses.slice(1));

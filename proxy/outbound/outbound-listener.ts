@@ -198,10 +198,16 @@ export class OutboundListener {
     return true;
   }
 
-  /** Opaque port or declared protocol, else detection; then the HTTP servers or a TCP tunnel. */
+  /**
+   * Opaque port (this proxy's list, or the destination pods' own declaration pushed with the
+   * endpoints) or declared protocol, else detection; then the HTTP servers or a TCP tunnel.
+   */
   private async serve(socket: Socket, route: Route | undefined, dst: Destination | undefined, declared: Protocol | undefined): Promise<void> {
     const proto = declared ?? route?.port.protocol;
-    if ((declared === undefined && dst && this.d.opaquePorts.has(dst.port)) || proto === 'opaque') {
+    const opaque =
+      proto === 'opaque' ||
+      (declared === undefined && ((dst !== undefined && this.d.opaquePorts.has(dst.port)) || (route !== undefined && this.d.routes().opaqueByEndpoints(route))));
+    if (opaque) {
       this.d.metrics.detect.inc({ direction: 'outbound', result: 'opaque-port' });
       this.tcp(socket, dst);
       return;

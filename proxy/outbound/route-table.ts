@@ -44,6 +44,8 @@ export class RouteTable {
   private readonly byKey = new Map<string, Service>();
   /** Service ports with HTTPRoutes / GRPCRoutes, compiled once per table (proxy/routing). */
   private readonly routing = new Map<ServicePort, PortRouting>();
+  /** Service ports every endpoint of which its pod declares opaque (Endpoint.opaque): opaqueByEndpoints(). */
+  private readonly opaquePorts = new Set<ServicePort>();
 
   constructor(
     readonly snapshot: MeshSnapshot,
@@ -56,6 +58,7 @@ export class RouteTable {
       // A bare name resolves in the proxy's own namespace, like the pod's DNS search path.
       if (s.namespace === localNamespace || !this.byName.has(s.name)) this.byName.set(s.name, s);
       for (const p of s.ports) {
+        if (p.endpoints.length > 0 && p.endpoints.every((e) => e.opaque === true)) this.opaquePorts.add(p);
         for (const ip of s.clusterIPs) this.byAddr.set(addrKey(ip, p.port), { service: s, port: p });
         for (const e of p.endpoints) {
           const key = addrKey(e.address, e.port);
@@ -83,6 +86,18 @@ export class RouteTable {
         if (pr) this.routing.set(p, pr);
       }
     }
+  }
+
+  /**
+   * Whether a connection to this route is opaque TCP by its destination pods' own declaration
+   * (wren.io/opaque-ports, pushed as Endpoint.opaque): the endpoint's, when the route is pinned
+   * to one (its pod IP:port); for a service port, when every endpoint is (a port some pods
+   * serve HTTP on stays detected: taking their HTTP as bytes would lose routing and retries,
+   * while the opaque pods' inbound splices whatever comes). Linkerd's destination service
+   * likewise hints a pod's opaque ports with its endpoints.
+   */
+  opaqueByEndpoints(route: Route): boolean {
+    return route.endpoint !== undefined ? route.endpoint.opaque === true : this.opaquePorts.has(route.port);
   }
 
   /** The compiled routes of a service port (routing/port-routing.ts); undefined: it routes by authority alone. */
