@@ -34,9 +34,15 @@ export function grpcErrorTrailers(e: ProxyError): Headers {
   return { 'grpc-status': String(e.grpcStatus), 'grpc-message': encodeGrpcMessage(e.message), [PROXY_ERROR_HEADER]: e.label };
 }
 
-/** grpc-message is percent-encoded (gRPC PROTOCOL-HTTP2.md, "Responses"). */
+/**
+ * grpc-message is percent-encoded (gRPC PROTOCOL-HTTP2.md, "Responses"): every byte of the
+ * message's UTF-8 outside %x20-%x24 / %x26-%x7E as `%XX`. Matched by code point (the `u`
+ * flag): without it a character outside the BMP (an emoji in a detail) was matched as its
+ * two UTF-16 halves, each a lone surrogate that UTF-8 encodes as U+FFFD (%EF%BF%BD), so the
+ * client decoded two replacement characters instead of the character.
+ */
 function encodeGrpcMessage(s: string): string {
-  return s.replace(/[^\x20-\x24\x26-\x7e]/g, (c) =>
+  return s.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) =>
     Array.from(Buffer.from(c)).map((b) => '%' + b.toString(16).toUpperCase().padStart(2, '0')).join(''),
   );
 }
