@@ -35,6 +35,17 @@ export function grpcErrorTrailers(e: ProxyError): Headers {
 }
 
 /**
+ * A gRPC call a sidecar ended with a Trailers-Only error (errorResponse above: this proxy's,
+ * or the peer sidecar's relayed, both labelled `wren-proxy-error`): no upstream reads the
+ * rest of its request. The servers then send RST_STREAM NO_ERROR after it when the client
+ * is still sending, as they do after a rescue's trailers (grpcErrorTrailers) and as a gRPC
+ * server ends a call before the client's END_STREAM (RFC 9113 section 8.1: "stop sending").
+ */
+export function endsGrpcCall(res: Pick<ProxyResponse, 'headers' | 'body'>): boolean {
+  return res.body === null && res.headers[PROXY_ERROR_HEADER] !== undefined && isGrpc(res.headers);
+}
+
+/**
  * grpc-message is percent-encoded (gRPC PROTOCOL-HTTP2.md, "Responses"): every byte of the
  * message's UTF-8 outside %x20-%x24 / %x26-%x7E as `%XX`. Matched by code point (the `u`
  * flag): without it a character outside the BMP (an emoji in a detail) was matched as its

@@ -3,7 +3,7 @@ import { inTurn } from '../../common/deferred.js';
 import type { BodyStream, ProxyRequest, ProxyResponse, SettledBody } from '../http/exchange.js';
 import { isSettled } from '../http/exchange.js';
 import { isGrpc, type Headers } from '../http/headers.js';
-import { errorResponse, grpcErrorTrailers } from '../errors/error-response.js';
+import { endsGrpcCall, errorResponse, grpcErrorTrailers } from '../errors/error-response.js';
 import { h2ResetCodeFor, PROXY_ERROR_HEADER, ProxyError, resetCodeOf } from '../errors/proxy-error.js';
 import { BodySender, type SendHost } from './body-sender.js';
 import { H2_ERROR } from './frames.js';
@@ -99,6 +99,8 @@ export class H2ServerStream extends BodySender {
     if (body === null || method === 'HEAD' || status === 204 || status === 205 || status === 304) {
       s.out.headers(this.id, [':status', String(status)], res.headers, true);
       body?.resume();
+      // For localEnd's look at how it ended (a Trailers-Only gRPC error: endedByProxyError).
+      this.res = res;
       this.localEnd();
       return;
     }
@@ -286,7 +288,8 @@ export class H2ServerStream extends BodySender {
  * peer sidecar's gRPC rescue, relayed as they came): the call is over at its upstream.
  */
 function endedByProxyError(res: ProxyResponse | null): boolean {
-  return res !== null && res.trailers()?.[PROXY_ERROR_HEADER] !== undefined;
+  // Or a Trailers-Only gRPC error a sidecar answered (endsGrpcCall): nothing reads the request either.
+  return res !== null && (endsGrpcCall(res) || res.trailers()?.[PROXY_ERROR_HEADER] !== undefined);
 }
 
 function onBodyData(this: Relayed, chunk: Buffer): void {

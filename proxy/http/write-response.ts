@@ -4,7 +4,7 @@ import { H1Error } from '../h1/h1-error.js';
 import { appendFields, isGrpc, MESH, type Headers } from './headers.js';
 import { isSettled, type BodyStream, type ProxyResponse } from './exchange.js';
 import { h2ResetCodeFor, PROXY_ERROR_HEADER, ProxyError, resetCodeOf } from '../errors/proxy-error.js';
-import { grpcErrorTrailers } from '../errors/error-response.js';
+import { endsGrpcCall, grpcErrorTrailers } from '../errors/error-response.js';
 import { relayDestOf, relayH2Body } from './h2-relay.js';
 
 /** The response whose trailers a served stream sends when node asks ('wantTrailers'), until it closes. */
@@ -29,7 +29,10 @@ export function writeH2Response(stream: ServerHttp2Stream, res: ProxyResponse, r
   }
   const head = responseHead(res.status, res.headers);
   if (res.body === null) {
-    respond(stream, head, true, false);
+    // A Trailers-Only gRPC error from a sidecar: nothing reads the rest of the request
+    // (endsGrpcCall), so a client still sending is told to stop, as after a rescue
+    // (onWantTrailers: after this turn's write, which a reset submitted now would drop).
+    if (respond(stream, head, true, false) && endsGrpcCall(res) && stream.state.remoteClose !== 1) setImmediate(stopSendingAfterRescue, stream);
     return;
   }
   const body = res.body;
