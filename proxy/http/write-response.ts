@@ -164,6 +164,8 @@ export class H1ResponseWriter {
   private left = -1;
   /** Chunked though the length is declared (an HTTP/2 response to a peer sidecar): the trailers go too. */
   private chunkedWithLength = false;
+  /** The response is to an HTTP/2 request from a peer sidecar (write's `h2`): chunked, so trailers can end it. */
+  private meshH2 = false;
   private readonly onData = (chunk: Buffer): void => this.data(chunk);
   private readonly onEnd = (): void => this.ended();
   private readonly onError = (err: Error): void => this.failed(err);
@@ -226,6 +228,7 @@ export class H1ResponseWriter {
     this.body = body;
     this.left = len;
     this.chunkedWithLength = withLength;
+    this.meshH2 = h2;
     ex.onDrain = this.onDrain;
     ex.onAbort = this.onAbort;
     body.on('data', this.onData);
@@ -263,9 +266,35 @@ export class H1ResponseWriter {
   private failed(err: Error): void {
     const ex = this.ex;
     const body = this.body;
+    const rescue = this.grpcRescue(err);
     this.detach();
     body?.on('error', ignore).destroy();
-    ex?.fail(err);
+    if (ex === null) return;
+    if (rescue === null) return ex.fail(err);
+    try {
+      ex.end(rescue);
+    } catch {
+      ex.fail(err);
+    }
+  }
+
+  /**
+   * The trailers that end a gRPC response to a peer sidecar (protocol.meshHttp2 mux) whose
+   * upstream body failed without a reset code of the app's (an app's response the client
+   * refused: trailers over the list limit, a body past its window or its content-length;
+   * the app's connection lost): its status through the one mapping (grpcErrorTrailers), as
+   * the inbound's node:http2 server does for a peer on `h2` (onBodyError) and the outbound's
+   * servers for their caller. Cutting the virtual connection (ex.fail) reached the caller as
+   * a plain RESET, so its sidecar ended the call UNAVAILABLE "stream reset by the peer"
+   * whatever the failure, where `h2` gave its status (INTERNAL for the app's malformed
+   * response). The app's own RST_STREAM is left to the RESET, which carries its code
+   * (mux-stream.ts resetForUpstream). Null: not such a response.
+   */
+  private grpcRescue(err: Error): Headers | null {
+    const res = this.res;
+    const ct = this.ex?.head?.get('content-type');
+    if (!this.meshH2 || res === null || ct === undefined || !ct.startsWith('application/grpc') || !isGrpc(res.headers) || resetCodeOf(err) !== undefined) return null;
+    return grpcErrorTrailers(err instanceof ProxyError ? err : new ProxyError('UPSTREAM_RESET', `response body failed: ${err.message}`));
   }
 
   /** The client went away: stop reading the upstream. */
@@ -291,6 +320,7 @@ export class H1ResponseWriter {
     this.body = null;
     this.left = -1;
     this.chunkedWithLength = false;
+    this.meshH2 = false;
   }
 }
 
