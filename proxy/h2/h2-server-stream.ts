@@ -100,7 +100,7 @@ export class H2ServerStream extends BodySender {
       s.out.headers(this.id, [':status', String(status)], res.headers, true);
       body?.resume();
       // For localEnd's look at how it ended (a Trailers-Only gRPC error: endedByProxyError).
-      this.res = res;
+      if (body === null) this.res = res;
       this.localEnd();
       return;
     }
