@@ -32,7 +32,8 @@ export interface KubeWriteRetryPolicy {
  */
 export const DEFAULT_KUBE_WRITE_RETRY: KubeWriteRetryPolicy = Object.freeze({ maxAttempts: 4, maxTotalWaitMs: 3_000 });
 
-export type KubeWriteRequest = 'TokenReview';
+/** TokenReview (retryThrottled), RouteStatus (route-status-writer.ts: waits the Retry-After, never gives up). */
+export type KubeWriteRequest = 'TokenReview' | 'RouteStatus';
 export type KubeWriteRetryOutcome = 'retried' | 'gave-up';
 
 /** The process's counts (one control plane per process; tests read deltas): every ControlPlaneMetrics registry reports them. */
@@ -53,7 +54,7 @@ export function registerKubeWriteRetries(registry: Registry): Counter<'request' 
   const seen = new Map<string, number>();
   return new Counter({
     name: 'wren_cp_kube_write_retries_total',
-    help: 'Write requests to the API server (TokenReview) answered 429 with Retry-After (API Priority and Fairness): outcome retried (asked again after the wait) or gave-up (attempts, total wait or the request deadline reached; the caller got the failure)',
+    help: 'Write requests to the API server (TokenReview, RouteStatus: a route status PATCH) answered 429 with Retry-After (API Priority and Fairness): outcome retried (asked again after the wait) or gave-up (attempts, total wait or the request deadline reached; the caller got the failure)',
     labelNames: ['request', 'outcome'] as const,
     registers: [registry],
     collect() {

@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class ControlPlaneMetrics {
   readonly registry = new Registry();
   readonly logLinesDropped = registerLogDrops(this.registry);
-  /** wren_cp_kube_write_retries_total: TokenReviews answered 429 + Retry-After, retried or given up (kube-write-retry.ts). */
+  /** wren_cp_kube_write_retries_total: TokenReviews and route status PATCHes answered 429 + Retry-After, retried or given up (kube-write-retry.ts). */
   readonly kubeWriteRetries = registerKubeWriteRetries(this.registry);
   readonly subscribers = new Gauge({ name: 'wren_cp_subscribers', help: 'Proxies with an open discovery stream', registers: [this.registry] });
   readonly pushes = new Counter({

@@ -1,6 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
+import { countKubeWriteRetry, throttledForMs } from '../kube-write-retry.js';
 import { CONTROLLER_NAME, routeKey, type RouteParentStatus, type RouteStatus } from '../translate/route-compile.js';
 import { GATEWAY_GROUP, type KRoute } from '../translate/route-objects.js';
 
@@ -19,8 +20,21 @@ import { GATEWAY_GROUP, type KRoute } from '../translate/route-objects.js';
  * would drop what another controller wrote meanwhile; the API server answers 409 instead,
  * and the newer object's watch event brings a fresh attempt. Any failed write (a
  * conflict, the API away) is logged and retried on the next change of the route, or after
- * `retryMs` (1 s) with the latest objects if no change comes first.
+ * `retryMs` (1 s) with the latest objects if no change comes first. A 429 with Retry-After
+ * (API Priority and Fairness had no seat for the PATCH) waits max(retryMs, Retry-After),
+ * at most MAX_STATUS_RETRY_AFTER_MS, as client-go's rest client waits out a Retry-After
+ * (rest/with_retry.go checkWait) before asking again: asking again after 1 s only made the
+ * API server, which had said when to come back, turn the write away again. Counted in
+ * wren_cp_kube_write_retries_total{request="RouteStatus", outcome="retried"}.
  */
+/**
+ * The longest Retry-After a failed status write waits: a status can be written late, but
+ * not never, and a Retry-After of hours (a misconfigured proxy in front of the API server)
+ * must not hold every route's status that long. client-go does not cap it; a minute is
+ * the longest APF asks for in practice (its Retry-After is a second or a few).
+ */
+export const MAX_STATUS_RETRY_AFTER_MS = 60_000;
+
 const PLURALS = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' } as const;
 
 interface WireCondition {
@@ -57,6 +71,8 @@ export class RouteStatusWriter {
   private readonly written = new Map<string, string>();
   private last: { routes: readonly KRoute[]; statuses: ReadonlyMap<string, RouteStatus> } | null = null;
   private retryTimer: Timer | null = null;
+  /** When retryTimer fires, by the clock's now(). */
+  private retryAtMs = 0;
   private stopped = false;
 
   constructor(
@@ -121,12 +137,31 @@ export class RouteStatusWriter {
       this.logger.debug('route status written', { route: key, parents: ours.length });
     } catch (e) {
       if (this.written.get(key) === wanted) this.written.delete(key);
-      this.logger.warn('route status write failed; retrying', { route: key, error: (e as Error).message, retryInMs: this.retryMs });
-      // The route's next watch event may already have come (and been skipped while this write was in flight).
-      this.retryTimer ??= this.clock.setTimeout(() => {
-        this.retryTimer = null;
-        if (this.last) this.update(this.last.routes, this.last.statuses);
-      }, this.retryMs);
+      const throttled = throttledForMs(e, this.clock.wallNow());
+      const waitMs = throttled === undefined ? this.retryMs : Math.max(this.retryMs, Math.min(throttled, MAX_STATUS_RETRY_AFTER_MS));
+      if (throttled !== undefined) countKubeWriteRetry('RouteStatus', 'retried');
+      this.logger.warn('route status write failed; retrying', { route: key, error: (e as Error).message, retryInMs: waitMs, ...(throttled !== undefined ? { retryAfterMs: throttled } : {}) });
+      this.retryAfter(waitMs);
     }
+  }
+
+  /**
+   * One timer for every route's retry (update() writes all of them with the latest objects),
+   * due at the latest wait asked for: a 429's Retry-After is the API server's, whichever
+   * write it answered, so a shorter retry armed before it must not ask again sooner.
+   */
+  private retryAfter(waitMs: number): void {
+    if (this.stopped) return;
+    const at = this.clock.now() + waitMs;
+    if (this.retryTimer) {
+      if (at <= this.retryAtMs) return;
+      this.clock.clearTimeout(this.retryTimer);
+    }
+    this.retryAtMs = at;
+    // The route's next watch event may already have come (and been skipped while this write was in flight).
+    this.retryTimer = this.clock.setTimeout(() => {
+      this.retryTimer = null;
+      if (this.last) this.update(this.last.routes, this.last.statuses);
+    }, waitMs);
   }
 }
