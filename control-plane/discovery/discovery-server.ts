@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { sourceAddress } from '../source-address.js';
 import type { Clock } from '../../common/clock.js';
+import { WallDeadline } from '../../common/wall-deadline.js';
 import type { Logger } from '../../common/logger.js';
 import { fullResponse, loadDiscoveryProto, type DiscoveryRequest, type DiscoveryResponse, type StatsReport, type Subscribe } from '../../contract/discovery.js';
 import { MAX_SUBSCRIBE_LABELS, MAX_SUBSCRIBE_SERVICES } from '../../contract/subscribe-limits.js';
@@ -120,9 +121,6 @@ export interface DiscoveryServerOptions {
   /** A SERVER span per subscription (control-plane/tracing.ts), when a collector is configured; pushes are traced through onPush. */
   readonly tracing?: { subscribed(subscriber: number, identity: string, pod: string): void; dropped(subscriber: number): void };
 }
-
-/** setTimeout's ceiling (2^31-1 ms, ~24.8 days): a later expiry is re-armed in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Discovery streams one authenticated pod may hold at once. A sidecar holds one (its
@@ -462,7 +460,7 @@ export class DiscoveryServer {
   private drop(s: Subscriber): void {
     if (s.closed) return;
     s.closed = true;
-    if (s.expiryTimer) this.o.clock.clearTimeout(s.expiryTimer);
+    s.expiryTimer?.cancel();
     s.expiryTimer = null;
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
@@ -499,15 +497,19 @@ export class DiscoveryServer {
     this.drop(s);
   }
 
-  /** Ends the stream when its client certificate expires: the proxy reconnects with the renewed one. */
+  /**
+   * Ends the stream when its client certificate expires: the proxy reconnects with the renewed
+   * one. By the wall clock, looked at at least once a minute (common/wall-deadline.ts): one
+   * timer of the time left ran on the monotonic clock, which stops while the host is
+   * suspended, so a control plane woken after a stream's certificate had expired kept serving
+   * the stream for as long again as the certificate had had left (until 2026-12-08, adv66).
+   */
   private armExpiry(s: Subscriber): void {
-    const left = s.authPeer!.notAfterMs - this.o.clock.wallNow();
-    if (left <= 0) return this.refuse(s, grpc.status.UNAUTHENTICATED, 'certificate-expired', 'the client certificate has expired');
-    s.expiryTimer = this.o.clock.setTimeout(() => {
+    if (s.authPeer!.notAfterMs <= this.o.clock.wallNow()) return this.refuse(s, grpc.status.UNAUTHENTICATED, 'certificate-expired', 'the client certificate has expired');
+    s.expiryTimer = new WallDeadline(this.o.clock, { dueWallMs: s.authPeer!.notAfterMs }, () => {
       s.expiryTimer = null;
       if (!s.closed) this.armExpiry(s);
-    }, Math.min(left, MAX_TIMER_MS));
-    s.expiryTimer.unref?.();
+    });
   }
 
   private onRequest(s: Subscriber, req: DiscoveryRequest): void {

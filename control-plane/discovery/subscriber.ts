@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse, Ejection, IdentityReport, Subscribe } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
-import type { Timer } from '../../common/clock.js';
+import type { WallDeadline } from '../../common/wall-deadline.js';
 import type { PeerIdentity } from '../identity/peer-certificate.js';
 
 /** One computed response for (filter, from, to), shared by every subscriber in the same place. */
@@ -87,8 +87,8 @@ export interface Subscriber {
   addressKey: string | null;
   /** Its pod claim was checked against a synced view (client-auth.ts checkPodClaim), at its first push. */
   podClaimChecked: boolean;
-  /** Ends the stream when the client certificate expires. */
-  expiryTimer: Timer | null;
+  /** Ends the stream when the client certificate expires (by the wall clock: discovery-server.ts armExpiry). */
+  expiryTimer: WallDeadline | null;
   closed: boolean;
   /** The stream's report budget per kind (discovery-server.ts REPORT_BUDGET), made at its first report of that kind. */
   reportBuckets: Partial<Record<ReportKind, ReportBucket>>;

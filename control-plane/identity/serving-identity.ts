@@ -1,8 +1,9 @@
 import type { SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { createCsr, generateKeyPair, type IssuedCert } from '../../certs/index.js';
-import type { Clock, Random, Timer } from '../../common/clock.js';
+import type { Clock, Random } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
+import { WallDeadline } from '../../common/wall-deadline.js';
 import { issuerSnapshot, type Issuer } from './issuer.js';
 
 /**
@@ -45,7 +46,7 @@ export class ServingIdentity {
   readonly credentials: RotatingServerCredentials;
   private readonly keyPem = generateKeyPair().privateKeyPem;
   private current: IssuedCert;
-  private timer: Timer | null = null;
+  private timer: WallDeadline | null = null;
   private stopped = false;
   private unsubscribe: (() => void) | null = null;
   /** The CA certificate that signed `current`. */
@@ -97,19 +98,30 @@ export class ServingIdentity {
         if (snap.trustBundlePem !== this.verifiesWith) this.credentials.update(this.contextOptions());
         return;
       }
-      if (this.timer) this.o.clock.clearTimeout(this.timer);
+      this.timer?.cancel();
       this.timer = null;
       this.renew();
     }) ?? null;
     this.schedule();
   }
 
+  /**
+   * The renewal is due by the monotonic or the wall clock, whichever comes first, the wall
+   * clock looked at at least once a minute (common/wall-deadline.ts): the certificate expires
+   * by the wall clock, and a single timer of the whole delay (~17 h of a 24 h certificate) ran
+   * on the monotonic clock, which stops while the host is suspended. A control plane woken
+   * after its serving certificate expired kept serving it, and every proxy's handshake to it
+   * failed, for up to as many hours more (until 2026-12-08, adv66; the proxy's own renewal
+   * was fixed the same way the day before).
+   */
   private schedule(retry = false): void {
     if (this.stopped) return;
     const remaining = this.current.notAfter.getTime() - this.o.clock.wallNow();
     const delay = retry ? 5_000 : Math.max(250, remaining * (0.65 + 0.1 * this.o.random()));
-    this.timer = this.o.clock.setTimeout(() => this.renew(), delay);
-    this.timer.unref?.();
+    this.timer = new WallDeadline(this.o.clock, { delayMs: delay }, () => {
+      this.timer = null;
+      this.renew();
+    });
   }
 
   private renew(): void {
@@ -128,7 +140,7 @@ export class ServingIdentity {
     this.stopped = true;
     this.unsubscribe?.();
     this.unsubscribe = null;
-    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
   }
 }
