@@ -8,9 +8,16 @@
  * extKeyUsage serverAuth+clientAuth (the same cert serves both ends of mTLS);
  * subject/authority key identifiers; a random positive serial.
  *
- * notBefore is backdated by CLOCK_SKEW_MS (1 minute). Linkerd uses 20 s; we pick a
- * little more because dev meshes run on laptops and VMs that resume from sleep with a
- * stale clock, and backdating a freshly issued, 24-hour certificate by one minute widens
+ * notBefore is backdated by CLOCK_SKEW_MS (2 minutes), as istiod does
+ * (ClockSkewGracePeriod, istio/istio#32176). Linkerd's issuer uses 20 s
+ * (identity.issuer.clockSkewAllowance) and kube-controller-manager's CSR signer 5 minutes.
+ * A relying party whose clock is behind the CA's by more than it refuses every certificate
+ * the CA just signed until its own clock reaches notBefore, and the one certificate no
+ * relying party can wait out is the control plane's own serving certificate: reissued at
+ * ~70 % of its life (or at once on a new issuer), proxies' handshakes to the control plane
+ * failed for (skew - backdate) after each reissue, with a minute of backdate any skew past
+ * 60 s (until 2026-12-08, adv66). Dev meshes run on laptops and VMs that resume from sleep
+ * with a stale clock; backdating a freshly issued certificate by two minutes widens
  * nothing an attacker can use (the key was only just created).
  */
 import { createHmac, createPrivateKey, hkdfSync, randomBytes } from 'node:crypto';
@@ -31,7 +38,8 @@ export const DEFAULT_INTERMEDIATE_VALIDITY_MS = 365 * DAY_MS;
 export const DEFAULT_LEAF_TTL_MS = DAY_MS;
 /** Istio's maximum workload certificate TTL is 90 days (mesh-anchors.md [I11]). */
 export const MAX_LEAF_TTL_MS = 90 * DAY_MS;
-export const CLOCK_SKEW_MS = 60_000;
+/** How far notBefore is backdated (above). */
+export const CLOCK_SKEW_MS = 2 * 60_000;
 
 export interface CaMaterial {
   readonly certPem: string;

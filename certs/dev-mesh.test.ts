@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLOCK_SKEW_MS } from './ca.js';
 import { createCsr } from './csr.js';
 import { writeDevMesh } from './dev-mesh.js';
 import { loadCaDir, writeSecretFile } from './files.js';
@@ -44,7 +45,7 @@ describe('writeDevMesh', () => {
       const certMod = execFileSync('openssl', ['x509', '-in', w.certFile, '-noout', '-modulus'], { encoding: 'utf8' });
       expect(keyMod).toBe(certMod);
       const info = certInfo(pem);
-      expect(info.notAfter.getTime() - info.notBefore.getTime()).toBe(3_600_000 + 60_000);
+      expect(info.notAfter.getTime() - info.notBefore.getTime()).toBe(3_600_000 + CLOCK_SKEW_MS);
     }
   });
 

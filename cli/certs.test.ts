@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLOCK_SKEW_MS } from '../certs/ca.js';
 import { certInfo, verifyChain } from '../certs/verify.js';
 import { certsCommand } from './certs.js';
 
@@ -32,7 +33,7 @@ describe('wren certs', () => {
     const caPem = readFileSync(join(caDir, 'ca.crt'), 'utf8');
     const caInfo = certInfo(caPem);
     expect(caInfo.spiffeId).toBe('spiffe://prod.example');
-    expect(Math.round((caInfo.notAfter.getTime() - caInfo.notBefore.getTime()) / 60_000)).toBe(30 * 24 * 60 + 1);
+    expect(Math.round((caInfo.notAfter.getTime() - caInfo.notBefore.getTime()) / 60_000)).toBe(30 * 24 * 60 + CLOCK_SKEW_MS / 60_000);
 
     // refusing to clobber the CA key
     const again = await run('ca', '--out', caDir);
@@ -50,7 +51,7 @@ describe('wren certs', () => {
     const leaf = readFileSync(certFile, 'utf8');
     expect(verifyChain(leaf, [], [caPem])).toEqual({ ok: true, spiffeId: 'spiffe://prod.example/ns/shop/sa/cart' });
     const info = certInfo(leaf);
-    expect(info.notAfter.getTime() - info.notBefore.getTime()).toBe(2 * 3_600_000 + 60_000);
+    expect(info.notAfter.getTime() - info.notBefore.getTime()).toBe(2 * 3_600_000 + CLOCK_SKEW_MS);
 
     const named = await run('issue', '--ca-dir', caDir, '--namespace', 'shop', '--service-account', 'cart', '--out', outDir, '--name', 'proxy');
     expect(named.code).toBe(0);

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLOCK_SKEW_MS } from '../certs/ca.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { BootstrapTokenAuthenticator } from '../control-plane/identity/bootstrap-token-authenticator.js';
@@ -12,8 +13,8 @@ import { SIDECAR_NODE_FLAGS } from '../cli/heap-flags.js';
 import { httpText } from './helpers/http-text.js';
 
 /**
- * A control plane whose clock runs 62 s ahead of the sidecar's: more than the minute the CA
- * backdates notBefore by (certs/ca.ts), so every certificate it signs starts a second or
+ * A control plane whose clock runs 2 s more ahead of the sidecar's than the CA backdates
+ * notBefore by (CLOCK_SKEW_MS, certs/ca.ts), so every certificate it signs starts a second or
  * two after the sidecar's now. The built `wren proxy` takes it, waits for its notBefore and
  * starts (docs/identity.md, "A control plane whose clock runs ahead"); it used to refuse
  * each one and ask again, getting another that started in the future, until its startup
@@ -21,7 +22,7 @@ import { httpText } from './helpers/http-text.js';
  */
 const TD = 'cluster.local';
 const TOKEN = 'bootstrap-token-web-0123456789abcdef';
-const AHEAD_MS = 62_000;
+const AHEAD_MS = CLOCK_SKEW_MS + 2_000;
 
 let dir: string;
 let cp: ControlPlane;
@@ -52,7 +53,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true, maxRetries: 5 });
 });
 
-test('the sidecar starts with a certificate from a control plane 62 s ahead, once its notBefore has come', async () => {
+test('the sidecar starts with a certificate from a control plane ahead by 2 s more than the backdating, once its notBefore has come', async () => {
   const loopback = { address: '127.0.0.1', ipv6Address: '', port: 0 };
   const controlPlane = `127.0.0.1:${cp.grpcPort}`;
   const file = join(dir, 'proxy.json');

@@ -14,6 +14,7 @@ import { proxyStatusCommand } from '../cli/proxy-status.js';
 import { seededRandom, systemClock } from '../common/clock.js';
 import { silentLogger } from '../common/logger.js';
 import { certFingerprint } from '../contract/trust-anchors.js';
+import { CLOCK_SKEW_MS } from '../certs/ca.js';
 import { createRootCa } from '../certs/index.js';
 import { ControlPlane } from '../control-plane/server.js';
 import { DirSource } from '../control-plane/sources/dir-source.js';
@@ -247,9 +248,9 @@ test('kubernetes-version reads the version as the injector\'s --sidecar-mode aut
 test('certificate validity is judged by the wall clock: after the system clock stepped forward, a CA minted just now is valid', async () => {
   // The wall clock jumps 5 minutes ahead of this process's monotonic time (an NTP or
   // hypervisor step in a long process's life). Another process then mints a CA whose
-  // notBefore (its "now" less the 1-minute backdate) is 2 minutes past the monotonic time.
+  // notBefore (its "now" less the backdate, CLOCK_SKEW_MS) is 2 minutes past the monotonic time.
   const real = Date.now();
-  const ca = createRootCa({ trustDomain: 'cluster.local', now: new Date(real + 3 * 60_000) });
+  const ca = createRootCa({ trustDomain: 'cluster.local', now: new Date(real + 2 * 60_000 + CLOCK_SKEW_MS) });
   api.rawObjects.set(WEBHOOK_PATH, webhookWith(b64(ca.certPem)));
   const t0 = performance.now();
   const stepped = jest.spyOn(Date, 'now').mockImplementation(() => real + 5 * 60_000 + Math.floor(performance.now() - t0));

@@ -1,3 +1,6 @@
+import { connect } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { CLOCK_SKEW_MS } from '../../certs/ca.js';
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { silentLogger } from '../../common/logger.js';
 import { WALL_CHECK_MS } from '../../common/wall-deadline.js';
@@ -58,4 +61,34 @@ describe('ServingIdentity renewal across a host suspend', () => {
     expect(s.certificate.serial).not.toBe(first);
     s.stop();
   });
+});
+
+/**
+ * A control plane whose clock runs ahead of the proxies' by more than the CA's backdating
+ * (CLOCK_SKEW_MS): its own serving certificate, reissued at ~70 % of its life or at once for a
+ * new issuer, starts after the proxies' now, and their TLS handshakes to it fail ("certificate
+ * is not yet valid") until their clocks catch up: (skew - backdate) after every reissue. The
+ * real TLS handshake below is judged by this machine's clock (the proxy's); the control plane's
+ * injected clock runs 90 s ahead of it.
+ */
+test('a control plane 90 s ahead of the proxies: a proxy completes the TLS handshake to its freshly issued serving certificate', async () => {
+  expect(CLOCK_SKEW_MS).toBeGreaterThanOrEqual(120_000); // istiod's 2 minutes (istio/istio#32176)
+  const clock = new FakeClock(Date.now() + 90_000);
+  const s = new ServingIdentity({ issuer, spiffeId: ID, ttlMs: DAY, clock, random: seededRandom(3), logger: silentLogger });
+  const server = new grpc.Server();
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', s.credentials, (e, p) => (e ? reject(e) : resolve(p))));
+  try {
+    const outcome = await new Promise<string>((resolve) => {
+      // As a proxy verifies it: against the trust bundle (the SPIFFE ID is checked separately, proxy/identity/control-plane-credentials.ts).
+      const sock = connect({ host: '127.0.0.1', port, ca: issuer.trustBundlePem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+      sock.once('secureConnect', () => {
+        resolve('handshake completed');
+        sock.destroy();
+      });
+      sock.once('error', (e: NodeJS.ErrnoException) => resolve(`${e.code}: ${e.message}`));
+    });
+    expect(outcome).toBe('handshake completed');
+  } finally {
+    server.forceShutdown();
+  }
 });

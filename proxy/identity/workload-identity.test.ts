@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { CertificateAuthority, createCsr, createRootCa, generateKeyPair, readCsr } from '../../certs/index.js';
+import { CLOCK_SKEW_MS } from '../../certs/ca.js';
 import { FakeClock, seededRandom } from '../../common/clock.js';
 import { createLogger } from '../../common/logger.js';
 import type { CertifyRequest, CertifyResponse } from '../../contract/identity.js';
@@ -321,10 +322,10 @@ describe('WorkloadIdentity', () => {
     expect(r.wi.nextRenewalAt).toBeNull();
   });
 
-  test('a certificate valid from a little later (the CA clock ahead by more than the 1-minute backdating) is kept and used from its notBefore, at start and on renewal, without another signature', async () => {
-    // 90 s ahead: every certificate the CA signs starts 30 s after the proxy's now, however
+  test('a certificate valid from a little later (the CA clock ahead by more than the CA\'s backdating, CLOCK_SKEW_MS) is kept and used from its notBefore, at start and on renewal, without another signature', async () => {
+    // 30 s more than the backdating ahead: every certificate the CA signs starts 30 s after the proxy's now, however
     // often it is asked again, so refusing it and retrying never got one (adv63).
-    const r = rig({ caAheadMs: 90_000 });
+    const r = rig({ caAheadMs: CLOCK_SKEW_MS + 30_000 });
     let outcome: unknown = null;
     const giveUp = new AbortController();
     const p = r.wi.obtain(60_000, giveUp.signal).then((t) => (outcome = t), (e: unknown) => (outcome = e));
@@ -373,7 +374,7 @@ describe('WorkloadIdentity', () => {
   });
 
   test('a certificate valid only more than 5 minutes from now (a CA clock far off) is refused, as before, with the skew named', async () => {
-    const r = rig({ caAheadMs: MAX_NOT_YET_VALID_MS + 2 * 60_000 });
+    const r = rig({ caAheadMs: MAX_NOT_YET_VALID_MS + CLOCK_SKEW_MS + 60_000 });
     await expect(r.wi.obtain(1)).rejects.toThrow(/not yet valid .*\(it starts 3[56][0-9] s after this proxy's clock: is the control plane's clock ahead\?/);
     expect(r.wi.counts).toEqual({ success: 0, failure: 1 });
   });
