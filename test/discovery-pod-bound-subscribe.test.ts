@@ -100,3 +100,32 @@ test('a StatefulSet pod created again under its name (another UID): its predeces
   });
   own?.stream.cancel();
 }, 30_000);
+
+test('an open stream of pod web-1 ends PERMISSION_DENIED pod-not-certified when web-1 is deleted and created again under its name (another UID), counted; web-0\'s stays open', async () => {
+  // Last in the file: it replaces web-1. web-0 is whichever instance the tests before left.
+  api.tokens.set('tok-web-0-now', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-0', podUid: uidOf(api.get('pods', 'shop', 'web-0')!) });
+  const web0 = await plane.certify(WEB_SA, 'tok-web-0-now');
+  const web1 = await plane.certify(WEB_SA, 'tok-web-1');
+  const own0 = await subscribe(web0, 'web-0');
+  const own1 = await subscribe(web1, 'web-1');
+  expect([own0.code, own1.code]).toEqual([null, null]);
+  const ended1 = new Promise<grpc.ServiceError>((resolve) => own1.stream.once('error', resolve));
+  const before = await refused('pod-not-certified');
+  const open = plane.cp.discovery.subscriberCount;
+  // The pod is deleted and created again (a StatefulSet's): its UID changes, its name does not.
+  const oldUid = uidOf(api.get('pods', 'shop', 'web-1')!);
+  api.delete('pods', 'shop', 'web-1');
+  const again = api.apply('pods', podJson('web-1', 'shop', 'web-sa', '10.0.0.5'));
+  expect(uidOf(again)).not.toBe(oldUid);
+  let timer: NodeJS.Timeout | undefined;
+  const e = await Promise.race<{ code: number; details: string }>([ended1, new Promise((r) => (timer = setTimeout(() => r({ code: -1, details: 'still open after 5 s' }), 5_000)))]);
+  clearTimeout(timer);
+  expect({ code: e.code, details: e.details }).toEqual({
+    code: grpc.status.PERMISSION_DENIED,
+    details: 'the client certificate was issued to another pod than shop/web-1 (or to an earlier pod of that name): a certificate bound to a pod may subscribe for that pod only',
+  });
+  // Only web-1's: web-0's pod did not change, and its stream stays (it is re-checked in the same commit, or never).
+  expect(await refused('pod-not-certified')).toBe(before + 1);
+  expect(plane.cp.discovery.subscriberCount).toBe(open - 1);
+  own0.stream.cancel();
+}, 30_000);

@@ -87,14 +87,17 @@ test('a pod holding 8 streams does not starve a sibling pod of its service accou
   await drop([...held, own]);
 }, 30_000);
 
-test('a StatefulSet pod created again under its name is served while its predecessor\'s streams still count', async () => {
+test('a StatefulSet pod created again under its name is served; its predecessor\'s streams end pod-not-certified once the new pod is seen', async () => {
   const first = await certify('tok-web-0');
   const held: Outcome[] = [];
   for (let i = 0; i < MAX_STREAMS_PER_POD; i++) held.push(await subscribe(first, 'web-0'));
   expect(held.map((o) => o.code)).toEqual(held.map(() => null));
+  const ended = held.map((o) => new Promise<grpc.ServiceError>((resolve) => o.stream.once('error', resolve)));
   // web-0 deleted and created again by its StatefulSet: the same name, another UID. The
   // predecessor's connections are not yet found dead; the new pod certifies and subscribes
-  // (retrying until the watch has the new pod, as a proxy does).
+  // (retrying until the watch has the new pod, as a proxy does). The predecessor's streams are
+  // counted against their own pod instance, so they never held the new pod's places, and since
+  // adv66 they end (PERMISSION_DENIED pod-not-certified) when the source sees the new pod.
   api.delete('pods', 'shop', 'web-0');
   const again = api.apply('pods', podJson('web-0', 'shop', 'web-sa', '10.0.0.3'));
   api.tokens.set('tok-web-0-again', { username: 'system:serviceaccount:shop:web-sa', audiences: ['wren-identity'], pod: 'web-0', podUid: String(again.metadata.uid) });
@@ -105,5 +108,6 @@ test('a StatefulSet pod created again under its name is served while its predece
     o = await subscribe(second, 'web-0');
   }
   expect({ code: o.code, details: o.details }).toEqual({ code: null, details: '' });
-  await drop([...held, o]);
+  expect((await Promise.all(ended)).map((e) => e.code)).toEqual(held.map(() => grpc.status.PERMISSION_DENIED));
+  await drop([o]);
 }, 30_000);

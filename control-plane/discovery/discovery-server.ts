@@ -14,7 +14,7 @@ import { peerIdentityOf, type PeerIdentity } from '../identity/peer-certificate.
 import { describeIssuerTrust } from '../identity/trust-state.js';
 import type { EndpointWithdrawal } from '../health/endpoint-withdrawal.js';
 import type { ControlPlaneMetrics } from '../metrics.js';
-import type { MeshStore, StoreView } from '../store/mesh-store.js';
+import type { MeshStore, PolicyView, StoreView } from '../store/mesh-store.js';
 import { routesFor, type RouteView } from '../translate/route-compile.js';
 import { checkIdentityClaim, checkPodClaim } from './client-auth.js';
 import { diffViews, isEmptyDelta } from './delta.js';
@@ -239,6 +239,10 @@ export class DiscoveryServer {
   private readonly maxStreamsPerFleet: number;
   /** Open plaintext streams per source address, an IPv6 one's /64 (source-address.ts; MAX_PLAINTEXT_STREAMS_PER_ADDRESS; loopback not counted). */
   private readonly addressStreams = new Map<string, number>();
+  /** Open streams whose certificate is bound to a pod and whose claim passed, by the pod they name ("namespace/name"; Subscriber.podBound). */
+  private readonly podBound = new Map<string, Set<Subscriber>>();
+  /** The store's podUids that recheckPodBound last looked at. */
+  private podUidsSeen: ReadonlyMap<string, string> | undefined = undefined;
   private readonly cache = new Map<string, Entry>();
   /** The cached entries, oldest first, with their key and the bytes they hold (MAX_RESPONSE_CACHE_BYTES). */
   private readonly cached = new Map<Entry, { readonly key: string; bytes: number }>();
@@ -267,7 +271,8 @@ export class DiscoveryServer {
     this.policies = new WorkloadPolicies(o.rootNamespace);
     this.telemetries = new WorkloadTelemetries(o.logger.child({ component: 'telemetry' }), o.rootNamespace);
     this.egress = new MeshEgress(o.egressMode);
-    this.unsubscribe = o.store.onChange(() => {
+    this.unsubscribe = o.store.onChange((view) => {
+      this.recheckPodBound(view.policy);
       for (const s of this.subs) this.pump(s);
     });
     this.trust = o.issuer ? new TrustPush(o.issuer, () => this.subs.size, o.trustPush) : null;
@@ -426,6 +431,45 @@ export class DiscoveryServer {
     }
   }
 
+  /**
+   * Re-checks the open streams of a certificate bound to a pod whose UID changed: a pod
+   * deleted and created again under its name (a StatefulSet's) is another pod, and the
+   * stream its predecessor's sidecar opened (a node gone, a connection not yet found dead,
+   * or a certificate copied out of the old pod) passed its check once, at its first push,
+   * and kept receiving the new pod's inbound policy, and having its reports filed under it,
+   * until its connection's GOAWAY or its certificate's expiry (until 2026-12-08, adv66).
+   * It now ends PERMISSION_DENIED `pod-not-certified` (or what checkPodClaim finds first:
+   * the new pod runs as another service account), counted and logged like a refusal at
+   * Subscribe.
+   *
+   * Work only when the store's pod UIDs changed, and then only for the pods whose UID did
+   * (PolicyView.podUidChanges): nothing per other change of the view (services, endpoints,
+   * policies, labels). Without the source's list of changed pods (a directory source's
+   * reload) it looks at every pod-bound stream once, a map lookup each. A pod whose UID is
+   * gone (deleted, not yet created again) leaves its streams alone: its sidecar is going
+   * away with it, and a pod created again under the name is checked when it appears.
+   */
+  private recheckPodBound(policy: PolicyView): void {
+    const uids = policy.podUids;
+    if (uids === this.podUidsSeen) return;
+    const changes = policy.podUidChanges;
+    const keys = changes !== undefined && changes.since === this.podUidsSeen ? [...changes.keys] : [...this.podBound.keys()];
+    this.podUidsSeen = uids;
+    if (this.podBound.size === 0) return;
+    for (const key of keys) {
+      const bound = this.podBound.get(key);
+      const uid = uids?.get(key);
+      if (!bound || uid === undefined) continue;
+      for (const s of [...bound]) {
+        if (s.podBound!.uid === uid) continue;
+        const refused = checkPodClaim(s.authPeer!, s.sub!, policy, this.o.clientAuth!.podsAuthoritative,
+          { key: certifiedPod(s.authPeer!.certifyState)!, keyedDigest: (data) => issuerSnapshot(this.o.issuer!).ca.keyedDigest(data) });
+        if (refused) this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
+        else s.podBound!.uid = uid; // a certificate bound to the pod's name only (no UID in its key): still that pod
+      }
+    }
+  }
+
   /** Graceful shutdown: end every stream with UNAVAILABLE so proxies reconnect to another replica. */
   closeAll(): void {
     this.unsubscribe();
@@ -464,6 +508,11 @@ export class DiscoveryServer {
     s.expiryTimer = null;
     this.subs.delete(s);
     this.o.metrics.subscribers.set(this.subs.size);
+    if (s.podBound !== null) {
+      const bound = this.podBound.get(s.podBound.key);
+      bound?.delete(s);
+      if (bound?.size === 0) this.podBound.delete(s.podBound.key);
+    }
     if (s.podKey !== null) release(this.podStreams, s.podKey);
     if (s.certKey !== null) release(this.podStreams, s.certKey);
     if (s.fleetKey !== null) release(this.fleetStreams, s.fleetKey);
@@ -695,6 +744,13 @@ export class DiscoveryServer {
       const refused = checkPodClaim(s.authPeer, s.sub, view.policy, this.o.clientAuth!.podsAuthoritative,
         certified === null ? null : { key: certified, keyedDigest: (data) => issuerSnapshot(this.o.issuer!).ca.keyedDigest(data) });
       if (refused) return this.refuse(s, grpc.status.PERMISSION_DENIED, refused.reason, refused.detail);
+      if (certified !== null) {
+        const key = `${s.authPeer.namespace}/${s.sub.identity.pod}`;
+        s.podBound = { key, uid: view.policy.podUids?.get(key) };
+        let bound = this.podBound.get(key);
+        if (!bound) this.podBound.set(key, (bound = new Set()));
+        bound.add(s);
+      }
     }
     s.podClaimChecked = true;
     const trust = this.trust?.current() ?? null;

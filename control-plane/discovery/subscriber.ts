@@ -87,6 +87,12 @@ export interface Subscriber {
   addressKey: string | null;
   /** Its pod claim was checked against a synced view (client-auth.ts checkPodClaim), at its first push. */
   podClaimChecked: boolean;
+  /**
+   * A stream whose certificate is bound to a pod, once its claim passed: the pod it names
+   * ("namespace/name") and the UID the source knew for it then (undefined: none). Re-checked
+   * when that pod's UID changes (discovery-server.ts recheckPodBound).
+   */
+  podBound: { readonly key: string; uid: string | undefined } | null;
   /** Ends the stream when the client certificate expires (by the wall clock: discovery-server.ts armExpiry). */
   expiryTimer: WallDeadline | null;
   closed: boolean;
@@ -110,7 +116,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedOpaquePorts: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podKey: null, certKey: null, fleetKey: null, addressKey: null, podClaimChecked: false, expiryTimer: null, closed: false, reportBuckets: {},
+    authPeer: null, authAnchor: null, podKey: null, certKey: null, fleetKey: null, addressKey: null, podClaimChecked: false, podBound: null, expiryTimer: null, closed: false, reportBuckets: {},
   };
 }
 

@@ -60,6 +60,13 @@ export class ClusterIndex {
   private readonly podLabels = new Map<string, Labels>();
   private readonly podServiceAccounts = new Map<string, string>();
   private readonly podUids = new Map<string, string>();
+  /**
+   * The podUids handed out in the last policy view, the same map until a UID changes (a pod
+   * created, deleted or created again under its name), and the pods whose UID changed since:
+   * the discovery server re-checks pod-bound streams only then, and only those pods' (PolicyView.podUidChanges).
+   */
+  private podUidsView: ReadonlyMap<string, string> | undefined = undefined;
+  private readonly podUidsChanged = new Set<string>();
   /** Of meshed pods, the target ports their Services declare opaque (translate/opaque-ports.ts); none: left out. */
   private readonly podOpaquePorts = new Map<string, readonly number[]>();
   /** Pods whose opaque ports may have changed (a slice listing them, their Service, or their meshed state did): recomputed at flush(). */
@@ -150,6 +157,7 @@ export class ClusterIndex {
     if ((this.podUids.get(id) ?? null) === uid) return;
     if (uid === null) this.podUids.delete(id);
     else this.podUids.set(id, uid);
+    this.podUidsChanged.add(id);
     this.policyDirty = true;
   }
 
@@ -304,6 +312,12 @@ export class ClusterIndex {
     this.routesDirty = false;
     if (!this.policyDirty) return withRoutes;
     this.policyDirty = false;
+    let podUidChanges: PolicyView['podUidChanges'];
+    if (this.podUidsView === undefined || this.podUidsChanged.size > 0) {
+      podUidChanges = Object.freeze({ since: this.podUidsView, keys: new Set(this.podUidsChanged) });
+      this.podUidsView = new Map(this.podUids);
+      this.podUidsChanged.clear();
+    }
     return {
       ...withRoutes,
       policy: Object.freeze({
@@ -315,7 +329,8 @@ export class ClusterIndex {
         externalServices: Object.freeze([...this.externalServices.values()]),
         podLabels: new Map(this.podLabels),
         podServiceAccounts: new Map(this.podServiceAccounts),
-        podUids: new Map(this.podUids),
+        podUids: this.podUidsView,
+        ...(podUidChanges ? { podUidChanges } : {}),
         podOpaquePorts: new Map(this.podOpaquePorts),
       }),
     };

@@ -36,6 +36,14 @@ export interface PolicyView extends PolicyObjects {
    */
   readonly podUids?: ReadonlyMap<string, string>;
   /**
+   * What changed in `podUids` since the map `since` (the previous policy view's, when the
+   * source knows it: cluster-index.ts keeps one map until a UID changes): the keys whose UID
+   * was added, replaced or removed. The discovery server re-checks only the pod-bound streams
+   * of those pods (discovery-server.ts recheckPodBound); absent, or from another map than the
+   * one it saw last, it looks at every pod-bound stream.
+   */
+  readonly podUidChanges?: { readonly since: ReadonlyMap<string, string> | undefined; readonly keys: ReadonlySet<string> };
+  /**
    * Of the same pods, the target ports their Services declare opaque (translate/opaque-ports.ts),
    * pushed with each one's inbound policy; a pod with none is left out. Absent (a source that
    * does not compute them): none.
