@@ -75,6 +75,7 @@ export const pickEndpoint =
     const hashKey = (Array.isArray(hashed) ? hashed[0] : hashed) ?? req.source.address;
     st.outcome = undefined;
     st.sent = false;
+    st.tries++;
     // A route pinned to one endpoint (a pod IP) is never balanced, retries included.
     const pin = req.route!.endpoint;
     const ep = pin ? st.cluster.pinned(pin) : st.cluster.pick({ hashKey, exclude: st.tried });
@@ -147,6 +148,8 @@ async function raced(inner: HttpService, req: ProxyRequest, attempt: Attempt, wa
 class Attempt implements BodyDone {
   /** From when the balancer's latency sample runs: the pick, or once connected (sendsNow), or the pool's ProxyResponse.sentAt. */
   private started: number;
+  /** Its number among the request's attempts (ResilienceState.tries): it writes the request state only while it is the current one. */
+  private readonly tryNo: number;
   private readonly done: (outcome: Outcome, latencyMs: number) => void;
   connected = false;
   ttfb = 0;
@@ -163,6 +166,12 @@ class Attempt implements BodyDone {
   ) {
     this.started = clock.approxNow();
     this.done = st.cluster.start(ep);
+    this.tryNo = st.tries;
+  }
+
+  /** Whether no later attempt of the request has started: the request state is this attempt's. */
+  current(): boolean {
+    return this.st.tries === this.tryNo;
   }
 
   /** The attempt failed before a response: classified, reported, left in the request state for retry; returns the error to throw. */
@@ -173,8 +182,12 @@ class Attempt implements BodyDone {
     const sent = this.connected && !(causeCode !== undefined && NOT_SENT.has(causeCode));
     const outcome = classify({ type: 'error', error: e, bytesSent: sent, refusedStream: /stream refused|REFUSED_STREAM/.test(e.message) });
     this.done(outcome, this.clock.approxNow() - this.started);
-    st.outcome = outcome;
-    st.sent = sent && !outcome.retryable.alwaysSafe;
+    // An attempt that settles after the next one started (ResilienceState.tries) leaves the
+    // state to that one: its outcome is its own endpoint's (done, above), not the new try's.
+    if (this.current()) {
+      st.outcome = outcome;
+      st.sent = sent && !outcome.retryable.alwaysSafe;
+    }
     return e;
   }
 
@@ -197,7 +210,7 @@ class Attempt implements BodyDone {
    */
   goesOut(): void {
     this.connected = true;
-    this.st.sent = true;
+    if (this.current()) this.st.sent = true;
   }
 
   readonly onResponse = (res: ProxyResponse): ProxyResponse => {

@@ -61,6 +61,14 @@ export class ResilienceState {
   /** Whether the failed attempt's request (headers or body bytes) may have reached the upstream. */
   sent = false;
   /**
+   * Attempts pick-endpoint has started for this request: the current one's number. An
+   * attempt writes `outcome` and `sent` only while it is the current one. A try ended from
+   * above (a per-try timeout's race, timeouts.ts backendRequest) settles below a turn
+   * later (an HTTP/2 stream's close), and after a backoff of 0 (full jitter can draw it)
+   * the next try has started by then: the old try's result landed on the new try's state.
+   */
+  tries = 0;
+  /**
    * What pick-endpoint connected the current attempt to (its connector's upstream), for
    * the terminal service to send on; undefined when the terminal connects by itself.
    */
