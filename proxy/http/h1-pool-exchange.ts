@@ -123,12 +123,13 @@ export class Exchange {
     this.connWait?.waitsForConnection();
   }
 
-  /** It has its connection (connected, or free for it): told once. */
+  /**
+   * It has its connection (connected, or free for it). Told again after each wait: a request
+   * sent again after a refused mesh stream (onConnectionLost) waits for a new connection,
+   * and its per-try timers stand still then too, as for the first (connWait is kept).
+   */
   hasConnection(): void {
-    const w = this.connWait;
-    if (w === null) return;
-    this.connWait = null;
-    w.connected();
+    this.connWait?.connected();
   }
 
   /** Out of the wait queue (given a connection, re-queued, failed): the pending slot goes back. */

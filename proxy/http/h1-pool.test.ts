@@ -322,6 +322,35 @@ describe('H1Pool', () => {
     expect(refusals).toBe(3);
   });
 
+  // The replay's wait for its new connection is a wait like the first: the per-try timers
+  // (layers/request-state.ts) stand still through it. The pool told only the first.
+  it('tells the request\'s connection wait of every connection it waits for: the first, and the new one after a refused stream', async () => {
+    const a = await app((_req, res) => res.end('ok'));
+    let opened = 0;
+    const connect = (host: string, port: number): Socket => {
+      const s = netConnect({ host, port });
+      if (opened++ > 0) return s;
+      let refused = false;
+      s.write = (() => {
+        if (!refused) {
+          refused = true;
+          // Refused once the connection is up (the peer's answer to the stream).
+          const refuse = () => setImmediate(() => s.destroy(Object.assign(new Error('stream refused by the peer (REFUSED_STREAM)'), { refusedStream: true })));
+          if (s.connecting) s.once('connect', refuse);
+          else refuse();
+        }
+        return true;
+      }) as unknown as Socket['write'];
+      return s;
+    };
+    const told: string[] = [];
+    const wait = { waitsForConnection: () => void told.push('waits'), connected: () => void told.push('connected') };
+    const res = await pool({ connect }).request('127.0.0.1', a.port, request(), {}, undefined, 0, '', '', wait);
+    expect(await text(res)).toBe('ok');
+    expect(opened).toBe(2);
+    expect(told).toEqual(['waits', 'connected', 'waits', 'connected']);
+  });
+
   it('does not resend a bodyless non-idempotent request (RFC 9110 section 9.2.2): the server may have taken it before dying', async () => {
     let posts = 0;
     // Every request is answered, but the first connection's second one (the POST): taken, then the connection dies.

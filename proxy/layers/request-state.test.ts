@@ -1,4 +1,5 @@
-import { TriedKeys, ResilienceState, attachState, stateOf } from './request-state.js';
+import { TriedKeys, ResilienceState, TryTimer, attachState, stateOf } from './request-state.js';
+import { FakeClock } from '../../common/clock.js';
 import { isExcluded, type Host } from '../balance/balancer.js';
 import type { ClusterHandle } from '../outbound/cluster-set.js';
 import type { ProxyRequest } from '../http/exchange.js';
@@ -43,5 +44,28 @@ describe('ResilienceState', () => {
     expect(s.cluster).toBe(cluster);
     expect([s.sent, s.deadlineAt, s.outcome, s.upstream, s.endpoint, s.tried.size]).toEqual([false, undefined, undefined, undefined, undefined, 0]);
     expect(stateOf({ ...req })).toBe(s);
+  });
+
+  // The HTTP/1.1 pool sends a request again after a refused mesh stream: a second wait for a
+  // connection in one attempt. The timers ran through it (connected() had let them go).
+  it("stops the attempt's per-try timers at every wait for a connection, and starts them from zero after each", () => {
+    const clock = new FakeClock(0);
+    const s = new ResilienceState({} as ClusterHandle);
+    let fired = 0;
+    s.newTry();
+    s.addTryTimer(new TryTimer(clock, 100, () => void fired++));
+    s.waitsForConnection();
+    clock.advance(500);
+    s.connected();
+    clock.advance(50);
+    // Refused: sent again, on a new connection that takes its time.
+    s.waitsForConnection();
+    clock.advance(500);
+    expect(fired).toBe(0);
+    s.connected();
+    clock.advance(99);
+    expect(fired).toBe(0);
+    clock.advance(1);
+    expect(fired).toBe(1);
   });
 });

@@ -111,12 +111,14 @@ export class ResilienceState {
     if (ts !== null) for (const t of ts) t.pause();
   }
 
-  /** The attempt has its connection: its per-try timers stopped meanwhile start again, from zero. */
+  /**
+   * The attempt has its connection: its per-try timers stopped meanwhile start again, from
+   * zero (running ones go on). They stay the attempt's: a request the HTTP/1.1 pool sends
+   * again after a refused mesh stream waits for another connection, and they stop again.
+   */
   connected(): void {
     const ts = this.tryTimers;
-    if (ts === null) return;
-    this.tryTimers = null;
-    for (const t of ts) t.resume();
+    if (ts !== null) for (const t of ts) t.resume();
   }
 
   /** Whether a layer below must say when the attempt waits for a connection (forward-to-endpoint passes this state to the pool then). */
