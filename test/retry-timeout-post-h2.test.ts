@@ -81,7 +81,7 @@ test('the same on an HTTP/2 session to the peer for an HTTP/2 caller (protocol.m
 });
 
 test('the same to an unmeshed HTTP/2 endpoint (h2c, no sidecar in front): the POST once, a GET three times (adv67)', async () => {
-  const manifests = [{ kind: 'HTTPRoute', metadata: { name: 'slow-unmeshed' }, spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [timedOutRule] } }];
+  const manifests = [h2Routes.route('slow-unmeshed', [timedOutRule])];
   const names = new Set(['web', 'echo']);
   const routes = compileRouteManifests(manifests, (ns, name) => (ns === 'default' && names.has(name) ? { ports: [{ name: '', port: 80 }] } : undefined));
   const services = [...names].map((name) =>
