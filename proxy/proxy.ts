@@ -515,14 +515,12 @@ export class Proxy {
   applySnapshot(snapshot: MeshSnapshot): void {
     const routes = new RouteTable(snapshot, this.config.identity.namespace);
     const inbound = snapshot.inboundPolicy && snapshot.inboundPolicy !== this.inboundPolicy.policy ? new CompiledInboundPolicy(snapshot.inboundPolicy, this.jwtDeps, this.config.identity.trustDomain) : null;
+    const egress = snapshot.egress ? new EgressPolicy(this.config.egress, snapshot.egress) : null;
     // With workers the clusters (and their health checks) live in the workers only.
-    if (this.pool) this.pool.applySnapshot(snapshot);
-    else {
+    if (!this.pool) {
       this.clusters.apply(snapshot.services);
       this.endpointDrain.applied(snapshot.services);
     }
-    this.routes = routes;
-    this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     if (snapshot.telemetry) {
       // Every listener worker applies the same snapshot (worker-main.ts), so each one's TelemetrySource gets it too.
       const before = JSON.stringify(this.telemetry.explain());
@@ -530,9 +528,9 @@ export class Proxy {
       const after = this.telemetry.explain();
       if (JSON.stringify(after) !== before) this.logger.info('telemetry settings applied', { version: snapshot.version, ...after });
     }
-    if (snapshot.egress) {
+    if (egress) {
       const before = JSON.stringify(this.egressPolicy);
-      this.egressPolicy = new EgressPolicy(this.config.egress, snapshot.egress);
+      this.egressPolicy = egress;
       if (JSON.stringify(this.egressPolicy) !== before) {
         this.logger.info('egress settings applied', { version: snapshot.version, mode: this.egressPolicy.mode, modeSource: this.egressPolicy.modeSource, externalServices: this.egressPolicy.services.map((e) => e.name) });
         // Passthroughs the new settings refuse are closed, as the inbound's tunnels on a policy change.
@@ -551,6 +549,13 @@ export class Proxy {
       this.jwks.retainOnly(inbound.policy.jwtRules);
       this.logger.info('inbound policy applied', { version: snapshot.version, policy: inbound.summary() });
     }
+    // The workers last, once this thread has taken all of the snapshot: a step above that
+    // throws NACKs the version, and the workers must not serve one the proxy refused (they
+    // were sent it first, and served it while the main thread and the control plane kept
+    // the previous one).
+    if (this.pool) this.pool.applySnapshot(snapshot);
+    this.routes = routes;
+    this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     this.hasConfig = true;
     this.logger.info('config applied', { version: snapshot.version, source: snapshot.source, services: snapshot.services.length });
   }
