@@ -165,6 +165,8 @@ export class Proxy {
    * thread serves as it always has, at no extra cost.
    */
   private readonly pool: WorkerPool | null;
+  /** The workers' answer to the latest snapshot (WorkerPool.applySnapshot); null without workers. */
+  private workersApplied: Promise<void> | null = null;
   private upstreamPortList: readonly number[] | null = null;
   /** Ports a caller's target port may not name: every port of the proxy's own (filled in as listeners bind). */
   private readonly reservedPorts = new Set<number>();
@@ -553,11 +555,26 @@ export class Proxy {
     // throws NACKs the version, and the workers must not serve one the proxy refused (they
     // were sent it first, and served it while the main thread and the control plane kept
     // the previous one).
-    if (this.pool) this.pool.applySnapshot(snapshot);
+    if (this.pool) {
+      const applied = this.pool.applySnapshot(snapshot);
+      // Awaited by the discovery client (whenApplied); a proxy given snapshots directly may ignore it.
+      applied.catch(() => undefined);
+      this.workersApplied = applied;
+    }
     this.routes = routes;
     this.healthChanged(); // clusters or endpoints may be gone, and their health with them
     this.hasConfig = true;
     this.logger.info('config applied', { version: snapshot.version, source: snapshot.source, services: snapshot.services.length });
+  }
+
+  /**
+   * With listener workers: settles once every listening worker has applied the latest
+   * snapshot, or rejects with the first one's failure to (it keeps its previous config), so
+   * the discovery client ACKs or NACKs the version for the whole proxy. Undefined without
+   * workers: applySnapshot took the snapshot whole, or threw.
+   */
+  whenApplied(): Promise<void> | undefined {
+    return this.workersApplied ?? undefined;
   }
 
   /** The inbound policy in force (mTLS modes, authorization policies). */

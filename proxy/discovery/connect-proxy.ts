@@ -33,7 +33,8 @@ export interface ConnectControlPlaneOptions {
  *
  * Each accepted version is applied with `proxy.applySnapshot` (route table and clusters
  * swapped together); if that throws, the client NACKs it and the proxy keeps its last
- * good config. Static stability comes from the client: a lost stream never changes the
+ * good config. With listener workers it is ACKed once every worker has applied it, and
+ * NACKed if one could not (that worker keeps its previous config: Proxy.whenApplied). Static stability comes from the client: a lost stream never changes the
  * config, the last good snapshot stays until a new stream delivers a valid one.
  *
  * Trust (docs/trust-anchor-rotation.md): the proxy reports what it trusts and presents
@@ -77,7 +78,11 @@ export function connectControlPlane(proxy: Proxy, opts: ConnectControlPlaneOptio
     backoff: opts.backoff,
     credentials: opts.credentials,
     ...(opts.credentials?._isSecure() ? { channelOptions: CONTROL_PLANE_CHANNEL_OPTIONS } : {}),
-    apply: (snapshot) => proxy.applySnapshot(snapshot),
+    // With listener workers the version is answered once every worker has applied it (a NACK if one could not).
+    apply: (snapshot) => {
+      proxy.applySnapshot(snapshot);
+      return proxy.whenApplied();
+    },
     onTrustBundle: (state) => sync.onPush(state),
     onHealthReportClipped: (n) => proxy.metrics.limits.inc({ direction: 'discovery', limit: 'health-report-endpoints' }, n),
   });

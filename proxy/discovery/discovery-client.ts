@@ -27,8 +27,12 @@ export interface DiscoveryClientOptions {
   readonly credentials?: grpc.ChannelCredentials;
   /** Extra channel options (CONTROL_PLANE_CHANNEL_OPTIONS with TLS credentials). */
   readonly channelOptions?: grpc.ChannelOptions;
-  /** Called once per accepted version with the full rebuilt snapshot. Throwing NACKs it. */
-  readonly apply: (snapshot: MeshSnapshot) => void;
+  /**
+   * Called once per accepted version with the full rebuilt snapshot. Throwing NACKs it. A
+   * promise (a proxy with listener workers: each applies it in its thread) holds the answer
+   * until it settles: a rejection NACKs the version, as a throw does.
+   */
+  readonly apply: (snapshot: MeshSnapshot) => void | Promise<void>;
   /** Reconnect backoff: exponential from initialMs to maxMs, with jitter. */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Called with the CA's trust state whenever an accepted response carries it (validated; a malformed one is NACKed). */
@@ -233,6 +237,7 @@ export class DiscoveryClient {
     let telemetry: PushedTelemetry | undefined;
     let egress: EgressSettings | undefined;
     let trust: TrustBundleState | null;
+    let pending: void | Promise<void> = undefined;
     try {
       next = applyResponse(this.view, this.snapshot?.version ?? null, r);
       inbound = applyInboundPolicy(this.inbound, r);
@@ -248,14 +253,35 @@ export class DiscoveryClient {
         ...(telemetry ? { telemetry } : {}),
         ...(egress ? { egress } : {}),
       });
-      if (!configUnchanged) this.o.apply(snap);
+      if (!configUnchanged) pending = this.o.apply(snap);
     } catch (e) {
-      const detail = (e as Error).message;
-      this.stats.rejected++;
-      this.o.logger.warn('rejected a discovery update; keeping the last good config', { version: r.version, detail, kept: this.snapshot?.version ?? null });
-      stream.write({ nack: { version: r.version, nonce: r.nonce, errorDetail: detail, resync: e instanceof ResyncError } });
-      return;
+      return this.reject(stream, r, e);
     }
+    const accept = (): void => this.accept(stream, r, next, snap, inbound, telemetry, egress, trust);
+    if (pending === undefined) return accept();
+    // Answered once it settles, on the stream it came on (the control plane sends the next
+    // response only after this answer). A stream lost meanwhile gets nothing: the new one
+    // starts again from the last version taken.
+    pending.then(
+      () => {
+        if (this.stream === stream) accept();
+      },
+      (e: unknown) => {
+        if (this.stream === stream) this.reject(stream, r, e);
+      },
+    );
+  }
+
+  /** The version is refused (its validation, or `apply`, failed): NACKed, the last good config kept. */
+  private reject(stream: Stream, r: DiscoveryResponse, e: unknown): void {
+    const detail = (e as Error).message;
+    this.stats.rejected++;
+    this.o.logger.warn('rejected a discovery update; keeping the last good config', { version: r.version, detail, kept: this.snapshot?.version ?? null });
+    stream.write({ nack: { version: r.version, nonce: r.nonce, errorDetail: detail, resync: e instanceof ResyncError } });
+  }
+
+  /** The version is applied: it becomes the base of the next delta, and is ACKed. */
+  private accept(stream: Stream, r: DiscoveryResponse, next: Map<string, Service>, snap: MeshSnapshot, inbound: InboundPolicy, telemetry: PushedTelemetry | undefined, egress: EgressSettings | undefined, trust: TrustBundleState | null): void {
     this.view = next;
     this.snapshot = snap;
     this.inbound = inbound;

@@ -36,6 +36,8 @@ interface Slot {
   worker: Worker | null;
   listening: boolean;
   applied: number;
+  /** The snapshot seq this worker could not apply ('apply-failed') and why, until it applies that one or a newer one: it serves its older config meanwhile. */
+  failed: { readonly seq: number; readonly error: string } | null;
   clusters: Record<string, unknown>;
   closed: (() => void) | null;
   restarts: number;
@@ -90,6 +92,7 @@ export class WorkerPool {
   private scrapeId = 0;
   private readonly scrapes = new Map<number, (json: unknown) => void>();
   private readonly restartsTotal: Counter;
+  private readonly applyFailures: Counter;
   private readonly url = entry();
   private readonly offRotate: () => void;
   /** The limits every worker holds together (shared-limits.ts): made once, so they outlive snapshots and restarts. */
@@ -98,8 +101,9 @@ export class WorkerPool {
   constructor(private readonly o: WorkerPoolOptions) {
     this.config = o.config;
     this.shared = sharedLimitsMemory(o.config, o.clock);
-    this.slots = Array.from({ length: o.count }, (_, id) => ({ id, worker: null, listening: false, applied: 0, clusters: {}, closed: null, restarts: 0, upSince: 0 }));
+    this.slots = Array.from({ length: o.count }, (_, id) => ({ id, worker: null, listening: false, applied: 0, failed: null, clusters: {}, closed: null, restarts: 0, upSince: 0 }));
     this.restartsTotal = new Counter({ name: 'wren_worker_restarts_total', help: 'Listener workers that exited unexpectedly and were restarted', registers: [o.registry] });
+    this.applyFailures = new Counter({ name: 'wren_worker_apply_failures_total', help: 'Config snapshots a listener worker could not apply (it kept its previous config)', registers: [o.registry] });
     const slots = this.slots;
     new Gauge({
       name: 'wren_workers_listening', help: 'Listener workers currently listening (config concurrency)', registers: [o.registry],
@@ -145,6 +149,7 @@ export class WorkerPool {
     const w = new Worker(this.url, { workerData: data, name: `wren-worker-${slot.id}` });
     slot.worker = w;
     slot.applied = 0;
+    slot.failed = null;
     return new Promise<WorkerPorts>((resolve, reject) => {
       let started = false;
       w.on('message', (m: FromWorker) => {
@@ -160,11 +165,16 @@ export class WorkerPool {
             return reject(new ListenError(`${m.listener} (worker ${slot.id})`, m.address, m.port, Object.assign(new Error(m.message), { code: m.code })));
           case 'applied':
             slot.applied = m.seq;
-            return;
+            if (slot.failed !== null && slot.failed.seq <= m.seq) slot.failed = null;
+            return this.settleWaits();
           case 'apply-failed':
-            slot.applied = m.seq;
-            this.o.logger.error('a listener worker could not apply the config', { code: 'WORKER_APPLY_FAILED', worker: slot.id, error: m.error });
-            return;
+            // Not applied: the worker keeps serving its previous config, so it is not on the
+            // latest one (notReady) and the version is not taken (Proxy.applySnapshot). It
+            // counted as applied, and the sidecar reported ready with one worker behind.
+            slot.failed = { seq: m.seq, error: m.error };
+            this.applyFailures.inc();
+            this.o.logger.error('a listener worker could not apply the config; it keeps its previous one', { code: 'WORKER_APPLY_FAILED', worker: slot.id, seq: m.seq, error: m.error });
+            return this.settleWaits();
           case 'metrics':
             return this.scrapes.get(m.id)?.(m.json);
           case 'decisions':
@@ -195,6 +205,8 @@ export class WorkerPool {
         slot.worker = null;
         slot.listening = false;
         slot.closed?.();
+        // It no longer holds the answer to a snapshot (its replacement starts with the latest).
+        this.settleWaits();
         // Its clusters (ejections, open breakers) died with it: the HealthReport no longer
         // carries them; the worker that takes the slot posts its own once it applies the config.
         if (Object.keys(slot.clusters).length > 0) {
@@ -242,9 +254,41 @@ export class WorkerPool {
     for (const s of this.slots) s.worker?.postMessage(m);
   }
 
-  applySnapshot(snapshot: MeshSnapshot): void {
-    this.latest = { seq: (this.latest?.seq ?? 0) + 1, snapshot };
+  /**
+   * Sends the snapshot to every worker. Settles once every listening worker has applied it
+   * (or a newer one), or rejects as soon as one could not (it keeps its previous config):
+   * the discovery client ACKs or NACKs the version on this (Proxy.whenApplied). A worker
+   * that is not listening (restarting) does not hold it: it starts with the latest snapshot,
+   * and readiness waits for it (notReady).
+   */
+  applySnapshot(snapshot: MeshSnapshot): Promise<void> {
+    const seq = (this.latest?.seq ?? 0) + 1;
+    this.latest = { seq, snapshot };
     this.broadcast({ t: 'snapshot', ...this.latest });
+    return new Promise<void>((resolve, reject) => {
+      this.waits.push({ seq, resolve, reject });
+      this.settleWaits();
+    });
+  }
+
+  /** The snapshot answers still awaited (applySnapshot), settled as the workers answer, exit or restart. */
+  private waits: { readonly seq: number; readonly resolve: () => void; readonly reject: (e: Error) => void }[] = [];
+
+  private settleWaits(): void {
+    if (this.waits.length === 0) return;
+    this.waits = this.waits.filter((w) => {
+      const failed = this.slots.find((s) => s.failed !== null && s.failed.seq === w.seq);
+      if (failed) {
+        w.reject(new Error(`listener worker ${failed.id} could not apply the config: ${failed.failed!.error}`));
+        return false;
+      }
+      // A worker down or restarting does not hold it, nor one that has moved on to a newer version.
+      if (this.closing || this.slots.every((s) => !s.worker || !s.listening || s.applied >= w.seq || (s.failed !== null && s.failed.seq > w.seq))) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
   }
 
   setLogLevel(level: Level): void {
@@ -256,6 +300,8 @@ export class WorkerPool {
     const down = this.slots.filter((s) => !s.listening).length;
     if (down > 0) return `${down} of ${this.slots.length} listener workers not listening`;
     const seq = this.latest?.seq ?? 0;
+    const failed = this.slots.filter((s) => s.applied < seq && s.failed !== null);
+    if (failed.length > 0) return `${failed.length} of ${this.slots.length} listener workers could not apply the config (worker ${failed[0].id}: ${failed[0].failed!.error})`;
     const behind = this.slots.filter((s) => s.applied < seq).length;
     return behind > 0 ? `${behind} of ${this.slots.length} listener workers applying the config` : null;
   }
@@ -336,6 +382,7 @@ export class WorkerPool {
 
   private async stopAll(m: ToWorker, timeoutMs: number): Promise<void> {
     this.closing = true;
+    this.settleWaits();
     this.offRotate();
     await Promise.all(this.slots.map((s) => this.stop(s, m, timeoutMs, true)));
   }
