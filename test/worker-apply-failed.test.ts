@@ -84,6 +84,40 @@ test('a worker that cannot apply a snapshot: not ready, counted, whenApplied rej
   }
 });
 
+/** Worker 0's 'applied' answers are lost while `stuck()`: a worker whose event loop hangs never answers. */
+function injectStuckWorker(p: Proxy, stuck: () => boolean): void {
+  const w = poolOf(p).slots[0].worker!;
+  const emit = w.emit.bind(w);
+  w.emit = (ev: string, ...a: unknown[]) => {
+    const m = a[0] as Msg | undefined;
+    if (ev === 'message' && m?.t === 'applied' && stuck()) return true;
+    return emit(ev, ...a);
+  };
+}
+
+test('a worker that never answers a snapshot: refused after limits.workerApplyTimeoutMs (the config stream is not held), counted, not ready until it catches up', async () => {
+  const logs: string[] = [];
+  const web = meshService('web', 80, [{ appPort: app.port, proxy: null }]);
+  const p = await startProxy({ pki, serviceAccount: 'apply-stuck', logs, config: { concurrency: 2, limits: { workerApplyTimeoutMs: '300ms' } }, services: [web] });
+  try {
+    await until('ready', async () => (await admin(p, '/ready')).status === 200);
+    let stuck = true;
+    injectStuckWorker(p, () => stuck);
+    p.applySnapshot({ version: '2', source: 'test', services: [web] });
+    // Without the bound this promise never settles (the discovery client would never answer the version).
+    await expect(p.whenApplied()).rejects.toThrow('listener worker 0 did not apply the config within limits.workerApplyTimeoutMs (300 ms)');
+    expect((await admin(p, '/ready')).status).toBe(503);
+    expect((await admin(p, '/metrics')).body).toMatch(/^wren_limit_exceeded_total\{direction="discovery",limit="worker-apply-timeout"\} 1$/m);
+    expect(logs.some((l) => l.includes('"code":"WORKER_APPLY_TIMEOUT"'))).toBe(true);
+    stuck = false;
+    p.applySnapshot({ version: '3', source: 'test', services: [web] });
+    await p.whenApplied();
+    await until('ready again', async () => (await admin(p, '/ready')).status === 200);
+  } finally {
+    await p.close();
+  }
+});
+
 describe('from the control plane', () => {
   let mesh: DirControlPlane;
   const cpLogs: string[] = [];

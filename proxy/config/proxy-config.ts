@@ -293,6 +293,13 @@ export interface ProxyLimits {
    */
   readonly tcpIdleTimeoutMs: number;
   /**
+   * With `concurrency` above 1: how long the listener workers have to answer a config
+   * snapshot (applied, or could not) before the discovery client NACKs it, so that one
+   * worker whose event loop hangs cannot hold this proxy's config stream (the control
+   * plane sends its next response only after an answer). 10 s.
+   */
+  readonly workerApplyTimeoutMs: number;
+  /**
    * After an HTTP/1.1 connection's last response (`connection: close`, an error response, a
    * drain) the client has this long to close its side, then the socket is destroyed; while
    * the response's last bytes are still being written, any progress starts the wait again
@@ -428,6 +435,8 @@ const shape = obj({
     idleConnectionTimeoutMs: duration(3_600_000),
     streamIdleTimeoutMs: duration(300_000),
     tcpIdleTimeoutMs: duration(3_600_000),
+    // 0 would NACK every snapshot before a worker could answer: at least 1 ms.
+    workerApplyTimeoutMs: map(duration(10_000), (ms, path) => (ms >= 1 ? ms : fail(path, `expected at least 1ms, got ${ms} ms`))),
     delayedCloseTimeoutMs: duration(1000),
     maxConnectionsPerListener: num({ int: true, min: 1, default: 4096 }),
     prematureResets: obj({

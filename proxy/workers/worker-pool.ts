@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as Prom from 'prom-client';
-import type { Clock } from '../../common/clock.js';
+import type { Clock, Timer } from '../../common/clock.js';
 import type { Level, Logger } from '../../common/logger.js';
 import { ListenError } from '../../common/listen.js';
 import type { MeshSnapshot } from '../../contract/model.js';
@@ -29,6 +29,14 @@ export interface WorkerPoolOptions {
   readonly limits: Counter<'direction' | 'limit'>;
   /** A worker's cluster health changed (HealthReport). */
   readonly onHealthChange: () => void;
+}
+
+/** A snapshot's answer awaited (WorkerPool.applySnapshot), bounded by limits.workerApplyTimeoutMs. */
+interface SnapshotWait {
+  readonly seq: number;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+  timer: Timer | null;
 }
 
 interface Slot {
@@ -266,29 +274,55 @@ export class WorkerPool {
     this.latest = { seq, snapshot };
     this.broadcast({ t: 'snapshot', ...this.latest });
     return new Promise<void>((resolve, reject) => {
-      this.waits.push({ seq, resolve, reject });
+      const w: SnapshotWait = { seq, resolve, reject, timer: null };
+      this.waits.push(w);
       this.settleWaits();
+      if (this.waits.includes(w)) w.timer = this.o.clock.setTimeout(() => this.answerTimedOut(w), this.o.config.limits.workerApplyTimeoutMs);
     });
   }
 
   /** The snapshot answers still awaited (applySnapshot), settled as the workers answer, exit or restart. */
-  private waits: { readonly seq: number; readonly resolve: () => void; readonly reject: (e: Error) => void }[] = [];
+  private waits: SnapshotWait[] = [];
 
   private settleWaits(): void {
     if (this.waits.length === 0) return;
     this.waits = this.waits.filter((w) => {
       const failed = this.slots.find((s) => s.failed !== null && s.failed.seq === w.seq);
       if (failed) {
+        this.settle(w);
         w.reject(new Error(`listener worker ${failed.id} could not apply the config: ${failed.failed!.error}`));
         return false;
       }
       // A worker down or restarting does not hold it, nor one that has moved on to a newer version.
       if (this.closing || this.slots.every((s) => !s.worker || !s.listening || s.applied >= w.seq || (s.failed !== null && s.failed.seq > w.seq))) {
+        this.settle(w);
         w.resolve();
         return false;
       }
       return true;
     });
+  }
+
+  private settle(w: SnapshotWait): void {
+    if (w.timer !== null) this.o.clock.clearTimeout(w.timer);
+    w.timer = null;
+  }
+
+  /**
+   * A listening worker did not answer within limits.workerApplyTimeoutMs (its event loop is
+   * stuck): the version is NACKed rather than the config stream held for ever, as the control
+   * plane sends its next response only after an answer. The worker stays not ready (notReady:
+   * not on the latest snapshot) until it catches up.
+   */
+  private answerTimedOut(w: SnapshotWait): void {
+    w.timer = null;
+    const i = this.waits.indexOf(w);
+    if (i < 0) return;
+    this.waits.splice(i, 1);
+    const late = this.slots.filter((s) => s.worker && s.listening && s.applied < w.seq).map((s) => s.id);
+    this.o.limits.inc({ direction: 'discovery', limit: 'worker-apply-timeout' });
+    this.o.logger.error('listener workers did not answer a config snapshot in time; it is refused', { code: 'WORKER_APPLY_TIMEOUT', workers: late, seq: w.seq, timeoutMs: this.o.config.limits.workerApplyTimeoutMs });
+    w.reject(new Error(`listener worker ${late.join(', ')} did not apply the config within limits.workerApplyTimeoutMs (${this.o.config.limits.workerApplyTimeoutMs} ms)`));
   }
 
   setLogLevel(level: Level): void {
