@@ -1,6 +1,6 @@
 import { PROXY_ERROR_HEADER, toProxyError, type ProxyError } from './proxy-error.js';
 import type { ProxyRequest, ProxyResponse } from '../http/exchange.js';
-import { isGrpc, type Headers } from '../http/headers.js';
+import { header, isGrpc, type Headers } from '../http/headers.js';
 import { settledBody } from '../http/settled-body.js';
 
 /**
@@ -13,7 +13,7 @@ export function errorResponse(err: unknown, req: Pick<ProxyRequest, 'headers'>):
   const e = toProxyError(err, 'INTERNAL');
   const headers: Headers = { [PROXY_ERROR_HEADER]: e.label };
   if (isGrpc(req.headers)) {
-    headers['content-type'] = 'application/grpc';
+    headers['content-type'] = grpcContentType(req.headers);
     headers['grpc-status'] = String(e.grpcStatus);
     headers['grpc-message'] = encodeGrpcMessage(e.message);
     return { status: 200, headers, body: null, trailers: () => undefined, proxyError: e.label };
@@ -22,6 +22,24 @@ export function errorResponse(err: unknown, req: Pick<ProxyRequest, 'headers'>):
   headers['content-type'] = 'text/plain; charset=utf-8';
   headers['content-length'] = String(Buffer.byteLength(text));
   return { status: e.httpStatus, headers, body: settledBody(Buffer.from(text)), trailers: () => undefined, proxyError: e.label };
+}
+
+/** A gRPC-Web media type (PROTOCOL-WEB.md): `application/grpc-web` or `-web-text`, with an optional `+format`. */
+const GRPC_WEB = /^application\/grpc-web(?:-text)?(?:\+[a-z0-9._-]+)?$/;
+
+/**
+ * The content type of a synthetic gRPC answer: the request's own when it is gRPC-Web, else
+ * `application/grpc`. A gRPC-Web client (grpc-web, Envoy's grpc_web filter in front of it)
+ * reads a response as gRPC-Web only under a gRPC-Web content type, and one in text mode
+ * expects `-web-text` back; `application/grpc` made them fail the call as a malformed
+ * response instead of reporting the error's status. The answer needs no encoding: it is
+ * Trailers-Only, its status in the headers and no body (PROTOCOL-WEB.md "Trailers-only
+ * responses: no change to the gRPC protocol spec"), so there is nothing to frame or base64.
+ * Parameters are dropped (no gRPC media type defines one).
+ */
+function grpcContentType(h: Headers): string {
+  const media = (header(h, 'content-type') ?? '').split(';', 1)[0].trim().toLowerCase();
+  return GRPC_WEB.test(media) ? media : 'application/grpc';
 }
 
 /**
