@@ -8,6 +8,7 @@ import { recordingTcpApp, type RecordingTcpApp } from './helpers/recording-tcp-a
 import { scrape } from './helpers/admin-metric.js';
 import { until } from './helpers/until.js';
 import { listenOnLoopback } from './helpers/fake-app.js';
+import { parseInboundPolicy } from '../contract/parse.js';
 import type { Proxy } from '../proxy/proxy.js';
 
 /**
@@ -207,4 +208,34 @@ test('PERMISSIVE plaintext: silent past the timer, then the start of a request l
   // The app was dialled for the silent client (it might have spoken first), and got nothing.
   expect(await until(() => app.conns.length === conns + 1 && app.conns[conns].closed, 3000)).toBe(true);
   expect(app.conns[conns].data).toBe('');
+});
+
+test('PERMISSIVE plaintext: silent past the timer, then HTTP: no longer an open tunnel, so a push that denies TCP to the port leaves it open, its requests authorized one by one', async () => {
+  dstPort = web.port;
+  const push = (authorizationPolicies: Record<string, unknown>[]) =>
+    permissive.applySnapshot({ version: `v${Date.now()}-${authorizationPolicies.length}`, source: 'test', services: permissive.snapshot.services, inboundPolicy: parseInboundPolicy({ mtls: { mode: 'PERMISSIVE' }, authorizationPolicies }, 'policy') });
+  const s = netConnect(permissive.inboundPort, '127.0.0.1');
+  s.on('error', () => undefined);
+  let got = '';
+  let closed = false;
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  s.on('close', () => (closed = true));
+  const answers = (status: number) => got.split(`HTTP/1.1 ${status} `).length - 1;
+  try {
+    await once(s, 'connect');
+    await delay(DETECT_MS * 3);
+    s.write('GET /first HTTP/1.1\r\nhost: web\r\n\r\n');
+    expect(await until(() => answers(200) === 1 && got.endsWith('web'), 3000)).toBe(true);
+    // GETs only: an ALLOW whose rules are all HTTP admits no TCP (the open tunnels are judged with http: null).
+    push([{ name: 'default/get-only', action: 'ALLOW', rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }]);
+    // The next request on the same connection: served under the new policy, a POST refused by it.
+    s.write('GET /second HTTP/1.1\r\nhost: web\r\n\r\n');
+    expect(await until(() => closed || (answers(200) === 2 && got.endsWith('web')), 3000)).toBe(true);
+    s.write('POST /third HTTP/1.1\r\nhost: web\r\ncontent-length: 0\r\n\r\n');
+    expect(await until(() => closed || answers(403) === 1, 3000)).toBe(true);
+    expect({ closed, ok: answers(200), denied: answers(403) }).toEqual({ closed: false, ok: 2, denied: 1 });
+  } finally {
+    s.destroy();
+    push([]);
+  }
 });

@@ -176,9 +176,9 @@ export class PlaintextInbound {
     this.d.track(1);
     socket.once('close', () => this.d.track(-1));
     // Judged again by every later policy (mTLS mode, authorization) for as long as it is open.
-    this.d.tunnels.add({ kind: 'tcp', authz: { principal: '', port, http: null }, plaintext: true, peer: socket.remoteAddress, end: socket });
+    const untrack = this.d.tunnels.add({ kind: 'tcp', authz: { principal: '', port, http: null }, plaintext: true, peer: socket.remoteAddress, end: socket });
     // Bytes the caller already sent stay buffered (the socket is paused) until the splice pipes them.
-    const beforeSplice = silent ? (up: Duplex, go: () => void) => void this.afterSilence(socket, up, dst, go) : undefined;
+    const beforeSplice = silent ? (up: Duplex, go: () => void) => void this.afterSilence(socket, up, dst, go, untrack) : undefined;
     tunnelToApp(this.d, port, socket, { failed: () => socket.destroy(), ...(beforeSplice ? { beforeSplice } : {}) }, this.d.metrics.local.forInbound('', undefined, false).tcp);
   }
 
@@ -192,7 +192,7 @@ export class PlaintextInbound {
    * unparsed with a forged XFCC, and the start of one that stalls again is closed
    * (docs/security.md). Opaque bytes are spliced, as before.
    */
-  private async afterSilence(socket: Socket, up: Duplex, dst: OriginalDst | undefined, go: () => void): Promise<void> {
+  private async afterSilence(socket: Socket, up: Duplex, dst: OriginalDst | undefined, go: () => void, untrack: () => void): Promise<void> {
     const who = await firstSpeaker(socket, up, this.d.tunnelIdle);
     if (who === 'idle') {
       this.d.tunnelIdle.fired('tcp-idle-timeout');
@@ -221,6 +221,11 @@ export class PlaintextInbound {
       socket.destroy();
       return;
     }
+    // No longer a tunnel: out of the open tunnels, as a plaintext connection found HTTP at
+    // once never joins them. Its requests are authorized one by one (and a port made STRICT
+    // refuses them, closing the connection), so a push that denies TCP to the port (an
+    // ALLOW of HTTP-only rules) must not close it as an opaque splice it is not.
+    untrack();
     // The HTTP servers handle a FIN themselves (inbound-listener.ts accept()).
     socket.allowHalfOpen = false;
     this.handle(socket, kind, dst, this.ids.get(socket) ?? '');

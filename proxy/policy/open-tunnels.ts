@@ -58,10 +58,20 @@ export class OpenTunnels {
     private readonly telemetry: PolicyTelemetry,
   ) {}
 
-  /** Tracks a tunnel until its `end` side closes. */
-  add(t: OpenTunnel): void {
+  /**
+   * Tracks a tunnel until its `end` side closes, or until the returned remover is called:
+   * a connection that stops being a tunnel while open (a plaintext one silent through
+   * detection whose client then speaks HTTP, handed to the HTTP layers: plaintext-inbound.ts
+   * afterSilence()) is no longer judged as one, its requests being authorized one by one.
+   */
+  add(t: OpenTunnel): () => void {
     const entry = this.open.add(t);
-    t.end.once('close', () => this.open.delete(entry));
+    const remove = (): void => {
+      this.open.delete(entry);
+      t.end.removeListener('close', remove);
+    };
+    t.end.once('close', remove);
+    return remove;
   }
 
   /** A new inbound policy is in force: every open tunnel is judged again; the ones it refuses are closed. */
