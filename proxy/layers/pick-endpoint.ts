@@ -10,6 +10,7 @@ import { fromPeerSidecar } from '../resilience/peer-outcome.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
 import { attachState, stateOf, type ResilienceState } from './request-state.js';
 import { abortReason, raceSignal } from './race-signal.js';
+import { grpcTimeoutOnceConnected } from './timeouts.js';
 import { LeanBody, type BodyDone } from '../http/lean-body.js';
 
 export interface PickEndpointDeps {
@@ -129,8 +130,11 @@ async function connectThenForward(d: PickEndpointDeps, inner: HttpService, req: 
     pending.release();
   }
   st.connected();
+  // A gRPC deadline kept running through the wait: the time left now (timeouts.ts).
+  const sent = grpcTimeoutOnceConnected(req, st, d.clock);
+  if (sent instanceof ProxyError) throw attempt.failed(sent);
   attempt.sendsNow();
-  return raced(inner, req, attempt, d.watchesSignal?.(req, ep) ?? false);
+  return raced(inner, sent, attempt, d.watchesSignal?.(sent, ep) ?? false);
 }
 
 /** The attempt raced against the request's signal (unless the service below watches it): one that does not watch it at every step (a tunnel's). */

@@ -5,8 +5,8 @@ import { grpcErrorTrailers } from '../errors/error-response.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
-import { deadlineSpent, parseGrpcTimeout } from '../resilience/grpc-timeout.js';
-import { stateOf, TryTimer } from './request-state.js';
+import { deadlineSpent, formatGrpcTimeout, parseGrpcTimeout } from '../resilience/grpc-timeout.js';
+import { stateOf, TryTimer, type ResilienceState } from './request-state.js';
 import { raceSignal } from './race-signal.js';
 import { linkedAbort } from '../../common/linked-abort.js';
 import { RelayedBody } from '../http/relayed-body.js';
@@ -166,4 +166,28 @@ async function withTimeouts(
     if (!upstream.readableEnded) upstream.destroy();
   });
   return { ...res, body: out, trailers: () => trailers ?? res.trailers() };
+}
+
+/**
+ * The `grpc-timeout` of an attempt that waited for its connection (pick-endpoint.ts
+ * connectThenForward: a new session to the peer, its mTLS handshake), as it is sent: the
+ * time the try has once sent. The retry layer wrote it as the attempt started (the caller's
+ * deadline left, or the per-try timeout if shorter: an HTTPRoute rule's `backendRequest` is
+ * one); the per-try timers stood still through the wait and start whole now (TryTimer), but
+ * the deadline kept running, so a deadline left of 2 s before a 1 s wait was 1 s when sent,
+ * and the upstream was told 2 s. Rewritten here to what is left now, rounded down, or the
+ * per-try timeout if shorter; an error when under 1 ms is left (grpc-timeout.ts
+ * deadlineSpent), as for an attempt that starts so. Envoy writes the header before its
+ * pool wait (router.cc decodeHeaders), so it may grant the upstream up to that wait more
+ * than the caller has. Only requests whose header the retry layer wrote (a gRPC call with a
+ * deadline) are looked at; the others are returned as they are.
+ */
+export function grpcTimeoutOnceConnected(req: ProxyRequest, st: ResilienceState, clock: Clock): ProxyRequest | ProxyError {
+  const at = st.deadlineAt;
+  if (at === undefined || req.headers['grpc-timeout'] === undefined || !req.route || !isGrpc(req.headers)) return req;
+  const remaining = at - clock.now();
+  if (deadlineSpent(remaining)) return new ProxyError(st.deadlineCode, 'less than 1 ms of the deadline was left once the attempt had its connection');
+  const perTry = portPolicy(req.route.service, req.route.port).retry.perTryTimeoutMs;
+  const v = formatGrpcTimeout(perTry > 0 ? Math.min(remaining, perTry) : remaining);
+  return v === header(req.headers, 'grpc-timeout') ? req : { ...req, headers: { ...req.headers, 'grpc-timeout': v } };
 }
