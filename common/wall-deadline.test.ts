@@ -51,4 +51,20 @@ describe('WallDeadline', () => {
     expect(fired).toBe(2);
     expect(clock.pending()).toBe(0);
   });
+
+  test('its timer is unref()ed unless keepAlive (something awaits it: a sidecar\'s first certificate waiting for its notBefore)', () => {
+    const unrefs: boolean[] = [];
+    class RecordingClock extends FakeClock {
+      override setTimeout(fn: () => void, ms: number) {
+        const t = super.setTimeout(fn, ms);
+        const i = unrefs.push(false) - 1;
+        return { ...t, unref: () => (unrefs[i] = true) };
+      }
+    }
+    const clock = new RecordingClock();
+    new WallDeadline(clock, { delayMs: 2 * WALL_CHECK_MS }, () => undefined);
+    new WallDeadline(clock, { delayMs: 2 * WALL_CHECK_MS, keepAlive: true }, () => undefined);
+    clock.advance(WALL_CHECK_MS); // each looks again: the re-armed timer keeps the choice
+    expect(unrefs).toEqual([true, false, true, false]);
+  });
 });

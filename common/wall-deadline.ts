@@ -12,11 +12,12 @@ export const WALL_CHECK_MS = 60_000;
  * a VM paused or live-migrated) CLOCK_MONOTONIC, which Node's timers and performance.now()
  * run on, stops, and the wall clock is set right on resume: a single timer of the whole delay
  * fired that much *running* time later, hours after the certificate it was for had expired.
- * The proxy's workload-certificate renewal was fixed the same way (proxy/identity/
- * workload-identity.ts arm(), istio/ztunnel#1481); dapr (dapr/dapr#7565) and cert-manager
- * (cert-manager/cert-manager#8464) re-check every minute as this does.
+ * The proxy's workload-certificate renewal and its wait for a new certificate's notBefore
+ * (proxy/identity/workload-identity.ts, istio/ztunnel#1481) use it too; dapr (dapr/dapr#7565)
+ * and cert-manager (cert-manager/cert-manager#8464) re-check every minute as this does.
  *
- * The timer is unref()ed: what it is for never keeps the process alive by itself.
+ * The timer is unref()ed (what it is for never keeps the process alive by itself) unless
+ * `keepAlive`: something awaits it (a sidecar's first certificate waiting for its notBefore).
  */
 export class WallDeadline {
   private timer: Timer | null = null;
@@ -24,14 +25,17 @@ export class WallDeadline {
   /** When it is due by the wall clock (clock.wallNow()). */
   readonly dueWallMs: number;
 
+  private readonly keepAlive: boolean;
+
   /** `delayMs` absent: due by the wall clock only (`dueWallMs`). */
   constructor(
     private readonly clock: Clock,
-    o: { readonly delayMs: number; readonly dueWallMs?: number } | { readonly delayMs?: undefined; readonly dueWallMs: number },
+    o: ({ readonly delayMs: number; readonly dueWallMs?: number } | { readonly delayMs?: undefined; readonly dueWallMs: number }) & { readonly keepAlive?: boolean },
     private readonly fn: () => void,
   ) {
     this.dueMs = o.delayMs === undefined ? Infinity : clock.now() + o.delayMs;
     this.dueWallMs = o.dueWallMs ?? clock.wallNow() + o.delayMs!;
+    this.keepAlive = o.keepAlive === true;
     this.arm();
   }
 
@@ -52,6 +56,6 @@ export class WallDeadline {
       if (this.leftMs <= 0) this.fn();
       else this.arm();
     }, left <= 0 ? 0 : Math.min(left, WALL_CHECK_MS));
-    this.timer.unref?.();
+    if (!this.keepAlive) this.timer.unref?.();
   }
 }

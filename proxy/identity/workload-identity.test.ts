@@ -406,6 +406,25 @@ describe('WorkloadIdentity', () => {
     expect(r.clock.pending()).toBe(0);
   });
 
+  test('a suspend while a new certificate waits for its notBefore: it is installed within a minute of waking, not the rest of the wait later', async () => {
+    // The wait for notBefore is due by the wall clock too (common/wall-deadline.ts, as the renewal is): it was one
+    // monotonic timer of the whole wait, which a suspend stops.
+    const r = rig({ caAheadMs: CLOCK_SKEW_MS + 4 * 60_000 });
+    let outcome: unknown = null;
+    const p = r.wi.obtain(10 * 60_000).then((t) => (outcome = t), (e: unknown) => (outcome = e));
+    for (let i = 0; i < 100 && r.clock.pending() === 0; i++) await flush();
+    expect(r.calls).toHaveLength(1);
+    expect(r.wi.nextRenewalAt! - r.clock.now()).toBeGreaterThan(3 * 60_000);
+    // Asleep for ten minutes: notBefore passed by the wall clock; no timer moved.
+    r.clock.skipped = 10 * 60_000;
+    r.clock.advance(WALL_CHECK_MS);
+    for (let i = 0; i < 100 && outcome === null; i++) await flush();
+    expect(outcome).toBe(r.wi.tls);
+    await p;
+    expect(r.wi.tls.leaf().validFromDate.getTime()).toBeLessThanOrEqual(r.clock.wallNow());
+    expect({ calls: r.calls.length, counts: r.wi.counts, pending: r.clock.pending() }).toEqual({ calls: 1, counts: { success: 1, failure: 0 }, pending: 0 });
+  });
+
   test('renewSoon (a trust push) never brings a retry before the control plane\'s pushback: that try would be refused again', async () => {
     const r = rig({ ttlMs: 3_600_000 });
     await r.wi.obtain(10_000);

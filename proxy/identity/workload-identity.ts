@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { createCsr, generateKeyPairAsync, splitPemCerts, verifyChain, writePublicFile } from '../../certs/index.js';
-import type { Clock, Random, Timer } from '../../common/clock.js';
+import type { Clock, Random } from '../../common/clock.js';
+import { WallDeadline } from '../../common/wall-deadline.js';
 import type { Logger } from '../../common/logger.js';
 import { TlsIdentity, type TlsMaterial } from '../tls/tls-identity.js';
 import type { CertifyFn } from './certify-client.js';
@@ -70,8 +71,8 @@ export function pushbackMs(e: unknown): number {
  */
 export const MAX_NOT_YET_VALID_MS = 5 * 60_000;
 
-/** The renewal timer looks at the wall clock at least this often (WorkloadIdentity.arm: a suspend stops the timers' clock). */
-export const WALL_CHECK_MS = 60_000;
+/** The renewal timer looks at the wall clock at least this often (common/wall-deadline.ts: a suspend stops the timers' clock). */
+export { WALL_CHECK_MS } from '../../common/wall-deadline.js';
 
 /** Errors that retrying with the same configuration cannot fix. */
 const PERMANENT = new Set<number>([grpcStatus.PERMISSION_DENIED, grpcStatus.INVALID_ARGUMENT, grpcStatus.FAILED_PRECONDITION]);
@@ -89,10 +90,11 @@ export class WorkloadIdentity {
   private identity: TlsIdentity | null = null;
   private validUntilMs = 0;
   private attempt = 0;
-  private timer: Timer | null = null;
+  /** The scheduled renewal or retry (schedule()). */
+  private timer: WallDeadline | null = null;
   private nextAtMs: number | null = null;
-  /** nextAtMs by the wall clock (arm()). */
-  private dueWallMs = 0;
+  /** A renewed or first certificate's wait for its notBefore (untilValid()). */
+  private notBefore: WallDeadline | null = null;
   /** Until when (clock.now()) the control plane asked not to be called again (grpc-retry-pushback-ms of its last refusal). */
   private pushbackUntilMs = 0;
   private inflight: Promise<void> | null = null;
@@ -190,7 +192,7 @@ export class WorkloadIdentity {
     const at = now + delay;
     if (this.nextAtMs !== null && this.nextAtMs <= at) return;
     this.o.logger.info('renewing the certificate early', { identity: this.o.spiffeId, reason, inMs: Math.round(delay) });
-    this.o.clock.clearTimeout(this.timer);
+    this.timer.cancel();
     this.timer = null;
     this.schedule(delay);
   }
@@ -206,7 +208,7 @@ export class WorkloadIdentity {
   stop(): void {
     this.stopped = true;
     this.halt.abort(new Error('stopped'));
-    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
     this.nextAtMs = null;
   }
@@ -223,36 +225,28 @@ export class WorkloadIdentity {
     if (this.tallies.success) m.renewals.inc({ result: 'success' }, this.tallies.success);
     if (this.tallies.failure) m.renewals.inc({ result: 'failure' }, this.tallies.failure);
     if (this.validUntilMs) m.expiry.set(this.validUntilMs / 1000);
-    if (this.nextAtMs !== null) m.nextRenewal.set(this.dueWallMs / 1000);
+    const due = this.timer ?? this.notBefore;
+    if (this.nextAtMs !== null && due) m.nextRenewal.set(due.dueWallMs / 1000);
     this.metrics = m;
   }
 
+  /**
+   * The renewal is due when either clock says so (common/wall-deadline.ts): the monotonic one
+   * (timers run on it, and a wall clock stepped back must not postpone it) or the wall clock
+   * (certificates expire by it), looked at at least once a minute. During a suspend
+   * CLOCK_MONOTONIC stops and the wall clock is set right on resume, so a single timer of the
+   * whole delay fired hours after the certificate had expired (istio/ztunnel#1481).
+   */
   private schedule(delayMs: number): void {
     if (this.stopped) return;
+    this.timer?.cancel();
     this.nextAtMs = this.o.clock.now() + delayMs;
-    this.dueWallMs = this.o.clock.wallNow() + delayMs;
-    this.metrics?.nextRenewal.set(this.dueWallMs / 1000);
-    this.arm();
-  }
-
-  /**
-   * The renewal is due when either clock says so: the monotonic one (timers run on it, and
-   * a wall clock stepped back must not postpone it) or the wall clock (certificates expire
-   * by it). During a suspend CLOCK_MONOTONIC stops and the wall clock is set right on
-   * resume, so a single timer of the whole delay fired hours after the certificate had
-   * expired (istio/ztunnel#1481). Armed for at most WALL_CHECK_MS at a time, it looks
-   * again, as dapr (dapr/dapr#7565) and cert-manager (cert-manager/cert-manager#8464) do.
-   */
-  private arm(): void {
-    const left = Math.min(this.nextAtMs! - this.o.clock.now(), this.dueWallMs - this.o.clock.wallNow());
-    const due = left <= 0;
-    this.timer = this.o.clock.setTimeout(() => {
+    this.timer = new WallDeadline(this.o.clock, { delayMs }, () => {
       this.timer = null;
       if (this.stopped) return;
-      if (!due) return this.arm();
       this.inflight = this.renew().finally(() => (this.inflight = null));
-    }, due ? 0 : Math.min(left, WALL_CHECK_MS));
-    this.timer.unref?.();
+    });
+    this.metrics?.nextRenewal.set(this.timer.dueWallMs / 1000);
   }
 
   private async renew(): Promise<void> {
@@ -283,7 +277,10 @@ export class WorkloadIdentity {
   /**
    * Waits until `got` is valid by this proxy's clock (its notBefore within
    * MAX_NOT_YET_VALID_MS: fetch() refused anything further). Meanwhile the certificate in
-   * use keeps serving, and nextRenewalAt says when the new one will be installed.
+   * use keeps serving, and nextRenewalAt says when the new one will be installed. Due by
+   * either clock, as a renewal is (schedule()): a suspend during the wait does not hold the
+   * certificate back for the wait's running time after waking. Rejects with `signal`'s
+   * reason as soon as it aborts, the timer cancelled.
    */
   private async untilValid(got: { validFromMs: number; serial: string }, signal: AbortSignal | undefined): Promise<void> {
     const early = got.validFromMs - this.o.clock.wallNow();
@@ -292,9 +289,22 @@ export class WorkloadIdentity {
       code: 'CERT_NOT_YET_VALID', identity: this.o.spiffeId, serial: got.serial, notBefore: new Date(got.validFromMs).toISOString(), inMs: Math.round(early),
     });
     this.nextAtMs = this.o.clock.now() + early;
-    this.dueWallMs = got.validFromMs;
-    this.metrics?.nextRenewal.set(this.dueWallMs / 1000);
-    await this.sleep(early, signal);
+    this.metrics?.nextRenewal.set(got.validFromMs / 1000);
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        wait.cancel();
+        if (this.notBefore === wait) this.notBefore = null;
+        reject(signal!.reason);
+      };
+      // Kept alive: a sidecar's start awaits its first certificate here.
+      const wait = new WallDeadline(this.o.clock, { delayMs: early, dueWallMs: got.validFromMs, keepAlive: true }, () => {
+        if (this.notBefore === wait) this.notBefore = null;
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      this.notBefore = wait;
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private accept(validUntilMs: number, serial: string, msg: string): void {
