@@ -2,7 +2,6 @@ import type { X509Certificate } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse, Ejection, IdentityReport, Subscribe } from '../../contract/discovery.js';
 import type { Service } from '../../contract/model.js';
-import type { WallDeadline } from '../../common/wall-deadline.js';
 import type { PeerIdentity } from '../identity/peer-certificate.js';
 
 /** One computed response for (filter, from, to), shared by every subscriber in the same place. */
@@ -93,8 +92,6 @@ export interface Subscriber {
    * when that pod's UID changes (discovery-server.ts recheckPodBound).
    */
   podBound: { readonly key: string; uid: string | undefined } | null;
-  /** Ends the stream when the client certificate expires (by the wall clock: discovery-server.ts armExpiry). */
-  expiryTimer: WallDeadline | null;
   closed: boolean;
   /** The stream's report budget per kind (discovery-server.ts REPORT_BUDGET), made at its first report of that kind. */
   reportBuckets: Partial<Record<ReportKind, ReportBucket>>;
@@ -116,7 +113,7 @@ export function newSubscriber(id: number, call: grpc.ServerDuplexStream<Discover
     ackedSeq: -1, ackedVersion: '', ackedView: new Map(), ackedRouteNs: '*', ackedPolicyJson: null, ackedOpaquePorts: null, ackedTrustKey: null, nackedTrustKey: null, ackedTelemetryJson: null, ackedEgressJson: null, inflight: null, nackedSeq: -1,
     lastSent: null, nackedSinceAck: false, lastSeenAt: now,
     forceFull: false, nacks: 0, lastNack: null, ejections: [], healthReportedAt: 0, identityReport: null,
-    authPeer: null, authAnchor: null, podKey: null, certKey: null, fleetKey: null, addressKey: null, podClaimChecked: false, podBound: null, expiryTimer: null, closed: false, reportBuckets: {},
+    authPeer: null, authAnchor: null, podKey: null, certKey: null, fleetKey: null, addressKey: null, podClaimChecked: false, podBound: null, closed: false, reportBuckets: {},
   };
 }
 
