@@ -373,6 +373,26 @@ describe('WorkloadIdentity', () => {
     expect(serialOf(r.wi)).toBe(kept);
   });
 
+  test('an abort that lands while the Certify answer is on its way: a certificate valid only later is not waited for nor installed at its notBefore', async () => {
+    const clock = new FakeClock(Date.now());
+    const stop = new AbortController();
+    const wi = new WorkloadIdentity({
+      spiffeId: ID, clock, random: seededRandom(3), logger: createLogger({ level: 'error', sink: () => undefined }),
+      readToken: async () => Buffer.from('token'), generateKey: async () => keys[0],
+      // The answer comes (a certificate starting 30 s after the proxy's now), and SIGTERM with it.
+      certify: async (req) => {
+        const w = ca.issue(req.csrPem, { identity: req.identity, ttlMs: TTL, now: new Date(clock.wallNow() + CLOCK_SKEW_MS + 30_000) });
+        stop.abort(new Error('SIGTERM'));
+        return { certChainPem: w.certPem, trustBundlePem: root.certPem, validUntilMs: w.notAfter.getTime() };
+      },
+    });
+    await expect(wi.obtain(60_000, stop.signal)).rejects.toThrow('SIGTERM');
+    // Before, the wait for its notBefore started on an aborted signal (its 'abort' never comes again):
+    // a timer was left, and the certificate was installed 30 s later on a sidecar shutting down.
+    expect(clock.pending()).toBe(0);
+    expect(wi.counts).toEqual({ success: 0, failure: 0 });
+  });
+
   test('a certificate valid only more than 5 minutes from now (a CA clock far off) is refused, as before, with the skew named', async () => {
     const r = rig({ caAheadMs: MAX_NOT_YET_VALID_MS + CLOCK_SKEW_MS + 60_000 });
     await expect(r.wi.obtain(1)).rejects.toThrow(/not yet valid .*\(it starts 3[56][0-9] s after this proxy's clock: is the control plane's clock ahead\?/);

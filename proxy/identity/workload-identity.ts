@@ -285,6 +285,8 @@ export class WorkloadIdentity {
   private async untilValid(got: { validFromMs: number; serial: string }, signal: AbortSignal | undefined): Promise<void> {
     const early = got.validFromMs - this.o.clock.wallNow();
     if (early <= 0) return;
+    // Aborted while the answer was on its way: the 'abort' event has passed, so the wait below would never hear it.
+    signal?.throwIfAborted();
     this.o.logger.warn('the control plane\'s clock is ahead of this one: the new certificate is valid only from its notBefore, and is used from then', {
       code: 'CERT_NOT_YET_VALID', identity: this.o.spiffeId, serial: got.serial, notBefore: new Date(got.validFromMs).toISOString(), inMs: Math.round(early),
     });
