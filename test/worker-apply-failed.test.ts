@@ -131,7 +131,8 @@ describe('from the control plane', () => {
   });
 
   test('the version a worker could not apply is NACKed with its reason; one every worker applied is ACKed', async () => {
-    const p = await startProxy({ pki, namespace: 'shop', serviceAccount: 'web', controlPlane: `127.0.0.1:${mesh.cp.grpcPort}`, config: { concurrency: 2 } });
+    const logs: string[] = [];
+    const p = await startProxy({ pki, namespace: 'shop', serviceAccount: 'web', logs, controlPlane: `127.0.0.1:${mesh.cp.grpcPort}`, config: { concurrency: 2 } });
     try {
       type Row = { ackedVersion: string; nacks: number; lastNack: { version: string; detail: string } | null };
       const row = () => mesh.cp.discovery.debugProxies()[0] as unknown as Row | undefined;
@@ -145,6 +146,9 @@ describe('from the control plane', () => {
       expect(row()!.lastNack!.detail).toContain('listener worker 0 could not apply the config: injected: cannot apply');
       expect(row()!.ackedVersion).toBe(first);
       expect((await admin(p, '/ready')).status).toBe(503);
+      // Said as it is: the main thread and the other worker run that version; "keeping the last good config" was not true.
+      expect(logs.some((l) => l.includes('a listener worker did not take a discovery update; NACKed'))).toBe(true);
+      expect(logs.some((l) => l.includes('keeping the last good config'))).toBe(false);
       failing = false;
       await writeFile(join(mesh.dir, 'web.yaml'), shopWebYaml(8082));
       await until('the next version ACKed', () => row()!.ackedVersion !== first);

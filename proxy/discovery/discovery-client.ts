@@ -267,16 +267,23 @@ export class DiscoveryClient {
         if (this.stream === stream) accept();
       },
       (e: unknown) => {
-        if (this.stream === stream) this.reject(stream, r, e);
+        if (this.stream === stream) this.reject(stream, r, e, true);
       },
     );
   }
 
-  /** The version is refused (its validation, or `apply`, failed): NACKed, the last good config kept. */
-  private reject(stream: Stream, r: DiscoveryResponse, e: unknown): void {
+  /**
+   * The version is refused (its validation, or `apply`, failed): NACKed. Refused by its
+   * validation, the last good config is kept everywhere; refused by a listener worker that
+   * could not apply it (or did not answer), the main thread and the other workers already
+   * run it, and that worker keeps its previous config until a later version applies.
+   */
+  private reject(stream: Stream, r: DiscoveryResponse, e: unknown, byWorker = false): void {
     const detail = (e as Error).message;
     this.stats.rejected++;
-    this.o.logger.warn('rejected a discovery update; keeping the last good config', { version: r.version, detail, kept: this.snapshot?.version ?? null });
+    if (byWorker)
+      this.o.logger.warn('a listener worker did not take a discovery update; NACKed (the other workers run it, that one keeps its previous config until a later version)', { version: r.version, detail, acked: this.snapshot?.version ?? null });
+    else this.o.logger.warn('rejected a discovery update; keeping the last good config', { version: r.version, detail, kept: this.snapshot?.version ?? null });
     stream.write({ nack: { version: r.version, nonce: r.nonce, errorDetail: detail, resync: e instanceof ResyncError } });
   }
 
