@@ -1,5 +1,5 @@
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Proxy } from '../proxy/proxy.js';
+import { heldRelay, type HeldRelay } from './helpers/held-relay.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { httpEchoBackend, send, type EchoBackend } from './helpers/route-backends.js';
@@ -22,11 +22,10 @@ const HOLD_MS = 1000;
 const TRY_MS = 500;
 let client: Proxy, server: Proxy;
 let echo: EchoBackend;
-let relay: Server;
-const relayed = new Set<Socket>();
+let relay: HeldRelay;
 
 /** The server sidecar as the client reaches it: through the relay. */
-const viaRelay = (): Proxy => Object.create(server, { inboundPort: { value: (relay.address() as AddressInfo).port } }) as Proxy;
+const viaRelay = (): Proxy => Object.create(server, { inboundPort: { value: relay.port } }) as Proxy;
 // The connect timeout (default 1 s) well above the hold: it bounds the wait for the connection.
 const { route: httpRoute, use: useRoutes } = webRoutes(() => client, viaRelay, () => ({ web: { port: echo.port }, echo: { port: echo.port, policy: { timeouts: { connectMs: '10s' } } } }));
 const tries = (path: string) => echo.seen.filter((e) => e.path === path).length;
@@ -35,31 +34,12 @@ beforeAll(async () => {
   echo = await httpEchoBackend('echo');
   server = await startProxy({ pki, serviceAccount: 'backend' });
   client = await startProxy({ pki, serviceAccount: 'client', services: [] });
-  relay = createServer((down) => {
-    relayed.add(down);
-    down.on('error', () => undefined);
-    down.on('close', () => relayed.delete(down));
-    // What the client sends meanwhile (its ClientHello) waits in the paused socket.
-    setTimeout(() => {
-      if (down.destroyed) return;
-      const up = connect(server.inboundPort, '127.0.0.1');
-      relayed.add(up);
-      up.on('error', () => down.destroy());
-      up.on('close', () => {
-        relayed.delete(up);
-        down.destroy();
-      });
-      down.on('close', () => up.destroy());
-      down.pipe(up).pipe(down);
-    }, HOLD_MS);
-  });
-  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  relay = await heldRelay(() => server.inboundPort, HOLD_MS);
 });
 
 afterAll(async () => {
   await client.close();
-  for (const s of relayed) s.destroy();
-  await new Promise<void>((r) => relay.close(() => r()));
+  await relay.close();
   await server.close();
   await echo.close();
 });

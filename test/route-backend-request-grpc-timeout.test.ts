@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Proxy } from '../proxy/proxy.js';
+import { heldRelay, type HeldRelay } from './helpers/held-relay.js';
 import { testPki } from './helpers/pki.js';
 import { startProxy } from './helpers/proxy.js';
 import { Ticker, type TickerClient } from './helpers/ticker-service.js';
@@ -29,9 +29,8 @@ let ticker: TickerClient;
 let heldClient: Proxy;
 let heldTicker: TickerClient;
 const HOLD_MS = 1000;
-let relay: Server;
-const relayed = new Set<Socket>();
-const viaRelay = (): Proxy => Object.create(server, { inboundPort: { value: (relay.address() as AddressInfo).port } }) as Proxy;
+let relay: HeldRelay;
+const viaRelay = (): Proxy => Object.create(server, { inboundPort: { value: relay.port } }) as Proxy;
 const held = webRoutes(() => heldClient, viaRelay, () => ({
   web: { port: appPort, protocol: 'grpc' },
   // The connect timeout (default 1 s) well above the hold: the try waits it out.
@@ -59,25 +58,7 @@ beforeAll(async () => {
   ticker = new Ticker(`127.0.0.1:${client.outboundPort}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'web:80' }) as TickerClient;
   heldClient = await startProxy({ pki, serviceAccount: 'client', services: [], config: { protocol: { meshHttp2: 'h2' } } });
   heldTicker = new Ticker(`127.0.0.1:${heldClient.outboundPort}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': 'web:80' }) as TickerClient;
-  relay = createServer((down) => {
-    relayed.add(down);
-    down.on('error', () => undefined);
-    down.on('close', () => relayed.delete(down));
-    // What the client sends meanwhile (its ClientHello) waits in the paused socket.
-    setTimeout(() => {
-      if (down.destroyed) return;
-      const up = connect(server.inboundPort, '127.0.0.1');
-      relayed.add(up);
-      up.on('error', () => down.destroy());
-      up.on('close', () => {
-        relayed.delete(up);
-        down.destroy();
-      });
-      down.on('close', () => up.destroy());
-      down.pipe(up).pipe(down);
-    }, HOLD_MS);
-  });
-  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  relay = await heldRelay(() => server.inboundPort, HOLD_MS);
 });
 
 afterAll(async () => {
@@ -85,8 +66,7 @@ afterAll(async () => {
   heldTicker.close();
   await client.close();
   await heldClient.close();
-  for (const c of relayed) c.destroy();
-  await new Promise((r) => relay.close(r));
+  await relay.close();
   await server.close();
   await new Promise<void>((r) => app.tryShutdown(() => r()));
 });
