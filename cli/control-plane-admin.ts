@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { request } from '../common/node-http.js';
 import { isIP } from 'node:net';
-import { KubeHttp } from './kube-http.js';
+import { KubeHttp, type KubeResponse } from './kube-http.js';
 import { ADMIN_TOKEN_AUDIENCE, ADMIN_TOKEN_HEADER } from '../contract/identity.js';
 import { DEFAULT_RETRY_AFTER, honourRetryAfter, type Answer, type RetryAfterPolicy } from './retry-after.js';
 
@@ -26,7 +26,7 @@ export interface Replica {
    * within DEFAULT_RETRY_AFTER (cli/retry-after.ts); past those bounds it rejects with a
    * RetryAfterExhausted that says so.
    */
-  get(path: string): Promise<{ status: number; body: string }>;
+  get(path: string): Promise<{ status: number; body: string; readonly note?: string }>;
 }
 
 /**
@@ -116,17 +116,25 @@ const CLI_SERVICE_ACCOUNT = 'wren-cli';
  * `create serviceaccounts/token` right in the control plane's namespace: an administrator's):
  * the control plane answers its debug pages and /api/ to other addresses only with one
  * (control-plane/admin-access.ts). It travels in `x-wren-admin-token` because the API
- * server's pod proxy strips the `Authorization` it authenticated us with. Null when it
- * cannot be minted (RBAC, an older install): the control plane's 403 then says why.
+ * server's pod proxy strips the `Authorization` it authenticated us with. Without one (RBAC,
+ * an older install, an API server still answering 429 past KubeHttp.create's retries) the control plane
+ * answers 403; `problem` says why there was none, for that answer's error.
  */
-async function adminToken(kube: KubeHttp, namespace: string): Promise<string | null> {
+async function adminToken(kube: KubeHttp, namespace: string): Promise<{ readonly token: string | null; readonly problem: string | null }> {
   // A 429 with Retry-After (API Priority and Fairness) is asked again (KubeHttp.create).
-  const r = await kube.create(`/api/v1/namespaces/${namespace}/serviceaccounts/${CLI_SERVICE_ACCOUNT}/token`, {
-    apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: [ADMIN_TOKEN_AUDIENCE], expirationSeconds: 600 },
-  }).catch(() => null);
-  if (!r || (r.status !== 200 && r.status !== 201)) return null;
+  const path = `/api/v1/namespaces/${namespace}/serviceaccounts/${CLI_SERVICE_ACCOUNT}/token`;
+  let r: KubeResponse;
+  try {
+    r = await kube.create(path, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: [ADMIN_TOKEN_AUDIENCE], expirationSeconds: 600 } });
+  } catch (e) {
+    // KubeHttp's message starts with the method and URL: the rest says what happened.
+    return { token: null, problem: `TokenRequest ${namespace}/${CLI_SERVICE_ACCOUNT}: ${(e as Error).message.replace(/^POST \S+: /, '')}` };
+  }
+  if (r.status !== 200 && r.status !== 201) {
+    return { token: null, problem: `TokenRequest ${namespace}/${CLI_SERVICE_ACCOUNT}: HTTP ${r.status}` };
+  }
   const token = (JSON.parse(r.body) as { status?: { token?: unknown } }).status?.token;
-  return typeof token === 'string' && token !== '' ? token : null;
+  return typeof token === 'string' && token !== '' ? { token, problem: null } : { token: null, problem: `TokenRequest ${namespace}/${CLI_SERVICE_ACCOUNT}: no token in the answer` };
 }
 
 /** Every running control-plane pod, reached through /api/v1/namespaces/NS/pods/NAME:PORT/proxy/. */
@@ -136,7 +144,7 @@ export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAM
   const pods = await kube.getJson<PodList>(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(CONTROL_PLANE_SELECTOR)}`).catch((e: Error) => {
     throw new Error(`cannot list the control-plane pods through the Kubernetes API server ${kube.server}: ${e.message} (the kubeconfig: --kubeconfig, else KUBECONFIG, ~/.kube/config, in-cluster)`, { cause: e });
   });
-  const token = pods?.items.length ? await adminToken(kube, namespace) : null;
+  const { token, problem } = pods?.items.length ? await adminToken(kube, namespace) : { token: null, problem: null };
   const headers: Record<string, string> = token ? { [ADMIN_TOKEN_HEADER]: token } : {};
   return (pods?.items ?? [])
     .filter((p) => p.status?.phase === 'Running')
@@ -146,7 +154,9 @@ export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAM
       get: (path: string) =>
         honourRetryAfter(`${namespace}/${p.metadata.name}${path}`, async () => {
           const r = await kube.request('GET', `/api/v1/namespaces/${namespace}/pods/${p.metadata.name}:${port}/proxy${path}`, undefined, headers);
-          return { status: r.status, body: r.body, ...(r.retryAfter === undefined ? {} : { retryAfter: r.retryAfter }) };
+          // The 403 of a control plane sent no token says only that it wants one: the note says why there was none.
+          const note = r.status === 403 && problem !== null ? { note: `no admin token: ${problem}` } : {};
+          return { status: r.status, body: r.body, ...note, ...(r.retryAfter === undefined ? {} : { retryAfter: r.retryAfter }) };
         }, retry),
     }));
 }
@@ -154,7 +164,7 @@ export async function kubeReplicas(kube: KubeHttp, namespace = CONTROL_PLANE_NAM
 /** GET a JSON document from a replica; throws naming the replica and the status. */
 export async function replicaJson<T>(r: Replica, path: string): Promise<T> {
   const res = await r.get(path);
-  if (res.status !== 200) throw new Error(`${r.name}${path}: HTTP ${res.status} ${res.body.slice(0, 200).trim()}`);
+  if (res.status !== 200) throw new Error(`${r.name}${path}: HTTP ${res.status} ${res.body.slice(0, 200).trim()}${res.note ? ` (${res.note})` : ''}`);
   return JSON.parse(res.body) as T;
 }
 

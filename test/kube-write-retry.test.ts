@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { rbacCheck } from '../cli/check/kube-checks.js';
-import { kubeReplicas } from '../cli/control-plane-admin.js';
+import { kubeReplicas, replicaJson } from '../cli/control-plane-admin.js';
 import { KubeHttp } from '../cli/kube-http.js';
 import { systemClock } from '../common/clock.js';
 import { AuthError } from '../control-plane/identity/authenticator.js';
@@ -139,4 +139,30 @@ describe('the CLI\'s SelfSubjectAccessReview and TokenRequest (its raw client)',
       await new Promise((r) => admin.close(r));
     }
   });
+
+  test('the admin token past the bounds: the control plane\'s 403 is reported with why no token was sent (the API server still throttling), not alone', async () => {
+    // The admin port as control-plane/admin-access.ts answers another address without a token.
+    const admin: Server = createServer((req, res) => {
+      if (req.headers['x-wren-admin-token']) return res.end('{}');
+      res.writeHead(403).end('an admin token is required (x-wren-admin-token)\n');
+    });
+    await new Promise<void>((r) => admin.listen(0, '127.0.0.1', r));
+    try {
+      api.apply('pods', {
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: 'wren-control-plane-b', namespace: 'wren-system', labels: { 'app.kubernetes.io/name': 'wren-control-plane', 'app.kubernetes.io/part-of': 'wren' } },
+        spec: { containers: [] }, status: { phase: 'Running' },
+      });
+      api.podProxies.set('wren-system/wren-control-plane-b:15014', `127.0.0.1:${(admin.address() as AddressInfo).port}`);
+      api.throttle.set(TOKEN_REQUEST, { count: 100, retryAfter: '1' });
+      const kube = new KubeHttp(api.kubeConfig(), 5000);
+      const replicas = await kubeReplicas(kube);
+      const replica = replicas.find((r) => r.name === 'wren-system/wren-control-plane-b')!;
+      await expect(replicaJson(replica, '/debug/proxy-status')).rejects.toThrow(
+        /^wren-system\/wren-control-plane-b\/debug\/proxy-status: HTTP 403 an admin token is required \(x-wren-admin-token\) \(no admin token: TokenRequest wren-system\/wren-cli: still HTTP 429 with Retry-After: 1 after 4 attempt\(s\) and 3 s of waiting/,
+      );
+    } finally {
+      api.throttle.delete(TOKEN_REQUEST);
+      await new Promise((r) => admin.close(r));
+    }
+  }, 20_000);
 });
