@@ -1,5 +1,6 @@
 import { Counter, type Registry } from 'prom-client';
-import type { Clock, Timer } from '../common/clock.js';
+import { abortableSleep } from '../common/abortable-sleep.js';
+import type { Clock } from '../common/clock.js';
 import { retryAfterMs } from '../common/http-retry-after.js';
 
 /**
@@ -104,23 +105,8 @@ export async function retryThrottled<T>(
         throw e;
       }
       countKubeWriteRetry(request, 'retried');
-      await sleep(o.clock, ms, o.signal);
+      await abortableSleep(o.clock, ms, o.signal);
       waited += ms;
     }
   }
-}
-
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let t: Timer | undefined = undefined;
-    const onAbort = (): void => {
-      if (t) clock.clearTimeout(t);
-      reject(signal.reason);
-    };
-    t = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

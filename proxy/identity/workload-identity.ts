@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { createCsr, generateKeyPairAsync, splitPemCerts, verifyChain, writePublicFile } from '../../certs/index.js';
+import { abortableSleep } from '../../common/abortable-sleep.js';
 import type { Clock, Random } from '../../common/clock.js';
 import { WallDeadline } from '../../common/wall-deadline.js';
 import type { Logger } from '../../common/logger.js';
@@ -153,24 +154,9 @@ export class WorkloadIdentity {
         if ((typeof code === 'number' && PERMANENT.has(code)) || this.o.clock.now() + delay > deadline)
           throw new Error(`cannot obtain a certificate for ${this.o.spiffeId} from the control plane (${attempt + 1} attempt(s)): ${describe(e)}`, { cause: e });
         this.o.logger.warn('certify failed; retrying', { identity: this.o.spiffeId, error: describe(e), retryInMs: Math.round(delay) });
-        await this.sleep(delay, signal);
+        await abortableSleep(this.o.clock, delay, signal);
       }
     }
-  }
-
-  /** Waits `ms`; rejects with `signal`'s reason as soon as it aborts, the timer cleared. */
-  private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        this.o.clock.clearTimeout(timer);
-        reject(signal!.reason);
-      };
-      const timer = this.o.clock.setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
   }
 
   /** The WorkloadIdentity that obtained and renews `tls`, if one did. */
