@@ -7,7 +7,7 @@ import { IDEMPOTENT } from '../http/idempotent.js';
 import { classify, retriesSuccess, retryDecision, type Outcome } from '../resilience/classify.js';
 import { fromPeerSidecar } from '../resilience/peer-outcome.js';
 import type { Admission } from '../resilience/concurrency-limits.js';
-import { deadlineSpent, formatGrpcTimeout } from '../resilience/grpc-timeout.js';
+import { attemptGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { ReplayableBody } from './replayable-body.js';
 import { portPolicy, type TrafficPolicy } from '../../contract/model.js';
 import type { RetryCause } from '../../contract/discovery.js';
@@ -222,8 +222,6 @@ function responseOutcome(res: ProxyResponse, st: ResilienceState): Outcome {
   return fromPeerSidecar(classify({ type: 'response', status: res.status, grpcStatus: g === undefined ? undefined : Number(g) }), res.headers, st.endpoint);
 }
 
-const MAX_PROPAGATED_DEADLINE_MS = 2 ** 31 - 1;
-
 /** The attempt's request headers, or null when the caller's deadline is spent (under 1 ms left: grpc-timeout.ts deadlineSpent). */
 function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadlineAt: number | undefined, perTry: number, clock: Clock): Headers | null {
   const deadline = grpc && deadlineAt !== undefined;
@@ -231,16 +229,10 @@ function attemptHeaders(req: ProxyRequest, attempt: number, grpc: boolean, deadl
   const h: Headers = { ...req.headers };
   if (attempt > 1) h[ATTEMPT_HEADER] = String(attempt);
   if (deadline) {
-    // Propagate what is left of the caller's deadline (gRPC deadline propagation), or the
-    // per-try timeout if that is shorter.
-    const remaining = deadlineAt - clock.now();
-    if (deadlineSpent(remaining)) return null;
-    const left = perTry > 0 ? Math.min(remaining, perTry) : remaining;
-    // Past what a timer can hold (2^31-1 ms, 24.8 days) a deadline is no deadline: grpc-js
-    // sends none for one (deadline.ts getRelativeTimeout: "treated as infinitely far in the
-    // future"), and its server turns such a grpc-timeout into a timer that fires at once.
-    if (left > MAX_PROPAGATED_DEADLINE_MS) delete h['grpc-timeout'];
-    else h['grpc-timeout'] = formatGrpcTimeout(left);
+    const v = attemptGrpcTimeout(deadlineAt, perTry, clock.now());
+    if (v === null) return null;
+    if (v === '') delete h['grpc-timeout'];
+    else h['grpc-timeout'] = v;
   }
   return h;
 }

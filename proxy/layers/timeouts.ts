@@ -5,7 +5,7 @@ import { grpcErrorTrailers } from '../errors/error-response.js';
 import type { Clock, Timer } from '../../common/clock.js';
 import type { Logger } from '../../common/logger.js';
 import { header, isGrpc, type Headers } from '../http/headers.js';
-import { deadlineSpent, formatGrpcTimeout, parseGrpcTimeout } from '../resilience/grpc-timeout.js';
+import { attemptGrpcTimeout, deadlineSpent, parseGrpcTimeout } from '../resilience/grpc-timeout.js';
 import { stateOf, TryTimer, type ResilienceState } from './request-state.js';
 import { raceSignal } from './race-signal.js';
 import { linkedAbort } from '../../common/linked-abort.js';
@@ -185,9 +185,11 @@ async function withTimeouts(
 export function grpcTimeoutOnceConnected(req: ProxyRequest, st: ResilienceState, clock: Clock): ProxyRequest | ProxyError {
   const at = st.deadlineAt;
   if (at === undefined || req.headers['grpc-timeout'] === undefined || !req.route || !isGrpc(req.headers)) return req;
-  const remaining = at - clock.now();
-  if (deadlineSpent(remaining)) return new ProxyError(st.deadlineCode, 'less than 1 ms of the deadline was left once the attempt had its connection');
-  const perTry = portPolicy(req.route.service, req.route.port).retry.perTryTimeoutMs;
-  const v = formatGrpcTimeout(perTry > 0 ? Math.min(remaining, perTry) : remaining);
-  return v === header(req.headers, 'grpc-timeout') ? req : { ...req, headers: { ...req.headers, 'grpc-timeout': v } };
+  const v = attemptGrpcTimeout(at, portPolicy(req.route.service, req.route.port).retry.perTryTimeoutMs, clock.now());
+  if (v === null) return new ProxyError(st.deadlineCode, 'less than 1 ms of the deadline was left once the attempt had its connection');
+  if (v === header(req.headers, 'grpc-timeout')) return req;
+  const headers = { ...req.headers };
+  if (v === '') delete headers['grpc-timeout'];
+  else headers['grpc-timeout'] = v;
+  return { ...req, headers };
 }

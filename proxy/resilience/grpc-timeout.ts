@@ -40,3 +40,22 @@ export function formatGrpcTimeout(ms: number): string {
   if (min < 1e8) return `${min}M`;
   return `${Math.min(99_999_999, Math.floor(v / 3_600_000))}H`;
 }
+
+/** Past what a timer can hold (2^31-1 ms, 24.8 days) a deadline is no deadline. */
+const MAX_PROPAGATED_DEADLINE_MS = 2 ** 31 - 1;
+
+/**
+ * The grpc-timeout an attempt sends upstream (gRPC deadline propagation): what is left of
+ * the caller's deadline (`deadlineAt`, the clock's ms), or the per-try timeout if that is
+ * shorter. null when the deadline is spent (deadlineSpent: the attempt fails locally); ''
+ * when it is past what a timer can hold, and none is sent: grpc-js sends none for such a
+ * deadline (deadline.ts getRelativeTimeout: "treated as infinitely far in the future"), and
+ * its server turns such a grpc-timeout into a timer that fires at once. Used as an attempt
+ * starts (layers/retry.ts) and again once it has waited for its connection (layers/timeouts.ts).
+ */
+export function attemptGrpcTimeout(deadlineAt: number, perTryMs: number, nowMs: number): string | null {
+  const remaining = deadlineAt - nowMs;
+  if (deadlineSpent(remaining)) return null;
+  const left = perTryMs > 0 ? Math.min(remaining, perTryMs) : remaining;
+  return left > MAX_PROPAGATED_DEADLINE_MS ? '' : formatGrpcTimeout(left);
+}
